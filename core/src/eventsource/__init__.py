@@ -1,0 +1,96 @@
+"""eventsource: one async event-sourcing API over SQLite, PostgreSQL, Kafka and NATS JetStream."""
+
+from __future__ import annotations
+
+from eventsource.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    ConflictError,
+    DuplicateEventError,
+    ErrorType,
+    EventNotFoundError,
+    EventSourceError,
+    NotFoundError,
+    PluginLoadError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    SnapshotNotFoundError,
+    StreamExistsError,
+    StreamNotFoundError,
+    UnsupportedOperationError,
+    ValidationError,
+)
+from eventsource.hookspecs import hookimpl
+from eventsource.model import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendEventRequest,
+    AppendEventsBatchRequest,
+    CreateSnapshotRequest,
+    CreateStreamRequest,
+    Event,
+    EventData,
+    ExpectedVersion,
+    GetEventsRequest,
+    Snapshot,
+    SortOrder,
+    StreamInfo,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "AppendEventRequest",
+    "AppendEventsBatchRequest",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "ConflictError",
+    "CreateSnapshotRequest",
+    "CreateStreamRequest",
+    "DuplicateEventError",
+    "ErrorType",
+    "Event",
+    "EventData",
+    "EventNotFoundError",
+    "EventSourceError",
+    "EventSourcingManager",
+    "ExpectedVersion",
+    "GetEventsRequest",
+    "ManagerConfig",
+    "NotFoundError",
+    "PluginLoadError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "ProviderUnavailableError",
+    "Snapshot",
+    "SnapshotNotFoundError",
+    "SortOrder",
+    "StreamExistsError",
+    "StreamInfo",
+    "StreamNotFoundError",
+    "SyncEventSourcingManager",
+    "UnsupportedOperationError",
+    "ValidationError",
+    "hookimpl",
+]
+
+
+def __getattr__(name: str) -> object:  # lazy: importing eventsource loads no manager machinery
+    if name == "EventSourcingManager":
+        from eventsource.manager import EventSourcingManager  # noqa: PLC0415
+
+        return EventSourcingManager
+    if name == "SyncEventSourcingManager":
+        from eventsource.sync import SyncEventSourcingManager  # noqa: PLC0415
+
+        return SyncEventSourcingManager
+    if name == "ManagerConfig":
+        from eventsource.config import ManagerConfig  # noqa: PLC0415
+
+        return ManagerConfig
+    raise AttributeError(name)

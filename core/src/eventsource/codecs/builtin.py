@@ -1,0 +1,163 @@
+"""Built-in codecs: a lossless JSON serializer, zlib and brotli compressors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import uuid
+import zlib
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from eventsource.codecs import Compressor, Serializer
+from eventsource.errors import CodecError, ValidationError
+
+_TAG = "$es"
+"""A dict ``{"$es": <kind>, "v": <text>}`` is a tagged value; a user dict with a ``$es`` key is escaped."""
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {_TAG: "datetime", "v": value.isoformat()}
+    if isinstance(value, date):
+        return {_TAG: "date", "v": value.isoformat()}
+    if isinstance(value, time):
+        return {_TAG: "time", "v": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {_TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
+    if isinstance(value, uuid.UUID):
+        return {_TAG: "uuid", "v": str(value)}
+    if isinstance(value, Decimal):
+        return {_TAG: "decimal", "v": str(value)}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (set, frozenset)):
+        return {_TAG: "set", "v": list(value)}
+    if isinstance(value, tuple):  # only reached inside _escape
+        return list(value)
+    msg = f"object of type {type(value).__name__} is not serializable"
+    raise TypeError(msg)
+
+
+_DECODERS = {
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "time": time.fromisoformat,
+    "timedelta": lambda v: timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    "uuid": uuid.UUID,
+    "decimal": Decimal,
+    "bytes": lambda v: base64.b64decode(v),
+    "set": set,
+}
+
+
+def _escape(value: Any) -> Any:
+    """Escape user dicts that contain the tag key, recursively (rare path)."""
+    if isinstance(value, dict):
+        out = {k: _escape(v) for k, v in value.items()}
+        return {_TAG: "dict", "v": out} if _TAG in value else out
+    if isinstance(value, (list, tuple)):
+        return [_escape(v) for v in value]
+    return value
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    kind = obj.get(_TAG)
+    if kind is None or len(obj) != 2 or "v" not in obj:  # noqa: PLR2004
+        return obj
+    if kind == "dict":
+        return obj["v"]
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        return obj
+    return decoder(obj["v"])
+
+
+class JsonSerializer(Serializer):
+    """JSON that round-trips datetimes, dates, times, timedeltas, UUIDs, Decimals, bytes and sets.
+
+    Tuples come back as lists (JSON has no tuple). NaN and infinities are refused, since other JSON
+    readers cannot parse them.
+    """
+
+    name = "json"
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        self._tag = _TAG.encode()
+
+    def dumps(self, value: Any) -> bytes:
+        """Encode ``value`` as UTF-8 JSON."""
+        try:
+            text = self._encoder.encode(value)
+            if _TAG in text:
+                text = self._encoder.encode(_escape(value))
+        except (TypeError, ValueError, RecursionError) as e:
+            msg = f"event data is not serializable as JSON: {e}"
+            raise ValidationError(msg, codec=self.name) from e
+        return text.encode("utf-8", "surrogatepass")
+
+    def loads(self, raw: bytes) -> Any:
+        """Decode JSON written by :meth:`dumps`."""
+        try:
+            if self._tag in raw:
+                return json.loads(raw, object_hook=_hook)
+            return json.loads(raw)
+        except (ValueError, TypeError) as e:
+            msg = f"stored payload is not valid JSON: {type(e).__name__}"
+            raise CodecError(msg, codec=self.name) from e
+
+
+def is_finite_json(value: Any) -> bool:
+    """Whether ``value`` holds no NaN/infinity floats (helper for property tests)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(is_finite_json(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(is_finite_json(v) for v in value)
+    return True
+
+
+class ZlibCompressor(Compressor):
+    """zlib (stdlib) at level 6."""
+
+    name = "zlib"
+
+    def __init__(self, level: int = 6) -> None:
+        self.level = level
+
+    def compress(self, raw: bytes) -> bytes:
+        """Compress with zlib."""
+        return zlib.compress(raw, self.level)
+
+    def decompress(self, raw: bytes) -> bytes:
+        """Decompress zlib data."""
+        return zlib.decompress(raw)
+
+
+class BrotliCompressor(Compressor):
+    """brotli at quality 5 (a good speed/ratio point for event-sized payloads)."""
+
+    name = "brotli"
+
+    def __init__(self, quality: int = 5) -> None:
+        self.quality = quality
+
+    def compress(self, raw: bytes) -> bytes:
+        """Compress with brotli."""
+        import brotli  # noqa: PLC0415
+
+        return brotli.compress(raw, quality=self.quality)
+
+    def decompress(self, raw: bytes) -> bytes:
+        """Decompress brotli data."""
+        import brotli  # noqa: PLC0415
+
+        try:
+            return brotli.decompress(raw)
+        except brotli.error as e:
+            msg = "payload cannot be decompressed with 'brotli'"
+            raise CodecError(msg, codec=self.name) from e

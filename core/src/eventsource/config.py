@@ -1,0 +1,273 @@
+"""``ManagerConfig``: every seed field plus providers by name or URL.
+
+Loaded from a dict (:meth:`ManagerConfig.from_dict`), a JSON or TOML file (:meth:`from_file`) or
+``EVENTSOURCE_*`` environment variables (:meth:`from_env`), always through one marshmallow schema, so
+a wrong value fails with :class:`~eventsource.errors.ConfigurationError` naming the field.
+
+Durations accept seconds as a number or a string with a unit: ``"250ms"``, ``"30s"``, ``"5m"``,
+``"12h"``, ``"365d"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields as mf, validate, validates_schema
+
+from eventsource.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+DEFAULT_SQLITE_URL = "sqlite:///eventsource.db"
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string like ``"30s"``; raises ``ValueError`` otherwise."""
+    if isinstance(value, bool):
+        msg = "not a duration"
+        raise ValueError(msg)  # noqa: TRY004 - marshmallow turns ValueError into a field error
+    if isinstance(value, (int, float)):
+        if value < 0:
+            msg = "duration must not be negative"
+            raise ValueError(msg)
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    msg = f"not a duration: {value!r} (use seconds or a unit: 250ms, 30s, 5m, 12h, 365d)"
+    raise ValueError(msg)
+
+
+class Duration(mf.Field):
+    """Marshmallow field for durations in seconds."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise ValidationError(str(e)) from e
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (safe for logs, errors and ``repr``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class ProviderEntrySchema(Schema):
+    """One configured provider: a URL and optional settings."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    url = mf.String(required=True, validate=validate.Length(min=1))
+    settings = mf.Dict(keys=mf.String(), load_default=dict)
+
+
+class ProvidersField(mf.Field):
+    """``{name: url}`` or ``{name: {"url": ..., "settings": {...}}}``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, dict[str, Any]]:
+        if not isinstance(value, dict):
+            msg = "must be a mapping of provider name to URL"
+            raise ValidationError(msg)
+        out: dict[str, dict[str, Any]] = {}
+        for name, entry in value.items():
+            if not isinstance(name, str) or not name:
+                msg = f"provider name must be a non-empty string, got {name!r}"
+                raise ValidationError(msg)
+            raw = {"url": entry} if isinstance(entry, str) else entry
+            try:
+                out[name] = ProviderEntrySchema().load(raw)
+            except ValidationError as e:
+                raise ValidationError({name: e.messages}) from e
+        return out
+
+
+class ManagerConfigSchema(Schema):
+    """Marshmallow schema of :class:`ManagerConfig`."""
+
+    class Meta:
+        unknown = "raise"
+
+    default_provider = mf.String(allow_none=True)
+    providers = ProvidersField()
+    retry_attempts = mf.Integer(validate=validate.Range(min=1, max=100))
+    retry_delay = Duration()
+    retry_max_delay = Duration()
+    timeout = Duration(allow_none=True)
+    max_event_size = mf.Integer(validate=validate.Range(min=1))
+    max_batch_size = mf.Integer(validate=validate.Range(min=1))
+    max_stream_id_length = mf.Integer(validate=validate.Range(min=1, max=65536))
+    snapshot_threshold = mf.Integer(allow_none=True, validate=validate.Range(min=1))
+    retention_period = Duration(allow_none=True)
+    compression = mf.Raw()
+    compression_threshold = mf.Integer(validate=validate.Range(min=0))
+    encryption = mf.Boolean()
+    encryption_keys = mf.Dict(keys=mf.String(), values=mf.String())
+    active_key_id = mf.String(allow_none=True)
+    metadata = mf.Dict(keys=mf.String(), values=mf.String())
+
+    @validates_schema
+    def _check(self, data: dict[str, Any], **_: Any) -> None:
+        comp = data.get("compression")
+        if comp is not None and not isinstance(comp, bool) and comp not in ("zlib", "brotli", "none"):
+            raise ValidationError("must be true/false or one of 'zlib', 'brotli', 'none'", "compression")
+        if data.get("retry_delay") is not None and data.get("retry_max_delay") is not None:  # noqa: SIM102
+            if data["retry_max_delay"] < data["retry_delay"]:
+                raise ValidationError("must be >= retry_delay", "retry_max_delay")
+
+
+@dataclass(slots=True)
+class ManagerConfig:
+    """Configuration of an :class:`~eventsource.manager.EventSourcingManager`.
+
+    The seed's fields (``default_provider``, ``retry_attempts``, ``retry_delay``, ``timeout``,
+    ``max_event_size``, ``max_batch_size``, ``snapshot_threshold``, ``retention_period``,
+    ``compression``, ``encryption``, ``metadata``) keep their meaning; durations are seconds.
+    """
+
+    default_provider: str | None = "sqlite"
+    providers: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"sqlite": {"url": DEFAULT_SQLITE_URL, "settings": {}}}
+    )
+    retry_attempts: int = 3
+    retry_delay: float = 0.05
+    retry_max_delay: float = 2.0
+    timeout: float | None = 30.0
+    max_event_size: int = 1024 * 1024
+    max_batch_size: int = 1000
+    max_stream_id_length: int = 1024
+    snapshot_threshold: int | None = None
+    retention_period: float | None = None
+    compression: bool | str = False
+    compression_threshold: int = 1024
+    encryption: bool = False
+    encryption_keys: dict[str, str] = field(default_factory=dict)
+    active_key_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["encryption_keys"] = {k: "***" for k in self.encryption_keys}
+        shown["providers"] = {n: mask_url(e["url"]) for n, e in self.providers.items()}
+        return "ManagerConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ManagerConfig:
+        """Validate ``data``; unknown keys and wrong values raise :class:`ConfigurationError`."""
+        try:
+            loaded = ManagerConfigSchema().load(dict(data))
+        except ValidationError as e:
+            messages = e.normalized_messages()
+            name = next(iter(messages)) if isinstance(messages, dict) else "?"
+            detail = messages[name] if isinstance(messages, dict) else messages
+            if isinstance(detail, list) and len(detail) == 1:
+                detail = detail[0]
+            msg = f"invalid configuration field {name!r}: {detail}"
+            raise ConfigurationError(msg, field=name) from e
+        if loaded.get("providers") and "default_provider" not in loaded:
+            loaded["default_provider"] = next(iter(loaded["providers"]))
+        cfg = cls(**loaded)
+        if cfg.default_provider is not None and cfg.providers and cfg.default_provider not in cfg.providers:
+            msg = f"invalid configuration field 'default_provider': {cfg.default_provider!r} is not in providers"
+            raise ConfigurationError(msg, field="default_provider")
+        return cfg
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ManagerConfig:
+        """Load a ``.json`` or ``.toml`` file (TOML may nest it under ``[eventsource]``)."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            msg = f"cannot read configuration file {p}: {e.strerror}"
+            raise ConfigurationError(msg, field="file") from e
+        try:
+            if p.suffix == ".toml":
+                data: Any = tomllib.loads(text)
+                data = data.get("eventsource", data)
+            else:
+                data = json.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as e:
+            msg = f"configuration file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {e}"
+            raise ConfigurationError(msg, field="file") from e
+        if not isinstance(data, dict):
+            msg = f"configuration file {p} must hold a table/object"
+            raise ConfigurationError(msg, field="file")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, prefix: str = "EVENTSOURCE_") -> ManagerConfig:
+        """Read ``EVENTSOURCE_<FIELD>`` variables; ``EVENTSOURCE_PROVIDERS__<NAME>=<url>`` adds providers.
+
+        ``EVENTSOURCE_CONFIG=<file>`` loads a file first; variables override it.
+        """
+        env = os.environ if environ is None else environ
+        base: dict[str, Any] = {}
+        if env.get(prefix + "CONFIG"):
+            base = _to_data(cls.from_file(env[prefix + "CONFIG"]))
+        names = {f.name for f in fields(cls)} - {"providers", "metadata", "encryption_keys"}
+        providers: dict[str, Any] = {}
+        for key, value in env.items():
+            if not key.startswith(prefix):
+                continue
+            rest = key[len(prefix) :]
+            if rest.startswith("PROVIDERS__"):
+                providers[rest[len("PROVIDERS__") :].lower()] = value
+            elif rest.lower() in names:
+                base[rest.lower()] = _env_value(value)
+        if providers:
+            base["providers"] = providers
+        return cls.from_dict(base)
+
+    @classmethod
+    def load(cls, value: ManagerConfig | Mapping[str, Any] | str | os.PathLike[str] | None) -> ManagerConfig:
+        """Accept a config, a dict, a file path, or ``None`` (defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, ManagerConfig):
+            return value
+        if isinstance(value, (str, os.PathLike)):
+            return cls.from_file(value)
+        return cls.from_dict(value)
+
+
+def _env_value(value: str) -> Any:
+    low = value.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("", "none", "null"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    return value
+
+
+def _to_data(cfg: ManagerConfig) -> dict[str, Any]:
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}

@@ -1,0 +1,167 @@
+"""Typed errors.
+
+Every error carries the seed's four fields (``type``, ``code``, ``message``, ``details``) and also
+inherits the builtin exception a caller would naturally catch (``ValueError`` for bad input,
+``LookupError`` for something missing, ``ConnectionError`` / ``TimeoutError`` for the store).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorType(StrEnum):
+    """The seed's error taxonomy, plus ``UNSUPPORTED``."""
+
+    CONNECTION = "connection"
+    VALIDATION = "validation"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    TIMEOUT = "timeout"
+    INTERNAL = "internal"
+    UNSUPPORTED = "unsupported"
+
+
+class EventSourceError(Exception):
+    """Base of every error the library raises on purpose."""
+
+    type: ErrorType = ErrorType.INTERNAL
+    code: int = 500
+
+    def __init__(self, message: str, /, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as plain data (for ``--json`` output and logs)."""
+        return {
+            "type": str(self.type),
+            "code": self.code,
+            "message": self.message,
+            "details": {k: _plain(v) for k, v in self.details.items()},
+        }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class ValidationError(EventSourceError, ValueError):
+    """Input that can never succeed: empty or oversized ids, oversized events or batches, bad data."""
+
+    type = ErrorType.VALIDATION
+    code = 400
+
+
+class ConfigurationError(ValidationError):
+    """A configuration value is missing or wrong; ``details['field']`` names it."""
+
+
+class PluginLoadError(EventSourceError, ImportError):
+    """A plugin distribution could not be imported or registered; the message names it."""
+
+
+class ProviderError(EventSourceError):
+    """The store failed in a way that is neither a connection nor a timeout problem."""
+
+
+class ProviderUnavailableError(ProviderError, ConnectionError):
+    """The store cannot be reached (refused, reset, DNS, pool exhausted while connecting)."""
+
+    type = ErrorType.CONNECTION
+    code = 503
+
+
+class ProviderTimeoutError(ProviderError, TimeoutError):
+    """The operation did not finish within the configured timeout."""
+
+    type = ErrorType.TIMEOUT
+    code = 504
+
+
+class NotFoundError(EventSourceError, LookupError):
+    """Something that was asked for by id does not exist."""
+
+    type = ErrorType.NOT_FOUND
+    code = 404
+
+
+class StreamNotFoundError(NotFoundError):
+    """The stream does not exist (never created, or deleted)."""
+
+
+class EventNotFoundError(NotFoundError):
+    """No event has that id."""
+
+
+class SnapshotNotFoundError(NotFoundError):
+    """The stream has no snapshot (at or below the asked version)."""
+
+
+class ProviderNotFoundError(NotFoundError, KeyError):
+    """No provider is registered under that name or URL scheme."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class ConflictError(EventSourceError):
+    """The write conflicts with what the store holds; nothing was written."""
+
+    type = ErrorType.CONFLICT
+    code = 409
+
+
+class ConcurrencyError(ConflictError):
+    """The stream is not at the expected version. ``expected`` and ``actual`` say both sides."""
+
+    def __init__(self, message: str, /, *, stream_id: str, expected: object, actual: int, **details: Any) -> None:
+        super().__init__(message, stream_id=stream_id, expected=expected, actual=actual, **details)
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class StreamExistsError(ConflictError):
+    """``create_stream`` was asked for a stream id that already exists."""
+
+
+class StreamDeletedError(ConflictError):
+    """The stream id was deleted and this store refuses to reuse it."""
+
+
+class DuplicateEventError(ConflictError):
+    """An event id is already stored, but not as an identical retry of this append."""
+
+
+class UnsupportedOperationError(EventSourceError):
+    """The store cannot do this operation; its provider declares it in ``capabilities.unsupported``."""
+
+    type = ErrorType.UNSUPPORTED
+    code = 501
+
+
+class CodecError(EventSourceError):
+    """A payload could not be encoded or decoded (unknown codec, corrupt bytes)."""
+
+
+class DecryptionError(CodecError):
+    """A payload failed authentication: tampered with, moved to another event, or wrong key."""
+
+
+class KeyShreddedError(CodecError, LookupError):
+    """The key for this payload's scope was removed (crypto-shredding); ``details['scope']`` names it."""
+
+    type = ErrorType.NOT_FOUND
+    code = 410
+
+
+RETRYABLE: tuple[type[BaseException], ...] = (ProviderUnavailableError, ProviderTimeoutError)
+"""Only these are ever retried; conflicts and validation errors never are."""

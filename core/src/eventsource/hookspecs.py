@@ -1,0 +1,74 @@
+"""pluggy hook specifications.
+
+Every hook runs at start-up (when a :class:`~eventsource.plugins.PluginHost` is built, or when a plugin
+registers later: the registration hooks are ``historic``); none runs per event.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from eventsource.registry import CodecRegistry, LeaseRegistry, ProviderRegistry, RetentionRegistry
+
+NAME = "eventsource"
+"""pluggy project name, entry-point group and hook prefix."""
+
+hookspec = pluggy.HookspecMarker(NAME)
+hookimpl = pluggy.HookimplMarker(NAME)
+
+
+@hookspec(historic=True)
+def eventsource_register_providers(registry: ProviderRegistry) -> None:
+    """Register provider classes.
+
+    Call ``registry.add(ProviderClass, schemes=("myscheme",))`` once per store type. A name or URL scheme
+    that is already registered raises :class:`~eventsource.errors.PluginLoadError`.
+
+    :param registry: the host's provider registry.
+    :returns: nothing; results are ignored.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(historic=True)
+def eventsource_register_codecs(registry: CodecRegistry) -> None:
+    """Register serializers, compressors and ciphers.
+
+    Call ``registry.add_serializer(obj)``, ``registry.add_compressor(obj)`` or ``registry.add_cipher(obj)``;
+    names are recorded in each payload's encoding descriptor, so a name must never change meaning.
+
+    :param registry: the host's codec registry.
+    :returns: nothing; results are ignored.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(historic=True)
+def eventsource_register_retention_policies(registry: RetentionRegistry) -> None:
+    """Register retention policy classes.
+
+    Call ``registry.add(PolicyClass)``; policies are built from configuration by name.
+
+    :param registry: the host's retention-policy registry.
+    :returns: nothing; results are ignored.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(historic=True)
+def eventsource_register_leases(registry: LeaseRegistry) -> None:
+    """Register distributed lease classes (per-stream locks for stores without conditional append).
+
+    Call ``registry.add(LeaseClass, schemes=("postgresql",))``.
+
+    :param registry: the host's lease registry.
+    :returns: nothing; results are ignored.
+
+    .. versionadded:: 0.1
+    """

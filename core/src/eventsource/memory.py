@@ -1,0 +1,282 @@
+"""The in-memory provider, for tests and prototypes. Everything is lost when the process ends.
+
+It honours the whole contract within one process (one event loop): no ``await`` happens inside a
+check-then-write, so two appends on the same stream cannot interleave.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import StreamExistsError, StreamNotFoundError
+from eventsource.model import (
+    AppendResult,
+    HealthStatus,
+    NewStream,
+    ProviderStats,
+    RecordedEvent,
+    StreamInfo,
+    utcnow,
+)
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from eventsource.model import Expected, NewEvent, NewSnapshot, RecordedSnapshot
+
+
+@dataclass(slots=True)
+class _Stream:
+    info: StreamInfo
+    events: list[RecordedEvent] = field(default_factory=list)  # ascending versions, may start above 1
+
+
+class MemoryProvider(Provider):
+    """``memory://``: dictionaries in this process."""
+
+    kind = "memory"
+    capabilities = Capabilities(global_order="total", concurrency="in_process")
+
+    def __init__(self, url: str | None = "memory://", **settings: Any) -> None:
+        super().__init__(url, **settings)
+        self._streams: dict[str, _Stream] = {}
+        self._log: list[RecordedEvent] = []  # ascending positions (deleted events removed)
+        self._by_id: dict[str, RecordedEvent] = {}
+        self._snapshots: dict[str, list[NewSnapshot]] = {}
+        self._next_position = 1
+        self._started = monotonic()
+
+    def spawn_args(self) -> dict[str, Any]:
+        """A memory store cannot be shared by a second instance; the kit uses the same object."""
+        return {"url": self.url, **self.settings}
+
+    async def connect(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to release (data stays until the object is dropped)."""
+
+    # ------------------------------------------------------------------ streams
+
+    async def create_stream(self, stream: NewStream) -> StreamInfo:
+        """Create an empty stream."""
+        if stream.stream_id in self._streams:
+            msg = f"stream {stream.stream_id!r} already exists"
+            raise StreamExistsError(msg, stream_id=stream.stream_id)
+        now = utcnow()
+        info = StreamInfo(
+            stream_id=stream.stream_id,
+            version=0,
+            event_count=0,
+            created_at=now,
+            updated_at=now,
+            name=stream.name,
+            aggregate_id=stream.aggregate_id,
+            aggregate_type=stream.aggregate_type,
+            metadata=dict(stream.metadata),
+        )
+        self._streams[stream.stream_id] = _Stream(info)
+        return info
+
+    async def delete_stream(self, stream_id: str) -> None:
+        """Remove the stream, its events and snapshots; the id can be reused from version 0."""
+        s = self._streams.pop(stream_id, None)
+        if s is None:
+            msg = f"stream {stream_id!r} does not exist"
+            raise StreamNotFoundError(msg, stream_id=stream_id)
+        self._remove(s.events)
+        self._snapshots.pop(stream_id, None)
+
+    def _remove(self, events: Sequence[RecordedEvent]) -> None:
+        if not events:
+            return
+        gone = {e.event_id for e in events}
+        for eid in gone:
+            self._by_id.pop(eid, None)
+        self._log = [e for e in self._log if e.event_id not in gone]
+
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        """Exact info or ``None``."""
+        s = self._streams.get(stream_id)
+        return s.info if s else None
+
+    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+        """Streams ordered by id."""
+        ids = sorted(self._streams)
+        return [self._streams[i].info for i in ids[offset : offset + limit]], len(ids)
+
+    # ------------------------------------------------------------------ events
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
+    ) -> AppendResult:
+        """Check, then write the whole batch (no await in between)."""
+        dup = check_duplicate(stream_id, events, [self._by_id.get(e.event_id) for e in events])
+        if dup is not None:
+            return dup
+        s = self._streams.get(stream_id)
+        check_expected(stream_id, expected, exists=s is not None, version=s.info.version if s else 0)
+        if s is None:
+            s = _Stream(
+                StreamInfo(
+                    stream_id=stream_id,
+                    version=0,
+                    event_count=0,
+                    created_at=events[0].timestamp,
+                    updated_at=events[0].timestamp,
+                    name=stream.name if stream else None,
+                    aggregate_id=stream.aggregate_id if stream else events[0].aggregate_id,
+                    aggregate_type=stream.aggregate_type if stream else events[0].aggregate_type,
+                    metadata=dict(stream.metadata) if stream else {},
+                )
+            )
+            self._streams[stream_id] = s
+        version = s.info.version
+        recorded = []
+        for ev in events:
+            version += 1
+            rec = RecordedEvent.from_new(stream_id, version, self._next_position, ev)
+            self._next_position += 1
+            recorded.append(rec)
+        s.events.extend(recorded)
+        self._log.extend(recorded)
+        for rec in recorded:
+            self._by_id[rec.event_id] = rec
+        s.info = replace(
+            s.info,
+            version=version,
+            event_count=s.info.event_count + len(recorded),
+            updated_at=recorded[-1].timestamp,
+            last_event_id=recorded[-1].event_id,
+            first_version=s.info.first_version or recorded[0].version,
+        )
+        return AppendResult(
+            stream_id=stream_id,
+            first_version=recorded[0].version,
+            last_version=version,
+            positions=tuple(r.position for r in recorded),
+            event_ids=tuple(r.event_id for r in recorded),
+            timestamp=recorded[0].timestamp,
+        )
+
+    async def read_stream(  # type: ignore[override]
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Yield a copy-free slice of the stream."""
+        s = self._streams.get(stream_id)
+        if s is None:
+            return
+        evs = s.events
+        lo = bisect.bisect_left(evs, from_version, key=lambda e: e.version)
+        hi = len(evs) if to_version is None else bisect.bisect_right(evs, to_version, key=lambda e: e.version)
+        chosen = evs[lo:hi]
+        for ev in reversed(chosen) if backwards else chosen:
+            yield ev
+
+    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+        """Yield events in position order, a page at a time; sees events appended while iterating."""
+        last = from_position - 1
+        while True:
+            log = self._log
+            i = bisect.bisect_right(log, last, key=lambda e: e.position)
+            if i >= len(log):
+                return
+            for ev in log[i : i + page_size]:
+                last = ev.position
+                yield ev
+
+    async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
+        """Look the id up in the index."""
+        ev = self._by_id.get(event_id)
+        if ev is None or (stream_id is not None and ev.stream_id != stream_id):
+            return None
+        return ev
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def save_snapshot(self, snapshot: NewSnapshot) -> None:
+        """Keep snapshots sorted by version; a snapshot at an existing version replaces it."""
+        snaps = [s for s in self._snapshots.get(snapshot.stream_id, []) if s.version != snapshot.version]
+        snaps.append(snapshot)
+        snaps.sort(key=lambda s: s.version)
+        self._snapshots[snapshot.stream_id] = snaps
+
+    async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
+        """Latest snapshot at or below ``max_version``."""
+        for snap in reversed(self._snapshots.get(stream_id, [])):
+            if max_version is None or snap.version <= max_version:
+                return snap
+        return None
+
+    async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:
+        """Delete one or all snapshots of a stream."""
+        snaps = self._snapshots.get(stream_id, [])
+        keep = [] if version is None else [s for s in snaps if s.version != version]
+        self._snapshots[stream_id] = keep
+        return len(snaps) - len(keep)
+
+    # ------------------------------------------------------------------ retention
+
+    async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
+        """Delete events older than ``cutoff``."""
+        targets = [self._streams[stream_id]] if stream_id in self._streams else []
+        if stream_id is None:
+            targets = list(self._streams.values())
+        n = 0
+        for s in targets:
+            old = [e for e in s.events if e.timestamp < cutoff]
+            n += self._drop(s, old)
+        return n
+
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        """Delete events below ``before_version``."""
+        s = self._streams.get(stream_id)
+        if s is None:
+            msg = f"stream {stream_id!r} does not exist"
+            raise StreamNotFoundError(msg, stream_id=stream_id)
+        return self._drop(s, [e for e in s.events if e.version < before_version])
+
+    def _drop(self, s: _Stream, old: list[RecordedEvent]) -> int:
+        if not old:
+            return 0
+        gone = {e.event_id for e in old}
+        s.events = [e for e in s.events if e.event_id not in gone]
+        self._remove(old)
+        s.info = replace(
+            s.info, event_count=len(s.events), first_version=s.events[0].version if s.events else None
+        )
+        return len(old)
+
+    # ------------------------------------------------------------------ monitoring
+
+    async def stats(self) -> ProviderStats:
+        """Counts computed from the dictionaries."""
+        by_type: dict[str, int] = {}
+        for e in self._log:
+            by_type[e.event_type] = by_type.get(e.event_type, 0) + 1
+        return ProviderStats(
+            total_events=len(self._log),
+            total_streams=len(self._streams),
+            total_snapshots=sum(len(v) for v in self._snapshots.values()),
+            events_by_type=by_type,
+            events_by_stream={k: s.info.event_count for k, s in self._streams.items()},
+            storage_size=sum(e.data.__len__() + e.metadata.__len__() for e in self._log),
+            last_event_at=self._log[-1].timestamp if self._log else None,
+            uptime_seconds=monotonic() - self._started,
+            provider=self.name,
+        )
+
+    async def health(self) -> HealthStatus:
+        """Always healthy while the process lives."""
+        return HealthStatus(healthy=True, provider=self.name, message="ok", latency_ms=0.0)

@@ -1,0 +1,158 @@
+"""The plugin host: one pluggy ``PluginManager`` per instance, and the only code that calls hooks.
+
+Start-up order: hook specs; plugins blocked by ``EVENTSOURCE_DISABLED_PLUGINS`` (comma-separated
+entry-point names, ``builtin`` included); entry points of the ``eventsource`` group; the built-in
+plugin (memory and sqlite providers, codecs, retention policies); ``check_pending()``; then the
+registration hooks fill the typed registries. ``EVENTSOURCE_TRACE_PLUGINS=1`` logs every hook call.
+
+Nothing loads at import time; tests build ``PluginHost(load_entrypoints=False)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pluggy
+
+from eventsource import hookspecs
+from eventsource.errors import ConfigurationError, PluginLoadError
+from eventsource.hookspecs import NAME
+from eventsource.registry import CodecRegistry, LeaseRegistry, ProviderRegistry, RetentionRegistry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from eventsource.provider import Provider
+
+log = logging.getLogger("eventsource.plugins")
+
+DISABLED_ENV = "EVENTSOURCE_DISABLED_PLUGINS"
+TRACE_ENV = "EVENTSOURCE_TRACE_PLUGINS"
+
+
+class PluginHost:
+    """Discovers plugins and holds what they registered.
+
+    :param load_entrypoints: load the ``eventsource`` entry-point group (off in unit tests).
+    :param blocked: plugin names to block, in addition to ``EVENTSOURCE_DISABLED_PLUGINS``.
+    :param plugins: extra plugin objects (modules or instances with hookimpls) to register.
+    """
+
+    def __init__(
+        self,
+        *,
+        load_entrypoints: bool = True,
+        blocked: Iterable[str] = (),
+        plugins: Iterable[tuple[str, object]] = (),
+    ) -> None:
+        self.pm = pluggy.PluginManager(NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.distributions: dict[str, tuple[str, str]] = {}
+        env_blocked = [n.strip() for n in os.environ.get(DISABLED_ENV, "").split(",") if n.strip()]
+        for name in [*env_blocked, *blocked]:
+            self.pm.set_blocked(name)
+        if os.environ.get(TRACE_ENV, "").lower() not in ("", "0", "false", "no"):
+            self.pm.trace.root.setwriter(log.info)
+            self.pm.enable_tracing()
+        if load_entrypoints:
+            self._load_entrypoints()
+        if not self.pm.is_blocked("builtin"):
+            from eventsource import builtin  # noqa: PLC0415
+
+            self.pm.register(builtin, name="builtin")
+        for name, plugin in plugins:
+            self.register(plugin, name)
+        self.pm.check_pending()
+        self.providers = ProviderRegistry()
+        self.codecs = CodecRegistry()
+        self.retention_policies = RetentionRegistry()
+        self.leases = LeaseRegistry()
+        self._call_historic("eventsource_register_providers", self.providers)
+        self._call_historic("eventsource_register_codecs", self.codecs)
+        self._call_historic("eventsource_register_retention_policies", self.retention_policies)
+        self._call_historic("eventsource_register_leases", self.leases)
+
+    def _load_entrypoints(self) -> None:
+        for ep in metadata.entry_points(group=NAME):
+            if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
+                continue
+            dist = ep.dist.name if ep.dist is not None else "unknown distribution"
+            version = ep.dist.version if ep.dist is not None else "?"
+            try:
+                plugin = ep.load()
+            except Exception as e:
+                msg = f"plugin {ep.name!r} from distribution {dist!r} failed to import: {type(e).__name__}: {e}"
+                raise PluginLoadError(msg, plugin=ep.name, distribution=dist) from e
+            try:
+                self.pm.register(plugin, name=ep.name)
+            except (ValueError, pluggy.PluginValidationError) as e:
+                msg = f"plugin {ep.name!r} from distribution {dist!r} is invalid: {e}"
+                raise PluginLoadError(msg, plugin=ep.name, distribution=dist) from e
+            self.distributions[ep.name] = (dist, version)
+
+    def _call_historic(self, hook_name: str, registry: object) -> None:
+        hook = getattr(self.pm.hook, hook_name)
+        try:
+            hook.call_historic(kwargs={"registry": registry})
+        except PluginLoadError:
+            raise
+        except Exception as e:
+            msg = f"a plugin failed in {hook_name}: {type(e).__name__}: {e}"
+            raise PluginLoadError(msg, hook=hook_name) from e
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object after start-up; historic hooks run for it at once."""
+        try:
+            self.pm.register(plugin, name=name)
+        except (ValueError, pluggy.PluginValidationError) as e:
+            msg = f"plugin {name or plugin!r} is invalid: {e}"
+            raise PluginLoadError(msg, plugin=name) from e
+        self.pm.check_pending()
+
+    def plugin_names(self) -> list[str]:
+        """Names of registered plugins (entry-point names, ``builtin``...)."""
+        return sorted(n for n, _ in self.pm.list_name_plugin())
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Discovered plugins with distribution and version, and what each registered."""
+        rows = []
+        for reg in self.providers:
+            rows.append(
+                {
+                    "type": "provider",
+                    "name": reg.name,
+                    "distribution": reg.distribution,
+                    "version": reg.version,
+                    "schemes": sorted(s for s, k in self.providers.schemes().items() if k == reg.name),
+                }
+            )
+        for kind, registry in (
+            ("serializer", self.codecs.serializers),
+            ("compressor", self.codecs.compressors),
+            ("cipher", self.codecs.ciphers),
+            ("retention", self.retention_policies),
+            ("lease", self.leases),
+        ):
+            rows.extend(
+                {"type": kind, "name": reg.name, "distribution": reg.distribution, "version": reg.version, "schemes": []}
+                for reg in registry
+            )
+        return rows
+
+    def create_provider(self, url: str, **settings: Any) -> Provider:
+        """Build a provider from a URL (its scheme selects the provider kind) and settings."""
+        if "://" not in url:
+            msg = f"not a store URL: {url!r} (expected scheme://..., e.g. sqlite:///events.db)"
+            raise ConfigurationError(msg, field="url")
+        scheme = urlsplit(url).scheme.lower()
+        kind = self.providers.kind_for_scheme(scheme)
+        cls = self.providers.get(kind)
+        return cls(url, **settings)
+
+    def create_lease(self, url: str, **settings: Any) -> Any:
+        """Build a lease from a URL (its scheme selects the lease kind)."""
+        return self.leases.for_url(url)(url, **settings)

@@ -1,0 +1,342 @@
+"""The provider contract every store implements.
+
+A provider stores opaque encoded payloads plus plain envelope fields; it never sees user objects,
+never encodes, never retries (the manager does both). Every method is ``async``. A provider that
+cannot do an operation lists it in ``capabilities.unsupported`` and raises
+:class:`~eventsource.errors.UnsupportedOperationError` from it; it never reports success for work it
+did not do.
+
+Semantics (checked by :mod:`eventsource.testing`):
+
+* versions: a new stream is at version 0, its first event is version 1, gap-free per stream;
+* ``append`` checks the expected version (see :func:`check_expected`) and writes the whole batch or
+  nothing; event ids already in the stream make it an idempotent retry (checked *before* the
+  version): if every id of the batch is stored, in order, the original :class:`AppendResult` is
+  returned with ``duplicate=True``; any other overlap raises :class:`DuplicateEventError`;
+* ``read_stream`` / ``read_all`` are async iterators holding O(page) memory; ``read_all`` follows the
+  declared ``global_order``;
+* ``get_stream_info`` / ``get_event`` / ``get_snapshot`` return ``None`` when absent.
+"""
+
+from __future__ import annotations
+
+import collections
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from eventsource.errors import ConcurrencyError, ConfigurationError, DuplicateEventError, UnsupportedOperationError
+from eventsource.model import (
+    AppendResult,
+    EventFilter,
+    Expected,
+    ExpectedVersion,
+    HealthStatus,
+    NewEvent,
+    NewSnapshot,
+    NewStream,
+    ProviderStats,
+    QueryPage,
+    RecordedEvent,
+    RecordedSnapshot,
+    StreamInfo,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping, Sequence
+    from datetime import datetime
+
+    from marshmallow import Schema
+
+OPERATIONS: tuple[str, ...] = (
+    "create_stream",
+    "delete_stream",
+    "get_stream_info",
+    "list_streams",
+    "append",
+    "read_stream",
+    "read_all",
+    "get_event",
+    "query",
+    "save_snapshot",
+    "get_snapshot",
+    "delete_snapshots",
+    "delete_events_before",
+    "truncate_stream",
+    "stats",
+    "health",
+)
+"""Operation names a provider may list in ``Capabilities.unsupported``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a store guarantees, and what it cannot do.
+
+    :param global_order: ``"total"``: ``read_all`` yields one order with increasing positions, and a
+        reader never skips an event that commits late; ``"per_stream"``: each stream in order, streams
+        merged by time.
+    :param concurrency: how far the expected-version check reaches: ``"cross_process"`` or
+        ``"in_process"`` (single writer per stream unless a lease is configured).
+    :param unsupported: operation names (from :data:`OPERATIONS`) that raise
+        :class:`UnsupportedOperationError`.
+    :param deleted_stream_ids: ``"reusable"`` (a deleted id starts again at version 0) or ``"refused"``
+        (appending to it raises :class:`StreamDeletedError`).
+    :param max_event_size: bytes the store can hold for one encoded event, if it has a limit.
+    :param max_batch_bytes: bytes one atomic batch may hold, if the store has a limit.
+    """
+
+    global_order: Literal["total", "per_stream"] = "total"
+    concurrency: Literal["cross_process", "in_process"] = "cross_process"
+    unsupported: frozenset[str] = frozenset()
+    deleted_stream_ids: Literal["reusable", "refused"] = "reusable"
+    max_event_size: int | None = None
+    max_batch_bytes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.unsupported) - set(OPERATIONS)
+        if unknown:
+            msg = f"unknown operation names in Capabilities.unsupported: {sorted(unknown)}"
+            raise ValueError(msg)
+
+    def supports(self, operation: str) -> bool:
+        """Whether ``operation`` is implemented by the store."""
+        return operation not in self.unsupported
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-data form (sets become sorted lists)."""
+        d = asdict(self)
+        d["unsupported"] = sorted(self.unsupported)
+        return d
+
+
+def check_expected(stream_id: str, expected: Expected, *, exists: bool, version: int) -> None:
+    """Raise :class:`ConcurrencyError` unless a stream in this state satisfies ``expected``.
+
+    Providers that read-then-write inside a transaction or under a lock call this; providers that
+    push the check into the store must match its semantics.
+    """
+    if expected == ExpectedVersion.ANY:
+        return
+    if expected == ExpectedVersion.NO_STREAM:
+        ok = not exists
+    elif expected == ExpectedVersion.STREAM_EXISTS:
+        ok = exists
+    else:
+        ok = version == expected
+    if not ok:
+        shown = expected.name if isinstance(expected, ExpectedVersion) else int(expected)
+        msg = f"stream {stream_id!r}: expected version {shown}, actual version {version}"
+        if not exists:
+            msg += " (stream does not exist)"
+        raise ConcurrencyError(msg, stream_id=stream_id, expected=shown, actual=version)
+
+
+def check_duplicate(
+    stream_id: str, events: Sequence[NewEvent], stored: Sequence[RecordedEvent | None]
+) -> AppendResult | None:
+    """Decide idempotency given what is stored under each of ``events``' ids.
+
+    ``stored[i]`` is the event already stored with ``events[i].event_id`` (anywhere), or ``None``.
+    Returns the original result when every id is stored in ``stream_id`` at consecutive versions in the
+    same order (an identical retry), ``None`` when none is stored, and raises
+    :class:`DuplicateEventError` for any other overlap.
+    """
+    if all(s is None for s in stored):
+        return None
+    found = [s for s in stored if s is not None]
+    if len(found) == len(events) and all(s.stream_id == stream_id for s in found):
+        versions = [s.version for s in found]
+        if versions == list(range(versions[0], versions[0] + len(versions))):
+            return AppendResult(
+                stream_id=stream_id,
+                first_version=versions[0],
+                last_version=versions[-1],
+                positions=tuple(s.position for s in found),
+                event_ids=tuple(s.event_id for s in found),
+                timestamp=found[0].timestamp,
+                duplicate=True,
+            )
+    clash = next(s for s in found)
+    msg = (
+        f"event id {clash.event_id!r} is already stored in stream {clash.stream_id!r} "
+        f"(version {clash.version}) and this append is not an identical retry"
+    )
+    raise DuplicateEventError(msg, event_id=clash.event_id, stream_id=clash.stream_id)
+
+
+class Provider(ABC):
+    """Base class of every store. Subclasses implement the abstract methods.
+
+    Construction takes a URL and keyword settings; ``settings_schema`` (a marshmallow schema) validates
+    the settings, so a wrong setting fails with :class:`ConfigurationError` naming the field.
+    """
+
+    kind: ClassVar[str] = ""
+    """Registry name of the provider type (``"sqlite"``, ``"postgres"``...)."""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    settings_schema: ClassVar[type[Schema] | None] = None
+
+    def __init__(self, url: str | None = None, **settings: Any) -> None:
+        self.url = url
+        self.settings: dict[str, Any] = self.load_settings(settings)
+        self.name: str = self.kind
+
+    @classmethod
+    def load_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``settings`` through ``settings_schema``; errors name the field."""
+        if cls.settings_schema is None:
+            if settings:
+                msg = f"provider {cls.kind!r} takes no settings, got {sorted(settings)}"
+                raise ConfigurationError(msg, field=next(iter(settings)))
+            return {}
+        from marshmallow import ValidationError as MarshmallowValidationError  # noqa: PLC0415
+
+        try:
+            return dict(cls.settings_schema().load(dict(settings)))
+        except MarshmallowValidationError as e:
+            fields = e.normalized_messages()
+            first = next(iter(fields)) if isinstance(fields, dict) else "?"
+            msg = f"invalid settings for provider {cls.kind!r}: {fields}"
+            raise ConfigurationError(msg, field=first) from e
+
+    def spawn_args(self) -> dict[str, Any]:
+        """Keyword arguments that build an equivalent instance on the same store (JSON-able).
+
+        The conformance kit uses this to race a second instance, in this process or in another one.
+        """
+        return {"url": self.url, **self.settings}
+
+    @property
+    def display_url(self) -> str | None:
+        """The URL with any password masked (safe to print or log)."""
+        from eventsource.config import mask_url  # noqa: PLC0415
+
+        return mask_url(self.url) if self.url else None
+
+    def unsupported(self, operation: str) -> UnsupportedOperationError:
+        """The error to raise from an operation the store cannot do."""
+        msg = f"provider {self.kind!r} does not support {operation}"
+        return UnsupportedOperationError(msg, provider=self.kind, operation=operation)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open connections and create schema/buckets/topics as needed. Idempotent."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release every resource. Idempotent."""
+
+    # ------------------------------------------------------------------ streams
+
+    @abstractmethod
+    async def create_stream(self, stream: NewStream) -> StreamInfo:
+        """Create an empty stream (version 0). Raises :class:`StreamExistsError` if it exists."""
+
+    @abstractmethod
+    async def delete_stream(self, stream_id: str) -> None:
+        """Remove the stream's events, info and snapshots. Raises :class:`StreamNotFoundError`."""
+
+    @abstractmethod
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        """Exact info, or ``None`` if the stream does not exist."""
+
+    @abstractmethod
+    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+        """A page of streams ordered by stream id, and the total number of streams."""
+
+    # ------------------------------------------------------------------ events
+
+    @abstractmethod
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
+    ) -> AppendResult:
+        """Append ``events`` (one or more) atomically. ``stream`` carries attributes for implicit creation."""
+
+    @abstractmethod
+    def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Events of one stream in version order (or reversed); nothing for a missing stream."""
+
+    @abstractmethod
+    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
+        """Every event at ``position >= from_position`` in the declared global order."""
+
+    @abstractmethod
+    async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
+        """The event with that id (optionally known to be in ``stream_id``), or ``None``."""
+
+    async def query(self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False) -> QueryPage:
+        """A page of events matching ``flt`` and the total number of matches.
+
+        The default filters a scan (``read_stream`` for one stream, else ``read_all``) in O(limit+offset)
+        memory; stores override it to push the filters down.
+        """
+        if flt.stream_id is not None:
+            source = self.read_stream(
+                flt.stream_id, from_version=max(1, flt.from_version or 1), to_version=flt.to_version
+            )
+        else:
+            source = self.read_all()
+        total = 0
+        window: collections.deque[RecordedEvent] = collections.deque(maxlen=limit + offset if descending else None)
+        async for ev in source:
+            if not flt.matches(ev):
+                continue
+            total += 1
+            if descending:
+                window.append(ev)
+            elif offset < total <= offset + limit:
+                window.append(ev)
+        if descending:
+            page = list(reversed(window))[offset : offset + limit]
+        else:
+            page = list(window)
+        return QueryPage(events=page, total_count=total)
+
+    # ------------------------------------------------------------------ snapshots
+
+    @abstractmethod
+    async def save_snapshot(self, snapshot: NewSnapshot) -> None:
+        """Store a snapshot (several versions per stream may be kept)."""
+
+    @abstractmethod
+    async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
+        """The latest snapshot (at or below ``max_version``), or ``None``."""
+
+    @abstractmethod
+    async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:
+        """Delete the snapshot at ``version`` (all when ``None``); returns how many were deleted."""
+
+    # ------------------------------------------------------------------ retention primitives
+
+    @abstractmethod
+    async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
+        """Delete events with ``timestamp < cutoff`` (in one stream or all); returns the count.
+
+        Versions of remaining events do not change; a stream's version never goes down.
+        """
+
+    @abstractmethod
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        """Delete the stream's events with ``version < before_version``; returns the count."""
+
+    # ------------------------------------------------------------------ monitoring
+
+    @abstractmethod
+    async def stats(self) -> ProviderStats:
+        """Store-wide statistics."""
+
+    @abstractmethod
+    async def health(self) -> HealthStatus:
+        """Check the store; say what is wrong when it is not healthy. Never raises for a down store."""

@@ -1,0 +1,192 @@
+"""Typed registries the registration hooks fill. Each refuses duplicate names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from eventsource.errors import PluginLoadError, ProviderNotFoundError
+
+if TYPE_CHECKING:
+    from eventsource.codecs import Cipher, Compressor, Serializer
+    from eventsource.provider import Provider
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration(Generic[T]):
+    """One registered item and where it came from."""
+
+    name: str
+    item: T
+    distribution: str | None
+    version: str | None
+
+
+def _origin(obj: object) -> tuple[str | None, str | None]:
+    """The installed distribution (and version) that ships ``obj``'s top-level package."""
+    from importlib import metadata  # noqa: PLC0415
+
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    top = module.split(".")[0]
+    dists = metadata.packages_distributions().get(top)
+    if not dists:
+        return None, None
+    name = dists[0]
+    try:
+        return name, metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return name, None
+
+
+class _Registry(Generic[T]):
+    what = "item"
+
+    def __init__(self) -> None:
+        self._items: dict[str, Registration[T]] = {}
+
+    def _add(self, name: str, item: T) -> Registration[T]:
+        if not name or not isinstance(name, str):
+            msg = f"a {self.what} must have a non-empty string name, got {name!r}"
+            raise PluginLoadError(msg)
+        if name in self._items:
+            prev = self._items[name]
+            msg = (
+                f"{self.what} {name!r} is registered twice: by {prev.distribution or prev.item!r} "
+                f"and by {_origin(item)[0] or item!r}"
+            )
+            raise PluginLoadError(msg, name=name)
+        dist, version = _origin(item)
+        reg = Registration(name, item, dist, version)
+        self._items[name] = reg
+        return reg
+
+    def get(self, name: str) -> T:
+        """The item registered as ``name``; :class:`ProviderNotFoundError` (a ``KeyError``) if none."""
+        try:
+            return self._items[name].item
+        except KeyError:
+            known = ", ".join(sorted(self._items)) or "none"
+            msg = f"no {self.what} named {name!r} (registered: {known})"
+            raise ProviderNotFoundError(msg, name=name) from None
+
+    def registration(self, name: str) -> Registration[T]:
+        """The full registration record of ``name``."""
+        self.get(name)
+        return self._items[name]
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Any:
+        return iter(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class ProviderRegistry(_Registry["type[Provider]"]):
+    """Provider classes by kind, and the URL schemes each one answers."""
+
+    what = "provider"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._schemes: dict[str, str] = {}
+
+    def add(self, provider_class: type[Provider], *, schemes: tuple[str, ...] = ()) -> None:
+        """Register ``provider_class`` under its ``kind`` and URL ``schemes``."""
+        from eventsource.provider import Provider  # noqa: PLC0415
+
+        if not (isinstance(provider_class, type) and issubclass(provider_class, Provider)):
+            msg = f"{provider_class!r} is not a subclass of eventsource.provider.Provider"
+            raise PluginLoadError(msg)
+        for scheme in schemes:
+            if scheme in self._schemes:
+                msg = f"URL scheme {scheme!r} is registered twice: by {self._schemes[scheme]!r} and {provider_class.kind!r}"
+                raise PluginLoadError(msg, scheme=scheme)
+        self._add(provider_class.kind, provider_class)
+        for scheme in schemes:
+            self._schemes[scheme] = provider_class.kind
+
+    def kind_for_scheme(self, scheme: str) -> str:
+        """The provider kind registered for a URL scheme."""
+        if scheme in self._schemes:
+            return self._schemes[scheme]
+        if scheme in self._items:
+            return scheme
+        known = ", ".join(sorted(self._schemes)) or "none"
+        msg = f"no provider handles URL scheme {scheme!r} (known schemes: {known}); is its plugin installed?"
+        raise ProviderNotFoundError(msg, scheme=scheme)
+
+    def schemes(self) -> dict[str, str]:
+        """URL scheme -> provider kind."""
+        return dict(self._schemes)
+
+
+class CodecRegistry:
+    """Serializers, compressors and ciphers by name (names appear in stored encoding descriptors)."""
+
+    def __init__(self) -> None:
+        self.serializers: _Registry[Serializer] = _Registry()
+        self.serializers.what = "serializer"
+        self.compressors: _Registry[Compressor] = _Registry()
+        self.compressors.what = "compressor"
+        self.ciphers: _Registry[Cipher] = _Registry()
+        self.ciphers.what = "cipher"
+
+    def add_serializer(self, serializer: Serializer) -> None:
+        """Register a serializer under ``serializer.name``."""
+        self.serializers._add(serializer.name, serializer)  # noqa: SLF001
+
+    def add_compressor(self, compressor: Compressor) -> None:
+        """Register a compressor under ``compressor.name``."""
+        self.compressors._add(compressor.name, compressor)  # noqa: SLF001
+
+    def add_cipher(self, cipher: Cipher) -> None:
+        """Register a cipher under ``cipher.name``."""
+        self.ciphers._add(cipher.name, cipher)  # noqa: SLF001
+
+
+class RetentionRegistry(_Registry[type]):
+    """Retention policy classes by ``name``."""
+
+    what = "retention policy"
+
+    def add(self, policy_class: type) -> None:
+        """Register ``policy_class`` under its ``name`` attribute."""
+        self._add(getattr(policy_class, "name", ""), policy_class)
+
+
+class LeaseRegistry(_Registry[type]):
+    """Lease classes by ``kind``, and the URL schemes each one answers."""
+
+    what = "lease"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._schemes: dict[str, str] = {}
+
+    def add(self, lease_class: type, *, schemes: tuple[str, ...] = ()) -> None:
+        """Register ``lease_class`` under its ``kind`` and URL ``schemes``."""
+        for scheme in schemes:
+            if scheme in self._schemes:
+                msg = f"lease URL scheme {scheme!r} is registered twice"
+                raise PluginLoadError(msg, scheme=scheme)
+        self._add(getattr(lease_class, "kind", ""), lease_class)
+        for scheme in schemes:
+            self._schemes[scheme] = lease_class.kind
+
+    def for_url(self, url: str) -> type:
+        """The lease class whose scheme matches ``url``."""
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in self._schemes:
+            known = ", ".join(sorted(self._schemes)) or "none"
+            msg = f"no lease handles URL scheme {scheme!r} (known: {known}); is its plugin installed?"
+            raise ProviderNotFoundError(msg, scheme=scheme)
+        return self.get(self._schemes[scheme])

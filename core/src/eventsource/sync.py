@@ -1,0 +1,108 @@
+"""One sync facade for scripts, the CLI and sync frameworks, written once for every manager method.
+
+:class:`SyncEventSourcingManager` runs a private event loop on a daemon thread and forwards every
+attribute of the wrapped :class:`~eventsource.manager.EventSourcingManager`: coroutine methods
+become blocking calls, async-generator methods become ordinary iterators (still O(page) memory),
+anything else is returned as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+from typing import TYPE_CHECKING, Any
+
+from eventsource.manager import EventSourcingManager
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Coroutine, Iterator
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="eventsource-sync", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def iterate(self, agen: AsyncIterator[Any]) -> Iterator[Any]:
+        it = agen.__aiter__()
+        try:
+            while True:
+                try:
+                    yield self.run(it.__anext__())  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    return
+        finally:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None and not self.loop.is_closed():
+                self.run(aclose())
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class SyncEventSourcingManager:
+    """Blocking twin of :class:`EventSourcingManager`; same methods, same arguments, same results.
+
+    Use as a context manager (connects on enter, closes on exit) or call ``connect()``/``close()``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._runner = _LoopThread()
+        try:
+            self._manager: EventSourcingManager = self._runner.run(self._build(*args, **kwargs))
+        except BaseException:
+            self._runner.stop()
+            raise
+
+    @staticmethod
+    async def _build(*args: Any, **kwargs: Any) -> EventSourcingManager:
+        return EventSourcingManager(*args, **kwargs)
+
+    @property
+    def manager(self) -> EventSourcingManager:
+        """The wrapped async manager (use it only from the facade's own loop)."""
+        return self._manager
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._manager, name)
+        if inspect.iscoroutinefunction(attr):
+
+            @functools.wraps(attr)
+            def call(*args: Any, **kwargs: Any) -> Any:
+                result = self._runner.run(attr(*args, **kwargs))
+                return self if result is self._manager else result
+
+            return call
+        if inspect.isasyncgenfunction(attr):
+
+            @functools.wraps(attr)
+            def iterate(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                return self._runner.iterate(attr(*args, **kwargs))
+
+            return iterate
+        return attr
+
+    def close(self) -> None:
+        """Close every provider and stop the private loop."""
+        try:
+            if not self._runner.loop.is_closed():
+                self._runner.run(self._manager.close())
+        finally:
+            self._runner.stop()
+
+    def __enter__(self) -> SyncEventSourcingManager:
+        self._runner.run(self._manager.connect())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -36,24 +36,57 @@ class _Stream:
     events: list[RecordedEvent] = field(default_factory=list)  # ascending versions, may start above 1
 
 
+@dataclass(slots=True)
+class _Store:
+    streams: dict[str, _Stream] = field(default_factory=dict)
+    log: list[RecordedEvent] = field(default_factory=list)  # ascending positions (deleted events removed)
+    by_id: dict[str, RecordedEvent] = field(default_factory=dict)
+    snapshots: dict[str, list[NewSnapshot]] = field(default_factory=dict)
+    next_position: int = 1
+
+
+_NAMED: dict[str, _Store] = {}
+
+
 class MemoryProvider(Provider):
-    """``memory://``: dictionaries in this process."""
+    """``memory://`` (a private store) or ``memory://<name>`` (shared by every instance in this process)."""
 
     kind = "memory"
     capabilities = Capabilities(global_order="total", concurrency="in_process")
 
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:
-        super().__init__(url, **settings)
-        self._streams: dict[str, _Stream] = {}
-        self._log: list[RecordedEvent] = []  # ascending positions (deleted events removed)
-        self._by_id: dict[str, RecordedEvent] = {}
-        self._snapshots: dict[str, list[NewSnapshot]] = {}
-        self._next_position = 1
+        super().__init__(url or "memory://", **settings)
+        name = (url or "memory://").split("://", 1)[-1].strip("/")
+        self._store = _NAMED.setdefault(name, _Store()) if name else _Store()
         self._started = monotonic()
 
-    def spawn_args(self) -> dict[str, Any]:
-        """A memory store cannot be shared by a second instance; the kit uses the same object."""
-        return {"url": self.url, **self.settings}
+    @property
+    def _streams(self) -> dict[str, _Stream]:
+        return self._store.streams
+
+    @property
+    def _by_id(self) -> dict[str, RecordedEvent]:
+        return self._store.by_id
+
+    @property
+    def _snapshots(self) -> dict[str, list[NewSnapshot]]:
+        return self._store.snapshots
+
+    @property
+    def _log(self) -> list[RecordedEvent]:
+        return self._store.log
+
+    @_log.setter
+    def _log(self, value: list[RecordedEvent]) -> None:
+        self._store.log = value
+
+    @property
+    def _next_position(self) -> int:
+        return self._store.next_position
+
+    @_next_position.setter
+    def _next_position(self, value: int) -> None:
+        self._store.next_position = value
 
     async def connect(self) -> None:
         """Nothing to open."""

@@ -1,0 +1,28 @@
+"""The conformance kit: test suites every provider runs, built-in and third-party alike.
+
+Install with the ``testing`` extra (``pip install eventsource[testing]``), enable pytest-asyncio's
+``asyncio_mode = auto``, and subclass the suites in a test module::
+
+    from eventsource.testing import ProviderSuite
+
+    class TestMyProvider(ProviderSuite):
+        @pytest.fixture
+        async def provider(self):
+            ...
+
+Suites end in ``Suite`` so pytest does not collect them until subclassed with a ``Test`` name.
+"""
+
+from __future__ import annotations
+
+from eventsource.testing.suite import HOSTILE_INVALID_STREAM_IDS, HOSTILE_VALID_STREAM_IDS, ProviderSuite
+
+__all__ = ["HOSTILE_INVALID_STREAM_IDS", "HOSTILE_VALID_STREAM_IDS", "ProviderSuite", "RetentionSuite"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "RetentionSuite":
+        from eventsource.testing.retention import RetentionSuite  # noqa: PLC0415
+
+        return RetentionSuite
+    raise AttributeError(name)

@@ -1,0 +1,91 @@
+"""Manager behaviour that is not store-specific: provider selection, registration, upcasters."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from eventsource import ConfigurationError, Event, EventData, ValidationError
+from eventsource.errors import ProviderNotFoundError
+from eventsource.manager import EventSourcingManager
+from eventsource.memory import MemoryProvider
+from eventsource.plugins import PluginHost
+
+HOST = PluginHost(load_entrypoints=False)
+
+
+async def test_providers_from_config_by_name_and_url_scheme() -> None:
+    m = EventSourcingManager({"providers": {"a": "memory://one", "b": "memory://two"}, "default_provider": "b"}, host=HOST)
+    async with m:
+        assert m.list_providers() == ["a", "b"]
+        assert m.get_default_provider().name == "b"
+        await m.append_event(stream_id="s", event_type="E", data=1, provider="a")
+        assert await m.stream_exists("s", provider="a")
+        assert not await m.stream_exists("s")
+        assert m.get_provider("memory://anything").kind == "memory"
+        with pytest.raises(ProviderNotFoundError):
+            m.get_provider("nope")
+        info = {i.name: i for i in m.get_provider_info()}
+        assert info["b"].is_default
+        assert info["a"].distribution == "eventsource"
+        assert info["a"].capabilities["global_order"] == "total"
+
+
+async def test_register_provider_instance_or_url() -> None:
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=HOST)
+    with pytest.raises(ProviderNotFoundError):
+        m.get_default_provider()
+    await m.register_provider(MemoryProvider(), name="x")
+    await m.register_provider("memory://y", name="y", default=True)
+    assert m.get_default_provider().name == "y"
+    with pytest.raises(ConfigurationError):
+        await m.register_provider(MemoryProvider(), name="x")
+    with pytest.raises(ProviderNotFoundError):
+        await m.register_provider("nosuchscheme://h", name="z")
+    with pytest.raises(ConfigurationError):
+        await m.register_provider("not a url", name="z")
+    await m.close()
+
+
+async def test_upcasters_transform_old_events_on_read() -> None:
+    async with EventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as m:
+        await m.append_event(stream_id="s", event_type="NameSet", data={"name": "Ada Lovelace"})
+
+        def split(e: Event) -> Event:
+            first, last = e.data["name"].split(" ", 1)
+            return dataclasses.replace(e, event_type="NameSetV2", data={"first": first, "last": last})
+
+        m.register_upcaster("NameSet", split)
+        [e] = [e async for e in m.read_stream("s")]
+        assert (e.event_type, e.data) == ("NameSetV2", {"first": "Ada", "last": "Lovelace"})
+
+
+async def test_request_objects_and_keywords_are_equivalent_and_exclusive() -> None:
+    from eventsource import AppendEventRequest
+
+    async with EventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as m:
+        r1 = await m.append_event(AppendEventRequest(stream_id="s", event_type="E", data=1))
+        r2 = await m.append_event(stream_id="s", event_type="E", data=2)
+        assert (r1.version, r2.version) == (1, 2)
+        with pytest.raises(ValidationError):
+            await m.append_event(AppendEventRequest(stream_id="s", event_type="E", data=1), stream_id="s")
+        with pytest.raises(ValidationError):
+            await m.append_event(stream_id="s", event_type="E", data=1, bogus=True)
+        with pytest.raises(ValidationError):
+            await m.append_events_batch(stream_id="s", events=[EventData("E", 1), 42])
+
+
+async def test_compression_descriptor_keeps_old_events_readable() -> None:
+    store = "memory://compress-shared"
+    async with EventSourcingManager({"providers": {"m": store}}, host=HOST) as plain:
+        await plain.append_event(stream_id="s", event_type="E", data={"x": "a" * 5000})
+    cfg = {"providers": {"m": store}, "compression": "brotli", "compression_threshold": 100}
+    async with EventSourcingManager(cfg, host=HOST) as compressed:
+        await compressed.append_event(stream_id="s", event_type="E", data={"x": "b" * 5000}, metadata={"m": "c" * 500})
+        raw = [r async for r in compressed.get_default_provider().read_stream("s")]
+        assert [r.encoding for r in raw] == ["json", "json+brotli"]
+        assert len(raw[1].data) < 500
+        got = [e async for e in compressed.read_stream("s")]
+        assert [e.data["x"][0] for e in got] == ["a", "b"]
+        assert got[1].metadata == {"m": "c" * 500}

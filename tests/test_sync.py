@@ -1,0 +1,70 @@
+"""The sync facade forwards every manager method, blocking, from plain (non-async) code."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+
+import pytest
+
+from eventsource import ConcurrencyError, EventData, StreamNotFoundError
+from eventsource.manager import EventSourcingManager
+from eventsource.plugins import PluginHost
+from eventsource.sync import SyncEventSourcingManager
+
+CONFIG = {"providers": {"mem": "memory://"}, "default_provider": "mem"}
+
+
+def make() -> SyncEventSourcingManager:
+    return SyncEventSourcingManager(CONFIG, host=PluginHost(load_entrypoints=False))
+
+
+def test_every_public_coroutine_and_iterator_is_forwarded() -> None:
+    with make() as m:
+        for name, member in inspect.getmembers(EventSourcingManager):
+            if name.startswith("_"):
+                continue
+            forwarded = getattr(m, name)
+            if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
+                assert not inspect.iscoroutinefunction(forwarded), name
+                assert not inspect.isasyncgenfunction(forwarded), name
+
+
+def test_round_trip_through_the_facade() -> None:
+    with make() as m:
+        m.create_stream(stream_id="orders-1", name="Order 1")
+        r = m.append_event(stream_id="orders-1", event_type="Created", data={"total": 3}, expected_version=0)
+        assert r.version == 1
+        b = m.append_events_batch(stream_id="orders-1", events=[EventData("Paid", {"n": i}) for i in range(3)])
+        assert (b.first_version, b.last_version) == (2, 4)
+        with pytest.raises(ConcurrencyError):
+            m.append_event(stream_id="orders-1", event_type="X", data={}, expected_version=1)
+        events = list(m.read_stream("orders-1"))
+        assert [e.version for e in events] == [1, 2, 3, 4]
+        assert [e.event_type for e in m.read_all()] == ["Created", "Paid", "Paid", "Paid"]
+        assert m.get_events(stream_id="orders-1", limit=2).has_more
+        m.create_snapshot(stream_id="orders-1", data={"total": 3})
+        assert m.get_snapshot("orders-1").version == 4
+        assert m.get_stats()["mem"].total_events == 4
+        assert m.health_check()["mem"].healthy
+        with pytest.raises(StreamNotFoundError):
+            m.get_stream_info("missing")
+
+
+def test_breaking_out_of_a_sync_iteration_closes_it() -> None:
+    with make() as m:
+        m.append_events_batch(stream_id="s", events=[EventData("E", i) for i in range(20)])
+        it = m.read_stream("s", page_size=3)
+        first = [next(it).version for _ in range(4)]
+        it.close()
+        assert first == [1, 2, 3, 4]
+        assert m.append_event(stream_id="s", event_type="E", data=0).version == 21
+
+
+def test_close_stops_the_private_loop_thread() -> None:
+    before = {t.name for t in threading.enumerate()}
+    m = make()
+    m.connect()
+    m.close()
+    after = [t for t in threading.enumerate() if t.name == "eventsource-sync" and t.name not in before]
+    assert not any(t.is_alive() for t in after)

@@ -61,7 +61,7 @@ class PluginHost:
         if load_entrypoints:
             self._load_entrypoints()
         if not self.pm.is_blocked("builtin"):
-            from eventsource import builtin  # noqa: PLC0415
+            from eventsource import builtin
 
             self.pm.register(builtin, name="builtin")
         for name, plugin in plugins:

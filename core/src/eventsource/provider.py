@@ -191,7 +191,7 @@ class Provider(ABC):
                 msg = f"provider {cls.kind!r} takes no settings, got {sorted(settings)}"
                 raise ConfigurationError(msg, field=next(iter(settings)))
             return {}
-        from marshmallow import ValidationError as MarshmallowValidationError  # noqa: PLC0415
+        from marshmallow import ValidationError as MarshmallowValidationError
 
         try:
             return dict(cls.settings_schema().load(dict(settings)))
@@ -211,7 +211,7 @@ class Provider(ABC):
     @property
     def display_url(self) -> str | None:
         """The URL with any password masked (safe to print or log)."""
-        from eventsource.config import mask_url  # noqa: PLC0415
+        from eventsource.config import mask_url
 
         return mask_url(self.url) if self.url else None
 
@@ -294,9 +294,7 @@ class Provider(ABC):
             if not flt.matches(ev):
                 continue
             total += 1
-            if descending:
-                window.append(ev)
-            elif offset < total <= offset + limit:
+            if descending or offset < total <= offset + limit:
                 window.append(ev)
         if descending:
             page = list(reversed(window))[offset : offset + limit]

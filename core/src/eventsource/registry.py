@@ -26,7 +26,7 @@ class Registration(Generic[T]):
 
 def _origin(obj: object) -> tuple[str | None, str | None]:
     """The installed distribution (and version) that ships ``obj``'s top-level package."""
-    from importlib import metadata  # noqa: PLC0415
+    from importlib import metadata
 
     module = getattr(obj, "__module__", None) or type(obj).__module__
     top = module.split(".")[0]
@@ -101,7 +101,7 @@ class ProviderRegistry(_Registry["type[Provider]"]):
 
     def add(self, provider_class: type[Provider], *, schemes: tuple[str, ...] = ()) -> None:
         """Register ``provider_class`` under its ``kind`` and URL ``schemes``."""
-        from eventsource.provider import Provider  # noqa: PLC0415
+        from eventsource.provider import Provider
 
         if not (isinstance(provider_class, type) and issubclass(provider_class, Provider)):
             msg = f"{provider_class!r} is not a subclass of eventsource.provider.Provider"

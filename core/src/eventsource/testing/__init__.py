@@ -22,7 +22,7 @@ __all__ = ["HOSTILE_INVALID_STREAM_IDS", "HOSTILE_VALID_STREAM_IDS", "ProviderSu
 
 def __getattr__(name: str) -> object:
     if name == "RetentionSuite":
-        from eventsource.testing.retention import RetentionSuite  # noqa: PLC0415
+        from eventsource.testing.retention import RetentionSuite
 
         return RetentionSuite
     raise AttributeError(name)

@@ -246,7 +246,7 @@ class ProviderSuite:
         with pytest.raises(ConcurrencyError) as info:
             await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=1)
         assert info.value.expected == 1
-        assert info.value.actual == 2  # noqa: PLR2004
+        assert info.value.actual == 2
         assert info.value.type == "conflict"
         with pytest.raises(ConcurrencyError):
             await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=5)
@@ -278,7 +278,7 @@ class ProviderSuite:
         r = await manager.append_event(stream_id=created, event_type="E", data={}, expected_version=STREAM_EXISTS)
         assert r.version == 1
         r = await manager.append_event(stream_id=created, event_type="E", data={}, expected_version=STREAM_EXISTS)
-        assert r.version == 2  # noqa: PLR2004
+        assert r.version == 2
 
     async def test_expected_any(self, manager: EventSourcingManager) -> None:
         s = sid()
@@ -396,7 +396,7 @@ class ProviderSuite:
         s = sid()
         res = await manager.append_events_batch(stream_id=s, events=[ev(data={"i": i}) for i in range(50)])
         assert (res.first_version, res.last_version) == (1, 50)
-        assert len(res.event_ids) == len(res.positions) == 50  # noqa: PLR2004
+        assert len(res.event_ids) == len(res.positions) == 50
         assert res.positions == sorted(res.positions)
         got = [e async for e in manager.read_stream(s)]
         assert [e.event_id for e in got] == res.event_ids
@@ -533,7 +533,7 @@ class ProviderSuite:
                 peak = tracemalloc.get_traced_memory()[1] - base
             finally:
                 tracemalloc.stop()
-            assert n == 2000  # noqa: PLR2004
+            assert n == 2000
             assert peak < 4_000_000, f"reading held {peak} bytes at once"
 
     async def test_stopping_a_read_early_is_clean(self, manager: EventSourcingManager) -> None:
@@ -542,11 +542,11 @@ class ProviderSuite:
         got = []
         async for e in manager.read_stream(s, page_size=5):
             got.append(e.version)
-            if len(got) == 7:  # noqa: PLR2004
+            if len(got) == 7:
                 break
         assert got == list(range(1, 8))
         # the store is still usable afterwards
-        assert (await manager.append_event(stream_id=s, event_type="E", data={})).version == 31  # noqa: PLR2004
+        assert (await manager.append_event(stream_id=s, event_type="E", data={})).version == 31
 
     async def test_read_stream_ranges_and_backwards(self, manager: EventSourcingManager) -> None:
         s = sid()
@@ -588,7 +588,7 @@ class ProviderSuite:
         page1 = await manager.list_streams(limit=2, offset=0)
         page2 = await manager.list_streams(limit=2, offset=2)
         page3 = await manager.list_streams(limit=2, offset=4)
-        assert page1.total_count == 5  # noqa: PLR2004
+        assert page1.total_count == 5
         assert page1.has_more
         assert page2.has_more
         assert not page3.has_more
@@ -645,12 +645,12 @@ class ProviderSuite:
         with pytest.raises(SnapshotNotFoundError):
             await manager.get_snapshot(s, max_version=2)
         assert await manager.delete_snapshot(s, version=7) == 1
-        assert (await manager.get_snapshot(s)).version == 3  # noqa: PLR2004
+        assert (await manager.get_snapshot(s)).version == 3
         assert await manager.delete_snapshot(s) == 1
         with pytest.raises(SnapshotNotFoundError):
             await manager.get_snapshot(s)
         current = await manager.create_snapshot(stream_id=s, data={"v": 10})
-        assert current.version == 10  # noqa: PLR2004
+        assert current.version == 10
         with pytest.raises(ValidationError):
             await manager.create_snapshot(stream_id=s, data={}, version=11)
         with pytest.raises(StreamNotFoundError):
@@ -665,7 +665,7 @@ class ProviderSuite:
         e = await manager.get_event_by_id(r.event_ids[1])
         assert (e.stream_id, e.version, e.data) == (s, 2, {"i": 1})
         e = await manager.get_event_by_id(r.event_ids[2], stream_id=s)
-        assert e.version == 3  # noqa: PLR2004
+        assert e.version == 3
         with pytest.raises(EventNotFoundError):
             await manager.get_event_by_id(r.event_ids[0], stream_id=other)
         with pytest.raises(EventNotFoundError):
@@ -681,7 +681,7 @@ class ProviderSuite:
                 stream_id=a if i % 2 == 0 else b,
                 event_type="Created" if i % 3 == 0 else "Updated",
                 data={"i": i},
-                tenant_id="t1" if i < 6 else "t2",  # noqa: PLR2004
+                tenant_id="t1" if i < 6 else "t2",
                 correlation_id=f"c{i % 4}",
                 aggregate_id=f"agg-{i % 2}",
                 aggregate_type="Thing",
@@ -713,7 +713,7 @@ class ProviderSuite:
         pages, offset = [], 0
         while True:
             res = await manager.get_events(limit=5, offset=offset)
-            assert res.total_count == 12  # noqa: PLR2004
+            assert res.total_count == 12
             pages.extend(e.data["i"] for e in res.events)
             offset += 5
             if not res.has_more:
@@ -721,7 +721,7 @@ class ProviderSuite:
         assert pages == list(range(12))
         desc = await manager.get_events(stream_id=a, limit=4, offset=1, sort_order="desc")
         assert [e.version for e in desc.events] == [5, 4, 3, 2]
-        assert desc.total_count == 6  # noqa: PLR2004
+        assert desc.total_count == 6
         assert desc.has_more
         by_stream = await manager.get_events_by_stream(a, limit=2, offset=4)
         assert [e.version for e in by_stream.events] == [5, 6]
@@ -740,12 +740,12 @@ class ProviderSuite:
             with pytest.raises(UnsupportedOperationError):
                 await provider.truncate_stream(s, 4)
             return
-        assert await provider.truncate_stream(s, 4) == 3  # noqa: PLR2004
+        assert await provider.truncate_stream(s, 4) == 3
         assert await self.versions(manager, s) == list(range(4, 11))
         info = await manager.get_stream_info(s)
         assert (info.version, info.event_count, info.first_version) == (10, 7, 4)
-        assert (await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=10)).version == 11  # noqa: PLR2004
-        assert (await manager.get_events(stream_id=s)).total_count == 8  # noqa: PLR2004
+        assert (await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=10)).version == 11
+        assert (await manager.get_events(stream_id=s)).total_count == 8
         assert await provider.truncate_stream(s, 4) == 0
 
     async def test_delete_events_before_a_time(self, manager: EventSourcingManager, provider: Provider) -> None:
@@ -759,7 +759,7 @@ class ProviderSuite:
             with pytest.raises(UnsupportedOperationError):
                 await provider.delete_events_before(t0 + timedelta(days=3), s)
             return
-        assert await provider.delete_events_before(t0 + timedelta(days=3), s) == 3  # noqa: PLR2004
+        assert await provider.delete_events_before(t0 + timedelta(days=3), s) == 3
         assert await self.versions(manager, s) == [4, 5, 6]
         assert await self.versions(manager, other) == [1]
         assert await provider.delete_events_before(t0 + timedelta(days=1)) == 1
@@ -793,7 +793,7 @@ class ProviderSuite:
 
     async def test_hostile_but_valid_stream_ids_round_trip_and_stay_apart(self, manager: EventSourcingManager) -> None:
         tag = uuid.uuid4().hex[:6]
-        ids = [f"{h}{tag}" if len(h) < 900 else h[:-6] + tag for h in HOSTILE_VALID_STREAM_IDS]  # noqa: PLR2004
+        ids = [f"{h}{tag}" if len(h) < 900 else h[:-6] + tag for h in HOSTILE_VALID_STREAM_IDS]
         ids += list(HOSTILE_VALID_STREAM_IDS[:8])  # the bare forms too: ".", "*", ">"...
         for i, s in enumerate(ids):
             await manager.append_events_batch(stream_id=s, events=[ev(data={"i": i}), ev(data={"i": i})], expected_version=NO_STREAM)
@@ -802,9 +802,9 @@ class ProviderSuite:
             assert [(e.stream_id, e.data["i"], e.version) for e in got] == [(s, i, 1), (s, i, 2)], s
             info = await manager.get_stream_info(s)
             assert info.stream_id == s
-            assert info.version == 2  # noqa: PLR2004
+            assert info.version == 2
             res = await manager.get_events(stream_id=s)
-            assert res.total_count == 2  # noqa: PLR2004
+            assert res.total_count == 2
             await manager.create_snapshot(stream_id=s, data={"i": i})
             assert (await manager.get_snapshot(s)).data == {"i": i}
         listed = []
@@ -900,7 +900,7 @@ class ProviderSuite:
         st = (await manager.get_stats())["under-test"]
         assert (st.total_events, st.total_streams, st.total_snapshots) == (4, 3, 1)
         assert st.events_by_type == {"A": 2, "B": 2}
-        assert st.events_by_stream[a] == 3  # noqa: PLR2004
+        assert st.events_by_stream[a] == 3
         assert st.events_by_stream[b] == 1
         assert st.last_event_at is not None
         assert st.uptime_seconds >= 0

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -45,7 +46,7 @@ from eventsource.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Sequence
+    from collections.abc import Callable, Coroutine, Iterator, Sequence
 
     from eventsource.config import ManagerConfig
     from eventsource.manager import EventSourcingManager
@@ -477,8 +478,8 @@ class Runner:
                 except EventSourceError as e:
                     if e.type in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
                         msg = (
-                            f"cannot reach the store at {mask(url)}: {e}. Check that the server is running "
-                            f"and the URL is right (--store or ${STORE_ENV})"
+                            f"cannot reach the store at {mask(url)}: {str(e).rstrip('.')}; check that the server "
+                            f"is running and the URL is right (--store or ${STORE_ENV})"
                         )
                         raise StoreContextError(msg, e) from e
                     raise
@@ -820,7 +821,7 @@ class Runner:
                 raise
             name = self.cfg.default_provider or "default"
             url = self.cfg.providers.get(name, {}).get("url", "")
-            status = {name: HealthStatus(healthy=False, provider=name, message=str(e.cause))}
+            status = {name: HealthStatus(healthy=False, provider=name, message=self.scrub(str(e.cause)))}
             return self._print_health(status, {name: mask(url)})
         try:
             urls = {name: manager.get_provider(name).display_url or "" for name in manager.list_providers()}
@@ -829,6 +830,7 @@ class Runner:
             await manager.close()
 
     def _print_health(self, statuses: dict[str, Any], urls: dict[str, str]) -> int:
+        statuses = {name: dataclasses.replace(s, message=self.scrub(s.message)) for name, s in statuses.items()}
         self.out.json(statuses)
         healthy = all(s.healthy for s in statuses.values())
         for name, s in statuses.items():
@@ -837,7 +839,7 @@ class Runner:
                 latency = f", answered in {s.latency_ms:.1f} ms" if s.latency_ms is not None else ""
                 self.out.line(f"{name}{where}: healthy{latency}")
             else:
-                self.out.line(f"{name}{where}: UNHEALTHY: {self.scrub(s.message)}")
+                self.out.line(f"{name}{where}: UNHEALTHY: {s.message}")
         if not healthy:
             self.out.note("error: the store is not healthy; check that the server is running and the URL is right")
         return EXIT_OK if healthy else EXIT_UNAVAILABLE
@@ -904,14 +906,23 @@ def _report(exc: BaseException, out: Output, scrub: Scrubber, verbose: int) -> i
     return code
 
 
-def _setup_logging(verbose: int, err: TextIO) -> None:
+@contextlib.contextmanager
+def _logging(verbose: int, err: TextIO) -> Iterator[None]:
+    """With ``-v``, show the library's logs (retries, plugin traces) on stderr for this run."""
     if not verbose:
+        yield
         return
     handler = logging.StreamHandler(err)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("eventsource")
+    level = root.level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -> int:
@@ -931,9 +942,9 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
         scrub.add_url(args.store)
     if os.environ.get(STORE_ENV):
         scrub.add_url(os.environ[STORE_ENV])
-    _setup_logging(args.verbose, out.err)
     try:
-        return asyncio.run(Runner(args, out, host, scrub).run())
+        with _logging(args.verbose, out.err):
+            return asyncio.run(Runner(args, out, host, scrub).run())
     except KeyboardInterrupt:
         out.note("interrupted")
         return EXIT_INTERRUPTED

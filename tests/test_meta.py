@@ -1,0 +1,131 @@
+"""Meta-tests (STYLE.md): every hook is documented with its signature and tested; every plugin has a
+tox factor and a README listing its settings and capabilities."""
+
+from __future__ import annotations
+
+import configparser
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventsource import hookspecs
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDE = ROOT / "docs" / "writing-a-provider.md"
+PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if p.is_dir() and p.name.startswith("eventsource-")) if (ROOT / "plugins").is_dir() else []
+
+
+def _hookspecs() -> dict[str, Any]:
+    marker = f"{hookspecs.NAME}_spec"
+    return {
+        name: fn
+        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        if name.startswith(f"{hookspecs.NAME}_") and hasattr(fn, marker)
+    }
+
+
+HOOKS = _hookspecs()
+
+
+def signature(fn: Any) -> str:
+    """``def name(arg: Type) -> Return`` as written in the spec (annotations are strings: PEP 563)."""
+    sig = inspect.signature(fn)
+    params = ", ".join(f"{p.name}: {p.annotation}" for p in sig.parameters.values())
+    return f"def {fn.__name__}({params}) -> {sig.return_annotation}"
+
+
+def test_there_are_hooks() -> None:
+    assert {
+        "eventsource_register_providers",
+        "eventsource_register_codecs",
+        "eventsource_register_retention_policies",
+        "eventsource_register_leases",
+    } <= set(HOOKS)
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_every_hook_is_documented_with_its_signature(name: str) -> None:
+    guide = GUIDE.read_text(encoding="utf-8")
+    assert f"### `{name}`" in guide, f"docs/writing-a-provider.md has no section for {name}"
+    assert signature(HOOKS[name]) in guide, f"docs/writing-a-provider.md lacks the signature: {signature(HOOKS[name])}"
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_every_hook_spec_docstring_follows_the_style(name: str) -> None:
+    fn = HOOKS[name]
+    doc = inspect.getdoc(fn) or ""
+    opts = getattr(fn, f"{hookspecs.NAME}_spec")
+    for param in inspect.signature(fn).parameters:
+        assert f":param {param}:" in doc, (name, param)
+    assert ":returns:" in doc and ".. versionadded::" in doc, name
+    if opts.get("firstresult"):
+        assert "Stops at first non-None result" in doc, name
+        assert "None" in str(inspect.signature(fn).return_annotation), name
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_every_hook_is_exercised_by_a_test(name: str) -> None:
+    this = Path(__file__).resolve()
+    test_files = [*(ROOT / "tests").rglob("*.py"), *(ROOT / "plugins").glob("*/tests/**/*.py")]
+    users = [p for p in test_files if p.resolve() != this and re.search(rf"\bdef {name}\(", p.read_text(encoding="utf-8"))]
+    assert users, f"no test implements the hook {name}"
+
+
+def _tox_factors() -> set[str]:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "tox.ini", encoding="utf-8")
+    section = parser["tox"]
+    env_list = section.get("env_list") or section.get("envlist") or ""
+    factors: set[str] = set()
+    for env in env_list.split():
+        for part in re.split(r"-(?![^{]*})", env.strip(",")):
+            factors.update(f.strip() for f in part.strip("{}").split(",") if f.strip())
+    return factors
+
+
+def test_tox_factor_parsing() -> None:
+    assert "core" in _tox_factors()
+
+
+@pytest.mark.parametrize("plugin", PLUGINS, ids=lambda p: p.name)
+def test_every_plugin_has_a_tox_factor(plugin: Path) -> None:
+    name = plugin.name.removeprefix("eventsource-")
+    assert name in _tox_factors(), f"tox.ini's env_list has no {name!r} factor for {plugin.name}"
+
+
+@pytest.mark.parametrize("plugin", PLUGINS, ids=lambda p: p.name)
+def test_every_plugin_has_a_readme_with_settings_and_capabilities(plugin: Path) -> None:
+    readme = plugin / "README.md"
+    assert readme.is_file(), f"{plugin.name} has no README.md"
+    text = readme.read_text(encoding="utf-8").lower()
+    assert "settings" in text, f"{plugin.name}/README.md does not list its settings"
+    assert "capabilit" in text, f"{plugin.name}/README.md does not list its capabilities"
+
+
+@pytest.mark.parametrize("plugin", PLUGINS, ids=lambda p: p.name)
+def test_every_plugin_follows_the_naming_rules(plugin: Path) -> None:
+    name = plugin.name.removeprefix("eventsource-")
+    pyproject = (plugin / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'name = "eventsource-{name}"' in pyproject
+    assert re.search(rf'^{name}\s*=\s*"eventsource_{name}\.plugin"', pyproject, re.MULTILINE), "entry point"
+    assert (plugin / "src" / f"eventsource_{name}" / "plugin.py").is_file()
+    assert (plugin / "src" / f"eventsource_{name}" / "py.typed").is_file()
+
+
+def test_the_guide_covers_what_a_plugin_author_needs() -> None:
+    guide = GUIDE.read_text(encoding="utf-8")
+    for needle in (
+        "[project.entry-points.eventsource]",
+        "eventsource_<name>.plugin",
+        "class TestAcmeProvider(ProviderSuite)",
+        "UnsupportedOperationError",
+        "settings_schema",
+        "spawn_args()",
+        "EVENTSOURCE_DISABLED_PLUGINS",
+        "tox.ini",
+        "benchmarks/backends/",
+    ):
+        assert needle in guide, needle

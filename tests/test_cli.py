@@ -17,9 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import eventsource
+import pytest
 from eventsource import ConcurrencyError, EventData, ProviderUnavailableError
 from eventsource.cli import (
     EXIT_CONFLICT,
@@ -132,7 +131,9 @@ def test_read_ranges_limit_and_backwards(capsys: pytest.CaptureFixture[str], sto
     assert versions("--from-version", "11") == []
 
 
-def test_read_shows_progress_on_a_terminal(capsys: pytest.CaptureFixture[str], store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_shows_progress_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
@@ -140,7 +141,9 @@ def test_read_shows_progress_on_a_terminal(capsys: pytest.CaptureFixture[str], s
     n = PROGRESS_EVERY * 2 + 5
     with manager(store) as m:
         for start in range(0, n, 1000):
-            m.append_events_batch(stream_id="big", events=[EventData("E", {"i": i}) for i in range(start, min(n, start + 1000))])
+            m.append_events_batch(
+                stream_id="big", events=[EventData("E", {"i": i}) for i in range(start, min(n, start + 1000))]
+            )
     tty = Terminal()
     monkeypatch.setattr(sys, "stderr", tty)
     code = main(["--store", store, "read", "big"], host=PluginHost(load_entrypoints=False))
@@ -197,7 +200,7 @@ def test_missing_stream_exits_3(capsys: pytest.CaptureFixture[str], store: str) 
 def test_wrong_expected_version_exits_4_and_writes_nothing(capsys: pytest.CaptureFixture[str], store: str) -> None:
     with manager(store) as m:
         m.append_event(stream_id="s", event_type="E", data={})
-    code, out, err = run(capsys, "--store", store, "append", "s", "E", "{}", "--expected-version", "5")
+    code, _, err = run(capsys, "--store", store, "append", "s", "E", "{}", "--expected-version", "5")
     assert code == EXIT_CONFLICT
     assert_one_line_error(err, "expected version 5", "actual version 1")
     code, _, err = run(capsys, "--store", store, "append", "s", "E", "{}", "--expected-version", "no_stream")
@@ -356,7 +359,9 @@ def test_streams_info_snapshot_stats_health_json(capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "--store", store, "info", "a")
     assert "Stream A" in out and "Order" in out
 
-    code, out, err = run(capsys, "--store", store, "snapshot", "a", '{"total": 3}', "--metadata", '{"by": "cli"}', "--version", "1")
+    code, out, err = run(
+        capsys, "--store", store, "snapshot", "a", '{"total": 3}', "--metadata", '{"by": "cli"}', "--version", "1"
+    )
     assert code == EXIT_OK, err
     code, out, _ = run(capsys, "--store", store, "--json", "snapshot", "a", "--get")
     snap = json.loads(out)
@@ -405,7 +410,12 @@ def test_demo_runs_twice_on_the_same_store(capsys: pytest.CaptureFixture[str], s
         assert len(streams) == 2 and "user-events" in streams
         for sid in streams:
             events = list(m.read_stream(sid))
-            assert [e.event_type for e in events] == ["UserCreated", "UserEmailChanged", "UserProfileUpdated", "UserLoggedIn"]
+            assert [e.event_type for e in events] == [
+                "UserCreated",
+                "UserEmailChanged",
+                "UserProfileUpdated",
+                "UserLoggedIn",
+            ]
             created = events[0]
             assert (created.correlation_id, created.causation_id, created.user_id, created.tenant_id) == (
                 "req-456", "cmd-789", "admin", "tenant-1",
@@ -428,7 +438,9 @@ def test_demo_json_steps_parse(capsys: pytest.CaptureFixture[str], store: str) -
 # --------------------------------------------------------------------------- configuration
 
 
-def test_store_from_environment(capsys: pytest.CaptureFixture[str], store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_from_environment(
+    capsys: pytest.CaptureFixture[str], store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(STORE_ENV, store)
     assert run(capsys, "append", "s", "E")[0] == EXIT_OK
     with manager(store) as m:
@@ -479,18 +491,28 @@ def test_console_script_demo_on_the_default_sqlite_store(tmp_path: Path) -> None
     script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
     assert script is not None, "the eventsource console script is not installed next to this interpreter"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSOURCE_") or k.startswith("EVENTSOURCE_TEST_")}
-    done = subprocess.run([script, "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [script, "demo"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == EXIT_OK, done.stderr
     assert "sqlite:///eventsource.db" in done.stdout
     assert "Read it again with:  eventsource read user-events" in done.stdout
     assert (tmp_path / "eventsource.db").exists()
     read = subprocess.run(
-        [script, "read", "user-events", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+        [script, "read", "user-events", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert read.returncode == EXIT_OK, read.stderr
     assert [json.loads(line)["event_type"] for line in read.stdout.splitlines()] == [
         "UserCreated", "UserEmailChanged", "UserProfileUpdated", "UserLoggedIn",
     ]  # fmt: skip
-    missing = subprocess.run([script, "info", "nope"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    missing = subprocess.run(
+        [script, "info", "nope"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert missing.returncode == EXIT_NOT_FOUND
     assert missing.stderr.strip() == "error: stream 'nope' does not exist"

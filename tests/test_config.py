@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from eventsource import EventData, ValidationError
 from eventsource.config import DEFAULT_SQLITE_URL, ManagerConfig, mask_url, parse_duration
 from eventsource.errors import ConfigurationError
@@ -95,7 +94,17 @@ def test_the_other_fields_from_a_dict() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("250ms", 0.25), ("30s", 30.0), ("5m", 300.0), ("12h", 43200.0), ("365d", 31536000.0), ("1.5s", 1.5), (" 7 ", 7.0), (3, 3.0), (0.5, 0.5)],
+    [
+        ("250ms", 0.25),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("12h", 43200.0),
+        ("365d", 31536000.0),
+        ("1.5s", 1.5),
+        (" 7 ", 7.0),
+        (3, 3.0),
+        (0.5, 0.5),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -157,7 +166,12 @@ def test_from_toml_file_nested_or_flat(tmp_path: Path) -> None:
         '[eventsource.metadata]\nteam = "payments"\n'
     )
     cfg = ManagerConfig.from_file(nested)
-    assert (cfg.default_provider, cfg.timeout, cfg.compression, cfg.retention_period) == ("pg", 10.0, "brotli", 30 * 86400.0)
+    assert (cfg.default_provider, cfg.timeout, cfg.compression, cfg.retention_period) == (
+        "pg",
+        10.0,
+        "brotli",
+        30 * 86400.0,
+    )
     assert set(cfg.providers) == {"pg", "mem"} and cfg.metadata == {"team": "payments"}
     flat = tmp_path / "flat.toml"
     flat.write_text('max_batch_size = 10\n[providers]\nm = "memory://"\n')
@@ -171,11 +185,11 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     assert info.value.details["field"] == "file"
     bad_json = tmp_path / "bad.json"
     bad_json.write_text("{not json")
-    with pytest.raises(ConfigurationError, match="bad.json is not valid json"):
+    with pytest.raises(ConfigurationError, match=r"bad\.json is not valid json"):
         ManagerConfig.from_file(bad_json)
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("timeout = = 3")
-    with pytest.raises(ConfigurationError, match="bad.toml is not valid toml"):
+    with pytest.raises(ConfigurationError, match=r"bad\.toml is not valid toml"):
         ManagerConfig.from_file(bad_toml)
     array = tmp_path / "array.json"
     array.write_text("[1, 2]")
@@ -233,7 +247,10 @@ def test_load_accepts_a_config_a_dict_or_a_path(tmp_path: Path) -> None:
 def test_repr_masks_keys_and_url_passwords() -> None:
     cfg = ManagerConfig.from_dict(
         {
-            "providers": {"pg": "postgresql://app:hunter2@db.internal:5432/events", "nats": "nats://tok:s3cr3t@127.0.0.1:4222"},
+            "providers": {
+                "pg": "postgresql://app:hunter2@db.internal:5432/events",
+                "nats": "nats://tok:s3cr3t@127.0.0.1:4222",
+            },
             "encryption": True,
             "encryption_keys": {"k1": KEY},
             "active_key_id": "k1",
@@ -265,7 +282,9 @@ def test_mask_url(url: str, shown: str) -> None:
 
 
 async def test_the_manager_applies_the_limits() -> None:
-    cfg = ManagerConfig.from_dict({"providers": {"m": "memory://"}, "max_batch_size": 2, "max_event_size": 64, "max_stream_id_length": 8})
+    cfg = ManagerConfig.from_dict(
+        {"providers": {"m": "memory://"}, "max_batch_size": 2, "max_event_size": 64, "max_stream_id_length": 8}
+    )
     async with EventSourcingManager(cfg, host=PluginHost(load_entrypoints=False)) as m:
         with pytest.raises(ValidationError, match="max_batch_size=2"):
             await m.append_events_batch(stream_id="s", events=[EventData("E", {}) for _ in range(3)])

@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from eventsource.cli import EXIT_ERROR, EXIT_OK, main
 from eventsource.errors import PluginLoadError, ProviderNotFoundError
 from eventsource.manager import EventSourcingManager
@@ -110,7 +109,7 @@ class AcmeProvider(MemoryProvider):
     settings_schema = AcmeSettings
 '''
 
-BROKEN_PLUGIN = '''
+BROKEN_PLUGIN = """
 import eventsource
 import eventsource_missing_driver_for_tests  # the driver is not installed
 
@@ -118,9 +117,9 @@ import eventsource_missing_driver_for_tests  # the driver is not installed
 @eventsource.hookimpl
 def eventsource_register_providers(registry):
     pass
-'''
+"""
 
-DUPLICATE_PLUGIN = '''
+DUPLICATE_PLUGIN = """
 import eventsource
 from eventsource.memory import MemoryProvider
 
@@ -132,15 +131,17 @@ class AnotherMemory(MemoryProvider):
 @eventsource.hookimpl
 def eventsource_register_providers(registry):
     registry.add(AnotherMemory, schemes=("memory2",))
-'''
+"""
 
 
-def _project(root: Path, dist: str, version: str, entry_point: str, module: str, files: dict[str, str]) -> Path:
+def _project(root: Path, dist: str, *, version: str, entry_point: str, module: str, files: dict[str, str]) -> Path:
     project = root / dist
     pkg = project / "src" / module
     pkg.mkdir(parents=True)
     (project / "tiny_backend.py").write_text(BACKEND)
-    (project / "pyproject.toml").write_text(PYPROJECT.format(dist=dist, version=version, entry_point=entry_point, module=module))
+    (project / "pyproject.toml").write_text(
+        PYPROJECT.format(dist=dist, version=version, entry_point=entry_point, module=module)
+    )
     (pkg / "__init__.py").write_text("")
     for name, text in files.items():
         (pkg / name).write_text(textwrap.dedent(text))
@@ -152,17 +153,52 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Three distributions, each pip-installed into its own target directory (in parallel)."""
     root = tmp_path_factory.mktemp("plugins")
     projects = {
-        "good": _project(root, "eventsource-acme", "1.2.3", "acme", "eventsource_acme", {"plugin.py": GOOD_PLUGIN, "provider.py": GOOD_PROVIDER}),
-        "broken": _project(root, "eventsource-broken", "0.0.1", "broken", "eventsource_broken", {"plugin.py": BROKEN_PLUGIN}),
-        "duplicate": _project(root, "eventsource-dupe", "0.3.0", "dupe", "eventsource_dupe", {"plugin.py": DUPLICATE_PLUGIN}),
+        "good": _project(
+            root,
+            "eventsource-acme",
+            version="1.2.3",
+            entry_point="acme",
+            module="eventsource_acme",
+            files={"plugin.py": GOOD_PLUGIN, "provider.py": GOOD_PROVIDER},
+        ),
+        "broken": _project(
+            root,
+            "eventsource-broken",
+            version="0.0.1",
+            entry_point="broken",
+            module="eventsource_broken",
+            files={"plugin.py": BROKEN_PLUGIN},
+        ),
+        "duplicate": _project(
+            root,
+            "eventsource-dupe",
+            version="0.3.0",
+            entry_point="dupe",
+            module="eventsource_dupe",
+            files={"plugin.py": DUPLICATE_PLUGIN},
+        ),
     }
     targets = {key: root / f"site-{key}" for key in projects}
     procs = {
         key: subprocess.Popen(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
-             "--disable-pip-version-check", "--target", str(targets[key]), str(project)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-index",
+                "--no-build-isolation",
+                "--disable-pip-version-check",
+                "--target",
+                str(targets[key]),
+                str(project),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for key, project in projects.items()
     }
     for key, proc in procs.items():
@@ -172,7 +208,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def on_path(monkeypatch: pytest.MonkeyPatch, installed: dict[str, Path]):  # noqa: ANN201
+def on_path(monkeypatch: pytest.MonkeyPatch, installed: dict[str, Path]):
     monkeypatch.delenv(DISABLED_ENV, raising=False)
 
     def add(*keys: str) -> None:
@@ -182,7 +218,7 @@ def on_path(monkeypatch: pytest.MonkeyPatch, installed: dict[str, Path]):  # noq
     return add
 
 
-def test_pip_installed_plugin_is_discovered(on_path) -> None:  # noqa: ANN001
+def test_pip_installed_plugin_is_discovered(on_path) -> None:
     on_path("good")
     host = PluginHost()
     assert "acme" in host.plugin_names()
@@ -191,13 +227,19 @@ def test_pip_installed_plugin_is_discovered(on_path) -> None:  # noqa: ANN001
     reg = host.providers.registration("acme")
     assert (reg.distribution, reg.version) == ("eventsource-acme", "1.2.3")
     row = next(r for r in host.describe() if r["type"] == "provider" and r["name"] == "acme")
-    assert row == {"type": "provider", "name": "acme", "distribution": "eventsource-acme", "version": "1.2.3", "schemes": ["acme", "acme+mem"]}
+    assert row == {
+        "type": "provider",
+        "name": "acme",
+        "distribution": "eventsource-acme",
+        "version": "1.2.3",
+        "schemes": ["acme", "acme+mem"],
+    }
     provider = host.create_provider("acme+mem://shop", label="hello")
     assert type(provider).__module__ == "eventsource_acme.provider"
     assert (provider.kind, provider.settings) == ("acme", {"label": "hello"})
 
 
-async def test_discovered_provider_serves_a_manager(on_path) -> None:  # noqa: ANN001
+async def test_discovered_provider_serves_a_manager(on_path) -> None:
     on_path("good")
     url = f"acme://{uuid.uuid4().hex}"
     async with EventSourcingManager({"providers": {"shop": url}}, host=PluginHost()) as m:
@@ -207,7 +249,7 @@ async def test_discovered_provider_serves_a_manager(on_path) -> None:  # noqa: A
         assert (info.kind, info.distribution, info.version) == ("acme", "eventsource-acme", "1.2.3")
 
 
-def test_hosts_without_entry_points_do_not_see_it(on_path) -> None:  # noqa: ANN001
+def test_hosts_without_entry_points_do_not_see_it(on_path) -> None:
     on_path("good")
     host = PluginHost(load_entrypoints=False)
     assert "acme" not in host.providers
@@ -219,17 +261,27 @@ def test_the_cli_lists_and_uses_it(installed: dict[str, Path], tmp_path: Path) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSOURCE_") or k.startswith("EVENTSOURCE_TEST_")}
     env["PYTHONPATH"] = os.pathsep.join([str(installed["good"]), *filter(None, [os.environ.get("PYTHONPATH")])])
     cmd = [sys.executable, "-m", "eventsource.cli"]
-    listed = subprocess.run([*cmd, "providers", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    listed = subprocess.run(
+        [*cmd, "providers", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
     assert listed.returncode == EXIT_OK, listed.stderr
     data = json.loads(listed.stdout)
     assert data["entry_points"]["acme"] == {"distribution": "eventsource-acme", "version": "1.2.3"}
     assert any(r["name"] == "acme" and r["distribution"] == "eventsource-acme" for r in data["plugins"])
-    demo = subprocess.run([*cmd, "--store", "acme://demo", "demo"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    demo = subprocess.run(
+        [*cmd, "--store", "acme://demo", "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert demo.returncode == EXIT_OK, demo.stderr
     assert "(acme provider)" in demo.stdout
 
 
-def test_a_plugin_that_fails_to_import_names_its_distribution(on_path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+def test_a_plugin_that_fails_to_import_names_its_distribution(on_path, capsys: pytest.CaptureFixture[str]) -> None:
     on_path("good", "broken")
     with pytest.raises(PluginLoadError) as info:
         PluginHost()
@@ -244,7 +296,7 @@ def test_a_plugin_that_fails_to_import_names_its_distribution(on_path, capsys: p
     assert "eventsource-broken" in err and f"{DISABLED_ENV}=broken" in err and "Traceback" not in err
 
 
-def test_disabled_plugins_are_not_loaded(on_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_disabled_plugins_are_not_loaded(on_path, monkeypatch: pytest.MonkeyPatch) -> None:
     on_path("good", "broken")
     monkeypatch.setenv(DISABLED_ENV, "broken")
     host = PluginHost()  # the broken plugin is never imported
@@ -262,7 +314,7 @@ def test_disabled_plugins_are_not_loaded(on_path, monkeypatch: pytest.MonkeyPatc
     assert "acme" in host.providers and "broken" not in host.distributions
 
 
-def test_a_duplicate_provider_name_is_refused(on_path) -> None:  # noqa: ANN001
+def test_a_duplicate_provider_name_is_refused(on_path) -> None:
     on_path("duplicate")
     with pytest.raises(PluginLoadError, match=r"provider 'memory' is registered twice") as info:
         PluginHost()

@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from eventsource import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "writing-a-provider.md"
-PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if p.is_dir() and p.name.startswith("eventsource-")) if (ROOT / "plugins").is_dir() else []
+PLUGINS = (
+    sorted(p for p in (ROOT / "plugins").iterdir() if p.is_dir() and p.name.startswith("eventsource-"))
+    if (ROOT / "plugins").is_dir()
+    else []
+)
 
 
 def _hookspecs() -> dict[str, Any]:
@@ -70,7 +73,9 @@ def test_every_hook_spec_docstring_follows_the_style(name: str) -> None:
 def test_every_hook_is_exercised_by_a_test(name: str) -> None:
     this = Path(__file__).resolve()
     test_files = [*(ROOT / "tests").rglob("*.py"), *(ROOT / "plugins").glob("*/tests/**/*.py")]
-    users = [p for p in test_files if p.resolve() != this and re.search(rf"\bdef {name}\(", p.read_text(encoding="utf-8"))]
+    users = [
+        p for p in test_files if p.resolve() != this and re.search(rf"\bdef {name}\(", p.read_text(encoding="utf-8"))
+    ]
     assert users, f"no test implements the hook {name}"
 
 

@@ -6,9 +6,8 @@ import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 import eventsource
+import pytest
 from eventsource.codecs import Serializer
 from eventsource.errors import ConfigurationError, PluginLoadError, ProviderNotFoundError
 from eventsource.lease import Lease
@@ -123,7 +122,12 @@ def test_every_registration_hook_fills_its_registry() -> None:
     lease = host.create_lease("local://anywhere", ttl=5)
     assert isinstance(lease, LocalLease) and lease.settings == {"ttl": 5}
     kinds = {(r["type"], r["name"]) for r in host.describe()}
-    assert {("provider", "shop"), ("serializer", "upperjson"), ("retention", "keep_nothing"), ("lease", "local")} <= kinds
+    assert {
+        ("provider", "shop"),
+        ("serializer", "upperjson"),
+        ("retention", "keep_nothing"),
+        ("lease", "local"),
+    } <= kinds
 
 
 def test_late_registration_runs_the_historic_hooks() -> None:
@@ -232,7 +236,7 @@ def test_a_hook_that_raises_is_reported_with_the_hook_name() -> None:
             msg = "codec library missing"
             raise RuntimeError(msg)
 
-    with pytest.raises(PluginLoadError, match="eventsource_register_codecs.*codec library missing"):
+    with pytest.raises(PluginLoadError, match=r"eventsource_register_codecs.*codec library missing"):
         PluginHost(load_entrypoints=False, plugins=[("raises", Raises())])
 
 
@@ -241,7 +245,7 @@ def test_create_provider_validates_the_url_and_settings() -> None:
     with pytest.raises(ConfigurationError, match="not a store URL") as info:
         host.create_provider("events.db")
     assert info.value.details["field"] == "url"
-    with pytest.raises(ProviderNotFoundError, match="'nosuch'.*known schemes: memory"):
+    with pytest.raises(ProviderNotFoundError, match=r"'nosuch'.*known schemes: memory"):
         host.create_provider("nosuch://x")
     with pytest.raises(ConfigurationError, match="takes no settings") as info:
         host.create_provider("memory://", pool_size=3)

@@ -75,6 +75,11 @@ EXIT_CODES: dict[int, str] = {
 STORE_ENV = "EVENTSOURCE_STORE"
 PROGRESS_EVERY = 1000
 """Events between two progress lines on a terminal."""
+TOP_COUNTS = 8
+"""Event types / streams shown in human-readable stats."""
+SHOWN_INPUT = 40
+"""Characters of bad input echoed in an error message."""
+_KIB = 1024
 
 _ERROR_EXIT = {
     ErrorType.VALIDATION: EXIT_USAGE,
@@ -208,11 +213,11 @@ def size_text(n: int | None) -> str:
     if n is None:
         return "unknown"
     size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB"):
+        if size < _KIB:
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover - loop always returns
+        size /= _KIB
+    return f"{size:.1f} GiB"
 
 
 def mask(url: str) -> str:
@@ -242,6 +247,7 @@ class Scrubber:
                 self.secrets.add(password)
 
     def __call__(self, text: str) -> str:
+        """``text`` with URL passwords and every remembered secret replaced by ``***``."""
         text = _URL_PASSWORD.sub(r"\1***@", text)
         for secret in sorted(self.secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
@@ -255,7 +261,11 @@ def _expected_version(text: str) -> int:
     from eventsource.model import ExpectedVersion
 
     key = text.strip().lower().replace("-", "_")
-    names = {"any": ExpectedVersion.ANY, "no_stream": ExpectedVersion.NO_STREAM, "stream_exists": ExpectedVersion.STREAM_EXISTS}
+    names = {
+        "any": ExpectedVersion.ANY,
+        "no_stream": ExpectedVersion.NO_STREAM,
+        "stream_exists": ExpectedVersion.STREAM_EXISTS,
+    }
     if key in names:
         return names[key]
     try:
@@ -317,8 +327,10 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
         f"(default: ${STORE_ENV}, else the providers of --config, else sqlite:///eventsource.db)",
     )
     g.add_argument("--config", metavar="FILE", default=d(None), help="ManagerConfig as a .json or .toml file")
-    g.add_argument("--timeout", metavar="DURATION", type=_duration, default=d(None), help="per-operation timeout, e.g. 5s")
-    g.add_argument("--json", action="store_true", default=d(False), help="machine-readable JSON output")
+    g.add_argument(
+        "--timeout", metavar="DURATION", type=_duration, default=d(None), help="per-operation timeout, e.g. 5s"
+    )
+    g.add_argument("--json", action="store_true", default=d(value=False), help="machine-readable JSON output")
     g.add_argument(
         "-v", "--verbose", action="count", default=d(0), help="log retries and show tracebacks (-vv: debug logs)"
     )
@@ -355,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("append", "append one event to a stream (created on first append)")
     p.add_argument("stream", metavar="STREAM")
     p.add_argument("event_type", metavar="TYPE")
-    p.add_argument("data", metavar="DATA-JSON", nargs="?", default="{}", help="event data as JSON ('-' reads stdin; default {})")
+    p.add_argument(
+        "data", metavar="DATA-JSON", nargs="?", default="{}", help="event data as JSON ('-' reads stdin; default {})"
+    )
     p.add_argument("--metadata", metavar="JSON", help="event metadata as a JSON object")
     p.add_argument(
         "--expected-version",
@@ -370,7 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("read", "print a stream's events, one per line (streamed, any length)")
     p.add_argument("stream", metavar="STREAM")
-    p.add_argument("--from-version", metavar="N", type=_positive, default=None, help="first version (with --backwards: the highest)")
+    p.add_argument(
+        "--from-version",
+        metavar="N",
+        type=_positive,
+        default=None,
+        help="first version (with --backwards: the highest)",
+    )
     p.add_argument("--limit", metavar="N", type=_positive, default=None, help="stop after N events")
     p.add_argument("--backwards", action="store_true", help="newest first")
 
@@ -383,8 +403,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("snapshot", "store a snapshot of a stream's state, or show the latest with --get")
     p.add_argument("stream", metavar="STREAM")
-    p.add_argument("data", metavar="DATA-JSON", nargs="?", default=None, help="snapshot state as JSON ('-' reads stdin)")
-    p.add_argument("--version", metavar="N", type=_positive, default=None, help="version the state is at (default: the stream's version); with --get: latest at or below N")
+    p.add_argument(
+        "data", metavar="DATA-JSON", nargs="?", default=None, help="snapshot state as JSON ('-' reads stdin)"
+    )
+    p.add_argument(
+        "--version",
+        metavar="N",
+        type=_positive,
+        default=None,
+        help="version the state is at (default: the stream's version); with --get: latest at or below N",
+    )
     p.add_argument("--metadata", metavar="JSON", help="snapshot metadata as a JSON object")
     p.add_argument("--get", action="store_true", help="show the latest snapshot instead of storing one")
 
@@ -427,11 +455,11 @@ def parse_json(text: str, what: str, *, stdin: TextIO | None = None, want_object
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        shown = text if len(text) <= 40 else text[:37] + "..."
+        shown = text if len(text) <= SHOWN_INPUT else text[: SHOWN_INPUT - 3] + "..."
         msg = f"{what} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}): {shown!r}"
         raise UsageError(msg, field=what) from None
     if want_object and not isinstance(value, dict):
-        msg = f"{what} must be a JSON object like '{{\"key\": \"value\"}}', got {type(value).__name__}"
+        msg = f'{what} must be a JSON object like \'{{"key": "value"}}\', got {type(value).__name__}'
         raise UsageError(msg, field=what)
     return value
 
@@ -510,6 +538,7 @@ class Runner:
     # ---------------------------------------------------------------- commands
 
     async def cmd_demo(self) -> int:
+        """``demo``: the quick-start flow, step by step."""
         return await self.with_manager(self._demo)
 
     async def _demo(self, m: EventSourcingManager) -> int:
@@ -546,7 +575,12 @@ class Runner:
         created = await m.append_event(
             stream_id=stream_id,
             event_type="UserCreated",
-            data={"user_id": "user-123", "email": "user@example.com", "name": "John Doe", "created_at": datetime.now(UTC)},
+            data={
+                "user_id": "user-123",
+                "email": "user@example.com",
+                "name": "John Doe",
+                "created_at": datetime.now(UTC),
+            },
             metadata={"source": "user-service", "version": "1.0", "correlation_id": "req-456"},
             expected_version=0,
             correlation_id="req-456",
@@ -561,21 +595,48 @@ class Runner:
 
         # 3. a batch, all or nothing
         batch = [
-            EventData("UserEmailChanged", {"email": "john.doe@example.com"}, correlation_id="req-457", aggregate_id="user-123", aggregate_type="User"),
-            EventData("UserProfileUpdated", {"name": "John A. Doe", "locale": "en-GB"}, correlation_id="req-458", aggregate_id="user-123", aggregate_type="User"),
-            EventData("UserLoggedIn", {"ip": "203.0.113.7"}, correlation_id="req-459", aggregate_id="user-123", aggregate_type="User"),
+            EventData(
+                "UserEmailChanged",
+                {"email": "john.doe@example.com"},
+                correlation_id="req-457",
+                aggregate_id="user-123",
+                aggregate_type="User",
+            ),
+            EventData(
+                "UserProfileUpdated",
+                {"name": "John A. Doe", "locale": "en-GB"},
+                correlation_id="req-458",
+                aggregate_id="user-123",
+                aggregate_type="User",
+            ),
+            EventData(
+                "UserLoggedIn",
+                {"ip": "203.0.113.7"},
+                correlation_id="req-459",
+                aggregate_id="user-123",
+                aggregate_type="User",
+            ),
         ]
-        heading(f"append a batch of {len(batch)} events atomically (expected version {created.version}): " + ", ".join(e.event_type for e in batch))
+        heading(
+            f"append a batch of {len(batch)} events atomically (expected version {created.version}): "
+            + ", ".join(e.event_type for e in batch)
+        )
         res = await m.append_events_batch(stream_id=stream_id, events=batch, expected_version=created.version)
-        out.line(f"   -> versions {res.first_version}-{res.last_version}, positions {res.positions[0]}-{res.positions[-1]}")
+        out.line(
+            f"   -> versions {res.first_version}-{res.last_version}, positions {res.positions[0]}-{res.positions[-1]}"
+        )
         out.json({"step": "append_events_batch", "result": res})
 
         # 4. optimistic concurrency
         heading(f"a stale writer appends expecting version {created.version}")
         try:
-            await m.append_event(stream_id=stream_id, event_type="UserDeleted", data={}, expected_version=created.version)
+            await m.append_event(
+                stream_id=stream_id, event_type="UserDeleted", data={}, expected_version=created.version
+            )
         except ConcurrencyError as e:
-            out.line(f"   -> refused with ConcurrencyError (expected {e.expected}, actual {e.actual}); nothing was written")
+            out.line(
+                f"   -> refused with ConcurrencyError (expected {e.expected}, actual {e.actual}); nothing was written"
+            )
             out.json({"step": "conflict", "error": e.to_dict()})
         else:  # pragma: no cover - would be a store bug
             msg = "the store accepted an append with a stale expected version"
@@ -637,6 +698,7 @@ class Runner:
         )
 
     async def cmd_append(self) -> int:
+        """``append STREAM TYPE [DATA-JSON]``: one event."""
         a = self.args
         from eventsource.model import ANY
 
@@ -664,12 +726,15 @@ class Runner:
                     f"event {r.event_id} is already stored in {r.stream_id!r} at version {r.version}; nothing written (idempotent retry)"
                 )
             else:
-                self.out.line(f"appended {a.event_type} to {r.stream_id!r}: version {r.version}, position {r.position}, event id {r.event_id}")
+                self.out.line(
+                    f"appended {a.event_type} to {r.stream_id!r}: version {r.version}, position {r.position}, event id {r.event_id}"
+                )
             return EXIT_OK
 
         return await self.with_manager(body)
 
     async def cmd_read(self) -> int:
+        """``read STREAM``: stream the events, one per line, with progress on a terminal."""
         a = self.args
 
         async def body(m: EventSourcingManager) -> int:
@@ -717,18 +782,25 @@ class Runner:
         self.out.line(f"{ev.version:>5}  {when(ev.timestamp)}  {ev.event_type}  {short(ev.data)}{tail}")
 
     async def cmd_streams(self) -> int:
+        """``streams``: a page of streams."""
         a = self.args
 
         async def body(m: EventSourcingManager) -> int:
             page = await m.list_streams(limit=a.limit, offset=a.offset)
             self.out.json(page)
             if not page.streams:
-                self.out.line("no streams" if page.total_count == 0 else f"no streams at offset {a.offset} (there are {page.total_count})")
+                self.out.line(
+                    "no streams"
+                    if page.total_count == 0
+                    else f"no streams at offset {a.offset} (there are {page.total_count})"
+                )
                 return EXIT_OK
             width = max(6, *(len(s.stream_id) for s in page.streams))
             self.out.line(f"{'STREAM':<{width}}  {'VERSION':>7}  {'EVENTS':>7}  {'UPDATED':<20}  NAME")
             for s in page.streams:
-                self.out.line(f"{s.stream_id:<{width}}  {s.version:>7}  {s.event_count:>7}  {when(s.updated_at):<20}  {s.name or ''}")
+                self.out.line(
+                    f"{s.stream_id:<{width}}  {s.version:>7}  {s.event_count:>7}  {when(s.updated_at):<20}  {s.name or ''}"
+                )
             shown = f"{a.offset + 1}-{a.offset + len(page.streams)} of {page.total_count}"
             more = f"; next page: --offset {a.offset + len(page.streams)}" if page.has_more else ""
             self.out.line(f"({shown} streams{more})")
@@ -737,6 +809,8 @@ class Runner:
         return await self.with_manager(body)
 
     async def cmd_info(self) -> int:
+        """``info STREAM``: one stream's info."""
+
         async def body(m: EventSourcingManager) -> int:
             info = await m.get_stream_info(self.args.stream)
             self.out.json(info)
@@ -759,6 +833,7 @@ class Runner:
         return await self.with_manager(body)
 
     async def cmd_snapshot(self) -> int:
+        """``snapshot STREAM DATA-JSON`` stores a snapshot; ``--get`` shows the latest."""
         a = self.args
         if a.get:
             if a.data is not None or a.metadata is not None:
@@ -774,7 +849,9 @@ class Runner:
             if a.get:
                 snap = await m.get_snapshot(a.stream, max_version=a.version)
                 self.out.json(snap)
-                self.out.line(f"snapshot {snap.snapshot_id} of {snap.stream_id!r} at version {snap.version}, created {when(snap.created_at)}")
+                self.out.line(
+                    f"snapshot {snap.snapshot_id} of {snap.stream_id!r} at version {snap.version}, created {when(snap.created_at)}"
+                )
                 if snap.metadata:
                     self.out.line(f"metadata: {short(snap.metadata)}")
                 self.out.line(dumps(snap.data, indent=2))
@@ -787,6 +864,8 @@ class Runner:
         return await self.with_manager(body)
 
     async def cmd_stats(self) -> int:
+        """``stats``: statistics of every configured store."""
+
         async def body(m: EventSourcingManager) -> int:
             stats = await m.get_stats()
             self.out.json(stats)
@@ -807,11 +886,12 @@ class Runner:
         for label, counts in (("by type", st.events_by_type), ("by stream", st.events_by_stream)):
             if counts:
                 top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                shown = ", ".join(f"{k} {v:,}" for k, v in top[:8])
-                rest = f", and {len(top) - 8} more" if len(top) > 8 else ""
+                shown = ", ".join(f"{k} {v:,}" for k, v in top[:TOP_COUNTS])
+                rest = f", and {len(top) - TOP_COUNTS} more" if len(top) > TOP_COUNTS else ""
                 out.line(f"{indent}  {label + ':':<11} {shown}{rest}")
 
     async def cmd_health(self) -> int:
+        """``health``: exit 0 when every store answers, 5 otherwise (an unreachable store is reported, not raised)."""
         from eventsource.model import HealthStatus
 
         try:
@@ -845,9 +925,15 @@ class Runner:
         return EXIT_OK if healthy else EXIT_UNAVAILABLE
 
     async def cmd_providers(self) -> int:
+        """``providers``: installed plugins and what each registered."""
         host = self.plugin_host()
         rows = host.describe()
-        self.out.json({"plugins": rows, "entry_points": {k: {"distribution": d, "version": v} for k, (d, v) in host.distributions.items()}})
+        self.out.json(
+            {
+                "plugins": rows,
+                "entry_points": {k: {"distribution": d, "version": v} for k, (d, v) in host.distributions.items()},
+            }
+        )
         titles = {
             "provider": "providers (select with --store SCHEME://...)",
             "serializer": "serializers",
@@ -864,7 +950,9 @@ class Runner:
             for r in group:
                 origin = f"{r['distribution'] or 'unknown distribution'} {r['version'] or ''}".rstrip()
                 schemes = ", ".join(f"{s}://" for s in r["schemes"])
-                self.out.line(f"  {r['name']:<12} {schemes:<28} {origin}" if kind == "provider" else f"  {r['name']:<12} {origin}")
+                self.out.line(
+                    f"  {r['name']:<12} {schemes:<28} {origin}" if kind == "provider" else f"  {r['name']:<12} {origin}"
+                )
         return EXIT_OK
 
 
@@ -897,7 +985,9 @@ def _report(exc: BaseException, out: Output, scrub: Scrubber, verbose: int) -> i
         body: dict[str, Any] = {"message": message, "exit_code": code}
         if isinstance(exc, EventSourceError):
             d = exc.to_dict()
-            body.update(type=d["type"], code=d["code"], details=json.loads(scrub(json.dumps(d["details"], default=str))))
+            body.update(
+                type=d["type"], code=d["code"], details=json.loads(scrub(json.dumps(d["details"], default=str)))
+            )
         else:
             body.update(type="internal", code=500, details={})
         print(dumps({"error": body}), file=out.err)

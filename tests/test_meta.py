@@ -95,29 +95,43 @@ def test_tox_factor_parsing() -> None:
     assert "core" in _tox_factors()
 
 
-@pytest.mark.parametrize("plugin", PLUGINS, ids=lambda p: p.name)
-def test_every_plugin_has_a_tox_factor(plugin: Path) -> None:
-    name = plugin.name.removeprefix("eventsource-")
-    assert name in _tox_factors(), f"tox.ini's env_list has no {name!r} factor for {plugin.name}"
+def test_every_plugin_has_a_tox_factor() -> None:
+    factors = _tox_factors()
+    missing = [p.name for p in PLUGINS if p.name.removeprefix("eventsource-") not in factors]
+    assert not missing, f"tox.ini's env_list has no factor for {missing}"
 
 
-@pytest.mark.parametrize("plugin", PLUGINS, ids=lambda p: p.name)
-def test_every_plugin_has_a_readme_with_settings_and_capabilities(plugin: Path) -> None:
-    readme = plugin / "README.md"
-    assert readme.is_file(), f"{plugin.name} has no README.md"
-    text = readme.read_text(encoding="utf-8").lower()
-    assert "settings" in text, f"{plugin.name}/README.md does not list its settings"
-    assert "capabilit" in text, f"{plugin.name}/README.md does not list its capabilities"
+def test_every_plugin_has_a_readme_with_settings_and_capabilities() -> None:
+    problems = []
+    for plugin in PLUGINS:
+        readme = plugin / "README.md"
+        if not readme.is_file():
+            problems.append(f"{plugin.name} has no README.md")
+            continue
+        text = readme.read_text(encoding="utf-8").lower()
+        problems += [
+            f"{plugin.name}/README.md does not list its {what}"
+            for what in ("settings", "capabilit")
+            if what not in text
+        ]
+    assert not problems, problems
 
 
-@pytest.mark.parametrize("plugin", PLUGINS, ids=lambda p: p.name)
-def test_every_plugin_follows_the_naming_rules(plugin: Path) -> None:
-    name = plugin.name.removeprefix("eventsource-")
-    pyproject = (plugin / "pyproject.toml").read_text(encoding="utf-8")
-    assert f'name = "eventsource-{name}"' in pyproject
-    assert re.search(rf'^{name}\s*=\s*"eventsource_{name}\.plugin"', pyproject, re.MULTILINE), "entry point"
-    assert (plugin / "src" / f"eventsource_{name}" / "plugin.py").is_file()
-    assert (plugin / "src" / f"eventsource_{name}" / "py.typed").is_file()
+def test_every_plugin_follows_the_naming_rules() -> None:
+    problems = []
+    for plugin in PLUGINS:
+        name = plugin.name.removeprefix("eventsource-")
+        pyproject = plugin / "pyproject.toml"
+        text = pyproject.read_text(encoding="utf-8") if pyproject.is_file() else ""
+        if f'name = "eventsource-{name}"' not in text:
+            problems.append(f"{plugin.name}: distribution must be named eventsource-{name}")
+        if not re.search(rf'^{name}\s*=\s*"eventsource_{name}\.plugin"', text, re.MULTILINE):
+            problems.append(f'{plugin.name}: entry point {name} = "eventsource_{name}.plugin" is missing')
+        pkg = plugin / "src" / f"eventsource_{name}"
+        problems += [
+            f"{plugin.name}: {pkg.name}/{f} is missing" for f in ("plugin.py", "py.typed") if not (pkg / f).is_file()
+        ]
+    assert not problems, problems
 
 
 def test_the_guide_covers_what_a_plugin_author_needs() -> None:

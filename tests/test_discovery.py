@@ -134,6 +134,16 @@ def eventsource_register_providers(registry):
 """
 
 
+TYPO_PLUGIN = """
+import eventsource
+
+
+@eventsource.hookimpl
+def eventsource_register_provider(registry):  # misspelled: the spec is eventsource_register_providers
+    pass
+"""
+
+
 def _project(root: Path, dist: str, *, version: str, entry_point: str, module: str, files: dict[str, str]) -> Path:
     project = root / dist
     pkg = project / "src" / module
@@ -150,7 +160,7 @@ def _project(root: Path, dist: str, *, version: str, entry_point: str, module: s
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Three distributions, each pip-installed into its own target directory (in parallel)."""
+    """Four distributions, each pip-installed into its own target directory (in parallel)."""
     root = tmp_path_factory.mktemp("plugins")
     projects = {
         "good": _project(
@@ -176,6 +186,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             entry_point="dupe",
             module="eventsource_dupe",
             files={"plugin.py": DUPLICATE_PLUGIN},
+        ),
+        "typo": _project(
+            root,
+            "eventsource-typo",
+            version="0.0.2",
+            entry_point="typo",
+            module="eventsource_typo",
+            files={"plugin.py": TYPO_PLUGIN},
         ),
     }
     targets = {key: root / f"site-{key}" for key in projects}
@@ -322,3 +340,10 @@ def test_a_duplicate_provider_name_is_refused(on_path) -> None:
     # the same plugin is harmless when the built-in one it collides with is blocked
     host = PluginHost(blocked=["builtin"])
     assert host.providers.registration("memory").distribution == "eventsource-dupe"
+
+
+def test_a_misspelled_hook_fails_start_up_naming_the_distribution(on_path) -> None:
+    on_path("typo")
+    with pytest.raises(PluginLoadError, match="eventsource_register_provider") as info:
+        PluginHost()
+    assert "eventsource-typo" in str(info.value)

@@ -1,0 +1,386 @@
+"""The Kafka I/O layer: one producer whose futures are bridged to asyncio, a pool of assign-only
+consumers and one admin client, whose blocking calls run in the provider's thread pool.
+
+Every kafka-python error is mapped to a typed eventsource error in :func:`map_error` (one place).
+
+Reading a topic "to its end" means reading to the **Fetch high watermark**, never to ListOffsets'
+answer: on Tansu, ListOffsets LATEST is the base offset of the last batch + 1, which is too low after
+any multi-record batch (STORES.md §10). ListOffsets is used only as a lower bound: once the reader's
+position reached the high watermark of a fetch, a ListOffsets answer above that position proves the
+watermark came from a fetch sent before newer writes (kafka-python pipelines fetches), so the read
+goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from eventsource.errors import (
+    EventSourceError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
+
+_FETCH_BYTES = 256 * 1024
+
+_POLL_MS = 2
+"""How long one ``poll`` may wait for a fetch response before the read loop re-checks its state."""
+
+
+def map_error(e: BaseException, what: str) -> BaseException:
+    """The typed eventsource error for a kafka-python (or socket) error raised while doing ``what``."""
+    if isinstance(e, EventSourceError):
+        return e
+    from kafka import errors as ke
+
+    name = type(e).__name__
+    if isinstance(e, (ke.KafkaTimeoutError, ke.RequestTimedOutError, TimeoutError)):
+        return ProviderTimeoutError(f"Kafka timed out while {what}: {name}: {e}", operation=what)
+    if isinstance(
+        e,
+        (
+            ke.NoBrokersAvailable,
+            ke.KafkaConnectionError,
+            ke.NodeNotReadyError,
+            ke.NotLeaderForPartitionError,
+            ke.LeaderNotAvailableError,
+            ke.BrokerNotAvailableError,
+            ConnectionError,
+            OSError,
+        ),
+    ):
+        return ProviderUnavailableError(f"Kafka is unavailable while {what}: {name}: {e}", operation=what)
+    if isinstance(e, (ke.MessageSizeTooLargeError, ke.RecordTooLargeError)):
+        return ValidationError(f"record too large while {what}: {e}", field="events")
+    if isinstance(e, ke.AuthenticationFailedError | ke.AuthenticationMethodNotSupported):
+        return ProviderUnavailableError(f"Kafka refused the credentials while {what}: {name}", operation=what)
+    if isinstance(e, ke.KafkaError) and getattr(e, "retriable", False):
+        return ProviderUnavailableError(f"Kafka error while {what} (retriable): {name}: {e}", operation=what)
+    return ProviderError(f"Kafka error while {what}: {name}: {e}", operation=what)
+
+
+def _resolve(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(value)
+
+
+class KafkaIO:
+    """Producer, consumer pool and admin client for one provider instance.
+
+    :param config: kafka-python settings shared by all clients (bootstrap servers, security...).
+    :param threads: size of the thread pool running blocking calls (and of the consumer pool).
+    :param timeout: seconds a blocking call may take before :class:`ProviderTimeoutError`.
+    :param max_request_size: the producer's ``max_request_size``.
+    """
+
+    def __init__(self, config: dict[str, Any], *, threads: int, timeout: float, max_request_size: int) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.max_request_size = max_request_size
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="eventsource-kafka")
+        self._threads = threads
+        self._idle: list[Any] = []
+        self._consumers: list[Any] = []
+        self._slots = asyncio.Semaphore(threads)
+        self._admin_lock = threading.Lock()
+        self._primed: set[str] = set()
+        self.producer: Any = None
+        self.admin: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call in the thread pool, mapping its errors."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except Exception as e:
+            raise map_error(e, what) from e
+
+    async def start(self) -> None:
+        """Create the producer and the admin client (both connect to the cluster)."""
+        await self.run("connecting", self._start_sync)
+
+    def _start_sync(self) -> None:
+        from kafka import KafkaAdminClient, KafkaProducer
+
+        timeout_ms = int(self.timeout * 1000)
+        self.admin = KafkaAdminClient(**self.config, request_timeout_ms=timeout_ms)
+        self.producer = KafkaProducer(
+            **self.config,
+            acks="all",
+            linger_ms=0,
+            max_request_size=self.max_request_size,
+            max_block_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+        )
+        _tune_metadata(self.producer._metadata)  # noqa: SLF001 - see _tune_metadata
+
+    async def close(self) -> None:
+        """Close every client and the thread pool. Idempotent."""
+        producer, admin, consumers = self.producer, self.admin, list(self._consumers)
+        self.producer = self.admin = None
+        self._consumers.clear()
+        self._idle.clear()
+
+        def _close() -> None:
+            for c in consumers:
+                c.close()
+            if producer is not None:
+                producer.close(timeout=5)
+            if admin is not None:
+                admin.close()
+
+        if producer is not None or admin is not None or consumers:
+            await asyncio.get_running_loop().run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ admin
+
+    def _admin_call(self, fn: Callable[[], T]) -> T:
+        with self._admin_lock:
+            return fn()
+
+    async def ensure_topic(self, topic: str, *, replication_factor: int, configs: dict[str, str]) -> None:
+        """Create a one-partition topic (an existing one is fine) and load its metadata in the producer."""
+
+        def _create() -> None:
+            from kafka import errors as ke
+
+            res = self._admin_call(
+                lambda: self.admin.create_topics(
+                    {topic: {"num_partitions": 1, "replication_factor": replication_factor, "configs": configs}},
+                    raise_errors=False,
+                )
+            )
+            for t in res.get("topics", []) if isinstance(res, dict) else []:
+                code = t.get("error_code", 0)
+                if code not in (0, ke.TopicAlreadyExistsError.errno):
+                    raise ke.for_code(code)(f"creating topic {topic}: {t.get('error_message')}")
+            self.producer.partitions_for(topic)
+
+        await self.run(f"creating topic {topic}", _create)
+        self._primed.add(topic)
+
+    async def delete_topic(self, topic: str) -> None:
+        """Delete a topic; a topic that is already gone is fine."""
+
+        def _delete() -> None:
+            from kafka import errors as ke
+
+            res = self._admin_call(lambda: self.admin.delete_topics([topic], raise_errors=False))
+            for t in res.get("responses", res.get("topics", [])) if isinstance(res, dict) else []:
+                code = t.get("error_code", 0)
+                if code not in (0, ke.UnknownTopicOrPartitionError.errno):
+                    raise ke.for_code(code)(f"deleting topic {topic}")
+
+        await self.run(f"deleting topic {topic}", _delete)
+        self._primed.discard(topic)
+
+    async def describe_cluster(self) -> dict[str, Any]:
+        """The cluster description (brokers, controller)."""
+        return await self.run("describing the cluster", lambda: self._admin_call(self.admin.describe_cluster))
+
+    # ------------------------------------------------------------------ produce
+
+    async def produce(
+        self, topic: str, value: bytes | None, *, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> int:
+        """Send one record and wait for its acknowledgement without blocking the loop; returns its offset.
+
+        The producer's future is resolved onto the loop with ``call_soon_threadsafe`` from kafka-python's
+        sender thread; no thread waits on it.
+        """
+        if topic not in self._primed:
+            await self.run(f"loading metadata of {topic}", self.producer.partitions_for, topic)
+            self._primed.add(topic)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def ok(md: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(_resolve, fut, md, None)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+        def failed(e: BaseException) -> None:
+            try:
+                loop.call_soon_threadsafe(_resolve, fut, None, e)
+            except RuntimeError:
+                pass
+
+        try:
+            rec = self.producer.send(topic, value=value, key=key, headers=headers, partition=0, timestamp_ms=timestamp_ms)
+        except Exception as e:
+            raise map_error(e, f"producing to {topic}") from e
+        rec.add_callback(ok)
+        rec.add_errback(failed)
+        try:
+            md = await fut
+        except Exception as e:
+            raise map_error(e, f"producing to {topic}") from e
+        return int(md.offset)
+
+    # ------------------------------------------------------------------ consume
+
+    async def _acquire(self) -> Any:
+        await self._slots.acquire()
+        if self._idle:
+            return self._idle.pop()
+        try:
+            c = await self.run("creating a consumer", self._new_consumer)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._consumers.append(c)
+        return c
+
+    def _release(self, consumer: Any, *, broken: bool) -> None:
+        if broken:
+            if consumer in self._consumers:
+                self._consumers.remove(consumer)
+            self._executor.submit(consumer.close)
+        else:
+            self._idle.append(consumer)
+        self._slots.release()
+
+    def _new_consumer(self) -> Any:
+        from kafka import KafkaConsumer
+
+        c = KafkaConsumer(
+            **self.config,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=5,
+            check_crcs=False,  # the broker checks CRCs on produce; kafka-python's pure-Python CRC32C is slow
+            # O(page) memory: a fetch answers at most this much (and always at least one whole record
+            # batch, however large), and kafka-python holds a few copies of a response while decoding
+            max_partition_fetch_bytes=_FETCH_BYTES,
+            fetch_max_bytes=_FETCH_BYTES,
+            request_timeout_ms=max(int(self.timeout * 1000), 5000),
+        )
+        _tune_metadata(c._cluster)  # noqa: SLF001 - see _tune_metadata
+        return c
+
+    async def read(self, topic: str, start: int, *, max_records: int | None = None, stop: int | None = None) -> tuple[list[Any], int, bool]:
+        """Records of ``topic`` (one partition) from offset ``start``.
+
+        Stops at the high watermark, after ``max_records`` records, or at offset ``stop``. Returns the
+        records (kafka-python ``ConsumerRecord``), the next offset to read and whether the end (high
+        watermark or ``stop``) was reached.
+        """
+        consumer = await self._acquire()
+        broken = True
+        try:
+            out = await self.run(f"reading {topic}", _read_sync, consumer, topic, start, max_records, stop, self.timeout)
+            broken = False
+            return out
+        finally:
+            self._release(consumer, broken=broken)
+
+    async def end_hint(self, topic: str) -> int:
+        """ListOffsets LATEST: a lower bound of the end (exact on Kafka, too low on Tansu after batches)."""
+        consumer = await self._acquire()
+        broken = True
+        try:
+            out = await self.run(f"reading the end of {topic}", _end_sync, consumer, topic)
+            broken = False
+            return out
+        finally:
+            self._release(consumer, broken=broken)
+
+
+def _tune_metadata(cluster: Any) -> None:
+    """Never auto-create topics, and refresh metadata without a 100 ms back-off.
+
+    kafka-python 3.0.12 builds its ``ClusterMetadata`` without the client's ``allow_auto_create_topics``
+    and ``retry_backoff_ms`` (STORES.md, kafka-python quirks), so a read of a deleted topic would
+    re-create it with the broker's default partition count, and every newly assigned topic would wait
+    100 ms for its metadata. Both are set on the metadata object itself (a private attribute).
+    """
+    cfg = getattr(cluster, "config", None)
+    if isinstance(cfg, dict):
+        cfg["allow_auto_create_topics"] = False
+        cfg["retry_backoff_ms"] = 2
+
+
+def _end_sync(consumer: Any, topic: str) -> int:
+    from kafka import TopicPartition
+
+    tp = TopicPartition(topic, 0)
+    return int(consumer.end_offsets([tp])[tp])
+
+
+def _read_sync(
+    consumer: Any, topic: str, start: int, max_records: int | None, stop: int | None, timeout: float
+) -> tuple[list[Any], int, bool]:
+    from kafka import TopicPartition
+
+    tp = TopicPartition(topic, 0)
+    subscription = consumer._subscription  # noqa: SLF001 - see below
+    if subscription.assigned_partitions() != {tp} or subscription.assignment[tp].position is None or (
+        subscription.assignment[tp].position.offset != start
+    ):
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+    # else: the consumer stopped exactly here in an earlier read (the next page of a scan): keep the
+    # records it already fetched instead of discarding them with a seek.
+    consumer.resume(tp)
+    try:
+        return _read_loop(consumer, tp, subscription.assignment[tp], start, max_records, stop, timeout)
+    finally:
+        # no prefetching while the caller works on this page (O(page) memory); the next page resumes
+        consumer.pause(tp)
+
+
+def _read_loop(
+    consumer: Any, tp: Any, state: Any, start: int, max_records: int | None, stop: int | None, timeout: float
+) -> tuple[list[Any], int, bool]:
+    from kafka.errors import KafkaTimeoutError
+
+    topic = tp.topic
+    # a high watermark from an earlier read may be stale: wait for a fresh one
+    state.highwater = None
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    pos = start
+    while True:
+        if stop is not None and pos >= stop:
+            return [r for r in out if r.offset < stop], pos, True
+        if max_records is not None and len(out) >= max_records:
+            return out, pos, False
+        hw = state.highwater
+        if hw is not None and pos >= hw:
+            end = int(consumer.end_offsets([tp])[tp])
+            if end <= pos:
+                return out, pos, True
+            state.highwater = None  # the watermark predates newer writes: fetch again
+        if time.monotonic() > deadline:
+            msg = f"reading {topic} from offset {start} made no progress within {timeout}s"
+            raise KafkaTimeoutError(msg)
+        want = None if max_records is None else max_records - len(out)
+        got = consumer.poll(timeout_ms=_POLL_MS, max_records=want) if want else consumer.poll(timeout_ms=_POLL_MS)
+        recs = got.get(tp)
+        if recs:
+            out.extend(recs)
+            pos = recs[-1].offset + 1
+            deadline = time.monotonic() + timeout
+        p = consumer.position(tp)
+        pos = max(pos, p if p is not None else pos)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from eventsource.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from eventsource.registry import CodecRegistry, ProviderRegistry
+    from eventsource.registry import CodecRegistry, ProviderRegistry, RetentionRegistry
 
 
 @hookimpl
@@ -20,9 +20,20 @@ def eventsource_register_providers(registry: ProviderRegistry) -> None:
 
 @hookimpl
 def eventsource_register_codecs(registry: CodecRegistry) -> None:
-    """Register the JSON serializer and the zlib and brotli compressors."""
+    """Register the JSON serializer, the zlib and brotli compressors and the AES-256-GCM cipher."""
+    from eventsource.codecs.aesgcm import AesGcmCipher  # noqa: PLC0415
     from eventsource.codecs.builtin import BrotliCompressor, JsonSerializer, ZlibCompressor  # noqa: PLC0415
 
     registry.add_serializer(JsonSerializer())
     registry.add_compressor(ZlibCompressor())
     registry.add_compressor(BrotliCompressor())
+    registry.add_cipher(AesGcmCipher())
+
+
+@hookimpl
+def eventsource_register_retention_policies(registry: RetentionRegistry) -> None:
+    """Register the max_age, max_count and before_snapshot retention policies."""
+    from eventsource.retention import BUILTIN_POLICIES  # noqa: PLC0415
+
+    for policy in BUILTIN_POLICIES:
+        registry.add(policy)

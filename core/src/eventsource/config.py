@@ -127,6 +127,10 @@ class ManagerConfigSchema(Schema):
     encryption = mf.Boolean()
     encryption_keys = mf.Dict(keys=mf.String(), values=mf.String())
     active_key_id = mf.String(allow_none=True)
+    encryption_scope = mf.String(validate=validate.OneOf(("global", "tenant", "stream")))
+    encryption_key_store = mf.String(allow_none=True, validate=validate.Length(min=1))
+    shredded_events = mf.String(validate=validate.OneOf(("raise", "redact")))
+    retention_policies = mf.List(mf.Dict(keys=mf.String()))
     metadata = mf.Dict(keys=mf.String(), values=mf.String())
 
     @validates_schema
@@ -137,6 +141,25 @@ class ManagerConfigSchema(Schema):
         if data.get("retry_delay") is not None and data.get("retry_max_delay") is not None:  # noqa: SIM102
             if data["retry_max_delay"] < data["retry_delay"]:
                 raise ValidationError("must be >= retry_delay", "retry_max_delay")
+        keys = data.get("encryption_keys") or {}
+        if keys:
+            from eventsource.codecs.keys import check_key_id, decode_key
+            from eventsource.errors import ConfigurationError as _ConfigError
+
+            try:
+                for key_id, value in keys.items():
+                    check_key_id(key_id)
+                    decode_key(key_id, value)
+            except _ConfigError as e:  # the message names the key id, never the key
+                raise ValidationError(e.message, "encryption_keys") from None
+        active = data.get("active_key_id")
+        if active is not None and keys and active not in keys:
+            raise ValidationError(f"{active!r} is not one of encryption_keys {sorted(keys)}", "active_key_id")
+        if active is None and len(keys) > 1:
+            raise ValidationError("name the key new events use when encryption_keys holds several", "active_key_id")
+        for i, entry in enumerate(data.get("retention_policies") or []):
+            if not isinstance(entry.get("policy"), str) or not entry["policy"]:
+                raise ValidationError(f"entry {i} needs a 'policy' name (max_age, max_count, before_snapshot)", "retention_policies")
 
 
 @dataclass(slots=True)
@@ -146,6 +169,28 @@ class ManagerConfig:
     The seed's fields (``default_provider``, ``retry_attempts``, ``retry_delay``, ``timeout``,
     ``max_event_size``, ``max_batch_size``, ``snapshot_threshold``, ``retention_period``,
     ``compression``, ``encryption``, ``metadata``) keep their meaning; durations are seconds.
+
+    Codecs and keys:
+
+    * ``compression``: ``False``/``"none"``, ``True`` (zlib), ``"zlib"`` or ``"brotli"``, applied to
+      payloads of at least ``compression_threshold`` serialized bytes;
+    * ``encryption``: seal new payloads with AES-256-GCM. ``encryption_keys`` maps key ids to base64
+      32-byte keys (keys stay configured after ``encryption`` is turned off, so old events stay
+      readable); ``active_key_id`` names the key new payloads use (rotation: add a key, switch it);
+    * ``encryption_scope``: ``"global"`` (the key ring), ``"tenant"`` (a data key per ``tenant_id``;
+      events without one use the ring) or ``"stream"`` (a data key per stream); scoped keys live in
+      ``encryption_key_store`` (a JSON file of keys wrapped by the ring, or ``"memory"``) unless a
+      plugin supplies a key provider through the ``eventsource_key_provider`` hook;
+    * ``shredded_events``: reading an event whose scope was shredded ``"raise"``-s
+      :class:`~eventsource.errors.KeyShreddedError` (default) or ``"redact"``-s it (``data=None``,
+      ``metadata={"eventsource.shredded": <scope>}``). Snapshots always raise.
+
+    Retention: ``retention_policies`` is a list of ``{"policy": <name>, **params}`` (built-in
+    ``max_age`` with ``max_age``, ``max_count`` with ``max_events``, ``before_snapshot`` with
+    ``keep_events``); the seed's ``retention_period`` adds ``max_age`` when the list has none.
+
+    ``snapshot_threshold``: appends report ``snapshot_due=True`` once a stream holds this many events
+    past its latest snapshot (see :meth:`EventSourcingManager.set_snapshot_handler`).
     """
 
     default_provider: str | None = "sqlite"
@@ -166,11 +211,15 @@ class ManagerConfig:
     encryption: bool = False
     encryption_keys: dict[str, str] = field(default_factory=dict)
     active_key_id: str | None = None
+    encryption_scope: str = "global"
+    encryption_key_store: str | None = None
+    shredded_events: str = "raise"
+    retention_policies: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
-        shown["encryption_keys"] = {k: "***" for k in self.encryption_keys}
+        shown["encryption_keys"] = dict.fromkeys(self.encryption_keys, "***")
         shown["providers"] = {n: mask_url(e["url"]) for n, e in self.providers.items()}
         return "ManagerConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
@@ -230,16 +279,21 @@ class ManagerConfig:
             base = _to_data(cls.from_file(env[prefix + "CONFIG"]))
         names = {f.name for f in fields(cls)} - {"providers", "metadata", "encryption_keys"}
         providers: dict[str, Any] = {}
+        keys: dict[str, str] = {}
         for key, value in env.items():
             if not key.startswith(prefix):
                 continue
             rest = key[len(prefix) :]
             if rest.startswith("PROVIDERS__"):
                 providers[rest[len("PROVIDERS__") :].lower()] = value
+            elif rest.startswith("ENCRYPTION_KEYS__"):
+                keys[rest[len("ENCRYPTION_KEYS__") :].lower()] = value
             elif rest.lower() in names:
                 base[rest.lower()] = _env_value(value)
         if providers:
             base["providers"] = providers
+        if keys:
+            base["encryption_keys"] = {**base.get("encryption_keys", {}), **keys}
         return cls.from_dict(base)
 
     @classmethod
@@ -262,6 +316,11 @@ def _env_value(value: str) -> Any:
         return False
     if low in ("", "none", "null"):
         return None
+    if value.lstrip().startswith(("[", "{")):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
     try:
         return int(value)
     except ValueError:

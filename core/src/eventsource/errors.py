@@ -156,11 +156,35 @@ class DecryptionError(CodecError):
     """A payload failed authentication: tampered with, moved to another event, or wrong key."""
 
 
+class UnknownKeyError(DecryptionError, LookupError):
+    """The payload names a key id the key provider does not hold (never had it, or it was removed
+    from a static ring). ``details['key_id']`` names the id; the key itself never appears."""
+
+    type = ErrorType.NOT_FOUND
+    code = 404
+
+
 class KeyShreddedError(CodecError, LookupError):
-    """The key for this payload's scope was removed (crypto-shredding); ``details['scope']`` names it."""
+    """The key for this payload's scope was removed (crypto-shredding); ``details['scope']`` names it.
+
+    Raised when reading an event or snapshot written under a shredded scope; the rest of the store
+    reads normally.
+    """
 
     type = ErrorType.NOT_FOUND
     code = 410
+
+    def __init__(self, message: str, /, *, scope: str, **details: Any) -> None:
+        super().__init__(message, scope=scope, **details)
+        self.scope = scope
+
+
+class RetentionError(EventSourceError):
+    """At least one retention policy failed; :attr:`report` holds what every policy did."""
+
+    def __init__(self, message: str, /, *, report: Any = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.report = report
 
 
 RETRYABLE: tuple[type[BaseException], ...] = (ProviderUnavailableError, ProviderTimeoutError)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from eventsource.codecs.keys import KeyProvider
+    from eventsource.config import ManagerConfig
     from eventsource.registry import CodecRegistry, LeaseRegistry, ProviderRegistry, RetentionRegistry
 
 NAME = "eventsource"
@@ -69,6 +71,24 @@ def eventsource_register_leases(registry: LeaseRegistry) -> None:
 
     :param registry: the host's lease registry.
     :returns: nothing; results are ignored.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def eventsource_key_provider(config: ManagerConfig) -> KeyProvider | None:
+    """Supply the key provider of a manager (keys per tenant or per stream from a KMS, Vault...).
+
+    Called once when an :class:`~eventsource.manager.EventSourcingManager` is built, never per event.
+    Return ``None`` to let the next plugin (and finally the built-in key ring from
+    ``encryption_keys`` / ``encryption_key_store``) answer. A key provider passed to the manager
+    directly (``EventSourcingManager(..., key_provider=...)``) wins over this hook.
+
+    Stops at first non-None result.
+
+    :param config: the manager's configuration (``encryption_scope`` says how payloads are scoped).
+    :returns: a :class:`~eventsource.codecs.keys.KeyProvider`, or ``None``.
 
     .. versionadded:: 0.1
     """

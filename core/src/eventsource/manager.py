@@ -7,11 +7,51 @@ Every method accepts either the seed's request object or the same fields as keyw
 
     await m.append_event(AppendEventRequest(stream_id="order-1", event_type="Created", data={...}))
     await m.append_event(stream_id="order-1", event_type="Created", data={...})
+
+Policies the manager applies the same way on every provider (payloads are encoded before any
+provider sees them):
+
+* **Codecs.** JSON (lossless for datetimes, UUIDs, Decimals...), zlib or brotli above
+  ``compression_threshold``, AES-256-GCM. Each payload stores its encoding descriptor, so events and
+  snapshots written under any past configuration stay readable.
+* **Associated data.** An event payload is bound to ``(stream id, event id, version, part)`` and a
+  snapshot to ``(stream id, snapshot id, version, part)``; ``part`` separates data from metadata, and
+  the encoding descriptor is bound too. A ciphertext moved to another event, version or part fails
+  with :class:`DecryptionError`.
+* **Binding the version.** The provider assigns versions, so with encryption on and
+  ``expected_version`` ANY or STREAM_EXISTS the manager *pins* the version: it takes the stream's
+  current version (cached per stream after the first append; one ``get_stream_info`` otherwise),
+  seals the payloads for the versions that follow, and appends with that exact expected version. A
+  ``ConcurrencyError`` means another writer got there first: the manager re-seals for the version the
+  error reports and tries again (up to :data:`VERSION_PIN_ATTEMPTS` times), so ANY keeps its meaning.
+  An exact expected version or NO_STREAM needs no extra round-trip. With encryption off nothing of this
+  runs.
+* **Crypto-shredding.** :meth:`EventSourcingManager.shred` removes a scope's keys. Reading one of its
+  events raises :class:`KeyShreddedError` naming the scope (or redacts it: ``shredded_events =
+  "redact"``); ``read_stream`` / ``get_events`` over a mix raise on the first shredded event, the rest
+  of the store reads normally. Snapshots of a shredded scope always raise.
+* **Retries and timeouts.** Every provider call runs under ``timeout`` (raising
+  :class:`ProviderTimeoutError`); connection and timeout errors are retried up to ``retry_attempts``
+  with exponential backoff and full jitter (``retry_delay`` doubling, capped by ``retry_max_delay``);
+  conflicts and validation errors never are. Appends are idempotent across retries because event ids
+  are generated before the first attempt. Stream reads resume after the last event delivered.
+* **Snapshot threshold.** With ``snapshot_threshold = N`` an append response says ``snapshot_due=True``
+  once the stream holds N events past its latest snapshot. The manager *tells the caller*; if a
+  snapshot handler is set (:meth:`EventSourcingManager.set_snapshot_handler`) it calls it instead and
+  stores the snapshot itself before returning (then ``snapshot_due`` is ``False`` unless the handler
+  declined or failed).
+* **Metrics.** Calls, errors, retries, events and latency percentiles (p50/p90/p99 over the last
+  :data:`LATENCY_WINDOW` calls) per provider and operation: :meth:`EventSourcingManager.metrics`, also
+  in ``get_stats()[name].extra["manager"]``.
+* **Retention.** :meth:`EventSourcingManager.apply_retention` and
+  :meth:`EventSourcingManager.start_retention` (see :mod:`eventsource.retention`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
 import logging
 import random
 import time
@@ -22,11 +62,16 @@ from eventsource.codecs import CodecPipeline
 from eventsource.config import ManagerConfig
 from eventsource.errors import (
     RETRYABLE,
+    CodecError,
+    ConcurrencyError,
     ConfigurationError,
     EventNotFoundError,
     EventSourceError,
+    KeyShreddedError,
     ProviderNotFoundError,
     ProviderTimeoutError,
+    ProviderUnavailableError,
+    RetentionError,
     SnapshotNotFoundError,
     StreamNotFoundError,
     UnsupportedOperationError,
@@ -62,11 +107,23 @@ from eventsource.model import (
     utcnow,
 )
 from eventsource.plugins import PluginHost
+from eventsource.provider import check_expected
+from eventsource.retention import (
+    RetentionContext,
+    RetentionPolicy,
+    RetentionReport,
+    RetentionSchedule,
+    build_policies,
+    run_policy,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+    from datetime import datetime
 
-    from eventsource.model import Expected
+    from eventsource.codecs import Cipher
+    from eventsource.codecs.keys import KeyProvider
+    from eventsource.model import AppendResult, Expected
     from eventsource.provider import Provider
 
 log = logging.getLogger("eventsource")
@@ -80,6 +137,73 @@ MAX_PAGE_LIMIT = 10_000
 _CONTROL = frozenset(chr(c) for c in (*range(32), 127))
 
 Upcaster = "Callable[[Event], Event]"
+
+VERSION_PIN_ATTEMPTS = 8
+"""Encrypted ANY/STREAM_EXISTS appends: how many times a lost version race is re-sealed and retried."""
+LATENCY_WINDOW = 1024
+"""Latency percentiles are computed over this many most recent calls per provider and operation."""
+STREAM_CACHE_SIZE = 65_536
+"""Streams whose version / latest snapshot version the manager remembers (oldest evicted first)."""
+SHREDDED_KEY = "eventsource.shredded"
+"""Metadata key of a redacted event (``shredded_events = "redact"``): the shredded scope."""
+
+
+class _NotResumableError(Exception):
+    """Internal: an iterator cannot be reopened after an error."""
+
+
+class _Op:
+    """Counters and a latency ring for one (provider, operation). No allocation per call."""
+
+    __slots__ = ("calls", "errors", "events", "i", "retries", "ring")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.errors = 0
+        self.retries = 0
+        self.events = 0
+        self.i = 0
+        self.ring = [0.0] * LATENCY_WINDOW
+
+    def record(self, seconds: float) -> None:
+        self.ring[self.i % LATENCY_WINDOW] = seconds
+        self.i += 1
+
+    def summary(self) -> dict[str, Any]:
+        n = min(self.i, LATENCY_WINDOW)
+        lat = sorted(self.ring[:n])
+        out: dict[str, Any] = {
+            "calls": self.calls,
+            "errors": self.errors,
+            "retries": self.retries,
+            "events": self.events,
+            "samples": n,
+        }
+        for name, q in (("p50_ms", 0.50), ("p90_ms", 0.90), ("p99_ms", 0.99)):
+            out[name] = round(lat[min(n - 1, int(q * n))] * 1000, 4) if n else None
+        out["max_ms"] = round(lat[-1] * 1000, 4) if n else None
+        return out
+
+
+class _Metrics:
+    """Per-provider operation metrics kept by the manager."""
+
+    __slots__ = ("ops",)
+
+    def __init__(self) -> None:
+        self.ops: dict[str, _Op] = {}
+
+    def op(self, name: str) -> _Op:
+        o = self.ops.get(name)
+        if o is None:
+            o = self.ops[name] = _Op()
+        return o
+
+
+def _bounded_put(cache: dict[str, Any], key: str, value: Any) -> None:
+    if key not in cache and len(cache) >= STREAM_CACHE_SIZE:
+        del cache[next(iter(cache))]
+    cache[key] = value
 
 
 def _coerce(cls: type[R], request: R | None, kwargs: Mapping[str, Any]) -> R:
@@ -142,6 +266,14 @@ def _check_expected(expected: object) -> Expected:
     return expected
 
 
+def _with_context(e: CodecError, where: str, **details: Any) -> CodecError:
+    """The same error type with ``where`` (ids only, never payload) in front of its message."""
+    try:
+        return type(e)(f"{where}: {e.message}", **{**e.details, **details})
+    except TypeError:  # a third-party subclass with another signature
+        return e
+
+
 def _check_metadata(value: object, *, field_name: str = "metadata") -> dict[str, Any]:
     if value is None:
         return {}
@@ -157,9 +289,19 @@ class EventSourcingManager:
     :param config: a :class:`ManagerConfig`, a dict, a JSON/TOML file path, or ``None`` for defaults
         (an embedded SQLite file ``eventsource.db``).
     :param host: the plugin host (built with entry points when omitted).
+    :param key_provider: where encryption keys come from; wins over the ``eventsource_key_provider``
+        hook and over the key ring built from ``encryption_keys``.
+    :param snapshot_handler: see :meth:`set_snapshot_handler`.
     """
 
-    def __init__(self, config: ManagerConfig | Mapping[str, Any] | str | None = None, *, host: PluginHost | None = None) -> None:
+    def __init__(
+        self,
+        config: ManagerConfig | Mapping[str, Any] | str | None = None,
+        *,
+        host: PluginHost | None = None,
+        key_provider: KeyProvider | None = None,
+        snapshot_handler: Callable[[str, int], Any] | None = None,
+    ) -> None:
         self.config = ManagerConfig.load(config)
         self.host = host if host is not None else PluginHost()
         self._providers: dict[str, Provider] = {}
@@ -167,26 +309,133 @@ class EventSourcingManager:
         self._started = time.monotonic()
         self._upcasters: dict[str, list[Callable[[Event], Event]]] = {}
         self._closed = False
+        self._metrics: dict[str, _Metrics] = {}
+        self._versions: dict[str, int] = {}  # "provider\x00stream" -> last known version (a guess, verified by the store)
+        self._snapshots: dict[str, list[int]] = {}  # "provider\x00stream" -> [latest snapshot version, next re-check]
+        self._schedules: list[RetentionSchedule] = []
+        self._policies: list[RetentionPolicy] | None = None
+        self._snapshot_handler = snapshot_handler
+        self._threshold = self.config.snapshot_threshold
+        self._redact = self.config.shredded_events == "redact"
+        self._scope_mode = self.config.encryption_scope
         compressor = self.config.compression
         if compressor is True:
             compressor = "zlib"
         if compressor in (False, None, "none"):
             compressor = None
+        self.keys: KeyProvider | None = self._build_keys(key_provider)
+        readers = self._build_ciphers()
+        writer = None
+        if self.config.encryption:
+            writer = readers.get("aes256gcm")
+            if writer is None:
+                msg = "encryption is on but no 'aes256gcm' cipher is registered"
+                raise ConfigurationError(msg, field="encryption")
+        self._cipher: Cipher | None = writer
         self.pipeline = CodecPipeline(
             self.host.codecs,
             compressor=compressor if isinstance(compressor, str) else None,
             compression_threshold=self.config.compression_threshold,
-            cipher=self._build_cipher(),
+            cipher=writer,
+            ciphers=readers,
+        )
+        self._serializer = self.pipeline.serializer
+        self._plain = self.pipeline.serializer.name
+
+    def __repr__(self) -> str:
+        return (
+            f"EventSourcingManager(providers={list(self._providers)!r}, default={self._default!r}, "
+            f"encryption={self._cipher is not None}, keys={self.keys!r})"
         )
 
-    def _build_cipher(self) -> Any:
-        if not self.config.encryption:
+    def _build_keys(self, explicit: KeyProvider | None) -> KeyProvider | None:
+        """Explicit provider, else the ``eventsource_key_provider`` hook, else the ring from configuration."""
+        if explicit is not None:
+            return explicit
+        hooked = self.host.key_provider(self.config)
+        if hooked is not None:
+            return hooked
+        cfg = self.config
+        if not cfg.encryption_keys:
+            if cfg.encryption:
+                msg = "encryption is on but no key is configured (encryption_keys, a key_provider, or a key-provider plugin)"
+                raise ConfigurationError(msg, field="encryption_keys")
             return None
-        if "aes256gcm" not in self.host.codecs.ciphers:
-            msg = "encryption is on but no 'aes256gcm' cipher is registered"
-            raise ConfigurationError(msg, field="encryption")
-        factory = self.host.codecs.ciphers.get("aes256gcm")
-        return factory.configure(self.config) if hasattr(factory, "configure") else factory
+        from eventsource.codecs.keys import ScopedKeyStore, StaticKeyRing
+
+        ring = StaticKeyRing(cfg.encryption_keys, cfg.active_key_id)
+        if cfg.encryption_scope == "global":
+            return ring
+        if cfg.encryption_key_store is None:
+            msg = (
+                f"encryption_scope={cfg.encryption_scope!r} needs a key store for per-scope keys: set "
+                "encryption_key_store to a file path (or 'memory' for throw-away stores), or install a key-provider plugin"
+            )
+            raise ConfigurationError(msg, field="encryption_key_store")
+        path = None if cfg.encryption_key_store == "memory" else cfg.encryption_key_store
+        return ScopedKeyStore(ring, path)
+
+    def _build_ciphers(self) -> dict[str, Cipher]:
+        """Every registered cipher that can take keys, bound to :attr:`keys` (for reading and writing)."""
+        if self.keys is None:
+            return {}
+        out: dict[str, Cipher] = {}
+        for reg in self.host.codecs.ciphers:
+            bind = getattr(reg.item, "bind", None)
+            if bind is not None:
+                out[reg.name] = bind(self.keys)
+        return out
+
+    def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
+        """The key scope of an event of ``stream_id`` / ``tenant_id`` under ``encryption_scope``.
+
+        ``"global"``: ``None``; ``"tenant"``: ``"tenant:<tenant_id>"`` (``None`` without a tenant);
+        ``"stream"``: ``"stream:<stream_id>"``.
+        """
+        mode = self._scope_mode
+        if mode == "tenant":
+            return f"tenant:{tenant_id}" if tenant_id else None
+        if mode == "stream":
+            return f"stream:{stream_id}" if stream_id else None
+        return None
+
+    def _require_keys(self) -> KeyProvider:
+        if self.keys is None:
+            msg = "no key provider is configured (encryption_keys or key_provider)"
+            raise ConfigurationError(msg, field="encryption_keys")
+        return self.keys
+
+    async def shred(self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None) -> int:
+        """Crypto-shred one scope: delete its keys, so its events and snapshots can never be read again.
+
+        Name the scope by ``tenant_id`` (``encryption_scope="tenant"``), ``stream_id``
+        (``encryption_scope="stream"``) or its raw ``scope`` string. Reads of its payloads then raise
+        :class:`KeyShreddedError` naming the scope; everything else reads normally. New events of the same
+        tenant or stream get a fresh key. Returns how many keys were removed.
+        """
+        keys = self._require_keys()
+        if scope is None:
+            if (tenant_id is None) == (stream_id is None):
+                msg = "shred needs exactly one of tenant_id, stream_id or scope"
+                raise ValidationError(msg, field="scope")
+            scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
+            if scope is None:
+                which = "tenant_id" if tenant_id is not None else "stream_id"
+                msg = f"encryption_scope is {self._scope_mode!r}: keys are not scoped by {which}, so there is nothing to shred"
+                raise ValidationError(msg, field=which)
+        n = await asyncio.to_thread(keys.shred, scope)
+        log.info("shredded %d key(s) of one scope", n)
+        return n
+
+    def rotate_key(self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None) -> str:
+        """Give a scope a new active key (old payloads stay readable); returns the new key id.
+
+        The global key ring rotates by configuration instead: add a key id and set ``active_key_id``.
+        """
+        keys = self._require_keys()
+        if scope is None and (tenant_id is not None or stream_id is not None):
+            scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
+        return keys.rotate(scope)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -207,7 +456,10 @@ class EventSourcingManager:
         await self.close()
 
     async def close(self) -> None:
-        """Close every provider (errors are logged, then the first one is raised)."""
+        """Stop retention schedules, close every provider (errors are logged, then the first one is raised)."""
+        for schedule in self._schedules:
+            await schedule.stop()
+        self._schedules.clear()
         first: BaseException | None = None
         for name, provider in list(self._providers.items()):
             try:
@@ -287,21 +539,32 @@ class EventSourcingManager:
     # ------------------------------------------------------------------ call policy
 
     async def _run(
-        self, provider: Provider, op: str, factory: Callable[[], Awaitable[T]], *, retry: bool = True
+        self, provider: Provider, op: str, factory: Callable[[], Awaitable[T]], *, retry: bool = True, events: int = 0
     ) -> T:
-        """Run one provider call under the timeout; retry connection/timeout errors with backoff + jitter."""
+        """Run one provider call under the timeout; retry connection/timeout errors with backoff + jitter.
+
+        Latency (per attempt), calls, errors, retries and ``events`` are recorded for :meth:`metrics`.
+        """
         if not provider.capabilities.supports(op):
             raise provider.unsupported(op)
+        metrics = self._metrics.get(provider.name)
+        if metrics is None:
+            metrics = self._metrics[provider.name] = _Metrics()
+        rec = metrics.op(op)
+        rec.calls += 1
         attempts = self.config.retry_attempts if retry else 1
         timeout = self.config.timeout
         delay = self.config.retry_delay
         for attempt in range(1, attempts + 1):
+            start = time.perf_counter()
             try:
                 if timeout is None:
-                    return await factory()
-                async with asyncio.timeout(timeout):
-                    return await factory()
+                    result = await factory()
+                else:
+                    async with asyncio.timeout(timeout):
+                        result = await factory()
             except TimeoutError as e:
+                rec.record(time.perf_counter() - start)
                 err: EventSourceError = (
                     e
                     if isinstance(e, ProviderTimeoutError)
@@ -312,35 +575,79 @@ class EventSourcingManager:
                     )
                 )
                 if attempt == attempts:
+                    rec.errors += 1
                     if err is e:
                         raise
                     raise err from e
             except RETRYABLE:
+                rec.record(time.perf_counter() - start)
                 if attempt == attempts:
+                    rec.errors += 1
                     raise
+            except BaseException:
+                rec.errors += 1
+                raise
+            else:
+                rec.record(time.perf_counter() - start)
+                rec.events += events
+                return result
+            rec.retries += 1
             log.info("retrying %s on %s (attempt %d of %d)", op, provider.name, attempt + 1, attempts)
             await asyncio.sleep(random.uniform(0, min(self.config.retry_max_delay, delay)))  # noqa: S311
             delay *= 2
         msg = "unreachable"
         raise AssertionError(msg)
 
+    def metrics(self, provider: str | None = None) -> dict[str, dict[str, Any]]:
+        """Counters and latency percentiles kept by this manager, by provider name then operation.
+
+        Each operation (``append``, ``query``, ``get_event``, ``read_stream``, ``read_all``,
+        ``get_stream_info``...) has ``calls``, ``errors`` (calls that finally failed), ``retries``,
+        ``events`` (appended or read), and ``p50_ms`` / ``p90_ms`` / ``p99_ms`` / ``max_ms`` over the last
+        :data:`LATENCY_WINDOW` attempts (one sample per provider call; for ``read_stream`` / ``read_all``
+        the time to the first event of each iteration). ``provider`` limits the answer to one provider.
+        """
+        names = [self.get_provider(provider).name] if provider is not None else list(self._providers)
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            m = self._metrics.get(name)
+            out[name] = {op: rec.summary() for op, rec in sorted(m.ops.items())} if m else {}
+        return out
+
     # ------------------------------------------------------------------ validation and encoding
 
     def _stream_id(self, stream_id: object) -> str:
         return _check_text("stream id", stream_id, self.config.max_stream_id_length, field_name="stream_id")
 
-    def _aad(self, stream_id: str, item_id: str) -> bytes:
-        return f"{stream_id}\x00{item_id}".encode()
+    @staticmethod
+    def _event_aad(stream_id: str, event_id: str, version: int) -> bytes:
+        """Associated data of an event's data payload (metadata appends ``\\x00m``).
 
-    def _encode_event(self, stream_id: str, ev: EventData, provider: Provider) -> NewEvent:
+        Stream and event ids never contain NUL (validation refuses control characters), so the
+        NUL-joined form is unambiguous.
+        """
+        return f"e\x00{stream_id}\x00{event_id}\x00{version}\x00d".encode()
+
+    @staticmethod
+    def _snapshot_aad(stream_id: str, snapshot_id: str, version: int) -> bytes:
+        """Associated data of a snapshot's data payload (metadata appends ``\\x00m``)."""
+        return f"s\x00{stream_id}\x00{snapshot_id}\x00{version}\x00d".encode()
+
+    def _encode_event(self, stream_id: str, ev: EventData, provider: Provider, version: int = 0) -> NewEvent:
+        """Validate and encode one event; ``version`` is bound into the associated data when encrypting."""
         _check_text("event type", ev.event_type, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
         event_id = ev.event_id if ev.event_id is not None else new_id()
         _check_text("event id", event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
         metadata = _check_metadata(ev.metadata)
-        aad = self._aad(stream_id, event_id)
-        scope = ev.tenant_id
-        data, encoding = self.pipeline.encode(ev.data, aad=aad, scope=scope)
-        meta = self.pipeline.encode_as(metadata, encoding, aad=aad + b"\x00m", scope=scope) if metadata else b""
+        tenant_id = _check_optional_text("tenant id", ev.tenant_id, field_name="tenant_id")
+        if self._cipher is None:
+            data, encoding = self.pipeline.encode(ev.data)
+            meta = self.pipeline.encode_as(metadata, encoding) if metadata else b""
+        else:
+            aad = self._event_aad(stream_id, event_id, version)
+            scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id) if self._scope_mode != "global" else None
+            data, encoding = self.pipeline.encode(ev.data, aad=aad, scope=scope)
+            meta = self.pipeline.encode_as(metadata, encoding, aad=aad[:-1] + b"m", scope=scope) if metadata else b""
         size = len(data) + len(meta)
         limit = min(self.config.max_event_size, provider.capabilities.max_event_size or self.config.max_event_size)
         if size > limit:
@@ -359,16 +666,32 @@ class EventSourcingManager:
             correlation_id=_check_optional_text("correlation id", ev.correlation_id, field_name="correlation_id"),
             causation_id=_check_optional_text("causation id", ev.causation_id, field_name="causation_id"),
             user_id=_check_optional_text("user id", ev.user_id, field_name="user_id"),
-            tenant_id=_check_optional_text("tenant id", ev.tenant_id, field_name="tenant_id"),
+            tenant_id=tenant_id,
             aggregate_id=_check_optional_text("aggregate id", ev.aggregate_id, field_name="aggregate_id"),
             aggregate_type=_check_optional_text("aggregate type", ev.aggregate_type, field_name="aggregate_type"),
         )
 
     def _decode(self, rec: RecordedEvent) -> Event:
-        aad = self._aad(rec.stream_id, rec.event_id)
-        scope = rec.tenant_id
-        data = self.pipeline.decode(rec.data, rec.encoding, aad=aad, scope=scope)
-        meta = self.pipeline.decode(rec.metadata, rec.encoding, aad=aad + b"\x00m", scope=scope) if rec.metadata else {}
+        if rec.encoding == self._plain:
+            loads = self._serializer.loads
+            data = loads(rec.data)
+            meta = loads(rec.metadata) if rec.metadata else {}
+        else:
+            aad = self._event_aad(rec.stream_id, rec.event_id, rec.version)
+            scope = self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id) if self._scope_mode != "global" else None
+            try:
+                data = self.pipeline.decode(rec.data, rec.encoding, aad=aad, scope=scope)
+                meta = (
+                    self.pipeline.decode(rec.metadata, rec.encoding, aad=aad[:-1] + b"m", scope=scope)
+                    if rec.metadata
+                    else {}
+                )
+            except KeyShreddedError as e:
+                if not self._redact:
+                    raise _with_context(e, f"event {rec.event_id!r} (version {rec.version} of stream {rec.stream_id!r})", event_id=rec.event_id, stream_id=rec.stream_id) from e
+                data, meta = None, {SHREDDED_KEY: e.scope}
+            except CodecError as e:
+                raise _with_context(e, f"event {rec.event_id!r} (version {rec.version} of stream {rec.stream_id!r})", event_id=rec.event_id, stream_id=rec.stream_id) from e
         ev = Event(
             event_id=rec.event_id,
             stream_id=rec.stream_id,
@@ -385,8 +708,10 @@ class EventSourcingManager:
             aggregate_id=rec.aggregate_id,
             aggregate_type=rec.aggregate_type,
         )
-        for up in self._upcasters.get(ev.event_type, ()):
-            ev = up(ev)
+        ups = self._upcasters.get(ev.event_type) if self._upcasters else None
+        if ups:
+            for up in ups:
+                ev = up(ev)
         return ev
 
     def register_upcaster(self, event_type: str, upcaster: Callable[[Event], Event]) -> None:
@@ -422,6 +747,9 @@ class EventSourcingManager:
         """Delete the stream's events, info and snapshots; :class:`StreamNotFoundError` if missing."""
         sid = self._stream_id(stream_id)
         p = self.get_provider(provider)
+        key = f"{p.name}\x00{sid}"
+        self._versions.pop(key, None)
+        self._snapshots.pop(key, None)
         await self._run(p, "delete_stream", lambda: p.delete_stream(sid))
 
     async def stream_exists(self, stream_id: str, *, provider: str | None = None) -> bool:
@@ -474,7 +802,7 @@ class EventSourcingManager:
             aggregate_type=req.aggregate_type,
             timestamp=req.timestamp,
         )
-        res = await self._append(req.stream_id, [ev], req.expected_version, req.provider)
+        res, due = await self._append(req.stream_id, [ev], req.expected_version, req.provider)
         return AppendEventResponse(
             event_id=res.event_ids[0],
             stream_id=res.stream_id,
@@ -482,6 +810,7 @@ class EventSourcingManager:
             position=res.positions[0],
             timestamp=res.timestamp,
             duplicate=res.duplicate,
+            snapshot_due=due,
         )
 
     async def append_events_batch(
@@ -492,13 +821,16 @@ class EventSourcingManager:
         ``expected_version`` is checked first (a mismatch raises :class:`ConcurrencyError`, nothing is
         written). Event ids are generated before the first attempt, so a retried call, or a caller
         re-sending the same ids, is an idempotent no-op that returns the original versions.
+
+        ``snapshot_due`` in the response is ``True`` when ``snapshot_threshold`` is set and the stream
+        now holds that many events past its latest snapshot (and no snapshot handler took one).
         """
         req = _coerce(AppendEventsBatchRequest, request, kwargs)
         if not isinstance(req.events, (list, tuple)):
             msg = "events must be a list of EventData"
             raise ValidationError(msg, field="events")
         events = [e if isinstance(e, EventData) else self._event_data(e) for e in req.events]
-        res = await self._append(req.stream_id, events, req.expected_version, req.provider)
+        res, due = await self._append(req.stream_id, events, req.expected_version, req.provider)
         return AppendEventsBatchResponse(
             stream_id=res.stream_id,
             event_ids=list(res.event_ids),
@@ -507,6 +839,7 @@ class EventSourcingManager:
             positions=list(res.positions),
             timestamp=res.timestamp,
             duplicate=res.duplicate,
+            snapshot_due=due,
         )
 
     @staticmethod
@@ -520,7 +853,9 @@ class EventSourcingManager:
         msg = f"events must be EventData or dicts, got {type(value).__name__}"
         raise ValidationError(msg, field="events")
 
-    async def _append(self, stream_id: object, events: list[EventData], expected: object, provider: str | None) -> Any:
+    async def _append(
+        self, stream_id: object, events: list[EventData], expected: object, provider: str | None
+    ) -> tuple[AppendResult, bool]:
         sid = self._stream_id(stream_id)
         exp = _check_expected(expected)
         if not events:
@@ -530,20 +865,131 @@ class EventSourcingManager:
             msg = f"a batch of {len(events)} events exceeds max_batch_size={self.config.max_batch_size}"
             raise ValidationError(msg, field="events", size=len(events), limit=self.config.max_batch_size)
         p = self.get_provider(provider)
-        encoded = [self._encode_event(sid, e, p) for e in events]
-        ids = [e.event_id for e in encoded]
-        if len(set(ids)) != len(ids):
-            msg = "a batch holds the same event id twice"
-            raise ValidationError(msg, field="event_id")
-        limit = p.capabilities.max_batch_bytes
-        if limit is not None and len(encoded) > 1:
-            total = sum(e.size for e in encoded)
-            if total > limit:
-                msg = f"the batch is {total} bytes encoded; provider {p.name!r} can write at most {limit} atomically"
-                raise ValidationError(msg, field="events", size=total, limit=limit)
-        first = encoded[0]
+        if self._cipher is None:
+            encoded = self._prepare(sid, events, p, 0)
+            first = encoded[0]
+            stream = NewStream(stream_id=sid, aggregate_id=first.aggregate_id, aggregate_type=first.aggregate_type)
+            res: AppendResult = await self._run(p, "append", lambda: p.append(sid, encoded, exp, stream), events=len(encoded))
+        else:
+            res = await self._append_sealed(p, sid, events, exp)
+        if self._threshold is None:
+            return res, False
+        return res, await self._snapshot_check(p, res)
+
+    def _prepare(self, sid: str, events: Sequence[EventData], p: Provider, first_version: int) -> list[NewEvent]:
+        """Encode a batch for versions ``first_version...`` and check batch-wide limits."""
+        encoded = [self._encode_event(sid, e, p, first_version + i) for i, e in enumerate(events)]
+        if len(encoded) > 1:
+            ids = [e.event_id for e in encoded]
+            if len(set(ids)) != len(ids):
+                msg = "a batch holds the same event id twice"
+                raise ValidationError(msg, field="event_id")
+            limit = p.capabilities.max_batch_bytes
+            if limit is not None:
+                total = sum(e.size for e in encoded)
+                if total > limit:
+                    msg = f"the batch is {total} bytes encoded; provider {p.name!r} can write at most {limit} atomically"
+                    raise ValidationError(msg, field="events", size=total, limit=limit)
+        return encoded
+
+    async def _append_sealed(self, p: Provider, sid: str, events: list[EventData], exp: Expected) -> AppendResult:
+        """Encrypted append: the versions are sealed into each payload, so they are pinned first.
+
+        Exact and NO_STREAM expectations fix the versions; ANY / STREAM_EXISTS pin the current version
+        (see the module docstring) and re-seal on a lost race, up to :data:`VERSION_PIN_ATTEMPTS` times.
+        """
+        fixed = [e if e.event_id is not None else dataclasses.replace(e, event_id=new_id()) for e in events]
+        first = fixed[0]
         stream = NewStream(stream_id=sid, aggregate_id=first.aggregate_id, aggregate_type=first.aggregate_type)
-        return await self._run(p, "append", lambda: p.append(sid, encoded, exp, stream))
+        key = f"{p.name}\x00{sid}"
+        if exp not in (ExpectedVersion.ANY, ExpectedVersion.STREAM_EXISTS):
+            start = 0 if exp == ExpectedVersion.NO_STREAM else int(exp)
+            encoded = self._prepare(sid, fixed, p, start + 1)
+            res: AppendResult = await self._run(p, "append", lambda: p.append(sid, encoded, exp, stream), events=len(encoded))
+            if not res.duplicate:
+                _bounded_put(self._versions, key, res.last_version)
+            return res
+        guess: int | None = self._versions.get(key)
+        for attempt in range(1, VERSION_PIN_ATTEMPTS + 1):
+            if guess is None or (guess == 0 and exp == ExpectedVersion.STREAM_EXISTS):
+                info = await self._run(p, "get_stream_info", lambda: p.get_stream_info(sid))
+                if info is None and exp == ExpectedVersion.STREAM_EXISTS:
+                    check_expected(sid, exp, exists=False, version=0)
+                guess = info.version if info is not None else 0
+            pinned = guess
+            encoded = self._prepare(sid, fixed, p, pinned + 1)
+            try:
+                res = await self._run(p, "append", lambda: p.append(sid, encoded, pinned, stream), events=len(encoded))
+            except ConcurrencyError as e:
+                self._versions.pop(key, None)
+                if attempt == VERSION_PIN_ATTEMPTS:
+                    raise
+                guess = e.actual if isinstance(e.actual, int) and e.actual >= 0 else None
+                continue
+            if not res.duplicate:
+                _bounded_put(self._versions, key, res.last_version)
+            return res
+        msg = "unreachable"
+        raise AssertionError(msg)
+
+    def set_snapshot_handler(self, handler: Callable[[str, int], Any] | None) -> None:
+        """Let the manager take snapshots itself when ``snapshot_threshold`` is reached.
+
+        ``handler(stream_id, version)`` (sync or async) returns the aggregate's state at ``version`` as
+        snapshot data, or ``None`` to decline. It runs inside the append call that crossed the threshold,
+        after the events are stored; the manager then stores the snapshot and the response says
+        ``snapshot_due=False``. If the handler declines or fails, the append still succeeds (its events
+        are stored), the failure is logged (type only) and counted (``metrics()[p]["snapshot_handler"]``),
+        and the response says ``snapshot_due=True``. ``None`` removes the handler.
+        """
+        self._snapshot_handler = handler
+
+    async def _snapshot_check(self, p: Provider, res: AppendResult) -> bool:
+        """Whether the stream is ``snapshot_threshold`` events past its latest snapshot (maybe taking one).
+
+        The latest snapshot version is cached per stream: fetched on the first append this manager makes
+        to the stream, updated by this manager's snapshot calls, and re-fetched at most once per
+        ``snapshot_threshold`` events while a snapshot is due (to notice snapshots other processes took).
+        """
+        threshold = self._threshold
+        assert threshold is not None  # noqa: S101 - checked by the caller
+        sid = res.stream_id
+        key = f"{p.name}\x00{sid}"
+        version = res.last_version
+        entry = self._snapshots.get(key)
+        if entry is None:
+            entry = [await self._latest_snapshot_version(p, sid), version + threshold]
+            _bounded_put(self._snapshots, key, entry)
+        if version - entry[0] < threshold:
+            return False
+        if version >= entry[1]:
+            entry[0] = await self._latest_snapshot_version(p, sid)
+            entry[1] = version + threshold
+            if version - entry[0] < threshold:
+                return False
+        handler = self._snapshot_handler
+        if handler is None or res.duplicate:
+            return True
+        rec = self._metrics[p.name].op("snapshot_handler")
+        rec.calls += 1
+        try:
+            data = handler(sid, version)
+            if inspect.isawaitable(data):
+                data = await data
+            if data is None:
+                return True
+            await self.create_snapshot(stream_id=sid, data=data, version=version, provider=p.name)
+        except Exception as e:  # noqa: BLE001 - the append succeeded; report the snapshot as still due
+            rec.errors += 1
+            log.warning("snapshot handler failed for a stream on %s: %s", p.name, type(e).__name__)
+            return True
+        return False
+
+    async def _latest_snapshot_version(self, p: Provider, sid: str) -> int:
+        if not p.capabilities.supports("get_snapshot"):
+            return 0
+        snap = await self._run(p, "get_snapshot", lambda: p.get_snapshot(sid))
+        return snap.version if snap is not None else 0
 
     async def get_events(self, request: GetEventsRequest | None = None, /, **kwargs: Any) -> GetEventsResponse:
         """Events matching every given filter, a page at a time, with the total count and ``has_more``."""
@@ -632,52 +1078,138 @@ class EventSourcingManager:
         page_size: int = 500,
         provider: str | None = None,
     ) -> AsyncIterator[Event]:
-        """Iterate one stream's events in O(page) memory. A missing stream yields nothing."""
+        """Iterate one stream's events in O(page) memory. A missing stream yields nothing.
+
+        A connection or timeout error mid-way is retried like any call, resuming after the last event
+        delivered, so the caller sees every event exactly once.
+        """
         sid = self._stream_id(stream_id)
         p = self.get_provider(provider)
         self._check_paging(page_size, 0)
-        it = p.read_stream(sid, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size)
-        async for rec in self._guarded(p, "read_stream", it):
-            yield self._decode(rec)
+
+        def source(last: RecordedEvent | None) -> AsyncIterator[RecordedEvent] | None:
+            lo, hi = from_version, to_version
+            if last is not None:
+                if backwards:
+                    hi = last.version - 1
+                    if hi < lo:
+                        return None
+                else:
+                    lo = last.version + 1
+                    if hi is not None and lo > hi:
+                        return None
+            return p.read_stream(sid, from_version=lo, to_version=hi, backwards=backwards, page_size=page_size)
+
+        decode = self._decode
+        async for rec in self._guarded(p, "read_stream", source):
+            yield decode(rec)
 
     async def read_all(self, *, from_position: int = 0, page_size: int = 500, provider: str | None = None) -> AsyncIterator[Event]:
-        """Iterate every stream's events in the provider's declared global order, in O(page) memory."""
+        """Iterate every stream's events in the provider's declared global order, in O(page) memory.
+
+        On a store with a ``total`` global order a connection or timeout error mid-way is retried,
+        resuming after the last position delivered.
+        """
         p = self.get_provider(provider)
         self._check_paging(page_size, 0)
-        async for rec in self._guarded(p, "read_all", p.read_all(from_position=from_position, page_size=page_size)):
-            yield self._decode(rec)
+        resumable = p.capabilities.global_order == "total"
 
-    async def _guarded(self, p: Provider, op: str, it: AsyncIterator[RecordedEvent]) -> AsyncIterator[RecordedEvent]:
-        """Apply the timeout to each step of a provider iterator, and close it when the caller stops."""
+        def source(last: RecordedEvent | None) -> AsyncIterator[RecordedEvent] | None:
+            if last is None:
+                return p.read_all(from_position=from_position, page_size=page_size)
+            if not resumable:
+                msg = "read_all cannot resume on a store without a total order"
+                raise _NotResumableError(msg)
+            return p.read_all(from_position=last.position + 1, page_size=page_size)
+
+        decode = self._decode
+        async for rec in self._guarded(p, "read_all", source):
+            yield decode(rec)
+
+    async def _guarded(
+        self, p: Provider, op: str, source: Callable[[RecordedEvent | None], AsyncIterator[RecordedEvent] | None]
+    ) -> AsyncIterator[RecordedEvent]:
+        """Drive a provider iterator under the timeout (per step), resuming after retryable errors.
+
+        ``source(last)`` opens the iterator again after ``last`` (``None``: from the start; it returns
+        ``None`` when nothing can follow). The iterator is closed when the caller stops early.
+        """
         if not p.capabilities.supports(op):
             raise p.unsupported(op)
+        metrics = self._metrics.get(p.name)
+        if metrics is None:
+            metrics = self._metrics[p.name] = _Metrics()
+        stat = metrics.op(op)
+        stat.calls += 1
         timeout = self.config.timeout
-        aiter_ = it.__aiter__()
-        try:
-            while True:
-                try:
-                    if timeout is None:
-                        rec = await aiter_.__anext__()
-                    else:
-                        async with asyncio.timeout(timeout):
+        attempts = self.config.retry_attempts
+        delay = self.config.retry_delay
+        failures = 0
+        last: RecordedEvent | None = None
+        it = source(None)
+        first = True
+        start = time.perf_counter()
+        while it is not None:
+            aiter_ = it.__aiter__()
+            try:
+                while True:
+                    try:
+                        if timeout is None:
                             rec = await aiter_.__anext__()
-                except StopAsyncIteration:
-                    return
-                except TimeoutError as e:
-                    if isinstance(e, ProviderTimeoutError):
-                        raise
-                    msg = f"{op} on provider {p.name!r} produced nothing within {timeout}s"
-                    raise ProviderTimeoutError(msg, provider=p.name, operation=op) from e
-                yield rec
-        finally:
-            aclose = getattr(aiter_, "aclose", None)
-            if aclose is not None:
-                await aclose()
+                        else:
+                            async with asyncio.timeout(timeout):
+                                rec = await aiter_.__anext__()
+                    except StopAsyncIteration:
+                        if first:
+                            stat.record(time.perf_counter() - start)
+                        return
+                    except TimeoutError as e:
+                        if isinstance(e, ProviderTimeoutError):
+                            raise
+                        msg = f"{op} on provider {p.name!r} produced nothing within {timeout}s"
+                        raise ProviderTimeoutError(msg, provider=p.name, operation=op) from e
+                    if first:
+                        stat.record(time.perf_counter() - start)
+                        first = False
+                    failures = 0
+                    last = rec
+                    stat.events += 1
+                    yield rec
+            except RETRYABLE as e:
+                failures += 1
+                if failures >= attempts:
+                    stat.errors += 1
+                    raise
+                try:
+                    nxt = source(last)
+                except _NotResumableError:
+                    stat.errors += 1
+                    raise e from None
+                stat.retries += 1
+                log.info("resuming %s on %s after %s (attempt %d of %d)", op, p.name, type(e).__name__, failures + 1, attempts)
+                await asyncio.sleep(random.uniform(0, min(self.config.retry_max_delay, delay)))  # noqa: S311
+                delay *= 2
+                it = nxt
+                continue
+            except GeneratorExit:
+                raise
+            except BaseException:
+                stat.errors += 1
+                raise
+            finally:
+                aclose = getattr(aiter_, "aclose", None)
+                if aclose is not None:
+                    await aclose()
 
     # ------------------------------------------------------------------ snapshots
 
     async def create_snapshot(self, request: CreateSnapshotRequest | None = None, /, **kwargs: Any) -> CreateSnapshotResponse:
-        """Store a snapshot of the stream's state at ``version`` (default: its current version)."""
+        """Store a snapshot of the stream's state at ``version`` (default: its current version).
+
+        The snapshot goes through the same codec pipeline as events, bound to (stream id, snapshot id,
+        version). Under ``encryption_scope="tenant"`` it is sealed with the key of the tenant of the
+        stream's event at (or nearest below) ``version``, so shredding that tenant shreds the snapshot too.
+        """
         req = _coerce(CreateSnapshotRequest, request, kwargs)
         sid = self._stream_id(req.stream_id)
         p = self.get_provider(req.provider)
@@ -687,13 +1219,21 @@ class EventSourcingManager:
             msg = f"snapshot version must be from 1 to the stream's version {info.version}, got {version!r}"
             raise ValidationError(msg, field="version")
         snapshot_id = new_id()
-        aad = self._aad(sid, f"snapshot:{snapshot_id}")
         metadata = _check_metadata(req.metadata)
-        data, encoding = self.pipeline.encode(req.data, aad=aad, scope=None)
-        meta = self.pipeline.encode_as(metadata, encoding, aad=aad + b"\x00m", scope=None) if metadata else b""
-        position = None
-        async for rec in p.read_stream(sid, from_version=version, to_version=version):
-            position = rec.position
+        at: RecordedEvent | None = None
+        async for rec in self._guarded(
+            p, "read_stream", lambda last: None if last else p.read_stream(sid, to_version=version, backwards=True, page_size=1)
+        ):
+            at = rec
+            break
+        if self._cipher is None:
+            data, encoding = self.pipeline.encode(req.data)
+            meta = self.pipeline.encode_as(metadata, encoding) if metadata else b""
+        else:
+            aad = self._snapshot_aad(sid, snapshot_id, version)
+            scope = self.key_scope(stream_id=sid, tenant_id=at.tenant_id if at is not None else None)
+            data, encoding = self.pipeline.encode(req.data, aad=aad, scope=scope)
+            meta = self.pipeline.encode_as(metadata, encoding, aad=aad[:-1] + b"m", scope=scope) if metadata else b""
         snap = NewSnapshot(
             snapshot_id=snapshot_id,
             stream_id=sid,
@@ -705,26 +1245,39 @@ class EventSourcingManager:
             aggregate_id=_check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id") or info.aggregate_id,
             aggregate_type=_check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type")
             or info.aggregate_type,
-            position=position,
+            position=at.position if at is not None and at.version == version else None,
         )
         await self._run(p, "save_snapshot", lambda: p.save_snapshot(snap))
+        entry = self._snapshots.get(f"{p.name}\x00{sid}")
+        if entry is not None and version > entry[0]:
+            entry[0] = version
         return CreateSnapshotResponse(snapshot_id=snapshot_id, stream_id=sid, version=version, created_at=snap.created_at)
 
     async def get_snapshot(self, stream_id: str, *, max_version: int | None = None, provider: str | None = None) -> Snapshot:
-        """The latest snapshot (at or below ``max_version``); :class:`SnapshotNotFoundError` if none."""
+        """The latest snapshot (at or below ``max_version``); :class:`SnapshotNotFoundError` if none.
+
+        A snapshot whose key scope was shredded raises :class:`KeyShreddedError` (never redacted).
+        """
         sid = self._stream_id(stream_id)
         p = self.get_provider(provider)
         snap = await self._run(p, "get_snapshot", lambda: p.get_snapshot(sid, max_version))
         if snap is None:
             msg = f"stream {sid!r} has no snapshot" + (f" at or below version {max_version}" if max_version else "")
             raise SnapshotNotFoundError(msg, stream_id=sid)
-        aad = self._aad(sid, f"snapshot:{snap.snapshot_id}")
+        aad = self._snapshot_aad(sid, snap.snapshot_id, snap.version)
+        scope = self.key_scope(stream_id=sid) if self._scope_mode == "stream" else None
+        try:
+            data = self.pipeline.decode(snap.data, snap.encoding, aad=aad, scope=scope)
+            meta = self.pipeline.decode(snap.metadata, snap.encoding, aad=aad[:-1] + b"m", scope=scope) if snap.metadata else {}
+        except CodecError as e:
+            where = f"snapshot {snap.snapshot_id!r} (version {snap.version} of stream {sid!r})"
+            raise _with_context(e, where, snapshot_id=snap.snapshot_id, stream_id=sid) from e
         return Snapshot(
             snapshot_id=snap.snapshot_id,
             stream_id=snap.stream_id,
             version=snap.version,
-            data=self.pipeline.decode(snap.data, snap.encoding, aad=aad),
-            metadata=self.pipeline.decode(snap.metadata, snap.encoding, aad=aad + b"\x00m") if snap.metadata else {},
+            data=data,
+            metadata=meta,
             created_at=snap.created_at,
             aggregate_id=snap.aggregate_id,
             aggregate_type=snap.aggregate_type,
@@ -735,31 +1288,152 @@ class EventSourcingManager:
         """Delete the snapshot at ``version`` (every snapshot of the stream when ``None``); returns the count."""
         sid = self._stream_id(stream_id)
         p = self.get_provider(provider)
-        return await self._run(p, "delete_snapshots", lambda: p.delete_snapshots(sid, version))
+        n = await self._run(p, "delete_snapshots", lambda: p.delete_snapshots(sid, version))
+        self._snapshots.pop(f"{p.name}\x00{sid}", None)
+        return n
+
+    # ------------------------------------------------------------------ retention
+
+    def retention_policies(self) -> list[RetentionPolicy]:
+        """The policies built from configuration (``retention_policies`` and ``retention_period``)."""
+        if self._policies is None:
+            self._policies = build_policies(self.host.retention_policies, self.config)
+        return list(self._policies)
+
+    def _policy(self, value: RetentionPolicy | Mapping[str, Any] | str) -> RetentionPolicy:
+        if isinstance(value, RetentionPolicy):
+            return value
+        if isinstance(value, str):
+            value = {"policy": value}
+        if not isinstance(value, dict):
+            msg = f"a retention policy must be a RetentionPolicy, a name or a {{'policy': name, ...}} dict, got {value!r}"
+            raise ConfigurationError(msg, field="retention_policies")
+        cfg = dataclasses.replace(self.config, retention_policies=[dict(value)], retention_period=None)
+        return build_policies(self.host.retention_policies, cfg)[0]
+
+    async def apply_retention(
+        self,
+        policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None,
+        *,
+        provider: str | None = None,
+        now: datetime | None = None,
+    ) -> RetentionReport:
+        """Apply retention policies now and report what each deleted, per provider.
+
+        :param policies: policy objects, names or ``{"policy": name, **params}`` dicts; default: the
+            configured ones (:meth:`retention_policies`).
+        :param provider: apply on this provider only. Then a policy the provider cannot carry out raises
+            :class:`UnsupportedOperationError`; over all providers it is reported with status
+            ``"unsupported"`` instead.
+        :param now: the reference time for age-based policies (default: now).
+        :raises RetentionError: a policy failed on some provider; ``error.report`` holds every outcome
+            (the other policies still ran).
+        """
+        chosen = self.retention_policies() if policies is None else [self._policy(x) for x in policies]
+        if not chosen:
+            msg = "no retention policy is configured (set retention_period or retention_policies, or pass policies)"
+            raise ConfigurationError(msg, field="retention_policies")
+        if now is not None and now.tzinfo is None:
+            msg = "now must be timezone-aware"
+            raise ValidationError(msg, field="now")
+        targets = [self.get_provider(provider)] if provider is not None else list(self._providers.values())
+        started = utcnow()
+        ref = now or started
+        outcomes = []
+        for p in targets:
+            for policy in chosen:
+                ctx = RetentionContext(p, ref, lambda op, f, p=p: self._run(p, op, f))
+                outcomes.append(await run_policy(policy, ctx, p.name, strict=provider is not None))
+        report = RetentionReport(started_at=started, finished_at=utcnow(), outcomes=tuple(outcomes))
+        log.info(
+            "retention deleted %d event(s) on %d provider(s) (%d unsupported, %d failed)",
+            report.deleted(),
+            len(targets),
+            sum(o.status == "unsupported" for o in outcomes),
+            sum(o.status == "failed" for o in outcomes),
+        )
+        if not report.ok:
+            failed = [f"{o.policy} on {o.provider}: {o.message}" for o in outcomes if o.status == "failed"]
+            msg = "retention failed: " + "; ".join(failed)
+            raise RetentionError(msg, report=report)
+        return report
+
+    def start_retention(
+        self,
+        interval: float | str,
+        policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None,
+        *,
+        provider: str | None = None,
+        run_now: bool = True,
+    ) -> RetentionSchedule:
+        """Apply retention every ``interval`` (seconds or ``"12h"``) until ``schedule.stop()`` or :meth:`close`.
+
+        Must be called from a running event loop. Runs are sequential; a failed run is logged and kept
+        in ``schedule.last_error`` and the schedule keeps going; ``schedule.last_report`` is the latest
+        report. ``run_now`` runs once immediately.
+        """
+        from eventsource.config import parse_duration
+
+        try:
+            seconds = parse_duration(interval)
+        except ValueError as e:
+            raise ConfigurationError(str(e), field="interval") from None
+        chosen = self.retention_policies() if policies is None else [self._policy(x) for x in policies]
+        if not chosen:
+            msg = "no retention policy is configured (set retention_period or retention_policies, or pass policies)"
+            raise ConfigurationError(msg, field="retention_policies")
+        schedule = RetentionSchedule(lambda: self.apply_retention(chosen, provider=provider), seconds, run_now=run_now)
+        self._schedules.append(schedule)
+        return schedule
 
     # ------------------------------------------------------------------ monitoring
 
     async def get_stats(self) -> dict[str, ProviderStats]:
-        """Statistics of every provider, by name."""
+        """Statistics of every provider, by name.
+
+        The store's fields (totals, by type, by stream, storage size, last update, uptime) come from the
+        provider; ``extra["manager"]`` adds this manager's counters and latency percentiles for that
+        provider (see :meth:`metrics`) and ``extra["manager_uptime_seconds"]``.
+        """
         out = {}
         for name, p in self._providers.items():
-            out[name] = await self._run(p, "stats", p.stats)
+            st = await self._run(p, "stats", p.stats)
+            extra = {**st.extra, "manager": self.metrics(name)[name], "manager_uptime_seconds": self.uptime_seconds}
+            out[name] = dataclasses.replace(st, provider=st.provider or name, extra=extra)
         return out
 
     async def health_check(self) -> dict[str, HealthStatus]:
-        """Health of every provider, by name; a provider that raises is reported unhealthy, not raised."""
+        """Health of every provider, by name; a provider that raises is reported unhealthy, not raised.
+
+        ``details["reason"]`` classifies a failure: ``"unreachable"`` (connection refused, DNS, pool),
+        ``"timeout"``, ``"unsupported"``, or what the provider itself reports (``"auth"``,
+        ``"schema_missing"``...); the message says what is wrong, with passwords masked.
+        """
         out = {}
         for name, p in self._providers.items():
             start = time.perf_counter()
             try:
-                out[name] = await self._run(p, "health", p.health, retry=False)
+                status = await self._run(p, "health", p.health, retry=False)
             except (EventSourceError, OSError) as e:
-                out[name] = HealthStatus(
+                if isinstance(e, ProviderTimeoutError):
+                    reason = "timeout"
+                elif isinstance(e, (ProviderUnavailableError, ConnectionError)):
+                    reason = "unreachable"
+                elif isinstance(e, UnsupportedOperationError):
+                    reason = "unsupported"
+                else:
+                    reason = str(e.details.get("reason", "error")) if isinstance(e, EventSourceError) else "error"
+                status = HealthStatus(
                     healthy=False,
                     provider=name,
                     message=f"{type(e).__name__}: {e}",
+                    details={"reason": reason},
                     latency_ms=(time.perf_counter() - start) * 1000,
                 )
+            else:
+                if not status.healthy and "reason" not in status.details:
+                    status = dataclasses.replace(status, details={**status.details, "reason": "error"})
+            out[name] = status
         return out
 
     @property

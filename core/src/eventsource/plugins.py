@@ -19,13 +19,15 @@ from urllib.parse import urlsplit
 import pluggy
 
 from eventsource import hookspecs
-from eventsource.errors import ConfigurationError, PluginLoadError
+from eventsource.errors import ConfigurationError, EventSourceError, PluginLoadError
 from eventsource.hookspecs import NAME
 from eventsource.registry import CodecRegistry, LeaseRegistry, ProviderRegistry, RetentionRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from eventsource.codecs.keys import KeyProvider
+    from eventsource.config import ManagerConfig
     from eventsource.provider import Provider
 
 log = logging.getLogger("eventsource.plugins")
@@ -152,6 +154,16 @@ class PluginHost:
         kind = self.providers.kind_for_scheme(scheme)
         cls = self.providers.get(kind)
         return cls(url, **settings)
+
+    def key_provider(self, config: ManagerConfig) -> KeyProvider | None:
+        """The key provider a plugin supplies for ``config`` (``eventsource_key_provider``), or ``None``."""
+        try:
+            return self.pm.hook.eventsource_key_provider(config=config)  # type: ignore[no-any-return]
+        except EventSourceError:
+            raise
+        except Exception as e:
+            msg = f"a plugin failed in eventsource_key_provider: {type(e).__name__}"
+            raise PluginLoadError(msg, hook="eventsource_key_provider") from e
 
     def create_lease(self, url: str, **settings: Any) -> Any:
         """Build a lease from a URL (its scheme selects the lease kind)."""

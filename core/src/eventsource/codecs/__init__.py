@@ -60,7 +60,20 @@ class Cipher(ABC):
 
 
 class CodecPipeline:
-    """One configured pipeline, built once at start-up; no hook is called per payload."""
+    """One configured pipeline, built once at start-up; no hook is called per payload.
+
+    :param registry: the codec registry (decoding looks up every step a descriptor names).
+    :param serializer: name of the serializer for new payloads.
+    :param compressor: name of the compressor for new payloads (``None``: never compress).
+    :param compression_threshold: payloads of at least this many serialized bytes are compressed (and
+        kept compressed only when that makes them smaller).
+    :param cipher: the keyed cipher for new payloads (``None``: write plaintext).
+    :param ciphers: keyed ciphers for *reading*, by name (the write cipher is added). A payload naming a
+        cipher that is registered but has no keys here fails with :class:`CodecError`.
+
+    The cipher's associated data is ``descriptor-without-cipher + NUL + aad``: changing the stored
+    descriptor (say, dropping ``+zlib``) fails authentication instead of feeding garbage to a decoder.
+    """
 
     def __init__(
         self,
@@ -70,58 +83,103 @@ class CodecPipeline:
         compressor: str | None = None,
         compression_threshold: int = 1024,
         cipher: Cipher | None = None,
+        ciphers: dict[str, Cipher] | None = None,
     ) -> None:
         self.registry = registry
         self.serializer = registry.serializers.get(serializer)
         self.compressor = registry.compressors.get(compressor) if compressor else None
         self.threshold = compression_threshold
         self.cipher = cipher
+        self.ciphers: dict[str, Cipher] = dict(ciphers or {})
+        if cipher is not None:
+            self.ciphers[cipher.name] = cipher
         self._plain = self.serializer.name
         self._compressed = f"{self._plain}+{self.compressor.name}" if self.compressor else self._plain
+        self._plain_aad = self._plain.encode() + b"\x00"
+        self._compressed_aad = self._compressed.encode() + b"\x00"
+        self._steps: dict[str, tuple[Serializer, tuple[tuple[str, Any], ...], bytes]] = {}
+
+    @property
+    def descriptors(self) -> tuple[str, ...]:
+        """The descriptors new payloads get (uncompressed, compressed)."""
+        suffix = f"+{self.cipher.name}" if self.cipher is not None else ""
+        return (self._plain + suffix, self._compressed + suffix)
 
     def encode(self, value: Any, *, aad: bytes = b"", scope: str | None = None) -> tuple[bytes, str]:
         """``value`` as stored bytes plus the descriptor saying how to read them back."""
         raw = self.serializer.dumps(value)
         descriptor = self._plain
         if self.compressor is not None and len(raw) >= self.threshold:
-            raw = self.compressor.compress(raw)
-            descriptor = self._compressed
+            packed = self.compressor.compress(raw)
+            if len(packed) < len(raw):
+                raw = packed
+                descriptor = self._compressed
         if self.cipher is not None:
-            raw = self.cipher.encrypt(raw, aad=aad, scope=scope)
+            prefix = self._compressed_aad if descriptor is self._compressed else self._plain_aad
+            raw = self.cipher.encrypt(raw, aad=prefix + aad, scope=scope)
             descriptor = f"{descriptor}+{self.cipher.name}"
         return raw, descriptor
 
     def encode_as(self, value: Any, descriptor: str, *, aad: bytes = b"", scope: str | None = None) -> bytes:
         """Encode ``value`` with exactly the steps of ``descriptor`` (metadata follows its event's data)."""
-        raw = self.serializer.dumps(value)
-        if self.compressor is not None and descriptor.startswith(self._compressed):
-            raw = self.compressor.compress(raw)
-        if self.cipher is not None:
-            raw = self.cipher.encrypt(raw, aad=aad, scope=scope)
+        serializer, steps, aad_prefix = self._parse(descriptor)
+        raw = serializer.dumps(value)
+        for kind, codec in reversed(steps):
+            if kind == "z":
+                raw = codec.compress(raw)
+            else:
+                raw = codec.encrypt(raw, aad=aad_prefix + aad, scope=scope)
         return raw
+
+    def _parse(self, descriptor: str) -> tuple[Serializer, tuple[tuple[str, Any], ...], bytes]:
+        """Serializer, decode steps (outermost first) and cipher AAD prefix for ``descriptor`` (cached)."""
+        hit = self._steps.get(descriptor)
+        if hit is not None:
+            return hit
+        names = descriptor.split("+")
+        if names[0] not in self.registry.serializers:
+            msg = f"payload was written with serializer {names[0]!r}, which is not registered here"
+            raise CodecError(msg, codec=names[0], descriptor=descriptor)
+        steps: list[tuple[str, Any]] = []
+        plain_names: list[str] = [names[0]]
+        for name in names[1:]:
+            if name in self.registry.compressors:
+                if steps and steps[-1][0] == "c":
+                    msg = f"encoding descriptor {descriptor!r} compresses after encrypting"
+                    raise CodecError(msg, descriptor=descriptor)
+                steps.append(("z", self.registry.compressors.get(name)))
+                plain_names.append(name)
+            elif name in self.ciphers:
+                steps.append(("c", self.ciphers[name]))
+            elif name in self.registry.ciphers:
+                msg = f"payload is encrypted with {name!r}, but no keys are configured for it here"
+                raise CodecError(msg, codec=name, descriptor=descriptor)
+            else:
+                msg = f"payload was written with codec {name!r}, which is not registered here"
+                raise CodecError(msg, codec=name, descriptor=descriptor)
+        parsed = (
+            self.registry.serializers.get(names[0]),
+            tuple(reversed(steps)),
+            "+".join(plain_names).encode() + b"\x00",
+        )
+        if len(self._steps) < 1024:  # noqa: PLR2004 - descriptors are few; never let junk grow the cache
+            self._steps[descriptor] = parsed
+        return parsed
 
     def decode(self, raw: bytes, descriptor: str, *, aad: bytes = b"", scope: str | None = None) -> Any:
         """Invert :meth:`encode` for a payload written under any past configuration."""
         if descriptor == self._plain:
             return self.serializer.loads(raw)
-        steps = descriptor.split("+")
-        ser_name, rest = steps[0], steps[1:]
-        for step in reversed(rest):
-            if step in self.registry.ciphers:
-                cipher = self.cipher if self.cipher is not None and self.cipher.name == step else None
-                if cipher is None:
-                    cipher = self.registry.ciphers.get(step)
-                raw = cipher.decrypt(raw, aad=aad, scope=scope)
-            elif step in self.registry.compressors:
-                try:
-                    raw = self.registry.compressors.get(step).decompress(raw)
-                except Exception as e:
-                    msg = f"payload cannot be decompressed with {step!r}: {type(e).__name__}"
-                    raise CodecError(msg, codec=step) from e
+        serializer, steps, aad_prefix = self._parse(descriptor)
+        for kind, codec in steps:
+            if kind == "c":
+                raw = codec.decrypt(raw, aad=aad_prefix + aad, scope=scope)
             else:
-                msg = f"payload was written with codec {step!r}, which is not registered here"
-                raise CodecError(msg, codec=step, descriptor=descriptor)
-        if ser_name not in self.registry.serializers:
-            msg = f"payload was written with serializer {ser_name!r}, which is not registered here"
-            raise CodecError(msg, codec=ser_name, descriptor=descriptor)
-        return self.registry.serializers.get(ser_name).loads(raw)
+                try:
+                    raw = codec.decompress(raw)
+                except CodecError:
+                    raise
+                except Exception as e:
+                    msg = f"payload cannot be decompressed with {codec.name!r}: {type(e).__name__}"
+                    raise CodecError(msg, codec=codec.name) from e
+        return serializer.loads(raw)

@@ -1,0 +1,435 @@
+"""Key providers: where the AES-256-GCM cipher gets its keys, by key id and by scope.
+
+A *scope* is a string the manager derives from each event (``None`` for the global scope,
+``"tenant:<tenant id>"`` or ``"stream:<stream id>"`` depending on ``encryption_scope``). Every
+ciphertext carries the id of the key that sealed it, so:
+
+* **rotation** adds a key and makes it active; payloads sealed under older key ids stay readable as long
+  as those ids are still held;
+* **crypto-shredding** removes every key of one scope; the provider keeps a *tombstone* (key id ->
+  scope, no key material) so reads of those payloads fail with :class:`KeyShreddedError` naming the
+  scope, while every other scope reads normally.
+
+Two implementations ship:
+
+* :class:`StaticKeyRing`: the keys from configuration (``encryption_keys`` / ``active_key_id``), one
+  global scope. Rotation = add a key id and make it active. It cannot shred a scope (it has none).
+* :class:`ScopedKeyStore`: one random data key per scope (envelope encryption), each wrapped by the
+  static ring's active key and kept in memory or in a JSON file (only wrapped keys are written).
+  Shredding deletes the scope's wrapped keys from the file (atomic rewrite under an ``flock``), so a
+  copy of the event store alone can never be decrypted again. Backups of the key file are the
+  operator's to destroy.
+
+Third-party providers (a KMS, Vault) plug in through the ``eventsource_key_provider`` hook. Methods are
+synchronous because they run on the encode/decode path; a remote provider should cache keys.
+
+Keys never appear in ``repr``, logs or error messages; only key ids and scope names do.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import os
+import secrets
+import threading
+import time
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eventsource.errors import (
+    ConfigurationError,
+    DecryptionError,
+    KeyShreddedError,
+    UnknownKeyError,
+    UnsupportedOperationError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+KEY_SIZE = 32
+"""AES-256 keys are 32 bytes."""
+MAX_KEY_ID_BYTES = 255
+"""Key ids are stored in each ciphertext header with a one-byte length."""
+
+
+def decode_key(key_id: str, value: str | bytes) -> bytes:
+    """A 32-byte key from raw bytes or base64 text; the error names ``key_id``, never the value."""
+    if isinstance(value, bytes) and len(value) == KEY_SIZE:
+        return value
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        msg = f"encryption key {key_id!r} is not valid base64"
+        raise ConfigurationError(msg, field="encryption_keys", key_id=key_id) from None
+    if len(raw) != KEY_SIZE:
+        msg = f"encryption key {key_id!r} is {len(raw)} bytes; AES-256 needs {KEY_SIZE}"
+        raise ConfigurationError(msg, field="encryption_keys", key_id=key_id)
+    return raw
+
+
+def check_key_id(key_id: object) -> str:
+    """Validate a key id (non-empty text, at most 255 UTF-8 bytes)."""
+    if not isinstance(key_id, str) or not key_id or len(key_id.encode("utf-8")) > MAX_KEY_ID_BYTES:
+        msg = f"a key id must be non-empty text of at most {MAX_KEY_ID_BYTES} UTF-8 bytes, got {key_id!r}"
+        raise ConfigurationError(msg, field="active_key_id")
+    return key_id
+
+
+def generate_key() -> str:
+    """A fresh random AES-256 key as base64 text (for ``encryption_keys``)."""
+    return base64.b64encode(secrets.token_bytes(KEY_SIZE)).decode("ascii")
+
+
+class KeyProvider(ABC):
+    """Source of encryption keys. Implementations must never expose key bytes in ``repr`` or errors."""
+
+    @abstractmethod
+    def encryption_key(self, scope: str | None) -> tuple[str, bytes]:
+        """The active ``(key id, key)`` for new payloads of ``scope`` (created on first use if needed)."""
+
+    @abstractmethod
+    def decryption_key(self, key_id: str, scope: str | None) -> bytes:
+        """The key with ``key_id``.
+
+        :param scope: the scope the caller expects (used in error messages only).
+        :raises KeyShreddedError: the key's scope was shredded.
+        :raises UnknownKeyError: no such key id.
+        """
+
+    def shred(self, scope: str) -> int:
+        """Remove every key of ``scope``; returns how many keys were removed."""
+        msg = f"{type(self).__name__} has no per-scope keys, so it cannot shred scope {scope!r}"
+        raise UnsupportedOperationError(msg, operation="shred", scope=scope)
+
+    def rotate(self, scope: str | None = None) -> str:
+        """Make a new key active for ``scope``; returns its id. Older keys stay readable."""
+        msg = f"{type(self).__name__} cannot generate keys; add a key id to the ring instead"
+        raise UnsupportedOperationError(msg, operation="rotate", scope=scope)
+
+    def check(self) -> None:
+        """Raise if the provider cannot serve keys (used by health checks)."""
+        self.encryption_key(None)
+
+
+class StaticKeyRing(KeyProvider):
+    """Keys by id with one active id; every payload is in the global scope.
+
+    :param keys: key id -> 32-byte key (bytes, or base64 text).
+    :param active_key_id: the id new payloads use; optional when the ring holds exactly one key.
+    """
+
+    def __init__(self, keys: Mapping[str, bytes | str], active_key_id: str | None = None) -> None:
+        if not keys:
+            msg = "encryption needs at least one key (encryption_keys = {key_id: base64 key})"
+            raise ConfigurationError(msg, field="encryption_keys")
+        self._keys: dict[str, bytes] = {check_key_id(k): decode_key(k, v) for k, v in keys.items()}
+        if active_key_id is None:
+            if len(self._keys) != 1:
+                msg = "active_key_id must name the key new events use when the ring holds several keys"
+                raise ConfigurationError(msg, field="active_key_id")
+            active_key_id = next(iter(self._keys))
+        if active_key_id not in self._keys:
+            msg = f"active_key_id {active_key_id!r} is not one of encryption_keys ({sorted(self._keys)})"
+            raise ConfigurationError(msg, field="active_key_id")
+        self.active_key_id = active_key_id
+
+    def __repr__(self) -> str:
+        return f"StaticKeyRing(key_ids={sorted(self._keys)!r}, active_key_id={self.active_key_id!r})"
+
+    @property
+    def key_ids(self) -> list[str]:
+        """Ids of the keys held (sorted)."""
+        return sorted(self._keys)
+
+    def __contains__(self, key_id: object) -> bool:
+        return key_id in self._keys
+
+    def encryption_key(self, scope: str | None) -> tuple[str, bytes]:  # noqa: ARG002 - one global scope
+        """The active key."""
+        return self.active_key_id, self._keys[self.active_key_id]
+
+    def decryption_key(self, key_id: str, scope: str | None) -> bytes:  # noqa: ARG002
+        """The key with ``key_id``, or :class:`UnknownKeyError`."""
+        try:
+            return self._keys[key_id]
+        except KeyError:
+            msg = f"the payload was encrypted with key id {key_id!r}, which is not in the key ring"
+            raise UnknownKeyError(msg, key_id=key_id) from None
+
+    def add_key(self, key_id: str, key: bytes | str, *, activate: bool = True) -> None:
+        """Add a key (rotation: ``activate=True`` makes new payloads use it)."""
+        check_key_id(key_id)
+        if key_id in self._keys:
+            msg = f"key id {key_id!r} is already in the ring; a key id must never change its key"
+            raise ConfigurationError(msg, field="encryption_keys", key_id=key_id)
+        self._keys[key_id] = decode_key(key_id, key)
+        if activate:
+            self.active_key_id = key_id
+
+    def remove_key(self, key_id: str) -> None:
+        """Drop a key: payloads sealed with it become unreadable (:class:`UnknownKeyError`)."""
+        if key_id == self.active_key_id:
+            msg = f"key id {key_id!r} is the active key; activate another one first"
+            raise ConfigurationError(msg, field="active_key_id", key_id=key_id)
+        self._keys.pop(key_id, None)
+
+
+_DEK_AAD = b"eventsource-dek\x00"
+_STORE_FORMAT = 1
+
+
+class ScopedKeyStore(KeyProvider):
+    """One data key per scope, wrapped by a master :class:`StaticKeyRing`; shreddable per scope.
+
+    :param master: the ring whose active key wraps new data keys (and which serves the global scope).
+    :param path: a JSON file holding wrapped data keys and tombstones, or ``None`` to keep them in memory
+        (lost when the process exits: only for tests and throw-away stores). Several processes may share
+        the file: writes take an exclusive ``flock`` and merge, reads reload on a miss.
+    """
+
+    def __init__(self, master: StaticKeyRing, path: str | os.PathLike[str] | None = None) -> None:
+        self.master = master
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.RLock()
+        self._entries: dict[str, dict[str, str]] = {}  # key id -> {scope, master, wrapped, created_at}
+        self._active: dict[str, str] = {}  # scope -> key id
+        self._tombstones: dict[str, dict[str, str]] = {}  # key id -> {scope, at}
+        self._plain: dict[str, bytes] = {}  # key id -> unwrapped data key (cache)
+        self._mtime: int | None = None
+        self._checked = time.monotonic()
+        if self.path is not None:
+            self._reload()
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path is not None else "memory"
+        return f"ScopedKeyStore(store={where!r}, scopes={len(self._active)}, master={self.master!r})"
+
+    # ------------------------------------------------------------------ persistence
+
+    @contextlib.contextmanager
+    def _locked_file(self) -> Iterator[None]:
+        """Hold the in-process lock and, with a file, an exclusive flock on ``<path>.lock``."""
+        with self._lock:
+            if self.path is None:
+                yield
+                return
+            import fcntl
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._reload()
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def _reload(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self._mtime = self.path.stat().st_mtime_ns
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            msg = f"key store {str(self.path)!r} cannot be read: {type(e).__name__}"
+            raise ConfigurationError(msg, field="encryption_key_store") from e
+        if not isinstance(data, dict) or data.get("format") != _STORE_FORMAT:
+            msg = f"key store {str(self.path)!r} is not an eventsource key store (format {_STORE_FORMAT})"
+            raise ConfigurationError(msg, field="encryption_key_store")
+        self._entries = dict(data.get("keys", {}))
+        self._active = dict(data.get("active", {}))
+        self._tombstones = dict(data.get("shredded", {}))
+        for kid in list(self._plain):
+            if kid not in self._entries:
+                del self._plain[kid]
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = {"format": _STORE_FORMAT, "keys": self._entries, "active": self._active, "shredded": self._tombstones}
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self.path)
+            self._mtime = self.path.stat().st_mtime_ns
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    # ------------------------------------------------------------------ keys
+
+    def _wrap(self, key_id: str, scope: str, dek: bytes) -> dict[str, str]:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        mkid, mkey = self.master.encryption_key(None)
+        nonce = secrets.token_bytes(12)
+        sealed = AESGCM(mkey).encrypt(nonce, dek, _DEK_AAD + f"{key_id}\x00{scope}".encode())
+        return {
+            "scope": scope,
+            "master": mkid,
+            "wrapped": base64.b64encode(nonce + sealed).decode("ascii"),
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+
+    def _unwrap(self, key_id: str, entry: Mapping[str, str]) -> bytes:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        mkey = self.master.decryption_key(entry["master"], None)
+        blob = base64.b64decode(entry["wrapped"])
+        try:
+            return AESGCM(mkey).decrypt(blob[:12], blob[12:], _DEK_AAD + f"{key_id}\x00{entry['scope']}".encode())
+        except InvalidTag:
+            msg = f"data key {key_id!r} failed to unwrap with master key {entry['master']!r}"
+            raise DecryptionError(msg, key_id=key_id) from None
+
+    def _new_key_id(self) -> str:
+        while True:
+            kid = "dk-" + secrets.token_hex(8)
+            if kid not in self._entries and kid not in self._tombstones and kid not in self.master:
+                return kid
+
+    def _create(self, scope: str) -> str:
+        kid = self._new_key_id()
+        dek = secrets.token_bytes(KEY_SIZE)
+        self._entries[kid] = self._wrap(kid, scope, dek)
+        self._active[scope] = kid
+        self._plain[kid] = dek
+        self._save()
+        return kid
+
+    def encryption_key(self, scope: str | None) -> tuple[str, bytes]:
+        """The scope's active data key, created (and persisted) on first use; the master ring for ``None``."""
+        if scope is None:
+            return self.master.encryption_key(None)
+        if self.path is not None:
+            self._maybe_refresh()
+        kid = self._active.get(scope)
+        if kid is not None and kid in self._plain:
+            return kid, self._plain[kid]
+        with self._locked_file():
+            kid = self._active.get(scope)
+            if kid is None:
+                kid = self._create(scope)
+            return kid, self._key(kid)
+
+    def _key(self, kid: str) -> bytes:
+        key = self._plain.get(kid)
+        if key is None:
+            key = self._unwrap(kid, self._entries[kid])
+            self._plain[kid] = key
+        return key
+
+    def refresh(self) -> None:
+        """Drop cached data keys and reload the file (a shred by another process is seen at once)."""
+        with self._lock:
+            self._plain.clear()
+            self._reload()
+
+    def _maybe_refresh(self) -> None:
+        """At most once a second, reload when another process changed the file (bounded shred staleness)."""
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return
+        self._checked = now
+        try:
+            mtime = self.path.stat().st_mtime_ns if self.path is not None else None
+        except FileNotFoundError:
+            mtime = None
+        if mtime != self._mtime:
+            self.refresh()
+
+    def decryption_key(self, key_id: str, scope: str | None) -> bytes:
+        """A data key by id (master keys serve the global scope); tombstoned ids raise :class:`KeyShreddedError`.
+
+        With a key file, a shred done by another process takes effect here within a second (the file's
+        modification time is checked at most once a second), or at once after :meth:`refresh`.
+        """
+        if self.path is not None:
+            self._maybe_refresh()
+        key = self._plain.get(key_id)
+        if key is not None:
+            return key
+        if key_id in self.master:
+            return self.master.decryption_key(key_id, scope)
+        with self._lock:
+            if key_id not in self._entries and key_id not in self._tombstones:
+                self._reload()  # another process may have created (or shredded) it
+            if key_id in self._entries:
+                return self._key(key_id)
+            tomb = self._tombstones.get(key_id)
+        if tomb is not None:
+            shredded = tomb["scope"]
+            msg = f"the key of scope {shredded!r} was shredded; this payload can no longer be decrypted"
+            raise KeyShreddedError(msg, scope=shredded, key_id=key_id)
+        msg = f"the payload was encrypted with key id {key_id!r}, which this key store does not hold"
+        if scope is not None:
+            msg += f" (expected scope {scope!r})"
+        raise UnknownKeyError(msg, key_id=key_id, scope=scope)
+
+    def shred(self, scope: str) -> int:
+        """Delete every data key of ``scope`` (persisted at once); its payloads become unreadable."""
+        if not isinstance(scope, str) or not scope:
+            msg = "shred needs a scope name"
+            raise ConfigurationError(msg, field="scope")
+        with self._locked_file():
+            gone = [kid for kid, e in self._entries.items() if e["scope"] == scope]
+            now = datetime.now(UTC).isoformat()
+            for kid in gone:
+                del self._entries[kid]
+                self._plain.pop(kid, None)
+                self._tombstones[kid] = {"scope": scope, "at": now}
+            self._active.pop(scope, None)
+            if gone:
+                self._save()
+            return len(gone)
+
+    def rotate(self, scope: str | None = None) -> str:
+        """A new active data key for ``scope`` (older ones stay readable); ``None`` is the master ring's job."""
+        if scope is None:
+            msg = "the global scope uses the master ring: add a key id to encryption_keys and set active_key_id"
+            raise UnsupportedOperationError(msg, operation="rotate")
+        with self._locked_file():
+            return self._create(scope)
+
+    def rewrap(self) -> int:
+        """Re-wrap every data key under the master ring's active key (so old master keys can be retired)."""
+        with self._locked_file():
+            n = 0
+            active = self.master.active_key_id
+            for kid, entry in list(self._entries.items()):
+                if entry["master"] != active:
+                    self._entries[kid] = {**self._wrap(kid, entry["scope"], self._key(kid)), "created_at": entry["created_at"]}
+                    n += 1
+            if n:
+                self._save()
+            return n
+
+    def scopes(self) -> list[str]:
+        """Scopes that currently hold at least one key."""
+        with self._lock:
+            return sorted({e["scope"] for e in self._entries.values()})
+
+    def shredded_scopes(self) -> list[str]:
+        """Scopes with at least one shredded key."""
+        with self._lock:
+            return sorted({t["scope"] for t in self._tombstones.values()})
+
+    def check(self) -> None:
+        """Raise if the master ring is unusable or the key file cannot be read."""
+        self.master.check()
+        with self._lock:
+            self._reload()

@@ -1,0 +1,439 @@
+"""Retention policies: plugins that delete old events through each provider's retention primitives.
+
+Providers implement two primitives (``delete_events_before(cutoff, stream_id)`` and
+``truncate_stream(stream_id, before_version)``) natively, and list in ``capabilities.unsupported`` the
+ones their store cannot do. Policies are built from configuration and applied by
+:meth:`EventSourcingManager.apply_retention <eventsource.manager.EventSourcingManager.apply_retention>`
+(on demand) or by a :class:`RetentionSchedule` the user starts with
+:meth:`~eventsource.manager.EventSourcingManager.start_retention` and stops.
+
+Built-in policies (registered through ``eventsource_register_retention_policies``):
+
+==================== ============================== ===============================================
+name                 parameters                     what it deletes
+==================== ============================== ===============================================
+``max_age``          ``max_age`` (duration)         events whose timestamp is older than now - max_age
+``max_count``        ``max_events`` (int >= 1)      per stream, all but the latest ``max_events``
+``before_snapshot``  ``keep_events`` (int >= 0)     per stream, events covered by the latest snapshot
+                                                    (version <= snapshot version), minus a margin of
+                                                    ``keep_events`` events
+==================== ============================== ===============================================
+
+Versions never change and a stream's version never goes down; snapshots are not deleted by any policy.
+A policy whose primitive a provider cannot do is *reported* (status ``"unsupported"``), never silently
+skipped; asked for explicitly on that provider it raises :class:`UnsupportedOperationError`.
+
+Writing a policy: subclass :class:`RetentionPolicy`, set ``name`` and ``requires`` (the provider
+operations it calls), implement :meth:`RetentionPolicy.apply`, and register the class from an
+``eventsource_register_retention_policies`` hookimpl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from eventsource.config import parse_duration
+from eventsource.errors import ConfigurationError, EventSourceError, RetentionError, UnsupportedOperationError
+from eventsource.model import utcnow
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+    from eventsource.config import ManagerConfig
+    from eventsource.model import StreamInfo
+    from eventsource.provider import Provider
+    from eventsource.registry import RetentionRegistry
+
+log = logging.getLogger("eventsource.retention")
+
+LIST_PAGE = 500
+"""Streams fetched per ``list_streams`` call while a per-stream policy walks the store."""
+
+
+@dataclass(slots=True)
+class RetentionContext:
+    """What a policy gets when it runs on one provider.
+
+    :param provider: the store.
+    :param now: the reference time (``apply_retention(now=...)``; the wall clock by default).
+    :param call: runs one provider call under the manager's timeout and retry policy:
+        ``await ctx.call("truncate_stream", lambda: p.truncate_stream(sid, v))``.
+    """
+
+    provider: Provider
+    now: datetime
+    call: Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+    streams_touched: int = 0
+
+    async def streams(self) -> AsyncIterator[StreamInfo]:
+        """Every stream of the provider, a page at a time."""
+        p = self.provider
+        offset = 0
+        while True:
+            page, total = await self.call(
+                "list_streams", lambda o=offset: p.list_streams(limit=LIST_PAGE, offset=o)
+            )
+            for info in page:
+                yield info
+            offset += len(page)
+            if not page or offset >= total:
+                return
+
+
+class RetentionPolicy(ABC):
+    """A rule that deletes events. Instances are immutable and reusable across providers and runs."""
+
+    name: ClassVar[str] = ""
+    """Registry name, used in configuration (``{"policy": name, ...}``) and reports."""
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Provider operations the policy calls; a provider lacking one is reported ``unsupported``."""
+
+    @classmethod
+    def from_config(cls, params: Mapping[str, Any]) -> RetentionPolicy:
+        """Build from configuration parameters; a bad or unknown one raises :class:`ConfigurationError`."""
+        try:
+            return cls(**params)
+        except TypeError as e:
+            msg = f"retention policy {cls.name!r}: {e}"
+            raise ConfigurationError(msg, field="retention_policies", policy=cls.name) from e
+
+    def missing(self, provider: Provider) -> list[str]:
+        """Operations this policy needs that ``provider`` declares unsupported."""
+        return [op for op in self.requires if not provider.capabilities.supports(op)]
+
+    @abstractmethod
+    async def apply(self, ctx: RetentionContext) -> int:
+        """Delete what the policy says on ``ctx.provider``; return how many events were deleted."""
+
+    def describe(self) -> dict[str, Any]:
+        """Name and parameters (for reports and logs)."""
+        return {"policy": self.name}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "policy")
+        return f"{type(self).__name__}({params})"
+
+
+class MaxAgePolicy(RetentionPolicy):
+    """Delete events whose timestamp is older than ``max_age`` (the seed's ``retention_period``).
+
+    :param max_age: seconds, or a duration string (``"30d"``).
+    """
+
+    name = "max_age"
+    requires = ("delete_events_before",)
+
+    def __init__(self, max_age: float | str | timedelta) -> None:
+        if isinstance(max_age, timedelta):
+            max_age = max_age.total_seconds()
+        try:
+            seconds = parse_duration(max_age)
+        except ValueError as e:
+            msg = f"retention policy 'max_age': max_age {e}"
+            raise ConfigurationError(msg, field="retention_policies", policy=self.name) from None
+        if seconds <= 0:
+            msg = "retention policy 'max_age': max_age must be positive"
+            raise ConfigurationError(msg, field="retention_policies", policy=self.name)
+        self.max_age = seconds
+
+    def describe(self) -> dict[str, Any]:
+        """Name and ``max_age`` in seconds."""
+        return {"policy": self.name, "max_age": self.max_age}
+
+    async def apply(self, ctx: RetentionContext) -> int:
+        """One store-wide ``delete_events_before(now - max_age)``."""
+        p = ctx.provider
+        cutoff = ctx.now - timedelta(seconds=self.max_age)
+        return int(await ctx.call("delete_events_before", lambda: p.delete_events_before(cutoff)))
+
+
+def _int_param(policy: str, name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        msg = f"retention policy {policy!r}: {name} must be an int >= {minimum}, got {value!r}"
+        raise ConfigurationError(msg, field="retention_policies", policy=policy)
+    return value
+
+
+class MaxCountPolicy(RetentionPolicy):
+    """Keep only the latest ``max_events`` events of each stream.
+
+    :param max_events: events kept per stream (>= 1).
+    """
+
+    name = "max_count"
+    requires = ("list_streams", "truncate_stream")
+
+    def __init__(self, max_events: int) -> None:
+        self.max_events = _int_param(self.name, "max_events", max_events, 1)
+
+    def describe(self) -> dict[str, Any]:
+        """Name and ``max_events``."""
+        return {"policy": self.name, "max_events": self.max_events}
+
+    async def apply(self, ctx: RetentionContext) -> int:
+        """``truncate_stream(s, version - max_events + 1)`` for every stream holding more."""
+        p = ctx.provider
+        deleted = 0
+        async for info in ctx.streams():
+            if info.event_count <= self.max_events:
+                continue
+            before = info.version - self.max_events + 1
+            n = int(await ctx.call("truncate_stream", lambda s=info.stream_id, b=before: p.truncate_stream(s, b)))
+            if n:
+                ctx.streams_touched += 1
+                deleted += n
+        return deleted
+
+
+class BeforeSnapshotPolicy(RetentionPolicy):
+    """Truncate each stream before its latest snapshot: events the snapshot already covers go.
+
+    :param keep_events: how many covered events to keep below the snapshot (a safety margin; 0 deletes
+        every event with ``version <= snapshot.version``).
+    """
+
+    name = "before_snapshot"
+    requires = ("list_streams", "get_snapshot", "truncate_stream")
+
+    def __init__(self, keep_events: int = 0) -> None:
+        self.keep_events = _int_param(self.name, "keep_events", keep_events, 0)
+
+    def describe(self) -> dict[str, Any]:
+        """Name and ``keep_events``."""
+        return {"policy": self.name, "keep_events": self.keep_events}
+
+    async def apply(self, ctx: RetentionContext) -> int:
+        """``truncate_stream(s, snapshot.version + 1 - keep_events)`` for every stream with a snapshot."""
+        p = ctx.provider
+        deleted = 0
+        async for info in ctx.streams():
+            if info.event_count == 0:
+                continue
+            snap = await ctx.call("get_snapshot", lambda s=info.stream_id: p.get_snapshot(s))
+            if snap is None:
+                continue
+            before = snap.version + 1 - self.keep_events
+            if before <= (info.first_version or 1):
+                continue
+            n = int(await ctx.call("truncate_stream", lambda s=info.stream_id, b=before: p.truncate_stream(s, b)))
+            if n:
+                ctx.streams_touched += 1
+                deleted += n
+        return deleted
+
+
+BUILTIN_POLICIES: tuple[type[RetentionPolicy], ...] = (MaxAgePolicy, MaxCountPolicy, BeforeSnapshotPolicy)
+
+
+def build_policies(registry: RetentionRegistry, config: ManagerConfig) -> list[RetentionPolicy]:
+    """The policies ``config`` asks for; ``retention_period`` adds ``max_age`` when none is listed."""
+    out: list[RetentionPolicy] = []
+    for entry in config.retention_policies:
+        params = dict(entry)
+        name = params.pop("policy", None)
+        if not isinstance(name, str) or name not in registry:
+            known = ", ".join(registry.names()) or "none"
+            msg = f"unknown retention policy {name!r} (registered: {known})"
+            raise ConfigurationError(msg, field="retention_policies", policy=name)
+        cls = registry.get(name)
+        out.append(cls.from_config(params))
+    if config.retention_period and not any(p.name == MaxAgePolicy.name for p in out):
+        out.append(MaxAgePolicy(config.retention_period))
+    return out
+
+
+Status = Literal["ok", "unsupported", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyOutcome:
+    """What one policy did on one provider.
+
+    :param status: ``"ok"``; ``"unsupported"`` (the provider cannot do a primitive the policy needs:
+        ``message`` names it, nothing was deleted); ``"failed"`` (``message`` says why; events deleted
+        before the failure are counted).
+    """
+
+    provider: str
+    policy: str
+    status: Status
+    deleted_events: int = 0
+    streams_touched: int = 0
+    message: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """The outcome of one retention run: one :class:`PolicyOutcome` per (provider, policy)."""
+
+    started_at: datetime
+    finished_at: datetime
+    outcomes: tuple[PolicyOutcome, ...]
+
+    @property
+    def ok(self) -> bool:
+        """No policy failed (unsupported ones are not failures)."""
+        return all(o.status != "failed" for o in self.outcomes)
+
+    def deleted(self, provider: str | None = None, policy: str | None = None) -> int:
+        """Events deleted, optionally for one provider and/or policy."""
+        return sum(
+            o.deleted_events
+            for o in self.outcomes
+            if (provider is None or o.provider == provider) and (policy is None or o.policy == policy)
+        )
+
+    def by_provider(self) -> dict[str, dict[str, PolicyOutcome]]:
+        """``{provider: {policy: outcome}}``."""
+        out: dict[str, dict[str, PolicyOutcome]] = {}
+        for o in self.outcomes:
+            out.setdefault(o.provider, {})[o.policy] = o
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (for ``--json`` output and logs)."""
+        return {
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "ok": self.ok,
+            "outcomes": [
+                {
+                    "provider": o.provider,
+                    "policy": o.policy,
+                    "status": o.status,
+                    "deleted_events": o.deleted_events,
+                    "streams_touched": o.streams_touched,
+                    "message": o.message,
+                    "parameters": o.parameters,
+                }
+                for o in self.outcomes
+            ],
+        }
+
+
+async def run_policy(
+    policy: RetentionPolicy, ctx: RetentionContext, name: str, *, strict: bool
+) -> PolicyOutcome:
+    """Apply one policy on one provider and describe what happened.
+
+    :param strict: raise :class:`UnsupportedOperationError` instead of reporting ``unsupported``.
+    """
+    params = {k: v for k, v in policy.describe().items() if k != "policy"}
+    missing = policy.missing(ctx.provider)
+    if missing:
+        msg = (
+            f"provider {name!r} ({ctx.provider.kind}) does not support {', '.join(missing)}, "
+            f"which retention policy {policy.name!r} needs"
+        )
+        if strict:
+            raise UnsupportedOperationError(msg, provider=name, operation=missing[0], policy=policy.name)
+        return PolicyOutcome(name, policy.name, "unsupported", message=msg, parameters=params)
+    deleted = 0
+    try:
+        deleted = await policy.apply(ctx)
+    except UnsupportedOperationError as e:
+        if strict:
+            raise
+        return PolicyOutcome(name, policy.name, "unsupported", message=e.message, parameters=params)
+    except (EventSourceError, OSError) as e:
+        log.warning("retention policy %s failed on provider %s: %s", policy.name, name, type(e).__name__)
+        return PolicyOutcome(
+            name,
+            policy.name,
+            "failed",
+            deleted_events=deleted,
+            streams_touched=ctx.streams_touched,
+            message=f"{type(e).__name__}: {e}",
+            parameters=params,
+        )
+    return PolicyOutcome(name, policy.name, "ok", deleted, ctx.streams_touched, parameters=params)
+
+
+class RetentionSchedule:
+    """Applies retention every ``interval`` seconds on the running loop until :meth:`stop`.
+
+    Build it with :meth:`EventSourcingManager.start_retention
+    <eventsource.manager.EventSourcingManager.start_retention>`. A failed run is logged (type only)
+    and kept in :attr:`last_error`; the schedule keeps going. ``manager.close()`` stops it.
+    """
+
+    def __init__(self, run: Callable[[], Awaitable[RetentionReport]], interval: float, *, run_now: bool = True) -> None:
+        if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
+            msg = f"retention interval must be a positive number of seconds, got {interval!r}"
+            raise ConfigurationError(msg, field="interval")
+        self.interval = float(interval)
+        self.runs = 0
+        self.last_report: RetentionReport | None = None
+        self.last_error: BaseException | None = None
+        self._run = run
+        self._run_now = run_now
+        self._wake = asyncio.Event()
+        self._ran = asyncio.Condition()
+        self._task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._loop(), name="eventsource-retention")
+
+    def __repr__(self) -> str:
+        return f"RetentionSchedule(interval={self.interval}, runs={self.runs}, running={self.running})"
+
+    @property
+    def running(self) -> bool:
+        """Whether the schedule is still active."""
+        return not self._task.done()
+
+    async def _loop(self) -> None:
+        first = True
+        while True:
+            if not (first and self._run_now):
+                try:
+                    async with asyncio.timeout(self.interval):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+            first = False
+            try:
+                report = await self._run()
+            except RetentionError as e:
+                self.last_error = e
+                report = e.report
+            except (EventSourceError, OSError) as e:
+                self.last_error = e
+                log.warning("scheduled retention failed: %s", type(e).__name__)
+                report = None
+            if report is not None:
+                self.last_report = report
+                if report.ok:
+                    self.last_error = None
+            self.runs += 1
+            async with self._ran:
+                self._ran.notify_all()
+
+    def trigger(self) -> None:
+        """Run now instead of waiting for the rest of the interval."""
+        self._wake.set()
+
+    async def wait_for_run(self, runs: int | None = None) -> RetentionReport | None:
+        """Wait until ``runs`` runs completed (default: one more than now); returns the last report."""
+        target = self.runs + 1 if runs is None else runs
+        async with self._ran:
+            await self._ran.wait_for(lambda: self.runs >= target or not self.running)
+        return self.last_report
+
+    async def stop(self) -> None:
+        """Stop the schedule (a run in progress is cancelled between provider calls). Idempotent."""
+        if self._task.done():
+            return
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        async with self._ran:
+            self._ran.notify_all()

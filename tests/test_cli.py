@@ -317,6 +317,16 @@ def test_unsupported_operation_exits_6(capsys: pytest.CaptureFixture[str]) -> No
     assert_one_line_error(err, "does not support save_snapshot")
 
 
+def test_demo_on_a_store_without_snapshots_says_so_and_carries_on(capsys: pytest.CaptureFixture[str]) -> None:
+    host = PluginHost(load_entrypoints=False, plugins=[("limited", _Plugin((_Limited, "limited")))])
+    store = f"limited://{uuid.uuid4().hex}"
+    code, out, err = run(capsys, "--store", store, "demo", host=host)
+    assert code == EXIT_OK, err
+    assert "skipped: provider 'limited' does not support save_snapshot" in out
+    assert "now holds 4 events." in out
+    assert "events:     4" in out
+
+
 def test_unexpected_failure_exits_1_without_traceback_unless_verbose(capsys: pytest.CaptureFixture[str]) -> None:
     host = PluginHost(load_entrypoints=False, plugins=[("broken", _Plugin((_Broken, "broken")))])
     code, _, err = run(capsys, "--store", "broken://", "stats", host=host)

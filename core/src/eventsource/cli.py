@@ -42,6 +42,7 @@ from eventsource.errors import (
     PluginLoadError,
     ProviderNotFoundError,
     StreamExistsError,
+    UnsupportedOperationError,
     ValidationError,
 )
 
@@ -657,31 +658,43 @@ class Runner:
             f"{first.correlation_id}, causation {first.causation_id}, user {first.user_id}, tenant {first.tenant_id}"
         )
 
-        # 6. snapshot
+        # 6. snapshots (a store may declare that it cannot keep them)
         heading(f"snapshot the folded user state at version {res.last_version}")
-        snap = await m.create_snapshot(
-            stream_id=stream_id,
-            data=state,
-            metadata={"description": "user state", "version": "1.0"},
-            aggregate_id="user-123",
-        )
-        out.line(f"   -> snapshot {snap.snapshot_id} at version {snap.version}")
-        out.json({"step": "create_snapshot", "result": snap})
-
-        heading("read the latest snapshot back")
-        got = await m.get_snapshot(stream_id)
-        out.line(f"   -> version {got.version}, created {when(got.created_at)}: {short(got.data)}")
-        out.json({"step": "get_snapshot", "snapshot": got})
+        try:
+            snap = await m.create_snapshot(
+                stream_id=stream_id,
+                data=state,
+                metadata={"description": "user state", "version": "1.0"},
+                aggregate_id="user-123",
+            )
+        except UnsupportedOperationError as e:
+            snapshots = False
+            out.line(f"   -> skipped: {e} (declared in its capabilities)")
+            out.json({"step": "create_snapshot", "unsupported": e.to_dict()})
+        else:
+            snapshots = True
+            out.line(f"   -> snapshot {snap.snapshot_id} at version {snap.version}")
+            out.json({"step": "create_snapshot", "result": snap})
+            heading("read the latest snapshot back")
+            got = await m.get_snapshot(stream_id)
+            out.line(f"   -> version {got.version}, created {when(got.created_at)}: {short(got.data)}")
+            out.json({"step": "get_snapshot", "snapshot": got})
 
         # 8. stats
         heading("store statistics")
-        stats = await m.get_stats()
-        for name, st in stats.items():
-            self._print_stats(name, m.get_provider(name).kind, st, indent="   ")
-        out.json({"step": "stats", "stats": stats})
+        try:
+            stats = await m.get_stats()
+        except UnsupportedOperationError as e:
+            out.line(f"   -> skipped: {e} (declared in its capabilities)")
+            out.json({"step": "stats", "unsupported": e.to_dict()})
+        else:
+            for name, st in stats.items():
+                self._print_stats(name, m.get_provider(name).kind, st, indent="   ")
+            out.json({"step": "stats", "stats": stats})
 
         out.line()
-        out.line(f"done. Stream {stream_id!r} now holds {count} events and a snapshot.")
+        holds = f"{count} events and a snapshot" if snapshots else f"{count} events"
+        out.line(f"done. Stream {stream_id!r} now holds {holds}.")
         if provider.kind != "memory":
             store = "" if self.args.store is None else f" --store {mask(self.args.store)}"
             out.line(f"Read it again with:  eventsource{store} read {stream_id}")

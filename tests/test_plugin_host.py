@@ -280,3 +280,50 @@ def test_no_trace_by_default_or_when_off(monkeypatch: pytest.MonkeyPatch, caplog
         with caplog.at_level(logging.INFO, logger="eventsource.plugins"):
             PluginHost(load_entrypoints=False)
         assert not [r for r in caplog.records if r.name == "eventsource.plugins"], value
+
+
+# --------------------------------------------------------------------------- the key-provider hook
+
+
+class NoKeys:
+    """Answers ``None``: leaves the decision to the next plugin."""
+
+    @eventsource.hookimpl
+    def eventsource_key_provider(self, config: Any) -> Any:
+        return None
+
+
+class VaultKeys:
+    """Supplies the manager's keys (as a KMS/Vault plugin would)."""
+
+    def __init__(self) -> None:
+        from eventsource.codecs.keys import StaticKeyRing
+
+        self.ring = StaticKeyRing({"vault-1": bytes(range(32))})
+        self.asked: list[Any] = []
+
+    @eventsource.hookimpl
+    def eventsource_key_provider(self, config: Any) -> Any:
+        self.asked.append(config)
+        return self.ring
+
+
+def test_no_key_provider_plugin_means_none() -> None:
+    from eventsource.config import ManagerConfig
+
+    assert PluginHost(load_entrypoints=False, plugins=[("none", NoKeys())]).key_provider(ManagerConfig()) is None
+
+
+async def test_the_first_non_none_key_provider_serves_the_manager() -> None:
+    vault = VaultKeys()
+    host = PluginHost(load_entrypoints=False, plugins=[("vault", vault), ("none", NoKeys())])
+    cfg = {"providers": {"m": "memory://"}, "encryption": True}
+    async with EventSourcingManager(cfg, host=host) as m:
+        assert m.keys is vault.ring
+        assert len(vault.asked) == 1  # once, at start-up; never per event
+        await m.append_event(stream_id="s", event_type="Secret", data={"card": "4111-1111"})
+        await m.append_event(stream_id="s", event_type="Secret", data={"card": "5500-0000"})
+        assert [e.data["card"] async for e in m.read_stream("s")] == ["4111-1111", "5500-0000"]
+        stored = [r async for r in m.get_provider().read_stream("s")]
+        assert all(b"4111" not in r.data and "aes256gcm" in r.encoding for r in stored)
+        assert len(vault.asked) == 1

@@ -68,7 +68,7 @@ class PluginHost:
             self.pm.register(builtin, name="builtin")
         for name, plugin in plugins:
             self.register(plugin, name)
-        self.pm.check_pending()
+        self._check_pending()
         self.providers = ProviderRegistry()
         self.codecs = CodecRegistry()
         self.retention_policies = RetentionRegistry()
@@ -113,7 +113,18 @@ class PluginHost:
         except (ValueError, pluggy.PluginValidationError) as e:
             msg = f"plugin {name or plugin!r} is invalid: {e}"
             raise PluginLoadError(msg, plugin=name) from e
-        self.pm.check_pending()
+        self._check_pending()
+
+    def _check_pending(self) -> None:
+        """Refuse hook implementations that match no spec (a misspelled hook name), naming the plugin."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as e:
+            name = self.pm.get_name(e.plugin) or repr(e.plugin)
+            dist = self.distributions.get(name, (None, None))[0]
+            where = f"plugin {name!r}" + (f" from distribution {dist!r}" if dist else "")
+            msg = f"{where} implements a hook that no spec defines: {e}"
+            raise PluginLoadError(msg, plugin=name, distribution=dist) from e
 
     def plugin_names(self) -> list[str]:
         """Names of registered plugins (entry-point names, ``builtin``...)."""

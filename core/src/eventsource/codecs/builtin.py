@@ -7,7 +7,7 @@ import json
 import math
 import uuid
 import zlib
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -15,11 +15,16 @@ from eventsource.codecs import Compressor, Serializer
 from eventsource.errors import CodecError, ValidationError
 
 _TAG = "$es"
-"""A dict ``{"$es": <kind>, "v": <text>}`` is a tagged value; a user dict with a ``$es`` key is escaped."""
+"""A dict ``{"$es": <kind>, "v": <value>}`` is a tagged value. A user dict that has a ``$es`` key is
+stored as ``{"$es": "dict", "v": [[key, value], ...]}``, so no user object is ever read back as a tag
+(``json``'s object hook runs innermost first, so the escape must not leave the user's object intact)."""
 
 
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
+        offset = value.utcoffset()
+        if offset is not None and offset.microseconds:  # ISO parsing drops sub-second offsets
+            return {_TAG: "datetime_us_offset", "v": [value.replace(tzinfo=None).isoformat(), offset // timedelta(microseconds=1)]}
         return {_TAG: "datetime", "v": value.isoformat()}
     if isinstance(value, date):
         return {_TAG: "date", "v": value.isoformat()}
@@ -43,6 +48,7 @@ def _default(value: Any) -> Any:
 
 _DECODERS = {
     "datetime": datetime.fromisoformat,
+    "datetime_us_offset": lambda v: datetime.fromisoformat(v[0]).replace(tzinfo=timezone(timedelta(microseconds=v[1]))),
     "date": date.fromisoformat,
     "time": time.fromisoformat,
     "timedelta": lambda v: timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
@@ -56,19 +62,22 @@ _DECODERS = {
 def _escape(value: Any) -> Any:
     """Escape user dicts that contain the tag key, recursively (rare path)."""
     if isinstance(value, dict):
-        out = {k: _escape(v) for k, v in value.items()}
-        return {_TAG: "dict", "v": out} if _TAG in value else out
+        if _TAG in value:
+            return {_TAG: "dict", "v": [[k, _escape(v)] for k, v in value.items()]}
+        return {k: _escape(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_escape(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return {_TAG: "set", "v": [_escape(v) for v in value]}
     return value
 
 
 def _hook(obj: dict[str, Any]) -> Any:
     kind = obj.get(_TAG)
-    if kind is None or len(obj) != 2 or "v" not in obj:  # noqa: PLR2004
+    if not isinstance(kind, str) or len(obj) != 2 or "v" not in obj:  # noqa: PLR2004
         return obj
     if kind == "dict":
-        return obj["v"]
+        return dict(obj["v"])
     decoder = _DECODERS.get(kind)
     if decoder is None:
         return obj
@@ -78,8 +87,9 @@ def _hook(obj: dict[str, Any]) -> Any:
 class JsonSerializer(Serializer):
     """JSON that round-trips datetimes, dates, times, timedeltas, UUIDs, Decimals, bytes and sets.
 
-    Tuples come back as lists (JSON has no tuple). NaN and infinities are refused, since other JSON
-    readers cannot parse them.
+    Tuples come back as lists (JSON has no tuple) and, as in any JSON, non-string dict keys come back
+    as strings. Aware datetimes come back with a fixed UTC offset (same instant, same offset; a
+    ``zoneinfo`` zone name is not kept). NaN and infinities are refused, since other JSON readers cannot parse them.
     """
 
     name = "json"

@@ -1,0 +1,271 @@
+"""``RetentionSuite``: retention policies applied through a provider's primitives, as tests.
+
+Subclass it and override one fixture, exactly like :class:`~eventsource.testing.ProviderSuite`::
+
+    from eventsource.testing import RetentionSuite
+
+    class TestMyProviderRetention(RetentionSuite):
+        @pytest.fixture
+        async def provider(self):
+            ...  # yield a connected provider on a fresh, empty namespace
+
+Every built-in policy (``max_age``, ``max_count``, ``before_snapshot``) runs through
+:meth:`EventSourcingManager.apply_retention`; the suite checks what was deleted, that versions and
+stream versions never change, that a second run deletes nothing, that encrypted events stay readable
+after their neighbours are deleted, and that a primitive the provider declares unsupported is reported
+(``status="unsupported"``) across providers and raises :class:`UnsupportedOperationError` when the
+provider is named. Nothing is skipped. Times are fixed (``now=...``), never read from the clock.
+
+Requires ``asyncio_mode = auto`` (pytest-asyncio).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from eventsource.errors import UnsupportedOperationError
+from eventsource.manager import EventSourcingManager
+from eventsource.model import EventData
+from eventsource.plugins import PluginHost
+from eventsource.retention import BeforeSnapshotPolicy, MaxAgePolicy, MaxCountPolicy, RetentionPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from eventsource.provider import Provider
+
+_HOST: PluginHost | None = None
+
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
+"""Events in the suite are stamped T0 + n days; ``now`` is passed explicitly."""
+
+_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def _host() -> PluginHost:
+    global _HOST  # noqa: PLW0603 - one host per test session is enough
+    if _HOST is None:
+        _HOST = PluginHost(load_entrypoints=False)
+    return _HOST
+
+
+def _sid(prefix: str = "r") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _events(n: int, *, start_day: int = 0, **kw: Any) -> list[EventData]:
+    return [
+        EventData(event_type="Tick", data={"i": i, "pad": "x" * 40}, timestamp=T0 + timedelta(days=start_day + i), **kw)
+        for i in range(n)
+    ]
+
+
+class RetentionSuite:
+    """Retention policies against one provider. Subclass and override :meth:`provider`."""
+
+    manager_config: dict[str, Any] = {}  # noqa: RUF012 - read-only class default, merged per test
+    """Extra :class:`ManagerConfig` fields for the suite's managers (override in a subclass)."""
+
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[Provider]:
+        """Override: yield a connected provider on a fresh, empty namespace."""
+        msg = "override the `provider` fixture in your RetentionSuite subclass"
+        raise NotImplementedError(msg)
+        yield  # pragma: no cover
+
+    def make_manager(self, **config: Any) -> EventSourcingManager:
+        """A manager with no configured providers (the test registers the one under test)."""
+        return EventSourcingManager({"providers": {}, "default_provider": None, **self.manager_config, **config}, host=_host())
+
+    @pytest.fixture
+    async def manager(self, provider: Provider) -> AsyncIterator[EventSourcingManager]:
+        """A manager whose only (default) provider is the one under test."""
+        m = self.make_manager()
+        await m.register_provider(provider, name="under-test", default=True)
+        yield m
+        for schedule in m._schedules:  # noqa: SLF001 - stop schedules without closing the provider
+            await schedule.stop()
+
+    @staticmethod
+    def supports(provider: Provider, policy: RetentionPolicy) -> bool:
+        """Whether the provider declares every primitive ``policy`` needs."""
+        return not policy.missing(provider)
+
+    @staticmethod
+    async def versions(m: EventSourcingManager, stream_id: str) -> list[int]:
+        """Versions still stored in a stream."""
+        return [e.version async for e in m.read_stream(stream_id)]
+
+    async def _unsupported(self, m: EventSourcingManager, policy: RetentionPolicy) -> None:
+        report = await m.apply_retention([policy])
+        outcome = report.by_provider()["under-test"][policy.name]
+        assert outcome.status == "unsupported"
+        assert outcome.deleted_events == 0
+        assert outcome.message
+        with pytest.raises(UnsupportedOperationError):
+            await m.apply_retention([policy], provider="under-test")
+
+    # ------------------------------------------------------------------ max_age
+
+    async def test_max_age_deletes_only_older_events(self, manager: EventSourcingManager, provider: Provider) -> None:
+        a, b = _sid(), _sid()
+        await manager.append_events_batch(stream_id=a, events=_events(6))
+        await manager.append_events_batch(stream_id=b, events=_events(2, start_day=10))
+        policy = MaxAgePolicy(timedelta(days=5))
+        if not self.supports(provider, policy):
+            await self._unsupported(manager, policy)
+            return
+        now = T0 + timedelta(days=8)  # cutoff T0+3d: events of days 0, 1, 2 of stream a go
+        report = await manager.apply_retention([policy], now=now)
+        outcome = report.by_provider()["under-test"]["max_age"]
+        assert (outcome.status, outcome.deleted_events) == ("ok", 3)
+        assert report.deleted() == 3
+        assert await self.versions(manager, a) == [4, 5, 6]
+        assert await self.versions(manager, b) == [1, 2]
+        info = await manager.get_stream_info(a)
+        assert (info.version, info.event_count) == (6, 3)
+        again = await manager.apply_retention([policy], now=now)
+        assert again.deleted() == 0
+
+    async def test_retention_period_is_the_default_policy(self, provider: Provider) -> None:
+        m = self.make_manager(retention_period="3d")
+        await m.register_provider(provider, name="under-test", default=True)
+        [policy] = m.retention_policies()
+        assert isinstance(policy, MaxAgePolicy)
+        assert policy.max_age == 3 * 86400
+        s = _sid()
+        await m.append_events_batch(stream_id=s, events=_events(4))
+        if not self.supports(provider, policy):
+            await self._unsupported(m, policy)
+            return
+        report = await m.apply_retention(now=T0 + timedelta(days=4))  # cutoff T0+1d
+        assert report.deleted() == 1
+        assert await self.versions(m, s) == [2, 3, 4]
+
+    # ------------------------------------------------------------------ max_count
+
+    async def test_max_count_keeps_the_latest_events_of_each_stream(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        big, small = _sid(), _sid()
+        await manager.append_events_batch(stream_id=big, events=_events(10))
+        await manager.append_events_batch(stream_id=small, events=_events(2))
+        await manager.create_stream(stream_id=_sid("empty"))
+        policy = MaxCountPolicy(max_events=3)
+        if not self.supports(provider, policy):
+            await self._unsupported(manager, policy)
+            return
+        report = await manager.apply_retention([policy], provider="under-test")
+        outcome = report.by_provider()["under-test"]["max_count"]
+        assert (outcome.status, outcome.deleted_events, outcome.streams_touched) == ("ok", 7, 1)
+        assert await self.versions(manager, big) == [8, 9, 10]
+        assert await self.versions(manager, small) == [1, 2]
+        info = await manager.get_stream_info(big)
+        assert (info.version, info.event_count, info.first_version) == (10, 3, 8)
+        assert (await manager.append_event(stream_id=big, event_type="E", data={}, expected_version=10)).version == 11
+        assert (await manager.apply_retention([policy])).deleted() == 1
+        assert await self.versions(manager, big) == [9, 10, 11]
+
+    # ------------------------------------------------------------------ before_snapshot
+
+    async def test_before_snapshot_truncates_what_the_latest_snapshot_covers(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        snapped, plain = _sid(), _sid()
+        await manager.append_events_batch(stream_id=snapped, events=_events(8))
+        await manager.append_events_batch(stream_id=plain, events=_events(8))
+        policy = BeforeSnapshotPolicy()
+        if not self.supports(provider, policy):
+            await self._unsupported(manager, policy)
+            return
+        if not provider.capabilities.supports("save_snapshot"):  # nothing can be covered by a snapshot
+            with pytest.raises(UnsupportedOperationError):
+                await manager.create_snapshot(stream_id=snapped, data={})
+            assert (await manager.apply_retention([policy])).deleted() == 0
+            return
+        await manager.create_snapshot(stream_id=snapped, data={"state": 3}, version=3)
+        await manager.create_snapshot(stream_id=snapped, data={"state": 5}, version=5)
+        report = await manager.apply_retention([policy])
+        assert report.by_provider()["under-test"]["before_snapshot"].deleted_events == 5
+        assert await self.versions(manager, snapped) == [6, 7, 8]
+        assert await self.versions(manager, plain) == list(range(1, 9))
+        assert (await manager.get_snapshot(snapped)).data == {"state": 5}
+        assert (await manager.apply_retention([policy])).deleted() == 0
+
+    async def test_before_snapshot_keeps_a_margin(self, manager: EventSourcingManager, provider: Provider) -> None:
+        s = _sid()
+        await manager.append_events_batch(stream_id=s, events=_events(8))
+        policy = BeforeSnapshotPolicy(keep_events=2)
+        if not self.supports(provider, policy):
+            await self._unsupported(manager, policy)
+            return
+        if not provider.capabilities.supports("save_snapshot"):
+            with pytest.raises(UnsupportedOperationError):
+                await manager.create_snapshot(stream_id=s, data={})
+            return
+        await manager.create_snapshot(stream_id=s, data={"state": 6}, version=6)
+        assert (await manager.apply_retention([policy])).deleted() == 4
+        assert await self.versions(manager, s) == [5, 6, 7, 8]
+
+    # ------------------------------------------------------------------ several policies, encryption
+
+    async def test_policies_from_configuration_report_each_outcome(self, provider: Provider) -> None:
+        m = self.make_manager(
+            retention_policies=[{"policy": "max_count", "max_events": 4}, {"policy": "max_age", "max_age": "2d"}]
+        )
+        await m.register_provider(provider, name="under-test", default=True)
+        assert [p.name for p in m.retention_policies()] == ["max_count", "max_age"]
+        s = _sid()
+        await m.append_events_batch(stream_id=s, events=_events(6))  # days 0..5
+        report = await m.apply_retention(now=T0 + timedelta(days=6))  # cutoff T0+4d
+        outcomes = report.by_provider()["under-test"]
+        expected_left = list(range(1, 7))
+        for name, policy in (("max_count", m.retention_policies()[0]), ("max_age", m.retention_policies()[1])):
+            if self.supports(provider, policy):
+                assert outcomes[name].status == "ok"
+            else:
+                assert outcomes[name].status == "unsupported"
+        if outcomes["max_count"].status == "ok":
+            assert outcomes["max_count"].deleted_events == 2
+            expected_left = [3, 4, 5, 6]
+        if outcomes["max_age"].status == "ok":
+            assert outcomes["max_age"].deleted_events == (2 if outcomes["max_count"].status == "ok" else 4)
+            expected_left = [5, 6]
+        assert await self.versions(m, s) == expected_left
+        assert report.ok
+        assert report.as_dict()["outcomes"][0]["policy"] == "max_count"
+
+    async def test_encrypted_events_stay_readable_after_retention(self, provider: Provider) -> None:
+        m = self.make_manager(encryption=True, encryption_keys={"k1": _KEY}, compression="zlib", compression_threshold=10)
+        await m.register_provider(provider, name="under-test", default=True)
+        s = _sid()
+        await m.append_events_batch(stream_id=s, events=_events(5))
+        await m.append_event(stream_id=s, event_type="Tick", data={"i": 5}, timestamp=T0 + timedelta(days=5))
+        policy = MaxCountPolicy(max_events=2)
+        if not self.supports(provider, policy):
+            await self._unsupported(m, policy)
+            return
+        await m.apply_retention([policy])
+        got = [(e.version, e.data["i"]) async for e in m.read_stream(s)]
+        assert got == [(5, 4), (6, 5)]
+
+    async def test_a_scheduled_run_applies_the_policies(self, manager: EventSourcingManager, provider: Provider) -> None:
+        s = _sid()
+        await manager.append_events_batch(stream_id=s, events=_events(5))
+        policy = MaxCountPolicy(max_events=1)
+        schedule = manager.start_retention(3600, [policy])
+        report = await schedule.wait_for_run(1)
+        await schedule.stop()
+        assert not schedule.running
+        assert report is not None
+        outcome = report.by_provider()["under-test"]["max_count"]
+        if self.supports(provider, policy):
+            assert outcome.deleted_events == 4
+            assert await self.versions(manager, s) == [5]
+        else:
+            assert outcome.status == "unsupported"

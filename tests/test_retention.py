@@ -1,0 +1,233 @@
+"""Retention: the conformance suite on the in-memory provider (and SQLite), plus policy configuration,
+unsupported primitives, failures and the schedule."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from eventsource.errors import (
+    ConfigurationError,
+    ProviderUnavailableError,
+    RetentionError,
+    UnsupportedOperationError,
+)
+from eventsource.manager import EventSourcingManager
+from eventsource.memory import MemoryProvider
+from eventsource.model import EventData
+from eventsource.plugins import PluginHost
+from eventsource.provider import Capabilities
+from eventsource.retention import MaxAgePolicy, MaxCountPolicy, RetentionPolicy, build_policies
+from eventsource.testing.retention import RetentionSuite
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from eventsource.provider import Provider
+
+HOST = PluginHost(load_entrypoints=False)
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+class TestMemoryRetention(RetentionSuite):
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[Provider]:
+        p = MemoryProvider(f"memory://ret-{uuid.uuid4().hex}")
+        await p.connect()
+        yield p
+        await p.close()
+
+
+class NoTruncateProvider(MemoryProvider):
+    """A store that cannot truncate (declares it, and raises if called anyway)."""
+
+    kind = "memory-notruncate"
+    capabilities = Capabilities(global_order="total", concurrency="in_process", unsupported=frozenset({"truncate_stream"}))
+
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        raise self.unsupported("truncate_stream")
+
+
+class TestRetentionOnAStoreThatCannotTruncate(RetentionSuite):
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[Provider]:
+        p = NoTruncateProvider()
+        await p.connect()
+        yield p
+        await p.close()
+
+
+class BrokenDeleteProvider(MemoryProvider):
+    """delete_events_before loses its connection every time."""
+
+    kind = "memory-broken"
+
+    async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
+        msg = "connection reset"
+        raise ProviderUnavailableError(msg)
+
+
+def _manager(**config: object) -> EventSourcingManager:
+    return EventSourcingManager({"providers": {}, "default_provider": None, "retry_delay": 0, **config}, host=HOST)
+
+
+def _events(n: int) -> list[EventData]:
+    return [EventData(event_type="E", data={"i": i}, timestamp=T0 + timedelta(days=i)) for i in range(n)]
+
+
+def test_policies_are_built_from_configuration_and_registered_as_plugins() -> None:
+    assert HOST.retention_policies.names() == ["before_snapshot", "max_age", "max_count"]
+    m = _manager(retention_policies=[{"policy": "max_count", "max_events": 5}], retention_period="30d")
+    names = [(p.name, p.describe()) for p in m.retention_policies()]
+    assert names == [("max_count", {"policy": "max_count", "max_events": 5}), ("max_age", {"policy": "max_age", "max_age": 30 * 86400.0})]
+    # an explicit max_age wins over retention_period
+    m = _manager(retention_policies=[{"policy": "max_age", "max_age": 60}], retention_period="30d")
+    assert [p.describe() for p in m.retention_policies()] == [{"policy": "max_age", "max_age": 60.0}]
+    assert repr(m.retention_policies()[0]) == "MaxAgePolicy(max_age=60.0)"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"policy": "nope"},
+        {"policy": "max_count"},
+        {"policy": "max_count", "max_events": 0},
+        {"policy": "max_count", "max_events": "3"},
+        {"policy": "max_age", "max_age": "soon"},
+        {"policy": "max_age", "max_age": 0},
+        {"policy": "before_snapshot", "keep_events": -1},
+        {"policy": "before_snapshot", "bogus": 1},
+    ],
+)
+def test_bad_policy_configuration_names_the_field(entry: dict[str, object]) -> None:
+    m = _manager(retention_policies=[entry])
+    with pytest.raises(ConfigurationError) as info:
+        m.retention_policies()
+    assert info.value.details["field"] == "retention_policies"
+
+
+def test_a_policy_entry_without_a_name_is_refused_by_the_config_schema() -> None:
+    with pytest.raises(ConfigurationError, match="retention_policies"):
+        _manager(retention_policies=[{"max_events": 3}])
+
+
+async def test_no_policy_at_all_is_an_error_not_a_silent_no_op() -> None:
+    m = _manager()
+    await m.register_provider(MemoryProvider(), name="m")
+    with pytest.raises(ConfigurationError):
+        await m.apply_retention()
+    with pytest.raises(ConfigurationError):
+        m.start_retention(60)
+
+
+async def test_unsupported_is_reported_across_providers_and_raised_when_named() -> None:
+    m = _manager()
+    await m.register_provider(MemoryProvider(), name="full")
+    await m.register_provider(NoTruncateProvider(), name="partial")
+    for name in ("full", "partial"):
+        await m.append_events_batch(stream_id="s", events=_events(5), provider=name)
+    report = await m.apply_retention([MaxCountPolicy(2), {"policy": "max_age", "max_age": "2d"}], now=T0 + timedelta(days=5))
+    by = report.by_provider()
+    assert by["full"]["max_count"].status == "ok"
+    assert by["full"]["max_count"].deleted_events == 3
+    assert by["partial"]["max_count"].status == "unsupported"
+    assert "truncate_stream" in (by["partial"]["max_count"].message or "")
+    assert by["partial"]["max_age"].status == "ok"
+    assert by["partial"]["max_age"].deleted_events == 3  # days 0, 1, 2 are older than T0+3d
+    assert report.deleted("full") == 3  # max_age found nothing left to delete after max_count
+    assert report.deleted(policy="max_age") == 3
+    with pytest.raises(UnsupportedOperationError) as info:
+        await m.apply_retention([MaxCountPolicy(2)], provider="partial")
+    assert info.value.details["operation"] == "truncate_stream"
+
+
+async def test_a_failing_policy_raises_with_the_full_report() -> None:
+    m = _manager(retry_attempts=2)
+    await m.register_provider(MemoryProvider(), name="ok")
+    await m.register_provider(BrokenDeleteProvider(), name="broken")
+    for name in ("ok", "broken"):
+        await m.append_events_batch(stream_id="s", events=_events(4), provider=name)
+    with pytest.raises(RetentionError) as info:
+        await m.apply_retention([MaxAgePolicy("1d"), MaxCountPolicy(1)], now=T0 + timedelta(days=3))
+    report = info.value.report
+    by = report.by_provider()
+    assert by["broken"]["max_age"].status == "failed"
+    assert "ProviderUnavailableError" in (by["broken"]["max_age"].message or "")
+    assert by["broken"]["max_count"].status == "ok"  # the other policies still ran
+    assert by["ok"]["max_age"].deleted_events == 2
+    assert not report.ok
+    stats = m.metrics("broken")["broken"]["delete_events_before"]
+    assert (stats["calls"], stats["retries"], stats["errors"]) == (1, 1, 1)
+
+
+async def test_the_schedule_keeps_going_after_a_failed_run_and_stops_on_close() -> None:
+    m = _manager(retry_attempts=1)
+    await m.register_provider(BrokenDeleteProvider(), name="broken")
+    schedule = m.start_retention("1h", ["before_snapshot", {"policy": "max_age", "max_age": 1}])
+    await schedule.wait_for_run(1)
+    assert isinstance(schedule.last_error, RetentionError)
+    assert schedule.last_report is not None
+    assert schedule.running
+    schedule.trigger()
+    await schedule.wait_for_run(2)
+    assert schedule.runs == 2
+    assert "running=True" in repr(schedule)
+    await m.close()
+    assert not schedule.running
+    await schedule.stop()  # idempotent
+
+
+async def test_a_schedule_without_an_immediate_run_waits_for_a_trigger() -> None:
+    m = _manager()
+    await m.register_provider(MemoryProvider(), name="m")
+    await m.append_events_batch(stream_id="s", events=_events(3))
+    schedule = m.start_retention(3600, [MaxCountPolicy(1)], run_now=False)
+    assert schedule.runs == 0
+    schedule.trigger()
+    report = await schedule.wait_for_run()
+    assert report is not None
+    assert report.deleted() == 2
+    await schedule.stop()
+    with pytest.raises(ConfigurationError):
+        m.start_retention("soon", [MaxCountPolicy(1)])
+    with pytest.raises(ConfigurationError):
+        m.start_retention(0, [MaxCountPolicy(1)])
+
+
+async def test_a_third_party_policy_registers_through_the_hook() -> None:
+    import eventsource
+
+    class KeepNothingOfType(RetentionPolicy):
+        name = "drop_type"
+        requires = ("list_streams", "truncate_stream")
+
+        def __init__(self, event_type: str) -> None:
+            self.event_type = event_type
+
+        async def apply(self, ctx):  # type: ignore[no-untyped-def]
+            n = 0
+            async for info in ctx.streams():
+                last = [e async for e in ctx.provider.read_stream(info.stream_id, backwards=True, page_size=1)]
+                if last and last[0].event_type == self.event_type:
+                    n += await ctx.call("truncate_stream", lambda s=info.stream_id, v=info.version: ctx.provider.truncate_stream(s, v + 1))
+            return n
+
+    class Plugin:
+        @eventsource.hookimpl
+        def eventsource_register_retention_policies(self, registry):  # type: ignore[no-untyped-def]
+            registry.add(KeepNothingOfType)
+
+    host = PluginHost(load_entrypoints=False, plugins=[("drop-type", Plugin())])
+    m = EventSourcingManager({"providers": {}, "default_provider": None, "retention_policies": [{"policy": "drop_type", "event_type": "Closed"}]}, host=host)
+    await m.register_provider(MemoryProvider(), name="m")
+    await m.append_events_batch(stream_id="a", events=[EventData(event_type="Opened", data={}), EventData(event_type="Closed", data={})])
+    await m.append_event(stream_id="b", event_type="Opened", data={})
+    report = await m.apply_retention()
+    assert report.deleted() == 2
+    assert (await m.get_stream_info("a")).event_count == 0
+    assert (await m.get_stream_info("b")).event_count == 1
+    assert build_policies(host.retention_policies, m.config)[0].name == "drop_type"

@@ -1,0 +1,69 @@
+"""The one place where psycopg and psycopg-pool errors become eventsource's typed errors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventsource.errors import (
+    EventSourceError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
+
+# SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
+_TIMEOUT_CODES = frozenset({"57014", "55P03"})  # query_canceled (statement_timeout), lock_not_available
+_UNAVAILABLE_CLASSES = ("08", "53", "57")  # connection exception, insufficient resources, operator intervention
+_INPUT_CODES = frozenset({"54000", "22021", "22P05"})  # program_limit_exceeded (index row too big), bad encoding
+
+
+def _scrub(text: str, password: str | None) -> str:
+    return text.replace(password, "***") if password else text
+
+
+def map_error(exc: BaseException, *, operation: str, where: str, url: SplitResult | None = None) -> EventSourceError:
+    """Translate a driver error into the typed error callers catch.
+
+    Connection problems become :class:`ProviderUnavailableError`, timeouts (pool wait, statement
+    timeout, lock timeout) :class:`ProviderTimeoutError`, input the server cannot hold
+    :class:`ValidationError`, anything else :class:`ProviderError`. The message names the operation and
+    the (masked) server; a password never appears in it.
+
+    :param exc: the driver exception.
+    :param operation: what was being done (``"append"``...).
+    :param where: the masked URL of the server.
+    :param url: the parsed URL, used to scrub the password out of driver messages.
+    """
+    if isinstance(exc, EventSourceError):
+        return exc
+    import psycopg
+    import psycopg_pool
+
+    password = url.password if url is not None else None
+    detail = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, password)
+    base = f"{operation} on {where} failed: {detail}"
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return ProviderTimeoutError(
+            f"{operation} on {where}: no database connection became free in time ({detail})",
+            operation=operation,
+        )
+    if isinstance(exc, psycopg_pool.PoolClosed):
+        return ProviderUnavailableError(f"{operation} on {where}: the provider is closed", operation=operation)
+    if isinstance(exc, psycopg.Error):
+        code = exc.sqlstate or ""
+        if code in _TIMEOUT_CODES:
+            return ProviderTimeoutError(base, operation=operation, sqlstate=code)
+        if code in _INPUT_CODES:
+            return ValidationError(base, operation=operation, sqlstate=code)
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) or code.startswith(_UNAVAILABLE_CLASSES):
+            return ProviderUnavailableError(base, operation=operation, sqlstate=code or None)
+        return ProviderError(base, operation=operation, sqlstate=code or None)
+    if isinstance(exc, TimeoutError):
+        return ProviderTimeoutError(base, operation=operation)
+    if isinstance(exc, OSError):
+        return ProviderUnavailableError(base, operation=operation)
+    return ProviderError(base, operation=operation)

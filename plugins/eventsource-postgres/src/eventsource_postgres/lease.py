@@ -1,0 +1,205 @@
+"""``PostgresAdvisoryLease``: a distributed per-key lease on PostgreSQL session advisory locks.
+
+Each ``hold(key)`` takes a connection of its own from a small pool and, on it, the session-level
+``pg_advisory_lock`` of a stable 64-bit BLAKE2b hash of ``(namespace, key)``. The lock lives as long
+as that session: every process that uses the same server and namespace excludes the others.
+
+* acquiring: ``pg_try_advisory_lock`` first (one round trip when free); when taken, a blocking
+  ``pg_advisory_lock`` under ``lock_timeout`` set to what is left of ``timeout``. Running out of time
+  raises :class:`~eventsource.errors.ProviderTimeoutError`; the connection is then closed rather than
+  pooled, so a lock granted at the last instant can never be left behind;
+* releasing: ``pg_advisory_unlock`` on the same connection. If that connection died while the block
+  ran (terminated backend, restart, network), the server had already dropped the lock and another
+  process may have held it: leaving the block raises
+  :class:`~eventsource.errors.ProviderUnavailableError`, so the caller never believes a write was
+  protected when it was not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from eventsource.config import mask_url
+from eventsource.errors import (
+    ConfigurationError,
+    EventSourceError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+from eventsource.lease import Lease
+
+from eventsource_postgres.errors import map_error
+from eventsource_postgres.settings import PostgresLeaseSettingsSchema, libpq_kwargs, lock_key
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
+
+SCHEMES = ("postgresql", "postgres")
+
+
+class PostgresAdvisoryLease(Lease):
+    """Exclusive leases on ``postgresql://`` servers; settings: the provider's connection settings plus ``namespace``."""
+
+    kind = "postgres"
+
+    def __init__(self, url: str, **settings: Any) -> None:
+        from marshmallow import ValidationError as MarshmallowValidationError
+
+        if not url or urlsplit(url).scheme.lower() not in SCHEMES:
+            msg = f"the postgres lease takes postgresql:// or postgres:// URLs, got {mask_url(url or '')!r}"
+            raise ConfigurationError(msg, field="url")
+        try:
+            loaded = dict(PostgresLeaseSettingsSchema().load(dict(settings)))
+        except MarshmallowValidationError as e:
+            fields = e.normalized_messages()
+            first = next(iter(fields)) if isinstance(fields, dict) else "?"
+            msg = f"invalid settings for lease 'postgres': {fields}"
+            raise ConfigurationError(msg, field=first) from e
+        super().__init__(url, **loaded)
+        self._parts = urlsplit(url)
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresAdvisoryLease({self.display_url!r}, namespace={self.settings['namespace']!r})"
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked."""
+        return mask_url(self.url)
+
+    def key(self, key: str) -> int:
+        """The advisory-lock key of ``key`` (stable across processes, machines and Python versions)."""
+        return lock_key("lease", self.settings["namespace"], key)
+
+    def _error(self, exc: BaseException, operation: str) -> EventSourceError:
+        return map_error(exc, operation=operation, where=self.display_url, url=self._parts)
+
+    async def connect(self) -> None:
+        """Open the pool of lease connections. Idempotent."""
+        async with self._lock:
+            if self._pool is not None:
+                return
+            from psycopg_pool import AsyncConnectionPool
+
+            s = self.settings
+            kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
+            kwargs.update(libpq_kwargs(s))
+            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                self.url,
+                min_size=min(s["pool_min_size"], s["pool_max_size"]),
+                max_size=s["pool_max_size"],
+                timeout=s["pool_timeout"],
+                max_idle=s["max_idle"],
+                max_lifetime=s["max_lifetime"],
+                kwargs=kwargs,
+                name="eventsource-postgres lease",
+                open=False,
+            )
+            try:
+                await pool.open(wait=True, timeout=s["connect_timeout"])
+                async with pool.connection(timeout=s["connect_timeout"]) as conn:
+                    await conn.execute("SELECT 1")
+            except Exception as e:
+                await pool.close()
+                err = self._error(e, "lease connect")
+                raise ProviderUnavailableError(err.message, operation="lease connect") from e
+            self._pool = pool
+
+    async def close(self) -> None:
+        """Close every connection (the server drops any advisory lock they held). Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @asynccontextmanager
+    async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:  # type: ignore[override]
+        """Hold the lease on ``key`` for the ``async with`` block (see the module docstring)."""
+        pool = self._pool
+        if pool is None:
+            msg = f"lease on {self.display_url} is not connected (call connect() first)"
+            raise ProviderUnavailableError(msg)
+        k = self.key(key)
+        conn = await self._acquire(pool, key, k, timeout)
+        try:
+            yield
+        except Exception as body_error:
+            if await self._release(pool, conn, k):
+                raise self._lost(key) from body_error
+            raise
+        except BaseException:
+            await asyncio.shield(self._release(pool, conn, k))
+            raise
+        if await self._release(pool, conn, k):
+            raise self._lost(key)
+
+    def _lost(self, key: str) -> ProviderUnavailableError:
+        msg = (
+            f"the lease on {key!r} was lost while held (its connection to {self.display_url} dropped); "
+            "another process may have held it at the same time"
+        )
+        return ProviderUnavailableError(msg, key=key, operation="lease")
+
+    async def _acquire(self, pool: AsyncConnectionPool[Any], key: str, k: int, timeout: float) -> AsyncConnection[Any]:
+        import psycopg_pool
+        from psycopg.errors import LockNotAvailable
+
+        from eventsource_postgres.provider import _stale
+
+        deadline = monotonic() + timeout
+        conn: AsyncConnection[Any] | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await pool.getconn(timeout=max(timeout, 0.001))
+                if _stale(conn):
+                    await self._discard(pool, conn)
+                    conn = None
+                    await pool.check()
+                    conn = await pool.getconn(timeout=max(deadline - monotonic(), 0.001))
+                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", [k])
+                row = await cur.fetchone()
+                if not (row and row[0]):
+                    left_ms = max(1, int((deadline - monotonic()) * 1000))
+                    await conn.execute(f"SET lock_timeout = {left_ms}")
+                    await conn.execute("SELECT pg_advisory_lock(%s)", [k])
+                    await conn.execute("SET lock_timeout = 0")
+        except (TimeoutError, LockNotAvailable, psycopg_pool.PoolTimeout) as e:
+            if conn is not None:
+                await self._discard(pool, conn)
+            msg = f"could not acquire the lease on {key!r} within {timeout}s"
+            raise ProviderTimeoutError(msg, key=key, operation="lease") from e
+        except BaseException as e:
+            if conn is not None:
+                await asyncio.shield(self._discard(pool, conn))
+            if isinstance(e, Exception):
+                raise self._error(e, "lease") from e
+            raise
+        return conn
+
+    async def _discard(self, pool: AsyncConnectionPool[Any], conn: AsyncConnection[Any]) -> None:
+        """Close ``conn`` (dropping any lock its session holds) and hand it back for replacement."""
+        try:
+            await conn.close()
+        finally:
+            await pool.putconn(conn)
+
+    async def _release(self, pool: AsyncConnectionPool[Any], conn: AsyncConnection[Any], k: int) -> bool:
+        """Unlock; returns ``True`` when the lock turned out to be lost (the connection had died)."""
+        try:
+            cur = await conn.execute("SELECT pg_advisory_unlock(%s)", [k])
+            row = await cur.fetchone()
+            held = bool(row and row[0])
+        except Exception:  # noqa: BLE001 - any failure here means the session (and its lock) is gone
+            held = False
+        if held:
+            await pool.putconn(conn)
+        else:
+            await self._discard(pool, conn)
+        return not held

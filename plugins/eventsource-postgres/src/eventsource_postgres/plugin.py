@@ -1,0 +1,29 @@
+"""Entry point of the ``eventsource-postgres`` distribution: registers the provider and the lease.
+
+psycopg is imported only when a provider or lease is used, not when the plugin host starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import eventsource
+
+if TYPE_CHECKING:
+    from eventsource.registry import LeaseRegistry, ProviderRegistry
+
+
+@eventsource.hookimpl
+def eventsource_register_providers(registry: ProviderRegistry) -> None:
+    """Register :class:`~eventsource_postgres.provider.PostgresProvider` for ``postgresql://`` and ``postgres://``."""
+    from eventsource_postgres.provider import SCHEMES, PostgresProvider
+
+    registry.add(PostgresProvider, schemes=SCHEMES)
+
+
+@eventsource.hookimpl
+def eventsource_register_leases(registry: LeaseRegistry) -> None:
+    """Register :class:`~eventsource_postgres.lease.PostgresAdvisoryLease` (session advisory locks)."""
+    from eventsource_postgres.lease import SCHEMES, PostgresAdvisoryLease
+
+    registry.add(PostgresAdvisoryLease, schemes=SCHEMES)

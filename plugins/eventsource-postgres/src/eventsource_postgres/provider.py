@@ -1,0 +1,705 @@
+"""The PostgreSQL provider: psycopg 3 on an ``AsyncConnectionPool``.
+
+How the contract maps onto the database (the plugin README explains the global order in full):
+
+* one append is one call of a server-side function in one autocommit transaction (one round trip):
+  it takes a per-stream transaction-level advisory lock, looks the event ids up (idempotent retry),
+  checks the expected version against the streams row, inserts the events and updates the streams
+  row conditionally (``WHERE version = <read version>``); ``UNIQUE (stream_id, version)`` and
+  ``UNIQUE (event_id)`` back it in the database, so no race can write a gap or a duplicate;
+* a position is ``(transaction id << 20) + index in the transaction``; ``read_all`` returns only rows
+  below the oldest transaction still running (``pg_snapshot_xmin``), so a reader never passes a
+  transaction that may still commit with a lower position, and no table lock is needed;
+* deleted stream ids are reusable: ``delete_stream`` removes the streams row, the events and (by
+  cascade) the snapshots, and the next append starts again at version 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+from contextlib import asynccontextmanager
+from time import monotonic
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from eventsource.errors import (
+    ConfigurationError,
+    EventSourceError,
+    ProviderError,
+    ProviderUnavailableError,
+    StreamExistsError,
+    StreamNotFoundError,
+    ValidationError,
+)
+from eventsource.model import (
+    AppendResult,
+    HealthStatus,
+    NewSnapshot,
+    ProviderStats,
+    QueryPage,
+    RecordedEvent,
+    StreamInfo,
+    utcnow,
+)
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
+
+from eventsource_postgres.errors import map_error
+from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND, POSITION_SHIFT, Names, migrate
+from eventsource_postgres.settings import PostgresSettingsSchema, libpq_kwargs, lock_key
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from datetime import datetime
+
+    from eventsource.model import EventFilter, Expected, NewEvent, NewStream, RecordedSnapshot
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
+
+T = TypeVar("T")
+
+SCHEMES = ("postgresql", "postgres")
+_EVENT_COLS = (
+    "event_id, stream_id, event_type, version, position, data, metadata, encoding, ts, "
+    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type"
+)
+_STREAM_COLS = (
+    "stream_id, version, event_count, created_at, updated_at, name, aggregate_id, aggregate_type, metadata, "
+    "last_event_id, first_version"
+)
+_SNAPSHOT_COLS = (
+    "snapshot_id, stream_id, version, data, metadata, encoding, created_at, aggregate_id, aggregate_type, position"
+)
+_MAX_VERSION = 1 << 62
+_RACE_ATTEMPTS = 3
+
+
+class _SQL:
+    """Every statement of one store, built once from its quoted names."""
+
+    def __init__(self, n: Names) -> None:
+        self.append = (
+            f"SELECT status, stream_existed, cur_version, positions FROM {n.append_fn}("
+            "%s, %s, %s, %s::text[], %s::text[], %b::bytea[], %b::bytea[], %s::text[], %s::timestamptz[], "
+            "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s, %s, %s, %s::jsonb)"
+        )
+        self.events_by_ids = f"SELECT {_EVENT_COLS} FROM {n.events} WHERE event_id = ANY (%s::text[])"  # noqa: S608
+        self.read_forward = (
+            f"SELECT {_EVENT_COLS} FROM {n.events} WHERE stream_id = %s AND version >= %s AND version <= %s "  # noqa: S608
+            "ORDER BY version LIMIT %s"
+        )
+        self.read_backward = (
+            f"SELECT {_EVENT_COLS} FROM {n.events} WHERE stream_id = %s AND version >= %s AND version <= %s "  # noqa: S608
+            "ORDER BY version DESC LIMIT %s"
+        )
+        # rows at or after the cursor, each flagged "safe" when its transaction id is below the oldest
+        # transaction still running: only a prefix of safe rows may be handed to a reader
+        self.read_all = (
+            f"SELECT {_EVENT_COLS}, position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint "  # noqa: S608
+            f"<< {POSITION_SHIFT}) FROM {n.events} WHERE position >= %s ORDER BY position LIMIT %s"
+        )
+        self.get_event = f"SELECT {_EVENT_COLS} FROM {n.events} WHERE event_id = %s"  # noqa: S608
+        self.get_event_in = f"SELECT {_EVENT_COLS} FROM {n.events} WHERE event_id = %s AND stream_id = %s"  # noqa: S608
+        self.create_stream = (
+            f"INSERT INTO {n.streams} (stream_id, version, event_count, created_at, updated_at, name, "  # noqa: S608
+            "aggregate_id, aggregate_type, metadata) "
+            "SELECT %s, 0, 0, %s, %s, %s, %s, %s, %s::jsonb FROM (SELECT pg_advisory_xact_lock(%s)) AS lock "
+            f"ON CONFLICT (stream_id) DO NOTHING RETURNING {_STREAM_COLS}"
+        )
+        self.stream_info = f"SELECT {_STREAM_COLS} FROM {n.streams} WHERE stream_id = %s"  # noqa: S608
+        self.list_streams = f"SELECT {_STREAM_COLS} FROM {n.streams} ORDER BY stream_id LIMIT %s OFFSET %s"  # noqa: S608
+        self.count_streams = f"SELECT count(*) FROM {n.streams}"  # noqa: S608
+        self.lock = "SELECT pg_advisory_xact_lock(%s)"
+        self.delete_stream_events = f"DELETE FROM {n.events} WHERE stream_id = %s"  # noqa: S608
+        self.delete_stream_row = f"DELETE FROM {n.streams} WHERE stream_id = %s RETURNING 1"  # noqa: S608
+        self.save_snapshot = (
+            f"INSERT INTO {n.snapshots} ({_SNAPSHOT_COLS}) VALUES (%s, %s, %s, %b, %b, %s, %s, %s, %s, %s) "  # noqa: S608
+            "ON CONFLICT (stream_id, version) DO UPDATE SET snapshot_id = EXCLUDED.snapshot_id, "
+            "data = EXCLUDED.data, metadata = EXCLUDED.metadata, encoding = EXCLUDED.encoding, "
+            "created_at = EXCLUDED.created_at, aggregate_id = EXCLUDED.aggregate_id, "
+            "aggregate_type = EXCLUDED.aggregate_type, position = EXCLUDED.position"
+        )
+        self.get_snapshot = (
+            f"SELECT {_SNAPSHOT_COLS} FROM {n.snapshots} WHERE stream_id = %s AND version <= %s "  # noqa: S608
+            "ORDER BY version DESC LIMIT 1"
+        )
+        self.delete_snapshots = f"DELETE FROM {n.snapshots} WHERE stream_id = %s"  # noqa: S608
+        self.delete_snapshot = f"DELETE FROM {n.snapshots} WHERE stream_id = %s AND version = %s"  # noqa: S608
+        self.truncate = (
+            f"WITH d AS (DELETE FROM {n.events} WHERE stream_id = %s AND version < %s RETURNING 1) "  # noqa: S608
+            "SELECT count(*) FROM d"
+        )
+        self.delete_before_in = (
+            f"WITH d AS (DELETE FROM {n.events} WHERE stream_id = %s AND ts < %s RETURNING 1) "  # noqa: S608
+            "SELECT count(*) FROM d"
+        )
+        self.delete_before_all = (
+            f"WITH d AS (DELETE FROM {n.events} WHERE ts < %s RETURNING stream_id) "  # noqa: S608
+            "SELECT stream_id, count(*) FROM d GROUP BY stream_id ORDER BY stream_id"
+        )
+        self.lock_stream_rows = (
+            f"SELECT 1 FROM {n.streams} WHERE stream_id = ANY (%s::text[]) ORDER BY stream_id FOR UPDATE"  # noqa: S608
+        )
+        self.recount = (
+            f"UPDATE {n.streams} s SET event_count = s.event_count - c.n, "  # noqa: S608
+            f"first_version = (SELECT min(e.version) FROM {n.events} e WHERE e.stream_id = s.stream_id) "
+            "FROM unnest(%s::text[], %s::bigint[]) AS c(sid, n) WHERE s.stream_id = c.sid RETURNING 1"
+        )
+        self.stats = (
+            f"SELECT (SELECT count(*) FROM {n.events}), (SELECT count(*) FROM {n.streams}), "  # noqa: S608
+            f"(SELECT count(*) FROM {n.snapshots}), "
+            f"(SELECT ts FROM {n.events} ORDER BY position DESC LIMIT 1), "
+            f"pg_total_relation_size('{n.events}') + pg_total_relation_size('{n.streams}') "
+            f"+ pg_total_relation_size('{n.snapshots}')"
+        )
+        self.by_type = f"SELECT event_type, count(*) FROM {n.events} GROUP BY event_type"  # noqa: S608
+        self.by_stream = f"SELECT stream_id, event_count FROM {n.streams}"  # noqa: S608
+        self.events = n.events
+
+
+def _stale(conn: AsyncConnection[Any]) -> bool:
+    """Whether an idle pooled connection is known dead without a round trip.
+
+    An idle connection has nothing to read unless the server said goodbye (terminated backend,
+    restart, crash). One ``select`` with a zero timeout finds out.
+    """
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    import psycopg
+
+    if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return False
+    return exc.sqlstate not in ("57014", "55P03")  # a timeout is not a lost connection
+
+
+class PostgresProvider(Provider):
+    """``postgresql://user:password@host:port/db`` (or ``postgres://``) with settings in the plugin README."""
+
+    kind = "postgres"
+    capabilities = Capabilities(
+        global_order="total",
+        concurrency="cross_process",
+        deleted_stream_ids="reusable",
+        max_event_size=None,
+        extra={
+            "position": "(transaction id << 20) + index in the transaction; read_all stops below the oldest "
+            "running transaction (pg_snapshot_xmin), so a late commit is never skipped",
+        },
+    )
+    settings_schema = PostgresSettingsSchema
+
+    def __init__(self, url: str | None = None, **settings: Any) -> None:
+        if not url:
+            msg = "the postgres provider needs a URL: postgresql://user:password@host:port/database"
+            raise ConfigurationError(msg, field="url")
+        super().__init__(url, **settings)
+        self._parts = urlsplit(url)
+        if self._parts.scheme.lower() not in SCHEMES:
+            msg = f"the postgres provider takes postgresql:// or postgres:// URLs, got {self.display_url!r}"
+            raise ConfigurationError(msg, field="url")
+        self.names = Names(self.settings["schema"], self.settings["table_prefix"])
+        self._sql = _SQL(self.names)
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._connect_lock = asyncio.Lock()
+        self._started = monotonic()
+        self._prepare: bool | None = None if self.settings["prepare_threshold"] is None else True
+
+    def __repr__(self) -> str:
+        return f"PostgresProvider({self.display_url!r}, schema={self.names.schema!r}, prefix={self.names.prefix!r})"
+
+    # ------------------------------------------------------------------ connections
+
+    def _error(self, exc: BaseException, operation: str) -> EventSourceError:
+        return map_error(exc, operation=operation, where=self.display_url or "postgres", url=self._parts)
+
+    async def _configure(self, conn: AsyncConnection[Any]) -> None:
+        await conn.execute("SET TimeZone TO 'UTC'")
+        if self.settings["statement_timeout"] is not None:
+            await conn.execute(f"SET statement_timeout = {int(self.settings['statement_timeout'] * 1000)}")
+
+    async def connect(self) -> None:
+        """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema."""
+        async with self._connect_lock:
+            if self._pool is not None:
+                return
+            from psycopg_pool import AsyncConnectionPool
+
+            s = self.settings
+            kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": s["prepare_threshold"]}
+            kwargs.update(libpq_kwargs(s))
+            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                self.url or "",
+                min_size=s["pool_min_size"],
+                max_size=s["pool_max_size"],
+                timeout=s["pool_timeout"],
+                max_idle=s["max_idle"],
+                max_lifetime=s["max_lifetime"],
+                kwargs=kwargs,
+                configure=self._configure,
+                name=f"eventsource-postgres {self.names.schema}.{self.names.prefix}",
+                open=False,
+            )
+            try:
+                await pool.open(wait=True, timeout=s["connect_timeout"])
+                async with pool.connection(timeout=s["connect_timeout"]) as conn:
+                    await migrate(conn, self.names)
+            except EventSourceError:
+                await pool.close()
+                raise
+            except Exception as e:
+                await pool.close()
+                raise await self._connect_failure(e, kwargs) from e
+            self._pool = pool
+
+    async def _connect_failure(self, exc: Exception, kwargs: dict[str, Any]) -> EventSourceError:
+        """The pool only says it timed out; one direct attempt tells why (refused, auth, TLS...)."""
+        import psycopg
+        import psycopg_pool
+
+        if isinstance(exc, psycopg_pool.PoolTimeout):
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url or "", **kwargs)
+            except Exception as direct:  # noqa: BLE001 - any reason is reported
+                exc = direct
+            else:
+                await conn.close()
+        err = self._error(exc, "connect")
+        if isinstance(err, ProviderUnavailableError):
+            return err
+        return ProviderUnavailableError(err.message, operation="connect")
+
+    async def close(self) -> None:
+        """Close every pooled connection. Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        pool = self._pool
+        if pool is None:
+            msg = f"provider {self.name!r} on {self.display_url} is not connected (call connect() first)"
+            raise ProviderUnavailableError(msg)
+        conn = await pool.getconn()
+        if _stale(conn):
+            # the server dropped it while idle (restart, terminated backend): the others are probably
+            # gone too, so sweep the idle ones before taking a fresh connection
+            await conn.close()
+            await pool.putconn(conn)
+            await pool.check()
+            conn = await pool.getconn()
+        try:
+            yield conn
+        finally:
+            await pool.putconn(conn)
+
+    async def _call(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, retry: bool) -> T:
+        """Run ``fn`` on a pooled connection, mapping errors.
+
+        With ``retry`` (reads, and appends, which are idempotent by event id) a connection that dies
+        under the call is replaced and the call repeated ``reconnect_retries`` times.
+        """
+        attempts = 1 + (self.settings["reconnect_retries"] if retry else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self._connection() as conn:
+                    return await fn(conn)
+            except EventSourceError:
+                raise
+            except Exception as e:
+                if attempt < attempts and _connection_lost(e) and self._pool is not None:
+                    await self._pool.check()
+                    continue
+                raise self._error(e, operation) from e
+        msg = "unreachable"
+        raise AssertionError(msg)
+
+    async def _fetchall(self, conn: AsyncConnection[Any], query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        cur = await conn.execute(query, params, prepare=self._prepare)
+        return await cur.fetchall()
+
+    def _lock(self, stream_id: str) -> int:
+        return lock_key("stream", self.names.schema, self.names.prefix, stream_id)
+
+    # ------------------------------------------------------------------ streams
+
+    async def create_stream(self, stream: NewStream) -> StreamInfo:
+        """Insert the streams row at version 0 (under the stream's lock); refuse an existing id."""
+        from psycopg.types.json import Jsonb
+
+        now = utcnow()
+        params = (
+            stream.stream_id,
+            now,
+            now,
+            stream.name,
+            stream.aggregate_id,
+            stream.aggregate_type,
+            Jsonb(dict(stream.metadata)),
+            self._lock(stream.stream_id),
+        )
+        rows = await self._call("create_stream", lambda c: self._fetchall(c, self._sql.create_stream, params), retry=False)
+        if not rows:
+            msg = f"stream {stream.stream_id!r} already exists"
+            raise StreamExistsError(msg, stream_id=stream.stream_id)
+        return StreamInfo(*rows[0])
+
+    async def delete_stream(self, stream_id: str) -> None:
+        """Delete the events, then the streams row (snapshots follow by cascade), in one transaction."""
+
+        async def run(conn: AsyncConnection[Any]) -> bool:
+            async with conn.transaction():
+                await conn.execute(self._sql.lock, [self._lock(stream_id)])
+                await conn.execute(self._sql.delete_stream_events, [stream_id])
+                cur = await conn.execute(self._sql.delete_stream_row, [stream_id])
+                return cur.rowcount > 0
+
+        if not await self._call("delete_stream", run, retry=False):
+            msg = f"stream {stream_id!r} does not exist"
+            raise StreamNotFoundError(msg, stream_id=stream_id)
+
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        """The streams row (kept exact by every write), or ``None``."""
+        rows = await self._call("get_stream_info", lambda c: self._fetchall(c, self._sql.stream_info, [stream_id]), retry=True)
+        return StreamInfo(*rows[0]) if rows else None
+
+    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+        """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total."""
+
+        async def run(conn: AsyncConnection[Any]) -> tuple[list[StreamInfo], int]:
+            rows = await self._fetchall(conn, self._sql.list_streams, [limit, offset])
+            total = await self._fetchall(conn, self._sql.count_streams, [])
+            return [StreamInfo(*r) for r in rows], int(total[0][0])
+
+        return await self._call("list_streams", run, retry=True)
+
+    # ------------------------------------------------------------------ events
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
+    ) -> AppendResult:
+        """One call of the append function: idempotency, version check and writes in one round trip."""
+        from psycopg.errors import UniqueViolation
+        from psycopg.types.json import Jsonb
+
+        if not events:
+            msg = "append needs at least one event"
+            raise ValidationError(msg, field="events")
+        if len(events) >= MAX_EVENTS_PER_APPEND:
+            msg = f"one append holds at most {MAX_EVENTS_PER_APPEND - 1} events, got {len(events)}"
+            raise ValidationError(msg, field="events")
+        first = events[0]
+        params = (
+            stream_id,
+            self._lock(stream_id),
+            int(expected),
+            [e.event_id for e in events],
+            [e.event_type for e in events],
+            [e.data for e in events],
+            [e.metadata for e in events],
+            [e.encoding for e in events],
+            [e.timestamp for e in events],
+            [e.correlation_id for e in events],
+            [e.causation_id for e in events],
+            [e.user_id for e in events],
+            [e.tenant_id for e in events],
+            [e.aggregate_id for e in events],
+            [e.aggregate_type for e in events],
+            stream.name if stream else None,
+            stream.aggregate_id if stream else first.aggregate_id,
+            stream.aggregate_type if stream else first.aggregate_type,
+            Jsonb(dict(stream.metadata) if stream else {}),
+        )
+
+        async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | None:
+            try:
+                cur = await conn.execute(self._sql.append, params, prepare=self._prepare)
+            except UniqueViolation:
+                # another transaction stored one of these event ids first (in another stream, so it held
+                # another lock) or created the stream row: run again, which now sees what it committed
+                return None
+            return await cur.fetchone()
+
+        for _ in range(_RACE_ATTEMPTS):
+            row = await self._call("append", run, retry=True)
+            if row is None:
+                continue
+            status, existed, version, positions = row
+            if status == 0:
+                return AppendResult(
+                    stream_id=stream_id,
+                    first_version=version + 1,
+                    last_version=version + len(events),
+                    positions=tuple(positions),
+                    event_ids=tuple(e.event_id for e in events),
+                    timestamp=first.timestamp,
+                )
+            if status == 1:
+                check_expected(stream_id, expected, exists=existed, version=version)
+                continue  # cannot happen: the function and check_expected agree
+            stored = await self._events_by_ids([e.event_id for e in events])
+            dup = check_duplicate(stream_id, events, [stored.get(e.event_id) for e in events])
+            if dup is not None:
+                return dup
+        msg = f"append to stream {stream_id!r} kept racing with concurrent writers; try again"
+        raise ProviderError(msg, stream_id=stream_id, operation="append")
+
+    async def _events_by_ids(self, ids: list[str]) -> dict[str, RecordedEvent]:
+        rows = await self._call("append", lambda c: self._fetchall(c, self._sql.events_by_ids, [ids]), retry=True)
+        return {r[0]: RecordedEvent(*r) for r in rows}
+
+    async def read_stream(  # type: ignore[override]
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Pages of ``page_size`` through the ``(stream_id, version)`` index; no connection is held between pages."""
+        lo = max(1, from_version)
+        hi = _MAX_VERSION if to_version is None else to_version
+        query = self._sql.read_backward if backwards else self._sql.read_forward
+        while lo <= hi:
+            params = (stream_id, lo, hi, page_size + 1)  # one extra row says whether another page follows
+            rows = await self._call("read_stream", lambda c, p=params: self._fetchall(c, query, p), retry=True)  # type: ignore[misc]
+            for r in rows[:page_size]:
+                yield RecordedEvent(*r)
+            if len(rows) <= page_size:
+                return
+            if backwards:
+                hi = rows[page_size][3]
+            else:
+                lo = rows[page_size][3]
+
+    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+        """Every event at ``position >= from_position``, in position order, never past a running transaction.
+
+        Each page flags the rows whose transaction id is below ``pg_snapshot_xmin`` (the oldest
+        transaction still running); only those are yielded. When committed rows are held back by an
+        older transaction that is still running, the reader waits for it (polling, at most
+        ``visibility_wait`` seconds in all) and then stops: a follower resumes from its last position
+        and gets them then, in order, never skipping one.
+        """
+        nxt = from_position
+        waiting_since: float | None = None
+        delay = 0.001
+        while True:
+            params = (nxt, page_size)
+            rows = await self._call("read_all", lambda c, p=params: self._fetchall(c, self._sql.read_all, p), retry=True)  # type: ignore[misc]
+            safe = 0
+            for r in rows:
+                if not r[-1]:
+                    break
+                safe += 1
+                nxt = r[4] + 1
+                yield RecordedEvent(*r[:-1])
+            if safe == page_size:
+                continue
+            if safe == len(rows):
+                return
+            now = monotonic()
+            if waiting_since is None:
+                waiting_since = now
+            if now - waiting_since >= self.settings["visibility_wait"]:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
+        """Look the id up through its unique index."""
+        if stream_id is None:
+            query, params = self._sql.get_event, [event_id]
+        else:
+            query, params = self._sql.get_event_in, [event_id, stream_id]
+        rows = await self._call("get_event", lambda c: self._fetchall(c, query, params), retry=True)
+        return RecordedEvent(*rows[0]) if rows else None
+
+    async def query(self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False) -> QueryPage:
+        """Every filter becomes a ``WHERE`` clause; one count and one page query on one connection."""
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("stream_id = %s", flt.stream_id),
+            ("event_type = ANY (%s::text[])", list(flt.event_types) if flt.event_types is not None else None),
+            ("version >= %s", flt.from_version),
+            ("version <= %s", flt.to_version),
+            ("ts >= %s", flt.from_timestamp),
+            ("ts <= %s", flt.to_timestamp),
+            ("tenant_id = %s", flt.tenant_id),
+            ("correlation_id = %s", flt.correlation_id),
+            ("aggregate_id = %s", flt.aggregate_id),
+            ("aggregate_type = %s", flt.aggregate_type),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        cond = " AND ".join(where) if where else "TRUE"
+        order = "version" if flt.stream_id is not None else "position"
+        direction = "DESC" if descending else "ASC"
+        count_q = f"SELECT count(*) FROM {self._sql.events} WHERE {cond}"  # noqa: S608 - fixed clauses, values bound
+        page_q = (
+            f"SELECT {_EVENT_COLS} FROM {self._sql.events} WHERE {cond} "  # noqa: S608
+            f"ORDER BY {order} {direction} LIMIT %s OFFSET %s"
+        )
+
+        async def run(conn: AsyncConnection[Any]) -> QueryPage:
+            total = await self._fetchall(conn, count_q, params)
+            rows = await self._fetchall(conn, page_q, [*params, limit, offset]) if limit > 0 else []
+            return QueryPage(events=[RecordedEvent(*r) for r in rows], total_count=int(total[0][0]))
+
+        return await self._call("query", run, retry=True)
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def save_snapshot(self, snapshot: NewSnapshot) -> None:
+        """Upsert on ``(stream_id, version)``; the foreign key refuses a missing stream."""
+        from psycopg.errors import ForeignKeyViolation
+
+        s = snapshot
+        params = (
+            s.snapshot_id, s.stream_id, s.version, s.data, s.metadata, s.encoding, s.created_at,
+            s.aggregate_id, s.aggregate_type, s.position,
+        )  # fmt: skip
+
+        async def run(conn: AsyncConnection[Any]) -> bool:
+            try:
+                await conn.execute(self._sql.save_snapshot, params)
+            except ForeignKeyViolation:
+                return False
+            return True
+
+        if not await self._call("save_snapshot", run, retry=True):
+            msg = f"stream {s.stream_id!r} does not exist"
+            raise StreamNotFoundError(msg, stream_id=s.stream_id)
+
+    async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
+        """The highest version at or below ``max_version``."""
+        params = (stream_id, _MAX_VERSION if max_version is None else max_version)
+        rows = await self._call("get_snapshot", lambda c: self._fetchall(c, self._sql.get_snapshot, params), retry=True)
+        return NewSnapshot(*rows[0]) if rows else None
+
+    async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:
+        """Delete one or all snapshots of a stream."""
+
+        async def run(conn: AsyncConnection[Any]) -> int:
+            if version is None:
+                cur = await conn.execute(self._sql.delete_snapshots, [stream_id])
+            else:
+                cur = await conn.execute(self._sql.delete_snapshot, [stream_id, version])
+            return max(cur.rowcount, 0)
+
+        return await self._call("delete_snapshots", run, retry=False)
+
+    # ------------------------------------------------------------------ retention primitives
+
+    async def _retention(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[int]]) -> int:
+        """Run a deleting transaction, again if the server broke a deadlock by aborting it (nothing was kept)."""
+        from psycopg.errors import DeadlockDetected, SerializationFailure
+
+        async def run(conn: AsyncConnection[Any]) -> int:
+            for attempt in range(1, _RACE_ATTEMPTS + 1):
+                try:
+                    async with conn.transaction():
+                        return await fn(conn)
+                except (DeadlockDetected, SerializationFailure):
+                    if attempt == _RACE_ATTEMPTS:
+                        raise
+            msg = "unreachable"
+            raise AssertionError(msg)
+
+        return await self._call(operation, run, retry=False)
+
+    async def _recount(self, conn: AsyncConnection[Any], deleted: list[tuple[str, int]]) -> None:
+        """Lock the touched streams rows (in id order), then fix ``event_count`` and ``first_version``."""
+        if not deleted:
+            return
+        ids = [d[0] for d in deleted]
+        await conn.execute(self._sql.lock_stream_rows, [ids])
+        await conn.execute(self._sql.recount, [ids, [d[1] for d in deleted]])
+
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        """``DELETE ... WHERE version < before_version`` under the stream's lock; versions stay as they are."""
+
+        async def run(conn: AsyncConnection[Any]) -> int:
+            await conn.execute(self._sql.lock, [self._lock(stream_id)])
+            cur = await conn.execute(self._sql.stream_info, [stream_id])
+            if await cur.fetchone() is None:
+                msg = f"stream {stream_id!r} does not exist"
+                raise StreamNotFoundError(msg, stream_id=stream_id)
+            rows = await self._fetchall(conn, self._sql.truncate, [stream_id, before_version])
+            n = int(rows[0][0])
+            await self._recount(conn, [(stream_id, n)] if n else [])
+            return n
+
+        return await self._retention("truncate_stream", run)
+
+    async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
+        """``DELETE ... WHERE ts < cutoff`` (one stream under its lock, or all), fixing the streams rows."""
+
+        async def one(conn: AsyncConnection[Any]) -> int:
+            await conn.execute(self._sql.lock, [self._lock(stream_id or "")])
+            rows = await self._fetchall(conn, self._sql.delete_before_in, [stream_id, cutoff])
+            n = int(rows[0][0])
+            await self._recount(conn, [(stream_id or "", n)] if n else [])
+            return n
+
+        async def every(conn: AsyncConnection[Any]) -> int:
+            rows = await self._fetchall(conn, self._sql.delete_before_all, [cutoff])
+            deleted = [(r[0], int(r[1])) for r in rows]
+            await self._recount(conn, deleted)
+            return sum(d[1] for d in deleted)
+
+        return await self._retention("delete_events_before", one if stream_id is not None else every)
+
+    # ------------------------------------------------------------------ monitoring
+
+    async def stats(self) -> ProviderStats:
+        """Exact counts from the tables and the on-disk size of the store's relations."""
+
+        async def run(conn: AsyncConnection[Any]) -> ProviderStats:
+            head = (await self._fetchall(conn, self._sql.stats, []))[0]
+            by_type = await self._fetchall(conn, self._sql.by_type, [])
+            by_stream = await self._fetchall(conn, self._sql.by_stream, [])
+            return ProviderStats(
+                total_events=int(head[0]),
+                total_streams=int(head[1]),
+                total_snapshots=int(head[2]),
+                events_by_type={t: int(c) for t, c in by_type},
+                events_by_stream={s: int(c) for s, c in by_stream},
+                storage_size=int(head[4]),
+                last_event_at=head[3],
+                uptime_seconds=monotonic() - self._started,
+                provider=self.name,
+                extra={"schema": self.names.schema, "table_prefix": self.names.prefix},
+            )
+
+        return await self._call("stats", run, retry=True)
+
+    async def health(self) -> HealthStatus:
+        """Run ``SELECT 1`` through the pool; report pool statistics. Never raises."""
+        if self._pool is None:
+            return HealthStatus(healthy=False, provider=self.name, message="not connected")
+        t0 = monotonic()
+        try:
+            await self._call("health", lambda c: self._fetchall(c, "SELECT 1", []), retry=True)
+        except EventSourceError as e:
+            return HealthStatus(healthy=False, provider=self.name, message=e.message)
+        latency = (monotonic() - t0) * 1000
+        stats = self._pool.get_stats() if self._pool is not None else {}
+        return HealthStatus(
+            healthy=True,
+            provider=self.name,
+            message="ok",
+            details={"url": self.display_url, "schema": self.names.schema, "pool": stats},
+            latency_ms=latency,
+        )

@@ -1,0 +1,251 @@
+"""Tables, the append function and versioned migrations.
+
+Every object lives in one PostgreSQL schema and carries the table prefix, so several applications
+(or several stores of one application) can share a database. Migrations are numbered; the applied
+ones are recorded in ``<prefix>migrations``. :func:`migrate` is idempotent and safe when several
+processes start at once: it takes a transaction-level advisory lock keyed on the schema name, then
+applies, in the same transaction, every migration newer than the recorded version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from eventsource.errors import ConfigurationError
+
+from eventsource_postgres.settings import lock_key
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+POSITION_SHIFT = 20
+"""A position is ``(transaction id << POSITION_SHIFT) + index of the event in its transaction``."""
+MAX_EVENTS_PER_APPEND = 1 << POSITION_SHIFT
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Quoted, schema-qualified names of one store's objects.
+
+    ``schema`` and ``prefix`` are validated by the settings schema (``[a-z_][a-z0-9_]*``) and quoted
+    here as well, so they can never inject SQL.
+    """
+
+    schema: str
+    prefix: str
+
+    def _q(self, name: str) -> str:
+        return f'"{self.schema}"."{self.prefix}{name}"'
+
+    @property
+    def quoted_schema(self) -> str:
+        """The quoted schema name."""
+        return f'"{self.schema}"'
+
+    @property
+    def events(self) -> str:
+        """Events table."""
+        return self._q("events")
+
+    @property
+    def streams(self) -> str:
+        """Streams table."""
+        return self._q("streams")
+
+    @property
+    def snapshots(self) -> str:
+        """Snapshots table."""
+        return self._q("snapshots")
+
+    @property
+    def migrations(self) -> str:
+        """Applied-migrations table."""
+        return self._q("migrations")
+
+    @property
+    def append_fn(self) -> str:
+        """The append function."""
+        return self._q("append")
+
+    def index(self, name: str) -> str:
+        """An unqualified, quoted index or constraint name."""
+        return f'"{self.prefix}{name}"'
+
+
+def _tables(n: Names) -> str:
+    return f"""
+CREATE TABLE {n.streams} (
+    stream_id      text COLLATE "C" PRIMARY KEY,
+    version        bigint NOT NULL,
+    event_count    bigint NOT NULL,
+    created_at     timestamptz NOT NULL,
+    updated_at     timestamptz NOT NULL,
+    name           text,
+    aggregate_id   text,
+    aggregate_type text,
+    metadata       jsonb NOT NULL DEFAULT '{{}}',
+    last_event_id  text,
+    first_version  bigint
+);
+CREATE TABLE {n.events} (
+    event_id       text COLLATE "C" NOT NULL,
+    stream_id      text COLLATE "C" NOT NULL,
+    event_type     text NOT NULL,
+    version        bigint NOT NULL,
+    position       bigint NOT NULL,
+    data           bytea NOT NULL,
+    metadata       bytea NOT NULL,
+    encoding       text NOT NULL,
+    ts             timestamptz NOT NULL,
+    correlation_id text,
+    causation_id   text,
+    user_id        text,
+    tenant_id      text,
+    aggregate_id   text,
+    aggregate_type text,
+    CONSTRAINT {n.index("events_pkey")} PRIMARY KEY (position),
+    CONSTRAINT {n.index("events_stream_version")} UNIQUE (stream_id, version),
+    CONSTRAINT {n.index("events_event_id")} UNIQUE (event_id)
+);
+CREATE INDEX {n.index("events_ts")} ON {n.events} (ts);
+CREATE INDEX {n.index("events_tenant")} ON {n.events} (tenant_id, position) WHERE tenant_id IS NOT NULL;
+CREATE INDEX {n.index("events_correlation")} ON {n.events} (correlation_id, position) WHERE correlation_id IS NOT NULL;
+CREATE TABLE {n.snapshots} (
+    snapshot_id    text NOT NULL,
+    stream_id      text COLLATE "C" NOT NULL REFERENCES {n.streams} (stream_id) ON DELETE CASCADE,
+    version        bigint NOT NULL,
+    data           bytea NOT NULL,
+    metadata       bytea NOT NULL,
+    encoding       text NOT NULL,
+    created_at     timestamptz NOT NULL,
+    aggregate_id   text,
+    aggregate_type text,
+    position       bigint,
+    PRIMARY KEY (stream_id, version)
+);
+"""
+
+
+def _append_function(n: Names) -> str:
+    # Status: 0 written, 1 expected-version mismatch (nothing written), 2 some event id is already
+    # stored (nothing written; the client decides between idempotent retry and DuplicateEventError).
+    #
+    # Order matters. The per-stream advisory lock is taken before anything that assigns a
+    # transaction id, so a later append to the same stream always gets a larger xid, hence larger
+    # positions: per-stream version order and global position order agree.
+    return f"""
+CREATE OR REPLACE FUNCTION {n.append_fn}(
+    p_stream text, p_lock bigint, p_expected bigint,
+    p_ids text[], p_types text[], p_data bytea[], p_meta bytea[], p_enc text[], p_ts timestamptz[],
+    p_corr text[], p_cause text[], p_user text[], p_tenant text[], p_agg_id text[], p_agg_type text[],
+    p_name text, p_s_agg_id text, p_s_agg_type text, p_s_meta jsonb,
+    OUT status integer, OUT stream_existed boolean, OUT cur_version bigint, OUT positions bigint[])
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n integer := cardinality(p_ids);
+    v bigint;
+    base bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(p_lock);
+    IF EXISTS (SELECT 1 FROM {n.events} e WHERE e.event_id = ANY (p_ids)) THEN
+        status := 2;
+        RETURN;
+    END IF;
+    SELECT s.version INTO v FROM {n.streams} s WHERE s.stream_id = p_stream;
+    stream_existed := FOUND;
+    cur_version := coalesce(v, 0);
+    IF (p_expected = -2 AND stream_existed) OR (p_expected = -3 AND NOT stream_existed)
+       OR (p_expected >= 0 AND p_expected <> cur_version) THEN
+        status := 1;
+        RETURN;
+    END IF;
+    base := pg_current_xact_id()::text::bigint << {POSITION_SHIFT};
+    INSERT INTO {n.events} (event_id, stream_id, event_type, version, position, data, metadata, encoding, ts,
+                            correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type)
+    SELECT u.id, p_stream, u.typ, cur_version + u.o, base + u.o - 1, u.dat, u.met, u.enc, u.ts,
+           u.corr, u.cause, u.usr, u.ten, u.aid, u.aty
+    FROM unnest(p_ids, p_types, p_data, p_meta, p_enc, p_ts, p_corr, p_cause, p_user, p_tenant, p_agg_id, p_agg_type)
+         WITH ORDINALITY AS u(id, typ, dat, met, enc, ts, corr, cause, usr, ten, aid, aty, o);
+    IF stream_existed THEN
+        UPDATE {n.streams} s
+           SET version = v + n, event_count = s.event_count + n, first_version = coalesce(s.first_version, v + 1),
+               last_event_id = p_ids[n], updated_at = p_ts[n]
+         WHERE s.stream_id = p_stream AND s.version = v;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'stream version changed during append';
+        END IF;
+    ELSE
+        INSERT INTO {n.streams} (stream_id, version, event_count, first_version, last_event_id, created_at,
+                                 updated_at, name, aggregate_id, aggregate_type, metadata)
+        VALUES (p_stream, n, n, 1, p_ids[n], p_ts[1], p_ts[n], p_name, p_s_agg_id, p_s_agg_type,
+                coalesce(p_s_meta, '{{}}'::jsonb));
+    END IF;
+    positions := ARRAY(SELECT base + g FROM generate_series(0, n - 1) AS g);
+    status := 0;
+END
+$fn$;
+"""
+
+
+MIGRATIONS: tuple[tuple[int, str, object], ...] = (
+    (1, "streams, events and snapshots tables", _tables),
+    (2, "append function (advisory lock, idempotency, version check, writes)", _append_function),
+)
+LATEST = MIGRATIONS[-1][0]
+
+
+async def applied_version(conn: AsyncConnection[object], n: Names) -> int | None:
+    """The latest applied migration, or ``None`` when the store has never been created."""
+    cur = await conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", [n.migrations]
+    )
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return None
+    cur = await conn.execute(f"SELECT coalesce(max(version), 0) FROM {n.migrations}")  # noqa: S608 - quoted identifiers
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(conn: AsyncConnection[object], n: Names) -> list[int]:
+    """Create or upgrade the store's objects; returns the migrations applied by this call.
+
+    Safe to run from many processes at once: the work happens under an advisory lock per schema, and
+    a process that waited on the lock re-reads the version and finds nothing left to do.
+    """
+    current = await applied_version(conn, n)
+    if current is not None and current >= LATEST:
+        _refuse_newer(current, n)
+        return []
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key("eventsource-migrate", n.schema)])
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {n.quoted_schema}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {n.migrations} ("
+            "version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        cur = await conn.execute(f"SELECT coalesce(max(version), 0) FROM {n.migrations}")  # noqa: S608
+        row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        _refuse_newer(current, n)
+        for version, description, build in MIGRATIONS:
+            if version <= current:
+                continue
+            await conn.execute(build(n))  # type: ignore[operator]
+            await conn.execute(
+                f"INSERT INTO {n.migrations} (version, description) VALUES (%s, %s)",  # noqa: S608
+                [version, description],
+            )
+            applied.append(version)
+    return applied
+
+
+def _refuse_newer(current: int, n: Names) -> None:
+    if current > LATEST:
+        msg = (
+            f"schema {n.schema!r} (prefix {n.prefix!r}) is at migration {current}, newer than this "
+            f"eventsource-postgres knows ({LATEST}); upgrade the package"
+        )
+        raise ConfigurationError(msg, field="schema")

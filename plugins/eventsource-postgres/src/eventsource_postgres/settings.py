@@ -1,0 +1,98 @@
+"""Settings of the PostgreSQL provider and lease (marshmallow schemas) and how they become libpq arguments.
+
+The URL (``postgresql://user:password@host:port/db?sslmode=require``) is passed to libpq as is; settings
+given as keywords override URL parameters of the same name. Passwords are never logged: every place
+that shows a URL uses :func:`eventsource.config.mask_url`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from eventsource.config import Duration
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+IDENTIFIER = r"^[a-z_][a-z0-9_]*$"
+"""Schema names and table prefixes: lower-case letters, digits and ``_`` (they are also quoted)."""
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+class _ConnectionSchema(Schema):
+    """Connection settings shared by the provider and the lease."""
+
+    pool_min_size = fields.Integer(load_default=1, validate=validate.Range(min=0, max=1000))
+    pool_max_size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=1000))
+    pool_timeout = Duration(load_default=30.0)
+    connect_timeout = Duration(load_default=10.0)
+    max_idle = Duration(load_default=600.0)
+    max_lifetime = Duration(load_default=3600.0)
+    application_name = fields.String(load_default="eventsource", validate=validate.Length(min=1, max=63))
+    sslmode = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(SSL_MODES))
+    sslrootcert = fields.String(load_default=None, allow_none=True)
+    sslcert = fields.String(load_default=None, allow_none=True)
+    sslkey = fields.String(load_default=None, allow_none=True)
+    sslcrl = fields.String(load_default=None, allow_none=True)
+    connect_args = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
+    """Any other libpq parameter (``target_session_attrs``, ``keepalives_idle``...), passed through."""
+
+    @validates_schema
+    def _sizes(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("pool_max_size", 10) < data.get("pool_min_size", 1):
+            msg = "must be >= pool_min_size"
+            raise ValidationError(msg, "pool_max_size")
+        if data.get("connect_timeout", 1.0) <= 0:
+            msg = "must be > 0"
+            raise ValidationError(msg, "connect_timeout")
+        if data.get("pool_timeout", 1.0) <= 0:
+            msg = "must be > 0"
+            raise ValidationError(msg, "pool_timeout")
+        for key in data.get("connect_args", {}):
+            if key in ("password", "dbname", "host", "hostaddr", "port", "user"):
+                msg = f"put {key!r} in the URL, not in connect_args"
+                raise ValidationError(msg, "connect_args")
+
+
+class PostgresSettingsSchema(_ConnectionSchema):
+    """Settings of :class:`~eventsource_postgres.provider.PostgresProvider`."""
+
+    schema = fields.String(
+        load_default="eventsource", validate=[validate.Regexp(IDENTIFIER), validate.Length(min=1, max=40)]
+    )
+    """PostgreSQL schema holding the tables (created if missing): one per application, or share one."""
+    table_prefix = fields.String(load_default="", validate=validate.Regexp(r"^([a-z_][a-z0-9_]{0,19})?$"))
+    """Prefix of every table and function name, so several stores can share one schema."""
+    statement_timeout = Duration(load_default=None, allow_none=True)
+    prepare_threshold = fields.Integer(load_default=5, allow_none=True, validate=validate.Range(min=0))
+    """psycopg's auto-prepare threshold; ``None`` disables prepared statements (PgBouncer in transaction mode)."""
+    visibility_wait = Duration(load_default=5.0)
+    """How long ``read_all`` waits, at the end of the log, for older transactions to commit (see README)."""
+    reconnect_retries = fields.Integer(load_default=1, validate=validate.Range(min=0, max=10))
+    """Times a read or an append is retried at once on a fresh connection when its connection dies."""
+
+
+class PostgresLeaseSettingsSchema(_ConnectionSchema):
+    """Settings of :class:`~eventsource_postgres.lease.PostgresAdvisoryLease`."""
+
+    namespace = fields.String(load_default="eventsource", validate=validate.Length(min=1, max=200))
+    """Mixed into the lock key, so unrelated applications on one server do not share locks."""
+
+
+def libpq_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+    """The libpq keyword arguments a connection is opened with (they override the URL's)."""
+    kw: dict[str, Any] = {
+        "application_name": settings["application_name"],
+        "connect_timeout": max(1, round(settings["connect_timeout"])),
+    }
+    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl"):
+        if settings.get(key) is not None:
+            kw[key] = settings[key]
+    kw.update(settings.get("connect_args") or {})
+    return kw
+
+
+def lock_key(*parts: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``parts`` (BLAKE2b, never Python's ``hash()``)."""
+    digest = hashlib.blake2b("\x00".join(parts).encode("utf-8"), digest_size=8, person=b"eventsrc").digest()
+    return int.from_bytes(digest, "big", signed=True)

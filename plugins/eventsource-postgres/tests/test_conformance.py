@@ -1,0 +1,29 @@
+"""The conformance kit against the real server (cross-process races included)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from eventsource.testing import ProviderSuite
+from eventsource_postgres import PostgresProvider
+
+
+class TestPostgresProvider(ProviderSuite):
+    @pytest.fixture
+    async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
+        yield await make_provider()
+
+
+class TestPostgresProviderWithPrefix(ProviderSuite):
+    """Two stores in one schema, apart by table prefix: the kit runs on the second while the first holds data."""
+
+    @pytest.fixture
+    async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
+        first = await make_provider(table_prefix="app1_")
+        from eventsource.model import ANY, NewEvent, utcnow
+
+        await first.append("noise", [NewEvent("noise-1", "N", b"{}", b"", "json", utcnow())], ANY)
+        yield await make_provider(schema=first.names.schema, table_prefix="app2_")

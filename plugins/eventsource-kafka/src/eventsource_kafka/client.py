@@ -14,6 +14,7 @@ goes on.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _FETCH_BYTES = 256 * 1024
+_COLLECT_AFTER_BYTES = 128 * 1024
 
 _POLL_MS = 2
 """How long one ``poll`` may wait for a fetch response before the read loop re-checks its state."""
@@ -277,6 +279,7 @@ class KafkaIO:
             request_timeout_ms=max(int(self.timeout * 1000), 5000),
         )
         _tune_metadata(c._cluster)  # noqa: SLF001 - see _tune_metadata
+        _no_prefetch(c._fetcher)  # noqa: SLF001 - see _no_prefetch
         return c
 
     async def read(self, topic: str, start: int, *, max_records: int | None = None, stop: int | None = None) -> tuple[list[Any], int, bool]:
@@ -321,6 +324,31 @@ def _tune_metadata(cluster: Any) -> None:
         cfg["retry_backoff_ms"] = 2
 
 
+def _no_prefetch(fetcher: Any) -> None:
+    """Stop kafka-python from fetching ahead after a poll that returned records.
+
+    ``Fetcher.fetch_records`` sends the next fetch as soon as its buffer is drained, so a reader that
+    takes one large record per page holds that record plus the next response (several copies of each
+    while kafka-python decodes). Reads here always know where they stop, so the next fetch is sent
+    only by a poll that found nothing buffered: O(page) memory, at most one extra round trip a page.
+    """
+    drain, send = fetcher.fetched_records, fetcher.send_fetches
+    state = {"drained": False}
+
+    def fetched_records(*args: Any, **kwargs: Any) -> Any:
+        out = drain(*args, **kwargs)
+        state["drained"] = bool(out[0])
+        return out
+
+    def send_fetches() -> Any:
+        if state["drained"]:
+            return []
+        return send()
+
+    fetcher.fetched_records = fetched_records
+    fetcher.send_fetches = send_fetches
+
+
 def _end_sync(consumer: Any, topic: str) -> int:
     from kafka import TopicPartition
 
@@ -344,10 +372,16 @@ def _read_sync(
     # records it already fetched instead of discarding them with a seek.
     consumer.resume(tp)
     try:
-        return _read_loop(consumer, tp, subscription.assignment[tp], start, max_records, stop, timeout)
+        out = _read_loop(consumer, tp, subscription.assignment[tp], start, max_records, stop, timeout)
     finally:
-        # no prefetching while the caller works on this page (O(page) memory); the next page resumes
         consumer.pause(tp)
+    if sum(len(r.value or b"") for r in out[0]) >= _COLLECT_AFTER_BYTES:
+        # kafka-python leaves each fetch response in reference cycles (through the tracebacks of the
+        # timeouts it raises and catches while waiting), so a response is freed only by the cyclic
+        # collector; after a page of large records, collect the young generations now so a scan of
+        # big records holds O(page) memory rather than whatever the collector's thresholds allow.
+        gc.collect(1)
+    return out
 
 
 def _read_loop(

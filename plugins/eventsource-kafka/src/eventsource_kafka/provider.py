@@ -594,8 +594,10 @@ class KafkaProvider(Provider):
         seen_records = seen_events = 0
         while True:
             recs, pos, at_end = await self.io.read(topic, offset, max_records=want)
-            for r in recs:
-                evs = records.decode_events(stream_id, r.value)
+            got = len(recs)
+            page: collections.deque[RecordedEvent] = collections.deque()
+            while recs:  # decode, dropping each raw record as soon as it is decoded (O(page) memory)
+                evs = records.decode_events(stream_id, recs.pop(0).value)
                 seen_records += 1
                 seen_events += len(evs)
                 for e in evs:
@@ -603,8 +605,11 @@ class KafkaProvider(Provider):
                         continue
                     last = e.version
                     if e.version >= from_version and (vis.trivial or vis.visible(e)):
-                        yield e
-            if at_end or not recs:
+                        page.append(e)
+                del evs
+            while page:
+                yield page.popleft()
+            if at_end or not got:
                 return
             offset = pos
             want = max(1, page_size * seen_records // max(1, seen_events))

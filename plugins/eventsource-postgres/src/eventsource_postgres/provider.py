@@ -388,7 +388,6 @@ class PostgresProvider(Provider):
     ) -> AppendResult:
         """One call of the append function: idempotency, version check and writes in one round trip."""
         from psycopg.errors import UniqueViolation
-        from psycopg.types.json import Jsonb
 
         if not events:
             msg = "append needs at least one event"
@@ -397,27 +396,7 @@ class PostgresProvider(Provider):
             msg = f"one append holds at most {MAX_EVENTS_PER_APPEND - 1} events, got {len(events)}"
             raise ValidationError(msg, field="events")
         first = events[0]
-        params = (
-            stream_id,
-            self._lock(stream_id),
-            int(expected),
-            [e.event_id for e in events],
-            [e.event_type for e in events],
-            [e.data for e in events],
-            [e.metadata for e in events],
-            [e.encoding for e in events],
-            [e.timestamp for e in events],
-            [e.correlation_id for e in events],
-            [e.causation_id for e in events],
-            [e.user_id for e in events],
-            [e.tenant_id for e in events],
-            [e.aggregate_id for e in events],
-            [e.aggregate_type for e in events],
-            stream.name if stream else None,
-            stream.aggregate_id if stream else first.aggregate_id,
-            stream.aggregate_type if stream else first.aggregate_type,
-            Jsonb(dict(stream.metadata) if stream else {}),
-        )
+        params = self._append_params(stream_id, events, expected, stream)
 
         async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | None:
             try:
@@ -451,6 +430,35 @@ class PostgresProvider(Provider):
                 return dup
         msg = f"append to stream {stream_id!r} kept racing with concurrent writers; try again"
         raise ProviderError(msg, stream_id=stream_id, operation="append")
+
+    def _append_params(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
+    ) -> tuple[Any, ...]:
+        """Arguments of the append function (column arrays, one element per event)."""
+        from psycopg.types.json import Jsonb
+
+        first = events[0]
+        return (
+            stream_id,
+            self._lock(stream_id),
+            int(expected),
+            [e.event_id for e in events],
+            [e.event_type for e in events],
+            [e.data for e in events],
+            [e.metadata for e in events],
+            [e.encoding for e in events],
+            [e.timestamp for e in events],
+            [e.correlation_id for e in events],
+            [e.causation_id for e in events],
+            [e.user_id for e in events],
+            [e.tenant_id for e in events],
+            [e.aggregate_id for e in events],
+            [e.aggregate_type for e in events],
+            stream.name if stream else None,
+            stream.aggregate_id if stream else first.aggregate_id,
+            stream.aggregate_type if stream else first.aggregate_type,
+            Jsonb(dict(stream.metadata) if stream else {}),
+        )
 
     async def _events_by_ids(self, ids: list[str]) -> dict[str, RecordedEvent]:
         rows = await self._call("append", lambda c: self._fetchall(c, self._sql.events_by_ids, [ids]), retry=True)

@@ -1,0 +1,201 @@
+"""Faults: a backend killed mid-batch, an exhausted pool, a server "restart", an unreachable server.
+
+Only this test's own backends are terminated (found by the provider's unique application_name);
+the shared server is never restarted: terminating every backend of the pool is what a restart does
+to a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
+from eventsource.manager import EventSourcingManager
+from eventsource.model import ANY, NewEvent, NewStream, utcnow
+from eventsource.plugins import PluginHost
+from eventsource_postgres import PostgresProvider
+
+
+def batch(n: int) -> list[NewEvent]:
+    return [NewEvent(str(uuid.uuid4()), "E", b'{"i": %d}' % i, b"", "json", utcnow()) for i in range(n)]
+
+
+async def own_pids(admin: psycopg.AsyncConnection[Any], p: PostgresProvider, *, waiting: bool = False) -> list[int]:
+    q = "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()"
+    if waiting:
+        q += " AND wait_event_type = 'Lock'"
+    cur = await admin.execute(q, [p.settings["application_name"]])
+    return [r[0] for r in await cur.fetchall()]
+
+
+async def wait_for_pids(admin: psycopg.AsyncConnection[Any], p: PostgresProvider, *, waiting: bool, exclude: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+    for _ in range(3000):
+        pids = [x for x in await own_pids(admin, p, waiting=waiting) if x not in exclude]
+        if pids:
+            return pids
+        await asyncio.sleep(0.01)
+    raise AssertionError("the backend never showed up")
+
+
+async def count_events(admin: psycopg.AsyncConnection[Any], p: PostgresProvider, stream_id: str) -> int:
+    cur = await admin.execute(f"SELECT count(*) FROM {p.names.events} WHERE stream_id = %s", [stream_id])  # noqa: S608
+    row = await cur.fetchone()
+    return int(row[0])  # type: ignore[index]
+
+
+async def hold_stream_row(url: str, p: PostgresProvider, stream_id: str) -> psycopg.AsyncConnection[Any]:
+    """Lock the streams row: an append then inserts its whole batch and waits before it can commit."""
+    blocker = await psycopg.AsyncConnection.connect(url)
+    await blocker.execute(f"SELECT 1 FROM {p.names.streams} WHERE stream_id = %s FOR UPDATE", [stream_id])  # noqa: S608
+    return blocker
+
+
+async def test_backend_killed_mid_batch_leaves_nothing_and_the_retry_writes_once(
+    make_provider: Callable[..., Any], url: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    p = await make_provider(reconnect_retries=1)
+    s = "mid-batch"
+    await p.append(s, batch(1), ANY)
+    blocker = await hold_stream_row(url, p, s)
+    events = batch(100)
+    task = asyncio.create_task(p.append(s, events, 1))
+    try:
+        [pid] = await wait_for_pids(admin, p, waiting=True)
+        # the backend has inserted the 100 rows and waits on the streams row: kill it there
+        cur = await admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        assert (await cur.fetchone())[0]  # type: ignore[index]
+        # the provider reconnects and retries the same batch, which waits on the same row again
+        await wait_for_pids(admin, p, waiting=True, exclude={pid})
+        assert await count_events(admin, p, s) == 1, "no event of the killed batch may be visible"
+    finally:
+        await blocker.rollback()
+        await blocker.close()
+    res = await asyncio.wait_for(task, timeout=60)
+    assert not res.duplicate
+    assert (res.first_version, res.last_version) == (2, 101)
+    stored = [e async for e in p.read_stream(s)]
+    assert [e.version for e in stored] == list(range(1, 102))
+    assert [e.event_id for e in stored[1:]] == [e.event_id for e in events]
+
+
+async def test_backend_killed_mid_batch_raises_unavailable_and_a_manual_retry_writes_once(
+    make_provider: Callable[..., Any], url: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    p = await make_provider(reconnect_retries=0)
+    s = "mid-batch-no-retry"
+    await p.append(s, batch(1), ANY)
+    blocker = await hold_stream_row(url, p, s)
+    events = batch(100)
+    task = asyncio.create_task(p.append(s, events, 1))
+    try:
+        [pid] = await wait_for_pids(admin, p, waiting=True)
+        await admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        with pytest.raises(ProviderUnavailableError) as info:
+            await asyncio.wait_for(task, timeout=60)
+        assert info.value.details["operation"] == "append"
+        assert await count_events(admin, p, s) == 1
+    finally:
+        await blocker.rollback()
+        await blocker.close()
+    again = await p.append(s, events, 1)  # what the manager's retry does: same ids, same expectation
+    assert not again.duplicate
+    assert (again.first_version, again.last_version) == (2, 101)
+    twice = await p.append(s, events, 1)  # and a retry after success returns the original result
+    assert twice.duplicate
+    assert twice.positions == again.positions
+    assert await count_events(admin, p, s) == 101
+
+
+async def test_pool_exhausted_raises_the_typed_timeout(make_provider: Callable[..., Any]) -> None:
+    p = await make_provider(pool_min_size=1, pool_max_size=1, pool_timeout=0.2)
+    assert p._pool is not None
+    async with p._pool.connection():  # the only connection is busy
+        with pytest.raises(ProviderTimeoutError) as info:
+            await p.get_stream_info("x")
+        assert info.value.type == "timeout"
+        with pytest.raises(ProviderTimeoutError):
+            await p.append("x", batch(1), ANY)
+        m = EventSourcingManager({"providers": {}, "default_provider": None, "retry_attempts": 2, "retry_delay": 0.01}, host=PluginHost(load_entrypoints=False))
+        await m.register_provider(p, name="pg", default=True)
+        with pytest.raises(ProviderTimeoutError):
+            await m.append_event(stream_id="x", event_type="E", data={})
+    assert (await p.append("x", batch(1), ANY)).first_version == 1
+
+
+async def test_statement_timeout_raises_the_typed_timeout(make_provider: Callable[..., Any], url: str) -> None:
+    p = await make_provider(statement_timeout=0.2, reconnect_retries=0)
+    await p.append("slow", batch(1), ANY)
+    blocker = await hold_stream_row(url, p, "slow")
+    try:
+        with pytest.raises(ProviderTimeoutError):
+            await p.append("slow", batch(1), 1)
+    finally:
+        await blocker.rollback()
+        await blocker.close()
+    assert [e.version async for e in p.read_stream("slow")] == [1]
+
+
+async def test_a_restart_is_survived_by_reconnecting(make_provider: Callable[..., Any], admin: psycopg.AsyncConnection[Any]) -> None:
+    p = await make_provider(pool_min_size=3, pool_max_size=3)
+    await asyncio.gather(*(p.append(f"r{i}", batch(2), ANY) for i in range(6)))
+    pids = await own_pids(admin, p)
+    assert len(pids) == 3
+    for pid in pids:  # what a server restart does to every pooled connection
+        await admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    for _ in range(3000):
+        if not set(pids) & set(await own_pids(admin, p)):
+            break
+        await asyncio.sleep(0.01)
+    # every idle connection in the pool is now dead; each kind of call must still work
+    assert (await p.get_stream_info("r0")).version == 2  # type: ignore[union-attr]
+    assert (await p.append("r0", batch(1), 2)).first_version == 3
+    assert len([e async for e in p.read_all()]) == 13
+    info = await p.create_stream(NewStream("fresh"))
+    assert info.version == 0
+    assert (await p.health()).healthy
+    assert not set(pids) & set(await own_pids(admin, p))
+
+
+async def test_unreachable_server_is_unavailable_and_the_password_never_shows() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://postgres:s3cr3t-pw@127.0.0.1:{port}/test"
+    p = PostgresProvider(url, connect_timeout=1, schema="never")
+    with pytest.raises(ProviderUnavailableError) as info:
+        await p.connect()
+    text = str(info.value) + repr(info.value.details) + repr(p) + str(p.display_url)
+    assert "s3cr3t-pw" not in text
+    assert "***" in str(p.display_url)
+    health = await p.health()
+    assert not health.healthy
+    await p.close()
+
+
+async def test_tls_settings_reach_libpq(url: str, admin: psycopg.AsyncConnection[Any]) -> None:
+    """sslmode is passed through to libpq: required TLS either is used or fails the connection."""
+    cur = await admin.execute("SHOW ssl")
+    server_tls = (await cur.fetchone())[0] == "on"  # type: ignore[index]
+    app = f"es-tls-{uuid.uuid4().hex[:8]}"
+    p = PostgresProvider(url, sslmode="require", connect_timeout=2, schema=f"es_{uuid.uuid4().hex[:12]}", application_name=app)
+    if not server_tls:
+        with pytest.raises(ProviderUnavailableError) as info:
+            await p.connect()
+        assert "SSL" in str(info.value)
+        return
+    await p.connect()
+    try:
+        cur = await admin.execute(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = %s", [app]
+        )
+        assert (await cur.fetchone())[0] is True  # type: ignore[index]
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{p.names.schema}" CASCADE')
+        await p.close()

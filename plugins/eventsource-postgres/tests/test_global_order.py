@@ -1,0 +1,171 @@
+"""The global order: a reader following read_all never skips a transaction that commits late.
+
+A position is (transaction id << 20) + index; read_all yields only rows whose transaction id is below
+pg_snapshot_xmin, the oldest transaction still running. These tests hold transactions open on raw
+connections, exactly where the provider's own append would be between its writes and its commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from eventsource.model import ANY, NewEvent, utcnow
+from eventsource_postgres import PostgresProvider
+
+
+def new_event(tag: str = "E") -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), tag, b'{"k": 1}', b"", "json", utcnow())
+
+
+async def open_append(url: str, p: PostgresProvider, stream_id: str, n: int = 1) -> tuple[psycopg.AsyncConnection[Any], list[int], list[str]]:
+    """Run the provider's append function inside a transaction that is left open (not committed)."""
+    conn = await psycopg.AsyncConnection.connect(url)  # autocommit off: the transaction stays open
+    events = [new_event(stream_id) for _ in range(n)]
+    cur = await conn.execute(p._sql.append, p._append_params(stream_id, events, ANY, None))
+    row = await cur.fetchone()
+    assert row is not None
+    assert row[0] == 0
+    return conn, list(row[3]), [e.event_id for e in events]
+
+
+async def follow(p: PostgresProvider, nxt: int, out: list[Any]) -> int:
+    async for e in p.read_all(from_position=nxt, page_size=7):
+        out.append(e)
+        nxt = e.position + 1
+    return nxt
+
+
+async def test_late_committing_writer_is_never_skipped(make_provider: Callable[..., Any], url: str, admin: psycopg.AsyncConnection[Any]) -> None:
+    p = await make_provider(visibility_wait=0.2)
+    seen: list[Any] = []
+    nxt = await follow(p, 0, seen)
+    assert seen == []
+
+    late_conn, late_positions, late_ids = await open_append(url, p, "late")
+    try:
+        early = await p.append("early", [new_event()], ANY)
+        # the hazard is real here: a committed event sorts after one that has not committed yet
+        assert early.positions[0] > late_positions[0]
+        cur = await admin.execute(f"SELECT position FROM {p.names.events} ORDER BY position")  # noqa: S608
+        assert [r[0] for r in await cur.fetchall()] == [early.positions[0]], "a naive reader would pass the late one"
+
+        nxt = await follow(p, nxt, seen)
+        assert seen == [], "the reader must hold back until the older transaction ends"
+        await late_conn.commit()
+    finally:
+        await late_conn.close()
+
+    nxt = await follow(p, nxt, seen)
+    assert [e.event_id for e in seen] == [*late_ids, early.event_ids[0]]
+    assert [e.position for e in seen] == sorted(e.position for e in seen)
+    assert await follow(p, nxt, seen) == nxt
+
+
+async def test_a_rolled_back_transaction_releases_the_reader(make_provider: Callable[..., Any], url: str) -> None:
+    p = await make_provider(visibility_wait=0.2)
+    conn, _, _ = await open_append(url, p, "doomed")
+    try:
+        kept = await p.append("kept", [new_event()], ANY)
+        assert [e async for e in p.read_all()] == []
+        await conn.rollback()
+    finally:
+        await conn.close()
+    assert [e.event_id async for e in p.read_all()] == list(kept.event_ids)
+
+
+async def test_read_all_waits_briefly_for_a_commit_in_flight(make_provider: Callable[..., Any], url: str) -> None:
+    """A one-shot read_all that meets a held-back tail waits for the older transaction (bounded)."""
+    p = await make_provider(visibility_wait=30)
+    conn, _, late_ids = await open_append(url, p, "late")
+    early = await p.append("early", [new_event()], ANY)
+
+    async def commit_soon() -> None:
+        await asyncio.sleep(0.2)
+        await conn.commit()
+
+    committer = asyncio.create_task(commit_soon())
+    got = [e.event_id async for e in p.read_all()]
+    await committer
+    await conn.close()
+    assert got == [*late_ids, early.event_ids[0]]
+
+
+async def test_followers_never_skip_under_randomly_late_commits(make_provider: Callable[..., Any], url: str) -> None:
+    p = await make_provider(visibility_wait=0.05, pool_max_size=6)
+    writers, per_writer = 8, 12
+    written: list[str] = []
+    done = asyncio.Event()
+
+    async def writer(w: int) -> None:
+        rng = random.Random(w)
+        conn = await psycopg.AsyncConnection.connect(url)
+        try:
+            for i in range(per_writer):
+                if i % 3 == 0:  # through the provider
+                    r = await p.append(f"w{w}", [new_event(), new_event()], ANY)
+                    written.extend(r.event_ids)
+                    continue
+                events = [new_event() for _ in range(rng.randint(1, 3))]
+                cur = await conn.execute(p._sql.append, p._append_params(f"w{w}", events, ANY, None))
+                assert (await cur.fetchone())[0] == 0  # type: ignore[index]
+                await asyncio.sleep(rng.random() * 0.02)  # commit late, while others commit and readers read
+                await conn.commit()
+                written.extend(e.event_id for e in events)
+        finally:
+            await conn.close()
+
+    seen: list[Any] = []
+
+    async def follower() -> None:
+        nxt = 0
+        while True:
+            finished = done.is_set()
+            nxt = await follow(p, nxt, seen)
+            if finished:
+                return
+            await asyncio.sleep(0.003)
+
+    f = asyncio.create_task(follower())
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    done.set()
+    await asyncio.wait_for(f, timeout=60)
+    ids = [e.event_id for e in seen]
+    assert len(ids) == len(set(ids)), "an event was delivered twice"
+    assert sorted(ids) == sorted(written), "the follower skipped an event"
+    positions = [e.position for e in seen]
+    assert positions == sorted(positions)
+    for w in range(writers):  # per stream, the global order is the version order
+        versions = [e.version for e in seen if e.stream_id == f"w{w}"]
+        assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_position_order_follows_version_order_on_a_contended_stream(make_provider: Callable[..., Any]) -> None:
+    p = await make_provider(pool_max_size=8)
+    await asyncio.gather(*(p.append("hot", [new_event()], ANY) for _ in range(80)))
+    by_position = [e.version async for e in p.read_all()]
+    assert by_position == list(range(1, 81))
+
+
+async def test_an_open_transaction_does_not_block_writers_on_other_streams(make_provider: Callable[..., Any], url: str) -> None:
+    """No table lock: while one append's transaction is open, appends to other streams commit."""
+    p = await make_provider()
+    conn, _, _ = await open_append(url, p, "held")
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(p.append(f"free-{i}", [new_event()], ANY) for i in range(8))), timeout=30
+        )
+        assert all(r.first_version == 1 for r in results)
+        # the same stream is serialized by its advisory lock: it waits for the open transaction
+        same = asyncio.create_task(p.append("held", [new_event()], ANY))
+        await asyncio.sleep(0.2)
+        assert not same.done()
+        await conn.commit()
+        assert (await asyncio.wait_for(same, timeout=30)).first_version == 2
+    finally:
+        await conn.close()

@@ -34,6 +34,7 @@ from eventsource.errors import (
 )
 from eventsource.model import (
     AppendResult,
+    ExpectedVersion,
     HealthStatus,
     NewSnapshot,
     ProviderStats,
@@ -78,11 +79,42 @@ class _SQL:
     """Every statement of one store, built once from its quoted names."""
 
     def __init__(self, n: Names) -> None:
-        self.append = (
-            f"SELECT status, stream_existed, cur_version, positions FROM {n.append_fn}("
-            "%s, %s, %s, %s::text[], %s::text[], %b::bytea[], %b::bytea[], %s::text[], %s::timestamptz[], "
-            "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s, %s, %s, %s::jsonb)"
+        # One statement per append (see the module docstring and the README). The advisory lock is in
+        # the FROM of the streams write, so it is held before anything assigns a transaction id: a later
+        # append to the same stream always gets a larger xid, so version order and position order agree.
+        events_insert = (
+            f"ins AS (INSERT INTO {n.events} ({_EVENT_COLS}) "  # noqa: S608
+            "SELECT u.id, %(s)s, u.typ, up.prev + u.o, up.base + u.o - 1, u.dat, u.met, u.enc, u.ts, "
+            "u.corr, u.cause, u.usr, u.ten, u.aid, u.aty FROM up, unnest(%(ids)s::text[], %(types)s::text[], "
+            "%(data)b::bytea[], %(meta)b::bytea[], %(enc)s::text[], %(ts)s::timestamptz[], %(corr)s::text[], "
+            "%(cause)s::text[], %(usr)s::text[], %(ten)s::text[], %(aid)s::text[], %(aty)s::text[]) "
+            "WITH ORDINALITY AS u(id, typ, dat, met, enc, ts, corr, cause, usr, ten, aid, aty, o)) "
+            "SELECT prev, base FROM up"
         )
+        returning = f"RETURNING s.version - %(n)s::bigint AS prev, pg_current_xact_id()::text::bigint << {POSITION_SHIFT} AS base"
+        lock = "(SELECT pg_advisory_xact_lock(%(k)s::bigint)) AS lock"
+        upsert = (
+            f"WITH up AS (INSERT INTO {n.streams} AS s (stream_id, version, event_count, first_version, "  # noqa: S608
+            "last_event_id, created_at, updated_at, name, aggregate_id, aggregate_type, metadata) "
+            "SELECT %(s)s, %(n)s::bigint, %(n)s::bigint, 1, %(last_id)s, %(first_ts)s::timestamptz, "
+            f"%(last_ts)s::timestamptz, %(name)s, %(agg_id)s, %(agg_type)s, %(meta_s)s::jsonb FROM {lock} "
+            "ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.event_count, "
+            "event_count = s.event_count + EXCLUDED.event_count, first_version = coalesce(s.first_version, s.version + 1), "
+            "last_event_id = EXCLUDED.last_event_id, updated_at = EXCLUDED.updated_at WHERE {cond} "
+            f"{returning}), {events_insert}"
+        )
+        update = (
+            f"WITH up AS (UPDATE {n.streams} AS s SET version = s.version + %(n)s::bigint, "  # noqa: S608
+            "event_count = s.event_count + %(n)s::bigint, first_version = coalesce(s.first_version, s.version + 1), "
+            f"last_event_id = %(last_id)s, updated_at = %(last_ts)s::timestamptz FROM {lock} "
+            "WHERE s.stream_id = %(s)s AND {cond} "
+            f"{returning}), {events_insert}"
+        )
+        self.append_any = upsert.replace("{cond}", "TRUE")  # ANY: create or extend
+        self.append_new = upsert.replace("{cond}", "FALSE")  # NO_STREAM: create only
+        self.append_zero = upsert.replace("{cond}", "s.version = 0")  # 0: create, or extend an empty stream
+        self.append_exists = update.replace("{cond}", "TRUE")  # STREAM_EXISTS: extend only
+        self.append_exact = update.replace("{cond}", "s.version = %(e)s::bigint")  # n > 0: extend at n only
         self.events_by_ids = f"SELECT {_EVENT_COLS} FROM {n.events} WHERE event_id = ANY (%s::text[])"  # noqa: S608
         self.read_forward = (
             f"SELECT {_EVENT_COLS} FROM {n.events} WHERE stream_id = %s AND version >= %s AND version <= %s "  # noqa: S608
@@ -386,7 +418,12 @@ class PostgresProvider(Provider):
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
-        """One call of the append function: idempotency, version check and writes in one round trip."""
+        """One statement: lock the stream, write the streams row conditionally, insert the events.
+
+        Nothing comes back when the expected version does not hold, and ``UNIQUE (event_id)`` fails the
+        statement when an id is already stored; both (rare) paths then look the ids up, so an identical
+        retry returns the original result even with a stale expected version.
+        """
         from psycopg.errors import UniqueViolation
 
         if not events:
@@ -395,70 +432,90 @@ class PostgresProvider(Provider):
         if len(events) >= MAX_EVENTS_PER_APPEND:
             msg = f"one append holds at most {MAX_EVENTS_PER_APPEND - 1} events, got {len(events)}"
             raise ValidationError(msg, field="events")
-        first = events[0]
-        params = self._append_params(stream_id, events, expected, stream)
+        query, params = self._append_statement(stream_id, events, expected, stream)
 
-        async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | None:
+        async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | None | bool:
             try:
-                cur = await conn.execute(self._sql.append, params, prepare=self._prepare)
+                cur = await conn.execute(query, params, prepare=self._prepare)
             except UniqueViolation:
-                # another transaction stored one of these event ids first (in another stream, so it held
-                # another lock) or created the stream row: run again, which now sees what it committed
-                return None
+                return False  # an event id is already stored: decide below whether this is a retry
             return await cur.fetchone()
 
         for _ in range(_RACE_ATTEMPTS):
             row = await self._call("append", run, retry=True)
-            if row is None:
-                continue
-            status, existed, version, positions = row
-            if status == 0:
+            if row:
+                prev, base = row  # type: ignore[misc]
                 return AppendResult(
                     stream_id=stream_id,
-                    first_version=version + 1,
-                    last_version=version + len(events),
-                    positions=tuple(positions),
+                    first_version=prev + 1,
+                    last_version=prev + len(events),
+                    positions=tuple(range(base, base + len(events))),
                     event_ids=tuple(e.event_id for e in events),
-                    timestamp=first.timestamp,
+                    timestamp=events[0].timestamp,
                 )
-            if status == 1:
-                check_expected(stream_id, expected, exists=existed, version=version)
-                continue  # cannot happen: the function and check_expected agree
             stored = await self._events_by_ids([e.event_id for e in events])
             dup = check_duplicate(stream_id, events, [stored.get(e.event_id) for e in events])
             if dup is not None:
                 return dup
+            if row is None:  # the expected version did not hold
+                info = await self.get_stream_info(stream_id)
+                check_expected(
+                    stream_id, expected, exists=info is not None, version=info.version if info is not None else 0
+                )
+            # else: the ids were gone again (deleted meanwhile), or the stream changed between the
+            # statement and the look-up: run the statement again
         msg = f"append to stream {stream_id!r} kept racing with concurrent writers; try again"
         raise ProviderError(msg, stream_id=stream_id, operation="append")
 
-    def _append_params(
+    def _append_statement(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
-    ) -> tuple[Any, ...]:
-        """Arguments of the append function (column arrays, one element per event)."""
+    ) -> tuple[str, dict[str, Any]]:
+        """The statement for this kind of expected version, and its parameters (one array per column)."""
         from psycopg.types.json import Jsonb
 
-        first = events[0]
-        return (
-            stream_id,
-            self._lock(stream_id),
-            int(expected),
-            [e.event_id for e in events],
-            [e.event_type for e in events],
-            [e.data for e in events],
-            [e.metadata for e in events],
-            [e.encoding for e in events],
-            [e.timestamp for e in events],
-            [e.correlation_id for e in events],
-            [e.causation_id for e in events],
-            [e.user_id for e in events],
-            [e.tenant_id for e in events],
-            [e.aggregate_id for e in events],
-            [e.aggregate_type for e in events],
-            stream.name if stream else None,
-            stream.aggregate_id if stream else first.aggregate_id,
-            stream.aggregate_type if stream else first.aggregate_type,
-            Jsonb(dict(stream.metadata) if stream else {}),
-        )
+        exp = int(expected)
+        if exp == ExpectedVersion.ANY:
+            query = self._sql.append_any
+        elif exp == ExpectedVersion.NO_STREAM:
+            query = self._sql.append_new
+        elif exp == ExpectedVersion.STREAM_EXISTS:
+            query = self._sql.append_exists
+        elif exp == 0:
+            query = self._sql.append_zero
+        else:
+            query = self._sql.append_exact
+        first, last = events[0], events[-1]
+        params: dict[str, Any] = {
+            "s": stream_id,
+            "k": self._lock(stream_id),
+            "n": len(events),
+            "e": exp,
+            "last_id": last.event_id,
+            "first_ts": first.timestamp,
+            "last_ts": last.timestamp,
+            "name": stream.name if stream else None,
+            "agg_id": stream.aggregate_id if stream else first.aggregate_id,
+            "agg_type": stream.aggregate_type if stream else first.aggregate_type,
+            "meta_s": Jsonb(dict(stream.metadata) if stream else {}),
+            "ids": [e.event_id for e in events],
+            "types": [e.event_type for e in events],
+            "data": [e.data for e in events],
+            "meta": [e.metadata for e in events],
+            "enc": [e.encoding for e in events],
+            "ts": [e.timestamp for e in events],
+            "corr": [e.correlation_id for e in events],
+            "cause": [e.causation_id for e in events],
+            "usr": [e.user_id for e in events],
+            "ten": [e.tenant_id for e in events],
+            "aid": [e.aggregate_id for e in events],
+            "aty": [e.aggregate_type for e in events],
+        }
+        if query is not self._sql.append_exact:
+            del params["e"]
+        if query in (self._sql.append_exists, self._sql.append_exact):
+            for unused in ("first_ts", "name", "agg_id", "agg_type", "meta_s"):
+                del params[unused]
+        return query, params
 
     async def _events_by_ids(self, ids: list[str]) -> dict[str, RecordedEvent]:
         rows = await self._call("append", lambda c: self._fetchall(c, self._sql.events_by_ids, [ids]), retry=True)

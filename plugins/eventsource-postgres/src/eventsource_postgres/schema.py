@@ -1,4 +1,4 @@
-"""Tables, the append function and versioned migrations.
+"""Tables, indexes and versioned migrations.
 
 Every object lives in one PostgreSQL schema and carries the table prefix, so several applications
 (or several stores of one application) can share a database. Migrations are numbered; the applied
@@ -63,11 +63,6 @@ class Names:
         """Applied-migrations table."""
         return self._q("migrations")
 
-    @property
-    def append_fn(self) -> str:
-        """The append function."""
-        return self._q("append")
-
     def index(self, name: str) -> str:
         """An unqualified, quoted index or constraint name."""
         return f'"{self.prefix}{name}"'
@@ -108,9 +103,6 @@ CREATE TABLE {n.events} (
     CONSTRAINT {n.index("events_stream_version")} UNIQUE (stream_id, version),
     CONSTRAINT {n.index("events_event_id")} UNIQUE (event_id)
 );
-CREATE INDEX {n.index("events_ts")} ON {n.events} (ts);
-CREATE INDEX {n.index("events_tenant")} ON {n.events} (tenant_id, position) WHERE tenant_id IS NOT NULL;
-CREATE INDEX {n.index("events_correlation")} ON {n.events} (correlation_id, position) WHERE correlation_id IS NOT NULL;
 CREATE TABLE {n.snapshots} (
     snapshot_id    text NOT NULL,
     stream_id      text COLLATE "C" NOT NULL REFERENCES {n.streams} (stream_id) ON DELETE CASCADE,
@@ -127,70 +119,17 @@ CREATE TABLE {n.snapshots} (
 """
 
 
-def _append_function(n: Names) -> str:
-    # Status: 0 written, 1 expected-version mismatch (nothing written), 2 some event id is already
-    # stored (nothing written; the client decides between idempotent retry and DuplicateEventError).
-    #
-    # Order matters. The per-stream advisory lock is taken before anything that assigns a
-    # transaction id, so a later append to the same stream always gets a larger xid, hence larger
-    # positions: per-stream version order and global position order agree.
+def _query_indexes(n: Names) -> str:
     return f"""
-CREATE OR REPLACE FUNCTION {n.append_fn}(
-    p_stream text, p_lock bigint, p_expected bigint,
-    p_ids text[], p_types text[], p_data bytea[], p_meta bytea[], p_enc text[], p_ts timestamptz[],
-    p_corr text[], p_cause text[], p_user text[], p_tenant text[], p_agg_id text[], p_agg_type text[],
-    p_name text, p_s_agg_id text, p_s_agg_type text, p_s_meta jsonb,
-    OUT status integer, OUT stream_existed boolean, OUT cur_version bigint, OUT positions bigint[])
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    n integer := cardinality(p_ids);
-    v bigint;
-    base bigint;
-BEGIN
-    PERFORM pg_advisory_xact_lock(p_lock);
-    IF EXISTS (SELECT 1 FROM {n.events} e WHERE e.event_id = ANY (p_ids)) THEN
-        status := 2;
-        RETURN;
-    END IF;
-    SELECT s.version INTO v FROM {n.streams} s WHERE s.stream_id = p_stream;
-    stream_existed := FOUND;
-    cur_version := coalesce(v, 0);
-    IF (p_expected = -2 AND stream_existed) OR (p_expected = -3 AND NOT stream_existed)
-       OR (p_expected >= 0 AND p_expected <> cur_version) THEN
-        status := 1;
-        RETURN;
-    END IF;
-    base := pg_current_xact_id()::text::bigint << {POSITION_SHIFT};
-    INSERT INTO {n.events} (event_id, stream_id, event_type, version, position, data, metadata, encoding, ts,
-                            correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type)
-    SELECT u.id, p_stream, u.typ, cur_version + u.o, base + u.o - 1, u.dat, u.met, u.enc, u.ts,
-           u.corr, u.cause, u.usr, u.ten, u.aid, u.aty
-    FROM unnest(p_ids, p_types, p_data, p_meta, p_enc, p_ts, p_corr, p_cause, p_user, p_tenant, p_agg_id, p_agg_type)
-         WITH ORDINALITY AS u(id, typ, dat, met, enc, ts, corr, cause, usr, ten, aid, aty, o);
-    IF stream_existed THEN
-        UPDATE {n.streams} s
-           SET version = v + n, event_count = s.event_count + n, first_version = coalesce(s.first_version, v + 1),
-               last_event_id = p_ids[n], updated_at = p_ts[n]
-         WHERE s.stream_id = p_stream AND s.version = v;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'stream version changed during append';
-        END IF;
-    ELSE
-        INSERT INTO {n.streams} (stream_id, version, event_count, first_version, last_event_id, created_at,
-                                 updated_at, name, aggregate_id, aggregate_type, metadata)
-        VALUES (p_stream, n, n, 1, p_ids[n], p_ts[1], p_ts[n], p_name, p_s_agg_id, p_s_agg_type,
-                coalesce(p_s_meta, '{{}}'::jsonb));
-    END IF;
-    positions := ARRAY(SELECT base + g FROM generate_series(0, n - 1) AS g);
-    status := 0;
-END
-$fn$;
+CREATE INDEX {n.index("events_ts")} ON {n.events} (ts);
+CREATE INDEX {n.index("events_tenant")} ON {n.events} (tenant_id, position) WHERE tenant_id IS NOT NULL;
+CREATE INDEX {n.index("events_correlation")} ON {n.events} (correlation_id, position) WHERE correlation_id IS NOT NULL;
 """
 
 
 MIGRATIONS: tuple[tuple[int, str, object], ...] = (
     (1, "streams, events and snapshots tables", _tables),
-    (2, "append function (advisory lock, idempotency, version check, writes)", _append_function),
+    (2, "indexes for time-range, tenant and correlation filters", _query_indexes),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -12,9 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from eventsource.codecs import CodecPipeline
 from eventsource.codecs.aesgcm import AesGcmCipher
 from eventsource.codecs.builtin import JsonSerializer
@@ -23,6 +20,8 @@ from eventsource.errors import CodecError, DecryptionError, ValidationError
 from eventsource.manager import EventSourcingManager
 from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 HOST = PluginHost(load_entrypoints=False)
 KEY = base64.b64encode(b"k" * 32).decode()
@@ -130,7 +129,7 @@ def test_compression_is_kept_only_when_it_shrinks() -> None:
 def test_json_is_lossless_for_the_types_events_carry() -> None:
     value = {
         "at": datetime(2024, 2, 29, 12, 30, 1, 123456, tzinfo=UTC),
-        "naive": datetime(2024, 1, 1, 8, 0),
+        "naive": datetime(2024, 1, 1, 8, 0),  # noqa: DTZ001 - naive datetimes round-trip too
         "day": date(2024, 2, 29),
         "clock": time(23, 59, 59, 999999),
         "span": timedelta(days=-1, seconds=5, microseconds=7),

@@ -10,11 +10,8 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 import eventsource
+import pytest
 from eventsource import ConcurrencyError, ConfigurationError, EventData
 from eventsource.codecs.aesgcm import AesGcmCipher
 from eventsource.codecs.keys import KeyProvider, ScopedKeyStore, StaticKeyRing, generate_key
@@ -31,6 +28,8 @@ from eventsource.manager import SHREDDED_KEY, EventSourcingManager
 from eventsource.memory import MemoryProvider
 from eventsource.model import ANY, NO_STREAM, STREAM_EXISTS, RecordedEvent
 from eventsource.plugins import PluginHost
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-
 from eventsource.errors import (
     ConfigurationError,
     ProviderUnavailableError,
@@ -25,7 +24,6 @@ from eventsource.testing.retention import RetentionSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from eventsource.provider import Provider
 

@@ -157,8 +157,11 @@ class DecryptionError(CodecError):
 
 
 class UnknownKeyError(DecryptionError, LookupError):
-    """The payload names a key id the key provider does not hold (never had it, or it was removed
-    from a static ring). ``details['key_id']`` names the id; the key itself never appears."""
+    """The payload names a key id the key provider does not hold.
+
+    It never had it, or it was removed from a static ring. ``details['key_id']`` names the id; the key
+    itself never appears.
+    """
 
     type = ErrorType.NOT_FOUND
     code = 404

@@ -51,12 +51,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import inspect
 import logging
 import random
 import time
-from dataclasses import fields, is_dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from eventsource.codecs import CodecPipeline
 from eventsource.config import ManagerConfig
@@ -318,7 +318,7 @@ class EventSourcingManager:
         self._threshold = self.config.snapshot_threshold
         self._redact = self.config.shredded_events == "redact"
         self._scope_mode = self.config.encryption_scope
-        compressor = self.config.compression
+        compressor: bool | str | None = self.config.compression
         if compressor is True:
             compressor = "zlib"
         if compressor in (False, None, "none"):
@@ -449,8 +449,9 @@ class EventSourcingManager:
             self._default = self.config.default_provider
         return self
 
-    async def __aenter__(self) -> EventSourcingManager:
-        return await self.connect()
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
@@ -621,7 +622,7 @@ class EventSourcingManager:
 
     @staticmethod
     def _event_aad(stream_id: str, event_id: str, version: int) -> bytes:
-        """Associated data of an event's data payload (metadata appends ``\\x00m``).
+        r"""Associated data of an event's data payload (metadata appends ``\x00m``).
 
         Stream and event ids never contain NUL (validation refuses control characters), so the
         NUL-joined form is unambiguous.
@@ -630,7 +631,7 @@ class EventSourcingManager:
 
     @staticmethod
     def _snapshot_aad(stream_id: str, snapshot_id: str, version: int) -> bytes:
-        """Associated data of a snapshot's data payload (metadata appends ``\\x00m``)."""
+        r"""Associated data of a snapshot's data payload (metadata appends ``\x00m``)."""
         return f"s\x00{stream_id}\x00{snapshot_id}\x00{version}\x00d".encode()
 
     def _encode_event(self, stream_id: str, ev: EventData, provider: Provider, version: int = 0) -> NewEvent:
@@ -919,7 +920,9 @@ class EventSourcingManager:
             pinned = guess
             encoded = self._prepare(sid, fixed, p, pinned + 1)
             try:
-                res = await self._run(p, "append", lambda: p.append(sid, encoded, pinned, stream), events=len(encoded))
+                res = await self._run(
+                    p, "append", functools.partial(p.append, sid, encoded, pinned, stream), events=len(encoded)
+                )
             except ConcurrencyError as e:
                 self._versions.pop(key, None)
                 if attempt == VERSION_PIN_ATTEMPTS:
@@ -952,7 +955,7 @@ class EventSourcingManager:
         ``snapshot_threshold`` events while a snapshot is due (to notice snapshots other processes took).
         """
         threshold = self._threshold
-        assert threshold is not None  # noqa: S101 - checked by the caller
+        assert threshold is not None
         sid = res.stream_id
         key = f"{p.name}\x00{sid}"
         version = res.last_version
@@ -1342,7 +1345,7 @@ class EventSourcingManager:
         outcomes = []
         for p in targets:
             for policy in chosen:
-                ctx = RetentionContext(p, ref, lambda op, f, p=p: self._run(p, op, f))
+                ctx = RetentionContext(p, ref, functools.partial(self._run, p))
                 outcomes.append(await run_policy(policy, ctx, p.name, strict=provider is not None))
         report = RetentionReport(started_at=started, finished_at=utcnow(), outcomes=tuple(outcomes))
         log.info(

@@ -31,6 +31,7 @@ operations it calls), implement :meth:`RetentionPolicy.apply`, and register the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -39,7 +40,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from eventsource.config import parse_duration
 from eventsource.errors import ConfigurationError, EventSourceError, RetentionError, UnsupportedOperationError
-from eventsource.model import utcnow
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -75,9 +75,7 @@ class RetentionContext:
         p = self.provider
         offset = 0
         while True:
-            page, total = await self.call(
-                "list_streams", lambda o=offset: p.list_streams(limit=LIST_PAGE, offset=o)
-            )
+            page, total = await self.call("list_streams", functools.partial(p.list_streams, limit=LIST_PAGE, offset=offset))
             for info in page:
                 yield info
             offset += len(page)
@@ -183,7 +181,7 @@ class MaxCountPolicy(RetentionPolicy):
             if info.event_count <= self.max_events:
                 continue
             before = info.version - self.max_events + 1
-            n = int(await ctx.call("truncate_stream", lambda s=info.stream_id, b=before: p.truncate_stream(s, b)))
+            n = int(await ctx.call("truncate_stream", functools.partial(p.truncate_stream, info.stream_id, before)))
             if n:
                 ctx.streams_touched += 1
                 deleted += n
@@ -214,13 +212,13 @@ class BeforeSnapshotPolicy(RetentionPolicy):
         async for info in ctx.streams():
             if info.event_count == 0:
                 continue
-            snap = await ctx.call("get_snapshot", lambda s=info.stream_id: p.get_snapshot(s))
+            snap = await ctx.call("get_snapshot", functools.partial(p.get_snapshot, info.stream_id))
             if snap is None:
                 continue
             before = snap.version + 1 - self.keep_events
             if before <= (info.first_version or 1):
                 continue
-            n = int(await ctx.call("truncate_stream", lambda s=info.stream_id, b=before: p.truncate_stream(s, b)))
+            n = int(await ctx.call("truncate_stream", functools.partial(p.truncate_stream, info.stream_id, before)))
             if n:
                 ctx.streams_touched += 1
                 deleted += n
@@ -240,7 +238,7 @@ def build_policies(registry: RetentionRegistry, config: ManagerConfig) -> list[R
             known = ", ".join(registry.names()) or "none"
             msg = f"unknown retention policy {name!r} (registered: {known})"
             raise ConfigurationError(msg, field="retention_policies", policy=name)
-        cls = registry.get(name)
+        cls: type[RetentionPolicy] = registry.get(name)
         out.append(cls.from_config(params))
     if config.retention_period and not any(p.name == MaxAgePolicy.name for p in out):
         out.append(MaxAgePolicy(config.retention_period))

@@ -125,10 +125,7 @@ class CodecPipeline:
         serializer, steps, aad_prefix = self._parse(descriptor)
         raw = serializer.dumps(value)
         for kind, codec in reversed(steps):
-            if kind == "z":
-                raw = codec.compress(raw)
-            else:
-                raw = codec.encrypt(raw, aad=aad_prefix + aad, scope=scope)
+            raw = codec.compress(raw) if kind == "z" else codec.encrypt(raw, aad=aad_prefix + aad, scope=scope)
         return raw
 
     def _parse(self, descriptor: str) -> tuple[Serializer, tuple[tuple[str, Any], ...], bytes]:

@@ -75,6 +75,43 @@ _MAX_VERSION = 1 << 62
 _RACE_ATTEMPTS = 3
 
 
+def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
+    """The append statement: the streams row write (``up``) feeding the events insert (``ins``)."""
+    if single:
+        source = (
+            "SELECT %(id)s, %(s)s, %(typ)s, up.prev + 1, up.base, %(dat)b::bytea, %(met)b::bytea, %(enc)s, "
+            "%(ts)s::timestamptz, %(corr)s, %(cause)s, %(usr)s, %(ten)s, %(aid)s, %(aty)s FROM up"
+        )
+    else:
+        source = (
+            "SELECT u.id, %(s)s, u.typ, up.prev + u.o, up.base + u.o - 1, u.dat, u.met, u.enc, u.ts, "
+            "u.corr, u.cause, u.usr, u.ten, u.aid, u.aty FROM up, unnest(%(id)s::text[], %(typ)s::text[], "
+            "%(dat)b::bytea[], %(met)b::bytea[], %(enc)s::text[], %(ts)s::timestamptz[], %(corr)s::text[], "
+            "%(cause)s::text[], %(usr)s::text[], %(ten)s::text[], %(aid)s::text[], %(aty)s::text[]) "
+            "WITH ORDINALITY AS u(id, typ, dat, met, enc, ts, corr, cause, usr, ten, aid, aty, o)"
+        )
+    returning = f"RETURNING s.version - %(n)s::bigint AS prev, pg_current_xact_id()::text::bigint << {POSITION_SHIFT} AS base"
+    lock = "(SELECT pg_advisory_xact_lock(%(k)s::bigint)) AS lock"
+    if upsert:
+        up = (
+            f"INSERT INTO {n.streams} AS s (stream_id, version, event_count, first_version, "
+            "last_event_id, created_at, updated_at, name, aggregate_id, aggregate_type, metadata) "
+            "SELECT %(s)s, %(n)s::bigint, %(n)s::bigint, 1, %(last_id)s, %(first_ts)s::timestamptz, "
+            "%(last_ts)s::timestamptz, %(name)s, %(agg_id)s, %(agg_type)s, coalesce(%(meta_s)s::jsonb, '{}') "
+            f"FROM {lock} ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.event_count, "
+            "event_count = s.event_count + EXCLUDED.event_count, first_version = coalesce(s.first_version, s.version + 1), "
+            f"last_event_id = EXCLUDED.last_event_id, updated_at = EXCLUDED.updated_at WHERE {cond} {returning}"
+        )
+    else:
+        up = (
+            f"UPDATE {n.streams} AS s SET version = s.version + %(n)s::bigint, "
+            "event_count = s.event_count + %(n)s::bigint, first_version = coalesce(s.first_version, s.version + 1), "
+            f"last_event_id = %(last_id)s, updated_at = %(last_ts)s::timestamptz FROM {lock} "
+            f"WHERE s.stream_id = %(s)s AND {cond} {returning}"
+        )
+    return f"WITH up AS ({up}), ins AS (INSERT INTO {n.events} ({_EVENT_COLS}) {source}) SELECT prev, base FROM up"  # noqa: S608
+
+
 class _SQL:
     """Every statement of one store, built once from its quoted names."""
 
@@ -82,39 +119,15 @@ class _SQL:
         # One statement per append (see the module docstring and the README). The advisory lock is in
         # the FROM of the streams write, so it is held before anything assigns a transaction id: a later
         # append to the same stream always gets a larger xid, so version order and position order agree.
-        events_insert = (
-            f"ins AS (INSERT INTO {n.events} ({_EVENT_COLS}) "  # noqa: S608
-            "SELECT u.id, %(s)s, u.typ, up.prev + u.o, up.base + u.o - 1, u.dat, u.met, u.enc, u.ts, "
-            "u.corr, u.cause, u.usr, u.ten, u.aid, u.aty FROM up, unnest(%(ids)s::text[], %(types)s::text[], "
-            "%(data)b::bytea[], %(meta)b::bytea[], %(enc)s::text[], %(ts)s::timestamptz[], %(corr)s::text[], "
-            "%(cause)s::text[], %(usr)s::text[], %(ten)s::text[], %(aid)s::text[], %(aty)s::text[]) "
-            "WITH ORDINALITY AS u(id, typ, dat, met, enc, ts, corr, cause, usr, ten, aid, aty, o)) "
-            "SELECT prev, base FROM up"
-        )
-        returning = f"RETURNING s.version - %(n)s::bigint AS prev, pg_current_xact_id()::text::bigint << {POSITION_SHIFT} AS base"
-        lock = "(SELECT pg_advisory_xact_lock(%(k)s::bigint)) AS lock"
-        upsert = (
-            f"WITH up AS (INSERT INTO {n.streams} AS s (stream_id, version, event_count, first_version, "  # noqa: S608
-            "last_event_id, created_at, updated_at, name, aggregate_id, aggregate_type, metadata) "
-            "SELECT %(s)s, %(n)s::bigint, %(n)s::bigint, 1, %(last_id)s, %(first_ts)s::timestamptz, "
-            f"%(last_ts)s::timestamptz, %(name)s, %(agg_id)s, %(agg_type)s, %(meta_s)s::jsonb FROM {lock} "
-            "ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.event_count, "
-            "event_count = s.event_count + EXCLUDED.event_count, first_version = coalesce(s.first_version, s.version + 1), "
-            "last_event_id = EXCLUDED.last_event_id, updated_at = EXCLUDED.updated_at WHERE {cond} "
-            f"{returning}), {events_insert}"
-        )
-        update = (
-            f"WITH up AS (UPDATE {n.streams} AS s SET version = s.version + %(n)s::bigint, "  # noqa: S608
-            "event_count = s.event_count + %(n)s::bigint, first_version = coalesce(s.first_version, s.version + 1), "
-            f"last_event_id = %(last_id)s, updated_at = %(last_ts)s::timestamptz FROM {lock} "
-            "WHERE s.stream_id = %(s)s AND {cond} "
-            f"{returning}), {events_insert}"
-        )
-        self.append_any = upsert.replace("{cond}", "TRUE")  # ANY: create or extend
-        self.append_new = upsert.replace("{cond}", "FALSE")  # NO_STREAM: create only
-        self.append_zero = upsert.replace("{cond}", "s.version = 0")  # 0: create, or extend an empty stream
-        self.append_exists = update.replace("{cond}", "TRUE")  # STREAM_EXISTS: extend only
-        self.append_exact = update.replace("{cond}", "s.version = %(e)s::bigint")  # n > 0: extend at n only
+        # Kinds: "any" (ANY: create or extend), "new" (NO_STREAM: create only), "zero" (0: create, or
+        # extend an empty stream), "exists" (STREAM_EXISTS: extend only), "exact" (n > 0: extend at n).
+        # Each comes in a batch form (one array per column) and a single-event form (scalars: cheaper to
+        # send, and the single append is the latency-critical path).
+        self.append: dict[tuple[str, bool], str] = {}
+        conds = {"any": "TRUE", "new": "FALSE", "zero": "s.version = 0", "exists": "TRUE", "exact": "s.version = %(e)s::bigint"}
+        for kind, cond in conds.items():
+            for single in (True, False):
+                self.append[kind, single] = _append_sql(n, cond, upsert=kind in ("any", "new", "zero"), single=single)
         self.events_by_ids = f"SELECT {_EVENT_COLS} FROM {n.events} WHERE event_id = ANY (%s::text[])"  # noqa: S608
         self.read_forward = (
             f"SELECT {_EVENT_COLS} FROM {n.events} WHERE stream_id = %s AND version >= %s AND version <= %s "  # noqa: S608
@@ -354,8 +367,12 @@ class PostgresProvider(Provider):
         msg = "unreachable"
         raise AssertionError(msg)
 
-    async def _fetchall(self, conn: AsyncConnection[Any], query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        cur = await conn.execute(query, params, prepare=self._prepare)
+    async def _fetchall(
+        self, conn: AsyncConnection[Any], query: str, params: Sequence[Any], *, binary: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Run a prepared query; ``binary`` results (event rows) skip parsing bytea and timestamps from text."""
+        cur = conn.cursor(binary=binary)
+        await cur.execute(query, params, prepare=self._prepare)
         return await cur.fetchall()
 
     def _lock(self, stream_id: str) -> int:
@@ -470,52 +487,62 @@ class PostgresProvider(Provider):
     def _append_statement(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
     ) -> tuple[str, dict[str, Any]]:
-        """The statement for this kind of expected version, and its parameters (one array per column)."""
-        from psycopg.types.json import Jsonb
-
+        """The statement for this kind of expected version and batch size, and its parameters."""
         exp = int(expected)
         if exp == ExpectedVersion.ANY:
-            query = self._sql.append_any
+            kind = "any"
         elif exp == ExpectedVersion.NO_STREAM:
-            query = self._sql.append_new
+            kind = "new"
         elif exp == ExpectedVersion.STREAM_EXISTS:
-            query = self._sql.append_exists
+            kind = "exists"
         elif exp == 0:
-            query = self._sql.append_zero
+            kind = "zero"
         else:
-            query = self._sql.append_exact
+            kind = "exact"
         first, last = events[0], events[-1]
-        params: dict[str, Any] = {
-            "s": stream_id,
-            "k": self._lock(stream_id),
-            "n": len(events),
-            "e": exp,
-            "last_id": last.event_id,
-            "first_ts": first.timestamp,
-            "last_ts": last.timestamp,
-            "name": stream.name if stream else None,
-            "agg_id": stream.aggregate_id if stream else first.aggregate_id,
-            "agg_type": stream.aggregate_type if stream else first.aggregate_type,
-            "meta_s": Jsonb(dict(stream.metadata) if stream else {}),
-            "ids": [e.event_id for e in events],
-            "types": [e.event_type for e in events],
-            "data": [e.data for e in events],
-            "meta": [e.metadata for e in events],
-            "enc": [e.encoding for e in events],
-            "ts": [e.timestamp for e in events],
-            "corr": [e.correlation_id for e in events],
-            "cause": [e.causation_id for e in events],
-            "usr": [e.user_id for e in events],
-            "ten": [e.tenant_id for e in events],
-            "aid": [e.aggregate_id for e in events],
-            "aty": [e.aggregate_type for e in events],
-        }
-        if query is not self._sql.append_exact:
-            del params["e"]
-        if query in (self._sql.append_exists, self._sql.append_exact):
-            for unused in ("first_ts", "name", "agg_id", "agg_type", "meta_s"):
-                del params[unused]
-        return query, params
+        single = len(events) == 1
+        params: dict[str, Any] = {"s": stream_id, "k": self._lock(stream_id), "n": len(events)}
+        params["last_id"] = last.event_id
+        params["last_ts"] = last.timestamp
+        if kind == "exact":
+            params["e"] = exp
+        if kind in ("any", "new", "zero"):
+            params["first_ts"] = first.timestamp
+            if stream is not None:
+                from psycopg.types.json import Jsonb
+
+                params["name"] = stream.name
+                params["agg_id"] = stream.aggregate_id
+                params["agg_type"] = stream.aggregate_type
+                params["meta_s"] = Jsonb(dict(stream.metadata)) if stream.metadata else None
+            else:
+                params["name"] = None
+                params["agg_id"] = first.aggregate_id
+                params["agg_type"] = first.aggregate_type
+                params["meta_s"] = None
+        if single:
+            e = first
+            params.update(
+                id=e.event_id, typ=e.event_type, dat=e.data, met=e.metadata, enc=e.encoding, ts=e.timestamp,
+                corr=e.correlation_id, cause=e.causation_id, usr=e.user_id, ten=e.tenant_id,
+                aid=e.aggregate_id, aty=e.aggregate_type,
+            )  # fmt: skip
+        else:
+            params.update(
+                id=[e.event_id for e in events],
+                typ=[e.event_type for e in events],
+                dat=[e.data for e in events],
+                met=[e.metadata for e in events],
+                enc=[e.encoding for e in events],
+                ts=[e.timestamp for e in events],
+                corr=[e.correlation_id for e in events],
+                cause=[e.causation_id for e in events],
+                usr=[e.user_id for e in events],
+                ten=[e.tenant_id for e in events],
+                aid=[e.aggregate_id for e in events],
+                aty=[e.aggregate_type for e in events],
+            )
+        return self._sql.append[kind, single], params
 
     async def _events_by_ids(self, ids: list[str]) -> dict[str, RecordedEvent]:
         rows = await self._call("append", lambda c: self._fetchall(c, self._sql.events_by_ids, [ids]), retry=True)
@@ -536,7 +563,7 @@ class PostgresProvider(Provider):
         query = self._sql.read_backward if backwards else self._sql.read_forward
         while lo <= hi:
             params = (stream_id, lo, hi, page_size + 1)  # one extra row says whether another page follows
-            rows = await self._call("read_stream", lambda c, p=params: self._fetchall(c, query, p), retry=True)  # type: ignore[misc]
+            rows = await self._call("read_stream", lambda c, p=params: self._fetchall(c, query, p, binary=True), retry=True)  # type: ignore[misc]
             for r in rows[:page_size]:
                 yield RecordedEvent(*r)
             if len(rows) <= page_size:
@@ -560,7 +587,7 @@ class PostgresProvider(Provider):
         delay = 0.001
         while True:
             params = (nxt, page_size)
-            rows = await self._call("read_all", lambda c, p=params: self._fetchall(c, self._sql.read_all, p), retry=True)  # type: ignore[misc]
+            rows = await self._call("read_all", lambda c, p=params: self._fetchall(c, self._sql.read_all, p, binary=True), retry=True)  # type: ignore[misc]
             safe = 0
             for r in rows:
                 if not r[-1]:

@@ -88,6 +88,7 @@ class KafkaSettings(Schema):
     request_timeout = fields.Float(load_default=30.0, validate=validate.Range(min=0.1))
     lease_url = fields.String(load_default=None, allow_none=True)
     lease_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
+    lease_settings = fields.Dict(keys=fields.String(), load_default=dict)
     dedup_window = fields.Integer(load_default=1000, validate=validate.Range(min=1))
     max_record_bytes = fields.Integer(load_default=1_000_000, validate=validate.Range(min=1024))
     io_threads = fields.Integer(load_default=8, validate=validate.Range(min=1, max=256))
@@ -241,6 +242,19 @@ def _parse_url(url: str) -> tuple[list[str], str | None, str | None]:
     return servers, user or None, password
 
 
+_HOST: Any = None
+
+
+def _lease_host() -> Any:
+    """One plugin host per process to find lease plugins (discovery imports every plugin once)."""
+    global _HOST  # noqa: PLW0603 - a process-wide cache
+    if _HOST is None:
+        from eventsource.plugins import PluginHost
+
+        _HOST = PluginHost()
+    return _HOST
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -250,8 +264,9 @@ class KafkaProvider(Provider):
 
     Settings (``KafkaSettings``): ``topic_prefix``, ``replication_factor``, ``client_id``, the SASL/TLS
     pass-through (``security_protocol``, ``sasl_*``, ``ssl_*``; ``kafka://user:password@host:port``
-    sets the SASL PLAIN credentials), ``request_timeout`` (seconds), ``lease_url`` and
-    ``lease_timeout`` (a distributed per-stream lease for writers in several processes),
+    sets the SASL PLAIN credentials), ``request_timeout`` (seconds), ``lease_url``,
+    ``lease_timeout`` and ``lease_settings`` (a distributed per-stream lease for writers in several
+    processes, built by the lease plugin that handles the URL's scheme),
     ``dedup_window`` (event ids remembered per stream for idempotent retries), ``max_record_bytes``
     (largest event or batch envelope), ``io_threads``, ``topic_configs`` (extra configs of stream
     topics, e.g. ``{"retention.ms": "-1"}``).
@@ -342,9 +357,7 @@ class KafkaProvider(Provider):
             raise
         self._io = io
         if self.settings.get("lease_url") and self._lease is None:
-            from eventsource.plugins import PluginHost
-
-            lease = PluginHost().create_lease(self.settings["lease_url"])
+            lease = _lease_host().create_lease(self.settings["lease_url"], **self.settings["lease_settings"])
             await lease.connect()
             self._lease = lease
 
@@ -364,7 +377,8 @@ class KafkaProvider(Provider):
             async with self._ns.slot(stream_id).lock.held():
                 yield False
         else:
-            async with self._lease.hold(stream_id, timeout=self.settings["lease_timeout"]):
+            key = f"kafka/{self.prefix}/{stream_id}"  # streams of one prefix share leases, whatever the servers
+            async with self._lease.hold(key, timeout=self.settings["lease_timeout"]):
                 async with self._ns.slot(stream_id).lock.held():
                     yield True
 

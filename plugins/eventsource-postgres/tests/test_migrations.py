@@ -1,0 +1,113 @@
+"""Schema creation and versioned migrations: idempotent, and safe when processes start at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from eventsource.errors import ConfigurationError
+from eventsource_postgres import PostgresProvider
+from eventsource_postgres.schema import LATEST, MIGRATIONS, Names, migrate
+
+WORKER = """
+import asyncio, json, sys, time
+from eventsource_postgres import PostgresProvider
+spec = json.loads(sys.argv[1])
+async def main():
+    p = PostgresProvider(spec["url"], schema=spec["schema"], table_prefix=spec["prefix"], pool_min_size=1, pool_max_size=1)
+    delay = spec["start_at"] - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    await p.connect()
+    from eventsource.model import NewEvent, utcnow, ANY
+    r = await p.append("s-" + spec["name"], [NewEvent(spec["name"], "E", b"{}", b"", "json", utcnow())], ANY)
+    await p.close()
+    print(json.dumps({"version": r.first_version}))
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+async def schema(url: str) -> AsyncIterator[str]:
+    name = f"es_mig_{uuid.uuid4().hex[:12]}"
+    yield name
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+async def applied(admin: psycopg.AsyncConnection[Any], n: Names) -> list[int]:
+    cur = await admin.execute(f"SELECT version FROM {n.migrations} ORDER BY version")  # noqa: S608
+    return [r[0] for r in await cur.fetchall()]
+
+
+async def test_processes_starting_at_once_create_the_schema_once(url: str, schema: str, admin: psycopg.AsyncConnection[Any]) -> None:
+    start_at = time.time() + 1.5
+    procs = []
+    for i in range(4):
+        prefix = "" if i < 3 else "other_"  # a second store in the same schema starts at the same time
+        spec = {"url": url, "schema": schema, "prefix": prefix, "start_at": start_at, "name": f"p{i}"}
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", WORKER, json.dumps(spec), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        )
+    for proc in procs:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        assert json.loads(out.decode().splitlines()[-1]) == {"version": 1}
+    assert await applied(admin, Names(schema, "")) == [v for v, _, _ in MIGRATIONS]
+    assert await applied(admin, Names(schema, "other_")) == [v for v, _, _ in MIGRATIONS]
+    cur = await admin.execute(f"SELECT count(*) FROM {Names(schema, '').events}")  # noqa: S608
+    assert (await cur.fetchone())[0] == 3  # type: ignore[index]
+
+
+async def test_concurrent_connects_in_one_process(url: str, schema: str, admin: psycopg.AsyncConnection[Any]) -> None:
+    providers = [PostgresProvider(url, schema=schema, pool_min_size=1, pool_max_size=1) for _ in range(6)]
+    await asyncio.gather(*(p.connect() for p in providers))
+    try:
+        assert await applied(admin, providers[0].names) == list(range(1, LATEST + 1))
+    finally:
+        await asyncio.gather(*(p.close() for p in providers))
+
+
+async def test_migrate_is_idempotent_and_upgrades_from_an_older_version(schema: str, admin: psycopg.AsyncConnection[Any]) -> None:
+    n = Names(schema, "")
+    assert await migrate(admin, n) == list(range(1, LATEST + 1))
+    assert await migrate(admin, n) == []
+    # an older store: undo the last migration and forget it was applied
+    await admin.execute(f'DROP INDEX "{schema}"."events_ts", "{schema}"."events_tenant", "{schema}"."events_correlation"')
+    await admin.execute(f"DELETE FROM {n.migrations} WHERE version = %s", [LATEST])  # noqa: S608
+    assert await migrate(admin, n) == [LATEST]
+    cur = await admin.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = 'events_ts'", [schema])
+    assert (await cur.fetchone())[0] == 1  # type: ignore[index]
+    assert await applied(admin, n) == list(range(1, LATEST + 1))
+
+
+async def test_a_newer_schema_is_refused(url: str, schema: str, admin: psycopg.AsyncConnection[Any]) -> None:
+    n = Names(schema, "")
+    await migrate(admin, n)
+    await admin.execute(f"INSERT INTO {n.migrations} (version, description) VALUES (%s, 'from the future')", [LATEST + 1])  # noqa: S608
+    p = PostgresProvider(url, schema=schema)
+    with pytest.raises(ConfigurationError) as info:
+        await p.connect()
+    assert "newer" in str(info.value)
+    await p.close()
+
+
+async def test_connect_is_idempotent_and_close_too(url: str, schema: str) -> None:
+    p = PostgresProvider(url, schema=schema, pool_max_size=2)
+    await p.connect()
+    await p.connect()
+    assert (await p.health()).healthy
+    await p.close()
+    await p.close()
+    assert not (await p.health()).healthy

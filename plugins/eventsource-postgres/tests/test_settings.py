@@ -1,0 +1,67 @@
+"""Settings validation, URL handling and password masking."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eventsource.errors import ConfigurationError
+from eventsource_postgres import PostgresProvider
+from eventsource_postgres.settings import PostgresSettingsSchema, libpq_kwargs
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"schema": 'x"; DROP TABLE y; --'}, "schema"),
+        ({"schema": "Upper"}, "schema"),
+        ({"table_prefix": "bad-prefix"}, "table_prefix"),
+        ({"pool_max_size": 0}, "pool_max_size"),
+        ({"pool_min_size": 5, "pool_max_size": 2}, "pool_max_size"),
+        ({"pool_timeout": "soon"}, "pool_timeout"),
+        ({"sslmode": "sometimes"}, "sslmode"),
+        ({"connect_args": {"password": "x"}}, "connect_args"),
+        ({"no_such_setting": 1}, "no_such_setting"),
+    ],
+)
+def test_bad_settings_name_the_field(settings: dict, field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        PostgresProvider("postgresql://u@h/db", **settings)
+    assert info.value.details["field"] == field
+
+
+def test_urls() -> None:
+    with pytest.raises(ConfigurationError):
+        PostgresProvider("mysql://h/db")
+    with pytest.raises(ConfigurationError):
+        PostgresProvider(None)
+    assert PostgresProvider("postgres://u@h/db").url == "postgres://u@h/db"
+
+
+def test_password_is_masked_everywhere_it_is_shown() -> None:
+    p = PostgresProvider("postgresql://app:pa55word@db.example:5432/events?sslmode=require", schema="app")
+    assert p.display_url == "postgresql://app:***@db.example:5432/events?sslmode=require"
+    assert "pa55word" not in repr(p)
+
+
+def test_spawn_args_rebuild_the_same_store() -> None:
+    p = PostgresProvider("postgresql://u@h/db", schema="app_one", table_prefix="t_", pool_max_size=3, pool_timeout="250ms")
+    args = json.loads(json.dumps(p.spawn_args()))
+    q = PostgresProvider(**args)
+    assert (q.names, q.settings) == (p.names, p.settings)
+    assert q.settings["pool_timeout"] == 0.25
+
+
+def test_tls_and_libpq_settings_are_passed_through() -> None:
+    s = PostgresSettingsSchema().load(
+        {"sslmode": "verify-full", "sslrootcert": "/ca.pem", "sslcert": "/c.pem", "sslkey": "/k.pem",
+         "connect_args": {"target_session_attrs": "read-write", "keepalives_idle": 30}, "application_name": "svc"}
+    )  # fmt: skip
+    kw = libpq_kwargs(s)
+    assert kw["sslmode"] == "verify-full"
+    assert (kw["sslrootcert"], kw["sslcert"], kw["sslkey"]) == ("/ca.pem", "/c.pem", "/k.pem")
+    assert kw["target_session_attrs"] == "read-write"
+    assert kw["keepalives_idle"] == 30
+    assert kw["application_name"] == "svc"
+    assert "sslcrl" not in kw

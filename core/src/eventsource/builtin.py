@@ -16,6 +16,9 @@ def eventsource_register_providers(registry: ProviderRegistry) -> None:
     from eventsource.memory import MemoryProvider  # noqa: PLC0415
 
     registry.add(MemoryProvider, schemes=("memory",))
+    from eventsource.sqlite import SqliteProvider
+
+    registry.add(SqliteProvider, schemes=("sqlite",))
 
 
 @hookimpl

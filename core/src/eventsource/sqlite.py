@@ -1,0 +1,983 @@
+"""The SQLite provider: the embedded default store, one durable file and no server.
+
+URLs: ``sqlite:///relative/path.db`` (relative to the working directory), ``sqlite:////abs/path.db``,
+and ``sqlite:///:memory:`` (a private in-memory database, for experiments: nothing is durable and a
+second instance does not see it).
+
+Durability. The file runs in WAL mode with ``synchronous=FULL``: every commit is fsynced to the
+write-ahead log before ``append`` returns, so a committed event survives a power loss (``NORMAL`` in
+WAL mode may lose the last commits on power loss; the ``synchronous`` setting allows it for callers
+who accept that, and says so).
+
+Global order (``total``). ``position`` is an ``INTEGER PRIMARY KEY AUTOINCREMENT``. Every write runs
+in a ``BEGIN IMMEDIATE`` transaction, which takes the database's single write lock before it reads or
+assigns anything and keeps it until ``COMMIT``. Positions are therefore assigned by one writer at a
+time, each transaction's positions are above every committed one, and they become visible in the
+same order they were assigned: commit order is position order. A reader following ``read_all`` can
+never see position ``p + 1`` committed while ``p`` is still in flight, so it never skips a late
+commit (the PostgreSQL bigserial hazard cannot happen here). ``AUTOINCREMENT`` keeps positions from
+being reused after the newest events are deleted.
+
+Concurrency (``cross_process``). The expected-version check reads the stream row inside that same
+write transaction, so two writers (threads, provider instances or processes on the same file) are
+serialized by SQLite's lock: exactly one wins a race; the other sees the new version and gets
+:class:`ConcurrencyError`. A writer that cannot get the lock within ``busy_timeout`` seconds gets
+:class:`ProviderTimeoutError` (retryable; nothing was written). WAL readers never block writers nor
+wait for them.
+
+Idempotency. ``event_id`` has a unique index (ids are unique store-wide, as in the memory provider).
+The fast path checks the version and inserts; only when that fails (a version mismatch or a unique
+violation) does the append re-run its slow path, which compares the stored rows under the batch's
+ids first (:func:`check_duplicate`): an identical retry returns the original result with
+``duplicate=True``, any other overlap raises :class:`DuplicateEventError`.
+
+Threads. ``sqlite3`` blocks, so no call runs on the event loop: each provider owns one writer thread
+(one connection, made and used only there) and, for file databases, one reader thread with its own
+connection, so reads never queue behind writes. Every operation is one hop to one of those threads.
+
+Reads hold O(page) memory: ``read_stream`` and ``read_all`` run one keyset query per page
+(``version``/``position`` greater than the last one seen, ``LIMIT page_size``).
+
+Deleted streams: ``delete_stream`` removes events, the stream row and snapshots in one transaction;
+the id is reusable from version 0. A stream's version never goes down (retention keeps it).
+
+Schema versions live in ``PRAGMA user_version``; :meth:`SqliteProvider.connect` migrates an older
+file inside a write transaction (idempotent, safe when several processes connect at once) and refuses
+a file written by a newer schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from time import monotonic
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from marshmallow import Schema, fields, validate
+
+from eventsource.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    DuplicateEventError,
+    EventSourceError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    StreamExistsError,
+    StreamNotFoundError,
+)
+from eventsource.model import (
+    AppendResult,
+    HealthStatus,
+    NewSnapshot,
+    NewStream,
+    ProviderStats,
+    QueryPage,
+    RecordedEvent,
+    StreamInfo,
+    utcnow,
+)
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+
+    from eventsource.model import EventFilter, Expected, NewEvent, RecordedSnapshot
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+"""``PRAGMA user_version`` of the current schema."""
+
+MAX_VERSION = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+# ----------------------------------------------------------------------------- schema
+
+_SCHEMA_V1 = (
+    """CREATE TABLE IF NOT EXISTS es_streams (
+        stream_id      TEXT PRIMARY KEY,
+        version        INTEGER NOT NULL,
+        event_count    INTEGER NOT NULL,
+        first_version  INTEGER,
+        last_event_id  TEXT,
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        name           TEXT,
+        aggregate_id   TEXT,
+        aggregate_type TEXT,
+        metadata       TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS es_events (
+        position       INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id       TEXT NOT NULL,
+        stream_id      TEXT NOT NULL,
+        event_type     TEXT NOT NULL,
+        version        INTEGER NOT NULL,
+        data           BLOB NOT NULL,
+        metadata       BLOB NOT NULL,
+        encoding       TEXT NOT NULL,
+        timestamp      INTEGER NOT NULL,
+        correlation_id TEXT,
+        causation_id   TEXT,
+        user_id        TEXT,
+        tenant_id      TEXT,
+        aggregate_id   TEXT,
+        aggregate_type TEXT
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS es_events_event_id ON es_events (event_id)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS es_events_stream_version ON es_events (stream_id, version)",
+    "CREATE INDEX IF NOT EXISTS es_events_timestamp ON es_events (timestamp)",
+    """CREATE TABLE IF NOT EXISTS es_snapshots (
+        stream_id      TEXT NOT NULL,
+        version        INTEGER NOT NULL,
+        snapshot_id    TEXT NOT NULL,
+        data           BLOB NOT NULL,
+        metadata       BLOB NOT NULL,
+        encoding       TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        aggregate_id   TEXT,
+        aggregate_type TEXT,
+        position       INTEGER,
+        PRIMARY KEY (stream_id, version)
+    )""",
+)
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1}
+"""Statements that bring a file from ``user_version = v - 1`` to ``v``."""
+
+# ----------------------------------------------------------------------------- statements
+
+_EVENT_COLS = (
+    "event_id, stream_id, event_type, version, position, data, metadata, encoding, timestamp, "
+    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type"
+)
+_STREAM_COLS = (
+    "stream_id, version, event_count, created_at, updated_at, name, aggregate_id, aggregate_type, "
+    "metadata, last_event_id, first_version"
+)
+_SNAP_COLS = (
+    "snapshot_id, stream_id, version, data, metadata, encoding, created_at, aggregate_id, aggregate_type, position"
+)
+
+SQL_STREAM_VERSION = "SELECT version FROM es_streams WHERE stream_id = ?"
+SQL_INSERT_EVENT = (
+    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
+    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SQL_LAST_ROWID = "SELECT last_insert_rowid()"
+SQL_INSERT_STREAM = (
+    "INSERT INTO es_streams (stream_id, version, event_count, first_version, last_event_id, created_at, updated_at, "
+    "name, aggregate_id, aggregate_type, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SQL_CREATE_STREAM = SQL_INSERT_STREAM + " ON CONFLICT (stream_id) DO NOTHING"
+SQL_UPDATE_STREAM = (
+    "UPDATE es_streams SET version = ?, event_count = event_count + ?, last_event_id = ?, updated_at = ?, "
+    "first_version = COALESCE(first_version, ?) WHERE stream_id = ?"
+)
+SQL_STREAM_INFO = f"SELECT {_STREAM_COLS} FROM es_streams WHERE stream_id = ?"  # noqa: S608 - constant text
+SQL_LIST_STREAMS = f"SELECT {_STREAM_COLS} FROM es_streams ORDER BY stream_id LIMIT ? OFFSET ?"  # noqa: S608
+SQL_COUNT_STREAMS = "SELECT COUNT(*) FROM es_streams"
+SQL_READ_FORWARD = (
+    f"SELECT {_EVENT_COLS} FROM es_events WHERE stream_id = ? AND version >= ? AND version <= ? "  # noqa: S608
+    "ORDER BY version LIMIT ?"
+)
+SQL_READ_BACKWARD = (
+    f"SELECT {_EVENT_COLS} FROM es_events WHERE stream_id = ? AND version >= ? AND version <= ? "  # noqa: S608
+    "ORDER BY version DESC LIMIT ?"
+)
+SQL_READ_ALL = f"SELECT {_EVENT_COLS} FROM es_events WHERE position >= ? ORDER BY position LIMIT ?"  # noqa: S608
+SQL_EVENT_BY_ID = f"SELECT {_EVENT_COLS} FROM es_events WHERE event_id = ?"  # noqa: S608
+SQL_DELETE_STREAM = "DELETE FROM es_streams WHERE stream_id = ?"
+SQL_DELETE_STREAM_EVENTS = "DELETE FROM es_events WHERE stream_id = ?"
+SQL_DELETE_STREAM_SNAPSHOTS = "DELETE FROM es_snapshots WHERE stream_id = ?"
+SQL_SAVE_SNAPSHOT = f"INSERT OR REPLACE INTO es_snapshots ({_SNAP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+SQL_GET_SNAPSHOT = (
+    f"SELECT {_SNAP_COLS} FROM es_snapshots WHERE stream_id = ? AND version <= ? "  # noqa: S608
+    "ORDER BY version DESC LIMIT 1"
+)
+SQL_DELETE_SNAPSHOT = "DELETE FROM es_snapshots WHERE stream_id = ? AND version = ?"
+SQL_TRUNCATE = "DELETE FROM es_events WHERE stream_id = ? AND version < ?"
+SQL_REFRESH_STREAM = (
+    "UPDATE es_streams SET event_count = event_count - ?, "
+    "first_version = (SELECT MIN(version) FROM es_events WHERE es_events.stream_id = es_streams.stream_id) "
+    "WHERE stream_id = ?"
+)
+SQL_OLD_BY_STREAM = "SELECT stream_id, COUNT(*) FROM es_events WHERE timestamp < ? GROUP BY stream_id"
+SQL_OLD_IN_STREAM = "SELECT COUNT(*) FROM es_events WHERE timestamp < ? AND stream_id = ?"
+SQL_DELETE_OLD = "DELETE FROM es_events WHERE timestamp < ?"
+SQL_DELETE_OLD_IN_STREAM = "DELETE FROM es_events WHERE timestamp < ? AND stream_id = ?"
+
+# ----------------------------------------------------------------------------- conversions
+
+
+def to_us(ts: datetime) -> int:
+    """Microseconds since the epoch (UTC); naive datetimes are taken as UTC. Exact, no float."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return (ts - _EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    """The timezone-aware UTC datetime of :func:`to_us`."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
+    """Rows in :data:`_EVENT_COLS` order to records (runs on a provider thread, not on the loop)."""
+    rec, ep, td = RecordedEvent, _EPOCH, timedelta
+    return [
+        rec(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            ep + td(microseconds=r[8]),
+            r[9],
+            r[10],
+            r[11],
+            r[12],
+            r[13],
+            r[14],
+        )
+        for r in rows
+    ]
+
+
+def _fetch_events(sql: str, args: tuple[Any, ...], db: sqlite3.Connection) -> list[RecordedEvent]:
+    """One page of events (runs on a provider thread)."""
+    return _events_from_rows(db.execute(sql, args).fetchall())
+
+
+def _info_from_row(r: Any) -> StreamInfo:
+    return StreamInfo(
+        stream_id=r[0],
+        version=r[1],
+        event_count=r[2],
+        created_at=from_us(r[3]),
+        updated_at=from_us(r[4]),
+        name=r[5],
+        aggregate_id=r[6],
+        aggregate_type=r[7],
+        metadata=json.loads(r[8]),
+        last_event_id=r[9],
+        first_version=r[10],
+    )
+
+
+def _snapshot_from_row(r: Any) -> NewSnapshot:
+    return NewSnapshot(
+        snapshot_id=r[0],
+        stream_id=r[1],
+        version=r[2],
+        data=r[3],
+        metadata=r[4],
+        encoding=r[5],
+        created_at=from_us(r[6]),
+        aggregate_id=r[7],
+        aggregate_type=r[8],
+        position=r[9],
+    )
+
+
+def path_from_url(url: str) -> str:
+    """The database path of a ``sqlite://`` URL (``:memory:`` for the in-memory form)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite":
+        msg = f"not a sqlite URL: {url!r} (expected sqlite:///relative.db or sqlite:////absolute.db)"
+        raise ConfigurationError(msg, field="url")
+    if parts.netloc:
+        msg = f"sqlite URLs have no host: {url!r} (use three slashes: sqlite:///path.db)"
+        raise ConfigurationError(msg, field="url")
+    path = unquote(parts.path)
+    if path in ("/:memory:", ":memory:"):
+        return ":memory:"
+    path = path.removeprefix("/")
+    if not path or path.endswith("/"):
+        msg = f"sqlite URL names no file: {url!r}"
+        raise ConfigurationError(msg, field="url")
+    return path
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+_BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+_UNAVAILABLE = {"SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_FULL"}
+
+
+def map_error(e: BaseException, op: str, path: str) -> EventSourceError:
+    """The typed error for a ``sqlite3`` failure (the provider's one mapping point)."""
+    if isinstance(e, EventSourceError):
+        return e
+    name = (getattr(e, "sqlite_errorname", None) or "").split("_")
+    family = "_".join(name[:2]) if len(name) >= 2 else ""  # noqa: PLR2004 - SQLITE_BUSY_SNAPSHOT -> SQLITE_BUSY
+    where = f"sqlite {op} on {path}"
+    if family in _BUSY or "database is locked" in str(e):
+        return ProviderTimeoutError(
+            f"{where}: the database is busy (another connection held the write lock past busy_timeout)",
+            provider="sqlite",
+            operation=op,
+        )
+    if family in _UNAVAILABLE or isinstance(e, (OSError, sqlite3.InterfaceError)):
+        return ProviderUnavailableError(f"{where}: cannot use the database file: {e}", provider="sqlite", operation=op)
+    if isinstance(e, sqlite3.ProgrammingError) and "closed" in str(e):
+        return ProviderUnavailableError(f"{where}: the connection is closed", provider="sqlite", operation=op)
+    if isinstance(e, sqlite3.IntegrityError) and "event_id" in str(e):
+        return DuplicateEventError(f"{where}: an event id of the batch is already stored", provider="sqlite")
+    if isinstance(e, RuntimeError) and "shutdown" in str(e):
+        return ProviderUnavailableError(f"{where}: the provider is closed", provider="sqlite", operation=op)
+    return ProviderError(f"{where} failed: {type(e).__name__}: {e}", provider="sqlite", operation=op)
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+class SqliteSettings(Schema):
+    """Settings of :class:`SqliteProvider`."""
+
+    busy_timeout = fields.Float(load_default=5.0, validate=validate.Range(min=0))
+    """Seconds a writer waits for another connection's write lock before :class:`ProviderTimeoutError`."""
+    synchronous = fields.String(load_default="full", validate=validate.OneOf(["full", "normal"]))
+    """``full`` (default): every commit is durable. ``normal``: faster; WAL may lose the last commits on power loss."""
+    read_connection = fields.Boolean(load_default=True)
+    """Serve reads from a second connection on its own thread, so they never queue behind writes."""
+    cached_statements = fields.Integer(load_default=64, validate=validate.Range(min=8))
+    """Prepared statements ``sqlite3`` keeps per connection."""
+
+
+# ----------------------------------------------------------------------------- provider
+
+
+class _Conn:
+    """One connection and the single thread that owns it."""
+
+    def __init__(self, name: str) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.db: sqlite3.Connection | None = None
+
+
+class SqliteProvider(Provider):
+    """The embedded default store: ``sqlite:///path.db``. See the module docstring for the guarantees."""
+
+    kind = "sqlite"
+    capabilities = Capabilities(global_order="total", concurrency="cross_process", deleted_stream_ids="reusable")
+    settings_schema = SqliteSettings
+
+    def __init__(self, url: str | None = None, **settings: Any) -> None:
+        super().__init__(url or "sqlite:///eventsource.db", **settings)
+        assert self.url is not None
+        self.path = path_from_url(self.url)
+        self.memory = self.path == ":memory:"
+        self._writer: _Conn | None = None
+        self._reader: _Conn | None = None
+        self._started = monotonic()
+        self._connect_lock = asyncio.Lock()
+
+    def spawn_args(self) -> dict[str, Any]:
+        """The same file by absolute path (so another process with another working directory finds it)."""
+        url = self.url if self.memory else "sqlite:///" + str(Path(self.path).resolve())
+        return {"url": url, **self.settings}
+
+    # ------------------------------------------------------------------ threads
+
+    def _open(self) -> sqlite3.Connection:
+        """Open and configure a connection (runs on the thread that will own it)."""
+        try:
+            if not self.memory:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(
+                self.path,
+                timeout=self.settings["busy_timeout"],
+                isolation_level=None,
+                cached_statements=self.settings["cached_statements"],
+            )
+            if not self.memory:
+                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    db.close()
+                    msg = f"sqlite: cannot switch {self.path} to WAL mode (got {mode})"
+                    raise ProviderUnavailableError(msg, provider="sqlite")
+            db.execute(f"PRAGMA synchronous = {'FULL' if self.settings['synchronous'] == 'full' else 'NORMAL'}")
+            db.execute("PRAGMA foreign_keys = OFF")
+        except sqlite3.Error as e:
+            raise map_error(e, "connect", self.path) from e
+        return db
+
+    async def _on(self, conn: _Conn | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the connection's own thread; errors come back typed."""
+        if conn is None or conn.db is None:
+            msg = f"sqlite {op}: the provider is not connected (call connect())"
+            raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+        db = conn.db
+        path = self.path
+
+        def call() -> T:
+            try:
+                return fn(db)
+            except EventSourceError:
+                raise
+            except Exception as e:
+                raise map_error(e, op, path) from e
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(conn.executor, call)
+        except RuntimeError as e:  # executor shut down by close()
+            raise map_error(e, op, path) from e
+
+    def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
+        """Run ``fn`` on the writer thread."""
+        return self._on(self._writer, op, fn)
+
+    def _read(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
+        """Run ``fn`` on the reader thread (the writer's for in-memory databases)."""
+        return self._on(self._reader or self._writer, op, fn)
+
+    @staticmethod
+    def _tx(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Run ``body`` in one transaction (``BEGIN IMMEDIATE`` for writes: the write lock first)."""
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result = body(db)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def connect(self) -> None:
+        """Open the writer (and reader) connection on their threads and migrate the schema. Idempotent."""
+        async with self._connect_lock:
+            if self._writer is not None:
+                return
+            writer = _Conn("eventsource-sqlite-w")
+            loop = asyncio.get_running_loop()
+            try:
+                writer.db = await loop.run_in_executor(writer.executor, self._open)
+                await loop.run_in_executor(writer.executor, self._migrate, writer.db)
+                reader = None
+                if self.settings["read_connection"] and not self.memory:
+                    reader = _Conn("eventsource-sqlite-r")
+                    reader.db = await loop.run_in_executor(reader.executor, self._open)
+            except BaseException:
+                await self._shutdown(writer)
+                raise
+            self._writer, self._reader = writer, reader
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring the file to :data:`SCHEMA_VERSION` (each step in a write transaction; re-checked inside)."""
+        try:
+            current = db.execute("PRAGMA user_version").fetchone()[0]
+            if current == SCHEMA_VERSION:
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                current = db.execute("PRAGMA user_version").fetchone()[0]
+                if current > SCHEMA_VERSION:
+                    msg = (
+                        f"sqlite: {self.path} has schema version {current}, newer than this eventsource "
+                        f"({SCHEMA_VERSION}); upgrade eventsource"
+                    )
+                    raise ProviderError(msg, provider="sqlite")  # noqa: TRY301 - rolled back just below
+                for version in range(current + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[version]:
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {int(version)}")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise map_error(e, "connect", self.path) from e
+
+    async def close(self) -> None:
+        """Close both connections on their threads and stop the threads. Idempotent."""
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        for conn in (reader, writer):
+            if conn is not None:
+                await self._shutdown(conn)
+
+    @staticmethod
+    async def _shutdown(conn: _Conn) -> None:
+        db = conn.db
+        conn.db = None
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error, RuntimeError):
+                await asyncio.get_running_loop().run_in_executor(conn.executor, db.close)
+        conn.executor.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ streams
+
+    async def create_stream(self, stream: NewStream) -> StreamInfo:
+        """Insert the stream row; :class:`StreamExistsError` when it is there already."""
+        now = utcnow()
+        us = to_us(now)
+        meta = json.dumps(stream.metadata, separators=(",", ":"))
+        args = (
+            stream.stream_id,
+            0,
+            0,
+            None,
+            None,
+            us,
+            us,
+            stream.name,
+            stream.aggregate_id,
+            stream.aggregate_type,
+            meta,
+        )
+
+        def run(db: sqlite3.Connection) -> int:
+            return db.execute(SQL_CREATE_STREAM, args).rowcount
+
+        if await self._write("create_stream", run) == 0:
+            msg = f"stream {stream.stream_id!r} already exists"
+            raise StreamExistsError(msg, stream_id=stream.stream_id)
+        return StreamInfo(
+            stream_id=stream.stream_id,
+            version=0,
+            event_count=0,
+            created_at=from_us(us),
+            updated_at=from_us(us),
+            name=stream.name,
+            aggregate_id=stream.aggregate_id,
+            aggregate_type=stream.aggregate_type,
+            metadata=dict(stream.metadata),
+        )
+
+    async def delete_stream(self, stream_id: str) -> None:
+        """Delete the stream row, its events and snapshots in one transaction."""
+
+        def body(db: sqlite3.Connection) -> int:
+            gone = db.execute(SQL_DELETE_STREAM, (stream_id,)).rowcount
+            if gone:
+                db.execute(SQL_DELETE_STREAM_EVENTS, (stream_id,))
+                db.execute(SQL_DELETE_STREAM_SNAPSHOTS, (stream_id,))
+            return gone
+
+        if not await self._write("delete_stream", lambda db: self._tx(db, body)):
+            msg = f"stream {stream_id!r} does not exist"
+            raise StreamNotFoundError(msg, stream_id=stream_id)
+
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        """The stream row (counts are kept exact by every write transaction)."""
+
+        def run(db: sqlite3.Connection) -> StreamInfo | None:
+            row = db.execute(SQL_STREAM_INFO, (stream_id,)).fetchone()
+            return _info_from_row(row) if row is not None else None
+
+        return await self._read("get_stream_info", run)
+
+    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+        """A page ordered by stream id (byte order of UTF-8 = code point order) and the total."""
+
+        def body(db: sqlite3.Connection) -> tuple[list[StreamInfo], int]:
+            rows = db.execute(SQL_LIST_STREAMS, (limit, offset)).fetchall()
+            total = db.execute(SQL_COUNT_STREAMS).fetchone()[0]
+            return [_info_from_row(r) for r in rows], total
+
+        return await self._read("list_streams", lambda db: self._tx(db, body, write=False))
+
+    # ------------------------------------------------------------------ append
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
+    ) -> AppendResult:
+        """Append ``events`` in one write transaction (see the module docstring)."""
+        first = events[0]
+        created = to_us(first.timestamp)
+        rows = [
+            (
+                e.event_id,
+                stream_id,
+                e.event_type,
+                0,  # version, filled in on the writer thread
+                e.data,
+                e.metadata,
+                e.encoding,
+                to_us(e.timestamp),
+                e.correlation_id,
+                e.causation_id,
+                e.user_id,
+                e.tenant_id,
+                e.aggregate_id,
+                e.aggregate_type,
+            )
+            for e in events
+        ]
+        if stream is not None:
+            stream_attrs = (
+                stream.name,
+                stream.aggregate_id,
+                stream.aggregate_type,
+                json.dumps(stream.metadata, separators=(",", ":")),
+            )
+        else:
+            stream_attrs = (None, first.aggregate_id, first.aggregate_type, "{}")
+        return await self._write(
+            "append",
+            lambda db: self._append_sync(
+                db,
+                stream_id=stream_id,
+                events=events,
+                rows=rows,
+                expected=expected,
+                created=created,
+                stream_attrs=stream_attrs,
+            ),
+        )
+
+    def _append_sync(
+        self,
+        db: sqlite3.Connection,
+        *,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        rows: list[tuple[Any, ...]],
+        expected: Expected,
+        created: int,
+        stream_attrs: tuple[Any, ...],
+    ) -> AppendResult:
+        """Fast path: version check and insert; on a conflict or a unique violation, the careful path."""
+        for careful in (False, True):
+            result = self._append_tx(
+                db,
+                stream_id=stream_id,
+                events=events,
+                rows=rows,
+                expected=expected,
+                created=created,
+                stream_attrs=stream_attrs,
+                careful=careful,
+            )
+            if result is not None:
+                return result
+        msg = "unreachable: the careful append path always decides"
+        raise AssertionError(msg)
+        return result
+
+    def _append_tx(
+        self,
+        db: sqlite3.Connection,
+        *,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        rows: list[tuple[Any, ...]],
+        expected: Expected,
+        created: int,
+        stream_attrs: tuple[Any, ...],
+        careful: bool,
+    ) -> AppendResult | None:
+        """One ``BEGIN IMMEDIATE`` attempt. Returns ``None`` when the fast path must give way."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if careful:
+                dup = check_duplicate(stream_id, events, self._stored(db, [e.event_id for e in events]))
+                if dup is not None:
+                    db.execute("ROLLBACK")
+                    return dup
+            row = db.execute(SQL_STREAM_VERSION, (stream_id,)).fetchone()
+            version = row[0] if row is not None else 0
+            try:
+                check_expected(stream_id, expected, exists=row is not None, version=version)
+            except ConcurrencyError:
+                if careful:
+                    raise
+                db.execute("ROLLBACK")
+                return None  # an idempotent retry is checked before the version: the careful path decides
+            n = len(rows)
+            if n == 1:
+                r = rows[0]
+                try:
+                    last = db.execute(SQL_INSERT_EVENT, (*r[:3], version + 1, *r[4:])).lastrowid
+                except sqlite3.IntegrityError:
+                    if careful:
+                        raise
+                    db.execute("ROLLBACK")
+                    return None
+                assert last is not None
+                positions: tuple[int, ...] = (last,)
+            else:
+                batch = [(*r[:3], version + 1 + i, *r[4:]) for i, r in enumerate(rows)]
+                try:
+                    db.executemany(SQL_INSERT_EVENT, batch)
+                except sqlite3.IntegrityError:
+                    if careful:
+                        raise
+                    db.execute("ROLLBACK")
+                    return None
+                # one writer holds the lock: AUTOINCREMENT rowids of this transaction are consecutive
+                last = db.execute(SQL_LAST_ROWID).fetchone()[0]
+                positions = tuple(range(last - n + 1, last + 1))
+            new_version = version + n
+            last_ts = rows[-1][7]
+            if row is None:
+                name, agg_id, agg_type, meta = stream_attrs
+                db.execute(
+                    SQL_INSERT_STREAM,
+                    (
+                        stream_id,
+                        new_version,
+                        n,
+                        version + 1,
+                        rows[-1][0],
+                        created,
+                        last_ts,
+                        name,
+                        agg_id,
+                        agg_type,
+                        meta,
+                    ),
+                )
+            else:
+                db.execute(SQL_UPDATE_STREAM, (new_version, n, rows[-1][0], last_ts, version + 1, stream_id))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return AppendResult(
+            stream_id=stream_id,
+            first_version=version + 1,
+            last_version=new_version,
+            positions=positions,
+            event_ids=tuple(r[0] for r in rows),
+            timestamp=events[0].timestamp,
+        )
+
+    @staticmethod
+    def _stored(db: sqlite3.Connection, ids: list[str]) -> list[RecordedEvent | None]:
+        """The stored event under each id (``None`` where there is none), in ``ids`` order."""
+        found: dict[str, RecordedEvent] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            sql = f"SELECT {_EVENT_COLS} FROM es_events WHERE event_id IN ({', '.join('?' * len(chunk))})"  # noqa: S608 - placeholders only
+            for rec in _events_from_rows(db.execute(sql, chunk).fetchall()):
+                found[rec.event_id] = rec
+        return [found.get(i) for i in ids]
+
+    # ------------------------------------------------------------------ reads
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Keyset pages of ``page_size`` rows by ``(stream_id, version)``."""
+        lo = max(from_version, 0)
+        hi = MAX_VERSION if to_version is None else to_version
+        sql = SQL_READ_BACKWARD if backwards else SQL_READ_FORWARD
+        while lo <= hi:
+            args = (stream_id, lo, hi, page_size)
+            page: list[RecordedEvent] = await self._read("read_stream", partial(_fetch_events, sql, args))
+            for rec in page:
+                yield rec
+            if len(page) < page_size:
+                return
+            if backwards:
+                hi = page[-1].version - 1
+            else:
+                lo = page[-1].version + 1
+
+    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
+        """Keyset pages of ``page_size`` rows by position (commit order)."""
+        nxt = max(from_position, 0)
+        while True:
+            args = (nxt, page_size)
+            page: list[RecordedEvent] = await self._read("read_all", partial(_fetch_events, SQL_READ_ALL, args))
+            for rec in page:
+                yield rec
+            if len(page) < page_size:
+                return
+            nxt = page[-1].position + 1
+
+    async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
+        """Look the id up in its unique index."""
+
+        def run(db: sqlite3.Connection) -> RecordedEvent | None:
+            rows = _events_from_rows(db.execute(SQL_EVENT_BY_ID, (event_id,)).fetchall())
+            return rows[0] if rows else None
+
+        rec: RecordedEvent | None = await self._read("get_event", run)
+        if rec is None or (stream_id is not None and rec.stream_id != stream_id):
+            return None
+        return rec
+
+    async def query(self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False) -> QueryPage:
+        """Every filter pushed down to SQL; the page and the total count from one read transaction."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("stream_id = ?", flt.stream_id),
+            ("version >= ?", flt.from_version),
+            ("version <= ?", flt.to_version),
+            ("timestamp >= ?", to_us(flt.from_timestamp) if flt.from_timestamp is not None else None),
+            ("timestamp <= ?", to_us(flt.to_timestamp) if flt.to_timestamp is not None else None),
+            ("tenant_id = ?", flt.tenant_id),
+            ("correlation_id = ?", flt.correlation_id),
+            ("aggregate_id = ?", flt.aggregate_id),
+            ("aggregate_type = ?", flt.aggregate_type),
+        ):
+            if value is not None:
+                where.append(column)
+                args.append(value)
+        if flt.event_types is not None:
+            where.append(f"event_type IN ({', '.join('?' * len(flt.event_types))})")
+            args.extend(flt.event_types)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        order = "DESC" if descending else "ASC"
+        page_sql = f"SELECT {_EVENT_COLS} FROM es_events{clause} ORDER BY position {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments, values bound
+        count_sql = f"SELECT COUNT(*) FROM es_events{clause}"  # noqa: S608 - fixed fragments, values bound
+
+        def body(db: sqlite3.Connection) -> QueryPage:
+            rows = db.execute(page_sql, (*args, limit, offset)).fetchall()
+            total = db.execute(count_sql, args).fetchone()[0]
+            return QueryPage(events=_events_from_rows(rows), total_count=total)
+
+        return await self._read("query", lambda db: self._tx(db, body, write=False))
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def save_snapshot(self, snapshot: NewSnapshot) -> None:
+        """Insert (or replace the one at the same version)."""
+        args = (
+            snapshot.snapshot_id,
+            snapshot.stream_id,
+            snapshot.version,
+            snapshot.data,
+            snapshot.metadata,
+            snapshot.encoding,
+            to_us(snapshot.created_at),
+            snapshot.aggregate_id,
+            snapshot.aggregate_type,
+            snapshot.position,
+        )
+        await self._write("save_snapshot", lambda db: db.execute(SQL_SAVE_SNAPSHOT, args))
+
+    async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
+        """The latest snapshot at or below ``max_version``."""
+        args = (stream_id, MAX_VERSION if max_version is None else max_version)
+
+        def run(db: sqlite3.Connection) -> NewSnapshot | None:
+            row = db.execute(SQL_GET_SNAPSHOT, args).fetchone()
+            return _snapshot_from_row(row) if row is not None else None
+
+        return await self._read("get_snapshot", run)
+
+    async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:
+        """Delete one or all snapshots of a stream; the count."""
+        if version is None:
+            return await self._write(
+                "delete_snapshots", lambda db: db.execute(SQL_DELETE_STREAM_SNAPSHOTS, (stream_id,)).rowcount
+            )
+        return await self._write(
+            "delete_snapshots", lambda db: db.execute(SQL_DELETE_SNAPSHOT, (stream_id, version)).rowcount
+        )
+
+    # ------------------------------------------------------------------ retention
+
+    async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
+        """``DELETE ... WHERE timestamp < cutoff`` (indexed) and fix the counts, in one transaction."""
+        us = to_us(cutoff)
+
+        def body(db: sqlite3.Connection) -> int:
+            if stream_id is None:
+                counts = db.execute(SQL_OLD_BY_STREAM, (us,)).fetchall()
+                if not counts:
+                    return 0
+                db.execute(SQL_DELETE_OLD, (us,))
+            else:
+                n = db.execute(SQL_OLD_IN_STREAM, (us, stream_id)).fetchone()[0]
+                if not n:
+                    return 0
+                counts = [(stream_id, n)]
+                db.execute(SQL_DELETE_OLD_IN_STREAM, (us, stream_id))
+            db.executemany(SQL_REFRESH_STREAM, [(n, s) for s, n in counts])
+            return sum(n for _, n in counts)
+
+        return await self._write("delete_events_before", lambda db: self._tx(db, body))
+
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        """Delete the stream's events below ``before_version``; the version stays."""
+
+        def body(db: sqlite3.Connection) -> int:
+            if db.execute(SQL_STREAM_VERSION, (stream_id,)).fetchone() is None:
+                msg = f"stream {stream_id!r} does not exist"
+                raise StreamNotFoundError(msg, stream_id=stream_id)
+            n = db.execute(SQL_TRUNCATE, (stream_id, before_version)).rowcount
+            if n:
+                db.execute(SQL_REFRESH_STREAM, (n, stream_id))
+            return n
+
+        return await self._write("truncate_stream", lambda db: self._tx(db, body))
+
+    # ------------------------------------------------------------------ monitoring
+
+    async def stats(self) -> ProviderStats:
+        """Counts from SQL in one read transaction; storage size is ``page_count * page_size``."""
+
+        def body(db: sqlite3.Connection) -> ProviderStats:
+            total_events = db.execute("SELECT COUNT(*) FROM es_events").fetchone()[0]
+            total_streams = db.execute(SQL_COUNT_STREAMS).fetchone()[0]
+            total_snapshots = db.execute("SELECT COUNT(*) FROM es_snapshots").fetchone()[0]
+            by_type = dict(db.execute("SELECT event_type, COUNT(*) FROM es_events GROUP BY event_type").fetchall())
+            by_stream = dict(db.execute("SELECT stream_id, event_count FROM es_streams").fetchall())
+            last = db.execute("SELECT timestamp FROM es_events ORDER BY position DESC LIMIT 1").fetchone()
+            page_count = db.execute("PRAGMA page_count").fetchone()[0]
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            journal = db.execute("PRAGMA journal_mode").fetchone()[0]
+            return ProviderStats(
+                total_events=total_events,
+                total_streams=total_streams,
+                total_snapshots=total_snapshots,
+                events_by_type=by_type,
+                events_by_stream=by_stream,
+                storage_size=page_count * page_size,
+                last_event_at=from_us(last[0]) if last is not None else None,
+                uptime_seconds=monotonic() - self._started,
+                provider=self.name,
+                extra={"path": self.path, "journal_mode": journal, "schema_version": SCHEMA_VERSION},
+            )
+
+        return await self._read("stats", lambda db: self._tx(db, body, write=False))
+
+    async def health(self) -> HealthStatus:
+        """Read the schema version through the reader; never raises."""
+        start = time.perf_counter()
+        try:
+            version = await self._read("health", lambda db: db.execute("PRAGMA user_version").fetchone()[0])
+        except Exception as e:  # noqa: BLE001 - health reports, never raises
+            return HealthStatus(healthy=False, provider=self.name, message=str(e), details={"path": self.path})
+        latency = (time.perf_counter() - start) * 1e3
+        if version != SCHEMA_VERSION:
+            return HealthStatus(
+                healthy=False,
+                provider=self.name,
+                message=f"schema version {version}, expected {SCHEMA_VERSION}",
+                details={"path": self.path},
+                latency_ms=latency,
+            )
+        return HealthStatus(
+            healthy=True, provider=self.name, message="ok", details={"path": self.path}, latency_ms=latency
+        )

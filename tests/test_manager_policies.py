@@ -326,3 +326,43 @@ def test_the_sync_facade_forwards_the_new_methods() -> None:
         report = m.apply_retention([{"policy": "max_count", "max_events": 1}])
         assert report.deleted() == 1
         assert m.metrics()["m"]["append"]["calls"] == 2
+
+
+async def test_a_stalled_read_step_times_out_and_resumes() -> None:
+    m, p = await faulty(timeout=0.05, retry_attempts=3)
+    await m.append_events_batch(stream_id="s", events=[EventData("E", {"i": i}) for i in range(6)])
+    p.delay["read_stream"] = [5.0]  # the third event never comes in time; the re-opened read is fast
+    assert [e.data["i"] async for e in m.read_stream("s")] == list(range(6))
+    stats = m.metrics("f")["f"]["read_stream"]
+    assert (stats["retries"], stats["errors"]) == (1, 0)
+    p.fail_read_at = 0
+    p.delay["read_stream"] = [5.0, 5.0, 5.0]
+    with pytest.raises(ProviderTimeoutError) as info:
+        [e async for e in m.read_stream("s")]
+    assert info.value.details["operation"] == "read_stream"
+    assert not isinstance(info.value, asyncio.CancelledError)
+
+
+async def test_a_slow_consumer_is_not_a_store_timeout() -> None:
+    m, _ = await faulty(timeout=0.02)
+    await m.append_events_batch(stream_id="s", events=[EventData("E", {"i": i}) for i in range(3)])
+    seen = []
+    async for e in m.read_stream("s"):
+        await asyncio.sleep(0.05)  # longer than the timeout, but spent by the caller, not the store
+        seen.append(e.version)
+    assert seen == [1, 2, 3]
+
+
+async def test_cancelling_a_reader_still_cancels() -> None:
+    m, p = await faulty(timeout=30)
+    await m.append_events_batch(stream_id="s", events=[EventData("E", {}) for _ in range(3)])
+    p.delay["read_stream"] = [5.0]
+
+    async def read() -> list[int]:
+        return [e.version async for e in m.read_stream("s")]
+
+    task = asyncio.create_task(read())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -38,7 +38,14 @@ def payload(size: int) -> dict[str, Any]:
     }
     i = 0
     while len(json.dumps(body, default=str)) < size:
-        body["items"].append({"sku": f"SKU-{i:05d}", "qty": i % 7 + 1, "price": f"{(i * 37) % 1000}.{i % 100:02d}", "note": "gift wrap" if i % 3 else ""})
+        body["items"].append(
+            {
+                "sku": f"SKU-{i:05d}",
+                "qty": i % 7 + 1,
+                "price": f"{(i * 37) % 1000}.{i % 100:02d}",
+                "note": "gift wrap" if i % 3 else "",
+            }
+        )
         i += 1
     return body
 
@@ -66,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         "serialize+zlib": CodecPipeline(host.codecs, compressor="zlib", compression_threshold=0),
         "serialize+brotli": CodecPipeline(host.codecs, compressor="brotli", compression_threshold=0),
         "serialize+aes256gcm": CodecPipeline(host.codecs, cipher=cipher),
-        "serialize+brotli+aes256gcm": CodecPipeline(host.codecs, compressor="brotli", compression_threshold=0, cipher=cipher),
+        "serialize+brotli+aes256gcm": CodecPipeline(
+            host.codecs, compressor="brotli", compression_threshold=0, cipher=cipher
+        ),
     }
     aad = f"e\x00orders-42\x00{uuid.uuid4()}\x007\x00d".encode()
     rows = []
@@ -78,14 +87,25 @@ def main(argv: list[str] | None = None) -> int:
             enc = bench(lambda p=p, value=value: p.encode(value, aad=aad), n, args.repeat)
             dec = bench(lambda p=p, raw=raw, d=descriptor: p.decode(raw, d, aad=aad), n, args.repeat)
             plain = len(pipelines["serialize"].encode(value)[0])
-            rows.append({"payload": label, "json_bytes": plain, "pipeline": name, "stored_bytes": len(raw), "encode_us": round(enc, 2), "decode_us": round(dec, 2)})
+            rows.append(
+                {
+                    "payload": label,
+                    "json_bytes": plain,
+                    "pipeline": name,
+                    "stored_bytes": len(raw),
+                    "encode_us": round(enc, 2),
+                    "decode_us": round(dec, 2),
+                }
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"python {sys.version.split()[0]}; best of {args.repeat} runs; microseconds per event")
     print(f"{'payload':8} {'pipeline':28} {'json B':>7} {'stored B':>9} {'encode us':>10} {'decode us':>10}")
     for r in rows:
-        print(f"{r['payload']:8} {r['pipeline']:28} {r['json_bytes']:>7} {r['stored_bytes']:>9} {r['encode_us']:>10} {r['decode_us']:>10}")
+        print(
+            f"{r['payload']:8} {r['pipeline']:28} {r['json_bytes']:>7} {r['stored_bytes']:>9} {r['encode_us']:>10} {r['decode_us']:>10}"
+        )
     return 0
 
 

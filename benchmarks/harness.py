@@ -180,7 +180,10 @@ def payload(i: int) -> dict[str, Any]:
     return {
         "order_id": f"order-{i:08d}",
         "customer": {"id": f"cust-{i % 977}", "tier": "gold" if i % 3 == 0 else "silver"},
-        "items": [{"sku": f"sku-{i % 101}", "qty": 1 + i % 4, "price": 12.5}, {"sku": "sku-7", "qty": 2, "price": 3.25}],
+        "items": [
+            {"sku": f"sku-{i % 101}", "qty": 1 + i % 4, "price": 12.5},
+            {"sku": "sku-7", "qty": 2, "price": 3.25},
+        ],
         "total": 19.0 + i % 10,
         "note": "benchmark event",
     }
@@ -361,7 +364,8 @@ class Runner:
         lib_s, raw_s = new_stream("lib-read"), new_stream("raw-read")
         for b in range(10):
             await m.append_events_batch(
-                stream_id=lib_s, events=[EventData(event_type="OrderPlaced", data=payload(b * 100 + i)) for i in range(100)]
+                stream_id=lib_s,
+                events=[EventData(event_type="OrderPlaced", data=payload(b * 100 + i)) for i in range(100)],
             )
             await self.b.raw_append_batch(raw_s, b * 100 + 1, [raw_event(b * 100 + i) for i in range(100)])
         rates: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
@@ -455,7 +459,11 @@ class Runner:
                 per["r"].append(got["big"] / got["empty"])
             # "lib" column: the big store; "raw" column: the empty store (the baseline of this ratio)
             self._record(
-                "big_store_read_100", per["big"], per["empty"], per["r"], note=f"N={self.o.big_n:,}; raw column = empty store"
+                "big_store_read_100",
+                per["big"],
+                per["empty"],
+                per["r"],
+                note=f"N={self.o.big_n:,}; raw column = empty store",
             )
         finally:
             for m, _ in stores.values():
@@ -509,7 +517,9 @@ def table(all_results: dict[str, dict[str, Result]]) -> str:
     return "\n".join(lines)
 
 
-def to_json(all_results: dict[str, dict[str, Result]], options: Options, backends: dict[str, Backend]) -> dict[str, Any]:
+def to_json(
+    all_results: dict[str, dict[str, Result]], options: Options, backends: dict[str, Backend]
+) -> dict[str, Any]:
     """The results, options and machine facts as plain data."""
     return {
         "created_at": datetime.now(UTC).isoformat(),

@@ -26,16 +26,25 @@ def available() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Parse options and run."""
     ap = argparse.ArgumentParser(description="eventsource benchmarks: library vs raw driver, same store, same run")
-    ap.add_argument("--backend", action="append", dest="backends", help=f"backend to run (repeatable): {', '.join(available())}")
+    ap.add_argument(
+        "--backend", action="append", dest="backends", help=f"backend to run (repeatable): {', '.join(available())}"
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run in seconds")
     ap.add_argument("--json", type=Path, help="write the results as JSON to this file")
     ap.add_argument("--repetitions", type=int, help="ABAB rounds per workload (median taken over them)")
-    ap.add_argument("--big-n", type=int, help="events in the big store of big_store_read_100 (default 1,000,000; --quick 20,000)")
+    ap.add_argument(
+        "--big-n", type=int, help="events in the big store of big_store_read_100 (default 1,000,000; --quick 20,000)"
+    )
     ap.add_argument("--workdir", type=Path, help="where file-based backends put their files (default /var/tmp)")
     ap.add_argument(
-        "--only", action="append", default=[], help=f"run only workloads starting with this (repeatable): {', '.join(WORKLOADS)}"
+        "--only",
+        action="append",
+        default=[],
+        help=f"run only workloads starting with this (repeatable): {', '.join(WORKLOADS)}",
     )
-    ap.add_argument("--skip-missing", action="store_true", help="skip backends whose module is not there instead of failing")
+    ap.add_argument(
+        "--skip-missing", action="store_true", help="skip backends whose module is not there instead of failing"
+    )
     args = ap.parse_args(argv)
     names = args.backends or ["sqlite", "memory"]
     missing = [n for n in names if n not in available()]

@@ -66,7 +66,16 @@ class MemoryBackend(Backend):
             msg = f"raw conflict on {stream_id}"
             raise RuntimeError(msg)
         self.position += 1
-        rows.append((event.event_id, event.event_type, version, self.position, json.dumps(event.data).encode(), event.timestamp.isoformat()))
+        rows.append(
+            (
+                event.event_id,
+                event.event_type,
+                version,
+                self.position,
+                json.dumps(event.data).encode(),
+                event.timestamp.isoformat(),
+            )
+        )
 
     async def raw_append_batch(self, stream_id: str, first_version: int, events: Sequence[RawEvent]) -> None:
         """Check the version once, extend."""
@@ -77,7 +86,16 @@ class MemoryBackend(Backend):
         out = []
         for i, ev in enumerate(events):
             self.position += 1
-            out.append((ev.event_id, ev.event_type, first_version + i, self.position, json.dumps(ev.data).encode(), ev.timestamp.isoformat()))
+            out.append(
+                (
+                    ev.event_id,
+                    ev.event_type,
+                    first_version + i,
+                    self.position,
+                    json.dumps(ev.data).encode(),
+                    ev.timestamp.isoformat(),
+                )
+            )
         rows.extend(out)
 
     async def raw_read_stream(self, stream_id: str) -> int:

@@ -73,8 +73,8 @@ class PostgresBackend(Backend):
         await self.raw.execute("SET TimeZone TO 'UTC'")
         self.schemas.append(self.raw_names.schema)
         await migrate(self.raw, self.raw_names)
-        self.insert = f"INSERT INTO {self.raw_names.events} ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
-        self.select = f"SELECT {_ALL_COLS} FROM {self.raw_names.events} WHERE stream_id = %s ORDER BY version"  # noqa: S608
+        self.insert = f"INSERT INTO {self.raw_names.events} ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        self.select = f"SELECT {_ALL_COLS} FROM {self.raw_names.events} WHERE stream_id = %s ORDER BY version"
 
     async def close(self) -> None:
         if self.raw is not None:
@@ -95,13 +95,13 @@ class PostgresBackend(Backend):
         streams = 1000
         async with self.raw.transaction():
             await self.raw.execute(
-                f"INSERT INTO {names.events} ({_COLS}) "  # noqa: S608
+                f"INSERT INTO {names.events} ({_COLS}) "
                 "SELECT 'fill-' || g, 'fill-' || (g %% %s), 'Filler', g / %s + 1, g, convert_to(%s, 'UTF8'), '', 'json', now() "
                 "FROM generate_series(0, %s - 1) AS g",
                 [streams, streams, body, n],
             )
             await self.raw.execute(
-                f"INSERT INTO {names.streams} (stream_id, version, event_count, created_at, updated_at, first_version) "  # noqa: S608
+                f"INSERT INTO {names.streams} (stream_id, version, event_count, created_at, updated_at, first_version) "
                 "SELECT stream_id, max(version), count(*), now(), now(), 1 FROM "
                 f"{names.events} WHERE stream_id LIKE 'fill-%%' GROUP BY stream_id"
             )

@@ -9,7 +9,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from eventsource_postgres import PostgresProvider
 
 pytest_plugins = ["eventsource.testing.pytest_plugin"]

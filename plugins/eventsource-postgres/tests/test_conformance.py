@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-
 from eventsource.testing import ProviderSuite
-from eventsource_postgres import PostgresProvider
+
+if TYPE_CHECKING:
+    from eventsource_postgres import PostgresProvider
 
 
 class TestPostgresProvider(ProviderSuite):

@@ -6,7 +6,6 @@ import uuid
 from importlib import metadata
 
 import psycopg
-
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 from eventsource_postgres import PostgresProvider

@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
 from eventsource.manager import EventSourcingManager
 from eventsource.model import ANY, NewEvent, NewStream, utcnow
@@ -45,7 +44,7 @@ async def wait_for_pids(admin: psycopg.AsyncConnection[Any], p: PostgresProvider
 
 
 async def count_events(admin: psycopg.AsyncConnection[Any], p: PostgresProvider, stream_id: str) -> int:
-    cur = await admin.execute(f"SELECT count(*) FROM {p.names.events} WHERE stream_id = %s", [stream_id])  # noqa: S608
+    cur = await admin.execute(f"SELECT count(*) FROM {p.names.events} WHERE stream_id = %s", [stream_id])
     row = await cur.fetchone()
     return int(row[0])  # type: ignore[index]
 
@@ -53,7 +52,7 @@ async def count_events(admin: psycopg.AsyncConnection[Any], p: PostgresProvider,
 async def hold_stream_row(url: str, p: PostgresProvider, stream_id: str) -> psycopg.AsyncConnection[Any]:
     """Lock the streams row: an append then inserts its whole batch and waits before it can commit."""
     blocker = await psycopg.AsyncConnection.connect(url)
-    await blocker.execute(f"SELECT 1 FROM {p.names.streams} WHERE stream_id = %s FOR UPDATE", [stream_id])  # noqa: S608
+    await blocker.execute(f"SELECT 1 FROM {p.names.streams} WHERE stream_id = %s FOR UPDATE", [stream_id])
     return blocker
 
 

@@ -11,12 +11,13 @@ import asyncio
 import random
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-
 from eventsource.model import ANY, NewEvent, utcnow
-from eventsource_postgres import PostgresProvider
+
+if TYPE_CHECKING:
+    from eventsource_postgres import PostgresProvider
 
 
 def new_event(tag: str = "E") -> NewEvent:
@@ -51,7 +52,7 @@ async def test_late_committing_writer_is_never_skipped(make_provider: Callable[.
         early = await p.append("early", [new_event()], ANY)
         # the hazard is real here: a committed event sorts after one that has not committed yet
         assert early.positions[0] > late_positions[0]
-        cur = await admin.execute(f"SELECT position FROM {p.names.events} ORDER BY position")  # noqa: S608
+        cur = await admin.execute(f"SELECT position FROM {p.names.events} ORDER BY position")
         assert [r[0] for r in await cur.fetchall()] == [early.positions[0]], "a naive reader would pass the late one"
 
         nxt = await follow(p, nxt, seen)

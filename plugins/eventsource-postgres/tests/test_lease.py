@@ -11,11 +11,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 import pytest
-
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.plugins import PluginHost
 from eventsource_postgres import PostgresAdvisoryLease
@@ -49,6 +47,9 @@ async def main():
     print(json.dumps({"overlaps": overlaps}))
 asyncio.run(main())
 """
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 @pytest.fixture

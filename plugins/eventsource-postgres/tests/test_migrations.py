@@ -13,7 +13,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from eventsource.errors import ConfigurationError
 from eventsource_postgres import PostgresProvider
 from eventsource_postgres.schema import LATEST, MIGRATIONS, Names, migrate
@@ -45,7 +44,7 @@ async def schema(url: str) -> AsyncIterator[str]:
 
 
 async def applied(admin: psycopg.AsyncConnection[Any], n: Names) -> list[int]:
-    cur = await admin.execute(f"SELECT version FROM {n.migrations} ORDER BY version")  # noqa: S608
+    cur = await admin.execute(f"SELECT version FROM {n.migrations} ORDER BY version")
     return [r[0] for r in await cur.fetchall()]
 
 
@@ -66,7 +65,7 @@ async def test_processes_starting_at_once_create_the_schema_once(url: str, schem
         assert json.loads(out.decode().splitlines()[-1]) == {"version": 1}
     assert await applied(admin, Names(schema, "")) == [v for v, _, _ in MIGRATIONS]
     assert await applied(admin, Names(schema, "other_")) == [v for v, _, _ in MIGRATIONS]
-    cur = await admin.execute(f"SELECT count(*) FROM {Names(schema, '').events}")  # noqa: S608
+    cur = await admin.execute(f"SELECT count(*) FROM {Names(schema, '').events}")
     assert (await cur.fetchone())[0] == 3  # type: ignore[index]
 
 
@@ -85,7 +84,7 @@ async def test_migrate_is_idempotent_and_upgrades_from_an_older_version(schema: 
     assert await migrate(admin, n) == []
     # an older store: undo the last migration and forget it was applied
     await admin.execute(f'DROP INDEX "{schema}"."events_ts", "{schema}"."events_tenant", "{schema}"."events_correlation"')
-    await admin.execute(f"DELETE FROM {n.migrations} WHERE version = %s", [LATEST])  # noqa: S608
+    await admin.execute(f"DELETE FROM {n.migrations} WHERE version = %s", [LATEST])
     assert await migrate(admin, n) == [LATEST]
     cur = await admin.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = 'events_ts'", [schema])
     assert (await cur.fetchone())[0] == 1  # type: ignore[index]
@@ -95,7 +94,7 @@ async def test_migrate_is_idempotent_and_upgrades_from_an_older_version(schema: 
 async def test_a_newer_schema_is_refused(url: str, schema: str, admin: psycopg.AsyncConnection[Any]) -> None:
     n = Names(schema, "")
     await migrate(admin, n)
-    await admin.execute(f"INSERT INTO {n.migrations} (version, description) VALUES (%s, 'from the future')", [LATEST + 1])  # noqa: S608
+    await admin.execute(f"INSERT INTO {n.migrations} (version, description) VALUES (%s, 'from the future')", [LATEST + 1])
     p = PostgresProvider(url, schema=schema)
     with pytest.raises(ConfigurationError) as info:
         await p.connect()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from eventsource.errors import ConfigurationError
 from eventsource_postgres import PostgresProvider
 from eventsource_postgres.settings import PostgresSettingsSchema, libpq_kwargs

@@ -58,7 +58,7 @@ class PostgresAdvisoryLease(Lease):
         try:
             loaded = dict(PostgresLeaseSettingsSchema().load(dict(settings)))
         except MarshmallowValidationError as e:
-            fields = e.normalized_messages()
+            fields = e.normalized_messages()  # type: ignore[no-untyped-call]
             first = next(iter(fields)) if isinstance(fields, dict) else "?"
             msg = f"invalid settings for lease 'postgres': {fields}"
             raise ConfigurationError(msg, field=first) from e
@@ -120,7 +120,7 @@ class PostgresAdvisoryLease(Lease):
             await pool.close()
 
     @asynccontextmanager
-    async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:  # type: ignore[override]
+    async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109 - the Lease contract
         """Hold the lease on ``key`` for the ``async with`` block (see the module docstring)."""
         pool = self._pool
         if pool is None:
@@ -147,7 +147,7 @@ class PostgresAdvisoryLease(Lease):
         )
         return ProviderUnavailableError(msg, key=key, operation="lease")
 
-    async def _acquire(self, pool: AsyncConnectionPool[Any], key: str, k: int, timeout: float) -> AsyncConnection[Any]:
+    async def _acquire(self, pool: AsyncConnectionPool[Any], key: str, k: int, timeout: float) -> AsyncConnection[Any]:  # noqa: ASYNC109
         import psycopg_pool
         from psycopg.errors import LockNotAvailable
 

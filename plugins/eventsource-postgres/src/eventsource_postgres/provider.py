@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import select
 from contextlib import asynccontextmanager
+from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -94,7 +95,7 @@ def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
     lock = "(SELECT pg_advisory_xact_lock(%(k)s::bigint)) AS lock"
     if upsert:
         up = (
-            f"INSERT INTO {n.streams} AS s (stream_id, version, event_count, first_version, "
+            f"INSERT INTO {n.streams} AS s (stream_id, version, event_count, first_version, "  # noqa: S608 - quoted names
             "last_event_id, created_at, updated_at, name, aggregate_id, aggregate_type, metadata) "
             "SELECT %(s)s, %(n)s::bigint, %(n)s::bigint, 1, %(last_id)s, %(first_ts)s::timestamptz, "
             "%(last_ts)s::timestamptz, %(name)s, %(agg_id)s, %(agg_type)s, coalesce(%(meta_s)s::jsonb, '{}') "
@@ -104,7 +105,7 @@ def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
         )
     else:
         up = (
-            f"UPDATE {n.streams} AS s SET version = s.version + %(n)s::bigint, "
+            f"UPDATE {n.streams} AS s SET version = s.version + %(n)s::bigint, "  # noqa: S608 - quoted names
             "event_count = s.event_count + %(n)s::bigint, first_version = coalesce(s.first_version, s.version + 1), "
             f"last_event_id = %(last_id)s, updated_at = %(last_ts)s::timestamptz FROM {lock} "
             f"WHERE s.stream_id = %(s)s AND {cond} {returning}"
@@ -451,7 +452,7 @@ class PostgresProvider(Provider):
             raise ValidationError(msg, field="events")
         query, params = self._append_statement(stream_id, events, expected, stream)
 
-        async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | None | bool:
+        async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | bool | None:
             try:
                 cur = await conn.execute(query, params, prepare=self._prepare)
             except UniqueViolation:
@@ -548,7 +549,7 @@ class PostgresProvider(Provider):
         rows = await self._call("append", lambda c: self._fetchall(c, self._sql.events_by_ids, [ids]), retry=True)
         return {r[0]: RecordedEvent(*r) for r in rows}
 
-    async def read_stream(  # type: ignore[override]
+    async def read_stream(
         self,
         stream_id: str,
         *,
@@ -563,7 +564,7 @@ class PostgresProvider(Provider):
         query = self._sql.read_backward if backwards else self._sql.read_forward
         while lo <= hi:
             params = (stream_id, lo, hi, page_size + 1)  # one extra row says whether another page follows
-            rows = await self._call("read_stream", lambda c, p=params: self._fetchall(c, query, p, binary=True), retry=True)  # type: ignore[misc]
+            rows = await self._call("read_stream", partial(self._fetchall, query=query, params=params, binary=True), retry=True)
             for r in rows[:page_size]:
                 yield RecordedEvent(*r)
             if len(rows) <= page_size:
@@ -573,7 +574,7 @@ class PostgresProvider(Provider):
             else:
                 lo = rows[page_size][3]
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
         """Every event at ``position >= from_position``, in position order, never past a running transaction.
 
         Each page flags the rows whose transaction id is below ``pg_snapshot_xmin`` (the oldest
@@ -587,7 +588,7 @@ class PostgresProvider(Provider):
         delay = 0.001
         while True:
             params = (nxt, page_size)
-            rows = await self._call("read_all", lambda c, p=params: self._fetchall(c, self._sql.read_all, p, binary=True), retry=True)  # type: ignore[misc]
+            rows = await self._call("read_all", partial(self._fetchall, query=self._sql.read_all, params=params, binary=True), retry=True)
             safe = 0
             for r in rows:
                 if not r[-1]:

@@ -10,13 +10,15 @@ applies, in the same transaction, every migration newer than the recorded versio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ConfigurationError
 
 from eventsource_postgres.settings import lock_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from psycopg import AsyncConnection
 
 POSITION_SHIFT = 20
@@ -127,14 +129,14 @@ CREATE INDEX {n.index("events_correlation")} ON {n.events} (correlation_id, posi
 """
 
 
-MIGRATIONS: tuple[tuple[int, str, object], ...] = (
+MIGRATIONS: tuple[tuple[int, str, Callable[[Names], str]], ...] = (
     (1, "streams, events and snapshots tables", _tables),
     (2, "indexes for time-range, tenant and correlation filters", _query_indexes),
 )
 LATEST = MIGRATIONS[-1][0]
 
 
-async def applied_version(conn: AsyncConnection[object], n: Names) -> int | None:
+async def applied_version(conn: AsyncConnection[Any], n: Names) -> int | None:
     """The latest applied migration, or ``None`` when the store has never been created."""
     cur = await conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL", [n.migrations]
@@ -147,7 +149,7 @@ async def applied_version(conn: AsyncConnection[object], n: Names) -> int | None
     return int(row[0]) if row else 0
 
 
-async def migrate(conn: AsyncConnection[object], n: Names) -> list[int]:
+async def migrate(conn: AsyncConnection[Any], n: Names) -> list[int]:
     """Create or upgrade the store's objects; returns the migrations applied by this call.
 
     Safe to run from many processes at once: the work happens under an advisory lock per schema, and
@@ -172,7 +174,7 @@ async def migrate(conn: AsyncConnection[object], n: Names) -> list[int]:
         for version, description, build in MIGRATIONS:
             if version <= current:
                 continue
-            await conn.execute(build(n))  # type: ignore[operator]
+            await conn.execute(build(n).encode())
             await conn.execute(
                 f"INSERT INTO {n.migrations} (version, description) VALUES (%s, %s)",  # noqa: S608
                 [version, description],

@@ -9,7 +9,7 @@ import itertools
 import uuid
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.codecs import CodecPipeline
@@ -22,6 +22,9 @@ from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 HOST = PluginHost(load_entrypoints=False)
 KEY = base64.b64encode(b"k" * 32).decode()
@@ -188,9 +191,10 @@ def test_a_changed_descriptor_fails_authentication() -> None:
         p.decode(raw, "json+brotli+aes256gcm", aad=b"ctx")
 
 
-async def test_old_payloads_stay_readable_after_every_configuration_change() -> None:
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_old_payloads_stay_readable_after_every_configuration_change(kind: str, tmp_path: Path) -> None:
     """Write under each configuration in turn on one store; every manager reads all of it."""
-    store = f"memory://codecs-{uuid.uuid4().hex}"
+    store = f"memory://codecs-{uuid.uuid4().hex}" if kind == "memory" else f"sqlite:///{tmp_path}/codecs.db"
     configs: list[dict[str, Any]] = [
         {},
         {"compression": "zlib", "compression_threshold": 0},

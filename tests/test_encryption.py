@@ -32,6 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 HOST = PluginHost(load_entrypoints=False)
@@ -44,10 +45,29 @@ def config(**kw: Any) -> dict[str, Any]:
     return {"providers": {}, "default_provider": None, "encryption": True, "encryption_keys": {"k1": K1}, **kw}
 
 
+_OPEN: list[EventSourcingManager] = []
+
+
 async def manager(store: str = "memory://", **kw: Any) -> EventSourcingManager:
     m = EventSourcingManager(config(**kw), host=HOST)
     await m.register_provider(store, name="m")
+    _OPEN.append(m)
     return m
+
+
+@pytest.fixture(autouse=True)
+async def _close_managers() -> AsyncIterator[None]:
+    yield
+    while _OPEN:
+        await _OPEN.pop().close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL on each provider these rules must hold on."""
+    if request.param == "memory":
+        return f"memory://enc-{uuid.uuid4().hex}"
+    return f"sqlite:///{tmp_path}/enc-{uuid.uuid4().hex}.db"
 
 
 async def stored(m: EventSourcingManager, event_id: str) -> RecordedEvent:
@@ -63,8 +83,8 @@ def key_id_of(blob: bytes) -> str:
 # ---------------------------------------------------------------------- tampering
 
 
-async def test_flipping_any_single_byte_of_a_stored_ciphertext_is_detected() -> None:
-    m = await manager(compression="zlib", compression_threshold=0)
+async def test_flipping_any_single_byte_of_a_stored_ciphertext_is_detected(store: str) -> None:
+    m = await manager(store, compression="zlib", compression_threshold=0)
     r = await m.append_event(stream_id="s", event_type="E", data={"secret": SECRET, "n": list(range(20))}, metadata={"m": SECRET})
     rec = await stored(m, r.event_id)
     for field in ("data", "metadata"):
@@ -92,8 +112,8 @@ def test_any_single_byte_flip_fails_authentication(data: bytes, pos: int, mask: 
     assert cipher.decrypt(blob, aad=b"aad", scope=None) == data
 
 
-async def test_ciphertext_moved_to_another_event_fails_every_time() -> None:
-    m = await manager()
+async def test_ciphertext_moved_to_another_event_fails_every_time(store: str) -> None:
+    m = await manager(store)
     await m.append_events_batch(stream_id="a", events=[EventData("E", {"i": i}, metadata={"i": i}) for i in range(3)])
     await m.append_events_batch(stream_id="b", events=[EventData("E", {"i": i}, metadata={"i": i}) for i in range(3)])
     recs = [r async for r in m.get_provider().read_all()]
@@ -140,8 +160,8 @@ async def test_a_snapshot_moved_to_another_snapshot_or_version_fails() -> None:
 
 
 @pytest.mark.parametrize("expected", [ANY, STREAM_EXISTS, NO_STREAM, 0])
-async def test_every_expected_version_kind_binds_the_assigned_version(expected: Any) -> None:
-    m = await manager()
+async def test_every_expected_version_kind_binds_the_assigned_version(expected: Any, store: str) -> None:
+    m = await manager(store)
     if expected == STREAM_EXISTS:
         await m.create_stream(stream_id="s")
     r = await m.append_events_batch(stream_id="s", events=[EventData("E", {"i": i}) for i in range(3)], expected_version=expected)
@@ -153,8 +173,7 @@ async def test_every_expected_version_kind_binds_the_assigned_version(expected: 
         assert (await m.get_event_by_id(r.event_id)).data == {"i": 3}
 
 
-async def test_any_keeps_its_meaning_when_another_writer_moved_the_stream() -> None:
-    store = f"memory://race-{uuid.uuid4().hex}"
+async def test_any_keeps_its_meaning_when_another_writer_moved_the_stream(store: str) -> None:
     a, b = await manager(store), await manager(store)
     await a.append_event(stream_id="s", event_type="E", data={"by": "a"})  # a caches version 1
     for i in range(3):
@@ -170,8 +189,8 @@ async def test_any_keeps_its_meaning_when_another_writer_moved_the_stream() -> N
         await a.append_event(stream_id="new", event_type="E", data={}, expected_version=STREAM_EXISTS)
 
 
-async def test_retrying_an_encrypted_append_with_the_same_ids_is_idempotent() -> None:
-    m = await manager()
+async def test_retrying_an_encrypted_append_with_the_same_ids_is_idempotent(store: str) -> None:
+    m = await manager(store)
     eid = str(uuid.uuid4())
     first = await m.append_event(stream_id="s", event_type="E", data={"x": 1}, event_id=eid)
     again = await m.append_event(stream_id="s", event_type="E", data={"x": 1}, event_id=eid)
@@ -183,8 +202,7 @@ async def test_retrying_an_encrypted_append_with_the_same_ids_is_idempotent() ->
 # ---------------------------------------------------------------------- rotation
 
 
-async def test_rotation_keeps_old_events_readable_and_new_ones_use_the_active_key() -> None:
-    store = f"memory://rot-{uuid.uuid4().hex}"
+async def test_rotation_keeps_old_events_readable_and_new_ones_use_the_active_key(store: str) -> None:
     old = await manager(store)
     r1 = await old.append_event(stream_id="s", event_type="E", data={"n": 1})
     await old.create_snapshot(stream_id="s", data={"upto": 1})
@@ -225,9 +243,8 @@ def test_a_static_ring_rotates_in_place_and_refuses_to_reuse_ids() -> None:
 
 
 @pytest.mark.parametrize("store_kind", ["memory", "file"])
-async def test_shredding_a_tenant_makes_only_its_events_and_snapshots_unreadable(store_kind: str, tmp_path: Path) -> None:
+async def test_shredding_a_tenant_makes_only_its_events_and_snapshots_unreadable(store_kind: str, tmp_path: Path, store: str) -> None:
     key_store = "memory" if store_kind == "memory" else str(tmp_path / "keys.json")
-    store = f"memory://shred-{uuid.uuid4().hex}"
     m = await manager(store, encryption_scope="tenant", encryption_key_store=key_store)
     for tenant in ("acme", "globex"):
         await m.append_events_batch(
@@ -270,8 +287,8 @@ async def test_shredding_a_tenant_makes_only_its_events_and_snapshots_unreadable
         assert {t["scope"] for t in saved["shredded"].values()} == {"tenant:acme"}
 
 
-async def test_redact_mode_reads_past_shredded_events() -> None:
-    m = await manager(encryption_scope="stream", encryption_key_store="memory", shredded_events="redact")
+async def test_redact_mode_reads_past_shredded_events(store: str) -> None:
+    m = await manager(store, encryption_scope="stream", encryption_key_store="memory", shredded_events="redact")
     await m.append_events_batch(stream_id="gone", events=[EventData("E", {"i": i}, metadata={"m": i}) for i in range(2)])
     await m.append_event(stream_id="kept", event_type="E", data={"ok": True})
     assert await m.shred(stream_id="gone") == 1

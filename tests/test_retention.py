@@ -3,6 +3,7 @@ unsupported primitives, failures and the schedule."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from eventsource.testing.retention import RetentionSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
     from eventsource.provider import Provider
 
@@ -38,6 +40,23 @@ class TestMemoryRetention(RetentionSuite):
         await p.connect()
         yield p
         await p.close()
+
+
+class TestSqliteRetention(RetentionSuite):
+    @pytest.fixture
+    async def provider(self, tmp_path: Path) -> AsyncIterator[Provider]:
+        from eventsource.sqlite import SqliteProvider
+
+        p = SqliteProvider(f"sqlite:///{tmp_path}/retention-{uuid.uuid4().hex}.db")
+        await p.connect()
+        yield p
+        await p.close()
+
+
+class TestEncryptedSqliteRetention(TestSqliteRetention):
+    """The same suite with every payload compressed and encrypted (versions are sealed into each one)."""
+
+    manager_config = {"encryption": True, "encryption_keys": {"k1": base64.b64encode(bytes(32)).decode()}, "compression": "brotli", "compression_threshold": 0}  # noqa: RUF012
 
 
 class NoTruncateProvider(MemoryProvider):
@@ -229,3 +248,16 @@ async def test_a_third_party_policy_registers_through_the_hook() -> None:
     assert (await m.get_stream_info("a")).event_count == 0
     assert (await m.get_stream_info("b")).event_count == 1
     assert build_policies(host.retention_policies, m.config)[0].name == "drop_type"
+
+
+def test_retention_policies_from_an_environment_variable() -> None:
+    from eventsource.config import ManagerConfig
+
+    cfg = ManagerConfig.from_env(
+        {"EVENTSOURCE_RETENTION_POLICIES": '[{"policy": "max_count", "max_events": 3}]', "EVENTSOURCE_RETENTION_PERIOD": "7d"}
+    )
+    m = EventSourcingManager(cfg, host=HOST)
+    assert [p.describe() for p in m.retention_policies()] == [
+        {"policy": "max_count", "max_events": 3},
+        {"policy": "max_age", "max_age": 7 * 86400.0},
+    ]

@@ -321,10 +321,20 @@ class KafkaProvider(Provider):
 
     @property
     def display_url(self) -> str | None:
-        """The URL with any password masked."""
-        from eventsource.config import mask_url
+        """The URL with any password masked (``kafka://user:***@b1:9092,b2:9092``).
 
-        return mask_url(self.url) if self.url else None
+        Masked here rather than with ``eventsource.config.mask_url``, which parses one host:port and
+        fails on a list of brokers.
+        """
+        if not self.url:
+            return None
+        scheme, _, rest = self.url.partition("://")
+        netloc, sep, tail = rest.partition("/")
+        if "@" in netloc:
+            cred, host = netloc.rsplit("@", 1)
+            user = cred.split(":", 1)[0]
+            netloc = f"{user}:***@{host}" if ":" in cred else f"{user}@{host}"
+        return f"{scheme}://{netloc}{sep}{tail}"
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -1,0 +1,255 @@
+"""Kafka-specific behaviour the kit does not reach: naming, settings, layout, tails, retention markers."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.model import NewEvent, NewStream, utcnow
+from eventsource.plugins import PluginHost
+from eventsource_kafka import naming, provider as provider_module, records
+from eventsource_kafka.provider import KafkaProvider
+
+from .test_provider import drop_namespace
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+LEGAL = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def new(data: dict | None = None, ts: datetime | None = None, event_type: str = "E") -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), event_type, json.dumps(data or {}).encode(), b"", "json", ts or utcnow())
+
+
+@pytest.fixture
+async def kp(kafka_url: str) -> AsyncIterator[KafkaProvider]:
+    p = KafkaProvider(kafka_url, topic_prefix=f"k{uuid.uuid4().hex[:12]}", request_timeout=20.0)
+    await p.connect()
+    try:
+        yield p
+    finally:
+        await drop_namespace(p)
+        await p.close()
+
+
+# ---------------------------------------------------------------------------- naming and settings
+
+
+@pytest.mark.parametrize("stream_id", ["a.b", "a_b", "a b", "a/b", "名前", "x" * 1000, ".", "..", "-", "'; DROP", "\U0001f389"])
+def test_topic_names_are_legal_and_short(stream_id: str) -> None:
+    topic = naming.new_stream_topic("p" * naming.MAX_PREFIX_LENGTH, stream_id)
+    assert LEGAL.match(topic), topic
+
+
+def test_topic_names_never_collide() -> None:
+    ids = ["a.b", "a_b", "a b", "a/b", "A.b", "a.b ", "x" * 1000, "x" * 999 + "y"]
+    hashes = {naming.stream_hash(i) for i in ids}
+    assert len(hashes) == len(ids)
+    # a new incarnation of the same stream gets a different topic
+    assert naming.new_stream_topic("p", "a.b") != naming.new_stream_topic("p", "a.b")
+
+
+@pytest.mark.parametrize("prefix", ["", "a b", "a/b", "-x", "x" * 121, "é"])
+def test_bad_topic_prefix_is_a_configuration_error(prefix: str) -> None:
+    with pytest.raises(ConfigurationError):
+        KafkaProvider("kafka://127.0.0.1:9092", topic_prefix=prefix)
+
+
+@pytest.mark.parametrize("url", ["kafka://", "kafka://host", "kafka://:9092", "nats://127.0.0.1:4222", "kafka://h:port"])
+def test_bad_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        KafkaProvider(url)
+
+
+def test_url_with_several_brokers_and_credentials() -> None:
+    p = KafkaProvider("kafka://alice:s%3Acret@b1:9092,b2:9093", security_protocol="SASL_SSL", ssl_cafile="/ca.pem")
+    cfg = p._client_config  # noqa: SLF001
+    assert cfg["bootstrap_servers"] == ["b1:9092", "b2:9093"]
+    assert (cfg["sasl_plain_username"], cfg["sasl_plain_password"]) == ("alice", "s:cret")
+    assert (cfg["security_protocol"], cfg["sasl_mechanism"], cfg["ssl_cafile"]) == ("SASL_SSL", "PLAIN", "/ca.pem")
+    assert "s:cret" not in (p.display_url or "")
+    assert "s%3Acret" not in (p.display_url or "")
+
+
+def test_unknown_setting_names_the_field() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        KafkaProvider("kafka://127.0.0.1:9092", replication_factor=0)
+    assert info.value.details["field"] == "replication_factor"
+
+
+def test_plugin_is_discovered(kafka_url: str) -> None:
+    host = PluginHost()
+    assert host.providers.get("kafka") is KafkaProvider
+    p = host.create_provider(kafka_url, topic_prefix="discovered")
+    assert isinstance(p, KafkaProvider)
+    assert p.capabilities.global_order == "per_stream"
+    assert p.capabilities.concurrency == "in_process"
+    assert p.capabilities.unsupported == frozenset()
+
+
+# ---------------------------------------------------------------------------- layout
+
+
+async def test_a_batch_is_one_record_with_headers(kp: KafkaProvider) -> None:
+    evs = [new({"i": i}) for i in range(3)]
+    await kp.append("hdr", evs, 0)
+    meta = kp._ns.meta["hdr"]  # noqa: SLF001
+    recs, end, at_end = await kp.io.read(meta["topic"], 0)
+    assert (len(recs), end, at_end) == (1, 1, True)
+    headers = recs[0].headers
+    assert ("vx-stream", b"hdr") in headers
+    assert ("vx-version", b"1") in headers
+    assert [v.decode() for k, v in headers if k == "vx-event-id"] == [e.event_id for e in evs]
+    assert [e.version for e in records.decode_events("hdr", recs[0].value)] == [1, 2, 3]
+
+
+async def test_stream_topics_have_one_partition(kp: KafkaProvider) -> None:
+    await kp.append("parts", [new()], 0)
+    topic = kp._ns.meta["parts"]["topic"]  # noqa: SLF001
+    desc = await kp.io.run("describe", lambda: kp.io.admin.describe_topics([topic]))
+    assert len(desc[0]["partitions"]) == 1
+
+
+async def test_delete_and_recreate_uses_a_new_topic(kp: KafkaProvider) -> None:
+    await kp.append("again", [new(), new()], 0)
+    old = kp._ns.meta["again"]["topic"]  # noqa: SLF001
+    await kp.delete_stream("again")
+    r = await kp.append("again", [new()], 0)
+    assert r.first_version == 1
+    assert kp._ns.meta["again"]["topic"] != old  # noqa: SLF001
+    assert [e.version async for e in kp.read_stream("again")] == [1]
+
+
+# ---------------------------------------------------------------------------- tails
+
+
+async def test_tail_is_read_to_the_high_watermark_in_a_fresh_process(kp: KafkaProvider, kafka_url: str) -> None:
+    """Batched sends make Tansu's ListOffsets too low; a new process must still find the true tail."""
+    for _ in range(5):
+        await kp.append("tail", [new() for _ in range(7)], -1)
+    # several records in one produce batch (concurrent sends), then a fresh process-wide state
+    topic = kp._ns.meta["tail"]["topic"]  # noqa: SLF001
+    assert topic
+    saved = dict(provider_module._NAMESPACES)  # noqa: SLF001
+    provider_module._NAMESPACES.clear()  # noqa: SLF001 - what another process would start from
+    try:
+        other = KafkaProvider(**kp.spawn_args())
+        await other.connect()
+        try:
+            info = await other.get_stream_info("tail")
+            assert (info.version, info.event_count) == (35, 35)
+            r = await other.append("tail", [new()], 35)
+            assert r.first_version == 36
+        finally:
+            await other.close()
+    finally:
+        provider_module._NAMESPACES.clear()  # noqa: SLF001
+        provider_module._NAMESPACES.update(saved)  # noqa: SLF001
+
+
+async def test_instances_in_one_process_share_the_tail(kp: KafkaProvider) -> None:
+    second = KafkaProvider(**kp.spawn_args())
+    await second.connect()
+    try:
+        await kp.append("shared", [new()], 0)
+        assert (await second.append("shared", [new()], 1)).first_version == 2
+        assert (await kp.append("shared", [new()], 2)).first_version == 3
+    finally:
+        await second.close()
+
+
+async def test_a_repeated_record_is_dropped_by_readers(kp: KafkaProvider) -> None:
+    """A producer retry after a restart can write the same envelope twice: readers and counts ignore it."""
+    first = await kp.append("rep", [new({"i": 1}), new({"i": 2})], 0)
+    meta = kp._ns.meta["rep"]  # noqa: SLF001
+    recs, _, _ = await kp.io.read(meta["topic"], 0)
+    await kp.io.produce(meta["topic"], recs[0].value, headers=recs[0].headers)  # the duplicate
+    await kp.append("rep", [new({"i": 3})], -1)
+    got = [e async for e in kp.read_stream("rep")]
+    assert [e.version for e in got] == [1, 2, 3]
+    assert [e.version async for e in kp.read_stream("rep", backwards=True)] == [3, 2, 1]
+    assert got[0].event_id == first.event_ids[0]
+    stats = await kp.stats()
+    assert stats.events_by_stream["rep"] == 3
+    assert (await kp.get_stream_info("rep")).event_count == 3
+
+
+async def test_an_idempotent_retry_across_instances_returns_the_original(kp: KafkaProvider) -> None:
+    second = KafkaProvider(**kp.spawn_args())
+    await second.connect()
+    try:
+        ev = new()
+        a = await kp.append("idem", [ev], 0)
+        b = await second.append("idem", [ev], 0)
+        assert b.duplicate
+        assert (b.first_version, b.positions) == (a.first_version, a.positions)
+    finally:
+        await second.close()
+
+
+# ---------------------------------------------------------------------------- positions, retention, stats
+
+
+async def test_positions_increase_per_stream_and_read_all_merges_by_position(kp: KafkaProvider) -> None:
+    a = await kp.append("pa", [new() for _ in range(3)], 0)
+    b = await kp.append("pb", [new()], 0)
+    c = await kp.append("pa", [new()], 3)
+    assert list(a.positions) == sorted(a.positions)
+    assert a.positions[-1] < c.positions[0]
+    seen = [e async for e in kp.read_all()]
+    assert [e.position for e in seen] == sorted(e.position for e in seen)
+    tail = [e.event_id async for e in kp.read_all(from_position=b.positions[0])]
+    assert tail == [b.event_ids[0], c.event_ids[0]]
+
+
+async def test_retention_markers_hide_events_everywhere(kp: KafkaProvider) -> None:
+    t0 = datetime(2021, 1, 1, tzinfo=UTC)
+    await kp.create_stream(NewStream("ret", name="n"))
+    r = await kp.append("ret", [new({"i": i}, ts=t0 + timedelta(days=i)) for i in range(6)], 0)
+    assert await kp.truncate_stream("ret", 3) == 2
+    assert await kp.delete_events_before(t0 + timedelta(days=4)) == 2  # versions 3 and 4
+    info = await kp.get_stream_info("ret")
+    assert (info.version, info.event_count, info.first_version, info.name) == (6, 2, 5, "n")
+    assert [e.version async for e in kp.read_stream("ret")] == [5, 6]
+    assert [e.version async for e in kp.read_all()] == [5, 6]
+    assert await kp.get_event(r.event_ids[0]) is None
+    assert (await kp.get_event(r.event_ids[5])).version == 6
+    stats = await kp.stats()
+    assert (stats.total_events, stats.events_by_stream["ret"]) == (2, 2)
+    # new events are not hidden by an earlier time cutoff, even with old timestamps
+    assert (await kp.append("ret", [new(ts=t0)], 6)).first_version == 7
+    assert [e.version async for e in kp.read_stream("ret")] == [5, 6, 7]
+    assert (await kp.get_stream_info("ret")).event_count == 3
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+async def test_unreachable_broker_is_a_typed_error_and_unhealthy() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = KafkaProvider(f"kafka://127.0.0.1:{port}", request_timeout=2.0)
+    with pytest.raises((ProviderUnavailableError, ProviderTimeoutError)):
+        await p.connect()
+    h = await p.health()
+    assert not h.healthy
+    await p.close()
+
+
+def test_the_plugin_never_deletes_records() -> None:
+    """``delete_records`` crashes Tansu (STORES.md): the plugin must not call it anywhere."""
+    from pathlib import Path
+
+    src = Path(provider_module.__file__).parent
+    for f in src.glob("*.py"):
+        assert "delete_records" not in f.read_text(encoding="utf-8"), f

@@ -1,0 +1,119 @@
+"""Names on the server: subject tokens, KV keys, bucket names, positions.
+
+A stream id may hold any character (``.``, ``*``, ``>``, spaces, quotes, emoji...), but a NATS subject
+token and a KV key may not. Every stream id therefore becomes ONE token of ``[A-Za-z0-9_-]``:
+
+* ``b<base64url of the UTF-8 id, no padding>`` while that stays at most :data:`MAX_PLAIN_TOKEN`
+  characters, so the id can be read back from the subject alone;
+* ``h<base64url of its SHA-256, no padding>`` for longer ids (the subject and KV key stay short; the id
+  itself is then stored in each message and in the stream's info record).
+
+The raw id never reaches a subject or a key, so no id can address another stream's subject
+(``a.*`` and ``a.b`` are different tokens, and neither is a wildcard).
+
+Positions: a JetStream message holds one event or, on servers without atomic batch publish, a whole
+batch (an *envelope*). Event ``i`` (0-based) of the message with stream sequence ``seq`` has position
+``seq << POSITION_SHIFT | i``: strictly increasing inside a message, and ordered exactly like the
+stream sequence between messages, so ``read_all`` follows the JetStream sequence (one total order).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+
+POSITION_SHIFT = 20
+"""Bits of a position that hold the index inside a message (so an envelope holds < 2**20 events)."""
+INDEX_MASK = (1 << POSITION_SHIFT) - 1
+MAX_EVENTS_PER_MESSAGE = 1 << POSITION_SHIFT
+MAX_PLAIN_TOKEN = 200
+"""Longest reversible token; longer ids are hashed (subjects must fit the server's control line)."""
+
+
+def position(seq: int, index: int) -> int:
+    """The position of event ``index`` of the message at stream sequence ``seq``."""
+    return (seq << POSITION_SHIFT) | index
+
+
+def split_position(pos: int) -> tuple[int, int]:
+    """``(seq, index)`` of a position (``(0, 0)`` for positions below the first message)."""
+    if pos <= 0:
+        return 0, 0
+    return pos >> POSITION_SHIFT, pos & INDEX_MASK
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def stream_token(stream_id: str) -> str:
+    """The single subject token (and KV key) that stands for ``stream_id``."""
+    raw = stream_id.encode("utf-8")
+    plain = _b64(raw)
+    if len(plain) <= MAX_PLAIN_TOKEN:
+        return "b" + plain
+    return "h" + _b64(hashlib.sha256(raw).digest())
+
+
+def token_is_reversible(token: str) -> bool:
+    """Whether the stream id can be decoded from ``token`` alone."""
+    return token.startswith("b")
+
+
+def stream_id_of(token: str) -> str | None:
+    """The stream id a reversible token stands for (``None`` for hashed tokens or foreign subjects)."""
+    if not token.startswith("b"):
+        return None
+    body = token[1:]
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def event_key(event_id: str) -> str:
+    """KV key of an event id in the id index (hashed: event ids may hold any character)."""
+    return "x" + hashlib.sha256(event_id.encode("utf-8")).hexdigest()[:40]
+
+
+def batch_msg_id(event_ids: list[str]) -> str:
+    """``Nats-Msg-Id`` of an envelope: derived from its event ids, so a retry is deduplicated."""
+    h = hashlib.sha256("\x00".join(event_ids).encode("utf-8")).hexdigest()[:40]
+    return f"batch-{len(event_ids)}-{h}"
+
+
+class Names:
+    """Every server-side name of one store (a JetStream stream plus four KV buckets)."""
+
+    def __init__(self, stream: str, subject_prefix: str) -> None:
+        self.stream = stream
+        self.prefix = subject_prefix
+        self.events_wildcard = f"{subject_prefix}.e.*"
+        self.info_bucket = f"{stream}_info"
+        self.snapshot_bucket = f"{stream}_snap"
+        self.ids_bucket = f"{stream}_ids"
+        self.hidden_bucket = f"{stream}_hidden"
+
+    @property
+    def buckets(self) -> tuple[str, str, str, str]:
+        """All KV bucket names."""
+        return (self.info_bucket, self.snapshot_bucket, self.ids_bucket, self.hidden_bucket)
+
+    def subject(self, token: str) -> str:
+        """The events subject of a stream token."""
+        return f"{self.prefix}.e.{token}"
+
+    def token_of_subject(self, subject: str) -> str:
+        """The stream token at the end of an events subject."""
+        return subject.rsplit(".", 1)[-1]
+
+    @staticmethod
+    def hidden_key(token: str, seq: int) -> str:
+        """KV key listing the deleted events of a partly deleted envelope."""
+        return f"{token}.{seq}"
+
+    @staticmethod
+    def snapshot_key(token: str, version: int) -> str:
+        """KV key of a stream's snapshot at ``version``."""
+        return f"{token}.{version}"

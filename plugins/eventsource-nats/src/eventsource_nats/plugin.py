@@ -1,0 +1,21 @@
+"""Entry point of the ``eventsource-nats`` distribution: registers the NATS JetStream provider.
+
+nats-py is imported only when a NATS provider is built, not when the plugin host starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import eventsource
+
+if TYPE_CHECKING:
+    from eventsource.registry import ProviderRegistry
+
+
+@eventsource.hookimpl
+def eventsource_register_providers(registry: ProviderRegistry) -> None:
+    """Register :class:`~eventsource_nats.provider.NatsProvider` for ``nats://`` and ``nats+tls://`` URLs."""
+    from eventsource_nats.provider import NatsProvider
+
+    registry.add(NatsProvider, schemes=("nats", "nats+tls"))

@@ -1,0 +1,167 @@
+"""The bytes of one JetStream message: one event, or a batch of events (an envelope).
+
+Body: for each event, a 12-byte frame header (big-endian lengths of head, data and metadata), then a
+compact JSON *head* (id, type, timestamp, encoding and the optional envelope fields), then the opaque
+``data`` and ``metadata`` bytes exactly as the codec pipeline produced them (no base64, no copy into
+JSON). Headers carry what the server or a scan needs without opening the body:
+
+* ``Vx-Version``: the version of the LAST event in the message, ``Vx-Count``: how many events it holds;
+* ``Nats-Msg-Id`` (deduplication) and the expected-sequence header (optimistic concurrency).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from eventsource.model import RecordedEvent
+
+from eventsource_nats.naming import position
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from eventsource.model import NewEvent
+
+HDR_VERSION = "Vx-Version"
+HDR_COUNT = "Vx-Count"
+HDR_MSG_ID = "Nats-Msg-Id"
+HDR_EXPECTED_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+HDR_EXPECTED_SEQ = "Nats-Expected-Last-Sequence"
+
+_FRAME = struct.Struct(">III")
+_OPTIONAL = (
+    ("c", "correlation_id"),
+    ("k", "causation_id"),
+    ("u", "user_id"),
+    ("n", "tenant_id"),
+    ("a", "aggregate_id"),
+    ("y", "aggregate_type"),
+)
+FRAME_OVERHEAD = _FRAME.size
+
+
+def _head(ev: NewEvent, stream_id: str | None) -> bytes:
+    head: dict[str, Any] = {"i": ev.event_id, "t": ev.event_type, "ts": ev.timestamp.isoformat(), "e": ev.encoding}
+    for short, name in _OPTIONAL:
+        value = getattr(ev, name)
+        if value is not None:
+            head[short] = value
+    if stream_id is not None:
+        head["s"] = stream_id
+    return json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def encode(events: Sequence[NewEvent], stream_id: str | None = None) -> bytes:
+    """The body of a message holding ``events`` (``stream_id`` only when the token is hashed)."""
+    parts: list[bytes] = []
+    for ev in events:
+        head = _head(ev, stream_id)
+        parts.append(_FRAME.pack(len(head), len(ev.data), len(ev.metadata)))
+        parts.append(head)
+        parts.append(ev.data)
+        parts.append(ev.metadata)
+    return b"".join(parts)
+
+
+def frames(body: bytes) -> Iterator[tuple[dict[str, Any], bytes, bytes]]:
+    """``(head, data, metadata)`` of each event in a message body."""
+    view = memoryview(body)
+    off = 0
+    end = len(body)
+    while off < end:
+        hl, dl, ml = _FRAME.unpack_from(view, off)
+        off += _FRAME.size
+        head = json.loads(view[off : off + hl].tobytes())
+        off += hl
+        data = view[off : off + dl].tobytes()
+        off += dl
+        meta = view[off : off + ml].tobytes()
+        off += ml
+        yield head, data, meta
+
+
+def message_versions(headers: dict[str, str] | None) -> tuple[int, int]:
+    """``(first_version, last_version)`` of the events a message holds."""
+    if not headers or HDR_VERSION not in headers:
+        msg = "message without a Vx-Version header in the events stream"
+        raise ValueError(msg)
+    last = int(headers[HDR_VERSION])
+    count = int(headers.get(HDR_COUNT, "1"))
+    return last - count + 1, last
+
+
+def decode(
+    body: bytes, headers: dict[str, str] | None, seq: int, stream_id: str | None, hidden: frozenset[int] = frozenset()
+) -> list[RecordedEvent]:
+    """The events of one message (those whose index is in ``hidden`` were deleted and are left out).
+
+    ``stream_id`` is ``None`` when the subject token is hashed: the id is then read from each head.
+    """
+    first, _ = message_versions(headers)
+    out = []
+    for idx, (head, data, meta) in enumerate(frames(body)):
+        if idx in hidden:
+            continue
+        out.append(
+            RecordedEvent(
+                event_id=head["i"],
+                stream_id=stream_id if stream_id is not None else head["s"],
+                event_type=head["t"],
+                version=first + idx,
+                position=position(seq, idx),
+                data=data,
+                metadata=meta,
+                encoding=head["e"],
+                timestamp=datetime.fromisoformat(head["ts"]),
+                correlation_id=head.get("c"),
+                causation_id=head.get("k"),
+                user_id=head.get("u"),
+                tenant_id=head.get("n"),
+                aggregate_id=head.get("a"),
+                aggregate_type=head.get("y"),
+            )
+        )
+    return out
+
+
+def head_size(ev: NewEvent) -> int:
+    """Bytes one event adds to a message body besides its payload."""
+    return FRAME_OVERHEAD + len(_head(ev, None))
+
+
+def encode_snapshot(snap: Any) -> bytes:
+    """The KV value of a snapshot (same framing as an event: head, data, metadata)."""
+    head = {
+        "i": snap.snapshot_id,
+        "s": snap.stream_id,
+        "v": snap.version,
+        "e": snap.encoding,
+        "ts": snap.created_at.isoformat(),
+        "a": snap.aggregate_id,
+        "y": snap.aggregate_type,
+        "p": snap.position,
+    }
+    raw = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _FRAME.pack(len(raw), len(snap.data), len(snap.metadata)) + raw + snap.data + snap.metadata
+
+
+def decode_snapshot(value: bytes) -> Any:
+    """A :class:`~eventsource.model.NewSnapshot` from its KV value."""
+    from eventsource.model import NewSnapshot
+
+    head, data, meta = next(frames(value))
+    return NewSnapshot(
+        snapshot_id=head["i"],
+        stream_id=head["s"],
+        version=head["v"],
+        data=data,
+        metadata=meta,
+        encoding=head["e"],
+        created_at=datetime.fromisoformat(head["ts"]),
+        aggregate_id=head.get("a"),
+        aggregate_type=head.get("y"),
+        position=head.get("p"),
+    )

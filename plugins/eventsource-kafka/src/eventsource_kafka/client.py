@@ -122,7 +122,7 @@ class KafkaIO:
         from kafka import KafkaAdminClient, KafkaProducer
 
         timeout_ms = int(self.timeout * 1000)
-        self.admin = KafkaAdminClient(**self.config, request_timeout_ms=timeout_ms)
+        self.admin = KafkaAdminClient(**self.config, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
         self.producer = KafkaProducer(
             **self.config,
             acks="all",
@@ -130,6 +130,7 @@ class KafkaIO:
             max_request_size=self.max_request_size,
             max_block_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
         )
         _tune_metadata(self.producer._metadata)  # noqa: SLF001 - see _tune_metadata
 
@@ -277,6 +278,7 @@ class KafkaIO:
             max_partition_fetch_bytes=_FETCH_BYTES,
             fetch_max_bytes=_FETCH_BYTES,
             request_timeout_ms=max(int(self.timeout * 1000), 5000),
+            bootstrap_timeout_ms=int(self.timeout * 1000),
         )
         _tune_metadata(c._cluster)  # noqa: SLF001 - see _tune_metadata
         _no_prefetch(c._fetcher)  # noqa: SLF001 - see _no_prefetch

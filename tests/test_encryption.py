@@ -28,12 +28,15 @@ from eventsource.manager import SHREDDED_KEY, EventSourcingManager
 from eventsource.memory import MemoryProvider
 from eventsource.model import ANY, NO_STREAM, STREAM_EXISTS, RecordedEvent
 from eventsource.plugins import PluginHost
+from eventsource.testing import ProviderSuite
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from eventsource.provider import Provider
 
 HOST = PluginHost(load_entrypoints=False)
 K1 = base64.b64encode(bytes(range(32))).decode()
@@ -483,3 +486,34 @@ async def test_no_key_plaintext_or_password_in_logs_errors_or_reprs(caplog: pyte
             assert raw.hex() not in text
             assert repr(raw) not in text
     await m.close()
+
+
+class TestEncryptedKitOnMemory(ProviderSuite):
+    """The whole conformance kit with every payload compressed and sealed (versions in the AAD)."""
+
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[Provider]:
+        p = MemoryProvider(f"memory://kit-enc-{uuid.uuid4().hex}")
+        await p.connect()
+        yield p
+        await p.close()
+
+    @pytest.fixture
+    async def manager(self, provider: Provider) -> AsyncIterator[EventSourcingManager]:
+        m = EventSourcingManager(
+            config(compression="zlib", compression_threshold=64, max_batch_size=self.max_batch_size),
+            host=HOST,
+        )
+        await m.register_provider(provider, name="under-test", default=True)
+        yield m
+
+
+class TestEncryptedKitOnSqlite(TestEncryptedKitOnMemory):
+    @pytest.fixture
+    async def provider(self, tmp_path: Path) -> AsyncIterator[Provider]:
+        from eventsource.sqlite import SqliteProvider
+
+        p = SqliteProvider(f"sqlite:///{tmp_path}/kit-enc-{uuid.uuid4().hex}.db")
+        await p.connect()
+        yield p
+        await p.close()

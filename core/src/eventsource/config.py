@@ -170,6 +170,10 @@ class ManagerConfig:
     ``max_event_size``, ``max_batch_size``, ``snapshot_threshold``, ``retention_period``,
     ``compression``, ``encryption``, ``metadata``) keep their meaning; durations are seconds.
 
+    ``max_event_size`` bounds an event's *serialized* size (data + metadata as JSON, before compression
+    and encryption), so a limit means the same with any codec; a provider's own limit
+    (``capabilities.max_event_size``) bounds the encoded bytes it has to store.
+
     Codecs and keys:
 
     * ``compression``: ``False``/``"none"``, ``True`` (zlib), ``"zlib"`` or ``"brotli"``, applied to

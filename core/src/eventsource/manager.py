@@ -693,19 +693,29 @@ class EventSourcingManager:
         _check_text("event id", event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
         metadata = _check_metadata(ev.metadata)
         tenant_id = _check_optional_text("tenant id", ev.tenant_id, field_name="tenant_id")
+        pipeline = self.pipeline
+        meta_size = 0
+        meta = b""
         if self._cipher is None:
-            data, encoding = self.pipeline.encode(ev.data)
-            meta = self.pipeline.encode_as(metadata, encoding) if metadata else b""
+            data, encoding, data_size = pipeline.encode_sized(ev.data)
+            if metadata:
+                meta, meta_size = pipeline.encode_as_sized(metadata, encoding)
         else:
             aad = self._event_aad(stream_id, event_id, version)
             scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id) if self._scope_mode != "global" else None
-            data, encoding = self.pipeline.encode(ev.data, aad=aad, scope=scope)
-            meta = self.pipeline.encode_as(metadata, encoding, aad=aad[:-1] + b"m", scope=scope) if metadata else b""
-        size = len(data) + len(meta)
-        limit = min(self.config.max_event_size, provider.capabilities.max_event_size or self.config.max_event_size)
+            data, encoding, data_size = pipeline.encode_sized(ev.data, aad=aad, scope=scope)
+            if metadata:
+                meta, meta_size = pipeline.encode_as_sized(metadata, encoding, aad=aad[:-1] + b"m", scope=scope)
+        size = data_size + meta_size
+        limit = self.config.max_event_size
         if size > limit:
-            msg = f"event of type {ev.event_type!r} is {size} bytes encoded; the limit is {limit}"
+            msg = f"event of type {ev.event_type!r} is {size} bytes serialized; the limit is {limit} (max_event_size)"
             raise ValidationError(msg, field="data", size=size, limit=limit)
+        store_limit = provider.capabilities.max_event_size
+        if store_limit is not None and len(data) + len(meta) > store_limit:
+            stored = len(data) + len(meta)
+            msg = f"event of type {ev.event_type!r} is {stored} bytes encoded; the limit is {store_limit} (what provider {provider.name!r} can hold)"
+            raise ValidationError(msg, field="data", size=stored, limit=store_limit)
         if ev.timestamp is not None and ev.timestamp.tzinfo is None:
             msg = "event timestamp must be timezone-aware"
             raise ValidationError(msg, field="timestamp")

@@ -107,7 +107,13 @@ class CodecPipeline:
 
     def encode(self, value: Any, *, aad: bytes = b"", scope: str | None = None) -> tuple[bytes, str]:
         """``value`` as stored bytes plus the descriptor saying how to read them back."""
+        raw, descriptor, _ = self.encode_sized(value, aad=aad, scope=scope)
+        return raw, descriptor
+
+    def encode_sized(self, value: Any, *, aad: bytes = b"", scope: str | None = None) -> tuple[bytes, str, int]:
+        """Like :meth:`encode`, plus the serialized size (before compression and encryption)."""
         raw = self.serializer.dumps(value)
+        size = len(raw)
         descriptor = self._plain
         if self.compressor is not None and len(raw) >= self.threshold:
             packed = self.compressor.compress(raw)
@@ -118,15 +124,22 @@ class CodecPipeline:
             prefix = self._compressed_aad if descriptor is self._compressed else self._plain_aad
             raw = self.cipher.encrypt(raw, aad=prefix + aad, scope=scope)
             descriptor = f"{descriptor}+{self.cipher.name}"
-        return raw, descriptor
+        return raw, descriptor, size
 
     def encode_as(self, value: Any, descriptor: str, *, aad: bytes = b"", scope: str | None = None) -> bytes:
         """Encode ``value`` with exactly the steps of ``descriptor`` (metadata follows its event's data)."""
+        return self.encode_as_sized(value, descriptor, aad=aad, scope=scope)[0]
+
+    def encode_as_sized(
+        self, value: Any, descriptor: str, *, aad: bytes = b"", scope: str | None = None
+    ) -> tuple[bytes, int]:
+        """Like :meth:`encode_as`, plus the serialized size (before compression and encryption)."""
         serializer, steps, aad_prefix = self._parse(descriptor)
         raw = serializer.dumps(value)
+        size = len(raw)
         for kind, codec in reversed(steps):
             raw = codec.compress(raw) if kind == "z" else codec.encrypt(raw, aad=aad_prefix + aad, scope=scope)
-        return raw
+        return raw, size
 
     def _parse(self, descriptor: str) -> tuple[Serializer, tuple[tuple[str, Any], ...], bytes]:
         """Serializer, decode steps (outermost first) and cipher AAD prefix for ``descriptor`` (cached)."""

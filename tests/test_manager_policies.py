@@ -326,6 +326,10 @@ def test_the_sync_facade_forwards_the_new_methods() -> None:
         report = m.apply_retention([{"policy": "max_count", "max_events": 1}])
         assert report.deleted() == 1
         assert m.metrics()["m"]["append"]["calls"] == 2
+        schedule = m.start_retention("1h", [{"policy": "max_count", "max_events": 1}], run_now=False)
+        assert schedule.running
+        assert m.stop_retention() == 1
+        assert not schedule.running
 
 
 async def test_a_stalled_read_step_times_out_and_resumes() -> None:

@@ -138,7 +138,7 @@ async def test_no_policy_at_all_is_an_error_not_a_silent_no_op() -> None:
     with pytest.raises(ConfigurationError):
         await m.apply_retention()
     with pytest.raises(ConfigurationError):
-        m.start_retention(60)
+        await m.start_retention(60)
 
 
 async def test_unsupported_is_reported_across_providers_and_raised_when_named() -> None:
@@ -184,7 +184,7 @@ async def test_a_failing_policy_raises_with_the_full_report() -> None:
 async def test_the_schedule_keeps_going_after_a_failed_run_and_stops_on_close() -> None:
     m = _manager(retry_attempts=1)
     await m.register_provider(BrokenDeleteProvider(), name="broken")
-    schedule = m.start_retention("1h", ["before_snapshot", {"policy": "max_age", "max_age": 1}])
+    schedule = await m.start_retention("1h", ["before_snapshot", {"policy": "max_age", "max_age": 1}])
     await schedule.wait_for_run(1)
     assert isinstance(schedule.last_error, RetentionError)
     assert schedule.last_report is not None
@@ -202,7 +202,7 @@ async def test_a_schedule_without_an_immediate_run_waits_for_a_trigger() -> None
     m = _manager()
     await m.register_provider(MemoryProvider(), name="m")
     await m.append_events_batch(stream_id="s", events=_events(3))
-    schedule = m.start_retention(3600, [MaxCountPolicy(1)], run_now=False)
+    schedule = await m.start_retention(3600, [MaxCountPolicy(1)], run_now=False)
     assert schedule.runs == 0
     schedule.trigger()
     report = await schedule.wait_for_run()
@@ -210,9 +210,9 @@ async def test_a_schedule_without_an_immediate_run_waits_for_a_trigger() -> None
     assert report.deleted() == 2
     await schedule.stop()
     with pytest.raises(ConfigurationError):
-        m.start_retention("soon", [MaxCountPolicy(1)])
+        await m.start_retention("soon", [MaxCountPolicy(1)])
     with pytest.raises(ConfigurationError):
-        m.start_retention(0, [MaxCountPolicy(1)])
+        await m.start_retention(0, [MaxCountPolicy(1)])
 
 
 async def test_a_third_party_policy_registers_through_the_hook() -> None:

@@ -1436,7 +1436,7 @@ class EventSourcingManager:
             raise RetentionError(msg, report=report)
         return report
 
-    def start_retention(
+    async def start_retention(
         self,
         interval: float | str,
         policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None,
@@ -1444,11 +1444,12 @@ class EventSourcingManager:
         provider: str | None = None,
         run_now: bool = True,
     ) -> RetentionSchedule:
-        """Apply retention every ``interval`` (seconds or ``"12h"``) until ``schedule.stop()`` or :meth:`close`.
+        """Apply retention every ``interval`` (seconds or ``"12h"``) until stopped; returns the schedule.
 
-        Must be called from a running event loop. Runs are sequential; a failed run is logged and kept
-        in ``schedule.last_error`` and the schedule keeps going; ``schedule.last_report`` is the latest
-        report. ``run_now`` runs once immediately.
+        The schedule is a task on the manager's event loop (with the sync facade: its private loop).
+        Runs are sequential; a failed run is logged and kept in ``schedule.last_error`` and the schedule
+        keeps going; ``schedule.last_report`` is the latest report. ``run_now`` runs once immediately.
+        Stop it with ``await schedule.stop()``, :meth:`stop_retention` or :meth:`close`.
         """
         from eventsource.config import parse_duration
 
@@ -1463,6 +1464,18 @@ class EventSourcingManager:
         schedule = RetentionSchedule(lambda: self.apply_retention(chosen, provider=provider), seconds, run_now=run_now)
         self._schedules.append(schedule)
         return schedule
+
+    async def stop_retention(self, schedule: RetentionSchedule | None = None) -> int:
+        """Stop one retention schedule (every one when ``None``); returns how many were running."""
+        chosen = [schedule] if schedule is not None else list(self._schedules)
+        n = 0
+        for sch in chosen:
+            if sch.running:
+                n += 1
+            await sch.stop()
+            if sch in self._schedules:
+                self._schedules.remove(sch)
+        return n
 
     # ------------------------------------------------------------------ monitoring
 

@@ -5,7 +5,8 @@ Providers implement two primitives (``delete_events_before(cutoff, stream_id)`` 
 ones their store cannot do. Policies are built from configuration and applied by
 :meth:`EventSourcingManager.apply_retention <eventsource.manager.EventSourcingManager.apply_retention>`
 (on demand) or by a :class:`RetentionSchedule` the user starts with
-:meth:`~eventsource.manager.EventSourcingManager.start_retention` and stops.
+:meth:`~eventsource.manager.EventSourcingManager.start_retention` and stops (``schedule.stop()``,
+``manager.stop_retention()`` or ``manager.close()``).
 
 Built-in policies (registered through ``eventsource_register_retention_policies``):
 
@@ -356,8 +357,8 @@ async def run_policy(
 class RetentionSchedule:
     """Applies retention every ``interval`` seconds on the running loop until :meth:`stop`.
 
-    Build it with :meth:`EventSourcingManager.start_retention
-    <eventsource.manager.EventSourcingManager.start_retention>`. A failed run is logged (type only)
+    Build it with ``await manager.start_retention(interval)`` (:meth:`EventSourcingManager.start_retention
+    <eventsource.manager.EventSourcingManager.start_retention>`). A failed run is logged (type only)
     and kept in :attr:`last_error`; the schedule keeps going. ``manager.close()`` stops it.
     """
 

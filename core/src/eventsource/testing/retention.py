@@ -88,8 +88,7 @@ class RetentionSuite:
         m = self.make_manager()
         await m.register_provider(provider, name="under-test", default=True)
         yield m
-        for schedule in m._schedules:  # noqa: SLF001 - stop schedules without closing the provider
-            await schedule.stop()
+        await m.stop_retention()  # the provider fixture owns closing the provider
 
     @staticmethod
     def supports(provider: Provider, policy: RetentionPolicy) -> bool:
@@ -258,7 +257,7 @@ class RetentionSuite:
         s = _sid()
         await manager.append_events_batch(stream_id=s, events=_events(5))
         policy = MaxCountPolicy(max_events=1)
-        schedule = manager.start_retention(3600, [policy])
+        schedule = await manager.start_retention(3600, [policy])
         report = await schedule.wait_for_run(1)
         await schedule.stop()
         assert not schedule.running

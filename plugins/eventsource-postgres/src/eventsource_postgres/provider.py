@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import select
-from contextlib import asynccontextmanager
 from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -77,12 +76,16 @@ _RACE_ATTEMPTS = 3
 
 
 def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
-    """The append statement: the streams row write (``up``) feeding the events insert (``ins``)."""
+    """The append statement: the streams row write (``up``) feeding the events insert (``ins``).
+
+    The single-event form binds scalars, and reuses the event's id and timestamp for the streams row.
+    """
     if single:
         source = (
             "SELECT %(id)s, %(s)s, %(typ)s, up.prev + 1, up.base, %(dat)b::bytea, %(met)b::bytea, %(enc)s, "
             "%(ts)s::timestamptz, %(corr)s, %(cause)s, %(usr)s, %(ten)s, %(aid)s, %(aty)s FROM up"
         )
+        count, last_id, first_ts, last_ts = "1::bigint", "%(id)s", "%(ts)s::timestamptz", "%(ts)s::timestamptz"
     else:
         source = (
             "SELECT u.id, %(s)s, u.typ, up.prev + u.o, up.base + u.o - 1, u.dat, u.met, u.enc, u.ts, "
@@ -91,23 +94,25 @@ def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
             "%(cause)s::text[], %(usr)s::text[], %(ten)s::text[], %(aid)s::text[], %(aty)s::text[]) "
             "WITH ORDINALITY AS u(id, typ, dat, met, enc, ts, corr, cause, usr, ten, aid, aty, o)"
         )
-    returning = f"RETURNING s.version - %(n)s::bigint AS prev, pg_current_xact_id()::text::bigint << {POSITION_SHIFT} AS base"
+        count, last_id = "%(n)s::bigint", "%(last_id)s"
+        first_ts, last_ts = "%(first_ts)s::timestamptz", "%(last_ts)s::timestamptz"
+    returning = f"RETURNING s.version - {count} AS prev, pg_current_xact_id()::text::bigint << {POSITION_SHIFT} AS base"
     lock = "(SELECT pg_advisory_xact_lock(%(k)s::bigint)) AS lock"
     if upsert:
         up = (
             f"INSERT INTO {n.streams} AS s (stream_id, version, event_count, first_version, "  # noqa: S608 - quoted names
             "last_event_id, created_at, updated_at, name, aggregate_id, aggregate_type, metadata) "
-            "SELECT %(s)s, %(n)s::bigint, %(n)s::bigint, 1, %(last_id)s, %(first_ts)s::timestamptz, "
-            "%(last_ts)s::timestamptz, %(name)s, %(agg_id)s, %(agg_type)s, coalesce(%(meta_s)s::jsonb, '{}') "
-            f"FROM {lock} ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.event_count, "
+            f"SELECT %(s)s, {count}, {count}, 1, {last_id}, {first_ts}, {last_ts}, %(name)s, %(agg_id)s, "
+            f"%(agg_type)s, coalesce(%(meta_s)s::jsonb, '{{}}') FROM {lock} "
+            "ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.event_count, "
             "event_count = s.event_count + EXCLUDED.event_count, first_version = coalesce(s.first_version, s.version + 1), "
             f"last_event_id = EXCLUDED.last_event_id, updated_at = EXCLUDED.updated_at WHERE {cond} {returning}"
         )
     else:
         up = (
-            f"UPDATE {n.streams} AS s SET version = s.version + %(n)s::bigint, "  # noqa: S608 - quoted names
-            "event_count = s.event_count + %(n)s::bigint, first_version = coalesce(s.first_version, s.version + 1), "
-            f"last_event_id = %(last_id)s, updated_at = %(last_ts)s::timestamptz FROM {lock} "
+            f"UPDATE {n.streams} AS s SET version = s.version + {count}, "  # noqa: S608 - quoted names
+            f"event_count = s.event_count + {count}, first_version = coalesce(s.first_version, s.version + 1), "
+            f"last_event_id = {last_id}, updated_at = {last_ts} FROM {lock} "
             f"WHERE s.stream_id = %(s)s AND {cond} {returning}"
         )
     return f"WITH up AS ({up}), ins AS (INSERT INTO {n.events} ({_EVENT_COLS}) {source}) SELECT prev, base FROM up"  # noqa: S608
@@ -328,8 +333,8 @@ class PostgresProvider(Provider):
         if pool is not None:
             await pool.close()
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+    async def _getconn(self) -> tuple[AsyncConnectionPool[Any], AsyncConnection[Any]]:
+        """A pooled connection (and its pool), known not to have been dropped by the server while idle."""
         pool = self._pool
         if pool is None:
             msg = f"provider {self.name!r} on {self.display_url} is not connected (call connect() first)"
@@ -342,10 +347,7 @@ class PostgresProvider(Provider):
             await pool.putconn(conn)
             await pool.check()
             conn = await pool.getconn()
-        try:
-            yield conn
-        finally:
-            await pool.putconn(conn)
+        return pool, conn
 
     async def _call(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, retry: bool) -> T:
         """Run ``fn`` on a pooled connection, mapping errors.
@@ -356,8 +358,11 @@ class PostgresProvider(Provider):
         attempts = 1 + (self.settings["reconnect_retries"] if retry else 0)
         for attempt in range(1, attempts + 1):
             try:
-                async with self._connection() as conn:
+                pool, conn = await self._getconn()
+                try:
                     return await fn(conn)
+                finally:
+                    await pool.putconn(conn)
             except EventSourceError:
                 raise
             except Exception as e:
@@ -502,13 +507,16 @@ class PostgresProvider(Provider):
             kind = "exact"
         first, last = events[0], events[-1]
         single = len(events) == 1
-        params: dict[str, Any] = {"s": stream_id, "k": self._lock(stream_id), "n": len(events)}
-        params["last_id"] = last.event_id
-        params["last_ts"] = last.timestamp
+        params: dict[str, Any] = {"s": stream_id, "k": self._lock(stream_id)}
+        if not single:
+            params["n"] = len(events)
+            params["last_id"] = last.event_id
+            params["last_ts"] = last.timestamp
         if kind == "exact":
             params["e"] = exp
         if kind in ("any", "new", "zero"):
-            params["first_ts"] = first.timestamp
+            if not single:
+                params["first_ts"] = first.timestamp
             if stream is not None:
                 from psycopg.types.json import Jsonb
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import re
 import ssl
@@ -129,6 +130,7 @@ def _nats() -> Any:
     return nats
 
 
+@functools.cache
 def _retriable() -> tuple[type[BaseException], ...]:
     import nats.errors
     import nats.js.errors
@@ -553,12 +555,11 @@ class NatsProvider(Provider):
         if self._stream_wide:
             resp = await self._api(f"STREAM.INFO.{self.names.stream}")
             stream_seq = int(resp["state"]["last_seq"])
-        last = await self._last_msg(subject)
+        last, (info, _) = await asyncio.gather(self._last_msg(subject), self._info_get(token))
         if last is not None:
             _, version = records.message_versions(last.headers)
             tail = _Tail(int(last.seq), version, exists=True, stream_seq=max(stream_seq, int(last.seq)))
         else:
-            info, _ = await self._info_get(token)
             known = int(info.get("known_version", 0)) if info else 0
             tail = _Tail(0, known, exists=info is not None, stream_seq=stream_seq)
         self._tails[token] = tail
@@ -584,7 +585,12 @@ class NatsProvider(Provider):
         if len(events) >= MAX_EVENTS_PER_MESSAGE:
             msg = f"a batch holds at most {MAX_EVENTS_PER_MESSAGE - 1} events on NATS"
             raise ValidationError(msg, field="events")
-        return await self._call(f"append to {stream_id!r}", self._append(stream_id, list(events), expected, stream))
+        try:
+            return await self._append(stream_id, list(events), expected, stream)
+        except EventSourceError:
+            raise
+        except Exception as e:
+            raise map_error(e, f"append to {stream_id!r}") from e
 
     async def _append(
         self, sid: str, events: list[NewEvent], expected: Expected, stream: NewStream | None
@@ -632,8 +638,6 @@ class NatsProvider(Provider):
         raise ProviderTimeoutError(msg, stream_id=sid)
 
     async def _create_info(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> None:
-        import nats.js.errors
-
         info = {
             "id": sid,
             "name": stream.name if stream else None,
@@ -644,10 +648,10 @@ class NatsProvider(Provider):
             "removed": 0,
             "known_version": 0,
         }
-        try:
-            await self._kv[self.names.info_bucket].create(token, json.dumps(info).encode())
-        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
-            pass  # created concurrently (explicitly or by another writer): theirs stands
+        # create-if-absent (expected subject sequence 0) without waiting for the ack: a stream created
+        # concurrently keeps its record, and a lost record is rebuilt from the first event on read
+        subject = f"$KV.{self.names.info_bucket}.{token}"
+        await _quiet(self._nc.publish(subject, json.dumps(info).encode(), headers={HDR_EXPECTED_SUBJECT_SEQ: "0"}))
 
     def _expect_headers(self, tail: _Tail) -> dict[str, str]:
         if self._stream_wide:
@@ -693,11 +697,15 @@ class NatsProvider(Provider):
             **self._expect_headers(tail),
         }
         body = records.encode(events, None if token_is_reversible(token) else sid)
-        self._check_size(body, headers, "the event" if n == 1 else f"the batch of {n} events")
+        if len(body) + 1024 > self._max_payload:
+            self._check_size(body, headers, "the event" if n == 1 else f"the batch of {n} events")
         subject = self.names.subject(token)
         timeout = self.settings["publish_timeout"]
         try:
-            ack = await self._retrying(lambda: js.publish(subject, body, headers=dict(headers), timeout=timeout))
+            try:
+                ack = await js.publish(subject, body, headers=dict(headers), timeout=timeout)
+            except _retriable():
+                ack = await self._retrying(lambda: js.publish(subject, body, headers=dict(headers), timeout=timeout))
         except nats.js.errors.APIError as e:
             if e.err_code in WRONG_SEQUENCE_CODES or _WRONG_SEQ_TEXT.search(e.description or ""):
                 raise _WrongSequence from e
@@ -706,7 +714,7 @@ class NatsProvider(Provider):
             return await self._resolve_duplicate_ack(sid, events, int(ack.seq))
         seq = int(ack.seq)
         self._tails[token] = _Tail(seq, last_version, exists=True, stream_seq=seq)
-        self._index(events, [(seq, i) for i in range(n)])
+        await self._index(events, [(seq, i) for i in range(n)])
         return AppendResult(
             stream_id=sid,
             first_version=tail.version + 1,
@@ -770,7 +778,7 @@ class NatsProvider(Provider):
         last_seq = int(reply["seq"])
         seqs = [last_seq - n + 1 + i for i in range(n)]
         self._tails[token] = _Tail(last_seq, tail.version + n, exists=True, stream_seq=last_seq)
-        self._index(events, [(s, 0) for s in seqs])
+        await self._index(events, [(s, 0) for s in seqs])
         return AppendResult(
             stream_id=sid,
             first_version=tail.version + 1,
@@ -786,13 +794,21 @@ class NatsProvider(Provider):
         if len(self._ids) > _LRU_SIZE:
             self._ids.popitem(last=False)
 
-    def _index(self, events: Sequence[NewEvent], locs: Sequence[tuple[int, int]]) -> None:
-        """Record ``event id -> (seq, index)`` in this process and (best effort, no ack) in the id index."""
-        nc = self._nc
+    async def _index(self, events: Sequence[NewEvent], locs: Sequence[tuple[int, int]]) -> None:
+        """Record ``event id -> (seq, index)`` in this process and (best effort, no ack) in the id index.
+
+        The index is written after the ack without waiting for the server's ack of the index entry; an
+        entry lost in a crash makes ``get_event`` without a stream id miss that event (with a stream id
+        it falls back to reading the stream); :meth:`rebuild_id_index` rewrites every entry.
+        """
+        publish = self._nc.publish
         bucket = self.names.ids_bucket
-        for ev, loc in zip(events, locs, strict=True):
-            self._remember(ev.event_id, loc)
-            self._spawn(_quiet(nc.publish(f"$KV.{bucket}.{event_key(ev.event_id)}", f"{loc[0]} {loc[1]}".encode())))
+        try:
+            for ev, loc in zip(events, locs, strict=True):
+                self._remember(ev.event_id, loc)
+                await publish(f"$KV.{bucket}.{event_key(ev.event_id)}", f"{loc[0]} {loc[1]}".encode())
+        except Exception:  # noqa: BLE001, S110 - best effort: the events themselves are stored
+            pass
 
     async def _locate(self, event_id: str) -> tuple[int, int] | None:
         loc = self._ids.get(event_id)
@@ -803,6 +819,54 @@ class NatsProvider(Provider):
             return None
         seq, idx = entry.value.decode().split()
         return int(seq), int(idx)
+
+    async def _locate_many(self, event_ids: Sequence[str]) -> list[tuple[int, int] | None]:
+        """Locations of many ids: this process first, then pipelined direct gets on the id index."""
+        out: list[tuple[int, int] | None] = [self._ids.get(i) for i in event_ids]
+        todo = [n for n, loc in enumerate(out) if loc is None]
+        if not todo:
+            return out
+        bucket = self.names.ids_bucket
+        values = await self._direct_last_many(
+            f"KV_{bucket}", [f"$KV.{bucket}.{event_key(event_ids[n])}" for n in todo]
+        )
+        for n, value in zip(todo, values, strict=True):
+            if value:
+                seq, idx = value.decode().split()
+                out[n] = (int(seq), int(idx))
+        return out
+
+    async def _direct_last_many(self, stream: str, subjects: Sequence[str]) -> list[bytes | None]:
+        """Last message data of each subject: every direct get sent at once, one reply inbox, one wait.
+
+        ``None`` for a subject without a message (or whose last message is a delete/purge marker).
+        """
+        nc = self._nc
+        inbox = nc.new_inbox()
+        results: list[bytes | None] = [None] * len(subjects)
+        waiting = len(subjects)
+        done = asyncio.get_running_loop().create_future()
+
+        async def on_reply(msg: Any) -> None:
+            nonlocal waiting
+            n = int(msg.subject.rsplit(".", 1)[-1])
+            status = (msg.headers or {}).get("Status")
+            op = (msg.headers or {}).get("KV-Operation")
+            if not status and op not in ("DEL", "PURGE"):
+                results[n] = msg.data
+            waiting -= 1
+            if waiting == 0 and not done.done():
+                done.set_result(None)
+
+        sub = await nc.subscribe(f"{inbox}.*", cb=on_reply)
+        try:
+            for n, subject in enumerate(subjects):
+                await nc.publish(f"$JS.API.DIRECT.GET.{stream}.{subject}", b"", reply=f"{inbox}.{n}")
+            await nc.flush()
+            await asyncio.wait_for(done, timeout=self.settings["request_timeout"])
+        finally:
+            await _quiet(sub.unsubscribe())
+        return results
 
     async def _load_event(self, loc: tuple[int, int], event_id: str) -> RecordedEvent | None:
         """The live event at ``loc`` if it really is ``event_id`` (index entries may be stale)."""
@@ -823,7 +887,7 @@ class NatsProvider(Provider):
         stream's messages from that sequence on (the writes that raced a stale expected sequence).
         """
         ids = [e.event_id for e in events]
-        locs = await asyncio.gather(*(self._locate(i) for i in ids))
+        locs = await self._locate_many(ids)
         stored: list[RecordedEvent | None] = list(
             await asyncio.gather(*(self._load_event(loc, i) if loc else _none() for loc, i in zip(locs, ids, strict=True)))
         )

@@ -1,0 +1,185 @@
+"""NATS JetStream: eventsource-nats against raw nats-py on the same server, in the same run.
+
+Server: ``EVENTSOURCE_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``, the machine's server). Every
+run creates its own JetStream streams (and the provider's KV buckets) and deletes them at the end.
+
+The raw side is what a nats-py user would write for the same layout (one JetStream stream, a subject
+per event stream, file storage, one replica, the JSON envelope as the payload, event id as
+``Nats-Msg-Id`` and the version in a header), without the library's work (no expected-sequence check,
+no stream info record, no event-id index, no codec pipeline):
+
+* single append: ``js.publish(...)`` awaiting the ack;
+* batch of 100: 100 ``js.publish_async`` pipelined, then all acks awaited;
+* read 1,000: an ephemeral pull consumer on the subject, ``fetch`` in pages of 500, ``json.loads``
+  of every payload, consumer deleted;
+* 8 writers: 8 tasks on one connection, each ``js.publish`` awaiting its ack;
+* big store: ``N`` filler events in streams of 1,000 single-event messages written in the provider's
+  own message format with pipelined ``publish_async``.
+
+The library side runs through ``EventSourcingManager`` (validation, JSON codec, expected versions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from eventsource.model import NewEvent, utcnow
+from eventsource_nats import records
+from eventsource_nats.naming import Names, stream_token
+from eventsource_nats.provider import NatsProvider
+from harness import Backend, RawEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.provider import Provider
+
+FILL_STREAM_SIZE = 1000
+FILL_WINDOW = 4000
+
+
+class NatsBackend(Backend):
+    """The NATS server named by EVENTSOURCE_TEST_NATS_URL; a fresh JetStream stream per provider."""
+
+    name = "nats"
+    targets = {  # noqa: RUF012 - DESIGN.md
+        "append_p50": 1.5,
+        "append_p95": None,
+        "batch_100": 0.7,
+        "read_1000": 0.7,
+        "writers_8": 0.8,
+        "big_store_read_100": 1.5,
+    }
+    notes = "raw = nats-py: publish+ack; batch = 100 publish_async pipelined; read = pull consumer + json.loads"
+
+    async def open(self) -> None:
+        """Connect the raw client and create the raw JetStream stream."""
+        import nats
+        from nats.js import api
+
+        self.url = os.environ.get("EVENTSOURCE_TEST_NATS_URL", "nats://127.0.0.1:4222")
+        self.nc = await nats.connect(self.url)
+        self.js = self.nc.jetstream(timeout=10)
+        tag = uuid.uuid4().hex[:10]
+        self.raw_stream = f"BENCHRAW{tag}"
+        self.raw_prefix = f"benchraw{tag}"
+        await self.js.add_stream(
+            api.StreamConfig(
+                name=self.raw_stream,
+                subjects=[f"{self.raw_prefix}.*"],
+                storage=api.StorageType.FILE,
+                num_replicas=1,
+                allow_direct=True,
+            )
+        )
+        self.stores: list[Names] = []
+
+    async def close(self) -> None:
+        """Delete the raw stream and every provider store of the run."""
+        import nats.js.errors
+
+        names = [self.raw_stream]
+        for n in self.stores:
+            names += [n.stream, *(f"KV_{b}" for b in n.buckets)]
+        for name in names:
+            try:
+                await self.js.delete_stream(name)
+            except nats.js.errors.NotFoundError:
+                pass
+        await self.nc.close()
+
+    def new_provider(self) -> Provider:
+        """A provider on its own JetStream stream and buckets."""
+        tag = uuid.uuid4().hex[:10]
+        p = NatsProvider(self.url, stream=f"BENCH{tag}", subject_prefix=f"bench{tag}")
+        self.stores.append(p.names)
+        return p
+
+    def _subject(self, stream_id: str) -> str:
+        return f"{self.raw_prefix}.{stream_token(stream_id)}"
+
+    @staticmethod
+    def _body(stream_id: str, version: int, ev: RawEvent) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(
+            {
+                "event_id": ev.event_id,
+                "stream_id": stream_id,
+                "event_type": ev.event_type,
+                "version": version,
+                "timestamp": ev.timestamp.isoformat(),
+                "data": ev.data,
+            }
+        ).encode()
+        return body, {"Nats-Msg-Id": ev.event_id, "Vx-Version": str(version)}
+
+    async def raw_append(self, stream_id: str, version: int, event: RawEvent) -> None:
+        """``js.publish`` awaiting the ack."""
+        body, headers = self._body(stream_id, version, event)
+        await self.js.publish(self._subject(stream_id), body, headers=headers)
+
+    async def raw_append_batch(self, stream_id: str, first_version: int, events: Sequence[RawEvent]) -> None:
+        """100 ``publish_async`` pipelined, then every ack awaited."""
+        subject = self._subject(stream_id)
+        futures = []
+        for i, ev in enumerate(events):
+            body, headers = self._body(stream_id, first_version + i, ev)
+            futures.append(await self.js.publish_async(subject, body, headers=headers))
+        await asyncio.gather(*futures)
+
+    async def raw_read_stream(self, stream_id: str) -> int:
+        """Ephemeral pull consumer from the start of the subject; json.loads of every payload."""
+        from nats.js import api
+
+        cfg = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.NONE,
+            mem_storage=True,
+            inactive_threshold=30.0,
+        )
+        sub = await self.js.pull_subscribe(self._subject(stream_id), stream=self.raw_stream, config=cfg)
+        n = 0
+        try:
+            remaining = (await sub.consumer_info()).num_pending
+            while remaining:
+                msgs = await sub.fetch(min(remaining, 500), timeout=10)
+                for m in msgs:
+                    json.loads(m.data)
+                    n += 1
+                remaining = msgs[-1].metadata.num_pending
+        finally:
+            await sub.unsubscribe()
+            await self.js.delete_consumer(self.raw_stream, cfg.name)
+        return n
+
+    async def fill(self, provider: Provider, n: int) -> None:
+        """``n`` single-event messages in the provider's format, streams of 1,000, pipelined publishes."""
+        assert isinstance(provider, NatsProvider)
+        names = provider.names
+        body_data = json.dumps({"filler": True, "pad": "x" * 150}).encode()
+        prefix = uuid.uuid4().hex[:8]
+        pending: list[Any] = []
+        for i in range(n):
+            stream_id = f"filler-{prefix}-{i // FILL_STREAM_SIZE}"
+            version = i % FILL_STREAM_SIZE + 1
+            ev = NewEvent(
+                event_id=f"{prefix}-{i}",
+                event_type="Filler",
+                data=body_data,
+                metadata=b"",
+                encoding="json",
+                timestamp=utcnow(),
+            )
+            headers = {"Nats-Msg-Id": ev.event_id, "Vx-Version": str(version), "Vx-Count": "1"}
+            subject = names.subject(stream_token(stream_id))
+            pending.append(await self.js.publish_async(subject, records.encode([ev]), headers=headers))
+            if len(pending) >= FILL_WINDOW:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+
+
+BACKEND = NatsBackend

@@ -476,6 +476,10 @@ class EventSourcingManager:
                 msg = f"encryption_scope is {self._scope_mode!r}: keys are not scoped by {which}, so there is nothing to shred"
                 raise ValidationError(msg, field=which)
         n = await asyncio.to_thread(keys.shred, scope)
+        for cipher in self.pipeline.ciphers.values():
+            forget = getattr(cipher, "forget", None)
+            if forget is not None:
+                forget()
         log.info("shredded %d key(s) of one scope", n)
         return n
 
@@ -618,20 +622,12 @@ class EventSourcingManager:
                         result = await factory()
             except TimeoutError as e:
                 rec.record(time.perf_counter() - start)
-                err: EventSourceError = (
-                    e
-                    if isinstance(e, ProviderTimeoutError)
-                    else ProviderTimeoutError(
-                        f"{op} on provider {provider.name!r} did not finish within {timeout}s",
-                        provider=provider.name,
-                        operation=op,
-                    )
-                )
                 if attempt == attempts:
                     rec.errors += 1
-                    if err is e:
+                    if isinstance(e, ProviderTimeoutError):
                         raise
-                    raise err from e
+                    msg = f"{op} on provider {provider.name!r} did not finish within {timeout}s"
+                    raise ProviderTimeoutError(msg, provider=provider.name, operation=op) from e
             except RETRYABLE:
                 rec.record(time.perf_counter() - start)
                 if attempt == attempts:

@@ -55,6 +55,10 @@ class AesGcmCipher(Cipher):
         """A cipher using ``keys``."""
         return AesGcmCipher(keys)
 
+    def forget(self) -> None:
+        """Drop cached key schedules (after a shred, no key material lingers here)."""
+        self._aeads.clear()
+
     def _provider(self) -> KeyProvider:
         if self.keys is None:
             msg = "the aes256gcm cipher has no key provider: set encryption_keys (or a key provider) to read or write encrypted payloads"

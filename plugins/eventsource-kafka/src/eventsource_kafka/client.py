@@ -5,10 +5,10 @@ Every kafka-python error is mapped to a typed eventsource error in :func:`map_er
 
 Reading a topic "to its end" means reading to the **Fetch high watermark**, never to ListOffsets'
 answer: on Tansu, ListOffsets LATEST is the base offset of the last batch + 1, which is too low after
-any multi-record batch (STORES.md §10). ListOffsets is used only as a lower bound: once the reader's
-position reached the high watermark of a fetch, a ListOffsets answer above that position proves the
-watermark came from a fetch sent before newer writes (kafka-python pipelines fetches), so the read
-goes on.
+any multi-record batch (STORES.md §10). ListOffsets serves only as a lower bound where a tail is
+seeded (:meth:`KafkaIO.end_hint`). A high watermark is trusted only from a fetch sent during the
+current read: pooled consumers never fetch ahead (:func:`_no_prefetch`), so no response from before
+the read can arrive during it, and a consumer that stopped with a fetch in flight is retired.
 """
 
 from __future__ import annotations
@@ -35,9 +35,17 @@ T = TypeVar("T")
 
 _FETCH_BYTES = 256 * 1024
 _COLLECT_AFTER_BYTES = 128 * 1024
+_STALL_S = 1.0
 
 _POLL_MS = 2
 """How long one ``poll`` may wait for a fetch response before the read loop re-checks its state."""
+
+
+def _kafka_errors(*names: str) -> tuple[type[BaseException], ...]:
+    """The kafka-python error classes of these names that this kafka-python version defines."""
+    from kafka import errors as ke
+
+    return tuple(c for c in (getattr(ke, n, None) for n in names) if isinstance(c, type))
 
 
 def map_error(e: BaseException, what: str) -> BaseException:
@@ -47,26 +55,24 @@ def map_error(e: BaseException, what: str) -> BaseException:
     from kafka import errors as ke
 
     name = type(e).__name__
-    if isinstance(e, (ke.KafkaTimeoutError, ke.RequestTimedOutError, TimeoutError)):
+    if isinstance(e, (*_kafka_errors("KafkaTimeoutError", "RequestTimedOutError"), TimeoutError)):
         return ProviderTimeoutError(f"Kafka timed out while {what}: {name}: {e}", operation=what)
-    if isinstance(
-        e,
-        (
-            ke.NoBrokersAvailable,
-            ke.KafkaConnectionError,
-            ke.NodeNotReadyError,
-            ke.NotLeaderForPartitionError,
-            ke.LeaderNotAvailableError,
-            ke.BrokerNotAvailableError,
-            ConnectionError,
-            OSError,
-        ),
-    ):
-        return ProviderUnavailableError(f"Kafka is unavailable while {what}: {name}: {e}", operation=what)
-    if isinstance(e, (ke.MessageSizeTooLargeError, ke.RecordTooLargeError)):
+    if isinstance(e, _kafka_errors("MessageSizeTooLargeError", "RecordListTooLargeError", "RecordTooLargeError")):
         return ValidationError(f"record too large while {what}: {e}", field="events")
-    if isinstance(e, ke.AuthenticationFailedError | ke.AuthenticationMethodNotSupported):
-        return ProviderUnavailableError(f"Kafka refused the credentials while {what}: {name}", operation=what)
+    unavailable = _kafka_errors(
+        "NoBrokersAvailable",
+        "KafkaConnectionError",
+        "NodeNotReadyError",
+        "NotLeaderForPartitionError",
+        "LeaderNotAvailableError",
+        "BrokerNotAvailableError",
+        "MetadataEmptyBrokerList",
+        "NetworkExceptionError",
+        "AuthenticationFailedError",
+        "SaslAuthenticationFailedError",
+    )
+    if isinstance(e, (*unavailable, ConnectionError, OSError)):
+        return ProviderUnavailableError(f"Kafka is unavailable while {what}: {name}: {e}", operation=what)
     if isinstance(e, ke.KafkaError) and getattr(e, "retriable", False):
         return ProviderUnavailableError(f"Kafka error while {what} (retriable): {name}: {e}", operation=what)
     return ProviderError(f"Kafka error while {what}: {name}: {e}", operation=what)
@@ -271,7 +277,7 @@ class KafkaIO:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=5,
+            fetch_max_wait_ms=1,  # an empty tail answers at once (Tansu never answers max_wait 0 for an empty log)
             check_crcs=False,  # the broker checks CRCs on produce; kafka-python's pure-Python CRC32C is slow
             # O(page) memory: a fetch answers at most this much (and always at least one whole record
             # batch, however large), and kafka-python holds a few copies of a response while decoding
@@ -297,6 +303,10 @@ class KafkaIO:
             out = await self.run(f"reading {topic}", _read_sync, consumer, topic, start, max_records, stop, self.timeout)
             broken = False
             return out
+        except ProviderError as e:
+            if isinstance(e.__cause__, _TopicGoneError):
+                return [], start, True  # deleted meanwhile: nothing to read (this consumer is retired)
+            raise
         finally:
             self._release(consumer, broken=broken)
 
@@ -310,6 +320,10 @@ class KafkaIO:
             return out
         finally:
             self._release(consumer, broken=broken)
+
+
+class _TopicGoneError(Exception):
+    """The topic disappeared while it was being read (deleted by another instance)."""
 
 
 def _tune_metadata(cluster: Any) -> None:
@@ -396,21 +410,25 @@ def _read_loop(
     state.highwater = None
     out: list[Any] = []
     deadline = time.monotonic() + timeout
+    stalled_check = time.monotonic() + _STALL_S
     pos = start
     while True:
         if stop is not None and pos >= stop:
             return [r for r in out if r.offset < stop], pos, True
-        if max_records is not None and len(out) >= max_records:
-            return out, pos, False
         hw = state.highwater
         if hw is not None and pos >= hw:
-            end = int(consumer.end_offsets([tp])[tp])
-            if end <= pos:
-                return out, pos, True
-            state.highwater = None  # the watermark predates newer writes: fetch again
-        if time.monotonic() > deadline:
+            return out, pos, True
+        if max_records is not None and len(out) >= max_records:
+            return out, pos, False
+        now = time.monotonic()
+        if now > deadline:
             msg = f"reading {topic} from offset {start} made no progress within {timeout}s"
             raise KafkaTimeoutError(msg)
+        if now > stalled_check:
+            # no answer for a while: a topic deleted meanwhile (by another instance) reads as empty
+            stalled_check = now + _STALL_S
+            if not consumer.partitions_for_topic(topic):
+                raise _TopicGoneError(topic)
         want = None if max_records is None else max_records - len(out)
         got = consumer.poll(timeout_ms=_POLL_MS, max_records=want) if want else consumer.poll(timeout_ms=_POLL_MS)
         recs = got.get(tp)
@@ -418,5 +436,6 @@ def _read_loop(
             out.extend(recs)
             pos = recs[-1].offset + 1
             deadline = time.monotonic() + timeout
+            stalled_check = time.monotonic() + _STALL_S
         p = consumer.position(tp)
         pos = max(pos, p if p is not None else pos)

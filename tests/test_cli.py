@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -257,6 +258,7 @@ class _LeakyDown(MemoryProvider):
     kind = "leakydown"
 
     async def connect(self) -> None:
+        logging.getLogger("leakydriver.pool").warning("pool error connecting to %s (password %s)", self.url, "secret")
         msg = f"could not connect to {self.url}: connection refused"
         raise ProviderUnavailableError(msg)
 
@@ -271,8 +273,12 @@ def test_unreachable_store_exits_5_with_the_url_masked(capsys: pytest.CaptureFix
         assert "leaky://user:***@127.0.0.1:1/x" in err
         if not verbose:
             assert_one_line_error(err, "cannot reach the store", "check that the server is running")
-        else:
+        else:  # the driver's own warnings and the traceback are shown, scrubbed
             assert "Traceback" in err
+            assert (
+                "WARNING leakydriver.pool: pool error connecting to leaky://user:***@127.0.0.1:1/x (password ***)"
+                in err
+            )
     code, out, err = run(capsys, "--store", url, "--json", "health", host=host)
     assert code == EXIT_UNAVAILABLE
     assert json.loads(out)["default"]["healthy"] is False

@@ -792,7 +792,7 @@ class Runner:
             if value:
                 extras.append(f"{name.removesuffix('_id')}={value}")
         tail = ("  " + " ".join(extras)) if extras else ""
-        self.out.line(f"{ev.version:>5}  {when(ev.timestamp)}  {ev.event_type}  {short(ev.data)}{tail}")
+        self.out.line(f"{ev.version:>5}  {when(ev.timestamp)}  {ev.event_type:<20} {short(ev.data)}{tail}")
 
     async def cmd_streams(self) -> int:
         """``streams``: a page of streams."""
@@ -960,12 +960,15 @@ class Runner:
             if not group:
                 continue
             self.out.line(title)
+            name_width = max(len(r["name"]) for r in rows)
+            scheme_width = max(len(", ".join(f"{s}://" for s in r["schemes"])) for r in rows)
             for r in group:
                 origin = f"{r['distribution'] or 'unknown distribution'} {r['version'] or ''}".rstrip()
                 schemes = ", ".join(f"{s}://" for s in r["schemes"])
-                self.out.line(
-                    f"  {r['name']:<12} {schemes:<28} {origin}" if kind == "provider" else f"  {r['name']:<12} {origin}"
-                )
+                if kind == "provider":
+                    self.out.line(f"  {r['name']:<{name_width}}  {schemes:<{scheme_width}}  {origin}")
+                else:
+                    self.out.line(f"  {r['name']:<{name_width}}  {origin}")
         return EXIT_OK
 
 
@@ -1009,23 +1012,44 @@ def _report(exc: BaseException, out: Output, scrub: Scrubber, verbose: int) -> i
     return code
 
 
+class _ScrubbingFormatter(logging.Formatter):
+    """Formats log records (tracebacks included) with every known secret removed."""
+
+    def __init__(self, scrub: Scrubber) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.scrub = scrub
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record, scrubbed."""
+        return self.scrub(super().format(record))
+
+
 @contextlib.contextmanager
-def _logging(verbose: int, err: TextIO) -> Iterator[None]:
-    """With ``-v``, show the library's logs (retries, plugin traces) on stderr for this run."""
-    if not verbose:
-        yield
-        return
-    handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("eventsource")
-    level = root.level
+def _logging(verbose: int, err: TextIO, scrub: Scrubber) -> Iterator[None]:
+    """Route log records for this run.
+
+    Without ``-v`` nothing is logged: drivers (psycopg's pool, nats-py) log every failed connection
+    attempt, with tracebacks, and the one-line error says what matters. With ``-v`` the library's logs
+    (retries, plugin traces) and every other logger's warnings go to stderr, scrubbed of secrets;
+    ``-vv`` adds the library's debug logs.
+    """
+    root = logging.getLogger()
+    ours = logging.getLogger("eventsource")
+    handler: logging.Handler
+    if verbose:
+        handler = logging.StreamHandler(err)
+        handler.setFormatter(_ScrubbingFormatter(scrub))
+    else:
+        handler = logging.NullHandler()  # keeps logging's last-resort handler from printing warnings
+    level = ours.level
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    if verbose:
+        ours.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     try:
         yield
     finally:
         root.removeHandler(handler)
-        root.setLevel(level)
+        ours.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -> int:
@@ -1046,7 +1070,7 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
     if os.environ.get(STORE_ENV):
         scrub.add_url(os.environ[STORE_ENV])
     try:
-        with _logging(args.verbose, out.err):
+        with _logging(args.verbose, out.err, scrub):
             return asyncio.run(Runner(args, out, host, scrub).run())
     except KeyboardInterrupt:
         out.note("interrupted")

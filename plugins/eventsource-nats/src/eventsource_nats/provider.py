@@ -596,8 +596,9 @@ class NatsProvider(Provider):
         self, sid: str, events: list[NewEvent], expected: Expected, stream: NewStream | None
     ) -> AppendResult:
         token = stream_token(sid)
-        if len(events) > 1:
-            # ids inside one envelope are not deduplicated by the server one by one: look them up first
+        if len(events) > 1 or events[0].event_id in self._ids:
+            # ids inside one envelope are not deduplicated by the server one by one, and an id this
+            # process wrote may be older than the duplicate window: look them up first
             dup = await self._find_stored(sid, events, scan_from=None)
             if dup is not None:
                 return dup

@@ -1,0 +1,236 @@
+"""NATS-specific behaviour beyond the kit: naming, URLs, discovery, duplicate ids across streams, the
+duplicate window, durability reporting, batch modes, and old replicated servers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import uuid
+
+import pytest
+from eventsource.errors import ConcurrencyError, ConfigurationError, DuplicateEventError
+from eventsource.model import ANY, NewEvent, utcnow
+from eventsource.plugins import PluginHost
+from eventsource.testing import HOSTILE_VALID_STREAM_IDS
+from eventsource_nats.naming import MAX_PLAIN_TOKEN, position, split_position, stream_id_of, stream_token
+from eventsource_nats.provider import NatsProvider
+from eventsource_nats.settings import parse_url
+
+from conftest import dispose, open_provider, unique_store
+from servers import Servers, start_cluster
+
+
+def new_event(**kw: object) -> NewEvent:
+    base: dict[str, object] = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "E",
+        "data": b'{"x": 1}',
+        "metadata": b"",
+        "encoding": "json",
+        "timestamp": utcnow(),
+    }
+    base.update(kw)
+    return NewEvent(**base)  # type: ignore[arg-type]
+
+
+def test_plugin_is_discovered() -> None:
+    host = PluginHost()
+    assert "nats" in host.providers.names()
+    p = host.create_provider("nats://127.0.0.1:4222", stream="DISCOVERY")
+    assert isinstance(p, NatsProvider)
+    assert isinstance(host.create_provider("nats+tls://127.0.0.1:4222"), NatsProvider)
+
+
+@pytest.mark.parametrize("sid", [*HOSTILE_VALID_STREAM_IDS, "x" * 5000, "名" * 1024])
+def test_every_stream_id_becomes_one_legal_token(sid: str) -> None:
+    token = stream_token(sid)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", token), token
+    assert len(token) <= MAX_PLAIN_TOKEN + 1
+    decoded = stream_id_of(token)
+    assert decoded == sid or (decoded is None and token.startswith("h"))
+
+
+def test_positions_order_messages_then_indexes() -> None:
+    assert position(5, 0) < position(5, 1) < position(5, 999) < position(6, 0)
+    assert split_position(position(123, 45)) == (123, 45)
+
+
+def test_url_parsing_and_masking() -> None:
+    u = parse_url("nats://alice:s3cret@h1:4222,h2,h3:5222")
+    assert u.servers == ("nats://h1:4222", "nats://h2:4222", "nats://h3:5222")
+    assert (u.user, u.password) == ("alice", "s3cret")
+    assert "s3cret" not in u.display
+    assert u.display == "nats://alice:***@h1:4222,h2:4222,h3:5222"
+    assert parse_url("nats://tok3n@h1").display == "nats://***@h1:4222"
+    assert parse_url("nats+tls://h1:4443").servers == ("tls://h1:4443",)
+    with pytest.raises(ConfigurationError):
+        parse_url("http://h1")
+    p = NatsProvider("nats://bob:hunter2@127.0.0.1:4222,127.0.0.1:4223")
+    assert "hunter2" not in (p.display_url or "")
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ConfigurationError):
+        NatsProvider("nats://127.0.0.1:4222", stream="bad.name")
+    with pytest.raises(ConfigurationError):
+        NatsProvider("nats://127.0.0.1:4222", subject_prefix="a.*")
+    with pytest.raises(ConfigurationError):
+        NatsProvider("nats://127.0.0.1:4222", batch_mode="sometimes")
+
+
+async def test_unreachable_server_is_a_connection_error() -> None:
+    from eventsource.errors import ProviderUnavailableError
+
+    from servers import free_port
+
+    p = NatsProvider(f"nats://127.0.0.1:{free_port()}", connect_timeout=0.5, max_reconnect_attempts=1)
+    with pytest.raises(ProviderUnavailableError):
+        await p.connect()
+
+
+async def test_an_event_id_reused_in_another_stream_is_refused(machine_provider: NatsProvider) -> None:
+    p = machine_provider
+    ev = new_event()
+    await p.append("first", [ev], 0)
+    other = await open_provider(p.url or "", **{k: p.settings[k] for k in ("stream", "subject_prefix")})
+    try:  # another instance: nothing cached, JetStream's dedup answers with the first stream's seq
+        with pytest.raises(DuplicateEventError):
+            await other.append("second", [ev], 0)
+    finally:
+        await other.close()
+    assert [e.event_id async for e in p.read_stream("second")] == []
+    assert await p.get_stream_info("second") is None
+
+
+async def test_retries_after_the_duplicate_window_stay_idempotent(machine_nats_url: str) -> None:
+    p = await open_provider(machine_nats_url, duplicate_window=1.0)
+    try:
+        first = new_event()
+        a = await p.append("s", [first], 0)
+        await p.append("s", [new_event()], 1)
+        await asyncio.sleep(1.5)  # the server has forgotten the message id
+        other = NatsProvider(**p.spawn_args())
+        await other.connect()
+        try:
+            b = await other.append("s", [first], 0)  # stale expected version: found through the id index
+            assert b.duplicate
+            assert (b.first_version, b.positions) == (a.first_version, a.positions)
+            c = await p.append("s", [first], ANY)  # this process remembers the id
+            assert c.duplicate
+            with pytest.raises(ConcurrencyError):
+                await other.append("s", [new_event()], 0)
+        finally:
+            await other.close()
+        assert [e.version async for e in p.read_stream("s")] == [1, 2]
+    finally:
+        await dispose(p)
+
+
+async def test_health_reports_durability_settings(machine_provider: NatsProvider) -> None:
+    h = await machine_provider.health()
+    assert h.healthy
+    warnings = h.details["durability_warnings"]
+    assert any("1 replica" in w for w in warnings)
+    assert h.details["replicas"] == 1
+    mem = await open_provider(machine_provider.url or "", storage="memory")
+    try:
+        h = await mem.health()
+        assert any("memory storage" in w for w in h.details["durability_warnings"])
+    finally:
+        await dispose(mem)
+
+
+async def test_batch_modes_follow_the_server(machine_provider: NatsProvider, current_server: Servers) -> None:
+    assert machine_provider.server_version < (2, 12, 0)
+    assert not machine_provider.uses_atomic_batches
+    with pytest.raises(ConfigurationError):
+        await open_provider(machine_provider.url or "", batch_mode="atomic")
+    env = await open_provider(current_server.url, batch_mode="envelope")
+    try:
+        assert not env.uses_atomic_batches
+        r = await env.append("b", [new_event() for _ in range(3)], 0)
+        assert [split_position(x)[1] for x in r.positions] == [0, 1, 2]  # one message
+    finally:
+        await dispose(env)
+    atomic = await open_provider(current_server.url)
+    try:
+        assert atomic.uses_atomic_batches
+        r = await atomic.append("b", [new_event() for _ in range(3)], 0)
+        assert [split_position(x)[1] for x in r.positions] == [0, 0, 0]  # one message per event
+        assert await atomic.truncate_stream("b", 3) == 2
+        assert [e.version async for e in atomic.read_stream("b")] == [3]
+    finally:
+        await dispose(atomic)
+
+
+async def test_partly_truncated_envelope_hides_only_the_deleted_events(machine_provider: NatsProvider) -> None:
+    p = machine_provider
+    r = await p.append("env", [new_event() for _ in range(5)], 0)
+    assert await p.truncate_stream("env", 3) == 2
+    assert [e.version async for e in p.read_stream("env")] == [3, 4, 5]
+    assert [e.version async for e in p.read_all()] == [3, 4, 5]
+    assert await p.get_event(r.event_ids[0]) is None
+    info = await p.get_stream_info("env")
+    assert info is not None
+    assert (info.version, info.event_count, info.first_version) == (5, 3, 3)
+    assert await p.truncate_stream("env", 6) == 3  # the whole envelope goes: the message is purged
+    info = await p.get_stream_info("env")
+    assert info is not None
+    assert (info.version, info.event_count, info.first_version) == (5, 0, None)
+    assert (await p.append("env", [new_event()], 5)).first_version == 6
+
+
+@pytest.fixture(scope="module")
+def old_cluster() -> Servers:
+    """A 3-node cluster of the machine's nats-server (2.9.10), whose replicated OCC check is broken."""
+    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout  # noqa: S603
+    assert "v2.9." in version, version
+    servers = start_cluster(3, binary=binary)
+    yield servers  # type: ignore[misc]
+    servers.stop()
+
+
+async def _connect_retrying(url: str, **settings: object) -> NatsProvider:
+    last: Exception | None = None
+    for _ in range(60):
+        try:
+            return await open_provider(url, **settings)
+        except ConfigurationError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the meta leader is still being elected
+            last = e
+            await asyncio.sleep(0.5)
+    msg = f"the cluster never accepted the stream: {last}"
+    raise AssertionError(msg)
+
+
+async def test_old_server_refuses_a_replicated_stream_or_falls_back(old_cluster: Servers) -> None:
+    with pytest.raises(ConfigurationError, match="2.9.21"):
+        await _connect_retrying(old_cluster.url, replicas=3)
+    store = unique_store()
+    a = await _connect_retrying(old_cluster.url, replicas=3, old_server_replicated="stream_wide", **store)
+    b = NatsProvider(**a.spawn_args())
+    await b.connect()
+    try:
+        assert a.occ_mode == "stream_wide"
+        h = await a.health()
+        assert any("2.9.21" in w for w in h.details["durability_warnings"])
+        wins: dict[int, int] = {}
+        for r in range(12):
+
+            async def write(p: NatsProvider, r: int = r) -> None:
+                try:
+                    res = await p.append("race", [new_event()], r)
+                except ConcurrencyError:
+                    return
+                wins[res.first_version] = wins.get(res.first_version, 0) + 1
+
+            await asyncio.gather(write(a), write(b))
+        assert wins == {v: 1 for v in range(1, 13)}
+        assert [e.version async for e in a.read_stream("race")] == list(range(1, 13))
+    finally:
+        await b.close()
+        await dispose(a)

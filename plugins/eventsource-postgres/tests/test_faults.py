@@ -49,6 +49,35 @@ async def count_events(admin: psycopg.AsyncConnection[Any], p: PostgresProvider,
     return int(row[0])  # type: ignore[index]
 
 
+async def hold_event_id(url: str, p: PostgresProvider, event_id: str) -> psycopg.AsyncConnection[Any]:
+    """Insert, and leave uncommitted, another row with ``event_id``.
+
+    An append whose batch contains that id inserts the rows before it, then waits on the unique
+    index for this transaction: it is stopped in the middle of its batch.
+    """
+    blocker = await psycopg.AsyncConnection.connect(url)
+    await blocker.execute(
+        f"INSERT INTO {p.names.events} (event_id, stream_id, event_type, version, position, data, metadata, encoding, ts) "
+        "VALUES (%s, 'blocker', 'E', 1, 1, '', '', 'json', now())",
+        [event_id],
+    )
+    return blocker
+
+
+async def xid_of(conn: psycopg.AsyncConnection[Any]) -> str:
+    cur = await conn.execute("SELECT pg_current_xact_id()::text")
+    return str((await cur.fetchone())[0])  # type: ignore[index]
+
+
+async def waits_on(admin: psycopg.AsyncConnection[Any], pid: int) -> str | None:
+    """The transaction a backend waits for (it waits on a row another transaction wrote), if any."""
+    cur = await admin.execute(
+        "SELECT transactionid::text FROM pg_locks WHERE pid = %s AND NOT granted AND locktype = 'transactionid'", [pid]
+    )
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
 async def hold_stream_row(url: str, p: PostgresProvider, stream_id: str) -> psycopg.AsyncConnection[Any]:
     """Lock the streams row: an append then inserts its whole batch and waits before it can commit."""
     blocker = await psycopg.AsyncConnection.connect(url)
@@ -62,12 +91,13 @@ async def test_backend_killed_mid_batch_leaves_nothing_and_the_retry_writes_once
     p = await make_provider(reconnect_retries=1)
     s = "mid-batch"
     await p.append(s, batch(1), ANY)
-    blocker = await hold_stream_row(url, p, s)
     events = batch(100)
+    blocker = await hold_event_id(url, p, events[49].event_id)
     task = asyncio.create_task(p.append(s, events, 1))
     try:
         [pid] = await wait_for_pids(admin, p, waiting=True)
-        # the backend has inserted the 100 rows and waits on the streams row: kill it there
+        # the backend has written the streams row and 49 events, and waits at the 50th: kill it there
+        assert await waits_on(admin, pid) == await xid_of(blocker)
         cur = await admin.execute("SELECT pg_terminate_backend(%s)", [pid])
         assert (await cur.fetchone())[0]  # type: ignore[index]
         # the provider reconnects and retries the same batch, which waits on the same row again
@@ -90,8 +120,8 @@ async def test_backend_killed_mid_batch_raises_unavailable_and_a_manual_retry_wr
     p = await make_provider(reconnect_retries=0)
     s = "mid-batch-no-retry"
     await p.append(s, batch(1), ANY)
-    blocker = await hold_stream_row(url, p, s)
     events = batch(100)
+    blocker = await hold_event_id(url, p, events[49].event_id)
     task = asyncio.create_task(p.append(s, events, 1))
     try:
         [pid] = await wait_for_pids(admin, p, waiting=True)

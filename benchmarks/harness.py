@@ -189,9 +189,14 @@ def payload(i: int) -> dict[str, Any]:
     }
 
 
+def stamp(data: dict[str, Any]) -> RawEvent:
+    """Give ``data`` an id and a time, as the library does for each event (timed on the raw side too)."""
+    return RawEvent(str(uuid.uuid4()), "OrderPlaced", data, datetime.now(UTC))
+
+
 def raw_event(i: int) -> RawEvent:
     """A :class:`RawEvent` for the raw side (fresh UUID, current time)."""
-    return RawEvent(str(uuid.uuid4()), "OrderPlaced", payload(i), datetime.now(UTC))
+    return stamp(payload(i))
 
 
 def new_stream(prefix: str) -> str:
@@ -311,9 +316,9 @@ class Runner:
                         lat["lib"].append(time.perf_counter() - t)
                         lv += 1
                     else:
-                        ev = raw_event(i)
+                        data = payload(i)
                         t = time.perf_counter()
-                        await self.b.raw_append(raw_s, rv + 1, ev)
+                        await self.b.raw_append(raw_s, rv + 1, stamp(data))
                         lat["raw"].append(time.perf_counter() - t)
                         rv += 1
             for d, q in ((p50, 0.5), (p95, 0.95)):
@@ -344,9 +349,9 @@ class Runner:
                         elapsed += time.perf_counter() - t
                         lv += 100
                     else:
-                        raws = [raw_event(b * 100 + i) for i in range(100)]
+                        datas = [payload(b * 100 + i) for i in range(100)]
                         t = time.perf_counter()
-                        await self.b.raw_append_batch(raw_s, rv + 1, raws)
+                        await self.b.raw_append_batch(raw_s, rv + 1, [stamp(d) for d in datas])
                         elapsed += time.perf_counter() - t
                         rv += 100
                 got[side] = self.o.batches * 100 / elapsed

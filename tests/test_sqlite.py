@@ -1,12 +1,34 @@
-"""The SQLite provider: the conformance kit on a fresh file per test, plus SQLite-specific checks."""
+"""The SQLite provider: the conformance kit on a fresh file per test, plus SQLite-specific checks
+(URLs, durability pragmas, schema versions, busy writers, the loop never blocking, exact timestamps)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import random
+import sqlite3
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.sqlite import SqliteProvider
+from eventsource.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+from eventsource.model import EventFilter, NewEvent, NewStream, RecordedEvent, utcnow
+from eventsource.plugins import PluginHost
+from eventsource.sqlite import (
+    SCHEMA_VERSION,
+    SqliteProvider,
+    _record,
+    from_us,
+    path_from_url,
+    to_us,
+)
 from eventsource.testing import ProviderSuite
 
 if TYPE_CHECKING:
@@ -21,3 +43,350 @@ class TestSqliteProvider(ProviderSuite):
         await p.connect()
         yield p
         await p.close()
+
+
+def new_event(i: int = 0, *, ts: datetime | None = None, event_id: str | None = None) -> NewEvent:
+    return NewEvent(
+        event_id=event_id or str(uuid.uuid4()),
+        event_type="E",
+        data=json.dumps({"i": i}).encode(),
+        metadata=b"",
+        encoding="json",
+        timestamp=ts or utcnow(),
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteProvider]:
+    p = SqliteProvider(f"sqlite:///{tmp_path}/s-{uuid.uuid4().hex}.db")
+    await p.connect()
+    yield p
+    await p.close()
+
+
+# ---------------------------------------------------------------------------- URLs and settings
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///events.db", "events.db"),
+        ("sqlite:///data/dir/events.db", "data/dir/events.db"),
+        ("sqlite:////abs/path/events.db", "/abs/path/events.db"),
+        ("sqlite:///with%20space.db", "with space.db"),
+        ("sqlite:///:memory:", ":memory:"),
+        ("SQLITE:///upper.db", "upper.db"),
+    ],
+)
+def test_url_forms(url: str, path: str) -> None:
+    assert path_from_url(url) == path
+
+
+@pytest.mark.parametrize("url", ["postgresql://x/db", "sqlite://host/x.db", "sqlite:///", "sqlite:///dir/"])
+def test_bad_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        SqliteProvider(url)
+
+
+def test_bad_settings_name_the_field() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SqliteProvider("sqlite:///x.db", synchronous="off")
+    assert info.value.details["field"] == "synchronous"
+    with pytest.raises(ConfigurationError):
+        SqliteProvider("sqlite:///x.db", busy_timeout=-1)
+    with pytest.raises(ConfigurationError):
+        SqliteProvider("sqlite:///x.db", bogus=1)
+
+
+def test_registered_for_the_sqlite_scheme(tmp_path: Path) -> None:
+    p = PluginHost(load_entrypoints=False).create_provider(f"sqlite:///{tmp_path}/r.db", busy_timeout=2)
+    assert isinstance(p, SqliteProvider)
+    assert p.settings["busy_timeout"] == 2
+
+
+def test_spawn_args_name_the_file_absolutely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    p = SqliteProvider("sqlite:///rel/events.db", busy_timeout=3)
+    args = p.spawn_args()
+    assert args["url"] == f"sqlite:///{tmp_path}/rel/events.db"
+    assert args["busy_timeout"] == 3
+    json.dumps(args)
+
+
+# ---------------------------------------------------------------------------- file, pragmas, schema
+
+
+async def test_file_is_wal_with_full_synchronous_and_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "f.db"
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    try:
+        assert path.exists()
+        assert p._writer is not None
+        assert await p._write("t", lambda db: db.execute("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
+        assert await p._read("t", lambda db: db.execute("PRAGMA synchronous").fetchone()[0]) == 2
+        raw = sqlite3.connect(path)
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        raw.close()
+        st = await p.stats()
+        assert st.storage_size is not None
+        assert st.storage_size > 0
+        assert st.extra["journal_mode"] == "wal"
+    finally:
+        await p.close()
+
+
+async def test_synchronous_normal_is_opt_in(tmp_path: Path) -> None:
+    p = SqliteProvider(f"sqlite:///{tmp_path}/n.db", synchronous="normal")
+    await p.connect()
+    try:
+        assert await p._write("t", lambda db: db.execute("PRAGMA synchronous").fetchone()[0]) == 1
+    finally:
+        await p.close()
+
+
+async def test_connect_is_idempotent_and_concurrent_first_connects_migrate_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/m.db"
+    providers = [SqliteProvider(url, busy_timeout=10) for _ in range(4)]
+    await asyncio.gather(*(p.connect() for p in providers))
+    await providers[0].connect()
+    try:
+        res = await providers[1].append("s", [new_event()], 0)
+        assert res.first_version == 1
+        info = await providers[3].get_stream_info("s")
+        assert info is not None
+        assert info.version == 1
+    finally:
+        for p in providers:
+            await p.close()
+
+
+async def test_a_file_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    p = SqliteProvider(f"sqlite:///{path}")
+    with pytest.raises(ProviderError, match="newer"):
+        await p.connect()
+    await p.close()
+
+
+async def test_not_a_database_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    p = SqliteProvider(f"sqlite:///{path}")
+    with pytest.raises(ProviderUnavailableError):
+        await p.connect()
+    await p.close()
+
+
+async def test_operations_before_connect_and_after_close_are_unavailable(tmp_path: Path) -> None:
+    p = SqliteProvider(f"sqlite:///{tmp_path}/c.db")
+    with pytest.raises(ProviderUnavailableError):
+        await p.get_stream_info("s")
+    await p.connect()
+    await p.append("s", [new_event()], 0)
+    await p.close()
+    await p.close()  # idempotent
+    with pytest.raises(ProviderUnavailableError):
+        await p.append("s", [new_event()], 1)
+    health = await p.health()
+    assert not health.healthy
+    await p.connect()  # reconnectable, data kept
+    try:
+        info = await p.get_stream_info("s")
+        assert info is not None
+        assert info.version == 1
+        assert (await p.health()).healthy
+    finally:
+        await p.close()
+
+
+async def test_in_memory_database(tmp_path: Path) -> None:
+    p = SqliteProvider("sqlite:///:memory:")
+    await p.connect()
+    try:
+        await p.create_stream(NewStream("m", name="mem", metadata={"k": [1, 2]}))
+        await p.append("m", [new_event(i) for i in range(3)], 0)
+        assert [e.version async for e in p.read_stream("m")] == [1, 2, 3]
+        info = await p.get_stream_info("m")
+        assert info is not None
+        assert (info.name, info.metadata, info.event_count) == ("mem", {"k": [1, 2]}, 3)
+        assert p.spawn_args()["url"] == "sqlite:///:memory:"
+    finally:
+        await p.close()
+
+
+# ---------------------------------------------------------------------------- concurrency
+
+
+async def test_a_held_write_lock_gives_a_typed_busy_error_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    p = SqliteProvider(f"sqlite:///{path}", busy_timeout=0.2)
+    await p.connect()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(ProviderTimeoutError, match="busy"):
+            await p.append("s", [new_event()], 0)
+        # reads are not blocked by a writer (WAL)
+        assert await p.get_stream_info("s") is None
+        other.execute("ROLLBACK")
+        assert (await p.append("s", [new_event()], 0)).first_version == 1
+    finally:
+        other.close()
+        await p.close()
+
+
+async def test_the_event_loop_keeps_running_while_sqlite_waits(tmp_path: Path) -> None:
+    path = tmp_path / "loop.db"
+    p = SqliteProvider(f"sqlite:///{path}", busy_timeout=30)
+    await p.connect()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(p.append("s", [new_event()], 0))
+        # if the provider blocked the loop, the append would have run to its end (after the lock is
+        # released, which only this coroutine does) before this coroutine got control back
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert not task.done()
+        other.execute("COMMIT")
+        assert (await task).first_version == 1
+    finally:
+        other.close()
+        await p.close()
+
+
+async def test_writers_in_threads_of_one_instance_and_across_instances_never_share_a_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/many.db"
+    a, b = SqliteProvider(url), SqliteProvider(url)
+    await a.connect()
+    await b.connect()
+    try:
+        outcomes: list[int] = []
+
+        async def writer(p: SqliteProvider) -> None:
+            for _ in range(10):
+                info = await p.get_stream_info("shared")
+                current = info.version if info else 0
+                try:
+                    outcomes.append((await p.append("shared", [new_event()], current)).first_version)
+                except ConcurrencyError:
+                    continue
+
+        await asyncio.gather(writer(a), writer(b), writer(a), writer(b))
+        assert sorted(outcomes) == list(range(1, len(outcomes) + 1))
+        assert [e.version async for e in a.read_stream("shared")] == sorted(outcomes)
+    finally:
+        await a.close()
+        await b.close()
+
+
+# ---------------------------------------------------------------------------- positions, timestamps, records
+
+
+async def test_positions_are_never_reused_after_the_newest_events_are_deleted(store: SqliteProvider) -> None:
+    first = await store.append("p", [new_event(i) for i in range(3)], 0)
+    await store.delete_stream("p")
+    again = await store.append("p", [new_event()], 0)
+    assert again.first_version == 1
+    assert again.positions[0] > max(first.positions)
+    assert [e.position async for e in store.read_all()] == list(again.positions)
+
+
+async def test_batch_positions_are_consecutive_and_match_reads(store: SqliteProvider) -> None:
+    await store.append("other", [new_event()], 0)
+    res = await store.append("b", [new_event(i) for i in range(7)], 0)
+    assert list(res.positions) == list(range(res.positions[0], res.positions[0] + 7))
+    assert [e.position async for e in store.read_stream("b")] == list(res.positions)
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(1900, 5, 17, 3, 4, 5, 999999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2024, 2, 29, 12, 0, 0, 1, tzinfo=UTC),
+        datetime(2038, 1, 19, 3, 14, 8, 123456, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    ],
+)
+async def test_timestamps_round_trip_exactly_as_utc(store: SqliteProvider, ts: datetime) -> None:
+    res = await store.append(f"t-{uuid.uuid4().hex}", [new_event(ts=ts)], 0)
+    ev = await store.get_event(res.event_ids[0])
+    assert ev is not None
+    assert ev.timestamp == ts
+    assert ev.timestamp.utcoffset() == timedelta(0)
+    assert ev.timestamp.microsecond == ts.microsecond
+
+
+def test_microsecond_conversion_is_exact_on_the_fast_path() -> None:
+    rnd = random.Random(7)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    samples = [rnd.randrange(-(2**31) * 10**6 + 1, 2**31 * 10**6) for _ in range(20_000)]
+    samples += [0, 1, -1, 999_999, -999_999, 2**31 * 10**6 - 1, -(2**31) * 10**6 + 1, 2**31 * 10**6, 10**17]
+    for us in samples:
+        dt = epoch + timedelta(microseconds=us)
+        assert from_us(us) == dt, us
+        assert to_us(dt) == us, us
+
+
+def test_the_fast_record_builder_makes_the_same_record() -> None:
+    row = (
+        "id",
+        "s",
+        "E",
+        3,
+        9,
+        b"{}",
+        b"m",
+        "json",
+        to_us(datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC)),
+        "c",
+        None,
+        "u",
+        "t",
+        "a",
+        "T",
+    )
+    fast = _record(row)
+    plain = RecordedEvent(*row[:8], datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC), *row[9:])  # type: ignore[misc]
+    assert type(fast) is RecordedEvent
+    assert fast == plain
+    assert hash(fast) == hash(plain)
+    with pytest.raises(AttributeError):
+        fast.version = 4  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------------------- reads and query
+
+
+async def test_reads_page_by_keyset_and_see_writes_between_pages(store: SqliteProvider) -> None:
+    await store.append("k", [new_event(i) for i in range(10)], 0)
+    seen = []
+    async for e in store.read_stream("k", page_size=4):
+        seen.append(e.version)
+        if e.version == 6:
+            await store.append("k", [new_event(99)], 10)
+    assert seen == list(range(1, 12))
+    back = [e.version async for e in store.read_stream("k", backwards=True, page_size=3, from_version=2, to_version=9)]
+    assert back == list(range(9, 1, -1))
+
+
+async def test_query_binds_hostile_values_and_counts(store: SqliteProvider) -> None:
+    hostile = "x' OR '1'='1"
+    await store.append(hostile, [new_event(i) for i in range(3)], 0)
+    await store.append("plain", [new_event()], 0)
+    page = await store.query(EventFilter(stream_id=hostile), limit=2, offset=1, descending=True)
+    assert page.total_count == 3
+    assert [e.version for e in page.events] == [2, 1]
+    none = await store.query(EventFilter(event_types=("E') OR 1=1 --",)), limit=10, offset=0)
+    assert none.total_count == 0
+    empty = await store.query(EventFilter(event_types=()), limit=10, offset=0)
+    assert empty.total_count == 0

@@ -22,6 +22,7 @@ The library side runs through ``EventSourcingManager`` (validation, JSON codec, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -86,10 +87,8 @@ class NatsBackend(Backend):
         for n in self.stores:
             names += [n.stream, *(f"KV_{b}" for b in n.buckets)]
         for name in names:
-            try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self.js.delete_stream(name)
-            except nats.js.errors.NotFoundError:
-                pass
         await self.nc.close()
 
     def new_provider(self) -> Provider:

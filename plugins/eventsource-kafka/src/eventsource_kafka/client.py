@@ -14,6 +14,7 @@ the read can arrive during it, and a consumer that stopped with a fetch in fligh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import threading
 import time
@@ -248,9 +249,13 @@ class KafkaIO:
 
     # ------------------------------------------------------------------ consume
 
-    async def _acquire(self) -> Any:
+    async def _acquire(self, topic: str | None = None) -> Any:
+        """An idle consumer, preferably one already assigned to ``topic`` (no metadata round trip)."""
         await self._slots.acquire()
-        if self._idle:
+        for i in range(len(self._idle) - 1, -1, -1):
+            if self._idle[i]._eventsource_topic == topic:  # noqa: SLF001 - our own attribute
+                return self._idle.pop(i)
+        if self._idle and len(self._consumers) >= self._threads:
             return self._idle.pop()
         try:
             c = await self.run("creating a consumer", self._new_consumer)
@@ -264,7 +269,10 @@ class KafkaIO:
         if broken:
             if consumer in self._consumers:
                 self._consumers.remove(consumer)
-            self._executor.submit(consumer.close)
+            try:
+                self._executor.submit(consumer.close)
+            except RuntimeError:  # the pool is shut down (provider closed)
+                consumer.close()
         else:
             self._idle.append(consumer)
         self._slots.release()
@@ -288,38 +296,61 @@ class KafkaIO:
         )
         _tune_metadata(c._cluster)  # noqa: SLF001 - see _tune_metadata
         _no_prefetch(c._fetcher)  # noqa: SLF001 - see _no_prefetch
+        c._eventsource_topic = None  # noqa: SLF001 - the topic it is assigned to (pool affinity)
         return c
 
-    async def read(self, topic: str, start: int, *, max_records: int | None = None, stop: int | None = None) -> tuple[list[Any], int, bool]:
+    async def read(
+        self, topic: str, start: int, *, max_records: int | None = None, stop: int | None = None, one_fetch: bool = False
+    ) -> tuple[list[Any], int, bool]:
         """Records of ``topic`` (one partition) from offset ``start``.
 
-        Stops at the high watermark, after ``max_records`` records, or at offset ``stop``. Returns the
-        records (kafka-python ``ConsumerRecord``), the next offset to read and whether the end (high
-        watermark or ``stop``) was reached.
+        Stops at the high watermark, after ``max_records`` records, at offset ``stop``, or (with
+        ``one_fetch``) once one fetch response has delivered records: a page of at most
+        ``_FETCH_BYTES`` (or one record batch, however large), so scans hold O(page) memory. Returns
+        the records (kafka-python ``ConsumerRecord``), the next offset to read and whether the end
+        (high watermark or ``stop``) was reached.
         """
-        consumer = await self._acquire()
-        broken = True
         try:
-            out = await self.run(f"reading {topic}", _read_sync, consumer, topic, start, max_records, stop, self.timeout)
-            broken = False
-            return out
+            return await self._with_consumer(
+                topic, f"reading {topic}", _read_sync, topic, start, max_records, stop, self.timeout, one_fetch
+            )
         except ProviderError as e:
             if isinstance(e.__cause__, _TopicGoneError):
-                return [], start, True  # deleted meanwhile: nothing to read (this consumer is retired)
+                return [], start, True  # deleted meanwhile: nothing to read (that consumer is retired)
             raise
-        finally:
-            self._release(consumer, broken=broken)
 
     async def end_hint(self, topic: str) -> int:
         """ListOffsets LATEST: a lower bound of the end (exact on Kafka, too low on Tansu after batches)."""
-        consumer = await self._acquire()
-        broken = True
+        return await self._with_consumer(topic, f"reading the end of {topic}", _end_sync, topic)
+
+    async def _with_consumer(self, topic: str, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(consumer, *args)`` in the pool with a pooled consumer.
+
+        The consumer goes back to the pool only when the thread is done with it: if the caller is
+        cancelled (a timeout) while the call runs, it is retired once the call ends.
+        """
+        consumer = await self._acquire(topic)
+        loop = asyncio.get_running_loop()
         try:
-            out = await self.run(f"reading the end of {topic}", _end_sync, consumer, topic)
-            broken = False
-            return out
-        finally:
-            self._release(consumer, broken=broken)
+            cf = self._executor.submit(fn, consumer, *args)
+        except BaseException:
+            self._release(consumer, broken=True)
+            raise
+        try:
+            out = await asyncio.wrap_future(cf)
+        except asyncio.CancelledError:
+
+            def retire(_: Any) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop may be closed by then
+                    loop.call_soon_threadsafe(self._release, consumer, broken=True)
+
+            cf.add_done_callback(retire)
+            raise
+        except Exception as e:
+            self._release(consumer, broken=True)
+            raise map_error(e, what) from e
+        self._release(consumer, broken=False)
+        return out
 
 
 class _TopicGoneError(Exception):
@@ -372,12 +403,13 @@ def _end_sync(consumer: Any, topic: str) -> int:
     return int(consumer.end_offsets([tp])[tp])
 
 
-def _read_sync(
-    consumer: Any, topic: str, start: int, max_records: int | None, stop: int | None, timeout: float
+def _read_sync(  # noqa: PLR0913
+    consumer: Any, topic: str, start: int, max_records: int | None, stop: int | None, timeout: float, one_fetch: bool
 ) -> tuple[list[Any], int, bool]:
     from kafka import TopicPartition
 
     tp = TopicPartition(topic, 0)
+    consumer._eventsource_topic = topic  # noqa: SLF001 - pool affinity
     subscription = consumer._subscription  # noqa: SLF001 - see below
     if subscription.assigned_partitions() != {tp} or subscription.assignment[tp].position is None or (
         subscription.assignment[tp].position.offset != start
@@ -388,20 +420,20 @@ def _read_sync(
     # records it already fetched instead of discarding them with a seek.
     consumer.resume(tp)
     try:
-        out = _read_loop(consumer, tp, subscription.assignment[tp], start, max_records, stop, timeout)
+        out = _read_loop(consumer, tp, subscription.assignment[tp], start, max_records, stop, timeout, one_fetch)
     finally:
         consumer.pause(tp)
-    if sum(len(r.value or b"") for r in out[0]) >= _COLLECT_AFTER_BYTES:
+    if max((len(r.value or b"") for r in out[0]), default=0) >= _COLLECT_AFTER_BYTES:
         # kafka-python leaves each fetch response in reference cycles (through the tracebacks of the
         # timeouts it raises and catches while waiting), so a response is freed only by the cyclic
-        # collector; after a page of large records, collect the young generations now so a scan of
-        # big records holds O(page) memory rather than whatever the collector's thresholds allow.
+        # collector; after a page holding a large record, collect the young generations now so a
+        # scan of big records holds O(page) memory rather than whatever the thresholds allow.
         gc.collect(1)
     return out
 
 
-def _read_loop(
-    consumer: Any, tp: Any, state: Any, start: int, max_records: int | None, stop: int | None, timeout: float
+def _read_loop(  # noqa: PLR0913
+    consumer: Any, tp: Any, state: Any, start: int, max_records: int | None, stop: int | None, timeout: float, one_fetch: bool
 ) -> tuple[list[Any], int, bool]:
     from kafka.errors import KafkaTimeoutError
 
@@ -418,7 +450,7 @@ def _read_loop(
         hw = state.highwater
         if hw is not None and pos >= hw:
             return out, pos, True
-        if max_records is not None and len(out) >= max_records:
+        if (max_records is not None and len(out) >= max_records) or (one_fetch and out):
             return out, pos, False
         now = time.monotonic()
         if now > deadline:

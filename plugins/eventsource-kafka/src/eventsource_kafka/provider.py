@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import heapq
 import json
 import threading
@@ -61,6 +62,9 @@ if TYPE_CHECKING:
 
     from eventsource.lease import Lease
     from eventsource.model import Expected, NewEvent, NewSnapshot, RecordedSnapshot
+
+_PREFETCH_PAGE_BYTES = 320 * 1024
+"""Fetch the next page of a scan ahead only after pages up to this size (bounded memory for big records)."""
 
 _ENVELOPE_SLACK = 64 * 1024
 """Bytes allowed on top of ``max_record_bytes`` for the envelope and headers in a produce request."""
@@ -603,40 +607,49 @@ class KafkaProvider(Provider):
         return (await self._catch_up_meta()).get(stream_id)
 
     async def _scan(
-        self, stream_id: str, meta: dict[str, Any], *, page_size: int, from_version: int = 1
+        self, stream_id: str, meta: dict[str, Any], *, from_version: int = 1, first: asyncio.Future[Any] | None = None
     ) -> AsyncIterator[RecordedEvent]:
-        """Visible events of a stream in version order (repeated records dropped), about a page at a time.
+        """Visible events of a stream in version order (repeated records dropped), a fetch at a time.
 
-        A record holds a whole append, so each read asks for as many records as make about
-        ``page_size`` events at the sizes seen so far (at least one record).
+        Each read returns what one fetch response delivered (at most ~256 KiB, or one record however
+        large), so memory stays O(page) whatever the events per record. While a page of small
+        records is being consumed, the next one is already being fetched (at most two pages held).
+        ``first`` is an already started read of the first page.
         """
         topic = meta["topic"]
         vis = _Visibility(meta)
-        offset = 0
         last = 0
-        want = 1  # until the events per record are known
-        seen_records = seen_events = 0
-        while True:
-            recs, pos, at_end = await self.io.read(topic, offset, max_records=want)
-            got = len(recs)
-            page: collections.deque[RecordedEvent] = collections.deque()
-            while recs:  # decode, dropping each raw record as soon as it is decoded (O(page) memory)
-                evs = records.decode_events(stream_id, recs.pop(0).value)
-                seen_records += 1
-                seen_events += len(evs)
-                for e in evs:
-                    if e.version <= last:
-                        continue
-                    last = e.version
-                    if e.version >= from_version and (vis.trivial or vis.visible(e)):
-                        page.append(e)
-                del evs
-            while page:
-                yield page.popleft()
-            if at_end or not got:
-                return
-            offset = pos
-            want = max(1, page_size * seen_records // max(1, seen_events))
+        pending: asyncio.Future[Any] | None = first or asyncio.ensure_future(self.io.read(topic, 0, one_fetch=True))
+        try:
+            while pending is not None:
+                recs, pos, at_end = await pending
+                pending = None
+                if recs and not at_end:
+                    size = sum(len(r.value or b"") for r in recs)
+                    if size <= _PREFETCH_PAGE_BYTES:
+                        pending = asyncio.ensure_future(self.io.read(topic, pos, one_fetch=True))
+                page: collections.deque[RecordedEvent] = collections.deque()
+                recs.reverse()
+                while recs:  # decode, dropping each raw record as soon as it is decoded
+                    evs = records.decode_events(stream_id, recs.pop().value)
+                    for e in evs:
+                        if e.version <= last:
+                            continue
+                        last = e.version
+                        if e.version >= from_version and (vis.trivial or vis.visible(e)):
+                            page.append(e)
+                    del evs
+                while page:
+                    yield page.popleft()
+                if at_end:
+                    return
+                if pending is None:
+                    pending = asyncio.ensure_future(self.io.read(topic, pos, one_fetch=True))
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
 
     async def read_stream(  # type: ignore[override]
         self,
@@ -648,11 +661,25 @@ class KafkaProvider(Provider):
         page_size: int = 500,
     ) -> AsyncIterator[RecordedEvent]:
         """Events of one stream from its topic, paged; backwards reads pages from the end."""
-        meta = await self._stream_meta(stream_id)
+        cached = self._ns.meta.get(stream_id)
+        first = None
+        if cached is not None and not backwards:  # fetch the first page while the metadata catches up
+            first = asyncio.ensure_future(self.io.read(cached["topic"], 0, one_fetch=True))
+        try:
+            meta = await self._stream_meta(stream_id)
+        except BaseException:
+            if first is not None:
+                first.cancel()
+            raise
+        if first is not None and (meta is None or meta["topic"] != cached["topic"]):
+            first.cancel()  # the stream was deleted or re-created elsewhere
+            with contextlib.suppress(BaseException):
+                await first
+            first = None
         if meta is None:
             return
         if not backwards:
-            async for e in self._scan(stream_id, meta, page_size=page_size, from_version=from_version):
+            async for e in self._scan(stream_id, meta, from_version=from_version, first=first):
                 if to_version is not None and e.version > to_version:
                     return
                 yield e
@@ -686,8 +713,7 @@ class KafkaProvider(Provider):
         ids = sorted(metas)
         if not ids:
             return
-        chunk = max(1, page_size // len(ids))
-        iters = [self._scan(sid, metas[sid], page_size=chunk).__aiter__() for sid in ids]
+        iters = [self._scan(sid, metas[sid]).__aiter__() for sid in ids]
         heap: list[tuple[int, int, RecordedEvent]] = []
         try:
 
@@ -727,7 +753,7 @@ class KafkaProvider(Provider):
                 async for e in self.read_stream(sid, from_version=seen.version, to_version=seen.version):
                     if e.event_id == event_id:
                         return e
-            async for e in self._scan(sid, meta, page_size=500):
+            async for e in self._scan(sid, meta):
                 if e.event_id == event_id:
                     return e
         return None
@@ -787,7 +813,7 @@ class KafkaProvider(Provider):
             before, after = _Visibility(meta), _Visibility(new)
             hidden = 0
             first_visible: int | None = None
-            async for e in self._scan(stream_id, meta, page_size=500):
+            async for e in self._scan(stream_id, meta):
                 if before.visible(e) and not after.visible(e):
                     hidden += 1
                 elif first_visible is None and after.visible(e):
@@ -823,7 +849,7 @@ class KafkaProvider(Provider):
         last: datetime | None = None
         for sid in sorted(metas):
             n = 0
-            async for e in self._scan(sid, metas[sid], page_size=500):
+            async for e in self._scan(sid, metas[sid]):
                 n += 1
                 by_type[e.event_type] = by_type.get(e.event_type, 0) + 1
                 size += len(e.data) + len(e.metadata)

@@ -157,6 +157,16 @@ def test_unserializable_data_is_a_validation_error(bad: Any) -> None:
         JsonSerializer().dumps(bad)
 
 
+def test_lone_surrogates_and_odd_whitespace_round_trip() -> None:
+    s = JsonSerializer()
+    for value in ("\ud800", {"k\udfff": ["\ud83d"]}, "tab\tnew\nline"):
+        assert s.loads(s.dumps(value)) == value
+    assert s.loads(b' {"a": 1}\n') == {"a": 1}
+    for junk in (b"", b"{", b'{"a":1}x', b"\xff"):
+        with pytest.raises(CodecError):
+            s.loads(junk)
+
+
 def test_circular_data_is_a_validation_error() -> None:
     loop: list[Any] = []
     loop.append(loop)

@@ -101,6 +101,8 @@ class JsonSerializer(Serializer):
         self._tags = 0
         self._encoder = json.JSONEncoder(default=self._count, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         self._tag = _TAG.encode()
+        self._tagged = json.JSONDecoder(object_hook=_hook)
+        self._untagged = json.JSONDecoder()
         self._quoted = f'"{_TAG}"'
 
     def _count(self, value: Any) -> Any:
@@ -127,14 +129,20 @@ class JsonSerializer(Serializer):
         return text.encode("utf-8", "surrogatepass")
 
     def loads(self, raw: bytes) -> Any:
-        """Decode JSON written by :meth:`dumps`."""
+        """Decode JSON written by :meth:`dumps` (the scanner directly: no encoding sniffing, no wrapper)."""
         try:
-            if self._tag in raw:
-                return json.loads(raw, object_hook=_hook)
-            return json.loads(raw)
+            text = raw.decode("utf-8", "surrogatepass")  # dumps keeps lone surrogates; so does loads
+            decoder = self._tagged if self._tag in raw else self._untagged
+            try:
+                value, end = decoder.scan_once(text, 0)  # type: ignore[attr-defined]
+            except StopIteration:
+                end = -1
+            if end != len(text):  # leading/trailing whitespace or junk: the full decoder says which
+                value = decoder.decode(text)
         except (ValueError, TypeError) as e:
             msg = f"stored payload is not valid JSON: {type(e).__name__}"
             raise CodecError(msg, codec=self.name) from e
+        return value
 
 
 def is_finite_json(value: Any) -> bool:

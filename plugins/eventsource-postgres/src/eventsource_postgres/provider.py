@@ -240,6 +240,7 @@ class PostgresProvider(Provider):
         concurrency="cross_process",
         deleted_stream_ids="reusable",
         max_event_size=None,
+        max_batch_bytes=(1 << 30) - (1 << 20),  # one array parameter (all payloads of a batch) must stay under 1 GB
         extra={
             "position": "(transaction id << 20) + index in the transaction; read_all stops below the oldest "
             "running transaction (pg_snapshot_xmin), so a late commit is never skipped",

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from servers import Servers, start_single  # noqa: E402
+from servers import Servers, start_single
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

@@ -69,7 +69,7 @@ class Node:
 
     def start(self) -> None:
         """Start (or restart) the process and wait until it accepts clients."""
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.log.open("ab"))  # noqa: S603
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=self.log.open("ab"))
         _wait_port(self.port, self.proc, self.log)
 
     def kill(self) -> None:
@@ -147,7 +147,7 @@ cluster {{
         nodes.append(Node(name, ports[i], [binary, "-c", str(conf)], Path(tmp.name) / f"{name}.log"))
     del routes
     for n in nodes:
-        n.proc = subprocess.Popen(n.args, stdout=subprocess.DEVNULL, stderr=n.log.open("ab"))  # noqa: S603
+        n.proc = subprocess.Popen(n.args, stdout=subprocess.DEVNULL, stderr=n.log.open("ab"))
     for n in nodes:
         assert n.proc is not None
         _wait_port(n.port, n.proc, n.log)

@@ -9,10 +9,9 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import dispose, open_provider
 from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import NewEvent, utcnow
-
-from conftest import dispose, open_provider
 from servers import start_cluster
 
 if TYPE_CHECKING:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.testing import ProviderSuite
-
 from conftest import dispose, open_provider
+from eventsource.testing import ProviderSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

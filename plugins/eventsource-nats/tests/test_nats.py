@@ -10,6 +10,7 @@ import subprocess
 import uuid
 
 import pytest
+from conftest import dispose, open_provider, unique_store
 from eventsource.errors import ConcurrencyError, ConfigurationError, DuplicateEventError
 from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.plugins import PluginHost
@@ -17,8 +18,6 @@ from eventsource.testing import HOSTILE_VALID_STREAM_IDS
 from eventsource_nats.naming import MAX_PLAIN_TOKEN, position, split_position, stream_id_of, stream_token
 from eventsource_nats.provider import NatsProvider
 from eventsource_nats.settings import parse_url
-
-from conftest import dispose, open_provider, unique_store
 from servers import Servers, start_cluster
 
 
@@ -82,7 +81,6 @@ def test_settings_are_validated() -> None:
 
 async def test_unreachable_server_is_a_connection_error() -> None:
     from eventsource.errors import ProviderUnavailableError
-
     from servers import free_port
 
     p = NatsProvider(f"nats://127.0.0.1:{free_port()}", connect_timeout=0.5, max_reconnect_attempts=1)
@@ -186,7 +184,7 @@ async def test_partly_truncated_envelope_hides_only_the_deleted_events(machine_p
 def old_cluster() -> Servers:
     """A 3-node cluster of the machine's nats-server (2.9.10), whose replicated OCC check is broken."""
     binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout  # noqa: S603
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
     assert "v2.9." in version, version
     servers = start_cluster(3, binary=binary)
     yield servers  # type: ignore[misc]
@@ -208,7 +206,7 @@ async def _connect_retrying(url: str, **settings: object) -> NatsProvider:
 
 
 async def test_old_server_refuses_a_replicated_stream_or_falls_back(old_cluster: Servers) -> None:
-    with pytest.raises(ConfigurationError, match="2.9.21"):
+    with pytest.raises(ConfigurationError, match=r"2\.9\.21"):
         await _connect_retrying(old_cluster.url, replicas=3)
     store = unique_store()
     a = await _connect_retrying(old_cluster.url, replicas=3, old_server_replicated="stream_wide", **store)
@@ -229,8 +227,27 @@ async def test_old_server_refuses_a_replicated_stream_or_falls_back(old_cluster:
                 wins[res.first_version] = wins.get(res.first_version, 0) + 1
 
             await asyncio.gather(write(a), write(b))
-        assert wins == {v: 1 for v in range(1, 13)}
+        assert wins == dict.fromkeys(range(1, 13), 1)
         assert [e.version async for e in a.read_stream("race")] == list(range(1, 13))
     finally:
         await b.close()
         await dispose(a)
+
+
+async def test_get_event_survives_a_lost_index_entry(machine_provider: NatsProvider) -> None:
+    p = machine_provider
+    r = await p.append("idx", [new_event(), new_event()], 0)
+    await p._purge(f"KV_{p.names.ids_bucket}", filter=f"$KV.{p.names.ids_bucket}.>")  # as if lost in a crash
+    other = NatsProvider(**p.spawn_args())
+    await other.connect()
+    try:
+        assert await other.get_event(r.event_ids[1]) is None  # no index entry, no stream id: not found
+        found = await other.get_event(r.event_ids[1], "idx")  # with the stream id: read the stream
+        assert found is not None
+        assert found.version == 2
+        assert await other.rebuild_id_index() == 2
+        again = await other.get_event(r.event_ids[0])
+        assert again is not None
+        assert again.version == 1
+    finally:
+        await other.close()

@@ -44,7 +44,7 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from eventsource.errors import (
     ConfigurationError,
@@ -85,10 +85,12 @@ from eventsource_nats.records import HDR_COUNT, HDR_EXPECTED_SEQ, HDR_EXPECTED_S
 from eventsource_nats.settings import NatsSettingsSchema, ServerUrl, parse_url
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
     from datetime import datetime
 
     from eventsource.model import Expected, NewEvent, NewSnapshot, RecordedSnapshot
+
+T = TypeVar("T")
 
 WRONG_SEQUENCE_CODES = frozenset({10071, 10164})
 """JetStream err_codes of a failed expected-sequence check (10164: concurrent rejection, >= 2.10)."""
@@ -246,7 +248,7 @@ class NatsProvider(Provider):
             raise ProviderUnavailableError(msg)
         return self._js
 
-    async def _call(self, what: str, aw: Awaitable[Any]) -> Any:
+    async def _call(self, what: str, aw: Awaitable[T]) -> T:
         try:
             return await aw
         except EventSourceError:
@@ -385,7 +387,8 @@ class NatsProvider(Provider):
                     kv = await js.key_value(bucket)
             self._kv[bucket] = kv
         room = self._max_payload - MESSAGE_OVERHEAD
-        self.capabilities = Capabilities(  # type: ignore[misc] - per-instance limits of this server
+        # per-instance limits of this server (the kit and the manager read provider.capabilities)
+        self.capabilities = Capabilities(  # type: ignore[misc]
             global_order="total",
             concurrency="cross_process",
             deleted_stream_ids="reusable",
@@ -415,10 +418,8 @@ class NatsProvider(Provider):
 
         js = self._require()
         for name in (self.names.stream, *(f"KV_{b}" for b in self.names.buckets)):
-            try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_stream(name)
-            except nats.js.errors.NotFoundError:
-                pass
         self._tails.clear()
         self._ids.clear()
 
@@ -434,7 +435,9 @@ class NatsProvider(Provider):
             if "last_by_subj" in req:
                 return await js.get_msg(self.names.stream, subject=req["last_by_subj"], direct=direct)
             if "next_by_subj" in req:
-                return await js.get_msg(self.names.stream, seq=req["seq"], subject=req["next_by_subj"], next=True, direct=direct)
+                return await js.get_msg(
+                    self.names.stream, seq=req["seq"], subject=req["next_by_subj"], next=True, direct=direct
+                )
             return await js.get_msg(self.names.stream, seq=req["seq"], direct=direct)
         except nats.js.errors.NotFoundError:
             return None
@@ -483,7 +486,7 @@ class NatsProvider(Provider):
             return str(head["s"])
         return sid
 
-    async def _consume(self, subject: str, start_seq: int, page_size: int) -> AsyncIterator[Any]:
+    async def _consume(self, subject: str, start_seq: int, page_size: int) -> AsyncGenerator[Any, None]:
         """Messages on ``subject`` from ``start_seq`` to the end, through an ephemeral pull consumer.
 
         Holds one page at a time; the consumer is deleted when the iteration ends or is abandoned.
@@ -811,6 +814,29 @@ class NatsProvider(Provider):
         except Exception:  # noqa: BLE001, S110 - best effort: the events themselves are stored
             pass
 
+    async def rebuild_id_index(self) -> int:
+        """Rewrite the id-index entry of every stored event (after a crash lost some); returns the count."""
+        js = self._require()
+        bucket = self.names.ids_bucket
+
+        async def run() -> int:
+            n = 0
+            pending = []
+            async with contextlib.aclosing(self.read_all(page_size=1000)) as recs:
+                async for rec in recs:
+                    seq, idx = split_position(rec.position)
+                    pending.append(
+                        await js.publish_async(f"$KV.{bucket}.{event_key(rec.event_id)}", f"{seq} {idx}".encode())
+                    )
+                    n += 1
+                    if len(pending) >= 1000:  # noqa: PLR2004 - acknowledgement window
+                        await asyncio.gather(*pending)
+                        pending.clear()
+            await asyncio.gather(*pending)
+            return n
+
+        return await self._call("rebuild the id index", run())
+
     async def _locate(self, event_id: str) -> tuple[int, int] | None:
         loc = self._ids.get(event_id)
         if loc is not None:
@@ -828,9 +854,7 @@ class NatsProvider(Provider):
         if not todo:
             return out
         bucket = self.names.ids_bucket
-        values = await self._direct_last_many(
-            f"KV_{bucket}", [f"$KV.{bucket}.{event_key(event_ids[n])}" for n in todo]
-        )
+        values = await self._direct_last_many(f"KV_{bucket}", [f"$KV.{bucket}.{event_key(event_ids[n])}" for n in todo])
         for n, value in zip(todo, values, strict=True):
             if value:
                 seq, idx = value.decode().split()
@@ -879,9 +903,7 @@ class NatsProvider(Provider):
                 return rec
         return None
 
-    async def _find_stored(
-        self, sid: str, events: Sequence[NewEvent], scan_from: int | None
-    ) -> AppendResult | None:
+    async def _find_stored(self, sid: str, events: Sequence[NewEvent], scan_from: int | None) -> AppendResult | None:
         """Idempotency: the original result if every id is stored as this append, ``None`` if none is.
 
         Looks ids up in this process, then in the id index; with ``scan_from`` it also reads the
@@ -890,7 +912,9 @@ class NatsProvider(Provider):
         ids = [e.event_id for e in events]
         locs = await self._locate_many(ids)
         stored: list[RecordedEvent | None] = list(
-            await asyncio.gather(*(self._load_event(loc, i) if loc else _none() for loc, i in zip(locs, ids, strict=True)))
+            await asyncio.gather(
+                *(self._load_event(loc, i) if loc else _none() for loc, i in zip(locs, ids, strict=True))
+            )
         )
         if scan_from is not None and any(s is None for s in stored):
             wanted = {i: n for n, i in enumerate(ids) if stored[n] is None}
@@ -938,7 +962,7 @@ class NatsProvider(Provider):
                 lo = int(m.seq) + 1
         return lo
 
-    async def read_stream(  # type: ignore[override]
+    async def read_stream(
         self,
         stream_id: str,
         *,
@@ -946,7 +970,7 @@ class NatsProvider(Provider):
         to_version: int | None = None,
         backwards: bool = False,
         page_size: int = 500,
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent, None]:
         """Events of one stream in version order (or reversed), a page at a time."""
         self._require()
         token = stream_token(stream_id)
@@ -959,7 +983,9 @@ class NatsProvider(Provider):
             hi_v = top if to_version is None else min(to_version, top)
             if not backwards:
                 async with contextlib.aclosing(
-                    self._range(subject, from_version, hi_v, int(last.seq), page_size, hidden_possible)
+                    self._range(
+                        subject, from_version, hi_v, int(last.seq), page_size=page_size, hidden_possible=hidden_possible
+                    )
                 ) as recs:
                     async for rec in recs:
                         yield rec
@@ -968,7 +994,12 @@ class NatsProvider(Provider):
             low = max(from_version, records.message_versions(first.headers)[0] if first else 1)
             while hi_v >= low:
                 lo_v = max(low, hi_v - page_size + 1)
-                chunk = [r async for r in self._range(subject, lo_v, hi_v, int(last.seq), page_size, hidden_possible)]
+                chunk = [
+                    r
+                    async for r in self._range(
+                        subject, lo_v, hi_v, int(last.seq), page_size=page_size, hidden_possible=hidden_possible
+                    )
+                ]
                 for rec in reversed(chunk):
                     yield rec
                 hi_v = lo_v - 1
@@ -978,8 +1009,8 @@ class NatsProvider(Provider):
             raise map_error(e, f"reading stream {stream_id!r}") from e
 
     async def _range(
-        self, subject: str, lo_v: int, hi_v: int, last_seq: int, page_size: int, hidden_possible: bool
-    ) -> AsyncIterator[RecordedEvent]:
+        self, subject: str, lo_v: int, hi_v: int, last_seq: int, *, page_size: int, hidden_possible: bool
+    ) -> AsyncGenerator[RecordedEvent, None]:
         start = await self._seek(subject, lo_v, last_seq) if lo_v > 1 else 1
         async with contextlib.aclosing(self._consume(subject, start, page_size)) as msgs:
             async for m in msgs:
@@ -988,23 +1019,29 @@ class NatsProvider(Provider):
                     continue
                 if first_v > hi_v:
                     return
-                for rec in await self._decode_msg(m.subject, m.metadata.sequence.stream, m.headers, m.data, hidden_possible):
+                for rec in await self._decode_msg(
+                    m.subject, m.metadata.sequence.stream, m.headers, m.data, hidden_possible
+                ):
                     if lo_v <= rec.version <= hi_v:
                         yield rec
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncGenerator[RecordedEvent, None]:
         """Every event in JetStream sequence order (a total order: the server assigns it at commit)."""
         self._require()
         seq, _ = split_position(from_position)
         start = max(1, seq)
         try:
-            state, hidden_possible = await asyncio.gather(self._api(f"STREAM.INFO.{self.names.stream}"), self._hidden_possible())
+            state, hidden_possible = await asyncio.gather(
+                self._api(f"STREAM.INFO.{self.names.stream}"), self._hidden_possible()
+            )
             st = state["state"]
             if int(st["messages"]) == 0 or int(st["last_seq"]) < start:
                 return  # nothing to read: no consumer
             async with contextlib.aclosing(self._consume(self.names.events_wildcard, start, page_size)) as msgs:
                 async for m in msgs:
-                    for rec in await self._decode_msg(m.subject, m.metadata.sequence.stream, m.headers, m.data, hidden_possible):
+                    for rec in await self._decode_msg(
+                        m.subject, m.metadata.sequence.stream, m.headers, m.data, hidden_possible
+                    ):
                         if rec.position >= from_position:
                             yield rec
         except EventSourceError:
@@ -1121,9 +1158,7 @@ class NatsProvider(Provider):
         else:
             version = int(info.get("known_version", 0))
         created = info.get("created_at")
-        created_at = (
-            _parse_ts(created) if created else (first_event.timestamp if first_event else utcnow())
-        )
+        created_at = _parse_ts(created) if created else (first_event.timestamp if first_event else utcnow())
         count = version - removed
         return StreamInfo(
             stream_id=stream_id,
@@ -1215,7 +1250,9 @@ class NatsProvider(Provider):
             versions = await self._snapshot_versions(token)
             targets = versions if version is None else [v for v in versions if v == version]
             for v in targets:
-                await self._purge(f"KV_{n.snapshot_bucket}", filter=f"$KV.{n.snapshot_bucket}.{Names.snapshot_key(token, v)}")
+                await self._purge(
+                    f"KV_{n.snapshot_bucket}", filter=f"$KV.{n.snapshot_bucket}.{Names.snapshot_key(token, v)}"
+                )
             return len(targets)
 
         return await self._call(f"delete snapshots of {stream_id!r}", delete())
@@ -1242,9 +1279,13 @@ class NatsProvider(Provider):
         """Delete events with ``timestamp < cutoff`` (one stream or every stream; a scan of the events)."""
         self._require()
         subject = self.names.subject(stream_token(stream_id)) if stream_id is not None else self.names.events_wildcard
-        return await self._call("delete events before a time", self._delete_where(subject, lambda r: r.timestamp < cutoff))
+        return await self._call(
+            "delete events before a time", self._delete_where(subject, lambda r: r.timestamp < cutoff)
+        )
 
-    async def _delete_where(self, subject: str, doomed: Callable[[RecordedEvent], bool], stop_version: int | None = None) -> int:
+    async def _delete_where(
+        self, subject: str, doomed: Callable[[RecordedEvent], bool], stop_version: int | None = None
+    ) -> int:
         """Delete matching events of the messages on ``subject``; versions never change or go down.
 
         Per event stream: a leading run of wholly deleted messages is purged in one request, other
@@ -1310,10 +1351,14 @@ class NatsProvider(Provider):
                 await self._purge(n.stream, filter=n.subject(token), seq=plan.purge_below)
             for seq in plan.singles or []:
                 await self._api(f"STREAM.MSG.DELETE.{n.stream}", {"seq": seq})
-                await self._purge(f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}")
+                await self._purge(
+                    f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
+                )
             for seq in plan.envelopes or []:
                 if seq < plan.purge_below:
-                    await self._purge(f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}")
+                    await self._purge(
+                        f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
+                    )
             self._tails.pop(token, None)
             total += plan.removed
         return total
@@ -1374,7 +1419,10 @@ class NatsProvider(Provider):
                 last_event_at=last_at,
                 uptime_seconds=time.monotonic() - self._started,
                 provider=self.name,
-                extra={"messages": int(state["state"]["messages"]), "server_version": ".".join(map(str, self._server_version))},
+                extra={
+                    "messages": int(state["state"]["messages"]),
+                    "server_version": ".".join(map(str, self._server_version)),
+                },
             )
 
         return await self._call("stats", run())
@@ -1399,9 +1447,11 @@ class NatsProvider(Provider):
                 "(correct, but every writer is serialised); KV compare-and-set is not enforced on this server"
             )
         if cluster:
-            for peer in cluster.get("replicas") or []:
-                if not peer.get("current", False) or peer.get("offline", False):
-                    out.append(f"replica {peer.get('name')} is offline or behind: fewer copies than configured")
+            out.extend(
+                f"replica {peer.get('name')} is offline or behind: fewer copies than configured"
+                for peer in cluster.get("replicas") or []
+                if not peer.get("current", False) or peer.get("offline", False)
+            )
         window = float(stream_config.get("duplicate_window", 0)) / 1e9
         if window and window < self.settings["publish_retry_seconds"]:
             out.append(f"duplicate_window ({window:.0f}s) is shorter than publish_retry_seconds")
@@ -1424,7 +1474,7 @@ class NatsProvider(Provider):
                 latency_ms=(time.perf_counter() - start) * 1000,
             )
         cfg = resp.get("config", {})
-        cluster = resp.get("cluster")
+        cluster: dict[str, Any] = resp.get("cluster") or {}
         warnings = self.durability_warnings(cfg, cluster)
         leaderless = bool(cluster) and int(cfg.get("num_replicas", 1)) > 1 and not cluster.get("leader")
         details = {
@@ -1454,10 +1504,8 @@ class NatsProvider(Provider):
 
 async def _quiet(aw: Awaitable[Any]) -> None:
     """Await and ignore failures (clean-up of consumers, subscriptions and connections)."""
-    try:
+    with contextlib.suppress(Exception):
         await aw
-    except Exception:  # noqa: BLE001, S110 - best-effort clean-up
-        pass
 
 
 async def _none() -> None:

@@ -16,7 +16,7 @@ import struct
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from eventsource.model import RecordedEvent
+from eventsource.model import NewSnapshot, RecordedEvent
 
 from eventsource_nats.naming import position
 
@@ -132,7 +132,7 @@ def head_size(ev: NewEvent) -> int:
     return FRAME_OVERHEAD + len(_head(ev, None))
 
 
-def encode_snapshot(snap: Any) -> bytes:
+def encode_snapshot(snap: NewSnapshot) -> bytes:
     """The KV value of a snapshot (same framing as an event: head, data, metadata)."""
     head = {
         "i": snap.snapshot_id,
@@ -148,10 +148,8 @@ def encode_snapshot(snap: Any) -> bytes:
     return _FRAME.pack(len(raw), len(snap.data), len(snap.metadata)) + raw + snap.data + snap.metadata
 
 
-def decode_snapshot(value: bytes) -> Any:
+def decode_snapshot(value: bytes) -> NewSnapshot:
     """A :class:`~eventsource.model.NewSnapshot` from its KV value."""
-    from eventsource.model import NewSnapshot
-
     head, data, meta = next(frames(value))
     return NewSnapshot(
         snapshot_id=head["i"],

@@ -41,6 +41,9 @@ async def make_provider(url: str) -> AsyncIterator[Callable[..., Any]]:
     async def make(**settings: Any) -> PostgresProvider:
         settings.setdefault("schema", f"es_{uuid.uuid4().hex[:16]}")
         settings.setdefault("pool_max_size", 4)
+        # a suite running at the same time on the same server may hold a transaction open for a few
+        # seconds (the fault and ordering tests do): wait it out rather than end a read_all early
+        settings.setdefault("visibility_wait", 30)
         settings.setdefault("application_name", f"es-test-{uuid.uuid4().hex[:12]}")
         p = PostgresProvider(url, **settings)
         await p.connect()

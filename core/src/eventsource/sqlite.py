@@ -76,6 +76,7 @@ from eventsource.errors import (
     ProviderUnavailableError,
     StreamExistsError,
     StreamNotFoundError,
+    ValidationError,
 )
 from eventsource.model import (
     AppendResult,
@@ -721,6 +722,9 @@ class SqliteProvider(Provider):
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """Append ``events`` in one write transaction (see the module docstring): one thread hop."""
+        if not events:
+            msg = "append needs at least one event"
+            raise ValidationError(msg, field="events")
         return await self._write("append", partial(self._append_sync, stream_id, events, expected, stream))
 
     def _append_sync(
@@ -941,7 +945,9 @@ class SqliteProvider(Provider):
             args.extend(flt.event_types)
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         order = "DESC" if descending else "ASC"
-        page_sql = f"SELECT {_EVENT_COLS} FROM es_events{clause} ORDER BY position {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments, values bound
+        # within one stream version order is position order, and the (stream_id, version) index gives it
+        key = "version" if flt.stream_id is not None else "position"
+        page_sql = f"SELECT {_EVENT_COLS} FROM es_events{clause} ORDER BY {key} {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments, values bound
         count_sql = f"SELECT COUNT(*) FROM es_events{clause}"  # noqa: S608 - fixed fragments, values bound
 
         def body(db: sqlite3.Connection) -> QueryPage:

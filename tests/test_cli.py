@@ -7,6 +7,7 @@ installed console script in a subprocess on the default embedded SQLite store.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -54,8 +55,14 @@ def store() -> str:
     return f"memory://cli-{uuid.uuid4().hex}"
 
 
+@functools.cache
+def builtin_host() -> PluginHost:
+    """One host without entry points for every plain run (its registries are read-only after start-up)."""
+    return PluginHost(load_entrypoints=False)
+
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str, host: PluginHost | None = None) -> tuple[int, str, str]:
-    code = main(list(argv), host=host if host is not None else PluginHost(load_entrypoints=False))
+    code = main(list(argv), host=host if host is not None else builtin_host())
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -285,13 +292,15 @@ def test_unreachable_store_exits_5_with_the_url_masked(capsys: pytest.CaptureFix
     assert "secret" not in out + err
 
 
-def test_postgres_url_password_never_shown(capsys: pytest.CaptureFixture[str]) -> None:
+def test_postgres_url_password_never_shown(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """With the postgres plugin installed the store is unreachable (5); without it the scheme is unknown (2)."""
     host = PluginHost()
     url = "postgresql://user:secret@127.0.0.1:1/x"
     expected = EXIT_UNAVAILABLE if "postgresql" in host.providers.schemes() else EXIT_USAGE
+    quick = tmp_path / "quick.json"  # give up after one short attempt: the point is the message
+    quick.write_text('{"retry_attempts": 1, "timeout": "2s"}')
     for argv in (("stats",), ("--json", "read", "s"), ("-v", "info", "s")):
-        code, out, err = run(capsys, "--store", url, *argv, host=host)
+        code, out, err = run(capsys, "--store", url, "--config", str(quick), *argv, host=host)
         assert code == expected, err
         assert "secret" not in out + err
         assert "postgresql://user:***@127.0.0.1:1/x" in err

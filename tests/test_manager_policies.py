@@ -370,3 +370,24 @@ async def test_cancelling_a_reader_still_cancels() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_only_the_call_that_overran_times_out_among_concurrent_calls() -> None:
+    m, p = await faulty(timeout=0.05, retry_attempts=1)
+    p.delay["get_stream_info"] = [5.0]  # the first lookup hangs; the others are instant
+    results = await asyncio.gather(*(m.stream_exists(f"s{i}") for i in range(20)), return_exceptions=True)
+    assert isinstance(results[0], ProviderTimeoutError)
+    assert results[1:] == [False] * 19
+    assert m.metrics("f")["f"]["get_stream_info"]["errors"] == 1
+    assert (await m.append_event(stream_id="s", event_type="E", data={})).version == 1  # the manager is fine after
+
+
+async def test_cancelling_a_call_is_a_cancellation_not_a_timeout() -> None:
+    m, p = await faulty(timeout=30)
+    p.delay["append"] = [5.0]
+    task = asyncio.create_task(m.append_event(stream_id="s", event_type="E", data={}))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (await m.append_event(stream_id="s", event_type="E", data={})).version == 1

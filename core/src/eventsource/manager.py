@@ -148,6 +148,58 @@ SHREDDED_KEY = "eventsource.shredded"
 """Metadata key of a redacted event (``shredded_events = "redact"``): the shredded scope."""
 
 
+class _Deadlines:
+    """One timer bounding every in-flight provider call of a manager by ``timeout``.
+
+    ``asyncio.timeout`` arms and cancels a timer per call (about a quarter of an in-memory append's
+    cost). Here a call only adds itself to an insertion-ordered dict (oldest first) and removes itself
+    when done; a single timer, armed for the oldest call's deadline, cancels the calls that overran
+    (as ``asyncio.timeout`` does) and re-arms for the next oldest. :meth:`expired` tells the caller's
+    ``except CancelledError`` whether the cancellation was this deadline (then it is undone) or a real
+    cancellation, which propagates.
+    """
+
+    __slots__ = ("calls", "handle", "loop", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.timeout = timeout
+        self.calls: dict[int, list[Any]] = {}
+        self.handle: asyncio.TimerHandle | None = None
+
+    def enter(self) -> list[Any]:
+        """Register the current task's call: ``[task, start, fired, cancelling-before]``."""
+        entry: list[Any] = [asyncio.current_task(), self.loop.time(), False, 0]
+        self.calls[id(entry)] = entry
+        if self.handle is None:
+            self.handle = self.loop.call_at(entry[1] + self.timeout, self._fire)
+        return entry
+
+    def exit(self, entry: list[Any]) -> None:
+        self.calls.pop(id(entry), None)
+
+    def expired(self, entry: list[Any]) -> bool:
+        """Whether this deadline cancelled the call (the cancellation is then undone)."""
+        return bool(entry[2]) and entry[0].uncancel() <= entry[3]
+
+    def _fire(self) -> None:
+        self.handle = None
+        limit = self.loop.time() - self.timeout + 0.001
+        calls = self.calls
+        while calls:
+            key = next(iter(calls))
+            entry = calls[key]
+            if entry[1] > limit:
+                self.handle = self.loop.call_at(entry[1] + self.timeout, self._fire)
+                return
+            del calls[key]
+            task = entry[0]
+            if task is not None and not task.done():
+                entry[2] = True
+                entry[3] = task.cancelling()
+                task.cancel()
+
+
 class _Watchdog:
     """Bounds every step of an iteration by ``timeout`` without arming a timer per step.
 
@@ -360,6 +412,7 @@ class EventSourcingManager:
         self._versions: dict[str, int] = {}  # "provider\x00stream" -> last known version (a guess, verified by the store)
         self._snapshots: dict[str, list[int]] = {}  # "provider\x00stream" -> [latest snapshot version, next re-check]
         self._schedules: list[RetentionSchedule] = []
+        self._deadlines: _Deadlines | None = None
         self._policies: list[RetentionPolicy] | None = None
         self._snapshot_handler = snapshot_handler
         self._threshold = self.config.snapshot_threshold
@@ -512,6 +565,9 @@ class EventSourcingManager:
         for schedule in self._schedules:
             await schedule.stop()
         self._schedules.clear()
+        if self._deadlines is not None and self._deadlines.handle is not None:
+            self._deadlines.handle.cancel()
+            self._deadlines.handle = None
         first: BaseException | None = None
         for name, provider in list(self._providers.items()):
             try:
@@ -607,14 +663,25 @@ class EventSourcingManager:
         attempts = self.config.retry_attempts if retry else 1
         timeout = self.config.timeout
         delay = self.config.retry_delay
+        deadlines = None
+        if timeout is not None:
+            deadlines = self._deadlines
+            if deadlines is None or deadlines.loop is not asyncio.get_running_loop():
+                deadlines = self._deadlines = _Deadlines(timeout)
         for attempt in range(1, attempts + 1):
             start = time.perf_counter()
+            entry = deadlines.enter() if deadlines is not None else None
             try:
-                if timeout is None:
-                    result = await factory()
-                else:
-                    async with asyncio.timeout(timeout):
-                        result = await factory()
+                result = await factory()
+            except asyncio.CancelledError:
+                if entry is None or deadlines is None or not deadlines.expired(entry):
+                    rec.errors += 1
+                    raise
+                rec.record(time.perf_counter() - start)
+                if attempt == attempts:
+                    rec.errors += 1
+                    msg = f"{op} on provider {provider.name!r} did not finish within {timeout}s"
+                    raise ProviderTimeoutError(msg, provider=provider.name, operation=op) from None
             except TimeoutError as e:
                 rec.record(time.perf_counter() - start)
                 if attempt == attempts:
@@ -635,6 +702,9 @@ class EventSourcingManager:
                 rec.record(time.perf_counter() - start)
                 rec.events += events
                 return result
+            finally:
+                if entry is not None and deadlines is not None:
+                    deadlines.exit(entry)
             rec.retries += 1
             log.info("retrying %s on %s (attempt %d of %d)", op, provider.name, attempt + 1, attempts)
             await asyncio.sleep(random.uniform(0, min(self.config.retry_max_delay, delay)))  # noqa: S311

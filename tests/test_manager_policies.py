@@ -391,3 +391,23 @@ async def test_cancelling_a_call_is_a_cancellation_not_a_timeout() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (await m.append_event(stream_id="s", event_type="E", data={})).version == 1
+
+
+def test_positional_record_construction_matches_the_field_order() -> None:
+    """The manager builds EventData, NewEvent and Event positionally on the hot path; pin the orders."""
+    import dataclasses
+
+    from eventsource.model import Event, NewEvent
+
+    assert [f.name for f in dataclasses.fields(EventData)] == [
+        "event_type", "data", "metadata", "event_id", "correlation_id", "causation_id", "user_id",
+        "tenant_id", "aggregate_id", "aggregate_type", "timestamp",
+    ]  # fmt: skip
+    assert [f.name for f in dataclasses.fields(NewEvent)] == [
+        "event_id", "event_type", "data", "metadata", "encoding", "timestamp", "correlation_id",
+        "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type",
+    ]  # fmt: skip
+    assert [f.name for f in dataclasses.fields(Event)] == [
+        "event_id", "stream_id", "event_type", "data", "metadata", "version", "position", "timestamp",
+        "correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type",
+    ]  # fmt: skip

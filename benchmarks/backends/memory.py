@@ -49,7 +49,7 @@ class MemoryBackend(Backend):
         self._providers.append(p)
         return p
 
-    async def fill(self, provider: Provider, n: int) -> None:
+    async def fill(self, provider: Provider, n: int) -> int:
         """Append ``min(n, FILL_CAP)`` events straight through the provider, 1,000 per stream."""
         n = min(n, FILL_CAP)
         body = json.dumps({"filler": True}).encode()
@@ -58,6 +58,7 @@ class MemoryBackend(Backend):
             now = utcnow()
             evs = [NewEvent(str(uuid.uuid4()), "Filler", body, b"", "json", now) for _ in range(count)]
             await provider.append(f"filler-{s // 1000}", evs, 0)
+        return n
 
     async def raw_append(self, stream_id: str, version: int, event: RawEvent) -> None:
         """Check the version, append one tuple."""

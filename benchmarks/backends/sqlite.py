@@ -118,10 +118,11 @@ class SqliteBackend(Backend):
         self.files += 1
         return SqliteProvider(f"sqlite:///{path}")
 
-    async def fill(self, provider: Provider, n: int) -> None:
+    async def fill(self, provider: Provider, n: int) -> int:
         """Bulk-insert ``n`` events (streams of 1,000) into the provider's tables with raw sqlite3."""
         assert isinstance(provider, SqliteProvider)
         await asyncio.to_thread(self._fill, Path(provider.path), n)
+        return n
 
     @staticmethod
     def _fill(path: Path, n: int) -> None:

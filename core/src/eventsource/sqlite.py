@@ -26,14 +26,19 @@ serialized by SQLite's lock: exactly one wins a race; the other sees the new ver
 wait for them.
 
 Idempotency. ``event_id`` has a unique index (ids are unique store-wide, as in the memory provider).
-The fast path checks the version and inserts; only when that fails (a version mismatch or a unique
-violation) does the append re-run its slow path, which compares the stored rows under the batch's
-ids first (:func:`check_duplicate`): an identical retry returns the original result with
-``duplicate=True``, any other overlap raises :class:`DuplicateEventError`.
+The fast path is four statements for one event (``BEGIN IMMEDIATE``; ``UPDATE es_streams ...
+RETURNING version``, which bumps the stream row and yields the version to check; ``INSERT``;
+``COMMIT``). Only when that fails (a version mismatch or a unique violation) is the transaction rolled
+back and the careful path run, which compares the stored rows under the batch's ids first
+(:func:`check_duplicate`): an identical retry returns the original result with ``duplicate=True``,
+any other overlap raises :class:`DuplicateEventError`; then the version is checked.
 
 Threads. ``sqlite3`` blocks, so no call runs on the event loop: each provider owns one writer thread
 (one connection, made and used only there) and, for file databases, one reader thread with its own
-connection, so reads never queue behind writes. Every operation is one hop to one of those threads.
+connection, so reads never queue behind writes. Every operation is one hop to one of those threads
+(a queue put there, a ``call_soon_threadsafe`` back). A caller that gives up waiting (a timeout or a
+cancellation) does not stop a statement already running: a write still commits or rolls back as a
+whole, and a retried append with the same event ids is then an idempotent no-op.
 
 Reads hold O(page) memory: ``read_stream`` and ``read_all`` run one keyset query per page
 (``version``/``position`` greater than the last one seen, ``LIMIT page_size``).
@@ -401,8 +406,6 @@ def map_error(e: BaseException, op: str, path: str) -> EventSourceError:
         return ProviderUnavailableError(f"{where}: the connection is closed", provider="sqlite", operation=op)
     if isinstance(e, sqlite3.IntegrityError) and "event_id" in str(e):
         return DuplicateEventError(f"{where}: an event id of the batch is already stored", provider="sqlite")
-    if isinstance(e, RuntimeError) and "shutdown" in str(e):
-        return ProviderUnavailableError(f"{where}: the provider is closed", provider="sqlite", operation=op)
     return ProviderError(f"{where} failed: {type(e).__name__}: {e}", provider="sqlite", operation=op)
 
 

@@ -87,7 +87,7 @@ class PostgresBackend(Backend):
         self.schemas.append(schema)
         return PostgresProvider(URL, schema=schema, application_name="eventsource-bench")
 
-    async def fill(self, provider: Provider, n: int) -> None:
+    async def fill(self, provider: Provider, n: int) -> int | None:
         assert isinstance(provider, PostgresProvider)
         names = provider.names
         assert self.raw is not None
@@ -107,6 +107,7 @@ class PostgresBackend(Backend):
             )
         await self.raw.execute(f"ANALYZE {names.events}")
         await self.raw.execute(f"ANALYZE {names.streams}")
+        return None  # all n
 
     def _row(self, stream_id: str, version: int, e: RawEvent) -> tuple[Any, ...]:
         return (

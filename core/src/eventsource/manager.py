@@ -571,7 +571,7 @@ class EventSourcingManager:
         first: BaseException | None = None
         for name, provider in list(self._providers.items()):
             try:
-                await provider.close()
+                await self._run(provider, "close", provider.close, retry=False)
             except Exception as e:  # noqa: BLE001 - close the rest, then report
                 log.warning("closing provider %s failed: %s", name, type(e).__name__)
                 first = first or e

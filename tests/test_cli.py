@@ -541,3 +541,14 @@ def test_console_script_demo_on_the_default_sqlite_store(tmp_path: Path) -> None
     )
     assert missing.returncode == EXIT_NOT_FOUND
     assert missing.stderr.strip() == "error: stream 'nope' does not exist"
+
+
+def test_demo_hint_repeats_the_store_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cfg = tmp_path / "es.json"
+    cfg.write_text(json.dumps({"providers": {"main": f"sqlite:///{tmp_path / 'x.db'}"}}))
+    code, out, err = run(capsys, "--config", str(cfg), "demo")
+    assert code == EXIT_OK, err
+    assert f"Read it again with:  eventsource --config {cfg} read user-events" in out
+    code, out, err = run(capsys, "--config", str(cfg), "read", "user-events", "--backwards", "--limit", "2")
+    assert [line.split()[0] for line in out.splitlines()] == ["4", "3"]
+    assert "2 events from 'user-events' (versions 3-4, newest first)" in err

@@ -696,8 +696,15 @@ class Runner:
         holds = f"{count} events and a snapshot" if snapshots else f"{count} events"
         out.line(f"done. Stream {stream_id!r} now holds {holds}.")
         if provider.kind != "memory":
-            store = "" if self.args.store is None else f" --store {mask(self.args.store)}"
-            out.line(f"Read it again with:  eventsource{store} read {stream_id}")
+            again = "".join(
+                f" {flag} {value}"
+                for flag, value in (
+                    ("--store", self.args.store and mask(self.args.store)),
+                    ("--config", self.args.config),
+                )
+                if value
+            )
+            out.line(f"Read it again with:  eventsource{again} read {stream_id}")
         return EXIT_OK
 
     @staticmethod
@@ -756,14 +763,13 @@ class Runner:
             else:
                 kwargs = {"from_version": a.from_version or 1}
             progress = Progress(self.out, f"reading {a.stream!r}")
-            first = last = None
+            seen: list[int] = []  # lowest and highest version read
             try:
                 async with contextlib.aclosing(m.read_stream(a.stream, **kwargs)) as events:  # type: ignore[type-var]
                     async for ev in events:
                         self._print_event(ev)
                         progress.step()
-                        first = ev.version if first is None else first
-                        last = ev.version
+                        seen[:] = [min(seen[0], ev.version), max(seen[1], ev.version)] if seen else [ev.version] * 2
                         if a.limit is not None and progress.count >= a.limit:
                             break
             finally:
@@ -775,7 +781,8 @@ class Runner:
                     self.out.note(f"no events{where} in {a.stream!r} (stream is at version {info.version})")
             elif not self.out.as_json or self.out.interactive:
                 noun = "event" if progress.count == 1 else "events"
-                self.out.note(f"{progress.count:,} {noun} from {a.stream!r} (versions {first}-{last})")
+                order = ", newest first" if a.backwards else ""
+                self.out.note(f"{progress.count:,} {noun} from {a.stream!r} (versions {seen[0]}-{seen[1]}{order})")
             return EXIT_OK
 
         return await self.with_manager(body)

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import NewEvent, NewStream, utcnow
 from eventsource.plugins import PluginHost
-from eventsource_kafka import naming, provider as provider_module, records
+from eventsource_kafka import naming, records
+from eventsource_kafka import provider as provider_module
 from eventsource_kafka.provider import KafkaProvider
 
 from .test_provider import drop_namespace
@@ -30,7 +30,7 @@ def new(data: dict | None = None, ts: datetime | None = None, event_type: str = 
 
 @pytest.fixture
 async def kp(kafka_url: str) -> AsyncIterator[KafkaProvider]:
-    p = KafkaProvider(kafka_url, topic_prefix=f"k{uuid.uuid4().hex[:12]}", request_timeout=20.0)
+    p = KafkaProvider(kafka_url, topic_prefix=f"k{uuid.uuid4().hex[:12]}", request_timeout=60.0)
     await p.connect()
     try:
         yield p
@@ -42,7 +42,9 @@ async def kp(kafka_url: str) -> AsyncIterator[KafkaProvider]:
 # ---------------------------------------------------------------------------- naming and settings
 
 
-@pytest.mark.parametrize("stream_id", ["a.b", "a_b", "a b", "a/b", "名前", "x" * 1000, ".", "..", "-", "'; DROP", "\U0001f389"])
+@pytest.mark.parametrize(
+    "stream_id", ["a.b", "a_b", "a b", "a/b", "名前", "x" * 1000, ".", "..", "-", "'; DROP", "\U0001f389"]
+)
 def test_topic_names_are_legal_and_short(stream_id: str) -> None:
     topic = naming.new_stream_topic("p" * naming.MAX_PREFIX_LENGTH, stream_id)
     assert LEGAL.match(topic), topic
@@ -62,7 +64,9 @@ def test_bad_topic_prefix_is_a_configuration_error(prefix: str) -> None:
         KafkaProvider("kafka://127.0.0.1:9092", topic_prefix=prefix)
 
 
-@pytest.mark.parametrize("url", ["kafka://", "kafka://host", "kafka://:9092", "nats://127.0.0.1:4222", "kafka://h:port"])
+@pytest.mark.parametrize(
+    "url", ["kafka://", "kafka://host", "kafka://:9092", "nats://127.0.0.1:4222", "kafka://h:port"]
+)
 def test_bad_urls_are_configuration_errors(url: str) -> None:
     with pytest.raises(ConfigurationError):
         KafkaProvider(url)
@@ -70,7 +74,7 @@ def test_bad_urls_are_configuration_errors(url: str) -> None:
 
 def test_url_with_several_brokers_and_credentials() -> None:
     p = KafkaProvider("kafka://alice:s%3Acret@b1:9092,b2:9093", security_protocol="SASL_SSL", ssl_cafile="/ca.pem")
-    cfg = p._client_config  # noqa: SLF001
+    cfg = p._client_config
     assert cfg["bootstrap_servers"] == ["b1:9092", "b2:9093"]
     assert (cfg["sasl_plain_username"], cfg["sasl_plain_password"]) == ("alice", "s:cret")
     assert (cfg["security_protocol"], cfg["sasl_mechanism"], cfg["ssl_cafile"]) == ("SASL_SSL", "PLAIN", "/ca.pem")
@@ -100,7 +104,7 @@ def test_plugin_is_discovered(kafka_url: str) -> None:
 async def test_a_batch_is_one_record_with_headers(kp: KafkaProvider) -> None:
     evs = [new({"i": i}) for i in range(3)]
     await kp.append("hdr", evs, 0)
-    meta = kp._ns.meta["hdr"]  # noqa: SLF001
+    meta = kp._ns.meta["hdr"]
     recs, end, at_end = await kp.io.read(meta["topic"], 0)
     assert (len(recs), end, at_end) == (1, 1, True)
     headers = recs[0].headers
@@ -112,18 +116,18 @@ async def test_a_batch_is_one_record_with_headers(kp: KafkaProvider) -> None:
 
 async def test_stream_topics_have_one_partition(kp: KafkaProvider) -> None:
     await kp.append("parts", [new()], 0)
-    topic = kp._ns.meta["parts"]["topic"]  # noqa: SLF001
+    topic = kp._ns.meta["parts"]["topic"]
     desc = await kp.io.run("describe", lambda: kp.io.admin.describe_topics([topic]))
     assert len(desc[0]["partitions"]) == 1
 
 
 async def test_delete_and_recreate_uses_a_new_topic(kp: KafkaProvider) -> None:
     await kp.append("again", [new(), new()], 0)
-    old = kp._ns.meta["again"]["topic"]  # noqa: SLF001
+    old = kp._ns.meta["again"]["topic"]
     await kp.delete_stream("again")
     r = await kp.append("again", [new()], 0)
     assert r.first_version == 1
-    assert kp._ns.meta["again"]["topic"] != old  # noqa: SLF001
+    assert kp._ns.meta["again"]["topic"] != old
     assert [e.version async for e in kp.read_stream("again")] == [1]
 
 
@@ -135,10 +139,10 @@ async def test_tail_is_read_to_the_high_watermark_in_a_fresh_process(kp: KafkaPr
     for _ in range(5):
         await kp.append("tail", [new() for _ in range(7)], -1)
     # several records in one produce batch (concurrent sends), then a fresh process-wide state
-    topic = kp._ns.meta["tail"]["topic"]  # noqa: SLF001
+    topic = kp._ns.meta["tail"]["topic"]
     assert topic
-    saved = dict(provider_module._NAMESPACES)  # noqa: SLF001
-    provider_module._NAMESPACES.clear()  # noqa: SLF001 - what another process would start from
+    saved = dict(provider_module._NAMESPACES)
+    provider_module._NAMESPACES.clear()
     try:
         other = KafkaProvider(**kp.spawn_args())
         await other.connect()
@@ -150,8 +154,8 @@ async def test_tail_is_read_to_the_high_watermark_in_a_fresh_process(kp: KafkaPr
         finally:
             await other.close()
     finally:
-        provider_module._NAMESPACES.clear()  # noqa: SLF001
-        provider_module._NAMESPACES.update(saved)  # noqa: SLF001
+        provider_module._NAMESPACES.clear()
+        provider_module._NAMESPACES.update(saved)
 
 
 async def test_instances_in_one_process_share_the_tail(kp: KafkaProvider) -> None:
@@ -168,7 +172,7 @@ async def test_instances_in_one_process_share_the_tail(kp: KafkaProvider) -> Non
 async def test_a_repeated_record_is_dropped_by_readers(kp: KafkaProvider) -> None:
     """A producer retry after a restart can write the same envelope twice: readers and counts ignore it."""
     first = await kp.append("rep", [new({"i": 1}), new({"i": 2})], 0)
-    meta = kp._ns.meta["rep"]  # noqa: SLF001
+    meta = kp._ns.meta["rep"]
     recs, _, _ = await kp.io.read(meta["topic"], 0)
     await kp.io.produce(meta["topic"], recs[0].value, headers=recs[0].headers)  # the duplicate
     await kp.append("rep", [new({"i": 3})], -1)
@@ -253,3 +257,18 @@ def test_the_plugin_never_deletes_records() -> None:
     src = Path(provider_module.__file__).parent
     for f in src.glob("*.py"):
         assert "delete_records" not in f.read_text(encoding="utf-8"), f
+
+
+async def test_a_cancelled_read_hands_its_consumer_back_only_when_done(kp: KafkaProvider) -> None:
+    import asyncio
+
+    await kp.append("cancel", [new()], 0)
+    topic = kp._ns.meta["cancel"]["topic"]
+    await kp.io.delete_topic(topic)  # a read of it now waits ~1 s before it reads as empty
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(kp.io.read(topic, 0), 0.1)
+    running = [c for c in kp.io._consumers if c not in kp.io._idle]
+    assert running, "the consumer still used by the thread must not be idle"
+    assert [e async for e in kp.read_stream("other")] == []  # the provider keeps working meanwhile
+    await asyncio.sleep(1.5)
+    assert all(c not in kp.io._consumers for c in running)

@@ -18,7 +18,6 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-
 from eventsource.testing import ProviderSuite
 from eventsource_kafka.provider import KafkaProvider
 
@@ -42,8 +41,9 @@ class TestKafkaProviderWithLease(ProviderSuite):
         p = KafkaProvider(
             kafka_url,
             topic_prefix=f"l{uuid.uuid4().hex[:12]}",
-            request_timeout=20.0,
+            request_timeout=60.0,
             lease_url=lease_url,
+            lease_timeout=60.0,
             lease_settings={"namespace": "eventsource-kafka-tests"},
         )
         await p.connect()
@@ -65,7 +65,7 @@ def test_lease_declares_cross_process_reach(kafka_url: str, lease_url: str) -> N
 _WRITER = textwrap.dedent(
     """
     import asyncio, json, sys, uuid
-    from eventsource.errors import ConcurrencyError
+    from eventsource.errors import ConcurrencyError, ProviderTimeoutError, ProviderUnavailableError
     from eventsource.model import NewEvent, utcnow
     from eventsource_kafka.provider import KafkaProvider
 
@@ -81,8 +81,8 @@ _WRITER = textwrap.dedent(
                     ev = NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())
                     try:
                         r = await p.append(spec["stream"], [ev], version)
-                    except ConcurrencyError:
-                        continue
+                    except (ConcurrencyError, ProviderTimeoutError, ProviderUnavailableError):
+                        continue  # lost the race (or a busy machine): read the version again
                     written.append(r.first_version)
                     break
         finally:
@@ -97,11 +97,23 @@ _WRITER = textwrap.dedent(
 async def test_two_processes_read_check_append_without_duplicate_versions(kafka_url: str, lease_url: str) -> None:
     """Two processes loop read-version/append-with-it: with the lease, versions stay unique and gap-free."""
     prefix = f"x{uuid.uuid4().hex[:12]}"
-    args = {"url": kafka_url, "topic_prefix": prefix, "lease_url": lease_url, "request_timeout": 20.0}
+    args = {
+        "url": kafka_url,
+        "topic_prefix": prefix,
+        "lease_url": lease_url,
+        "request_timeout": 60.0,
+        "lease_timeout": 60.0,
+    }
     spec = {"args": args, "stream": "shared", "appends": 15}
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _WRITER, json.dumps(spec), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy()
+            sys.executable,
+            "-c",
+            _WRITER,
+            json.dumps(spec),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=os.environ.copy(),
         )
         for _ in range(2)
     ]

@@ -6,7 +6,6 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-
 from eventsource.testing import ProviderSuite
 from eventsource_kafka.provider import KafkaProvider
 
@@ -16,11 +15,11 @@ if TYPE_CHECKING:
 
 async def drop_namespace(p: KafkaProvider) -> None:
     """Delete every topic of the provider's prefix (streams, metadata, snapshots)."""
-    metas = await p._catch_up_meta()  # noqa: SLF001 - test clean-up
+    metas = await p._catch_up_meta()
     for meta in list(metas.values()):
         await p.io.delete_topic(meta["topic"])
-    await p.io.delete_topic(p._meta_topic)  # noqa: SLF001
-    await p.io.delete_topic(p._snap_topic)  # noqa: SLF001
+    await p.io.delete_topic(p._meta_topic)
+    await p.io.delete_topic(p._snap_topic)
 
 
 class TestKafkaProvider(ProviderSuite):
@@ -28,7 +27,7 @@ class TestKafkaProvider(ProviderSuite):
 
     @pytest.fixture
     async def provider(self, kafka_url: str) -> AsyncIterator[KafkaProvider]:
-        p = KafkaProvider(kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:12]}", request_timeout=20.0)
+        p = KafkaProvider(kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:12]}", request_timeout=60.0)
         await p.connect()
         try:
             yield p

@@ -1,5 +1,7 @@
-"""The Kafka I/O layer: one producer whose futures are bridged to asyncio, a pool of assign-only
-consumers and one admin client, whose blocking calls run in the provider's thread pool.
+"""The Kafka I/O layer of the provider.
+
+One producer whose futures are bridged to asyncio, a pool of assign-only consumers and one admin
+client, whose blocking calls run in the provider's thread pool.
 
 Every kafka-python error is mapped to a typed eventsource error in :func:`map_error` (one place).
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import threading
 import time
@@ -194,7 +197,8 @@ class KafkaIO:
             from kafka import errors as ke
 
             res = self._admin_call(lambda: self.admin.delete_topics([topic], raise_errors=False))
-            for t in res.get("responses", res.get("topics", [])) if isinstance(res, dict) else []:
+            rows = (res.get("responses") or res.get("topics") or []) if isinstance(res, dict) else []
+            for t in rows:
                 code = t.get("error_code", 0)
                 if code not in (0, ke.UnknownTopicOrPartitionError.errno):
                     raise ke.for_code(code)(f"deleting topic {topic}")
@@ -209,7 +213,12 @@ class KafkaIO:
     # ------------------------------------------------------------------ produce
 
     async def produce(
-        self, topic: str, value: bytes | None, *, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None,
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
         timestamp_ms: int | None = None,
     ) -> int:
         """Send one record and wait for its acknowledgement without blocking the loop; returns its offset.
@@ -224,19 +233,17 @@ class KafkaIO:
         fut: asyncio.Future[Any] = loop.create_future()
 
         def ok(md: Any) -> None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(_resolve, fut, md, None)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
 
         def failed(e: BaseException) -> None:
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, fut, None, e)
-            except RuntimeError:
-                pass
 
         try:
-            rec = self.producer.send(topic, value=value, key=key, headers=headers, partition=0, timestamp_ms=timestamp_ms)
+            rec = self.producer.send(
+                topic, value=value, key=key, headers=headers, partition=0, timestamp_ms=timestamp_ms
+            )
         except Exception as e:
             raise map_error(e, f"producing to {topic}") from e
         rec.add_callback(ok)
@@ -300,7 +307,13 @@ class KafkaIO:
         return c
 
     async def read(
-        self, topic: str, start: int, *, max_records: int | None = None, stop: int | None = None, one_fetch: bool = False
+        self,
+        topic: str,
+        start: int,
+        *,
+        max_records: int | None = None,
+        stop: int | None = None,
+        one_fetch: bool = False,
     ) -> tuple[list[Any], int, bool]:
         """Records of ``topic`` (one partition) from offset ``start``.
 
@@ -342,7 +355,7 @@ class KafkaIO:
 
             def retire(_: Any) -> None:
                 with contextlib.suppress(RuntimeError):  # the loop may be closed by then
-                    loop.call_soon_threadsafe(self._release, consumer, broken=True)
+                    loop.call_soon_threadsafe(functools.partial(self._release, consumer, broken=True))
 
             cf.add_done_callback(retire)
             raise
@@ -403,7 +416,7 @@ def _end_sync(consumer: Any, topic: str) -> int:
     return int(consumer.end_offsets([tp])[tp])
 
 
-def _read_sync(  # noqa: PLR0913
+def _read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread pool
     consumer: Any, topic: str, start: int, max_records: int | None, stop: int | None, timeout: float, one_fetch: bool
 ) -> tuple[list[Any], int, bool]:
     from kafka import TopicPartition
@@ -411,8 +424,10 @@ def _read_sync(  # noqa: PLR0913
     tp = TopicPartition(topic, 0)
     consumer._eventsource_topic = topic  # noqa: SLF001 - pool affinity
     subscription = consumer._subscription  # noqa: SLF001 - see below
-    if subscription.assigned_partitions() != {tp} or subscription.assignment[tp].position is None or (
-        subscription.assignment[tp].position.offset != start
+    if (
+        subscription.assigned_partitions() != {tp}
+        or subscription.assignment[tp].position is None
+        or (subscription.assignment[tp].position.offset != start)
     ):
         consumer.assign([tp])
         consumer.seek(tp, start)
@@ -432,8 +447,15 @@ def _read_sync(  # noqa: PLR0913
     return out
 
 
-def _read_loop(  # noqa: PLR0913
-    consumer: Any, tp: Any, state: Any, start: int, max_records: int | None, stop: int | None, timeout: float, one_fetch: bool
+def _read_loop(  # noqa: PLR0917
+    consumer: Any,
+    tp: Any,
+    state: Any,
+    start: int,
+    max_records: int | None,
+    stop: int | None,
+    timeout: float,
+    one_fetch: bool,
 ) -> tuple[list[Any], int, bool]:
     from kafka.errors import KafkaTimeoutError
 

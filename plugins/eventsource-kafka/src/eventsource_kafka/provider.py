@@ -48,11 +48,11 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote
 
+from eventsource.errors import ConfigurationError, StreamExistsError, StreamNotFoundError, ValidationError
+from eventsource.model import AppendResult, HealthStatus, NewStream, ProviderStats, RecordedEvent, StreamInfo
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
 from marshmallow import Schema, fields, validate
 
-from eventsource.errors import ConfigurationError, StreamExistsError, StreamNotFoundError, ValidationError
-from eventsource.model import AppendResult, HealthStatus, NewStream, ProviderStats, RecordedEvent, StreamInfo, utcnow
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
 from eventsource_kafka import naming, records
 from eventsource_kafka.client import KafkaIO
 
@@ -80,7 +80,9 @@ class KafkaSettings(Schema):
         load_default="PLAINTEXT", validate=validate.OneOf(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
     )
     sasl_mechanism = fields.String(
-        load_default=None, allow_none=True, validate=validate.OneOf(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI"])
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI"]),
     )
     sasl_plain_username = fields.String(load_default=None, allow_none=True)
     sasl_plain_password = fields.String(load_default=None, allow_none=True)
@@ -153,7 +155,7 @@ class _Slot:
         self.window.clear()
         self.loaded = topic is None
 
-    def see(self, stream_id: str, value: bytes, offset: int, window: int) -> None:
+    def see(self, value: bytes, offset: int, window: int) -> None:
         for row in records.peek_rows(value):
             version = row[2]
             if version <= self.version:
@@ -205,7 +207,7 @@ def _namespace(servers: list[str], prefix: str) -> _Namespace:
 class _Visibility:
     """Which events a stream's retention markers hide."""
 
-    __slots__ = ("below", "before")
+    __slots__ = ("before", "below")
 
     def __init__(self, meta: dict[str, Any]) -> None:
         self.below: int = meta.get("hide_below", 0)
@@ -277,7 +279,7 @@ class KafkaProvider(Provider):
     """
 
     kind = "kafka"
-    capabilities: ClassVar[Capabilities] = Capabilities(global_order="per_stream", concurrency="in_process")  # type: ignore[misc]
+    capabilities: ClassVar[Capabilities] = Capabilities(global_order="per_stream", concurrency="in_process")
     settings_schema = KafkaSettings
 
     def __init__(self, url: str | None = "kafka://127.0.0.1:9092", **settings: Any) -> None:
@@ -285,6 +287,8 @@ class KafkaProvider(Provider):
         s = self.settings
         self.prefix = naming.check_prefix(s["topic_prefix"])
         self.servers, user, password = _parse_url(self.url or "")
+        s_user: str | None
+        s_password: str | None
         if user and not s.get("sasl_plain_username"):
             s_user, s_password = user, password
         else:
@@ -392,9 +396,11 @@ class KafkaProvider(Provider):
                 yield False
         else:
             key = f"kafka/{self.prefix}/{stream_id}"  # streams of one prefix share leases, whatever the servers
-            async with self._lease.hold(key, timeout=self.settings["lease_timeout"]):
-                async with self._ns.slot(stream_id).lock.held():
-                    yield True
+            async with (
+                self._lease.hold(key, timeout=self.settings["lease_timeout"]),
+                self._ns.slot(stream_id).lock.held(),
+            ):
+                yield True
 
     # ------------------------------------------------------------------ compacted views
 
@@ -453,7 +459,7 @@ class KafkaProvider(Provider):
             slot.reset(topic)
             return await self._refresh(stream_id, slot, meta_too=False)
         for r in recs:
-            slot.see(stream_id, r.value, r.offset, self.settings["dedup_window"])
+            slot.see(r.value, r.offset, self.settings["dedup_window"])
         slot.next_offset = max(slot.next_offset, pos)
         slot.loaded = True
         return meta
@@ -590,7 +596,7 @@ class KafkaProvider(Provider):
             except BaseException:
                 slot.loaded = False  # the record may have been written: re-read the tail next time
                 raise
-            slot.see(stream_id, value, offset, self.settings["dedup_window"])
+            slot.see(value, offset, self.settings["dedup_window"])
             n = len(events)
             return AppendResult(
                 stream_id=stream_id,
@@ -651,7 +657,7 @@ class KafkaProvider(Provider):
                 with contextlib.suppress(BaseException):
                     await pending
 
-    async def read_stream(  # type: ignore[override]
+    async def read_stream(
         self,
         stream_id: str,
         *,
@@ -671,7 +677,7 @@ class KafkaProvider(Provider):
             if first is not None:
                 first.cancel()
             raise
-        if first is not None and (meta is None or meta["topic"] != cached["topic"]):
+        if first is not None and (meta is None or cached is None or meta["topic"] != cached["topic"]):
             first.cancel()  # the stream was deleted or re-created elsewhere
             with contextlib.suppress(BaseException):
                 await first
@@ -707,8 +713,11 @@ class KafkaProvider(Provider):
                     yield e
             hi = lo
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
-        """Every stream in version order, merged by position (append time); ``per_stream`` guarantee."""
+    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # noqa: ARG002
+        """Every stream in version order, merged by position (append time); ``per_stream`` guarantee.
+
+        Each stream is read a fetch at a time (~256 KiB, see ``_scan``), whatever ``page_size`` says.
+        """
         metas = dict(await self._catch_up_meta())
         ids = sorted(metas)
         if not ids:
@@ -763,7 +772,9 @@ class KafkaProvider(Provider):
     async def save_snapshot(self, snapshot: NewSnapshot) -> None:
         """Produce the snapshot to the compacted snapshot topic (a snapshot at an existing version replaces it)."""
         offset = await self.io.produce(
-            self._snap_topic, records.encode_snapshot(snapshot), key=records.snapshot_key(snapshot.stream_id, snapshot.version)
+            self._snap_topic,
+            records.encode_snapshot(snapshot),
+            key=records.snapshot_key(snapshot.stream_id, snapshot.version),
         )
         async with self._ns.snap_lock.held():
             self._ns.snaps.setdefault(snapshot.stream_id, {})[snapshot.version] = offset

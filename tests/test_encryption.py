@@ -285,9 +285,9 @@ async def test_shredding_a_tenant_makes_only_its_events_and_snapshots_unreadable
         with pytest.raises(KeyShreddedError):
             await other.get_snapshot("orders-acme")
         assert [e.data["i"] async for e in other.read_stream("orders-globex")] == [0, 1, 2]
-        saved = json.loads((tmp_path / "keys.json").read_text())
-        assert sorted(e["scope"] for e in saved["keys"].values()) == ["tenant:acme", "tenant:globex"]  # acme's new key
-        assert {t["scope"] for t in saved["shredded"].values()} == {"tenant:acme"}
+        saved = [json.loads(line) for line in (tmp_path / "keys.json").read_text().splitlines()]
+        assert sorted(r["scope"] for r in saved if "key" in r) == ["tenant:acme", "tenant:globex"]  # acme's new key
+        assert [r["shred"] for r in saved if "shred" in r] == ["tenant:acme"]
 
 
 async def test_redact_mode_reads_past_shredded_events(store: str) -> None:
@@ -335,6 +335,7 @@ def test_scoped_key_store_persists_only_wrapped_keys_and_rewraps(tmp_path: Path)
     assert store.scopes() == ["tenant:a"]
     ring.add_key("m2", K2)
     assert store.rewrap() == 1
+    assert '"master": "m1"' not in path.read_text()  # the copy wrapped by the old master key is gone
     ring.remove_key("m1")
     fresh = ScopedKeyStore(ring, path)
     assert fresh.decryption_key(kid, "tenant:a") == key
@@ -346,6 +347,48 @@ def test_scoped_key_store_persists_only_wrapped_keys_and_rewraps(tmp_path: Path)
     with pytest.raises(UnknownKeyError):
         store.decryption_key("dk-unknown", "tenant:b")
     assert "m2" in repr(store)
+
+
+def test_two_key_stores_on_one_file_share_keys_and_see_each_others_shreds(tmp_path: Path) -> None:
+    path = tmp_path / "shared.jsonl"
+    ring = StaticKeyRing({"m1": K1})
+    a, b = ScopedKeyStore(ring, path), ScopedKeyStore(ring, path)
+    kid_a, key_a = a.encryption_key("tenant:x")
+    assert b.encryption_key("tenant:x") == (kid_a, key_a)  # b reads a's line instead of making its own
+    kid_y, key_y = b.encryption_key("tenant:y")
+    assert a.decryption_key(kid_y, "tenant:y") == key_y  # a picks up b's new key on a miss
+    size = path.stat().st_size
+    for i in range(50):
+        a.encryption_key(f"stream:s{i}")
+    per_key = (path.stat().st_size - size) / 50
+    assert per_key < 400  # one appended line per new scope, not a rewrite of the file
+    assert b.shred("tenant:x") == 1
+    text = path.read_text()
+    assert kid_a not in text.replace(f'"{kid_a}"]', "")  # only the tombstone mentions it
+    a.refresh()
+    with pytest.raises(KeyShreddedError) as info:
+        a.decryption_key(kid_a, None)
+    assert info.value.scope == "tenant:x"
+    assert a.decryption_key(kid_y, None) == key_y
+    new_kid, _ = a.encryption_key("tenant:x")  # a fresh key for the same tenant
+    assert new_kid != kid_a
+    c = ScopedKeyStore(ring, path)  # a third process starting later sees everything
+    assert c.scopes() == sorted(["tenant:x", "tenant:y", *(f"stream:s{i}" for i in range(50))])
+    assert c.shredded_scopes() == ["tenant:x"]
+
+
+def test_a_corrupt_or_foreign_key_file_is_a_configuration_error(tmp_path: Path) -> None:
+    ring = StaticKeyRing({"m1": K1})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"hello": 1}\n')
+    with pytest.raises(ConfigurationError, match="not an eventsource key store"):
+        ScopedKeyStore(ring, bad)
+    bad.write_text('{"format": 99}\n')
+    with pytest.raises(ConfigurationError, match="format"):
+        ScopedKeyStore(ring, bad)
+    bad.write_text('{"format": 1}\nnot json\n')
+    with pytest.raises(ConfigurationError, match="corrupt"):
+        ScopedKeyStore(ring, bad)
 
 
 # ---------------------------------------------------------------------- key providers and configuration

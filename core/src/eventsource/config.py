@@ -183,7 +183,7 @@ class ManagerConfig:
       readable); ``active_key_id`` names the key new payloads use (rotation: add a key, switch it);
     * ``encryption_scope``: ``"global"`` (the key ring), ``"tenant"`` (a data key per ``tenant_id``;
       events without one use the ring) or ``"stream"`` (a data key per stream); scoped keys live in
-      ``encryption_key_store`` (a JSON file of keys wrapped by the ring, or ``"memory"``) unless a
+      ``encryption_key_store`` (a JSON-lines file of keys wrapped by the ring, or ``"memory"``) unless a
       plugin supplies a key provider through the ``eventsource_key_provider`` hook;
     * ``shredded_events``: reading an event whose scope was shredded ``"raise"``-s
       :class:`~eventsource.errors.KeyShreddedError` (default) or ``"redact"``-s it (``data=None``,

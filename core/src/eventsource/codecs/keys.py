@@ -15,7 +15,7 @@ Two implementations ship:
 * :class:`StaticKeyRing`: the keys from configuration (``encryption_keys`` / ``active_key_id``), one
   global scope. Rotation = add a key id and make it active. It cannot shred a scope (it has none).
 * :class:`ScopedKeyStore`: one random data key per scope (envelope encryption), each wrapped by the
-  static ring's active key and kept in memory or in a JSON file (only wrapped keys are written).
+  static ring's active key and kept in memory or in a JSON-lines file (only wrapped keys are written).
   Shredding deletes the scope's wrapped keys from the file (atomic rewrite under an ``flock``), so a
   copy of the event store alone can never be decrypted again. Backups of the key file are the
   operator's to destroy.
@@ -39,7 +39,7 @@ import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import (
     ConfigurationError,
@@ -188,9 +188,18 @@ class ScopedKeyStore(KeyProvider):
     """One data key per scope, wrapped by a master :class:`StaticKeyRing`; shreddable per scope.
 
     :param master: the ring whose active key wraps new data keys (and which serves the global scope).
-    :param path: a JSON file holding wrapped data keys and tombstones, or ``None`` to keep them in memory
-        (lost when the process exits: only for tests and throw-away stores). Several processes may share
-        the file: writes take an exclusive ``flock`` and merge, reads reload on a miss.
+    :param path: a file holding wrapped data keys and tombstones, or ``None`` to keep them in memory
+        (lost when the process exits: only for tests and throw-away stores).
+
+    The file is JSON lines: a header, one line per data key created (wrapped by the master key: no key
+    in clear ever reaches the disk), and one line per shred. Creating a scope's key appends one line
+    (O(1), so a key per stream scales with the number of streams); shredding rewrites the file without
+    that scope's keys (atomic rename) and keeps only tombstones (key id -> scope), so the removed keys
+    are gone from the live file. Copies and backups of the file are the operator's to destroy.
+
+    Several processes may share the file: writes take an exclusive ``flock`` on ``<path>.lock`` and
+    first read what others appended; readers pick up other processes' new keys on a miss and, at most
+    once a second, notice a shred (the file was replaced) so it takes effect everywhere within a second.
     """
 
     def __init__(self, master: StaticKeyRing, path: str | os.PathLike[str] | None = None) -> None:
@@ -201,10 +210,11 @@ class ScopedKeyStore(KeyProvider):
         self._active: dict[str, str] = {}  # scope -> key id
         self._tombstones: dict[str, dict[str, str]] = {}  # key id -> {scope, at}
         self._plain: dict[str, bytes] = {}  # key id -> unwrapped data key (cache)
-        self._mtime: int | None = None
+        self._ino: int | None = None  # the file this state was read from, and how far
+        self._offset = 0
         self._checked = time.monotonic()
         if self.path is not None:
-            self._reload()
+            self._sync()
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "memory"
@@ -225,49 +235,114 @@ class ScopedKeyStore(KeyProvider):
             fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                self._reload()
+                self._sync()
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
 
-    def _reload(self) -> None:
+    def _unreadable(self, why: str) -> ConfigurationError:
+        msg = f"key store {str(self.path)!r} {why}"
+        return ConfigurationError(msg, field="encryption_key_store")
+
+    def _reset(self) -> None:
+        self._entries, self._active, self._tombstones = {}, {}, {}
+        self._offset = 0
+
+    def _sync(self) -> None:
+        """Apply what the file holds beyond what was read (all of it when the file was replaced)."""
         if self.path is None:
             return
-        try:
-            self._mtime = self.path.stat().st_mtime_ns
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as e:
-            msg = f"key store {str(self.path)!r} cannot be read: {type(e).__name__}"
-            raise ConfigurationError(msg, field="encryption_key_store") from e
-        if not isinstance(data, dict) or data.get("format") != _STORE_FORMAT:
-            msg = f"key store {str(self.path)!r} is not an eventsource key store (format {_STORE_FORMAT})"
-            raise ConfigurationError(msg, field="encryption_key_store")
-        self._entries = dict(data.get("keys", {}))
-        self._active = dict(data.get("active", {}))
-        self._tombstones = dict(data.get("shredded", {}))
-        for kid in list(self._plain):
-            if kid not in self._entries:
+        with self._lock:
+            try:
+                st = self.path.stat()
+                if st.st_ino != self._ino or st.st_size < self._offset:
+                    self._reset()
+                    self._ino = st.st_ino
+                if st.st_size == self._offset:
+                    return
+                with self.path.open("rb") as f:
+                    f.seek(self._offset)
+                    chunk = f.read()
+            except FileNotFoundError:
+                if self._ino is not None:
+                    raise self._unreadable("was deleted while in use") from None
+                return
+            except OSError as e:
+                raise self._unreadable(f"cannot be read: {type(e).__name__}") from e
+            end = chunk.rfind(b"\n") + 1  # complete lines only; a line being written is read next time
+            try:
+                for line in chunk[:end].splitlines():
+                    if line.strip():
+                        self._apply(json.loads(line))
+            except ConfigurationError:
+                raise
+            except (ValueError, KeyError, TypeError) as e:
+                raise self._unreadable(f"is corrupt: {type(e).__name__}") from e
+            self._offset += end
+            for kid in [k for k in self._plain if k not in self._entries]:
                 del self._plain[kid]
 
-    def _save(self) -> None:
+    def _apply(self, rec: dict[str, Any]) -> None:
+        if "format" in rec:
+            if rec["format"] != _STORE_FORMAT:
+                raise self._unreadable(f"has format {rec['format']!r}; this version reads {_STORE_FORMAT}")
+        elif "key" in rec:
+            kid = rec["key"]
+            self._entries[kid] = {k: rec[k] for k in ("scope", "master", "wrapped", "created_at")}
+            self._active[rec["scope"]] = kid
+        elif "rewrap" in rec:
+            entry = self._entries.get(rec["rewrap"])
+            if entry is not None:
+                entry.update(master=rec["master"], wrapped=rec["wrapped"])
+        elif "shred" in rec:
+            scope = rec["shred"]
+            for kid in rec["keys"]:
+                self._entries.pop(kid, None)
+                self._tombstones[kid] = {"scope": scope, "at": rec["at"]}
+            if self._active.get(scope) not in self._entries:
+                self._active.pop(scope, None)
+        elif self._offset == 0 and not self._entries:
+            raise self._unreadable("is not an eventsource key store")
+
+    def _append(self, *records: dict[str, Any]) -> None:
+        """Append records (under the flock), fsync, and read them back into the state."""
+        if self.path is None:
+            for rec in records:
+                self._apply(rec)
+            return
+        with self.path.open("ab") as f:
+            if f.tell() == 0:
+                f.write(json.dumps({"format": _STORE_FORMAT}).encode() + b"\n")
+            for rec in records:
+                f.write(json.dumps(rec, sort_keys=True).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._sync()
+
+    def _compact(self) -> None:
+        """Rewrite the file from the state (atomic rename): shredded keys leave the live file."""
         if self.path is None:
             return
-        data = {"format": _STORE_FORMAT, "keys": self._entries, "active": self._active, "shredded": self._tombstones}
+        lines: list[dict[str, Any]] = [{"format": _STORE_FORMAT}]
+        lines += [{"key": kid, **entry} for kid, entry in self._entries.items()]
+        by_scope: dict[tuple[str, str], list[str]] = {}
+        for kid, tomb in self._tombstones.items():
+            by_scope.setdefault((tomb["scope"], tomb["at"]), []).append(kid)
+        lines += [{"shred": scope, "keys": kids, "at": at} for (scope, at), kids in by_scope.items()]
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, sort_keys=True)
+            with os.fdopen(fd, "wb") as f:
+                f.write(b"".join(json.dumps(line, sort_keys=True).encode() + b"\n" for line in lines))
                 f.flush()
                 os.fsync(f.fileno())
             tmp.replace(self.path)
-            self._mtime = self.path.stat().st_mtime_ns
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        st = self.path.stat()
+        self._ino, self._offset = st.st_ino, st.st_size
 
     # ------------------------------------------------------------------ keys
 
@@ -305,10 +380,8 @@ class ScopedKeyStore(KeyProvider):
     def _create(self, scope: str) -> str:
         kid = self._new_key_id()
         dek = secrets.token_bytes(KEY_SIZE)
-        self._entries[kid] = self._wrap(kid, scope, dek)
-        self._active[scope] = kid
+        self._append({"key": kid, **self._wrap(kid, scope, dek)})
         self._plain[kid] = dek
-        self._save()
         return kid
 
     def encryption_key(self, scope: str | None) -> tuple[str, bytes]:
@@ -334,23 +407,19 @@ class ScopedKeyStore(KeyProvider):
         return key
 
     def refresh(self) -> None:
-        """Drop cached data keys and reload the file (a shred by another process is seen at once)."""
+        """Drop cached data keys and re-read the whole file (a shred by another process is seen at once)."""
         with self._lock:
             self._plain.clear()
-            self._reload()
+            self._ino = None
+            self._sync()
 
     def _maybe_refresh(self) -> None:
-        """At most once a second, reload when another process changed the file (bounded shred staleness)."""
+        """At most once a second, read what other processes changed (bounded shred staleness)."""
         now = time.monotonic()
         if now - self._checked < 1.0:
             return
         self._checked = now
-        try:
-            mtime = self.path.stat().st_mtime_ns if self.path is not None else None
-        except FileNotFoundError:
-            mtime = None
-        if mtime != self._mtime:
-            self.refresh()
+        self._sync()
 
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         """A data key by id (master keys serve the global scope); tombstoned ids raise :class:`KeyShreddedError`.
@@ -367,7 +436,7 @@ class ScopedKeyStore(KeyProvider):
             return self.master.decryption_key(key_id, scope)
         with self._lock:
             if key_id not in self._entries and key_id not in self._tombstones:
-                self._reload()  # another process may have created (or shredded) it
+                self._sync()  # another process may have created (or shredded) it
             if key_id in self._entries:
                 return self._key(key_id)
             tomb = self._tombstones.get(key_id)
@@ -387,14 +456,11 @@ class ScopedKeyStore(KeyProvider):
             raise ConfigurationError(msg, field="scope")
         with self._locked_file():
             gone = [kid for kid, e in self._entries.items() if e["scope"] == scope]
-            now = datetime.now(UTC).isoformat()
-            for kid in gone:
-                del self._entries[kid]
-                self._plain.pop(kid, None)
-                self._tombstones[kid] = {"scope": scope, "at": now}
-            self._active.pop(scope, None)
             if gone:
-                self._save()
+                self._apply({"shred": scope, "keys": gone, "at": datetime.now(UTC).isoformat()})
+                for kid in gone:
+                    self._plain.pop(kid, None)
+                self._compact()
             return len(gone)
 
     def rotate(self, scope: str | None = None) -> str:
@@ -410,12 +476,16 @@ class ScopedKeyStore(KeyProvider):
         with self._locked_file():
             n = 0
             active = self.master.active_key_id
+            records = []
             for kid, entry in list(self._entries.items()):
                 if entry["master"] != active:
-                    self._entries[kid] = {**self._wrap(kid, entry["scope"], self._key(kid)), "created_at": entry["created_at"]}
+                    wrapped = self._wrap(kid, entry["scope"], self._key(kid))
+                    records.append({"rewrap": kid, "master": wrapped["master"], "wrapped": wrapped["wrapped"]})
                     n += 1
-            if n:
-                self._save()
+            if records:
+                for rec in records:
+                    self._apply(rec)
+                self._compact()  # the copies wrapped by the old master key leave the live file
             return n
 
     def scopes(self) -> list[str]:
@@ -431,5 +501,4 @@ class ScopedKeyStore(KeyProvider):
     def check(self) -> None:
         """Raise if the master ring is unusable or the key file cannot be read."""
         self.master.check()
-        with self._lock:
-            self._reload()
+        self._sync()

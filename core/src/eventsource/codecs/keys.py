@@ -197,6 +197,9 @@ class ScopedKeyStore(KeyProvider):
     that scope's keys (atomic rename) and keeps only tombstones (key id -> scope), so the removed keys
     are gone from the live file. Copies and backups of the file are the operator's to destroy.
 
+    The first payload of a new scope pays for creating its key: one appended line and an ``fsync``, on
+    the calling thread (every later payload of the scope uses the cached key).
+
     Several processes may share the file: writes take an exclusive ``flock`` on ``<path>.lock`` and
     first read what others appended; readers pick up other processes' new keys on a miss and, at most
     once a second, notice a shred (the file was replaced) so it takes effect everywhere within a second.

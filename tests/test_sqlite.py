@@ -390,3 +390,40 @@ async def test_query_binds_hostile_values_and_counts(store: SqliteProvider) -> N
     assert none.total_count == 0
     empty = await store.query(EventFilter(event_types=()), limit=10, offset=0)
     assert empty.total_count == 0
+
+
+# ---------------------------------------------------------------------------- stream info under retention
+
+
+async def test_stream_info_stays_exact_when_retention_removes_the_newest_and_middle_events(
+    store: SqliteProvider,
+) -> None:
+    t0 = datetime(2020, 1, 1, tzinfo=UTC)
+    # timestamps out of version order: deleting by time punches holes in the middle of the stream
+    stamps = [t0 + timedelta(days=d) for d in (5, 1, 6, 2, 7)]
+    res = await store.append("r", [new_event(i, ts=ts) for i, ts in enumerate(stamps)], 0)
+    assert await store.delete_events_before(t0 + timedelta(days=3), "r") == 2  # versions 2 and 4
+    info = await store.get_stream_info("r")
+    assert info is not None
+    assert (info.version, info.event_count, info.first_version, info.last_event_id) == (5, 3, 1, res.event_ids[-1])
+    assert [e.version async for e in store.read_stream("r")] == [1, 3, 5]
+    assert await store.delete_events_before(t0 + timedelta(days=30)) == 3  # everything, newest included
+    info = await store.get_stream_info("r")
+    assert info is not None
+    assert (info.version, info.event_count, info.first_version, info.last_event_id) == (5, 0, None, res.event_ids[-1])
+    assert info.updated_at == stamps[-1]
+    with pytest.raises(ConcurrencyError):
+        await store.append("r", [new_event()], 0)
+    nxt = await store.append("r", [new_event(), new_event()], 5)
+    assert (nxt.first_version, nxt.last_version) == (6, 7)
+    info = await store.get_stream_info("r")
+    assert info is not None
+    assert (info.version, info.event_count, info.first_version, info.last_event_id) == (7, 2, 6, nxt.event_ids[-1])
+    assert await store.truncate_stream("r", 8) == 2
+    info = await store.get_stream_info("r")
+    assert info is not None
+    assert (info.version, info.event_count, info.first_version) == (7, 0, None)
+    assert (await store.stats()).events_by_stream == {"r": 0}
+    streams, total = await store.list_streams(limit=10, offset=0)
+    assert total == 1
+    assert (streams[0].version, streams[0].event_count) == (7, 0)

@@ -26,9 +26,10 @@ serialized by SQLite's lock: exactly one wins a race; the other sees the new ver
 wait for them.
 
 Idempotency. ``event_id`` has a unique index (ids are unique store-wide, as in the memory provider).
-The fast path is four statements for one event (``BEGIN IMMEDIATE``; ``UPDATE es_streams ...
-RETURNING version``, which bumps the stream row and yields the version to check; ``INSERT``;
-``COMMIT``). Only when that fails (a version mismatch or a unique violation) is the transaction rolled
+The fast path is four statements for one event (``BEGIN IMMEDIATE``; one ``SELECT`` of the
+stream's state, two index seeks; ``INSERT``; ``COMMIT``), and it writes only the event's pages: the
+stream row is written when the stream is created and by retention, never by an append (its version
+is the highest stored event version; see the schema). Only when that fails (a version mismatch or a unique violation) is the transaction rolled
 back and the careful path run, which compares the stored rows under the batch's ids first
 (:func:`check_duplicate`): an identical retry returns the original result with ``duplicate=True``,
 any other overlap raises :class:`DuplicateEventError`; then the version is checked.
@@ -113,11 +114,14 @@ _US = timedelta(microseconds=1)
 # ----------------------------------------------------------------------------- schema
 
 _SCHEMA_V1 = (
+    # Appends never write this row (it is inserted when a stream is created, implicitly or not): the
+    # version is the highest stored event version, and the floor columns keep what retention deleted
+    # (the version and last event before a deletion; how many events were deleted), so
+    # event_count = version - deleted_count (versions are gap-free: each one was assigned once).
     """CREATE TABLE IF NOT EXISTS es_streams (
         stream_id      TEXT PRIMARY KEY,
-        version        INTEGER NOT NULL,
-        event_count    INTEGER NOT NULL,
-        first_version  INTEGER,
+        version_floor  INTEGER NOT NULL,
+        deleted_count  INTEGER NOT NULL,
         last_event_id  TEXT,
         created_at     INTEGER NOT NULL,
         updated_at     INTEGER NOT NULL,
@@ -170,14 +174,18 @@ _EVENT_COLS = (
     "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type"
 )
 _STREAM_COLS = (
-    "stream_id, version, event_count, created_at, updated_at, name, aggregate_id, aggregate_type, "
-    "metadata, last_event_id, first_version"
+    "s.stream_id, s.version_floor, s.deleted_count, s.created_at, s.updated_at, s.name, s.aggregate_id, "
+    "s.aggregate_type, s.metadata, s.last_event_id, "
+    "(SELECT MIN(version) FROM es_events WHERE stream_id = s.stream_id), "
+    "(SELECT version FROM es_events WHERE stream_id = s.stream_id ORDER BY version DESC LIMIT 1), "
+    "(SELECT event_id FROM es_events WHERE stream_id = s.stream_id ORDER BY version DESC LIMIT 1), "
+    "(SELECT timestamp FROM es_events WHERE stream_id = s.stream_id ORDER BY version DESC LIMIT 1)"
 )
 _SNAP_COLS = (
     "snapshot_id, stream_id, version, data, metadata, encoding, created_at, aggregate_id, aggregate_type, position"
 )
 
-SQL_STREAM_VERSION = "SELECT version FROM es_streams WHERE stream_id = ?"
+SQL_STREAM_STATE = "SELECT version_floor, (SELECT MAX(version) FROM es_events WHERE stream_id = ?1) FROM es_streams WHERE stream_id = ?1"
 SQL_INSERT_EVENT = (
     "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
     "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
@@ -185,16 +193,12 @@ SQL_INSERT_EVENT = (
 )
 SQL_LAST_ROWID = "SELECT last_insert_rowid()"
 SQL_INSERT_STREAM = (
-    "INSERT INTO es_streams (stream_id, version, event_count, first_version, last_event_id, created_at, updated_at, "
-    "name, aggregate_id, aggregate_type, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO es_streams (stream_id, version_floor, deleted_count, last_event_id, created_at, updated_at, "
+    "name, aggregate_id, aggregate_type, metadata) VALUES (?, 0, 0, NULL, ?, ?, ?, ?, ?, ?)"
 )
 SQL_CREATE_STREAM = SQL_INSERT_STREAM + " ON CONFLICT (stream_id) DO NOTHING"
-SQL_BUMP_STREAM = (
-    "UPDATE es_streams SET version = version + ?, event_count = event_count + ?, last_event_id = ?, updated_at = ?, "
-    "first_version = COALESCE(first_version, version + 1) WHERE stream_id = ? RETURNING version"
-)
-SQL_STREAM_INFO = f"SELECT {_STREAM_COLS} FROM es_streams WHERE stream_id = ?"  # noqa: S608 - constant text
-SQL_LIST_STREAMS = f"SELECT {_STREAM_COLS} FROM es_streams ORDER BY stream_id LIMIT ? OFFSET ?"  # noqa: S608
+SQL_STREAM_INFO = f"SELECT {_STREAM_COLS} FROM es_streams AS s WHERE s.stream_id = ?"  # noqa: S608 - constant text
+SQL_LIST_STREAMS = f"SELECT {_STREAM_COLS} FROM es_streams AS s ORDER BY s.stream_id LIMIT ? OFFSET ?"  # noqa: S608
 SQL_COUNT_STREAMS = "SELECT COUNT(*) FROM es_streams"
 SQL_READ_FORWARD = (
     f"SELECT {_EVENT_COLS} FROM es_events WHERE stream_id = ? AND version >= ? AND version <= ? "  # noqa: S608
@@ -216,10 +220,17 @@ SQL_GET_SNAPSHOT = (
 )
 SQL_DELETE_SNAPSHOT = "DELETE FROM es_snapshots WHERE stream_id = ? AND version = ?"
 SQL_TRUNCATE = "DELETE FROM es_events WHERE stream_id = ? AND version < ?"
-SQL_REFRESH_STREAM = (
-    "UPDATE es_streams SET event_count = event_count - ?, "
-    "first_version = (SELECT MIN(version) FROM es_events WHERE es_events.stream_id = es_streams.stream_id) "
+SQL_TRUNCATE_COUNT = "SELECT COUNT(*) FROM es_events WHERE stream_id = ? AND version < ?"
+SQL_STREAM_TOP = "SELECT version, event_id, timestamp FROM es_events WHERE stream_id = ? ORDER BY version DESC LIMIT 1"
+SQL_KEEP_FLOOR = (
+    "UPDATE es_streams SET version_floor = ?, last_event_id = ?, updated_at = ?, deleted_count = deleted_count + ? "
     "WHERE stream_id = ?"
+)
+SQL_STREAM_FLOOR = "SELECT version_floor, last_event_id, updated_at FROM es_streams WHERE stream_id = ?"
+SQL_EVENTS_BY_STREAM = (
+    "SELECT s.stream_id, MAX(s.version_floor, "
+    "COALESCE((SELECT MAX(version) FROM es_events WHERE stream_id = s.stream_id), 0)) - s.deleted_count "
+    "FROM es_streams AS s"
 )
 SQL_OLD_BY_STREAM = "SELECT stream_id, COUNT(*) FROM es_events WHERE timestamp < ? GROUP BY stream_id"
 SQL_OLD_IN_STREAM = "SELECT COUNT(*) FROM es_events WHERE timestamp < ? AND stream_id = ?"
@@ -331,17 +342,24 @@ def _dump_meta(metadata: dict[str, Any]) -> str:
 
 
 def _info_from_row(r: Any) -> StreamInfo:
+    """A row of :data:`_STREAM_COLS`: the floor columns, then the lowest and the highest stored event."""
+    floor, deleted = r[1], r[2]
+    top = r[11]
+    if top is not None and top >= floor:
+        version, last_id, updated = top, r[12], r[13]
+    else:  # no event stored, or retention deleted the newest ones: the floor remembers them
+        version, last_id, updated = floor, r[9], r[4]
     return StreamInfo(
         stream_id=r[0],
-        version=r[1],
-        event_count=r[2],
+        version=version,
+        event_count=version - deleted,
         created_at=from_us(r[3]),
-        updated_at=from_us(r[4]),
+        updated_at=from_us(updated),
         name=r[5],
         aggregate_id=r[6],
         aggregate_type=r[7],
         metadata=json.loads(r[8]),
-        last_event_id=r[9],
+        last_event_id=last_id,
         first_version=r[10],
     )
 
@@ -656,10 +674,6 @@ class SqliteProvider(Provider):
         meta = _dump_meta(stream.metadata)
         args = (
             stream.stream_id,
-            0,
-            0,
-            None,
-            None,
             us,
             us,
             stream.name,
@@ -759,15 +773,13 @@ class SqliteProvider(Provider):
     ) -> AppendResult | None:
         """One ``BEGIN IMMEDIATE`` attempt; ``None`` when the fast path must give way to the careful one.
 
-        Fast path (4 statements for one event): ``BEGIN IMMEDIATE``; ``UPDATE es_streams ... RETURNING``
-        (bumps the stream row and yields its new version, from which the old one follows); the expected
-        version is checked against the old one; ``INSERT`` the events; ``COMMIT``. A missing stream row
-        is inserted instead. Careful path: the stored rows under the batch's ids are compared first
-        (:func:`check_duplicate`), then the version, then the same writes.
+        Fast path (4 statements for one event): ``BEGIN IMMEDIATE``; read the stream's state (row
+        present, version floor, highest stored version); check the expected version; insert the stream
+        row if it is new; ``INSERT`` the events; ``COMMIT``. Careful path: the stored rows under the
+        batch's ids are compared first (:func:`check_duplicate`), then the version, then the same writes.
         """
         n = len(events)
         last = events[-1]
-        last_us = to_us(last.timestamp)
         db.execute("BEGIN IMMEDIATE")
         try:
             if careful:
@@ -775,9 +787,9 @@ class SqliteProvider(Provider):
                 if dup is not None:
                     db.execute("ROLLBACK")
                     return dup
-            bumped = db.execute(SQL_BUMP_STREAM, (n, n, last.event_id, last_us, stream_id)).fetchall()
-            exists = bool(bumped)
-            version = bumped[0][0] - n if exists else 0
+            state = db.execute(SQL_STREAM_STATE, (stream_id,)).fetchone()
+            exists = state is not None
+            version = max(state[0], state[1] or 0) if exists else 0
             try:
                 check_expected(stream_id, expected, exists=exists, version=version)
             except ConcurrencyError:
@@ -791,10 +803,8 @@ class SqliteProvider(Provider):
                     attrs = (stream.name, stream.aggregate_id, stream.aggregate_type, _dump_meta(stream.metadata))
                 else:
                     attrs = (None, first.aggregate_id, first.aggregate_type, "{}")
-                db.execute(
-                    SQL_INSERT_STREAM,
-                    (stream_id, n, n, 1, last.event_id, to_us(first.timestamp), last_us, *attrs),
-                )
+                created = to_us(first.timestamp)
+                db.execute(SQL_INSERT_STREAM, (stream_id, created, created, *attrs))
             try:
                 if n == 1:
                     e = last
@@ -808,7 +818,7 @@ class SqliteProvider(Provider):
                             e.data,
                             e.metadata,
                             e.encoding,
-                            last_us,
+                            to_us(e.timestamp),
                             e.correlation_id,
                             e.causation_id,
                             e.user_id,
@@ -1001,22 +1011,23 @@ class SqliteProvider(Provider):
     # ------------------------------------------------------------------ retention
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
-        """``DELETE ... WHERE timestamp < cutoff`` (indexed) and fix the counts, in one transaction."""
+        """``DELETE ... WHERE timestamp < cutoff`` (indexed), keeping each stream's version, in one transaction."""
         us = to_us(cutoff)
 
         def body(db: sqlite3.Connection) -> int:
             if stream_id is None:
                 counts = db.execute(SQL_OLD_BY_STREAM, (us,)).fetchall()
-                if not counts:
-                    return 0
-                db.execute(SQL_DELETE_OLD, (us,))
             else:
                 n = db.execute(SQL_OLD_IN_STREAM, (us, stream_id)).fetchone()[0]
-                if not n:
-                    return 0
-                counts = [(stream_id, n)]
+                counts = [(stream_id, n)] if n else []
+            if not counts:
+                return 0
+            for sid, n in counts:
+                self._keep_floor(db, sid, n)
+            if stream_id is None:
+                db.execute(SQL_DELETE_OLD, (us,))
+            else:
                 db.execute(SQL_DELETE_OLD_IN_STREAM, (us, stream_id))
-            db.executemany(SQL_REFRESH_STREAM, [(n, s) for s, n in counts])
             return sum(n for _, n in counts)
 
         return await self._write("delete_events_before", lambda db: self._tx(db, body))
@@ -1025,15 +1036,28 @@ class SqliteProvider(Provider):
         """Delete the stream's events below ``before_version``; the version stays."""
 
         def body(db: sqlite3.Connection) -> int:
-            if db.execute(SQL_STREAM_VERSION, (stream_id,)).fetchone() is None:
+            if db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone() is None:
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
-            n = db.execute(SQL_TRUNCATE, (stream_id, before_version)).rowcount
+            n: int = db.execute(SQL_TRUNCATE_COUNT, (stream_id, before_version)).fetchone()[0]
             if n:
-                db.execute(SQL_REFRESH_STREAM, (n, stream_id))
+                self._keep_floor(db, stream_id, n)
+                db.execute(SQL_TRUNCATE, (stream_id, before_version))
             return n
 
         return await self._write("truncate_stream", lambda db: self._tx(db, body))
+
+    @staticmethod
+    def _keep_floor(db: sqlite3.Connection, stream_id: str, deleting: int) -> None:
+        """Before ``deleting`` events of a stream go: remember its version and newest event, count them."""
+        floor = db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone()
+        if floor is None:  # events without a stream row do not happen; nothing to keep
+            return
+        version, last_id, updated = floor
+        top = db.execute(SQL_STREAM_TOP, (stream_id,)).fetchone()
+        if top is not None and top[0] >= version:
+            version, last_id, updated = top
+        db.execute(SQL_KEEP_FLOOR, (version, last_id, updated, deleting, stream_id))
 
     # ------------------------------------------------------------------ monitoring
 
@@ -1045,7 +1069,7 @@ class SqliteProvider(Provider):
             total_streams = db.execute(SQL_COUNT_STREAMS).fetchone()[0]
             total_snapshots = db.execute("SELECT COUNT(*) FROM es_snapshots").fetchone()[0]
             by_type = dict(db.execute("SELECT event_type, COUNT(*) FROM es_events GROUP BY event_type").fetchall())
-            by_stream = dict(db.execute("SELECT stream_id, event_count FROM es_streams").fetchall())
+            by_stream = dict(db.execute(SQL_EVENTS_BY_STREAM).fetchall())
             last = db.execute("SELECT timestamp FROM es_events ORDER BY position DESC LIMIT 1").fetchone()
             page_count = db.execute("PRAGMA page_count").fetchone()[0]
             page_size = db.execute("PRAGMA page_size").fetchone()[0]

@@ -148,3 +148,21 @@ def test_the_guide_covers_what_a_plugin_author_needs() -> None:
         "benchmarks/backends/",
     ):
         assert needle in guide, needle
+
+
+def _tox_run(text: str, where: str) -> str:
+    runs = re.findall(r"tox run -e [\w,.-]+", text)
+    assert len(runs) == 1, f"{where} should hold exactly one 'tox run -e ...' command, found {runs}"
+    return runs[0]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = _tox_run((ROOT / "README.md").read_text(encoding="utf-8"), "README.md")
+    ci = _tox_run((ROOT / ".ci" / "run").read_text(encoding="utf-8"), ".ci/run")
+    assert ci == readme, f".ci/run runs {ci!r} but README.md tells people to run {readme!r}"
+    envs = set(readme.removeprefix("tox run -e ").split(","))
+    assert "core" in envs
+    factors = _tox_factors()
+    assert envs <= factors, f"the test command names envs tox.ini does not define: {sorted(envs - factors)}"
+    untested = [p.name for p in PLUGINS if p.name.removeprefix("eventsource-") not in envs]
+    assert not untested, f"the README/CI test command does not run {untested}"

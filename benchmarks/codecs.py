@@ -61,11 +61,8 @@ def bench(fn: Any, n: int, repeat: int) -> float:
     return min(runs)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", action="store_true", help="print machine-readable results")
-    args = parser.parse_args(argv)
+def measure(repeat: int = 5) -> list[dict[str, Any]]:
+    """One row per (payload size, pipeline): stored bytes and microseconds per event to encode and decode."""
     host = PluginHost(load_entrypoints=False)
     cipher = AesGcmCipher(StaticKeyRing({"k1": KEY}))
     pipelines = {
@@ -82,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     for label, size in (("200 B", 200), ("10 KB", 10_240)):
         value = payload(size)
         n = 20_000 if size < 1000 else 1_000
+        plain = len(pipelines["serialize"].encode(value)[0])
         for name, p in pipelines.items():
             raw, descriptor = p.encode(value, aad=aad)
-            enc = bench(lambda p=p, value=value: p.encode(value, aad=aad), n, args.repeat)
-            dec = bench(lambda p=p, raw=raw, d=descriptor: p.decode(raw, d, aad=aad), n, args.repeat)
-            plain = len(pipelines["serialize"].encode(value)[0])
+            enc = bench(lambda p=p, value=value: p.encode(value, aad=aad), n, repeat)
+            dec = bench(lambda p=p, raw=raw, d=descriptor: p.decode(raw, d, aad=aad), n, repeat)
             rows.append(
                 {
                     "payload": label,
@@ -97,6 +94,15 @@ def main(argv: list[str] | None = None) -> int:
                     "decode_us": round(dec, 2),
                 }
             )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print machine-readable results")
+    args = parser.parse_args(argv)
+    rows = measure(args.repeat)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

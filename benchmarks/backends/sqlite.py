@@ -56,8 +56,8 @@ FILL_EVENT = (
     "VALUES (?, ?, 'Filler', ?, ?, x'', 'json', ?)"
 )
 FILL_STREAM = (
-    "INSERT INTO es_streams (stream_id, version, event_count, first_version, last_event_id, created_at, updated_at, "
-    "metadata) VALUES (?, ?, ?, 1, ?, ?, ?, '{}')"
+    "INSERT INTO es_streams (stream_id, version_floor, deleted_count, created_at, updated_at, metadata) "
+    "VALUES (?, 0, 0, ?, ?, '{}')"
 )
 FILL_STREAM_SIZE = 1000
 
@@ -146,17 +146,7 @@ class SqliteBackend(Backend):
         db.execute("BEGIN")
         db.executemany(
             FILL_STREAM,
-            (
-                (
-                    f"filler-{prefix}-{s}",
-                    min(FILL_STREAM_SIZE, n - s * FILL_STREAM_SIZE),
-                    min(FILL_STREAM_SIZE, n - s * FILL_STREAM_SIZE),
-                    f"{prefix}-{min(n, (s + 1) * FILL_STREAM_SIZE) - 1}",
-                    ts,
-                    ts,
-                )
-                for s in range((n + FILL_STREAM_SIZE - 1) // FILL_STREAM_SIZE)
-            ),
+            ((f"filler-{prefix}-{s}", ts, ts) for s in range((n + FILL_STREAM_SIZE - 1) // FILL_STREAM_SIZE)),
         )
         db.execute("COMMIT")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -228,3 +228,39 @@ async def test_tls_settings_reach_libpq(url: str, admin: psycopg.AsyncConnection
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{p.names.schema}" CASCADE')
         await p.close()
+
+
+async def test_the_idle_check_tells_live_from_dropped_connections(url: str, admin: psycopg.AsyncConnection[Any]) -> None:
+    """The zero-round-trip check works above select()'s FD_SETSIZE too (poll, not select)."""
+    import os
+    import resource
+
+    from eventsource_postgres.provider import _stale
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1200
+    if soft < want <= hard or hard == resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    fillers = []
+    try:
+        while len(fillers) < 1100:
+            try:
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        app = f"es-idle-{uuid.uuid4().hex[:8]}"
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name=app)
+        try:
+            assert not _stale(conn)
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [app])
+            for _ in range(3000):
+                if _stale(conn):
+                    break
+                await asyncio.sleep(0.01)
+            assert _stale(conn)
+        finally:
+            await conn.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

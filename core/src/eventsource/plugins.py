@@ -128,7 +128,7 @@ class PluginHost:
 
     def plugin_names(self) -> list[str]:
         """Names of registered plugins (entry-point names, ``builtin``...)."""
-        return sorted(n for n, _ in self.pm.list_name_plugin())
+        return sorted(n for n, p in self.pm.list_name_plugin() if p is not None)
 
     def describe(self) -> list[dict[str, Any]]:
         """Discovered plugins with distribution and version, and what each registered."""

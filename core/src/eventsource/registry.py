@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -24,13 +25,21 @@ class Registration(Generic[T]):
     version: str | None
 
 
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    """Top-level package -> distributions (computed once: it scans every installed distribution)."""
+    from importlib import metadata  # noqa: PLC0415
+
+    return dict(metadata.packages_distributions())
+
+
 def _origin(obj: object) -> tuple[str | None, str | None]:
     """The installed distribution (and version) that ships ``obj``'s top-level package."""
-    from importlib import metadata
+    from importlib import metadata  # noqa: PLC0415
 
     module = getattr(obj, "__module__", None) or type(obj).__module__
     top = module.split(".")[0]
-    dists = metadata.packages_distributions().get(top)
+    dists = _distributions().get(top)
     if not dists:
         return None, None
     name = dists[0]

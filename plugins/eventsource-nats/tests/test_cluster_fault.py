@@ -86,14 +86,25 @@ async def test_sigkill_of_the_leader_while_appending_loses_and_duplicates_nothin
         await asyncio.wait_for(asyncio.gather(*(writer(s) for s in streams)), timeout=150)
         print(f"fault test: {counter}")
         assert counter["killed"]
+
+        async def read(s: str) -> list[tuple[int, str]]:
+            for _ in range(30):  # a caller retries a read that failed while the cluster recovers
+                try:
+                    return [(e.version, e.event_id) async for e in provider.read_stream(s)]
+                except (ProviderUnavailableError, ProviderTimeoutError):
+                    counter["retries"] += 1
+                    await asyncio.sleep(1.0)
+            msg = f"stream {s} stayed unreadable"
+            raise AssertionError(msg)
+
         total = 0
         for s in streams:
-            got = [(e.version, e.event_id) async for e in provider.read_stream(s)]
+            got = await read(s)
             assert got == acked[s], f"stream {s}: stored events differ from the acknowledged ones"
             assert [v for v, _ in got] == list(range(1, PER_STREAM + 1))
             total += len(got)
         assert total == STREAMS * PER_STREAM
-        everything = [e.event_id async for e in provider.read_all()]
+        everything = [e.event_id async for e in provider.read_all()]  # the cluster has recovered by now
         assert len(everything) == len(set(everything)) == STREAMS * PER_STREAM
         assert set(everything) == {eid for s in streams for _, eid in acked[s]}
         health = await provider.health()

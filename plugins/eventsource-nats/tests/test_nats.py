@@ -4,10 +4,12 @@ duplicate window, durability reporting, batch modes, and old replicated servers.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import dispose, open_provider, unique_store
@@ -183,10 +185,20 @@ async def test_partly_truncated_envelope_hides_only_the_deleted_events(machine_p
 @pytest.fixture(scope="module")
 def old_cluster() -> Servers:
     """A 3-node cluster of the machine's nats-server (2.9.10), whose replicated OCC check is broken."""
-    binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
-    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
-    assert "v2.9." in version, version
-    servers = start_cluster(3, binary=binary)
+    candidates = [
+        os.environ.get("EVENTSOURCE_TEST_OLD_NATS_SERVER_BIN", ""),
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+        shutil.which("nats-server") or "",
+    ]
+    found = {}
+    for binary in filter(None, candidates):
+        if Path(binary).exists():
+            found[binary] = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    old = [b for b, v in found.items() if re.search(r"v2\.9\.([0-9]|1[0-9]|20)\b", v)]
+    assert old, f"no nats-server before 2.9.21 found (set EVENTSOURCE_TEST_OLD_NATS_SERVER_BIN): {found}"
+    servers = start_cluster(3, binary=old[0])
     yield servers  # type: ignore[misc]
     servers.stop()
 

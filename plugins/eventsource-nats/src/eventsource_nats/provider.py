@@ -167,10 +167,10 @@ def map_error(e: BaseException, what: str = "NATS operation") -> EventSourceErro
         ConnectionError,
         OSError,
     )
+    if isinstance(e, (nats.errors.TimeoutError, asyncio.TimeoutError)):  # before OSError: TimeoutError is one
+        return ProviderTimeoutError(f"{what}: NATS did not answer in time")
     if isinstance(e, unavailable):
         return ProviderUnavailableError(f"{what}: NATS is unavailable ({type(e).__name__}: {e})")
-    if isinstance(e, (nats.errors.TimeoutError, asyncio.TimeoutError)):
-        return ProviderTimeoutError(f"{what}: NATS did not answer in time")
     if isinstance(e, nats.errors.MaxPayloadError):
         return ValidationError(f"{what}: the message exceeds the server's max_payload", field="data")
     if isinstance(e, nats.js.errors.APIError):
@@ -495,17 +495,25 @@ class NatsProvider(Provider):
         from nats.js import api
 
         js = self._require()
-        cfg = api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=max(1, start_seq),
-            ack_policy=api.AckPolicy.NONE,
-            mem_storage=True,
-            num_replicas=1,
-            inactive_threshold=60.0,
-        )
-        sub = await js.pull_subscribe(subject, stream=self.names.stream, config=cfg)
+        cfg = api.ConsumerConfig()
+
+        async def subscribe() -> Any:
+            nonlocal cfg
+            cfg = api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=max(1, start_seq),
+                ack_policy=api.AckPolicy.NONE,
+                mem_storage=True,
+                num_replicas=1,
+                inactive_threshold=60.0,
+            )
+            return await js.pull_subscribe(subject, stream=self.names.stream, config=cfg)
+
+        # consumer creation right after a node loss can time out while the cluster recovers: retried
+        # (an ephemeral consumer created by a timed-out attempt expires after its inactive threshold)
+        sub = await self._retrying(subscribe)
         try:
-            remaining = (await sub.consumer_info()).num_pending
+            remaining = (await self._retrying(sub.consumer_info)).num_pending
             per_msg_events, per_msg_bytes = 1.0, float(PAGE_BYTES)  # first fetch: one message, then adapt
             while remaining > 0:
                 # a page is page_size EVENTS (an envelope holds many) and at most PAGE_BYTES of payload

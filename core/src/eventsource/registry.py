@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -25,11 +26,12 @@ class Registration(Generic[T]):
     version: str | None
 
 
-@functools.cache
-def _distributions() -> dict[str, list[str]]:
-    """Top-level package -> distributions (computed once: it scans every installed distribution)."""
+@functools.lru_cache(maxsize=8)
+def _distributions(path: tuple[str, ...]) -> dict[str, list[str]]:
+    """Top-level package -> distributions for one ``sys.path`` (the scan reads every installed one)."""
     from importlib import metadata  # noqa: PLC0415
 
+    del path  # the cache key: a changed sys.path can bring other distributions
     return dict(metadata.packages_distributions())
 
 
@@ -39,7 +41,7 @@ def _origin(obj: object) -> tuple[str | None, str | None]:
 
     module = getattr(obj, "__module__", None) or type(obj).__module__
     top = module.split(".")[0]
-    dists = _distributions().get(top)
+    dists = _distributions(tuple(sys.path)).get(top)
     if not dists:
         return None, None
     name = dists[0]

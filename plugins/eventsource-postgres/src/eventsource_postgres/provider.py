@@ -144,9 +144,10 @@ class _SQL:
             "ORDER BY version DESC LIMIT %s"
         )
         # rows at or after the cursor, each flagged "safe" when its transaction id is below the oldest
-        # transaction still running: only a prefix of safe rows may be handed to a reader
+        # transaction still running: only a prefix of safe rows may be handed to a reader. The bound is
+        # an uncorrelated subquery (an InitPlan): computed once per statement, from its snapshot.
         self.read_all = (
-            f"SELECT {_EVENT_COLS}, position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint "  # noqa: S608
+            f"SELECT {_EVENT_COLS}, position < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint "  # noqa: S608
             f"<< {POSITION_SHIFT}) FROM {n.events} WHERE position >= %s ORDER BY position LIMIT %s"
         )
         self.get_event = f"SELECT {_EVENT_COLS} FROM {n.events} WHERE event_id = %s"  # noqa: S608

@@ -561,8 +561,8 @@ class SqliteProvider(Provider):
             raise map_error(e, "connect", self.path) from e
         worker.db = db
 
-    async def _on(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` on the connection's own thread (one hop); errors come back typed."""
+    def _submit(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``fn(connection)`` on the connection's own thread now; errors come back typed."""
         if worker is None or worker.db is None:
             msg = f"sqlite {op}: the provider is not connected (call connect())"
             raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
@@ -577,7 +577,11 @@ class SqliteProvider(Provider):
             except Exception as e:
                 raise map_error(e, op, path) from e
 
-        return await worker.submit(call)
+        return worker.submit(call)
+
+    async def _on(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the connection's own thread (one hop)."""
+        return await self._submit(worker, op, fn)
 
     def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
         """Run ``fn`` on the writer thread."""
@@ -898,30 +902,50 @@ class SqliteProvider(Provider):
         """Keyset pages of ``page_size`` rows by ``(stream_id, version)``."""
         lo = max(from_version, 0)
         hi = MAX_VERSION if to_version is None else to_version
+        if lo > hi:
+            return
         sql = SQL_READ_BACKWARD if backwards else SQL_READ_FORWARD
-        while lo <= hi:
-            args = (stream_id, lo, hi, page_size)
-            page: list[RecordedEvent] = await self._read("read_stream", partial(_fetch_events, sql, args))
-            for rec in page:
-                yield rec
-            if len(page) < page_size:
-                return
+
+        def after(last: RecordedEvent, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
             if backwards:
-                hi = page[-1].version - 1
-            else:
-                lo = page[-1].version + 1
+                return (stream_id, args[1], last.version - 1, page_size) if last.version - 1 >= args[1] else None
+            return (stream_id, last.version + 1, args[2], page_size) if last.version + 1 <= args[2] else None
+
+        async for rec in self._paged("read_stream", sql, (stream_id, lo, hi, page_size), after, page_size):
+            yield rec
 
     async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
         """Keyset pages of ``page_size`` rows by position (commit order)."""
-        nxt = max(from_position, 0)
+
+        def after(last: RecordedEvent, _args: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (last.position + 1, page_size)
+
+        async for rec in self._paged("read_all", SQL_READ_ALL, (max(from_position, 0), page_size), after, page_size):
+            yield rec
+
+    async def _paged(
+        self,
+        op: str,
+        sql: str,
+        args: tuple[Any, ...],
+        after: Callable[[RecordedEvent, tuple[Any, ...]], tuple[Any, ...] | None],
+        page_size: int,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Keyset pages of ``page_size`` rows, one query (one hop) per page.
+
+        Each page is queried after the previous one was handed out, so writes committed meanwhile are
+        seen by the later pages.
+        """
         while True:
-            args = (nxt, page_size)
-            page: list[RecordedEvent] = await self._read("read_all", partial(_fetch_events, SQL_READ_ALL, args))
+            page: list[RecordedEvent] = await self._read(op, partial(_fetch_events, sql, args))
             for rec in page:
                 yield rec
             if len(page) < page_size:
                 return
-            nxt = page[-1].position + 1
+            nxt = after(page[-1], args)
+            if nxt is None:
+                return
+            args = nxt
 
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """Look the id up in its unique index."""

@@ -155,6 +155,9 @@ async def test_pool_exhausted_raises_the_typed_timeout(make_provider: Callable[.
         await m.register_provider(p, name="pg", default=True)
         with pytest.raises(ProviderTimeoutError):
             await m.append_event(stream_id="x", event_type="E", data={})
+        health = await p.health()
+        assert not health.healthy
+        assert "postgres" in health.message
     assert (await p.append("x", batch(1), ANY)).first_version == 1
 
 

@@ -798,10 +798,15 @@ class PostgresProvider(Provider):
         if self._pool is None:
             return HealthStatus(healthy=False, provider=self.name, message="not connected")
         t0 = monotonic()
+        limit = min(5.0, self.settings["pool_timeout"])
         try:
-            await self._call("health", lambda c: self._fetchall(c, "SELECT 1", []), retry=True)
+            async with asyncio.timeout(limit):
+                await self._call("health", lambda c: self._fetchall(c, "SELECT 1", []), retry=True)
         except EventSourceError as e:
             return HealthStatus(healthy=False, provider=self.name, message=e.message)
+        except TimeoutError:
+            msg = f"no answer from {self.display_url} within {limit}s (pool exhausted or server stalled)"
+            return HealthStatus(healthy=False, provider=self.name, message=msg)
         latency = (monotonic() - t0) * 1000
         stats = self._pool.get_stats() if self._pool is not None else {}
         return HealthStatus(

@@ -290,6 +290,17 @@ async def test_shredding_a_tenant_makes_only_its_events_and_snapshots_unreadable
         assert [r["shred"] for r in saved if "shred" in r] == ["tenant:acme"]
 
 
+async def test_a_snapshot_at_a_truncated_version_still_belongs_to_the_tenant(store: str) -> None:
+    m = await manager(store, encryption_scope="tenant", encryption_key_store="memory")
+    await m.append_events_batch(stream_id="s", events=[EventData("E", {"i": i}, tenant_id="acme") for i in range(4)])
+    await m.apply_retention([{"policy": "max_count", "max_events": 1}])  # versions 1-3 are gone
+    await m.create_snapshot(stream_id="s", data={"upto": 2}, version=2)
+    assert (await m.get_snapshot("s")).data == {"upto": 2}
+    await m.shred(tenant_id="acme")
+    with pytest.raises(KeyShreddedError):
+        await m.get_snapshot("s")
+
+
 async def test_redact_mode_reads_past_shredded_events(store: str) -> None:
     m = await manager(store, encryption_scope="stream", encryption_key_store="memory", shredded_events="redact")
     await m.append_events_batch(stream_id="gone", events=[EventData("E", {"i": i}, metadata={"m": i}) for i in range(2)])

@@ -118,7 +118,7 @@ from eventsource.retention import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
     from datetime import datetime
 
     from eventsource.codecs import Cipher
@@ -1254,7 +1254,7 @@ class EventSourcingManager:
 
     async def _guarded(
         self, p: Provider, op: str, source: Callable[[RecordedEvent | None], AsyncIterator[RecordedEvent] | None]
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent, None]:
         """Drive a provider iterator under the timeout (per step), resuming after retryable errors.
 
         ``source(last)`` opens the iterator again after ``last`` (``None``: from the start; it returns
@@ -1354,7 +1354,8 @@ class EventSourcingManager:
 
         The snapshot goes through the same codec pipeline as events, bound to (stream id, snapshot id,
         version). Under ``encryption_scope="tenant"`` it is sealed with the key of the tenant of the
-        stream's event at (or nearest below) ``version``, so shredding that tenant shreds the snapshot too.
+        stream's event at ``version`` (if retention removed it: the nearest remaining event below, else
+        above), so shredding that tenant shreds the snapshot too.
         """
         req = _coerce(CreateSnapshotRequest, request, kwargs)
         sid = self._stream_id(req.stream_id)
@@ -1366,18 +1367,17 @@ class EventSourcingManager:
             raise ValidationError(msg, field="version")
         snapshot_id = new_id()
         metadata = _check_metadata(req.metadata)
-        at: RecordedEvent | None = None
-        async for rec in self._guarded(
-            p, "read_stream", lambda last: None if last else p.read_stream(sid, to_version=version, backwards=True, page_size=1)
-        ):
-            at = rec
-            break
+        at = await self._event_at(p, sid, version, exact=True)
+        tenant_of = at
+        if at is None and self._cipher is not None and self._scope_mode == "tenant":
+            # the event was truncated: the tenant of the nearest remaining one (below, else above)
+            tenant_of = await self._event_at(p, sid, version, exact=False)
         if self._cipher is None:
             data, encoding = self.pipeline.encode(req.data)
             meta = self.pipeline.encode_as(metadata, encoding) if metadata else b""
         else:
             aad = self._snapshot_aad(sid, snapshot_id, version)
-            scope = self.key_scope(stream_id=sid, tenant_id=at.tenant_id if at is not None else None)
+            scope = self.key_scope(stream_id=sid, tenant_id=tenant_of.tenant_id if tenant_of is not None else None)
             data, encoding = self.pipeline.encode(req.data, aad=aad, scope=scope)
             meta = self.pipeline.encode_as(metadata, encoding, aad=aad[:-1] + b"m", scope=scope) if metadata else b""
         snap = NewSnapshot(
@@ -1398,6 +1398,24 @@ class EventSourcingManager:
         if entry is not None and version > entry[0]:
             entry[0] = version
         return CreateSnapshotResponse(snapshot_id=snapshot_id, stream_id=sid, version=version, created_at=snap.created_at)
+
+    async def _event_at(self, p: Provider, sid: str, version: int, *, exact: bool) -> RecordedEvent | None:
+        """The event at ``version``; with ``exact=False`` the nearest one below it, else above it."""
+        if exact:
+            return await self._first(p, lambda: p.read_stream(sid, from_version=version, to_version=version, page_size=1))
+        below = await self._first(p, lambda: p.read_stream(sid, to_version=version, backwards=True, page_size=1))
+        if below is not None:
+            return below
+        return await self._first(p, lambda: p.read_stream(sid, from_version=version + 1, page_size=1))
+
+    async def _first(self, p: Provider, open_: Callable[[], AsyncIterator[RecordedEvent]]) -> RecordedEvent | None:
+        found = self._guarded(p, "read_stream", lambda last: None if last is not None else open_())
+        try:
+            async for rec in found:
+                return rec
+        finally:
+            await found.aclose()
+        return None
 
     async def get_snapshot(self, stream_id: str, *, max_version: int | None = None, provider: str | None = None) -> Snapshot:
         """The latest snapshot (at or below ``max_version``); :class:`SnapshotNotFoundError` if none.

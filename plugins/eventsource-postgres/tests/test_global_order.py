@@ -169,3 +169,4 @@ async def test_an_open_transaction_does_not_block_writers_on_other_streams(make_
         assert (await asyncio.wait_for(same, timeout=30)).first_version == 2
     finally:
         await conn.close()
+

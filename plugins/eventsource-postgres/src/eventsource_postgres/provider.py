@@ -462,6 +462,9 @@ class PostgresProvider(Provider):
         if len(events) >= MAX_EVENTS_PER_APPEND:
             msg = f"one append holds at most {MAX_EVENTS_PER_APPEND - 1} events, got {len(events)}"
             raise ValidationError(msg, field="events")
+        if len(events) > 1 and len({e.event_id for e in events}) != len(events):
+            msg = "an event id appears twice in one batch"
+            raise ValidationError(msg, field="event_id")
         query, params = self._append_statement(stream_id, events, expected, stream)
 
         async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | bool | None:

@@ -65,6 +65,7 @@ import weakref
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -190,6 +191,10 @@ SQL_INSERT_EVENT = (
     "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
     "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SQL_INSERT_EVENT_SHORT = (
+    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SQL_LAST_ROWID = "SELECT last_insert_rowid()"
 SQL_INSERT_STREAM = (
@@ -335,6 +340,42 @@ def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
 def _fetch_events(sql: str, args: tuple[Any, ...], db: sqlite3.Connection) -> list[RecordedEvent]:
     """One page of events (runs on a provider thread)."""
     return _events_from_rows(db.execute(sql, args).fetchall())
+
+
+_OPTIONAL = attrgetter("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")
+_NO_OPTIONAL = (None, None, None, None, None, None)
+
+
+def _event_rows(stream_id: str, events: Sequence[NewEvent], first_version: int) -> tuple[str, list[tuple[Any, ...]]]:
+    """The INSERT and its parameter rows; the short form when no event has an optional envelope field.
+
+    ``sqlite3`` binds every parameter through Python, so leaving out six NULL columns (the usual case)
+    saves about a quarter of the insert's cost per event.
+    """
+    if all(_OPTIONAL(e) == _NO_OPTIONAL for e in events):
+        return SQL_INSERT_EVENT_SHORT, [
+            (e.event_id, stream_id, e.event_type, v, e.data, e.metadata, e.encoding, to_us(e.timestamp))
+            for v, e in enumerate(events, first_version)
+        ]
+    return SQL_INSERT_EVENT, [
+        (
+            e.event_id,
+            stream_id,
+            e.event_type,
+            v,
+            e.data,
+            e.metadata,
+            e.encoding,
+            to_us(e.timestamp),
+            e.correlation_id,
+            e.causation_id,
+            e.user_id,
+            e.tenant_id,
+            e.aggregate_id,
+            e.aggregate_type,
+        )
+        for v, e in enumerate(events, first_version)
+    ]
 
 
 def _dump_meta(metadata: dict[str, Any]) -> str:
@@ -783,7 +824,6 @@ class SqliteProvider(Provider):
         batch's ids are compared first (:func:`check_duplicate`), then the version, then the same writes.
         """
         n = len(events)
-        last = events[-1]
         db.execute("BEGIN IMMEDIATE")
         try:
             if careful:
@@ -809,52 +849,13 @@ class SqliteProvider(Provider):
                     attrs = (None, first.aggregate_id, first.aggregate_type, "{}")
                 created = to_us(first.timestamp)
                 db.execute(SQL_INSERT_STREAM, (stream_id, created, created, *attrs))
+            sql, rows = _event_rows(stream_id, events, version + 1)
             try:
                 if n == 1:
-                    e = last
-                    pos = db.execute(
-                        SQL_INSERT_EVENT,
-                        (
-                            e.event_id,
-                            stream_id,
-                            e.event_type,
-                            version + 1,
-                            e.data,
-                            e.metadata,
-                            e.encoding,
-                            to_us(e.timestamp),
-                            e.correlation_id,
-                            e.causation_id,
-                            e.user_id,
-                            e.tenant_id,
-                            e.aggregate_id,
-                            e.aggregate_type,
-                        ),
-                    ).lastrowid
+                    pos = db.execute(sql, rows[0]).lastrowid
                     positions: tuple[int, ...] = (pos,)  # type: ignore[assignment]
                 else:
-                    db.executemany(
-                        SQL_INSERT_EVENT,
-                        [
-                            (
-                                e.event_id,
-                                stream_id,
-                                e.event_type,
-                                v,
-                                e.data,
-                                e.metadata,
-                                e.encoding,
-                                to_us(e.timestamp),
-                                e.correlation_id,
-                                e.causation_id,
-                                e.user_id,
-                                e.tenant_id,
-                                e.aggregate_id,
-                                e.aggregate_type,
-                            )
-                            for v, e in enumerate(events, version + 1)
-                        ],
-                    )
+                    db.executemany(sql, rows)
                     # one writer holds the lock: the AUTOINCREMENT rowids of this transaction are consecutive
                     top = db.execute(SQL_LAST_ROWID).fetchone()[0]
                     positions = tuple(range(top - n + 1, top + 1))

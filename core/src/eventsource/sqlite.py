@@ -338,8 +338,8 @@ def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
 
 
 def _fetch_events(sql: str, args: tuple[Any, ...], db: sqlite3.Connection) -> list[RecordedEvent]:
-    """One page of events (runs on a provider thread)."""
-    return _events_from_rows(db.execute(sql, args).fetchall())
+    """One page of events (runs on a provider thread), built straight from the cursor."""
+    return list(map(_record, db.execute(sql, args)))
 
 
 _OPTIONAL = attrgetter("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")
@@ -907,21 +907,25 @@ class SqliteProvider(Provider):
             return
         sql = SQL_READ_BACKWARD if backwards else SQL_READ_FORWARD
 
+        limit = page_size + 1
+
         def after(last: RecordedEvent, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
             if backwards:
-                return (stream_id, args[1], last.version - 1, page_size) if last.version - 1 >= args[1] else None
-            return (stream_id, last.version + 1, args[2], page_size) if last.version + 1 <= args[2] else None
+                return (stream_id, args[1], last.version - 1, limit) if last.version - 1 >= args[1] else None
+            return (stream_id, last.version + 1, args[2], limit) if last.version + 1 <= args[2] else None
 
-        async for rec in self._paged("read_stream", sql, (stream_id, lo, hi, page_size), after, page_size):
+        async for rec in self._paged("read_stream", sql, (stream_id, lo, hi, limit), after, page_size):
             yield rec
 
     async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
         """Keyset pages of ``page_size`` rows by position (commit order)."""
 
         def after(last: RecordedEvent, _args: tuple[Any, ...]) -> tuple[Any, ...]:
-            return (last.position + 1, page_size)
+            return (last.position + 1, page_size + 1)
 
-        async for rec in self._paged("read_all", SQL_READ_ALL, (max(from_position, 0), page_size), after, page_size):
+        async for rec in self._paged(
+            "read_all", SQL_READ_ALL, (max(from_position, 0), page_size + 1), after, page_size
+        ):
             yield rec
 
     async def _paged(
@@ -934,14 +938,18 @@ class SqliteProvider(Provider):
     ) -> AsyncIterator[RecordedEvent]:
         """Keyset pages of ``page_size`` rows, one query (one hop) per page.
 
-        Each page is queried after the previous one was handed out, so writes committed meanwhile are
-        seen by the later pages.
+        Each query asks for one row more than a page, so the last page is known without an empty
+        query. Each page is queried after the previous one was handed out, so writes committed
+        meanwhile are seen by the later pages.
         """
         while True:
             page: list[RecordedEvent] = await self._read(op, partial(_fetch_events, sql, args))
+            more = len(page) > page_size
+            if more:
+                del page[page_size:]
             for rec in page:
                 yield rec
-            if len(page) < page_size:
+            if not more:
                 return
             nxt = after(page[-1], args)
             if nxt is None:

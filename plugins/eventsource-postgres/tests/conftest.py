@@ -11,9 +11,7 @@ import psycopg
 import pytest
 from eventsource_postgres import PostgresProvider
 
-pytest_plugins = ["eventsource.testing.pytest_plugin"]
-
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"  # as eventsource.testing.pytest_plugin.DEFAULTS
 
 
 def pg_url() -> str:

@@ -8,9 +8,10 @@ Every kafka-python error is mapped to a typed eventsource error in :func:`map_er
 Reading a topic "to its end" means reading to the **Fetch high watermark**, never to ListOffsets'
 answer: on Tansu, ListOffsets LATEST is the base offset of the last batch + 1, which is too low after
 any multi-record batch (STORES.md §10). ListOffsets serves only as a lower bound where a tail is
-seeded (:meth:`KafkaIO.end_hint`). A high watermark is trusted only from a fetch sent during the
-current read: pooled consumers never fetch ahead (:func:`_no_prefetch`), so no response from before
-the read can arrive during it, and a consumer that stopped with a fetch in flight is retired.
+seeded (:meth:`KafkaIO.end_hint`), and as a check when a read starts while an older fetch may still
+answer (a poll that timed out with its fetch in flight): that answer's high watermark can predate
+newer writes, so a ListOffsets end above the position found means "read on". Pooled consumers never
+fetch ahead after returning records (:func:`_no_prefetch`), so this is rare.
 """
 
 from __future__ import annotations
@@ -433,9 +434,18 @@ def _read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread poo
         consumer.seek(tp, start)
     # else: the consumer stopped exactly here in an earlier read (the next page of a scan): keep the
     # records it already fetched instead of discarding them with a seek.
+    # A fetch sent before this read (a poll that timed out while its fetch was in flight) can still
+    # answer for this position with an older high watermark: if one may be pending, the end found
+    # is checked once against ListOffsets (a lower bound of the true end, even on Tansu).
+    fetcher = consumer._fetcher  # noqa: SLF001
+    suspect = bool(
+        fetcher.in_flight_fetches() or fetcher._completed_fetches or fetcher._paused_completed_fetches  # noqa: SLF001
+    )
     consumer.resume(tp)
     try:
-        out = _read_loop(consumer, tp, subscription.assignment[tp], start, max_records, stop, timeout, one_fetch)
+        out = _read_loop(
+            consumer, tp, subscription.assignment[tp], start, max_records, stop, timeout, one_fetch, suspect=suspect
+        )
     finally:
         consumer.pause(tp)
     if max((len(r.value or b"") for r in out[0]), default=0) >= _COLLECT_AFTER_BYTES:
@@ -456,6 +466,8 @@ def _read_loop(  # noqa: PLR0917
     stop: int | None,
     timeout: float,
     one_fetch: bool,
+    *,
+    suspect: bool,
 ) -> tuple[list[Any], int, bool]:
     from kafka.errors import KafkaTimeoutError
 
@@ -471,7 +483,12 @@ def _read_loop(  # noqa: PLR0917
             return [r for r in out if r.offset < stop], pos, True
         hw = state.highwater
         if hw is not None and pos >= hw:
-            return out, pos, True
+            if not suspect:
+                return out, pos, True
+            suspect = False
+            if int(consumer.end_offsets([tp])[tp]) <= pos:
+                return out, pos, True
+            state.highwater = None  # that watermark predates newer writes: fetch again
         if (max_records is not None and len(out) >= max_records) or (one_fetch and out):
             return out, pos, False
         now = time.monotonic()

@@ -219,6 +219,10 @@ class NatsProvider(Provider):
         self._atomic = False
         self._stream_wide = False
         self._max_payload = 1024 * 1024
+        self._ack_sub: Any = None
+        self._ack_prefix = ""
+        self._ack_counter = 0
+        self._acks: dict[str, asyncio.Future[Any]] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -406,6 +410,7 @@ class NatsProvider(Provider):
         if self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
         nc, self._nc, self._js = self._nc, None, None
+        self._ack_sub = None
         self._kv.clear()
         self._tails.clear()
         if nc is not None and not nc.is_closed:
@@ -699,7 +704,7 @@ class NatsProvider(Provider):
         """One message holding every event (a single event, or an envelope)."""
         import nats.js.errors
 
-        js = self._require()
+        self._require()
         n = len(events)
         last_version = tail.version + n
         headers = {
@@ -715,16 +720,16 @@ class NatsProvider(Provider):
         timeout = self.settings["publish_timeout"]
         try:
             try:
-                ack = await js.publish(subject, body, headers=dict(headers), timeout=timeout)
+                ack = await self._publish(subject, body, headers, timeout)
             except _retriable():
-                ack = await self._retrying(lambda: js.publish(subject, body, headers=dict(headers), timeout=timeout))
+                ack = await self._retrying(lambda: self._publish(subject, body, headers, timeout))
         except nats.js.errors.APIError as e:
             if e.err_code in WRONG_SEQUENCE_CODES or _WRONG_SEQ_TEXT.search(e.description or ""):
                 raise _WrongSequence from e
             raise
-        if ack.duplicate:
-            return await self._resolve_duplicate_ack(sid, events, int(ack.seq))
-        seq = int(ack.seq)
+        if ack.get("duplicate"):
+            return await self._resolve_duplicate_ack(sid, events, int(ack["seq"]))
+        seq = int(ack["seq"])
         self._tails[token] = _Tail(seq, last_version, exists=True, stream_seq=seq)
         await self._index(events, [(seq, i) for i in range(n)])
         return AppendResult(
@@ -735,6 +740,39 @@ class NatsProvider(Provider):
             event_ids=tuple(e.event_id for e in events),
             timestamp=events[0].timestamp,
         )
+
+    async def _publish(self, subject: str, body: bytes, headers: dict[str, str], wait: float) -> dict[str, Any]:
+        """A JetStream publish awaiting its ack, through one reply subscription kept for the connection.
+
+        Same protocol as ``js.publish`` (a request whose reply is the pub ack) without a per-call
+        ``wait_for`` and ack dataclass: the append path is the hot path.
+        """
+        import nats.js.errors
+
+        if self._ack_sub is None:
+            self._ack_prefix = self._nc.new_inbox()
+            self._ack_sub = await self._nc.subscribe(f"{self._ack_prefix}.*", cb=self._on_ack)
+        self._ack_counter += 1
+        token = str(self._ack_counter)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._acks[token] = fut
+        try:
+            await self._nc.publish(subject, body, reply=f"{self._ack_prefix}.{token}", headers=headers)
+            async with asyncio.timeout(wait):
+                msg = await fut
+        finally:
+            self._acks.pop(token, None)
+        if not msg.data and (msg.headers or {}).get("Status") == "503":
+            raise nats.js.errors.NoStreamResponseError
+        resp: dict[str, Any] = json.loads(msg.data)
+        if "error" in resp:
+            raise nats.js.errors.APIError.from_error(resp["error"])
+        return resp
+
+    async def _on_ack(self, msg: Any) -> None:
+        fut = self._acks.get(msg.subject.rsplit(".", 1)[-1])
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
 
     async def _write_atomic(self, sid: str, token: str, events: list[NewEvent], tail: _Tail) -> AppendResult:
         """One message per event, committed as one atomic batch (nats-server >= 2.12)."""

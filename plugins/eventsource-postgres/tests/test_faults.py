@@ -12,6 +12,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -267,3 +268,30 @@ async def test_the_idle_check_tells_live_from_dropped_connections(url: str, admi
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_dsn_connects_and_an_unreachable_one_never_shows_its_password(url: str) -> None:
+    from eventsource_postgres.settings import target_password
+
+    parts = urlsplit(url)
+    dsn = f"host={parts.hostname} port={parts.port or 5432} dbname={parts.path.lstrip('/')} user={parts.username}"
+    if parts.password:
+        dsn += f" password={parts.password}"
+    schema = f"es_{uuid.uuid4().hex[:12]}"
+    p = PostgresProvider(dsn, schema=schema, pool_max_size=1)
+    await p.connect()
+    try:
+        assert (await p.append("dsn", batch(1), ANY)).first_version == 1
+    finally:
+        assert p._pool is not None
+        async with p._pool.connection() as conn:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await p.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bad = PostgresProvider(f"host=127.0.0.1 port={port} dbname=test user=postgres password=s3cr3t-pw", connect_timeout=1)
+    assert target_password(bad.url or "") == "s3cr3t-pw"
+    with pytest.raises(ProviderUnavailableError) as info:
+        await bad.connect()
+    assert "s3cr3t-pw" not in str(info.value) + repr(bad)

@@ -64,3 +64,13 @@ def test_tls_and_libpq_settings_are_passed_through() -> None:
     assert kw["keepalives_idle"] == 30
     assert kw["application_name"] == "svc"
     assert "sslcrl" not in kw
+
+
+def test_a_libpq_dsn_is_accepted_and_its_password_masked() -> None:
+    p = PostgresProvider("host=db.example port=5432 dbname=events user=app password=pa55word sslmode=require")
+    assert p.display_url == "host=db.example port=5432 dbname=events user=app password=*** sslmode=require"
+    assert "pa55word" not in repr(p)
+    q = PostgresProvider("host=db user=app password='with space' dbname=x")
+    assert "with space" not in str(q.display_url)
+    with pytest.raises(ConfigurationError):
+        PostgresProvider("just some words")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from eventsource.errors import (
     EventSourceError,
     ProviderError,
@@ -11,9 +9,6 @@ from eventsource.errors import (
     ProviderUnavailableError,
     ValidationError,
 )
-
-if TYPE_CHECKING:
-    from urllib.parse import SplitResult
 
 # SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
 _TIMEOUT_CODES = frozenset({"57014", "55P03"})  # query_canceled (statement_timeout), lock_not_available
@@ -25,7 +20,7 @@ def _scrub(text: str, password: str | None) -> str:
     return text.replace(password, "***") if password else text
 
 
-def map_error(exc: BaseException, *, operation: str, where: str, url: SplitResult | None = None) -> EventSourceError:
+def map_error(exc: BaseException, *, operation: str, where: str, password: str | None = None) -> EventSourceError:
     """Translate a driver error into the typed error callers catch.
 
     Connection problems become :class:`ProviderUnavailableError`, timeouts (pool wait, statement
@@ -36,14 +31,13 @@ def map_error(exc: BaseException, *, operation: str, where: str, url: SplitResul
     :param exc: the driver exception.
     :param operation: what was being done (``"append"``...).
     :param where: the masked URL of the server.
-    :param url: the parsed URL, used to scrub the password out of driver messages.
+    :param password: the connection's password, scrubbed out of driver messages.
     """
     if isinstance(exc, EventSourceError):
         return exc
     import psycopg
     import psycopg_pool
 
-    password = url.password if url is not None else None
     detail = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, password)
     base = f"{operation} on {where} failed: {detail}"
     if isinstance(exc, psycopg_pool.PoolTimeout):

@@ -21,9 +21,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from eventsource.config import mask_url
 from eventsource.errors import (
     ConfigurationError,
     EventSourceError,
@@ -33,7 +31,14 @@ from eventsource.errors import (
 from eventsource.lease import Lease
 
 from eventsource_postgres.errors import map_error
-from eventsource_postgres.settings import PostgresLeaseSettingsSchema, libpq_kwargs, lock_key
+from eventsource_postgres.settings import (
+    PostgresLeaseSettingsSchema,
+    check_target,
+    libpq_kwargs,
+    lock_key,
+    mask_target,
+    target_password,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -41,7 +46,6 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from psycopg_pool import AsyncConnectionPool
 
-SCHEMES = ("postgresql", "postgres")
 
 
 class PostgresAdvisoryLease(Lease):
@@ -52,9 +56,7 @@ class PostgresAdvisoryLease(Lease):
     def __init__(self, url: str, **settings: Any) -> None:
         from marshmallow import ValidationError as MarshmallowValidationError
 
-        if not url or urlsplit(url).scheme.lower() not in SCHEMES:
-            msg = f"the postgres lease takes postgresql:// or postgres:// URLs, got {mask_url(url or '')!r}"
-            raise ConfigurationError(msg, field="url")
+        check_target(url, "lease")
         try:
             loaded = dict(PostgresLeaseSettingsSchema().load(dict(settings)))
         except MarshmallowValidationError as e:
@@ -63,7 +65,7 @@ class PostgresAdvisoryLease(Lease):
             msg = f"invalid settings for lease 'postgres': {fields}"
             raise ConfigurationError(msg, field=first) from e
         super().__init__(url, **loaded)
-        self._parts = urlsplit(url)
+        self._password = target_password(url)
         self._pool: AsyncConnectionPool[Any] | None = None
         self._lock = asyncio.Lock()
 
@@ -73,14 +75,14 @@ class PostgresAdvisoryLease(Lease):
     @property
     def display_url(self) -> str:
         """The URL with its password masked."""
-        return mask_url(self.url)
+        return mask_target(self.url)
 
     def key(self, key: str) -> int:
         """The advisory-lock key of ``key`` (stable across processes, machines and Python versions)."""
         return lock_key("lease", self.settings["namespace"], key)
 
     def _error(self, exc: BaseException, operation: str) -> EventSourceError:
-        return map_error(exc, operation=operation, where=self.display_url, url=self._parts)
+        return map_error(exc, operation=operation, where=self.display_url, password=self._password)
 
     async def connect(self) -> None:
         """Open the pool of lease connections. Idempotent."""

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 @eventsource.hookimpl
 def eventsource_register_providers(registry: ProviderRegistry) -> None:
     """Register :class:`~eventsource_postgres.provider.PostgresProvider` for ``postgresql://`` and ``postgres://``."""
-    from eventsource_postgres.provider import SCHEMES, PostgresProvider
+    from eventsource_postgres.provider import PostgresProvider
+    from eventsource_postgres.settings import SCHEMES
 
     registry.add(PostgresProvider, schemes=SCHEMES)
 
@@ -24,6 +25,7 @@ def eventsource_register_providers(registry: ProviderRegistry) -> None:
 @eventsource.hookimpl
 def eventsource_register_leases(registry: LeaseRegistry) -> None:
     """Register :class:`~eventsource_postgres.lease.PostgresAdvisoryLease` (session advisory locks)."""
-    from eventsource_postgres.lease import SCHEMES, PostgresAdvisoryLease
+    from eventsource_postgres.lease import PostgresAdvisoryLease
+    from eventsource_postgres.settings import SCHEMES
 
     registry.add(PostgresAdvisoryLease, schemes=SCHEMES)

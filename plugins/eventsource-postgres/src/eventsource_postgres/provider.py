@@ -21,7 +21,6 @@ import select
 from functools import partial
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 from eventsource.errors import (
     ConfigurationError,
@@ -47,7 +46,14 @@ from eventsource.provider import Capabilities, Provider, check_duplicate, check_
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND, POSITION_SHIFT, Names, migrate
-from eventsource_postgres.settings import PostgresSettingsSchema, libpq_kwargs, lock_key
+from eventsource_postgres.settings import (
+    PostgresSettingsSchema,
+    check_target,
+    libpq_kwargs,
+    lock_key,
+    mask_target,
+    target_password,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -59,7 +65,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-SCHEMES = ("postgresql", "postgres")
 _EVENT_COLS = (
     "event_id, stream_id, event_type, version, position, data, metadata, encoding, ts, "
     "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type"
@@ -258,11 +263,9 @@ class PostgresProvider(Provider):
         if not url:
             msg = "the postgres provider needs a URL: postgresql://user:password@host:port/database"
             raise ConfigurationError(msg, field="url")
+        check_target(url, "provider")
         super().__init__(url, **settings)
-        self._parts = urlsplit(url)
-        if self._parts.scheme.lower() not in SCHEMES:
-            msg = f"the postgres provider takes postgresql:// or postgres:// URLs, got {self.display_url!r}"
-            raise ConfigurationError(msg, field="url")
+        self._password = target_password(url)
         self.names = Names(self.settings["schema"], self.settings["table_prefix"])
         self._sql = _SQL(self.names)
         self._pool: AsyncConnectionPool[Any] | None = None
@@ -276,7 +279,12 @@ class PostgresProvider(Provider):
     # ------------------------------------------------------------------ connections
 
     def _error(self, exc: BaseException, operation: str) -> EventSourceError:
-        return map_error(exc, operation=operation, where=self.display_url or "postgres", url=self._parts)
+        return map_error(exc, operation=operation, where=self.display_url or "postgres", password=self._password)
+
+    @property
+    def display_url(self) -> str | None:
+        """The URL or DSN with any password masked (safe to print or log)."""
+        return mask_target(self.url) if self.url else None
 
     async def _configure(self, conn: AsyncConnection[Any]) -> None:
         await conn.execute("SET TimeZone TO 'UTC'")

@@ -8,9 +8,12 @@ that shows a URL uses :func:`eventsource.config.mask_url`.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
-from eventsource.config import Duration
+from eventsource.config import Duration, mask_url
+from eventsource.errors import ConfigurationError
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 IDENTIFIER = r"^[a-z_][a-z0-9_]*$"
@@ -96,3 +99,39 @@ def lock_key(*parts: str) -> int:
     """A stable signed 64-bit advisory-lock key for ``parts`` (BLAKE2b, never Python's ``hash()``)."""
     digest = hashlib.blake2b("\x00".join(parts).encode("utf-8"), digest_size=8, person=b"eventsrc").digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+SCHEMES = ("postgresql", "postgres")
+_DSN_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
+
+
+def is_dsn(target: str) -> bool:
+    """Whether ``target`` is a libpq key/value string (``host=db dbname=events``) rather than a URL."""
+    return "://" not in target and "=" in target
+
+
+def check_target(target: str | None, what: str) -> str:
+    """``target`` if it is a ``postgresql://``/``postgres://`` URL or a key/value DSN; else ConfigurationError."""
+    if target and (is_dsn(target) or urlsplit(target).scheme.lower() in SCHEMES):
+        return target
+    shown = mask_target(target) if target else target
+    msg = f"the postgres {what} takes a postgresql:// or postgres:// URL or a libpq DSN (host=... dbname=...), got {shown!r}"
+    raise ConfigurationError(msg, field="url")
+
+
+def mask_target(target: str) -> str:
+    """The URL or DSN with its password replaced by ``***``."""
+    if is_dsn(target):
+        return _DSN_PASSWORD.sub(r"\1***", target)
+    return mask_url(target)
+
+
+def target_password(target: str) -> str | None:
+    """The password inside a URL or DSN (used only to scrub it out of driver messages)."""
+    if is_dsn(target):
+        m = _DSN_PASSWORD.search(target)
+        return m.group(2).strip("'") if m else None
+    try:
+        return urlsplit(target).password
+    except ValueError:
+        return None

@@ -296,35 +296,46 @@ class Runner:
             res.passed = res.ratio >= target if w.higher_is_better else res.ratio <= target
         self.results[key] = res
 
+    async def _alternate(
+        self, count: int, lib: Callable[[int], Awaitable[float]], raw: Callable[[int], Awaitable[float]], rep: int
+    ) -> dict[str, list[float]]:
+        """``count`` operations per side, alternating lib and raw one operation at a time (A B B A ...).
+
+        Both sides then see the same machine: a burst of load elsewhere hits them alike.
+        """
+        out: dict[str, list[float]] = {"lib": [], "raw": []}
+        for i in range(count):
+            pair = (("lib", lib), ("raw", raw)) if (i + rep) % 2 == 0 else (("raw", raw), ("lib", lib))
+            for side, op in pair:
+                out[side].append(await op(i))
+        return out
+
     async def single_append(self, m: EventSourcingManager) -> None:
-        """ABAB blocks of single appends with exact expected versions; per-call latency."""
+        """Single appends with exact expected versions, alternating lib and raw; per-call latency."""
         lib_s, raw_s = new_stream("lib-one"), new_stream("raw-one")
-        lv = rv = 0
+        v = {"lib": 0, "raw": 0}
+
+        async def lib(i: int) -> float:
+            data = payload(i)
+            t = time.perf_counter()
+            await m.append_event(stream_id=lib_s, event_type="OrderPlaced", data=data, expected_version=v["lib"])
+            elapsed = time.perf_counter() - t
+            v["lib"] += 1
+            return elapsed
+
+        async def raw(i: int) -> float:
+            data = payload(i)
+            t = time.perf_counter()
+            await self.b.raw_append(raw_s, v["raw"] + 1, stamp(data))
+            elapsed = time.perf_counter() - t
+            v["raw"] += 1
+            return elapsed
+
+        await self._alternate(10, lib, raw, 0)  # warm-up: statements prepared, files grown
         p50: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
         p95: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
-        # warm-up (first statements prepared, files created) on both sides
-        for i in range(5):
-            await m.append_event(stream_id=lib_s, event_type="OrderPlaced", data=payload(i), expected_version=lv)
-            lv += 1
-            await self.b.raw_append(raw_s, rv + 1, raw_event(i))
-            rv += 1
         for rep in range(self.o.repetitions):
-            lat: dict[str, list[float]] = {"lib": [], "raw": []}
-            order = ("lib", "raw") if rep % 2 == 0 else ("raw", "lib")
-            for side in order:
-                for i in range(self.o.appends):
-                    if side == "lib":
-                        data = payload(i)
-                        t = time.perf_counter()
-                        await m.append_event(stream_id=lib_s, event_type="OrderPlaced", data=data, expected_version=lv)
-                        lat["lib"].append(time.perf_counter() - t)
-                        lv += 1
-                    else:
-                        data = payload(i)
-                        t = time.perf_counter()
-                        await self.b.raw_append(raw_s, rv + 1, stamp(data))
-                        lat["raw"].append(time.perf_counter() - t)
-                        rv += 1
+            lat = await self._alternate(self.o.appends, lib, raw, rep)
             for d, q in ((p50, 0.5), (p95, 0.95)):
                 lib_q, raw_q = percentile(lat["lib"], q) * 1e3, percentile(lat["raw"], q) * 1e3
                 d["lib"].append(lib_q)
@@ -334,40 +345,40 @@ class Runner:
         self._record("append_p95", p95["lib"], p95["raw"], p95["r"])
 
     async def batch(self, m: EventSourcingManager) -> None:
-        """ABAB blocks of 100-event batches to one stream; events/s."""
+        """Batches of 100 events to one stream, alternating lib and raw batch by batch; events/s."""
         from eventsource.model import EventData
 
         lib_s, raw_s = new_stream("lib-batch"), new_stream("raw-batch")
-        lv = rv = 0
+        v = {"lib": 0, "raw": 0}
+
+        async def lib(b: int) -> float:
+            evs = [EventData(event_type="OrderPlaced", data=payload(b * 100 + i)) for i in range(100)]
+            t = time.perf_counter()
+            await m.append_events_batch(stream_id=lib_s, events=evs, expected_version=v["lib"])
+            elapsed = time.perf_counter() - t
+            v["lib"] += 100
+            return elapsed
+
+        async def raw(b: int) -> float:
+            datas = [payload(b * 100 + i) for i in range(100)]
+            t = time.perf_counter()
+            await self.b.raw_append_batch(raw_s, v["raw"] + 1, [stamp(d) for d in datas])
+            elapsed = time.perf_counter() - t
+            v["raw"] += 100
+            return elapsed
+
+        await self._alternate(2, lib, raw, 0)  # warm-up
         rates: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
-        for rep in range(self.o.repetitions + 1):  # the first round is a warm-up
-            got: dict[str, float] = {}
-            order = ("lib", "raw") if rep % 2 == 0 else ("raw", "lib")
-            for side in order:
-                elapsed = 0.0
-                for b in range(self.o.batches):
-                    if side == "lib":
-                        evs = [EventData(event_type="OrderPlaced", data=payload(b * 100 + i)) for i in range(100)]
-                        t = time.perf_counter()
-                        await m.append_events_batch(stream_id=lib_s, events=evs, expected_version=lv)
-                        elapsed += time.perf_counter() - t
-                        lv += 100
-                    else:
-                        datas = [payload(b * 100 + i) for i in range(100)]
-                        t = time.perf_counter()
-                        await self.b.raw_append_batch(raw_s, rv + 1, [stamp(d) for d in datas])
-                        elapsed += time.perf_counter() - t
-                        rv += 100
-                got[side] = self.o.batches * 100 / elapsed
-            if rep == 0:
-                continue
+        for rep in range(self.o.repetitions):
+            took = await self._alternate(self.o.batches, lib, raw, rep)
+            got = {side: self.o.batches * 100 / sum(t) for side, t in took.items()}
             rates["lib"].append(got["lib"])
             rates["raw"].append(got["raw"])
             rates["r"].append(got["lib"] / got["raw"])
         self._record("batch_100", rates["lib"], rates["raw"], rates["r"])
 
     async def read(self, m: EventSourcingManager) -> None:
-        """ABAB full reads of a 1,000-event stream, every payload decoded; events/s."""
+        """Full reads of a 1,000-event stream, every payload decoded, alternating lib and raw; events/s."""
         from eventsource.model import EventData
 
         lib_s, raw_s = new_stream("lib-read"), new_stream("raw-read")
@@ -377,26 +388,32 @@ class Runner:
                 events=[EventData(event_type="OrderPlaced", data=payload(b * 100 + i)) for i in range(100)],
             )
             await self.b.raw_append_batch(raw_s, b * 100 + 1, [raw_event(b * 100 + i) for i in range(100)])
+
+        async def lib(_: int) -> float:
+            n = 0
+            t = time.perf_counter()
+            async for e in m.read_stream(lib_s):
+                n += e.data is not None
+            elapsed = time.perf_counter() - t
+            if n != 1000:
+                msg = f"lib read {n} events, expected 1000"
+                raise AssertionError(msg)
+            return elapsed
+
+        async def raw(_: int) -> float:
+            t = time.perf_counter()
+            n = await self.b.raw_read_stream(raw_s)
+            elapsed = time.perf_counter() - t
+            if n != 1000:
+                msg = f"raw read {n} events, expected 1000"
+                raise AssertionError(msg)
+            return elapsed
+
+        await self._alternate(2, lib, raw, 0)  # warm-up: pages cached on both sides
         rates: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
-        for rep in range(self.o.repetitions + 1):
-            got: dict[str, float] = {}
-            order = ("lib", "raw") if rep % 2 == 0 else ("raw", "lib")
-            for side in order:
-                n = 0
-                t = time.perf_counter()
-                for _ in range(self.o.reads):
-                    if side == "lib":
-                        async for e in m.read_stream(lib_s):
-                            n += e.data is not None
-                    else:
-                        n += await self.b.raw_read_stream(raw_s)
-                elapsed = time.perf_counter() - t
-                if n != 1000 * self.o.reads:
-                    msg = f"{side} read {n} events, expected {1000 * self.o.reads}"
-                    raise AssertionError(msg)
-                got[side] = n / elapsed
-            if rep == 0:
-                continue
+        for rep in range(self.o.repetitions):
+            took = await self._alternate(self.o.reads, lib, raw, rep)
+            got = {side: 1000 * self.o.reads / sum(t) for side, t in took.items()}
             rates["lib"].append(got["lib"])
             rates["raw"].append(got["raw"])
             rates["r"].append(got["lib"] / got["raw"])
@@ -449,22 +466,26 @@ class Runner:
             stores[label] = (m, s)
         try:
             per: dict[str, list[float]] = {"empty": [], "big": [], "r": []}
-            for rep in range(self.o.repetitions + 1):
-                got: dict[str, float] = {}
-                order = ("empty", "big") if rep % 2 == 0 else ("big", "empty")
-                for label in order:
-                    m, s = stores[label]
-                    lat = []
-                    for _ in range(self.o.big_reads):
-                        t = time.perf_counter()
-                        count = sum([1 async for _ in m.read_stream(s)])
-                        lat.append(time.perf_counter() - t)
-                        if count != 100:
-                            msg = f"read {count} events from the {label} store, expected 100"
-                            raise AssertionError(msg)
-                    got[label] = statistics.median(lat) * 1e3
-                if rep == 0:
-                    continue
+
+            def reader(label: str) -> Callable[[int], Awaitable[float]]:
+                m, s = stores[label]
+
+                async def one(_: int) -> float:
+                    t = time.perf_counter()
+                    count = sum([1 async for _ in m.read_stream(s)])
+                    elapsed = time.perf_counter() - t
+                    if count != 100:
+                        msg = f"read {count} events from the {label} store, expected 100"
+                        raise AssertionError(msg)
+                    return elapsed
+
+                return one
+
+            big, empty = reader("big"), reader("empty")
+            await self._alternate(5, big, empty, 0)  # warm-up
+            for rep in range(self.o.repetitions):
+                took = await self._alternate(self.o.big_reads, big, empty, rep)  # "lib" = big, "raw" = empty
+                got = {"big": statistics.median(took["lib"]) * 1e3, "empty": statistics.median(took["raw"]) * 1e3}
                 per["empty"].append(got["empty"])
                 per["big"].append(got["big"])
                 per["r"].append(got["big"] / got["empty"])

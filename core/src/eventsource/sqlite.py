@@ -891,7 +891,7 @@ class SqliteProvider(Provider):
 
     # ------------------------------------------------------------------ reads
 
-    async def read_stream(
+    def read_stream(
         self,
         stream_id: str,
         *,
@@ -900,13 +900,10 @@ class SqliteProvider(Provider):
         backwards: bool = False,
         page_size: int = 500,
     ) -> AsyncIterator[RecordedEvent]:
-        """Keyset pages of ``page_size`` rows by ``(stream_id, version)``."""
+        """Keyset pages of ``page_size`` rows by ``(stream_id, version)`` (one async generator, no wrapper)."""
         lo = max(from_version, 0)
         hi = MAX_VERSION if to_version is None else to_version
-        if lo > hi:
-            return
         sql = SQL_READ_BACKWARD if backwards else SQL_READ_FORWARD
-
         limit = page_size + 1
 
         def after(last: RecordedEvent, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -914,25 +911,22 @@ class SqliteProvider(Provider):
                 return (stream_id, args[1], last.version - 1, limit) if last.version - 1 >= args[1] else None
             return (stream_id, last.version + 1, args[2], limit) if last.version + 1 <= args[2] else None
 
-        async for rec in self._paged("read_stream", sql, (stream_id, lo, hi, limit), after, page_size):
-            yield rec
+        first = (stream_id, lo, hi, limit) if lo <= hi else None
+        return self._paged("read_stream", sql, first, after, page_size)
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
+    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
         """Keyset pages of ``page_size`` rows by position (commit order)."""
 
         def after(last: RecordedEvent, _args: tuple[Any, ...]) -> tuple[Any, ...]:
             return (last.position + 1, page_size + 1)
 
-        async for rec in self._paged(
-            "read_all", SQL_READ_ALL, (max(from_position, 0), page_size + 1), after, page_size
-        ):
-            yield rec
+        return self._paged("read_all", SQL_READ_ALL, (max(from_position, 0), page_size + 1), after, page_size)
 
     async def _paged(
         self,
         op: str,
         sql: str,
-        args: tuple[Any, ...],
+        args: tuple[Any, ...] | None,
         after: Callable[[RecordedEvent, tuple[Any, ...]], tuple[Any, ...] | None],
         page_size: int,
     ) -> AsyncIterator[RecordedEvent]:
@@ -940,21 +934,16 @@ class SqliteProvider(Provider):
 
         Each query asks for one row more than a page, so the last page is known without an empty
         query. Each page is queried after the previous one was handed out, so writes committed
-        meanwhile are seen by the later pages.
+        meanwhile are seen by the later pages. ``args`` ``None``: an empty range, nothing to read.
         """
-        while True:
+        while args is not None:
             page: list[RecordedEvent] = await self._read(op, partial(_fetch_events, sql, args))
             more = len(page) > page_size
             if more:
                 del page[page_size:]
             for rec in page:
                 yield rec
-            if not more:
-                return
-            nxt = after(page[-1], args)
-            if nxt is None:
-                return
-            args = nxt
+            args = after(page[-1], args) if more else None
 
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """Look the id up in its unique index."""

@@ -411,3 +411,27 @@ def test_positional_record_construction_matches_the_field_order() -> None:
         "event_id", "stream_id", "event_type", "data", "metadata", "version", "position", "timestamp",
         "correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type",
     ]  # fmt: skip
+
+
+def test_generated_event_ids_are_distinct_version_4_uuids_and_fork_safe() -> None:
+    import multiprocessing
+    import uuid as uuid_mod
+
+    from eventsource.manager import _event_id
+
+    ids = [_event_id() for _ in range(2000)]  # several buffer refills
+    assert len(set(ids)) == len(ids)
+    for value in ids[:300]:
+        parsed = uuid_mod.UUID(value)
+        assert (str(parsed), parsed.version, parsed.variant) == (value, 4, uuid_mod.RFC_4122)
+    _event_id()  # the parent holds a partly used buffer now
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply(_child_ids)
+    assert not set(child) & {_event_id() for _ in range(5)}
+
+
+def _child_ids() -> list[str]:
+    from eventsource.manager import _event_id
+
+    return [_event_id() for _ in range(5)]

@@ -54,7 +54,9 @@ import dataclasses
 import functools
 import inspect
 import logging
+import os
 import random
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -297,6 +299,44 @@ class _Metrics:
         if o is None:
             o = self.ops[name] = _Op()
         return o
+
+
+class _EventIds:
+    """Random (version 4) UUID strings, 256 per ``os.urandom`` call.
+
+    ``str(uuid.uuid4())`` makes one ``getrandom`` syscall and builds a ``UUID`` object per id: several
+    microseconds, as much as encoding a small event. The bytes are just as random; the buffer is
+    dropped in a forked child (so parent and child never hand out the same ids) and guarded by a lock
+    (the sync facade and user threads may append at once).
+    """
+
+    __slots__ = ("buf", "i", "lock")
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.i = 0
+        self.lock = threading.Lock()
+
+    def reset(self) -> None:
+        self.buf = b""
+        self.i = 0
+
+    def __call__(self) -> str:
+        with self.lock:
+            i = self.i
+            if i >= len(self.buf):
+                self.buf = os.urandom(4096)
+                i = 0
+            raw = bytearray(self.buf[i : i + 16])
+            self.i = i + 16
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_event_id = _EventIds()
+os.register_at_fork(after_in_child=_event_id.reset)
 
 
 def _bounded_put(cache: dict[str, Any], key: str, value: Any) -> None:
@@ -750,7 +790,7 @@ class EventSourcingManager:
     def _encode_event(self, stream_id: str, ev: EventData, provider: Provider, version: int = 0) -> NewEvent:
         """Validate and encode one event; ``version`` is bound into the associated data when encrypting."""
         _check_text("event type", ev.event_type, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
-        event_id = ev.event_id if ev.event_id is not None else new_id()
+        event_id = ev.event_id if ev.event_id is not None else _event_id()
         _check_text("event id", event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
         metadata = _check_metadata(ev.metadata)
         tenant_id = _check_optional_text("tenant id", ev.tenant_id, field_name="tenant_id")
@@ -1022,7 +1062,7 @@ class EventSourcingManager:
         Exact and NO_STREAM expectations fix the versions; ANY / STREAM_EXISTS pin the current version
         (see the module docstring) and re-seal on a lost race, up to :data:`VERSION_PIN_ATTEMPTS` times.
         """
-        fixed = [e if e.event_id is not None else dataclasses.replace(e, event_id=new_id()) for e in events]
+        fixed = [e if e.event_id is not None else dataclasses.replace(e, event_id=_event_id()) for e in events]
         first = fixed[0]
         stream = NewStream(stream_id=sid, aggregate_id=first.aggregate_id, aggregate_type=first.aggregate_type)
         key = f"{p.name}\x00{sid}"

@@ -790,8 +790,10 @@ class EventSourcingManager:
     def _encode_event(self, stream_id: str, ev: EventData, provider: Provider, version: int = 0) -> NewEvent:
         """Validate and encode one event; ``version`` is bound into the associated data when encrypting."""
         _check_text("event type", ev.event_type, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
-        event_id = ev.event_id if ev.event_id is not None else _event_id()
-        _check_text("event id", event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
+        if ev.event_id is None:
+            event_id = _event_id()  # valid by construction
+        else:
+            event_id = _check_text("event id", ev.event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
         metadata = _check_metadata(ev.metadata)
         tenant_id = _check_optional_text("tenant id", ev.tenant_id, field_name="tenant_id")
         pipeline = self.pipeline

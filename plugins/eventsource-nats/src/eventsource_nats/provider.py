@@ -915,6 +915,7 @@ class NatsProvider(Provider):
         nc = self._nc
         inbox = nc.new_inbox()
         results: list[bytes | None] = [None] * len(subjects)
+        failures: list[str] = []
         waiting = len(subjects)
         done = asyncio.get_running_loop().create_future()
 
@@ -925,6 +926,8 @@ class NatsProvider(Provider):
             op = (msg.headers or {}).get("KV-Operation")
             if not status and op not in ("DEL", "PURGE"):
                 results[n] = msg.data
+            elif status and status != "404":  # 404: no such key; anything else is a failed lookup
+                failures.append(status)
             waiting -= 1
             if waiting == 0 and not done.done():
                 done.set_result(None)
@@ -937,6 +940,9 @@ class NatsProvider(Provider):
             await asyncio.wait_for(done, timeout=self.settings["request_timeout"])
         finally:
             await _quiet(sub.unsubscribe())
+        if failures:
+            msg = f"{len(failures)} lookups on {stream} failed (status {failures[0]})"
+            raise ProviderUnavailableError(msg)
         return results
 
     async def _load_event(self, loc: tuple[int, int], event_id: str) -> RecordedEvent | None:

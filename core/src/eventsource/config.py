@@ -61,18 +61,19 @@ class Duration(mf.Field):
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (safe for logs, errors and ``repr``)."""
+    """``url`` with its password replaced by ``***`` (safe for logs, errors and ``repr``).
+
+    Works on multi-host URLs too (``kafka://u:p@b1:9092,b2:9093``), where ``urlsplit`` cannot parse a port.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
+    userinfo, sep, hosts = parts.netloc.rpartition("@")
+    if not sep or ":" not in userinfo:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit((parts.scheme, f"{user}:***@{hosts}", parts.path, parts.query, parts.fragment))
 
 
 class ProviderEntrySchema(Schema):

@@ -710,9 +710,10 @@ class NatsProvider(Provider):
         headers = {
             HDR_MSG_ID: events[0].event_id if n == 1 else batch_msg_id([e.event_id for e in events]),
             HDR_VERSION: str(last_version),
-            HDR_COUNT: str(n),
             **self._expect_headers(tail),
         }
+        if n > 1:  # readers take a missing Vx-Count as 1
+            headers[HDR_COUNT] = str(n)
         body = records.encode(events, None if token_is_reversible(token) else sid)
         if len(body) + 1024 > self._max_payload:
             self._check_size(body, headers, "the event" if n == 1 else f"the batch of {n} events")

@@ -5,7 +5,8 @@ compact JSON *head* (id, type, timestamp, encoding and the optional envelope fie
 ``data`` and ``metadata`` bytes exactly as the codec pipeline produced them (no base64, no copy into
 JSON). Headers carry what the server or a scan needs without opening the body:
 
-* ``Vx-Version``: the version of the LAST event in the message, ``Vx-Count``: how many events it holds;
+* ``Vx-Version``: the version of the LAST event in the message, ``Vx-Count``: how many events it holds
+  (absent: one);
 * ``Nats-Msg-Id`` (deduplication) and the expected-sequence header (optimistic concurrency).
 """
 
@@ -41,6 +42,7 @@ _OPTIONAL = (
     ("y", "aggregate_type"),
 )
 FRAME_OVERHEAD = _FRAME.size
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _head(ev: NewEvent, stream_id: str | None) -> bytes:
@@ -51,7 +53,7 @@ def _head(ev: NewEvent, stream_id: str | None) -> bytes:
             head[short] = value
     if stream_id is not None:
         head["s"] = stream_id
-    return json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _JSON(head).encode("utf-8")
 
 
 def encode(events: Sequence[NewEvent], stream_id: str | None = None) -> bytes:
@@ -144,7 +146,7 @@ def encode_snapshot(snap: NewSnapshot) -> bytes:
         "y": snap.aggregate_type,
         "p": snap.position,
     }
-    raw = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    raw = _JSON(head).encode("utf-8")
     return _FRAME.pack(len(raw), len(snap.data), len(snap.metadata)) + raw + snap.data + snap.metadata
 
 

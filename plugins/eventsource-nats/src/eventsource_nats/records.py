@@ -129,11 +129,6 @@ def decode(
     return out
 
 
-def head_size(ev: NewEvent) -> int:
-    """Bytes one event adds to a message body besides its payload."""
-    return FRAME_OVERHEAD + len(_head(ev, None))
-
-
 def encode_snapshot(snap: NewSnapshot) -> bytes:
     """The KV value of a snapshot (same framing as an event: head, data, metadata)."""
     head = {

@@ -102,6 +102,7 @@ from eventsource.model import (
     ProviderInfo,
     ProviderStats,
     RecordedEvent,
+    make_event,
     Snapshot,
     SortOrder,
     StreamInfo,
@@ -858,7 +859,7 @@ class EventSourcingManager:
                 data, meta = None, {SHREDDED_KEY: e.scope}
             except CodecError as e:
                 raise _with_context(e, f"event {rec.event_id!r} (version {rec.version} of stream {rec.stream_id!r})", event_id=rec.event_id, stream_id=rec.stream_id) from e
-        ev = Event(  # positional, in Event's field order: keywords cost a microsecond per event
+        ev = make_event(  # positional, in Event's field order, without the frozen __init__'s cost
             rec.event_id,
             rec.stream_id,
             rec.event_type,
@@ -1236,7 +1237,7 @@ class EventSourcingManager:
             raise EventNotFoundError(msg, event_id=eid)
         return self._decode(rec)
 
-    async def read_stream(
+    def read_stream(
         self,
         stream_id: str,
         *,
@@ -1268,11 +1269,9 @@ class EventSourcingManager:
                         return None
             return p.read_stream(sid, from_version=lo, to_version=hi, backwards=backwards, page_size=page_size)
 
-        decode = self._decode
-        async for rec in self._guarded(p, "read_stream", source):
-            yield decode(rec)
+        return self._guarded(p, "read_stream", source)
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500, provider: str | None = None) -> AsyncIterator[Event]:
+    def read_all(self, *, from_position: int = 0, page_size: int = 500, provider: str | None = None) -> AsyncIterator[Event]:
         """Iterate every stream's events in the provider's declared global order, in O(page) memory.
 
         On a store with a ``total`` global order a connection or timeout error mid-way is retried,
@@ -1290,14 +1289,15 @@ class EventSourcingManager:
                 raise _NotResumableError(msg)
             return p.read_all(from_position=last.position + 1, page_size=page_size)
 
-        decode = self._decode
-        async for rec in self._guarded(p, "read_all", source):
-            yield decode(rec)
+        return self._guarded(p, "read_all", source)
 
     async def _guarded(
         self, p: Provider, op: str, source: Callable[[RecordedEvent | None], AsyncIterator[RecordedEvent] | None]
-    ) -> AsyncGenerator[RecordedEvent, None]:
-        """Drive a provider iterator under the timeout (per step), resuming after retryable errors.
+    ) -> AsyncGenerator[Event, None]:
+        """Drive a provider iterator under the timeout (per step), resuming after retryable errors; decode.
+
+        One generator layer between the provider's iterator and the caller (each layer costs about a
+        microsecond per event); arguments were validated by the caller before it was created.
 
         ``source(last)`` opens the iterator again after ``last`` (``None``: from the start; it returns
         ``None`` when nothing can follow). The iterator is closed when the caller stops early.
@@ -1314,6 +1314,7 @@ class EventSourcingManager:
         delay = self.config.retry_delay
         failures = 0
         last: RecordedEvent | None = None
+        decode = self._decode
         it = source(None)
         first = True
         start = time.perf_counter()
@@ -1358,7 +1359,7 @@ class EventSourcingManager:
                         failures = 0
                         last = rec
                         count += 1
-                        yield rec
+                        yield decode(rec)
                 except RETRYABLE as e:
                     failures += 1
                     if failures >= attempts:

@@ -12,10 +12,14 @@ Two layers:
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+
+T = TypeVar("T")
 
 
 class ExpectedVersion(IntEnum):
@@ -454,3 +458,33 @@ class ListStreamsResponse:
     streams: list[StreamInfo]
     total_count: int
     has_more: bool
+
+
+def positional_constructor(cls: type[T]) -> Callable[..., T]:
+    """A fast positional constructor for a frozen, slotted record dataclass (the read hot path).
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which costs about
+    2 µs for a 15-field record; reads build one :class:`RecordedEvent` and one :class:`Event` per event.
+    This builds the same (equal, still frozen) object by writing the slots directly, in field order,
+    with no defaults: pass every field. Classes with ``__post_init__`` get their plain constructor.
+    """
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    slots = [cls.__dict__.get(n) for n in names]
+    if hasattr(cls, "__post_init__") or not all(hasattr(d, "__set__") for d in slots):
+        return cls
+    args = ", ".join(names)
+    body = "".join(f"    _s{i}(o, {n})\n" for i, n in enumerate(names))
+    src = f"def make({args}):\n    o = _new(_cls)\n{body}    return o\n"
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    namespace.update({f"_s{i}": d.__set__ for i, d in enumerate(slots)})  # type: ignore[union-attr]
+    exec(src, namespace)  # noqa: S102 - generated from the dataclass's own field names, as dataclasses does
+    make = namespace["make"]
+    make.__doc__ = f"Build a {cls.__name__} from all of its fields, positionally (fast path)."
+    return make  # type: ignore[no-any-return]
+
+
+make_recorded_event = positional_constructor(RecordedEvent)
+"""``RecordedEvent(*fields)`` without the frozen-dataclass ``__init__`` cost (providers' read paths)."""
+
+make_event = positional_constructor(Event)
+"""``Event(*fields)`` without the frozen-dataclass ``__init__`` cost (the manager's decode)."""

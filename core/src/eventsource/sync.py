@@ -90,6 +90,17 @@ class SyncEventSourcingManager:
                 return self._runner.iterate(attr(*args, **kwargs))
 
             return iterate
+        if callable(attr):
+
+            @functools.wraps(attr)
+            def call_plain(*args: Any, **kwargs: Any) -> Any:
+                # read_stream / read_all validate eagerly and return an async iterator: iterate it here
+                result = attr(*args, **kwargs)
+                if hasattr(result, "__anext__"):
+                    return self._runner.iterate(result)
+                return result
+
+            return call_plain
         return attr
 
     def close(self) -> None:

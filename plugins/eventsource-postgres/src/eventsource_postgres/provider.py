@@ -40,6 +40,7 @@ from eventsource.model import (
     QueryPage,
     RecordedEvent,
     StreamInfo,
+    make_recorded_event,
     utcnow,
 )
 from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
@@ -592,7 +593,7 @@ class PostgresProvider(Provider):
             params = (stream_id, lo, hi, page_size + 1)  # one extra row says whether another page follows
             rows = await self._call("read_stream", partial(self._fetchall, query=query, params=params, binary=True), retry=True)
             for r in rows[:page_size]:
-                yield RecordedEvent(*r)
+                yield make_recorded_event(*r)
             if len(rows) <= page_size:
                 return
             if backwards:
@@ -621,7 +622,7 @@ class PostgresProvider(Provider):
                     break
                 safe += 1
                 nxt = r[4] + 1
-                yield RecordedEvent(*r[:-1])
+                yield make_recorded_event(*r[:-1])
             if safe == page_size:
                 continue
             if safe == len(rows):

@@ -44,7 +44,7 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 from eventsource.errors import (
     ConfigurationError,
@@ -105,12 +105,13 @@ ATOMIC_BATCH_LIMIT = 1000
 PAGE_BYTES = 1024 * 1024
 """Payload bytes one read page may fetch at once (reads hold O(page) memory)."""
 _LRU_SIZE = 50_000
+_ACK_TICK = 0.05
+"""Seconds between checks of the pub-ack deadlines (the precision of ``publish_timeout``)."""
 _WRONG_SEQ_TEXT = re.compile(r"wrong last sequence", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True)
-class _Tail:
-    """What an append needs to know about a stream: its last message and version."""
+class _Tail(NamedTuple):
+    """What an append needs to know about a stream: its last message and version (a tuple: cheap)."""
 
     seq: int  # stream sequence of the subject's last message (0: no message)
     version: int
@@ -133,6 +134,13 @@ def _nats() -> Any:
 
 
 @functools.cache
+def _js_errors() -> Any:
+    import nats.js.errors
+
+    return nats.js.errors
+
+
+@functools.cache
 def _retriable() -> tuple[type[BaseException], ...]:
     import nats.errors
     import nats.js.errors
@@ -146,6 +154,13 @@ def _retriable() -> tuple[type[BaseException], ...]:
         nats.errors.ConnectionReconnectingError,
         nats.errors.StaleConnectionError,
     )
+
+
+@functools.cache
+def _accepts_skip_subject_validation() -> bool:
+    import inspect
+
+    return "skip_subject_validation" in inspect.signature(_nats().NATS.connect).parameters
 
 
 def map_error(e: BaseException, what: str = "NATS operation") -> EventSourceError:
@@ -211,6 +226,7 @@ class NatsProvider(Provider):
         self._js: Any = None
         self._kv: dict[str, Any] = {}
         self._tails: dict[str, _Tail] = {}
+        self._tokens: dict[str, str] = {}
         self._ids: collections.OrderedDict[str, tuple[int, int]] = collections.OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
         self._started = time.monotonic()
@@ -222,7 +238,8 @@ class NatsProvider(Provider):
         self._ack_sub: Any = None
         self._ack_prefix = ""
         self._ack_counter = 0
-        self._acks: dict[str, asyncio.Future[Any]] = {}
+        self._acks: dict[str, tuple[asyncio.Future[Any], float]] = {}
+        self._ack_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -273,6 +290,15 @@ class NatsProvider(Provider):
             raise nats.js.errors.APIError.from_error(resp["error"])
         return resp
 
+    def _token(self, stream_id: str) -> str:
+        """``stream_token(stream_id)``, memoised (the append path asks for it on every call)."""
+        token = self._tokens.get(stream_id)
+        if token is None:
+            if len(self._tokens) >= _LRU_SIZE:
+                self._tokens.clear()
+            token = self._tokens[stream_id] = stream_token(stream_id)
+        return token
+
     def _spawn(self, aw: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(aw)
         self._background.add(task)
@@ -293,6 +319,11 @@ class NatsProvider(Provider):
             "reconnect_time_wait": 0.25,
             "name": f"eventsource:{s['stream']}",
         }
+        if _accepts_skip_subject_validation():
+            # every subject this provider uses is built from validated settings (stream name, prefix:
+            # regexps without whitespace or CR/LF), encoded tokens ([A-Za-z0-9_-]) and hex keys, so
+            # the client's per-publish regexp check can never fire; skipping it keeps the append cheap
+            opts["skip_subject_validation"] = True
         if self._url.user is not None:
             if self._url.password is None:
                 opts["token"] = self._url.user
@@ -411,6 +442,9 @@ class NatsProvider(Provider):
             await asyncio.gather(*list(self._background), return_exceptions=True)
         nc, self._nc, self._js = self._nc, None, None
         self._ack_sub = None
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         self._kv.clear()
         self._tails.clear()
         if nc is not None and not nc.is_closed:
@@ -611,7 +645,7 @@ class NatsProvider(Provider):
     async def _append(
         self, sid: str, events: list[NewEvent], expected: Expected, stream: NewStream | None
     ) -> AppendResult:
-        token = stream_token(sid)
+        token = self._token(sid)
         if len(events) > 1 or events[0].event_id in self._ids:
             # ids inside one envelope are not deduplicated by the server one by one, and an id this
             # process wrote may be older than the duplicate window: look them up first
@@ -702,16 +736,17 @@ class NatsProvider(Provider):
 
     async def _write_message(self, sid: str, token: str, events: list[NewEvent], tail: _Tail) -> AppendResult:
         """One message holding every event (a single event, or an envelope)."""
-        import nats.js.errors
-
         self._require()
         n = len(events)
         last_version = tail.version + n
         headers = {
             HDR_MSG_ID: events[0].event_id if n == 1 else batch_msg_id([e.event_id for e in events]),
             HDR_VERSION: str(last_version),
-            **self._expect_headers(tail),
         }
+        if self._stream_wide:
+            headers[HDR_EXPECTED_SEQ] = str(tail.stream_seq)
+        else:
+            headers[HDR_EXPECTED_SUBJECT_SEQ] = str(tail.seq)
         if n > 1:  # readers take a missing Vx-Count as 1
             headers[HDR_COUNT] = str(n)
         body = records.encode(events, None if token_is_reversible(token) else sid)
@@ -724,7 +759,7 @@ class NatsProvider(Provider):
                 ack = await self._publish(subject, body, headers, timeout)
             except _retriable():
                 ack = await self._retrying(lambda: self._publish(subject, body, headers, timeout))
-        except nats.js.errors.APIError as e:
+        except _js_errors().APIError as e:
             if e.err_code in WRONG_SEQUENCE_CODES or _WRONG_SEQ_TEXT.search(e.description or ""):
                 raise _WrongSequence from e
             raise
@@ -748,32 +783,48 @@ class NatsProvider(Provider):
         Same protocol as ``js.publish`` (a request whose reply is the pub ack) without a per-call
         ``wait_for`` and ack dataclass: the append path is the hot path.
         """
-        import nats.js.errors
-
         if self._ack_sub is None:
             self._ack_prefix = self._nc.new_inbox()
             self._ack_sub = await self._nc.subscribe(f"{self._ack_prefix}.*", cb=self._on_ack)
         self._ack_counter += 1
         token = str(self._ack_counter)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._acks[token] = fut
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._acks[token] = (fut, loop.time() + wait)
+        if self._ack_timer is None:
+            self._ack_timer = loop.call_later(_ACK_TICK, self._expire_acks)
         try:
             await self._nc.publish(subject, body, reply=f"{self._ack_prefix}.{token}", headers=headers)
-            async with asyncio.timeout(wait):
-                msg = await fut
+            msg = await fut
         finally:
             self._acks.pop(token, None)
         if not msg.data and (msg.headers or {}).get("Status") == "503":
-            raise nats.js.errors.NoStreamResponseError
+            raise _js_errors().NoStreamResponseError
         resp: dict[str, Any] = json.loads(msg.data)
         if "error" in resp:
-            raise nats.js.errors.APIError.from_error(resp["error"])
+            raise _js_errors().APIError.from_error(resp["error"])
         return resp
 
     async def _on_ack(self, msg: Any) -> None:
-        fut = self._acks.get(msg.subject.rsplit(".", 1)[-1])
-        if fut is not None and not fut.done():
-            fut.set_result(msg)
+        entry = self._acks.get(msg.subject.rsplit(".", 1)[-1])
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(msg)
+
+    def _expire_acks(self) -> None:
+        """Fail the pub acks past their deadline with a timeout (one timer for every pending publish).
+
+        Armed while publishes wait, so an append does not pay for a timeout object and a timer of its
+        own; a deadline is honoured within ``_ACK_TICK``.
+        """
+        self._ack_timer = None
+        if not self._acks:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for fut, deadline in list(self._acks.values()):
+            if deadline <= now and not fut.done():
+                fut.set_exception(TimeoutError())
+        self._ack_timer = loop.call_later(_ACK_TICK, self._expire_acks)
 
     async def _write_atomic(self, sid: str, token: str, events: list[NewEvent], tail: _Tail) -> AppendResult:
         """One message per event, committed as one atomic batch (nats-server >= 2.12)."""

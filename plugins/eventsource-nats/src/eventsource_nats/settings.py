@@ -14,8 +14,8 @@ from eventsource.errors import ConfigurationError
 from marshmallow import Schema, validate
 from marshmallow import fields as mf
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}\Z")
+_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
 DEFAULT_PORT = 4222
 
 

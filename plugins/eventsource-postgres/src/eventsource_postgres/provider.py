@@ -299,9 +299,18 @@ class PostgresProvider(Provider):
                 return
             from psycopg_pool import AsyncConnectionPool
 
+            import psycopg
+
             s = self.settings
             kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": s["prepare_threshold"]}
             kwargs.update(libpq_kwargs(s))
+            # One direct attempt first: a refused, unresolvable or unauthorised server fails at once with
+            # the real reason, instead of after the pool's whole open timeout.
+            try:
+                probe = await psycopg.AsyncConnection.connect(self.url or "", **kwargs)
+            except Exception as e:
+                raise await self._connect_failure(e, kwargs) from e
+            await probe.close()
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 self.url or "",
                 min_size=s["pool_min_size"],

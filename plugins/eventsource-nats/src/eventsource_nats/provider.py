@@ -41,6 +41,7 @@ import functools
 import json
 import re
 import ssl
+from urllib.parse import urlsplit
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -346,6 +347,7 @@ class NatsProvider(Provider):
             opts["tls"] = ctx
             if s["tls_hostname"]:
                 opts["tls_hostname"] = s["tls_hostname"]
+        await self._probe_servers(s["connect_timeout"])
         nc = nats.NATS()
         budget = s["connect_timeout"] * 2 * len(self._url.servers) + 1
         try:
@@ -364,6 +366,28 @@ class NatsProvider(Provider):
             await _quiet(nc.close())
             self._nc = self._js = None
             raise
+
+    async def _probe_servers(self, timeout: float) -> None:
+        """Fail at once when no server accepts a TCP connection (refused, unresolvable).
+
+        nats-py keeps retrying a refused initial connect until its budget runs out (about 11 s with the
+        defaults, times the manager's retries); a server that answers is then connected to as usual.
+        """
+        reasons = []
+        for server in self._url.servers:
+            parts = urlsplit(server)
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(parts.hostname, parts.port or 4222), timeout=timeout
+                )
+            except (OSError, TimeoutError) as e:
+                reasons.append(f"{parts.hostname}:{parts.port or 4222}: {e.strerror or type(e).__name__}")
+                continue
+            writer.close()
+            await _quiet(writer.wait_closed())
+            return
+        msg = f"cannot connect to {self.display_url}: no server accepts connections ({'; '.join(reasons)})"
+        raise ProviderUnavailableError(msg, operation="connect")
 
     async def _ensure_store(self) -> None:
         import nats.js.errors

@@ -101,18 +101,7 @@ class MemoryProvider(Provider):
         if stream.stream_id in self._streams:
             msg = f"stream {stream.stream_id!r} already exists"
             raise StreamExistsError(msg, stream_id=stream.stream_id)
-        now = utcnow()
-        info = StreamInfo(
-            stream_id=stream.stream_id,
-            version=0,
-            event_count=0,
-            created_at=now,
-            updated_at=now,
-            name=stream.name,
-            aggregate_id=stream.aggregate_id,
-            aggregate_type=stream.aggregate_type,
-            metadata=dict(stream.metadata),
-        )
+        info = StreamInfo.new(stream, utcnow())
         self._streams[stream.stream_id] = _Stream(info)
         return info
 
@@ -155,19 +144,8 @@ class MemoryProvider(Provider):
         s = self._streams.get(stream_id)
         check_expected(stream_id, expected, exists=s is not None, version=s.info.version if s else 0)
         if s is None:
-            s = _Stream(
-                StreamInfo(
-                    stream_id=stream_id,
-                    version=0,
-                    event_count=0,
-                    created_at=events[0].timestamp,
-                    updated_at=events[0].timestamp,
-                    name=stream.name if stream else None,
-                    aggregate_id=stream.aggregate_id if stream else events[0].aggregate_id,
-                    aggregate_type=stream.aggregate_type if stream else events[0].aggregate_type,
-                    metadata=dict(stream.metadata) if stream else {},
-                )
-            )
+            attrs = stream or NewStream(stream_id, aggregate_id=events[0].aggregate_id, aggregate_type=events[0].aggregate_type)
+            s = _Stream(StreamInfo.new(attrs, events[0].timestamp))
             self._streams[stream_id] = s
         version = s.info.version
         recorded = []

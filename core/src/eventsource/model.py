@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any, Literal, TypeVar
 
-
 T = TypeVar("T")
 
 
@@ -181,6 +180,21 @@ class StreamInfo:
     last_event_id: str | None = None
     first_version: int | None = None
     """Lowest version still stored (after truncation it is above 1); ``None`` while empty."""
+
+    @classmethod
+    def new(cls, stream: NewStream, at: datetime) -> StreamInfo:
+        """The info of ``stream`` just created (explicitly or by its first append): version 0, no events."""
+        return cls(
+            stream_id=stream.stream_id,
+            version=0,
+            event_count=0,
+            created_at=at,
+            updated_at=at,
+            name=stream.name,
+            aggregate_id=stream.aggregate_id,
+            aggregate_type=stream.aggregate_type,
+            metadata=dict(stream.metadata),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -740,17 +740,7 @@ class SqliteProvider(Provider):
         if await self._write("create_stream", run) == 0:
             msg = f"stream {stream.stream_id!r} already exists"
             raise StreamExistsError(msg, stream_id=stream.stream_id)
-        return StreamInfo(
-            stream_id=stream.stream_id,
-            version=0,
-            event_count=0,
-            created_at=from_us(us),
-            updated_at=from_us(us),
-            name=stream.name,
-            aggregate_id=stream.aggregate_id,
-            aggregate_type=stream.aggregate_type,
-            metadata=dict(stream.metadata),
-        )
+        return StreamInfo.new(stream, from_us(us))
 
     async def delete_stream(self, stream_id: str) -> None:
         """Delete the stream row, its events and snapshots in one transaction."""

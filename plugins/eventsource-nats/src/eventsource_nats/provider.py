@@ -1271,17 +1271,7 @@ class NatsProvider(Provider):
 
         await self._call(f"create stream {stream.stream_id!r}", create())
         self._tails.pop(token, None)
-        return StreamInfo(
-            stream_id=stream.stream_id,
-            version=0,
-            event_count=0,
-            created_at=now,
-            updated_at=now,
-            name=stream.name,
-            aggregate_id=stream.aggregate_id,
-            aggregate_type=stream.aggregate_type,
-            metadata=dict(stream.metadata),
-        )
+        return StreamInfo.new(stream, now)
 
     async def delete_stream(self, stream_id: str) -> None:
         """Purge the stream's subject, info, snapshots and deletion marks; the id can be reused."""

@@ -19,7 +19,7 @@ from eventsource.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from eventsource.model import EventFilter, NewEvent, NewStream, RecordedEvent, utcnow
+from eventsource.model import NO_STREAM, EventFilter, NewEvent, NewStream, RecordedEvent, utcnow
 from eventsource.plugins import PluginHost
 from eventsource.sqlite import (
     SCHEMA_VERSION,
@@ -144,6 +144,19 @@ async def test_synchronous_normal_is_opt_in(tmp_path: Path) -> None:
         assert await p._write("t", lambda db: db.execute("PRAGMA synchronous").fetchone()[0]) == 1
     finally:
         await p.close()
+
+
+async def test_concurrent_first_connects_of_a_new_file_all_succeed(tmp_path: Path) -> None:
+    # switching a new file to WAL needs an exclusive lock that SQLite refuses at once (no busy
+    # handler) while another connection is opening the same file; a start-up race must not fail
+    for round_ in range(20):
+        providers = [SqliteProvider(f"sqlite:///{tmp_path}/r{round_}.db", busy_timeout=10) for _ in range(6)]
+        try:
+            await asyncio.gather(*(p.connect() for p in providers))
+            assert (await providers[-1].append("s", [new_event()], NO_STREAM)).last_version == 1
+        finally:
+            for p in providers:
+                await p.close()
 
 
 async def test_connect_is_idempotent_and_concurrent_first_connects_migrate_once(tmp_path: Path) -> None:

@@ -598,7 +598,7 @@ class SqliteProvider(Provider):
                 cached_statements=self.settings["cached_statements"],
             )
             if not self.memory:
-                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = self._wal(db)
                 if str(mode).lower() != "wal":
                     db.close()
                     msg = f"sqlite: cannot switch {self.path} to WAL mode (got {mode})"
@@ -608,6 +608,30 @@ class SqliteProvider(Provider):
         except sqlite3.Error as e:
             raise map_error(e, "connect", self.path) from e
         worker.db = db
+
+    def _wal(self, db: sqlite3.Connection) -> str:
+        """Switch ``db``'s file to WAL (once per file) and return the journal mode now in force.
+
+        The switch needs an exclusive lock, and SQLite answers "database is locked" at once, without
+        consulting the busy handler, while another connection is opening or switching the same file
+        (several processes starting together). So the current mode is read first (WAL persists in the
+        file, so later opens need no lock), and the switch is retried until ``busy_timeout``.
+        """
+        deadline = time.monotonic() + self.settings["busy_timeout"]
+        delay = 0.001
+        while True:
+            try:
+                mode = str(db.execute("PRAGMA journal_mode").fetchone()[0])
+                if mode.lower() == "wal":
+                    return mode
+                return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
     def _submit(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue ``fn(connection)`` on the connection's own thread now; errors come back typed."""

@@ -18,6 +18,7 @@ from eventsource.manager import EventSourcingManager
 from eventsource.memory import MemoryProvider
 from eventsource.model import HealthStatus, RecordedEvent
 from eventsource.plugins import PluginHost
+from eventsource.provider import Provider
 from eventsource.sync import SyncEventSourcingManager
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class Faulty(MemoryProvider):
     """Raises ``fail[op]`` (a list of exceptions, consumed in order) before doing ``op``; counts calls."""
 
     kind = "memory-faulty"
+    # the manager reads through the page view; the default one pages read_stream below, faults included
+    read_stream_pages = Provider.read_stream_pages
 
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:
         super().__init__(url, **settings)

@@ -253,6 +253,45 @@ async def test_a_held_write_lock_gives_a_typed_busy_error_and_writes_nothing(tmp
         await p.close()
 
 
+async def test_single_appends_at_an_exact_version_check_it_in_their_one_statement(tmp_path: Path) -> None:
+    # one event at an exact version is one INSERT ... WHERE <stream at version - 1>; every other outcome
+    # (wrong version, missing stream, a retry, a held lock, a stream emptied by truncation) must still be right
+    path = tmp_path / "exact.db"
+    p = SqliteProvider(f"sqlite:///{path}", busy_timeout=0.2)
+    await p.connect()
+    try:
+        with pytest.raises(ConcurrencyError):
+            await p.append("s", [new_event()], 1)  # no such stream
+        assert (await p.append("s", [new_event(0)], 0)).last_version == 1
+        again = new_event(1)
+        first = await p.append("s", [again], 1)
+        assert (first.first_version, first.duplicate) == (2, False)
+        retry = await p.append("s", [again], 1)  # same id, now-stale version: the original result
+        assert (retry.first_version, retry.positions, retry.duplicate) == (2, first.positions, True)
+        for wrong in (1, 3, 7):
+            with pytest.raises(ConcurrencyError):
+                await p.append("s", [new_event()], wrong)
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(ProviderTimeoutError, match="busy"):
+                await p.append("s", [new_event()], 2)
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert await p.truncate_stream("s", 3) == 2  # every event gone; the version stays 2
+        with pytest.raises(ConcurrencyError):
+            await p.append("s", [new_event()], 1)
+        res = await p.append("s", [new_event(3)], 2)
+        assert (res.first_version, res.last_version) == (3, 3)
+        assert [e.version async for e in p.read_stream("s")] == [3]
+        info = await p.get_stream_info("s")
+        assert info is not None
+        assert info.version == 3
+    finally:
+        await p.close()
+
+
 async def test_the_event_loop_keeps_running_while_sqlite_waits(tmp_path: Path) -> None:
     path = tmp_path / "loop.db"
     p = SqliteProvider(f"sqlite:///{path}", busy_timeout=30)

@@ -102,7 +102,9 @@ from eventsource.model import (
     ProviderInfo,
     ProviderStats,
     RecordedEvent,
+    RowPage,
     make_event,
+    make_recorded_event,
     Snapshot,
     SortOrder,
     StreamInfo,
@@ -1256,18 +1258,18 @@ class EventSourcingManager:
         p = self.get_provider(provider)
         self._check_paging(page_size, 0)
 
-        def source(last: RecordedEvent | None) -> AsyncIterator[RecordedEvent] | None:
+        def source(last: tuple[int, int] | None) -> AsyncIterator[Sequence[RecordedEvent] | RowPage] | None:
             lo, hi = from_version, to_version
             if last is not None:
                 if backwards:
-                    hi = last.version - 1
+                    hi = last[0] - 1
                     if hi < lo:
                         return None
                 else:
-                    lo = last.version + 1
+                    lo = last[0] + 1
                     if hi is not None and lo > hi:
                         return None
-            return p.read_stream(sid, from_version=lo, to_version=hi, backwards=backwards, page_size=page_size)
+            return p.read_stream_pages(sid, from_version=lo, to_version=hi, backwards=backwards, page_size=page_size)
 
         return self._guarded(p, "read_stream", source)
 
@@ -1281,26 +1283,33 @@ class EventSourcingManager:
         self._check_paging(page_size, 0)
         resumable = p.capabilities.global_order == "total"
 
-        def source(last: RecordedEvent | None) -> AsyncIterator[RecordedEvent] | None:
+        def source(last: tuple[int, int] | None) -> AsyncIterator[Sequence[RecordedEvent] | RowPage] | None:
             if last is None:
-                return p.read_all(from_position=from_position, page_size=page_size)
+                return p.read_all_pages(from_position=from_position, page_size=page_size)
             if not resumable:
                 msg = "read_all cannot resume on a store without a total order"
                 raise _NotResumableError(msg)
-            return p.read_all(from_position=last.position + 1, page_size=page_size)
+            return p.read_all_pages(from_position=last[1] + 1, page_size=page_size)
 
         return self._guarded(p, "read_all", source)
 
     async def _guarded(
-        self, p: Provider, op: str, source: Callable[[RecordedEvent | None], AsyncIterator[RecordedEvent] | None]
+        self,
+        p: Provider,
+        op: str,
+        source: Callable[[tuple[int, int] | None], AsyncIterator[Sequence[RecordedEvent] | RowPage] | None],
     ) -> AsyncGenerator[Event, None]:
-        """Drive a provider iterator under the timeout (per step), resuming after retryable errors; decode.
+        """Drive a provider's page iterator under the timeout (per page), resuming after retryable errors; decode.
 
-        One generator layer between the provider's iterator and the caller (each layer costs about a
-        microsecond per event); arguments were validated by the caller before it was created.
+        One generator layer between the provider's pages and the caller; arguments were validated by
+        the caller before it was created. The timeout bounds each wait for a page; retryable errors can
+        only come from that wait, so a page is always delivered whole before the next is asked for, and
+        ``source(last)`` (``last``: the version and position of the last event delivered; ``None``: from
+        the start) reopens the iterator right after it (``None`` when nothing can follow). The
+        iterator is closed when the caller stops early.
 
-        ``source(last)`` opens the iterator again after ``last`` (``None``: from the start; it returns
-        ``None`` when nothing can follow). The iterator is closed when the caller stops early.
+        A :class:`RowPage` of plain-encoded events without upcasters becomes events straight from its
+        rows (no intermediate record); anything else goes through :meth:`_decode`.
         """
         if not p.capabilities.supports(op):
             raise p.unsupported(op)
@@ -1313,8 +1322,12 @@ class EventSourcingManager:
         attempts = self.config.retry_attempts
         delay = self.config.retry_delay
         failures = 0
-        last: RecordedEvent | None = None
+        last: tuple[int, int] | None = None
         decode = self._decode
+        make = make_event
+        make_record = make_recorded_event
+        plain = self._plain
+        loads = self._serializer.loads
         it = source(None)
         first = True
         start = time.perf_counter()
@@ -1329,53 +1342,71 @@ class EventSourcingManager:
                 try:
                     while True:
                         try:
-                            if dog is None:
-                                rec = await anext_()
-                            else:
-                                dog.start = clock()
-                                dog.task = current_task()
-                                dog.stepping = True
-                                try:
-                                    rec = await anext_()
-                                finally:
-                                    dog.stepping = False
+                            try:
+                                if dog is None:
+                                    page = await anext_()
+                                else:
+                                    dog.start = clock()
+                                    dog.task = current_task()
+                                    dog.stepping = True
+                                    try:
+                                        page = await anext_()
+                                    finally:
+                                        dog.stepping = False
+                            except asyncio.CancelledError as e:
+                                if dog is None or not dog.timed_out():
+                                    raise
+                                msg = f"{op} on provider {p.name!r} produced nothing within {timeout}s"
+                                raise ProviderTimeoutError(msg, provider=p.name, operation=op) from e
+                            except TimeoutError as e:
+                                if isinstance(e, ProviderTimeoutError):
+                                    raise
+                                msg = f"{op} on provider {p.name!r} timed out"
+                                raise ProviderTimeoutError(msg, provider=p.name, operation=op) from e
                         except StopAsyncIteration:
                             if first:
                                 stat.record(time.perf_counter() - start)
                             return
-                        except asyncio.CancelledError as e:
-                            if dog is None or not dog.timed_out():
+                        except RETRYABLE as e:  # (errors raised from here are counted below)
+                            failures += 1
+                            if failures >= attempts:
                                 raise
-                            msg = f"{op} on provider {p.name!r} produced nothing within {timeout}s"
-                            raise ProviderTimeoutError(msg, provider=p.name, operation=op) from e
-                        except TimeoutError as e:
-                            if isinstance(e, ProviderTimeoutError):
-                                raise
-                            msg = f"{op} on provider {p.name!r} timed out"
-                            raise ProviderTimeoutError(msg, provider=p.name, operation=op) from e
+                            try:
+                                nxt = source(last)
+                            except _NotResumableError:
+                                raise e from None
+                            stat.retries += 1
+                            log.info("resuming %s on %s after %s (attempt %d of %d)", op, p.name, type(e).__name__, failures + 1, attempts)
+                            await asyncio.sleep(random.uniform(0, min(self.config.retry_max_delay, delay)))  # noqa: S311
+                            delay *= 2
+                            break  # close this iterator (finally below), then read on from nxt
                         if first:
                             stat.record(time.perf_counter() - start)
                             first = False
                         failures = 0
-                        last = rec
-                        count += 1
-                        yield decode(rec)
-                except RETRYABLE as e:
-                    failures += 1
-                    if failures >= attempts:
-                        stat.errors += 1
-                        raise
-                    try:
-                        nxt = source(last)
-                    except _NotResumableError:
-                        stat.errors += 1
-                        raise e from None
-                    stat.retries += 1
-                    log.info("resuming %s on %s after %s (attempt %d of %d)", op, p.name, type(e).__name__, failures + 1, attempts)
-                    await asyncio.sleep(random.uniform(0, min(self.config.retry_max_delay, delay)))  # noqa: S311
-                    delay *= 2
-                    it = nxt
-                    continue
+                        if not page:
+                            continue
+                        if type(page) is RowPage:
+                            rows, conv = page.rows, page.timestamp
+                            tail = rows[-1]
+                            fast = not self._upcasters
+                            for row in rows:
+                                (eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype) = row
+                                if conv is not None:
+                                    ts = conv(ts)
+                                count += 1
+                                if fast and enc == plain:
+                                    yield make(eid, sid, etype, loads(data), loads(meta) if meta else {}, ver, pos, ts, c1, c2, uid, tid, aid, atype)
+                                else:
+                                    yield decode(make_record(eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype))
+                            last = (tail[3], tail[4])
+                        else:
+                            for rec in page:
+                                count += 1
+                                yield decode(rec)
+                            rec = page[-1]
+                            last = (rec.version, rec.position)
+                    it = nxt  # after a retryable error (the loop ends only by return or break)
                 except GeneratorExit:
                     raise
                 except BaseException:
@@ -1442,16 +1473,16 @@ class EventSourcingManager:
             entry[0] = version
         return CreateSnapshotResponse(snapshot_id=snapshot_id, stream_id=sid, version=version, created_at=snap.created_at)
 
-    async def _event_at(self, p: Provider, sid: str, version: int, *, exact: bool) -> RecordedEvent | None:
+    async def _event_at(self, p: Provider, sid: str, version: int, *, exact: bool) -> Event | None:
         """The event at ``version``; with ``exact=False`` the nearest one below it, else above it."""
         if exact:
-            return await self._first(p, lambda: p.read_stream(sid, from_version=version, to_version=version, page_size=1))
-        below = await self._first(p, lambda: p.read_stream(sid, to_version=version, backwards=True, page_size=1))
+            return await self._first(p, lambda: p.read_stream_pages(sid, from_version=version, to_version=version, page_size=1))
+        below = await self._first(p, lambda: p.read_stream_pages(sid, to_version=version, backwards=True, page_size=1))
         if below is not None:
             return below
-        return await self._first(p, lambda: p.read_stream(sid, from_version=version + 1, page_size=1))
+        return await self._first(p, lambda: p.read_stream_pages(sid, from_version=version + 1, page_size=1))
 
-    async def _first(self, p: Provider, open_: Callable[[], AsyncIterator[RecordedEvent]]) -> RecordedEvent | None:
+    async def _first(self, p: Provider, open_: Callable[[], AsyncIterator[Sequence[RecordedEvent] | RowPage]]) -> Event | None:
         found = self._guarded(p, "read_stream", lambda last: None if last is not None else open_())
         try:
             async for rec in found:

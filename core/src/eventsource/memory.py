@@ -207,6 +207,40 @@ class MemoryProvider(Provider):
                 last = ev.position
                 yield ev
 
+    async def read_stream_pages(  # type: ignore[override]
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[Sequence[RecordedEvent]]:
+        """The events of :meth:`read_stream` in slices of ``page_size``."""
+        s = self._streams.get(stream_id)
+        if s is None:
+            return
+        evs = s.events
+        lo = bisect.bisect_left(evs, from_version, key=lambda e: e.version)
+        hi = len(evs) if to_version is None else bisect.bisect_right(evs, to_version, key=lambda e: e.version)
+        chosen = evs[lo:hi]
+        if backwards:
+            chosen.reverse()
+        for i in range(0, len(chosen), page_size):
+            yield chosen[i : i + page_size]
+
+    async def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent]]:  # type: ignore[override]
+        """The events of :meth:`read_all` in slices of ``page_size``; sees events appended while iterating."""
+        last = from_position - 1
+        while True:
+            log = self._log
+            i = bisect.bisect_right(log, last, key=lambda e: e.position)
+            if i >= len(log):
+                return
+            page = log[i : i + page_size]
+            last = page[-1].position
+            yield page
+
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """Look the id up in the index."""
         ev = self._by_id.get(event_id)

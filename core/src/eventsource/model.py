@@ -479,20 +479,31 @@ def positional_constructor(cls: type[T]) -> Callable[..., T]:
 
     A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which costs about
     2 µs for a 15-field record; reads build one :class:`RecordedEvent` and one :class:`Event` per event.
-    This builds the same (equal, still frozen) object by writing the slots directly, in field order,
-    with no defaults: pass every field. Classes with ``__post_init__`` get their plain constructor.
+    This builds the same (equal, still frozen) object in about a third of that: a plain class with the
+    same slots is filled by ordinary attribute stores (the interpreter's fastest), then the object's
+    ``__class__`` is set to ``cls`` (allowed because the two layouts are identical, and checked once
+    here). Pass every field, in field order; there are no defaults. Classes with ``__post_init__`` get
+    their plain constructor.
     """
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    slots = [cls.__dict__.get(n) for n in names]
-    if hasattr(cls, "__post_init__") or not all(hasattr(d, "__set__") for d in slots):
+    slots = getattr(cls, "__slots__", None)
+    if hasattr(cls, "__post_init__") or not isinstance(slots, tuple) or sorted(slots) != sorted(names):
         return cls
     args = ", ".join(names)
-    body = "".join(f"    _s{i}(o, {n})\n" for i, n in enumerate(names))
-    src = f"def make({args}):\n    o = _new(_cls)\n{body}    return o\n"
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    namespace.update({f"_s{i}": d.__set__ for i, d in enumerate(slots)})  # type: ignore[union-attr]
+    stores = "".join(f"        self.{n} = {n}\n" for n in names)
+    src = (
+        f"class _Builder:\n    __slots__ = _slots\n    def __init__(self, {args}):\n{stores}\n"
+        f"def make({args}):\n    o = _Builder({args})\n    o.__class__ = _cls\n    return o\n"
+    )
+    namespace: dict[str, Any] = {"_cls": cls, "_slots": slots, "__name__": cls.__module__}
     exec(src, namespace)  # noqa: S102 - generated from the dataclass's own field names, as dataclasses does
     make = namespace["make"]
+    try:  # the layouts must match for the __class__ switch; otherwise the plain constructor
+        probe = make(*range(len(names)))
+    except TypeError:
+        return cls
+    if type(probe) is not cls or probe != cls(*range(len(names))):
+        return cls
     make.__doc__ = f"Build a {cls.__name__} from all of its fields, positionally (fast path)."
     return make  # type: ignore[no-any-return]
 
@@ -502,3 +513,40 @@ make_recorded_event = positional_constructor(RecordedEvent)
 
 make_event = positional_constructor(Event)
 """``Event(*fields)`` without the frozen-dataclass ``__init__`` cost (the manager's decode)."""
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RecordedEvent))
+""":class:`RecordedEvent`'s fields in order: the column order of a :class:`RowPage` row."""
+
+
+class RowPage:
+    """One page of stored events as plain rows: a provider's fast read path.
+
+    A provider's ``read_stream_pages`` / ``read_all_pages`` may yield these instead of sequences of
+    :class:`RecordedEvent`: the manager then builds each :class:`Event` straight from its row, and no
+    intermediate record is made (about a microsecond and a half per event).
+
+    ``rows`` holds one tuple per event with the values of :data:`RECORD_FIELDS`, in that order (a
+    database row selected in that column order is one, as is). ``timestamp``, if given, converts the
+    stored form of the timestamp (index 8) into an aware :class:`~datetime.datetime`; ``None``
+    means the rows hold datetimes already.
+    """
+
+    __slots__ = ("rows", "timestamp")
+
+    def __init__(self, rows: list[tuple[Any, ...]], timestamp: Callable[[Any], datetime] | None = None) -> None:
+        self.rows = rows
+        self.timestamp = timestamp
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return f"RowPage({len(self.rows)} rows)"
+
+    def records(self) -> list[RecordedEvent]:
+        """The page as :class:`RecordedEvent` objects (the general path)."""
+        make, conv = make_recorded_event, self.timestamp
+        if conv is None:
+            return [make(*r) for r in self.rows]
+        return [make(*r[:8], conv(r[8]), *r[9:]) for r in self.rows]

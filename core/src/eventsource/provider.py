@@ -39,6 +39,7 @@ from eventsource.model import (
     QueryPage,
     RecordedEvent,
     RecordedSnapshot,
+    RowPage,
     StreamInfo,
 )
 
@@ -272,6 +273,30 @@ class Provider(ABC):
     def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
         """Every event at ``position >= from_position`` in the declared global order."""
 
+    def read_stream_pages(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[Sequence[RecordedEvent] | RowPage]:
+        """What :meth:`read_stream` yields, a page at a time: the manager reads through this.
+
+        The default hands out each record of :meth:`read_stream` as a page of one. A store that reads
+        in pages anyway overrides it to yield each page whole (one step per page instead of per event),
+        as a sequence of records or, fastest, as a :class:`~eventsource.model.RowPage`. No page is
+        empty; at most ``page_size`` events per page.
+        """
+        return _single_pages(
+            self.read_stream(stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size)
+        )
+
+    def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent] | RowPage]:
+        """What :meth:`read_all` yields, a page at a time (see :meth:`read_stream_pages`)."""
+        return _single_pages(self.read_all(from_position=from_position, page_size=page_size))
+
     @abstractmethod
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """The event with that id (optionally known to be in ``stream_id``), or ``None``."""
@@ -338,3 +363,14 @@ class Provider(ABC):
     @abstractmethod
     async def health(self) -> HealthStatus:
         """Check the store; say what is wrong when it is not healthy. Never raises for a down store."""
+
+
+async def _single_pages(records: AsyncIterator[RecordedEvent]) -> AsyncIterator[Sequence[RecordedEvent] | RowPage]:
+    """Each record as a page of one (the default page view of a record iterator); closes it when done."""
+    try:
+        async for rec in records:
+            yield (rec,)
+    finally:
+        aclose = getattr(records, "aclose", None)
+        if aclose is not None:
+            await aclose()

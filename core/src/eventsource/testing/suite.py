@@ -54,6 +54,8 @@ from eventsource.model import (
     EventData,
     NewEvent,
     NewSnapshot,
+    RecordedEvent,
+    RowPage,
     utcnow,
 )
 from eventsource.plugins import PluginHost
@@ -557,6 +559,33 @@ class ProviderSuite:
         assert [e.version async for e in manager.read_stream(s, from_version=3, to_version=6, backwards=True)] == [6, 5, 4, 3]
         assert [e.version async for e in manager.read_stream(s, page_size=5)] == list(range(1, 13))
         assert [e async for e in manager.read_stream(sid("missing"))] == []
+
+    async def test_page_views_hold_the_same_events_as_the_record_views(self, manager: EventSourcingManager, provider: Provider) -> None:
+        # the manager reads through read_stream_pages / read_all_pages; they must agree with read_stream /
+        # read_all event for event, in pages that are never empty and never larger than page_size
+        s = sid("pages")
+        await manager.append_events_batch(stream_id=s, events=[ev(data={"i": i}) for i in range(12)])
+
+        async def flat(pages: AsyncIterator[Any], page_size: int) -> list[RecordedEvent]:
+            out: list[RecordedEvent] = []
+            async for page in pages:
+                assert 0 < len(page) <= page_size, f"a page of {len(page)} events (page_size {page_size})"
+                out.extend(page.records() if isinstance(page, RowPage) else page)
+            return out
+
+        for size in (1, 5, 12, 500):
+            for kw in ({}, {"from_version": 3, "to_version": 9}, {"backwards": True}, {"from_version": 13}):
+                records = [e async for e in provider.read_stream(s, page_size=size, **kw)]
+                paged = await flat(provider.read_stream_pages(s, page_size=size, **kw), size)
+                assert paged == records, (size, kw)
+        assert await flat(provider.read_stream_pages(sid("missing"), page_size=5), 5) == []
+        if not provider.capabilities.supports("read_all"):
+            return
+        first = [e async for e in provider.read_stream(s)][0]
+        records = [e async for e in provider.read_all(from_position=first.position, page_size=5)]
+        paged = await flat(provider.read_all_pages(from_position=first.position, page_size=5), 5)
+        assert [e.event_id for e in paged if e.stream_id == s] == [e.event_id for e in records if e.stream_id == s]
+        assert len([e for e in paged if e.stream_id == s]) == 12
 
     # ------------------------------------------------------------------ stream lifecycle
 

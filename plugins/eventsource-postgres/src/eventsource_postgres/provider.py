@@ -39,6 +39,7 @@ from eventsource.model import (
     ProviderStats,
     QueryPage,
     RecordedEvent,
+    RowPage,
     StreamInfo,
     make_recorded_event,
     utcnow,
@@ -594,23 +595,50 @@ class PostgresProvider(Provider):
         backwards: bool = False,
         page_size: int = 500,
     ) -> AsyncIterator[RecordedEvent]:
-        """Pages of ``page_size`` through the ``(stream_id, version)`` index; no connection is held between pages."""
+        """The events of :meth:`read_stream_pages`, one record at a time."""
+        async for page in self.read_stream_pages(
+            stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+        ):
+            for r in page.rows:
+                yield make_recorded_event(*r)
+
+    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
+        """The events of :meth:`read_all_pages`, one record at a time."""
+        async for page in self.read_all_pages(from_position=from_position, page_size=page_size):
+            for r in page.rows:
+                yield make_recorded_event(*r)
+
+    async def read_stream_pages(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[RowPage]:
+        """Pages of ``page_size`` rows through the ``(stream_id, version)`` index; no connection is held between pages."""
         lo = max(1, from_version)
         hi = _MAX_VERSION if to_version is None else to_version
         query = self._sql.read_backward if backwards else self._sql.read_forward
         while lo <= hi:
             params = (stream_id, lo, hi, page_size + 1)  # one extra row says whether another page follows
             rows = await self._call("read_stream", partial(self._fetchall, query=query, params=params, binary=True), retry=True)
-            for r in rows[:page_size]:
-                yield make_recorded_event(*r)
-            if len(rows) <= page_size:
+            if not rows:
+                return
+            more = len(rows) > page_size
+            if more:
+                nxt = rows[page_size][3]
+                del rows[page_size:]
+            yield RowPage(rows)  # the columns are RecordedEvent's, in its order
+            if not more:
                 return
             if backwards:
-                hi = rows[page_size][3]
+                hi = nxt
             else:
-                lo = rows[page_size][3]
+                lo = nxt
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
+    async def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RowPage]:
         """Every event at ``position >= from_position``, in position order, never past a running transaction.
 
         Each page flags the rows whose transaction id is below ``pg_snapshot_xmin`` (the oldest
@@ -630,8 +658,9 @@ class PostgresProvider(Provider):
                 if not r[-1]:
                     break
                 safe += 1
-                nxt = r[4] + 1
-                yield make_recorded_event(*r[:-1])
+            if safe:
+                nxt = rows[safe - 1][4] + 1
+                yield RowPage([r[:-1] for r in rows[:safe]])
             if safe == page_size:
                 continue
             if safe == len(rows):

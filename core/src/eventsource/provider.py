@@ -14,7 +14,8 @@ Semantics (checked by :mod:`eventsource.testing`):
   version): if every id of the batch is stored, in order, the original :class:`AppendResult` is
   returned with ``duplicate=True``; any other overlap raises :class:`DuplicateEventError`;
 * ``read_stream`` / ``read_all`` are async iterators holding O(page) memory; ``read_all`` follows the
-  declared ``global_order``;
+  declared ``global_order``; ``read_stream_pages`` / ``read_all_pages`` hand out the same events a page
+  at a time (the manager reads through these; the defaults page the record iterators);
 * ``get_stream_info`` / ``get_event`` / ``get_snapshot`` return ``None`` when absent.
 """
 

@@ -82,15 +82,15 @@ __all__ = [
 
 def __getattr__(name: str) -> object:  # lazy: importing eventsource loads no manager machinery
     if name == "EventSourcingManager":
-        from eventsource.manager import EventSourcingManager  # noqa: PLC0415
+        from eventsource.manager import EventSourcingManager
 
         return EventSourcingManager
     if name == "SyncEventSourcingManager":
-        from eventsource.sync import SyncEventSourcingManager  # noqa: PLC0415
+        from eventsource.sync import SyncEventSourcingManager
 
         return SyncEventSourcingManager
     if name == "ManagerConfig":
-        from eventsource.config import ManagerConfig  # noqa: PLC0415
+        from eventsource.config import ManagerConfig
 
         return ManagerConfig
     raise AttributeError(name)

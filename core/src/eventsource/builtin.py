@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 @hookimpl
 def eventsource_register_providers(registry: ProviderRegistry) -> None:
     """Register the in-memory provider and the embedded SQLite default."""
-    from eventsource.memory import MemoryProvider  # noqa: PLC0415
+    from eventsource.memory import MemoryProvider
 
     registry.add(MemoryProvider, schemes=("memory",))
     from eventsource.sqlite import SqliteProvider
@@ -24,8 +24,8 @@ def eventsource_register_providers(registry: ProviderRegistry) -> None:
 @hookimpl
 def eventsource_register_codecs(registry: CodecRegistry) -> None:
     """Register the JSON serializer, the zlib and brotli compressors and the AES-256-GCM cipher."""
-    from eventsource.codecs.aesgcm import AesGcmCipher  # noqa: PLC0415
-    from eventsource.codecs.builtin import BrotliCompressor, JsonSerializer, ZlibCompressor  # noqa: PLC0415
+    from eventsource.codecs.aesgcm import AesGcmCipher
+    from eventsource.codecs.builtin import BrotliCompressor, JsonSerializer, ZlibCompressor
 
     registry.add_serializer(JsonSerializer())
     registry.add_compressor(ZlibCompressor())
@@ -36,7 +36,7 @@ def eventsource_register_codecs(registry: CodecRegistry) -> None:
 @hookimpl
 def eventsource_register_retention_policies(registry: RetentionRegistry) -> None:
     """Register the max_age, max_count and before_snapshot retention policies."""
-    from eventsource.retention import BUILTIN_POLICIES  # noqa: PLC0415
+    from eventsource.retention import BUILTIN_POLICIES
 
     for policy in BUILTIN_POLICIES:
         registry.add(policy)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields as mf, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, validate, validates_schema
+from marshmallow import fields as mf
 
 from eventsource.errors import ConfigurationError
 
@@ -50,10 +51,17 @@ def parse_duration(value: object) -> float:
     raise ValueError(msg)
 
 
-class Duration(mf.Field):
+if TYPE_CHECKING:  # marshmallow 4 types its fields by value; 3.x fields are not subscriptable at runtime
+    _FloatField = mf.Field[float]
+    _ProvidersBase = mf.Field[dict[str, dict[str, Any]]]
+else:
+    _FloatField = _ProvidersBase = mf.Field
+
+
+class Duration(_FloatField):
     """Marshmallow field for durations in seconds."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:  # noqa: ARG002 - marshmallow's signature
         try:
             return parse_duration(value)
         except ValueError as e:
@@ -80,16 +88,18 @@ class ProviderEntrySchema(Schema):
     """One configured provider: a URL and optional settings."""
 
     class Meta:
+        """Unknown keys of a provider entry are ignored."""
+
         unknown = EXCLUDE
 
     url = mf.String(required=True, validate=validate.Length(min=1))
     settings = mf.Dict(keys=mf.String(), load_default=dict)
 
 
-class ProvidersField(mf.Field):
+class ProvidersField(_ProvidersBase):
     """``{name: url}`` or ``{name: {"url": ..., "settings": {...}}}``."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, dict[str, Any]]:  # noqa: ARG002 - marshmallow's signature
         if not isinstance(value, dict):
             msg = "must be a mapping of provider name to URL"
             raise ValidationError(msg)
@@ -110,6 +120,8 @@ class ManagerConfigSchema(Schema):
     """Marshmallow schema of :class:`ManagerConfig`."""
 
     class Meta:
+        """Unknown configuration keys are errors (a misspelled setting must not pass silently)."""
+
         unknown = "raise"
 
     default_provider = mf.String(allow_none=True)
@@ -234,7 +246,7 @@ class ManagerConfig:
         try:
             loaded = ManagerConfigSchema().load(dict(data))
         except ValidationError as e:
-            messages = e.normalized_messages()
+            messages = e.normalized_messages()  # type: ignore[no-untyped-call]
             name = next(iter(messages)) if isinstance(messages, dict) else "?"
             detail = messages[name] if isinstance(messages, dict) else messages
             if isinstance(detail, list) and len(detail) == 1:

@@ -103,13 +103,13 @@ from eventsource.model import (
     ProviderStats,
     RecordedEvent,
     RowPage,
-    make_event,
-    make_recorded_event,
-    positional_constructor,
     Snapshot,
     SortOrder,
     StreamInfo,
+    make_event,
+    make_recorded_event,
     new_id,
+    positional_constructor,
     utcnow,
 )
 from eventsource.plugins import PluginHost
@@ -1385,7 +1385,7 @@ class EventSourcingManager:
                         failures = 0
                         if not page:
                             continue
-                        if type(page) is RowPage:
+                        if isinstance(page, RowPage):
                             rows, conv = page.rows, page.timestamp
                             tail = rows[-1]
                             fast = not self._upcasters

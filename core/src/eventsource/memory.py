@@ -175,14 +175,14 @@ class MemoryProvider(Provider):
             timestamp=recorded[0].timestamp,
         )
 
-    async def read_stream(  # type: ignore[override]
+    async def read_stream(
         self,
         stream_id: str,
         *,
         from_version: int = 1,
         to_version: int | None = None,
         backwards: bool = False,
-        page_size: int = 500,
+        page_size: int = 500,  # noqa: ARG002 - the stream is in memory: one slice, no pages
     ) -> AsyncIterator[RecordedEvent]:
         """Yield a copy-free slice of the stream."""
         s = self._streams.get(stream_id)
@@ -195,7 +195,7 @@ class MemoryProvider(Provider):
         for ev in reversed(chosen) if backwards else chosen:
             yield ev
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
         """Yield events in position order, a page at a time; sees events appended while iterating."""
         last = from_position - 1
         while True:
@@ -207,7 +207,7 @@ class MemoryProvider(Provider):
                 last = ev.position
                 yield ev
 
-    async def read_stream_pages(  # type: ignore[override]
+    async def read_stream_pages(
         self,
         stream_id: str,
         *,
@@ -229,7 +229,7 @@ class MemoryProvider(Provider):
         for i in range(0, len(chosen), page_size):
             yield chosen[i : i + page_size]
 
-    async def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent]]:  # type: ignore[override]
+    async def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent]]:
         """The events of :meth:`read_all` in slices of ``page_size``; sees events appended while iterating."""
         last = from_position - 1
         while True:

@@ -132,17 +132,17 @@ class PluginHost:
 
     def describe(self) -> list[dict[str, Any]]:
         """Discovered plugins with distribution and version, and what each registered."""
-        rows = []
-        for reg in self.providers:
-            rows.append(
-                {
-                    "type": "provider",
-                    "name": reg.name,
-                    "distribution": reg.distribution,
-                    "version": reg.version,
-                    "schemes": sorted(s for s, k in self.providers.schemes().items() if k == reg.name),
-                }
-            )
+        schemes = self.providers.schemes()
+        rows = [
+            {
+                "type": "provider",
+                "name": reg.name,
+                "distribution": reg.distribution,
+                "version": reg.version,
+                "schemes": sorted(s for s, k in schemes.items() if k == reg.name),
+            }
+            for reg in self.providers
+        ]
         for kind, registry in (
             ("serializer", self.codecs.serializers),
             ("compressor", self.codecs.compressors),

@@ -198,7 +198,7 @@ class Provider(ABC):
         try:
             return dict(cls.settings_schema().load(dict(settings)))
         except MarshmallowValidationError as e:
-            fields = e.normalized_messages()
+            fields = e.normalized_messages()  # type: ignore[no-untyped-call]
             first = next(iter(fields)) if isinstance(fields, dict) else "?"
             msg = f"invalid settings for provider {cls.kind!r}: {fields}"
             raise ConfigurationError(msg, field=first) from e
@@ -322,10 +322,7 @@ class Provider(ABC):
             total += 1
             if descending or offset < total <= offset + limit:
                 window.append(ev)
-        if descending:
-            page = list(reversed(window))[offset : offset + limit]
-        else:
-            page = list(window)
+        page = list(reversed(window))[offset : offset + limit] if descending else list(window)
         return QueryPage(events=page, total_count=total)
 
     # ------------------------------------------------------------------ snapshots

@@ -29,7 +29,7 @@ class Registration(Generic[T]):
 @functools.lru_cache(maxsize=8)
 def _distributions(path: tuple[str, ...]) -> dict[str, list[str]]:
     """Top-level package -> distributions for one ``sys.path`` (the scan reads every installed one)."""
-    from importlib import metadata  # noqa: PLC0415
+    from importlib import metadata
 
     del path  # the cache key: a changed sys.path can bring other distributions
     return dict(metadata.packages_distributions())
@@ -37,7 +37,7 @@ def _distributions(path: tuple[str, ...]) -> dict[str, list[str]]:
 
 def _origin(obj: object) -> tuple[str | None, str | None]:
     """The installed distribution (and version) that ships ``obj``'s top-level package."""
-    from importlib import metadata  # noqa: PLC0415
+    from importlib import metadata
 
     module = getattr(obj, "__module__", None) or type(obj).__module__
     top = module.split(".")[0]
@@ -189,9 +189,10 @@ class LeaseRegistry(_Registry[type]):
             if scheme in self._schemes:
                 msg = f"lease URL scheme {scheme!r} is registered twice"
                 raise PluginLoadError(msg, scheme=scheme)
-        self._add(getattr(lease_class, "kind", ""), lease_class)
+        kind = getattr(lease_class, "kind", "")
+        self._add(kind, lease_class)
         for scheme in schemes:
-            self._schemes[scheme] = lease_class.kind
+            self._schemes[scheme] = kind
 
     def for_url(self, url: str) -> type:
         """The lease class whose scheme matches ``url``."""

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import inspect
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from eventsource.manager import EventSourcingManager
 
@@ -111,7 +111,7 @@ class SyncEventSourcingManager:
         finally:
             self._runner.stop()
 
-    def __enter__(self) -> SyncEventSourcingManager:
+    def __enter__(self) -> Self:
         self._runner.run(self._manager.connect())
         return self
 

@@ -51,6 +51,7 @@ from eventsource.model import (
     ANY,
     NO_STREAM,
     STREAM_EXISTS,
+    Event,
     EventData,
     NewEvent,
     NewSnapshot,
@@ -61,7 +62,7 @@ from eventsource.model import (
 from eventsource.plugins import PluginHost
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from eventsource.provider import Provider
 
@@ -441,7 +442,7 @@ class ProviderSuite:
         with pytest.raises(DuplicateEventError):
             await manager.append_events_batch(stream_id=s, events=[ev(event_id=ids[1]), ev(event_id=ids[0])])
         with pytest.raises(DuplicateEventError):
-            await manager.append_events_batch(stream_id=s, events=[ev(event_id=ids[0])] + [ev()])
+            await manager.append_events_batch(stream_id=s, events=[ev(event_id=ids[0]), ev()])
         assert await self.versions(manager, s) == [1, 2]
 
     async def test_duplicate_ids_inside_one_batch_are_refused(self, manager: EventSourcingManager) -> None:
@@ -520,10 +521,11 @@ class ProviderSuite:
         for _ in range(20):
             await manager.append_events_batch(stream_id=s, events=[ev(data={"p": payload}) for _ in range(100)])
         # 2,000 events of ~4 KB = ~8 MB stored; a paged reader must never hold them all
-        for reader in (
+        readers: tuple[Callable[[], AsyncIterator[Event]], ...] = (
             lambda: manager.read_stream(s, page_size=100),
             lambda: manager.read_all(page_size=100),
-        ):
+        )
+        for reader in readers:
             tracemalloc.start()
             try:
                 tracemalloc.reset_peak()
@@ -581,7 +583,8 @@ class ProviderSuite:
         assert await flat(provider.read_stream_pages(sid("missing"), page_size=5), 5) == []
         if not provider.capabilities.supports("read_all"):
             return
-        first = [e async for e in provider.read_stream(s)][0]
+        stored = [e async for e in provider.read_stream(s)]
+        first = stored[0]
         records = [e async for e in provider.read_all(from_position=first.position, page_size=5)]
         paged = await flat(provider.read_all_pages(from_position=first.position, page_size=5), 5)
         assert [e.event_id for e in paged if e.stream_id == s] == [e.event_id for e in records if e.stream_id == s]
@@ -739,7 +742,8 @@ class ProviderSuite:
 
     async def test_get_events_paging_and_sort_order(self, manager: EventSourcingManager) -> None:
         a, _, _ = await self._seed_query_data(manager)
-        pages, offset = [], 0
+        pages: list[int] = []
+        offset = 0
         while True:
             res = await manager.get_events(limit=5, offset=offset)
             assert res.total_count == 12
@@ -799,7 +803,7 @@ class ProviderSuite:
 
     async def test_declared_unsupported_operations_raise(self, provider: Provider) -> None:
         s = sid()
-        calls = {
+        calls: dict[str, Callable[[], Awaitable[Any]]] = {
             "read_all": lambda: anext(provider.read_all()),
             "get_event": lambda: provider.get_event(str(uuid.uuid4())),
             "delete_stream": lambda: provider.delete_stream(s),
@@ -836,7 +840,7 @@ class ProviderSuite:
             assert res.total_count == 2
             await manager.create_snapshot(stream_id=s, data={"i": i})
             assert (await manager.get_snapshot(s)).data == {"i": i}
-        listed = []
+        listed: list[str] = []
         offset = 0
         while True:
             page = await manager.list_streams(limit=100, offset=offset)

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 import uuid
+from typing import Any
 
 from eventsource.errors import ConcurrencyError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import NewEvent, utcnow
@@ -21,10 +22,14 @@ from eventsource.model import NewEvent, utcnow
 
 def _load(path: str) -> type:
     module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+    cls = getattr(importlib.import_module(module), name)
+    if not isinstance(cls, type):
+        msg = f"{path} is not a class"
+        raise TypeError(msg)
+    return cls
 
 
-async def _race(spec: dict) -> dict:
+async def _race(spec: dict[str, Any]) -> dict[str, Any]:
     cls = _load(spec["provider_class"])
     provider = cls(**spec["spawn_args"])
     await provider.connect()

@@ -41,11 +41,11 @@ import functools
 import json
 import re
 import ssl
-from urllib.parse import urlsplit
 import time
 import uuid
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 from eventsource.errors import (
     ConfigurationError,
@@ -367,18 +367,19 @@ class NatsProvider(Provider):
             self._nc = self._js = None
             raise
 
-    async def _probe_servers(self, timeout: float) -> None:
+    async def _probe_servers(self, limit: float) -> None:
         """Fail at once when no server accepts a TCP connection (refused, unresolvable).
 
         nats-py keeps retrying a refused initial connect until its budget runs out (about 11 s with the
         defaults, times the manager's retries); a server that answers is then connected to as usual.
+        ``limit``: seconds each server gets to accept.
         """
         reasons = []
         for server in self._url.servers:
             parts = urlsplit(server)
             try:
                 _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(parts.hostname, parts.port or 4222), timeout=timeout
+                    asyncio.open_connection(parts.hostname, parts.port or 4222), timeout=limit
                 )
             except (OSError, TimeoutError) as e:
                 reasons.append(f"{parts.hostname}:{parts.port or 4222}: {e.strerror or type(e).__name__}")

@@ -298,9 +298,8 @@ class PostgresProvider(Provider):
         async with self._connect_lock:
             if self._pool is not None:
                 return
-            from psycopg_pool import AsyncConnectionPool
-
             import psycopg
+            from psycopg_pool import AsyncConnectionPool
 
             s = self.settings
             kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": s["prepare_threshold"]}

@@ -10,8 +10,9 @@ WAL mode may lose the last commits on power loss; the ``synchronous`` setting al
 who accept that, and says so).
 
 Global order (``total``). ``position`` is an ``INTEGER PRIMARY KEY AUTOINCREMENT``. Every write runs
-in a ``BEGIN IMMEDIATE`` transaction, which takes the database's single write lock before it reads or
-assigns anything and keeps it until ``COMMIT``. Positions are therefore assigned by one writer at a
+in a write transaction (``BEGIN IMMEDIATE``, or one autocommit write statement, which SQLite starts
+as a write transaction) that takes the database's single write lock before it reads or assigns
+anything and keeps it until it commits. Positions are therefore assigned by one writer at a
 time, each transaction's positions are above every committed one, and they become visible in the
 same order they were assigned: commit order is position order. A reader following ``read_all`` can
 never see position ``p + 1`` committed while ``p`` is still in flight, so it never skips a late
@@ -26,11 +27,12 @@ serialized by SQLite's lock: exactly one wins a race; the other sees the new ver
 wait for them.
 
 Idempotency. ``event_id`` has a unique index (ids are unique store-wide, as in the memory provider).
-The fast path is four statements for one event (``BEGIN IMMEDIATE``; one ``SELECT`` of the
-stream's state, two index seeks; ``INSERT``; ``COMMIT``), and it writes only the event's pages: the
-stream row is written when the stream is created and by retention, never by an append (its version
-is the highest stored event version; see the schema). Only when that fails (a version mismatch or a unique violation) is the transaction rolled
-back and the careful path run, which compares the stored rows under the batch's ids first
+One event at an exact version ``>= 1`` is one autocommit statement, ``INSERT ... SELECT ... WHERE``
+the stream is at ``version - 1`` (two index seeks); any other append takes the fast path of four
+statements (``BEGIN IMMEDIATE``; one ``SELECT`` of the stream's state; ``INSERT``; ``COMMIT``). Both
+write only the event's pages: the stream row is written when the stream is created and by retention,
+never by an append (its version is the highest stored event version; see the schema). Only when
+that fails (a version mismatch or a unique violation) is the careful path run, which compares the stored rows under the batch's ids first
 (:func:`check_duplicate`): an identical retry returns the original result with ``duplicate=True``,
 any other overlap raises :class:`DuplicateEventError`; then the version is checked.
 
@@ -42,7 +44,9 @@ cancellation) does not stop a statement already running: a write still commits o
 whole, and a retried append with the same event ids is then an idempotent no-op.
 
 Reads hold O(page) memory: ``read_stream`` and ``read_all`` run one keyset query per page
-(``version``/``position`` greater than the last one seen, ``LIMIT page_size``).
+(``version``/``position`` greater than the last one seen, ``LIMIT page_size``). The reader thread only
+fetches the rows; the manager gets each page whole as a :class:`~eventsource.model.RowPage` and
+turns the rows into events on the loop (``read_stream_pages`` / ``read_all_pages``).
 
 Deleted streams: ``delete_stream`` removes events, the stream row and snapshots in one transaction;
 the id is reusable from version 0. A stream's version never goes down (retention keeps it).

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import dispose, open_provider, unique_store
-from eventsource.errors import ConcurrencyError, ConfigurationError, DuplicateEventError
-from eventsource.model import ANY, NewEvent, utcnow
+from eventsource.errors import ConcurrencyError, ConfigurationError, DuplicateEventError, StreamExistsError
+from eventsource.model import ANY, NO_STREAM, NewEvent, NewStream, utcnow
 from eventsource.plugins import PluginHost
 from eventsource.testing import HOSTILE_VALID_STREAM_IDS
 from eventsource_nats.naming import MAX_PLAIN_TOKEN, position, split_position, stream_id_of, stream_token
@@ -126,6 +126,56 @@ async def test_retries_after_the_duplicate_window_stay_idempotent(machine_nats_u
         assert [e.version async for e in p.read_stream("s")] == [1, 2]
     finally:
         await dispose(p)
+
+
+async def test_create_stream_and_a_no_stream_append_racing_never_both_win(machine_nats_url: str) -> None:
+    # both read "no such stream" before either writes; the NO_STREAM append claims the id in the
+    # info bucket (KV create) before publishing, so exactly one of the two succeeds every round
+    p = await open_provider(machine_nats_url)
+    other = NatsProvider(**p.spawn_args())
+    await other.connect()
+    try:
+        for r in range(15):
+            sid = f"race-{r}"
+
+            async def create(sid: str = sid) -> str:
+                try:
+                    await p.create_stream(NewStream(stream_id=sid))
+                except StreamExistsError:
+                    return "lost"
+                return "create"
+
+            async def append(sid: str = sid) -> str:
+                try:
+                    await other.append(sid, [new_event()], NO_STREAM)
+                except ConcurrencyError:
+                    return "lost"
+                return "append"
+
+            outcomes = await asyncio.gather(create(), append())
+            assert sorted(outcomes) in (["append", "lost"], ["create", "lost"]), (r, outcomes)
+            versions = [e.version async for e in p.read_stream(sid)]
+            assert versions == ([1] if "append" in outcomes else []), (r, outcomes)
+    finally:
+        await other.close()
+        await dispose(p)
+
+
+async def test_a_no_stream_append_retried_after_it_claimed_the_id_still_succeeds(machine_provider: NatsProvider) -> None:
+    # the claim (the info record naming the append's first event) is in place but the publish never
+    # happened (a lost connection): the retry with the same event ids is not a conflict
+    p = machine_provider
+    first = new_event()
+    assert await p._claim(p._token("s"), "s", None, first)
+    res = await p.append("s", [first], NO_STREAM)
+    assert (res.first_version, res.duplicate) == (1, False)
+    again = await p.append("s", [first], NO_STREAM)
+    assert again.duplicate
+    with pytest.raises(ConcurrencyError):
+        await p.append("s", [new_event()], NO_STREAM)
+    with pytest.raises(StreamExistsError):
+        await p.create_stream(NewStream(stream_id="s"))
+    assert [e.version async for e in p.read_stream("s")] == [1]
 
 
 async def test_health_reports_durability_settings(machine_provider: NatsProvider) -> None:

@@ -121,6 +121,7 @@ class _Tail(NamedTuple):
     version: int
     exists: bool
     stream_seq: int = 0  # last sequence of the whole JetStream stream (stream-wide check only)
+    claim: str | None = None  # id of the first event of the NO_STREAM append that created the (empty) stream
 
 
 class _WrongSequence(Exception):  # noqa: N818 - internal signal, never escapes
@@ -641,16 +642,18 @@ class NatsProvider(Provider):
             tail = _Tail(int(last.seq), version, exists=True, stream_seq=max(stream_seq, int(last.seq)))
         else:
             known = int(info.get("known_version", 0)) if info else 0
-            tail = _Tail(0, known, exists=info is not None, stream_seq=stream_seq)
+            claim = info.get("claim") if info else None
+            tail = _Tail(0, known, exists=info is not None, stream_seq=stream_seq, claim=claim)
         self._tails[token] = tail
         return tail
 
     @staticmethod
-    def _satisfied(expected: Expected, tail: _Tail) -> bool:
+    def _satisfied(expected: Expected, tail: _Tail, first_id: str) -> bool:
         if expected == ExpectedVersion.ANY:
             return True
         if expected == ExpectedVersion.NO_STREAM:
-            return not tail.exists
+            # a stream this very append claimed (and has not written yet: a retry) still counts as new
+            return not tail.exists or (tail.seq == 0 and tail.claim == first_id)
         if expected == ExpectedVersion.STREAM_EXISTS:
             return tail.exists
         return tail.version == expected
@@ -686,8 +689,9 @@ class NatsProvider(Provider):
         fresh = tail is None
         if tail is None:
             tail = await self._fetch_tail(token)
+        first_id = events[0].event_id
         for _ in range(200):
-            if not self._satisfied(expected, tail):
+            if not self._satisfied(expected, tail, first_id):
                 if not fresh:
                     tail, fresh = await self._fetch_tail(token), True
                     continue
@@ -696,6 +700,13 @@ class NatsProvider(Provider):
                 if dup is not None:
                     return dup
                 check_expected(sid, expected, exists=tail.exists, version=tail.version)
+            if expected == ExpectedVersion.NO_STREAM and not tail.exists and not self._stream_wide:
+                # claim the id in the info bucket first (KV create: one creator wins), so a create_stream
+                # or another NO_STREAM append racing this one loses instead of both succeeding
+                if not await self._claim(token, sid, stream, events[0]):
+                    tail, fresh = await self._fetch_tail(token), True
+                    continue
+                tail = tail._replace(exists=True, claim=first_id)
             try:
                 result = await self._write(sid, token, events, tail)
             except _WrongSequence:
@@ -718,8 +729,10 @@ class NatsProvider(Provider):
         msg = f"append to {sid!r}: the stream kept changing under contention"
         raise ProviderTimeoutError(msg, stream_id=sid)
 
-    async def _create_info(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> None:
-        info = {
+    @staticmethod
+    def _implicit_info(sid: str, stream: NewStream | None, first: NewEvent) -> dict[str, Any]:
+        """The info record of a stream created by its first append."""
+        return {
             "id": sid,
             "name": stream.name if stream else None,
             "aggregate_id": stream.aggregate_id if stream else first.aggregate_id,
@@ -729,6 +742,21 @@ class NatsProvider(Provider):
             "removed": 0,
             "known_version": 0,
         }
+
+    async def _claim(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> bool:
+        """Create the stream's info record naming ``first`` as its creator; ``False`` if one exists already."""
+        import nats.js.errors
+
+        info = self._implicit_info(sid, stream, first)
+        info["claim"] = first.event_id
+        try:
+            await self._kv[self.names.info_bucket].create(token, json.dumps(info).encode())
+        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+            return False
+        return True
+
+    async def _create_info(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> None:
+        info = self._implicit_info(sid, stream, first)
         # create-if-absent (expected subject sequence 0) without waiting for the ack: a stream created
         # concurrently keeps its record, and a lost record is rebuilt from the first event on read
         subject = f"$KV.{self.names.info_bucket}.{token}"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 
 import pytest
-
 from eventsource import ConfigurationError, Event, EventData, ValidationError
 from eventsource.errors import ProviderNotFoundError
 from eventsource.manager import EventSourcingManager
@@ -77,7 +77,7 @@ async def test_request_objects_and_keywords_are_equivalent_and_exclusive() -> No
 
 
 async def test_compression_descriptor_keeps_old_events_readable() -> None:
-    store = "memory://compress-shared"
+    store = f"memory://compress-{uuid.uuid4().hex}"
     async with EventSourcingManager({"providers": {"m": store}}, host=HOST) as plain:
         await plain.append_event(stream_id="s", event_type="E", data={"x": "a" * 5000})
     cfg = {"providers": {"m": store}, "compression": "brotli", "compression_threshold": 100}

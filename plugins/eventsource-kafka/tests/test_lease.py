@@ -76,10 +76,12 @@ _WRITER = textwrap.dedent(
         written = []
         try:
             for i in range(spec["appends"]):
+                # one event per append, kept across retries: an attempt that landed but timed out is
+                # then found by its id (duplicate) and counted once, not written again as another event
+                ev = NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())
                 while True:
                     info = await p.get_stream_info(spec["stream"])
                     version = info.version if info else 0
-                    ev = NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())
                     try:
                         r = await p.append(spec["stream"], [ev], version)
                     except ConcurrencyError:

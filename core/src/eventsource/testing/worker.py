@@ -59,9 +59,10 @@ async def _race(spec: dict[str, Any]) -> dict[str, Any]:
                     busy += 1
                     await asyncio.sleep(0.005)
                     continue
-                if not res.duplicate:
-                    won.append(res.first_version)
-                    ids.append(eid)
+                # duplicate: an earlier attempt of this very append landed but its reply was lost (the
+                # id is fresh for every round, so nobody else can have written it): still a win
+                won.append(res.first_version)
+                ids.append(eid)
                 break
     finally:
         await provider.close()

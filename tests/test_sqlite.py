@@ -9,7 +9,7 @@ import random
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.errors import (
@@ -19,8 +19,10 @@ from eventsource.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from eventsource.model import NO_STREAM, EventFilter, NewEvent, NewStream, RecordedEvent, utcnow
+from eventsource.manager import EventSourcingManager
+from eventsource.model import NO_STREAM, EventData, EventFilter, NewEvent, NewStream, RecordedEvent, utcnow
 from eventsource.plugins import PluginHost
+from eventsource.provider import Provider
 from eventsource.sqlite import (
     SCHEMA_VERSION,
     SqliteProvider,
@@ -290,6 +292,29 @@ async def test_single_appends_at_an_exact_version_check_it_in_their_one_statemen
         assert info.version == 3
     finally:
         await p.close()
+
+
+async def test_a_subclass_wrapping_read_stream_is_read_through_by_the_manager(tmp_path: Path) -> None:
+    # docs/writing-a-provider.md: a subclass that overrides read_stream sets read_stream_pages back to
+    # the default page view, which pages its read_stream; SQLite's own record view must not recurse
+    seen: list[int] = []
+
+    class Traced(SqliteProvider):
+        read_stream_pages = Provider.read_stream_pages  # type: ignore[assignment]
+
+        async def read_stream(self, stream_id: str, **kw: Any) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+            async for rec in super().read_stream(stream_id, **kw):
+                seen.append(rec.version)
+                yield rec
+
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(Traced(f"sqlite:///{tmp_path}/t.db"), name="t", default=True)
+    try:
+        await m.append_events_batch(stream_id="s", events=[EventData("E", {"i": i}) for i in range(3)])
+        assert [e.data["i"] async for e in m.read_stream("s")] == [0, 1, 2]
+        assert seen == [1, 2, 3]
+    finally:
+        await m.close()
 
 
 async def test_the_event_loop_keeps_running_while_sqlite_waits(tmp_path: Path) -> None:

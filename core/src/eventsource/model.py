@@ -498,11 +498,11 @@ def positional_constructor(cls: type[T]) -> Callable[..., T]:
     namespace: dict[str, Any] = {"_cls": cls, "_slots": slots, "__name__": cls.__module__}
     exec(src, namespace)  # noqa: S102 - generated from the dataclass's own field names, as dataclasses does
     make = namespace["make"]
-    try:  # the layouts must match for the __class__ switch; otherwise the plain constructor
+    try:  # the layouts must match for the __class__ switch, and the plain constructor take every field
         probe = make(*range(len(names)))
+        if type(probe) is not cls or probe != cls(*range(len(names))):
+            return cls
     except TypeError:
-        return cls
-    if type(probe) is not cls or probe != cls(*range(len(names))):
         return cls
     make.__doc__ = f"Build a {cls.__name__} from all of its fields, positionally (fast path)."
     return make  # type: ignore[no-any-return]

@@ -976,13 +976,16 @@ class SqliteProvider(Provider):
         page_size: int = 500,
     ) -> AsyncIterator[RecordedEvent]:
         """The events of :meth:`read_stream_pages`, one record at a time."""
+        # this class's own page view, even when a subclass swaps read_stream_pages (no recursion)
         return _records_of(
-            self.read_stream_pages(stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size)
+            SqliteProvider.read_stream_pages(
+                self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+            )
         )
 
     def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
         """The events of :meth:`read_all_pages`, one record at a time."""
-        return _records_of(self.read_all_pages(from_position=from_position, page_size=page_size))
+        return _records_of(SqliteProvider.read_all_pages(self, from_position=from_position, page_size=page_size))
 
     def read_stream_pages(
         self,

@@ -178,6 +178,35 @@ async def test_a_no_stream_append_retried_after_it_claimed_the_id_still_succeeds
     assert [e.version async for e in p.read_stream("s")] == [1]
 
 
+async def test_a_failed_no_stream_append_leaves_no_stream_behind(machine_nats_url: str) -> None:
+    # the claim is given back when the append fails, and an emptied stream is never "new" again
+    p = await open_provider(machine_nats_url, duplicate_window=1.0)
+    other = NatsProvider(**p.spawn_args())
+    await other.connect()
+    try:
+        taken = new_event()
+        await p.append("a", [taken], NO_STREAM)
+        with pytest.raises(DuplicateEventError):
+            await other.append("b", [taken], NO_STREAM)  # the id is stored in stream a
+        assert await other.get_stream_info("b") is None
+        assert (await other.append("b", [new_event()], NO_STREAM)).first_version == 1
+
+        first = new_event()
+        await p.append("c", [first], NO_STREAM)
+        await p.append("c", [new_event()], 1)
+        assert await p.truncate_stream("c", 3) == 2  # version 2, no events left
+        await asyncio.sleep(1.5)  # past the server's duplicate window
+        p._tails.clear()
+        with pytest.raises(ConcurrencyError):
+            await p.append("c", [new_event(event_id=first.event_id)], NO_STREAM)
+        info = await p.get_stream_info("c")
+        assert info is not None
+        assert (info.version, info.event_count) == (2, 0)
+    finally:
+        await other.close()
+        await dispose(p)
+
+
 async def test_health_reports_durability_settings(machine_provider: NatsProvider) -> None:
     h = await machine_provider.health()
     assert h.healthy

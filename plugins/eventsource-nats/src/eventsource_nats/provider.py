@@ -653,7 +653,7 @@ class NatsProvider(Provider):
             return True
         if expected == ExpectedVersion.NO_STREAM:
             # a stream this very append claimed (and has not written yet: a retry) still counts as new
-            return not tail.exists or (tail.seq == 0 and tail.claim == first_id)
+            return not tail.exists or (tail.seq == 0 and tail.version == 0 and tail.claim == first_id)
         if expected == ExpectedVersion.STREAM_EXISTS:
             return tail.exists
         return tail.version == expected
@@ -700,15 +700,24 @@ class NatsProvider(Provider):
                 if dup is not None:
                     return dup
                 check_expected(sid, expected, exists=tail.exists, version=tail.version)
+            claim: int | None = None
             if expected == ExpectedVersion.NO_STREAM and not tail.exists and not self._stream_wide:
                 # claim the id in the info bucket first (KV create: one creator wins), so a create_stream
                 # or another NO_STREAM append racing this one loses instead of both succeeding
-                if not await self._claim(token, sid, stream, events[0]):
+                claim = await self._claim(token, sid, stream, events[0])
+                if claim is None:
                     tail, fresh = await self._fetch_tail(token), True
                     continue
                 tail = tail._replace(exists=True, claim=first_id)
             try:
-                result = await self._write(sid, token, events, tail)
+                try:
+                    result = await self._write(sid, token, events, tail)
+                except BaseException:
+                    if claim is not None:
+                        # lost, failed, or unknown (a timeout): give the id back, so an append that did not
+                        # happen leaves no empty stream behind (one that did gets its record from its first event)
+                        await self._unclaim(token, claim)
+                    raise
             except _WrongSequence:
                 before = tail
                 tail, fresh = await self._fetch_tail(token), True
@@ -743,17 +752,20 @@ class NatsProvider(Provider):
             "known_version": 0,
         }
 
-    async def _claim(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> bool:
-        """Create the stream's info record naming ``first`` as its creator; ``False`` if one exists already."""
+    async def _claim(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> int | None:
+        """Create the stream's info record naming ``first`` as its creator: its revision, or ``None`` if one exists."""
         import nats.js.errors
 
         info = self._implicit_info(sid, stream, first)
         info["claim"] = first.event_id
         try:
-            await self._kv[self.names.info_bucket].create(token, json.dumps(info).encode())
+            return int(await self._kv[self.names.info_bucket].create(token, json.dumps(info).encode()))
         except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
-            return False
-        return True
+            return None
+
+    async def _unclaim(self, token: str, revision: int) -> None:
+        """Delete a claim record if it is still at ``revision`` (best effort: nothing else to do on failure)."""
+        await _quiet(self._kv[self.names.info_bucket].delete(token, last=revision))
 
     async def _create_info(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> None:
         info = self._implicit_info(sid, stream, first)
@@ -1562,6 +1574,7 @@ class NatsProvider(Provider):
             info, rev = await self._info_get(token)
             if info is None:
                 info = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}}
+            info.pop("claim", None)  # the stream has had events: no append can count as its creator any more
             info["removed"] = int(info.get("removed", 0)) + removed
             info["known_version"] = max(int(info.get("known_version", 0)), version)
             try:

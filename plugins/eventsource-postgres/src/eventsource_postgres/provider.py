@@ -17,6 +17,7 @@ How the contract maps onto the database (the plugin README explains the global o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 from functools import partial
 from time import monotonic
@@ -595,17 +596,22 @@ class PostgresProvider(Provider):
         page_size: int = 500,
     ) -> AsyncIterator[RecordedEvent]:
         """The events of :meth:`read_stream_pages`, one record at a time."""
-        async for page in self.read_stream_pages(
-            stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
-        ):
-            for r in page.rows:
-                yield make_recorded_event(*r)
+        # this class's own page view, even when a subclass swaps read_stream_pages (no recursion)
+        pages = PostgresProvider.read_stream_pages(
+            self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+        )
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                for r in page.rows:
+                    yield make_recorded_event(*r)
 
     async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
         """The events of :meth:`read_all_pages`, one record at a time."""
-        async for page in self.read_all_pages(from_position=from_position, page_size=page_size):
-            for r in page.rows:
-                yield make_recorded_event(*r)
+        pages = PostgresProvider.read_all_pages(self, from_position=from_position, page_size=page_size)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                for r in page.rows:
+                    yield make_recorded_event(*r)
 
     async def read_stream_pages(
         self,

@@ -319,8 +319,8 @@ class Runner:
 
     async def single_append(self, m: EventSourcingManager) -> None:
         """Single appends with exact expected versions, alternating lib and raw; per-call latency."""
-        lib_s, raw_s = new_stream("lib-one"), new_stream("raw-one")
-        v = {"lib": 0, "raw": 0}
+        lib_s = new_stream("lib-one")
+        v = {"lib": 0}
 
         async def lib(i: int) -> float:
             data = payload(i)
@@ -330,49 +330,44 @@ class Runner:
             v["lib"] += 1
             return elapsed
 
+        quantiles = await self._latencies(lib, self.b.raw_append, "raw-one", (0.5, 0.95))
+        self._record("append_p50", *quantiles[0.5])
+        self._record("append_p95", *quantiles[0.95])
+        offloop = self.b.raw_append_offloop
+        if offloop is not None:
+            hop = (await self._latencies(lib, offloop, "raw-hop", (0.5,)))[0.5]
+            self._record("append_p50_offloop", *hop, note="raw = the same INSERT on a worker thread")
+
+    async def _latencies(
+        self,
+        lib: Callable[[int], Awaitable[float]],
+        raw_append: Callable[[str, int, RawEvent], Awaitable[None]],
+        raw_prefix: str,
+        qs: tuple[float, ...],
+    ) -> dict[float, tuple[list[float], list[float], list[float]]]:
+        """Per quantile: lib, raw (ms) and ratio per round of single appends, lib alternating with ``raw_append``."""
+        raw_s = new_stream(raw_prefix)
+        version = 0
+
         async def raw(i: int) -> float:
+            nonlocal version
             data = payload(i)
             t = time.perf_counter()
-            await self.b.raw_append(raw_s, v["raw"] + 1, stamp(data))
+            await raw_append(raw_s, version + 1, stamp(data))
             elapsed = time.perf_counter() - t
-            v["raw"] += 1
+            version += 1
             return elapsed
 
         await self._alternate(10, lib, raw, 0)  # warm-up: statements prepared, files grown
-        p50: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
-        p95: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
+        out: dict[float, tuple[list[float], list[float], list[float]]] = {q: ([], [], []) for q in qs}
         for rep in range(self.o.repetitions):
             lat = await self._alternate(self.o.appends, lib, raw, rep)
-            for d, q in ((p50, 0.5), (p95, 0.95)):
+            for q in qs:
                 lib_q, raw_q = percentile(lat["lib"], q) * 1e3, percentile(lat["raw"], q) * 1e3
-                d["lib"].append(lib_q)
-                d["raw"].append(raw_q)
-                d["r"].append(lib_q / raw_q)
-        self._record("append_p50", p50["lib"], p50["raw"], p50["r"])
-        self._record("append_p95", p95["lib"], p95["raw"], p95["r"])
-        offloop = self.b.raw_append_offloop
-        if offloop is None:
-            return
-        hop_s = new_stream("raw-hop")
-
-        async def raw_hop(i: int) -> float:
-            data = payload(i)
-            t = time.perf_counter()
-            await offloop(hop_s, v["hop"] + 1, stamp(data))
-            elapsed = time.perf_counter() - t
-            v["hop"] += 1
-            return elapsed
-
-        v["hop"] = 0
-        await self._alternate(10, lib, raw_hop, 0)
-        hop: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
-        for rep in range(self.o.repetitions):
-            lat = await self._alternate(self.o.appends, lib, raw_hop, rep)
-            lib_q, raw_q = percentile(lat["lib"], 0.5) * 1e3, percentile(lat["raw"], 0.5) * 1e3
-            hop["lib"].append(lib_q)
-            hop["raw"].append(raw_q)
-            hop["r"].append(lib_q / raw_q)
-        self._record("append_p50_offloop", hop["lib"], hop["raw"], hop["r"], note="raw = the same INSERT on a worker thread")
+                out[q][0].append(lib_q)
+                out[q][1].append(raw_q)
+                out[q][2].append(lib_q / raw_q)
+        return out
 
     async def batch(self, m: EventSourcingManager) -> None:
         """Batches of 100 events to one stream, alternating lib and raw batch by batch; events/s."""

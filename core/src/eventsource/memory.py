@@ -22,7 +22,7 @@ from eventsource.model import (
     StreamInfo,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, records_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -175,37 +175,25 @@ class MemoryProvider(Provider):
             timestamp=recorded[0].timestamp,
         )
 
-    async def read_stream(
+    def read_stream(
         self,
         stream_id: str,
         *,
         from_version: int = 1,
         to_version: int | None = None,
         backwards: bool = False,
-        page_size: int = 500,  # noqa: ARG002 - the stream is in memory: one slice, no pages
+        page_size: int = 500,
     ) -> AsyncIterator[RecordedEvent]:
-        """Yield a copy-free slice of the stream."""
-        s = self._streams.get(stream_id)
-        if s is None:
-            return
-        evs = s.events
-        lo = bisect.bisect_left(evs, from_version, key=lambda e: e.version)
-        hi = len(evs) if to_version is None else bisect.bisect_right(evs, to_version, key=lambda e: e.version)
-        chosen = evs[lo:hi]
-        for ev in reversed(chosen) if backwards else chosen:
-            yield ev
+        """The events of :meth:`read_stream_pages`, one at a time (this class's own page view)."""
+        return records_of(
+            MemoryProvider.read_stream_pages(
+                self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+            )
+        )
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
-        """Yield events in position order, a page at a time; sees events appended while iterating."""
-        last = from_position - 1
-        while True:
-            log = self._log
-            i = bisect.bisect_right(log, last, key=lambda e: e.position)
-            if i >= len(log):
-                return
-            for ev in log[i : i + page_size]:
-                last = ev.position
-                yield ev
+    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
+        """The events of :meth:`read_all_pages`, one at a time; sees events appended while iterating."""
+        return records_of(MemoryProvider.read_all_pages(self, from_position=from_position, page_size=page_size))
 
     async def read_stream_pages(
         self,
@@ -216,7 +204,7 @@ class MemoryProvider(Provider):
         backwards: bool = False,
         page_size: int = 500,
     ) -> AsyncIterator[Sequence[RecordedEvent]]:
-        """The events of :meth:`read_stream` in slices of ``page_size``."""
+        """The stream's events (a copy-free slice of its list) in slices of ``page_size``."""
         s = self._streams.get(stream_id)
         if s is None:
             return
@@ -230,7 +218,7 @@ class MemoryProvider(Provider):
             yield chosen[i : i + page_size]
 
     async def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent]]:
-        """The events of :meth:`read_all` in slices of ``page_size``; sees events appended while iterating."""
+        """Events in position order, in slices of ``page_size``; sees events appended while iterating."""
         last = from_position - 1
         while True:
             log = self._log

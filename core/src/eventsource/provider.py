@@ -372,3 +372,21 @@ async def _single_pages(records: AsyncIterator[RecordedEvent]) -> AsyncIterator[
         aclose = getattr(records, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def records_of(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> AsyncIterator[RecordedEvent]:
+    """The events of a page view, one record at a time: a record view built on a page view.
+
+    A provider that implements ``read_stream_pages`` / ``read_all_pages`` gets its ``read_stream`` /
+    ``read_all`` from this (calling its own class's page view by name, so that a subclass swapping
+    the page view cannot recurse). The page iterator is closed when this one is.
+    """
+    try:
+        async for page in pages:
+            for rec in page.records() if isinstance(page, RowPage) else page:
+                yield rec
+    finally:
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
+

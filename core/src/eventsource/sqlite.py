@@ -66,7 +66,6 @@ import sqlite3
 import threading
 import time
 import weakref
-from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from operator import attrgetter
@@ -99,10 +98,11 @@ from eventsource.model import (
     RecordedEvent,
     RowPage,
     StreamInfo,
+    make_recorded_event,
     positional_constructor,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, records_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -287,84 +287,9 @@ def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-_RECORD_FIELDS = (
-    "event_id",
-    "stream_id",
-    "event_type",
-    "version",
-    "position",
-    "data",
-    "metadata",
-    "encoding",
-    "timestamp",
-    "correlation_id",
-    "causation_id",
-    "user_id",
-    "tenant_id",
-    "aggregate_id",
-    "aggregate_type",
-)
-"""Field order of :class:`RecordedEvent`, which :data:`_EVENT_COLS` follows."""
-
-
-def _record_factory() -> Callable[[Any], RecordedEvent]:
-    """A row-to-:class:`RecordedEvent` function, about three times as fast as the dataclass constructor.
-
-    Reads build one record per row, so this is on the hot path. As in
-    :func:`~eventsource.model.positional_constructor`, a plain class with :class:`RecordedEvent`'s
-    slots is filled by ordinary attribute stores and then becomes a :class:`RecordedEvent` (equal,
-    hashable, immutable afterwards); the timestamp's conversion (:func:`from_us`'s fast path) is
-    inlined. If the model ever stops matching (fields added or reordered, a ``__post_init__``, other
-    slots) the plain constructor is used.
-    """
-    cls = RecordedEvent
-    names = tuple(f.name for f in dataclass_fields(cls))
-
-    def plain(r: Any) -> RecordedEvent:
-        return cls(*(*r[:8], from_us(r[8]), *r[9:]))
-
-    slots: tuple[str, ...] = getattr(cls, "__slots__", ())
-    if names != _RECORD_FIELDS or hasattr(cls, "__post_init__") or sorted(slots) != sorted(names):
-        return plain
-    lo, hi = -_FLOAT_EXACT_US, _FLOAT_EXACT_US
-
-    class _Row:
-        __slots__ = slots
-
-        def __init__(self, r: Any) -> None:
-            # unpacked once (cheaper than 15 subscripts); from_us's fast path inlined (one call less per row)
-            (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14) = r
-            self.event_id = a0
-            self.stream_id = a1
-            self.event_type = a2
-            self.version = a3
-            self.position = a4
-            self.data = a5
-            self.metadata = a6
-            self.encoding = a7
-            self.timestamp = _fromtimestamp(a8 / 1e6, UTC) if lo < a8 < hi else from_us(a8)
-            self.correlation_id = a9
-            self.causation_id = a10
-            self.user_id = a11
-            self.tenant_id = a12
-            self.aggregate_id = a13
-            self.aggregate_type = a14
-
-    def fast(r: Any) -> RecordedEvent:
-        o = _Row(r)
-        o.__class__ = cls  # type: ignore[assignment]
-        return o  # type: ignore[return-value]
-
-    probe = (*map(str, range(8)), 1, *map(str, range(9, 15)))
-    try:
-        if fast(probe) != plain(probe):
-            return plain
-    except TypeError:
-        return plain
-    return fast
-
-
-_record = _record_factory()
+def _record(r: Any) -> RecordedEvent:
+    """A row in :data:`_EVENT_COLS` order (RecordedEvent's field order) as a record."""
+    return make_recorded_event(*r[:8], from_us(r[8]), *r[9:])
 
 
 def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
@@ -375,16 +300,6 @@ def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
 def _fetch_rows(sql: str, args: tuple[Any, ...], db: sqlite3.Connection) -> list[tuple[Any, ...]]:
     """One page of rows in :data:`_EVENT_COLS` order (runs on a provider thread)."""
     return db.execute(sql, args).fetchall()  # fetchall: about 8% faster than iterating
-
-
-async def _records_of(pages: AsyncIterator[RowPage]) -> AsyncIterator[RecordedEvent]:
-    """The records of ``pages``, one at a time (the pages' iterator is closed when this one is)."""
-    try:
-        async for page in pages:
-            for rec in map(_record, page.rows):
-                yield rec
-    finally:
-        await pages.aclose()  # type: ignore[attr-defined]
 
 
 _OPTIONAL = attrgetter("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")
@@ -864,27 +779,28 @@ class SqliteProvider(Provider):
         write transaction), so nothing can slip in between the check and the insert.
         """
         if len(events) == 1 and expected >= 1:
-            sql, rows = _event_rows(stream_id, events, expected + 1)
-            try:
-                cur = db.execute(SQL_APPEND_AT_SHORT if sql is SQL_INSERT_EVENT_SHORT else SQL_APPEND_AT, rows[0])
-            except sqlite3.IntegrityError:
-                cur = None  # the id is taken (a retry?): the careful path decides
-            if cur is not None and cur.rowcount == 1:
-                ev = events[0]
-                # positional, in AppendResult's field order (see _append_tx)
-                return _make_append_result(stream_id, expected + 1, expected + 1, (cur.lastrowid,), (ev.event_id,), ev.timestamp, False)  # noqa: FBT003
-            result = self._append_tx(db, stream_id, events, expected, stream, careful=True)
-            if result is None:  # pragma: no cover - the careful path returns or raises
-                msg = "unreachable: the careful append path always decides"
-                raise AssertionError(msg)
-            return result
-        result = self._append_tx(db, stream_id, events, expected, stream, careful=False)
+            result = self._append_at(db, stream_id, events[0], expected + 1)
+        else:
+            result = self._append_tx(db, stream_id, events, expected, stream, careful=False)
         if result is None:
             result = self._append_tx(db, stream_id, events, expected, stream, careful=True)
         if result is None:  # pragma: no cover - the careful path returns or raises
             msg = "unreachable: the careful append path always decides"
             raise AssertionError(msg)
         return result
+
+    @staticmethod
+    def _append_at(db: sqlite3.Connection, stream_id: str, event: NewEvent, version: int) -> AppendResult | None:
+        """``event`` as ``version`` in one autocommit statement; ``None`` when the careful path must decide."""
+        sql, rows = _event_rows(stream_id, (event,), version)
+        try:
+            cur = db.execute(SQL_APPEND_AT_SHORT if sql is SQL_INSERT_EVENT_SHORT else SQL_APPEND_AT, rows[0])
+        except sqlite3.IntegrityError:
+            return None  # the id is taken (a retry?)
+        if cur.rowcount != 1:
+            return None  # the stream is not at version - 1 (or does not exist)
+        # positional, in AppendResult's field order (see _append_tx)
+        return _make_append_result(stream_id, version, version, (cur.lastrowid,), (event.event_id,), event.timestamp, False)  # noqa: FBT003
 
     def _append_tx(
         self,
@@ -977,7 +893,7 @@ class SqliteProvider(Provider):
     ) -> AsyncIterator[RecordedEvent]:
         """The events of :meth:`read_stream_pages`, one record at a time."""
         # this class's own page view, even when a subclass swaps read_stream_pages (no recursion)
-        return _records_of(
+        return records_of(
             SqliteProvider.read_stream_pages(
                 self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
             )
@@ -985,7 +901,7 @@ class SqliteProvider(Provider):
 
     def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
         """The events of :meth:`read_all_pages`, one record at a time."""
-        return _records_of(SqliteProvider.read_all_pages(self, from_position=from_position, page_size=page_size))
+        return records_of(SqliteProvider.read_all_pages(self, from_position=from_position, page_size=page_size))
 
     def read_stream_pages(
         self,

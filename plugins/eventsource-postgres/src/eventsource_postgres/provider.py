@@ -17,7 +17,6 @@ How the contract maps onto the database (the plugin README explains the global o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import select
 from functools import partial
 from time import monotonic
@@ -42,10 +41,9 @@ from eventsource.model import (
     RecordedEvent,
     RowPage,
     StreamInfo,
-    make_recorded_event,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, records_of
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND, POSITION_SHIFT, Names, migrate
@@ -586,7 +584,7 @@ class PostgresProvider(Provider):
         rows = await self._call("append", lambda c: self._fetchall(c, self._sql.events_by_ids, [ids]), retry=True)
         return {r[0]: RecordedEvent(*r) for r in rows}
 
-    async def read_stream(
+    def read_stream(
         self,
         stream_id: str,
         *,
@@ -595,23 +593,16 @@ class PostgresProvider(Provider):
         backwards: bool = False,
         page_size: int = 500,
     ) -> AsyncIterator[RecordedEvent]:
-        """The events of :meth:`read_stream_pages`, one record at a time."""
-        # this class's own page view, even when a subclass swaps read_stream_pages (no recursion)
-        pages = PostgresProvider.read_stream_pages(
-            self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+        """The events of :meth:`read_stream_pages`, one record at a time (this class's own page view)."""
+        return records_of(
+            PostgresProvider.read_stream_pages(
+                self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+            )
         )
-        async with contextlib.aclosing(pages):
-            async for page in pages:
-                for r in page.rows:
-                    yield make_recorded_event(*r)
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
+    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
         """The events of :meth:`read_all_pages`, one record at a time."""
-        pages = PostgresProvider.read_all_pages(self, from_position=from_position, page_size=page_size)
-        async with contextlib.aclosing(pages):
-            async for page in pages:
-                for r in page.rows:
-                    yield make_recorded_event(*r)
+        return records_of(PostgresProvider.read_all_pages(self, from_position=from_position, page_size=page_size))
 
     async def read_stream_pages(
         self,

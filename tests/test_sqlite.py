@@ -504,3 +504,33 @@ async def test_stream_info_stays_exact_when_retention_removes_the_newest_and_mid
     streams, total = await store.list_streams(limit=10, offset=0)
     assert total == 1
     assert (streams[0].version, streams[0].event_count) == (7, 0)
+
+
+def test_statements_use_only_plain_question_mark_placeholders() -> None:
+    """``:name`` placeholders bound from a sequence warn from Python 3.12 (an error from 3.14), and
+    3.12.0-3.12.3 warn on numbered ``?NNN`` ones too: every statement the provider sends uses plain ``?``."""
+    import re
+
+    import eventsource.sqlite as module
+
+    numbered = re.compile(r"\?\d|(?<![:\w]):[A-Za-z_]")
+    statement = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b")
+    statements = {k: v for k, v in vars(module).items() if isinstance(v, str) and statement.match(v)}
+    assert len(statements) > 10  # the check sees the statement constants
+    offending = {k: v for k, v in statements.items() if numbered.search(v)}
+    assert not offending, offending
+
+
+async def test_appends_and_state_reads_raise_no_deprecation_warning(store: SqliteProvider) -> None:
+    """The one-statement append, the transaction path and the stream-state read, warnings as errors
+    (on the writer thread too: the filter list is process-wide)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        await store.append("s", [new_event(1)], NO_STREAM)
+        await store.append("s", [new_event(2)], 1)
+        await store.append("s", [new_event(3), new_event(4)], 2)
+    info = await store.get_stream_info("s")
+    assert info is not None
+    assert info.version == 4

@@ -193,7 +193,10 @@ _SNAP_COLS = (
     "snapshot_id, stream_id, version, data, metadata, encoding, created_at, aggregate_id, aggregate_type, position"
 )
 
-SQL_STREAM_STATE = "SELECT version_floor, (SELECT MAX(version) FROM es_events WHERE stream_id = ?1) FROM es_streams WHERE stream_id = ?1"
+# Only plain ``?`` placeholders: ``sqlite3`` on Python 3.12.0-3.12.3 takes numbered ``?NNN`` ones bound from a
+# sequence for "named" ones and warns (a DeprecationWarning that -W error turns into a failed append), so a
+# parameter used twice is passed twice.
+SQL_STREAM_STATE = "SELECT version_floor, (SELECT MAX(version) FROM es_events WHERE stream_id = ?) FROM es_streams WHERE stream_id = ?"
 SQL_INSERT_EVENT = (
     "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
     "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
@@ -204,19 +207,20 @@ SQL_INSERT_EVENT_SHORT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _AT_VERSION = (
-    "WHERE (SELECT MAX(version_floor, IFNULL((SELECT MAX(version) FROM es_events WHERE stream_id = ?2), 0)) "
-    "FROM es_streams WHERE stream_id = ?2) = ?4 - 1"
+    "WHERE (SELECT MAX(version_floor, IFNULL((SELECT MAX(version) FROM es_events WHERE stream_id = ?), 0)) "
+    "FROM es_streams WHERE stream_id = ?) = ? - 1"
 )
 SQL_APPEND_AT = (
     "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
     "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
-    f"SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14 {_AT_VERSION}"
+    f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
 )
 """One event at an exact version, in one autocommit statement: inserted only if the stream is at
-``version - 1`` (the same check as :data:`SQL_STREAM_STATE` + :func:`check_expected`)."""
+``version - 1`` (the same check as :data:`SQL_STREAM_STATE` + :func:`check_expected`). Parameters: the
+event's row, then stream id, stream id, version (for :data:`_AT_VERSION`)."""
 SQL_APPEND_AT_SHORT = (
     "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp) "
-    f"SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 {_AT_VERSION}"
+    f"SELECT ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
 )
 SQL_LAST_ROWID = "SELECT last_insert_rowid()"
 SQL_INSERT_STREAM = (
@@ -794,7 +798,8 @@ class SqliteProvider(Provider):
         """``event`` as ``version`` in one autocommit statement; ``None`` when the careful path must decide."""
         sql, rows = _event_rows(stream_id, (event,), version)
         try:
-            cur = db.execute(SQL_APPEND_AT_SHORT if sql is SQL_INSERT_EVENT_SHORT else SQL_APPEND_AT, rows[0])
+            sql = SQL_APPEND_AT_SHORT if sql is SQL_INSERT_EVENT_SHORT else SQL_APPEND_AT
+            cur = db.execute(sql, (*rows[0], stream_id, stream_id, version))
         except sqlite3.IntegrityError:
             return None  # the id is taken (a retry?)
         if cur.rowcount != 1:
@@ -827,7 +832,7 @@ class SqliteProvider(Provider):
                 if dup is not None:
                     db.execute("ROLLBACK")
                     return dup
-            state = db.execute(SQL_STREAM_STATE, (stream_id,)).fetchone()
+            state = db.execute(SQL_STREAM_STATE, (stream_id, stream_id)).fetchone()
             exists = state is not None
             version = max(state[0], state[1] or 0) if exists else 0
             try:

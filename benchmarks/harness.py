@@ -12,6 +12,8 @@ Workloads (keys of :data:`WORKLOADS`):
 * ``append_p50_offloop`` (backends whose raw driver blocks, i.e. SQLite; informational): the same
   library appends against the raw write run on a worker thread, as an asyncio service must run a
   blocking driver: the ratio is the library's own cost, without the thread hop both then pay;
+* ``append_p50_hop`` (the same backends; informational): that off-loop raw write against the inline
+  one, so the "lib" column is the raw driver on a worker thread: what the hop alone costs;
 * ``batch_100``: batches of 100 events to one stream, events/s (ratio lib / raw, higher is better);
 * ``read_1000``: read a 1,000-event stream, every payload decoded from JSON, events/s;
 * ``writers_8``: 8 concurrent writers on distinct streams, single appends, events/s;
@@ -65,6 +67,7 @@ WORKLOADS: dict[str, Workload] = {
         Workload("append_p50", "single append, p50 latency", "ms", higher_is_better=False),
         Workload("append_p95", "single append, p95 latency", "ms", higher_is_better=False),
         Workload("append_p50_offloop", "single append p50, raw off-loop", "ms", higher_is_better=False),
+        Workload("append_p50_hop", "the hop alone: raw off-loop / raw", "ms", higher_is_better=False),
         Workload("batch_100", "batch of 100", "events/s", higher_is_better=True),
         Workload("read_1000", "read 1,000-event stream (decoded)", "events/s", higher_is_better=True),
         Workload("writers_8", "8 concurrent writers", "events/s", higher_is_better=True),
@@ -337,16 +340,15 @@ class Runner:
         if offloop is not None:
             hop = (await self._latencies(lib, offloop, "raw-hop", (0.5,)))[0.5]
             self._record("append_p50_offloop", *hop, note="raw = the same INSERT on a worker thread")
+            alone = await self._latencies(self._timed_raw(offloop, "raw-off"), self.b.raw_append, "raw-in", (0.5,))
+            self._record("append_p50_hop", *alone[0.5], note="lib = the raw INSERT on a worker thread")
 
-    async def _latencies(
-        self,
-        lib: Callable[[int], Awaitable[float]],
-        raw_append: Callable[[str, int, RawEvent], Awaitable[None]],
-        raw_prefix: str,
-        qs: tuple[float, ...],
-    ) -> dict[float, tuple[list[float], list[float], list[float]]]:
-        """Per quantile: lib, raw (ms) and ratio per round of single appends, lib alternating with ``raw_append``."""
-        raw_s = new_stream(raw_prefix)
+    @staticmethod
+    def _timed_raw(
+        raw_append: Callable[[str, int, RawEvent], Awaitable[None]], prefix: str
+    ) -> Callable[[int], Awaitable[float]]:
+        """One timed single append per call with ``raw_append``, to a stream of its own."""
+        raw_s = new_stream(prefix)
         version = 0
 
         async def raw(i: int) -> float:
@@ -358,6 +360,17 @@ class Runner:
             version += 1
             return elapsed
 
+        return raw
+
+    async def _latencies(
+        self,
+        lib: Callable[[int], Awaitable[float]],
+        raw_append: Callable[[str, int, RawEvent], Awaitable[None]],
+        raw_prefix: str,
+        qs: tuple[float, ...],
+    ) -> dict[float, tuple[list[float], list[float], list[float]]]:
+        """Per quantile: lib, raw (ms) and ratio per round of single appends, lib alternating with ``raw_append``."""
+        raw = self._timed_raw(raw_append, raw_prefix)
         await self._alternate(10, lib, raw, 0)  # warm-up: statements prepared, files grown
         out: dict[float, tuple[list[float], list[float], list[float]]] = {q: ([], [], []) for q in qs}
         for rep in range(self.o.repetitions):

@@ -23,13 +23,30 @@ async def test_providers_from_config_by_name_and_url_scheme() -> None:
         await m.append_event(stream_id="s", event_type="E", data=1, provider="a")
         assert await m.stream_exists("s", provider="a")
         assert not await m.stream_exists("s")
-        assert m.get_provider("memory://anything").kind == "memory"
+        # a URL picks the provider at exactly that URL; with two of the scheme, another URL is ambiguous
+        assert m.get_provider("memory://one").name == "a"
+        assert m.get_provider("memory://two").name == "b"
+        await m.append_event(stream_id="by-url", event_type="E", data=1, provider="memory://one")
+        assert await m.stream_exists("by-url", provider="a")
+        assert not await m.stream_exists("by-url", provider="b")
+        with pytest.raises(ProviderNotFoundError, match="several memory:// providers"):
+            m.get_provider("memory://anything")
         with pytest.raises(ProviderNotFoundError):
             m.get_provider("nope")
+        with pytest.raises(ValidationError, match="provider must be"):
+            m.get_provider(5)  # type: ignore[arg-type]
         info = {i.name: i for i in m.get_provider_info()}
         assert info["b"].is_default
         assert info["a"].distribution == "eventsource"
         assert info["a"].capabilities["global_order"] == "total"
+
+
+async def test_a_url_of_the_only_provider_of_its_scheme_selects_it() -> None:
+    m = EventSourcingManager({"providers": {"a": "memory://one"}}, host=HOST)
+    async with m:
+        assert m.get_provider("memory://other").name == "a"
+        with pytest.raises(ProviderNotFoundError):
+            m.get_provider("sqlite:///x.db")
 
 
 async def test_register_provider_instance_or_url() -> None:

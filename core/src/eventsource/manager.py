@@ -23,7 +23,11 @@ provider sees them):
   current version (cached per stream after the first append; one ``get_stream_info`` otherwise),
   seals the payloads for the versions that follow, and appends with that exact expected version. A
   ``ConcurrencyError`` means another writer got there first: the manager re-seals for the version the
-  error reports and tries again (up to :data:`VERSION_PIN_ATTEMPTS` times), so ANY keeps its meaning.
+  error reports and tries again (up to :data:`VERSION_PIN_ATTEMPTS` times, with a short random pause
+  from the second), so ANY keeps its meaning. Pinned appends to one stream through one manager take
+  turns (a lock per stream), so only other processes can make a pin lose; if every attempt loses, the
+  append raises :class:`ProviderTimeoutError` (nothing was written; try again), never a
+  ``ConcurrencyError`` the caller's ANY cannot have asked for.
   An exact expected version or NO_STREAM needs no extra round-trip. With encryption off nothing of this
   runs.
 * **Crypto-shredding.** :meth:`EventSourcingManager.shred` removes a scope's keys. Reading one of its
@@ -58,6 +62,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from eventsource.codecs import CodecPipeline
@@ -458,6 +463,7 @@ class EventSourcingManager:
         self._closed = False
         self._metrics: dict[str, _Metrics] = {}
         self._versions: dict[str, int] = {}  # "provider\x00stream" -> last known version (a guess, verified by the store)
+        self._pin_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._snapshots: dict[str, list[int]] = {}  # "provider\x00stream" -> [latest snapshot version, next re-check]
         self._schedules: list[RetentionSchedule] = []
         self._deadlines: _Deadlines | None = None
@@ -649,16 +655,29 @@ class EventSourcingManager:
         return provider
 
     def get_provider(self, name: str | None = None) -> Provider:
-        """The provider registered as ``name``, or the default. A URL selects by scheme."""
+        """The provider registered as ``name``, or the default.
+
+        A URL selects the provider registered with exactly that URL, else the only provider of its
+        scheme; with several of that scheme and none at that URL it is ambiguous (an error, never a guess).
+        """
         if name is None:
             return self.get_default_provider()
+        if not isinstance(name, str):
+            msg = f"provider must be a provider name or URL (str), got {type(name).__name__}"
+            raise ValidationError(msg, field="provider")
         if name in self._providers:
             return self._providers[name]
         if "://" in name:
+            exact = [p for p in self._providers.values() if p.url == name]
+            if len(exact) == 1:
+                return exact[0]
             scheme = name.split("://", 1)[0]
-            for p in self._providers.values():
-                if p.url and p.url.split("://", 1)[0] == scheme:
-                    return p
+            same = [n for n, p in self._providers.items() if p.url and p.url.split("://", 1)[0] == scheme]
+            if len(same) == 1:
+                return self._providers[same[0]]
+            if same:
+                msg = f"{name!r} is registered under no name, and several {scheme}:// providers are ({', '.join(sorted(same))}): name one"
+                raise ProviderNotFoundError(msg, name=name)
         known = ", ".join(sorted(self._providers)) or "none (call connect() or register_provider())"
         msg = f"no provider named {name!r} is registered (registered: {known})"
         raise ProviderNotFoundError(msg, name=name)
@@ -1077,30 +1096,37 @@ class EventSourcingManager:
             if not res.duplicate:
                 _bounded_put(self._versions, key, res.last_version)
             return res
-        guess: int | None = self._versions.get(key)
-        for attempt in range(1, VERSION_PIN_ATTEMPTS + 1):
-            if guess is None or (guess == 0 and exp == ExpectedVersion.STREAM_EXISTS):
-                info = await self._run(p, "get_stream_info", lambda: p.get_stream_info(sid))
-                if info is None and exp == ExpectedVersion.STREAM_EXISTS:
-                    check_expected(sid, exp, exists=False, version=0)
-                guess = info.version if info is not None else 0
-            pinned = guess
-            encoded = self._prepare(sid, fixed, p, pinned + 1)
-            try:
-                res = await self._run(
-                    p, "append", functools.partial(p.append, sid, encoded, pinned, stream), events=len(encoded)
-                )
-            except ConcurrencyError as e:
-                self._versions.pop(key, None)
-                if attempt == VERSION_PIN_ATTEMPTS:
-                    raise
-                guess = e.actual if isinstance(e.actual, int) and e.actual >= 0 else None
-                continue
-            if not res.duplicate:
-                _bounded_put(self._versions, key, res.last_version)
-            return res
-        msg = "unreachable"
-        raise AssertionError(msg)
+        lock = self._pin_locks.get(key)
+        if lock is None:
+            lock = self._pin_locks[key] = asyncio.Lock()
+        async with lock:  # this manager's pinned appends to one stream take turns
+            guess: int | None = self._versions.get(key)
+            for attempt in range(1, VERSION_PIN_ATTEMPTS + 1):
+                if attempt > 1:  # another process won the last pin: let a burst of writers spread out
+                    await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311 - jitter
+                if guess is None or (guess == 0 and exp == ExpectedVersion.STREAM_EXISTS):
+                    info = await self._run(p, "get_stream_info", lambda: p.get_stream_info(sid))
+                    if info is None and exp == ExpectedVersion.STREAM_EXISTS:
+                        check_expected(sid, exp, exists=False, version=0)
+                    guess = info.version if info is not None else 0
+                pinned = guess
+                encoded = self._prepare(sid, fixed, p, pinned + 1)
+                try:
+                    res = await self._run(
+                        p, "append", functools.partial(p.append, sid, encoded, pinned, stream), events=len(encoded)
+                    )
+                except ConcurrencyError as e:
+                    self._versions.pop(key, None)
+                    guess = e.actual if isinstance(e.actual, int) and e.actual >= 0 else None
+                    continue
+                if not res.duplicate:
+                    _bounded_put(self._versions, key, res.last_version)
+                return res
+        msg = (
+            f"append to {sid!r} with expected_version {ExpectedVersion(exp).name}: other writers changed the stream before each of "
+            f"{VERSION_PIN_ATTEMPTS} attempts to seal the events for its next version; nothing was written, try again"
+        )
+        raise ProviderTimeoutError(msg, provider=p.name, operation="append")
 
     def set_snapshot_handler(self, handler: Callable[[str, int], Any] | None) -> None:
         """Let the manager take snapshots itself when ``snapshot_threshold`` is reached.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from typing import Any
 
 import pytest
 from eventsource import ConfigurationError, Event, EventData, ValidationError
@@ -106,3 +107,58 @@ async def test_compression_descriptor_keeps_old_events_readable() -> None:
         got = [e async for e in compressed.read_stream("s")]
         assert [e.data["x"][0] for e in got] == ["a", "b"]
         assert got[1].metadata == {"m": "c" * 500}
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda m: m.append_event(stream_id="s", event_type="E", data={}, timestamp="2020-01-01"), "timestamp"),
+        (lambda m: m.append_event(stream_id="s", event_type="E", data={}, expected_version=2**63), "expected_version"),
+        (lambda m: m.append_event(stream_id="s", event_type="E", data={}, provider=5), "provider"),
+        (lambda m: m.get_events(from_timestamp="2020-01-01"), "from_timestamp"),
+        (lambda m: m.get_events(to_timestamp=__import__("datetime").datetime(2020, 1, 1)), "to_timestamp"),
+        (lambda m: m.get_events(from_version="2"), "from_version"),
+        (lambda m: m.get_events(to_version=2**64), "to_version"),
+        (lambda m: m.get_events(event_types=[1]), "event_types"),
+        (lambda m: m.get_events(event_types=5), "event_types"),
+        (lambda m: m.get_events(tenant_id=7), "tenant_id"),
+        (lambda m: m.get_snapshot("s", max_version="5"), "max_version"),
+        (lambda m: m.delete_snapshot("s", version="2"), "version"),
+        (lambda m: m.delete_snapshot("s", version=-1), "version"),
+    ],
+)
+async def test_wrongly_typed_arguments_are_validation_errors_and_change_nothing(call: Any, field: str) -> None:
+    m = EventSourcingManager({"providers": {"a": "memory://"}}, host=HOST)
+    async with m:
+        await m.append_event(stream_id="s", event_type="E", data={"n": 1})
+        await m.create_snapshot(stream_id="s", data={"n": 1})
+        with pytest.raises(ValidationError) as e:
+            await call(m)
+        assert e.value.details.get("field") == field
+        assert [ev.data async for ev in m.read_stream("s")] == [{"n": 1}]
+        assert (await m.get_snapshot("s")).version == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"from_version": "2"}, "from_version"), ({"to_version": 2.0}, "to_version"), ({"from_version": -1}, "from_version")],
+)
+async def test_read_stream_and_read_all_check_their_bounds(kwargs: dict[str, Any], field: str) -> None:
+    m = EventSourcingManager({"providers": {"a": "memory://"}}, host=HOST)
+    async with m:
+        with pytest.raises(ValidationError) as e:
+            m.read_stream("s", **kwargs)
+        assert e.value.details.get("field") == field
+        with pytest.raises(ValidationError) as e:
+            m.read_all(from_position="1")  # type: ignore[arg-type]
+        assert e.value.details.get("field") == "from_position"
+
+
+async def test_event_types_given_as_one_string_filters_on_that_type() -> None:
+    m = EventSourcingManager({"providers": {"a": "memory://"}}, host=HOST)
+    async with m:
+        for t in ("OrderCreated", "O", "r", "OrderCreated"):
+            await m.append_event(stream_id="s", event_type=t, data={})
+        page = await m.get_events(event_types="OrderCreated")
+        assert [e.event_type for e in page.events] == ["OrderCreated", "OrderCreated"]
+        assert page.total_count == 2

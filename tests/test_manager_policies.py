@@ -61,6 +61,12 @@ class Faulty(MemoryProvider):
             raise self.commit_then_fail.pop(0)  # the write landed, the reply was lost
         return res
 
+    async def delete_stream(self, stream_id: str) -> None:
+        await self._gate("delete_stream")
+        await super().delete_stream(stream_id)
+        if self.commit_then_fail:
+            raise self.commit_then_fail.pop(0)  # the delete landed, the reply was lost
+
     async def get_stream_info(self, stream_id: str):  # type: ignore[no-untyped-def]
         await self._gate("get_stream_info")
         return await super().get_stream_info(stream_id)
@@ -111,6 +117,20 @@ async def test_connection_errors_are_retried_up_to_the_configured_attempts() -> 
         await m.append_event(stream_id="s", event_type="E", data={})
     assert p.calls["append"] == 6
     assert [e.version async for e in m.read_stream("s")] == [1]
+
+
+async def test_a_delete_is_never_retried_so_it_cannot_remove_a_stream_recreated_meanwhile() -> None:
+    m, p = await faulty(retry_attempts=5)
+    await m.append_event(stream_id="s", event_type="E", data={})
+    p.commit_then_fail = [unavailable()]
+    with pytest.raises(ProviderUnavailableError):  # the caller learns the outcome is unknown ...
+        await m.delete_stream("s")
+    assert p.calls["delete_stream"] == 1  # ... and no second delete ran after it landed
+    assert not await m.stream_exists("s")
+    p.fail["delete_stream"] = [unavailable()]
+    with pytest.raises(ProviderUnavailableError):
+        await m.delete_stream("s")
+    assert p.calls["delete_stream"] == 2
 
 
 async def test_conflicts_validation_and_other_store_errors_are_never_retried() -> None:

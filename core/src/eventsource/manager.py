@@ -39,6 +39,8 @@ provider sees them):
   with exponential backoff and full jitter (``retry_delay`` doubling, capped by ``retry_max_delay``);
   conflicts and validation errors never are. Appends are idempotent across retries because event ids
   are generated before the first attempt. Stream reads resume after the last event delivered.
+  ``create_stream`` and ``delete_stream`` are never retried: an attempt that timed out may still land,
+  and a retried delete would then remove a stream another writer re-created in between.
 * **Snapshot threshold.** With ``snapshot_threshold = N`` an append response says ``snapshot_due=True``
   once the stream holds N events past its latest snapshot. The manager *tells the caller*; if a
   snapshot handler is set (:meth:`EventSourcingManager.set_snapshot_handler`) it calls it instead and
@@ -63,6 +65,7 @@ import random
 import threading
 import time
 import weakref
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from eventsource.codecs import CodecPipeline
@@ -130,7 +133,6 @@ from eventsource.retention import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-    from datetime import datetime
 
     from eventsource.codecs import Cipher
     from eventsource.codecs.keys import KeyProvider
@@ -403,11 +405,57 @@ def _check_optional_text(what: str, value: object, *, field_name: str) -> str | 
     return _check_text(what, value, MAX_EVENT_ID_LENGTH, field_name=field_name)
 
 
+MAX_NUMBER = 2**63 - 1
+"""The largest version, position or count any store can hold (a signed 64-bit integer)."""
+
+
+def _check_number(name: str, value: object, *, minimum: int = 0) -> int:
+    """An int from ``minimum`` to :data:`MAX_NUMBER` (never a bool), else :class:`ValidationError`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an int, got {type(value).__name__}"
+        raise ValidationError(msg, field=name)
+    if not minimum <= value <= MAX_NUMBER:
+        msg = f"{name} must be from {minimum} to {MAX_NUMBER}, got {value}"
+        raise ValidationError(msg, field=name)
+    return value
+
+
+def _check_optional_number(name: str, value: object, *, minimum: int = 0) -> int | None:
+    return None if value is None else _check_number(name, value, minimum=minimum)
+
+
+def _check_time(name: str, value: object) -> datetime | None:
+    """``None`` or a timezone-aware datetime, else :class:`ValidationError`."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        msg = f"{name} must be a timezone-aware datetime, got {type(value).__name__}"
+        raise ValidationError(msg, field=name)
+    if value.utcoffset() is None:
+        msg = f"{name} must be timezone-aware"
+        raise ValidationError(msg, field=name)
+    return value
+
+
+def _check_event_types(value: object) -> tuple[str, ...] | None:
+    """``None``, one type name, or a list/tuple of them (a str is one name, never its letters)."""
+    if value is None:
+        return None
+    names = (value,) if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple, set, frozenset)):
+        msg = f"event_types must be a list of event type names, got {type(value).__name__}"
+        raise ValidationError(msg, field="event_types")
+    return tuple(_check_text("event type", n, MAX_EVENT_TYPE_LENGTH, field_name="event_types") for n in names) or None
+
+
 def _check_expected(expected: object) -> Expected:
     if isinstance(expected, ExpectedVersion):
         return expected
     if isinstance(expected, bool) or not isinstance(expected, int):
         msg = f"expected_version must be an int >= 0 or ANY/NO_STREAM/STREAM_EXISTS, got {expected!r}"
+        raise ValidationError(msg, field="expected_version")
+    if expected > MAX_NUMBER:
+        msg = f"expected_version must be at most {MAX_NUMBER}, got {expected}"
         raise ValidationError(msg, field="expected_version")
     if expected < 0:
         try:
@@ -846,9 +894,8 @@ class EventSourcingManager:
             stored = len(data) + len(meta)
             msg = f"event of type {ev.event_type!r} is {stored} bytes encoded; the limit is {store_limit} (what provider {provider.name!r} can hold)"
             raise ValidationError(msg, field="data", size=stored, limit=store_limit)
-        if ev.timestamp is not None and ev.timestamp.tzinfo is None:
-            msg = "event timestamp must be timezone-aware"
-            raise ValidationError(msg, field="timestamp")
+        if ev.timestamp is not None:
+            _check_time("timestamp", ev.timestamp)
         return _make_new_event(  # positional, in NewEvent's field order, without the frozen __init__'s cost
             event_id,
             ev.event_type,
@@ -943,7 +990,9 @@ class EventSourcingManager:
         key = f"{p.name}\x00{sid}"
         self._versions.pop(key, None)
         self._snapshots.pop(key, None)
-        await self._run(p, "delete_stream", lambda: p.delete_stream(sid))
+        # never retried: an attempt that timed out may still land, and a retry would then delete the
+        # stream another writer re-created in between (or report a delete that happened as not found)
+        await self._run(p, "delete_stream", lambda: p.delete_stream(sid), retry=False)
 
     async def stream_exists(self, stream_id: str, *, provider: str | None = None) -> bool:
         """Whether the stream exists."""
@@ -1196,22 +1245,17 @@ class EventSourcingManager:
         except ValueError:
             msg = f"sort_order must be 'asc' or 'desc', got {req.sort_order!r}"
             raise ValidationError(msg, field="sort_order") from None
-        for name in ("from_timestamp", "to_timestamp"):
-            ts = getattr(req, name)
-            if ts is not None and ts.tzinfo is None:
-                msg = f"{name} must be timezone-aware"
-                raise ValidationError(msg, field=name)
         flt = EventFilter(
             stream_id=self._stream_id(req.stream_id) if req.stream_id is not None else None,
-            event_types=tuple(req.event_types) if req.event_types else None,
-            from_version=req.from_version,
-            to_version=req.to_version,
-            from_timestamp=req.from_timestamp,
-            to_timestamp=req.to_timestamp,
-            tenant_id=req.tenant_id,
-            correlation_id=req.correlation_id,
-            aggregate_id=req.aggregate_id,
-            aggregate_type=req.aggregate_type,
+            event_types=_check_event_types(req.event_types),
+            from_version=_check_optional_number("from_version", req.from_version),
+            to_version=_check_optional_number("to_version", req.to_version),
+            from_timestamp=_check_time("from_timestamp", req.from_timestamp),
+            to_timestamp=_check_time("to_timestamp", req.to_timestamp),
+            tenant_id=_check_optional_text("tenant id", req.tenant_id, field_name="tenant_id"),
+            correlation_id=_check_optional_text("correlation id", req.correlation_id, field_name="correlation_id"),
+            aggregate_id=_check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id"),
+            aggregate_type=_check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type"),
         )
         p = self.get_provider(req.provider)
         page = await self._run(
@@ -1280,6 +1324,8 @@ class EventSourcingManager:
         delivered, so the caller sees every event exactly once.
         """
         sid = self._stream_id(stream_id)
+        from_version = _check_number("from_version", from_version)
+        to_version = _check_optional_number("to_version", to_version)
         p = self.get_provider(provider)
         self._check_paging(page_size, 0)
 
@@ -1304,6 +1350,7 @@ class EventSourcingManager:
         On a store with a ``total`` global order a connection or timeout error mid-way is retried,
         resuming after the last position delivered.
         """
+        from_position = _check_number("from_position", from_position)
         p = self.get_provider(provider)
         self._check_paging(page_size, 0)
         resumable = p.capabilities.global_order == "total"
@@ -1522,6 +1569,7 @@ class EventSourcingManager:
         A snapshot whose key scope was shredded raises :class:`KeyShreddedError` (never redacted).
         """
         sid = self._stream_id(stream_id)
+        max_version = _check_optional_number("max_version", max_version)
         p = self.get_provider(provider)
         snap = await self._run(p, "get_snapshot", lambda: p.get_snapshot(sid, max_version))
         if snap is None:
@@ -1550,6 +1598,7 @@ class EventSourcingManager:
     async def delete_snapshot(self, stream_id: str, *, version: int | None = None, provider: str | None = None) -> int:
         """Delete the snapshot at ``version`` (every snapshot of the stream when ``None``); returns the count."""
         sid = self._stream_id(stream_id)
+        version = _check_optional_number("version", version)
         p = self.get_provider(provider)
         n = await self._run(p, "delete_snapshots", lambda: p.delete_snapshots(sid, version))
         self._snapshots.pop(f"{p.name}\x00{sid}", None)
@@ -1596,9 +1645,7 @@ class EventSourcingManager:
         if not chosen:
             msg = "no retention policy is configured (set retention_period or retention_policies, or pass policies)"
             raise ConfigurationError(msg, field="retention_policies")
-        if now is not None and now.tzinfo is None:
-            msg = "now must be timezone-aware"
-            raise ValidationError(msg, field="now")
+        _check_time("now", now)
         targets = [self.get_provider(provider)] if provider is not None else list(self._providers.values())
         started = utcnow()
         ref = now or started

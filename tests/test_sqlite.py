@@ -534,3 +534,20 @@ async def test_appends_and_state_reads_raise_no_deprecation_warning(store: Sqlit
     info = await store.get_stream_info("s")
     assert info is not None
     assert info.version == 4
+
+
+async def test_the_largest_expected_version_is_a_conflict_not_an_overflow(store: SqliteProvider) -> None:
+    await store.append("s", [new_event(1)], NO_STREAM)
+    for events in ([new_event(2)], [new_event(3), new_event(4)]):
+        with pytest.raises(ConcurrencyError):
+            await store.append("s", events, 2**63 - 1)
+    info = await store.get_stream_info("s")
+    assert info is not None
+    assert info.version == 1
+
+
+async def test_a_directory_that_cannot_be_made_is_a_typed_unavailable_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a directory")
+    p = SqliteProvider(f"sqlite:///{tmp_path}/afile/x.db")
+    with pytest.raises(ProviderUnavailableError):
+        await p.connect()

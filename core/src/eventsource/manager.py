@@ -59,6 +59,7 @@ import asyncio
 import dataclasses
 import functools
 import inspect
+import json
 import logging
 import os
 import random
@@ -974,14 +975,20 @@ class EventSourcingManager:
         p = self.get_provider(req.provider)
         return await self._run(p, "create_stream", lambda: p.create_stream(stream), retry=False)
 
-    def _plain_metadata(self, metadata: object) -> dict[str, Any]:
+    @staticmethod
+    def _plain_metadata(metadata: object) -> dict[str, Any]:
+        """Stream metadata as the stores keep it: plain JSON, normalised once here.
+
+        No codec runs on it (so no tagged datetimes or Decimals); tuples become lists and keys strings
+        here, so every store is given, and returns, the same value.
+        """
         md = _check_metadata(metadata)
         try:
-            self.host.codecs.serializers.get("json").dumps(md)
-        except ValidationError as e:
-            msg = f"stream metadata must be JSON-serializable: {e}"
-            raise ValidationError(msg, field="metadata") from e
-        return md
+            plain: dict[str, Any] = json.loads(json.dumps(md, allow_nan=False))
+        except (TypeError, ValueError, RecursionError) as e:
+            msg = f"stream metadata must be plain JSON (str keys; str, number, bool, null, list, dict values): {e}"
+            raise ValidationError(msg, field="metadata") from None
+        return plain
 
     async def delete_stream(self, stream_id: str, *, provider: str | None = None) -> None:
         """Delete the stream's events, info and snapshots; :class:`StreamNotFoundError` if missing."""

@@ -562,7 +562,7 @@ class SqliteProvider(Provider):
                     raise ProviderUnavailableError(msg, provider="sqlite")
             db.execute(f"PRAGMA synchronous = {'FULL' if self.settings['synchronous'] == 'full' else 'NORMAL'}")
             db.execute("PRAGMA foreign_keys = OFF")
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:  # OSError: the directory cannot be made (a file in the way, no permission)
             raise map_error(e, "connect", self.path) from e
         worker.db = db
 
@@ -782,7 +782,7 @@ class SqliteProvider(Provider):
         transaction, the write lock taken first (SQLite starts a write statement's transaction as a
         write transaction), so nothing can slip in between the check and the insert.
         """
-        if len(events) == 1 and expected >= 1:
+        if len(events) == 1 and 1 <= expected < MAX_VERSION:  # (at MAX_VERSION, version + 1 would not bind)
             result = self._append_at(db, stream_id, events[0], expected + 1)
         else:
             result = self._append_tx(db, stream_id, events, expected, stream, careful=False)

@@ -22,7 +22,7 @@ from eventsource.model import (
     StreamInfo,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, records_of
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, records_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -240,6 +240,9 @@ class MemoryProvider(Provider):
 
     async def save_snapshot(self, snapshot: NewSnapshot) -> None:
         """Keep snapshots sorted by version; a snapshot at an existing version replaces it."""
+        s = self._streams.get(snapshot.stream_id)
+        at = next((e.position for e in s.events if e.version == snapshot.version), None) if s is not None else None
+        check_snapshot(snapshot, exists=s is not None, version=s.info.version if s else 0, position_at=at)
         snaps = [s for s in self._snapshots.get(snapshot.stream_id, []) if s.version != snapshot.version]
         snaps.append(snapshot)
         snaps.sort(key=lambda s: s.version)

@@ -22,11 +22,18 @@ Semantics (checked by :mod:`eventsource.testing`):
 from __future__ import annotations
 
 import collections
+import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from eventsource.errors import ConcurrencyError, ConfigurationError, DuplicateEventError, UnsupportedOperationError
+from eventsource.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    DuplicateEventError,
+    StreamNotFoundError,
+    UnsupportedOperationError,
+)
 from eventsource.model import (
     AppendResult,
     EventFilter,
@@ -133,6 +140,40 @@ def check_expected(stream_id: str, expected: Expected, *, exists: bool, version:
         if not exists:
             msg += " (stream does not exist)"
         raise ConcurrencyError(msg, stream_id=stream_id, expected=shown, actual=version)
+
+
+def check_snapshot(snapshot: NewSnapshot, *, exists: bool, version: int, position_at: int | None) -> None:
+    """Raise unless the stream as it is now backs ``snapshot`` (see :meth:`Provider.save_snapshot`).
+
+    ``version`` is the stream's current version, ``position_at`` the global position of its event at
+    ``snapshot.version`` (``None`` when retention removed it). A missing stream is
+    :class:`StreamNotFoundError`; a snapshot above the stream's version, or taken at an event the stream
+    no longer holds at that version (it was deleted and re-created since), is :class:`ConcurrencyError`.
+    """
+    sid = snapshot.stream_id
+    if not exists:
+        msg = f"stream {sid!r} does not exist; a snapshot needs its stream"
+        raise StreamNotFoundError(msg, stream_id=sid)
+    if snapshot.version > version:
+        msg = f"stream {sid!r} is at version {version}: a snapshot at version {snapshot.version} is not of this stream (deleted and re-created?)"
+        raise ConcurrencyError(msg, stream_id=sid, expected=snapshot.version, actual=version)
+    if snapshot.position is not None and position_at is not None and position_at != snapshot.position:
+        msg = (
+            f"stream {sid!r} holds another event at version {snapshot.version} than the snapshot was taken at "
+            f"(position {position_at}, not {snapshot.position}): the stream was deleted and re-created since"
+        )
+        raise ConcurrencyError(msg, stream_id=sid, expected=snapshot.version, actual=version)
+
+
+async def position_at(provider: Provider, stream_id: str, version: int) -> int | None:
+    """The global position of the stream's event at ``version``; ``None`` if it holds none there.
+
+    Read through ``provider.read_stream``: for stores that check :func:`check_snapshot` outside a transaction.
+    """
+    async with contextlib.aclosing(provider.read_stream(stream_id, from_version=version, to_version=version)) as found:  # type: ignore[type-var]
+        async for rec in found:
+            return rec.position
+    return None
 
 
 def check_duplicate(
@@ -329,7 +370,13 @@ class Provider(ABC):
 
     @abstractmethod
     async def save_snapshot(self, snapshot: NewSnapshot) -> None:
-        """Store a snapshot (several versions per stream may be kept)."""
+        """Store a snapshot (several versions per stream may be kept; one at the same version is replaced).
+
+        Only a snapshot the stream as it is now backs: :func:`check_snapshot` says which are refused (a
+        missing stream; a version above the stream's; an event at that version with another position,
+        i.e. a stream deleted and re-created while the snapshot was taken). Check and write atomically
+        where the store can; otherwise retention's ``before_snapshot`` could delete events no snapshot covers.
+        """
 
     @abstractmethod
     async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:

@@ -102,7 +102,7 @@ from eventsource.model import (
     positional_constructor,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, records_of
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, records_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -245,6 +245,7 @@ SQL_DELETE_STREAM = "DELETE FROM es_streams WHERE stream_id = ?"
 SQL_DELETE_STREAM_EVENTS = "DELETE FROM es_events WHERE stream_id = ?"
 SQL_DELETE_STREAM_SNAPSHOTS = "DELETE FROM es_snapshots WHERE stream_id = ?"
 SQL_SAVE_SNAPSHOT = f"INSERT OR REPLACE INTO es_snapshots ({_SNAP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+SQL_POSITION_AT = "SELECT position FROM es_events WHERE stream_id = ? AND version = ?"
 SQL_GET_SNAPSHOT = (
     f"SELECT {_SNAP_COLS} FROM es_snapshots WHERE stream_id = ? AND version <= ? "  # noqa: S608
     "ORDER BY version DESC LIMIT 1"
@@ -1015,7 +1016,7 @@ class SqliteProvider(Provider):
     # ------------------------------------------------------------------ snapshots
 
     async def save_snapshot(self, snapshot: NewSnapshot) -> None:
-        """Insert (or replace the one at the same version)."""
+        """Check the stream backs it, then insert (or replace the one at the same version): one transaction."""
         args = (
             snapshot.snapshot_id,
             snapshot.stream_id,
@@ -1028,7 +1029,16 @@ class SqliteProvider(Provider):
             snapshot.aggregate_type,
             snapshot.position,
         )
-        await self._write("save_snapshot", lambda db: db.execute(SQL_SAVE_SNAPSHOT, args))
+        sid, version = snapshot.stream_id, snapshot.version
+
+        def body(db: sqlite3.Connection) -> None:
+            state = db.execute(SQL_STREAM_STATE, (sid, sid)).fetchone()
+            at = db.execute(SQL_POSITION_AT, (sid, version)).fetchone() if state is not None else None
+            current = max(state[0], state[1] or 0) if state is not None else 0
+            check_snapshot(snapshot, exists=state is not None, version=current, position_at=at[0] if at else None)
+            db.execute(SQL_SAVE_SNAPSHOT, args)
+
+        await self._write("save_snapshot", lambda db: self._tx(db, body))
 
     async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
         """The latest snapshot at or below ``max_version``."""

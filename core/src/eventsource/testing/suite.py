@@ -688,6 +688,42 @@ class ProviderSuite:
         with pytest.raises(StreamNotFoundError):
             await manager.create_snapshot(stream_id=sid("missing"), data={})
 
+    async def test_a_snapshot_must_be_backed_by_the_stream_as_it_is_now(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        """``save_snapshot`` refuses a snapshot its stream as it is now does not back.
+
+        That is: of a missing stream, above the stream's version, or taken at an event the stream no
+        longer holds at that version (deleted and re-created meanwhile). Otherwise ``before_snapshot``
+        retention would delete events no snapshot covers.
+        """
+
+        def snap(stream_id: str, version: int, position: int | None) -> NewSnapshot:
+            return NewSnapshot(str(uuid.uuid4()), stream_id, version, b'{"v": 1}', b"", "json", utcnow(), position=position)
+
+        s = sid()
+        r = await manager.append_events_batch(stream_id=s, events=[ev(), ev(), ev()])
+        with pytest.raises(StreamNotFoundError):
+            await provider.save_snapshot(snap(sid("missing"), 1, None))
+        with pytest.raises(ConcurrencyError):
+            await provider.save_snapshot(snap(s, 4, None))
+        with pytest.raises(ConcurrencyError):
+            await provider.save_snapshot(snap(s, 2, r.positions[0]))  # the position of version 1, not 2
+        assert await provider.get_snapshot(s) is None
+        await provider.save_snapshot(snap(s, 2, r.positions[1]))
+        await provider.save_snapshot(snap(s, 3, None))  # no position given: the version check only
+        stored = await provider.get_snapshot(s)
+        assert stored is not None
+        assert stored.version == 3
+        if provider.capabilities.deleted_stream_ids != "reusable":
+            return
+        old = snap(s, 2, r.positions[1])  # taken before the stream was deleted and re-created
+        await manager.delete_stream(s)
+        await manager.append_events_batch(stream_id=s, events=[ev(), ev(), ev()], expected_version=NO_STREAM)
+        with pytest.raises(ConcurrencyError):
+            await provider.save_snapshot(old)
+        assert await provider.get_snapshot(s) is None
+
     # ------------------------------------------------------------------ read by id
 
     async def test_get_event_by_id(self, manager: EventSourcingManager) -> None:

@@ -50,7 +50,7 @@ from urllib.parse import unquote
 
 from eventsource.errors import ConfigurationError, StreamExistsError, StreamNotFoundError, ValidationError
 from eventsource.model import AppendResult, HealthStatus, NewStream, ProviderStats, RecordedEvent, StreamInfo
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, position_at
 from marshmallow import Schema, fields, validate
 
 from eventsource_kafka import naming, records
@@ -770,7 +770,16 @@ class KafkaProvider(Provider):
     # ------------------------------------------------------------------ snapshots
 
     async def save_snapshot(self, snapshot: NewSnapshot) -> None:
-        """Produce the snapshot to the compacted snapshot topic (a snapshot at an existing version replaces it)."""
+        """Produce the snapshot to the compacted snapshot topic (a snapshot at an existing version replaces it).
+
+        The stream must back it (:func:`check_snapshot`): checked first, then produced (Kafka has no
+        transaction spanning both; a delete and re-create can slip in between, within one produce).
+        """
+        info = await self.get_stream_info(snapshot.stream_id)
+        at = None
+        if info is not None and snapshot.position is not None:
+            at = await position_at(self, snapshot.stream_id, snapshot.version)
+        check_snapshot(snapshot, exists=info is not None, version=info.version if info else 0, position_at=at)
         offset = await self.io.produce(
             self._snap_topic,
             records.encode_snapshot(snapshot),

@@ -69,7 +69,7 @@ from eventsource.model import (
     positional_constructor,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, position_at
 
 from eventsource_nats import records
 from eventsource_nats.naming import (
@@ -1423,7 +1423,18 @@ class NatsProvider(Provider):
             msg = f"the snapshot is {len(value)} bytes; a NATS KV value holds at most {self._max_payload - 256}"
             raise ValidationError(msg, field="data", size=len(value), limit=self._max_payload - 256)
         key = Names.snapshot_key(stream_token(snapshot.stream_id), snapshot.version)
-        await self._call("save snapshot", self._kv[self.names.snapshot_bucket].put(key, value))
+
+        async def save() -> None:
+            # check, then put (JetStream has no transaction spanning both): a delete and re-create racing
+            # the put can still slip in between; the window is one KV put (see the README)
+            info = await self._stream_info(snapshot.stream_id)
+            at = None
+            if info is not None and snapshot.position is not None:
+                at = await position_at(self, snapshot.stream_id, snapshot.version)
+            check_snapshot(snapshot, exists=info is not None, version=info.version if info else 0, position_at=at)
+            await self._kv[self.names.snapshot_bucket].put(key, value)
+
+        await self._call("save snapshot", save())
 
     async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
         """The latest snapshot at or below ``max_version``."""

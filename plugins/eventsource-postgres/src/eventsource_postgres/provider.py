@@ -43,7 +43,7 @@ from eventsource.model import (
     StreamInfo,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, records_of
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, records_of
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND, POSITION_SHIFT, Names, migrate
@@ -176,6 +176,12 @@ class _SQL:
             "data = EXCLUDED.data, metadata = EXCLUDED.metadata, encoding = EXCLUDED.encoding, "
             "created_at = EXCLUDED.created_at, aggregate_id = EXCLUDED.aggregate_id, "
             "aggregate_type = EXCLUDED.aggregate_type, position = EXCLUDED.position"
+        )
+        # the stream's version and the position of its event at the snapshot's version; FOR SHARE holds off
+        # a concurrent delete (and appends) until the snapshot is written
+        self.snapshot_backing = (
+            f"SELECT s.version, (SELECT e.position FROM {n.events} e WHERE e.stream_id = s.stream_id "  # noqa: S608
+            f"AND e.version = %s) FROM {n.streams} s WHERE s.stream_id = %s FOR SHARE OF s"
         )
         self.get_snapshot = (
             f"SELECT {_SNAPSHOT_COLS} FROM {n.snapshots} WHERE stream_id = %s AND version <= %s "  # noqa: S608
@@ -716,25 +722,24 @@ class PostgresProvider(Provider):
     # ------------------------------------------------------------------ snapshots
 
     async def save_snapshot(self, snapshot: NewSnapshot) -> None:
-        """Upsert on ``(stream_id, version)``; the foreign key refuses a missing stream."""
-        from psycopg.errors import ForeignKeyViolation
+        """Check the stream backs it (:func:`check_snapshot`), then upsert on ``(stream_id, version)``.
 
+        One transaction; the stream row is held FOR SHARE between the check and the write.
+        """
         s = snapshot
         params = (
             s.snapshot_id, s.stream_id, s.version, s.data, s.metadata, s.encoding, s.created_at,
             s.aggregate_id, s.aggregate_type, s.position,
         )  # fmt: skip
 
-        async def run(conn: AsyncConnection[Any]) -> bool:
-            try:
+        async def run(conn: AsyncConnection[Any]) -> None:
+            async with conn.transaction():
+                rows = await self._fetchall(conn, self._sql.snapshot_backing, [s.version, s.stream_id])
+                version, position_at = rows[0] if rows else (0, None)
+                check_snapshot(s, exists=bool(rows), version=version, position_at=position_at)
                 await conn.execute(self._sql.save_snapshot, params)
-            except ForeignKeyViolation:
-                return False
-            return True
 
-        if not await self._call("save_snapshot", run, retry=True):
-            msg = f"stream {s.stream_id!r} does not exist"
-            raise StreamNotFoundError(msg, stream_id=s.stream_id)
+        await self._call("save_snapshot", run, retry=True)
 
     async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
         """The highest version at or below ``max_version``."""

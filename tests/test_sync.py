@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from eventsource import ConcurrencyError, EventData, StreamNotFoundError
+from eventsource.errors import EventSourceError, ProviderUnavailableError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 from eventsource.sync import SyncEventSourcingManager
@@ -68,3 +69,52 @@ def test_close_stops_the_private_loop_thread() -> None:
     m.close()
     after = [t for t in threading.enumerate() if t.name == "eventsource-sync" and t.name not in before]
     assert not any(t.is_alive() for t in after)
+
+
+def test_a_closed_facade_raises_a_typed_error_and_leaves_no_unawaited_coroutine() -> None:
+    import warnings
+
+    es = SyncEventSourcingManager({"providers": {"m": "memory://"}, "default_provider": "m"})
+    es.connect()
+    es.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a "coroutine was never awaited" RuntimeWarning would fail here
+        with pytest.raises(ProviderUnavailableError, match="closed"):
+            es.append_event(stream_id="s", event_type="E", data={})
+        with pytest.raises(EventSourceError):  # checked eagerly, like the async manager after close
+            list(es.read_stream("s"))
+        import gc
+
+        gc.collect()
+
+
+def test_a_sync_snapshot_handler_that_calls_the_facade_fails_fast_instead_of_hanging() -> None:
+    import threading
+
+    es = SyncEventSourcingManager({"providers": {"m": "memory://"}, "default_provider": "m", "snapshot_threshold": 2})
+    es.connect()
+    seen: list[BaseException] = []
+
+    def handler(stream_id: str, version: int) -> dict[str, int]:
+        try:
+            return {"n": len(list(es.read_stream(stream_id)))}  # would wait for the loop it runs on
+        except EventSourceError as e:
+            seen.append(e)
+            raise
+
+    es.set_snapshot_handler(handler)
+    done: list[object] = []
+
+    def work() -> None:
+        done.extend(es.append_event(stream_id="s", event_type="E", data={"i": i}) for i in range(3))
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(20)
+    assert len(done) == 3, "the append deadlocked (the facade's loop is stuck: not closing it)"
+    try:
+        assert seen
+        assert "own event loop" in str(seen[0])
+        assert [e.version for e in es.read_stream("s")] == [1, 2, 3]  # the appends themselves landed
+    finally:
+        es.close()

@@ -14,6 +14,7 @@ import inspect
 import threading
 from typing import TYPE_CHECKING, Any, Self
 
+from eventsource.errors import EventSourceError, ProviderUnavailableError
 from eventsource.manager import EventSourcingManager
 
 if TYPE_CHECKING:
@@ -26,10 +27,29 @@ class _LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name="eventsource-sync", daemon=True)
         self._thread.start()
 
+    def _usable(self) -> None:
+        """Refuse a call that could never finish: on a closed facade, or from the facade's own loop."""
+        if self.loop.is_closed():
+            msg = "this SyncEventSourcingManager is closed; create a new one"
+            raise ProviderUnavailableError(msg)
+        if threading.get_ident() == self._thread.ident:
+            msg = (
+                "SyncEventSourcingManager was called from its own event loop (a sync snapshot handler or upcaster "
+                "calling the facade?), where the call would wait for itself forever: make the handler async and "
+                "use facade.manager, or leave the facade out of it"
+            )
+            raise EventSourceError(msg)
+
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            self._usable()
+        except EventSourceError:
+            coro.close()  # never scheduled: no "coroutine was never awaited" warning
+            raise
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def iterate(self, agen: AsyncIterator[Any]) -> Iterator[Any]:
+        self._usable()
         it = agen.__aiter__()
         try:
             while True:

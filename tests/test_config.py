@@ -237,7 +237,10 @@ def test_env_overrides_the_env_config_file(tmp_path: Path) -> None:
 
 def test_load_accepts_a_config_a_dict_or_a_path(tmp_path: Path) -> None:
     cfg = ManagerConfig(max_batch_size=7)
-    assert ManagerConfig.load(cfg) is cfg
+    assert ManagerConfig.load(cfg) == cfg  # validated like any other source
+    with pytest.raises(ConfigurationError) as e:
+        ManagerConfig.load(ManagerConfig(retry_attempts=0))
+    assert e.value.details["field"] == "retry_attempts"
     assert ManagerConfig.load({"max_batch_size": 7}).max_batch_size == 7
     path = tmp_path / "c.json"
     path.write_text('{"max_batch_size": 7}')
@@ -293,3 +296,30 @@ async def test_the_manager_applies_the_limits() -> None:
         with pytest.raises(ValidationError, match="the limit is 8"):
             await m.append_event(stream_id="s" * 9, event_type="E", data={})
         assert not await m.stream_exists("s")
+
+
+def test_env_variables_join_a_config_file_without_its_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"retry_attempts": 5, "providers": {"file": "memory://f"}}')
+    cfg = ManagerConfig.from_env({"EVENTSOURCE_CONFIG": str(path), "EVENTSOURCE_PROVIDERS__MAIN": "memory://m"})
+    assert cfg.retry_attempts == 5
+    assert list(cfg.providers) == ["file", "main"]
+    assert cfg.default_provider == "file"
+    only_settings = tmp_path / "s.json"
+    only_settings.write_text('{"retry_attempts": 5}')
+    cfg = ManagerConfig.from_env({"EVENTSOURCE_CONFIG": str(only_settings), "EVENTSOURCE_PROVIDERS__MAIN": "memory://"})
+    assert (cfg.default_provider, list(cfg.providers)) == ("main", ["main"])
+
+
+def test_env_text_settings_stay_text_and_key_ids_keep_their_case() -> None:
+    key = base64.b64encode(bytes(32)).decode()
+    cfg = ManagerConfig.from_env(
+        {
+            "EVENTSOURCE_ENCRYPTION_KEYS__K2025": key,
+            "EVENTSOURCE_ENCRYPTION_KEYS__2026": key,
+            "EVENTSOURCE_ACTIVE_KEY_ID": "2026",
+            "EVENTSOURCE_PROVIDERS__P": "memory://",
+        }
+    )
+    assert sorted(cfg.encryption_keys) == ["2026", "K2025"]
+    assert cfg.active_key_id == "2026"

@@ -496,7 +496,7 @@ def test_bad_encryption_configuration_names_the_field_and_never_the_key(cfg: dic
 
 def test_keys_from_environment_variables() -> None:
     cfg = ManagerConfig.from_env({"EVENTSOURCE_ENCRYPTION": "true", "EVENTSOURCE_ENCRYPTION_KEYS__K1": K1, "EVENTSOURCE_PROVIDERS__M": "memory://"})
-    assert cfg.encryption_keys == {"k1": K1}
+    assert cfg.encryption_keys == {"K1": K1}  # the id keeps its case: it is written into every ciphertext
     assert K1 not in repr(cfg)
     assert EventSourcingManager(cfg, host=HOST).keys is not None
 

@@ -264,6 +264,11 @@ class ManagerConfig:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ManagerConfig:
         """Load a ``.json`` or ``.toml`` file (TOML may nest it under ``[eventsource]``)."""
+        return cls.from_dict(cls._read_file(path))
+
+    @staticmethod
+    def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+        """The settings a ``.json`` or ``.toml`` file holds, unvalidated."""
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")
@@ -282,18 +287,22 @@ class ManagerConfig:
         if not isinstance(data, dict):
             msg = f"configuration file {p} must hold a table/object"
             raise ConfigurationError(msg, field="file")
-        return cls.from_dict(data)
+        return data
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, prefix: str = "EVENTSOURCE_") -> ManagerConfig:
         """Read ``EVENTSOURCE_<FIELD>`` variables; ``EVENTSOURCE_PROVIDERS__<NAME>=<url>`` adds providers.
 
-        ``EVENTSOURCE_CONFIG=<file>`` loads a file first; variables override it.
+        ``EVENTSOURCE_CONFIG=<file>`` loads a file first; variables override what it sets, and providers
+        and keys from variables join the file's. ``EVENTSOURCE_ENCRYPTION_KEYS__<ID>`` keeps the key id's
+        case (it is written into every ciphertext); provider names are lower-cased. Text settings stay
+        text (``EVENTSOURCE_ACTIVE_KEY_ID=2025`` is the key id ``"2025"``).
         """
         env = os.environ if environ is None else environ
         base: dict[str, Any] = {}
         if env.get(prefix + "CONFIG"):
-            base = _to_data(cls.from_file(env[prefix + "CONFIG"]))
+            base = cls._read_file(env[prefix + "CONFIG"])  # only what the file sets: defaults come once, below
+        text = {name for name, f in ManagerConfigSchema().fields.items() if isinstance(f, mf.String)}
         names = {f.name for f in fields(cls)} - {"providers", "metadata", "encryption_keys"}
         providers: dict[str, Any] = {}
         keys: dict[str, str] = {}
@@ -304,13 +313,15 @@ class ManagerConfig:
             if rest.startswith("PROVIDERS__"):
                 providers[rest[len("PROVIDERS__") :].lower()] = value
             elif rest.startswith("ENCRYPTION_KEYS__"):
-                keys[rest[len("ENCRYPTION_KEYS__") :].lower()] = value
+                keys[rest[len("ENCRYPTION_KEYS__") :]] = value
             elif rest.lower() in names:
-                base[rest.lower()] = _env_value(value)
+                name = rest.lower()
+                parsed = _env_value(value)
+                base[name] = value if name in text and parsed is not None else parsed
         if providers:
-            base["providers"] = providers
+            base["providers"] = {**(base.get("providers") or {}), **providers}
         if keys:
-            base["encryption_keys"] = {**base.get("encryption_keys", {}), **keys}
+            base["encryption_keys"] = {**(base.get("encryption_keys") or {}), **keys}
         return cls.from_dict(base)
 
     @classmethod
@@ -318,8 +329,8 @@ class ManagerConfig:
         """Accept a config, a dict, a file path, or ``None`` (defaults)."""
         if value is None:
             return cls()
-        if isinstance(value, ManagerConfig):
-            return value
+        if isinstance(value, ManagerConfig):  # built directly: validate it like any other source
+            return cls.from_dict(_to_data(value))
         if isinstance(value, (str, os.PathLike)):
             return cls.from_file(value)
         return cls.from_dict(value)

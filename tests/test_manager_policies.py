@@ -119,6 +119,18 @@ async def test_connection_errors_are_retried_up_to_the_configured_attempts() -> 
     assert [e.version async for e in m.read_stream("s")] == [1]
 
 
+async def test_a_retry_after_a_lost_reply_is_not_reported_as_someone_elses_duplicate() -> None:
+    m, p = await faulty(retry_attempts=3)
+    p.commit_then_fail = [unavailable()]
+    r = await m.append_events_batch(stream_id="s", events=[EventData("E", {}), EventData("E", {})])
+    assert (r.first_version, r.last_version, r.duplicate) == (1, 2, False)  # the manager made the ids: its own write
+    assert p.calls["append"] == 2
+    eid = str(uuid.uuid4())
+    await m.append_event(stream_id="s", event_type="E", data={}, event_id=eid)
+    again = await m.append_event(stream_id="s", event_type="E", data={}, event_id=eid)
+    assert again.duplicate  # the caller's own id, sent twice: a duplicate it should know about
+
+
 async def test_a_delete_is_never_retried_so_it_cannot_remove_a_stream_recreated_meanwhile() -> None:
     m, p = await faulty(retry_attempts=5)
     await m.append_event(stream_id="s", event_type="E", data={})
@@ -153,7 +165,8 @@ async def test_an_append_whose_reply_was_lost_is_retried_idempotently() -> None:
         m, p = await faulty(retry_attempts=3, encryption=encryption, encryption_keys={"k1": KEY})
         p.commit_then_fail = [ProviderTimeoutError("reply lost")]
         r = await m.append_events_batch(stream_id="s", events=[EventData("E", {"i": i}) for i in range(3)])
-        assert r.duplicate  # the retry found the first attempt's events by their ids
+        # the retry found the first attempt's events by their ids; this call wrote them, so not a duplicate
+        assert not r.duplicate
         assert (r.first_version, r.last_version) == (1, 3)
         assert [e.data["i"] async for e in m.read_stream("s")] == [0, 1, 2]
         assert p.calls["append"] == 2

@@ -1115,6 +1115,9 @@ class EventSourcingManager:
             res: AppendResult = await self._run(p, "append", lambda: p.append(sid, encoded, exp, stream), events=len(encoded))
         else:
             res = await self._append_sealed(p, sid, events, exp)
+        if res.duplicate and all(e.event_id is None for e in events):
+            # the ids were made for this call, so the stored copy is its own attempt whose reply was lost
+            res = dataclasses.replace(res, duplicate=False)
         if self._threshold is None:
             return res, False
         return res, await self._snapshot_check(p, res)

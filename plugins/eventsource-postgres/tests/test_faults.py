@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import ConcurrencyError, ConflictError, ProviderTimeoutError, ProviderUnavailableError, ValidationError
 from eventsource.manager import EventSourcingManager
-from eventsource.model import ANY, NewEvent, NewStream, utcnow
+from eventsource.model import ANY, NewEvent, NewSnapshot, NewStream, utcnow
 from eventsource.plugins import PluginHost
 from eventsource_postgres import PostgresProvider
 
@@ -300,3 +300,43 @@ async def test_a_dsn_connects_and_an_unreachable_one_never_shows_its_password(ur
     with pytest.raises(ProviderUnavailableError) as info:
         await bad.connect()
     assert "s3cr3t-pw" not in str(info.value) + repr(bad)
+
+
+async def test_a_snapshot_of_a_recreated_stream_is_refused_while_an_append_is_in_flight(
+    url: str, make_provider: Callable[..., Any]
+) -> None:
+    """The check reads the stream after taking its lock: an append of that version committing while
+    the save waits must not make the old incarnation's event look merely truncated (then accepted)."""
+    p = await make_provider()
+    s = f"snap-{uuid.uuid4().hex[:8]}"
+    r = await p.append(s, batch(3), ANY)
+    old = NewSnapshot("snap-old", s, 3, b"{}", b"", "json", utcnow(), position=r.positions[2])
+    await p.delete_stream(s)
+    await p.append(s, batch(2), ANY)
+    statement, params = p._append_statement(s, batch(1), ANY, None)
+    writer = await psycopg.AsyncConnection.connect(url)
+    try:
+        await writer.execute(statement, params)  # version 3 of the new stream, not committed yet
+        save = asyncio.create_task(p.save_snapshot(old))
+        await asyncio.sleep(0.3)
+        assert not save.done()  # waits for the stream's lock, which the append holds
+        await writer.commit()
+    finally:
+        await writer.close()
+    with pytest.raises(ConcurrencyError):
+        await save
+    assert await p.get_snapshot(s) is None
+
+
+def test_a_transaction_the_server_rolled_back_is_a_conflict_not_a_lost_connection() -> None:
+    import psycopg.errors
+    from eventsource_postgres.errors import map_error
+    from eventsource_postgres.provider import _connection_lost
+
+    for exc in (psycopg.errors.DeadlockDetected("deadlock detected"), psycopg.errors.SerializationFailure("could not serialize")):
+        err = map_error(exc, operation="delete_stream", where="pg")
+        assert type(err) is ConflictError, err
+        assert "nothing was written" in str(err)
+        assert not _connection_lost(exc)
+    nul = psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    assert isinstance(map_error(nul, operation="append", where="pg"), ValidationError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from eventsource.errors import (
+    ConflictError,
     EventSourceError,
     ProviderError,
     ProviderTimeoutError,
@@ -14,6 +15,7 @@ from eventsource.errors import (
 _TIMEOUT_CODES = frozenset({"57014", "55P03"})  # query_canceled (statement_timeout), lock_not_available
 _UNAVAILABLE_CLASSES = ("08", "53", "57")  # connection exception, insufficient resources, operator intervention
 _INPUT_CODES = frozenset({"54000", "22021", "22P05"})  # program_limit_exceeded (index row too big), bad encoding
+_ROLLED_BACK_CLASS = "40"  # transaction rollback: serialization failure, deadlock detected
 
 
 def _scrub(text: str, password: str | None) -> str:
@@ -25,7 +27,8 @@ def map_error(exc: BaseException, *, operation: str, where: str, password: str |
 
     Connection problems become :class:`ProviderUnavailableError`, timeouts (pool wait, statement
     timeout, lock timeout) :class:`ProviderTimeoutError`, input the server cannot hold
-    :class:`ValidationError`, anything else :class:`ProviderError`. The message names the operation and
+    :class:`ValidationError`, a transaction the server rolled back (deadlock, serialization failure)
+    :class:`ConflictError`, anything else :class:`ProviderError`. The message names the operation and
     the (masked) server; a password never appears in it.
 
     :param exc: the driver exception.
@@ -53,6 +56,11 @@ def map_error(exc: BaseException, *, operation: str, where: str, password: str |
             return ProviderTimeoutError(base, operation=operation, sqlstate=code)
         if code in _INPUT_CODES:
             return ValidationError(base, operation=operation, sqlstate=code)
+        if code.startswith(_ROLLED_BACK_CLASS):  # psycopg raises these as OperationalError: not a lost connection
+            msg = f"{base} (the server rolled the transaction back to resolve a conflict with another one; nothing was written, try again)"
+            return ConflictError(msg, operation=operation, sqlstate=code)
+        if isinstance(exc, psycopg.DataError) and not code and "NUL" in detail:  # caught by psycopg before sending
+            return ValidationError(base, operation=operation)
         if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) or code.startswith(_UNAVAILABLE_CLASSES):
             return ProviderUnavailableError(base, operation=operation, sqlstate=code or None)
         return ProviderError(base, operation=operation, sqlstate=code or None)

@@ -177,8 +177,8 @@ class _SQL:
             "created_at = EXCLUDED.created_at, aggregate_id = EXCLUDED.aggregate_id, "
             "aggregate_type = EXCLUDED.aggregate_type, position = EXCLUDED.position"
         )
-        # the stream's version and the position of its event at the snapshot's version; FOR SHARE holds off
-        # a concurrent delete (and appends) until the snapshot is written
+        # the stream's version and the position of its event at the snapshot's version (run under the
+        # stream's advisory lock); FOR SHARE holds off a concurrent delete until the snapshot is written
         self.snapshot_backing = (
             f"SELECT s.version, (SELECT e.position FROM {n.events} e WHERE e.stream_id = s.stream_id "  # noqa: S608
             f"AND e.version = %s) FROM {n.streams} s WHERE s.stream_id = %s FOR SHARE OF s"
@@ -246,7 +246,9 @@ def _connection_lost(exc: BaseException) -> bool:
 
     if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
         return False
-    return exc.sqlstate not in ("57014", "55P03")  # a timeout is not a lost connection
+    code = exc.sqlstate or ""
+    # a timeout is not a lost connection, nor is a transaction the server rolled back (class 40)
+    return code not in ("57014", "55P03") and not code.startswith("40")
 
 
 class PostgresProvider(Provider):
@@ -724,7 +726,8 @@ class PostgresProvider(Provider):
     async def save_snapshot(self, snapshot: NewSnapshot) -> None:
         """Check the stream backs it (:func:`check_snapshot`), then upsert on ``(stream_id, version)``.
 
-        One transaction; the stream row is held FOR SHARE between the check and the write.
+        One transaction, under the stream's advisory lock, the row held FOR SHARE between the check and
+        the write.
         """
         s = snapshot
         params = (
@@ -734,6 +737,10 @@ class PostgresProvider(Provider):
 
         async def run(conn: AsyncConnection[Any]) -> None:
             async with conn.transaction():
+                # the stream's lock first (appends and creates take it): the next statement then reads the
+                # row and the event at the version from one committed state (FOR SHARE alone could re-read
+                # the row after an append committed while its subquery still saw the state before it)
+                await conn.execute(self._sql.lock, [self._lock(s.stream_id)])
                 rows = await self._fetchall(conn, self._sql.snapshot_backing, [s.version, s.stream_id])
                 version, position_at = rows[0] if rows else (0, None)
                 check_snapshot(s, exists=bool(rows), version=version, position_at=position_at)

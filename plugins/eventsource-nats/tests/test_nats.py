@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import dispose, open_provider, unique_store
 from eventsource.errors import ConcurrencyError, ConfigurationError, DuplicateEventError, StreamExistsError
-from eventsource.model import ANY, NO_STREAM, NewEvent, NewStream, utcnow
+from eventsource.model import ANY, NO_STREAM, STREAM_EXISTS, NewEvent, NewStream, utcnow
 from eventsource.plugins import PluginHost
 from eventsource.testing import HOSTILE_VALID_STREAM_IDS
 from eventsource_nats.naming import MAX_PLAIN_TOKEN, position, split_position, stream_id_of, stream_token
@@ -342,3 +342,110 @@ async def test_get_event_survives_a_lost_index_entry(machine_provider: NatsProvi
         assert again.version == 1
     finally:
         await other.close()
+
+
+# ---------------------------------------------------------------------- found by a review (session 3)
+
+
+async def test_a_cached_empty_tail_does_not_survive_another_instance_deleting_the_stream(machine_nats_url: str) -> None:
+    """An empty stream's tail expects subject sequence 0, which a deleted stream matches too."""
+    p = await open_provider(machine_nats_url)
+    q = NatsProvider(**p.spawn_args())
+    await q.connect()
+    try:
+        await p.create_stream(NewStream("t"))
+        with pytest.raises(ConcurrencyError):
+            await p.append("t", [new_event()], 7)  # p now caches t's empty tail
+        await q.delete_stream("t")
+        with pytest.raises(ConcurrencyError):
+            await p.append("t", [new_event()], STREAM_EXISTS)
+        assert await q.get_stream_info("t") is None
+        r = await p.append("t", [new_event()], ANY)  # the id is reusable: it starts again at version 1
+        assert r.first_version == 1
+    finally:
+        await q.close()
+        await dispose(p)
+
+
+async def test_retention_keeps_a_subjects_last_message_while_earlier_ones_stay(machine_nats_url: str) -> None:
+    """Client timestamps that run backwards: deleting the last message would lose the stream's tail."""
+    from datetime import timedelta
+
+    p = await open_provider(machine_nats_url)
+    try:
+        now = utcnow()
+        await p.append("s", [new_event(timestamp=now)], NO_STREAM)
+        await p.append("s", [new_event(timestamp=now - timedelta(days=10))], 1)
+        assert await p.delete_events_before(now - timedelta(days=1)) == 0
+        fresh = NatsProvider(**p.spawn_args())
+        await fresh.connect()
+        try:
+            assert [e.version async for e in fresh.read_stream("s")] == [1, 2]
+            info = await fresh.get_stream_info("s")
+            assert info is not None
+            assert (info.version, info.event_count) == (2, 2)
+            assert (await fresh.append("s", [new_event()], 2)).first_version == 3
+        finally:
+            await fresh.close()
+    finally:
+        await dispose(p)
+
+
+async def test_a_lost_ack_retry_after_the_duplicate_window_is_recognised_by_another_process(machine_nats_url: str) -> None:
+    p = await open_provider(machine_nats_url, duplicate_window=1.0, publish_timeout=0.3, publish_retry_seconds=0.0)
+    try:
+        real, losing = p._on_ack, [False]
+
+        async def on_ack(msg: object) -> None:  # while losing, the ack never arrives: stored, never indexed
+            if not losing[0]:
+                await real(msg)
+
+        p._on_ack = on_ack  # type: ignore[method-assign]  # before the first publish subscribes it
+        await p.append("s", [new_event()], NO_STREAM)
+        lost = new_event()
+        losing[0] = True
+        with pytest.raises(Exception):  # noqa: B017 - a timeout of whichever kind the client reports
+            await p.append("s", [lost], 1)
+        losing[0] = False
+        await asyncio.sleep(1.5)  # past the server's duplicate window
+        other = NatsProvider(**p.spawn_args())
+        await other.connect()
+        try:
+            again = await other.append("s", [lost], 1)
+            assert (again.first_version, again.duplicate) == (2, True)
+            assert [e.event_id async for e in other.read_stream("s")][1:] == [lost.event_id]
+        finally:
+            await other.close()
+    finally:
+        await dispose(p)
+
+
+async def test_an_event_id_can_be_appended_again_after_its_stream_was_deleted(machine_nats_url: str) -> None:
+    p = await open_provider(machine_nats_url)  # inside the server's duplicate window
+    try:
+        ev = new_event()
+        await p.append("s", [ev], NO_STREAM)
+        await p.delete_stream("s")
+        r = await p.append("s", [ev], NO_STREAM)
+        assert (r.first_version, r.duplicate) == (1, False)
+        again = await p.append("s", [ev], NO_STREAM)  # and a retry of that append is still recognised
+        assert again.duplicate
+        assert [e.event_id async for e in p.read_stream("s")] == [ev.event_id]
+    finally:
+        await dispose(p)
+
+
+async def test_an_oversize_no_stream_append_leaves_no_claim_behind(machine_nats_url: str) -> None:
+    from eventsource.errors import ValidationError
+
+    p = await open_provider(machine_nats_url)
+    try:
+        with pytest.raises(ValidationError):
+            await p.append("s", [new_event(data=b"x" * (p._max_payload + 1))], NO_STREAM)
+        assert await p.get_stream_info("s") is None
+        await p.append("s", [new_event()], ANY, NewStream("s", name="Orders", metadata={"k": 1}))
+        info = await p.get_stream_info("s")
+        assert info is not None
+        assert (info.name, info.metadata) == ("Orders", {"k": 1})
+    finally:
+        await dispose(p)

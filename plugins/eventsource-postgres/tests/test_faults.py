@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from eventsource.errors import ConcurrencyError, ConflictError, ProviderTimeoutError, ProviderUnavailableError, ValidationError
+from eventsource.errors import (
+    ConcurrencyError,
+    ConflictError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    ValidationError,
+)
 from eventsource.manager import EventSourcingManager
 from eventsource.model import ANY, NewEvent, NewSnapshot, NewStream, utcnow
 from eventsource.plugins import PluginHost

@@ -686,6 +686,10 @@ class NatsProvider(Provider):
             if dup is not None:
                 return dup
         tail = self._tails.get(token)
+        if tail is not None and tail.seq == 0:
+            # an empty stream's cached tail expects subject sequence 0, which a stream deleted meanwhile
+            # (by another instance) matches too: read it again
+            tail = None
         fresh = tail is None
         if tail is None:
             tail = await self._fetch_tail(token)
@@ -695,13 +699,18 @@ class NatsProvider(Provider):
                 if not fresh:
                     tail, fresh = await self._fetch_tail(token), True
                     continue
-                # a retry of an append that landed after the duplicate window is not a conflict
-                dup = await self._find_stored(sid, events, scan_from=None)
+                # a retry of an append that landed after the duplicate window is not a conflict: its ids are
+                # in the index, or (its ack lost, so never indexed) in the messages right after `expected`
+                scan_from = None
+                if not isinstance(expected, ExpectedVersion) and tail.exists and tail.seq and tail.version > expected:
+                    scan_from = await self._seek(self.names.subject(token), expected + 1, 1, tail.seq)
+                dup = await self._find_stored(sid, events, scan_from=scan_from, scan_messages=len(events))
                 if dup is not None:
                     return dup
                 check_expected(sid, expected, exists=tail.exists, version=tail.version)
             claim: int | None = None
             if expected == ExpectedVersion.NO_STREAM and not tail.exists and not self._stream_wide:
+                self._check_fits(sid, token, events)  # refuse an oversize append before it claims the id
                 # claim the id in the info bucket first (KV create: one creator wins), so a create_stream
                 # or another NO_STREAM append racing this one loses instead of both succeeding
                 claim = await self._claim(token, sid, stream, events[0])
@@ -798,6 +807,14 @@ class NatsProvider(Provider):
             return await self._write_atomic(sid, token, events, tail)
         return await self._write_message(sid, token, events, tail)
 
+    def _check_fits(self, sid: str, token: str, events: list[NewEvent]) -> None:
+        """The size check of :meth:`_write_message`, run before anything is written."""
+        n = len(events)
+        if n > 1 and self._atomic and n <= ATOMIC_BATCH_LIMIT:
+            return  # atomic batches check each message as they build it
+        body = records.encode(events, None if token_is_reversible(token) else sid)
+        self._check_size(body, {HDR_MSG_ID: "x" * 64, HDR_VERSION: "0" * 20}, "the event" if n == 1 else f"the batch of {n} events")
+
     def _check_size(self, body: bytes, headers: dict[str, str], what: str) -> None:
         size = len(body) + sum(len(k) + len(v) + 4 for k, v in headers.items()) + 16
         if size > self._max_payload:
@@ -834,7 +851,25 @@ class NatsProvider(Provider):
                 raise _WrongSequence from e
             raise
         if ack.get("duplicate"):
-            return await self._resolve_duplicate_ack(sid, events, int(ack["seq"]))
+            resolved = await self._resolve_duplicate_ack(sid, events, int(ack["seq"]))
+            if resolved is not None:
+                return resolved
+            # the message the server remembers for this id is gone (stream deleted, or retention): the id
+            # is free again. Publish under a message id derived from the gone one, so a retry of this
+            # publish is still recognised as a duplicate of it.
+            headers[HDR_MSG_ID] = f"{headers[HDR_MSG_ID]}~{int(ack['seq'])}"
+            try:
+                ack = await self._publish(subject, body, headers, timeout)
+            except _js_errors().APIError as e:
+                if e.err_code in WRONG_SEQUENCE_CODES or _WRONG_SEQ_TEXT.search(e.description or ""):
+                    raise _WrongSequence from e
+                raise
+            if ack.get("duplicate"):
+                again = await self._resolve_duplicate_ack(sid, events, int(ack["seq"]))
+                if again is None:
+                    msg = f"message id {headers[HDR_MSG_ID]!r} is remembered for a message that no longer exists"
+                    raise DuplicateEventError(msg, event_id=events[0].event_id, stream_id=sid)
+                return again
         seq = int(ack["seq"])
         self._tails[token] = _Tail(seq, last_version, True, seq)  # noqa: FBT003 - positional: hot path
         if n == 1:  # the hot path: no per-call generators
@@ -1102,11 +1137,14 @@ class NatsProvider(Provider):
                 return rec
         return None
 
-    async def _find_stored(self, sid: str, events: Sequence[NewEvent], scan_from: int | None) -> AppendResult | None:
+    async def _find_stored(
+        self, sid: str, events: Sequence[NewEvent], scan_from: int | None, scan_messages: int | None = None
+    ) -> AppendResult | None:
         """Idempotency: the original result if every id is stored as this append, ``None`` if none is.
 
         Looks ids up in this process, then in the id index; with ``scan_from`` it also reads the
-        stream's messages from that sequence on (the writes that raced a stale expected sequence).
+        stream's messages from that sequence on (the writes that raced a stale expected sequence), at
+        most ``scan_messages`` of them when given.
         """
         ids = [e.event_id for e in events]
         locs = await self._locate_many(ids)
@@ -1118,23 +1156,29 @@ class NatsProvider(Provider):
         if scan_from is not None and any(s is None for s in stored):
             wanted = {i: n for n, i in enumerate(ids) if stored[n] is None}
             subject = self.names.subject(stream_token(sid))
-            async with contextlib.aclosing(self._consume(subject, scan_from, 256)) as msgs:
+            budget = scan_messages
+            async with contextlib.aclosing(self._consume(subject, scan_from, min(256, budget or 256))) as msgs:
                 async for m in msgs:
                     for rec in await self._decode_msg(m.subject, m.metadata.sequence.stream, m.headers, m.data):
                         n = wanted.pop(rec.event_id, None)
                         if n is not None:
                             stored[n] = rec
-                    if not wanted:
+                    if budget is not None:
+                        budget -= 1
+                    if not wanted or budget == 0:
                         break
         return check_duplicate(sid, events, stored)
 
-    async def _resolve_duplicate_ack(self, sid: str, events: Sequence[NewEvent], seq: int) -> AppendResult:
-        """JetStream answered "duplicate" with the seq of the message that holds this message id."""
+    async def _resolve_duplicate_ack(self, sid: str, events: Sequence[NewEvent], seq: int) -> AppendResult | None:
+        """JetStream answered "duplicate" with the seq of the message that holds this message id.
+
+        ``None`` when that message no longer exists (deleted with its stream, or by retention).
+        """
         msg = await self._get({"seq": seq})
-        stored: list[RecordedEvent | None] = [None] * len(events)
-        if msg is not None:
-            found = {r.event_id: r for r in await self._decode_msg(msg.subject, seq, msg.headers, msg.data or b"")}
-            stored = [found.get(e.event_id) for e in events]
+        if msg is None:
+            return None
+        found = {r.event_id: r for r in await self._decode_msg(msg.subject, seq, msg.headers, msg.data or b"")}
+        stored: list[RecordedEvent | None] = [found.get(e.event_id) for e in events]
         result = check_duplicate(sid, events, stored)
         if result is None:
             text = f"message id {events[0].event_id!r} was already used for other events (at sequence {seq})"
@@ -1504,7 +1548,9 @@ class NatsProvider(Provider):
         Per event stream: a leading run of wholly deleted messages is purged in one request, other
         wholly deleted messages are deleted one by one, and an envelope that keeps live events gets
         its deleted indexes in the hidden bucket. The info record counts the removed events and
-        remembers the version, so an emptied stream keeps its version.
+        remembers the version, so an emptied stream keeps its version. A subject's last message stays
+        while an earlier one does (events whose client timestamps run backwards): the stream's tail is
+        read from it, and nats-server 2.9 no longer finds a subject's last message once it is deleted.
         """
         n = self.names
 
@@ -1518,14 +1564,17 @@ class NatsProvider(Provider):
             removed: int = 0
             version: int = 0
             stream_id: str = ""
+            last: tuple[int, int] = (0, 0)  # the last message seen: (seq, events it loses)
 
         plans: dict[str, _Plan] = {}
+        to_the_end = True
         async with contextlib.aclosing(self._consume(subject, 1, 256)) as msgs:
             async for m in msgs:
                 seq = m.metadata.sequence.stream
                 token = n.token_of_subject(m.subject)
                 first_v, last_v = records.message_versions(m.headers)
                 if stop_version is not None and first_v >= stop_version:
+                    to_the_end = False
                     break
                 plan = plans.setdefault(token, _Plan(singles=[], partial={}, envelopes=[]))
                 plan.version = max(plan.version, last_v)
@@ -1539,6 +1588,7 @@ class NatsProvider(Provider):
                     plan.stream_id = live[0].stream_id
                 gone = [r for r in live if doomed(r)]
                 plan.removed += len(gone)
+                plan.last = (seq, len(gone))
                 if gone and len(gone) == len(live):
                     if plan.prefix:
                         plan.purge_below = seq + 1
@@ -1550,6 +1600,10 @@ class NatsProvider(Provider):
                     if gone:
                         assert plan.partial is not None
                         plan.partial[seq] = sorted(hidden | {split_position(r.position)[1] for r in gone})
+        for plan in plans.values():
+            if to_the_end and plan.singles and plan.singles[-1] == plan.last[0]:
+                plan.singles.pop()  # the subject's last message, with live ones before it: it stays
+                plan.removed -= plan.last[1]
         total = 0
         for token, plan in plans.items():
             if plan.removed == 0:

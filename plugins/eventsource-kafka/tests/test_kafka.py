@@ -275,3 +275,91 @@ async def test_a_cancelled_read_hands_its_consumer_back_only_when_done(kp: Kafka
             break
         await asyncio.sleep(0.1)
     assert all(c not in kp.io._consumers for c in running)
+
+
+# ---------------------------------------------------------------------------- found by a review (session 3)
+
+
+async def test_a_refused_first_append_creates_no_stream_and_a_failed_one_can_be_retried(kp: KafkaProvider) -> None:
+    from eventsource.errors import ValidationError
+    from eventsource.model import NO_STREAM
+
+    with pytest.raises(ValidationError):
+        await kp.append("big", [NewEvent(str(uuid.uuid4()), "E", b"x" * (kp.max_record_bytes + provider_module._ENVELOPE_SLACK), b"", "json", utcnow())], NO_STREAM)
+    assert await kp.get_stream_info("big") is None
+    first = new()
+    real = kp.io.produce
+
+    async def lost(*args: object, **kwargs: object) -> int:
+        raise ProviderUnavailableError("the broker went away")
+
+    kp.io.produce = lost  # type: ignore[method-assign]
+    with pytest.raises(ProviderUnavailableError):
+        await kp.append("s", [first], NO_STREAM)  # the stream was created, its first write failed
+    kp.io.produce = real  # type: ignore[method-assign]
+    r = await kp.append("s", [first], NO_STREAM)  # the retry of that very append still counts as new
+    assert (r.first_version, r.duplicate) == (1, False)
+    from eventsource.errors import ConcurrencyError
+
+    with pytest.raises(ConcurrencyError):
+        await kp.append("s", [new()], NO_STREAM)
+
+
+async def test_an_identical_retry_is_recognised_whole_at_the_edge_of_the_dedup_window(kafka_url: str) -> None:
+    p = KafkaProvider(kafka_url, topic_prefix=f"k{uuid.uuid4().hex[:12]}", request_timeout=60.0, dedup_window=5)
+    await p.connect()
+    try:
+        batch = [new() for _ in range(4)]
+        a = await p.append("s", batch, 0)
+        await p.append("s", [new()], 4)  # 5 ids in the window: the batch must not be half evicted
+        again = await p.append("s", batch, 0)
+        assert (again.duplicate, again.first_version) == (True, a.first_version)
+        big = [new() for _ in range(8)]  # larger than the window: the latest append always stays
+        b = await p.append("s", big, 5)
+        assert (await p.append("s", big, 5)).duplicate
+        assert b.last_version == 13
+    finally:
+        await drop_namespace(p)
+        await p.close()
+
+
+async def test_truncating_above_the_version_leaves_later_events_visible(kp: KafkaProvider) -> None:
+    await kp.append("s", [new() for _ in range(3)], 0)
+    assert await kp.truncate_stream("s", 8) == 3
+    await kp.append("s", [new() for _ in range(5)], 3)
+    assert [e.version async for e in kp.read_stream("s")] == [4, 5, 6, 7, 8]
+    info = await kp.get_stream_info("s")
+    assert info is not None
+    assert (info.version, info.event_count) == (8, 5)
+
+
+async def test_the_send_is_bounded_by_request_timeout(kafka_url: str) -> None:
+    p = KafkaProvider(kafka_url, topic_prefix=f"k{uuid.uuid4().hex[:12]}", request_timeout=7.0)
+    await p.connect()
+    try:
+        assert p.io.producer.config["delivery_timeout_ms"] == 7000  # kafka-python's default is 120 s
+    finally:
+        await drop_namespace(p)
+        await p.close()
+
+
+async def test_two_spellings_of_one_broker_share_the_in_process_state(kafka_url: str) -> None:
+    import asyncio
+
+    prefix = f"k{uuid.uuid4().hex[:12]}"
+    other_spelling = kafka_url.replace("127.0.0.1", "localhost")
+    assert other_spelling != kafka_url
+    a = KafkaProvider(kafka_url, topic_prefix=prefix, request_timeout=60.0)
+    b = KafkaProvider(other_spelling, topic_prefix=prefix, request_timeout=60.0)
+    await a.connect()
+    await b.connect()
+    try:
+        assert a._ns is b._ns
+        await a.append("s", [new()], 0)
+        results = await asyncio.gather(a.append("s", [new()], 1), b.append("s", [new()], 1), return_exceptions=True)
+        assert sorted(type(r).__name__ for r in results) == ["AppendResult", "ConcurrencyError"]
+        assert [e.version async for e in a.read_stream("s")] == [1, 2]
+    finally:
+        await drop_namespace(a)
+        await a.close()
+        await b.close()

@@ -141,6 +141,9 @@ class KafkaIO:
             max_request_size=self.max_request_size,
             max_block_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
+            # the whole send, retries included, within the same bound (kafka-python's default is 120 s,
+            # and it must not be below linger_ms + request_timeout_ms)
+            delivery_timeout_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms,
         )
         _tune_metadata(self.producer._metadata)  # noqa: SLF001 - see _tune_metadata

@@ -144,6 +144,7 @@ class _Slot:
     last_event_id: str | None = None
     last_ts_us: int | None = None
     window: collections.OrderedDict[str, _Seen] = field(default_factory=collections.OrderedDict)
+    appends: collections.deque[list[str]] = field(default_factory=collections.deque)  # the window's ids, by append
 
     def reset(self, topic: str | None) -> None:
         self.topic = topic
@@ -153,9 +154,11 @@ class _Slot:
         self.last_event_id = None
         self.last_ts_us = None
         self.window.clear()
+        self.appends.clear()
         self.loaded = topic is None
 
     def see(self, value: bytes, offset: int, window: int) -> None:
+        ids: list[str] = []
         for row in records.peek_rows(value):
             version = row[2]
             if version <= self.version:
@@ -165,8 +168,14 @@ class _Slot:
             self.last_event_id = row[0]
             self.last_ts_us = row[4]
             self.window[row[0]] = _Seen(version, row[3], row[4])
-        while len(self.window) > window:
-            self.window.popitem(last=False)
+            ids.append(row[0])
+        if ids:
+            self.appends.append(ids)
+        # whole appends leave the window, oldest first, and the latest always stays: an identical retry of
+        # any append still in it is recognised whole, never half (which would look like a conflict)
+        while len(self.window) > window and len(self.appends) > 1:
+            for event_id in self.appends.popleft():
+                self.window.pop(event_id, None)
         self.next_offset = max(self.next_offset, offset + 1)
 
 
@@ -195,8 +204,14 @@ _NAMESPACES: dict[tuple[tuple[str, ...], str], _Namespace] = {}
 _NAMESPACES_GUARD = threading.Lock()
 
 
-def _namespace(servers: list[str], prefix: str) -> _Namespace:
-    key = (tuple(sorted(servers)), prefix)
+def _namespace(servers: list[str], prefix: str, cluster_id: str | None = None) -> _Namespace:
+    """The state shared in this process by every provider on one cluster and prefix.
+
+    Keyed by the cluster's id once connected (so ``localhost:9092`` and ``127.0.0.1:9092``, or two
+    bootstrap lists of one cluster, share it: the in-process concurrency guarantee depends on that),
+    by the bootstrap servers before.
+    """
+    key = (("cluster-id", cluster_id) if cluster_id else tuple(sorted(servers)), prefix)
     with _NAMESPACES_GUARD:
         return _NAMESPACES.setdefault(key, _Namespace())
 
@@ -370,9 +385,13 @@ class KafkaProvider(Provider):
             rf = self.settings["replication_factor"]
             await io.ensure_topic(self._meta_topic, replication_factor=rf, configs=compact)
             await io.ensure_topic(self._snap_topic, replication_factor=rf, configs=compact)
+            desc = await io.describe_cluster()
         except BaseException:
             await io.close()
             raise
+        cluster_id = desc.get("cluster_id") if isinstance(desc, dict) else None
+        if cluster_id:
+            self._ns = _namespace(self.servers, self.prefix, str(cluster_id))
         self._io = io
         if self.settings.get("lease_url") and self._lease is None:
             lease = _lease_host().create_lease(self.settings["lease_url"], **self.settings["lease_settings"])
@@ -485,7 +504,10 @@ class KafkaProvider(Provider):
             first_version=first if count > 0 and first <= slot.version else None,
         )
 
-    async def _create(self, stream: NewStream, slot: _Slot, created_us: int) -> dict[str, Any]:
+    async def _create(
+        self, stream: NewStream, slot: _Slot, created_us: int, *, creator: str | None = None
+    ) -> dict[str, Any]:
+        """The stream's topic and metadata record; ``creator``: the first event id of the append creating it."""
         topic = naming.new_stream_topic(self.prefix, stream.stream_id)
         configs = dict(self.settings["topic_configs"])
         await self.io.ensure_topic(topic, replication_factor=self.settings["replication_factor"], configs=configs)
@@ -497,6 +519,8 @@ class KafkaProvider(Provider):
             "metadata": dict(stream.metadata),
             "created_us": created_us,
         }
+        if creator is not None:
+            meta["creator"] = creator
         await self._put_meta(stream.stream_id, meta)
         slot.reset(topic)
         slot.loaded = True
@@ -581,16 +605,18 @@ class KafkaProvider(Provider):
             )
             if dup is not None:
                 return dup
-            check_expected(stream_id, expected, exists=meta is not None, version=slot.version)
-            if meta is None:
-                attrs = stream or NewStream(stream_id=stream_id)
-                meta = await self._create(attrs, slot, records.to_us(events[0].timestamp))
+            # a stream an earlier attempt of this very append created (its write then failed) still counts as new
+            created_by_this = meta is not None and slot.version == 0 and meta.get("creator") == events[0].event_id
+            check_expected(stream_id, expected, exists=meta is not None and not created_by_this, version=slot.version)
             first_version = slot.version + 1
             first_position = max(_now_us(), slot.last_position + 1)
             value, headers = records.encode_events(stream_id, events, first_version, first_position)
-            if len(value) > self.max_record_bytes + _ENVELOPE_SLACK // 2:
+            if len(value) > self.max_record_bytes + _ENVELOPE_SLACK // 2:  # checked before anything is created
                 msg = f"the append is {len(value)} bytes as one record; the limit is {self.max_record_bytes}"
                 raise ValidationError(msg, field="events", size=len(value), limit=self.max_record_bytes)
+            if meta is None:
+                attrs = stream or NewStream(stream_id=stream_id)
+                meta = await self._create(attrs, slot, records.to_us(events[0].timestamp), creator=events[0].event_id)
             try:
                 offset = await self.io.produce(meta["topic"], value, headers=headers)
             except BaseException:
@@ -826,8 +852,8 @@ class KafkaProvider(Provider):
                     raise StreamNotFoundError(msg, stream_id=stream_id)
                 return 0
             new = dict(meta)
-            if rule == "below":
-                new["hide_below"] = max(int(meta.get("hide_below", 0)), value)
+            if rule == "below":  # never above the next version: events appended later stay visible
+                new["hide_below"] = max(int(meta.get("hide_below", 0)), min(value, slot.version + 1))
             else:
                 new["hide_before"] = [*meta.get("hide_before", []), [value, slot.version]]
             before, after = _Visibility(meta), _Visibility(new)

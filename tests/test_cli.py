@@ -552,3 +552,17 @@ def test_demo_hint_repeats_the_store_options(capsys: pytest.CaptureFixture[str],
     code, out, err = run(capsys, "--config", str(cfg), "read", "user-events", "--backwards", "--limit", "2")
     assert [line.split()[0] for line in out.splitlines()] == ["4", "3"]
     assert "2 events from 'user-events' (versions 3-4, newest first)" in err
+
+
+def test_deeply_nested_json_and_an_offset_beyond_any_store_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("[" * 200_000))
+    code, _, err = run(capsys, "--store", store, "append", "s", "T", "-")
+    assert code == 2
+    assert_one_line_error(err, "nests too deeply")
+    code, _, err = run(capsys, "--store", store, "streams", "--offset", str(2**70))
+    assert code == 2
+    assert "Traceback" not in err

@@ -323,3 +323,10 @@ def test_env_text_settings_stay_text_and_key_ids_keep_their_case() -> None:
     )
     assert sorted(cfg.encryption_keys) == ["2026", "K2025"]
     assert cfg.active_key_id == "2026"
+
+
+def test_a_zero_timeout_is_refused_rather_than_failing_every_call() -> None:
+    with pytest.raises(ConfigurationError) as e:
+        ManagerConfig.from_dict({"timeout": 0})
+    assert e.value.details["field"] == "timeout"
+    assert ManagerConfig.from_dict({"timeout": None}).timeout is None

@@ -261,3 +261,79 @@ def test_retention_policies_from_an_environment_variable() -> None:
         {"policy": "max_count", "max_events": 3},
         {"policy": "max_age", "max_age": 7 * 86400.0},
     ]
+
+
+# ---------------------------------------------------------------------- found by a review (session 3)
+
+
+@pytest.mark.parametrize("max_age", [float("nan"), float("inf"), 1e20, "99999999d"])
+def test_durations_that_are_not_finite_or_overflow_dates_are_refused(max_age: object) -> None:
+    with pytest.raises(ConfigurationError):
+        MaxAgePolicy(max_age)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError) as e:
+        EventSourcingManager({"providers": {}, "default_provider": None, "retention_period": max_age}, host=HOST)
+    assert e.value.details["field"] == "retention_period"
+
+
+async def test_a_schedule_survives_a_policy_raising_any_error_and_a_closed_manager_refuses_retention() -> None:
+    class Broken(RetentionPolicy):
+        name = "broken"
+
+        async def apply(self, ctx: object) -> int:
+            raise ValueError("a bug in a third-party policy")
+
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=HOST)
+    await m.register_provider(MemoryProvider(f"memory://r-{uuid.uuid4().hex}"), name="m")
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ConfigurationError):
+            await m.start_retention(bad, [Broken()])
+    schedule = await m.start_retention(0.01, [Broken()])
+    await schedule.wait_for_run(3)
+    assert schedule.running
+    assert schedule.last_report is not None
+    assert schedule.last_report.outcomes[0].status == "failed"
+    await m.close()
+    assert not schedule.running
+    with pytest.raises(ProviderUnavailableError, match="closed"):
+        await m.apply_retention([MaxCountPolicy(1)])
+    with pytest.raises(ProviderUnavailableError, match="closed"):
+        await m.start_retention(1, [MaxCountPolicy(1)])
+
+
+async def test_a_run_that_fails_midway_counts_what_it_deleted_and_skips_streams_deleted_meanwhile() -> None:
+    m = EventSourcingManager({"providers": {}, "default_provider": None, "retry_attempts": 1}, host=HOST)
+    p = MemoryProvider(f"memory://r-{uuid.uuid4().hex}")
+    await m.register_provider(p, name="m")
+    for sid in "abcd":
+        await m.append_events_batch(stream_id=sid, events=[EventData("E", {"i": i}) for i in range(5)])
+    real = p.truncate_stream
+
+    async def racing(stream_id: str, before_version: int) -> int:
+        if stream_id == "b":
+            await m.delete_stream("b")  # another task deletes it between list_streams and truncate
+        if stream_id == "d":
+            raise OSError("disk gone")
+        return await real(stream_id, before_version)
+
+    p.truncate_stream = racing  # type: ignore[method-assign]
+    with pytest.raises(RetentionError) as e:
+        await m.apply_retention([MaxCountPolicy(2)])
+    outcome = e.value.report.outcomes[0]
+    assert (outcome.status, outcome.deleted_events, outcome.streams_touched) == ("failed", 6, 2)  # a and c
+    for sid in "ac":
+        assert (await m.get_stream_info(sid)).event_count == 2
+    await m.close()
+
+
+async def test_max_count_keeps_that_many_stored_events_when_a_stream_has_a_gap() -> None:
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=HOST)
+    await m.register_provider(MemoryProvider(f"memory://r-{uuid.uuid4().hex}"), name="m")
+    now = datetime.now(UTC)
+    for i in range(5):
+        ts = now - timedelta(days=30) if i == 3 else now
+        await m.append_event(stream_id="s", event_type="E", data={"i": i}, timestamp=ts)
+    await m.apply_retention([MaxAgePolicy("7d")])  # removes version 4 from the middle
+    assert [e.version async for e in m.read_stream("s")] == [1, 2, 3, 5]
+    await m.apply_retention([MaxCountPolicy(3)])
+    assert [e.version async for e in m.read_stream("s")] == [2, 3, 5]
+    await m.close()

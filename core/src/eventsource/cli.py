@@ -456,6 +456,9 @@ def parse_json(text: str, what: str, *, stdin: TextIO | None = None, want_object
         shown = text if len(text) <= SHOWN_INPUT else text[: SHOWN_INPUT - 3] + "..."
         msg = f"{what} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}): {shown!r}"
         raise UsageError(msg, field=what) from None
+    except RecursionError:
+        msg = f"{what} nests too deeply to be read as JSON"
+        raise UsageError(msg, field=what) from None
     if want_object and not isinstance(value, dict):
         msg = f'{what} must be a JSON object like \'{{"key": "value"}}\', got {type(value).__name__}'
         raise UsageError(msg, field=what)

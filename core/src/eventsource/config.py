@@ -11,6 +11,7 @@ Durations accept seconds as a number or a string with a unit: ``"250ms"``, ``"30
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tomllib
@@ -33,22 +34,32 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
 
+MAX_DURATION = 1000 * 366 * 86400.0
+"""The longest duration accepted (1,000 years): longer ones overflow date arithmetic (a cutoff before year 1)."""
+
+
 def parse_duration(value: object) -> float:
     """Seconds from a number or a string like ``"30s"``; raises ``ValueError`` otherwise."""
     if isinstance(value, bool):
         msg = "not a duration"
         raise ValueError(msg)  # noqa: TRY004 - marshmallow turns ValueError into a field error
+    seconds: float | None = None
     if isinstance(value, (int, float)):
         if value < 0:
             msg = "duration must not be negative"
             raise ValueError(msg)
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    msg = f"not a duration: {value!r} (use seconds or a unit: 250ms, 30s, 5m, 12h, 365d)"
-    raise ValueError(msg)
+            seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    if seconds is None:
+        msg = f"not a duration: {value!r} (use seconds or a unit: 250ms, 30s, 5m, 12h, 365d)"
+        raise ValueError(msg)
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        msg = f"duration {value!r} is not a finite number of seconds up to 1,000 years"
+        raise ValueError(msg)
+    return seconds
 
 
 if TYPE_CHECKING:  # marshmallow 4 types its fields by value; 3.x fields are not subscriptable at runtime
@@ -129,7 +140,7 @@ class ManagerConfigSchema(Schema):
     retry_attempts = mf.Integer(validate=validate.Range(min=1, max=100))
     retry_delay = Duration()
     retry_max_delay = Duration()
-    timeout = Duration(allow_none=True)
+    timeout = Duration(allow_none=True, validate=validate.Range(min=0, min_inclusive=False))
     max_event_size = mf.Integer(validate=validate.Range(min=1))
     max_batch_size = mf.Integer(validate=validate.Range(min=1))
     max_stream_id_length = mf.Integer(validate=validate.Range(min=1, max=65536))

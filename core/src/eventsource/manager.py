@@ -602,6 +602,12 @@ class EventSourcingManager:
             return f"stream:{stream_id}" if stream_id else None
         return None
 
+    def _check_open(self) -> None:
+        """Refuse work that would run on a closed manager (and report success for doing nothing)."""
+        if self._closed:
+            msg = "this manager is closed; create a new one (or call connect() again)"
+            raise ProviderUnavailableError(msg)
+
     def _require_keys(self) -> KeyProvider:
         if self.keys is None:
             msg = "no key provider is configured (encryption_keys or key_provider)"
@@ -648,6 +654,7 @@ class EventSourcingManager:
 
     async def connect(self) -> EventSourcingManager:
         """Build and connect every provider named in the configuration."""
+        self._closed = False
         for name, entry in self.config.providers.items():
             if name not in self._providers:
                 provider = self.host.create_provider(entry["url"], **entry.get("settings", {}))
@@ -1029,8 +1036,8 @@ class EventSourcingManager:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:
             msg = f"limit must be an int from 1 to {MAX_PAGE_LIMIT}, got {limit!r}"
             raise ValidationError(msg, field="limit")
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            msg = f"offset must be an int >= 0, got {offset!r}"
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_NUMBER:
+            msg = f"offset must be an int from 0 to {MAX_NUMBER}, got {offset!r}"
             raise ValidationError(msg, field="offset")
 
     # ------------------------------------------------------------------ events
@@ -1651,6 +1658,7 @@ class EventSourcingManager:
         :raises RetentionError: a policy failed on some provider; ``error.report`` holds every outcome
             (the other policies still ran).
         """
+        self._check_open()
         chosen = self.retention_policies() if policies is None else [self._policy(x) for x in policies]
         if not chosen:
             msg = "no retention policy is configured (set retention_period or retention_policies, or pass policies)"
@@ -1695,6 +1703,7 @@ class EventSourcingManager:
         """
         from eventsource.config import parse_duration
 
+        self._check_open()
         try:
             seconds = parse_duration(interval)
         except ValueError as e:

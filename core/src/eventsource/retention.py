@@ -34,13 +34,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from eventsource.config import parse_duration
-from eventsource.errors import ConfigurationError, EventSourceError, RetentionError, UnsupportedOperationError
+from eventsource.errors import (
+    ConfigurationError,
+    RetentionError,
+    StreamNotFoundError,
+    UnsupportedOperationError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -70,6 +76,20 @@ class RetentionContext:
     now: datetime
     call: Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
     streams_touched: int = 0
+    deleted_events: int = 0
+    """Events deleted so far (policies add as they go, so a run that fails midway still reports them)."""
+
+    async def truncate(self, stream_id: str, before_version: int) -> int:
+        """``truncate_stream`` counted into this run; a stream deleted meanwhile has nothing left to delete."""
+        p = self.provider
+        try:
+            n = int(await self.call("truncate_stream", functools.partial(p.truncate_stream, stream_id, before_version)))
+        except StreamNotFoundError:
+            return 0
+        if n:
+            self.streams_touched += 1
+            self.deleted_events += n
+        return n
 
     async def streams(self) -> AsyncIterator[StreamInfo]:
         """Every stream of the provider, a page at a time."""
@@ -148,7 +168,9 @@ class MaxAgePolicy(RetentionPolicy):
         """One store-wide ``delete_events_before(now - max_age)``."""
         p = ctx.provider
         cutoff = ctx.now - timedelta(seconds=self.max_age)
-        return int(await ctx.call("delete_events_before", lambda: p.delete_events_before(cutoff)))
+        n = int(await ctx.call("delete_events_before", lambda: p.delete_events_before(cutoff)))
+        ctx.deleted_events += n
+        return n
 
 
 def _int_param(policy: str, name: str, value: object, minimum: int) -> int:
@@ -175,17 +197,22 @@ class MaxCountPolicy(RetentionPolicy):
         return {"policy": self.name, "max_events": self.max_events}
 
     async def apply(self, ctx: RetentionContext) -> int:
-        """``truncate_stream(s, version - max_events + 1)`` for every stream holding more."""
+        """``truncate_stream`` below the ``max_events``-th newest stored event of every stream holding more."""
         p = ctx.provider
         deleted = 0
         async for info in ctx.streams():
             if info.event_count <= self.max_events:
                 continue
             before = info.version - self.max_events + 1
-            n = int(await ctx.call("truncate_stream", functools.partial(p.truncate_stream, info.stream_id, before)))
-            if n:
-                ctx.streams_touched += 1
-                deleted += n
+            if info.first_version is None or info.event_count != info.version - info.first_version + 1:
+                # a gap (an event deleted from the middle by max_age): count the stored events instead
+                kept = 0
+                async for ev in p.read_stream(info.stream_id, backwards=True, page_size=min(self.max_events, 500)):
+                    kept += 1
+                    if kept == self.max_events:
+                        before = ev.version
+                        break
+            deleted += await ctx.truncate(info.stream_id, before)
         return deleted
 
 
@@ -219,10 +246,7 @@ class BeforeSnapshotPolicy(RetentionPolicy):
             before = snap.version + 1 - self.keep_events
             if before <= (info.first_version or 1):
                 continue
-            n = int(await ctx.call("truncate_stream", functools.partial(p.truncate_stream, info.stream_id, before)))
-            if n:
-                ctx.streams_touched += 1
-                deleted += n
+            deleted += await ctx.truncate(info.stream_id, before)
         return deleted
 
 
@@ -333,20 +357,19 @@ async def run_policy(
         if strict:
             raise UnsupportedOperationError(msg, provider=name, operation=missing[0], policy=policy.name)
         return PolicyOutcome(name, policy.name, "unsupported", message=msg, parameters=params)
-    deleted = 0
     try:
         deleted = await policy.apply(ctx)
     except UnsupportedOperationError as e:
         if strict:
             raise
         return PolicyOutcome(name, policy.name, "unsupported", message=e.message, parameters=params)
-    except (EventSourceError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - any failure of a (third-party) policy is reported, never lost
         log.warning("retention policy %s failed on provider %s: %s", policy.name, name, type(e).__name__)
         return PolicyOutcome(
             name,
             policy.name,
             "failed",
-            deleted_events=deleted,
+            deleted_events=ctx.deleted_events,
             streams_touched=ctx.streams_touched,
             message=f"{type(e).__name__}: {e}",
             parameters=params,
@@ -363,7 +386,7 @@ class RetentionSchedule:
     """
 
     def __init__(self, run: Callable[[], Awaitable[RetentionReport]], interval: float, *, run_now: bool = True) -> None:
-        if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
+        if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not 0 < interval < math.inf:
             msg = f"retention interval must be a positive number of seconds, got {interval!r}"
             raise ConfigurationError(msg, field="interval")
         self.interval = float(interval)
@@ -400,7 +423,7 @@ class RetentionSchedule:
             except RetentionError as e:
                 self.last_error = e
                 report = e.report
-            except (EventSourceError, OSError) as e:
+            except Exception as e:  # noqa: BLE001 - a schedule never dies silently: logged, kept, next run
                 self.last_error = e
                 log.warning("scheduled retention failed: %s", type(e).__name__)
                 report = None

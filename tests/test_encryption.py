@@ -585,3 +585,61 @@ class TestEncryptedKitOnSqlite(TestEncryptedKitOnMemory):
         await p.connect()
         yield p
         await p.close()
+
+
+# ---------------------------------------------------------------------- key store: found by a review (session 3)
+
+
+def test_another_store_sees_every_shred_even_when_the_filesystem_reuses_inode_numbers(tmp_path: Path) -> None:
+    """Two shreds in a row rewrite the file twice; ext4 may hand the first rewrite's freed inode to the
+    second. A store that only compared inode numbers then read a different file from its old offset."""
+    import time
+
+    path = tmp_path / "keys.jsonl"
+    ring = StaticKeyRing({"m1": K1})
+    a = ScopedKeyStore(ring, path)
+    for i in range(5):
+        a.encryption_key(f"tenant:{i}")
+    b = ScopedKeyStore(ring, path)
+    kid0, _ = b.encryption_key("tenant:0")
+    a.shred("tenant:1")
+    a.shred("tenant:0")
+    i = 100
+    while path.stat().st_size < 2 * b._offset:  # normal traffic grows the new file past b's old offset
+        a.encryption_key(f"tenant:{i}")
+        i += 1
+    time.sleep(1.1)  # past b's once-a-second check
+    with pytest.raises(KeyShreddedError):
+        b.decryption_key(kid0, "tenant:0")
+    assert b.encryption_key("tenant:2") == a.encryption_key("tenant:2")  # and b still reads the live keys
+
+
+def test_a_write_cut_short_by_a_crash_is_dropped_not_glued_to_the_next_line(tmp_path: Path) -> None:
+    path = tmp_path / "keys.jsonl"
+    ring = StaticKeyRing({"m1": K1})
+    a = ScopedKeyStore(ring, path)
+    key_a = a.encryption_key("tenant:a")
+    with path.open("ab") as f:
+        f.write(b'{"created_at": "2026-01-01T00:00:00+00:00", "key": "dk-torn", "mas')  # no newline: a crash
+    b = ScopedKeyStore(ring, path)
+    b.encryption_key("tenant:b")  # appends: must not glue its line to the torn one
+    c = ScopedKeyStore(ring, path)
+    assert c.encryption_key("tenant:a") == key_a
+    assert c.encryption_key("tenant:b") == b.encryption_key("tenant:b")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"  # keys are the owner's only, from the first write
+    garbage = tmp_path / "not-a-store.bin"
+    garbage.write_bytes(b"\x00\x01binary, no newline")
+    with pytest.raises(ConfigurationError, match="not an eventsource key store"):
+        ScopedKeyStore(ring, garbage).encryption_key("tenant:x")
+    assert garbage.read_bytes() == b"\x00\x01binary, no newline"  # left alone
+
+
+def test_a_damaged_wrapped_key_is_a_decryption_error(tmp_path: Path) -> None:
+    path = tmp_path / "keys.jsonl"
+    ring = StaticKeyRing({"m1": K1})
+    kid, _ = ScopedKeyStore(ring, path).encryption_key("tenant:a")
+    lines = path.read_text().splitlines()
+    damaged = [json.dumps({**json.loads(line), "wrapped": "AAAA"}) if kid in line else line for line in lines]
+    path.write_text("\n".join(damaged) + "\n")
+    with pytest.raises(DecryptionError):
+        ScopedKeyStore(ring, path).decryption_key(kid, "tenant:a")

@@ -32,10 +32,12 @@ import base64
 import binascii
 import contextlib
 import json
+import logging
 import os
 import secrets
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,6 +182,8 @@ class StaticKeyRing(KeyProvider):
         self._keys.pop(key_id, None)
 
 
+log = logging.getLogger("eventsource.keys")
+
 _DEK_AAD = b"eventsource-dek\x00"
 _STORE_FORMAT = 1
 
@@ -213,7 +217,10 @@ class ScopedKeyStore(KeyProvider):
         self._active: dict[str, str] = {}  # scope -> key id
         self._tombstones: dict[str, dict[str, str]] = {}  # key id -> {scope, at}
         self._plain: dict[str, bytes] = {}  # key id -> unwrapped data key (cache)
-        self._ino: int | None = None  # the file this state was read from, and how far
+        # the file this state was read from (held open: while it is, a replacement file can never get its
+        # inode number, so "replaced" is always seen) and how far
+        self._fd: weakref.finalize | None = None  # type: ignore[type-arg]
+        self._fd_no = -1
         self._offset = 0
         self._checked = time.monotonic()
         if self.path is not None:
@@ -252,6 +259,11 @@ class ScopedKeyStore(KeyProvider):
         self._entries, self._active, self._tombstones = {}, {}, {}
         self._offset = 0
 
+    def _forget_file(self) -> None:
+        if self._fd is not None:
+            self._fd()  # closes the descriptor (once)
+        self._fd, self._fd_no = None, -1
+
     def _sync(self) -> None:
         """Apply what the file holds beyond what was read (all of it when the file was replaced)."""
         if self.path is None:
@@ -259,16 +271,18 @@ class ScopedKeyStore(KeyProvider):
         with self._lock:
             try:
                 st = self.path.stat()
-                if st.st_ino != self._ino or st.st_size < self._offset:
+                held = os.fstat(self._fd_no) if self._fd is not None else None
+                if held is None or held.st_ino != st.st_ino or held.st_dev != st.st_dev or st.st_size < self._offset:
+                    self._forget_file()
+                    fd = os.open(self.path, os.O_RDONLY)
+                    self._fd, self._fd_no = weakref.finalize(self, os.close, fd), fd
                     self._reset()
-                    self._ino = st.st_ino
-                if st.st_size == self._offset:
+                size = os.fstat(self._fd_no).st_size
+                if size == self._offset:
                     return
-                with self.path.open("rb") as f:
-                    f.seek(self._offset)
-                    chunk = f.read()
+                chunk = os.pread(self._fd_no, size - self._offset, self._offset)
             except FileNotFoundError:
-                if self._ino is not None:
+                if self._fd is not None:
                     raise self._unreadable("was deleted while in use") from None
                 return
             except OSError as e:
@@ -309,13 +323,26 @@ class ScopedKeyStore(KeyProvider):
             raise self._unreadable("is not an eventsource key store")
 
     def _append(self, *records: dict[str, Any]) -> None:
-        """Append records (under the flock), fsync, and read them back into the state."""
+        """Append records (under the flock), fsync, and read them back into the state.
+
+        Under the flock no write is in progress, so bytes after the last complete line are a write a
+        crash cut short (its caller never got the key): they are cut off first, or the next line would
+        be glued to them and the whole file become unreadable. A file with no complete line but some
+        bytes is not a key store, and is left alone.
+        """
         if self.path is None:
             for rec in records:
                 self._apply(rec)
             return
-        with self.path.open("ab") as f:
-            if f.tell() == 0:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # keys: owner only
+        with os.fdopen(fd, "ab") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > self._offset:  # _locked_file read every complete line just before
+                if self._offset == 0:
+                    raise self._unreadable("is not an eventsource key store (no complete line)")
+                log.warning("key store %s: dropping %d bytes of an unfinished write", self.path, size - self._offset)
+                os.truncate(f.fileno(), self._offset)
+            if self._offset == 0:
                 f.write(json.dumps({"format": _STORE_FORMAT}).encode() + b"\n")
             for rec in records:
                 f.write(json.dumps(rec, sort_keys=True).encode() + b"\n")
@@ -344,8 +371,9 @@ class ScopedKeyStore(KeyProvider):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        st = self.path.stat()
-        self._ino, self._offset = st.st_ino, st.st_size
+        self._forget_file()
+        self._offset = 0
+        self._sync()  # the new file, held from now on (its lines are what the state already holds)
 
     # ------------------------------------------------------------------ keys
 
@@ -367,10 +395,10 @@ class ScopedKeyStore(KeyProvider):
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         mkey = self.master.decryption_key(entry["master"], None)
-        blob = base64.b64decode(entry["wrapped"])
         try:
+            blob = base64.b64decode(entry["wrapped"], validate=True)
             return AESGCM(mkey).decrypt(blob[:12], blob[12:], _DEK_AAD + f"{key_id}\x00{entry['scope']}".encode())
-        except InvalidTag:
+        except (InvalidTag, ValueError):  # ValueError: not base64, or too short to hold a nonce (damaged)
             msg = f"data key {key_id!r} failed to unwrap with master key {entry['master']!r}"
             raise DecryptionError(msg, key_id=key_id) from None
 
@@ -413,7 +441,8 @@ class ScopedKeyStore(KeyProvider):
         """Drop cached data keys and re-read the whole file (a shred by another process is seen at once)."""
         with self._lock:
             self._plain.clear()
-            self._ino = None
+            self._forget_file()
+            self._offset = 0
             self._sync()
 
     def _maybe_refresh(self) -> None:

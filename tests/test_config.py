@@ -330,3 +330,10 @@ def test_a_zero_timeout_is_refused_rather_than_failing_every_call() -> None:
         ManagerConfig.from_dict({"timeout": 0})
     assert e.value.details["field"] == "timeout"
     assert ManagerConfig.from_dict({"timeout": None}).timeout is None
+
+
+def test_mask_url_hides_passwords_in_the_query_string_too() -> None:
+    masked = mask_url("postgresql://app@db.internal/events?sslmode=require&password=S3cretPw&sslpassword=x")
+    assert "S3cretPw" not in masked
+    assert masked == "postgresql://app@db.internal/events?sslmode=require&password=***&sslpassword=***"
+    assert mask_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"

@@ -179,6 +179,20 @@ def test_codec_retention_and_lease_registries_refuse_duplicates() -> None:
     codecs.add_serializer(UpperJson())
     with pytest.raises(PluginLoadError, match="serializer 'upperjson' is registered twice"):
         codecs.add_serializer(UpperJson())
+    class Shadow:  # a compressor named like the built-in cipher would be handed every ciphertext
+        name = "aes256gcm"
+
+    codecs.add_compressor(Shadow())  # type: ignore[arg-type]
+    with pytest.raises(PluginLoadError, match="codec names are shared by all kinds"):
+        codecs.add_cipher(Shadow())  # type: ignore[arg-type]
+    with pytest.raises(PluginLoadError, match="codec names are shared by all kinds"):
+        codecs.add_serializer(Shadow())  # type: ignore[arg-type]
+
+    class Plus:
+        name = "zlib+x"
+
+    with pytest.raises(PluginLoadError, match="contains '\\+'"):
+        codecs.add_compressor(Plus())  # type: ignore[arg-type]
     retention = RetentionRegistry()
     retention.add(KeepNothing)
     with pytest.raises(PluginLoadError, match="retention policy 'keep_nothing' is registered twice"):

@@ -88,11 +88,22 @@ def mask_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable url>"
-    userinfo, sep, hosts = parts.netloc.rpartition("@")
-    if not sep or ":" not in userinfo:
+    netloc = parts.netloc
+    userinfo, sep, hosts = netloc.rpartition("@")
+    if sep and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    query = parts.query
+    if query:  # libpq and others also take passwords as query parameters (?password=, ?sslpassword=)
+        query = "&".join(
+            f"{k}=***" if k.lower() in _SECRET_PARAMS else f"{k}{eq}{v}"
+            for k, eq, v in (item.partition("=") for item in query.split("&"))
+        )
+    if netloc == parts.netloc and query == parts.query:
         return url
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit((parts.scheme, f"{user}:***@{hosts}", parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_SECRET_PARAMS = frozenset({"password", "sslpassword", "passwd", "pass", "secret", "token", "sasl_plain_password"})
 
 
 class ProviderEntrySchema(Schema):

@@ -151,16 +151,37 @@ class CodecRegistry:
         self.ciphers: _Registry[Cipher] = _Registry()
         self.ciphers.what = "cipher"
 
+    def _claim(self, name: object, kind: str, own: _Registry[Any]) -> None:
+        """Refuse a name another codec kind holds, or one with ``+``: all three kinds share one namespace.
+
+        A descriptor like ``json+zlib+aes256gcm`` names each part without its kind, so a compressor
+        named like a cipher would be handed the ciphertext.
+        """
+        if isinstance(name, str) and "+" in name:
+            msg = f"{kind} name {name!r} contains '+', which separates the parts of an encoding descriptor"
+            raise PluginLoadError(msg, name=name)
+        for other in (self.serializers, self.compressors, self.ciphers):
+            if other is not own and isinstance(name, str) and name in other:
+                prev = other.registration(name)
+                msg = (
+                    f"{kind} {name!r} clashes with the {other.what} of that name "
+                    f"(registered by {prev.distribution or prev.item!r}): codec names are shared by all kinds"
+                )
+                raise PluginLoadError(msg, name=name)
+
     def add_serializer(self, serializer: Serializer) -> None:
         """Register a serializer under ``serializer.name``."""
+        self._claim(serializer.name, "serializer", self.serializers)
         self.serializers._add(serializer.name, serializer)  # noqa: SLF001
 
     def add_compressor(self, compressor: Compressor) -> None:
         """Register a compressor under ``compressor.name``."""
+        self._claim(compressor.name, "compressor", self.compressors)
         self.compressors._add(compressor.name, compressor)  # noqa: SLF001
 
     def add_cipher(self, cipher: Cipher) -> None:
         """Register a cipher under ``cipher.name``."""
+        self._claim(cipher.name, "cipher", self.ciphers)
         self.ciphers._add(cipher.name, cipher)  # noqa: SLF001
 
 

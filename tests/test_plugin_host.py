@@ -341,3 +341,58 @@ async def test_the_first_non_none_key_provider_serves_the_manager() -> None:
         stored = [r async for r in m.get_provider().read_stream("s")]
         assert all(b"4111" not in r.data and "aes256gcm" in r.encoding for r in stored)
         assert len(vault.asked) == 1
+
+
+# ---------------------------------------------------------------------- found by a review (session 3)
+
+
+class _EP:
+    """A stand-in for an installed entry point (what importlib.metadata yields)."""
+
+    def __init__(self, name: str, dist: str, plugin: object) -> None:
+        self.name, self._plugin = name, plugin
+        self.dist = type("Dist", (), {"name": dist, "version": "1.0"})()
+
+    def load(self) -> object:
+        return self._plugin
+
+
+def test_an_entry_point_named_builtin_or_declared_twice_is_refused_naming_the_distributions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    from eventsource import plugins
+
+    empty = types.ModuleType("empty_plugin")
+    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: [_EP("builtin", "evil-builtin", empty)])
+    with pytest.raises(PluginLoadError, match="'evil-builtin'.*'builtin'"):
+        PluginHost()
+    twice = [_EP("postgres", "shady-postgres", empty), _EP("postgres", "eventsource-postgres", types.ModuleType("pg"))]
+    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: twice)
+    with pytest.raises(PluginLoadError, match="both 'shady-postgres' and 'eventsource-postgres'"):
+        PluginHost()
+
+
+def test_a_plugin_failing_in_a_hook_is_a_typed_error_and_is_not_left_registered() -> None:
+    class Raises:
+        @eventsource.hookimpl
+        def eventsource_register_retention_policies(self, registry: RetentionRegistry) -> None:
+            raise RuntimeError("boom")
+
+    host = PluginHost(load_entrypoints=False)
+    plugin = Raises()
+    with pytest.raises(PluginLoadError, match="failed in a hook: RuntimeError"):
+        host.register(plugin, "raises")
+    assert not host.pm.is_registered(plugin)
+
+
+def test_a_key_provider_plugin_returning_the_wrong_type_fails_at_start_up() -> None:
+    class WrongType:
+        @eventsource.hookimpl
+        def eventsource_key_provider(self, config: object) -> object:
+            return {"k1": "not a key provider"}
+
+    host = PluginHost(load_entrypoints=False, plugins=[("wrong", WrongType())])
+    with pytest.raises(PluginLoadError, match="returned a dict, not a KeyProvider"):
+        EventSourcingManager({"providers": {}, "default_provider": None}, host=host)

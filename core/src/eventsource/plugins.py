@@ -10,6 +10,7 @@ Nothing loads at import time; tests build ``PluginHost(load_entrypoints=False)``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from importlib import metadata
@@ -80,10 +81,22 @@ class PluginHost:
 
     def _load_entrypoints(self) -> None:
         for ep in metadata.entry_points(group=NAME):
-            if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
+            if self.pm.is_blocked(ep.name):
                 continue
             dist = ep.dist.name if ep.dist is not None else "unknown distribution"
             version = ep.dist.version if ep.dist is not None else "?"
+            if ep.name == "builtin":
+                msg = f"distribution {dist!r} declares an {NAME!r} entry point named 'builtin', which is the core's own"
+                raise PluginLoadError(msg, plugin=ep.name, distribution=dist)
+            if self.pm.has_plugin(ep.name):
+                first = self.distributions.get(ep.name, ("another distribution", ""))[0]
+                if first == dist:
+                    continue  # the same distribution found twice on the path
+                msg = (
+                    f"entry point {ep.name!r} of group {NAME!r} is declared by both {first!r} and {dist!r}; "
+                    f"uninstall one, or block one with {DISABLED_ENV}"
+                )
+                raise PluginLoadError(msg, plugin=ep.name, distribution=dist)
             try:
                 plugin = ep.load()
             except Exception as e:
@@ -107,13 +120,29 @@ class PluginHost:
             raise PluginLoadError(msg, hook=hook_name) from e
 
     def register(self, plugin: object, name: str | None = None) -> None:
-        """Register a plugin object after start-up; historic hooks run for it at once."""
+        """Register a plugin object after start-up; historic hooks run for it at once.
+
+        A plugin that fails (invalid, or raising in a hook) is unregistered again and reported as a
+        :class:`PluginLoadError`.
+        """
         try:
             self.pm.register(plugin, name=name)
         except (ValueError, pluggy.PluginValidationError) as e:
             msg = f"plugin {name or plugin!r} is invalid: {e}"
             raise PluginLoadError(msg, plugin=name) from e
-        self._check_pending()
+        except Exception as e:  # a historic hook of the plugin raised
+            with contextlib.suppress(Exception):
+                self.pm.unregister(plugin)
+            if isinstance(e, PluginLoadError):
+                raise
+            msg = f"plugin {name or plugin!r} failed in a hook: {type(e).__name__}: {e}"
+            raise PluginLoadError(msg, plugin=name) from e
+        try:
+            self._check_pending()
+        except PluginLoadError:
+            with contextlib.suppress(Exception):
+                self.pm.unregister(plugin)
+            raise
 
     def _check_pending(self) -> None:
         """Refuse hook implementations that match no spec (a misspelled hook name), naming the plugin."""
@@ -168,13 +197,19 @@ class PluginHost:
 
     def key_provider(self, config: ManagerConfig) -> KeyProvider | None:
         """The key provider a plugin supplies for ``config`` (``eventsource_key_provider``), or ``None``."""
+        from eventsource.codecs.keys import KeyProvider
+
         try:
-            return self.pm.hook.eventsource_key_provider(config=config)  # type: ignore[no-any-return]
+            provider = self.pm.hook.eventsource_key_provider(config=config)
         except EventSourceError:
             raise
         except Exception as e:
             msg = f"a plugin failed in eventsource_key_provider: {type(e).__name__}"
             raise PluginLoadError(msg, hook="eventsource_key_provider") from e
+        if provider is not None and not isinstance(provider, KeyProvider):
+            msg = f"eventsource_key_provider returned a {type(provider).__name__}, not a KeyProvider"  # never its repr
+            raise PluginLoadError(msg, hook="eventsource_key_provider")
+        return provider
 
     def create_lease(self, url: str, **settings: Any) -> Any:
         """Build a lease from a URL (its scheme selects the lease kind)."""

@@ -840,16 +840,7 @@ class NatsProvider(Provider):
         if len(body) + 1024 > self._max_payload:
             self._check_size(body, headers, "the event" if n == 1 else f"the batch of {n} events")
         subject = f"{self._events_prefix}{token}"
-        timeout = self.settings["publish_timeout"]
-        try:
-            try:
-                ack = await self._publish(subject, body, headers, timeout)
-            except _retriable():
-                ack = await self._retrying(lambda: self._publish(subject, body, headers, timeout))
-        except _js_errors().APIError as e:
-            if e.err_code in WRONG_SEQUENCE_CODES or _WRONG_SEQ_TEXT.search(e.description or ""):
-                raise _WrongSequence from e
-            raise
+        ack = await self._publish_expecting(subject, body, headers)
         if ack.get("duplicate"):
             resolved = await self._resolve_duplicate_ack(sid, events, int(ack["seq"]))
             if resolved is not None:
@@ -858,12 +849,7 @@ class NatsProvider(Provider):
             # is free again. Publish under a message id derived from the gone one, so a retry of this
             # publish is still recognised as a duplicate of it.
             headers[HDR_MSG_ID] = f"{headers[HDR_MSG_ID]}~{int(ack['seq'])}"
-            try:
-                ack = await self._publish(subject, body, headers, timeout)
-            except _js_errors().APIError as e:
-                if e.err_code in WRONG_SEQUENCE_CODES or _WRONG_SEQ_TEXT.search(e.description or ""):
-                    raise _WrongSequence from e
-                raise
+            ack = await self._publish_expecting(subject, body, headers)
             if ack.get("duplicate"):
                 again = await self._resolve_duplicate_ack(sid, events, int(ack["seq"]))
                 if again is None:
@@ -894,6 +880,19 @@ class NatsProvider(Provider):
             events[0].timestamp,
             False,  # noqa: FBT003
         )
+
+    async def _publish_expecting(self, subject: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        """Publish with retries (:meth:`_retrying`); a refused expected sequence raises :class:`_WrongSequence`."""
+        timeout = self.settings["publish_timeout"]
+        try:
+            try:
+                return await self._publish(subject, body, headers, timeout)
+            except _retriable():
+                return await self._retrying(lambda: self._publish(subject, body, headers, timeout))  # type: ignore[no-any-return]
+        except _js_errors().APIError as e:
+            if e.err_code in WRONG_SEQUENCE_CODES or _WRONG_SEQ_TEXT.search(e.description or ""):
+                raise _WrongSequence from e
+            raise
 
     async def _publish(self, subject: str, body: bytes, headers: dict[str, str], wait: float) -> dict[str, Any]:
         """A JetStream publish awaiting its ack, through one reply subscription kept for the connection.

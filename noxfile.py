@@ -3,6 +3,7 @@
     nox -s "tests(provider='postgres')"   # one provider, core + that plugin only
     nox -s plugins_vs_core                # every plugin installed together with the core
     nox -s benchmarks -- --quick          # the benchmark harness (not a test)
+    nox -s docs                           # the API reference (Sphinx autodoc), warnings are errors
 """
 
 from __future__ import annotations
@@ -48,3 +49,14 @@ def benchmarks(session: nox.Session) -> None:
     _install(session, PLUGINS)
     backends = [arg for p in ["sqlite", "memory", *PLUGINS] for arg in ("--backend", p)]
     session.run("python", "benchmarks/run.py", *backends, *session.posargs)
+
+
+DOCS_DEPS = ["sphinx>=7.2", "myst-parser>=2"]  # docs-only: never the library's runtime dependencies
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build docs/ with Sphinx: autodoc reads the installed core's docstrings; any warning fails the build."""
+    session.install("./core[testing]", *DOCS_DEPS)  # [testing]: the reference documents the kit, which imports pytest
+    out = session.posargs[0] if session.posargs else str(ROOT / "docs" / "_build" / "html")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "-d", str(ROOT / "docs" / "_build" / "doctrees"), str(ROOT / "docs"), out)

@@ -28,12 +28,8 @@ napoleon_numpy_docstring = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True}
-# The annotations are strings (``from __future__ import annotations``) naming TYPE_CHECKING-only imports;
-# show them as written instead of warning that they cannot be resolved.
-autodoc_type_aliases: dict[str, str] = {}
 
 myst_heading_anchors = 3
-suppress_warnings = ["myst.xref_missing"]
 
 html_theme = "alabaster"
 html_title = "eventsource"

@@ -39,7 +39,6 @@ import collections
 import contextlib
 import functools
 import json
-import re
 import ssl
 import time
 import uuid
@@ -51,7 +50,6 @@ from eventsource.errors import (
     ConfigurationError,
     DuplicateEventError,
     EventSourceError,
-    ProviderError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     StreamExistsError,
@@ -72,6 +70,16 @@ from eventsource.model import (
 from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, position_at
 
 from eventsource_nats import records
+from eventsource_nats.errors import (
+    _WRONG_SEQ_TEXT,
+    DUPLICATE_IN_BATCH_CODE,
+    WRONG_SEQUENCE_CODES,
+    map_error,
+)
+from eventsource_nats.errors import DuplicateInBatch as _DuplicateInBatch
+from eventsource_nats.errors import WrongSequence as _WrongSequence
+from eventsource_nats.errors import js_errors as _js_errors
+from eventsource_nats.errors import retriable as _retriable
 from eventsource_nats.naming import (
     MAX_EVENTS_PER_MESSAGE,
     Names,
@@ -96,10 +104,6 @@ T = TypeVar("T")
 
 _make_append_result = positional_constructor(AppendResult)
 
-WRONG_SEQUENCE_CODES = frozenset({10071, 10164})
-"""JetStream err_codes of a failed expected-sequence check (10164: concurrent rejection, >= 2.10)."""
-DUPLICATE_IN_BATCH_CODE = 10201
-"""Atomic batch rejected because one of its message ids is already stored."""
 FIXED_REPLICATED_OCC = (2, 9, 21)
 """First server whose expected-subject-sequence check holds on replicated streams (PR #4319)."""
 ATOMIC_BATCH_SINCE = (2, 12, 0)
@@ -111,7 +115,6 @@ PAGE_BYTES = 1024 * 1024
 _LRU_SIZE = 50_000
 _ACK_TICK = 0.05
 """Seconds between checks of the pub-ack deadlines (the precision of ``publish_timeout``)."""
-_WRONG_SEQ_TEXT = re.compile(r"wrong last sequence", re.IGNORECASE)
 
 
 class _Tail(NamedTuple):
@@ -124,14 +127,6 @@ class _Tail(NamedTuple):
     claim: str | None = None  # id of the first event of the NO_STREAM append that created the (empty) stream
 
 
-class _WrongSequence(Exception):  # noqa: N818 - internal signal, never escapes
-    """The server refused the expected sequence."""
-
-
-class _DuplicateInBatch(Exception):  # noqa: N818 - internal signal, never escapes
-    """An atomic batch holds an already stored message id."""
-
-
 def _nats() -> Any:
     import nats
 
@@ -139,67 +134,10 @@ def _nats() -> Any:
 
 
 @functools.cache
-def _js_errors() -> Any:
-    import nats.js.errors
-
-    return nats.js.errors
-
-
-@functools.cache
-def _retriable() -> tuple[type[BaseException], ...]:
-    import nats.errors
-    import nats.js.errors
-
-    return (
-        nats.js.errors.NoStreamResponseError,
-        nats.errors.NoRespondersError,
-        nats.errors.TimeoutError,
-        asyncio.TimeoutError,
-        nats.js.errors.ServiceUnavailableError,
-        nats.errors.ConnectionReconnectingError,
-        nats.errors.StaleConnectionError,
-    )
-
-
-@functools.cache
 def _accepts_skip_subject_validation() -> bool:
     import inspect
 
     return "skip_subject_validation" in inspect.signature(_nats().NATS.connect).parameters
-
-
-def map_error(e: BaseException, what: str = "NATS operation") -> EventSourceError:
-    """The typed error for a nats-py (or OS) error: the provider's ONE mapping function."""
-    import nats.errors
-    import nats.js.errors
-
-    if isinstance(e, EventSourceError):
-        return e
-    unavailable = (
-        nats.js.errors.NoStreamResponseError,
-        nats.errors.NoRespondersError,
-        nats.errors.NoServersError,
-        nats.errors.ConnectionClosedError,
-        nats.errors.ConnectionReconnectingError,
-        nats.errors.StaleConnectionError,
-        nats.errors.ConnectionDrainingError,
-        nats.js.errors.ServiceUnavailableError,
-        ConnectionError,
-        OSError,
-    )
-    if isinstance(e, (nats.errors.TimeoutError, asyncio.TimeoutError)):  # before OSError: TimeoutError is one
-        return ProviderTimeoutError(f"{what}: NATS did not answer in time")
-    if isinstance(e, unavailable):
-        return ProviderUnavailableError(f"{what}: NATS is unavailable ({type(e).__name__}: {e})")
-    if isinstance(e, nats.errors.MaxPayloadError):
-        return ValidationError(f"{what}: the message exceeds the server's max_payload", field="data")
-    if isinstance(e, nats.js.errors.APIError):
-        return ProviderError(
-            f"{what}: JetStream error {e.code} (err_code {e.err_code}): {e.description}",
-            code=e.code,
-            err_code=e.err_code,
-        )
-    return ProviderError(f"{what}: {type(e).__name__}: {e}")
 
 
 def _version_tuple(v: Any) -> tuple[int, int, int]:

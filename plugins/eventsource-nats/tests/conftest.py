@@ -54,7 +54,7 @@ async def open_provider(url: str, **settings: object) -> NatsProvider:
 async def dispose(p: NatsProvider) -> None:
     """Delete the store and close."""
     try:
-        if p._js is not None:
+        if p._conn.js is not None:
             await p.drop_store()
     finally:
         await p.close()

@@ -52,7 +52,7 @@ async def test_sigkill_of_the_leader_while_appending_loses_and_duplicates_nothin
     provider = await _connect_when_ready(cluster.url)
     try:
         assert provider.occ_mode == "subject"
-        info = await provider._api(f"STREAM.INFO.{provider.names.stream}")
+        info = await provider._conn.api(f"STREAM.INFO.{provider.names.stream}")
         assert info["config"]["num_replicas"] == 3
         leader = info["cluster"]["leader"]
         victim = next(n for n in cluster.nodes if n.name == leader)

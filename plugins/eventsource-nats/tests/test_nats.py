@@ -166,7 +166,7 @@ async def test_a_no_stream_append_retried_after_it_claimed_the_id_still_succeeds
     # happened (a lost connection): the retry with the same event ids is not a conflict
     p = machine_provider
     first = new_event()
-    assert await p._claim(p._token("s"), "s", None, first)
+    assert await p._appender.claim(p._appender.token("s"), "s", None, first)
     res = await p.append("s", [first], NO_STREAM)
     assert (res.first_version, res.duplicate) == (1, False)
     again = await p.append("s", [first], NO_STREAM)
@@ -328,7 +328,7 @@ async def test_old_server_refuses_a_replicated_stream_or_falls_back(old_cluster:
 async def test_get_event_survives_a_lost_index_entry(machine_provider: NatsProvider) -> None:
     p = machine_provider
     r = await p.append("idx", [new_event(), new_event()], 0)
-    await p._purge(f"KV_{p.names.ids_bucket}", filter=f"$KV.{p.names.ids_bucket}.>")  # as if lost in a crash
+    await p._conn.purge(f"KV_{p.names.ids_bucket}", filter=f"$KV.{p.names.ids_bucket}.>")  # as if lost in a crash
     other = NatsProvider(**p.spawn_args())
     await other.connect()
     try:
@@ -394,13 +394,13 @@ async def test_retention_keeps_a_subjects_last_message_while_earlier_ones_stay(m
 async def test_a_lost_ack_retry_after_the_duplicate_window_is_recognised_by_another_process(machine_nats_url: str) -> None:
     p = await open_provider(machine_nats_url, duplicate_window=1.0, publish_timeout=0.3, publish_retry_seconds=0.0)
     try:
-        real, losing = p._on_ack, [False]
+        real, losing = p._publisher._on_ack, [False]
 
         async def on_ack(msg: object) -> None:  # while losing, the ack never arrives: stored, never indexed
             if not losing[0]:
                 await real(msg)
 
-        p._on_ack = on_ack  # type: ignore[method-assign]  # before the first publish subscribes it
+        p._publisher._on_ack = on_ack  # type: ignore[method-assign]  # before the first publish subscribes it
         await p.append("s", [new_event()], NO_STREAM)
         lost = new_event()
         losing[0] = True
@@ -441,7 +441,7 @@ async def test_an_oversize_no_stream_append_leaves_no_claim_behind(machine_nats_
     p = await open_provider(machine_nats_url)
     try:
         with pytest.raises(ValidationError):
-            await p.append("s", [new_event(data=b"x" * (p._max_payload + 1))], NO_STREAM)
+            await p.append("s", [new_event(data=b"x" * (p._conn.max_payload + 1))], NO_STREAM)
         assert await p.get_stream_info("s") is None
         await p.append("s", [new_event()], ANY, NewStream("s", name="Orders", metadata={"k": 1}))
         info = await p.get_stream_info("s")

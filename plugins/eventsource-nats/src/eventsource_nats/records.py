@@ -41,7 +41,6 @@ _OPTIONAL = (
     ("a", "aggregate_id"),
     ("y", "aggregate_type"),
 )
-FRAME_OVERHEAD = _FRAME.size
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _ESC = json.encoder.encode_basestring
 """A JSON string literal, non-ASCII kept (what ``_JSON`` writes for a ``str``)."""

@@ -1,0 +1,253 @@
+"""The append loop: expected versions against the stream's tail, stream creation claims, idempotent retries.
+
+An append reads (or takes from the cache) the stream's :class:`~eventsource_nats.writers.Tail`, checks
+the caller's expected version against it and lets the writer publish under the server's sequence
+check; when the server refuses, the tail is read again and the loop decides between a conflict and a
+retry of an append already stored. A ``NO_STREAM`` append to a new stream first claims the id with a
+KV create of its info record (the same atomic create ``create_stream`` uses) and gives the claim back
+if the write fails. A retry of an append already stored, even one past the server's duplicate window
+whose ack was lost, is recognised through the event-id index and the messages after the tail it
+expected, and returns the original result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import DuplicateEventError, EventSourceError, ProviderTimeoutError, ValidationError
+from eventsource.model import ExpectedVersion
+from eventsource.provider import check_duplicate, check_expected
+
+from eventsource_nats import records
+from eventsource_nats.connection import quiet
+from eventsource_nats.errors import DuplicateInBatch, WrongSequence, map_error
+from eventsource_nats.index import LRU_SIZE
+from eventsource_nats.naming import MAX_EVENTS_PER_MESSAGE, stream_token
+from eventsource_nats.records import HDR_EXPECTED_SUBJECT_SEQ
+from eventsource_nats.writers import Tail
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.model import AppendResult, Expected, NewEvent, NewStream, RecordedEvent
+
+    from eventsource_nats.connection import Connection
+    from eventsource_nats.index import IdIndex
+    from eventsource_nats.reads import Reader
+    from eventsource_nats.writers import Writer
+
+
+async def _none() -> None:
+    return None
+
+
+def _satisfied(expected: Expected, tail: Tail, first_id: str) -> bool:
+    if expected == ExpectedVersion.ANY:
+        return True
+    if expected == ExpectedVersion.NO_STREAM:
+        # a stream this very append claimed (and has not written yet: a retry) still counts as new
+        return not tail.exists or (tail.seq == 0 and tail.version == 0 and tail.claim == first_id)
+    if expected == ExpectedVersion.STREAM_EXISTS:
+        return tail.exists
+    return tail.version == expected
+
+
+def _implicit_info(sid: str, stream: NewStream | None, first: NewEvent) -> dict[str, Any]:
+    """The info record of a stream created by its first append."""
+    return {
+        "id": sid,
+        "name": stream.name if stream else None,
+        "aggregate_id": stream.aggregate_id if stream else first.aggregate_id,
+        "aggregate_type": stream.aggregate_type if stream else first.aggregate_type,
+        "metadata": dict(stream.metadata) if stream else {},
+        "created_at": first.timestamp.isoformat(),
+        "removed": 0,
+        "known_version": 0,
+    }
+
+
+class Appender:
+    """Appends to one stream at a time; ``tails`` is the tail cache shared with the writer."""
+
+    def __init__(
+        self, conn: Connection, reader: Reader, index: IdIndex, writer: Writer, tails: dict[str, Tail]
+    ) -> None:
+        self.conn = conn
+        self.reader = reader
+        self.index = index
+        self.writer = writer
+        self.tails = tails
+        self._tokens: dict[str, str] = {}
+
+    def token(self, stream_id: str) -> str:
+        """``stream_token(stream_id)``, memoised (the append path asks for it on every call)."""
+        token = self._tokens.get(stream_id)
+        if token is None:
+            if len(self._tokens) >= LRU_SIZE:
+                self._tokens.clear()
+            token = self._tokens[stream_id] = stream_token(stream_id)
+        return token
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
+    ) -> AppendResult:
+        """Append atomically with the version check done by the server."""
+        self.conn.require()
+        if len(events) >= MAX_EVENTS_PER_MESSAGE:
+            msg = f"a batch holds at most {MAX_EVENTS_PER_MESSAGE - 1} events on NATS"
+            raise ValidationError(msg, field="events")
+        try:
+            return await self._append(stream_id, list(events), expected, stream)
+        except EventSourceError:
+            raise
+        except Exception as e:
+            raise map_error(e, f"append to {stream_id!r}") from e
+
+    async def fetch_tail(self, token: str) -> Tail:
+        """Read the subject's last message (and the info record when the subject is empty)."""
+        conn = self.conn
+        subject = conn.names.subject(token)
+        stream_seq = 0
+        if conn.stream_wide:
+            resp = await conn.api(f"STREAM.INFO.{conn.names.stream}")
+            stream_seq = int(resp["state"]["last_seq"])
+        last, (info, _) = await asyncio.gather(conn.last_msg(subject), conn.info_get(token))
+        if last is not None:
+            _, version = records.message_versions(last.headers)
+            tail = Tail(int(last.seq), version, exists=True, stream_seq=max(stream_seq, int(last.seq)))
+        else:
+            known = int(info.get("known_version", 0)) if info else 0
+            claim = info.get("claim") if info else None
+            tail = Tail(0, known, exists=info is not None, stream_seq=stream_seq, claim=claim)
+        self.tails[token] = tail
+        return tail
+
+    async def _append(
+        self, sid: str, events: list[NewEvent], expected: Expected, stream: NewStream | None
+    ) -> AppendResult:
+        token = self.token(sid)
+        if len(events) > 1 or events[0].event_id in self.index.ids:
+            # ids inside one envelope are not deduplicated by the server one by one, and an id this
+            # process wrote may be older than the duplicate window: look them up first
+            dup = await self._find_stored(sid, events, scan_from=None)
+            if dup is not None:
+                return dup
+        tail = self.tails.get(token)
+        if tail is not None and tail.seq == 0:
+            # an empty stream's cached tail expects subject sequence 0, which a stream deleted meanwhile
+            # (by another instance) matches too: read it again
+            tail = None
+        fresh = tail is None
+        if tail is None:
+            tail = await self.fetch_tail(token)
+        first_id = events[0].event_id
+        for _ in range(200):
+            if not _satisfied(expected, tail, first_id):
+                if not fresh:
+                    tail, fresh = await self.fetch_tail(token), True
+                    continue
+                # a retry of an append that landed after the duplicate window is not a conflict: its ids are
+                # in the index, or (its ack lost, so never indexed) in the messages right after `expected`
+                scan_from = None
+                if not isinstance(expected, ExpectedVersion) and tail.exists and tail.seq and tail.version > expected:
+                    scan_from = await self.reader.seek(self.conn.names.subject(token), expected + 1, 1, tail.seq)
+                dup = await self._find_stored(sid, events, scan_from=scan_from, scan_messages=len(events))
+                if dup is not None:
+                    return dup
+                check_expected(sid, expected, exists=tail.exists, version=tail.version)
+            claim: int | None = None
+            if expected == ExpectedVersion.NO_STREAM and not tail.exists and not self.conn.stream_wide:
+                self.writer.check_fits(sid, token, events)  # refuse an oversize append before it claims the id
+                # claim the id in the info bucket first (KV create: one creator wins), so a create_stream
+                # or another NO_STREAM append racing this one loses instead of both succeeding
+                claim = await self.claim(token, sid, stream, events[0])
+                if claim is None:
+                    tail, fresh = await self.fetch_tail(token), True
+                    continue
+                tail = tail._replace(exists=True, claim=first_id)
+            try:
+                try:
+                    result = await self.writer.write(sid, token, events, tail)
+                except BaseException:
+                    if claim is not None:
+                        # lost, failed, or unknown (a timeout): give the id back, so an append that did not
+                        # happen leaves no empty stream behind (one that did gets its record from its first event)
+                        await self._unclaim(token, claim)
+                    raise
+            except WrongSequence:
+                before = tail
+                tail, fresh = await self.fetch_tail(token), True
+                dup = await self._find_stored(sid, events, scan_from=before.seq + 1)
+                if dup is not None:
+                    return dup
+                continue
+            except DuplicateInBatch:
+                self.tails.pop(token, None)
+                dup = await self._find_stored(sid, events, scan_from=tail.seq + 1 if tail.seq else 1)
+                if dup is not None:
+                    return dup
+                msg = f"an event id of this batch is already stored (stream {sid!r}), and this append is not a retry"
+                raise DuplicateEventError(msg, stream_id=sid) from None
+            if not tail.exists and not result.duplicate:
+                await self._create_info(token, sid, stream, events[0])
+            return result
+        msg = f"append to {sid!r}: the stream kept changing under contention"
+        raise ProviderTimeoutError(msg, stream_id=sid)
+
+    async def claim(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> int | None:
+        """Create the stream's info record naming ``first`` as its creator: its revision, or ``None`` if one exists."""
+        import nats.js.errors
+
+        info = _implicit_info(sid, stream, first)
+        info["claim"] = first.event_id
+        try:
+            return int(await self.conn.kv[self.conn.names.info_bucket].create(token, json.dumps(info).encode()))
+        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+            return None
+
+    async def _unclaim(self, token: str, revision: int) -> None:
+        """Delete a claim record if it is still at ``revision`` (best effort: nothing else to do on failure)."""
+        await quiet(self.conn.kv[self.conn.names.info_bucket].delete(token, last=revision))
+
+    async def _create_info(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> None:
+        info = _implicit_info(sid, stream, first)
+        # create-if-absent (expected subject sequence 0) without waiting for the ack: a stream created
+        # concurrently keeps its record, and a lost record is rebuilt from the first event on read
+        subject = f"$KV.{self.conn.names.info_bucket}.{token}"
+        await quiet(self.conn.nc.publish(subject, json.dumps(info).encode(), headers={HDR_EXPECTED_SUBJECT_SEQ: "0"}))
+
+    async def _find_stored(
+        self, sid: str, events: Sequence[NewEvent], scan_from: int | None, scan_messages: int | None = None
+    ) -> AppendResult | None:
+        """Idempotency: the original result if every id is stored as this append, ``None`` if none is.
+
+        Looks ids up in this process, then in the id index; with ``scan_from`` it also reads the
+        stream's messages from that sequence on (the writes that raced a stale expected sequence), at
+        most ``scan_messages`` of them when given.
+        """
+        reader = self.reader
+        ids = [e.event_id for e in events]
+        locs = await self.index.locate_many(ids)
+        stored: list[RecordedEvent | None] = list(
+            await asyncio.gather(
+                *(reader.load_event(loc, i) if loc else _none() for loc, i in zip(locs, ids, strict=True))
+            )
+        )
+        if scan_from is not None and any(s is None for s in stored):
+            wanted = {i: n for n, i in enumerate(ids) if stored[n] is None}
+            subject = self.conn.names.subject(stream_token(sid))
+            budget = scan_messages
+            async with contextlib.aclosing(reader.consume(subject, scan_from, min(256, budget or 256))) as msgs:
+                async for m in msgs:
+                    for rec in await reader.decode_msg(m.subject, m.metadata.sequence.stream, m.headers, m.data):
+                        n = wanted.pop(rec.event_id, None)
+                        if n is not None:
+                            stored[n] = rec
+                    if budget is not None:
+                        budget -= 1
+                    if not wanted or budget == 0:
+                        break
+        return check_duplicate(sid, events, stored)

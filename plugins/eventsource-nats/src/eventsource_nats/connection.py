@@ -1,0 +1,371 @@
+"""The connection to NATS and the store's set-up on the server, plus the low-level calls every role uses.
+
+:class:`Connection` opens the client (credentials, TLS, a quick TCP probe so an unreachable server fails
+at once), reads the server's version and limits, creates the JetStream stream and the four KV buckets
+when missing, and decides the server-dependent modes: atomic batch publish (>= 2.12) or envelopes, and
+the per-subject or stream-wide expected-sequence check (replicated streams before 2.9.21, nats-server
+#4320). It also owns the small calls the other roles share: raw JetStream API requests, message gets,
+KV gets, purges, subject listings, the retry loop for calls that may meet a leader election, and the
+background tasks that clean up consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import ssl
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from eventsource.errors import ConfigurationError, EventSourceError, ProviderTimeoutError, ProviderUnavailableError
+
+from eventsource_nats.errors import map_error, retriable
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from eventsource_nats.naming import Names
+    from eventsource_nats.settings import ServerUrl
+
+T = TypeVar("T")
+
+FIXED_REPLICATED_OCC = (2, 9, 21)
+"""First server whose expected-subject-sequence check holds on replicated streams (PR #4319)."""
+ATOMIC_BATCH_SINCE = (2, 12, 0)
+
+
+def _nats() -> Any:
+    import nats
+
+    return nats
+
+
+@functools.cache
+def _accepts_skip_subject_validation() -> bool:
+    import inspect
+
+    return "skip_subject_validation" in inspect.signature(_nats().NATS.connect).parameters
+
+
+def _version_tuple(v: Any) -> tuple[int, int, int]:
+    return (int(v.major), int(v.minor), int(v.patch))
+
+
+async def quiet(aw: Awaitable[Any]) -> None:
+    """Await and ignore failures (clean-up of consumers, subscriptions and connections)."""
+    with contextlib.suppress(Exception):
+        await aw
+
+
+class Connection:
+    """One client connection, the server facts read at connect, and the store's KV buckets."""
+
+    def __init__(self, url: ServerUrl, settings: dict[str, Any], names: Names, name: Callable[[], str]) -> None:
+        self.url = url
+        self.settings = settings
+        self.names = names
+        self._name = name
+        self.nc: Any = None
+        self.js: Any = None
+        self.kv: dict[str, Any] = {}
+        self.server_version: tuple[int, int, int] = (0, 0, 0)
+        self.replicas = 1
+        self.atomic = False
+        """Whether multi-event appends use atomic batch publish (else one envelope message)."""
+        self.stream_wide = False
+        """Whether appends check the stream-wide sequence (replicated stream on a server before 2.9.21)."""
+        self.max_payload = 1024 * 1024
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @property
+    def provider_name(self) -> str:
+        """The provider's current name (the manager renames providers after building them)."""
+        return self._name()
+
+    @property
+    def occ_mode(self) -> str:
+        """``"subject"`` (per-stream expected sequence) or ``"stream_wide"`` (old replicated server)."""
+        return "stream_wide" if self.stream_wide else "subject"
+
+    @property
+    def display_url(self) -> str:
+        """The URL with the password masked (every host of a multi-server URL kept)."""
+        return self.url.display
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a client connection is open (connect() was called and close() not yet)."""
+        return self.nc is not None and not self.nc.is_closed
+
+    async def connect(self) -> None:
+        """Connect, check the server version, create the stream and buckets if missing."""
+        if self.is_open:
+            return
+        nats = _nats()
+        s = self.settings
+        opts: dict[str, Any] = {
+            "servers": list(self.url.servers),
+            "connect_timeout": s["connect_timeout"],
+            "max_reconnect_attempts": s["max_reconnect_attempts"],
+            "reconnect_time_wait": 0.25,
+            "name": f"eventsource:{s['stream']}",
+        }
+        if _accepts_skip_subject_validation():
+            # every subject this provider uses is built from validated settings (stream name, prefix:
+            # regexps without whitespace or CR/LF), encoded tokens ([A-Za-z0-9_-]) and hex keys, so
+            # the client's per-publish regexp check can never fire; skipping it keeps the append cheap
+            opts["skip_subject_validation"] = True
+        if self.url.user is not None:
+            if self.url.password is None:
+                opts["token"] = self.url.user
+            else:
+                opts["user"] = self.url.user
+                opts["password"] = self.url.password
+        if s["credentials_file"]:
+            opts["user_credentials"] = s["credentials_file"]
+        if s["nkeys_seed_file"]:
+            opts["nkeys_seed"] = s["nkeys_seed_file"]
+        if self.url.tls or s["tls_ca_file"] or s["tls_cert_file"]:
+            ctx = ssl.create_default_context(cafile=s["tls_ca_file"])
+            if s["tls_cert_file"]:
+                ctx.load_cert_chain(s["tls_cert_file"], s["tls_key_file"])
+            opts["tls"] = ctx
+            if s["tls_hostname"]:
+                opts["tls_hostname"] = s["tls_hostname"]
+        await self._probe_servers(s["connect_timeout"])
+        nc = nats.NATS()
+        budget = s["connect_timeout"] * 2 * len(self.url.servers) + 1
+        try:
+            await asyncio.wait_for(nc.connect(**opts), timeout=budget)
+        except Exception as e:
+            await quiet(nc.close())
+            err = map_error(e, f"connecting to {self.display_url}")
+            if isinstance(err, ProviderTimeoutError):
+                err = ProviderUnavailableError(f"cannot connect to {self.display_url} within {budget:.0f}s")
+            raise err from e
+        self.nc = nc
+        self.js = nc.jetstream(timeout=s["request_timeout"])
+        try:
+            await self.call("preparing the JetStream store", self._ensure_store())
+        except BaseException:
+            await quiet(nc.close())
+            self.nc = self.js = None
+            raise
+
+    async def _probe_servers(self, limit: float) -> None:
+        """Fail at once when no server accepts a TCP connection (refused, unresolvable).
+
+        nats-py keeps retrying a refused initial connect until its budget runs out; a server that
+        answers is then connected to as usual. ``limit``: seconds each server gets to accept.
+        """
+        reasons = []
+        for server in self.url.servers:
+            parts = urlsplit(server)
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(parts.hostname, parts.port or 4222), timeout=limit
+                )
+            except (OSError, TimeoutError) as e:
+                reasons.append(f"{parts.hostname}:{parts.port or 4222}: {e.strerror or type(e).__name__}")
+                continue
+            writer.close()
+            await quiet(writer.wait_closed())
+            return
+        msg = f"cannot connect to {self.display_url}: no server accepts connections ({'; '.join(reasons)})"
+        raise ProviderUnavailableError(msg, operation="connect")
+
+    async def _ensure_store(self) -> None:
+        import nats.js.errors
+        from nats.js import api
+
+        s = self.settings
+        nc, js = self.nc, self.js
+        self.server_version = _version_tuple(nc.connected_server_version)
+        self.max_payload = int(nc.max_payload)
+        atomic_possible = self.server_version >= ATOMIC_BATCH_SINCE
+        if s["batch_mode"] == "atomic" and not atomic_possible:
+            msg = (
+                f"batch_mode='atomic' needs nats-server >= 2.12 (atomic batch publish); "
+                f"{self.display_url} runs {'.'.join(map(str, self.server_version))}"
+            )
+            raise ConfigurationError(msg, field="batch_mode")
+        want_atomic = atomic_possible and s["batch_mode"] != "envelope"
+        storage = api.StorageType.MEMORY if s["storage"] == "memory" else api.StorageType.FILE
+        cfg = api.StreamConfig(
+            name=s["stream"],
+            subjects=[self.names.events_wildcard],
+            storage=storage,
+            num_replicas=s["replicas"],
+            duplicate_window=s["duplicate_window"],
+            allow_direct=True,
+            retention=api.RetentionPolicy.LIMITS,
+            discard=api.DiscardPolicy.OLD,
+            allow_atomic=True if want_atomic else None,
+        )
+        try:
+            info = await js.stream_info(s["stream"])
+        except nats.js.errors.NotFoundError:
+            try:
+                info = await js.add_stream(cfg)
+            except nats.js.errors.BadRequestError:
+                info = await js.stream_info(s["stream"])  # created concurrently by another instance
+        if want_atomic and not info.config.allow_atomic:
+            info = await js.update_stream(replace(info.config, allow_atomic=True))
+        self.replicas = int(info.config.num_replicas or 1)
+        self.stream_wide = False
+        if self.replicas > 1 and self.server_version < FIXED_REPLICATED_OCC:
+            if s["old_server_replicated"] == "refuse":
+                msg = (
+                    f"stream {s['stream']!r} has {self.replicas} replicas, but {self.display_url} runs nats-server "
+                    f"{'.'.join(map(str, self.server_version))}, whose per-subject concurrency check is not enforced "
+                    "under replication before 2.9.21 (nats-server #4320): upgrade the server, use replicas=1, or set "
+                    "old_server_replicated='stream_wide' (correct, but serialises every writer)"
+                )
+                raise ConfigurationError(msg, field="replicas")
+            self.stream_wide = True
+        self.atomic = want_atomic and bool(info.config.allow_atomic)
+        for bucket in self.names.buckets:
+            try:
+                kv = await js.key_value(bucket)
+            except nats.js.errors.BucketNotFoundError:
+                try:
+                    kv = await js.create_key_value(
+                        bucket=bucket, history=1, replicas=s["replicas"], storage=storage, direct=True
+                    )
+                except nats.js.errors.BadRequestError:
+                    kv = await js.key_value(bucket)
+            self.kv[bucket] = kv
+
+    async def settle(self) -> None:
+        """Wait for the background work (consumer deletions) to finish."""
+        if self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Forget the client and the buckets, then drain and close the connection. Idempotent."""
+        nc, self.nc, self.js = self.nc, None, None
+        self.kv.clear()
+        if nc is not None and not nc.is_closed:
+            await quiet(nc.drain())
+            await quiet(nc.close())
+
+    async def drop_store(self) -> None:
+        """Delete the JetStream stream and the four KV buckets (every event, snapshot and index)."""
+        import nats.js.errors
+
+        js = self.require()
+        for name in (self.names.stream, *(f"KV_{b}" for b in self.names.buckets)):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(name)
+
+    # ------------------------------------------------------------------ shared calls
+
+    def require(self) -> Any:
+        """The JetStream context; :class:`ProviderUnavailableError` when not connected."""
+        if self.js is None or self.nc is None or self.nc.is_closed:
+            msg = f"NATS provider {self.provider_name!r} is not connected (call connect())"
+            raise ProviderUnavailableError(msg)
+        return self.js
+
+    async def call(self, what: str, aw: Awaitable[T]) -> T:
+        """Await ``aw``, mapping any driver error with :func:`~eventsource_nats.errors.map_error`."""
+        try:
+            return await aw
+        except EventSourceError:
+            raise
+        except Exception as e:
+            raise map_error(e, what) from e
+
+    async def api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A raw JetStream API request (for replies nats-py does not fully expose)."""
+        import nats.js.errors
+
+        self.require()
+        msg = await self.nc.request(
+            f"$JS.API.{subject}", json.dumps(payload or {}).encode(), timeout=self.settings["request_timeout"]
+        )
+        resp: dict[str, Any] = json.loads(msg.data)
+        if "error" in resp:
+            raise nats.js.errors.APIError.from_error(resp["error"])
+        return resp
+
+    async def _get_msg(self, **req: Any) -> Any:
+        """One stored message (``None`` when there is none); leader-read on replicated streams."""
+        import nats.js.errors
+
+        js = self.require()
+        try:
+            return await js.get_msg(self.names.stream, direct=self.replicas == 1, **req)
+        except nats.js.errors.NotFoundError:
+            return None
+
+    async def msg_at(self, seq: int) -> Any:
+        """The message at stream sequence ``seq`` (``None`` when there is none)."""
+        return await self._get_msg(seq=seq)
+
+    async def last_msg(self, subject: str) -> Any:
+        """The last message on ``subject`` (``None`` when there is none)."""
+        return await self._get_msg(subject=subject)
+
+    async def next_msg(self, subject: str, seq: int) -> Any:
+        """The first message on ``subject`` at or after sequence ``seq`` (``None`` when there is none)."""
+        return await self._get_msg(seq=max(1, seq), subject=subject, next=True)
+
+    async def kv_get(self, bucket: str, key: str) -> Any:
+        """A KV entry (``None`` when the key does not exist)."""
+        import nats.js.errors
+
+        try:
+            return await self.kv[bucket].get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+
+    async def info_get(self, token: str) -> tuple[dict[str, Any] | None, int | None]:
+        """A stream's info record and its revision (``(None, None)`` when there is none)."""
+        entry = await self.kv_get(self.names.info_bucket, token)
+        if entry is None or not entry.value:
+            return None, None
+        return json.loads(entry.value), entry.revision
+
+    async def purge(self, stream: str, **req: Any) -> int:
+        """Purge messages of a JetStream stream (``filter``, ``seq``, ``keep``); returns how many."""
+        resp = await self.api(f"STREAM.PURGE.{stream}", req)
+        return int(resp.get("purged", 0))
+
+    async def subjects(self, stream: str, subjects_filter: str) -> dict[str, int]:
+        """Every subject matching ``subjects_filter`` with its message count (paged past 100k)."""
+        out: dict[str, int] = {}
+        offset = 0
+        while True:
+            resp = await self.api(f"STREAM.INFO.{stream}", {"subjects_filter": subjects_filter, "offset": offset})
+            page = (resp.get("state") or {}).get("subjects") or {}
+            out.update(page)
+            offset += len(page)
+            if not page or offset >= int(resp.get("total", 0)):
+                return out
+
+    async def retrying(self, op: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a publish, retrying timeouts and missing responders (leader elections) until the horizon."""
+        deadline = time.monotonic() + self.settings["publish_retry_seconds"]
+        delay = 0.05
+        errors = retriable()
+        while True:
+            try:
+                return await op()
+            except errors:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def spawn(self, aw: Awaitable[Any]) -> None:
+        """Run ``aw`` in the background; :meth:`settle` waits for it."""
+        task = asyncio.ensure_future(aw)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

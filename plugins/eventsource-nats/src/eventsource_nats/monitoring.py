@@ -1,0 +1,152 @@
+"""Stats and health: exact counts from a scan of the events, and the durability risks read from the server.
+
+Health reports the store unhealthy only when it cannot be reached or the stream has no leader; settings
+under which an acknowledged event can be lost (memory storage, one or two replicas, a replica behind,
+the stream-wide fallback on an old server, a duplicate window shorter than the publish retries) are
+listed as durability warnings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from eventsource.model import HealthStatus, ProviderStats
+
+from eventsource_nats.errors import map_error
+
+if TYPE_CHECKING:
+    from eventsource_nats.connection import Connection
+    from eventsource_nats.reads import Reader
+    from eventsource_nats.streams import Streams
+
+
+def _dotted(version: tuple[int, int, int]) -> str:
+    return ".".join(map(str, version))
+
+
+class Monitor:
+    """Stats, durability warnings and health of one store."""
+
+    def __init__(self, conn: Connection, reader: Reader, streams: Streams) -> None:
+        self.conn = conn
+        self.reader = reader
+        self.streams = streams
+        self._started = time.monotonic()
+
+    async def stats(self) -> ProviderStats:
+        """Counts from one scan of every event (exact); sizes from the stream state."""
+        conn = self.conn
+        conn.require()
+
+        async def run() -> ProviderStats:
+            n = conn.names
+            by_type: dict[str, int] = {}
+            by_stream: dict[str, int] = {}
+            total = 0
+            last_at = None
+            async for rec in self.reader.read_all(page_size=1000):
+                total += 1
+                by_type[rec.event_type] = by_type.get(rec.event_type, 0) + 1
+                by_stream[rec.stream_id] = by_stream.get(rec.stream_id, 0) + 1
+                last_at = rec.timestamp
+            ids, state, snaps = await asyncio.gather(
+                self.streams.all_stream_ids(),
+                conn.api(f"STREAM.INFO.{n.stream}"),
+                conn.subjects(f"KV_{n.snapshot_bucket}", f"$KV.{n.snapshot_bucket}.>"),
+            )
+            for sid in ids:
+                by_stream.setdefault(sid, 0)
+            return ProviderStats(
+                total_events=total,
+                total_streams=len(ids),
+                total_snapshots=len(snaps),
+                events_by_type=by_type,
+                events_by_stream=by_stream,
+                storage_size=int(state["state"]["bytes"]),
+                last_event_at=last_at,
+                uptime_seconds=time.monotonic() - self._started,
+                provider=conn.provider_name,
+                extra={
+                    "messages": int(state["state"]["messages"]),
+                    "server_version": _dotted(conn.server_version),
+                },
+            )
+
+        return await conn.call("stats", run())
+
+    def durability_warnings(self, stream_config: dict[str, Any], cluster: dict[str, Any] | None) -> list[str]:
+        """Settings under which an acknowledged event can be lost."""
+        out = []
+        replicas = int(stream_config.get("num_replicas", 1))
+        if stream_config.get("storage") == "memory":
+            out.append("memory storage: every stored event is lost when the server restarts")
+        if replicas == 1:
+            out.append(
+                "1 replica: an acknowledged event lives on one server; nats-server syncs its file store to disk "
+                "only every sync_interval (2 min by default), so a crash or power loss of that machine can lose "
+                "acknowledged events (use replicas=3, or jetstream { sync_interval: always })"
+            )
+        elif replicas == 2:  # noqa: PLR2004 - R2 is a specific durability case
+            out.append("2 replicas: no quorum survives the loss of one server (writes stop); use 3")
+        if self.conn.stream_wide:
+            out.append(
+                "replicated stream on nats-server < 2.9.21: writes use the stream-wide expected sequence "
+                "(correct, but every writer is serialised); KV compare-and-set is not enforced on this server"
+            )
+        if cluster:
+            out.extend(
+                f"replica {peer.get('name')} is offline or behind: fewer copies than configured"
+                for peer in cluster.get("replicas") or []
+                if not peer.get("current", False) or peer.get("offline", False)
+            )
+        window = float(stream_config.get("duplicate_window", 0)) / 1e9
+        if window and window < self.conn.settings["publish_retry_seconds"]:
+            out.append(f"duplicate_window ({window:.0f}s) is shorter than publish_retry_seconds")
+        return out
+
+    async def health(self) -> HealthStatus:
+        """Connected, stream and buckets present, a leader elected; lists durability risks."""
+        conn = self.conn
+        start = time.perf_counter()
+        try:
+            conn.require()
+            resp = await conn.api(f"STREAM.INFO.{conn.names.stream}")
+            for b in conn.names.buckets:
+                await conn.api(f"STREAM.INFO.KV_{b}")
+        except Exception as e:  # noqa: BLE001 - a health check reports, it never raises
+            err = map_error(e, "health check")
+            return HealthStatus(
+                healthy=False,
+                provider=conn.provider_name,
+                message=f"{type(err).__name__}: {err}",
+                latency_ms=(time.perf_counter() - start) * 1000,
+            )
+        cfg = resp.get("config", {})
+        cluster: dict[str, Any] = resp.get("cluster") or {}
+        warnings = self.durability_warnings(cfg, cluster)
+        leaderless = bool(cluster) and int(cfg.get("num_replicas", 1)) > 1 and not cluster.get("leader")
+        details = {
+            "server_version": _dotted(conn.server_version),
+            "url": conn.display_url,
+            "stream": conn.names.stream,
+            "replicas": int(cfg.get("num_replicas", 1)),
+            "storage": cfg.get("storage"),
+            "duplicate_window_s": float(cfg.get("duplicate_window", 0)) / 1e9,
+            "batches": "atomic" if conn.atomic else "envelope",
+            "occ": conn.occ_mode,
+            "messages": int(resp["state"]["messages"]),
+            "leader": (cluster or {}).get("leader"),
+            "durability_warnings": warnings,
+        }
+        message = "ok" if not warnings else f"ok; {len(warnings)} durability warning(s): " + " | ".join(warnings)
+        if leaderless:
+            message = "the stream has no leader (no quorum): writes will fail"
+        return HealthStatus(
+            healthy=not leaderless,
+            provider=conn.provider_name,
+            message=message,
+            details=details,
+            latency_ms=(time.perf_counter() - start) * 1000,
+        )

@@ -1,0 +1,255 @@
+"""Reads: one stream in version order (or reversed), the whole store in JetStream sequence order.
+
+Messages are fetched a page at a time through an ephemeral pull consumer that starts at the first
+message wanted (found by a binary search over next-by-subject gets, never a scan) and is deleted when
+the iteration ends or is abandoned. A page is bounded both in events (an envelope holds many) and in
+payload bytes. Events deleted out of an envelope that still holds live events are listed in the
+hidden bucket and left out here; :meth:`Reader.decode_msg` is the one place that applies that list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import EventSourceError
+
+from eventsource_nats import records
+from eventsource_nats.connection import quiet
+from eventsource_nats.errors import map_error
+from eventsource_nats.naming import Names, position, split_position, stream_id_of, stream_token
+from eventsource_nats.records import HDR_COUNT
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from eventsource.model import RecordedEvent
+
+    from eventsource_nats.connection import Connection
+
+PAGE_BYTES = 1024 * 1024
+"""Payload bytes one read page may fetch at once (reads hold O(page) memory)."""
+
+
+def stream_id_from(subject_or_token: str, msg_body: bytes | None = None) -> str | None:
+    """The stream id of a subject or token; for a hashed token, read from the first head of ``msg_body``."""
+    token = subject_or_token.rsplit(".", 1)[-1]
+    sid = stream_id_of(token)
+    if sid is None and msg_body:
+        head, _, _ = next(records.frames(msg_body))
+        return str(head["s"])
+    return sid
+
+
+class Reader:
+    """Paged reads of messages and the events they hold."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.names = conn.names
+
+    async def consume(self, subject: str, start_seq: int, page_size: int) -> AsyncGenerator[Any, None]:
+        """Messages on ``subject`` from ``start_seq`` to the end, through an ephemeral pull consumer.
+
+        Holds one page at a time; the consumer is deleted when the iteration ends or is abandoned.
+        """
+        import nats.errors
+        from nats.js import api
+
+        conn = self.conn
+        js = conn.require()
+        cfg = api.ConsumerConfig()
+
+        async def subscribe() -> Any:
+            nonlocal cfg
+            cfg = api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=max(1, start_seq),
+                ack_policy=api.AckPolicy.NONE,
+                mem_storage=True,
+                num_replicas=1,
+                inactive_threshold=60.0,
+            )
+            return await js.pull_subscribe(subject, stream=self.names.stream, config=cfg)
+
+        # consumer creation right after a node loss can time out while the cluster recovers: retried
+        # (an ephemeral consumer created by a timed-out attempt expires after its inactive threshold)
+        sub = await conn.retrying(subscribe)
+        try:
+            remaining = (await conn.retrying(sub.consumer_info)).num_pending
+            per_msg_events, per_msg_bytes = 1.0, float(PAGE_BYTES)  # first fetch: one message, then adapt
+            while remaining > 0:
+                # a page is page_size EVENTS (an envelope holds many) and at most PAGE_BYTES of payload
+                batch = int(min(remaining, max(1, page_size / per_msg_events), max(1, PAGE_BYTES / per_msg_bytes)))
+                try:
+                    msgs = await sub.fetch(batch, timeout=conn.settings["request_timeout"])
+                except nats.errors.TimeoutError:
+                    remaining = (await sub.consumer_info()).num_pending  # purged while reading
+                    if remaining:
+                        raise
+                    return
+                per_msg_events = max(1.0, sum(int((m.headers or {}).get(HDR_COUNT, "1")) for m in msgs) / len(msgs))
+                per_msg_bytes = max(1.0, sum(len(m.data) for m in msgs) / len(msgs))
+                remaining = msgs[-1].metadata.num_pending
+                for m in msgs:
+                    yield m
+        finally:
+            name = cfg.name
+            conn.spawn(quiet(sub.unsubscribe()))
+            if name:
+                conn.spawn(quiet(js.delete_consumer(self.names.stream, name)))
+
+    async def hidden_possible(self) -> bool:
+        """Whether any envelope has deleted events (the hidden bucket holds a key)."""
+        resp = await self.conn.api(f"STREAM.INFO.KV_{self.names.hidden_bucket}")
+        return int(resp["state"]["messages"]) > 0
+
+    async def hidden(self, token: str, seq: int) -> frozenset[int]:
+        """Indexes of the deleted events of the envelope at ``seq`` (empty when none was deleted)."""
+        entry = await self.conn.kv_get(self.names.hidden_bucket, Names.hidden_key(token, seq))
+        if entry is None or not entry.value:
+            return frozenset()
+        return frozenset(json.loads(entry.value))
+
+    async def decode_msg(
+        self, subject: str, seq: int, headers: dict[str, str] | None, body: bytes, hidden_possible: bool = True
+    ) -> list[RecordedEvent]:
+        """The live events of one message (deleted events of an envelope left out)."""
+        token = self.names.token_of_subject(subject)
+        sid = stream_id_of(token)
+        hidden: frozenset[int] = frozenset()
+        if hidden_possible and int((headers or {}).get(HDR_COUNT, "1")) > 1:
+            hidden = await self.hidden(token, seq)
+        return records.decode(body, headers, seq, sid, hidden)
+
+    async def seek(self, subject: str, from_version: int, first_seq: int, last_seq: int) -> int:
+        """The sequence of the first message on ``subject`` holding a version >= ``from_version``.
+
+        Binary search with next-by-subject gets: O(log n) requests, never a scan.
+        """
+        lo, hi = first_seq, last_seq  # smallest s whose next message on the subject reaches from_version
+        while lo < hi:
+            mid = (lo + hi) // 2
+            m = await self.conn.next_msg(subject, mid)
+            if m is None:
+                return hi
+            _, last_v = records.message_versions(m.headers)
+            if last_v >= from_version:
+                hi = mid
+            else:
+                lo = int(m.seq) + 1
+        return lo
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncGenerator[RecordedEvent, None]:
+        """Events of one stream in version order (or reversed), a page at a time."""
+        conn = self.conn
+        conn.require()
+        token = stream_token(stream_id)
+        subject = self.names.subject(token)
+        try:
+            # the first and last message bound the consumer: it starts AT the stream's first message
+            # (a filtered consumer from sequence 1 would make the server walk the whole store)
+            last, first, hidden_possible = await asyncio.gather(
+                conn.last_msg(subject), conn.next_msg(subject, 1), self.hidden_possible()
+            )
+            if last is None or first is None:
+                return  # empty or missing: no consumer
+            _, top = records.message_versions(last.headers)
+            hi_v = top if to_version is None else min(to_version, top)
+            bounds = (int(first.seq), records.message_versions(first.headers)[0], int(last.seq))
+            if not backwards:
+                async with contextlib.aclosing(
+                    self._range(
+                        subject, from_version, hi_v, bounds, page_size=page_size, hidden_possible=hidden_possible
+                    )
+                ) as recs:
+                    async for rec in recs:
+                        yield rec
+                return
+            low = max(from_version, bounds[1])
+            while hi_v >= low:
+                lo_v = max(low, hi_v - page_size + 1)
+                chunk = [
+                    r
+                    async for r in self._range(
+                        subject, lo_v, hi_v, bounds, page_size=page_size, hidden_possible=hidden_possible
+                    )
+                ]
+                for rec in reversed(chunk):
+                    yield rec
+                hi_v = lo_v - 1
+        except EventSourceError:
+            raise
+        except Exception as e:
+            raise map_error(e, f"reading stream {stream_id!r}") from e
+
+    async def _range(
+        self,
+        subject: str,
+        lo_v: int,
+        hi_v: int,
+        bounds: tuple[int, int, int],
+        *,
+        page_size: int,
+        hidden_possible: bool,
+    ) -> AsyncGenerator[RecordedEvent, None]:
+        """Events with ``lo_v <= version <= hi_v``; ``bounds`` = (first seq, first version, last seq)."""
+        first_seq, first_v, last_seq = bounds
+        start = await self.seek(subject, lo_v, first_seq, last_seq) if lo_v > first_v else first_seq
+        async with contextlib.aclosing(self.consume(subject, start, page_size)) as msgs:
+            async for m in msgs:
+                first_v, last_v = records.message_versions(m.headers)
+                if last_v < lo_v:
+                    continue
+                if first_v > hi_v:
+                    return
+                for rec in await self.decode_msg(
+                    m.subject, m.metadata.sequence.stream, m.headers, m.data, hidden_possible
+                ):
+                    if lo_v <= rec.version <= hi_v:
+                        yield rec
+
+    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncGenerator[RecordedEvent, None]:
+        """Every event in JetStream sequence order (a total order: the server assigns it at commit)."""
+        conn = self.conn
+        conn.require()
+        seq, _ = split_position(from_position)
+        start = max(1, seq)
+        try:
+            state, hidden_possible = await asyncio.gather(
+                conn.api(f"STREAM.INFO.{self.names.stream}"), self.hidden_possible()
+            )
+            st = state["state"]
+            if int(st["messages"]) == 0 or int(st["last_seq"]) < start:
+                return  # nothing to read: no consumer
+            async with contextlib.aclosing(self.consume(self.names.events_wildcard, start, page_size)) as msgs:
+                async for m in msgs:
+                    for rec in await self.decode_msg(
+                        m.subject, m.metadata.sequence.stream, m.headers, m.data, hidden_possible
+                    ):
+                        if rec.position >= from_position:
+                            yield rec
+        except EventSourceError:
+            raise
+        except Exception as e:
+            raise map_error(e, "reading all events") from e
+
+    async def load_event(self, loc: tuple[int, int], event_id: str) -> RecordedEvent | None:
+        """The live event at ``loc`` = ``(seq, index)`` if it really is ``event_id`` (index entries may be stale)."""
+        msg = await self.conn.msg_at(loc[0])
+        if msg is None:
+            return None
+        for rec in await self.decode_msg(msg.subject, int(msg.seq), msg.headers, msg.data or b""):
+            if rec.event_id == event_id and rec.position == position(*loc):
+                return rec
+        return None

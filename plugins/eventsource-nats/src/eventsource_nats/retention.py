@@ -1,0 +1,179 @@
+"""Retention primitives: delete events older than a time, truncate a stream below a version.
+
+JetStream can only remove whole messages, and an envelope holds a whole batch. So per event stream a
+leading run of wholly deleted messages is purged in one request, other wholly deleted messages are
+deleted one by one, and an envelope that keeps live events lists its deleted indexes in the hidden
+bucket, which reads honour. Versions never change or go down: the stream's info record counts the
+removed events and remembers the last version, so an emptied stream keeps its version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from eventsource.errors import ProviderTimeoutError, StreamNotFoundError
+
+from eventsource_nats import records
+from eventsource_nats.naming import Names, split_position, stream_token
+from eventsource_nats.reads import stream_id_from
+from eventsource_nats.records import HDR_COUNT
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from eventsource.model import RecordedEvent
+
+    from eventsource_nats.connection import Connection
+    from eventsource_nats.reads import Reader
+    from eventsource_nats.writers import Tail
+
+
+@dataclass
+class _Plan:
+    """What to delete of one event stream (one subject)."""
+
+    purge_below: int = 0
+    prefix: bool = True
+    singles: list[int] = field(default_factory=list)
+    partial: dict[int, list[int]] = field(default_factory=dict)
+    envelopes: list[int] = field(default_factory=list)
+    removed: int = 0
+    version: int = 0
+    stream_id: str = ""
+    last: tuple[int, int] = (0, 0)  # the last message seen: (seq, events it loses)
+
+
+class Retention:
+    """Deletes events; every stream it touches is dropped from the append ``tails`` cache."""
+
+    def __init__(self, conn: Connection, reader: Reader, tails: dict[str, Tail]) -> None:
+        self.conn = conn
+        self.reader = reader
+        self.tails = tails
+
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        """Delete events below ``before_version``: purge whole messages, mark the rest of an envelope."""
+        conn = self.conn
+        conn.require()
+
+        def victims(rec: RecordedEvent) -> bool:
+            return rec.version < before_version
+
+        async def run() -> int:
+            token = stream_token(stream_id)
+            (info, _), last = await asyncio.gather(conn.info_get(token), conn.last_msg(conn.names.subject(token)))
+            if info is None and last is None:
+                raise StreamNotFoundError(f"stream {stream_id!r} does not exist", stream_id=stream_id)
+            return await self._delete_where(conn.names.subject(token), victims, stop_version=before_version)
+
+        return await conn.call(f"truncate {stream_id!r}", run())
+
+    async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
+        """Delete events with ``timestamp < cutoff`` (one stream or every stream; a scan of the events)."""
+        conn = self.conn
+        conn.require()
+        n = conn.names
+        subject = n.subject(stream_token(stream_id)) if stream_id is not None else n.events_wildcard
+        doomed = self._delete_where(subject, lambda r: r.timestamp < cutoff)
+        return await conn.call("delete events before a time", doomed)
+
+    async def _delete_where(
+        self, subject: str, doomed: Callable[[RecordedEvent], bool], stop_version: int | None = None
+    ) -> int:
+        """Delete matching events of the messages on ``subject``; versions never change or go down.
+
+        A subject's last message stays while an earlier one does (events whose client timestamps run
+        backwards): the stream's tail is read from it, and nats-server 2.9 no longer finds a subject's
+        last message once it is deleted.
+        """
+        conn = self.conn
+        n = conn.names
+        plans: dict[str, _Plan] = {}
+        to_the_end = True
+        async with contextlib.aclosing(self.reader.consume(subject, 1, 256)) as msgs:
+            async for m in msgs:
+                seq = m.metadata.sequence.stream
+                token = n.token_of_subject(m.subject)
+                first_v, last_v = records.message_versions(m.headers)
+                if stop_version is not None and first_v >= stop_version:
+                    to_the_end = False
+                    break
+                plan = plans.setdefault(token, _Plan())
+                plan.version = max(plan.version, last_v)
+                count = int((m.headers or {}).get(HDR_COUNT, "1"))
+                hidden = await self.reader.hidden(token, seq) if count > 1 else frozenset()
+                if count > 1:
+                    plan.envelopes.append(seq)
+                live = records.decode(m.data, m.headers, seq, stream_id_from(m.subject, m.data), hidden)
+                if live:
+                    plan.stream_id = live[0].stream_id
+                gone = [r for r in live if doomed(r)]
+                plan.removed += len(gone)
+                plan.last = (seq, len(gone))
+                if gone and len(gone) == len(live):
+                    if plan.prefix:
+                        plan.purge_below = seq + 1
+                    else:
+                        plan.singles.append(seq)
+                else:
+                    plan.prefix = False
+                    if gone:
+                        plan.partial[seq] = sorted(hidden | {split_position(r.position)[1] for r in gone})
+        for plan in plans.values():
+            if to_the_end and plan.singles and plan.singles[-1] == plan.last[0]:
+                plan.singles.pop()  # the subject's last message, with live ones before it: it stays
+                plan.removed -= plan.last[1]
+        total = 0
+        for token, plan in plans.items():
+            if plan.removed == 0:
+                continue
+            sid = plan.stream_id
+            last = await conn.last_msg(n.subject(token))
+            version = max(plan.version, records.message_versions(last.headers)[1] if last else 0)
+            await self._bump_info(token, sid, plan.removed, version)
+            for seq, idxs in plan.partial.items():
+                await conn.kv[n.hidden_bucket].put(Names.hidden_key(token, seq), json.dumps(idxs).encode())
+            if plan.purge_below:
+                await conn.purge(n.stream, filter=n.subject(token), seq=plan.purge_below)
+            for seq in plan.singles:
+                await conn.api(f"STREAM.MSG.DELETE.{n.stream}", {"seq": seq})
+                await conn.purge(
+                    f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
+                )
+            for seq in plan.envelopes:
+                if seq < plan.purge_below:
+                    await conn.purge(
+                        f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
+                    )
+            self.tails.pop(token, None)
+            total += plan.removed
+        return total
+
+    async def _bump_info(self, token: str, sid: str, removed: int, version: int) -> None:
+        """Add ``removed`` to the stream's removed count and remember ``version`` (CAS loop)."""
+        import nats.js.errors
+
+        conn = self.conn
+        kv = conn.kv[conn.names.info_bucket]
+        for _ in range(50):
+            info, rev = await conn.info_get(token)
+            if info is None:
+                info = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}}
+            info.pop("claim", None)  # the stream has had events: no append can count as its creator any more
+            info["removed"] = int(info.get("removed", 0)) + removed
+            info["known_version"] = max(int(info.get("known_version", 0)), version)
+            try:
+                if rev is None:
+                    await kv.create(token, json.dumps(info).encode())
+                else:
+                    await kv.update(token, json.dumps(info).encode(), last=rev)
+            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+                continue
+            return
+        msg = f"could not update the info of stream {sid!r} under contention"
+        raise ProviderTimeoutError(msg)

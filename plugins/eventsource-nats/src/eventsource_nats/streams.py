@@ -1,0 +1,172 @@
+"""Streams as a whole: create, delete, exact info, and the paged list.
+
+A stream exists while its subject holds a message or its info record (KV bucket ``<stream>_info``)
+exists; ``create_stream`` is a KV create of that record, so exactly one creator wins. The version comes
+from the subject's last message (or, once retention emptied the subject, from the record's
+``known_version``) and the event count from the record's ``removed`` counter. ``delete_stream`` purges
+the subject, the record, the snapshots and the deletion marks; the id can then be reused from
+version 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from eventsource.errors import StreamExistsError, StreamNotFoundError
+from eventsource.model import StreamInfo, utcnow
+
+from eventsource_nats import records
+from eventsource_nats.naming import stream_id_of, stream_token
+from eventsource_nats.reads import stream_id_from
+
+if TYPE_CHECKING:
+    from eventsource.model import NewStream
+
+    from eventsource_nats.connection import Connection
+    from eventsource_nats.reads import Reader
+    from eventsource_nats.writers import Tail
+
+
+class Streams:
+    """Stream-level operations; every change drops the stream's entry from the append ``tails`` cache."""
+
+    def __init__(self, conn: Connection, reader: Reader, tails: dict[str, Tail]) -> None:
+        self.conn = conn
+        self.reader = reader
+        self.tails = tails
+
+    async def create_stream(self, stream: NewStream) -> StreamInfo:
+        """Record the stream in the info bucket (KV create: exactly one creator wins)."""
+        import nats.js.errors
+
+        conn = self.conn
+        conn.require()
+        token = stream_token(stream.stream_id)
+        now = utcnow()
+        info = {
+            "id": stream.stream_id,
+            "name": stream.name,
+            "aggregate_id": stream.aggregate_id,
+            "aggregate_type": stream.aggregate_type,
+            "metadata": dict(stream.metadata),
+            "created_at": now.isoformat(),
+            "removed": 0,
+            "known_version": 0,
+        }
+
+        async def create() -> None:
+            if await conn.last_msg(conn.names.subject(token)) is not None:
+                raise StreamExistsError(f"stream {stream.stream_id!r} already exists", stream_id=stream.stream_id)
+            try:
+                await conn.kv[conn.names.info_bucket].create(token, json.dumps(info).encode())
+            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError) as e:
+                msg = f"stream {stream.stream_id!r} already exists"
+                raise StreamExistsError(msg, stream_id=stream.stream_id) from e
+
+        await conn.call(f"create stream {stream.stream_id!r}", create())
+        self.tails.pop(token, None)
+        return StreamInfo.new(stream, now)
+
+    async def delete_stream(self, stream_id: str) -> None:
+        """Purge the stream's subject, info, snapshots and deletion marks; the id can be reused."""
+        conn = self.conn
+        conn.require()
+        token = stream_token(stream_id)
+        n = conn.names
+
+        async def delete() -> None:
+            (info, _), last = await asyncio.gather(conn.info_get(token), conn.last_msg(n.subject(token)))
+            if info is None and last is None:
+                raise StreamNotFoundError(f"stream {stream_id!r} does not exist", stream_id=stream_id)
+            await conn.purge(n.stream, filter=n.subject(token))
+            await asyncio.gather(
+                conn.purge(f"KV_{n.info_bucket}", filter=f"$KV.{n.info_bucket}.{token}"),
+                conn.purge(f"KV_{n.snapshot_bucket}", filter=f"$KV.{n.snapshot_bucket}.{token}.>"),
+                conn.purge(f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{token}.>"),
+            )
+
+        try:
+            await conn.call(f"delete stream {stream_id!r}", delete())
+        finally:
+            self.tails.pop(token, None)
+
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        """Exact info: version from the last message, counts from the retention bookkeeping."""
+        self.conn.require()
+        return await self.conn.call(f"stream info of {stream_id!r}", self.stream_info(stream_id))
+
+    async def stream_info(self, stream_id: str) -> StreamInfo | None:
+        """:meth:`get_stream_info` without the connection check and the error mapping."""
+        conn = self.conn
+        token = stream_token(stream_id)
+        subject = conn.names.subject(token)
+        (info, _), last, first = await asyncio.gather(
+            conn.info_get(token), conn.last_msg(subject), conn.next_msg(subject, 1)
+        )
+        if info is None and last is None:
+            return None
+        info = info or {}
+        removed = int(info.get("removed", 0))
+        first_event = last_event = None
+        if last is not None:
+            version = records.message_versions(last.headers)[1]
+            last_event = (await self.reader.decode_msg(subject, int(last.seq), last.headers, last.data or b""))[-1]
+            if first is not None:
+                first_event = (
+                    await self.reader.decode_msg(subject, int(first.seq), first.headers, first.data or b"")
+                )[0]
+        else:
+            version = int(info.get("known_version", 0))
+        created = info.get("created_at")
+        fallback = first_event.timestamp if first_event else None
+        created_at = datetime.fromisoformat(created) if created else (fallback or utcnow())
+        count = version - removed
+        return StreamInfo(
+            stream_id=stream_id,
+            version=version,
+            event_count=count,
+            created_at=created_at,
+            updated_at=last_event.timestamp if last_event else created_at,
+            name=info.get("name"),
+            aggregate_id=info.get("aggregate_id", first_event.aggregate_id if first_event else None),
+            aggregate_type=info.get("aggregate_type", first_event.aggregate_type if first_event else None),
+            metadata=dict(info.get("metadata") or {}),
+            last_event_id=last_event.event_id if last_event else None,
+            first_version=first_event.version if first_event and count > 0 else None,
+        )
+
+    async def all_stream_ids(self) -> list[str]:
+        """Every stream id: subjects holding events plus info records (empty or truncated streams)."""
+        conn = self.conn
+        n = conn.names
+        subjects, infos = await asyncio.gather(
+            conn.subjects(n.stream, n.events_wildcard), conn.subjects(f"KV_{n.info_bucket}", f"$KV.{n.info_bucket}.*")
+        )
+        tokens = {s.rsplit(".", 1)[-1] for s in subjects} | {s.rsplit(".", 1)[-1] for s in infos}
+        out = []
+        for token in tokens:
+            sid = stream_id_of(token)
+            if sid is None:
+                info, _ = await conn.info_get(token)
+                if info is not None:
+                    sid = info["id"]
+                else:
+                    first = await conn.next_msg(n.subject(token), 1)
+                    sid = stream_id_from(token, first.data if first else None)
+            if sid is not None:
+                out.append(sid)
+        return out
+
+    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+        """A page of streams ordered by id."""
+        self.conn.require()
+
+        async def page() -> tuple[list[StreamInfo], int]:
+            ids = sorted(await self.all_stream_ids())
+            infos = await asyncio.gather(*(self.stream_info(i) for i in ids[offset : offset + limit]))
+            return [i for i in infos if i is not None], len(ids)
+
+        return await self.conn.call("list streams", page())

@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from eventsource import ConcurrencyError, EventData, ProviderUnavailableError
 from eventsource.cli import (
     EXIT_CONFLICT,
     EXIT_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -566,3 +569,41 @@ def test_deeply_nested_json_and_an_offset_beyond_any_store_are_usage_errors(
     code, _, err = run(capsys, "--store", store, "streams", "--offset", str(2**70))
     assert code == 2
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- pipes and Ctrl-C, as a person meets them
+
+
+def _console_script() -> tuple[str, dict[str, str]]:
+    """The installed script and an environment without EVENTSOURCE_* and PYTHON* (stdout block-buffered, as for a user)."""
+    script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
+    assert script is not None, "the eventsource console script is not installed next to this interpreter"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EVENTSOURCE_", "PYTHON")) or k.startswith("EVENTSOURCE_TEST_")
+    }
+    return script, env
+
+
+def test_one_ctrl_c_while_waiting_for_stdin_exits_130(tmp_path: Path) -> None:
+    """``eventsource append s E -`` waiting on a terminal: the first Ctrl-C stops it (it once took two)."""
+    script, env = _console_script()
+    proc = subprocess.Popen(
+        [script, "--store", "memory://", "append", "s", "E", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(3)  # past start-up: blocked reading DATA-JSON from stdin, which stays open
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("one Ctrl-C did not stop a command waiting for stdin")
+        assert proc.returncode == EXIT_INTERRUPTED
+        assert proc.stderr is not None
+        assert proc.stderr.read().strip() == "interrupted"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()

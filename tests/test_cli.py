@@ -586,6 +586,29 @@ def _console_script() -> tuple[str, dict[str, str]]:
     return script, env
 
 
+def test_a_reader_that_leaves_the_pipe_early_ends_the_run_quietly(tmp_path: Path) -> None:
+    """``eventsource info s | true``: the output is still buffered when the reader leaves; no traceback, exit 0."""
+    script, env = _console_script()
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with SyncEventSourcingManager({"providers": {"m": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("E", {"n": i}) for i in range(3)])
+        for start in (0, 1000):
+            m.append_events_batch(stream_id="big", events=[EventData("E", {"n": start + i}) for i in range(1000)])
+    for argv in (("info", "s"), ("read", "s", "--json"), ("read", "big"), ("demo",), ("info", "missing")):
+        reader, writer = os.pipe()
+        os.close(reader)  # the reader has already left
+        try:
+            done = subprocess.run(
+                [script, "--store", url, *argv], stdout=writer, stderr=subprocess.PIPE, cwd=tmp_path, env=env,
+                text=True, timeout=120, check=False,
+            )  # fmt: skip
+        finally:
+            os.close(writer)
+        expected = EXIT_NOT_FOUND if argv[-1] == "missing" else EXIT_OK
+        assert done.returncode == expected, (argv, done.stderr)
+        assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, (argv, done.stderr)
+
+
 def test_one_ctrl_c_while_waiting_for_stdin_exits_130(tmp_path: Path) -> None:
     """``eventsource append s E -`` waiting on a terminal: the first Ctrl-C stops it (it once took two)."""
     script, env = _console_script()

@@ -46,14 +46,30 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
     try:
         with logs_to(args.verbose, out.err, scrub):
             handler: Callable[[Session], int] = args.handler
-            return handler(Session(args, out, host, scrub))
+            code = handler(Session(args, out, host, scrub))
+            out.out.flush()  # a reader that left shows up here, not as "Exception ignored" at exit
+            return code
     except KeyboardInterrupt:
         out.note("interrupted")
-        return EXIT_INTERRUPTED
+        return _flushed(EXIT_INTERRUPTED)
     except BrokenPipeError:  # `eventsource read x | head`: the reader left; that is fine
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+        _drop_stdout()
         return EXIT_OK
     except Exception as e:  # noqa: BLE001 - the one place that turns any failure into one line + exit code
-        return report(e, out, scrub, args.verbose)
+        return _flushed(report(e, out, scrub, args.verbose))
+
+
+def _flushed(code: int) -> int:
+    """``code``, after writing what stdout still holds (dropped if the reader has left)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+    return code
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device, so the flush at exit cannot fail on a pipe nobody reads."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

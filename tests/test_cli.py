@@ -630,3 +630,15 @@ def test_one_ctrl_c_while_waiting_for_stdin_exits_130(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def test_a_file_store_that_cannot_be_opened_names_the_file_not_a_server(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An embedded store has no server to check: the hint is about the file."""
+    junk = tmp_path / "notes.db"
+    junk.write_text("these are my notes, not a database\n")
+    code, out, err = run(capsys, "--store", f"sqlite:///{junk}", "stats", host=PluginHost(load_entrypoints=False))
+    assert (code, out) == (EXIT_UNAVAILABLE, "")
+    assert_one_line_error(err, "cannot open the store at sqlite:///", "notes.db", "check the file's path")
+    assert "server is running" not in err

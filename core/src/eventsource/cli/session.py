@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from eventsource.cli.config import STORE_ENV, load_config
 from eventsource.cli.errors import StoreContextError
@@ -81,10 +82,7 @@ class Session:
                     raise StoreContextError(f"store {mask(url)}: {e}", e) from e
                 except EventSourceError as e:
                     if e.type in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
-                        msg = (
-                            f"cannot reach the store at {mask(url)}: {str(e).rstrip('.')}; check that the server "
-                            f"is running and the URL is right (--store or ${STORE_ENV})"
-                        )
+                        msg = f"{_unreachable(url)}: {str(e).rstrip('.')}; {_check(url)} (--store or ${STORE_ENV})"
                         raise StoreContextError(msg, e) from e
                     raise
         except BaseException:
@@ -98,3 +96,24 @@ class Session:
         """``sqlite:///eventsource.db`` (the default store's masked URL)."""
         p = manager.get_default_provider()
         return p.display_url or p.kind
+
+
+def _has_server(url: str) -> bool:
+    """Whether ``url`` names a host (a server store) rather than a file or the process (``sqlite:///x.db``)."""
+    try:
+        return bool(urlsplit(url).netloc)
+    except ValueError:
+        return True
+
+
+def _unreachable(url: str) -> str:
+    """The start of the message for a store that cannot be connected."""
+    verb = "reach" if _has_server(url) else "open"
+    return f"cannot {verb} the store at {mask(url)}"
+
+
+def _check(url: str) -> str:
+    """What a person should check when the store at ``url`` cannot be connected."""
+    if _has_server(url):
+        return "check that the server is running and the URL is right"
+    return "check the file's path, that it is a database and that you may write to it"

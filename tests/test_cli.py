@@ -642,3 +642,17 @@ def test_a_file_store_that_cannot_be_opened_names_the_file_not_a_server(
     assert (code, out) == (EXIT_UNAVAILABLE, "")
     assert_one_line_error(err, "cannot open the store at sqlite:///", "notes.db", "check the file's path")
     assert "server is running" not in err
+
+
+def test_every_command_module_is_registered_once_under_its_own_name() -> None:
+    """A command module copied but not listed in COMMANDS, or registering another module's name, fails here."""
+    import pkgutil
+
+    from eventsource.cli import commands
+
+    names = [m.__name__.rsplit(".", 1)[-1] for m in commands.COMMANDS]
+    assert sorted(names) == sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+    choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert list(choices) == names
+    for name, parser in choices.items():
+        assert parser.get_default("handler").__module__ == f"eventsource.cli.commands.{name}"

@@ -24,19 +24,19 @@ def info(session: Session) -> int:
     out = session.out
 
     async def body(m: EventSourcingManager) -> int:
-        info = await m.get_stream_info(session.args.stream)
-        out.json(info)
+        s = await m.get_stream_info(session.args.stream)
+        out.json(s)
         rows = [
-            ("stream", info.stream_id),
-            ("name", info.name or "-"),
-            ("version", info.version),
-            ("events", info.event_count),
-            ("first version", info.first_version if info.first_version is not None else "-"),
-            ("aggregate", f"{info.aggregate_type or '-'} / {info.aggregate_id or '-'}"),
-            ("created", when(info.created_at)),
-            ("updated", when(info.updated_at)),
-            ("last event id", info.last_event_id or "-"),
-            ("metadata", short(info.metadata) if info.metadata else "-"),
+            ("stream", s.stream_id),
+            ("name", s.name or "-"),
+            ("version", s.version),
+            ("events", s.event_count),
+            ("first version", s.first_version if s.first_version is not None else "-"),
+            ("aggregate", f"{s.aggregate_type or '-'} / {s.aggregate_id or '-'}"),
+            ("created", when(s.created_at)),
+            ("updated", when(s.updated_at)),
+            ("last event id", s.last_event_id or "-"),
+            ("metadata", short(s.metadata) if s.metadata else "-"),
         ]
         for key, value in rows:
             out.line(f"{key + ':':<15}{value}")

@@ -575,7 +575,7 @@ def test_deeply_nested_json_and_an_offset_beyond_any_store_are_usage_errors(
 
 
 def _console_script() -> tuple[str, dict[str, str]]:
-    """The installed script and an environment without EVENTSOURCE_* and PYTHON* (stdout block-buffered, as for a user)."""
+    """The installed script, and an environment without EVENTSOURCE_* and PYTHON* (stdout block-buffered)."""
     script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
     assert script is not None, "the eventsource console script is not installed next to this interpreter"
     env = {
@@ -656,3 +656,13 @@ def test_every_command_module_is_registered_once_under_its_own_name() -> None:
     assert list(choices) == names
     for name, parser in choices.items():
         assert parser.get_default("handler").__module__ == f"eventsource.cli.commands.{name}"
+
+
+def test_health_of_a_broken_file_store_gives_the_file_hint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    junk = tmp_path / "notes.db"
+    junk.write_text("these are my notes, not a database\n")
+    code, out, err = run(capsys, "--store", f"sqlite:///{junk}", "health", host=PluginHost(load_entrypoints=False))
+    assert code == EXIT_UNAVAILABLE
+    assert "UNHEALTHY" in out
+    assert "check the file's path" in err and "server is running" not in err
+

@@ -82,7 +82,8 @@ class Session:
                     raise StoreContextError(f"store {mask(url)}: {e}", e) from e
                 except EventSourceError as e:
                     if e.type in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
-                        msg = f"{_unreachable(url)}: {str(e).rstrip('.')}; {_check(url)} (--store or ${STORE_ENV})"
+                        reason = str(e).rstrip(".")
+                        msg = f"{_unreachable(url)}: {reason}; {connect_hint(url)} (--store or ${STORE_ENV})"
                         raise StoreContextError(msg, e) from e
                     raise
         except BaseException:
@@ -99,9 +100,9 @@ class Session:
 
 
 def _has_server(url: str) -> bool:
-    """Whether ``url`` names a host (a server store) rather than a file or the process (``sqlite:///x.db``)."""
+    """Whether ``url`` names a host (a server store) rather than a file (``sqlite:///x.db``); unknown: a server."""
     try:
-        return bool(urlsplit(url).netloc)
+        return not url or bool(urlsplit(url).netloc)
     except ValueError:
         return True
 
@@ -112,7 +113,7 @@ def _unreachable(url: str) -> str:
     return f"cannot {verb} the store at {mask(url)}"
 
 
-def _check(url: str) -> str:
+def connect_hint(url: str) -> str:
     """What a person should check when the store at ``url`` cannot be connected."""
     if _has_server(url):
         return "check that the server is running and the URL is right"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.cli.errors import StoreContextError
 from eventsource.cli.exitcodes import EXIT_OK, EXIT_UNAVAILABLE
 from eventsource.cli.output import mask
+from eventsource.cli.session import connect_hint
 from eventsource.errors import ErrorType
 
 if TYPE_CHECKING:
@@ -61,5 +62,6 @@ def _print_health(session: Session, statuses: dict[str, Any], urls: dict[str, st
         else:
             out.line(f"{name}{where}: UNHEALTHY: {s.message}")
     if not healthy:
-        out.note("error: the store is not healthy; check that the server is running and the URL is right")
+        hints = sorted({connect_hint(urls.get(name, "")) for name, s in statuses.items() if not s.healthy})
+        out.note(f"error: the store is not healthy; {'; '.join(hints)}")
     return EXIT_OK if healthy else EXIT_UNAVAILABLE

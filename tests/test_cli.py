@@ -666,3 +666,20 @@ def test_health_of_a_broken_file_store_gives_the_file_hint(capsys: pytest.Captur
     assert "UNHEALTHY" in out
     assert "check the file's path" in err and "server is running" not in err
 
+
+def test_reading_data_from_a_terminal_says_how_to_finish(
+    capsys: pytest.CaptureFixture[str], store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``append s E -`` typed at a terminal: without a word it looks hung."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal('{"typed": true}'))
+    code, _, err = run(capsys, "--store", store, "append", "s", "Typed", "-")
+    assert code == EXIT_OK, err
+    assert "reading DATA-JSON from the terminal" in err and "Ctrl-D" in err
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"piped": true}'))
+    code, _, err = run(capsys, "--store", store, "append", "s", "Piped", "-")
+    assert code == EXIT_OK and "reading" not in err

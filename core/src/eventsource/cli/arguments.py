@@ -17,6 +17,8 @@ from eventsource.cli.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from eventsource.cli.output import Output
+
 SHOWN_INPUT = 40
 """Characters of bad input echoed in an error message."""
 
@@ -75,10 +77,16 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def parse_json(text: str, what: str, *, stdin: TextIO | None = None, want_object: bool = False) -> Any:
-    """Parse a JSON argument (``-`` reads stdin); :class:`UsageError` names the argument."""
+def parse_json(
+    text: str, what: str, *, out: Output | None = None, stdin: TextIO | None = None, want_object: bool = False
+) -> Any:
+    """Parse a JSON argument (``-`` reads stdin, with a word to ``out`` when it is a terminal); errors name it."""
     if text == "-":
-        text = (stdin or sys.stdin).read()
+        source = stdin or sys.stdin
+        isatty = getattr(source, "isatty", None)
+        if out is not None and isatty and isatty():  # typed by hand: say how to finish, or it looks hung
+            out.note(f"reading {what} from the terminal; end with Ctrl-D (Ctrl-Z Enter on Windows)")
+        text = source.read()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:

@@ -41,8 +41,8 @@ def append(session: Session) -> int:
     from eventsource.model import ANY
 
     a, out = session.args, session.out
-    data = parse_json(a.data, "DATA-JSON")
-    metadata = parse_json(a.metadata, "--metadata", want_object=True) if a.metadata is not None else None
+    data = parse_json(a.data, "DATA-JSON", out=out)
+    metadata = parse_json(a.metadata, "--metadata", out=out, want_object=True) if a.metadata is not None else None
 
     async def body(m: EventSourcingManager) -> int:
         r = await m.append_event(

@@ -43,8 +43,8 @@ def snapshot(session: Session) -> int:
     elif a.data is None:
         msg = "snapshot needs DATA-JSON (the state to store), or --get to show the latest snapshot"
         raise UsageError(msg, field="DATA-JSON")
-    data = parse_json(a.data, "DATA-JSON") if a.data is not None else None
-    metadata = parse_json(a.metadata, "--metadata", want_object=True) if a.metadata is not None else None
+    data = parse_json(a.data, "DATA-JSON", out=out) if a.data is not None else None
+    metadata = parse_json(a.metadata, "--metadata", out=out, want_object=True) if a.metadata is not None else None
 
     async def body(m: EventSourcingManager) -> int:
         if a.get:

@@ -29,9 +29,8 @@ def streams(session: Session) -> int:
         page = await m.list_streams(limit=a.limit, offset=a.offset)
         out.json(page)
         if not page.streams:
-            out.line(
-                "no streams" if page.total_count == 0 else f"no streams at offset {a.offset} (there are {page.total_count})"
-            )
+            there = f"no streams at offset {a.offset} (there are {page.total_count})"
+            out.line("no streams" if page.total_count == 0 else there)
             return EXIT_OK
         width = max(6, *(len(s.stream_id) for s in page.streams))
         out.line(f"{'STREAM':<{width}}  {'VERSION':>7}  {'EVENTS':>7}  {'UPDATED':<20}  NAME")

@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from eventsource import ConcurrencyError, EventData, ProviderUnavailableError
 from eventsource.cli import (
     EXIT_CONFLICT,
     EXIT_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -566,3 +569,117 @@ def test_deeply_nested_json_and_an_offset_beyond_any_store_are_usage_errors(
     code, _, err = run(capsys, "--store", store, "streams", "--offset", str(2**70))
     assert code == 2
     assert "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- pipes and Ctrl-C, as a person meets them
+
+
+def _console_script() -> tuple[str, dict[str, str]]:
+    """The installed script, and an environment without EVENTSOURCE_* and PYTHON* (stdout block-buffered)."""
+    script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
+    assert script is not None, "the eventsource console script is not installed next to this interpreter"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EVENTSOURCE_", "PYTHON")) or k.startswith("EVENTSOURCE_TEST_")
+    }
+    return script, env
+
+
+def test_a_reader_that_leaves_the_pipe_early_ends_the_run_quietly(tmp_path: Path) -> None:
+    """``eventsource info s | true``: the output is still buffered when the reader leaves; no traceback, exit 0."""
+    script, env = _console_script()
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with SyncEventSourcingManager({"providers": {"m": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("E", {"n": i}) for i in range(3)])
+        for start in (0, 1000):
+            m.append_events_batch(stream_id="big", events=[EventData("E", {"n": start + i}) for i in range(1000)])
+    for argv in (("info", "s"), ("read", "s", "--json"), ("read", "big"), ("demo",), ("info", "missing")):
+        reader, writer = os.pipe()
+        os.close(reader)  # the reader has already left
+        try:
+            done = subprocess.run(
+                [script, "--store", url, *argv], stdout=writer, stderr=subprocess.PIPE, cwd=tmp_path, env=env,
+                text=True, timeout=120, check=False,
+            )  # fmt: skip
+        finally:
+            os.close(writer)
+        expected = EXIT_NOT_FOUND if argv[-1] == "missing" else EXIT_OK
+        assert done.returncode == expected, (argv, done.stderr)
+        assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, (argv, done.stderr)
+
+
+def test_one_ctrl_c_while_waiting_for_stdin_exits_130(tmp_path: Path) -> None:
+    """``eventsource append s E -`` waiting on a terminal: the first Ctrl-C stops it (it once took two)."""
+    script, env = _console_script()
+    proc = subprocess.Popen(
+        [script, "--store", "memory://", "append", "s", "E", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(3)  # past start-up: blocked reading DATA-JSON from stdin, which stays open
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("one Ctrl-C did not stop a command waiting for stdin")
+        assert proc.returncode == EXIT_INTERRUPTED
+        assert proc.stderr is not None
+        assert proc.stderr.read().strip() == "interrupted"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def test_a_file_store_that_cannot_be_opened_names_the_file_not_a_server(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An embedded store has no server to check: the hint is about the file."""
+    junk = tmp_path / "notes.db"
+    junk.write_text("these are my notes, not a database\n")
+    code, out, err = run(capsys, "--store", f"sqlite:///{junk}", "stats", host=PluginHost(load_entrypoints=False))
+    assert (code, out) == (EXIT_UNAVAILABLE, "")
+    assert_one_line_error(err, "cannot open the store at sqlite:///", "notes.db", "check the file's path")
+    assert "server is running" not in err
+
+
+def test_every_command_module_is_registered_once_under_its_own_name() -> None:
+    """A command module copied but not listed in COMMANDS, or registering another module's name, fails here."""
+    import pkgutil
+
+    from eventsource.cli import commands
+
+    names = [m.__name__.rsplit(".", 1)[-1] for m in commands.COMMANDS]
+    assert sorted(names) == sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+    choices = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert list(choices) == names
+    for name, parser in choices.items():
+        assert parser.get_default("handler").__module__ == f"eventsource.cli.commands.{name}"
+
+
+def test_health_of_a_broken_file_store_gives_the_file_hint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    junk = tmp_path / "notes.db"
+    junk.write_text("these are my notes, not a database\n")
+    code, out, err = run(capsys, "--store", f"sqlite:///{junk}", "health", host=PluginHost(load_entrypoints=False))
+    assert code == EXIT_UNAVAILABLE
+    assert "UNHEALTHY" in out
+    assert "check the file's path" in err and "server is running" not in err
+
+
+def test_reading_data_from_a_terminal_says_how_to_finish(
+    capsys: pytest.CaptureFixture[str], store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``append s E -`` typed at a terminal: without a word it looks hung."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal('{"typed": true}'))
+    code, _, err = run(capsys, "--store", store, "append", "s", "Typed", "-")
+    assert code == EXIT_OK, err
+    assert "reading DATA-JSON from the terminal" in err and "Ctrl-D" in err
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"piped": true}'))
+    code, _, err = run(capsys, "--store", store, "append", "s", "Piped", "-")
+    assert code == EXIT_OK and "reading" not in err

@@ -1,0 +1,13 @@
+"""The commands, one module each, in the order ``eventsource --help`` lists them.
+
+A command module has a ``register(commands)`` function that declares the command with
+:meth:`~eventsource.cli.parser.Commands.add` (name, help, handler) and adds its arguments, and the handler,
+a function of the :class:`~eventsource.cli.session.Session` that returns an exit code. To add a command, copy
+a small one (``info``), rename it and list it in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+from eventsource.cli.commands import append, demo, health, info, providers, read, snapshot, stats, streams
+
+COMMANDS = (demo, append, read, streams, info, snapshot, stats, health, providers)

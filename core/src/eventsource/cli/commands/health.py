@@ -1,0 +1,67 @@
+"""``eventsource health``: whether every configured store answers; exit 0 when all do, 5 otherwise.
+
+An unreachable store is reported as unhealthy like any other (a status per store, a JSON object with
+``--json``), not raised as an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from eventsource.cli.errors import StoreContextError
+from eventsource.cli.exitcodes import EXIT_OK, EXIT_UNAVAILABLE
+from eventsource.cli.output import mask
+from eventsource.cli.session import connect_hint
+from eventsource.errors import ErrorType
+
+if TYPE_CHECKING:
+    from eventsource.cli.parser import Commands
+    from eventsource.cli.session import Session
+
+
+def register(commands: Commands) -> None:
+    """Add the ``health`` command."""
+    commands.add("health", "check that the store answers (exit 5 if not)", health)
+
+
+def health(session: Session) -> int:
+    """Connect and ask every store; a store that cannot be reached is one unhealthy row."""
+    return session.run(_health(session))
+
+
+async def _health(session: Session) -> int:
+    from eventsource.model import HealthStatus
+
+    try:
+        manager = await session.connect()
+    except StoreContextError as e:
+        if e.type not in (ErrorType.CONNECTION, ErrorType.TIMEOUT) or session.cfg is None:
+            raise
+        name = session.cfg.default_provider or "default"
+        url = session.cfg.providers.get(name, {}).get("url", "")
+        status = {name: HealthStatus(healthy=False, provider=name, message=session.scrub(str(e.cause)))}
+        return _print_health(session, status, {name: mask(url)})
+    try:
+        urls = {name: manager.get_provider(name).display_url or "" for name in manager.list_providers()}
+        return _print_health(session, await manager.health_check(), urls)
+    finally:
+        await manager.close()
+
+
+def _print_health(session: Session, statuses: dict[str, Any], urls: dict[str, str]) -> int:
+    out = session.out
+    statuses = {name: dataclasses.replace(s, message=session.scrub(s.message)) for name, s in statuses.items()}
+    out.json(statuses)
+    healthy = all(s.healthy for s in statuses.values())
+    for name, s in statuses.items():
+        where = f" ({urls[name]})" if urls.get(name) else ""
+        if s.healthy:
+            latency = f", answered in {s.latency_ms:.1f} ms" if s.latency_ms is not None else ""
+            out.line(f"{name}{where}: healthy{latency}")
+        else:
+            out.line(f"{name}{where}: UNHEALTHY: {s.message}")
+    if not healthy:
+        hints = sorted({connect_hint(urls.get(name, "")) for name, s in statuses.items() if not s.healthy})
+        out.note(f"error: the store is not healthy; {'; '.join(hints)}")
+    return EXIT_OK if healthy else EXIT_UNAVAILABLE

@@ -1,0 +1,75 @@
+"""The entry point: parse the arguments, run the chosen command's handler, turn any failure into an exit code.
+
+:func:`main` is the only place that catches everything: Ctrl-C exits 130, a reader that leaves the pipe
+(``eventsource read x | head``) ends the run quietly, and every other error becomes one scrubbed line on
+stderr (see :mod:`eventsource.cli.errors`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from eventsource.cli.config import STORE_ENV
+from eventsource.cli.errors import report
+from eventsource.cli.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from eventsource.cli.output import Output
+from eventsource.cli.parser import build_parser
+from eventsource.cli.scrub import Scrubber, logs_to
+from eventsource.cli.session import Session
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from eventsource.plugins import PluginHost
+
+
+def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -> int:
+    """Run the command line; returns the exit code (the console script passes it to ``sys.exit``).
+
+    :param argv: arguments without the program name (default: ``sys.argv[1:]``).
+    :param host: a plugin host to use instead of discovering installed plugins (tests, embedding).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help or a usage error: argparse already printed
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    out = Output(as_json=args.json)
+    scrub = Scrubber()
+    if args.store:
+        scrub.add_url(args.store)
+    if os.environ.get(STORE_ENV):
+        scrub.add_url(os.environ[STORE_ENV])
+    try:
+        with logs_to(args.verbose, out.err, scrub):
+            handler: Callable[[Session], int] = args.handler
+            code = handler(Session(args, out, host, scrub))
+            out.out.flush()  # a reader that left shows up here, not as "Exception ignored" at exit
+            return code
+    except KeyboardInterrupt:
+        out.note("interrupted")
+        return _flushed(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # `eventsource read x | head`: the reader left; that is fine
+        _drop_stdout()
+        return EXIT_OK
+    except Exception as e:  # noqa: BLE001 - the one place that turns any failure into one line + exit code
+        return _flushed(report(e, out, scrub, args.verbose))
+
+
+def _flushed(code: int) -> int:
+    """``code``, after writing what stdout still holds (dropped if the reader has left)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+    return code
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device, so the flush at exit cannot fail on a pipe nobody reads."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

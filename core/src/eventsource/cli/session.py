@@ -1,0 +1,120 @@
+"""One run of the command: its arguments, output and secrets, and the store connection a command asks for.
+
+A command handler gets a :class:`Session`. :meth:`Session.with_manager` connects a manager to every
+configured store, runs the command's coroutine on it and closes it again, all on one event loop that a
+Ctrl-C cancels cleanly; connection failures name the store's masked URL and say what to check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from eventsource.cli.config import STORE_ENV, load_config
+from eventsource.cli.errors import StoreContextError
+from eventsource.cli.output import mask
+from eventsource.errors import ConfigurationError, ErrorType, EventSourceError, ProviderNotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Coroutine
+
+    from eventsource.cli.output import Output
+    from eventsource.cli.scrub import Scrubber
+    from eventsource.config import ManagerConfig
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+
+
+class Session:
+    """What a command handler works with: ``args``, ``out``, ``scrub``, the plugin host and the store."""
+
+    def __init__(self, args: argparse.Namespace, out: Output, host: PluginHost | None, scrub: Scrubber) -> None:
+        self.args = args
+        self.out = out
+        self.host = host
+        self.scrub = scrub
+        self.cfg: ManagerConfig | None = None
+
+    def plugin_host(self) -> PluginHost:
+        """The plugin host (built on first use: it loads every installed plugin)."""
+        if self.host is None:
+            from eventsource.plugins import PluginHost
+
+            self.host = PluginHost()
+        return self.host
+
+    def run(self, coro: Coroutine[Any, Any, int]) -> int:
+        """Run ``coro`` on a fresh event loop (a Ctrl-C cancels it, then raises ``KeyboardInterrupt``)."""
+        return asyncio.run(coro)
+
+    def with_manager(self, body: Callable[[EventSourcingManager], Coroutine[Any, Any, int]]) -> int:
+        """Connect, run ``body`` on the connected manager, close; returns ``body``'s exit code."""
+
+        async def connected() -> int:
+            manager = await self.connect()
+            try:
+                return await body(manager)
+            finally:
+                await manager.close()
+
+        return self.run(connected())
+
+    async def connect(self) -> EventSourcingManager:
+        """A manager connected to every configured store; failures name the masked URL."""
+        from eventsource.manager import EventSourcingManager
+
+        cfg = self.cfg = load_config(self.args)
+        self.scrub.add_config(cfg)
+        manager = EventSourcingManager(cfg, host=self.plugin_host())
+        try:
+            for name, entry in cfg.providers.items():
+                url = entry["url"]
+                try:
+                    await manager.register_provider(
+                        url, name=name, default=name == cfg.default_provider, **entry.get("settings", {})
+                    )
+                except ProviderNotFoundError as e:
+                    raise StoreContextError(f"store {mask(url)}: {e}", e) from e
+                except (ValidationError, ConfigurationError) as e:
+                    raise StoreContextError(f"store {mask(url)}: {e}", e) from e
+                except EventSourceError as e:
+                    if e.type in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
+                        reason = str(e).rstrip(".")
+                        msg = f"{_unreachable(url)}: {reason}; {connect_hint(url)} (--store or ${STORE_ENV})"
+                        raise StoreContextError(msg, e) from e
+                    raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await manager.close()
+            raise
+        return manager
+
+    @staticmethod
+    def store_label(manager: EventSourcingManager) -> str:
+        """``sqlite:///eventsource.db`` (the default store's masked URL)."""
+        p = manager.get_default_provider()
+        return p.display_url or p.kind
+
+
+def _has_server(url: str) -> bool:
+    """Whether ``url`` names a host (a server store) rather than a file (``sqlite:///x.db``); unknown: a server."""
+    try:
+        return not url or bool(urlsplit(url).netloc)
+    except ValueError:
+        return True
+
+
+def _unreachable(url: str) -> str:
+    """The start of the message for a store that cannot be connected."""
+    verb = "reach" if _has_server(url) else "open"
+    return f"cannot {verb} the store at {mask(url)}"
+
+
+def connect_hint(url: str) -> str:
+    """What a person should check when the store at ``url`` cannot be connected."""
+    if _has_server(url):
+        return "check that the server is running and the URL is right"
+    return "check the file's path, that it is a database and that you may write to it"

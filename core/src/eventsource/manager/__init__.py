@@ -21,34 +21,33 @@ from eventsource.errors import (
     ConfigurationError,
     EventNotFoundError,
     ProviderUnavailableError,
-    SnapshotNotFoundError,
     StreamNotFoundError,
     UnsupportedOperationError,
-    ValidationError,
 )
 from eventsource.manager.batches import BatchEncoder
 from eventsource.manager.codec import SHREDDED_KEY, EventCodec
 from eventsource.manager.ids import event_id as _event_id
 from eventsource.manager.metrics import LATENCY_WINDOW
 from eventsource.manager.monitoring import provider_health, provider_stats
-from eventsource.manager.policy import CallPolicy, NotResumableError
+from eventsource.manager.policy import CallPolicy, all_pages, stream_pages
 from eventsource.manager.providers import Providers
 from eventsource.manager.retention_runs import RetentionRuns
 from eventsource.manager.sealed import VERSION_PIN_ATTEMPTS, SealedAppends
+from eventsource.manager.snapshots import Snapshots
 from eventsource.manager.threshold import SnapshotThreshold
 from eventsource.manager.validation import (
     MAX_EVENT_ID_LENGTH,
     check_batch_size,
-    check_event_types,
     check_expected,
-    check_metadata,
     check_number,
     check_optional_number,
     check_optional_text,
     check_paging,
+    check_sort_order,
     check_text,
     check_time,
     coerce,
+    event_filter,
     event_list,
     plain_metadata,
 )
@@ -62,16 +61,12 @@ from eventsource.model import (
     CreateSnapshotResponse,
     CreateStreamRequest,
     EventData,
-    EventFilter,
     GetEventsRequest,
     GetEventsResponse,
     ListStreamsResponse,
-    NewSnapshot,
     NewStream,
     SortOrder,
-    new_id,
     positional_constructor,
-    utcnow,
 )
 from eventsource.plugins import PluginHost
 
@@ -80,7 +75,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from eventsource.codecs.keys import KeyProvider
-    from eventsource.manager.policy import Page
     from eventsource.model import AppendResult, Event, HealthStatus, ProviderInfo, ProviderStats, Snapshot, StreamInfo
     from eventsource.provider import Provider
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
@@ -122,6 +116,7 @@ class EventSourcingManager:
         self._batches = BatchEncoder(self.config, self._codec)
         self._sealed = SealedAppends(self._policy, self._batches)
         self._threshold = SnapshotThreshold(self.config.snapshot_threshold, self._policy, self._take_snapshot, snapshot_handler)
+        self._snapshots = Snapshots(self.config, self._codec, self._policy, self._threshold)
         self._retention = RetentionRuns(self.config, self.host, self._policy)
 
     def __repr__(self) -> str:
@@ -401,25 +396,9 @@ class EventSourcingManager:
         """Events matching every given filter, a page at a time, with the total count and ``has_more``."""
         req = coerce(GetEventsRequest, request, kwargs)
         check_paging(req.limit, req.offset)
-        try:
-            order = SortOrder(req.sort_order)
-        except ValueError:
-            msg = f"sort_order must be 'asc' or 'desc', got {req.sort_order!r}"
-            raise ValidationError(msg, field="sort_order") from None
-        flt = EventFilter(
-            stream_id=self._stream_id(req.stream_id) if req.stream_id is not None else None,
-            event_types=check_event_types(req.event_types),
-            from_version=check_optional_number("from_version", req.from_version),
-            to_version=check_optional_number("to_version", req.to_version),
-            from_timestamp=check_time("from_timestamp", req.from_timestamp),
-            to_timestamp=check_time("to_timestamp", req.to_timestamp),
-            tenant_id=check_optional_text("tenant id", req.tenant_id, field_name="tenant_id"),
-            correlation_id=check_optional_text("correlation id", req.correlation_id, field_name="correlation_id"),
-            aggregate_id=check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id"),
-            aggregate_type=check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type"),
-        )
+        descending = check_sort_order(req.sort_order) is SortOrder.DESC
+        flt = event_filter(req, self.config.max_stream_id_length)
         p = self.get_provider(req.provider)
-        descending = order is SortOrder.DESC
         page = await self._policy.run(p, "query", lambda: p.query(flt, limit=req.limit, offset=req.offset, descending=descending))
         events = [self._codec.decode_event(r) for r in page.events]
         return GetEventsResponse(
@@ -491,19 +470,7 @@ class EventSourcingManager:
         p = self.get_provider(provider)
         check_paging(page_size, 0)
 
-        def source(last: tuple[int, int] | None) -> AsyncIterator[Page] | None:
-            lo, hi = from_version, to_version
-            if last is not None:
-                if backwards:
-                    hi = last[0] - 1
-                    if hi < lo:
-                        return None
-                else:
-                    lo = last[0] + 1
-                    if hi is not None and lo > hi:
-                        return None
-            return p.read_stream_pages(sid, from_version=lo, to_version=hi, backwards=backwards, page_size=page_size)
-
+        source = stream_pages(p, sid, from_version, to_version, backwards=backwards, page_size=page_size)
         return self._policy.iterate(p, "read_stream", source, self._codec.decode_page, self._codec.page_tail)
 
     def read_all(self, *, from_position: int = 0, page_size: int = 500, provider: str | None = None) -> AsyncIterator[Event]:
@@ -515,16 +482,7 @@ class EventSourcingManager:
         from_position = check_number("from_position", from_position)
         p = self.get_provider(provider)
         check_paging(page_size, 0)
-        resumable = p.capabilities.global_order == "total"
-
-        def source(last: tuple[int, int] | None) -> AsyncIterator[Page] | None:
-            if last is None:
-                return p.read_all_pages(from_position=from_position, page_size=page_size)
-            if not resumable:
-                msg = "read_all cannot resume on a store without a total order"
-                raise NotResumableError(msg)
-            return p.read_all_pages(from_position=last[1] + 1, page_size=page_size)
-
+        source = all_pages(p, from_position, page_size)
         return self._policy.iterate(p, "read_all", source, self._codec.decode_page, self._codec.page_tail)
 
     # ------------------------------------------------------------------ snapshots
@@ -540,57 +498,7 @@ class EventSourcingManager:
         req = coerce(CreateSnapshotRequest, request, kwargs)
         sid = self._stream_id(req.stream_id)
         p = self.get_provider(req.provider)
-        info = await self.get_stream_info(sid, provider=req.provider)
-        version = info.version if req.version is None else req.version
-        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= info.version:
-            msg = f"snapshot version must be from 1 to the stream's version {info.version}, got {version!r}"
-            raise ValidationError(msg, field="version")
-        metadata = check_metadata(req.metadata)
-        snapshot_id = new_id()
-        at = await self._event_at(p, sid, version, exact=True)
-        tenant_of = at
-        if at is None and self._codec.cipher is not None and self._codec.scope_mode == "tenant":
-            # the event was truncated: the tenant of the nearest remaining one (below, else above)
-            tenant_of = await self._event_at(p, sid, version, exact=False)
-        tenant = tenant_of.tenant_id if tenant_of is not None else None
-        data, meta, encoding, _size = self._codec.encode_snapshot(sid, snapshot_id, tenant, req.data, metadata, version=version)
-        snap = NewSnapshot(
-            snapshot_id=snapshot_id,
-            stream_id=sid,
-            version=version,
-            data=data,
-            metadata=meta,
-            encoding=encoding,
-            created_at=utcnow(),
-            aggregate_id=check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id") or info.aggregate_id,
-            aggregate_type=check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type")
-            or info.aggregate_type,
-            position=at.position if at is not None and at.version == version else None,
-        )
-        await self._policy.run(p, "save_snapshot", lambda: p.save_snapshot(snap))
-        self._threshold.saw(p.name, sid, version)
-        return CreateSnapshotResponse(snapshot_id=snapshot_id, stream_id=sid, version=version, created_at=snap.created_at)
-
-    async def _event_at(self, p: Provider, sid: str, version: int, *, exact: bool) -> Event | None:
-        """The event at ``version``; with ``exact=False`` the nearest one below it, else above it."""
-        if exact:
-            return await self._first(p, lambda: p.read_stream_pages(sid, from_version=version, to_version=version, page_size=1))
-        below = await self._first(p, lambda: p.read_stream_pages(sid, to_version=version, backwards=True, page_size=1))
-        if below is not None:
-            return below
-        return await self._first(p, lambda: p.read_stream_pages(sid, from_version=version + 1, page_size=1))
-
-    async def _first(self, p: Provider, open_: Callable[[], AsyncIterator[Page]]) -> Event | None:
-        codec = self._codec
-        found = self._policy.iterate(
-            p, "read_stream", lambda last: None if last is not None else open_(), codec.decode_page, codec.page_tail
-        )
-        try:
-            async for ev in found:
-                return ev
-        finally:
-            await found.aclose()
-        return None
+        return await self._snapshots.create(p, sid, req)
 
     async def get_snapshot(self, stream_id: str, *, max_version: int | None = None, provider: str | None = None) -> Snapshot:
         """The latest snapshot (at or below ``max_version``); :class:`SnapshotNotFoundError` if none.
@@ -600,20 +508,14 @@ class EventSourcingManager:
         sid = self._stream_id(stream_id)
         max_version = check_optional_number("max_version", max_version)
         p = self.get_provider(provider)
-        snap = await self._policy.run(p, "get_snapshot", lambda: p.get_snapshot(sid, max_version))
-        if snap is None:
-            msg = f"stream {sid!r} has no snapshot" + (f" at or below version {max_version}" if max_version else "")
-            raise SnapshotNotFoundError(msg, stream_id=sid)
-        return self._codec.decode_snapshot(sid, snap)
+        return await self._snapshots.get(p, sid, max_version)
 
     async def delete_snapshot(self, stream_id: str, *, version: int | None = None, provider: str | None = None) -> int:
         """Delete the snapshot at ``version`` (every snapshot of the stream when ``None``); returns the count."""
         sid = self._stream_id(stream_id)
         version = check_optional_number("version", version)
         p = self.get_provider(provider)
-        n = await self._policy.run(p, "delete_snapshots", lambda: p.delete_snapshots(sid, version))
-        self._threshold.forget(p.name, sid)
-        return n
+        return await self._snapshots.delete(p, sid, version)
 
     # ------------------------------------------------------------------ retention
 

@@ -229,3 +229,39 @@ class CallPolicy:
     def summary(self, provider: str) -> dict[str, dict[str, Any]]:
         """Every operation's counters and latency percentiles on ``provider``."""
         return self.metrics.summary(provider)
+
+
+def stream_pages(
+    p: Provider, sid: str, from_version: int, to_version: int | None, *, backwards: bool, page_size: int
+) -> PageSource:
+    """The page source of one stream's versions, reopening after the last version delivered."""
+
+    def source(last: tuple[int, int] | None) -> AsyncIterator[Page] | None:
+        lo, hi = from_version, to_version
+        if last is not None:
+            if backwards:
+                hi = last[0] - 1
+                if hi < lo:
+                    return None
+            else:
+                lo = last[0] + 1
+                if hi is not None and lo > hi:
+                    return None
+        return p.read_stream_pages(sid, from_version=lo, to_version=hi, backwards=backwards, page_size=page_size)
+
+    return source
+
+
+def all_pages(p: Provider, from_position: int, page_size: int) -> PageSource:
+    """The page source of the global log; it reopens after the last position only on a ``total`` order."""
+    resumable = p.capabilities.global_order == "total"
+
+    def source(last: tuple[int, int] | None) -> AsyncIterator[Page] | None:
+        if last is None:
+            return p.read_all_pages(from_position=from_position, page_size=page_size)
+        if not resumable:
+            msg = "read_all cannot resume on a store without a total order"
+            raise NotResumableError(msg)
+        return p.read_all_pages(from_position=last[1] + 1, page_size=page_size)
+
+    return source

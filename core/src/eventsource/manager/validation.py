@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import ValidationError
-from eventsource.model import EventData, ExpectedVersion
+from eventsource.model import EventData, EventFilter, ExpectedVersion, SortOrder
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from eventsource.model import Expected
+    from eventsource.model import Expected, GetEventsRequest
 
 R = TypeVar("R")
 
@@ -199,3 +199,29 @@ def _event_data(value: object) -> EventData:
             raise ValidationError(msg, field="events") from e
     msg = f"events must be EventData or dicts, got {type(value).__name__}"
     raise ValidationError(msg, field="events")
+
+
+def check_sort_order(value: str) -> SortOrder:
+    """``"asc"`` or ``"desc"`` as a :class:`SortOrder`."""
+    try:
+        return SortOrder(value)
+    except ValueError:
+        msg = f"sort_order must be 'asc' or 'desc', got {value!r}"
+        raise ValidationError(msg, field="sort_order") from None
+
+
+def event_filter(req: GetEventsRequest, max_stream_id_length: int) -> EventFilter:
+    """The filter of a ``get_events`` request, every field checked."""
+    sid = req.stream_id
+    return EventFilter(
+        stream_id=check_text("stream id", sid, max_stream_id_length, field_name="stream_id") if sid is not None else None,
+        event_types=check_event_types(req.event_types),
+        from_version=check_optional_number("from_version", req.from_version),
+        to_version=check_optional_number("to_version", req.to_version),
+        from_timestamp=check_time("from_timestamp", req.from_timestamp),
+        to_timestamp=check_time("to_timestamp", req.to_timestamp),
+        tenant_id=check_optional_text("tenant id", req.tenant_id, field_name="tenant_id"),
+        correlation_id=check_optional_text("correlation id", req.correlation_id, field_name="correlation_id"),
+        aggregate_id=check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id"),
+        aggregate_type=check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type"),
+    )

@@ -30,7 +30,7 @@ from eventsource.manager.ids import event_id as _event_id
 from eventsource.manager.metrics import LATENCY_WINDOW
 from eventsource.manager.monitoring import provider_health, provider_stats
 from eventsource.manager.policy import CallPolicy, all_pages, stream_pages
-from eventsource.manager.providers import Providers
+from eventsource.manager.providers import Providers, create_configured
 from eventsource.manager.retention_runs import RetentionRuns
 from eventsource.manager.sealed import VERSION_PIN_ATTEMPTS, SealedAppends
 from eventsource.manager.snapshots import Snapshots
@@ -170,11 +170,14 @@ class EventSourcingManager:
             raise ProviderUnavailableError(msg)
 
     async def connect(self) -> EventSourcingManager:
-        """Build and connect every provider named in the configuration."""
+        """Build and connect every provider named in the configuration.
+
+        A URL whose scheme no installed plugin handles raises :class:`ConfigurationError`.
+        """
         self._closed = False
         for name, entry in self.config.providers.items():
             if name not in self._providers.by_name:
-                provider = self.host.create_provider(entry["url"], **entry.get("settings", {}))
+                provider = create_configured(self.host, name, entry["url"], entry.get("settings", {}))
                 await self.register_provider(provider, name=name)
         if self.config.default_provider and self.config.default_provider in self._providers.by_name:
             self._providers.default = self.config.default_provider
@@ -493,7 +496,8 @@ class EventSourcingManager:
         The snapshot goes through the same codec pipeline as events, bound to (stream id, snapshot id,
         version). Under ``encryption_scope="tenant"`` it is sealed with the key of the tenant of the
         stream's event at ``version`` (if retention removed it: the nearest remaining event below, else
-        above), so shredding that tenant shreds the snapshot too.
+        above), so shredding that tenant shreds the snapshot too. Its serialized data and metadata must
+        fit in ``max_snapshot_size``. Every argument is checked before the store is asked anything.
         """
         req = coerce(CreateSnapshotRequest, request, kwargs)
         sid = self._stream_id(req.stream_id)

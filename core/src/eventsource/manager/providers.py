@@ -92,3 +92,13 @@ class Providers:
             )
         return out
 
+
+def create_configured(host: PluginHost, name: str, url: str, settings: dict[str, object]) -> Provider:
+    """Build the provider configured as ``name``; a URL scheme no installed plugin handles is a configuration error."""
+    try:
+        return host.create_provider(url, **settings)
+    except ProviderNotFoundError as e:
+        if "scheme" not in e.details:
+            raise
+        msg = f"provider {name!r}: {e.message}"
+        raise ConfigurationError(msg, field=f"providers.{name}.url", scheme=e.details["scheme"]) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from eventsource.errors import SnapshotNotFoundError, StreamNotFoundError, ValidationError
-from eventsource.manager.validation import check_metadata, check_optional_text
+from eventsource.manager.validation import MAX_NUMBER, check_metadata, check_optional_text, check_size
 from eventsource.model import CreateSnapshotResponse, NewSnapshot, new_id, utcnow
 
 if TYPE_CHECKING:
@@ -31,16 +31,22 @@ class Snapshots:
         self.threshold = threshold
 
     async def create(self, p: Provider, sid: str, req: CreateSnapshotRequest) -> CreateSnapshotResponse:
-        """Store ``req`` as a snapshot of stream ``sid`` (validated) on ``p``."""
+        """Store ``req`` as a snapshot of stream ``sid`` (validated) on ``p``; every argument is checked first."""
+        wanted = req.version
+        if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not 1 <= wanted <= MAX_NUMBER):
+            msg = f"snapshot version must be an int from 1 to the stream's version, got {wanted!r}"
+            raise ValidationError(msg, field="version")
+        metadata = check_metadata(req.metadata)
+        aggregate_id = check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id")
+        aggregate_type = check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type")
         info = await self.policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
         if info is None:
             msg = f"stream {sid!r} does not exist"
             raise StreamNotFoundError(msg, stream_id=sid)
-        version = info.version if req.version is None else req.version
-        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= info.version:
+        version = info.version if wanted is None else wanted
+        if not 1 <= version <= info.version:
             msg = f"snapshot version must be from 1 to the stream's version {info.version}, got {version!r}"
             raise ValidationError(msg, field="version")
-        metadata = check_metadata(req.metadata)
         snapshot_id = new_id()
         at = await self._event_at(p, sid, version, exact=True)
         tenant_of = at
@@ -48,7 +54,8 @@ class Snapshots:
             # the event was truncated: the tenant of the nearest remaining one (below, else above)
             tenant_of = await self._event_at(p, sid, version, exact=False)
         tenant = tenant_of.tenant_id if tenant_of is not None else None
-        data, meta, encoding, _size = self.codec.encode_snapshot(sid, snapshot_id, tenant, req.data, metadata, version=version)
+        data, meta, encoding, size = self.codec.encode_snapshot(sid, snapshot_id, tenant, req.data, metadata, version=version)
+        check_size(f"snapshot of stream {sid!r}", size, self.config.max_snapshot_size, "max_snapshot_size")
         snap = NewSnapshot(
             snapshot_id=snapshot_id,
             stream_id=sid,
@@ -57,9 +64,8 @@ class Snapshots:
             metadata=meta,
             encoding=encoding,
             created_at=utcnow(),
-            aggregate_id=check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id") or info.aggregate_id,
-            aggregate_type=check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type")
-            or info.aggregate_type,
+            aggregate_id=aggregate_id or info.aggregate_id,
+            aggregate_type=aggregate_type or info.aggregate_type,
             position=at.position if at is not None and at.version == version else None,
         )
         await self.policy.run(p, "save_snapshot", lambda: p.save_snapshot(snap))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import json.encoder
-import math
 import uuid
 import zlib
 from datetime import date, datetime, time, timedelta, timezone
@@ -198,17 +197,6 @@ class JsonSerializer(Serializer):
             msg = f"stored payload is not valid JSON: {type(e).__name__}"
             raise CodecError(msg, codec=self.name) from e
         return value
-
-
-def is_finite_json(value: Any) -> bool:
-    """Whether ``value`` holds no NaN/infinity floats (helper for property tests)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(is_finite_json(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(is_finite_json(v) for v in value)
-    return True
 
 
 class ZlibCompressor(Compressor):

@@ -53,7 +53,9 @@ class BatchEncoder:
             if limit is not None:
                 total = sum(e.size for e in encoded)
                 if total > limit:
-                    msg = f"the batch is {total} bytes encoded; provider {p.name!r} can write at most {limit} atomically"
+                    msg = (
+                        f"the batch is {total} bytes encoded; provider {p.name!r} can write at most {limit} atomically"
+                    )
                     raise ValidationError(msg, field="events", size=total, limit=limit)
         return encoded
 
@@ -74,7 +76,10 @@ class BatchEncoder:
         store_limit = p.capabilities.max_event_size
         if store_limit is not None and len(data) + len(meta) > store_limit:
             stored = len(data) + len(meta)
-            msg = f"event of type {ev.event_type!r} is {stored} bytes encoded; the limit is {store_limit} (what provider {p.name!r} can hold)"
+            msg = (
+                f"event of type {ev.event_type!r} is {stored} bytes encoded; "
+                f"the limit is {store_limit} (what provider {p.name!r} can hold)"
+            )
             raise ValidationError(msg, field="data", size=stored, limit=store_limit)
         if ev.timestamp is not None:
             check_time("timestamp", ev.timestamp)

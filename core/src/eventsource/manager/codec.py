@@ -56,7 +56,9 @@ def build_key_provider(config: ManagerConfig, host: PluginHost, explicit: KeyPro
         return hooked
     if not config.encryption_keys:
         if config.encryption:
-            msg = "encryption is on but no key is configured (encryption_keys, a key_provider, or a key-provider plugin)"
+            msg = (
+                "encryption is on but no key is configured (encryption_keys, a key_provider, or a key-provider plugin)"
+            )
             raise ConfigurationError(msg, field="encryption_keys")
         return None
     from eventsource.codecs.keys import ScopedKeyStore, StaticKeyRing
@@ -141,7 +143,9 @@ class EventCodec:
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
         if scope is None:
             which = "tenant_id" if tenant_id is not None else "stream_id"
-            msg = f"encryption_scope is {self.scope_mode!r}: keys are not scoped by {which}, so there is nothing to shred"
+            msg = (
+                f"encryption_scope is {self.scope_mode!r}: keys are not scoped by {which}, so there is nothing to shred"
+            )
             raise ValidationError(msg, field=which)
         return scope
 
@@ -182,10 +186,18 @@ class EventCodec:
             meta = loads(rec.metadata) if rec.metadata else {}
         else:
             prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
-            scope = self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id) if self.scope_mode != "global" else None
+            scope = (
+                self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
+                if self.scope_mode != "global"
+                else None
+            )
             try:
                 data = self.pipeline.decode(rec.data, rec.encoding, aad=prefix + _DATA, scope=scope)
-                meta = self.pipeline.decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope) if rec.metadata else {}
+                meta = (
+                    self.pipeline.decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope)
+                    if rec.metadata
+                    else {}
+                )
             except KeyShreddedError as e:
                 if not self.redact:
                     raise self._event_error(e, rec) from e
@@ -240,9 +252,26 @@ class EventCodec:
             if conv is not None:
                 ts = conv(ts)
             if fast and enc == plain:
-                yield make(eid, sid, etype, loads(data), loads(meta) if meta else {}, ver, pos, ts, c1, c2, uid, tid, aid, atype)
+                yield make(
+                    eid,
+                    sid,
+                    etype,
+                    loads(data),
+                    loads(meta) if meta else {},
+                    ver,
+                    pos,
+                    ts,
+                    c1,
+                    c2,
+                    uid,
+                    tid,
+                    aid,
+                    atype,
+                )
             else:
-                yield decode(make_recorded_event(eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype))
+                yield decode(
+                    make_recorded_event(eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype)
+                )
 
     @staticmethod
     def page_tail(page: Sequence[RecordedEvent] | RowPage) -> tuple[int, int]:
@@ -260,7 +289,14 @@ class EventCodec:
     # ------------------------------------------------------------------ snapshots
 
     def encode_snapshot(
-        self, stream_id: str, snapshot_id: str, tenant_id: str | None, data: Any, metadata: dict[str, Any], *, version: int
+        self,
+        stream_id: str,
+        snapshot_id: str,
+        tenant_id: str | None,
+        data: Any,
+        metadata: dict[str, Any],
+        *,
+        version: int,
     ) -> tuple[bytes, bytes, str, int]:
         """Stored data bytes, metadata bytes, descriptor and serialized size of one snapshot.
 
@@ -288,7 +324,11 @@ class EventCodec:
         scope = self.key_scope(stream_id=sid) if self.scope_mode == "stream" else None
         try:
             data = self.pipeline.decode(snap.data, snap.encoding, aad=prefix + _DATA, scope=scope)
-            meta = self.pipeline.decode(snap.metadata, snap.encoding, aad=prefix + _META, scope=scope) if snap.metadata else {}
+            meta = (
+                self.pipeline.decode(snap.metadata, snap.encoding, aad=prefix + _META, scope=scope)
+                if snap.metadata
+                else {}
+            )
         except CodecError as e:
             where = f"snapshot {snap.snapshot_id!r} (version {snap.version} of stream {sid!r})"
             raise _with_context(e, where, snapshot_id=snap.snapshot_id, stream_id=sid) from e

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
 
 
-async def provider_stats(providers: Mapping[str, Provider], policy: CallPolicy, uptime: float) -> dict[str, ProviderStats]:
+async def provider_stats(
+    providers: Mapping[str, Provider], policy: CallPolicy, uptime: float
+) -> dict[str, ProviderStats]:
     """Each provider's statistics, with ``extra["manager"]`` (the policy's metrics) and the manager's uptime."""
     out = {}
     for name, p in providers.items():

@@ -198,7 +198,14 @@ class CallPolicy:
                             except NotResumableError:
                                 raise e from None
                             stat.retries += 1
-                            log.info("resuming %s on %s after %s (attempt %d of %d)", op, p.name, type(e).__name__, failures + 1, attempts)
+                            log.info(
+                                "resuming %s on %s after %s (attempt %d of %d)",
+                                op,
+                                p.name,
+                                type(e).__name__,
+                                failures + 1,
+                                attempts,
+                            )
                             delay = await self._backoff(delay)
                             break  # close this iterator (finally below), then read on from nxt
                         if first:

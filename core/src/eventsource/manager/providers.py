@@ -61,7 +61,10 @@ class Providers:
             if len(same) == 1:
                 return by_name[same[0]]
             if same:
-                msg = f"{name!r} is registered under no name, and several {scheme}:// providers are ({', '.join(sorted(same))}): name one"
+                several = ", ".join(sorted(same))
+                msg = (
+                    f"{name!r} is registered under no name, and several {scheme}:// providers are ({several}): name one"
+                )
                 raise ProviderNotFoundError(msg, name=name)
         known = ", ".join(sorted(by_name)) or "none (call connect() or register_provider())"
         msg = f"no provider named {name!r} is registered (registered: {known})"

@@ -7,6 +7,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
+from eventsource.config import parse_duration
 from eventsource.errors import ConfigurationError, RetentionError
 from eventsource.model import utcnow
 from eventsource.retention import (
@@ -64,7 +65,9 @@ class RetentionRuns:
         if isinstance(value, str):
             value = {"policy": value}
         if not isinstance(value, dict):
-            msg = f"a retention policy must be a RetentionPolicy, a name or a {{'policy': name, ...}} dict, got {value!r}"
+            msg = (
+                f"a retention policy must be a RetentionPolicy, a name or a {{'policy': name, ...}} dict, got {value!r}"
+            )
             raise ConfigurationError(msg, field="retention_policies")
         cfg = dataclasses.replace(self.config, retention_policies=[dict(value)], retention_period=None)
         return build_policies(self.host.retention_policies, cfg)[0]
@@ -94,7 +97,17 @@ class RetentionRuns:
             raise RetentionError(msg, report=report)
         return report
 
-    def schedule(self, run: Callable[[], Awaitable[RetentionReport]], seconds: float, *, run_now: bool) -> RetentionSchedule:
+    @staticmethod
+    def interval(value: float | str) -> float:
+        """A schedule interval (seconds or ``"12h"``) in seconds; :class:`ConfigurationError` if invalid."""
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise ConfigurationError(str(e), field="interval") from None
+
+    def schedule(
+        self, run: Callable[[], Awaitable[RetentionReport]], seconds: float, *, run_now: bool
+    ) -> RetentionSchedule:
         """Start running ``run`` every ``seconds``."""
         schedule = RetentionSchedule(run, seconds, run_now=run_now)
         self.schedules.append(schedule)

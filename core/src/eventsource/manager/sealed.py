@@ -103,7 +103,8 @@ class SealedAppends:
                 bounded_put(self.versions, key, res.last_version)
             return res
         msg = (
-            f"append to {sid!r} with expected_version {ExpectedVersion(exp).name}: other writers changed the stream before "
-            f"each of {VERSION_PIN_ATTEMPTS} attempts to seal the events for its next version; nothing was written, try again"
+            f"append to {sid!r} with expected_version {ExpectedVersion(exp).name}: other writers changed the "
+            f"stream before each of {VERSION_PIN_ATTEMPTS} attempts to seal the events for its next version; "
+            "nothing was written, try again"
         )
         raise ProviderTimeoutError(msg, provider=p.name, operation="append")

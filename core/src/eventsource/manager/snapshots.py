@@ -24,7 +24,9 @@ class Snapshots:
 
     __slots__ = ("codec", "config", "policy", "threshold")
 
-    def __init__(self, config: ManagerConfig, codec: EventCodec, policy: CallPolicy, threshold: SnapshotThreshold) -> None:
+    def __init__(
+        self, config: ManagerConfig, codec: EventCodec, policy: CallPolicy, threshold: SnapshotThreshold
+    ) -> None:
         self.config = config
         self.codec = codec
         self.policy = policy
@@ -33,7 +35,9 @@ class Snapshots:
     async def create(self, p: Provider, sid: str, req: CreateSnapshotRequest) -> CreateSnapshotResponse:
         """Store ``req`` as a snapshot of stream ``sid`` (validated) on ``p``; every argument is checked first."""
         wanted = req.version
-        if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or not 1 <= wanted <= MAX_NUMBER):
+        if wanted is not None and (
+            isinstance(wanted, bool) or not isinstance(wanted, int) or not 1 <= wanted <= MAX_NUMBER
+        ):
             msg = f"snapshot version must be an int from 1 to the stream's version, got {wanted!r}"
             raise ValidationError(msg, field="version")
         metadata = check_metadata(req.metadata)
@@ -54,7 +58,9 @@ class Snapshots:
             # the event was truncated: the tenant of the nearest remaining one (below, else above)
             tenant_of = await self._event_at(p, sid, version, exact=False)
         tenant = tenant_of.tenant_id if tenant_of is not None else None
-        data, meta, encoding, size = self.codec.encode_snapshot(sid, snapshot_id, tenant, req.data, metadata, version=version)
+        data, meta, encoding, size = self.codec.encode_snapshot(
+            sid, snapshot_id, tenant, req.data, metadata, version=version
+        )
         check_size(f"snapshot of stream {sid!r}", size, self.config.max_snapshot_size, "max_snapshot_size")
         snap = NewSnapshot(
             snapshot_id=snapshot_id,
@@ -70,12 +76,16 @@ class Snapshots:
         )
         await self.policy.run(p, "save_snapshot", lambda: p.save_snapshot(snap))
         self.threshold.saw(p.name, sid, version)
-        return CreateSnapshotResponse(snapshot_id=snapshot_id, stream_id=sid, version=version, created_at=snap.created_at)
+        return CreateSnapshotResponse(
+            snapshot_id=snapshot_id, stream_id=sid, version=version, created_at=snap.created_at
+        )
 
     async def _event_at(self, p: Provider, sid: str, version: int, *, exact: bool) -> Event | None:
         """The event at ``version``; with ``exact=False`` the nearest one below it, else above it."""
         if exact:
-            return await self._first(p, lambda: p.read_stream_pages(sid, from_version=version, to_version=version, page_size=1))
+            return await self._first(
+                p, lambda: p.read_stream_pages(sid, from_version=version, to_version=version, page_size=1)
+            )
         below = await self._first(p, lambda: p.read_stream_pages(sid, to_version=version, backwards=True, page_size=1))
         if below is not None:
             return below

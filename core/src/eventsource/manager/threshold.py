@@ -1,6 +1,6 @@
-"""The snapshot threshold: after an append, whether the stream is ``snapshot_threshold`` events past its latest snapshot.
+"""The snapshot threshold: whether a stream is ``snapshot_threshold`` events past its latest snapshot.
 
-The manager tells the caller (``snapshot_due`` in the append response); with a snapshot handler set it
+After each append the manager tells the caller (``snapshot_due`` in the append response); with a snapshot handler set it
 asks the handler for the state and stores the snapshot itself. The latest snapshot version is cached per
 stream: fetched on the first append this manager makes to the stream, updated by this manager's
 snapshot calls, and re-fetched at most once per ``snapshot_threshold`` events while a snapshot is due
@@ -33,7 +33,9 @@ class SnapshotThreshold:
 
     __slots__ = ("handler", "latest", "policy", "take", "threshold")
 
-    def __init__(self, threshold: int | None, policy: CallPolicy, take: TakeSnapshot, handler: SnapshotHandler | None) -> None:
+    def __init__(
+        self, threshold: int | None, policy: CallPolicy, take: TakeSnapshot, handler: SnapshotHandler | None
+    ) -> None:
         self.threshold = threshold
         self.policy = policy
         self.take = take

@@ -12,7 +12,7 @@ from eventsource.model import EventData, EventFilter, ExpectedVersion, SortOrder
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from eventsource.model import Expected, GetEventsRequest
+    from eventsource.model import AppendEventRequest, Expected, GetEventsRequest
 
 R = TypeVar("R")
 
@@ -165,6 +165,23 @@ def check_paging(limit: object, offset: object) -> None:
         raise ValidationError(msg, field="offset")
 
 
+def event_of(req: AppendEventRequest) -> EventData:
+    """The event of a single-event append request."""
+    return EventData(  # positional, in EventData's field order
+        req.event_type,
+        req.data,
+        req.metadata,
+        req.event_id,
+        req.correlation_id,
+        req.causation_id,
+        req.user_id,
+        req.tenant_id,
+        req.aggregate_id,
+        req.aggregate_type,
+        req.timestamp,
+    )
+
+
 def event_list(events: object) -> list[EventData]:
     """A list of :class:`EventData` (dicts are converted)."""
     if not isinstance(events, (list, tuple)):
@@ -214,7 +231,9 @@ def event_filter(req: GetEventsRequest, max_stream_id_length: int) -> EventFilte
     """The filter of a ``get_events`` request, every field checked."""
     sid = req.stream_id
     return EventFilter(
-        stream_id=check_text("stream id", sid, max_stream_id_length, field_name="stream_id") if sid is not None else None,
+        stream_id=check_text("stream id", sid, max_stream_id_length, field_name="stream_id")
+        if sid is not None
+        else None,
         event_types=check_event_types(req.event_types),
         from_version=check_optional_number("from_version", req.from_version),
         to_version=check_optional_number("to_version", req.to_version),

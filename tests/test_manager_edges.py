@@ -166,10 +166,29 @@ async def test_an_event_or_snapshot_with_a_tuple_is_refused_and_the_store_is_unc
         with pytest.raises(ValidationError, match=r"\$\['point'\]"):
             await m.append_event(stream_id="s", event_type="E", data={"point": (1, 2)})
         with pytest.raises(ValidationError, match=r"\$\[7\]"):
-            await m.append_events_batch(stream_id="s", events=[EventData("E", {}), EventData("E", {}, metadata={7: "x"})])
+            await m.append_events_batch(
+                stream_id="s", events=[EventData("E", {}), EventData("E", {}, metadata={7: "x"})]
+            )
         assert not await m.stream_exists("s")
         await m.append_event(stream_id="s", event_type="E", data={"point": [1, 2]})
         with pytest.raises(ValidationError, match="tuple"):
             await m.create_snapshot(stream_id="s", data={"state": (1,)})
         with pytest.raises(SnapshotNotFoundError):
             await m.get_snapshot("s")
+
+
+def test_a_cipher_that_only_looks_like_one_is_refused_at_registration() -> None:
+    from eventsource.errors import PluginLoadError
+    from eventsource.registry import CodecRegistry
+
+    class Lookalike:  # no bind/forget: the codec would fail on it only once keys are configured
+        name = "lookalike"
+
+        def encrypt(self, plain: bytes, *, aad: bytes, scope: str | None) -> bytes:
+            return plain
+
+        def decrypt(self, blob: bytes, *, aad: bytes, scope: str | None) -> bytes:
+            return blob
+
+    with pytest.raises(PluginLoadError, match="not a subclass"):
+        CodecRegistry().add_cipher(Lookalike())  # type: ignore[arg-type]

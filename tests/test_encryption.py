@@ -98,8 +98,8 @@ async def test_flipping_any_single_byte_of_a_stored_ciphertext_is_detected(store
                 bad = bytearray(blob)
                 bad[i] ^= mask
                 with pytest.raises(DecryptionError):
-                    m._decode(dataclasses.replace(rec, **{field: bytes(bad)}))
-    assert m._decode(rec).data["secret"] == SECRET
+                    m._codec.decode_event(dataclasses.replace(rec, **{field: bytes(bad)}))
+    assert m._codec.decode_event(rec).data["secret"] == SECRET
 
 
 @settings(max_examples=200, deadline=None)
@@ -126,20 +126,20 @@ async def test_ciphertext_moved_to_another_event_fails_every_time(store: str) ->
             if src is dst:
                 continue
             with pytest.raises(DecryptionError):
-                m._decode(dataclasses.replace(dst, data=src.data))
+                m._codec.decode_event(dataclasses.replace(dst, data=src.data))
             with pytest.raises(DecryptionError):
-                m._decode(dataclasses.replace(dst, metadata=src.metadata))
+                m._codec.decode_event(dataclasses.replace(dst, metadata=src.metadata))
     one = recs[0]
     with pytest.raises(DecryptionError):  # data and metadata are bound apart
-        m._decode(dataclasses.replace(one, data=one.metadata, metadata=one.data))
+        m._codec.decode_event(dataclasses.replace(one, data=one.metadata, metadata=one.data))
     with pytest.raises(DecryptionError):  # the same event at another version
-        m._decode(dataclasses.replace(one, version=one.version + 1))
+        m._codec.decode_event(dataclasses.replace(one, version=one.version + 1))
     with pytest.raises(DecryptionError):  # the same bytes under another event id
-        m._decode(dataclasses.replace(one, event_id=str(uuid.uuid4())))
+        m._codec.decode_event(dataclasses.replace(one, event_id=str(uuid.uuid4())))
     with pytest.raises(DecryptionError):  # or in another stream
-        m._decode(dataclasses.replace(one, stream_id="b"))
+        m._codec.decode_event(dataclasses.replace(one, stream_id="b"))
     with pytest.raises(DecryptionError) as info:  # the error names ids, never payload or key
-        m._decode(dataclasses.replace(one, version=9))
+        m._codec.decode_event(dataclasses.replace(one, version=9))
     assert info.value.details["event_id"] == one.event_id
     assert K1 not in str(info.value)
 
@@ -529,7 +529,7 @@ async def test_no_key_plaintext_or_password_in_logs_errors_or_reprs(caplog: pyte
     tampered = rec.data[:-1] + bytes([rec.data[-1] ^ 0x01])
     for bad in (dataclasses.replace(rec, data=tampered), dataclasses.replace(rec, version=7)):
         try:
-            m._decode(bad)
+            m._codec.decode_event(bad)
         except CodecError as e:
             errors.append(e)
     await m.shred(tenant_id="t")

@@ -277,9 +277,9 @@ async def test_with_every_feature_off_the_append_path_makes_no_extra_calls() -> 
     for _ in range(3):
         await m.append_event(stream_id="s", event_type="E", data={})
     assert p.calls == {"append": 3}
-    assert m._versions == {}
-    assert m._snapshots == {}
-    assert m._cipher is None
+    assert m._sealed.versions == {}
+    assert m._threshold.latest == {}
+    assert m._codec.cipher is None
 
 
 async def test_encrypted_any_appends_pin_the_version_with_one_lookup_per_stream() -> None:

@@ -153,6 +153,7 @@ class ManagerConfigSchema(Schema):
     retry_max_delay = Duration()
     timeout = Duration(allow_none=True, validate=validate.Range(min=0, min_inclusive=False))
     max_event_size = mf.Integer(validate=validate.Range(min=1))
+    max_snapshot_size = mf.Integer(validate=validate.Range(min=1))
     max_batch_size = mf.Integer(validate=validate.Range(min=1))
     max_stream_id_length = mf.Integer(validate=validate.Range(min=1, max=65536))
     snapshot_threshold = mf.Integer(allow_none=True, validate=validate.Range(min=1))
@@ -207,7 +208,9 @@ class ManagerConfig:
 
     ``max_event_size`` bounds an event's *serialized* size (data + metadata as JSON, before compression
     and encryption), so a limit means the same with any codec; a provider's own limit
-    (``capabilities.max_event_size``) bounds the encoded bytes it has to store.
+    (``capabilities.max_event_size``) bounds the encoded bytes it has to store. ``max_snapshot_size``
+    (default 16 MiB) bounds a snapshot's serialized data + metadata the same way; it is a setting of its
+    own because a snapshot holds an aggregate's whole state and is usually far larger than one event.
 
     Codecs and keys:
 
@@ -241,6 +244,7 @@ class ManagerConfig:
     retry_max_delay: float = 2.0
     timeout: float | None = 30.0
     max_event_size: int = 1024 * 1024
+    max_snapshot_size: int = 16 * 1024 * 1024
     max_batch_size: int = 1000
     max_stream_id_length: int = 1024
     snapshot_threshold: int | None = None

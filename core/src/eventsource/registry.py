@@ -180,8 +180,17 @@ class CodecRegistry:
         self.compressors._add(compressor.name, compressor)  # noqa: SLF001
 
     def add_cipher(self, cipher: Cipher) -> None:
-        """Register a cipher under ``cipher.name``."""
+        """Register a cipher under ``cipher.name``; it must subclass :class:`~eventsource.codecs.Cipher`.
+
+        The manager calls the hooks that class declares (``bind``, ``forget``) on every cipher, so an
+        object that only looks like one is refused here, at start-up, not when keys are first bound.
+        """
+        from eventsource.codecs import Cipher
+
         self._claim(cipher.name, "cipher", self.ciphers)
+        if not isinstance(cipher, Cipher):
+            msg = f"cipher {cipher.name!r} is a {type(cipher).__name__}, not a subclass of eventsource.codecs.Cipher"
+            raise PluginLoadError(msg, name=cipher.name)
         self.ciphers._add(cipher.name, cipher)  # noqa: SLF001
 
 

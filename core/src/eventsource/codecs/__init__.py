@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.errors import CodecError
 
 if TYPE_CHECKING:
+    from eventsource.codecs.keys import KeyProvider
     from eventsource.registry import CodecRegistry
 
 
@@ -46,9 +47,20 @@ class Compressor(ABC):
 
 
 class Cipher(ABC):
-    """Authenticated encryption. ``aad`` binds the ciphertext to its event; ``scope`` selects the key."""
+    """Authenticated encryption. ``aad`` binds the ciphertext to its event; ``scope`` selects the key.
+
+    The registered instance has no keys: the manager calls :meth:`bind` once, at start-up, for a copy
+    that takes its keys from the configured key provider, and :meth:`forget` after a scope is shredded.
+    """
 
     name: str = ""
+
+    def bind(self, keys: KeyProvider) -> Cipher | None:  # noqa: ARG002 - the keyless default ignores it
+        """A copy of this cipher that uses ``keys``; ``None`` (the default) if this cipher takes no keys."""
+        return None
+
+    def forget(self) -> None:  # noqa: B027 - optional hook, a no-op unless the cipher caches key material
+        """Drop any cached key material (called after a scope's keys are shredded)."""
 
     @abstractmethod
     def encrypt(self, plain: bytes, *, aad: bytes, scope: str | None) -> bytes:

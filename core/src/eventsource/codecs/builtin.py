@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import json.encoder
-import math
 import uuid
 import zlib
 from datetime import date, datetime, time, timedelta, timezone
@@ -44,8 +43,6 @@ def _default(value: Any) -> Any:
         return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, (set, frozenset)):
         return {_TAG: "set", "v": list(value)}
-    if isinstance(value, tuple):  # only reached inside _escape
-        return list(value)
     msg = f"object of type {type(value).__name__} is not serializable"
     raise TypeError(msg)
 
@@ -69,11 +66,48 @@ def _escape(value: Any) -> Any:
         if _TAG in value:
             return {_TAG: "dict", "v": [[k, _escape(v)] for k, v in value.items()]}
         return {k: _escape(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list):
         return [_escape(v) for v in value]
     if isinstance(value, (set, frozenset)):
         return {_TAG: "set", "v": [_escape(v) for v in value]}
     return value
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _inexact(value: Any) -> tuple[str, str] | None:
+    """``(path, problem)`` of the first part of ``value`` JSON would give back changed, else ``None``.
+
+    Tuples would come back as lists, non-string dict keys as strings, frozensets as sets, and a set
+    inside a set could not be read back at all. ``path`` is ``[key]`` / ``[index]`` steps from the top.
+    Plain values are skipped by their exact type, so a flat payload costs one pass over its items.
+    """
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if type(k) is not str and not isinstance(k, str):
+                return f"[{k!r}]", f"a key of type {type(k).__name__} (JSON keys are strings)"
+            if type(v) not in _LEAVES:
+                found = _inexact(v)
+                if found is not None:
+                    return f"[{k!r}]{found[0]}", found[1]
+        return None
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            if type(v) not in _LEAVES:
+                found = _inexact(v)
+                if found is not None:
+                    return f"[{i}]{found[0]}", found[1]
+        return None
+    if isinstance(value, tuple):
+        return "", f"a {type(value).__name__} (JSON has no tuple; pass a list)"
+    if isinstance(value, frozenset):
+        return "", "a frozenset (it would come back as a set; pass a set)"
+    if isinstance(value, set):
+        for v in value:
+            if isinstance(v, (tuple, frozenset)):
+                return "{...}", f"a {type(v).__name__} inside a set (it could not be read back)"
+    return None
 
 
 def _hook(obj: dict[str, Any]) -> Any:
@@ -91,9 +125,11 @@ def _hook(obj: dict[str, Any]) -> Any:
 class JsonSerializer(Serializer):
     """JSON that round-trips datetimes, dates, times, timedeltas, UUIDs, Decimals, bytes and sets.
 
-    Tuples come back as lists (JSON has no tuple) and, as in any JSON, non-string dict keys come back
-    as strings. Aware datetimes come back with a fixed UTC offset (same instant, same offset; a
-    ``zoneinfo`` zone name is not kept). NaN and infinities are refused, since other JSON readers cannot parse them.
+    What JSON would give back changed is refused with :class:`ValidationError` naming its path, never
+    changed silently: tuples (they would come back as lists), non-string dict keys (as strings) and
+    frozensets (as sets). Aware datetimes come back with a fixed UTC offset (same instant, same offset;
+    a ``zoneinfo`` zone name is not kept). NaN and infinities are refused, since other JSON readers
+    cannot parse them.
     """
 
     name = "json"
@@ -124,8 +160,18 @@ class JsonSerializer(Serializer):
 
         Tagged values (datetimes, Decimals...) each add one ``"$es"`` to the text; when the text holds
         more than that, the user's data itself has a ``"$es"`` key (or string) and the rare escaping
-        path runs. So a payload with tagged values costs one encoding pass, not two.
+        path runs. So a payload with tagged values costs one encoding pass, not two. What JSON would
+        give back changed (a tuple, a non-string key, a frozenset) is refused, naming its path.
         """
+        if type(value) not in _LEAVES:
+            try:
+                found = _inexact(value)
+            except RecursionError:  # circular or absurdly deep: the encoder below refuses it
+                found = None
+            if found is not None:
+                path, problem = found
+                msg = f"data at ${path} is {problem}: stored as JSON it would not come back as it was"
+                raise ValidationError(msg, codec=self.name, path=f"${path}")
         try:
             self._tags = 0
             text = self._encode(value)
@@ -151,17 +197,6 @@ class JsonSerializer(Serializer):
             msg = f"stored payload is not valid JSON: {type(e).__name__}"
             raise CodecError(msg, codec=self.name) from e
         return value
-
-
-def is_finite_json(value: Any) -> bool:
-    """Whether ``value`` holds no NaN/infinity floats (helper for property tests)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(is_finite_json(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(is_finite_json(v) for v in value)
-    return True
 
 
 class ZlibCompressor(Compressor):

@@ -1,0 +1,619 @@
+"""The public API: :class:`EventSourcingManager` (async); :mod:`eventsource.sync` wraps it for sync callers.
+
+Each method validates its input (:mod:`.validation`), picks the provider (:mod:`.providers`), encodes
+through the event codec (:mod:`.codec`, :mod:`.batches`, :mod:`.sealed`), and calls the store under the
+call policy (:mod:`.policy`); reads run the other way. Every method accepts either the seed's request
+object or the same fields as keyword arguments. The policies it applies on every provider (codecs,
+associated data, version pinning, crypto-shredding, retries and timeouts, snapshot threshold, metrics,
+retention) are described in ``docs/manager.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Self
+
+from eventsource.config import ManagerConfig
+from eventsource.errors import (
+    EventNotFoundError,
+    ProviderUnavailableError,
+    StreamNotFoundError,
+    UnsupportedOperationError,
+)
+from eventsource.manager.batches import BatchEncoder
+from eventsource.manager.codec import SHREDDED_KEY, EventCodec
+from eventsource.manager.ids import event_id as _event_id
+from eventsource.manager.metrics import LATENCY_WINDOW
+from eventsource.manager.monitoring import provider_health, provider_stats
+from eventsource.manager.policy import CallPolicy, all_pages, stream_pages
+from eventsource.manager.providers import Providers, create_configured
+from eventsource.manager.retention_runs import RetentionRuns
+from eventsource.manager.sealed import VERSION_PIN_ATTEMPTS, SealedAppends
+from eventsource.manager.snapshots import Snapshots
+from eventsource.manager.threshold import SnapshotThreshold
+from eventsource.manager.validation import (
+    MAX_EVENT_ID_LENGTH,
+    check_batch_size,
+    check_expected,
+    check_number,
+    check_optional_number,
+    check_optional_text,
+    check_paging,
+    check_sort_order,
+    check_text,
+    check_time,
+    coerce,
+    event_filter,
+    event_list,
+    event_of,
+    plain_metadata,
+)
+from eventsource.model import (
+    ANY,
+    AppendEventRequest,
+    AppendEventResponse,
+    AppendEventsBatchRequest,
+    AppendEventsBatchResponse,
+    CreateSnapshotRequest,
+    CreateSnapshotResponse,
+    CreateStreamRequest,
+    EventData,
+    GetEventsRequest,
+    GetEventsResponse,
+    ListStreamsResponse,
+    NewStream,
+    SortOrder,
+    positional_constructor,
+)
+from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from datetime import datetime
+
+    from eventsource.codecs.keys import KeyProvider
+    from eventsource.model import AppendResult, Event, HealthStatus, ProviderInfo, ProviderStats, Snapshot, StreamInfo
+    from eventsource.provider import Provider
+    from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
+
+_make_new_stream = positional_constructor(NewStream)
+_make_append_event_response = positional_constructor(AppendEventResponse)
+
+log = logging.getLogger("eventsource")
+
+
+class EventSourcingManager:
+    """Append, read, snapshot and manage event streams on any registered store.
+
+    :param config: a :class:`ManagerConfig`, a dict, a JSON/TOML file path, or ``None`` for defaults
+        (an embedded SQLite file ``eventsource.db``).
+    :param host: the plugin host (built with entry points when omitted).
+    :param key_provider: where encryption keys come from; wins over the ``eventsource_key_provider``
+        hook and over the key ring built from ``encryption_keys``.
+    :param snapshot_handler: see :meth:`set_snapshot_handler`.
+    """
+
+    def __init__(
+        self,
+        config: ManagerConfig | Mapping[str, Any] | str | None = None,
+        *,
+        host: PluginHost | None = None,
+        key_provider: KeyProvider | None = None,
+        snapshot_handler: Callable[[str, int], Any] | None = None,
+    ) -> None:
+        self.config = ManagerConfig.load(config)
+        self.host = host if host is not None else PluginHost()
+        self._started = time.monotonic()
+        self._closed = False
+        self._codec = EventCodec(self.config, self.host, key_provider)
+        self.keys: KeyProvider | None = self._codec.keys
+        self.pipeline = self._codec.pipeline
+        self._policy = CallPolicy(self.config)
+        self._providers = Providers()
+        self._batches = BatchEncoder(self.config, self._codec)
+        self._sealed = SealedAppends(self._policy, self._batches)
+        self._threshold = SnapshotThreshold(
+            self.config.snapshot_threshold, self._policy, self._take_snapshot, snapshot_handler
+        )
+        self._snapshots = Snapshots(self.config, self._codec, self._policy, self._threshold)
+        self._retention = RetentionRuns(self.config, self.host, self._policy)
+
+    def __repr__(self) -> str:
+        return (
+            f"EventSourcingManager(providers={list(self._providers.by_name)!r}, default={self._providers.default!r}, "
+            f"encryption={self._codec.cipher is not None}, keys={self.keys!r})"
+        )
+
+    # ------------------------------------------------------------------ keys
+
+    def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
+        """The key scope of an event of ``stream_id`` / ``tenant_id`` under ``encryption_scope``.
+
+        ``"global"``: ``None``; ``"tenant"``: ``"tenant:<tenant_id>"`` (``None`` without a tenant);
+        ``"stream"``: ``"stream:<stream_id>"``.
+        """
+        return self._codec.key_scope(stream_id=stream_id, tenant_id=tenant_id)
+
+    async def shred(
+        self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None
+    ) -> int:
+        """Crypto-shred one scope: delete its keys, so its events and snapshots can never be read again.
+
+        Name the scope by ``tenant_id`` (``encryption_scope="tenant"``), ``stream_id``
+        (``encryption_scope="stream"``) or its raw ``scope`` string. Reads of its payloads then raise
+        :class:`KeyShreddedError` naming the scope; everything else reads normally. New events of the same
+        tenant or stream get a fresh key. Returns how many keys were removed.
+        """
+        keys = self._codec.require_keys()
+        if scope is None:
+            scope = self._codec.scope_of(tenant_id, stream_id)
+        n = await asyncio.to_thread(keys.shred, scope)
+        self._codec.forget_keys()
+        log.info("shredded %d key(s) of one scope", n)
+        return n
+
+    def rotate_key(
+        self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None
+    ) -> str:
+        """Give a scope a new active key (old payloads stay readable); returns the new key id.
+
+        The global key ring rotates by configuration instead: add a key id and set ``active_key_id``.
+        """
+        keys = self._codec.require_keys()
+        if scope is None and (tenant_id is not None or stream_id is not None):
+            scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
+        return keys.rotate(scope)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _check_open(self) -> None:
+        """Refuse work that would run on a closed manager (and report success for doing nothing)."""
+        if self._closed:
+            msg = "this manager is closed; create a new one (or call connect() again)"
+            raise ProviderUnavailableError(msg)
+
+    async def connect(self) -> EventSourcingManager:
+        """Build and connect every provider named in the configuration.
+
+        A URL whose scheme no installed plugin handles raises :class:`ConfigurationError`.
+        """
+        self._closed = False
+        for name, entry in self.config.providers.items():
+            if name not in self._providers.by_name:
+                provider = create_configured(self.host, name, entry["url"], entry.get("settings", {}))
+                await self.register_provider(provider, name=name)
+        if self.config.default_provider and self.config.default_provider in self._providers.by_name:
+            self._providers.default = self.config.default_provider
+        return self
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop retention schedules, close every provider (errors are logged, then the first one is raised)."""
+        await self._retention.stop()
+        self._policy.close()
+        first: BaseException | None = None
+        for name, provider in list(self._providers.by_name.items()):
+            try:
+                await self._policy.run(provider, "close", provider.close, retry=False)
+            except Exception as e:  # noqa: BLE001 - close the rest, then report
+                log.warning("closing provider %s failed: %s", name, type(e).__name__)
+                first = first or e
+        self._providers.clear()
+        self._closed = True
+        if first is not None:
+            raise first
+
+    # ------------------------------------------------------------------ provider management
+
+    async def register_provider(
+        self, provider: Provider | str, *, name: str | None = None, default: bool = False, **settings: Any
+    ) -> Provider:
+        """Connect and register a provider instance, or one built from a URL."""
+        if isinstance(provider, str):
+            provider = self.host.create_provider(provider, **settings)
+        name = name or provider.name or provider.kind
+        self._providers.check_free(name)
+        provider.name = name
+        await self._policy.run(provider, "connect", provider.connect, retry=True)
+        self._providers.add(name, provider, default=default)
+        return provider
+
+    def get_provider(self, name: str | None = None) -> Provider:
+        """The provider registered as ``name``, or the default.
+
+        A URL selects the provider registered with exactly that URL, else the only provider of its
+        scheme; with several of that scheme and none at that URL it is ambiguous (an error, never a guess).
+        """
+        return self._providers.get(name)
+
+    def get_default_provider(self) -> Provider:
+        """The default provider."""
+        return self._providers.get_default()
+
+    def list_providers(self) -> list[str]:
+        """Names of registered providers."""
+        return list(self._providers.by_name)
+
+    def get_provider_info(self) -> list[ProviderInfo]:
+        """Kind, masked URL, distribution, version and capabilities of each provider."""
+        return self._providers.info(self.host)
+
+    def metrics(self, provider: str | None = None) -> dict[str, dict[str, Any]]:
+        """Counters and latency percentiles kept by this manager, by provider name then operation.
+
+        Each operation (``append``, ``query``, ``get_event``, ``read_stream``, ``read_all``,
+        ``get_stream_info``...) has ``calls``, ``errors`` (calls that finally failed), ``retries``,
+        ``events`` (appended or read), and ``p50_ms`` / ``p90_ms`` / ``p99_ms`` / ``max_ms`` over the last
+        :data:`LATENCY_WINDOW` attempts (one sample per provider call; for ``read_stream`` / ``read_all``
+        the time to the first event of each iteration). ``provider`` limits the answer to one provider.
+        """
+        names = [self.get_provider(provider).name] if provider is not None else list(self._providers.by_name)
+        return {name: self._policy.summary(name) for name in names}
+
+    # ------------------------------------------------------------------ streams
+
+    def _stream_id(self, stream_id: object) -> str:
+        return check_text("stream id", stream_id, self.config.max_stream_id_length, field_name="stream_id")
+
+    async def create_stream(self, request: CreateStreamRequest | None = None, /, **kwargs: Any) -> StreamInfo:
+        """Create an empty stream; :class:`StreamExistsError` if the id is taken."""
+        req = coerce(CreateStreamRequest, request, kwargs)
+        sid = self._stream_id(req.stream_id)
+        stream = NewStream(
+            stream_id=sid,
+            name=check_optional_text("stream name", req.name, field_name="name"),
+            aggregate_id=check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id"),
+            aggregate_type=check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type"),
+            metadata=plain_metadata(req.metadata),
+        )
+        p = self.get_provider(req.provider)
+        # never retried: an attempt that timed out may still have landed
+        return await self._policy.run(p, "create_stream", lambda: p.create_stream(stream), retry=False)
+
+    async def delete_stream(self, stream_id: str, *, provider: str | None = None) -> None:
+        """Delete the stream's events, info and snapshots; :class:`StreamNotFoundError` if missing."""
+        sid = self._stream_id(stream_id)
+        p = self.get_provider(provider)
+        self._sealed.forget(p.name, sid)
+        self._threshold.forget(p.name, sid)
+        # never retried: an attempt that timed out may still land, and a retry would then delete the
+        # stream another writer re-created in between (or report a delete that happened as not found)
+        await self._policy.run(p, "delete_stream", lambda: p.delete_stream(sid), retry=False)
+
+    async def stream_exists(self, stream_id: str, *, provider: str | None = None) -> bool:
+        """Whether the stream exists."""
+        sid = self._stream_id(stream_id)
+        p = self.get_provider(provider)
+        return await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid)) is not None
+
+    async def get_stream_info(self, stream_id: str, *, provider: str | None = None) -> StreamInfo:
+        """Exact info of one stream."""
+        sid = self._stream_id(stream_id)
+        p = self.get_provider(provider)
+        info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
+        if info is None:
+            msg = f"stream {sid!r} does not exist"
+            raise StreamNotFoundError(msg, stream_id=sid)
+        return info
+
+    async def list_streams(
+        self, *, limit: int = 100, offset: int = 0, provider: str | None = None
+    ) -> ListStreamsResponse:
+        """A page of streams ordered by id."""
+        check_paging(limit, offset)
+        p = self.get_provider(provider)
+        streams, total = await self._policy.run(p, "list_streams", lambda: p.list_streams(limit=limit, offset=offset))
+        return ListStreamsResponse(streams=streams, total_count=total, has_more=offset + len(streams) < total)
+
+    # ------------------------------------------------------------------ appends
+
+    async def append_event(self, request: AppendEventRequest | None = None, /, **kwargs: Any) -> AppendEventResponse:
+        """Append one event; see :meth:`append_events_batch` for the rules."""
+        req = coerce(AppendEventRequest, request, kwargs)
+        res, due = await self._append(req.stream_id, [event_of(req)], req.expected_version, req.provider)
+        return _make_append_event_response(  # positional, in AppendEventResponse's field order
+            res.event_ids[0], res.stream_id, res.first_version, res.positions[0], res.timestamp, res.duplicate, due
+        )
+
+    async def append_events_batch(
+        self, request: AppendEventsBatchRequest | None = None, /, **kwargs: Any
+    ) -> AppendEventsBatchResponse:
+        """Append events to one stream, all or nothing.
+
+        ``expected_version`` is checked first (a mismatch raises :class:`ConcurrencyError`, nothing is
+        written). Event ids are generated before the first attempt, so a retried call, or a caller
+        re-sending the same ids, is an idempotent no-op that returns the original versions.
+
+        ``snapshot_due`` in the response is ``True`` when ``snapshot_threshold`` is set and the stream
+        now holds that many events past its latest snapshot (and no snapshot handler took one).
+        """
+        req = coerce(AppendEventsBatchRequest, request, kwargs)
+        events = event_list(req.events)
+        res, due = await self._append(req.stream_id, events, req.expected_version, req.provider)
+        return AppendEventsBatchResponse(
+            stream_id=res.stream_id,
+            event_ids=list(res.event_ids),
+            first_version=res.first_version,
+            last_version=res.last_version,
+            positions=list(res.positions),
+            timestamp=res.timestamp,
+            duplicate=res.duplicate,
+            snapshot_due=due,
+        )
+
+    async def _append(
+        self, stream_id: object, events: list[EventData], expected: object, provider: str | None
+    ) -> tuple[AppendResult, bool]:
+        sid = self._stream_id(stream_id)
+        exp = check_expected(expected)
+        check_batch_size(len(events), self.config.max_batch_size)
+        p = self.get_provider(provider)
+        if self._codec.cipher is None:
+            encoded = self._batches.encode(sid, events, p, 0)
+            first = encoded[0]
+            stream = _make_new_stream(sid, None, first.aggregate_id, first.aggregate_type, {})
+            res: AppendResult = await self._policy.run(
+                p, "append", lambda: p.append(sid, encoded, exp, stream), events=len(encoded)
+            )
+        else:
+            res = await self._sealed.append(p, sid, events, exp)
+        if res.duplicate and all(e.event_id is None for e in events):
+            # the ids were made for this call, so the stored copy is its own attempt whose reply was lost
+            res = dataclasses.replace(res, duplicate=False)
+        if self._threshold.threshold is None:
+            return res, False
+        return res, await self._threshold.due(p, res)
+
+    def set_snapshot_handler(self, handler: Callable[[str, int], Any] | None) -> None:
+        """Let the manager take snapshots itself when ``snapshot_threshold`` is reached.
+
+        ``handler(stream_id, version)`` (sync or async) returns the aggregate's state at ``version`` as
+        snapshot data, or ``None`` to decline. It runs inside the append call that crossed the threshold,
+        after the events are stored; the manager then stores the snapshot and the response says
+        ``snapshot_due=False``. If the handler declines or fails, the append still succeeds (its events
+        are stored), the failure is logged (type only) and counted (``metrics()[p]["snapshot_handler"]``),
+        and the response says ``snapshot_due=True``. ``None`` removes the handler.
+        """
+        self._threshold.handler = handler
+
+    async def _take_snapshot(self, p: Provider, sid: str, data: Any, version: int) -> CreateSnapshotResponse:
+        return await self.create_snapshot(stream_id=sid, data=data, version=version, provider=p.name)
+
+    # ------------------------------------------------------------------ reads
+
+    async def get_events(self, request: GetEventsRequest | None = None, /, **kwargs: Any) -> GetEventsResponse:
+        """Events matching every given filter, a page at a time, with the total count and ``has_more``."""
+        req = coerce(GetEventsRequest, request, kwargs)
+        check_paging(req.limit, req.offset)
+        descending = check_sort_order(req.sort_order) is SortOrder.DESC
+        flt = event_filter(req, self.config.max_stream_id_length)
+        p = self.get_provider(req.provider)
+        page = await self._policy.run(
+            p, "query", lambda: p.query(flt, limit=req.limit, offset=req.offset, descending=descending)
+        )
+        events = [self._codec.decode_event(r) for r in page.events]
+        return GetEventsResponse(
+            events=events,
+            total_count=page.total_count,
+            has_more=req.offset + len(events) < page.total_count,
+            limit=req.limit,
+            offset=req.offset,
+        )
+
+    async def get_events_by_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        sort_order: SortOrder | str = SortOrder.ASC,
+        provider: str | None = None,
+    ) -> GetEventsResponse:
+        """A page of one stream's events; :class:`StreamNotFoundError` if the stream does not exist."""
+        res = await self.get_events(
+            stream_id=stream_id,
+            from_version=from_version,
+            to_version=to_version,
+            limit=limit,
+            offset=offset,
+            sort_order=sort_order,
+            provider=provider,
+        )
+        if res.total_count == 0:
+            await self.get_stream_info(stream_id, provider=provider)
+        return res
+
+    async def get_event_by_id(
+        self, event_id: str, *, stream_id: str | None = None, provider: str | None = None
+    ) -> Event:
+        """One event by id; :class:`EventNotFoundError` if no event has it."""
+        eid = check_text("event id", event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
+        sid = self._stream_id(stream_id) if stream_id is not None else None
+        p = self.get_provider(provider)
+        rec = await self._policy.run(p, "get_event", lambda: p.get_event(eid, sid))
+        if rec is None:
+            msg = f"no event has id {eid!r}" + (f" in stream {sid!r}" if sid else "")
+            raise EventNotFoundError(msg, event_id=eid)
+        return self._codec.decode_event(rec)
+
+    def register_upcaster(self, event_type: str, upcaster: Callable[[Event], Event]) -> None:
+        """Transform events of ``event_type`` on read (old schemas into new ones); applied in order."""
+        self._codec.register_upcaster(event_type, upcaster)
+
+    def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+        provider: str | None = None,
+    ) -> AsyncIterator[Event]:
+        """Iterate one stream's events in O(page) memory. A missing stream yields nothing.
+
+        A connection or timeout error mid-way is retried like any call, resuming after the last event
+        delivered, so the caller sees every event exactly once.
+        """
+        sid = self._stream_id(stream_id)
+        from_version = check_number("from_version", from_version)
+        to_version = check_optional_number("to_version", to_version)
+        p = self.get_provider(provider)
+        check_paging(page_size, 0)
+
+        source = stream_pages(p, sid, from_version, to_version, backwards=backwards, page_size=page_size)
+        return self._policy.iterate(p, "read_stream", source, self._codec.decode_page, self._codec.page_tail)
+
+    def read_all(
+        self, *, from_position: int = 0, page_size: int = 500, provider: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Iterate every stream's events in the provider's declared global order, in O(page) memory.
+
+        On a store with a ``total`` global order a connection or timeout error mid-way is retried,
+        resuming after the last position delivered.
+        """
+        from_position = check_number("from_position", from_position)
+        p = self.get_provider(provider)
+        check_paging(page_size, 0)
+        source = all_pages(p, from_position, page_size)
+        return self._policy.iterate(p, "read_all", source, self._codec.decode_page, self._codec.page_tail)
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def create_snapshot(
+        self, request: CreateSnapshotRequest | None = None, /, **kwargs: Any
+    ) -> CreateSnapshotResponse:
+        """Store a snapshot of the stream's state at ``version`` (default: its current version).
+
+        The snapshot goes through the same codec pipeline as events, bound to (stream id, snapshot id,
+        version). Under ``encryption_scope="tenant"`` it is sealed with the key of the tenant of the
+        stream's event at ``version`` (if retention removed it: the nearest remaining event below, else
+        above), so shredding that tenant shreds the snapshot too. Its serialized data and metadata must
+        fit in ``max_snapshot_size``. Every argument is checked before the store is asked anything.
+        """
+        req = coerce(CreateSnapshotRequest, request, kwargs)
+        sid = self._stream_id(req.stream_id)
+        p = self.get_provider(req.provider)
+        return await self._snapshots.create(p, sid, req)
+
+    async def get_snapshot(
+        self, stream_id: str, *, max_version: int | None = None, provider: str | None = None
+    ) -> Snapshot:
+        """The latest snapshot (at or below ``max_version``); :class:`SnapshotNotFoundError` if none.
+
+        A snapshot whose key scope was shredded raises :class:`KeyShreddedError` (never redacted).
+        """
+        sid = self._stream_id(stream_id)
+        max_version = check_optional_number("max_version", max_version)
+        p = self.get_provider(provider)
+        return await self._snapshots.get(p, sid, max_version)
+
+    async def delete_snapshot(self, stream_id: str, *, version: int | None = None, provider: str | None = None) -> int:
+        """Delete the snapshot at ``version`` (every snapshot of the stream when ``None``); returns the count."""
+        sid = self._stream_id(stream_id)
+        version = check_optional_number("version", version)
+        p = self.get_provider(provider)
+        return await self._snapshots.delete(p, sid, version)
+
+    # ------------------------------------------------------------------ retention
+
+    def retention_policies(self) -> list[RetentionPolicy]:
+        """The policies built from configuration (``retention_policies`` and ``retention_period``)."""
+        return self._retention.configured()
+
+    async def apply_retention(
+        self,
+        policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None,
+        *,
+        provider: str | None = None,
+        now: datetime | None = None,
+    ) -> RetentionReport:
+        """Apply retention policies now and report what each deleted, per provider.
+
+        :param policies: policy objects, names or ``{"policy": name, **params}`` dicts; default: the
+            configured ones (:meth:`retention_policies`).
+        :param provider: apply on this provider only. Then a policy the provider cannot carry out raises
+            :class:`UnsupportedOperationError`; over all providers it is reported with status
+            ``"unsupported"`` instead.
+        :param now: the reference time for age-based policies (default: now).
+        :raises RetentionError: a policy failed on some provider; ``error.report`` holds every outcome
+            (the other policies still ran).
+        """
+        self._check_open()
+        chosen = self._retention.choose(policies)
+        check_time("now", now)
+        targets = [self.get_provider(provider)] if provider is not None else list(self._providers.by_name.values())
+        return await self._retention.apply(chosen, targets, now, strict=provider is not None)
+
+    async def start_retention(
+        self,
+        interval: float | str,
+        policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None,
+        *,
+        provider: str | None = None,
+        run_now: bool = True,
+    ) -> RetentionSchedule:
+        """Apply retention every ``interval`` (seconds or ``"12h"``) until stopped; returns the schedule.
+
+        The schedule is a task on the manager's event loop (with the sync facade: its private loop).
+        Runs are sequential; a failed run is logged and kept in ``schedule.last_error`` and the schedule
+        keeps going; ``schedule.last_report`` is the latest report. ``run_now`` runs once immediately.
+        Stop it with ``await schedule.stop()``, :meth:`stop_retention` or :meth:`close`.
+        """
+        self._check_open()
+        seconds = self._retention.interval(interval)
+        chosen = self._retention.choose(policies)
+        return self._retention.schedule(
+            lambda: self.apply_retention(chosen, provider=provider), seconds, run_now=run_now
+        )
+
+    async def stop_retention(self, schedule: RetentionSchedule | None = None) -> int:
+        """Stop one retention schedule (every one when ``None``); returns how many were running."""
+        return await self._retention.stop(schedule)
+
+    # ------------------------------------------------------------------ monitoring
+
+    async def get_stats(self) -> dict[str, ProviderStats]:
+        """Statistics of every provider, by name.
+
+        The store's fields (totals, by type, by stream, storage size, last update, uptime) come from the
+        provider; ``extra["manager"]`` adds this manager's counters and latency percentiles for that
+        provider (see :meth:`metrics`) and ``extra["manager_uptime_seconds"]``.
+        """
+        return await provider_stats(self._providers.by_name, self._policy, self.uptime_seconds)
+
+    async def health_check(self) -> dict[str, HealthStatus]:
+        """Health of every provider, by name; a provider that raises is reported unhealthy, not raised.
+
+        ``details["reason"]`` classifies a failure: ``"unreachable"`` (connection refused, DNS, pool),
+        ``"timeout"``, ``"unsupported"``, or what the provider itself reports (``"auth"``,
+        ``"schema_missing"``...); the message says what is wrong, with passwords masked.
+        """
+        return await provider_health(self._providers.by_name, self._policy)
+
+    @property
+    def uptime_seconds(self) -> float:
+        """Seconds since the manager was built."""
+        return time.monotonic() - self._started
+
+
+__all__ = [
+    "ANY",
+    "LATENCY_WINDOW",
+    "SHREDDED_KEY",
+    "VERSION_PIN_ATTEMPTS",
+    "EventSourcingManager",
+    "UnsupportedOperationError",
+]
+__all__ += ["_event_id"]  # tests and benchmarks draw ids from the manager's generator

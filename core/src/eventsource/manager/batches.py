@@ -1,0 +1,99 @@
+"""Turning a batch of :class:`EventData` into the :class:`NewEvent` records a provider stores.
+
+Each event's fields are validated, its payloads encoded by the event codec, and the sizes checked
+against ``max_event_size`` (serialized) and the provider's own limits (encoded) before any store is
+touched.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventsource.errors import ValidationError
+from eventsource.manager.ids import event_id
+from eventsource.manager.validation import (
+    MAX_EVENT_ID_LENGTH,
+    MAX_EVENT_TYPE_LENGTH,
+    check_metadata,
+    check_optional_text,
+    check_text,
+    check_time,
+)
+from eventsource.model import NewEvent, positional_constructor, utcnow
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.config import ManagerConfig
+    from eventsource.manager.codec import EventCodec
+    from eventsource.model import EventData
+    from eventsource.provider import Provider
+
+_make_new_event = positional_constructor(NewEvent)
+
+
+class BatchEncoder:
+    """Validates and encodes batches for one manager's configuration and codec."""
+
+    __slots__ = ("codec", "config")
+
+    def __init__(self, config: ManagerConfig, codec: EventCodec) -> None:
+        self.config = config
+        self.codec = codec
+
+    def encode(self, sid: str, events: Sequence[EventData], p: Provider, first_version: int) -> list[NewEvent]:
+        """Encode a batch for versions ``first_version...`` and check batch-wide limits."""
+        encoded = [self.encode_one(sid, e, p, first_version + i) for i, e in enumerate(events)]
+        if len(encoded) > 1:
+            ids = [e.event_id for e in encoded]
+            if len(set(ids)) != len(ids):
+                msg = "a batch holds the same event id twice"
+                raise ValidationError(msg, field="event_id")
+            limit = p.capabilities.max_batch_bytes
+            if limit is not None:
+                total = sum(e.size for e in encoded)
+                if total > limit:
+                    msg = (
+                        f"the batch is {total} bytes encoded; provider {p.name!r} can write at most {limit} atomically"
+                    )
+                    raise ValidationError(msg, field="events", size=total, limit=limit)
+        return encoded
+
+    def encode_one(self, sid: str, ev: EventData, p: Provider, version: int = 0) -> NewEvent:
+        """Validate and encode one event; ``version`` is bound into the associated data when encrypting."""
+        check_text("event type", ev.event_type, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
+        if ev.event_id is None:
+            eid = event_id()  # valid by construction
+        else:
+            eid = check_text("event id", ev.event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
+        metadata = check_metadata(ev.metadata)
+        tenant_id = check_optional_text("tenant id", ev.tenant_id, field_name="tenant_id")
+        data, meta, encoding, size = self.codec.encode_event(sid, eid, tenant_id, ev.data, metadata, version=version)
+        limit = self.config.max_event_size
+        if size > limit:
+            msg = f"event of type {ev.event_type!r} is {size} bytes serialized; the limit is {limit} (max_event_size)"
+            raise ValidationError(msg, field="data", size=size, limit=limit)
+        store_limit = p.capabilities.max_event_size
+        if store_limit is not None and len(data) + len(meta) > store_limit:
+            stored = len(data) + len(meta)
+            msg = (
+                f"event of type {ev.event_type!r} is {stored} bytes encoded; "
+                f"the limit is {store_limit} (what provider {p.name!r} can hold)"
+            )
+            raise ValidationError(msg, field="data", size=stored, limit=store_limit)
+        if ev.timestamp is not None:
+            check_time("timestamp", ev.timestamp)
+        return _make_new_event(  # positional, in NewEvent's field order, without the frozen __init__'s cost
+            eid,
+            ev.event_type,
+            data,
+            meta,
+            encoding,
+            ev.timestamp or utcnow(),
+            check_optional_text("correlation id", ev.correlation_id, field_name="correlation_id"),
+            check_optional_text("causation id", ev.causation_id, field_name="causation_id"),
+            check_optional_text("user id", ev.user_id, field_name="user_id"),
+            tenant_id,
+            check_optional_text("aggregate id", ev.aggregate_id, field_name="aggregate_id"),
+            check_optional_text("aggregate type", ev.aggregate_type, field_name="aggregate_type"),
+        )

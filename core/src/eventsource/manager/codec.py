@@ -1,0 +1,345 @@
+"""The event codec: everything between stored records and :class:`Event` / :class:`Snapshot` values.
+
+It owns the codec pipeline (serialize -> compress -> encrypt, reversed on read), the associated data
+that binds each payload to its place, key scopes and the keyed ciphers, encoding descriptors, upcasters,
+and the fast path that turns a provider's :class:`RowPage` rows straight into events. Nothing else in
+the manager builds or parses payload bytes or associated data.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eventsource.codecs import CodecPipeline
+from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError, ValidationError
+from eventsource.model import RowPage, Snapshot, make_event, make_recorded_event
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from eventsource.codecs import Cipher
+    from eventsource.codecs.keys import KeyProvider
+    from eventsource.config import ManagerConfig
+    from eventsource.model import Event, RecordedEvent, RecordedSnapshot
+    from eventsource.plugins import PluginHost
+
+SHREDDED_KEY = "eventsource.shredded"
+"""Metadata key of a redacted event (``shredded_events = "redact"``): the shredded scope."""
+
+_DATA = b"d"
+_META = b"m"
+
+
+def _aad_prefix(kind: str, stream_id: str, item_id: str, version: int) -> bytes:
+    """Associated data up to the payload part: ``kind NUL stream NUL id NUL version NUL``.
+
+    ``kind`` is ``e`` (event) or ``s`` (snapshot); the part (``d`` data, ``m`` metadata) follows. Stream
+    and event ids never contain NUL (validation refuses control characters), so the form is unambiguous.
+    """
+    return f"{kind}\x00{stream_id}\x00{item_id}\x00{version}\x00".encode()
+
+
+def _with_context(e: CodecError, where: str, **details: Any) -> CodecError:
+    """The same error type with ``where`` (ids only, never payload) in front of its message."""
+    try:
+        return type(e)(f"{where}: {e.message}", **{**e.details, **details})
+    except TypeError:  # a third-party subclass with another signature
+        return e
+
+
+def build_key_provider(config: ManagerConfig, host: PluginHost, explicit: KeyProvider | None) -> KeyProvider | None:
+    """Explicit provider, else the ``eventsource_key_provider`` hook, else the ring from configuration."""
+    if explicit is not None:
+        return explicit
+    hooked = host.key_provider(config)
+    if hooked is not None:
+        return hooked
+    if not config.encryption_keys:
+        if config.encryption:
+            msg = (
+                "encryption is on but no key is configured (encryption_keys, a key_provider, or a key-provider plugin)"
+            )
+            raise ConfigurationError(msg, field="encryption_keys")
+        return None
+    from eventsource.codecs.keys import ScopedKeyStore, StaticKeyRing
+
+    ring = StaticKeyRing(config.encryption_keys, config.active_key_id)
+    if config.encryption_scope == "global":
+        return ring
+    if config.encryption_key_store is None:
+        msg = (
+            f"encryption_scope={config.encryption_scope!r} needs a key store for per-scope keys: set "
+            "encryption_key_store to a file path (or 'memory' for throw-away stores), or install a key-provider plugin"
+        )
+        raise ConfigurationError(msg, field="encryption_key_store")
+    path = None if config.encryption_key_store == "memory" else config.encryption_key_store
+    return ScopedKeyStore(ring, path)
+
+
+class EventCodec:
+    """Encodes events and snapshots for a store and decodes them back (see the module docstring).
+
+    :param config: the manager's configuration (codecs, encryption, key scope, shredded-event mode).
+    :param host: the plugin host whose codec registry the pipeline is built from.
+    :param key_provider: wins over the key-provider hook and the configured key ring.
+    """
+
+    def __init__(self, config: ManagerConfig, host: PluginHost, key_provider: KeyProvider | None = None) -> None:
+        self.keys: KeyProvider | None = build_key_provider(config, host, key_provider)
+        readers: dict[str, Cipher] = {}
+        if self.keys is not None:
+            for reg in host.codecs.ciphers:
+                keyed = reg.item.bind(self.keys)
+                if keyed is not None:
+                    readers[reg.name] = keyed
+        writer = None
+        if config.encryption:
+            from eventsource.codecs.aesgcm import AesGcmCipher
+
+            writer = readers.get(AesGcmCipher.name)
+            if writer is None:
+                msg = f"encryption is on but no {AesGcmCipher.name!r} cipher is registered"
+                raise ConfigurationError(msg, field="encryption")
+        compressor: bool | str | None = config.compression
+        if compressor is True:
+            compressor = "zlib"
+        self.cipher: Cipher | None = writer
+        self.pipeline = CodecPipeline(
+            host.codecs,
+            compressor=compressor if isinstance(compressor, str) and compressor != "none" else None,
+            compression_threshold=config.compression_threshold,
+            cipher=writer,
+            ciphers=readers,
+        )
+        self.plain = self.pipeline.serializer.name
+        self.loads = self.pipeline.serializer.loads
+        self.scope_mode = config.encryption_scope
+        self.redact = config.shredded_events == "redact"
+        self.upcasters: dict[str, list[Callable[[Event], Event]]] = {}
+
+    # ------------------------------------------------------------------ keys
+
+    def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
+        """The key scope of an event of ``stream_id`` / ``tenant_id`` under ``encryption_scope``."""
+        mode = self.scope_mode
+        if mode == "tenant":
+            return f"tenant:{tenant_id}" if tenant_id else None
+        if mode == "stream":
+            return f"stream:{stream_id}" if stream_id else None
+        return None
+
+    def require_keys(self) -> KeyProvider:
+        """The key provider; :class:`ConfigurationError` if none is configured."""
+        if self.keys is None:
+            msg = "no key provider is configured (encryption_keys or key_provider)"
+            raise ConfigurationError(msg, field="encryption_keys")
+        return self.keys
+
+    def scope_of(self, tenant_id: str | None, stream_id: str | None) -> str:
+        """The scope named by exactly one of ``tenant_id`` / ``stream_id`` (for shredding)."""
+        if (tenant_id is None) == (stream_id is None):
+            msg = "shred needs exactly one of tenant_id, stream_id or scope"
+            raise ValidationError(msg, field="scope")
+        scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
+        if scope is None:
+            which = "tenant_id" if tenant_id is not None else "stream_id"
+            msg = (
+                f"encryption_scope is {self.scope_mode!r}: keys are not scoped by {which}, so there is nothing to shred"
+            )
+            raise ValidationError(msg, field=which)
+        return scope
+
+    def forget_keys(self) -> None:
+        """Make every keyed cipher drop cached key material (after a shred)."""
+        for cipher in self.pipeline.ciphers.values():
+            cipher.forget()
+
+    # ------------------------------------------------------------------ events
+
+    def encode_event(
+        self, stream_id: str, event_id: str, tenant_id: str | None, data: Any, metadata: dict[str, Any], *, version: int
+    ) -> tuple[bytes, bytes, str, int]:
+        """Stored data bytes, metadata bytes, descriptor and serialized size of one event.
+
+        With encryption on, the payloads are bound to ``(stream_id, event_id, version, part)``.
+        """
+        pipeline = self.pipeline
+        if self.cipher is None:
+            raw, encoding, size = pipeline.encode_sized(data)
+            if not metadata:
+                return raw, b"", encoding, size
+            meta, meta_size = pipeline.encode_as_sized(metadata, encoding)
+            return raw, meta, encoding, size + meta_size
+        prefix = _aad_prefix("e", stream_id, event_id, version)
+        scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id) if self.scope_mode != "global" else None
+        raw, encoding, size = pipeline.encode_sized(data, aad=prefix + _DATA, scope=scope)
+        if not metadata:
+            return raw, b"", encoding, size
+        meta, meta_size = pipeline.encode_as_sized(metadata, encoding, aad=prefix + _META, scope=scope)
+        return raw, meta, encoding, size + meta_size
+
+    def decode_event(self, rec: RecordedEvent) -> Event:
+        """The event of a stored record, upcast (a shredded one raises or is redacted, by configuration)."""
+        if rec.encoding == self.plain:
+            loads = self.loads
+            data = loads(rec.data)
+            meta = loads(rec.metadata) if rec.metadata else {}
+        else:
+            prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
+            scope = (
+                self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
+                if self.scope_mode != "global"
+                else None
+            )
+            try:
+                data = self.pipeline.decode(rec.data, rec.encoding, aad=prefix + _DATA, scope=scope)
+                meta = (
+                    self.pipeline.decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope)
+                    if rec.metadata
+                    else {}
+                )
+            except KeyShreddedError as e:
+                if not self.redact:
+                    raise self._event_error(e, rec) from e
+                data, meta = None, {SHREDDED_KEY: e.scope}
+            except CodecError as e:
+                raise self._event_error(e, rec) from e
+        ev = make_event(  # positional, in Event's field order, without the frozen __init__'s cost
+            rec.event_id,
+            rec.stream_id,
+            rec.event_type,
+            data,
+            meta,
+            rec.version,
+            rec.position,
+            rec.timestamp,
+            rec.correlation_id,
+            rec.causation_id,
+            rec.user_id,
+            rec.tenant_id,
+            rec.aggregate_id,
+            rec.aggregate_type,
+        )
+        ups = self.upcasters.get(ev.event_type) if self.upcasters else None
+        if ups:
+            for up in ups:
+                ev = up(ev)
+        return ev
+
+    @staticmethod
+    def _event_error(e: CodecError, rec: RecordedEvent) -> CodecError:
+        where = f"event {rec.event_id!r} (version {rec.version} of stream {rec.stream_id!r})"
+        return _with_context(e, where, event_id=rec.event_id, stream_id=rec.stream_id)
+
+    def decode_page(self, page: Sequence[RecordedEvent] | RowPage) -> Iterator[Event]:
+        """The events of one page, lazily (an error surfaces at its event, after the ones before it).
+
+        A :class:`RowPage` row that is plain-encoded, with no upcasters registered, becomes an event
+        straight from the row (no intermediate record); anything else goes through :meth:`decode_event`.
+        """
+        decode = self.decode_event
+        if not isinstance(page, RowPage):
+            for rec in page:
+                yield decode(rec)
+            return
+        conv = page.timestamp
+        fast = not self.upcasters
+        plain = self.plain
+        loads = self.loads
+        make = make_event
+        for row in page.rows:
+            (eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype) = row
+            if conv is not None:
+                ts = conv(ts)
+            if fast and enc == plain:
+                yield make(
+                    eid,
+                    sid,
+                    etype,
+                    loads(data),
+                    loads(meta) if meta else {},
+                    ver,
+                    pos,
+                    ts,
+                    c1,
+                    c2,
+                    uid,
+                    tid,
+                    aid,
+                    atype,
+                )
+            else:
+                yield decode(
+                    make_recorded_event(eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype)
+                )
+
+    @staticmethod
+    def page_tail(page: Sequence[RecordedEvent] | RowPage) -> tuple[int, int]:
+        """Version and position of a non-empty page's last event (where a resumed read continues)."""
+        if isinstance(page, RowPage):
+            row = page.rows[-1]
+            return row[3], row[4]
+        rec = page[-1]
+        return rec.version, rec.position
+
+    def register_upcaster(self, event_type: str, upcaster: Callable[[Event], Event]) -> None:
+        """Transform events of ``event_type`` on read; applied in registration order."""
+        self.upcasters.setdefault(event_type, []).append(upcaster)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def encode_snapshot(
+        self,
+        stream_id: str,
+        snapshot_id: str,
+        tenant_id: str | None,
+        data: Any,
+        metadata: dict[str, Any],
+        *,
+        version: int,
+    ) -> tuple[bytes, bytes, str, int]:
+        """Stored data bytes, metadata bytes, descriptor and serialized size of one snapshot.
+
+        With encryption on, the payloads are bound to ``(stream_id, snapshot_id, version, part)`` and
+        sealed with the key of ``tenant_id`` / the stream under ``encryption_scope``.
+        """
+        pipeline = self.pipeline
+        if self.cipher is None:
+            raw, encoding, size = pipeline.encode_sized(data)
+            if not metadata:
+                return raw, b"", encoding, size
+            meta, meta_size = pipeline.encode_as_sized(metadata, encoding)
+            return raw, meta, encoding, size + meta_size
+        prefix = _aad_prefix("s", stream_id, snapshot_id, version)
+        scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
+        raw, encoding, size = pipeline.encode_sized(data, aad=prefix + _DATA, scope=scope)
+        if not metadata:
+            return raw, b"", encoding, size
+        meta, meta_size = pipeline.encode_as_sized(metadata, encoding, aad=prefix + _META, scope=scope)
+        return raw, meta, encoding, size + meta_size
+
+    def decode_snapshot(self, sid: str, snap: RecordedSnapshot) -> Snapshot:
+        """The snapshot of stream ``sid`` from its stored record (a shredded scope always raises)."""
+        prefix = _aad_prefix("s", sid, snap.snapshot_id, snap.version)
+        scope = self.key_scope(stream_id=sid) if self.scope_mode == "stream" else None
+        try:
+            data = self.pipeline.decode(snap.data, snap.encoding, aad=prefix + _DATA, scope=scope)
+            meta = (
+                self.pipeline.decode(snap.metadata, snap.encoding, aad=prefix + _META, scope=scope)
+                if snap.metadata
+                else {}
+            )
+        except CodecError as e:
+            where = f"snapshot {snap.snapshot_id!r} (version {snap.version} of stream {sid!r})"
+            raise _with_context(e, where, snapshot_id=snap.snapshot_id, stream_id=sid) from e
+        return Snapshot(
+            snapshot_id=snap.snapshot_id,
+            stream_id=snap.stream_id,
+            version=snap.version,
+            data=data,
+            metadata=meta,
+            created_at=snap.created_at,
+            aggregate_id=snap.aggregate_id,
+            aggregate_type=snap.aggregate_type,
+            position=snap.position,
+        )

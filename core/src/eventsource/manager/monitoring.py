@@ -1,0 +1,66 @@
+"""Monitoring: provider statistics with the manager's own metrics, and health checks that never raise."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING
+
+from eventsource.errors import (
+    EventSourceError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    UnsupportedOperationError,
+)
+from eventsource.model import HealthStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from eventsource.manager.policy import CallPolicy
+    from eventsource.model import ProviderStats
+    from eventsource.provider import Provider
+
+
+async def provider_stats(
+    providers: Mapping[str, Provider], policy: CallPolicy, uptime: float
+) -> dict[str, ProviderStats]:
+    """Each provider's statistics, with ``extra["manager"]`` (the policy's metrics) and the manager's uptime."""
+    out = {}
+    for name, p in providers.items():
+        st = await policy.run(p, "stats", p.stats)
+        extra = {**st.extra, "manager": policy.summary(name), "manager_uptime_seconds": uptime}
+        out[name] = dataclasses.replace(st, provider=st.provider or name, extra=extra)
+    return out
+
+
+async def provider_health(providers: Mapping[str, Provider], policy: CallPolicy) -> dict[str, HealthStatus]:
+    """Each provider's health; a provider that raises is reported unhealthy with a ``reason``."""
+    out = {}
+    for name, p in providers.items():
+        start = time.perf_counter()
+        try:
+            status = await policy.run(p, "health", p.health, retry=False)
+        except (EventSourceError, OSError) as e:
+            status = HealthStatus(
+                healthy=False,
+                provider=name,
+                message=f"{type(e).__name__}: {e}",
+                details={"reason": _reason(e)},
+                latency_ms=(time.perf_counter() - start) * 1000,
+            )
+        else:
+            if not status.healthy and "reason" not in status.details:
+                status = dataclasses.replace(status, details={**status.details, "reason": "error"})
+        out[name] = status
+    return out
+
+
+def _reason(e: EventSourceError | OSError) -> str:
+    if isinstance(e, ProviderTimeoutError):
+        return "timeout"
+    if isinstance(e, (ProviderUnavailableError, ConnectionError)):
+        return "unreachable"
+    if isinstance(e, UnsupportedOperationError):
+        return "unsupported"
+    return str(e.details.get("reason", "error")) if isinstance(e, EventSourceError) else "error"

@@ -1,0 +1,274 @@
+"""The call policy: timeouts, retries with backoff and jitter, and metrics, for single calls and page iteration.
+
+Every provider call the manager makes goes through :meth:`CallPolicy.run` (one call) or
+:meth:`CallPolicy.iterate` (a page iterator). Both refuse operations the provider declares it cannot do,
+bound each wait by ``timeout`` (raising :class:`ProviderTimeoutError`), retry only connection and timeout
+errors (``retry_attempts``, ``retry_delay`` doubling up to ``retry_max_delay``, full jitter), and count
+calls, errors, retries, events and latency per provider and operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from eventsource.errors import RETRYABLE, ProviderTimeoutError
+from eventsource.manager.deadlines import Deadlines, Watchdog
+from eventsource.manager.metrics import Metrics, OpStats
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+
+    from eventsource.config import ManagerConfig
+    from eventsource.model import Event, RecordedEvent, RowPage
+    from eventsource.provider import Provider
+
+    Page = Sequence[RecordedEvent] | RowPage
+    PageSource = Callable[[tuple[int, int] | None], AsyncIterator[Page] | None]
+
+log = logging.getLogger("eventsource")
+
+T = TypeVar("T")
+
+
+class NotResumableError(Exception):
+    """Raised by a page source that cannot reopen its iterator after an error."""
+
+
+class CallPolicy:
+    """Runs provider calls under ``config``'s timeout and retry settings and records their metrics."""
+
+    __slots__ = ("config", "deadlines", "metrics")
+
+    def __init__(self, config: ManagerConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.deadlines: Deadlines | None = None
+
+    def close(self) -> None:
+        """Disarm the deadline timer (the manager is closing)."""
+        if self.deadlines is not None:
+            self.deadlines.close()
+
+    def start(self, provider: Provider, op: str) -> OpStats:
+        """Count one call of ``op``; :class:`UnsupportedOperationError` if the provider cannot do it."""
+        if not provider.capabilities.supports(op):
+            raise provider.unsupported(op)
+        stats = self.metrics.op(provider.name, op)
+        stats.calls += 1
+        return stats
+
+    def _timed_out(self, provider: Provider, op: str, what: str) -> ProviderTimeoutError:
+        msg = f"{op} on provider {provider.name!r} {what}"
+        return ProviderTimeoutError(msg, provider=provider.name, operation=op)
+
+    async def _backoff(self, delay: float) -> float:
+        """Sleep a random time up to ``delay`` (capped by ``retry_max_delay``); the next delay."""
+        await asyncio.sleep(random.uniform(0, min(self.config.retry_max_delay, delay)))  # noqa: S311 - jitter
+        return delay * 2
+
+    async def run(
+        self, provider: Provider, op: str, factory: Callable[[], Awaitable[T]], *, retry: bool = True, events: int = 0
+    ) -> T:
+        """Run one provider call under the timeout; retry connection/timeout errors with backoff + jitter.
+
+        Only idempotent calls may pass ``retry=True``. Latency (per attempt), calls, errors, retries and
+        ``events`` are recorded.
+        """
+        rec = self.start(provider, op)
+        attempts = self.config.retry_attempts if retry else 1
+        timeout = self.config.timeout
+        delay = self.config.retry_delay
+        deadlines = None
+        if timeout is not None:
+            deadlines = self.deadlines
+            if deadlines is None or deadlines.loop is not asyncio.get_running_loop():
+                deadlines = self.deadlines = Deadlines(timeout)
+        for attempt in range(1, attempts + 1):
+            start = time.perf_counter()
+            entry = deadlines.enter() if deadlines is not None else None
+            try:
+                result = await factory()
+            except asyncio.CancelledError:
+                if entry is None or deadlines is None or not deadlines.expired(entry):
+                    rec.errors += 1
+                    raise
+                rec.record(time.perf_counter() - start)
+                if attempt == attempts:
+                    rec.errors += 1
+                    raise self._timed_out(provider, op, f"did not finish within {timeout}s") from None
+            except TimeoutError as e:
+                rec.record(time.perf_counter() - start)
+                if attempt == attempts:
+                    rec.errors += 1
+                    if isinstance(e, ProviderTimeoutError):
+                        raise
+                    raise self._timed_out(provider, op, f"did not finish within {timeout}s") from e
+            except RETRYABLE:
+                rec.record(time.perf_counter() - start)
+                if attempt == attempts:
+                    rec.errors += 1
+                    raise
+            except BaseException:
+                rec.errors += 1
+                raise
+            else:
+                rec.record(time.perf_counter() - start)
+                rec.events += events
+                return result
+            finally:
+                if entry is not None and deadlines is not None:
+                    deadlines.exit(entry)
+            rec.retries += 1
+            log.info("retrying %s on %s (attempt %d of %d)", op, provider.name, attempt + 1, attempts)
+            delay = await self._backoff(delay)
+        msg = "unreachable"
+        raise AssertionError(msg)
+
+    async def iterate(
+        self,
+        p: Provider,
+        op: str,
+        source: PageSource,
+        decode: Callable[[Page], Iterable[Event]],
+        tail: Callable[[Page], tuple[int, int]],
+    ) -> AsyncGenerator[Event, None]:
+        """Drive a provider's page iterator under the timeout (per page), resuming after retryable errors.
+
+        One generator layer between the provider's pages and the caller; arguments were validated
+        before it was created. The timeout bounds each wait for a page; retryable errors can only come
+        from that wait, so a page is always delivered whole before the next is asked for, and
+        ``source(last)`` (``last``: ``tail`` of the last page delivered, its last event's version and
+        position; ``None``: from the start) reopens the iterator right after it (``None`` when nothing
+        can follow). ``decode`` turns a page into events, lazily. The iterator is closed when the caller
+        stops early. The latency sample is the time to the first page.
+        """
+        stat = self.start(p, op)
+        timeout = self.config.timeout
+        attempts = self.config.retry_attempts
+        delay = self.config.retry_delay
+        failures = 0
+        last: tuple[int, int] | None = None
+        it = source(None)
+        first = True
+        start = time.perf_counter()
+        dog = Watchdog(timeout) if timeout is not None else None
+        clock = dog.loop.time if dog is not None else time.monotonic
+        current_task = asyncio.current_task
+        count = 0
+        try:
+            while it is not None:
+                aiter_ = it.__aiter__()
+                anext_ = aiter_.__anext__
+                try:
+                    while True:
+                        try:
+                            try:
+                                if dog is None:
+                                    page = await anext_()
+                                else:
+                                    dog.start = clock()
+                                    dog.task = current_task()
+                                    dog.stepping = True
+                                    try:
+                                        page = await anext_()
+                                    finally:
+                                        dog.stepping = False
+                            except asyncio.CancelledError as e:
+                                if dog is None or not dog.timed_out():
+                                    raise
+                                raise self._timed_out(p, op, f"produced nothing within {timeout}s") from e
+                            except TimeoutError as e:
+                                if isinstance(e, ProviderTimeoutError):
+                                    raise
+                                raise self._timed_out(p, op, "timed out") from e
+                        except StopAsyncIteration:
+                            if first:
+                                stat.record(time.perf_counter() - start)
+                            return
+                        except RETRYABLE as e:  # (errors raised from here are counted below)
+                            failures += 1
+                            if failures >= attempts:
+                                raise
+                            try:
+                                nxt = source(last)
+                            except NotResumableError:
+                                raise e from None
+                            stat.retries += 1
+                            log.info(
+                                "resuming %s on %s after %s (attempt %d of %d)",
+                                op,
+                                p.name,
+                                type(e).__name__,
+                                failures + 1,
+                                attempts,
+                            )
+                            delay = await self._backoff(delay)
+                            break  # close this iterator (finally below), then read on from nxt
+                        if first:
+                            stat.record(time.perf_counter() - start)
+                            first = False
+                        failures = 0
+                        if not page:
+                            continue
+                        for event in decode(page):
+                            count += 1
+                            yield event
+                        last = tail(page)
+                    it = nxt  # after a retryable error (the loop ends only by return or break)
+                except GeneratorExit:
+                    raise
+                except BaseException:
+                    stat.errors += 1
+                    raise
+                finally:
+                    aclose = getattr(aiter_, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+        finally:
+            stat.events += count
+            if dog is not None:
+                dog.close()
+
+    def summary(self, provider: str) -> dict[str, dict[str, Any]]:
+        """Every operation's counters and latency percentiles on ``provider``."""
+        return self.metrics.summary(provider)
+
+
+def stream_pages(
+    p: Provider, sid: str, from_version: int, to_version: int | None, *, backwards: bool, page_size: int
+) -> PageSource:
+    """The page source of one stream's versions, reopening after the last version delivered."""
+
+    def source(last: tuple[int, int] | None) -> AsyncIterator[Page] | None:
+        lo, hi = from_version, to_version
+        if last is not None:
+            if backwards:
+                hi = last[0] - 1
+                if hi < lo:
+                    return None
+            else:
+                lo = last[0] + 1
+                if hi is not None and lo > hi:
+                    return None
+        return p.read_stream_pages(sid, from_version=lo, to_version=hi, backwards=backwards, page_size=page_size)
+
+    return source
+
+
+def all_pages(p: Provider, from_position: int, page_size: int) -> PageSource:
+    """The page source of the global log; it reopens after the last position only on a ``total`` order."""
+    resumable = p.capabilities.global_order == "total"
+
+    def source(last: tuple[int, int] | None) -> AsyncIterator[Page] | None:
+        if last is None:
+            return p.read_all_pages(from_position=from_position, page_size=page_size)
+        if not resumable:
+            msg = "read_all cannot resume on a store without a total order"
+            raise NotResumableError(msg)
+        return p.read_all_pages(from_position=last[1] + 1, page_size=page_size)
+
+    return source

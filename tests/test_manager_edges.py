@@ -1,0 +1,194 @@
+"""Edges of the manager split (issue #10): codec ownership, typed cipher hooks, input checks before the store."""
+
+from __future__ import annotations
+
+import base64
+import importlib.resources
+from typing import Any
+
+import pytest
+from eventsource import ConfigurationError, EventData, ValidationError
+from eventsource.codecs import Cipher
+from eventsource.codecs.builtin import JsonSerializer
+from eventsource.errors import NotFoundError, SnapshotNotFoundError
+from eventsource.manager import EventSourcingManager
+from eventsource.plugins import PluginHost
+
+HOST = PluginHost(load_entrypoints=False)
+KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def manager_sources() -> dict[str, str]:
+    root = importlib.resources.files("eventsource.manager")
+    return {f.name: f.read_text() for f in root.iterdir() if f.name.endswith(".py")}
+
+
+# ---------------------------------------------------------------------- who owns bytes and names
+
+
+def test_only_the_event_codec_builds_associated_data() -> None:
+    sources = manager_sources()
+    assert "codec.py" in sources
+    for name, text in sources.items():
+        if name != "codec.py":
+            assert "aad" not in text.lower(), name
+            assert "\\x00d" not in text, name
+
+
+def test_no_cipher_name_is_hard_coded_in_the_manager() -> None:
+    for name, text in manager_sources().items():
+        assert "aes256gcm" not in text, name
+
+
+def test_the_upcaster_alias_is_gone() -> None:
+    import eventsource.manager
+
+    assert not hasattr(eventsource.manager, "Upcaster")
+
+
+def test_cipher_base_declares_every_hook_the_codec_calls() -> None:
+    class Rot(Cipher):
+        name = "rot"
+
+        def encrypt(self, plain: bytes, *, aad: bytes, scope: str | None) -> bytes:
+            return plain
+
+        def decrypt(self, blob: bytes, *, aad: bytes, scope: str | None) -> bytes:
+            return blob
+
+    rot = Rot()
+    assert rot.bind(object()) is None  # type: ignore[arg-type] # a keyless cipher is never bound
+    rot.forget()  # nothing cached, nothing to do
+
+
+def test_decryption_errors_are_importable_from_the_package() -> None:
+    import eventsource
+    from eventsource import DecryptionError, KeyShreddedError, UnknownKeyError, errors
+
+    assert (DecryptionError, KeyShreddedError, UnknownKeyError) == (
+        errors.DecryptionError,
+        errors.KeyShreddedError,
+        errors.UnknownKeyError,
+    )
+    assert {"DecryptionError", "KeyShreddedError", "UnknownKeyError"} <= set(eventsource.__all__)
+
+
+# ---------------------------------------------------------------------- configuration
+
+
+async def test_an_unknown_url_scheme_in_the_configuration_is_a_configuration_error() -> None:
+    m = EventSourcingManager({"providers": {"main": "nosuchstore://h/db"}}, host=HOST)
+    with pytest.raises(ConfigurationError, match="nosuchstore") as info:
+        await m.connect()
+    assert not isinstance(info.value, NotFoundError)
+    assert info.value.details["field"] == "providers.main.url"
+    await m.close()
+
+
+# ---------------------------------------------------------------------- snapshots
+
+
+async def test_create_snapshot_reports_an_invalid_version_before_a_missing_stream() -> None:
+    async with EventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as m:
+        for bad in (-1, 0, True, "1"):
+            with pytest.raises(ValidationError, match="snapshot version") as info:
+                await m.create_snapshot(stream_id="missing", data={}, version=bad)
+            assert info.value.details["field"] == "version"
+        with pytest.raises(ValidationError, match="metadata"):
+            await m.create_snapshot(stream_id="missing", data={}, metadata=[1])
+        await m.create_stream(stream_id="empty")
+        with pytest.raises(ValidationError, match="snapshot version"):
+            await m.create_snapshot(stream_id="empty", data={})  # version 0: nothing to snapshot
+
+
+@pytest.mark.parametrize("encryption", [False, True])
+async def test_snapshots_over_max_snapshot_size_are_refused_and_nothing_is_stored(encryption: bool) -> None:
+    cfg: dict[str, Any] = {"providers": {"m": "memory://"}, "max_snapshot_size": 100}
+    if encryption:
+        cfg |= {"encryption": True, "encryption_keys": {"k1": KEY}}
+    async with EventSourcingManager(cfg, host=HOST) as m:
+        await m.append_event(stream_id="s", event_type="E", data={})
+        await m.create_snapshot(stream_id="s", data={"x": "a" * 50})
+        with pytest.raises(ValidationError, match="max_snapshot_size") as info:
+            await m.create_snapshot(stream_id="s", data={"x": "a" * 60}, metadata={"m": "b" * 40})
+        assert (info.value.details["limit"], info.value.details["size"] > 100) == (100, True)
+        assert (await m.get_snapshot("s")).data == {"x": "a" * 50}  # the earlier one is still the latest
+        await m.delete_snapshot("s")
+        with pytest.raises(ValidationError, match="max_snapshot_size"):
+            await m.create_snapshot(stream_id="s", data=["a" * 200])
+        with pytest.raises(SnapshotNotFoundError):
+            await m.get_snapshot("s")
+
+
+def test_max_snapshot_size_is_a_validated_setting() -> None:
+    from eventsource.config import ManagerConfig
+
+    assert ManagerConfig.load({"max_snapshot_size": 5}).max_snapshot_size == 5
+    assert ManagerConfig.load(None).max_snapshot_size == 16 * 1024 * 1024
+    with pytest.raises(ConfigurationError):
+        ManagerConfig.load({"max_snapshot_size": 0})
+
+
+# ---------------------------------------------------------------------- JSON never changes data silently
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({1: "a"}, "$[1]"),
+        ({"a": {None: 1}}, "$['a'][None]"),
+        ({"a": [1, (2, 3)]}, "$['a'][1]"),
+        ((1, 2), "$"),
+        ([{"k": frozenset({1})}], "$[0]['k']"),
+        ({"s": {(1, 2)}}, "$['s']{...}"),
+        ({"a": {"b": [{True: 1}]}}, "$['a']['b'][0][True]"),
+    ],
+)
+def test_json_refuses_what_it_would_not_give_back_naming_the_path(value: Any, path: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        JsonSerializer().dumps(value)
+    assert info.value.details["path"] == path
+    assert path in str(info.value)
+
+
+def test_json_still_round_trips_lists_sets_and_string_keys() -> None:
+    s = JsonSerializer()
+    value = {"a": [1, [2, {"b": {3, "x"}}]], "$es": "kept", "n": None}
+    assert s.loads(s.dumps(value)) == value
+    deep: list[Any] = []
+    deep.append(deep)
+    with pytest.raises(ValidationError):
+        s.dumps(deep)  # circular: refused as before, never a RecursionError
+
+
+async def test_an_event_or_snapshot_with_a_tuple_is_refused_and_the_store_is_unchanged() -> None:
+    async with EventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as m:
+        with pytest.raises(ValidationError, match=r"\$\['point'\]"):
+            await m.append_event(stream_id="s", event_type="E", data={"point": (1, 2)})
+        with pytest.raises(ValidationError, match=r"\$\[7\]"):
+            await m.append_events_batch(
+                stream_id="s", events=[EventData("E", {}), EventData("E", {}, metadata={7: "x"})]
+            )
+        assert not await m.stream_exists("s")
+        await m.append_event(stream_id="s", event_type="E", data={"point": [1, 2]})
+        with pytest.raises(ValidationError, match="tuple"):
+            await m.create_snapshot(stream_id="s", data={"state": (1,)})
+        with pytest.raises(SnapshotNotFoundError):
+            await m.get_snapshot("s")
+
+
+def test_a_cipher_that_only_looks_like_one_is_refused_at_registration() -> None:
+    from eventsource.errors import PluginLoadError
+    from eventsource.registry import CodecRegistry
+
+    class Lookalike:  # no bind/forget: the codec would fail on it only once keys are configured
+        name = "lookalike"
+
+        def encrypt(self, plain: bytes, *, aad: bytes, scope: str | None) -> bytes:
+            return plain
+
+        def decrypt(self, blob: bytes, *, aad: bytes, scope: str | None) -> bytes:
+            return blob
+
+    with pytest.raises(PluginLoadError, match="not a subclass"):
+        CodecRegistry().add_cipher(Lookalike())  # type: ignore[arg-type]

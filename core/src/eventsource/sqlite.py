@@ -102,7 +102,15 @@ from eventsource.model import (
     positional_constructor,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, records_of
+from eventsource.provider import (
+    Capabilities,
+    Provider,
+    check_duplicate,
+    check_expected,
+    check_snapshot,
+    inline_io_allowed,
+    records_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -472,6 +480,7 @@ class _Worker:
 
     def __init__(self, name: str) -> None:
         self.db: sqlite3.Connection | None = None
+        self.lock = threading.Lock()  # held by whoever uses the connection: this thread or an inline sync caller
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop] | None]
         self._jobs = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -485,16 +494,18 @@ class _Worker:
                 break
             fn, fut, loop = job
             try:
-                result, error = fn(), None
+                with self.lock:
+                    result, error = fn(), None
             except Exception as e:  # noqa: BLE001 - handed to the awaiting coroutine
                 result, error = None, e
             with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile: nobody is waiting
                 loop.call_soon_threadsafe(_settle, fut, result, error)
             del job, fn, fut, result, error
-        db, self.db = self.db, None
-        if db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                db.close()
+        with self.lock:
+            db, self.db = self.db, None
+            if db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Queue ``fn`` for the thread; the returned future completes on the calling loop."""
@@ -526,6 +537,7 @@ class SqliteProvider(Provider):
     kind = "sqlite"
     capabilities = Capabilities(global_order="total", concurrency="cross_process", deleted_stream_ids="reusable")
     settings_schema = SqliteSettings
+    loop_free = True
 
     def __init__(self, url: str | None = None, **settings: Any) -> None:
         super().__init__(url or "sqlite:///eventsource.db", **settings)
@@ -553,6 +565,7 @@ class SqliteProvider(Provider):
                 self.path,
                 timeout=self.settings["busy_timeout"],
                 isolation_level=None,
+                check_same_thread=False,  # an inline sync caller uses it too, under the worker's lock
                 cached_statements=self.settings["cached_statements"],
             )
             if not self.memory:
@@ -610,8 +623,33 @@ class SqliteProvider(Provider):
         return worker.submit(call)
 
     async def _on(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` on the connection's own thread (one hop)."""
+        """Run ``fn(connection)`` on the connection's own thread (one hop), or inline for a sync caller.
+
+        Inline only when the running loop belongs to a sync caller blocked in this thread
+        (:func:`~eventsource.provider.inline_io_allowed`): nothing else waits on that loop, so the
+        statement runs here under the worker's lock, the same one-at-a-time discipline as the thread.
+        """
+        if worker is not None and inline_io_allowed():
+            return self._inline(worker, op, fn)
         return await self._submit(worker, op, fn)
+
+    def _inline(self, worker: _Worker, op: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with worker.lock:
+            db = worker.db
+            if db is None:
+                msg = f"sqlite {op}: the provider is not connected (call connect())"
+                raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+            try:
+                return fn(db)
+            except EventSourceError:
+                raise
+            except Exception as e:
+                raise map_error(e, op, self.path) from e
+            except BaseException:  # KeyboardInterrupt between two statements: leave no transaction open
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
 
     def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
         """Run ``fn`` on the writer thread."""

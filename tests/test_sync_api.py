@@ -296,3 +296,38 @@ def test_a_sync_snapshot_handler_calling_the_facade_on_sqlite_fails_fast(tmp_pat
         assert es.append_event(stream_id="s", event_type="E", data={"i": 4}).version == 5
     finally:
         es.close()
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_real_ctrl_c_while_waiting_cancels_the_call_on_both_loop_modes(tmp_path: Path, threaded: bool) -> None:
+    import os
+    import signal
+    import time
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+
+    async def handler(stream_id: str, version: int) -> None:
+        await asyncio.sleep(30)
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
+    with SyncEventSourcingManager(cfg, host=HOST, snapshot_handler=handler) as es:
+        if threaded:
+            es._loop.go_threaded()
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                es.append_event(stream_id="s", event_type="E", data=1)
+        finally:
+            timer.cancel()
+        deadline = time.monotonic() + 5
+        while es._loop.run(_pending(es._loop.loop)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert es._loop.run(_pending(es._loop.loop)) == 0  # the interrupted call is not left running
+        es.set_snapshot_handler(None)
+        assert es.append_event(stream_id="s", event_type="E", data=2).version == 2
+
+
+async def _pending(loop: asyncio.AbstractEventLoop) -> int:
+    return len([t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()])

@@ -89,14 +89,20 @@ class SyncLoop:
             with self._lock:
                 if self._thread is None:
                     return self._inline(coro)
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result()
+        except BaseException:
+            fut.cancel()  # the caller gave up (KeyboardInterrupt): leave nothing running for it
+            raise
 
     def _inline(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run the loop in this thread until ``coro`` is done (the lock is held)."""
         me = threading.get_ident()
-        self._owner = me
-        token = SYNC_CALLER.set(me)
-        try:
+        token = None
+        try:  # (an interrupt right after taking ownership still reaches the finally)
+            self._owner = me
+            token = SYNC_CALLER.set(me)
             task = self.loop.create_task(coro)  # the task's context carries SYNC_CALLER
             try:
                 return self.loop.run_until_complete(task)
@@ -107,7 +113,8 @@ class SyncLoop:
                         self.loop.run_until_complete(task)
                 raise
         finally:
-            SYNC_CALLER.reset(token)
+            if token is not None:
+                SYNC_CALLER.reset(token)
             self._owner = None
 
     def go_threaded(self) -> None:

@@ -331,3 +331,33 @@ def test_a_real_ctrl_c_while_waiting_cancels_the_call_on_both_loop_modes(tmp_pat
 
 async def _pending(loop: asyncio.AbstractEventLoop) -> int:
     return len([t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()])
+
+
+def test_an_inline_write_waits_for_a_job_running_on_the_same_connections_worker(
+    sqlite_es: SyncEventSourcingManager,
+) -> None:
+    """The worker thread and an inline caller share one connection: the worker's lock keeps them apart."""
+    import time
+
+    provider = sqlite_es.get_provider()
+    assert isinstance(provider, SqliteProvider)
+    started = threading.Event()
+
+    def slow(db: Any) -> int:
+        db.execute("BEGIN IMMEDIATE")
+        started.set()
+        time.sleep(0.3)  # an inline statement now would land inside this transaction without the lock
+        db.execute("ROLLBACK")
+        return 1
+
+    async def on_worker() -> int:
+        return await provider._submit(provider._writer, "slow", slow)
+
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(asyncio.run(on_worker())))
+    t.start()
+    assert started.wait(10)
+    assert sqlite_es.append_event(stream_id="s", event_type="E", data=1).version == 1  # no nested-transaction error
+    t.join(10)
+    assert result == [1]
+    assert [e.data for e in sqlite_es.read_stream("s")] == [1]  # committed, not rolled back with the job

@@ -4,6 +4,7 @@ early exits and interrupts, with SQLite statements run inline in the caller's th
 from __future__ import annotations
 
 import asyncio
+import importlib
 import importlib.util
 import subprocess
 import sys
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
 from eventsource import ANY, EventData
 from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
@@ -46,7 +46,11 @@ def test_every_public_manager_member_has_a_sync_twin_with_the_same_parameters() 
 
     from eventsource.manager import EventSourcingManager
 
-    for name, member in vars(EventSourcingManager).items():
+    members: dict[str, Any] = {}
+    for base in EventSourcingManager.__mro__[:-1]:  # (the manager may be assembled from role classes)
+        for name, member in vars(base).items():
+            members.setdefault(name, member)
+    for name, member in members.items():
         if name.startswith("_") or isinstance(member, staticmethod):
             continue
         twin = getattr(SyncEventSourcingManager, name)
@@ -361,3 +365,40 @@ def test_an_inline_write_waits_for_a_job_running_on_the_same_connections_worker(
     t.join(10)
     assert result == [1]
     assert [e.data for e in sqlite_es.read_stream("s")] == [1]  # committed, not rolled back with the job
+
+
+def test_the_generator_finds_methods_a_manager_inherits_from_role_classes_in_other_modules(tmp_path: Path) -> None:
+    """The manager is being split into a package by role: methods may move to bases in other modules."""
+    (tmp_path / "roles_mod.py").write_text(
+        "from __future__ import annotations\n"
+        "from collections.abc import AsyncIterator\n"
+        "from eventsource.model import Event\n"
+        "class Reading:\n"
+        "    async def count(self, stream_id: str, *, limit: int = 5) -> int:\n"
+        '        """Count."""\n'
+        "        return limit\n"
+        "    def read_stream(self, stream_id: str, *, page_size: int = 500) -> AsyncIterator[Event]:\n"
+        '        """Read."""\n'
+        "        raise NotImplementedError\n"
+    )
+    (tmp_path / "manager_mod.py").write_text(
+        "from __future__ import annotations\n"
+        "from roles_mod import Reading\n"
+        "class Manager(Reading):\n"
+        "    def __init__(self, config: str | None = None) -> None:\n"
+        "        self._config = config\n"
+        "    async def connect(self) -> Manager:\n"
+        '        """Connect."""\n'
+        "        return self\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        manager_mod = importlib.import_module("manager_mod")
+        text = load_generator().Writer(manager_mod.Manager).render()
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "def count(self, stream_id: str, *, limit: int = 5) -> int:" in text
+    assert "def read_stream(self, stream_id: str, *, page_size: int = 500) -> Iterator[Event]:" in text
+    assert "return self._loop.iterate(self._manager.read_stream(stream_id, page_size=page_size), page_size)" in text
+    assert "from eventsource.model import Event" in text
+    compile(text, "sync.py", "exec")

@@ -70,8 +70,9 @@ class Writer:
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
-        self.module = sys.modules[cls.__module__]
-        self.imports = _import_map(self.module)
+        self.imports: dict[str, str] = {}
+        for base in reversed(cls.__mro__[:-1]):  # the manager may be assembled from role classes in other modules
+            self.imports.update(_import_map(sys.modules[base.__module__]))
         self.needed: dict[str, str] = {}
         self.runtime: dict[str, str] = {}
         self.lines: list[str] = []
@@ -215,7 +216,11 @@ class Writer:
         cls = self.cls
         init_params, _, init_call = self.signature(cls.__init__, drop_return=True)  # type: ignore[misc]
         members: list[tuple[str, Any]] = []
-        for name, member in sorted(vars(cls).items()):
+        seen: dict[str, Any] = {}
+        for base in cls.__mro__[:-1]:  # public members of the class and of any base it is built from
+            for name, member in vars(base).items():
+                seen.setdefault(name, member)
+        for name, member in sorted(seen.items()):
             if name.startswith("_") or name in HAND_WRITTEN:
                 continue
             if isinstance(member, property):
@@ -231,7 +236,7 @@ class Writer:
             self.method(name, member)
         generated = self.lines
         self.lines = []
-        connect = vars(cls)["connect"]
+        connect = seen["connect"]
         self.method("connect", connect)
         lifecycle = self.lines
         self.needed["EventSourcingManager"] = cls.__module__

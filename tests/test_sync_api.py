@@ -402,3 +402,45 @@ def test_the_generator_finds_methods_a_manager_inherits_from_role_classes_in_oth
     assert "return self._loop.iterate(self._manager.read_stream(stream_id, page_size=page_size), page_size)" in text
     assert "from eventsource.model import Event" in text
     compile(text, "sync.py", "exec")
+
+
+def test_a_call_that_has_to_wait_continues_as_a_task_after_its_inline_first_step(tmp_path: Path) -> None:
+    from contextvars import ContextVar
+
+    where: ContextVar[str] = ContextVar("where", default="caller")
+    seen: list[object] = []
+
+    async def handler(stream_id: str, version: int) -> dict[str, int]:
+        where.set("call")  # a call's context changes stay in the call, as they do in a task
+        seen.append(asyncio.current_task())
+        await asyncio.sleep(0.01)  # waits: the rest of the call runs as a task on the loop
+        seen.append(asyncio.current_task())
+        return {"v": version}
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
+    with SyncEventSourcingManager(cfg, host=HOST, snapshot_handler=handler) as es:
+        r = es.append_event(stream_id="s", event_type="E", data=1)
+        assert r.version == 1
+        assert not r.snapshot_due  # the handler's snapshot was stored after the wait
+        assert es.get_snapshot("s").data == {"v": 1}
+        assert seen[0] is None  # (the first step ran without a task)
+        assert isinstance(seen[1], asyncio.Task)
+        assert where.get() == "caller"
+        assert not es._loop.run(_pending(es._loop.loop))
+
+
+def test_errors_from_the_inline_first_step_and_from_the_task_both_reach_the_caller(tmp_path: Path) -> None:
+    from eventsource import ConcurrencyError
+
+    with SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        with pytest.raises(ConcurrencyError):
+            es.append_event(stream_id="s", event_type="E", data=2, expected_version=0)
+
+        async def boom(stream_id: str, version: int) -> None:
+            await asyncio.sleep(0)
+            raise RuntimeError
+
+        es.set_snapshot_handler(boom)  # a failing handler is logged; the append still succeeds
+        assert es.append_event(stream_id="s", event_type="E", data=2).version == 2
+        assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=2).version == 3

@@ -173,8 +173,10 @@ class Writer:
                 body.append("return self")
             elif name in SETTLE_AFTER:
                 body += [f"result = self._loop.run({target})", "self._settle()", "return result"]
-            else:
+            elif name in THREAD_BEFORE:
                 body.append(f"return self._loop.run({target})")
+            else:  # the usual call: first step inline, no task unless it has to wait
+                body.append(f"return self._loop.call({target})")
         elif ret.startswith("Iterator["):
             page = "page_size" if "page_size" in inspect.signature(fn).parameters else "500"
             body.append(f"return self._loop.iterate({target}, {page})")

@@ -122,7 +122,7 @@ class SyncEventSourcingManager:
 
     def append_event(self, request: AppendEventRequest | None = None, /, **kwargs: Any) -> AppendEventResponse:
         """Append one event; see :meth:`append_events_batch` for the rules."""
-        return self._loop.run(self._manager.append_event(request, **kwargs))
+        return self._loop.call(self._manager.append_event(request, **kwargs))
 
     def append_events_batch(self, request: AppendEventsBatchRequest | None = None, /, **kwargs: Any) -> AppendEventsBatchResponse:
         """Append events to one stream, all or nothing.
@@ -134,7 +134,7 @@ class SyncEventSourcingManager:
         ``snapshot_due`` in the response is ``True`` when ``snapshot_threshold`` is set and the stream
         now holds that many events past its latest snapshot (and no snapshot handler took one).
         """
-        return self._loop.run(self._manager.append_events_batch(request, **kwargs))
+        return self._loop.call(self._manager.append_events_batch(request, **kwargs))
 
     def apply_retention(self, policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None, *, provider: str | None = None, now: datetime | None = None) -> RetentionReport:
         """Apply retention policies now and report what each deleted, per provider.
@@ -148,7 +148,7 @@ class SyncEventSourcingManager:
         :raises RetentionError: a policy failed on some provider; ``error.report`` holds every outcome
             (the other policies still ran).
         """
-        return self._loop.run(self._manager.apply_retention(policies, provider=provider, now=now))
+        return self._loop.call(self._manager.apply_retention(policies, provider=provider, now=now))
 
     def create_snapshot(self, request: CreateSnapshotRequest | None = None, /, **kwargs: Any) -> CreateSnapshotResponse:
         """Store a snapshot of the stream's state at ``version`` (default: its current version).
@@ -158,19 +158,19 @@ class SyncEventSourcingManager:
         stream's event at ``version`` (if retention removed it: the nearest remaining event below, else
         above), so shredding that tenant shreds the snapshot too.
         """
-        return self._loop.run(self._manager.create_snapshot(request, **kwargs))
+        return self._loop.call(self._manager.create_snapshot(request, **kwargs))
 
     def create_stream(self, request: CreateStreamRequest | None = None, /, **kwargs: Any) -> StreamInfo:
         """Create an empty stream; :class:`StreamExistsError` if the id is taken."""
-        return self._loop.run(self._manager.create_stream(request, **kwargs))
+        return self._loop.call(self._manager.create_stream(request, **kwargs))
 
     def delete_snapshot(self, stream_id: str, *, version: int | None = None, provider: str | None = None) -> int:
         """Delete the snapshot at ``version`` (every snapshot of the stream when ``None``); returns the count."""
-        return self._loop.run(self._manager.delete_snapshot(stream_id, version=version, provider=provider))
+        return self._loop.call(self._manager.delete_snapshot(stream_id, version=version, provider=provider))
 
     def delete_stream(self, stream_id: str, *, provider: str | None = None) -> None:
         """Delete the stream's events, info and snapshots; :class:`StreamNotFoundError` if missing."""
-        return self._loop.run(self._manager.delete_stream(stream_id, provider=provider))
+        return self._loop.call(self._manager.delete_stream(stream_id, provider=provider))
 
     def get_default_provider(self) -> Provider:
         """The default provider."""
@@ -178,15 +178,15 @@ class SyncEventSourcingManager:
 
     def get_event_by_id(self, event_id: str, *, stream_id: str | None = None, provider: str | None = None) -> Event:
         """One event by id; :class:`EventNotFoundError` if no event has it."""
-        return self._loop.run(self._manager.get_event_by_id(event_id, stream_id=stream_id, provider=provider))
+        return self._loop.call(self._manager.get_event_by_id(event_id, stream_id=stream_id, provider=provider))
 
     def get_events(self, request: GetEventsRequest | None = None, /, **kwargs: Any) -> GetEventsResponse:
         """Events matching every given filter, a page at a time, with the total count and ``has_more``."""
-        return self._loop.run(self._manager.get_events(request, **kwargs))
+        return self._loop.call(self._manager.get_events(request, **kwargs))
 
     def get_events_by_stream(self, stream_id: str, *, from_version: int | None = None, to_version: int | None = None, limit: int = 100, offset: int = 0, sort_order: SortOrder | str = SortOrder.ASC, provider: str | None = None) -> GetEventsResponse:
         """A page of one stream's events; :class:`StreamNotFoundError` if the stream does not exist."""
-        return self._loop.run(self._manager.get_events_by_stream(stream_id, from_version=from_version, to_version=to_version, limit=limit, offset=offset, sort_order=sort_order, provider=provider))
+        return self._loop.call(self._manager.get_events_by_stream(stream_id, from_version=from_version, to_version=to_version, limit=limit, offset=offset, sort_order=sort_order, provider=provider))
 
     def get_provider(self, name: str | None = None) -> Provider:
         """The provider registered as ``name``, or the default.
@@ -205,7 +205,7 @@ class SyncEventSourcingManager:
 
         A snapshot whose key scope was shredded raises :class:`KeyShreddedError` (never redacted).
         """
-        return self._loop.run(self._manager.get_snapshot(stream_id, max_version=max_version, provider=provider))
+        return self._loop.call(self._manager.get_snapshot(stream_id, max_version=max_version, provider=provider))
 
     def get_stats(self) -> dict[str, ProviderStats]:
         """Statistics of every provider, by name.
@@ -214,11 +214,11 @@ class SyncEventSourcingManager:
         provider; ``extra["manager"]`` adds this manager's counters and latency percentiles for that
         provider (see :meth:`metrics`) and ``extra["manager_uptime_seconds"]``.
         """
-        return self._loop.run(self._manager.get_stats())
+        return self._loop.call(self._manager.get_stats())
 
     def get_stream_info(self, stream_id: str, *, provider: str | None = None) -> StreamInfo:
         """Exact info of one stream."""
-        return self._loop.run(self._manager.get_stream_info(stream_id, provider=provider))
+        return self._loop.call(self._manager.get_stream_info(stream_id, provider=provider))
 
     def health_check(self) -> dict[str, HealthStatus]:
         """Health of every provider, by name; a provider that raises is reported unhealthy, not raised.
@@ -227,7 +227,7 @@ class SyncEventSourcingManager:
         ``"timeout"``, ``"unsupported"``, or what the provider itself reports (``"auth"``,
         ``"schema_missing"``...); the message says what is wrong, with passwords masked.
         """
-        return self._loop.run(self._manager.health_check())
+        return self._loop.call(self._manager.health_check())
 
     def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
         """The key scope of an event of ``stream_id`` / ``tenant_id`` under ``encryption_scope``.
@@ -243,7 +243,7 @@ class SyncEventSourcingManager:
 
     def list_streams(self, *, limit: int = 100, offset: int = 0, provider: str | None = None) -> ListStreamsResponse:
         """A page of streams ordered by id."""
-        return self._loop.run(self._manager.list_streams(limit=limit, offset=offset, provider=provider))
+        return self._loop.call(self._manager.list_streams(limit=limit, offset=offset, provider=provider))
 
     def metrics(self, provider: str | None = None) -> dict[str, dict[str, Any]]:
         """Counters and latency percentiles kept by this manager, by provider name then operation.
@@ -313,7 +313,7 @@ class SyncEventSourcingManager:
         :class:`KeyShreddedError` naming the scope; everything else reads normally. New events of the same
         tenant or stream get a fresh key. Returns how many keys were removed.
         """
-        return self._loop.run(self._manager.shred(tenant_id=tenant_id, stream_id=stream_id, scope=scope))
+        return self._loop.call(self._manager.shred(tenant_id=tenant_id, stream_id=stream_id, scope=scope))
 
     def start_retention(self, interval: float | str, policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None, *, provider: str | None = None, run_now: bool = True) -> RetentionSchedule:
         """Apply retention every ``interval`` (seconds or ``"12h"``) until stopped; returns the schedule.
@@ -328,8 +328,8 @@ class SyncEventSourcingManager:
 
     def stop_retention(self, schedule: RetentionSchedule | None = None) -> int:
         """Stop one retention schedule (every one when ``None``); returns how many were running."""
-        return self._loop.run(self._manager.stop_retention(schedule))
+        return self._loop.call(self._manager.stop_retention(schedule))
 
     def stream_exists(self, stream_id: str, *, provider: str | None = None) -> bool:
         """Whether the stream exists."""
-        return self._loop.run(self._manager.stream_exists(stream_id, provider=provider))
+        return self._loop.call(self._manager.stream_exists(stream_id, provider=provider))

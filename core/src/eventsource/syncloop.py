@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +48,40 @@ async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseExcept
     return out, False, None
 
 
+class _Resume:
+    """Awaitable that drives an already started coroutine to its end from inside a task.
+
+    ``yield from`` by hand: what the coroutine yields (a future it waits for) goes to the task, what the
+    task sends or throws (a result, a cancellation) goes back into the coroutine.
+    """
+
+    __slots__ = ("coro", "yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self.coro = coro
+        self.yielded = yielded
+
+    def __await__(self) -> Any:
+        coro, value = self.coro, self.yielded
+        while True:
+            try:
+                sent = yield value
+            except BaseException as e:  # noqa: BLE001 - a cancellation (or anything) thrown in by the task
+                try:
+                    value = coro.throw(e)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _finish(resume: _Resume) -> Any:
+    return await resume
+
+
 class SyncLoop:
     """One private event loop for one sync facade; see the module docstring."""
 
@@ -55,6 +91,11 @@ class SyncLoop:
         self._owner: int | None = None  # the thread running the loop inline right now
         self._thread: threading.Thread | None = None
         self._closed = False
+        # the loop's async-generator hooks (run_forever installs them; the first-step fast path does too)
+        self._firstiter = getattr(self.loop, "_asyncgen_firstiter_hook", None)
+        self._finalizer = getattr(self.loop, "_asyncgen_finalizer_hook", None)
+        has_hooks = self._firstiter is not None and self._finalizer is not None
+        self._drive = self._drive_inline if has_hooks and hasattr(asyncio.events, "_set_running_loop") else None
 
     @property
     def threaded(self) -> bool:
@@ -96,14 +137,62 @@ class SyncLoop:
             fut.cancel()  # the caller gave up (KeyboardInterrupt): leave nothing running for it
             raise
 
-    def _inline(self, coro: Coroutine[Any, Any, T]) -> T:
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Like :meth:`run`, cheaper for a call that usually never waits (an append or a lookup on SQLite/memory).
+
+        On the inline loop the coroutine's first step runs right here, with the loop marked running in
+        this thread but without a task or a loop iteration; a call that completes in that step (every
+        inline SQLite or memory call that needs no retry) is done. One that waits for something
+        continues as a task on the loop, exactly as :meth:`run` would have run it.
+        """
+        if self._thread is not None or self._drive is None:
+            return self.run(coro)
+        try:
+            self._usable()
+        except EventSourceError:
+            coro.close()
+            raise
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return self.run(coro)
+        with self._lock:
+            if self._thread is not None:
+                return self.run(coro)  # (moved to a thread meanwhile: the lock is released before it waits)
+            return self._drive(coro)
+
+    def _drive_inline(self, coro: Coroutine[Any, Any, T]) -> T:
+        """First step of ``coro`` in this thread (the lock is held); the rest, if any, as a task on the loop."""
+        loop = self.loop
+        me = threading.get_ident()
+        ctx = contextvars.copy_context()  # the call's own context, as a task would have
+        ctx.run(SYNC_CALLER.set, me)
+        hooks = sys.get_asyncgen_hooks()
+        self._owner = me
+        try:
+            sys.set_asyncgen_hooks(firstiter=self._firstiter, finalizer=self._finalizer)
+            asyncio.events._set_running_loop(loop)  # noqa: SLF001 - what run_forever does, without the iteration
+            try:
+                yielded = ctx.run(coro.send, None)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            finally:
+                asyncio.events._set_running_loop(None)  # noqa: SLF001
+                sys.set_asyncgen_hooks(*hooks)
+        finally:
+            self._owner = None
+        return self._inline(_finish(_Resume(coro, yielded)), ctx)
+
+    def _inline(self, coro: Coroutine[Any, Any, T], ctx: contextvars.Context | None = None) -> T:
         """Run the loop in this thread until ``coro`` is done (the lock is held)."""
         me = threading.get_ident()
         token = None
         try:  # (an interrupt right after taking ownership still reaches the finally)
             self._owner = me
             token = SYNC_CALLER.set(me)
-            task = self.loop.create_task(coro)  # the task's context carries SYNC_CALLER
+            task = self.loop.create_task(coro, context=ctx)  # the task's context carries SYNC_CALLER
             try:
                 return self.loop.run_until_complete(task)
             except BaseException:

@@ -183,7 +183,8 @@ class SyncLoop:
                 sys.set_asyncgen_hooks(*hooks)
         finally:
             self._owner = None
-        return self._inline(_finish(_Resume(coro, yielded)), ctx)
+        result: T = self._inline(_finish(_Resume(coro, yielded)), ctx)
+        return result
 
     def _inline(self, coro: Coroutine[Any, Any, T], ctx: contextvars.Context | None = None) -> T:
         """Run the loop in this thread until ``coro`` is done (the lock is held)."""

@@ -432,15 +432,27 @@ def test_a_call_that_has_to_wait_continues_as_a_task_after_its_inline_first_step
 def test_errors_from_the_inline_first_step_and_from_the_task_both_reach_the_caller(tmp_path: Path) -> None:
     from eventsource import ConcurrencyError
 
-    with SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST) as es:
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
         es.append_event(stream_id="s", event_type="E", data=1)
-        with pytest.raises(ConcurrencyError):
-            es.append_event(stream_id="s", event_type="E", data=2, expected_version=0)
+        with pytest.raises(ConcurrencyError):  # raised in the inline first step
+            es.append_event(stream_id="s", event_type="E", data=2, expected_version=1 - 1)
 
         async def boom(stream_id: str, version: int) -> None:
             await asyncio.sleep(0)
             raise RuntimeError
 
-        es.set_snapshot_handler(boom)  # a failing handler is logged; the append still succeeds
-        assert es.append_event(stream_id="s", event_type="E", data=2).version == 2
-        assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=2).version == 3
+        es.set_snapshot_handler(boom)  # fails after a wait, in the task: logged, the append still succeeds
+        r = es.append_event(stream_id="s", event_type="E", data=2)
+        assert (r.version, r.snapshot_due) == (2, True)
+        assert es.manager.metrics()["db"]["snapshot_handler"]["errors"] == 1
+
+        async def raising_after_wait(stream_id: str, version: int) -> None:
+            await asyncio.sleep(0)
+            raise KeyboardInterrupt  # not an Exception: the manager lets it through, so does the task
+
+        es.set_snapshot_handler(raising_after_wait)
+        with pytest.raises(KeyboardInterrupt):
+            es.append_event(stream_id="s", event_type="E", data=3)
+        es.set_snapshot_handler(None)
+        assert es.append_event(stream_id="s", event_type="E", data=4, expected_version=3).version == 4

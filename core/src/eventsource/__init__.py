@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from eventsource.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -41,6 +43,11 @@ from eventsource.model import (
     SortOrder,
     StreamInfo,
 )
+
+if TYPE_CHECKING:  # imported lazily at run time (below); named here so type checkers see the real classes
+    from eventsource.config import ManagerConfig
+    from eventsource.manager import EventSourcingManager
+    from eventsource.sync import SyncEventSourcingManager
 
 __version__ = "0.1.0"
 

@@ -53,6 +53,7 @@ class MemoryProvider(Provider):
 
     kind = "memory"
     capabilities = Capabilities(global_order="total", concurrency="in_process")
+    loop_free = True
 
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:
         super().__init__(url or "memory://", **settings)

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import threading
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -209,6 +211,19 @@ def check_duplicate(
     raise DuplicateEventError(msg, event_id=clash.event_id, stream_id=clash.stream_id)
 
 
+SYNC_CALLER: ContextVar[int | None] = ContextVar("eventsource_sync_caller", default=None)
+"""The thread id of a sync caller that runs its private event loop in its own thread (set by the sync API).
+
+While it equals the current thread, the loop belongs to a blocked sync caller and nothing else runs on it, so a
+provider whose driver blocks anyway may run a statement inline instead of handing it to a thread.
+"""
+
+
+def inline_io_allowed() -> bool:
+    """Whether blocking I/O may run inline: the running loop belongs to a sync caller waiting in this thread."""
+    return SYNC_CALLER.get() == threading.get_ident()
+
+
 class Provider(ABC):
     """Base class of every store. Subclasses implement the abstract methods.
 
@@ -220,6 +235,9 @@ class Provider(ABC):
     """Registry name of the provider type (``"sqlite"``, ``"postgres"``...)."""
     capabilities: ClassVar[Capabilities] = Capabilities()
     settings_schema: ClassVar[type[Schema] | None] = None
+    loop_free: ClassVar[bool] = False
+    """``True`` when the provider needs no running event loop between calls (no pool workers, pings or other
+    background tasks): the sync API may then run its loop only during each call, in the caller's thread."""
 
     def __init__(self, url: str | None = None, **settings: Any) -> None:
         self.url = url

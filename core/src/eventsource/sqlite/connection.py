@@ -1,0 +1,63 @@
+"""Opening a SQLite connection the way the provider needs it: WAL, the configured durability, typed errors."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import ProviderUnavailableError
+from eventsource.sqlite.errors import map_error
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool) -> sqlite3.Connection:
+    """A connection to ``path`` in WAL mode with the configured ``synchronous`` level; errors come typed."""
+    try:
+        if not memory:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            path,
+            timeout=settings["busy_timeout"],
+            isolation_level=None,
+            check_same_thread=False,  # an inline sync caller uses it too, under the worker's lock
+            cached_statements=settings["cached_statements"],
+        )
+        if not memory:
+            mode = switch_to_wal(db, settings["busy_timeout"])
+            if str(mode).lower() != "wal":
+                db.close()
+                msg = f"sqlite: cannot switch {path} to WAL mode (got {mode})"
+                raise ProviderUnavailableError(msg, provider="sqlite")
+        db.execute(f"PRAGMA synchronous = {'FULL' if settings['synchronous'] == 'full' else 'NORMAL'}")
+        db.execute("PRAGMA foreign_keys = OFF")
+    except (sqlite3.Error, OSError) as e:  # OSError: the directory cannot be made (a file in the way, no permission)
+        raise map_error(e, "connect", path) from e
+    return db
+
+def switch_to_wal(db: sqlite3.Connection, busy_timeout: float) -> str:
+    """Switch ``db``'s file to WAL (once per file) and return the journal mode now in force.
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked" at once, without
+    consulting the busy handler, while another connection is opening or switching the same file
+    (several processes starting together). So the current mode is read first (WAL persists in the
+    file, so later opens need no lock), and the switch is retried until ``busy_timeout``.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.001
+    while True:
+        try:
+            mode = str(db.execute("PRAGMA journal_mode").fetchone()[0])
+            if mode.lower() == "wal":
+                return mode
+            return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)

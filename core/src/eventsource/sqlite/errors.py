@@ -1,0 +1,40 @@
+"""The one place ``sqlite3`` errors become typed eventsource errors."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from eventsource.errors import (
+    DuplicateEventError,
+    EventSourceError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+
+_BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+_UNAVAILABLE = {"SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_FULL"}
+
+
+def map_error(e: BaseException, op: str, path: str) -> EventSourceError:
+    """The typed error for a ``sqlite3`` failure (the provider's one mapping point)."""
+    if isinstance(e, EventSourceError):
+        return e
+    name = (getattr(e, "sqlite_errorname", None) or "").split("_")
+    family = "_".join(name[:2]) if len(name) >= 2 else ""  # noqa: PLR2004 - SQLITE_BUSY_SNAPSHOT -> SQLITE_BUSY
+    where = f"sqlite {op} on {path}"
+    if family in _BUSY or "database is locked" in str(e):
+        return ProviderTimeoutError(
+            f"{where}: the database is busy (another connection held the write lock past busy_timeout)",
+            provider="sqlite",
+            operation=op,
+        )
+    if family in _UNAVAILABLE or isinstance(e, (OSError, sqlite3.InterfaceError)):
+        return ProviderUnavailableError(f"{where}: cannot use the database file: {e}", provider="sqlite", operation=op)
+    if isinstance(e, sqlite3.ProgrammingError) and "closed" in str(e):
+        return ProviderUnavailableError(f"{where}: the connection is closed", provider="sqlite", operation=op)
+    if isinstance(e, sqlite3.IntegrityError) and "event_id" in str(e):
+        return DuplicateEventError(f"{where}: an event id of the batch is already stored", provider="sqlite")
+    return ProviderError(f"{where} failed: {type(e).__name__}: {e}", provider="sqlite", operation=op)
+
+

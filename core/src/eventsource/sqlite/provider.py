@@ -1,0 +1,576 @@
+"""The SQLite provider: the embedded default store (one durable file, no server); see :mod:`eventsource.sqlite`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+import weakref
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from time import monotonic
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from eventsource.errors import (
+    EventSourceError,
+    ProviderUnavailableError,
+    StreamExistsError,
+    StreamNotFoundError,
+    ValidationError,
+)
+from eventsource.model import (
+    AppendResult,
+    HealthStatus,
+    NewSnapshot,
+    NewStream,
+    ProviderStats,
+    QueryPage,
+    RecordedEvent,
+    RowPage,
+    StreamInfo,
+    utcnow,
+)
+from eventsource.provider import (
+    Capabilities,
+    Provider,
+    check_snapshot,
+    inline_io_allowed,
+    records_of,
+)
+from eventsource.sqlite.appends import append_sync
+from eventsource.sqlite.connection import open_connection
+from eventsource.sqlite.errors import map_error
+from eventsource.sqlite.rows import (
+    _dump_meta,
+    _events_from_rows,
+    _fetch_rows,
+    _info_from_row,
+    _snapshot_from_row,
+    from_us,
+    to_us,
+)
+from eventsource.sqlite.schema import SCHEMA_VERSION, migrate
+from eventsource.sqlite.settings import SqliteSettings, path_from_url
+from eventsource.sqlite.statements import (
+    _EVENT_COLS,
+    MAX_VERSION,
+    SQL_COUNT_STREAMS,
+    SQL_CREATE_STREAM,
+    SQL_DELETE_OLD,
+    SQL_DELETE_OLD_IN_STREAM,
+    SQL_DELETE_SNAPSHOT,
+    SQL_DELETE_STREAM,
+    SQL_DELETE_STREAM_EVENTS,
+    SQL_DELETE_STREAM_SNAPSHOTS,
+    SQL_EVENT_BY_ID,
+    SQL_EVENTS_BY_STREAM,
+    SQL_GET_SNAPSHOT,
+    SQL_KEEP_FLOOR,
+    SQL_LIST_STREAMS,
+    SQL_OLD_BY_STREAM,
+    SQL_OLD_IN_STREAM,
+    SQL_POSITION_AT,
+    SQL_READ_ALL,
+    SQL_READ_BACKWARD,
+    SQL_READ_FORWARD,
+    SQL_SAVE_SNAPSHOT,
+    SQL_STREAM_FLOOR,
+    SQL_STREAM_INFO,
+    SQL_STREAM_STATE,
+    SQL_STREAM_TOP,
+    SQL_TRUNCATE,
+    SQL_TRUNCATE_COUNT,
+)
+from eventsource.sqlite.worker import _Worker
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+
+    from eventsource.model import EventFilter, Expected, NewEvent, RecordedSnapshot
+
+T = TypeVar("T")
+
+class SqliteProvider(Provider):
+    """The embedded default store: ``sqlite:///path.db``. See the module docstring for the guarantees."""
+
+    kind = "sqlite"
+    capabilities = Capabilities(global_order="total", concurrency="cross_process", deleted_stream_ids="reusable")
+    settings_schema = SqliteSettings
+    loop_free = True
+
+    def __init__(self, url: str | None = None, **settings: Any) -> None:
+        super().__init__(url or "sqlite:///eventsource.db", **settings)
+        assert self.url is not None
+        self.path = path_from_url(self.url)
+        self.memory = self.path == ":memory:"
+        self._writer: _Worker | None = None
+        self._reader: _Worker | None = None
+        self._started = monotonic()
+        self._connect_lock = asyncio.Lock()
+
+    def spawn_args(self) -> dict[str, Any]:
+        """The same file by absolute path (so another process with another working directory finds it)."""
+        url = self.url if self.memory else "sqlite:///" + str(Path(self.path).resolve())
+        return {"url": url, **self.settings}
+
+    # ------------------------------------------------------------------ threads
+
+    def _open(self, worker: _Worker) -> None:
+        """Open and configure ``worker``'s connection (runs on its thread, which then owns it)."""
+        worker.db = open_connection(self.path, self.settings, memory=self.memory)
+
+    def _submit(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``fn(connection)`` on the connection's own thread now; errors come back typed."""
+        if worker is None or worker.db is None:
+            msg = f"sqlite {op}: the provider is not connected (call connect())"
+            raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+        db = worker.db
+        path = self.path
+
+        def call() -> T:
+            try:
+                return fn(db)
+            except EventSourceError:
+                raise
+            except Exception as e:
+                raise map_error(e, op, path) from e
+
+        return worker.submit(call)
+
+    async def _on(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the connection's own thread (one hop), or inline for a sync caller.
+
+        Inline only when the running loop belongs to a sync caller blocked in this thread
+        (:func:`~eventsource.provider.inline_io_allowed`): nothing else waits on that loop, so the
+        statement runs here under the worker's lock, the same one-at-a-time discipline as the thread.
+        """
+        if worker is not None and inline_io_allowed():
+            return self._inline(worker, op, fn)
+        return await self._submit(worker, op, fn)
+
+    def _inline(self, worker: _Worker, op: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with worker.lock:
+            db = worker.db
+            if db is None:
+                msg = f"sqlite {op}: the provider is not connected (call connect())"
+                raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+            try:
+                return fn(db)
+            except EventSourceError:
+                raise
+            except Exception as e:
+                raise map_error(e, op, self.path) from e
+            except BaseException:  # KeyboardInterrupt between two statements: leave no transaction open
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+
+    def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
+        """Run ``fn`` on the writer thread."""
+        return self._on(self._writer, op, fn)
+
+    def _read(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
+        """Run ``fn`` on the reader thread (the writer's for in-memory databases)."""
+        return self._on(self._reader or self._writer, op, fn)
+
+    @staticmethod
+    def _tx(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Run ``body`` in one transaction (``BEGIN IMMEDIATE`` for writes: the write lock first)."""
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result = body(db)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def connect(self) -> None:
+        """Start the writer (and reader) thread, open their connections, migrate the schema. Idempotent."""
+        async with self._connect_lock:
+            if self._writer is not None:
+                return
+            started: list[_Worker] = []
+            try:
+                writer = _Worker("eventsource-sqlite-w")
+                started.append(writer)
+                await writer.submit(partial(self._open, writer))
+                await writer.submit(partial(self._migrate, writer))
+                reader = None
+                if self.settings["read_connection"] and not self.memory:
+                    reader = _Worker("eventsource-sqlite-r")
+                    started.append(reader)
+                    await reader.submit(partial(self._open, reader))
+            except BaseException:
+                for w in started:
+                    with contextlib.suppress(Exception):
+                        await w.close()
+                raise
+            self._writer, self._reader = writer, reader
+            # a provider dropped without close() still ends its threads and closes its connections
+            self._finalizers = [weakref.finalize(self, w.stop) for w in started]
+
+    def _migrate(self, worker: _Worker) -> None:
+        """Bring the file to :data:`SCHEMA_VERSION` (see :func:`~eventsource.sqlite.schema.migrate`)."""
+        assert worker.db is not None
+        migrate(worker.db, self.path)
+
+    async def close(self) -> None:
+        """Close both connections on their threads (after queued work) and end the threads. Idempotent."""
+        workers = [w for w in (self._reader, self._writer) if w is not None]
+        self._writer = self._reader = None
+        for f in getattr(self, "_finalizers", ()):
+            f.detach()
+        for w in workers:
+            with contextlib.suppress(Exception):
+                await w.close()
+
+    # ------------------------------------------------------------------ streams
+
+    async def create_stream(self, stream: NewStream) -> StreamInfo:
+        """Insert the stream row; :class:`StreamExistsError` when it is there already."""
+        now = utcnow()
+        us = to_us(now)
+        meta = _dump_meta(stream.metadata)
+        args = (
+            stream.stream_id,
+            us,
+            us,
+            stream.name,
+            stream.aggregate_id,
+            stream.aggregate_type,
+            meta,
+        )
+
+        def run(db: sqlite3.Connection) -> int:
+            return db.execute(SQL_CREATE_STREAM, args).rowcount
+
+        if await self._write("create_stream", run) == 0:
+            msg = f"stream {stream.stream_id!r} already exists"
+            raise StreamExistsError(msg, stream_id=stream.stream_id)
+        return StreamInfo.new(stream, from_us(us))
+
+    async def delete_stream(self, stream_id: str) -> None:
+        """Delete the stream row, its events and snapshots in one transaction."""
+
+        def body(db: sqlite3.Connection) -> int:
+            gone = db.execute(SQL_DELETE_STREAM, (stream_id,)).rowcount
+            if gone:
+                db.execute(SQL_DELETE_STREAM_EVENTS, (stream_id,))
+                db.execute(SQL_DELETE_STREAM_SNAPSHOTS, (stream_id,))
+            return gone
+
+        if not await self._write("delete_stream", lambda db: self._tx(db, body)):
+            msg = f"stream {stream_id!r} does not exist"
+            raise StreamNotFoundError(msg, stream_id=stream_id)
+
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        """The stream row (counts are kept exact by every write transaction)."""
+
+        def run(db: sqlite3.Connection) -> StreamInfo | None:
+            row = db.execute(SQL_STREAM_INFO, (stream_id,)).fetchone()
+            return _info_from_row(row) if row is not None else None
+
+        return await self._read("get_stream_info", run)
+
+    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+        """A page ordered by stream id (byte order of UTF-8 = code point order) and the total."""
+
+        def body(db: sqlite3.Connection) -> tuple[list[StreamInfo], int]:
+            rows = db.execute(SQL_LIST_STREAMS, (limit, offset)).fetchall()
+            total = db.execute(SQL_COUNT_STREAMS).fetchone()[0]
+            return [_info_from_row(r) for r in rows], total
+
+        return await self._read("list_streams", lambda db: self._tx(db, body, write=False))
+
+    # ------------------------------------------------------------------ append
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
+    ) -> AppendResult:
+        """Append ``events`` in one write transaction (see the module docstring): one thread hop."""
+        if not events:
+            msg = "append needs at least one event"
+            raise ValidationError(msg, field="events")
+        return await self._write("append", partial(append_sync, stream_id, events, expected, stream))
+
+    # ------------------------------------------------------------------ reads
+
+    def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[RecordedEvent]:
+        """The events of :meth:`read_stream_pages`, one record at a time."""
+        # this class's own page view, even when a subclass swaps read_stream_pages (no recursion)
+        return records_of(
+            SqliteProvider.read_stream_pages(
+                self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+            )
+        )
+
+    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
+        """The events of :meth:`read_all_pages`, one record at a time."""
+        return records_of(SqliteProvider.read_all_pages(self, from_position=from_position, page_size=page_size))
+
+    def read_stream_pages(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[RowPage]:
+        """Keyset pages of ``page_size`` rows by ``(stream_id, version)``, as :class:`RowPage` (no records built)."""
+        lo = max(from_version, 0)
+        hi = MAX_VERSION if to_version is None else to_version
+        sql = SQL_READ_BACKWARD if backwards else SQL_READ_FORWARD
+        limit = page_size + 1
+
+        def after(last: tuple[Any, ...], args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            version = last[3]
+            if backwards:
+                return (stream_id, args[1], version - 1, limit) if version - 1 >= args[1] else None
+            return (stream_id, version + 1, args[2], limit) if version + 1 <= args[2] else None
+
+        first = (stream_id, lo, hi, limit) if lo <= hi else None
+        return self._paged("read_stream", sql, first, after, page_size)
+
+    def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RowPage]:
+        """Keyset pages of ``page_size`` rows by position (commit order), as :class:`RowPage`."""
+
+        def after(last: tuple[Any, ...], _args: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (last[4] + 1, page_size + 1)
+
+        return self._paged("read_all", SQL_READ_ALL, (max(from_position, 0), page_size + 1), after, page_size)
+
+    async def _paged(
+        self,
+        op: str,
+        sql: str,
+        args: tuple[Any, ...] | None,
+        after: Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...] | None],
+        page_size: int,
+    ) -> AsyncIterator[RowPage]:
+        """Keyset pages of ``page_size`` rows, one query (one hop) per page.
+
+        Each query asks for one row more than a page, so the last page is known without an empty
+        query. Each page is queried after the previous one was handed out, so writes committed
+        meanwhile are seen by the later pages. ``args`` ``None``: an empty range, nothing to read.
+        The reader thread only fetches; the rows become events on the loop (see :class:`RowPage`).
+        """
+        while args is not None:
+            rows: list[tuple[Any, ...]] = await self._read(op, partial(_fetch_rows, sql, args))
+            if not rows:
+                return
+            more = len(rows) > page_size
+            if more:
+                del rows[page_size:]
+            yield RowPage(rows, from_us)
+            args = after(rows[-1], args) if more else None
+
+    async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
+        """Look the id up in its unique index."""
+
+        def run(db: sqlite3.Connection) -> RecordedEvent | None:
+            rows = _events_from_rows(db.execute(SQL_EVENT_BY_ID, (event_id,)).fetchall())
+            return rows[0] if rows else None
+
+        rec: RecordedEvent | None = await self._read("get_event", run)
+        if rec is None or (stream_id is not None and rec.stream_id != stream_id):
+            return None
+        return rec
+
+    async def query(self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False) -> QueryPage:
+        """Every filter pushed down to SQL; the page and the total count from one read transaction."""
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("stream_id = ?", flt.stream_id),
+            ("version >= ?", flt.from_version),
+            ("version <= ?", flt.to_version),
+            ("timestamp >= ?", to_us(flt.from_timestamp) if flt.from_timestamp is not None else None),
+            ("timestamp <= ?", to_us(flt.to_timestamp) if flt.to_timestamp is not None else None),
+            ("tenant_id = ?", flt.tenant_id),
+            ("correlation_id = ?", flt.correlation_id),
+            ("aggregate_id = ?", flt.aggregate_id),
+            ("aggregate_type = ?", flt.aggregate_type),
+        ):
+            if value is not None:
+                where.append(column)
+                args.append(value)
+        if flt.event_types is not None:
+            where.append(f"event_type IN ({', '.join('?' * len(flt.event_types))})")
+            args.extend(flt.event_types)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        order = "DESC" if descending else "ASC"
+        # within one stream version order is position order, and the (stream_id, version) index gives it
+        key = "version" if flt.stream_id is not None else "position"
+        page_sql = f"SELECT {_EVENT_COLS} FROM es_events{clause} ORDER BY {key} {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments, values bound
+        count_sql = f"SELECT COUNT(*) FROM es_events{clause}"  # noqa: S608 - fixed fragments, values bound
+
+        def body(db: sqlite3.Connection) -> QueryPage:
+            rows = db.execute(page_sql, (*args, limit, offset)).fetchall()
+            total = db.execute(count_sql, args).fetchone()[0]
+            return QueryPage(events=_events_from_rows(rows), total_count=total)
+
+        return await self._read("query", lambda db: self._tx(db, body, write=False))
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def save_snapshot(self, snapshot: NewSnapshot) -> None:
+        """Check the stream backs it, then insert (or replace the one at the same version): one transaction."""
+        args = (
+            snapshot.snapshot_id,
+            snapshot.stream_id,
+            snapshot.version,
+            snapshot.data,
+            snapshot.metadata,
+            snapshot.encoding,
+            to_us(snapshot.created_at),
+            snapshot.aggregate_id,
+            snapshot.aggregate_type,
+            snapshot.position,
+        )
+        sid, version = snapshot.stream_id, snapshot.version
+
+        def body(db: sqlite3.Connection) -> None:
+            state = db.execute(SQL_STREAM_STATE, (sid, sid)).fetchone()
+            at = db.execute(SQL_POSITION_AT, (sid, version)).fetchone() if state is not None else None
+            current = max(state[0], state[1] or 0) if state is not None else 0
+            check_snapshot(snapshot, exists=state is not None, version=current, position_at=at[0] if at else None)
+            db.execute(SQL_SAVE_SNAPSHOT, args)
+
+        await self._write("save_snapshot", lambda db: self._tx(db, body))
+
+    async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
+        """The latest snapshot at or below ``max_version``."""
+        args = (stream_id, MAX_VERSION if max_version is None else max_version)
+
+        def run(db: sqlite3.Connection) -> NewSnapshot | None:
+            row = db.execute(SQL_GET_SNAPSHOT, args).fetchone()
+            return _snapshot_from_row(row) if row is not None else None
+
+        return await self._read("get_snapshot", run)
+
+    async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:
+        """Delete one or all snapshots of a stream; the count."""
+        if version is None:
+            return await self._write(
+                "delete_snapshots", lambda db: db.execute(SQL_DELETE_STREAM_SNAPSHOTS, (stream_id,)).rowcount
+            )
+        return await self._write(
+            "delete_snapshots", lambda db: db.execute(SQL_DELETE_SNAPSHOT, (stream_id, version)).rowcount
+        )
+
+    # ------------------------------------------------------------------ retention
+
+    async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
+        """``DELETE ... WHERE timestamp < cutoff`` (indexed), keeping each stream's version, in one transaction."""
+        us = to_us(cutoff)
+
+        def body(db: sqlite3.Connection) -> int:
+            if stream_id is None:
+                counts = db.execute(SQL_OLD_BY_STREAM, (us,)).fetchall()
+            else:
+                n = db.execute(SQL_OLD_IN_STREAM, (us, stream_id)).fetchone()[0]
+                counts = [(stream_id, n)] if n else []
+            if not counts:
+                return 0
+            for sid, n in counts:
+                self._keep_floor(db, sid, n)
+            if stream_id is None:
+                db.execute(SQL_DELETE_OLD, (us,))
+            else:
+                db.execute(SQL_DELETE_OLD_IN_STREAM, (us, stream_id))
+            return sum(n for _, n in counts)
+
+        return await self._write("delete_events_before", lambda db: self._tx(db, body))
+
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        """Delete the stream's events below ``before_version``; the version stays."""
+
+        def body(db: sqlite3.Connection) -> int:
+            if db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone() is None:
+                msg = f"stream {stream_id!r} does not exist"
+                raise StreamNotFoundError(msg, stream_id=stream_id)
+            n: int = db.execute(SQL_TRUNCATE_COUNT, (stream_id, before_version)).fetchone()[0]
+            if n:
+                self._keep_floor(db, stream_id, n)
+                db.execute(SQL_TRUNCATE, (stream_id, before_version))
+            return n
+
+        return await self._write("truncate_stream", lambda db: self._tx(db, body))
+
+    @staticmethod
+    def _keep_floor(db: sqlite3.Connection, stream_id: str, deleting: int) -> None:
+        """Before ``deleting`` events of a stream go: remember its version and newest event, count them."""
+        floor = db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone()
+        if floor is None:  # events without a stream row do not happen; nothing to keep
+            return
+        version, last_id, updated = floor
+        top = db.execute(SQL_STREAM_TOP, (stream_id,)).fetchone()
+        if top is not None and top[0] >= version:
+            version, last_id, updated = top
+        db.execute(SQL_KEEP_FLOOR, (version, last_id, updated, deleting, stream_id))
+
+    # ------------------------------------------------------------------ monitoring
+
+    async def stats(self) -> ProviderStats:
+        """Counts from SQL in one read transaction; storage size is ``page_count * page_size``."""
+
+        def body(db: sqlite3.Connection) -> ProviderStats:
+            total_events = db.execute("SELECT COUNT(*) FROM es_events").fetchone()[0]
+            total_streams = db.execute(SQL_COUNT_STREAMS).fetchone()[0]
+            total_snapshots = db.execute("SELECT COUNT(*) FROM es_snapshots").fetchone()[0]
+            by_type = dict(db.execute("SELECT event_type, COUNT(*) FROM es_events GROUP BY event_type").fetchall())
+            by_stream = dict(db.execute(SQL_EVENTS_BY_STREAM).fetchall())
+            last = db.execute("SELECT timestamp FROM es_events ORDER BY position DESC LIMIT 1").fetchone()
+            page_count = db.execute("PRAGMA page_count").fetchone()[0]
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            journal = db.execute("PRAGMA journal_mode").fetchone()[0]
+            return ProviderStats(
+                total_events=total_events,
+                total_streams=total_streams,
+                total_snapshots=total_snapshots,
+                events_by_type=by_type,
+                events_by_stream=by_stream,
+                storage_size=page_count * page_size,
+                last_event_at=from_us(last[0]) if last is not None else None,
+                uptime_seconds=monotonic() - self._started,
+                provider=self.name,
+                extra={"path": self.path, "journal_mode": journal, "schema_version": SCHEMA_VERSION},
+            )
+
+        return await self._read("stats", lambda db: self._tx(db, body, write=False))
+
+    async def health(self) -> HealthStatus:
+        """Read the schema version through the reader; never raises."""
+        start = time.perf_counter()
+        try:
+            version = await self._read("health", lambda db: db.execute("PRAGMA user_version").fetchone()[0])
+        except Exception as e:  # noqa: BLE001 - health reports, never raises
+            return HealthStatus(healthy=False, provider=self.name, message=str(e), details={"path": self.path})
+        latency = (time.perf_counter() - start) * 1e3
+        if version != SCHEMA_VERSION:
+            return HealthStatus(
+                healthy=False,
+                provider=self.name,
+                message=f"schema version {version}, expected {SCHEMA_VERSION}",
+                details={"path": self.path},
+                latency_ms=latency,
+            )
+        return HealthStatus(
+            healthy=True, provider=self.name, message="ok", details={"path": self.path}, latency_ms=latency
+        )

@@ -1,0 +1,144 @@
+"""Conversions between SQLite rows and records: timestamps as microseconds, event rows, stream and snapshot rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
+
+from eventsource.model import (
+    AppendResult,
+    NewSnapshot,
+    RecordedEvent,
+    StreamInfo,
+    make_recorded_event,
+    positional_constructor,
+)
+from eventsource.sqlite.statements import SQL_INSERT_EVENT, SQL_INSERT_EVENT_SHORT
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.model import NewEvent
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_make_append_result = positional_constructor(AppendResult)
+_US = timedelta(microseconds=1)
+
+
+def to_us(ts: datetime) -> int:
+    """Microseconds since the epoch (UTC); naive datetimes are taken as UTC. Exact, no float."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return (ts - _EPOCH) // _US
+
+
+_FLOAT_EXACT_US = 2**31 * 1_000_000
+"""Below this many microseconds from the epoch (until 2038) a float holds every microsecond exactly:
+``us / 1e6`` is within 0.12 µs of the true value, so ``fromtimestamp`` rounds back to it."""
+_fromtimestamp = datetime.fromtimestamp
+
+
+def from_us(us: int) -> datetime:
+    """The timezone-aware UTC datetime of :func:`to_us`, exactly (a fast path for present-day times)."""
+    if -_FLOAT_EXACT_US < us < _FLOAT_EXACT_US:
+        return _fromtimestamp(us / 1e6, UTC)
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _record(r: Any) -> RecordedEvent:
+    """A row in :data:`_EVENT_COLS` order (RecordedEvent's field order) as a record."""
+    return make_recorded_event(*r[:8], from_us(r[8]), *r[9:])
+
+
+def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
+    """Rows in :data:`_EVENT_COLS` order to records (runs on a provider thread, not on the loop)."""
+    return list(map(_record, rows))
+
+
+def _fetch_rows(sql: str, args: tuple[Any, ...], db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """One page of rows in :data:`_EVENT_COLS` order (runs on a provider thread)."""
+    return db.execute(sql, args).fetchall()  # fetchall: about 8% faster than iterating
+
+
+_OPTIONAL = attrgetter("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")
+_NO_OPTIONAL = (None, None, None, None, None, None)
+
+
+def _event_rows(stream_id: str, events: Sequence[NewEvent], first_version: int) -> tuple[str, list[tuple[Any, ...]]]:
+    """The INSERT and its parameter rows; the short form when no event has an optional envelope field.
+
+    ``sqlite3`` binds every parameter through Python, so leaving out six NULL columns (the usual case)
+    saves about a quarter of the insert's cost per event.
+    """
+    if all(_OPTIONAL(e) == _NO_OPTIONAL for e in events):
+        return SQL_INSERT_EVENT_SHORT, [
+            (e.event_id, stream_id, e.event_type, v, e.data, e.metadata, e.encoding, to_us(e.timestamp))
+            for v, e in enumerate(events, first_version)
+        ]
+    return SQL_INSERT_EVENT, [
+        (
+            e.event_id,
+            stream_id,
+            e.event_type,
+            v,
+            e.data,
+            e.metadata,
+            e.encoding,
+            to_us(e.timestamp),
+            e.correlation_id,
+            e.causation_id,
+            e.user_id,
+            e.tenant_id,
+            e.aggregate_id,
+            e.aggregate_type,
+        )
+        for v, e in enumerate(events, first_version)
+    ]
+
+
+def _dump_meta(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, separators=(",", ":"))
+
+
+def _info_from_row(r: Any) -> StreamInfo:
+    """A row of :data:`_STREAM_COLS`: the floor columns, then the lowest and the highest stored event."""
+    floor, deleted = r[1], r[2]
+    top = r[11]
+    if top is not None and top >= floor:
+        version, last_id, updated = top, r[12], r[13]
+    else:  # no event stored, or retention deleted the newest ones: the floor remembers them
+        version, last_id, updated = floor, r[9], r[4]
+    return StreamInfo(
+        stream_id=r[0],
+        version=version,
+        event_count=version - deleted,
+        created_at=from_us(r[3]),
+        updated_at=from_us(updated),
+        name=r[5],
+        aggregate_id=r[6],
+        aggregate_type=r[7],
+        metadata=json.loads(r[8]),
+        last_event_id=last_id,
+        first_version=r[10],
+    )
+
+
+def _snapshot_from_row(r: Any) -> NewSnapshot:
+    return NewSnapshot(
+        snapshot_id=r[0],
+        stream_id=r[1],
+        version=r[2],
+        data=r[3],
+        metadata=r[4],
+        encoding=r[5],
+        created_at=from_us(r[6]),
+        aggregate_id=r[7],
+        aggregate_type=r[8],
+        position=r[9],
+    )
+
+

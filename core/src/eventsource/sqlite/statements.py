@@ -1,0 +1,99 @@
+"""Every SQL statement the SQLite provider sends, as constants (plain ``?`` placeholders only)."""
+
+from __future__ import annotations
+
+MAX_VERSION = 2**63 - 1
+
+
+_EVENT_COLS = (
+    "event_id, stream_id, event_type, version, position, data, metadata, encoding, timestamp, "
+    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type"
+)
+_STREAM_COLS = (
+    "s.stream_id, s.version_floor, s.deleted_count, s.created_at, s.updated_at, s.name, s.aggregate_id, "
+    "s.aggregate_type, s.metadata, s.last_event_id, "
+    "(SELECT MIN(version) FROM es_events WHERE stream_id = s.stream_id), "
+    "(SELECT version FROM es_events WHERE stream_id = s.stream_id ORDER BY version DESC LIMIT 1), "
+    "(SELECT event_id FROM es_events WHERE stream_id = s.stream_id ORDER BY version DESC LIMIT 1), "
+    "(SELECT timestamp FROM es_events WHERE stream_id = s.stream_id ORDER BY version DESC LIMIT 1)"
+)
+_SNAP_COLS = (
+    "snapshot_id, stream_id, version, data, metadata, encoding, created_at, aggregate_id, aggregate_type, position"
+)
+
+# Only plain ``?`` placeholders: ``sqlite3`` on Python 3.12.0-3.12.3 takes numbered ``?NNN`` ones bound from a
+# sequence for "named" ones and warns (a DeprecationWarning that -W error turns into a failed append), so a
+# parameter used twice is passed twice.
+SQL_STREAM_STATE = "SELECT version_floor, (SELECT MAX(version) FROM es_events WHERE stream_id = ?) FROM es_streams WHERE stream_id = ?"
+SQL_INSERT_EVENT = (
+    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
+    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SQL_INSERT_EVENT_SHORT = (
+    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_AT_VERSION = (
+    "WHERE (SELECT MAX(version_floor, IFNULL((SELECT MAX(version) FROM es_events WHERE stream_id = ?), 0)) "
+    "FROM es_streams WHERE stream_id = ?) = ? - 1"
+)
+SQL_APPEND_AT = (
+    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
+    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
+    f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
+)
+"""One event at an exact version, in one autocommit statement: inserted only if the stream is at
+``version - 1`` (the same check as :data:`SQL_STREAM_STATE` + :func:`check_expected`). Parameters: the
+event's row, then stream id, stream id, version (for :data:`_AT_VERSION`)."""
+SQL_APPEND_AT_SHORT = (
+    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp) "
+    f"SELECT ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
+)
+SQL_LAST_ROWID = "SELECT last_insert_rowid()"
+SQL_INSERT_STREAM = (
+    "INSERT INTO es_streams (stream_id, version_floor, deleted_count, last_event_id, created_at, updated_at, "
+    "name, aggregate_id, aggregate_type, metadata) VALUES (?, 0, 0, NULL, ?, ?, ?, ?, ?, ?)"
+)
+SQL_CREATE_STREAM = SQL_INSERT_STREAM + " ON CONFLICT (stream_id) DO NOTHING"
+SQL_STREAM_INFO = f"SELECT {_STREAM_COLS} FROM es_streams AS s WHERE s.stream_id = ?"  # noqa: S608 - constant text
+SQL_LIST_STREAMS = f"SELECT {_STREAM_COLS} FROM es_streams AS s ORDER BY s.stream_id LIMIT ? OFFSET ?"  # noqa: S608
+SQL_COUNT_STREAMS = "SELECT COUNT(*) FROM es_streams"
+SQL_READ_FORWARD = (
+    f"SELECT {_EVENT_COLS} FROM es_events WHERE stream_id = ? AND version >= ? AND version <= ? "  # noqa: S608
+    "ORDER BY version LIMIT ?"
+)
+SQL_READ_BACKWARD = (
+    f"SELECT {_EVENT_COLS} FROM es_events WHERE stream_id = ? AND version >= ? AND version <= ? "  # noqa: S608
+    "ORDER BY version DESC LIMIT ?"
+)
+SQL_READ_ALL = f"SELECT {_EVENT_COLS} FROM es_events WHERE position >= ? ORDER BY position LIMIT ?"  # noqa: S608
+SQL_EVENT_BY_ID = f"SELECT {_EVENT_COLS} FROM es_events WHERE event_id = ?"  # noqa: S608
+SQL_DELETE_STREAM = "DELETE FROM es_streams WHERE stream_id = ?"
+SQL_DELETE_STREAM_EVENTS = "DELETE FROM es_events WHERE stream_id = ?"
+SQL_DELETE_STREAM_SNAPSHOTS = "DELETE FROM es_snapshots WHERE stream_id = ?"
+SQL_SAVE_SNAPSHOT = f"INSERT OR REPLACE INTO es_snapshots ({_SNAP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+SQL_POSITION_AT = "SELECT position FROM es_events WHERE stream_id = ? AND version = ?"
+SQL_GET_SNAPSHOT = (
+    f"SELECT {_SNAP_COLS} FROM es_snapshots WHERE stream_id = ? AND version <= ? "  # noqa: S608
+    "ORDER BY version DESC LIMIT 1"
+)
+SQL_DELETE_SNAPSHOT = "DELETE FROM es_snapshots WHERE stream_id = ? AND version = ?"
+SQL_TRUNCATE = "DELETE FROM es_events WHERE stream_id = ? AND version < ?"
+SQL_TRUNCATE_COUNT = "SELECT COUNT(*) FROM es_events WHERE stream_id = ? AND version < ?"
+SQL_STREAM_TOP = "SELECT version, event_id, timestamp FROM es_events WHERE stream_id = ? ORDER BY version DESC LIMIT 1"
+SQL_KEEP_FLOOR = (
+    "UPDATE es_streams SET version_floor = ?, last_event_id = ?, updated_at = ?, deleted_count = deleted_count + ? "
+    "WHERE stream_id = ?"
+)
+SQL_STREAM_FLOOR = "SELECT version_floor, last_event_id, updated_at FROM es_streams WHERE stream_id = ?"
+SQL_EVENTS_BY_STREAM = (
+    "SELECT s.stream_id, MAX(s.version_floor, "
+    "COALESCE((SELECT MAX(version) FROM es_events WHERE stream_id = s.stream_id), 0)) - s.deleted_count "
+    "FROM es_streams AS s"
+)
+SQL_OLD_BY_STREAM = "SELECT stream_id, COUNT(*) FROM es_events WHERE timestamp < ? GROUP BY stream_id"
+SQL_OLD_IN_STREAM = "SELECT COUNT(*) FROM es_events WHERE timestamp < ? AND stream_id = ?"
+SQL_DELETE_OLD = "DELETE FROM es_events WHERE timestamp < ?"
+SQL_DELETE_OLD_IN_STREAM = "DELETE FROM es_events WHERE timestamp < ? AND stream_id = ?"
+

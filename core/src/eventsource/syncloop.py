@@ -1,0 +1,273 @@
+"""The event loop behind the sync API: run in the caller's thread while the providers allow it, else on a thread.
+
+:class:`SyncLoop` owns one private event loop. While every provider declares ``loop_free`` (SQLite, memory) it
+runs that loop only during a call, in the calling thread, under a lock (one call at a time, whichever thread
+makes it), and marks the call's context with :data:`~eventsource.provider.SYNC_CALLER` so a store whose
+driver blocks anyway runs its statements inline: no thread hop at all. Once a provider needs a live loop
+between calls (a connection pool, pings) or a retention schedule starts, the loop moves to a daemon thread for
+good and calls cross to it. Iterators cross a page of events per call, never one event at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from eventsource.errors import EventSourceError, ProviderUnavailableError
+from eventsource.provider import SYNC_CALLER
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Coroutine, Iterator
+
+T = TypeVar("T")
+
+OWN_LOOP = (
+    "SyncEventSourcingManager was called from its own event loop (a sync snapshot handler or upcaster "
+    "calling the facade?), where the call would wait for itself forever: make the handler async and "
+    "use facade.manager, or leave the facade out of it"
+)
+
+
+async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseException | None]:
+    """Up to ``n`` items of ``it``; whether it ended; the error that stopped it early (items before it kept)."""
+    out: list[T] = []
+    append = out.append
+    anext_ = it.__anext__
+    try:
+        for _ in range(n):
+            append(await anext_())
+    except StopAsyncIteration:
+        return out, True, None
+    except Exception as e:  # noqa: BLE001 - delivered after the items that came before it
+        return out, True, e
+    return out, False, None
+
+
+class _Resume:
+    """Awaitable that drives an already started coroutine to its end from inside a task.
+
+    ``yield from`` by hand: what the coroutine yields (a future it waits for) goes to the task, what the
+    task sends or throws (a result, a cancellation) goes back into the coroutine.
+    """
+
+    __slots__ = ("coro", "yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self.coro = coro
+        self.yielded = yielded
+
+    def __await__(self) -> Any:
+        coro, value = self.coro, self.yielded
+        while True:
+            try:
+                sent = yield value
+            except BaseException as e:  # noqa: BLE001 - a cancellation (or anything) thrown in by the task
+                try:
+                    value = coro.throw(e)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _finish(resume: _Resume) -> Any:
+    return await resume
+
+
+class SyncLoop:
+    """One private event loop for one sync facade; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._lock = threading.Lock()
+        self._owner: int | None = None  # the thread running the loop inline right now
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        # the loop's async-generator hooks (run_forever installs them; the first-step fast path does too)
+        self._firstiter = getattr(self.loop, "_asyncgen_firstiter_hook", None)
+        self._finalizer = getattr(self.loop, "_asyncgen_finalizer_hook", None)
+        has_hooks = self._firstiter is not None and self._finalizer is not None
+        self._drive = self._drive_inline if has_hooks and hasattr(asyncio.events, "_set_running_loop") else None
+
+    @property
+    def threaded(self) -> bool:
+        """Whether the loop runs on its own thread (for good) rather than in each caller's thread."""
+        return self._thread is not None
+
+    def _usable(self) -> None:
+        """Refuse a call that could never finish: on a closed facade, or from the facade's own loop."""
+        if self._closed or self.loop.is_closed():
+            msg = "this SyncEventSourcingManager is closed; create a new one"
+            raise ProviderUnavailableError(msg)
+        me = threading.get_ident()
+        thread = self._thread
+        if me == self._owner or (thread is not None and me == thread.ident):
+            raise EventSourceError(OWN_LOOP)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the private loop and return its result (its exception propagates)."""
+        try:
+            self._usable()
+        except EventSourceError:
+            coro.close()  # never scheduled: no "coroutine was never awaited" warning
+            raise
+        if self._thread is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+            else:  # async code calling the sync API: its own loop occupies this thread, so use another one
+                with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="eventsource-sync-call") as pool:
+                    return pool.submit(self.run, coro).result()
+            with self._lock:
+                if self._thread is None:
+                    return self._inline(coro)
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result()
+        except BaseException:
+            fut.cancel()  # the caller gave up (KeyboardInterrupt): leave nothing running for it
+            raise
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Like :meth:`run`, cheaper for a call that usually never waits (an append or a lookup on SQLite/memory).
+
+        On the inline loop the coroutine's first step runs right here, with the loop marked running in
+        this thread but without a task or a loop iteration; a call that completes in that step (every
+        inline SQLite or memory call that needs no retry) is done. One that waits for something
+        continues as a task on the loop, exactly as :meth:`run` would have run it.
+        """
+        if self._thread is not None or self._drive is None:
+            return self.run(coro)
+        try:
+            self._usable()
+        except EventSourceError:
+            coro.close()
+            raise
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return self.run(coro)
+        with self._lock:
+            if self._thread is not None:
+                return self.run(coro)  # (moved to a thread meanwhile: the lock is released before it waits)
+            return self._drive(coro)
+
+    def _drive_inline(self, coro: Coroutine[Any, Any, T]) -> T:
+        """First step of ``coro`` in this thread (the lock is held); the rest, if any, as a task on the loop."""
+        loop = self.loop
+        me = threading.get_ident()
+        ctx = contextvars.copy_context()  # the call's own context, as a task would have
+        ctx.run(SYNC_CALLER.set, me)
+        hooks = sys.get_asyncgen_hooks()
+        self._owner = me
+        try:
+            sys.set_asyncgen_hooks(firstiter=self._firstiter, finalizer=self._finalizer)
+            asyncio.events._set_running_loop(loop)  # noqa: SLF001 - what run_forever does, without the iteration
+            try:
+                yielded = ctx.run(coro.send, None)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            finally:
+                asyncio.events._set_running_loop(None)  # noqa: SLF001
+                sys.set_asyncgen_hooks(*hooks)
+        finally:
+            self._owner = None
+        result: T = self._inline(_finish(_Resume(coro, yielded)), ctx)
+        return result
+
+    def _inline(self, coro: Coroutine[Any, Any, T], ctx: contextvars.Context | None = None) -> T:
+        """Run the loop in this thread until ``coro`` is done (the lock is held)."""
+        me = threading.get_ident()
+        token = None
+        try:  # (an interrupt right after taking ownership still reaches the finally)
+            self._owner = me
+            token = SYNC_CALLER.set(me)
+            task = self.loop.create_task(coro, context=ctx)  # the task's context carries SYNC_CALLER
+            try:
+                return self.loop.run_until_complete(task)
+            except BaseException:
+                if not task.done():  # interrupted (KeyboardInterrupt) mid-call: cancel it, leave nothing running
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        self.loop.run_until_complete(task)
+                raise
+        finally:
+            if token is not None:
+                SYNC_CALLER.reset(token)
+            self._owner = None
+
+    def go_threaded(self) -> None:
+        """Move the loop to its own daemon thread for good (a provider or schedule needs it live between calls)."""
+        self._usable()
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            thread = threading.Thread(target=self.loop.run_forever, name="eventsource-sync", daemon=True)
+            thread.start()
+            self._thread = thread
+
+    def iterate(self, agen: AsyncIterator[T], page: int) -> Iterator[T]:
+        """A blocking iterator over ``agen``: one loop call per ``page`` items; closed early, it closes ``agen``."""
+        self._usable()
+        it = agen.__aiter__()
+        done = False
+        try:
+            while not done:
+                items, done, error = self.run(_take(it, page))
+                yield from items
+                if error is not None:
+                    raise error
+        finally:
+            if not done:
+                self._close_iterator(it)
+
+    def _close_iterator(self, it: AsyncIterator[Any]) -> None:
+        aclose = getattr(it, "aclose", None)
+        if aclose is None:
+            return
+        try:
+            self._usable()
+        except EventSourceError:
+            # closed facade, or an iterator dropped inside a call on this loop: the loop's async-generator
+            # hooks close it on its next run (or at close(), by shutdown_asyncgens)
+            return
+        self.run(aclose())
+
+    def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
+        """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent."""
+        try:
+            self._usable()  # from the facade's own loop: refuse (stopping it there would deadlock)
+        except ProviderUnavailableError:
+            if final is not None:
+                final.close()
+            return
+        except EventSourceError:
+            if final is not None:
+                final.close()
+            raise
+        try:
+            if final is not None:
+                self.run(final)
+        finally:
+            try:
+                with contextlib.suppress(Exception):
+                    self.run(self.loop.shutdown_asyncgens())
+            finally:
+                self._closed = True
+                thread = self._thread
+                with self._lock:  # no inline call is running once the lock is ours
+                    if thread is not None:
+                        self.loop.call_soon_threadsafe(self.loop.stop)
+                        thread.join()
+                    self.loop.close()

@@ -1,0 +1,458 @@
+"""The typed sync API: generated in step with the async manager, typed for mypy, and safe under threads,
+early exits and interrupts, with SQLite statements run inline in the caller's thread."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource import ANY, EventData
+from eventsource.memory import MemoryProvider
+from eventsource.plugins import PluginHost
+from eventsource.sqlite import SqliteProvider
+from eventsource.sync import SyncEventSourcingManager
+from eventsource.syncloop import SyncLoop
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = PluginHost(load_entrypoints=False)
+
+
+def load_generator() -> Any:
+    spec = importlib.util.spec_from_file_location("async_to_sync", ROOT / "tools" / "async_to_sync.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_sync_module_is_what_the_generator_writes_today() -> None:
+    gen = load_generator()
+    assert gen.TARGET.read_text() == gen.render(), "sync.py is stale: run python tools/async_to_sync.py"
+
+
+def test_every_public_manager_member_has_a_sync_twin_with_the_same_parameters() -> None:
+    import inspect
+
+    from eventsource.manager import EventSourcingManager
+
+    members: dict[str, Any] = {}
+    for base in EventSourcingManager.__mro__[:-1]:  # (the manager may be assembled from role classes)
+        for name, member in vars(base).items():
+            members.setdefault(name, member)
+    for name, member in members.items():
+        if name.startswith("_") or isinstance(member, staticmethod):
+            continue
+        twin = getattr(SyncEventSourcingManager, name)
+        if isinstance(member, property):
+            assert isinstance(twin, property), name
+            continue
+        assert list(inspect.signature(twin).parameters) == list(inspect.signature(member).parameters), name
+        assert not inspect.iscoroutinefunction(twin), name
+
+
+SAMPLE = """
+from typing import assert_type
+from collections.abc import Iterator
+from eventsource import SyncEventSourcingManager, EventData
+from eventsource.model import AppendEventResponse, AppendEventsBatchResponse, Event, StreamInfo, Snapshot
+from eventsource.model import GetEventsResponse, ListStreamsResponse
+from eventsource.provider import Provider
+
+with SyncEventSourcingManager({"providers": {"m": "memory://"}}) as es:
+    assert_type(es, SyncEventSourcingManager)
+    assert_type(es.connect(), SyncEventSourcingManager)
+    assert_type(es.append_event(stream_id="s", event_type="E", data={}), AppendEventResponse)
+    assert_type(es.append_events_batch(stream_id="s", events=[EventData("E", {})]), AppendEventsBatchResponse)
+    assert_type(es.read_stream("s", page_size=10), Iterator[Event])
+    assert_type(es.read_all(from_position=0), Iterator[Event])
+    assert_type(es.get_stream_info("s"), StreamInfo)
+    assert_type(es.stream_exists("s"), bool)
+    assert_type(es.get_snapshot("s"), Snapshot)
+    assert_type(es.get_events(stream_id="s"), GetEventsResponse)
+    assert_type(es.list_streams(limit=5), ListStreamsResponse)
+    assert_type(es.get_provider(), Provider)
+    assert_type(es.uptime_seconds, float)
+    assert_type(es.delete_stream("s"), None)
+    es.read_stream("s", page_sise=10)  # E: a misspelt argument is an error
+"""
+
+
+def test_mypy_sees_the_sync_signatures(tmp_path: Path) -> None:
+    pytest.importorskip("mypy", reason="mypy runs in the core and type tox envs")
+    sample = tmp_path / "sample.py"
+    sample.write_text(SAMPLE)
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--show-error-codes", str(sample)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    # exactly one error: the misspelt keyword on the last line (every assert_type held)
+    assert len(errors) == 1, done.stdout
+    assert "page_sise" in errors[0], done.stdout
+
+
+@pytest.fixture
+def sqlite_es(tmp_path: Path) -> Iterator[SyncEventSourcingManager]:
+    with SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST) as es:
+        yield es
+
+
+def test_sqlite_calls_run_inline_in_the_callers_thread_without_a_worker_hop(
+    sqlite_es: SyncEventSourcingManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsource import sqlite
+
+    hops: list[str] = []
+    real = sqlite._Worker.submit
+    monkeypatch.setattr(sqlite._Worker, "submit", lambda self, fn: hops.append("hop") or real(self, fn))
+    for i in range(5):
+        sqlite_es.append_event(stream_id="s", event_type="E", data={"i": i})
+    assert [e.data["i"] for e in sqlite_es.read_stream("s")] == list(range(5))
+    assert not hops
+    assert not sqlite_es._loop.threaded
+
+
+def test_iteration_crosses_one_page_per_loop_call(
+    sqlite_es: SyncEventSourcingManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite_es.append_events_batch(stream_id="s", events=[EventData("E", i) for i in range(1000)])
+    calls: list[int] = []
+    real = SyncLoop.run
+    monkeypatch.setattr(SyncLoop, "run", lambda self, coro: calls.append(1) or real(self, coro))
+    assert [e.data for e in sqlite_es.read_stream("s", page_size=100)] == list(range(1000))
+    assert len(calls) <= 11
+
+
+def test_threads_sharing_one_facade_never_lose_or_duplicate_a_write(sqlite_es: SyncEventSourcingManager) -> None:
+    sqlite_es.append_events_batch(stream_id="r", events=[EventData("E", i) for i in range(300)])
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def writer(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(40):
+                sqlite_es.append_event(stream_id="hot", event_type="E", data={"w": n, "i": i}, expected_version=ANY)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    def reader() -> None:
+        try:
+            barrier.wait()
+            for _ in range(5):
+                assert [e.data for e in sqlite_es.read_stream("r", page_size=7)] == list(range(300))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)] + [threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    events = list(sqlite_es.read_stream("hot"))
+    assert [e.version for e in events] == list(range(1, 121))
+    assert sorted((e.data["w"], e.data["i"]) for e in events) == [(w, i) for w in range(3) for i in range(40)]
+
+
+def test_an_iterator_abandoned_mid_page_leaves_the_facade_usable(sqlite_es: SyncEventSourcingManager) -> None:
+    import gc
+
+    sqlite_es.append_events_batch(stream_id="s", events=[EventData("E", i) for i in range(50)])
+    it = sqlite_es.read_stream("s", page_size=10)
+    assert next(it).data == 0
+    del it
+    gc.collect()
+    other = sqlite_es.read_stream("s", page_size=10)
+    assert [next(other).data for _ in range(15)] == list(range(15))  # left open on another page
+    assert sqlite_es.append_event(stream_id="s", event_type="E", data=50).version == 51
+    assert len(list(sqlite_es.read_stream("s"))) == 51
+
+
+def test_an_iterator_used_from_another_thread_works(sqlite_es: SyncEventSourcingManager) -> None:
+    sqlite_es.append_events_batch(stream_id="s", events=[EventData("E", i) for i in range(30)])
+    it = sqlite_es.read_stream("s", page_size=4)
+    first = [next(it).data for _ in range(6)]
+    rest: list[Any] = []
+    t = threading.Thread(target=lambda: rest.extend(e.data for e in it))
+    t.start()
+    t.join(30)
+    assert first + rest == list(range(30))
+
+
+def test_a_keyboard_interrupt_mid_call_cancels_it_and_the_facade_goes_on(tmp_path: Path) -> None:
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def handler(stream_id: str, version: int) -> None:
+        asyncio.get_running_loop().call_soon(interrupt)
+        await asyncio.sleep(30)
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
+    with SyncEventSourcingManager(cfg, host=HOST, snapshot_handler=handler) as es:
+        with pytest.raises(KeyboardInterrupt):
+            es.append_event(stream_id="s", event_type="E", data=1)
+        es.set_snapshot_handler(None)
+        assert es.append_event(stream_id="s", event_type="E", data=2).version == 2  # the first one landed
+        assert not asyncio.all_tasks(es._loop.loop)
+
+
+def test_an_interrupt_between_inline_statements_rolls_the_transaction_back(sqlite_es: SyncEventSourcingManager) -> None:
+    provider = sqlite_es.get_provider()
+    assert isinstance(provider, SqliteProvider)
+
+    sqlite_es.append_event(stream_id="x", event_type="E", data=1)
+
+    def half_done(db: Any) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("DELETE FROM es_events")
+        raise KeyboardInterrupt
+
+    writer = provider._writer
+    assert writer is not None
+    with pytest.raises(KeyboardInterrupt):
+        provider._inline(writer, "test", half_done)
+    assert writer.db is not None
+    assert not writer.db.in_transaction
+    assert [e.data for e in sqlite_es.read_stream("x")] == [1]
+    assert sqlite_es.append_event(stream_id="y", event_type="E", data=1).version == 1
+
+
+def test_a_provider_that_needs_a_live_loop_moves_the_loop_to_a_thread() -> None:
+    class Live(MemoryProvider):
+        loop_free = False
+
+    with SyncEventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as es:
+        assert not es._loop.threaded
+        es.register_provider(Live("memory://"), name="live")
+        assert es._loop.threaded
+        assert es.append_event(stream_id="s", event_type="E", data=1, provider="live").version == 1
+    assert es._loop.loop.is_closed()
+
+
+def test_starting_a_retention_schedule_moves_the_loop_to_a_thread_and_close_stops_it(tmp_path: Path) -> None:
+    es = SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST).connect()
+    es.append_event(stream_id="s", event_type="E", data=1)
+    schedule = es.start_retention(3600, [{"policy": "max_count", "max_events": 5}], run_now=False)
+    assert es._loop.threaded
+    assert es.append_event(stream_id="s", event_type="E", data=2).version == 2  # SQLite via its worker now
+    assert not schedule.done if hasattr(schedule, "done") else True
+    es.close()
+    es.close()  # idempotent
+    assert not any(t.name == "eventsource-sync" and t.is_alive() for t in threading.enumerate())
+
+
+def test_the_sync_api_called_from_async_code_still_works(tmp_path: Path) -> None:
+    async def main() -> int:
+        with SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST) as es:
+            es.append_event(stream_id="s", event_type="E", data=1)
+            return len(list(es.read_stream("s")))
+
+    assert asyncio.run(main()) == 1
+
+
+def test_a_sync_snapshot_handler_calling_the_facade_on_sqlite_fails_fast(tmp_path: Path) -> None:
+    from eventsource.errors import EventSourceError
+
+    seen: list[BaseException] = []
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 2}
+    es = SyncEventSourcingManager(cfg, host=HOST).connect()
+
+    def handler(stream_id: str, version: int) -> dict[str, int]:
+        try:
+            return {"n": len(list(es.read_stream(stream_id)))}
+        except EventSourceError as e:
+            seen.append(e)
+            raise
+
+    es.set_snapshot_handler(handler)
+    try:
+        for i in range(3):
+            es.append_event(stream_id="s", event_type="E", data={"i": i})
+        assert seen
+        assert "own event loop" in str(seen[0])
+
+        def closer(stream_id: str, version: int) -> None:
+            try:
+                es.close()  # would stop the loop it runs on: refused at once, not a deadlock
+            except EventSourceError as e:
+                seen.append(e)
+                raise
+
+        es.set_snapshot_handler(closer)
+        seen.clear()
+        es.append_event(stream_id="s", event_type="E", data={"i": 3})
+        assert "own event loop" in str(seen[0])
+        assert es.append_event(stream_id="s", event_type="E", data={"i": 4}).version == 5
+    finally:
+        es.close()
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_real_ctrl_c_while_waiting_cancels_the_call_on_both_loop_modes(tmp_path: Path, threaded: bool) -> None:
+    import os
+    import signal
+    import time
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+
+    async def handler(stream_id: str, version: int) -> None:
+        await asyncio.sleep(30)
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
+    with SyncEventSourcingManager(cfg, host=HOST, snapshot_handler=handler) as es:
+        if threaded:
+            es._loop.go_threaded()
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                es.append_event(stream_id="s", event_type="E", data=1)
+        finally:
+            timer.cancel()
+        deadline = time.monotonic() + 5
+        while es._loop.run(_pending(es._loop.loop)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert es._loop.run(_pending(es._loop.loop)) == 0  # the interrupted call is not left running
+        es.set_snapshot_handler(None)
+        assert es.append_event(stream_id="s", event_type="E", data=2).version == 2
+
+
+async def _pending(loop: asyncio.AbstractEventLoop) -> int:
+    return len([t for t in asyncio.all_tasks(loop) if t is not asyncio.current_task()])
+
+
+def test_an_inline_write_waits_for_a_job_running_on_the_same_connections_worker(
+    sqlite_es: SyncEventSourcingManager,
+) -> None:
+    """The worker thread and an inline caller share one connection: the worker's lock keeps them apart."""
+    import time
+
+    provider = sqlite_es.get_provider()
+    assert isinstance(provider, SqliteProvider)
+    started = threading.Event()
+
+    def slow(db: Any) -> int:
+        db.execute("BEGIN IMMEDIATE")
+        started.set()
+        time.sleep(0.3)  # an inline statement now would land inside this transaction without the lock
+        db.execute("ROLLBACK")
+        return 1
+
+    async def on_worker() -> int:
+        return await provider._submit(provider._writer, "slow", slow)
+
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(asyncio.run(on_worker())))
+    t.start()
+    assert started.wait(10)
+    assert sqlite_es.append_event(stream_id="s", event_type="E", data=1).version == 1  # no nested-transaction error
+    t.join(10)
+    assert result == [1]
+    assert [e.data for e in sqlite_es.read_stream("s")] == [1]  # committed, not rolled back with the job
+
+
+def test_the_generator_finds_methods_a_manager_inherits_from_role_classes_in_other_modules(tmp_path: Path) -> None:
+    """The manager is being split into a package by role: methods may move to bases in other modules."""
+    (tmp_path / "roles_mod.py").write_text(
+        "from __future__ import annotations\n"
+        "from collections.abc import AsyncIterator\n"
+        "from eventsource.model import Event\n"
+        "class Reading:\n"
+        "    async def count(self, stream_id: str, *, limit: int = 5) -> int:\n"
+        '        """Count."""\n'
+        "        return limit\n"
+        "    def read_stream(self, stream_id: str, *, page_size: int = 500) -> AsyncIterator[Event]:\n"
+        '        """Read."""\n'
+        "        raise NotImplementedError\n"
+    )
+    (tmp_path / "manager_mod.py").write_text(
+        "from __future__ import annotations\n"
+        "from roles_mod import Reading\n"
+        "class Manager(Reading):\n"
+        "    def __init__(self, config: str | None = None) -> None:\n"
+        "        self._config = config\n"
+        "    async def connect(self) -> Manager:\n"
+        '        """Connect."""\n'
+        "        return self\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        manager_mod = importlib.import_module("manager_mod")
+        text = load_generator().Writer(manager_mod.Manager).render()
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "def count(self, stream_id: str, *, limit: int = 5) -> int:" in text
+    assert "def read_stream(self, stream_id: str, *, page_size: int = 500) -> Iterator[Event]:" in text
+    assert "return self._loop.iterate(self._manager.read_stream(stream_id, page_size=page_size), page_size)" in text
+    assert "from eventsource.model import Event" in text
+    compile(text, "sync.py", "exec")
+
+
+def test_a_call_that_has_to_wait_continues_as_a_task_after_its_inline_first_step(tmp_path: Path) -> None:
+    from contextvars import ContextVar
+
+    where: ContextVar[str] = ContextVar("where", default="caller")
+    seen: list[object] = []
+
+    async def handler(stream_id: str, version: int) -> dict[str, int]:
+        where.set("call")  # a call's context changes stay in the call, as they do in a task
+        seen.append(asyncio.current_task())
+        await asyncio.sleep(0.01)  # waits: the rest of the call runs as a task on the loop
+        seen.append(asyncio.current_task())
+        return {"v": version}
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
+    with SyncEventSourcingManager(cfg, host=HOST, snapshot_handler=handler) as es:
+        r = es.append_event(stream_id="s", event_type="E", data=1)
+        assert r.version == 1
+        assert not r.snapshot_due  # the handler's snapshot was stored after the wait
+        assert es.get_snapshot("s").data == {"v": 1}
+        assert seen[0] is None  # (the first step ran without a task)
+        assert isinstance(seen[1], asyncio.Task)
+        assert where.get() == "caller"
+        assert not es._loop.run(_pending(es._loop.loop))
+
+
+def test_errors_from_the_inline_first_step_and_from_the_task_both_reach_the_caller(tmp_path: Path) -> None:
+    from eventsource import ConcurrencyError
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        with pytest.raises(ConcurrencyError):  # raised in the inline first step
+            es.append_event(stream_id="s", event_type="E", data=2, expected_version=1 - 1)
+
+        async def boom(stream_id: str, version: int) -> None:
+            await asyncio.sleep(0)
+            raise RuntimeError
+
+        es.set_snapshot_handler(boom)  # fails after a wait, in the task: logged, the append still succeeds
+        r = es.append_event(stream_id="s", event_type="E", data=2)
+        assert (r.version, r.snapshot_due) == (2, True)
+        assert es.manager.metrics()["db"]["snapshot_handler"]["errors"] == 1
+
+        async def raising_after_wait(stream_id: str, version: int) -> None:
+            await asyncio.sleep(0)
+            raise KeyboardInterrupt  # not an Exception: the manager lets it through, so does the task
+
+        es.set_snapshot_handler(raising_after_wait)
+        with pytest.raises(KeyboardInterrupt):
+            es.append_event(stream_id="s", event_type="E", data=3)
+        es.set_snapshot_handler(None)
+        assert es.append_event(stream_id="s", event_type="E", data=4, expected_version=3).version == 4

@@ -90,7 +90,10 @@ class SyncEventSourcingManager:
         self.close()
 
     def connect(self) -> Self:
-        """Build and connect every provider named in the configuration."""
+        """Build and connect every provider named in the configuration.
+
+        A URL whose scheme no installed plugin handles raises :class:`ConfigurationError`.
+        """
         self._loop.run(self._manager.connect())
         self._settle()
         return self
@@ -156,7 +159,8 @@ class SyncEventSourcingManager:
         The snapshot goes through the same codec pipeline as events, bound to (stream id, snapshot id,
         version). Under ``encryption_scope="tenant"`` it is sealed with the key of the tenant of the
         stream's event at ``version`` (if retention removed it: the nearest remaining event below, else
-        above), so shredding that tenant shreds the snapshot too.
+        above), so shredding that tenant shreds the snapshot too. Its serialized data and metadata must
+        fit in ``max_snapshot_size``. Every argument is checked before the store is asked anything.
         """
         return self._loop.call(self._manager.create_snapshot(request, **kwargs))
 

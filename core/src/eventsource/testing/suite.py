@@ -702,7 +702,8 @@ class ProviderSuite:
         a, b = sid("fa"), sid("fb")
         for i in range(8):  # interleaved, so a resume by position crosses streams
             await m.append_events_batch(stream_id=a if i % 2 == 0 else b, events=[ev(data={"i": 3 * i + j}) for j in range(3)])
-        clean = [(e.event_id, e.data["i"]) async for e in m.read_all(page_size=4)]
+        events = [e async for e in m.read_all(page_size=4)]
+        clean = [(e.event_id, e.data["i"]) for e in events]
         assert [i for _, i in clean] == list(range(24))
         faults = PageFaults(monkeypatch, provider)
         for size in (4, 5, 1):
@@ -711,10 +712,8 @@ class ProviderSuite:
             assert got == clean, size
             assert faults.left == 0, f"the faults never fired (page_size {size})"
             assert faults.opened == 3, f"expected the read to be re-opened twice (page_size {size})"
-        start = clean[10][0]
-        position = (await m.get_event_by_id(start)).position
         faults.left, faults.opened = 2, 0
-        got = [(e.event_id, e.data["i"]) async for e in m.read_all(from_position=position, page_size=3)]
+        got = [(e.event_id, e.data["i"]) async for e in m.read_all(from_position=events[10].position, page_size=3)]
         assert got == clean[10:]
         assert faults.left == 0
 

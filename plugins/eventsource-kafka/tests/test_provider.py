@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.testing import ProviderSuite
+from eventsource.testing import ProviderSuite, RetentionSuite
 from eventsource_kafka.provider import KafkaProvider
 
 if TYPE_CHECKING:
@@ -24,6 +24,20 @@ async def drop_namespace(p: KafkaProvider) -> None:
 
 class TestKafkaProvider(ProviderSuite):
     """Every rule of the contract, on a fresh topic prefix per test."""
+
+    @pytest.fixture
+    async def provider(self, kafka_url: str) -> AsyncIterator[KafkaProvider]:
+        p = KafkaProvider(kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:12]}", request_timeout=60.0)
+        await p.connect()
+        try:
+            yield p
+        finally:
+            await drop_namespace(p)
+            await p.close()
+
+
+class TestKafkaRetention(RetentionSuite):
+    """Retention policies on a fresh topic prefix per test."""
 
     @pytest.fixture
     async def provider(self, kafka_url: str) -> AsyncIterator[KafkaProvider]:

@@ -1,4 +1,4 @@
-"""The conformance kit on both servers: the machine's (2.9.10: envelopes) and a current one (atomic batches)."""
+"""The conformance kit (and the retention suite) on both servers: the machine's (2.9.10: envelopes) and a current one (atomic batches)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import dispose, open_provider
-from eventsource.testing import ProviderSuite
+from eventsource.testing import ProviderSuite, RetentionSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -27,6 +27,27 @@ class TestNatsProviderMachineServer(ProviderSuite):
 
 class TestNatsProviderCurrentServer(ProviderSuite):
     """The kit against a current nats-server started on a free port (atomic batch publish)."""
+
+    @pytest.fixture
+    async def provider(self, current_server: Servers) -> AsyncIterator[NatsProvider]:
+        p = await open_provider(current_server.url)
+        assert p.uses_atomic_batches
+        yield p
+        await dispose(p)
+
+
+class TestNatsRetentionMachineServer(RetentionSuite):
+    """Retention policies against EVENTSOURCE_TEST_NATS_URL."""
+
+    @pytest.fixture
+    async def provider(self, machine_nats_url: str) -> AsyncIterator[NatsProvider]:
+        p = await open_provider(machine_nats_url)
+        yield p
+        await dispose(p)
+
+
+class TestNatsRetentionCurrentServer(RetentionSuite):
+    """Retention policies against a current nats-server (atomic batch publish)."""
 
     @pytest.fixture
     async def provider(self, current_server: Servers) -> AsyncIterator[NatsProvider]:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.testing import ProviderSuite
+from eventsource.testing import ProviderSuite, RetentionSuite
 
 if TYPE_CHECKING:
     from eventsource_postgres import PostgresProvider
@@ -28,3 +28,11 @@ class TestPostgresProviderWithPrefix(ProviderSuite):
 
         await first.append("noise", [NewEvent("noise-1", "N", b"{}", b"", "json", utcnow())], ANY)
         yield await make_provider(schema=first.names.schema, table_prefix="app2_")
+
+
+class TestPostgresRetention(RetentionSuite):
+    """Retention policies through the store's own truncate / delete-before primitives."""
+
+    @pytest.fixture
+    async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
+        yield await make_provider()

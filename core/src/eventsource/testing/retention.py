@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from eventsource.errors import UnsupportedOperationError
+from eventsource.errors import ConcurrencyError, EventNotFoundError, UnsupportedOperationError
 from eventsource.manager import EventSourcingManager
-from eventsource.model import EventData
+from eventsource.model import NO_STREAM, EventData
 from eventsource.plugins import PluginHost
 from eventsource.retention import BeforeSnapshotPolicy, MaxAgePolicy, MaxCountPolicy, RetentionPolicy
 
@@ -169,6 +169,62 @@ class RetentionSuite:
         assert (await manager.append_event(stream_id=big, event_type="E", data={}, expected_version=10)).version == 11
         assert (await manager.apply_retention([policy])).deleted() == 1
         assert await self.versions(manager, big) == [9, 10, 11]
+
+    async def test_what_retention_deleted_is_gone_for_every_reader(self, manager: EventSourcingManager, provider: Provider) -> None:
+        """Deleted events vanish from every read path, on this instance and on a fresh one."""
+        s, other = _sid(), _sid()
+        first = await manager.append_events_batch(stream_id=s, events=_events(6))
+        await manager.append_events_batch(stream_id=other, events=_events(2))
+        policy = MaxCountPolicy(max_events=2)
+        if not self.supports(provider, policy):
+            await self._unsupported(manager, policy)
+            return
+        assert (await manager.apply_retention([policy])).deleted() == 4
+        gone, kept = first.event_ids[:4], first.event_ids[4:]
+        fresh = type(provider)(**provider.spawn_args())  # another process would see the store like this
+        await fresh.connect()
+        try:
+            m2 = self.make_manager()
+            await m2.register_provider(fresh, name="under-test", default=True)
+            for m in (manager, m2):
+                assert await self.versions(m, s) == [5, 6]
+                assert [e.event_id async for e in m.read_stream(s, backwards=True)] == kept[::-1]
+                for eid in gone:
+                    with pytest.raises(EventNotFoundError):
+                        await m.get_event_by_id(eid)
+                assert (await m.get_event_by_id(kept[0])).version == 5
+                page = await m.get_events(stream_id=s, limit=100)
+                assert ([e.version for e in page.events], page.total_count) == ([5, 6], 2)
+                if provider.capabilities.supports("read_all"):
+                    assert {e.event_id async for e in m.read_all()}.isdisjoint(gone)
+                info = await m.get_stream_info(s)
+                assert (info.version, info.event_count, info.first_version) == (6, 2, 5)
+                if provider.capabilities.supports("stats"):
+                    assert (await m.get_stats())["under-test"].total_events == 4
+            # the fresh instance carries the version on where the first one left it
+            assert (await m2.append_event(stream_id=s, event_type="E", data={}, expected_version=6)).version == 7
+            assert await self.versions(manager, s) == [5, 6, 7]
+        finally:
+            await fresh.close()
+
+    async def test_a_stream_emptied_by_retention_keeps_its_version(self, manager: EventSourcingManager, provider: Provider) -> None:
+        s = _sid()
+        await manager.append_events_batch(stream_id=s, events=_events(4))
+        policy = MaxAgePolicy(timedelta(days=1))
+        if not self.supports(provider, policy):
+            await self._unsupported(manager, policy)
+            return
+        assert (await manager.apply_retention([policy], now=T0 + timedelta(days=30))).deleted() == 4
+        assert await self.versions(manager, s) == []
+        assert await manager.stream_exists(s)
+        info = await manager.get_stream_info(s)
+        assert (info.version, info.event_count) == (4, 0)
+        with pytest.raises(ConcurrencyError):
+            await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=NO_STREAM)
+        with pytest.raises(ConcurrencyError):
+            await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=0)
+        assert (await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=4)).version == 5
+        assert await self.versions(manager, s) == [5]
 
     # ------------------------------------------------------------------ before_snapshot
 

@@ -13,8 +13,10 @@ Subclass it in a test module and override one fixture::
 The fixture yields a *connected* provider on a *fresh, empty* namespace. The kit builds a second
 instance with ``type(provider)(**provider.spawn_args())`` to race writers, and, when the provider
 declares ``concurrency="cross_process"``, races two OS processes through
-:mod:`eventsource.testing.worker`. Operations listed in ``capabilities.unsupported`` are expected to
-raise :class:`UnsupportedOperationError`; nothing is skipped.
+:mod:`eventsource.testing.worker`. Operations listed in ``capabilities.unsupported`` are asserted to
+raise :class:`UnsupportedOperationError`. A test that cannot apply to a declared capability (the
+cross-process race on an ``in_process`` store, the follower on a ``per_stream`` one...) is *skipped*
+with the capability named in the reason (``pytest -rs`` lists them), never reported as passed.
 
 Requires ``asyncio_mode = auto`` (pytest-asyncio).
 """
@@ -39,6 +41,8 @@ from eventsource.errors import (
     ConcurrencyError,
     DuplicateEventError,
     EventNotFoundError,
+    EventSourceError,
+    ProviderUnavailableError,
     SnapshotNotFoundError,
     StreamDeletedError,
     StreamExistsError,
@@ -53,13 +57,16 @@ from eventsource.model import (
     STREAM_EXISTS,
     Event,
     EventData,
+    EventFilter,
     NewEvent,
     NewSnapshot,
+    NewStream,
     RecordedEvent,
     RowPage,
     utcnow,
 )
 from eventsource.plugins import PluginHost
+from eventsource.provider import OPERATIONS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -127,6 +134,45 @@ def sid(prefix: str = "s") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+class PageFaults:
+    """Makes a provider's own page views (``read_stream_pages`` / ``read_all_pages``) lose the connection mid-read.
+
+    Each page iterator the manager opens delivers ``after`` pages of the store's real iterator, then,
+    while ``left`` faults remain, raises :class:`ProviderUnavailableError` in place of the next page
+    (which the real iterator has already fetched: the fault drops a page in flight). ``opened`` counts
+    the iterators opened, so a test can tell that the reads really were resumed.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, provider: Provider, *, after: int = 2) -> None:
+        self.after = after
+        self.left = 0
+        self.opened = 0
+        for name in ("read_stream_pages", "read_all_pages"):
+            monkeypatch.setattr(provider, name, self._wrap(getattr(provider, name)))
+
+    def _wrap(self, real: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        def pages(*args: Any, **kw: Any) -> AsyncIterator[Any]:
+            self.opened += 1
+            return self._faulty(real(*args, **kw))
+
+        return pages
+
+    async def _faulty(self, it: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        delivered = 0
+        try:
+            async for page in it:
+                if delivered == self.after and self.left:
+                    self.left -= 1
+                    msg = "connection lost mid-read (injected by the conformance kit)"
+                    raise ProviderUnavailableError(msg)
+                yield page
+                delivered += 1
+        finally:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
 class ProviderSuite:
     """Every rule of DESIGN.md "Semantics", as tests. Subclass and override :meth:`provider`."""
 
@@ -160,10 +206,6 @@ class ProviderSuite:
         await other.connect()
         yield other
         await other.close()
-
-    def caps(self, provider: Provider) -> Any:
-        """The provider's capabilities (instance attribute wins over the class one)."""
-        return provider.capabilities
 
     def supports(self, provider: Provider, op: str) -> bool:
         """Whether the provider declares ``op`` as supported."""
@@ -325,10 +367,9 @@ class ProviderSuite:
         assert got == list(range(1, rounds + 1))
 
     async def test_two_processes_race_exactly_one_wins(self, provider: Provider) -> None:
-        if provider.capabilities.concurrency != "cross_process":
-            # the store declares a single-process reach: two instances in one process are raced above
-            assert provider.capabilities.concurrency == "in_process"
-            return
+        concurrency = provider.capabilities.concurrency
+        if concurrency != "cross_process":
+            pytest.skip(f"concurrency={concurrency}: the version check does not reach across processes")
         s = sid("xrace")
         rounds = 25
         cls = type(provider)
@@ -454,7 +495,7 @@ class ProviderSuite:
 
     # ------------------------------------------------------------------ global order
 
-    async def test_read_all_covers_every_stream_in_the_declared_order(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_read_all_covers_every_stream_each_in_version_order(self, manager: EventSourcingManager, provider: Provider) -> None:
         streams = [sid("g") for _ in range(3)]
         appended = []
         for i in range(4):
@@ -465,22 +506,34 @@ class ProviderSuite:
         assert sorted(e.event_id for e in seen) == sorted(a[2] for a in appended)
         for s in streams:
             assert [e.version for e in seen if e.stream_id == s] == [1, 2, 3, 4]
-        if provider.capabilities.global_order == "total":
-            positions = [e.position for e in seen]
-            assert positions == sorted(positions)
-            assert len(set(positions)) == len(positions)
-            # sequential appends: the global order is the append order
-            assert [e.event_id for e in seen] == [a[2] for a in appended]
-            middle = seen[len(seen) // 2]
-            tail = [e.event_id async for e in manager.read_all(from_position=middle.position)]
-            assert tail == [e.event_id for e in seen[len(seen) // 2 :]]
-        else:
-            assert provider.capabilities.global_order == "per_stream"
+            assert [e.event_id for e in seen if e.stream_id == s] == [a[2] for a in appended if a[0] == s]
+
+    async def test_read_all_is_one_total_order_resumable_by_position(self, manager: EventSourcingManager, provider: Provider) -> None:
+        order = provider.capabilities.global_order
+        if order != "total":
+            pytest.skip(f"global_order={order}: read_all promises no order across streams and no resumable position")
+        streams = [sid("g") for _ in range(3)]
+        appended = []
+        for i in range(4):
+            for s in streams:
+                r = await manager.append_event(stream_id=s, event_type="E", data={"i": i})
+                appended.append(r.event_id)
+        seen = [e async for e in manager.read_all()]
+        positions = [e.position for e in seen]
+        assert positions == sorted(positions)
+        assert len(set(positions)) == len(positions)
+        # sequential appends: the global order is the append order
+        assert [e.event_id for e in seen] == appended
+        middle = seen[len(seen) // 2]
+        tail = [e.event_id async for e in manager.read_all(from_position=middle.position)]
+        assert tail == [e.event_id for e in seen[len(seen) // 2 :]]
+        after_last = [e.event_id async for e in manager.read_all(from_position=seen[-1].position + 1)]
+        assert after_last == []
 
     async def test_a_follower_of_read_all_sees_every_concurrent_write_once(self, manager: EventSourcingManager, provider: Provider) -> None:
-        if provider.capabilities.global_order != "total":
-            assert provider.capabilities.global_order == "per_stream"
-            return
+        order = provider.capabilities.global_order
+        if order != "total":
+            pytest.skip(f"global_order={order}: read_all has no position a follower could resume from")
         writers, per_writer = 4, 15
         done = asyncio.Event()
         seen: list[str] = []
@@ -581,7 +634,9 @@ class ProviderSuite:
                 paged = await flat(provider.read_stream_pages(s, page_size=size, **kw), size)
                 assert paged == records, (size, kw)
         assert await flat(provider.read_stream_pages(sid("missing"), page_size=5), 5) == []
-        if not provider.capabilities.supports("read_all"):
+        if not provider.capabilities.supports("read_all"):  # declared unsupported: the page view says so too
+            with pytest.raises(UnsupportedOperationError):
+                await anext(aiter(provider.read_all_pages(page_size=5)))
             return
         stored = [e async for e in provider.read_stream(s)]
         first = stored[0]
@@ -589,6 +644,78 @@ class ProviderSuite:
         paged = await flat(provider.read_all_pages(from_position=first.position, page_size=5), 5)
         assert [e.event_id for e in paged if e.stream_id == s] == [e.event_id for e in records if e.stream_id == s]
         assert len([e for e in paged if e.stream_id == s]) == 12
+
+    def _fault_manager(self) -> EventSourcingManager:
+        return EventSourcingManager(
+            {
+                "providers": {},
+                "default_provider": None,
+                "max_batch_size": self.max_batch_size,
+                "retry_attempts": 2,  # each fault is followed by delivered pages, so 2 attempts suffice
+                "retry_delay": 0.001,
+                "retry_max_delay": 0.002,
+            },
+            host=_host(),
+        )
+
+    async def test_read_stream_resumes_after_a_fault_mid_read_on_the_page_path(
+        self, provider: Provider, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # the manager reads through read_stream_pages; a connection lost between two of the store's own
+        # pages must resume right after the last event delivered: every event once, in order
+        m = self._fault_manager()
+        await m.register_provider(provider, name="under-test", default=True)
+        s = sid("fault")
+        await m.append_events_batch(stream_id=s, events=[ev(data={"i": i}) for i in range(23)])
+        faults = PageFaults(monkeypatch, provider)
+        cases: list[tuple[dict[str, Any], list[int]]] = [
+            ({"page_size": 5}, list(range(1, 24))),
+            ({"page_size": 5, "backwards": True}, list(range(23, 0, -1))),
+            ({"page_size": 3, "from_version": 4, "to_version": 20}, list(range(4, 21))),
+            ({"page_size": 3, "from_version": 4, "to_version": 20, "backwards": True}, list(range(20, 3, -1))),
+            ({"page_size": 1}, list(range(1, 24))),
+        ]
+        for kw, expected in cases:
+            faults.left, faults.opened = 2, 0
+            got = [(e.version, e.data["i"]) async for e in m.read_stream(s, **kw)]
+            assert got == [(v, v - 1) for v in expected], kw
+            assert faults.left == 0, f"the faults never fired: {kw}"
+            assert faults.opened == 3, f"expected the read to be re-opened twice: {kw}"
+        assert m.metrics("under-test")["under-test"]["read_stream"]["errors"] == 0
+        # more faults in a row than retry attempts: the caller gets the error, not a short read
+        faults.left, faults.after = 2, 0
+        with pytest.raises(ProviderUnavailableError):
+            [e async for e in m.read_stream(s, page_size=5)]
+
+    async def test_read_all_resumes_after_a_fault_mid_read_on_the_page_path(
+        self, provider: Provider, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        m = self._fault_manager()
+        await m.register_provider(provider, name="under-test", default=True)
+        if not provider.capabilities.supports("read_all"):  # declared unsupported: asserted, not skipped
+            with pytest.raises(UnsupportedOperationError):
+                [e async for e in m.read_all()]
+            return
+        order = provider.capabilities.global_order
+        if order != "total":
+            pytest.skip(f"global_order={order}: read_all has no position to resume from after a fault")
+        a, b = sid("fa"), sid("fb")
+        for i in range(8):  # interleaved, so a resume by position crosses streams
+            await m.append_events_batch(stream_id=a if i % 2 == 0 else b, events=[ev(data={"i": 3 * i + j}) for j in range(3)])
+        events = [e async for e in m.read_all(page_size=4)]
+        clean = [(e.event_id, e.data["i"]) for e in events]
+        assert [i for _, i in clean] == list(range(24))
+        faults = PageFaults(monkeypatch, provider)
+        for size in (4, 5, 1):
+            faults.left, faults.opened = 2, 0
+            got = [(e.event_id, e.data["i"]) async for e in m.read_all(page_size=size)]
+            assert got == clean, size
+            assert faults.left == 0, f"the faults never fired (page_size {size})"
+            assert faults.opened == 3, f"expected the read to be re-opened twice (page_size {size})"
+        faults.left, faults.opened = 2, 0
+        got = [(e.event_id, e.data["i"]) async for e in m.read_all(from_position=events[10].position, page_size=3)]
+        assert got == clean[10:]
+        assert faults.left == 0
 
     # ------------------------------------------------------------------ stream lifecycle
 
@@ -715,14 +842,29 @@ class ProviderSuite:
         stored = await provider.get_snapshot(s)
         assert stored is not None
         assert stored.version == 3
-        if provider.capabilities.deleted_stream_ids != "reusable":
-            return
-        old = snap(s, 2, r.positions[1])  # taken before the stream was deleted and re-created
+
+    async def test_a_snapshot_of_a_deleted_and_recreated_stream_is_refused(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        reuse = provider.capabilities.deleted_stream_ids
+        if reuse != "reusable":
+            pytest.skip(f"deleted_stream_ids={reuse}: a deleted stream id is never re-created")
+        s = sid()
+        r = await manager.append_events_batch(stream_id=s, events=[ev(), ev(), ev()])
+        def snap(version: int, position: int) -> NewSnapshot:
+            return NewSnapshot(str(uuid.uuid4()), s, version, b'{"v": 1}', b"", "json", utcnow(), position=position)
+
+        old = snap(2, r.positions[1])
+        await provider.save_snapshot(snap(2, r.positions[1]))  # the same snapshot is good while the stream lives
         await manager.delete_stream(s)
-        await manager.append_events_batch(stream_id=s, events=[ev(), ev(), ev()], expected_version=NO_STREAM)
+        again = await manager.append_events_batch(stream_id=s, events=[ev(), ev(), ev()], expected_version=NO_STREAM)
         with pytest.raises(ConcurrencyError):
-            await provider.save_snapshot(old)
+            await provider.save_snapshot(old)  # taken before the stream was deleted and re-created
         assert await provider.get_snapshot(s) is None
+        await provider.save_snapshot(snap(2, again.positions[1]))  # one of the stream as it is now is fine
+        stored = await provider.get_snapshot(s)
+        assert stored is not None
+        assert stored.version == 2
 
     # ------------------------------------------------------------------ read by id
 
@@ -837,10 +979,25 @@ class ProviderSuite:
 
     # ------------------------------------------------------------------ capabilities
 
-    async def test_declared_unsupported_operations_raise(self, provider: Provider) -> None:
+    async def test_declared_unsupported_operations_raise_and_no_other_does(self, provider: Provider) -> None:
+        """Every operation is probed: a declared-unsupported one raises :class:`UnsupportedOperationError`.
+
+        Any other may succeed or fail for its own reasons (the probes touch a missing stream), never that.
+        """
         s = sid()
+        new = NewEvent(str(uuid.uuid4()), "Probe", b"{}", b"", "json", utcnow())
+
+        async def first(it: AsyncIterator[Any]) -> Any:
+            return await anext(aiter(it), None)
+
         calls: dict[str, Callable[[], Awaitable[Any]]] = {
-            "read_all": lambda: anext(provider.read_all()),
+            "create_stream": lambda: provider.create_stream(NewStream(sid("probe"))),
+            "get_stream_info": lambda: provider.get_stream_info(s),
+            "append": lambda: provider.append(sid("probe"), [new], ANY),
+            "read_stream": lambda: first(provider.read_stream(s)),
+            "query": lambda: provider.query(EventFilter(stream_id=s), limit=1, offset=0),
+            "health": provider.health,
+            "read_all": lambda: first(provider.read_all()),
             "get_event": lambda: provider.get_event(str(uuid.uuid4())),
             "delete_stream": lambda: provider.delete_stream(s),
             "truncate_stream": lambda: provider.truncate_stream(s, 1),
@@ -853,10 +1010,19 @@ class ProviderSuite:
             "stats": provider.stats,
             "list_streams": lambda: provider.list_streams(limit=1, offset=0),
         }
-        for op in sorted(provider.capabilities.unsupported):
-            assert op in calls, f"the kit has no probe for unsupported operation {op!r}"
-            with pytest.raises(UnsupportedOperationError):
+        assert sorted(calls) == sorted(OPERATIONS), "the kit must probe every operation a store may declare"
+        unsupported = provider.capabilities.unsupported
+        for op in OPERATIONS:
+            if op in unsupported:
+                with pytest.raises(UnsupportedOperationError):
+                    await calls[op]()
+                continue
+            try:
                 await calls[op]()
+            except UnsupportedOperationError as e:
+                pytest.fail(f"{op} raised {e!r} but the store does not declare it unsupported")
+            except EventSourceError:
+                pass  # e.g. StreamNotFoundError: the probe asked about a missing stream
 
     # ------------------------------------------------------------------ hostile input
 

@@ -5,7 +5,7 @@ the manager *pins* the version: it takes the stream's current version (cached pe
 first append; one ``get_stream_info`` otherwise), seals the payloads for the versions that follow, and
 appends with that exact expected version. A ``ConcurrencyError`` means another writer got there first:
 the batch is re-sealed for the version the error reports and tried again (up to
-:data:`VERSION_PIN_ATTEMPTS` times, with a short random pause from the second), so ANY keeps its
+:data:`VERSION_PIN_ATTEMPTS` times, with a random pause from the second that grows to at most 50 ms), so ANY keeps its
 meaning. Pinned appends to one stream through one manager take turns (a lock per stream); if every
 attempt loses, the append raises :class:`ProviderTimeoutError` (nothing was written; try again).
 """
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from eventsource.model import AppendResult, EventData, Expected
     from eventsource.provider import Provider
 
-VERSION_PIN_ATTEMPTS = 8
+VERSION_PIN_ATTEMPTS = 24
 """Encrypted ANY/STREAM_EXISTS appends: how many times a lost version race is re-sealed and retried."""
 
 
@@ -83,7 +83,7 @@ class SealedAppends:
         guess: int | None = self.versions.get(key)
         for attempt in range(1, VERSION_PIN_ATTEMPTS + 1):
             if attempt > 1:  # another process won the last pin: let a burst of writers spread out
-                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311 - jitter
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311 - jitter
             if guess is None or (guess == 0 and exp == ExpectedVersion.STREAM_EXISTS):
                 info = await run(p, "get_stream_info", lambda: p.get_stream_info(sid))
                 if info is None and exp == ExpectedVersion.STREAM_EXISTS:

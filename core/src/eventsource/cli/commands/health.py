@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.cli.errors import StoreContextError
 from eventsource.cli.exitcodes import EXIT_OK, EXIT_UNAVAILABLE
-from eventsource.cli.output import mask
 from eventsource.cli.session import connect_hint
 from eventsource.errors import ErrorType
 
@@ -41,7 +40,7 @@ async def _health(session: Session) -> int:
         name = session.cfg.default_provider or "default"
         url = session.cfg.providers.get(name, {}).get("url", "")
         status = {name: HealthStatus(healthy=False, provider=name, message=session.scrub(str(e.cause)))}
-        return _print_health(session, status, {name: mask(url)})
+        return _print_health(session, status, {name: session.shown(url)})
     try:
         urls = {name: manager.get_provider(name).display_url or "" for name in manager.list_providers()}
         return _print_health(session, await manager.health_check(), urls)

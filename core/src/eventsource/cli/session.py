@@ -62,8 +62,12 @@ class Session:
 
         return self.run(connected())
 
-    async def connect(self) -> EventSourcingManager:
-        """A manager connected to every configured store; failures name the masked URL."""
+    async def connect(self, *, unreachable: dict[str, StoreContextError] | None = None) -> EventSourcingManager:
+        """A manager connected to every configured store; failures name the masked URL.
+
+        :param unreachable: when given, a store that cannot be connected (connection error or timeout) is
+            recorded here under its name and left out, instead of failing the whole run (``health``).
+        """
         from eventsource.manager import EventSourcingManager
 
         cfg = self.cfg = load_config(self.args)
@@ -87,7 +91,10 @@ class Session:
                         reason = str(e).rstrip(".")
                         where = _unreachable(self.shown(url), has_server=_has_server(url))
                         msg = f"{where}: {reason}; {connect_hint(url)} (--store or ${STORE_ENV})"
-                        raise StoreContextError(msg, e) from e
+                        if unreachable is None:
+                            raise StoreContextError(msg, e) from e
+                        unreachable[name] = StoreContextError(msg, e)
+                        continue
                     raise
         except BaseException:
             with contextlib.suppress(Exception):

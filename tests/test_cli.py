@@ -683,3 +683,48 @@ def test_reading_data_from_a_terminal_says_how_to_finish(
     monkeypatch.setattr(sys, "stdin", io.StringIO('{"piped": true}'))
     code, _, err = run(capsys, "--store", store, "append", "s", "Piped", "-")
     assert code == EXIT_OK and "reading" not in err
+
+
+def test_health_names_the_store_that_is_down_among_several(
+    capsys: pytest.CaptureFixture[str], store: str, tmp_path: Path
+) -> None:
+    """A config with a healthy default store and a broken second one: health blames the broken one only."""
+    junk = tmp_path / "archive.db"
+    junk.write_text("these are my notes, not a database\n")
+    config = tmp_path / "two.json"
+    config.write_text(
+        json.dumps({"providers": {"main": store, "archive": f"sqlite:///{junk}"}, "default_provider": "main"})
+    )
+    host = PluginHost(load_entrypoints=False)
+    code, out, err = run(capsys, "--config", str(config), "--json", "health", host=host)
+    assert code == EXIT_UNAVAILABLE
+    statuses = json.loads(out)
+    assert set(statuses) == {"main", "archive"}
+    assert statuses["main"]["healthy"] is True
+    assert statuses["archive"]["healthy"] is False
+    assert "not a database" in statuses["archive"]["message"]
+    code, out, err = run(capsys, "--config", str(config), "health", host=host)
+    assert code == EXIT_UNAVAILABLE
+    lines = out.splitlines()
+    assert any(line.startswith("main (") and ": healthy" in line for line in lines), out
+    assert any(line.startswith(f"archive (sqlite:///{junk}): UNHEALTHY") for line in lines), out
+    assert "check the file's path" in err and "server is running" not in err
+
+
+def test_a_reader_that_leaves_does_not_turn_a_failed_health_check_into_success(tmp_path: Path) -> None:
+    """``eventsource health | true`` on a broken store: the reader leaving is fine, the store is still down (5)."""
+    script, env = _console_script()
+    junk = tmp_path / "notes.db"
+    junk.write_text("these are my notes, not a database\n")
+    for argv in (("health",), ("--json", "health")):
+        reader, writer = os.pipe()
+        os.close(reader)  # the reader has already left
+        try:
+            done = subprocess.run(
+                [script, "--store", f"sqlite:///{junk}", *argv], stdout=writer, stderr=subprocess.PIPE,
+                cwd=tmp_path, env=env, text=True, timeout=120, check=False,
+            )  # fmt: skip
+        finally:
+            os.close(writer)
+        assert done.returncode == EXIT_UNAVAILABLE, (argv, done.stderr)
+        assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, (argv, done.stderr)

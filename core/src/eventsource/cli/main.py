@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
         scrub.add_url(args.store)
     if os.environ.get(STORE_ENV):
         scrub.add_url(os.environ[STORE_ENV])
+    code = EXIT_OK
     try:
         with logs_to(args.verbose, out.err, scrub):
             handler: Callable[[Session], int] = args.handler
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
         return _flushed(EXIT_INTERRUPTED)
     except BrokenPipeError:  # `eventsource read x | head`: the reader left; that is fine
         _drop_stdout()
-        return EXIT_OK
+        return code  # ... but it does not turn a result the command already reached (health: 5) into success
     except Exception as e:  # noqa: BLE001 - the one place that turns any failure into one line + exit code
         return _flushed(report(e, out, scrub, args.verbose))
 

@@ -1,8 +1,8 @@
 """Keeping secrets out of everything the command shows: messages, tracebacks and log records.
 
-A :class:`Scrubber` learns the passwords of every store URL and the configured encryption keys and replaces
-them (and any ``scheme://user:password@`` it sees) with ``***``; :func:`logs_to` routes log records for one
-run through it, or silences them without ``-v``.
+A :class:`Scrubber` learns the passwords of every store URL (and a user part the store itself masks, such as
+a NATS token) and the configured encryption keys and replaces them (and any ``scheme://user:password@`` it
+sees) with ``***``; :func:`logs_to` routes log records for one run through it, or silences them without ``-v``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,17 @@ class Scrubber:
             password = urlsplit(url).password
             if password:
                 self.secrets.add(password)
+
+    def add_shown(self, url: str, shown: str | None) -> None:
+        """Remember the user part of ``url`` too when the store itself hides it (``shown``: its display URL).
+
+        A NATS URL user without a password is an auth token (``nats://TOKEN@host``, shown as
+        ``nats://***@host``); :func:`~eventsource.config.mask_url` cannot know that, the provider does.
+        """
+        with contextlib.suppress(ValueError):
+            user = urlsplit(url).username
+            if user and shown is not None and user not in shown:
+                self.secrets.add(user)
 
     def __call__(self, text: str) -> str:
         """``text`` with URL passwords and every remembered secret replaced by ``***``."""

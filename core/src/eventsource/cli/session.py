@@ -62,8 +62,12 @@ class Session:
 
         return self.run(connected())
 
-    async def connect(self) -> EventSourcingManager:
-        """A manager connected to every configured store; failures name the masked URL."""
+    async def connect(self, *, unreachable: dict[str, StoreContextError] | None = None) -> EventSourcingManager:
+        """A manager connected to every configured store; failures name the masked URL.
+
+        :param unreachable: when given, a store that cannot be connected (connection error or timeout) is
+            recorded here under its name and left out, instead of failing the whole run (``health``).
+        """
         from eventsource.manager import EventSourcingManager
 
         cfg = self.cfg = load_config(self.args)
@@ -73,24 +77,34 @@ class Session:
             for name, entry in cfg.providers.items():
                 url = entry["url"]
                 try:
-                    await manager.register_provider(
-                        url, name=name, default=name == cfg.default_provider, **entry.get("settings", {})
-                    )
+                    # built here rather than by register_provider, so that what the store masks in its URL
+                    # (a NATS token) is a known secret before anything can print it
+                    provider = self.plugin_host().create_provider(url, **entry.get("settings", {}))
+                    self.scrub.add_shown(url, provider.display_url)
+                    await manager.register_provider(provider, name=name, default=name == cfg.default_provider)
                 except ProviderNotFoundError as e:
-                    raise StoreContextError(f"store {mask(url)}: {e}", e) from e
+                    raise StoreContextError(f"store {self.shown(url)}: {e}", e) from e
                 except (ValidationError, ConfigurationError) as e:
-                    raise StoreContextError(f"store {mask(url)}: {e}", e) from e
+                    raise StoreContextError(f"store {self.shown(url)}: {e}", e) from e
                 except EventSourceError as e:
                     if e.type in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
                         reason = str(e).rstrip(".")
-                        msg = f"{_unreachable(url)}: {reason}; {connect_hint(url)} (--store or ${STORE_ENV})"
-                        raise StoreContextError(msg, e) from e
+                        where = _unreachable(self.shown(url), has_server=_has_server(url))
+                        msg = f"{where}: {reason}; {connect_hint(url)} (--store or ${STORE_ENV})"
+                        if unreachable is None:
+                            raise StoreContextError(msg, e) from e
+                        unreachable[name] = StoreContextError(msg, e)
+                        continue
                     raise
         except BaseException:
             with contextlib.suppress(Exception):
                 await manager.close()
             raise
         return manager
+
+    def shown(self, url: str) -> str:
+        """``url`` as the command may print it: password masked, and every secret the run knows scrubbed."""
+        return self.scrub(mask(url))
 
     @staticmethod
     def store_label(manager: EventSourcingManager) -> str:
@@ -107,10 +121,10 @@ def _has_server(url: str) -> bool:
         return True
 
 
-def _unreachable(url: str) -> str:
-    """The start of the message for a store that cannot be connected."""
-    verb = "reach" if _has_server(url) else "open"
-    return f"cannot {verb} the store at {mask(url)}"
+def _unreachable(shown: str, *, has_server: bool) -> str:
+    """The start of the message for a store (``shown``: its printable URL) that cannot be connected."""
+    verb = "reach" if has_server else "open"
+    return f"cannot {verb} the store at {shown}"
 
 
 def connect_hint(url: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from eventsource.errors import DuplicateEventError, EventSourceError, ProviderTimeoutError, ValidationError
 from eventsource.model import ExpectedVersion
@@ -27,6 +27,7 @@ from eventsource_nats.errors import DuplicateInBatch, WrongSequence, map_error
 from eventsource_nats.index import LRU_SIZE
 from eventsource_nats.naming import MAX_EVENTS_PER_MESSAGE, stream_token
 from eventsource_nats.records import HDR_EXPECTED_SUBJECT_SEQ
+from eventsource_nats.streams import new_info
 from eventsource_nats.writers import Tail
 
 if TYPE_CHECKING:
@@ -53,20 +54,6 @@ def _satisfied(expected: Expected, tail: Tail, first_id: str) -> bool:
     if expected == ExpectedVersion.STREAM_EXISTS:
         return tail.exists
     return tail.version == expected
-
-
-def _implicit_info(sid: str, stream: NewStream | None, first: NewEvent) -> dict[str, Any]:
-    """The info record of a stream created by its first append."""
-    return {
-        "id": sid,
-        "name": stream.name if stream else None,
-        "aggregate_id": stream.aggregate_id if stream else first.aggregate_id,
-        "aggregate_type": stream.aggregate_type if stream else first.aggregate_type,
-        "metadata": dict(stream.metadata) if stream else {},
-        "created_at": first.timestamp.isoformat(),
-        "removed": 0,
-        "known_version": 0,
-    }
 
 
 class Appender:
@@ -201,7 +188,7 @@ class Appender:
         """Create the stream's info record naming ``first`` as its creator: its revision, or ``None`` if one exists."""
         import nats.js.errors
 
-        info = _implicit_info(sid, stream, first)
+        info = new_info(sid, stream, first.timestamp, first)
         info["claim"] = first.event_id
         try:
             return int(await self.conn.kv[self.conn.names.info_bucket].create(token, json.dumps(info).encode()))
@@ -213,7 +200,7 @@ class Appender:
         await quiet(self.conn.kv[self.conn.names.info_bucket].delete(token, last=revision))
 
     async def _create_info(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> None:
-        info = _implicit_info(sid, stream, first)
+        info = new_info(sid, stream, first.timestamp, first)
         # create-if-absent (expected subject sequence 0) without waiting for the ack: a stream created
         # concurrently keeps its record, and a lost record is rebuilt from the first event on read
         subject = f"$KV.{self.conn.names.info_bucket}.{token}"

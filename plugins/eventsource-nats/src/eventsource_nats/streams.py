@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import StreamExistsError, StreamNotFoundError
 from eventsource.model import StreamInfo, utcnow
@@ -23,11 +23,31 @@ from eventsource_nats.naming import stream_id_of, stream_token
 from eventsource_nats.reads import stream_id_from
 
 if TYPE_CHECKING:
-    from eventsource.model import NewStream
+    from eventsource.model import NewEvent, NewStream
 
     from eventsource_nats.connection import Connection
     from eventsource_nats.reads import Reader
     from eventsource_nats.writers import Tail
+
+
+def new_info(
+    stream_id: str, stream: NewStream | None, created_at: datetime, first: NewEvent | None = None
+) -> dict[str, Any]:
+    """The info record of a new stream, made by ``create_stream`` or by the first append (``first``).
+
+    The one writer of the record's layout (:meth:`Streams.stream_info` reads it); an implicit creation
+    takes the aggregate from its first event unless the append carried a :class:`NewStream`.
+    """
+    return {
+        "id": stream_id,
+        "name": stream.name if stream else None,
+        "aggregate_id": stream.aggregate_id if stream else (first.aggregate_id if first else None),
+        "aggregate_type": stream.aggregate_type if stream else (first.aggregate_type if first else None),
+        "metadata": dict(stream.metadata) if stream else {},
+        "created_at": created_at.isoformat(),
+        "removed": 0,
+        "known_version": 0,
+    }
 
 
 class Streams:
@@ -46,16 +66,7 @@ class Streams:
         conn.require()
         token = stream_token(stream.stream_id)
         now = utcnow()
-        info = {
-            "id": stream.stream_id,
-            "name": stream.name,
-            "aggregate_id": stream.aggregate_id,
-            "aggregate_type": stream.aggregate_type,
-            "metadata": dict(stream.metadata),
-            "created_at": now.isoformat(),
-            "removed": 0,
-            "known_version": 0,
-        }
+        info = new_info(stream.stream_id, stream, now)
 
         async def create() -> None:
             if await conn.last_msg(conn.names.subject(token)) is not None:

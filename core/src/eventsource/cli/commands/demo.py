@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.cli.commands.stats import print_stats
 from eventsource.cli.exitcodes import EXIT_OK
-from eventsource.cli.output import mask, short, when
+from eventsource.cli.output import short, when
 from eventsource.errors import ConcurrencyError, EventSourceError, StreamExistsError, UnsupportedOperationError
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ async def _demo(session: Session, m: EventSourcingManager) -> int:
         again = "".join(
             f" {flag} {value}"
             for flag, value in (
-                ("--store", session.args.store and mask(session.args.store)),
+                ("--store", session.args.store and session.shown(session.args.store)),
                 ("--config", session.args.config),
             )
             if value

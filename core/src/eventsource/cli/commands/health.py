@@ -9,13 +9,11 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from eventsource.cli.errors import StoreContextError
 from eventsource.cli.exitcodes import EXIT_OK, EXIT_UNAVAILABLE
-from eventsource.cli.output import mask
 from eventsource.cli.session import connect_hint
-from eventsource.errors import ErrorType
 
 if TYPE_CHECKING:
+    from eventsource.cli.errors import StoreContextError
     from eventsource.cli.parser import Commands
     from eventsource.cli.session import Session
 
@@ -33,20 +31,20 @@ def health(session: Session) -> int:
 async def _health(session: Session) -> int:
     from eventsource.model import HealthStatus
 
+    down: dict[str, StoreContextError] = {}
+    manager = await session.connect(unreachable=down)
     try:
-        manager = await session.connect()
-    except StoreContextError as e:
-        if e.type not in (ErrorType.CONNECTION, ErrorType.TIMEOUT) or session.cfg is None:
-            raise
-        name = session.cfg.default_provider or "default"
-        url = session.cfg.providers.get(name, {}).get("url", "")
-        status = {name: HealthStatus(healthy=False, provider=name, message=session.scrub(str(e.cause)))}
-        return _print_health(session, status, {name: mask(url)})
-    try:
+        statuses = await manager.health_check() if manager.list_providers() else {}
         urls = {name: manager.get_provider(name).display_url or "" for name in manager.list_providers()}
-        return _print_health(session, await manager.health_check(), urls)
     finally:
         await manager.close()
+    configured = session.cfg.providers if session.cfg is not None else {}
+    for name, e in down.items():  # a store that cannot be connected is one unhealthy row, under its own name
+        statuses[name] = HealthStatus(healthy=False, provider=name, message=session.scrub(str(e.cause)))
+        urls[name] = session.shown(configured[name]["url"])
+    order = list(configured)
+    statuses = dict(sorted(statuses.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    return _print_health(session, statuses, urls)
 
 
 def _print_health(session: Session, statuses: dict[str, Any], urls: dict[str, str]) -> int:

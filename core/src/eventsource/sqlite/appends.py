@@ -12,7 +12,7 @@ from eventsource.provider import (
     check_duplicate,
     check_expected,
 )
-from eventsource.sqlite.rows import _dump_meta, _event_rows, _events_from_rows, _make_append_result, to_us
+from eventsource.sqlite.rows import _dump_meta, _event_rows, _events_from_rows, _make_append_result
 from eventsource.sqlite.statements import (
     _EVENT_COLS,
     MAX_VERSION,
@@ -23,6 +23,7 @@ from eventsource.sqlite.statements import (
     SQL_LAST_ROWID,
     SQL_STREAM_STATE,
 )
+from eventsource.timestamps import to_us
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -11,8 +11,8 @@ from eventsource.model import (
     AppendResult,
     NewSnapshot,
     RecordedEvent,
+    RowPage,
     StreamInfo,
-    make_recorded_event,
     positional_constructor,
 )
 from eventsource.sqlite.statements import SQL_INSERT_EVENT, SQL_INSERT_EVENT_SHORT
@@ -27,14 +27,9 @@ if TYPE_CHECKING:
 _make_append_result = positional_constructor(AppendResult)
 
 
-def _record(r: Any) -> RecordedEvent:
-    """A row in :data:`_EVENT_COLS` order (RecordedEvent's field order) as a record."""
-    return make_recorded_event(*r[:8], from_us(r[8]), *r[9:])
-
-
 def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
     """Rows in :data:`_EVENT_COLS` order to records (runs on a provider thread, not on the loop)."""
-    return list(map(_record, rows))
+    return RowPage(rows, from_us).records()
 
 
 def _fetch_rows(sql: str, args: tuple[Any, ...], db: sqlite3.Connection) -> list[tuple[Any, ...]]:

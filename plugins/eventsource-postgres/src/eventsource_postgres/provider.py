@@ -43,7 +43,7 @@ from eventsource.model import (
     StreamInfo,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, records_of
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND, POSITION_SHIFT, Names, migrate
@@ -591,26 +591,6 @@ class PostgresProvider(Provider):
     async def _events_by_ids(self, ids: list[str]) -> dict[str, RecordedEvent]:
         rows = await self._call("append", lambda c: self._fetchall(c, self._sql.events_by_ids, [ids]), retry=True)
         return {r[0]: RecordedEvent(*r) for r in rows}
-
-    def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        backwards: bool = False,
-        page_size: int = 500,
-    ) -> AsyncIterator[RecordedEvent]:
-        """The events of :meth:`read_stream_pages`, one record at a time (this class's own page view)."""
-        return records_of(
-            PostgresProvider.read_stream_pages(
-                self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
-            )
-        )
-
-    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
-        """The events of :meth:`read_all_pages`, one record at a time."""
-        return records_of(PostgresProvider.read_all_pages(self, from_position=from_position, page_size=page_size))
 
     async def read_stream_pages(
         self,

@@ -46,7 +46,7 @@ async def kp(kafka_url: str) -> AsyncIterator[KafkaProvider]:
     "stream_id", ["a.b", "a_b", "a b", "a/b", "名前", "x" * 1000, ".", "..", "-", "'; DROP", "\U0001f389"]
 )
 def test_topic_names_are_legal_and_short(stream_id: str) -> None:
-    topic = naming.new_stream_topic("p" * naming.MAX_PREFIX_LENGTH, stream_id)
+    topic = naming.stream_topic("p" * naming.MAX_PREFIX_LENGTH, stream_id, 10**12)
     assert LEGAL.match(topic), topic
 
 
@@ -54,8 +54,9 @@ def test_topic_names_never_collide() -> None:
     ids = ["a.b", "a_b", "a b", "a/b", "A.b", "a.b ", "x" * 1000, "x" * 999 + "y"]
     hashes = {naming.stream_hash(i) for i in ids}
     assert len(hashes) == len(ids)
-    # a new incarnation of the same stream gets a different topic
-    assert naming.new_stream_topic("p", "a.b") != naming.new_stream_topic("p", "a.b")
+    # a new incarnation of the same stream gets a different topic; every process names it the same
+    assert naming.stream_topic("p", "a.b", 1) != naming.stream_topic("p", "a.b", 2)
+    assert naming.stream_topic("p", "a.b", 1) == naming.stream_topic("p", "a.b", 1)
 
 
 @pytest.mark.parametrize("prefix", ["", "a b", "a/b", "-x", "x" * 121, "é"])
@@ -94,7 +95,7 @@ def test_plugin_is_discovered(kafka_url: str) -> None:
     p = host.create_provider(kafka_url, topic_prefix="discovered")
     assert isinstance(p, KafkaProvider)
     assert p.capabilities.global_order == "per_stream"
-    assert p.capabilities.concurrency == "in_process"
+    assert p.capabilities.concurrency == "cross_process"  # the log decides, no lease needed
     assert p.capabilities.unsupported == frozenset()
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import ConcurrencyError, ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import NewEvent, NewStream, utcnow
 from eventsource.plugins import PluginHost
 from eventsource_kafka import naming, records
@@ -364,3 +364,79 @@ async def test_two_spellings_of_one_broker_share_the_in_process_state(kafka_url:
         await drop_namespace(a)
         await a.close()
         await b.close()
+
+
+async def test_a_record_that_lost_its_version_is_invisible_and_never_a_duplicate(kp: KafkaProvider) -> None:
+    """Issue #11: a record that lost the race for a version (same ids as a later retry) counts nowhere."""
+    first = await kp.append("lost", [new()], 0)
+    loser = new({"lost": True})
+    meta = kp._ns.meta["lost"]
+    value, headers = records.encode_events("lost", [loser], 1, first.positions[0] + 1)
+    await kp.io.produce(meta["topic"], value, headers=headers)  # another process's record, too late for version 1
+    assert [e.event_id async for e in kp.read_stream("lost")] == [first.event_ids[0]]
+    assert await kp.get_event(loser.event_id) is None
+    assert (await kp.stats()).events_by_stream["lost"] == 1
+    saved = dict(provider_module._NAMESPACES)
+    provider_module._NAMESPACES.clear()  # a process that never saw either append
+    try:
+        other = KafkaProvider(**kp.spawn_args())
+        await other.connect()
+        try:
+            r = await other.append("lost", [loser], 1)  # the loser's writer tries again: a new append
+            assert (r.first_version, r.duplicate) == (2, False)
+            again = await other.append("lost", [loser], 1)  # and its retry is the duplicate of THAT one
+            assert (again.first_version, again.duplicate) == (2, True)
+        finally:
+            await other.close()
+    finally:
+        provider_module._NAMESPACES.clear()
+        provider_module._NAMESPACES.update(saved)
+    assert [(e.version, e.event_id) async for e in kp.read_stream("lost")] == [
+        (1, first.event_ids[0]),
+        (2, loser.event_id),
+    ]
+    assert [e.version async for e in kp.read_stream("lost", backwards=True)] == [2, 1]
+    found = await kp.get_event(loser.event_id, "lost")
+    assert found is not None
+    assert found.version == 2
+    info = await kp.get_stream_info("lost")
+    assert (info.version, info.event_count) == (2, 2)
+
+
+async def test_a_stale_tail_is_refreshed_before_a_conflict_is_reported(kp: KafkaProvider) -> None:
+    """Issue #11 part 3: another process wrote; this one's cached tail is behind; the right version still wins."""
+    await kp.append("stale", [new()], 0)
+    meta = kp._ns.meta["stale"]
+    value, headers = records.encode_events("stale", [new()], 2, 10**15)  # another process appends version 2
+    await kp.io.produce(meta["topic"], value, headers=headers)
+    r = await kp.append("stale", [new()], 2)
+    assert r.first_version == 3
+    with pytest.raises(ConcurrencyError) as caught:
+        await kp.append("stale", [new()], 1)
+    assert caught.value.actual == 3
+
+
+async def test_truncation_lets_reads_skip_the_hidden_records(kp: KafkaProvider) -> None:
+    """A max_count marker records where the first visible record is; reads (and new processes) start there."""
+    for i in range(12):
+        await kp.append("skip", [new({"i": i})], i)
+    assert await kp.truncate_stream("skip", 10) == 9
+    meta = await kp._stream_meta("skip")
+    assert meta is not None
+    assert meta["skip"] == [9, 9]
+    assert [e.version async for e in kp.read_stream("skip")] == [10, 11, 12]
+    saved = dict(provider_module._NAMESPACES)
+    provider_module._NAMESPACES.clear()
+    try:
+        other = KafkaProvider(**kp.spawn_args())
+        await other.connect()
+        try:
+            info = await other.get_stream_info("skip")
+            assert (info.version, info.event_count, info.first_version) == (12, 3, 10)
+            assert (await other.append("skip", [new()], 12)).first_version == 13
+        finally:
+            await other.close()
+    finally:
+        provider_module._NAMESPACES.clear()
+        provider_module._NAMESPACES.update(saved)
+    assert [e.version async for e in kp.read_stream("skip", backwards=True)] == [13, 12, 11, 10]

@@ -19,6 +19,7 @@ from typing import Any
 from eventsource_kafka import naming
 from eventsource_kafka.provider import KafkaProvider
 
+from .soak import reads_under_writes
 from .test_provider import drop_namespace
 
 WORKER = str(Path(__file__).with_name("race_worker.py"))
@@ -97,3 +98,16 @@ async def test_two_processes_creating_one_stream_without_a_lease(kafka_url: str)
     finally:
         await drop_namespace(p)
         await p.close()
+
+
+async def test_reads_under_writes_end_and_retention_keeps_working(kafka_url: str) -> None:
+    """Issue #11 part 1, bounded: reads end, retention and list_streams keep working beside a writer.
+
+    The stream starts with 2,000 single-event records (where the unbounded run used to fail); the
+    10-minute run is ``python -m tests.soak 600`` (see ``soak.py``).
+    """
+    report = await reads_under_writes(kafka_url, float(os.environ.get("EVENTSOURCE_KAFKA_SOAK_SECONDS", "45")), prefill=2000)
+    assert report.failure is None, report
+    assert report.reads > 0
+    assert report.retention_runs > 0
+    assert report.read_versions_ok

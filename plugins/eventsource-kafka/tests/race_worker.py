@@ -53,4 +53,4 @@ async def main(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(json.loads(sys.argv[1])))))  # noqa: T201
+    print(json.dumps(asyncio.run(main(json.loads(sys.argv[1])))))

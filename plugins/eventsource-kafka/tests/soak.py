@@ -107,11 +107,11 @@ async def reads_under_writes(url: str, seconds: float, *, prefill: int = 0, pref
     finally:
         try:
             provider = manager.get_provider("kafka")
-            metas = await provider._catch_up_meta()  # noqa: SLF001 - test cleanup
+            metas = await provider._catch_up_meta()
             for meta in list(metas.values()):
                 await provider.io.delete_topic(meta["topic"])  # type: ignore[attr-defined]
-            await provider.io.delete_topic(provider._meta_topic)  # type: ignore[attr-defined]  # noqa: SLF001
-            await provider.io.delete_topic(provider._snap_topic)  # type: ignore[attr-defined]  # noqa: SLF001
+            await provider.io.delete_topic(provider._meta_topic)  # type: ignore[attr-defined]
+            await provider.io.delete_topic(provider._snap_topic)  # type: ignore[attr-defined]
         finally:
             await manager.close()
     return report
@@ -133,7 +133,7 @@ def main() -> None:
     try:
         t0 = time.monotonic()
         report = asyncio.run(reads_under_writes(f"kafka://{bootstrap}", seconds, prefill=prefill))
-        print(f"ran {time.monotonic() - t0:.0f}s: {report}")  # noqa: T201
+        print(f"ran {time.monotonic() - t0:.0f}s: {report}")
     finally:
         if broker is not None:
             broker.stop()

@@ -85,7 +85,7 @@ async def test_two_processes_creating_one_stream_without_a_lease(kafka_url: str)
     p = KafkaProvider(kafka_url, topic_prefix=prefix, request_timeout=60.0)
     await p.connect()
     try:
-        topics = await p.io.run("listing topics", lambda: p.io.admin.list_topics())
+        topics = await p.io.run("listing topics", p.io.admin.list_topics)
         for r in range(rounds):
             rows = [rows[r] for rows in results]
             winners = [row for row in rows if row["won"] is not None]

@@ -56,7 +56,15 @@ from eventsource.errors import (
     StreamNotFoundError,
     ValidationError,
 )
-from eventsource.model import AppendResult, ExpectedVersion, HealthStatus, NewStream, ProviderStats, RecordedEvent, StreamInfo
+from eventsource.model import (
+    AppendResult,
+    ExpectedVersion,
+    HealthStatus,
+    NewStream,
+    ProviderStats,
+    RecordedEvent,
+    StreamInfo,
+)
 from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, position_at
 from marshmallow import Schema, fields, validate
 

@@ -521,6 +521,10 @@ def _read_loop(  # noqa: PLR0917
     while True:
         if not ended:
             hw = state.highwater
+            if hw is not None and hw < max(start, stop or 0):
+                # below what this read knows the log holds (its start, or a stop the caller saw
+                # written): not this log's end (Tansu was seen answering an empty fetch with 0)
+                state.highwater = hw = None
             if hw is not None:
                 if suspect and hw <= pos and int(consumer.end_offsets([tp])[tp]) > pos:
                     state.highwater = None  # that watermark predates newer writes: fetch again

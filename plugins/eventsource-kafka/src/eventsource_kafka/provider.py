@@ -705,6 +705,10 @@ class KafkaProvider(Provider):
         window = self.settings["dedup_window"]
         if offset == slot.next_offset:
             return slot.see(value, offset, window)
+        if offset < slot.next_offset:  # already applied (cannot happen under the slot lock; never guess)
+            rows = records.peek_rows(value)
+            seen = slot.window.get(rows[0][0])
+            return seen is not None and seen.offset == offset
         won = False
         start = slot.next_offset
         while start <= offset:

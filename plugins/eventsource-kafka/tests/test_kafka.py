@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -9,7 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.errors import ConcurrencyError, ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    StreamExistsError,
+)
 from eventsource.model import NewEvent, NewStream, utcnow
 from eventsource.plugins import PluginHost
 from eventsource_kafka import naming, records
@@ -440,3 +447,36 @@ async def test_truncation_lets_reads_skip_the_hidden_records(kp: KafkaProvider) 
         provider_module._NAMESPACES.clear()
         provider_module._NAMESPACES.update(saved)
     assert [e.version async for e in kp.read_stream("skip", backwards=True)] == [13, 12, 11, 10]
+
+
+async def test_racing_creators_with_separate_state_agree_on_one_topic_and_the_winners_attributes(
+    kp: KafkaProvider,
+) -> None:
+    """Two instances that share nothing (as two processes): one create_stream wins, with its own name."""
+    saved = dict(provider_module._NAMESPACES)
+    provider_module._NAMESPACES.clear()
+    other = KafkaProvider(**kp.spawn_args())
+    await other.connect()  # its own process-wide state
+    provider_module._NAMESPACES.clear()
+    provider_module._NAMESPACES.update(saved)
+    try:
+        for r in range(10):
+            sid = f"both-{r}"
+            outcomes = await asyncio.gather(
+                kp.create_stream(NewStream(stream_id=sid, name="from-kp")),
+                other.create_stream(NewStream(stream_id=sid, name="from-other")),
+                return_exceptions=True,
+            )
+            ok = [o for o in outcomes if not isinstance(o, BaseException)]
+            assert len(ok) == 1, outcomes
+            assert all(isinstance(o, StreamExistsError) for o in outcomes if isinstance(o, BaseException)), outcomes
+            for p in (kp, other):
+                info = await p.get_stream_info(sid)
+                assert info is not None
+                assert info.name == ok[0].name
+            a = await kp.append(sid, [new()], 0)
+            with pytest.raises(ConcurrencyError):
+                await other.append(sid, [new()], 0)
+            assert [e.event_id async for e in other.read_stream(sid)] == [a.event_ids[0]]
+    finally:
+        await other.close()

@@ -59,6 +59,12 @@ def stream_topic(prefix: str, stream_id: str, incarnation: int) -> str:
     return name
 
 
+def incarnation(topic: str) -> int | None:
+    """The incarnation number of a stream topic named by :func:`stream_topic` (``None`` for older names)."""
+    tail = topic.rsplit(".", 1)[-1]
+    return int(tail[1:]) if tail.startswith("i") and tail[1:].isdigit() else None
+
+
 def meta_topic(prefix: str) -> str:
     """The compacted topic holding one record per stream (key: exact stream id)."""
     return f"{prefix}.meta"

@@ -602,6 +602,8 @@ class KafkaProvider(Provider):
                 topic, replication_factor=self.settings["replication_factor"], configs=dict(self.settings["topic_configs"])
             )
             current = (await self._catch_up_meta()).get(sid)
+            if not created:
+                current = await self._await_create_record(sid, topic, current)
             if current is None or current["topic"] != topic:
                 meta: dict[str, Any] = {
                     "op": "create",
@@ -628,6 +630,24 @@ class KafkaProvider(Provider):
                 await self.io.delete_topic(topic)
         msg = f"stream {sid!r} was created and deleted concurrently {_CREATE_ATTEMPTS} times; not created"
         raise ConcurrencyError(msg, stream_id=sid, expected="NO_STREAM", actual=0)
+
+    async def _await_create_record(self, sid: str, topic: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Give the process that created ``topic`` time to write its create record (its attributes win).
+
+        Only if none comes within ``request_timeout`` (that process stopped between creating the
+        topic and writing the record) does the caller write one, so the incarnation is never stranded.
+        """
+        deadline = monotonic() + self.settings["request_timeout"]
+        delay = 0.002
+        while (current is None or current["topic"] != topic) and monotonic() < deadline:
+            if current is not None and int(current.get("inc", 0)) > int(naming.incarnation(topic) or 0):
+                break  # a later incarnation is live already
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            current = (await self._catch_up_meta()).get(sid)
+            if current is None and self._ns.incarnations.get(sid, 0) >= (naming.incarnation(topic) or 0):
+                break  # that incarnation was created and deleted meanwhile
+        return current
 
     async def create_stream(self, stream: NewStream) -> StreamInfo:
         """Create the stream's topic and metadata record. :class:`StreamExistsError` if it exists."""

@@ -2,7 +2,8 @@
 
 Layout (see the package README for limits on real clusters):
 
-* one topic per stream, one partition, created explicitly (``naming.new_stream_topic``); every append
+* one topic per incarnation of a stream, one partition, created explicitly (``naming.stream_topic``: the
+  same name in every process, so the broker's ``create_topics`` lets one process create it); every append
   is ONE record holding an envelope of all its events (``records``), so a batch is atomic on any
   broker; versions, positions and event ids are in the envelope and in record headers (offsets are
   not versions: transaction markers take offsets, and Tansu's ListOffsets is wrong);
@@ -13,14 +14,14 @@ Layout (see the package README for limits on real clusters):
 Both compacted topics are read into an in-process view that is brought up to the high watermark
 (incrementally) before any answer that depends on them.
 
-Concurrency: Kafka has no conditional append. The expected version is checked against a tail version
-kept per stream and shared by every provider instance on the same cluster and prefix in this
-process, under a per-stream lock; the tail is seeded by reading the topic to its high watermark and
-then advanced from produce acknowledgements. That is correct for one writing process per stream
-(``concurrency="in_process"``). With ``lease_url`` set, every check-then-write also runs while
-holding a distributed lease on the stream id (a lease plugin, e.g. PostgreSQL advisory locks) and
-re-reads the tail under it, which makes writers in several processes safe
-(``concurrency="cross_process"``).
+Concurrency: Kafka has no conditional append, but a stream's topic is one totally ordered log: the
+first record carrying the next version wins (``records.accepts``, applied by every reader and by the
+writers' tails). An append checks the expected version against the tail this process knows (shared
+by every provider instance on the same cluster and prefix in this process, under a per-stream lock;
+refreshed before a conflict is reported), produces one record, and learns from its offset whether it
+won; a lost record is invisible and the append reports ``ConcurrencyError``. That holds across
+processes (``concurrency="cross_process"``) without a lease; ``lease_url`` (a lease plugin, e.g.
+PostgreSQL advisory locks) only saves the records losers would write under heavy contention.
 
 Positions: an event's ``position`` is its append time in microseconds since the epoch, bumped so it
 increases strictly within a stream. ``read_all`` declares ``per_stream``: each stream in version

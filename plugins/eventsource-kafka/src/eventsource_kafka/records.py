@@ -128,6 +128,19 @@ def decode_events(stream_id: str, value: bytes) -> list[RecordedEvent]:
     return out
 
 
+def accepts(last_version: int, first_version: int) -> bool:
+    """THE rule deciding which records make up a stream; every reader and writer of the provider applies it.
+
+    A stream's topic is one totally ordered log, read from its first record. A record belongs to the
+    stream exactly when its first version is one more than the last version accepted before it
+    (``last_version``; 0 before the first record). Any other record is ignored by every reader: a
+    writer that lost a race for that version (its append reported :class:`ConcurrencyError`), or a
+    record written twice by a producer retry. A record holds a whole append, so an append wins or
+    loses whole.
+    """
+    return first_version == last_version + 1
+
+
 def peek_rows(value: bytes) -> list[Any]:
     """The envelope rows without copying payloads (ids, versions, positions, timestamps, sizes)."""
     return _unframe(value)[0]

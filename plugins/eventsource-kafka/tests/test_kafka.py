@@ -88,6 +88,13 @@ def test_url_with_several_brokers_and_credentials() -> None:
     assert (cfg["security_protocol"], cfg["sasl_mechanism"], cfg["ssl_cafile"]) == ("SASL_SSL", "PLAIN", "/ca.pem")
     assert "s:cret" not in (p.display_url or "")
     assert "s%3Acret" not in (p.display_url or "")
+    assert p.display_url == "kafka://alice:***@b1:9092,b2:9093"
+
+
+def test_display_url_masks_secrets_in_the_query_string_too() -> None:
+    """The provider shows its URL through core's one masking function, query-string secrets included."""
+    p = KafkaProvider("kafka://b1:9092?sasl_plain_password=T0pS3cret")
+    assert "T0pS3cret" not in (p.display_url or "")
 
 
 def test_unknown_setting_names_the_field() -> None:

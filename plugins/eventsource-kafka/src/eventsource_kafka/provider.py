@@ -43,7 +43,6 @@ import contextlib
 import heapq
 import json
 import threading
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from time import monotonic
@@ -66,7 +65,16 @@ from eventsource.model import (
     RecordedEvent,
     StreamInfo,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, position_at
+from eventsource.provider import (
+    Capabilities,
+    Provider,
+    check_duplicate,
+    check_expected,
+    check_snapshot,
+    pages_of,
+    position_at,
+)
+from eventsource.timestamps import from_us, now_us, to_us
 from marshmallow import Schema, fields, validate
 
 from eventsource_kafka import naming, records
@@ -289,7 +297,7 @@ class _Visibility:
         if ev.version < self.below:
             return False
         if self.before:
-            ts = records.to_us(ev.timestamp)
+            ts = to_us(ev.timestamp)
             return not any(ev.version <= upto and ts < cut for cut, upto in self.before)
         return True
 
@@ -343,10 +351,6 @@ def _lease_host() -> Any:
 
         _HOST = PluginHost()
     return _HOST
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class KafkaProvider(Provider):
@@ -410,23 +414,6 @@ class KafkaProvider(Provider):
         self._io: KafkaIO | None = None
         self._lease: Lease | None = None
         self._started = monotonic()
-
-    @property
-    def display_url(self) -> str | None:
-        """The URL with any password masked (``kafka://user:***@b1:9092,b2:9092``).
-
-        Masked here rather than with ``eventsource.config.mask_url``, which parses one host:port and
-        fails on a list of brokers.
-        """
-        if not self.url:
-            return None
-        scheme, _, rest = self.url.partition("://")
-        netloc, sep, tail = rest.partition("/")
-        if "@" in netloc:
-            cred, host = netloc.rsplit("@", 1)
-            user = cred.split(":", 1)[0]
-            netloc = f"{user}:***@{host}" if ":" in cred else f"{user}@{host}"
-        return f"{scheme}://{netloc}{sep}{tail}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -566,7 +553,7 @@ class KafkaProvider(Provider):
     # ------------------------------------------------------------------ streams
 
     def _info(self, stream_id: str, meta: dict[str, Any], slot: _Slot) -> StreamInfo:
-        created = records.from_us(meta["created_us"])
+        created = from_us(meta["created_us"])
         hidden = int(meta.get("hidden", 0))
         count = slot.version - hidden
         first = meta.get("first_visible", 1) if hidden else 1
@@ -575,7 +562,7 @@ class KafkaProvider(Provider):
             version=slot.version,
             event_count=count,
             created_at=created,
-            updated_at=records.from_us(slot.last_ts_us) if slot.last_ts_us is not None else created,
+            updated_at=from_us(slot.last_ts_us) if slot.last_ts_us is not None else created,
             name=meta.get("name"),
             aggregate_id=meta.get("aggregate_id"),
             aggregate_type=meta.get("aggregate_type"),
@@ -655,7 +642,7 @@ class KafkaProvider(Provider):
         slot = self._ns.slot(stream.stream_id)
         async with self._exclusive(stream.stream_id):
             if await self._refresh(stream.stream_id, slot) is None:
-                meta, created = await self._create(stream, slot, _now_us())
+                meta, created = await self._create(stream, slot, now_us())
                 if created:
                     return self._info(stream.stream_id, meta, slot)
             msg = f"stream {stream.stream_id!r} already exists"
@@ -712,7 +699,7 @@ class KafkaProvider(Provider):
                     data=b"",
                     metadata=b"",
                     encoding="",
-                    timestamp=records.from_us(s.ts_us),
+                    timestamp=from_us(s.ts_us),
                 )
             )
         return out
@@ -781,7 +768,7 @@ class KafkaProvider(Provider):
                     meta, fresh = await self._refresh(stream_id, slot), True
                     continue
                 first_version = slot.version + 1
-                first_position = max(_now_us(), slot.last_position + 1)
+                first_position = max(now_us(), slot.last_position + 1)
                 value, headers = records.encode_events(stream_id, events, first_version, first_position)
                 if len(value) > self.max_record_bytes + _ENVELOPE_SLACK // 2:  # checked before anything is created
                     msg = f"the append is {len(value)} bytes as one record; the limit is {self.max_record_bytes}"
@@ -789,7 +776,7 @@ class KafkaProvider(Provider):
                 if meta is None:
                     attrs = stream or NewStream(stream_id=stream_id)
                     meta, created = await self._create(
-                        attrs, slot, records.to_us(events[0].timestamp), creator=events[0].event_id
+                        attrs, slot, to_us(events[0].timestamp), creator=events[0].event_id
                     )
                     if not created:  # joined another process's creation: learn what it wrote, check again
                         meta, fresh = await self._refresh(stream_id, slot), True
@@ -876,7 +863,7 @@ class KafkaProvider(Provider):
                 with contextlib.suppress(BaseException):
                     await pending
 
-    async def read_stream(
+    async def _stream_records(
         self,
         stream_id: str,
         *,
@@ -954,7 +941,26 @@ class KafkaProvider(Provider):
                     yield e
             hi = lo
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # noqa: ARG002
+    def read_stream_pages(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[Sequence[RecordedEvent]]:
+        """Events of one stream from its topic, in pages of at most ``page_size``."""
+        records = self._stream_records(
+            stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+        )
+        return pages_of(records, page_size)
+
+    def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent]]:
+        """Every stream in version order, streams merged by time (``per_stream``), in pages."""
+        return pages_of(self._all_records(from_position=from_position, page_size=page_size), page_size)
+
+    async def _all_records(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # noqa: ARG002
         """Every stream in version order, merged by position (append time); ``per_stream`` guarantee.
 
         Each stream is read a fetch at a time (~256 KiB, see ``_scan``), whatever ``page_size`` says.
@@ -1127,7 +1133,7 @@ class KafkaProvider(Provider):
         ids = [stream_id] if stream_id is not None else sorted(await self._catch_up_meta())
         total = 0
         for sid in ids:
-            total += await self._hide(sid, "before", records.to_us(cutoff))
+            total += await self._hide(sid, "before", to_us(cutoff))
         return total
 
     # ------------------------------------------------------------------ monitoring

@@ -1,18 +1,21 @@
 """Orchestration only: tox.ini is the matrix; nox selects providers and runs benchmarks.
 
-    nox -s "tests(provider='postgres')"   # one provider, core + that plugin only
-    nox -s plugins_vs_core                # every plugin installed together with the core
-    nox -s benchmarks -- --quick          # the benchmark harness (not a test)
+nox -s "tests(provider='postgres')"   # one provider, core + that plugin only
+nox -s plugins_vs_core                # every plugin installed together with the core
+nox -s benchmarks -- --quick          # the benchmark harness (not a test)
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
-PLUGINS = sorted(p.name.removeprefix("eventsource-") for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+PLUGINS = sorted(
+    p.name.removeprefix("eventsource-") for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists()
+)
 
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests"]
@@ -42,9 +45,26 @@ def plugins_vs_core(session: nox.Session) -> None:
     session.run(*PYTEST, "tests", *(f"plugins/eventsource-{p}/tests" for p in PLUGINS), *session.posargs)
 
 
+BENCH_PEERS = ["eventsourcing==9.5.6", "aiosqlite==0.22.1"]
+"""Contestants the harness runs beside the library; never dependencies of the library itself."""
+
+
 @nox.session
 def benchmarks(session: nox.Session) -> None:
-    """Run the benchmark harness for every backend (pass harness options after --)."""
+    """Every store with its peers; JSON to benchmarks/report/, then the README tables rendered from it.
+
+    Harness options go after ``--`` (``--quick``, ``--backend postgres`` to run one store, ...). The
+    targets are DESIGN.md's (``EVENTSOURCE_DESIGN_MD``, default ``../shared/DESIGN.md``).
+    """
     _install(session, PLUGINS)
-    backends = [arg for p in ["sqlite", "memory", *PLUGINS] for arg in ("--backend", p)]
-    session.run("python", "benchmarks/run.py", *backends, *session.posargs)
+    session.install(*BENCH_PEERS)
+    args = list(session.posargs)
+    if not any(a == "--backend" for a in args):
+        args = [arg for p in ["sqlite", "memory", *PLUGINS] for arg in ("--backend", p)] + args
+    if "--json" not in args:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+        folder = "results" if "--quick" in args else "report"  # results/ is git-ignored: smoke runs
+        args += ["--json", str(ROOT / "benchmarks" / folder / f"run-{stamp}.json")]
+    session.run("python", "benchmarks/run.py", *args, success_codes=[0, 1])  # 1: a target missed (a result)
+    if "--quick" not in args:
+        session.run("python", "benchmarks/render.py")

@@ -132,3 +132,26 @@ def test_no_design_md_means_no_targets(tmp_path: Path) -> None:
 def test_no_backend_file_carries_a_target() -> None:
     for path in (ROOT / "benchmarks" / "backends").glob("*.py"):
         assert "targets" not in path.read_text(encoding="utf-8"), path
+
+
+def test_the_committed_tables_are_what_render_makes_from_the_committed_reports() -> None:
+    import render
+
+    reports = render.load_reports()
+    assert reports, "benchmarks/report/ holds the JSON the README tables come from"
+    blocks = 0
+    for path in render.readmes():
+        text = path.read_text(encoding="utf-8")
+        blocks += len(render.BLOCK.findall(text))
+        assert render.render_text(text, reports) == text, f"{path}: run `python benchmarks/render.py`"
+    assert blocks >= 4  # README (all stores) and the postgres, nats and kafka plugin READMEs
+
+
+def test_a_hand_edited_figure_is_caught() -> None:
+    import render
+
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    begin = text.index("<!-- benchmarks:begin all -->")
+    edited = text[:begin] + text[begin:].replace("|", "| 9.99 |", 1)
+    assert render.render_text(edited, render.load_reports()) != edited

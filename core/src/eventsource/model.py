@@ -514,6 +514,9 @@ make_recorded_event = positional_constructor(RecordedEvent)
 make_event = positional_constructor(Event)
 """``Event(*fields)`` without the frozen-dataclass ``__init__`` cost (the manager's decode)."""
 
+make_append_result = positional_constructor(AppendResult)
+"""``AppendResult(*fields)`` without the frozen-dataclass ``__init__`` cost (providers' append paths)."""
+
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RecordedEvent))
 """:class:`RecordedEvent`'s fields in order: the column order of a :class:`RowPage` row."""

@@ -8,12 +8,10 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from eventsource.model import (
-    AppendResult,
     NewSnapshot,
     RecordedEvent,
     RowPage,
     StreamInfo,
-    positional_constructor,
 )
 from eventsource.sqlite.statements import SQL_INSERT_EVENT, SQL_INSERT_EVENT_SHORT
 from eventsource.timestamps import from_us, to_us
@@ -24,7 +22,6 @@ if TYPE_CHECKING:
     from eventsource.model import NewEvent
 
 
-_make_append_result = positional_constructor(AppendResult)
 
 
 def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:

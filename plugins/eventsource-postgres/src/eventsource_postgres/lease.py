@@ -153,7 +153,7 @@ class PostgresAdvisoryLease(Lease):
         import psycopg_pool
         from psycopg.errors import LockNotAvailable
 
-        from eventsource_postgres.provider import _stale
+        from eventsource_postgres.connection import _stale
 
         deadline = monotonic() + timeout
         conn: AsyncConnection[Any] | None = None

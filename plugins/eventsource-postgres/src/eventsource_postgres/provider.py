@@ -17,16 +17,14 @@ How the contract maps onto the database (the plugin README explains the global o
 from __future__ import annotations
 
 import asyncio
-import select
 from functools import partial
 from time import monotonic
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import (
     ConfigurationError,
     EventSourceError,
     ProviderError,
-    ProviderUnavailableError,
     StreamExistsError,
     StreamNotFoundError,
     ValidationError,
@@ -45,16 +43,9 @@ from eventsource.model import (
 )
 from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot
 
-from eventsource_postgres.errors import map_error
-from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND, Names, migrate
-from eventsource_postgres.settings import (
-    PostgresSettingsSchema,
-    check_target,
-    libpq_kwargs,
-    lock_key,
-    mask_target,
-    target_password,
-)
+from eventsource_postgres.connection import RACE_ATTEMPTS, Connection
+from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND, Names
+from eventsource_postgres.settings import PostgresSettingsSchema, check_target
 from eventsource_postgres.statements import EVENT_COLS, MAX_VERSION, Statements
 
 if TYPE_CHECKING:
@@ -63,41 +54,6 @@ if TYPE_CHECKING:
 
     from eventsource.model import EventFilter, Expected, NewEvent, NewStream, RecordedSnapshot
     from psycopg import AsyncConnection
-    from psycopg_pool import AsyncConnectionPool
-
-T = TypeVar("T")
-
-_RACE_ATTEMPTS = 3
-
-
-def _stale(conn: AsyncConnection[Any]) -> bool:
-    """Whether an idle pooled connection is known dead without a round trip.
-
-    An idle connection has nothing to read unless the server said goodbye (terminated backend,
-    restart, crash). One ``select`` with a zero timeout finds out.
-    """
-    if conn.closed or conn.broken:
-        return True
-    try:
-        fd = conn.fileno()
-        if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
-            poller = select.poll()
-            poller.register(fd, select.POLLIN | select.POLLPRI)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([fd], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    import psycopg
-
-    if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
-        return False
-    code = exc.sqlstate or ""
-    # a timeout is not a lost connection, nor is a transaction the server rolled back (class 40)
-    return code not in ("57014", "55P03") and not code.startswith("40")
 
 
 class PostgresProvider(Provider):
@@ -123,147 +79,28 @@ class PostgresProvider(Provider):
             raise ConfigurationError(msg, field="url")
         check_target(url, "provider")
         super().__init__(url, **settings)
-        self._password = target_password(url)
         self.names = Names(self.settings["schema"], self.settings["table_prefix"])
+        self._conn = Connection(url, self.settings, self.names, lambda: self.name)
         self._sql = Statements(self.names)
-        self._pool: AsyncConnectionPool[Any] | None = None
-        self._connect_lock = asyncio.Lock()
         self._started = monotonic()
-        self._prepare: bool | None = None if self.settings["prepare_threshold"] is None else True
 
     def __repr__(self) -> str:
         return f"PostgresProvider({self.display_url!r}, schema={self.names.schema!r}, prefix={self.names.prefix!r})"
 
-    # ------------------------------------------------------------------ connections
-
-    def _error(self, exc: BaseException, operation: str) -> EventSourceError:
-        return map_error(exc, operation=operation, where=self.display_url or "postgres", password=self._password)
+    # ------------------------------------------------------------------ lifecycle
 
     @property
     def display_url(self) -> str | None:
         """The URL or DSN with any password masked (safe to print or log)."""
-        return mask_target(self.url) if self.url else None
-
-    async def _configure(self, conn: AsyncConnection[Any]) -> None:
-        await conn.execute("SET TimeZone TO 'UTC'")
-        if self.settings["statement_timeout"] is not None:
-            await conn.execute(f"SET statement_timeout = {int(self.settings['statement_timeout'] * 1000)}")
+        return self._conn.display_url
 
     async def connect(self) -> None:
         """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema."""
-        async with self._connect_lock:
-            if self._pool is not None:
-                return
-            import psycopg
-            from psycopg_pool import AsyncConnectionPool
-
-            s = self.settings
-            kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": s["prepare_threshold"]}
-            kwargs.update(libpq_kwargs(s))
-            # One direct attempt first: a refused, unresolvable or unauthorised server fails at once with
-            # the real reason, instead of after the pool's whole open timeout.
-            try:
-                probe = await psycopg.AsyncConnection.connect(self.url or "", **kwargs)
-            except Exception as e:
-                raise await self._connect_failure(e, kwargs) from e
-            await probe.close()
-            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                self.url or "",
-                min_size=s["pool_min_size"],
-                max_size=s["pool_max_size"],
-                timeout=s["pool_timeout"],
-                max_idle=s["max_idle"],
-                max_lifetime=s["max_lifetime"],
-                kwargs=kwargs,
-                configure=self._configure,
-                name=f"eventsource-postgres {self.names.schema}.{self.names.prefix}",
-                open=False,
-            )
-            try:
-                await pool.open(wait=True, timeout=s["connect_timeout"])
-                async with pool.connection(timeout=s["connect_timeout"]) as conn:
-                    await migrate(conn, self.names)
-            except EventSourceError:
-                await pool.close()
-                raise
-            except Exception as e:
-                await pool.close()
-                raise await self._connect_failure(e, kwargs) from e
-            self._pool = pool
-
-    async def _connect_failure(self, exc: Exception, kwargs: dict[str, Any]) -> EventSourceError:
-        """The pool only says it timed out; one direct attempt tells why (refused, auth, TLS...)."""
-        import psycopg
-        import psycopg_pool
-
-        if isinstance(exc, psycopg_pool.PoolTimeout):
-            try:
-                conn = await psycopg.AsyncConnection.connect(self.url or "", **kwargs)
-            except Exception as direct:  # noqa: BLE001 - any reason is reported
-                exc = direct
-            else:
-                await conn.close()
-        err = self._error(exc, "connect")
-        if isinstance(err, ProviderUnavailableError):
-            return err
-        return ProviderUnavailableError(err.message, operation="connect")
+        await self._conn.connect()
 
     async def close(self) -> None:
         """Close every pooled connection. Idempotent."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def _getconn(self) -> tuple[AsyncConnectionPool[Any], AsyncConnection[Any]]:
-        """A pooled connection (and its pool), known not to have been dropped by the server while idle."""
-        pool = self._pool
-        if pool is None:
-            msg = f"provider {self.name!r} on {self.display_url} is not connected (call connect() first)"
-            raise ProviderUnavailableError(msg)
-        conn = await pool.getconn()
-        if _stale(conn):
-            # the server dropped it while idle (restart, terminated backend): the others are probably
-            # gone too, so sweep the idle ones before taking a fresh connection
-            await conn.close()
-            await pool.putconn(conn)
-            await pool.check()
-            conn = await pool.getconn()
-        return pool, conn
-
-    async def _call(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, retry: bool) -> T:
-        """Run ``fn`` on a pooled connection, mapping errors.
-
-        With ``retry`` (reads, and appends, which are idempotent by event id) a connection that dies
-        under the call is replaced and the call repeated ``reconnect_retries`` times.
-        """
-        attempts = 1 + (self.settings["reconnect_retries"] if retry else 0)
-        for attempt in range(1, attempts + 1):
-            try:
-                pool, conn = await self._getconn()
-                try:
-                    return await fn(conn)
-                finally:
-                    await pool.putconn(conn)
-            except EventSourceError:
-                raise
-            except Exception as e:
-                if attempt < attempts and _connection_lost(e) and self._pool is not None:
-                    await self._pool.check()
-                    continue
-                raise self._error(e, operation) from e
-        msg = "unreachable"
-        raise AssertionError(msg)
-
-    async def _fetchall(
-        self, conn: AsyncConnection[Any], query: str, params: Sequence[Any], *, binary: bool = False
-    ) -> list[tuple[Any, ...]]:
-        """Run a prepared query; ``binary`` results (event rows) skip parsing bytea and timestamps from text."""
-        cur = conn.cursor(binary=binary)
-        await cur.execute(query, params, prepare=self._prepare)
-        return await cur.fetchall()
-
-    def _lock(self, stream_id: str) -> int:
-        return lock_key("stream", self.names.schema, self.names.prefix, stream_id)
+        await self._conn.close()
 
     # ------------------------------------------------------------------ streams
 
@@ -280,9 +117,9 @@ class PostgresProvider(Provider):
             stream.aggregate_id,
             stream.aggregate_type,
             Jsonb(dict(stream.metadata)),
-            self._lock(stream.stream_id),
+            self._conn.lock(stream.stream_id),
         )
-        rows = await self._call("create_stream", lambda c: self._fetchall(c, self._sql.create_stream, params), retry=False)
+        rows = await self._conn.call("create_stream", lambda c: self._conn.fetchall(c, self._sql.create_stream, params), retry=False)
         if not rows:
             msg = f"stream {stream.stream_id!r} already exists"
             raise StreamExistsError(msg, stream_id=stream.stream_id)
@@ -293,29 +130,29 @@ class PostgresProvider(Provider):
 
         async def run(conn: AsyncConnection[Any]) -> bool:
             async with conn.transaction():
-                await conn.execute(self._sql.lock, [self._lock(stream_id)])
+                await conn.execute(self._sql.lock, [self._conn.lock(stream_id)])
                 await conn.execute(self._sql.delete_stream_events, [stream_id])
                 cur = await conn.execute(self._sql.delete_stream_row, [stream_id])
                 return cur.rowcount > 0
 
-        if not await self._call("delete_stream", run, retry=False):
+        if not await self._conn.call("delete_stream", run, retry=False):
             msg = f"stream {stream_id!r} does not exist"
             raise StreamNotFoundError(msg, stream_id=stream_id)
 
     async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
         """The streams row (kept exact by every write), or ``None``."""
-        rows = await self._call("get_stream_info", lambda c: self._fetchall(c, self._sql.stream_info, [stream_id]), retry=True)
+        rows = await self._conn.call("get_stream_info", lambda c: self._conn.fetchall(c, self._sql.stream_info, [stream_id]), retry=True)
         return StreamInfo(*rows[0]) if rows else None
 
     async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
         """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total."""
 
         async def run(conn: AsyncConnection[Any]) -> tuple[list[StreamInfo], int]:
-            rows = await self._fetchall(conn, self._sql.list_streams, [limit, offset])
-            total = await self._fetchall(conn, self._sql.count_streams, [])
+            rows = await self._conn.fetchall(conn, self._sql.list_streams, [limit, offset])
+            total = await self._conn.fetchall(conn, self._sql.count_streams, [])
             return [StreamInfo(*r) for r in rows], int(total[0][0])
 
-        return await self._call("list_streams", run, retry=True)
+        return await self._conn.call("list_streams", run, retry=True)
 
     # ------------------------------------------------------------------ events
 
@@ -343,13 +180,13 @@ class PostgresProvider(Provider):
 
         async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | bool | None:
             try:
-                cur = await conn.execute(query, params, prepare=self._prepare)
+                cur = await conn.execute(query, params, prepare=self._conn.prepare)
             except UniqueViolation:
                 return False  # an event id is already stored: decide below whether this is a retry
             return await cur.fetchone()
 
-        for _ in range(_RACE_ATTEMPTS):
-            row = await self._call("append", run, retry=True)
+        for _ in range(RACE_ATTEMPTS):
+            row = await self._conn.call("append", run, retry=True)
             if row:
                 prev, base = row  # type: ignore[misc]
                 return AppendResult(
@@ -391,7 +228,7 @@ class PostgresProvider(Provider):
             kind = "exact"
         first, last = events[0], events[-1]
         single = len(events) == 1
-        params: dict[str, Any] = {"s": stream_id, "k": self._lock(stream_id)}
+        params: dict[str, Any] = {"s": stream_id, "k": self._conn.lock(stream_id)}
         if not single:
             params["n"] = len(events)
             params["last_id"] = last.event_id
@@ -438,7 +275,7 @@ class PostgresProvider(Provider):
         return self._sql.append[kind, single], params
 
     async def _events_by_ids(self, ids: list[str]) -> dict[str, RecordedEvent]:
-        rows = await self._call("append", lambda c: self._fetchall(c, self._sql.events_by_ids, [ids]), retry=True)
+        rows = await self._conn.call("append", lambda c: self._conn.fetchall(c, self._sql.events_by_ids, [ids]), retry=True)
         return {r[0]: RecordedEvent(*r) for r in rows}
 
     async def read_stream_pages(
@@ -456,7 +293,7 @@ class PostgresProvider(Provider):
         query = self._sql.read_backward if backwards else self._sql.read_forward
         while lo <= hi:
             params = (stream_id, lo, hi, page_size + 1)  # one extra row says whether another page follows
-            rows = await self._call("read_stream", partial(self._fetchall, query=query, params=params, binary=True), retry=True)
+            rows = await self._conn.call("read_stream", partial(self._conn.fetchall, query=query, params=params, binary=True), retry=True)
             if not rows:
                 return
             more = len(rows) > page_size
@@ -485,7 +322,7 @@ class PostgresProvider(Provider):
         delay = 0.001
         while True:
             params = (nxt, page_size)
-            rows = await self._call("read_all", partial(self._fetchall, query=self._sql.read_all, params=params, binary=True), retry=True)
+            rows = await self._conn.call("read_all", partial(self._conn.fetchall, query=self._sql.read_all, params=params, binary=True), retry=True)
             safe = 0
             for r in rows:
                 if not r[-1]:
@@ -512,7 +349,7 @@ class PostgresProvider(Provider):
             query, params = self._sql.get_event, [event_id]
         else:
             query, params = self._sql.get_event_in, [event_id, stream_id]
-        rows = await self._call("get_event", lambda c: self._fetchall(c, query, params), retry=True)
+        rows = await self._conn.call("get_event", lambda c: self._conn.fetchall(c, query, params), retry=True)
         return RecordedEvent(*rows[0]) if rows else None
 
     async def query(self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False) -> QueryPage:
@@ -544,11 +381,11 @@ class PostgresProvider(Provider):
         )
 
         async def run(conn: AsyncConnection[Any]) -> QueryPage:
-            total = await self._fetchall(conn, count_q, params)
-            rows = await self._fetchall(conn, page_q, [*params, limit, offset]) if limit > 0 else []
+            total = await self._conn.fetchall(conn, count_q, params)
+            rows = await self._conn.fetchall(conn, page_q, [*params, limit, offset]) if limit > 0 else []
             return QueryPage(events=[RecordedEvent(*r) for r in rows], total_count=int(total[0][0]))
 
-        return await self._call("query", run, retry=True)
+        return await self._conn.call("query", run, retry=True)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -569,18 +406,18 @@ class PostgresProvider(Provider):
                 # the stream's lock first (appends and creates take it): the next statement then reads the
                 # row and the event at the version from one committed state (FOR SHARE alone could re-read
                 # the row after an append committed while its subquery still saw the state before it)
-                await conn.execute(self._sql.lock, [self._lock(s.stream_id)])
-                rows = await self._fetchall(conn, self._sql.snapshot_backing, [s.version, s.stream_id])
+                await conn.execute(self._sql.lock, [self._conn.lock(s.stream_id)])
+                rows = await self._conn.fetchall(conn, self._sql.snapshot_backing, [s.version, s.stream_id])
                 version, position_at = rows[0] if rows else (0, None)
                 check_snapshot(s, exists=bool(rows), version=version, position_at=position_at)
                 await conn.execute(self._sql.save_snapshot, params)
 
-        await self._call("save_snapshot", run, retry=True)
+        await self._conn.call("save_snapshot", run, retry=True)
 
     async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
         """The highest version at or below ``max_version``."""
         params = (stream_id, MAX_VERSION if max_version is None else max_version)
-        rows = await self._call("get_snapshot", lambda c: self._fetchall(c, self._sql.get_snapshot, params), retry=True)
+        rows = await self._conn.call("get_snapshot", lambda c: self._conn.fetchall(c, self._sql.get_snapshot, params), retry=True)
         return NewSnapshot(*rows[0]) if rows else None
 
     async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:
@@ -593,7 +430,7 @@ class PostgresProvider(Provider):
                 cur = await conn.execute(self._sql.delete_snapshot, [stream_id, version])
             return max(cur.rowcount, 0)
 
-        return await self._call("delete_snapshots", run, retry=False)
+        return await self._conn.call("delete_snapshots", run, retry=False)
 
     # ------------------------------------------------------------------ retention primitives
 
@@ -602,17 +439,17 @@ class PostgresProvider(Provider):
         from psycopg.errors import DeadlockDetected, SerializationFailure
 
         async def run(conn: AsyncConnection[Any]) -> int:
-            for attempt in range(1, _RACE_ATTEMPTS + 1):
+            for attempt in range(1, RACE_ATTEMPTS + 1):
                 try:
                     async with conn.transaction():
                         return await fn(conn)
                 except (DeadlockDetected, SerializationFailure):
-                    if attempt == _RACE_ATTEMPTS:
+                    if attempt == RACE_ATTEMPTS:
                         raise
             msg = "unreachable"
             raise AssertionError(msg)
 
-        return await self._call(operation, run, retry=False)
+        return await self._conn.call(operation, run, retry=False)
 
     async def _recount(self, conn: AsyncConnection[Any], deleted: list[tuple[str, int]]) -> None:
         """Lock the touched streams rows (in id order), then fix ``event_count`` and ``first_version``."""
@@ -626,12 +463,12 @@ class PostgresProvider(Provider):
         """``DELETE ... WHERE version < before_version`` under the stream's lock; versions stay as they are."""
 
         async def run(conn: AsyncConnection[Any]) -> int:
-            await conn.execute(self._sql.lock, [self._lock(stream_id)])
+            await conn.execute(self._sql.lock, [self._conn.lock(stream_id)])
             cur = await conn.execute(self._sql.stream_info, [stream_id])
             if await cur.fetchone() is None:
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
-            rows = await self._fetchall(conn, self._sql.truncate, [stream_id, before_version])
+            rows = await self._conn.fetchall(conn, self._sql.truncate, [stream_id, before_version])
             n = int(rows[0][0])
             await self._recount(conn, [(stream_id, n)] if n else [])
             return n
@@ -642,14 +479,14 @@ class PostgresProvider(Provider):
         """``DELETE ... WHERE ts < cutoff`` (one stream under its lock, or all), fixing the streams rows."""
 
         async def one(conn: AsyncConnection[Any]) -> int:
-            await conn.execute(self._sql.lock, [self._lock(stream_id or "")])
-            rows = await self._fetchall(conn, self._sql.delete_before_in, [stream_id, cutoff])
+            await conn.execute(self._sql.lock, [self._conn.lock(stream_id or "")])
+            rows = await self._conn.fetchall(conn, self._sql.delete_before_in, [stream_id, cutoff])
             n = int(rows[0][0])
             await self._recount(conn, [(stream_id or "", n)] if n else [])
             return n
 
         async def every(conn: AsyncConnection[Any]) -> int:
-            rows = await self._fetchall(conn, self._sql.delete_before_all, [cutoff])
+            rows = await self._conn.fetchall(conn, self._sql.delete_before_all, [cutoff])
             deleted = [(r[0], int(r[1])) for r in rows]
             await self._recount(conn, deleted)
             return sum(d[1] for d in deleted)
@@ -662,9 +499,9 @@ class PostgresProvider(Provider):
         """Exact counts from the tables and the on-disk size of the store's relations."""
 
         async def run(conn: AsyncConnection[Any]) -> ProviderStats:
-            head = (await self._fetchall(conn, self._sql.stats, []))[0]
-            by_type = await self._fetchall(conn, self._sql.by_type, [])
-            by_stream = await self._fetchall(conn, self._sql.by_stream, [])
+            head = (await self._conn.fetchall(conn, self._sql.stats, []))[0]
+            by_type = await self._conn.fetchall(conn, self._sql.by_type, [])
+            by_stream = await self._conn.fetchall(conn, self._sql.by_stream, [])
             return ProviderStats(
                 total_events=int(head[0]),
                 total_streams=int(head[1]),
@@ -678,24 +515,24 @@ class PostgresProvider(Provider):
                 extra={"schema": self.names.schema, "table_prefix": self.names.prefix},
             )
 
-        return await self._call("stats", run, retry=True)
+        return await self._conn.call("stats", run, retry=True)
 
     async def health(self) -> HealthStatus:
         """Run ``SELECT 1`` through the pool; report pool statistics. Never raises."""
-        if self._pool is None:
+        if self._conn.pool is None:
             return HealthStatus(healthy=False, provider=self.name, message="not connected")
         t0 = monotonic()
         limit = min(5.0, self.settings["pool_timeout"])
         try:
             async with asyncio.timeout(limit):
-                await self._call("health", lambda c: self._fetchall(c, "SELECT 1", []), retry=True)
+                await self._conn.call("health", lambda c: self._conn.fetchall(c, "SELECT 1", []), retry=True)
         except EventSourceError as e:
             return HealthStatus(healthy=False, provider=self.name, message=e.message)
         except TimeoutError:
             msg = f"no answer from {self.display_url} within {limit}s (pool exhausted or server stalled)"
             return HealthStatus(healthy=False, provider=self.name, message=msg)
         latency = (monotonic() - t0) * 1000
-        stats = self._pool.get_stats() if self._pool is not None else {}
+        stats = self._conn.pool.get_stats() if self._conn.pool is not None else {}
         return HealthStatus(
             healthy=True,
             provider=self.name,

@@ -319,7 +319,7 @@ async def test_a_snapshot_of_a_recreated_stream_is_refused_while_an_append_is_in
     old = NewSnapshot("snap-old", s, 3, b"{}", b"", "json", utcnow(), position=r.positions[2])
     await p.delete_stream(s)
     await p.append(s, batch(2), ANY)
-    statement, params = p._append_statement(s, batch(1), ANY, None)
+    statement, params = p._appender.statement(s, batch(1), ANY, None)
     writer = await psycopg.AsyncConnection.connect(url)
     try:
         await writer.execute(statement, params)  # version 3 of the new stream, not committed yet

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from eventsource.model import RecordedEvent, RowPage
 
@@ -20,6 +20,8 @@ from eventsource_postgres.statements import MAX_VERSION
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from eventsource.model import EventRow
 
     from eventsource_postgres.connection import Connection
     from eventsource_postgres.statements import Statements
@@ -54,7 +56,7 @@ class Reader:
             if more:
                 nxt = rows[page_size][3]
                 del rows[page_size:]
-            yield RowPage(rows)  # the columns are RecordedEvent's, in its order
+            yield RowPage(cast("list[EventRow]", rows))  # the columns are RecordedEvent's, in its order
             if not more:
                 return
             if backwards:
@@ -84,7 +86,7 @@ class Reader:
                 safe += 1
             if safe:
                 nxt = rows[safe - 1][4] + 1
-                yield RowPage([r[:-1] for r in rows[:safe]])
+                yield RowPage(cast("list[EventRow]", [r[:-1] for r in rows[:safe]]))
             if safe == page_size:
                 continue
             if safe == len(rows):

@@ -64,7 +64,7 @@ def _connection_lost(exc: BaseException) -> bool:
 
 
 class Connection:
-    """One store's pool, how every call runs on it, and the stream lock key."""
+    """One store's pool, how every call runs on it, and the stream lock key (``url``: checked, never empty)."""
 
     def __init__(self, url: str, settings: dict[str, Any], names: Names, name: Callable[[], str]) -> None:
         self.url = url
@@ -78,12 +78,12 @@ class Connection:
         """``True`` prepares each statement on first use; ``None`` when prepared statements are off."""
 
     def _error(self, exc: BaseException, operation: str) -> EventSourceError:
-        return map_error(exc, operation=operation, where=self.display_url or "postgres", password=self._password)
+        return map_error(exc, operation=operation, where=self.display_url, password=self._password)
 
     @property
-    def display_url(self) -> str | None:
+    def display_url(self) -> str:
         """The URL or DSN with any password masked (safe to print or log)."""
-        return mask_target(self.url) if self.url else None
+        return mask_target(self.url)
 
     async def _configure(self, conn: AsyncConnection[Any]) -> None:
         await conn.execute("SET TimeZone TO 'UTC'")
@@ -104,12 +104,12 @@ class Connection:
             # One direct attempt first: a refused, unresolvable or unauthorised server fails at once with
             # the real reason, instead of after the pool's whole open timeout.
             try:
-                probe = await psycopg.AsyncConnection.connect(self.url or "", **kwargs)
+                probe = await psycopg.AsyncConnection.connect(self.url, **kwargs)
             except Exception as e:
                 raise await self._connect_failure(e, kwargs) from e
             await probe.close()
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                self.url or "",
+                self.url,
                 min_size=s["pool_min_size"],
                 max_size=s["pool_max_size"],
                 timeout=s["pool_timeout"],
@@ -139,7 +139,7 @@ class Connection:
 
         if isinstance(exc, psycopg_pool.PoolTimeout):
             try:
-                conn = await psycopg.AsyncConnection.connect(self.url or "", **kwargs)
+                conn = await psycopg.AsyncConnection.connect(self.url, **kwargs)
             except Exception as direct:  # noqa: BLE001 - any reason is reported
                 exc = direct
             else:

@@ -89,7 +89,7 @@ class PostgresAdvisoryLease(Lease):
             kwargs.update(libpq_kwargs(s))
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 self.url,
-                min_size=min(s["pool_min_size"], s["pool_max_size"]),
+                min_size=s["pool_min_size"],
                 max_size=s["pool_max_size"],
                 timeout=s["pool_timeout"],
                 max_idle=s["max_idle"],

@@ -47,7 +47,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import unquote
 
 from eventsource.errors import (
     ConcurrencyError,
@@ -75,10 +74,10 @@ from eventsource.provider import (
     position_at,
 )
 from eventsource.timestamps import from_us, now_us, to_us
-from marshmallow import Schema, fields, validate
 
 from eventsource_kafka import naming, records
 from eventsource_kafka.client import KafkaIO
+from eventsource_kafka.settings import KafkaSettings, client_config
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -95,37 +94,6 @@ _ENVELOPE_SLACK = 64 * 1024
 
 _CREATE_ATTEMPTS = 8
 """Incarnations one creation tries when each is deleted by another process before it can join it."""
-
-
-class KafkaSettings(Schema):
-    """Settings of :class:`KafkaProvider` (all optional)."""
-
-    topic_prefix = fields.String(load_default="eventsource")
-    replication_factor = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    client_id = fields.String(load_default="eventsource")
-    security_protocol = fields.String(
-        load_default="PLAINTEXT", validate=validate.OneOf(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
-    )
-    sasl_mechanism = fields.String(
-        load_default=None,
-        allow_none=True,
-        validate=validate.OneOf(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI"]),
-    )
-    sasl_plain_username = fields.String(load_default=None, allow_none=True)
-    sasl_plain_password = fields.String(load_default=None, allow_none=True)
-    ssl_cafile = fields.String(load_default=None, allow_none=True)
-    ssl_certfile = fields.String(load_default=None, allow_none=True)
-    ssl_keyfile = fields.String(load_default=None, allow_none=True)
-    ssl_password = fields.String(load_default=None, allow_none=True)
-    ssl_check_hostname = fields.Boolean(load_default=True)
-    request_timeout = fields.Float(load_default=30.0, validate=validate.Range(min=0.1))
-    lease_url = fields.String(load_default=None, allow_none=True)
-    lease_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
-    lease_settings = fields.Dict(keys=fields.String(), load_default=dict)
-    dedup_window = fields.Integer(load_default=1000, validate=validate.Range(min=1))
-    max_record_bytes = fields.Integer(load_default=1_000_000, validate=validate.Range(min=1024))
-    io_threads = fields.Integer(load_default=8, validate=validate.Range(min=1, max=256))
-    topic_configs = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
 
 
 # --------------------------------------------------------------------------- process-wide state
@@ -318,28 +286,6 @@ def _start(meta: dict[str, Any]) -> tuple[int, int]:
     return (int(skip[0]), int(skip[1])) if skip else (0, 0)
 
 
-def _parse_url(url: str) -> tuple[list[str], str | None, str | None]:
-    if not url.startswith("kafka://"):
-        msg = f"a Kafka URL looks like kafka://host:port[,host:port...], got {url!r}"
-        raise ConfigurationError(msg, field="url")
-    rest = url[len("kafka://") :].split("/", 1)[0].split("?", 1)[0]
-    user = password = None
-    if "@" in rest:
-        cred, rest = rest.rsplit("@", 1)
-        user, _, password = cred.partition(":")
-        user, password = unquote(user), unquote(password) if password else None
-    servers = [h.strip() for h in rest.split(",") if h.strip()]
-    if not servers:
-        msg = f"the Kafka URL names no broker: {url!r}"
-        raise ConfigurationError(msg, field="url")
-    for s in servers:
-        host, _, port = s.rpartition(":")
-        if not host or not port.isdigit():
-            msg = f"broker address must be host:port, got {s!r}"
-            raise ConfigurationError(msg, field="url")
-    return servers, user or None, password
-
-
 _HOST: Any = None
 
 
@@ -374,30 +320,7 @@ class KafkaProvider(Provider):
         super().__init__(url or "kafka://127.0.0.1:9092", **settings)
         s = self.settings
         self.prefix = naming.check_prefix(s["topic_prefix"])
-        self.servers, user, password = _parse_url(self.url or "")
-        s_user: str | None
-        s_password: str | None
-        if user and not s.get("sasl_plain_username"):
-            s_user, s_password = user, password
-        else:
-            s_user, s_password = s.get("sasl_plain_username"), s.get("sasl_plain_password")
-        protocol = s["security_protocol"]
-        mechanism = s.get("sasl_mechanism")
-        if s_user and protocol == "PLAINTEXT":
-            protocol = "SASL_PLAINTEXT"
-        if s_user and mechanism is None:
-            mechanism = "PLAIN"
-        self._client_config: dict[str, Any] = {"bootstrap_servers": self.servers, "client_id": s["client_id"]}
-        self._client_config["security_protocol"] = protocol
-        if mechanism:
-            self._client_config["sasl_mechanism"] = mechanism
-        if s_user:
-            self._client_config["sasl_plain_username"] = s_user
-            self._client_config["sasl_plain_password"] = s_password
-        for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
-            if s.get(k):
-                self._client_config[k] = s[k]
-        self._client_config["ssl_check_hostname"] = s["ssl_check_hostname"]
+        self.servers, self._client_config = client_config(self.url or "", s)
         self.max_record_bytes: int = s["max_record_bytes"]
         self.capabilities = Capabilities(  # type: ignore[misc]
             global_order="per_stream",

@@ -63,7 +63,7 @@ class Retention:
                 new["hide_before"] = [*meta.get("hide_before", []), [value, version]]
             if rule == "below" and not meta.get("hide_before"):
                 # versions are gap-free: the marker hides exactly the versions between the old and new bound
-                hidden = max(0, new["hide_below"] - old_below)
+                hidden = max(0, int(new["hide_below"]) - old_below)
                 first_visible: int | None = new["hide_below"] if new["hide_below"] <= version else None
                 skip = (next_offset, version) if first_visible is None else starts.get(new["hide_below"])
                 if skip is not None and skip[0] > start(meta)[0]:

@@ -129,7 +129,7 @@ class Tails:
         # from where this process stopped (a new slot: from the topic's first record; the rule that
         # decides which records count needs every record before them), to the end seen now
         window = self.conn.settings["dedup_window"]
-        if slot.next_offset == 0 and slot.version == 0:  # new here: from the first record a reader may need
+        if meta and slot.next_offset == 0 and slot.version == 0:  # new here: from the first record a reader may need
             slot.next_offset, slot.version = start(meta)
         begin = slot.next_offset
         end: int | None = None

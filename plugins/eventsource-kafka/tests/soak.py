@@ -107,11 +107,11 @@ async def reads_under_writes(url: str, seconds: float, *, prefill: int = 0, pref
     finally:
         try:
             provider = manager.get_provider("kafka")
-            metas = await provider._catch_up_meta()
+            metas = await provider._views.meta()
             for meta in list(metas.values()):
                 await provider.io.delete_topic(meta["topic"])  # type: ignore[attr-defined]
-            await provider.io.delete_topic(provider._meta_topic)  # type: ignore[attr-defined]
-            await provider.io.delete_topic(provider._snap_topic)  # type: ignore[attr-defined]
+            await provider.io.delete_topic(provider._conn.meta_topic)  # type: ignore[attr-defined]
+            await provider.io.delete_topic(provider._conn.snap_topic)  # type: ignore[attr-defined]
         finally:
             await manager.close()
     return report

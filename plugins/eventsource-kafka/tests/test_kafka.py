@@ -19,8 +19,10 @@ from eventsource.errors import (
 )
 from eventsource.model import NewEvent, NewStream, utcnow
 from eventsource.plugins import PluginHost
+from eventsource_kafka import connection as connection_module
 from eventsource_kafka import naming, records
 from eventsource_kafka import provider as provider_module
+from eventsource_kafka import state as state_module
 from eventsource_kafka.provider import KafkaProvider
 
 from .test_provider import drop_namespace
@@ -82,7 +84,7 @@ def test_bad_urls_are_configuration_errors(url: str) -> None:
 
 def test_url_with_several_brokers_and_credentials() -> None:
     p = KafkaProvider("kafka://alice:s%3Acret@b1:9092,b2:9093", security_protocol="SASL_SSL", ssl_cafile="/ca.pem")
-    cfg = p._client_config
+    cfg = p._conn.client_config
     assert cfg["bootstrap_servers"] == ["b1:9092", "b2:9093"]
     assert (cfg["sasl_plain_username"], cfg["sasl_plain_password"]) == ("alice", "s:cret")
     assert (cfg["security_protocol"], cfg["sasl_mechanism"], cfg["ssl_cafile"]) == ("SASL_SSL", "PLAIN", "/ca.pem")
@@ -119,7 +121,7 @@ def test_plugin_is_discovered(kafka_url: str) -> None:
 async def test_a_batch_is_one_record_with_headers(kp: KafkaProvider) -> None:
     evs = [new({"i": i}) for i in range(3)]
     await kp.append("hdr", evs, 0)
-    meta = kp._ns.meta["hdr"]
+    meta = kp._conn.ns.meta["hdr"]
     recs, end, at_end = await kp.io.read(meta["topic"], 0)
     assert (len(recs), end, at_end) == (1, 1, True)
     headers = recs[0].headers
@@ -131,18 +133,18 @@ async def test_a_batch_is_one_record_with_headers(kp: KafkaProvider) -> None:
 
 async def test_stream_topics_have_one_partition(kp: KafkaProvider) -> None:
     await kp.append("parts", [new()], 0)
-    topic = kp._ns.meta["parts"]["topic"]
+    topic = kp._conn.ns.meta["parts"]["topic"]
     desc = await kp.io.run("describe", lambda: kp.io.admin.describe_topics([topic]))
     assert len(desc[0]["partitions"]) == 1
 
 
 async def test_delete_and_recreate_uses_a_new_topic(kp: KafkaProvider) -> None:
     await kp.append("again", [new(), new()], 0)
-    old = kp._ns.meta["again"]["topic"]
+    old = kp._conn.ns.meta["again"]["topic"]
     await kp.delete_stream("again")
     r = await kp.append("again", [new()], 0)
     assert r.first_version == 1
-    assert kp._ns.meta["again"]["topic"] != old
+    assert kp._conn.ns.meta["again"]["topic"] != old
     assert [e.version async for e in kp.read_stream("again")] == [1]
 
 
@@ -154,10 +156,10 @@ async def test_tail_is_read_to_the_high_watermark_in_a_fresh_process(kp: KafkaPr
     for _ in range(5):
         await kp.append("tail", [new() for _ in range(7)], -1)
     # several records in one produce batch (concurrent sends), then a fresh process-wide state
-    topic = kp._ns.meta["tail"]["topic"]
+    topic = kp._conn.ns.meta["tail"]["topic"]
     assert topic
-    saved = dict(provider_module._NAMESPACES)
-    provider_module._NAMESPACES.clear()
+    saved = dict(state_module._NAMESPACES)
+    state_module._NAMESPACES.clear()
     try:
         other = KafkaProvider(**kp.spawn_args())
         await other.connect()
@@ -169,8 +171,8 @@ async def test_tail_is_read_to_the_high_watermark_in_a_fresh_process(kp: KafkaPr
         finally:
             await other.close()
     finally:
-        provider_module._NAMESPACES.clear()
-        provider_module._NAMESPACES.update(saved)
+        state_module._NAMESPACES.clear()
+        state_module._NAMESPACES.update(saved)
 
 
 async def test_instances_in_one_process_share_the_tail(kp: KafkaProvider) -> None:
@@ -187,7 +189,7 @@ async def test_instances_in_one_process_share_the_tail(kp: KafkaProvider) -> Non
 async def test_a_repeated_record_is_dropped_by_readers(kp: KafkaProvider) -> None:
     """A producer retry after a restart can write the same envelope twice: readers and counts ignore it."""
     first = await kp.append("rep", [new({"i": 1}), new({"i": 2})], 0)
-    meta = kp._ns.meta["rep"]
+    meta = kp._conn.ns.meta["rep"]
     recs, _, _ = await kp.io.read(meta["topic"], 0)
     await kp.io.produce(meta["topic"], recs[0].value, headers=recs[0].headers)  # the duplicate
     await kp.append("rep", [new({"i": 3})], -1)
@@ -278,7 +280,7 @@ async def test_a_cancelled_read_hands_its_consumer_back_only_when_done(kp: Kafka
     import asyncio
 
     await kp.append("cancel", [new()], 0)
-    topic = kp._ns.meta["cancel"]["topic"]
+    topic = kp._conn.ns.meta["cancel"]["topic"]
     await kp.io.delete_topic(topic)  # a read of it now waits ~1 s before it reads as empty
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(kp.io.read(topic, 0), 0.1)
@@ -300,7 +302,7 @@ async def test_a_refused_first_append_creates_no_stream_and_a_failed_one_can_be_
     from eventsource.model import NO_STREAM
 
     with pytest.raises(ValidationError):
-        await kp.append("big", [NewEvent(str(uuid.uuid4()), "E", b"x" * (kp.max_record_bytes + provider_module._ENVELOPE_SLACK), b"", "json", utcnow())], NO_STREAM)
+        await kp.append("big", [NewEvent(str(uuid.uuid4()), "E", b"x" * (kp.max_record_bytes + connection_module.ENVELOPE_SLACK), b"", "json", utcnow())], NO_STREAM)
     assert await kp.get_stream_info("big") is None
     first = new()
     real = kp.io.produce
@@ -369,7 +371,7 @@ async def test_two_spellings_of_one_broker_share_the_in_process_state(kafka_url:
     await a.connect()
     await b.connect()
     try:
-        assert a._ns is b._ns
+        assert a._conn.ns is b._conn.ns
         await a.append("s", [new()], 0)
         results = await asyncio.gather(a.append("s", [new()], 1), b.append("s", [new()], 1), return_exceptions=True)
         assert sorted(type(r).__name__ for r in results) == ["AppendResult", "ConcurrencyError"]
@@ -384,14 +386,14 @@ async def test_a_record_that_lost_its_version_is_invisible_and_never_a_duplicate
     """Issue #11: a record that lost the race for a version (same ids as a later retry) counts nowhere."""
     first = await kp.append("lost", [new()], 0)
     loser = new({"lost": True})
-    meta = kp._ns.meta["lost"]
+    meta = kp._conn.ns.meta["lost"]
     value, headers = records.encode_events("lost", [loser], 1, first.positions[0] + 1)
     await kp.io.produce(meta["topic"], value, headers=headers)  # another process's record, too late for version 1
     assert [e.event_id async for e in kp.read_stream("lost")] == [first.event_ids[0]]
     assert await kp.get_event(loser.event_id) is None
     assert (await kp.stats()).events_by_stream["lost"] == 1
-    saved = dict(provider_module._NAMESPACES)
-    provider_module._NAMESPACES.clear()  # a process that never saw either append
+    saved = dict(state_module._NAMESPACES)
+    state_module._NAMESPACES.clear()  # a process that never saw either append
     try:
         other = KafkaProvider(**kp.spawn_args())
         await other.connect()
@@ -403,8 +405,8 @@ async def test_a_record_that_lost_its_version_is_invisible_and_never_a_duplicate
         finally:
             await other.close()
     finally:
-        provider_module._NAMESPACES.clear()
-        provider_module._NAMESPACES.update(saved)
+        state_module._NAMESPACES.clear()
+        state_module._NAMESPACES.update(saved)
     assert [(e.version, e.event_id) async for e in kp.read_stream("lost")] == [
         (1, first.event_ids[0]),
         (2, loser.event_id),
@@ -420,7 +422,7 @@ async def test_a_record_that_lost_its_version_is_invisible_and_never_a_duplicate
 async def test_a_stale_tail_is_refreshed_before_a_conflict_is_reported(kp: KafkaProvider) -> None:
     """Issue #11 part 3: another process wrote; this one's cached tail is behind; the right version still wins."""
     await kp.append("stale", [new()], 0)
-    meta = kp._ns.meta["stale"]
+    meta = kp._conn.ns.meta["stale"]
     value, headers = records.encode_events("stale", [new()], 2, 10**15)  # another process appends version 2
     await kp.io.produce(meta["topic"], value, headers=headers)
     r = await kp.append("stale", [new()], 2)
@@ -435,12 +437,12 @@ async def test_truncation_lets_reads_skip_the_hidden_records(kp: KafkaProvider) 
     for i in range(12):
         await kp.append("skip", [new({"i": i})], i)
     assert await kp.truncate_stream("skip", 10) == 9
-    meta = await kp._stream_meta("skip")
+    meta = await kp._reader.stream_meta("skip")
     assert meta is not None
     assert meta["skip"] == [9, 9]
     assert [e.version async for e in kp.read_stream("skip")] == [10, 11, 12]
-    saved = dict(provider_module._NAMESPACES)
-    provider_module._NAMESPACES.clear()
+    saved = dict(state_module._NAMESPACES)
+    state_module._NAMESPACES.clear()
     try:
         other = KafkaProvider(**kp.spawn_args())
         await other.connect()
@@ -451,8 +453,8 @@ async def test_truncation_lets_reads_skip_the_hidden_records(kp: KafkaProvider) 
         finally:
             await other.close()
     finally:
-        provider_module._NAMESPACES.clear()
-        provider_module._NAMESPACES.update(saved)
+        state_module._NAMESPACES.clear()
+        state_module._NAMESPACES.update(saved)
     assert [e.version async for e in kp.read_stream("skip", backwards=True)] == [13, 12, 11, 10]
 
 
@@ -460,12 +462,12 @@ async def test_racing_creators_with_separate_state_agree_on_one_topic_and_the_wi
     kp: KafkaProvider,
 ) -> None:
     """Two instances that share nothing (as two processes): one create_stream wins, with its own name."""
-    saved = dict(provider_module._NAMESPACES)
-    provider_module._NAMESPACES.clear()
+    saved = dict(state_module._NAMESPACES)
+    state_module._NAMESPACES.clear()
     other = KafkaProvider(**kp.spawn_args())
     await other.connect()  # its own process-wide state
-    provider_module._NAMESPACES.clear()
-    provider_module._NAMESPACES.update(saved)
+    state_module._NAMESPACES.clear()
+    state_module._NAMESPACES.update(saved)
     try:
         for r in range(10):
             sid = f"both-{r}"

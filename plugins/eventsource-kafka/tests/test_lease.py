@@ -134,7 +134,7 @@ async def test_two_processes_read_check_append_without_duplicate_versions(kafka_
     await p.connect()
     try:
         if sorted(won) != list(range(1, 31)):  # show what each process won and what the topic holds
-            meta = (await p._catch_up_meta())["shared"]
+            meta = (await p._views.meta())["shared"]
             recs, _, _ = await p.io.read(meta["topic"], 0)
             stored = [(r.offset, [row[2] for row in records.peek_rows(r.value)]) for r in recs]
             pytest.fail(f"won per process: {each}; (offset, versions) stored: {stored}")

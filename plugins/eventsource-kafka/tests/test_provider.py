@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 
 async def drop_namespace(p: KafkaProvider) -> None:
     """Delete every topic of the provider's prefix (streams, metadata, snapshots)."""
-    metas = await p._catch_up_meta()
+    metas = await p._views.meta()
     for meta in list(metas.values()):
         await p.io.delete_topic(meta["topic"])
-    await p.io.delete_topic(p._meta_topic)
-    await p.io.delete_topic(p._snap_topic)
+    await p.io.delete_topic(p._conn.meta_topic)
+    await p.io.delete_topic(p._conn.snap_topic)
 
 
 class TestKafkaProvider(ProviderSuite):

@@ -7,11 +7,10 @@ Every kafka-python error is mapped to a typed eventsource error in :func:`map_er
 
 Reading a topic "to its end" means reading to the **Fetch high watermark**, never to ListOffsets'
 answer: on Tansu, ListOffsets LATEST is the base offset of the last batch + 1, which is too low after
-any multi-record batch (STORES.md §10). ListOffsets serves only as a lower bound where a tail is
-seeded (:meth:`KafkaIO.end_hint`), and as a check when a read starts while an older fetch may still
-answer (a poll that timed out with its fetch in flight): that answer's high watermark can predate
-newer writes, so a ListOffsets end above the position found means "read on". Pooled consumers never
-fetch ahead after returning records (:func:`_no_prefetch`), so this is rare.
+any multi-record batch (STORES.md §10). ListOffsets serves only as a check when a read starts while
+an older fetch may still answer (a poll that timed out with its fetch in flight): that answer's high
+watermark can predate newer writes, so a ListOffsets end above the position found means "read on".
+Pooled consumers never fetch ahead after returning records (:func:`_no_prefetch`), so this is rare.
 """
 
 from __future__ import annotations
@@ -366,10 +365,6 @@ class KafkaIO:
                 return [], start, True, start  # deleted meanwhile: nothing to read (that consumer is retired)
             raise
 
-    async def end_hint(self, topic: str) -> int:
-        """ListOffsets LATEST: a lower bound of the end (exact on Kafka, too low on Tansu after batches)."""
-        return await self._with_consumer(topic, f"reading the end of {topic}", _end_sync, topic)
-
     async def _with_consumer(self, topic: str, what: str, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(consumer, *args)`` in the pool with a pooled consumer.
 
@@ -441,13 +436,6 @@ def _no_prefetch(fetcher: Any) -> None:
 
     fetcher.fetched_records = fetched_records
     fetcher.send_fetches = send_fetches
-
-
-def _end_sync(consumer: Any, topic: str) -> int:
-    from kafka import TopicPartition
-
-    tp = TopicPartition(topic, 0)
-    return int(consumer.end_offsets([tp])[tp])
 
 
 def _read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread pool

@@ -73,8 +73,3 @@ def meta_topic(prefix: str) -> str:
 def snapshot_topic(prefix: str) -> str:
     """The compacted topic holding snapshots (key: stream id and version)."""
     return f"{prefix}.snapshots"
-
-
-def stream_topic_pattern(prefix: str) -> str:
-    """Regular expression matching every stream topic of ``prefix`` (for pattern subscriptions)."""
-    return "^" + re.escape(prefix) + r"\.s\."

@@ -1,0 +1,140 @@
+"""Appends: one envelope record per append, and the log decides whether it won its version.
+
+The expected version is checked against the tail this process knows (refreshed when it disagrees, so
+a stale tail never reports a false conflict), the events are produced as ONE record, and
+:meth:`Tails.settle <eventsource_kafka.tails.Tails.settle>` learns from its offset whether it was the
+first record carrying the next version (:func:`records.accepts <eventsource_kafka.records.accepts>`).
+A record that lost is never visible; the append reports :class:`ConcurrencyError` (``ANY`` and
+``STREAM_EXISTS`` try again at the new tail). Event ids in the tail's window make retries idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventsource.errors import ConcurrencyError, ValidationError
+from eventsource.model import AppendResult, ExpectedVersion, NewStream, RecordedEvent
+from eventsource.provider import check_duplicate, check_expected
+from eventsource.timestamps import from_us, now_us, to_us
+
+from eventsource_kafka import records
+from eventsource_kafka.connection import ENVELOPE_SLACK
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.model import Expected, NewEvent
+
+    from eventsource_kafka.connection import Connection
+    from eventsource_kafka.streams import Streams
+    from eventsource_kafka.tails import Slot, Tails
+
+
+def stored(stream_id: str, slot: Slot, events: Sequence[NewEvent]) -> list[RecordedEvent | None]:
+    """What the dedup window holds under each event id (accepted records only)."""
+    out: list[RecordedEvent | None] = []
+    for e in events:
+        s = slot.window.get(e.event_id)
+        out.append(
+            None
+            if s is None
+            else RecordedEvent(
+                event_id=e.event_id,
+                stream_id=stream_id,
+                event_type=e.event_type,
+                version=s.version,
+                position=s.position,
+                data=b"",
+                metadata=b"",
+                encoding="",
+                timestamp=from_us(s.ts_us),
+            )
+        )
+    return out
+
+
+class Appender:
+    """The append path: idempotency, the expected-version check, one produce, and its settling."""
+
+    def __init__(self, conn: Connection, tails: Tails, streams: Streams) -> None:
+        self.conn = conn
+        self.tails = tails
+        self.streams = streams
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
+    ) -> AppendResult:
+        """Check idempotency and the expected version, produce one envelope record, and learn whether it won.
+
+        Without a lease, the check runs against what this process knows of the stream (refreshed when
+        it disagrees), and the log decides: the first record carrying the next version wins
+        (:func:`records.accepts`); a record that lost is never visible, and the append reports
+        :class:`ConcurrencyError` (or, for ``ANY``, tries again at the new tail).
+        """
+        conn = self.conn
+        slot = conn.ns.slot(stream_id)
+        async with conn.exclusive(stream_id) as leased:
+            fresh = leased or not slot.loaded
+            if fresh:
+                meta = await self.tails.refresh(stream_id, slot)
+            else:
+                meta = conn.ns.meta.get(stream_id) if slot.topic else None
+            while True:
+                if not fresh and ((slot.topic and meta is None) or (meta is not None and meta["topic"] != slot.topic)):
+                    meta, fresh = await self.tails.refresh(stream_id, slot), True  # deleted or re-created meanwhile
+                dup = check_duplicate(stream_id, events, stored(stream_id, slot, events))
+                if dup is not None:
+                    return dup
+                # a stream an earlier attempt of this very append created (its write then failed) still counts as new
+                created_by_this = meta is not None and slot.version == 0 and meta.get("creator") == events[0].event_id
+                try:
+                    check_expected(stream_id, expected, exists=meta is not None and not created_by_this, version=slot.version)
+                except ConcurrencyError:
+                    if fresh:
+                        raise
+                    # what this process knows may be stale (another process wrote): look again, then decide
+                    meta, fresh = await self.tails.refresh(stream_id, slot), True
+                    continue
+                first_version = slot.version + 1
+                first_position = max(now_us(), slot.last_position + 1)
+                value, headers = records.encode_events(stream_id, events, first_version, first_position)
+                if len(value) > conn.max_record_bytes + ENVELOPE_SLACK // 2:  # checked before anything is created
+                    msg = f"the append is {len(value)} bytes as one record; the limit is {conn.max_record_bytes}"
+                    raise ValidationError(msg, field="events", size=len(value), limit=conn.max_record_bytes)
+                if meta is None:
+                    attrs = stream or NewStream(stream_id=stream_id)
+                    meta, created = await self.streams.create(
+                        attrs, slot, to_us(events[0].timestamp), creator=events[0].event_id
+                    )
+                    if not created:  # joined another process's creation: learn what it wrote, check again
+                        meta, fresh = await self.tails.refresh(stream_id, slot), True
+                        continue
+                try:
+                    offset = await conn.io.produce(meta["topic"], value, headers=headers)
+                except BaseException:
+                    slot.loaded = False  # the record may have been written: re-read the tail next time
+                    raise
+                try:
+                    won = await self.tails.settle(slot, meta["topic"], value, offset)
+                except BaseException:
+                    slot.loaded = False
+                    raise
+                if won:
+                    n = len(events)
+                    return AppendResult(
+                        stream_id=stream_id,
+                        first_version=first_version,
+                        last_version=first_version + n - 1,
+                        positions=tuple(range(first_position, first_position + n)),
+                        event_ids=tuple(e.event_id for e in events),
+                        timestamp=events[0].timestamp,
+                    )
+                # another process's record took this version first: ours is ignored by every reader
+                if expected not in (ExpectedVersion.ANY, ExpectedVersion.STREAM_EXISTS):
+                    shown = expected.name if isinstance(expected, ExpectedVersion) else int(expected)
+                    msg = (
+                        f"stream {stream_id!r}: another writer appended version {first_version} first "
+                        f"(expected version {shown}, actual version {slot.version})"
+                    )
+                    raise ConcurrencyError(msg, stream_id=stream_id, expected=shown, actual=slot.version)
+                meta, fresh = await self.tails.refresh(stream_id, slot), True

@@ -1,0 +1,122 @@
+"""The provider's connection: the I/O layer, the optional lease, and the process-wide state it joins.
+
+:class:`Connection` turns URL and settings into the client config, names the metadata and snapshot
+topics, creates them at connect, and re-keys the shared :class:`~eventsource_kafka.state.Namespace`
+by the cluster's id once the broker has answered. Every role reaches the broker through
+:attr:`Connection.io` and the shared state through :attr:`Connection.ns` (read at each use: connect
+replaces it). :meth:`Connection.exclusive` is the one way to hold a stream (lease, then lock).
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import ConfigurationError
+
+from eventsource_kafka import naming
+from eventsource_kafka.client import KafkaIO
+from eventsource_kafka.settings import client_config
+from eventsource_kafka.state import namespace
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from eventsource.lease import Lease
+
+ENVELOPE_SLACK = 64 * 1024
+"""Bytes allowed on top of ``max_record_bytes`` for the envelope and headers in a produce request."""
+
+_HOST: Any = None
+
+
+def _lease_host() -> Any:
+    """One plugin host per process to find lease plugins (discovery imports every plugin once)."""
+    global _HOST  # noqa: PLW0603 - a process-wide cache
+    if _HOST is None:
+        from eventsource.plugins import PluginHost
+
+        _HOST = PluginHost()
+    return _HOST
+
+
+class Connection:
+    """The I/O layer, the lease and the shared state of one provider instance."""
+
+    def __init__(self, url: str, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.prefix = naming.check_prefix(settings["topic_prefix"])
+        self.servers, self.client_config = client_config(url, settings)
+        self.max_record_bytes: int = settings["max_record_bytes"]
+        self.ns = namespace(self.servers, self.prefix)
+        self.meta_topic = naming.meta_topic(self.prefix)
+        self.snap_topic = naming.snapshot_topic(self.prefix)
+        self._io: KafkaIO | None = None
+        self._lease: Lease | None = None
+        self.started = monotonic()
+
+    @property
+    def connected(self) -> bool:
+        """Whether :meth:`connect` has succeeded and :meth:`close` has not run since."""
+        return self._io is not None
+
+    @property
+    def io(self) -> KafkaIO:
+        """The connected I/O layer."""
+        if self._io is None:
+            msg = "the Kafka provider is not connected (call connect() first)"
+            raise ConfigurationError(msg, field="url")
+        return self._io
+
+    async def connect(self) -> None:
+        """Connect, create the metadata and snapshot topics, and build the lease if configured."""
+        if self._io is not None:
+            return
+        io = KafkaIO(
+            self.client_config,
+            threads=self.settings["io_threads"],
+            timeout=self.settings["request_timeout"],
+            max_request_size=self.max_record_bytes + ENVELOPE_SLACK,
+        )
+        try:
+            await io.start()
+            compact = {"cleanup.policy": "compact"}
+            rf = self.settings["replication_factor"]
+            await io.ensure_topic(self.meta_topic, replication_factor=rf, configs=compact)
+            await io.ensure_topic(self.snap_topic, replication_factor=rf, configs=compact)
+            desc = await io.describe_cluster()
+        except BaseException:
+            await io.close()
+            raise
+        cluster_id = desc.get("cluster_id") if isinstance(desc, dict) else None
+        if cluster_id:
+            self.ns = namespace(self.servers, self.prefix, str(cluster_id))
+        self._io = io
+        if self.settings.get("lease_url") and self._lease is None:
+            lease = _lease_host().create_lease(self.settings["lease_url"], **self.settings["lease_settings"])
+            await lease.connect()
+            self._lease = lease
+
+    async def close(self) -> None:
+        """Close the clients and the lease. Idempotent."""
+        io, self._io = self._io, None
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await lease.close()
+        if io is not None:
+            await io.close()
+
+    @asynccontextmanager
+    async def exclusive(self, stream_id: str) -> AsyncIterator[bool]:
+        """Hold the stream's lease (if configured) and its in-process lock; yields whether a lease is held."""
+        if self._lease is None:
+            async with self.ns.slot(stream_id).lock.held():
+                yield False
+        else:
+            key = f"kafka/{self.prefix}/{stream_id}"  # streams of one prefix share leases, whatever the servers
+            async with (
+                self._lease.hold(key, timeout=self.settings["lease_timeout"]),
+                self.ns.slot(stream_id).lock.held(),
+            ):
+                yield True

@@ -1,0 +1,110 @@
+"""Retention by hiding: ``truncate_stream`` and ``delete_events_before`` write markers, never delete records.
+
+Records deletion crashes Tansu, so each call adds a marker to the stream's metadata record
+(``hide_below`` for a version bound, ``hide_before`` for a time cutoff up to the version the stream
+had then) with the exact count of events it hides; every read applies the markers
+(:mod:`~eventsource_kafka.markers`). A version bound also records where the first visible record is,
+so reads skip the hidden ones. The bytes stay in the topic until the stream is deleted or the topic's
+own retention removes them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import StreamNotFoundError
+from eventsource.timestamps import to_us
+
+from eventsource_kafka.markers import Visibility, start
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from eventsource_kafka.connection import Connection
+    from eventsource_kafka.reads import Reader
+    from eventsource_kafka.tails import Tails
+    from eventsource_kafka.views import Views
+
+
+class Retention:
+    """Retention markers: each one computed against the stream's tail and counted exactly."""
+
+    def __init__(self, conn: Connection, views: Views, tails: Tails, reader: Reader) -> None:
+        self.conn = conn
+        self.views = views
+        self.tails = tails
+        self.reader = reader
+
+    async def _hide(self, stream_id: str, rule: str, value: int) -> int:
+        """Add a retention marker to the stream's metadata; returns how many visible events it hides.
+
+        The stream's tail is read under the stream's lock (and lease), but the events are counted
+        outside it, so appends go on while retention runs beside them; markers of one stream are
+        changed one at a time in this process. A marker counts only the versions that existed when
+        it was taken, and its record applies only to the incarnation it was computed for.
+        """
+        slot = self.conn.ns.slot(stream_id)
+        async with slot.marker_lock.held():
+            async with self.conn.exclusive(stream_id):
+                meta = await self.tails.refresh(stream_id, slot)
+                version, next_offset = slot.version, slot.next_offset
+                starts = {s.version: (s.offset, s.before) for s in slot.window.values()}
+            if meta is None:
+                if rule == "below":
+                    msg = f"stream {stream_id!r} does not exist"
+                    raise StreamNotFoundError(msg, stream_id=stream_id)
+                return 0
+            new = dict(meta)
+            new["op"] = "update"
+            old_below = max(int(meta.get("hide_below", 0)), 1)
+            if rule == "below":  # never above the next version: events appended later stay visible
+                new["hide_below"] = max(int(meta.get("hide_below", 0)), min(value, version + 1))
+            else:
+                new["hide_before"] = [*meta.get("hide_before", []), [value, version]]
+            if rule == "below" and not meta.get("hide_before"):
+                # versions are gap-free: the marker hides exactly the versions between the old and new bound
+                hidden = max(0, int(new["hide_below"]) - old_below)
+                first_visible: int | None = new["hide_below"] if new["hide_below"] <= version else None
+                skip = (next_offset, version) if first_visible is None else starts.get(new["hide_below"])
+                if skip is not None and skip[0] > start(meta)[0]:
+                    new["skip"] = list(skip)
+            else:
+                hidden, first_visible = await self._count_hidden(stream_id, meta, new, version)
+            if hidden == 0:
+                return 0
+            new["hidden"] = int(meta.get("hidden", 0)) + hidden
+            new["first_visible"] = first_visible if first_visible is not None else version + 1
+            await self.views.put_meta(stream_id, new)
+            return hidden
+
+    async def _count_hidden(
+        self, stream_id: str, meta: dict[str, Any], new: dict[str, Any], version: int
+    ) -> tuple[int, int | None]:
+        """Events visible under ``meta`` but not under ``new`` (up to ``version``), and the first visible one."""
+        before, after = Visibility(meta), Visibility(new)
+        hidden = 0
+        first_visible: int | None = None
+        scan = self.reader.scan(stream_id, meta)
+        try:
+            async for e in scan:
+                if e.version > version:
+                    break
+                if before.visible(e) and not after.visible(e):
+                    hidden += 1
+                elif first_visible is None and after.visible(e):
+                    first_visible = e.version
+        finally:
+            await scan.aclose()  # type: ignore[attr-defined]
+        return hidden, first_visible
+
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        """Hide the stream's events below ``before_version`` (a marker in its metadata record)."""
+        return await self._hide(stream_id, "below", before_version)
+
+    async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
+        """Hide events older than ``cutoff`` in one stream or all (a marker per stream)."""
+        ids = [stream_id] if stream_id is not None else sorted(await self.views.meta())
+        total = 0
+        for sid in ids:
+            total += await self._hide(sid, "before", to_us(cutoff))
+        return total

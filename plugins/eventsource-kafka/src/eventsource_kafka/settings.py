@@ -1,0 +1,97 @@
+"""Settings of the Kafka provider (a marshmallow schema), the connection URL, and the kafka-python client config.
+
+URL: ``kafka://[user:password@]host:port[,host:port...]``; a user in the URL sets the SASL PLAIN
+credentials unless the settings name a user. The SASL and TLS settings are passed through to
+kafka-python; :func:`client_config` is the one place that turns URL and settings into its config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from eventsource.errors import ConfigurationError
+from marshmallow import Schema, fields, validate
+
+
+class KafkaSettings(Schema):
+    """Settings of :class:`~eventsource_kafka.provider.KafkaProvider` (all optional)."""
+
+    topic_prefix = fields.String(load_default="eventsource")
+    replication_factor = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    client_id = fields.String(load_default="eventsource")
+    security_protocol = fields.String(
+        load_default="PLAINTEXT", validate=validate.OneOf(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+    )
+    sasl_mechanism = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI"]),
+    )
+    sasl_plain_username = fields.String(load_default=None, allow_none=True)
+    sasl_plain_password = fields.String(load_default=None, allow_none=True)
+    ssl_cafile = fields.String(load_default=None, allow_none=True)
+    ssl_certfile = fields.String(load_default=None, allow_none=True)
+    ssl_keyfile = fields.String(load_default=None, allow_none=True)
+    ssl_password = fields.String(load_default=None, allow_none=True)
+    ssl_check_hostname = fields.Boolean(load_default=True)
+    request_timeout = fields.Float(load_default=30.0, validate=validate.Range(min=0.1))
+    lease_url = fields.String(load_default=None, allow_none=True)
+    lease_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
+    lease_settings = fields.Dict(keys=fields.String(), load_default=dict)
+    dedup_window = fields.Integer(load_default=1000, validate=validate.Range(min=1))
+    max_record_bytes = fields.Integer(load_default=1_000_000, validate=validate.Range(min=1024))
+    io_threads = fields.Integer(load_default=8, validate=validate.Range(min=1, max=256))
+    topic_configs = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+
+
+def parse_url(url: str) -> tuple[list[str], str | None, str | None]:
+    """The bootstrap servers and the SASL user and password of a ``kafka://`` URL."""
+    if not url.startswith("kafka://"):
+        msg = f"a Kafka URL looks like kafka://host:port[,host:port...], got {url!r}"
+        raise ConfigurationError(msg, field="url")
+    rest = url[len("kafka://") :].split("/", 1)[0].split("?", 1)[0]
+    user = password = None
+    if "@" in rest:
+        cred, rest = rest.rsplit("@", 1)
+        user, _, password = cred.partition(":")
+        user, password = unquote(user), unquote(password) if password else None
+    servers = [h.strip() for h in rest.split(",") if h.strip()]
+    if not servers:
+        msg = f"the Kafka URL names no broker: {url!r}"
+        raise ConfigurationError(msg, field="url")
+    for s in servers:
+        host, _, port = s.rpartition(":")
+        if not host or not port.isdigit():
+            msg = f"broker address must be host:port, got {s!r}"
+            raise ConfigurationError(msg, field="url")
+    return servers, user or None, password
+
+
+def client_config(url: str, s: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The bootstrap servers and the kafka-python client config for ``url`` and the loaded settings ``s``."""
+    servers, user, password = parse_url(url)
+    s_user: str | None
+    s_password: str | None
+    if user and not s.get("sasl_plain_username"):
+        s_user, s_password = user, password
+    else:
+        s_user, s_password = s.get("sasl_plain_username"), s.get("sasl_plain_password")
+    protocol = s["security_protocol"]
+    mechanism = s.get("sasl_mechanism")
+    if s_user and protocol == "PLAINTEXT":
+        protocol = "SASL_PLAINTEXT"
+    if s_user and mechanism is None:
+        mechanism = "PLAIN"
+    config: dict[str, Any] = {"bootstrap_servers": servers, "client_id": s["client_id"]}
+    config["security_protocol"] = protocol
+    if mechanism:
+        config["sasl_mechanism"] = mechanism
+    if s_user:
+        config["sasl_plain_username"] = s_user
+        config["sasl_plain_password"] = s_password
+    for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
+        if s.get(k):
+            config[k] = s[k]
+    config["ssl_check_hostname"] = s["ssl_check_hostname"]
+    return servers, config

@@ -1,0 +1,86 @@
+"""What every provider instance on one cluster and topic prefix shares in this process.
+
+A :class:`Namespace` holds each stream's tail (:class:`~eventsource_kafka.tails.Slot`), the metadata
+view (live streams and their incarnations, applied in topic order by :meth:`Namespace.apply_meta`)
+and the snapshot view, with their read positions and locks. Sharing it is what makes two instances in
+one process see each other's appends at once; :func:`namespace` keys it by the cluster's id.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsource_kafka.tails import Slot, SlotLock
+
+
+@dataclass(slots=True)
+class Namespace:
+    """Shared per (bootstrap servers, topic prefix) in this process."""
+
+    slots: dict[str, Slot] = field(default_factory=dict)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # live streams only
+    incarnations: dict[str, int] = field(default_factory=dict)  # latest incarnation per stream id, deleted or not
+    meta_offset: int = 0
+    meta_lock: SlotLock = field(default_factory=SlotLock)
+    snaps: dict[str, dict[int, int]] = field(default_factory=dict)
+    snap_offset: int = 0
+    snap_lock: SlotLock = field(default_factory=SlotLock)
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply_meta(self, stream_id: str, value: dict[str, Any] | None) -> None:
+        """Apply one record of the metadata topic, in topic order (the same rule in every process).
+
+        ``op`` ``create`` starts incarnation ``inc``: the FIRST create of an incarnation wins (two
+        processes that raced on creating the same incarnation's topic may both write one; both name
+        the same topic); ``update`` changes the live incarnation's attributes and retention markers;
+        ``delete`` ends it (the incarnation count is kept, so the next creation takes ``inc + 1``).
+        Records of older versions (no ``op``, random topic names) replace the entry; ``None`` is their
+        tombstone.
+        """
+        current = self.incarnations.get(stream_id, -1)
+        if value is None:
+            self.meta.pop(stream_id, None)
+            return
+        op = value.get("op")
+        inc = int(value.get("inc", 0))
+        if op == "create":
+            if inc > current:
+                self.meta[stream_id] = value
+                self.incarnations[stream_id] = inc
+        elif op == "delete":
+            if inc >= current:
+                self.meta.pop(stream_id, None)
+                self.incarnations[stream_id] = inc
+        elif op == "update":
+            live = self.meta.get(stream_id)
+            if live is not None and int(live.get("inc", 0)) == inc:
+                self.meta[stream_id] = value
+        elif inc >= current:  # written by an older version of the provider
+            self.meta[stream_id] = value
+            self.incarnations[stream_id] = max(current, 0)
+
+    def slot(self, stream_id: str) -> Slot:
+        """The stream's tail, created on first use."""
+        s = self.slots.get(stream_id)
+        if s is None:
+            with self.guard:
+                s = self.slots.setdefault(stream_id, Slot())
+        return s
+
+
+_NAMESPACES: dict[tuple[tuple[str, ...], str], Namespace] = {}
+_NAMESPACES_GUARD = threading.Lock()
+
+
+def namespace(servers: list[str], prefix: str, cluster_id: str | None = None) -> Namespace:
+    """The state shared in this process by every provider on one cluster and prefix.
+
+    Keyed by the cluster's id once connected (so ``localhost:9092`` and ``127.0.0.1:9092``, or two
+    bootstrap lists of one cluster, share it: the in-process concurrency guarantee depends on that),
+    by the bootstrap servers before.
+    """
+    key = (("cluster-id", cluster_id) if cluster_id else tuple(sorted(servers)), prefix)
+    with _NAMESPACES_GUARD:
+        return _NAMESPACES.setdefault(key, Namespace())

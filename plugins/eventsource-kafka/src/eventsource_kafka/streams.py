@@ -1,0 +1,172 @@
+"""Streams as a whole: create (a new incarnation), delete, exact info, and the paged list.
+
+Incarnation ``n`` of a stream is one topic whose name every process derives the same way
+(``naming.stream_topic``), so the broker's ``create_topics`` lets exactly one process create it and
+the others join it; the first ``create`` record of an incarnation in the metadata topic wins. A delete
+writes the ``delete`` record (the incarnation count is kept), deletes the topic and the snapshots; the
+id is then reusable from version 0. Info is exact: the metadata view plus the tail read to its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import ConcurrencyError, StreamExistsError, StreamNotFoundError
+from eventsource.model import StreamInfo
+from eventsource.timestamps import from_us, now_us
+
+from eventsource_kafka import naming
+
+if TYPE_CHECKING:
+    from eventsource.model import NewStream
+
+    from eventsource_kafka.connection import Connection
+    from eventsource_kafka.snapshots import Snapshots
+    from eventsource_kafka.tails import Slot, Tails
+    from eventsource_kafka.views import Views
+
+_CREATE_ATTEMPTS = 8
+"""Incarnations one creation tries when each is deleted by another process before it can join it."""
+
+
+def info(stream_id: str, meta: dict[str, Any], slot: Slot) -> StreamInfo:
+    """The stream's info from its metadata record and its tail."""
+    created = from_us(meta["created_us"])
+    hidden = int(meta.get("hidden", 0))
+    count = slot.version - hidden
+    first = meta.get("first_visible", 1) if hidden else 1
+    return StreamInfo(
+        stream_id=stream_id,
+        version=slot.version,
+        event_count=count,
+        created_at=created,
+        updated_at=from_us(slot.last_ts_us) if slot.last_ts_us is not None else created,
+        name=meta.get("name"),
+        aggregate_id=meta.get("aggregate_id"),
+        aggregate_type=meta.get("aggregate_type"),
+        metadata=dict(meta.get("metadata") or {}),
+        last_event_id=slot.last_event_id,
+        first_version=first if count > 0 and first <= slot.version else None,
+    )
+
+
+class Streams:
+    """Creation, deletion, info and listing of streams."""
+
+    def __init__(self, conn: Connection, views: Views, tails: Tails, snapshots: Snapshots) -> None:
+        self.conn = conn
+        self.views = views
+        self.tails = tails
+        self.snapshots = snapshots
+
+    async def create(
+        self, stream: NewStream, slot: Slot, created_us: int, *, creator: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Start the stream's next incarnation; returns its metadata and whether this call created its topic.
+
+        Every process names incarnation ``n`` the same topic (``naming.stream_topic``), and the broker
+        lets only one ``create_topics`` create it: a process that finds it created (another process
+        creating the stream at the same moment) joins that incarnation instead of making a second
+        topic. The first ``create`` record of an incarnation wins (``Namespace.apply_meta``).
+        ``creator``: the first event id of the append creating the stream.
+        """
+        sid = stream.stream_id
+        settings = self.conn.settings
+        for _ in range(_CREATE_ATTEMPTS):
+            inc = self.conn.ns.incarnations.get(sid, 0) + 1
+            topic = naming.stream_topic(self.conn.prefix, sid, inc)
+            created = await self.conn.io.ensure_topic(
+                topic, replication_factor=settings["replication_factor"], configs=dict(settings["topic_configs"])
+            )
+            current = (await self.views.meta()).get(sid)
+            if not created:
+                current = await self._await_create_record(sid, topic, current)
+            if current is None or current["topic"] != topic:
+                meta: dict[str, Any] = {
+                    "op": "create",
+                    "inc": inc,
+                    "topic": topic,
+                    "name": stream.name,
+                    "aggregate_id": stream.aggregate_id,
+                    "aggregate_type": stream.aggregate_type,
+                    "metadata": dict(stream.metadata),
+                    "created_us": created_us,
+                }
+                if creator is not None:
+                    meta["creator"] = creator
+                current = await self.views.put_meta(sid, meta)
+            if current is not None and current["topic"] == topic:
+                if slot.topic != topic:
+                    slot.reset(topic)
+                    slot.loaded = created  # a topic another process created may hold its appends already
+                return current, created
+            if current is not None:  # another incarnation is live: the caller re-checks against it
+                return current, False
+            # the incarnation was created and deleted meanwhile (its delete record is in): take the next one
+            if created:
+                await self.conn.io.delete_topic(topic)
+        msg = f"stream {sid!r} was created and deleted concurrently {_CREATE_ATTEMPTS} times; not created"
+        raise ConcurrencyError(msg, stream_id=sid, expected="NO_STREAM", actual=0)
+
+    async def _await_create_record(self, sid: str, topic: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Give the process that created ``topic`` time to write its create record (its attributes win).
+
+        Only if none comes within ``request_timeout`` (that process stopped between creating the
+        topic and writing the record) does the caller write one, so the incarnation is never stranded.
+        """
+        deadline = monotonic() + self.conn.settings["request_timeout"]
+        delay = 0.002
+        while (current is None or current["topic"] != topic) and monotonic() < deadline:
+            if current is not None and int(current.get("inc", 0)) > int(naming.incarnation(topic) or 0):
+                break  # a later incarnation is live already
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            current = (await self.views.meta()).get(sid)
+            if current is None and self.conn.ns.incarnations.get(sid, 0) >= (naming.incarnation(topic) or 0):
+                break  # that incarnation was created and deleted meanwhile
+        return current
+
+    async def create_stream(self, stream: NewStream) -> StreamInfo:
+        """Create the stream's topic and metadata record. :class:`StreamExistsError` if it exists."""
+        slot = self.conn.ns.slot(stream.stream_id)
+        async with self.conn.exclusive(stream.stream_id):
+            if await self.tails.refresh(stream.stream_id, slot) is None:
+                meta, created = await self.create(stream, slot, now_us())
+                if created:
+                    return info(stream.stream_id, meta, slot)
+            msg = f"stream {stream.stream_id!r} already exists"
+            raise StreamExistsError(msg, stream_id=stream.stream_id)
+
+    async def delete_stream(self, stream_id: str) -> None:
+        """Write the delete record, delete the topic and the snapshots; the id is reusable from version 0."""
+        slot = self.conn.ns.slot(stream_id)
+        async with self.conn.exclusive(stream_id):
+            meta = await self.tails.refresh(stream_id, slot)
+            if meta is None:
+                msg = f"stream {stream_id!r} does not exist"
+                raise StreamNotFoundError(msg, stream_id=stream_id)
+            await self.views.put_meta(stream_id, {"op": "delete", "inc": int(meta.get("inc", 0)), "topic": meta["topic"]})
+            slot.reset(None)
+            await self.conn.io.delete_topic(meta["topic"])
+            await self.snapshots.delete_snapshots(stream_id, None)
+
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        """Exact info: metadata view plus the stream's tail read to its high watermark."""
+        slot = self.conn.ns.slot(stream_id)
+        async with slot.lock.held():
+            meta = await self.tails.refresh(stream_id, slot)
+            return None if meta is None else info(stream_id, meta, slot)
+
+    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+        """A page of streams by id (from the metadata view), each with exact info."""
+        ids = sorted(await self.views.meta())
+        page = []
+        for sid in ids[offset : offset + limit]:
+            slot = self.conn.ns.slot(sid)
+            async with slot.lock.held():
+                meta = await self.tails.refresh(sid, slot, meta_too=False)
+                if meta is not None:
+                    page.append(info(sid, meta, slot))
+        return page, len(ids)

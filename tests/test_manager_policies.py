@@ -22,7 +22,7 @@ from eventsource.provider import Provider
 from eventsource.sync import SyncEventSourcingManager
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from eventsource.model import AppendResult
 
@@ -42,6 +42,7 @@ class Faulty(MemoryProvider):
         self.fail: dict[str, list[BaseException]] = {}
         self.calls: dict[str, int] = {}
         self.commit_then_fail: list[BaseException] = []
+        self.meanwhile: list[Callable[[], Awaitable[object]]] = []
         self.delay: dict[str, list[float]] = {}
         self.fail_read_at = 2
 
@@ -66,6 +67,15 @@ class Faulty(MemoryProvider):
         await super().delete_stream(stream_id)
         if self.commit_then_fail:
             raise self.commit_then_fail.pop(0)  # the delete landed, the reply was lost
+
+    async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:
+        await self._gate("delete_snapshots")
+        n = await super().delete_snapshots(stream_id, version)
+        if self.commit_then_fail:
+            if self.meanwhile:  # another process acts before the reply could have arrived
+                await self.meanwhile.pop(0)()
+            raise self.commit_then_fail.pop(0)  # the delete landed, the reply was lost
+        return n
 
     async def get_stream_info(self, stream_id: str):  # type: ignore[no-untyped-def]
         await self._gate("get_stream_info")
@@ -143,6 +153,25 @@ async def test_a_delete_is_never_retried_so_it_cannot_remove_a_stream_recreated_
     with pytest.raises(ProviderUnavailableError):
         await m.delete_stream("s")
     assert p.calls["delete_stream"] == 2
+
+
+async def test_a_snapshot_delete_is_never_retried_so_it_cannot_remove_a_snapshot_taken_meanwhile() -> None:
+    m, p = await faulty(retry_attempts=5)
+    other = make()  # another process on the same store
+    await other.register_provider(p.url, name="f")
+    await m.append_events_batch(stream_id="s", events=[EventData("E", {}) for _ in range(3)])
+    await m.create_snapshot(stream_id="s", data={"upto": 2}, version=2)
+
+    p.commit_then_fail = [unavailable()]
+    p.meanwhile = [lambda: other.create_snapshot(stream_id="s", data={"upto": 3}, version=3)]
+    with pytest.raises(ProviderUnavailableError):  # the outcome is unknown: the caller is told so ...
+        await m.delete_snapshot("s")
+    assert p.calls["delete_snapshots"] == 1  # ... and no second delete ran after the first landed
+    assert (await m.get_snapshot("s")).version == 3  # the snapshot taken meanwhile is still there
+    p.fail["delete_snapshots"] = [unavailable()]
+    with pytest.raises(ProviderUnavailableError):
+        await m.delete_snapshot("s", version=3)
+    assert p.calls["delete_snapshots"] == 2
 
 
 async def test_conflicts_validation_and_other_store_errors_are_never_retried() -> None:

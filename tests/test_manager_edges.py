@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import importlib.resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource import ConfigurationError, EventData, ValidationError
@@ -13,6 +13,10 @@ from eventsource.codecs.builtin import JsonSerializer
 from eventsource.errors import NotFoundError, SnapshotNotFoundError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
 HOST = PluginHost(load_entrypoints=False)
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -175,6 +179,61 @@ async def test_an_event_or_snapshot_with_a_tuple_is_refused_and_the_store_is_unc
             await m.create_snapshot(stream_id="s", data={"state": (1,)})
         with pytest.raises(SnapshotNotFoundError):
             await m.get_snapshot("s")
+
+
+def nested(depth: int, leaf: Any = None) -> Any:
+    value: Any = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def deeper(frames: int, fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Await ``fn()`` from ``frames`` frames further down the stack (as a web framework or projection would)."""
+    return await (deeper(frames - 1, fn) if frames else fn())
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+async def test_a_payload_too_deep_to_read_back_anywhere_is_refused_whatever_the_stack(url: str, tmp_path: Path) -> None:
+    from eventsource.codecs.builtin import MAX_NESTING
+
+    store = f"sqlite:///{tmp_path / 'deep.db'}" if url == "sqlite" else url
+    async with EventSourcingManager({"providers": {"m": store}}, host=HOST) as m:
+        # accepted or not used to depend on how deep the caller's stack was; once stored, a reader a few
+        # dozen frames deeper got a raw RecursionError (and read_all stopped at that event for everyone)
+        for frames in (0, 200):
+            for data, meta in ((nested(MAX_NESTING + 1), None), ({}, {"m": nested(MAX_NESTING)})):
+
+                def append(d: Any = data, md: Any = meta) -> Awaitable[Any]:
+                    return m.append_event(stream_id="s", event_type="E", data=d, metadata=md)
+
+                with pytest.raises(ValidationError, match="nested") as info:
+                    await deeper(frames, append)
+                assert info.value.details["limit"] == MAX_NESTING
+            with pytest.raises(ValidationError, match="nested"):
+                await deeper(frames, lambda: m.create_stream(stream_id="t", metadata={"m": nested(MAX_NESTING)}))
+        assert not await m.stream_exists("s")
+        assert not await m.stream_exists("t")
+        deepest = nested(MAX_NESTING, 1)
+        await m.append_event(stream_id="s", event_type="E", data=deepest, metadata={"m": nested(MAX_NESTING - 1)})
+        await m.create_stream(stream_id="t", metadata={"m": nested(MAX_NESTING - 1)})
+        await m.create_snapshot(stream_id="s", data={"state": nested(MAX_NESTING - 1)})
+        with pytest.raises(ValidationError, match="nested"):
+            await m.create_snapshot(stream_id="s", data={"state": nested(MAX_NESTING)})
+
+        async def read_everything() -> None:
+            assert [e.data async for e in m.read_all()] == [deepest]
+            assert (await m.get_snapshot("s")).data == {"state": nested(MAX_NESTING - 1)}
+            assert (await m.get_stream_info("t")).metadata == {"m": nested(MAX_NESTING - 1)}
+
+        await deeper(400, read_everything)  # what was accepted reads back from a deep stack too
+
+
+def test_a_stored_payload_too_deep_for_this_stack_is_a_codec_error() -> None:
+    from eventsource.errors import CodecError
+
+    with pytest.raises(CodecError, match="nest"):
+        JsonSerializer().loads(b"[" * 100_000 + b"]" * 100_000)
 
 
 def test_a_cipher_that_only_looks_like_one_is_refused_at_registration() -> None:

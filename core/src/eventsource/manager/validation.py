@@ -6,11 +6,12 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from eventsource.codecs.builtin import MAX_NESTING
 from eventsource.errors import ValidationError
 from eventsource.model import EventData, EventFilter, ExpectedVersion, SortOrder
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from eventsource.model import AppendEventRequest, Expected, GetEventsRequest
 
@@ -152,6 +153,19 @@ def plain_metadata(metadata: object) -> dict[str, Any]:
     except (TypeError, ValueError, RecursionError) as e:
         msg = f"stream metadata must be plain JSON (str keys; str, number, bool, null, list, dict values): {e}"
         raise ValidationError(msg, field="metadata") from None
+    stack: list[tuple[object, int]] = [(plain, 1)]  # no recursion: the check must not depend on the stack
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[object] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_NESTING:
+            msg = f"stream metadata is nested more than {MAX_NESTING} levels deep: it might not read back"
+            raise ValidationError(msg, field="metadata", limit=MAX_NESTING)
+        stack.extend((v, depth + 1) for v in children)
     return plain
 
 

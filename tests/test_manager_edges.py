@@ -236,6 +236,16 @@ def test_a_stored_payload_too_deep_for_this_stack_is_a_codec_error() -> None:
         JsonSerializer().loads(b"[" * 100_000 + b"]" * 100_000)
 
 
+async def test_stream_metadata_over_max_event_size_is_refused_and_nothing_is_stored() -> None:
+    # it was stored whatever its size: a 50 MB blob per stream, returned by every list_streams page
+    async with EventSourcingManager({"providers": {"m": "memory://"}, "max_event_size": 1000}, host=HOST) as m:
+        with pytest.raises(ValidationError, match="max_event_size") as info:
+            await m.create_stream(stream_id="s", metadata={"blob": "x" * 1000})
+        assert (info.value.details["field"], info.value.details["limit"]) == ("metadata", 1000)
+        assert not await m.stream_exists("s")
+        await m.create_stream(stream_id="s", metadata={"blob": "x" * 900})
+
+
 def test_a_cipher_that_only_looks_like_one_is_refused_at_registration() -> None:
     from eventsource.errors import PluginLoadError
     from eventsource.registry import CodecRegistry

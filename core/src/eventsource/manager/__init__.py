@@ -273,7 +273,7 @@ class EventSourcingManager:
             name=check_optional_text("stream name", req.name, field_name="name"),
             aggregate_id=check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id"),
             aggregate_type=check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type"),
-            metadata=plain_metadata(req.metadata),
+            metadata=plain_metadata(req.metadata, self.config.max_event_size),
         )
         p = self.get_provider(req.provider)
         # never retried: an attempt that timed out may still have landed

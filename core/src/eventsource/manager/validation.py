@@ -141,18 +141,22 @@ def check_metadata(value: object, *, field_name: str = "metadata") -> dict[str, 
     return value
 
 
-def plain_metadata(metadata: object) -> dict[str, Any]:
-    """Stream metadata as the stores keep it: plain JSON, normalised once here.
+def plain_metadata(metadata: object, max_size: int) -> dict[str, Any]:
+    """Stream metadata as the stores keep it: plain JSON, normalised once here, at most ``max_size`` bytes.
 
     No codec runs on it (so no tagged datetimes or Decimals); tuples become lists and keys strings
     here, so every store is given, and returns, the same value.
     """
     md = check_metadata(metadata)
     try:
-        plain: dict[str, Any] = json.loads(json.dumps(md, allow_nan=False))
+        text = json.dumps(md, allow_nan=False)
+        plain: dict[str, Any] = json.loads(text)
     except (TypeError, ValueError, RecursionError) as e:
         msg = f"stream metadata must be plain JSON (str keys; str, number, bool, null, list, dict values): {e}"
         raise ValidationError(msg, field="metadata") from None
+    if len(text) > max_size:  # ASCII (ensure_ascii): characters are bytes
+        msg = f"stream metadata is {len(text)} bytes serialized; the limit is {max_size} (max_event_size)"
+        raise ValidationError(msg, field="metadata", size=len(text), limit=max_size)
     stack: list[tuple[object, int]] = [(plain, 1)]  # no recursion: the check must not depend on the stack
     while stack:
         value, depth = stack.pop()

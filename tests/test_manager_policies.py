@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource import ConcurrencyError, EventData, ValidationError
-from eventsource.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError, RetentionError
 from eventsource.manager import EventSourcingManager
 from eventsource.memory import MemoryProvider
 from eventsource.model import HealthStatus, RecordedEvent
@@ -55,6 +55,12 @@ class Faulty(MemoryProvider):
         if errors:
             raise errors.pop(0)
 
+    async def _lose_reply(self) -> None:
+        error = self.commit_then_fail.pop(0)
+        if self.meanwhile:  # another process acts before the reply could have arrived
+            await self.meanwhile.pop(0)()
+        raise error
+
     async def append(self, stream_id, events, expected, stream=None) -> AppendResult:  # type: ignore[no-untyped-def]
         await self._gate("append")
         res = await super().append(stream_id, events, expected, stream)
@@ -72,9 +78,14 @@ class Faulty(MemoryProvider):
         await self._gate("delete_snapshots")
         n = await super().delete_snapshots(stream_id, version)
         if self.commit_then_fail:
-            if self.meanwhile:  # another process acts before the reply could have arrived
-                await self.meanwhile.pop(0)()
-            raise self.commit_then_fail.pop(0)  # the delete landed, the reply was lost
+            await self._lose_reply()  # the delete landed, the reply was lost
+        return n
+
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        await self._gate("truncate_stream")
+        n = await super().truncate_stream(stream_id, before_version)
+        if self.commit_then_fail:
+            await self._lose_reply()  # the truncation landed, the reply was lost
         return n
 
     async def get_stream_info(self, stream_id: str):  # type: ignore[no-untyped-def]
@@ -172,6 +183,24 @@ async def test_a_snapshot_delete_is_never_retried_so_it_cannot_remove_a_snapshot
     with pytest.raises(ProviderUnavailableError):
         await m.delete_snapshot("s", version=3)
     assert p.calls["delete_snapshots"] == 2
+
+
+async def test_a_retention_truncation_is_never_retried_so_it_cannot_cut_a_stream_recreated_meanwhile() -> None:
+    m, p = await faulty(retry_attempts=5)
+    await m.append_events_batch(stream_id="s", events=[EventData("E", {"old": i}) for i in range(10)])
+
+    async def recreate() -> None:  # another process deletes the stream and starts it again
+        await p.delete_stream("s")
+        await m.append_events_batch(stream_id="s", events=[EventData("E", {"new": i}) for i in range(5)])
+
+    p.commit_then_fail = [unavailable()]
+    p.meanwhile = [recreate]
+    with pytest.raises(RetentionError):  # the run reports the unknown outcome ...
+        await m.apply_retention([{"policy": "max_count", "max_events": 3}])
+    assert p.calls["truncate_stream"] == 1  # ... and no second truncation ran on the new stream
+    assert [e.data async for e in m.read_stream("s")] == [{"new": i} for i in range(5)]
+    report = await m.apply_retention([{"policy": "max_count", "max_events": 3}])  # the next run does its job
+    assert report.deleted() == 2
 
 
 async def test_conflicts_validation_and_other_store_errors_are_never_retried() -> None:

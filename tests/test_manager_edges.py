@@ -246,6 +246,17 @@ async def test_stream_metadata_over_max_event_size_is_refused_and_nothing_is_sto
         await m.create_stream(stream_id="s", metadata={"blob": "x" * 900})
 
 
+@pytest.mark.parametrize("metadata", [{"k": "a\x00b"}, {"a\x00": 1}, {"k": ["\udc80"]}, {"\udc80": 1}])
+async def test_stream_metadata_every_store_cannot_hold_is_refused_before_the_store(metadata: Any) -> None:
+    # SQLite and memory kept these; PostgreSQL's jsonb refused them (a lone surrogate as a ProviderError)
+    async with EventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as m:
+        with pytest.raises(ValidationError, match="stream metadata") as info:
+            await m.create_stream(stream_id="s", metadata=metadata)
+        assert info.value.details["field"] == "metadata"
+        assert not await m.stream_exists("s")
+        await m.create_stream(stream_id="s", metadata={"k": "a\\u0000b ü 😀"})  # a backslash is fine
+
+
 def test_a_cipher_that_only_looks_like_one_is_refused_at_registration() -> None:
     from eventsource.errors import PluginLoadError
     from eventsource.registry import CodecRegistry

@@ -160,8 +160,11 @@ def plain_metadata(metadata: object, max_size: int) -> dict[str, Any]:
     stack: list[tuple[object, int]] = [(plain, 1)]  # no recursion: the check must not depend on the stack
     while stack:
         value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_metadata_text(value)
+            continue
         if isinstance(value, dict):
-            children: Iterable[object] = value.values()
+            children: Iterable[object] = [*value, *value.values()]
         elif isinstance(value, list):
             children = value
         else:
@@ -171,6 +174,18 @@ def plain_metadata(metadata: object, max_size: int) -> dict[str, Any]:
             raise ValidationError(msg, field="metadata", limit=MAX_NESTING)
         stack.extend((v, depth + 1) for v in children)
     return plain
+
+
+def _check_metadata_text(text: str) -> None:
+    """A stream metadata key or string every store can hold (PostgreSQL's jsonb refuses NUL and lone surrogates)."""
+    if "\x00" in text:
+        msg = "stream metadata holds a NUL character, which not every store can hold"
+        raise ValidationError(msg, field="metadata")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = "stream metadata holds text that is not valid Unicode (a lone surrogate)"
+        raise ValidationError(msg, field="metadata") from None
 
 
 def check_paging(limit: object, offset: object) -> None:

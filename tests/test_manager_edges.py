@@ -257,6 +257,30 @@ async def test_stream_metadata_every_store_cannot_hold_is_refused_before_the_sto
         await m.create_stream(stream_id="s", metadata={"k": "a\\u0000b ü 😀"})  # a backslash is fine
 
 
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+async def test_a_timestamp_whose_utc_instant_no_store_can_hold_is_refused(url: str, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    # year 9999 at UTC-23 is year 10000 in UTC: SQLite raised a raw OverflowError; PostgreSQL stored it,
+    # then every read of the stream, and read_all, failed on it
+    late = datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-23)))
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=23)))
+    store = f"sqlite:///{tmp_path / 'ts.db'}" if url == "sqlite" else url
+    async with EventSourcingManager({"providers": {"m": store}}, host=HOST) as m:
+        for ts in (late, early):
+            with pytest.raises(ValidationError, match="timestamp") as info:
+                await m.append_event(stream_id="s", event_type="E", data={}, timestamp=ts)
+            assert info.value.details["field"] == "timestamp"
+            with pytest.raises(ValidationError, match="from_timestamp"):
+                await m.get_events(from_timestamp=ts)
+            with pytest.raises(ValidationError, match="now"):
+                await m.apply_retention([{"policy": "max_age", "max_age": 3600}], now=ts)
+        assert not await m.stream_exists("s")
+        edge = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+        await m.append_event(stream_id="s", event_type="E", data={}, timestamp=edge)
+        assert [e.timestamp async for e in m.read_all()] == [edge]
+
+
 def test_a_cipher_that_only_looks_like_one_is_refused_at_registration() -> None:
     from eventsource.errors import PluginLoadError
     from eventsource.registry import CodecRegistry

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.codecs.builtin import MAX_NESTING
@@ -98,6 +98,11 @@ def check_time(name: str, value: object) -> datetime | None:
     if value.utcoffset() is None:
         msg = f"{name} must be timezone-aware"
         raise ValidationError(msg, field=name)
+    try:  # stores keep the UTC instant: 9999-12-31T23:59-23:00 is in year 10000 there
+        value.astimezone(UTC)
+    except OverflowError:
+        msg = f"{name} {value.isoformat()} is not an instant any store can hold (its UTC time is outside years 1-9999)"
+        raise ValidationError(msg, field=name) from None
     return value
 
 

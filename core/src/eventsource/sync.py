@@ -224,11 +224,7 @@ class SyncEventSourcingManager:
         return self._loop.call(self._manager.health_check())
 
     def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
-        """The key scope of an event of ``stream_id`` / ``tenant_id`` under ``encryption_scope``.
-
-        ``"global"``: ``None``; ``"tenant"``: ``"tenant:<tenant_id>"`` (``None`` without a tenant);
-        ``"stream"``: ``"stream:<stream_id>"``.
-        """
+        """The key scope of an event: ``None`` (global scope; no tenant), ``"tenant:<id>"`` or ``"stream:<id>"``."""
         return self._manager.key_scope(stream_id=stream_id, tenant_id=tenant_id)
 
     def list_providers(self) -> list[str]:

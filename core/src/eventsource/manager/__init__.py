@@ -42,6 +42,7 @@ from eventsource.manager.validation import (
     check_optional_number,
     check_optional_text,
     check_paging,
+    check_scope_names,
     check_sort_order,
     check_text,
     check_time,
@@ -130,11 +131,7 @@ class EventSourcingManager:
     # ------------------------------------------------------------------ keys
 
     def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
-        """The key scope of an event of ``stream_id`` / ``tenant_id`` under ``encryption_scope``.
-
-        ``"global"``: ``None``; ``"tenant"``: ``"tenant:<tenant_id>"`` (``None`` without a tenant);
-        ``"stream"``: ``"stream:<stream_id>"``.
-        """
+        """The key scope of an event: ``None`` (global scope; no tenant), ``"tenant:<id>"`` or ``"stream:<id>"``."""
         return self._codec.key_scope(stream_id=stream_id, tenant_id=tenant_id)
 
     async def shred(
@@ -148,6 +145,7 @@ class EventSourcingManager:
         tenant or stream get a fresh key. Returns how many keys were removed.
         """
         keys = self._codec.require_keys()
+        check_scope_names(tenant_id, stream_id, scope, self.config.max_stream_id_length)
         if scope is None:
             scope = self._codec.scope_of(tenant_id, stream_id)
         n = await asyncio.to_thread(keys.shred, scope)
@@ -163,6 +161,7 @@ class EventSourcingManager:
         The global key ring rotates by configuration instead: add a key id and set ``active_key_id``.
         """
         keys = self._codec.require_keys()
+        check_scope_names(tenant_id, stream_id, scope, self.config.max_stream_id_length)
         if scope is None and (tenant_id is not None or stream_id is not None):
             scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
         return keys.rotate(scope)

@@ -193,6 +193,15 @@ def _check_metadata_text(text: str) -> None:
         raise ValidationError(msg, field="metadata") from None
 
 
+def check_scope_names(tenant_id: object, stream_id: object, scope: object, max_stream_id_length: int) -> None:
+    """What a key scope is named by (``shred``, ``rotate_key``): id-like texts, as on the append path."""
+    check_optional_text("tenant id", tenant_id, field_name="tenant_id")
+    if stream_id is not None:
+        check_text("stream id", stream_id, max_stream_id_length, field_name="stream_id")
+    if scope is not None:  # "tenant:<tenant id>" or "stream:<stream id>"
+        check_text("scope", scope, max(max_stream_id_length, MAX_EVENT_ID_LENGTH) + 7, field_name="scope")
+
+
 def check_paging(limit: object, offset: object) -> None:
     """``limit`` from 1 to :data:`MAX_PAGE_LIMIT`, ``offset`` from 0 to :data:`MAX_NUMBER`."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_LIMIT:

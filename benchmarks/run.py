@@ -3,7 +3,9 @@
     python benchmarks/run.py --backend sqlite --backend memory [--quick] [--json out.json]
 
 Each backend is a module ``benchmarks/backends/<name>.py`` (see ``benchmarks/README.md``). The exit
-status is 1 when a figure misses its DESIGN.md target, 2 on usage errors.
+status is 1 when a figure misses its DESIGN.md target, 2 on usage errors, 3 when the run crashed. The targets are read from
+``$EVENTSOURCE_DESIGN_MD`` or ``<repo>/../shared/DESIGN.md`` (see ``targets.py``); without it the run
+reports "no targets".
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"run only workloads starting with this (repeatable): {', '.join(WORKLOADS)}",
     )
     ap.add_argument(
+        "--no-peers", action="store_true", help="only lib and raw (no aiosqlite, eventsourcing, envelope contestants)"
+    )
+    ap.add_argument(
         "--skip-missing", action="store_true", help="skip backends whose module is not there instead of failing"
     )
     args = ap.parse_args(argv)
@@ -61,9 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         kw["workdir"] = args.workdir
     if args.only:
         kw["only"] = tuple(args.only)
+    if args.no_peers:
+        kw["peers"] = False
     options = Options.quick(**kw) if args.quick else Options(**kw)
     return run_backends(names, options, args.json)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+    except Exception:  # noqa: BLE001 - a crash is not a missed target (status 1): its own status
+        import traceback
+
+        traceback.print_exc()
+        status = 3
+    sys.exit(status)

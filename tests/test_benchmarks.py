@@ -1,46 +1,157 @@
 """The benchmark harness still runs: every workload of SQLite and memory reported, JSON written.
 
 A smoke run (``--quick``, one repetition): nothing here looks at a time or a ratio's size, because
-benchmarks are not tests. A missed target sets exit status 1, which is a result, not a failure.
+benchmarks are not tests. What it does check is that the harness is fair by construction: every side of
+every row was handed the same number of events with the same payload bytes. A missed target sets exit
+status 1, which is a result, not a failure.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import targets  # noqa: E402
 
 EVERY = {"append_p50", "append_p95", "batch_100", "read_1000", "writers_8", "big_store_read_100"}
-OFF_LOOP = {"append_p50_offloop", "append_p50_hop"}  # backends whose raw driver blocks the loop
+SQLITE_ONLY = {"append_p50_hop", "sync_append_p50", "sync_batch_100", "sync_read_1000"}
+
+DESIGN_EXCERPT = """# Design
+
+## Performance targets (benchmarks, not timed tests)
+
+| operation | PostgreSQL | SQLite | NATS | Kafka |
+|---|---|---|---|---|
+| single append latency, p50 / raw single write | <= 1.3x | <= 1.3x raw on a dedicated writer thread; <= 1.0x aiosqlite | <= 1.5x | <= 1.3x |
+| batch of 100, events/s / raw batched write | >= 0.85x | >= 0.85x | >= 0.7x | >= 0.8x |
+| 8 concurrent writers on distinct streams / raw | >= 0.8x | n/a | >= 0.8x | >= 0.8x |
+| sync API read 1,000 / raw | >= 0.8x | >= 0.8x | n/a | n/a |
+| live subscription delivery p50 (append returned -> handler) | <= 5 ms | <= 2 ms in-process | <= 5 ms | report |
+
+## Next section
+"""
 
 
-def test_the_harness_reports_every_workload_for_sqlite_and_memory(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict, Path]:
+    tmp = tmp_path_factory.mktemp("bench")
+    design = tmp / "DESIGN.md"
+    design.write_text(DESIGN_EXCERPT, encoding="utf-8")
+    out = tmp / "bench.json"
     args = ["--backend", "sqlite", "--backend", "memory", "--quick", "--repetitions", "1", "--big-n", "2000"]
-    proc = subprocess.run(  # noqa: S603 - our own script
-        [sys.executable, str(RUN), *args, "--workdir", str(tmp_path), "--json", str(out)],
+    proc = subprocess.run(
+        [sys.executable, str(RUN), *args, "--workdir", str(tmp), "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        env={**os.environ, "EVENTSOURCE_DESIGN_MD": str(design)},
     )
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
-    report = json.loads(out.read_text(encoding="utf-8"))
+    return proc, json.loads(out.read_text(encoding="utf-8")), tmp
+
+
+def test_the_harness_reports_every_workload_for_sqlite_and_memory(smoke: tuple) -> None:
+    proc, report, tmp = smoke
     sqlite = report["backends"]["sqlite"]["workloads"]
     memory = report["backends"]["memory"]["workloads"]
-    assert set(sqlite) == EVERY | OFF_LOOP
+    assert set(sqlite) == EVERY | SQLITE_ONLY
     assert set(memory) == EVERY
     for name, rows in (("sqlite", sqlite), ("memory", memory)):
         for key, row in rows.items():
             assert row["lib"] > 0, (name, key)
-            assert row["ratio"] > 0, (name, key)
+            assert all(v > 0 for v in row["values"].values()), (name, key)
+            assert set(row["ratios"]) == set(row["values"]) - {"lib"}, (name, key)
     # the table on stdout names what missed its target, the status says whether anything did
     missed = [k for k, row in sqlite.items() if row["passed"] is False]
     assert (proc.returncode == 1) == bool(missed), proc.stdout
     for key in missed:
         assert f"sqlite:{key}" in proc.stdout
-    assert not list(tmp_path.glob("eventsource-bench-*")), "the run directory is removed"
+    assert not list(tmp.glob("eventsource-bench-*")), "the run directory is removed"
+
+
+def test_every_side_of_every_row_was_given_identical_inputs(smoke: tuple) -> None:
+    _, report, _ = smoke
+    for name, backend in report["backends"].items():
+        for key, row in backend["workloads"].items():
+            if key == "big_store_read_100":
+                continue  # one reader, two stores: no inputs handed to sides
+            given = row["inputs"]
+            assert set(given) == set(row["values"]), (name, key, "a side ran without recorded inputs")
+            first = next(iter(given.values()))
+            assert first["events"] > 0, (name, key)
+            assert first["payload_bytes"] > 0, (name, key)
+            for side, g in given.items():
+                assert g == first, (name, key, side, given)
+
+
+def test_peers_run_as_contestants_when_installed(smoke: tuple) -> None:
+    _, report, _ = smoke
+    sqlite = report["backends"]["sqlite"]["workloads"]
+    if importlib.util.find_spec("aiosqlite") is not None:
+        for key in ("append_p50", "batch_100", "read_1000"):
+            assert "aiosqlite" in sqlite[key]["values"], key
+    if importlib.util.find_spec("eventsourcing") is not None:
+        for key in ("sync_append_p50", "sync_batch_100", "sync_read_1000"):
+            assert "eventsourcing" in sqlite[key]["values"], key
+            assert any(c["against"] == "eventsourcing" for c in sqlite[key]["checks"]), key
+
+
+def test_the_targets_come_from_design_md_and_are_recorded(smoke: tuple) -> None:
+    _, report, tmp = smoke
+    used = report["targets"]
+    assert used["source"] == str(tmp / "DESIGN.md")
+    sqlite = used["checks"]["sqlite"]
+    assert [(c["against"], c["op"], c["bound"]) for c in sqlite["append_p50"]] == [
+        ("raw", "<=", 1.3),
+        ("aiosqlite", "<=", 1.0),
+    ]
+    assert "writers_8" not in sqlite  # n/a
+    assert "sync_read_1000" in sqlite
+    row = report["backends"]["sqlite"]["workloads"]["append_p50"]
+    assert next((c["against"], c["bound"]) for c in row["checks"]) == ("raw", 1.3)
+    assert "live subscription delivery p50 (append returned -> handler)" in used["not_measured"]
+
+
+def test_no_design_md_means_no_targets(tmp_path: Path) -> None:
+    found = targets.load(tmp_path / "missing.md")
+    assert not found.found
+    assert found.for_row("sqlite", "append_p50") == []
+
+
+def test_no_backend_file_carries_a_target() -> None:
+    for path in (ROOT / "benchmarks" / "backends").glob("*.py"):
+        assert "targets" not in path.read_text(encoding="utf-8"), path
+
+
+def test_the_committed_tables_are_what_render_makes_from_the_committed_reports() -> None:
+    import render
+
+    reports = render.load_reports()
+    assert reports, "benchmarks/report/ holds the JSON the README tables come from"
+    blocks = 0
+    for path in render.readmes():
+        text = path.read_text(encoding="utf-8")
+        blocks += len(render.BLOCK.findall(text))
+        assert render.render_text(text, reports) == text, f"{path}: run `python benchmarks/render.py`"
+    assert blocks >= 4  # README (all stores) and the postgres, nats and kafka plugin READMEs
+
+
+def test_a_hand_edited_figure_is_caught() -> None:
+    import render
+
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    begin = text.index("<!-- benchmarks:begin all -->")
+    edited = text[:begin] + text[begin:].replace("|", "| 9.99 |", 1)
+    assert render.render_text(edited, render.load_reports()) != edited

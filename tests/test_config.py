@@ -337,3 +337,12 @@ def test_mask_url_hides_passwords_in_the_query_string_too() -> None:
     assert "S3cretPw" not in masked
     assert masked == "postgresql://app@db.internal/events?sslmode=require&password=***&sslpassword=***"
     assert mask_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+
+
+def test_mask_url_hides_a_nats_token_given_as_the_user() -> None:
+    """NATS sends a user without a password as an auth token: a config's repr must not print it."""
+    assert mask_url("nats://s3cr3tTOKEN@127.0.0.1:4222") == "nats://***@127.0.0.1:4222"
+    assert mask_url("nats+tls://s3cr3tTOKEN@h1:4222,h2:4222") == "nats+tls://***@h1:4222,h2:4222"
+    cfg = ManagerConfig.from_dict({"providers": {"n": "nats://s3cr3tTOKEN@127.0.0.1:4222"}})
+    assert "s3cr3tTOKEN" not in repr(cfg)
+    assert mask_url("postgresql://app@host/db") == "postgresql://app@host/db"  # a user alone is no secret there

@@ -18,11 +18,10 @@ from eventsource.manager import EventSourcingManager
 from eventsource.memory import MemoryProvider
 from eventsource.model import HealthStatus, RecordedEvent
 from eventsource.plugins import PluginHost
-from eventsource.provider import Provider
 from eventsource.sync import SyncEventSourcingManager
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from eventsource.model import AppendResult
 
@@ -34,8 +33,6 @@ class Faulty(MemoryProvider):
     """Raises ``fail[op]`` (a list of exceptions, consumed in order) before doing ``op``; counts calls."""
 
     kind = "memory-faulty"
-    # the manager reads through the page view; the default one pages read_stream below, faults included
-    read_stream_pages = Provider.read_stream_pages
 
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:
         super().__init__(url, **settings)
@@ -96,13 +93,20 @@ class Faulty(MemoryProvider):
         await self._gate("health")
         return await super().health()
 
-    async def read_stream(self, stream_id: str, **kw: Any) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+    async def read_stream_pages(self, stream_id: str, **kw: Any) -> AsyncIterator[Sequence[RecordedEvent]]:  # type: ignore[override]
+        """The page view the manager reads through, failing after ``fail_read_at`` events of every iteration."""
         n = 0
-        async for ev in super().read_stream(stream_id, **kw):
-            if n == self.fail_read_at:  # fail after that many events of every iteration while faults remain
+        async for page in super().read_stream_pages(stream_id, **kw):
+            recs = list(page)
+            if n <= self.fail_read_at < n + len(recs):  # fail there while faults remain
+                k = self.fail_read_at - n
+                if k:
+                    yield recs[:k]
                 await self._gate("read_stream")
-            n += 1
-            yield ev
+                recs, n = recs[k:], n + k
+            n += len(recs)
+            if recs:
+                yield recs
 
 
 def make(**config: Any) -> EventSourcingManager:

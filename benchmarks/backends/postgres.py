@@ -10,9 +10,14 @@ streams row, no commit-order-safe position (it takes versions and positions from
 * single append: one autocommit ``INSERT`` (prepared);
 * batch of 100: ``executemany`` of 100 ``INSERT`` in one transaction (psycopg pipelines it). Set
   ``EVENTSOURCE_BENCH_PG_BATCH=copy`` to make the raw side use ``COPY`` instead;
-* read: ``SELECT`` the same columns of one stream by ``(stream_id, version)``, ``json.loads`` each payload;
-* 8 writers: 8 raw connections, one per writer (the library uses its pool);
+* read: ``SELECT`` the same columns of one stream by ``(stream_id, version)`` in binary format (the
+  library's wire format for event rows), ``json.loads`` each payload;
+* 8 writers: 8 raw connections, one per writer, opened in :meth:`open` (warm, as the library's pool);
 * big store: 1,000,000 filler events in 1,000 streams, loaded server-side with ``generate_series``.
+
+Sync rows: the sync API against raw sync psycopg (one connection, the same statements) and
+``eventsourcing`` 9.5.6's ``PostgresApplicationRecorder`` (text originator ids, its own table in the
+raw side's schema; state = the JSON payload, ``json.loads`` on read).
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from eventsource_postgres import PostgresProvider
 from eventsource_postgres.schema import Names, migrate
-from harness import Backend, Options, RawEvent
+from harness import Backend, Options, RawEvent, SyncLibSide, SyncSide, installed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from eventsource.provider import Provider
 
@@ -48,17 +53,9 @@ class PostgresBackend(Backend):
     """PostgreSQL 15 on this machine; the library through ``EventSourcingManager``."""
 
     name = "postgres"
-    targets = {  # noqa: RUF012
-        "append_p50": 1.5,
-        "append_p95": None,
-        "batch_100": 0.85,
-        "read_1000": 0.8,
-        "writers_8": 0.8,
-        "big_store_read_100": 1.3,
-    }
     notes = (
         "raw = psycopg 3 on a table with the provider's own DDL (same indexes); "
-        f"batch raw = {RAW_BATCH}; 8 raw writers on 8 connections"
+        f"batch raw = {RAW_BATCH}; read in binary (as the library); 8 raw writers on 8 warm connections"
     )
 
     def __init__(self, options: Options) -> None:
@@ -75,8 +72,22 @@ class PostgresBackend(Backend):
         await migrate(self.raw, self.raw_names)
         self.insert = f"INSERT INTO {self.raw_names.events} ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         self.select = f"SELECT {_ALL_COLS} FROM {self.raw_names.events} WHERE stream_id = %s ORDER BY version"
+        self.writer_conns = [
+            await psycopg.AsyncConnection.connect(URL, autocommit=True) for _ in range(self.options.writers)
+        ]
+        for c in self.writer_conns:
+            await c.execute("SET TimeZone TO 'UTC'")
+        self.sync_raw_names = Names(f"bench_rawsync_{uuid.uuid4().hex[:10]}", "")
+        self.sync_schemas = [self.sync_raw_names.schema]  # dropped in cleanup(), after the sync rows
+        await migrate(self.raw, self.sync_raw_names)
+        self.version = str((await (await self.raw.execute("SHOW server_version")).fetchone())[0])
+
+    def server_version(self) -> str | None:
+        return f"PostgreSQL {self.version}"
 
     async def close(self) -> None:
+        for c in self.writer_conns:
+            await c.close()
         if self.raw is not None:
             for schema in self.schemas:
                 await self.raw.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -133,25 +144,108 @@ class PostgresBackend(Backend):
 
     async def raw_read_stream(self, stream_id: str) -> int:
         assert self.raw is not None
-        cur = await self.raw.execute(self.select, [stream_id], prepare=True)
+        cur = self.raw.cursor(binary=True)
+        await cur.execute(self.select, [stream_id], prepare=True)
         n = 0
         for row in await cur.fetchall():
             json.loads(row[5])
             n += 1
         return n
 
-    async def raw_writers(self, streams: Sequence[str], per_writer: int, make: Callable[[int], RawEvent]) -> None:
-        conns = [await psycopg.AsyncConnection.connect(URL, autocommit=True) for _ in streams]
-        try:
+    async def raw_writers(self, streams: Sequence[str], events: Sequence[Sequence[RawEvent]]) -> None:
+        async def one(conn: psycopg.AsyncConnection[Any], s: str, evs: Sequence[RawEvent]) -> None:
+            for i, e in enumerate(evs):
+                await conn.execute(self.insert, self._row(s, i + 1, e), prepare=True)
 
-            async def one(conn: psycopg.AsyncConnection[Any], s: str) -> None:
-                for i in range(per_writer):
-                    await conn.execute(self.insert, self._row(s, i + 1, make(i)), prepare=True)
+        await asyncio.gather(*(one(c, s, e) for c, s, e in zip(self.writer_conns, streams, events, strict=True)))
 
-            await asyncio.gather(*(one(c, s) for c, s in zip(conns, streams, strict=True)))
-        finally:
-            for c in conns:
-                await c.close()
+    def sync_sides(self) -> dict[str, SyncSide]:
+        """Sync API, raw sync psycopg and eventsourcing's recorder, each on a schema of its own."""
+        schema = f"bench_sync_{uuid.uuid4().hex[:10]}"
+        self.sync_schemas.append(schema)
+        config = {"providers": {"bench": {"url": URL, "settings": {"schema": schema}}}, "default_provider": "bench"}
+        sides: dict[str, SyncSide] = {"lib": SyncLibSide(config), "raw": _SyncRaw(self)}
+        if self.options.peers and installed("eventsourcing"):
+            sides["eventsourcing"] = _Eventsourcing(sides["raw"].names.schema)  # type: ignore[attr-defined]
+        return sides
+
+    def cleanup(self) -> None:
+        with psycopg.connect(URL, autocommit=True) as conn:
+            for schema in getattr(self, "sync_schemas", []):
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+class _SyncRaw(SyncSide):
+    """Raw sync psycopg: the same statements as the async raw side, one autocommit connection."""
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        self.b = backend
+        self.names = backend.sync_raw_names  # tables made by the provider's migration in open()
+        self.conn = psycopg.connect(URL, autocommit=True)
+        self.conn.execute("SET TimeZone TO 'UTC'")
+        self.insert = backend.insert.replace(backend.raw_names.events, self.names.events)
+        self.select = backend.select.replace(backend.raw_names.events, self.names.events)
+
+    def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        self.conn.execute(self.insert, self.b._row(stream_id, version, prepared[0]), prepare=True)  # noqa: SLF001
+
+    def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        rows = [self.b._row(stream_id, first_version + i, e) for i, e in enumerate(prepared)]  # noqa: SLF001
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(self.insert, rows)
+
+    def read(self, stream_id: str) -> int:
+        cur = self.conn.cursor(binary=True)
+        cur.execute(self.select, [stream_id], prepare=True)
+        n = 0
+        for row in cur.fetchall():
+            json.loads(row[5])
+            n += 1
+        return n
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Eventsourcing(SyncSide):
+    """eventsourcing 9.5.6's ``PostgresApplicationRecorder`` (text originator ids), state = the JSON payload."""
+
+    def __init__(self, schema: str) -> None:
+        from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+        info = psycopg.conninfo.conninfo_to_dict(URL)
+        self.datastore = PostgresDatastore(
+            dbname=str(info.get("dbname", "test")),
+            host=str(info.get("host", "127.0.0.1")),
+            port=str(info.get("port", 5432)),
+            user=str(info.get("user", "postgres")),
+            password=str(info.get("password", "")),
+            schema=schema,
+            originator_id_type="text",
+        )
+        self.recorder = PostgresApplicationRecorder(self.datastore, events_table_name="es_stored_events")
+        self.recorder.create_table()
+
+    def _stored(self, stream_id: str, version: int, e: RawEvent) -> Any:
+        from eventsourcing.persistence import StoredEvent
+
+        return StoredEvent(stream_id, version, e.event_type, json.dumps(e.data).encode())
+
+    def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        self.recorder.insert_events([self._stored(stream_id, version, prepared[0])])
+
+    def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        self.recorder.insert_events([self._stored(stream_id, first_version + i, e) for i, e in enumerate(prepared)])
+
+    def read(self, stream_id: str) -> int:
+        n = 0
+        for e in self.recorder.select_events(stream_id):
+            json.loads(e.state)
+            n += 1
+        return n
+
+    def close(self) -> None:
+        self.datastore.close()
 
 
 BACKEND = PostgresBackend

@@ -6,13 +6,20 @@ writes to its own ``raw_events`` table *in the library's database file*, with th
 same indexes (unique event id, unique stream+version, timestamp) and the same durability (WAL,
 ``synchronous=FULL``), through its own ``sqlite3`` connection, called directly (no thread hop):
 
-* single append: one autocommit ``INSERT`` (the statement is its own transaction and commit); and,
-  informational, the same ``INSERT`` on one dedicated worker thread (``append_p50_offloop``): a job
-  queue in, one ``call_soon_threadsafe`` back, the leanest hop an asyncio service can have (what
-  ``aiosqlite`` does; ``asyncio.to_thread`` costs about 40 µs more per call here);
-* batch of 100: ``BEGIN`` + ``executemany`` + ``COMMIT``;
+* single append: one autocommit ``INSERT`` (its own transaction and commit) on one dedicated writer
+  thread, the baseline DESIGN.md names for an async library: a job queue in, one
+  ``call_soon_threadsafe`` back, the leanest hop an asyncio service can have; the ``append_p50_hop``
+  row shows that hop against the same ``INSERT`` inline;
+* batch of 100: ``BEGIN`` + ``executemany`` + ``COMMIT`` (inline: no hop);
 * read 1,000: one ``SELECT`` of the same columns the provider reads, ``json.loads`` of every payload;
-* 8 writers: 8 threads, each with its own connection, each doing autocommit single inserts.
+* 8 writers: 8 threads (a pool made in :meth:`open`), each with its own connection (opened in
+  :meth:`open`: warm, like the library's), each doing autocommit single inserts.
+
+Peers: ``aiosqlite`` (the same statements on its own table of the same file, through an
+``aiosqlite`` connection opened in :meth:`open`) in the append, batch and read rows. The sync rows
+(a file of their own): the sync API, raw ``sqlite3`` inline, and ``eventsourcing`` 9.5.6's
+``SQLiteApplicationRecorder`` (``insert_events`` / ``select_events`` of ``StoredEvent`` whose state
+is the JSON payload, decoded with ``json.loads`` on read).
 """
 
 from __future__ import annotations
@@ -27,10 +34,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.sqlite import SqliteProvider, to_us
-from harness import Backend, RawEvent
+from harness import Backend, RawEvent, RawSide, Side, SyncLibSide, SyncSide, installed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -127,16 +134,10 @@ class SqliteBackend(Backend):
     """Fresh directory per run; the first provider shares its file with the raw table."""
 
     name = "sqlite"
-    targets: dict[str, float | None] = {  # noqa: RUF012 - DESIGN.md targets
-        "append_p50": 1.3,
-        "append_p50_offloop": None,  # informational: the library's cost beyond the thread hop
-        "append_p50_hop": None,  # informational: the thread hop's own cost
-        "batch_100": 0.85,
-        "read_1000": 0.8,
-        "writers_8": None,  # n/a in DESIGN.md (one writer at a time by design); measured anyway
-        "big_store_read_100": 1.5,  # DESIGN.md: "about what it costs from an empty one"
-    }
-    notes = "raw = sqlite3 on the same file (own table, same indexes, WAL, synchronous=FULL), called directly"
+    notes = (
+        "raw = sqlite3 on the same file (own table, same indexes, WAL, synchronous=FULL); "
+        "single append raw on a dedicated writer thread, batch/read inline; peers: aiosqlite, eventsourcing (sync rows)"
+    )
 
     async def open(self) -> None:
         """Make the run directory and the raw table in the main database file."""
@@ -148,11 +149,30 @@ class SqliteBackend(Backend):
             self.raw.execute(statement)
         self.files = 0
         self.hop = RawThread()
+        self.writer_dbs = [connect(self.main) for _ in range(self.options.writers)]
+        self.writer_pool = ThreadPoolExecutor(max_workers=self.options.writers)
+        self.aio = None
+        if self.options.peers and installed("aiosqlite"):
+            import aiosqlite
+
+            self.aio = await aiosqlite.connect(self.main, isolation_level=None)
+            await self.aio.execute("PRAGMA journal_mode = WAL")
+            await self.aio.execute("PRAGMA synchronous = FULL")
+            for statement in RAW_SCHEMA:
+                await self.aio.execute(statement.replace("raw_events", "aio_events"))
 
     async def close(self) -> None:
-        """Close the raw connection and delete the run directory."""
+        """Close the raw connections (the directory goes in :meth:`cleanup`)."""
         self.hop.stop()
+        if self.aio is not None:
+            await self.aio.close()
+        self.writer_pool.shutdown()
+        for db in self.writer_dbs:
+            db.close()
         self.raw.close()
+
+    def cleanup(self) -> None:
+        """Delete the run directory (after the sync rows, which use a file in it)."""
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def new_provider(self) -> Provider:
@@ -197,13 +217,28 @@ class SqliteBackend(Backend):
         db.close()
 
     async def raw_append(self, stream_id: str, version: int, event: RawEvent) -> None:
-        """One autocommit INSERT: its own transaction and commit."""
-        self.raw.execute(RAW_INSERT, row(stream_id, version, event))
-
-    async def raw_append_offloop(self, stream_id: str, version: int, event: RawEvent) -> None:  # type: ignore[override]
-        """The same autocommit INSERT on the raw side's worker thread (how an asyncio service runs blocking sqlite3)."""
+        """One autocommit INSERT on the raw side's dedicated writer thread (DESIGN.md's async baseline)."""
         args = row(stream_id, version, event)
         await self.hop.call(lambda: self.raw.execute(RAW_INSERT, args))
+
+    def hop_sides(self) -> tuple[Side, Side]:
+        """The off-loop raw INSERT against the same INSERT inline."""
+        return RawSide(self), _Inline(self.raw)
+
+    def peers(self, row: str) -> dict[str, Side]:  # noqa: ARG002 - every row
+        """aiosqlite on its own table of the same file."""
+        return {"aiosqlite": _Aiosqlite(self.aio)} if self.aio is not None else {}
+
+    def sync_sides(self) -> dict[str, SyncSide]:
+        """Sync API, raw sqlite3 inline and eventsourcing's recorder, on a file of their own."""
+        path = self.dir / "sync.db"
+        sides: dict[str, SyncSide] = {
+            "lib": SyncLibSide({"providers": {"bench": {"url": f"sqlite:///{path}"}}, "default_provider": "bench"}),
+            "raw": _SyncRaw(path),
+        }
+        if self.options.peers and installed("eventsourcing"):
+            sides["eventsourcing"] = _EventsourcingSqlite(path)
+        return sides
 
     async def raw_append_batch(self, stream_id: str, first_version: int, events: Sequence[RawEvent]) -> None:
         """``executemany`` in one transaction."""
@@ -226,20 +261,145 @@ class SqliteBackend(Backend):
             n += 1
         return n
 
-    async def raw_writers(self, streams: Sequence[str], per_writer: int, make: Callable[[int], RawEvent]) -> None:
-        """One thread and one connection per writer, autocommit single inserts."""
+    async def raw_writers(self, streams: Sequence[str], events: Sequence[Sequence[RawEvent]]) -> None:
+        """One thread and one warm connection per writer, autocommit single inserts."""
 
-        def writer(stream_id: str) -> None:
-            db = connect(self.main)
-            try:
-                for i in range(per_writer):
-                    db.execute(RAW_INSERT, row(stream_id, i + 1, make(i)))
-            finally:
-                db.close()
+        def writer(db: sqlite3.Connection, stream_id: str, evs: Sequence[RawEvent]) -> None:
+            for i, e in enumerate(evs):
+                db.execute(RAW_INSERT, row(stream_id, i + 1, e))
 
         loop = asyncio.get_running_loop()
-        with ThreadPoolExecutor(max_workers=len(streams)) as pool:
-            await asyncio.gather(*(loop.run_in_executor(pool, writer, s) for s in streams))
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(self.writer_pool, writer, db, s, evs)
+                for db, s, evs in zip(self.writer_dbs, streams, events, strict=True)
+            )
+        )
+
+
+def _read(db: sqlite3.Connection, query: str, stream_id: str) -> int:
+    loads = json.loads
+    n = 0
+    for r in db.execute(query, (stream_id,)).fetchall():
+        loads(r[5])
+        n += 1
+    return n
+
+
+def _batch(db: sqlite3.Connection, insert: str, stream_id: str, first_version: int, events: Sequence[RawEvent]) -> None:
+    rows = [row(stream_id, first_version + i, ev) for i, ev in enumerate(events)]
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany(insert, rows)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+class _Inline(Side):
+    """The raw INSERT called inline on the loop (the ``append_p50_hop`` row's baseline)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    async def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        self.db.execute(RAW_INSERT, row(stream_id, version, prepared[0]))
+
+    async def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        _batch(self.db, RAW_INSERT, stream_id, first_version, prepared)
+
+    async def read(self, stream_id: str) -> int:
+        return _read(self.db, RAW_READ, stream_id)
+
+
+class _Aiosqlite(Side):
+    """aiosqlite: the raw statements on table ``aio_events`` through its worker thread."""
+
+    insert = RAW_INSERT.replace("raw_events", "aio_events")
+    select = RAW_READ.replace("raw_events", "aio_events")
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    async def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        await self.db.execute(self.insert, row(stream_id, version, prepared[0]))
+
+    async def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        rows = [row(stream_id, first_version + i, ev) for i, ev in enumerate(prepared)]
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            await self.db.executemany(self.insert, rows)
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        await self.db.execute("COMMIT")
+
+    async def read(self, stream_id: str) -> int:
+        loads = json.loads
+        n = 0
+        async with self.db.execute(self.select, (stream_id,)) as cur:
+            for r in await cur.fetchall():
+                loads(r[5])
+                n += 1
+        return n
+
+
+class _SyncRaw(SyncSide):
+    """Raw sqlite3 inline (the sync rows' baseline), table ``raw_events`` of the sync file."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = connect(path)
+        for statement in RAW_SCHEMA:
+            self.db.execute(statement)
+
+    def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        self.db.execute(RAW_INSERT, row(stream_id, version, prepared[0]))
+
+    def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        _batch(self.db, RAW_INSERT, stream_id, first_version, prepared)
+
+    def read(self, stream_id: str) -> int:
+        return _read(self.db, RAW_READ, stream_id)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _EventsourcingSqlite(SyncSide):
+    """eventsourcing 9.5.6's ``SQLiteApplicationRecorder`` (text originator ids), payload = the JSON bytes."""
+
+    def __init__(self, path: Path) -> None:
+        from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+        self.datastore = SQLiteDatastore(str(path), originator_id_type="text")
+        self.recorder = SQLiteApplicationRecorder(self.datastore)
+        self.recorder.create_table()
+
+    def prepare(self, evs: Sequence[RawEvent]) -> Any:
+        return evs
+
+    def _stored(self, stream_id: str, version: int, e: RawEvent) -> Any:
+        from eventsourcing.persistence import StoredEvent
+
+        return StoredEvent(stream_id, version, e.event_type, json.dumps(e.data).encode())
+
+    def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        self.recorder.insert_events([self._stored(stream_id, version, prepared[0])])
+
+    def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        self.recorder.insert_events([self._stored(stream_id, first_version + i, e) for i, e in enumerate(prepared)])
+
+    def read(self, stream_id: str) -> int:
+        loads = json.loads
+        n = 0
+        for e in self.recorder.select_events(stream_id):
+            loads(e.state)
+            n += 1
+        return n
+
+    def close(self) -> None:
+        self.datastore.close()
 
 
 BACKEND = SqliteBackend

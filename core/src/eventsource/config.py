@@ -82,6 +82,9 @@ class Duration(_FloatField):
 def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (safe for logs, errors and ``repr``).
 
+    Secrets in the query string (``?password=``) are masked too, and so is a user given without a password
+    on schemes that send it as a token (``nats://TOKEN@host``).
+
     Works on multi-host URLs too (``kafka://u:p@b1:9092,b2:9093``), where ``urlsplit`` cannot parse a port.
     """
     try:
@@ -92,6 +95,8 @@ def mask_url(url: str) -> str:
     userinfo, sep, hosts = netloc.rpartition("@")
     if sep and ":" in userinfo:
         netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    elif sep and userinfo and parts.scheme.lower() in _TOKEN_USER_SCHEMES:
+        netloc = f"***@{hosts}"  # NATS sends a user given without a password as an auth token
     query = parts.query
     if query:  # libpq and others also take passwords as query parameters (?password=, ?sslpassword=)
         query = "&".join(
@@ -103,6 +108,7 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+_TOKEN_USER_SCHEMES = frozenset({"nats", "nats+tls", "tls"})
 _SECRET_PARAMS = frozenset({"password", "sslpassword", "passwd", "pass", "secret", "token", "sasl_plain_password"})
 
 

@@ -22,7 +22,7 @@ from eventsource.model import (
     StreamInfo,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, records_of
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -175,26 +175,6 @@ class MemoryProvider(Provider):
             event_ids=tuple(r.event_id for r in recorded),
             timestamp=recorded[0].timestamp,
         )
-
-    def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        backwards: bool = False,
-        page_size: int = 500,
-    ) -> AsyncIterator[RecordedEvent]:
-        """The events of :meth:`read_stream_pages`, one at a time (this class's own page view)."""
-        return records_of(
-            MemoryProvider.read_stream_pages(
-                self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
-            )
-        )
-
-    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
-        """The events of :meth:`read_all_pages`, one at a time; sees events appended while iterating."""
-        return records_of(MemoryProvider.read_all_pages(self, from_position=from_position, page_size=page_size))
 
     async def read_stream_pages(
         self,

@@ -13,9 +13,9 @@ Semantics (checked by :mod:`eventsource.testing`):
   nothing; event ids already in the stream make it an idempotent retry (checked *before* the
   version): if every id of the batch is stored, in order, the original :class:`AppendResult` is
   returned with ``duplicate=True``; any other overlap raises :class:`DuplicateEventError`;
-* ``read_stream`` / ``read_all`` are async iterators holding O(page) memory; ``read_all`` follows the
-  declared ``global_order``; ``read_stream_pages`` / ``read_all_pages`` hand out the same events a page
-  at a time (the manager reads through these; the defaults page the record iterators);
+* ``read_stream_pages`` / ``read_all_pages`` are the reads a store implements: async iterators of pages
+  holding O(page) memory; ``read_all_pages`` follows the declared ``global_order``; ``read_stream`` /
+  ``read_all`` hand out the same events one at a time and are built on them;
 * ``get_stream_info`` / ``get_event`` / ``get_snapshot`` return ``None`` when absent.
 """
 
@@ -27,7 +27,7 @@ import threading
 from abc import ABC, abstractmethod
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 
 from eventsource.errors import (
     ConcurrencyError,
@@ -239,6 +239,14 @@ class Provider(ABC):
     """``True`` when the provider needs no running event loop between calls (no pool workers, pings or other
     background tasks): the sync API may then run its loop only during each call, in the caller's thread."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a store that overrides a record view: each view has one canonical method, the page view."""
+        super().__init_subclass__(**kwargs)
+        for name in ("read_stream", "read_all"):
+            if name in vars(cls):
+                msg = f"{cls.__qualname__} overrides {name}; implement {name}_pages instead ({name} is built on it)"
+                raise TypeError(msg)
+
     def __init__(self, url: str | None = None, **settings: Any) -> None:
         self.url = url
         self.settings: dict[str, Any] = self.load_settings(settings)
@@ -318,21 +326,6 @@ class Provider(ABC):
         """Append ``events`` (one or more) atomically. ``stream`` carries attributes for implicit creation."""
 
     @abstractmethod
-    def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        backwards: bool = False,
-        page_size: int = 500,
-    ) -> AsyncIterator[RecordedEvent]:
-        """Events of one stream in version order (or reversed); nothing for a missing stream."""
-
-    @abstractmethod
-    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
-        """Every event at ``position >= from_position`` in the declared global order."""
-
     def read_stream_pages(
         self,
         stream_id: str,
@@ -342,20 +335,42 @@ class Provider(ABC):
         backwards: bool = False,
         page_size: int = 500,
     ) -> AsyncIterator[Sequence[RecordedEvent] | RowPage]:
-        """What :meth:`read_stream` yields, a page at a time: the manager reads through this.
+        """Events of one stream in version order (or reversed), a page at a time; nothing for a missing stream.
 
-        The default hands out each record of :meth:`read_stream` as a page of one. A store that reads
-        in pages anyway overrides it to yield each page whole (one step per page instead of per event),
-        as a sequence of records or, fastest, as a :class:`~eventsource.model.RowPage`. No page is
-        empty; at most ``page_size`` events per page.
+        The one read of a stream a store implements: the manager reads through it, and :meth:`read_stream`
+        is built on it. Each page is a sequence of records or, fastest, a :class:`~eventsource.model.RowPage`;
+        no page is empty; at most ``page_size`` events per page. A store that reads record by record
+        groups them with :func:`pages_of`.
         """
-        return _single_pages(
-            self.read_stream(stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size)
+
+    @abstractmethod
+    def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent] | RowPage]:
+        """Every event at ``position >= from_position`` in the declared global order, a page at a time.
+
+        The one read of the global log a store implements (see :meth:`read_stream_pages`).
+        """
+
+    @final
+    def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[RecordedEvent]:
+        """The events of :meth:`read_stream_pages`, one record at a time (not overridden by stores)."""
+        return records_of(
+            self.read_stream_pages(
+                stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+            )
         )
 
-    def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent] | RowPage]:
-        """What :meth:`read_all` yields, a page at a time (see :meth:`read_stream_pages`)."""
-        return _single_pages(self.read_all(from_position=from_position, page_size=page_size))
+    @final
+    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
+        """The events of :meth:`read_all_pages`, one record at a time (not overridden by stores)."""
+        return records_of(self.read_all_pages(from_position=from_position, page_size=page_size))
 
     @abstractmethod
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
@@ -428,11 +443,20 @@ class Provider(ABC):
         """Check the store; say what is wrong when it is not healthy. Never raises for a down store."""
 
 
-async def _single_pages(records: AsyncIterator[RecordedEvent]) -> AsyncIterator[Sequence[RecordedEvent] | RowPage]:
-    """Each record as a page of one (the default page view of a record iterator); closes it when done."""
+async def pages_of(records: AsyncIterator[RecordedEvent], page_size: int) -> AsyncIterator[Sequence[RecordedEvent]]:
+    """Records grouped into pages of at most ``page_size`` (for a store that reads record by record).
+
+    A page is handed out when it is full or the records end; the record iterator is closed when this one is.
+    """
+    page: list[RecordedEvent] = []
     try:
         async for rec in records:
-            yield (rec,)
+            page.append(rec)
+            if len(page) >= page_size:
+                yield page
+                page = []
+        if page:
+            yield page
     finally:
         aclose = getattr(records, "aclose", None)
         if aclose is not None:
@@ -442,9 +466,8 @@ async def _single_pages(records: AsyncIterator[RecordedEvent]) -> AsyncIterator[
 async def records_of(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> AsyncIterator[RecordedEvent]:
     """The events of a page view, one record at a time: a record view built on a page view.
 
-    A provider that implements ``read_stream_pages`` / ``read_all_pages`` gets its ``read_stream`` /
-    ``read_all`` from this (calling its own class's page view by name, so that a subclass swapping
-    the page view cannot recurse). The page iterator is closed when this one is.
+    :meth:`Provider.read_stream` / :meth:`Provider.read_all` are built on it. The page iterator is closed
+    when this one is.
     """
     try:
         async for page in pages:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -9,7 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    StreamExistsError,
+)
 from eventsource.model import NewEvent, NewStream, utcnow
 from eventsource.plugins import PluginHost
 from eventsource_kafka import naming, records
@@ -46,7 +53,7 @@ async def kp(kafka_url: str) -> AsyncIterator[KafkaProvider]:
     "stream_id", ["a.b", "a_b", "a b", "a/b", "名前", "x" * 1000, ".", "..", "-", "'; DROP", "\U0001f389"]
 )
 def test_topic_names_are_legal_and_short(stream_id: str) -> None:
-    topic = naming.new_stream_topic("p" * naming.MAX_PREFIX_LENGTH, stream_id)
+    topic = naming.stream_topic("p" * naming.MAX_PREFIX_LENGTH, stream_id, 10**12)
     assert LEGAL.match(topic), topic
 
 
@@ -54,8 +61,9 @@ def test_topic_names_never_collide() -> None:
     ids = ["a.b", "a_b", "a b", "a/b", "A.b", "a.b ", "x" * 1000, "x" * 999 + "y"]
     hashes = {naming.stream_hash(i) for i in ids}
     assert len(hashes) == len(ids)
-    # a new incarnation of the same stream gets a different topic
-    assert naming.new_stream_topic("p", "a.b") != naming.new_stream_topic("p", "a.b")
+    # a new incarnation of the same stream gets a different topic; every process names it the same
+    assert naming.stream_topic("p", "a.b", 1) != naming.stream_topic("p", "a.b", 2)
+    assert naming.stream_topic("p", "a.b", 1) == naming.stream_topic("p", "a.b", 1)
 
 
 @pytest.mark.parametrize("prefix", ["", "a b", "a/b", "-x", "x" * 121, "é"])
@@ -80,6 +88,13 @@ def test_url_with_several_brokers_and_credentials() -> None:
     assert (cfg["security_protocol"], cfg["sasl_mechanism"], cfg["ssl_cafile"]) == ("SASL_SSL", "PLAIN", "/ca.pem")
     assert "s:cret" not in (p.display_url or "")
     assert "s%3Acret" not in (p.display_url or "")
+    assert p.display_url == "kafka://alice:***@b1:9092,b2:9093"
+
+
+def test_display_url_masks_secrets_in_the_query_string_too() -> None:
+    """The provider shows its URL through core's one masking function, query-string secrets included."""
+    p = KafkaProvider("kafka://b1:9092?sasl_plain_password=T0pS3cret")
+    assert "T0pS3cret" not in (p.display_url or "")
 
 
 def test_unknown_setting_names_the_field() -> None:
@@ -94,7 +109,7 @@ def test_plugin_is_discovered(kafka_url: str) -> None:
     p = host.create_provider(kafka_url, topic_prefix="discovered")
     assert isinstance(p, KafkaProvider)
     assert p.capabilities.global_order == "per_stream"
-    assert p.capabilities.concurrency == "in_process"
+    assert p.capabilities.concurrency == "cross_process"  # the log decides, no lease needed
     assert p.capabilities.unsupported == frozenset()
 
 
@@ -363,3 +378,112 @@ async def test_two_spellings_of_one_broker_share_the_in_process_state(kafka_url:
         await drop_namespace(a)
         await a.close()
         await b.close()
+
+
+async def test_a_record_that_lost_its_version_is_invisible_and_never_a_duplicate(kp: KafkaProvider) -> None:
+    """Issue #11: a record that lost the race for a version (same ids as a later retry) counts nowhere."""
+    first = await kp.append("lost", [new()], 0)
+    loser = new({"lost": True})
+    meta = kp._ns.meta["lost"]
+    value, headers = records.encode_events("lost", [loser], 1, first.positions[0] + 1)
+    await kp.io.produce(meta["topic"], value, headers=headers)  # another process's record, too late for version 1
+    assert [e.event_id async for e in kp.read_stream("lost")] == [first.event_ids[0]]
+    assert await kp.get_event(loser.event_id) is None
+    assert (await kp.stats()).events_by_stream["lost"] == 1
+    saved = dict(provider_module._NAMESPACES)
+    provider_module._NAMESPACES.clear()  # a process that never saw either append
+    try:
+        other = KafkaProvider(**kp.spawn_args())
+        await other.connect()
+        try:
+            r = await other.append("lost", [loser], 1)  # the loser's writer tries again: a new append
+            assert (r.first_version, r.duplicate) == (2, False)
+            again = await other.append("lost", [loser], 1)  # and its retry is the duplicate of THAT one
+            assert (again.first_version, again.duplicate) == (2, True)
+        finally:
+            await other.close()
+    finally:
+        provider_module._NAMESPACES.clear()
+        provider_module._NAMESPACES.update(saved)
+    assert [(e.version, e.event_id) async for e in kp.read_stream("lost")] == [
+        (1, first.event_ids[0]),
+        (2, loser.event_id),
+    ]
+    assert [e.version async for e in kp.read_stream("lost", backwards=True)] == [2, 1]
+    found = await kp.get_event(loser.event_id, "lost")
+    assert found is not None
+    assert found.version == 2
+    info = await kp.get_stream_info("lost")
+    assert (info.version, info.event_count) == (2, 2)
+
+
+async def test_a_stale_tail_is_refreshed_before_a_conflict_is_reported(kp: KafkaProvider) -> None:
+    """Issue #11 part 3: another process wrote; this one's cached tail is behind; the right version still wins."""
+    await kp.append("stale", [new()], 0)
+    meta = kp._ns.meta["stale"]
+    value, headers = records.encode_events("stale", [new()], 2, 10**15)  # another process appends version 2
+    await kp.io.produce(meta["topic"], value, headers=headers)
+    r = await kp.append("stale", [new()], 2)
+    assert r.first_version == 3
+    with pytest.raises(ConcurrencyError) as caught:
+        await kp.append("stale", [new()], 1)
+    assert caught.value.actual == 3
+
+
+async def test_truncation_lets_reads_skip_the_hidden_records(kp: KafkaProvider) -> None:
+    """A max_count marker records where the first visible record is; reads (and new processes) start there."""
+    for i in range(12):
+        await kp.append("skip", [new({"i": i})], i)
+    assert await kp.truncate_stream("skip", 10) == 9
+    meta = await kp._stream_meta("skip")
+    assert meta is not None
+    assert meta["skip"] == [9, 9]
+    assert [e.version async for e in kp.read_stream("skip")] == [10, 11, 12]
+    saved = dict(provider_module._NAMESPACES)
+    provider_module._NAMESPACES.clear()
+    try:
+        other = KafkaProvider(**kp.spawn_args())
+        await other.connect()
+        try:
+            info = await other.get_stream_info("skip")
+            assert (info.version, info.event_count, info.first_version) == (12, 3, 10)
+            assert (await other.append("skip", [new()], 12)).first_version == 13
+        finally:
+            await other.close()
+    finally:
+        provider_module._NAMESPACES.clear()
+        provider_module._NAMESPACES.update(saved)
+    assert [e.version async for e in kp.read_stream("skip", backwards=True)] == [13, 12, 11, 10]
+
+
+async def test_racing_creators_with_separate_state_agree_on_one_topic_and_the_winners_attributes(
+    kp: KafkaProvider,
+) -> None:
+    """Two instances that share nothing (as two processes): one create_stream wins, with its own name."""
+    saved = dict(provider_module._NAMESPACES)
+    provider_module._NAMESPACES.clear()
+    other = KafkaProvider(**kp.spawn_args())
+    await other.connect()  # its own process-wide state
+    provider_module._NAMESPACES.clear()
+    provider_module._NAMESPACES.update(saved)
+    try:
+        for r in range(10):
+            sid = f"both-{r}"
+            outcomes = await asyncio.gather(
+                kp.create_stream(NewStream(stream_id=sid, name="from-kp")),
+                other.create_stream(NewStream(stream_id=sid, name="from-other")),
+                return_exceptions=True,
+            )
+            ok = [o for o in outcomes if not isinstance(o, BaseException)]
+            assert len(ok) == 1, outcomes
+            assert all(isinstance(o, StreamExistsError) for o in outcomes if isinstance(o, BaseException)), outcomes
+            for p in (kp, other):
+                info = await p.get_stream_info(sid)
+                assert info is not None
+                assert info.name == ok[0].name
+            a = await kp.append(sid, [new()], 0)
+            with pytest.raises(ConcurrencyError):
+                await other.append(sid, [new()], 0)
+            assert [e.event_id async for e in other.read_stream(sid)] == [a.event_ids[0]]
+    finally:
+        await other.close()

@@ -151,8 +151,8 @@ async def test_backend_killed_mid_batch_raises_unavailable_and_a_manual_retry_wr
 
 async def test_pool_exhausted_raises_the_typed_timeout(make_provider: Callable[..., Any]) -> None:
     p = await make_provider(pool_min_size=1, pool_max_size=1, pool_timeout=0.2)
-    assert p._pool is not None
-    async with p._pool.connection():  # the only connection is busy
+    assert p._conn.pool is not None
+    async with p._conn.pool.connection():  # the only connection is busy
         with pytest.raises(ProviderTimeoutError) as info:
             await p.get_stream_info("x")
         assert info.value.type == "timeout"
@@ -250,7 +250,7 @@ async def test_the_idle_check_tells_live_from_dropped_connections(url: str, admi
     import os
     import resource
 
-    from eventsource_postgres.provider import _stale
+    from eventsource_postgres.connection import _stale
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 1200
@@ -294,8 +294,8 @@ async def test_a_dsn_connects_and_an_unreachable_one_never_shows_its_password(ur
     try:
         assert (await p.append("dsn", batch(1), ANY)).first_version == 1
     finally:
-        assert p._pool is not None
-        async with p._pool.connection() as conn:
+        assert p._conn.pool is not None
+        async with p._conn.pool.connection() as conn:
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await p.close()
     with socket.socket() as s:
@@ -319,7 +319,7 @@ async def test_a_snapshot_of_a_recreated_stream_is_refused_while_an_append_is_in
     old = NewSnapshot("snap-old", s, 3, b"{}", b"", "json", utcnow(), position=r.positions[2])
     await p.delete_stream(s)
     await p.append(s, batch(2), ANY)
-    statement, params = p._append_statement(s, batch(1), ANY, None)
+    statement, params = p._appender.statement(s, batch(1), ANY, None)
     writer = await psycopg.AsyncConnection.connect(url)
     try:
         await writer.execute(statement, params)  # version 3 of the new stream, not committed yet
@@ -336,8 +336,8 @@ async def test_a_snapshot_of_a_recreated_stream_is_refused_while_an_append_is_in
 
 def test_a_transaction_the_server_rolled_back_is_a_conflict_not_a_lost_connection() -> None:
     import psycopg.errors
+    from eventsource_postgres.connection import _connection_lost
     from eventsource_postgres.errors import map_error
-    from eventsource_postgres.provider import _connection_lost
 
     for exc in (psycopg.errors.DeadlockDetected("deadlock detected"), psycopg.errors.SerializationFailure("could not serialize")):
         err = map_error(exc, operation="delete_stream", where="pg")

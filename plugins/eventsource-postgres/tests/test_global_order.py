@@ -29,7 +29,7 @@ async def open_append(url: str, p: PostgresProvider, stream_id: str, n: int = 1)
     """Run the provider's append statement inside a transaction that is left open (not committed)."""
     conn = await psycopg.AsyncConnection.connect(url)  # autocommit off: the transaction stays open
     events = [new_event(stream_id) for _ in range(n)]
-    cur = await conn.execute(*p._append_statement(stream_id, events, ANY, None))
+    cur = await conn.execute(*p._appender.statement(stream_id, events, ANY, None))
     row = await cur.fetchone()
     assert row is not None
     return conn, [row[1] + i for i in range(n)], [e.event_id for e in events]
@@ -131,7 +131,7 @@ async def test_followers_never_skip_under_randomly_late_commits(make_provider: C
                     written.extend(r.event_ids)
                     continue
                 events = [new_event() for _ in range(rng.randint(1, 3))]
-                cur = await conn.execute(*p._append_statement(f"w{w}", events, ANY, None))
+                cur = await conn.execute(*p._appender.statement(f"w{w}", events, ANY, None))
                 assert await cur.fetchone() is not None
                 await asyncio.sleep(rng.random() * 0.02)  # commit late, while others commit and readers read
                 await conn.commit()

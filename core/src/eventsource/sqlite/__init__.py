@@ -65,8 +65,6 @@ from __future__ import annotations
 from eventsource.sqlite.appends import append_sync
 from eventsource.sqlite.errors import map_error
 from eventsource.sqlite.provider import SqliteProvider
-from eventsource.sqlite.rows import _record as _record
-from eventsource.sqlite.rows import from_us, to_us
 from eventsource.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from eventsource.sqlite.settings import SqliteSettings, path_from_url
 from eventsource.sqlite.statements import (
@@ -105,6 +103,7 @@ from eventsource.sqlite.statements import (
     SQL_TRUNCATE_COUNT,
 )
 from eventsource.sqlite.worker import _Worker as _Worker
+from eventsource.timestamps import from_us, to_us
 
 __all__ = [
     "MAX_VERSION",

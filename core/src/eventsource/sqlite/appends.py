@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 from eventsource.errors import (
     ConcurrencyError,
 )
+from eventsource.model import make_append_result
 from eventsource.provider import (
     check_duplicate,
     check_expected,
 )
-from eventsource.sqlite.rows import _dump_meta, _event_rows, _events_from_rows, _make_append_result, to_us
+from eventsource.sqlite.rows import _dump_meta, _event_rows, _events_from_rows
 from eventsource.sqlite.statements import (
     _EVENT_COLS,
     MAX_VERSION,
@@ -23,6 +24,7 @@ from eventsource.sqlite.statements import (
     SQL_LAST_ROWID,
     SQL_STREAM_STATE,
 )
+from eventsource.timestamps import to_us
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -72,7 +74,7 @@ def append_at(db: sqlite3.Connection, stream_id: str, event: NewEvent, version: 
     if cur.rowcount != 1:
         return None  # the stream is not at version - 1 (or does not exist)
     # positional, in AppendResult's field order (see _append_tx)
-    return _make_append_result(stream_id, version, version, (cur.lastrowid,), (event.event_id,), event.timestamp, False)  # noqa: FBT003
+    return make_append_result(stream_id, version, version, (cur.lastrowid,), (event.event_id,), event.timestamp, False)  # noqa: FBT003
 
 def append_tx(
     db: sqlite3.Connection,
@@ -138,7 +140,7 @@ def append_tx(
         raise
     ids = (events[0].event_id,) if n == 1 else tuple(e.event_id for e in events)
     # positional, in AppendResult's field order, without the frozen __init__'s cost (about 1.7 µs)
-    return _make_append_result(stream_id, version + 1, version + n, positions, ids, events[0].timestamp, False)  # noqa: FBT003 - duplicate
+    return make_append_result(stream_id, version + 1, version + n, positions, ids, events[0].timestamp, False)  # noqa: FBT003 - duplicate
 
 def stored(db: sqlite3.Connection, ids: list[str]) -> list[RecordedEvent | None]:
     """The stored event under each id (``None`` where there is none), in ``ids`` order."""

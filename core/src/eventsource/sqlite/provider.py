@@ -37,7 +37,6 @@ from eventsource.provider import (
     Provider,
     check_snapshot,
     inline_io_allowed,
-    records_of,
 )
 from eventsource.sqlite.appends import append_sync
 from eventsource.sqlite.connection import open_connection
@@ -48,8 +47,6 @@ from eventsource.sqlite.rows import (
     _fetch_rows,
     _info_from_row,
     _snapshot_from_row,
-    from_us,
-    to_us,
 )
 from eventsource.sqlite.schema import SCHEMA_VERSION, migrate
 from eventsource.sqlite.settings import SqliteSettings, path_from_url
@@ -84,6 +81,7 @@ from eventsource.sqlite.statements import (
     SQL_TRUNCATE_COUNT,
 )
 from eventsource.sqlite.worker import _Worker
+from eventsource.timestamps import from_us, to_us
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -302,27 +300,6 @@ class SqliteProvider(Provider):
 
     # ------------------------------------------------------------------ reads
 
-    def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        backwards: bool = False,
-        page_size: int = 500,
-    ) -> AsyncIterator[RecordedEvent]:
-        """The events of :meth:`read_stream_pages`, one record at a time."""
-        # this class's own page view, even when a subclass swaps read_stream_pages (no recursion)
-        return records_of(
-            SqliteProvider.read_stream_pages(
-                self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
-            )
-        )
-
-    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
-        """The events of :meth:`read_all_pages`, one record at a time."""
-        return records_of(SqliteProvider.read_all_pages(self, from_position=from_position, page_size=page_size))
-
     def read_stream_pages(
         self,
         stream_id: str,
@@ -371,7 +348,7 @@ class SqliteProvider(Provider):
         The reader thread only fetches; the rows become events on the loop (see :class:`RowPage`).
         """
         while args is not None:
-            rows: list[tuple[Any, ...]] = await self._read(op, partial(_fetch_rows, sql, args))
+            rows: list[Any] = await self._read(op, partial(_fetch_rows, sql, args))  # EventRow-shaped tuples
             if not rows:
                 return
             more = len(rows) > page_size

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from eventsource.model import (
-    AppendResult,
     NewSnapshot,
     RecordedEvent,
+    RowPage,
     StreamInfo,
-    make_recorded_event,
-    positional_constructor,
 )
 from eventsource.sqlite.statements import SQL_INSERT_EVENT, SQL_INSERT_EVENT_SHORT
+from eventsource.timestamps import from_us, to_us
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -24,39 +22,11 @@ if TYPE_CHECKING:
     from eventsource.model import NewEvent
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_make_append_result = positional_constructor(AppendResult)
-_US = timedelta(microseconds=1)
-
-
-def to_us(ts: datetime) -> int:
-    """Microseconds since the epoch (UTC); naive datetimes are taken as UTC. Exact, no float."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return (ts - _EPOCH) // _US
-
-
-_FLOAT_EXACT_US = 2**31 * 1_000_000
-"""Below this many microseconds from the epoch (until 2038) a float holds every microsecond exactly:
-``us / 1e6`` is within 0.12 µs of the true value, so ``fromtimestamp`` rounds back to it."""
-_fromtimestamp = datetime.fromtimestamp
-
-
-def from_us(us: int) -> datetime:
-    """The timezone-aware UTC datetime of :func:`to_us`, exactly (a fast path for present-day times)."""
-    if -_FLOAT_EXACT_US < us < _FLOAT_EXACT_US:
-        return _fromtimestamp(us / 1e6, UTC)
-    return _EPOCH + timedelta(microseconds=us)
-
-
-def _record(r: Any) -> RecordedEvent:
-    """A row in :data:`_EVENT_COLS` order (RecordedEvent's field order) as a record."""
-    return make_recorded_event(*r[:8], from_us(r[8]), *r[9:])
 
 
 def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
     """Rows in :data:`_EVENT_COLS` order to records (runs on a provider thread, not on the loop)."""
-    return list(map(_record, rows))
+    return RowPage(rows, from_us).records()
 
 
 def _fetch_rows(sql: str, args: tuple[Any, ...], db: sqlite3.Connection) -> list[tuple[Any, ...]]:

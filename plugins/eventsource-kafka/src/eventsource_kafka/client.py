@@ -42,6 +42,9 @@ _FETCH_BYTES = 256 * 1024
 _COLLECT_AFTER_BYTES = 128 * 1024
 _STALL_S = 1.0
 
+_SEEK_WAIT_MS = 200
+"""Fetch max wait once a fetch below the end came back empty (see ``_read_loop``)."""
+
 _POLL_MS = 2
 """How long one ``poll`` may wait for a fetch response before the read loop re-checks its state."""
 
@@ -173,11 +176,17 @@ class KafkaIO:
         with self._admin_lock:
             return fn()
 
-    async def ensure_topic(self, topic: str, *, replication_factor: int, configs: dict[str, str]) -> None:
-        """Create a one-partition topic (an existing one is fine) and load its metadata in the producer."""
+    async def ensure_topic(self, topic: str, *, replication_factor: int, configs: dict[str, str]) -> bool:
+        """Create a one-partition topic (an existing one is fine) and load its metadata in the producer.
 
-        def _create() -> None:
+        Returns whether THIS call created it (``False``: it existed, e.g. another process created it
+        first; the broker arbitrates).
+        """
+
+        def _create() -> bool:
             from kafka import errors as ke
+
+            created = True
 
             res = self._admin_call(
                 lambda: self.admin.create_topics(
@@ -187,12 +196,16 @@ class KafkaIO:
             )
             for t in res.get("topics", []) if isinstance(res, dict) else []:
                 code = t.get("error_code", 0)
-                if code not in (0, ke.TopicAlreadyExistsError.errno):
+                if code == ke.TopicAlreadyExistsError.errno:
+                    created = False
+                elif code != 0:
                     raise ke.for_code(code)(f"creating topic {topic}: {t.get('error_message')}")
             self.producer.partitions_for(topic)
+            return created
 
-        await self.run(f"creating topic {topic}", _create)
+        created = await self.run(f"creating topic {topic}", _create)
         self._primed.add(topic)
+        return created
 
     async def delete_topic(self, topic: str) -> None:
         """Delete a topic; a topic that is already gone is fine."""
@@ -319,13 +332,30 @@ class KafkaIO:
         stop: int | None = None,
         one_fetch: bool = False,
     ) -> tuple[list[Any], int, bool]:
+        """Records of ``topic`` (one partition) from offset ``start``: :meth:`read_page` without the end."""
+        recs, pos, at_end, _ = await self.read_page(
+            topic, start, max_records=max_records, stop=stop, one_fetch=one_fetch
+        )
+        return recs, pos, at_end
+
+    async def read_page(
+        self,
+        topic: str,
+        start: int,
+        *,
+        max_records: int | None = None,
+        stop: int | None = None,
+        one_fetch: bool = False,
+    ) -> tuple[list[Any], int, bool, int | None]:
         """Records of ``topic`` (one partition) from offset ``start``.
 
-        Stops at the high watermark, after ``max_records`` records, at offset ``stop``, or (with
-        ``one_fetch``) once one fetch response has delivered records: a page of at most
-        ``_FETCH_BYTES`` (or one record batch, however large), so scans hold O(page) memory. Returns
-        the records (kafka-python ``ConsumerRecord``), the next offset to read and whether the end
-        (high watermark or ``stop``) was reached.
+        Stops at the END THIS READ SAW WHEN IT BEGAN (the high watermark of its first fetch response,
+        or ``stop`` if lower), never chasing a high watermark that moves while it reads; after
+        ``max_records`` records; or (with ``one_fetch``) once one fetch response has delivered
+        records: a page of at most ``_FETCH_BYTES`` (or one record batch, however large), so scans
+        hold O(page) memory. Returns the records (kafka-python ``ConsumerRecord``), the next offset to
+        read, whether the end was reached, and that end (pass it as ``stop`` to read the next pages of
+        the same snapshot of the log; ``None`` when no fetch answered yet).
         """
         try:
             return await self._with_consumer(
@@ -333,7 +363,7 @@ class KafkaIO:
             )
         except ProviderError as e:
             if isinstance(e.__cause__, _TopicGoneError):
-                return [], start, True  # deleted meanwhile: nothing to read (that consumer is retired)
+                return [], start, True, start  # deleted meanwhile: nothing to read (that consumer is retired)
             raise
 
     async def end_hint(self, topic: str) -> int:
@@ -422,7 +452,7 @@ def _end_sync(consumer: Any, topic: str) -> int:
 
 def _read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread pool
     consumer: Any, topic: str, start: int, max_records: int | None, stop: int | None, timeout: float, one_fetch: bool
-) -> tuple[list[Any], int, bool]:
+) -> tuple[list[Any], int, bool, int | None]:
     from kafka import TopicPartition
 
     tp = TopicPartition(topic, 0)
@@ -471,7 +501,7 @@ def _read_loop(  # noqa: PLR0917
     one_fetch: bool,
     *,
     suspect: bool,
-) -> tuple[list[Any], int, bool]:
+) -> tuple[list[Any], int, bool, int | None]:
     from kafka.errors import KafkaTimeoutError
 
     topic = tp.topic
@@ -481,19 +511,31 @@ def _read_loop(  # noqa: PLR0917
     deadline = time.monotonic() + timeout
     stalled_check = time.monotonic() + _STALL_S
     pos = start
+    # The end this read stops at: the high watermark of the first fresh fetch response (or ``stop``
+    # if lower). Taken once: a writer appending all the while moves the high watermark on every
+    # fetch, and a read that chased it would never end.
+    end = stop
+    ended = False
+    fetch_config = consumer._fetcher.config  # noqa: SLF001 - the wait of the NEXT fetch request, set per read
+    fetch_config["fetch_max_wait_ms"] = 1
     while True:
-        if stop is not None and pos >= stop:
-            return [r for r in out if r.offset < stop], pos, True
-        hw = state.highwater
-        if hw is not None and pos >= hw:
-            if not suspect:
-                return out, pos, True
-            suspect = False
-            if int(consumer.end_offsets([tp])[tp]) <= pos:
-                return out, pos, True
-            state.highwater = None  # that watermark predates newer writes: fetch again
+        if not ended:
+            hw = state.highwater
+            if hw is not None and hw < max(start, stop or 0):
+                # below what this read knows the log holds (its start, or a stop the caller saw
+                # written): not this log's end (Tansu was seen answering an empty fetch with 0)
+                state.highwater = hw = None
+            if hw is not None:
+                if suspect and hw <= pos and int(consumer.end_offsets([tp])[tp]) > pos:
+                    state.highwater = None  # that watermark predates newer writes: fetch again
+                else:
+                    end = hw if stop is None else min(stop, hw)
+                    ended = True
+                suspect = False
+        if end is not None and (ended or stop is not None) and pos >= end:
+            return [r for r in out if r.offset < end], end, True, end
         if (max_records is not None and len(out) >= max_records) or (one_fetch and out):
-            return out, pos, False
+            return out, pos if end is None else min(pos, end), False, end
         now = time.monotonic()
         if now > deadline:
             msg = f"reading {topic} from offset {start} made no progress within {timeout}s"
@@ -506,7 +548,14 @@ def _read_loop(  # noqa: PLR0917
         want = None if max_records is None else max_records - len(out)
         got = consumer.poll(timeout_ms=_POLL_MS, max_records=want) if want else consumer.poll(timeout_ms=_POLL_MS)
         recs = got.get(tp)
+        if not recs and end is not None and pos < end:
+            # Tansu answers a fetch below the end with NO records when it cannot find them within the
+            # fetch's max wait (past ~1,400 records per partition, measured: many offsets come back empty
+            # at 1 ms, none at 100 ms); there are records there, so give the broker time to find them
+            fetch_config["fetch_max_wait_ms"] = _SEEK_WAIT_MS
         if recs:
+            if end is not None and recs[-1].offset >= end:
+                recs = [r for r in recs if r.offset < end]
             out.extend(recs)
             pos = recs[-1].offset + 1
             deadline = time.monotonic() + timeout

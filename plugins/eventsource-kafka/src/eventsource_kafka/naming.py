@@ -8,8 +8,12 @@ Kafka topic names are at most 249 characters of ``[a-zA-Z0-9._-]``. A stream top
   ``[a-zA-Z0-9-]`` replaced by ``_`` (for people reading topic lists only);
 * ``hash``: 24 hex digits (96 bits) of SHA-256 over the exact stream id, so two different ids never
   share a topic (``"a.b"`` and ``"a_b"`` have the same readable part but different hashes);
-* ``incarnation``: 8 random hex digits chosen when the stream is created, so a stream deleted and
-  created again never writes into a topic whose deletion a real cluster is still finishing.
+* ``incarnation``: ``i<n>``, the stream's creation count (1 for the first creation, n + 1 after the
+  n-th incarnation was deleted), so a stream deleted and created again never writes into a topic
+  whose deletion a real cluster is still finishing, and every process derives the SAME name for a
+  new incarnation: two processes creating one stream at once race on ``create_topics``, which the
+  broker answers ``TOPIC_ALREADY_EXISTS`` for the second, so a stream never gets two topics.
+  (Topics written by older versions end in 8 random hex digits; they stay readable.)
 
 The exact stream id is kept in the stream-metadata topic (its record key) and in each record's
 ``vx-stream`` header, so ``list_streams`` returns it exactly.
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 
 from eventsource.errors import ConfigurationError
 
@@ -46,14 +49,20 @@ def stream_hash(stream_id: str) -> str:
     return hashlib.sha256(stream_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
-def new_stream_topic(prefix: str, stream_id: str) -> str:
-    """A fresh topic name for a new incarnation of ``stream_id``."""
+def stream_topic(prefix: str, stream_id: str, incarnation: int) -> str:
+    """The topic of the ``incarnation``-th creation of ``stream_id`` (the same in every process)."""
     readable = _UNSAFE.sub("_", stream_id[:_READABLE]) or "_"
-    name = f"{prefix}.s.{readable}.{stream_hash(stream_id)}.{secrets.token_hex(4)}"
+    name = f"{prefix}.s.{readable}.{stream_hash(stream_id)}.i{incarnation}"
     if len(name) > MAX_TOPIC_LENGTH:  # cannot happen with the prefix limit; kept as a guard
         msg = f"topic name for stream {stream_id!r} would exceed {MAX_TOPIC_LENGTH} characters"
         raise ConfigurationError(msg, field="topic_prefix")
     return name
+
+
+def incarnation(topic: str) -> int | None:
+    """The incarnation number of a stream topic named by :func:`stream_topic` (``None`` for older names)."""
+    tail = topic.rsplit(".", 1)[-1]
+    return int(tail[1:]) if tail.startswith("i") and tail[1:].isdigit() else None
 
 
 def meta_topic(prefix: str) -> str:

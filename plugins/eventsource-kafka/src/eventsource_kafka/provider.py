@@ -2,7 +2,8 @@
 
 Layout (see the package README for limits on real clusters):
 
-* one topic per stream, one partition, created explicitly (``naming.new_stream_topic``); every append
+* one topic per incarnation of a stream, one partition, created explicitly (``naming.stream_topic``: the
+  same name in every process, so the broker's ``create_topics`` lets one process create it); every append
   is ONE record holding an envelope of all its events (``records``), so a batch is atomic on any
   broker; versions, positions and event ids are in the envelope and in record headers (offsets are
   not versions: transaction markers take offsets, and Tansu's ListOffsets is wrong);
@@ -13,14 +14,14 @@ Layout (see the package README for limits on real clusters):
 Both compacted topics are read into an in-process view that is brought up to the high watermark
 (incrementally) before any answer that depends on them.
 
-Concurrency: Kafka has no conditional append. The expected version is checked against a tail version
-kept per stream and shared by every provider instance on the same cluster and prefix in this
-process, under a per-stream lock; the tail is seeded by reading the topic to its high watermark and
-then advanced from produce acknowledgements. That is correct for one writing process per stream
-(``concurrency="in_process"``). With ``lease_url`` set, every check-then-write also runs while
-holding a distributed lease on the stream id (a lease plugin, e.g. PostgreSQL advisory locks) and
-re-reads the tail under it, which makes writers in several processes safe
-(``concurrency="cross_process"``).
+Concurrency: Kafka has no conditional append, but a stream's topic is one totally ordered log: the
+first record carrying the next version wins (``records.accepts``, applied by every reader and by the
+writers' tails). An append checks the expected version against the tail this process knows (shared
+by every provider instance on the same cluster and prefix in this process, under a per-stream lock;
+refreshed before a conflict is reported), produces one record, and learns from its offset whether it
+won; a lost record is invisible and the append reports ``ConcurrencyError``. That holds across
+processes (``concurrency="cross_process"``) without a lease; ``lease_url`` (a lease plugin, e.g.
+PostgreSQL advisory locks) only saves the records losers would write under heavy contention.
 
 Positions: an event's ``position`` is its append time in microseconds since the epoch, bumped so it
 increases strictly within a stream. ``read_all`` declares ``per_stream``: each stream in version
@@ -35,22 +36,45 @@ the stream is deleted (``delete_topics``) or the topic's own retention removes t
 
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
 import contextlib
 import heapq
 import json
 import threading
-import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote
 
-from eventsource.errors import ConfigurationError, StreamExistsError, StreamNotFoundError, ValidationError
-from eventsource.model import AppendResult, HealthStatus, NewStream, ProviderStats, RecordedEvent, StreamInfo
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, position_at
+from eventsource.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    StreamExistsError,
+    StreamNotFoundError,
+    ValidationError,
+)
+from eventsource.model import (
+    AppendResult,
+    ExpectedVersion,
+    HealthStatus,
+    NewStream,
+    ProviderStats,
+    RecordedEvent,
+    StreamInfo,
+)
+from eventsource.provider import (
+    Capabilities,
+    Provider,
+    check_duplicate,
+    check_expected,
+    check_snapshot,
+    pages_of,
+    position_at,
+)
+from eventsource.timestamps import from_us, now_us, to_us
 from marshmallow import Schema, fields, validate
 
 from eventsource_kafka import naming, records
@@ -68,6 +92,9 @@ _PREFETCH_PAGE_BYTES = 320 * 1024
 
 _ENVELOPE_SLACK = 64 * 1024
 """Bytes allowed on top of ``max_record_bytes`` for the envelope and headers in a produce request."""
+
+_CREATE_ATTEMPTS = 8
+"""Incarnations one creation tries when each is deleted by another process before it can join it."""
 
 
 class KafkaSettings(Schema):
@@ -129,6 +156,8 @@ class _Seen:
     version: int
     position: int
     ts_us: int
+    offset: int  # of the record holding the event
+    before: int  # the stream's version before that record (what a reader starting there must know)
 
 
 @dataclass(slots=True)
@@ -136,6 +165,7 @@ class _Slot:
     """What this process knows about one stream's tail (shared by every provider instance)."""
 
     lock: _SlotLock = field(default_factory=_SlotLock)
+    marker_lock: _SlotLock = field(default_factory=_SlotLock)  # retention markers: one change at a time
     loaded: bool = False
     topic: str | None = None
     version: int = 0
@@ -157,17 +187,18 @@ class _Slot:
         self.appends.clear()
         self.loaded = topic is None
 
-    def see(self, value: bytes, offset: int, window: int) -> None:
+    def see(self, value: bytes, offset: int, window: int) -> bool:
+        """Apply the record at ``offset`` (the next one after ``next_offset``); returns whether it is accepted."""
         ids: list[str] = []
-        for row in records.peek_rows(value):
+        rows = records.peek_rows(value)
+        accepted = bool(rows) and records.accepts(self.version, rows[0][2])
+        for row in rows if accepted else ():  # a record that lost its version (or a repeat) is ignored whole
             version = row[2]
-            if version <= self.version:
-                continue  # a repeated record (producer retry after a restart): readers drop it too
             self.version = version
             self.last_position = row[3]
             self.last_event_id = row[0]
             self.last_ts_us = row[4]
-            self.window[row[0]] = _Seen(version, row[3], row[4])
+            self.window[row[0]] = _Seen(version, row[3], row[4], offset, rows[0][2] - 1)
             ids.append(row[0])
         if ids:
             self.appends.append(ids)
@@ -177,6 +208,7 @@ class _Slot:
             for event_id in self.appends.popleft():
                 self.window.pop(event_id, None)
         self.next_offset = max(self.next_offset, offset + 1)
+        return accepted
 
 
 @dataclass(slots=True)
@@ -184,13 +216,46 @@ class _Namespace:
     """Shared per (bootstrap servers, topic prefix) in this process."""
 
     slots: dict[str, _Slot] = field(default_factory=dict)
-    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # live streams only
+    incarnations: dict[str, int] = field(default_factory=dict)  # latest incarnation per stream id, deleted or not
     meta_offset: int = 0
     meta_lock: _SlotLock = field(default_factory=_SlotLock)
     snaps: dict[str, dict[int, int]] = field(default_factory=dict)
     snap_offset: int = 0
     snap_lock: _SlotLock = field(default_factory=_SlotLock)
     guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply_meta(self, stream_id: str, value: dict[str, Any] | None) -> None:
+        """Apply one record of the metadata topic, in topic order (the same rule in every process).
+
+        ``op`` ``create`` starts incarnation ``inc``: the FIRST create of an incarnation wins (two
+        processes that raced on creating the same incarnation's topic may both write one; both name
+        the same topic); ``update`` changes the live incarnation's attributes and retention markers;
+        ``delete`` ends it (the incarnation count is kept, so the next creation takes ``inc + 1``).
+        Records of older versions (no ``op``, random topic names) replace the entry; ``None`` is their
+        tombstone.
+        """
+        current = self.incarnations.get(stream_id, -1)
+        if value is None:
+            self.meta.pop(stream_id, None)
+            return
+        op = value.get("op")
+        inc = int(value.get("inc", 0))
+        if op == "create":
+            if inc > current:
+                self.meta[stream_id] = value
+                self.incarnations[stream_id] = inc
+        elif op == "delete":
+            if inc >= current:
+                self.meta.pop(stream_id, None)
+                self.incarnations[stream_id] = inc
+        elif op == "update":
+            live = self.meta.get(stream_id)
+            if live is not None and int(live.get("inc", 0)) == inc:
+                self.meta[stream_id] = value
+        elif inc >= current:  # written by an older version of the provider
+            self.meta[stream_id] = value
+            self.incarnations[stream_id] = max(current, 0)
 
     def slot(self, stream_id: str) -> _Slot:
         s = self.slots.get(stream_id)
@@ -232,13 +297,25 @@ class _Visibility:
         if ev.version < self.below:
             return False
         if self.before:
-            ts = records.to_us(ev.timestamp)
+            ts = to_us(ev.timestamp)
             return not any(ev.version <= upto and ts < cut for cut, upto in self.before)
         return True
 
     @property
     def trivial(self) -> bool:
         return self.below <= 1 and not self.before
+
+
+def _start(meta: dict[str, Any]) -> tuple[int, int]:
+    """Where a read of the stream may start: (offset, version before it).
+
+    A ``truncate_stream`` marker records the record holding the first version it leaves visible and
+    the version before it, so reads skip the hidden records instead of fetching them (on Tansu, past
+    ~1,500 records a fetch answers one record, so every skipped record is a round trip saved); the
+    rule of :func:`records.accepts` resumes exactly there.
+    """
+    skip = meta.get("skip")
+    return (int(skip[0]), int(skip[1])) if skip else (0, 0)
 
 
 def _parse_url(url: str) -> tuple[list[str], str | None, str | None]:
@@ -276,10 +353,6 @@ def _lease_host() -> Any:
     return _HOST
 
 
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
 class KafkaProvider(Provider):
     """``kafka://host:port[,host:port...]``: a topic per stream on Kafka (or Tansu), via kafka-python.
 
@@ -294,7 +367,7 @@ class KafkaProvider(Provider):
     """
 
     kind = "kafka"
-    capabilities: ClassVar[Capabilities] = Capabilities(global_order="per_stream", concurrency="in_process")
+    capabilities: ClassVar[Capabilities] = Capabilities(global_order="per_stream", concurrency="cross_process")
     settings_schema = KafkaSettings
 
     def __init__(self, url: str | None = "kafka://127.0.0.1:9092", **settings: Any) -> None:
@@ -328,7 +401,7 @@ class KafkaProvider(Provider):
         self.max_record_bytes: int = s["max_record_bytes"]
         self.capabilities = Capabilities(  # type: ignore[misc]
             global_order="per_stream",
-            concurrency="cross_process" if s.get("lease_url") else "in_process",
+            concurrency="cross_process",  # the log decides (records.accepts), with or without a lease
             unsupported=frozenset(),
             deleted_stream_ids="reusable",
             max_event_size=self.max_record_bytes - 4096,
@@ -341,23 +414,6 @@ class KafkaProvider(Provider):
         self._io: KafkaIO | None = None
         self._lease: Lease | None = None
         self._started = monotonic()
-
-    @property
-    def display_url(self) -> str | None:
-        """The URL with any password masked (``kafka://user:***@b1:9092,b2:9092``).
-
-        Masked here rather than with ``eventsource.config.mask_url``, which parses one host:port and
-        fails on a list of brokers.
-        """
-        if not self.url:
-            return None
-        scheme, _, rest = self.url.partition("://")
-        netloc, sep, tail = rest.partition("/")
-        if "@" in netloc:
-            cred, host = netloc.rsplit("@", 1)
-            user = cred.split(":", 1)[0]
-            netloc = f"{user}:***@{host}" if ":" in cred else f"{user}@{host}"
-        return f"{scheme}://{netloc}{sep}{tail}"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -428,11 +484,9 @@ class KafkaProvider(Provider):
         async with ns.meta_lock.held():
             recs, pos, _ = await self.io.read(self._meta_topic, ns.meta_offset)
             for r in recs:
-                sid = r.key.decode("utf-8", "surrogatepass")
-                if r.value is None:
-                    ns.meta.pop(sid, None)
-                else:
-                    ns.meta[sid] = json.loads(r.value)
+                if r.offset >= ns.meta_offset:
+                    ns.apply_meta(r.key.decode("utf-8", "surrogatepass"), None if r.value is None else json.loads(r.value))
+                    ns.meta_offset = r.offset + 1
             ns.meta_offset = max(ns.meta_offset, pos)
         return ns.meta
 
@@ -449,14 +503,22 @@ class KafkaProvider(Provider):
             ns.snap_offset = max(ns.snap_offset, pos)
         return ns.snaps
 
-    async def _put_meta(self, stream_id: str, meta: dict[str, Any] | None) -> None:
+    async def _put_meta(self, stream_id: str, meta: dict[str, Any]) -> dict[str, Any] | None:
+        """Write one metadata record (``op`` create/update/delete) and return the stream's metadata after it.
+
+        Another process's record may land first and win (:meth:`_Namespace.apply_meta`), so the view
+        is brought up to this record (no read when nothing landed in between) before answering.
+        """
         key = stream_id.encode("utf-8", "surrogatepass")
-        value = None if meta is None else json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogatepass")
-        await self.io.produce(self._meta_topic, value, key=key)
-        if meta is None:
-            self._ns.meta.pop(stream_id, None)
-        else:
-            self._ns.meta[stream_id] = meta
+        value = json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        offset = await self.io.produce(self._meta_topic, value, key=key)
+        ns = self._ns
+        async with ns.meta_lock.held():
+            if ns.meta_offset == offset:
+                ns.apply_meta(stream_id, meta)
+                ns.meta_offset = offset + 1
+                return ns.meta.get(stream_id)
+        return (await self._catch_up_meta()).get(stream_id)
 
     # ------------------------------------------------------------------ the tail of a stream
 
@@ -469,24 +531,29 @@ class KafkaProvider(Provider):
         if topic is None:
             slot.loaded = True
             return None
+        # from where this process stopped (a new slot: from the topic's first record; the rule that
+        # decides which records count needs every record before them), to the end seen now
+        window = self.settings["dedup_window"]
+        if slot.next_offset == 0 and slot.version == 0:  # new here: from the first record a reader may need
+            slot.next_offset, slot.version = _start(meta)
         start = slot.next_offset
-        if not slot.loaded:
-            hint = await self.io.end_hint(topic)
-            start = max(0, hint - self.settings["dedup_window"])
-        recs, pos, _ = await self.io.read(topic, start)
-        if pos < slot.next_offset:  # the topic is shorter than we knew: re-created elsewhere
-            slot.reset(topic)
-            return await self._refresh(stream_id, slot, meta_too=False)
-        for r in recs:
-            slot.see(r.value, r.offset, self.settings["dedup_window"])
-        slot.next_offset = max(slot.next_offset, pos)
+        end: int | None = None
+        while True:
+            recs, pos, at_end, end = await self.io.read_page(topic, start, stop=end, one_fetch=True)
+            for r in recs:
+                if r.offset >= slot.next_offset:
+                    slot.see(r.value, r.offset, window)
+            start = max(start, pos)
+            if at_end:
+                break
+        slot.next_offset = max(slot.next_offset, start)
         slot.loaded = True
         return meta
 
     # ------------------------------------------------------------------ streams
 
     def _info(self, stream_id: str, meta: dict[str, Any], slot: _Slot) -> StreamInfo:
-        created = records.from_us(meta["created_us"])
+        created = from_us(meta["created_us"])
         hidden = int(meta.get("hidden", 0))
         count = slot.version - hidden
         first = meta.get("first_visible", 1) if hidden else 1
@@ -495,7 +562,7 @@ class KafkaProvider(Provider):
             version=slot.version,
             event_count=count,
             created_at=created,
-            updated_at=records.from_us(slot.last_ts_us) if slot.last_ts_us is not None else created,
+            updated_at=from_us(slot.last_ts_us) if slot.last_ts_us is not None else created,
             name=meta.get("name"),
             aggregate_id=meta.get("aggregate_id"),
             aggregate_type=meta.get("aggregate_type"),
@@ -506,45 +573,90 @@ class KafkaProvider(Provider):
 
     async def _create(
         self, stream: NewStream, slot: _Slot, created_us: int, *, creator: str | None = None
-    ) -> dict[str, Any]:
-        """The stream's topic and metadata record; ``creator``: the first event id of the append creating it."""
-        topic = naming.new_stream_topic(self.prefix, stream.stream_id)
-        configs = dict(self.settings["topic_configs"])
-        await self.io.ensure_topic(topic, replication_factor=self.settings["replication_factor"], configs=configs)
-        meta = {
-            "topic": topic,
-            "name": stream.name,
-            "aggregate_id": stream.aggregate_id,
-            "aggregate_type": stream.aggregate_type,
-            "metadata": dict(stream.metadata),
-            "created_us": created_us,
-        }
-        if creator is not None:
-            meta["creator"] = creator
-        await self._put_meta(stream.stream_id, meta)
-        slot.reset(topic)
-        slot.loaded = True
-        return meta
+    ) -> tuple[dict[str, Any], bool]:
+        """Start the stream's next incarnation; returns its metadata and whether this call created its topic.
+
+        Every process names incarnation ``n`` the same topic (``naming.stream_topic``), and the broker
+        lets only one ``create_topics`` create it: a process that finds it created (another process
+        creating the stream at the same moment) joins that incarnation instead of making a second
+        topic. The first ``create`` record of an incarnation wins (``_Namespace.apply_meta``).
+        ``creator``: the first event id of the append creating the stream.
+        """
+        sid = stream.stream_id
+        for _ in range(_CREATE_ATTEMPTS):
+            inc = self._ns.incarnations.get(sid, 0) + 1
+            topic = naming.stream_topic(self.prefix, sid, inc)
+            created = await self.io.ensure_topic(
+                topic, replication_factor=self.settings["replication_factor"], configs=dict(self.settings["topic_configs"])
+            )
+            current = (await self._catch_up_meta()).get(sid)
+            if not created:
+                current = await self._await_create_record(sid, topic, current)
+            if current is None or current["topic"] != topic:
+                meta: dict[str, Any] = {
+                    "op": "create",
+                    "inc": inc,
+                    "topic": topic,
+                    "name": stream.name,
+                    "aggregate_id": stream.aggregate_id,
+                    "aggregate_type": stream.aggregate_type,
+                    "metadata": dict(stream.metadata),
+                    "created_us": created_us,
+                }
+                if creator is not None:
+                    meta["creator"] = creator
+                current = await self._put_meta(sid, meta)
+            if current is not None and current["topic"] == topic:
+                if slot.topic != topic:
+                    slot.reset(topic)
+                    slot.loaded = created  # a topic another process created may hold its appends already
+                return current, created
+            if current is not None:  # another incarnation is live: the caller re-checks against it
+                return current, False
+            # the incarnation was created and deleted meanwhile (its delete record is in): take the next one
+            if created:
+                await self.io.delete_topic(topic)
+        msg = f"stream {sid!r} was created and deleted concurrently {_CREATE_ATTEMPTS} times; not created"
+        raise ConcurrencyError(msg, stream_id=sid, expected="NO_STREAM", actual=0)
+
+    async def _await_create_record(self, sid: str, topic: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Give the process that created ``topic`` time to write its create record (its attributes win).
+
+        Only if none comes within ``request_timeout`` (that process stopped between creating the
+        topic and writing the record) does the caller write one, so the incarnation is never stranded.
+        """
+        deadline = monotonic() + self.settings["request_timeout"]
+        delay = 0.002
+        while (current is None or current["topic"] != topic) and monotonic() < deadline:
+            if current is not None and int(current.get("inc", 0)) > int(naming.incarnation(topic) or 0):
+                break  # a later incarnation is live already
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            current = (await self._catch_up_meta()).get(sid)
+            if current is None and self._ns.incarnations.get(sid, 0) >= (naming.incarnation(topic) or 0):
+                break  # that incarnation was created and deleted meanwhile
+        return current
 
     async def create_stream(self, stream: NewStream) -> StreamInfo:
         """Create the stream's topic and metadata record. :class:`StreamExistsError` if it exists."""
         slot = self._ns.slot(stream.stream_id)
         async with self._exclusive(stream.stream_id):
-            if await self._refresh(stream.stream_id, slot) is not None:
-                msg = f"stream {stream.stream_id!r} already exists"
-                raise StreamExistsError(msg, stream_id=stream.stream_id)
-            meta = await self._create(stream, slot, _now_us())
-            return self._info(stream.stream_id, meta, slot)
+            if await self._refresh(stream.stream_id, slot) is None:
+                meta, created = await self._create(stream, slot, now_us())
+                if created:
+                    return self._info(stream.stream_id, meta, slot)
+            msg = f"stream {stream.stream_id!r} already exists"
+            raise StreamExistsError(msg, stream_id=stream.stream_id)
 
     async def delete_stream(self, stream_id: str) -> None:
-        """Tombstone the metadata, delete the topic and the snapshots; the id is reusable from version 0."""
+        """Write the delete record, delete the topic and the snapshots; the id is reusable from version 0."""
         slot = self._ns.slot(stream_id)
         async with self._exclusive(stream_id):
             meta = await self._refresh(stream_id, slot)
             if meta is None:
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
-            await self._put_meta(stream_id, None)
+            await self._put_meta(stream_id, {"op": "delete", "inc": int(meta.get("inc", 0)), "topic": meta["topic"]})
             slot.reset(None)
             await self.io.delete_topic(meta["topic"])
             await self._drop_snapshots(stream_id, None)
@@ -570,68 +682,134 @@ class KafkaProvider(Provider):
 
     # ------------------------------------------------------------------ append
 
+    def _stored(self, stream_id: str, slot: _Slot, events: Sequence[NewEvent]) -> list[RecordedEvent | None]:
+        """What the dedup window holds under each event id (accepted records only)."""
+        out: list[RecordedEvent | None] = []
+        for e in events:
+            s = slot.window.get(e.event_id)
+            out.append(
+                None
+                if s is None
+                else RecordedEvent(
+                    event_id=e.event_id,
+                    stream_id=stream_id,
+                    event_type=e.event_type,
+                    version=s.version,
+                    position=s.position,
+                    data=b"",
+                    metadata=b"",
+                    encoding="",
+                    timestamp=from_us(s.ts_us),
+                )
+            )
+        return out
+
+    async def _settle(self, slot: _Slot, topic: str, value: bytes, offset: int) -> bool:
+        """Whether our record at ``offset`` won its version (call with the slot's lock held).
+
+        Applies every record from where this process stopped up to ours, by the one rule
+        (:func:`records.accepts`). When nothing landed in between (the usual case) no read is needed.
+        """
+        window = self.settings["dedup_window"]
+        if offset == slot.next_offset:
+            return slot.see(value, offset, window)
+        if offset < slot.next_offset:  # already applied (cannot happen under the slot lock; never guess)
+            rows = records.peek_rows(value)
+            seen = slot.window.get(rows[0][0])
+            return seen is not None and seen.offset == offset
+        won = False
+        start = slot.next_offset
+        while start <= offset:
+            recs, pos, at_end = await self.io.read(topic, start, stop=offset + 1, one_fetch=True)
+            for r in recs:
+                if r.offset >= slot.next_offset:
+                    accepted = slot.see(r.value, r.offset, window)
+                    if r.offset == offset:
+                        won = accepted
+            start = max(start, pos)
+            if at_end:
+                break
+        if start <= offset:  # the topic is gone (deleted meanwhile): what we wrote went with it
+            slot.loaded = False
+            return False
+        return won
+
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
-        """Check idempotency and the expected version against the tail, then produce one envelope record."""
+        """Check idempotency and the expected version, produce one envelope record, and learn whether it won.
+
+        Without a lease, the check runs against what this process knows of the stream (refreshed when
+        it disagrees), and the log decides: the first record carrying the next version wins
+        (:func:`records.accepts`); a record that lost is never visible, and the append reports
+        :class:`ConcurrencyError` (or, for ``ANY``, tries again at the new tail).
+        """
         slot = self._ns.slot(stream_id)
         async with self._exclusive(stream_id) as leased:
-            if leased or not slot.loaded:
+            fresh = leased or not slot.loaded
+            if fresh:
                 meta = await self._refresh(stream_id, slot)
             else:
                 meta = self._ns.meta.get(stream_id) if slot.topic else None
-                if slot.topic and meta is None:  # deleted through another instance of this process
-                    meta = await self._refresh(stream_id, slot)
-            seen = [slot.window.get(e.event_id) for e in events]
-            dup = check_duplicate(
-                stream_id,
-                events,
-                [
-                    None
-                    if s is None
-                    else RecordedEvent(
-                        event_id=e.event_id,
-                        stream_id=stream_id,
-                        event_type=e.event_type,
-                        version=s.version,
-                        position=s.position,
-                        data=b"",
-                        metadata=b"",
-                        encoding="",
-                        timestamp=records.from_us(s.ts_us),
+            while True:
+                if not fresh and ((slot.topic and meta is None) or (meta is not None and meta["topic"] != slot.topic)):
+                    meta, fresh = await self._refresh(stream_id, slot), True  # deleted or re-created meanwhile
+                dup = check_duplicate(stream_id, events, self._stored(stream_id, slot, events))
+                if dup is not None:
+                    return dup
+                # a stream an earlier attempt of this very append created (its write then failed) still counts as new
+                created_by_this = meta is not None and slot.version == 0 and meta.get("creator") == events[0].event_id
+                try:
+                    check_expected(stream_id, expected, exists=meta is not None and not created_by_this, version=slot.version)
+                except ConcurrencyError:
+                    if fresh:
+                        raise
+                    # what this process knows may be stale (another process wrote): look again, then decide
+                    meta, fresh = await self._refresh(stream_id, slot), True
+                    continue
+                first_version = slot.version + 1
+                first_position = max(now_us(), slot.last_position + 1)
+                value, headers = records.encode_events(stream_id, events, first_version, first_position)
+                if len(value) > self.max_record_bytes + _ENVELOPE_SLACK // 2:  # checked before anything is created
+                    msg = f"the append is {len(value)} bytes as one record; the limit is {self.max_record_bytes}"
+                    raise ValidationError(msg, field="events", size=len(value), limit=self.max_record_bytes)
+                if meta is None:
+                    attrs = stream or NewStream(stream_id=stream_id)
+                    meta, created = await self._create(
+                        attrs, slot, to_us(events[0].timestamp), creator=events[0].event_id
                     )
-                    for e, s in zip(events, seen, strict=True)
-                ],
-            )
-            if dup is not None:
-                return dup
-            # a stream an earlier attempt of this very append created (its write then failed) still counts as new
-            created_by_this = meta is not None and slot.version == 0 and meta.get("creator") == events[0].event_id
-            check_expected(stream_id, expected, exists=meta is not None and not created_by_this, version=slot.version)
-            first_version = slot.version + 1
-            first_position = max(_now_us(), slot.last_position + 1)
-            value, headers = records.encode_events(stream_id, events, first_version, first_position)
-            if len(value) > self.max_record_bytes + _ENVELOPE_SLACK // 2:  # checked before anything is created
-                msg = f"the append is {len(value)} bytes as one record; the limit is {self.max_record_bytes}"
-                raise ValidationError(msg, field="events", size=len(value), limit=self.max_record_bytes)
-            if meta is None:
-                attrs = stream or NewStream(stream_id=stream_id)
-                meta = await self._create(attrs, slot, records.to_us(events[0].timestamp), creator=events[0].event_id)
-            try:
-                offset = await self.io.produce(meta["topic"], value, headers=headers)
-            except BaseException:
-                slot.loaded = False  # the record may have been written: re-read the tail next time
-                raise
-            slot.see(value, offset, self.settings["dedup_window"])
-            n = len(events)
-            return AppendResult(
-                stream_id=stream_id,
-                first_version=first_version,
-                last_version=first_version + n - 1,
-                positions=tuple(range(first_position, first_position + n)),
-                event_ids=tuple(e.event_id for e in events),
-                timestamp=events[0].timestamp,
-            )
+                    if not created:  # joined another process's creation: learn what it wrote, check again
+                        meta, fresh = await self._refresh(stream_id, slot), True
+                        continue
+                try:
+                    offset = await self.io.produce(meta["topic"], value, headers=headers)
+                except BaseException:
+                    slot.loaded = False  # the record may have been written: re-read the tail next time
+                    raise
+                try:
+                    won = await self._settle(slot, meta["topic"], value, offset)
+                except BaseException:
+                    slot.loaded = False
+                    raise
+                if won:
+                    n = len(events)
+                    return AppendResult(
+                        stream_id=stream_id,
+                        first_version=first_version,
+                        last_version=first_version + n - 1,
+                        positions=tuple(range(first_position, first_position + n)),
+                        event_ids=tuple(e.event_id for e in events),
+                        timestamp=events[0].timestamp,
+                    )
+                # another process's record took this version first: ours is ignored by every reader
+                if expected not in (ExpectedVersion.ANY, ExpectedVersion.STREAM_EXISTS):
+                    shown = expected.name if isinstance(expected, ExpectedVersion) else int(expected)
+                    msg = (
+                        f"stream {stream_id!r}: another writer appended version {first_version} first "
+                        f"(expected version {shown}, actual version {slot.version})"
+                    )
+                    raise ConcurrencyError(msg, stream_id=stream_id, expected=shown, actual=slot.version)
+                meta, fresh = await self._refresh(stream_id, slot), True
 
     # ------------------------------------------------------------------ reads
 
@@ -650,40 +828,42 @@ class KafkaProvider(Provider):
         """
         topic = meta["topic"]
         vis = _Visibility(meta)
-        last = 0
-        pending: asyncio.Future[Any] | None = first or asyncio.ensure_future(self.io.read(topic, 0, one_fetch=True))
+        offset, last = _start(meta)
+        pending: asyncio.Future[Any] | None = first or asyncio.ensure_future(
+            self.io.read_page(topic, offset, one_fetch=True)
+        )
         try:
             while pending is not None:
-                recs, pos, at_end = await pending
+                # ``end``: where the log ended when the first page was fetched; later pages stop there
+                recs, pos, at_end, end = await pending
                 pending = None
                 if recs and not at_end:
                     size = sum(len(r.value or b"") for r in recs)
                     if size <= _PREFETCH_PAGE_BYTES:
-                        pending = asyncio.ensure_future(self.io.read(topic, pos, one_fetch=True))
+                        pending = asyncio.ensure_future(self.io.read_page(topic, pos, stop=end, one_fetch=True))
                 page: collections.deque[RecordedEvent] = collections.deque()
                 recs.reverse()
                 while recs:  # decode, dropping each raw record as soon as it is decoded
                     evs = records.decode_events(stream_id, recs.pop().value)
-                    for e in evs:
-                        if e.version <= last:
-                            continue
-                        last = e.version
-                        if e.version >= from_version and (vis.trivial or vis.visible(e)):
-                            page.append(e)
+                    if evs and records.accepts(last, evs[0].version):  # the one rule: see records.accepts
+                        last = evs[-1].version
+                        for e in evs:
+                            if e.version >= from_version and (vis.trivial or vis.visible(e)):
+                                page.append(e)
                     del evs
                 while page:
                     yield page.popleft()
                 if at_end:
                     return
                 if pending is None:
-                    pending = asyncio.ensure_future(self.io.read(topic, pos, one_fetch=True))
+                    pending = asyncio.ensure_future(self.io.read_page(topic, pos, stop=end, one_fetch=True))
         finally:
             if pending is not None:
                 pending.cancel()
                 with contextlib.suppress(BaseException):
                     await pending
 
-    async def read_stream(
+    async def _stream_records(
         self,
         stream_id: str,
         *,
@@ -696,14 +876,16 @@ class KafkaProvider(Provider):
         cached = self._ns.meta.get(stream_id)
         first = None
         if cached is not None and not backwards:  # fetch the first page while the metadata catches up
-            first = asyncio.ensure_future(self.io.read(cached["topic"], 0, one_fetch=True))
+            first = asyncio.ensure_future(self.io.read_page(cached["topic"], _start(cached)[0], one_fetch=True))
         try:
             meta = await self._stream_meta(stream_id)
         except BaseException:
             if first is not None:
                 first.cancel()
             raise
-        if first is not None and (meta is None or cached is None or meta["topic"] != cached["topic"]):
+        if first is not None and (
+            meta is None or cached is None or meta["topic"] != cached["topic"] or _start(meta) != _start(cached)
+        ):
             first.cancel()  # the stream was deleted or re-created elsewhere
             with contextlib.suppress(BaseException):
                 await first
@@ -716,30 +898,69 @@ class KafkaProvider(Provider):
                     return
                 yield e
             return
+        async for e in self._scan_backwards(stream_id, meta, from_version, to_version, page_size):
+            yield e
+
+    async def _scan_backwards(
+        self, stream_id: str, meta: dict[str, Any], from_version: int, to_version: int | None, page_size: int
+    ) -> AsyncIterator[RecordedEvent]:
+        """Visible events from the end, a page of records at a time.
+
+        Which records make up the stream is only known reading forward (:func:`records.accepts`), so a
+        first pass reads the envelopes' rows forward and keeps the offsets of the records in range
+        (eight bytes each); the second reads those records back, last page first.
+        """
         topic = meta["topic"]
         vis = _Visibility(meta)
-        hint = await self.io.end_hint(topic)
-        _, hi, _ = await self.io.read(topic, max(0, hint - 1))
-        last: int | None = None
+        wanted = array.array("q")
+        start, last = _start(meta)
+        end: int | None = None
+        while True:
+            recs, pos, at_end, end = await self.io.read_page(topic, start, stop=end, one_fetch=True)
+            for r in recs:
+                rows = records.peek_rows(r.value)
+                if rows and records.accepts(last, rows[0][2]):
+                    last = rows[-1][2]
+                    if last >= from_version and (to_version is None or rows[0][2] <= to_version):
+                        wanted.append(r.offset)
+            start = pos
+            if at_end:
+                break
+        hi = len(wanted)
         while hi > 0:
             lo = max(0, hi - page_size)
-            recs, _, _ = await self.io.read(topic, lo, stop=hi)
-            page: list[RecordedEvent] = []
-            for r in recs:
-                page.extend(records.decode_events(stream_id, r.value))
+            keep = set(wanted[lo:hi])
+            recs, _, _ = await self.io.read(topic, wanted[lo], stop=wanted[hi - 1] + 1)
+            page = [e for r in recs if r.offset in keep for e in records.decode_events(stream_id, r.value)]
             for e in reversed(page):
-                if last is not None and e.version >= last:
-                    continue
                 if to_version is not None and e.version > to_version:
                     continue
                 if e.version < from_version:
                     return
-                last = e.version
                 if vis.visible(e):
                     yield e
             hi = lo
 
-    async def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # noqa: ARG002
+    def read_stream_pages(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+    ) -> AsyncIterator[Sequence[RecordedEvent]]:
+        """Events of one stream from its topic, in pages of at most ``page_size``."""
+        records = self._stream_records(
+            stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+        )
+        return pages_of(records, page_size)
+
+    def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent]]:
+        """Every stream in version order, streams merged by time (``per_stream``), in pages."""
+        return pages_of(self._all_records(from_position=from_position, page_size=page_size), page_size)
+
+    async def _all_records(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:  # noqa: ARG002
         """Every stream in version order, merged by position (append time); ``per_stream`` guarantee.
 
         Each stream is read a fetch at a time (~256 KiB, see ``_scan``), whatever ``page_size`` says.
@@ -842,34 +1063,66 @@ class KafkaProvider(Provider):
     # ------------------------------------------------------------------ retention
 
     async def _hide(self, stream_id: str, rule: str, value: int) -> int:
-        """Add a retention marker to the stream's metadata; returns how many visible events it hides."""
+        """Add a retention marker to the stream's metadata; returns how many visible events it hides.
+
+        The stream's tail is read under the stream's lock (and lease), but the events are counted
+        outside it, so appends go on while retention runs beside them; markers of one stream are
+        changed one at a time in this process. A marker counts only the versions that existed when
+        it was taken, and its record applies only to the incarnation it was computed for.
+        """
         slot = self._ns.slot(stream_id)
-        async with self._exclusive(stream_id):
-            meta = await self._refresh(stream_id, slot)
+        async with slot.marker_lock.held():
+            async with self._exclusive(stream_id):
+                meta = await self._refresh(stream_id, slot)
+                version, next_offset = slot.version, slot.next_offset
+                starts = {s.version: (s.offset, s.before) for s in slot.window.values()}
             if meta is None:
                 if rule == "below":
                     msg = f"stream {stream_id!r} does not exist"
                     raise StreamNotFoundError(msg, stream_id=stream_id)
                 return 0
             new = dict(meta)
+            new["op"] = "update"
+            old_below = max(int(meta.get("hide_below", 0)), 1)
             if rule == "below":  # never above the next version: events appended later stay visible
-                new["hide_below"] = max(int(meta.get("hide_below", 0)), min(value, slot.version + 1))
+                new["hide_below"] = max(int(meta.get("hide_below", 0)), min(value, version + 1))
             else:
-                new["hide_before"] = [*meta.get("hide_before", []), [value, slot.version]]
-            before, after = _Visibility(meta), _Visibility(new)
-            hidden = 0
-            first_visible: int | None = None
-            async for e in self._scan(stream_id, meta):
+                new["hide_before"] = [*meta.get("hide_before", []), [value, version]]
+            if rule == "below" and not meta.get("hide_before"):
+                # versions are gap-free: the marker hides exactly the versions between the old and new bound
+                hidden = max(0, new["hide_below"] - old_below)
+                first_visible: int | None = new["hide_below"] if new["hide_below"] <= version else None
+                skip = (next_offset, version) if first_visible is None else starts.get(new["hide_below"])
+                if skip is not None and skip[0] > _start(meta)[0]:
+                    new["skip"] = list(skip)
+            else:
+                hidden, first_visible = await self._count_hidden(stream_id, meta, new, version)
+            if hidden == 0:
+                return 0
+            new["hidden"] = int(meta.get("hidden", 0)) + hidden
+            new["first_visible"] = first_visible if first_visible is not None else version + 1
+            await self._put_meta(stream_id, new)
+            return hidden
+
+    async def _count_hidden(
+        self, stream_id: str, meta: dict[str, Any], new: dict[str, Any], version: int
+    ) -> tuple[int, int | None]:
+        """Events visible under ``meta`` but not under ``new`` (up to ``version``), and the first visible one."""
+        before, after = _Visibility(meta), _Visibility(new)
+        hidden = 0
+        first_visible: int | None = None
+        scan = self._scan(stream_id, meta)
+        try:
+            async for e in scan:
+                if e.version > version:
+                    break
                 if before.visible(e) and not after.visible(e):
                     hidden += 1
                 elif first_visible is None and after.visible(e):
                     first_visible = e.version
-            if hidden == 0:
-                return 0
-            new["hidden"] = int(meta.get("hidden", 0)) + hidden
-            new["first_visible"] = first_visible if first_visible is not None else slot.version + 1
-            await self._put_meta(stream_id, new)
-            return hidden
+        finally:
+            await scan.aclose()  # type: ignore[attr-defined]
+        return hidden, first_visible
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """Hide the stream's events below ``before_version`` (a marker in its metadata record)."""
@@ -880,7 +1133,7 @@ class KafkaProvider(Provider):
         ids = [stream_id] if stream_id is not None else sorted(await self._catch_up_meta())
         total = 0
         for sid in ids:
-            total += await self._hide(sid, "before", records.to_us(cutoff))
+            total += await self._hide(sid, "before", to_us(cutoff))
         return total
 
     # ------------------------------------------------------------------ monitoring

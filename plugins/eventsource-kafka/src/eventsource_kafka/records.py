@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import struct
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ProviderError
 from eventsource.model import NewSnapshot, RecordedEvent
+from eventsource.timestamps import from_us, to_us
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,18 +32,6 @@ if TYPE_CHECKING:
 
 MAGIC = b"VX1"
 _LEN = struct.Struct(">I")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
-
-
-def to_us(ts: datetime) -> int:
-    """Exact microseconds since the epoch of an aware datetime."""
-    return (ts - _EPOCH) // _ONE_US
-
-
-def from_us(us: int) -> datetime:
-    """The aware UTC datetime of ``us`` microseconds since the epoch (exact)."""
-    return _EPOCH + timedelta(microseconds=us)
 
 
 def _frame(rows: list[Any], payloads: list[bytes]) -> bytes:
@@ -126,6 +114,19 @@ def decode_events(stream_id: str, value: bytes) -> list[RecordedEvent]:
             )
         )
     return out
+
+
+def accepts(last_version: int, first_version: int) -> bool:
+    """THE rule deciding which records make up a stream; every reader and writer of the provider applies it.
+
+    A stream's topic is one totally ordered log, read from its first record. A record belongs to the
+    stream exactly when its first version is one more than the last version accepted before it
+    (``last_version``; 0 before the first record). Any other record is ignored by every reader: a
+    writer that lost a race for that version (its append reported :class:`ConcurrencyError`), or a
+    record written twice by a producer retry. A record holds a whole append, so an append wins or
+    loses whole.
+    """
+    return first_version == last_version + 1
 
 
 def peek_rows(value: bytes) -> list[Any]:

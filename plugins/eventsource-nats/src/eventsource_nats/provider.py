@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from eventsource.provider import Capabilities, Provider
+from eventsource.provider import Capabilities, Provider, pages_of
 
 from eventsource_nats.append import Appender
 from eventsource_nats.connection import Connection
@@ -31,7 +31,7 @@ from eventsource_nats.streams import Streams
 from eventsource_nats.writers import MESSAGE_OVERHEAD, Tail, Writer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Sequence
+    from collections.abc import AsyncIterator, Sequence
     from datetime import datetime
 
     from eventsource.model import (
@@ -165,7 +165,7 @@ class NatsProvider(Provider):
         """Append atomically with the version check done by the server (see :mod:`~eventsource_nats.append`)."""
         return await self._appender.append(stream_id, events, expected, stream)
 
-    def read_stream(
+    def read_stream_pages(
         self,
         stream_id: str,
         *,
@@ -173,15 +173,16 @@ class NatsProvider(Provider):
         to_version: int | None = None,
         backwards: bool = False,
         page_size: int = 500,
-    ) -> AsyncGenerator[RecordedEvent, None]:
-        """Events of one stream in version order (or reversed), a page at a time."""
-        return self._reader.read_stream(
+    ) -> AsyncIterator[Sequence[RecordedEvent]]:
+        """Events of one stream in version order (or reversed), in pages of at most ``page_size``."""
+        records = self._reader.read_stream(
             stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
         )
+        return pages_of(records, page_size)
 
-    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncGenerator[RecordedEvent, None]:
-        """Every event in JetStream sequence order (a total order: the server assigns it at commit)."""
-        return self._reader.read_all(from_position=from_position, page_size=page_size)
+    def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent]]:
+        """Every event in JetStream sequence order (a total order: the server assigns it at commit), in pages."""
+        return pages_of(self._reader.read_all(from_position=from_position, page_size=page_size), page_size)
 
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """By id: the id index (verified against the message), else a scan of the named stream."""

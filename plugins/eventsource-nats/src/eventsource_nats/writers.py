@@ -15,7 +15,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from eventsource.errors import DuplicateEventError, ValidationError
-from eventsource.model import AppendResult, positional_constructor
+from eventsource.model import AppendResult, make_append_result
 from eventsource.provider import check_duplicate
 
 from eventsource_nats import records
@@ -37,7 +37,6 @@ MESSAGE_OVERHEAD = 8192
 """Bytes of a message kept free for headers and the event head (ids, type, timestamp...)."""
 ATOMIC_BATCH_LIMIT = 1000
 
-_make_append_result = positional_constructor(AppendResult)
 
 
 class Tail(NamedTuple):
@@ -130,7 +129,7 @@ class Writer:
         if n == 1:  # the hot path: no per-call generators
             ev = events[0]
             await self.index.add_one(ev.event_id, seq, 0)
-            return _make_append_result(
+            return make_append_result(
                 sid,
                 last_version,
                 last_version,
@@ -140,7 +139,7 @@ class Writer:
                 False,  # noqa: FBT003
             )
         await self.index.add(events, [(seq, i) for i in range(n)])
-        return _make_append_result(
+        return make_append_result(
             sid,
             tail.version + 1,
             last_version,

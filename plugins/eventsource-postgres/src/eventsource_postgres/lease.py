@@ -1,18 +1,11 @@
 """``PostgresAdvisoryLease``: a distributed per-key lease on PostgreSQL session advisory locks.
 
 Each ``hold(key)`` takes a connection of its own from a small pool and, on it, the session-level
-``pg_advisory_lock`` of a stable 64-bit BLAKE2b hash of ``(namespace, key)``. The lock lives as long
-as that session: every process that uses the same server and namespace excludes the others.
-
-* acquiring: ``pg_try_advisory_lock`` first (one round trip when free); when taken, a blocking
-  ``pg_advisory_lock`` under ``lock_timeout`` set to what is left of ``timeout``. Running out of time
-  raises :class:`~eventsource.errors.ProviderTimeoutError`; the connection is then closed rather than
-  pooled, so a lock granted at the last instant can never be left behind;
-* releasing: ``pg_advisory_unlock`` on the same connection. If that connection died while the block
-  ran (terminated backend, restart, network), the server had already dropped the lock and another
-  process may have held it: leaving the block raises
-  :class:`~eventsource.errors.ProviderUnavailableError`, so the caller never believes a write was
-  protected when it was not.
+``pg_advisory_lock`` of a stable 64-bit BLAKE2b hash of ``(namespace, key)``, held as long as that
+session: every process that uses the same server and namespace excludes the others. Running out of
+time raises :class:`~eventsource.errors.ProviderTimeoutError` and a lease whose connection died while
+held raises :class:`~eventsource.errors.ProviderUnavailableError` on leaving the block; the plugin
+README says how acquiring and releasing guarantee both.
 """
 
 from __future__ import annotations
@@ -96,7 +89,7 @@ class PostgresAdvisoryLease(Lease):
             kwargs.update(libpq_kwargs(s))
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 self.url,
-                min_size=min(s["pool_min_size"], s["pool_max_size"]),
+                min_size=s["pool_min_size"],
                 max_size=s["pool_max_size"],
                 timeout=s["pool_timeout"],
                 max_idle=s["max_idle"],
@@ -123,7 +116,7 @@ class PostgresAdvisoryLease(Lease):
 
     @asynccontextmanager
     async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109 - the Lease contract
-        """Hold the lease on ``key`` for the ``async with`` block (see the module docstring)."""
+        """Hold the lease on ``key`` for the ``async with`` block (acquiring and releasing: the plugin README)."""
         pool = self._pool
         if pool is None:
             msg = f"lease on {self.display_url} is not connected (call connect() first)"
@@ -153,7 +146,7 @@ class PostgresAdvisoryLease(Lease):
         import psycopg_pool
         from psycopg.errors import LockNotAvailable
 
-        from eventsource_postgres.provider import _stale
+        from eventsource_postgres.connection import _stale
 
         deadline = monotonic() + timeout
         conn: AsyncConnection[Any] | None = None

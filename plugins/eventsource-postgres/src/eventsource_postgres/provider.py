@@ -1,254 +1,52 @@
-"""The PostgreSQL provider: psycopg 3 on an ``AsyncConnectionPool``.
+"""The PostgreSQL provider: the provider contract, each operation handed to the module that owns its role.
 
-How the contract maps onto the database (the plugin README explains the global order in full):
-
-* one append is one call of a server-side function in one autocommit transaction (one round trip):
-  it takes a per-stream transaction-level advisory lock, looks the event ids up (idempotent retry),
-  checks the expected version against the streams row, inserts the events and updates the streams
-  row conditionally (``WHERE version = <read version>``); ``UNIQUE (stream_id, version)`` and
-  ``UNIQUE (event_id)`` back it in the database, so no race can write a gap or a duplicate;
-* a position is ``(transaction id << 20) + index in the transaction``; ``read_all`` returns only rows
-  below the oldest transaction still running (``pg_snapshot_xmin``), so a reader never passes a
-  transaction that may still commit with a lower position, and no table lock is needed;
-* deleted stream ids are reusable: ``delete_stream`` removes the streams row, the events and (by
-  cascade) the snapshots, and the next append starts again at version 1.
+psycopg 3 on an ``AsyncConnectionPool``. :mod:`~eventsource_postgres.connection` owns the pool and the call policy (stale connections, retries,
+error mapping), :mod:`~eventsource_postgres.statements` every SQL text; the roles are
+:mod:`~eventsource_postgres.append`, :mod:`~eventsource_postgres.reads` (the page views, and the global
+order that never skips a late commit), :mod:`~eventsource_postgres.queries`,
+:mod:`~eventsource_postgres.streams`, :mod:`~eventsource_postgres.snapshots`,
+:mod:`~eventsource_postgres.retention` and :mod:`~eventsource_postgres.monitoring`. The plugin README
+explains how the contract maps onto the database.
 """
 
 from __future__ import annotations
 
-import asyncio
-import select
-from functools import partial
-from time import monotonic
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import (
-    ConfigurationError,
-    EventSourceError,
-    ProviderError,
-    ProviderUnavailableError,
-    StreamExistsError,
-    StreamNotFoundError,
-    ValidationError,
-)
-from eventsource.model import (
-    AppendResult,
-    ExpectedVersion,
-    HealthStatus,
-    NewSnapshot,
-    ProviderStats,
-    QueryPage,
-    RecordedEvent,
-    RowPage,
-    StreamInfo,
-    utcnow,
-)
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, records_of
+from eventsource.errors import ConfigurationError
+from eventsource.provider import Capabilities, Provider
 
-from eventsource_postgres.errors import map_error
-from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND, POSITION_SHIFT, Names, migrate
-from eventsource_postgres.settings import (
-    PostgresSettingsSchema,
-    check_target,
-    libpq_kwargs,
-    lock_key,
-    mask_target,
-    target_password,
-)
+from eventsource_postgres.append import Appender
+from eventsource_postgres.connection import Connection
+from eventsource_postgres.monitoring import Monitor
+from eventsource_postgres.queries import Queries
+from eventsource_postgres.reads import Reader
+from eventsource_postgres.retention import Retention
+from eventsource_postgres.schema import Names
+from eventsource_postgres.settings import PostgresSettingsSchema, check_target
+from eventsource_postgres.snapshots import Snapshots
+from eventsource_postgres.statements import Statements
+from eventsource_postgres.streams import Streams
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+    from collections.abc import AsyncIterator, Sequence
     from datetime import datetime
 
-    from eventsource.model import EventFilter, Expected, NewEvent, NewStream, RecordedSnapshot
-    from psycopg import AsyncConnection
-    from psycopg_pool import AsyncConnectionPool
-
-T = TypeVar("T")
-
-_EVENT_COLS = (
-    "event_id, stream_id, event_type, version, position, data, metadata, encoding, ts, "
-    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type"
-)
-_STREAM_COLS = (
-    "stream_id, version, event_count, created_at, updated_at, name, aggregate_id, aggregate_type, metadata, "
-    "last_event_id, first_version"
-)
-_SNAPSHOT_COLS = (
-    "snapshot_id, stream_id, version, data, metadata, encoding, created_at, aggregate_id, aggregate_type, position"
-)
-_MAX_VERSION = 1 << 62
-_RACE_ATTEMPTS = 3
-
-
-def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
-    """The append statement: the streams row write (``up``) feeding the events insert (``ins``).
-
-    The single-event form binds scalars, and reuses the event's id and timestamp for the streams row.
-    """
-    if single:
-        source = (
-            "SELECT %(id)s, %(s)s, %(typ)s, up.prev + 1, up.base, %(dat)b::bytea, %(met)b::bytea, %(enc)s, "
-            "%(ts)s::timestamptz, %(corr)s, %(cause)s, %(usr)s, %(ten)s, %(aid)s, %(aty)s FROM up"
-        )
-        count, last_id, first_ts, last_ts = "1::bigint", "%(id)s", "%(ts)s::timestamptz", "%(ts)s::timestamptz"
-    else:
-        source = (
-            "SELECT u.id, %(s)s, u.typ, up.prev + u.o, up.base + u.o - 1, u.dat, u.met, u.enc, u.ts, "
-            "u.corr, u.cause, u.usr, u.ten, u.aid, u.aty FROM up, unnest(%(id)s::text[], %(typ)s::text[], "
-            "%(dat)b::bytea[], %(met)b::bytea[], %(enc)s::text[], %(ts)s::timestamptz[], %(corr)s::text[], "
-            "%(cause)s::text[], %(usr)s::text[], %(ten)s::text[], %(aid)s::text[], %(aty)s::text[]) "
-            "WITH ORDINALITY AS u(id, typ, dat, met, enc, ts, corr, cause, usr, ten, aid, aty, o)"
-        )
-        count, last_id = "%(n)s::bigint", "%(last_id)s"
-        first_ts, last_ts = "%(first_ts)s::timestamptz", "%(last_ts)s::timestamptz"
-    returning = f"RETURNING s.version - {count} AS prev, pg_current_xact_id()::text::bigint << {POSITION_SHIFT} AS base"
-    lock = "(SELECT pg_advisory_xact_lock(%(k)s::bigint)) AS lock"
-    if upsert:
-        up = (
-            f"INSERT INTO {n.streams} AS s (stream_id, version, event_count, first_version, "  # noqa: S608 - quoted names
-            "last_event_id, created_at, updated_at, name, aggregate_id, aggregate_type, metadata) "
-            f"SELECT %(s)s, {count}, {count}, 1, {last_id}, {first_ts}, {last_ts}, %(name)s, %(agg_id)s, "
-            f"%(agg_type)s, coalesce(%(meta_s)s::jsonb, '{{}}') FROM {lock} "
-            "ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.event_count, "
-            "event_count = s.event_count + EXCLUDED.event_count, first_version = coalesce(s.first_version, s.version + 1), "
-            f"last_event_id = EXCLUDED.last_event_id, updated_at = EXCLUDED.updated_at WHERE {cond} {returning}"
-        )
-    else:
-        up = (
-            f"UPDATE {n.streams} AS s SET version = s.version + {count}, "  # noqa: S608 - quoted names
-            f"event_count = s.event_count + {count}, first_version = coalesce(s.first_version, s.version + 1), "
-            f"last_event_id = {last_id}, updated_at = {last_ts} FROM {lock} "
-            f"WHERE s.stream_id = %(s)s AND {cond} {returning}"
-        )
-    return f"WITH up AS ({up}), ins AS (INSERT INTO {n.events} ({_EVENT_COLS}) {source}) SELECT prev, base FROM up"  # noqa: S608
-
-
-class _SQL:
-    """Every statement of one store, built once from its quoted names."""
-
-    def __init__(self, n: Names) -> None:
-        # One statement per append (see the module docstring and the README). The advisory lock is in
-        # the FROM of the streams write, so it is held before anything assigns a transaction id: a later
-        # append to the same stream always gets a larger xid, so version order and position order agree.
-        # Kinds: "any" (ANY: create or extend), "new" (NO_STREAM: create only), "zero" (0: create, or
-        # extend an empty stream), "exists" (STREAM_EXISTS: extend only), "exact" (n > 0: extend at n).
-        # Each comes in a batch form (one array per column) and a single-event form (scalars: cheaper to
-        # send, and the single append is the latency-critical path).
-        self.append: dict[tuple[str, bool], str] = {}
-        conds = {"any": "TRUE", "new": "FALSE", "zero": "s.version = 0", "exists": "TRUE", "exact": "s.version = %(e)s::bigint"}
-        for kind, cond in conds.items():
-            for single in (True, False):
-                self.append[kind, single] = _append_sql(n, cond, upsert=kind in ("any", "new", "zero"), single=single)
-        self.events_by_ids = f"SELECT {_EVENT_COLS} FROM {n.events} WHERE event_id = ANY (%s::text[])"  # noqa: S608
-        self.read_forward = (
-            f"SELECT {_EVENT_COLS} FROM {n.events} WHERE stream_id = %s AND version >= %s AND version <= %s "  # noqa: S608
-            "ORDER BY version LIMIT %s"
-        )
-        self.read_backward = (
-            f"SELECT {_EVENT_COLS} FROM {n.events} WHERE stream_id = %s AND version >= %s AND version <= %s "  # noqa: S608
-            "ORDER BY version DESC LIMIT %s"
-        )
-        # rows at or after the cursor, each flagged "safe" when its transaction id is below the oldest
-        # transaction still running: only a prefix of safe rows may be handed to a reader. The bound is
-        # an uncorrelated subquery (an InitPlan): computed once per statement, from its snapshot.
-        self.read_all = (
-            f"SELECT {_EVENT_COLS}, position < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint "  # noqa: S608
-            f"<< {POSITION_SHIFT}) FROM {n.events} WHERE position >= %s ORDER BY position LIMIT %s"
-        )
-        self.get_event = f"SELECT {_EVENT_COLS} FROM {n.events} WHERE event_id = %s"  # noqa: S608
-        self.get_event_in = f"SELECT {_EVENT_COLS} FROM {n.events} WHERE event_id = %s AND stream_id = %s"  # noqa: S608
-        self.create_stream = (
-            f"INSERT INTO {n.streams} (stream_id, version, event_count, created_at, updated_at, name, "  # noqa: S608
-            "aggregate_id, aggregate_type, metadata) "
-            "SELECT %s, 0, 0, %s, %s, %s, %s, %s, %s::jsonb FROM (SELECT pg_advisory_xact_lock(%s)) AS lock "
-            f"ON CONFLICT (stream_id) DO NOTHING RETURNING {_STREAM_COLS}"
-        )
-        self.stream_info = f"SELECT {_STREAM_COLS} FROM {n.streams} WHERE stream_id = %s"  # noqa: S608
-        self.list_streams = f"SELECT {_STREAM_COLS} FROM {n.streams} ORDER BY stream_id LIMIT %s OFFSET %s"  # noqa: S608
-        self.count_streams = f"SELECT count(*) FROM {n.streams}"  # noqa: S608
-        self.lock = "SELECT pg_advisory_xact_lock(%s)"
-        self.delete_stream_events = f"DELETE FROM {n.events} WHERE stream_id = %s"  # noqa: S608
-        self.delete_stream_row = f"DELETE FROM {n.streams} WHERE stream_id = %s RETURNING 1"  # noqa: S608
-        self.save_snapshot = (
-            f"INSERT INTO {n.snapshots} ({_SNAPSHOT_COLS}) VALUES (%s, %s, %s, %b, %b, %s, %s, %s, %s, %s) "  # noqa: S608
-            "ON CONFLICT (stream_id, version) DO UPDATE SET snapshot_id = EXCLUDED.snapshot_id, "
-            "data = EXCLUDED.data, metadata = EXCLUDED.metadata, encoding = EXCLUDED.encoding, "
-            "created_at = EXCLUDED.created_at, aggregate_id = EXCLUDED.aggregate_id, "
-            "aggregate_type = EXCLUDED.aggregate_type, position = EXCLUDED.position"
-        )
-        # the stream's version and the position of its event at the snapshot's version (run under the
-        # stream's advisory lock); FOR SHARE holds off a concurrent delete until the snapshot is written
-        self.snapshot_backing = (
-            f"SELECT s.version, (SELECT e.position FROM {n.events} e WHERE e.stream_id = s.stream_id "  # noqa: S608
-            f"AND e.version = %s) FROM {n.streams} s WHERE s.stream_id = %s FOR SHARE OF s"
-        )
-        self.get_snapshot = (
-            f"SELECT {_SNAPSHOT_COLS} FROM {n.snapshots} WHERE stream_id = %s AND version <= %s "  # noqa: S608
-            "ORDER BY version DESC LIMIT 1"
-        )
-        self.delete_snapshots = f"DELETE FROM {n.snapshots} WHERE stream_id = %s"  # noqa: S608
-        self.delete_snapshot = f"DELETE FROM {n.snapshots} WHERE stream_id = %s AND version = %s"  # noqa: S608
-        self.truncate = (
-            f"WITH d AS (DELETE FROM {n.events} WHERE stream_id = %s AND version < %s RETURNING 1) "  # noqa: S608
-            "SELECT count(*) FROM d"
-        )
-        self.delete_before_in = (
-            f"WITH d AS (DELETE FROM {n.events} WHERE stream_id = %s AND ts < %s RETURNING 1) "  # noqa: S608
-            "SELECT count(*) FROM d"
-        )
-        self.delete_before_all = (
-            f"WITH d AS (DELETE FROM {n.events} WHERE ts < %s RETURNING stream_id) "  # noqa: S608
-            "SELECT stream_id, count(*) FROM d GROUP BY stream_id ORDER BY stream_id"
-        )
-        self.lock_stream_rows = (
-            f"SELECT 1 FROM {n.streams} WHERE stream_id = ANY (%s::text[]) ORDER BY stream_id FOR UPDATE"  # noqa: S608
-        )
-        self.recount = (
-            f"UPDATE {n.streams} s SET event_count = s.event_count - c.n, "  # noqa: S608
-            f"first_version = (SELECT min(e.version) FROM {n.events} e WHERE e.stream_id = s.stream_id) "
-            "FROM unnest(%s::text[], %s::bigint[]) AS c(sid, n) WHERE s.stream_id = c.sid RETURNING 1"
-        )
-        self.stats = (
-            f"SELECT (SELECT count(*) FROM {n.events}), (SELECT count(*) FROM {n.streams}), "  # noqa: S608
-            f"(SELECT count(*) FROM {n.snapshots}), "
-            f"(SELECT ts FROM {n.events} ORDER BY position DESC LIMIT 1), "
-            f"pg_total_relation_size('{n.events}') + pg_total_relation_size('{n.streams}') "
-            f"+ pg_total_relation_size('{n.snapshots}')"
-        )
-        self.by_type = f"SELECT event_type, count(*) FROM {n.events} GROUP BY event_type"  # noqa: S608
-        self.by_stream = f"SELECT stream_id, event_count FROM {n.streams}"  # noqa: S608
-        self.events = n.events
-
-
-def _stale(conn: AsyncConnection[Any]) -> bool:
-    """Whether an idle pooled connection is known dead without a round trip.
-
-    An idle connection has nothing to read unless the server said goodbye (terminated backend,
-    restart, crash). One ``select`` with a zero timeout finds out.
-    """
-    if conn.closed or conn.broken:
-        return True
-    try:
-        fd = conn.fileno()
-        if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
-            poller = select.poll()
-            poller.register(fd, select.POLLIN | select.POLLPRI)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([fd], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    import psycopg
-
-    if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
-        return False
-    code = exc.sqlstate or ""
-    # a timeout is not a lost connection, nor is a transaction the server rolled back (class 40)
-    return code not in ("57014", "55P03") and not code.startswith("40")
+    from eventsource.model import (
+        AppendResult,
+        EventFilter,
+        Expected,
+        HealthStatus,
+        NewEvent,
+        NewSnapshot,
+        NewStream,
+        ProviderStats,
+        QueryPage,
+        RecordedEvent,
+        RecordedSnapshot,
+        RowPage,
+        StreamInfo,
+    )
 
 
 class PostgresProvider(Provider):
@@ -274,345 +72,62 @@ class PostgresProvider(Provider):
             raise ConfigurationError(msg, field="url")
         check_target(url, "provider")
         super().__init__(url, **settings)
-        self._password = target_password(url)
         self.names = Names(self.settings["schema"], self.settings["table_prefix"])
-        self._sql = _SQL(self.names)
-        self._pool: AsyncConnectionPool[Any] | None = None
-        self._connect_lock = asyncio.Lock()
-        self._started = monotonic()
-        self._prepare: bool | None = None if self.settings["prepare_threshold"] is None else True
+        conn = self._conn = Connection(url, self.settings, self.names, lambda: self.name)
+        sql = Statements(self.names)
+        streams = self._streams = Streams(conn, sql)
+        self._appender = Appender(conn, sql, streams)
+        self._reader = Reader(conn, sql)
+        self._queries = Queries(conn, sql)
+        self._snapshots = Snapshots(conn, sql)
+        self._retention = Retention(conn, sql)
+        self._monitor = Monitor(conn, sql, lambda: self.name)
 
     def __repr__(self) -> str:
         return f"PostgresProvider({self.display_url!r}, schema={self.names.schema!r}, prefix={self.names.prefix!r})"
 
-    # ------------------------------------------------------------------ connections
-
-    def _error(self, exc: BaseException, operation: str) -> EventSourceError:
-        return map_error(exc, operation=operation, where=self.display_url or "postgres", password=self._password)
-
     @property
     def display_url(self) -> str | None:
         """The URL or DSN with any password masked (safe to print or log)."""
-        return mask_target(self.url) if self.url else None
+        return self._conn.display_url
 
-    async def _configure(self, conn: AsyncConnection[Any]) -> None:
-        await conn.execute("SET TimeZone TO 'UTC'")
-        if self.settings["statement_timeout"] is not None:
-            await conn.execute(f"SET statement_timeout = {int(self.settings['statement_timeout'] * 1000)}")
+    # ------------------------------------------------------------------ lifecycle
 
     async def connect(self) -> None:
         """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema."""
-        async with self._connect_lock:
-            if self._pool is not None:
-                return
-            import psycopg
-            from psycopg_pool import AsyncConnectionPool
-
-            s = self.settings
-            kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": s["prepare_threshold"]}
-            kwargs.update(libpq_kwargs(s))
-            # One direct attempt first: a refused, unresolvable or unauthorised server fails at once with
-            # the real reason, instead of after the pool's whole open timeout.
-            try:
-                probe = await psycopg.AsyncConnection.connect(self.url or "", **kwargs)
-            except Exception as e:
-                raise await self._connect_failure(e, kwargs) from e
-            await probe.close()
-            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                self.url or "",
-                min_size=s["pool_min_size"],
-                max_size=s["pool_max_size"],
-                timeout=s["pool_timeout"],
-                max_idle=s["max_idle"],
-                max_lifetime=s["max_lifetime"],
-                kwargs=kwargs,
-                configure=self._configure,
-                name=f"eventsource-postgres {self.names.schema}.{self.names.prefix}",
-                open=False,
-            )
-            try:
-                await pool.open(wait=True, timeout=s["connect_timeout"])
-                async with pool.connection(timeout=s["connect_timeout"]) as conn:
-                    await migrate(conn, self.names)
-            except EventSourceError:
-                await pool.close()
-                raise
-            except Exception as e:
-                await pool.close()
-                raise await self._connect_failure(e, kwargs) from e
-            self._pool = pool
-
-    async def _connect_failure(self, exc: Exception, kwargs: dict[str, Any]) -> EventSourceError:
-        """The pool only says it timed out; one direct attempt tells why (refused, auth, TLS...)."""
-        import psycopg
-        import psycopg_pool
-
-        if isinstance(exc, psycopg_pool.PoolTimeout):
-            try:
-                conn = await psycopg.AsyncConnection.connect(self.url or "", **kwargs)
-            except Exception as direct:  # noqa: BLE001 - any reason is reported
-                exc = direct
-            else:
-                await conn.close()
-        err = self._error(exc, "connect")
-        if isinstance(err, ProviderUnavailableError):
-            return err
-        return ProviderUnavailableError(err.message, operation="connect")
+        await self._conn.connect()
 
     async def close(self) -> None:
         """Close every pooled connection. Idempotent."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-    async def _getconn(self) -> tuple[AsyncConnectionPool[Any], AsyncConnection[Any]]:
-        """A pooled connection (and its pool), known not to have been dropped by the server while idle."""
-        pool = self._pool
-        if pool is None:
-            msg = f"provider {self.name!r} on {self.display_url} is not connected (call connect() first)"
-            raise ProviderUnavailableError(msg)
-        conn = await pool.getconn()
-        if _stale(conn):
-            # the server dropped it while idle (restart, terminated backend): the others are probably
-            # gone too, so sweep the idle ones before taking a fresh connection
-            await conn.close()
-            await pool.putconn(conn)
-            await pool.check()
-            conn = await pool.getconn()
-        return pool, conn
-
-    async def _call(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, retry: bool) -> T:
-        """Run ``fn`` on a pooled connection, mapping errors.
-
-        With ``retry`` (reads, and appends, which are idempotent by event id) a connection that dies
-        under the call is replaced and the call repeated ``reconnect_retries`` times.
-        """
-        attempts = 1 + (self.settings["reconnect_retries"] if retry else 0)
-        for attempt in range(1, attempts + 1):
-            try:
-                pool, conn = await self._getconn()
-                try:
-                    return await fn(conn)
-                finally:
-                    await pool.putconn(conn)
-            except EventSourceError:
-                raise
-            except Exception as e:
-                if attempt < attempts and _connection_lost(e) and self._pool is not None:
-                    await self._pool.check()
-                    continue
-                raise self._error(e, operation) from e
-        msg = "unreachable"
-        raise AssertionError(msg)
-
-    async def _fetchall(
-        self, conn: AsyncConnection[Any], query: str, params: Sequence[Any], *, binary: bool = False
-    ) -> list[tuple[Any, ...]]:
-        """Run a prepared query; ``binary`` results (event rows) skip parsing bytea and timestamps from text."""
-        cur = conn.cursor(binary=binary)
-        await cur.execute(query, params, prepare=self._prepare)
-        return await cur.fetchall()
-
-    def _lock(self, stream_id: str) -> int:
-        return lock_key("stream", self.names.schema, self.names.prefix, stream_id)
+        await self._conn.close()
 
     # ------------------------------------------------------------------ streams
 
     async def create_stream(self, stream: NewStream) -> StreamInfo:
         """Insert the streams row at version 0 (under the stream's lock); refuse an existing id."""
-        from psycopg.types.json import Jsonb
-
-        now = utcnow()
-        params = (
-            stream.stream_id,
-            now,
-            now,
-            stream.name,
-            stream.aggregate_id,
-            stream.aggregate_type,
-            Jsonb(dict(stream.metadata)),
-            self._lock(stream.stream_id),
-        )
-        rows = await self._call("create_stream", lambda c: self._fetchall(c, self._sql.create_stream, params), retry=False)
-        if not rows:
-            msg = f"stream {stream.stream_id!r} already exists"
-            raise StreamExistsError(msg, stream_id=stream.stream_id)
-        return StreamInfo(*rows[0])
+        return await self._streams.create_stream(stream)
 
     async def delete_stream(self, stream_id: str) -> None:
         """Delete the events, then the streams row (snapshots follow by cascade), in one transaction."""
-
-        async def run(conn: AsyncConnection[Any]) -> bool:
-            async with conn.transaction():
-                await conn.execute(self._sql.lock, [self._lock(stream_id)])
-                await conn.execute(self._sql.delete_stream_events, [stream_id])
-                cur = await conn.execute(self._sql.delete_stream_row, [stream_id])
-                return cur.rowcount > 0
-
-        if not await self._call("delete_stream", run, retry=False):
-            msg = f"stream {stream_id!r} does not exist"
-            raise StreamNotFoundError(msg, stream_id=stream_id)
+        await self._streams.delete_stream(stream_id)
 
     async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
         """The streams row (kept exact by every write), or ``None``."""
-        rows = await self._call("get_stream_info", lambda c: self._fetchall(c, self._sql.stream_info, [stream_id]), retry=True)
-        return StreamInfo(*rows[0]) if rows else None
+        return await self._streams.get_stream_info(stream_id)
 
     async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
         """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total."""
-
-        async def run(conn: AsyncConnection[Any]) -> tuple[list[StreamInfo], int]:
-            rows = await self._fetchall(conn, self._sql.list_streams, [limit, offset])
-            total = await self._fetchall(conn, self._sql.count_streams, [])
-            return [StreamInfo(*r) for r in rows], int(total[0][0])
-
-        return await self._call("list_streams", run, retry=True)
+        return await self._streams.list_streams(limit=limit, offset=offset)
 
     # ------------------------------------------------------------------ events
 
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
-        """One statement: lock the stream, write the streams row conditionally, insert the events.
+        """One statement: lock the stream, write the streams row conditionally, insert the events."""
+        return await self._appender.append(stream_id, events, expected, stream)
 
-        Nothing comes back when the expected version does not hold, and ``UNIQUE (event_id)`` fails the
-        statement when an id is already stored; both (rare) paths then look the ids up, so an identical
-        retry returns the original result even with a stale expected version.
-        """
-        from psycopg.errors import UniqueViolation
-
-        if not events:
-            msg = "append needs at least one event"
-            raise ValidationError(msg, field="events")
-        if len(events) >= MAX_EVENTS_PER_APPEND:
-            msg = f"one append holds at most {MAX_EVENTS_PER_APPEND - 1} events, got {len(events)}"
-            raise ValidationError(msg, field="events")
-        if len(events) > 1 and len({e.event_id for e in events}) != len(events):
-            msg = "an event id appears twice in one batch"
-            raise ValidationError(msg, field="event_id")
-        query, params = self._append_statement(stream_id, events, expected, stream)
-
-        async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | bool | None:
-            try:
-                cur = await conn.execute(query, params, prepare=self._prepare)
-            except UniqueViolation:
-                return False  # an event id is already stored: decide below whether this is a retry
-            return await cur.fetchone()
-
-        for _ in range(_RACE_ATTEMPTS):
-            row = await self._call("append", run, retry=True)
-            if row:
-                prev, base = row  # type: ignore[misc]
-                return AppendResult(
-                    stream_id=stream_id,
-                    first_version=prev + 1,
-                    last_version=prev + len(events),
-                    positions=tuple(range(base, base + len(events))),
-                    event_ids=tuple(e.event_id for e in events),
-                    timestamp=events[0].timestamp,
-                )
-            stored = await self._events_by_ids([e.event_id for e in events])
-            dup = check_duplicate(stream_id, events, [stored.get(e.event_id) for e in events])
-            if dup is not None:
-                return dup
-            if row is None:  # the expected version did not hold
-                info = await self.get_stream_info(stream_id)
-                check_expected(
-                    stream_id, expected, exists=info is not None, version=info.version if info is not None else 0
-                )
-            # else: the ids were gone again (deleted meanwhile), or the stream changed between the
-            # statement and the look-up: run the statement again
-        msg = f"append to stream {stream_id!r} kept racing with concurrent writers; try again"
-        raise ProviderError(msg, stream_id=stream_id, operation="append")
-
-    def _append_statement(
-        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
-    ) -> tuple[str, dict[str, Any]]:
-        """The statement for this kind of expected version and batch size, and its parameters."""
-        exp = int(expected)
-        if exp == ExpectedVersion.ANY:
-            kind = "any"
-        elif exp == ExpectedVersion.NO_STREAM:
-            kind = "new"
-        elif exp == ExpectedVersion.STREAM_EXISTS:
-            kind = "exists"
-        elif exp == 0:
-            kind = "zero"
-        else:
-            kind = "exact"
-        first, last = events[0], events[-1]
-        single = len(events) == 1
-        params: dict[str, Any] = {"s": stream_id, "k": self._lock(stream_id)}
-        if not single:
-            params["n"] = len(events)
-            params["last_id"] = last.event_id
-            params["last_ts"] = last.timestamp
-        if kind == "exact":
-            params["e"] = exp
-        if kind in ("any", "new", "zero"):
-            if not single:
-                params["first_ts"] = first.timestamp
-            if stream is not None:
-                from psycopg.types.json import Jsonb
-
-                params["name"] = stream.name
-                params["agg_id"] = stream.aggregate_id
-                params["agg_type"] = stream.aggregate_type
-                params["meta_s"] = Jsonb(dict(stream.metadata)) if stream.metadata else None
-            else:
-                params["name"] = None
-                params["agg_id"] = first.aggregate_id
-                params["agg_type"] = first.aggregate_type
-                params["meta_s"] = None
-        if single:
-            e = first
-            params.update(
-                id=e.event_id, typ=e.event_type, dat=e.data, met=e.metadata, enc=e.encoding, ts=e.timestamp,
-                corr=e.correlation_id, cause=e.causation_id, usr=e.user_id, ten=e.tenant_id,
-                aid=e.aggregate_id, aty=e.aggregate_type,
-            )  # fmt: skip
-        else:
-            params.update(
-                id=[e.event_id for e in events],
-                typ=[e.event_type for e in events],
-                dat=[e.data for e in events],
-                met=[e.metadata for e in events],
-                enc=[e.encoding for e in events],
-                ts=[e.timestamp for e in events],
-                corr=[e.correlation_id for e in events],
-                cause=[e.causation_id for e in events],
-                usr=[e.user_id for e in events],
-                ten=[e.tenant_id for e in events],
-                aid=[e.aggregate_id for e in events],
-                aty=[e.aggregate_type for e in events],
-            )
-        return self._sql.append[kind, single], params
-
-    async def _events_by_ids(self, ids: list[str]) -> dict[str, RecordedEvent]:
-        rows = await self._call("append", lambda c: self._fetchall(c, self._sql.events_by_ids, [ids]), retry=True)
-        return {r[0]: RecordedEvent(*r) for r in rows}
-
-    def read_stream(
-        self,
-        stream_id: str,
-        *,
-        from_version: int = 1,
-        to_version: int | None = None,
-        backwards: bool = False,
-        page_size: int = 500,
-    ) -> AsyncIterator[RecordedEvent]:
-        """The events of :meth:`read_stream_pages`, one record at a time (this class's own page view)."""
-        return records_of(
-            PostgresProvider.read_stream_pages(
-                self, stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
-            )
-        )
-
-    def read_all(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RecordedEvent]:
-        """The events of :meth:`read_all_pages`, one record at a time."""
-        return records_of(PostgresProvider.read_all_pages(self, from_position=from_position, page_size=page_size))
-
-    async def read_stream_pages(
+    def read_stream_pages(
         self,
         stream_id: str,
         *,
@@ -622,255 +137,52 @@ class PostgresProvider(Provider):
         page_size: int = 500,
     ) -> AsyncIterator[RowPage]:
         """Pages of ``page_size`` rows through the ``(stream_id, version)`` index; no connection is held between pages."""
-        lo = max(1, from_version)
-        hi = _MAX_VERSION if to_version is None else to_version
-        query = self._sql.read_backward if backwards else self._sql.read_forward
-        while lo <= hi:
-            params = (stream_id, lo, hi, page_size + 1)  # one extra row says whether another page follows
-            rows = await self._call("read_stream", partial(self._fetchall, query=query, params=params, binary=True), retry=True)
-            if not rows:
-                return
-            more = len(rows) > page_size
-            if more:
-                nxt = rows[page_size][3]
-                del rows[page_size:]
-            yield RowPage(rows)  # the columns are RecordedEvent's, in its order
-            if not more:
-                return
-            if backwards:
-                hi = nxt
-            else:
-                lo = nxt
+        return self._reader.stream_pages(
+            stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
+        )
 
-    async def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RowPage]:
-        """Every event at ``position >= from_position``, in position order, never past a running transaction.
-
-        Each page flags the rows whose transaction id is below ``pg_snapshot_xmin`` (the oldest
-        transaction still running); only those are yielded. When committed rows are held back by an
-        older transaction that is still running, the reader waits for it (polling, at most
-        ``visibility_wait`` seconds in all) and then stops: a follower resumes from its last position
-        and gets them then, in order, never skipping one.
-        """
-        nxt = from_position
-        waiting_since: float | None = None
-        delay = 0.001
-        while True:
-            params = (nxt, page_size)
-            rows = await self._call("read_all", partial(self._fetchall, query=self._sql.read_all, params=params, binary=True), retry=True)
-            safe = 0
-            for r in rows:
-                if not r[-1]:
-                    break
-                safe += 1
-            if safe:
-                nxt = rows[safe - 1][4] + 1
-                yield RowPage([r[:-1] for r in rows[:safe]])
-            if safe == page_size:
-                continue
-            if safe == len(rows):
-                return
-            now = monotonic()
-            if waiting_since is None:
-                waiting_since = now
-            if now - waiting_since >= self.settings["visibility_wait"]:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+    def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RowPage]:
+        """Every event at ``position >= from_position``, in position order, never past a running transaction."""
+        return self._reader.all_pages(from_position=from_position, page_size=page_size)
 
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """Look the id up through its unique index."""
-        if stream_id is None:
-            query, params = self._sql.get_event, [event_id]
-        else:
-            query, params = self._sql.get_event_in, [event_id, stream_id]
-        rows = await self._call("get_event", lambda c: self._fetchall(c, query, params), retry=True)
-        return RecordedEvent(*rows[0]) if rows else None
+        return await self._reader.get_event(event_id, stream_id)
 
     async def query(self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False) -> QueryPage:
         """Every filter becomes a ``WHERE`` clause; one count and one page query on one connection."""
-        where: list[str] = []
-        params: list[Any] = []
-        for clause, value in (
-            ("stream_id = %s", flt.stream_id),
-            ("event_type = ANY (%s::text[])", list(flt.event_types) if flt.event_types is not None else None),
-            ("version >= %s", flt.from_version),
-            ("version <= %s", flt.to_version),
-            ("ts >= %s", flt.from_timestamp),
-            ("ts <= %s", flt.to_timestamp),
-            ("tenant_id = %s", flt.tenant_id),
-            ("correlation_id = %s", flt.correlation_id),
-            ("aggregate_id = %s", flt.aggregate_id),
-            ("aggregate_type = %s", flt.aggregate_type),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        cond = " AND ".join(where) if where else "TRUE"
-        order = "version" if flt.stream_id is not None else "position"
-        direction = "DESC" if descending else "ASC"
-        count_q = f"SELECT count(*) FROM {self._sql.events} WHERE {cond}"  # noqa: S608 - fixed clauses, values bound
-        page_q = (
-            f"SELECT {_EVENT_COLS} FROM {self._sql.events} WHERE {cond} "  # noqa: S608
-            f"ORDER BY {order} {direction} LIMIT %s OFFSET %s"
-        )
-
-        async def run(conn: AsyncConnection[Any]) -> QueryPage:
-            total = await self._fetchall(conn, count_q, params)
-            rows = await self._fetchall(conn, page_q, [*params, limit, offset]) if limit > 0 else []
-            return QueryPage(events=[RecordedEvent(*r) for r in rows], total_count=int(total[0][0]))
-
-        return await self._call("query", run, retry=True)
+        return await self._queries.query(flt, limit=limit, offset=offset, descending=descending)
 
     # ------------------------------------------------------------------ snapshots
 
     async def save_snapshot(self, snapshot: NewSnapshot) -> None:
-        """Check the stream backs it (:func:`check_snapshot`), then upsert on ``(stream_id, version)``.
-
-        One transaction, under the stream's advisory lock, the row held FOR SHARE between the check and
-        the write.
-        """
-        s = snapshot
-        params = (
-            s.snapshot_id, s.stream_id, s.version, s.data, s.metadata, s.encoding, s.created_at,
-            s.aggregate_id, s.aggregate_type, s.position,
-        )  # fmt: skip
-
-        async def run(conn: AsyncConnection[Any]) -> None:
-            async with conn.transaction():
-                # the stream's lock first (appends and creates take it): the next statement then reads the
-                # row and the event at the version from one committed state (FOR SHARE alone could re-read
-                # the row after an append committed while its subquery still saw the state before it)
-                await conn.execute(self._sql.lock, [self._lock(s.stream_id)])
-                rows = await self._fetchall(conn, self._sql.snapshot_backing, [s.version, s.stream_id])
-                version, position_at = rows[0] if rows else (0, None)
-                check_snapshot(s, exists=bool(rows), version=version, position_at=position_at)
-                await conn.execute(self._sql.save_snapshot, params)
-
-        await self._call("save_snapshot", run, retry=True)
+        """Check the stream backs it, then upsert on ``(stream_id, version)``, under the stream's lock."""
+        await self._snapshots.save_snapshot(snapshot)
 
     async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
         """The highest version at or below ``max_version``."""
-        params = (stream_id, _MAX_VERSION if max_version is None else max_version)
-        rows = await self._call("get_snapshot", lambda c: self._fetchall(c, self._sql.get_snapshot, params), retry=True)
-        return NewSnapshot(*rows[0]) if rows else None
+        return await self._snapshots.get_snapshot(stream_id, max_version)
 
     async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:
         """Delete one or all snapshots of a stream."""
-
-        async def run(conn: AsyncConnection[Any]) -> int:
-            if version is None:
-                cur = await conn.execute(self._sql.delete_snapshots, [stream_id])
-            else:
-                cur = await conn.execute(self._sql.delete_snapshot, [stream_id, version])
-            return max(cur.rowcount, 0)
-
-        return await self._call("delete_snapshots", run, retry=False)
+        return await self._snapshots.delete_snapshots(stream_id, version)
 
     # ------------------------------------------------------------------ retention primitives
 
-    async def _retention(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[int]]) -> int:
-        """Run a deleting transaction, again if the server broke a deadlock by aborting it (nothing was kept)."""
-        from psycopg.errors import DeadlockDetected, SerializationFailure
-
-        async def run(conn: AsyncConnection[Any]) -> int:
-            for attempt in range(1, _RACE_ATTEMPTS + 1):
-                try:
-                    async with conn.transaction():
-                        return await fn(conn)
-                except (DeadlockDetected, SerializationFailure):
-                    if attempt == _RACE_ATTEMPTS:
-                        raise
-            msg = "unreachable"
-            raise AssertionError(msg)
-
-        return await self._call(operation, run, retry=False)
-
-    async def _recount(self, conn: AsyncConnection[Any], deleted: list[tuple[str, int]]) -> None:
-        """Lock the touched streams rows (in id order), then fix ``event_count`` and ``first_version``."""
-        if not deleted:
-            return
-        ids = [d[0] for d in deleted]
-        await conn.execute(self._sql.lock_stream_rows, [ids])
-        await conn.execute(self._sql.recount, [ids, [d[1] for d in deleted]])
-
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """``DELETE ... WHERE version < before_version`` under the stream's lock; versions stay as they are."""
-
-        async def run(conn: AsyncConnection[Any]) -> int:
-            await conn.execute(self._sql.lock, [self._lock(stream_id)])
-            cur = await conn.execute(self._sql.stream_info, [stream_id])
-            if await cur.fetchone() is None:
-                msg = f"stream {stream_id!r} does not exist"
-                raise StreamNotFoundError(msg, stream_id=stream_id)
-            rows = await self._fetchall(conn, self._sql.truncate, [stream_id, before_version])
-            n = int(rows[0][0])
-            await self._recount(conn, [(stream_id, n)] if n else [])
-            return n
-
-        return await self._retention("truncate_stream", run)
+        return await self._retention.truncate_stream(stream_id, before_version)
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """``DELETE ... WHERE ts < cutoff`` (one stream under its lock, or all), fixing the streams rows."""
-
-        async def one(conn: AsyncConnection[Any]) -> int:
-            await conn.execute(self._sql.lock, [self._lock(stream_id or "")])
-            rows = await self._fetchall(conn, self._sql.delete_before_in, [stream_id, cutoff])
-            n = int(rows[0][0])
-            await self._recount(conn, [(stream_id or "", n)] if n else [])
-            return n
-
-        async def every(conn: AsyncConnection[Any]) -> int:
-            rows = await self._fetchall(conn, self._sql.delete_before_all, [cutoff])
-            deleted = [(r[0], int(r[1])) for r in rows]
-            await self._recount(conn, deleted)
-            return sum(d[1] for d in deleted)
-
-        return await self._retention("delete_events_before", one if stream_id is not None else every)
+        return await self._retention.delete_events_before(cutoff, stream_id)
 
     # ------------------------------------------------------------------ monitoring
 
     async def stats(self) -> ProviderStats:
         """Exact counts from the tables and the on-disk size of the store's relations."""
-
-        async def run(conn: AsyncConnection[Any]) -> ProviderStats:
-            head = (await self._fetchall(conn, self._sql.stats, []))[0]
-            by_type = await self._fetchall(conn, self._sql.by_type, [])
-            by_stream = await self._fetchall(conn, self._sql.by_stream, [])
-            return ProviderStats(
-                total_events=int(head[0]),
-                total_streams=int(head[1]),
-                total_snapshots=int(head[2]),
-                events_by_type={t: int(c) for t, c in by_type},
-                events_by_stream={s: int(c) for s, c in by_stream},
-                storage_size=int(head[4]),
-                last_event_at=head[3],
-                uptime_seconds=monotonic() - self._started,
-                provider=self.name,
-                extra={"schema": self.names.schema, "table_prefix": self.names.prefix},
-            )
-
-        return await self._call("stats", run, retry=True)
+        return await self._monitor.stats()
 
     async def health(self) -> HealthStatus:
         """Run ``SELECT 1`` through the pool; report pool statistics. Never raises."""
-        if self._pool is None:
-            return HealthStatus(healthy=False, provider=self.name, message="not connected")
-        t0 = monotonic()
-        limit = min(5.0, self.settings["pool_timeout"])
-        try:
-            async with asyncio.timeout(limit):
-                await self._call("health", lambda c: self._fetchall(c, "SELECT 1", []), retry=True)
-        except EventSourceError as e:
-            return HealthStatus(healthy=False, provider=self.name, message=e.message)
-        except TimeoutError:
-            msg = f"no answer from {self.display_url} within {limit}s (pool exhausted or server stalled)"
-            return HealthStatus(healthy=False, provider=self.name, message=msg)
-        latency = (monotonic() - t0) * 1000
-        stats = self._pool.get_stats() if self._pool is not None else {}
-        return HealthStatus(
-            healthy=True,
-            provider=self.name,
-            message="ok",
-            details={"url": self.display_url, "schema": self.names.schema, "pool": stats},
-            latency_ms=latency,
-        )
+        return await self._monitor.health()

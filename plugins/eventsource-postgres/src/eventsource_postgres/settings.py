@@ -2,7 +2,7 @@
 
 The URL (``postgresql://user:password@host:port/db?sslmode=require``) is passed to libpq as is; settings
 given as keywords override URL parameters of the same name. Passwords are never logged: every place
-that shows a URL uses :func:`eventsource.config.mask_url`.
+that shows a URL or DSN uses :func:`mask_target`.
 """
 
 from __future__ import annotations

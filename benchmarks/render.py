@@ -1,0 +1,172 @@
+"""Render the benchmark tables of README.md and each plugin README from the harness's committed JSON.
+
+    python benchmarks/render.py            # rewrite every marked block from benchmarks/report/*.json
+    python benchmarks/render.py --check    # exit 1 when a committed block is not what this renders
+
+A block sits between ``<!-- benchmarks:begin STORE -->`` and ``<!-- benchmarks:end -->`` (``STORE`` is
+a backend name, or ``all`` for every store in a fixed order). Figures are never copied by hand: each
+store's table comes from the newest report in ``benchmarks/report/`` holding that store, and says when,
+on what machine, against which server and with how many rounds it was measured, and which DESIGN.md
+targets that run used (recorded in the JSON, so the table does not change when DESIGN.md does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORTS = ROOT / "benchmarks" / "report"
+ORDER = ("sqlite", "postgres", "nats", "kafka", "memory")
+TITLES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "nats": "NATS", "kafka": "Kafka", "memory": "memory"}
+BLOCK = re.compile(r"(<!-- benchmarks:begin (\w+) -->\n)(.*?)(<!-- benchmarks:end -->)", re.DOTALL)
+
+
+def readmes() -> list[Path]:
+    """Every README this command owns blocks in."""
+    return [ROOT / "README.md", *sorted((ROOT / "plugins").glob("eventsource-*/README.md"))]
+
+
+def _server(server: str | None) -> str | None:
+    """Early reports wrote nats-py's repr (``nats-server <nats server v2.9.10>``): shown as ``nats-server 2.9.10``."""
+    if server is None:
+        return None
+    return re.sub(r"<nats server v([\w.-]+)>", r"\1", server)
+
+
+def _server_key(server: str | None) -> str:
+    """``nats-server 2.9.10`` -> ``nats-server 2.9``: one table per store and server line."""
+    if not server:
+        return ""
+    m = re.match(r"(.*?)(\d+)\.(\d+)", server)
+    return f"{m.group(1)}{m.group(2)}.{m.group(3)}" if m else server
+
+
+def load_reports(folder: Path = REPORTS) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Per store: (report file name, report), the newest report per server line holding the store."""
+    found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for path in sorted(folder.glob("*.json")):
+        report = json.loads(path.read_text(encoding="utf-8"))
+        for store, b in report["backends"].items():
+            key = (store, _server_key(_server(b.get("server"))))
+            if key not in found or report["created_at"] > found[key][1]["created_at"]:
+                found[key] = (path.name, report)
+    out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for (store, _), item in sorted(found.items()):
+        out.setdefault(store, []).append(item)
+    return out
+
+
+def _num(v: float | None, unit: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f} ms" if unit == "ms" else f"{v:,.0f}/s"
+
+
+def _check_label(c: dict[str, Any]) -> str:
+    if c["against"] == "eventsourcing" and c["bound"] == 1.0 and c["op"] in ("<", ">"):
+        return "ahead of eventsourcing"
+    who = "" if c["against"] == "raw" else f" {c['against']}"
+    return f"{c['op']} {c['bound']:g}x{who}"
+
+
+def store_table(store: str, file: str, report: dict[str, Any]) -> str:
+    """The markdown table of one store, with the run's conditions above it."""
+    b = report["backends"][store]
+    m, o = report["machine"], report["options"]
+    rows = b["workloads"]
+    sides: list[str] = []
+    for r in rows.values():
+        sides += [s for s in r["values"] if s != "lib" and s not in sides]
+    targets_from = report["targets"]["source"]
+    load = m.get("loadavg_at_end")
+    pk = m.get("packages", {})
+    head = (
+        f"**{TITLES.get(store, store)}** ({_server(b.get('server')) or 'in-process'}): run written {report['created_at'][:16]}Z, "
+        f"`benchmarks/report/{file}`; {m['platform']}, {m['cpus']} CPUs, load average at the end "
+        f"{', '.join(str(x) for x in load) if load else 'unknown'}; Python {m['python']}, eventsource "
+        f"{pk.get('eventsource')}, eventsourcing {pk.get('eventsourcing') or '(not installed)'}, aiosqlite "
+        f"{pk.get('aiosqlite') or '(not installed)'}; medians of {o['repetitions']} rounds, every contestant of "
+        f"a row in the same rounds, order rotating. "
+        + (
+            f"Targets: DESIGN.md as of that run ({Path(targets_from).name})."
+            if targets_from
+            else "No targets (DESIGN.md not found)."
+        )
+    )
+    notes = f"Contestants: {b['notes']}." if b.get("notes") else ""
+    cols = ["workload", "lib", *sides, "target", ""]
+    lines = [head, "", notes, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for key, r in rows.items():
+        cells = [r["title"], _num(r["lib"], r["unit"])]
+        for s in sides:
+            if s in r["values"]:
+                cells.append(f"{_num(r['values'][s], r['unit'])} ({r['ratios'][s]:.2f}x)")
+            else:
+                cells.append("")
+        checks = r.get("checks", [])
+        cells.append("; ".join(_check_label(c) for c in checks) if checks else ("-" if targets_from else "no targets"))
+        cells.append("" if r.get("passed") is None else ("✓" if r["passed"] else "✗ miss"))
+        if r.get("note"):
+            cells[0] += f" ({r['note']})"
+        lines.append("| " + " | ".join(cells) + " |")
+        del key
+    lines.append("")
+    lines.append(
+        "In brackets: the median over rounds of lib / that column in the same round (paired, so it can differ "
+        "from the ratio of the two medians on a loaded machine); latency rows: lower is better, events/s rows: higher."
+    )
+    return "\n".join(ln for ln in lines if ln is not None) + "\n"
+
+
+def render_block(which: str, reports: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
+    """The body of one marked block."""
+    stores = [s for s in ORDER if s in reports] if which == "all" else [which]
+    parts = []
+    for s in stores:
+        if s not in reports:
+            parts.append(f"(no report in benchmarks/report/ holds {s} yet)\n")
+        else:
+            parts.extend(store_table(s, *item) for item in reports[s])
+    return (
+        "<!-- generated by `python benchmarks/render.py` from benchmarks/report/*.json; do not edit -->\n"
+        + "\n".join(parts)
+    )
+
+
+def render_text(text: str, reports: dict[str, list[tuple[str, dict[str, Any]]]]) -> str:
+    """``text`` with every marked block rendered."""
+    return BLOCK.sub(lambda mt: mt.group(1) + render_block(mt.group(2), reports) + mt.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite the blocks, or (``--check``) report those that differ."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 when a committed block is stale")
+    ap.add_argument("--reports", type=Path, default=REPORTS, help="folder of harness JSON reports")
+    args = ap.parse_args(argv)
+    reports = load_reports(args.reports)
+    stale = []
+    for path in readmes():
+        text = path.read_text(encoding="utf-8")
+        new = render_text(text, reports)
+        if new != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print("benchmark tables not produced by `python benchmarks/render.py` from the committed reports:")
+        for p in stale:
+            print(f"  {p.relative_to(ROOT)}")
+        return 1
+    if not args.check:
+        print(f"rendered {len(stale)} file(s)" if stale else "already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Retention primitives: ``truncate_stream`` and ``delete_events_before`` keep versions.
+
+A provider that declares either unsupported must raise :class:`UnsupportedOperationError` for it; the
+policies built on these primitives are :class:`~eventsource.testing.RetentionSuite`'s.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from eventsource.errors import UnsupportedOperationError
+from eventsource.testing.base import ProviderSuiteBase, ev, sid
+
+if TYPE_CHECKING:
+    from eventsource.manager import EventSourcingManager
+    from eventsource.provider import Provider
+
+
+class RetentionPrimitiveSuite(ProviderSuiteBase):
+    """``truncate_stream`` and ``delete_events_before``, or the error declaring them unsupported."""
+
+    async def test_truncate_stream_keeps_versions(self, manager: EventSourcingManager, provider: Provider) -> None:
+        s = sid()
+        await manager.append_events_batch(stream_id=s, events=[ev(data={"i": i}) for i in range(10)])
+        if not self.supports(provider, "truncate_stream"):
+            with pytest.raises(UnsupportedOperationError):
+                await provider.truncate_stream(s, 4)
+            return
+        assert await provider.truncate_stream(s, 4) == 3
+        assert await self.versions(manager, s) == list(range(4, 11))
+        info = await manager.get_stream_info(s)
+        assert (info.version, info.event_count, info.first_version) == (10, 7, 4)
+        assert (await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=10)).version == 11
+        assert (await manager.get_events(stream_id=s)).total_count == 8
+        assert await provider.truncate_stream(s, 4) == 0
+
+    async def test_delete_events_before_a_time(self, manager: EventSourcingManager, provider: Provider) -> None:
+        s, other = sid(), sid()
+        t0 = datetime(2020, 1, 1, tzinfo=UTC)
+        await manager.append_events_batch(
+            stream_id=s, events=[ev(data={"i": i}, timestamp=t0 + timedelta(days=i)) for i in range(6)]
+        )
+        await manager.append_event(stream_id=other, event_type="E", data={}, timestamp=t0)
+        if not self.supports(provider, "delete_events_before"):
+            with pytest.raises(UnsupportedOperationError):
+                await provider.delete_events_before(t0 + timedelta(days=3), s)
+            return
+        assert await provider.delete_events_before(t0 + timedelta(days=3), s) == 3
+        assert await self.versions(manager, s) == [4, 5, 6]
+        assert await self.versions(manager, other) == [1]
+        assert await provider.delete_events_before(t0 + timedelta(days=1)) == 1
+        assert await self.versions(manager, other) == []
+        assert (await manager.get_stream_info(other)).version == 1

@@ -1,0 +1,159 @@
+"""The append path: one statement per append, then, only when it wrote nothing, the idempotency check.
+
+The statement (built in :mod:`~eventsource_postgres.statements`) takes the stream's advisory lock,
+writes the streams row on the expected-version condition and inserts the events; ``UNIQUE (event_id)``
+and ``UNIQUE (stream_id, version)`` back it. When it writes nothing, the event ids are looked up: an
+identical retry gets the original result, anything else the typed conflict (the README has the detail).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import ProviderError, ValidationError
+from eventsource.model import AppendResult, ExpectedVersion, RecordedEvent
+from eventsource.provider import check_duplicate, check_expected
+
+from eventsource_postgres.connection import RACE_ATTEMPTS
+from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.model import Expected, NewEvent, NewStream
+    from psycopg import AsyncConnection
+
+    from eventsource_postgres.connection import Connection
+    from eventsource_postgres.statements import Statements
+    from eventsource_postgres.streams import Streams
+
+
+class Appender:
+    """Appends to one store."""
+
+    def __init__(self, conn: Connection, sql: Statements, streams: Streams) -> None:
+        self.conn = conn
+        self.sql = sql
+        self.streams = streams
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
+    ) -> AppendResult:
+        """One statement: lock the stream, write the streams row conditionally, insert the events.
+
+        Nothing comes back when the expected version does not hold, and ``UNIQUE (event_id)`` fails the
+        statement when an id is already stored; both (rare) paths then look the ids up, so an identical
+        retry returns the original result even with a stale expected version.
+        """
+        from psycopg.errors import UniqueViolation
+
+        if not events:
+            msg = "append needs at least one event"
+            raise ValidationError(msg, field="events")
+        if len(events) >= MAX_EVENTS_PER_APPEND:
+            msg = f"one append holds at most {MAX_EVENTS_PER_APPEND - 1} events, got {len(events)}"
+            raise ValidationError(msg, field="events")
+        if len(events) > 1 and len({e.event_id for e in events}) != len(events):
+            msg = "an event id appears twice in one batch"
+            raise ValidationError(msg, field="event_id")
+        query, params = self.statement(stream_id, events, expected, stream)
+
+        async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | bool | None:
+            try:
+                cur = await conn.execute(query, params, prepare=self.conn.prepare)
+            except UniqueViolation:
+                return False  # an event id is already stored: decide below whether this is a retry
+            return await cur.fetchone()
+
+        for _ in range(RACE_ATTEMPTS):
+            row = await self.conn.call("append", run, retry=True)
+            if row:
+                prev, base = row  # type: ignore[misc]
+                return AppendResult(
+                    stream_id=stream_id,
+                    first_version=prev + 1,
+                    last_version=prev + len(events),
+                    positions=tuple(range(base, base + len(events))),
+                    event_ids=tuple(e.event_id for e in events),
+                    timestamp=events[0].timestamp,
+                )
+            stored = await self._events_by_ids([e.event_id for e in events])
+            dup = check_duplicate(stream_id, events, [stored.get(e.event_id) for e in events])
+            if dup is not None:
+                return dup
+            if row is None:  # the expected version did not hold
+                info = await self.streams.get_stream_info(stream_id)
+                check_expected(
+                    stream_id, expected, exists=info is not None, version=info.version if info is not None else 0
+                )
+            # else: the ids were gone again (deleted meanwhile), or the stream changed between the
+            # statement and the look-up: run the statement again
+        msg = f"append to stream {stream_id!r} kept racing with concurrent writers; try again"
+        raise ProviderError(msg, stream_id=stream_id, operation="append")
+
+    def statement(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
+    ) -> tuple[str, dict[str, Any]]:
+        """The statement for this kind of expected version and batch size, and its parameters."""
+        exp = int(expected)
+        if exp == ExpectedVersion.ANY:
+            kind = "any"
+        elif exp == ExpectedVersion.NO_STREAM:
+            kind = "new"
+        elif exp == ExpectedVersion.STREAM_EXISTS:
+            kind = "exists"
+        elif exp == 0:
+            kind = "zero"
+        else:
+            kind = "exact"
+        first, last = events[0], events[-1]
+        single = len(events) == 1
+        params: dict[str, Any] = {"s": stream_id, "k": self.conn.lock(stream_id)}
+        if not single:
+            params["n"] = len(events)
+            params["last_id"] = last.event_id
+            params["last_ts"] = last.timestamp
+        if kind == "exact":
+            params["e"] = exp
+        if kind in ("any", "new", "zero"):
+            if not single:
+                params["first_ts"] = first.timestamp
+            if stream is not None:
+                from psycopg.types.json import Jsonb
+
+                params["name"] = stream.name
+                params["agg_id"] = stream.aggregate_id
+                params["agg_type"] = stream.aggregate_type
+                params["meta_s"] = Jsonb(dict(stream.metadata)) if stream.metadata else None
+            else:
+                params["name"] = None
+                params["agg_id"] = first.aggregate_id
+                params["agg_type"] = first.aggregate_type
+                params["meta_s"] = None
+        if single:
+            e = first
+            params.update(
+                id=e.event_id, typ=e.event_type, dat=e.data, met=e.metadata, enc=e.encoding, ts=e.timestamp,
+                corr=e.correlation_id, cause=e.causation_id, usr=e.user_id, ten=e.tenant_id,
+                aid=e.aggregate_id, aty=e.aggregate_type,
+            )  # fmt: skip
+        else:
+            params.update(
+                id=[e.event_id for e in events],
+                typ=[e.event_type for e in events],
+                dat=[e.data for e in events],
+                met=[e.metadata for e in events],
+                enc=[e.encoding for e in events],
+                ts=[e.timestamp for e in events],
+                corr=[e.correlation_id for e in events],
+                cause=[e.causation_id for e in events],
+                usr=[e.user_id for e in events],
+                ten=[e.tenant_id for e in events],
+                aid=[e.aggregate_id for e in events],
+                aty=[e.aggregate_type for e in events],
+            )
+        return self.sql.append[kind, single], params
+
+    async def _events_by_ids(self, ids: list[str]) -> dict[str, RecordedEvent]:
+        rows = await self.conn.call("append", lambda c: self.conn.fetchall(c, self.sql.events_by_ids, [ids]), retry=True)
+        return {r[0]: RecordedEvent(*r) for r in rows}

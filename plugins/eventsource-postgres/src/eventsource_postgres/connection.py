@@ -1,0 +1,208 @@
+"""The connection pool of one store and the call policy every operation runs under.
+
+:class:`Connection` opens the psycopg ``AsyncConnectionPool`` (one direct attempt first, so a refused
+or unauthorised server is reported with its reason), creates or migrates the schema, and runs each
+operation on a pooled connection: a connection the server dropped while idle is swept before use, one
+that dies under a read or an append is replaced and the call repeated, and every driver error becomes
+a typed error through :func:`~eventsource_postgres.errors.map_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from eventsource.errors import EventSourceError, ProviderUnavailableError
+
+from eventsource_postgres.errors import map_error
+from eventsource_postgres.schema import migrate
+from eventsource_postgres.settings import libpq_kwargs, lock_key, mask_target, target_password
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
+
+    from eventsource_postgres.schema import Names
+
+T = TypeVar("T")
+
+RACE_ATTEMPTS = 3
+"""Times a write that lost a race (an append, a deleting transaction the server aborted) is run in all."""
+
+
+def _stale(conn: AsyncConnection[Any]) -> bool:
+    """Whether an idle pooled connection is known dead without a round trip.
+
+    An idle connection has nothing to read unless the server said goodbye (terminated backend,
+    restart, crash). One ``select`` with a zero timeout finds out.
+    """
+    if conn.closed or conn.broken:
+        return True
+    try:
+        fd = conn.fileno()
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    import psycopg
+
+    if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return False
+    code = exc.sqlstate or ""
+    # a timeout is not a lost connection, nor is a transaction the server rolled back (class 40)
+    return code not in ("57014", "55P03") and not code.startswith("40")
+
+
+class Connection:
+    """One store's pool, how every call runs on it, and the stream lock key (``url``: checked, never empty)."""
+
+    def __init__(self, url: str, settings: dict[str, Any], names: Names, name: Callable[[], str]) -> None:
+        self.url = url
+        self.settings = settings
+        self.names = names
+        self._name = name
+        self._password = target_password(url)
+        self.pool: AsyncConnectionPool[Any] | None = None
+        self._connect_lock = asyncio.Lock()
+        self.prepare: bool | None = None if settings["prepare_threshold"] is None else True
+        """``True`` prepares each statement on first use; ``None`` when prepared statements are off."""
+
+    def _error(self, exc: BaseException, operation: str) -> EventSourceError:
+        return map_error(exc, operation=operation, where=self.display_url, password=self._password)
+
+    @property
+    def display_url(self) -> str:
+        """The URL or DSN with any password masked (safe to print or log)."""
+        return mask_target(self.url)
+
+    async def _configure(self, conn: AsyncConnection[Any]) -> None:
+        await conn.execute("SET TimeZone TO 'UTC'")
+        if self.settings["statement_timeout"] is not None:
+            await conn.execute(f"SET statement_timeout = {int(self.settings['statement_timeout'] * 1000)}")
+
+    async def connect(self) -> None:
+        """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema."""
+        async with self._connect_lock:
+            if self.pool is not None:
+                return
+            import psycopg
+            from psycopg_pool import AsyncConnectionPool
+
+            s = self.settings
+            kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": s["prepare_threshold"]}
+            kwargs.update(libpq_kwargs(s))
+            # One direct attempt first: a refused, unresolvable or unauthorised server fails at once with
+            # the real reason, instead of after the pool's whole open timeout.
+            try:
+                probe = await psycopg.AsyncConnection.connect(self.url, **kwargs)
+            except Exception as e:
+                raise await self._connect_failure(e, kwargs) from e
+            await probe.close()
+            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                self.url,
+                min_size=s["pool_min_size"],
+                max_size=s["pool_max_size"],
+                timeout=s["pool_timeout"],
+                max_idle=s["max_idle"],
+                max_lifetime=s["max_lifetime"],
+                kwargs=kwargs,
+                configure=self._configure,
+                name=f"eventsource-postgres {self.names.schema}.{self.names.prefix}",
+                open=False,
+            )
+            try:
+                await pool.open(wait=True, timeout=s["connect_timeout"])
+                async with pool.connection(timeout=s["connect_timeout"]) as conn:
+                    await migrate(conn, self.names)
+            except EventSourceError:
+                await pool.close()
+                raise
+            except Exception as e:
+                await pool.close()
+                raise await self._connect_failure(e, kwargs) from e
+            self.pool = pool
+
+    async def _connect_failure(self, exc: Exception, kwargs: dict[str, Any]) -> EventSourceError:
+        """The pool only says it timed out; one direct attempt tells why (refused, auth, TLS...)."""
+        import psycopg
+        import psycopg_pool
+
+        if isinstance(exc, psycopg_pool.PoolTimeout):
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, **kwargs)
+            except Exception as direct:  # noqa: BLE001 - any reason is reported
+                exc = direct
+            else:
+                await conn.close()
+        err = self._error(exc, "connect")
+        if isinstance(err, ProviderUnavailableError):
+            return err
+        return ProviderUnavailableError(err.message, operation="connect")
+
+    async def close(self) -> None:
+        """Close every pooled connection. Idempotent."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _getconn(self) -> tuple[AsyncConnectionPool[Any], AsyncConnection[Any]]:
+        """A pooled connection (and its pool), known not to have been dropped by the server while idle."""
+        pool = self.pool
+        if pool is None:
+            msg = f"provider {self._name()!r} on {self.display_url} is not connected (call connect() first)"
+            raise ProviderUnavailableError(msg)
+        conn = await pool.getconn()
+        if _stale(conn):
+            # the server dropped it while idle (restart, terminated backend): the others are probably
+            # gone too, so sweep the idle ones before taking a fresh connection
+            await conn.close()
+            await pool.putconn(conn)
+            await pool.check()
+            conn = await pool.getconn()
+        return pool, conn
+
+    async def call(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, retry: bool) -> T:
+        """Run ``fn`` on a pooled connection, mapping errors.
+
+        With ``retry`` (reads, and appends, which are idempotent by event id) a connection that dies
+        under the call is replaced and the call repeated ``reconnect_retries`` times.
+        """
+        attempts = 1 + (self.settings["reconnect_retries"] if retry else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                pool, conn = await self._getconn()
+                try:
+                    return await fn(conn)
+                finally:
+                    await pool.putconn(conn)
+            except EventSourceError:
+                raise
+            except Exception as e:
+                if attempt < attempts and _connection_lost(e) and self.pool is not None:
+                    await self.pool.check()
+                    continue
+                raise self._error(e, operation) from e
+        msg = "unreachable"
+        raise AssertionError(msg)
+
+    async def fetchall(
+        self, conn: AsyncConnection[Any], query: str, params: Sequence[Any], *, binary: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Run a prepared query; ``binary`` results (event rows) skip parsing bytea and timestamps from text."""
+        cur = conn.cursor(binary=binary)
+        await cur.execute(query, params, prepare=self.prepare)
+        return await cur.fetchall()
+
+    def lock(self, stream_id: str) -> int:
+        """The key of the stream's advisory lock (every write to the stream takes it, see the README)."""
+        return lock_key("stream", self.names.schema, self.names.prefix, stream_id)

@@ -1,0 +1,91 @@
+"""Retention primitives: truncate a stream below a version, delete events older than a cutoff.
+
+Each is one deleting transaction (one stream under its advisory lock, or every stream), after which
+the touched streams rows are locked in id order and given exact ``event_count`` and
+``first_version``; versions never go down. A transaction the server aborted to break a deadlock kept
+nothing and is run again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import StreamNotFoundError
+
+from eventsource_postgres.connection import RACE_ATTEMPTS
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from datetime import datetime
+
+    from psycopg import AsyncConnection
+
+    from eventsource_postgres.connection import Connection
+    from eventsource_postgres.statements import Statements
+
+
+class Retention:
+    """The deleting operations of one store."""
+
+    def __init__(self, conn: Connection, sql: Statements) -> None:
+        self.conn = conn
+        self.sql = sql
+
+    async def _run(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[int]]) -> int:
+        """Run a deleting transaction, again if the server broke a deadlock by aborting it (nothing was kept)."""
+        from psycopg.errors import DeadlockDetected, SerializationFailure
+
+        async def run(conn: AsyncConnection[Any]) -> int:
+            for attempt in range(1, RACE_ATTEMPTS + 1):
+                try:
+                    async with conn.transaction():
+                        return await fn(conn)
+                except (DeadlockDetected, SerializationFailure):
+                    if attempt == RACE_ATTEMPTS:
+                        raise
+            msg = "unreachable"
+            raise AssertionError(msg)
+
+        return await self.conn.call(operation, run, retry=False)
+
+    async def _recount(self, conn: AsyncConnection[Any], deleted: list[tuple[str, int]]) -> None:
+        """Lock the touched streams rows (in id order), then fix ``event_count`` and ``first_version``."""
+        if not deleted:
+            return
+        ids = [d[0] for d in deleted]
+        await conn.execute(self.sql.lock_stream_rows, [ids])
+        await conn.execute(self.sql.recount, [ids, [d[1] for d in deleted]])
+
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        """``DELETE ... WHERE version < before_version`` under the stream's lock; versions stay as they are."""
+
+        async def run(conn: AsyncConnection[Any]) -> int:
+            await conn.execute(self.sql.lock, [self.conn.lock(stream_id)])
+            cur = await conn.execute(self.sql.stream_info, [stream_id])
+            if await cur.fetchone() is None:
+                msg = f"stream {stream_id!r} does not exist"
+                raise StreamNotFoundError(msg, stream_id=stream_id)
+            rows = await self.conn.fetchall(conn, self.sql.truncate, [stream_id, before_version])
+            n = int(rows[0][0])
+            await self._recount(conn, [(stream_id, n)] if n else [])
+            return n
+
+        return await self._run("truncate_stream", run)
+
+    async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
+        """``DELETE ... WHERE ts < cutoff`` (one stream under its lock, or all), fixing the streams rows."""
+
+        async def one(conn: AsyncConnection[Any]) -> int:
+            await conn.execute(self.sql.lock, [self.conn.lock(stream_id or "")])
+            rows = await self.conn.fetchall(conn, self.sql.delete_before_in, [stream_id, cutoff])
+            n = int(rows[0][0])
+            await self._recount(conn, [(stream_id or "", n)] if n else [])
+            return n
+
+        async def every(conn: AsyncConnection[Any]) -> int:
+            rows = await self.conn.fetchall(conn, self.sql.delete_before_all, [cutoff])
+            deleted = [(r[0], int(r[1])) for r in rows]
+            await self._recount(conn, deleted)
+            return sum(d[1] for d in deleted)
+
+        return await self._run("delete_events_before", one if stream_id is not None else every)

@@ -1,0 +1,77 @@
+"""Streams rows: create, delete (events, row and, by cascade, snapshots), read one, list a page.
+
+The streams row is the stream's exact record (version, counts, first version, attributes), kept in the
+same transaction as every write; creating and deleting take the stream's advisory lock, as appends do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import StreamExistsError, StreamNotFoundError
+from eventsource.model import StreamInfo, utcnow
+
+if TYPE_CHECKING:
+    from eventsource.model import NewStream
+    from psycopg import AsyncConnection
+
+    from eventsource_postgres.connection import Connection
+    from eventsource_postgres.statements import Statements
+
+
+class Streams:
+    """The streams-row operations of one store."""
+
+    def __init__(self, conn: Connection, sql: Statements) -> None:
+        self.conn = conn
+        self.sql = sql
+
+    async def create_stream(self, stream: NewStream) -> StreamInfo:
+        """Insert the streams row at version 0 (under the stream's lock); refuse an existing id."""
+        from psycopg.types.json import Jsonb
+
+        now = utcnow()
+        params = (
+            stream.stream_id,
+            now,
+            now,
+            stream.name,
+            stream.aggregate_id,
+            stream.aggregate_type,
+            Jsonb(dict(stream.metadata)),
+            self.conn.lock(stream.stream_id),
+        )
+        rows = await self.conn.call("create_stream", lambda c: self.conn.fetchall(c, self.sql.create_stream, params), retry=False)
+        if not rows:
+            msg = f"stream {stream.stream_id!r} already exists"
+            raise StreamExistsError(msg, stream_id=stream.stream_id)
+        return StreamInfo(*rows[0])
+
+    async def delete_stream(self, stream_id: str) -> None:
+        """Delete the events, then the streams row (snapshots follow by cascade), in one transaction."""
+
+        async def run(conn: AsyncConnection[Any]) -> bool:
+            async with conn.transaction():
+                await conn.execute(self.sql.lock, [self.conn.lock(stream_id)])
+                await conn.execute(self.sql.delete_stream_events, [stream_id])
+                cur = await conn.execute(self.sql.delete_stream_row, [stream_id])
+                return cur.rowcount > 0
+
+        if not await self.conn.call("delete_stream", run, retry=False):
+            msg = f"stream {stream_id!r} does not exist"
+            raise StreamNotFoundError(msg, stream_id=stream_id)
+
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        """The streams row (kept exact by every write), or ``None``."""
+        rows = await self.conn.call("get_stream_info", lambda c: self.conn.fetchall(c, self.sql.stream_info, [stream_id]), retry=True)
+        return StreamInfo(*rows[0]) if rows else None
+
+    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+        """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total."""
+
+        async def run(conn: AsyncConnection[Any]) -> tuple[list[StreamInfo], int]:
+            rows = await self.conn.fetchall(conn, self.sql.list_streams, [limit, offset])
+            total = await self.conn.fetchall(conn, self.sql.count_streams, [])
+            return [StreamInfo(*r) for r in rows], int(total[0][0])
+
+        return await self.conn.call("list_streams", run, retry=True)

@@ -348,6 +348,28 @@ async def test_shred_and_rotate_need_a_scoped_key_provider_and_a_scope() -> None
         s.rotate_key()
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"tenant_id": "\udc80"}, "tenant_id"),  # was a raw UnicodeEncodeError from rotate_key
+        ({"tenant_id": ["t"]}, "tenant_id"),  # was a key for scope "tenant:['t']", which no event can have
+        ({"tenant_id": 5}, "tenant_id"),
+        ({"tenant_id": "a\x00b"}, "tenant_id"),
+        ({"stream_id": ""}, "stream_id"),
+        ({"scope": "tenant:\n"}, "scope"),
+    ],
+)
+async def test_shred_and_rotate_check_the_scope_names_like_an_append_does(kwargs: dict[str, Any], field: str) -> None:
+    s = await manager(encryption_scope="tenant", encryption_key_store="memory")
+    scopes = s.keys.scopes()  # type: ignore[union-attr]
+    with pytest.raises(ValidationError) as info:
+        s.rotate_key(**kwargs)
+    assert info.value.details["field"] == field
+    with pytest.raises(ValidationError):
+        await s.shred(**kwargs)
+    assert s.keys.scopes() == scopes  # type: ignore[union-attr]
+
+
 def test_scoped_key_store_persists_only_wrapped_keys_and_rewraps(tmp_path: Path) -> None:
     path = tmp_path / "k.json"
     ring = StaticKeyRing({"m1": K1})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import importlib.resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource import ConfigurationError, EventData, ValidationError
@@ -13,6 +13,10 @@ from eventsource.codecs.builtin import JsonSerializer
 from eventsource.errors import NotFoundError, SnapshotNotFoundError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
 HOST = PluginHost(load_entrypoints=False)
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -175,6 +179,106 @@ async def test_an_event_or_snapshot_with_a_tuple_is_refused_and_the_store_is_unc
             await m.create_snapshot(stream_id="s", data={"state": (1,)})
         with pytest.raises(SnapshotNotFoundError):
             await m.get_snapshot("s")
+
+
+def nested(depth: int, leaf: Any = None) -> Any:
+    value: Any = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def deeper(frames: int, fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Await ``fn()`` from ``frames`` frames further down the stack (as a web framework or projection would)."""
+    return await (deeper(frames - 1, fn) if frames else fn())
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+async def test_a_payload_too_deep_to_read_back_anywhere_is_refused_whatever_the_stack(url: str, tmp_path: Path) -> None:
+    from eventsource.codecs.builtin import MAX_NESTING
+
+    store = f"sqlite:///{tmp_path / 'deep.db'}" if url == "sqlite" else url
+    async with EventSourcingManager({"providers": {"m": store}}, host=HOST) as m:
+        # accepted or not used to depend on how deep the caller's stack was; once stored, a reader a few
+        # dozen frames deeper got a raw RecursionError (and read_all stopped at that event for everyone)
+        for frames in (0, 200):
+            for data, meta in ((nested(MAX_NESTING + 1), None), ({}, {"m": nested(MAX_NESTING)})):
+
+                def append(d: Any = data, md: Any = meta) -> Awaitable[Any]:
+                    return m.append_event(stream_id="s", event_type="E", data=d, metadata=md)
+
+                with pytest.raises(ValidationError, match="nested") as info:
+                    await deeper(frames, append)
+                assert info.value.details["limit"] == MAX_NESTING
+            with pytest.raises(ValidationError, match="nested"):
+                await deeper(frames, lambda: m.create_stream(stream_id="t", metadata={"m": nested(MAX_NESTING)}))
+        assert not await m.stream_exists("s")
+        assert not await m.stream_exists("t")
+        deepest = nested(MAX_NESTING, 1)
+        await m.append_event(stream_id="s", event_type="E", data=deepest, metadata={"m": nested(MAX_NESTING - 1)})
+        await m.create_stream(stream_id="t", metadata={"m": nested(MAX_NESTING - 1)})
+        await m.create_snapshot(stream_id="s", data={"state": nested(MAX_NESTING - 1)})
+        with pytest.raises(ValidationError, match="nested"):
+            await m.create_snapshot(stream_id="s", data={"state": nested(MAX_NESTING)})
+
+        async def read_everything() -> None:
+            assert [e.data async for e in m.read_all()] == [deepest]
+            assert (await m.get_snapshot("s")).data == {"state": nested(MAX_NESTING - 1)}
+            assert (await m.get_stream_info("t")).metadata == {"m": nested(MAX_NESTING - 1)}
+
+        await deeper(400, read_everything)  # what was accepted reads back from a deep stack too
+
+
+def test_a_stored_payload_too_deep_for_this_stack_is_a_codec_error() -> None:
+    from eventsource.errors import CodecError
+
+    with pytest.raises(CodecError, match="nest"):
+        JsonSerializer().loads(b"[" * 100_000 + b"]" * 100_000)
+
+
+async def test_stream_metadata_over_max_event_size_is_refused_and_nothing_is_stored() -> None:
+    # it was stored whatever its size: a 50 MB blob per stream, returned by every list_streams page
+    async with EventSourcingManager({"providers": {"m": "memory://"}, "max_event_size": 1000}, host=HOST) as m:
+        with pytest.raises(ValidationError, match="max_event_size") as info:
+            await m.create_stream(stream_id="s", metadata={"blob": "x" * 1000})
+        assert (info.value.details["field"], info.value.details["limit"]) == ("metadata", 1000)
+        assert not await m.stream_exists("s")
+        await m.create_stream(stream_id="s", metadata={"blob": "x" * 900})
+
+
+@pytest.mark.parametrize("metadata", [{"k": "a\x00b"}, {"a\x00": 1}, {"k": ["\udc80"]}, {"\udc80": 1}])
+async def test_stream_metadata_every_store_cannot_hold_is_refused_before_the_store(metadata: Any) -> None:
+    # SQLite and memory kept these; PostgreSQL's jsonb refused them (a lone surrogate as a ProviderError)
+    async with EventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as m:
+        with pytest.raises(ValidationError, match="stream metadata") as info:
+            await m.create_stream(stream_id="s", metadata=metadata)
+        assert info.value.details["field"] == "metadata"
+        assert not await m.stream_exists("s")
+        await m.create_stream(stream_id="s", metadata={"k": "a\\u0000b ü 😀"})  # a backslash is fine
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+async def test_a_timestamp_whose_utc_instant_no_store_can_hold_is_refused(url: str, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    # year 9999 at UTC-23 is year 10000 in UTC: SQLite raised a raw OverflowError; PostgreSQL stored it,
+    # then every read of the stream, and read_all, failed on it
+    late = datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-23)))
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=23)))
+    store = f"sqlite:///{tmp_path / 'ts.db'}" if url == "sqlite" else url
+    async with EventSourcingManager({"providers": {"m": store}}, host=HOST) as m:
+        for ts in (late, early):
+            with pytest.raises(ValidationError, match="timestamp") as info:
+                await m.append_event(stream_id="s", event_type="E", data={}, timestamp=ts)
+            assert info.value.details["field"] == "timestamp"
+            with pytest.raises(ValidationError, match="from_timestamp"):
+                await m.get_events(from_timestamp=ts)
+            with pytest.raises(ValidationError, match="now"):
+                await m.apply_retention([{"policy": "max_age", "max_age": 3600}], now=ts)
+        assert not await m.stream_exists("s")
+        edge = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+        await m.append_event(stream_id="s", event_type="E", data={}, timestamp=edge)
+        assert [e.timestamp async for e in m.read_all()] == [edge]
 
 
 def test_a_cipher_that_only_looks_like_one_is_refused_at_registration() -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource import ConcurrencyError, EventData, ValidationError
-from eventsource.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError, RetentionError
 from eventsource.manager import EventSourcingManager
 from eventsource.memory import MemoryProvider
 from eventsource.model import HealthStatus, RecordedEvent
@@ -21,7 +21,7 @@ from eventsource.plugins import PluginHost
 from eventsource.sync import SyncEventSourcingManager
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from eventsource.model import AppendResult
 
@@ -39,6 +39,7 @@ class Faulty(MemoryProvider):
         self.fail: dict[str, list[BaseException]] = {}
         self.calls: dict[str, int] = {}
         self.commit_then_fail: list[BaseException] = []
+        self.meanwhile: list[Callable[[], Awaitable[object]]] = []
         self.delay: dict[str, list[float]] = {}
         self.fail_read_at = 2
 
@@ -50,6 +51,12 @@ class Faulty(MemoryProvider):
         errors = self.fail.get(op)
         if errors:
             raise errors.pop(0)
+
+    async def _lose_reply(self) -> None:
+        error = self.commit_then_fail.pop(0)
+        if self.meanwhile:  # another process acts before the reply could have arrived
+            await self.meanwhile.pop(0)()
+        raise error
 
     async def append(self, stream_id, events, expected, stream=None) -> AppendResult:  # type: ignore[no-untyped-def]
         await self._gate("append")
@@ -63,6 +70,20 @@ class Faulty(MemoryProvider):
         await super().delete_stream(stream_id)
         if self.commit_then_fail:
             raise self.commit_then_fail.pop(0)  # the delete landed, the reply was lost
+
+    async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:
+        await self._gate("delete_snapshots")
+        n = await super().delete_snapshots(stream_id, version)
+        if self.commit_then_fail:
+            await self._lose_reply()  # the delete landed, the reply was lost
+        return n
+
+    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+        await self._gate("truncate_stream")
+        n = await super().truncate_stream(stream_id, before_version)
+        if self.commit_then_fail:
+            await self._lose_reply()  # the truncation landed, the reply was lost
+        return n
 
     async def get_stream_info(self, stream_id: str):  # type: ignore[no-untyped-def]
         await self._gate("get_stream_info")
@@ -147,6 +168,43 @@ async def test_a_delete_is_never_retried_so_it_cannot_remove_a_stream_recreated_
     with pytest.raises(ProviderUnavailableError):
         await m.delete_stream("s")
     assert p.calls["delete_stream"] == 2
+
+
+async def test_a_snapshot_delete_is_never_retried_so_it_cannot_remove_a_snapshot_taken_meanwhile() -> None:
+    m, p = await faulty(retry_attempts=5)
+    other = make()  # another process on the same store
+    await other.register_provider(p.url, name="f")
+    await m.append_events_batch(stream_id="s", events=[EventData("E", {}) for _ in range(3)])
+    await m.create_snapshot(stream_id="s", data={"upto": 2}, version=2)
+
+    p.commit_then_fail = [unavailable()]
+    p.meanwhile = [lambda: other.create_snapshot(stream_id="s", data={"upto": 3}, version=3)]
+    with pytest.raises(ProviderUnavailableError):  # the outcome is unknown: the caller is told so ...
+        await m.delete_snapshot("s")
+    assert p.calls["delete_snapshots"] == 1  # ... and no second delete ran after the first landed
+    assert (await m.get_snapshot("s")).version == 3  # the snapshot taken meanwhile is still there
+    p.fail["delete_snapshots"] = [unavailable()]
+    with pytest.raises(ProviderUnavailableError):
+        await m.delete_snapshot("s", version=3)
+    assert p.calls["delete_snapshots"] == 2
+
+
+async def test_a_retention_truncation_is_never_retried_so_it_cannot_cut_a_stream_recreated_meanwhile() -> None:
+    m, p = await faulty(retry_attempts=5)
+    await m.append_events_batch(stream_id="s", events=[EventData("E", {"old": i}) for i in range(10)])
+
+    async def recreate() -> None:  # another process deletes the stream and starts it again
+        await p.delete_stream("s")
+        await m.append_events_batch(stream_id="s", events=[EventData("E", {"new": i}) for i in range(5)])
+
+    p.commit_then_fail = [unavailable()]
+    p.meanwhile = [recreate]
+    with pytest.raises(RetentionError):  # the run reports the unknown outcome ...
+        await m.apply_retention([{"policy": "max_count", "max_events": 3}])
+    assert p.calls["truncate_stream"] == 1  # ... and no second truncation ran on the new stream
+    assert [e.data async for e in m.read_stream("s")] == [{"new": i} for i in range(5)]
+    report = await m.apply_retention([{"policy": "max_count", "max_events": 3}])  # the next run does its job
+    assert report.deleted() == 2
 
 
 async def test_conflicts_validation_and_other_store_errors_are_never_retried() -> None:

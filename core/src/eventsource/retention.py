@@ -68,7 +68,8 @@ class RetentionContext:
 
     :param provider: the store.
     :param now: the reference time (``apply_retention(now=...)``; the wall clock by default).
-    :param call: runs one provider call under the manager's timeout and retry policy:
+    :param call: runs one provider call under the manager's timeout and retry policy (a truncation is
+        never retried):
         ``await ctx.call("truncate_stream", lambda: p.truncate_stream(sid, v))``.
     """
 

@@ -212,12 +212,7 @@ class SyncEventSourcingManager:
         return self._loop.call(self._manager.get_snapshot(stream_id, max_version=max_version, provider=provider))
 
     def get_stats(self) -> dict[str, ProviderStats]:
-        """Statistics of every provider, by name.
-
-        The store's fields (totals, by type, by stream, storage size, last update, uptime) come from the
-        provider; ``extra["manager"]`` adds this manager's counters and latency percentiles for that
-        provider (see :meth:`metrics`) and ``extra["manager_uptime_seconds"]``.
-        """
+        """Statistics of every provider, by name, with this manager's :meth:`metrics` in ``extra["manager"]``."""
         return self._loop.call(self._manager.get_stats())
 
     def get_stream_info(self, stream_id: str, *, provider: str | None = None) -> StreamInfo:
@@ -225,20 +220,11 @@ class SyncEventSourcingManager:
         return self._loop.call(self._manager.get_stream_info(stream_id, provider=provider))
 
     def health_check(self) -> dict[str, HealthStatus]:
-        """Health of every provider, by name; a provider that raises is reported unhealthy, not raised.
-
-        ``details["reason"]`` classifies a failure: ``"unreachable"`` (connection refused, DNS, pool),
-        ``"timeout"``, ``"unsupported"``, or what the provider itself reports (``"auth"``,
-        ``"schema_missing"``...); the message says what is wrong, with passwords masked.
-        """
+        """Health of every provider, by name; one that fails is reported unhealthy (never raised), with a reason."""
         return self._loop.call(self._manager.health_check())
 
     def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
-        """The key scope of an event of ``stream_id`` / ``tenant_id`` under ``encryption_scope``.
-
-        ``"global"``: ``None``; ``"tenant"``: ``"tenant:<tenant_id>"`` (``None`` without a tenant);
-        ``"stream"``: ``"stream:<stream_id>"``.
-        """
+        """The key scope of an event: ``None`` (global scope; no tenant), ``"tenant:<id>"`` or ``"stream:<id>"``."""
         return self._manager.key_scope(stream_id=stream_id, tenant_id=tenant_id)
 
     def list_providers(self) -> list[str]:
@@ -252,11 +238,7 @@ class SyncEventSourcingManager:
     def metrics(self, provider: str | None = None) -> dict[str, dict[str, Any]]:
         """Counters and latency percentiles kept by this manager, by provider name then operation.
 
-        Each operation (``append``, ``query``, ``get_event``, ``read_stream``, ``read_all``,
-        ``get_stream_info``...) has ``calls``, ``errors`` (calls that finally failed), ``retries``,
-        ``events`` (appended or read), and ``p50_ms`` / ``p90_ms`` / ``p99_ms`` / ``max_ms`` over the last
-        :data:`LATENCY_WINDOW` attempts (one sample per provider call; for ``read_stream`` / ``read_all``
-        the time to the first event of each iteration). ``provider`` limits the answer to one provider.
+        ``provider`` limits the answer to one provider. The fields are listed in ``docs/manager.md`` (Metrics).
         """
         return self._manager.metrics(provider)
 
@@ -298,14 +280,10 @@ class SyncEventSourcingManager:
         return self._manager.rotate_key(tenant_id=tenant_id, stream_id=stream_id, scope=scope)
 
     def set_snapshot_handler(self, handler: Callable[[str, int], Any] | None) -> None:
-        """Let the manager take snapshots itself when ``snapshot_threshold`` is reached.
+        """Let the manager take snapshots itself when ``snapshot_threshold`` is reached (``None``: stop).
 
-        ``handler(stream_id, version)`` (sync or async) returns the aggregate's state at ``version`` as
-        snapshot data, or ``None`` to decline. It runs inside the append call that crossed the threshold,
-        after the events are stored; the manager then stores the snapshot and the response says
-        ``snapshot_due=False``. If the handler declines or fails, the append still succeeds (its events
-        are stored), the failure is logged (type only) and counted (``metrics()[p]["snapshot_handler"]``),
-        and the response says ``snapshot_due=True``. ``None`` removes the handler.
+        ``handler(stream_id, version)`` (sync or async) returns the aggregate's state at ``version``, or
+        ``None`` to decline; see ``docs/manager.md`` (Snapshot threshold) for what happens when it fails.
         """
         return self._manager.set_snapshot_handler(handler)
 
@@ -322,10 +300,7 @@ class SyncEventSourcingManager:
     def start_retention(self, interval: float | str, policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None, *, provider: str | None = None, run_now: bool = True) -> RetentionSchedule:
         """Apply retention every ``interval`` (seconds or ``"12h"``) until stopped; returns the schedule.
 
-        The schedule is a task on the manager's event loop (with the sync facade: its private loop).
-        Runs are sequential; a failed run is logged and kept in ``schedule.last_error`` and the schedule
-        keeps going; ``schedule.last_report`` is the latest report. ``run_now`` runs once immediately.
-        Stop it with ``await schedule.stop()``, :meth:`stop_retention` or :meth:`close`.
+        ``run_now`` runs once immediately. How runs are scheduled and reported: ``docs/manager.md`` (Retention).
         """
         self._loop.go_threaded()
         return self._loop.run(self._manager.start_retention(interval, policies, provider=provider, run_now=run_now))

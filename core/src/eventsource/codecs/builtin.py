@@ -75,27 +75,36 @@ def _escape(value: Any) -> Any:
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
 
+MAX_NESTING = 256
+"""How deeply payloads may nest (lists and dicts), counted as stored. Deeper data is refused on write:
+decoding it needs that much of the reader's stack, so it might not read back in a deeper call stack."""
 
-def _inexact(value: Any) -> tuple[str, str] | None:
+
+def _inexact(value: Any, depth: int = 1) -> tuple[str, str] | None:
     """``(path, problem)`` of the first part of ``value`` JSON would give back changed, else ``None``.
 
     Tuples would come back as lists, non-string dict keys as strings, frozensets as sets, and a set
-    inside a set could not be read back at all. ``path`` is ``[key]`` / ``[index]`` steps from the top.
-    Plain values are skipped by their exact type, so a flat payload costs one pass over its items.
+    inside a set could not be read back at all; data nested deeper than :data:`MAX_NESTING` (``depth``
+    is ``value``'s level as stored, tags and escapes included) might not read back at all. ``path`` is
+    ``[key]`` / ``[index]`` steps from the top. Plain values are skipped by their exact type, so a flat
+    payload costs one pass over its items.
     """
+    if depth > MAX_NESTING:
+        return "", f"nested more than {MAX_NESTING} levels deep"
     if isinstance(value, dict):
+        inner = depth + 3 if _TAG in value else depth + 1  # an escaped dict is stored as [[key, value], ...]
         for k, v in value.items():
             if type(k) is not str and not isinstance(k, str):
                 return f"[{k!r}]", f"a key of type {type(k).__name__} (JSON keys are strings)"
             if type(v) not in _LEAVES:
-                found = _inexact(v)
+                found = _inexact(v, inner)
                 if found is not None:
                     return f"[{k!r}]{found[0]}", found[1]
         return None
     if isinstance(value, list):
         for i, v in enumerate(value):
             if type(v) not in _LEAVES:
-                found = _inexact(v)
+                found = _inexact(v, depth + 1)
                 if found is not None:
                     return f"[{i}]{found[0]}", found[1]
         return None
@@ -104,6 +113,8 @@ def _inexact(value: Any) -> tuple[str, str] | None:
     if isinstance(value, frozenset):
         return "", "a frozenset (it would come back as a set; pass a set)"
     if isinstance(value, set):
+        if depth + 2 > MAX_NESTING:  # stored as {"$es": "set", "v": [...]}, its items tagged in turn
+            return "", f"nested more than {MAX_NESTING} levels deep"
         for v in value:
             if isinstance(v, (tuple, frozenset)):
                 return "{...}", f"a {type(v).__name__} inside a set (it could not be read back)"
@@ -127,7 +138,7 @@ class JsonSerializer(Serializer):
 
     What JSON would give back changed is refused with :class:`ValidationError` naming its path, never
     changed silently: tuples (they would come back as lists), non-string dict keys (as strings) and
-    frozensets (as sets). Aware datetimes come back with a fixed UTC offset (same instant, same offset;
+    frozensets (as sets); so is data nested more than :data:`MAX_NESTING` levels deep. Aware datetimes come back with a fixed UTC offset (same instant, same offset;
     a ``zoneinfo`` zone name is not kept). NaN and infinities are refused, since other JSON readers
     cannot parse them.
     """
@@ -170,6 +181,10 @@ class JsonSerializer(Serializer):
                 found = None
             if found is not None:
                 path, problem = found
+                if problem.startswith("nested"):
+                    where = path if len(path) <= 40 else f"{path[:40]}..."  # noqa: PLR2004
+                    msg = f"data at ${where} is {problem}: it might not read back (MAX_NESTING)"
+                    raise ValidationError(msg, codec=self.name, path=f"${path}", limit=MAX_NESTING)
                 msg = f"data at ${path} is {problem}: stored as JSON it would not come back as it was"
                 raise ValidationError(msg, codec=self.name, path=f"${path}")
         try:
@@ -195,6 +210,9 @@ class JsonSerializer(Serializer):
                 value = decoder.decode(text)
         except (ValueError, TypeError) as e:
             msg = f"stored payload is not valid JSON: {type(e).__name__}"
+            raise CodecError(msg, codec=self.name) from e
+        except RecursionError as e:  # written before MAX_NESTING, or by another writer
+            msg = "stored payload is nested too deeply to decode on this call stack"
             raise CodecError(msg, codec=self.name) from e
         return value
 

@@ -42,6 +42,7 @@ from eventsource.manager.validation import (
     check_optional_number,
     check_optional_text,
     check_paging,
+    check_scope_names,
     check_sort_order,
     check_text,
     check_time,
@@ -130,11 +131,7 @@ class EventSourcingManager:
     # ------------------------------------------------------------------ keys
 
     def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
-        """The key scope of an event of ``stream_id`` / ``tenant_id`` under ``encryption_scope``.
-
-        ``"global"``: ``None``; ``"tenant"``: ``"tenant:<tenant_id>"`` (``None`` without a tenant);
-        ``"stream"``: ``"stream:<stream_id>"``.
-        """
+        """The key scope of an event: ``None`` (global scope; no tenant), ``"tenant:<id>"`` or ``"stream:<id>"``."""
         return self._codec.key_scope(stream_id=stream_id, tenant_id=tenant_id)
 
     async def shred(
@@ -148,6 +145,7 @@ class EventSourcingManager:
         tenant or stream get a fresh key. Returns how many keys were removed.
         """
         keys = self._codec.require_keys()
+        check_scope_names(tenant_id, stream_id, scope, self.config.max_stream_id_length)
         if scope is None:
             scope = self._codec.scope_of(tenant_id, stream_id)
         n = await asyncio.to_thread(keys.shred, scope)
@@ -163,6 +161,7 @@ class EventSourcingManager:
         The global key ring rotates by configuration instead: add a key id and set ``active_key_id``.
         """
         keys = self._codec.require_keys()
+        check_scope_names(tenant_id, stream_id, scope, self.config.max_stream_id_length)
         if scope is None and (tenant_id is not None or stream_id is not None):
             scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
         return keys.rotate(scope)
@@ -250,11 +249,7 @@ class EventSourcingManager:
     def metrics(self, provider: str | None = None) -> dict[str, dict[str, Any]]:
         """Counters and latency percentiles kept by this manager, by provider name then operation.
 
-        Each operation (``append``, ``query``, ``get_event``, ``read_stream``, ``read_all``,
-        ``get_stream_info``...) has ``calls``, ``errors`` (calls that finally failed), ``retries``,
-        ``events`` (appended or read), and ``p50_ms`` / ``p90_ms`` / ``p99_ms`` / ``max_ms`` over the last
-        :data:`LATENCY_WINDOW` attempts (one sample per provider call; for ``read_stream`` / ``read_all``
-        the time to the first event of each iteration). ``provider`` limits the answer to one provider.
+        ``provider`` limits the answer to one provider. The fields are listed in ``docs/manager.md`` (Metrics).
         """
         names = [self.get_provider(provider).name] if provider is not None else list(self._providers.by_name)
         return {name: self._policy.summary(name) for name in names}
@@ -273,7 +268,7 @@ class EventSourcingManager:
             name=check_optional_text("stream name", req.name, field_name="name"),
             aggregate_id=check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id"),
             aggregate_type=check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type"),
-            metadata=plain_metadata(req.metadata),
+            metadata=plain_metadata(req.metadata, self.config.max_event_size),
         )
         p = self.get_provider(req.provider)
         # never retried: an attempt that timed out may still have landed
@@ -374,14 +369,10 @@ class EventSourcingManager:
         return res, await self._threshold.due(p, res)
 
     def set_snapshot_handler(self, handler: Callable[[str, int], Any] | None) -> None:
-        """Let the manager take snapshots itself when ``snapshot_threshold`` is reached.
+        """Let the manager take snapshots itself when ``snapshot_threshold`` is reached (``None``: stop).
 
-        ``handler(stream_id, version)`` (sync or async) returns the aggregate's state at ``version`` as
-        snapshot data, or ``None`` to decline. It runs inside the append call that crossed the threshold,
-        after the events are stored; the manager then stores the snapshot and the response says
-        ``snapshot_due=False``. If the handler declines or fails, the append still succeeds (its events
-        are stored), the failure is logged (type only) and counted (``metrics()[p]["snapshot_handler"]``),
-        and the response says ``snapshot_due=True``. ``None`` removes the handler.
+        ``handler(stream_id, version)`` (sync or async) returns the aggregate's state at ``version``, or
+        ``None`` to decline; see ``docs/manager.md`` (Snapshot threshold) for what happens when it fails.
         """
         self._threshold.handler = handler
 
@@ -566,10 +557,7 @@ class EventSourcingManager:
     ) -> RetentionSchedule:
         """Apply retention every ``interval`` (seconds or ``"12h"``) until stopped; returns the schedule.
 
-        The schedule is a task on the manager's event loop (with the sync facade: its private loop).
-        Runs are sequential; a failed run is logged and kept in ``schedule.last_error`` and the schedule
-        keeps going; ``schedule.last_report`` is the latest report. ``run_now`` runs once immediately.
-        Stop it with ``await schedule.stop()``, :meth:`stop_retention` or :meth:`close`.
+        ``run_now`` runs once immediately. How runs are scheduled and reported: ``docs/manager.md`` (Retention).
         """
         self._check_open()
         seconds = self._retention.interval(interval)
@@ -585,21 +573,11 @@ class EventSourcingManager:
     # ------------------------------------------------------------------ monitoring
 
     async def get_stats(self) -> dict[str, ProviderStats]:
-        """Statistics of every provider, by name.
-
-        The store's fields (totals, by type, by stream, storage size, last update, uptime) come from the
-        provider; ``extra["manager"]`` adds this manager's counters and latency percentiles for that
-        provider (see :meth:`metrics`) and ``extra["manager_uptime_seconds"]``.
-        """
+        """Statistics of every provider, by name, with this manager's :meth:`metrics` in ``extra["manager"]``."""
         return await provider_stats(self._providers.by_name, self._policy, self.uptime_seconds)
 
     async def health_check(self) -> dict[str, HealthStatus]:
-        """Health of every provider, by name; a provider that raises is reported unhealthy, not raised.
-
-        ``details["reason"]`` classifies a failure: ``"unreachable"`` (connection refused, DNS, pool),
-        ``"timeout"``, ``"unsupported"``, or what the provider itself reports (``"auth"``,
-        ``"schema_missing"``...); the message says what is wrong, with passwords masked.
-        """
+        """Health of every provider, by name; one that fails is reported unhealthy (never raised), with a reason."""
         return await provider_health(self._providers.by_name, self._policy)
 
     @property

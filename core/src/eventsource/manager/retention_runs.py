@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("eventsource")
 
+NOT_RETRIED = frozenset({"truncate_stream"})
+"""Retention calls tried once: a truncation that timed out may have landed, and a retry would then cut
+the new events of a stream deleted and re-created in between (``delete_events_before`` has a fixed
+cutoff, so a second run of it deletes only what the first one would have)."""
+
 
 class RetentionRuns:
     """The configured policies, one-off runs, and the running schedules of one manager."""
@@ -81,7 +86,7 @@ class RetentionRuns:
         outcomes = []
         for p in targets:
             for policy in chosen:
-                ctx = RetentionContext(p, ref, functools.partial(self.policy.run, p))
+                ctx = RetentionContext(p, ref, functools.partial(self._call, p))
                 outcomes.append(await run_policy(policy, ctx, p.name, strict=strict))
         report = RetentionReport(started_at=started, finished_at=utcnow(), outcomes=tuple(outcomes))
         log.info(
@@ -96,6 +101,9 @@ class RetentionRuns:
             msg = "retention failed: " + "; ".join(failed)
             raise RetentionError(msg, report=report)
         return report
+
+    async def _call(self, p: Provider, op: str, factory: Callable[[], Awaitable[Any]]) -> Any:
+        return await self.policy.run(p, op, factory, retry=op not in NOT_RETRIED)
 
     @staticmethod
     def interval(value: float | str) -> float:

@@ -112,9 +112,17 @@ class Snapshots:
         return self.codec.decode_snapshot(sid, snap)
 
     async def delete(self, p: Provider, sid: str, version: int | None) -> int:
-        """Delete the snapshot at ``version`` (every one when ``None``); the count."""
-        n: int = await self.policy.run(p, "delete_snapshots", lambda: p.delete_snapshots(sid, version))
-        self.threshold.forget(p.name, sid)
+        """Delete the snapshot at ``version`` (every one when ``None``); the count. Never retried.
+
+        An attempt that timed out or lost its reply may have landed; a retry would then delete a
+        snapshot another writer took in between (which ``before_snapshot`` retention may already rely on).
+        """
+        try:
+            n: int = await self.policy.run(
+                p, "delete_snapshots", lambda: p.delete_snapshots(sid, version), retry=False
+            )
+        finally:  # whatever the outcome, the cached latest snapshot version may be gone
+            self.threshold.forget(p.name, sid)
         return n
 
 

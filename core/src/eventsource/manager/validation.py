@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from eventsource.codecs.builtin import MAX_NESTING
 from eventsource.errors import ValidationError
 from eventsource.model import EventData, EventFilter, ExpectedVersion, SortOrder
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from eventsource.model import AppendEventRequest, Expected, GetEventsRequest
 
@@ -97,6 +98,11 @@ def check_time(name: str, value: object) -> datetime | None:
     if value.utcoffset() is None:
         msg = f"{name} must be timezone-aware"
         raise ValidationError(msg, field=name)
+    try:  # stores keep the UTC instant: 9999-12-31T23:59-23:00 is in year 10000 there
+        value.astimezone(UTC)
+    except OverflowError:
+        msg = f"{name} {value.isoformat()} is not an instant any store can hold (its UTC time is outside years 1-9999)"
+        raise ValidationError(msg, field=name) from None
     return value
 
 
@@ -140,19 +146,60 @@ def check_metadata(value: object, *, field_name: str = "metadata") -> dict[str, 
     return value
 
 
-def plain_metadata(metadata: object) -> dict[str, Any]:
-    """Stream metadata as the stores keep it: plain JSON, normalised once here.
+def plain_metadata(metadata: object, max_size: int) -> dict[str, Any]:
+    """Stream metadata as the stores keep it: plain JSON, normalised once here, at most ``max_size`` bytes.
 
     No codec runs on it (so no tagged datetimes or Decimals); tuples become lists and keys strings
     here, so every store is given, and returns, the same value.
     """
     md = check_metadata(metadata)
     try:
-        plain: dict[str, Any] = json.loads(json.dumps(md, allow_nan=False))
+        text = json.dumps(md, allow_nan=False)
+        plain: dict[str, Any] = json.loads(text)
     except (TypeError, ValueError, RecursionError) as e:
         msg = f"stream metadata must be plain JSON (str keys; str, number, bool, null, list, dict values): {e}"
         raise ValidationError(msg, field="metadata") from None
+    if len(text) > max_size:  # ASCII (ensure_ascii): characters are bytes
+        msg = f"stream metadata is {len(text)} bytes serialized; the limit is {max_size} (max_event_size)"
+        raise ValidationError(msg, field="metadata", size=len(text), limit=max_size)
+    stack: list[tuple[object, int]] = [(plain, 1)]  # no recursion: the check must not depend on the stack
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_metadata_text(value)
+            continue
+        if isinstance(value, dict):
+            children: Iterable[object] = [*value, *value.values()]
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_NESTING:
+            msg = f"stream metadata is nested more than {MAX_NESTING} levels deep: it might not read back"
+            raise ValidationError(msg, field="metadata", limit=MAX_NESTING)
+        stack.extend((v, depth + 1) for v in children)
     return plain
+
+
+def _check_metadata_text(text: str) -> None:
+    """A stream metadata key or string every store can hold (PostgreSQL's jsonb refuses NUL and lone surrogates)."""
+    if "\x00" in text:
+        msg = "stream metadata holds a NUL character, which not every store can hold"
+        raise ValidationError(msg, field="metadata")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = "stream metadata holds text that is not valid Unicode (a lone surrogate)"
+        raise ValidationError(msg, field="metadata") from None
+
+
+def check_scope_names(tenant_id: object, stream_id: object, scope: object, max_stream_id_length: int) -> None:
+    """What a key scope is named by (``shred``, ``rotate_key``): id-like texts, as on the append path."""
+    check_optional_text("tenant id", tenant_id, field_name="tenant_id")
+    if stream_id is not None:
+        check_text("stream id", stream_id, max_stream_id_length, field_name="stream_id")
+    if scope is not None:  # "tenant:<tenant id>" or "stream:<stream id>"
+        check_text("scope", scope, max(max_stream_id_length, MAX_EVENT_ID_LENGTH) + 7, field_name="scope")
 
 
 def check_paging(limit: object, offset: object) -> None:

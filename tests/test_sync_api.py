@@ -456,3 +456,81 @@ def test_errors_from_the_inline_first_step_and_from_the_task_both_reach_the_call
             es.append_event(stream_id="s", event_type="E", data=3)
         es.set_snapshot_handler(None)
         assert es.append_event(stream_id="s", event_type="E", data=4, expected_version=3).version == 4
+
+
+def _in_a_child(body: Any) -> int:
+    """Run ``body()`` in a forked child (killed after 10 s: a hang is a failure too); its exit code."""
+    import os
+    import signal
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: "fork() of a multi-threaded process"
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        signal.alarm(10)
+        code = 99
+        try:
+            code = body()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_forked_child_refuses_the_facade_instead_of_writing_through_the_parents_connection(
+    sqlite_es: SyncEventSourcingManager, threaded: bool
+) -> None:
+    """SQLite: a connection carried across fork() can corrupt the file (sqlite.org/howtocorrupt.html, 2.6)."""
+    from eventsource.errors import ProviderUnavailableError
+
+    if threaded:
+        sqlite_es._loop.go_threaded()
+    sqlite_es.append_event(stream_id="s", event_type="E", data=1)
+
+    def child() -> int:
+        try:
+            sqlite_es.append_event(stream_id="s", event_type="E", data="child")
+        except ProviderUnavailableError as e:
+            return 0 if "fork" in str(e) else 3
+        except BaseException:  # noqa: BLE001
+            return 4
+        return 2  # written through the parent's connection
+        # (and close() in the child leaves the parent's loop and connections alone)
+
+    def child_closing() -> int:
+        sqlite_es.close()
+        return 0
+
+    assert _in_a_child(child) == 0
+    assert _in_a_child(child_closing) == 0
+    assert [e.data for e in sqlite_es.read_stream("s")] == [1]  # the parent's facade is unharmed
+    assert sqlite_es.append_event(stream_id="s", event_type="E", data=2).version == 2
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_a_forked_child_refuses_an_inherited_sqlite_provider_on_the_async_path(tmp_path: Path) -> None:
+    from eventsource.errors import ProviderUnavailableError
+
+    provider = SqliteProvider(f"sqlite:///{tmp_path}/es.db")
+
+    async def setup() -> None:
+        await provider.connect()
+
+    asyncio.run(setup())
+
+    def child() -> int:
+        try:
+            asyncio.run(provider.get_stream_info("s"))  # its worker threads do not exist here: a hang
+        except ProviderUnavailableError as e:
+            return 0 if "fork" in str(e) else 3
+        except BaseException:  # noqa: BLE001
+            return 4
+        return 2
+
+    try:
+        assert _in_a_child(child) == 0
+    finally:
+        asyncio.run(provider.close())

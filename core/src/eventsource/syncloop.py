@@ -14,8 +14,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import os
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
@@ -31,6 +33,26 @@ OWN_LOOP = (
     "calling the facade?), where the call would wait for itself forever: make the handler async and "
     "use facade.manager, or leave the facade out of it"
 )
+
+
+FORKED = (
+    "this SyncEventSourcingManager was created in the parent process before fork(); its event loop, threads and "
+    "connections stayed there: create a new one in the child"
+)
+
+_LOOPS: weakref.WeakSet[SyncLoop] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    """In a forked child: every facade inherited from the parent refuses calls (and close() leaves it alone)."""
+    for sync_loop in list(_LOOPS):
+        sync_loop._forked = True  # noqa: SLF001
+        sync_loop._closed = True  # noqa: SLF001
+        sync_loop._lock = threading.Lock()  # noqa: SLF001 - (another thread may have held it at the fork)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseException | None]:
@@ -91,6 +113,8 @@ class SyncLoop:
         self._owner: int | None = None  # the thread running the loop inline right now
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._forked = False
+        _LOOPS.add(self)
         # the loop's async-generator hooks (run_forever installs them; the first-step fast path does too)
         self._firstiter = getattr(self.loop, "_asyncgen_firstiter_hook", None)
         self._finalizer = getattr(self.loop, "_asyncgen_finalizer_hook", None)
@@ -105,7 +129,7 @@ class SyncLoop:
     def _usable(self) -> None:
         """Refuse a call that could never finish: on a closed facade, or from the facade's own loop."""
         if self._closed or self.loop.is_closed():
-            msg = "this SyncEventSourcingManager is closed; create a new one"
+            msg = FORKED if self._forked else "this SyncEventSourcingManager is closed; create a new one"
             raise ProviderUnavailableError(msg)
         me = threading.get_ident()
         thread = self._thread

@@ -124,8 +124,7 @@ class SqliteProvider(Provider):
     def _submit(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue ``fn(connection)`` on the connection's own thread now; errors come back typed."""
         if worker is None or worker.db is None:
-            msg = f"sqlite {op}: the provider is not connected (call connect())"
-            raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+            raise self._not_connected(worker, op)
         db = worker.db
         path = self.path
 
@@ -154,8 +153,7 @@ class SqliteProvider(Provider):
         with worker.lock:
             db = worker.db
             if db is None:
-                msg = f"sqlite {op}: the provider is not connected (call connect())"
-                raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+                raise self._not_connected(worker, op)
             try:
                 return fn(db)
             except EventSourceError:
@@ -167,6 +165,16 @@ class SqliteProvider(Provider):
                     with contextlib.suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                 raise
+
+    def _not_connected(self, worker: _Worker | None, op: str) -> ProviderUnavailableError:
+        if worker is not None and worker.forked:
+            msg = (
+                f"sqlite {op}: this provider was connected in the parent process before fork(); a SQLite "
+                "connection must not cross a fork: create (and connect) a new manager in the child"
+            )
+        else:
+            msg = f"sqlite {op}: the provider is not connected (call connect())"
+        return ProviderUnavailableError(msg, provider="sqlite", operation=op)
 
     def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
         """Run ``fn`` on the writer thread."""

@@ -534,3 +534,48 @@ def test_a_forked_child_refuses_an_inherited_sqlite_provider_on_the_async_path(t
         assert _in_a_child(child) == 0
     finally:
         asyncio.run(provider.close())
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_close_from_another_thread_mid_calls_fails_the_others_cleanly_and_never_hangs_them(
+    tmp_path: Path, threaded: bool
+) -> None:
+    import time
+
+    from eventsource.errors import ProviderUnavailableError
+
+    es = SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST).connect()
+    if threaded:
+        es._loop.go_threaded()
+    es.append_events_batch(stream_id="r", events=[EventData("E", i) for i in range(300)])
+    errors: list[BaseException] = []
+    started = threading.Barrier(7)
+
+    def caller(n: int) -> None:
+        started.wait()
+        while True:
+            try:
+                if n % 3 == 0:
+                    es.append_event(stream_id=f"s{n}", event_type="E", data=1, expected_version=ANY)
+                elif n % 3 == 1:
+                    for _ in es.read_stream("r", page_size=1):  # (a page per call: mostly mid-iteration)
+                        pass
+                else:
+                    es.get_stream_info("r")
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=caller, args=(n,), daemon=True) for n in range(6)]
+    for t in threads:
+        t.start()
+    started.wait()
+    time.sleep(0.2)
+    es.close()
+    for t in threads:
+        t.join(10)
+    assert not [t for t in threads if t.is_alive()], "a call racing close() hangs forever"
+    assert len(errors) == len(threads)
+    odd = [e for e in errors if not (isinstance(e, ProviderUnavailableError) and "closed" in str(e))]
+    assert not odd, odd  # not ProviderNotFoundError, not RuntimeError("Event loop is closed")
+    assert es._loop.loop.is_closed()

@@ -179,7 +179,8 @@ class Writer:
                 body.append(f"return self._loop.call({target})")
         elif ret.startswith("Iterator["):
             page = "page_size" if "page_size" in inspect.signature(fn).parameters else "500"
-            body.append(f"return self._loop.iterate({target}, {page})")
+            # refused here when closed, before the manager's eager argument checks run against closed providers
+            body += ["self._loop.check()", f"return self._loop.iterate({target}, {page})"]
         else:
             body.append(f"return {target}")
         self.lines += ["", f"    def {name}({params}) -> {ret}:", *self.doc(fn), *[f"        {b}" for b in body]]

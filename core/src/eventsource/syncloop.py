@@ -35,6 +35,8 @@ OWN_LOOP = (
 )
 
 
+CLOSED = "this SyncEventSourcingManager is closed; create a new one"
+
 FORKED = (
     "this SyncEventSourcingManager was created in the parent process before fork(); its event loop, threads and "
     "connections stayed there: create a new one in the child"
@@ -112,8 +114,11 @@ class SyncLoop:
         self._lock = threading.Lock()
         self._owner: int | None = None  # the thread running the loop inline right now
         self._thread: threading.Thread | None = None
-        self._closed = False
+        self._closed = False  # set first thing by close(): every call starting after that is refused
         self._forked = False
+        self._calls = threading.Condition()  # guards _closed and _inflight (calls waiting on the loop thread)
+        self._inflight = 0
+        self._shut = threading.Event()  # close() is done
         _LOOPS.add(self)
         # the loop's async-generator hooks (run_forever installs them; the first-step fast path does too)
         self._firstiter = getattr(self.loop, "_asyncgen_firstiter_hook", None)
@@ -126,23 +131,35 @@ class SyncLoop:
         """Whether the loop runs on its own thread (for good) rather than in each caller's thread."""
         return self._thread is not None
 
+    def _on_own_loop(self) -> bool:
+        """Whether this thread is running the private loop right now (a handler or upcaster calling back)."""
+        me = threading.get_ident()
+        thread = self._thread
+        return me == self._owner or (thread is not None and me == thread.ident)
+
     def _usable(self) -> None:
         """Refuse a call that could never finish: on a closed facade, or from the facade's own loop."""
         if self._closed or self.loop.is_closed():
-            msg = FORKED if self._forked else "this SyncEventSourcingManager is closed; create a new one"
-            raise ProviderUnavailableError(msg)
-        me = threading.get_ident()
-        thread = self._thread
-        if me == self._owner or (thread is not None and me == thread.ident):
+            raise ProviderUnavailableError(FORKED if self._forked else CLOSED)
+        if self._on_own_loop():
             raise EventSourceError(OWN_LOOP)
+
+    def check(self) -> None:
+        """Raise now what a call would: the facade is closed, or this is its own loop calling back."""
+        self._usable()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the private loop and return its result (its exception propagates)."""
-        try:
-            self._usable()
-        except EventSourceError:
-            coro.close()  # never scheduled: no "coroutine was never awaited" warning
-            raise
+        return self._run(coro, closing=False)
+
+    def _run(self, coro: Coroutine[Any, Any, T], *, closing: bool) -> T:
+        """:meth:`run`; ``closing``: close()'s own calls, which run after the facade is marked closed."""
+        if not closing:
+            try:
+                self._usable()
+            except EventSourceError:
+                coro.close()  # never scheduled: no "coroutine was never awaited" warning
+                raise
         if self._thread is None:
             try:
                 asyncio.get_running_loop()
@@ -150,16 +167,33 @@ class SyncLoop:
                 pass
             else:  # async code calling the sync API: its own loop occupies this thread, so use another one
                 with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="eventsource-sync-call") as pool:
-                    return pool.submit(self.run, coro).result()
+                    return pool.submit(self._run, coro, closing=closing).result()
             with self._lock:
                 if self._thread is None:
+                    if self._closed and not closing:  # close() ran while this call waited for the lock
+                        coro.close()
+                        raise ProviderUnavailableError(CLOSED)
                     return self._inline(coro)
-        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return self._threaded(coro, closing=closing)
+
+    def _threaded(self, coro: Coroutine[Any, Any, T], *, closing: bool) -> T:
+        """Run ``coro`` on the loop's thread; counted, so close() lets it finish before it stops the loop."""
+        with self._calls:
+            if self._closed and not closing:  # a call sent to a loop that stops would wait forever
+                coro.close()
+                raise ProviderUnavailableError(CLOSED)
+            self._inflight += 1
         try:
-            return fut.result()
-        except BaseException:
-            fut.cancel()  # the caller gave up (KeyboardInterrupt): leave nothing running for it
-            raise
+            fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            try:
+                return fut.result()
+            except BaseException:
+                fut.cancel()  # the caller gave up (KeyboardInterrupt): leave nothing running for it
+                raise
+        finally:
+            with self._calls:
+                self._inflight -= 1
+                self._calls.notify_all()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Like :meth:`run`, cheaper for a call that usually never waits (an append or a lookup on SQLite/memory).
@@ -183,9 +217,12 @@ class SyncLoop:
         else:
             return self.run(coro)
         with self._lock:
-            if self._thread is not None:
-                return self.run(coro)  # (moved to a thread meanwhile: the lock is released before it waits)
-            return self._drive(coro)
+            if self._thread is None:
+                if self._closed:  # close() ran while this call waited for the lock
+                    coro.close()
+                    raise ProviderUnavailableError(CLOSED)
+                return self._drive(coro)
+        return self._threaded(coro, closing=False)  # (moved to a thread meanwhile; the lock is released first)
 
     def _drive_inline(self, coro: Coroutine[Any, Any, T]) -> T:
         """First step of ``coro`` in this thread (the lock is held); the rest, if any, as a task on the loop."""
@@ -269,29 +306,51 @@ class SyncLoop:
         self.run(aclose())
 
     def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
-        """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent."""
+        """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent.
+
+        Calls from other threads that start after this one are refused (:class:`ProviderUnavailableError`);
+        those already running finish first.
+        """
         try:
             self._usable()  # from the facade's own loop: refuse (stopping it there would deadlock)
         except ProviderUnavailableError:
             if final is not None:
                 final.close()
+            if not self._forked and not self._on_own_loop():
+                self._shut.wait()  # (a close() in another thread may still be at it)
             return
         except EventSourceError:
             if final is not None:
                 final.close()
             raise
+        with self._calls:
+            first = not self._closed
+            self._closed = True
+            try:
+                while first and self._inflight:  # calls already on the loop's thread finish first
+                    self._calls.wait()
+            except BaseException:  # interrupted while waiting: not closed after all
+                self._closed = False
+                raise
+        if not first:
+            if final is not None:
+                final.close()
+            self._shut.wait()
+            return
         try:
             if final is not None:
-                self.run(final)
+                self._run(final, closing=True)
         finally:
             try:
                 with contextlib.suppress(Exception):
-                    self.run(self.loop.shutdown_asyncgens())
+                    self._run(self.loop.shutdown_asyncgens(), closing=True)
             finally:
-                self._closed = True
                 thread = self._thread
-                with self._lock:  # no inline call is running once the lock is ours
-                    if thread is not None:
-                        self.loop.call_soon_threadsafe(self.loop.stop)
-                        thread.join()
-                    self.loop.close()
+                try:
+                    with self._lock:  # no inline call is running once the lock is ours
+                        if thread is not None:
+                            self.loop.call_soon_threadsafe(self.loop.stop)
+                            thread.join()
+                        self.loop.close()
+                finally:
+                    self._shut.set()

@@ -579,3 +579,33 @@ def test_close_from_another_thread_mid_calls_fails_the_others_cleanly_and_never_
     odd = [e for e in errors if not (isinstance(e, ProviderUnavailableError) and "closed" in str(e))]
     assert not odd, odd  # not ProviderNotFoundError, not RuntimeError("Event loop is closed")
     assert es._loop.loop.is_closed()
+
+
+def test_the_managers_timeout_bounds_an_inline_sqlite_call_waiting_for_another_writer(tmp_path: Path) -> None:
+    """``timeout`` bounds every call (README); inline, SQLite's lock wait is the only wait there is."""
+    import sqlite3
+    import time
+
+    from eventsource.errors import ProviderTimeoutError
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "timeout": 0.3, "retry_attempts": 1}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        other = sqlite3.connect(tmp_path / "es.db", isolation_level=None)  # another process, say
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            start = time.monotonic()
+            with pytest.raises(ProviderTimeoutError):
+                es.append_event(stream_id="s", event_type="E", data=2)
+            took = time.monotonic() - start
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert took < 2, f"waited {took:.1f}s: busy_timeout (5s), not the manager's timeout (0.3s)"
+        assert es.append_event(stream_id="s", event_type="E", data=3).version == 2  # the timed-out one wrote nothing
+        provider = es.get_provider()
+        assert isinstance(provider, SqliteProvider)
+        writer = provider._writer
+        assert writer is not None
+        assert writer.db is not None
+        assert writer.db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000  # the worker's own wait is kept

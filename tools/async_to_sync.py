@@ -290,6 +290,7 @@ class Writer:
             "        except BaseException:",
             "            self._loop.close()",
             "            raise",
+            "        self._loop.timeout = self._manager.config.timeout  # bounds what SQLite waits for inline",
             "",
             "    @property",
             "    def manager(self) -> EventSourcingManager:",

@@ -21,7 +21,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
-from eventsource.provider import SYNC_CALLER
+from eventsource.provider import SYNC_CALLER, SYNC_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -114,6 +114,7 @@ class SyncLoop:
         self._lock = threading.Lock()
         self._owner: int | None = None  # the thread running the loop inline right now
         self._thread: threading.Thread | None = None
+        self.timeout: float | None = None  # the manager's per-call timeout, for statements run inline (SYNC_TIMEOUT)
         self._closed = False  # set first thing by close(): every call starting after that is refused
         self._forked = False
         self._calls = threading.Condition()  # guards _closed and _inflight (calls waiting on the loop thread)
@@ -230,6 +231,7 @@ class SyncLoop:
         me = threading.get_ident()
         ctx = contextvars.copy_context()  # the call's own context, as a task would have
         ctx.run(SYNC_CALLER.set, me)
+        ctx.run(SYNC_TIMEOUT.set, self.timeout)
         hooks = sys.get_asyncgen_hooks()
         self._owner = me
         try:
@@ -250,10 +252,11 @@ class SyncLoop:
     def _inline(self, coro: Coroutine[Any, Any, T], ctx: contextvars.Context | None = None) -> T:
         """Run the loop in this thread until ``coro`` is done (the lock is held)."""
         me = threading.get_ident()
-        token = None
+        token = limit = None
         try:  # (an interrupt right after taking ownership still reaches the finally)
             self._owner = me
             token = SYNC_CALLER.set(me)
+            limit = SYNC_TIMEOUT.set(self.timeout)
             task = self.loop.create_task(coro, context=ctx)  # the task's context carries SYNC_CALLER
             try:
                 return self.loop.run_until_complete(task)
@@ -264,6 +267,8 @@ class SyncLoop:
                         self.loop.run_until_complete(task)
                 raise
         finally:
+            if limit is not None:
+                SYNC_TIMEOUT.reset(limit)
             if token is not None:
                 SYNC_CALLER.reset(token)
             self._owner = None

@@ -33,6 +33,7 @@ from eventsource.model import (
     utcnow,
 )
 from eventsource.provider import (
+    SYNC_TIMEOUT,
     Capabilities,
     Provider,
     check_snapshot,
@@ -154,6 +155,10 @@ class SqliteProvider(Provider):
             db = worker.db
             if db is None:
                 raise self._not_connected(worker, op)
+            limit = SYNC_TIMEOUT.get()
+            busy = self.settings["busy_timeout"]
+            if limit is not None and limit < busy:  # no lock wait past the manager's timeout (nothing can cancel it)
+                return self._inline_within(db, op, fn, limit, busy)
             try:
                 return fn(db)
             except EventSourceError:
@@ -165,6 +170,26 @@ class SqliteProvider(Provider):
                     with contextlib.suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                 raise
+
+    def _inline_within(
+        self, db: sqlite3.Connection, op: str, fn: Callable[[sqlite3.Connection], T], limit: float, busy: float
+    ) -> T:
+        """``fn(db)`` with SQLite's lock wait lowered to ``limit`` seconds, then put back (the worker shares ``db``)."""
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(limit * 1000)}")
+            try:
+                return fn(db)
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
+        except EventSourceError:
+            raise
+        except Exception as e:
+            raise map_error(e, op, self.path) from e
 
     def _not_connected(self, worker: _Worker | None, op: str) -> ProviderUnavailableError:
         if worker is not None and worker.forked:

@@ -609,3 +609,41 @@ def test_the_managers_timeout_bounds_an_inline_sqlite_call_waiting_for_another_w
         assert writer is not None
         assert writer.db is not None
         assert writer.db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000  # the worker's own wait is kept
+
+
+def test_an_iterator_finalized_in_a_thread_that_holds_the_loop_never_deadlocks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gc pass (or a signal handler) can run wherever an object is allocated, the loop's lock held or not."""
+    from eventsource import syncloop
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
+    es = SyncEventSourcingManager(cfg, host=HOST).connect()
+    es.append_events_batch(stream_id="r", events=[EventData("E", i) for i in range(50)])
+    held = [es.read_stream("r", page_size=10)]
+    assert next(held[0]).data == 0
+
+    class Dropping(syncloop._Resume):
+        __slots__ = ()
+
+        def __init__(self, *args: Any) -> None:
+            held.clear()  # the open iterator's last reference goes here, in this thread, mid-call
+            super().__init__(*args)
+
+    monkeypatch.setattr(syncloop, "_Resume", Dropping)
+
+    async def handler(stream_id: str, version: int) -> dict[str, int]:
+        await asyncio.sleep(0)  # the call waits after its first step: it goes on as a task
+        return {"v": version}
+
+    es.set_snapshot_handler(handler)
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(es.append_event(stream_id="s", event_type="E", data=1).version))
+    t.daemon = True
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "deadlocked: the finalizer waited for the lock its own thread held"
+    assert done == [1]
+    assert not held
+    assert [e.data for e in es.read_stream("r", page_size=10)] == list(range(50))
+    es.close()

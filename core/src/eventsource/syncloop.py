@@ -112,7 +112,7 @@ class SyncLoop:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._lock = threading.Lock()
-        self._owner: int | None = None  # the thread running the loop inline right now
+        self._owner: int | None = None  # the thread holding the lock (running the loop inline) right now
         self._thread: threading.Thread | None = None
         self.timeout: float | None = None  # the manager's per-call timeout, for statements run inline (SYNC_TIMEOUT)
         self._closed = False  # set first thing by close(): every call starting after that is refused
@@ -169,12 +169,19 @@ class SyncLoop:
             else:  # async code calling the sync API: its own loop occupies this thread, so use another one
                 with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="eventsource-sync-call") as pool:
                     return pool.submit(self._run, coro, closing=closing).result()
+            me = threading.get_ident()
             with self._lock:
-                if self._thread is None:
-                    if self._closed and not closing:  # close() ran while this call waited for the lock
-                        coro.close()
-                        raise ProviderUnavailableError(CLOSED)
-                    return self._inline(coro)
+                # owner for as long as the lock is held: a finalizer or signal handler that runs in this
+                # thread meanwhile and calls the facade is refused (_usable) instead of waiting for itself
+                self._owner = me
+                try:
+                    if self._thread is None:
+                        if self._closed and not closing:  # close() ran while this call waited for the lock
+                            coro.close()
+                            raise ProviderUnavailableError(CLOSED)
+                        return self._inline(coro)
+                finally:
+                    self._owner = None
         return self._threaded(coro, closing=closing)
 
     def _threaded(self, coro: Coroutine[Any, Any, T], *, closing: bool) -> T:
@@ -217,12 +224,17 @@ class SyncLoop:
             pass
         else:
             return self.run(coro)
+        me = threading.get_ident()
         with self._lock:
-            if self._thread is None:
-                if self._closed:  # close() ran while this call waited for the lock
-                    coro.close()
-                    raise ProviderUnavailableError(CLOSED)
-                return self._drive(coro)
+            self._owner = me  # (as in _run)
+            try:
+                if self._thread is None:
+                    if self._closed:  # close() ran while this call waited for the lock
+                        coro.close()
+                        raise ProviderUnavailableError(CLOSED)
+                    return self._drive(coro)
+            finally:
+                self._owner = None
         return self._threaded(coro, closing=False)  # (moved to a thread meanwhile; the lock is released first)
 
     def _drive_inline(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -233,28 +245,23 @@ class SyncLoop:
         ctx.run(SYNC_CALLER.set, me)
         ctx.run(SYNC_TIMEOUT.set, self.timeout)
         hooks = sys.get_asyncgen_hooks()
-        self._owner = me
         try:
             sys.set_asyncgen_hooks(firstiter=self._firstiter, finalizer=self._finalizer)
             asyncio.events._set_running_loop(loop)  # noqa: SLF001 - what run_forever does, without the iteration
-            try:
-                yielded = ctx.run(coro.send, None)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            finally:
-                asyncio.events._set_running_loop(None)  # noqa: SLF001
-                sys.set_asyncgen_hooks(*hooks)
+            yielded = ctx.run(coro.send, None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
         finally:
-            self._owner = None
+            asyncio.events._set_running_loop(None)  # noqa: SLF001
+            sys.set_asyncgen_hooks(*hooks)
         result: T = self._inline(_finish(_Resume(coro, yielded)), ctx)
         return result
 
     def _inline(self, coro: Coroutine[Any, Any, T], ctx: contextvars.Context | None = None) -> T:
-        """Run the loop in this thread until ``coro`` is done (the lock is held)."""
+        """Run the loop in this thread until ``coro`` is done (the lock is held, this thread is ``_owner``)."""
         me = threading.get_ident()
         token = limit = None
         try:  # (an interrupt right after taking ownership still reaches the finally)
-            self._owner = me
             token = SYNC_CALLER.set(me)
             limit = SYNC_TIMEOUT.set(self.timeout)
             task = self.loop.create_task(coro, context=ctx)  # the task's context carries SYNC_CALLER
@@ -271,17 +278,21 @@ class SyncLoop:
                 SYNC_TIMEOUT.reset(limit)
             if token is not None:
                 SYNC_CALLER.reset(token)
-            self._owner = None
 
     def go_threaded(self) -> None:
         """Move the loop to its own daemon thread for good (a provider or schedule needs it live between calls)."""
         self._usable()
+        me = threading.get_ident()
         with self._lock:
-            if self._thread is not None or self._closed:
-                return
-            thread = threading.Thread(target=self.loop.run_forever, name="eventsource-sync", daemon=True)
-            thread.start()
-            self._thread = thread
+            self._owner = me  # (as in _run)
+            try:
+                if self._thread is not None or self._closed:
+                    return
+                thread = threading.Thread(target=self.loop.run_forever, name="eventsource-sync", daemon=True)
+                thread.start()
+                self._thread = thread
+            finally:
+                self._owner = None
 
     def iterate(self, agen: AsyncIterator[T], page: int) -> Iterator[T]:
         """A blocking iterator over ``agen``: one loop call per ``page`` items; closed early, it closes ``agen``."""

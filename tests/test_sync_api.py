@@ -647,3 +647,25 @@ def test_an_iterator_finalized_in_a_thread_that_holds_the_loop_never_deadlocks_i
     assert not held
     assert [e.data for e in es.read_stream("r", page_size=10)] == list(range(50))
     es.close()
+
+
+def test_the_managers_timeout_bounds_an_inline_call_that_waits_after_its_first_step() -> None:
+    """A loop-free provider may still await; the deadline timer must find the task the call went on in."""
+    import time
+
+    from eventsource.errors import ProviderTimeoutError
+
+    class Slow(MemoryProvider):
+        async def get_stream_info(self, stream_id: str) -> Any:
+            await asyncio.sleep(2)
+            return await super().get_stream_info(stream_id)
+
+    cfg = {"providers": {"m": "memory://"}, "timeout": 0.2, "retry_attempts": 1}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
+        es.register_provider(Slow("memory://slow"), name="slow")
+        assert not es._loop.threaded
+        start = time.monotonic()
+        with pytest.raises(ProviderTimeoutError):
+            es.stream_exists("s", provider="slow")
+        assert time.monotonic() - start < 1.5
+        assert es.stream_exists("s", provider="m") is False  # the facade goes on

@@ -44,6 +44,20 @@ FORKED = (
 
 _LOOPS: weakref.WeakSet[SyncLoop] = weakref.WeakSet()
 
+CALL_TASK: contextvars.ContextVar[list[asyncio.Task[Any] | None] | None] = contextvars.ContextVar(
+    "eventsource_sync_call_task", default=None
+)
+"""While a call's first step runs without a task (:meth:`SyncLoop.call`): a box that receives the task the call
+goes on in if it has to wait, so what the first step armed against ``asyncio.current_task()`` (the manager's
+deadline timer) can still cancel it."""
+
+
+def _mark(me: int, timeout: float | None, box: list[asyncio.Task[Any] | None]) -> None:
+    """Mark a call's context: its sync caller, the manager's timeout, the box for its task."""
+    SYNC_CALLER.set(me)
+    SYNC_TIMEOUT.set(timeout)
+    CALL_TASK.set(box)
+
 
 def _forked() -> None:
     """In a forked child: every facade inherited from the parent refuses calls (and close() leaves it alone)."""
@@ -242,8 +256,8 @@ class SyncLoop:
         loop = self.loop
         me = threading.get_ident()
         ctx = contextvars.copy_context()  # the call's own context, as a task would have
-        ctx.run(SYNC_CALLER.set, me)
-        ctx.run(SYNC_TIMEOUT.set, self.timeout)
+        box: list[asyncio.Task[Any] | None] = [None]
+        ctx.run(_mark, me, self.timeout, box)
         hooks = sys.get_asyncgen_hooks()
         try:
             sys.set_asyncgen_hooks(firstiter=self._firstiter, finalizer=self._finalizer)
@@ -254,10 +268,15 @@ class SyncLoop:
         finally:
             asyncio.events._set_running_loop(None)  # noqa: SLF001
             sys.set_asyncgen_hooks(*hooks)
-        result: T = self._inline(_finish(_Resume(coro, yielded)), ctx)
+        result: T = self._inline(_finish(_Resume(coro, yielded)), ctx, box)
         return result
 
-    def _inline(self, coro: Coroutine[Any, Any, T], ctx: contextvars.Context | None = None) -> T:
+    def _inline(
+        self,
+        coro: Coroutine[Any, Any, T],
+        ctx: contextvars.Context | None = None,
+        box: list[asyncio.Task[Any] | None] | None = None,
+    ) -> T:
         """Run the loop in this thread until ``coro`` is done (the lock is held, this thread is ``_owner``)."""
         me = threading.get_ident()
         token = limit = None
@@ -265,6 +284,8 @@ class SyncLoop:
             token = SYNC_CALLER.set(me)
             limit = SYNC_TIMEOUT.set(self.timeout)
             task = self.loop.create_task(coro, context=ctx)  # the task's context carries SYNC_CALLER
+            if box is not None:
+                box[0] = task  # (before the loop runs: no timer can fire in between)
             try:
                 return self.loop.run_until_complete(task)
             except BaseException:

@@ -669,3 +669,26 @@ def test_the_managers_timeout_bounds_an_inline_call_that_waits_after_its_first_s
             es.stream_exists("s", provider="slow")
         assert time.monotonic() - start < 1.5
         assert es.stream_exists("s", provider="m") is False  # the facade goes on
+
+
+def test_close_called_again_from_inside_close_in_the_same_thread_returns_instead_of_waiting_for_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SIGTERM handler calling close() can run while the main thread is already in close()."""
+    es = SyncEventSourcingManager({"providers": {"m": "memory://"}}, host=HOST).connect()
+    real = SyncLoop._run
+    reentered: list[bool] = []
+
+    def run(self: SyncLoop, coro: Any, *, closing: bool) -> Any:
+        if closing and not reentered:
+            reentered.append(True)
+            es.close()  # the handler, at this point of close()
+        return real(self, coro, closing=closing)
+
+    monkeypatch.setattr(SyncLoop, "_run", run)
+    t = threading.Thread(target=es.close, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "close() inside close() waited for itself"
+    assert reentered
+    assert es._loop.loop.is_closed()

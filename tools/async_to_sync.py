@@ -5,7 +5,7 @@ by introspection: every public method keeps its signature, with its annotations 
 blocking calls, async iterators become iterators that cross one page per call, plain methods and properties
 are forwarded, and public instance attributes become read-only properties. Names used in annotations are
 imported from wherever the manager's own module imports them. ``python tools/async_to_sync.py`` rewrites the
-file; ``--check`` exits 1 when the committed file is stale (tests/test_sync_generated.py does the same).
+file; ``--check`` exits 1 when the committed file is stale (tests/test_sync_api.py checks the same).
 """
 
 from __future__ import annotations

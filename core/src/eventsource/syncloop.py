@@ -134,6 +134,7 @@ class SyncLoop:
         self._calls = threading.Condition()  # guards _closed and _inflight (calls waiting on the loop thread)
         self._inflight = 0
         self._shut = threading.Event()  # close() is done
+        self._closer: int | None = None  # the thread running close()
         _LOOPS.add(self)
         # the loop's async-generator hooks (run_forever installs them; the first-step fast path does too)
         self._firstiter = getattr(self.loop, "_asyncgen_firstiter_hook", None)
@@ -353,7 +354,7 @@ class SyncLoop:
         except ProviderUnavailableError:
             if final is not None:
                 final.close()
-            if not self._forked and not self._on_own_loop():
+            if not self._forked and not self._on_own_loop() and self._closer != threading.get_ident():
                 self._shut.wait()  # (a close() in another thread may still be at it)
             return
         except EventSourceError:
@@ -363,6 +364,8 @@ class SyncLoop:
         with self._calls:
             first = not self._closed
             self._closed = True
+            if first:
+                self._closer = threading.get_ident()
             try:
                 while first and self._inflight:  # calls already on the loop's thread finish first
                     self._calls.wait()
@@ -372,7 +375,8 @@ class SyncLoop:
         if not first:
             if final is not None:
                 final.close()
-            self._shut.wait()
+            if self._closer != threading.get_ident():  # (a signal handler closing inside close(): no wait)
+                self._shut.wait()
             return
         try:
             if final is not None:

@@ -456,3 +456,239 @@ def test_errors_from_the_inline_first_step_and_from_the_task_both_reach_the_call
             es.append_event(stream_id="s", event_type="E", data=3)
         es.set_snapshot_handler(None)
         assert es.append_event(stream_id="s", event_type="E", data=4, expected_version=3).version == 4
+
+
+def _in_a_child(body: Any) -> int:
+    """Run ``body()`` in a forked child (killed after 10 s: a hang is a failure too); its exit code."""
+    import os
+    import signal
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: "fork() of a multi-threaded process"
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        signal.alarm(10)
+        code = 99
+        try:
+            code = body()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_forked_child_refuses_the_facade_instead_of_writing_through_the_parents_connection(
+    sqlite_es: SyncEventSourcingManager, threaded: bool
+) -> None:
+    """SQLite: a connection carried across fork() can corrupt the file (sqlite.org/howtocorrupt.html, 2.6)."""
+    from eventsource.errors import ProviderUnavailableError
+
+    if threaded:
+        sqlite_es._loop.go_threaded()
+    sqlite_es.append_event(stream_id="s", event_type="E", data=1)
+
+    def child() -> int:
+        try:
+            sqlite_es.append_event(stream_id="s", event_type="E", data="child")
+        except ProviderUnavailableError as e:
+            return 0 if "fork" in str(e) else 3
+        except BaseException:  # noqa: BLE001
+            return 4
+        return 2  # written through the parent's connection
+        # (and close() in the child leaves the parent's loop and connections alone)
+
+    def child_closing() -> int:
+        sqlite_es.close()
+        return 0
+
+    assert _in_a_child(child) == 0
+    assert _in_a_child(child_closing) == 0
+    assert [e.data for e in sqlite_es.read_stream("s")] == [1]  # the parent's facade is unharmed
+    assert sqlite_es.append_event(stream_id="s", event_type="E", data=2).version == 2
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_a_forked_child_refuses_an_inherited_sqlite_provider_on_the_async_path(tmp_path: Path) -> None:
+    from eventsource.errors import ProviderUnavailableError
+
+    provider = SqliteProvider(f"sqlite:///{tmp_path}/es.db")
+
+    async def setup() -> None:
+        await provider.connect()
+
+    asyncio.run(setup())
+
+    def child() -> int:
+        try:
+            asyncio.run(provider.get_stream_info("s"))  # its worker threads do not exist here: a hang
+        except ProviderUnavailableError as e:
+            return 0 if "fork" in str(e) else 3
+        except BaseException:  # noqa: BLE001
+            return 4
+        return 2
+
+    try:
+        assert _in_a_child(child) == 0
+    finally:
+        asyncio.run(provider.close())
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_close_from_another_thread_mid_calls_fails_the_others_cleanly_and_never_hangs_them(
+    tmp_path: Path, threaded: bool
+) -> None:
+    import time
+
+    from eventsource.errors import ProviderUnavailableError
+
+    es = SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST).connect()
+    if threaded:
+        es._loop.go_threaded()
+    es.append_events_batch(stream_id="r", events=[EventData("E", i) for i in range(300)])
+    errors: list[BaseException] = []
+    started = threading.Barrier(7)
+
+    def caller(n: int) -> None:
+        started.wait()
+        while True:
+            try:
+                if n % 3 == 0:
+                    es.append_event(stream_id=f"s{n}", event_type="E", data=1, expected_version=ANY)
+                elif n % 3 == 1:
+                    for _ in es.read_stream("r", page_size=1):  # (a page per call: mostly mid-iteration)
+                        pass
+                else:
+                    es.get_stream_info("r")
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=caller, args=(n,), daemon=True) for n in range(6)]
+    for t in threads:
+        t.start()
+    started.wait()
+    time.sleep(0.2)
+    es.close()
+    for t in threads:
+        t.join(10)
+    assert not [t for t in threads if t.is_alive()], "a call racing close() hangs forever"
+    assert len(errors) == len(threads)
+    odd = [e for e in errors if not (isinstance(e, ProviderUnavailableError) and "closed" in str(e))]
+    assert not odd, odd  # not ProviderNotFoundError, not RuntimeError("Event loop is closed")
+    assert es._loop.loop.is_closed()
+
+
+def test_the_managers_timeout_bounds_an_inline_sqlite_call_waiting_for_another_writer(tmp_path: Path) -> None:
+    """``timeout`` bounds every call (README); inline, SQLite's lock wait is the only wait there is."""
+    import sqlite3
+    import time
+
+    from eventsource.errors import ProviderTimeoutError
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "timeout": 0.3, "retry_attempts": 1}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        other = sqlite3.connect(tmp_path / "es.db", isolation_level=None)  # another process, say
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            start = time.monotonic()
+            with pytest.raises(ProviderTimeoutError):
+                es.append_event(stream_id="s", event_type="E", data=2)
+            took = time.monotonic() - start
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert took < 2, f"waited {took:.1f}s: busy_timeout (5s), not the manager's timeout (0.3s)"
+        assert es.append_event(stream_id="s", event_type="E", data=3).version == 2  # the timed-out one wrote nothing
+        provider = es.get_provider()
+        assert isinstance(provider, SqliteProvider)
+        writer = provider._writer
+        assert writer is not None
+        assert writer.db is not None
+        assert writer.db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000  # the worker's own wait is kept
+
+
+def test_an_iterator_finalized_in_a_thread_that_holds_the_loop_never_deadlocks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gc pass (or a signal handler) can run wherever an object is allocated, the loop's lock held or not."""
+    from eventsource import syncloop
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
+    es = SyncEventSourcingManager(cfg, host=HOST).connect()
+    es.append_events_batch(stream_id="r", events=[EventData("E", i) for i in range(50)])
+    held = [es.read_stream("r", page_size=10)]
+    assert next(held[0]).data == 0
+
+    class Dropping(syncloop._Resume):
+        __slots__ = ()
+
+        def __init__(self, *args: Any) -> None:
+            held.clear()  # the open iterator's last reference goes here, in this thread, mid-call
+            super().__init__(*args)
+
+    monkeypatch.setattr(syncloop, "_Resume", Dropping)
+
+    async def handler(stream_id: str, version: int) -> dict[str, int]:
+        await asyncio.sleep(0)  # the call waits after its first step: it goes on as a task
+        return {"v": version}
+
+    es.set_snapshot_handler(handler)
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(es.append_event(stream_id="s", event_type="E", data=1).version))
+    t.daemon = True
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "deadlocked: the finalizer waited for the lock its own thread held"
+    assert done == [1]
+    assert not held
+    assert [e.data for e in es.read_stream("r", page_size=10)] == list(range(50))
+    es.close()
+
+
+def test_the_managers_timeout_bounds_an_inline_call_that_waits_after_its_first_step() -> None:
+    """A loop-free provider may still await; the deadline timer must find the task the call went on in."""
+    import time
+
+    from eventsource.errors import ProviderTimeoutError
+
+    class Slow(MemoryProvider):
+        async def get_stream_info(self, stream_id: str) -> Any:
+            await asyncio.sleep(2)
+            return await super().get_stream_info(stream_id)
+
+    cfg = {"providers": {"m": "memory://"}, "timeout": 0.2, "retry_attempts": 1}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
+        es.register_provider(Slow("memory://slow"), name="slow")
+        assert not es._loop.threaded
+        start = time.monotonic()
+        with pytest.raises(ProviderTimeoutError):
+            es.stream_exists("s", provider="slow")
+        assert time.monotonic() - start < 1.5
+        assert es.stream_exists("s", provider="m") is False  # the facade goes on
+
+
+def test_close_called_again_from_inside_close_in_the_same_thread_returns_instead_of_waiting_for_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SIGTERM handler calling close() can run while the main thread is already in close()."""
+    es = SyncEventSourcingManager({"providers": {"m": "memory://"}}, host=HOST).connect()
+    real = SyncLoop._run
+    reentered: list[bool] = []
+
+    def run(self: SyncLoop, coro: Any, *, closing: bool) -> Any:
+        if closing and not reentered:
+            reentered.append(True)
+            es.close()  # the handler, at this point of close()
+        return real(self, coro, closing=closing)
+
+    monkeypatch.setattr(SyncLoop, "_run", run)
+    t = threading.Thread(target=es.close, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "close() inside close() waited for itself"
+    assert reentered
+    assert es._loop.loop.is_closed()

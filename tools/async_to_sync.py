@@ -5,7 +5,7 @@ by introspection: every public method keeps its signature, with its annotations 
 blocking calls, async iterators become iterators that cross one page per call, plain methods and properties
 are forwarded, and public instance attributes become read-only properties. Names used in annotations are
 imported from wherever the manager's own module imports them. ``python tools/async_to_sync.py`` rewrites the
-file; ``--check`` exits 1 when the committed file is stale (tests/test_sync_generated.py does the same).
+file; ``--check`` exits 1 when the committed file is stale (tests/test_sync_api.py checks the same).
 """
 
 from __future__ import annotations
@@ -179,7 +179,8 @@ class Writer:
                 body.append(f"return self._loop.call({target})")
         elif ret.startswith("Iterator["):
             page = "page_size" if "page_size" in inspect.signature(fn).parameters else "500"
-            body.append(f"return self._loop.iterate({target}, {page})")
+            # refused here when closed, before the manager's eager argument checks run against closed providers
+            body += ["self._loop.check()", f"return self._loop.iterate({target}, {page})"]
         else:
             body.append(f"return {target}")
         self.lines += ["", f"    def {name}({params}) -> {ret}:", *self.doc(fn), *[f"        {b}" for b in body]]
@@ -289,6 +290,7 @@ class Writer:
             "        except BaseException:",
             "            self._loop.close()",
             "            raise",
+            "        self._loop.timeout = self._manager.config.timeout  # bounds what SQLite waits for inline",
             "",
             "    @property",
             "    def manager(self) -> EventSourcingManager:",

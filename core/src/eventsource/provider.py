@@ -219,6 +219,14 @@ provider whose driver blocks anyway may run a statement inline instead of handin
 """
 
 
+SYNC_TIMEOUT: ContextVar[float | None] = ContextVar("eventsource_sync_timeout", default=None)
+"""The manager's ``timeout`` for the sync caller of :data:`SYNC_CALLER` (set with it by the sync API).
+
+Nothing can cancel a statement run inline, so a store that runs one should not let it wait (for a lock,
+say) longer than this: ``timeout`` bounds every call.
+"""
+
+
 def inline_io_allowed() -> bool:
     """Whether blocking I/O may run inline: the running loop belongs to a sync caller waiting in this thread."""
     return SYNC_CALLER.get() == threading.get_ident()

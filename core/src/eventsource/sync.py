@@ -66,6 +66,7 @@ class SyncEventSourcingManager:
         except BaseException:
             self._loop.close()
             raise
+        self._loop.timeout = self._manager.config.timeout  # bounds what SQLite waits for inline
 
     @property
     def manager(self) -> EventSourcingManager:
@@ -248,6 +249,7 @@ class SyncEventSourcingManager:
         On a store with a ``total`` global order a connection or timeout error mid-way is retried,
         resuming after the last position delivered.
         """
+        self._loop.check()
         return self._loop.iterate(self._manager.read_all(from_position=from_position, page_size=page_size, provider=provider), page_size)
 
     def read_stream(self, stream_id: str, *, from_version: int = 1, to_version: int | None = None, backwards: bool = False, page_size: int = 500, provider: str | None = None) -> Iterator[Event]:
@@ -256,6 +258,7 @@ class SyncEventSourcingManager:
         A connection or timeout error mid-way is retried like any call, resuming after the last event
         delivered, so the caller sees every event exactly once.
         """
+        self._loop.check()
         return self._loop.iterate(self._manager.read_stream(stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size, provider=provider), page_size)
 
     def register_provider(self, provider: Provider | str, *, name: str | None = None, default: bool = False, **settings: Any) -> Provider:

@@ -14,12 +14,14 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import os
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
-from eventsource.provider import SYNC_CALLER
+from eventsource.provider import SYNC_CALLER, SYNC_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -31,6 +33,42 @@ OWN_LOOP = (
     "calling the facade?), where the call would wait for itself forever: make the handler async and "
     "use facade.manager, or leave the facade out of it"
 )
+
+
+CLOSED = "this SyncEventSourcingManager is closed; create a new one"
+
+FORKED = (
+    "this SyncEventSourcingManager was created in the parent process before fork(); its event loop, threads and "
+    "connections stayed there: create a new one in the child"
+)
+
+_LOOPS: weakref.WeakSet[SyncLoop] = weakref.WeakSet()
+
+CALL_TASK: contextvars.ContextVar[list[asyncio.Task[Any] | None] | None] = contextvars.ContextVar(
+    "eventsource_sync_call_task", default=None
+)
+"""While a call's first step runs without a task (:meth:`SyncLoop.call`): a box that receives the task the call
+goes on in if it has to wait, so what the first step armed against ``asyncio.current_task()`` (the manager's
+deadline timer) can still cancel it."""
+
+
+def _mark(me: int, timeout: float | None, box: list[asyncio.Task[Any] | None]) -> None:
+    """Mark a call's context: its sync caller, the manager's timeout, the box for its task."""
+    SYNC_CALLER.set(me)
+    SYNC_TIMEOUT.set(timeout)
+    CALL_TASK.set(box)
+
+
+def _forked() -> None:
+    """In a forked child: every facade inherited from the parent refuses calls (and close() leaves it alone)."""
+    for sync_loop in list(_LOOPS):
+        sync_loop._forked = True  # noqa: SLF001
+        sync_loop._closed = True  # noqa: SLF001
+        sync_loop._lock = threading.Lock()  # noqa: SLF001 - (another thread may have held it at the fork)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseException | None]:
@@ -88,9 +126,16 @@ class SyncLoop:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._lock = threading.Lock()
-        self._owner: int | None = None  # the thread running the loop inline right now
+        self._owner: int | None = None  # the thread holding the lock (running the loop inline) right now
         self._thread: threading.Thread | None = None
-        self._closed = False
+        self.timeout: float | None = None  # the manager's per-call timeout, for statements run inline (SYNC_TIMEOUT)
+        self._closed = False  # set first thing by close(): every call starting after that is refused
+        self._forked = False
+        self._calls = threading.Condition()  # guards _closed and _inflight (calls waiting on the loop thread)
+        self._inflight = 0
+        self._shut = threading.Event()  # close() is done
+        self._closer: int | None = None  # the thread running close()
+        _LOOPS.add(self)
         # the loop's async-generator hooks (run_forever installs them; the first-step fast path does too)
         self._firstiter = getattr(self.loop, "_asyncgen_firstiter_hook", None)
         self._finalizer = getattr(self.loop, "_asyncgen_finalizer_hook", None)
@@ -102,23 +147,35 @@ class SyncLoop:
         """Whether the loop runs on its own thread (for good) rather than in each caller's thread."""
         return self._thread is not None
 
+    def _on_own_loop(self) -> bool:
+        """Whether this thread is running the private loop right now (a handler or upcaster calling back)."""
+        me = threading.get_ident()
+        thread = self._thread
+        return me == self._owner or (thread is not None and me == thread.ident)
+
     def _usable(self) -> None:
         """Refuse a call that could never finish: on a closed facade, or from the facade's own loop."""
         if self._closed or self.loop.is_closed():
-            msg = "this SyncEventSourcingManager is closed; create a new one"
-            raise ProviderUnavailableError(msg)
-        me = threading.get_ident()
-        thread = self._thread
-        if me == self._owner or (thread is not None and me == thread.ident):
+            raise ProviderUnavailableError(FORKED if self._forked else CLOSED)
+        if self._on_own_loop():
             raise EventSourceError(OWN_LOOP)
+
+    def check(self) -> None:
+        """Raise now what a call would: the facade is closed, or this is its own loop calling back."""
+        self._usable()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the private loop and return its result (its exception propagates)."""
-        try:
-            self._usable()
-        except EventSourceError:
-            coro.close()  # never scheduled: no "coroutine was never awaited" warning
-            raise
+        return self._run(coro, closing=False)
+
+    def _run(self, coro: Coroutine[Any, Any, T], *, closing: bool) -> T:
+        """:meth:`run`; ``closing``: close()'s own calls, which run after the facade is marked closed."""
+        if not closing:
+            try:
+                self._usable()
+            except EventSourceError:
+                coro.close()  # never scheduled: no "coroutine was never awaited" warning
+                raise
         if self._thread is None:
             try:
                 asyncio.get_running_loop()
@@ -126,16 +183,40 @@ class SyncLoop:
                 pass
             else:  # async code calling the sync API: its own loop occupies this thread, so use another one
                 with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="eventsource-sync-call") as pool:
-                    return pool.submit(self.run, coro).result()
+                    return pool.submit(self._run, coro, closing=closing).result()
+            me = threading.get_ident()
             with self._lock:
-                if self._thread is None:
-                    return self._inline(coro)
-        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+                # owner for as long as the lock is held: a finalizer or signal handler that runs in this
+                # thread meanwhile and calls the facade is refused (_usable) instead of waiting for itself
+                self._owner = me
+                try:
+                    if self._thread is None:
+                        if self._closed and not closing:  # close() ran while this call waited for the lock
+                            coro.close()
+                            raise ProviderUnavailableError(CLOSED)
+                        return self._inline(coro)
+                finally:
+                    self._owner = None
+        return self._threaded(coro, closing=closing)
+
+    def _threaded(self, coro: Coroutine[Any, Any, T], *, closing: bool) -> T:
+        """Run ``coro`` on the loop's thread; counted, so close() lets it finish before it stops the loop."""
+        with self._calls:
+            if self._closed and not closing:  # a call sent to a loop that stops would wait forever
+                coro.close()
+                raise ProviderUnavailableError(CLOSED)
+            self._inflight += 1
         try:
-            return fut.result()
-        except BaseException:
-            fut.cancel()  # the caller gave up (KeyboardInterrupt): leave nothing running for it
-            raise
+            fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            try:
+                return fut.result()
+            except BaseException:
+                fut.cancel()  # the caller gave up (KeyboardInterrupt): leave nothing running for it
+                raise
+        finally:
+            with self._calls:
+                self._inflight -= 1
+                self._calls.notify_all()
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Like :meth:`run`, cheaper for a call that usually never waits (an append or a lookup on SQLite/memory).
@@ -158,42 +239,54 @@ class SyncLoop:
             pass
         else:
             return self.run(coro)
+        me = threading.get_ident()
         with self._lock:
-            if self._thread is not None:
-                return self.run(coro)  # (moved to a thread meanwhile: the lock is released before it waits)
-            return self._drive(coro)
+            self._owner = me  # (as in _run)
+            try:
+                if self._thread is None:
+                    if self._closed:  # close() ran while this call waited for the lock
+                        coro.close()
+                        raise ProviderUnavailableError(CLOSED)
+                    return self._drive(coro)
+            finally:
+                self._owner = None
+        return self._threaded(coro, closing=False)  # (moved to a thread meanwhile; the lock is released first)
 
     def _drive_inline(self, coro: Coroutine[Any, Any, T]) -> T:
         """First step of ``coro`` in this thread (the lock is held); the rest, if any, as a task on the loop."""
         loop = self.loop
         me = threading.get_ident()
         ctx = contextvars.copy_context()  # the call's own context, as a task would have
-        ctx.run(SYNC_CALLER.set, me)
+        box: list[asyncio.Task[Any] | None] = [None]
+        ctx.run(_mark, me, self.timeout, box)
         hooks = sys.get_asyncgen_hooks()
-        self._owner = me
         try:
             sys.set_asyncgen_hooks(firstiter=self._firstiter, finalizer=self._finalizer)
             asyncio.events._set_running_loop(loop)  # noqa: SLF001 - what run_forever does, without the iteration
-            try:
-                yielded = ctx.run(coro.send, None)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            finally:
-                asyncio.events._set_running_loop(None)  # noqa: SLF001
-                sys.set_asyncgen_hooks(*hooks)
+            yielded = ctx.run(coro.send, None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
         finally:
-            self._owner = None
-        result: T = self._inline(_finish(_Resume(coro, yielded)), ctx)
+            asyncio.events._set_running_loop(None)  # noqa: SLF001
+            sys.set_asyncgen_hooks(*hooks)
+        result: T = self._inline(_finish(_Resume(coro, yielded)), ctx, box)
         return result
 
-    def _inline(self, coro: Coroutine[Any, Any, T], ctx: contextvars.Context | None = None) -> T:
-        """Run the loop in this thread until ``coro`` is done (the lock is held)."""
+    def _inline(
+        self,
+        coro: Coroutine[Any, Any, T],
+        ctx: contextvars.Context | None = None,
+        box: list[asyncio.Task[Any] | None] | None = None,
+    ) -> T:
+        """Run the loop in this thread until ``coro`` is done (the lock is held, this thread is ``_owner``)."""
         me = threading.get_ident()
-        token = None
+        token = limit = None
         try:  # (an interrupt right after taking ownership still reaches the finally)
-            self._owner = me
             token = SYNC_CALLER.set(me)
+            limit = SYNC_TIMEOUT.set(self.timeout)
             task = self.loop.create_task(coro, context=ctx)  # the task's context carries SYNC_CALLER
+            if box is not None:
+                box[0] = task  # (before the loop runs: no timer can fire in between)
             try:
                 return self.loop.run_until_complete(task)
             except BaseException:
@@ -203,19 +296,25 @@ class SyncLoop:
                         self.loop.run_until_complete(task)
                 raise
         finally:
+            if limit is not None:
+                SYNC_TIMEOUT.reset(limit)
             if token is not None:
                 SYNC_CALLER.reset(token)
-            self._owner = None
 
     def go_threaded(self) -> None:
         """Move the loop to its own daemon thread for good (a provider or schedule needs it live between calls)."""
         self._usable()
+        me = threading.get_ident()
         with self._lock:
-            if self._thread is not None or self._closed:
-                return
-            thread = threading.Thread(target=self.loop.run_forever, name="eventsource-sync", daemon=True)
-            thread.start()
-            self._thread = thread
+            self._owner = me  # (as in _run)
+            try:
+                if self._thread is not None or self._closed:
+                    return
+                thread = threading.Thread(target=self.loop.run_forever, name="eventsource-sync", daemon=True)
+                thread.start()
+                self._thread = thread
+            finally:
+                self._owner = None
 
     def iterate(self, agen: AsyncIterator[T], page: int) -> Iterator[T]:
         """A blocking iterator over ``agen``: one loop call per ``page`` items; closed early, it closes ``agen``."""
@@ -245,29 +344,54 @@ class SyncLoop:
         self.run(aclose())
 
     def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
-        """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent."""
+        """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent.
+
+        Calls from other threads that start after this one are refused (:class:`ProviderUnavailableError`);
+        those already running finish first.
+        """
         try:
             self._usable()  # from the facade's own loop: refuse (stopping it there would deadlock)
         except ProviderUnavailableError:
             if final is not None:
                 final.close()
+            if not self._forked and not self._on_own_loop() and self._closer != threading.get_ident():
+                self._shut.wait()  # (a close() in another thread may still be at it)
             return
         except EventSourceError:
             if final is not None:
                 final.close()
             raise
+        with self._calls:
+            first = not self._closed
+            self._closed = True
+            if first:
+                self._closer = threading.get_ident()
+            try:
+                while first and self._inflight:  # calls already on the loop's thread finish first
+                    self._calls.wait()
+            except BaseException:  # interrupted while waiting: not closed after all
+                self._closed = False
+                raise
+        if not first:
+            if final is not None:
+                final.close()
+            if self._closer != threading.get_ident():  # (a signal handler closing inside close(): no wait)
+                self._shut.wait()
+            return
         try:
             if final is not None:
-                self.run(final)
+                self._run(final, closing=True)
         finally:
             try:
                 with contextlib.suppress(Exception):
-                    self.run(self.loop.shutdown_asyncgens())
+                    self._run(self.loop.shutdown_asyncgens(), closing=True)
             finally:
-                self._closed = True
                 thread = self._thread
-                with self._lock:  # no inline call is running once the lock is ours
-                    if thread is not None:
-                        self.loop.call_soon_threadsafe(self.loop.stop)
-                        thread.join()
-                    self.loop.close()
+                try:
+                    with self._lock:  # no inline call is running once the lock is ours
+                        if thread is not None:
+                            self.loop.call_soon_threadsafe(self.loop.stop)
+                            thread.join()
+                        self.loop.close()
+                finally:
+                    self._shut.set()

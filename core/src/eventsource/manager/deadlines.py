@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from eventsource.syncloop import CALL_TASK
+
 
 class Deadlines:
     """One timer bounding every in-flight provider call of a manager by ``timeout``.
@@ -25,8 +27,13 @@ class Deadlines:
         self.handle: asyncio.TimerHandle | None = None
 
     def enter(self) -> list[Any]:
-        """Register the current task's call: ``[task, start, fired, cancelling-before]``."""
-        entry: list[Any] = [asyncio.current_task(), self.loop.time(), False, 0]
+        """Register the current task's call: ``[task, start, fired, cancelling-before]``.
+
+        ``task`` is a one-item list instead when the sync API runs the call's first step without a task
+        (:data:`~eventsource.syncloop.CALL_TASK`): it receives the task if the call has to wait.
+        """
+        task = asyncio.current_task()
+        entry: list[Any] = [task if task is not None else CALL_TASK.get(), self.loop.time(), False, 0]
         self.calls[id(entry)] = entry
         if self.handle is None:
             self.handle = self.loop.call_at(entry[1] + self.timeout, self._fire)
@@ -38,7 +45,7 @@ class Deadlines:
 
     def expired(self, entry: list[Any]) -> bool:
         """Whether this deadline cancelled the call (the cancellation is then undone)."""
-        return bool(entry[2]) and entry[0].uncancel() <= entry[3]
+        return bool(entry[2]) and _task(entry[0]).uncancel() <= entry[3]
 
     def close(self) -> None:
         """Disarm the timer."""
@@ -57,11 +64,16 @@ class Deadlines:
                 self.handle = self.loop.call_at(entry[1] + self.timeout, self._fire)
                 return
             del calls[key]
-            task = entry[0]
+            task = _task(entry[0])
             if task is not None and not task.done():
                 entry[2] = True
                 entry[3] = task.cancelling()
                 task.cancel()
+
+
+def _task(held: Any) -> Any:
+    """The task of an entry (see :meth:`Deadlines.enter`)."""
+    return held[0] if type(held) is list else held
 
 
 class Watchdog:

@@ -45,7 +45,10 @@ Threads. ``sqlite3`` blocks, so no call runs on the event loop: each provider ow
 connection, so reads never queue behind writes. Every operation is one hop to one of those threads
 (a queue put there, a ``call_soon_threadsafe`` back). A caller that gives up waiting (a timeout or a
 cancellation) does not stop a statement already running: a write still commits or rolls back as a
-whole, and a retried append with the same event ids is then an idempotent no-op.
+whole, and a retried append with the same event ids is then an idempotent no-op. A caller of the sync
+API runs its statements inline, in its own thread, under the worker's lock (no hop); nothing can
+cancel them there, so the lock wait is cut to the manager's ``timeout`` when that is shorter than
+``busy_timeout``.
 
 Reads hold O(page) memory: ``read_stream`` and ``read_all`` run one keyset query per page
 (``version``/``position`` greater than the last one seen, ``LIMIT page_size``). The reader thread only

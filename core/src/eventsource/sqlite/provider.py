@@ -33,6 +33,7 @@ from eventsource.model import (
     utcnow,
 )
 from eventsource.provider import (
+    SYNC_TIMEOUT,
     Capabilities,
     Provider,
     check_snapshot,
@@ -122,8 +123,7 @@ class SqliteProvider(Provider):
     def _submit(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue ``fn(connection)`` on the connection's own thread now; errors come back typed."""
         if worker is None or worker.db is None:
-            msg = f"sqlite {op}: the provider is not connected (call connect())"
-            raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+            raise self._not_connected(worker, op)
         db = worker.db
         path = self.path
 
@@ -152,8 +152,11 @@ class SqliteProvider(Provider):
         with worker.lock:
             db = worker.db
             if db is None:
-                msg = f"sqlite {op}: the provider is not connected (call connect())"
-                raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+                raise self._not_connected(worker, op)
+            limit = SYNC_TIMEOUT.get()
+            busy = self.settings["busy_timeout"]
+            if limit is not None and limit < busy:  # no lock wait past the manager's timeout (nothing can cancel it)
+                return self._inline_within(db, op, fn, limit, busy)
             try:
                 return fn(db)
             except EventSourceError:
@@ -165,6 +168,36 @@ class SqliteProvider(Provider):
                     with contextlib.suppress(sqlite3.Error):
                         db.execute("ROLLBACK")
                 raise
+
+    def _inline_within(
+        self, db: sqlite3.Connection, op: str, fn: Callable[[sqlite3.Connection], T], limit: float, busy: float
+    ) -> T:
+        """``fn(db)`` with SQLite's lock wait lowered to ``limit`` seconds, then put back (the worker shares ``db``)."""
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(limit * 1000)}")
+            try:
+                return fn(db)
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
+        except EventSourceError:
+            raise
+        except Exception as e:
+            raise map_error(e, op, self.path) from e
+
+    def _not_connected(self, worker: _Worker | None, op: str) -> ProviderUnavailableError:
+        if worker is not None and worker.forked:
+            msg = (
+                f"sqlite {op}: this provider was connected in the parent process before fork(); a SQLite "
+                "connection must not cross a fork: create (and connect) a new manager in the child"
+            )
+        else:
+            msg = f"sqlite {op}: the provider is not connected (call connect())"
+        return ProviderUnavailableError(msg, provider="sqlite", operation=op)
 
     def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
         """Run ``fn`` on the writer thread."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -14,6 +16,27 @@ if TYPE_CHECKING:
 
 
 T = TypeVar("T")
+
+_WORKERS: weakref.WeakSet[_Worker] = weakref.WeakSet()
+_INHERITED: list[sqlite3.Connection] = []  # a forked child's copies of the parent's connections: never closed here
+
+
+def _forked() -> None:
+    """In a forked child: drop every inherited connection, unclosed.
+
+    No worker thread came along, and a connection carried across fork() can corrupt the file
+    (https://sqlite.org/howtocorrupt.html, section 2.6).
+    """
+    for worker in list(_WORKERS):
+        worker.forked = True
+        if worker.db is not None:
+            _INHERITED.append(worker.db)
+        worker.db = None
+        worker.lock = threading.Lock()  # (another thread may have held it at the fork)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -36,11 +59,13 @@ class _Worker:
 
     def __init__(self, name: str) -> None:
         self.db: sqlite3.Connection | None = None
+        self.forked = False  # this is a forked child's copy: its thread and connection stayed in the parent
         self.lock = threading.Lock()  # held by whoever uses the connection: this thread or an inline sync caller
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop] | None]
         self._jobs = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        _WORKERS.add(self)
 
     def _run(self) -> None:
         jobs = self._jobs
@@ -76,6 +101,8 @@ class _Worker:
 
     async def close(self) -> None:
         """Close the connection on its thread (after the jobs already queued), then end the thread."""
+        if self.forked:  # the thread and the connection belong to the parent process
+            return
         try:
             await self.submit(self._close_db)
         finally:

@@ -152,11 +152,7 @@ class SyncLoop:
         except EventSourceError:
             coro.close()
             raise
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
+        if asyncio.events._get_running_loop() is not None:  # noqa: SLF001 - get_running_loop() raises when none
             return self.run(coro)
         with self._lock:
             if self._thread is not None:

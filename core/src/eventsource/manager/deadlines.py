@@ -24,9 +24,15 @@ class Deadlines:
         self.calls: dict[int, list[Any]] = {}
         self.handle: asyncio.TimerHandle | None = None
 
-    def enter(self) -> list[Any]:
-        """Register the current task's call: ``[task, start, fired, cancelling-before]``."""
-        entry: list[Any] = [asyncio.current_task(), self.loop.time(), False, 0]
+    def enter(self) -> list[Any] | None:
+        """Register the current task's call: ``[task, start, fired, cancelling-before]``.
+
+        ``None`` outside a task (the sync API's inline first step): there is nothing the timer could cancel.
+        """
+        task = asyncio.current_task()
+        if task is None:
+            return None
+        entry: list[Any] = [task, self.loop.time(), False, 0]
         self.calls[id(entry)] = entry
         if self.handle is None:
             self.handle = self.loop.call_at(entry[1] + self.timeout, self._fire)

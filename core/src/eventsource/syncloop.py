@@ -19,12 +19,15 @@ import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
+from eventsource.manager.policy import PAGE, CallPolicy
 from eventsource.provider import SYNC_CALLER
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Iterator
 
 T = TypeVar("T")
+PAGED = CallPolicy.iterate.__code__
+"""The code of the manager's event iterators, which hand over the rest of a page when sent :data:`PAGE`."""
 
 OWN_LOOP = (
     "SyncEventSourcingManager was called from its own event loop (a sync snapshot handler or upcaster "
@@ -34,13 +37,23 @@ OWN_LOOP = (
 
 
 async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseException | None]:
-    """Up to ``n`` items of ``it``; whether it ended; the error that stopped it early (items before it kept)."""
+    """Up to ``n`` items of ``it``; whether it ended; the error that stopped it early (items before it kept).
+
+    From the manager's own iterators (:meth:`CallPolicy.iterate`) it takes the rest of each page as one list
+    (:data:`~eventsource.manager.policy.PAGE`), so it may return up to a page more than ``n``.
+    """
     out: list[T] = []
     append = out.append
     anext_ = it.__anext__
     try:
-        for _ in range(n):
-            append(await anext_())
+        if getattr(it, "ag_code", None) is PAGED:
+            asend = it.asend  # type: ignore[attr-defined]
+            while len(out) < n:
+                append(await anext_())
+                out.extend(await asend(PAGE))
+        else:
+            for _ in range(n):
+                append(await anext_())
     except StopAsyncIteration:
         return out, True, None
     except Exception as e:  # noqa: BLE001 - delivered after the items that came before it

@@ -21,6 +21,7 @@ Semantics (checked by :mod:`eventsource.testing`):
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import threading
@@ -231,6 +232,13 @@ def inline_io_allowed() -> bool:
     """Whether blocking I/O may run inline: the running loop belongs to a sync caller waiting in this thread."""
     return SYNC_CALLER.get() == threading.get_ident()
 
+
+CALL_TASK: ContextVar[list[asyncio.Task[Any] | None] | None] = ContextVar(
+    "eventsource_sync_call_task", default=None
+)
+"""While a call's first step runs without a task (:meth:`eventsource.syncloop.SyncLoop.call`): a box that receives the task the call
+goes on in if it has to wait, so what the first step armed against ``asyncio.current_task()`` (the manager's
+deadline timer) can still cancel it."""
 
 class Provider(ABC):
     """Base class of every store. Subclasses implement the abstract methods.

@@ -21,12 +21,15 @@ import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
-from eventsource.provider import SYNC_CALLER, SYNC_TIMEOUT
+from eventsource.manager.policy import PAGE, CallPolicy
+from eventsource.provider import CALL_TASK, SYNC_CALLER, SYNC_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Iterator
 
 T = TypeVar("T")
+PAGED = CallPolicy.iterate.__code__
+"""The code of the manager's event iterators, which hand over the rest of a page when sent :data:`PAGE`."""
 
 OWN_LOOP = (
     "SyncEventSourcingManager was called from its own event loop (a sync snapshot handler or upcaster "
@@ -44,12 +47,6 @@ FORKED = (
 
 _LOOPS: weakref.WeakSet[SyncLoop] = weakref.WeakSet()
 
-CALL_TASK: contextvars.ContextVar[list[asyncio.Task[Any] | None] | None] = contextvars.ContextVar(
-    "eventsource_sync_call_task", default=None
-)
-"""While a call's first step runs without a task (:meth:`SyncLoop.call`): a box that receives the task the call
-goes on in if it has to wait, so what the first step armed against ``asyncio.current_task()`` (the manager's
-deadline timer) can still cancel it."""
 
 
 def _mark(me: int, timeout: float | None, box: list[asyncio.Task[Any] | None]) -> None:
@@ -72,13 +69,23 @@ if hasattr(os, "register_at_fork"):
 
 
 async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseException | None]:
-    """Up to ``n`` items of ``it``; whether it ended; the error that stopped it early (items before it kept)."""
+    """Up to ``n`` items of ``it``; whether it ended; the error that stopped it early (items before it kept).
+
+    From the manager's own iterators (:meth:`CallPolicy.iterate`) it takes the rest of each page as one list
+    (:data:`~eventsource.manager.policy.PAGE`), so it may return up to a page more than ``n``.
+    """
     out: list[T] = []
     append = out.append
     anext_ = it.__anext__
     try:
-        for _ in range(n):
-            append(await anext_())
+        if getattr(it, "ag_code", None) is PAGED:
+            asend = it.asend  # type: ignore[attr-defined]
+            while len(out) < n:
+                append(await anext_())
+                out.extend(await asend(PAGE))
+        else:
+            for _ in range(n):
+                append(await anext_())
     except StopAsyncIteration:
         return out, True, None
     except Exception as e:  # noqa: BLE001 - delivered after the items that came before it
@@ -233,11 +240,7 @@ class SyncLoop:
         except EventSourceError:
             coro.close()
             raise
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
+        if asyncio.events._get_running_loop() is not None:  # noqa: SLF001 - get_running_loop() raises when none
             return self.run(coro)
         me = threading.get_ident()
         with self._lock:

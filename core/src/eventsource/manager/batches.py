@@ -43,6 +43,8 @@ class BatchEncoder:
 
     def encode(self, sid: str, events: Sequence[EventData], p: Provider, first_version: int) -> list[NewEvent]:
         """Encode a batch for versions ``first_version...`` and check batch-wide limits."""
+        if len(events) == 1:  # the usual single append: no batch-wide check applies
+            return [self.encode_one(sid, events[0], p, first_version)]
         encoded = [self.encode_one(sid, e, p, first_version + i) for i, e in enumerate(events)]
         if len(encoded) > 1:
             ids = [e.event_id for e in encoded]
@@ -66,8 +68,10 @@ class BatchEncoder:
             eid = event_id()  # valid by construction
         else:
             eid = check_text("event id", ev.event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
-        metadata = check_metadata(ev.metadata)
-        tenant_id = check_optional_text("tenant id", ev.tenant_id, field_name="tenant_id")
+        metadata = {} if ev.metadata is None else check_metadata(ev.metadata)
+        tenant_id = ev.tenant_id
+        if tenant_id is not None:
+            tenant_id = check_text("tenant id", tenant_id, MAX_EVENT_ID_LENGTH, field_name="tenant_id")
         data, meta, encoding, size = self.codec.encode_event(sid, eid, tenant_id, ev.data, metadata, version=version)
         limit = self.config.max_event_size
         if size > limit:
@@ -81,19 +85,34 @@ class BatchEncoder:
                 f"the limit is {store_limit} (what provider {p.name!r} can hold)"
             )
             raise ValidationError(msg, field="data", size=stored, limit=store_limit)
-        if ev.timestamp is not None:
-            check_time("timestamp", ev.timestamp)
+        ts = ev.timestamp
+        if ts is not None:
+            check_time("timestamp", ts)
+        correlation_id, causation_id, user_id = ev.correlation_id, ev.causation_id, ev.user_id
+        aggregate_id, aggregate_type = ev.aggregate_id, ev.aggregate_type
+        if not (
+            correlation_id is None
+            and causation_id is None
+            and user_id is None
+            and aggregate_id is None
+            and aggregate_type is None
+        ):
+            correlation_id = check_optional_text("correlation id", correlation_id, field_name="correlation_id")
+            causation_id = check_optional_text("causation id", causation_id, field_name="causation_id")
+            user_id = check_optional_text("user id", user_id, field_name="user_id")
+            aggregate_id = check_optional_text("aggregate id", aggregate_id, field_name="aggregate_id")
+            aggregate_type = check_optional_text("aggregate type", aggregate_type, field_name="aggregate_type")
         return _make_new_event(  # positional, in NewEvent's field order, without the frozen __init__'s cost
             eid,
             ev.event_type,
             data,
             meta,
             encoding,
-            ev.timestamp or utcnow(),
-            check_optional_text("correlation id", ev.correlation_id, field_name="correlation_id"),
-            check_optional_text("causation id", ev.causation_id, field_name="causation_id"),
-            check_optional_text("user id", ev.user_id, field_name="user_id"),
+            ts or utcnow(),
+            correlation_id,
+            causation_id,
+            user_id,
             tenant_id,
-            check_optional_text("aggregate id", ev.aggregate_id, field_name="aggregate_id"),
-            check_optional_text("aggregate type", ev.aggregate_type, field_name="aggregate_type"),
+            aggregate_id,
+            aggregate_type,
         )

@@ -34,6 +34,12 @@ log = logging.getLogger("eventsource")
 T = TypeVar("T")
 
 
+PAGE: Any = object()
+"""Sent into a :meth:`CallPolicy.iterate` generator (``asend(PAGE)``) right after it yielded an event, it
+answers with a list of the rest of that event's page (decoded as far as it decodes; a decode error follows
+at the next step). The sync API crosses a page per call this way instead of an event per step."""
+
+
 class NotResumableError(Exception):
     """Raised by a page source that cannot reopen its iterator after an error."""
 
@@ -214,9 +220,20 @@ class CallPolicy:
                         failures = 0
                         if not page:
                             continue
-                        for event in decode(page):
+                        events = iter(decode(page))
+                        for event in events:
                             count += 1
-                            yield event
+                            if (yield event) is PAGE:  # the sync API's pull: the rest of this page, as one list
+                                rest: list[Event] = []
+                                error: Exception | None = None
+                                try:
+                                    rest.extend(events)
+                                except Exception as e:  # noqa: BLE001 - raised below, after the events before it
+                                    error = e
+                                count += len(rest)
+                                yield rest  # type: ignore[misc]
+                                if error is not None:
+                                    raise error  # noqa: TRY301 - counted below, like the decode error it is
                         last = tail(page)
                     it = nxt  # after a retryable error (the loop ends only by return or break)
                 except GeneratorExit:

@@ -44,6 +44,8 @@ def coerce(cls: type[R], request: R | None, kwargs: Mapping[str, Any]) -> R:
 
 def check_text(what: str, value: object, max_len: int, *, field_name: str) -> str:
     """A non-empty str of at most ``max_len`` characters, without control characters or lone surrogates."""
+    if type(value) is str and value.isascii() and value.isprintable() and 0 < len(value) <= max_len:
+        return value  # printable ASCII (the usual id or type name): no control character, nothing to encode
     if not isinstance(value, str):
         msg = f"{what} must be a string, got {type(value).__name__}"
         raise ValidationError(msg, field=field_name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import (
     ConcurrencyError,
@@ -13,13 +13,12 @@ from eventsource.provider import (
     check_duplicate,
     check_expected,
 )
-from eventsource.sqlite.rows import _dump_meta, _event_rows, _events_from_rows
+from eventsource.sqlite.rows import _NO_OPTIONAL, _OPTIONAL, _dump_meta, _event_rows, _events_from_rows
 from eventsource.sqlite.statements import (
     _EVENT_COLS,
     MAX_VERSION,
     SQL_APPEND_AT,
     SQL_APPEND_AT_SHORT,
-    SQL_INSERT_EVENT_SHORT,
     SQL_INSERT_STREAM,
     SQL_LAST_ROWID,
     SQL_STREAM_STATE,
@@ -65,10 +64,26 @@ def append_sync(
 
 def append_at(db: sqlite3.Connection, stream_id: str, event: NewEvent, version: int) -> AppendResult | None:
     """``event`` as ``version`` in one autocommit statement; ``None`` when the careful path must decide."""
-    sql, rows = _event_rows(stream_id, (event,), version)
+    if _OPTIONAL(event) == _NO_OPTIONAL:  # the short form, as _event_rows would pick it
+        sql = SQL_APPEND_AT_SHORT
+        args: tuple[Any, ...] = (
+            event.event_id,
+            stream_id,
+            event.event_type,
+            version,
+            event.data,
+            event.metadata,
+            event.encoding,
+            to_us(event.timestamp),
+            stream_id,
+            stream_id,
+            version,
+        )
+    else:
+        sql = SQL_APPEND_AT
+        args = (*_event_rows(stream_id, (event,), version)[1][0], stream_id, stream_id, version)
     try:
-        sql = SQL_APPEND_AT_SHORT if sql is SQL_INSERT_EVENT_SHORT else SQL_APPEND_AT
-        cur = db.execute(sql, (*rows[0], stream_id, stream_id, version))
+        cur = db.execute(sql, args)
     except sqlite3.IntegrityError:
         return None  # the id is taken (a retry?)
     if cur.rowcount != 1:

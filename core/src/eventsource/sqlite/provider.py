@@ -329,7 +329,11 @@ class SqliteProvider(Provider):
         if not events:
             msg = "append needs at least one event"
             raise ValidationError(msg, field="events")
-        return await self._write("append", partial(append_sync, stream_id, events, expected, stream))
+        fn = partial(append_sync, stream_id, events, expected, stream)
+        writer = self._writer
+        if writer is not None and inline_io_allowed():  # what _on does, without its coroutine
+            return self._inline(writer, "append", fn)
+        return await self._submit(writer, "append", fn)
 
     # ------------------------------------------------------------------ reads
 

@@ -4,8 +4,8 @@ tox factor and a README listing its settings and capabilities."""
 from __future__ import annotations
 
 import configparser
-import itertools
 import inspect
+import itertools
 import re
 from pathlib import Path
 from typing import Any

@@ -201,7 +201,9 @@ class ManagerConfigSchema(Schema):
             raise ValidationError("name the key new events use when encryption_keys holds several", "active_key_id")
         for i, entry in enumerate(data.get("retention_policies") or []):
             if not isinstance(entry.get("policy"), str) or not entry["policy"]:
-                raise ValidationError(f"entry {i} needs a 'policy' name (max_age, max_count, before_snapshot)", "retention_policies")
+                raise ValidationError(
+                    f"entry {i} needs a 'policy' name (max_age, max_count, before_snapshot)", "retention_policies"
+                )
 
 
 @dataclass(slots=True)

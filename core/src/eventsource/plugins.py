@@ -180,7 +180,13 @@ class PluginHost:
             ("lease", self.leases),
         ):
             rows.extend(
-                {"type": kind, "name": reg.name, "distribution": reg.distribution, "version": reg.version, "schemes": []}
+                {
+                    "type": kind,
+                    "name": reg.name,
+                    "distribution": reg.distribution,
+                    "version": reg.version,
+                    "schemes": [],
+                }
                 for reg in registry
             )
         return rows

@@ -96,7 +96,9 @@ class RetentionContext:
         p = self.provider
         offset = 0
         while True:
-            page, total = await self.call("list_streams", functools.partial(p.list_streams, limit=LIST_PAGE, offset=offset))
+            page, total = await self.call(
+                "list_streams", functools.partial(p.list_streams, limit=LIST_PAGE, offset=offset)
+            )
             for info in page:
                 yield info
             offset += len(page)
@@ -340,9 +342,7 @@ class RetentionReport:
         }
 
 
-async def run_policy(
-    policy: RetentionPolicy, ctx: RetentionContext, name: str, *, strict: bool
-) -> PolicyOutcome:
+async def run_policy(policy: RetentionPolicy, ctx: RetentionContext, name: str, *, strict: bool) -> PolicyOutcome:
     """Apply one policy on one provider and describe what happened.
 
     :param strict: raise :class:`UnsupportedOperationError` instead of reporting ``unsupported``.
@@ -397,7 +397,9 @@ class RetentionSchedule:
         self._run_now = run_now
         self._wake = asyncio.Event()
         self._ran = asyncio.Condition()
-        self._task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._loop(), name="eventsource-retention")
+        self._task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            self._loop(), name="eventsource-retention"
+        )
 
     def __repr__(self) -> str:
         return f"RetentionSchedule(interval={self.interval}, runs={self.runs}, running={self.running})"

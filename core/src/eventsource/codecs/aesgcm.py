@@ -61,7 +61,10 @@ class AesGcmCipher(Cipher):
 
     def _provider(self) -> KeyProvider:
         if self.keys is None:
-            msg = f"the {self.name} cipher has no key provider: set encryption_keys (or a key provider) to read or write encrypted payloads"
+            msg = (
+                f"the {self.name} cipher has no key provider: "
+                "set encryption_keys (or a key provider) to read or write encrypted payloads"
+            )
             raise CodecError(msg, codec=self.name)
         return self.keys
 

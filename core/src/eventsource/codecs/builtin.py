@@ -27,7 +27,10 @@ def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         offset = value.utcoffset()
         if offset is not None and offset.microseconds:  # ISO parsing drops sub-second offsets
-            return {_TAG: "datetime_us_offset", "v": [value.replace(tzinfo=None).isoformat(), offset // timedelta(microseconds=1)]}
+            return {
+                _TAG: "datetime_us_offset",
+                "v": [value.replace(tzinfo=None).isoformat(), offset // timedelta(microseconds=1)],
+            }
         return {_TAG: "datetime", "v": value.isoformat()}
     if isinstance(value, date):
         return {_TAG: "date", "v": value.isoformat()}
@@ -136,7 +139,9 @@ class JsonSerializer(Serializer):
 
     def __init__(self) -> None:
         self._tags = 0
-        self._encoder = json.JSONEncoder(default=self._count, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        self._encoder = json.JSONEncoder(
+            default=self._count, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
         self._encode: Callable[[Any], str] = self._encoder.encode
         make = getattr(json.encoder, "c_make_encoder", None)
         if make is not None:  # the C encoder built once, not per call (2 us of a 4 us small event)

@@ -80,7 +80,9 @@ class RetentionSuite:
 
     def make_manager(self, **config: Any) -> EventSourcingManager:
         """A manager with no configured providers (the test registers the one under test)."""
-        return EventSourcingManager({"providers": {}, "default_provider": None, **self.manager_config, **config}, host=_host())
+        return EventSourcingManager(
+            {"providers": {}, "default_provider": None, **self.manager_config, **config}, host=_host()
+        )
 
     @pytest.fixture
     async def manager(self, provider: Provider) -> AsyncIterator[EventSourcingManager]:
@@ -170,7 +172,9 @@ class RetentionSuite:
         assert (await manager.apply_retention([policy])).deleted() == 1
         assert await self.versions(manager, big) == [9, 10, 11]
 
-    async def test_what_retention_deleted_is_gone_for_every_reader(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_what_retention_deleted_is_gone_for_every_reader(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         """Deleted events vanish from every read path, on this instance and on a fresh one."""
         s, other = _sid(), _sid()
         first = await manager.append_events_batch(stream_id=s, events=_events(6))
@@ -207,7 +211,9 @@ class RetentionSuite:
         finally:
             await fresh.close()
 
-    async def test_a_stream_emptied_by_retention_keeps_its_version(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_a_stream_emptied_by_retention_keeps_its_version(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         s = _sid()
         await manager.append_events_batch(stream_id=s, events=_events(4))
         policy = MaxAgePolicy(timedelta(days=1))
@@ -296,7 +302,9 @@ class RetentionSuite:
         assert report.as_dict()["outcomes"][0]["policy"] == "max_count"
 
     async def test_encrypted_events_stay_readable_after_retention(self, provider: Provider) -> None:
-        m = self.make_manager(encryption=True, encryption_keys={"k1": _KEY}, compression="zlib", compression_threshold=10)
+        m = self.make_manager(
+            encryption=True, encryption_keys={"k1": _KEY}, compression="zlib", compression_threshold=10
+        )
         await m.register_provider(provider, name="under-test", default=True)
         s = _sid()
         await m.append_events_batch(stream_id=s, events=_events(5))
@@ -309,7 +317,9 @@ class RetentionSuite:
         got = [(e.version, e.data["i"]) async for e in m.read_stream(s)]
         assert got == [(5, 4), (6, 5)]
 
-    async def test_a_scheduled_run_applies_the_policies(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_a_scheduled_run_applies_the_policies(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         s = _sid()
         await manager.append_events_batch(stream_id=s, events=_events(5))
         policy = MaxCountPolicy(max_events=1)

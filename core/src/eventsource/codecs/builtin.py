@@ -23,29 +23,33 @@ stored as ``{"$es": "dict", "v": [[key, value], ...]}``, so no user object is ev
 (``json``'s object hook runs innermost first, so the escape must not leave the user's object intact)."""
 
 
+def _encode_datetime(value: datetime) -> dict[str, Any]:
+    offset = value.utcoffset()
+    if offset is not None and offset.microseconds:  # ISO parsing drops sub-second offsets
+        return {
+            _TAG: "datetime_us_offset",
+            "v": [value.replace(tzinfo=None).isoformat(), offset // timedelta(microseconds=1)],
+        }
+    return {_TAG: "datetime", "v": value.isoformat()}
+
+
+_ENCODERS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
+    (datetime, _encode_datetime),  # before date: a datetime is a date
+    (date, lambda v: {_TAG: "date", "v": v.isoformat()}),
+    (time, lambda v: {_TAG: "time", "v": v.isoformat()}),
+    (timedelta, lambda v: {_TAG: "timedelta", "v": [v.days, v.seconds, v.microseconds]}),
+    (uuid.UUID, lambda v: {_TAG: "uuid", "v": str(v)}),
+    (Decimal, lambda v: {_TAG: "decimal", "v": str(v)}),
+    ((bytes, bytearray, memoryview), lambda v: {_TAG: "bytes", "v": base64.b64encode(bytes(v)).decode("ascii")}),
+    ((set, frozenset), lambda v: {_TAG: "set", "v": list(v)}),
+)
+"""``json``'s ``default``: the first entry whose type matches encodes the value as a tagged dict."""
+
+
 def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        offset = value.utcoffset()
-        if offset is not None and offset.microseconds:  # ISO parsing drops sub-second offsets
-            return {
-                _TAG: "datetime_us_offset",
-                "v": [value.replace(tzinfo=None).isoformat(), offset // timedelta(microseconds=1)],
-            }
-        return {_TAG: "datetime", "v": value.isoformat()}
-    if isinstance(value, date):
-        return {_TAG: "date", "v": value.isoformat()}
-    if isinstance(value, time):
-        return {_TAG: "time", "v": value.isoformat()}
-    if isinstance(value, timedelta):
-        return {_TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
-    if isinstance(value, uuid.UUID):
-        return {_TAG: "uuid", "v": str(value)}
-    if isinstance(value, Decimal):
-        return {_TAG: "decimal", "v": str(value)}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, (set, frozenset)):
-        return {_TAG: "set", "v": list(value)}
+    for types, encode in _ENCODERS:
+        if isinstance(value, types):
+            return encode(value)
     msg = f"object of type {type(value).__name__} is not serializable"
     raise TypeError(msg)
 
@@ -87,21 +91,34 @@ def _inexact(value: Any) -> tuple[str, str] | None:
     Plain values are skipped by their exact type, so a flat payload costs one pass over its items.
     """
     if isinstance(value, dict):
-        for k, v in value.items():
-            if type(k) is not str and not isinstance(k, str):
-                return f"[{k!r}]", f"a key of type {type(k).__name__} (JSON keys are strings)"
-            if type(v) not in _LEAVES:
-                found = _inexact(v)
-                if found is not None:
-                    return f"[{k!r}]{found[0]}", found[1]
-        return None
+        return _inexact_dict(value)
     if isinstance(value, list):
-        for i, v in enumerate(value):
-            if type(v) not in _LEAVES:
-                found = _inexact(v)
-                if found is not None:
-                    return f"[{i}]{found[0]}", found[1]
-        return None
+        return _inexact_list(value)
+    return _inexact_leaf(value)
+
+
+def _inexact_dict(value: dict[Any, Any]) -> tuple[str, str] | None:
+    for k, v in value.items():
+        if type(k) is not str and not isinstance(k, str):
+            return f"[{k!r}]", f"a key of type {type(k).__name__} (JSON keys are strings)"
+        if type(v) not in _LEAVES:
+            found = _inexact(v)
+            if found is not None:
+                return f"[{k!r}]{found[0]}", found[1]
+    return None
+
+
+def _inexact_list(value: list[Any]) -> tuple[str, str] | None:
+    for i, v in enumerate(value):
+        if type(v) not in _LEAVES:
+            found = _inexact(v)
+            if found is not None:
+                return f"[{i}]{found[0]}", found[1]
+    return None
+
+
+def _inexact_leaf(value: Any) -> tuple[str, str] | None:
+    """A value that is neither dict nor list: tuples and frozensets change; a set may hold what cannot."""
     if isinstance(value, tuple):
         return "", f"a {type(value).__name__} (JSON has no tuple; pass a list)"
     if isinstance(value, frozenset):

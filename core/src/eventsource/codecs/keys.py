@@ -269,36 +269,45 @@ class ScopedKeyStore(KeyProvider):
         if self.path is None:
             return
         with self._lock:
-            try:
-                st = self.path.stat()
-                held = os.fstat(self._fd_no) if self._fd is not None else None
-                if held is None or held.st_ino != st.st_ino or held.st_dev != st.st_dev or st.st_size < self._offset:
-                    self._forget_file()
-                    fd = os.open(self.path, os.O_RDONLY)
-                    self._fd, self._fd_no = weakref.finalize(self, os.close, fd), fd
-                    self._reset()
-                size = os.fstat(self._fd_no).st_size
-                if size == self._offset:
-                    return
-                chunk = os.pread(self._fd_no, size - self._offset, self._offset)
-            except FileNotFoundError:
-                if self._fd is not None:
-                    raise self._unreadable("was deleted while in use") from None
+            chunk = self._read_new(self.path)
+            if chunk is None:
                 return
-            except OSError as e:
-                raise self._unreadable(f"cannot be read: {type(e).__name__}") from e
             end = chunk.rfind(b"\n") + 1  # complete lines only; a line being written is read next time
-            try:
-                for line in chunk[:end].splitlines():
-                    if line.strip():
-                        self._apply(json.loads(line))
-            except ConfigurationError:
-                raise
-            except (ValueError, KeyError, TypeError) as e:
-                raise self._unreadable(f"is corrupt: {type(e).__name__}") from e
+            self._apply_lines(chunk[:end])
             self._offset += end
             for kid in [k for k in self._plain if k not in self._entries]:
                 del self._plain[kid]
+
+    def _read_new(self, path: Path) -> bytes | None:
+        """The bytes past what was read, reopening a replaced or shrunk file; ``None`` when there are none."""
+        try:
+            st = path.stat()
+            held = os.fstat(self._fd_no) if self._fd is not None else None
+            if held is None or held.st_ino != st.st_ino or held.st_dev != st.st_dev or st.st_size < self._offset:
+                self._forget_file()
+                fd = os.open(path, os.O_RDONLY)
+                self._fd, self._fd_no = weakref.finalize(self, os.close, fd), fd
+                self._reset()
+            size = os.fstat(self._fd_no).st_size
+            if size == self._offset:
+                return None
+            return os.pread(self._fd_no, size - self._offset, self._offset)
+        except FileNotFoundError:
+            if self._fd is not None:
+                raise self._unreadable("was deleted while in use") from None
+            return None
+        except OSError as e:
+            raise self._unreadable(f"cannot be read: {type(e).__name__}") from e
+
+    def _apply_lines(self, data: bytes) -> None:
+        try:
+            for line in data.splitlines():
+                if line.strip():
+                    self._apply(json.loads(line))
+        except ConfigurationError:
+            raise
+        except (ValueError, KeyError, TypeError) as e:
+            raise self._unreadable(f"is corrupt: {type(e).__name__}") from e
 
     def _apply(self, rec: dict[str, Any]) -> None:
         if "format" in rec:

@@ -2,10 +2,8 @@
 
 Loaded from a dict (:meth:`ManagerConfig.from_dict`), a JSON or TOML file (:meth:`from_file`) or
 ``EVENTSOURCE_*`` environment variables (:meth:`from_env`), always through one marshmallow schema, so
-a wrong value fails with :class:`~eventsource.errors.ConfigurationError` naming the field.
-
-Durations accept seconds as a number or a string with a unit: ``"250ms"``, ``"30s"``, ``"5m"``,
-``"12h"``, ``"365d"``.
+a wrong value fails with :class:`~eventsource.errors.ConfigurationError` naming the field. Durations
+accept seconds as a number or a string with a unit: ``"250ms"``, ``"30s"``, ``"5m"``, ``"12h"``, ``"365d"``.
 """
 
 from __future__ import annotations

@@ -1,29 +1,11 @@
 """Key providers: where the AES-256-GCM cipher gets its keys, by key id and by scope.
 
-A *scope* is a string the manager derives from each event (``None`` for the global scope,
-``"tenant:<tenant id>"`` or ``"stream:<stream id>"`` depending on ``encryption_scope``). Every
-ciphertext carries the id of the key that sealed it, so:
-
-* **rotation** adds a key and makes it active; payloads sealed under older key ids stay readable as long
-  as those ids are still held;
-* **crypto-shredding** removes every key of one scope; the provider keeps a *tombstone* (key id ->
-  scope, no key material) so reads of those payloads fail with :class:`KeyShreddedError` naming the
-  scope, while every other scope reads normally.
-
-Two implementations ship:
-
-* :class:`StaticKeyRing`: the keys from configuration (``encryption_keys`` / ``active_key_id``), one
-  global scope. Rotation = add a key id and make it active. It cannot shred a scope (it has none).
-* :class:`ScopedKeyStore`: one random data key per scope (envelope encryption), each wrapped by the
-  static ring's active key and kept in memory or in a JSON-lines file (only wrapped keys are written).
-  Shredding deletes the scope's wrapped keys from the file (atomic rewrite under an ``flock``), so a
-  copy of the event store alone can never be decrypted again. Backups of the key file are the
-  operator's to destroy.
-
-Third-party providers (a KMS, Vault) plug in through the ``eventsource_key_provider`` hook. Methods are
-synchronous because they run on the encode/decode path; a remote provider should cache keys.
-
-Keys never appear in ``repr``, logs or error messages; only key ids and scope names do.
+A *scope* is a string the manager derives from each event (global, ``"tenant:<id>"`` or ``"stream:<id>"``
+per ``encryption_scope``); every ciphertext names the key id that sealed it, so rotation adds a key and
+crypto-shredding removes a scope's keys, leaving a tombstone that makes reads fail with
+:class:`KeyShreddedError`. :class:`StaticKeyRing` holds the configured keys; :class:`ScopedKeyStore` keeps
+one wrapped data key per scope. Keys never appear in ``repr``, logs or errors. The design (scopes,
+envelope encryption, the key file) is in ``docs/internals/encryption.md``.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """``RetentionSuite``: retention policies applied through a provider's primitives, as tests.
 
-Subclass it and override one fixture, exactly like :class:`~eventsource.testing.ProviderSuite`::
-
-    from eventsource.testing import RetentionSuite
-
-    class TestMyProviderRetention(RetentionSuite):
-        @pytest.fixture
-        async def provider(self):
-            ...  # yield a connected provider on a fresh, empty namespace
-
-Every built-in policy (``max_age``, ``max_count``, ``before_snapshot``) runs through
-:meth:`EventSourcingManager.apply_retention`; the suite checks what was deleted, that versions and
-stream versions never change, that a second run deletes nothing, that encrypted events stay readable
-after their neighbours are deleted, and that a primitive the provider declares unsupported is reported
-(``status="unsupported"``) across providers and raises :class:`UnsupportedOperationError` when the
-provider is named. Nothing is skipped. Times are fixed (``now=...``), never read from the clock.
-
-Requires ``asyncio_mode = auto`` (pytest-asyncio).
+Subclass it and override the ``provider`` fixture, like :class:`~eventsource.testing.ProviderSuite`. Every
+built-in policy runs through ``EventSourcingManager.apply_retention``; the suite checks what was deleted,
+that versions never change, that a second run deletes nothing and that an unsupported primitive is
+reported or raised. Times are fixed (``now=...``); ``asyncio_mode = auto`` is required. The full list is
+in ``docs/internals/retention.md``.
 """
 
 from __future__ import annotations

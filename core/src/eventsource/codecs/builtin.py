@@ -161,7 +161,7 @@ class JsonSerializer(Serializer):
         )
         self._encode: Callable[[Any], str] = self._encoder.encode
         make = getattr(json.encoder, "c_make_encoder", None)
-        if make is not None:  # the C encoder built once, not per call (2 us of a 4 us small event)
+        if make is not None:  # the C encoder built once, not per call (building it is much of a small event's cost)
             # no markers: a circular structure ends in RecursionError, refused like any unserializable data
             # arguments: markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan
             c_iter = make(None, self._count, json.encoder.encode_basestring, None, ":", ",", False, False, False)  # noqa: FBT003

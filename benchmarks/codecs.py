@@ -1,10 +1,10 @@
 """Codec cost per event: serialize alone, + brotli, + AES-256-GCM, for 200 B and 10 KB payloads.
 
 Standalone (no store): ``python benchmarks/codecs.py [--json] [--repeat N]``. Each figure is the best
-(minimum, as ``timeit`` advises on a shared machine) over ``--repeat`` runs of the mean time per payload, encode and decode separately, through the same
-:class:`~eventsource.codecs.CodecPipeline` the manager uses (compression forced with threshold 0, so
-the 200 B row shows brotli's cost even though the default 1024 B threshold would skip it). The
-associated data is the manager's event AAD (stream id, event id, version).
+(minimum, as ``timeit`` advises on a shared machine) over ``--repeat`` runs of the mean time per payload,
+encode and decode separately, through the same :class:`~eventsource.codecs.CodecPipeline` the manager uses
+(compression forced with threshold 0, so the 200 B row shows brotli's cost even though the default 1024 B
+threshold would skip it). The associated data is the manager's event AAD (stream id, event id, version).
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'payload':8} {'pipeline':28} {'json B':>7} {'stored B':>9} {'encode us':>10} {'decode us':>10}")
     for r in rows:
         print(
-            f"{r['payload']:8} {r['pipeline']:28} {r['json_bytes']:>7} {r['stored_bytes']:>9} {r['encode_us']:>10} {r['decode_us']:>10}"
+            f"{r['payload']:8} {r['pipeline']:28} {r['json_bytes']:>7} {r['stored_bytes']:>9} "
+            f"{r['encode_us']:>10} {r['decode_us']:>10}"
         )
     return 0
 

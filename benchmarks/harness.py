@@ -735,82 +735,98 @@ class Runner:
 
     def sync_rows(self, sides: dict[str, SyncSide]) -> None:
         """Single append, batch of 100 and read 1,000 through every sync contestant, rotating order."""
+        if self._want("sync_append"):
+            self._sync_append(sides)
+        if self._want("sync_batch"):
+            self._sync_batch(sides)
+        if self._want("sync_read"):
+            self._sync_read(sides)
 
-        def rounds(count: int, op: Callable[[str, SyncSide, int], float], rep: int) -> dict[str, list[float]]:
-            out: dict[str, list[float]] = {s: [] for s in sides}
-            names = list(sides)
-            for i in range(count):
-                for name in _rotate(names, i + rep):
-                    out[name].append(op(name, sides[name], i))
-            return out
-
+    def _sync_append(self, sides: dict[str, SyncSide]) -> None:
         one = {s: side.stream_id(f"{s}-sone") for s, side in sides.items()}
-        many = {s: side.stream_id(f"{s}-sbatch") for s, side in sides.items()}
-        version = {k: dict.fromkeys(sides, 0) for k in ("one", "many")}
-        inputs = {k: Inputs() for k in ("one", "many", "read")}
+        version = dict.fromkeys(sides, 0)
+        inputs = Inputs()
 
         def append(name: str, side: SyncSide, i: int) -> float:
             evs = events(i, 1)
-            inputs["one"].add(name, evs)
+            inputs.add(name, evs)
             prepared = side.prepare(evs)
             t = time.perf_counter()
-            side.append(one[name], version["one"][name] + 1, prepared)
+            side.append(one[name], version[name] + 1, prepared)
             elapsed = time.perf_counter() - t
-            version["one"][name] += 1
+            version[name] += 1
             return elapsed
+
+        _sync_rounds(sides, 10, append, 0)  # warm-up, not counted as input
+        inputs = Inputs()
+        per: dict[str, list[float]] = {s: [] for s in sides}
+        for rep in range(self.o.repetitions):
+            lat = _sync_rounds(sides, self.o.appends, append, rep)
+            for s in sides:
+                per[s].append(percentile(lat[s], 0.5) * 1e3)
+        self._record("sync_append_p50", per, inputs)
+
+    def _sync_batch(self, sides: dict[str, SyncSide]) -> None:
+        many = {s: side.stream_id(f"{s}-sbatch") for s, side in sides.items()}
+        version = dict.fromkeys(sides, 0)
+        inputs = Inputs()
 
         def batch(name: str, side: SyncSide, b: int) -> float:
             evs = events(b * 100, 100)
-            inputs["many"].add(name, evs)
+            inputs.add(name, evs)
             prepared = side.prepare(evs)
             t = time.perf_counter()
-            side.append_batch(many[name], version["many"][name] + 1, prepared)
+            side.append_batch(many[name], version[name] + 1, prepared)
             elapsed = time.perf_counter() - t
-            version["many"][name] += 100
+            version[name] += 100
             return elapsed
 
-        if self._want("sync_append"):
-            rounds(10, append, 0)
-            inputs["one"] = Inputs()
-            per: dict[str, list[float]] = {s: [] for s in sides}
-            for rep in range(self.o.repetitions):
-                lat = rounds(self.o.appends, append, rep)
-                for s in sides:
-                    per[s].append(percentile(lat[s], 0.5) * 1e3)
-            self._record("sync_append_p50", per, inputs["one"])
-        if self._want("sync_batch"):
-            rounds(2, batch, 0)
-            inputs["many"] = Inputs()
-            per = {s: [] for s in sides}
-            for rep in range(self.o.repetitions):
-                took = rounds(self.o.batches, batch, rep)
-                for s, t in took.items():
-                    per[s].append(self.o.batches * 100 / sum(t))
-            self._record("sync_batch_100", per, inputs["many"])
-        if self._want("sync_read"):
-            reads = {s: side.stream_id(f"{s}-sread") for s, side in sides.items()}
-            for b in range(10):
-                for name, side in sides.items():
-                    evs = events(b * 100, 100)
-                    inputs["read"].add(name, evs)
-                    side.append_batch(reads[name], b * 100 + 1, side.prepare(evs))
+        _sync_rounds(sides, 2, batch, 0)  # warm-up, not counted as input
+        inputs = Inputs()
+        per: dict[str, list[float]] = {s: [] for s in sides}
+        for rep in range(self.o.repetitions):
+            took = _sync_rounds(sides, self.o.batches, batch, rep)
+            for s, t in took.items():
+                per[s].append(self.o.batches * 100 / sum(t))
+        self._record("sync_batch_100", per, inputs)
 
-            def read(name: str, side: SyncSide, _: int) -> float:
-                t = time.perf_counter()
-                n = side.read(reads[name])
-                elapsed = time.perf_counter() - t
-                if n != 1000:
-                    msg = f"{name} read {n} events, expected 1000"
-                    raise AssertionError(msg)
-                return elapsed
+    def _sync_read(self, sides: dict[str, SyncSide]) -> None:
+        inputs = Inputs()
+        reads = {s: side.stream_id(f"{s}-sread") for s, side in sides.items()}
+        for b in range(10):
+            for name, side in sides.items():
+                evs = events(b * 100, 100)
+                inputs.add(name, evs)
+                side.append_batch(reads[name], b * 100 + 1, side.prepare(evs))
 
-            rounds(2, read, 0)
-            per = {s: [] for s in sides}
-            for rep in range(self.o.repetitions):
-                took = rounds(self.o.reads, read, rep)
-                for s, t in took.items():
-                    per[s].append(1000 * self.o.reads / sum(t))
-            self._record("sync_read_1000", per, inputs["read"])
+        def read(name: str, side: SyncSide, _: int) -> float:
+            t = time.perf_counter()
+            n = side.read(reads[name])
+            elapsed = time.perf_counter() - t
+            if n != 1000:
+                msg = f"{name} read {n} events, expected 1000"
+                raise AssertionError(msg)
+            return elapsed
+
+        _sync_rounds(sides, 2, read, 0)
+        per: dict[str, list[float]] = {s: [] for s in sides}
+        for rep in range(self.o.repetitions):
+            took = _sync_rounds(sides, self.o.reads, read, rep)
+            for s, t in took.items():
+                per[s].append(1000 * self.o.reads / sum(t))
+        self._record("sync_read_1000", per, inputs)
+
+
+def _sync_rounds(
+    sides: dict[str, SyncSide], count: int, op: Callable[[str, SyncSide, int], float], rep: int
+) -> dict[str, list[float]]:
+    """``count`` calls of ``op`` per contestant, the order rotating each time (shifted by ``rep``)."""
+    out: dict[str, list[float]] = {s: [] for s in sides}
+    names = list(sides)
+    for i in range(count):
+        for name in _rotate(names, i + rep):
+            out[name].append(op(name, sides[name], i))
+    return out
 
 
 _HOSTS: dict[str, Any] = {}

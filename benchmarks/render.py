@@ -86,7 +86,8 @@ def store_table(store: str, file: str, report: dict[str, Any]) -> str:
     load = m.get("loadavg_at_end")
     pk = m.get("packages", {})
     head = (
-        f"**{TITLES.get(store, store)}** ({_server(b.get('server')) or 'in-process'}): run written {report['created_at'][:16]}Z, "
+        f"**{TITLES.get(store, store)}** ({_server(b.get('server')) or 'in-process'}): "
+        f"run written {report['created_at'][:16]}Z, "
         f"`benchmarks/report/{file}`; {m['platform']}, {m['cpus']} CPUs, load average at the end "
         f"{', '.join(str(x) for x in load) if load else 'unknown'}; Python {m['python']}, eventsource "
         f"{pk.get('eventsource')}, eventsourcing {pk.get('eventsourcing') or '(not installed)'}, aiosqlite "

@@ -3,9 +3,9 @@
     python benchmarks/run.py --backend sqlite --backend memory [--quick] [--json out.json]
 
 Each backend is a module ``benchmarks/backends/<name>.py`` (see ``benchmarks/README.md``). The exit
-status is 1 when a figure misses its DESIGN.md target, 2 on usage errors, 3 when the run crashed. The targets are read from
-``$EVENTSOURCE_DESIGN_MD`` or ``<repo>/../shared/DESIGN.md`` (see ``targets.py``); without it the run
-reports "no targets".
+status is 1 when a figure misses its DESIGN.md target, 2 on usage errors, 3 when the run crashed. The
+targets are read from ``$EVENTSOURCE_DESIGN_MD`` or ``<repo>/../shared/DESIGN.md`` (see ``targets.py``);
+without it the run reports "no targets".
 """
 
 from __future__ import annotations

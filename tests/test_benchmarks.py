@@ -39,7 +39,7 @@ DESIGN_EXCERPT = """# Design
 | live subscription delivery p50 (append returned -> handler) | <= 5 ms | <= 2 ms in-process | <= 5 ms | report |
 
 ## Next section
-"""
+"""  # noqa: E501 - DESIGN.md's table verbatim: a row wrapped here would no longer be the row the parser meets
 
 
 @pytest.fixture(scope="module")

@@ -235,7 +235,13 @@ async def test_old_payloads_stay_readable_after_every_configuration_change(kind:
 
 
 async def test_snapshots_go_through_the_same_pipeline() -> None:
-    cfg = {"providers": {"m": "memory://"}, "compression": "brotli", "compression_threshold": 0, "encryption": True, "encryption_keys": {"k1": KEY}}
+    cfg = {
+        "providers": {"m": "memory://"},
+        "compression": "brotli",
+        "compression_threshold": 0,
+        "encryption": True,
+        "encryption_keys": {"k1": KEY},
+    }
     async with EventSourcingManager(cfg, host=HOST) as m:
         await m.append_event(stream_id="s", event_type="E", data={})
         state = {"balance": Decimal("10.50"), "seen": {uuid.UUID(int=1)}, "blob": "x" * 500}

@@ -46,7 +46,9 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
                 with open(path, "rb") as f:
                     files[os.path.relpath(path, "src").replace(os.sep, "/")] = f.read()
     files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\\nName: {project['name']}\\nVersion: {version}\\n".encode()
-    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\\nGenerator: tiny-backend\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    files[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\\nGenerator: tiny-backend\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    )
     eps = "".join(
         f"[{group}]\\n" + "".join(f"{k} = {v}\\n" for k, v in items.items())
         for group, items in project.get("entry-points", {}).items()

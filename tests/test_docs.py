@@ -20,8 +20,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
-from eventsource import EventSourcingManager, ErrorType
+from eventsource import ErrorType, EventSourcingManager
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -45,7 +44,9 @@ def _public_methods(cls: type) -> set[str]:
 
 def _reference(prefix: str) -> set[str]:
     """Names documented by ``.. auto<kind>:: <prefix>.<name>`` anywhere in docs/api."""
-    pattern = re.compile(r"^\.\. auto(?:method|property|attribute):: " + re.escape(prefix) + r"\.(\w+)\s*$", re.MULTILINE)
+    pattern = re.compile(
+        r"^\.\. auto(?:method|property|attribute):: " + re.escape(prefix) + r"\.(\w+)\s*$", re.MULTILINE
+    )
     return {m.group(1) for page in API.glob("*.rst") for m in pattern.finditer(page.read_text(encoding="utf-8"))}
 
 
@@ -128,7 +129,7 @@ def test_readme_keeps_its_two_commands() -> None:
 
 # The store under test: the in-memory provider behind the guide's constructor (url, namespace=...), so
 # the guide's fixture runs unchanged. spawn_args reaches the same namespace, as the guide requires.
-FAKE_PROVIDER = '''
+FAKE_PROVIDER = """
 from marshmallow import Schema, fields
 
 from eventsource.memory import MemoryProvider
@@ -149,12 +150,14 @@ class AcmeProvider(MemoryProvider):
 
     def spawn_args(self):
         return {"url": self.acme_url, **self.settings}
-'''
+"""
 
 
 def _guide_block(lang: str, needle: str) -> str:
     found = [code for _, code in _blocks(GUIDE, lang) if needle in code]
-    assert len(found) == 1, f"docs/writing-a-provider.md should hold one {lang} block with {needle!r}, found {len(found)}"
+    assert len(found) == 1, (
+        f"docs/writing-a-provider.md should hold one {lang} block with {needle!r}, found {len(found)}"
+    )
     return found[0]
 
 
@@ -168,7 +171,9 @@ def test_the_guide_fixture_runs_for_a_new_provider(tmp_path: Path) -> None:
     tests = tmp_path / "tests"
     tests.mkdir()
     (tests / "conftest.py").write_text(_guide_block("python", "pytest_plugins"), encoding="utf-8")
-    (tests / "test_acme.py").write_text(_guide_block("python", "class TestAcmeProvider(ProviderSuite)"), encoding="utf-8")
+    (tests / "test_acme.py").write_text(
+        _guide_block("python", "class TestAcmeProvider(ProviderSuite)"), encoding="utf-8"
+    )
     package = tmp_path / "src" / "eventsource_acme"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("", encoding="utf-8")

@@ -89,7 +89,9 @@ def key_id_of(blob: bytes) -> str:
 
 async def test_flipping_any_single_byte_of_a_stored_ciphertext_is_detected(store: str) -> None:
     m = await manager(store, compression="zlib", compression_threshold=0)
-    r = await m.append_event(stream_id="s", event_type="E", data={"secret": SECRET, "n": list(range(20))}, metadata={"m": SECRET})
+    r = await m.append_event(
+        stream_id="s", event_type="E", data={"secret": SECRET, "n": list(range(20))}, metadata={"m": SECRET}
+    )
     rec = await stored(m, r.event_id)
     for field in ("data", "metadata"):
         blob = getattr(rec, field)
@@ -103,7 +105,9 @@ async def test_flipping_any_single_byte_of_a_stored_ciphertext_is_detected(store
 
 
 @settings(max_examples=200, deadline=None)
-@given(data=st.binary(min_size=0, max_size=300), pos=st.integers(min_value=0), mask=st.integers(min_value=1, max_value=255))
+@given(
+    data=st.binary(min_size=0, max_size=300), pos=st.integers(min_value=0), mask=st.integers(min_value=1, max_value=255)
+)
 def test_any_single_byte_flip_fails_authentication(data: bytes, pos: int, mask: int) -> None:
     cipher = AesGcmCipher(StaticKeyRing({"k1": K1}))
     blob = cipher.encrypt(data, aad=b"aad", scope=None)
@@ -168,7 +172,9 @@ async def test_every_expected_version_kind_binds_the_assigned_version(expected: 
     m = await manager(store)
     if expected == STREAM_EXISTS:
         await m.create_stream(stream_id="s")
-    r = await m.append_events_batch(stream_id="s", events=[EventData("E", {"i": i}) for i in range(3)], expected_version=expected)
+    r = await m.append_events_batch(
+        stream_id="s", events=[EventData("E", {"i": i}) for i in range(3)], expected_version=expected
+    )
     assert (r.first_version, r.last_version) == (1, 3)
     assert [e.data["i"] async for e in m.read_stream("s")] == [0, 1, 2]
     if expected in (ANY, STREAM_EXISTS):
@@ -258,12 +264,15 @@ def test_a_static_ring_rotates_in_place_and_refuses_to_reuse_ids() -> None:
 
 
 @pytest.mark.parametrize("store_kind", ["memory", "file"])
-async def test_shredding_a_tenant_makes_only_its_events_and_snapshots_unreadable(store_kind: str, tmp_path: Path, store: str) -> None:
+async def test_shredding_a_tenant_makes_only_its_events_and_snapshots_unreadable(
+    store_kind: str, tmp_path: Path, store: str
+) -> None:
     key_store = "memory" if store_kind == "memory" else str(tmp_path / "keys.json")
     m = await manager(store, encryption_scope="tenant", encryption_key_store=key_store)
     for tenant in ("acme", "globex"):
         await m.append_events_batch(
-            stream_id=f"orders-{tenant}", events=[EventData("E", {"t": tenant, "i": i}, tenant_id=tenant) for i in range(3)]
+            stream_id=f"orders-{tenant}",
+            events=[EventData("E", {"t": tenant, "i": i}, tenant_id=tenant) for i in range(3)],
         )
         await m.create_snapshot(stream_id=f"orders-{tenant}", data={"t": tenant})
     await m.append_event(stream_id="mixed", event_type="E", data={"t": "globex"}, tenant_id="globex")
@@ -315,7 +324,9 @@ async def test_a_snapshot_at_a_truncated_version_still_belongs_to_the_tenant(sto
 
 async def test_redact_mode_reads_past_shredded_events(store: str) -> None:
     m = await manager(store, encryption_scope="stream", encryption_key_store="memory", shredded_events="redact")
-    await m.append_events_batch(stream_id="gone", events=[EventData("E", {"i": i}, metadata={"m": i}) for i in range(2)])
+    await m.append_events_batch(
+        stream_id="gone", events=[EventData("E", {"i": i}, metadata={"m": i}) for i in range(2)]
+    )
     await m.append_event(stream_id="kept", event_type="E", data={"ok": True})
     assert await m.shred(stream_id="gone") == 1
     events = [e async for e in m.read_all()]
@@ -455,7 +466,9 @@ class TenantVault(KeyProvider):
 
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         if key_id not in self.keys:
-            raise KeyShreddedError(f"vault has no key for {self.scopes.get(key_id, scope)!r}", scope=self.scopes.get(key_id, scope or ""))
+            raise KeyShreddedError(
+                f"vault has no key for {self.scopes.get(key_id, scope)!r}", scope=self.scopes.get(key_id, scope or "")
+            )
         return self.keys[key_id]
 
     def shred(self, scope: str) -> int:
@@ -492,7 +505,12 @@ async def test_a_key_provider_plugin_supplies_per_tenant_keys() -> None:
     assert isinstance(g.keys, StaticKeyRing)
     # an explicit key provider wins over the hook
     mine = TenantVault()
-    assert EventSourcingManager({"providers": {}, "encryption": True, "encryption_scope": "tenant"}, host=host, key_provider=mine).keys is mine
+    assert (
+        EventSourcingManager(
+            {"providers": {}, "encryption": True, "encryption_scope": "tenant"}, host=host, key_provider=mine
+        ).keys
+        is mine
+    )
 
 
 @pytest.mark.parametrize(
@@ -517,7 +535,13 @@ def test_bad_encryption_configuration_names_the_field_and_never_the_key(cfg: dic
 
 
 def test_keys_from_environment_variables() -> None:
-    cfg = ManagerConfig.from_env({"EVENTSOURCE_ENCRYPTION": "true", "EVENTSOURCE_ENCRYPTION_KEYS__K1": K1, "EVENTSOURCE_PROVIDERS__M": "memory://"})
+    cfg = ManagerConfig.from_env(
+        {
+            "EVENTSOURCE_ENCRYPTION": "true",
+            "EVENTSOURCE_ENCRYPTION_KEYS__K1": K1,
+            "EVENTSOURCE_PROVIDERS__M": "memory://",
+        }
+    )
     assert cfg.encryption_keys == {"K1": K1}  # the id keeps its case: it is written into every ciphertext
     assert K1 not in repr(cfg)
     assert EventSourcingManager(cfg, host=HOST).keys is not None
@@ -543,7 +567,9 @@ async def test_no_key_plaintext_or_password_in_logs_errors_or_reprs(caplog: pyte
         host=HOST,
     )
     await m.connect()
-    r = await m.append_event(stream_id="s", event_type="E", data={"secret": SECRET}, metadata={"m": SECRET}, tenant_id="t")
+    r = await m.append_event(
+        stream_id="s", event_type="E", data={"secret": SECRET}, metadata={"m": SECRET}, tenant_id="t"
+    )
     await m.create_snapshot(stream_id="s", data={"secret": SECRET})
     rec = await stored(m, r.event_id)
     errors: list[BaseException] = []

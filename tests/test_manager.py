@@ -17,7 +17,9 @@ HOST = PluginHost(load_entrypoints=False)
 
 
 async def test_providers_from_config_by_name_and_url_scheme() -> None:
-    m = EventSourcingManager({"providers": {"a": "memory://one", "b": "memory://two"}, "default_provider": "b"}, host=HOST)
+    m = EventSourcingManager(
+        {"providers": {"a": "memory://one", "b": "memory://two"}, "default_provider": "b"}, host=HOST
+    )
     async with m:
         assert m.list_providers() == ["a", "b"]
         assert m.get_default_provider().name == "b"
@@ -141,7 +143,11 @@ async def test_wrongly_typed_arguments_are_validation_errors_and_change_nothing(
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"from_version": "2"}, "from_version"), ({"to_version": 2.0}, "to_version"), ({"from_version": -1}, "from_version")],
+    [
+        ({"from_version": "2"}, "from_version"),
+        ({"to_version": 2.0}, "to_version"),
+        ({"from_version": -1}, "from_version"),
+    ],
 )
 async def test_read_stream_and_read_all_check_their_bounds(kwargs: dict[str, Any], field: str) -> None:
     m = EventSourcingManager({"providers": {"a": "memory://"}}, host=HOST)
@@ -166,13 +172,13 @@ async def test_event_types_given_as_one_string_filters_on_that_type() -> None:
 
 @pytest.mark.parametrize("store", ["memory://", "sqlite"])
 async def test_stream_metadata_is_plain_json_the_same_on_every_store(store: str, tmp_path: Any) -> None:
-    import datetime
+    import datetime as dt
     import decimal
 
     url = f"sqlite:///{tmp_path}/m.db" if store == "sqlite" else store
     m = EventSourcingManager({"providers": {"a": url}}, host=HOST)
     async with m:
-        for bad in ({"at": datetime.datetime.now(datetime.UTC)}, {"d": decimal.Decimal("1.5")}, {"n": float("nan")}):
+        for bad in ({"at": dt.datetime.now(dt.UTC)}, {"d": decimal.Decimal("1.5")}, {"n": float("nan")}):
             with pytest.raises(ValidationError) as e:
                 await m.create_stream(stream_id="s", metadata=bad)
             assert e.value.details.get("field") == "metadata"

@@ -288,9 +288,16 @@ async def test_a_snapshot_taken_elsewhere_is_noticed() -> None:
     a, b = make(snapshot_threshold=2), make(snapshot_threshold=2)
     await a.register_provider(store, name="m")
     await b.register_provider(store, name="m")
-    assert [(await a.append_event(stream_id="s", event_type="E", data={})).snapshot_due for _ in range(2)] == [False, True]
+    assert [(await a.append_event(stream_id="s", event_type="E", data={})).snapshot_due for _ in range(2)] == [
+        False,
+        True,
+    ]
     await b.create_snapshot(stream_id="s", data={})  # a does not know
-    assert [(await a.append_event(stream_id="s", event_type="E", data={})).snapshot_due for _ in range(3)] == [False, True, True]  # v3 re-checks: 1 past v2; v4: 2 past
+    assert [(await a.append_event(stream_id="s", event_type="E", data={})).snapshot_due for _ in range(3)] == [
+        False,
+        True,
+        True,
+    ]  # v3 re-checks: 1 past v2; v4: 2 past
 
 
 @pytest.mark.parametrize("is_async", [False, True])
@@ -396,7 +403,12 @@ async def test_health_says_what_is_wrong_per_provider() -> None:
 
     class Unhealthy(Faulty):
         async def health(self) -> HealthStatus:
-            return HealthStatus(healthy=False, provider=self.name, message="schema missing: run connect()", details={"reason": "schema_missing"})
+            return HealthStatus(
+                healthy=False,
+                provider=self.name,
+                message="schema missing: run connect()",
+                details={"reason": "schema_missing"},
+            )
 
     class Vague(Faulty):
         async def health(self) -> HealthStatus:

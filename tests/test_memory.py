@@ -6,7 +6,6 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-
 from eventsource.memory import MemoryProvider
 from eventsource.provider import Capabilities
 from eventsource.testing import ProviderSuite
@@ -30,7 +29,9 @@ class NoRetentionPrimitivesProvider(MemoryProvider):
 
     kind = "memory-noretention"
     capabilities = Capabilities(
-        global_order="total", concurrency="in_process", unsupported=frozenset({"truncate_stream", "delete_events_before"})
+        global_order="total",
+        concurrency="in_process",
+        unsupported=frozenset({"truncate_stream", "delete_events_before"}),
     )
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:

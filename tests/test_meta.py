@@ -1,11 +1,13 @@
 """Meta-tests (STYLE.md): every hook is documented with its signature and tested; every plugin has a
-tox factor and a README listing its settings and capabilities."""
+tox factor and a README listing its settings and capabilities; module docstrings are a paragraph and no
+docstring quotes a timing figure."""
 
 from __future__ import annotations
 
+import ast
 import configparser
-import itertools
 import inspect
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -176,3 +178,80 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert not unknown, f"the test command names envs tox.ini does not define: {unknown}"
     untested = [p.name for p in PLUGINS if p.name.removeprefix("eventsource-") not in envs]
     assert not untested, f"the README/CI test command does not run {untested}"
+
+
+# ---------------------------------------------------------------------------- docstrings (issue #10 item 8)
+# "A module docstring is a paragraph; the design lives in docs/. Figures (microseconds, ratios) belong in
+# benchmark output and READMEs generated from it, not in comments."
+
+SOURCES = sorted(
+    p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("core/src/**/*.py"), *ROOT.glob("plugins/*/src/**/*.py")]
+)
+MODULE_DOC_MAX_LINES = 12
+MODULE_DOC_MAX_PARAGRAPHS = 2  # the summary line and one paragraph
+TIMING = re.compile(r"\d[\d.,]*\s?(?:µs|ms\b|x raw|events/s)")
+# Durations that are documented setting values (examples of the duration syntax), not measurements.
+ALLOWED_FIGURES = {
+    ("core/src/eventsource/config.py", "250ms"),
+    ("core/src/eventsource/cli/arguments.py", "250ms"),
+}
+# Modules other engineers are editing while this check lands; they are trimmed when that work merges.
+# Empty this list then: a module named here is not checked at all.
+PENDING = [
+    "core/src/eventsource/manager/sealed.py",
+    "core/src/eventsource/provider.py",
+    "core/src/eventsource/sqlite/__init__.py",
+    "plugins/eventsource-kafka/src/eventsource_kafka/client.py",
+    "plugins/eventsource-kafka/src/eventsource_kafka/naming.py",
+    "plugins/eventsource-kafka/src/eventsource_kafka/provider.py",
+    "plugins/eventsource-kafka/src/eventsource_kafka/records.py",
+    "plugins/eventsource-postgres/src/eventsource_postgres/lease.py",
+    "plugins/eventsource-postgres/src/eventsource_postgres/provider.py",
+]
+CHECKED = [p for p in SOURCES if p not in PENDING]
+
+
+def _docstrings(tree: ast.Module) -> list[tuple[str, str]]:
+    """``(where, docstring)`` of the module and of every class and function in it."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node)
+            if doc:
+                found.append((getattr(node, "name", "module"), doc))
+    return found
+
+
+def _tree(path: str) -> ast.Module:
+    return ast.parse((ROOT / path).read_text(encoding="utf-8"), filename=path)
+
+
+def test_the_docstring_checks_see_every_package() -> None:
+    assert any(p.startswith("core/src/eventsource/") for p in SOURCES)
+    assert {p.split("/")[1] for p in SOURCES if p.startswith("plugins/")} == {p.name for p in PLUGINS}
+    missing = [p for p in PENDING if p not in SOURCES]
+    assert not missing, f"PENDING names modules that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("path", CHECKED)
+def test_a_module_docstring_is_a_paragraph(path: str) -> None:
+    doc = ast.get_docstring(_tree(path)) or ""
+    lines = doc.splitlines()
+    paragraphs = [p for p in re.split(r"\n\s*\n", doc) if p.strip()]
+    assert len(lines) <= MODULE_DOC_MAX_LINES, (
+        f"{path}: module docstring has {len(lines)} lines (at most {MODULE_DOC_MAX_LINES}); move the design to docs/"
+    )
+    assert len(paragraphs) <= MODULE_DOC_MAX_PARAGRAPHS, (
+        f"{path}: module docstring has {len(paragraphs)} paragraphs (a summary line and one paragraph)"
+    )
+
+
+@pytest.mark.parametrize("path", CHECKED)
+def test_no_docstring_quotes_a_timing_figure(path: str) -> None:
+    figures = [
+        f"{where}: {m.group(0)!r}"
+        for where, doc in _docstrings(_tree(path))
+        for m in TIMING.finditer(doc)
+        if (path, m.group(0)) not in ALLOWED_FIGURES
+    ]
+    assert not figures, f"{path}: timing figures belong in benchmark output, not docstrings: {figures}"

@@ -366,7 +366,7 @@ def test_an_entry_point_named_builtin_or_declared_twice_is_refused_naming_the_di
 
     empty = types.ModuleType("empty_plugin")
     monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: [_EP("builtin", "evil-builtin", empty)])
-    with pytest.raises(PluginLoadError, match="'evil-builtin'.*'builtin'"):
+    with pytest.raises(PluginLoadError, match=r"'evil-builtin'.*'builtin'"):
         PluginHost()
     twice = [_EP("postgres", "shady-postgres", empty), _EP("postgres", "eventsource-postgres", types.ModuleType("pg"))]
     monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: twice)

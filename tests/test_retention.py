@@ -56,14 +56,21 @@ class TestSqliteRetention(RetentionSuite):
 class TestEncryptedSqliteRetention(TestSqliteRetention):
     """The same suite with every payload compressed and encrypted (versions are sealed into each one)."""
 
-    manager_config = {"encryption": True, "encryption_keys": {"k1": base64.b64encode(bytes(32)).decode()}, "compression": "brotli", "compression_threshold": 0}  # noqa: RUF012
+    manager_config = {  # noqa: RUF012 - read-only class default, as in RetentionSuite
+        "encryption": True,
+        "encryption_keys": {"k1": base64.b64encode(bytes(32)).decode()},
+        "compression": "brotli",
+        "compression_threshold": 0,
+    }
 
 
 class NoTruncateProvider(MemoryProvider):
     """A store that cannot truncate (declares it, and raises if called anyway)."""
 
     kind = "memory-notruncate"
-    capabilities = Capabilities(global_order="total", concurrency="in_process", unsupported=frozenset({"truncate_stream"}))
+    capabilities = Capabilities(
+        global_order="total", concurrency="in_process", unsupported=frozenset({"truncate_stream"})
+    )
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         raise self.unsupported("truncate_stream")
@@ -100,7 +107,10 @@ def test_policies_are_built_from_configuration_and_registered_as_plugins() -> No
     assert HOST.retention_policies.names() == ["before_snapshot", "max_age", "max_count"]
     m = _manager(retention_policies=[{"policy": "max_count", "max_events": 5}], retention_period="30d")
     names = [(p.name, p.describe()) for p in m.retention_policies()]
-    assert names == [("max_count", {"policy": "max_count", "max_events": 5}), ("max_age", {"policy": "max_age", "max_age": 30 * 86400.0})]
+    assert names == [
+        ("max_count", {"policy": "max_count", "max_events": 5}),
+        ("max_age", {"policy": "max_age", "max_age": 30 * 86400.0}),
+    ]
     # an explicit max_age wins over retention_period
     m = _manager(retention_policies=[{"policy": "max_age", "max_age": 60}], retention_period="30d")
     assert [p.describe() for p in m.retention_policies()] == [{"policy": "max_age", "max_age": 60.0}]
@@ -147,7 +157,9 @@ async def test_unsupported_is_reported_across_providers_and_raised_when_named() 
     await m.register_provider(NoTruncateProvider(), name="partial")
     for name in ("full", "partial"):
         await m.append_events_batch(stream_id="s", events=_events(5), provider=name)
-    report = await m.apply_retention([MaxCountPolicy(2), {"policy": "max_age", "max_age": "2d"}], now=T0 + timedelta(days=5))
+    report = await m.apply_retention(
+        [MaxCountPolicy(2), {"policy": "max_age", "max_age": "2d"}], now=T0 + timedelta(days=5)
+    )
     by = report.by_provider()
     assert by["full"]["max_count"].status == "ok"
     assert by["full"]["max_count"].deleted_events == 3
@@ -230,7 +242,10 @@ async def test_a_third_party_policy_registers_through_the_hook() -> None:
             async for info in ctx.streams():
                 last = [e async for e in ctx.provider.read_stream(info.stream_id, backwards=True, page_size=1)]
                 if last and last[0].event_type == self.event_type:
-                    n += await ctx.call("truncate_stream", lambda s=info.stream_id, v=info.version: ctx.provider.truncate_stream(s, v + 1))
+                    n += await ctx.call(
+                        "truncate_stream",
+                        lambda s=info.stream_id, v=info.version: ctx.provider.truncate_stream(s, v + 1),
+                    )
             return n
 
     class Plugin:
@@ -239,9 +254,18 @@ async def test_a_third_party_policy_registers_through_the_hook() -> None:
             registry.add(KeepNothingOfType)
 
     host = PluginHost(load_entrypoints=False, plugins=[("drop-type", Plugin())])
-    m = EventSourcingManager({"providers": {}, "default_provider": None, "retention_policies": [{"policy": "drop_type", "event_type": "Closed"}]}, host=host)
+    m = EventSourcingManager(
+        {
+            "providers": {},
+            "default_provider": None,
+            "retention_policies": [{"policy": "drop_type", "event_type": "Closed"}],
+        },
+        host=host,
+    )
     await m.register_provider(MemoryProvider(), name="m")
-    await m.append_events_batch(stream_id="a", events=[EventData(event_type="Opened", data={}), EventData(event_type="Closed", data={})])
+    await m.append_events_batch(
+        stream_id="a", events=[EventData(event_type="Opened", data={}), EventData(event_type="Closed", data={})]
+    )
     await m.append_event(stream_id="b", event_type="Opened", data={})
     report = await m.apply_retention()
     assert report.deleted() == 2
@@ -254,7 +278,10 @@ def test_retention_policies_from_an_environment_variable() -> None:
     from eventsource.config import ManagerConfig
 
     cfg = ManagerConfig.from_env(
-        {"EVENTSOURCE_RETENTION_POLICIES": '[{"policy": "max_count", "max_events": 3}]', "EVENTSOURCE_RETENTION_PERIOD": "7d"}
+        {
+            "EVENTSOURCE_RETENTION_POLICIES": '[{"policy": "max_count", "max_events": 3}]',
+            "EVENTSOURCE_RETENTION_PERIOD": "7d",
+        }
     )
     m = EventSourcingManager(cfg, host=HOST)
     assert [p.describe() for p in m.retention_policies()] == [

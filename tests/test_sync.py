@@ -6,7 +6,6 @@ import inspect
 import threading
 
 import pytest
-
 from eventsource import ConcurrencyError, EventData, StreamNotFoundError
 from eventsource.errors import EventSourceError, ProviderUnavailableError
 from eventsource.manager import EventSourcingManager

@@ -107,7 +107,8 @@ class PostgresBackend(Backend):
         async with self.raw.transaction():
             await self.raw.execute(
                 f"INSERT INTO {names.events} ({_COLS}) "
-                "SELECT 'fill-' || g, 'fill-' || (g %% %s), 'Filler', g / %s + 1, g, convert_to(%s, 'UTF8'), '', 'json', now() "
+                "SELECT 'fill-' || g, 'fill-' || (g %% %s), 'Filler', g / %s + 1, g, "
+                "convert_to(%s, 'UTF8'), '', 'json', now() "
                 "FROM generate_series(0, %s - 1) AS g",
                 [streams, streams, body, n],
             )

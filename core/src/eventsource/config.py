@@ -2,10 +2,8 @@
 
 Loaded from a dict (:meth:`ManagerConfig.from_dict`), a JSON or TOML file (:meth:`from_file`) or
 ``EVENTSOURCE_*`` environment variables (:meth:`from_env`), always through one marshmallow schema, so
-a wrong value fails with :class:`~eventsource.errors.ConfigurationError` naming the field.
-
-Durations accept seconds as a number or a string with a unit: ``"250ms"``, ``"30s"``, ``"5m"``,
-``"12h"``, ``"365d"``.
+a wrong value fails with :class:`~eventsource.errors.ConfigurationError` naming the field. Durations
+accept seconds as a number or a string with a unit: ``"250ms"``, ``"30s"``, ``"5m"``, ``"12h"``, ``"365d"``.
 """
 
 from __future__ import annotations
@@ -183,6 +181,16 @@ class ManagerConfigSchema(Schema):
         if data.get("retry_delay") is not None and data.get("retry_max_delay") is not None:  # noqa: SIM102
             if data["retry_max_delay"] < data["retry_delay"]:
                 raise ValidationError("must be >= retry_delay", "retry_max_delay")
+        self._check_keys(data)
+        for i, entry in enumerate(data.get("retention_policies") or []):
+            if not isinstance(entry.get("policy"), str) or not entry["policy"]:
+                raise ValidationError(
+                    f"entry {i} needs a 'policy' name (max_age, max_count, before_snapshot)", "retention_policies"
+                )
+
+    @staticmethod
+    def _check_keys(data: dict[str, Any]) -> None:
+        """Each key decodes under a valid id, and ``active_key_id`` names one of them when it must."""
         keys = data.get("encryption_keys") or {}
         if keys:
             from eventsource.codecs.keys import check_key_id, decode_key
@@ -199,9 +207,6 @@ class ManagerConfigSchema(Schema):
             raise ValidationError(f"{active!r} is not one of encryption_keys {sorted(keys)}", "active_key_id")
         if active is None and len(keys) > 1:
             raise ValidationError("name the key new events use when encryption_keys holds several", "active_key_id")
-        for i, entry in enumerate(data.get("retention_policies") or []):
-            if not isinstance(entry.get("policy"), str) or not entry["policy"]:
-                raise ValidationError(f"entry {i} needs a 'policy' name (max_age, max_count, before_snapshot)", "retention_policies")
 
 
 @dataclass(slots=True)
@@ -368,14 +373,17 @@ class ManagerConfig:
         return cls.from_dict(value)
 
 
+_ENV_WORDS: dict[str, bool | None] = {
+    **dict.fromkeys(("true", "yes", "on"), True),
+    **dict.fromkeys(("false", "no", "off"), False),
+    **dict.fromkeys(("", "none", "null"), None),
+}
+
+
 def _env_value(value: str) -> Any:
     low = value.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("", "none", "null"):
-        return None
+    if low in _ENV_WORDS:
+        return _ENV_WORDS[low]
     if value.lstrip().startswith(("[", "{")):
         try:
             return json.loads(value)

@@ -145,7 +145,9 @@ class MemoryProvider(Provider):
         s = self._streams.get(stream_id)
         check_expected(stream_id, expected, exists=s is not None, version=s.info.version if s else 0)
         if s is None:
-            attrs = stream or NewStream(stream_id, aggregate_id=events[0].aggregate_id, aggregate_type=events[0].aggregate_type)
+            attrs = stream or NewStream(
+                stream_id, aggregate_id=events[0].aggregate_id, aggregate_type=events[0].aggregate_type
+            )
             s = _Stream(StreamInfo.new(attrs, events[0].timestamp))
             self._streams[stream_id] = s
         version = s.info.version
@@ -198,7 +200,9 @@ class MemoryProvider(Provider):
         for i in range(0, len(chosen), page_size):
             yield chosen[i : i + page_size]
 
-    async def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent]]:
+    async def read_all_pages(
+        self, *, from_position: int = 0, page_size: int = 500
+    ) -> AsyncIterator[Sequence[RecordedEvent]]:
         """Events in position order, in slices of ``page_size``; sees events appended while iterating."""
         last = from_position - 1
         while True:
@@ -270,9 +274,7 @@ class MemoryProvider(Provider):
         gone = {e.event_id for e in old}
         s.events = [e for e in s.events if e.event_id not in gone]
         self._remove(old)
-        s.info = replace(
-            s.info, event_count=len(s.events), first_version=s.events[0].version if s.events else None
-        )
+        s.info = replace(s.info, event_count=len(s.events), first_version=s.events[0].version if s.events else None)
         return len(old)
 
     # ------------------------------------------------------------------ monitoring

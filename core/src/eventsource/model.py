@@ -1,12 +1,9 @@
 """Records, requests and responses.
 
-Two layers:
-
-* what a **provider** sees: :class:`NewEvent` (to write) and :class:`RecordedEvent` (read back),
-  :class:`NewSnapshot` / :class:`RecordedSnapshot`, with payloads as opaque encoded ``bytes`` plus
-  plain envelope fields;
-* what a **user** sees: :class:`Event` and :class:`Snapshot` with decoded ``data`` / ``metadata``,
-  and the seed's request/response objects in Python names.
+Two layers: what a **provider** sees (:class:`NewEvent` to write, :class:`RecordedEvent` read back,
+:class:`NewSnapshot` / :class:`RecordedSnapshot`; payloads as opaque encoded ``bytes`` plus plain
+envelope fields), and what a **user** sees (:class:`Event` and :class:`Snapshot` with decoded ``data`` /
+``metadata``, and the seed's request/response objects in Python names).
 """
 
 from __future__ import annotations
@@ -477,11 +474,11 @@ class ListStreamsResponse:
 def positional_constructor(cls: type[T]) -> Callable[..., T]:
     """A fast positional constructor for a frozen, slotted record dataclass (the read hot path).
 
-    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which costs about
-    2 µs for a 15-field record; reads build one :class:`RecordedEvent` and one :class:`Event` per event.
-    This builds the same (equal, still frozen) object in about a third of that: a plain class with the
-    same slots is filled by ordinary attribute stores (the interpreter's fastest), then the object's
-    ``__class__`` is set to ``cls`` (allowed because the two layouts are identical, and checked once
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which is slow for a
+    wide record, and reads build one :class:`RecordedEvent` and one :class:`Event` per event. This builds
+    the same (equal, still frozen) object faster (``benchmarks/`` measures the read path): a plain class
+    with the same slots is filled by ordinary attribute stores (the interpreter's fastest), then the
+    object's ``__class__`` is set to ``cls`` (allowed because the two layouts are identical, and checked once
     here). Pass every field, in field order; there are no defaults. Classes with ``__post_init__`` get
     their plain constructor.
     """

@@ -4,7 +4,6 @@ Start-up order: hook specs; plugins blocked by ``EVENTSOURCE_DISABLED_PLUGINS`` 
 entry-point names, ``builtin`` included); entry points of the ``eventsource`` group; the built-in
 plugin (memory and sqlite providers, codecs, retention policies); ``check_pending()``; then the
 registration hooks fill the typed registries. ``EVENTSOURCE_TRACE_PLUGINS=1`` logs every hook call.
-
 Nothing loads at import time; tests build ``PluginHost(load_entrypoints=False)``.
 """
 
@@ -180,7 +179,13 @@ class PluginHost:
             ("lease", self.leases),
         ):
             rows.extend(
-                {"type": kind, "name": reg.name, "distribution": reg.distribution, "version": reg.version, "schemes": []}
+                {
+                    "type": kind,
+                    "name": reg.name,
+                    "distribution": reg.distribution,
+                    "version": reg.version,
+                    "schemes": [],
+                }
                 for reg in registry
             )
         return rows

@@ -119,7 +119,8 @@ class ProviderRegistry(_Registry["type[Provider]"]):
             raise PluginLoadError(msg)
         for scheme in schemes:
             if scheme in self._schemes:
-                msg = f"URL scheme {scheme!r} is registered twice: by {self._schemes[scheme]!r} and {provider_class.kind!r}"
+                first = self._schemes[scheme]
+                msg = f"URL scheme {scheme!r} is registered twice: by {first!r} and {provider_class.kind!r}"
                 raise PluginLoadError(msg, scheme=scheme)
         self._add(provider_class.kind, provider_class)
         for scheme in schemes:

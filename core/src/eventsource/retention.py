@@ -1,32 +1,10 @@
 """Retention policies: plugins that delete old events through each provider's retention primitives.
 
-Providers implement two primitives (``delete_events_before(cutoff, stream_id)`` and
-``truncate_stream(stream_id, before_version)``) natively, and list in ``capabilities.unsupported`` the
-ones their store cannot do. Policies are built from configuration and applied by
-:meth:`EventSourcingManager.apply_retention <eventsource.manager.EventSourcingManager.apply_retention>`
-(on demand) or by a :class:`RetentionSchedule` the user starts with
-:meth:`~eventsource.manager.EventSourcingManager.start_retention` and stops (``schedule.stop()``,
-``manager.stop_retention()`` or ``manager.close()``).
-
-Built-in policies (registered through ``eventsource_register_retention_policies``):
-
-==================== ============================== ===============================================
-name                 parameters                     what it deletes
-==================== ============================== ===============================================
-``max_age``          ``max_age`` (duration)         events whose timestamp is older than now - max_age
-``max_count``        ``max_events`` (int >= 1)      per stream, all but the latest ``max_events``
-``before_snapshot``  ``keep_events`` (int >= 0)     per stream, events covered by the latest snapshot
-                                                    (version <= snapshot version), minus a margin of
-                                                    ``keep_events`` events
-==================== ============================== ===============================================
-
-Versions never change and a stream's version never goes down; snapshots are not deleted by any policy.
-A policy whose primitive a provider cannot do is *reported* (status ``"unsupported"``), never silently
-skipped; asked for explicitly on that provider it raises :class:`UnsupportedOperationError`.
-
-Writing a policy: subclass :class:`RetentionPolicy`, set ``name`` and ``requires`` (the provider
-operations it calls), implement :meth:`RetentionPolicy.apply`, and register the class from an
-``eventsource_register_retention_policies`` hookimpl.
+Providers implement ``delete_events_before`` and ``truncate_stream`` natively (or declare them
+unsupported); the built-in policies ``max_age``, ``max_count`` and ``before_snapshot`` are built from
+configuration and applied by ``EventSourcingManager.apply_retention`` or a :class:`RetentionSchedule`.
+Versions never change; an unsupported primitive is reported, never skipped silently. The policy table,
+the guarantees and how to write a policy are in ``docs/internals/retention.md``.
 """
 
 from __future__ import annotations
@@ -97,7 +75,9 @@ class RetentionContext:
         p = self.provider
         offset = 0
         while True:
-            page, total = await self.call("list_streams", functools.partial(p.list_streams, limit=LIST_PAGE, offset=offset))
+            page, total = await self.call(
+                "list_streams", functools.partial(p.list_streams, limit=LIST_PAGE, offset=offset)
+            )
             for info in page:
                 yield info
             offset += len(page)
@@ -341,9 +321,7 @@ class RetentionReport:
         }
 
 
-async def run_policy(
-    policy: RetentionPolicy, ctx: RetentionContext, name: str, *, strict: bool
-) -> PolicyOutcome:
+async def run_policy(policy: RetentionPolicy, ctx: RetentionContext, name: str, *, strict: bool) -> PolicyOutcome:
     """Apply one policy on one provider and describe what happened.
 
     :param strict: raise :class:`UnsupportedOperationError` instead of reporting ``unsupported``.
@@ -398,7 +376,9 @@ class RetentionSchedule:
         self._run_now = run_now
         self._wake = asyncio.Event()
         self._ran = asyncio.Condition()
-        self._task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._loop(), name="eventsource-retention")
+        self._task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            self._loop(), name="eventsource-retention"
+        )
 
     def __repr__(self) -> str:
         return f"RetentionSchedule(interval={self.interval}, runs={self.runs}, running={self.running})"

@@ -302,7 +302,20 @@ async def test_a_refused_first_append_creates_no_stream_and_a_failed_one_can_be_
     from eventsource.model import NO_STREAM
 
     with pytest.raises(ValidationError):
-        await kp.append("big", [NewEvent(str(uuid.uuid4()), "E", b"x" * (kp.max_record_bytes + connection_module.ENVELOPE_SLACK), b"", "json", utcnow())], NO_STREAM)
+        await kp.append(
+            "big",
+            [
+                NewEvent(
+                    str(uuid.uuid4()),
+                    "E",
+                    b"x" * (kp.max_record_bytes + connection_module.ENVELOPE_SLACK),
+                    b"",
+                    "json",
+                    utcnow(),
+                )
+            ],
+            NO_STREAM,
+        )
     assert await kp.get_stream_info("big") is None
     first = new()
     real = kp.io.produce

@@ -106,7 +106,9 @@ async def test_reads_under_writes_end_and_retention_keeps_working(kafka_url: str
     The stream starts with 2,000 single-event records (where the unbounded run used to fail); the
     10-minute run is ``python -m tests.soak 600`` (see ``soak.py``).
     """
-    report = await reads_under_writes(kafka_url, float(os.environ.get("EVENTSOURCE_KAFKA_SOAK_SECONDS", "45")), prefill=2000)
+    report = await reads_under_writes(
+        kafka_url, float(os.environ.get("EVENTSOURCE_KAFKA_SOAK_SECONDS", "45")), prefill=2000
+    )
     assert report.failure is None, report
     assert report.reads > 0
     assert report.retention_runs > 0

@@ -1,4 +1,7 @@
-"""The conformance kit (and the retention suite) on both servers: the machine's (2.9.10: envelopes) and a current one (atomic batches)."""
+"""The conformance kit (and the retention suite) on both servers.
+
+The machine's (2.9.10: envelopes) and a current one (atomic batches).
+"""
 
 from __future__ import annotations
 

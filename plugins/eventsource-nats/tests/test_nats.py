@@ -161,7 +161,9 @@ async def test_create_stream_and_a_no_stream_append_racing_never_both_win(machin
         await dispose(p)
 
 
-async def test_a_no_stream_append_retried_after_it_claimed_the_id_still_succeeds(machine_provider: NatsProvider) -> None:
+async def test_a_no_stream_append_retried_after_it_claimed_the_id_still_succeeds(
+    machine_provider: NatsProvider,
+) -> None:
     # the claim (the info record naming the append's first event) is in place but the publish never
     # happened (a lost connection): the retry with the same event ids is not a conflict
     p = machine_provider
@@ -391,7 +393,9 @@ async def test_retention_keeps_a_subjects_last_message_while_earlier_ones_stay(m
         await dispose(p)
 
 
-async def test_a_lost_ack_retry_after_the_duplicate_window_is_recognised_by_another_process(machine_nats_url: str) -> None:
+async def test_a_lost_ack_retry_after_the_duplicate_window_is_recognised_by_another_process(
+    machine_nats_url: str,
+) -> None:
     p = await open_provider(machine_nats_url, duplicate_window=1.0, publish_timeout=0.3, publish_retry_seconds=0.0)
     try:
         real, losing = p._publisher._on_ack, [False]

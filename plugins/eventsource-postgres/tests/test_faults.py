@@ -41,7 +41,9 @@ async def own_pids(admin: psycopg.AsyncConnection[Any], p: PostgresProvider, *, 
     return [r[0] for r in await cur.fetchall()]
 
 
-async def wait_for_pids(admin: psycopg.AsyncConnection[Any], p: PostgresProvider, *, waiting: bool, exclude: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+async def wait_for_pids(
+    admin: psycopg.AsyncConnection[Any], p: PostgresProvider, *, waiting: bool, exclude: set[int] = frozenset()
+) -> list[int]:  # type: ignore[assignment]
     for _ in range(3000):
         pids = [x for x in await own_pids(admin, p, waiting=waiting) if x not in exclude]
         if pids:
@@ -64,7 +66,8 @@ async def hold_event_id(url: str, p: PostgresProvider, event_id: str) -> psycopg
     """
     blocker = await psycopg.AsyncConnection.connect(url)
     await blocker.execute(
-        f"INSERT INTO {p.names.events} (event_id, stream_id, event_type, version, position, data, metadata, encoding, ts) "
+        f"INSERT INTO {p.names.events} "
+        "(event_id, stream_id, event_type, version, position, data, metadata, encoding, ts) "
         "VALUES (%s, 'blocker', 'E', 1, 1, '', '', 'json', now())",
         [event_id],
     )
@@ -158,7 +161,10 @@ async def test_pool_exhausted_raises_the_typed_timeout(make_provider: Callable[.
         assert info.value.type == "timeout"
         with pytest.raises(ProviderTimeoutError):
             await p.append("x", batch(1), ANY)
-        m = EventSourcingManager({"providers": {}, "default_provider": None, "retry_attempts": 2, "retry_delay": 0.01}, host=PluginHost(load_entrypoints=False))
+        m = EventSourcingManager(
+            {"providers": {}, "default_provider": None, "retry_attempts": 2, "retry_delay": 0.01},
+            host=PluginHost(load_entrypoints=False),
+        )
         await m.register_provider(p, name="pg", default=True)
         with pytest.raises(ProviderTimeoutError):
             await m.append_event(stream_id="x", event_type="E", data={})
@@ -181,7 +187,9 @@ async def test_statement_timeout_raises_the_typed_timeout(make_provider: Callabl
     assert [e.version async for e in p.read_stream("slow")] == [1]
 
 
-async def test_a_restart_is_survived_by_reconnecting(make_provider: Callable[..., Any], admin: psycopg.AsyncConnection[Any]) -> None:
+async def test_a_restart_is_survived_by_reconnecting(
+    make_provider: Callable[..., Any], admin: psycopg.AsyncConnection[Any]
+) -> None:
     p = await make_provider(pool_min_size=3, pool_max_size=3)
     await asyncio.gather(*(p.append(f"r{i}", batch(2), ANY) for i in range(6)))
     pids = await own_pids(admin, p)
@@ -228,7 +236,9 @@ async def test_tls_settings_reach_libpq(url: str, admin: psycopg.AsyncConnection
     cur = await admin.execute("SHOW ssl")
     server_tls = (await cur.fetchone())[0] == "on"  # type: ignore[index]
     app = f"es-tls-{uuid.uuid4().hex[:8]}"
-    p = PostgresProvider(url, sslmode="require", connect_timeout=2, schema=f"es_{uuid.uuid4().hex[:12]}", application_name=app)
+    p = PostgresProvider(
+        url, sslmode="require", connect_timeout=2, schema=f"es_{uuid.uuid4().hex[:12]}", application_name=app
+    )
     if not server_tls:
         with pytest.raises(ProviderUnavailableError) as info:
             await p.connect()
@@ -237,7 +247,9 @@ async def test_tls_settings_reach_libpq(url: str, admin: psycopg.AsyncConnection
     await p.connect()
     try:
         cur = await admin.execute(
-            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = %s", [app]
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+            "WHERE a.application_name = %s",
+            [app],
         )
         assert (await cur.fetchone())[0] is True  # type: ignore[index]
     finally:
@@ -245,7 +257,9 @@ async def test_tls_settings_reach_libpq(url: str, admin: psycopg.AsyncConnection
         await p.close()
 
 
-async def test_the_idle_check_tells_live_from_dropped_connections(url: str, admin: psycopg.AsyncConnection[Any]) -> None:
+async def test_the_idle_check_tells_live_from_dropped_connections(
+    url: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
     """The zero-round-trip check works above select()'s FD_SETSIZE too (poll, not select)."""
     import os
     import resource
@@ -267,7 +281,9 @@ async def test_the_idle_check_tells_live_from_dropped_connections(url: str, admi
         conn = await psycopg.AsyncConnection.connect(url, autocommit=True, application_name=app)
         try:
             assert not _stale(conn)
-            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [app])
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [app]
+            )
             for _ in range(3000):
                 if _stale(conn):
                     break
@@ -301,7 +317,9 @@ async def test_a_dsn_connects_and_an_unreachable_one_never_shows_its_password(ur
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    bad = PostgresProvider(f"host=127.0.0.1 port={port} dbname=test user=postgres password=s3cr3t-pw", connect_timeout=1)
+    bad = PostgresProvider(
+        f"host=127.0.0.1 port={port} dbname=test user=postgres password=s3cr3t-pw", connect_timeout=1
+    )
     assert target_password(bad.url or "") == "s3cr3t-pw"
     with pytest.raises(ProviderUnavailableError) as info:
         await bad.connect()
@@ -339,7 +357,10 @@ def test_a_transaction_the_server_rolled_back_is_a_conflict_not_a_lost_connectio
     from eventsource_postgres.connection import _connection_lost
     from eventsource_postgres.errors import map_error
 
-    for exc in (psycopg.errors.DeadlockDetected("deadlock detected"), psycopg.errors.SerializationFailure("could not serialize")):
+    for exc in (
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.SerializationFailure("could not serialize"),
+    ):
         err = map_error(exc, operation="delete_stream", where="pg")
         assert type(err) is ConflictError, err
         assert "nothing was written" in str(err)

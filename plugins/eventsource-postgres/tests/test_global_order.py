@@ -25,7 +25,9 @@ def new_event(tag: str = "E") -> NewEvent:
     return NewEvent(str(uuid.uuid4()), tag, b'{"k": 1}', b"", "json", utcnow())
 
 
-async def open_append(url: str, p: PostgresProvider, stream_id: str, n: int = 1) -> tuple[psycopg.AsyncConnection[Any], list[int], list[str]]:
+async def open_append(
+    url: str, p: PostgresProvider, stream_id: str, n: int = 1
+) -> tuple[psycopg.AsyncConnection[Any], list[int], list[str]]:
     """Run the provider's append statement inside a transaction that is left open (not committed)."""
     conn = await psycopg.AsyncConnection.connect(url)  # autocommit off: the transaction stays open
     events = [new_event(stream_id) for _ in range(n)]
@@ -58,7 +60,9 @@ async def catch_up(p: PostgresProvider, nxt: int, out: list[Any], count: int) ->
         await asyncio.sleep(0.05)
 
 
-async def test_late_committing_writer_is_never_skipped(make_provider: Callable[..., Any], url: str, admin: psycopg.AsyncConnection[Any]) -> None:
+async def test_late_committing_writer_is_never_skipped(
+    make_provider: Callable[..., Any], url: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
     p = await make_provider(visibility_wait=0.2)
     seen: list[Any] = []
     nxt = await follow(p, 0, seen)
@@ -172,7 +176,9 @@ async def test_position_order_follows_version_order_on_a_contended_stream(make_p
     assert by_position == list(range(1, 81))
 
 
-async def test_an_open_transaction_does_not_block_writers_on_other_streams(make_provider: Callable[..., Any], url: str) -> None:
+async def test_an_open_transaction_does_not_block_writers_on_other_streams(
+    make_provider: Callable[..., Any], url: str
+) -> None:
     """No table lock: while one append's transaction is open, appends to other streams commit."""
     p = await make_provider()
     conn, _, _ = await open_append(url, p, "held")
@@ -189,4 +195,3 @@ async def test_an_open_transaction_does_not_block_writers_on_other_streams(make_
         assert (await asyncio.wait_for(same, timeout=30)).first_version == 2
     finally:
         await conn.close()
-

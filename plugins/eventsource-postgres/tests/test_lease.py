@@ -54,7 +54,9 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 async def lease(url: str) -> AsyncIterator[PostgresAdvisoryLease]:
-    lz = PostgresAdvisoryLease(url, namespace=f"t-{uuid.uuid4().hex}", pool_max_size=4, application_name=f"es-lease-{uuid.uuid4().hex[:10]}")
+    lz = PostgresAdvisoryLease(
+        url, namespace=f"t-{uuid.uuid4().hex}", pool_max_size=4, application_name=f"es-lease-{uuid.uuid4().hex[:10]}"
+    )
     await lz.connect()
     yield lz
     await lz.close()
@@ -67,7 +69,9 @@ async def test_two_processes_never_hold_the_same_key_at_once(url: str, tmp_path:
     spec = {"url": url, "namespace": f"t-{uuid.uuid4().hex}", "key": "stream-1", "counter": str(counter),
             "holder": str(holder), "rounds": rounds, "start_at": time.time() + 1.5}  # fmt: skip
     procs = [
-        await asyncio.create_subprocess_exec(sys.executable, "-c", WORKER, json.dumps(spec), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WORKER, json.dumps(spec), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for _ in range(2)
     ]
     for proc in procs:
@@ -114,7 +118,9 @@ async def test_a_waiter_gets_the_lease_when_it_is_released(url: str, lease: Post
         await other.close()
 
 
-async def test_losing_the_connection_while_held_raises_on_exit(lease: PostgresAdvisoryLease, admin: psycopg.AsyncConnection[Any]) -> None:
+async def test_losing_the_connection_while_held_raises_on_exit(
+    lease: PostgresAdvisoryLease, admin: psycopg.AsyncConnection[Any]
+) -> None:
     with pytest.raises(ProviderUnavailableError) as info:
         async with lease.hold("k", timeout=5):
             cur = await admin.execute(
@@ -138,7 +144,9 @@ async def test_an_error_in_the_block_releases_the_lease(url: str, lease: Postgre
 
 
 async def test_keys_are_stable_64_bit_hashes(lease: PostgresAdvisoryLease) -> None:
-    digest = hashlib.blake2b(f"lease\x00{lease.settings['namespace']}\x00stream-1".encode(), digest_size=8, person=b"eventsrc").digest()
+    digest = hashlib.blake2b(
+        f"lease\x00{lease.settings['namespace']}\x00stream-1".encode(), digest_size=8, person=b"eventsrc"
+    ).digest()
     assert lease.key("stream-1") == int.from_bytes(digest, "big", signed=True)
     assert lock_key("a", "b") == lock_key("a", "b") != lock_key("a", "c")
     assert -(2**63) <= lease.key("x") < 2**63

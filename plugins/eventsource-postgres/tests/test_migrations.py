@@ -22,7 +22,9 @@ import asyncio, json, sys, time
 from eventsource_postgres import PostgresProvider
 spec = json.loads(sys.argv[1])
 async def main():
-    p = PostgresProvider(spec["url"], schema=spec["schema"], table_prefix=spec["prefix"], pool_min_size=1, pool_max_size=1)
+    p = PostgresProvider(
+        spec["url"], schema=spec["schema"], table_prefix=spec["prefix"], pool_min_size=1, pool_max_size=1
+    )
     delay = spec["start_at"] - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
@@ -48,7 +50,9 @@ async def applied(admin: psycopg.AsyncConnection[Any], n: Names) -> list[int]:
     return [r[0] for r in await cur.fetchall()]
 
 
-async def test_processes_starting_at_once_create_the_schema_once(url: str, schema: str, admin: psycopg.AsyncConnection[Any]) -> None:
+async def test_processes_starting_at_once_create_the_schema_once(
+    url: str, schema: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
     start_at = time.time() + 1.5
     procs = []
     for i in range(4):
@@ -78,15 +82,21 @@ async def test_concurrent_connects_in_one_process(url: str, schema: str, admin: 
         await asyncio.gather(*(p.close() for p in providers))
 
 
-async def test_migrate_is_idempotent_and_upgrades_from_an_older_version(schema: str, admin: psycopg.AsyncConnection[Any]) -> None:
+async def test_migrate_is_idempotent_and_upgrades_from_an_older_version(
+    schema: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
     n = Names(schema, "")
     assert await migrate(admin, n) == list(range(1, LATEST + 1))
     assert await migrate(admin, n) == []
     # an older store: undo the last migration and forget it was applied
-    await admin.execute(f'DROP INDEX "{schema}"."events_ts", "{schema}"."events_tenant", "{schema}"."events_correlation"')
+    await admin.execute(
+        f'DROP INDEX "{schema}"."events_ts", "{schema}"."events_tenant", "{schema}"."events_correlation"'
+    )
     await admin.execute(f"DELETE FROM {n.migrations} WHERE version = %s", [LATEST])
     assert await migrate(admin, n) == [LATEST]
-    cur = await admin.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = 'events_ts'", [schema])
+    cur = await admin.execute(
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = 'events_ts'", [schema]
+    )
     assert (await cur.fetchone())[0] == 1  # type: ignore[index]
     assert await applied(admin, n) == list(range(1, LATEST + 1))
 
@@ -94,7 +104,9 @@ async def test_migrate_is_idempotent_and_upgrades_from_an_older_version(schema: 
 async def test_a_newer_schema_is_refused(url: str, schema: str, admin: psycopg.AsyncConnection[Any]) -> None:
     n = Names(schema, "")
     await migrate(admin, n)
-    await admin.execute(f"INSERT INTO {n.migrations} (version, description) VALUES (%s, 'from the future')", [LATEST + 1])
+    await admin.execute(
+        f"INSERT INTO {n.migrations} (version, description) VALUES (%s, 'from the future')", [LATEST + 1]
+    )
     p = PostgresProvider(url, schema=schema)
     with pytest.raises(ConfigurationError) as info:
         await p.connect()

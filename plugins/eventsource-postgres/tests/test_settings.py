@@ -45,7 +45,9 @@ def test_password_is_masked_everywhere_it_is_shown() -> None:
 
 
 def test_spawn_args_rebuild_the_same_store() -> None:
-    p = PostgresProvider("postgresql://u@h/db", schema="app_one", table_prefix="t_", pool_max_size=3, pool_timeout="250ms")
+    p = PostgresProvider(
+        "postgresql://u@h/db", schema="app_one", table_prefix="t_", pool_max_size=3, pool_timeout="250ms"
+    )
     args = json.loads(json.dumps(p.spawn_args()))
     q = PostgresProvider(**args)
     assert (q.names, q.settings) == (p.names, p.settings)

@@ -59,6 +59,10 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if isinstance(value, (set, frozenset)):
         return sorted((plain(v) for v in value), key=str)
+    return _plain_scalar(value)
+
+
+def _plain_scalar(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, (datetime, date, time)):

@@ -1,19 +1,9 @@
 """AES-256-GCM cipher (``cryptography``) with key ids in the header, for rotation and crypto-shredding.
 
-Stored layout of one encrypted payload::
-
-    +--------+--------+-------------+-----------+---------------------------+
-    | 0x01   | len(k) | key id (k)  | nonce(12) | ciphertext || tag(16)    |
-    +--------+--------+-------------+-----------+---------------------------+
-
-* byte 0 is the format version; byte 1 the UTF-8 length of the key id that follows;
-* the nonce is 12 fresh random bytes per payload (``os.urandom``), never reused with a key;
-* the associated data is the header (format, key id) plus the caller's ``aad`` (the manager binds the
-  stream id, event id, version, payload part and encoding descriptor), so a flipped byte anywhere, a
-  swapped key id, or a ciphertext moved to another event fails authentication with
-  :class:`~eventsource.errors.DecryptionError`.
-
-Overhead: 30 bytes plus the key id.
+A payload is ``0x01 | len(key id) | key id | nonce(12) | ciphertext || tag(16)``: a fresh random nonce
+per payload, and the header plus the caller's ``aad`` as associated data, so any changed byte, swapped
+key id or moved ciphertext fails with :class:`~eventsource.errors.DecryptionError`. The layout is drawn
+in ``docs/internals/encryption.md``.
 """
 
 from __future__ import annotations
@@ -61,7 +51,10 @@ class AesGcmCipher(Cipher):
 
     def _provider(self) -> KeyProvider:
         if self.keys is None:
-            msg = f"the {self.name} cipher has no key provider: set encryption_keys (or a key provider) to read or write encrypted payloads"
+            msg = (
+                f"the {self.name} cipher has no key provider: "
+                "set encryption_keys (or a key provider) to read or write encrypted payloads"
+            )
             raise CodecError(msg, codec=self.name)
         return self.keys
 

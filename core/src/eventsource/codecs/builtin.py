@@ -23,26 +23,33 @@ stored as ``{"$es": "dict", "v": [[key, value], ...]}``, so no user object is ev
 (``json``'s object hook runs innermost first, so the escape must not leave the user's object intact)."""
 
 
+def _encode_datetime(value: datetime) -> dict[str, Any]:
+    offset = value.utcoffset()
+    if offset is not None and offset.microseconds:  # ISO parsing drops sub-second offsets
+        return {
+            _TAG: "datetime_us_offset",
+            "v": [value.replace(tzinfo=None).isoformat(), offset // timedelta(microseconds=1)],
+        }
+    return {_TAG: "datetime", "v": value.isoformat()}
+
+
+_ENCODERS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
+    (datetime, _encode_datetime),  # before date: a datetime is a date
+    (date, lambda v: {_TAG: "date", "v": v.isoformat()}),
+    (time, lambda v: {_TAG: "time", "v": v.isoformat()}),
+    (timedelta, lambda v: {_TAG: "timedelta", "v": [v.days, v.seconds, v.microseconds]}),
+    (uuid.UUID, lambda v: {_TAG: "uuid", "v": str(v)}),
+    (Decimal, lambda v: {_TAG: "decimal", "v": str(v)}),
+    ((bytes, bytearray, memoryview), lambda v: {_TAG: "bytes", "v": base64.b64encode(bytes(v)).decode("ascii")}),
+    ((set, frozenset), lambda v: {_TAG: "set", "v": list(v)}),
+)
+"""``json``'s ``default``: the first entry whose type matches encodes the value as a tagged dict."""
+
+
 def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        offset = value.utcoffset()
-        if offset is not None and offset.microseconds:  # ISO parsing drops sub-second offsets
-            return {_TAG: "datetime_us_offset", "v": [value.replace(tzinfo=None).isoformat(), offset // timedelta(microseconds=1)]}
-        return {_TAG: "datetime", "v": value.isoformat()}
-    if isinstance(value, date):
-        return {_TAG: "date", "v": value.isoformat()}
-    if isinstance(value, time):
-        return {_TAG: "time", "v": value.isoformat()}
-    if isinstance(value, timedelta):
-        return {_TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
-    if isinstance(value, uuid.UUID):
-        return {_TAG: "uuid", "v": str(value)}
-    if isinstance(value, Decimal):
-        return {_TAG: "decimal", "v": str(value)}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {_TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, (set, frozenset)):
-        return {_TAG: "set", "v": list(value)}
+    for types, encode in _ENCODERS:
+        if isinstance(value, types):
+            return encode(value)
     msg = f"object of type {type(value).__name__} is not serializable"
     raise TypeError(msg)
 
@@ -93,21 +100,34 @@ def _inexact(value: Any, depth: int = 1) -> tuple[str, str] | None:
         return "", f"nested more than {MAX_NESTING} levels deep"
     if isinstance(value, dict):
         inner = depth + 3 if _TAG in value else depth + 1  # an escaped dict is stored as [[key, value], ...]
-        for k, v in value.items():
-            if type(k) is not str and not isinstance(k, str):
-                return f"[{k!r}]", f"a key of type {type(k).__name__} (JSON keys are strings)"
-            if type(v) not in _LEAVES:
-                found = _inexact(v, inner)
-                if found is not None:
-                    return f"[{k!r}]{found[0]}", found[1]
-        return None
+        return _inexact_dict(value, inner)
     if isinstance(value, list):
-        for i, v in enumerate(value):
-            if type(v) not in _LEAVES:
-                found = _inexact(v, depth + 1)
-                if found is not None:
-                    return f"[{i}]{found[0]}", found[1]
-        return None
+        return _inexact_list(value, depth + 1)
+    return _inexact_leaf(value, depth)
+
+
+def _inexact_dict(value: dict[Any, Any], inner: int) -> tuple[str, str] | None:
+    for k, v in value.items():
+        if type(k) is not str and not isinstance(k, str):
+            return f"[{k!r}]", f"a key of type {type(k).__name__} (JSON keys are strings)"
+        if type(v) not in _LEAVES:
+            found = _inexact(v, inner)
+            if found is not None:
+                return f"[{k!r}]{found[0]}", found[1]
+    return None
+
+
+def _inexact_list(value: list[Any], inner: int) -> tuple[str, str] | None:
+    for i, v in enumerate(value):
+        if type(v) not in _LEAVES:
+            found = _inexact(v, inner)
+            if found is not None:
+                return f"[{i}]{found[0]}", found[1]
+    return None
+
+
+def _inexact_leaf(value: Any, depth: int) -> tuple[str, str] | None:
+    """A value that is neither dict nor list: tuples and frozensets change; a set may hold what cannot."""
     if isinstance(value, tuple):
         return "", f"a {type(value).__name__} (JSON has no tuple; pass a list)"
     if isinstance(value, frozenset):
@@ -147,10 +167,12 @@ class JsonSerializer(Serializer):
 
     def __init__(self) -> None:
         self._tags = 0
-        self._encoder = json.JSONEncoder(default=self._count, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        self._encoder = json.JSONEncoder(
+            default=self._count, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
         self._encode: Callable[[Any], str] = self._encoder.encode
         make = getattr(json.encoder, "c_make_encoder", None)
-        if make is not None:  # the C encoder built once, not per call (2 us of a 4 us small event)
+        if make is not None:  # the C encoder built once, not per call (building it is much of a small event's cost)
             # no markers: a circular structure ends in RecursionError, refused like any unserializable data
             # arguments: markers, default, encoder, indent, separators, sort_keys, skipkeys, allow_nan
             c_iter = make(None, self._count, json.encoder.encode_basestring, None, ":", ",", False, False, False)  # noqa: FBT003

@@ -1,29 +1,11 @@
 """Key providers: where the AES-256-GCM cipher gets its keys, by key id and by scope.
 
-A *scope* is a string the manager derives from each event (``None`` for the global scope,
-``"tenant:<tenant id>"`` or ``"stream:<stream id>"`` depending on ``encryption_scope``). Every
-ciphertext carries the id of the key that sealed it, so:
-
-* **rotation** adds a key and makes it active; payloads sealed under older key ids stay readable as long
-  as those ids are still held;
-* **crypto-shredding** removes every key of one scope; the provider keeps a *tombstone* (key id ->
-  scope, no key material) so reads of those payloads fail with :class:`KeyShreddedError` naming the
-  scope, while every other scope reads normally.
-
-Two implementations ship:
-
-* :class:`StaticKeyRing`: the keys from configuration (``encryption_keys`` / ``active_key_id``), one
-  global scope. Rotation = add a key id and make it active. It cannot shred a scope (it has none).
-* :class:`ScopedKeyStore`: one random data key per scope (envelope encryption), each wrapped by the
-  static ring's active key and kept in memory or in a JSON-lines file (only wrapped keys are written).
-  Shredding deletes the scope's wrapped keys from the file (atomic rewrite under an ``flock``), so a
-  copy of the event store alone can never be decrypted again. Backups of the key file are the
-  operator's to destroy.
-
-Third-party providers (a KMS, Vault) plug in through the ``eventsource_key_provider`` hook. Methods are
-synchronous because they run on the encode/decode path; a remote provider should cache keys.
-
-Keys never appear in ``repr``, logs or error messages; only key ids and scope names do.
+A *scope* is a string the manager derives from each event (global, ``"tenant:<id>"`` or ``"stream:<id>"``
+per ``encryption_scope``); every ciphertext names the key id that sealed it, so rotation adds a key and
+crypto-shredding removes a scope's keys, leaving a tombstone that makes reads fail with
+:class:`KeyShreddedError`. :class:`StaticKeyRing` holds the configured keys; :class:`ScopedKeyStore` keeps
+one wrapped data key per scope. Keys never appear in ``repr``, logs or errors. The design (scopes,
+envelope encryption, the key file) is in ``docs/internals/encryption.md``.
 """
 
 from __future__ import annotations
@@ -269,36 +251,45 @@ class ScopedKeyStore(KeyProvider):
         if self.path is None:
             return
         with self._lock:
-            try:
-                st = self.path.stat()
-                held = os.fstat(self._fd_no) if self._fd is not None else None
-                if held is None or held.st_ino != st.st_ino or held.st_dev != st.st_dev or st.st_size < self._offset:
-                    self._forget_file()
-                    fd = os.open(self.path, os.O_RDONLY)
-                    self._fd, self._fd_no = weakref.finalize(self, os.close, fd), fd
-                    self._reset()
-                size = os.fstat(self._fd_no).st_size
-                if size == self._offset:
-                    return
-                chunk = os.pread(self._fd_no, size - self._offset, self._offset)
-            except FileNotFoundError:
-                if self._fd is not None:
-                    raise self._unreadable("was deleted while in use") from None
+            chunk = self._read_new(self.path)
+            if chunk is None:
                 return
-            except OSError as e:
-                raise self._unreadable(f"cannot be read: {type(e).__name__}") from e
             end = chunk.rfind(b"\n") + 1  # complete lines only; a line being written is read next time
-            try:
-                for line in chunk[:end].splitlines():
-                    if line.strip():
-                        self._apply(json.loads(line))
-            except ConfigurationError:
-                raise
-            except (ValueError, KeyError, TypeError) as e:
-                raise self._unreadable(f"is corrupt: {type(e).__name__}") from e
+            self._apply_lines(chunk[:end])
             self._offset += end
             for kid in [k for k in self._plain if k not in self._entries]:
                 del self._plain[kid]
+
+    def _read_new(self, path: Path) -> bytes | None:
+        """The bytes past what was read, reopening a replaced or shrunk file; ``None`` when there are none."""
+        try:
+            st = path.stat()
+            held = os.fstat(self._fd_no) if self._fd is not None else None
+            if held is None or held.st_ino != st.st_ino or held.st_dev != st.st_dev or st.st_size < self._offset:
+                self._forget_file()
+                fd = os.open(path, os.O_RDONLY)
+                self._fd, self._fd_no = weakref.finalize(self, os.close, fd), fd
+                self._reset()
+            size = os.fstat(self._fd_no).st_size
+            if size == self._offset:
+                return None
+            return os.pread(self._fd_no, size - self._offset, self._offset)
+        except FileNotFoundError:
+            if self._fd is not None:
+                raise self._unreadable("was deleted while in use") from None
+            return None
+        except OSError as e:
+            raise self._unreadable(f"cannot be read: {type(e).__name__}") from e
+
+    def _apply_lines(self, data: bytes) -> None:
+        try:
+            for line in data.splitlines():
+                if line.strip():
+                    self._apply(json.loads(line))
+        except ConfigurationError:
+            raise
+        except (ValueError, KeyError, TypeError) as e:
+            raise self._unreadable(f"is corrupt: {type(e).__name__}") from e
 
     def _apply(self, rec: dict[str, Any]) -> None:
         if "format" in rec:

@@ -1,16 +1,8 @@
 """The conformance kit: test suites every provider runs, built-in and third-party alike.
 
 Install with the ``testing`` extra (``pip install eventsource[testing]``), enable pytest-asyncio's
-``asyncio_mode = auto``, and subclass the suites in a test module::
-
-    from eventsource.testing import ProviderSuite
-
-    class TestMyProvider(ProviderSuite):
-        @pytest.fixture
-        async def provider(self):
-            ...
-
-Suites end in ``Suite`` so pytest does not collect them until subclassed with a ``Test`` name.
+``asyncio_mode = auto``, and subclass a suite with a ``Test`` name, overriding its ``provider`` fixture
+(the reference shows an example). Suites end in ``Suite`` so pytest does not collect them until then.
 """
 
 from __future__ import annotations

@@ -130,10 +130,14 @@ class VersionSuite(ProviderSuiteBase):
     async def test_expected_any(self, manager: EventSourcingManager) -> None:
         s = sid()
         for i in range(3):
-            assert (await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=ANY)).version == i + 1
+            assert (
+                await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=ANY)
+            ).version == i + 1
 
     @pytest.mark.parametrize("bad", [-7, "1", 1.5, True, None])
-    async def test_invalid_expected_version_is_a_validation_error(self, manager: EventSourcingManager, bad: object) -> None:
+    async def test_invalid_expected_version_is_a_validation_error(
+        self, manager: EventSourcingManager, bad: object
+    ) -> None:
         s = sid()
         with pytest.raises(ValidationError):
             await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=bad)

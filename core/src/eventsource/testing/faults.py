@@ -119,7 +119,9 @@ class ReadFaultSuite(ProviderSuiteBase):
             pytest.skip(f"global_order={order}: read_all has no position to resume from after a fault")
         a, b = sid("fa"), sid("fb")
         for i in range(8):  # interleaved, so a resume by position crosses streams
-            await m.append_events_batch(stream_id=a if i % 2 == 0 else b, events=[ev(data={"i": 3 * i + j}) for j in range(3)])
+            await m.append_events_batch(
+                stream_id=a if i % 2 == 0 else b, events=[ev(data={"i": 3 * i + j}) for j in range(3)]
+            )
         events = [e async for e in m.read_all(page_size=4)]
         clean = [(e.event_id, e.data["i"]) for e in events]
         assert [i for _, i in clean] == list(range(24))

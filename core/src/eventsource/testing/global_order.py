@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 class GlobalOrderSuite(ProviderSuiteBase):
     """``read_all``: every stream in version order, and one total order where declared."""
 
-    async def test_read_all_covers_every_stream_each_in_version_order(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_read_all_covers_every_stream_each_in_version_order(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         streams = [sid("g") for _ in range(3)]
         appended = []
         for i in range(4):
@@ -34,7 +36,9 @@ class GlobalOrderSuite(ProviderSuiteBase):
             assert [e.version for e in seen if e.stream_id == s] == [1, 2, 3, 4]
             assert [e.event_id for e in seen if e.stream_id == s] == [a[2] for a in appended if a[0] == s]
 
-    async def test_read_all_is_one_total_order_resumable_by_position(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_read_all_is_one_total_order_resumable_by_position(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         order = provider.capabilities.global_order
         if order != "total":
             pytest.skip(f"global_order={order}: read_all promises no order across streams and no resumable position")
@@ -56,7 +60,9 @@ class GlobalOrderSuite(ProviderSuiteBase):
         after_last = [e.event_id async for e in manager.read_all(from_position=seen[-1].position + 1)]
         assert after_last == []
 
-    async def test_a_follower_of_read_all_sees_every_concurrent_write_once(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_a_follower_of_read_all_sees_every_concurrent_write_once(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         order = provider.capabilities.global_order
         if order != "total":
             pytest.skip(f"global_order={order}: read_all has no position a follower could resume from")
@@ -82,7 +88,9 @@ class GlobalOrderSuite(ProviderSuiteBase):
                     r = await manager.append_events_batch(stream_id=f"fw-{w}", events=[ev(), ev()])
                     ids.extend(r.event_ids)
                 else:
-                    ids.append((await manager.append_event(stream_id=f"fw-{w}", event_type="E", data={"i": i})).event_id)
+                    ids.append(
+                        (await manager.append_event(stream_id=f"fw-{w}", event_type="E", data={"i": i})).event_id
+                    )
             return ids
 
         follower = asyncio.create_task(follow())

@@ -68,11 +68,18 @@ class PagedReadSuite(ProviderSuiteBase):
         assert [e.version async for e in manager.read_stream(s, from_version=5)] == list(range(5, 13))
         assert [e.version async for e in manager.read_stream(s, from_version=3, to_version=6)] == [3, 4, 5, 6]
         assert [e.version async for e in manager.read_stream(s, backwards=True, page_size=5)] == list(range(12, 0, -1))
-        assert [e.version async for e in manager.read_stream(s, from_version=3, to_version=6, backwards=True)] == [6, 5, 4, 3]
+        assert [e.version async for e in manager.read_stream(s, from_version=3, to_version=6, backwards=True)] == [
+            6,
+            5,
+            4,
+            3,
+        ]
         assert [e.version async for e in manager.read_stream(s, page_size=5)] == list(range(1, 13))
         assert [e async for e in manager.read_stream(sid("missing"))] == []
 
-    async def test_page_views_hold_the_same_events_as_the_record_views(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_page_views_hold_the_same_events_as_the_record_views(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         # the manager reads through read_stream_pages / read_all_pages; they must agree with read_stream /
         # read_all event for event, in pages that are never empty and never larger than page_size
         s = sid("pages")

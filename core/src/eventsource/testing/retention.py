@@ -1,22 +1,10 @@
 """``RetentionSuite``: retention policies applied through a provider's primitives, as tests.
 
-Subclass it and override one fixture, exactly like :class:`~eventsource.testing.ProviderSuite`::
-
-    from eventsource.testing import RetentionSuite
-
-    class TestMyProviderRetention(RetentionSuite):
-        @pytest.fixture
-        async def provider(self):
-            ...  # yield a connected provider on a fresh, empty namespace
-
-Every built-in policy (``max_age``, ``max_count``, ``before_snapshot``) runs through
-:meth:`EventSourcingManager.apply_retention`; the suite checks what was deleted, that versions and
-stream versions never change, that a second run deletes nothing, that encrypted events stay readable
-after their neighbours are deleted, and that a primitive the provider declares unsupported is reported
-(``status="unsupported"``) across providers and raises :class:`UnsupportedOperationError` when the
-provider is named. Nothing is skipped. Times are fixed (``now=...``), never read from the clock.
-
-Requires ``asyncio_mode = auto`` (pytest-asyncio).
+Subclass it and override the ``provider`` fixture, like :class:`~eventsource.testing.ProviderSuite`. Every
+built-in policy runs through ``EventSourcingManager.apply_retention``; the suite checks what was deleted,
+that versions never change, that a second run deletes nothing and that an unsupported primitive is
+reported or raised. Times are fixed (``now=...``); ``asyncio_mode = auto`` is required. The full list is
+in ``docs/internals/retention.md``.
 """
 
 from __future__ import annotations
@@ -80,7 +68,9 @@ class RetentionSuite:
 
     def make_manager(self, **config: Any) -> EventSourcingManager:
         """A manager with no configured providers (the test registers the one under test)."""
-        return EventSourcingManager({"providers": {}, "default_provider": None, **self.manager_config, **config}, host=_host())
+        return EventSourcingManager(
+            {"providers": {}, "default_provider": None, **self.manager_config, **config}, host=_host()
+        )
 
     @pytest.fixture
     async def manager(self, provider: Provider) -> AsyncIterator[EventSourcingManager]:
@@ -170,7 +160,9 @@ class RetentionSuite:
         assert (await manager.apply_retention([policy])).deleted() == 1
         assert await self.versions(manager, big) == [9, 10, 11]
 
-    async def test_what_retention_deleted_is_gone_for_every_reader(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_what_retention_deleted_is_gone_for_every_reader(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         """Deleted events vanish from every read path, on this instance and on a fresh one."""
         s, other = _sid(), _sid()
         first = await manager.append_events_batch(stream_id=s, events=_events(6))
@@ -207,7 +199,9 @@ class RetentionSuite:
         finally:
             await fresh.close()
 
-    async def test_a_stream_emptied_by_retention_keeps_its_version(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_a_stream_emptied_by_retention_keeps_its_version(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         s = _sid()
         await manager.append_events_batch(stream_id=s, events=_events(4))
         policy = MaxAgePolicy(timedelta(days=1))
@@ -296,7 +290,9 @@ class RetentionSuite:
         assert report.as_dict()["outcomes"][0]["policy"] == "max_count"
 
     async def test_encrypted_events_stay_readable_after_retention(self, provider: Provider) -> None:
-        m = self.make_manager(encryption=True, encryption_keys={"k1": _KEY}, compression="zlib", compression_threshold=10)
+        m = self.make_manager(
+            encryption=True, encryption_keys={"k1": _KEY}, compression="zlib", compression_threshold=10
+        )
         await m.register_provider(provider, name="under-test", default=True)
         s = _sid()
         await m.append_events_batch(stream_id=s, events=_events(5))
@@ -309,7 +305,9 @@ class RetentionSuite:
         got = [(e.version, e.data["i"]) async for e in m.read_stream(s)]
         assert got == [(5, 4), (6, 5)]
 
-    async def test_a_scheduled_run_applies_the_policies(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_a_scheduled_run_applies_the_policies(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         s = _sid()
         await manager.append_events_batch(stream_id=s, events=_events(5))
         policy = MaxCountPolicy(max_events=1)

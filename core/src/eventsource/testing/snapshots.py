@@ -34,7 +34,12 @@ class SnapshotSuite(ProviderSuiteBase):
         latest = await manager.get_snapshot(s)
         assert (latest.snapshot_id, latest.version, latest.data) == (s7.snapshot_id, 7, {"v": 7})
         below = await manager.get_snapshot(s, max_version=6)
-        assert (below.snapshot_id, below.version, below.data, below.metadata) == (s3.snapshot_id, 3, {"v": 3, **state}, {"m": 1})
+        assert (below.snapshot_id, below.version, below.data, below.metadata) == (
+            s3.snapshot_id,
+            3,
+            {"v": 3, **state},
+            {"m": 1},
+        )
         with pytest.raises(SnapshotNotFoundError):
             await manager.get_snapshot(s, max_version=2)
         assert await manager.delete_snapshot(s, version=7) == 1
@@ -60,7 +65,9 @@ class SnapshotSuite(ProviderSuiteBase):
         """
 
         def snap(stream_id: str, version: int, position: int | None) -> NewSnapshot:
-            return NewSnapshot(str(uuid.uuid4()), stream_id, version, b'{"v": 1}', b"", "json", utcnow(), position=position)
+            return NewSnapshot(
+                str(uuid.uuid4()), stream_id, version, b'{"v": 1}', b"", "json", utcnow(), position=position
+            )
 
         s = sid()
         r = await manager.append_events_batch(stream_id=s, events=[ev(), ev(), ev()])
@@ -85,6 +92,7 @@ class SnapshotSuite(ProviderSuiteBase):
             pytest.skip(f"deleted_stream_ids={reuse}: a deleted stream id is never re-created")
         s = sid()
         r = await manager.append_events_batch(stream_id=s, events=[ev(), ev(), ev()])
+
         def snap(version: int, position: int) -> NewSnapshot:
             return NewSnapshot(str(uuid.uuid4()), s, version, b'{"v": 1}', b"", "json", utcnow(), position=position)
 

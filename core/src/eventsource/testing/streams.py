@@ -73,7 +73,9 @@ class StreamSuite(ProviderSuiteBase):
         with pytest.raises(StreamNotFoundError):
             await manager.get_stream_info(sid("missing"))
 
-    async def test_delete_stream_removes_events_info_and_snapshots(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_delete_stream_removes_events_info_and_snapshots(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         s, other = sid(), sid()
         r = await manager.append_events_batch(stream_id=s, events=[ev(), ev()])
         await manager.append_event(stream_id=other, event_type="E", data={})

@@ -70,7 +70,9 @@ class InputValidationSuite(ProviderSuiteBase):
         ids = [f"{h}{tag}" if len(h) < 900 else h[:-6] + tag for h in HOSTILE_VALID_STREAM_IDS]
         ids += list(HOSTILE_VALID_STREAM_IDS[:8])  # the bare forms too: ".", "*", ">"...
         for i, s in enumerate(ids):
-            await manager.append_events_batch(stream_id=s, events=[ev(data={"i": i}), ev(data={"i": i})], expected_version=NO_STREAM)
+            await manager.append_events_batch(
+                stream_id=s, events=[ev(data={"i": i}), ev(data={"i": i})], expected_version=NO_STREAM
+            )
         for i, s in enumerate(ids):
             got = [e async for e in manager.read_stream(s)]
             assert [(e.stream_id, e.data["i"], e.version) for e in got] == [(s, i, 1), (s, i, 2)], s
@@ -100,7 +102,9 @@ class InputValidationSuite(ProviderSuiteBase):
         assert await self.versions(manager, ids[0]) == [1, 2]
 
     @pytest.mark.parametrize("bad", HOSTILE_INVALID_STREAM_IDS, ids=lambda v: repr(v)[:20])
-    async def test_invalid_stream_ids_are_refused_and_change_nothing(self, manager: EventSourcingManager, bad: object) -> None:
+    async def test_invalid_stream_ids_are_refused_and_change_nothing(
+        self, manager: EventSourcingManager, bad: object
+    ) -> None:
         with pytest.raises(ValidationError):
             await manager.append_event(stream_id=bad, event_type="E", data={})
         with pytest.raises(ValidationError):
@@ -171,7 +175,9 @@ class InputValidationSuite(ProviderSuiteBase):
 
     async def test_largest_allowed_event_round_trips(self, manager: EventSourcingManager, provider: Provider) -> None:
         s = sid()
-        limit = min(manager.config.max_event_size, provider.capabilities.max_event_size or manager.config.max_event_size)
+        limit = min(
+            manager.config.max_event_size, provider.capabilities.max_event_size or manager.config.max_event_size
+        )
         body = "z" * (limit - 64)
         r = await manager.append_event(stream_id=s, event_type="Big", data=body)
         got = await manager.get_event_by_id(r.event_id)

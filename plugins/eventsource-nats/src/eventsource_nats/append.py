@@ -122,29 +122,16 @@ class Appender:
             dup = await self._find_stored(sid, events, scan_from=None)
             if dup is not None:
                 return dup
-        tail = self.tails.get(token)
-        if tail is not None and tail.seq == 0:
-            # an empty stream's cached tail expects subject sequence 0, which a stream deleted meanwhile
-            # (by another instance) matches too: read it again
-            tail = None
-        fresh = tail is None
-        if tail is None:
-            tail = await self.fetch_tail(token)
+        tail, fresh = await self._start_tail(token)
         first_id = events[0].event_id
         for _ in range(200):
             if not _satisfied(expected, tail, first_id):
                 if not fresh:
                     tail, fresh = await self.fetch_tail(token), True
                     continue
-                # a retry of an append that landed after the duplicate window is not a conflict: its ids are
-                # in the index, or (its ack lost, so never indexed) in the messages right after `expected`
-                scan_from = None
-                if not isinstance(expected, ExpectedVersion) and tail.exists and tail.seq and tail.version > expected:
-                    scan_from = await self.reader.seek(self.conn.names.subject(token), expected + 1, 1, tail.seq)
-                dup = await self._find_stored(sid, events, scan_from=scan_from, scan_messages=len(events))
+                dup = await self._stored_or_conflict(sid, token, events, expected, tail)
                 if dup is not None:
                     return dup
-                check_expected(sid, expected, exists=tail.exists, version=tail.version)
             claim: int | None = None
             if expected == ExpectedVersion.NO_STREAM and not tail.exists and not self.conn.stream_wide:
                 self.writer.check_fits(sid, token, events)  # refuse an oversize append before it claims the id
@@ -155,34 +142,75 @@ class Appender:
                     tail, fresh = await self.fetch_tail(token), True
                     continue
                 tail = tail._replace(exists=True, claim=first_id)
-            try:
-                try:
-                    result = await self.writer.write(sid, token, events, tail)
-                except BaseException:
-                    if claim is not None:
-                        # lost, failed, or unknown (a timeout): give the id back, so an append that did not
-                        # happen leaves no empty stream behind (one that did gets its record from its first event)
-                        await self._unclaim(token, claim)
-                    raise
-            except WrongSequence:
-                before = tail
-                tail, fresh = await self.fetch_tail(token), True
-                dup = await self._find_stored(sid, events, scan_from=before.seq + 1)
-                if dup is not None:
-                    return dup
+            outcome = await self._write(sid, token, events, tail, claim=claim, stream=stream)
+            if isinstance(outcome, Tail):  # another writer moved the tail: try again from where it is now
+                tail, fresh = outcome, True
                 continue
-            except DuplicateInBatch:
-                self.tails.pop(token, None)
-                dup = await self._find_stored(sid, events, scan_from=tail.seq + 1 if tail.seq else 1)
-                if dup is not None:
-                    return dup
-                msg = f"an event id of this batch is already stored (stream {sid!r}), and this append is not a retry"
-                raise DuplicateEventError(msg, stream_id=sid) from None
-            if not tail.exists and not result.duplicate:
-                await self._create_info(token, sid, stream, events[0])
-            return result
+            return outcome
         msg = f"append to {sid!r}: the stream kept changing under contention"
         raise ProviderTimeoutError(msg, stream_id=sid)
+
+    async def _start_tail(self, token: str) -> tuple[Tail, bool]:
+        """The cached tail, or one read now; and whether it was read now (``fresh``)."""
+        tail = self.tails.get(token)
+        if tail is not None and tail.seq != 0:
+            return tail, False
+        # nothing cached; or an empty stream's cached tail, which expects subject sequence 0, and a stream
+        # deleted meanwhile (by another instance) matches that too: read it again
+        return await self.fetch_tail(token), True
+
+    async def _stored_or_conflict(
+        self, sid: str, token: str, events: list[NewEvent], expected: Expected, tail: Tail
+    ) -> AppendResult | None:
+        """``expected`` fails at a fresh ``tail``: the original result if this is a retry, else the conflict.
+
+        A retry of an append that landed after the duplicate window is not a conflict: its ids are in the
+        index, or (its ack lost, so never indexed) in the messages right after ``expected``. ``None`` when
+        :func:`check_expected` accepts the tail after all.
+        """
+        scan_from = None
+        if not isinstance(expected, ExpectedVersion) and tail.exists and tail.seq and tail.version > expected:
+            scan_from = await self.reader.seek(self.conn.names.subject(token), expected + 1, 1, tail.seq)
+        dup = await self._find_stored(sid, events, scan_from=scan_from, scan_messages=len(events))
+        if dup is not None:
+            return dup
+        check_expected(sid, expected, exists=tail.exists, version=tail.version)
+        return None
+
+    async def _write(
+        self,
+        sid: str,
+        token: str,
+        events: list[NewEvent],
+        tail: Tail,
+        *,
+        claim: int | None,
+        stream: NewStream | None,
+    ) -> AppendResult | Tail:
+        """One write at ``tail``: its result (or the original's, for a retry), or the tail read again if it moved."""
+        try:
+            try:
+                result = await self.writer.write(sid, token, events, tail)
+            except BaseException:
+                if claim is not None:
+                    # lost, failed, or unknown (a timeout): give the id back, so an append that did not
+                    # happen leaves no empty stream behind (one that did gets its record from its first event)
+                    await self._unclaim(token, claim)
+                raise
+        except WrongSequence:
+            moved = await self.fetch_tail(token)
+            dup = await self._find_stored(sid, events, scan_from=tail.seq + 1)
+            return moved if dup is None else dup
+        except DuplicateInBatch:
+            self.tails.pop(token, None)
+            dup = await self._find_stored(sid, events, scan_from=tail.seq + 1 if tail.seq else 1)
+            if dup is not None:
+                return dup
+            msg = f"an event id of this batch is already stored (stream {sid!r}), and this append is not a retry"
+            raise DuplicateEventError(msg, stream_id=sid) from None
+        if not tail.exists and not result.duplicate:
+            await self._create_info(token, sid, stream, events[0])
+        return result
 
     async def claim(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> int | None:
         """Create the stream's info record naming ``first`` as its creator: its revision, or ``None`` if one exists."""

@@ -109,6 +109,30 @@ class Connection:
             return
         nats = _nats()
         s = self.settings
+        opts = self._client_options()
+        await self._probe_servers(s["connect_timeout"])
+        nc = nats.NATS()
+        budget = s["connect_timeout"] * 2 * len(self.url.servers) + 1
+        try:
+            await asyncio.wait_for(nc.connect(**opts), timeout=budget)
+        except Exception as e:
+            await quiet(nc.close())
+            err = map_error(e, f"connecting to {self.display_url}")
+            if isinstance(err, ProviderTimeoutError):
+                err = ProviderUnavailableError(f"cannot connect to {self.display_url} within {budget:.0f}s")
+            raise err from e
+        self.nc = nc
+        self.js = nc.jetstream(timeout=s["request_timeout"])
+        try:
+            await self.call("preparing the JetStream store", self._ensure_store())
+        except BaseException:
+            await quiet(nc.close())
+            self.nc = self.js = None
+            raise
+
+    def _client_options(self) -> dict[str, Any]:
+        """``nats.connect`` keyword arguments: servers, timeouts, credentials and TLS from URL and settings."""
+        s = self.settings
         opts: dict[str, Any] = {
             "servers": list(self.url.servers),
             "connect_timeout": s["connect_timeout"],
@@ -138,25 +162,7 @@ class Connection:
             opts["tls"] = ctx
             if s["tls_hostname"]:
                 opts["tls_hostname"] = s["tls_hostname"]
-        await self._probe_servers(s["connect_timeout"])
-        nc = nats.NATS()
-        budget = s["connect_timeout"] * 2 * len(self.url.servers) + 1
-        try:
-            await asyncio.wait_for(nc.connect(**opts), timeout=budget)
-        except Exception as e:
-            await quiet(nc.close())
-            err = map_error(e, f"connecting to {self.display_url}")
-            if isinstance(err, ProviderTimeoutError):
-                err = ProviderUnavailableError(f"cannot connect to {self.display_url} within {budget:.0f}s")
-            raise err from e
-        self.nc = nc
-        self.js = nc.jetstream(timeout=s["request_timeout"])
-        try:
-            await self.call("preparing the JetStream store", self._ensure_store())
-        except BaseException:
-            await quiet(nc.close())
-            self.nc = self.js = None
-            raise
+        return opts
 
     async def _probe_servers(self, limit: float) -> None:
         """Fail at once when no server accepts a TCP connection (refused, unresolvable).

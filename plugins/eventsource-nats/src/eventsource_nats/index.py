@@ -115,9 +115,7 @@ class IdIndex:
         if not todo:
             return out
         bucket = self.conn.names.ids_bucket
-        values = await self._direct_last_many(
-            f"KV_{bucket}", [f"$KV.{bucket}.{event_key(event_ids[n])}" for n in todo]
-        )
+        values = await self._direct_last_many(f"KV_{bucket}", [f"$KV.{bucket}.{event_key(event_ids[n])}" for n in todo])
         for n, value in zip(todo, values, strict=True):
             if value:
                 seq, idx = value.decode().split()

@@ -1,20 +1,10 @@
 """Names on the server: subject tokens, KV keys, bucket names, positions.
 
-A stream id may hold any character (``.``, ``*``, ``>``, spaces, quotes, emoji...), but a NATS subject
-token and a KV key may not. Every stream id therefore becomes ONE token of ``[A-Za-z0-9_-]``:
-
-* ``b<base64url of the UTF-8 id, no padding>`` while that stays at most :data:`MAX_PLAIN_TOKEN`
-  characters, so the id can be read back from the subject alone;
-* ``h<base64url of its SHA-256, no padding>`` for longer ids (the subject and KV key stay short; the id
-  itself is then stored in each message and in the stream's info record).
-
-The raw id never reaches a subject or a key, so no id can address another stream's subject
-(``a.*`` and ``a.b`` are different tokens, and neither is a wildcard).
-
-Positions: a JetStream message holds one event or, on servers without atomic batch publish, a whole
-batch (an *envelope*). Event ``i`` (0-based) of the message with stream sequence ``seq`` has position
-``seq << POSITION_SHIFT | i``: strictly increasing inside a message, and ordered exactly like the
-stream sequence between messages, so ``read_all`` follows the JetStream sequence (one total order).
+Every stream id, whatever characters it holds, becomes ONE subject token of ``[A-Za-z0-9_-]``: ``b`` plus
+the base64url id while that stays within :data:`MAX_PLAIN_TOKEN`, else ``h`` plus the base64url of its
+SHA-256; so no id can address another stream's subject. Event ``i`` of the message at stream sequence
+``seq`` has position ``seq << POSITION_SHIFT | i``, ordered like the JetStream sequence. The reasoning is
+in ``docs/internals/nats.md``.
 """
 
 from __future__ import annotations

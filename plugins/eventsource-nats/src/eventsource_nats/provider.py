@@ -1,14 +1,9 @@
 """The NATS JetStream provider: the provider contract, each operation handed to the module that owns its role.
 
-Events of a stream live on one subject of one JetStream stream, and stream records, snapshots, the
-event-id index and deletion marks live in four KV buckets (:mod:`~eventsource_nats.naming`). The roles:
-:mod:`~eventsource_nats.connection` (client, server facts, stream and bucket set-up),
-:mod:`~eventsource_nats.append` and :mod:`~eventsource_nats.writers` (appends under the server's
-expected-sequence check, via :mod:`~eventsource_nats.publish`), :mod:`~eventsource_nats.index` (event
-ids), :mod:`~eventsource_nats.reads`, :mod:`~eventsource_nats.streams`,
-:mod:`~eventsource_nats.retention`, :mod:`~eventsource_nats.snapshots` and
-:mod:`~eventsource_nats.monitoring`; driver errors become typed errors in :mod:`~eventsource_nats.errors`.
-The README describes the layout on the server and how each guarantee is met.
+Events of a stream live on one subject of one JetStream stream; stream records, snapshots, the event-id
+index and deletion marks live in four KV buckets (:mod:`~eventsource_nats.naming`). Connection, appends,
+reads, streams, retention, snapshots and monitoring each have a module; ``docs/internals/nats.md`` maps
+them, and the README describes the layout on the server and how each guarantee is met.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """The bytes of one JetStream message: one event, or a batch of events (an envelope).
 
-Body: for each event, a 12-byte frame header (big-endian lengths of head, data and metadata), then a
-compact JSON *head* (id, type, timestamp, encoding and the optional envelope fields), then the opaque
-``data`` and ``metadata`` bytes exactly as the codec pipeline produced them (no base64, no copy into
-JSON). Headers carry what the server or a scan needs without opening the body:
-
-* ``Vx-Version``: the version of the LAST event in the message, ``Vx-Count``: how many events it holds
-  (absent: one);
-* ``Nats-Msg-Id`` (deduplication) and the expected-sequence header (optimistic concurrency).
+Each event is a 12-byte frame header, a compact JSON head and the opaque ``data`` and ``metadata`` bytes
+as the codec pipeline produced them; headers (``Vx-Version`` of the last event, ``Vx-Count``,
+``Nats-Msg-Id``, the expected sequence) carry what the server or a scan needs without opening the body.
+The layout is in ``docs/internals/nats.md``.
 """
 
 from __future__ import annotations

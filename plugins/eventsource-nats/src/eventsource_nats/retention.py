@@ -47,6 +47,28 @@ class _Plan:
     stream_id: str = ""
     last: tuple[int, int] = (0, 0)  # the last message seen: (seq, events it loses)
 
+    def add(self, seq: int, live: list[RecordedEvent], gone: list[RecordedEvent], hidden: frozenset[int]) -> None:
+        """Account for the message at ``seq``: its ``live`` events, of which ``gone`` are to be deleted."""
+        if live:
+            self.stream_id = live[0].stream_id
+        self.removed += len(gone)
+        self.last = (seq, len(gone))
+        if gone and len(gone) == len(live):
+            if self.prefix:
+                self.purge_below = seq + 1
+            else:
+                self.singles.append(seq)
+        else:
+            self.prefix = False
+            if gone:
+                self.partial[seq] = sorted(hidden | {split_position(r.position)[1] for r in gone})
+
+    def keep_last(self) -> None:
+        """Keep the subject's last message when it would be deleted one by one (live ones come before it)."""
+        if self.singles and self.singles[-1] == self.last[0]:
+            self.singles.pop()
+            self.removed -= self.last[1]
+
 
 class Retention:
     """Deletes events; every stream it touches is dropped from the append ``tails`` cache."""
@@ -91,8 +113,19 @@ class Retention:
         backwards): the stream's tail is read from it, and nats-server 2.9 no longer finds a subject's
         last message once it is deleted.
         """
-        conn = self.conn
-        n = conn.names
+        plans = await self._plan(subject, doomed, stop_version)
+        total = 0
+        for token, plan in plans.items():
+            if plan.removed:
+                await self._carry_out(token, plan)
+                total += plan.removed
+        return total
+
+    async def _plan(
+        self, subject: str, doomed: Callable[[RecordedEvent], bool], stop_version: int | None
+    ) -> dict[str, _Plan]:
+        """Read the messages on ``subject`` (up to ``stop_version``): a plan per event stream."""
+        n = self.conn.names
         plans: dict[str, _Plan] = {}
         to_the_end = True
         async with contextlib.aclosing(self.reader.consume(subject, 1, 256)) as msgs:
@@ -110,49 +143,32 @@ class Retention:
                 if count > 1:
                     plan.envelopes.append(seq)
                 live = records.decode(m.data, m.headers, seq, stream_id_from(m.subject, m.data), hidden)
-                if live:
-                    plan.stream_id = live[0].stream_id
-                gone = [r for r in live if doomed(r)]
-                plan.removed += len(gone)
-                plan.last = (seq, len(gone))
-                if gone and len(gone) == len(live):
-                    if plan.prefix:
-                        plan.purge_below = seq + 1
-                    else:
-                        plan.singles.append(seq)
-                else:
-                    plan.prefix = False
-                    if gone:
-                        plan.partial[seq] = sorted(hidden | {split_position(r.position)[1] for r in gone})
-        for plan in plans.values():
-            if to_the_end and plan.singles and plan.singles[-1] == plan.last[0]:
-                plan.singles.pop()  # the subject's last message, with live ones before it: it stays
-                plan.removed -= plan.last[1]
-        total = 0
-        for token, plan in plans.items():
-            if plan.removed == 0:
-                continue
-            sid = plan.stream_id
-            last = await conn.last_msg(n.subject(token))
-            version = max(plan.version, records.message_versions(last.headers)[1] if last else 0)
-            await self._bump_info(token, sid, plan.removed, version)
-            for seq, idxs in plan.partial.items():
-                await conn.kv[n.hidden_bucket].put(Names.hidden_key(token, seq), json.dumps(idxs).encode())
-            if plan.purge_below:
-                await conn.purge(n.stream, filter=n.subject(token), seq=plan.purge_below)
-            for seq in plan.singles:
-                await conn.api(f"STREAM.MSG.DELETE.{n.stream}", {"seq": seq})
+                plan.add(seq, live, [r for r in live if doomed(r)], hidden)
+        if to_the_end:
+            for plan in plans.values():
+                plan.keep_last()
+        return plans
+
+    async def _carry_out(self, token: str, plan: _Plan) -> None:
+        """Apply one stream's plan: info record first, then hidden indexes, purges and single deletes."""
+        conn = self.conn
+        n = conn.names
+        last = await conn.last_msg(n.subject(token))
+        version = max(plan.version, records.message_versions(last.headers)[1] if last else 0)
+        await self._bump_info(token, plan.stream_id, plan.removed, version)
+        for seq, idxs in plan.partial.items():
+            await conn.kv[n.hidden_bucket].put(Names.hidden_key(token, seq), json.dumps(idxs).encode())
+        if plan.purge_below:
+            await conn.purge(n.stream, filter=n.subject(token), seq=plan.purge_below)
+        for seq in plan.singles:
+            await conn.api(f"STREAM.MSG.DELETE.{n.stream}", {"seq": seq})
+            await conn.purge(f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}")
+        for seq in plan.envelopes:
+            if seq < plan.purge_below:
                 await conn.purge(
                     f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
                 )
-            for seq in plan.envelopes:
-                if seq < plan.purge_below:
-                    await conn.purge(
-                        f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
-                    )
-            self.tails.pop(token, None)
-            total += plan.removed
-        return total
+        self.tails.pop(token, None)
 
     async def _bump_info(self, token: str, sid: str, removed: int, version: int) -> None:
         """Add ``removed`` to the stream's removed count and remember ``version`` (CAS loop)."""

@@ -126,9 +126,9 @@ class Streams:
             version = records.message_versions(last.headers)[1]
             last_event = (await self.reader.decode_msg(subject, int(last.seq), last.headers, last.data or b""))[-1]
             if first is not None:
-                first_event = (
-                    await self.reader.decode_msg(subject, int(first.seq), first.headers, first.data or b"")
-                )[0]
+                first_event = (await self.reader.decode_msg(subject, int(first.seq), first.headers, first.data or b""))[
+                    0
+                ]
         else:
             version = int(info.get("known_version", 0))
         created = info.get("created_at")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from eventsource.errors import DuplicateEventError, ValidationError
 from eventsource.model import AppendResult, make_append_result
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 MESSAGE_OVERHEAD = 8192
 """Bytes of a message kept free for headers and the event head (ids, type, timestamp...)."""
 ATOMIC_BATCH_LIMIT = 1000
-
 
 
 class Tail(NamedTuple):
@@ -168,17 +167,7 @@ class Writer:
             batch_id = uuid.uuid4().hex
             reply: dict[str, Any] = {}
             for i, (ev, body) in enumerate(zip(events, bodies, strict=True), start=1):
-                headers = {
-                    "Nats-Batch-Id": batch_id,
-                    "Nats-Batch-Sequence": str(i),
-                    HDR_MSG_ID: ev.event_id,
-                    HDR_VERSION: str(tail.version + i),
-                    HDR_COUNT: "1",
-                }
-                if i == 1:
-                    headers.update(self._expect_headers(tail))
-                if i == n:
-                    headers["Nats-Batch-Commit"] = "1"
+                headers = self._batch_headers(batch_id, i, n, ev.event_id, tail)
                 if i in (1, n):
                     msg = await nc.request(subject, body, headers=headers, timeout=timeout)
                     if msg.data:
@@ -194,13 +183,7 @@ class Writer:
         except nats.errors.NoRespondersError as e:
             raise nats.js.errors.NoStreamResponseError from e
         if "error" in reply:
-            err = reply["error"]
-            code = int(err.get("err_code", 0))
-            if is_wrong_sequence(code, err.get("description", "")):
-                raise WrongSequence
-            if code == DUPLICATE_IN_BATCH_CODE:
-                raise DuplicateInBatch
-            raise nats.js.errors.APIError.from_error(err)
+            _raise_batch_error(reply["error"])
         last_seq = int(reply["seq"])
         seqs = [last_seq - n + 1 + i for i in range(n)]
         self.tails[token] = Tail(last_seq, tail.version + n, exists=True, stream_seq=last_seq)
@@ -213,6 +196,21 @@ class Writer:
             event_ids=tuple(e.event_id for e in events),
             timestamp=events[0].timestamp,
         )
+
+    def _batch_headers(self, batch_id: str, i: int, n: int, event_id: str, tail: Tail) -> dict[str, str]:
+        """Headers of message ``i`` (from 1) of an ``n``-message atomic batch: the first checks, the last commits."""
+        headers = {
+            "Nats-Batch-Id": batch_id,
+            "Nats-Batch-Sequence": str(i),
+            HDR_MSG_ID: event_id,
+            HDR_VERSION: str(tail.version + i),
+            HDR_COUNT: "1",
+        }
+        if i == 1:
+            headers.update(self._expect_headers(tail))
+        if i == n:
+            headers["Nats-Batch-Commit"] = "1"
+        return headers
 
     async def _resolve_duplicate_ack(self, sid: str, events: Sequence[NewEvent], seq: int) -> AppendResult | None:
         """JetStream answered "duplicate" with the seq of the message that holds this message id.
@@ -229,3 +227,15 @@ class Writer:
             text = f"message id {events[0].event_id!r} was already used for other events (at sequence {seq})"
             raise DuplicateEventError(text, event_id=events[0].event_id, stream_id=sid)
         return result
+
+
+def _raise_batch_error(err: dict[str, Any]) -> NoReturn:
+    """Map the error reply of an atomic batch: a moved tail, an id twice in the batch, or the API error."""
+    import nats.js.errors
+
+    code = int(err.get("err_code", 0))
+    if is_wrong_sequence(code, err.get("description", "")):
+        raise WrongSequence
+    if code == DUPLICATE_IN_BATCH_CODE:
+        raise DuplicateInBatch
+    raise nats.js.errors.APIError.from_error(err)

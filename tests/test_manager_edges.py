@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import importlib.resources
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -276,7 +277,7 @@ async def test_a_timestamp_whose_utc_instant_no_store_can_hold_is_refused(url: s
             with pytest.raises(ValidationError, match="now"):
                 await m.apply_retention([{"policy": "max_age", "max_age": 3600}], now=ts)
         assert not await m.stream_exists("s")
-        edge = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+        edge = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
         await m.append_event(stream_id="s", event_type="E", data={}, timestamp=edge)
         assert [e.timestamp async for e in m.read_all()] == [edge]
 

@@ -214,25 +214,28 @@ class Writer:
                     public[k] = t.__name__
         return sorted((k, v) for k, v in public.items() if v is not None)
 
-    def render(self) -> str:
-        """The whole generated module."""
-        cls = self.cls
-        init_params, _, init_call = self.signature(cls.__init__, drop_return=True)  # type: ignore[misc]
+    def public_members(self, seen: dict[str, Any]) -> list[tuple[str, Any]]:
+        """The public methods to wrap; properties are written as they are met."""
         members: list[tuple[str, Any]] = []
-        seen: dict[str, Any] = {}
-        for base in cls.__mro__[:-1]:  # public members of the class and of any base it is built from
-            for name, member in vars(base).items():
-                seen.setdefault(name, member)
         for name, member in sorted(seen.items()):
-            if name.startswith("_") or name in HAND_WRITTEN:
+            if name.startswith("_") or name in HAND_WRITTEN or isinstance(member, staticmethod):
                 continue
             if isinstance(member, property):
                 ann = str(inspect.signature(member.fget).return_annotation)  # type: ignore[arg-type]
                 self.prop(name, ann, self.doc(member))
-            elif isinstance(member, staticmethod):
-                continue
             elif callable(member):
                 members.append((name, member))
+        return members
+
+    def render(self) -> str:
+        """The whole generated module."""
+        cls = self.cls
+        init_params, _, init_call = self.signature(cls.__init__, drop_return=True)  # type: ignore[misc]
+        seen: dict[str, Any] = {}
+        for base in cls.__mro__[:-1]:  # public members of the class and of any base it is built from
+            for name, member in vars(base).items():
+                seen.setdefault(name, member)
+        members = self.public_members(seen)
         for name, ann in self.attributes():
             self.prop(name, ann, [f'        """The async manager\'s ``{name}``."""'])
         for name, member in members:
@@ -317,7 +320,7 @@ class Writer:
             *generated,
             "",
         ]
-        return "\n".join(out)
+        return "\n".join(line for text in out for line in _fit(text))
 
 
 def _dedent(fn: Any) -> str:
@@ -325,6 +328,68 @@ def _dedent(fn: Any) -> str:
     import textwrap
 
     return textwrap.dedent(inspect.getsource(fn))
+
+
+MAX_LINE = 120
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def _fit(line: str) -> list[str]:
+    """``line`` as is when it fits in :data:`MAX_LINE`, else split one argument per line (as ruff formats)."""
+    if len(line) <= MAX_LINE or line.lstrip().startswith(("#", '"', "'")):
+        return [line]
+    found = _split_point(line)
+    if found is None:
+        return [line]
+    start, end, parts = found
+    indent = " " * (len(line) - len(line.lstrip()))
+    out = [line[: start + 1]]
+    for part in parts:
+        out += _fit(f"{indent}    {part},")
+    out.append(f"{indent}{line[end:]}")
+    return out
+
+
+def _split_point(line: str) -> tuple[int, int, list[str]] | None:
+    """The outermost bracket pair holding top-level commas: (open index, close index, parts)."""
+    opened: list[int] = []
+    quote = ""
+    best: tuple[int, int, int, list[str]] | None = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in _OPEN:
+            opened.append(i)
+        elif ch in _CLOSE:
+            start = opened.pop()
+            parts = _top_level_parts(line[start + 1 : i])
+            if len(parts) > 1 and (best is None or len(opened) < best[0]):
+                best = (len(opened), start, i, parts)
+    return None if best is None else best[1:]
+
+
+def _top_level_parts(text: str) -> list[str]:
+    """``text`` split at commas outside brackets and strings."""
+    parts, depth, quote, cur = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    if "".join(cur).strip():
+        parts.append("".join(cur).strip())
+    return parts
 
 
 def _import_line(module: str, names: set[str]) -> str:
@@ -340,7 +405,8 @@ def _default_texts(fn: Any) -> dict[str, str]:
     assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     a = node.args
     positional = [*a.posonlyargs, *a.args]
-    out = {p.arg: ast.unparse(d) for p, d in zip(positional[len(positional) - len(a.defaults) :], a.defaults, strict=True)}
+    given = positional[len(positional) - len(a.defaults) :]
+    out = {p.arg: ast.unparse(d) for p, d in zip(given, a.defaults, strict=True)}
     out.update({p.arg: ast.unparse(d) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None})
     return out
 

@@ -4,19 +4,8 @@ A provider stores opaque encoded payloads plus plain envelope fields; it never s
 never encodes, never retries (the manager does both). Every method is ``async``. A provider that
 cannot do an operation lists it in ``capabilities.unsupported`` and raises
 :class:`~eventsource.errors.UnsupportedOperationError` from it; it never reports success for work it
-did not do.
-
-Semantics (checked by :mod:`eventsource.testing`):
-
-* versions: a new stream is at version 0, its first event is version 1, gap-free per stream;
-* ``append`` checks the expected version (see :func:`check_expected`) and writes the whole batch or
-  nothing; event ids already in the stream make it an idempotent retry (checked *before* the
-  version): if every id of the batch is stored, in order, the original :class:`AppendResult` is
-  returned with ``duplicate=True``; any other overlap raises :class:`DuplicateEventError`;
-* ``read_stream_pages`` / ``read_all_pages`` are the reads a store implements: async iterators of pages
-  holding O(page) memory; ``read_all_pages`` follows the declared ``global_order``; ``read_stream`` /
-  ``read_all`` hand out the same events one at a time and are built on them;
-* ``get_stream_info`` / ``get_event`` / ``get_snapshot`` return ``None`` when absent.
+did not do. The semantics every store honours (versions, expected versions, idempotent retries, atomic batches, the
+page views, global order) are listed in docs/writing-a-provider.md and checked by :mod:`eventsource.testing`.
 """
 
 from __future__ import annotations
@@ -158,7 +147,10 @@ def check_snapshot(snapshot: NewSnapshot, *, exists: bool, version: int, positio
         msg = f"stream {sid!r} does not exist; a snapshot needs its stream"
         raise StreamNotFoundError(msg, stream_id=sid)
     if snapshot.version > version:
-        msg = f"stream {sid!r} is at version {version}: a snapshot at version {snapshot.version} is not of this stream (deleted and re-created?)"
+        msg = (
+            f"stream {sid!r} is at version {version}: a snapshot at version {snapshot.version} is not of this stream "
+            "(deleted and re-created?)"
+        )
         raise ConcurrencyError(msg, stream_id=sid, expected=snapshot.version, actual=version)
     if snapshot.position is not None and position_at is not None and position_at != snapshot.position:
         msg = (
@@ -236,7 +228,8 @@ def inline_io_allowed() -> bool:
 CALL_TASK: ContextVar[list[asyncio.Task[Any] | None] | None] = ContextVar(
     "eventsource_sync_call_task", default=None
 )
-"""While a call's first step runs without a task (:meth:`eventsource.syncloop.SyncLoop.call`): a box that receives the task the call
+"""While a call's first step runs without a task (:meth:`eventsource.syncloop.SyncLoop.call`): a box that receives
+the task the call
 goes on in if it has to wait, so what the first step armed against ``asyncio.current_task()`` (the manager's
 deadline timer) can still cancel it."""
 
@@ -360,7 +353,9 @@ class Provider(ABC):
         """
 
     @abstractmethod
-    def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent] | RowPage]:
+    def read_all_pages(
+        self, *, from_position: int = 0, page_size: int = 500
+    ) -> AsyncIterator[Sequence[RecordedEvent] | RowPage]:
         """Every event at ``position >= from_position`` in the declared global order, a page at a time.
 
         The one read of the global log a store implements (see :meth:`read_stream_pages`).

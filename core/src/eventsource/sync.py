@@ -46,7 +46,13 @@ if TYPE_CHECKING:
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
 
 
-async def _build(config: ManagerConfig | Mapping[str, Any] | str | None = None, *, host: PluginHost | None = None, key_provider: KeyProvider | None = None, snapshot_handler: Callable[[str, int], Any] | None = None) -> EventSourcingManager:
+async def _build(
+    config: ManagerConfig | Mapping[str, Any] | str | None = None,
+    *,
+    host: PluginHost | None = None,
+    key_provider: KeyProvider | None = None,
+    snapshot_handler: Callable[[str, int], Any] | None = None,
+) -> EventSourcingManager:
     from eventsource.manager import EventSourcingManager
 
     return EventSourcingManager(config, host=host, key_provider=key_provider, snapshot_handler=snapshot_handler)
@@ -59,10 +65,22 @@ class SyncEventSourcingManager:
     Safe to share between threads (calls run one at a time); iterators cross a page per call.
     """
 
-    def __init__(self, config: ManagerConfig | Mapping[str, Any] | str | None = None, *, host: PluginHost | None = None, key_provider: KeyProvider | None = None, snapshot_handler: Callable[[str, int], Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: ManagerConfig | Mapping[str, Any] | str | None = None,
+        *,
+        host: PluginHost | None = None,
+        key_provider: KeyProvider | None = None,
+        snapshot_handler: Callable[[str, int], Any] | None = None,
+    ) -> None:
         self._loop = SyncLoop()
         try:
-            self._manager: EventSourcingManager = self._loop.run(_build(config, host=host, key_provider=key_provider, snapshot_handler=snapshot_handler))
+            self._manager: EventSourcingManager = self._loop.run(_build(
+                config,
+                host=host,
+                key_provider=key_provider,
+                snapshot_handler=snapshot_handler,
+            ))
         except BaseException:
             self._loop.close()
             raise
@@ -128,7 +146,12 @@ class SyncEventSourcingManager:
         """Append one event; see :meth:`append_events_batch` for the rules."""
         return self._loop.call(self._manager.append_event(request, **kwargs))
 
-    def append_events_batch(self, request: AppendEventsBatchRequest | None = None, /, **kwargs: Any) -> AppendEventsBatchResponse:
+    def append_events_batch(
+        self,
+        request: AppendEventsBatchRequest | None = None,
+        /,
+        **kwargs: Any,
+    ) -> AppendEventsBatchResponse:
         """Append events to one stream, all or nothing.
 
         ``expected_version`` is checked first (a mismatch raises :class:`ConcurrencyError`, nothing is
@@ -140,7 +163,13 @@ class SyncEventSourcingManager:
         """
         return self._loop.call(self._manager.append_events_batch(request, **kwargs))
 
-    def apply_retention(self, policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None, *, provider: str | None = None, now: datetime | None = None) -> RetentionReport:
+    def apply_retention(
+        self,
+        policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None,
+        *,
+        provider: str | None = None,
+        now: datetime | None = None,
+    ) -> RetentionReport:
         """Apply retention policies now and report what each deleted, per provider.
 
         :param policies: policy objects, names or ``{"policy": name, **params}`` dicts; default: the
@@ -189,9 +218,27 @@ class SyncEventSourcingManager:
         """Events matching every given filter, a page at a time, with the total count and ``has_more``."""
         return self._loop.call(self._manager.get_events(request, **kwargs))
 
-    def get_events_by_stream(self, stream_id: str, *, from_version: int | None = None, to_version: int | None = None, limit: int = 100, offset: int = 0, sort_order: SortOrder | str = SortOrder.ASC, provider: str | None = None) -> GetEventsResponse:
+    def get_events_by_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        sort_order: SortOrder | str = SortOrder.ASC,
+        provider: str | None = None,
+    ) -> GetEventsResponse:
         """A page of one stream's events; :class:`StreamNotFoundError` if the stream does not exist."""
-        return self._loop.call(self._manager.get_events_by_stream(stream_id, from_version=from_version, to_version=to_version, limit=limit, offset=offset, sort_order=sort_order, provider=provider))
+        return self._loop.call(self._manager.get_events_by_stream(
+            stream_id,
+            from_version=from_version,
+            to_version=to_version,
+            limit=limit,
+            offset=offset,
+            sort_order=sort_order,
+            provider=provider,
+        ))
 
     def get_provider(self, name: str | None = None) -> Provider:
         """The provider registered as ``name``, or the default.
@@ -250,18 +297,47 @@ class SyncEventSourcingManager:
         resuming after the last position delivered.
         """
         self._loop.check()
-        return self._loop.iterate(self._manager.read_all(from_position=from_position, page_size=page_size, provider=provider), page_size)
+        return self._loop.iterate(
+            self._manager.read_all(from_position=from_position, page_size=page_size, provider=provider),
+            page_size,
+        )
 
-    def read_stream(self, stream_id: str, *, from_version: int = 1, to_version: int | None = None, backwards: bool = False, page_size: int = 500, provider: str | None = None) -> Iterator[Event]:
+    def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+        page_size: int = 500,
+        provider: str | None = None,
+    ) -> Iterator[Event]:
         """Iterate one stream's events in O(page) memory. A missing stream yields nothing.
 
         A connection or timeout error mid-way is retried like any call, resuming after the last event
         delivered, so the caller sees every event exactly once.
         """
         self._loop.check()
-        return self._loop.iterate(self._manager.read_stream(stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size, provider=provider), page_size)
+        return self._loop.iterate(
+            self._manager.read_stream(
+                stream_id,
+                from_version=from_version,
+                to_version=to_version,
+                backwards=backwards,
+                page_size=page_size,
+                provider=provider,
+            ),
+            page_size,
+        )
 
-    def register_provider(self, provider: Provider | str, *, name: str | None = None, default: bool = False, **settings: Any) -> Provider:
+    def register_provider(
+        self,
+        provider: Provider | str,
+        *,
+        name: str | None = None,
+        default: bool = False,
+        **settings: Any,
+    ) -> Provider:
         """Connect and register a provider instance, or one built from a URL."""
         result = self._loop.run(self._manager.register_provider(provider, name=name, default=default, **settings))
         self._settle()
@@ -275,7 +351,13 @@ class SyncEventSourcingManager:
         """The policies built from configuration (``retention_policies`` and ``retention_period``)."""
         return self._manager.retention_policies()
 
-    def rotate_key(self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None) -> str:
+    def rotate_key(
+        self,
+        *,
+        tenant_id: str | None = None,
+        stream_id: str | None = None,
+        scope: str | None = None,
+    ) -> str:
         """Give a scope a new active key (old payloads stay readable); returns the new key id.
 
         The global key ring rotates by configuration instead: add a key id and set ``active_key_id``.
@@ -300,7 +382,14 @@ class SyncEventSourcingManager:
         """
         return self._loop.call(self._manager.shred(tenant_id=tenant_id, stream_id=stream_id, scope=scope))
 
-    def start_retention(self, interval: float | str, policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None, *, provider: str | None = None, run_now: bool = True) -> RetentionSchedule:
+    def start_retention(
+        self,
+        interval: float | str,
+        policies: Sequence[RetentionPolicy | Mapping[str, Any] | str] | None = None,
+        *,
+        provider: str | None = None,
+        run_now: bool = True,
+    ) -> RetentionSchedule:
         """Apply retention every ``interval`` (seconds or ``"12h"``) until stopped; returns the schedule.
 
         ``run_now`` runs once immediately. How runs are scheduled and reported: ``docs/manager.md`` (Retention).

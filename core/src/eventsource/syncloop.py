@@ -346,7 +346,7 @@ class SyncLoop:
             return
         self.run(aclose())
 
-    def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
+    def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:  # noqa: C901, PLR0912 - each branch is one close() race, kept together
         """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent.
 
         Calls from other threads that start after this one are refused (:class:`ProviderUnavailableError`);

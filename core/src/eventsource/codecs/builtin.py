@@ -158,7 +158,8 @@ class JsonSerializer(Serializer):
 
     What JSON would give back changed is refused with :class:`ValidationError` naming its path, never
     changed silently: tuples (they would come back as lists), non-string dict keys (as strings) and
-    frozensets (as sets); so is data nested more than :data:`MAX_NESTING` levels deep. Aware datetimes come back with a fixed UTC offset (same instant, same offset;
+    frozensets (as sets); so is data nested more than :data:`MAX_NESTING` levels deep. Aware datetimes come back with
+    a fixed UTC offset (same instant, same offset;
     a ``zoneinfo`` zone name is not kept). NaN and infinities are refused, since other JSON readers
     cannot parse them.
     """

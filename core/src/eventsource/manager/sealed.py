@@ -5,7 +5,7 @@ the manager *pins* the version: it takes the stream's current version (cached pe
 first append; one ``get_stream_info`` otherwise), seals the payloads for the versions that follow, and
 appends with that exact expected version. A ``ConcurrencyError`` means another writer got there first:
 the batch is re-sealed for the version the error reports and tried again (up to
-:data:`VERSION_PIN_ATTEMPTS` times, with a random pause from the second that grows to at most 50 ms), so ANY keeps its
+:data:`VERSION_PIN_ATTEMPTS` times, with a random pause from the second attempt on that grows, capped), so ANY keeps its
 meaning. Pinned appends to one stream through one manager take turns (a lock per stream); if every
 attempt loses, the append raises :class:`ProviderTimeoutError` (nothing was written; try again).
 """

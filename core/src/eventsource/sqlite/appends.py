@@ -91,7 +91,7 @@ def append_at(db: sqlite3.Connection, stream_id: str, event: NewEvent, version: 
     # positional, in AppendResult's field order (see _append_tx)
     return make_append_result(stream_id, version, version, (cur.lastrowid,), (event.event_id,), event.timestamp, False)  # noqa: FBT003
 
-def append_tx(
+def append_tx(  # noqa: C901, PLR0912 - one write transaction, read top to bottom
     db: sqlite3.Connection,
     stream_id: str,
     events: Sequence[NewEvent],

@@ -24,7 +24,9 @@ _SNAP_COLS = (
 # Only plain ``?`` placeholders: ``sqlite3`` on Python 3.12.0-3.12.3 takes numbered ``?NNN`` ones bound from a
 # sequence for "named" ones and warns (a DeprecationWarning that -W error turns into a failed append), so a
 # parameter used twice is passed twice.
-SQL_STREAM_STATE = "SELECT version_floor, (SELECT MAX(version) FROM es_events WHERE stream_id = ?) FROM es_streams WHERE stream_id = ?"
+SQL_STREAM_STATE = (
+    "SELECT version_floor, (SELECT MAX(version) FROM es_events WHERE stream_id = ?) FROM es_streams WHERE stream_id = ?"
+)
 SQL_INSERT_EVENT = (
     "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
     "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "

@@ -91,7 +91,7 @@ class Appender:
         msg = f"append to stream {stream_id!r} kept racing with concurrent writers; try again"
         raise ProviderError(msg, stream_id=stream_id, operation="append")
 
-    def statement(
+    def statement(  # noqa: C901, PLR0912 - one statement per expected-version kind, side by side
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
     ) -> tuple[str, dict[str, Any]]:
         """The statement for this kind of expected version and batch size, and its parameters."""
@@ -155,5 +155,7 @@ class Appender:
         return self.sql.append[kind, single], params
 
     async def _events_by_ids(self, ids: list[str]) -> dict[str, RecordedEvent]:
-        rows = await self.conn.call("append", lambda c: self.conn.fetchall(c, self.sql.events_by_ids, [ids]), retry=True)
+        rows = await self.conn.call(
+            "append", lambda c: self.conn.fetchall(c, self.sql.events_by_ids, [ids]), retry=True
+        )
         return {r[0]: RecordedEvent(*r) for r in rows}

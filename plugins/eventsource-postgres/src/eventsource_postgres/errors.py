@@ -22,7 +22,9 @@ def _scrub(text: str, password: str | None) -> str:
     return text.replace(password, "***") if password else text
 
 
-def map_error(exc: BaseException, *, operation: str, where: str, password: str | None = None) -> EventSourceError:
+def map_error(  # noqa: C901, PLR0911 - one table of driver errors, read top to bottom
+    exc: BaseException, *, operation: str, where: str, password: str | None = None
+) -> EventSourceError:
     """Translate a driver error into the typed error callers catch.
 
     Connection problems become :class:`ProviderUnavailableError`, timeouts (pool wait, statement
@@ -57,7 +59,10 @@ def map_error(exc: BaseException, *, operation: str, where: str, password: str |
         if code in _INPUT_CODES:
             return ValidationError(base, operation=operation, sqlstate=code)
         if code.startswith(_ROLLED_BACK_CLASS):  # psycopg raises these as OperationalError: not a lost connection
-            msg = f"{base} (the server rolled the transaction back to resolve a conflict with another one; nothing was written, try again)"
+            msg = (
+                f"{base} (the server rolled the transaction back to resolve a conflict with another one; "
+                "nothing was written, try again)"
+            )
             return ConflictError(msg, operation=operation, sqlstate=code)
         if isinstance(exc, psycopg.DataError) and not code and "NUL" in detail:  # caught by psycopg before sending
             return ValidationError(base, operation=operation)

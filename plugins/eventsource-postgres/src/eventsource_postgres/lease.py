@@ -40,9 +40,11 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
 
-
 class PostgresAdvisoryLease(Lease):
-    """Exclusive leases on ``postgresql://`` servers; settings: the provider's connection settings plus ``namespace``."""
+    """Exclusive leases on ``postgresql://`` servers.
+
+    Settings: the provider's connection settings plus ``namespace``.
+    """
 
     kind = "postgres"
 

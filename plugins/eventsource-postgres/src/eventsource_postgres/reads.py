@@ -43,13 +43,18 @@ class Reader:
         backwards: bool = False,
         page_size: int = 500,
     ) -> AsyncIterator[RowPage]:
-        """Pages of ``page_size`` rows through the ``(stream_id, version)`` index; no connection is held between pages."""
+        """Pages of ``page_size`` rows through the ``(stream_id, version)`` index.
+
+        No connection is held between pages.
+        """
         lo = max(1, from_version)
         hi = MAX_VERSION if to_version is None else to_version
         query = self.sql.read_backward if backwards else self.sql.read_forward
         while lo <= hi:
             params = (stream_id, lo, hi, page_size + 1)  # one extra row says whether another page follows
-            rows = await self.conn.call("read_stream", partial(self.conn.fetchall, query=query, params=params, binary=True), retry=True)
+            rows = await self.conn.call(
+                "read_stream", partial(self.conn.fetchall, query=query, params=params, binary=True), retry=True
+            )
             if not rows:
                 return
             more = len(rows) > page_size
@@ -78,7 +83,9 @@ class Reader:
         delay = 0.001
         while True:
             params = (nxt, page_size)
-            rows = await self.conn.call("read_all", partial(self.conn.fetchall, query=self.sql.read_all, params=params, binary=True), retry=True)
+            rows = await self.conn.call(
+                "read_all", partial(self.conn.fetchall, query=self.sql.read_all, params=params, binary=True), retry=True
+            )
             safe = 0
             for r in rows:
                 if not r[-1]:

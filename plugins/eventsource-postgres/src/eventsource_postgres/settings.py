@@ -115,7 +115,10 @@ def check_target(target: str | None, what: str) -> str:
     if target and (is_dsn(target) or urlsplit(target).scheme.lower() in SCHEMES):
         return target
     shown = mask_target(target) if target else target
-    msg = f"the postgres {what} takes a postgresql:// or postgres:// URL or a libpq DSN (host=... dbname=...), got {shown!r}"
+    msg = (
+        f"the postgres {what} takes a postgresql:// or postgres:// URL or a libpq DSN (host=... dbname=...), "
+        f"got {shown!r}"
+    )
     raise ConfigurationError(msg, field="url")
 
 

@@ -57,7 +57,9 @@ class Snapshots:
     async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
         """The highest version at or below ``max_version``."""
         params = (stream_id, MAX_VERSION if max_version is None else max_version)
-        rows = await self.conn.call("get_snapshot", lambda c: self.conn.fetchall(c, self.sql.get_snapshot, params), retry=True)
+        rows = await self.conn.call(
+            "get_snapshot", lambda c: self.conn.fetchall(c, self.sql.get_snapshot, params), retry=True
+        )
         return NewSnapshot(*rows[0]) if rows else None
 
     async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from eventsource.codecs import Cipher
     from eventsource.codecs.keys import KeyProvider
     from eventsource.config import ManagerConfig
+    from eventsource.domain.upcasting import Upcasters
     from eventsource.model import Event, RecordedEvent, RecordedSnapshot
     from eventsource.plugins import PluginHost
 
@@ -116,6 +117,7 @@ class EventCodec:
         self.scope_mode = config.encryption_scope
         self.redact = config.shredded_events == "redact"
         self.upcasters: dict[str, list[Callable[[Event], Event]]] = {}
+        self.chain: Upcasters = host.upcasters.copy()  # (type, schema version) chains; see eventsource.domain
 
     # ------------------------------------------------------------------ keys
 
@@ -220,6 +222,9 @@ class EventCodec:
             rec.aggregate_id,
             rec.aggregate_type,
         )
+        slow = self.chain.events.types
+        if slow and ev.event_type in slow and SHREDDED_KEY not in ev.metadata:  # a redacted event has no data
+            ev = self.chain.upcast(ev)
         ups = self.upcasters.get(ev.event_type) if self.upcasters else None
         if ups:
             for up in ups:
@@ -244,6 +249,7 @@ class EventCodec:
             return
         conv = page.timestamp
         fast = not self.upcasters
+        slow = self.chain.events.types  # types with an upcasting chain take the full path
         plain = self.plain
         loads = self.loads
         make = make_event
@@ -251,7 +257,7 @@ class EventCodec:
             (eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype) = row
             if conv is not None:
                 ts = conv(ts)
-            if fast and enc == plain:
+            if fast and enc == plain and (not slow or etype not in slow):
                 yield make(
                     eid,
                     sid,
@@ -332,7 +338,7 @@ class EventCodec:
         except CodecError as e:
             where = f"snapshot {snap.snapshot_id!r} (version {snap.version} of stream {sid!r})"
             raise _with_context(e, where, snapshot_id=snap.snapshot_id, stream_id=sid) from e
-        return Snapshot(
+        decoded = Snapshot(
             snapshot_id=snap.snapshot_id,
             stream_id=snap.stream_id,
             version=snap.version,
@@ -343,3 +349,4 @@ class EventCodec:
             aggregate_type=snap.aggregate_type,
             position=snap.position,
         )
+        return self.chain.upcast_snapshot(decoded) if self.chain.snapshots.types else decoded

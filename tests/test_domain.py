@@ -1,0 +1,91 @@
+"""The domain model on the built-in stores: DomainSuite on memory and SQLite, plus the sync repository."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource.domain import Repository, SyncRepository
+from eventsource.errors import PluginLoadError
+from eventsource.hookspecs import hookimpl
+from eventsource.manager import EventSourcingManager
+from eventsource.memory import MemoryProvider
+from eventsource.plugins import PluginHost
+from eventsource.sqlite import SqliteProvider
+from eventsource.sync import SyncEventSourcingManager
+from eventsource.testing.domain import Cart, DomainSuite, ItemAdded, Opened
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from eventsource.domain import Upcasters
+
+
+class TestMemoryDomain(DomainSuite):
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[MemoryProvider]:
+        p = MemoryProvider(f"memory://dom-{uuid.uuid4().hex}")  # shared by name: the suite opens a second instance
+        await p.connect()
+        yield p
+        await p.close()
+
+
+class TestSqliteDomain(DomainSuite):
+    @pytest.fixture
+    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
+        p = SqliteProvider(f"sqlite:///{tmp_path}/dom-{uuid.uuid4().hex}.db")
+        await p.connect()
+        yield p
+        await p.close()
+
+
+def test_sync_repository_mirrors_the_async_one() -> None:
+    public = {n for n in dir(Repository) if not n.startswith("_")}
+    assert public <= {n for n in dir(SyncRepository) if not n.startswith("_")} | {
+        "manager",
+        "aggregate_class",
+        "provider",
+    }
+
+
+def test_sync_repository_saves_loads_snapshots_and_updates(tmp_path: Path) -> None:
+    config = {"providers": {"db": f"sqlite:///{tmp_path}/sync.db"}, "snapshot_threshold": 3}
+    with SyncEventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        repo = SyncRepository(m, Cart)
+        cart = repo.new("c1")
+        cart.record(Opened("ada"))
+        for _ in range(3):
+            cart.record(ItemAdded("pen", 1))
+        repo.save(cart)
+        assert m.get_snapshot(cart.stream_id).version == 4
+        out = repo.update("c1", lambda c: c.record(ItemAdded("ink", 2)))
+        assert out.version == 5
+        loaded = repo.get("c1")
+        assert (loaded.items, loaded.applied) == ({"pen": 3, "ink": 2}, 1)
+
+
+class _Clashing:
+    """A plugin whose migrations clash with another plugin's."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @hookimpl
+    def eventsource_register_upcasters(self, registry: Upcasters) -> None:
+        registry.add("Clash", 1, lambda d: d)
+
+
+def test_two_plugins_upcasting_the_same_step_fail_at_start_up() -> None:
+    with pytest.raises(PluginLoadError, match="eventsource_register_upcasters"):
+        PluginHost(load_entrypoints=False, plugins=[("a", _Clashing("a")), ("b", _Clashing("b"))])
+
+
+def test_host_upcasters_do_not_leak_between_managers() -> None:
+    host = PluginHost(load_entrypoints=False)
+    one = EventSourcingManager({"providers": {}}, host=host)
+    two = EventSourcingManager({"providers": {}}, host=host)
+    one.add_upcaster("Leak", 1, lambda d: d)
+    assert "Leak" not in two.event_classes.upcasters.events.types
+    assert "Leak" not in host.upcasters.events.types

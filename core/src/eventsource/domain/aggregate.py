@@ -72,7 +72,7 @@ class Aggregate:
 
     @property
     def stream_id(self) -> str:
-        """This aggregate's stream."""
+        """The stream of this aggregate."""
         return self.stream_id_of(self.id)
 
     @property

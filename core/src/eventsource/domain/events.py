@@ -92,7 +92,7 @@ class DomainEvent:
         return dataclasses.asdict(self)
 
     def event_data(self, *, metadata: Mapping[str, Any] | None = None, **envelope: Any) -> EventData:
-        """This event as an :class:`EventData` to append; ``envelope`` sets ids (correlation, tenant...)."""
+        """The event as an :class:`EventData` to append; ``envelope`` sets ids (correlation, tenant...)."""
         cls = type(self)
         meta = dict(metadata or {})
         if cls.schema_version != 1:
@@ -127,7 +127,9 @@ class DomainEvent:
             missing = [
                 f.name
                 for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                if f.name not in loaded and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                if f.name not in loaded
+                and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING
             ]
             field = missing[0] if missing else "data"
             msg = f"event {cls.event_type!r} ({cls.__name__}): missing field {field!r}"

@@ -74,13 +74,14 @@ class Repository(Generic[A]):
         self.snapshot_threshold = threshold
         self.provider = provider
         manager.register_event_class(*aggregate_class.event_classes())
-        manager.event_classes.upcasters.declare_snapshot(aggregate_class.aggregate_type, aggregate_class.snapshot_version)
+        manager.event_classes.upcasters.declare_snapshot(
+            aggregate_class.aggregate_type, aggregate_class.snapshot_version
+        )
         self._snapshot_at: dict[int, int] = {}  # id(aggregate) -> version of the snapshot it came from or took
 
     def new(self, aggregate_id: str) -> A:
         """A new, empty aggregate (saving it requires that its stream does not exist yet)."""
-        agg = self.aggregate_class(aggregate_id)
-        return agg
+        return self.aggregate_class(aggregate_id)
 
     async def get(self, aggregate_id: str) -> A:
         """The aggregate at its latest version; :class:`StreamNotFoundError` if it has no events."""

@@ -48,6 +48,8 @@ class ItemAdded(DomainEvent, type_name="kit.ItemAdded", version=3, schema=_Amoun
 
 @dataclass(frozen=True)
 class Opened(DomainEvent, type_name="kit.Opened"):
+    """A cart was opened by its owner."""
+
     owner: str
 
 
@@ -59,6 +61,8 @@ class Renamed(DomainEvent, type_name="kit.Renamed"):
 
 
 class Cart(Aggregate):
+    """The suite's aggregate: an owner and item counts; ``applied`` counts events applied since load."""
+
     aggregate_type = "kit.Cart"
 
     def __init__(self, aggregate_id: str) -> None:
@@ -116,7 +120,9 @@ class DomainSuite(ProviderSuiteBase):
 
     async def _other(self, provider: Provider, host: PluginHost | None = None) -> EventSourcingManager:
         """Another manager on the same store through a fresh provider instance (closed by the caller)."""
-        m = EventSourcingManager({"providers": {}, "default_provider": None}, host=host or PluginHost(load_entrypoints=False))
+        m = EventSourcingManager(
+            {"providers": {}, "default_provider": None}, host=host or PluginHost(load_entrypoints=False)
+        )
         await m.register_provider(type(provider)(**provider.spawn_args()), name="other", default=True)
         return m
 
@@ -131,7 +137,9 @@ class DomainSuite(ProviderSuiteBase):
 
     # ------------------------------------------------------------------ event classes
 
-    async def test_instances_append_and_read_back_as_instances_on_every_path(self, manager: EventSourcingManager) -> None:
+    async def test_instances_append_and_read_back_as_instances_on_every_path(
+        self, manager: EventSourcingManager
+    ) -> None:
         _chain(manager)
         s = sid("dom")
         await manager.append_events_batch(stream_id=s, events=[Opened("ada"), ItemAdded("pen", 2)])
@@ -197,7 +205,9 @@ class DomainSuite(ProviderSuiteBase):
             await plain.close()
         assert stored == [{"name": "pen"}, {"item": "ink"}, {"item": "pad", "qty": 4}]
 
-    async def test_plugin_upcasters_and_renames_come_through_the_hook(self, manager: EventSourcingManager, provider: Provider) -> None:
+    async def test_plugin_upcasters_and_renames_come_through_the_hook(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
         s = sid("dom")
         await manager.append_event(stream_id=s, event_type="kit.ItemAdded", data={"name": "pen"})
         await manager.append_event(stream_id=s, event_type="kit.Titled", data={"title": "t"})
@@ -223,7 +233,10 @@ class DomainSuite(ProviderSuiteBase):
         _chain(manager)
         s = sid("dom")
         await manager.append_event(
-            stream_id=s, event_type="kit.ItemAdded", data={"item": "pen", "qty": 1, "colour": "red"}, metadata={SCHEMA_KEY: 4}
+            stream_id=s,
+            event_type="kit.ItemAdded",
+            data={"item": "pen", "qty": 1, "colour": "red"},
+            metadata={SCHEMA_KEY: 4},
         )
         with pytest.raises(UpcastError, match="newer"):
             [e async for e in manager.read_stream(s)]
@@ -307,7 +320,9 @@ class DomainSuite(ProviderSuiteBase):
         [first, _] = [e async for e in manager.read_stream(cart.stream_id)]
         assert (first.aggregate_id, first.aggregate_type) == (cart.id, "kit.Cart")
 
-    async def test_repository_snapshots_every_threshold_and_loads_only_the_tail(self, manager: EventSourcingManager) -> None:
+    async def test_repository_snapshots_every_threshold_and_loads_only_the_tail(
+        self, manager: EventSourcingManager
+    ) -> None:
         repo = Repository(manager, Cart, snapshot_threshold=10)
         cart = repo.new(sid("c"))
         cart.record(Opened("ada"))

@@ -13,7 +13,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
 
 def run(name: str, tmp_path: Path) -> dict[str, str]:
     url = f"sqlite:///{tmp_path}/example.db"
-    done = subprocess.run(  # noqa: S603 - our own example, with the test interpreter
+    done = subprocess.run(
         [sys.executable, str(EXAMPLES / name), url], capture_output=True, text=True, check=False, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr

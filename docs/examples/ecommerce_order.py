@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import marshmallow
-
 from eventsource import ConcurrencyError, EventSourcingManager, ValidationError
 from eventsource.domain import Aggregate, DomainEvent, Repository, applies
 
@@ -30,7 +29,9 @@ class OrderCreatedSchema(marshmallow.Schema):
 
     order_id = marshmallow.fields.String(required=True)
     customer_id = marshmallow.fields.String(required=True)
-    items = marshmallow.fields.List(marshmallow.fields.String(), required=True, validate=marshmallow.validate.Length(min=1))
+    items = marshmallow.fields.List(
+        marshmallow.fields.String(), required=True, validate=marshmallow.validate.Length(min=1)
+    )
     total_cents = marshmallow.fields.Integer(required=True, validate=marshmallow.validate.Range(min=0))
 
 
@@ -77,12 +78,14 @@ class Order(Aggregate):
 
     # commands: check the rules, then record an event
     def create(self, customer_id: str, items: list[str], total_cents: int) -> None:
+        """Place the order (once)."""
         if self.version or self.pending:
             msg = f"order {self.id} already exists"
             raise ValueError(msg)
         self.record(OrderCreated(self.id, customer_id, items, total_cents))
 
     def pay(self, payment_id: str, method: str) -> None:
+        """Pay the full amount (once)."""
         if self.paid:
             msg = f"order {self.id} is already paid"
             raise ValueError(msg)
@@ -94,7 +97,7 @@ class Order(Aggregate):
         self.customer_id, self.items, self.total_cents = e.customer_id, list(e.items), e.total_cents
 
     @applies(OrderPaid)
-    def _paid(self, e: OrderPaid) -> None:
+    def _paid(self, _: OrderPaid) -> None:
         self.paid = True
 
 

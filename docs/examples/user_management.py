@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import marshmallow
-
 from eventsource import ValidationError
 from eventsource.domain import Aggregate, DomainEvent, SyncRepository, applies
 from eventsource.sync import SyncEventSourcingManager
@@ -70,9 +69,11 @@ class User(Aggregate):
         self.updates = 0
 
     def register(self, email: str, name: str) -> None:
+        """Sign the user up."""
         self.record(UserRegistered(self.id, email, name, datetime.now(UTC)))
 
     def rename(self, name: str) -> None:
+        """Change the user's name (nothing is recorded when it is the same)."""
         if name != self.name:
             self.record(ProfileUpdated(name, datetime.now(UTC)))
 

@@ -89,3 +89,14 @@ def test_host_upcasters_do_not_leak_between_managers() -> None:
     one.add_upcaster("Leak", 1, lambda d: d)
     assert "Leak" not in two.event_classes.upcasters.events.types
     assert "Leak" not in host.upcasters.events.types
+
+
+def test_default_snapshot_restore_never_touches_the_envelope_or_internals() -> None:
+    from eventsource.domain import Aggregate
+
+    class Plain(Aggregate):
+        pass
+
+    agg = Plain.from_snapshot("p1", {"colour": "red", "version": 999, "_pending": None, "snapshot_at": 5, "id": "x"})
+    assert (agg.id, agg.version, agg.snapshot_at, agg.pending, agg.colour) == ("p1", 0, 0, [], "red")  # type: ignore[attr-defined]
+    assert agg.to_snapshot() == {"colour": "red"}

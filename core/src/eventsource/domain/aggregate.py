@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 _HANDLES = "__eventsource_applies__"
+_OWN = frozenset({"id", "version", "snapshot_at"})
 
 
 def applies(*event_classes: type[DomainEvent]) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -58,6 +59,8 @@ class Aggregate:
     def __init__(self, aggregate_id: str) -> None:
         self.id = aggregate_id
         self.version = 0
+        self.snapshot_at = 0
+        """Version of the snapshot this aggregate was loaded from or last saved (0: none); drives the cadence."""
         self._pending: list[DomainEvent] = []
 
     @classmethod
@@ -98,7 +101,7 @@ class Aggregate:
 
     def to_snapshot(self) -> Any:
         """The state as snapshot data: the public instance attributes except ``id`` and ``version``."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in ("id", "version")}
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in _OWN}
 
     @classmethod
     def from_snapshot(cls, aggregate_id: str, data: Any) -> Self:
@@ -108,7 +111,8 @@ class Aggregate:
             msg = f"snapshot of {cls.__name__} must be a dict by default, got {type(data).__name__}"
             raise ValidationError(msg, field="data")
         for k, v in data.items():
-            setattr(agg, k, v)
+            if isinstance(k, str) and not k.startswith("_") and k not in _OWN:  # never the envelope or internals
+                setattr(agg, k, v)
         return agg
 
     def mark_saved(self, version: int) -> None:

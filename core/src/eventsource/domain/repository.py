@@ -77,7 +77,6 @@ class Repository(Generic[A]):
         manager.event_classes.upcasters.declare_snapshot(
             aggregate_class.aggregate_type, aggregate_class.snapshot_version
         )
-        self._snapshot_at: dict[int, int] = {}  # id(aggregate) -> version of the snapshot it came from or took
 
     def new(self, aggregate_id: str) -> A:
         """A new, empty aggregate (saving it requires that its stream does not exist yet)."""
@@ -115,7 +114,7 @@ class Repository(Generic[A]):
             if info.version != snap.version:  # the stream is shorter than the snapshot: recreated
                 log.warning("ignoring a snapshot newer than its stream (the stream was recreated)")
                 return await self._replay(aggregate_id)
-        self._snapshot_at[id(agg)] = snap.version if snap is not None else 0
+        agg.snapshot_at = snap.version if snap is not None else 0
         return agg
 
     async def _replay(self, aggregate_id: str) -> A:
@@ -128,7 +127,7 @@ class Repository(Generic[A]):
         if agg.version == 0:
             msg = f"{cls.__name__} {aggregate_id!r} has no events (stream {sid!r})"
             raise StreamNotFoundError(msg, stream_id=sid)
-        self._snapshot_at[id(agg)] = 0
+        agg.snapshot_at = 0
         return agg
 
     async def _snapshot(self, sid: str) -> Snapshot | None:
@@ -160,8 +159,7 @@ class Repository(Generic[A]):
         )
         aggregate.mark_saved(res.last_version)
         threshold = self.snapshot_threshold
-        key = id(aggregate)
-        if threshold is not None and res.last_version - self._snapshot_at.get(key, 0) >= threshold:
+        if threshold is not None and res.last_version - aggregate.snapshot_at >= threshold:
             try:
                 await self.manager.create_snapshot(
                     stream_id=aggregate.stream_id,
@@ -172,7 +170,7 @@ class Repository(Generic[A]):
                     aggregate_type=cls.aggregate_type,
                     provider=self.provider,
                 )
-                self._snapshot_at[key] = res.last_version
+                aggregate.snapshot_at = res.last_version
             except Exception as e:  # noqa: BLE001 - the events are stored; the snapshot is only a cache
                 log.warning("snapshot of an aggregate failed after its save: %s", type(e).__name__)
         return res

@@ -366,6 +366,21 @@ class DomainSuite(ProviderSuiteBase):
         )
         assert (await repo.get(cart.id)).owner == "bob"
 
+    async def test_snapshot_cadence_travels_with_the_aggregate_not_the_repository(
+        self, manager: EventSourcingManager
+    ) -> None:
+        loader = Repository(manager, Cart, snapshot_threshold=10)
+        cart = loader.new(sid("c"))
+        cart.record(Opened("ada"))
+        for _ in range(21):
+            cart.record(ItemAdded("pen", 1))
+        await loader.save(cart)  # version 22: one snapshot at 22
+        loaded = await loader.get(cart.id)
+        loaded.record(ItemAdded("ink", 1))
+        saver = Repository(manager, Cart, snapshot_threshold=10)  # another repository (another request)
+        await saver.save(loaded)  # 23 is 1 past the snapshot it was loaded from: no new snapshot
+        assert (await manager.get_snapshot(cart.stream_id)).version == 22
+
     async def test_concurrent_saves_one_wins_the_other_conflicts(self, manager: EventSourcingManager) -> None:
         repo = Repository(manager, Cart)
         cart = repo.new(sid("c"))

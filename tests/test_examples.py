@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,14 @@ def test_user_management_example(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_is_run_by_a_test(name: str) -> None:
     assert f'"{name}"' in Path(__file__).read_text(encoding="utf-8")
+
+
+def test_the_readme_domain_example_runs(tmp_path: Path) -> None:
+    readme = (EXAMPLES.parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    [code] = [b for b in blocks if "class Cart(Aggregate)" in b]
+    script = tmp_path / "readme_domain.py"
+    script.write_text(code, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'A': 2, 'B': 1}"

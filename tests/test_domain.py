@@ -100,3 +100,21 @@ def test_default_snapshot_restore_never_touches_the_envelope_or_internals() -> N
     agg = Plain.from_snapshot("p1", {"colour": "red", "version": 999, "_pending": None, "snapshot_at": 5, "id": "x"})
     assert (agg.id, agg.version, agg.snapshot_at, agg.pending, agg.colour) == ("p1", 0, 0, [], "red")  # type: ignore[attr-defined]
     assert agg.to_snapshot() == {"colour": "red"}
+
+
+async def test_encrypted_and_compressed_events_and_snapshots_are_upcast_too() -> None:
+    import base64
+
+    from eventsource.domain import SCHEMA_KEY
+
+    key = base64.b64encode(bytes(range(32))).decode()
+    config = {"providers": {"m": "memory://"}, "encryption": True, "encryption_keys": {"k1": key}, "compression": True}
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_event(stream_id="s", event_type="kit.ItemAdded", data={"name": "pen"})
+        await m.create_snapshot(stream_id="s", data={"who": "ada"}, aggregate_type="kit.Cart")
+        m.add_upcaster("kit.ItemAdded", 1, lambda d: {"item": d["name"]})
+        m.add_snapshot_upcaster("kit.Cart", 1, lambda d: {"owner": d["who"]})
+        [e] = [e async for e in m.read_stream("s")]
+        assert (e.data, e.metadata[SCHEMA_KEY]) == ({"item": "pen"}, 2)
+        assert (await m.get_event_by_id(e.event_id)).data == {"item": "pen"}
+        assert (await m.get_snapshot("s")).data == {"owner": "ada"}

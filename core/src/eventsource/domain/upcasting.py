@@ -18,6 +18,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ConfigurationError, UpcastError
+from eventsource.model import make_event
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -117,8 +118,11 @@ class _Chains:
             self.latest[type_name] = version
             self.types.add(type_name)
 
-    def run(self, type_name: str, version: int, data: Any, where: dict[str, Any]) -> tuple[str, int, Any]:
-        """``(type, version, data)`` brought to the newest version; :class:`UpcastError` if that fails."""
+    def run(self, type_name: str, version: int, data: Any, rec: Any) -> tuple[str, int, Any]:
+        """``(type, version, data)`` of ``rec`` brought to the newest version; :class:`UpcastError` if that fails.
+
+        ``rec`` (the event or snapshot) is only looked at to describe an error.
+        """
         renames, steps = self.renames, self.steps
         n = 0
         while True:
@@ -134,30 +138,34 @@ class _Chains:
             try:
                 data = fn(data)
             except Exception as e:
+                what, ids = _describe(rec)
                 msg = (
                     f"the upcaster of {self.kind} {type_name!r} from schema version {version} raised "
-                    f"{type(e).__name__} on {where.get('what', 'a record')}"
+                    f"{type(e).__name__} on {what}"
                 )
-                raise UpcastError(msg, event_type=type_name, schema_version=version, **_ids(where)) from e
+                raise UpcastError(msg, event_type=type_name, schema_version=version, **ids) from e
             type_name = to_type or type_name
             version += 1
             n += 1
         if n > MAX_STEPS:
-            msg = f"the upcasters of {self.kind} {type_name!r} did not end within {MAX_STEPS} steps"
-            raise UpcastError(msg, event_type=type_name, schema_version=version, **_ids(where))
+            what, ids = _describe(rec)
+            msg = f"the upcasters of {self.kind} {type_name!r} did not end within {MAX_STEPS} steps ({what})"
+            raise UpcastError(msg, event_type=type_name, schema_version=version, **ids)
         newest = self.latest.get(type_name, 1)
         if version < newest:
+            what, ids = _describe(rec)
             msg = (
                 f"no upcaster takes {self.kind} {type_name!r} from schema version {version} "
-                f"(the newest is {newest}); {where.get('what', 'a record')} cannot be read"
+                f"(the newest is {newest}); {what} cannot be read"
             )
-            raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **_ids(where))
+            raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
         if version > newest and type_name in self.latest:
+            what, ids = _describe(rec)
             msg = (
-                f"{where.get('what', 'a record')} has {self.kind} {type_name!r} at schema version {version}, "
+                f"{what} has {self.kind} {type_name!r} at schema version {version}, "
                 f"newer than this code knows ({newest}): upgrade the code that reads it"
             )
-            raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **_ids(where))
+            raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
         return type_name, version, data
 
     def copy_into(self, other: _Chains) -> None:
@@ -169,8 +177,17 @@ class _Chains:
             other.declare(t, v)
 
 
-def _ids(where: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in where.items() if k != "what"}
+def _describe(rec: Any) -> tuple[str, dict[str, Any]]:
+    """What an error says about an event or snapshot: a phrase and its ids (never its data)."""
+    if isinstance(rec, tuple):  # (event id, stream id, version) from the page decoder
+        eid, sid, ver = rec
+        return f"event {eid!r} (version {ver} of stream {sid!r})", {"event_id": eid, "stream_id": sid}
+    snapshot_id = getattr(rec, "snapshot_id", None)
+    if snapshot_id is not None:
+        what = f"snapshot {snapshot_id!r} (version {rec.version} of stream {rec.stream_id!r})"
+        return what, {"snapshot_id": snapshot_id, "stream_id": rec.stream_id}
+    what = f"event {rec.event_id!r} (version {rec.version} of stream {rec.stream_id!r})"
+    return what, {"event_id": rec.event_id, "stream_id": rec.stream_id}
 
 
 class Upcasters:
@@ -221,25 +238,55 @@ class Upcasters:
 
     def upcast(self, ev: Event) -> Event:
         """``ev`` at the newest schema version of its type (``ev`` itself when nothing changes)."""
-        where = {"what": f"event {ev.event_id!r} (version {ev.version} of stream {ev.stream_id!r})"}
-        where |= {"event_id": ev.event_id, "stream_id": ev.stream_id}
         meta = ev.metadata
-        version = stored_version(meta, where["what"], event_id=ev.event_id, stream_id=ev.stream_id)
-        t, v, data = self.events.run(ev.event_type, version, ev.data, where)
-        if t == ev.event_type and v == version:
+        version = meta.get(SCHEMA_KEY, 1)
+        if type(version) is not int or version < 1:
+            what, ids = _describe(ev)
+            stored_version(meta, what, **ids)  # raises, with the message
+        t, v, data = self.events.run(ev.event_type, version, ev.data, ev)
+        if v == version and t == ev.event_type:
             return ev
-        return dataclasses.replace(ev, event_type=t, data=data, metadata={**meta, SCHEMA_KEY: v})
+        return make_event(  # positional, in Event's field order (the read hot path)
+            ev.event_id,
+            ev.stream_id,
+            t,
+            data,
+            {**meta, SCHEMA_KEY: v},
+            ev.version,
+            ev.position,
+            ev.timestamp,
+            ev.correlation_id,
+            ev.causation_id,
+            ev.user_id,
+            ev.tenant_id,
+            ev.aggregate_id,
+            ev.aggregate_type,
+        )
+
+    def upcast_parts(self, event_type: str, data: Any, meta: dict[str, Any], rec: Any) -> tuple[str, Any]:
+        """The page decoder's form of :meth:`upcast`: ``(type, data)``, writing the version into ``meta``.
+
+        ``meta`` must be the caller's own fresh dict (it is updated in place, saving a copy per event);
+        ``rec`` is ``(event id, stream id, version)``, looked at only to describe an error.
+        """
+        version = meta.get(SCHEMA_KEY, 1)
+        if type(version) is not int or version < 1:
+            what, ids = _describe(rec)
+            stored_version(meta, what, **ids)  # raises, with the message
+        t, v, data = self.events.run(event_type, version, data, rec)
+        if v != version:
+            meta[SCHEMA_KEY] = v
+        return t, data
 
     def upcast_snapshot(self, snap: Snapshot) -> Snapshot:
         """``snap`` at the newest schema version of its aggregate type (itself when nothing changes)."""
         t = snap.aggregate_type
         if t is None or t not in self.snapshots.types:
             return snap
-        where = {"what": f"snapshot {snap.snapshot_id!r} (version {snap.version} of stream {snap.stream_id!r})"}
-        where |= {"snapshot_id": snap.snapshot_id, "stream_id": snap.stream_id}
         meta = snap.metadata
-        version = stored_version(meta, where["what"], snapshot_id=snap.snapshot_id, stream_id=snap.stream_id)
-        _, v, data = self.snapshots.run(t, version, snap.data, where)
+        what, ids = _describe(snap)
+        version = stored_version(meta, what, **ids)
+        _, v, data = self.snapshots.run(t, version, snap.data, snap)
         if v == version:
             return snap
         return dataclasses.replace(snap, data=data, metadata={**meta, SCHEMA_KEY: v})

@@ -206,10 +206,14 @@ class EventCodec:
                 data, meta = None, {SHREDDED_KEY: e.scope}
             except CodecError as e:
                 raise self._event_error(e, rec) from e
+        etype = rec.event_type
+        slow = self.chain.events.types
+        if slow and etype in slow and SHREDDED_KEY not in meta:  # a redacted event has no data to upcast
+            etype, data = self.chain.upcast_parts(etype, data, meta, (rec.event_id, rec.stream_id, rec.version))
         ev = make_event(  # positional, in Event's field order, without the frozen __init__'s cost
             rec.event_id,
             rec.stream_id,
-            rec.event_type,
+            etype,
             data,
             meta,
             rec.version,
@@ -222,9 +226,6 @@ class EventCodec:
             rec.aggregate_id,
             rec.aggregate_type,
         )
-        slow = self.chain.events.types
-        if slow and ev.event_type in slow and SHREDDED_KEY not in ev.metadata:  # a redacted event has no data
-            ev = self.chain.upcast(ev)
         ups = self.upcasters.get(ev.event_type) if self.upcasters else None
         if ups:
             for up in ups:
@@ -239,8 +240,9 @@ class EventCodec:
     def decode_page(self, page: Sequence[RecordedEvent] | RowPage) -> Iterator[Event]:
         """The events of one page, lazily (an error surfaces at its event, after the ones before it).
 
-        A :class:`RowPage` row that is plain-encoded, with no upcasters registered, becomes an event
-        straight from the row (no intermediate record); anything else goes through :meth:`decode_event`.
+        A :class:`RowPage` row that is plain-encoded, with no ``register_upcaster`` functions registered,
+        becomes an event straight from the row (no intermediate record), then goes through its type's
+        upcasting chain if it has one; anything else goes through :meth:`decode_event`.
         """
         decode = self.decode_event
         if not isinstance(page, RowPage):
@@ -249,7 +251,8 @@ class EventCodec:
             return
         conv = page.timestamp
         fast = not self.upcasters
-        slow = self.chain.events.types  # types with an upcasting chain take the full path
+        slow = self.chain.events.types  # only types with an upcasting chain are looked up
+        upcast = self.chain.upcast_parts
         plain = self.plain
         loads = self.loads
         make = make_event
@@ -257,23 +260,12 @@ class EventCodec:
             (eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype) = row
             if conv is not None:
                 ts = conv(ts)
-            if fast and enc == plain and (not slow or etype not in slow):
-                yield make(
-                    eid,
-                    sid,
-                    etype,
-                    loads(data),
-                    loads(meta) if meta else {},
-                    ver,
-                    pos,
-                    ts,
-                    c1,
-                    c2,
-                    uid,
-                    tid,
-                    aid,
-                    atype,
-                )
+            if fast and enc == plain:
+                d = loads(data)
+                m = loads(meta) if meta else {}
+                if slow and etype in slow:
+                    etype, d = upcast(etype, d, m, (eid, sid, ver))
+                yield make(eid, sid, etype, d, m, ver, pos, ts, c1, c2, uid, tid, aid, atype)
             else:
                 yield decode(
                     make_recorded_event(eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype)

@@ -118,3 +118,20 @@ async def test_encrypted_and_compressed_events_and_snapshots_are_upcast_too() ->
         assert (e.data, e.metadata[SCHEMA_KEY]) == ({"item": "pen"}, 2)
         assert (await m.get_event_by_id(e.event_id)).data == {"item": "pen"}
         assert (await m.get_snapshot("s")).data == {"owner": "ada"}
+
+
+async def test_repository_replays_when_the_snapshot_is_from_a_newer_release(caplog: pytest.LogCaptureFixture) -> None:
+    from eventsource.domain import SCHEMA_KEY
+
+    async with EventSourcingManager({"providers": {"m": "memory://"}}, host=PluginHost(load_entrypoints=False)) as m:
+        repo = Repository(m, Cart, snapshot_threshold=2)
+        cart = repo.new("c")
+        cart.record(Opened("ada"))
+        cart.record(ItemAdded("pen", 1))
+        await repo.save(cart)
+        await m.create_snapshot(
+            stream_id=cart.stream_id, data={"shape": "unknown"}, metadata={SCHEMA_KEY: 9}, aggregate_type="kit.Cart"
+        )
+        loaded = await repo.get("c")
+        assert (loaded.owner, loaded.items, loaded.applied) == ("ada", {"pen": 1}, 2)  # replayed in full
+        assert "schema version" in caplog.text

@@ -51,4 +51,4 @@ def test_the_readme_domain_example_runs(tmp_path: Path) -> None:
     script.write_text(code, encoding="utf-8")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "{'A': 2, 'B': 1}"
+    assert done.stdout.strip() == "{'A': 2, 'B': 2}"

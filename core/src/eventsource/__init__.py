@@ -24,6 +24,7 @@ from eventsource.errors import (
     StreamNotFoundError,
     UnknownKeyError,
     UnsupportedOperationError,
+    UpcastError,
     ValidationError,
 )
 from eventsource.hookspecs import hookimpl
@@ -88,6 +89,7 @@ __all__ = [
     "SyncEventSourcingManager",
     "UnknownKeyError",
     "UnsupportedOperationError",
+    "UpcastError",
     "ValidationError",
     "hookimpl",
 ]

@@ -182,6 +182,15 @@ class KeyShreddedError(CodecError, LookupError):
         self.scope = scope
 
 
+class UpcastError(CodecError):
+    """A stored event or snapshot cannot be brought to the schema version the code expects.
+
+    An upcaster raised, a step of a chain is missing, or the stored schema version is newer than the
+    code knows (written by a newer release). ``details`` names the event (or snapshot), its type and the
+    schema version it stopped at; the payload never appears.
+    """
+
+
 class RetentionError(EventSourceError):
     """At least one retention policy failed; :attr:`report` holds what every policy did."""
 

@@ -13,6 +13,7 @@ import pluggy
 if TYPE_CHECKING:
     from eventsource.codecs.keys import KeyProvider
     from eventsource.config import ManagerConfig
+    from eventsource.domain.upcasting import Upcasters
     from eventsource.registry import CodecRegistry, LeaseRegistry, ProviderRegistry, RetentionRegistry
 
 NAME = "eventsource"
@@ -91,4 +92,21 @@ def eventsource_key_provider(config: ManagerConfig) -> KeyProvider | None:
     :returns: a :class:`~eventsource.codecs.keys.KeyProvider`, or ``None``.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec(historic=True)
+def eventsource_register_upcasters(registry: Upcasters) -> None:
+    """Register event and snapshot upcasters (schema migrations a plugin ships).
+
+    Call ``registry.add(event_type, from_version, fn, to_type=None)`` (``fn(data)`` returns the data at
+    ``from_version + 1``), ``registry.rename(old_type, new_type)`` or
+    ``registry.add_snapshot(aggregate_type, from_version, fn)``. A second upcaster for the same
+    ``(type, from_version)`` raises :class:`~eventsource.errors.ConfigurationError`. Each manager copies
+    the host's registrations when it is built; upcasters run on every read, never on write.
+
+    :param registry: the host's :class:`~eventsource.domain.upcasting.Upcasters`.
+    :returns: nothing; results are ignored.
+
+    .. versionadded:: 0.2
     """

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pluggy
 
 from eventsource import hookspecs
+from eventsource.domain.upcasting import Upcasters
 from eventsource.errors import ConfigurationError, EventSourceError, PluginLoadError
 from eventsource.hookspecs import NAME
 from eventsource.registry import CodecRegistry, LeaseRegistry, ProviderRegistry, RetentionRegistry
@@ -73,10 +74,12 @@ class PluginHost:
         self.codecs = CodecRegistry()
         self.retention_policies = RetentionRegistry()
         self.leases = LeaseRegistry()
+        self.upcasters = Upcasters()
         self._call_historic("eventsource_register_providers", self.providers)
         self._call_historic("eventsource_register_codecs", self.codecs)
         self._call_historic("eventsource_register_retention_policies", self.retention_policies)
         self._call_historic("eventsource_register_leases", self.leases)
+        self._call_historic("eventsource_register_upcasters", self.upcasters)
 
     def _load_entrypoints(self) -> None:
         for ep in metadata.entry_points(group=NAME):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from eventsource.codecs import CodecPipeline
     from eventsource.codecs.keys import KeyProvider
     from eventsource.config import ManagerConfig
+    from eventsource.domain.events import DomainEvent, EventClasses
     from eventsource.manager import EventSourcingManager
     from eventsource.model import (
         AppendEventRequest,
@@ -128,6 +129,11 @@ class SyncEventSourcingManager:
         return self._manager.config
 
     @property
+    def event_classes(self) -> EventClasses:
+        """The async manager's ``event_classes``."""
+        return self._manager.event_classes
+
+    @property
     def host(self) -> PluginHost:
         """The async manager's ``host``."""
         return self._manager.host
@@ -141,6 +147,25 @@ class SyncEventSourcingManager:
     def pipeline(self) -> CodecPipeline:
         """The async manager's ``pipeline``."""
         return self._manager.pipeline
+
+    def add_snapshot_upcaster(self, aggregate_type: str, from_version: int, upcaster: Callable[[Any], Any]) -> None:
+        """Upcast snapshot data of ``aggregate_type`` from schema ``from_version`` to the next, on read."""
+        return self._manager.add_snapshot_upcaster(aggregate_type, from_version, upcaster)
+
+    def add_upcaster(
+        self,
+        event_type: str,
+        from_version: int,
+        upcaster: Callable[[Any], Any],
+        *,
+        to_type: str | None = None,
+    ) -> None:
+        """Upcast ``event_type`` data from schema ``from_version`` to the next with ``upcaster(data)``.
+
+        Steps chain to the newest version on every read path; ``to_type`` renames the type at that step.
+        See :mod:`eventsource.domain.upcasting`.
+        """
+        return self._manager.add_upcaster(event_type, from_version, upcaster, to_type=to_type)
 
     def append_event(self, request: AppendEventRequest | None = None, /, **kwargs: Any) -> AppendEventResponse:
         """Append one event; see :meth:`append_events_batch` for the rules."""
@@ -210,13 +235,36 @@ class SyncEventSourcingManager:
         """The default provider."""
         return self._manager.get_default_provider()
 
-    def get_event_by_id(self, event_id: str, *, stream_id: str | None = None, provider: str | None = None) -> Event:
+    def get_event_by_id(
+        self,
+        event_id: str,
+        *,
+        stream_id: str | None = None,
+        provider: str | None = None,
+        as_classes: bool = False,
+    ) -> Event:
         """One event by id; :class:`EventNotFoundError` if no event has it."""
-        return self._loop.call(self._manager.get_event_by_id(event_id, stream_id=stream_id, provider=provider))
+        return self._loop.call(self._manager.get_event_by_id(
+            event_id,
+            stream_id=stream_id,
+            provider=provider,
+            as_classes=as_classes,
+        ))
 
-    def get_events(self, request: GetEventsRequest | None = None, /, **kwargs: Any) -> GetEventsResponse:
-        """Events matching every given filter, a page at a time, with the total count and ``has_more``."""
-        return self._loop.call(self._manager.get_events(request, **kwargs))
+    def get_events(
+        self,
+        request: GetEventsRequest | None = None,
+        /,
+        *,
+        as_classes: bool = False,
+        **kwargs: Any,
+    ) -> GetEventsResponse:
+        """Events matching every given filter, a page at a time, with the total count and ``has_more``.
+
+        ``as_classes=True`` puts an instance of the registered event class in each event's ``data``
+        (see :meth:`register_event_class`); events of other types keep their plain data.
+        """
+        return self._loop.call(self._manager.get_events(request, as_classes=as_classes, **kwargs))
 
     def get_events_by_stream(
         self,
@@ -228,6 +276,7 @@ class SyncEventSourcingManager:
         offset: int = 0,
         sort_order: SortOrder | str = SortOrder.ASC,
         provider: str | None = None,
+        as_classes: bool = False,
     ) -> GetEventsResponse:
         """A page of one stream's events; :class:`StreamNotFoundError` if the stream does not exist."""
         return self._loop.call(self._manager.get_events_by_stream(
@@ -238,6 +287,7 @@ class SyncEventSourcingManager:
             offset=offset,
             sort_order=sort_order,
             provider=provider,
+            as_classes=as_classes,
         ))
 
     def get_provider(self, name: str | None = None) -> Provider:
@@ -290,15 +340,29 @@ class SyncEventSourcingManager:
         """
         return self._manager.metrics(provider)
 
-    def read_all(self, *, from_position: int = 0, page_size: int = 500, provider: str | None = None) -> Iterator[Event]:
+    def read_all(
+        self,
+        *,
+        from_position: int = 0,
+        page_size: int = 500,
+        provider: str | None = None,
+        as_classes: bool = False,
+    ) -> Iterator[Event]:
         """Iterate every stream's events in the provider's declared global order, in O(page) memory.
+
+        ``as_classes=True`` puts an instance of the registered event class in each event's ``data``.
 
         On a store with a ``total`` global order a connection or timeout error mid-way is retried,
         resuming after the last position delivered.
         """
         self._loop.check()
         return self._loop.iterate(
-            self._manager.read_all(from_position=from_position, page_size=page_size, provider=provider),
+            self._manager.read_all(
+                from_position=from_position,
+                page_size=page_size,
+                provider=provider,
+                as_classes=as_classes,
+            ),
             page_size,
         )
 
@@ -311,8 +375,11 @@ class SyncEventSourcingManager:
         backwards: bool = False,
         page_size: int = 500,
         provider: str | None = None,
+        as_classes: bool = False,
     ) -> Iterator[Event]:
         """Iterate one stream's events in O(page) memory. A missing stream yields nothing.
+
+        ``as_classes=True`` puts an instance of the registered event class in each event's ``data``.
 
         A connection or timeout error mid-way is retried like any call, resuming after the last event
         delivered, so the caller sees every event exactly once.
@@ -326,9 +393,14 @@ class SyncEventSourcingManager:
                 backwards=backwards,
                 page_size=page_size,
                 provider=provider,
+                as_classes=as_classes,
             ),
             page_size,
         )
+
+    def register_event_class(self, *classes: type[DomainEvent]) -> None:
+        """Register event classes for reads with ``as_classes=True`` (one class per type name)."""
+        return self._manager.register_event_class(*classes)
 
     def register_provider(
         self,
@@ -344,8 +416,15 @@ class SyncEventSourcingManager:
         return result
 
     def register_upcaster(self, event_type: str, upcaster: Callable[[Event], Event]) -> None:
-        """Transform events of ``event_type`` on read (old schemas into new ones); applied in order."""
+        """Transform events of ``event_type`` on read (old schemas into new ones); applied in order.
+
+        These run after the schema-version chains (:meth:`add_upcaster`), on the upcast event's type.
+        """
         return self._manager.register_upcaster(event_type, upcaster)
+
+    def rename_event_type(self, old_type: str, new_type: str) -> None:
+        """Read events stored as ``old_type`` as ``new_type`` (the stored events are not rewritten)."""
+        return self._manager.rename_event_type(old_type, new_type)
 
     def retention_policies(self) -> list[RetentionPolicy]:
         """The policies built from configuration (``retention_policies`` and ``retention_period``)."""

@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.testing import ProviderSuite, RetentionSuite
+from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite
 from eventsource_kafka.provider import KafkaProvider
 
 if TYPE_CHECKING:
@@ -38,6 +38,20 @@ class TestKafkaProvider(ProviderSuite):
 
 class TestKafkaRetention(RetentionSuite):
     """Retention policies on a fresh topic prefix per test."""
+
+    @pytest.fixture
+    async def provider(self, kafka_url: str) -> AsyncIterator[KafkaProvider]:
+        p = KafkaProvider(kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:12]}", request_timeout=60.0)
+        await p.connect()
+        try:
+            yield p
+        finally:
+            await drop_namespace(p)
+            await p.close()
+
+
+class TestKafkaDomain(DomainSuite):
+    """Event classes, upcasting chains and repositories on a fresh topic prefix per test."""
 
     @pytest.fixture
     async def provider(self, kafka_url: str) -> AsyncIterator[KafkaProvider]:

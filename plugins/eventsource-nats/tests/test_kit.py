@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import dispose, open_provider
-from eventsource.testing import ProviderSuite, RetentionSuite
+from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -56,5 +56,15 @@ class TestNatsRetentionCurrentServer(RetentionSuite):
     async def provider(self, current_server: Servers) -> AsyncIterator[NatsProvider]:
         p = await open_provider(current_server.url)
         assert p.uses_atomic_batches
+        yield p
+        await dispose(p)
+
+
+class TestNatsDomain(DomainSuite):
+    """Event classes, upcasting chains and repositories against EVENTSOURCE_TEST_NATS_URL."""
+
+    @pytest.fixture
+    async def provider(self, machine_nats_url: str) -> AsyncIterator[NatsProvider]:
+        p = await open_provider(machine_nats_url)
         yield p
         await dispose(p)

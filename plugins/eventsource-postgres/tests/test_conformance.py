@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.testing import ProviderSuite, RetentionSuite
+from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite
 
 if TYPE_CHECKING:
     from eventsource_postgres import PostgresProvider
@@ -32,6 +32,14 @@ class TestPostgresProviderWithPrefix(ProviderSuite):
 
 class TestPostgresRetention(RetentionSuite):
     """Retention policies through the store's own truncate / delete-before primitives."""
+
+    @pytest.fixture
+    async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
+        yield await make_provider()
+
+
+class TestPostgresDomain(DomainSuite):
+    """Event classes, upcasting chains and repositories on PostgreSQL."""
 
     @pytest.fixture
     async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:

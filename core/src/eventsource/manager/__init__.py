@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, Self
 
 from eventsource.config import ManagerConfig
+from eventsource.domain.events import EventClasses
 from eventsource.errors import (
     EventNotFoundError,
     ProviderUnavailableError,
@@ -76,6 +77,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from eventsource.codecs.keys import KeyProvider
+    from eventsource.domain.events import DomainEvent
     from eventsource.model import AppendResult, Event, HealthStatus, ProviderInfo, ProviderStats, Snapshot, StreamInfo
     from eventsource.provider import Provider
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
@@ -121,6 +123,7 @@ class EventSourcingManager:
         )
         self._snapshots = Snapshots(self.config, self._codec, self._policy, self._threshold)
         self._retention = RetentionRuns(self.config, self.host, self._policy)
+        self.event_classes = EventClasses(self._codec.chain)
 
     def __repr__(self) -> str:
         return (
@@ -381,8 +384,14 @@ class EventSourcingManager:
 
     # ------------------------------------------------------------------ reads
 
-    async def get_events(self, request: GetEventsRequest | None = None, /, **kwargs: Any) -> GetEventsResponse:
-        """Events matching every given filter, a page at a time, with the total count and ``has_more``."""
+    async def get_events(
+        self, request: GetEventsRequest | None = None, /, *, as_classes: bool = False, **kwargs: Any
+    ) -> GetEventsResponse:
+        """Events matching every given filter, a page at a time, with the total count and ``has_more``.
+
+        ``as_classes=True`` puts an instance of the registered event class in each event's ``data``
+        (see :meth:`register_event_class`); events of other types keep their plain data.
+        """
         req = coerce(GetEventsRequest, request, kwargs)
         check_paging(req.limit, req.offset)
         descending = check_sort_order(req.sort_order) is SortOrder.DESC
@@ -392,6 +401,8 @@ class EventSourcingManager:
             p, "query", lambda: p.query(flt, limit=req.limit, offset=req.offset, descending=descending)
         )
         events = [self._codec.decode_event(r) for r in page.events]
+        if as_classes:
+            events = [self.event_classes.typed(e) for e in events]
         return GetEventsResponse(
             events=events,
             total_count=page.total_count,
@@ -410,9 +421,11 @@ class EventSourcingManager:
         offset: int = 0,
         sort_order: SortOrder | str = SortOrder.ASC,
         provider: str | None = None,
+        as_classes: bool = False,
     ) -> GetEventsResponse:
         """A page of one stream's events; :class:`StreamNotFoundError` if the stream does not exist."""
         res = await self.get_events(
+            as_classes=as_classes,
             stream_id=stream_id,
             from_version=from_version,
             to_version=to_version,
@@ -426,7 +439,7 @@ class EventSourcingManager:
         return res
 
     async def get_event_by_id(
-        self, event_id: str, *, stream_id: str | None = None, provider: str | None = None
+        self, event_id: str, *, stream_id: str | None = None, provider: str | None = None, as_classes: bool = False
     ) -> Event:
         """One event by id; :class:`EventNotFoundError` if no event has it."""
         eid = check_text("event id", event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
@@ -436,11 +449,37 @@ class EventSourcingManager:
         if rec is None:
             msg = f"no event has id {eid!r}" + (f" in stream {sid!r}" if sid else "")
             raise EventNotFoundError(msg, event_id=eid)
-        return self._codec.decode_event(rec)
+        ev = self._codec.decode_event(rec)
+        return self.event_classes.typed(ev) if as_classes else ev
 
     def register_upcaster(self, event_type: str, upcaster: Callable[[Event], Event]) -> None:
-        """Transform events of ``event_type`` on read (old schemas into new ones); applied in order."""
+        """Transform events of ``event_type`` on read (old schemas into new ones); applied in order.
+
+        These run after the schema-version chains (:meth:`add_upcaster`), on the upcast event's type.
+        """
         self._codec.register_upcaster(event_type, upcaster)
+
+    def add_upcaster(
+        self, event_type: str, from_version: int, upcaster: Callable[[Any], Any], *, to_type: str | None = None
+    ) -> None:
+        """Upcast ``event_type`` data from schema ``from_version`` to the next with ``upcaster(data)``.
+
+        Steps chain to the newest version on every read path; ``to_type`` renames the type at that step.
+        See :mod:`eventsource.domain.upcasting`.
+        """
+        self._codec.chain.add(event_type, from_version, upcaster, to_type=to_type)
+
+    def rename_event_type(self, old_type: str, new_type: str) -> None:
+        """Read events stored as ``old_type`` as ``new_type`` (the stored events are not rewritten)."""
+        self._codec.chain.rename(old_type, new_type)
+
+    def add_snapshot_upcaster(self, aggregate_type: str, from_version: int, upcaster: Callable[[Any], Any]) -> None:
+        """Upcast snapshot data of ``aggregate_type`` from schema ``from_version`` to the next, on read."""
+        self._codec.chain.add_snapshot(aggregate_type, from_version, upcaster)
+
+    def register_event_class(self, *classes: type[DomainEvent]) -> None:
+        """Register event classes for reads with ``as_classes=True`` (one class per type name)."""
+        self.event_classes.register(*classes)
 
     def read_stream(
         self,
@@ -451,8 +490,11 @@ class EventSourcingManager:
         backwards: bool = False,
         page_size: int = 500,
         provider: str | None = None,
+        as_classes: bool = False,
     ) -> AsyncIterator[Event]:
         """Iterate one stream's events in O(page) memory. A missing stream yields nothing.
+
+        ``as_classes=True`` puts an instance of the registered event class in each event's ``data``.
 
         A connection or timeout error mid-way is retried like any call, resuming after the last event
         delivered, so the caller sees every event exactly once.
@@ -464,12 +506,15 @@ class EventSourcingManager:
         check_paging(page_size, 0)
 
         source = stream_pages(p, sid, from_version, to_version, backwards=backwards, page_size=page_size)
-        return self._policy.iterate(p, "read_stream", source, self._codec.decode_page, self._codec.page_tail)
+        decode = self.event_classes.typed_pages(self._codec.decode_page) if as_classes else self._codec.decode_page
+        return self._policy.iterate(p, "read_stream", source, decode, self._codec.page_tail)
 
     def read_all(
-        self, *, from_position: int = 0, page_size: int = 500, provider: str | None = None
+        self, *, from_position: int = 0, page_size: int = 500, provider: str | None = None, as_classes: bool = False
     ) -> AsyncIterator[Event]:
         """Iterate every stream's events in the provider's declared global order, in O(page) memory.
+
+        ``as_classes=True`` puts an instance of the registered event class in each event's ``data``.
 
         On a store with a ``total`` global order a connection or timeout error mid-way is retried,
         resuming after the last position delivered.
@@ -478,7 +523,8 @@ class EventSourcingManager:
         p = self.get_provider(provider)
         check_paging(page_size, 0)
         source = all_pages(p, from_position, page_size)
-        return self._policy.iterate(p, "read_all", source, self._codec.decode_page, self._codec.page_tail)
+        decode = self.event_classes.typed_pages(self._codec.decode_page) if as_classes else self._codec.decode_page
+        return self._policy.iterate(p, "read_all", source, decode, self._codec.page_tail)
 
     # ------------------------------------------------------------------ snapshots
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from eventsource.codecs import Cipher
     from eventsource.codecs.keys import KeyProvider
     from eventsource.config import ManagerConfig
+    from eventsource.domain.upcasting import Upcasters
     from eventsource.model import Event, RecordedEvent, RecordedSnapshot
     from eventsource.plugins import PluginHost
 
@@ -116,6 +117,7 @@ class EventCodec:
         self.scope_mode = config.encryption_scope
         self.redact = config.shredded_events == "redact"
         self.upcasters: dict[str, list[Callable[[Event], Event]]] = {}
+        self.chain: Upcasters = host.upcasters.copy()  # (type, schema version) chains; see eventsource.domain
 
     # ------------------------------------------------------------------ keys
 
@@ -204,10 +206,14 @@ class EventCodec:
                 data, meta = None, {SHREDDED_KEY: e.scope}
             except CodecError as e:
                 raise self._event_error(e, rec) from e
+        etype = rec.event_type
+        slow = self.chain.events.types
+        if slow and etype in slow and SHREDDED_KEY not in meta:  # a redacted event has no data to upcast
+            etype, data = self.chain.upcast_parts(etype, data, meta, (rec.event_id, rec.stream_id, rec.version))
         ev = make_event(  # positional, in Event's field order, without the frozen __init__'s cost
             rec.event_id,
             rec.stream_id,
-            rec.event_type,
+            etype,
             data,
             meta,
             rec.version,
@@ -234,8 +240,9 @@ class EventCodec:
     def decode_page(self, page: Sequence[RecordedEvent] | RowPage) -> Iterator[Event]:
         """The events of one page, lazily (an error surfaces at its event, after the ones before it).
 
-        A :class:`RowPage` row that is plain-encoded, with no upcasters registered, becomes an event
-        straight from the row (no intermediate record); anything else goes through :meth:`decode_event`.
+        A :class:`RowPage` row that is plain-encoded, with no ``register_upcaster`` functions registered,
+        becomes an event straight from the row (no intermediate record), then goes through its type's
+        upcasting chain if it has one; anything else goes through :meth:`decode_event`.
         """
         decode = self.decode_event
         if not isinstance(page, RowPage):
@@ -244,6 +251,8 @@ class EventCodec:
             return
         conv = page.timestamp
         fast = not self.upcasters
+        slow = self.chain.events.types  # only types with an upcasting chain are looked up
+        upcast = self.chain.upcast_parts
         plain = self.plain
         loads = self.loads
         make = make_event
@@ -252,22 +261,11 @@ class EventCodec:
             if conv is not None:
                 ts = conv(ts)
             if fast and enc == plain:
-                yield make(
-                    eid,
-                    sid,
-                    etype,
-                    loads(data),
-                    loads(meta) if meta else {},
-                    ver,
-                    pos,
-                    ts,
-                    c1,
-                    c2,
-                    uid,
-                    tid,
-                    aid,
-                    atype,
-                )
+                d = loads(data)
+                m = loads(meta) if meta else {}
+                if slow and etype in slow:
+                    etype, d = upcast(etype, d, m, (eid, sid, ver))
+                yield make(eid, sid, etype, d, m, ver, pos, ts, c1, c2, uid, tid, aid, atype)
             else:
                 yield decode(
                     make_recorded_event(eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype)
@@ -332,7 +330,7 @@ class EventCodec:
         except CodecError as e:
             where = f"snapshot {snap.snapshot_id!r} (version {snap.version} of stream {sid!r})"
             raise _with_context(e, where, snapshot_id=snap.snapshot_id, stream_id=sid) from e
-        return Snapshot(
+        decoded = Snapshot(
             snapshot_id=snap.snapshot_id,
             stream_id=snap.stream_id,
             version=snap.version,
@@ -343,3 +341,4 @@ class EventCodec:
             aggregate_type=snap.aggregate_type,
             position=snap.position,
         )
+        return self.chain.upcast_snapshot(decoded) if self.chain.snapshots.types else decoded

@@ -263,7 +263,11 @@ def _event_data(value: object) -> EventData:
         except TypeError as e:
             msg = f"invalid event: {e}"
             raise ValidationError(msg, field="events") from e
-    msg = f"events must be EventData or dicts, got {type(value).__name__}"
+    from eventsource.domain.events import DomainEvent
+
+    if isinstance(value, DomainEvent):
+        return value.event_data()
+    msg = f"events must be EventData, dicts or DomainEvent instances, got {type(value).__name__}"
     raise ValidationError(msg, field="events")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from eventsource.testing.suite import HOSTILE_INVALID_STREAM_IDS, HOSTILE_VALID_STREAM_IDS, ProviderSuite
 
-__all__ = ["HOSTILE_INVALID_STREAM_IDS", "HOSTILE_VALID_STREAM_IDS", "ProviderSuite", "RetentionSuite"]
+__all__ = ["HOSTILE_INVALID_STREAM_IDS", "HOSTILE_VALID_STREAM_IDS", "DomainSuite", "ProviderSuite", "RetentionSuite"]
 
 
 def __getattr__(name: str) -> object:
@@ -17,4 +17,8 @@ def __getattr__(name: str) -> object:
         from eventsource.testing.retention import RetentionSuite
 
         return RetentionSuite
+    if name == "DomainSuite":
+        from eventsource.testing.domain import DomainSuite
+
+        return DomainSuite
     raise AttributeError(name)

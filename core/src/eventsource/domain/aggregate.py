@@ -1,0 +1,124 @@
+"""Aggregates: state rebuilt by applying event-class instances, with the new events it records pending a save.
+
+A subclass names its ``aggregate_type`` (default: the class name) and handles each event class with a
+method decorated by :func:`applies`. :meth:`Aggregate.record` applies a new event and keeps it pending;
+a :class:`~eventsource.domain.Repository` appends the pending events and clears them. Snapshots hold
+:meth:`Aggregate.to_snapshot` (default: the public instance attributes) at schema ``snapshot_version``;
+override it with :meth:`Aggregate.from_snapshot` when the state is not plain data.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from eventsource.domain.events import DomainEvent
+from eventsource.errors import ConfigurationError, ValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_HANDLES = "__eventsource_applies__"
+_OWN = frozenset({"id", "version", "snapshot_at"})
+
+
+def applies(*event_classes: type[DomainEvent]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Mark an aggregate method as the handler of ``event_classes`` (it is called with the instance)."""
+    for cls in event_classes:
+        if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
+            msg = f"@applies takes DomainEvent classes, got {cls!r}"
+            raise ConfigurationError(msg, field="event_class")
+
+    def mark(fn: Callable[..., None]) -> Callable[..., None]:
+        setattr(fn, _HANDLES, (*getattr(fn, _HANDLES, ()), *event_classes))
+        return fn
+
+    return mark
+
+
+class Aggregate:
+    """Base of aggregates; see the module docstring.
+
+    :param aggregate_id: the aggregate's id; its stream is ``f"{aggregate_type}-{aggregate_id}"``.
+    """
+
+    aggregate_type: ClassVar[str] = ""
+    snapshot_version: ClassVar[int] = 1
+    """Schema version of this class's snapshot data (bump it, and add a snapshot upcaster, when it changes)."""
+    _handlers: ClassVar[dict[type[DomainEvent], Callable[..., None]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("aggregate_type"):
+            cls.aggregate_type = cls.__name__
+        handlers = dict(cls._handlers)
+        for value in cls.__dict__.values():
+            for event_class in getattr(value, _HANDLES, ()):
+                handlers[event_class] = value
+        cls._handlers = handlers
+
+    def __init__(self, aggregate_id: str) -> None:
+        self.id = aggregate_id
+        self.version = 0
+        self.snapshot_at = 0
+        """Version of the snapshot this aggregate was loaded from or last saved (0: none); drives the cadence."""
+        self._pending: list[DomainEvent] = []
+
+    @classmethod
+    def event_classes(cls) -> list[type[DomainEvent]]:
+        """The event classes this aggregate handles."""
+        return list(cls._handlers)
+
+    @classmethod
+    def stream_id_of(cls, aggregate_id: str) -> str:
+        """The stream of the aggregate with id ``aggregate_id``."""
+        return f"{cls.aggregate_type}-{aggregate_id}"
+
+    @property
+    def stream_id(self) -> str:
+        """The stream of this aggregate."""
+        return self.stream_id_of(self.id)
+
+    @property
+    def pending(self) -> list[DomainEvent]:
+        """Events recorded since the last load or save (a copy)."""
+        return list(self._pending)
+
+    def record(self, event: DomainEvent) -> None:
+        """Apply a new event and keep it pending until the repository saves it."""
+        self.apply(event)
+        self._pending.append(event)
+
+    def apply(self, event: DomainEvent) -> None:
+        """Change the state by one event (no pending entry); a class with no handler raises ValidationError."""
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            msg = (
+                f"{type(self).__name__} has no @applies handler for {type(event).__name__} "
+                f"(event type {getattr(event, 'event_type', '?')!r})"
+            )
+            raise ValidationError(msg, field="event_type", aggregate_type=self.aggregate_type)
+        handler(self, event)
+
+    def to_snapshot(self) -> Any:
+        """The state as snapshot data: the public instance attributes except ``id`` and ``version``."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in _OWN}
+
+    @classmethod
+    def from_snapshot(cls, aggregate_id: str, data: Any) -> Self:
+        """An aggregate from snapshot data (at :attr:`snapshot_version`); the inverse of :meth:`to_snapshot`."""
+        agg = cls(aggregate_id)
+        if not isinstance(data, dict):
+            msg = f"snapshot of {cls.__name__} must be a dict by default, got {type(data).__name__}"
+            raise ValidationError(msg, field="data")
+        for k, v in data.items():
+            if isinstance(k, str) and not k.startswith("_") and k not in _OWN:  # never the envelope or internals
+                setattr(agg, k, v)
+        return agg
+
+    def mark_saved(self, version: int) -> None:
+        """Clear the pending events: they are stored and the stream is at ``version``."""
+        self._pending.clear()
+        self.version = version
+
+
+__all__ = ["Aggregate", "applies"]

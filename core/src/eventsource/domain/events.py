@@ -1,0 +1,207 @@
+"""Event classes: frozen dataclasses that name their event type and schema version, optionally validated.
+
+Declare one by subclassing :class:`DomainEvent` with class keywords and decorating it as a frozen
+dataclass: ``@dataclass(frozen=True) class OrderPlaced(DomainEvent, type_name="OrderPlaced", version=2)``.
+``schema=`` names a marshmallow schema that validates the data on append and loads it on read
+(a failure is a :class:`~eventsource.errors.ValidationError` naming the field). Appending an instance
+stores its fields as the event's data and, above version 1, its schema version in the metadata under
+:data:`~eventsource.domain.upcasting.SCHEMA_KEY`. :class:`EventClasses` maps type names to classes for
+reads (``as_classes=True`` puts an instance in ``Event.data``); one type name has one class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from eventsource.domain.upcasting import SCHEMA_KEY, stored_version
+from eventsource.errors import ConfigurationError, UpcastError, ValidationError
+from eventsource.model import EventData
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+
+    import marshmallow
+
+    from eventsource.domain.upcasting import Upcasters
+    from eventsource.model import Event
+
+
+def _field_error(cls_name: str, type_name: str, messages: Any) -> ValidationError:
+    """A :class:`ValidationError` naming the first bad field of a marshmallow error dict."""
+    if isinstance(messages, dict) and messages:
+        path: list[str] = []
+        cur: Any = messages
+        while isinstance(cur, dict) and cur:
+            key = next(iter(cur))
+            path.append(str(key))
+            cur = cur[key]
+        name = ".".join(path)
+        text = "; ".join(str(m) for m in cur) if isinstance(cur, list) else str(cur)
+        msg = f"event {type_name!r} ({cls_name}): field {name!r}: {text}"
+        return ValidationError(msg, field=name, event_type=type_name)
+    msg = f"event {type_name!r} ({cls_name}): {messages}"
+    return ValidationError(msg, field="data", event_type=type_name)
+
+
+class DomainEvent:
+    """Base of event classes; see the module docstring.
+
+    Class keywords: ``type_name`` (default: the class name), ``version`` (the schema version this class
+    describes, default 1) and ``schema`` (a marshmallow ``Schema`` class, optional).
+    """
+
+    event_type: ClassVar[str] = ""
+    schema_version: ClassVar[int] = 1
+    schema: ClassVar[type[marshmallow.Schema] | None] = None
+
+    def __init_subclass__(
+        cls,
+        *,
+        type_name: str | None = None,
+        version: int | None = None,
+        schema: type[marshmallow.Schema] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.event_type = type_name or cls.__name__
+        if version is not None:
+            if type(version) is not int or version < 1:
+                msg = f"event class {cls.__name__}: version must be an int >= 1, got {version!r}"
+                raise ConfigurationError(msg, field="version")
+            cls.schema_version = version
+        else:
+            cls.schema_version = 1
+        cls.schema = schema
+
+    # ------------------------------------------------------------------ writing
+
+    def to_data(self) -> Any:
+        """The event's data as stored: the schema's dump when it has one, else its fields as a dict."""
+        cls = type(self)
+        if not dataclasses.is_dataclass(self):
+            msg = f"event class {cls.__name__} must be a dataclass (decorate it with @dataclass(frozen=True))"
+            raise ConfigurationError(msg, field="event_type")
+        if cls.schema is not None:
+            schema = cls.schema()
+            data = schema.dump(self)
+            errors = schema.validate(data)
+            if errors:
+                raise _field_error(cls.__name__, cls.event_type, errors)
+            return data
+        return dataclasses.asdict(self)
+
+    def event_data(self, *, metadata: Mapping[str, Any] | None = None, **envelope: Any) -> EventData:
+        """The event as an :class:`EventData` to append; ``envelope`` sets ids (correlation, tenant...)."""
+        cls = type(self)
+        meta = dict(metadata or {})
+        if cls.schema_version != 1:
+            meta[SCHEMA_KEY] = cls.schema_version
+        return EventData(event_type=cls.event_type, data=self.to_data(), metadata=meta or None, **envelope)
+
+    # ------------------------------------------------------------------ reading
+
+    @classmethod
+    def from_data(cls, data: Any) -> Self:
+        """An instance from stored data (already at this class's schema version)."""
+        if cls.schema is not None:
+            import marshmallow
+
+            try:
+                loaded = cls.schema().load(data)
+            except marshmallow.ValidationError as e:
+                raise _field_error(cls.__name__, cls.event_type, e.messages) from None
+        else:
+            loaded = data
+        if not isinstance(loaded, dict):
+            msg = f"event {cls.event_type!r} ({cls.__name__}): data must be an object, got {type(loaded).__name__}"
+            raise ValidationError(msg, field="data", event_type=cls.event_type)
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        extra = sorted(set(loaded) - names)
+        if extra:
+            msg = f"event {cls.event_type!r} ({cls.__name__}): unknown field {extra[0]!r}"
+            raise ValidationError(msg, field=extra[0], event_type=cls.event_type)
+        try:
+            return cls(**loaded)
+        except TypeError as e:
+            missing = [
+                f.name
+                for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                if f.name not in loaded
+                and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING
+            ]
+            field = missing[0] if missing else "data"
+            msg = f"event {cls.event_type!r} ({cls.__name__}): missing field {field!r}"
+            raise ValidationError(msg, field=field, event_type=cls.event_type) from e
+
+
+class EventClasses:
+    """Event classes by type name, tied to the upcasters that must bring old data to their version."""
+
+    __slots__ = ("by_type", "upcasters")
+
+    def __init__(self, upcasters: Upcasters) -> None:
+        self.by_type: dict[str, type[DomainEvent]] = {}
+        self.upcasters = upcasters
+
+    def register(self, *classes: type[DomainEvent]) -> None:
+        """Register classes; another class under a registered type name raises ConfigurationError."""
+        for cls in classes:
+            if not (isinstance(cls, type) and issubclass(cls, DomainEvent)):
+                msg = f"{cls!r} is not a DomainEvent subclass"
+                raise ConfigurationError(msg, field="event_class")
+            params = getattr(cls, "__dataclass_params__", None)
+            if params is None or not params.frozen:
+                msg = f"event class {cls.__name__} must be a frozen dataclass (@dataclass(frozen=True))"
+                raise ConfigurationError(msg, field="event_class")
+            prev = self.by_type.get(cls.event_type)
+            if prev is not None and prev is not cls:
+                msg = (
+                    f"event type {cls.event_type!r} is already registered to {prev.__module__}.{prev.__qualname__}; "
+                    f"refusing {cls.__module__}.{cls.__qualname__}"
+                )
+                raise ConfigurationError(msg, field="event_type")
+            known = self.upcasters.events.latest.get(cls.event_type, 1)
+            if known > cls.schema_version:
+                msg = (
+                    f"event class {cls.__name__} is {cls.event_type!r} version {cls.schema_version}, but the "
+                    f"upcasters already produce version {known}"
+                )
+                raise ConfigurationError(msg, field="version")
+            self.by_type[cls.event_type] = cls
+            self.upcasters.declare(cls.event_type, cls.schema_version)
+
+    def instance(self, ev: Event) -> DomainEvent | Any:
+        """The instance of ``ev``'s class, from its (upcast) data; the data itself for an unregistered type."""
+        cls = self.by_type.get(ev.event_type)
+        if cls is None:
+            return ev.data
+        what = f"event {ev.event_id!r} (version {ev.version} of stream {ev.stream_id!r})"
+        v = stored_version(ev.metadata, what, event_id=ev.event_id, stream_id=ev.stream_id)
+        if v != cls.schema_version:
+            msg = (
+                f"{what} is {ev.event_type!r} at schema version {v}, but {cls.__name__} is version "
+                f"{cls.schema_version}" + (": register an upcaster" if v < cls.schema_version else ": upgrade the code")
+            )
+            raise UpcastError(msg, event_type=ev.event_type, schema_version=v, event_id=ev.event_id)
+        return cls.from_data(ev.data)
+
+    def typed(self, ev: Event) -> Event:
+        """``ev`` with an instance of its class as ``data`` (unchanged for an unregistered type)."""
+        if ev.event_type not in self.by_type:
+            return ev
+        return dataclasses.replace(ev, data=self.instance(ev))
+
+    def typed_pages(self, decode: Any) -> Any:
+        """Wrap a page decoder so each event it yields is :meth:`typed`."""
+        typed = self.typed
+
+        def decode_typed(page: Any) -> Iterator[Event]:
+            for ev in decode(page):
+                yield typed(ev)
+
+        return decode_typed
+
+
+__all__ = ["DomainEvent", "EventClasses"]

@@ -1,0 +1,245 @@
+"""Repositories: load an aggregate from its latest snapshot plus the tail of its stream, save its new events.
+
+``get(id)`` reads the latest snapshot (if any, upcast to the aggregate's ``snapshot_version``) and applies
+only the events after it. The snapshot records the id of the event at its version; if the stream no
+longer holds that event (deleted and recreated), or the snapshot cannot be read at the aggregate's
+snapshot version, it is ignored and the stream is replayed from the start (logged). ``save(aggregate)``
+appends the pending events with the loaded version as the expected version (a new aggregate: the
+stream must not exist), so a concurrent writer makes it raise :class:`~eventsource.errors.ConcurrencyError`
+and nothing is written. Snapshots are taken in the same ``save`` call, after the events are stored,
+once the stream is ``snapshot_threshold`` events past the snapshot the aggregate was loaded from (or
+last took); a failed snapshot is logged and does not fail the save, whose events are already stored.
+``update(id, fn, retries=N)`` reloads and re-applies ``fn`` on a conflict. :class:`SyncRepository`
+is the blocking twin over a :class:`~eventsource.sync.SyncEventSourcingManager`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from eventsource.domain.upcasting import SCHEMA_KEY
+from eventsource.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    SnapshotNotFoundError,
+    StreamNotFoundError,
+    UnsupportedOperationError,
+    UpcastError,
+)
+from eventsource.model import NO_STREAM
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from eventsource.domain.aggregate import Aggregate
+    from eventsource.manager import EventSourcingManager
+    from eventsource.model import AppendEventsBatchResponse, Snapshot
+    from eventsource.sync import SyncEventSourcingManager
+
+A = TypeVar("A", bound="Aggregate")
+
+EVENT_KEY = "eventsource.event_id"
+"""Snapshot metadata key: the id of the event at the snapshot's version (detects a recreated stream)."""
+
+log = logging.getLogger("eventsource")
+
+
+class Repository(Generic[A]):
+    """Aggregates of one class on one manager; see the module docstring.
+
+    :param manager: the async manager.
+    :param aggregate_class: the :class:`~eventsource.domain.Aggregate` subclass; its event classes are
+        registered with the manager.
+    :param snapshot_threshold: events between snapshots; default: the manager's ``snapshot_threshold``
+        (``None``: never snapshot).
+    :param provider: the provider to use (default: the manager's default).
+    """
+
+    def __init__(
+        self,
+        manager: EventSourcingManager,
+        aggregate_class: type[A],
+        *,
+        snapshot_threshold: int | None = None,
+        provider: str | None = None,
+    ) -> None:
+        threshold = manager.config.snapshot_threshold if snapshot_threshold is None else snapshot_threshold
+        if threshold is not None and (type(threshold) is not int or threshold < 1):
+            msg = f"snapshot_threshold must be an int >= 1 or None, got {threshold!r}"
+            raise ConfigurationError(msg, field="snapshot_threshold")
+        self.manager = manager
+        self.aggregate_class = aggregate_class
+        self.snapshot_threshold = threshold
+        self.provider = provider
+        manager.register_event_class(*aggregate_class.event_classes())
+        manager.event_classes.upcasters.declare_snapshot(
+            aggregate_class.aggregate_type, aggregate_class.snapshot_version
+        )
+
+    def new(self, aggregate_id: str) -> A:
+        """A new, empty aggregate (saving it requires that its stream does not exist yet)."""
+        return self.aggregate_class(aggregate_id)
+
+    async def get(self, aggregate_id: str) -> A:
+        """The aggregate at its latest version; :class:`StreamNotFoundError` if it has no events."""
+        cls = self.aggregate_class
+        m = self.manager
+        sid = cls.stream_id_of(aggregate_id)
+        snap = await self._snapshot(sid)
+        agg: A | None = None
+        start = 1
+        if snap is not None:
+            agg = cls.from_snapshot(aggregate_id, snap.data)
+            agg.version = snap.version
+            start = snap.version
+        applied = 0
+        async for ev in m.read_stream(sid, from_version=start, provider=self.provider, as_classes=True):
+            if snap is not None and applied == 0 and ev.version == snap.version:
+                if ev.event_id != snap.metadata.get(EVENT_KEY):  # the stream was deleted and recreated
+                    log.warning("ignoring a snapshot of a stream that was recreated since it was taken")
+                    return await self._replay(aggregate_id)
+                continue
+            if agg is None:
+                agg = cls(aggregate_id)
+            agg.apply(ev.data)
+            agg.version = ev.version
+            applied += 1
+        if agg is None:
+            msg = f"{cls.__name__} {aggregate_id!r} has no events (stream {sid!r})"
+            raise StreamNotFoundError(msg, stream_id=sid)
+        if snap is not None and applied == 0:
+            info = await m.get_stream_info(sid, provider=self.provider)
+            if info.version != snap.version:  # the stream is shorter than the snapshot: recreated
+                log.warning("ignoring a snapshot newer than its stream (the stream was recreated)")
+                return await self._replay(aggregate_id)
+        agg.snapshot_at = snap.version if snap is not None else 0
+        return agg
+
+    async def _replay(self, aggregate_id: str) -> A:
+        cls = self.aggregate_class
+        sid = cls.stream_id_of(aggregate_id)
+        agg = cls(aggregate_id)
+        async for ev in self.manager.read_stream(sid, provider=self.provider, as_classes=True):
+            agg.apply(ev.data)
+            agg.version = ev.version
+        if agg.version == 0:
+            msg = f"{cls.__name__} {aggregate_id!r} has no events (stream {sid!r})"
+            raise StreamNotFoundError(msg, stream_id=sid)
+        agg.snapshot_at = 0
+        return agg
+
+    async def _snapshot(self, sid: str) -> Snapshot | None:
+        if self.snapshot_threshold is None:
+            return None
+        cls = self.aggregate_class
+        try:
+            snap = await self.manager.get_snapshot(sid, provider=self.provider)
+        except (SnapshotNotFoundError, StreamNotFoundError, UnsupportedOperationError):
+            return None
+        except UpcastError as e:
+            log.warning("ignoring a snapshot that cannot be upcast: %s", e.message)
+            return None
+        if snap.aggregate_type != cls.aggregate_type or snap.metadata.get(SCHEMA_KEY, 1) != cls.snapshot_version:
+            log.warning("ignoring a snapshot of another aggregate type or schema version")
+            return None
+        return snap
+
+    async def save(self, aggregate: A) -> AppendEventsBatchResponse | None:
+        """Append the pending events (expected version: the loaded one); snapshot when due. ``None`` if none."""
+        pending = aggregate.pending
+        if not pending:
+            return None
+        cls = self.aggregate_class
+        expected = aggregate.version if aggregate.version > 0 else NO_STREAM
+        events = [e.event_data(aggregate_id=aggregate.id, aggregate_type=cls.aggregate_type) for e in pending]
+        res = await self.manager.append_events_batch(
+            stream_id=aggregate.stream_id, events=events, expected_version=expected, provider=self.provider
+        )
+        aggregate.mark_saved(res.last_version)
+        threshold = self.snapshot_threshold
+        if threshold is not None and res.last_version - aggregate.snapshot_at >= threshold:
+            try:
+                await self.manager.create_snapshot(
+                    stream_id=aggregate.stream_id,
+                    data=aggregate.to_snapshot(),
+                    version=res.last_version,
+                    metadata={SCHEMA_KEY: cls.snapshot_version, EVENT_KEY: res.event_ids[-1]},
+                    aggregate_id=aggregate.id,
+                    aggregate_type=cls.aggregate_type,
+                    provider=self.provider,
+                )
+                aggregate.snapshot_at = res.last_version
+            except Exception as e:  # noqa: BLE001 - the events are stored; the snapshot is only a cache
+                log.warning("snapshot of an aggregate failed after its save: %s", type(e).__name__)
+        return res
+
+    async def update(self, aggregate_id: str, fn: Callable[[A], Any], *, retries: int = 3) -> A:
+        """Load, apply ``fn(aggregate)`` (sync or async), save; on :class:`ConcurrencyError` start over.
+
+        ``fn`` may run up to ``retries + 1`` times, each on a freshly loaded aggregate; the last
+        conflict is raised.
+        """
+        if type(retries) is not int or retries < 0:
+            msg = f"retries must be an int >= 0, got {retries!r}"
+            raise ConfigurationError(msg, field="retries")
+        attempt = 0
+        while True:
+            agg = await self.get(aggregate_id)
+            out = fn(agg)
+            if inspect.isawaitable(out):
+                await out
+            try:
+                await self.save(agg)
+            except ConcurrencyError:
+                attempt += 1
+                if attempt > retries:
+                    raise
+                continue
+            return agg
+
+
+class SyncRepository(Generic[A]):
+    """The blocking twin of :class:`Repository` over a :class:`~eventsource.sync.SyncEventSourcingManager`.
+
+    Each call runs the async repository on the sync manager's private loop, so the two share one code
+    path; ``fn`` of :meth:`update` is a plain function.
+    """
+
+    def __init__(
+        self,
+        manager: SyncEventSourcingManager,
+        aggregate_class: type[A],
+        *,
+        snapshot_threshold: int | None = None,
+        provider: str | None = None,
+    ) -> None:
+        self._sync = manager
+        self._repo: Repository[A] = Repository(
+            manager.manager, aggregate_class, snapshot_threshold=snapshot_threshold, provider=provider
+        )
+
+    @property
+    def snapshot_threshold(self) -> int | None:
+        """Events between snapshots (``None``: never)."""
+        return self._repo.snapshot_threshold
+
+    def new(self, aggregate_id: str) -> A:
+        """A new, empty aggregate (saving it requires that its stream does not exist yet)."""
+        return self._repo.new(aggregate_id)
+
+    def get(self, aggregate_id: str) -> A:
+        """The aggregate at its latest version; :class:`StreamNotFoundError` if it has no events."""
+        return self._sync._loop.run(self._repo.get(aggregate_id))  # noqa: SLF001 - the facade's own loop
+
+    def save(self, aggregate: A) -> AppendEventsBatchResponse | None:
+        """Append the pending events (expected version: the loaded one); snapshot when due. ``None`` if none."""
+        return self._sync._loop.run(self._repo.save(aggregate))  # noqa: SLF001
+
+    def update(self, aggregate_id: str, fn: Callable[[A], Any], *, retries: int = 3) -> A:
+        """Load, apply ``fn(aggregate)``, save; on :class:`ConcurrencyError` start over (``retries`` times)."""
+        return self._sync._loop.run(self._repo.update(aggregate_id, fn, retries=retries))  # noqa: SLF001
+
+
+__all__ = ["EVENT_KEY", "Repository", "SyncRepository"]

@@ -1,0 +1,295 @@
+"""Upcasting chains: stored events and snapshots brought to the newest schema version on every read.
+
+An event's schema version is stored in its metadata under :data:`SCHEMA_KEY` (absent: version 1, which
+is what every event written before event classes existed is). A step maps ``(type, version)`` to
+``(type', version + 1)`` with a function of the data; steps chain until no step starts where the last
+one ended. A rename maps an old type name to a new one at the same version, before any step. The chain
+then checks the result against the newest version the code knows for that type (the highest step
+target, or a registered event class): a missing step, a version from the future, or an upcaster that
+raises is an :class:`~eventsource.errors.UpcastError`, never a half-upcast event. Snapshots have their
+own chains, keyed by aggregate type. Writing never upcasts: stored bytes are only read. Registration
+happens in code (:class:`Upcasters` methods, exposed on the manager) or from plugins through the
+``eventsource_register_upcasters`` hook; each manager copies the host's registrations when it is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import ConfigurationError, UpcastError
+from eventsource.model import make_event
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from eventsource.model import Event, Snapshot
+
+SCHEMA_KEY = "eventsource.schema"
+"""Metadata key holding the schema version of an event's (or snapshot's) data; absent means 1."""
+
+MAX_STEPS = 10_000
+"""A chain longer than this is refused at read time (a guard; versions always increase, so chains end)."""
+
+Step = tuple["Callable[[Any], Any]", "str | None"]
+
+
+def stored_version(metadata: dict[str, Any], what: str, **where: Any) -> int:
+    """The schema version recorded in ``metadata`` (1 when absent); :class:`UpcastError` if it is not an int >= 1."""
+    v = metadata.get(SCHEMA_KEY, 1)
+    if type(v) is not int or v < 1:
+        msg = f"{what} has schema version {v!r} in its metadata; it must be an int >= 1"
+        raise UpcastError(msg, schema_version=repr(v), **where)
+    return v
+
+
+def _check_version(from_version: object) -> int:
+    if type(from_version) is not int or from_version < 1:
+        msg = f"an upcaster's from_version must be an int >= 1, got {from_version!r}"
+        raise ConfigurationError(msg, field="from_version")
+    return from_version
+
+
+def _check_name(what: str, name: object) -> str:
+    if not isinstance(name, str) or not name:
+        msg = f"{what} must be a non-empty string, got {name!r}"
+        raise ConfigurationError(msg, field=what.replace(" ", "_"))
+    return name
+
+
+class _Chains:
+    """Steps, renames and newest versions of one kind of record (events, or snapshots by aggregate type)."""
+
+    __slots__ = ("kind", "latest", "renames", "steps", "types")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.steps: dict[tuple[str, int], Step] = {}
+        self.renames: dict[str, str] = {}
+        self.latest: dict[str, int] = {}
+        self.types: set[str] = set()
+        """Stored type names a read must look at (a step, a rename, or a newest version above 1)."""
+
+    def add(self, type_name: str, from_version: int, fn: Callable[[Any], Any], to_type: str | None) -> None:
+        type_name = _check_name(f"{self.kind} type", type_name)
+        from_version = _check_version(from_version)
+        if to_type is not None:
+            _check_name("to_type", to_type)
+        if not callable(fn):
+            msg = f"the upcaster of {self.kind} {type_name!r} v{from_version} is not callable: {fn!r}"
+            raise ConfigurationError(msg, field="upcaster")
+        key = (type_name, from_version)
+        if key in self.steps:
+            msg = f"{self.kind} {type_name!r} already has an upcaster from schema version {from_version}"
+            raise ConfigurationError(msg, field="from_version")
+        if type_name in self.renames:
+            msg = f"{self.kind} type {type_name!r} is renamed to {self.renames[type_name]!r}; add its upcasters there"
+            raise ConfigurationError(msg, field="event_type")
+        self.steps[key] = (fn, to_type)
+        target = to_type or type_name
+        self.declare(target, from_version + 1)
+        self.types.add(type_name)
+
+    def rename(self, old: str, new: str) -> None:
+        old = _check_name("old type", old)
+        new = _check_name("new type", new)
+        if old in self.renames:
+            msg = f"{self.kind} type {old!r} is already renamed to {self.renames[old]!r}"
+            raise ConfigurationError(msg, field="old_type")
+        if any(t == old for t, _ in self.steps):
+            msg = f"{self.kind} type {old!r} has upcasters of its own; a renamed type cannot"
+            raise ConfigurationError(msg, field="old_type")
+        seen, cur = {old}, new
+        while cur in self.renames:  # refuse A -> B -> ... -> A
+            cur = self.renames[cur]
+            if cur in seen:
+                msg = f"renaming {self.kind} type {old!r} to {new!r} makes a cycle of renames"
+                raise ConfigurationError(msg, field="new_type")
+            seen.add(cur)
+        if cur == old:
+            msg = f"renaming {self.kind} type {old!r} to {new!r} makes a cycle of renames"
+            raise ConfigurationError(msg, field="new_type")
+        self.renames[old] = new
+        self.types.add(old)
+
+    def declare(self, type_name: str, version: int) -> None:
+        """Record that the code knows ``type_name`` up to schema ``version``."""
+        if version > self.latest.get(type_name, 1):
+            self.latest[type_name] = version
+            self.types.add(type_name)
+
+    def run(self, type_name: str, version: int, data: Any, rec: Any) -> tuple[str, int, Any]:
+        """``(type, version, data)`` of ``rec`` brought to the newest version; :class:`UpcastError` if that fails.
+
+        ``rec`` (the event or snapshot) is only looked at to describe an error.
+        """
+        renames, steps = self.renames, self.steps
+        n = 0
+        while True:
+            while type_name in renames:
+                type_name = renames[type_name]
+                n += 1
+                if n > MAX_STEPS:
+                    break
+            step = steps.get((type_name, version))
+            if step is None or n > MAX_STEPS:
+                break
+            fn, to_type = step
+            try:
+                data = fn(data)
+            except Exception as e:
+                what, ids = _describe(rec)
+                msg = (
+                    f"the upcaster of {self.kind} {type_name!r} from schema version {version} raised "
+                    f"{type(e).__name__} on {what}"
+                )
+                raise UpcastError(msg, event_type=type_name, schema_version=version, **ids) from e
+            type_name = to_type or type_name
+            version += 1
+            n += 1
+        if n > MAX_STEPS:
+            what, ids = _describe(rec)
+            msg = f"the upcasters of {self.kind} {type_name!r} did not end within {MAX_STEPS} steps ({what})"
+            raise UpcastError(msg, event_type=type_name, schema_version=version, **ids)
+        newest = self.latest.get(type_name, 1)
+        if version < newest:
+            what, ids = _describe(rec)
+            msg = (
+                f"no upcaster takes {self.kind} {type_name!r} from schema version {version} "
+                f"(the newest is {newest}); {what} cannot be read"
+            )
+            raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
+        if version > newest and type_name in self.latest:
+            what, ids = _describe(rec)
+            msg = (
+                f"{what} has {self.kind} {type_name!r} at schema version {version}, "
+                f"newer than this code knows ({newest}): upgrade the code that reads it"
+            )
+            raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
+        return type_name, version, data
+
+    def copy_into(self, other: _Chains) -> None:
+        for (t, v), (fn, to) in self.steps.items():
+            other.add(t, v, fn, to)
+        for old, new in self.renames.items():
+            other.rename(old, new)
+        for t, v in self.latest.items():
+            other.declare(t, v)
+
+
+def _describe(rec: Any) -> tuple[str, dict[str, Any]]:
+    """What an error says about an event or snapshot: a phrase and its ids (never its data)."""
+    if isinstance(rec, tuple):  # (event id, stream id, version) from the page decoder
+        eid, sid, ver = rec
+        return f"event {eid!r} (version {ver} of stream {sid!r})", {"event_id": eid, "stream_id": sid}
+    snapshot_id = getattr(rec, "snapshot_id", None)
+    if snapshot_id is not None:
+        what = f"snapshot {snapshot_id!r} (version {rec.version} of stream {rec.stream_id!r})"
+        return what, {"snapshot_id": snapshot_id, "stream_id": rec.stream_id}
+    what = f"event {rec.event_id!r} (version {rec.version} of stream {rec.stream_id!r})"
+    return what, {"event_id": rec.event_id, "stream_id": rec.stream_id}
+
+
+class Upcasters:
+    """Event and snapshot upcasting chains (see the module docstring); filled in code or by plugins."""
+
+    __slots__ = ("events", "snapshots")
+
+    def __init__(self) -> None:
+        self.events = _Chains("event")
+        self.snapshots = _Chains("snapshot")
+
+    # ------------------------------------------------------------------ registration
+
+    def add(
+        self, event_type: str, from_version: int, upcaster: Callable[[Any], Any], *, to_type: str | None = None
+    ) -> None:
+        """Upcast events of ``event_type`` at ``from_version`` to ``from_version + 1`` with ``upcaster(data)``.
+
+        ``to_type`` also renames the type at that step. A second upcaster for the same
+        ``(event_type, from_version)`` raises :class:`~eventsource.errors.ConfigurationError`.
+        """
+        self.events.add(event_type, from_version, upcaster, to_type)
+
+    def rename(self, old_type: str, new_type: str) -> None:
+        """Read events stored as ``old_type`` as ``new_type`` (same schema version; its steps then apply)."""
+        self.events.rename(old_type, new_type)
+
+    def add_snapshot(self, aggregate_type: str, from_version: int, upcaster: Callable[[Any], Any]) -> None:
+        """Upcast snapshots of ``aggregate_type`` at ``from_version`` to ``from_version + 1``."""
+        self.snapshots.add(aggregate_type, from_version, upcaster, None)
+
+    def declare(self, event_type: str, version: int) -> None:
+        """Record that the code reads ``event_type`` at schema ``version`` (an event class does this)."""
+        self.events.declare(_check_name("event type", event_type), _check_version(version))
+
+    def declare_snapshot(self, aggregate_type: str, version: int) -> None:
+        """Record that the code reads snapshots of ``aggregate_type`` at schema ``version``."""
+        self.snapshots.declare(_check_name("aggregate type", aggregate_type), _check_version(version))
+
+    def copy(self) -> Upcasters:
+        """An independent copy (a manager copies its host's registrations, then adds its own)."""
+        out = Upcasters()
+        self.events.copy_into(out.events)
+        self.snapshots.copy_into(out.snapshots)
+        return out
+
+    # ------------------------------------------------------------------ reads
+
+    def upcast(self, ev: Event) -> Event:
+        """``ev`` at the newest schema version of its type (``ev`` itself when nothing changes)."""
+        meta = ev.metadata
+        version = meta.get(SCHEMA_KEY, 1)
+        if type(version) is not int or version < 1:
+            what, ids = _describe(ev)
+            stored_version(meta, what, **ids)  # raises, with the message
+        t, v, data = self.events.run(ev.event_type, version, ev.data, ev)
+        if v == version and t == ev.event_type:
+            return ev
+        return make_event(  # positional, in Event's field order (the read hot path)
+            ev.event_id,
+            ev.stream_id,
+            t,
+            data,
+            {**meta, SCHEMA_KEY: v},
+            ev.version,
+            ev.position,
+            ev.timestamp,
+            ev.correlation_id,
+            ev.causation_id,
+            ev.user_id,
+            ev.tenant_id,
+            ev.aggregate_id,
+            ev.aggregate_type,
+        )
+
+    def upcast_parts(self, event_type: str, data: Any, meta: dict[str, Any], rec: Any) -> tuple[str, Any]:
+        """The page decoder's form of :meth:`upcast`: ``(type, data)``, writing the version into ``meta``.
+
+        ``meta`` must be the caller's own fresh dict (it is updated in place, saving a copy per event);
+        ``rec`` is ``(event id, stream id, version)``, looked at only to describe an error.
+        """
+        version = meta.get(SCHEMA_KEY, 1)
+        if type(version) is not int or version < 1:
+            what, ids = _describe(rec)
+            stored_version(meta, what, **ids)  # raises, with the message
+        t, v, data = self.events.run(event_type, version, data, rec)
+        if v != version:
+            meta[SCHEMA_KEY] = v
+        return t, data
+
+    def upcast_snapshot(self, snap: Snapshot) -> Snapshot:
+        """``snap`` at the newest schema version of its aggregate type (itself when nothing changes)."""
+        t = snap.aggregate_type
+        if t is None or t not in self.snapshots.types:
+            return snap
+        meta = snap.metadata
+        what, ids = _describe(snap)
+        version = stored_version(meta, what, **ids)
+        _, v, data = self.snapshots.run(t, version, snap.data, snap)
+        if v == version:
+            return snap
+        return dataclasses.replace(snap, data=data, metadata={**meta, SCHEMA_KEY: v})
+
+
+__all__ = ["MAX_STEPS", "SCHEMA_KEY", "UpcastError", "Upcasters", "stored_version"]

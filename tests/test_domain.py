@@ -1,0 +1,137 @@
+"""The domain model on the built-in stores: DomainSuite on memory and SQLite, plus the sync repository."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource.domain import Repository, SyncRepository
+from eventsource.errors import PluginLoadError
+from eventsource.hookspecs import hookimpl
+from eventsource.manager import EventSourcingManager
+from eventsource.memory import MemoryProvider
+from eventsource.plugins import PluginHost
+from eventsource.sqlite import SqliteProvider
+from eventsource.sync import SyncEventSourcingManager
+from eventsource.testing.domain import Cart, DomainSuite, ItemAdded, Opened
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from eventsource.domain import Upcasters
+
+
+class TestMemoryDomain(DomainSuite):
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[MemoryProvider]:
+        p = MemoryProvider(f"memory://dom-{uuid.uuid4().hex}")  # shared by name: the suite opens a second instance
+        await p.connect()
+        yield p
+        await p.close()
+
+
+class TestSqliteDomain(DomainSuite):
+    @pytest.fixture
+    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
+        p = SqliteProvider(f"sqlite:///{tmp_path}/dom-{uuid.uuid4().hex}.db")
+        await p.connect()
+        yield p
+        await p.close()
+
+
+def test_sync_repository_mirrors_the_async_one() -> None:
+    public = {n for n in dir(Repository) if not n.startswith("_")}
+    assert public <= {n for n in dir(SyncRepository) if not n.startswith("_")} | {
+        "manager",
+        "aggregate_class",
+        "provider",
+    }
+
+
+def test_sync_repository_saves_loads_snapshots_and_updates(tmp_path: Path) -> None:
+    config = {"providers": {"db": f"sqlite:///{tmp_path}/sync.db"}, "snapshot_threshold": 3}
+    with SyncEventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        repo = SyncRepository(m, Cart)
+        cart = repo.new("c1")
+        cart.record(Opened("ada"))
+        for _ in range(3):
+            cart.record(ItemAdded("pen", 1))
+        repo.save(cart)
+        assert m.get_snapshot(cart.stream_id).version == 4
+        out = repo.update("c1", lambda c: c.record(ItemAdded("ink", 2)))
+        assert out.version == 5
+        loaded = repo.get("c1")
+        assert (loaded.items, loaded.applied) == ({"pen": 3, "ink": 2}, 1)
+
+
+class _Clashing:
+    """A plugin whose migrations clash with another plugin's."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @hookimpl
+    def eventsource_register_upcasters(self, registry: Upcasters) -> None:
+        registry.add("Clash", 1, lambda d: d)
+
+
+def test_two_plugins_upcasting_the_same_step_fail_at_start_up() -> None:
+    with pytest.raises(PluginLoadError, match="eventsource_register_upcasters"):
+        PluginHost(load_entrypoints=False, plugins=[("a", _Clashing("a")), ("b", _Clashing("b"))])
+
+
+def test_host_upcasters_do_not_leak_between_managers() -> None:
+    host = PluginHost(load_entrypoints=False)
+    one = EventSourcingManager({"providers": {}}, host=host)
+    two = EventSourcingManager({"providers": {}}, host=host)
+    one.add_upcaster("Leak", 1, lambda d: d)
+    assert "Leak" not in two.event_classes.upcasters.events.types
+    assert "Leak" not in host.upcasters.events.types
+
+
+def test_default_snapshot_restore_never_touches_the_envelope_or_internals() -> None:
+    from eventsource.domain import Aggregate
+
+    class Plain(Aggregate):
+        pass
+
+    agg = Plain.from_snapshot("p1", {"colour": "red", "version": 999, "_pending": None, "snapshot_at": 5, "id": "x"})
+    assert (agg.id, agg.version, agg.snapshot_at, agg.pending, agg.colour) == ("p1", 0, 0, [], "red")  # type: ignore[attr-defined]
+    assert agg.to_snapshot() == {"colour": "red"}
+
+
+async def test_encrypted_and_compressed_events_and_snapshots_are_upcast_too() -> None:
+    import base64
+
+    from eventsource.domain import SCHEMA_KEY
+
+    key = base64.b64encode(bytes(range(32))).decode()
+    config = {"providers": {"m": "memory://"}, "encryption": True, "encryption_keys": {"k1": key}, "compression": True}
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_event(stream_id="s", event_type="kit.ItemAdded", data={"name": "pen"})
+        await m.create_snapshot(stream_id="s", data={"who": "ada"}, aggregate_type="kit.Cart")
+        m.add_upcaster("kit.ItemAdded", 1, lambda d: {"item": d["name"]})
+        m.add_snapshot_upcaster("kit.Cart", 1, lambda d: {"owner": d["who"]})
+        [e] = [e async for e in m.read_stream("s")]
+        assert (e.data, e.metadata[SCHEMA_KEY]) == ({"item": "pen"}, 2)
+        assert (await m.get_event_by_id(e.event_id)).data == {"item": "pen"}
+        assert (await m.get_snapshot("s")).data == {"owner": "ada"}
+
+
+async def test_repository_replays_when_the_snapshot_is_from_a_newer_release(caplog: pytest.LogCaptureFixture) -> None:
+    from eventsource.domain import SCHEMA_KEY
+
+    async with EventSourcingManager({"providers": {"m": "memory://"}}, host=PluginHost(load_entrypoints=False)) as m:
+        repo = Repository(m, Cart, snapshot_threshold=2)
+        cart = repo.new("c")
+        cart.record(Opened("ada"))
+        cart.record(ItemAdded("pen", 1))
+        await repo.save(cart)
+        await m.create_snapshot(
+            stream_id=cart.stream_id, data={"shape": "unknown"}, metadata={SCHEMA_KEY: 9}, aggregate_type="kit.Cart"
+        )
+        loaded = await repo.get("c")
+        assert (loaded.owner, loaded.items, loaded.applied) == ("ada", {"pen": 1}, 2)  # replayed in full
+        assert "schema version" in caplog.text

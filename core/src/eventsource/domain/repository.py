@@ -1,16 +1,8 @@
 """Repositories: load an aggregate from its latest snapshot plus the tail of its stream, save its new events.
 
-``get(id)`` reads the latest snapshot (if any, upcast to the aggregate's ``snapshot_version``) and applies
-only the events after it. The snapshot records the id of the event at its version; if the stream no
-longer holds that event (deleted and recreated), or the snapshot cannot be read at the aggregate's
-snapshot version, it is ignored and the stream is replayed from the start (logged). ``save(aggregate)``
-appends the pending events with the loaded version as the expected version (a new aggregate: the
-stream must not exist), so a concurrent writer makes it raise :class:`~eventsource.errors.ConcurrencyError`
-and nothing is written. Snapshots are taken in the same ``save`` call, after the events are stored,
-once the stream is ``snapshot_threshold`` events past the snapshot the aggregate was loaded from (or
-last took); a failed snapshot is logged and does not fail the save, whose events are already stored.
-``update(id, fn, retries=N)`` reloads and re-applies ``fn`` on a conflict. :class:`SyncRepository`
-is the blocking twin over a :class:`~eventsource.sync.SyncEventSourcingManager`.
+``get`` applies only the events after the latest snapshot (replaying from the start when the snapshot no
+longer matches its stream); ``save`` appends with the loaded version as the expected version and snapshots
+every ``snapshot_threshold`` events in the same call; ``update`` retries on a conflict. Details: docs/domain.md.
 """
 
 from __future__ import annotations

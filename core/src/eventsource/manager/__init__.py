@@ -75,6 +75,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from datetime import datetime
 
+    from eventsource.checkpoints.base import CheckpointStore
+    from eventsource.subscriptions.subscription import Subscription
+
     from eventsource.codecs.keys import KeyProvider
     from eventsource.model import AppendResult, Event, HealthStatus, ProviderInfo, ProviderStats, Snapshot, StreamInfo
     from eventsource.provider import Provider
@@ -479,6 +482,52 @@ class EventSourcingManager:
         check_paging(page_size, 0)
         source = all_pages(p, from_position, page_size)
         return self._policy.iterate(p, "read_all", source, self._codec.decode_page, self._codec.page_tail)
+
+    def subscribe(  # noqa: PLR0913 - keyword-only options of one call
+        self,
+        *,
+        stream_id: str | None = None,
+        stream_prefix: str | Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None,
+        from_position: int = 0,
+        from_version: int = 1,
+        checkpoint: CheckpointStore | str | None = None,
+        name: str | None = None,
+        source: str | None = None,
+        commit_every: int | None = None,
+        page_size: int = 100,
+        poll_interval: float = 1.0,
+        provider: str | None = None,
+    ) -> Subscription:
+        """Follow events as they are appended: catch up from history, then go live (``docs/subscriptions.md``).
+
+        Iterate it with ``async for`` (``async with`` closes it). It follows one stream (``stream_id``, from
+        ``from_version``) or every stream in the store's global order (from ``from_position``), optionally only
+        streams whose id starts with ``stream_prefix`` and events of ``event_types``. With a ``checkpoint``
+        store (or its URL) and a ``name`` it resumes after the stored checkpoint; ``await sub.commit()``
+        stores one, or ``commit_every=N`` does after every N events handed out. It holds at most one page of
+        ``page_size`` events; a missed wake-up delays delivery by at most ``poll_interval`` seconds. Delivery
+        is at least once: events after the last commit come again after a restart.
+        """
+        from eventsource.subscriptions.build import build_subscription
+
+        return build_subscription(
+            self.get_provider(provider),
+            self._policy,
+            self._codec,
+            self.host,
+            stream_id=stream_id,
+            stream_prefix=stream_prefix,
+            event_types=event_types,
+            from_position=from_position,
+            from_version=from_version,
+            checkpoint=checkpoint,
+            name=name,
+            source=source,
+            commit_every=commit_every,
+            page_size=page_size,
+            poll_interval=poll_interval,
+        )
 
     # ------------------------------------------------------------------ snapshots
 

@@ -213,12 +213,12 @@ class MemoryProvider(Provider):
             last = page[-1].position
             yield page
 
-    async def wait_for_change(self, after_position: int, timeout: float) -> None:
-        """Return once a position above ``after_position`` was handed out (woken by appends), or after ``timeout``."""
+    async def wait_for_change(self, after_position: int, max_wait: float) -> None:
+        """Return once a position above ``after_position`` was handed out (woken by appends), or after ``max_wait``."""
         import asyncio
 
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + max_wait
         changes = self._store.changes
         while True:
             seen = changes.count

@@ -374,16 +374,16 @@ class Provider(ABC):
 
     # ------------------------------------------------------------------ live reads (subscriptions)
 
-    async def wait_for_change(self, after_position: int, timeout: float) -> None:
-        """Return once an event above ``after_position`` may be readable, or after ``timeout`` seconds.
+    async def wait_for_change(self, after_position: int, max_wait: float) -> None:  # noqa: ARG002 - a hint for stores with a wake-up
+        """Return once an event above ``after_position`` may be readable, or after ``max_wait`` seconds.
 
         Live subscriptions call this when they have caught up, then read again whatever happened, so an
-        early or spurious return costs one read and a missed wake-up costs at most ``timeout``. The
+        early or spurious return costs one read and a missed wake-up costs at most ``max_wait``. The
         default has no wake-up and sleeps (subscriptions then poll); stores with a change signal override it.
         """
         import asyncio
 
-        await asyncio.sleep(timeout)
+        await asyncio.sleep(max_wait)
 
     async def head_position(self) -> int | None:
         """The highest global position the store has handed out (deleted events included), or ``None``.

@@ -76,12 +76,11 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from eventsource.checkpoints.base import CheckpointStore
-    from eventsource.subscriptions.subscription import Subscription
-
     from eventsource.codecs.keys import KeyProvider
     from eventsource.model import AppendResult, Event, HealthStatus, ProviderInfo, ProviderStats, Snapshot, StreamInfo
     from eventsource.provider import Provider
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
+    from eventsource.subscriptions.subscription import Subscription
 
 _make_new_stream = positional_constructor(NewStream)
 _make_append_event_response = positional_constructor(AppendEventResponse)
@@ -483,7 +482,7 @@ class EventSourcingManager:
         source = all_pages(p, from_position, page_size)
         return self._policy.iterate(p, "read_all", source, self._codec.decode_page, self._codec.page_tail)
 
-    def subscribe(  # noqa: PLR0913 - keyword-only options of one call
+    def subscribe(
         self,
         *,
         stream_id: str | None = None,

@@ -32,15 +32,15 @@ async def wait_for_change(
     read: Callable[[Callable[[sqlite3.Connection], int | None]], Awaitable[int | None]],
     changes: ChangeSignal,
     after_position: int,
-    timeout: float,
+    max_wait: float,
 ) -> None:
-    """Return once the head passes ``after_position``, or after ``timeout`` seconds.
+    """Return once the head passes ``after_position``, or after ``max_wait`` seconds.
 
     ``read`` runs a function on the reader connection. The head is read on entry and again whenever
     ``data_version`` moved or the in-process signal fired; both are taken before the read they guard.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + max_wait
     version: list[int | None] = [None]
 
     def probe(db: sqlite3.Connection) -> int | None:

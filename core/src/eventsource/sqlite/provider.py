@@ -363,10 +363,10 @@ class SqliteProvider(Provider):
             yield RowPage(rows, from_us)
             args = after(rows[-1], args) if more else None
 
-    async def wait_for_change(self, after_position: int, timeout: float) -> None:
-        """Return once a position above ``after_position`` is committed, or after ``timeout`` (see :mod:`.live`)."""
+    async def wait_for_change(self, after_position: int, max_wait: float) -> None:
+        """Return once a position above ``after_position`` is committed, or after ``max_wait`` (see :mod:`.live`)."""
         await live.wait_for_change(
-            lambda fn: self._read("wait_for_change", fn), self._changes, after_position, timeout
+            lambda fn: self._read("wait_for_change", fn), self._changes, after_position, max_wait
         )
 
     async def head_position(self) -> int:

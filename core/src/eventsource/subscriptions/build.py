@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 MAX_PAGE_SIZE = 10_000
 
 
-def build_subscription(  # noqa: PLR0913 - the manager's keyword arguments, checked here
+def build_subscription(
     p: Provider,
     policy: CallPolicy,
     codec: EventCodec,

@@ -35,8 +35,8 @@ class ChangeSignal:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
                 loop.call_soon_threadsafe(_wake, fut)
 
-    async def wait(self, seen: int, timeout: float) -> bool:
-        """Wait until the counter passes ``seen`` or ``timeout`` seconds pass; whether it passed."""
+    async def wait(self, seen: int, max_wait: float) -> bool:
+        """Wait until the counter passes ``seen`` or ``max_wait`` seconds pass; whether it passed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         entry = (loop, fut)
@@ -45,7 +45,7 @@ class ChangeSignal:
                 return True
             self._waiters.add(entry)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            await asyncio.wait_for(asyncio.shield(fut), max_wait)
         except TimeoutError:
             return self._count != seen
         finally:

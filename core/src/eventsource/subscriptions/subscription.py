@@ -63,7 +63,7 @@ class Subscription:
     Built by :meth:`EventSourcingManager.subscribe <eventsource.manager.EventSourcingManager.subscribe>`.
     """
 
-    def __init__(  # noqa: PLR0913 - built by the manager only
+    def __init__(
         self,
         provider: Provider,
         policy: CallPolicy,
@@ -208,8 +208,14 @@ class Subscription:
         return None
 
     async def next_batch(self, max_events: int) -> list[Event]:
-        """Up to ``max_events`` events: waits for the first, then takes only what is buffered already."""
-        out = [await self.__anext__()]
+        """Up to ``max_events`` events: waits for the first, then takes only what is buffered already.
+
+        An empty list means the subscription was closed.
+        """
+        try:
+            out = [await self.__anext__()]
+        except StopAsyncIteration:
+            return []
         while len(out) < max_events and not self._closed:
             event = self._take_buffered()
             if event is None:
@@ -291,8 +297,7 @@ class Subscription:
             if at > self._mark or (self.target.stream_id is not None and event.stream_id != self.target.stream_id):
                 msg = f"event {event.event_id!r} was not delivered by this subscription yet"
                 raise ValidationError(msg, field="event")
-        if at < 0:
-            at = 0
+        at = max(at, 0)
         cp = Checkpoint(self.name, self.source, self.target.scope, at)
         self.committed = await self.checkpoints.put(cp)
         self._since_commit = 0

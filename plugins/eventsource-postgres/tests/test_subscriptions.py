@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 from eventsource.model import ANY, NewEvent, utcnow
+from eventsource.checkpoints.base import CheckpointBehindError
 from eventsource.testing.subscriptions import SubscriptionSuite, take
+from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
 if TYPE_CHECKING:
+    from eventsource.checkpoints import CheckpointStore
     from eventsource.provider import Provider
     from eventsource_postgres import PostgresProvider
 
@@ -23,6 +26,16 @@ class TestPostgresSubscriptions(SubscriptionSuite):
     @pytest.fixture
     async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
         yield await make_provider()
+
+    @pytest.fixture
+    async def checkpoint_store(self, url: str) -> AsyncIterator[CheckpointStore]:
+        schema = f"cp_{uuid.uuid4().hex[:16]}"
+        store = PostgresCheckpointStore(url, schema=schema)
+        await store.connect()
+        yield store
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
     @contextlib.asynccontextmanager
     async def late_commit(self, provider: Provider, stream_id: str) -> AsyncIterator[Any]:
@@ -79,3 +92,27 @@ async def test_position_ahead_of_the_server_is_refused(make_provider: Callable[.
     res = await p.append("s", [NewEvent(str(uuid.uuid4()), "T", b"{}", b"", "json", utcnow())], ANY)
     assert res.positions[0] <= await p.head_position()
     assert head < await p.head_position()
+
+
+async def test_checkpoint_store_is_registered_and_refuses_to_move_back(url: str) -> None:
+    from eventsource.checkpoints import Checkpoint
+    from eventsource.plugins import PluginHost
+
+    host = PluginHost()  # entry points: the installed plugin registers it
+    schema = f"cp_{uuid.uuid4().hex[:16]}"
+    assert isinstance(host.create_checkpoint_store(url), PostgresCheckpointStore)
+    store = PostgresCheckpointStore(url, schema=schema)
+    try:
+        await store.connect()
+        await store.put(Checkpoint("n", "src", "all", 10))
+        results = await asyncio.gather(
+            *(store.put(Checkpoint("n", "src", "all", p)) for p in (5, 20, 15)), return_exceptions=True
+        )
+        assert sum(isinstance(r, CheckpointBehindError) for r in results) >= 1
+        got = await store.get("n", "src")
+        assert got is not None and got.position == 20
+        assert await store.delete("n", "src") is True
+    finally:
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

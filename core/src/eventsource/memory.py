@@ -214,7 +214,7 @@ class MemoryProvider(Provider):
             yield page
 
     async def wait_for_change(self, after_position: int, max_wait: float) -> None:
-        """Return once a position above ``after_position`` was handed out (woken by appends), or after ``max_wait``."""
+        """Return once an event above ``after_position`` is stored (woken by appends), or after ``max_wait``."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -222,7 +222,8 @@ class MemoryProvider(Provider):
         changes = self._store.changes
         while True:
             seen = changes.count
-            if self._next_position - 1 > after_position:
+            log = self._log
+            if log and log[-1].position > after_position:  # an event, not just a position: deleted ones don't count
                 return
             remaining = deadline - loop.time()
             if remaining <= 0 or not await changes.wait(seen, remaining):

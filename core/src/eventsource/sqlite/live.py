@@ -22,6 +22,11 @@ CHANGE_POLL = 0.005
 """Seconds between two ``PRAGMA data_version`` probes while a subscription waits."""
 
 
+def has_after(db: sqlite3.Connection, after_position: int) -> bool:
+    """Whether an event above ``after_position`` is stored (deleted ones don't count), by the primary key."""
+    return db.execute("SELECT EXISTS (SELECT 1 FROM es_events WHERE position > ?)", (after_position,)).fetchone()[0] == 1
+
+
 def head(db: sqlite3.Connection) -> int:
     """The highest position ever handed out (``AUTOINCREMENT`` never reuses one, even after deletes)."""
     row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'es_events'").fetchone()
@@ -29,31 +34,32 @@ def head(db: sqlite3.Connection) -> int:
 
 
 async def wait_for_change(
-    read: Callable[[Callable[[sqlite3.Connection], int | None]], Awaitable[int | None]],
+    read: Callable[[Callable[[sqlite3.Connection], bool]], Awaitable[bool]],
     changes: ChangeSignal,
     after_position: int,
     max_wait: float,
 ) -> None:
-    """Return once the head passes ``after_position``, or after ``max_wait`` seconds.
+    """Return once an event above ``after_position`` is stored, or after ``max_wait`` seconds.
 
-    ``read`` runs a function on the reader connection. The head is read on entry and again whenever
-    ``data_version`` moved or the in-process signal fired; both are taken before the read they guard.
+    ``read`` runs a function on the reader connection. Stored events above ``after_position`` are looked
+    for on entry and again whenever ``data_version`` moved or the in-process signal fired; both are taken
+    before the look they guard. A position handed out to an event since deleted does not count, so a
+    deleted tail never makes a waiter return at once, over and over.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait
     version: list[int | None] = [None]
 
-    def probe(db: sqlite3.Connection) -> int | None:
+    def probe(db: sqlite3.Connection) -> bool:
         now = int(db.execute("PRAGMA data_version").fetchone()[0])
         if now == version[0]:
-            return None
+            return False
         version[0] = now
-        return head(db)
+        return has_after(db, after_position)
 
     seen = changes.count
     while True:
-        top = await read(probe)
-        if top is not None and top > after_position:
+        if await read(probe):
             return
         remaining = deadline - loop.time()
         if remaining <= 0:

@@ -98,6 +98,7 @@ class Subscription:
         self._started = False
         self._closed = False
         self._since_commit = 0
+        self._empty_reads = 0  # reads in a row that found nothing new (a wake-up that keeps firing for nothing)
         self.committed: Checkpoint | None = None
         """The last checkpoint this subscription stored or resumed from."""
 
@@ -231,7 +232,9 @@ class Subscription:
         else:
             page = await self._stream_page()
         if self._closed or not page:
+            self._empty_reads += 1
             return False
+        self._empty_reads = 0
         last = page[-1]
         self._cursor = last.version if self.target.stream_id is not None else last.position
         self._last_id = last.event_id
@@ -269,8 +272,13 @@ class Subscription:
         return StreamDeletedError(msg, stream_id=sid, version=self._cursor)
 
     async def _wait(self) -> None:
-        """Wait for a change after an empty read: the provider's wake-up, bounded by ``poll_interval``."""
+        """Wait for a change after an empty read: the provider's wake-up, bounded by ``poll_interval``.
+
+        A wake-up that keeps returning while reads find nothing (a stale signal, a store bug) is slowed down
+        by a growing pause, never longer than ``poll_interval``, and the event loop always gets a turn.
+        """
         p = self.provider
+        await asyncio.sleep(0 if self._empty_reads < 2 else min(self.poll_interval, 0.001 * 2 ** min(self._empty_reads, 12)))
         if self.target.stream_id is None:
             after: int | None = self._cursor
         else:

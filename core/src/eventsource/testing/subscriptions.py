@@ -290,6 +290,35 @@ class SubscriptionSuite(ProviderSuiteBase):
             with pytest.raises(StreamDeletedError):
                 await asyncio.wait_for(anext(sub), WAIT)
 
+    async def test_deleted_tail_does_not_make_a_waiting_subscription_spin(
+        self, manager: EventSourcingManager, provider: Provider, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self.need_total_order(provider)
+        if not provider.capabilities.supports("delete_stream"):
+            pytest.skip("unsupported: delete_stream")
+        prefix = sid("tail")
+        kept = await manager.append_event(stream_id=f"{prefix}-kept", event_type="Counted", data={"n": 0})
+        await manager.append_event(stream_id=f"{prefix}-gone", event_type="Counted", data={"n": 1})
+        await manager.delete_stream(f"{prefix}-gone")  # the highest position handed out is now no event's
+        reads = 0
+        real = provider.read_all_pages
+
+        def counting(**kw: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return real(**kw)
+
+        monkeypatch.setattr(provider, "read_all_pages", counting)
+        async with manager.subscribe(stream_prefix=prefix, poll_interval=600) as sub:
+            assert [e.event_id for e in await take(sub, 1)] == [kept.event_id]
+            waiting = asyncio.create_task(anext(sub))
+            await asyncio.sleep(0.5)
+            spun = reads
+            res = await manager.append_event(stream_id=f"{prefix}-kept", event_type="Counted", data={"n": 2})
+            got = await asyncio.wait_for(waiting, WAIT)
+        assert got.event_id == res.event_id
+        assert spun < 20, f"{spun} reads while nothing new was committed: the wait returned at once, over and over"
+
     async def test_provider_closed_under_a_live_subscription_raises(
         self, manager: EventSourcingManager, provider: Provider
     ) -> None:

@@ -183,6 +183,7 @@ class Writer:
         elif ret in SYNC_TWINS:
             twin, module = SYNC_TWINS[ret]
             self.runtime[twin] = module
+            self.needed.pop(ret, None)  # only the twin appears in the sync module
             ret = twin
             body += ["self._loop.go_threaded()", f"return {twin}(self._loop, {target})"]
         elif ret.startswith("Iterator["):

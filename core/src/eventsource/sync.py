@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from eventsource.plugins import PluginHost
     from eventsource.provider import Provider
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
-    from eventsource.subscriptions.subscription import Subscription
 
 
 async def _build(config: ManagerConfig | Mapping[str, Any] | str | None = None, *, host: PluginHost | None = None, key_provider: KeyProvider | None = None, snapshot_handler: Callable[[str, int], Any] | None = None) -> EventSourcingManager:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.checkpoints.base import CheckpointBehindError
+from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.testing.subscriptions import SubscriptionSuite, take
 from eventsource_postgres.checkpoints import PostgresCheckpointStore
 

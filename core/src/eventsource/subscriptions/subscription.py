@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
 
 
+BACKOFF_AFTER = 2
+"""Empty reads in a row after which a subscription pauses before waiting again (see ``_wait``)."""
+
+
 class CheckpointAheadError(ConflictError):
     """A subscription's start (a checkpoint, a position) lies beyond anything the store has handed out.
 
@@ -278,7 +282,8 @@ class Subscription:
         by a growing pause, never longer than ``poll_interval``, and the event loop always gets a turn.
         """
         p = self.provider
-        await asyncio.sleep(0 if self._empty_reads < 2 else min(self.poll_interval, 0.001 * 2 ** min(self._empty_reads, 12)))
+        pause = 0.0 if self._empty_reads < BACKOFF_AFTER else min(self.poll_interval, 0.001 * 2 ** min(self._empty_reads, 12))
+        await asyncio.sleep(pause)
         if self.target.stream_id is None:
             after: int | None = self._cursor
         else:

@@ -16,6 +16,8 @@ from eventsource.errors import EventSourceError, ProviderUnavailableError
 
 from eventsource_postgres.settings import IDENTIFIER, check_target, mask_target
 
+MAX_SCHEMA_LENGTH = 40
+
 
 class PostgresCheckpointStore(CheckpointStore):
     """Checkpoints in ``"<schema>"."checkpoints"``; ``schema`` must match ``[a-z_][a-z0-9_]*``."""
@@ -28,7 +30,7 @@ class PostgresCheckpointStore(CheckpointStore):
         from eventsource.errors import ConfigurationError
 
         super().__init__(check_target(url, "checkpoint store"))
-        if not re.match(IDENTIFIER, schema) or len(schema) > 40:
+        if not re.match(IDENTIFIER, schema) or len(schema) > MAX_SCHEMA_LENGTH:
             msg = f"checkpoint schema must match {IDENTIFIER} (at most 40 characters)"
             raise ConfigurationError(msg, field="schema")
         self.table = f'"{schema}"."checkpoints"'

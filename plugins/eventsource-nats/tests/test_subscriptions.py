@@ -3,15 +3,21 @@ default ``Provider.wait_for_change``), so every test here also proves the pollin
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 from conftest import dispose, open_provider
+from eventsource.checkpoints import Checkpoint
+from eventsource.checkpoints.base import CheckpointBehindError
 from eventsource.testing.subscriptions import SubscriptionSuite
+from eventsource_nats.checkpoints import NatsCheckpointStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from eventsource.checkpoints import CheckpointStore
     from eventsource_nats.provider import NatsProvider
     from servers import Servers
 
@@ -23,6 +29,14 @@ class TestNatsSubscriptionsMachineServer(SubscriptionSuite):
         yield p
         await dispose(p)
 
+    @pytest.fixture
+    async def checkpoint_store(self, machine_nats_url: str) -> AsyncIterator[CheckpointStore]:
+        store = NatsCheckpointStore(machine_nats_url, bucket=f"cp_{uuid.uuid4().hex[:12]}")
+        await store.connect()
+        yield store
+        await store._nc.jetstream().delete_key_value(store.bucket)
+        await store.close()
+
 
 class TestNatsSubscriptionsCurrentServer(SubscriptionSuite):
     @pytest.fixture
@@ -30,3 +44,32 @@ class TestNatsSubscriptionsCurrentServer(SubscriptionSuite):
         p = await open_provider(current_server.url)
         yield p
         await dispose(p)
+
+
+async def test_checkpoint_store_is_registered_and_compare_and_sets(machine_nats_url: str) -> None:
+    from eventsource.plugins import PluginHost
+
+    assert isinstance(PluginHost().create_checkpoint_store(machine_nats_url), NatsCheckpointStore)
+    a = NatsCheckpointStore(machine_nats_url, bucket=f"cp_{uuid.uuid4().hex[:12]}")
+    b = NatsCheckpointStore(machine_nats_url, bucket=a.bucket)  # another runner on the same bucket
+    await a.connect()
+    await b.connect()
+    try:
+        name = "a name with spaces/and.dots"
+        await a.put(Checkpoint(name, "src", "all", 10))
+        results = await asyncio.gather(
+            *(s.put(Checkpoint(name, "src", "all", p)) for s, p in ((a, 30), (b, 20), (a, 25), (b, 40))),
+            return_exceptions=True,
+        )
+        assert all(r is None or isinstance(r, (Checkpoint, CheckpointBehindError)) for r in results), results
+        got = await b.get(name, "src")
+        assert got is not None and got.position == 40
+        with pytest.raises(CheckpointBehindError):
+            await a.put(Checkpoint(name, "src", "all", 39))
+        assert await a.delete(name, "src") is True
+        assert await b.get(name, "src") is None
+        assert (await b.put(Checkpoint(name, "src", "all", 1))).position == 1  # a deleted key is created again
+    finally:
+        await a._nc.jetstream().delete_key_value(a.bucket)
+        await a.close()
+        await b.close()

@@ -1,5 +1,4 @@
-"""The kit's SubscriptionSuite on both servers. NATS has no wake-up yet: subscriptions poll ``read_all`` (the
-default ``Provider.wait_for_change``), so every test here also proves the polling fallback alone delivers."""
+"""The kit's SubscriptionSuite on both servers, the NATS KV checkpoint store, and the core-NATS wake-up."""
 
 from __future__ import annotations
 
@@ -73,3 +72,25 @@ async def test_checkpoint_store_is_registered_and_compare_and_sets(machine_nats_
         await a._nc.jetstream().delete_key_value(a.bucket)
         await a.close()
         await b.close()
+
+
+@pytest.mark.parametrize("server", ["machine", "current"])
+async def test_a_publish_wakes_a_waiting_subscription(
+    server: str, machine_nats_url: str, current_server: Servers
+) -> None:
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+    from eventsource.testing.subscriptions import take
+
+    p = await open_provider(machine_nats_url if server == "machine" else current_server.url)
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="n", default=True)
+    try:
+        async with m.subscribe(poll_interval=600) as sub:  # no poll within the test: only the wake-up delivers
+            waiting = asyncio.create_task(take(sub, 3))
+            await asyncio.sleep(0.05)
+            await m.append_event(stream_id="a", event_type="T", data={"n": 1})
+            await m.append_events_batch(stream_id="b", events=[{"event_type": "T", "data": {"n": i}} for i in (2, 3)])
+            assert [e.data["n"] for e in await waiting] == [1, 2, 3]
+    finally:
+        await dispose(p)

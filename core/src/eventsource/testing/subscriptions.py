@@ -215,6 +215,24 @@ class SubscriptionSuite(ProviderSuiteBase):
         with pytest.raises(StopAsyncIteration):
             await anext(sub)
 
+    async def test_cancelled_mid_read_loses_and_repeats_nothing(self, manager: EventSourcingManager) -> None:
+        s = sid("midpage")
+        total = 60
+        await manager.append_events_batch(stream_id=s, events=[_ev(i) for i in range(total)])
+        got: list[int] = []
+        async with manager.subscribe(stream_id=s, page_size=4, poll_interval=0.5) as sub:
+            for round_ in range(200):
+                if len(got) == total:
+                    break
+                task = asyncio.create_task(anext(sub))
+                for _ in range(round_ % 4):  # cancel at a different step of the read each round
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):  # cancelled before it got one: nothing lost
+                    got.append((await task).data["n"])
+            got += [e.data["n"] for e in await take(sub, total - len(got))]
+        assert got == list(range(total))
+
     # ------------------------------------------------------------------ checkpoints
 
     async def test_resume_from_checkpoint_delivers_each_later_event_once(

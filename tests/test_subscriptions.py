@@ -220,3 +220,15 @@ async def test_sqlite_wakes_on_another_process_commit_through_data_version(tmp_p
     finally:
         await m.close()
 
+
+
+async def test_closing_the_manager_ends_its_waiting_subscriptions() -> None:
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(MemoryProvider(), name="m", default=True)
+    sub = m.subscribe(poll_interval=600)
+    waiting = asyncio.create_task(anext(sub))
+    await asyncio.sleep(0.05)
+    await m.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 60)
+    assert sub.closed

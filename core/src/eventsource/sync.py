@@ -324,7 +324,7 @@ class SyncEventSourcingManager:
         store (or its URL) and a ``name`` it resumes after the stored checkpoint; ``await sub.commit()``
         stores one, or ``commit_every=N`` does after every N events handed out. It holds at most one page of
         ``page_size`` events; a missed wake-up delays delivery by at most ``poll_interval`` seconds. Delivery
-        is at least once: events after the last commit come again after a restart.
+        is at least once: events after the last commit come again after a restart. :meth:`close` ends it.
         """
         self._loop.go_threaded()
         return SyncSubscription(self._loop, self._manager.subscribe(stream_id=stream_id, stream_prefix=stream_prefix, event_types=event_types, from_position=from_position, from_version=from_version, checkpoint=checkpoint, name=name, source=source, commit_every=commit_every, page_size=page_size, poll_interval=poll_interval, provider=provider))

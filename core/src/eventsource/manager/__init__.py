@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Self
 
 from eventsource.config import ManagerConfig
@@ -123,6 +124,7 @@ class EventSourcingManager:
         )
         self._snapshots = Snapshots(self.config, self._codec, self._policy, self._threshold)
         self._retention = RetentionRuns(self.config, self.host, self._policy)
+        self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()  # close() ends them
 
     def __repr__(self) -> str:
         return (
@@ -200,6 +202,8 @@ class EventSourcingManager:
     async def close(self) -> None:
         """Stop retention schedules, close every provider (errors are logged, then the first one is raised)."""
         await self._retention.stop()
+        for sub in list(self._subscriptions):
+            await sub.close()
         self._policy.close()
         first: BaseException | None = None
         for name, provider in list(self._providers.by_name.items()):
@@ -506,11 +510,11 @@ class EventSourcingManager:
         store (or its URL) and a ``name`` it resumes after the stored checkpoint; ``await sub.commit()``
         stores one, or ``commit_every=N`` does after every N events handed out. It holds at most one page of
         ``page_size`` events; a missed wake-up delays delivery by at most ``poll_interval`` seconds. Delivery
-        is at least once: events after the last commit come again after a restart.
+        is at least once: events after the last commit come again after a restart. :meth:`close` ends it.
         """
         from eventsource.subscriptions.build import build_subscription
 
-        return build_subscription(
+        sub = build_subscription(
             self.get_provider(provider),
             self._policy,
             self._codec,
@@ -527,6 +531,8 @@ class EventSourcingManager:
             page_size=page_size,
             poll_interval=poll_interval,
         )
+        self._subscriptions.add(sub)
+        return sub
 
     # ------------------------------------------------------------------ snapshots
 

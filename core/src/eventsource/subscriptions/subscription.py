@@ -102,6 +102,7 @@ class Subscription:
         self._started = False
         self._closed = False
         self._since_commit = 0
+        self._waiter: asyncio.Future[None] | None = None  # the wait for a change in progress (close() ends it)
         self._empty_reads = 0  # reads in a row that found nothing new (a wake-up that keeps firing for nothing)
         self.committed: Checkpoint | None = None
         """The last checkpoint this subscription stored or resumed from."""
@@ -170,6 +171,9 @@ class Subscription:
         """Stop: the iterator ends, the buffer is dropped. Uncommitted progress is not committed. Idempotent."""
         self._closed = True
         self._buffer.clear()
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.cancel()  # a consumer waiting for the store to change ends now, not after poll_interval
         if self._owns_checkpoints and self.checkpoints is not None:
             await self.checkpoints.close()
 
@@ -288,10 +292,16 @@ class Subscription:
             after: int | None = self._cursor
         else:
             after = await self._policy.run(p, "head_position", p.head_position)
-        if after is None:
-            await asyncio.sleep(self.poll_interval)
-        else:
-            await p.wait_for_change(after, self.poll_interval)
+        wait = asyncio.sleep(self.poll_interval) if after is None else p.wait_for_change(after, self.poll_interval)
+        waiter = self._waiter = asyncio.ensure_future(wait)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._closed or (task is not None and task.cancelling()):
+                raise  # the consumer was cancelled, not the wait ended by close()
+        finally:
+            self._waiter = None
 
     # ------------------------------------------------------------------ checkpoints
 

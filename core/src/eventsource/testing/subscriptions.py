@@ -233,6 +233,14 @@ class SubscriptionSuite(ProviderSuiteBase):
             got += [e.data["n"] for e in await take(sub, total - len(got))]
         assert got == list(range(total))
 
+    async def test_close_from_another_task_ends_a_waiting_iterator(self, manager: EventSourcingManager) -> None:
+        sub = manager.subscribe(stream_id=sid("closing"), poll_interval=600)
+        waiting = asyncio.create_task(anext(sub))
+        await asyncio.sleep(0.05)
+        await sub.close()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(waiting, WAIT)
+
     # ------------------------------------------------------------------ checkpoints
 
     async def test_resume_from_checkpoint_delivers_each_later_event_once(

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.subscriptions import ChangeSignal
 
+from eventsource_nats.naming import INDEX_MASK, position
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
@@ -55,6 +57,12 @@ class Live:
         if await has_event_after(after_position):
             return
         await self.signal.wait(seen, max_wait)
+
+    async def head_position(self) -> int:
+        """The highest position the stream's last sequence can hold (JetStream never reuses a sequence)."""
+        js = self.conn.require()
+        info = await self.conn.call("stream info", js.stream_info(self.names.stream))
+        return position(int(info.state.last_seq), INDEX_MASK)
 
     async def close(self) -> None:
         """Drop the wake-up subscription and wake every waiter (they read again and find the store closed)."""

@@ -191,6 +191,10 @@ class NatsProvider(Provider):
         """Return on a publish to the events subjects, or after ``max_wait`` (see :mod:`~eventsource_nats.live`)."""
         await self._live.wait_for_change(after_position, max_wait, self._has_event_after)
 
+    async def head_position(self) -> int:
+        """The highest position handed out so far, or above it (from the stream's last sequence)."""
+        return await self._live.head_position()
+
     async def _has_event_after(self, after_position: int) -> bool:
         from eventsource.subscriptions.subscription import first_page
 

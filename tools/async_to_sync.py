@@ -25,6 +25,9 @@ HAND_WRITTEN = {"close", "connect"}  # lifecycle: written in SyncBase-aware form
 THREAD_BEFORE = {"start_retention"}  # a schedule needs the loop live between calls
 SETTLE_AFTER = {"connect", "register_provider"}  # a new provider may need the loop live between calls
 SELF_TYPES = {"EventSourcingManager", "Self"}
+# plain methods returning a live async object get its blocking twin, on a loop that keeps running between
+# calls (a live subscription waits on the loop while other threads append through the same facade)
+SYNC_TWINS = {"Subscription": ("SyncSubscription", "eventsource.subscriptions.sync")}
 MAX_IMPORT_LINE = 110
 
 HEADER = '''\
@@ -177,6 +180,12 @@ class Writer:
                 body.append(f"return self._loop.run({target})")
             else:  # the usual call: first step inline, no task unless it has to wait
                 body.append(f"return self._loop.call({target})")
+        elif ret in SYNC_TWINS:
+            twin, module = SYNC_TWINS[ret]
+            self.runtime[twin] = module
+            self.needed.pop(ret, None)  # only the twin appears in the sync module
+            ret = twin
+            body += ["self._loop.go_threaded()", f"return {twin}(self._loop, {target})"]
         elif ret.startswith("Iterator["):
             page = "page_size" if "page_size" in inspect.signature(fn).parameters else "500"
             # refused here when closed, before the manager's eager argument checks run against closed providers

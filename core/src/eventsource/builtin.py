@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from eventsource.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from eventsource.registry import CodecRegistry, ProviderRegistry, RetentionRegistry
+    from eventsource.registry import CheckpointRegistry, CodecRegistry, ProviderRegistry, RetentionRegistry
 
 
 @hookimpl
@@ -40,3 +40,12 @@ def eventsource_register_retention_policies(registry: RetentionRegistry) -> None
 
     for policy in BUILTIN_POLICIES:
         registry.add(policy)
+
+
+@hookimpl
+def eventsource_register_checkpoint_stores(registry: CheckpointRegistry) -> None:
+    """Register the in-memory and SQLite checkpoint stores."""
+    from eventsource.checkpoints import MemoryCheckpointStore, SqliteCheckpointStore
+
+    registry.add(MemoryCheckpointStore, schemes=("memory",))
+    registry.add(SqliteCheckpointStore, schemes=("sqlite",))

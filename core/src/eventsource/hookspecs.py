@@ -14,7 +14,13 @@ if TYPE_CHECKING:
     from eventsource.codecs.keys import KeyProvider
     from eventsource.config import ManagerConfig
     from eventsource.domain.upcasting import Upcasters
-    from eventsource.registry import CodecRegistry, LeaseRegistry, ProviderRegistry, RetentionRegistry
+    from eventsource.registry import (
+        CheckpointRegistry,
+        CodecRegistry,
+        LeaseRegistry,
+        ProviderRegistry,
+        RetentionRegistry,
+    )
 
 NAME = "eventsource"
 """pluggy project name, entry-point group and hook prefix."""
@@ -74,6 +80,20 @@ def eventsource_register_leases(registry: LeaseRegistry) -> None:
     :returns: nothing; results are ignored.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec(historic=True)
+def eventsource_register_checkpoint_stores(registry: CheckpointRegistry) -> None:
+    """Register checkpoint store classes (where subscriptions record how far they got).
+
+    Call ``registry.add(StoreClass, schemes=("postgresql",))``; the class subclasses
+    :class:`~eventsource.checkpoints.CheckpointStore` and is built from a URL of one of its schemes.
+
+    :param registry: the host's checkpoint store registry.
+    :returns: nothing; results are ignored.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -23,6 +23,7 @@ from eventsource.model import (
     utcnow,
 )
 from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot
+from eventsource.subscriptions.signal import ChangeSignal
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -43,6 +44,7 @@ class _Store:
     by_id: dict[str, RecordedEvent] = field(default_factory=dict)
     snapshots: dict[str, list[NewSnapshot]] = field(default_factory=dict)
     next_position: int = 1
+    changes: ChangeSignal = field(default_factory=ChangeSignal)  # bumped after each append (live subscriptions)
 
 
 _NAMED: dict[str, _Store] = {}
@@ -169,6 +171,7 @@ class MemoryProvider(Provider):
             last_event_id=recorded[-1].event_id,
             first_version=s.info.first_version or recorded[0].version,
         )
+        self._store.changes.notify()
         return AppendResult(
             stream_id=stream_id,
             first_version=recorded[0].version,
@@ -213,6 +216,26 @@ class MemoryProvider(Provider):
             page = log[i : i + page_size]
             last = page[-1].position
             yield page
+
+    async def wait_for_change(self, after_position: int, max_wait: float) -> None:
+        """Return once an event above ``after_position`` is stored (woken by appends), or after ``max_wait``."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        changes = self._store.changes
+        while True:
+            seen = changes.count
+            log = self._log
+            if log and log[-1].position > after_position:  # an event, not just a position: deleted ones don't count
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not await changes.wait(seen, remaining):
+                return
+
+    async def head_position(self) -> int:
+        """The last position handed out (deleted events included)."""
+        return self._next_position - 1
 
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """Look the id up in the index."""

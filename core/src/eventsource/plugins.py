@@ -22,11 +22,12 @@ from eventsource import hookspecs
 from eventsource.domain.upcasting import Upcasters
 from eventsource.errors import ConfigurationError, EventSourceError, PluginLoadError
 from eventsource.hookspecs import NAME
-from eventsource.registry import CodecRegistry, LeaseRegistry, ProviderRegistry, RetentionRegistry
+from eventsource.registry import CheckpointRegistry, CodecRegistry, LeaseRegistry, ProviderRegistry, RetentionRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from eventsource.checkpoints.base import CheckpointStore
     from eventsource.codecs.keys import KeyProvider
     from eventsource.config import ManagerConfig
     from eventsource.provider import Provider
@@ -75,11 +76,13 @@ class PluginHost:
         self.retention_policies = RetentionRegistry()
         self.leases = LeaseRegistry()
         self.upcasters = Upcasters()
+        self.checkpoint_stores = CheckpointRegistry()
         self._call_historic("eventsource_register_providers", self.providers)
         self._call_historic("eventsource_register_codecs", self.codecs)
         self._call_historic("eventsource_register_retention_policies", self.retention_policies)
         self._call_historic("eventsource_register_leases", self.leases)
         self._call_historic("eventsource_register_upcasters", self.upcasters)
+        self._call_historic("eventsource_register_checkpoint_stores", self.checkpoint_stores)
 
     def _load_entrypoints(self) -> None:
         for ep in metadata.entry_points(group=NAME):
@@ -222,3 +225,7 @@ class PluginHost:
     def create_lease(self, url: str, **settings: Any) -> Any:
         """Build a lease from a URL (its scheme selects the lease kind)."""
         return self.leases.for_url(url)(url, **settings)
+
+    def create_checkpoint_store(self, url: str) -> CheckpointStore:
+        """Build a checkpoint store from a URL (its scheme selects the kind); call ``connect()`` before use."""
+        return self.checkpoint_stores.for_url(url)(url)  # type: ignore[no-any-return]

@@ -383,6 +383,27 @@ class Provider(ABC):
         """The events of :meth:`read_all_pages`, one record at a time (not overridden by stores)."""
         return records_of(self.read_all_pages(from_position=from_position, page_size=page_size))
 
+    # ------------------------------------------------------------------ live reads (subscriptions)
+
+    async def wait_for_change(self, after_position: int, max_wait: float) -> None:  # noqa: ARG002 - a hint for stores with a wake-up
+        """Return once an event above ``after_position`` may be readable, or after ``max_wait`` seconds.
+
+        Live subscriptions call this when they have caught up, then read again whatever happened, so an
+        early or spurious return costs one read and a missed wake-up costs at most ``max_wait``. The
+        default has no wake-up and sleeps (subscriptions then poll); stores with a change signal override it.
+        """
+        import asyncio
+
+        await asyncio.sleep(max_wait)
+
+    async def head_position(self) -> int | None:
+        """The highest global position the store has handed out (deleted events included), or ``None``.
+
+        ``None`` means the store cannot say cheaply; subscriptions then skip the checks that use it (a
+        checkpoint ahead of the store, the wake-up of a one-stream subscription).
+        """
+        return None
+
     @abstractmethod
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """The event with that id (optionally known to be in ``stream_id``), or ``None``."""

@@ -233,3 +233,37 @@ class LeaseRegistry(_Registry[type]):
             msg = f"no lease handles URL scheme {scheme!r} (known: {known}); is its plugin installed?"
             raise ProviderNotFoundError(msg, scheme=scheme)
         return self.get(self._schemes[scheme])
+
+
+class CheckpointRegistry(_Registry[type]):
+    """Checkpoint store classes by ``kind``, and the URL schemes each one answers."""
+
+    what = "checkpoint store"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._schemes: dict[str, str] = {}
+
+    def add(self, store_class: type, *, schemes: tuple[str, ...] = ()) -> None:
+        """Register ``store_class`` (a :class:`~eventsource.checkpoints.CheckpointStore`) under its ``kind``."""
+        from eventsource.checkpoints.base import CheckpointStore
+
+        if not (isinstance(store_class, type) and issubclass(store_class, CheckpointStore)):
+            msg = f"{store_class!r} is not a subclass of eventsource.checkpoints.CheckpointStore"
+            raise PluginLoadError(msg)
+        for scheme in schemes:
+            if scheme in self._schemes:
+                msg = f"checkpoint store URL scheme {scheme!r} is registered twice"
+                raise PluginLoadError(msg, scheme=scheme)
+        self._add(store_class.kind, store_class)
+        for scheme in schemes:
+            self._schemes[scheme] = store_class.kind
+
+    def for_url(self, url: str) -> type:
+        """The checkpoint store class whose scheme matches ``url``."""
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in self._schemes:
+            known = ", ".join(sorted(self._schemes)) or "none"
+            msg = f"no checkpoint store handles URL scheme {scheme!r} (known: {known}); is its plugin installed?"
+            raise ProviderNotFoundError(msg, scheme=scheme)
+        return self.get(self._schemes[scheme])

@@ -13,12 +13,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Self
 
 from eventsource.model import SortOrder
+from eventsource.subscriptions.sync import SyncSubscription
 from eventsource.syncloop import SyncLoop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
     from datetime import datetime
 
+    from eventsource.checkpoints.base import CheckpointStore
     from eventsource.codecs import CodecPipeline
     from eventsource.codecs.keys import KeyProvider
     from eventsource.config import ManagerConfig
@@ -483,3 +485,48 @@ class SyncEventSourcingManager:
     def stream_exists(self, stream_id: str, *, provider: str | None = None) -> bool:
         """Whether the stream exists."""
         return self._loop.call(self._manager.stream_exists(stream_id, provider=provider))
+
+    def subscribe(
+        self,
+        *,
+        stream_id: str | None = None,
+        stream_prefix: str | Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None,
+        from_position: int = 0,
+        from_version: int = 1,
+        checkpoint: CheckpointStore | str | None = None,
+        name: str | None = None,
+        source: str | None = None,
+        commit_every: int | None = None,
+        page_size: int = 100,
+        poll_interval: float = 1.0,
+        provider: str | None = None,
+    ) -> SyncSubscription:
+        """Follow events as they are appended: catch up from history, then go live (``docs/subscriptions.md``).
+
+        Iterate it with ``async for`` (``async with`` closes it). It follows one stream (``stream_id``, from
+        ``from_version``) or every stream in the store's global order (from ``from_position``), optionally only
+        streams whose id starts with ``stream_prefix`` and events of ``event_types``. With a ``checkpoint``
+        store (or its URL) and a ``name`` it resumes after the stored checkpoint; ``await sub.commit()``
+        stores one, or ``commit_every=N`` does after every N events handed out. It holds at most one page of
+        ``page_size`` events; a missed wake-up delays delivery by at most ``poll_interval`` seconds. Delivery
+        is at least once: events after the last commit come again after a restart. :meth:`close` ends it.
+        """
+        self._loop.go_threaded()
+        return SyncSubscription(
+            self._loop,
+            self._manager.subscribe(
+                stream_id=stream_id,
+                stream_prefix=stream_prefix,
+                event_types=event_types,
+                from_position=from_position,
+                from_version=from_version,
+                checkpoint=checkpoint,
+                name=name,
+                source=source,
+                commit_every=commit_every,
+                page_size=page_size,
+                poll_interval=poll_interval,
+                provider=provider,
+            ),
+        )

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Self
 
 from eventsource.config import ManagerConfig
@@ -76,11 +77,13 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
     from datetime import datetime
 
+    from eventsource.checkpoints.base import CheckpointStore
     from eventsource.codecs.keys import KeyProvider
     from eventsource.domain.events import DomainEvent
     from eventsource.model import AppendResult, Event, HealthStatus, ProviderInfo, ProviderStats, Snapshot, StreamInfo
     from eventsource.provider import Provider
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
+    from eventsource.subscriptions.subscription import Subscription
 
 _make_new_stream = positional_constructor(NewStream)
 _make_append_event_response = positional_constructor(AppendEventResponse)
@@ -124,6 +127,7 @@ class EventSourcingManager:
         self._snapshots = Snapshots(self.config, self._codec, self._policy, self._threshold)
         self._retention = RetentionRuns(self.config, self.host, self._policy)
         self.event_classes = EventClasses(self._codec.chain)
+        self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()  # close() ends them
 
     def __repr__(self) -> str:
         return (
@@ -201,6 +205,8 @@ class EventSourcingManager:
     async def close(self) -> None:
         """Stop retention schedules, close every provider (errors are logged, then the first one is raised)."""
         await self._retention.stop()
+        for sub in list(self._subscriptions):
+            await sub.close()
         self._policy.close()
         first: BaseException | None = None
         for name, provider in list(self._providers.by_name.items()):
@@ -525,6 +531,54 @@ class EventSourcingManager:
         source = all_pages(p, from_position, page_size)
         decode = self.event_classes.typed_pages(self._codec.decode_page) if as_classes else self._codec.decode_page
         return self._policy.iterate(p, "read_all", source, decode, self._codec.page_tail)
+
+    def subscribe(
+        self,
+        *,
+        stream_id: str | None = None,
+        stream_prefix: str | Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None,
+        from_position: int = 0,
+        from_version: int = 1,
+        checkpoint: CheckpointStore | str | None = None,
+        name: str | None = None,
+        source: str | None = None,
+        commit_every: int | None = None,
+        page_size: int = 100,
+        poll_interval: float = 1.0,
+        provider: str | None = None,
+    ) -> Subscription:
+        """Follow events as they are appended: catch up from history, then go live (``docs/subscriptions.md``).
+
+        Iterate it with ``async for`` (``async with`` closes it). It follows one stream (``stream_id``, from
+        ``from_version``) or every stream in the store's global order (from ``from_position``), optionally only
+        streams whose id starts with ``stream_prefix`` and events of ``event_types``. With a ``checkpoint``
+        store (or its URL) and a ``name`` it resumes after the stored checkpoint; ``await sub.commit()``
+        stores one, or ``commit_every=N`` does after every N events handed out. It holds at most one page of
+        ``page_size`` events; a missed wake-up delays delivery by at most ``poll_interval`` seconds. Delivery
+        is at least once: events after the last commit come again after a restart. :meth:`close` ends it.
+        """
+        from eventsource.subscriptions.build import build_subscription
+
+        sub = build_subscription(
+            self.get_provider(provider),
+            self._policy,
+            self._codec,
+            self.host,
+            stream_id=stream_id,
+            stream_prefix=stream_prefix,
+            event_types=event_types,
+            from_position=from_position,
+            from_version=from_version,
+            checkpoint=checkpoint,
+            name=name,
+            source=source,
+            commit_every=commit_every,
+            page_size=page_size,
+            poll_interval=poll_interval,
+        )
+        self._subscriptions.add(sub)
+        return sub
 
     # ------------------------------------------------------------------ snapshots
 

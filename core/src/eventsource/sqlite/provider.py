@@ -39,6 +39,7 @@ from eventsource.provider import (
     check_snapshot,
     inline_io_allowed,
 )
+from eventsource.sqlite import live
 from eventsource.sqlite.appends import append_sync
 from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.errors import map_error
@@ -82,6 +83,7 @@ from eventsource.sqlite.statements import (
     SQL_TRUNCATE_COUNT,
 )
 from eventsource.sqlite.worker import _Worker
+from eventsource.subscriptions.signal import ChangeSignal
 from eventsource.timestamps import from_us, to_us
 
 if TYPE_CHECKING:
@@ -108,6 +110,7 @@ class SqliteProvider(Provider):
         self._reader: _Worker | None = None
         self._started = monotonic()
         self._connect_lock = asyncio.Lock()
+        self._changes = ChangeSignal()  # bumped after each append: wakes live subscriptions in this process
 
     def spawn_args(self) -> dict[str, Any]:
         """The same file by absolute path (so another process with another working directory finds it)."""
@@ -256,6 +259,7 @@ class SqliteProvider(Provider):
         """Close both connections on their threads (after queued work) and end the threads. Idempotent."""
         workers = [w for w in (self._reader, self._writer) if w is not None]
         self._writer = self._reader = None
+        self._changes.notify()  # waiting subscriptions read again, and find the provider closed
         for f in getattr(self, "_finalizers", ()):
             f.detach()
         for w in workers:
@@ -332,8 +336,11 @@ class SqliteProvider(Provider):
         fn = partial(append_sync, stream_id, events, expected, stream)
         writer = self._writer
         if writer is not None and inline_io_allowed():  # what _on does, without its coroutine
-            return self._inline(writer, "append", fn)
-        return await self._submit(writer, "append", fn)
+            result = self._inline(writer, "append", fn)
+        else:
+            result = await self._submit(writer, "append", fn)
+        self._changes.notify()
+        return result
 
     # ------------------------------------------------------------------ reads
 
@@ -393,6 +400,16 @@ class SqliteProvider(Provider):
                 del rows[page_size:]
             yield RowPage(rows, from_us)
             args = after(rows[-1], args) if more else None
+
+    async def wait_for_change(self, after_position: int, max_wait: float) -> None:
+        """Return once a position above ``after_position`` is committed, or after ``max_wait`` (see :mod:`.live`)."""
+        await live.wait_for_change(
+            lambda fn: self._read("wait_for_change", fn), self._changes, after_position, max_wait
+        )
+
+    async def head_position(self) -> int:
+        """The highest position ever handed out (deleted events included)."""
+        return await self._read("head_position", live.head)
 
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """Look the id up in its unique index."""

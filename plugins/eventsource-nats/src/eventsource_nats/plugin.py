@@ -1,4 +1,4 @@
-"""Entry point of the ``eventsource-nats`` distribution: registers the NATS JetStream provider.
+"""Entry point of the ``eventsource-nats`` distribution: registers the NATS JetStream provider and checkpoints.
 
 nats-py is imported only when a NATS provider is built, not when the plugin host starts.
 """
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import eventsource
 
 if TYPE_CHECKING:
-    from eventsource.registry import ProviderRegistry
+    from eventsource.registry import CheckpointRegistry, ProviderRegistry
 
 
 @eventsource.hookimpl
@@ -19,3 +19,11 @@ def eventsource_register_providers(registry: ProviderRegistry) -> None:
     from eventsource_nats.provider import NatsProvider
 
     registry.add(NatsProvider, schemes=("nats", "nats+tls"))
+
+
+@eventsource.hookimpl
+def eventsource_register_checkpoint_stores(registry: CheckpointRegistry) -> None:
+    """Register :class:`~eventsource_nats.checkpoints.NatsCheckpointStore` (a key-value bucket)."""
+    from eventsource_nats.checkpoints import NatsCheckpointStore
+
+    registry.add(NatsCheckpointStore, schemes=("nats", "nats+tls"))

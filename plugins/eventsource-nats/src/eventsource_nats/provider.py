@@ -15,6 +15,7 @@ from eventsource.provider import Capabilities, Provider, pages_of
 from eventsource_nats.append import Appender
 from eventsource_nats.connection import Connection
 from eventsource_nats.index import IdIndex
+from eventsource_nats.live import Live
 from eventsource_nats.monitoring import Monitor
 from eventsource_nats.naming import Names
 from eventsource_nats.publish import Publisher
@@ -91,6 +92,7 @@ class NatsProvider(Provider):
         self._retention = Retention(conn, reader, self._tails)
         self._snapshots = Snapshots(conn, streams, self)
         self._monitor = Monitor(conn, reader, streams)
+        self._live = Live(conn, self.names)
 
     @property
     def display_url(self) -> str | None:
@@ -126,6 +128,7 @@ class NatsProvider(Provider):
         await self._conn.settle()
         self._publisher.reset()
         self._tails.clear()
+        await self._live.close()
         await self._conn.close()
 
     async def drop_store(self) -> None:
@@ -178,6 +181,19 @@ class NatsProvider(Provider):
     def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[Sequence[RecordedEvent]]:
         """Every event in JetStream sequence order (a total order: the server assigns it at commit), in pages."""
         return pages_of(self._reader.read_all(from_position=from_position, page_size=page_size), page_size)
+
+    async def wait_for_change(self, after_position: int, max_wait: float) -> None:
+        """Return on a publish to the events subjects, or after ``max_wait`` (see :mod:`~eventsource_nats.live`)."""
+        await self._live.wait_for_change(after_position, max_wait, self._has_event_after)
+
+    async def head_position(self) -> int:
+        """The highest position handed out so far, or above it (from the stream's last sequence)."""
+        return await self._live.head_position()
+
+    async def _has_event_after(self, after_position: int) -> bool:
+        from eventsource.subscriptions.subscription import first_page
+
+        return bool(await first_page(self.read_all_pages(from_position=after_position + 1, page_size=1)))
 
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """By id: the id index (verified against the message), else a scan of the named stream."""

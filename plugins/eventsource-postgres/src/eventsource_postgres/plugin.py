@@ -1,4 +1,4 @@
-"""Entry point of the ``eventsource-postgres`` distribution: registers the provider and the lease.
+"""Entry point of the ``eventsource-postgres`` distribution: registers the provider, the lease and checkpoints.
 
 psycopg is imported only when a provider or lease is used, not when the plugin host starts.
 """
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import eventsource
 
 if TYPE_CHECKING:
-    from eventsource.registry import LeaseRegistry, ProviderRegistry
+    from eventsource.registry import CheckpointRegistry, LeaseRegistry, ProviderRegistry
 
 
 @eventsource.hookimpl
@@ -29,3 +29,12 @@ def eventsource_register_leases(registry: LeaseRegistry) -> None:
     from eventsource_postgres.settings import SCHEMES
 
     registry.add(PostgresAdvisoryLease, schemes=SCHEMES)
+
+
+@eventsource.hookimpl
+def eventsource_register_checkpoint_stores(registry: CheckpointRegistry) -> None:
+    """Register :class:`~eventsource_postgres.checkpoints.PostgresCheckpointStore` (a table of checkpoints)."""
+    from eventsource_postgres.checkpoints import PostgresCheckpointStore
+    from eventsource_postgres.settings import SCHEMES
+
+    registry.add(PostgresCheckpointStore, schemes=SCHEMES)

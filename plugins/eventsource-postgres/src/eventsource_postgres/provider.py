@@ -18,6 +18,7 @@ from eventsource.provider import Capabilities, Provider
 
 from eventsource_postgres.append import Appender
 from eventsource_postgres.connection import Connection
+from eventsource_postgres.live import Live
 from eventsource_postgres.monitoring import Monitor
 from eventsource_postgres.queries import Queries
 from eventsource_postgres.reads import Reader
@@ -82,6 +83,7 @@ class PostgresProvider(Provider):
         self._snapshots = Snapshots(conn, sql)
         self._retention = Retention(conn, sql)
         self._monitor = Monitor(conn, sql, lambda: self.name)
+        self._live = Live(conn)
 
     def __repr__(self) -> str:
         return f"PostgresProvider({self.display_url!r}, schema={self.names.schema!r}, prefix={self.names.prefix!r})"
@@ -96,10 +98,13 @@ class PostgresProvider(Provider):
     async def connect(self) -> None:
         """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema."""
         await self._conn.connect()
+        if self.settings["live_notify"]:
+            await self._live.install()
 
     async def close(self) -> None:
-        """Close every pooled connection. Idempotent."""
+        """Close every pooled connection (and the LISTEN one). Idempotent."""
         await self._conn.close()
+        await self._live.close()
 
     # ------------------------------------------------------------------ streams
 
@@ -144,6 +149,14 @@ class PostgresProvider(Provider):
     def read_all_pages(self, *, from_position: int = 0, page_size: int = 500) -> AsyncIterator[RowPage]:
         """Every event at ``position >= from_position``, in position order, never past a running transaction."""
         return self._reader.all_pages(from_position=from_position, page_size=page_size)
+
+    async def wait_for_change(self, after_position: int, max_wait: float) -> None:
+        """Return when a later event is committed, or after ``max_wait`` (see :mod:`~eventsource_postgres.live`)."""
+        await self._live.wait_for_change(after_position, max_wait)
+
+    async def head_position(self) -> int:
+        """A position at or above every one handed out so far (from ``pg_snapshot_xmax``)."""
+        return await self._live.head_position()
 
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """Look the id up through its unique index."""

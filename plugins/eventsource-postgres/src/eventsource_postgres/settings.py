@@ -73,6 +73,10 @@ class PostgresSettingsSchema(_ConnectionSchema):
     """How long ``read_all`` waits, at the end of the log, for older transactions to commit (see README)."""
     reconnect_retries = fields.Integer(load_default=1, validate=validate.Range(min=0, max=10))
     """Times a read or an append is retried at once on a fresh connection when its connection dies."""
+    live_notify = fields.Boolean(load_default=False)
+    """Wake live subscriptions by LISTEN/NOTIFY (installs a trigger; NOTIFY serialises commits: see README)."""
+    live_poll_interval = Duration(load_default=0.01)
+    """Without ``live_notify``: seconds between two probes for new events while a subscription waits."""
 
 
 class PostgresLeaseSettingsSchema(_ConnectionSchema):

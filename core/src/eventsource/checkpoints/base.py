@@ -1,0 +1,114 @@
+"""The checkpoint record and the :class:`CheckpointStore` contract every checkpoint plugin implements.
+
+A checkpoint store keeps one :class:`Checkpoint` per (subscription name, source store). ``put`` overwrites;
+a position never moves backwards through ``put`` unless ``force=True`` (a restart from an older position is
+a deliberate act, not a race between two runners). Stores validate names like the event stores do.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from eventsource.errors import ConflictError, ValidationError
+
+MAX_NAME_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where subscription ``name`` got to in the store ``source``.
+
+    :param name: the subscription's name.
+    :param source: the source store's name (the provider name in the manager that subscribed).
+    :param scope: what ``position`` counts: ``"all"`` (global positions) or ``"stream:<id>"`` (versions).
+    :param position: the last global position (or stream version) handled; resuming starts after it.
+    :param updated_at: when it was stored.
+    """
+
+    name: str
+    source: str
+    scope: str
+    position: int
+    updated_at: datetime | None = None
+
+
+class CheckpointBehindError(ConflictError):
+    """A ``put`` would move a checkpoint backwards (pass ``force=True`` to rewind on purpose)."""
+
+
+def check_name(what: str, value: object) -> str:
+    """``value`` as a checkpoint key part, or :class:`ValidationError`."""
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH or "\x00" in value:
+        msg = f"checkpoint {what} must be a non-empty string of at most {MAX_NAME_LENGTH} characters without NUL"
+        raise ValidationError(msg, field=what)
+    return value
+
+
+def check_position(position: object) -> int:
+    """``position`` as a non-negative int, or :class:`ValidationError`."""
+    if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+        msg = f"checkpoint position must be a non-negative int, got {position!r}"
+        raise ValidationError(msg, field="position")
+    return position
+
+
+def now() -> datetime:
+    """The time stamp a store records on ``put``."""
+    return datetime.now(UTC)
+
+
+class CheckpointStore(ABC):
+    """Keeps :class:`Checkpoint` records; subclasses implement the abstract methods.
+
+    :param url: where the checkpoints live (``memory://``, ``sqlite:///file.db``, ``postgresql://...``).
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def connect(self) -> None:  # noqa: B027 - optional: stores without connections need nothing
+        """Open connections and create tables as needed. Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Release every resource. Idempotent."""
+
+    @abstractmethod
+    async def get(self, name: str, source: str) -> Checkpoint | None:
+        """The checkpoint of subscription ``name`` on ``source``, or ``None``."""
+
+    @abstractmethod
+    async def put(self, checkpoint: Checkpoint, *, force: bool = False) -> Checkpoint:
+        """Store ``checkpoint`` (with ``updated_at`` set) and return what was stored.
+
+        :raises CheckpointBehindError: the stored position is higher, or its scope differs, and not ``force``.
+        """
+
+    @abstractmethod
+    async def delete(self, name: str, source: str) -> bool:
+        """Remove the checkpoint; whether there was one."""
+
+    @staticmethod
+    def check_move(old: Checkpoint | None, new: Checkpoint, *, force: bool) -> None:
+        """Refuse a ``put`` that moves backwards or changes scope (unless ``force``)."""
+        if old is None or force:
+            return
+        if old.scope != new.scope:
+            msg = f"checkpoint {new.name!r} on {new.source!r} counts {old.scope!r}, not {new.scope!r}"
+            raise CheckpointBehindError(msg, name=new.name, source=new.source)
+        if new.position < old.position:
+            msg = f"checkpoint {new.name!r} on {new.source!r} is at {old.position}; refusing to move it back to {new.position}"
+            raise CheckpointBehindError(msg, name=new.name, source=new.source)
+
+    @staticmethod
+    def checked(checkpoint: Checkpoint) -> Checkpoint:
+        """``checkpoint`` validated, stamped with the current time."""
+        check_name("name", checkpoint.name)
+        check_name("source", checkpoint.source)
+        check_name("scope", checkpoint.scope)
+        check_position(checkpoint.position)
+        return Checkpoint(checkpoint.name, checkpoint.source, checkpoint.scope, checkpoint.position, now())

@@ -1,0 +1,102 @@
+"""``sqlite:///file.db`` checkpoints: a table ``es_checkpoints`` in a SQLite file (the event file or another).
+
+Each call opens a short-lived connection on a worker thread and checks then writes inside one
+``BEGIN IMMEDIATE`` transaction, so two processes committing the same checkpoint never move it backwards.
+An in-memory URL (``sqlite:///:memory:``) is refused: its table would vanish with each connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
+
+from eventsource.checkpoints.base import Checkpoint, CheckpointStore, check_name
+from eventsource.errors import ConfigurationError, ProviderUnavailableError
+from eventsource.sqlite.settings import path_from_url
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS es_checkpoints (
+    name TEXT NOT NULL, source TEXT NOT NULL, scope TEXT NOT NULL, position INTEGER NOT NULL,
+    updated_at TEXT NOT NULL, PRIMARY KEY (name, source))"""
+
+
+class SqliteCheckpointStore(CheckpointStore):
+    """Checkpoints in the ``es_checkpoints`` table of a SQLite file."""
+
+    kind = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.path = path_from_url(url)
+        if self.path == ":memory:":
+            msg = "sqlite checkpoints need a file (an in-memory database vanishes with its connection)"
+            raise ConfigurationError(msg, field="url")
+        self._ready = False
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as e:
+            msg = f"cannot open the checkpoint file: {type(e).__name__}"
+            raise ProviderUnavailableError(msg, operation="checkpoint") from e
+        try:
+            if not self._ready:
+                db.execute(SCHEMA)
+                self._ready = True
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return out
+        finally:
+            db.close()
+
+    async def connect(self) -> None:
+        """Create the table if it is missing."""
+        await asyncio.to_thread(self._run, lambda _db: None)
+
+    async def get(self, name: str, source: str) -> Checkpoint | None:
+        """The stored checkpoint, or ``None``."""
+        key = (check_name("name", name), check_name("source", source))
+        return await asyncio.to_thread(self._run, lambda db: _get(db, *key))
+
+    async def put(self, checkpoint: Checkpoint, *, force: bool = False) -> Checkpoint:
+        """Check and write in one write transaction."""
+        cp = self.checked(checkpoint)
+
+        def body(db: sqlite3.Connection) -> Checkpoint:
+            self.check_move(_get(db, cp.name, cp.source), cp, force=force)
+            db.execute(
+                "INSERT INTO es_checkpoints (name, source, scope, position, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, position = excluded.position, "
+                "updated_at = excluded.updated_at",
+                (cp.name, cp.source, cp.scope, cp.position, cp.updated_at.isoformat() if cp.updated_at else ""),
+            )
+            return cp
+
+        return await asyncio.to_thread(self._run, body)
+
+    async def delete(self, name: str, source: str) -> bool:
+        """Remove it; whether there was one."""
+        key = (check_name("name", name), check_name("source", source))
+        return await asyncio.to_thread(
+            self._run, lambda db: db.execute("DELETE FROM es_checkpoints WHERE name = ? AND source = ?", key).rowcount > 0
+        )
+
+
+def _get(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
+    row = db.execute(
+        "SELECT scope, position, updated_at FROM es_checkpoints WHERE name = ? AND source = ?", (name, source)
+    ).fetchone()
+    if row is None:
+        return None
+    return Checkpoint(name, source, row[0], int(row[1]), datetime.fromisoformat(row[2]) if row[2] else None)

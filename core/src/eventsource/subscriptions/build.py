@@ -1,0 +1,112 @@
+"""Checks a ``subscribe`` call's arguments and builds the :class:`Subscription` (the manager delegates here)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from eventsource.checkpoints.base import CheckpointStore, check_name
+from eventsource.errors import ConfigurationError, UnsupportedOperationError, ValidationError
+from eventsource.manager.validation import check_number
+from eventsource.subscriptions.subscription import Subscription, Target
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.manager.codec import EventCodec
+    from eventsource.manager.policy import CallPolicy
+    from eventsource.plugins import PluginHost
+    from eventsource.provider import Provider
+
+MAX_PAGE_SIZE = 10_000
+
+
+def build_subscription(
+    p: Provider,
+    policy: CallPolicy,
+    codec: EventCodec,
+    host: PluginHost,
+    *,
+    stream_id: str | None,
+    stream_prefix: str | Sequence[str] | None,
+    event_types: Sequence[str] | None,
+    from_position: int,
+    from_version: int,
+    checkpoint: CheckpointStore | str | None,
+    name: str | None,
+    source: str | None,
+    commit_every: int | None,
+    page_size: int,
+    poll_interval: float,
+) -> Subscription:
+    """A :class:`Subscription` for the arguments of ``EventSourcingManager.subscribe``; bad ones raise here."""
+    target = _target(p, stream_id, stream_prefix, event_types)
+    start = check_number("from_position", from_position) if stream_id is None else check_number("from_version", from_version)
+    if stream_id is not None:
+        start = max(start, 1)
+    page_size = check_number("page_size", page_size)
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        msg = f"page_size must be between 1 and {MAX_PAGE_SIZE}"
+        raise ValidationError(msg, field="page_size")
+    if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or not math.isfinite(poll_interval) or poll_interval <= 0:
+        msg = "poll_interval must be a positive number of seconds"
+        raise ValidationError(msg, field="poll_interval")
+    if commit_every is not None and check_number("commit_every", commit_every) < 1:
+        msg = "commit_every must be at least 1 (or None: commit explicitly)"
+        raise ValidationError(msg, field="commit_every")
+    if name is not None:
+        check_name("name", name)
+    owns = False
+    if isinstance(checkpoint, str):
+        checkpoint = host.create_checkpoint_store(checkpoint)
+        owns = True
+    elif checkpoint is not None and not isinstance(checkpoint, CheckpointStore):
+        msg = f"checkpoint must be a CheckpointStore or a URL, not {type(checkpoint).__name__}"
+        raise ConfigurationError(msg, field="checkpoint")
+    if (checkpoint is None) != (name is None) and (checkpoint is not None or commit_every is not None):
+        msg = "a checkpoint store needs a subscription name (and a name without a store stores nothing)"
+        raise ConfigurationError(msg, field="name")
+    if commit_every is not None and checkpoint is None:
+        msg = "commit_every needs a checkpoint store and a name"
+        raise ConfigurationError(msg, field="commit_every")
+    src = check_name("source", source) if source is not None else (p.display_url or p.kind)
+    return Subscription(
+        p,
+        policy,
+        codec,
+        target,
+        start=start,
+        page_size=page_size,
+        poll_interval=float(poll_interval),
+        checkpoints=checkpoint,
+        name=name,
+        source=src,
+        commit_every=commit_every,
+        owns_checkpoints=owns,
+    )
+
+
+def _target(
+    p: Provider, stream_id: str | None, stream_prefix: str | Sequence[str] | None, event_types: Sequence[str] | None
+) -> Target:
+    if stream_id is not None:
+        if not isinstance(stream_id, str) or not stream_id:
+            msg = "stream_id must be a non-empty string"
+            raise ValidationError(msg, field="stream_id")
+        if stream_prefix is not None or event_types is not None:
+            msg = "a one-stream subscription takes no stream_prefix or event_types (filter the events yourself)"
+            raise ValidationError(msg, field="stream_id")
+        return Target(stream_id=stream_id)
+    if p.capabilities.global_order != "total":
+        msg = (
+            f"provider {p.kind!r} declares global_order={p.capabilities.global_order}: it has no single order "
+            "to follow across streams, so only one-stream subscriptions (stream_id=...) are supported"
+        )
+        raise UnsupportedOperationError(msg, provider=p.kind, operation="subscribe", capability="global_order")
+    prefixes = (stream_prefix,) if isinstance(stream_prefix, str) else tuple(stream_prefix or ())
+    types = (event_types,) if isinstance(event_types, str) else tuple(event_types or ())
+    for value, what in [*((x, "stream_prefix") for x in prefixes), *((x, "event_types") for x in types)]:
+        if not isinstance(value, str) or not value:
+            msg = f"{what} entries must be non-empty strings"
+            raise ValidationError(msg, field=what)
+    return Target(prefixes=prefixes, event_types=frozenset(types))

@@ -1,0 +1,339 @@
+"""One live subscription: catch up from history a page at a time, then follow the store as it grows.
+
+:class:`Subscription` is an async iterator of decoded :class:`~eventsource.model.Event` objects and an async
+context manager. It pulls: it reads one page (``read_all_pages``, or ``read_stream_pages`` for one stream)
+after the last position it handed out, delivers it, and reads the next only when the consumer asks, so it
+holds at most one page whatever the backlog. When a read comes back empty it waits on the provider's
+``wait_for_change`` for at most ``poll_interval`` and reads again, so a lost wake-up costs at most that
+interval. Checkpoints are committed explicitly (:meth:`Subscription.commit`) or every ``commit_every``
+events once the consumer has asked for the next one. ``docs/subscriptions.md`` has the guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
+
+from eventsource.checkpoints.base import Checkpoint, CheckpointStore
+from eventsource.errors import ConfigurationError, ConflictError, StreamDeletedError, ValidationError
+from eventsource.model import RowPage
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from eventsource.manager.codec import EventCodec
+    from eventsource.manager.policy import CallPolicy
+    from eventsource.model import Event, RecordedEvent
+    from eventsource.provider import Provider
+
+
+BACKOFF_AFTER = 2
+"""Empty reads in a row after which a subscription pauses before waiting again (see ``_wait``)."""
+
+
+class CheckpointAheadError(ConflictError):
+    """A subscription's start (a checkpoint, a position) lies beyond anything the store has handed out.
+
+    Typical causes: a checkpoint from another store, or a failover that lost the events it counted. Resuming
+    would silently skip whatever the store writes next below that position, so the subscription refuses.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a subscription follows: one stream, or every stream filtered by id prefix and event type."""
+
+    stream_id: str | None = None
+    prefixes: tuple[str, ...] = ()
+    event_types: frozenset[str] = frozenset()
+
+    @property
+    def scope(self) -> str:
+        """The checkpoint scope: ``"all"`` (global positions) or ``"stream:<id>"`` (versions)."""
+        return "all" if self.stream_id is None else f"stream:{self.stream_id}"
+
+    def wants(self, rec: RecordedEvent) -> bool:
+        """Whether ``rec`` is delivered (the filters run on stored fields, before decoding)."""
+        if self.prefixes and not rec.stream_id.startswith(self.prefixes):
+            return False
+        return not self.event_types or rec.event_type in self.event_types
+
+
+class Subscription:
+    """Catch-up then live delivery of one provider's events; see the module docstring.
+
+    Built by :meth:`EventSourcingManager.subscribe <eventsource.manager.EventSourcingManager.subscribe>`.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        policy: CallPolicy,
+        codec: EventCodec,
+        target: Target,
+        *,
+        start: int,
+        page_size: int,
+        poll_interval: float,
+        checkpoints: CheckpointStore | None,
+        name: str | None,
+        source: str,
+        commit_every: int | None,
+        owns_checkpoints: bool = False,
+    ) -> None:
+        self.provider = provider
+        self.target = target
+        self.name = name
+        self.source = source
+        self.page_size = page_size
+        self.poll_interval = poll_interval
+        self.checkpoints = checkpoints
+        self.commit_every = commit_every
+        self._policy = policy
+        self._codec = codec
+        self._owns_checkpoints = owns_checkpoints
+        self._start = start  # first position (or version) wanted, before any checkpoint is consulted
+        self._cursor = start - 1  # last position (or version) read from the store
+        self._mark = start - 1  # last position (or version) delivered or filtered out: what commit() stores
+        self._last_id: str | None = None  # event id at _cursor (one-stream subscriptions: detects a re-created stream)
+        self._buffer: collections.deque[RecordedEvent] = collections.deque()
+        self._started = False
+        self._closed = False
+        self._since_commit = 0
+        self._waiter: asyncio.Future[None] | None = None  # the wait for a change in progress (close() ends it)
+        self._empty_reads = 0  # reads in a row that found nothing new (a wake-up that keeps firing for nothing)
+        self.committed: Checkpoint | None = None
+        """The last checkpoint this subscription stored or resumed from."""
+
+    def __repr__(self) -> str:
+        return f"Subscription(name={self.name!r}, scope={self.target.scope!r}, at={self._mark}, buffered={self.buffered})"
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def buffered(self) -> int:
+        """Events read from the store and not handed out yet (never more than one page)."""
+        return len(self._buffer)
+
+    @property
+    def position(self) -> int:
+        """The last global position (one-stream subscriptions: version) delivered or filtered out."""
+        return self._mark
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran."""
+        return self._closed
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> Self:
+        """Resume from the stored checkpoint (if any) and check the start against the store. Idempotent."""
+        if self._started:
+            return self
+        if self.checkpoints is not None and self.name is not None:
+            await self.checkpoints.connect()
+            cp = await self.checkpoints.get(self.name, self.source)
+            if cp is not None:
+                if cp.scope != self.target.scope:
+                    msg = (
+                        f"checkpoint {self.name!r} on {self.source!r} counts {cp.scope!r}, "
+                        f"but this subscription counts {self.target.scope!r}"
+                    )
+                    raise ConfigurationError(msg, field="name")
+                self._cursor = self._mark = cp.position
+                self.committed = cp
+        await self._check_start(from_checkpoint=self.committed is not None)
+        self._started = True
+        return self
+
+    async def _check_start(self, *, from_checkpoint: bool) -> None:
+        first = self._cursor + 1
+        if first <= 1:
+            return
+        p = self.provider
+        if self.target.stream_id is None:
+            head = await self._policy.run(p, "head_position", p.head_position)
+            if head is not None and first - 1 > head:
+                msg = f"subscription start {first} is beyond the store's highest position {head} on {self.source!r}"
+                raise CheckpointAheadError(msg, position=first - 1, head=head)
+        elif from_checkpoint:
+            sid = self.target.stream_id
+            info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
+            version = info.version if info is not None else 0
+            if first - 1 > version:
+                msg = f"checkpoint {self.name!r} is at version {first - 1} of {sid!r}, which is at version {version}"
+                raise CheckpointAheadError(msg, position=first - 1, head=version)
+
+    async def close(self) -> None:
+        """Stop: the iterator ends, the buffer is dropped. Uncommitted progress is not committed. Idempotent."""
+        self._closed = True
+        self._buffer.clear()
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.cancel()  # a consumer waiting for the store to change ends now, not after poll_interval
+        if self._owns_checkpoints and self.checkpoints is not None:
+            await self.checkpoints.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ iteration
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Event:
+        """The next event: from the buffer, else the next page, else after the store changes."""
+        if not self._started:
+            await self.start()
+        if self.commit_every is not None and self._since_commit >= self.commit_every and not self._closed:
+            await self.commit()  # the consumer asked for more: it is done with what it got
+        while not self._closed:
+            event = self._take_buffered()
+            if event is not None:
+                return event
+            if not await self._fill():
+                await self._wait()
+        raise StopAsyncIteration
+
+    def _take_buffered(self) -> Event | None:
+        """The next wanted event of the buffer (records filtered out on the way are passed), or ``None``."""
+        buffer = self._buffer
+        stream = self.target.stream_id is not None
+        while buffer:
+            rec = buffer[0]
+            event = self._codec.decode_event(rec) if self.target.wants(rec) else None  # an error leaves rec in place
+            buffer.popleft()
+            self._mark = rec.version if stream else rec.position
+            if event is not None:
+                self._since_commit += 1
+                return event
+        return None
+
+    async def next_batch(self, max_events: int) -> list[Event]:
+        """Up to ``max_events`` events: waits for the first, then takes only what is buffered already.
+
+        An empty list means the subscription was closed.
+        """
+        try:
+            out = [await self.__anext__()]
+        except StopAsyncIteration:
+            return []
+        while len(out) < max_events and not self._closed:
+            event = self._take_buffered()
+            if event is None:
+                break
+            out.append(event)
+        return out
+
+    async def _fill(self) -> bool:
+        """Read the next page into the buffer; whether it held anything."""
+        p = self.provider
+        if self.target.stream_id is None:
+            page = await self._policy.run(p, "read_all", self._all_page)
+        else:
+            page = await self._stream_page()
+        if self._closed or not page:
+            self._empty_reads += 1
+            return False
+        self._empty_reads = 0
+        last = page[-1]
+        self._cursor = last.version if self.target.stream_id is not None else last.position
+        self._last_id = last.event_id
+        self._buffer.extend(page)
+        return True
+
+    async def _all_page(self) -> list[RecordedEvent]:
+        return await first_page(self.provider.read_all_pages(from_position=self._cursor + 1, page_size=self.page_size))
+
+    async def _stream_page(self) -> list[RecordedEvent]:
+        """The next page of the stream, read from the last version handed out to check it is still there."""
+        p, sid = self.provider, self.target.stream_id
+        assert sid is not None
+        check = self._last_id is not None and self._cursor >= 1
+        lo = self._cursor if check else self._cursor + 1
+
+        async def read() -> list[RecordedEvent]:
+            return await first_page(p.read_stream_pages(sid, from_version=lo, page_size=self.page_size + 1))
+
+        page = await self._policy.run(p, "read_stream", read)
+        if check:
+            if page and page[0].version == self._cursor:
+                if page[0].event_id != self._last_id:
+                    raise self._replaced()
+                page = page[1:]
+            elif not page:
+                info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
+                if info is None or info.version < self._cursor:
+                    raise self._replaced()
+        return page
+
+    def _replaced(self) -> StreamDeletedError:
+        sid = self.target.stream_id
+        msg = f"stream {sid!r} was deleted under this subscription (at version {self._cursor}); subscribe again"
+        return StreamDeletedError(msg, stream_id=sid, version=self._cursor)
+
+    async def _wait(self) -> None:
+        """Wait for a change after an empty read: the provider's wake-up, bounded by ``poll_interval``.
+
+        A wake-up that keeps returning while reads find nothing (a stale signal, a store bug) is slowed down
+        by a growing pause, never longer than ``poll_interval``, and the event loop always gets a turn.
+        """
+        p = self.provider
+        pause = 0.0 if self._empty_reads < BACKOFF_AFTER else min(self.poll_interval, 0.001 * 2 ** min(self._empty_reads, 12))
+        await asyncio.sleep(pause)
+        if self.target.stream_id is None:
+            after: int | None = self._cursor
+        else:
+            after = await self._policy.run(p, "head_position", p.head_position)
+        wait = asyncio.sleep(self.poll_interval) if after is None else p.wait_for_change(after, self.poll_interval)
+        waiter = self._waiter = asyncio.ensure_future(wait)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._closed or (task is not None and task.cancelling()):
+                raise  # the consumer was cancelled, not the wait ended by close()
+        finally:
+            self._waiter = None
+
+    # ------------------------------------------------------------------ checkpoints
+
+    async def commit(self, event: Event | None = None) -> Checkpoint:
+        """Store the checkpoint: after ``event`` (default: after everything handed out so far).
+
+        :raises ConfigurationError: the subscription has no checkpoint store or no name.
+        :raises ValidationError: ``event`` was not delivered by this subscription yet.
+        """
+        if self.checkpoints is None or self.name is None:
+            msg = "this subscription has no checkpoint store and name (subscribe(..., checkpoint=..., name=...))"
+            raise ConfigurationError(msg, field="checkpoint")
+        at = self._mark
+        if event is not None:
+            at = event.version if self.target.stream_id is not None else event.position
+            if at > self._mark or (self.target.stream_id is not None and event.stream_id != self.target.stream_id):
+                msg = f"event {event.event_id!r} was not delivered by this subscription yet"
+                raise ValidationError(msg, field="event")
+        at = max(at, 0)
+        cp = Checkpoint(self.name, self.source, self.target.scope, at)
+        self.committed = await self.checkpoints.put(cp)
+        self._since_commit = 0
+        return self.committed
+
+
+async def first_page(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> list[RecordedEvent]:
+    """The first page of a page iterator as records (empty when it has none); the iterator is closed."""
+    try:
+        async for page in pages:
+            return page.records() if isinstance(page, RowPage) else list(page)
+        return []
+    finally:
+        aclose: Any = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()

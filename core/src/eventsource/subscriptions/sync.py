@@ -1,0 +1,74 @@
+"""The blocking twin of :class:`~eventsource.subscriptions.Subscription`, returned by the sync API's ``subscribe``.
+
+It crosses to the facade's event loop once per batch of already-read events (never one event at a time), and
+``commit()`` without an argument stores the checkpoint after the last event this iterator handed out, not
+after events it still holds.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Self
+
+from eventsource.errors import ValidationError
+
+if TYPE_CHECKING:
+    from eventsource.checkpoints.base import Checkpoint
+    from eventsource.model import Event
+    from eventsource.subscriptions.subscription import Subscription
+    from eventsource.syncloop import SyncLoop
+
+
+class SyncSubscription:
+    """Iterate with ``for``; ``with`` closes it. See :class:`~eventsource.subscriptions.Subscription`."""
+
+    def __init__(self, loop: SyncLoop, subscription: Subscription) -> None:
+        self._loop = loop
+        self.subscription = subscription
+        self._pending: collections.deque[Event] = collections.deque()
+        self._last: Event | None = None
+
+    def __repr__(self) -> str:
+        return f"Sync{self.subscription!r}"
+
+    @property
+    def buffered(self) -> int:
+        """Events read from the store and not handed out yet (at most one page)."""
+        return len(self._pending) + self.subscription.buffered
+
+    def start(self) -> Self:
+        """Resume from the stored checkpoint and check the start against the store."""
+        self._loop.run(self.subscription.start())
+        return self
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop; the iterator ends. Idempotent."""
+        self._pending.clear()
+        self._loop.run(self.subscription.close())
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Event:
+        if not self._pending:
+            batch = self._loop.run(self.subscription.next_batch(self.subscription.page_size))
+            if not batch:
+                raise StopIteration
+            self._pending.extend(batch)
+        self._last = self._pending.popleft()
+        return self._last
+
+    def commit(self, event: Event | None = None) -> Checkpoint:
+        """Store the checkpoint after ``event`` (default: after the last event handed out)."""
+        if event is None and self._pending:
+            event = self._last
+            if event is None:
+                msg = "no event was handed out yet"
+                raise ValidationError(msg, field="event")
+        return self._loop.run(self.subscription.commit(event))

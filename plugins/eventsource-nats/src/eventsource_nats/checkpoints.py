@@ -1,0 +1,128 @@
+"""``nats://`` checkpoints: one key per (subscription name, source) in a JetStream key-value bucket.
+
+Keys are the base64url forms of the name and the source, so any name is a valid key. ``put`` is a
+compare-and-set on the key's revision (``create`` for a new key, ``update(last=revision)`` otherwise),
+retried when another writer got in between, so two runners never move a checkpoint backwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+from eventsource.checkpoints import Checkpoint, CheckpointStore
+from eventsource.checkpoints.base import check_name
+from eventsource.errors import ConfigurationError, ConflictError, ProviderUnavailableError
+
+from eventsource_nats.settings import parse_url
+
+CAS_ATTEMPTS = 20
+"""Compare-and-set attempts of one ``put`` before it gives up (each loses only to another writer)."""
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+class NatsCheckpointStore(CheckpointStore):
+    """Checkpoints in the key-value bucket ``bucket`` (created with history 1 if missing)."""
+
+    kind = "nats"
+
+    def __init__(self, url: str, *, bucket: str = "eventsource_checkpoints") -> None:
+        super().__init__(url)
+        self.server = parse_url(url)
+        if not bucket.replace("_", "").replace("-", "").isalnum():
+            msg = "checkpoint bucket names take letters, digits, '-' and '_'"
+            raise ConfigurationError(msg, field="bucket")
+        self.bucket = bucket
+        self._nc: Any = None
+        self._kv: Any = None
+
+    async def connect(self) -> None:
+        """Connect and open (or create) the bucket. Idempotent."""
+        if self._kv is not None:
+            return
+        import nats
+        import nats.js.errors
+
+        s = self.server
+        try:
+            nc = await nats.connect(servers=list(s.servers), user=s.user, password=s.password, allow_reconnect=True)
+        except Exception as e:
+            msg = f"cannot reach NATS at {s.display} for checkpoints: {type(e).__name__}"
+            raise ProviderUnavailableError(msg, operation="checkpoint") from e
+        js = nc.jetstream()
+        try:
+            kv = await js.key_value(self.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            try:
+                kv = await js.create_key_value(bucket=self.bucket, history=1)
+            except nats.js.errors.BadRequestError:
+                kv = await js.key_value(self.bucket)  # created concurrently
+        self._nc, self._kv = nc, kv
+
+    async def close(self) -> None:
+        """Close the connection. Idempotent."""
+        nc, self._nc, self._kv = self._nc, None, None
+        if nc is not None:
+            await nc.close()
+
+    def _require(self) -> Any:
+        if self._kv is None:
+            msg = "the NATS checkpoint store is not connected (call connect())"
+            raise ProviderUnavailableError(msg, operation="checkpoint")
+        return self._kv
+
+    async def _entry(self, name: str, source: str) -> tuple[Checkpoint | None, int | None]:
+        """The stored checkpoint and its key's revision (``None``, ``None`` when absent)."""
+        import nats.js.errors
+
+        try:
+            entry = await self._require().get(f"{_b64(name)}.{_b64(source)}")
+        except nats.js.errors.KeyNotFoundError:  # KeyDeletedError too
+            return None, None
+        if entry.value is None:
+            return None, entry.revision
+        d = json.loads(entry.value)
+        at = datetime.fromisoformat(d["updated_at"]) if d.get("updated_at") else None
+        return Checkpoint(name, source, d["scope"], int(d["position"]), at), entry.revision
+
+    async def get(self, name: str, source: str) -> Checkpoint | None:
+        """The stored checkpoint, or ``None``."""
+        cp, _ = await self._entry(check_name("name", name), check_name("source", source))
+        return cp
+
+    async def put(self, checkpoint: Checkpoint, *, force: bool = False) -> Checkpoint:
+        """Compare-and-set on the key's revision, retried when another writer got in between."""
+        import nats.js.errors
+
+        cp = self.checked(checkpoint)
+        kv = self._require()
+        key = f"{_b64(cp.name)}.{_b64(cp.source)}"
+        value = json.dumps(
+            {"scope": cp.scope, "position": cp.position, "updated_at": cp.updated_at.isoformat() if cp.updated_at else None}
+        ).encode()
+        for _ in range(CAS_ATTEMPTS):
+            old, revision = await self._entry(cp.name, cp.source)
+            self.check_move(old, cp, force=force)
+            try:
+                if revision is None:
+                    await kv.create(key, value)
+                else:
+                    await kv.update(key, value, last=revision)
+            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+                continue  # another writer got in between: look again
+            return cp
+        msg = f"checkpoint {cp.name!r} on {cp.source!r} kept changing under {CAS_ATTEMPTS} attempts to store it"
+        raise ConflictError(msg, name=cp.name, source=cp.source)
+
+    async def delete(self, name: str, source: str) -> bool:
+        """Remove it; whether there was one."""
+        old, _ = await self._entry(check_name("name", name), check_name("source", source))
+        if old is None:
+            return False
+        await self._require().purge(f"{_b64(name)}.{_b64(source)}")
+        return True

@@ -1,0 +1,125 @@
+"""``postgresql://`` checkpoints: a table ``checkpoints`` in a schema (``eventsource`` unless told otherwise).
+
+One dedicated autocommit connection per store, opened on first use and reopened after a drop; ``put``
+checks and writes in one transaction under a row lock (``SELECT ... FOR UPDATE``, or the insert's unique
+key), so two runners committing the same checkpoint never move it backwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from eventsource.checkpoints import Checkpoint, CheckpointStore
+from eventsource.checkpoints.base import check_name
+from eventsource.errors import EventSourceError, ProviderUnavailableError
+
+from eventsource_postgres.settings import IDENTIFIER, check_target, mask_target
+
+MAX_SCHEMA_LENGTH = 40
+
+
+class PostgresCheckpointStore(CheckpointStore):
+    """Checkpoints in ``"<schema>"."checkpoints"``; ``schema`` must match ``[a-z_][a-z0-9_]*``."""
+
+    kind = "postgres"
+
+    def __init__(self, url: str, *, schema: str = "eventsource") -> None:
+        import re
+
+        from eventsource.errors import ConfigurationError
+
+        super().__init__(check_target(url, "checkpoint store"))
+        if not re.match(IDENTIFIER, schema) or len(schema) > MAX_SCHEMA_LENGTH:
+            msg = f"checkpoint schema must match {IDENTIFIER} (at most 40 characters)"
+            raise ConfigurationError(msg, field="schema")
+        self.table = f'"{schema}"."checkpoints"'
+        self.schema = schema
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            await self._conn.execute(
+                f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"; '
+                f"CREATE TABLE IF NOT EXISTS {self.table} (name text NOT NULL, source text NOT NULL, "
+                "scope text NOT NULL, position bigint NOT NULL, updated_at timestamptz NOT NULL, "
+                "PRIMARY KEY (name, source))"
+            )
+        return self._conn
+
+    async def _run(self, fn: Any) -> Any:
+        async with self._lock:
+            try:
+                return await fn(await self._connection())
+            except EventSourceError:
+                raise
+            except Exception as e:
+                import psycopg
+
+                if isinstance(e, psycopg.OperationalError):
+                    msg = f"checkpoint store on {mask_target(self.url)} is unavailable: {type(e).__name__}"
+                    raise ProviderUnavailableError(msg, operation="checkpoint") from e
+                raise
+
+    async def connect(self) -> None:
+        """Open the connection and create the table if it is missing."""
+        await self._run(lambda _c: asyncio.sleep(0))
+
+    async def close(self) -> None:
+        """Close the connection. Idempotent."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def get(self, name: str, source: str) -> Checkpoint | None:
+        """The stored checkpoint, or ``None``."""
+        key = (check_name("name", name), check_name("source", source))
+
+        async def run(c: Any) -> Checkpoint | None:
+            cur = await c.execute(
+                f"SELECT scope, position, updated_at FROM {self.table} WHERE name = %s AND source = %s", key  # noqa: S608
+            )
+            row = await cur.fetchone()
+            return None if row is None else Checkpoint(name, source, row[0], int(row[1]), row[2])
+
+        result: Checkpoint | None = await self._run(run)
+        return result
+
+    async def put(self, checkpoint: Checkpoint, *, force: bool = False) -> Checkpoint:
+        """Check and write in one transaction, holding the row's lock."""
+        cp = self.checked(checkpoint)
+
+        async def run(c: Any) -> Checkpoint:
+            async with c.transaction():
+                cur = await c.execute(
+                    f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s FOR UPDATE",  # noqa: S608
+                    (cp.name, cp.source),
+                )
+                row = await cur.fetchone()
+                old = None if row is None else Checkpoint(cp.name, cp.source, row[0], int(row[1]))
+                self.check_move(old, cp, force=force)
+                await c.execute(
+                    f"INSERT INTO {self.table} (name, source, scope, position, updated_at) "  # noqa: S608
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, "
+                    "position = excluded.position, updated_at = excluded.updated_at",
+                    (cp.name, cp.source, cp.scope, cp.position, cp.updated_at),
+                )
+            return cp
+
+        result: Checkpoint = await self._run(run)
+        return result
+
+    async def delete(self, name: str, source: str) -> bool:
+        """Remove it; whether there was one."""
+        key = (check_name("name", name), check_name("source", source))
+
+        async def run(c: Any) -> bool:
+            cur = await c.execute(f"DELETE FROM {self.table} WHERE name = %s AND source = %s", key)  # noqa: S608
+            return bool(cur.rowcount)
+
+        result: bool = await self._run(run)
+        return result

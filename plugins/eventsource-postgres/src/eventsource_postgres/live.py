@@ -1,0 +1,154 @@
+"""Live subscriptions on PostgreSQL: a cheap head probe, and LISTEN/NOTIFY as an optional wake-up.
+
+Subscriptions follow ``read_all`` (which never passes a transaction that may still commit below it), so this
+module only decides *when* to read again. By default a waiting subscription probes ``position > after`` on the
+primary key every ``live_poll_interval`` seconds: appends pay nothing. With ``live_notify`` on, the provider
+installs a statement-level trigger that sends one ``pg_notify`` per inserting transaction (a fixed payload,
+so PostgreSQL folds repeats) and keeps one dedicated LISTEN connection outside the pool, shared by every
+subscription of the provider; a notification wakes them all. NOTIFY takes a cluster-wide lock at commit,
+which is why it is opt-in. A dropped LISTEN connection is reopened, and every waiter reads again at once
+(notifications sent while it was down are lost); the subscription's own ``poll_interval`` bounds any wake-up
+that never comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from eventsource.subscriptions import ChangeSignal
+
+from eventsource_postgres.settings import libpq_kwargs, lock_key
+
+if TYPE_CHECKING:
+    from eventsource_postgres.connection import Connection
+
+log = logging.getLogger("eventsource.postgres")
+
+RECONNECT_DELAY = 1.0
+"""Seconds between attempts to reopen a dropped LISTEN connection."""
+
+
+class Live:
+    """Change detection for one store (one schema and table prefix)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        n = conn.names
+        digest = hashlib.blake2b(f"{n.schema}\x00{n.prefix}".encode(), digest_size=8).hexdigest()
+        self.channel = f"eventsource_{digest}"  # at most 63 bytes whatever the schema and prefix
+        self.signal = ChangeSignal()
+        self.listening = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def notify(self) -> bool:
+        """Whether the LISTEN/NOTIFY wake-up is on (the ``live_notify`` setting)."""
+        return bool(self.conn.settings["live_notify"])
+
+    # ------------------------------------------------------------------ set-up
+
+    async def install(self) -> None:
+        """Create (or replace) the trigger that notifies :attr:`channel` after each inserting statement."""
+        n = self.conn.names
+        fn = f"{n.quoted_schema}.{_ident(n.prefix + 'notify_events')}"
+        trigger = _ident(n.prefix + "events_notify")
+        ddl = (  # under an advisory lock: two providers connecting at once would race on the catalog rows
+            f"SELECT pg_advisory_xact_lock({lock_key('live_notify', n.schema, n.prefix)}); "
+            f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN PERFORM pg_notify('{self.channel}', ''); RETURN NULL; END $$; "
+            f"CREATE OR REPLACE TRIGGER {trigger} AFTER INSERT ON {n.events} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {fn}()"
+        )
+
+        async def run(c: Any) -> None:
+            await c.execute(ddl)
+
+        await self.conn.call("live_notify", run, retry=True)
+
+    async def close(self) -> None:
+        """Stop the LISTEN connection and wake every waiter (they read again and find the store closed)."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.signal.notify()
+
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self._closed = False
+            self._task = asyncio.get_running_loop().create_task(self._listen(), name=f"eventsource LISTEN {self.channel}")
+
+    async def _listen(self) -> None:
+        """Hold the LISTEN connection; on every notification (and every reconnect) bump the signal."""
+        import psycopg
+
+        kwargs = {"autocommit": True, **libpq_kwargs(self.conn.settings)}
+        while not self._closed:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.conn.url, **kwargs)
+                async with conn:
+                    await conn.execute(f'LISTEN "{self.channel}"')
+                    self.listening.set()
+                    self.signal.notify()  # anything committed while nobody listened: read again now
+                    async for _ in conn.notifies():
+                        self.signal.notify()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a dropped listener is reopened; polling covers the gap
+                log.warning("LISTEN connection for %s lost (%s); reconnecting", self.conn.display_url, type(e).__name__)
+            self.listening.clear()
+            self.signal.notify()
+            await asyncio.sleep(RECONNECT_DELAY)
+
+    # ------------------------------------------------------------------ the provider's hooks
+
+    async def head_position(self) -> int:
+        """A position above every one handed out so far: below ``pg_snapshot_xmax`` shifted like positions."""
+
+        async def run(c: Any) -> int:
+            cur = await c.execute("SELECT (pg_snapshot_xmax(pg_current_snapshot())::text::bigint << 20) - 1")
+            row = await cur.fetchone()
+            return int(row[0])
+
+        return await self.conn.call("head_position", run, retry=True)
+
+    async def _has_after(self, after_position: int) -> bool:
+        query = f"SELECT EXISTS (SELECT 1 FROM {self.conn.names.events} WHERE position > %s)"  # noqa: S608 - quoted names
+
+        async def run(c: Any) -> bool:
+            cur = await c.execute(query, (after_position,), prepare=self.conn.prepare)
+            row = await cur.fetchone()
+            return bool(row[0])
+
+        return await self.conn.call("wait_for_change", run, retry=True)
+
+    async def wait_for_change(self, after_position: int, max_wait: float) -> None:
+        """Return when an event above ``after_position`` is committed, on a notification, or after ``max_wait``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        if self.notify:
+            seen = self.signal.count
+            if await self._has_after(after_position):
+                return
+            self._start()  # after the probe: a closed provider raises there and starts no listener
+            await self.signal.wait(seen, max_wait)  # any notification: the caller reads again
+            return
+        interval = self.conn.settings["live_poll_interval"]
+        while True:
+            if await self._has_after(after_position):
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(interval, remaining))
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,118 @@
+"""The kit's SubscriptionSuite on PostgreSQL, polling and with LISTEN/NOTIFY, plus a late commit held open
+across the 8 writers and a LISTEN connection killed under a waiting subscription."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+from eventsource.checkpoints.base import CheckpointBehindError
+from eventsource.model import ANY, NewEvent, utcnow
+from eventsource.testing.subscriptions import SubscriptionSuite, take
+from eventsource_postgres.checkpoints import PostgresCheckpointStore
+
+if TYPE_CHECKING:
+    from eventsource.checkpoints import CheckpointStore
+    from eventsource.provider import Provider
+    from eventsource_postgres import PostgresProvider
+
+
+class TestPostgresSubscriptions(SubscriptionSuite):
+    @pytest.fixture
+    async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
+        yield await make_provider()
+
+    @pytest.fixture
+    async def checkpoint_store(self, url: str) -> AsyncIterator[CheckpointStore]:
+        schema = f"cp_{uuid.uuid4().hex[:16]}"
+        store = PostgresCheckpointStore(url, schema=schema)
+        await store.connect()
+        yield store
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    @contextlib.asynccontextmanager
+    async def late_commit(self, provider: Provider, stream_id: str) -> AsyncIterator[Any]:
+        """The provider's own append statement in a transaction held open for the block."""
+        p: Any = provider
+        conn = await psycopg.AsyncConnection.connect(p.url)  # autocommit off: the transaction stays open
+        try:
+            event = NewEvent(str(uuid.uuid4()), "Late", b'{"n": -1}', b"", "json", utcnow())
+            await conn.execute(*p._appender.statement(stream_id, [event], ANY, None))
+            yield
+            await conn.commit()
+        finally:
+            await conn.close()
+
+
+class TestPostgresSubscriptionsWithNotify(TestPostgresSubscriptions):
+    @pytest.fixture
+    async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
+        yield await make_provider(live_notify=True)
+
+
+async def test_a_killed_listen_connection_is_reopened_and_wakes_the_subscription(
+    make_provider: Callable[..., Any], admin: psycopg.AsyncConnection[Any]
+) -> None:
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+
+    p = await make_provider(live_notify=True)
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="pg", default=True)
+    async with m.subscribe(poll_interval=600) as sub:  # no poll within the test: only a wake-up delivers
+        first = asyncio.create_task(take(sub, 1))
+        await asyncio.wait_for(p._live.listening.wait(), 60)
+        await m.append_event(stream_id="a", event_type="T", data={"n": 1})
+        assert [e.data["n"] for e in await first] == [1]
+        cur = await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%' AND query LIKE %s",
+            (f"%{p._live.channel}%",),
+        )
+        assert [r[0] for r in await cur.fetchall()] == [True]
+        second = asyncio.create_task(take(sub, 1))
+        await m.append_event(stream_id="a", event_type="T", data={"n": 2})  # may be sent while nobody listens
+        assert [e.data["n"] for e in await second] == [2]
+        await asyncio.wait_for(p._live.listening.wait(), 60)  # LISTEN again on a new connection
+        third = asyncio.create_task(take(sub, 1))
+        await m.append_event(stream_id="a", event_type="T", data={"n": 3})
+        assert [e.data["n"] for e in await third] == [3]
+
+
+async def test_position_ahead_of_the_server_is_refused(make_provider: Callable[..., Any]) -> None:
+    """After an asynchronous failover the new primary's xids restart below a lost checkpoint's position."""
+    p = await make_provider()
+    head = await p.head_position()
+    res = await p.append("s", [NewEvent(str(uuid.uuid4()), "T", b"{}", b"", "json", utcnow())], ANY)
+    assert res.positions[0] <= await p.head_position()
+    assert head < await p.head_position()
+
+
+async def test_checkpoint_store_is_registered_and_refuses_to_move_back(url: str) -> None:
+    from eventsource.checkpoints import Checkpoint
+    from eventsource.plugins import PluginHost
+
+    host = PluginHost()  # entry points: the installed plugin registers it
+    schema = f"cp_{uuid.uuid4().hex[:16]}"
+    assert isinstance(host.create_checkpoint_store(url), PostgresCheckpointStore)
+    store = PostgresCheckpointStore(url, schema=schema)
+    try:
+        await store.connect()
+        await store.put(Checkpoint("n", "src", "all", 10))
+        results = await asyncio.gather(
+            *(store.put(Checkpoint("n", "src", "all", p)) for p in (5, 20, 15)), return_exceptions=True
+        )
+        assert sum(isinstance(r, CheckpointBehindError) for r in results) >= 1
+        got = await store.get("n", "src")
+        assert got is not None and got.position == 20
+        assert await store.delete("n", "src") is True
+    finally:
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -1,0 +1,234 @@
+"""Subscriptions and checkpoints: the kit's SubscriptionSuite on memory and SQLite, plus core-only checks
+(checkpoint stores as plugins, argument validation, the sync API, a commit seen from another process)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import eventsource
+import pytest
+from eventsource.checkpoints import Checkpoint, CheckpointStore, MemoryCheckpointStore, SqliteCheckpointStore
+from eventsource.checkpoints.base import CheckpointBehindError
+from eventsource.errors import ConfigurationError, UnsupportedOperationError, ValidationError
+from eventsource.manager import EventSourcingManager
+from eventsource.memory import MemoryProvider
+from eventsource.plugins import PluginHost
+from eventsource.provider import Capabilities
+from eventsource.sqlite import SqliteProvider
+from eventsource.sync import SyncEventSourcingManager
+from eventsource.testing.subscriptions import SubscriptionSuite, take
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from eventsource.registry import CheckpointRegistry
+
+
+class TestMemorySubscriptions(SubscriptionSuite):
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[MemoryProvider]:
+        p = MemoryProvider()
+        await p.connect()
+        yield p
+        await p.close()
+
+
+class TestSqliteSubscriptions(SubscriptionSuite):
+    @pytest.fixture
+    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
+        p = SqliteProvider(f"sqlite:///{tmp_path}/subs-{uuid.uuid4().hex}.db")
+        await p.connect()
+        yield p
+        await p.close()
+
+    @pytest.fixture
+    async def checkpoint_store(self, tmp_path: Path) -> AsyncIterator[CheckpointStore]:
+        store = SqliteCheckpointStore(f"sqlite:///{tmp_path}/checkpoints.db")
+        await store.connect()
+        yield store
+        await store.close()
+
+
+class PerStreamMemory(MemoryProvider):
+    """A memory store declaring ``per_stream`` order, as Kafka does."""
+
+    kind = "memory-per-stream"
+    capabilities = Capabilities(global_order="per_stream", concurrency="in_process")
+
+
+@pytest.fixture
+async def manager() -> AsyncIterator[EventSourcingManager]:
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(MemoryProvider(), name="m", default=True)
+    yield m
+    await m.close()
+
+
+async def test_all_streams_on_a_per_stream_store_is_unsupported_naming_the_capability(
+    manager: EventSourcingManager,
+) -> None:
+    await manager.register_provider(PerStreamMemory(), name="ps")
+    with pytest.raises(UnsupportedOperationError, match="global_order=per_stream"):
+        manager.subscribe(provider="ps")
+    sub = manager.subscribe(stream_id="s", provider="ps")  # one stream has one order everywhere
+    await manager.append_event(stream_id="s", event_type="T", data={}, provider="ps")
+    async with sub:
+        assert [e.version for e in await take(sub, 1)] == [1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"page_size": 0}, "page_size"),
+        ({"poll_interval": 0}, "poll_interval"),
+        ({"poll_interval": float("nan")}, "poll_interval"),
+        ({"from_position": -1}, "from_position"),
+        ({"stream_id": "s", "event_types": ["T"]}, "stream_id"),
+        ({"stream_prefix": [""]}, "stream_prefix"),
+        ({"commit_every": 0, "checkpoint": "memory://", "name": "n"}, "commit_every"),
+    ],
+)
+def test_bad_arguments_fail_at_subscribe(manager: EventSourcingManager, kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        manager.subscribe(**kwargs)
+    assert info.value.details["field"] == field
+
+
+def test_a_checkpoint_store_needs_a_name_and_commit_every_needs_a_store(manager: EventSourcingManager) -> None:
+    with pytest.raises(ConfigurationError):
+        manager.subscribe(checkpoint="memory://")
+    with pytest.raises(ConfigurationError):
+        manager.subscribe(commit_every=3)
+
+
+async def test_commit_without_a_store_or_of_an_undelivered_event_is_refused(manager: EventSourcingManager) -> None:
+    res = await manager.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {}}] * 2)
+    async with manager.subscribe(stream_id="s") as sub:
+        first = (await take(sub, 1))[0]
+        with pytest.raises(ConfigurationError):
+            await sub.commit()
+    async with manager.subscribe(stream_id="s", checkpoint="memory://", name="n") as sub:
+        await take(sub, 1)
+        later = await manager.get_event_by_id(res.event_ids[1])
+        with pytest.raises(ValidationError):
+            await sub.commit(later)
+        assert (await sub.commit(first)).position == 1
+
+
+async def test_checkpoint_stores_refuse_to_move_back_or_change_scope(tmp_path: Path) -> None:
+    for store in (MemoryCheckpointStore(), SqliteCheckpointStore(f"sqlite:///{tmp_path}/c.db")):
+        await store.connect()
+        assert await store.get("n", "src") is None
+        stored = await store.put(Checkpoint("n", "src", "all", 10))
+        assert stored.updated_at is not None
+        with pytest.raises(CheckpointBehindError):
+            await store.put(Checkpoint("n", "src", "all", 9))
+        with pytest.raises(CheckpointBehindError):
+            await store.put(Checkpoint("n", "src", "stream:x", 11))
+        assert (await store.put(Checkpoint("n", "src", "all", 3), force=True)).position == 3
+        got = await store.get("n", "src")
+        assert got is not None and (got.scope, got.position) == ("all", 3)
+        assert await store.get("n", "other") is None
+        with pytest.raises(ValidationError):
+            await store.put(Checkpoint("", "src", "all", 1))
+        assert await store.delete("n", "src") is True
+        assert await store.delete("n", "src") is False
+        await store.close()
+    with pytest.raises(ConfigurationError):
+        SqliteCheckpointStore("sqlite:///:memory:")
+
+
+class FileCheckpoints(MemoryCheckpointStore):
+    kind = "test-file"
+
+
+class CheckpointPlugin:
+    @eventsource.hookimpl
+    def eventsource_register_checkpoint_stores(self, registry: CheckpointRegistry) -> None:
+        registry.add(FileCheckpoints, schemes=("testfile",))
+
+
+def test_checkpoint_stores_are_a_plugin_kind_picked_by_url_scheme() -> None:
+    host = PluginHost(load_entrypoints=False, plugins=[("cp", CheckpointPlugin())])
+    assert {"memory", "sqlite", "test-file"} <= set(host.checkpoint_stores.names())
+    assert isinstance(host.create_checkpoint_store("testfile://x"), FileCheckpoints)
+    assert isinstance(host.create_checkpoint_store("memory://"), MemoryCheckpointStore)
+    with pytest.raises(LookupError, match="no checkpoint store handles"):
+        host.create_checkpoint_store("nope://x")
+
+
+def test_sync_api_subscribes_and_crosses_a_page_at_a_time(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/sync.db"
+    with SyncEventSourcingManager({"providers": {"db": {"url": url}}, "default_provider": "db"}) as es:
+        es.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"n": i}} for i in range(5)])
+        with es.subscribe(stream_id="s", checkpoint=f"sqlite:///{tmp_path}/cp.db", name="sync", page_size=2) as sub:
+            it = iter(sub)
+            assert [next(it).data["n"] for _ in range(5)] == [0, 1, 2, 3, 4]
+            done = threading.Event()
+
+            def writer() -> None:
+                es.append_event(stream_id="s", event_type="T", data={"n": 5})
+                done.set()
+
+            t = threading.Thread(target=writer)
+            t.start()
+            assert next(it).data["n"] == 5  # woken by the append made from another thread
+            t.join(60)
+            assert done.is_set()
+            assert sub.commit().position == 6
+
+
+WRITER = """
+import asyncio, sys
+from eventsource.sqlite import SqliteProvider
+from eventsource.model import NewEvent, utcnow, ANY
+async def main():
+    p = SqliteProvider(sys.argv[1]); await p.connect()
+    ev = NewEvent(event_id=sys.argv[2], event_type="T", data=b"{}", metadata=b"", encoding="json", timestamp=utcnow())
+    await p.append("other-process", [ev], ANY); await p.close()
+asyncio.run(main())
+"""
+
+
+async def test_sqlite_wakes_on_another_process_commit_through_data_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    p = await m.register_provider(SqliteProvider(url), name="db", default=True)
+    try:
+        woken = asyncio.Event()
+        real = p.wait_for_change
+
+        async def spy(after: int, max_wait: float) -> None:
+            await real(after, max_wait)
+            woken.set()
+
+        p.wait_for_change = spy  # type: ignore[method-assign]
+        async with m.subscribe(poll_interval=600) as sub:  # no poll within the test: only a wake-up delivers
+            waiting = asyncio.create_task(take(sub, 1))
+            await asyncio.sleep(0.05)
+            eid = str(uuid.uuid4())
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, url, eid)
+            assert await proc.wait() == 0
+            got = await waiting
+            assert woken.is_set()
+        assert [e.event_id for e in got] == [eid]
+    finally:
+        await m.close()
+
+
+
+async def test_closing_the_manager_ends_its_waiting_subscriptions() -> None:
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(MemoryProvider(), name="m", default=True)
+    sub = m.subscribe(poll_interval=600)
+    waiting = asyncio.create_task(anext(sub))
+    await asyncio.sleep(0.05)
+    await m.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 60)
+    assert sub.closed

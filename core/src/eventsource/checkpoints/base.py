@@ -101,7 +101,10 @@ class CheckpointStore(ABC):
             msg = f"checkpoint {new.name!r} on {new.source!r} counts {old.scope!r}, not {new.scope!r}"
             raise CheckpointBehindError(msg, name=new.name, source=new.source)
         if new.position < old.position:
-            msg = f"checkpoint {new.name!r} on {new.source!r} is at {old.position}; refusing to move it back to {new.position}"
+            msg = (
+                f"checkpoint {new.name!r} on {new.source!r} is at {old.position}; "
+                f"refusing to move it back to {new.position}"
+            )
             raise CheckpointBehindError(msg, name=new.name, source=new.source)
 
     @staticmethod

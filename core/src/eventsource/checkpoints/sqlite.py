@@ -89,7 +89,8 @@ class SqliteCheckpointStore(CheckpointStore):
         """Remove it; whether there was one."""
         key = (check_name("name", name), check_name("source", source))
         return await asyncio.to_thread(
-            self._run, lambda db: db.execute("DELETE FROM es_checkpoints WHERE name = ? AND source = ?", key).rowcount > 0
+            self._run,
+            lambda db: db.execute("DELETE FROM es_checkpoints WHERE name = ? AND source = ?", key).rowcount > 0,
         )
 
 

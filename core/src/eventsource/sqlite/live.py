@@ -24,7 +24,9 @@ CHANGE_POLL = 0.005
 
 def has_after(db: sqlite3.Connection, after_position: int) -> bool:
     """Whether an event above ``after_position`` is stored (deleted ones don't count), by the primary key."""
-    return bool(db.execute("SELECT EXISTS (SELECT 1 FROM es_events WHERE position > ?)", (after_position,)).fetchone()[0])
+    return bool(
+        db.execute("SELECT EXISTS (SELECT 1 FROM es_events WHERE position > ?)", (after_position,)).fetchone()[0]
+    )
 
 
 def head(db: sqlite3.Connection) -> int:

@@ -41,14 +41,23 @@ def build_subscription(
 ) -> Subscription:
     """A :class:`Subscription` for the arguments of ``EventSourcingManager.subscribe``; bad ones raise here."""
     target = _target(p, stream_id, stream_prefix, event_types)
-    start = check_number("from_position", from_position) if stream_id is None else check_number("from_version", from_version)
+    start = (
+        check_number("from_position", from_position)
+        if stream_id is None
+        else check_number("from_version", from_version)
+    )
     if stream_id is not None:
         start = max(start, 1)
     page_size = check_number("page_size", page_size)
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         msg = f"page_size must be between 1 and {MAX_PAGE_SIZE}"
         raise ValidationError(msg, field="page_size")
-    if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or not math.isfinite(poll_interval) or poll_interval <= 0:
+    if (
+        isinstance(poll_interval, bool)
+        or not isinstance(poll_interval, (int, float))
+        or not math.isfinite(poll_interval)
+        or poll_interval <= 0
+    ):
         msg = "poll_interval must be a positive number of seconds"
         raise ValidationError(msg, field="poll_interval")
     if commit_every is not None and check_number("commit_every", commit_every) < 1:

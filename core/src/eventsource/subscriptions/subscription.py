@@ -108,7 +108,9 @@ class Subscription:
         """The last checkpoint this subscription stored or resumed from."""
 
     def __repr__(self) -> str:
-        return f"Subscription(name={self.name!r}, scope={self.target.scope!r}, at={self._mark}, buffered={self.buffered})"
+        return (
+            f"Subscription(name={self.name!r}, scope={self.target.scope!r}, at={self._mark}, buffered={self.buffered})"
+        )
 
     # ------------------------------------------------------------------ state
 
@@ -286,7 +288,11 @@ class Subscription:
         by a growing pause, never longer than ``poll_interval``, and the event loop always gets a turn.
         """
         p = self.provider
-        pause = 0.0 if self._empty_reads < BACKOFF_AFTER else min(self.poll_interval, 0.001 * 2 ** min(self._empty_reads, 12))
+        pause = (
+            0.0
+            if self._empty_reads < BACKOFF_AFTER
+            else min(self.poll_interval, 0.001 * 2 ** min(self._empty_reads, 12))
+        )
         await asyncio.sleep(pause)
         if self.target.stream_id is None:
             after: int | None = self._cursor

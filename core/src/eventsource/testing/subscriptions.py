@@ -181,7 +181,9 @@ class SubscriptionSuite(ProviderSuiteBase):
     async def test_slow_consumer_holds_at_most_one_page(self, manager: EventSourcingManager) -> None:
         s = sid("slow")
         for start in range(0, self.backlog, self.backlog_batch):
-            await manager.append_events_batch(stream_id=s, events=[_ev(i) for i in range(start, start + self.backlog_batch)])
+            await manager.append_events_batch(
+                stream_id=s, events=[_ev(i) for i in range(start, start + self.backlog_batch)]
+            )
         page = 100
         peak = 0
         n = 0

@@ -103,7 +103,11 @@ class NatsCheckpointStore(CheckpointStore):
         kv = self._require()
         key = f"{_b64(cp.name)}.{_b64(cp.source)}"
         value = json.dumps(
-            {"scope": cp.scope, "position": cp.position, "updated_at": cp.updated_at.isoformat() if cp.updated_at else None}
+            {
+                "scope": cp.scope,
+                "position": cp.position,
+                "updated_at": cp.updated_at.isoformat() if cp.updated_at else None,
+            }
         ).encode()
         for _ in range(CAS_ATTEMPTS):
             old, revision = await self._entry(cp.name, cp.source)

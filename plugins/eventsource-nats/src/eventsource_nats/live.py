@@ -51,7 +51,7 @@ class Live:
     async def wait_for_change(
         self, after_position: int, max_wait: float, has_event_after: Callable[[int], Awaitable[bool]]
     ) -> None:
-        """Return when a publish lands, when an event above ``after_position`` is stored already, or after ``max_wait``."""
+        """Return when a publish lands, when an event above ``after_position`` is stored, or after ``max_wait``."""
         seen = self.signal.count
         await self._ensure()  # subscribed before looking: a publish after the look wakes the wait
         if await has_event_after(after_position):

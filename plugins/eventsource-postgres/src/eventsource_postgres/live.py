@@ -83,7 +83,9 @@ class Live:
     def _start(self) -> None:
         if self._task is None or self._task.done():
             self._closed = False
-            self._task = asyncio.get_running_loop().create_task(self._listen(), name=f"eventsource LISTEN {self.channel}")
+            self._task = asyncio.get_running_loop().create_task(
+                self._listen(), name=f"eventsource LISTEN {self.channel}"
+            )
 
     async def _listen(self) -> None:
         """Hold the LISTEN connection; on every notification (and every reconnect) bump the signal."""

@@ -129,7 +129,13 @@ class Appender:
                         event_ids=tuple(e.event_id for e in events),
                         timestamp=events[0].timestamp,
                     )
-                # another process's record took this version first: ours is ignored by every reader
+                # another process's record took this version first: ours is ignored by every reader.
+                # The winner may be this very append (a client's retry after a lost reply, reaching a
+                # process whose tail predated the original): settling applied it to the window, so an
+                # identical retry is answered as one, never as a conflict
+                dup = check_duplicate(stream_id, events, stored(stream_id, slot, events))
+                if dup is not None:
+                    return dup
                 if expected not in (ExpectedVersion.ANY, ExpectedVersion.STREAM_EXISTS):
                     shown = expected.name if isinstance(expected, ExpectedVersion) else int(expected)
                     msg = (

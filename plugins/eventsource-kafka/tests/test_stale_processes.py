@@ -1,0 +1,89 @@
+"""Review of issue #11 (session 4): real processes whose view of a stream is stale, no lease.
+
+Each test drives two provider processes (``op_worker.py``) against the real broker and checks what a
+process started afterwards (fresh caches) reads: exactly what the writers were told they wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eventsource_kafka.provider import KafkaProvider
+
+from .test_provider import drop_namespace
+
+WORKER = str(Path(__file__).with_name("op_worker.py"))
+
+
+class Proc:
+    """One provider process, driven a command at a time."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, args: dict[str, Any]) -> Proc:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            WORKER,
+            json.dumps(args),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=os.environ.copy(),
+        )
+        return cls(proc)
+
+    async def __call__(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        await self.proc.stdin.drain()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=120)
+        assert line, "the worker process died"
+        return json.loads(line)
+
+    async def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"\n")
+        await self.proc.stdin.drain()
+        await asyncio.wait_for(self.proc.wait(), timeout=60)
+
+
+@pytest.fixture
+async def two(kafka_url: str) -> Any:
+    """Two provider processes on a fresh prefix, and a fresh in-test reader for afterwards."""
+    args = {"url": kafka_url, "topic_prefix": f"v{uuid.uuid4().hex[:12]}", "request_timeout": 10.0}
+    a, b = await Proc.start(args), await Proc.start(args)
+    reader = KafkaProvider(**args)
+    try:
+        yield a, b, reader
+    finally:
+        await a.stop()
+        await b.stop()
+        await reader.connect()
+        await drop_namespace(reader)
+        await reader.close()
+
+
+def ids(n: int) -> list[str]:
+    return [str(uuid.uuid4()) for _ in range(n)]
+
+
+async def test_an_identical_retry_through_a_process_with_a_stale_tail_is_a_duplicate(two: Any) -> None:
+    """A client's retry (reply lost) reaching another process whose tail predates the original."""
+    a, b, reader = two
+    assert "ok" in await a(op="append", stream="s", ids=ids(1), expected="NO_STREAM")
+    assert (await b(op="info", stream="s"))["ok"]["version"] == 1  # b now knows version 1, and no more
+    batch = ids(2)
+    assert (await a(op="append", stream="s", ids=batch, expected=1))["ok"] == {"first": 2, "last": 3, "duplicate": False}
+    retry = await b(op="append", stream="s", ids=batch, expected=1)
+    assert retry.get("ok") == {"first": 2, "last": 3, "duplicate": True}, retry
+    await reader.connect()
+    assert [e.version async for e in reader.read_stream("s")] == [1, 2, 3]

@@ -87,3 +87,29 @@ async def test_an_identical_retry_through_a_process_with_a_stale_tail_is_a_dupli
     assert retry.get("ok") == {"first": 2, "last": 3, "duplicate": True}, retry
     await reader.connect()
     assert [e.version async for e in reader.read_stream("s")] == [1, 2, 3]
+
+
+async def test_a_batch_too_large_with_its_headers_is_refused_before_the_stream_is_created(kafka_url: str) -> None:
+    """7,000 empty events: the value fits the limit, the record with one event-id header per event does not."""
+    from eventsource.errors import ValidationError
+    from eventsource.model import NO_STREAM, NewEvent, utcnow
+
+    p = KafkaProvider(kafka_url, topic_prefix=f"v{uuid.uuid4().hex[:12]}", request_timeout=10.0)
+    await p.connect()
+    try:
+        batch = [NewEvent(i, "E", b"", b"", "json", utcnow()) for i in ids(7000)]
+        with pytest.raises(ValidationError):
+            await p.append("many", batch, NO_STREAM)
+        assert await p.get_stream_info("many") is None  # the store is unchanged
+        assert (await p.list_streams(limit=10, offset=0))[1] == 0
+        await p.append("kept", [NewEvent(str(uuid.uuid4()), "E", b"", b"", "json", utcnow())], NO_STREAM)
+        with pytest.raises(ValidationError):
+            await p.append("kept", batch, 1)
+        info = await p.get_stream_info("kept")
+        assert info is not None
+        assert (info.version, info.event_count) == (1, 1)
+        r = await p.append("kept", batch[:3000], 1)  # a batch that fits is still one record
+        assert (r.first_version, r.last_version) == (2, 3001)
+    finally:
+        await drop_namespace(p)
+        await p.close()

@@ -18,6 +18,7 @@ from eventsource.provider import check_duplicate, check_expected
 from eventsource.timestamps import from_us, now_us, to_us
 
 from eventsource_kafka import records
+from eventsource_kafka.client import record_size
 from eventsource_kafka.connection import ENVELOPE_SLACK
 
 if TYPE_CHECKING:
@@ -98,9 +99,12 @@ class Appender:
                 first_version = slot.version + 1
                 first_position = max(now_us(), slot.last_position + 1)
                 value, headers = records.encode_events(stream_id, events, first_version, first_position)
-                if len(value) > conn.max_record_bytes + ENVELOPE_SLACK // 2:  # checked before anything is created
-                    msg = f"the append is {len(value)} bytes as one record; the limit is {conn.max_record_bytes}"
-                    raise ValidationError(msg, field="events", size=len(value), limit=conn.max_record_bytes)
+                # checked before anything is created, headers included (one ``vx-event-id`` per event: a
+                # batch of many small events can be twice its value's size, and the producer refuses it)
+                size = record_size(value, headers)
+                if size > conn.max_record_bytes + ENVELOPE_SLACK // 2:
+                    msg = f"the append is {size} bytes as one record; the limit is {conn.max_record_bytes}"
+                    raise ValidationError(msg, field="events", size=size, limit=conn.max_record_bytes)
                 if meta is None:
                     attrs = stream or NewStream(stream_id=stream_id)
                     meta, created = await self.streams.create(

@@ -85,6 +85,13 @@ def map_error(e: BaseException, what: str) -> BaseException:
     return ProviderError(f"Kafka error while {what}: {name}: {e}", operation=what)
 
 
+def record_size(value: bytes, headers: list[tuple[str, bytes]], key: bytes | None = None) -> int:
+    """The bytes one record takes in a produce request, headers included (what the producer checks)."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
+
+
 def _resolve(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
     if fut.done():
         return

@@ -113,3 +113,39 @@ async def test_a_batch_too_large_with_its_headers_is_refused_before_the_stream_i
     finally:
         await drop_namespace(p)
         await p.close()
+
+
+async def _acked_events_are_readable(reader: KafkaProvider, stream: str, acked: list[str]) -> None:
+    await reader.connect()
+    stored = [e.event_id async for e in reader.read_stream(stream)]
+    for eid in acked:
+        assert eid in stored, f"acknowledged event {eid} is not readable; the stream holds {stored}"
+        assert await reader.get_event(eid) is not None
+
+
+async def test_an_append_to_an_empty_stream_another_process_deleted_is_never_acknowledged_into_nothing(
+    two: Any,
+) -> None:
+    """a created the stream (empty), b deleted it; a's view still names the deleted topic."""
+    a, b, reader = two
+    assert "ok" in await a(op="create", stream="gone")
+    assert "ok" in await b(op="delete", stream="gone")
+    late = ids(1)
+    out = await a(op="append", stream="gone", ids=late, expected=0)
+    await _acked_events_are_readable(reader, "gone", late if "ok" in out else [])
+
+
+async def test_an_append_after_a_conflict_on_a_stream_another_process_deleted_is_never_acknowledged_into_nothing(
+    two: Any,
+) -> None:
+    """a wrote version 1, b deleted the stream; a appends twice more with its stale view."""
+    a, b, reader = two
+    assert "ok" in await a(op="append", stream="gone", ids=ids(1), expected="NO_STREAM")
+    assert "ok" in await b(op="delete", stream="gone")
+    acked = []
+    for _ in range(3):
+        late = ids(1)
+        out = await a(op="append", stream="gone", ids=late, expected=1)
+        if "ok" in out:
+            acked += late
+    await _acked_events_are_readable(reader, "gone", acked)

@@ -10,6 +10,8 @@ A record that lost is never visible; the append reports :class:`ConcurrencyError
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from eventsource.errors import ConcurrencyError, ValidationError
@@ -113,15 +115,29 @@ class Appender:
                     if not created:  # joined another process's creation: learn what it wrote, check again
                         meta, fresh = await self.tails.refresh(stream_id, slot), True
                         continue
+                # Without a fresh look at the metadata in this append, the incarnation this process knows
+                # may have been deleted by another process long ago, and Tansu accepts a produce to a
+                # deleted topic (it creates it again, where no reader looks): beside the produce, look
+                # whether the metadata topic changed (one ListOffsets; the view is read only if it did),
+                # and count a record that won in a dead incarnation as lost
+                live = None if fresh else asyncio.ensure_future(self.tails.views.meta_if_changed())
                 try:
                     offset = await conn.io.produce(meta["topic"], value, headers=headers)
+                    won = await self.tails.settle(slot, meta["topic"], value, offset)
+                    if live is not None:
+                        current = (await live).get(stream_id)
+                        live = None
+                        if won and (current is None or current["topic"] != meta["topic"]):
+                            # deleted (and maybe created again) by another process before this append:
+                            # what it wrote went with that incarnation; check again against the stream now
+                            meta, fresh = await self.tails.refresh(stream_id, slot), True
+                            continue
                 except BaseException:
                     slot.loaded = False  # the record may have been written: re-read the tail next time
-                    raise
-                try:
-                    won = await self.tails.settle(slot, meta["topic"], value, offset)
-                except BaseException:
-                    slot.loaded = False
+                    if live is not None:
+                        live.cancel()
+                        with contextlib.suppress(BaseException):
+                            await live
                     raise
                 if won:
                     n = len(events)

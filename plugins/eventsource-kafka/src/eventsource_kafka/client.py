@@ -372,6 +372,18 @@ class KafkaIO:
                 return [], start, True, start  # deleted meanwhile: nothing to read (that consumer is retired)
             raise
 
+    async def end_offset(self, topic: str) -> int:
+        """ListOffsets LATEST of partition 0: a LOWER BOUND of the log end on Tansu.
+
+        Tansu answers the base offset of the last record batch + 1 (STORES.md section 10), so the answer
+        is above an offset ``o`` read to a batch boundary exactly when a batch was written at or after
+        ``o``: enough to learn whether a topic changed, never where it ends. One round trip, no fetch wait.
+        """
+        from kafka import TopicPartition
+
+        tp = TopicPartition(topic, 0)
+        return await self._with_consumer(topic, f"listing the end of {topic}", lambda c: int(c.end_offsets([tp])[tp]))
+
     async def _with_consumer(self, topic: str, what: str, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(consumer, *args)`` in the pool with a pooled consumer.
 

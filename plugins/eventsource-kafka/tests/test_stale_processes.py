@@ -149,3 +149,24 @@ async def test_an_append_after_a_conflict_on_a_stream_another_process_deleted_is
         if "ok" in out:
             acked += late
     await _acked_events_are_readable(reader, "gone", acked)
+
+
+async def test_a_process_that_saw_a_stream_missing_never_gives_it_a_second_topic(two: Any) -> None:
+    """a looked at the stream before b created it; a's view then learnt of the creation elsewhere.
+
+    a's append used to trust "does not exist" from its tail, create incarnation 2 beside the live
+    incarnation 1, and so hide b's acknowledged events (found by a three-process random run).
+    """
+    a, b, reader = two
+    assert (await a(op="info", stream="s")) == {"ok": None}
+    first = ids(2)
+    assert (await b(op="append", stream="s", ids=first, expected="NO_STREAM"))["ok"]["first"] == 1
+    assert (await a(op="info", stream="other")) == {"ok": None}  # a's metadata view now holds b's creation
+    second = ids(1)
+    out = await a(op="append", stream="s", ids=second, expected="ANY")
+    assert out.get("ok", {}).get("first") == 3, out
+    await _acked_events_are_readable(reader, "s", first + second)
+    from eventsource_kafka import naming
+
+    topics = await reader.io.run("listing topics", reader.io.admin.list_topics)
+    assert len([t for t in topics if f".{naming.stream_hash('s')}." in t]) == 1

@@ -77,11 +77,13 @@ class Appender:
         conn = self.conn
         slot = conn.ns.slot(stream_id)
         async with conn.exclusive(stream_id) as leased:
-            fresh = leased or not slot.loaded
+            # a stream this process last saw missing may have been created elsewhere since: an append
+            # that would create it always looks first (creating beside a live incarnation hid its events)
+            fresh = leased or not slot.loaded or slot.topic is None
             if fresh:
                 meta = await self.tails.refresh(stream_id, slot)
             else:
-                meta = conn.ns.meta.get(stream_id) if slot.topic else None
+                meta = conn.ns.meta.get(stream_id)
             while True:
                 if not fresh and ((slot.topic and meta is None) or (meta is not None and meta["topic"] != slot.topic)):
                     meta, fresh = await self.tails.refresh(stream_id, slot), True  # deleted or re-created meanwhile

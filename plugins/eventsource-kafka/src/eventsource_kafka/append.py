@@ -121,7 +121,7 @@ class Appender:
                 # may have been deleted by another process long ago, and Tansu accepts a produce to a
                 # deleted topic (it creates it again, where no reader looks): beside the produce, look
                 # whether the metadata topic changed (one ListOffsets; the view is read only if it did),
-                # and count a record that won in a dead incarnation as lost
+                # and never answer from a dead incarnation
                 live = None if fresh else asyncio.ensure_future(self.tails.views.meta_if_changed())
                 try:
                     offset = await conn.io.produce(meta["topic"], value, headers=headers)
@@ -129,9 +129,10 @@ class Appender:
                     if live is not None:
                         current = (await live).get(stream_id)
                         live = None
-                        if won and (current is None or current["topic"] != meta["topic"]):
+                        if current is None or current["topic"] != meta["topic"]:
                             # deleted (and maybe created again) by another process before this append:
-                            # what it wrote went with that incarnation; check again against the stream now
+                            # what it wrote went with that incarnation, won or lost there (and what the
+                            # tail learnt there is void); check again against the stream as it is now
                             meta, fresh = await self.tails.refresh(stream_id, slot), True
                             continue
                 except BaseException:

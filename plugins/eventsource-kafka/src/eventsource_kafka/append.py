@@ -10,6 +10,8 @@ A record that lost is never visible; the append reports :class:`ConcurrencyError
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from eventsource.errors import ConcurrencyError, ValidationError
@@ -18,6 +20,7 @@ from eventsource.provider import check_duplicate, check_expected
 from eventsource.timestamps import from_us, now_us, to_us
 
 from eventsource_kafka import records
+from eventsource_kafka.client import record_size
 from eventsource_kafka.connection import ENVELOPE_SLACK
 
 if TYPE_CHECKING:
@@ -74,11 +77,13 @@ class Appender:
         conn = self.conn
         slot = conn.ns.slot(stream_id)
         async with conn.exclusive(stream_id) as leased:
-            fresh = leased or not slot.loaded
+            # a stream this process last saw missing may have been created elsewhere since: an append
+            # that would create it always looks first (creating beside a live incarnation hid its events)
+            fresh = leased or not slot.loaded or slot.topic is None
             if fresh:
                 meta = await self.tails.refresh(stream_id, slot)
             else:
-                meta = conn.ns.meta.get(stream_id) if slot.topic else None
+                meta = conn.ns.meta.get(stream_id)
             while True:
                 if not fresh and ((slot.topic and meta is None) or (meta is not None and meta["topic"] != slot.topic)):
                     meta, fresh = await self.tails.refresh(stream_id, slot), True  # deleted or re-created meanwhile
@@ -98,9 +103,12 @@ class Appender:
                 first_version = slot.version + 1
                 first_position = max(now_us(), slot.last_position + 1)
                 value, headers = records.encode_events(stream_id, events, first_version, first_position)
-                if len(value) > conn.max_record_bytes + ENVELOPE_SLACK // 2:  # checked before anything is created
-                    msg = f"the append is {len(value)} bytes as one record; the limit is {conn.max_record_bytes}"
-                    raise ValidationError(msg, field="events", size=len(value), limit=conn.max_record_bytes)
+                # checked before anything is created, headers included (one ``vx-event-id`` per event: a
+                # batch of many small events can be twice its value's size, and the producer refuses it)
+                size = record_size(value, headers)
+                if size > conn.max_record_bytes + ENVELOPE_SLACK // 2:
+                    msg = f"the append is {size} bytes as one record; the limit is {conn.max_record_bytes}"
+                    raise ValidationError(msg, field="events", size=size, limit=conn.max_record_bytes)
                 if meta is None:
                     attrs = stream or NewStream(stream_id=stream_id)
                     meta, created = await self.streams.create(
@@ -109,15 +117,30 @@ class Appender:
                     if not created:  # joined another process's creation: learn what it wrote, check again
                         meta, fresh = await self.tails.refresh(stream_id, slot), True
                         continue
+                # Without a fresh look at the metadata in this append, the incarnation this process knows
+                # may have been deleted by another process long ago, and Tansu accepts a produce to a
+                # deleted topic (it creates it again, where no reader looks): beside the produce, look
+                # whether the metadata topic changed (one ListOffsets; the view is read only if it did),
+                # and never answer from a dead incarnation
+                live = None if fresh else asyncio.ensure_future(self.tails.views.meta_if_changed())
                 try:
                     offset = await conn.io.produce(meta["topic"], value, headers=headers)
+                    won = await self.tails.settle(slot, meta["topic"], value, offset)
+                    if live is not None:
+                        current = (await live).get(stream_id)
+                        live = None
+                        if current is None or current["topic"] != meta["topic"]:
+                            # deleted (and maybe created again) by another process before this append:
+                            # what it wrote went with that incarnation, won or lost there (and what the
+                            # tail learnt there is void); check again against the stream as it is now
+                            meta, fresh = await self.tails.refresh(stream_id, slot), True
+                            continue
                 except BaseException:
                     slot.loaded = False  # the record may have been written: re-read the tail next time
-                    raise
-                try:
-                    won = await self.tails.settle(slot, meta["topic"], value, offset)
-                except BaseException:
-                    slot.loaded = False
+                    if live is not None:
+                        live.cancel()
+                        with contextlib.suppress(BaseException):
+                            await live
                     raise
                 if won:
                     n = len(events)
@@ -129,7 +152,13 @@ class Appender:
                         event_ids=tuple(e.event_id for e in events),
                         timestamp=events[0].timestamp,
                     )
-                # another process's record took this version first: ours is ignored by every reader
+                # another process's record took this version first: ours is ignored by every reader.
+                # The winner may be this very append (a client's retry after a lost reply, reaching a
+                # process whose tail predated the original): settling applied it to the window, so an
+                # identical retry is answered as one, never as a conflict
+                dup = check_duplicate(stream_id, events, stored(stream_id, slot, events))
+                if dup is not None:
+                    return dup
                 if expected not in (ExpectedVersion.ANY, ExpectedVersion.STREAM_EXISTS):
                     shown = expected.name if isinstance(expected, ExpectedVersion) else int(expected)
                     msg = (

@@ -85,6 +85,13 @@ def map_error(e: BaseException, what: str) -> BaseException:
     return ProviderError(f"Kafka error while {what}: {name}: {e}", operation=what)
 
 
+def record_size(value: bytes, headers: list[tuple[str, bytes]], key: bytes | None = None) -> int:
+    """The bytes one record takes in a produce request, headers included (what the producer checks)."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
+
+
 def _resolve(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
     if fut.done():
         return
@@ -364,6 +371,18 @@ class KafkaIO:
             if isinstance(e.__cause__, _TopicGoneError):
                 return [], start, True, start  # deleted meanwhile: nothing to read (that consumer is retired)
             raise
+
+    async def end_offset(self, topic: str) -> int:
+        """ListOffsets LATEST of partition 0: a LOWER BOUND of the log end on Tansu.
+
+        Tansu answers the base offset of the last record batch + 1 (STORES.md section 10), so the answer
+        is above an offset ``o`` read to a batch boundary exactly when a batch was written at or after
+        ``o``: enough to learn whether a topic changed, never where it ends. One round trip, no fetch wait.
+        """
+        from kafka import TopicPartition
+
+        tp = TopicPartition(topic, 0)
+        return await self._with_consumer(topic, f"listing the end of {topic}", lambda c: int(c.end_offsets([tp])[tp]))
 
     async def _with_consumer(self, topic: str, what: str, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(consumer, *args)`` in the pool with a pooled consumer.

@@ -83,7 +83,7 @@ class Streams:
             current = (await self.views.meta()).get(sid)
             if not created:
                 current = await self._await_create_record(sid, topic, current)
-            if current is None or current["topic"] != topic:
+            if current is None:  # never beside a live incarnation: its create record would supersede it
                 meta: dict[str, Any] = {
                     "op": "create",
                     "inc": inc,
@@ -103,6 +103,8 @@ class Streams:
                     slot.loaded = created  # a topic another process created may hold its appends already
                 return current, created
             if current is not None:  # another incarnation is live: the caller re-checks against it
+                if created:
+                    await self.conn.io.delete_topic(topic)  # nobody writes to it: no create record names it
                 return current, False
             # the incarnation was created and deleted meanwhile (its delete record is in): take the next one
             if created:
@@ -119,8 +121,8 @@ class Streams:
         deadline = monotonic() + self.conn.settings["request_timeout"]
         delay = 0.002
         while (current is None or current["topic"] != topic) and monotonic() < deadline:
-            if current is not None and int(current.get("inc", 0)) > int(naming.incarnation(topic) or 0):
-                break  # a later incarnation is live already
+            if current is not None:
+                break  # another incarnation is live: nobody writes a create record for this one
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
             current = (await self.views.meta()).get(sid)

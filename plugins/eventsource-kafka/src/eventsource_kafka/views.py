@@ -36,6 +36,17 @@ class Views:
             ns.meta_offset = max(ns.meta_offset, pos)
         return ns.meta
 
+    async def meta_if_changed(self) -> dict[str, dict[str, Any]]:
+        """:meth:`meta`, but reading the topic only when it holds records past the view (one ListOffsets when not).
+
+        The view always stops at a record-batch boundary, and another process's records are in batches
+        of their own, so a ListOffsets answer above the view's offset is exactly "something was written".
+        """
+        ns = self.conn.ns
+        if await self.conn.io.end_offset(self.conn.meta_topic) > ns.meta_offset:
+            return await self.meta()
+        return ns.meta
+
     async def snaps(self) -> dict[str, dict[int, int]]:
         """The offset of every snapshot by stream and version, brought up to the snapshot topic's high watermark."""
         ns = self.conn.ns

@@ -609,6 +609,15 @@ def test_a_reader_that_leaves_the_pipe_early_ends_the_run_quietly(tmp_path: Path
         assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, (argv, done.stderr)
 
 
+def _wait_until_reading_stdin(pid: int) -> None:
+    """Wait (bounded) until the process blocks in a pipe read: a loaded machine may take seconds to start it."""
+    wchan = Path(f"/proc/{pid}/wchan")
+    for _ in range(600):
+        if "pipe" in wchan.read_text():
+            return
+        time.sleep(0.05)
+
+
 def test_one_ctrl_c_while_waiting_for_stdin_exits_130(tmp_path: Path) -> None:
     """``eventsource append s E -`` waiting on a terminal: the first Ctrl-C stops it (it once took two)."""
     script, env = _console_script()
@@ -617,7 +626,7 @@ def test_one_ctrl_c_while_waiting_for_stdin_exits_130(tmp_path: Path) -> None:
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env, text=True,
     )  # fmt: skip
     try:
-        time.sleep(3)  # past start-up: blocked reading DATA-JSON from stdin, which stays open
+        _wait_until_reading_stdin(proc.pid)  # past start-up: blocked reading DATA-JSON from stdin, which stays open
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=15)

@@ -82,7 +82,11 @@ async def test_an_identical_retry_through_a_process_with_a_stale_tail_is_a_dupli
     assert "ok" in await a(op="append", stream="s", ids=ids(1), expected="NO_STREAM")
     assert (await b(op="info", stream="s"))["ok"]["version"] == 1  # b now knows version 1, and no more
     batch = ids(2)
-    assert (await a(op="append", stream="s", ids=batch, expected=1))["ok"] == {"first": 2, "last": 3, "duplicate": False}
+    assert (await a(op="append", stream="s", ids=batch, expected=1))["ok"] == {
+        "first": 2,
+        "last": 3,
+        "duplicate": False,
+    }
     retry = await b(op="append", stream="s", ids=batch, expected=1)
     assert retry.get("ok") == {"first": 2, "last": 3, "duplicate": True}, retry
     await reader.connect()

@@ -64,7 +64,7 @@ class Appender:
         self.tails = tails
         self.streams = streams
 
-    async def append(
+    async def append(  # noqa: C901, PLR0912, PLR0915 - every outcome of the version race in one place
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """Check idempotency and the expected version, produce one envelope record, and learn whether it won.
@@ -93,7 +93,9 @@ class Appender:
                 # a stream an earlier attempt of this very append created (its write then failed) still counts as new
                 created_by_this = meta is not None and slot.version == 0 and meta.get("creator") == events[0].event_id
                 try:
-                    check_expected(stream_id, expected, exists=meta is not None and not created_by_this, version=slot.version)
+                    check_expected(
+                        stream_id, expected, exists=meta is not None and not created_by_this, version=slot.version
+                    )
                 except ConcurrencyError:
                     if fresh:
                         raise

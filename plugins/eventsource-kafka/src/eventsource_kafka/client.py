@@ -1,16 +1,7 @@
 """The Kafka I/O layer of the provider.
 
 One producer whose futures are bridged to asyncio, a pool of assign-only consumers and one admin
-client, whose blocking calls run in the provider's thread pool.
-
-Every kafka-python error is mapped to a typed eventsource error in :func:`map_error` (one place).
-
-Reading a topic "to its end" means reading to the **Fetch high watermark**, never to ListOffsets'
-answer: on Tansu, ListOffsets LATEST is the base offset of the last batch + 1, which is too low after
-any multi-record batch (STORES.md §10). ListOffsets serves only as a check when a read starts while
-an older fetch may still answer (a poll that timed out with its fetch in flight): that answer's high
-watermark can predate newer writes, so a ListOffsets end above the position found means "read on".
-Pooled consumers never fetch ahead after returning records (:func:`_no_prefetch`), so this is rare.
+client, whose blocking calls run in the provider's thread pool. More in docs/internals/kafka.md.
 """
 
 from __future__ import annotations
@@ -419,12 +410,12 @@ class _TopicGoneError(Exception):
 
 
 def _tune_metadata(cluster: Any) -> None:
-    """Never auto-create topics, and refresh metadata without a 100 ms back-off.
+    """Never auto-create topics, and refresh metadata without the driver's default back-off.
 
     kafka-python 3.0.12 builds its ``ClusterMetadata`` without the client's ``allow_auto_create_topics``
     and ``retry_backoff_ms`` (STORES.md, kafka-python quirks), so a read of a deleted topic would
     re-create it with the broker's default partition count, and every newly assigned topic would wait
-    100 ms for its metadata. Both are set on the metadata object itself (a private attribute).
+    its default ``retry_backoff_ms`` for its metadata. Both are set on the metadata object itself (a private attribute).
     """
     cfg = getattr(cluster, "config", None)
     if isinstance(cfg, dict):
@@ -497,7 +488,7 @@ def _read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread poo
     return out
 
 
-def _read_loop(  # noqa: PLR0917
+def _read_loop(  # noqa: PLR0917, C901, PLR0912 - the fetch loop and its broker quirks, read top to bottom
     consumer: Any,
     tp: Any,
     state: Any,

@@ -1,22 +1,7 @@
 """Topic names: any stream id maps to a legal, collision-free Kafka topic name.
 
-Kafka topic names are at most 249 characters of ``[a-zA-Z0-9._-]``. A stream topic is named::
-
-    <prefix>.s.<readable>.<hash>.<incarnation>
-
-* ``readable``: the first 60 characters of the stream id with every character outside
-  ``[a-zA-Z0-9-]`` replaced by ``_`` (for people reading topic lists only);
-* ``hash``: 24 hex digits (96 bits) of SHA-256 over the exact stream id, so two different ids never
-  share a topic (``"a.b"`` and ``"a_b"`` have the same readable part but different hashes);
-* ``incarnation``: ``i<n>``, the stream's creation count (1 for the first creation, n + 1 after the
-  n-th incarnation was deleted), so a stream deleted and created again never writes into a topic
-  whose deletion a real cluster is still finishing, and every process derives the SAME name for a
-  new incarnation: two processes creating one stream at once race on ``create_topics``, which the
-  broker answers ``TOPIC_ALREADY_EXISTS`` for the second, so a stream never gets two topics.
-  (Topics written by older versions end in 8 random hex digits; they stay readable.)
-
-The exact stream id is kept in the stream-metadata topic (its record key) and in each record's
-``vx-stream`` header, so ``list_streams`` returns it exactly.
+Kafka topic names are at most 249 characters of ``[a-zA-Z0-9._-]``; the naming scheme and why it cannot
+collide are in docs/internals/kafka.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """The Kafka provider: the provider contract, each operation handed to the module that owns its role.
 
-One topic per incarnation of a stream holds one envelope record per append; ``<prefix>.meta`` and
-``<prefix>.snapshots`` are compacted topics read into in-process views (:mod:`~eventsource_kafka.views`).
-The first record carrying a stream's next version wins (:func:`records.accepts
-<eventsource_kafka.records.accepts>`), which takes the version check across processes without a lease.
-The roles: :mod:`~eventsource_kafka.connection` (I/O layer, lease, shared state,
-:mod:`~eventsource_kafka.state`), :mod:`~eventsource_kafka.tails` (a stream's tail, refreshed and
-settled), :mod:`~eventsource_kafka.append`, :mod:`~eventsource_kafka.reads`,
-:mod:`~eventsource_kafka.streams`, :mod:`~eventsource_kafka.retention` (markers; readers apply them
-through :mod:`~eventsource_kafka.markers`), :mod:`~eventsource_kafka.snapshots` and
-:mod:`~eventsource_kafka.monitoring`; settings and the URL in :mod:`~eventsource_kafka.settings`. The
-README describes the layout on the broker and how each guarantee is met.
+More in docs/internals/kafka.md.
 """
 
 from __future__ import annotations
@@ -138,7 +128,7 @@ class KafkaProvider(Provider):
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
-        """One envelope record per append; the first record carrying the next version wins (see :mod:`~eventsource_kafka.append`)."""
+        """One envelope record per append; the first record carrying the next version wins (:mod:`.append`)."""
         return await self._appender.append(stream_id, events, expected, stream)
 
     def read_stream_pages(

@@ -45,7 +45,7 @@ class Reader:
         """The stream's metadata record, the view brought up to date first."""
         return (await self.views.meta()).get(stream_id)
 
-    async def scan(
+    async def scan(  # noqa: C901 - one forward scan with its stop rules
         self, stream_id: str, meta: dict[str, Any], *, from_version: int = 1, first: asyncio.Future[Any] | None = None
     ) -> AsyncIterator[RecordedEvent]:
         """Visible events of a stream in version order (repeated records dropped), a fetch at a time.
@@ -58,7 +58,9 @@ class Reader:
         topic = meta["topic"]
         vis = Visibility(meta)
         offset, last = start(meta)
-        pending: asyncio.Future[Any] | None = first or asyncio.ensure_future(self.conn.io.read_page(topic, offset, one_fetch=True))
+        pending: asyncio.Future[Any] | None = first or asyncio.ensure_future(
+            self.conn.io.read_page(topic, offset, one_fetch=True)
+        )
         try:
             while pending is not None:
                 # ``end``: where the log ended when the first page was fetched; later pages stop there
@@ -128,7 +130,7 @@ class Reader:
         async for e in self._scan_backwards(stream_id, meta, from_version, to_version, page_size):
             yield e
 
-    async def _scan_backwards(
+    async def _scan_backwards(  # noqa: C901 - one backward scan with its stop rules
         self, stream_id: str, meta: dict[str, Any], from_version: int, to_version: int | None, page_size: int
     ) -> AsyncIterator[RecordedEvent]:
         """Visible events from the end, a page of records at a time.

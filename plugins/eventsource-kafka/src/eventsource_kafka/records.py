@@ -1,18 +1,7 @@
 """Binary layout of the records the provider writes.
 
 Event records (one per append, in the stream's topic) hold an envelope, so a batch of events is one
-Kafka record and is atomic on any broker::
-
-    b"VX1" | u32 big-endian length of H | H = JSON list of event rows | payload bytes
-
-Each row is ``[event_id, event_type, version, position, timestamp_us, encoding, data_len, meta_len,
-correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type]``; the payloads
-follow in row order (data then metadata). Record headers repeat what tools need without decoding:
-``vx-stream`` (exact stream id), ``vx-version`` (first version), ``vx-count``, and one
-``vx-event-id`` per event.
-
-Snapshot records use the same framing with one row: ``[snapshot_id, version, position, created_us,
-encoding, data_len, meta_len, aggregate_id, aggregate_type]``.
+Kafka record and is atomic on any broker:: More in docs/internals/kafka.md.
 """
 
 from __future__ import annotations

@@ -149,7 +149,9 @@ class Streams:
             if meta is None:
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
-            await self.views.put_meta(stream_id, {"op": "delete", "inc": int(meta.get("inc", 0)), "topic": meta["topic"]})
+            await self.views.put_meta(
+                stream_id, {"op": "delete", "inc": int(meta.get("inc", 0)), "topic": meta["topic"]}
+            )
             slot.reset(None)
             await self.conn.io.delete_topic(meta["topic"])
             await self.snapshots.delete_snapshots(stream_id, None)

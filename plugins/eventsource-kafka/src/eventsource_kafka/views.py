@@ -31,7 +31,9 @@ class Views:
             recs, pos, _ = await self.conn.io.read(self.conn.meta_topic, ns.meta_offset)
             for r in recs:
                 if r.offset >= ns.meta_offset:
-                    ns.apply_meta(r.key.decode("utf-8", "surrogatepass"), None if r.value is None else json.loads(r.value))
+                    ns.apply_meta(
+                        r.key.decode("utf-8", "surrogatepass"), None if r.value is None else json.loads(r.value)
+                    )
                     ns.meta_offset = r.offset + 1
             ns.meta_offset = max(ns.meta_offset, pos)
         return ns.meta

@@ -609,6 +609,11 @@ def test_a_reader_that_leaves_the_pipe_early_ends_the_run_quietly(tmp_path: Path
         assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, (argv, done.stderr)
 
 
+_DEFAULT_SIGINT_THEN_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def _wait_until_reading_stdin(pid: int) -> None:
     """Wait (bounded) until the process blocks in a pipe read: a loaded machine may take seconds to start it."""
     wchan = Path(f"/proc/{pid}/wchan")
@@ -622,7 +627,8 @@ def test_one_ctrl_c_while_waiting_for_stdin_exits_130(tmp_path: Path) -> None:
     """``eventsource append s E -`` waiting on a terminal: the first Ctrl-C stops it (it once took two)."""
     script, env = _console_script()
     proc = subprocess.Popen(
-        [script, "--store", "memory://", "append", "s", "E", "-"],
+        # a run started in the background passes SIGINT on ignored: the command gets the default back first
+        [sys.executable, "-c", _DEFAULT_SIGINT_THEN_EXEC, script, "--store", "memory://", "append", "s", "E", "-"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env, text=True,
     )  # fmt: skip
     try:

@@ -4,6 +4,7 @@ early exits and interrupts, with SQLite statements run inline in the caller's th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import subprocess
@@ -314,8 +315,11 @@ def test_a_real_ctrl_c_while_waiting_cancels_the_call_on_both_loop_modes(tmp_pat
     async def handler(stream_id: str, version: int) -> None:
         await asyncio.sleep(30)
 
+    # a shell that starts the run in the background ignores SIGINT for it: restore Python's own handler here
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
-    with SyncEventSourcingManager(cfg, host=HOST, snapshot_handler=handler) as es:
+    with contextlib.ExitStack() as restore, SyncEventSourcingManager(cfg, host=HOST, snapshot_handler=handler) as es:
+        restore.callback(signal.signal, signal.SIGINT, previous)
         if threaded:
             es._loop.go_threaded()
         timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))

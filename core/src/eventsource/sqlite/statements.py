@@ -108,7 +108,8 @@ SQL_STREAM_COUNT = (
 SQL_VERSION_AT = "SELECT stream_id, version FROM es_events WHERE position = ?"
 RETENTION_BATCH = 2000
 """Events one retention transaction deletes at most: writers get the lock between batches."""
-OLD_BATCH = "position IN (SELECT position FROM es_events WHERE timestamp < ? ORDER BY timestamp LIMIT ?)"
+# ordered by a unique key: each statement of a batch (count, uncount, delete) picks the same rows whatever its plan
+OLD_BATCH = "position IN (SELECT position FROM es_events WHERE timestamp < ? ORDER BY timestamp, position LIMIT ?)"
 OLD_BATCH_IN_STREAM = (
     "position IN (SELECT position FROM es_events WHERE stream_id = ? AND timestamp < ? ORDER BY version LIMIT ?)"
 )

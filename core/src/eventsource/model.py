@@ -256,6 +256,9 @@ class QueryPage:
     events: list[RecordedEvent]
     total_count: int | None
     total_exact: bool = True
+    held_back: bool = False
+    """More matches follow the page that the store does not hand out yet (a transaction that may commit an
+    event at a lower position is still running): the caller continues from the same cursor later."""
 
 
 CountMode = Literal["exact", "estimate", "none"]

@@ -419,7 +419,7 @@ class EventSourcingManager:
                 p, "query", lambda: p.query(flt, limit=req.limit, offset=req.offset, descending=descending)
             )
             rows = page.events
-            more = page.total_count is not None and req.offset + len(rows) < page.total_count
+            more = page.held_back or (page.total_count is not None and req.offset + len(rows) < page.total_count)
         else:  # no exact total to compare with: one more than the page says whether another follows
             page = await self._policy.run(
                 p,
@@ -427,7 +427,7 @@ class EventSourcingManager:
                 lambda: p.query(flt, limit=req.limit + 1, offset=req.offset, descending=descending, count=count),
             )
             rows = page.events[: req.limit]
-            more = len(page.events) > req.limit
+            more = page.held_back or len(page.events) > req.limit
         events = [self._codec.decode_event(r) for r in rows]
         return GetEventsResponse(
             events=events,
@@ -435,7 +435,7 @@ class EventSourcingManager:
             has_more=more,
             limit=req.limit,
             offset=req.offset,
-            next_cursor=rows[-1].position if more and rows else None,
+            next_cursor=(rows[-1].position if rows else cursor) if more else None,
             total_exact=page.total_exact and page.total_count is not None,
         )
 

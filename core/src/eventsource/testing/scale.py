@@ -163,15 +163,22 @@ class ScaleSuite(ProviderSuiteBase):
             await manager.append_events_batch(stream_id=s, events=[ev("Ranked") for _ in range(i + 1)])
         await manager.create_stream(stream_id=sid("empty"))
         st = (await manager.get_stats(top_streams=2))["under-test"]
-        assert st.events_by_stream == {streams[4]: 5, streams[3]: 4}
-        assert (st.total_streams, st.top_streams, st.total_events) == (6, 2, 15)
-        assert st.events_by_type == {"Ranked": 15}
+        assert (st.total_streams, st.top_streams) == (6, 2)
+        assert len(st.events_by_stream) <= 2
+        assert set(st.estimated) <= {"total_events", "events_by_type", "events_by_stream", "last_event_at"}
+        if "events_by_stream" not in st.estimated:  # a store names every figure it only estimates
+            assert st.events_by_stream == {streams[4]: 5, streams[3]: 4}
+        if "total_events" not in st.estimated:
+            assert st.total_events == 15
+        if "events_by_type" not in st.estimated:
+            assert st.events_by_type == {"Ranked": 15}
         direct = await provider.stats(top_streams=2)  # the store itself holds the bound, not only the manager
         assert len(direct.events_by_stream) <= 2
         assert direct.total_streams == 6
         assert (await manager.get_stats(top_streams=0))["under-test"].events_by_stream == {}
         everything = (await manager.get_stats(top_streams=2**63 - 1))["under-test"]
-        assert {k: n for k, n in everything.events_by_stream.items() if n} == {s: i + 1 for i, s in enumerate(streams)}
+        if "events_by_stream" not in everything.estimated:
+            assert {k: n for k, n in everything.events_by_stream.items() if n} == {s: i + 1 for i, s in enumerate(streams)}
         unbounded = (await manager.get_stats())["under-test"]
         assert unbounded.top_streams is None
         assert len(unbounded.events_by_stream) >= 5
@@ -203,5 +210,6 @@ class ScaleSuite(ProviderSuiteBase):
             assert st.events_by_type == recount
         if "total_events" not in st.estimated:
             assert st.total_events == sum(recount.values())
-        assert {k: n for k, n in st.events_by_stream.items() if n} == per_stream
+        if "events_by_stream" not in st.estimated:
+            assert {k: n for k, n in st.events_by_stream.items() if n} == per_stream
         assert st.total_streams == 2

@@ -1,8 +1,8 @@
 """Retention primitives: truncate a stream below a version, delete events older than a cutoff.
 
-Each is one deleting transaction (one stream under its advisory lock, or every stream), after which
-the touched streams rows are locked in id order and given exact ``event_count`` and
-``first_version``; versions never go down. A transaction the server aborted to break a deadlock kept
+Each deleting transaction (one stream under its advisory lock, or every stream; ``delete_events_before``
+in batches of at most :data:`BATCH` events) locks the touched streams rows in id order and gives them
+exact ``event_count`` and ``first_version``; versions never go down. A transaction the server aborted to break a deadlock kept
 nothing and is run again.
 """
 
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
     from eventsource_postgres.connection import Connection
     from eventsource_postgres.statements import Statements
+
+
+BATCH = 5000
+"""Events one retention transaction deletes at most."""
 
 
 class Retention:
@@ -73,19 +77,31 @@ class Retention:
         return await self._run("truncate_stream", run)
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
-        """``DELETE ... WHERE ts < cutoff`` (one stream under its lock, or all), fixing the streams rows."""
+        """``DELETE ... WHERE ts < cutoff``, oldest first, :data:`BATCH` events per transaction, fixing the streams rows.
+
+        Each batch commits on its own, so the streams rows (and, for one stream, its advisory lock) are held
+        only for one batch: writers wait at most one batch, never the whole run.
+        """
 
         async def one(conn: AsyncConnection[Any]) -> int:
             await conn.execute(self.sql.lock, [self.conn.lock(stream_id or "")])
-            rows = await self.conn.fetchall(conn, self.sql.delete_before_in, [stream_id, cutoff])
+            rows = await self.conn.fetchall(conn, self.sql.delete_before_in_batch, [stream_id, cutoff, BATCH])
             n = int(rows[0][0])
             await self._recount(conn, [(stream_id or "", n)] if n else [])
             return n
 
         async def every(conn: AsyncConnection[Any]) -> int:
-            rows = await self.conn.fetchall(conn, self.sql.delete_before_all, [cutoff])
+            old = await self.conn.fetchall(conn, self.sql.old_batch, [cutoff, BATCH])
+            if not old:
+                return 0
+            rows = await self.conn.fetchall(conn, self.sql.delete_positions, [[r[0] for r in old]])
             deleted = [(r[0], int(r[1])) for r in rows]
             await self._recount(conn, deleted)
             return sum(d[1] for d in deleted)
 
-        return await self._run("delete_events_before", one if stream_id is not None else every)
+        total = 0
+        while True:
+            n = await self._run("delete_events_before", one if stream_id is not None else every)
+            total += n
+            if n < BATCH:
+                return total

@@ -66,11 +66,14 @@ class Streams:
         rows = await self.conn.call("get_stream_info", lambda c: self.conn.fetchall(c, self.sql.stream_info, [stream_id]), retry=True)
         return StreamInfo(*rows[0]) if rows else None
 
-    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
-        """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total."""
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
+        """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total; ``after`` seeks the key."""
 
         async def run(conn: AsyncConnection[Any]) -> tuple[list[StreamInfo], int]:
-            rows = await self.conn.fetchall(conn, self.sql.list_streams, [limit, offset])
+            if after is None:
+                rows = await self.conn.fetchall(conn, self.sql.list_streams, [limit, offset])
+            else:
+                rows = await self.conn.fetchall(conn, self.sql.list_streams_after, [after, limit, offset])
             total = await self.conn.fetchall(conn, self.sql.count_streams, [])
             return [StreamInfo(*r) for r in rows], int(total[0][0])
 

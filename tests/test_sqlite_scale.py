@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 from eventsource.model import EventFilter, NewEvent
 from eventsource.sqlite import SqliteProvider
-from eventsource.sqlite.counts import FOLD_EVERY
+from eventsource.sqlite.counts import FOLD_EVERY, SQL_STREAM_TAIL, SQL_TAIL
 from eventsource.sqlite.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -142,5 +142,20 @@ async def test_each_filter_finds_its_page_through_an_index(tmp_path: Path, flt: 
             assert plans
             assert any(index in line for line in plans), plans
             assert not any(line.startswith("SCAN es_events") and "INDEX" not in line for line in plans), plans
+    finally:
+        await p.close()
+
+
+@pytest.mark.parametrize("sql", [SQL_TAIL, SQL_STREAM_TAIL])
+async def test_the_counts_tail_is_read_through_the_primary_key(tmp_path: Path, sql: str) -> None:
+    p = SqliteProvider(f"sqlite:///{tmp_path}/t.db")
+    await p.connect()
+    try:
+        for i in range(20):
+            await p.append(f"s{i}", [new() for _ in range(50)], 0)
+        await p._write("t", lambda db: db.execute("ANALYZE"))  # statistics that tempt the planner to an index
+        plan = await p._read("t", lambda db: db.execute("EXPLAIN QUERY PLAN " + sql, (990,)).fetchall())
+        assert any("PRIMARY KEY" in r[3] for r in plan), plan
+        assert not any(r[3].startswith("SCAN") for r in plan), plan
     finally:
         await p.close()

@@ -53,6 +53,7 @@ from eventsource.sqlite.schema import SCHEMA_VERSION, migrate
 from eventsource.sqlite.settings import SqliteSettings, path_from_url
 from eventsource.sqlite.statements import (
     _EVENT_COLS,
+    BATCH_SECONDS,
     MAX_VERSION,
     OLD_BATCH,
     OLD_BATCH_IN_STREAM,
@@ -80,7 +81,6 @@ from eventsource.sqlite.statements import (
     SQL_STREAM_INFO,
     SQL_STREAM_STATE,
     SQL_STREAM_TOP,
-    SQL_TOP_STREAMS,
     SQL_TRUNCATE,
     SQL_TRUNCATE_COUNT,
     SQL_VERSION_AT,
@@ -94,6 +94,20 @@ if TYPE_CHECKING:
     from eventsource.model import CountMode, EventFilter, Expected, NewEvent, RecordedSnapshot
 
 T = TypeVar("T")
+
+class _Batches:
+    """Retention batch sizes that keep each deleting transaction near :data:`BATCH_SECONDS` (adapted per run)."""
+
+    def __init__(self) -> None:
+        self.size = 64
+
+    def took(self, seconds: float) -> None:
+        """Halve the next batch after a slow one, double it after a quick one (within 8..RETENTION_BATCH)."""
+        if seconds > BATCH_SECONDS:
+            self.size = max(8, self.size // 2)
+        elif seconds < BATCH_SECONDS / 2:
+            self.size = min(RETENTION_BATCH, self.size * 2)
+
 
 class SqliteProvider(Provider):
     """The embedded default store: ``sqlite:///path.db``. See the module docstring for the guarantees."""
@@ -507,19 +521,17 @@ class SqliteProvider(Provider):
     # ------------------------------------------------------------------ retention
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
-        """Delete events with ``timestamp < cutoff``, oldest first, at most ``RETENTION_BATCH`` per transaction.
+        """Delete events with ``timestamp < cutoff``, oldest first, in short transactions (see :class:`_Batches`).
 
-        Each batch keeps each stream's version and the counts; writers take the lock between batches, so a
-        store of millions of events never stalls them for the whole run. A run cut short leaves the newer
-        old events for the next run (nothing is half-deleted).
+        Each batch keeps each stream's version and the counts; writers queued on the writer thread (or waiting
+        for the file's lock) go between batches, so a run over millions of events never stalls them for more
+        than one batch. A run cut short leaves the newer old events for the next run (nothing is half-deleted).
         """
         us = to_us(cutoff)
-        where, args = (OLD_BATCH, (us, RETENTION_BATCH)) if stream_id is None else (
-            OLD_BATCH_IN_STREAM,
-            (stream_id, us, RETENTION_BATCH),
-        )
+        sizes = _Batches()
 
-        def batch(db: sqlite3.Connection) -> int:
+        def batch(size: int, db: sqlite3.Connection) -> int:
+            where, args = (OLD_BATCH, (us, size)) if stream_id is None else (OLD_BATCH_IN_STREAM, (stream_id, us, size))
             by_stream = db.execute(
                 f"SELECT stream_id, COUNT(*) FROM es_events WHERE {where} GROUP BY stream_id",  # noqa: S608 - constant fragment
                 args,
@@ -531,15 +543,19 @@ class SqliteProvider(Provider):
 
         total = 0
         while True:
-            n = await self._write("delete_events_before", lambda db: self._tx(db, batch))
+            size = sizes.size
+            start = time.perf_counter()
+            n = await self._write("delete_events_before", lambda db, size=size: self._tx(db, partial(batch, size)))
+            sizes.took(time.perf_counter() - start)
             total += n
-            if n < RETENTION_BATCH:
+            if n < size:
                 return total
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """Delete the stream's events below ``before_version``, lowest first, ``RETENTION_BATCH`` per transaction."""
+        """Delete the stream's events below ``before_version``, lowest first, in short transactions."""
+        sizes = _Batches()
 
-        def batch(db: sqlite3.Connection) -> tuple[int, bool]:
+        def batch(size: int, db: sqlite3.Connection) -> tuple[int, bool]:
             """Delete the next versions; how many, and whether that was the last batch."""
             if db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone() is None:
                 msg = f"stream {stream_id!r} does not exist"
@@ -547,7 +563,7 @@ class SqliteProvider(Provider):
             low = db.execute(SQL_LOWEST_VERSION, (stream_id,)).fetchone()[0]
             if low is None or low >= before_version:
                 return 0, True
-            upto = min(before_version, low + RETENTION_BATCH)
+            upto = min(before_version, low + size)
             n: int = db.execute(SQL_TRUNCATE_COUNT, (stream_id, upto)).fetchone()[0]
             if n:
                 self._keep_floor(db, stream_id, n)
@@ -557,7 +573,10 @@ class SqliteProvider(Provider):
 
         total, done = 0, False
         while not done:
-            n, done = await self._write("truncate_stream", lambda db: self._tx(db, batch))
+            size = sizes.size
+            start = time.perf_counter()
+            n, done = await self._write("truncate_stream", lambda db, size=size: self._tx(db, partial(batch, size)))
+            sizes.took(time.perf_counter() - start)
             total += n
         return total
 
@@ -578,8 +597,8 @@ class SqliteProvider(Provider):
     async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
         """Counts kept in the file (see :mod:`eventsource.sqlite.counts`), read in one transaction: all exact.
 
-        Totals by type never scan events; ``events_by_stream`` and the stream total read one row and one
-        index entry per stream (``top_streams`` sorts them and keeps that many).
+        Totals by type and the ``top_streams`` read the counts and the tail; the stream total counts the stream
+        rows, and without ``top_streams`` every stream is listed (one row and one index probe each).
         """
         if await self._read("stats", counts.tail_size) > 4 * counts.FOLD_EVERY:  # another process appended
             await self._write("stats", lambda db: self._tx(db, counts.fold))
@@ -591,7 +610,7 @@ class SqliteProvider(Provider):
             if top_streams is None:
                 by_stream = dict(db.execute(SQL_EVENTS_BY_STREAM).fetchall())
             else:
-                by_stream = dict(db.execute(SQL_TOP_STREAMS, (min(top_streams, MAX_VERSION),)).fetchall())
+                by_stream = counts.top_streams(db, min(top_streams, MAX_VERSION))
             last = db.execute("SELECT timestamp FROM es_events ORDER BY position DESC LIMIT 1").fetchone()
             page_count = db.execute("PRAGMA page_count").fetchone()[0]
             page_size = db.execute("PRAGMA page_size").fetchone()[0]

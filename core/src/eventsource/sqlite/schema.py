@@ -62,7 +62,7 @@ _SCHEMA_V1 = (
         PRIMARY KEY (stream_id, version)
     )""",
 )
-# Version 2 (issue #17) only adds. Counts by type that stats read instead of scanning events: they cover the
+# Version 2 (issue #17) only adds. Counts by type and stream that stats read instead of scanning: they cover the
 # events up to the position in es_counted (a single row), and whatever lies above it is counted from the
 # primary key on each read, so an append pays nothing; the provider folds that tail into the counts now and
 # then (see eventsource.sqlite.counts), and every delete takes what it removes at or below the position off the
@@ -71,7 +71,10 @@ _SCHEMA_V1 = (
 _SCHEMA_V2 = (
     "CREATE TABLE IF NOT EXISTS es_type_counts (event_type TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS es_counted (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS es_stream_counts (stream_id TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS es_stream_counts_n ON es_stream_counts (n)",
     "INSERT INTO es_type_counts (event_type, n) SELECT event_type, COUNT(*) FROM es_events GROUP BY event_type",
+    "INSERT INTO es_stream_counts (stream_id, n) SELECT stream_id, COUNT(*) FROM es_events GROUP BY stream_id",
     "INSERT INTO es_counted (id, position) SELECT 1, IFNULL(MAX(position), 0) FROM es_events",
     "CREATE INDEX IF NOT EXISTS es_events_type_position ON es_events (event_type, position)",
     "CREATE INDEX IF NOT EXISTS es_events_tenant ON es_events (tenant_id, position) WHERE tenant_id IS NOT NULL",

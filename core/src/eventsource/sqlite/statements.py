@@ -100,7 +100,6 @@ SQL_DELETE_OLD_IN_STREAM = "DELETE FROM es_events WHERE timestamp < ? AND stream
 SQL_LIST_STREAMS_AFTER = (
     f"SELECT {_STREAM_COLS} FROM es_streams AS s WHERE s.stream_id > ? ORDER BY s.stream_id LIMIT ? OFFSET ?"  # noqa: S608
 )
-SQL_TOP_STREAMS = SQL_EVENTS_BY_STREAM + " ORDER BY 2 DESC LIMIT ?"
 SQL_STREAM_COUNT = (
     "SELECT MAX(version_floor, IFNULL((SELECT MAX(version) FROM es_events WHERE stream_id = ?), 0)) - deleted_count "
     "FROM es_streams WHERE stream_id = ?"
@@ -108,6 +107,8 @@ SQL_STREAM_COUNT = (
 SQL_VERSION_AT = "SELECT stream_id, version FROM es_events WHERE position = ?"
 RETENTION_BATCH = 2000
 """Events one retention transaction deletes at most: writers get the lock between batches."""
+BATCH_SECONDS = 0.002
+"""How long one retention transaction should hold the write lock (batch sizes adapt to it)."""
 # ordered by a unique key: each statement of a batch (count, uncount, delete) picks the same rows whatever its plan
 OLD_BATCH = "position IN (SELECT position FROM es_events WHERE timestamp < ? ORDER BY timestamp, position LIMIT ?)"
 OLD_BATCH_IN_STREAM = (

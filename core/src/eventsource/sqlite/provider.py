@@ -545,7 +545,7 @@ class SqliteProvider(Provider):
         while True:
             size = sizes.size
             start = time.perf_counter()
-            n = await self._write("delete_events_before", lambda db, size=size: self._tx(db, partial(batch, size)))
+            n = await self._write("delete_events_before", partial(self._tx, body=partial(batch, size)))
             sizes.took(time.perf_counter() - start)
             total += n
             if n < size:
@@ -575,7 +575,7 @@ class SqliteProvider(Provider):
         while not done:
             size = sizes.size
             start = time.perf_counter()
-            n, done = await self._write("truncate_stream", lambda db, size=size: self._tx(db, partial(batch, size)))
+            n, done = await self._write("truncate_stream", partial(self._tx, body=partial(batch, size)))
             sizes.took(time.perf_counter() - start)
             total += n
         return total

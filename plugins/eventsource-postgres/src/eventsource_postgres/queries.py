@@ -76,9 +76,13 @@ class Queries:
             cond = " AND ".join(page_where) if page_where else "TRUE"
             guarded = cursor is not None and flt.stream_id is None and not descending
             horizon = f" AND position < ({self.sql.horizon})" if guarded else ""
+            # a first page from a start time: read the matches through the ts index and sort them; left alone the
+            # planner walks the primary key in order and reads every event before the range to find the first ten
+            # (with a cursor that walk starts at the cursor, next to the matches, and is the cheap plan)
+            key = f"({order} + 0)" if flt.stream_id is None and flt.from_timestamp and cursor is None else order
             page_q = (
                 f"SELECT {EVENT_COLS} FROM {self.sql.events} WHERE {cond}{horizon} "  # noqa: S608 - fixed clauses, values bound
-                f"ORDER BY {order} {direction} LIMIT %s OFFSET %s"
+                f"ORDER BY {key} {direction} LIMIT %s OFFSET %s"
             )
             rows = await self.conn.fetchall(conn, page_q, [*page_params, limit, offset]) if limit > 0 else []
             held = False

@@ -7,7 +7,8 @@ streams, five event types, 100 tenants, one event a second; they are cached betw
 warm-up then the median of ``--rounds``. Retention runs on a store of its own (it deletes): a writer appends one
 event at a time for a few seconds alone, then again while ``delete_events_before`` removes the oldest 20%, and
 the two p99 latencies are compared. Usage: ``python benchmarks/scale.py --store sqlite --big 10000000``; the
-JSON goes to ``benchmarks/report/scale-<store>-<big>.json``.
+JSON goes to ``benchmarks/report/scale/<store>-<big>.json`` (apart from the harness reports that
+render.py reads).
 """
 
 from __future__ import annotations
@@ -219,7 +220,8 @@ async def main() -> None:
         }
         print(f"  retention: {out['retention']}", flush=True)
         await m.close()
-    report = Path(__file__).parent / "report" / f"scale-{a.store}-{a.big}.json"
+    report = Path(__file__).parent / "report" / "scale" / f"{a.store}-{a.big}.json"
+    report.parent.mkdir(exist_ok=True)
     report.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {report}")
 

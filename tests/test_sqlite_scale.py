@@ -3,7 +3,9 @@ across instances, and query plans that find every filter's page through an index
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -157,5 +159,48 @@ async def test_the_counts_tail_is_read_through_the_primary_key(tmp_path: Path, s
         plan = await p._read("t", lambda db: db.execute("EXPLAIN QUERY PLAN " + sql, (990,)).fetchall())
         assert any("PRIMARY KEY" in r[3] for r in plan), plan
         assert not any(r[3].startswith("SCAN") for r in plan), plan
+    finally:
+        await p.close()
+
+
+async def test_counts_stay_exact_when_a_retention_run_is_killed_midway(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    for i in range(40):
+        await p.append(f"s{i}", [new("A" if j % 2 else "B", days=j % 30) for j in range(500)], 0)
+    await p.close()
+    script = (
+        "import asyncio, sys\n"
+        "from datetime import UTC, datetime\n"
+        "from eventsource.sqlite import SqliteProvider\n"
+        "async def main():\n"
+        f"    p = SqliteProvider({f'sqlite:///{path}'!r})\n"
+        "    await p.connect()\n"
+        "    print('go', flush=True)\n"
+        "    await p.delete_events_before(datetime(2100, 1, 1, tzinfo=UTC))\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"go"
+    while True:  # kill it once some batches have committed, whatever batch it is in then
+        raw = sqlite3.connect(path)
+        left = raw.execute("SELECT COUNT(*) FROM es_events").fetchone()[0]
+        raw.close()
+        if left < 20_000:
+            break
+        await asyncio.sleep(0.005)
+    proc.kill()
+    await proc.wait()
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    try:
+        await assert_exact(p)
+        for i in range(40):
+            info = await p.get_stream_info(f"s{i}")
+            assert info is not None
+            assert info.version == 500
+            assert info.event_count == len([e async for e in p.read_stream(f"s{i}")])
     finally:
         await p.close()

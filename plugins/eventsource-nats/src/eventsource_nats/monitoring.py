@@ -19,6 +19,7 @@ from eventsource.model import HealthStatus, ProviderStats
 
 from eventsource_nats.errors import map_error
 from eventsource_nats.naming import stream_token
+from eventsource_nats.records import message_versions
 
 if TYPE_CHECKING:
     from eventsource_nats.connection import Connection
@@ -96,10 +97,10 @@ class Monitor:
 
         Read: the stream info with a ``subjects_filter`` (messages per subject) and the KV keys.
         The candidates for the top streams are the subjects with the most messages; each candidate's event
-        count is then exact (its info record and last message). Where a message can hold several events
-        (batches as envelopes) or an event can be hidden, message counts rank the streams and make the total
-        an estimate; events by type are not kept by the store (empty, named estimated); the last event time
-        is the server's time of the last message.
+        count is then exact (its info record and its last message's headers). Where a message can hold several
+        events (batches as envelopes) or an event can be hidden, message counts rank the streams, and the total
+        is the message count scaled by the candidates' events per message: an estimate. Events by type are not
+        kept by the store (empty, named estimated); the last event time is the server's time of the last message.
         """
         conn = self.conn
         n = conn.names
@@ -112,16 +113,18 @@ class Monitor:
         ranked = heapq.nlargest(min(top, len(subjects)), subjects.items(), key=operator.itemgetter(1))
         by_token = {stream_token(i): i for i in ids}
         chosen = [by_token[n.token_of_subject(s)] for s, _ in ranked if n.token_of_subject(s) in by_token]
-        infos = await asyncio.gather(*(self.streams.stream_info(i) for i in chosen))
-        by_stream = {i.stream_id: i.event_count for i in infos if i is not None}
-        by_stream = dict(heapq.nlargest(top, by_stream.items(), key=operator.itemgetter(1)))
+        exact = await asyncio.gather(*(self._event_count(i) for i in chosen))
+        by_stream = dict(heapq.nlargest(top, zip(chosen, exact, strict=True), key=operator.itemgetter(1)))
+        # events per message among the streams counted exactly (1 unless batches are envelopes) scales the total
+        messages = sum(int(c) for _, c in ranked)
+        per_message = sum(exact) / messages if messages else 1.0
         estimated = ("total_events", "events_by_type", "last_event_at")
         if not conn.atomic:
             estimated = (*estimated, "events_by_stream")
         last_ts = (state.get("state") or {}).get("last_ts")
         last_at = _server_time(last_ts) if last_ts and subjects else None
         return ProviderStats(
-            total_events=sum(int(c) for c in subjects.values()),
+            total_events=round(sum(int(c) for c in subjects.values()) * per_message),
             total_streams=len(ids),
             total_snapshots=len(snaps),
             events_by_type={},
@@ -134,6 +137,15 @@ class Monitor:
             top_streams=top,
             estimated=estimated,
         )
+
+    async def _event_count(self, stream_id: str) -> int:
+        """A stream's exact event count from its info record and its last message's headers (nothing decoded)."""
+        conn = self.conn
+        token = stream_token(stream_id)
+        (info, _), last = await asyncio.gather(conn.info_get(token), conn.last_msg(conn.names.subject(token)))
+        info = info or {}
+        version = message_versions(last.headers)[1] if last is not None else int(info.get("known_version", 0))
+        return version - int(info.get("removed", 0))
 
     def durability_warnings(self, stream_config: dict[str, Any], cluster: dict[str, Any] | None) -> list[str]:
         """Settings under which an acknowledged event can be lost."""

@@ -56,3 +56,15 @@ async def test_bounded_stats_and_batched_retention_stay_exact(make_provider: Cal
     assert st.events_by_type == {"T": 19500}
     info = await m.get_stream_info("s0")
     assert (info.version, info.event_count, info.first_version) == (6000, 500, 5501)
+
+
+async def test_truncate_in_batches_keeps_the_stream_exact(make_provider: Callable[..., Any]) -> None:
+    p = await make_provider()
+    m = await manager_on(p)
+    for _ in range(12):
+        await m.append_events_batch(stream_id="long", events=[EventData("T", {}) for _ in range(1000)])
+    assert await p.truncate_stream("long", 11_001) == 11_000  # three transactions of at most 5000 versions
+    info = await m.get_stream_info("long")
+    assert (info.version, info.event_count, info.first_version) == (12_000, 1000, 11_001)
+    assert await p.truncate_stream("long", 11_001) == 0
+    assert await p.truncate_stream("long", 5) == 0

@@ -61,20 +61,33 @@ class Retention:
         await conn.execute(self.sql.recount, [ids, [d[1] for d in deleted]])
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """``DELETE ... WHERE version < before_version`` under the stream's lock; versions stay as they are."""
+        """``DELETE ... WHERE version < before_version``, :data:`BATCH` versions per transaction under the stream's lock.
+
+        Versions stay as they are; the stream's writers wait at most one batch.
+        """
+        upto = 0
 
         async def run(conn: AsyncConnection[Any]) -> int:
+            nonlocal upto
             await conn.execute(self.sql.lock, [self.conn.lock(stream_id)])
             cur = await conn.execute(self.sql.stream_info, [stream_id])
             if await cur.fetchone() is None:
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
-            rows = await self.conn.fetchall(conn, self.sql.truncate, [stream_id, before_version])
+            low = (await self.conn.fetchall(conn, self.sql.lowest_version, [stream_id]))[0][0]
+            if low is None or low >= before_version:
+                upto = before_version
+                return 0
+            upto = min(before_version, int(low) + BATCH)
+            rows = await self.conn.fetchall(conn, self.sql.truncate, [stream_id, upto])
             n = int(rows[0][0])
             await self._recount(conn, [(stream_id, n)] if n else [])
             return n
 
-        return await self._run("truncate_stream", run)
+        total = 0
+        while upto < before_version:
+            total += await self._run("truncate_stream", run)
+        return total
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """``DELETE ... WHERE ts < cutoff``, oldest first, :data:`BATCH` events per transaction, fixing the streams rows.

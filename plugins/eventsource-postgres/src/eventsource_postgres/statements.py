@@ -194,6 +194,7 @@ class Statements:
             f"WITH d AS (DELETE FROM {n.events} WHERE position IN (SELECT position FROM {n.events} "  # noqa: S608
             "WHERE stream_id = %s AND ts < %s ORDER BY version LIMIT %s) RETURNING 1) SELECT count(*) FROM d"
         )
+        self.lowest_version = f"SELECT min(version) FROM {n.events} WHERE stream_id = %s"  # noqa: S608
         self.delete_positions = (
             f"WITH d AS (DELETE FROM {n.events} WHERE position = ANY (%s::bigint[]) RETURNING stream_id) "  # noqa: S608
             "SELECT stream_id, count(*) FROM d GROUP BY stream_id ORDER BY stream_id"

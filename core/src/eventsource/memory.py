@@ -22,7 +22,7 @@ from eventsource.model import (
     StreamInfo,
     utcnow,
 )
-from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot
+from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, top_of
 from eventsource.subscriptions.signal import ChangeSignal
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class _Store:
     snapshots: dict[str, list[NewSnapshot]] = field(default_factory=dict)
     next_position: int = 1
     changes: ChangeSignal = field(default_factory=ChangeSignal)  # bumped after each append (live subscriptions)
+    by_type: dict[str, int] = field(default_factory=dict)  # kept by every append and delete: stats never scan
+    payload_bytes: int = 0
 
 
 _NAMED: dict[str, _Store] = {}
@@ -120,6 +122,7 @@ class MemoryProvider(Provider):
     def _remove(self, events: Sequence[RecordedEvent]) -> None:
         if not events:
             return
+        self._count(events, -1)
         gone = {e.event_id for e in events}
         for eid in gone:
             self._by_id.pop(eid, None)
@@ -130,10 +133,22 @@ class MemoryProvider(Provider):
         s = self._streams.get(stream_id)
         return s.info if s else None
 
-    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
-        """Streams ordered by id."""
+    def _count(self, events: Sequence[RecordedEvent], sign: int) -> None:
+        """Keep the per-type counts and payload bytes that :meth:`stats` reports."""
+        by_type = self._store.by_type
+        for e in events:
+            n = by_type.get(e.event_type, 0) + sign
+            if n:
+                by_type[e.event_type] = n
+            else:
+                del by_type[e.event_type]
+            self._store.payload_bytes += sign * (len(e.data) + len(e.metadata))
+
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
+        """Streams ordered by id (sorted per call), from the first id above ``after``."""
         ids = sorted(self._streams)
-        return [self._streams[i].info for i in ids[offset : offset + limit]], len(ids)
+        start = offset if after is None else bisect.bisect_right(ids, after) + offset
+        return [self._streams[i].info for i in ids[start : start + limit]], len(ids)
 
     # ------------------------------------------------------------------ events
 
@@ -161,6 +176,7 @@ class MemoryProvider(Provider):
             recorded.append(rec)
         s.events.extend(recorded)
         self._log.extend(recorded)
+        self._count(recorded, 1)
         for rec in recorded:
             self._by_id[rec.event_id] = rec
         s.info = replace(
@@ -302,21 +318,19 @@ class MemoryProvider(Provider):
 
     # ------------------------------------------------------------------ monitoring
 
-    async def stats(self) -> ProviderStats:
-        """Counts computed from the dictionaries."""
-        by_type: dict[str, int] = {}
-        for e in self._log:
-            by_type[e.event_type] = by_type.get(e.event_type, 0) + 1
+    async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
+        """Counts kept by appends and deletes; ``events_by_stream`` cut to ``top_streams``."""
         return ProviderStats(
             total_events=len(self._log),
             total_streams=len(self._streams),
             total_snapshots=sum(len(v) for v in self._snapshots.values()),
-            events_by_type=by_type,
-            events_by_stream={k: s.info.event_count for k, s in self._streams.items()},
-            storage_size=sum(e.data.__len__() + e.metadata.__len__() for e in self._log),
+            events_by_type=dict(self._store.by_type),
+            events_by_stream=top_of({k: s.info.event_count for k, s in self._streams.items()}, top_streams),
+            storage_size=self._store.payload_bytes,
             last_event_at=self._log[-1].timestamp if self._log else None,
             uptime_seconds=monotonic() - self._started,
             provider=self.name,
+            top_streams=top_streams,
         )
 
     async def health(self) -> HealthStatus:

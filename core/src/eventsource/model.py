@@ -219,11 +219,17 @@ class EventFilter:
     correlation_id: str | None = None
     aggregate_id: str | None = None
     aggregate_type: str | None = None
+    after_position: int | None = None
+    """Keyset cursor of an ascending page: only events with ``position > after_position``."""
+    before_position: int | None = None
+    """Keyset cursor of a descending page: only events with ``position < before_position``."""
 
     def matches(self, ev: RecordedEvent) -> bool:
         """Whether ``ev`` passes every filter (the reference semantics providers must match)."""
         return (
             (self.stream_id is None or ev.stream_id == self.stream_id)
+            and (self.after_position is None or ev.position > self.after_position)
+            and (self.before_position is None or ev.position < self.before_position)
             and (self.event_types is None or ev.event_type in self.event_types)
             and (self.from_version is None or ev.version >= self.from_version)
             and (self.to_version is None or ev.version <= self.to_version)
@@ -238,10 +244,24 @@ class EventFilter:
 
 @dataclass(frozen=True, slots=True)
 class QueryPage:
-    """One page of ``query`` results plus the total number of matches."""
+    """One page of ``query`` results plus the total number of matches.
+
+    ``total_count`` is exact unless ``total_exact`` is ``False`` (an estimate, asked for with ``count="estimate"``);
+    ``None`` when the caller asked for no count (``count="none"``).
+    """
 
     events: list[RecordedEvent]
-    total_count: int
+    total_count: int | None
+    total_exact: bool = True
+    held_back: bool = False
+    """More matches follow the page that the store does not hand out yet (a transaction that may commit an
+    event at a lower position is still running): the caller continues from the same cursor later."""
+
+
+CountMode = Literal["exact", "estimate", "none"]
+"""How ``get_events`` counts matches: ``"exact"`` (the seed's promise; its cost grows with the matches),
+``"estimate"`` (exact where the store can count cheaply, else the planner's estimate), ``"none"`` (no count)."""
+COUNT_MODES: tuple[str, ...] = ("exact", "estimate", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +278,11 @@ class ProviderStats:
     uptime_seconds: float
     provider: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    top_streams: int | None = None
+    """The bound asked for: ``events_by_stream`` then holds at most this many streams, those with the most
+    events (``None``: every stream). ``total_streams`` stays the exact number of streams."""
+    estimated: tuple[str, ...] = ()
+    """Names of the figures above that are estimates on this store (every other one is exact)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +451,8 @@ class GetEventsRequest:
     offset: int = 0
     sort_order: SortOrder | Literal["asc", "desc"] = SortOrder.ASC
     provider: str | None = None
+    after_position: int | None = None
+    count: CountMode = "exact"
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,10 +460,14 @@ class GetEventsResponse:
     """A page of events, the total number of matches and whether more follow."""
 
     events: list[Event]
-    total_count: int
+    total_count: int | None
     has_more: bool
     limit: int
     offset: int
+    next_cursor: int | None = None
+    """Pass as ``after_position`` (same filters and sort order) for the next page; ``None`` on the last page."""
+    total_exact: bool = True
+    """Whether ``total_count`` is exact (``False``: an estimate; ``total_count`` is ``None`` for ``count="none"``)."""
 
 
 @dataclass(slots=True)
@@ -469,6 +500,8 @@ class ListStreamsResponse:
     streams: list[StreamInfo]
     total_count: int
     has_more: bool
+    next_cursor: str | None = None
+    """Pass as ``after`` for the next page; ``None`` on the last page."""
 
 
 def positional_constructor(cls: type[T]) -> Callable[..., T]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
+import operator
 import threading
 from abc import ABC, abstractmethod
 from contextvars import ContextVar
@@ -28,6 +30,7 @@ from eventsource.errors import (
 )
 from eventsource.model import (
     AppendResult,
+    CountMode,
     EventFilter,
     Expected,
     ExpectedVersion,
@@ -323,8 +326,12 @@ class Provider(ABC):
         """Exact info, or ``None`` if the stream does not exist."""
 
     @abstractmethod
-    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
-        """A page of streams ordered by stream id, and the total number of streams."""
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
+        """A page of streams ordered by stream id, and the total number of streams.
+
+        ``after`` is a keyset cursor: only streams whose id sorts after it (code point order), then ``offset``.
+        A store reaches the first stream after it through an index or its own order, whatever its depth.
+        """
 
     # ------------------------------------------------------------------ events
 
@@ -408,18 +415,23 @@ class Provider(ABC):
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """The event with that id (optionally known to be in ``stream_id``), or ``None``."""
 
-    async def query(self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False) -> QueryPage:
-        """A page of events matching ``flt`` and the total number of matches.
+    async def query(
+        self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False, count: CountMode = "exact"
+    ) -> QueryPage:
+        """A page of events matching ``flt`` and the total number of matches (as ``count`` asks).
 
-        The default filters a scan (``read_stream`` for one stream, else ``read_all``) in O(limit+offset)
-        memory; stores override it to push the filters down.
+        ``flt.after_position`` / ``flt.before_position`` are the keyset cursor (ascending / descending).
+        ``count="none"`` may return ``total_count=None``; ``"estimate"`` may return an estimate with
+        ``total_exact=False``; an exact count is always a valid answer. The manager passes ``count`` only
+        when it is not ``"exact"``. The default filters a scan (``read_stream`` for one stream, else
+        ``read_all`` from the cursor) in O(limit+offset) memory; stores override it to push the filters down.
         """
         if flt.stream_id is not None:
             source = self.read_stream(
                 flt.stream_id, from_version=max(1, flt.from_version or 1), to_version=flt.to_version
             )
         else:
-            source = self.read_all()
+            source = self.read_all(from_position=flt.after_position + 1 if flt.after_position is not None else 0)
         total = 0
         window: collections.deque[RecordedEvent] = collections.deque(maxlen=limit + offset if descending else None)
         async for ev in source:
@@ -428,8 +440,10 @@ class Provider(ABC):
             total += 1
             if descending or offset < total <= offset + limit:
                 window.append(ev)
+            if count == "none" and not descending and total >= offset + limit:
+                break
         page = list(reversed(window))[offset : offset + limit] if descending else list(window)
-        return QueryPage(events=page, total_count=total)
+        return QueryPage(events=page, total_count=None if count == "none" else total)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -467,8 +481,13 @@ class Provider(ABC):
     # ------------------------------------------------------------------ monitoring
 
     @abstractmethod
-    async def stats(self) -> ProviderStats:
-        """Store-wide statistics."""
+    async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
+        """Store-wide statistics; with ``top_streams``, ``events_by_stream`` holds only that many streams.
+
+        Those are the streams with the most events (ties in any order); ``total_streams`` stays exact and the
+        result names the bound in ``ProviderStats.top_streams`` and any estimated figure in ``estimated``.
+        The manager passes ``top_streams`` only when the caller gives one.
+        """
 
     @abstractmethod
     async def health(self) -> HealthStatus:
@@ -510,3 +529,10 @@ async def records_of(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) ->
         if aclose is not None:
             await aclose()
 
+
+
+def top_of(counts: Mapping[str, int], top: int | None) -> dict[str, int]:
+    """``counts`` cut to the ``top`` largest (all when ``top`` is ``None``): ``events_by_stream`` under a bound."""
+    if top is None or len(counts) <= top:
+        return dict(counts)
+    return dict(heapq.nlargest(top, counts.items(), key=operator.itemgetter(1)))

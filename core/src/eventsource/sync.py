@@ -311,9 +311,14 @@ class SyncEventSourcingManager:
         """
         return self._loop.call(self._manager.get_snapshot(stream_id, max_version=max_version, provider=provider))
 
-    def get_stats(self) -> dict[str, ProviderStats]:
-        """Statistics of every provider, by name, with this manager's :meth:`metrics` in ``extra["manager"]``."""
-        return self._loop.call(self._manager.get_stats())
+    def get_stats(self, *, top_streams: int | None = None) -> dict[str, ProviderStats]:
+        """Statistics of every provider, by name, with this manager's :meth:`metrics` in ``extra["manager"]``.
+
+        ``top_streams`` bounds ``events_by_stream`` to the streams with the most events (``total_streams``
+        stays exact); without it every stream is listed, as the seed did, at a cost that grows with the
+        number of streams. Which figures are estimates on a store is named in ``ProviderStats.estimated``.
+        """
+        return self._loop.call(self._manager.get_stats(top_streams=top_streams))
 
     def get_stream_info(self, stream_id: str, *, provider: str | None = None) -> StreamInfo:
         """Exact info of one stream."""
@@ -331,9 +336,19 @@ class SyncEventSourcingManager:
         """Names of registered providers."""
         return self._manager.list_providers()
 
-    def list_streams(self, *, limit: int = 100, offset: int = 0, provider: str | None = None) -> ListStreamsResponse:
-        """A page of streams ordered by id."""
-        return self._loop.call(self._manager.list_streams(limit=limit, offset=offset, provider=provider))
+    def list_streams(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        provider: str | None = None,
+        after: str | None = None,
+    ) -> ListStreamsResponse:
+        """A page of streams ordered by id; ``after`` (a stream id, e.g. the last ``next_cursor``) continues after it.
+
+        ``offset`` skips streams one by one (its cost grows with it); ``after`` goes straight to the page.
+        """
+        return self._loop.call(self._manager.list_streams(limit=limit, offset=offset, provider=provider, after=after))
 
     def metrics(self, provider: str | None = None) -> dict[str, dict[str, Any]]:
         """Counters and latency percentiles kept by this manager, by provider name then operation.

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 from eventsource.errors import ConfigurationError
+from eventsource.model import NewEvent, utcnow
 from eventsource_postgres import PostgresProvider
 from eventsource_postgres.schema import LATEST, MIGRATIONS, Names, migrate
 
@@ -90,15 +91,42 @@ async def test_migrate_is_idempotent_and_upgrades_from_an_older_version(
     assert await migrate(admin, n) == []
     # an older store: undo the last migration and forget it was applied
     await admin.execute(
+        f'DROP INDEX "{schema}"."events_type", "{schema}"."events_aggregate", "{schema}"."events_aggregate_type"'
+    )
+    await admin.execute(
         f'DROP INDEX "{schema}"."events_ts", "{schema}"."events_tenant", "{schema}"."events_correlation"'
     )
-    await admin.execute(f"DELETE FROM {n.migrations} WHERE version = %s", [LATEST])
-    assert await migrate(admin, n) == [LATEST]
-    cur = await admin.execute(
-        "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = 'events_ts'", [schema]
-    )
-    assert (await cur.fetchone())[0] == 1  # type: ignore[index]
+    await admin.execute(f"DELETE FROM {n.migrations} WHERE version >= 2")
+    assert await migrate(admin, n) == [2, 3]
+    for index in ("events_ts", "events_type", "events_aggregate_type"):
+        cur = await admin.execute(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = %s", [schema, index]
+        )
+        assert (await cur.fetchone())[0] == 1  # type: ignore[index]
     assert await applied(admin, n) == list(range(1, LATEST + 1))
+
+
+async def test_a_store_of_version_2_with_events_upgrades_and_its_filters_use_the_new_indexes(
+    url: str, schema: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    n = Names(schema, "")
+    p = PostgresProvider(url, schema=schema)
+    await p.connect()
+    await p.append("s", [NewEvent(str(uuid.uuid4()), "T", b"{}", b"{}", "json", utcnow(), aggregate_id="g")], 0)
+    await p.close()
+    await admin.execute(
+        f'DROP INDEX "{schema}"."events_type", "{schema}"."events_aggregate", "{schema}"."events_aggregate_type"'
+    )
+    await admin.execute(f"DELETE FROM {n.migrations} WHERE version = 3")
+    assert await migrate(admin, n) == [3]
+    await admin.execute(
+        "SET enable_seqscan = off"
+    )  # a tiny table: ask whether an index can serve, not which is cheaper
+    for clause, index in (("event_type = 'T'", "events_type"), ("aggregate_id = 'g'", "events_aggregate")):
+        cur = await admin.execute(f"EXPLAIN SELECT * FROM {n.events} WHERE {clause} ORDER BY position LIMIT 10")
+        plan = " ".join(r[0] for r in await cur.fetchall())
+        assert index in plan, plan
+    await admin.execute("RESET enable_seqscan")
 
 
 async def test_a_newer_schema_is_refused(url: str, schema: str, admin: psycopg.AsyncConnection[Any]) -> None:

@@ -39,6 +39,8 @@ from eventsource.manager.threshold import SnapshotThreshold
 from eventsource.manager.validation import (
     MAX_EVENT_ID_LENGTH,
     check_batch_size,
+    check_count_mode,
+    check_cursor,
     check_expected,
     check_number,
     check_optional_number,
@@ -48,6 +50,7 @@ from eventsource.manager.validation import (
     check_sort_order,
     check_text,
     check_time,
+    check_top_streams,
     coerce,
     event_filter,
     event_list,
@@ -310,13 +313,31 @@ class EventSourcingManager:
         return info
 
     async def list_streams(
-        self, *, limit: int = 100, offset: int = 0, provider: str | None = None
+        self, *, limit: int = 100, offset: int = 0, provider: str | None = None, after: str | None = None
     ) -> ListStreamsResponse:
-        """A page of streams ordered by id."""
+        """A page of streams ordered by id; ``after`` (a stream id, e.g. the last ``next_cursor``) continues after it.
+
+        ``offset`` skips streams one by one (its cost grows with it); ``after`` goes straight to the page.
+        """
         check_paging(limit, offset)
+        cursor = (
+            None if after is None else check_text("after", after, self.config.max_stream_id_length, field_name="after")
+        )
+        check_cursor("after", cursor, offset)
         p = self.get_provider(provider)
-        streams, total = await self._policy.run(p, "list_streams", lambda: p.list_streams(limit=limit, offset=offset))
-        return ListStreamsResponse(streams=streams, total_count=total, has_more=offset + len(streams) < total)
+        if cursor is None:
+            streams, total = await self._policy.run(
+                p, "list_streams", lambda: p.list_streams(limit=limit, offset=offset)
+            )
+            more = offset + len(streams) < total
+        else:  # one more than the page says whether another follows (the total counts every stream)
+            streams, total = await self._policy.run(
+                p, "list_streams", lambda: p.list_streams(limit=limit + 1, offset=0, after=cursor)
+            )
+            more = len(streams) > limit
+            del streams[limit:]
+        nxt = streams[-1].stream_id if more and streams else None
+        return ListStreamsResponse(streams=streams, total_count=total, has_more=more, next_cursor=nxt)
 
     # ------------------------------------------------------------------ appends
 
@@ -402,19 +423,39 @@ class EventSourcingManager:
         check_paging(req.limit, req.offset)
         descending = check_sort_order(req.sort_order) is SortOrder.DESC
         flt = event_filter(req, self.config.max_stream_id_length)
+        count = check_count_mode(req.count)
+        cursor = check_optional_number("after_position", req.after_position)
+        check_cursor("after_position", cursor, req.offset)
+        if cursor is not None and descending:  # "after" in the page's own order
+            flt = dataclasses.replace(flt, before_position=cursor)
+        elif cursor is not None:
+            flt = dataclasses.replace(flt, after_position=cursor)
         p = self.get_provider(req.provider)
-        page = await self._policy.run(
-            p, "query", lambda: p.query(flt, limit=req.limit, offset=req.offset, descending=descending)
-        )
-        events = [self._codec.decode_event(r) for r in page.events]
+        if count == "exact":
+            page = await self._policy.run(
+                p, "query", lambda: p.query(flt, limit=req.limit, offset=req.offset, descending=descending)
+            )
+            rows = page.events
+            more = page.held_back or (page.total_count is not None and req.offset + len(rows) < page.total_count)
+        else:  # no exact total to compare with: one more than the page says whether another follows
+            page = await self._policy.run(
+                p,
+                "query",
+                lambda: p.query(flt, limit=req.limit + 1, offset=req.offset, descending=descending, count=count),
+            )
+            rows = page.events[: req.limit]
+            more = page.held_back or len(page.events) > req.limit
+        events = [self._codec.decode_event(r) for r in rows]
         if as_classes:
             events = [self.event_classes.typed(e) for e in events]
         return GetEventsResponse(
             events=events,
             total_count=page.total_count,
-            has_more=req.offset + len(events) < page.total_count,
+            has_more=more,
             limit=req.limit,
             offset=req.offset,
+            next_cursor=(rows[-1].position if rows else cursor) if more else None,
+            total_exact=page.total_exact and page.total_count is not None,
         )
 
     async def get_events_by_stream(
@@ -672,9 +713,15 @@ class EventSourcingManager:
 
     # ------------------------------------------------------------------ monitoring
 
-    async def get_stats(self) -> dict[str, ProviderStats]:
-        """Statistics of every provider, by name, with this manager's :meth:`metrics` in ``extra["manager"]``."""
-        return await provider_stats(self._providers.by_name, self._policy, self.uptime_seconds)
+    async def get_stats(self, *, top_streams: int | None = None) -> dict[str, ProviderStats]:
+        """Statistics of every provider, by name, with this manager's :meth:`metrics` in ``extra["manager"]``.
+
+        ``top_streams`` bounds ``events_by_stream`` to the streams with the most events (``total_streams``
+        stays exact); without it every stream is listed, as the seed did, at a cost that grows with the
+        number of streams. Which figures are estimates on a store is named in ``ProviderStats.estimated``.
+        """
+        top = check_top_streams(top_streams)
+        return await provider_stats(self._providers.by_name, self._policy, self.uptime_seconds, top_streams=top)
 
     async def health_check(self) -> dict[str, HealthStatus]:
         """Health of every provider, by name; one that fails is reported unhealthy (never raised), with a reason."""

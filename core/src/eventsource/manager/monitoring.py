@@ -13,6 +13,7 @@ from eventsource.errors import (
     UnsupportedOperationError,
 )
 from eventsource.model import HealthStatus
+from eventsource.provider import top_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -23,12 +24,23 @@ if TYPE_CHECKING:
 
 
 async def provider_stats(
-    providers: Mapping[str, Provider], policy: CallPolicy, uptime: float
+    providers: Mapping[str, Provider], policy: CallPolicy, uptime: float, *, top_streams: int | None = None
 ) -> dict[str, ProviderStats]:
-    """Each provider's statistics, with ``extra["manager"]`` (the policy's metrics) and the manager's uptime."""
+    """Each provider's statistics, with ``extra["manager"]`` (the policy's metrics) and the manager's uptime.
+
+    ``top_streams`` is passed to the store only when given; the result's ``events_by_stream`` is held to it
+    whatever the store returned.
+    """
     out = {}
     for name, p in providers.items():
-        st = await policy.run(p, "stats", p.stats)
+        if top_streams is None:
+            st = await policy.run(p, "stats", p.stats)
+        else:
+            st = await policy.run(p, "stats", lambda p=p: p.stats(top_streams=top_streams))  # type: ignore[misc]
+            if len(st.events_by_stream) > top_streams or st.top_streams != top_streams:
+                st = dataclasses.replace(
+                    st, events_by_stream=top_of(st.events_by_stream, top_streams), top_streams=top_streams
+                )
         extra = {**st.extra, "manager": policy.summary(name), "manager_uptime_seconds": uptime}
         out[name] = dataclasses.replace(st, provider=st.provider or name, extra=extra)
     return out

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.codecs.builtin import MAX_NESTING
 from eventsource.errors import ValidationError
-from eventsource.model import EventData, EventFilter, ExpectedVersion, SortOrder
+from eventsource.model import COUNT_MODES, EventData, EventFilter, ExpectedVersion, SortOrder
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from eventsource.model import AppendEventRequest, Expected, GetEventsRequest
+    from eventsource.model import AppendEventRequest, CountMode, Expected, GetEventsRequest
 
 R = TypeVar("R")
 
@@ -297,3 +297,23 @@ def event_filter(req: GetEventsRequest, max_stream_id_length: int) -> EventFilte
         aggregate_id=check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id"),
         aggregate_type=check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type"),
     )
+
+
+def check_count_mode(value: object) -> CountMode:
+    """One of :data:`~eventsource.model.COUNT_MODES`, else :class:`ValidationError`."""
+    if not isinstance(value, str) or value not in COUNT_MODES:
+        msg = f"count must be one of {', '.join(COUNT_MODES)}, got {value!r}"
+        raise ValidationError(msg, field="count")
+    return value  # type: ignore[return-value]
+
+
+def check_cursor(name: str, cursor: object, offset: int) -> None:
+    """A keyset cursor comes instead of an offset: both at once is a :class:`ValidationError`."""
+    if cursor is not None and offset:
+        msg = f"{name} continues after a cursor: pass it with offset 0, got offset {offset}"
+        raise ValidationError(msg, field=name)
+
+
+def check_top_streams(value: object) -> int | None:
+    """``None`` (every stream) or an int from 0 to :data:`MAX_NUMBER`, else :class:`ValidationError`."""
+    return check_optional_number("top_streams", value)

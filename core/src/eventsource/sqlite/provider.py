@@ -39,7 +39,7 @@ from eventsource.provider import (
     check_snapshot,
     inline_io_allowed,
 )
-from eventsource.sqlite import live
+from eventsource.sqlite import counts, live
 from eventsource.sqlite.appends import append_sync
 from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.errors import map_error
@@ -54,11 +54,13 @@ from eventsource.sqlite.schema import SCHEMA_VERSION, migrate
 from eventsource.sqlite.settings import SqliteSettings, path_from_url
 from eventsource.sqlite.statements import (
     _EVENT_COLS,
+    BATCH_SECONDS,
     MAX_VERSION,
+    OLD_BATCH,
+    OLD_BATCH_IN_STREAM,
+    RETENTION_BATCH,
     SQL_COUNT_STREAMS,
     SQL_CREATE_STREAM,
-    SQL_DELETE_OLD,
-    SQL_DELETE_OLD_IN_STREAM,
     SQL_DELETE_SNAPSHOT,
     SQL_DELETE_STREAM,
     SQL_DELETE_STREAM_EVENTS,
@@ -68,19 +70,21 @@ from eventsource.sqlite.statements import (
     SQL_GET_SNAPSHOT,
     SQL_KEEP_FLOOR,
     SQL_LIST_STREAMS,
-    SQL_OLD_BY_STREAM,
-    SQL_OLD_IN_STREAM,
+    SQL_LIST_STREAMS_AFTER,
+    SQL_LOWEST_VERSION,
     SQL_POSITION_AT,
     SQL_READ_ALL,
     SQL_READ_BACKWARD,
     SQL_READ_FORWARD,
     SQL_SAVE_SNAPSHOT,
+    SQL_STREAM_COUNT,
     SQL_STREAM_FLOOR,
     SQL_STREAM_INFO,
     SQL_STREAM_STATE,
     SQL_STREAM_TOP,
     SQL_TRUNCATE,
     SQL_TRUNCATE_COUNT,
+    SQL_VERSION_AT,
 )
 from eventsource.sqlite.worker import _Worker
 from eventsource.subscriptions.signal import ChangeSignal
@@ -89,9 +93,24 @@ from eventsource.timestamps import from_us, to_us
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
-    from eventsource.model import EventFilter, Expected, NewEvent, RecordedSnapshot
+    from eventsource.model import CountMode, EventFilter, Expected, NewEvent, RecordedSnapshot
 
 T = TypeVar("T")
+
+
+class _Batches:
+    """Retention batch sizes that keep each deleting transaction near :data:`BATCH_SECONDS` (adapted per run)."""
+
+    def __init__(self) -> None:
+        self.size = 64
+
+    def took(self, seconds: float) -> None:
+        """Halve the next batch after a slow one, double it after a quick one (within 8..RETENTION_BATCH)."""
+        if seconds > BATCH_SECONDS:
+            self.size = max(8, self.size // 2)
+        elif seconds < BATCH_SECONDS / 2:
+            self.size = min(RETENTION_BATCH, self.size * 2)
+
 
 class SqliteProvider(Provider):
     """The embedded default store: ``sqlite:///path.db``. See the module docstring for the guarantees."""
@@ -111,6 +130,7 @@ class SqliteProvider(Provider):
         self._started = monotonic()
         self._connect_lock = asyncio.Lock()
         self._changes = ChangeSignal()  # bumped after each append: wakes live subscriptions in this process
+        self._unfolded = 0  # events appended through this instance since it last folded the counts
 
     def spawn_args(self) -> dict[str, Any]:
         """The same file by absolute path (so another process with another working directory finds it)."""
@@ -297,6 +317,7 @@ class SqliteProvider(Provider):
         def body(db: sqlite3.Connection) -> int:
             gone = db.execute(SQL_DELETE_STREAM, (stream_id,)).rowcount
             if gone:
+                counts.uncount(db, "stream_id = ?", (stream_id,))
                 db.execute(SQL_DELETE_STREAM_EVENTS, (stream_id,))
                 db.execute(SQL_DELETE_STREAM_SNAPSHOTS, (stream_id,))
             return gone
@@ -314,11 +335,17 @@ class SqliteProvider(Provider):
 
         return await self._read("get_stream_info", run)
 
-    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
-        """A page ordered by stream id (byte order of UTF-8 = code point order) and the total."""
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
+        """A page ordered by stream id (byte order of UTF-8 = code point order) and the total.
+
+        ``after`` seeks the primary key; ``offset`` steps over rows; the total counts the stream rows.
+        """
 
         def body(db: sqlite3.Connection) -> tuple[list[StreamInfo], int]:
-            rows = db.execute(SQL_LIST_STREAMS, (limit, offset)).fetchall()
+            if after is None:
+                rows = db.execute(SQL_LIST_STREAMS, (limit, offset)).fetchall()
+            else:
+                rows = db.execute(SQL_LIST_STREAMS_AFTER, (after, limit, offset)).fetchall()
             total = db.execute(SQL_COUNT_STREAMS).fetchone()[0]
             return [_info_from_row(r) for r in rows], total
 
@@ -340,6 +367,10 @@ class SqliteProvider(Provider):
         else:
             result = await self._submit(writer, "append", fn)
         self._changes.notify()
+        self._unfolded += len(events)
+        if self._unfolded >= counts.FOLD_EVERY:
+            self._unfolded = 0
+            await self._write("append", lambda db: self._tx(db, counts.fold))
         return result
 
     # ------------------------------------------------------------------ reads
@@ -423,8 +454,15 @@ class SqliteProvider(Provider):
             return None
         return rec
 
-    async def query(self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False) -> QueryPage:
-        """Every filter pushed down to SQL; the page and the total count from one read transaction."""
+    async def query(
+        self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False, count: CountMode = "exact"
+    ) -> QueryPage:
+        """Every filter pushed down to SQL (each has an index); the page and the count from one read transaction.
+
+        The cursor seeks the primary key (or, within one stream, the version index). A total that the counts
+        answer (no filter, only types, only a stream) is exact for every ``count`` mode; any other is a
+        ``COUNT(*)`` over the index for ``"exact"`` and not given for ``"estimate"`` or ``"none"``.
+        """
         where: list[str] = []
         args: list[Any] = []
         for column, value in (
@@ -444,19 +482,54 @@ class SqliteProvider(Provider):
         if flt.event_types is not None:
             where.append(f"event_type IN ({', '.join('?' * len(flt.event_types))})")
             args.extend(flt.event_types)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
         order = "DESC" if descending else "ASC"
         # within one stream version order is position order, and the (stream_id, version) index gives it
         key = "version" if flt.stream_id is not None else "position"
-        page_sql = f"SELECT {_EVENT_COLS} FROM es_events{clause} ORDER BY {key} {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments, values bound
-        count_sql = f"SELECT COUNT(*) FROM es_events{clause}"  # noqa: S608 - fixed fragments, values bound
+        cursor = flt.before_position if descending else flt.after_position
+        simple = (
+            flt.after_position is None
+            and flt.before_position is None
+            and where
+            == (
+                ["stream_id = ?"]
+                if flt.stream_id is not None
+                else [f"event_type IN ({', '.join('?' * len(flt.event_types))})"]
+                if flt.event_types is not None
+                else []
+            )
+        )
 
         def body(db: sqlite3.Connection) -> QueryPage:
-            rows = db.execute(page_sql, (*args, limit, offset)).fetchall()
-            total = db.execute(count_sql, args).fetchone()[0]
+            page_where, page_args = list(where), list(args)
+            if cursor is not None:
+                page_where.append("position < ?" if descending else "position > ?")
+                page_args.append(min(cursor, MAX_VERSION))
+                at = db.execute(SQL_VERSION_AT, (cursor,)).fetchone() if flt.stream_id is not None else None
+                if at is not None and at[0] == flt.stream_id:  # the same bound on the version index
+                    page_where.append("version < ?" if descending else "version > ?")
+                    page_args.append(at[1])
+            clause = (" WHERE " + " AND ".join(page_where)) if page_where else ""
+            page_sql = f"SELECT {_EVENT_COLS} FROM es_events{clause} ORDER BY {key} {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments, values bound
+            rows = db.execute(page_sql, (*page_args, limit, offset)).fetchall()
+            total: int | None = None
+            if simple:
+                total = self._counted_total(db, flt)
+            elif count == "exact":
+                total = db.execute(f"SELECT COUNT(*) FROM es_events{clause}", page_args).fetchone()[0]  # noqa: S608
             return QueryPage(events=_events_from_rows(rows), total_count=total)
 
         return await self._read("query", lambda db: self._tx(db, body, write=False))
+
+    @staticmethod
+    def _counted_total(db: sqlite3.Connection, flt: EventFilter) -> int:
+        """The matches of a filter on nothing, only types, or only a stream, from the counts (exact)."""
+        if flt.stream_id is not None:
+            row = db.execute(SQL_STREAM_COUNT, (flt.stream_id, flt.stream_id)).fetchone()
+            return int(row[0]) if row is not None else 0
+        by_type = counts.by_type(db)
+        if flt.event_types is None:
+            return sum(by_type.values())
+        return sum(by_type.get(t, 0) for t in set(flt.event_types))
 
     # ------------------------------------------------------------------ snapshots
 
@@ -508,41 +581,64 @@ class SqliteProvider(Provider):
     # ------------------------------------------------------------------ retention
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
-        """``DELETE ... WHERE timestamp < cutoff`` (indexed), keeping each stream's version, in one transaction."""
+        """Delete events with ``timestamp < cutoff``, oldest first, in short transactions (see :class:`_Batches`).
+
+        Each batch keeps each stream's version and the counts; writers queued on the writer thread (or waiting
+        for the file's lock) go between batches, so a run over millions of events never stalls them for more
+        than one batch. A run cut short leaves the newer old events for the next run (nothing is half-deleted).
+        """
         us = to_us(cutoff)
+        sizes = _Batches()
 
-        def body(db: sqlite3.Connection) -> int:
-            if stream_id is None:
-                counts = db.execute(SQL_OLD_BY_STREAM, (us,)).fetchall()
-            else:
-                n = db.execute(SQL_OLD_IN_STREAM, (us, stream_id)).fetchone()[0]
-                counts = [(stream_id, n)] if n else []
-            if not counts:
-                return 0
-            for sid, n in counts:
+        def batch(size: int, db: sqlite3.Connection) -> int:
+            where, args = (OLD_BATCH, (us, size)) if stream_id is None else (OLD_BATCH_IN_STREAM, (stream_id, us, size))
+            by_stream = db.execute(
+                f"SELECT stream_id, COUNT(*) FROM es_events WHERE {where} GROUP BY stream_id",  # noqa: S608 - constant fragment
+                args,
+            ).fetchall()
+            for sid, n in by_stream:
                 self._keep_floor(db, sid, n)
-            if stream_id is None:
-                db.execute(SQL_DELETE_OLD, (us,))
-            else:
-                db.execute(SQL_DELETE_OLD_IN_STREAM, (us, stream_id))
-            return sum(n for _, n in counts)
+            counts.uncount(db, where, args)
+            return db.execute(f"DELETE FROM es_events WHERE {where}", args).rowcount  # noqa: S608 - constant fragment
 
-        return await self._write("delete_events_before", lambda db: self._tx(db, body))
+        total = 0
+        while True:
+            size = sizes.size
+            start = time.perf_counter()
+            n = await self._write("delete_events_before", partial(self._tx, body=partial(batch, size)))
+            sizes.took(time.perf_counter() - start)
+            total += n
+            if n < size:
+                return total
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """Delete the stream's events below ``before_version``; the version stays."""
+        """Delete the stream's events below ``before_version``, lowest first, in short transactions."""
+        sizes = _Batches()
 
-        def body(db: sqlite3.Connection) -> int:
+        def batch(size: int, db: sqlite3.Connection) -> tuple[int, bool]:
+            """Delete the next versions; how many, and whether that was the last batch."""
             if db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone() is None:
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
-            n: int = db.execute(SQL_TRUNCATE_COUNT, (stream_id, before_version)).fetchone()[0]
+            low = db.execute(SQL_LOWEST_VERSION, (stream_id,)).fetchone()[0]
+            if low is None or low >= before_version:
+                return 0, True
+            upto = min(before_version, low + size)
+            n: int = db.execute(SQL_TRUNCATE_COUNT, (stream_id, upto)).fetchone()[0]
             if n:
                 self._keep_floor(db, stream_id, n)
-                db.execute(SQL_TRUNCATE, (stream_id, before_version))
-            return n
+                counts.uncount(db, "stream_id = ? AND version < ?", (stream_id, upto))
+                db.execute(SQL_TRUNCATE, (stream_id, upto))
+            return n, upto >= before_version
 
-        return await self._write("truncate_stream", lambda db: self._tx(db, body))
+        total, done = 0, False
+        while not done:
+            size = sizes.size
+            start = time.perf_counter()
+            n, done = await self._write("truncate_stream", partial(self._tx, body=partial(batch, size)))
+            sizes.took(time.perf_counter() - start)
+            total += n
+        return total
 
     @staticmethod
     def _keep_floor(db: sqlite3.Connection, stream_id: str, deleting: int) -> None:
@@ -558,21 +654,29 @@ class SqliteProvider(Provider):
 
     # ------------------------------------------------------------------ monitoring
 
-    async def stats(self) -> ProviderStats:
-        """Counts from SQL in one read transaction; storage size is ``page_count * page_size``."""
+    async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
+        """Counts kept in the file (see :mod:`eventsource.sqlite.counts`), read in one transaction: all exact.
+
+        Totals by type and the ``top_streams`` read the counts and the tail; the stream total counts the stream
+        rows, and without ``top_streams`` every stream is listed (one row and one index probe each).
+        """
+        if await self._read("stats", counts.tail_size) > 4 * counts.FOLD_EVERY:  # another process appended
+            await self._write("stats", lambda db: self._tx(db, counts.fold))
 
         def body(db: sqlite3.Connection) -> ProviderStats:
-            total_events = db.execute("SELECT COUNT(*) FROM es_events").fetchone()[0]
+            by_type = counts.by_type(db)
             total_streams = db.execute(SQL_COUNT_STREAMS).fetchone()[0]
             total_snapshots = db.execute("SELECT COUNT(*) FROM es_snapshots").fetchone()[0]
-            by_type = dict(db.execute("SELECT event_type, COUNT(*) FROM es_events GROUP BY event_type").fetchall())
-            by_stream = dict(db.execute(SQL_EVENTS_BY_STREAM).fetchall())
+            if top_streams is None:
+                by_stream = dict(db.execute(SQL_EVENTS_BY_STREAM).fetchall())
+            else:
+                by_stream = counts.top_streams(db, min(top_streams, MAX_VERSION))
             last = db.execute("SELECT timestamp FROM es_events ORDER BY position DESC LIMIT 1").fetchone()
             page_count = db.execute("PRAGMA page_count").fetchone()[0]
             page_size = db.execute("PRAGMA page_size").fetchone()[0]
             journal = db.execute("PRAGMA journal_mode").fetchone()[0]
             return ProviderStats(
-                total_events=total_events,
+                total_events=sum(by_type.values()),
                 total_streams=total_streams,
                 total_snapshots=total_snapshots,
                 events_by_type=by_type,
@@ -582,6 +686,7 @@ class SqliteProvider(Provider):
                 uptime_seconds=monotonic() - self._started,
                 provider=self.name,
                 extra={"path": self.path, "journal_mode": journal, "schema_version": SCHEMA_VERSION},
+                top_streams=top_streams,
             )
 
         return await self._read("stats", lambda db: self._tx(db, body, write=False))

@@ -7,7 +7,7 @@ import sqlite3
 from eventsource.errors import ProviderError
 from eventsource.sqlite.errors import map_error
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the current schema."""
 
 
@@ -62,7 +62,36 @@ _SCHEMA_V1 = (
         PRIMARY KEY (stream_id, version)
     )""",
 )
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1}
+# Version 2 (issue #17) only adds. Counts by type and stream that stats read instead of scanning: they cover the
+# events up to the position in es_counted (a single row), and whatever lies above it is counted from the
+# primary key on each read, so an append pays nothing; the provider folds that tail into the counts now and
+# then (see eventsource.sqlite.counts), and every delete takes what it removes at or below the position off the
+# counts in its own transaction. Indexes let every filter of ``query`` find a page without reading events that
+# do not match; the partial ones cost an append nothing when the field is NULL. The counts are backfilled once.
+_SCHEMA_V2 = (
+    "CREATE TABLE IF NOT EXISTS es_type_counts (event_type TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS es_counted (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS es_stream_counts (stream_id TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS es_stream_counts_n ON es_stream_counts (n)",
+    "INSERT INTO es_type_counts (event_type, n) SELECT event_type, COUNT(*) FROM es_events GROUP BY event_type",
+    "INSERT INTO es_stream_counts (stream_id, n) SELECT stream_id, COUNT(*) FROM es_events GROUP BY stream_id",
+    "INSERT INTO es_counted (id, position) SELECT 1, IFNULL(MAX(position), 0) FROM es_events",
+    "CREATE INDEX IF NOT EXISTS es_events_type_position ON es_events (event_type, position)",
+    "CREATE INDEX IF NOT EXISTS es_events_tenant ON es_events (tenant_id, position) WHERE tenant_id IS NOT NULL",
+    (
+        "CREATE INDEX IF NOT EXISTS es_events_correlation ON es_events (correlation_id, "
+        "position) WHERE correlation_id IS NOT NULL"
+    ),
+    (
+        "CREATE INDEX IF NOT EXISTS es_events_aggregate ON es_events (aggregate_id, "
+        "position) WHERE aggregate_id IS NOT NULL"
+    ),
+    (
+        "CREATE INDEX IF NOT EXISTS es_events_aggregate_type ON es_events (aggregate_type, "
+        "position) WHERE aggregate_type IS NOT NULL"
+    ),
+)
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 """Statements that bring a file from ``user_version = v - 1`` to ``v``."""
 
 

@@ -99,3 +99,21 @@ SQL_OLD_IN_STREAM = "SELECT COUNT(*) FROM es_events WHERE timestamp < ? AND stre
 SQL_DELETE_OLD = "DELETE FROM es_events WHERE timestamp < ?"
 SQL_DELETE_OLD_IN_STREAM = "DELETE FROM es_events WHERE timestamp < ? AND stream_id = ?"
 
+SQL_LIST_STREAMS_AFTER = (
+    f"SELECT {_STREAM_COLS} FROM es_streams AS s WHERE s.stream_id > ? ORDER BY s.stream_id LIMIT ? OFFSET ?"  # noqa: S608
+)
+SQL_STREAM_COUNT = (
+    "SELECT MAX(version_floor, IFNULL((SELECT MAX(version) FROM es_events WHERE stream_id = ?), 0)) - deleted_count "
+    "FROM es_streams WHERE stream_id = ?"
+)
+SQL_VERSION_AT = "SELECT stream_id, version FROM es_events WHERE position = ?"
+RETENTION_BATCH = 2000
+"""Events one retention transaction deletes at most: writers get the lock between batches."""
+BATCH_SECONDS = 0.002
+"""How long one retention transaction should hold the write lock (batch sizes adapt to it)."""
+# ordered by a unique key: each statement of a batch (count, uncount, delete) picks the same rows whatever its plan
+OLD_BATCH = "position IN (SELECT position FROM es_events WHERE timestamp < ? ORDER BY timestamp, position LIMIT ?)"
+OLD_BATCH_IN_STREAM = (
+    "position IN (SELECT position FROM es_events WHERE stream_id = ? AND timestamp < ? ORDER BY version LIMIT ?)"
+)
+SQL_LOWEST_VERSION = "SELECT MIN(version) FROM es_events WHERE stream_id = ?"

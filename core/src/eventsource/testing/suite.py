@@ -2,7 +2,7 @@
 
 A plugin subclasses it and overrides the ``provider`` fixture (a connected provider on a fresh, empty
 namespace). The parts live in their own modules (appends, concurrency, idempotency, global order, reads,
-faults, streams, snapshots, queries, retention primitives, capabilities, validation, stats); a test that
+faults, streams, snapshots, queries, retention primitives, capabilities, validation, stats, scale); a test that
 cannot apply to a declared capability is skipped naming it, and a declared-unsupported operation is
 asserted to raise :class:`UnsupportedOperationError`. ``docs/writing-a-provider.md`` describes the kit.
 """
@@ -19,6 +19,7 @@ from eventsource.testing.idempotency import IdempotencySuite
 from eventsource.testing.queries import QuerySuite
 from eventsource.testing.reads import PagedReadSuite
 from eventsource.testing.retention_primitives import RetentionPrimitiveSuite
+from eventsource.testing.scale import ScaleSuite
 from eventsource.testing.snapshots import SnapshotSuite
 from eventsource.testing.stats import StatsSuite
 from eventsource.testing.streams import StreamSuite
@@ -38,6 +39,7 @@ __all__ = [
 # pytest collects inherited tests base class first (reverse MRO), so the parts are listed last to first:
 # the kit runs, and lists its test ids, in the order below read bottom-up (versions first, stats last).
 class ProviderSuite(
+    ScaleSuite,
     StatsSuite,
     InputValidationSuite,
     CapabilitySuite,

@@ -11,6 +11,7 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from eventsource.model import HealthStatus, ProviderStats
+from eventsource.provider import top_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,8 +31,12 @@ class Monitor:
         self.reader = reader
         self._name = name  # the provider's name, which its owner may change after construction
 
-    async def stats(self) -> ProviderStats:
-        """Exact counts from a scan of every stream (O(store)), snapshot count from the snapshot view."""
+    async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
+        """Exact counts from a scan of every stream (O(store)), snapshot count from the snapshot view.
+
+        ``top_streams`` bounds the size of ``events_by_stream``, not the cost: topic offsets count records,
+        and records that lost a version race or were deleted are not events, so the scan stays.
+        """
         metas = dict(await self.views.meta())
         snaps = await self.views.snaps()
         by_type: dict[str, int] = {}
@@ -52,12 +57,13 @@ class Monitor:
             total_streams=len(metas),
             total_snapshots=sum(len(v) for k, v in snaps.items() if k in metas),
             events_by_type=by_type,
-            events_by_stream=by_stream,
+            events_by_stream=top_of(by_stream, top_streams),
             storage_size=size,
             last_event_at=last,
             uptime_seconds=monotonic() - self.conn.started,
             provider=self._name(),
             extra={"topic_prefix": self.conn.prefix, "layout": "topic-per-stream"},
+            top_streams=top_streams,
         )
 
     async def health(self) -> HealthStatus:

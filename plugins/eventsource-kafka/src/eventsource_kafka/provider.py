@@ -119,9 +119,9 @@ class KafkaProvider(Provider):
         """Exact info: metadata view plus the stream's tail read to its high watermark."""
         return await self._streams.get_stream_info(stream_id)
 
-    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
         """A page of streams by id (from the metadata view), each with exact info."""
-        return await self._streams.list_streams(limit=limit, offset=offset)
+        return await self._streams.list_streams(limit=limit, offset=offset, after=after)
 
     # ------------------------------------------------------------------ events
 
@@ -180,9 +180,9 @@ class KafkaProvider(Provider):
 
     # ------------------------------------------------------------------ monitoring
 
-    async def stats(self) -> ProviderStats:
+    async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
         """Exact counts from a scan of every stream (O(store)), snapshot count from the snapshot view."""
-        return await self._monitor.stats()
+        return await self._monitor.stats(top_streams=top_streams)
 
     async def health(self) -> HealthStatus:
         """Describe the cluster; unhealthy (never raising) when it cannot be reached."""

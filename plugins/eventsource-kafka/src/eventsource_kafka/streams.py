@@ -10,6 +10,7 @@ id is then reusable from version 0. Info is exact: the metadata view plus the ta
 from __future__ import annotations
 
 import asyncio
+import bisect
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -163,11 +164,12 @@ class Streams:
             meta = await self.tails.refresh(stream_id, slot)
             return None if meta is None else info(stream_id, meta, slot)
 
-    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
-        """A page of streams by id (from the metadata view), each with exact info."""
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
+        """A page of streams by id (from the metadata view, sorted per call), each with exact info."""
         ids = sorted(await self.views.meta())
+        start = offset if after is None else bisect.bisect_right(ids, after) + offset
         page = []
-        for sid in ids[offset : offset + limit]:
+        for sid in ids[start : start + limit]:
             slot = self.conn.ns.slot(sid)
             async with slot.lock.held():
                 meta = await self.tails.refresh(sid, slot, meta_too=False)

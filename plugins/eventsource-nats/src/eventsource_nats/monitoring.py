@@ -1,4 +1,4 @@
-"""Stats and health: exact counts from a scan of the events, and the durability risks read from the server.
+"""Stats and health: exact counts from a scan of the events (bounded ones from metadata), and durability risks.
 
 Health reports the store unhealthy only when it cannot be reached or the stream has no leader; settings
 under which an acknowledged event can be lost (memory storage, one or two replicas, a replica behind,
@@ -9,17 +9,28 @@ listed as durability warnings.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import operator
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from eventsource.model import HealthStatus, ProviderStats
 
 from eventsource_nats.errors import map_error
+from eventsource_nats.naming import stream_token
+from eventsource_nats.records import message_versions
 
 if TYPE_CHECKING:
     from eventsource_nats.connection import Connection
     from eventsource_nats.reads import Reader
     from eventsource_nats.streams import Streams
+
+
+def _server_time(text: str) -> datetime:
+    """A server timestamp (RFC 3339, nanoseconds, ``Z``) as an aware datetime (microseconds)."""
+    base, _, frac = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{base}.{(frac + '000000')[:6]}+00:00")
 
 
 def _dotted(version: tuple[int, int, int]) -> str:
@@ -35,10 +46,15 @@ class Monitor:
         self.streams = streams
         self._started = time.monotonic()
 
-    async def stats(self) -> ProviderStats:
-        """Counts from one scan of every event (exact); sizes from the stream state."""
+    async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
+        """Counts from one scan of every event (exact); sizes from the stream state.
+
+        With ``top_streams``, nothing reads the events: see :meth:`bounded`.
+        """
         conn = self.conn
         conn.require()
+        if top_streams is not None:
+            return await conn.call("stats", self.bounded(top_streams))
 
         async def run() -> ProviderStats:
             n = conn.names
@@ -75,6 +91,61 @@ class Monitor:
             )
 
         return await conn.call("stats", run())
+
+    async def bounded(self, top: int) -> ProviderStats:
+        """Stats from the server's metadata only, never a read of every message.
+
+        Read: the stream info with a ``subjects_filter`` (messages per subject) and the KV keys.
+        The candidates for the top streams are the subjects with the most messages; each candidate's event
+        count is then exact (its info record and its last message's headers). Where a message can hold several
+        events (batches as envelopes) or an event can be hidden, message counts rank the streams, and the total
+        is the message count scaled by the candidates' events per message: an estimate. Events by type are not
+        kept by the store (empty, named estimated); the last event time is the server's time of the last message.
+        """
+        conn = self.conn
+        n = conn.names
+        subjects, ids, state, snaps = await asyncio.gather(
+            conn.subjects(n.stream, n.events_wildcard),
+            self.streams.all_stream_ids(),
+            conn.api(f"STREAM.INFO.{n.stream}"),
+            conn.subjects(f"KV_{n.snapshot_bucket}", f"$KV.{n.snapshot_bucket}.>"),
+        )
+        ranked = heapq.nlargest(min(top, len(subjects)), subjects.items(), key=operator.itemgetter(1))
+        by_token = {stream_token(i): i for i in ids}
+        chosen = [by_token[n.token_of_subject(s)] for s, _ in ranked if n.token_of_subject(s) in by_token]
+        exact = await asyncio.gather(*(self._event_count(i) for i in chosen))
+        by_stream = dict(heapq.nlargest(top, zip(chosen, exact, strict=True), key=operator.itemgetter(1)))
+        # events per message among the streams counted exactly (1 unless batches are envelopes) scales the total
+        messages = sum(int(c) for _, c in ranked)
+        per_message = sum(exact) / messages if messages else 1.0
+        estimated = ("total_events", "events_by_type", "last_event_at")
+        if not conn.atomic:
+            estimated = (*estimated, "events_by_stream")
+        last_ts = (state.get("state") or {}).get("last_ts")
+        last_at = _server_time(last_ts) if last_ts and subjects else None
+        return ProviderStats(
+            total_events=round(sum(int(c) for c in subjects.values()) * per_message),
+            total_streams=len(ids),
+            total_snapshots=len(snaps),
+            events_by_type={},
+            events_by_stream=by_stream,
+            storage_size=int(state["state"]["bytes"]),
+            last_event_at=last_at,
+            uptime_seconds=time.monotonic() - self._started,
+            provider=conn.provider_name,
+            extra={"messages": int(state["state"]["messages"]), "server_version": _dotted(conn.server_version)},
+            top_streams=top,
+            estimated=estimated,
+        )
+
+    async def _event_count(self, stream_id: str) -> int:
+        """A stream's exact event count from its info record and its last message's headers (nothing decoded)."""
+        conn = self.conn
+        token = stream_token(stream_id)
+        (info, _), last = await asyncio.gather(conn.info_get(token), conn.last_msg(conn.names.subject(token)))
+        info = info or {}
+        version = message_versions(last.headers)[1] if last is not None else int(info.get("known_version", 0))
+        return version - int(info.get("removed", 0))
 
     def durability_warnings(self, stream_config: dict[str, Any], cluster: dict[str, Any] | None) -> list[str]:
         """Settings under which an acknowledged event can be lost."""

@@ -151,9 +151,9 @@ class NatsProvider(Provider):
         """Exact info: version from the last message, counts from the retention bookkeeping."""
         return await self._streams.get_stream_info(stream_id)
 
-    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
         """A page of streams ordered by id."""
-        return await self._streams.list_streams(limit=limit, offset=offset)
+        return await self._streams.list_streams(limit=limit, offset=offset, after=after)
 
     # ------------------------------------------------------------------ events
 
@@ -230,9 +230,9 @@ class NatsProvider(Provider):
 
     # ------------------------------------------------------------------ monitoring
 
-    async def stats(self) -> ProviderStats:
-        """Counts from one scan of every event (exact); sizes from the stream state."""
-        return await self._monitor.stats()
+    async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
+        """Counts from one scan of every event (exact), or with ``top_streams`` from metadata only."""
+        return await self._monitor.stats(top_streams=top_streams)
 
     def durability_warnings(self, stream_config: dict[str, Any], cluster: dict[str, Any] | None) -> list[str]:
         """Settings under which an acknowledged event can be lost."""

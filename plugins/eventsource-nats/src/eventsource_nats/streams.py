@@ -11,6 +11,7 @@ version 0.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -171,13 +172,14 @@ class Streams:
                 out.append(sid)
         return out
 
-    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
-        """A page of streams ordered by id."""
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
+        """A page of streams ordered by id (the ids come from metadata: subjects and info keys, sorted per call)."""
         self.conn.require()
 
         async def page() -> tuple[list[StreamInfo], int]:
             ids = sorted(await self.all_stream_ids())
-            infos = await asyncio.gather(*(self.stream_info(i) for i in ids[offset : offset + limit]))
+            start = offset if after is None else bisect.bisect_right(ids, after) + offset
+            infos = await asyncio.gather(*(self.stream_info(i) for i in ids[start : start + limit]))
             return [i for i in infos if i is not None], len(ids)
 
         return await self.conn.call("list streams", page())

@@ -1,6 +1,7 @@
 """The PostgreSQL provider: the provider contract, each operation handed to the module that owns its role.
 
-psycopg 3 on an ``AsyncConnectionPool``. :mod:`~eventsource_postgres.connection` owns the pool and the call policy (stale connections, retries,
+psycopg 3 on an ``AsyncConnectionPool``. :mod:`~eventsource_postgres.connection` owns the pool and the call policy
+(stale connections, retries,
 error mapping), :mod:`~eventsource_postgres.statements` every SQL text; the roles are
 :mod:`~eventsource_postgres.append`, :mod:`~eventsource_postgres.reads` (the page views, and the global
 order that never skips a late commit), :mod:`~eventsource_postgres.queries`,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     from eventsource.model import (
         AppendResult,
+        CountMode,
         EventFilter,
         Expected,
         HealthStatus,
@@ -120,9 +122,9 @@ class PostgresProvider(Provider):
         """The streams row (kept exact by every write), or ``None``."""
         return await self._streams.get_stream_info(stream_id)
 
-    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
         """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total."""
-        return await self._streams.list_streams(limit=limit, offset=offset)
+        return await self._streams.list_streams(limit=limit, offset=offset, after=after)
 
     # ------------------------------------------------------------------ events
 
@@ -141,7 +143,10 @@ class PostgresProvider(Provider):
         backwards: bool = False,
         page_size: int = 500,
     ) -> AsyncIterator[RowPage]:
-        """Pages of ``page_size`` rows through the ``(stream_id, version)`` index; no connection is held between pages."""
+        """Pages of ``page_size`` rows through the ``(stream_id, version)`` index.
+
+        No connection is held between pages.
+        """
         return self._reader.stream_pages(
             stream_id, from_version=from_version, to_version=to_version, backwards=backwards, page_size=page_size
         )
@@ -162,9 +167,11 @@ class PostgresProvider(Provider):
         """Look the id up through its unique index."""
         return await self._reader.get_event(event_id, stream_id)
 
-    async def query(self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False) -> QueryPage:
+    async def query(
+        self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False, count: CountMode = "exact"
+    ) -> QueryPage:
         """Every filter becomes a ``WHERE`` clause; one count and one page query on one connection."""
-        return await self._queries.query(flt, limit=limit, offset=offset, descending=descending)
+        return await self._queries.query(flt, limit=limit, offset=offset, descending=descending, count=count)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -192,9 +199,9 @@ class PostgresProvider(Provider):
 
     # ------------------------------------------------------------------ monitoring
 
-    async def stats(self) -> ProviderStats:
-        """Exact counts from the tables and the on-disk size of the store's relations."""
-        return await self._monitor.stats()
+    async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
+        """Counts from the tables (bounded by ``top_streams``: see the monitor) and the store's on-disk size."""
+        return await self._monitor.stats(top_streams=top_streams)
 
     async def health(self) -> HealthStatus:
         """Run ``SELECT 1`` through the pool; report pool statistics. Never raises."""

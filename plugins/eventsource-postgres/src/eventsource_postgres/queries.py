@@ -1,12 +1,13 @@
 """Queries (the manager's ``get_events``): every filter pushed down into the events table's ``WHERE``.
 
 Each set filter adds one fixed clause whose value is bound, never spliced; the total is a ``count(*)``
-with the same clauses, run with the page query on one connection. One stream is ordered by version,
-anything else by position.
+with the same clauses (or, as the caller asks, the streams rows, the planner's estimate, or nothing), run
+with the page query on one connection. One stream is ordered by version, anything else by position.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from eventsource.model import QueryPage, RecordedEvent
@@ -14,7 +15,7 @@ from eventsource.model import QueryPage, RecordedEvent
 from eventsource_postgres.statements import EVENT_COLS
 
 if TYPE_CHECKING:
-    from eventsource.model import EventFilter
+    from eventsource.model import CountMode, EventFilter
     from psycopg import AsyncConnection
 
     from eventsource_postgres.connection import Connection
@@ -28,8 +29,17 @@ class Queries:
         self.conn = conn
         self.sql = sql
 
-    async def query(self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False) -> QueryPage:
-        """Every filter becomes a ``WHERE`` clause; one count and one page query on one connection."""
+    async def query(
+        self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False, count: CountMode = "exact"
+    ) -> QueryPage:
+        """Every filter becomes a ``WHERE`` clause (each has an index); the page and the count on one connection.
+
+        A cursor seeks the primary key (within one stream, the version index too). An ascending cursor page
+        over several streams stops below the oldest running transaction, as ``read_all`` does, so an event
+        that commits late with a lower position is on a later page, never skipped. The total: exact from
+        the streams rows when the filter is nothing or one stream; else ``count(*)`` for ``"exact"``, the
+        planner's row estimate for ``"estimate"``, nothing for ``"none"``.
+        """
         where: list[str] = []
         params: list[Any] = []
         for clause, value in (
@@ -47,18 +57,59 @@ class Queries:
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        cond = " AND ".join(where) if where else "TRUE"
+        plain = list(where)
         order = "version" if flt.stream_id is not None else "position"
         direction = "DESC" if descending else "ASC"
-        count_q = f"SELECT count(*) FROM {self.sql.events} WHERE {cond}"  # noqa: S608 - fixed clauses, values bound
-        page_q = (
-            f"SELECT {EVENT_COLS} FROM {self.sql.events} WHERE {cond} "  # noqa: S608
-            f"ORDER BY {order} {direction} LIMIT %s OFFSET %s"
-        )
+        cursor = flt.before_position if descending else flt.after_position
+        if cursor is not None:
+            where.append("position < %s" if descending else "position > %s")
+            params.append(cursor)
+        simple = cursor is None and plain in ([], ["stream_id = %s"])
 
         async def run(conn: AsyncConnection[Any]) -> QueryPage:
-            total = await self.conn.fetchall(conn, count_q, params)
-            rows = await self.conn.fetchall(conn, page_q, [*params, limit, offset]) if limit > 0 else []
-            return QueryPage(events=[RecordedEvent(*r) for r in rows], total_count=int(total[0][0]))
+            page_where, page_params = list(where), list(params)
+            if cursor is not None and flt.stream_id is not None:
+                at = await self.conn.fetchall(conn, self.sql.version_at, [cursor])
+                if at and at[0][0] == flt.stream_id:  # the same bound on the (stream_id, version) index
+                    page_where.append("version < %s" if descending else "version > %s")
+                    page_params.append(at[0][1])
+            cond = " AND ".join(page_where) if page_where else "TRUE"
+            guarded = cursor is not None and flt.stream_id is None and not descending
+            horizon = f" AND position < ({self.sql.horizon})" if guarded else ""
+            # a first page from a start time: read the matches through the ts index and sort them; left alone the
+            # planner walks the primary key in order and reads every event before the range to find the first ten
+            # (with a cursor that walk starts at the cursor, next to the matches, and is the cheap plan)
+            key = f"({order} + 0)" if flt.stream_id is None and flt.from_timestamp and cursor is None else order
+            page_q = (
+                f"SELECT {EVENT_COLS} FROM {self.sql.events} WHERE {cond}{horizon} "  # noqa: S608 - fixed clauses, values bound
+                f"ORDER BY {key} {direction} LIMIT %s OFFSET %s"
+            )
+            rows = await self.conn.fetchall(conn, page_q, [*page_params, limit, offset]) if limit > 0 else []
+            held = False
+            if guarded and len(rows) < limit:  # the page may end at the horizon: do matches wait above it?
+                q = f"SELECT EXISTS (SELECT 1 FROM {self.sql.events} WHERE {cond} AND position >= ({self.sql.horizon}))"  # noqa: S608
+                held = bool((await self.conn.fetchall(conn, q, page_params))[0][0])
+            total, exact = await self._total(conn, flt, cond, page_params, simple=simple, count=count)
+            recs = [RecordedEvent(*r) for r in rows]
+            return QueryPage(events=recs, total_count=total, total_exact=exact, held_back=held)
 
         return await self.conn.call("query", run, retry=True)
+
+    async def _total(
+        self, conn: AsyncConnection[Any], flt: EventFilter, cond: str, params: list[Any], *, simple: bool, count: str
+    ) -> tuple[int | None, bool]:
+        """The number of matches as ``count`` asks, and whether it is exact."""
+        if simple and flt.stream_id is not None:
+            row = await self.conn.fetchall(conn, self.sql.stream_count, [flt.stream_id])
+            return (int(row[0][0]) if row else 0), True
+        if simple:
+            return int((await self.conn.fetchall(conn, self.sql.total_events, []))[0][0]), True
+        if count == "exact":
+            q = f"SELECT count(*) FROM {self.sql.events} WHERE {cond}"  # noqa: S608 - fixed clauses, values bound
+            return int((await self.conn.fetchall(conn, q, params))[0][0]), True
+        if count == "estimate":
+            q = f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {self.sql.events} WHERE {cond}"  # noqa: S608
+            plan = (await self.conn.fetchall(conn, q, params))[0][0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            return int(plan[0]["Plan"]["Plan Rows"]), False
+        return None, False

@@ -129,18 +129,28 @@ CREATE INDEX {n.index("events_correlation")} ON {n.events} (correlation_id, posi
 """
 
 
+def _scale_indexes(n: Names) -> str:
+    # issue #17: every filter of a query finds its page by an index (type, aggregate id and type join the
+    # time, tenant and correlation ones); partial indexes cost an append nothing when the field is NULL
+    return f"""
+CREATE INDEX {n.index("events_type")} ON {n.events} (event_type, position);
+CREATE INDEX {n.index("events_aggregate")} ON {n.events} (aggregate_id, position) WHERE aggregate_id IS NOT NULL;
+CREATE INDEX {n.index("events_aggregate_type")} ON {n.events} (aggregate_type, position)
+    WHERE aggregate_type IS NOT NULL;
+"""
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[Names], str]], ...] = (
     (1, "streams, events and snapshots tables", _tables),
     (2, "indexes for time-range, tenant and correlation filters", _query_indexes),
+    (3, "indexes for type and aggregate filters", _scale_indexes),
 )
 LATEST = MIGRATIONS[-1][0]
 
 
 async def applied_version(conn: AsyncConnection[Any], n: Names) -> int | None:
     """The latest applied migration, or ``None`` when the store has never been created."""
-    cur = await conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", [n.migrations]
-    )
+    cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", [n.migrations])
     row = await cur.fetchone()
     if not row or not row[0]:
         return None

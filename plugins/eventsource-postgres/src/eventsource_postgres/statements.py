@@ -58,7 +58,8 @@ def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
             f"SELECT %(s)s, {count}, {count}, 1, {last_id}, {first_ts}, {last_ts}, %(name)s, %(agg_id)s, "
             f"%(agg_type)s, coalesce(%(meta_s)s::jsonb, '{{}}') FROM {lock} "
             "ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.event_count, "
-            "event_count = s.event_count + EXCLUDED.event_count, first_version = coalesce(s.first_version, s.version + 1), "
+            "event_count = s.event_count + EXCLUDED.event_count, first_version = "
+            "coalesce(s.first_version, s.version + 1), "
             f"last_event_id = EXCLUDED.last_event_id, updated_at = EXCLUDED.updated_at WHERE {cond} {returning}"
         )
     else:
@@ -83,7 +84,13 @@ class Statements:
         # Each comes in a batch form (one array per column) and a single-event form (scalars: cheaper to
         # send, and the single append is the latency-critical path).
         self.append: dict[tuple[str, bool], str] = {}
-        conds = {"any": "TRUE", "new": "FALSE", "zero": "s.version = 0", "exists": "TRUE", "exact": "s.version = %(e)s::bigint"}
+        conds = {
+            "any": "TRUE",
+            "new": "FALSE",
+            "zero": "s.version = 0",
+            "exists": "TRUE",
+            "exact": "s.version = %(e)s::bigint",
+        }
         for kind, cond in conds.items():
             for single in (True, False):
                 self.append[kind, single] = _append_sql(n, cond, upsert=kind in ("any", "new", "zero"), single=single)
@@ -164,5 +171,38 @@ class Statements:
             f"+ pg_total_relation_size('{n.snapshots}')"
         )
         self.by_type = f"SELECT event_type, count(*) FROM {n.events} GROUP BY event_type"  # noqa: S608
+        # issue #17: figures that do not grow with the events (one row per stream, the catalog, the planner)
+        self.list_streams_after = (
+            f"SELECT {STREAM_COLS} FROM {n.streams} WHERE stream_id > %s ORDER BY stream_id LIMIT %s OFFSET %s"  # noqa: S608
+        )
+        self.top_streams = f"SELECT stream_id, event_count FROM {n.streams} ORDER BY event_count DESC LIMIT %s"  # noqa: S608
+        self.bounded_stats = (
+            f"SELECT (SELECT coalesce(sum(event_count), 0) FROM {n.streams}), (SELECT count(*) FROM {n.streams}), "  # noqa: S608
+            f"(SELECT count(*) FROM {n.snapshots}), "
+            f"(SELECT ts FROM {n.events} ORDER BY position DESC LIMIT 1), "
+            f"pg_total_relation_size('{n.events}') + pg_total_relation_size('{n.streams}') "
+            f"+ pg_total_relation_size('{n.snapshots}'), "
+            f"(SELECT reltuples FROM pg_class WHERE oid = '{n.events}'::regclass)"
+        )
+        # the planner's most common event types and their share of the rows (ANALYZE, run by autovacuum)
+        self.type_shares = (
+            "SELECT most_common_vals::text::text[], most_common_freqs FROM pg_stats "
+            "WHERE schemaname = %s AND tablename = %s AND attname = 'event_type'"
+        )
+        self.events_table = (n.schema, f"{n.prefix}events")
+        self.stream_count = f"SELECT event_count FROM {n.streams} WHERE stream_id = %s"  # noqa: S608
+        self.total_events = f"SELECT coalesce(sum(event_count), 0) FROM {n.streams}"  # noqa: S608
+        self.version_at = f"SELECT stream_id, version FROM {n.events} WHERE position = %s"  # noqa: S608
+        self.horizon = f"SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {POSITION_SHIFT}"
+        self.old_batch = f"SELECT position, stream_id FROM {n.events} WHERE ts < %s ORDER BY ts, position LIMIT %s"  # noqa: S608
+        self.delete_before_in_batch = (
+            f"WITH d AS (DELETE FROM {n.events} WHERE position IN (SELECT position FROM {n.events} "  # noqa: S608
+            "WHERE stream_id = %s AND ts < %s ORDER BY version LIMIT %s) RETURNING 1) SELECT count(*) FROM d"
+        )
+        self.lowest_version = f"SELECT min(version) FROM {n.events} WHERE stream_id = %s"  # noqa: S608
+        self.delete_positions = (
+            f"WITH d AS (DELETE FROM {n.events} WHERE position = ANY (%s::bigint[]) RETURNING stream_id) "  # noqa: S608
+            "SELECT stream_id, count(*) FROM d GROUP BY stream_id ORDER BY stream_id"
+        )
         self.by_stream = f"SELECT stream_id, event_count FROM {n.streams}"  # noqa: S608
         self.events = n.events

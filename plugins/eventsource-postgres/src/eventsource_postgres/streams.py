@@ -41,7 +41,9 @@ class Streams:
             Jsonb(dict(stream.metadata)),
             self.conn.lock(stream.stream_id),
         )
-        rows = await self.conn.call("create_stream", lambda c: self.conn.fetchall(c, self.sql.create_stream, params), retry=False)
+        rows = await self.conn.call(
+            "create_stream", lambda c: self.conn.fetchall(c, self.sql.create_stream, params), retry=False
+        )
         if not rows:
             msg = f"stream {stream.stream_id!r} already exists"
             raise StreamExistsError(msg, stream_id=stream.stream_id)
@@ -63,14 +65,22 @@ class Streams:
 
     async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
         """The streams row (kept exact by every write), or ``None``."""
-        rows = await self.conn.call("get_stream_info", lambda c: self.conn.fetchall(c, self.sql.stream_info, [stream_id]), retry=True)
+        rows = await self.conn.call(
+            "get_stream_info", lambda c: self.conn.fetchall(c, self.sql.stream_info, [stream_id]), retry=True
+        )
         return StreamInfo(*rows[0]) if rows else None
 
-    async def list_streams(self, *, limit: int, offset: int) -> tuple[list[StreamInfo], int]:
-        """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total."""
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
+        """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total.
+
+        ``after`` seeks the key.
+        """
 
         async def run(conn: AsyncConnection[Any]) -> tuple[list[StreamInfo], int]:
-            rows = await self.conn.fetchall(conn, self.sql.list_streams, [limit, offset])
+            if after is None:
+                rows = await self.conn.fetchall(conn, self.sql.list_streams, [limit, offset])
+            else:
+                rows = await self.conn.fetchall(conn, self.sql.list_streams_after, [after, limit, offset])
             total = await self.conn.fetchall(conn, self.sql.count_streams, [])
             return [StreamInfo(*r) for r in rows], int(total[0][0])
 

@@ -1,0 +1,230 @@
+"""Issue #17: what stats, filtered queries, cursors, offsets and retention cost on a small and a big store.
+
+Stores are bulk-loaded outside any timer (SQLite: ``executemany`` into a fresh file then one fold of the
+counts; PostgreSQL: ``generate_series`` server-side, then ``ANALYZE``) with the same shape at every size: 1,000
+streams, five event types, 100 tenants, one event a second; they are cached between runs (SQLite files under
+``EVENTSOURCE_BENCH_CACHE``, PostgreSQL schemas ``es_scale_<n>``). Each call runs through the manager, one
+warm-up then the median of ``--rounds``. Retention runs on a store of its own (it deletes): a writer appends one
+event at a time for a few seconds alone, then again while ``delete_events_before`` removes the oldest 20%, and
+the two p99 latencies are compared. Usage: ``python benchmarks/scale.py --store sqlite --big 10000000``; the
+JSON goes to ``benchmarks/report/scale/<store>-<big>.json`` (apart from the harness reports that
+render.py reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from eventsource.manager import EventSourcingManager
+from eventsource.plugins import PluginHost
+
+STREAMS = 1000
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+CACHE = Path(os.environ.get("EVENTSOURCE_BENCH_CACHE", Path.home() / ".cache" / "eventsource-bench"))
+PG_URL = os.environ.get("EVENTSOURCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _sqlite_rows(n: int, start: int = 0) -> Any:
+    t0 = int(T0.timestamp() * 1e6)
+    for g in range(start, n):
+        yield (
+            f"e-{g}", f"s-{g % STREAMS:04d}", f"T{g % 5}", g // STREAMS + 1, b"{}", b"{}", "json",
+            t0 + g * 1_000_000, None, None, None, f"t{g % 100}", None, None,
+        )  # fmt: skip
+
+
+def _sqlite_path(n: int, *, fresh: bool) -> tuple[Path, bool]:
+    """The cached file for ``n`` events, and whether it must be built."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / (f"scale-{n}.db" if not fresh else f"scale-ret-{n}.db")
+    if fresh:
+        for old in path.parent.glob(path.name + "*"):
+            old.unlink()
+    return path, not (CACHE / f"{path.name}.ok").exists()
+
+
+def _sqlite_load(path: Path, n: int) -> None:
+    """Bulk-load ``n`` events into a migrated file, fold the counts, analyze, mark it done."""
+    from eventsource.sqlite import counts
+
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA synchronous = OFF")
+    db.execute("BEGIN")
+    db.executemany(
+        "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
+        "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _sqlite_rows(n),
+    )
+    db.executemany(
+        "INSERT INTO es_streams (stream_id, version_floor, deleted_count, created_at, updated_at, metadata) "
+        "VALUES (?, 0, 0, 0, 0, '{}')",
+        [(f"s-{i:04d}",) for i in range(STREAMS)],
+    )
+    counts.fold(db)
+    db.execute("COMMIT")
+    db.execute("ANALYZE")
+    db.close()
+    (CACHE / f"{path.name}.ok").touch()
+
+
+async def sqlite_store(n: int, *, fresh: bool = False) -> Any:
+    """A cached SQLite store of ``n`` events (``fresh``: a new one, for retention)."""
+    from eventsource.sqlite import SqliteProvider
+
+    path, build = _sqlite_path(n, fresh=fresh)
+    if build:
+        p = SqliteProvider(f"sqlite:///{path}")
+        await p.connect()  # the schema, by the provider's own migrations
+        await p.close()
+        _sqlite_load(path, n)
+    p = SqliteProvider(f"sqlite:///{path}", synchronous="normal")
+    await p.connect()
+    return p
+
+
+async def postgres_store(n: int, *, fresh: bool = False) -> Any:
+    """A cached PostgreSQL store of ``n`` events in schema ``es_scale_<n>``."""
+    import psycopg
+    from eventsource_postgres import PostgresProvider
+    from eventsource_postgres.schema import Names, migrate
+
+    schema = f"es_scale_{n}" if not fresh else f"es_scale_ret_{n}"
+    async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as raw:
+        cur = await raw.execute("SELECT to_regclass(%s)", [f'"{schema}"."loaded"'])
+        if fresh or (await cur.fetchone())[0] is None:  # type: ignore[index]
+            await raw.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            names = Names(schema, "")
+            await migrate(raw, names)
+            await raw.execute(
+                f"INSERT INTO {names.events} (event_id, stream_id, event_type, version, position, data, metadata, "
+                "encoding, ts, tenant_id) SELECT 'e-' || g, 's-' || lpad((g %% %s)::text, 4, '0'), 'T' || (g %% 5), "
+                "g / %s + 1, g + 1, '\\x7b7d', '\\x7b7d', 'json', %s + g * interval '1 second', 't' || (g %% 100) "
+                "FROM generate_series(0, %s - 1) AS g",
+                [STREAMS, STREAMS, T0, n],
+            )
+            await raw.execute(
+                f"INSERT INTO {names.streams} (stream_id, version, event_count, created_at, updated_at, first_version) "
+                f"SELECT stream_id, max(version), count(*), now(), now(), 1 FROM {names.events} GROUP BY stream_id"
+            )
+            await raw.execute(f"ANALYZE {names.events}")
+            await raw.execute(f"ANALYZE {names.streams}")
+            await raw.execute(f'CREATE TABLE "{schema}"."loaded" ()')
+    p = PostgresProvider(PG_URL, schema=schema, pool_max_size=4)
+    await p.connect()
+    return p
+
+
+async def manager_on(p: Any) -> EventSourcingManager:
+    m = EventSourcingManager(
+        {"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False)
+    )
+    await m.register_provider(p, name="bench", default=True)
+    return m
+
+
+async def timed(call: Any, rounds: int) -> float:
+    await call()
+    out = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        await call()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out) * 1e3
+
+
+def calls(m: EventSourcingManager, n: int) -> dict[str, Any]:
+    deep = int(n * 0.9)
+    mid = T0 + timedelta(seconds=n // 2)
+    return {
+        "get_stats(top_streams=10)": lambda: m.get_stats(top_streams=10),
+        "get_events(type with no events)": lambda: m.get_events(event_types=["Nope"], limit=10, count="none"),
+        "get_events(type, cursor at 90%)": lambda: m.get_events(
+            event_types=["T3"], limit=10, after_position=deep, count="none"
+        ),
+        "get_events(cursor at 90%)": lambda: m.get_events(limit=10, after_position=deep, count="none"),
+        "get_events(tenant)": lambda: m.get_events(tenant_id="t7", limit=10, count="none"),
+        "get_events(time range)": lambda: m.get_events(
+            from_timestamp=mid, to_timestamp=mid + timedelta(hours=1), limit=10, count="none"
+        ),
+        "get_events(type, count=estimate)": lambda: m.get_events(event_types=["T3"], limit=10, count="estimate"),
+        "list_streams(after=)": lambda: m.list_streams(limit=10, after="s-0500"),
+        "get_events(offset at 90%) [documented: grows]": lambda: m.get_events(limit=10, offset=deep, count="none"),
+        "get_events(type, count=exact)": lambda: m.get_events(event_types=["T3"], limit=10),
+        "get_events(type+tenant, count=exact) [documented: grows]": lambda: m.get_events(
+            event_types=["T3"], tenant_id="t7", limit=10
+        ),
+    }
+
+
+async def writer_p99(m: EventSourcingManager, seconds: float, during: Any = None) -> tuple[float, int]:
+    """p99 (ms) of single appends by one writer for ``seconds`` (while ``during`` runs, if given)."""
+    lat: list[float] = []
+    stream = f"w-{time.monotonic_ns()}"
+    task = asyncio.ensure_future(during()) if during is not None else None
+    end = time.monotonic() + seconds
+    while time.monotonic() < end or (task is not None and not task.done()):
+        t = time.perf_counter()
+        await m.append_event(stream_id=stream, event_type="W", data={})
+        lat.append(time.perf_counter() - t)
+    if task is not None:
+        await task
+    lat.sort()
+    return lat[int(len(lat) * 0.99)] * 1e3, len(lat)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store", choices=["sqlite", "postgres"], required=True)
+    ap.add_argument("--small", type=int, default=10_000)
+    ap.add_argument("--big", type=int, default=10_000_000)
+    ap.add_argument("--retention", type=int, default=1_000_000, help="events in the retention store (0: skip)")
+    ap.add_argument("--rounds", type=int, default=7)
+    a = ap.parse_args()
+    build = sqlite_store if a.store == "sqlite" else postgres_store
+    rows: dict[str, dict[str, float]] = {}
+    for n in (a.small, a.big):
+        t = time.perf_counter()
+        p = await build(n)
+        print(f"{a.store} store of {n:,} events ready in {time.perf_counter() - t:.1f} s", flush=True)
+        m = await manager_on(p)
+        for name, call in calls(m, n).items():
+            rows.setdefault(name, {})[str(n)] = await timed(call, a.rounds)
+            print(f"  {name:50s} {rows[name][str(n)]:9.2f} ms", flush=True)
+        await m.close()
+    out: dict[str, Any] = {"store": a.store, "small": a.small, "big": a.big, "ms": rows, "rounds": a.rounds}
+    if a.retention:
+        p = await build(a.retention, fresh=True)
+        m = await manager_on(p)
+        alone, n_alone = await writer_p99(m, 5.0)
+        cutoff = T0 + timedelta(seconds=a.retention // 5)
+        t = time.perf_counter()
+        during, n_during = await writer_p99(m, 1.0, lambda: p.delete_events_before(cutoff))
+        out["retention"] = {
+            "events": a.retention,
+            "deleted": a.retention // 5,
+            "run_s": time.perf_counter() - t,
+            "writer_p99_ms_alone": alone,
+            "writer_p99_ms_during": during,
+            "appends_alone": n_alone,
+            "appends_during": n_during,
+        }
+        print(f"  retention: {out['retention']}", flush=True)
+        await m.close()
+    report = Path(__file__).parent / "report" / "scale" / f"{a.store}-{a.big}.json"
+    report.parent.mkdir(exist_ok=True)
+    report.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {report}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

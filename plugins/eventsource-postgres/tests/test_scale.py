@@ -1,0 +1,70 @@
+"""PostgreSQL at scale (issue #17): a cursor page never passes an event that may still commit at a lower position,
+bounded stats read the streams rows, and retention in batches keeps the streams rows exact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from eventsource.manager import EventSourcingManager
+from eventsource.model import EventData
+from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+async def manager_on(p: Any) -> EventSourcingManager:
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="pg", default=True)
+    return m
+
+
+async def test_a_cursor_page_holds_back_events_above_a_running_transaction(
+    make_provider: Callable[..., Any], url: str
+) -> None:
+    m = await manager_on(await make_provider())
+    first = await m.append_event(stream_id="a", event_type="T", data={})
+    async with await psycopg.AsyncConnection.connect(url) as open_tx:  # an append that has its xid, not committed
+        await open_tx.execute("SELECT pg_current_xact_id()")
+        later = await m.append_event(stream_id="b", event_type="T", data={})
+        page = await m.get_events(event_types=["T"], after_position=first.position, count="none")
+        assert page.events == []
+        assert page.has_more
+        assert page.next_cursor == first.position  # "continue from here later": nothing was passed over
+        exact = await m.get_events(event_types=["T"], after_position=first.position)
+        assert (exact.events, exact.has_more, exact.total_count) == ([], True, 1)
+        await open_tx.rollback()
+    page = await m.get_events(event_types=["T"], after_position=first.position, count="none")
+    assert [e.event_id for e in page.events] == [later.event_id]
+    assert not page.has_more
+
+
+async def test_bounded_stats_and_batched_retention_stay_exact(make_provider: Callable[..., Any]) -> None:
+    p = await make_provider()
+    m = await manager_on(p)
+    t0 = datetime(2020, 1, 1, tzinfo=UTC)
+    for i in range(3):
+        for lo in range(0, 6000 * (i + 1), 1000):
+            batch = [EventData("T", {}, timestamp=t0 + timedelta(seconds=j)) for j in range(lo, lo + 1000)]
+            await m.append_events_batch(stream_id=f"s{i}", events=batch)
+    assert await p.delete_events_before(t0 + timedelta(seconds=5500)) == 3 * 5500  # several batches of 5000
+    st = await p.stats(top_streams=2)
+    assert st.events_by_stream == {"s2": 18000 - 5500, "s1": 12000 - 5500}
+    assert (st.total_events, st.total_streams, st.estimated) == (500 + 6500 + 12500, 3, ())
+    assert st.events_by_type == {"T": 19500}
+    info = await m.get_stream_info("s0")
+    assert (info.version, info.event_count, info.first_version) == (6000, 500, 5501)
+
+
+async def test_truncate_in_batches_keeps_the_stream_exact(make_provider: Callable[..., Any]) -> None:
+    p = await make_provider()
+    m = await manager_on(p)
+    for _ in range(12):
+        await m.append_events_batch(stream_id="long", events=[EventData("T", {}) for _ in range(1000)])
+    assert await p.truncate_stream("long", 11_001) == 11_000  # three transactions of at most 5000 versions
+    info = await m.get_stream_info("long")
+    assert (info.version, info.event_count, info.first_version) == (12_000, 1000, 11_001)
+    assert await p.truncate_stream("long", 11_001) == 0
+    assert await p.truncate_stream("long", 5) == 0

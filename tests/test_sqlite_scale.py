@@ -1,0 +1,210 @@
+"""SQLite at scale (issue #17): the v2 migration from a v1 file, counts that stay exact through folds and deletes
+across instances, and query plans that find every filter's page through an index."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource.model import EventFilter, NewEvent
+from eventsource.sqlite import SqliteProvider
+from eventsource.sqlite.counts import FOLD_EVERY, SQL_STREAM_TAIL, SQL_TAIL
+from eventsource.sqlite.schema import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+T0 = datetime(2022, 1, 1, tzinfo=UTC)
+
+
+def new(event_type: str = "E", days: int = 0, **kw: str) -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), event_type, b"{}", b"{}", "json", T0 + timedelta(days=days), **kw)  # type: ignore[arg-type]
+
+
+async def recount(p: SqliteProvider) -> tuple[dict[str, int], dict[str, int]]:
+    by_type: dict[str, int] = {}
+    by_stream: dict[str, int] = {}
+    async for e in p.read_all():
+        by_type[e.event_type] = by_type.get(e.event_type, 0) + 1
+        by_stream[e.stream_id] = by_stream.get(e.stream_id, 0) + 1
+    return by_type, by_stream
+
+
+async def assert_exact(p: SqliteProvider) -> None:
+    by_type, by_stream = await recount(p)
+    st = await p.stats()
+    assert st.events_by_type == by_type
+    assert st.total_events == sum(by_type.values())
+    assert {k: n for k, n in st.events_by_stream.items() if n} == by_stream
+    assert st.estimated == ()
+
+
+async def test_a_v1_file_migrates_to_v2_with_counts_backfilled(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    await p.append("a", [new("X"), new("Y"), new("X")], 0)
+    await p.append("b", [new("Y")], 0)
+    await p.close()
+    raw = sqlite3.connect(path, isolation_level=None)  # take the file back to the v1 schema, data kept
+    for kind, name in raw.execute("SELECT type, name FROM sqlite_master WHERE name LIKE 'es_%'").fetchall():
+        if name in {"es_type_counts", "es_counted"} or name.startswith(
+            ("es_events_type", "es_events_tenant", "es_events_corr", "es_events_aggregate")
+        ):
+            raw.execute(f"DROP {kind.upper()} {name}")
+    raw.execute("PRAGMA user_version = 1")
+    raw.close()
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    try:
+        st = await p.stats(top_streams=1)
+        assert st.events_by_type == {"X": 2, "Y": 2}
+        assert st.events_by_stream == {"a": 3}
+        raw = sqlite3.connect(path)
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        raw.close()
+        assert {"es_events_type_position", "es_events_tenant", "es_events_correlation"} <= names
+        await p.append("b", [new("Z")], 1)
+        await assert_exact(p)
+    finally:
+        await p.close()
+
+
+async def test_counts_stay_exact_across_folds_deletes_and_a_second_instance(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    p, q = SqliteProvider(url), SqliteProvider(url)
+    await p.connect()
+    await q.connect()
+    try:
+        for i in range(5):  # past FOLD_EVERY through p: the counts fold, some events lie above the fold
+            await p.append(f"s{i}", [new("A" if j % 3 else "B", days=j % 10) for j in range(1000)], 0)
+        await p.append("s4", [new("C", days=9) for _ in range(7)], 1000)
+        counted = await p._read("t", lambda db: db.execute("SELECT position FROM es_counted").fetchone()[0])
+        assert counted == 5000  # folded on the append that crossed FOLD_EVERY; 7 events above it
+        await assert_exact(p)
+        # another instance appends a long tail p never folded: stats fold it (or count it) and stay exact
+        for i in range(5):
+            await q.append(f"q{i}", [new("Q") for _ in range(FOLD_EVERY)], 0)
+        await assert_exact(p)
+        await p.delete_stream("s0")  # folded events
+        await q.delete_stream("q4")  # events above the fold
+        await assert_exact(p)
+        assert await p.truncate_stream("s1", 2500) == 1000
+        assert await p.truncate_stream("s2", 400) == 399
+        await assert_exact(p)
+        assert await p.delete_events_before(T0 + timedelta(days=5)) > 0  # folded and unfolded, several batches
+        await assert_exact(q)
+        await q.append("q0", [new("B")], FOLD_EVERY)
+        await assert_exact(q)
+        info = await p.get_stream_info("s3")
+        assert info is not None
+        assert (info.version, info.event_count) == (1000, 500)
+        info = await p.get_stream_info("s4")
+        assert info is not None
+        assert (info.version, info.event_count) == (1007, 507)
+    finally:
+        await p.close()
+        await q.close()
+
+
+@pytest.mark.parametrize(
+    ("flt", "index"),
+    [
+        (EventFilter(event_types=("A",)), "es_events_type_position"),
+        (EventFilter(tenant_id="t"), "es_events_tenant"),
+        (EventFilter(correlation_id="c"), "es_events_correlation"),
+        (EventFilter(aggregate_id="g"), "es_events_aggregate"),
+        (EventFilter(aggregate_type="T"), "es_events_aggregate_type"),
+        (EventFilter(stream_id="s"), "es_events_stream_version"),
+        (EventFilter(from_timestamp=T0, to_timestamp=T0), "es_events_timestamp"),
+    ],
+)
+async def test_each_filter_finds_its_page_through_an_index(tmp_path: Path, flt: EventFilter, index: str) -> None:
+    p = SqliteProvider(f"sqlite:///{tmp_path}/q.db")
+    await p.connect()
+    try:
+        await p.append("s", [new("A", tenant_id="t", correlation_id="c", aggregate_id="g", aggregate_type="T")], 0)
+        statements: list[str] = []
+        reader = p._reader or p._writer
+        assert reader is not None
+        assert reader.db is not None
+        await p._read("t", lambda db: db.set_trace_callback(statements.append))  # bound values expanded
+        for count in ("none", "exact"):
+            statements.clear()
+            page = await p.query(flt, limit=10, offset=0, count=count)  # type: ignore[arg-type]
+            assert len(page.events) == 1
+            explained = [s for s in statements if s.startswith(("SELECT event_id", "SELECT COUNT(*) FROM es_events"))]
+            plans = [
+                r[3]
+                for s in explained
+                for r in await p._read("t", lambda db, s=s: db.execute("EXPLAIN QUERY PLAN " + s).fetchall())
+            ]
+            assert plans
+            assert any(index in line for line in plans), plans
+            assert not any(line.startswith("SCAN es_events") and "INDEX" not in line for line in plans), plans
+    finally:
+        await p.close()
+
+
+@pytest.mark.parametrize("sql", [SQL_TAIL, SQL_STREAM_TAIL])
+async def test_the_counts_tail_is_read_through_the_primary_key(tmp_path: Path, sql: str) -> None:
+    p = SqliteProvider(f"sqlite:///{tmp_path}/t.db")
+    await p.connect()
+    try:
+        for i in range(20):
+            await p.append(f"s{i}", [new() for _ in range(50)], 0)
+        await p._write("t", lambda db: db.execute("ANALYZE"))  # statistics that tempt the planner to an index
+        plan = await p._read("t", lambda db: db.execute("EXPLAIN QUERY PLAN " + sql, (990,)).fetchall())
+        assert any("PRIMARY KEY" in r[3] for r in plan), plan
+        assert not any(r[3].startswith("SCAN") for r in plan), plan
+    finally:
+        await p.close()
+
+
+async def test_counts_stay_exact_when_a_retention_run_is_killed_midway(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    for i in range(40):
+        await p.append(f"s{i}", [new("A" if j % 2 else "B", days=j % 30) for j in range(500)], 0)
+    await p.close()
+    script = (
+        "import asyncio, sys\n"
+        "from datetime import UTC, datetime\n"
+        "from eventsource.sqlite import SqliteProvider\n"
+        "async def main():\n"
+        f"    p = SqliteProvider({f'sqlite:///{path}'!r})\n"
+        "    await p.connect()\n"
+        "    print('go', flush=True)\n"
+        "    await p.delete_events_before(datetime(2100, 1, 1, tzinfo=UTC))\n"
+        "asyncio.run(main())\n"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    assert (await proc.stdout.readline()).strip() == b"go"
+    while True:  # kill it once some batches have committed, whatever batch it is in then
+        raw = sqlite3.connect(path)
+        left = raw.execute("SELECT COUNT(*) FROM es_events").fetchone()[0]
+        raw.close()
+        if left < 20_000:
+            break
+        await asyncio.sleep(0.005)
+    proc.kill()
+    await proc.wait()
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    try:
+        await assert_exact(p)
+        for i in range(40):
+            info = await p.get_stream_info(f"s{i}")
+            assert info is not None
+            assert info.version == 500
+            assert info.event_count == len([e async for e in p.read_stream(f"s{i}")])
+    finally:
+        await p.close()

@@ -63,8 +63,8 @@ def delete_old_batch(us: int, stream_id: str | None, size: int, db: sqlite3.Conn
     for sid, n in by_stream:
         keep_floor(db, sid, n)
     counts.uncount(db, where, args)
-    n: int = db.execute(f"DELETE FROM es_events WHERE {where}", args).rowcount  # noqa: S608 - constant fragment
-    return n, n < size
+    deleted: int = db.execute(f"DELETE FROM es_events WHERE {where}", args).rowcount  # noqa: S608 - constant fragment
+    return deleted, deleted < size
 
 
 def truncate_batch(stream_id: str, before_version: int, size: int, db: sqlite3.Connection) -> tuple[int, bool]:

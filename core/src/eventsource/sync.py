@@ -199,25 +199,14 @@ class SyncEventSourcingManager:
     ) -> RetentionReport:
         """Apply retention policies now and report what each deleted, per provider.
 
-        :param policies: policy objects, names or ``{"policy": name, **params}`` dicts; default: the
-            configured ones (:meth:`retention_policies`).
-        :param provider: apply on this provider only. Then a policy the provider cannot carry out raises
-            :class:`UnsupportedOperationError`; over all providers it is reported with status
-            ``"unsupported"`` instead.
-        :param now: the reference time for age-based policies (default: now).
-        :raises RetentionError: a policy failed on some provider; ``error.report`` holds every outcome
-            (the other policies still ran).
+        Its arguments and the :class:`RetentionError` it raises: ``docs/manager.md`` (Method details).
         """
         return self._loop.call(self._manager.apply_retention(policies, provider=provider, now=now))
 
     def create_snapshot(self, request: CreateSnapshotRequest | None = None, /, **kwargs: Any) -> CreateSnapshotResponse:
         """Store a snapshot of the stream's state at ``version`` (default: its current version).
 
-        The snapshot goes through the same codec pipeline as events, bound to (stream id, snapshot id,
-        version). Under ``encryption_scope="tenant"`` it is sealed with the key of the tenant of the
-        stream's event at ``version`` (if retention removed it: the nearest remaining event below, else
-        above), so shredding that tenant shreds the snapshot too. Its serialized data and metadata must
-        fit in ``max_snapshot_size``. Every argument is checked before the store is asked anything.
+        Its encoding, key scope and size limit: ``docs/manager.md`` (Method details).
         """
         return self._loop.call(self._manager.create_snapshot(request, **kwargs))
 
@@ -519,13 +508,7 @@ class SyncEventSourcingManager:
     ) -> SyncSubscription:
         """Follow events as they are appended: catch up from history, then go live (``docs/subscriptions.md``).
 
-        Iterate it with ``async for`` (``async with`` closes it). It follows one stream (``stream_id``, from
-        ``from_version``) or every stream in the store's global order (from ``from_position``), optionally only
-        streams whose id starts with ``stream_prefix`` and events of ``event_types``. With a ``checkpoint``
-        store (or its URL) and a ``name`` it resumes after the stored checkpoint; ``await sub.commit()``
-        stores one, or ``commit_every=N`` does after every N events handed out. It holds at most one page of
-        ``page_size`` events; a missed wake-up delays delivery by at most ``poll_interval`` seconds. Delivery
-        is at least once: events after the last commit come again after a restart. :meth:`close` ends it.
+        Iterate it with ``async for``; its arguments and delivery: ``docs/manager.md`` (Method details).
         """
         self._loop.go_threaded()
         return SyncSubscription(

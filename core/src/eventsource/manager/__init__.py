@@ -10,9 +10,6 @@ retention) are described in ``docs/manager.md``.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import logging
 import time
 import weakref
 from typing import TYPE_CHECKING, Any, Self
@@ -20,42 +17,32 @@ from typing import TYPE_CHECKING, Any, Self
 from eventsource.config import ManagerConfig
 from eventsource.domain.events import EventClasses
 from eventsource.errors import (
-    EventNotFoundError,
     ProviderUnavailableError,
     StreamNotFoundError,
     UnsupportedOperationError,
 )
+from eventsource.manager.appends import Appends, batch_response, event_response
 from eventsource.manager.batches import BatchEncoder
 from eventsource.manager.codec import SHREDDED_KEY, EventCodec
 from eventsource.manager.ids import event_id as _event_id
 from eventsource.manager.metrics import LATENCY_WINDOW
 from eventsource.manager.monitoring import provider_health, provider_stats
-from eventsource.manager.policy import CallPolicy, all_pages, stream_pages
+from eventsource.manager.policy import CallPolicy
 from eventsource.manager.providers import Providers, create_configured
+from eventsource.manager.queries import Queries
 from eventsource.manager.retention_runs import RetentionRuns
 from eventsource.manager.sealed import VERSION_PIN_ATTEMPTS, SealedAppends
 from eventsource.manager.snapshots import Snapshots
 from eventsource.manager.threshold import SnapshotThreshold
 from eventsource.manager.validation import (
-    MAX_EVENT_ID_LENGTH,
-    check_batch_size,
-    check_count_mode,
-    check_cursor,
-    check_expected,
-    check_number,
     check_optional_number,
-    check_optional_text,
-    check_paging,
     check_scope_names,
-    check_sort_order,
-    check_text,
     check_time,
     check_top_streams,
     coerce,
-    event_filter,
     event_list,
     event_of,
-    plain_metadata,
+    new_stream,
 )
 from eventsource.model import (
     ANY,
@@ -70,9 +57,7 @@ from eventsource.model import (
     GetEventsRequest,
     GetEventsResponse,
     ListStreamsResponse,
-    NewStream,
     SortOrder,
-    positional_constructor,
 )
 from eventsource.plugins import PluginHost
 
@@ -87,11 +72,6 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
     from eventsource.subscriptions.subscription import Subscription
-
-_make_new_stream = positional_constructor(NewStream)
-_make_append_event_response = positional_constructor(AppendEventResponse)
-
-log = logging.getLogger("eventsource")
 
 
 class EventSourcingManager:
@@ -127,6 +107,8 @@ class EventSourcingManager:
         self._threshold = SnapshotThreshold(
             self.config.snapshot_threshold, self._policy, self._take_snapshot, snapshot_handler
         )
+        self._appends = Appends(self.config, self._codec, self._sealed, self._threshold)
+        self._queries = Queries(self.config, self._codec, self._policy)
         self._snapshots = Snapshots(self.config, self._codec, self._policy, self._threshold)
         self._retention = RetentionRuns(self.config, self.host, self._policy)
         self.event_classes = EventClasses(self._codec.chain)
@@ -154,14 +136,7 @@ class EventSourcingManager:
         :class:`KeyShreddedError` naming the scope; everything else reads normally. New events of the same
         tenant or stream get a fresh key. Returns how many keys were removed.
         """
-        keys = self._codec.require_keys()
-        check_scope_names(tenant_id, stream_id, scope, self.config.max_stream_id_length)
-        if scope is None:
-            scope = self._codec.scope_of(tenant_id, stream_id)
-        n = await asyncio.to_thread(keys.shred, scope)
-        self._codec.forget_keys()
-        log.info("shredded %d key(s) of one scope", n)
-        return n
+        return await self._codec.shred(tenant_id, stream_id, scope, self.config.max_stream_id_length)
 
     def rotate_key(
         self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None
@@ -211,14 +186,7 @@ class EventSourcingManager:
         for sub in list(self._subscriptions):
             await sub.close()
         self._policy.close()
-        first: BaseException | None = None
-        for name, provider in list(self._providers.by_name.items()):
-            try:
-                await self._policy.run(provider, "close", provider.close, retry=False)
-            except Exception as e:  # noqa: BLE001 - close the rest, then report
-                log.warning("closing provider %s failed: %s", name, type(e).__name__)
-                first = first or e
-        self._providers.clear()
+        first = await self._providers.close(self._policy)
         self._closed = True
         if first is not None:
             raise first
@@ -269,19 +237,13 @@ class EventSourcingManager:
     # ------------------------------------------------------------------ streams
 
     def _stream_id(self, stream_id: object) -> str:
-        return check_text("stream id", stream_id, self.config.max_stream_id_length, field_name="stream_id")
+        return self._queries.stream_id(stream_id)
 
     async def create_stream(self, request: CreateStreamRequest | None = None, /, **kwargs: Any) -> StreamInfo:
         """Create an empty stream; :class:`StreamExistsError` if the id is taken."""
         req = coerce(CreateStreamRequest, request, kwargs)
         sid = self._stream_id(req.stream_id)
-        stream = NewStream(
-            stream_id=sid,
-            name=check_optional_text("stream name", req.name, field_name="name"),
-            aggregate_id=check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id"),
-            aggregate_type=check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type"),
-            metadata=plain_metadata(req.metadata, self.config.max_event_size),
-        )
+        stream = new_stream(sid, req, self.config.max_event_size)
         p = self.get_provider(req.provider)
         # never retried: an attempt that timed out may still have landed
         return await self._policy.run(p, "create_stream", lambda: p.create_stream(stream), retry=False)
@@ -319,25 +281,7 @@ class EventSourcingManager:
 
         ``offset`` skips streams one by one (its cost grows with it); ``after`` goes straight to the page.
         """
-        check_paging(limit, offset)
-        cursor = (
-            None if after is None else check_text("after", after, self.config.max_stream_id_length, field_name="after")
-        )
-        check_cursor("after", cursor, offset)
-        p = self.get_provider(provider)
-        if cursor is None:
-            streams, total = await self._policy.run(
-                p, "list_streams", lambda: p.list_streams(limit=limit, offset=offset)
-            )
-            more = offset + len(streams) < total
-        else:  # one more than the page says whether another follows (the total counts every stream)
-            streams, total = await self._policy.run(
-                p, "list_streams", lambda: p.list_streams(limit=limit + 1, offset=0, after=cursor)
-            )
-            more = len(streams) > limit
-            del streams[limit:]
-        nxt = streams[-1].stream_id if more and streams else None
-        return ListStreamsResponse(streams=streams, total_count=total, has_more=more, next_cursor=nxt)
+        return await self._queries.streams(limit, offset, after, provider, self.get_provider)
 
     # ------------------------------------------------------------------ appends
 
@@ -345,9 +289,7 @@ class EventSourcingManager:
         """Append one event; see :meth:`append_events_batch` for the rules."""
         req = coerce(AppendEventRequest, request, kwargs)
         res, due = await self._append(req.stream_id, [event_of(req)], req.expected_version, req.provider)
-        return _make_append_event_response(  # positional, in AppendEventResponse's field order
-            res.event_ids[0], res.stream_id, res.first_version, res.positions[0], res.timestamp, res.duplicate, due
-        )
+        return event_response(res, due)
 
     async def append_events_batch(
         self, request: AppendEventsBatchRequest | None = None, /, **kwargs: Any
@@ -364,39 +306,13 @@ class EventSourcingManager:
         req = coerce(AppendEventsBatchRequest, request, kwargs)
         events = event_list(req.events)
         res, due = await self._append(req.stream_id, events, req.expected_version, req.provider)
-        return AppendEventsBatchResponse(
-            stream_id=res.stream_id,
-            event_ids=list(res.event_ids),
-            first_version=res.first_version,
-            last_version=res.last_version,
-            positions=list(res.positions),
-            timestamp=res.timestamp,
-            duplicate=res.duplicate,
-            snapshot_due=due,
-        )
+        return batch_response(res, due)
 
     async def _append(
         self, stream_id: object, events: list[EventData], expected: object, provider: str | None
     ) -> tuple[AppendResult, bool]:
         sid = self._stream_id(stream_id)
-        exp = check_expected(expected)
-        check_batch_size(len(events), self.config.max_batch_size)
-        p = self.get_provider(provider)
-        if self._codec.cipher is None:
-            encoded = self._batches.encode(sid, events, p, 0)
-            first = encoded[0]
-            stream = _make_new_stream(sid, None, first.aggregate_id, first.aggregate_type, {})
-            res: AppendResult = await self._policy.run(
-                p, "append", lambda: p.append(sid, encoded, exp, stream), events=len(encoded)
-            )
-        else:
-            res = await self._sealed.append(p, sid, events, exp)
-        if res.duplicate and all(e.event_id is None for e in events):
-            # the ids were made for this call, so the stored copy is its own attempt whose reply was lost
-            res = dataclasses.replace(res, duplicate=False)
-        if self._threshold.threshold is None:
-            return res, False
-        return res, await self._threshold.due(p, res)
+        return await self._appends.append(sid, events, expected, provider, self.get_provider)
 
     def set_snapshot_handler(self, handler: Callable[[str, int], Any] | None) -> None:
         """Let the manager take snapshots itself when ``snapshot_threshold`` is reached (``None``: stop).
@@ -420,43 +336,7 @@ class EventSourcingManager:
         (see :meth:`register_event_class`); events of other types keep their plain data.
         """
         req = coerce(GetEventsRequest, request, kwargs)
-        check_paging(req.limit, req.offset)
-        descending = check_sort_order(req.sort_order) is SortOrder.DESC
-        flt = event_filter(req, self.config.max_stream_id_length)
-        count = check_count_mode(req.count)
-        cursor = check_optional_number("after_position", req.after_position)
-        check_cursor("after_position", cursor, req.offset)
-        if cursor is not None and descending:  # "after" in the page's own order
-            flt = dataclasses.replace(flt, before_position=cursor)
-        elif cursor is not None:
-            flt = dataclasses.replace(flt, after_position=cursor)
-        p = self.get_provider(req.provider)
-        if count == "exact":
-            page = await self._policy.run(
-                p, "query", lambda: p.query(flt, limit=req.limit, offset=req.offset, descending=descending)
-            )
-            rows = page.events
-            more = page.held_back or (page.total_count is not None and req.offset + len(rows) < page.total_count)
-        else:  # no exact total to compare with: one more than the page says whether another follows
-            page = await self._policy.run(
-                p,
-                "query",
-                lambda: p.query(flt, limit=req.limit + 1, offset=req.offset, descending=descending, count=count),
-            )
-            rows = page.events[: req.limit]
-            more = page.held_back or len(page.events) > req.limit
-        events = [self._codec.decode_event(r) for r in rows]
-        if as_classes:
-            events = [self.event_classes.typed(e) for e in events]
-        return GetEventsResponse(
-            events=events,
-            total_count=page.total_count,
-            has_more=more,
-            limit=req.limit,
-            offset=req.offset,
-            next_cursor=(rows[-1].position if rows else cursor) if more else None,
-            total_exact=page.total_exact and page.total_count is not None,
-        )
+        return await self._queries.events(req, self.get_provider, self.event_classes if as_classes else None)
 
     async def get_events_by_stream(
         self,
@@ -489,15 +369,8 @@ class EventSourcingManager:
         self, event_id: str, *, stream_id: str | None = None, provider: str | None = None, as_classes: bool = False
     ) -> Event:
         """One event by id; :class:`EventNotFoundError` if no event has it."""
-        eid = check_text("event id", event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
-        sid = self._stream_id(stream_id) if stream_id is not None else None
-        p = self.get_provider(provider)
-        rec = await self._policy.run(p, "get_event", lambda: p.get_event(eid, sid))
-        if rec is None:
-            msg = f"no event has id {eid!r}" + (f" in stream {sid!r}" if sid else "")
-            raise EventNotFoundError(msg, event_id=eid)
-        ev = self._codec.decode_event(rec)
-        return self.event_classes.typed(ev) if as_classes else ev
+        classes = self.event_classes if as_classes else None
+        return await self._queries.event(event_id, stream_id, provider, self.get_provider, classes)
 
     def register_upcaster(self, event_type: str, upcaster: Callable[[Event], Event]) -> None:
         """Transform events of ``event_type`` on read (old schemas into new ones); applied in order.
@@ -546,15 +419,16 @@ class EventSourcingManager:
         A connection or timeout error mid-way is retried like any call, resuming after the last event
         delivered, so the caller sees every event exactly once.
         """
-        sid = self._stream_id(stream_id)
-        from_version = check_number("from_version", from_version)
-        to_version = check_optional_number("to_version", to_version)
-        p = self.get_provider(provider)
-        check_paging(page_size, 0)
-
-        source = stream_pages(p, sid, from_version, to_version, backwards=backwards, page_size=page_size)
-        decode = self.event_classes.typed_pages(self._codec.decode_page) if as_classes else self._codec.decode_page
-        return self._policy.iterate(p, "read_stream", source, decode, self._codec.page_tail)
+        return self._queries.stream(
+            stream_id,
+            from_version=from_version,
+            to_version=to_version,
+            backwards=backwards,
+            page_size=page_size,
+            provider=provider,
+            get_provider=self.get_provider,
+            classes=self.event_classes if as_classes else None,
+        )
 
     def read_all(
         self, *, from_position: int = 0, page_size: int = 500, provider: str | None = None, as_classes: bool = False
@@ -566,12 +440,10 @@ class EventSourcingManager:
         On a store with a ``total`` global order a connection or timeout error mid-way is retried,
         resuming after the last position delivered.
         """
-        from_position = check_number("from_position", from_position)
-        p = self.get_provider(provider)
-        check_paging(page_size, 0)
-        source = all_pages(p, from_position, page_size)
-        decode = self.event_classes.typed_pages(self._codec.decode_page) if as_classes else self._codec.decode_page
-        return self._policy.iterate(p, "read_all", source, decode, self._codec.page_tail)
+        classes = self.event_classes if as_classes else None
+        return self._queries.all_events(
+            from_position, page_size, provider=provider, get_provider=self.get_provider, classes=classes
+        )
 
     def subscribe(
         self,
@@ -591,13 +463,7 @@ class EventSourcingManager:
     ) -> Subscription:
         """Follow events as they are appended: catch up from history, then go live (``docs/subscriptions.md``).
 
-        Iterate it with ``async for`` (``async with`` closes it). It follows one stream (``stream_id``, from
-        ``from_version``) or every stream in the store's global order (from ``from_position``), optionally only
-        streams whose id starts with ``stream_prefix`` and events of ``event_types``. With a ``checkpoint``
-        store (or its URL) and a ``name`` it resumes after the stored checkpoint; ``await sub.commit()``
-        stores one, or ``commit_every=N`` does after every N events handed out. It holds at most one page of
-        ``page_size`` events; a missed wake-up delays delivery by at most ``poll_interval`` seconds. Delivery
-        is at least once: events after the last commit come again after a restart. :meth:`close` ends it.
+        Iterate it with ``async for``; its arguments and delivery: ``docs/manager.md`` (Method details).
         """
         from eventsource.subscriptions.build import build_subscription
 
@@ -628,11 +494,7 @@ class EventSourcingManager:
     ) -> CreateSnapshotResponse:
         """Store a snapshot of the stream's state at ``version`` (default: its current version).
 
-        The snapshot goes through the same codec pipeline as events, bound to (stream id, snapshot id,
-        version). Under ``encryption_scope="tenant"`` it is sealed with the key of the tenant of the
-        stream's event at ``version`` (if retention removed it: the nearest remaining event below, else
-        above), so shredding that tenant shreds the snapshot too. Its serialized data and metadata must
-        fit in ``max_snapshot_size``. Every argument is checked before the store is asked anything.
+        Its encoding, key scope and size limit: ``docs/manager.md`` (Method details).
         """
         req = coerce(CreateSnapshotRequest, request, kwargs)
         sid = self._stream_id(req.stream_id)
@@ -673,14 +535,7 @@ class EventSourcingManager:
     ) -> RetentionReport:
         """Apply retention policies now and report what each deleted, per provider.
 
-        :param policies: policy objects, names or ``{"policy": name, **params}`` dicts; default: the
-            configured ones (:meth:`retention_policies`).
-        :param provider: apply on this provider only. Then a policy the provider cannot carry out raises
-            :class:`UnsupportedOperationError`; over all providers it is reported with status
-            ``"unsupported"`` instead.
-        :param now: the reference time for age-based policies (default: now).
-        :raises RetentionError: a policy failed on some provider; ``error.report`` holds every outcome
-            (the other policies still ran).
+        Its arguments and the :class:`RetentionError` it raises: ``docs/manager.md`` (Method details).
         """
         self._check_open()
         chosen = self._retention.choose(policies)

@@ -8,10 +8,13 @@ the manager builds or parses payload bytes or associated data.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from eventsource.codecs import CodecPipeline
 from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError, ValidationError
+from eventsource.manager.validation import check_scope_names
 from eventsource.model import RowPage, Snapshot, make_event, make_recorded_event
 
 if TYPE_CHECKING:
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
 SHREDDED_KEY = "eventsource.shredded"
 """Metadata key of a redacted event (``shredded_events = "redact"``): the shredded scope."""
+
+log = logging.getLogger("eventsource")
 
 _DATA = b"d"
 _META = b"m"
@@ -150,6 +155,17 @@ class EventCodec:
             )
             raise ValidationError(msg, field=which)
         return scope
+
+    async def shred(self, tenant_id: str | None, stream_id: str | None, scope: str | None, max_id: int) -> int:
+        """Delete the keys of one scope (see :meth:`EventSourcingManager.shred`); how many were removed."""
+        keys = self.require_keys()
+        check_scope_names(tenant_id, stream_id, scope, max_id)
+        if scope is None:
+            scope = self.scope_of(tenant_id, stream_id)
+        n = await asyncio.to_thread(keys.shred, scope)
+        self.forget_keys()
+        log.info("shredded %d key(s) of one scope", n)
+        return n
 
     def forget_keys(self) -> None:
         """Make every keyed cipher drop cached key material (after a shred)."""

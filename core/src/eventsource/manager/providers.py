@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from eventsource.errors import ConfigurationError, ProviderNotFoundError, ValidationError
 from eventsource.model import ProviderInfo
 
 if TYPE_CHECKING:
+    from eventsource.manager.policy import CallPolicy
     from eventsource.plugins import PluginHost
     from eventsource.provider import Provider
+
+log = logging.getLogger("eventsource")
 
 
 class Providers:
@@ -37,6 +41,18 @@ class Providers:
         """Forget every provider."""
         self.by_name.clear()
         self.default = None
+
+    async def close(self, policy: CallPolicy) -> BaseException | None:
+        """Close every provider under ``policy`` and forget them all; the first error (each one is logged)."""
+        first: BaseException | None = None
+        for name, provider in list(self.by_name.items()):
+            try:
+                await policy.run(provider, "close", provider.close, retry=False)
+            except Exception as e:  # noqa: BLE001 - close the rest, then report
+                log.warning("closing provider %s failed: %s", name, type(e).__name__)
+                first = first or e
+        self.clear()
+        return first
 
     def get(self, name: str | None = None) -> Provider:
         """The provider registered as ``name``, or the default.

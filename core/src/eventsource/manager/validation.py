@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.codecs.builtin import MAX_NESTING
 from eventsource.errors import ValidationError
-from eventsource.model import COUNT_MODES, EventData, EventFilter, ExpectedVersion, SortOrder
+from eventsource.model import COUNT_MODES, EventData, EventFilter, ExpectedVersion, NewStream, SortOrder
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from eventsource.model import AppendEventRequest, CountMode, Expected, GetEventsRequest
+    from eventsource.model import AppendEventRequest, CountMode, CreateStreamRequest, Expected, GetEventsRequest
 
 R = TypeVar("R")
 
@@ -317,3 +317,14 @@ def check_cursor(name: str, cursor: object, offset: int) -> None:
 def check_top_streams(value: object) -> int | None:
     """``None`` (every stream) or an int from 0 to :data:`MAX_NUMBER`, else :class:`ValidationError`."""
     return check_optional_number("top_streams", value)
+
+
+def new_stream(sid: str, req: CreateStreamRequest, max_event_size: int) -> NewStream:
+    """The checked :class:`NewStream` of a ``create_stream`` request for the (checked) stream id ``sid``."""
+    return NewStream(
+        stream_id=sid,
+        name=check_optional_text("stream name", req.name, field_name="name"),
+        aggregate_id=check_optional_text("aggregate id", req.aggregate_id, field_name="aggregate_id"),
+        aggregate_type=check_optional_text("aggregate type", req.aggregate_type, field_name="aggregate_type"),
+        metadata=plain_metadata(req.metadata, max_event_size),
+    )

@@ -43,6 +43,8 @@ from eventsource.sqlite import counts, live
 from eventsource.sqlite.appends import append_sync
 from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.errors import map_error
+from eventsource.sqlite.maintenance import Batches, delete_old_batch, read_stats, truncate_batch
+from eventsource.sqlite.queries import query_page
 from eventsource.sqlite.rows import (
     _dump_meta,
     _events_from_rows,
@@ -53,12 +55,7 @@ from eventsource.sqlite.rows import (
 from eventsource.sqlite.schema import SCHEMA_VERSION, migrate
 from eventsource.sqlite.settings import SqliteSettings, path_from_url
 from eventsource.sqlite.statements import (
-    _EVENT_COLS,
-    BATCH_SECONDS,
     MAX_VERSION,
-    OLD_BATCH,
-    OLD_BATCH_IN_STREAM,
-    RETENTION_BATCH,
     SQL_COUNT_STREAMS,
     SQL_CREATE_STREAM,
     SQL_DELETE_SNAPSHOT,
@@ -66,25 +63,16 @@ from eventsource.sqlite.statements import (
     SQL_DELETE_STREAM_EVENTS,
     SQL_DELETE_STREAM_SNAPSHOTS,
     SQL_EVENT_BY_ID,
-    SQL_EVENTS_BY_STREAM,
     SQL_GET_SNAPSHOT,
-    SQL_KEEP_FLOOR,
     SQL_LIST_STREAMS,
     SQL_LIST_STREAMS_AFTER,
-    SQL_LOWEST_VERSION,
     SQL_POSITION_AT,
     SQL_READ_ALL,
     SQL_READ_BACKWARD,
     SQL_READ_FORWARD,
     SQL_SAVE_SNAPSHOT,
-    SQL_STREAM_COUNT,
-    SQL_STREAM_FLOOR,
     SQL_STREAM_INFO,
     SQL_STREAM_STATE,
-    SQL_STREAM_TOP,
-    SQL_TRUNCATE,
-    SQL_TRUNCATE_COUNT,
-    SQL_VERSION_AT,
 )
 from eventsource.sqlite.worker import _Worker
 from eventsource.subscriptions.signal import ChangeSignal
@@ -96,20 +84,6 @@ if TYPE_CHECKING:
     from eventsource.model import CountMode, EventFilter, Expected, NewEvent, RecordedSnapshot
 
 T = TypeVar("T")
-
-
-class _Batches:
-    """Retention batch sizes that keep each deleting transaction near :data:`BATCH_SECONDS` (adapted per run)."""
-
-    def __init__(self) -> None:
-        self.size = 64
-
-    def took(self, seconds: float) -> None:
-        """Halve the next batch after a slow one, double it after a quick one (within 8..RETENTION_BATCH)."""
-        if seconds > BATCH_SECONDS:
-            self.size = max(8, self.size // 2)
-        elif seconds < BATCH_SECONDS / 2:
-            self.size = min(RETENTION_BATCH, self.size * 2)
 
 
 class SqliteProvider(Provider):
@@ -463,73 +437,8 @@ class SqliteProvider(Provider):
         answer (no filter, only types, only a stream) is exact for every ``count`` mode; any other is a
         ``COUNT(*)`` over the index for ``"exact"`` and not given for ``"estimate"`` or ``"none"``.
         """
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (
-            ("stream_id = ?", flt.stream_id),
-            ("version >= ?", flt.from_version),
-            ("version <= ?", flt.to_version),
-            ("timestamp >= ?", to_us(flt.from_timestamp) if flt.from_timestamp is not None else None),
-            ("timestamp <= ?", to_us(flt.to_timestamp) if flt.to_timestamp is not None else None),
-            ("tenant_id = ?", flt.tenant_id),
-            ("correlation_id = ?", flt.correlation_id),
-            ("aggregate_id = ?", flt.aggregate_id),
-            ("aggregate_type = ?", flt.aggregate_type),
-        ):
-            if value is not None:
-                where.append(column)
-                args.append(value)
-        if flt.event_types is not None:
-            where.append(f"event_type IN ({', '.join('?' * len(flt.event_types))})")
-            args.extend(flt.event_types)
-        order = "DESC" if descending else "ASC"
-        # within one stream version order is position order, and the (stream_id, version) index gives it
-        key = "version" if flt.stream_id is not None else "position"
-        cursor = flt.before_position if descending else flt.after_position
-        simple = (
-            flt.after_position is None
-            and flt.before_position is None
-            and where
-            == (
-                ["stream_id = ?"]
-                if flt.stream_id is not None
-                else [f"event_type IN ({', '.join('?' * len(flt.event_types))})"]
-                if flt.event_types is not None
-                else []
-            )
-        )
-
-        def body(db: sqlite3.Connection) -> QueryPage:
-            page_where, page_args = list(where), list(args)
-            if cursor is not None:
-                page_where.append("position < ?" if descending else "position > ?")
-                page_args.append(min(cursor, MAX_VERSION))
-                at = db.execute(SQL_VERSION_AT, (cursor,)).fetchone() if flt.stream_id is not None else None
-                if at is not None and at[0] == flt.stream_id:  # the same bound on the version index
-                    page_where.append("version < ?" if descending else "version > ?")
-                    page_args.append(at[1])
-            clause = (" WHERE " + " AND ".join(page_where)) if page_where else ""
-            page_sql = f"SELECT {_EVENT_COLS} FROM es_events{clause} ORDER BY {key} {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments, values bound
-            rows = db.execute(page_sql, (*page_args, limit, offset)).fetchall()
-            total: int | None = None
-            if simple:
-                total = self._counted_total(db, flt)
-            elif count == "exact":
-                total = db.execute(f"SELECT COUNT(*) FROM es_events{clause}", page_args).fetchone()[0]  # noqa: S608
-            return QueryPage(events=_events_from_rows(rows), total_count=total)
-
-        return await self._read("query", lambda db: self._tx(db, body, write=False))
-
-    @staticmethod
-    def _counted_total(db: sqlite3.Connection, flt: EventFilter) -> int:
-        """The matches of a filter on nothing, only types, or only a stream, from the counts (exact)."""
-        if flt.stream_id is not None:
-            row = db.execute(SQL_STREAM_COUNT, (flt.stream_id, flt.stream_id)).fetchone()
-            return int(row[0]) if row is not None else 0
-        by_type = counts.by_type(db)
-        if flt.event_types is None:
-            return sum(by_type.values())
-        return sum(by_type.get(t, 0) for t in set(flt.event_types))
+        run = partial(query_page, flt=flt, limit=limit, offset=offset, descending=descending, count=count)
+        return await self._read("query", lambda db: self._tx(db, run, write=False))
 
     # ------------------------------------------------------------------ snapshots
 
@@ -587,70 +496,23 @@ class SqliteProvider(Provider):
         for the file's lock) go between batches, so a run over millions of events never stalls them for more
         than one batch. A run cut short leaves the newer old events for the next run (nothing is half-deleted).
         """
-        us = to_us(cutoff)
-        sizes = _Batches()
-
-        def batch(size: int, db: sqlite3.Connection) -> int:
-            where, args = (OLD_BATCH, (us, size)) if stream_id is None else (OLD_BATCH_IN_STREAM, (stream_id, us, size))
-            by_stream = db.execute(
-                f"SELECT stream_id, COUNT(*) FROM es_events WHERE {where} GROUP BY stream_id",  # noqa: S608 - constant fragment
-                args,
-            ).fetchall()
-            for sid, n in by_stream:
-                self._keep_floor(db, sid, n)
-            counts.uncount(db, where, args)
-            return db.execute(f"DELETE FROM es_events WHERE {where}", args).rowcount  # noqa: S608 - constant fragment
-
-        total = 0
-        while True:
-            size = sizes.size
-            start = time.perf_counter()
-            n = await self._write("delete_events_before", partial(self._tx, body=partial(batch, size)))
-            sizes.took(time.perf_counter() - start)
-            total += n
-            if n < size:
-                return total
+        return await self._batched("delete_events_before", partial(delete_old_batch, to_us(cutoff), stream_id))
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """Delete the stream's events below ``before_version``, lowest first, in short transactions."""
-        sizes = _Batches()
+        return await self._batched("truncate_stream", partial(truncate_batch, stream_id, before_version))
 
-        def batch(size: int, db: sqlite3.Connection) -> tuple[int, bool]:
-            """Delete the next versions; how many, and whether that was the last batch."""
-            if db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone() is None:
-                msg = f"stream {stream_id!r} does not exist"
-                raise StreamNotFoundError(msg, stream_id=stream_id)
-            low = db.execute(SQL_LOWEST_VERSION, (stream_id,)).fetchone()[0]
-            if low is None or low >= before_version:
-                return 0, True
-            upto = min(before_version, low + size)
-            n: int = db.execute(SQL_TRUNCATE_COUNT, (stream_id, upto)).fetchone()[0]
-            if n:
-                self._keep_floor(db, stream_id, n)
-                counts.uncount(db, "stream_id = ? AND version < ?", (stream_id, upto))
-                db.execute(SQL_TRUNCATE, (stream_id, upto))
-            return n, upto >= before_version
-
+    async def _batched(self, op: str, batch: Callable[[int, sqlite3.Connection], tuple[int, bool]]) -> int:
+        """Run ``batch(size, db) -> (count, last)`` in write transactions sized by :class:`Batches` until the last."""
+        sizes = Batches()
         total, done = 0, False
         while not done:
             size = sizes.size
             start = time.perf_counter()
-            n, done = await self._write("truncate_stream", partial(self._tx, body=partial(batch, size)))
+            n, done = await self._write(op, partial(self._tx, body=partial(batch, size)))
             sizes.took(time.perf_counter() - start)
             total += n
         return total
-
-    @staticmethod
-    def _keep_floor(db: sqlite3.Connection, stream_id: str, deleting: int) -> None:
-        """Before ``deleting`` events of a stream go: remember its version and newest event, count them."""
-        floor = db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone()
-        if floor is None:  # events without a stream row do not happen; nothing to keep
-            return
-        version, last_id, updated = floor
-        top = db.execute(SQL_STREAM_TOP, (stream_id,)).fetchone()
-        if top is not None and top[0] >= version:
-            version, last_id, updated = top
-        db.execute(SQL_KEEP_FLOOR, (version, last_id, updated, deleting, stream_id))
 
     # ------------------------------------------------------------------ monitoring
 
@@ -663,32 +525,7 @@ class SqliteProvider(Provider):
         if await self._read("stats", counts.tail_size) > 4 * counts.FOLD_EVERY:  # another process appended
             await self._write("stats", lambda db: self._tx(db, counts.fold))
 
-        def body(db: sqlite3.Connection) -> ProviderStats:
-            by_type = counts.by_type(db)
-            total_streams = db.execute(SQL_COUNT_STREAMS).fetchone()[0]
-            total_snapshots = db.execute("SELECT COUNT(*) FROM es_snapshots").fetchone()[0]
-            if top_streams is None:
-                by_stream = dict(db.execute(SQL_EVENTS_BY_STREAM).fetchall())
-            else:
-                by_stream = counts.top_streams(db, min(top_streams, MAX_VERSION))
-            last = db.execute("SELECT timestamp FROM es_events ORDER BY position DESC LIMIT 1").fetchone()
-            page_count = db.execute("PRAGMA page_count").fetchone()[0]
-            page_size = db.execute("PRAGMA page_size").fetchone()[0]
-            journal = db.execute("PRAGMA journal_mode").fetchone()[0]
-            return ProviderStats(
-                total_events=sum(by_type.values()),
-                total_streams=total_streams,
-                total_snapshots=total_snapshots,
-                events_by_type=by_type,
-                events_by_stream=by_stream,
-                storage_size=page_count * page_size,
-                last_event_at=from_us(last[0]) if last is not None else None,
-                uptime_seconds=monotonic() - self._started,
-                provider=self.name,
-                extra={"path": self.path, "journal_mode": journal, "schema_version": SCHEMA_VERSION},
-                top_streams=top_streams,
-            )
-
+        body = partial(read_stats, top_streams=top_streams, path=self.path, provider=self.name, started=self._started)
         return await self._read("stats", lambda db: self._tx(db, body, write=False))
 
     async def health(self) -> HealthStatus:

@@ -1,0 +1,92 @@
+"""Appends: one batch of events to one stream, checked, encoded and stored, and the responses built from it.
+
+:class:`Appends` checks the stream id, expected version and batch size, asks the provider chosen by the
+manager's ``get_provider``, encodes the events (:mod:`.batches`) or seals them (:mod:`.sealed`) and stores
+them under the call policy, then asks the snapshot threshold whether a snapshot is due. The response builders
+turn its :class:`AppendResult` into the seed's response objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from eventsource.manager.validation import check_batch_size, check_expected
+from eventsource.model import AppendEventResponse, AppendEventsBatchResponse, NewStream, positional_constructor
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from eventsource.config import ManagerConfig
+    from eventsource.manager.batches import BatchEncoder
+    from eventsource.manager.codec import EventCodec
+    from eventsource.manager.policy import CallPolicy
+    from eventsource.manager.sealed import SealedAppends
+    from eventsource.manager.threshold import SnapshotThreshold
+    from eventsource.model import AppendResult, EventData
+    from eventsource.provider import Provider
+
+    GetProvider = Callable[[str | None], Provider]
+
+_make_new_stream = positional_constructor(NewStream)
+_make_append_event_response = positional_constructor(AppendEventResponse)
+
+
+class Appends:
+    """Append calls of one manager, through its codec, call policy and snapshot threshold."""
+
+    __slots__ = ("batches", "codec", "config", "policy", "sealed", "threshold")
+
+    def __init__(
+        self, config: ManagerConfig, codec: EventCodec, sealed: SealedAppends, threshold: SnapshotThreshold
+    ) -> None:
+        self.config = config
+        self.codec = codec
+        self.policy: CallPolicy = sealed.policy  # the sealed path's policy and encoder serve the plain path too
+        self.batches: BatchEncoder = sealed.encoder
+        self.sealed = sealed
+        self.threshold = threshold
+
+    async def append(
+        self, sid: str, events: list[EventData], expected: object, name: str | None, get_provider: GetProvider
+    ) -> tuple[AppendResult, bool]:
+        """Append ``events`` to the (checked) stream ``sid``; the result and whether a snapshot is due."""
+        exp = check_expected(expected)
+        check_batch_size(len(events), self.config.max_batch_size)
+        provider = get_provider(name)
+        if self.codec.cipher is None:
+            encoded = self.batches.encode(sid, events, provider, 0)
+            first = encoded[0]
+            stream = _make_new_stream(sid, None, first.aggregate_id, first.aggregate_type, {})
+            res: AppendResult = await self.policy.run(
+                provider, "append", lambda: provider.append(sid, encoded, exp, stream), events=len(encoded)
+            )
+        else:
+            res = await self.sealed.append(provider, sid, events, exp)
+        if res.duplicate and all(e.event_id is None for e in events):
+            # the ids were made for this call, so the stored copy is its own attempt whose reply was lost
+            res = dataclasses.replace(res, duplicate=False)
+        if self.threshold.threshold is None:
+            return res, False
+        return res, await self.threshold.due(provider, res)
+
+
+def event_response(res: AppendResult, due: bool) -> AppendEventResponse:
+    """The response to ``append_event`` (built positionally, in AppendEventResponse's field order)."""
+    return _make_append_event_response(
+        res.event_ids[0], res.stream_id, res.first_version, res.positions[0], res.timestamp, res.duplicate, due
+    )
+
+
+def batch_response(res: AppendResult, due: bool) -> AppendEventsBatchResponse:
+    """The response to ``append_events_batch``."""
+    return AppendEventsBatchResponse(
+        stream_id=res.stream_id,
+        event_ids=list(res.event_ids),
+        first_version=res.first_version,
+        last_version=res.last_version,
+        positions=list(res.positions),
+        timestamp=res.timestamp,
+        duplicate=res.duplicate,
+        snapshot_due=due,
+    )

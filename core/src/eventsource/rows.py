@@ -1,0 +1,126 @@
+"""Fast record constructors and plain-row pages: the read and append hot paths' records (re-exported by model).
+
+:func:`positional_constructor` builds a frozen, slotted record without the dataclass ``__init__`` cost, and
+``make_recorded_event`` / ``make_event`` / ``make_append_result`` are its products for the records of
+:mod:`eventsource.model`; :class:`EventRow` and :class:`RowPage` carry stored events as plain rows in
+:data:`RECORD_FIELDS` order. Every name here is also importable from :mod:`eventsource.model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, NamedTuple, TypeVar
+
+from eventsource.model import AppendResult, Event, RecordedEvent
+
+T = TypeVar("T")
+
+
+def positional_constructor(cls: type[T]) -> Callable[..., T]:
+    """A fast positional constructor for a frozen, slotted record dataclass (the read hot path).
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which is slow for a
+    wide record, and reads build one :class:`RecordedEvent` and one :class:`Event` per event. This builds
+    the same (equal, still frozen) object faster (``benchmarks/`` measures the read path): a plain class
+    with the same slots is filled by ordinary attribute stores (the interpreter's fastest), then the
+    object's ``__class__`` is set to ``cls`` (allowed because the two layouts are identical, and checked once
+    here). Pass every field, in field order; there are no defaults. Classes with ``__post_init__`` get
+    their plain constructor.
+    """
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    slots = getattr(cls, "__slots__", None)
+    if hasattr(cls, "__post_init__") or not isinstance(slots, tuple) or sorted(slots) != sorted(names):
+        return cls
+    args = ", ".join(names)
+    stores = "".join(f"        self.{n} = {n}\n" for n in names)
+    src = (
+        f"class _Builder:\n    __slots__ = _slots\n    def __init__(self, {args}):\n{stores}\n"
+        f"def make({args}):\n    o = _Builder({args})\n    o.__class__ = _cls\n    return o\n"
+    )
+    namespace: dict[str, Any] = {"_cls": cls, "_slots": slots, "__name__": cls.__module__}
+    exec(src, namespace)  # noqa: S102 - generated from the dataclass's own field names, as dataclasses does
+    make = namespace["make"]
+    try:  # the layouts must match for the __class__ switch, and the plain constructor take every field
+        probe = make(*range(len(names)))
+        if type(probe) is not cls or probe != cls(*range(len(names))):
+            return cls
+    except TypeError:
+        return cls
+    make.__doc__ = f"Build a {cls.__name__} from all of its fields, positionally (fast path)."
+    return make  # type: ignore[no-any-return]
+
+
+make_recorded_event = positional_constructor(RecordedEvent)
+"""``RecordedEvent(*fields)`` without the frozen-dataclass ``__init__`` cost (providers' read paths)."""
+
+make_event = positional_constructor(Event)
+"""``Event(*fields)`` without the frozen-dataclass ``__init__`` cost (the manager's decode)."""
+
+make_append_result = positional_constructor(AppendResult)
+"""``AppendResult(*fields)`` without the frozen-dataclass ``__init__`` cost (providers' append paths)."""
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RecordedEvent))
+""":class:`RecordedEvent`'s fields in order: the column order of a :class:`RowPage` row."""
+
+
+class EventRow(NamedTuple):
+    """One stored event as a plain row: :class:`RecordedEvent`'s fields, in order, as a tuple.
+
+    A database row selected in this column order is one as it is (providers pass their rows unchanged);
+    ``timestamp`` holds the stored form, which :attr:`RowPage.timestamp` converts when it is not a datetime.
+    """
+
+    event_id: str
+    stream_id: str
+    event_type: str
+    version: int
+    position: int
+    data: bytes
+    metadata: bytes
+    encoding: str
+    timestamp: Any
+    correlation_id: str | None
+    causation_id: str | None
+    user_id: str | None
+    tenant_id: str | None
+    aggregate_id: str | None
+    aggregate_type: str | None
+
+
+if EventRow._fields != RECORD_FIELDS:  # pragma: no cover - a field added to one and not the other
+    msg = f"EventRow's fields {EventRow._fields} differ from RecordedEvent's {RECORD_FIELDS}"
+    raise TypeError(msg)
+_TS = EventRow._fields.index("timestamp")
+
+
+@dataclass(frozen=True, slots=True)
+class RowPage:
+    """One page of stored events as plain rows: a provider's fast read path.
+
+    A provider's ``read_stream_pages`` / ``read_all_pages`` may yield these instead of sequences of
+    :class:`RecordedEvent`: the manager then builds each :class:`Event` straight from its row, and no
+    intermediate record is made.
+
+    :param rows: one :class:`EventRow` per event (any tuple with its fields in that order).
+    :param timestamp: converts the stored form of :attr:`EventRow.timestamp` into an aware
+        :class:`~datetime.datetime`; ``None`` when the rows hold datetimes already.
+    """
+
+    rows: Sequence[EventRow]
+    timestamp: Callable[[Any], datetime] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return f"RowPage({len(self.rows)} rows)"
+
+    def records(self) -> list[RecordedEvent]:
+        """The page as :class:`RecordedEvent` objects (the general path)."""
+        make, conv = make_recorded_event, self.timestamp
+        if conv is None:
+            return [make(*r) for r in self.rows]
+        return [make(*r[:_TS], conv(r[_TS]), *r[_TS + 1 :]) for r in self.rows]

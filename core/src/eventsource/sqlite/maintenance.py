@@ -1,0 +1,126 @@
+"""Retention and statistics on one SQLite connection: the deleting batches, the kept floor, and the stats read.
+
+Retention deletes in short transactions whose size :class:`Batches` adapts so each stays near
+:data:`BATCH_SECONDS`; :func:`delete_old_batch` and :func:`truncate_batch` are one such transaction's body, and
+:func:`keep_floor` keeps a stream's version, newest event and counts before its events go. :func:`read_stats`
+is the body of the provider's one-transaction ``stats`` read. The provider runs them on its threads.
+"""
+
+from __future__ import annotations
+
+from time import monotonic
+from typing import TYPE_CHECKING
+
+from eventsource.errors import StreamNotFoundError
+from eventsource.model import ProviderStats
+from eventsource.sqlite import counts
+from eventsource.sqlite.schema import SCHEMA_VERSION
+from eventsource.sqlite.statements import (
+    BATCH_SECONDS,
+    MAX_VERSION,
+    OLD_BATCH,
+    OLD_BATCH_IN_STREAM,
+    RETENTION_BATCH,
+    SQL_COUNT_STREAMS,
+    SQL_EVENTS_BY_STREAM,
+    SQL_KEEP_FLOOR,
+    SQL_LOWEST_VERSION,
+    SQL_STREAM_FLOOR,
+    SQL_STREAM_TOP,
+    SQL_TRUNCATE,
+    SQL_TRUNCATE_COUNT,
+)
+from eventsource.timestamps import from_us
+
+if TYPE_CHECKING:
+    import sqlite3
+
+
+class Batches:
+    """Retention batch sizes that keep each deleting transaction near :data:`BATCH_SECONDS` (adapted per run)."""
+
+    def __init__(self) -> None:
+        self.size = 64
+
+    def took(self, seconds: float) -> None:
+        """Halve the next batch after a slow one, double it after a quick one (within 8..RETENTION_BATCH)."""
+        if seconds > BATCH_SECONDS:
+            self.size = max(8, self.size // 2)
+        elif seconds < BATCH_SECONDS / 2:
+            self.size = min(RETENTION_BATCH, self.size * 2)
+
+
+def delete_old_batch(us: int, stream_id: str | None, size: int, db: sqlite3.Connection) -> tuple[int, bool]:
+    """Delete up to ``size`` of the oldest events with ``timestamp < us`` (in one stream if given).
+
+    How many, and whether that was the last batch (fewer than ``size``).
+    """
+    where, args = (OLD_BATCH, (us, size)) if stream_id is None else (OLD_BATCH_IN_STREAM, (stream_id, us, size))
+    by_stream = db.execute(
+        f"SELECT stream_id, COUNT(*) FROM es_events WHERE {where} GROUP BY stream_id",  # noqa: S608 - constant fragment
+        args,
+    ).fetchall()
+    for sid, n in by_stream:
+        keep_floor(db, sid, n)
+    counts.uncount(db, where, args)
+    deleted: int = db.execute(f"DELETE FROM es_events WHERE {where}", args).rowcount  # noqa: S608 - constant fragment
+    return deleted, deleted < size
+
+
+def truncate_batch(stream_id: str, before_version: int, size: int, db: sqlite3.Connection) -> tuple[int, bool]:
+    """Delete the next versions; how many, and whether that was the last batch."""
+    if db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone() is None:
+        msg = f"stream {stream_id!r} does not exist"
+        raise StreamNotFoundError(msg, stream_id=stream_id)
+    low = db.execute(SQL_LOWEST_VERSION, (stream_id,)).fetchone()[0]
+    if low is None or low >= before_version:
+        return 0, True
+    upto = min(before_version, low + size)
+    n: int = db.execute(SQL_TRUNCATE_COUNT, (stream_id, upto)).fetchone()[0]
+    if n:
+        keep_floor(db, stream_id, n)
+        counts.uncount(db, "stream_id = ? AND version < ?", (stream_id, upto))
+        db.execute(SQL_TRUNCATE, (stream_id, upto))
+    return n, upto >= before_version
+
+
+def keep_floor(db: sqlite3.Connection, stream_id: str, deleting: int) -> None:
+    """Before ``deleting`` events of a stream go: remember its version and newest event, count them."""
+    floor = db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone()
+    if floor is None:  # events without a stream row do not happen; nothing to keep
+        return
+    version, last_id, updated = floor
+    top = db.execute(SQL_STREAM_TOP, (stream_id,)).fetchone()
+    if top is not None and top[0] >= version:
+        version, last_id, updated = top
+    db.execute(SQL_KEEP_FLOOR, (version, last_id, updated, deleting, stream_id))
+
+
+def read_stats(
+    db: sqlite3.Connection, top_streams: int | None, *, path: str, provider: str, started: float
+) -> ProviderStats:
+    """The file's statistics, all exact, for the provider ``provider`` at ``path`` built at ``started``."""
+    by_type = counts.by_type(db)
+    total_streams = db.execute(SQL_COUNT_STREAMS).fetchone()[0]
+    total_snapshots = db.execute("SELECT COUNT(*) FROM es_snapshots").fetchone()[0]
+    if top_streams is None:
+        by_stream = dict(db.execute(SQL_EVENTS_BY_STREAM).fetchall())
+    else:
+        by_stream = counts.top_streams(db, min(top_streams, MAX_VERSION))
+    last = db.execute("SELECT timestamp FROM es_events ORDER BY position DESC LIMIT 1").fetchone()
+    page_count = db.execute("PRAGMA page_count").fetchone()[0]
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    journal = db.execute("PRAGMA journal_mode").fetchone()[0]
+    return ProviderStats(
+        total_events=sum(by_type.values()),
+        total_streams=total_streams,
+        total_snapshots=total_snapshots,
+        events_by_type=by_type,
+        events_by_stream=by_stream,
+        storage_size=page_count * page_size,
+        last_event_at=from_us(last[0]) if last is not None else None,
+        uptime_seconds=monotonic() - started,
+        provider=provider,
+        extra={"path": path, "journal_mode": journal, "schema_version": SCHEMA_VERSION},
+        top_streams=top_streams,
+    )

@@ -135,3 +135,28 @@ async def test_repository_replays_when_the_snapshot_is_from_a_newer_release(capl
         loaded = await repo.get("c")
         assert (loaded.owner, loaded.items, loaded.applied) == ("ada", {"pen": 1}, 2)  # replayed in full
         assert "schema version" in caplog.text
+
+
+# ---------------------------------------------------------------------- review: reserved metadata
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "memory":
+        return f"memory://rev-{uuid.uuid4().hex}"
+    return f"sqlite:///{tmp_path}/rev.db"
+
+
+async def test_a_spoofed_shredded_key_does_not_skip_upcasting(store_url: str) -> None:
+    """``eventsource.shredded`` in a caller's metadata must not turn off the chain on the decode_event path."""
+    config = {"providers": {"db": store_url}}
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        m.add_upcaster("rev.T", 1, lambda d: {**d, "v2": True})
+        m.register_upcaster("rev.Other", lambda e: e)  # any legacy upcaster sends reads through decode_event
+        await m.append_event(stream_id="rev-2", event_type="rev.T", data={"a": 1})
+        await m.append_event(
+            stream_id="rev-2", event_type="rev.T", data={"a": 2}, metadata={"eventsource.shredded": "spoof"}
+        )
+        events = [e async for e in m.read_stream("rev-2")]
+        assert [e.data for e in events] == [{"a": 1, "v2": True}, {"a": 2, "v2": True}]
+        assert [e.metadata["eventsource.schema"] for e in events] == [2, 2]

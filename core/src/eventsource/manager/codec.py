@@ -198,6 +198,7 @@ class EventCodec:
 
     def decode_event(self, rec: RecordedEvent) -> Event:
         """The event of a stored record, upcast (a shredded one raises or is redacted, by configuration)."""
+        redacted = False  # set only here: a caller's own SHREDDED_KEY in its metadata must not skip the chain
         if rec.encoding == self.plain:
             loads = self.loads
             data = loads(rec.data)
@@ -219,12 +220,12 @@ class EventCodec:
             except KeyShreddedError as e:
                 if not self.redact:
                     raise self._event_error(e, rec) from e
-                data, meta = None, {SHREDDED_KEY: e.scope}
+                data, meta, redacted = None, {SHREDDED_KEY: e.scope}, True
             except CodecError as e:
                 raise self._event_error(e, rec) from e
         etype = rec.event_type
         slow = self.chain.events.types
-        if slow and etype in slow and SHREDDED_KEY not in meta:  # a redacted event has no data to upcast
+        if slow and etype in slow and not redacted:  # a redacted event has no data to upcast
             etype, data = self.chain.upcast_parts(etype, data, meta, (rec.event_id, rec.stream_id, rec.version))
         ev = make_event(  # positional, in Event's field order, without the frozen __init__'s cost
             rec.event_id,

@@ -160,3 +160,22 @@ async def test_a_spoofed_shredded_key_does_not_skip_upcasting(store_url: str) ->
         events = [e async for e in m.read_stream("rev-2")]
         assert [e.data for e in events] == [{"a": 1, "v2": True}, {"a": 2, "v2": True}]
         assert [e.metadata["eventsource.schema"] for e in events] == [2, 2]
+
+
+async def test_event_data_refuses_a_caller_schema_version_in_metadata(store_url: str) -> None:
+    """A v1 class must not store a caller's ``eventsource.schema``: it would be read as that version."""
+    from eventsource.domain import SCHEMA_KEY
+    from eventsource.errors import ValidationError
+
+    config = {"providers": {"db": store_url}}
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        m.register_event_class(Opened)
+        with pytest.raises(ValidationError) as info:
+            await m.append_events_batch(stream_id="rev-1", events=[Opened("ada").event_data(metadata={SCHEMA_KEY: 3})])
+        assert info.value.details["field"] == "metadata"
+        assert not await m.stream_exists("rev-1")
+        # other caller metadata still goes through
+        await m.append_events_batch(stream_id="rev-1", events=[Opened("ada").event_data(metadata={"who": "x"})])
+        [ev] = [e async for e in m.read_stream("rev-1", as_classes=True)]
+        assert ev.data == Opened("ada")
+        assert ev.metadata == {"who": "x"}

@@ -95,6 +95,12 @@ class DomainEvent:
         """The event as an :class:`EventData` to append; ``envelope`` sets ids (correlation, tenant...)."""
         cls = type(self)
         meta = dict(metadata or {})
+        if SCHEMA_KEY in meta:  # the class owns its version: a caller's value would be read as the data's version
+            msg = (
+                f"event {cls.event_type!r} ({cls.__name__}): metadata key {SCHEMA_KEY!r} is reserved; "
+                f"the class sets it (version {cls.schema_version})"
+            )
+            raise ValidationError(msg, field="metadata", event_type=cls.event_type)
         if cls.schema_version != 1:
             meta[SCHEMA_KEY] = cls.schema_version
         return EventData(event_type=cls.event_type, data=self.to_data(), metadata=meta or None, **envelope)

@@ -147,21 +147,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/rev.db"
 
 
-async def test_a_spoofed_shredded_key_does_not_skip_upcasting(store_url: str) -> None:
-    """``eventsource.shredded`` in a caller's metadata must not turn off the chain on the decode_event path."""
-    config = {"providers": {"db": store_url}}
-    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
-        m.add_upcaster("rev.T", 1, lambda d: {**d, "v2": True})
-        m.register_upcaster("rev.Other", lambda e: e)  # any legacy upcaster sends reads through decode_event
-        await m.append_event(stream_id="rev-2", event_type="rev.T", data={"a": 1})
-        await m.append_event(
-            stream_id="rev-2", event_type="rev.T", data={"a": 2}, metadata={"eventsource.shredded": "spoof"}
-        )
-        events = [e async for e in m.read_stream("rev-2")]
-        assert [e.data for e in events] == [{"a": 1, "v2": True}, {"a": 2, "v2": True}]
-        assert [e.metadata["eventsource.schema"] for e in events] == [2, 2]
-
-
 async def test_event_data_refuses_a_caller_schema_version_in_metadata(store_url: str) -> None:
     """A v1 class must not store a caller's ``eventsource.schema``: it would be read as that version."""
     from eventsource.domain import SCHEMA_KEY
@@ -179,3 +164,40 @@ async def test_event_data_refuses_a_caller_schema_version_in_metadata(store_url:
         [ev] = [e async for e in m.read_stream("rev-1", as_classes=True)]
         assert ev.data == Opened("ada")
         assert ev.metadata == {"who": "x"}
+
+
+async def test_a_spoofed_shredded_key_does_not_skip_upcasting(store_url: str) -> None:
+    """``eventsource.shredded`` in a caller's metadata must not turn off the chain on the decode_event path."""
+    config = {"providers": {"db": store_url}}
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        m.add_upcaster("rev.T", 1, lambda d: {**d, "v2": True})
+        m.register_upcaster("rev.Other", lambda e: e)  # any legacy upcaster sends reads through decode_event
+        await m.append_event(stream_id="rev-2", event_type="rev.T", data={"a": 1})
+        await m.append_event(
+            stream_id="rev-2", event_type="rev.T", data={"a": 2}, metadata={"eventsource.shredded": "spoof"}
+        )
+        events = [e async for e in m.read_stream("rev-2")]
+        assert [e.data for e in events] == [{"a": 1, "v2": True}, {"a": 2, "v2": True}]
+        assert [e.metadata["eventsource.schema"] for e in events] == [2, 2]
+
+
+async def test_as_classes_refusal_of_stored_data_names_the_stored_event(store_url: str) -> None:
+    """A class whose schema now refuses old stored data: the error says which event, not only its type."""
+    from eventsource.domain import SCHEMA_KEY
+    from eventsource.errors import ValidationError
+
+    config = {"providers": {"db": store_url}}
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        m.register_event_class(ItemAdded, Opened)
+        ok = await m.append_event(stream_id="rev-3", event_type="kit.Opened", data={"owner": "ada"})
+        bad = await m.append_event(
+            stream_id="rev-3", event_type="kit.ItemAdded", data={"item": "pen", "qty": "many"}, metadata={SCHEMA_KEY: 3}
+        )
+        assert ok.event_id != bad.event_id
+        with pytest.raises(ValidationError) as info:
+            [e async for e in m.read_stream("rev-3", as_classes=True)]
+        err = info.value
+        where = (err.details["field"], err.details["event_id"], err.details["stream_id"])
+        assert where == ("qty", bad.event_id, "rev-3")
+        assert bad.event_id in err.message
+        assert err.details["event_type"] == "kit.ItemAdded"

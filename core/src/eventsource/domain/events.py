@@ -191,7 +191,13 @@ class EventClasses:
                 f"{cls.schema_version}" + (": register an upcaster" if v < cls.schema_version else ": upgrade the code")
             )
             raise UpcastError(msg, event_type=ev.event_type, schema_version=v, event_id=ev.event_id)
-        return cls.from_data(ev.data)
+        try:
+            return cls.from_data(ev.data)
+        except ValueError as e:  # a schema or __post_init__ refusing stored data: say which stored event it is
+            details = dict(e.details) if isinstance(e, ValidationError) else {"field": "data"}
+            text = e.message if isinstance(e, ValidationError) else f"{cls.__name__}: {type(e).__name__}: {e}"
+            details.update(event_type=ev.event_type, event_id=ev.event_id, stream_id=ev.stream_id)
+            raise ValidationError(f"{what}: {text}", **details) from e
 
     def typed(self, ev: Event) -> Event:
         """``ev`` with an instance of its class as ``data`` (unchanged for an unregistered type)."""

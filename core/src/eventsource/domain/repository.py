@@ -171,7 +171,8 @@ class Repository(Generic[A]):
         """Load, apply ``fn(aggregate)`` (sync or async), save; on :class:`ConcurrencyError` start over.
 
         ``fn`` may run up to ``retries + 1`` times, each on a freshly loaded aggregate; the last
-        conflict is raised.
+        conflict is raised. Keep side effects (emails, payments) out of ``fn``: they would run once
+        per attempt, including attempts whose events were never saved.
         """
         if type(retries) is not int or retries < 0:
             msg = f"retries must be an int >= 0, got {retries!r}"

@@ -232,3 +232,34 @@ async def test_closing_the_manager_ends_its_waiting_subscriptions() -> None:
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(waiting, 60)
     assert sub.closed
+
+
+async def test_next_batch_that_fails_to_decode_mid_batch_loses_nothing(manager: EventSourcingManager) -> None:
+    # The events taken before the one that fails to decode were popped and counted as delivered; raising
+    # dropped them, and commit() then stored a checkpoint past events the consumer never saw.
+    store = MemoryCheckpointStore("memory://")
+    await manager.append_events_batch(stream_id="dec-1", events=[eventsource.EventData("T", {"n": i}) for i in range(5)])
+    sub = manager.subscribe(stream_id="dec-1", checkpoint=store, name="dec")
+    codec = sub._codec
+    real = codec.decode_event
+    failed: list[int] = []
+
+    def decode(rec: Any) -> Any:
+        if rec.version == 3 and not failed:
+            failed.append(rec.version)
+            raise ValueError("bad payload")
+        return real(rec)
+
+    sub._codec = type("C", (), {"decode_event": staticmethod(decode)})()  # type: ignore[assignment]
+    seen: list[int] = []
+    async with sub:
+        for _ in range(3):
+            try:
+                seen += [e.version for e in await sub.next_batch(10)]
+            except ValueError:
+                cp = await sub.commit()
+                assert cp.position == (seen[-1] if seen else 0), "checkpoint past events never handed out"
+            if len(seen) == 5:
+                break
+    assert seen == [1, 2, 3, 4, 5]
+

@@ -221,14 +221,18 @@ class Subscription:
     async def next_batch(self, max_events: int) -> list[Event]:
         """Up to ``max_events`` events: waits for the first, then takes only what is buffered already.
 
-        An empty list means the subscription was closed.
+        An empty list means the subscription was closed. A record that fails to decode ends the batch
+        before it; the next call raises its error (so no event taken for the batch is lost).
         """
         try:
             out = [await self.__anext__()]
         except StopAsyncIteration:
             return []
         while len(out) < max_events and not self._closed:
-            event = self._take_buffered()
+            try:
+                event = self._take_buffered()
+            except Exception:  # noqa: BLE001 - the record stays buffered: the next call raises it again
+                break  # the events in ``out`` count as delivered (commit() may store them): hand them out
             if event is None:
                 break
             out.append(event)

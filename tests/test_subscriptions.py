@@ -263,3 +263,24 @@ async def test_next_batch_that_fails_to_decode_mid_batch_loses_nothing(manager: 
                 break
     assert seen == [1, 2, 3, 4, 5]
 
+
+async def test_close_during_a_read_ends_the_waiting_iterator_promptly(manager: EventSourcingManager) -> None:
+    # close() while the iterator was reading (not yet waiting) left it to wait a whole poll_interval.
+    provider = manager.get_provider()
+    real = provider.read_stream_pages
+
+    def slow(*a: Any, **kw: Any) -> Any:
+        async def pages() -> Any:
+            await asyncio.sleep(0.3)
+            async for page in real(*a, **kw):
+                yield page
+
+        return pages()
+
+    provider.read_stream_pages = slow  # type: ignore[method-assign]
+    sub = manager.subscribe(stream_id="slow-read", poll_interval=30)
+    waiting = asyncio.create_task(anext(sub))
+    await asyncio.sleep(0.1)  # inside the first read
+    await sub.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 3)

@@ -102,7 +102,7 @@ class Subscription:
         self._started = False
         self._closed = False
         self._since_commit = 0
-        self._waiter: asyncio.Future[None] | None = None  # the wait for a change in progress (close() ends it)
+        self._waiter: asyncio.Future[None] | None = None  # the read or wait in progress (close() ends it)
         self._empty_reads = 0  # reads in a row that found nothing new (a wake-up that keeps firing for nothing)
         self.committed: Checkpoint | None = None
         """The last checkpoint this subscription stored or resumed from."""
@@ -200,9 +200,22 @@ class Subscription:
             event = self._take_buffered()
             if event is not None:
                 return event
-            if not await self._fill():
-                await self._wait()
+            # a read, and the wait after an empty one, run as one future close() cancels: a close that
+            # lands during the read (or the pause before the wait) ends this call too, not poll_interval later
+            step = self._waiter = asyncio.ensure_future(self._step())
+            try:
+                await step
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not self._closed or (task is not None and task.cancelling()):
+                    raise  # the consumer was cancelled, not the step ended by close()
+            finally:
+                self._waiter = None
         raise StopAsyncIteration
+
+    async def _step(self) -> None:
+        if not await self._fill():
+            await self._wait()
 
     def _take_buffered(self) -> Event | None:
         """The next wanted event of the buffer (records filtered out on the way are passed), or ``None``."""
@@ -302,16 +315,12 @@ class Subscription:
             after: int | None = self._cursor
         else:
             after = await self._policy.run(p, "head_position", p.head_position)
-        wait = asyncio.sleep(self.poll_interval) if after is None else p.wait_for_change(after, self.poll_interval)
-        waiter = self._waiter = asyncio.ensure_future(wait)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not self._closed or (task is not None and task.cancelling()):
-                raise  # the consumer was cancelled, not the wait ended by close()
-        finally:
-            self._waiter = None
+        if self._closed:
+            return
+        if after is None:
+            await asyncio.sleep(self.poll_interval)
+        else:
+            await p.wait_for_change(after, self.poll_interval)
 
     # ------------------------------------------------------------------ checkpoints
 

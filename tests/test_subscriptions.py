@@ -284,3 +284,32 @@ async def test_close_during_a_read_ends_the_waiting_iterator_promptly(manager: E
     await sub.close()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(waiting, 3)
+
+
+async def test_an_idle_subscription_keeps_listening_instead_of_sleeping_blind(manager: EventSourcingManager) -> None:
+    # Each wait that timed out with nothing new counted as a "spurious wake-up", so after a few idle
+    # poll_intervals the back-off paused a whole poll_interval *before* each wait: an append landing in
+    # that pause was seen up to poll_interval late, on every store, for every idle subscription.
+    provider = manager.get_provider()
+    real = provider.wait_for_change
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+    last_end: list[float] = []
+
+    async def spy(after_position: int, max_wait: float) -> None:
+        if last_end:
+            gaps.append(loop.time() - last_end[0])
+        try:
+            await real(after_position, max_wait)
+        finally:
+            last_end[:] = [loop.time()]
+
+    provider.wait_for_change = spy  # type: ignore[method-assign]
+    sub = manager.subscribe(stream_prefix="idle", poll_interval=0.1)
+    reading = asyncio.create_task(anext(sub))
+    await asyncio.sleep(2.0)  # twenty idle poll_intervals
+    res = await manager.append_event(stream_id="idle-1", event_type="T", data={})
+    assert (await asyncio.wait_for(reading, 3)).event_id == res.event_id
+    await sub.close()
+    assert len(gaps) > 10
+    assert max(gaps[-5:]) < 0.05, f"not listening between waits for {max(gaps[-5:]):.3f}s"

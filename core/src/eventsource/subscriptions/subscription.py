@@ -301,8 +301,9 @@ class Subscription:
     async def _wait(self) -> None:
         """Wait for a change after an empty read: the provider's wake-up, bounded by ``poll_interval``.
 
-        A wake-up that keeps returning while reads find nothing (a stale signal, a store bug) is slowed down
-        by a growing pause, never longer than ``poll_interval``, and the event loop always gets a turn.
+        A wake-up that keeps returning early while reads find nothing (a stale signal, a store bug) is slowed
+        down by a growing pause, never longer than ``poll_interval``, and the event loop always gets a turn.
+        A wait that lasted at least half of ``poll_interval`` resets that count: idling is not spinning.
         """
         p = self.provider
         pause = (
@@ -317,10 +318,16 @@ class Subscription:
             after = await self._policy.run(p, "head_position", p.head_position)
         if self._closed:
             return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         if after is None:
             await asyncio.sleep(self.poll_interval)
         else:
             await p.wait_for_change(after, self.poll_interval)
+        if loop.time() - began >= self.poll_interval / 2:
+            # a wait that ran (about) its course is an idle store, not a wake-up firing for nothing: no pause
+            # next time, or an idle subscription would sleep blind for poll_interval before every wait
+            self._empty_reads = 0
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -313,3 +313,23 @@ async def test_an_idle_subscription_keeps_listening_instead_of_sleeping_blind(ma
     await sub.close()
     assert len(gaps) > 10
     assert max(gaps[-5:]) < 0.05, f"not listening between waits for {max(gaps[-5:]):.3f}s"
+
+
+async def test_a_stream_append_between_the_empty_read_and_the_head_wakes_the_subscription(
+    manager: EventSourcingManager,
+) -> None:
+    # A one-stream subscription waited for a change above the head it read *after* its empty read: an
+    # append landing in between was already below that head, so nothing woke it for poll_interval.
+    provider = manager.get_provider()
+    real = provider.head_position
+    appended: list[Any] = []
+
+    async def head() -> int | None:
+        if not appended:
+            appended.append(await manager.append_event(stream_id="gap-1", event_type="T", data={}))
+        return await real()
+
+    provider.head_position = head  # type: ignore[method-assign]
+    async with manager.subscribe(stream_id="gap-1", poll_interval=30) as sub:
+        got = await asyncio.wait_for(anext(sub), 3)
+    assert got.event_id == appended[0].event_id

@@ -103,6 +103,8 @@ class Subscription:
         self._closed = False
         self._since_commit = 0
         self._waiter: asyncio.Future[None] | None = None  # the read or wait in progress (close() ends it)
+        self._at_tail = True  # one-stream: the last read came back short, so the next may find nothing
+        self._head: int | None = None  # one-stream: the store's head taken just before the last read
         self._empty_reads = 0  # reads in a row that found nothing new (a wake-up that keeps firing for nothing)
         self.committed: Checkpoint | None = None
         """The last checkpoint this subscription stored or resumed from."""
@@ -257,7 +259,11 @@ class Subscription:
         if self.target.stream_id is None:
             page = await self._policy.run(p, "read_all", self._all_page)
         else:
+            # near the tail, the head a wait will start from is taken *before* the read: an append landing
+            # between an empty read and a later head would already be below it and wake nobody
+            self._head = await self._policy.run(p, "head_position", p.head_position) if self._at_tail else None
             page = await self._stream_page()
+            self._at_tail = len(page) < self.page_size
         if self._closed or not page:
             self._empty_reads += 1
             return False
@@ -314,6 +320,8 @@ class Subscription:
         await asyncio.sleep(pause)
         if self.target.stream_id is None:
             after: int | None = self._cursor
+        elif self._head is not None:
+            after = self._head
         else:
             after = await self._policy.run(p, "head_position", p.head_position)
         if self._closed:

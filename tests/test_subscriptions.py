@@ -238,10 +238,10 @@ async def test_next_batch_that_fails_to_decode_mid_batch_loses_nothing(manager: 
     # The events taken before the one that fails to decode were popped and counted as delivered; raising
     # dropped them, and commit() then stored a checkpoint past events the consumer never saw.
     store = MemoryCheckpointStore("memory://")
-    await manager.append_events_batch(stream_id="dec-1", events=[eventsource.EventData("T", {"n": i}) for i in range(5)])
+    events = [eventsource.EventData("T", {"n": i}) for i in range(5)]
+    await manager.append_events_batch(stream_id="dec-1", events=events)
     sub = manager.subscribe(stream_id="dec-1", checkpoint=store, name="dec")
-    codec = sub._codec
-    real = codec.decode_event
+    real = sub._codec.decode_event
     failed: list[int] = []
 
     def decode(rec: Any) -> Any:

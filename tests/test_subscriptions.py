@@ -232,3 +232,104 @@ async def test_closing_the_manager_ends_its_waiting_subscriptions() -> None:
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(waiting, 60)
     assert sub.closed
+
+
+async def test_next_batch_that_fails_to_decode_mid_batch_loses_nothing(manager: EventSourcingManager) -> None:
+    # The events taken before the one that fails to decode were popped and counted as delivered; raising
+    # dropped them, and commit() then stored a checkpoint past events the consumer never saw.
+    store = MemoryCheckpointStore("memory://")
+    events = [eventsource.EventData("T", {"n": i}) for i in range(5)]
+    await manager.append_events_batch(stream_id="dec-1", events=events)
+    sub = manager.subscribe(stream_id="dec-1", checkpoint=store, name="dec")
+    real = sub._codec.decode_event
+    failed: list[int] = []
+
+    def decode(rec: Any) -> Any:
+        if rec.version == 3 and not failed:
+            failed.append(rec.version)
+            raise ValueError("bad payload")
+        return real(rec)
+
+    sub._codec = type("C", (), {"decode_event": staticmethod(decode)})()  # type: ignore[assignment]
+    seen: list[int] = []
+    async with sub:
+        for _ in range(3):
+            try:
+                seen += [e.version for e in await sub.next_batch(10)]
+            except ValueError:
+                cp = await sub.commit()
+                assert cp.position == (seen[-1] if seen else 0), "checkpoint past events never handed out"
+            if len(seen) == 5:
+                break
+    assert seen == [1, 2, 3, 4, 5]
+
+
+async def test_close_during_a_read_ends_the_waiting_iterator_promptly(manager: EventSourcingManager) -> None:
+    # close() while the iterator was reading (not yet waiting) left it to wait a whole poll_interval.
+    provider = manager.get_provider()
+    real = provider.read_stream_pages
+
+    def slow(*a: Any, **kw: Any) -> Any:
+        async def pages() -> Any:
+            await asyncio.sleep(0.3)
+            async for page in real(*a, **kw):
+                yield page
+
+        return pages()
+
+    provider.read_stream_pages = slow  # type: ignore[method-assign]
+    sub = manager.subscribe(stream_id="slow-read", poll_interval=30)
+    waiting = asyncio.create_task(anext(sub))
+    await asyncio.sleep(0.1)  # inside the first read
+    await sub.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 3)
+
+
+async def test_an_idle_subscription_keeps_listening_instead_of_sleeping_blind(manager: EventSourcingManager) -> None:
+    # Each wait that timed out with nothing new counted as a "spurious wake-up", so after a few idle
+    # poll_intervals the back-off paused a whole poll_interval *before* each wait: an append landing in
+    # that pause was seen up to poll_interval late, on every store, for every idle subscription.
+    provider = manager.get_provider()
+    real = provider.wait_for_change
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+    last_end: list[float] = []
+
+    async def spy(after_position: int, max_wait: float) -> None:
+        if last_end:
+            gaps.append(loop.time() - last_end[0])
+        try:
+            await real(after_position, max_wait)
+        finally:
+            last_end[:] = [loop.time()]
+
+    provider.wait_for_change = spy  # type: ignore[method-assign]
+    sub = manager.subscribe(stream_prefix="idle", poll_interval=0.1)
+    reading = asyncio.create_task(anext(sub))
+    await asyncio.sleep(2.0)  # twenty idle poll_intervals
+    res = await manager.append_event(stream_id="idle-1", event_type="T", data={})
+    assert (await asyncio.wait_for(reading, 3)).event_id == res.event_id
+    await sub.close()
+    assert len(gaps) > 10
+    assert max(gaps[-5:]) < 0.05, f"not listening between waits for {max(gaps[-5:]):.3f}s"
+
+
+async def test_a_stream_append_between_the_empty_read_and_the_head_wakes_the_subscription(
+    manager: EventSourcingManager,
+) -> None:
+    # A one-stream subscription waited for a change above the head it read *after* its empty read: an
+    # append landing in between was already below that head, so nothing woke it for poll_interval.
+    provider = manager.get_provider()
+    real = provider.head_position
+    appended: list[Any] = []
+
+    async def head() -> int | None:
+        if not appended:
+            appended.append(await manager.append_event(stream_id="gap-1", event_type="T", data={}))
+        return await real()
+
+    provider.head_position = head  # type: ignore[method-assign]
+    async with manager.subscribe(stream_id="gap-1", poll_interval=30) as sub:
+        got = await asyncio.wait_for(anext(sub), 3)
+    assert got.event_id == appended[0].event_id

@@ -116,3 +116,30 @@ async def test_checkpoint_store_is_registered_and_refuses_to_move_back(url: str)
         await store.close()
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_two_first_commits_racing_never_move_the_checkpoint_back(url: str) -> None:
+    # SELECT ... FOR UPDATE locks nothing while the row does not exist yet: two first puts both saw no
+    # checkpoint, and the later INSERT ... ON CONFLICT DO UPDATE overwrote the higher position with a lower.
+    from eventsource.checkpoints import Checkpoint
+
+    schema = f"cp_{uuid.uuid4().hex[:16]}"
+    store = PostgresCheckpointStore(url, schema=schema)
+    try:
+        await store.connect()
+        async with await psycopg.AsyncConnection.connect(url) as other:  # the other subscription, mid-put
+            await other.execute(
+                f'INSERT INTO "{schema}"."checkpoints" (name, source, scope, position, updated_at) '
+                "VALUES ('n', 'src', 'all', 100, now())"
+            )
+            lower = asyncio.create_task(store.put(Checkpoint("n", "src", "all", 50)))
+            await asyncio.sleep(0.5)  # it has looked (no row yet) and waits on the unique index
+            await other.commit()
+        with contextlib.suppress(CheckpointBehindError):
+            await asyncio.wait_for(lower, 10)
+        got = await store.get("n", "src")
+        assert got is not None and got.position == 100, f"checkpoint moved back to {got}"
+    finally:
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

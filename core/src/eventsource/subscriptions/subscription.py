@@ -102,7 +102,9 @@ class Subscription:
         self._started = False
         self._closed = False
         self._since_commit = 0
-        self._waiter: asyncio.Future[None] | None = None  # the wait for a change in progress (close() ends it)
+        self._waiter: asyncio.Future[None] | None = None  # the read or wait in progress (close() ends it)
+        self._at_tail = True  # one-stream: the last read came back short, so the next may find nothing
+        self._head: int | None = None  # one-stream: the store's head taken just before the last read
         self._empty_reads = 0  # reads in a row that found nothing new (a wake-up that keeps firing for nothing)
         self.committed: Checkpoint | None = None
         """The last checkpoint this subscription stored or resumed from."""
@@ -200,9 +202,22 @@ class Subscription:
             event = self._take_buffered()
             if event is not None:
                 return event
-            if not await self._fill():
-                await self._wait()
+            # a read, and the wait after an empty one, run as one future close() cancels: a close that
+            # lands during the read (or the pause before the wait) ends this call too, not poll_interval later
+            step = self._waiter = asyncio.ensure_future(self._step())
+            try:
+                await step
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not self._closed or (task is not None and task.cancelling()):
+                    raise  # the consumer was cancelled, not the step ended by close()
+            finally:
+                self._waiter = None
         raise StopAsyncIteration
+
+    async def _step(self) -> None:
+        if not await self._fill():
+            await self._wait()
 
     def _take_buffered(self) -> Event | None:
         """The next wanted event of the buffer (records filtered out on the way are passed), or ``None``."""
@@ -221,14 +236,18 @@ class Subscription:
     async def next_batch(self, max_events: int) -> list[Event]:
         """Up to ``max_events`` events: waits for the first, then takes only what is buffered already.
 
-        An empty list means the subscription was closed.
+        An empty list means the subscription was closed. A record that fails to decode ends the batch
+        before it; the next call raises its error (so no event taken for the batch is lost).
         """
         try:
             out = [await self.__anext__()]
         except StopAsyncIteration:
             return []
         while len(out) < max_events and not self._closed:
-            event = self._take_buffered()
+            try:
+                event = self._take_buffered()
+            except Exception:  # noqa: BLE001 - the record stays buffered: the next call raises it again
+                break  # the events in ``out`` count as delivered (commit() may store them): hand them out
             if event is None:
                 break
             out.append(event)
@@ -240,7 +259,11 @@ class Subscription:
         if self.target.stream_id is None:
             page = await self._policy.run(p, "read_all", self._all_page)
         else:
+            # near the tail, the head a wait will start from is taken *before* the read: an append landing
+            # between an empty read and a later head would already be below it and wake nobody
+            self._head = await self._policy.run(p, "head_position", p.head_position) if self._at_tail else None
             page = await self._stream_page()
+            self._at_tail = len(page) < self.page_size
         if self._closed or not page:
             self._empty_reads += 1
             return False
@@ -284,8 +307,9 @@ class Subscription:
     async def _wait(self) -> None:
         """Wait for a change after an empty read: the provider's wake-up, bounded by ``poll_interval``.
 
-        A wake-up that keeps returning while reads find nothing (a stale signal, a store bug) is slowed down
-        by a growing pause, never longer than ``poll_interval``, and the event loop always gets a turn.
+        A wake-up that keeps returning early while reads find nothing (a stale signal, a store bug) is slowed
+        down by a growing pause, never longer than ``poll_interval``, and the event loop always gets a turn.
+        A wait that lasted at least half of ``poll_interval`` resets that count: idling is not spinning.
         """
         p = self.provider
         pause = (
@@ -296,18 +320,22 @@ class Subscription:
         await asyncio.sleep(pause)
         if self.target.stream_id is None:
             after: int | None = self._cursor
+        elif self._head is not None:
+            after = self._head
         else:
             after = await self._policy.run(p, "head_position", p.head_position)
-        wait = asyncio.sleep(self.poll_interval) if after is None else p.wait_for_change(after, self.poll_interval)
-        waiter = self._waiter = asyncio.ensure_future(wait)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not self._closed or (task is not None and task.cancelling()):
-                raise  # the consumer was cancelled, not the wait ended by close()
-        finally:
-            self._waiter = None
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        if after is None:
+            await asyncio.sleep(self.poll_interval)
+        else:
+            await p.wait_for_change(after, self.poll_interval)
+        if loop.time() - began >= self.poll_interval / 2:
+            # a wait that ran (about) its course is an idle store, not a wake-up firing for nothing: no pause
+            # next time, or an idle subscription would sleep blind for poll_interval before every wait
+            self._empty_reads = 0
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -153,9 +153,12 @@ class SubscriptionSuite(ProviderSuiteBase):
         self.need_total_order(provider)
         prefix = sid("late")
         async with manager.subscribe(stream_prefix=prefix, page_size=10, poll_interval=0.5) as sub:
+            # the subscription reads all along, so it is live and polling while the late transaction is open
+            reading = asyncio.create_task(take(sub, self.writers * self.per_writer + 1))
             async with self.late_commit(provider, f"{prefix}-late"):
                 ids = await self._concurrent_writers(manager, prefix)
-            got = await take(sub, len(ids) + 1)
+                await asyncio.sleep(0.3)  # reads meanwhile must hold back, not pass the open transaction
+            got = await reading
         assert sorted(e.event_id for e in got if e.stream_id != f"{prefix}-late") == sorted(ids)
         assert [e.stream_id for e in got].count(f"{prefix}-late") == 1
         positions = [e.position for e in got]

@@ -93,20 +93,32 @@ class PostgresCheckpointStore(CheckpointStore):
         """Check and write in one transaction, holding the row's lock."""
         cp = self.checked(checkpoint)
 
+        select = f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s FOR UPDATE"  # noqa: S608
+        key = (cp.name, cp.source)
+
+        async def locked(c: Any) -> Checkpoint | None:
+            row = await (await c.execute(select, key)).fetchone()
+            return None if row is None else Checkpoint(cp.name, cp.source, row[0], int(row[1]))
+
         async def run(c: Any) -> Checkpoint:
             async with c.transaction():
-                cur = await c.execute(
-                    f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s FOR UPDATE",  # noqa: S608
-                    (cp.name, cp.source),
-                )
-                row = await cur.fetchone()
-                old = None if row is None else Checkpoint(cp.name, cp.source, row[0], int(row[1]))
+                old = await locked(c)
                 self.check_move(old, cp, force=force)
+                if old is None:
+                    # FOR UPDATE locked nothing: a racing first put may insert meanwhile. Insert only if it
+                    # did not; if it did, its row is committed now: lock it and check the move against it
+                    cur = await c.execute(
+                        f"INSERT INTO {self.table} (name, source, scope, position, updated_at) "  # noqa: S608
+                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name, source) DO NOTHING",
+                        (*key, cp.scope, cp.position, cp.updated_at),
+                    )
+                    if cur.rowcount == 1:
+                        return cp
+                    self.check_move(await locked(c), cp, force=force)
                 await c.execute(
-                    f"INSERT INTO {self.table} (name, source, scope, position, updated_at) "  # noqa: S608
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, "
-                    "position = excluded.position, updated_at = excluded.updated_at",
-                    (cp.name, cp.source, cp.scope, cp.position, cp.updated_at),
+                    f"UPDATE {self.table} SET scope = %s, position = %s, updated_at = %s "  # noqa: S608
+                    "WHERE name = %s AND source = %s",
+                    (cp.scope, cp.position, cp.updated_at, *key),
                 )
             return cp
 

@@ -88,6 +88,8 @@ class Capabilities:
         (appending to it raises :class:`StreamDeletedError`).
     :param max_event_size: bytes the store can hold for one encoded event, if it has a limit.
     :param max_batch_bytes: bytes one atomic batch may hold, if the store has a limit.
+    :param late_commits: whether an append can commit after one with a higher position (a position drawn
+        before commit, as PostgreSQL's sequence is); a store that declares it gives the kit a way to make one.
     """
 
     global_order: Literal["total", "per_stream"] = "total"
@@ -96,6 +98,7 @@ class Capabilities:
     deleted_stream_ids: Literal["reusable", "refused"] = "reusable"
     max_event_size: int | None = None
     max_batch_bytes: int | None = None
+    late_commits: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

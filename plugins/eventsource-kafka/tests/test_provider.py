@@ -39,26 +39,10 @@ class TestKafkaProvider(ProviderSuite):
 class TestKafkaRetention(RetentionSuite):
     """Retention policies on a fresh topic prefix per test."""
 
-    @pytest.fixture
-    async def provider(self, kafka_url: str) -> AsyncIterator[KafkaProvider]:
-        p = KafkaProvider(kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:12]}", request_timeout=60.0)
-        await p.connect()
-        try:
-            yield p
-        finally:
-            await drop_namespace(p)
-            await p.close()
+    provider = TestKafkaProvider.provider
 
 
 class TestKafkaDomain(DomainSuite):
     """Event classes, upcasting chains and repositories on a fresh topic prefix per test."""
 
-    @pytest.fixture
-    async def provider(self, kafka_url: str) -> AsyncIterator[KafkaProvider]:
-        p = KafkaProvider(kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:12]}", request_timeout=60.0)
-        await p.connect()
-        try:
-            yield p
-        finally:
-            await drop_namespace(p)
-            await p.close()
+    provider = TestKafkaProvider.provider

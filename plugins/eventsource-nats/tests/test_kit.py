@@ -42,29 +42,16 @@ class TestNatsProviderCurrentServer(ProviderSuite):
 class TestNatsRetentionMachineServer(RetentionSuite):
     """Retention policies against EVENTSOURCE_TEST_NATS_URL."""
 
-    @pytest.fixture
-    async def provider(self, machine_nats_url: str) -> AsyncIterator[NatsProvider]:
-        p = await open_provider(machine_nats_url)
-        yield p
-        await dispose(p)
+    provider = TestNatsProviderMachineServer.provider
 
 
 class TestNatsRetentionCurrentServer(RetentionSuite):
     """Retention policies against a current nats-server (atomic batch publish)."""
 
-    @pytest.fixture
-    async def provider(self, current_server: Servers) -> AsyncIterator[NatsProvider]:
-        p = await open_provider(current_server.url)
-        assert p.uses_atomic_batches
-        yield p
-        await dispose(p)
+    provider = TestNatsProviderCurrentServer.provider
 
 
 class TestNatsDomain(DomainSuite):
     """Event classes, upcasting chains and repositories against EVENTSOURCE_TEST_NATS_URL."""
 
-    @pytest.fixture
-    async def provider(self, machine_nats_url: str) -> AsyncIterator[NatsProvider]:
-        p = await open_provider(machine_nats_url)
-        yield p
-        await dispose(p)
+    provider = TestNatsProviderMachineServer.provider

@@ -99,7 +99,8 @@ def with_durability(
     message = status.message
     if risks and status.healthy:
         said = "; ".join(f"{r['setting']}={r['value']} ({r['scope']}): {r['risk']}" for r in risks)
-        message = f"degraded: {len(risks)} setting(s) can lose acknowledged writes: {said}"
+        before = f" ({status.message})" if status.message != "ok" else ""
+        message = f"degraded: {len(risks)} setting(s) can lose acknowledged writes: {said}{before}"
     status = dataclasses.replace(status, message=message, details=details)
     return dataclasses.replace(status, details={**details, "status": status_of(status)})
 

@@ -11,7 +11,6 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-
 from eventsource.cli import main
 from eventsource.cli.exitcodes import EXIT_DEGRADED, EXIT_OK
 from eventsource.memory import MemoryProvider
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 
 
 async def _set(p: SqliteProvider, pragma: str) -> None:
-    await p._write("test", lambda db: db.execute(f"PRAGMA {pragma}"))  # noqa: SLF001 - the writer's own connection
+    await p._write("test", lambda db: db.execute(f"PRAGMA {pragma}"))
 
 
 class TestSqliteDurability(DurabilitySuite):

@@ -77,8 +77,11 @@ HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 
 
 def risk(setting: str, value: object, scope: str, why: str) -> dict[str, str]:
-    """One setting that can lose acknowledged writes: its name, the value read from the store, where it
-    applies (``server``, ``session``, ``stream``, ``topic``, ``producer``...) and what it loses."""
+    """One setting that can lose acknowledged writes, as :func:`with_durability` takes it.
+
+    ``value`` is what the store reports, ``scope`` where it applies (``server``, ``session``, ``stream``,
+    ``topics``, ``producer``...), ``why`` what it loses.
+    """
     return {"setting": setting, "value": str(value), "scope": scope, "risk": why}
 
 

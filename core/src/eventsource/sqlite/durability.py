@@ -34,6 +34,11 @@ def audit(db: sqlite3.Connection, *, memory: bool) -> list[dict[str, str]]:
         out.append(risk("synchronous", name, "connection", why))
     if journal in ("memory", "off"):
         out.append(
-            risk("journal_mode", journal.upper(), "connection", "no journal on disk: a crash mid-commit corrupts the file")
+            risk(
+                "journal_mode",
+                journal.upper(),
+                "connection",
+                "no journal on disk: a crash mid-commit corrupts the file",
+            )
         )
     return out

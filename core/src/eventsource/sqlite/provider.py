@@ -547,7 +547,9 @@ class SqliteProvider(Provider):
         from eventsource.manager.monitoring import with_durability  # the manager imports this module
         from eventsource.sqlite import durability
 
-        ok = HealthStatus(healthy=True, provider=self.name, message="ok", details={"path": self.path}, latency_ms=latency)
+        ok = HealthStatus(
+            healthy=True, provider=self.name, message="ok", details={"path": self.path}, latency_ms=latency
+        )
         try:
             risks = await self._write("health", partial(durability.audit, memory=self.memory))
         except Exception as e:  # noqa: BLE001 - health reports, never raises

@@ -53,7 +53,9 @@ def durability_risks(configs: dict[str, dict[str, Any]], *, clustered: bool) -> 
     risks, notes = [], []
     for name, cfg in configs.items():
         if cfg.get("storage") == "memory":
-            risks.append(risk("storage", "memory", f"stream {name}", "every stored event is lost when the server restarts"))
+            risks.append(
+                risk("storage", "memory", f"stream {name}", "every stored event is lost when the server restarts")
+            )
         if int(cfg.get("num_replicas", 1)) == 1:
             if clustered:
                 why = "acknowledged events live on one server of the cluster: its loss loses them (use replicas=3)"

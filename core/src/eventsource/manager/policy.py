@@ -4,7 +4,8 @@ Every provider call the manager makes goes through :meth:`CallPolicy.run` (one c
 :meth:`CallPolicy.iterate` (a page iterator). Both refuse operations the provider declares it cannot do,
 bound each wait by ``timeout`` (raising :class:`ProviderTimeoutError`), retry only connection and timeout
 errors (``retry_attempts``, ``retry_delay`` doubling up to ``retry_max_delay``, full jitter), and count
-calls, errors, retries, events and latency per provider and operation.
+calls, errors, retries, events and latency per provider and operation. With ``telemetry`` set (the ``telemetry``
+setting, or :func:`eventsource.telemetry.instrument`), each call also runs inside an OpenTelemetry span.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from eventsource.config import ManagerConfig
     from eventsource.model import Event, RecordedEvent, RowPage
     from eventsource.provider import Provider
+    from eventsource.telemetry.spans import Telemetry
 
     Page = Sequence[RecordedEvent] | RowPage
     PageSource = Callable[[tuple[int, int] | None], AsyncIterator[Page] | None]
@@ -47,12 +49,17 @@ class NotResumableError(Exception):
 class CallPolicy:
     """Runs provider calls under ``config``'s timeout and retry settings and records their metrics."""
 
-    __slots__ = ("config", "deadlines", "metrics")
+    __slots__ = ("config", "deadlines", "metrics", "telemetry")
 
     def __init__(self, config: ManagerConfig) -> None:
         self.config = config
         self.metrics = Metrics()
         self.deadlines: Deadlines | None = None
+        self.telemetry: Telemetry | None = None  # None: no OpenTelemetry cost at all (one attribute test per call)
+        if config.telemetry:
+            from eventsource.telemetry import build
+
+            self.telemetry = build(stream_id=config.telemetry_stream_id, context_key=config.telemetry_context_key)
 
     def close(self) -> None:
         """Disarm the deadline timer (the manager is closing)."""
@@ -76,14 +83,28 @@ class CallPolicy:
         await asyncio.sleep(random.uniform(0, min(self.config.retry_max_delay, delay)))  # noqa: S311 - jitter
         return delay * 2
 
-    async def run(  # noqa: C901, PLR0912 - every provider call's hot path, one frame
-        self, provider: Provider, op: str, factory: Callable[[], Awaitable[T]], *, retry: bool = True, events: int = 0
+    async def run(  # noqa: C901, PLR0912, PLR0915 - every provider call's hot path, one frame
+        self,
+        provider: Provider,
+        op: str,
+        factory: Callable[[], Awaitable[T]],
+        *,
+        retry: bool = True,
+        events: int = 0,
+        stream: str | None = None,
+        expected: object = None,
+        traced: bool = False,
     ) -> T:
         """Run one provider call under the timeout; retry connection/timeout errors with backoff + jitter.
 
         Only idempotent calls may pass ``retry=True``. Latency (per attempt), calls, errors, retries and
-        ``events`` are recorded.
+        ``events`` are recorded. ``stream`` and ``expected`` describe the call to telemetry (``traced``: the
+        telemetry hook's own call, already inside its span).
         """
+        if self.telemetry is not None and not traced:
+            return await self.telemetry.run(
+                self, provider, op, factory, retry=retry, events=events, stream=stream, expected=expected
+            )
         rec = self.start(provider, op)
         attempts = self.config.retry_attempts if retry else 1
         timeout = self.config.timeout
@@ -134,7 +155,23 @@ class CallPolicy:
         msg = "unreachable"
         raise AssertionError(msg)
 
-    async def iterate(  # noqa: C901, PLR0912, PLR0915 - the per-page loop stays in one frame
+    def iterate(
+        self,
+        p: Provider,
+        op: str,
+        source: PageSource,
+        decode: Callable[[Page], Iterable[Event]],
+        tail: Callable[[Page], tuple[int, int]],
+        *,
+        stream: str | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """:meth:`pages` (see there), inside a telemetry span when telemetry is on."""
+        inner = self.pages(p, op, source, decode, tail)
+        if self.telemetry is None:
+            return inner
+        return self.telemetry.iterate(self, p, op, stream, inner)
+
+    async def pages(  # noqa: C901, PLR0912, PLR0915 - the per-page loop stays in one frame
         self,
         p: Provider,
         op: str,

@@ -127,17 +127,38 @@ async def test_the_stream_id_can_be_left_off_spans(sdk: Sdk) -> None:
     assert all("secret-customer-42" not in s.name for s in spans)
 
 
-async def test_retries_are_counted(sdk: Sdk) -> None:
+async def test_retries_are_counted_on_the_call_that_retried(sdk: Sdk) -> None:
+    """Two appends overlap; only the one that retried says so (the other's span holds no retries)."""
+    import asyncio
+
     from test_manager_policies import faulty, unavailable
 
     m, p = await faulty()
     instrument(m, tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider)
+    p.delay["append"] = [0.01, 0.2]  # the first call fails fast and retries while the second still waits
     p.fail["append"] = [unavailable()]
-    await m.append_event(stream_id="r", event_type="A", data={}, event_id=str(uuid.uuid4()))
-    (span,) = sdk.finished("append")
-    assert (span.attributes or {})["eventsource.retries"] == 1
+    await asyncio.gather(
+        m.append_event(stream_id="r1", event_type="A", data={}, event_id=str(uuid.uuid4())),
+        m.append_event(stream_id="r2", event_type="A", data={}, event_id=str(uuid.uuid4())),
+    )
+    spans = {(s.attributes or {})["eventsource.stream.id"]: dict(s.attributes or {}) for s in sdk.finished("append")}
+    assert spans["r1"]["eventsource.retries"] == 1
+    assert "eventsource.retries" not in spans["r2"]
     assert sdk.total("eventsource.retries") == 1
-    assert (span.attributes or {})["db.system.name"] == "eventsource.memory-faulty"
+    assert spans["r1"]["db.system.name"] == "eventsource.memory-faulty"
+
+
+async def test_a_resumed_read_counts_its_retry(sdk: Sdk) -> None:
+    from test_manager_policies import faulty, unavailable
+
+    m, p = await faulty()
+    instrument(m, tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider)
+    await m.append_events_batch(stream_id="r", events=[EventData("A", {}) for _ in range(5)])
+    p.fail["read_stream"] = [unavailable()]
+    assert len([e async for e in m.read_stream("r")]) == 5
+    (read,) = sdk.finished("read_stream")
+    assert (read.attributes or {})["eventsource.retries"] == 1
+    assert (read.attributes or {})["eventsource.events"] == 5
 
 
 async def test_append_writes_the_current_trace_context_for_a_consumer(manager: EventSourcingManager, sdk: Sdk) -> None:
@@ -215,3 +236,15 @@ def test_memory_provider_kind_names_its_system() -> None:
     from eventsource.telemetry.spans import _system
 
     assert _system(MemoryProvider()) == "eventsource.memory"
+
+
+async def test_a_read_stopped_early_ends_its_span_with_what_was_read(manager: EventSourcingManager, sdk: Sdk) -> None:
+    await manager.append_events_batch(stream_id="early", events=[EventData("A", {}) for _ in range(10)])
+    it = manager.read_stream("early", page_size=4)
+    got = [await anext(it) for _ in range(3)]
+    assert not sdk.finished("read_stream")  # still reading
+    await it.aclose()  # type: ignore[attr-defined]
+    (read,) = sdk.finished("read_stream")
+    assert len(got) == 3
+    assert (read.attributes or {})["eventsource.events"] == 3
+    assert (read.attributes or {})["eventsource.outcome"] == "ok"

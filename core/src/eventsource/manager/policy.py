@@ -11,6 +11,7 @@ setting, or :func:`eventsource.telemetry.instrument`), each call also runs insid
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -93,15 +94,15 @@ class CallPolicy:
         events: int = 0,
         stream: str | None = None,
         expected: object = None,
-        traced: bool = False,
+        on_retry: Callable[[], object] | None = None,
     ) -> T:
         """Run one provider call under the timeout; retry connection/timeout errors with backoff + jitter.
 
         Only idempotent calls may pass ``retry=True``. Latency (per attempt), calls, errors, retries and
-        ``events`` are recorded. ``stream`` and ``expected`` describe the call to telemetry (``traced``: the
-        telemetry hook's own call, already inside its span).
+        ``events`` are recorded. ``stream`` and ``expected`` describe the call to telemetry; ``on_retry`` is
+        called at each retry (given: the telemetry hook's own call, already inside its span).
         """
-        if self.telemetry is not None and not traced:
+        if self.telemetry is not None and on_retry is None:
             return await self.telemetry.run(
                 self, provider, op, factory, retry=retry, events=events, stream=stream, expected=expected
             )
@@ -150,6 +151,8 @@ class CallPolicy:
                 if entry is not None and deadlines is not None:
                     deadlines.exit(entry)
             rec.retries += 1
+            if on_retry is not None:
+                on_retry()
             log.info("retrying %s on %s (attempt %d of %d)", op, provider.name, attempt + 1, attempts)
             delay = await self._backoff(delay)
         msg = "unreachable"
@@ -166,10 +169,9 @@ class CallPolicy:
         stream: str | None = None,
     ) -> AsyncGenerator[Event, None]:
         """:meth:`pages` (see there), inside a telemetry span when telemetry is on."""
-        inner = self.pages(p, op, source, decode, tail)
         if self.telemetry is None:
-            return inner
-        return self.telemetry.iterate(self, p, op, stream, inner)
+            return self.pages(p, op, source, decode, tail)
+        return self.telemetry.iterate(p, op, stream, functools.partial(self.pages, p, op, source, decode, tail))
 
     async def pages(  # noqa: C901, PLR0912, PLR0915 - the per-page loop stays in one frame
         self,
@@ -178,6 +180,8 @@ class CallPolicy:
         source: PageSource,
         decode: Callable[[Page], Iterable[Event]],
         tail: Callable[[Page], tuple[int, int]],
+        *,
+        on_retry: Callable[[], object] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Drive a provider's page iterator under the timeout (per page), resuming after retryable errors.
 
@@ -187,7 +191,7 @@ class CallPolicy:
         ``source(last)`` (``last``: ``tail`` of the last page delivered, its last event's version and
         position; ``None``: from the start) reopens the iterator right after it (``None`` when nothing
         can follow). ``decode`` turns a page into events, lazily. The iterator is closed when the caller
-        stops early. The latency sample is the time to the first page.
+        stops early. The latency sample is the time to the first page. ``on_retry`` is called at each resume.
         """
         stat = self.start(p, op)
         timeout = self.config.timeout
@@ -241,6 +245,8 @@ class CallPolicy:
                             except NotResumableError:
                                 raise e from None
                             stat.retries += 1
+                            if on_retry is not None:
+                                on_retry()
                             log.info(
                                 "resuming %s on %s after %s (attempt %d of %d)",
                                 op,

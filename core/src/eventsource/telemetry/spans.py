@@ -16,7 +16,7 @@ import opentelemetry.metrics as otel_metrics
 import opentelemetry.propagate as otel_propagate
 import opentelemetry.trace as otel_trace
 
-from eventsource.errors import ConcurrencyError, ConflictError
+from eventsource.errors import ConflictError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -99,7 +99,7 @@ class Telemetry:
             metric["error.type"] = kind
             span.set_attributes({"error.type": kind, "eventsource.outcome": outcome})
             span.set_status(otel_trace.StatusCode.ERROR, str(error))
-            if isinstance(error, ConcurrencyError) or outcome == "conflict":
+            if outcome == "conflict":
                 self.conflicts.add(1, metric)
         self.duration.record(time.perf_counter() - start, metric)
         span.end()
@@ -116,16 +116,21 @@ class Telemetry:
         stream: str | None,
         expected: object,
     ) -> T:
-        """``policy.run`` inside a client span; duration, events, conflicts and retries recorded."""
+        """``policy.run`` inside a client span; duration, events, conflicts and this call's retries recorded."""
         attrs = self._attributes(provider, op, stream, expected)
-        stats = policy.metrics.op(provider.name, op)
-        retries = stats.retries
+        retries = [0]
         start = time.perf_counter()
         span = self.tracer.start_span(f"{op} {provider.name}", kind=otel_trace.SpanKind.CLIENT, attributes=attrs)
         token = otel_context.attach(otel_trace.set_span_in_context(span))
         error: BaseException | None = None
+
+        def retried() -> None:
+            retries[0] += 1
+
         try:
-            result = await policy.run(provider, op, factory, retry=retry, events=events, traced=True)
+            result = await policy.run(
+                provider, op, factory, retry=retry, events=events, stream=stream, expected=expected, on_retry=retried
+            )
         except BaseException as e:
             error = e
             raise
@@ -137,18 +142,26 @@ class Telemetry:
             return result
         finally:
             otel_context.detach(token)
-            self._finish(span, attrs, start, stats.retries - retries, error)
+            self._finish(span, attrs, start, retries[0], error)
 
     async def iterate(
-        self, policy: CallPolicy, provider: Provider, op: str, stream: str | None, inner: AsyncGenerator[Event, None]
+        self,
+        provider: Provider,
+        op: str,
+        stream: str | None,
+        pages: Callable[..., AsyncGenerator[Event, None]],
     ) -> AsyncGenerator[Event, None]:
-        """``inner`` (the policy's page iterator) inside a span from the first step to the end or close.
+        """``pages(on_retry=...)`` (the policy's page iterator) in a span from the first step to the end or close.
 
         Values sent in (the sync API's page pull) are passed through; a list yielded back counts its events.
         """
         attrs = self._attributes(provider, op, stream, None)
-        stats = policy.metrics.op(provider.name, op)
-        retries = stats.retries
+        retries = [0]
+
+        def retried() -> None:
+            retries[0] += 1
+
+        inner = pages(on_retry=retried)
         start = time.perf_counter()
         span = self.tracer.start_span(f"{op} {provider.name}", kind=otel_trace.SpanKind.CLIENT, attributes=attrs)
         count = 0
@@ -172,7 +185,7 @@ class Telemetry:
             span.set_attribute("eventsource.events", count)
             if count:
                 self.read.add(count, {k: attrs[k] for k in ("db.system.name", "db.namespace")})
-            self._finish(span, attrs, start, stats.retries - retries, error)
+            self._finish(span, attrs, start, retries[0], error)
 
     # ------------------------------------------------------------------ trace context
 

@@ -92,3 +92,21 @@ def test_health_strict_exits_on_a_degraded_store(capsys: pytest.CaptureFixture[s
     assert status["details"]["durability_risks"][0]["setting"] == "storage"
     assert main(["--store", f"sqlite:///{tmp_path}/ok.db", "health", "--strict"]) == EXIT_OK
     assert "healthy, answered" in capsys.readouterr().out
+
+
+async def test_a_store_without_the_audit_is_declared_unread() -> None:
+    """A third-party provider that does not audit its settings is healthy, and says the audit was not read."""
+    from eventsource.model import HealthStatus
+
+    class Plain(MemoryProvider):
+        kind = "plain"
+
+        async def health(self) -> HealthStatus:
+            return HealthStatus(healthy=True, provider=self.name)
+
+    p = Plain()
+    await p.connect()
+    h = await DurabilitySuite.health_of(p)
+    await p.close()
+    assert h.details["status"] == "healthy"
+    assert h.details["durability_unread"] == ["durability settings: provider 'plain' does not audit them"]

@@ -69,6 +69,9 @@ async def provider_health(providers: Mapping[str, Provider], policy: CallPolicy)
         else:
             if not status.healthy and "reason" not in status.details:
                 status = dataclasses.replace(status, details={**status.details, "reason": "error"})
+            elif status.healthy and "durability_risks" not in status.details:  # a store without the audit says so
+                unread = [f"durability settings: provider {p.kind!r} does not audit them"]
+                status = dataclasses.replace(status, details={**status.details, "durability_unread": unread})
         out[name] = dataclasses.replace(status, details={**status.details, "status": status_of(status)})
     return out
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.testing import DurabilitySuite
-from eventsource_kafka.monitoring import Audit
+from eventsource_kafka.monitoring import STORAGE_UNREAD, Audit
 from eventsource_kafka.provider import KafkaProvider
 
 from .test_provider import drop_namespace
@@ -64,7 +64,8 @@ async def test_every_stream_topic_is_audited(kafka_url: str) -> None:
     assert h.details["status"] == "healthy", h.message
     assert any("replication factor 1 on a single broker" in n for n in h.details["durability_notes"])
     assert audit.notes == h.details["durability_notes"]
-    for what in h.details.get("durability_unread", []):
+    assert h.details["durability_unread"][-1] == STORAGE_UNREAD
+    for what in h.details["durability_unread"][:-1]:
         assert "min.insync.replicas" in what
 
 
@@ -93,10 +94,10 @@ def test_replication_and_insync_rules_on_a_three_broker_cluster() -> None:
         ("min.insync.replicas", "1", "topics low"),
         ("unclean.leader.election.enable", "true", "topics unclean"),
     ]
-    assert (a.notes, a.unread) == ([], [])
+    assert (a.notes, a.unread) == ([], [STORAGE_UNREAD])
     single = Audit(brokers=1)
     single.producer(1)
     single.topics([_topic("one", 1)], {})
     assert [r["setting"] for r in single.risks] == ["acks"]
     assert len(single.notes) == 1
-    assert len(single.unread) == 1
+    assert len(single.unread) == 2

@@ -114,6 +114,9 @@ class Monitor:
         audit.topics(described, (configs or {}).get("topic", {}))
 
 
+STORAGE_UNREAD = "the broker's storage (flush policy, storage engine): no Kafka request reports it"
+
+
 def _named(topics: list[str], most: int = 3) -> str:
     more = f" (+{len(topics) - most} more)" if len(topics) > most else ""
     return ", ".join(topics[:most]) + more
@@ -181,3 +184,4 @@ class Audit:
                 f"min.insync.replicas and unclean.leader.election.enable of topics {_named(missing)}: "
                 "the broker's DescribeConfigs answer does not include them"
             )
+        self.unread.append(STORAGE_UNREAD)

@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import eventsource
 import pytest
 from eventsource.cli import main
 from eventsource.cli.exitcodes import EXIT_DEGRADED, EXIT_OK
+from eventsource.manager.monitoring import with_durability
 from eventsource.memory import MemoryProvider
+from eventsource.model import HealthStatus
+from eventsource.plugins import PluginHost
 from eventsource.sqlite import durability
 from eventsource.sqlite.provider import SqliteProvider
 from eventsource.testing import DurabilitySuite
@@ -94,16 +98,45 @@ def test_health_strict_exits_on_a_degraded_store(capsys: pytest.CaptureFixture[s
     assert "healthy, answered" in capsys.readouterr().out
 
 
+class Plain(MemoryProvider):
+    """A provider whose health does not audit durability (a third-party store that predates the audit)."""
+
+    kind = "plain"
+
+    async def health(self) -> HealthStatus:
+        return HealthStatus(healthy=True, provider=self.name)
+
+
+class Noted(MemoryProvider):
+    """A provider whose audit found a note and a setting it could not read, and no risk."""
+
+    kind = "noted"
+
+    async def health(self) -> HealthStatus:
+        ok = HealthStatus(healthy=True, provider=self.name, latency_ms=0.1)
+        return with_durability(ok, [], notes=["one replica on one server"], unread=["sync_interval"])
+
+
+class _Plugin:
+    @eventsource.hookimpl
+    def eventsource_register_providers(self, registry: Any) -> None:
+        registry.add(Plain, schemes=("plain",))
+        registry.add(Noted, schemes=("noted",))
+
+
+def test_health_prints_notes_and_what_was_not_read(capsys: pytest.CaptureFixture[str]) -> None:
+    host = PluginHost(load_entrypoints=False, plugins=[("durability", _Plugin())])
+    assert main(["--store", "noted://x", "health", "--strict"], host=host) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "noted://x): healthy, answered in 0.1 ms" in out
+    assert "  note: one replica on one server" in out
+    assert "  not read: sync_interval" in out
+    assert main(["--store", "plain://x", "health", "--strict"], host=host) == EXIT_OK
+    assert "not read: durability settings: provider 'plain' does not audit them" in capsys.readouterr().out
+
+
 async def test_a_store_without_the_audit_is_declared_unread() -> None:
     """A third-party provider that does not audit its settings is healthy, and says the audit was not read."""
-    from eventsource.model import HealthStatus
-
-    class Plain(MemoryProvider):
-        kind = "plain"
-
-        async def health(self) -> HealthStatus:
-            return HealthStatus(healthy=True, provider=self.name)
-
     p = Plain()
     await p.connect()
     h = await DurabilitySuite.health_of(p)

@@ -25,7 +25,10 @@ sync driver inline, ``eventsourcing``'s recorder):
 * ``writers_8``: 8 concurrent writers on distinct streams, single appends, events/s;
 * ``sync_append_p50``, ``sync_batch_100``, ``sync_read_1000``: the same through the sync API;
 * ``big_store_read_100``: read a 100-event stream from a store holding N other events, against the
-  same read from an empty store (ratio big / empty, lower is better).
+  same read from an empty store (ratio big / empty, lower is better);
+* ``telemetry_append_p50`` (informational): single appends through one manager with telemetry off
+  (``lib``; the same code path as without the ``otel`` extra), on the OpenTelemetry API's no-op providers,
+  and on the SDK (spans without export, metrics to an in-memory reader).
 
 Targets come from DESIGN.md (:mod:`targets`), never from a backend file.
 """
@@ -86,6 +89,7 @@ WORKLOADS: dict[str, Workload] = {
         Workload("sync_batch_100", "sync API batch of 100", "events/s", higher_is_better=True),
         Workload("sync_read_1000", "sync API read 1,000 (decoded)", "events/s", higher_is_better=True),
         Workload("big_store_read_100", "read 100 from big store vs empty", "ms", higher_is_better=False),
+        Workload("telemetry_append_p50", "single append p50, telemetry off vs on", "ms", higher_is_better=False),
     )
 }
 
@@ -276,6 +280,40 @@ class LibSide(Side):
         async for e in self.m.read_stream(stream_id):
             n += e.data is not None
         return n
+
+
+class TelemetrySide(LibSide):
+    """The library side with the manager's telemetry switched to ``telemetry`` for each call (then back off)."""
+
+    def __init__(self, m: EventSourcingManager, telemetry: Any) -> None:
+        super().__init__(m)
+        self.telemetry = telemetry
+
+    async def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        self.m._policy.telemetry = self.telemetry  # noqa: SLF001 - the contestant under test
+        try:
+            await super().append(stream_id, version, prepared)
+        finally:
+            self.m._policy.telemetry = None  # noqa: SLF001
+
+
+def telemetry_contestants() -> dict[str, Any]:
+    """``otel-noop`` (the API's no-op providers) and ``otel-sdk``; empty without the OpenTelemetry packages."""
+    try:
+        from eventsource.telemetry import build
+        from opentelemetry.metrics import NoOpMeterProvider
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.trace import NoOpTracerProvider
+    except ImportError:
+        return {}
+    return {
+        "otel-noop": build(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider()),
+        "otel-sdk": build(
+            tracer_provider=TracerProvider(), meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()])
+        ),
+    }
 
 
 class SyncLibSide(SyncSide):
@@ -477,6 +515,7 @@ class Runner:
                     ("batch_100", lambda: self.batch(lib)),
                     ("read_1000", lambda: self.read(lib)),
                     ("writers_8", lambda: self.writers(m)),
+                    ("telemetry", lambda: self.telemetry(m)),
                 ]
                 for key, step in steps:
                     if self._want(key):
@@ -587,7 +626,7 @@ class Runner:
 
         await self._round(10, sides, op, 0)  # warm-up: statements prepared, files grown
         inputs = Inputs()
-        qs = {"append_p50": 0.5, "append_p95": 0.95, "append_p50_hop": 0.5}
+        qs = {"append_p50": 0.5, "append_p95": 0.95, "append_p50_hop": 0.5, "telemetry_append_p50": 0.5}
         per: dict[str, dict[str, list[float]]] = {k: {s: [] for s in sides} for k in keys}
         for rep in range(self.o.repetitions):
             lat = await self._round(self.o.appends, sides, op, rep)
@@ -596,6 +635,15 @@ class Runner:
                     per[k][s].append(percentile(lat[s], qs[k]) * 1e3)
         for k in keys:
             self._record(k, per[k], inputs, note)
+
+    async def telemetry(self, m: EventSourcingManager) -> None:
+        """Single appends with telemetry off (``lib``) and on, through the same manager, in the same rounds."""
+        on = telemetry_contestants()
+        if not on:
+            self.log(f"  [{self.b.name}] telemetry skipped: opentelemetry-sdk is not installed")
+            return
+        sides: dict[str, Side] = {"lib": LibSide(m), **{k: TelemetrySide(m, t) for k, t in on.items()}}
+        await self._latency_rows(sides, ("telemetry_append_p50",), note="lib = telemetry off (as without the extra)")
 
     async def batch(self, lib: Side) -> None:
         """Batches of 100 events to one stream, every side in turn batch by batch; events/s."""

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import targets  # noqa: E402
 
 EVERY = {"append_p50", "append_p95", "batch_100", "read_1000", "writers_8", "big_store_read_100"}
+EVERY |= {"telemetry_append_p50"}  # telemetry off vs on (the testing extra installs opentelemetry-sdk)
 SQLITE_ONLY = {"append_p50_hop", "sync_append_p50", "sync_batch_100", "sync_read_1000"}
 
 DESIGN_EXCERPT = """# Design

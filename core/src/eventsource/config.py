@@ -172,6 +172,9 @@ class ManagerConfigSchema(Schema):
     shredded_events = mf.String(validate=validate.OneOf(("raise", "redact")))
     retention_policies = mf.List(mf.Dict(keys=mf.String()))
     metadata = mf.Dict(keys=mf.String(), values=mf.String())
+    telemetry = mf.Boolean()
+    telemetry_stream_id = mf.Boolean()
+    telemetry_context_key = mf.String(allow_none=True, validate=validate.Length(min=1))
 
     @validates_schema
     def _check(self, data: dict[str, Any], **_: Any) -> None:
@@ -242,6 +245,11 @@ class ManagerConfig:
     ``max_age`` with ``max_age``, ``max_count`` with ``max_events``, ``before_snapshot`` with
     ``keep_events``); the seed's ``retention_period`` adds ``max_age`` when the list has none.
 
+    OpenTelemetry (the ``otel`` extra, :mod:`eventsource.telemetry`): ``telemetry`` turns on a span and metrics
+    per provider call through the global tracer and meter providers; ``telemetry_stream_id`` (default on)
+    puts the stream id on spans (off: for privacy); ``telemetry_context_key`` (default ``"trace_context"``,
+    ``None``: off) is the event-metadata key appends write the current trace context under.
+
     ``snapshot_threshold``: appends report ``snapshot_due=True`` once a stream holds this many events
     past its latest snapshot (see :meth:`EventSourcingManager.set_snapshot_handler`).
     """
@@ -270,6 +278,9 @@ class ManagerConfig:
     shredded_events: str = "raise"
     retention_policies: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    telemetry: bool = False
+    telemetry_stream_id: bool = True
+    telemetry_context_key: str | None = "trace_context"
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -334,5 +334,8 @@ class MemoryProvider(Provider):
         )
 
     async def health(self) -> HealthStatus:
-        """Always healthy while the process lives."""
-        return HealthStatus(healthy=True, provider=self.name, message="ok", latency_ms=0.0)
+        """Healthy while the process lives, and degraded: nothing it holds survives the process."""
+        from eventsource.manager.monitoring import risk, with_durability  # the manager imports this module
+
+        ok = HealthStatus(healthy=True, provider=self.name, message="ok", latency_ms=0.0)
+        return with_durability(ok, [risk("storage", "memory", "process", "every event is lost when the process exits")])

@@ -15,6 +15,7 @@ EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
 EXIT_UNAVAILABLE = 5
 EXIT_UNSUPPORTED = 6
+EXIT_DEGRADED = 7
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES: dict[int, str] = {
@@ -25,6 +26,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_CONFLICT: "conflict: wrong expected version, stream already exists, duplicate event id",
     EXIT_UNAVAILABLE: "the store cannot be reached, timed out, or is unhealthy",
     EXIT_UNSUPPORTED: "the store does not support this operation",
+    EXIT_DEGRADED: "health --strict: a store answers, but a setting read from it can lose acknowledged writes",
 }
 
 ERROR_EXIT = {

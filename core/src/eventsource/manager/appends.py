@@ -54,12 +54,19 @@ class Appends:
         exp = check_expected(expected)
         check_batch_size(len(events), self.config.max_batch_size)
         provider = get_provider(name)
+        if self.policy.telemetry is not None:  # the caller's trace context into each event's metadata
+            events = self.policy.telemetry.inject(events)
         if self.codec.cipher is None:
             encoded = self.batches.encode(sid, events, provider, 0)
             first = encoded[0]
             stream = _make_new_stream(sid, None, first.aggregate_id, first.aggregate_type, {})
             res: AppendResult = await self.policy.run(
-                provider, "append", lambda: provider.append(sid, encoded, exp, stream), events=len(encoded)
+                provider,
+                "append",
+                lambda: provider.append(sid, encoded, exp, stream),
+                events=len(encoded),
+                stream=sid,
+                expected=exp,
             )
         else:
             res = await self.sealed.append(provider, sid, events, exp)

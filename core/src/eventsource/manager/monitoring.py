@@ -1,10 +1,15 @@
-"""Monitoring: provider statistics with the manager's own metrics, and health checks that never raise."""
+"""Monitoring: provider statistics with the manager's own metrics, and health checks that never raise.
+
+Health has three states, in ``details["status"]``: ``healthy``; ``degraded`` (the store answers, but a setting
+read from it can lose acknowledged writes: ``details["durability_risks"]``, see :func:`with_durability`);
+``unhealthy`` (``healthy`` is false).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import (
     EventSourceError,
@@ -16,7 +21,7 @@ from eventsource.model import HealthStatus
 from eventsource.provider import top_of
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from eventsource.manager.policy import CallPolicy
     from eventsource.model import ProviderStats
@@ -64,8 +69,53 @@ async def provider_health(providers: Mapping[str, Provider], policy: CallPolicy)
         else:
             if not status.healthy and "reason" not in status.details:
                 status = dataclasses.replace(status, details={**status.details, "reason": "error"})
-        out[name] = status
+            elif status.healthy and "durability_risks" not in status.details:  # a store without the audit says so
+                unread = [f"durability settings: provider {p.kind!r} does not audit them"]
+                status = dataclasses.replace(status, details={**status.details, "durability_unread": unread})
+        out[name] = dataclasses.replace(status, details={**status.details, "status": status_of(status)})
     return out
+
+
+HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+
+
+def risk(setting: str, value: object, scope: str, why: str) -> dict[str, str]:
+    """One setting that can lose acknowledged writes, as :func:`with_durability` takes it.
+
+    ``value`` is what the store reports, ``scope`` where it applies (``server``, ``session``, ``stream``,
+    ``topics``, ``producer``...), ``why`` what it loses.
+    """
+    return {"setting": setting, "value": str(value), "scope": scope, "risk": why}
+
+
+def with_durability(
+    status: HealthStatus, risks: Iterable[dict[str, str]], *, unread: Iterable[str] = (), notes: Iterable[str] = ()
+) -> HealthStatus:
+    """``status`` with the durability audit: ``degraded`` when any ``risks`` (see :func:`risk`).
+
+    ``unread`` names settings the store would not tell (declared, never guessed); ``notes`` are facts worth
+    knowing that are not a risk of this configuration (e.g. one replica on a single-server cluster).
+    """
+    risks = list(risks)
+    details: dict[str, Any] = {**status.details, "durability_risks": risks}
+    if unread := list(unread):
+        details["durability_unread"] = unread
+    if notes := list(notes):
+        details["durability_notes"] = notes
+    message = status.message
+    if risks and status.healthy:
+        said = "; ".join(f"{r['setting']}={r['value']} ({r['scope']}): {r['risk']}" for r in risks)
+        before = f" ({status.message})" if status.message != "ok" else ""
+        message = f"degraded: {len(risks)} setting(s) can lose acknowledged writes: {said}{before}"
+    status = dataclasses.replace(status, message=message, details=details)
+    return dataclasses.replace(status, details={**details, "status": status_of(status)})
+
+
+def status_of(status: HealthStatus) -> str:
+    """``healthy``, ``degraded`` (answers, with durability risks) or ``unhealthy``."""
+    if not status.healthy:
+        return UNHEALTHY
+    return DEGRADED if status.details.get("durability_risks") else HEALTHY
 
 
 def _reason(e: EventSourceError | OSError) -> str:

@@ -4,12 +4,14 @@ Every provider call the manager makes goes through :meth:`CallPolicy.run` (one c
 :meth:`CallPolicy.iterate` (a page iterator). Both refuse operations the provider declares it cannot do,
 bound each wait by ``timeout`` (raising :class:`ProviderTimeoutError`), retry only connection and timeout
 errors (``retry_attempts``, ``retry_delay`` doubling up to ``retry_max_delay``, full jitter), and count
-calls, errors, retries, events and latency per provider and operation.
+calls, errors, retries, events and latency per provider and operation. With ``telemetry`` set (the ``telemetry``
+setting, or :func:`eventsource.telemetry.instrument`), each call also runs inside an OpenTelemetry span.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from eventsource.config import ManagerConfig
     from eventsource.model import Event, RecordedEvent, RowPage
     from eventsource.provider import Provider
+    from eventsource.telemetry.spans import Telemetry
 
     Page = Sequence[RecordedEvent] | RowPage
     PageSource = Callable[[tuple[int, int] | None], AsyncIterator[Page] | None]
@@ -47,12 +50,17 @@ class NotResumableError(Exception):
 class CallPolicy:
     """Runs provider calls under ``config``'s timeout and retry settings and records their metrics."""
 
-    __slots__ = ("config", "deadlines", "metrics")
+    __slots__ = ("config", "deadlines", "metrics", "telemetry")
 
     def __init__(self, config: ManagerConfig) -> None:
         self.config = config
         self.metrics = Metrics()
         self.deadlines: Deadlines | None = None
+        self.telemetry: Telemetry | None = None  # None: no OpenTelemetry cost at all (one attribute test per call)
+        if config.telemetry:
+            from eventsource.telemetry import build
+
+            self.telemetry = build(stream_id=config.telemetry_stream_id, context_key=config.telemetry_context_key)
 
     def close(self) -> None:
         """Disarm the deadline timer (the manager is closing)."""
@@ -76,14 +84,28 @@ class CallPolicy:
         await asyncio.sleep(random.uniform(0, min(self.config.retry_max_delay, delay)))  # noqa: S311 - jitter
         return delay * 2
 
-    async def run(  # noqa: C901, PLR0912 - every provider call's hot path, one frame
-        self, provider: Provider, op: str, factory: Callable[[], Awaitable[T]], *, retry: bool = True, events: int = 0
+    async def run(  # noqa: C901, PLR0912, PLR0915 - every provider call's hot path, one frame
+        self,
+        provider: Provider,
+        op: str,
+        factory: Callable[[], Awaitable[T]],
+        *,
+        retry: bool = True,
+        events: int = 0,
+        stream: str | None = None,
+        expected: object = None,
+        on_retry: Callable[[], object] | None = None,
     ) -> T:
         """Run one provider call under the timeout; retry connection/timeout errors with backoff + jitter.
 
         Only idempotent calls may pass ``retry=True``. Latency (per attempt), calls, errors, retries and
-        ``events`` are recorded.
+        ``events`` are recorded. ``stream`` and ``expected`` describe the call to telemetry; ``on_retry`` is
+        called at each retry (given: the telemetry hook's own call, already inside its span).
         """
+        if self.telemetry is not None and on_retry is None:
+            return await self.telemetry.run(
+                self, provider, op, factory, retry=retry, events=events, stream=stream, expected=expected
+            )
         rec = self.start(provider, op)
         attempts = self.config.retry_attempts if retry else 1
         timeout = self.config.timeout
@@ -129,18 +151,37 @@ class CallPolicy:
                 if entry is not None and deadlines is not None:
                     deadlines.exit(entry)
             rec.retries += 1
+            if on_retry is not None:
+                on_retry()
             log.info("retrying %s on %s (attempt %d of %d)", op, provider.name, attempt + 1, attempts)
             delay = await self._backoff(delay)
         msg = "unreachable"
         raise AssertionError(msg)
 
-    async def iterate(  # noqa: C901, PLR0912, PLR0915 - the per-page loop stays in one frame
+    def iterate(
         self,
         p: Provider,
         op: str,
         source: PageSource,
         decode: Callable[[Page], Iterable[Event]],
         tail: Callable[[Page], tuple[int, int]],
+        *,
+        stream: str | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """:meth:`pages` (see there), inside a telemetry span when telemetry is on."""
+        if self.telemetry is None:
+            return self.pages(p, op, source, decode, tail)
+        return self.telemetry.iterate(p, op, stream, functools.partial(self.pages, p, op, source, decode, tail))
+
+    async def pages(  # noqa: C901, PLR0912, PLR0915 - the per-page loop stays in one frame
+        self,
+        p: Provider,
+        op: str,
+        source: PageSource,
+        decode: Callable[[Page], Iterable[Event]],
+        tail: Callable[[Page], tuple[int, int]],
+        *,
+        on_retry: Callable[[], object] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Drive a provider's page iterator under the timeout (per page), resuming after retryable errors.
 
@@ -150,7 +191,7 @@ class CallPolicy:
         ``source(last)`` (``last``: ``tail`` of the last page delivered, its last event's version and
         position; ``None``: from the start) reopens the iterator right after it (``None`` when nothing
         can follow). ``decode`` turns a page into events, lazily. The iterator is closed when the caller
-        stops early. The latency sample is the time to the first page.
+        stops early. The latency sample is the time to the first page. ``on_retry`` is called at each resume.
         """
         stat = self.start(p, op)
         timeout = self.config.timeout
@@ -204,6 +245,8 @@ class CallPolicy:
                             except NotResumableError:
                                 raise e from None
                             stat.retries += 1
+                            if on_retry is not None:
+                                on_retry()
                             log.info(
                                 "resuming %s on %s after %s (attempt %d of %d)",
                                 op,

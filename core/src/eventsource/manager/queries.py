@@ -131,7 +131,7 @@ class Queries:
         eid = check_text("event id", event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
         sid = self.stream_id(stream_id) if stream_id is not None else None
         p = get_provider(provider)
-        rec = await self.policy.run(p, "get_event", lambda: p.get_event(eid, sid))
+        rec = await self.policy.run(p, "get_event", lambda: p.get_event(eid, sid), stream=sid)
         if rec is None:
             msg = f"no event has id {eid!r}" + (f" in stream {sid!r}" if sid else "")
             raise EventNotFoundError(msg, event_id=eid)
@@ -159,7 +159,7 @@ class Queries:
 
         source = stream_pages(p, sid, from_version, to_version, backwards=backwards, page_size=page_size)
         decode = classes.typed_pages(self.codec.decode_page) if classes is not None else self.codec.decode_page
-        return self.policy.iterate(p, "read_stream", source, decode, self.codec.page_tail)
+        return self.policy.iterate(p, "read_stream", source, decode, self.codec.page_tail, stream=sid)
 
     def all_events(
         self,

@@ -64,7 +64,7 @@ class SealedAppends:
             start = 0 if exp == ExpectedVersion.NO_STREAM else int(exp)
             encoded = self.encoder.encode(sid, fixed, p, start + 1)
             res: AppendResult = await self.policy.run(
-                p, "append", lambda: p.append(sid, encoded, exp, stream), events=len(encoded)
+                p, "append", lambda: p.append(sid, encoded, exp, stream), events=len(encoded), stream=sid, expected=exp
             )
             if not res.duplicate:
                 bounded_put(self.versions, key, res.last_version)
@@ -93,7 +93,12 @@ class SealedAppends:
             encoded = self.encoder.encode(sid, fixed, p, pinned + 1)
             try:
                 res: AppendResult = await run(
-                    p, "append", functools.partial(p.append, sid, encoded, pinned, stream), events=len(encoded)
+                    p,
+                    "append",
+                    functools.partial(p.append, sid, encoded, pinned, stream),
+                    events=len(encoded),
+                    stream=sid,
+                    expected=exp,
                 )
             except ConcurrencyError as e:
                 self.versions.pop(key, None)

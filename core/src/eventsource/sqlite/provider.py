@@ -529,7 +529,7 @@ class SqliteProvider(Provider):
         return await self._read("stats", lambda db: self._tx(db, body, write=False))
 
     async def health(self) -> HealthStatus:
-        """Read the schema version through the reader; never raises."""
+        """Read the schema version through the reader, the writer's durability pragmas (:mod:`.durability`)."""
         start = time.perf_counter()
         try:
             version = await self._read("health", lambda db: db.execute("PRAGMA user_version").fetchone()[0])
@@ -544,6 +544,14 @@ class SqliteProvider(Provider):
                 details={"path": self.path},
                 latency_ms=latency,
             )
-        return HealthStatus(
+        from eventsource.manager.monitoring import with_durability  # the manager imports this module
+        from eventsource.sqlite import durability
+
+        ok = HealthStatus(
             healthy=True, provider=self.name, message="ok", details={"path": self.path}, latency_ms=latency
         )
+        try:
+            risks = await self._write("health", partial(durability.audit, memory=self.memory))
+        except Exception as e:  # noqa: BLE001 - health reports, never raises
+            return with_durability(ok, [], unread=[f"synchronous, journal_mode: {e}"])
+        return with_durability(ok, risks)

@@ -36,7 +36,8 @@ class SqliteSettings(Schema):
     busy_timeout = fields.Float(load_default=5.0, validate=validate.Range(min=0))
     """Seconds a writer waits for another connection's write lock before :class:`ProviderTimeoutError`."""
     synchronous = fields.String(load_default="full", validate=validate.OneOf(["full", "normal"]))
-    """``full`` (default): every commit is durable. ``normal``: faster; WAL may lose the last commits on power loss."""
+    """``full`` (default): every commit is durable. ``normal``: faster; WAL may lose the last commits on power loss
+    (health reports the store ``degraded``)."""
     read_connection = fields.Boolean(load_default=True)
     """Serve reads from a second connection on its own thread, so they never queue behind writes."""
     cached_statements = fields.Integer(load_default=64, validate=validate.Range(min=8))

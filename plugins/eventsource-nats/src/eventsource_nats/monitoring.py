@@ -1,9 +1,9 @@
 """Stats and health: exact counts from a scan of the events (bounded ones from metadata), and durability risks.
 
-Health reports the store unhealthy only when it cannot be reached or the stream has no leader; settings
-under which an acknowledged event can be lost (memory storage, one or two replicas, a replica behind,
-the stream-wide fallback on an old server, a duplicate window shorter than the publish retries) are
-listed as durability warnings.
+Health reports the store unhealthy only when it cannot be reached or the stream has no leader, and
+``degraded`` (:func:`durability_risks`) when the events stream or a bucket is on memory storage, or has one
+replica on a cluster. Other settings worth knowing (two replicas, a replica behind, the stream-wide fallback on
+an old server, a short duplicate window) stay listed as durability warnings.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from eventsource.manager.monitoring import risk, with_durability
 from eventsource.model import HealthStatus, ProviderStats
 
 from eventsource_nats.errors import map_error
@@ -35,6 +36,33 @@ def _server_time(text: str) -> datetime:
 
 def _dotted(version: tuple[int, int, int]) -> str:
     return ".".join(map(str, version))
+
+
+SINGLE_SERVER_NOTE = (
+    "one replica on a single server (the only choice there): acknowledged events live on one machine's disk, "
+    "synced every sync_interval (2 min by default); a cluster with replicas=3 removes this"
+)
+
+
+def durability_risks(configs: dict[str, dict[str, Any]], *, clustered: bool) -> tuple[list[dict[str, str]], list[str]]:
+    """Risks (memory storage; one replica where a cluster offers more) and notes, per JetStream stream.
+
+    ``configs``: each stream's configuration as the server reports it (the events stream and the buckets).
+    One replica on a standalone server is the norm, not a choice, so it is a note; on a cluster it is a risk.
+    """
+    risks, notes = [], []
+    for name, cfg in configs.items():
+        if cfg.get("storage") == "memory":
+            risks.append(
+                risk("storage", "memory", f"stream {name}", "every stored event is lost when the server restarts")
+            )
+        if int(cfg.get("num_replicas", 1)) == 1:
+            if clustered:
+                why = "acknowledged events live on one server of the cluster: its loss loses them (use replicas=3)"
+                risks.append(risk("num_replicas", 1, f"stream {name}", why))
+            elif SINGLE_SERVER_NOTE not in notes:
+                notes.append(SINGLE_SERVER_NOTE)
+    return risks, notes
 
 
 class Monitor:
@@ -184,8 +212,9 @@ class Monitor:
         try:
             conn.require()
             resp = await conn.api(f"STREAM.INFO.{conn.names.stream}")
+            configs = {conn.names.stream: resp.get("config", {})}
             for b in conn.names.buckets:
-                await conn.api(f"STREAM.INFO.KV_{b}")
+                configs[f"KV_{b}"] = (await conn.api(f"STREAM.INFO.KV_{b}")).get("config", {})
         except Exception as e:  # noqa: BLE001 - a health check reports, it never raises
             err = map_error(e, "health check")
             return HealthStatus(
@@ -214,13 +243,15 @@ class Monitor:
         message = "ok" if not warnings else f"ok; {len(warnings)} durability warning(s): " + " | ".join(warnings)
         if leaderless:
             message = "the stream has no leader (no quorum): writes will fail"
-        return HealthStatus(
+        status = HealthStatus(
             healthy=not leaderless,
             provider=conn.provider_name,
             message=message,
             details=details,
             latency_ms=(time.perf_counter() - start) * 1000,
         )
+        risks, notes = durability_risks(configs, clustered=bool(cluster.get("name")))
+        return with_durability(status, risks, notes=notes)
 
 
 def batch_layout(conn: Connection) -> str:

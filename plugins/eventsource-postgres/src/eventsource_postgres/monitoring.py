@@ -1,4 +1,8 @@
-"""Monitoring: exact statistics from the tables, and a health check through the pool that never raises."""
+"""Monitoring: exact statistics from the tables, and a health check through the pool that never raises.
+
+The health check is also the durability audit: ``fsync``, ``full_page_writes`` and ``synchronous_commit``
+read on a pooled connection (the value in force and the one new sessions start with), see :func:`audit`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import EventSourceError
+from eventsource.manager.monitoring import risk, with_durability
 from eventsource.model import HealthStatus, ProviderStats
 
 if TYPE_CHECKING:
@@ -16,6 +21,36 @@ if TYPE_CHECKING:
 
     from eventsource_postgres.connection import Connection
     from eventsource_postgres.statements import Statements
+
+
+AUDIT = (
+    "SELECT name, setting, reset_val, source FROM pg_settings"
+    " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes') ORDER BY name"
+)
+"""The settings under which PostgreSQL can lose (or corrupt) acknowledged commits, as the connection sees them."""
+
+WHY = {
+    "fsync": "the server never forces writes to disk: an OS crash or power loss can lose or corrupt commits",
+    "full_page_writes": "torn pages after an OS crash or power loss can corrupt the data (and lose commits)",
+    "synchronous_commit": "a commit is acknowledged before its WAL is flushed: a server crash loses the last commits",
+}
+
+
+def audit(rows: list[tuple[Any, ...]]) -> list[dict[str, str]]:
+    """Each setting that is ``off``: where it is in force now (``session``) or where new sessions get it.
+
+    ``setting`` is the value on this connection (a pooled one, configured like every other); ``reset_val`` is
+    what a new session of this role, database and connection options starts with; ``source`` says where the
+    value in force comes from (configuration file, database, user, client options, session).
+    """
+    out = []
+    for name, setting, reset, source in rows:
+        if setting == "off":
+            scope = "server" if name != "synchronous_commit" else f"session (set by: {source})"
+            out.append(risk(name, setting, scope, WHY[name]))
+        elif reset == "off":
+            out.append(risk(name, reset, "new sessions (reset value)", WHY[name]))
+    return out
 
 
 EXACT_TYPES_UP_TO = 100_000
@@ -92,14 +127,14 @@ class Monitor:
         return await self.conn.call("stats", run, retry=True)
 
     async def health(self) -> HealthStatus:
-        """Run ``SELECT 1`` through the pool; report pool statistics. Never raises."""
+        """Read the durability settings through the pool (:func:`audit`); report pool statistics. Never raises."""
         if self.conn.pool is None:
             return HealthStatus(healthy=False, provider=self._name(), message="not connected")
         t0 = monotonic()
         limit = min(5.0, self.conn.settings["pool_timeout"])
         try:
             async with asyncio.timeout(limit):
-                await self.conn.call("health", lambda c: self.conn.fetchall(c, "SELECT 1", []), retry=True)
+                rows = await self.conn.call("health", lambda c: self.conn.fetchall(c, AUDIT, []), retry=True)
         except EventSourceError as e:
             return HealthStatus(healthy=False, provider=self._name(), message=e.message)
         except TimeoutError:
@@ -107,10 +142,11 @@ class Monitor:
             return HealthStatus(healthy=False, provider=self._name(), message=msg)
         latency = (monotonic() - t0) * 1000
         stats = self.conn.pool.get_stats() if self.conn.pool is not None else {}
-        return HealthStatus(
+        ok = HealthStatus(
             healthy=True,
             provider=self._name(),
             message="ok",
             details={"url": self.conn.display_url, "schema": self.conn.names.schema, "pool": stats},
             latency_ms=latency,
         )
+        return with_durability(ok, audit(rows))

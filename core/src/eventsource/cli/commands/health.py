@@ -1,7 +1,8 @@
 """``eventsource health``: whether every configured store answers; exit 0 when all do, 5 otherwise.
 
 An unreachable store is reported as unhealthy like any other (a status per store, a JSON object with
-``--json``), not raised as an error.
+``--json``), not raised as an error. A store that answers but runs with a setting that can lose
+acknowledged writes is ``degraded``, its risks listed; ``--strict`` exits 7 on it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from eventsource.cli.exitcodes import EXIT_OK, EXIT_UNAVAILABLE
+from eventsource.cli.exitcodes import EXIT_DEGRADED, EXIT_OK, EXIT_UNAVAILABLE
 from eventsource.cli.session import connect_hint
 
 if TYPE_CHECKING:
@@ -20,7 +21,12 @@ if TYPE_CHECKING:
 
 def register(commands: Commands) -> None:
     """Add the ``health`` command."""
-    commands.add("health", "check that the store answers (exit 5 if not)", health)
+    p = commands.add("health", "check that the store answers (exit 5 if not) and audit its durability", health)
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="also exit 7 when a store is degraded: a setting read from it can lose acknowledged writes",
+    )
 
 
 def health(session: Session) -> int:
@@ -48,18 +54,42 @@ async def _health(session: Session) -> int:
 
 
 def _print_health(session: Session, statuses: dict[str, Any], urls: dict[str, str]) -> int:
+    from eventsource.manager.monitoring import DEGRADED, status_of
+
     out = session.out
     statuses = {name: dataclasses.replace(s, message=session.scrub(s.message)) for name, s in statuses.items()}
+    statuses = {n: dataclasses.replace(s, details={**s.details, "status": status_of(s)}) for n, s in statuses.items()}
     out.json(statuses)
     healthy = all(s.healthy for s in statuses.values())
     for name, s in statuses.items():
         where = f" ({urls[name]})" if urls.get(name) else ""
-        if s.healthy:
-            latency = f", answered in {s.latency_ms:.1f} ms" if s.latency_ms is not None else ""
-            out.line(f"{name}{where}: healthy{latency}")
-        else:
+        if not s.healthy:
             out.line(f"{name}{where}: UNHEALTHY: {s.message}")
+            continue
+        latency = f", answered in {s.latency_ms:.1f} ms" if s.latency_ms is not None else ""
+        _print_durability(session, f"{name}{where}", s.details, latency)
     if not healthy:
         hints = sorted({connect_hint(urls.get(name, "")) for name, s in statuses.items() if not s.healthy})
         out.note(f"error: the store is not healthy; {'; '.join(hints)}")
-    return EXIT_OK if healthy else EXIT_UNAVAILABLE
+        return EXIT_UNAVAILABLE
+    degraded = [name for name, s in statuses.items() if s.details["status"] == DEGRADED]
+    if degraded and session.args.strict:
+        out.note(f"error: degraded (--strict): {', '.join(degraded)} can lose acknowledged writes")
+        return EXIT_DEGRADED
+    return EXIT_OK
+
+
+def _print_durability(session: Session, who: str, details: dict[str, Any], latency: str) -> None:
+    """A store that answers: ``healthy`` or ``healthy but DEGRADED`` with one line per risk, note, unread setting."""
+    out = session.out
+    risks = details.get("durability_risks") or []
+    if risks:
+        out.line(f"{who}: healthy but DEGRADED{latency}: {len(risks)} setting(s) can lose acknowledged writes")
+    else:
+        out.line(f"{who}: healthy{latency}")
+    for r in risks:
+        out.line(f"  risk: {r['setting']}={r['value']} ({r['scope']}): {r['risk']}")
+    for note in details.get("durability_notes") or []:
+        out.line(f"  note: {note}")
+    for what in details.get("durability_unread") or []:
+        out.line(f"  not read: {what}")

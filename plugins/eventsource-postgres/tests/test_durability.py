@@ -1,0 +1,55 @@
+"""The durability audit on the real server: a session with ``synchronous_commit=off`` makes the store degraded.
+
+The unsafe session is made the way an application would: libpq ``options`` in the connection URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+import pytest
+from eventsource.testing import DurabilitySuite
+from eventsource_postgres import PostgresProvider
+from eventsource_postgres.monitoring import AUDIT, audit
+
+
+def _with_options(url: str, options: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}options={options.replace(' ', '%20').replace('=', '%3D')}"
+
+
+class TestPostgresDurability(DurabilitySuite):
+    """The server's defaults are safe; ``-c synchronous_commit=off`` on the provider's connections is not."""
+
+    @pytest.fixture
+    async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
+        yield await make_provider()
+
+    @pytest.fixture
+    async def unsafe(self, url: str, provider: PostgresProvider) -> AsyncIterator[tuple[PostgresProvider, str]]:
+        p = PostgresProvider(_with_options(url, "-c synchronous_commit=off"), schema=provider.names.schema)
+        await p.connect()
+        yield p, "synchronous_commit"
+        await p.close()
+
+
+async def test_session_and_new_session_values_are_told_apart(url: str) -> None:
+    """``SET`` in the session is reported as the session's; a reset value of off as the new sessions'."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("SET synchronous_commit = off")
+        rows = await (await conn.execute(AUDIT)).fetchall()
+        (r,) = audit(rows)
+        assert (r["setting"], r["value"], r["scope"]) == ("synchronous_commit", "off", "session (set by: session)")
+    async with await psycopg.AsyncConnection.connect(_with_options(url, "-c synchronous_commit=off")) as conn:
+        await conn.execute("SET synchronous_commit = on")
+        (r,) = audit(await (await conn.execute(AUDIT)).fetchall())
+        assert (r["setting"], r["scope"]) == ("synchronous_commit", "new sessions (reset value)")
+
+
+def test_server_settings_are_named_with_their_scope() -> None:
+    """``fsync`` and ``full_page_writes`` cannot be set per session: their scope is the server."""
+    rows = [("fsync", "off", "off", "configuration file"), ("full_page_writes", "off", "off", "command line")]
+    got = [(r["setting"], r["scope"]) for r in audit(rows)]
+    assert got == [("fsync", "server"), ("full_page_writes", "server")]
+    assert audit([("fsync", "on", "on", "default"), ("synchronous_commit", "local", "local", "default")]) == []

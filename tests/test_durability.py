@@ -1,0 +1,145 @@
+"""The durability audit on the embedded stores (SQLite pragmas, the memory store) and ``eventsource health --strict``.
+
+The audit reads the writer connection, so a pragma changed after connecting is what health reports.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import eventsource
+import pytest
+from eventsource.cli import main
+from eventsource.cli.exitcodes import EXIT_DEGRADED, EXIT_OK
+from eventsource.manager.monitoring import with_durability
+from eventsource.memory import MemoryProvider
+from eventsource.model import HealthStatus
+from eventsource.plugins import PluginHost
+from eventsource.sqlite import durability
+from eventsource.sqlite.provider import SqliteProvider
+from eventsource.testing import DurabilitySuite
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+
+async def _set(p: SqliteProvider, pragma: str) -> None:
+    await p._write("test", lambda db: db.execute(f"PRAGMA {pragma}"))
+
+
+class TestSqliteDurability(DurabilitySuite):
+    """``synchronous=OFF`` set on the writer connection after it opened (the settings still say ``full``)."""
+
+    @pytest.fixture
+    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
+        p = SqliteProvider(f"sqlite:///{tmp_path}/safe-{uuid.uuid4().hex}.db")
+        await p.connect()
+        yield p
+        await p.close()
+
+    @pytest.fixture
+    async def unsafe(self, provider: SqliteProvider) -> AsyncIterator[tuple[SqliteProvider, str]]:
+        await _set(provider, "synchronous = OFF")
+        yield provider, "synchronous"
+
+
+@pytest.mark.parametrize("mode", ["MEMORY", "OFF"])
+def test_sqlite_journal_mode_without_a_journal_on_disk_is_a_risk(tmp_path: Path, mode: str) -> None:
+    """A file whose journal is in memory or off (the provider switches to WAL; another process may not)."""
+    db = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
+    try:
+        db.execute(f"PRAGMA journal_mode = {mode}")
+        db.execute("PRAGMA synchronous = FULL")
+        assert [(r["setting"], r["value"]) for r in durability.audit(db, memory=False)] == [("journal_mode", mode)]
+        db.execute("PRAGMA journal_mode = WAL")
+        assert durability.audit(db, memory=False) == []
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(("pragma", "value"), [("synchronous = NORMAL", "NORMAL"), ("synchronous = OFF", "OFF")])
+async def test_sqlite_synchronous_level_is_read_from_the_connection(tmp_path: Path, pragma: str, value: str) -> None:
+    p = SqliteProvider(f"sqlite:///{tmp_path}/x.db", synchronous="full")
+    await p.connect()
+    try:
+        await _set(p, pragma)
+        h = await p.health()
+    finally:
+        await p.close()
+    assert [(r["setting"], r["value"]) for r in h.details["durability_risks"]] == [("synchronous", value)]
+
+
+async def test_sqlite_in_memory_database_and_memory_store_are_degraded() -> None:
+    for p in (SqliteProvider("sqlite:///:memory:"), MemoryProvider()):
+        await p.connect()
+        try:
+            h = await DurabilitySuite.health_of(p)
+        finally:
+            await p.close()
+        assert h.healthy, h.message
+        assert h.details["status"] == "degraded", h
+
+
+def test_health_strict_exits_on_a_degraded_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Without --strict a degraded store exits 0 with its risks listed; with --strict, 7."""
+    assert main(["--store", "memory://", "health"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "DEGRADED" in out
+    assert "risk: storage=memory" in out
+    assert main(["--store", "memory://", "--json", "health", "--strict"]) == EXIT_DEGRADED
+    status = json.loads(capsys.readouterr().out)["default"]
+    assert status["details"]["status"] == "degraded"
+    assert status["details"]["durability_risks"][0]["setting"] == "storage"
+    assert main(["--store", f"sqlite:///{tmp_path}/ok.db", "health", "--strict"]) == EXIT_OK
+    assert "healthy, answered" in capsys.readouterr().out
+
+
+class Plain(MemoryProvider):
+    """A provider whose health does not audit durability (a third-party store that predates the audit)."""
+
+    kind = "plain"
+
+    async def health(self) -> HealthStatus:
+        return HealthStatus(healthy=True, provider=self.name)
+
+
+class Noted(MemoryProvider):
+    """A provider whose audit found a note and a setting it could not read, and no risk."""
+
+    kind = "noted"
+
+    async def health(self) -> HealthStatus:
+        ok = HealthStatus(healthy=True, provider=self.name, latency_ms=0.1)
+        return with_durability(ok, [], notes=["one replica on one server"], unread=["sync_interval"])
+
+
+class _Plugin:
+    @eventsource.hookimpl
+    def eventsource_register_providers(self, registry: Any) -> None:
+        registry.add(Plain, schemes=("plain",))
+        registry.add(Noted, schemes=("noted",))
+
+
+def test_health_prints_notes_and_what_was_not_read(capsys: pytest.CaptureFixture[str]) -> None:
+    host = PluginHost(load_entrypoints=False, plugins=[("durability", _Plugin())])
+    assert main(["--store", "noted://x", "health", "--strict"], host=host) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "noted://x): healthy, answered in 0.1 ms" in out
+    assert "  note: one replica on one server" in out
+    assert "  not read: sync_interval" in out
+    assert main(["--store", "plain://x", "health", "--strict"], host=host) == EXIT_OK
+    assert "not read: durability settings: provider 'plain' does not audit them" in capsys.readouterr().out
+
+
+async def test_a_store_without_the_audit_is_declared_unread() -> None:
+    """A third-party provider that does not audit its settings is healthy, and says the audit was not read."""
+    p = Plain()
+    await p.connect()
+    h = await DurabilitySuite.health_of(p)
+    await p.close()
+    assert h.details["status"] == "healthy"
+    assert h.details["durability_unread"] == ["durability settings: provider 'plain' does not audit them"]

@@ -111,3 +111,11 @@ def test_a_subscription_moves_the_loop_to_a_thread_and_the_pool_goes_on_there(co
         finally:
             sub.close()
         assert es.append_event(stream_id="s", event_type="E", data=3).version == 3
+
+
+def test_sync_inline_off_keeps_the_loop_on_its_thread_where_calls_from_threads_overlap(config: dict[str, Any]) -> None:
+    config["providers"]["pg"]["settings"]["sync_inline"] = False
+    with SyncEventSourcingManager(config) as es:
+        assert es._loop.threaded
+        assert es.append_event(stream_id="s", event_type="E", data=1).version == 1
+        assert [e.data for e in es.read_stream("s")] == [1]

@@ -103,7 +103,7 @@ class PostgresProvider(Provider):
         await self._conn.connect()
         if self.settings["live_notify"]:
             await self._live.install()
-        if inline_io_allowed():
+        if self.settings["sync_inline"] and inline_io_allowed():
             # connected by the sync API, whose caller blocks on each call anyway: the pool's sockets and
             # upkeep need the private loop only while a call runs, so it may run in the caller's thread
             # (no thread hop per call); anything that must run between calls moves the loop to a thread

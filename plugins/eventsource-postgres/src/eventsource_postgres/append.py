@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from eventsource_postgres.streams import Streams
 
 
+def _unique_violation() -> type[Exception]:
+    from psycopg.errors import UniqueViolation  # (psycopg is imported on connect, not with the plugin)
+
+    return UniqueViolation
+
+
 class Appender:
     """Appends to one store."""
 
@@ -45,8 +51,6 @@ class Appender:
         statement when an id is already stored; both (rare) paths then look the ids up, so an identical
         retry returns the original result even with a stale expected version.
         """
-        from psycopg.errors import UniqueViolation
-
         if not events:
             msg = "append needs at least one event"
             raise ValidationError(msg, field="events")
@@ -61,7 +65,7 @@ class Appender:
         async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | bool | None:
             try:
                 cur = await conn.execute(query, params, prepare=self.conn.prepare)
-            except UniqueViolation:
+            except _unique_violation():
                 return False  # an event id is already stored: decide below whether this is a retry
             return await cur.fetchone()
 

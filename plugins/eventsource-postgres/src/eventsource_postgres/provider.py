@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ConfigurationError
-from eventsource.provider import Capabilities, Provider
+from eventsource.provider import Capabilities, Provider, inline_io_allowed
 
 from eventsource_postgres.append import Appender
 from eventsource_postgres.connection import Connection
@@ -103,6 +103,11 @@ class PostgresProvider(Provider):
         await self._conn.connect()
         if self.settings["live_notify"]:
             await self._live.install()
+        if self.settings["sync_inline"] and inline_io_allowed():
+            # connected by the sync API, whose caller blocks on each call anyway: the pool's sockets and
+            # upkeep need the private loop only while a call runs, so it may run in the caller's thread
+            # (no thread hop per call); anything that must run between calls moves the loop to a thread
+            self.loop_free = True  # type: ignore[misc] - per instance: only the sync API connects this way
 
     async def close(self) -> None:
         """Close every pooled connection (and the LISTEN one). Idempotent."""

@@ -77,6 +77,9 @@ class PostgresSettingsSchema(_ConnectionSchema):
     """Wake live subscriptions by LISTEN/NOTIFY (installs a trigger; NOTIFY serialises commits: see README)."""
     live_poll_interval = Duration(load_default=0.01)
     """Without ``live_notify``: seconds between two probes for new events while a subscription waits."""
+    sync_inline = fields.Boolean(load_default=True)
+    """Through the sync API: run each call in the caller's thread (no thread hop; calls from several threads
+    take turns), or, when false, on the facade's loop thread (calls from several threads overlap)."""
 
 
 class PostgresLeaseSettingsSchema(_ConnectionSchema):

@@ -7,6 +7,7 @@ README explains both, and why they keep the global order without a table lock.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from eventsource_postgres.schema import POSITION_SHIFT
@@ -69,7 +70,10 @@ def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
             f"last_event_id = {last_id}, updated_at = {last_ts} FROM {lock} "
             f"WHERE s.stream_id = %(s)s AND {cond} {returning}"
         )
-    return f"WITH up AS ({up}), ins AS (INSERT INTO {n.events} ({EVENT_COLS}) {source}) SELECT prev, base FROM up"  # noqa: S608
+    sql = f"WITH up AS ({up}), ins AS (INSERT INTO {n.events} ({EVENT_COLS}) {source}) SELECT prev, base FROM up"  # noqa: S608
+    # the single form sends every parameter in binary: no text formatting of the timestamp by the client nor
+    # parsing by the server (the batch form keeps text arrays: an all-NULL column has no binary element type)
+    return re.sub(r"%\((\w+)\)s", r"%(\1)b", sql) if single else sql
 
 
 class Statements:

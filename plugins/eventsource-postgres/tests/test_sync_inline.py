@@ -1,0 +1,121 @@
+"""The sync API on PostgreSQL: its private loop runs in the caller's thread until something needs it live."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from eventsource.errors import ProviderTimeoutError
+from eventsource.sync import SyncEventSourcingManager
+from eventsource_postgres import PostgresProvider
+
+
+def _threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.is_alive()}
+
+
+@pytest.fixture
+def config(url: str) -> Iterator[dict[str, Any]]:
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    settings = {"schema": schema, "pool_max_size": 4, "application_name": f"es-sync-{uuid.uuid4().hex[:12]}"}
+    yield {"providers": {"pg": {"url": url, "settings": settings}}, "default_provider": "pg"}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_sync_calls_run_on_the_callers_thread_with_no_loop_thread(config: dict[str, Any]) -> None:
+    with SyncEventSourcingManager(config) as es:
+        assert not es._loop.threaded
+        assert "eventsource-sync" not in _threads()
+        assert es.append_event(stream_id="s", event_type="E", data=1).version == 1
+        assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
+        assert [e.data for e in es.read_stream("s", page_size=1)] == [1, 2]
+        assert not es._loop.threaded
+        assert "eventsource-sync" not in _threads()
+
+
+def test_sync_callers_on_several_threads_share_one_pool(config: dict[str, Any]) -> None:
+    errors: list[BaseException] = []
+    with SyncEventSourcingManager(config) as es:
+
+        def write(w: int) -> None:
+            try:
+                for i in range(20):
+                    es.append_event(stream_id=f"w{w}", event_type="E", data=i, expected_version=i)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        for w in range(4):
+            assert [e.data for e in es.read_stream(f"w{w}")] == list(range(20))
+        assert [e.stream_id for e in es.read_all()].count("w0") == 20
+
+
+def test_the_managers_timeout_ends_an_inline_call_waiting_on_the_streams_lock(config: dict[str, Any]) -> None:
+    config = {**config, "timeout": 0.5, "retry_attempts": 1}
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        provider = es.get_provider()
+        assert isinstance(provider, PostgresProvider)
+        with psycopg.connect(config["providers"]["pg"]["url"], autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", [provider._conn.lock("s")])  # another writer, say
+            start = time.monotonic()
+            with pytest.raises(ProviderTimeoutError):
+                es.append_event(stream_id="s", event_type="E", data=2)
+            took = time.monotonic() - start
+            other.execute("SELECT pg_advisory_unlock_all()")
+        assert took < 5, f"waited {took:.1f}s for a 0.5s timeout"
+        assert es.append_event(stream_id="s", event_type="E", data=3).version == 2  # the timed-out one wrote nothing
+        assert [e.data for e in es.read_stream("s")] == [1, 3]
+
+
+def test_connections_the_server_dropped_between_sync_calls_are_replaced(config: dict[str, Any]) -> None:
+    app = config["providers"]["pg"]["settings"]["application_name"]
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        with psycopg.connect(config["providers"]["pg"]["url"], autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [app]
+            ).fetchone()
+        assert killed is not None
+        assert killed[0] >= 1
+        time.sleep(0.2)  # (the goodbye reaches the idle sockets)
+        assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
+        assert [e.data for e in es.read_stream("s")] == [1, 2]
+
+
+def test_a_subscription_moves_the_loop_to_a_thread_and_the_pool_goes_on_there(config: dict[str, Any]) -> None:
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        assert not es._loop.threaded
+        sub = es.subscribe(stream_id="s", poll_interval=0.05)
+        assert es._loop.threaded
+        try:
+            es.append_event(stream_id="s", event_type="E", data=2)
+            got = []
+            for event in sub:
+                got.append(event.data)
+                if len(got) == 2:
+                    break
+            assert got == [1, 2]
+        finally:
+            sub.close()
+        assert es.append_event(stream_id="s", event_type="E", data=3).version == 3
+
+
+def test_sync_inline_off_keeps_the_loop_on_its_thread_where_calls_from_threads_overlap(config: dict[str, Any]) -> None:
+    config["providers"]["pg"]["settings"]["sync_inline"] = False
+    with SyncEventSourcingManager(config) as es:
+        assert es._loop.threaded
+        assert es.append_event(stream_id="s", event_type="E", data=1).version == 1
+        assert [e.data for e in es.read_stream("s")] == [1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from eventsource.testing.suite import HOSTILE_INVALID_STREAM_IDS, HOSTILE_VALID_STREAM_IDS, ProviderSuite
 
-__all__ = ["HOSTILE_INVALID_STREAM_IDS", "HOSTILE_VALID_STREAM_IDS", "DomainSuite", "ProviderSuite", "RetentionSuite"]
+__all__ = ["HOSTILE_INVALID_STREAM_IDS", "HOSTILE_VALID_STREAM_IDS", "DomainSuite", "ProviderSuite", "RetentionSuite", "RewriteSuite"]
 
 
 def __getattr__(name: str) -> object:
@@ -21,4 +21,8 @@ def __getattr__(name: str) -> object:
         from eventsource.testing.domain import DomainSuite
 
         return DomainSuite
+    if name == "RewriteSuite":
+        from eventsource.testing.rewrite import RewriteSuite
+
+        return RewriteSuite
     raise AttributeError(name)

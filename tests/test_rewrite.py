@@ -65,7 +65,7 @@ async def test_sqlite_rename_moves_folded_events_between_the_type_counts(tmp_pat
     try:
         await m.append_events_batch(stream_id="s", events=[EventData("rw.Old", {"i": i}) for i in range(5)])
         await m.append_events_batch(stream_id="t", events=[EventData("rw.Old", {"i": 9})])
-        await p._write("fold", lambda db: p._tx(db, counts.fold))  # noqa: SLF001 - the counts cover every event now
+        await p._write("fold", lambda db: p._tx(db, counts.fold))  # the counts cover every event now
         m.rename_event_type("rw.Old", "rw.New")
         await rewrite_stream(m, "s")
         by_type = (await m.get_stats())["db"].events_by_type
@@ -103,7 +103,7 @@ def test_cli_dry_run_reports_then_the_run_rewrites(
     assert (report["dry_run"], report["read"], report["rewritten"], report["current"]) == (True, 2, 1, 1)
     assert report["changes"] == {"rw.Added v1 -> rw.Added v2": 1}
     with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
-        assert [e.data for e in m.read_stream("s")][0] == {"name": "pen"}  # the dry run wrote nothing
+        assert next(iter(m.read_stream("s"))).data == {"name": "pen"}  # the dry run wrote nothing
     code, out, err = _run(capsys, "--store", url, "upcast-rewrite", "s", "--upcasters", spec)
     assert code == EXIT_OK, err
     assert "s: read 2, rewrote 1, already current 1" in out

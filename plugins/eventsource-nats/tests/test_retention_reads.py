@@ -7,14 +7,17 @@ and the connection's single-message gets are counted where they are made.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conftest import dispose, open_provider
 from eventsource.model import ANY, NewEvent, utcnow
-from eventsource_nats.provider import NatsProvider
 from eventsource_nats.reads import Reader
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from eventsource_nats.provider import NatsProvider
 
 
 class CountingReader(Reader):

@@ -75,7 +75,9 @@ def _encrypted(codec: EventCodec, encoding: str) -> bool:
     return any(name in codec.pipeline.registry.ciphers for name in encoding.split("+")[1:])
 
 
-def _rewrite_of(codec: EventCodec, rec: RecordedEvent, report: RewriteReport, max_size: int | None) -> EventRewrite | None:
+def _rewrite_of(
+    codec: EventCodec, rec: RecordedEvent, report: RewriteReport, max_size: int | None
+) -> EventRewrite | None:
     """The new payload of ``rec`` at the newest schema version, or ``None`` when it stays as it is."""
     try:
         data, meta = codec.decode_stored(rec)

@@ -258,10 +258,13 @@ class EventCodec:
         if rec.encoding == self.plain:
             return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
         prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
-        scope = self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id) if self.scope_mode != "global" else None
+        scope = None
+        if self.scope_mode != "global":
+            scope = self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
+        decode = self.pipeline.decode
         try:
-            data = self.pipeline.decode(rec.data, rec.encoding, aad=prefix + _DATA, scope=scope)
-            meta = self.pipeline.decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope) if rec.metadata else {}
+            data = decode(rec.data, rec.encoding, aad=prefix + _DATA, scope=scope)
+            meta = decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope) if rec.metadata else {}
         except CodecError as e:
             raise self._event_error(e, rec) from e
         return data, meta

@@ -31,11 +31,9 @@ def rewrite_batch(stream_id: str, rewrites: Sequence[EventRewrite], db: sqlite3.
     renamed: dict[str, int] = {}
     for rw in rewrites:
         o = rw.old
-        cur = db.execute(
-            SQL_SWAP,
-            (rw.event_type, rw.data, rw.metadata, rw.encoding, stream_id, o.event_id, o.version, o.event_type)
-            + (o.data, o.metadata, o.encoding),
-        )
+        new = (rw.event_type, rw.data, rw.metadata, rw.encoding)
+        old = (o.event_type, o.data, o.metadata, o.encoding)
+        cur = db.execute(SQL_SWAP, (*new, stream_id, o.event_id, o.version, *old))
         if cur.rowcount != 1:
             continue
         done += 1

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from eventsource.testing.suite import HOSTILE_INVALID_STREAM_IDS, HOSTILE_VALID_STREAM_IDS, ProviderSuite
 
-__all__ = ["HOSTILE_INVALID_STREAM_IDS", "HOSTILE_VALID_STREAM_IDS", "DomainSuite", "ProviderSuite", "RetentionSuite", "RewriteSuite"]
+__all__ = [
+    "HOSTILE_INVALID_STREAM_IDS",
+    "HOSTILE_VALID_STREAM_IDS",
+    "DomainSuite",
+    "ProviderSuite",
+    "RetentionSuite",
+    "RewriteSuite",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -150,10 +150,12 @@ class RewriteSuite(ProviderSuiteBase):
             assert await self._stored(provider, stream) == before
             await rewrite_stream(m, stream)
             after = await self._stored(provider, stream)
-            assert all(r.encoding == b.encoding and "aes256gcm" in r.encoding for r, b in zip(after, before, strict=True))
+            assert all(r.encoding == b.encoding for r, b in zip(after, before, strict=True))
+            assert all("aes256gcm" in r.encoding for r in after)
             assert after[0].data != before[0].data
             assert b"pen" not in after[0].data
-            assert [e.data async for e in m.read_stream(stream)][0] == {"item": "pen", "qty": 1}
+            first = await anext(aiter(m.read_stream(stream)))
+            assert first.data == {"item": "pen", "qty": 1}
             # the new ciphertext is bound to its own event: moved onto another one it does not decrypt
             moved = dataclasses.replace(after[3], data=after[0].data)
             with pytest.raises(CodecError):

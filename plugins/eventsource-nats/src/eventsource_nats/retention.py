@@ -17,7 +17,7 @@ import contextlib
 import itertools
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ProviderTimeoutError, StreamNotFoundError
 
@@ -146,34 +146,28 @@ class Retention:
                 plan.keep_last()  # the whole stream was read: its last message stays while an earlier one does
                 return plan
             seq = int(m.seq)
-            if await self._take(plan, token, seq, subject, m.headers, m.data, doomed):
+            if await self._take(plan, token, seq, m, doomed):
                 return plan
             seq += 1
         async with contextlib.aclosing(self.reader.consume(subject, seq, 256)) as msgs:
             async for m in msgs:
-                if await self._take(plan, token, m.metadata.sequence.stream, m.subject, m.headers, m.data, doomed):
+                if await self._take(plan, token, m.metadata.sequence.stream, m, doomed):
                     return plan
         plan.keep_last()
         return plan
 
     async def _take(
-        self,
-        plan: _Plan,
-        token: str,
-        seq: int,
-        subject: str,
-        headers: dict[str, str] | None,
-        data: bytes,
-        doomed: Callable[[RecordedEvent], bool],
+        self, plan: _Plan, token: str, seq: int, m: Any, doomed: Callable[[RecordedEvent], bool]
     ) -> bool:
-        """Add the message's leading doomed events to ``plan``; whether the run ends at this message."""
+        """Add the leading doomed events of message ``m`` (from a get or a consumer) to ``plan``; True: the run ends."""
+        headers, data = m.headers, m.data
         _, last_v = records.message_versions(headers)
         plan.version = max(plan.version, last_v)
         count = int((headers or {}).get(HDR_COUNT, "1"))
         hidden = await self.reader.hidden(token, seq) if count > 1 else frozenset()
         if count > 1:
             plan.envelopes.append(seq)
-        live = records.decode(data, headers, seq, stream_id_from(subject, data), hidden)
+        live = records.decode(data, headers, seq, stream_id_from(m.subject, data), hidden)
         gone = list(itertools.takewhile(doomed, live))
         plan.add(seq, live, gone, hidden)
         return len(gone) < len(live)

@@ -17,7 +17,7 @@ from eventsource.plugins import PluginHost
 from eventsource.provider import Capabilities
 from eventsource.sqlite import SqliteProvider, counts
 from eventsource.sync import SyncEventSourcingManager
-from eventsource.testing.rewrite import RewriteSuite
+from eventsource.testing.rewrite import KEY, RewriteSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -135,3 +135,21 @@ def test_cli_refuses_on_a_store_that_cannot_rewrite_and_on_bad_upcasters(
     code, _, err = _run(capsys, "--store", store, "upcast-rewrite", "s", "--upcasters", "no_such_module:f", host=host)
     assert code == EXIT_USAGE
     assert "no_such_module" in err
+
+
+async def test_events_of_a_shredded_scope_are_left_as_they_are(tmp_path: Path) -> None:
+    config = {
+        "providers": {"db": f"sqlite:///{tmp_path}/shred.db"},
+        "encryption": True,
+        "encryption_keys": {"k1": KEY},
+        "encryption_scope": "stream",
+        "encryption_key_store": "memory",
+    }
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_events_batch(stream_id="gone", events=[EventData("rw.Added", {"name": "pen"})])
+        m.add_upcaster("rw.Added", 1, lambda d: {"item": d["name"]})
+        assert await m.shred(stream_id="gone") == 1
+        before = [r async for r in m.get_provider().read_stream("gone")]
+        report = await rewrite_stream(m, "gone")
+        assert (report.read, report.shredded, report.rewritten) == (1, 1, 0)
+        assert [r async for r in m.get_provider().read_stream("gone")] == before

@@ -228,7 +228,7 @@ class Repository(Generic[A]):
             info = await self.manager.get_stream_info(sid, provider=self.provider) if found is not None else None
             msg = (
                 f"stream {sid!r} was deleted and re-created since {type(aggregate).__name__} {aggregate.id!r} was "
-                f"loaded at version {v}: reload it"
+                f"loaded at version {v} (its event there is {'another one' if found else 'gone'}): reload it"
             )
             raise ConcurrencyError(msg, stream_id=sid, expected=v, actual=info.version if info else 0)
 

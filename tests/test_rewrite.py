@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import eventsource
 import pytest
 from eventsource.cli import EXIT_OK, EXIT_UNSUPPORTED, EXIT_USAGE, main
-from eventsource.domain.rewrite import rewrite_stream
+from eventsource.domain.rewrite import rewrite_stream, rewrite_stream_sync
 from eventsource.manager import EventSourcingManager
 from eventsource.memory import MemoryProvider
 from eventsource.model import EventData
@@ -153,3 +153,16 @@ async def test_events_of_a_shredded_scope_are_left_as_they_are(tmp_path: Path) -
         report = await rewrite_stream(m, "gone")
         assert (report.read, report.shredded, report.rewritten) == (1, 1, 0)
         assert [r async for r in m.get_provider().read_stream("gone")] == before
+
+
+def test_the_sync_manager_rewrites_through_the_same_code(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/sync.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": "pen"})])
+        m.add_upcaster("rw.Added", 1, lambda d: {"item": d["name"]})
+        dry = rewrite_stream_sync(m, "s", dry_run=True)
+        assert (dry.dry_run, dry.rewritten) == (True, 1)
+        report = rewrite_stream_sync(m, "s")
+        assert (report.rewritten, report.changes) == (1, {"rw.Added v1 -> rw.Added v2": 1})
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        assert next(iter(m.read_stream("s"))).data == {"item": "pen"}  # stored as v2: no upcaster here

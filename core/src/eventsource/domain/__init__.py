@@ -14,7 +14,7 @@ from __future__ import annotations
 from eventsource.domain.aggregate import Aggregate, applies
 from eventsource.domain.events import DomainEvent, EventClasses
 from eventsource.domain.repository import Repository, SyncRepository
-from eventsource.domain.rewrite import RewriteReport, rewrite_stream
+from eventsource.domain.rewrite import RewriteReport, rewrite_stream, rewrite_stream_sync
 from eventsource.domain.upcasting import SCHEMA_KEY, Upcasters
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "Upcasters",
     "applies",
     "rewrite_stream",
+    "rewrite_stream_sync",
 ]

@@ -6,6 +6,7 @@ position, timestamp and envelope (an encrypted payload is encrypted again, bound
 id and version) and has the store swap each payload only if it is still the one read
 (:meth:`~eventsource.provider.Provider.rewrite_events`). ``dry_run`` reads and counts, and writes nothing.
 A store that cannot change a stored event refuses with :class:`UnsupportedOperationError`.
+:func:`rewrite_stream_sync` is the same on the sync manager.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from eventsource.manager.codec import EventCodec
     from eventsource.model import RecordedEvent
     from eventsource.provider import Provider
+    from eventsource.sync import SyncEventSourcingManager
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,4 +168,20 @@ async def rewrite_stream(
     return report
 
 
-__all__ = ["EventRewrite", "RewriteReport", "rewrite_stream"]
+def rewrite_stream_sync(
+    manager: SyncEventSourcingManager,
+    stream_id: str,
+    *,
+    dry_run: bool = False,
+    provider: str | None = None,
+    batch_size: int = 500,
+    progress: Callable[[int, int], None] | None = None,
+) -> RewriteReport:
+    """:func:`rewrite_stream` on a :class:`~eventsource.sync.SyncEventSourcingManager` (run on its own loop)."""
+    run = rewrite_stream(
+        manager.manager, stream_id, dry_run=dry_run, provider=provider, batch_size=batch_size, progress=progress
+    )
+    return manager._loop.run(run)  # noqa: SLF001 - the facade's own loop, as SyncRepository uses it
+
+
+__all__ = ["EventRewrite", "RewriteReport", "rewrite_stream", "rewrite_stream_sync"]

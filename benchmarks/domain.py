@@ -5,8 +5,8 @@ with their data written before any timer starts, the side that goes first altern
 ``aggregate_load_snapshot`` times ``Repository.get`` of a 10,000-event aggregate with a snapshot at
 9,990 against ``Repository.get`` of a 10-event one without a snapshot (target: about 1x); and
 ``read_1000_upcast`` times ``read_stream`` over 1,000 events whose type has one upcaster step against
-1,000 events of the same data and a type with none (target: <= 1.3x). ``--quick`` shrinks everything
-for a smoke run; ``--json FILE`` writes the samples. Benchmarks are not tests: no test asserts a time.
+1,000 events of the same data and a type with none (target: <= 1.3x). The harness (``run.py``) runs both
+on every store as ``domain_*`` rows; this script runs them alone, on SQLite or memory.
 
     python benchmarks/domain.py [--store sqlite|memory] [--quick] [--json out.json]
 """
@@ -63,8 +63,13 @@ async def _timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
-async def aggregate_load(es: EventSourcingManager, big_n: int, tail: int, rounds: int) -> dict[str, Any]:
-    """``get`` of a ``big_n``-event aggregate snapshotted ``tail`` events before its end vs a ``tail``-event one."""
+async def aggregate_load(
+    es: EventSourcingManager, big_n: int, tail: int, rounds: int, per_round: int = 1
+) -> dict[str, Any]:
+    """``get`` of a ``big_n``-event aggregate snapshotted ``tail`` events before its end vs a ``tail``-event one.
+
+    Each round times ``per_round`` gets of each, alternating which goes first, and keeps their medians.
+    """
     repo = Repository(es, Counter, snapshot_threshold=big_n * 10)  # snapshots only where this run puts them
     events = [Counted(1, f"e{i}") for i in range(big_n)]
     await _append(es, Counter.stream_id_of("big"), events[: big_n - tail])
@@ -81,17 +86,26 @@ async def aggregate_load(es: EventSourcingManager, big_n: int, tail: int, rounds
     await _append(es, Counter.stream_id_of("small"), events[:tail])
     big, small = await repo.get("big"), await repo.get("small")
     assert (big.total, big.version, small.total) == (big_n, big_n, tail), "the benchmark state is wrong"
-    ratios, big_s, small_s = [], [], []
-    for r in range(rounds):
-        order = ("big", "small") if r % 2 == 0 else ("small", "big")
-        took = {name: await _timed(lambda name=name: repo.get(name)) for name in order}
-        big_s.append(took["big"])
-        small_s.append(took["small"])
-        ratios.append(took["big"] / took["small"])
+    big_s, small_s = await _rounds(("big", "small"), repo.get, rounds, per_round)
+    ratios = [b / s for b, s in zip(big_s, small_s, strict=True)]
     return {"ratio": statistics.median(ratios), "big_s": big_s, "small_s": small_s, "events": big_n, "tail": tail}
 
 
-async def read_upcast(es: EventSourcingManager, n: int, rounds: int) -> dict[str, Any]:
+async def _rounds(names: tuple[str, str], op: Any, rounds: int, per_round: int) -> tuple[list[float], list[float]]:
+    """Per round, the median seconds of ``per_round`` calls ``op(name)`` for each of the two names, interleaved."""
+    a_s: list[float] = []
+    b_s: list[float] = []
+    for r in range(rounds):
+        took: dict[str, list[float]] = {n: [] for n in names}
+        for i in range(per_round):
+            for name in names if (r + i) % 2 == 0 else names[::-1]:
+                took[name].append(await _timed(lambda name=name: op(name)))
+        a_s.append(statistics.median(took[names[0]]))
+        b_s.append(statistics.median(took[names[1]]))
+    return a_s, b_s
+
+
+async def read_upcast(es: EventSourcingManager, n: int, rounds: int, per_round: int = 1) -> dict[str, Any]:
     """``read_stream`` of ``n`` events with one upcaster step each vs ``n`` events of a type with none."""
     data = [{"name": f"item-{i}", "qty": i % 7} for i in range(n)]
     await _append(es, "bench-up", [EventData("bench.Old", d) for d in data])
@@ -104,13 +118,8 @@ async def read_upcast(es: EventSourcingManager, n: int, rounds: int) -> dict[str
             count += 1
         assert count == n
 
-    ratios, up_s, plain_s = [], [], []
-    for r in range(rounds):
-        order = ("bench-up", "bench-plain") if r % 2 == 0 else ("bench-plain", "bench-up")
-        took = {name: await _timed(lambda name=name: read(name)) for name in order}
-        up_s.append(took["bench-up"])
-        plain_s.append(took["bench-plain"])
-        ratios.append(took["bench-up"] / took["bench-plain"])
+    up_s, plain_s = await _rounds(("bench-up", "bench-plain"), read, rounds, per_round)
+    ratios = [u / p for u, p in zip(up_s, plain_s, strict=True)]
     return {"ratio": statistics.median(ratios), "upcast_s": up_s, "plain_s": plain_s, "events": n}
 
 

@@ -29,6 +29,9 @@ sync driver inline, ``eventsourcing``'s recorder):
 * ``telemetry_append_p50`` (informational): single appends through one manager with telemetry off
   (``lib``; the same code path as without the ``otel`` extra), on the OpenTelemetry API's no-op providers,
   and on the SDK (spans without export, metrics to an in-memory reader).
+* ``domain_load_snapshot`` / ``domain_read_upcast`` (issue #14, ``benchmarks/domain.py``): ``Repository.get``
+  of a 10,000-event aggregate with a snapshot at 9,990 against a 10-event one; ``read_stream`` of 1,000
+  events with one upcaster step each against 1,000 of a type with none (ratios, lower is better).
 
 Targets come from DESIGN.md (:mod:`targets`), never from a backend file.
 """
@@ -90,8 +93,17 @@ WORKLOADS: dict[str, Workload] = {
         Workload("sync_read_1000", "sync API read 1,000 (decoded)", "events/s", higher_is_better=True),
         Workload("big_store_read_100", "read 100 from big store vs empty", "ms", higher_is_better=False),
         Workload("telemetry_append_p50", "single append p50, telemetry off vs on", "ms", higher_is_better=False),
+        Workload(
+            "domain_load_snapshot", "aggregate load: 10,000 events + snapshot vs 10", "ms", higher_is_better=False
+        ),
+        Workload("domain_read_upcast", "read 1,000: one upcaster each vs none", "ms", higher_is_better=False),
     )
 }
+
+ISSUE_CHECKS: dict[str, list[Check]] = {
+    "domain_read_upcast": [Check("raw", "<=", 1.3, "issue #14: upcasting overhead <= 1.3x no upcaster")],
+}
+"""Targets an issue set for rows DESIGN.md's table has no line for (recorded in the report like the others)."""
 
 
 @dataclass
@@ -106,6 +118,7 @@ class Options:
     writer_appends: int = 50
     big_n: int = 1_000_000
     big_reads: int = 200
+    domain_events: int = 10_000
     workdir: Path = field(default_factory=lambda: Path("/var/tmp"))
     only: tuple[str, ...] = ()
     peers: bool = True
@@ -121,6 +134,7 @@ class Options:
             "writer_appends": 10,
             "big_n": 20_000,
             "big_reads": 30,
+            "domain_events": 1_000,
         }
         base.update(kw)
         return cls(**base)
@@ -516,6 +530,7 @@ class Runner:
                     ("read_1000", lambda: self.read(lib)),
                     ("writers_8", lambda: self.writers(m)),
                     ("telemetry", lambda: self.telemetry(m)),
+                    ("domain", lambda: self.domain(m)),
                 ]
                 for key, step in steps:
                     if self._want(key):
@@ -573,7 +588,7 @@ class Runner:
         res.lib = res.values["lib"]
         res.raw = res.values.get("raw")
         res.ratio = ratios.get("raw")
-        checks = self.t.for_row(self.b.name, key)
+        checks = self.t.for_row(self.b.name, key) + ISSUE_CHECKS.get(key, [])
         if self.t.found and PEER_RULE in ratios:  # DESIGN.md: ahead of eventsourcing where it has the operation
             checks.append(Check(PEER_RULE, ">" if w.higher_is_better else "<", 1.0, f"ahead of {PEER_RULE}"))
         for c in checks:
@@ -778,6 +793,25 @@ class Runner:
         finally:
             for m, _ in stores.values():
                 await m.close()
+
+    async def domain(self, m: EventSourcingManager) -> None:
+        """Issue #14's rows through ``benchmarks/domain.py``: both sides on this store, interleaved per call."""
+        import domain as rows
+
+        per_round = max(3, self.o.reads)
+        load = await rows.aggregate_load(m, self.o.domain_events, 10, self.o.repetitions, per_round)
+        self._record(
+            "domain_load_snapshot",
+            {"lib": [x * 1e3 for x in load["big_s"]], "raw": [x * 1e3 for x in load["small_s"]]},
+            note=f"lib = Repository.get of {self.o.domain_events:,} events with a snapshot 10 before the end, "
+            "raw = of 10 events; issue #14: about 1x",
+        )
+        up = await rows.read_upcast(m, 1000, self.o.repetitions, per_round)
+        self._record(
+            "domain_read_upcast",
+            {"lib": [x * 1e3 for x in up["upcast_s"]], "raw": [x * 1e3 for x in up["plain_s"]]},
+            note="lib = 1,000 events with one upcaster step each, raw = 1,000 of a type with none",
+        )
 
     # ------------------------------------------------------------------ sync rows
 

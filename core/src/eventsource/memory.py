@@ -28,6 +28,7 @@ from eventsource.subscriptions.signal import ChangeSignal
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
+    from eventsource.domain.rewrite import EventRewrite
     from eventsource.model import Expected, NewEvent, NewSnapshot, RecordedSnapshot
 
 
@@ -317,6 +318,28 @@ class MemoryProvider(Provider):
         return len(old)
 
     # ------------------------------------------------------------------ monitoring
+
+    async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
+        """Swap each event still stored as it was read for its rewrite, keeping its place everywhere."""
+        s = self._streams.get(stream_id)
+        if s is None:
+            return 0
+        done = 0
+        for rw in rewrites:
+            old = rw.old
+            i = bisect.bisect_left(s.events, old.version, key=lambda e: e.version)
+            if i == len(s.events) or s.events[i] != old:  # deleted or changed since it was read
+                continue
+            cur = s.events[i]
+            new = replace(cur, event_type=rw.event_type, data=rw.data, metadata=rw.metadata, encoding=rw.encoding)
+            self._count([cur], -1)
+            self._count([new], 1)
+            s.events[i] = new
+            self._by_id[new.event_id] = new
+            j = bisect.bisect_left(self._log, new.position, key=lambda e: e.position)
+            self._log[j] = new
+            done += 1
+        return done
 
     async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
         """Counts kept by appends and deletes; ``events_by_stream`` cut to ``top_streams``."""

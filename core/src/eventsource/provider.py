@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
     from marshmallow import Schema
 
+    from eventsource.domain.rewrite import EventRewrite
+
 OPERATIONS: tuple[str, ...] = (
     "create_stream",
     "delete_stream",
@@ -69,6 +71,7 @@ OPERATIONS: tuple[str, ...] = (
     "truncate_stream",
     "stats",
     "health",
+    "rewrite_events",
 )
 """Operation names a provider may list in ``Capabilities.unsupported``."""
 
@@ -480,6 +483,20 @@ class Provider(ABC):
     @abstractmethod
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """Delete the stream's events with ``version < before_version``; returns the count."""
+
+    # ------------------------------------------------------------------ offline rewrite
+
+    async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
+        """Replace stored payloads in place (the offline upcast rewrite, :mod:`eventsource.domain.rewrite`).
+
+        In one atomic write, each rewrite whose event (``stream_id``, event id, version) still holds exactly
+        the old type, data, metadata and encoding gets the new four; ids, versions, positions, timestamps and
+        the other envelope fields stay. Returns how many were replaced (an event deleted or changed since it
+        was read is left alone). A store that cannot change a stored event in place (an append-only log)
+        lists ``"rewrite_events"`` in ``capabilities.unsupported`` and keeps this default, which refuses.
+        """
+        del stream_id, rewrites
+        raise self.unsupported("rewrite_events")
 
     # ------------------------------------------------------------------ monitoring
 

@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite
+from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite, RewriteSuite
 from eventsource_kafka.provider import KafkaProvider
 
 if TYPE_CHECKING:
@@ -44,5 +44,11 @@ class TestKafkaRetention(RetentionSuite):
 
 class TestKafkaDomain(DomainSuite):
     """Event classes, upcasting chains and repositories on a fresh topic prefix per test."""
+
+    provider = TestKafkaProvider.provider
+
+
+class TestKafkaRewrite(RewriteSuite):
+    """A topic is an append-only log: the offline rewrite refuses, declared."""
 
     provider = TestKafkaProvider.provider

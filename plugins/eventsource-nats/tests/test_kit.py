@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import dispose, open_provider
-from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite
+from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite, RewriteSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -53,5 +53,11 @@ class TestNatsRetentionCurrentServer(RetentionSuite):
 
 class TestNatsDomain(DomainSuite):
     """Event classes, upcasting chains and repositories against EVENTSOURCE_TEST_NATS_URL."""
+
+    provider = TestNatsProviderMachineServer.provider
+
+
+class TestNatsRewrite(RewriteSuite):
+    """JetStream cannot change a stored message: the offline rewrite refuses, declared."""
 
     provider = TestNatsProviderMachineServer.provider

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite
+from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite, RewriteSuite
 
 if TYPE_CHECKING:
     from eventsource_postgres import PostgresProvider
@@ -40,6 +40,14 @@ class TestPostgresRetention(RetentionSuite):
 
 class TestPostgresDomain(DomainSuite):
     """Event classes, upcasting chains and repositories on PostgreSQL."""
+
+    @pytest.fixture
+    async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
+        yield await make_provider()
+
+
+class TestPostgresRewrite(RewriteSuite):
+    """The offline upcast rewrite on PostgreSQL (payloads swapped in place)."""
 
     @pytest.fixture
     async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:

@@ -5,7 +5,8 @@ optional marshmallow schema; :class:`Upcasters` brings stored events and snapsho
 version on every read; :class:`Aggregate` applies events by class; :class:`Repository` (and
 :class:`SyncRepository`) loads an aggregate from its latest snapshot plus the tail of its stream, saves
 its new events with the loaded version as the expected version, snapshots it every
-``snapshot_threshold`` events, and retries an update on a concurrency conflict.
+``snapshot_threshold`` events, and retries an update on a concurrency conflict; :func:`rewrite_stream`
+brings a stream's stored events to the newest schema version in place, as an explicit, reported run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from eventsource.domain.aggregate import Aggregate, applies
 from eventsource.domain.events import DomainEvent, EventClasses
 from eventsource.domain.repository import Repository, SyncRepository
+from eventsource.domain.rewrite import RewriteReport, rewrite_stream, rewrite_stream_sync
 from eventsource.domain.upcasting import SCHEMA_KEY, Upcasters
 
 __all__ = [
@@ -21,7 +23,10 @@ __all__ = [
     "DomainEvent",
     "EventClasses",
     "Repository",
+    "RewriteReport",
     "SyncRepository",
     "Upcasters",
     "applies",
+    "rewrite_stream",
+    "rewrite_stream_sync",
 ]

@@ -21,6 +21,11 @@ _HANDLES = "__eventsource_applies__"
 _OWN = frozenset({"id", "version", "snapshot_at"})
 
 
+def _escape_type(aggregate_type: str) -> str:
+    """``aggregate_type`` with ``%`` and ``-`` percent-escaped: the first ``-`` of a stream id then ends the type."""
+    return aggregate_type.replace("%", "%25").replace("-", "%2D")
+
+
 def applies(*event_classes: type[DomainEvent]) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Mark an aggregate method as the handler of ``event_classes`` (it is called with the instance)."""
     for cls in event_classes:
@@ -38,7 +43,8 @@ def applies(*event_classes: type[DomainEvent]) -> Callable[[Callable[..., None]]
 class Aggregate:
     """Base of aggregates; see the module docstring.
 
-    :param aggregate_id: the aggregate's id; its stream is ``f"{aggregate_type}-{aggregate_id}"``.
+    :param aggregate_id: the aggregate's id; its stream is ``f"{aggregate_type}-{aggregate_id}"`` with ``%``
+        and ``-`` in the type percent-escaped (see :meth:`stream_id_of`).
     """
 
     aggregate_type: ClassVar[str] = ""
@@ -62,6 +68,8 @@ class Aggregate:
         self.snapshot_at = 0
         """Version of the snapshot this aggregate was loaded from or last saved (0: none); drives the cadence."""
         self._pending: list[DomainEvent] = []
+        self._head_event_id: str | None = None  # the event at ``version`` when loaded or saved (None: unknown)
+        self._stream_id: str | None = None  # set when the repository found the stream under the legacy scheme
 
     @classmethod
     def event_classes(cls) -> list[type[DomainEvent]]:
@@ -70,13 +78,31 @@ class Aggregate:
 
     @classmethod
     def stream_id_of(cls, aggregate_id: str) -> str:
-        """The stream of the aggregate with id ``aggregate_id``."""
-        return f"{cls.aggregate_type}-{aggregate_id}"
+        """The stream of the aggregate with id ``aggregate_id``: ``"{type}-{id}"``, ``%`` and ``-`` escaped in the type.
+
+        The type never holds a bare ``-``, so the first ``-`` ends it and no two (type, id) pairs share a
+        stream (``("order", "a-b")`` and ``("order-a", "b")`` did under the legacy scheme; see
+        :meth:`legacy_stream_id_of`). An id that is not a non-empty string raises ValidationError.
+        """
+        if not isinstance(aggregate_id, str) or not aggregate_id:
+            msg = f"an aggregate id must be a non-empty string, got {aggregate_id!r}"
+            raise ValidationError(msg, field="aggregate_id", aggregate_type=cls.aggregate_type)
+        return f"{_escape_type(cls.aggregate_type)}-{aggregate_id}"
+
+    @classmethod
+    def legacy_stream_id_of(cls, aggregate_id: str) -> str | None:
+        """The stream under the legacy ``"{type}-{id}"`` scheme (type unescaped), or ``None`` when it is the same.
+
+        Only a type holding ``%`` or ``-`` has one; the repository reads and extends such a stream when its
+        events name this aggregate (type and id) in their envelope, so older aggregates stay readable.
+        """
+        t = cls.aggregate_type
+        return None if _escape_type(t) == t else f"{t}-{aggregate_id}"
 
     @property
     def stream_id(self) -> str:
         """The stream of this aggregate."""
-        return self.stream_id_of(self.id)
+        return self._stream_id or self.stream_id_of(self.id)
 
     @property
     def pending(self) -> list[DomainEvent]:
@@ -115,10 +141,11 @@ class Aggregate:
                 setattr(agg, k, v)
         return agg
 
-    def mark_saved(self, version: int) -> None:
-        """Clear the pending events: they are stored and the stream is at ``version``."""
+    def mark_saved(self, version: int, head_event_id: str | None = None) -> None:
+        """Clear the pending events: they are stored and the stream is at ``version`` (event ``head_event_id``)."""
         self._pending.clear()
         self.version = version
+        self._head_event_id = head_event_id
 
 
 __all__ = ["Aggregate", "applies"]

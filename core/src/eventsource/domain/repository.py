@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from eventsource.domain.aggregate import Aggregate
     from eventsource.manager import EventSourcingManager
-    from eventsource.model import AppendEventsBatchResponse, Snapshot
+    from eventsource.model import AppendEventsBatchResponse, Event, Snapshot
     from eventsource.sync import SyncEventSourcingManager
 
 A = TypeVar("A", bound="Aggregate")
@@ -78,7 +78,7 @@ class Repository(Generic[A]):
         """The aggregate at its latest version; :class:`StreamNotFoundError` if it has no events."""
         cls = self.aggregate_class
         m = self.manager
-        sid = cls.stream_id_of(aggregate_id)
+        sid = await self._locate(aggregate_id)
         snap = await self._snapshot(sid)
         agg: A | None = None
         start = 1
@@ -87,40 +87,79 @@ class Repository(Generic[A]):
             agg.version = snap.version
             start = snap.version
         applied = 0
+        head: str | None = None
         async for ev in m.read_stream(sid, from_version=start, provider=self.provider, as_classes=True):
+            if head is None:
+                self._check_owner(ev, aggregate_id)
             if snap is not None and applied == 0 and ev.version == snap.version:
                 if ev.event_id != snap.metadata.get(EVENT_KEY):  # the stream was deleted and recreated
                     log.warning("ignoring a snapshot of a stream that was recreated since it was taken")
-                    return await self._replay(aggregate_id)
+                    return await self._replay(aggregate_id, sid)
+                head = ev.event_id
                 continue
             if agg is None:
                 agg = cls(aggregate_id)
             agg.apply(ev.data)
             agg.version = ev.version
+            head = ev.event_id
             applied += 1
         if agg is None:
             msg = f"{cls.__name__} {aggregate_id!r} has no events (stream {sid!r})"
             raise StreamNotFoundError(msg, stream_id=sid)
-        if snap is not None and applied == 0:
-            info = await m.get_stream_info(sid, provider=self.provider)
-            if info.version != snap.version:  # the stream is shorter than the snapshot: recreated
-                log.warning("ignoring a snapshot newer than its stream (the stream was recreated)")
-                return await self._replay(aggregate_id)
+        if snap is not None and head is None:  # the stream is shorter than the snapshot: recreated
+            log.warning("ignoring a snapshot newer than its stream (the stream was recreated)")
+            return await self._replay(aggregate_id, sid)
         agg.snapshot_at = snap.version if snap is not None else 0
+        return self._loaded(agg, sid, head)
+
+    def _loaded(self, agg: A, sid: str, head: str | None) -> A:
+        agg._head_event_id = head  # noqa: SLF001 - the repository keeps the aggregate's load marker
+        if sid != agg.stream_id:
+            agg._stream_id = sid  # noqa: SLF001 - a stream found under the legacy scheme
         return agg
 
-    async def _replay(self, aggregate_id: str) -> A:
+    async def _replay(self, aggregate_id: str, sid: str) -> A:
         cls = self.aggregate_class
-        sid = cls.stream_id_of(aggregate_id)
         agg = cls(aggregate_id)
+        head: str | None = None
         async for ev in self.manager.read_stream(sid, provider=self.provider, as_classes=True):
+            if head is None:
+                self._check_owner(ev, aggregate_id)
             agg.apply(ev.data)
             agg.version = ev.version
+            head = ev.event_id
         if agg.version == 0:
             msg = f"{cls.__name__} {aggregate_id!r} has no events (stream {sid!r})"
             raise StreamNotFoundError(msg, stream_id=sid)
         agg.snapshot_at = 0
-        return agg
+        return self._loaded(agg, sid, head)
+
+    def _check_owner(self, ev: Event, aggregate_id: str) -> None:
+        """:class:`StreamNotFoundError` when the stream's events name another aggregate in their envelope.
+
+        Under the legacy ``"{type}-{id}"`` scheme ``("order-a", "b")`` was stored as ``order-a-b``, which is
+        also the stream of ``("order", "a-b")``; the envelope says whose events they are.
+        """
+        cls = self.aggregate_class
+        if ev.aggregate_type not in (None, cls.aggregate_type) or ev.aggregate_id not in (None, aggregate_id):
+            msg = (
+                f"{cls.__name__} {aggregate_id!r} has no events: stream {ev.stream_id!r} holds those of "
+                f"{ev.aggregate_type!r} {ev.aggregate_id!r} (the legacy stream-id scheme gave both one stream)"
+            )
+            raise StreamNotFoundError(msg, stream_id=ev.stream_id)
+
+    async def _locate(self, aggregate_id: str) -> str:
+        """The aggregate's stream: the escaped scheme's, or the legacy one when its events name this aggregate."""
+        cls = self.aggregate_class
+        sid = cls.stream_id_of(aggregate_id)
+        legacy = cls.legacy_stream_id_of(aggregate_id)
+        if legacy is None or await self.manager.stream_exists(sid, provider=self.provider):
+            return sid
+        async for ev in self.manager.read_stream(legacy, page_size=1, provider=self.provider):
+            if ev.aggregate_type == cls.aggregate_type and ev.aggregate_id == aggregate_id:
+                return legacy
+            break  # another aggregate's stream that the legacy scheme gave the same id
+        return sid
 
     async def _snapshot(self, sid: str) -> Snapshot | None:
         if self.snapshot_threshold is None:
@@ -144,12 +183,16 @@ class Repository(Generic[A]):
         if not pending:
             return None
         cls = self.aggregate_class
+        if aggregate.version == 0 and aggregate._stream_id is None:  # noqa: SLF001
+            self._loaded(aggregate, await self._locate(aggregate.id), None)  # a legacy stream makes this a conflict
         expected = aggregate.version if aggregate.version > 0 else NO_STREAM
+        if aggregate.version > 0:
+            await self._check_incarnation(aggregate)
         events = [e.event_data(aggregate_id=aggregate.id, aggregate_type=cls.aggregate_type) for e in pending]
         res = await self.manager.append_events_batch(
             stream_id=aggregate.stream_id, events=events, expected_version=expected, provider=self.provider
         )
-        aggregate.mark_saved(res.last_version)
+        aggregate.mark_saved(res.last_version, res.event_ids[-1])
         threshold = self.snapshot_threshold
         if threshold is not None and res.last_version - aggregate.snapshot_at >= threshold:
             try:
@@ -166,6 +209,28 @@ class Repository(Generic[A]):
             except Exception as e:  # noqa: BLE001 - the events are stored; the snapshot is only a cache
                 log.warning("snapshot of an aggregate failed after its save: %s", type(e).__name__)
         return res
+
+    async def _check_incarnation(self, aggregate: A) -> None:
+        """:class:`ConcurrencyError` when the event at the loaded version is not the one the aggregate was built on.
+
+        The expected version alone cannot see a stream deleted and re-created to the same length since the
+        load; its event at that version has another id. A delete and re-create landing between this read and
+        the append is not seen (a window of one round trip).
+        """
+        head = aggregate._head_event_id  # noqa: SLF001
+        if head is None:
+            return
+        sid, v = aggregate.stream_id, aggregate.version
+        found = None
+        async for ev in self.manager.read_stream(sid, from_version=v, to_version=v, provider=self.provider):
+            found = ev.event_id
+        if found != head:
+            info = await self.manager.get_stream_info(sid, provider=self.provider) if found is not None else None
+            msg = (
+                f"stream {sid!r} was deleted and re-created since {type(aggregate).__name__} {aggregate.id!r} was "
+                f"loaded at version {v} (its event there is {'another one' if found else 'gone'}): reload it"
+            )
+            raise ConcurrencyError(msg, stream_id=sid, expected=v, actual=info.version if info else 0)
 
     async def update(self, aggregate_id: str, fn: Callable[[A], Any], *, retries: int = 3) -> A:
         """Load, apply ``fn(aggregate)`` (sync or async), save; on :class:`ConcurrencyError` start over.

@@ -249,6 +249,26 @@ class EventCodec:
                 ev = up(ev)
         return ev
 
+    def decode_stored(self, rec: RecordedEvent) -> tuple[Any, dict[str, Any]]:
+        """Data and metadata of a stored record as written: decrypted and decoded, never upcast or redacted.
+
+        For the offline rewrite (:mod:`eventsource.domain.rewrite`); a shredded key raises
+        :class:`KeyShreddedError` whatever ``shredded_events`` says.
+        """
+        if rec.encoding == self.plain:
+            return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
+        prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
+        scope = None
+        if self.scope_mode != "global":
+            scope = self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
+        decode = self.pipeline.decode
+        try:
+            data = decode(rec.data, rec.encoding, aad=prefix + _DATA, scope=scope)
+            meta = decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope) if rec.metadata else {}
+        except CodecError as e:
+            raise self._event_error(e, rec) from e
+        return data, meta
+
     @staticmethod
     def _event_error(e: CodecError, rec: RecordedEvent) -> CodecError:
         where = f"event {rec.event_id!r} (version {rec.version} of stream {rec.stream_id!r})"

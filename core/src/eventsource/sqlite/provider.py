@@ -45,6 +45,7 @@ from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.errors import map_error
 from eventsource.sqlite.maintenance import Batches, delete_old_batch, read_stats, truncate_batch
 from eventsource.sqlite.queries import query_page
+from eventsource.sqlite.rewrite import rewrite_batch
 from eventsource.sqlite.rows import (
     _dump_meta,
     _events_from_rows,
@@ -81,6 +82,7 @@ from eventsource.timestamps import from_us, to_us
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
+    from eventsource.domain.rewrite import EventRewrite
     from eventsource.model import CountMode, EventFilter, Expected, NewEvent, RecordedSnapshot
 
 T = TypeVar("T")
@@ -513,6 +515,10 @@ class SqliteProvider(Provider):
             sizes.took(time.perf_counter() - start)
             total += n
         return total
+
+    async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
+        """Swap payloads in place in one write transaction (:mod:`eventsource.sqlite.rewrite`)."""
+        return await self._write("rewrite_events", partial(self._tx, body=partial(rewrite_batch, stream_id, rewrites)))
 
     # ------------------------------------------------------------------ monitoring
 

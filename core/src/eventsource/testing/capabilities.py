@@ -51,6 +51,7 @@ class CapabilitySuite(ProviderSuiteBase):
             "delete_snapshots": lambda: provider.delete_snapshots(s),
             "stats": provider.stats,
             "list_streams": lambda: provider.list_streams(limit=1, offset=0),
+            "rewrite_events": lambda: provider.rewrite_events(s, []),
         }
         assert sorted(calls) == sorted(OPERATIONS), "the kit must probe every operation a store may declare"
         unsupported = provider.capabilities.unsupported

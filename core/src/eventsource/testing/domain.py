@@ -21,7 +21,13 @@ import pytest
 
 from eventsource.domain import SCHEMA_KEY, Aggregate, DomainEvent, Repository, applies
 from eventsource.domain.repository import EVENT_KEY
-from eventsource.errors import ConcurrencyError, ConfigurationError, UpcastError, ValidationError
+from eventsource.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    StreamNotFoundError,
+    UpcastError,
+    ValidationError,
+)
 from eventsource.hookspecs import hookimpl
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
@@ -427,6 +433,82 @@ class DomainSuite(ProviderSuiteBase):
 
         with pytest.raises(ConcurrencyError):
             await repo.update(cart.id, always_conflicts, retries=1)
+
+    async def test_save_refuses_a_stream_recreated_to_the_same_length_since_the_load(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        reuse = provider.capabilities.deleted_stream_ids
+        if reuse != "reusable":
+            pytest.skip(f"deleted_stream_ids={reuse}: a deleted stream id is never re-created")
+        repo = Repository(manager, Cart)
+        cart = repo.new(sid("c"))
+        cart.record(Opened("ada"))
+        cart.record(ItemAdded("pen", 1))
+        await repo.save(cart)
+        loaded = await repo.get(cart.id)
+        await manager.delete_stream(cart.stream_id)
+        again = repo.new(cart.id)
+        again.record(Opened("bob"))
+        again.record(ItemAdded("ink", 1))
+        await repo.save(again)  # the same id, the same length: version 2 again
+        loaded.record(ItemAdded("gold", 1))
+        with pytest.raises(ConcurrencyError, match="re-created"):
+            await repo.save(loaded)
+        assert ((await repo.get(cart.id)).owner, (await repo.get(cart.id)).items) == ("bob", {"ink": 1})
+        again.record(ItemAdded("ink", 1))
+        await repo.save(again)  # the aggregate that saved the new stream carries on
+        assert (await repo.get(cart.id)).items == {"ink": 2}
+
+    async def test_stream_ids_of_two_aggregates_never_collide(self, manager: EventSourcingManager) -> None:
+        base = sid("o").replace("-", "")  # a type with no "-" of its own
+
+        class Order(Cart):
+            aggregate_type = f"{base}.order"
+
+        class OrderA(Cart):
+            aggregate_type = f"{base}.order-a"
+
+        assert Order.stream_id_of("a-b") != OrderA.stream_id_of("b")
+        assert OrderA.stream_id_of("b") == f"{base}.order%2Da-b"
+        assert Order.legacy_stream_id_of("a-b") is None  # no "-" or "%" in the type: the scheme is unchanged
+        orders, others = Repository(manager, Order), Repository(manager, OrderA)
+        one, two = orders.new("a-b"), others.new("b")
+        one.record(Opened("ada"))
+        two.record(Opened("bob"))
+        await orders.save(one)
+        await others.save(two)  # refused with a conflict under the legacy scheme (the same stream)
+        assert ((await orders.get("a-b")).owner, (await others.get("b")).owner) == ("ada", "bob")
+        with pytest.raises(ValidationError):
+            Order.stream_id_of("")
+
+    async def test_aggregates_saved_under_the_legacy_stream_id_still_load_and_save(
+        self, manager: EventSourcingManager
+    ) -> None:
+        base = sid("o").replace("-", "")  # a type with no "-" of its own
+
+        class OrderA(Cart):
+            aggregate_type = f"{base}.order-a"
+
+        class Order(Cart):
+            aggregate_type = f"{base}.order"
+
+        legacy = f"{base}.order-a-b"  # what ("order-a", "b") was stored as, and ("order", "a-b") would be
+        await manager.append_events_batch(
+            stream_id=legacy,
+            events=[Opened("old").event_data(aggregate_id="b", aggregate_type=OrderA.aggregate_type)],
+        )
+        repo = Repository(manager, OrderA)
+        loaded = await repo.get("b")
+        assert (loaded.owner, loaded.stream_id) == ("old", legacy)
+        loaded.record(ItemAdded("pen", 1))
+        await repo.save(loaded)  # extends the legacy stream
+        assert [e.version async for e in manager.read_stream(legacy)] == [1, 2]
+        twin = repo.new("b")
+        twin.record(Opened("eve"))
+        with pytest.raises(ConcurrencyError):
+            await repo.save(twin)  # a new aggregate over the legacy stream is refused like over any stream
+        with pytest.raises(StreamNotFoundError):
+            await Repository(manager, Order).get("a-b")  # the legacy stream names another aggregate
 
     async def test_repository_upcasts_an_old_snapshot(self, manager: EventSourcingManager) -> None:
         class CartV2(Cart):

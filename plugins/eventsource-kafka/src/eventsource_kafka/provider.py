@@ -54,7 +54,9 @@ class KafkaProvider(Provider):
     """
 
     kind = "kafka"
-    capabilities: ClassVar[Capabilities] = Capabilities(global_order="per_stream", concurrency="cross_process")
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        global_order="per_stream", concurrency="cross_process", unsupported=frozenset({"rewrite_events"})
+    )
     settings_schema = KafkaSettings
 
     def __init__(self, url: str | None = "kafka://127.0.0.1:9092", **settings: Any) -> None:
@@ -65,7 +67,7 @@ class KafkaProvider(Provider):
         self.capabilities = Capabilities(  # type: ignore[misc]
             global_order="per_stream",
             concurrency="cross_process",  # the log decides (records.accepts), with or without a lease
-            unsupported=frozenset(),
+            unsupported=frozenset({"rewrite_events"}),  # a record cannot change in place in a log
             deleted_stream_ids="reusable",
             max_event_size=self.max_record_bytes - 4096,
             max_batch_bytes=self.max_record_bytes - 4096,

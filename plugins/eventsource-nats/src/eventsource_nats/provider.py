@@ -43,6 +43,9 @@ if TYPE_CHECKING:
         StreamInfo,
     )
 
+UNSUPPORTED = frozenset({"rewrite_events"})
+"""A JetStream message cannot change in place (a new one takes a new sequence, i.e. a new position)."""
+
 
 def _capabilities(conn: Connection) -> Capabilities:
     """The limits of the server this instance is connected to (the kit and the manager read them)."""
@@ -52,6 +55,7 @@ def _capabilities(conn: Connection) -> Capabilities:
         deleted_stream_ids="reusable",
         max_event_size=conn.max_payload - MESSAGE_OVERHEAD,
         max_batch_bytes=None if conn.atomic else conn.max_payload - 8 * MESSAGE_OVERHEAD,
+        unsupported=UNSUPPORTED,
         extra={
             "batches": batch_layout(conn),
             "occ": conn.occ_mode,
@@ -73,6 +77,7 @@ class NatsProvider(Provider):
         deleted_stream_ids="reusable",
         max_event_size=1024 * 1024 - MESSAGE_OVERHEAD,
         max_batch_bytes=1024 * 1024 - 8 * MESSAGE_OVERHEAD,
+        unsupported=UNSUPPORTED,
     )
     settings_schema = NatsSettingsSchema
 

@@ -4,16 +4,20 @@ JetStream can only remove whole messages, and an envelope holds a whole batch. S
 leading run of wholly deleted messages is purged in one request, other wholly deleted messages are
 deleted one by one, and an envelope that keeps live events lists its deleted indexes in the hidden
 bucket, which reads honour. Versions never change or go down: the stream's info record counts the
-removed events and remembers the last version, so an emptied stream keeps its version.
+removed events and remembers the last version, so an emptied stream keeps its version. Both primitives
+read a stream from its start only up to the first message they keep (``delete_events_before``: the first
+event at or after the cutoff), and find the event streams from the stream info's per-subject state, so
+their reads follow what they delete and the number of streams, never the number of events stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ProviderTimeoutError, StreamNotFoundError
 
@@ -31,6 +35,10 @@ if TYPE_CHECKING:
     from eventsource_nats.connection import Connection
     from eventsource_nats.reads import Reader
     from eventsource_nats.writers import Tail
+
+
+GETS_FIRST = 16
+"""Messages of a stream ``delete_events_before`` reads with single gets before it opens a consumer."""
 
 
 @dataclass
@@ -96,13 +104,73 @@ class Retention:
         return await conn.call(f"truncate {stream_id!r}", run())
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
-        """Delete events with ``timestamp < cutoff`` (one stream or every stream; a scan of the events)."""
+        """Delete each event stream's leading run of events with ``timestamp < cutoff`` (one stream or all).
+
+        The streams come from the stream info's per-subject state (one request per 100,000 streams); each
+        is read from its first message up to the first event at or after ``cutoff``, which stays with
+        everything after it. An older event behind a newer one (client timestamps that run backwards) is
+        deleted by the first run that finds nothing newer before it.
+        """
         conn = self.conn
         conn.require()
         n = conn.names
-        subject = n.subject(stream_token(stream_id)) if stream_id is not None else n.events_wildcard
-        doomed = self._delete_where(subject, lambda r: r.timestamp < cutoff)
-        return await conn.call("delete events before a time", doomed)
+
+        async def run() -> int:
+            if stream_id is not None:
+                subjects = [n.subject(stream_token(stream_id))]
+            else:
+                subjects = sorted(await conn.subjects(n.stream, n.events_wildcard))
+            total = 0
+            for subject in subjects:
+                plan = await self._leading_run(subject, lambda r: r.timestamp < cutoff)
+                if plan.removed:
+                    await self._carry_out(n.token_of_subject(subject), plan)
+                    total += plan.removed
+            return total
+
+        return await conn.call("delete events before a time", run())
+
+    async def _leading_run(self, subject: str, doomed: Callable[[RecordedEvent], bool]) -> _Plan:
+        """The plan deleting ``subject``'s events from its start up to the first one that is not ``doomed``.
+
+        The first :data:`GETS_FIRST` messages are next-by-subject gets (one request each, no consumer: a stream
+        with nothing to delete costs one get); a longer run continues through a pull consumer, whose pages can
+        read past the cut by at most one page.
+        """
+        plan = _Plan()
+        token = self.conn.names.token_of_subject(subject)
+        seq = 1
+        for _ in range(GETS_FIRST):
+            m = await self.conn.next_msg(subject, seq)
+            if m is None:
+                plan.keep_last()  # the whole stream was read: its last message stays while an earlier one does
+                return plan
+            seq = int(m.seq)
+            if await self._take(plan, token, seq, m, doomed):
+                return plan
+            seq += 1
+        async with contextlib.aclosing(self.reader.consume(subject, seq, 256)) as msgs:
+            async for m in msgs:
+                if await self._take(plan, token, m.metadata.sequence.stream, m, doomed):
+                    return plan
+        plan.keep_last()
+        return plan
+
+    async def _take(
+        self, plan: _Plan, token: str, seq: int, m: Any, doomed: Callable[[RecordedEvent], bool]
+    ) -> bool:
+        """Add the leading doomed events of message ``m`` (from a get or a consumer) to ``plan``; True: the run ends."""
+        headers, data = m.headers, m.data
+        _, last_v = records.message_versions(headers)
+        plan.version = max(plan.version, last_v)
+        count = int((headers or {}).get(HDR_COUNT, "1"))
+        hidden = await self.reader.hidden(token, seq) if count > 1 else frozenset()
+        if count > 1:
+            plan.envelopes.append(seq)
+        live = records.decode(data, headers, seq, stream_id_from(m.subject, data), hidden)
+        gone = list(itertools.takewhile(doomed, live))
+        plan.add(seq, live, gone, hidden)
+        return len(gone) < len(live)
 
     async def _delete_where(
         self, subject: str, doomed: Callable[[RecordedEvent], bool], stop_version: int | None = None

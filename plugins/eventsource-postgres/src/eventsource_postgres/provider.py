@@ -24,6 +24,7 @@ from eventsource_postgres.monitoring import Monitor
 from eventsource_postgres.queries import Queries
 from eventsource_postgres.reads import Reader
 from eventsource_postgres.retention import Retention
+from eventsource_postgres.rewrite import rewrite_events
 from eventsource_postgres.schema import Names
 from eventsource_postgres.settings import PostgresSettingsSchema, check_target
 from eventsource_postgres.snapshots import Snapshots
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from datetime import datetime
 
+    from eventsource.domain.rewrite import EventRewrite
     from eventsource.model import (
         AppendResult,
         CountMode,
@@ -198,6 +200,10 @@ class PostgresProvider(Provider):
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """``DELETE ... WHERE version < before_version`` under the stream's lock; versions stay as they are."""
         return await self._retention.truncate_stream(stream_id, before_version)
+
+    async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
+        """Swap payloads in place with one UPDATE in one transaction (:mod:`eventsource_postgres.rewrite`)."""
+        return await rewrite_events(self._conn, self.names.events, stream_id, rewrites)
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """``DELETE ... WHERE ts < cutoff`` (one stream under its lock, or all), fixing the streams rows."""

@@ -8,6 +8,17 @@ a small one (``info``), rename it and list it in :data:`COMMANDS`.
 
 from __future__ import annotations
 
-from eventsource.cli.commands import append, demo, health, info, providers, read, snapshot, stats, streams
+from eventsource.cli.commands import (
+    append,
+    demo,
+    health,
+    info,
+    providers,
+    read,
+    snapshot,
+    stats,
+    streams,
+    upcast_rewrite,
+)
 
-COMMANDS = (demo, append, read, streams, info, snapshot, stats, health, providers)
+COMMANDS = (demo, append, read, streams, info, snapshot, stats, health, providers, upcast_rewrite)

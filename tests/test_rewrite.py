@@ -1,0 +1,168 @@
+"""The offline upcast rewrite: RewriteSuite on memory and SQLite, SQLite's folded counts, and the CLI command."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import eventsource
+import pytest
+from eventsource.cli import EXIT_OK, EXIT_UNSUPPORTED, EXIT_USAGE, main
+from eventsource.domain.rewrite import rewrite_stream, rewrite_stream_sync
+from eventsource.manager import EventSourcingManager
+from eventsource.memory import MemoryProvider
+from eventsource.model import EventData
+from eventsource.plugins import PluginHost
+from eventsource.provider import Capabilities
+from eventsource.sqlite import SqliteProvider, counts
+from eventsource.sync import SyncEventSourcingManager
+from eventsource.testing.rewrite import KEY, RewriteSuite
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+
+class TestMemoryRewrite(RewriteSuite):
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[MemoryProvider]:
+        p = MemoryProvider(f"memory://rw-{uuid.uuid4().hex}")  # shared by name: the suite opens other instances
+        await p.connect()
+        yield p
+        await p.close()
+
+
+class TestSqliteRewrite(RewriteSuite):
+    @pytest.fixture
+    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
+        p = SqliteProvider(f"sqlite:///{tmp_path}/rw-{uuid.uuid4().hex}.db")
+        await p.connect()
+        yield p
+        await p.close()
+
+
+class _AppendOnly(MemoryProvider):
+    """A store that declares it cannot change a stored event."""
+
+    kind = "appendonly"
+    capabilities = Capabilities(unsupported=frozenset({"rewrite_events"}))
+
+
+class TestDeclaredUnsupportedRewrite(RewriteSuite):
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[_AppendOnly]:
+        p = _AppendOnly(f"memory://rw-{uuid.uuid4().hex}")
+        await p.connect()
+        yield p
+        await p.close()
+
+
+async def test_sqlite_rename_moves_folded_events_between_the_type_counts(tmp_path: Path) -> None:
+    p = SqliteProvider(f"sqlite:///{tmp_path}/fold.db")
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="db", default=True)
+    try:
+        await m.append_events_batch(stream_id="s", events=[EventData("rw.Old", {"i": i}) for i in range(5)])
+        await m.append_events_batch(stream_id="t", events=[EventData("rw.Old", {"i": 9})])
+        await p._write("fold", lambda db: p._tx(db, counts.fold))  # the counts cover every event now
+        m.rename_event_type("rw.Old", "rw.New")
+        await rewrite_stream(m, "s")
+        by_type = (await m.get_stats())["db"].events_by_type
+        assert (by_type.get("rw.Old"), by_type.get("rw.New")) == (1, 5)
+    finally:
+        await m.close()
+
+
+def _migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "rw_migrations.py").write_text(
+        "def register(registry):\n"
+        "    registry.add('rw.Added', 1, lambda d: {'item': d['name']})\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "rw_migrations:register"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str, host: PluginHost | None = None) -> tuple[int, str, str]:
+    code = main(list(argv), host=host or PluginHost(load_entrypoints=False))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_dry_run_reports_then_the_run_rewrites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/cli.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": "pen"}), EventData("rw.X", {})])
+    spec = _migrations(tmp_path, monkeypatch)
+    code, out, err = _run(capsys, "--store", url, "--json", "upcast-rewrite", "s", "--upcasters", spec, "--dry-run")
+    assert code == EXIT_OK, err
+    report = json.loads(out)
+    assert (report["dry_run"], report["read"], report["rewritten"], report["current"]) == (True, 2, 1, 1)
+    assert report["changes"] == {"rw.Added v1 -> rw.Added v2": 1}
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        assert next(iter(m.read_stream("s"))).data == {"name": "pen"}  # the dry run wrote nothing
+    code, out, err = _run(capsys, "--store", url, "upcast-rewrite", "s", "--upcasters", spec)
+    assert code == EXIT_OK, err
+    assert "s: read 2, rewrote 1, already current 1" in out
+    assert "rw.Added v1 -> rw.Added v2: 1" in out
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        [first, _] = list(m.read_stream("s"))  # no upcaster registered here: the stored data is the new version
+        assert (first.data, first.metadata) == ({"item": "pen"}, {"eventsource.schema": 2})
+
+
+class _Plugin:
+    def __init__(self, cls: type[MemoryProvider], scheme: str) -> None:
+        self.cls, self.scheme = cls, scheme
+
+    @eventsource.hookimpl
+    def eventsource_register_providers(self, registry: Any) -> None:
+        registry.add(self.cls, schemes=(self.scheme,))
+
+
+def test_cli_refuses_on_a_store_that_cannot_rewrite_and_on_bad_upcasters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host = PluginHost(load_entrypoints=False, plugins=[("appendonly", _Plugin(_AppendOnly, "appendonly"))])
+    store = f"appendonly://{uuid.uuid4().hex}"
+    assert _run(capsys, "--store", store, "append", "s", "rw.Added", '{"name": "pen"}', host=host)[0] == EXIT_OK
+    spec = _migrations(tmp_path, monkeypatch)
+    code, _, err = _run(capsys, "--store", store, "upcast-rewrite", "s", "--upcasters", spec, "--dry-run", host=host)
+    assert code == EXIT_UNSUPPORTED
+    assert "does not support rewrite_events" in err
+    code, _, err = _run(capsys, "--store", store, "upcast-rewrite", "s", "--upcasters", "no_such_module:f", host=host)
+    assert code == EXIT_USAGE
+    assert "no_such_module" in err
+
+
+async def test_events_of_a_shredded_scope_are_left_as_they_are(tmp_path: Path) -> None:
+    config = {
+        "providers": {"db": f"sqlite:///{tmp_path}/shred.db"},
+        "encryption": True,
+        "encryption_keys": {"k1": KEY},
+        "encryption_scope": "stream",
+        "encryption_key_store": "memory",
+    }
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_events_batch(stream_id="gone", events=[EventData("rw.Added", {"name": "pen"})])
+        m.add_upcaster("rw.Added", 1, lambda d: {"item": d["name"]})
+        assert await m.shred(stream_id="gone") == 1
+        before = [r async for r in m.get_provider().read_stream("gone")]
+        report = await rewrite_stream(m, "gone")
+        assert (report.read, report.shredded, report.rewritten) == (1, 1, 0)
+        assert [r async for r in m.get_provider().read_stream("gone")] == before
+
+
+def test_the_sync_manager_rewrites_through_the_same_code(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/sync.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": "pen"})])
+        m.add_upcaster("rw.Added", 1, lambda d: {"item": d["name"]})
+        dry = rewrite_stream_sync(m, "s", dry_run=True)
+        assert (dry.dry_run, dry.rewritten) == (True, 1)
+        report = rewrite_stream_sync(m, "s")
+        assert (report.rewritten, report.changes) == (1, {"rw.Added v1 -> rw.Added v2": 1})
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        assert next(iter(m.read_stream("s"))).data == {"item": "pen"}  # stored as v2: no upcaster here

@@ -13,15 +13,10 @@ __all__ = [
     "HOSTILE_INVALID_STREAM_IDS",
     "HOSTILE_VALID_STREAM_IDS",
     "DomainSuite",
-<<<<<<< HEAD
     "DurabilitySuite",
     "ProviderSuite",
     "RetentionSuite",
-=======
-    "ProviderSuite",
-    "RetentionSuite",
     "RewriteSuite",
->>>>>>> wip-domain
 ]
 
 
@@ -34,15 +29,12 @@ def __getattr__(name: str) -> object:
         from eventsource.testing.domain import DomainSuite
 
         return DomainSuite
-<<<<<<< HEAD
     if name == "DurabilitySuite":
         from eventsource.testing.durability import DurabilitySuite
 
         return DurabilitySuite
-=======
     if name == "RewriteSuite":
         from eventsource.testing.rewrite import RewriteSuite
 
         return RewriteSuite
->>>>>>> wip-domain
     raise AttributeError(name)

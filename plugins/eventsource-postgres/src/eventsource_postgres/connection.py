@@ -66,8 +66,12 @@ def _connection_lost(exc: BaseException) -> bool:
 class Connection:
     """One store's pool, how every call runs on it, and the stream lock key (``url``: checked, never empty)."""
 
-    def __init__(self, url: str, settings: dict[str, Any], names: Names, name: Callable[[], str]) -> None:
+    def __init__(
+        self, url: str, settings: dict[str, Any], names: Names, name: Callable[[], str], *, migrate: bool = True
+    ) -> None:
         self.url = url
+        self.migrate = migrate
+        """Whether connecting creates or migrates the schema (not on a read-only standby pool)."""
         self.settings = settings
         self.names = names
         self._name = name
@@ -122,8 +126,9 @@ class Connection:
             )
             try:
                 await pool.open(wait=True, timeout=s["connect_timeout"])
-                async with pool.connection(timeout=s["connect_timeout"]) as conn:
-                    await migrate(conn, self.names)
+                if self.migrate:
+                    async with pool.connection(timeout=s["connect_timeout"]) as conn:
+                        await migrate(conn, self.names)
             except EventSourceError:
                 await pool.close()
                 raise

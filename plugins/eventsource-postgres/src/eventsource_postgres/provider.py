@@ -23,6 +23,7 @@ from eventsource_postgres.live import Live
 from eventsource_postgres.monitoring import Monitor
 from eventsource_postgres.queries import Queries
 from eventsource_postgres.reads import Reader
+from eventsource_postgres.replica import Replica
 from eventsource_postgres.retention import Retention
 from eventsource_postgres.rewrite import rewrite_events
 from eventsource_postgres.schema import Names
@@ -80,11 +81,18 @@ class PostgresProvider(Provider):
         super().__init__(url, **settings)
         self.names = Names(self.settings["schema"], self.settings["table_prefix"])
         conn = self._conn = Connection(url, self.settings, self.names, lambda: self.name)
+        self._replica: Replica | None = None
+        route = None
+        if self.settings["read_url"] is not None:
+            read_url = check_target(self.settings["read_url"], "read_url")
+            standby = Connection(read_url, self.settings, self.names, lambda: self.name, migrate=False)
+            self._replica = Replica(conn, standby)
+            route = self._replica.route
         sql = Statements(self.names)
         streams = self._streams = Streams(conn, sql)
         self._appender = Appender(conn, sql, streams)
-        self._reader = Reader(conn, sql)
-        self._queries = Queries(conn, sql)
+        self._reader = Reader(conn, sql, route)
+        self._queries = Queries(conn, sql, route)
         self._snapshots = Snapshots(conn, sql)
         self._retention = Retention(conn, sql)
         self._monitor = Monitor(conn, sql, lambda: self.name)
@@ -103,6 +111,8 @@ class PostgresProvider(Provider):
     async def connect(self) -> None:
         """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema."""
         await self._conn.connect()
+        if self._replica is not None:
+            await self._replica.connect()  # after the primary: waits until the standby has its schema
         if self.settings["live_notify"]:
             await self._live.install()
         if self.settings["sync_inline"] and inline_io_allowed():
@@ -114,17 +124,27 @@ class PostgresProvider(Provider):
     async def close(self) -> None:
         """Close every pooled connection (and the LISTEN one). Idempotent."""
         await self._conn.close()
+        if self._replica is not None:
+            await self._replica.standby.close()
         await self._live.close()
+
+    async def _written(self) -> None:
+        """After a write: where the primary's WAL stands, for reads on a standby (read-your-writes)."""
+        if self._replica is not None:
+            await self._replica.after_write()
 
     # ------------------------------------------------------------------ streams
 
     async def create_stream(self, stream: NewStream) -> StreamInfo:
         """Insert the streams row at version 0 (under the stream's lock); refuse an existing id."""
-        return await self._streams.create_stream(stream)
+        info = await self._streams.create_stream(stream)
+        await self._written()
+        return info
 
     async def delete_stream(self, stream_id: str) -> None:
         """Delete the events, then the streams row (snapshots follow by cascade), in one transaction."""
         await self._streams.delete_stream(stream_id)
+        await self._written()
 
     async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
         """The streams row (kept exact by every write), or ``None``."""
@@ -140,7 +160,9 @@ class PostgresProvider(Provider):
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """One statement: lock the stream, write the streams row conditionally, insert the events."""
-        return await self._appender.append(stream_id, events, expected, stream)
+        result = await self._appender.append(stream_id, events, expected, stream)
+        await self._written()
+        return result
 
     def read_stream_pages(
         self,
@@ -199,15 +221,21 @@ class PostgresProvider(Provider):
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """``DELETE ... WHERE version < before_version`` under the stream's lock; versions stay as they are."""
-        return await self._retention.truncate_stream(stream_id, before_version)
+        n = await self._retention.truncate_stream(stream_id, before_version)
+        await self._written()
+        return n
 
     async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
         """Swap payloads in place with one UPDATE in one transaction (:mod:`eventsource_postgres.rewrite`)."""
-        return await rewrite_events(self._conn, self.names.events, stream_id, rewrites)
+        n = await rewrite_events(self._conn, self.names.events, stream_id, rewrites)
+        await self._written()
+        return n
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """``DELETE ... WHERE ts < cutoff`` (one stream under its lock, or all), fixing the streams rows."""
-        return await self._retention.delete_events_before(cutoff, stream_id)
+        n = await self._retention.delete_events_before(cutoff, stream_id)
+        await self._written()
+        return n
 
     # ------------------------------------------------------------------ monitoring
 
@@ -217,4 +245,7 @@ class PostgresProvider(Provider):
 
     async def health(self) -> HealthStatus:
         """Run ``SELECT 1`` through the pool; report pool statistics. Never raises."""
-        return await self._monitor.health()
+        status = await self._monitor.health()
+        if self._replica is not None and status.details is not None:
+            status.details["read_replica"] = self._replica.details()
+        return status

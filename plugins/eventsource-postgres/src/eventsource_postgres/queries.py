@@ -15,6 +15,8 @@ from eventsource.model import QueryPage, RecordedEvent
 from eventsource_postgres.statements import EVENT_COLS
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from eventsource.model import CountMode, EventFilter
     from psycopg import AsyncConnection
 
@@ -25,9 +27,13 @@ if TYPE_CHECKING:
 class Queries:
     """Filtered, counted pages of one store's events."""
 
-    def __init__(self, conn: Connection, sql: Statements) -> None:
+    def __init__(
+        self, conn: Connection, sql: Statements, route: Callable[[], Awaitable[Connection]] | None = None
+    ) -> None:
         self.conn = conn
         self.sql = sql
+        self._route = route
+        """Picks the pool of each query (a standby, see :mod:`~eventsource_postgres.replica`); else ``conn``."""
 
     async def query(
         self, flt: EventFilter, *, limit: int, offset: int, descending: bool = False, count: CountMode = "exact"
@@ -93,7 +99,8 @@ class Queries:
             recs = [RecordedEvent(*r) for r in rows]
             return QueryPage(events=recs, total_count=total, total_exact=exact, held_back=held)
 
-        return await self.conn.call("query", run, retry=True)
+        pool = self.conn if self._route is None else await self._route()
+        return await pool.call("query", run, retry=True)
 
     async def _total(
         self, conn: AsyncConnection[Any], flt: EventFilter, cond: str, params: list[Any], *, simple: bool, count: str

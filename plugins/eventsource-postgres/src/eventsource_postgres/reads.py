@@ -19,7 +19,7 @@ from eventsource.model import RecordedEvent, RowPage
 from eventsource_postgres.statements import MAX_VERSION
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from eventsource.model import EventRow
 
@@ -30,9 +30,16 @@ if TYPE_CHECKING:
 class Reader:
     """Paged reads of one store."""
 
-    def __init__(self, conn: Connection, sql: Statements) -> None:
+    def __init__(
+        self, conn: Connection, sql: Statements, route: Callable[[], Awaitable[Connection]] | None = None
+    ) -> None:
         self.conn = conn
         self.sql = sql
+        self._route = route
+        """Picks the pool of each read (a standby, see :mod:`~eventsource_postgres.replica`); else ``conn``."""
+
+    async def _pool(self) -> Connection:
+        return self.conn if self._route is None else await self._route()
 
     async def stream_pages(
         self,
@@ -47,13 +54,14 @@ class Reader:
 
         No connection is held between pages.
         """
+        conn = await self._pool()
         lo = max(1, from_version)
         hi = MAX_VERSION if to_version is None else to_version
         query = self.sql.read_backward if backwards else self.sql.read_forward
         while lo <= hi:
             params = (stream_id, lo, hi, page_size + 1)  # one extra row says whether another page follows
-            rows = await self.conn.call(
-                "read_stream", partial(self.conn.fetchall, query=query, params=params, binary=True), retry=True
+            rows = await conn.call(
+                "read_stream", partial(conn.fetchall, query=query, params=params, binary=True), retry=True
             )
             if not rows:
                 return
@@ -78,13 +86,14 @@ class Reader:
         ``visibility_wait`` seconds in all) and then stops: a follower resumes from its last position
         and gets them then, in order, never skipping one.
         """
+        conn = await self._pool()
         nxt = from_position
         waiting_since: float | None = None
         delay = 0.001
         while True:
             params = (nxt, page_size)
-            rows = await self.conn.call(
-                "read_all", partial(self.conn.fetchall, query=self.sql.read_all, params=params, binary=True), retry=True
+            rows = await conn.call(
+                "read_all", partial(conn.fetchall, query=self.sql.read_all, params=params, binary=True), retry=True
             )
             safe = 0
             for r in rows:
@@ -112,5 +121,6 @@ class Reader:
             query, params = self.sql.get_event, [event_id]
         else:
             query, params = self.sql.get_event_in, [event_id, stream_id]
-        rows = await self.conn.call("get_event", lambda c: self.conn.fetchall(c, query, params), retry=True)
+        conn = await self._pool()
+        rows = await conn.call("get_event", lambda c: conn.fetchall(c, query, params), retry=True)
         return RecordedEvent(*rows[0]) if rows else None

@@ -77,6 +77,12 @@ class PostgresSettingsSchema(_ConnectionSchema):
     """Wake live subscriptions by LISTEN/NOTIFY (installs a trigger; NOTIFY serialises commits: see README)."""
     live_poll_interval = Duration(load_default=0.01)
     """Without ``live_notify``: seconds between two probes for new events while a subscription waits."""
+    read_url = fields.String(load_default=None, allow_none=True)
+    """A second URL or DSN for reads (a standby: ``target_session_attrs=prefer-standby``); see the README."""
+    read_your_writes = fields.Boolean(load_default=False)
+    """With ``read_url``: a read waits until the standby has replayed this provider's writes."""
+    read_your_writes_timeout = Duration(load_default=5.0)
+    """How long a read waits for the standby before it reads from the primary instead."""
     sync_inline = fields.Boolean(load_default=True)
     """Through the sync API: run each call in the caller's thread (no thread hop; calls from several threads
     take turns), or, when false, on the facade's loop thread (calls from several threads overlap)."""

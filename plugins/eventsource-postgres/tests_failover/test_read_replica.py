@@ -1,0 +1,152 @@
+"""Reads on a standby (``read_url``) and read-your-writes, on a private primary + asynchronous standby.
+
+The standby's walreceiver is stopped (SIGSTOP) to make it fall behind on purpose: without
+read-your-writes a read on the standby then misses the newest append, which proves reads go there;
+with it, a read waits until the standby has replayed this provider's writes, or reads from the
+primary once ``read_your_writes_timeout`` has passed (counted in health).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Self
+
+import pytest
+from eventsource import EventData, EventSourcingManager
+from pair import Pair
+
+
+@pytest.fixture
+def standby_pair() -> Iterator[Pair]:
+    p = Pair(synchronous=False).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def _walreceivers(pair: Pair) -> list[int]:
+    pid = int((pair.standby_dir / "postmaster.pid").read_text().splitlines()[0])
+    children = subprocess.run(["pgrep", "-P", str(pid)], check=False, capture_output=True, text=True).stdout
+    return [int(c) for c in children.split() if "walreceiver" in Path(f"/proc/{c}/cmdline").read_text()]
+
+
+class Held:
+    """The standby stops receiving WAL while the block runs (its walreceiver is SIGSTOPped)."""
+
+    def __init__(self, pair: Pair) -> None:
+        self.pids = _walreceivers(pair)
+        assert self.pids, "the standby has no walreceiver"
+
+    def __enter__(self) -> Self:
+        for p in self.pids:
+            os.kill(p, signal.SIGSTOP)
+        return self
+
+    def release(self) -> None:
+        for p in self.pids:
+            os.kill(p, signal.SIGCONT)
+        self.pids = []
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _config(pair: Pair, **settings: Any) -> dict[str, Any]:
+    return {
+        "providers": {
+            "pg": {"url": pair.url(), "settings": {"read_url": pair.url("prefer-standby"), **settings}},
+        },
+        "timeout": 60,
+    }
+
+
+async def _ids(es: EventSourcingManager, stream: str) -> list[str]:
+    return [e.event_id async for e in es.read_stream(stream)]
+
+
+async def _wait_until_seen(es: EventSourcingManager, stream: str, n: int) -> None:
+    for _ in range(600):
+        if len(await _ids(es, stream)) >= n:
+            return
+        await asyncio.sleep(0.05)
+    msg = f"the standby never showed {n} events of {stream}"
+    raise AssertionError(msg)
+
+
+async def test_reads_go_to_the_standby_and_trail_it_without_read_your_writes(standby_pair: Pair) -> None:
+    async with EventSourcingManager(_config(standby_pair)) as es:
+        await es.append_event(stream_id="order-1", event_type="Placed", data={"n": 1})
+        await _wait_until_seen(es, "order-1", 1)
+        with Held(standby_pair):
+            r = await es.append_event(stream_id="order-1", event_type="Paid", data={"n": 2})
+            assert r.event_id not in await _ids(es, "order-1")  # the standby has not received it
+            page = await es.get_events(stream_id="order-1")
+            assert [e.version for e in page.events] == [1]
+            info = await es.get_stream_info("order-1")  # stream facts come from the primary
+            assert info.version == 2
+        await _wait_until_seen(es, "order-1", 2)
+        health = (await es.health_check())["pg"]
+        assert health.details["read_replica"]["url"].endswith("target_session_attrs=prefer-standby&connect_timeout=2")
+        assert health.details["read_replica"]["fallbacks"] == 0
+
+
+async def test_read_your_writes_waits_for_the_standby_to_replay(standby_pair: Pair) -> None:
+    async with EventSourcingManager(_config(standby_pair, read_your_writes=True, read_your_writes_timeout=30)) as es:
+        provider = es.get_provider("pg")
+        with Held(standby_pair) as held:
+            r = await es.append_event(stream_id="order-2", event_type="Placed", data={})
+            reading = asyncio.create_task(_ids(es, "order-2"))
+            await asyncio.sleep(0.5)
+            assert not reading.done(), "the read did not wait for the standby"
+            held.release()
+            assert await reading == [r.event_id]
+        replica = provider._replica
+        assert replica is not None
+        assert replica.waits >= 1
+        assert replica.fallbacks == 0
+        # once the standby has replayed the writes, later reads need no check
+        waits = replica.waits
+        assert await _ids(es, "order-2") == [r.event_id]
+        assert replica.waits == waits
+
+
+async def test_read_your_writes_reads_the_primary_when_the_standby_stays_behind(standby_pair: Pair) -> None:
+    config = _config(standby_pair, read_your_writes=True, read_your_writes_timeout=0.2)
+    async with EventSourcingManager(config) as es:
+        with Held(standby_pair):
+            r = await es.append_events_batch(
+                stream_id="order-3", events=[EventData(event_type="Line", data={"i": i}) for i in range(3)]
+            )
+            assert await _ids(es, "order-3") == list(r.event_ids)
+            page = await es.get_events(stream_id="order-3")
+            assert [e.event_id for e in page.events] == list(r.event_ids)
+        replica = es.get_provider("pg")._replica
+        assert replica is not None
+        assert replica.fallbacks >= 2
+
+
+async def test_a_subscription_on_the_standby_sees_every_event(standby_pair: Pair) -> None:
+    async with EventSourcingManager(_config(standby_pair)) as es:
+        for i in range(10):
+            await es.append_event(stream_id=f"s-{i % 3}", event_type="E", data={"i": i})
+        got: list[int] = []
+        async with es.subscribe() as sub:
+
+            async def consume() -> None:
+                async for e in sub:
+                    got.append(e.data["i"])
+                    if len(got) == 20:
+                        return
+
+            task = asyncio.create_task(consume())
+            for i in range(10, 20):
+                await es.append_event(stream_id=f"s-{i % 3}", event_type="E", data={"i": i})
+            await asyncio.wait_for(task, timeout=60)
+        assert sorted(got) == list(range(20))
+        assert len(got) == len(set(got))

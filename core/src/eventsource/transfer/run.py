@@ -1,0 +1,197 @@
+"""The transfer loop and its three uses: store to store (copy), store to file (export), file to store (import).
+
+:func:`transfer` hands each item of a source to a sink and reports progress after every page of events.
+:func:`copy_store`, :func:`export_store` and :func:`import_store` pair a source and a sink over connected
+providers; the command-line commands call them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from eventsource.errors import VerificationError
+from eventsource.model import StreamInfo
+from eventsource.transfer.jsonl import JsonlSink, JsonlSource
+from eventsource.transfer.posmap import PositionMap
+from eventsource.transfer.sink import StoreSink
+from eventsource.transfer.source import ProviderSource
+from eventsource.transfer.verify import VerifyReport, verify_stores
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+    from os import PathLike
+
+    from eventsource.model import RecordedEvent, RecordedSnapshot
+    from eventsource.provider import Provider
+    from eventsource.transfer.source import Item
+
+
+class Source(Protocol):
+    """What :func:`transfer` reads (:class:`ProviderSource`, :class:`JsonlSource`)."""
+
+    async def total_events(self) -> int | None: ...  # noqa: D102
+    def items(self) -> AsyncIterator[Item]: ...  # noqa: D102
+
+
+class Sink(Protocol):
+    """What :func:`transfer` writes to (:class:`StoreSink`, :class:`JsonlSink`)."""
+
+    streams: int
+    written: int
+    skipped: int
+    snapshots: int
+
+    async def stream(self, info: StreamInfo) -> None: ...  # noqa: D102
+    async def events(self, page: list[RecordedEvent]) -> int: ...  # noqa: D102
+    async def snapshot(self, snap: RecordedSnapshot) -> None: ...  # noqa: D102
+
+
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """Where a running transfer is: events read so far, the total if known, and the time it has taken."""
+
+    events: int
+    total: int | None
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        """Events per second so far."""
+        return self.events / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the rate so far (``None`` without a total)."""
+        if self.total is None or self.rate <= 0:
+            return None
+        return max(0.0, (self.total - self.events) / self.rate)
+
+
+@dataclass(slots=True)
+class TransferResult:
+    """What a transfer did: streams, events read / written / already present, snapshots, time, verification."""
+
+    streams: int = 0
+    events: int = 0
+    written: int = 0
+    skipped: int = 0
+    snapshots: int = 0
+    seconds: float = 0.0
+    position_map: str | None = None
+    verify: VerifyReport | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Events read per second."""
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+async def transfer(
+    source: Source, sink: Sink, *, progress: Callable[[TransferProgress], None] | None = None
+) -> TransferResult:
+    """Hand every item of ``source`` to ``sink``; call ``progress`` after every page of events."""
+    start = time.monotonic()
+    total = await source.total_events() if progress is not None else None
+    events = 0
+    async for item in source.items():
+        if isinstance(item, list):
+            await sink.events(item)
+            events += len(item)
+            if progress is not None:
+                progress(TransferProgress(events, total, time.monotonic() - start))
+        elif isinstance(item, StreamInfo):
+            await sink.stream(item)
+        else:
+            await sink.snapshot(item)
+    seconds = time.monotonic() - start
+    return TransferResult(
+        streams=sink.streams,
+        events=events,
+        written=sink.written,
+        skipped=sink.skipped,
+        snapshots=sink.snapshots,
+        seconds=seconds,
+    )
+
+
+async def copy_store(  # noqa: PLR0913 - the options of one operation, keyword-only
+    source: Provider,
+    target: Provider,
+    *,
+    streams: Sequence[str] | None = None,
+    position_map: str | PathLike[str] | None = None,
+    verify: bool = False,
+    progress: Callable[[TransferProgress], None] | None = None,
+    page_size: int = 500,
+) -> TransferResult:
+    """Copy every stream, event and snapshot of ``source`` into ``target``, as stored (see docs/transfer.md).
+
+    Both providers must be connected. Re-running the same copy (after a kill, say) writes only what the
+    target lacks. ``position_map`` is the SQLite file the source -> target positions go to (``None``: kept in
+    memory and dropped). With ``verify``, every copied stream is compared afterwards and a difference raises
+    :class:`~eventsource.errors.VerificationError` carrying the report.
+
+    :param streams: shell-style stream id patterns (``order-*``); none: every stream.
+    :param progress: called after every page with a :class:`TransferProgress`.
+    """
+    positions = PositionMap(position_map)
+    try:
+        src = ProviderSource(source, streams=streams, page_size=page_size)
+        result = await transfer(src, StoreSink(target, positions), progress=progress)
+    finally:
+        positions.close()
+    result.position_map = positions.path
+    if verify:
+        result.verify = await verify_stores(source, target, streams=streams, page_size=page_size)
+        if not result.verify.ok:
+            n = len(result.verify.differences)
+            msg = f"the copy differs from the source in {n} place{'s' if n != 1 else ''}: {result.verify.differences[0]}"
+            raise VerificationError(msg, report=result.verify)
+    return result
+
+
+async def export_store(
+    source: Provider,
+    out: IO[bytes],
+    *,
+    streams: Sequence[str] | None = None,
+    progress: Callable[[TransferProgress], None] | None = None,
+    page_size: int = 500,
+) -> TransferResult:
+    """Write every stream, event and snapshot of ``source`` to ``out`` as export lines (see :mod:`.jsonl`)."""
+    sink = JsonlSink(out, source=source.display_url)
+    result = await transfer(ProviderSource(source, streams=streams, page_size=page_size), sink, progress=progress)
+    sink.finish()
+    return result
+
+
+async def import_store(  # noqa: PLR0913 - the options of one operation, keyword-only
+    stream: IO[bytes],
+    target: Provider,
+    *,
+    name: str = "-",
+    streams: Sequence[str] | None = None,
+    position_map: str | PathLike[str] | None = None,
+    progress: Callable[[TransferProgress], None] | None = None,
+    check_first: bool = False,
+    page_size: int = 500,
+) -> TransferResult:
+    """Write the items of an export (``stream``, opened with :func:`~.jsonl.open_input`) into ``target``.
+
+    With ``check_first`` (a file, not a pipe), the whole export is read and checked before anything is
+    written, so a corrupted file leaves the store unchanged; then ``stream`` is rewound.
+    """
+    source = JsonlSource(stream, name=name, streams=streams, page_size=page_size)
+    if check_first:
+        source.check()
+        stream.seek(0)
+    positions = PositionMap(position_map)
+    try:
+        result = await transfer(source, StoreSink(target, positions), progress=progress)
+    finally:
+        positions.close()
+    result.position_map = positions.path
+    return result

@@ -1,0 +1,217 @@
+"""Writing a source's items into a store as they were stored: ids, versions, timestamps, envelopes, payload bytes.
+
+Built on the provider contract only (``create_stream``, ``append`` at an exact expected version,
+``truncate_stream``, ``save_snapshot``), so every store, a third-party one included, can be a target. Payloads
+are never decoded: data, metadata and the encoding descriptor travel as bytes, and the associated data of an
+encrypted payload (stream, event id, version) is kept, so it still decrypts at the target. A stream the source
+truncated starts at its first stored version: placeholder events fill the versions below it and are truncated
+away at once. A re-run skips what the target already holds (per stream, by version) and fills the map from it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from eventsource.errors import ConcurrencyError, StreamExistsError, ValidationError
+from eventsource.model import NewEvent, NewStream, RecordedEvent, RecordedSnapshot
+from eventsource.transfer.source import page_records
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.model import StreamInfo
+    from eventsource.provider import Provider
+    from eventsource.transfer.posmap import PositionMap
+
+PLACEHOLDER_TYPE = "$eventsource.transfer.placeholder"
+"""Event type of the placeholders that hold a truncated stream's missing versions until they are truncated."""
+
+_PLACEHOLDER_IDS = uuid.UUID("6f1d0c3e-8a53-4a8e-9a57-0d7c1f3b2e41")
+"""Namespace of the placeholders' event ids (one per stream and version, so a re-run appends the same ids)."""
+
+MAX_BATCH_EVENTS = 500
+"""Events per append at most."""
+
+
+@dataclass(slots=True)
+class _Stream:
+    version: int  # the target's version of the stream
+    mapped: int  # the highest version the position map holds for it
+
+
+def new_event(rec: RecordedEvent) -> NewEvent:
+    """The append form of a stored event: every field but stream, version and position, bytes as they are."""
+    return NewEvent(
+        rec.event_id,
+        rec.event_type,
+        rec.data,
+        rec.metadata,
+        rec.encoding,
+        rec.timestamp,
+        rec.correlation_id,
+        rec.causation_id,
+        rec.user_id,
+        rec.tenant_id,
+        rec.aggregate_id,
+        rec.aggregate_type,
+    )
+
+
+class StoreSink:
+    """Writes items into ``provider`` and their positions into ``positions`` (see the module docstring)."""
+
+    def __init__(self, provider: Provider, positions: PositionMap) -> None:
+        self.provider = provider
+        self.positions = positions
+        self.state: dict[str, _Stream] = {}
+        caps = provider.capabilities
+        self.max_batch_bytes = caps.max_batch_bytes
+        self.written = 0
+        self.skipped = 0
+        self.snapshots = 0
+        self.streams = 0
+
+    async def stream(self, info: StreamInfo) -> None:
+        """Create the stream with its attributes if the target lacks it, and bring it to its first stored version."""
+        p = self.provider
+        target = await p.get_stream_info(info.stream_id)
+        if target is None:
+            attrs = NewStream(info.stream_id, info.name, info.aggregate_id, info.aggregate_type, dict(info.metadata))
+            try:
+                await p.create_stream(attrs)
+            except StreamExistsError:
+                pass  # created in between (another copy of the same source): its state is read below
+            target = await p.get_stream_info(info.stream_id)
+        version = target.version if target is not None else 0
+        floor = (info.first_version - 1) if info.first_version is not None else info.version
+        if version < floor:
+            await self._placeholders(info.stream_id, version, floor)
+            version = floor
+        if floor > 0:
+            await self._drop_placeholders(info.stream_id, floor)
+        self.state[info.stream_id] = _Stream(version, self.positions.highest_version(info.stream_id))
+        self.streams += 1
+
+    async def _placeholders(self, stream_id: str, version: int, floor: int) -> None:
+        """Append placeholder events for versions ``version + 1 .. floor`` (truncated at once after)."""
+        at = datetime.fromtimestamp(0, UTC)
+        while version < floor:
+            n = min(MAX_BATCH_EVENTS, floor - version)
+            batch = [
+                NewEvent(str(uuid.uuid5(_PLACEHOLDER_IDS, f"{stream_id}/{version + i + 1}")), PLACEHOLDER_TYPE, b"null", b"", "json", at)
+                for i in range(n)
+            ]
+            await self.provider.append(stream_id, batch, version)
+            version += n
+
+    async def _drop_placeholders(self, stream_id: str, floor: int) -> None:
+        """Truncate the stream below ``floor + 1`` if what it holds there are placeholders (a re-run after a kill)."""
+        async for rec in self.provider.read_stream(stream_id, from_version=1, to_version=floor, page_size=1):
+            if rec.event_type == PLACEHOLDER_TYPE:
+                await self.provider.truncate_stream(stream_id, floor + 1)
+            return
+
+    async def _state(self, rec: RecordedEvent) -> _Stream:
+        """The target state of ``rec``'s stream (a stream the listing did not show is prepared from its event)."""
+        state = self.state.get(rec.stream_id)
+        if state is None:
+            target = await self.provider.get_stream_info(rec.stream_id)
+            state = _Stream(target.version if target else 0, self.positions.highest_version(rec.stream_id))
+            self.state[rec.stream_id] = state
+        return state
+
+    async def events(self, page: list[RecordedEvent]) -> int:
+        """Write one page (grouped by stream, each group one atomic append); returns how many were new."""
+        groups: dict[str, list[RecordedEvent]] = {}
+        for rec in page:
+            groups.setdefault(rec.stream_id, []).append(rec)
+        entries: list[tuple[int, int, str, int]] = []
+        written = 0
+        for stream_id, recs in groups.items():
+            state = await self._state(recs[0])
+            await self._map_existing(stream_id, state, recs, entries)
+            fresh = [r for r in recs if r.version > state.version]
+            self.skipped += len(recs) - len(fresh)
+            for batch in self._batches(fresh):
+                entries.extend(await self._append(stream_id, state, batch))
+                written += len(batch)
+        if entries:
+            self.positions.record(entries)
+        self.written += written
+        return written
+
+    async def _map_existing(
+        self, stream_id: str, state: _Stream, recs: list[RecordedEvent], entries: list[tuple[int, int, str, int]]
+    ) -> None:
+        """Map the events of ``recs`` the target holds already but the map does not (a copy killed in between)."""
+        todo = [r for r in recs if state.mapped < r.version <= state.version]
+        if not todo:
+            return
+        by_version = {r.version: r for r in todo}
+        async for page in self.provider.read_stream_pages(
+            stream_id, from_version=todo[0].version, to_version=todo[-1].version
+        ):
+            for got in page_records(page):
+                src = by_version.get(got.version)
+                if src is not None:
+                    self._check_same(src, got)
+                    entries.append((src.position, got.position, stream_id, got.version))
+        state.mapped = max(state.mapped, todo[-1].version)
+
+    @staticmethod
+    def _check_same(src: RecordedEvent, got: RecordedEvent) -> None:
+        """Refuse a target stream that holds another event at a version the copy would skip."""
+        if got.event_id != src.event_id:
+            msg = (
+                f"stream {src.stream_id!r} on the target holds event {got.event_id!r} at version {got.version}, "
+                f"the source holds {src.event_id!r}: the target stream is not a copy of the source's"
+            )
+            raise ConcurrencyError(msg, stream_id=src.stream_id, expected=src.version, actual=got.version)
+
+    def _batches(self, recs: list[RecordedEvent]) -> list[list[RecordedEvent]]:
+        """``recs`` cut into appends of at most :data:`MAX_BATCH_EVENTS` events and the store's batch bytes."""
+        limit = self.max_batch_bytes
+        batches: list[list[RecordedEvent]] = []
+        batch: list[RecordedEvent] = []
+        size = 0
+        for rec in recs:
+            n = len(rec.data) + len(rec.metadata) + 512
+            if batch and (len(batch) >= MAX_BATCH_EVENTS or (limit is not None and size + n > limit)):
+                batches.append(batch)
+                batch, size = [], 0
+            batch.append(rec)
+            size += n
+        if batch:
+            batches.append(batch)
+        return batches
+
+    async def _append(
+        self, stream_id: str, state: _Stream, batch: Sequence[RecordedEvent]
+    ) -> list[tuple[int, int, str, int]]:
+        """Append ``batch`` right after the target's version; the events' versions must follow it."""
+        first = batch[0].version
+        if first != state.version + 1:
+            msg = (
+                f"stream {stream_id!r}: the source holds version {first} after version {state.version} "
+                "(events deleted out of order); a copy cannot leave a gap inside a stream"
+            )
+            raise ValidationError(msg, stream_id=stream_id, version=first)
+        result = await self.provider.append(stream_id, [new_event(r) for r in batch], state.version)
+        if result.first_version != first:
+            msg = f"stream {stream_id!r}: the target stored version {result.first_version}, not {first}"
+            raise ConcurrencyError(msg, stream_id=stream_id, expected=first, actual=result.first_version)
+        state.version = result.last_version
+        state.mapped = result.last_version
+        return [(r.position, pos, stream_id, r.version) for r, pos in zip(batch, result.positions, strict=True)]
+
+    async def snapshot(self, snap: RecordedSnapshot) -> None:
+        """Save ``snap`` unless the target holds it already; its position becomes the target's."""
+        have = await self.provider.get_snapshot(snap.stream_id, max_version=snap.version)
+        if have is not None and have.version == snap.version and have.snapshot_id == snap.snapshot_id:
+            return
+        position = self.positions.target_of_version(snap.stream_id, snap.version)
+        await self.provider.save_snapshot(replace(snap, position=position))
+        self.snapshots += 1

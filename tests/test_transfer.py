@@ -6,14 +6,18 @@ runs in the kafka plugin's tests, where every plugin is installed.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import gzip
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -38,7 +42,6 @@ from eventsource.transfer import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from eventsource.manager import EventSourcingManager
 
@@ -254,18 +257,19 @@ def test_cli_export_import_through_a_pipe(source: EventSourcingManager, tmp_path
     assert src_url is not None
     dst_url = f"sqlite:///{tmp_path / 'piped.db'}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "eventsource"]
-    exported = subprocess.run([*cmd, "export", "--from", src_url, "--gzip"], capture_output=True, check=True, env=env)
+    script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
+    assert script is not None, "the eventsource console script is not installed next to this interpreter"
+    cmd = [script]
+    env["HOME"] = str(tmp_path)
+    run = functools.partial(subprocess.run, capture_output=True, env=env, cwd=tmp_path)
+    exported = run([*cmd, "export", "--from", src_url, "--gzip"], check=True)
     assert exported.stdout[:2] == b"\x1f\x8b"
-    imported = subprocess.run(
-        [*cmd, "import", "--to", dst_url, "--json"], input=exported.stdout, capture_output=True, check=True, env=env
-    )
+    imported = run([*cmd, "import", "--to", dst_url, "--json"], input=exported.stdout, check=True)
     assert json.loads(imported.stdout.decode().splitlines()[-1])["written"] == 598
-    verified = subprocess.run(
-        [*cmd, "copy", "--from", src_url, "--to", dst_url, "--verify", "--json"], capture_output=True, env=env
-    )
+    verified = run([*cmd, "copy", "--from", src_url, "--to", dst_url, "--verify", "--json"], check=False)
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout.decode().splitlines()[-1])["written"] == 0
+    assert len(list(tmp_path.glob("eventsource-map-*.db"))) == 2  # one per (source, target) pair
 
 
 _KILLED_COPY = textwrap.dedent(
@@ -295,7 +299,9 @@ async def test_a_copy_killed_half_way_and_rerun_has_nothing_missing_or_doubled(
     assert src_url is not None
     dst_url = f"sqlite:///{tmp_path / 'killed.db'}"
     mapfile = str(tmp_path / "map.db")
-    killed = subprocess.run([sys.executable, "-c", _KILLED_COPY, src_url, dst_url, mapfile, "300"], check=False)
+    killed = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", _KILLED_COPY, src_url, dst_url, mapfile, "300"], check=False
+    )
     assert killed.returncode == -signal.SIGKILL
     target = await sqlite_target(tmp_path / "killed.db")
     try:

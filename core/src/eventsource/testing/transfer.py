@@ -78,11 +78,11 @@ async def populate(m: EventSourcingManager, *, streams: int = 50, events: int = 
         turn += 1
     for i, sid in enumerate(ids[: max(1, streams // 5)]):
         info = await m.get_stream_info(sid)
-        if info.version >= 2:  # noqa: PLR2004 - two snapshots need two versions
+        if info.version >= 2:
             await m.create_snapshot(stream_id=sid, data={"snap": 1, "i": i}, version=1)
             await m.create_snapshot(stream_id=sid, data={"snap": 2, "i": i}, version=info.version)
     first = await m.get_stream_info(ids[0])
-    if first.version >= 4:  # noqa: PLR2004 - a truncated stream still holding events
+    if first.version >= 4:
         await m.get_default_provider().truncate_stream(ids[0], 3)
 
 
@@ -101,6 +101,6 @@ async def decoded(m: EventSourcingManager) -> list[tuple[Any, ...]]:
             except LookupError:
                 continue
             out.append((info.stream_id, "snapshot", snap.version, snap.data))
-        if len(page) < 500:  # noqa: PLR2004 - the page size asked for
+        if len(page) < 500:
             return out
         after = page[-1].stream_id

@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from eventsource.errors import TransferFormatError
@@ -87,7 +88,7 @@ def open_output(path: str, *, gzipped: bool) -> IO[bytes]:
     """A binary stream to write an export to (``-``: stdout), gzip-compressed when ``gzipped``."""
     import sys
 
-    raw: IO[bytes] = sys.stdout.buffer if path == "-" else open(path, "wb")  # noqa: SIM115 - closed by the caller
+    raw: IO[bytes] = sys.stdout.buffer if path == "-" else Path(path).open("wb")  # noqa: SIM115 - closed by the caller
     if gzipped:
         return gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # type: ignore[return-value]
     return raw
@@ -149,7 +150,7 @@ def parse_event(d: dict[str, Any]) -> RecordedEvent:
     opt = [d.get(name) for name in _EVENT_OPTIONAL]
     for value in opt:
         if value is not None and not isinstance(value, str):
-            raise TypeError("an envelope field is not text")  # noqa: EM101, TRY003 - turned into a typed error
+            raise TypeError("an envelope field is not text")
     for key in ("event_id", "stream_id", "event_type", "encoding"):
         if not isinstance(d[key], str):
             raise TypeError(key)
@@ -173,7 +174,7 @@ def parse_event(d: dict[str, Any]) -> RecordedEvent:
 def parse_stream(d: dict[str, Any]) -> StreamInfo:
     """The stream of an export line."""
     if not isinstance(d["stream_id"], str) or not isinstance(d.get("metadata", {}), dict):
-        raise TypeError("stream_id")  # noqa: EM101, TRY003 - turned into a typed error
+        raise TypeError("stream_id")
     return StreamInfo(
         stream_id=d["stream_id"],
         version=int(d["version"]),
@@ -212,11 +213,11 @@ def open_input(path: str) -> IO[bytes]:
     import sys
 
     try:
-        raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed by the caller
+        raw: IO[bytes] = sys.stdin.buffer if path == "-" else Path(path).open("rb")  # noqa: SIM115 - closed by the caller
     except OSError as e:
         msg = f"cannot read the export {path!r}: {e.strerror or e}"
         raise TransferFormatError(msg, file=path) from e
-    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
     return buffered
@@ -248,29 +249,41 @@ class JsonlSource:
         msg = f"{self.name}, line {lineno}: {what}"
         return TransferFormatError(msg, file=self.name, line=lineno)
 
+    def _header(self, d: dict[str, Any]) -> None:
+        if d.get("kind") != "header" or d.get("format") != FORMAT:
+            raise self._error(1, f"not an eventsource export (no {FORMAT!r} header)")
+        if d.get("version") != FORMAT_VERSION:
+            raise self._error(1, f"export format version {d.get('version')!r}; this reads {FORMAT_VERSION}")
+        self.header = d
+
+    def _end(self, lineno: int, end: dict[str, Any] | None, counts: dict[str, int]) -> None:
+        if lineno == 0:
+            raise self._error(1, "empty file, not an eventsource export")
+        if end is None:
+            raise self._error(lineno, "no end line: the export was cut short")
+        want = {"stream": end.get("streams"), "event": end.get("events"), "snapshot": end.get("snapshots")}
+        if want != counts:
+            raise self._error(lineno, f"the end line counts {want}, the file holds {counts}")
+
     def _lines(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """``(line number, record)`` of every line, the header and end line checked."""
         lineno = 0
         end: dict[str, Any] | None = None
         counts = {"stream": 0, "event": 0, "snapshot": 0}
         try:
-            for lineno, raw in enumerate(self.stream, start=1):  # noqa: B007 - lineno is read after the loop
+            for lineno, raw in enumerate(self.stream, start=1):
                 try:
                     d = json.loads(raw)
                 except (ValueError, UnicodeDecodeError) as e:
                     raise self._error(lineno, "not a JSON line (corrupted or cut short?)") from e
                 if not isinstance(d, dict):
                     raise self._error(lineno, "not a JSON object")
-                kind = d.get("kind")
                 if lineno == 1:
-                    if kind != "header" or d.get("format") != FORMAT:
-                        raise self._error(1, f"not an eventsource export (no {FORMAT!r} header)")
-                    if d.get("version") != FORMAT_VERSION:
-                        raise self._error(1, f"export format version {d.get('version')!r}; this reads {FORMAT_VERSION}")
-                    self.header = d
+                    self._header(d)
                     continue
                 if end is not None:
                     raise self._error(lineno, "a line after the end line")
+                kind = d.get("kind")
                 if kind == "end":
                     end = d
                     continue
@@ -280,13 +293,7 @@ class JsonlSource:
                 yield lineno, d
         except (OSError, EOFError) as e:  # a gzip stream cut short or corrupted
             raise self._error(lineno + 1, f"unreadable ({e})") from e
-        if lineno == 0:
-            raise self._error(1, "empty file, not an eventsource export")
-        if end is None:
-            raise self._error(lineno, "no end line: the export was cut short")
-        want = {"stream": end.get("streams"), "event": end.get("events"), "snapshot": end.get("snapshots")}
-        if want != counts:
-            raise self._error(lineno, f"the end line counts {want}, the file holds {counts}")
+        self._end(lineno, end, counts)
 
     def check(self) -> dict[str, int]:
         """Read the whole file once and raise at its first bad line (for a file: import nothing from a bad one)."""

@@ -117,7 +117,7 @@ async def transfer(
     )
 
 
-async def copy_store(  # noqa: PLR0913 - the options of one operation, keyword-only
+async def copy_store(
     source: Provider,
     target: Provider,
     *,
@@ -148,7 +148,8 @@ async def copy_store(  # noqa: PLR0913 - the options of one operation, keyword-o
         result.verify = await verify_stores(source, target, streams=streams, page_size=page_size)
         if not result.verify.ok:
             n = len(result.verify.differences)
-            msg = f"the copy differs from the source in {n} place{'s' if n != 1 else ''}: {result.verify.differences[0]}"
+            first = result.verify.differences[0]
+            msg = f"the copy differs from the source in {n} place{'s' if n != 1 else ''}: {first}"
             raise VerificationError(msg, report=result.verify)
     return result
 
@@ -168,7 +169,7 @@ async def export_store(
     return result
 
 
-async def import_store(  # noqa: PLR0913 - the options of one operation, keyword-only
+async def import_store(
     stream: IO[bytes],
     target: Provider,
     *,

@@ -10,6 +10,7 @@ away at once. A re-run skips what the target already holds (per stream, by versi
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -80,10 +81,8 @@ class StoreSink:
         target = await p.get_stream_info(info.stream_id)
         if target is None:
             attrs = NewStream(info.stream_id, info.name, info.aggregate_id, info.aggregate_type, dict(info.metadata))
-            try:
+            with contextlib.suppress(StreamExistsError):  # created in between: its state is read below
                 await p.create_stream(attrs)
-            except StreamExistsError:
-                pass  # created in between (another copy of the same source): its state is read below
             target = await p.get_stream_info(info.stream_id)
         version = target.version if target is not None else 0
         floor = (info.first_version - 1) if info.first_version is not None else info.version
@@ -100,10 +99,8 @@ class StoreSink:
         at = datetime.fromtimestamp(0, UTC)
         while version < floor:
             n = min(MAX_BATCH_EVENTS, floor - version)
-            batch = [
-                NewEvent(str(uuid.uuid5(_PLACEHOLDER_IDS, f"{stream_id}/{version + i + 1}")), PLACEHOLDER_TYPE, b"null", b"", "json", at)
-                for i in range(n)
-            ]
+            ids = [str(uuid.uuid5(_PLACEHOLDER_IDS, f"{stream_id}/{version + i + 1}")) for i in range(n)]
+            batch = [NewEvent(i, PLACEHOLDER_TYPE, b"null", b"", "json", at) for i in ids]
             await self.provider.append(stream_id, batch, version)
             version += n
 

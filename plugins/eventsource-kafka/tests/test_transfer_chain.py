@@ -6,6 +6,7 @@ snapshots, stream attributes, an empty stream and a truncated one; at the end it
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from typing import TYPE_CHECKING
@@ -45,7 +46,7 @@ async def test_copy_chain_through_every_store_is_byte_equal(kafka_url: str, tmp_
             await p.connect()
         await populate(m, streams=STREAMS, events=EVENTS)
         expected = await decoded(m)
-        for i, (src, dst) in enumerate(zip(chain, chain[1:], strict=False)):
+        for i, (src, dst) in enumerate(itertools.pairwise(chain)):
             result = await copy_store(src, dst, position_map=tmp_path / f"map{i}.db", verify=True)
             assert result.verify is not None
             assert result.verify.ok, (dst.kind, result.verify.differences)

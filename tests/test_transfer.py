@@ -25,7 +25,7 @@ from eventsource.checkpoints.base import Checkpoint
 from eventsource.cli.main import main
 from eventsource.errors import ConcurrencyError, ProviderNotFoundError, TransferFormatError, VerificationError
 from eventsource.memory import MemoryProvider
-from eventsource.model import NewEvent
+from eventsource.model import NewEvent, NewStream
 from eventsource.plugins import PluginHost
 from eventsource.sqlite import SqliteProvider
 from eventsource.testing.transfer import decoded, manager_on, populate
@@ -33,6 +33,7 @@ from eventsource.timestamps import from_us
 from eventsource.transfer import (
     PLACEHOLDER_TYPE,
     PositionMap,
+    StoreSink,
     copy_store,
     export_store,
     import_store,
@@ -80,6 +81,27 @@ async def test_copy_keeps_every_byte_and_decrypts_at_the_target(source: EventSou
             assert rec.event_type != PLACEHOLDER_TYPE
     finally:
         await target.close()
+
+
+async def test_placeholders_left_by_a_killed_copy_are_truncated_on_rerun(
+    source: EventSourcingManager, tmp_path: Path
+) -> None:
+    src = source.get_default_provider()
+    dst = MemoryProvider()
+    await dst.connect()
+    info = await src.get_stream_info("s-0000")
+    assert info is not None
+    assert info.first_version == 3
+    # what a copy killed between the placeholders and their truncation leaves behind
+    await dst.create_stream(NewStream("s-0000", "name 0", "agg-0", "Order", {"i": 0}))
+    await StoreSink(dst, PositionMap())._placeholders("s-0000", 0, 2)  # noqa: SLF001 - the step a kill interrupts
+    assert [r.event_type async for r in dst.read_stream("s-0000")] == [PLACEHOLDER_TYPE] * 2
+    result = await copy_store(src, dst, verify=True)
+    assert result.verify is not None
+    assert result.verify.ok, result.verify.differences
+    assert result.verify.snapshots == 8
+    assert [r.version async for r in dst.read_stream("s-0000")][0] == 3
+    assert PLACEHOLDER_TYPE not in {r.event_type async for r in dst.read_all()}
 
 
 async def test_rerun_writes_nothing_and_the_map_translates_checkpoints(

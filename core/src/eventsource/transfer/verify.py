@@ -29,6 +29,7 @@ class StreamDigest:
     digest: str
     attributes: tuple[object, ...]
     snapshots: str
+    snapshot_count: int
 
 
 @dataclass(slots=True)
@@ -84,11 +85,12 @@ async def stream_digest(provider: Provider, info: StreamInfo, page_size: int = 5
             event_digest(h, rec)
             count += 1
     s = hashlib.sha256()
-    for snap in await snapshots_of(provider, info.stream_id):
+    snaps = await snapshots_of(provider, info.stream_id)
+    for snap in snaps:
         for value in (snap.snapshot_id, str(snap.version), snap.encoding, snap.data, snap.metadata):
             _put(s, value)
     attributes = (info.name, info.aggregate_id, info.aggregate_type, sorted(info.metadata.items()), info.version)
-    return StreamDigest(count, h.hexdigest(), attributes, s.hexdigest())
+    return StreamDigest(count, h.hexdigest(), attributes, s.hexdigest(), len(snaps))
 
 
 async def verify_stores(
@@ -109,6 +111,7 @@ async def verify_stores(
         a = await stream_digest(source, info, page_size)
         b = await stream_digest(target, theirs, page_size)
         report.events += a.count
+        report.snapshots += a.snapshot_count
         if a.count != b.count:
             report.differences.append(f"stream {sid!r}: {a.count} events on the source, {b.count} on the target")
         elif a.digest != b.digest:

@@ -307,7 +307,7 @@ _KILLED_COPY = textwrap.dedent(
         def progress(p):
             if p.events >= int(sys.argv[4]):
                 os.kill(os.getpid(), signal.SIGKILL)
-        await copy_store(src, dst, position_map=sys.argv[3], progress=progress, page_size=50)
+        await copy_store(src, dst, position_map=sys.argv[3], progress=progress, page_size=50, window=50)
 
     asyncio.run(run())
     """

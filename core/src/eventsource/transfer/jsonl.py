@@ -95,7 +95,7 @@ def open_output(path: str, *, gzipped: bool) -> IO[bytes]:
 
 
 class JsonlSink:
-    """Writes a source's items to ``out`` as export lines; :meth:`finish` writes the end line."""
+    """Writes a source's items to ``out`` as export lines; :meth:`complete` writes the end line."""
 
     def __init__(self, out: IO[bytes], *, source: str | None = None) -> None:
         self.out = out
@@ -123,7 +123,7 @@ class JsonlSink:
         self._line(snapshot_line(snap))
         self.snapshots += 1
 
-    def finish(self) -> None:
+    async def complete(self) -> None:
         """Write the end line (the counts an import checks) and flush."""
         self._line({"kind": "end", "streams": self.streams, "events": self.written, "snapshots": self.snapshots})
         self.out.flush()

@@ -46,6 +46,7 @@ class Sink(Protocol):
     async def stream(self, info: StreamInfo) -> None: ...  # noqa: D102
     async def events(self, page: list[RecordedEvent]) -> int: ...  # noqa: D102
     async def snapshot(self, snap: RecordedSnapshot) -> None: ...  # noqa: D102
+    async def complete(self) -> None: ...  # noqa: D102
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,23 +90,51 @@ class TransferResult:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
+WINDOW = 10_000
+"""Events a transfer gathers from consecutive pages before writing them (more per stream, larger appends)."""
+WINDOW_BYTES = 16 * 1024 * 1024
+"""... or fewer, once their payloads reach this many bytes."""
+
+
 async def transfer(
-    source: Source, sink: Sink, *, progress: Callable[[TransferProgress], None] | None = None
+    source: Source, sink: Sink, *, progress: Callable[[TransferProgress], None] | None = None, window: int = WINDOW
 ) -> TransferResult:
-    """Hand every item of ``source`` to ``sink``; call ``progress`` after every page of events."""
+    """Hand every item of ``source`` to ``sink``; call ``progress`` after every write of events.
+
+    Event pages are gathered up to ``window`` events (or :data:`WINDOW_BYTES`) and handed to the sink
+    together, so a store whose streams interleave still gets appends of many events per stream.
+    """
     start = time.monotonic()
     total = await source.total_events() if progress is not None else None
     events = 0
+    held: list[RecordedEvent] = []
+    size = 0
+
+    async def flush() -> None:
+        nonlocal events, size
+        if not held:
+            return
+        await sink.events(held)
+        events += len(held)
+        held.clear()
+        size = 0
+        if progress is not None:
+            progress(TransferProgress(events, total, time.monotonic() - start))
+
     async for item in source.items():
         if isinstance(item, list):
-            await sink.events(item)
-            events += len(item)
-            if progress is not None:
-                progress(TransferProgress(events, total, time.monotonic() - start))
-        elif isinstance(item, StreamInfo):
+            held.extend(item)
+            size += sum(len(r.data) + len(r.metadata) for r in item)
+            if len(held) >= window or size >= WINDOW_BYTES:
+                await flush()
+            continue
+        await flush()
+        if isinstance(item, StreamInfo):
             await sink.stream(item)
         else:
             await sink.snapshot(item)
+    await flush()
+    await sink.complete()
     seconds = time.monotonic() - start
     return TransferResult(
         streams=sink.streams,
@@ -126,6 +155,8 @@ async def copy_store(
     verify: bool = False,
     progress: Callable[[TransferProgress], None] | None = None,
     page_size: int = 500,
+    window: int = WINDOW,
+    concurrency: int = 8,
 ) -> TransferResult:
     """Copy every stream, event and snapshot of ``source`` into ``target``, as stored (see docs/transfer.md).
 
@@ -135,12 +166,15 @@ async def copy_store(
     :class:`~eventsource.errors.VerificationError` carrying the report.
 
     :param streams: shell-style stream id patterns (``order-*``); none: every stream.
-    :param progress: called after every page with a :class:`TransferProgress`.
+    :param progress: called after every write with a :class:`TransferProgress`.
+    :param window: events gathered before a write (see :func:`transfer`); the memory a copy holds.
+    :param concurrency: streams of one write appended at once.
     """
     positions = PositionMap(position_map)
     try:
         src = ProviderSource(source, streams=streams, page_size=page_size)
-        result = await transfer(src, StoreSink(target, positions), progress=progress)
+        sink = StoreSink(target, positions, concurrency=concurrency)
+        result = await transfer(src, sink, progress=progress, window=window)
     finally:
         positions.close()
     result.position_map = positions.path
@@ -164,9 +198,8 @@ async def export_store(
 ) -> TransferResult:
     """Write every stream, event and snapshot of ``source`` to ``out`` as export lines (see :mod:`.jsonl`)."""
     sink = JsonlSink(out, source=source.display_url)
-    result = await transfer(ProviderSource(source, streams=streams, page_size=page_size), sink, progress=progress)
-    sink.finish()
-    return result
+    src = ProviderSource(source, streams=streams, page_size=page_size)
+    return await transfer(src, sink, progress=progress, window=page_size)
 
 
 async def import_store(
@@ -179,6 +212,7 @@ async def import_store(
     progress: Callable[[TransferProgress], None] | None = None,
     check_first: bool = False,
     page_size: int = 500,
+    window: int = WINDOW,
 ) -> TransferResult:
     """Write the items of an export (``stream``, opened with :func:`~.jsonl.open_input`) into ``target``.
 
@@ -191,7 +225,7 @@ async def import_store(
         stream.seek(0)
     positions = PositionMap(position_map)
     try:
-        result = await transfer(source, StoreSink(target, positions), progress=progress)
+        result = await transfer(source, StoreSink(target, positions), progress=progress, window=window)
     finally:
         positions.close()
     result.position_map = positions.path

@@ -10,6 +10,7 @@ away at once. A re-run skips what the target already holds (per stream, by versi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ MAX_BATCH_EVENTS = 500
 class _Stream:
     version: int  # the target's version of the stream
     mapped: int  # the highest version the position map holds for it
+    pending: NewStream | None = None  # attributes of a stream the target lacks: created by its first append
 
 
 def new_event(rec: RecordedEvent) -> NewEvent:
@@ -64,8 +66,10 @@ def new_event(rec: RecordedEvent) -> NewEvent:
 class StoreSink:
     """Writes items into ``provider`` and their positions into ``positions`` (see the module docstring)."""
 
-    def __init__(self, provider: Provider, positions: PositionMap) -> None:
+    def __init__(self, provider: Provider, positions: PositionMap, *, concurrency: int = 8) -> None:
         self.provider = provider
+        self.concurrency = concurrency
+        """Streams of one page written at once (a store with one writer, SQLite, simply queues them)."""
         self.positions = positions
         self.state: dict[str, _Stream] = {}
         caps = provider.capabilities
@@ -79,13 +83,16 @@ class StoreSink:
         """Create the stream with its attributes if the target lacks it, and bring it to its first stored version."""
         p = self.provider
         target = await p.get_stream_info(info.stream_id)
+        floor = (info.first_version - 1) if info.first_version is not None else info.version
+        attrs = NewStream(info.stream_id, info.name, info.aggregate_id, info.aggregate_type, dict(info.metadata))
+        if target is None and floor == 0:  # its first append creates it (an empty one: complete() does)
+            self.state[info.stream_id] = _Stream(0, self.positions.highest_version(info.stream_id), attrs)
+            self.streams += 1
+            return
         if target is None:
-            attrs = NewStream(info.stream_id, info.name, info.aggregate_id, info.aggregate_type, dict(info.metadata))
-            with contextlib.suppress(StreamExistsError):  # created in between: its state is read below
-                await p.create_stream(attrs)
+            await self._create(attrs)
             target = await p.get_stream_info(info.stream_id)
         version = target.version if target is not None else 0
-        floor = (info.first_version - 1) if info.first_version is not None else info.version
         if version < floor:
             await self._placeholders(info.stream_id, version, floor)
             version = floor
@@ -93,6 +100,17 @@ class StoreSink:
             await self._drop_placeholders(info.stream_id, floor)
         self.state[info.stream_id] = _Stream(version, self.positions.highest_version(info.stream_id))
         self.streams += 1
+
+    async def _create(self, attrs: NewStream) -> None:
+        with contextlib.suppress(StreamExistsError):  # created in between (a concurrent copy): fine
+            await self.provider.create_stream(attrs)
+
+    async def complete(self) -> None:
+        """Create the streams that no append created (empty ones)."""
+        for state in self.state.values():
+            if state.pending is not None:
+                await self._create(state.pending)
+                state.pending = None
 
     async def _placeholders(self, stream_id: str, version: int, floor: int) -> None:
         """Append placeholder events for versions ``version + 1 .. floor`` (truncated at once after)."""
@@ -121,24 +139,40 @@ class StoreSink:
         return state
 
     async def events(self, page: list[RecordedEvent]) -> int:
-        """Write one page (grouped by stream, each group one atomic append); returns how many were new."""
+        """Write one page grouped by stream (each group's appends atomic, up to :attr:`concurrency` streams at once).
+
+        Returns how many events were new. The page's positions go to the map in one commit once every group
+        is written; a failure leaves the map without them, and a re-run maps what was written from the target.
+        """
         groups: dict[str, list[RecordedEvent]] = {}
         for rec in page:
             groups.setdefault(rec.stream_id, []).append(rec)
         entries: list[tuple[int, int, str, int]] = []
-        written = 0
-        for stream_id, recs in groups.items():
-            state = await self._state(recs[0])
-            await self._map_existing(stream_id, state, recs, entries)
-            fresh = [r for r in recs if r.version > state.version]
-            self.skipped += len(recs) - len(fresh)
-            for batch in self._batches(fresh):
-                entries.extend(await self._append(stream_id, state, batch))
-                written += len(batch)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(stream_id: str, recs: list[RecordedEvent]) -> int:
+            async with gate:
+                return await self._group(stream_id, recs, entries)
+
+        done = await asyncio.gather(*(one(sid, recs) for sid, recs in groups.items()), return_exceptions=True)
+        failed = next((d for d in done if isinstance(d, BaseException)), None)
+        if failed is not None:
+            raise failed
         if entries:
             self.positions.record(entries)
+        written = sum(d for d in done if isinstance(d, int))
         self.written += written
         return written
+
+    async def _group(self, stream_id: str, recs: list[RecordedEvent], entries: list[tuple[int, int, str, int]]) -> int:
+        """Write one stream's part of a page; its map entries go to ``entries``."""
+        state = await self._state(recs[0])
+        await self._map_existing(stream_id, state, recs, entries)
+        fresh = [r for r in recs if r.version > state.version]
+        self.skipped += len(recs) - len(fresh)
+        for batch in self._batches(fresh):
+            entries.extend(await self._append(stream_id, state, batch))
+        return len(fresh)
 
     async def _map_existing(
         self, stream_id: str, state: _Stream, recs: list[RecordedEvent], entries: list[tuple[int, int, str, int]]
@@ -196,7 +230,8 @@ class StoreSink:
                 "(events deleted out of order); a copy cannot leave a gap inside a stream"
             )
             raise ValidationError(msg, stream_id=stream_id, version=first)
-        result = await self.provider.append(stream_id, [new_event(r) for r in batch], state.version)
+        attrs, state.pending = state.pending, None
+        result = await self.provider.append(stream_id, [new_event(r) for r in batch], state.version, attrs)
         if result.first_version != first:
             msg = f"stream {stream_id!r}: the target stored version {result.first_version}, not {first}"
             raise ConcurrencyError(msg, stream_id=stream_id, expected=first, actual=result.first_version)
@@ -206,6 +241,10 @@ class StoreSink:
 
     async def snapshot(self, snap: RecordedSnapshot) -> None:
         """Save ``snap`` unless the target holds it already; its position becomes the target's."""
+        state = self.state.get(snap.stream_id)
+        if state is not None and state.pending is not None:
+            await self._create(state.pending)
+            state.pending = None
         have = await self.provider.get_snapshot(snap.stream_id, max_version=snap.version)
         if have is not None and have.version == snap.version and have.snapshot_id == snap.snapshot_id:
             return

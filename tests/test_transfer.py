@@ -266,6 +266,48 @@ def test_cli_copy_verify_json(source: EventSourcingManager, tmp_path: Path, caps
     assert summary["differences"] == []
 
 
+def test_cli_verify_exits_4_and_lists_the_difference(
+    source: EventSourcingManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src_url = source.get_default_provider().url
+    assert src_url is not None
+    dst_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["copy", "--from", src_url, "--to", dst_url, "--map", str(tmp_path / "m.db")], host=PluginHost()) == 0
+    capsys.readouterr()
+    argv = ["copy", "--from", src_url, "--to", dst_url, "--verify", "--json", "--map", str(tmp_path / "m.db")]
+    assert main(["append", "s-0004", "T", "{}", "--store", dst_url], host=PluginHost()) == 0
+    capsys.readouterr()
+    code = main(argv, host=PluginHost())
+    out = capsys.readouterr()
+    assert code == 4, out.err
+    summary = json.loads(out.out.strip().splitlines()[-1])
+    assert summary["verified"] is False
+    assert summary["differences"] == [d for d in summary["differences"] if "s-0004" in d]
+    assert summary["differences"]
+    assert "difference: stream 's-0004'" in out.err
+
+
+def test_cli_import_of_a_corrupted_file_is_one_line_and_exit_2(
+    source: EventSourcingManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src_url = source.get_default_provider().url
+    assert src_url is not None
+    path = tmp_path / "backup.jsonl"
+    assert main(["export", "--from", src_url, "-o", str(path)], host=PluginHost()) == 0
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:10], b"{not json\n", *lines[11:]]))
+    capsys.readouterr()
+    dst = tmp_path / "restored.db"
+    code = main(["import", str(path), "--to", f"sqlite:///{dst}", "--map", str(tmp_path / "m.db")], host=PluginHost())
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip() == f"error: {path}, line 11: not a JSON line (corrupted or cut short?)"
+    code = main(["import", str(tmp_path / "nope.jsonl"), "--to", f"sqlite:///{dst}"], host=PluginHost())
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "cannot read the export" in err
+
+
 def test_cli_unknown_url_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["copy", "--from", "nosuch://x", "--to", f"sqlite:///{tmp_path / 'x.db'}"], host=PluginHost())
     err = capsys.readouterr().err
@@ -289,6 +331,8 @@ def test_cli_export_import_through_a_pipe(source: EventSourcingManager, tmp_path
     assert exported.stdout[:2] == b"\x1f\x8b"
     imported = run([*cmd, "import", "--to", dst_url, "--json"], input=exported.stdout, check=True)
     assert json.loads(imported.stdout.decode().splitlines()[-1])["written"] == 598
+    assert "import: 598 events" in imported.stderr.decode()  # stderr is a pipe: plain progress lines
+    assert "\r" not in imported.stderr.decode()
     verified = run([*cmd, "copy", "--from", src_url, "--to", dst_url, "--verify", "--json"], check=False)
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout.decode().splitlines()[-1])["written"] == 0

@@ -113,7 +113,12 @@ async def test_rerun_writes_nothing_and_the_map_translates_checkpoints(
         src, dst = source.get_default_provider(), target.get_default_provider()
         await copy_store(src, dst, position_map=tmp_path / "map.db")
         again = await copy_store(src, dst, position_map=tmp_path / "map.db", verify=True)
-        assert (again.written, again.skipped, again.snapshots) == (0, 598, 0)
+        # the map's cursor says every event was written: nothing is read again
+        assert (again.events, again.written, again.skipped, again.snapshots) == (0, 0, 0, 0)
+        # without it (another map), every event is read and found on the target
+        fresh = await copy_store(src, dst, position_map=tmp_path / "other.db", verify=True)
+        assert (fresh.events, fresh.written, fresh.skipped, fresh.snapshots) == (598, 0, 598, 0)
+        assert len(PositionMap(tmp_path / "other.db")) == 598  # ... and mapped from the target
         positions = PositionMap(tmp_path / "map.db")
         try:
             assert len(positions) == 598

@@ -28,6 +28,7 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS positions_target ON positions (target)",
     "CREATE INDEX IF NOT EXISTS positions_stream ON positions (stream_id, version)",
+    "CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
 )
 
 
@@ -49,16 +50,26 @@ class PositionMap:
             msg = f"cannot open the position map {self.path!r}: {e}"
             raise ConfigurationError(msg, field="position_map") from e
 
-    def record(self, entries: Iterable[tuple[int, int, str, int]]) -> None:
-        """Store ``(source position, target position, stream id, version)`` rows in one durable commit."""
+    def record(self, entries: Iterable[tuple[int, int, str, int]], cursor: tuple[str, int] | None = None) -> None:
+        """Store ``(source position, target position, stream id, version)`` rows in one durable commit.
+
+        ``cursor`` (a name and a source position) is stored in the same commit: where a re-run may resume.
+        """
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", entries)
+            if cursor is not None:
+                db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", cursor)
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def cursor(self, name: str) -> int | None:
+        """The source position a copy named ``name`` has written everything up to, if it recorded one."""
+        row = self.db.execute("SELECT position FROM cursors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
 
     def highest_version(self, stream_id: str) -> int:
         """The highest version of ``stream_id`` the map holds (0: none)."""

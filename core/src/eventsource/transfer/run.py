@@ -7,6 +7,7 @@ providers; the command-line commands call them.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -146,6 +147,11 @@ async def transfer(
     )
 
 
+def cursor_name(source: Provider, target: Provider, streams: Sequence[str] | None) -> str:
+    """The key of a copy's resume cursor in its position map: the two stores and the stream patterns."""
+    return json.dumps([source.display_url, target.display_url, sorted(streams or [])])
+
+
 async def copy_store(
     source: Provider,
     target: Provider,
@@ -172,8 +178,13 @@ async def copy_store(
     """
     positions = PositionMap(position_map)
     try:
-        src = ProviderSource(source, streams=streams, page_size=page_size)
-        sink = StoreSink(target, positions, concurrency=concurrency)
+        # a source in total order is read from where the last run got to; any other from the start
+        resume = source.capabilities.global_order == "total"
+        name = cursor_name(source, target, streams) if resume else None
+        done = positions.cursor(name) if name is not None else None
+        start = done + 1 if done is not None else 0
+        src = ProviderSource(source, streams=streams, page_size=page_size, from_position=start)
+        sink = StoreSink(target, positions, concurrency=concurrency, cursor=name)
         result = await transfer(src, sink, progress=progress, window=window)
     finally:
         positions.close()

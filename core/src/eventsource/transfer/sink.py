@@ -66,8 +66,12 @@ def new_event(rec: RecordedEvent) -> NewEvent:
 class StoreSink:
     """Writes items into ``provider`` and their positions into ``positions`` (see the module docstring)."""
 
-    def __init__(self, provider: Provider, positions: PositionMap, *, concurrency: int = 8) -> None:
+    def __init__(
+        self, provider: Provider, positions: PositionMap, *, concurrency: int = 8, cursor: str | None = None
+    ) -> None:
         self.provider = provider
+        self.cursor = cursor
+        """Name under which each write's last source position is recorded (a source in total order only)."""
         self.concurrency = concurrency
         """Streams of one page written at once (a store with one writer, SQLite, simply queues them)."""
         self.positions = positions
@@ -158,8 +162,8 @@ class StoreSink:
         failed = next((d for d in done if isinstance(d, BaseException)), None)
         if failed is not None:
             raise failed
-        if entries:
-            self.positions.record(entries)
+        if entries or self.cursor is not None:
+            self.positions.record(entries, (self.cursor, page[-1].position) if self.cursor is not None else None)
         written = sum(d for d in done if isinstance(d, int))
         self.written += written
         return written

@@ -74,12 +74,16 @@ class ProviderSource:
     :param provider: a connected provider.
     :param streams: shell-style stream id patterns (none: every stream).
     :param page_size: events per page of the global read.
+    :param from_position: where the global read starts (a resumed copy's cursor + 1).
     """
 
-    def __init__(self, provider: Provider, *, streams: Sequence[str] | None = None, page_size: int = 500) -> None:
+    def __init__(
+        self, provider: Provider, *, streams: Sequence[str] | None = None, page_size: int = 500, from_position: int = 0
+    ) -> None:
         self.provider = provider
         self.wanted = StreamFilter(streams)
         self.page_size = page_size
+        self.from_position = from_position
 
     async def total_events(self) -> int | None:
         """How many events the copy will read, for a progress estimate (``None`` when unknown)."""
@@ -96,7 +100,7 @@ class ProviderSource:
         provider, wanted = self.provider, self.wanted
         async for info in list_all_streams(provider, wanted):
             yield info
-        async for page in provider.read_all_pages(from_position=0, page_size=self.page_size):
+        async for page in provider.read_all_pages(from_position=self.from_position, page_size=self.page_size):
             records = page_records(page)
             if wanted.patterns:
                 records = [r for r in records if wanted(r.stream_id)]

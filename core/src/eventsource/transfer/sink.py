@@ -128,10 +128,11 @@ class StoreSink:
 
     async def _drop_placeholders(self, stream_id: str, floor: int) -> None:
         """Truncate the stream below ``floor + 1`` if what it holds there are placeholders (a re-run after a kill)."""
-        async for rec in self.provider.read_stream(stream_id, from_version=1, to_version=floor, page_size=1):
-            if rec.event_type == PLACEHOLDER_TYPE:
-                await self.provider.truncate_stream(stream_id, floor + 1)
-            return
+        first = self.provider.read_stream(stream_id, from_version=1, to_version=floor, page_size=1)
+        async with contextlib.aclosing(first) as found:  # type: ignore[type-var]
+            rec = await anext(found, None)
+        if rec is not None and rec.event_type == PLACEHOLDER_TYPE:
+            await self.provider.truncate_stream(stream_id, floor + 1)
 
     async def _state(self, rec: RecordedEvent) -> _Stream:
         """The target state of ``rec``'s stream (a stream the listing did not show is prepared from its event)."""

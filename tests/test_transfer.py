@@ -313,6 +313,22 @@ def test_cli_import_of_a_corrupted_file_is_one_line_and_exit_2(
     assert "cannot read the export" in err
 
 
+def test_cli_stores_named_in_the_config_carry_their_settings(
+    source: EventSourcingManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src_url = source.get_default_provider().url
+    dst_url = f"sqlite:///{tmp_path / 'named.db'}"
+    cfg = tmp_path / "stores.json"
+    bad = {"url": dst_url, "settings": {"busy_timeout": -1}}
+    dst = {"url": dst_url, "settings": {"synchronous": "normal"}}
+    cfg.write_text(json.dumps({"providers": {"src": src_url, "dst": dst, "bad": bad}}))
+    argv = ["copy", "--config", str(cfg), "--from", "src", "--map", str(tmp_path / "m.db"), "--json"]
+    assert main([*argv, "--to", "bad"], host=PluginHost()) == 2
+    assert "busy_timeout" in capsys.readouterr().err  # the settings reached the provider
+    assert main([*argv, "--to", "dst", "--verify"], host=PluginHost()) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["written"] == 598
+
+
 def test_cli_unknown_url_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["copy", "--from", "nosuch://x", "--to", f"sqlite:///{tmp_path / 'x.db'}"], host=PluginHost())
     err = capsys.readouterr().err

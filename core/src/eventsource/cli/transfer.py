@@ -59,13 +59,32 @@ def map_path(given: str | None, source: str, target: str) -> str:
     return f"eventsource-map-{digest}.db"
 
 
+def resolve(session: Session, store: str) -> tuple[str, dict[str, Any]]:
+    """URL and settings of ``store``: a URL, or the name of a provider in ``--config`` (which may carry settings)."""
+    if "://" in store or not session.args.config:
+        return store, {}
+    from eventsource.config import ManagerConfig
+
+    cfg = ManagerConfig.from_file(session.args.config)
+    session.scrub.add_config(cfg)
+    entry = cfg.providers.get(store)
+    if entry is None:
+        return store, {}  # not a name either: create_provider says it is not a URL
+    return str(entry["url"]), dict(entry.get("settings", {}))
+
+
 @contextlib.asynccontextmanager
-async def opened(session: Session, url: str) -> AsyncIterator[Provider]:
-    """The connected provider of ``url`` (closed after); failures name the masked URL and say what to check."""
+async def opened(session: Session, store: str) -> AsyncIterator[Provider]:
+    """The connected provider of ``store`` (closed after); failures name the masked URL and say what to check.
+
+    ``store`` is a URL, or the name of a provider in ``--config`` (to give a store its settings: a
+    PostgreSQL schema, a NATS stream name...).
+    """
+    url, settings = resolve(session, store)
     session.scrub.add_url(url)
     shown = session.shown(url)
     try:
-        provider = session.plugin_host().create_provider(url)
+        provider = session.plugin_host().create_provider(url, **settings)
         session.scrub.add_shown(url, provider.display_url)
         await provider.connect()
     except (ProviderNotFoundError, ValidationError, ConfigurationError) as e:
@@ -79,6 +98,23 @@ async def opened(session: Session, url: str) -> AsyncIterator[Provider]:
         yield provider
     finally:
         await provider.close()
+
+
+def default_store(session: Session) -> str:
+    """The store of ``--store``, ``$EVENTSOURCE_STORE`` or ``--config`` (its default provider), as elsewhere."""
+    from eventsource.cli.config import load_config
+
+    cfg = load_config(session.args)
+    name = cfg.default_provider or next(iter(cfg.providers))
+    if session.args.config and name in _file_providers(session.args.config):
+        return name  # resolved with its settings by opened()
+    return str(cfg.providers[name]["url"])
+
+
+def _file_providers(path: str) -> dict[str, Any]:
+    from eventsource.config import ManagerConfig
+
+    return dict(ManagerConfig.from_file(path).providers)
 
 
 class ProgressView:

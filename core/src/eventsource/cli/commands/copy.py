@@ -21,8 +21,12 @@ if TYPE_CHECKING:
 def register(commands: Commands) -> None:
     """Add the ``copy`` command."""
     p = commands.add("copy", "copy every stream, event and snapshot from one store to another, as stored", copy)
-    p.add_argument("--from", dest="source", metavar="URL", required=True, help="the store to copy from")
-    p.add_argument("--to", dest="target", metavar="URL", required=True, help="the store to copy into")
+    p.add_argument(
+        "--from", dest="source", metavar="URL", required=True, help="the store to copy from (or a --config provider)"
+    )
+    p.add_argument(
+        "--to", dest="target", metavar="URL", required=True, help="the store to copy into (or a --config provider)"
+    )
     add_stream_option(p)
     add_map_option(p)
     p.add_argument("--verify", action="store_true", help="compare counts and digests of every stream afterwards")

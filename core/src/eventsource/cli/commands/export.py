@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from eventsource.cli.exitcodes import EXIT_OK
-from eventsource.cli.transfer import ProgressView, add_stream_option, opened, summary
+from eventsource.cli.transfer import ProgressView, add_stream_option, default_store, opened, summary
 
 if TYPE_CHECKING:
     from eventsource.cli.parser import Commands
@@ -20,20 +20,10 @@ if TYPE_CHECKING:
 def register(commands: Commands) -> None:
     """Add the ``export`` command."""
     p = commands.add("export", "write every stream, event and snapshot of a store as JSON Lines", export)
-    p.add_argument("--from", dest="source", metavar="URL", help="the store (default: --store)")
+    p.add_argument("--from", dest="source", metavar="URL", help="the store, or a --config provider (default: --store)")
     p.add_argument("-o", "--output", metavar="FILE", default="-", help="the file to write (default: stdout)")
     p.add_argument("--gzip", action="store_true", help="gzip the output (also when FILE ends in .gz)")
     add_stream_option(p)
-
-
-def store_url(session: Session, given: str | None) -> str:
-    """``given``, else the default store of ``--store`` / ``$EVENTSOURCE_STORE`` / ``--config``."""
-    if given:
-        return given
-    from eventsource.cli.config import load_config
-
-    cfg = load_config(session.args)
-    return str(cfg.providers[cfg.default_provider or next(iter(cfg.providers))]["url"])
 
 
 def export(session: Session) -> int:
@@ -41,7 +31,7 @@ def export(session: Session) -> int:
     from eventsource.transfer import export_store, open_output
 
     args, out = session.args, session.out
-    url = store_url(session, args.source)
+    url = args.source or default_store(session)
 
     async def body() -> int:
         async with opened(session, url) as src:

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventsource.cli.commands.export import store_url
 from eventsource.cli.exitcodes import EXIT_OK
-from eventsource.cli.transfer import ProgressView, add_map_option, add_stream_option, map_path, opened, summary
+from eventsource.cli.transfer import (
+    ProgressView,
+    add_map_option,
+    add_stream_option,
+    default_store,
+    map_path,
+    opened,
+    summary,
+)
 
 if TYPE_CHECKING:
     from eventsource.cli.parser import Commands
@@ -23,7 +30,7 @@ def register(commands: Commands) -> None:
     """Add the ``import`` command."""
     p = commands.add("import", "write an export (JSON Lines, gzip or not) into a store", import_)
     p.add_argument("input", metavar="FILE", nargs="?", default="-", help="the export to read (default: stdin)")
-    p.add_argument("--to", dest="target", metavar="URL", help="the store (default: --store)")
+    p.add_argument("--to", dest="target", metavar="URL", help="the store, or a --config provider (default: --store)")
     add_map_option(p)
     add_stream_option(p)
 
@@ -33,7 +40,7 @@ def import_(session: Session) -> int:
     from eventsource.transfer import import_store, open_input
 
     args, out = session.args, session.out
-    url = store_url(session, args.target)
+    url = args.target or default_store(session)
 
     async def body() -> int:
         with open_input(args.input) as stream:

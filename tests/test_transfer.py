@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +27,7 @@ from eventsource.memory import MemoryProvider
 from eventsource.model import NewEvent, NewStream
 from eventsource.plugins import PluginHost
 from eventsource.sqlite import SqliteProvider
-from eventsource.testing.transfer import decoded, manager_on, populate
+from eventsource.testing.transfer import KILLED_COPY, decoded, manager_on, populate
 from eventsource.timestamps import from_us
 from eventsource.transfer import (
     PLACEHOLDER_TYPE,
@@ -360,27 +359,9 @@ def test_cli_export_import_through_a_pipe(source: EventSourcingManager, tmp_path
     assert len(list(tmp_path.glob("eventsource-map-*.db"))) == 2  # one per (source, target) pair
 
 
-_KILLED_COPY = textwrap.dedent(
-    """
-    import asyncio, os, signal, sys
-    from eventsource.sqlite import SqliteProvider
-    from eventsource.transfer import copy_store
-
-    async def run():
-        src, dst = SqliteProvider(sys.argv[1]), SqliteProvider(sys.argv[2])
-        await src.connect(); await dst.connect()
-        def progress(p):
-            if p.events >= int(sys.argv[4]):
-                os.kill(os.getpid(), signal.SIGKILL)
-        await copy_store(src, dst, position_map=sys.argv[3], progress=progress, page_size=50, window=50)
-
-    asyncio.run(run())
-    """
-)
-
-
+@pytest.mark.parametrize(("mode", "n"), [("progress", 300), ("append", 30)])
 async def test_a_copy_killed_half_way_and_rerun_has_nothing_missing_or_doubled(
-    source: EventSourcingManager, tmp_path: Path
+    source: EventSourcingManager, tmp_path: Path, mode: str, n: int
 ) -> None:
     src = source.get_default_provider()
     src_url = src.url
@@ -388,7 +369,7 @@ async def test_a_copy_killed_half_way_and_rerun_has_nothing_missing_or_doubled(
     dst_url = f"sqlite:///{tmp_path / 'killed.db'}"
     mapfile = str(tmp_path / "map.db")
     killed = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-c", _KILLED_COPY, src_url, dst_url, mapfile, "300"], check=False
+        subprocess.run, [sys.executable, "-c", KILLED_COPY, src_url, dst_url, "{}", mapfile, mode, str(n)], check=False
     )
     assert killed.returncode == -signal.SIGKILL
     target = await sqlite_target(tmp_path / "killed.db")
@@ -396,6 +377,12 @@ async def test_a_copy_killed_half_way_and_rerun_has_nothing_missing_or_doubled(
         dst = target.get_default_provider()
         half = [rec async for rec in dst.read_all()]
         assert 0 < len(half) < 598
+        positions = PositionMap(mapfile)
+        try:
+            mapped = len(positions)
+        finally:
+            positions.close()
+        assert (mapped == len(half)) if mode == "progress" else (mapped < len(half))
         result = await copy_store(src, dst, position_map=mapfile, verify=True)
         assert result.written == 598 - len(half)
         ids = [rec.event_id async for rec in dst.read_all()]

@@ -6,14 +6,19 @@ snapshots, stream attributes, an empty stream and a truncated one; at the end it
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from typing import TYPE_CHECKING
 
 import psycopg
 from eventsource.sqlite import SqliteProvider
-from eventsource.testing.transfer import decoded, manager_on, populate
+from eventsource.testing.transfer import KILLED_COPY, decoded, manager_on, populate
 from eventsource.transfer import PositionMap, copy_store, export_store, import_store, verify_stores
 from eventsource_kafka import KafkaProvider
 from eventsource_nats.provider import NatsProvider
@@ -96,6 +101,37 @@ async def test_export_from_kafka_imports_into_postgres_byte_equal(kafka_url: str
         await m.close()
         await drop_namespace(kafka)
         await kafka.close()
+        await pg.close()
+        async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "es_{tag}" CASCADE')
+
+
+async def test_a_copy_into_postgres_killed_mid_window_and_rerun_is_exact(tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:12]
+    first = SqliteProvider(f"sqlite:///{tmp_path / 'first.db'}")
+    settings = {"schema": f"es_{tag}", "pool_max_size": 4, "visibility_wait": 30}
+    pg = PostgresProvider(PG_URL, **settings)
+    m = await manager_on(first)
+    try:
+        await populate(m, streams=STREAMS, events=EVENTS)
+        mapfile = str(tmp_path / "map.db")
+        args = [first.url or "", PG_URL, json.dumps(settings), mapfile, "append", "40"]
+        killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", KILLED_COPY, *args], check=False)
+        assert killed.returncode == -signal.SIGKILL
+        await pg.connect()
+        half = [rec.event_id async for rec in pg.read_all()]
+        assert 0 < len(half) < EVENTS - 2
+        result = await copy_store(first, pg, position_map=mapfile, verify=True)
+        assert result.written == EVENTS - 2 - len(half)
+        ids = [rec.event_id async for rec in pg.read_all()]
+        assert len(ids) == len(set(ids)) == EVENTS - 2
+        positions = PositionMap(mapfile)
+        try:
+            assert len(positions) == EVENTS - 2
+        finally:
+            positions.close()
+    finally:
+        await m.close()
         await pg.close()
         async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
             await conn.execute(f'DROP SCHEMA IF EXISTS "es_{tag}" CASCADE')

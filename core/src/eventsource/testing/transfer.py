@@ -8,6 +8,7 @@ back through a manager with the same keys, so a test can show that copied cipher
 from __future__ import annotations
 
 import base64
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from eventsource.model import EventData
@@ -17,6 +18,45 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
 
 KEY = base64.b64encode(bytes(range(32))).decode()
+
+KILLED_COPY = textwrap.dedent(
+    """
+    import asyncio, json, os, signal, sys
+    from eventsource.plugins import PluginHost
+    from eventsource.transfer import copy_store
+
+    src_url, dst_url, dst_settings, mapfile, mode, n = sys.argv[1:7]
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    async def run():
+        host = PluginHost()
+        src, dst = host.create_provider(src_url), host.create_provider(dst_url, **json.loads(dst_settings))
+        await src.connect(); await dst.connect()
+        appends = 0
+        append = dst.append
+        async def counted(*args, **kwargs):
+            nonlocal appends
+            result = await append(*args, **kwargs)
+            appends += 1
+            if mode == "append" and appends >= int(n):
+                die()  # after an append, before the window's positions reach the map
+            return result
+        dst.append = counted
+        def progress(p):
+            if mode == "progress" and p.events >= int(n):
+                die()  # after a window and its positions are committed
+        await copy_store(src, dst, position_map=mapfile, progress=progress, page_size=50, window=100)
+
+    asyncio.run(run())
+    """
+)
+"""A copy run as ``python -c KILLED_COPY SRC DST DST_SETTINGS_JSON MAP MODE N`` that SIGKILLs itself half-way.
+
+``MODE`` ``progress``: once ``N`` events are written and mapped; ``append``: after the target's ``N``-th append,
+while the window it belongs to is not yet in the position map.
+"""
 
 
 def manager_config(**kw: Any) -> dict[str, Any]:

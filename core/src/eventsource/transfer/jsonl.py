@@ -240,10 +240,11 @@ class JsonlSource:
         self.wanted = StreamFilter(streams)
         self.page_size = page_size
         self.header: dict[str, Any] | None = None
+        self.total: int | None = None
 
     async def total_events(self) -> int | None:
-        """Unknown before the end line."""
-        return None
+        """The file's event count once :meth:`check` has read it (unknown before the end line)."""
+        return self.total
 
     def _error(self, lineno: int, what: str) -> TransferFormatError:
         msg = f"{self.name}, line {lineno}: {what}"
@@ -301,6 +302,7 @@ class JsonlSource:
         for lineno, d in self._lines():
             self._parse(lineno, d)
             n[d["kind"]] += 1
+        self.total = n["event"]
         return n
 
     def _parse(self, lineno: int, d: dict[str, Any]) -> StreamInfo | RecordedEvent | RecordedSnapshot:

@@ -302,7 +302,7 @@ class JsonlSource:
         for lineno, d in self._lines():
             self._parse(lineno, d)
             n[d["kind"]] += 1
-        self.total = n["event"]
+        self.total = None if self.wanted.patterns else n["event"]
         return n
 
     def _parse(self, lineno: int, d: dict[str, Any]) -> StreamInfo | RecordedEvent | RecordedSnapshot:

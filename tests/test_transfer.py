@@ -104,6 +104,25 @@ async def test_placeholders_left_by_a_killed_copy_are_truncated_on_rerun(
     assert PLACEHOLDER_TYPE not in {r.event_type async for r in dst.read_all()}
 
 
+async def test_a_stream_retention_emptied_keeps_its_version(source: EventSourcingManager, tmp_path: Path) -> None:
+    src = source.get_default_provider()
+    info = await src.get_stream_info("s-0005")
+    assert info is not None
+    await src.truncate_stream("s-0005", info.version + 1)  # every event gone, the version stays
+    target = await sqlite_target(tmp_path / "target.db")
+    try:
+        dst = target.get_default_provider()
+        result = await copy_store(src, dst, verify=True)
+        assert result.verify is not None
+        assert result.verify.ok, result.verify.differences
+        copied = await dst.get_stream_info("s-0005")
+        assert copied is not None
+        assert (copied.version, copied.event_count, copied.first_version) == (info.version, 0, None)
+        assert [r async for r in dst.read_stream("s-0005")] == []
+    finally:
+        await target.close()
+
+
 async def test_rerun_writes_nothing_and_the_map_translates_checkpoints(
     source: EventSourcingManager, tmp_path: Path
 ) -> None:

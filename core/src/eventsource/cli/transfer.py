@@ -38,11 +38,21 @@ def add_stream_option(parser: argparse.ArgumentParser) -> None:
         dest="streams",
         help="only streams whose id matches this shell-style pattern (repeatable), e.g. 'order-*'",
     )
-    parser.add_argument("--page-size", type=int, default=500, metavar="N", help="events per page (default 500)")
+    parser.add_argument("--page-size", type=int, default=500, metavar="N", help="events per page read (default 500)")
 
 
-def add_map_option(parser: argparse.ArgumentParser) -> None:
-    """``--map FILE``: where the position map goes."""
+def add_write_options(parser: argparse.ArgumentParser) -> None:
+    """``--map FILE`` (where the position map goes) and ``--window N`` (events gathered per write)."""
+    from eventsource.transfer.run import WINDOW
+
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=WINDOW,
+        metavar="N",
+        help=f"events gathered before a write, stream by stream (default {WINDOW:,}; more: larger appends "
+        "when many streams interleave, more memory)",
+    )
     parser.add_argument(
         "--map",
         metavar="FILE",

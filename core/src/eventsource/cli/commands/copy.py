@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from eventsource.cli.exitcodes import EXIT_CONFLICT, EXIT_OK
-from eventsource.cli.transfer import ProgressView, add_map_option, add_stream_option, map_path, opened, summary
+from eventsource.cli.transfer import ProgressView, add_stream_option, add_write_options, map_path, opened, summary
 
 if TYPE_CHECKING:
     from eventsource.cli.parser import Commands
@@ -28,7 +28,7 @@ def register(commands: Commands) -> None:
         "--to", dest="target", metavar="URL", required=True, help="the store to copy into (or a --config provider)"
     )
     add_stream_option(p)
-    add_map_option(p)
+    add_write_options(p)
     p.add_argument("--verify", action="store_true", help="compare counts and digests of every stream afterwards")
 
 
@@ -49,6 +49,7 @@ def copy(session: Session) -> int:
                     position_map=map_path(args.map, args.source, args.target),
                     progress=view,
                     page_size=args.page_size,
+                    window=args.window,
                 )
             finally:
                 view.done()

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.transfer import (
     ProgressView,
-    add_map_option,
     add_stream_option,
+    add_write_options,
     default_store,
     map_path,
     opened,
@@ -31,7 +31,7 @@ def register(commands: Commands) -> None:
     p = commands.add("import", "write an export (JSON Lines, gzip or not) into a store", import_)
     p.add_argument("input", metavar="FILE", nargs="?", default="-", help="the export to read (default: stdin)")
     p.add_argument("--to", dest="target", metavar="URL", help="the store, or a --config provider (default: --store)")
-    add_map_option(p)
+    add_write_options(p)
     add_stream_option(p)
 
 
@@ -56,6 +56,7 @@ def import_(session: Session) -> int:
                         progress=view,
                         check_first=args.input != "-",
                         page_size=args.page_size,
+                        window=args.window,
                     )
                 finally:
                     view.done()

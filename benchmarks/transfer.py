@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.model import NewEvent
 from eventsource.sqlite import SqliteProvider
 from eventsource.transfer import copy_store
+from eventsource.transfer.run import WINDOW
 
 if TYPE_CHECKING:
     from eventsource.provider import Provider
@@ -95,7 +96,9 @@ async def batches_of(src: Provider) -> list[tuple[str, list[NewEvent]]]:
     return [(sid, evs[i : i + BATCH]) for sid, evs in by_stream.items() for i in range(0, len(evs), BATCH)]
 
 
-async def one_round(kind: str, src: Provider, batches: list[tuple[str, list[NewEvent]]], tmp: Path) -> dict[str, float]:
+async def one_round(
+    kind: str, src: Provider, batches: list[tuple[str, list[NewEvent]]], tmp: Path, window: int
+) -> dict[str, float]:
     total = sum(len(b) for _, b in batches)
     out: dict[str, float] = {}
     dst, drop = await fresh_target(kind, tmp)
@@ -111,7 +114,7 @@ async def one_round(kind: str, src: Provider, batches: list[tuple[str, list[NewE
     dst, drop = await fresh_target(kind, tmp)
     try:
         start = time.perf_counter()
-        result = await copy_store(src, dst, position_map=tmp / f"map-{uuid.uuid4().hex}.db")
+        result = await copy_store(src, dst, position_map=tmp / f"map-{uuid.uuid4().hex}.db", window=window)
         out["copy"] = result.written / (time.perf_counter() - start)
     finally:
         await drop()
@@ -124,14 +127,21 @@ async def main() -> None:
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--streams", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--window", type=int, default=WINDOW)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         src = await build_source(tmp / "source.db", args.events, args.streams)
         batches = await batches_of(src)
-        report: dict[str, Any] = {"events": args.events, "streams": args.streams, "rounds": args.rounds, "targets": {}}
+        report: dict[str, Any] = {
+            "events": args.events,
+            "streams": args.streams,
+            "rounds": args.rounds,
+            "window": args.window,
+            "targets": {},
+        }
         for kind in args.target or ["sqlite"]:
-            rounds = [await one_round(kind, src, batches, tmp) for _ in range(args.rounds)]
+            rounds = [await one_round(kind, src, batches, tmp, args.window) for _ in range(args.rounds)]
             copy = statistics.median(r["copy"] for r in rounds)
             base = statistics.median(r["batch_append"] for r in rounds)
             report["targets"][kind] = {

@@ -201,3 +201,18 @@ class RetentionError(EventSourceError):
 
 RETRYABLE: tuple[type[BaseException], ...] = (ProviderUnavailableError, ProviderTimeoutError)
 """Only these are ever retried; conflicts and validation errors never are."""
+
+
+class TransferFormatError(ValidationError):
+    """An export file that cannot be imported: not an export, a corrupted or truncated line, an unknown record.
+
+    ``details`` names the file and the line number; the line's payload never appears.
+    """
+
+
+class VerificationError(ConflictError):
+    """A verified copy found the target different from the source; :attr:`report` lists every difference."""
+
+    def __init__(self, message: str, /, *, report: Any = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.report = report

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from eventsource.cli.commands import (
     append,
+    copy,
     demo,
+    export,
     health,
+    import_,
     info,
     providers,
     read,
@@ -21,4 +24,7 @@ from eventsource.cli.commands import (
     upcast_rewrite,
 )
 
-COMMANDS = (demo, append, read, streams, info, snapshot, stats, health, providers, upcast_rewrite)
+COMMANDS = (
+    *(demo, append, read, streams, info, snapshot, stats, health, providers),
+    *(upcast_rewrite, copy, export, import_),
+)

@@ -1,0 +1,55 @@
+"""``eventsource export``: every stream, event and snapshot of a store as JSON Lines (gzip with ``--gzip``).
+
+The store is ``--from URL`` (default: the store of ``--store`` / ``$EVENTSOURCE_STORE``); the output goes to
+``-o FILE`` or stdout. Payloads are written as stored (base64), so ``eventsource import`` restores them byte
+for byte.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventsource.cli.exitcodes import EXIT_OK
+from eventsource.cli.transfer import ProgressView, add_stream_option, default_store, opened, summary
+
+if TYPE_CHECKING:
+    from eventsource.cli.parser import Commands
+    from eventsource.cli.session import Session
+
+
+def register(commands: Commands) -> None:
+    """Add the ``export`` command."""
+    p = commands.add("export", "write every stream, event and snapshot of a store as JSON Lines", export)
+    p.add_argument("--from", dest="source", metavar="URL", help="the store, or a --config provider (default: --store)")
+    p.add_argument("-o", "--output", metavar="FILE", default="-", help="the file to write (default: stdout)")
+    p.add_argument("--gzip", action="store_true", help="gzip the output (also when FILE ends in .gz)")
+    add_stream_option(p)
+
+
+def export(session: Session) -> int:
+    """Export; the summary goes to stderr when the export itself goes to stdout."""
+    from eventsource.transfer import export_store, open_output
+
+    args, out = session.args, session.out
+    url = args.source or default_store(session)
+
+    async def body() -> int:
+        async with opened(session, url) as src:
+            view = ProgressView(out, "export")
+            stream = open_output(args.output, gzipped=args.gzip or args.output.endswith(".gz"))
+            try:
+                result = await export_store(src, stream, streams=args.streams, progress=view, page_size=args.page_size)
+            finally:
+                view.done()
+                if args.output == "-":
+                    stream.flush()
+                    if args.gzip:
+                        stream.close()  # writes the gzip trailer; stdout itself stays open
+                else:
+                    stream.close()
+            if args.output == "-":
+                out.out = out.err  # the data owns stdout
+            summary(out, "exported", result)
+            return EXIT_OK
+
+    return session.run(body())

@@ -1,0 +1,66 @@
+"""``eventsource import``: write an export (a file, or stdin; gzip recognised) into a store, byte for byte.
+
+The store is ``--to URL`` (default: the store of ``--store``). A file is checked whole before anything is
+written, so a corrupted one leaves the store unchanged; stdin is checked as it is read (re-run the import
+once the input is fixed: what the store holds already is skipped).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventsource.cli.exitcodes import EXIT_OK
+from eventsource.cli.transfer import (
+    ProgressView,
+    add_stream_option,
+    add_write_options,
+    default_store,
+    map_path,
+    opened,
+    summary,
+)
+
+if TYPE_CHECKING:
+    from eventsource.cli.parser import Commands
+    from eventsource.cli.session import Session
+
+
+
+def register(commands: Commands) -> None:
+    """Add the ``import`` command."""
+    p = commands.add("import", "write an export (JSON Lines, gzip or not) into a store", import_)
+    p.add_argument("input", metavar="FILE", nargs="?", default="-", help="the export to read (default: stdin)")
+    p.add_argument("--to", dest="target", metavar="URL", help="the store, or a --config provider (default: --store)")
+    add_write_options(p)
+    add_stream_option(p)
+
+
+def import_(session: Session) -> int:
+    """Import and print the summary."""
+    from eventsource.transfer import import_store, open_input
+
+    args, out = session.args, session.out
+    url = args.target or default_store(session)
+
+    async def body() -> int:
+        with open_input(args.input) as stream:
+            async with opened(session, url) as dst:
+                view = ProgressView(out, "import")
+                try:
+                    result = await import_store(
+                        stream,
+                        dst,
+                        name=args.input,
+                        streams=args.streams,
+                        position_map=map_path(args.map, args.input, url),
+                        progress=view,
+                        check_first=args.input != "-",
+                        page_size=args.page_size,
+                        window=args.window,
+                    )
+                finally:
+                    view.done()
+        summary(out, "imported", result)
+        return EXIT_OK
+
+    return session.run(body())

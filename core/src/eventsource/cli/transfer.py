@@ -1,0 +1,189 @@
+"""What ``copy``, ``export`` and ``import`` share: a store opened from a URL, the progress display, the summary.
+
+On a terminal the progress line (events, events/s, ETA) is rewritten in place on stderr; piped or redirected,
+a plain line goes to stderr every :data:`PLAIN_EVERY` seconds, so a log shows a long run moving. The summary
+is human lines, or one JSON object with ``--json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from eventsource.cli.errors import StoreContextError
+from eventsource.cli.session import _has_server, _unreachable, connect_hint
+from eventsource.errors import ConfigurationError, ErrorType, EventSourceError, ProviderNotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import AsyncIterator
+
+    from eventsource.cli.output import Output
+    from eventsource.cli.session import Session
+    from eventsource.provider import Provider
+    from eventsource.transfer import TransferProgress, TransferResult
+
+PLAIN_EVERY = 10.0
+"""Seconds between two progress lines when stderr is not a terminal."""
+
+
+def add_stream_option(parser: argparse.ArgumentParser) -> None:
+    """``--stream PATTERN`` (repeatable) and ``--page-size``."""
+    parser.add_argument(
+        "--stream",
+        metavar="PATTERN",
+        action="append",
+        dest="streams",
+        help="only streams whose id matches this shell-style pattern (repeatable), e.g. 'order-*'",
+    )
+    parser.add_argument("--page-size", type=int, default=500, metavar="N", help="events per page read (default 500)")
+
+
+def add_write_options(parser: argparse.ArgumentParser) -> None:
+    """``--map FILE`` (where the position map goes) and ``--window N`` (events gathered per write)."""
+    from eventsource.transfer.run import WINDOW
+
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=WINDOW,
+        metavar="N",
+        help=f"events gathered before a write, stream by stream (default {WINDOW:,}; more: larger appends "
+        "when many streams interleave, more memory)",
+    )
+    parser.add_argument(
+        "--map",
+        metavar="FILE",
+        help="position map file (SQLite), source position -> target position "
+        "(default: eventsource-map-<hash of the two URLs>.db in the current directory)",
+    )
+
+
+def map_path(given: str | None, source: str, target: str) -> str:
+    """``given``, else a file named after the (source, target) pair, so two copies never share a map."""
+    if given:
+        return given
+    digest = hashlib.sha256(f"{source}\n{target}".encode()).hexdigest()[:12]
+    return f"eventsource-map-{digest}.db"
+
+
+def resolve(session: Session, store: str) -> tuple[str, dict[str, Any]]:
+    """URL and settings of ``store``: a URL, or the name of a provider in ``--config`` (which may carry settings)."""
+    if "://" in store or not session.args.config:
+        return store, {}
+    from eventsource.config import ManagerConfig
+
+    cfg = ManagerConfig.from_file(session.args.config)
+    session.scrub.add_config(cfg)
+    entry = cfg.providers.get(store)
+    if entry is None:
+        return store, {}  # not a name either: create_provider says it is not a URL
+    return str(entry["url"]), dict(entry.get("settings", {}))
+
+
+@contextlib.asynccontextmanager
+async def opened(session: Session, store: str) -> AsyncIterator[Provider]:
+    """The connected provider of ``store`` (closed after); failures name the masked URL and say what to check.
+
+    ``store`` is a URL, or the name of a provider in ``--config`` (to give a store its settings: a
+    PostgreSQL schema, a NATS stream name...).
+    """
+    url, settings = resolve(session, store)
+    session.scrub.add_url(url)
+    shown = session.shown(url)
+    try:
+        provider = session.plugin_host().create_provider(url, **settings)
+        session.scrub.add_shown(url, provider.display_url)
+        await provider.connect()
+    except (ProviderNotFoundError, ValidationError, ConfigurationError) as e:
+        raise StoreContextError(f"store {shown}: {e}", e) from e
+    except EventSourceError as e:
+        if e.type not in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
+            raise
+        msg = f"{_unreachable(shown, has_server=_has_server(url))}: {str(e).rstrip('.')}; {connect_hint(url)}"
+        raise StoreContextError(msg, e) from e
+    try:
+        yield provider
+    finally:
+        await provider.close()
+
+
+def default_store(session: Session) -> str:
+    """The store of ``--store``, ``$EVENTSOURCE_STORE`` or ``--config`` (its default provider), as elsewhere."""
+    from eventsource.cli.config import load_config
+
+    cfg = load_config(session.args)
+    name = cfg.default_provider or next(iter(cfg.providers))
+    if session.args.config and name in _file_providers(session.args.config):
+        return name  # resolved with its settings by opened()
+    return str(cfg.providers[name]["url"])
+
+
+def _file_providers(path: str) -> dict[str, Any]:
+    from eventsource.config import ManagerConfig
+
+    return dict(ManagerConfig.from_file(path).providers)
+
+
+class ProgressView:
+    """The progress of a transfer on stderr (see the module docstring)."""
+
+    def __init__(self, out: Output, what: str) -> None:
+        self.out = out
+        self.what = what
+        self.interactive = out.interactive
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, p: TransferProgress) -> None:
+        """Show ``p`` if it is time to."""
+        now = time.monotonic()
+        every = 0.2 if self.interactive else PLAIN_EVERY
+        if now - self.last < every:
+            return
+        self.last = now
+        eta = f", ETA {_duration(p.eta)}" if p.eta is not None else ""
+        total = f" of {p.total:,}" if p.total is not None else ""
+        text = f"{self.what}: {p.events:,}{total} events, {p.rate:,.0f} events/s{eta}"
+        if self.interactive:
+            self.out.err.write(f"\r\x1b[K{text}")
+            self.shown = True
+        else:
+            self.out.err.write(text + "\n")
+        self.out.err.flush()
+
+    def done(self) -> None:
+        """Erase the progress line."""
+        if self.shown:
+            self.out.err.write("\r\x1b[K")
+            self.out.err.flush()
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s // 60 % 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"  # noqa: PLR2004
+
+
+def summary(out: Output, what: str, result: TransferResult, **extra: Any) -> None:
+    """Print what the transfer did (one JSON object with ``--json``)."""
+    data: dict[str, Any] = {
+        "streams": result.streams,
+        "events": result.events,
+        "written": result.written,
+        "skipped": result.skipped,
+        "snapshots": result.snapshots,
+        "seconds": round(result.seconds, 3),
+        "events_per_second": round(result.rate, 1),
+        "position_map": result.position_map,
+        **extra,
+    }
+    out.json(data)
+    out.line(
+        f"{what}: {result.streams:,} streams, {result.events:,} events read, {result.written:,} written, "
+        f"{result.skipped:,} already there, {result.snapshots:,} snapshots in {result.seconds:.1f}s "
+        f"({result.rate:,.0f} events/s)"
+    )
+    if result.position_map:
+        out.line(f"position map: {result.position_map}")

@@ -1,0 +1,338 @@
+"""The export format: JSON Lines (gzip when asked), one record per line, payload bytes in base64.
+
+A header line, then every stream, every event in the source's global order, every snapshot, and an end line
+with the counts (a file cut short has none, and import refuses it). Each event line carries the same fields
+and bytes as a copy moves, so an import restores them byte for byte. :class:`JsonlSink` writes one,
+:class:`JsonlSource` reads one back as a transfer source, a line at a time (O(page) memory either way).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from eventsource.errors import TransferFormatError
+from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
+from eventsource.transfer.source import StreamFilter
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator, Sequence
+
+    from eventsource.transfer.source import Item
+
+FORMAT = "eventsource-export"
+FORMAT_VERSION = 1
+_GZIP_MAGIC = b"\x1f\x8b"
+_EVENT_OPTIONAL = ("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")
+_STREAM_KEYS = ("stream_id", "name", "aggregate_id", "aggregate_type", "version", "first_version", "event_count")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def event_line(rec: RecordedEvent) -> dict[str, Any]:
+    """The export record of one event (``position`` is the source's)."""
+    d: dict[str, Any] = {
+        "kind": "event",
+        "event_id": rec.event_id,
+        "stream_id": rec.stream_id,
+        "event_type": rec.event_type,
+        "version": rec.version,
+        "position": rec.position,
+        "encoding": rec.encoding,
+        "timestamp": rec.timestamp.isoformat(),
+        "data": _b64(rec.data),
+        "metadata": _b64(rec.metadata),
+    }
+    for name in _EVENT_OPTIONAL:
+        value = getattr(rec, name)
+        if value is not None:
+            d[name] = value
+    return d
+
+
+def stream_line(info: StreamInfo) -> dict[str, Any]:
+    """The export record of one stream: its attributes and where its stored versions start."""
+    d: dict[str, Any] = {"kind": "stream", **{k: getattr(info, k) for k in _STREAM_KEYS}}
+    d["metadata"] = info.metadata
+    d["created_at"] = info.created_at.isoformat()
+    d["updated_at"] = info.updated_at.isoformat()
+    return d
+
+
+def snapshot_line(snap: RecordedSnapshot) -> dict[str, Any]:
+    """The export record of one snapshot (``position`` is the source's)."""
+    return {
+        "kind": "snapshot",
+        "snapshot_id": snap.snapshot_id,
+        "stream_id": snap.stream_id,
+        "version": snap.version,
+        "encoding": snap.encoding,
+        "created_at": snap.created_at.isoformat(),
+        "data": _b64(snap.data),
+        "metadata": _b64(snap.metadata),
+        "aggregate_id": snap.aggregate_id,
+        "aggregate_type": snap.aggregate_type,
+        "position": snap.position,
+    }
+
+
+def open_output(path: str, *, gzipped: bool) -> IO[bytes]:
+    """A binary stream to write an export to (``-``: stdout), gzip-compressed when ``gzipped``."""
+    import sys
+
+    raw: IO[bytes] = sys.stdout.buffer if path == "-" else Path(path).open("wb")  # noqa: SIM115 - closed by the caller
+    if gzipped:
+        return gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # type: ignore[return-value]
+    return raw
+
+
+class JsonlSink:
+    """Writes a source's items to ``out`` as export lines; :meth:`complete` writes the end line."""
+
+    def __init__(self, out: IO[bytes], *, source: str | None = None) -> None:
+        self.out = out
+        self.streams = self.written = self.snapshots = self.skipped = 0
+        self._line({"kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "source": source})
+
+    def _line(self, d: dict[str, Any]) -> None:
+        self.out.write(json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+
+    async def stream(self, info: StreamInfo) -> None:
+        """Write a stream line."""
+        self._line(stream_line(info))
+        self.streams += 1
+
+    async def events(self, page: list[RecordedEvent]) -> int:
+        """Write one line per event."""
+        write = self.out.write
+        dumps = json.dumps
+        write(b"".join(dumps(event_line(r), ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for r in page))
+        self.written += len(page)
+        return len(page)
+
+    async def snapshot(self, snap: RecordedSnapshot) -> None:
+        """Write a snapshot line."""
+        self._line(snapshot_line(snap))
+        self.snapshots += 1
+
+    async def complete(self) -> None:
+        """Write the end line (the counts an import checks) and flush."""
+        self._line({"kind": "end", "streams": self.streams, "events": self.written, "snapshots": self.snapshots})
+        self.out.flush()
+
+
+def _bytes(d: dict[str, Any], key: str) -> bytes:
+    value = d.get(key, "")
+    if not isinstance(value, str):
+        msg = f"{key} is not base64 text"
+        raise TypeError(msg)
+    return base64.b64decode(value, validate=True)
+
+
+def _when(value: Any) -> datetime:
+    ts = datetime.fromisoformat(value)
+    if ts.tzinfo is None:
+        msg = "timestamp without a time zone"
+        raise ValueError(msg)
+    return ts
+
+
+def parse_event(d: dict[str, Any]) -> RecordedEvent:
+    """The event of an export line (raises ``KeyError`` / ``TypeError`` / ``ValueError`` on a bad one)."""
+    opt = [d.get(name) for name in _EVENT_OPTIONAL]
+    for value in opt:
+        if value is not None and not isinstance(value, str):
+            raise TypeError("an envelope field is not text")
+    for key in ("event_id", "stream_id", "event_type", "encoding"):
+        if not isinstance(d[key], str):
+            raise TypeError(key)
+    for key in ("version", "position"):
+        if not isinstance(d[key], int) or isinstance(d[key], bool):
+            raise TypeError(key)
+    return RecordedEvent(
+        d["event_id"],
+        d["stream_id"],
+        d["event_type"],
+        d["version"],
+        d["position"],
+        _bytes(d, "data"),
+        _bytes(d, "metadata"),
+        d["encoding"],
+        _when(d["timestamp"]),
+        *opt,
+    )
+
+
+def parse_stream(d: dict[str, Any]) -> StreamInfo:
+    """The stream of an export line."""
+    if not isinstance(d["stream_id"], str) or not isinstance(d.get("metadata", {}), dict):
+        raise TypeError("stream_id")
+    return StreamInfo(
+        stream_id=d["stream_id"],
+        version=int(d["version"]),
+        event_count=int(d["event_count"]),
+        created_at=_when(d["created_at"]),
+        updated_at=_when(d["updated_at"]),
+        name=d.get("name"),
+        aggregate_id=d.get("aggregate_id"),
+        aggregate_type=d.get("aggregate_type"),
+        metadata=d.get("metadata") or {},
+        first_version=d.get("first_version"),
+    )
+
+
+def parse_snapshot(d: dict[str, Any]) -> RecordedSnapshot:
+    """The snapshot of an export line."""
+    for key in ("snapshot_id", "stream_id", "encoding"):
+        if not isinstance(d[key], str):
+            raise TypeError(key)
+    return RecordedSnapshot(
+        snapshot_id=d["snapshot_id"],
+        stream_id=d["stream_id"],
+        version=int(d["version"]),
+        data=_bytes(d, "data"),
+        metadata=_bytes(d, "metadata"),
+        encoding=d["encoding"],
+        created_at=_when(d["created_at"]),
+        aggregate_id=d.get("aggregate_id"),
+        aggregate_type=d.get("aggregate_type"),
+        position=d.get("position"),
+    )
+
+
+def open_input(path: str) -> IO[bytes]:
+    """A binary stream to read an export from (``-``: stdin); gzip is recognised by its magic bytes."""
+    import sys
+
+    try:
+        raw: IO[bytes] = sys.stdin.buffer if path == "-" else Path(path).open("rb")  # noqa: SIM115 - closed by the caller
+    except OSError as e:
+        msg = f"cannot read the export {path!r}: {e.strerror or e}"
+        raise TransferFormatError(msg, file=path) from e
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
+    if buffered.peek(2)[:2] == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+    return buffered
+
+
+class JsonlSource:
+    """The items of an export file, read a line at a time (a transfer source, see :mod:`eventsource.transfer.source`).
+
+    :param stream: the open binary input (see :func:`open_input`).
+    :param name: the file's name, for error messages.
+    :param streams: shell-style stream id patterns (none: every stream).
+    :param page_size: events per page handed to the sink.
+    """
+
+    def __init__(
+        self, stream: IO[bytes], *, name: str = "-", streams: Sequence[str] | None = None, page_size: int = 500
+    ) -> None:
+        self.stream = stream
+        self.name = name
+        self.wanted = StreamFilter(streams)
+        self.page_size = page_size
+        self.header: dict[str, Any] | None = None
+        self.total: int | None = None
+
+    async def total_events(self) -> int | None:
+        """The file's event count once :meth:`check` has read it (unknown before the end line)."""
+        return self.total
+
+    def _error(self, lineno: int, what: str) -> TransferFormatError:
+        msg = f"{self.name}, line {lineno}: {what}"
+        return TransferFormatError(msg, file=self.name, line=lineno)
+
+    def _header(self, d: dict[str, Any]) -> None:
+        if d.get("kind") != "header" or d.get("format") != FORMAT:
+            raise self._error(1, f"not an eventsource export (no {FORMAT!r} header)")
+        if d.get("version") != FORMAT_VERSION:
+            raise self._error(1, f"export format version {d.get('version')!r}; this reads {FORMAT_VERSION}")
+        self.header = d
+
+    def _end(self, lineno: int, end: dict[str, Any] | None, counts: dict[str, int]) -> None:
+        if lineno == 0:
+            raise self._error(1, "empty file, not an eventsource export")
+        if end is None:
+            raise self._error(lineno, "no end line: the export was cut short")
+        want = {"stream": end.get("streams"), "event": end.get("events"), "snapshot": end.get("snapshots")}
+        if want != counts:
+            raise self._error(lineno, f"the end line counts {want}, the file holds {counts}")
+
+    def _lines(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(line number, record)`` of every line, the header and end line checked."""
+        lineno = 0
+        end: dict[str, Any] | None = None
+        counts = {"stream": 0, "event": 0, "snapshot": 0}
+        try:
+            for lineno, raw in enumerate(self.stream, start=1):
+                try:
+                    d = json.loads(raw)
+                except (ValueError, UnicodeDecodeError) as e:
+                    raise self._error(lineno, "not a JSON line (corrupted or cut short?)") from e
+                if not isinstance(d, dict):
+                    raise self._error(lineno, "not a JSON object")
+                if lineno == 1:
+                    self._header(d)
+                    continue
+                if end is not None:
+                    raise self._error(lineno, "a line after the end line")
+                kind = d.get("kind")
+                if kind == "end":
+                    end = d
+                    continue
+                if kind not in counts:
+                    raise self._error(lineno, f"unknown record kind {kind!r}")
+                counts[kind] += 1
+                yield lineno, d
+        except (OSError, EOFError) as e:  # a gzip stream cut short or corrupted
+            raise self._error(lineno + 1, f"unreadable ({e})") from e
+        self._end(lineno, end, counts)
+
+    def check(self) -> dict[str, int]:
+        """Read the whole file once and raise at its first bad line (for a file: import nothing from a bad one)."""
+        n = {"stream": 0, "event": 0, "snapshot": 0}
+        for lineno, d in self._lines():
+            self._parse(lineno, d)
+            n[d["kind"]] += 1
+        self.total = None if self.wanted.patterns else n["event"]
+        return n
+
+    def _parse(self, lineno: int, d: dict[str, Any]) -> StreamInfo | RecordedEvent | RecordedSnapshot:
+        kind = d["kind"]
+        try:
+            if kind == "event":
+                return parse_event(d)
+            if kind == "stream":
+                return parse_stream(d)
+            return parse_snapshot(d)
+        except (KeyError, TypeError, ValueError, binascii.Error) as e:
+            raise self._error(lineno, f"a bad {kind} record ({type(e).__name__}: {e})") from e
+
+    async def items(self) -> AsyncIterator[Item]:
+        """Streams, event pages and snapshots, as the file holds them."""
+        page: list[RecordedEvent] = []
+        wanted = self.wanted
+        for lineno, d in self._lines():
+            item = self._parse(lineno, d)
+            if isinstance(item, RecordedEvent):
+                if wanted(item.stream_id):
+                    page.append(item)
+                    if len(page) >= self.page_size:
+                        yield page
+                        page = []
+                continue
+            if page:
+                yield page
+                page = []
+            if wanted(item.stream_id):
+                yield item
+        if page:
+            yield page

@@ -1,0 +1,116 @@
+"""The position map a copy writes: each source event's global position and the target's position of its copy.
+
+Global positions are each store's own, so a checkpoint taken on the source means nothing on the target until
+it is translated. The map is a SQLite file (one row per event: source position, target position, stream id,
+version) committed after every page a copy writes, so a killed copy loses no entry it acknowledged.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from eventsource.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from eventsource.checkpoints.base import Checkpoint
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS positions (
+        source    INTEGER PRIMARY KEY,
+        target    INTEGER NOT NULL,
+        stream_id TEXT NOT NULL,
+        version   INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS positions_target ON positions (target)",
+    "CREATE INDEX IF NOT EXISTS positions_stream ON positions (stream_id, version)",
+    "CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+)
+
+
+class PositionMap:
+    """Source position -> target position of every copied event, in a SQLite file (``None``: in memory).
+
+    :param path: the file; an existing map is extended (a re-run of the same copy), never cleared.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = os.fspath(path) if path is not None else None
+        try:
+            self.db = sqlite3.connect(self.path or ":memory:", isolation_level=None)
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = FULL")
+            for statement in _SCHEMA:
+                self.db.execute(statement)
+        except sqlite3.Error as e:
+            msg = f"cannot open the position map {self.path!r}: {e}"
+            raise ConfigurationError(msg, field="position_map") from e
+
+    def record(self, entries: Iterable[tuple[int, int, str, int]], cursor: tuple[str, int] | None = None) -> None:
+        """Store ``(source position, target position, stream id, version)`` rows in one durable commit.
+
+        ``cursor`` (a name and a source position) is stored in the same commit: where a re-run may resume.
+        """
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", entries)
+            if cursor is not None:
+                db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", cursor)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def cursor(self, name: str) -> int | None:
+        """The source position a copy named ``name`` has written everything up to, if it recorded one."""
+        row = self.db.execute("SELECT position FROM cursors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def highest_version(self, stream_id: str) -> int:
+        """The highest version of ``stream_id`` the map holds (0: none)."""
+        row = self.db.execute("SELECT MAX(version) FROM positions WHERE stream_id = ?", (stream_id,)).fetchone()
+        return int(row[0] or 0)
+
+    def target_of_version(self, stream_id: str, version: int) -> int | None:
+        """The target position of the copy of ``stream_id`` at ``version``, if the map holds it."""
+        row = self.db.execute(
+            "SELECT target FROM positions WHERE stream_id = ? AND version = ?", (stream_id, version)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def target(self, source_position: int) -> int | None:
+        """The target position of the event at ``source_position``, if it was copied."""
+        row = self.db.execute("SELECT target FROM positions WHERE source = ?", (source_position,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def translate(self, position: int) -> int:
+        """A target checkpoint for a source checkpoint: "handled every source event up to ``position``".
+
+        The answer is the highest target position such that every copied event at or below it came from a
+        source position at or below ``position``: nothing is skipped; an event the copy wrote out of source
+        order may be delivered again (handlers are idempotent by event id). 0 when none qualifies.
+        """
+        first_after = self.db.execute("SELECT MIN(target) FROM positions WHERE source > ?", (position,)).fetchone()[0]
+        if first_after is None:
+            row = self.db.execute("SELECT MAX(target) FROM positions").fetchone()
+        else:
+            row = self.db.execute("SELECT MAX(target) FROM positions WHERE target < ?", (first_after,)).fetchone()
+        return int(row[0] or 0)
+
+    def translate_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        """``checkpoint`` for the target store: a global position translated, a stream version kept as it is."""
+        if checkpoint.scope != "all":
+            return checkpoint  # versions are kept by the copy
+        return replace(checkpoint, position=self.translate(checkpoint.position))
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM positions").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the file."""
+        self.db.close()

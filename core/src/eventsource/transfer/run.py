@@ -1,0 +1,243 @@
+"""The transfer loop and its three uses: store to store (copy), store to file (export), file to store (import).
+
+:func:`transfer` hands each item of a source to a sink and reports progress after every page of events.
+:func:`copy_store`, :func:`export_store` and :func:`import_store` pair a source and a sink over connected
+providers; the command-line commands call them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from eventsource.errors import VerificationError
+from eventsource.model import StreamInfo
+from eventsource.transfer.jsonl import JsonlSink, JsonlSource
+from eventsource.transfer.posmap import PositionMap
+from eventsource.transfer.sink import StoreSink
+from eventsource.transfer.source import ProviderSource
+from eventsource.transfer.verify import VerifyReport, verify_stores
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+    from os import PathLike
+
+    from eventsource.model import RecordedEvent, RecordedSnapshot
+    from eventsource.provider import Provider
+    from eventsource.transfer.source import Item
+
+
+class Source(Protocol):
+    """What :func:`transfer` reads (:class:`ProviderSource`, :class:`JsonlSource`)."""
+
+    async def total_events(self) -> int | None: ...  # noqa: D102
+    def items(self) -> AsyncIterator[Item]: ...  # noqa: D102
+
+
+class Sink(Protocol):
+    """What :func:`transfer` writes to (:class:`StoreSink`, :class:`JsonlSink`)."""
+
+    streams: int
+    written: int
+    skipped: int
+    snapshots: int
+
+    async def stream(self, info: StreamInfo) -> None: ...  # noqa: D102
+    async def events(self, page: list[RecordedEvent]) -> int: ...  # noqa: D102
+    async def snapshot(self, snap: RecordedSnapshot) -> None: ...  # noqa: D102
+    async def complete(self) -> None: ...  # noqa: D102
+
+
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """Where a running transfer is: events read so far, the total if known, and the time it has taken."""
+
+    events: int
+    total: int | None
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        """Events per second so far."""
+        return self.events / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the rate so far (``None`` without a total)."""
+        if self.total is None or self.rate <= 0:
+            return None
+        return max(0.0, (self.total - self.events) / self.rate)
+
+
+@dataclass(slots=True)
+class TransferResult:
+    """What a transfer did: streams, events read / written / already present, snapshots, time, verification."""
+
+    streams: int = 0
+    events: int = 0
+    written: int = 0
+    skipped: int = 0
+    snapshots: int = 0
+    seconds: float = 0.0
+    position_map: str | None = None
+    verify: VerifyReport | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Events read per second."""
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+WINDOW = 10_000
+"""Events a transfer gathers from consecutive pages before writing them (more per stream, larger appends)."""
+WINDOW_BYTES = 16 * 1024 * 1024
+"""... or fewer, once their payloads reach this many bytes."""
+
+
+async def transfer(
+    source: Source, sink: Sink, *, progress: Callable[[TransferProgress], None] | None = None, window: int = WINDOW
+) -> TransferResult:
+    """Hand every item of ``source`` to ``sink``; call ``progress`` after every write of events.
+
+    Event pages are gathered up to ``window`` events (or :data:`WINDOW_BYTES`) and handed to the sink
+    together, so a store whose streams interleave still gets appends of many events per stream.
+    """
+    start = time.monotonic()
+    total = await source.total_events() if progress is not None else None
+    events = 0
+    held: list[RecordedEvent] = []
+    size = 0
+
+    async def flush() -> None:
+        nonlocal events, size
+        if not held:
+            return
+        await sink.events(held)
+        events += len(held)
+        held.clear()
+        size = 0
+        if progress is not None:
+            progress(TransferProgress(events, total, time.monotonic() - start))
+
+    async for item in source.items():
+        if isinstance(item, list):
+            held.extend(item)
+            size += sum(len(r.data) + len(r.metadata) for r in item)
+            if len(held) >= window or size >= WINDOW_BYTES:
+                await flush()
+            continue
+        await flush()
+        if isinstance(item, StreamInfo):
+            await sink.stream(item)
+        else:
+            await sink.snapshot(item)
+    await flush()
+    await sink.complete()
+    seconds = time.monotonic() - start
+    return TransferResult(
+        streams=sink.streams,
+        events=events,
+        written=sink.written,
+        skipped=sink.skipped,
+        snapshots=sink.snapshots,
+        seconds=seconds,
+    )
+
+
+def cursor_name(source: Provider, target: Provider, streams: Sequence[str] | None) -> str:
+    """The key of a copy's resume cursor in its position map: the two stores and the stream patterns."""
+    return json.dumps([source.display_url, target.display_url, sorted(streams or [])])
+
+
+async def copy_store(
+    source: Provider,
+    target: Provider,
+    *,
+    streams: Sequence[str] | None = None,
+    position_map: str | PathLike[str] | None = None,
+    verify: bool = False,
+    progress: Callable[[TransferProgress], None] | None = None,
+    page_size: int = 500,
+    window: int = WINDOW,
+    concurrency: int = 8,
+) -> TransferResult:
+    """Copy every stream, event and snapshot of ``source`` into ``target``, as stored (see docs/transfer.md).
+
+    Both providers must be connected. Re-running the same copy (after a kill, say) writes only what the
+    target lacks. ``position_map`` is the SQLite file the source -> target positions go to (``None``: kept in
+    memory and dropped). With ``verify``, every copied stream is compared afterwards and a difference raises
+    :class:`~eventsource.errors.VerificationError` carrying the report.
+
+    :param streams: shell-style stream id patterns (``order-*``); none: every stream.
+    :param progress: called after every write with a :class:`TransferProgress`.
+    :param window: events gathered before a write (see :func:`transfer`); the memory a copy holds.
+    :param concurrency: streams of one write appended at once.
+    """
+    positions = PositionMap(position_map)
+    try:
+        # a source in total order is read from where the last run got to; any other from the start
+        resume = source.capabilities.global_order == "total"
+        name = cursor_name(source, target, streams) if resume else None
+        done = positions.cursor(name) if name is not None else None
+        start = done + 1 if done is not None else 0
+        src = ProviderSource(source, streams=streams, page_size=page_size, from_position=start)
+        sink = StoreSink(target, positions, concurrency=concurrency, cursor=name)
+        result = await transfer(src, sink, progress=progress, window=window)
+    finally:
+        positions.close()
+    result.position_map = positions.path
+    if verify:
+        result.verify = await verify_stores(source, target, streams=streams, page_size=page_size)
+        if not result.verify.ok:
+            n = len(result.verify.differences)
+            first = result.verify.differences[0]
+            msg = f"the copy differs from the source in {n} place{'s' if n != 1 else ''}: {first}"
+            raise VerificationError(msg, report=result.verify)
+    return result
+
+
+async def export_store(
+    source: Provider,
+    out: IO[bytes],
+    *,
+    streams: Sequence[str] | None = None,
+    progress: Callable[[TransferProgress], None] | None = None,
+    page_size: int = 500,
+) -> TransferResult:
+    """Write every stream, event and snapshot of ``source`` to ``out`` as export lines (see :mod:`.jsonl`)."""
+    sink = JsonlSink(out, source=source.display_url)
+    src = ProviderSource(source, streams=streams, page_size=page_size)
+    return await transfer(src, sink, progress=progress, window=page_size)
+
+
+async def import_store(
+    stream: IO[bytes],
+    target: Provider,
+    *,
+    name: str = "-",
+    streams: Sequence[str] | None = None,
+    position_map: str | PathLike[str] | None = None,
+    progress: Callable[[TransferProgress], None] | None = None,
+    check_first: bool = False,
+    page_size: int = 500,
+    window: int = WINDOW,
+) -> TransferResult:
+    """Write the items of an export (``stream``, opened with :func:`~.jsonl.open_input`) into ``target``.
+
+    With ``check_first`` (a file, not a pipe), the whole export is read and checked before anything is
+    written, so a corrupted file leaves the store unchanged; then ``stream`` is rewound.
+    """
+    source = JsonlSource(stream, name=name, streams=streams, page_size=page_size)
+    if check_first:
+        source.check()
+        stream.seek(0)
+    positions = PositionMap(position_map)
+    try:
+        result = await transfer(source, StoreSink(target, positions), progress=progress, window=window)
+    finally:
+        positions.close()
+    result.position_map = positions.path
+    return result

@@ -1,0 +1,258 @@
+"""Writing a source's items into a store as they were stored: ids, versions, timestamps, envelopes, payload bytes.
+
+Built on the provider contract only (``create_stream``, ``append`` at an exact expected version,
+``truncate_stream``, ``save_snapshot``), so every store, a third-party one included, can be a target. Payloads
+are never decoded: data, metadata and the encoding descriptor travel as bytes, and the associated data of an
+encrypted payload (stream, event id, version) is kept, so it still decrypts at the target. A stream the source
+truncated starts at its first stored version: placeholder events fill the versions below it and are truncated
+away at once. A re-run skips what the target already holds (per stream, by version) and fills the map from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from eventsource.errors import ConcurrencyError, StreamExistsError, ValidationError
+from eventsource.model import NewEvent, NewStream, RecordedEvent, RecordedSnapshot
+from eventsource.transfer.source import page_records
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.model import StreamInfo
+    from eventsource.provider import Provider
+    from eventsource.transfer.posmap import PositionMap
+
+PLACEHOLDER_TYPE = "$eventsource.transfer.placeholder"
+"""Event type of the placeholders that hold a truncated stream's missing versions until they are truncated."""
+
+_PLACEHOLDER_IDS = uuid.UUID("6f1d0c3e-8a53-4a8e-9a57-0d7c1f3b2e41")
+"""Namespace of the placeholders' event ids (one per stream and version, so a re-run appends the same ids)."""
+
+MAX_BATCH_EVENTS = 500
+"""Events per append at most."""
+
+
+@dataclass(slots=True)
+class _Stream:
+    version: int  # the target's version of the stream
+    mapped: int  # the highest version the position map holds for it
+    pending: NewStream | None = None  # attributes of a stream the target lacks: created by its first append
+
+
+def new_event(rec: RecordedEvent) -> NewEvent:
+    """The append form of a stored event: every field but stream, version and position, bytes as they are."""
+    return NewEvent(
+        rec.event_id,
+        rec.event_type,
+        rec.data,
+        rec.metadata,
+        rec.encoding,
+        rec.timestamp,
+        rec.correlation_id,
+        rec.causation_id,
+        rec.user_id,
+        rec.tenant_id,
+        rec.aggregate_id,
+        rec.aggregate_type,
+    )
+
+
+class StoreSink:
+    """Writes items into ``provider`` and their positions into ``positions`` (see the module docstring)."""
+
+    def __init__(
+        self, provider: Provider, positions: PositionMap, *, concurrency: int = 8, cursor: str | None = None
+    ) -> None:
+        self.provider = provider
+        self.cursor = cursor
+        """Name under which each write's last source position is recorded (a source in total order only)."""
+        self.concurrency = concurrency
+        """Streams of one page written at once (a store with one writer, SQLite, simply queues them)."""
+        self.positions = positions
+        self.state: dict[str, _Stream] = {}
+        caps = provider.capabilities
+        self.max_batch_bytes = caps.max_batch_bytes
+        self.written = 0
+        self.skipped = 0
+        self.snapshots = 0
+        self.streams = 0
+
+    async def stream(self, info: StreamInfo) -> None:
+        """Create the stream with its attributes if the target lacks it, and bring it to its first stored version."""
+        p = self.provider
+        target = await p.get_stream_info(info.stream_id)
+        floor = (info.first_version - 1) if info.first_version is not None else info.version
+        attrs = NewStream(info.stream_id, info.name, info.aggregate_id, info.aggregate_type, dict(info.metadata))
+        if target is None and floor == 0:  # its first append creates it (an empty one: complete() does)
+            self.state[info.stream_id] = _Stream(0, self.positions.highest_version(info.stream_id), attrs)
+            self.streams += 1
+            return
+        if target is None:
+            await self._create(attrs)
+            target = await p.get_stream_info(info.stream_id)
+        version = target.version if target is not None else 0
+        if version < floor:
+            await self._placeholders(info.stream_id, version, floor)
+            version = floor
+        if floor > 0:
+            await self._drop_placeholders(info.stream_id, floor)
+        self.state[info.stream_id] = _Stream(version, self.positions.highest_version(info.stream_id))
+        self.streams += 1
+
+    async def _create(self, attrs: NewStream) -> None:
+        with contextlib.suppress(StreamExistsError):  # created in between (a concurrent copy): fine
+            await self.provider.create_stream(attrs)
+
+    async def complete(self) -> None:
+        """Create the streams that no append created (empty ones)."""
+        for state in self.state.values():
+            if state.pending is not None:
+                await self._create(state.pending)
+                state.pending = None
+
+    async def _placeholders(self, stream_id: str, version: int, floor: int) -> None:
+        """Append placeholder events for versions ``version + 1 .. floor`` (truncated at once after)."""
+        at = datetime.fromtimestamp(0, UTC)
+        while version < floor:
+            n = min(MAX_BATCH_EVENTS, floor - version)
+            ids = [str(uuid.uuid5(_PLACEHOLDER_IDS, f"{stream_id}/{version + i + 1}")) for i in range(n)]
+            batch = [NewEvent(i, PLACEHOLDER_TYPE, b"null", b"", "json", at) for i in ids]
+            await self.provider.append(stream_id, batch, version)
+            version += n
+
+    async def _drop_placeholders(self, stream_id: str, floor: int) -> None:
+        """Truncate the stream below ``floor + 1`` if what it holds there are placeholders (a re-run after a kill)."""
+        first = self.provider.read_stream(stream_id, from_version=1, to_version=floor, page_size=1)
+        async with contextlib.aclosing(first) as found:  # type: ignore[type-var]
+            rec = await anext(found, None)
+        if rec is not None and rec.event_type == PLACEHOLDER_TYPE:
+            await self.provider.truncate_stream(stream_id, floor + 1)
+
+    async def _state(self, rec: RecordedEvent) -> _Stream:
+        """The target state of ``rec``'s stream (a stream the listing did not show is prepared from its event)."""
+        state = self.state.get(rec.stream_id)
+        if state is None:
+            target = await self.provider.get_stream_info(rec.stream_id)
+            state = _Stream(target.version if target else 0, self.positions.highest_version(rec.stream_id))
+            self.state[rec.stream_id] = state
+        return state
+
+    async def events(self, page: list[RecordedEvent]) -> int:
+        """Write one page grouped by stream (each group's appends atomic, up to :attr:`concurrency` streams at once).
+
+        Returns how many events were new. The page's positions go to the map in one commit once every group
+        is written; a failure leaves the map without them, and a re-run maps what was written from the target.
+        """
+        groups: dict[str, list[RecordedEvent]] = {}
+        for rec in page:
+            groups.setdefault(rec.stream_id, []).append(rec)
+        entries: list[tuple[int, int, str, int]] = []
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(stream_id: str, recs: list[RecordedEvent]) -> int:
+            async with gate:
+                return await self._group(stream_id, recs, entries)
+
+        done = await asyncio.gather(*(one(sid, recs) for sid, recs in groups.items()), return_exceptions=True)
+        failed = next((d for d in done if isinstance(d, BaseException)), None)
+        if failed is not None:
+            raise failed
+        if entries or self.cursor is not None:
+            self.positions.record(entries, (self.cursor, page[-1].position) if self.cursor is not None else None)
+        written = sum(d for d in done if isinstance(d, int))
+        self.written += written
+        return written
+
+    async def _group(self, stream_id: str, recs: list[RecordedEvent], entries: list[tuple[int, int, str, int]]) -> int:
+        """Write one stream's part of a page; its map entries go to ``entries``."""
+        state = await self._state(recs[0])
+        await self._map_existing(stream_id, state, recs, entries)
+        fresh = [r for r in recs if r.version > state.version]
+        self.skipped += len(recs) - len(fresh)
+        for batch in self._batches(fresh):
+            entries.extend(await self._append(stream_id, state, batch))
+        return len(fresh)
+
+    async def _map_existing(
+        self, stream_id: str, state: _Stream, recs: list[RecordedEvent], entries: list[tuple[int, int, str, int]]
+    ) -> None:
+        """Map the events of ``recs`` the target holds already but the map does not (a copy killed in between)."""
+        todo = [r for r in recs if state.mapped < r.version <= state.version]
+        if not todo:
+            return
+        by_version = {r.version: r for r in todo}
+        async for page in self.provider.read_stream_pages(
+            stream_id, from_version=todo[0].version, to_version=todo[-1].version
+        ):
+            for got in page_records(page):
+                src = by_version.get(got.version)
+                if src is not None:
+                    self._check_same(src, got)
+                    entries.append((src.position, got.position, stream_id, got.version))
+        state.mapped = max(state.mapped, todo[-1].version)
+
+    @staticmethod
+    def _check_same(src: RecordedEvent, got: RecordedEvent) -> None:
+        """Refuse a target stream that holds another event at a version the copy would skip."""
+        if got.event_id != src.event_id:
+            msg = (
+                f"stream {src.stream_id!r} on the target holds event {got.event_id!r} at version {got.version}, "
+                f"the source holds {src.event_id!r}: the target stream is not a copy of the source's"
+            )
+            raise ConcurrencyError(msg, stream_id=src.stream_id, expected=src.version, actual=got.version)
+
+    def _batches(self, recs: list[RecordedEvent]) -> list[list[RecordedEvent]]:
+        """``recs`` cut into appends of at most :data:`MAX_BATCH_EVENTS` events and the store's batch bytes."""
+        limit = self.max_batch_bytes
+        batches: list[list[RecordedEvent]] = []
+        batch: list[RecordedEvent] = []
+        size = 0
+        for rec in recs:
+            n = len(rec.data) + len(rec.metadata) + 512
+            if batch and (len(batch) >= MAX_BATCH_EVENTS or (limit is not None and size + n > limit)):
+                batches.append(batch)
+                batch, size = [], 0
+            batch.append(rec)
+            size += n
+        if batch:
+            batches.append(batch)
+        return batches
+
+    async def _append(
+        self, stream_id: str, state: _Stream, batch: Sequence[RecordedEvent]
+    ) -> list[tuple[int, int, str, int]]:
+        """Append ``batch`` right after the target's version; the events' versions must follow it."""
+        first = batch[0].version
+        if first != state.version + 1:
+            msg = (
+                f"stream {stream_id!r}: the source holds version {first} after version {state.version} "
+                "(events deleted out of order); a copy cannot leave a gap inside a stream"
+            )
+            raise ValidationError(msg, stream_id=stream_id, version=first)
+        attrs, state.pending = state.pending, None
+        result = await self.provider.append(stream_id, [new_event(r) for r in batch], state.version, attrs)
+        if result.first_version != first:
+            msg = f"stream {stream_id!r}: the target stored version {result.first_version}, not {first}"
+            raise ConcurrencyError(msg, stream_id=stream_id, expected=first, actual=result.first_version)
+        state.version = result.last_version
+        state.mapped = result.last_version
+        return [(r.position, pos, stream_id, r.version) for r, pos in zip(batch, result.positions, strict=True)]
+
+    async def snapshot(self, snap: RecordedSnapshot) -> None:
+        """Save ``snap`` unless the target holds it already; its position becomes the target's."""
+        state = self.state.get(snap.stream_id)
+        if state is not None and state.pending is not None:
+            await self._create(state.pending)
+            state.pending = None
+        have = await self.provider.get_snapshot(snap.stream_id, max_version=snap.version)
+        if have is not None and have.version == snap.version and have.snapshot_id == snap.snapshot_id:
+            return
+        position = self.positions.target_of_version(snap.stream_id, snap.version)
+        await self.provider.save_snapshot(replace(snap, position=position))
+        self.snapshots += 1

@@ -98,7 +98,8 @@ class Writer:
 
     def default(self, text: str) -> str:
         """A default value as written; the names it uses are imported at run time (defaults are evaluated)."""
-        for name in re.findall(r"(?<![.\w])[A-Za-z_]\w*", text):
+        code = re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)  # a string default names nothing
+        for name in re.findall(r"(?<![.\w])[A-Za-z_]\w*", code):
             if hasattr(builtins, name):
                 continue
             source = self.imports.get(name)

@@ -172,6 +172,8 @@ class ManagerConfigSchema(Schema):
     shredded_events = mf.String(validate=validate.OneOf(("raise", "redact")))
     retention_policies = mf.List(mf.Dict(keys=mf.String()))
     metadata = mf.Dict(keys=mf.String(), values=mf.String())
+    checkpoint_store = mf.String(allow_none=True, validate=validate.Length(min=1))
+    max_subscription_lag = Duration(allow_none=True, validate=validate.Range(min=0, min_inclusive=False))
 
     @validates_schema
     def _check(self, data: dict[str, Any], **_: Any) -> None:
@@ -244,6 +246,10 @@ class ManagerConfig:
 
     ``snapshot_threshold``: appends report ``snapshot_due=True`` once a stream holds this many events
     past its latest snapshot (see :meth:`EventSourcingManager.set_snapshot_handler`).
+
+    ``checkpoint_store``: a checkpoint store URL; ``get_stats`` and ``health_check`` then report the lag
+    of every checkpoint of each provider, and ``max_subscription_lag`` (seconds) marks a provider unhealthy
+    (reason ``"lagging"``) while a checkpoint's oldest unhandled event is older than that.
     """
 
     default_provider: str | None = "sqlite"
@@ -270,11 +276,15 @@ class ManagerConfig:
     shredded_events: str = "raise"
     retention_policies: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    checkpoint_store: str | None = None
+    max_subscription_lag: float | None = None
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["encryption_keys"] = dict.fromkeys(self.encryption_keys, "***")
         shown["providers"] = {n: mask_url(e["url"]) for n, e in self.providers.items()}
+        if self.checkpoint_store:
+            shown["checkpoint_store"] = mask_url(self.checkpoint_store)
         return "ManagerConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @classmethod

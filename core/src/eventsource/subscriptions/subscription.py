@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from eventsource.checkpoints.base import Checkpoint, CheckpointStore
-from eventsource.errors import ConfigurationError, ConflictError, StreamDeletedError, ValidationError
+from eventsource.errors import CodecError, ConfigurationError, ConflictError, StreamDeletedError, ValidationError
 from eventsource.model import RowPage
 
 if TYPE_CHECKING:
@@ -31,6 +34,43 @@ if TYPE_CHECKING:
 
 BACKOFF_AFTER = 2
 """Empty reads in a row after which a subscription pauses before waiting again (see ``_wait``)."""
+
+DECODE_ERROR_POLICIES = ("raise", "skip")
+"""What a subscription does with an event it cannot decode (``subscribe(on_decode_error=...)``)."""
+
+SKIPPED_KEPT = 100
+"""How many skipped events a subscription remembers in ``skipped_events`` (the count is exact)."""
+
+log = logging.getLogger("eventsource.subscriptions")
+
+
+class EventDecodeError(CodecError):
+    """A subscription met an event it cannot decode (unknown codec, missing key, failing upcaster...).
+
+    The message and ``details`` name the event's position, id, stream and version; ``__cause__`` is the
+    codec's error. The event stays next in line: iterating again raises again, and ``commit()`` stores
+    nothing past it. ``subscribe(on_decode_error="skip")`` passes over such events and reports them instead.
+    """
+
+
+class CheckpointFilterError(ConfigurationError):
+    """The stored checkpoint was written by a subscription with another filter (stream prefixes, event types).
+
+    Its position counts events that filter let through, so resuming with another filter would silently
+    skip or repeat events. Delete the checkpoint, or subscribe with ``reset=True``, to start over.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedEvent:
+    """An event a subscription with ``on_decode_error="skip"`` passed over, and why."""
+
+    position: int
+    event_id: str
+    stream_id: str
+    version: int
+    event_type: str
+    error: str
 
 
 class CheckpointAheadError(ConflictError):
@@ -51,8 +91,28 @@ class Target:
 
     @property
     def scope(self) -> str:
-        """The checkpoint scope: ``"all"`` (global positions) or ``"stream:<id>"`` (versions)."""
-        return "all" if self.stream_id is None else f"stream:{self.stream_id}"
+        """The checkpoint scope: ``"all"``, ``"all filter=<fingerprint>"`` (global positions) or ``"stream:<id>"``.
+
+        A filtered subscription's scope carries :attr:`fingerprint`, so a checkpoint is never resumed (nor
+        overwritten, see ``CheckpointStore.check_move``) by a subscription with another filter.
+        """
+        if self.stream_id is not None:
+            return f"stream:{self.stream_id}"
+        return "all" if not self.prefixes and not self.event_types else f"all filter={self.fingerprint}"
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the filter (prefixes and event types, order ignored)."""
+        spec = json.dumps({"prefixes": sorted(set(self.prefixes)), "types": sorted(self.event_types)})
+        return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        """The filter for people: ``stream <id>``, ``all streams`` or the prefixes and types."""
+        if self.stream_id is not None:
+            return f"stream {self.stream_id!r}"
+        parts = [f"stream_prefix={list(self.prefixes)}"] if self.prefixes else []
+        parts += [f"event_types={sorted(self.event_types)}"] if self.event_types else []
+        return " ".join(parts) or "all streams, unfiltered"
 
     def wants(self, rec: RecordedEvent) -> bool:
         """Whether ``rec`` is delivered (the filters run on stored fields, before decoding)."""
@@ -82,6 +142,8 @@ class Subscription:
         source: str,
         commit_every: int | None,
         owns_checkpoints: bool = False,
+        on_decode_error: str = "raise",
+        reset: bool = False,
     ) -> None:
         self.provider = provider
         self.target = target
@@ -94,6 +156,12 @@ class Subscription:
         self._policy = policy
         self._codec = codec
         self._owns_checkpoints = owns_checkpoints
+        self.on_decode_error = on_decode_error
+        self._reset = reset
+        self.skipped = 0
+        """How many events ``on_decode_error="skip"`` passed over."""
+        self.skipped_events: collections.deque[SkippedEvent] = collections.deque(maxlen=SKIPPED_KEPT)
+        """The latest of them, with the error each raised."""
         self._start = start  # first position (or version) wanted, before any checkpoint is consulted
         self._cursor = start - 1  # last position (or version) read from the store
         self._mark = start - 1  # last position (or version) delivered or filtered out: what commit() stores
@@ -139,8 +207,17 @@ class Subscription:
             return self
         if self.checkpoints is not None and self.name is not None:
             await self.checkpoints.connect()
+            if self._reset:
+                await self.checkpoints.delete(self.name, self.source)
             cp = await self.checkpoints.get(self.name, self.source)
             if cp is not None:
+                if cp.scope != self.target.scope and cp.scope.startswith("all") and self.target.stream_id is None:
+                    msg = (
+                        f"checkpoint {self.name!r} on {self.source!r} was written by a subscription with another "
+                        f"filter (scope {cp.scope!r}); this one has {self.target.describe()} (scope "
+                        f"{self.target.scope!r}). Delete the checkpoint or subscribe with reset=True to start over"
+                    )
+                    raise CheckpointFilterError(msg, field="name", stored=cp.scope, wanted=self.target.scope)
                 if cp.scope != self.target.scope:
                     msg = (
                         f"checkpoint {self.name!r} on {self.source!r} counts {cp.scope!r}, "
@@ -225,13 +302,38 @@ class Subscription:
         stream = self.target.stream_id is not None
         while buffer:
             rec = buffer[0]
-            event = self._codec.decode_event(rec) if self.target.wants(rec) else None  # an error leaves rec in place
+            event = self._decode(rec) if self.target.wants(rec) else None  # an error leaves rec in place
             buffer.popleft()
             self._mark = rec.version if stream else rec.position
             if event is not None:
                 self._since_commit += 1
                 return event
         return None
+
+    def _decode(self, rec: RecordedEvent) -> Event | None:
+        """``rec`` decoded; one that fails raises :class:`EventDecodeError` or is skipped and reported."""
+        try:
+            return self._codec.decode_event(rec)
+        except Exception as e:  # noqa: BLE001 - an upcaster may raise anything; it is named and chained
+            reason = f"{type(e).__name__}: {e}"
+            if self.on_decode_error == "raise":
+                msg = (
+                    f"subscription {self.name or self.target.describe()!r} cannot decode the event at position "
+                    f"{rec.position} (id {rec.event_id!r}, stream {rec.stream_id!r} version {rec.version}, type "
+                    f"{rec.event_type!r}): {reason}. Fix the codec, key or upcaster, or subscribe with "
+                    'on_decode_error="skip"'
+                )
+                raise EventDecodeError(
+                    msg, position=rec.position, event_id=rec.event_id, stream_id=rec.stream_id, version=rec.version
+                ) from e
+            skipped = SkippedEvent(rec.position, rec.event_id, rec.stream_id, rec.version, rec.event_type, reason)
+            self.skipped += 1
+            self.skipped_events.append(skipped)
+            log.warning(
+                "subscription %r skipped the event at position %s (id %r, stream %r version %s): %s",
+                self.name, rec.position, rec.event_id, rec.stream_id, rec.version, reason,
+            )  # fmt: skip
+            return None
 
     async def next_batch(self, max_events: int) -> list[Event]:
         """Up to ``max_events`` events: waits for the first, then takes only what is buffered already.

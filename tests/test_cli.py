@@ -505,11 +505,13 @@ def test_config_file_and_its_errors(capsys: pytest.CaptureFixture[str], tmp_path
 def test_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == EXIT_OK
-    for command in ("demo", "append", "read", "streams", "info", "snapshot", "stats", "health", "providers"):
+    commands = {"demo", "append", "read", "follow", "streams", "info", "snapshot", "stats", "projections", "health"}
+    commands |= {"providers"}
+    for command in commands:
         assert command in out
     assert "exit codes" in out
     subcommands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert set(subcommands) == {"demo", "append", "read", "streams", "info", "snapshot", "stats", "health", "providers"}
+    assert set(subcommands) == commands
 
 
 # --------------------------------------------------------------------------- the installed console script

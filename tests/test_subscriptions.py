@@ -7,6 +7,7 @@ import asyncio
 import sys
 import threading
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import eventsource
@@ -14,7 +15,8 @@ import pytest
 from eventsource.checkpoints import Checkpoint, CheckpointStore, MemoryCheckpointStore, SqliteCheckpointStore
 from eventsource.checkpoints.base import CheckpointBehindError
 from eventsource.errors import ConfigurationError, UnsupportedOperationError, ValidationError
-from eventsource.manager import EventSourcingManager
+from eventsource.manager import EventSourcingManager, _event_id
+from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
 from eventsource.provider import Capabilities
@@ -333,3 +335,42 @@ async def test_a_stream_append_between_the_empty_read_and_the_head_wakes_the_sub
     async with manager.subscribe(stream_id="gap-1", poll_interval=30) as sub:
         got = await asyncio.wait_for(anext(sub), 3)
     assert got.event_id == appended[0].event_id
+
+
+async def test_stats_and_health_report_each_checkpoints_lag_when_a_checkpoint_store_is_configured(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/lag.db"
+    cfg = {"providers": {"s": {"url": url}}, "checkpoint_store": url, "max_subscription_lag": 60}
+    m = EventSourcingManager(cfg, host=PluginHost(load_entrypoints=False))
+    await m.connect()
+    try:
+        p = m.get_provider()
+        old = NewEvent(event_id=_event_id(), event_type="T", data=b"{}", metadata=b"", encoding="json",
+                       timestamp=utcnow() - timedelta(hours=2))  # fmt: skip
+        await p.append("lag-a", [old], ANY)
+        await m.append_events_batch(stream_id="lag-a", events=[eventsource.EventData("T", {"n": i}) for i in range(4)])
+        async with m.subscribe(checkpoint=url, name="current") as sub:
+            for _ in range(5):
+                await anext(sub)
+            await sub.commit()
+        store = SqliteCheckpointStore(url)
+        await store.put(Checkpoint("behind", sub.source, "all", 0))  # handled nothing: the two-hour-old event is next
+        stats = (await m.get_stats())["s"].extra["subscriptions"]
+        assert set(stats) == {"behind", "current"}
+        assert stats["behind"]["positions"] == 5 and stats["behind"]["seconds"] >= 7200
+        assert (stats["current"]["positions"], stats["current"]["seconds"]) == (0, 0.0)
+        health = (await m.health_check())["s"]
+        assert not health.healthy and health.details["reason"] == "lagging"
+        assert health.details["lagging"] == ["behind"] and "behind" in health.message
+        await store.delete("behind", sub.source)
+        assert (await m.health_check())["s"].healthy
+    finally:
+        await m.close()
+    broken = EventSourcingManager({**cfg, "checkpoint_store": "nosuch://x"}, host=PluginHost(load_entrypoints=False))
+    await broken.connect()
+    try:
+        assert "nosuch" in (await broken.get_stats())["s"].extra["subscriptions_error"]
+        assert "nosuch" in (await broken.health_check())["s"].details["subscriptions_error"]
+    finally:
+        await broken.close()

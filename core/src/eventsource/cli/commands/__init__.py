@@ -8,6 +8,18 @@ a small one (``info``), rename it and list it in :data:`COMMANDS`.
 
 from __future__ import annotations
 
-from eventsource.cli.commands import append, demo, health, info, providers, read, snapshot, stats, streams
+from eventsource.cli.commands import (
+    append,
+    demo,
+    follow,
+    health,
+    info,
+    projections,
+    providers,
+    read,
+    snapshot,
+    stats,
+    streams,
+)
 
-COMMANDS = (demo, append, read, streams, info, snapshot, stats, health, providers)
+COMMANDS = (demo, append, read, follow, streams, info, snapshot, stats, projections, health, providers)

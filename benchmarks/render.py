@@ -47,16 +47,17 @@ def _server_key(server: str | None) -> str:
 
 
 def load_reports(folder: Path = REPORTS) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    """Per store: (report file name, report), the newest report per server line holding the store."""
-    found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    """Per store: (report file name, report), the newest report per server line (and set of rows run) holding it."""
+    found: dict[tuple[str, str, tuple[str, ...]], tuple[str, dict[str, Any]]] = {}
     for path in sorted(folder.glob("*.json")):
         report = json.loads(path.read_text(encoding="utf-8"))
+        only = tuple(sorted(report.get("options", {}).get("only") or ()))  # a run of some rows: its own table
         for store, b in report["backends"].items():
-            key = (store, _server_key(_server(b.get("server"))))
+            key = (store, _server_key(_server(b.get("server"))), only)
             if key not in found or report["created_at"] > found[key][1]["created_at"]:
                 found[key] = (path.name, report)
     out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for (store, _), item in sorted(found.items()):
+    for (store, _, _), item in sorted(found.items()):
         out.setdefault(store, []).append(item)
     return out
 
@@ -70,6 +71,8 @@ def _num(v: float | None, unit: str) -> str:
 def _check_label(c: dict[str, Any]) -> str:
     if c["against"] == "eventsourcing" and c["bound"] == 1.0 and c["op"] in ("<", ">"):
         return "ahead of eventsourcing"
+    if c["against"] == "absolute":
+        return f"{c['op']} {c['bound']:g} ms"
     who = "" if c["against"] == "raw" else f" {c['against']}"
     return f"{c['op']} {c['bound']:g}x{who}"
 

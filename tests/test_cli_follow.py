@@ -112,7 +112,9 @@ def test_follow_catches_up_then_prints_live_events_and_ctrl_c_exits_130(
     _append(es, "users-1", "Joined", 2)
     f = Follower(tmp_path, "--store", url, "follow", "--json")
     first = [json.loads(line) for line in f.lines(2)]
-    assert [(e["stream_id"], e["position"], e["data"]) for e in first] == [("orders-1", 1, {"n": 1}), ("users-1", 2, {"n": 2})]
+    assert [(e["stream_id"], e["position"], e["data"]) for e in first] == [
+        ("orders-1", 1, {"n": 1}), ("users-1", 2, {"n": 2}),
+    ]  # fmt: skip
     _append(es, "orders-1", "Shipped", 3)  # appended while it waits: printed live
     live = json.loads(f.lines(1)[0])
     assert (live["event_type"], live["position"], live["version"]) == ("Shipped", 3, 2)

@@ -16,11 +16,12 @@ from eventsource.checkpoints import Checkpoint, CheckpointStore, MemoryCheckpoin
 from eventsource.checkpoints.base import CheckpointBehindError
 from eventsource.errors import ConfigurationError, UnsupportedOperationError, ValidationError
 from eventsource.manager import EventSourcingManager, _event_id
-from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.memory import MemoryProvider
+from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.plugins import PluginHost
 from eventsource.provider import Capabilities
 from eventsource.sqlite import SqliteProvider
+from eventsource.subscriptions import EventDecodeError
 from eventsource.sync import SyncEventSourcingManager
 from eventsource.testing.subscriptions import SubscriptionSuite, take
 
@@ -240,30 +241,21 @@ async def test_next_batch_that_fails_to_decode_mid_batch_loses_nothing(manager: 
     # The events taken before the one that fails to decode were popped and counted as delivered; raising
     # dropped them, and commit() then stored a checkpoint past events the consumer never saw.
     store = MemoryCheckpointStore("memory://")
-    events = [eventsource.EventData("T", {"n": i}) for i in range(5)]
-    await manager.append_events_batch(stream_id="dec-1", events=events)
+    p = manager.get_provider()
+    await manager.append_events_batch(stream_id="dec-1", events=[eventsource.EventData("T", {"n": i}) for i in (1, 2)])
+    bad = NewEvent(_event_id(), "T", b"?", b"", encoding="x-gone", timestamp=utcnow())
+    await p.append("dec-1", [bad], ANY)
+    await manager.append_events_batch(stream_id="dec-1", events=[eventsource.EventData("T", {"n": i}) for i in (4, 5)])
     sub = manager.subscribe(stream_id="dec-1", checkpoint=store, name="dec")
-    real = sub._codec.decode_event
-    failed: list[int] = []
-
-    def decode(rec: Any) -> Any:
-        if rec.version == 3 and not failed:
-            failed.append(rec.version)
-            raise ValueError("bad payload")
-        return real(rec)
-
-    sub._codec = type("C", (), {"decode_event": staticmethod(decode)})()  # type: ignore[assignment]
-    seen: list[int] = []
     async with sub:
-        for _ in range(3):
-            try:
-                seen += [e.version for e in await sub.next_batch(10)]
-            except ValueError:
-                cp = await sub.commit()
-                assert cp.position == (seen[-1] if seen else 0), "checkpoint past events never handed out"
-            if len(seen) == 5:
-                break
-    assert seen == [1, 2, 3, 4, 5]
+        assert [e.version for e in await sub.next_batch(10)] == [1, 2]
+        for _ in range(2):
+            with pytest.raises(EventDecodeError, match="position 3"):
+                await sub.next_batch(10)
+            assert (await sub.commit()).position == 2, "checkpoint past events never handed out"
+    async with manager.subscribe(stream_id="dec-1", on_decode_error="skip") as sub:
+        assert [e.version for e in await sub.next_batch(10)] == [1, 2, 4, 5]
+        assert [s.version for s in sub.skipped_events] == [3]
 
 
 async def test_close_during_a_read_ends_the_waiting_iterator_promptly(manager: EventSourcingManager) -> None:

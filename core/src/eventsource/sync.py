@@ -506,7 +506,7 @@ class SyncEventSourcingManager:
         page_size: int = 100,
         poll_interval: float = 1.0,
         provider: str | None = None,
-        on_decode_error: str = 'raise',
+        on_decode_error: str = "raise",
         reset: bool = False,
     ) -> SyncSubscription:
         """Follow events as they are appended: catch up from history, then go live (``docs/subscriptions.md``).

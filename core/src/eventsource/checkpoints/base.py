@@ -96,7 +96,7 @@ class CheckpointStore(ABC):
     async def delete(self, name: str, source: str) -> bool:
         """Remove the checkpoint; whether there was one."""
 
-    async def list(self, source: str | None = None) -> list[Checkpoint]:
+    async def list(self, source: str | None = None) -> list[Checkpoint]:  # noqa: ARG002 - the contract's signature
         """Every stored checkpoint (of ``source`` only, when given), ordered by name then source.
 
         :raises UnsupportedOperationError: the store cannot enumerate its checkpoints (the default).

@@ -594,10 +594,11 @@ class EventSourcingManager:
     ) -> SubscriptionLag:
         """How far checkpoint ``name`` (in a store or at a URL) of ``source`` (default: the provider's) is behind.
 
-        Raises ``CheckpointNotFoundError`` when none is stored; see ``docs/subscriptions.md`` (Lag)."""
+        Raises ``CheckpointNotFoundError`` when none is stored; see ``docs/subscriptions.md`` (Lag).
+        """
         from eventsource.subscriptions.lag import lag_of
 
-        return await lag_of(self.get_provider(provider), self._policy, self.host, checkpoint, name, source)
+        return await lag_of(self.get_provider(provider), self._policy, self.host, checkpoint, name=name, source=source)
 
     @property
     def uptime_seconds(self) -> float:

@@ -67,12 +67,6 @@ def build_subscription(
         raise ValidationError(msg, field="commit_every")
     if name is not None:
         check_name("name", name)
-    if on_decode_error not in DECODE_ERROR_POLICIES:
-        msg = f"on_decode_error must be one of {', '.join(map(repr, DECODE_ERROR_POLICIES))}, not {on_decode_error!r}"
-        raise ValidationError(msg, field="on_decode_error")
-    if not isinstance(reset, bool):
-        msg = "reset must be True or False"
-        raise ValidationError(msg, field="reset")
     owns = False
     if isinstance(checkpoint, str):
         checkpoint = host.create_checkpoint_store(checkpoint)
@@ -83,9 +77,7 @@ def build_subscription(
     if (checkpoint is None) != (name is None) and (checkpoint is not None or commit_every is not None):
         msg = "a checkpoint store needs a subscription name (and a name without a store stores nothing)"
         raise ConfigurationError(msg, field="name")
-    if reset and checkpoint is None:
-        msg = "reset=True deletes the stored checkpoint: it needs a checkpoint store and a name"
-        raise ConfigurationError(msg, field="reset")
+    _check_options(on_decode_error, reset, has_store=checkpoint is not None)
     if commit_every is not None and checkpoint is None:
         msg = "commit_every needs a checkpoint store and a name"
         raise ConfigurationError(msg, field="commit_every")
@@ -106,6 +98,18 @@ def build_subscription(
         on_decode_error=on_decode_error,
         reset=reset,
     )
+
+
+def _check_options(on_decode_error: str, reset: bool, *, has_store: bool) -> None:
+    if on_decode_error not in DECODE_ERROR_POLICIES:
+        msg = f"on_decode_error must be one of {', '.join(map(repr, DECODE_ERROR_POLICIES))}, not {on_decode_error!r}"
+        raise ValidationError(msg, field="on_decode_error")
+    if not isinstance(reset, bool):
+        msg = "reset must be True or False"
+        raise ValidationError(msg, field="reset")
+    if reset and not has_store:
+        msg = "reset=True deletes the stored checkpoint: it needs a checkpoint store and a name"
+        raise ConfigurationError(msg, field="reset")
 
 
 def _target(

@@ -109,7 +109,7 @@ async def lag_report(
 
 
 async def lag_of(
-    p: Provider, policy: CallPolicy, host: PluginHost, store: CheckpointStore | str, name: str, source: str | None
+    p: Provider, policy: CallPolicy, host: PluginHost, store: CheckpointStore | str, *, name: str, source: str | None
 ) -> SubscriptionLag:
     """The lag of checkpoint ``name`` on ``source`` (default: ``p``'s) in ``store`` (or the store at that URL)."""
     from eventsource.checkpoints.base import CheckpointNotFoundError, CheckpointStore, check_name

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from eventsource.errors import CodecError, ConfigurationError, ConflictError, St
 from eventsource.model import RowPage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
     from eventsource.manager.codec import EventCodec
     from eventsource.manager.policy import CallPolicy
@@ -81,6 +82,13 @@ class CheckpointAheadError(ConflictError):
     """
 
 
+def _fields(item: Any) -> tuple[str, str, str, int, int]:
+    """(event id, stream id, type, version, position) of a buffered :class:`RecordedEvent` or stored row."""
+    if isinstance(item, tuple):
+        return item[0], item[1], item[2], item[3], item[4]
+    return item.event_id, item.stream_id, item.event_type, item.version, item.position
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """What a subscription follows: one stream, or every stream filtered by id prefix and event type."""
@@ -116,9 +124,13 @@ class Target:
 
     def wants(self, rec: RecordedEvent) -> bool:
         """Whether ``rec`` is delivered (the filters run on stored fields, before decoding)."""
-        if self.prefixes and not rec.stream_id.startswith(self.prefixes):
+        return self.wants_fields(rec.stream_id, rec.event_type)
+
+    def wants_fields(self, stream_id: str, event_type: str) -> bool:
+        """Whether an event of ``stream_id`` and ``event_type`` is delivered."""
+        if self.prefixes and not stream_id.startswith(self.prefixes):
             return False
-        return not self.event_types or rec.event_type in self.event_types
+        return not self.event_types or event_type in self.event_types
 
 
 class Subscription:
@@ -166,7 +178,11 @@ class Subscription:
         self._cursor = start - 1  # last position (or version) read from the store
         self._mark = start - 1  # last position (or version) delivered or filtered out: what commit() stores
         self._last_id: str | None = None  # event id at _cursor (one-stream subscriptions: detects a re-created stream)
-        self._buffer: collections.deque[RecordedEvent] = collections.deque()
+        # one page: RecordedEvent objects, or a RowPage's rows (then _conv is its timestamp conversion)
+        self._buffer: collections.deque[Any] = collections.deque()
+        self._rows = False
+        self._conv: Any = None
+        self._events: Iterator[Event] | None = None  # the buffer's wanted events, decoded lazily, in order
         self._started = False
         self._closed = False
         self._since_commit = 0
@@ -252,6 +268,7 @@ class Subscription:
         """Stop: the iterator ends, the buffer is dropped. Uncommitted progress is not committed. Idempotent."""
         self._closed = True
         self._buffer.clear()
+        self._events = None
         waiter = self._waiter
         if waiter is not None:
             waiter.cancel()  # a consumer waiting for the store to change ends now, not after poll_interval
@@ -276,9 +293,10 @@ class Subscription:
         if self.commit_every is not None and self._since_commit >= self.commit_every and not self._closed:
             await self.commit()  # the consumer asked for more: it is done with what it got
         while not self._closed:
-            event = self._take_buffered()
-            if event is not None:
-                return event
+            got: list[Event] = []
+            self._take_buffered(got, 1)
+            if got:
+                return got[0]
             # a read, and the wait after an empty one, run as one future close() cancels: a close that
             # lands during the read (or the pause before the wait) ends this call too, not poll_interval later
             step = self._waiter = asyncio.ensure_future(self._step())
@@ -296,44 +314,63 @@ class Subscription:
         if not await self._fill():
             await self._wait()
 
-    def _take_buffered(self) -> Event | None:
-        """The next wanted event of the buffer (records filtered out on the way are passed), or ``None``."""
+    def _take_buffered(self, out: list[Event], limit: int) -> None:
+        """Move wanted events of the buffer to ``out`` until it holds ``limit`` (filtered records are passed).
+
+        A record that fails to decode raises (or is skipped) with the events taken before it already in ``out``.
+        """
         buffer = self._buffer
         stream = self.target.stream_id is not None
-        while buffer:
-            rec = buffer[0]
-            event = self._decode(rec) if self.target.wants(rec) else None  # an error leaves rec in place
+        wants = self.target.wants_fields
+        rows = self._rows
+        while buffer and len(out) < limit:
+            item = buffer[0]
+            if rows:
+                sid, etype, ver, pos = item[1], item[2], item[3], item[4]
+            else:
+                sid, etype, ver, pos = item.stream_id, item.event_type, item.version, item.position
+            event = self._decode(item) if wants(sid, etype) else None  # an error leaves the item in place
             buffer.popleft()
-            self._mark = rec.version if stream else rec.position
+            self._mark = ver if stream else pos
             if event is not None:
                 self._since_commit += 1
-                return event
-        return None
+                out.append(event)
 
-    def _decode(self, rec: RecordedEvent) -> Event | None:
-        """``rec`` decoded; one that fails raises :class:`EventDecodeError` or is skipped and reported."""
+    def _decode(self, item: Any) -> Event | None:
+        """The buffer's next wanted event, decoded; one that fails raises :class:`EventDecodeError` or is skipped.
+
+        The wanted events of the page are decoded by one lazy ``decode_page`` iterator (the codec's fast path
+        for stored rows); a failure ends that iterator, so the next call builds another from what is left.
+        """
         try:
-            return self._codec.decode_event(rec)
-        except Exception as e:  # noqa: BLE001 - an upcaster may raise anything; it is named and chained
-            reason = f"{type(e).__name__}: {e}"
-            if self.on_decode_error == "raise":
-                msg = (
-                    f"subscription {self.name or self.target.describe()!r} cannot decode the event at position "
-                    f"{rec.position} (id {rec.event_id!r}, stream {rec.stream_id!r} version {rec.version}, type "
-                    f"{rec.event_type!r}): {reason}. Fix the codec, key or upcaster, or subscribe with "
-                    'on_decode_error="skip"'
-                )
-                raise EventDecodeError(
-                    msg, position=rec.position, event_id=rec.event_id, stream_id=rec.stream_id, version=rec.version
-                ) from e
-            skipped = SkippedEvent(rec.position, rec.event_id, rec.stream_id, rec.version, rec.event_type, reason)
-            self.skipped += 1
-            self.skipped_events.append(skipped)
-            log.warning(
-                "subscription %r skipped the event at position %s (id %r, stream %r version %s): %s",
-                self.name, rec.position, rec.event_id, rec.stream_id, rec.version, reason,
-            )  # fmt: skip
-            return None
+            if self._events is None:
+                wants = self.target.wants_fields
+                if self._rows:
+                    page: Any = RowPage([r for r in self._buffer if wants(r[1], r[2])], self._conv or None)
+                else:
+                    page = [r for r in self._buffer if wants(r.stream_id, r.event_type)]
+                self._events = iter(self._codec.decode_page(page))
+            return next(self._events)
+        except Exception as e:  # noqa: BLE001 - an upcaster may raise anything: named and chained, or skipped
+            self._events = None
+            return self._failed(item, e)
+
+    def _failed(self, item: Any, e: Exception) -> None:
+        eid, sid, etype, version, position = _fields(item)
+        reason = f"{type(e).__name__}: {e}"
+        if self.on_decode_error == "raise":
+            msg = (
+                f"subscription {self.name or self.target.describe()!r} cannot decode the event at position "
+                f"{position} (id {eid!r}, stream {sid!r} version {version}, type {etype!r}): {reason}. "
+                'Fix the codec, key or upcaster, or subscribe with on_decode_error="skip"'
+            )
+            raise EventDecodeError(msg, position=position, event_id=eid, stream_id=sid, version=version) from e
+        self.skipped += 1
+        self.skipped_events.append(SkippedEvent(position, eid, sid, version, etype, reason))
+        log.warning(
+            "subscription %r skipped the event at position %s (id %r, stream %r version %s): %s",
+            self.name, position, eid, sid, version, reason,
+        )  # fmt: skip
 
     async def next_batch(self, max_events: int) -> list[Event]:
         """Up to ``max_events`` events: waits for the first, then takes only what is buffered already.
@@ -345,21 +382,18 @@ class Subscription:
             out = [await self.__anext__()]
         except StopAsyncIteration:
             return []
-        while len(out) < max_events and not self._closed:
-            try:
-                event = self._take_buffered()
-            except Exception:  # noqa: BLE001 - the record stays buffered: the next call raises it again
-                break  # the events in ``out`` count as delivered (commit() may store them): hand them out
-            if event is None:
-                break
-            out.append(event)
+        if not self._closed:
+            with contextlib.suppress(Exception):  # the record stays buffered: the next call raises it again
+                self._take_buffered(out, max_events)  # what it put in ``out`` counts as delivered: hand it out
         return out
 
     async def _fill(self) -> bool:
         """Read the next page into the buffer; whether it held anything."""
         p = self.provider
+        page: Sequence[Any]
+        conv: Any = None
         if self.target.stream_id is None:
-            page = await self._policy.run(p, "read_all", self._all_page)
+            page, conv = await self._policy.run(p, "read_all", self._all_page)
         else:
             # near the tail, the head a wait will start from is taken *before* the read: an append landing
             # between an empty read and a later head would already be below it and wake nobody
@@ -370,14 +404,15 @@ class Subscription:
             self._empty_reads += 1
             return False
         self._empty_reads = 0
-        last = page[-1]
-        self._cursor = last.version if self.target.stream_id is not None else last.position
-        self._last_id = last.event_id
+        eid, _, _, version, position = _fields(page[-1])
+        self._cursor = version if self.target.stream_id is not None else position
+        self._last_id = eid
+        self._rows, self._conv, self._events = conv is not None, conv, None
         self._buffer.extend(page)
         return True
 
-    async def _all_page(self) -> list[RecordedEvent]:
-        return await first_page(self.provider.read_all_pages(from_position=self._cursor + 1, page_size=self.page_size))
+    async def _all_page(self) -> tuple[Sequence[Any], Any]:
+        return await first_rows(self.provider.read_all_pages(from_position=self._cursor + 1, page_size=self.page_size))
 
     async def _stream_page(self) -> list[RecordedEvent]:
         """The next page of the stream, read from the last version handed out to check it is still there."""
@@ -461,6 +496,23 @@ class Subscription:
         self.committed = await self.checkpoints.put(cp)
         self._since_commit = 0
         return self.committed
+
+
+async def first_rows(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> tuple[Sequence[Any], Any]:
+    """The first page of a page iterator as (rows, timestamp conversion) or (records, ``None``); it is closed.
+
+    A :class:`RowPage` without a conversion gives ``False`` (its rows hold datetimes); no page: ``([], None)``.
+    """
+    try:
+        async for page in pages:
+            if isinstance(page, RowPage):
+                return page.rows, (page.timestamp or False)
+            return list(page), None
+        return [], None
+    finally:
+        aclose: Any = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def first_page(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> list[RecordedEvent]:

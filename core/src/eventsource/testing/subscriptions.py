@@ -20,6 +20,7 @@ from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore
 from eventsource.checkpoints.base import CheckpointNotFoundError
 from eventsource.errors import ConfigurationError, EventSourceError, StreamDeletedError
 from eventsource.manager.ids import event_id
+from eventsource.manager.policy import CallPolicy
 from eventsource.model import ANY, EventData, NewEvent, utcnow
 from eventsource.provider import Provider
 from eventsource.subscriptions import CheckpointAheadError, CheckpointFilterError, EventDecodeError
@@ -310,7 +311,8 @@ class SubscriptionSuite(ProviderSuiteBase):
             await sub.commit()
         async with manager.subscribe(**kw, event_types=["B", "A"]) as sub:  # the same filter, another order
             assert [e.event_id for e in await take(sub, 4)] == res.event_ids[2:]
-        for other in ({"event_types": ["A"]}, {}):
+        others: list[dict[str, Any]] = [{"event_types": ["A"]}, {}]
+        for other in others:
             with pytest.raises(CheckpointFilterError, match="another filter") as err:
                 await manager.subscribe(**kw, **other).start()
             assert "reset=True" in str(err.value)
@@ -327,7 +329,7 @@ class SubscriptionSuite(ProviderSuiteBase):
     ) -> None:
         s, name = sid("dec"), sid("sub")
         await manager.append_events_batch(stream_id=s, events=[_ev(0)])
-        bad = NewEvent(event_id=event_id(), event_type="Counted", data=b"?", metadata=b"", encoding="x-gone", timestamp=utcnow())
+        bad = NewEvent(event_id(), "Counted", b"?", b"", encoding="x-gone", timestamp=utcnow())
         await provider.append(s, [bad], ANY)
         await manager.append_events_batch(stream_id=s, events=[_ev(2)])
         kw: dict[str, Any] = {"stream_id": s, "checkpoint": checkpoint_store, "name": name}
@@ -360,7 +362,8 @@ class SubscriptionSuite(ProviderSuiteBase):
             cp = await checkpoint_store.get(name, sub.source)
             assert cp is not None
             fifth = (await take(sub, 1))[0]
-            behind = await checkpoint_lag(provider, manager._policy, cp, now=fifth.timestamp + timedelta(seconds=90))
+            policy = CallPolicy(manager.config)
+            behind = await checkpoint_lag(provider, policy, cp, now=fifth.timestamp + timedelta(seconds=90))
             assert behind.seconds == 90.0, "seconds count from the oldest event past the checkpoint"
             await take(sub, 5)
             await sub.commit()

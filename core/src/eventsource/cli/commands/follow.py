@@ -144,4 +144,5 @@ def print_event(out: Output, ev: Event) -> None:
     if out.as_json:
         out.json(ev)
         return
-    out.line(f"{ev.position:>7}  {when(ev.timestamp)}  {ev.stream_id}@{ev.version}  {ev.event_type:<20} {short(ev.data)}")
+    where = f"{ev.stream_id}@{ev.version}"
+    out.line(f"{ev.position:>7}  {when(ev.timestamp)}  {where}  {ev.event_type:<20} {short(ev.data)}")

@@ -71,17 +71,22 @@ def _checkpoint_url(session: Session, m: EventSourcingManager) -> str:
     if url is not None:
         return url
     store_url = str(m.config.providers[m.list_providers()[0]]["url"]) if m.list_providers() else ""
-    try:
-        m.host.checkpoint_stores.for_url(store_url)
-        if store_url.startswith("memory:"):
-            raise ProviderNotFoundError(store_url)  # another process's memory: never this one's checkpoints
-    except ProviderNotFoundError:
+    # memory:// checkpoints live in one process: a new one never holds a running subscription's checkpoints
+    if not _holds_checkpoints(m, store_url) or store_url.startswith("memory:"):
         msg = (
             f"no checkpoint store is configured and {mask(store_url)!r} cannot hold checkpoints: "
             "pass --checkpoints URL or set checkpoint_store in the configuration"
         )
-        raise UsageError(msg) from None
+        raise UsageError(msg)
     return store_url
+
+
+def _holds_checkpoints(m: EventSourcingManager, url: str) -> bool:
+    try:
+        m.host.checkpoint_stores.for_url(url)
+    except ProviderNotFoundError:
+        return False
+    return True
 
 
 def _unmeasured(cp: Checkpoint) -> dict[str, Any]:

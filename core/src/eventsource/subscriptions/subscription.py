@@ -317,43 +317,56 @@ class Subscription:
     def _take_buffered(self, out: list[Event], limit: int) -> None:
         """Move wanted events of the buffer to ``out`` until it holds ``limit`` (filtered records are passed).
 
-        A record that fails to decode raises (or is skipped) with the events taken before it already in ``out``.
+        A record that fails to decode raises (or is skipped) with the events taken before it already in ``out``
+        and the position passed. The wanted events of the page are decoded by one lazy ``decode_page``
+        iterator (the codec's fast path for stored rows); a failure ends it, so the next call builds another
+        from what is left.
         """
         buffer = self._buffer
-        stream = self.target.stream_id is not None
-        wants = self.target.wants_fields
+        t = self.target
+        stream = t.stream_id is not None
+        unfiltered = not t.prefixes and not t.event_types
+        wants = t.wants_fields
         rows = self._rows
-        while buffer and len(out) < limit:
-            item = buffer[0]
-            if rows:
-                sid, etype, ver, pos = item[1], item[2], item[3], item[4]
-            else:
-                sid, etype, ver, pos = item.stream_id, item.event_type, item.version, item.position
-            event = self._decode(item) if wants(sid, etype) else None  # an error leaves the item in place
-            buffer.popleft()
-            self._mark = ver if stream else pos
-            if event is not None:
-                self._since_commit += 1
-                out.append(event)
-
-    def _decode(self, item: Any) -> Event | None:
-        """The buffer's next wanted event, decoded; one that fails raises :class:`EventDecodeError` or is skipped.
-
-        The wanted events of the page are decoded by one lazy ``decode_page`` iterator (the codec's fast path
-        for stored rows); a failure ends that iterator, so the next call builds another from what is left.
-        """
+        popleft, append = buffer.popleft, out.append
+        room = limit - len(out)
+        taken = 0
         try:
-            if self._events is None:
-                wants = self.target.wants_fields
-                if self._rows:
-                    page: Any = RowPage([r for r in self._buffer if wants(r[1], r[2])], self._conv or None)
+            while buffer and taken < room:
+                item = buffer[0]
+                if rows:
+                    wanted = unfiltered or wants(item[1], item[2])
+                    at = item[3] if stream else item[4]
                 else:
-                    page = [r for r in self._buffer if wants(r.stream_id, r.event_type)]
-                self._events = iter(self._codec.decode_page(page))
-            return next(self._events)
-        except Exception as e:  # noqa: BLE001 - an upcaster may raise anything: named and chained, or skipped
-            self._events = None
-            return self._failed(item, e)
+                    wanted = unfiltered or wants(item.stream_id, item.event_type)
+                    at = item.version if stream else item.position
+                event = None
+                if wanted:
+                    events = self._events if self._events is not None else self._decoder()
+                    try:
+                        event = next(events)
+                    except Exception as e:  # noqa: BLE001 - an upcaster may raise anything: named and chained
+                        self._events = None
+                        self._failed(item, e)  # raises, leaving the item in place, or reports it (skip)
+                popleft()
+                self._mark = at
+                if event is not None:
+                    append(event)
+                    taken += 1
+        finally:
+            self._since_commit += taken
+
+    def _decoder(self) -> Iterator[Event]:
+        """A lazy decoder of the buffer's wanted events, in order (the codec's fast path for a page of rows)."""
+        wants, t = self.target.wants_fields, self.target
+        keep = (lambda _s, _e: True) if not t.prefixes and not t.event_types else wants
+        page: Any
+        if self._rows:
+            page = RowPage([r for r in self._buffer if keep(r[1], r[2])], self._conv or None)
+        else:
+            page = [r for r in self._buffer if keep(r.stream_id, r.event_type)]
+        self._events = iter(self._codec.decode_page(page))
+        return self._events
 
     def _failed(self, item: Any, e: Exception) -> None:
         eid, sid, etype, version, position = _fields(item)

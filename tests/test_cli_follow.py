@@ -184,7 +184,9 @@ def test_projections_lists_each_checkpoint_with_its_lag(tmp_path: Path, url: str
     assert done.returncode == EXIT_OK, done.stderr
     rows = {r["name"]: r for r in map(json.loads, done.stdout.splitlines())}
     assert set(rows) == {"orders-view", "elsewhere"}
-    assert (rows["orders-view"]["position"], rows["orders-view"]["head"], rows["orders-view"]["positions"]) == (3, 5, 2)
+    view = rows["orders-view"]
+    assert (view["position"], view["head"], view["positions"]) == (3, 5, 2)
+    assert (view["events"], view["events_capped"]) == (2, False)
     assert rows["orders-view"]["source"] == source and rows["orders-view"]["seconds"] >= 0
     assert rows["elsewhere"]["positions"] is None and rows["elsewhere"]["provider"] is None
     human = cli(tmp_path, "--store", url, "projections")

@@ -350,7 +350,7 @@ async def test_stats_and_health_report_each_checkpoints_lag_when_a_checkpoint_st
         await store.put(Checkpoint("behind", sub.source, "all", 0))  # handled nothing: the two-hour-old event is next
         stats = (await m.get_stats())["s"].extra["subscriptions"]
         assert set(stats) == {"behind", "current"}
-        assert stats["behind"]["positions"] == 5 and stats["behind"]["seconds"] >= 7200
+        assert stats["behind"]["positions"] == stats["behind"]["events"] == 5 and stats["behind"]["seconds"] >= 7200
         assert (stats["current"]["positions"], stats["current"]["seconds"]) == (0, 0.0)
         health = (await m.health_check())["s"]
         assert not health.healthy and health.details["reason"] == "lagging"

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.subscriptions.subscription import first_page
 
+COUNT_CAP = 1000
+"""Events past a checkpoint that lag counts one by one (one read); beyond it ``events_capped`` is set."""
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -29,8 +32,11 @@ class SubscriptionLag:
 
     :param position: the checkpoint's position (a stream version for a ``stream:<id>`` scope).
     :param head: the store's highest position (the stream's version), or ``None`` if the store cannot say.
-    :param positions: ``head - position`` (never below 0), or ``None`` with ``head``. Positions, not events:
-        gaps (rolled back appends, deleted events, events a filter passes over) count.
+    :param positions: ``head - position`` (never below 0), or ``None`` with ``head``. In the store's position
+        units: gaps count, and on PostgreSQL positions are sparse (transaction ids shifted), so read
+        ``events`` there.
+    :param events: events readable past the checkpoint, counted up to :data:`COUNT_CAP`.
+    :param events_capped: ``events`` stopped at the cap (there are at least that many).
     :param seconds: how long the oldest event past the checkpoint has been stored; ``0.0`` when none is
         readable past it.
     :param updated_at: when the checkpoint was last stored.
@@ -42,6 +48,8 @@ class SubscriptionLag:
     position: int
     head: int | None
     positions: int | None
+    events: int
+    events_capped: bool
     seconds: float
     updated_at: datetime | None
 
@@ -62,21 +70,24 @@ async def checkpoint_lag(
         head: int | None = info.version if info is not None else 0
 
         async def next_stream() -> list[Any]:
-            return await first_page(p.read_stream_pages(sid, from_version=cp.position + 1, page_size=1))
+            return await first_page(p.read_stream_pages(sid, from_version=cp.position + 1, page_size=COUNT_CAP))
 
         nxt = await policy.run(p, "read_stream", next_stream) if head and head > cp.position else []
     else:
         head = await policy.run(p, "head_position", p.head_position)
 
         async def next_all() -> list[Any]:
-            return await first_page(p.read_all_pages(from_position=cp.position + 1, page_size=1))
+            return await first_page(p.read_all_pages(from_position=cp.position + 1, page_size=COUNT_CAP))
 
         nxt = await policy.run(p, "read_all", next_all) if head is None or head > cp.position else []
     seconds = 0.0
     if nxt:
         seconds = max(((now or datetime.now(UTC)) - nxt[0].timestamp).total_seconds(), 0.0)
     positions = None if head is None else max(head - cp.position, 0)
-    return SubscriptionLag(cp.name, cp.source, cp.scope, cp.position, head, positions, seconds, cp.updated_at)
+    n = len(nxt)
+    return SubscriptionLag(
+        cp.name, cp.source, cp.scope, cp.position, head, positions, n, n >= COUNT_CAP, seconds, cp.updated_at
+    )
 
 
 def source_of(p: Provider) -> str:

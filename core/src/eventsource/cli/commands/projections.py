@@ -91,8 +91,9 @@ def _holds_checkpoints(m: EventSourcingManager, url: str) -> bool:
 
 def _unmeasured(cp: Checkpoint) -> dict[str, Any]:
     when_ = cp.updated_at.isoformat() if cp.updated_at else None
-    return {"name": cp.name, "source": cp.source, "scope": cp.scope, "position": cp.position, "head": None,
-            "positions": None, "seconds": None, "updated_at": when_, "provider": None}  # fmt: skip
+    unknown = dict.fromkeys(("head", "positions", "events", "seconds", "provider"))
+    return {"name": cp.name, "source": cp.source, "scope": cp.scope, "position": cp.position, **unknown,
+            "events_capped": False, "updated_at": when_}  # fmt: skip
 
 
 def _print_table(out: Output, rows: list[dict[str, Any]]) -> None:
@@ -101,10 +102,11 @@ def _print_table(out: Output, rows: list[dict[str, Any]]) -> None:
     out.line(f"{'NAME':<24} {'SCOPE':<28} {'POSITION':>9} {'HEAD':>9} {'BEHIND':>8} {'LAG':>9}  UPDATED")
     for r in rows:
         head = "-" if r["head"] is None else str(r["head"])
-        behind = "-" if r["positions"] is None else f"{r['positions']:,}"
+        behind = "-" if r["events"] is None else f"{r['events']:,}" + ("+" if r["events_capped"] else "")
         lag = "-" if r["seconds"] is None else f"{r['seconds']:.1f}s"
         updated = when(_parse(r["updated_at"]))
         out.line(f"{r['name']:<24} {r['scope']:<28} {r['position']:>9} {head:>9} {behind:>8} {lag:>9}  {updated}")
+        # BEHIND counts readable events (up to the cap); HEAD and POSITION are in the store's position units
         if r["provider"] is None:
             out.line(f"{'':<24} source {r['source']!r} is not a configured store: no lag")
 

@@ -3,8 +3,9 @@
 ``live_p50`` / ``live_p99``: a subscription runs in a task of the same process and event loop as the
 writer; each operation appends one event (``append_events_batch``) and takes the time from the append's
 return to the moment the subscription's handler is called with that event. One append at a time, so the
-figure is the wake-up path, not a queue. On PostgreSQL a second contestant, ``notify``, is the same store
-with ``live_notify=True`` (LISTEN/NOTIFY instead of the default 10 ms probe). ``catch_up``: a subscription
+figure is the wake-up path, not a queue. On PostgreSQL ``notify`` is the same store with ``live_notify=True``
+(LISTEN/NOTIFY instead of the default 10 ms probe), and ``eventsourcing`` the ``eventsourcing`` library's
+LISTEN/NOTIFY subscription on its own recorder (when installed). ``catch_up``: a subscription
 from position 0 consuming a filled store, against ``read_all`` over the same store (same page size), both
 decoding every event; events/s, ratio subscription / ``read_all``.
 """
@@ -16,7 +17,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from harness import Inputs, events, new_stream, percentile
+from harness import Inputs, events, installed, new_stream, percentile
 
 if TYPE_CHECKING:
     from eventsource.manager import EventSourcingManager
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 CATCH_UP_PAGE = 500
 """Page size of both catch-up contestants (``read_all``'s default)."""
+EARLY = 1e-6
+"""Seconds a delivery that beat the append's return counts as (not 0: the rows' ratios divide by it)."""
 LIVE_WAIT = 30.0
 """Seconds an append may wait for its delivery before the run fails (a lost event, not a slow one)."""
 
@@ -45,17 +48,75 @@ async def _notify_side(runner: Runner, m: EventSourcingManager, p: Any) -> str |
     return "notify"
 
 
+class _EventsourcingLive:
+    """eventsourcing 9.5.6's ``PostgresApplicationRecorder.subscribe`` (LISTEN/NOTIFY, a thread), same schema."""
+
+    def __init__(self, schema: str, url: str) -> None:
+        import threading
+
+        import psycopg
+        from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+        info = psycopg.conninfo.conninfo_to_dict(url)
+        self.datastore = PostgresDatastore(
+            dbname=str(info.get("dbname", "test")), host=str(info.get("host", "127.0.0.1")),
+            port=str(info.get("port", 5432)), user=str(info.get("user", "postgres")),
+            password=str(info.get("password", "")), schema=schema, originator_id_type="text",
+            pool_size=4, max_overflow=2,  # the subscription holds connections: room for the inserts
+        )  # fmt: skip
+        self.recorder = PostgresApplicationRecorder(self.datastore, events_table_name="es_live_events")
+        self.recorder.create_table()
+        self.loop = asyncio.get_running_loop()
+        self.want: tuple[str, int, asyncio.Future[float]] | None = None
+        self.sub = self.recorder.subscribe(gt=self.recorder.max_notification_id())
+        self.thread = threading.Thread(target=self._consume, daemon=True)
+        self.thread.start()
+        self.version = 0
+        self.stream = new_stream("live-es")
+
+    def _consume(self) -> None:
+        for n in self.sub:
+            now = time.perf_counter()  # the handler is called
+            want = self.want
+            if want is not None and (n.originator_id, n.originator_version) == want[:2]:
+                self.loop.call_soon_threadsafe(_settle, want[2], now)
+
+    def append_and_wait(self, e: Any) -> tuple[float, asyncio.Future[float]]:
+        """Insert one event (blocking, on the loop: its return time is exact); the time and the delivery future."""
+        import json
+
+        from eventsourcing.persistence import StoredEvent
+
+        self.version += 1
+        fut: asyncio.Future[float] = self.loop.create_future()
+        self.want = (self.stream, self.version, fut)
+        self.recorder.insert_events([StoredEvent(self.stream, self.version, e.event_type, json.dumps(e.data).encode())])
+        return time.perf_counter(), fut
+
+    def close(self) -> None:
+        self.sub.stop()
+        self.thread.join(10)
+        self.datastore.close()
+
+
+def _settle(fut: asyncio.Future[float], value: float) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
 class _Live:
     """One append at a time per side, each waited for at its subscription's handler."""
 
-    def __init__(self, m: EventSourcingManager, sides: dict[str, str]) -> None:
+    def __init__(self, m: EventSourcingManager, sides: dict[str, str], peer: _EventsourcingLive | None) -> None:
         self.m = m
+        self.peer = peer
+        self.names = [*sides, *(["eventsourcing"] if peer is not None else [])]
         self.sides = sides  # contestant -> provider name
         self.waiting: dict[str, tuple[str, asyncio.Future[float]]] = {}
         self.subs = {side: m.subscribe(from_position=0, provider=prov) for side, prov in sides.items()}
         self.streams = {side: new_stream(f"live-{side}") for side in sides}
         self.inputs = Inputs()
-        self.early = 0
+        self.early: dict[str, int] = {}
         self.tasks = [asyncio.create_task(self.consume(side)) for side in sides]
 
     async def consume(self, side: str) -> None:
@@ -70,21 +131,24 @@ class _Live:
 
         e = events(i, 1)[0]
         self.inputs.add(side, [e])
-        data = EventData(event_type=e.event_type, data=e.data, event_id=e.event_id, timestamp=e.timestamp)
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.waiting[side] = (e.event_id, fut)
-        await self.m.append_events_batch(stream_id=self.streams[side], events=[data], provider=self.sides[side])
-        returned = time.perf_counter()
+        if side == "eventsourcing" and self.peer is not None:
+            returned, fut = self.peer.append_and_wait(e)
+        else:
+            data = EventData(event_type=e.event_type, data=e.data, event_id=e.event_id, timestamp=e.timestamp)
+            fut = asyncio.get_running_loop().create_future()
+            self.waiting[side] = (e.event_id, fut)
+            await self.m.append_events_batch(stream_id=self.streams[side], events=[data], provider=self.sides[side])
+            returned = time.perf_counter()
         delivered = await asyncio.wait_for(fut, LIVE_WAIT)
-        if delivered < returned:
-            self.early += 1  # the handler ran before the append returned (in-process wake-up): no delay at all
-        return max(delivered - returned, 0.0)
+        if delivered < returned:  # the handler ran before the append returned: no delay at all
+            self.early[side] = self.early.get(side, 0) + 1
+        return max(delivered - returned, EARLY)
 
     async def rounds(self, repetitions: int, appends: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         """p50 and p99 (ms) per side per round, the order of the sides rotating append by append."""
-        per50: dict[str, list[float]] = {s: [] for s in self.sides}
-        per99: dict[str, list[float]] = {s: [] for s in self.sides}
-        names = list(self.sides)
+        names = self.names
+        per50: dict[str, list[float]] = {s: [] for s in names}
+        per99: dict[str, list[float]] = {s: [] for s in names}
         for rep in range(repetitions):
             lat: dict[str, list[float]] = {s: [] for s in names}
             for i in range(appends):
@@ -97,6 +161,8 @@ class _Live:
         return per50, per99
 
     async def close(self) -> None:
+        if self.peer is not None:
+            await asyncio.to_thread(self.peer.close)
         for sub in self.subs.values():
             await sub.close()
         for t in self.tasks:
@@ -112,16 +178,21 @@ async def live_rows(runner: Runner) -> None:
     extra = await _notify_side(runner, m, p)
     if extra:
         sides["notify"] = extra
-    live = _Live(m, sides)
+    peer = None
+    if extra and runner.o.peers and installed("eventsourcing"):
+        peer = _EventsourcingLive(p.names.schema, p.url)
+    live = _Live(m, sides, peer)
     try:
-        for side in sides:  # warm-up: connections, statements, LISTEN
+        for side in live.names:  # warm-up: connections, statements, LISTEN
             for i in range(5):
                 await live.one(side, i)
         live.inputs = Inputs()
         per50, per99 = await live.rounds(runner.o.repetitions, runner.o.appends)
         note = "in-process subscription, default settings" + (", notify = live_notify=True" if extra else "")
+        note += ", eventsourcing = its PostgreSQL subscription" if peer is not None else ""
         if live.early:
-            note += f"; {live.early} deliveries came before the append returned (counted as 0)"
+            early = ", ".join(f"{side} {n}" for side, n in live.early.items())
+            note += f"; deliveries before the append returned (counted as 1 µs): {early}"
         runner._record("live_p50", per50, live.inputs, note)  # noqa: SLF001 - the harness's own recorder
         runner._record("live_p99", per99, live.inputs, note)  # noqa: SLF001
     finally:

@@ -85,6 +85,8 @@ def _num(v: float | None, unit: str) -> str:
 def _check_label(c: dict[str, Any]) -> str:
     if c["against"] == "eventsourcing" and c["bound"] == 1.0 and c["op"] in ("<", ">"):
         return "ahead of eventsourcing"
+    if c["against"] == "absolute":
+        return f"{c['op']} {c['bound']:g} ms"
     who = "" if c["against"] == "raw" else f" {c['against']}"
     return f"{c['op']} {c['bound']:g}x{who}"
 

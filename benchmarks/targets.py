@@ -32,13 +32,22 @@ ROWS = (
     ("read 1,000-event stream", "read_1000"),
     ("8 concurrent writers", "writers_8"),
     ("read 100 events from a 1m", "big_store_read_100"),
+    ("live subscription delivery p50", "live_p50"),
+    ("catch-up subscription", "catch_up"),
 )
-"""Rows the harness measures; the others (subscriptions, catch-up) are listed as not measured."""
+"""Rows the harness measures; the others are listed as not measured."""
+
+ABSOLUTE = "absolute"
+"""``Check.against`` of a bound in milliseconds (``<= 5 ms``): the library's own figure, not a ratio."""
+
+AGAINST = {"catch_up": "read_all"}
+"""Rows whose ``Nx`` bound compares against a contestant other than ``raw``."""
 
 PEER_RULE = "eventsourcing"
 """DESIGN.md: on every row where this contestant ran, the library must be ahead of it."""
 
 _CLAUSE = re.compile(r"(<=|>=)\s*([0-9]*\.?[0-9]+)\s*x\b(.*)", re.IGNORECASE)
+_MS = re.compile(r"(<=|>=)\s*([0-9]*\.?[0-9]+)\s*ms\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -105,11 +114,21 @@ def parse_cell(cell: str) -> list[Check]:
     for clause in cell.split(";"):
         m = _CLAUSE.search(clause.strip())
         if m is None:
+            ms = _MS.search(clause.strip())
+            if ms is not None:
+                out.append(Check(ABSOLUTE, ms.group(1), float(ms.group(2)), clause.strip()))
             continue
         rest = m.group(3).strip().lower()
         against = "aiosqlite" if rest.startswith("aiosqlite") else "raw"
         out.append(Check(against, m.group(1), float(m.group(2)), clause.strip()))
     return out
+
+
+def _against(key: str, found: list[Check]) -> list[Check]:
+    """``found`` with ``raw`` replaced by the row's own baseline (:data:`AGAINST`)."""
+    if key not in AGAINST:
+        return found
+    return [Check(AGAINST[key], c.op, c.bound, c.text) if c.against == "raw" else c for c in found]
 
 
 def parse(text: str, source: str) -> Targets:
@@ -138,7 +157,7 @@ def parse(text: str, source: str) -> Targets:
         for backend, cell in zip(backends[1:], row[1:], strict=False):
             if backend is None:
                 continue
-            found = parse_cell(cell)
+            found = _against(key, parse_cell(cell))
             if found:
                 checks.setdefault(backend, {})[key] = found
     return Targets(source, checks, not_measured)

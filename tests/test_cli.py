@@ -505,8 +505,8 @@ def test_config_file_and_its_errors(capsys: pytest.CaptureFixture[str], tmp_path
 def test_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == EXIT_OK
-    commands = {"demo", "append", "read", "streams", "info", "snapshot", "stats", "health", "providers"}
-    commands |= {"upcast-rewrite", "copy", "export", "import"}
+    commands = {"demo", "append", "read", "follow", "streams", "info", "snapshot", "stats", "projections", "health"}
+    commands |= {"providers", "upcast-rewrite", "copy", "export", "import"}
     for command in commands:
         assert command in out
     assert "exit codes" in out

@@ -7,6 +7,7 @@ import asyncio
 import sys
 import threading
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import eventsource
@@ -14,11 +15,13 @@ import pytest
 from eventsource.checkpoints import Checkpoint, CheckpointStore, MemoryCheckpointStore, SqliteCheckpointStore
 from eventsource.checkpoints.base import CheckpointBehindError
 from eventsource.errors import ConfigurationError, UnsupportedOperationError, ValidationError
-from eventsource.manager import EventSourcingManager
+from eventsource.manager import EventSourcingManager, _event_id
 from eventsource.memory import MemoryProvider
+from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.plugins import PluginHost
 from eventsource.provider import Capabilities
 from eventsource.sqlite import SqliteProvider
+from eventsource.subscriptions import EventDecodeError
 from eventsource.sync import SyncEventSourcingManager
 from eventsource.testing.subscriptions import SubscriptionSuite, take
 
@@ -238,30 +241,21 @@ async def test_next_batch_that_fails_to_decode_mid_batch_loses_nothing(manager: 
     # The events taken before the one that fails to decode were popped and counted as delivered; raising
     # dropped them, and commit() then stored a checkpoint past events the consumer never saw.
     store = MemoryCheckpointStore("memory://")
-    events = [eventsource.EventData("T", {"n": i}) for i in range(5)]
-    await manager.append_events_batch(stream_id="dec-1", events=events)
+    p = manager.get_provider()
+    await manager.append_events_batch(stream_id="dec-1", events=[eventsource.EventData("T", {"n": i}) for i in (1, 2)])
+    bad = NewEvent(_event_id(), "T", b"?", b"", encoding="x-gone", timestamp=utcnow())
+    await p.append("dec-1", [bad], ANY)
+    await manager.append_events_batch(stream_id="dec-1", events=[eventsource.EventData("T", {"n": i}) for i in (4, 5)])
     sub = manager.subscribe(stream_id="dec-1", checkpoint=store, name="dec")
-    real = sub._codec.decode_event
-    failed: list[int] = []
-
-    def decode(rec: Any) -> Any:
-        if rec.version == 3 and not failed:
-            failed.append(rec.version)
-            raise ValueError("bad payload")
-        return real(rec)
-
-    sub._codec = type("C", (), {"decode_event": staticmethod(decode)})()  # type: ignore[assignment]
-    seen: list[int] = []
     async with sub:
-        for _ in range(3):
-            try:
-                seen += [e.version for e in await sub.next_batch(10)]
-            except ValueError:
-                cp = await sub.commit()
-                assert cp.position == (seen[-1] if seen else 0), "checkpoint past events never handed out"
-            if len(seen) == 5:
-                break
-    assert seen == [1, 2, 3, 4, 5]
+        assert [e.version for e in await sub.next_batch(10)] == [1, 2]
+        for _ in range(2):
+            with pytest.raises(EventDecodeError, match="position 3"):
+                await sub.next_batch(10)
+            assert (await sub.commit()).position == 2, "checkpoint past events never handed out"
+    async with manager.subscribe(stream_id="dec-1", on_decode_error="skip") as sub:
+        assert [e.version for e in await sub.next_batch(10)] == [1, 2, 4, 5]
+        assert [s.version for s in sub.skipped_events] == [3]
 
 
 async def test_close_during_a_read_ends_the_waiting_iterator_promptly(manager: EventSourcingManager) -> None:
@@ -333,3 +327,42 @@ async def test_a_stream_append_between_the_empty_read_and_the_head_wakes_the_sub
     async with manager.subscribe(stream_id="gap-1", poll_interval=30) as sub:
         got = await asyncio.wait_for(anext(sub), 3)
     assert got.event_id == appended[0].event_id
+
+
+async def test_stats_and_health_report_each_checkpoints_lag_when_a_checkpoint_store_is_configured(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/lag.db"
+    cfg = {"providers": {"s": {"url": url}}, "checkpoint_store": url, "max_subscription_lag": 60}
+    m = EventSourcingManager(cfg, host=PluginHost(load_entrypoints=False))
+    await m.connect()
+    try:
+        p = m.get_provider()
+        old = NewEvent(event_id=_event_id(), event_type="T", data=b"{}", metadata=b"", encoding="json",
+                       timestamp=utcnow() - timedelta(hours=2))  # fmt: skip
+        await p.append("lag-a", [old], ANY)
+        await m.append_events_batch(stream_id="lag-a", events=[eventsource.EventData("T", {"n": i}) for i in range(4)])
+        async with m.subscribe(checkpoint=url, name="current") as sub:
+            for _ in range(5):
+                await anext(sub)
+            await sub.commit()
+        store = SqliteCheckpointStore(url)
+        await store.put(Checkpoint("behind", sub.source, "all", 0))  # handled nothing: the two-hour-old event is next
+        stats = (await m.get_stats())["s"].extra["subscriptions"]
+        assert set(stats) == {"behind", "current"}
+        assert stats["behind"]["positions"] == stats["behind"]["events"] == 5 and stats["behind"]["seconds"] >= 7200
+        assert (stats["current"]["positions"], stats["current"]["seconds"]) == (0, 0.0)
+        health = (await m.health_check())["s"]
+        assert not health.healthy and health.details["reason"] == "lagging"
+        assert health.details["lagging"] == ["behind"] and "behind" in health.message
+        await store.delete("behind", sub.source)
+        assert (await m.health_check())["s"].healthy
+    finally:
+        await m.close()
+    broken = EventSourcingManager({**cfg, "checkpoint_store": "nosuch://x"}, host=PluginHost(load_entrypoints=False))
+    await broken.connect()
+    try:
+        assert "nosuch" in (await broken.get_stats())["s"].extra["subscriptions_error"]
+        assert "nosuch" in (await broken.health_check())["s"].details["subscriptions_error"]
+    finally:
+        await broken.close()

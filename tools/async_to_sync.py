@@ -98,7 +98,8 @@ class Writer:
 
     def default(self, text: str) -> str:
         """A default value as written; the names it uses are imported at run time (defaults are evaluated)."""
-        for name in re.findall(r"(?<![.\w])[A-Za-z_]\w*", text):
+        code = re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)  # a string default names nothing
+        for name in re.findall(r"(?<![.\w])[A-Za-z_]\w*", code):
             if hasattr(builtins, name):
                 continue
             source = self.imports.get(name)
@@ -415,9 +416,16 @@ def _default_texts(fn: Any) -> dict[str, str]:
     a = node.args
     positional = [*a.posonlyargs, *a.args]
     given = positional[len(positional) - len(a.defaults) :]
-    out = {p.arg: ast.unparse(d) for p, d in zip(given, a.defaults, strict=True)}
-    out.update({p.arg: ast.unparse(d) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None})
+    out = {p.arg: _unparse(d) for p, d in zip(given, a.defaults, strict=True)}
+    out.update({p.arg: _unparse(d) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None})
     return out
+
+
+def _unparse(node: ast.expr) -> str:
+    """``node`` as source; a plain string in double quotes, as the style wants (``ast.unparse`` uses single)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and '"' not in node.value:
+        return '"' + ast.unparse(node)[1:-1] + '"'
+    return ast.unparse(node)
 
 
 def _is_self_attr(node: ast.AST) -> bool:

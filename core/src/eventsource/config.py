@@ -175,6 +175,8 @@ class ManagerConfigSchema(Schema):
     telemetry = mf.Boolean()
     telemetry_stream_id = mf.Boolean()
     telemetry_context_key = mf.String(allow_none=True, validate=validate.Length(min=1))
+    checkpoint_store = mf.String(allow_none=True, validate=validate.Length(min=1))
+    max_subscription_lag = Duration(allow_none=True, validate=validate.Range(min=0, min_inclusive=False))
 
     @validates_schema
     def _check(self, data: dict[str, Any], **_: Any) -> None:
@@ -252,6 +254,10 @@ class ManagerConfig:
 
     ``snapshot_threshold``: appends report ``snapshot_due=True`` once a stream holds this many events
     past its latest snapshot (see :meth:`EventSourcingManager.set_snapshot_handler`).
+
+    ``checkpoint_store``: a checkpoint store URL; ``get_stats`` and ``health_check`` then report the lag
+    of every checkpoint of each provider, and ``max_subscription_lag`` (seconds) marks a provider unhealthy
+    (reason ``"lagging"``) while a checkpoint's oldest unhandled event is older than that.
     """
 
     default_provider: str | None = "sqlite"
@@ -281,11 +287,15 @@ class ManagerConfig:
     telemetry: bool = False
     telemetry_stream_id: bool = True
     telemetry_context_key: str | None = "trace_context"
+    checkpoint_store: str | None = None
+    max_subscription_lag: float | None = None
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["encryption_keys"] = dict.fromkeys(self.encryption_keys, "***")
         shown["providers"] = {n: mask_url(e["url"]) for n, e in self.providers.items()}
+        if self.checkpoint_store:
+            shown["checkpoint_store"] = mask_url(self.checkpoint_store)
         return "ManagerConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @classmethod

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from eventsource.plugins import PluginHost
     from eventsource.provider import Provider
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
+    from eventsource.subscriptions.lag import SubscriptionLag
 
 
 async def _build(
@@ -505,6 +506,8 @@ class SyncEventSourcingManager:
         page_size: int = 100,
         poll_interval: float = 1.0,
         provider: str | None = None,
+        on_decode_error: str = "raise",
+        reset: bool = False,
     ) -> SyncSubscription:
         """Follow events as they are appended: catch up from history, then go live (``docs/subscriptions.md``).
 
@@ -526,5 +529,21 @@ class SyncEventSourcingManager:
                 page_size=page_size,
                 poll_interval=poll_interval,
                 provider=provider,
+                on_decode_error=on_decode_error,
+                reset=reset,
             ),
         )
+
+    def subscription_lag(
+        self,
+        name: str,
+        checkpoint: CheckpointStore | str,
+        *,
+        source: str | None = None,
+        provider: str | None = None,
+    ) -> SubscriptionLag:
+        """How far checkpoint ``name`` (in a store or at a URL) of ``source`` (default: the provider's) is behind.
+
+        Raises ``CheckpointNotFoundError`` when none is stored; see ``docs/subscriptions.md`` (Lag).
+        """
+        return self._loop.call(self._manager.subscription_lag(name, checkpoint, source=source, provider=provider))

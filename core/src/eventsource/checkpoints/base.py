@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from eventsource.errors import ConflictError, ValidationError
+from eventsource.errors import ConflictError, NotFoundError, UnsupportedOperationError, ValidationError
 
 MAX_NAME_LENGTH = 200
 
@@ -37,6 +37,10 @@ class Checkpoint:
 
 class CheckpointBehindError(ConflictError):
     """A ``put`` would move a checkpoint backwards (pass ``force=True`` to rewind on purpose)."""
+
+
+class CheckpointNotFoundError(NotFoundError):
+    """No checkpoint is stored for that subscription name and source."""
 
 
 def check_name(what: str, value: object) -> str:
@@ -91,6 +95,14 @@ class CheckpointStore(ABC):
     @abstractmethod
     async def delete(self, name: str, source: str) -> bool:
         """Remove the checkpoint; whether there was one."""
+
+    async def list(self, source: str | None = None) -> list[Checkpoint]:  # noqa: ARG002 - the contract's signature
+        """Every stored checkpoint (of ``source`` only, when given), ordered by name then source.
+
+        :raises UnsupportedOperationError: the store cannot enumerate its checkpoints (the default).
+        """
+        msg = f"the {self.kind or type(self).__name__} checkpoint store cannot list its checkpoints"
+        raise UnsupportedOperationError(msg, operation="list_checkpoints")
 
     @staticmethod
     def check_move(old: Checkpoint | None, new: Checkpoint, *, force: bool) -> None:

@@ -30,3 +30,12 @@ class MemoryCheckpointStore(CheckpointStore):
     async def delete(self, name: str, source: str) -> bool:
         """Remove it; whether there was one."""
         return self._data.pop((check_name("name", name), check_name("source", source)), None) is not None
+
+    async def list(self, source: str | None = None) -> list[Checkpoint]:
+        """Every checkpoint (of ``source`` only, when given), by name then source."""
+        if source is not None:
+            check_name("source", source)
+        return sorted(
+            (cp for cp in self._data.values() if source is None or cp.source == source),
+            key=lambda cp: (cp.name, cp.source),
+        )

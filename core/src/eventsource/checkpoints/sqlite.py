@@ -93,6 +93,24 @@ class SqliteCheckpointStore(CheckpointStore):
             lambda db: db.execute("DELETE FROM es_checkpoints WHERE name = ? AND source = ?", key).rowcount > 0,
         )
 
+    async def list(self, source: str | None = None) -> list[Checkpoint]:
+        """Every checkpoint (of ``source`` only, when given), by name then source."""
+        where, args = ("WHERE source = ?", (check_name("source", source),)) if source is not None else ("", ())
+
+        def body(db: sqlite3.Connection) -> list[Checkpoint]:
+            rows = db.execute(
+                f"SELECT name, source, scope, position, updated_at FROM es_checkpoints {where} "  # noqa: S608
+                "ORDER BY name, source",
+                args,
+            ).fetchall()
+            return [_row(r) for r in rows]
+
+        return await asyncio.to_thread(self._run, body)
+
+
+def _row(r: tuple[str, str, str, int, str]) -> Checkpoint:
+    return Checkpoint(r[0], r[1], r[2], int(r[3]), datetime.fromisoformat(r[4]) if r[4] else None)
+
 
 def _get(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
     row = db.execute(

@@ -26,7 +26,7 @@ from eventsource.manager.batches import BatchEncoder
 from eventsource.manager.codec import SHREDDED_KEY, EventCodec
 from eventsource.manager.ids import event_id as _event_id
 from eventsource.manager.metrics import LATENCY_WINDOW
-from eventsource.manager.monitoring import provider_health, provider_stats
+from eventsource.manager.monitoring import health_with_lag, provider_health, provider_stats, with_lag
 from eventsource.manager.policy import CallPolicy
 from eventsource.manager.providers import Providers, create_configured
 from eventsource.manager.queries import Queries
@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from eventsource.model import AppendResult, Event, HealthStatus, ProviderInfo, ProviderStats, Snapshot, StreamInfo
     from eventsource.provider import Provider
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
+    from eventsource.subscriptions.lag import SubscriptionLag
     from eventsource.subscriptions.subscription import Subscription
 
 
@@ -460,6 +461,8 @@ class EventSourcingManager:
         page_size: int = 100,
         poll_interval: float = 1.0,
         provider: str | None = None,
+        on_decode_error: str = "raise",
+        reset: bool = False,
     ) -> Subscription:
         """Follow events as they are appended: catch up from history, then go live (``docs/subscriptions.md``).
 
@@ -483,6 +486,8 @@ class EventSourcingManager:
             commit_every=commit_every,
             page_size=page_size,
             poll_interval=poll_interval,
+            on_decode_error=on_decode_error,
+            reset=reset,
         )
         self._subscriptions.add(sub)
         return sub
@@ -576,11 +581,24 @@ class EventSourcingManager:
         number of streams. Which figures are estimates on a store is named in ``ProviderStats.estimated``.
         """
         top = check_top_streams(top_streams)
-        return await provider_stats(self._providers.by_name, self._policy, self.uptime_seconds, top_streams=top)
+        out = await provider_stats(self._providers.by_name, self._policy, self.uptime_seconds, top_streams=top)
+        return await with_lag(out, self._providers.by_name, self._policy, self.host, self.config)
 
     async def health_check(self) -> dict[str, HealthStatus]:
         """Health of every provider, by name; one that fails is reported unhealthy (never raised), with a reason."""
-        return await provider_health(self._providers.by_name, self._policy)
+        out = await provider_health(self._providers.by_name, self._policy)
+        return await health_with_lag(out, self._providers.by_name, self._policy, self.host, self.config)
+
+    async def subscription_lag(
+        self, name: str, checkpoint: CheckpointStore | str, *, source: str | None = None, provider: str | None = None
+    ) -> SubscriptionLag:
+        """How far checkpoint ``name`` (in a store or at a URL) of ``source`` (default: the provider's) is behind.
+
+        Raises ``CheckpointNotFoundError`` when none is stored; see ``docs/subscriptions.md`` (Lag).
+        """
+        from eventsource.subscriptions.lag import lag_of
+
+        return await lag_of(self.get_provider(provider), self._policy, self.host, checkpoint, name=name, source=source)
 
     @property
     def uptime_seconds(self) -> float:

@@ -3,6 +3,7 @@
 Health has three states, in ``details["status"]``: ``healthy``; ``degraded`` (the store answers, but a setting
 read from it can lose acknowledged writes: ``details["durability_risks"]``, see :func:`with_durability`);
 ``unhealthy`` (``healthy`` is false).
+With a configured ``checkpoint_store`` both also report each checkpoint's lag (:mod:`eventsource.subscriptions.lag`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from eventsource.provider import top_of
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from eventsource.config import ManagerConfig
     from eventsource.manager.policy import CallPolicy
     from eventsource.model import ProviderStats
+    from eventsource.plugins import PluginHost
     from eventsource.provider import Provider
 
 
@@ -126,3 +129,43 @@ def _reason(e: EventSourceError | OSError) -> str:
     if isinstance(e, UnsupportedOperationError):
         return "unsupported"
     return str(e.details.get("reason", "error")) if isinstance(e, EventSourceError) else "error"
+
+
+async def with_lag(
+    stats: dict[str, ProviderStats], providers: Mapping[str, Provider], policy: CallPolicy, host: PluginHost,
+    config: ManagerConfig,
+) -> dict[str, ProviderStats]:  # fmt: skip
+    """``stats`` with ``extra["subscriptions"]`` (each checkpoint's lag), or ``extra["subscriptions_error"]``."""
+    from eventsource.subscriptions.lag import lag_report
+
+    if config.checkpoint_store is None:
+        return stats
+    report = await lag_report(providers, policy, host, config.checkpoint_store)
+    return {name: dataclasses.replace(st, extra={**st.extra, **report.get(name, {})}) for name, st in stats.items()}
+
+
+async def health_with_lag(
+    health: dict[str, HealthStatus], providers: Mapping[str, Provider], policy: CallPolicy, host: PluginHost,
+    config: ManagerConfig,
+) -> dict[str, HealthStatus]:  # fmt: skip
+    """``health`` with each checkpoint's lag in ``details``; over ``max_subscription_lag`` is unhealthy."""
+    from eventsource.subscriptions.lag import lag_report
+
+    if config.checkpoint_store is None:
+        return health
+    report = await lag_report(providers, policy, host, config.checkpoint_store)
+    out = {}
+    limit = config.max_subscription_lag
+    for name, status in health.items():
+        entry = report.get(name, {})
+        lagging = sorted(
+            sub for sub, lag in entry.get("subscriptions", {}).items() if limit is not None and lag["seconds"] > limit
+        )
+        details = {**status.details, **entry}
+        if lagging and status.healthy:
+            details |= {"reason": "lagging", "lagging": lagging}
+            message = f"{len(lagging)} subscription(s) more than {limit:g} s behind: {', '.join(lagging)}"
+            out[name] = dataclasses.replace(status, healthy=False, message=message, details=details)
+        else:
+            out[name] = dataclasses.replace(status, details=details)
+    return out

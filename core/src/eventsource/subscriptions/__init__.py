@@ -8,6 +8,21 @@
 from __future__ import annotations
 
 from eventsource.subscriptions.signal import ChangeSignal
-from eventsource.subscriptions.subscription import CheckpointAheadError, Subscription, Target
+from eventsource.subscriptions.subscription import (
+    CheckpointAheadError,
+    CheckpointFilterError,
+    EventDecodeError,
+    SkippedEvent,
+    Subscription,
+    Target,
+)
 
-__all__ = ["ChangeSignal", "CheckpointAheadError", "Subscription", "Target"]
+__all__ = [
+    "ChangeSignal",
+    "CheckpointAheadError",
+    "CheckpointFilterError",
+    "EventDecodeError",
+    "SkippedEvent",
+    "Subscription",
+    "Target",
+]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from eventsource.checkpoints.base import CheckpointStore, check_name
 from eventsource.errors import ConfigurationError, UnsupportedOperationError, ValidationError
 from eventsource.manager.validation import check_number
-from eventsource.subscriptions.subscription import Subscription, Target
+from eventsource.subscriptions.subscription import DECODE_ERROR_POLICIES, Subscription, Target
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,6 +38,8 @@ def build_subscription(
     commit_every: int | None,
     page_size: int,
     poll_interval: float,
+    on_decode_error: str = "raise",
+    reset: bool = False,
 ) -> Subscription:
     """A :class:`Subscription` for the arguments of ``EventSourcingManager.subscribe``; bad ones raise here."""
     target = _target(p, stream_id, stream_prefix, event_types)
@@ -75,6 +77,7 @@ def build_subscription(
     if (checkpoint is None) != (name is None) and (checkpoint is not None or commit_every is not None):
         msg = "a checkpoint store needs a subscription name (and a name without a store stores nothing)"
         raise ConfigurationError(msg, field="name")
+    _check_options(on_decode_error, reset, has_store=checkpoint is not None)
     if commit_every is not None and checkpoint is None:
         msg = "commit_every needs a checkpoint store and a name"
         raise ConfigurationError(msg, field="commit_every")
@@ -92,7 +95,21 @@ def build_subscription(
         source=src,
         commit_every=commit_every,
         owns_checkpoints=owns,
+        on_decode_error=on_decode_error,
+        reset=reset,
     )
+
+
+def _check_options(on_decode_error: str, reset: bool, *, has_store: bool) -> None:
+    if on_decode_error not in DECODE_ERROR_POLICIES:
+        msg = f"on_decode_error must be one of {', '.join(map(repr, DECODE_ERROR_POLICIES))}, not {on_decode_error!r}"
+        raise ValidationError(msg, field="on_decode_error")
+    if not isinstance(reset, bool):
+        msg = "reset must be True or False"
+        raise ValidationError(msg, field="reset")
+    if reset and not has_store:
+        msg = "reset=True deletes the stored checkpoint: it needs a checkpoint store and a name"
+        raise ConfigurationError(msg, field="reset")
 
 
 def _target(

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from eventsource.checkpoints.base import Checkpoint, CheckpointStore
-from eventsource.errors import ConfigurationError, ConflictError, StreamDeletedError, ValidationError
+from eventsource.errors import CodecError, ConfigurationError, ConflictError, StreamDeletedError, ValidationError
 from eventsource.model import RowPage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
     from eventsource.manager.codec import EventCodec
     from eventsource.manager.policy import CallPolicy
@@ -32,6 +36,43 @@ if TYPE_CHECKING:
 BACKOFF_AFTER = 2
 """Empty reads in a row after which a subscription pauses before waiting again (see ``_wait``)."""
 
+DECODE_ERROR_POLICIES = ("raise", "skip")
+"""What a subscription does with an event it cannot decode (``subscribe(on_decode_error=...)``)."""
+
+SKIPPED_KEPT = 100
+"""How many skipped events a subscription remembers in ``skipped_events`` (the count is exact)."""
+
+log = logging.getLogger("eventsource.subscriptions")
+
+
+class EventDecodeError(CodecError):
+    """A subscription met an event it cannot decode (unknown codec, missing key, failing upcaster...).
+
+    The message and ``details`` name the event's position, id, stream and version; ``__cause__`` is the
+    codec's error. The event stays next in line: iterating again raises again, and ``commit()`` stores
+    nothing past it. ``subscribe(on_decode_error="skip")`` passes over such events and reports them instead.
+    """
+
+
+class CheckpointFilterError(ConfigurationError):
+    """The stored checkpoint was written by a subscription with another filter (stream prefixes, event types).
+
+    Its position counts events that filter let through, so resuming with another filter would silently
+    skip or repeat events. Delete the checkpoint, or subscribe with ``reset=True``, to start over.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedEvent:
+    """An event a subscription with ``on_decode_error="skip"`` passed over, and why."""
+
+    position: int
+    event_id: str
+    stream_id: str
+    version: int
+    event_type: str
+    error: str
+
 
 class CheckpointAheadError(ConflictError):
     """A subscription's start (a checkpoint, a position) lies beyond anything the store has handed out.
@@ -39,6 +80,13 @@ class CheckpointAheadError(ConflictError):
     Typical causes: a checkpoint from another store, or a failover that lost the events it counted. Resuming
     would silently skip whatever the store writes next below that position, so the subscription refuses.
     """
+
+
+def _fields(item: Any) -> tuple[str, str, str, int, int]:
+    """(event id, stream id, type, version, position) of a buffered :class:`RecordedEvent` or stored row."""
+    if isinstance(item, tuple):
+        return item[0], item[1], item[2], item[3], item[4]
+    return item.event_id, item.stream_id, item.event_type, item.version, item.position
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +99,38 @@ class Target:
 
     @property
     def scope(self) -> str:
-        """The checkpoint scope: ``"all"`` (global positions) or ``"stream:<id>"`` (versions)."""
-        return "all" if self.stream_id is None else f"stream:{self.stream_id}"
+        """The checkpoint scope: ``"all"``, ``"all filter=<fingerprint>"`` (global positions) or ``"stream:<id>"``.
+
+        A filtered subscription's scope carries :attr:`fingerprint`, so a checkpoint is never resumed (nor
+        overwritten, see ``CheckpointStore.check_move``) by a subscription with another filter.
+        """
+        if self.stream_id is not None:
+            return f"stream:{self.stream_id}"
+        return "all" if not self.prefixes and not self.event_types else f"all filter={self.fingerprint}"
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the filter (prefixes and event types, order ignored)."""
+        spec = json.dumps({"prefixes": sorted(set(self.prefixes)), "types": sorted(self.event_types)})
+        return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        """The filter for people: ``stream <id>``, ``all streams`` or the prefixes and types."""
+        if self.stream_id is not None:
+            return f"stream {self.stream_id!r}"
+        parts = [f"stream_prefix={list(self.prefixes)}"] if self.prefixes else []
+        parts += [f"event_types={sorted(self.event_types)}"] if self.event_types else []
+        return " ".join(parts) or "all streams, unfiltered"
 
     def wants(self, rec: RecordedEvent) -> bool:
         """Whether ``rec`` is delivered (the filters run on stored fields, before decoding)."""
-        if self.prefixes and not rec.stream_id.startswith(self.prefixes):
+        return self.wants_fields(rec.stream_id, rec.event_type)
+
+    def wants_fields(self, stream_id: str, event_type: str) -> bool:
+        """Whether an event of ``stream_id`` and ``event_type`` is delivered."""
+        if self.prefixes and not stream_id.startswith(self.prefixes):
             return False
-        return not self.event_types or rec.event_type in self.event_types
+        return not self.event_types or event_type in self.event_types
 
 
 class Subscription:
@@ -82,6 +154,8 @@ class Subscription:
         source: str,
         commit_every: int | None,
         owns_checkpoints: bool = False,
+        on_decode_error: str = "raise",
+        reset: bool = False,
     ) -> None:
         self.provider = provider
         self.target = target
@@ -94,11 +168,21 @@ class Subscription:
         self._policy = policy
         self._codec = codec
         self._owns_checkpoints = owns_checkpoints
+        self.on_decode_error = on_decode_error
+        self._reset = reset
+        self.skipped = 0
+        """How many events ``on_decode_error="skip"`` passed over."""
+        self.skipped_events: collections.deque[SkippedEvent] = collections.deque(maxlen=SKIPPED_KEPT)
+        """The latest of them, with the error each raised."""
         self._start = start  # first position (or version) wanted, before any checkpoint is consulted
         self._cursor = start - 1  # last position (or version) read from the store
         self._mark = start - 1  # last position (or version) delivered or filtered out: what commit() stores
         self._last_id: str | None = None  # event id at _cursor (one-stream subscriptions: detects a re-created stream)
-        self._buffer: collections.deque[RecordedEvent] = collections.deque()
+        # one page: RecordedEvent objects, or a RowPage's rows (then _conv is its timestamp conversion)
+        self._buffer: collections.deque[Any] = collections.deque()
+        self._rows = False
+        self._conv: Any = None
+        self._events: Iterator[Event] | None = None  # the buffer's wanted events, decoded lazily, in order
         self._started = False
         self._closed = False
         self._since_commit = 0
@@ -139,8 +223,17 @@ class Subscription:
             return self
         if self.checkpoints is not None and self.name is not None:
             await self.checkpoints.connect()
+            if self._reset:
+                await self.checkpoints.delete(self.name, self.source)
             cp = await self.checkpoints.get(self.name, self.source)
             if cp is not None:
+                if cp.scope != self.target.scope and cp.scope.startswith("all") and self.target.stream_id is None:
+                    msg = (
+                        f"checkpoint {self.name!r} on {self.source!r} was written by a subscription with another "
+                        f"filter (scope {cp.scope!r}); this one has {self.target.describe()} (scope "
+                        f"{self.target.scope!r}). Delete the checkpoint or subscribe with reset=True to start over"
+                    )
+                    raise CheckpointFilterError(msg, field="name", stored=cp.scope, wanted=self.target.scope)
                 if cp.scope != self.target.scope:
                     msg = (
                         f"checkpoint {self.name!r} on {self.source!r} counts {cp.scope!r}, "
@@ -175,6 +268,7 @@ class Subscription:
         """Stop: the iterator ends, the buffer is dropped. Uncommitted progress is not committed. Idempotent."""
         self._closed = True
         self._buffer.clear()
+        self._events = None
         waiter = self._waiter
         if waiter is not None:
             waiter.cancel()  # a consumer waiting for the store to change ends now, not after poll_interval
@@ -199,9 +293,10 @@ class Subscription:
         if self.commit_every is not None and self._since_commit >= self.commit_every and not self._closed:
             await self.commit()  # the consumer asked for more: it is done with what it got
         while not self._closed:
-            event = self._take_buffered()
-            if event is not None:
-                return event
+            got: list[Event] = []
+            self._take_buffered(got, 1)
+            if got:
+                return got[0]
             # a read, and the wait after an empty one, run as one future close() cancels: a close that
             # lands during the read (or the pause before the wait) ends this call too, not poll_interval later
             step = self._waiter = asyncio.ensure_future(self._step())
@@ -219,19 +314,76 @@ class Subscription:
         if not await self._fill():
             await self._wait()
 
-    def _take_buffered(self) -> Event | None:
-        """The next wanted event of the buffer (records filtered out on the way are passed), or ``None``."""
+    def _take_buffered(self, out: list[Event], limit: int) -> None:
+        """Move wanted events of the buffer to ``out`` until it holds ``limit`` (filtered records are passed).
+
+        A record that fails to decode raises (or is skipped) with the events taken before it already in ``out``
+        and the position passed. The wanted events of the page are decoded by one lazy ``decode_page``
+        iterator (the codec's fast path for stored rows); a failure ends it, so the next call builds another
+        from what is left.
+        """
         buffer = self._buffer
-        stream = self.target.stream_id is not None
-        while buffer:
-            rec = buffer[0]
-            event = self._codec.decode_event(rec) if self.target.wants(rec) else None  # an error leaves rec in place
-            buffer.popleft()
-            self._mark = rec.version if stream else rec.position
-            if event is not None:
-                self._since_commit += 1
-                return event
-        return None
+        t = self.target
+        stream = t.stream_id is not None
+        unfiltered = not t.prefixes and not t.event_types
+        wants = t.wants_fields
+        rows = self._rows
+        popleft, append = buffer.popleft, out.append
+        room = limit - len(out)
+        taken = 0
+        try:
+            while buffer and taken < room:
+                item = buffer[0]
+                if rows:
+                    wanted = unfiltered or wants(item[1], item[2])
+                    at = item[3] if stream else item[4]
+                else:
+                    wanted = unfiltered or wants(item.stream_id, item.event_type)
+                    at = item.version if stream else item.position
+                event = None
+                if wanted:
+                    events = self._events if self._events is not None else self._decoder()
+                    try:
+                        event = next(events)
+                    except Exception as e:  # noqa: BLE001 - an upcaster may raise anything: named and chained
+                        self._events = None
+                        self._failed(item, e)  # raises, leaving the item in place, or reports it (skip)
+                popleft()
+                self._mark = at
+                if event is not None:
+                    append(event)
+                    taken += 1
+        finally:
+            self._since_commit += taken
+
+    def _decoder(self) -> Iterator[Event]:
+        """A lazy decoder of the buffer's wanted events, in order (the codec's fast path for a page of rows)."""
+        wants, t = self.target.wants_fields, self.target
+        keep = (lambda _s, _e: True) if not t.prefixes and not t.event_types else wants
+        page: Any
+        if self._rows:
+            page = RowPage([r for r in self._buffer if keep(r[1], r[2])], self._conv or None)
+        else:
+            page = [r for r in self._buffer if keep(r.stream_id, r.event_type)]
+        self._events = iter(self._codec.decode_page(page))
+        return self._events
+
+    def _failed(self, item: Any, e: Exception) -> None:
+        eid, sid, etype, version, position = _fields(item)
+        reason = f"{type(e).__name__}: {e}"
+        if self.on_decode_error == "raise":
+            msg = (
+                f"subscription {self.name or self.target.describe()!r} cannot decode the event at position "
+                f"{position} (id {eid!r}, stream {sid!r} version {version}, type {etype!r}): {reason}. "
+                'Fix the codec, key or upcaster, or subscribe with on_decode_error="skip"'
+            )
+            raise EventDecodeError(msg, position=position, event_id=eid, stream_id=sid, version=version) from e
+        self.skipped += 1
+        self.skipped_events.append(SkippedEvent(position, eid, sid, version, etype, reason))
+        log.warning(
+            "subscription %r skipped the event at position %s (id %r, stream %r version %s): %s",
+            self.name, position, eid, sid, version, reason,
+        )  # fmt: skip
 
     async def next_batch(self, max_events: int) -> list[Event]:
         """Up to ``max_events`` events: waits for the first, then takes only what is buffered already.
@@ -243,21 +395,18 @@ class Subscription:
             out = [await self.__anext__()]
         except StopAsyncIteration:
             return []
-        while len(out) < max_events and not self._closed:
-            try:
-                event = self._take_buffered()
-            except Exception:  # noqa: BLE001 - the record stays buffered: the next call raises it again
-                break  # the events in ``out`` count as delivered (commit() may store them): hand them out
-            if event is None:
-                break
-            out.append(event)
+        if not self._closed:
+            with contextlib.suppress(Exception):  # the record stays buffered: the next call raises it again
+                self._take_buffered(out, max_events)  # what it put in ``out`` counts as delivered: hand it out
         return out
 
     async def _fill(self) -> bool:
         """Read the next page into the buffer; whether it held anything."""
         p = self.provider
+        page: Sequence[Any]
+        conv: Any = None
         if self.target.stream_id is None:
-            page = await self._policy.run(p, "read_all", self._all_page)
+            page, conv = await self._policy.run(p, "read_all", self._all_page)
         else:
             # near the tail, the head a wait will start from is taken *before* the read: an append landing
             # between an empty read and a later head would already be below it and wake nobody
@@ -268,14 +417,15 @@ class Subscription:
             self._empty_reads += 1
             return False
         self._empty_reads = 0
-        last = page[-1]
-        self._cursor = last.version if self.target.stream_id is not None else last.position
-        self._last_id = last.event_id
+        eid, _, _, version, position = _fields(page[-1])
+        self._cursor = version if self.target.stream_id is not None else position
+        self._last_id = eid
+        self._rows, self._conv, self._events = conv is not None, conv, None
         self._buffer.extend(page)
         return True
 
-    async def _all_page(self) -> list[RecordedEvent]:
-        return await first_page(self.provider.read_all_pages(from_position=self._cursor + 1, page_size=self.page_size))
+    async def _all_page(self) -> tuple[Sequence[Any], Any]:
+        return await first_rows(self.provider.read_all_pages(from_position=self._cursor + 1, page_size=self.page_size))
 
     async def _stream_page(self) -> list[RecordedEvent]:
         """The next page of the stream, read from the last version handed out to check it is still there."""
@@ -359,6 +509,23 @@ class Subscription:
         self.committed = await self.checkpoints.put(cp)
         self._since_commit = 0
         return self.committed
+
+
+async def first_rows(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> tuple[Sequence[Any], Any]:
+    """The first page of a page iterator as (rows, timestamp conversion) or (records, ``None``); it is closed.
+
+    A :class:`RowPage` without a conversion gives ``False`` (its rows hold datetimes); no page: ``([], None)``.
+    """
+    try:
+        async for page in pages:
+            if isinstance(page, RowPage):
+                return page.rows, (page.timestamp or False)
+            return list(page), None
+        return [], None
+    finally:
+        aclose: Any = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def first_page(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> list[RecordedEvent]:

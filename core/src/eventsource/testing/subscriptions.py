@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore
+from eventsource.checkpoints.base import CheckpointNotFoundError
 from eventsource.errors import ConfigurationError, EventSourceError, StreamDeletedError
-from eventsource.model import EventData
+from eventsource.manager.ids import event_id
+from eventsource.manager.policy import CallPolicy
+from eventsource.model import ANY, EventData, NewEvent, utcnow
 from eventsource.provider import Provider
-from eventsource.subscriptions import CheckpointAheadError
+from eventsource.subscriptions import CheckpointAheadError, CheckpointFilterError, EventDecodeError
+from eventsource.subscriptions.lag import checkpoint_lag
 from eventsource.testing.base import ProviderSuiteBase, sid
 
 if TYPE_CHECKING:
@@ -260,7 +265,7 @@ class SubscriptionSuite(ProviderSuiteBase):
             got = await take(sub, 8)
             cp = await sub.commit()
             await take(sub, 3)  # handed out, never committed: delivered again after the restart
-        assert cp.position == got[-1].position and cp.scope == "all"
+        assert cp.position == got[-1].position and cp.scope == sub.target.scope and cp.scope.startswith("all filter=")
         later = await manager.append_events_batch(stream_id=f"{prefix}-b", events=[_ev(i) for i in range(5)])
         async with manager.subscribe(stream_prefix=prefix, checkpoint=checkpoint_store, name=name) as sub:
             again = await take(sub, 12 + 5)
@@ -291,6 +296,85 @@ class SubscriptionSuite(ProviderSuiteBase):
         await checkpoint_store.put(Checkpoint(name, source, f"stream:{prefix}-a", 1), force=True)
         with pytest.raises(ConfigurationError, match="counts"):
             await manager.subscribe(stream_prefix=prefix, checkpoint=checkpoint_store, name=name).start()
+
+    async def test_checkpoint_of_another_filter_is_refused_unless_reset(
+        self, manager: EventSourcingManager, provider: Provider, checkpoint_store: CheckpointStore
+    ) -> None:
+        self.need_total_order(provider)
+        prefix, name = sid("cpf"), sid("sub")
+        res = await manager.append_events_batch(
+            stream_id=f"{prefix}-a", events=[_ev(i, "A" if i % 2 else "B") for i in range(6)]
+        )
+        kw: dict[str, Any] = {"stream_prefix": prefix, "checkpoint": checkpoint_store, "name": name}
+        async with manager.subscribe(**kw, event_types=["A", "B"]) as sub:
+            await take(sub, 2)
+            await sub.commit()
+        async with manager.subscribe(**kw, event_types=["B", "A"]) as sub:  # the same filter, another order
+            assert [e.event_id for e in await take(sub, 4)] == res.event_ids[2:]
+        others: list[dict[str, Any]] = [{"event_types": ["A"]}, {}]
+        for other in others:
+            with pytest.raises(CheckpointFilterError, match="another filter") as err:
+                await manager.subscribe(**kw, **other).start()
+            assert "reset=True" in str(err.value)
+        stored = await checkpoint_store.get(name, sub.source)
+        assert stored is not None and stored.position == res.positions[1], "a refused resume changed the checkpoint"
+        async with manager.subscribe(**kw, event_types=["A"], reset=True) as sub:
+            got = await take(sub, 3)
+            assert [e.event_id for e in got] == res.event_ids[1::2]
+            cp = await sub.commit()
+        assert cp.scope == sub.target.scope != stored.scope
+
+    async def test_an_undecodable_event_raises_naming_it_or_is_skipped_and_reported(
+        self, manager: EventSourcingManager, provider: Provider, checkpoint_store: CheckpointStore
+    ) -> None:
+        s, name = sid("dec"), sid("sub")
+        await manager.append_events_batch(stream_id=s, events=[_ev(0)])
+        bad = NewEvent(event_id(), "Counted", b"?", b"", encoding="x-gone", timestamp=utcnow())
+        await provider.append(s, [bad], ANY)
+        await manager.append_events_batch(stream_id=s, events=[_ev(2)])
+        kw: dict[str, Any] = {"stream_id": s, "checkpoint": checkpoint_store, "name": name}
+        async with manager.subscribe(**kw) as sub:
+            assert [e.version for e in await take(sub, 1)] == [1]
+            for _ in range(2):  # the event stays next in line: it raises again, it is never passed over
+                with pytest.raises(EventDecodeError, match=bad.event_id) as err:
+                    await asyncio.wait_for(anext(sub), WAIT)
+                assert err.value.details["version"] == 2 and err.value.details["event_id"] == bad.event_id
+            assert "position" in err.value.details and (await sub.commit()).position == 1
+        async with manager.subscribe(**kw, on_decode_error="skip") as sub:
+            assert [e.data["n"] for e in await take(sub, 1)] == [2]
+            assert sub.skipped == 1 and sub.skipped_events[0].event_id == bad.event_id
+            assert "x-gone" in sub.skipped_events[0].error
+            assert (await sub.commit()).position == 3
+
+    async def test_lag_in_positions_and_seconds(
+        self, manager: EventSourcingManager, provider: Provider, checkpoint_store: CheckpointStore
+    ) -> None:
+        self.need_total_order(provider)
+        prefix, name = sid("lag"), sid("sub")
+        res = await manager.append_events_batch(stream_id=f"{prefix}-a", events=[_ev(i) for i in range(10)])
+        async with manager.subscribe(stream_prefix=prefix, checkpoint=checkpoint_store, name=name) as sub:
+            got = await take(sub, 4)
+            await sub.commit()
+            lag = await manager.subscription_lag(name, checkpoint_store)
+            assert (lag.name, lag.source, lag.position) == (name, sub.source, got[-1].position)
+            assert lag.head is not None and lag.head >= res.positions[-1]
+            assert lag.positions == lag.head - got[-1].position
+            assert (lag.events, lag.events_capped) == (6, False), "events past the checkpoint, counted"
+            cp = await checkpoint_store.get(name, sub.source)
+            assert cp is not None
+            fifth = (await take(sub, 1))[0]
+            policy = CallPolicy(manager.config)
+            behind = await checkpoint_lag(provider, policy, cp, now=fifth.timestamp + timedelta(seconds=90))
+            assert behind.seconds == 90.0, "seconds count from the oldest event past the checkpoint"
+            await take(sub, 5)
+            await sub.commit()
+        caught_up = await manager.subscription_lag(name, checkpoint_store)
+        assert caught_up.seconds == 0.0 and caught_up.position == res.positions[-1] and caught_up.events == 0
+        assert caught_up.positions == caught_up.head - res.positions[-1] if caught_up.head is not None else True
+        with pytest.raises(CheckpointNotFoundError):
+            await manager.subscription_lag(sid("never"), checkpoint_store)
+        listed = await checkpoint_store.list(sub.source)
+        assert name in [c.name for c in listed] and all(c.source == sub.source for c in listed)
 
     async def test_position_beyond_the_store_is_refused(
         self, manager: EventSourcingManager, provider: Provider, checkpoint_store: CheckpointStore

@@ -26,6 +26,10 @@ def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
 
 
+def _unb64(text: str) -> str:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8")
+
+
 class NatsCheckpointStore(CheckpointStore):
     """Checkpoints in the key-value bucket ``bucket`` (created with history 1 if missing)."""
 
@@ -130,3 +134,23 @@ class NatsCheckpointStore(CheckpointStore):
             return False
         await self._require().purge(f"{_b64(name)}.{_b64(source)}")
         return True
+
+    async def list(self, source: str | None = None) -> list[Checkpoint]:
+        """Every checkpoint (of ``source`` only, when given), by name then source (one read per key)."""
+        import nats.js.errors
+
+        if source is not None:
+            check_name("source", source)
+        try:
+            keys = await self._require().keys()
+        except nats.js.errors.NoKeysError:
+            return []
+        out = []
+        for key in keys:
+            name, _, src = key.partition(".")
+            name, src = _unb64(name), _unb64(src)
+            if source is None or src == source:
+                cp, _ = await self._entry(name, src)
+                if cp is not None:
+                    out.append(cp)
+        return sorted(out, key=lambda cp: (cp.name, cp.source))

@@ -135,3 +135,18 @@ class PostgresCheckpointStore(CheckpointStore):
 
         result: bool = await self._run(run)
         return result
+
+    async def list(self, source: str | None = None) -> list[Checkpoint]:
+        """Every checkpoint (of ``source`` only, when given), by name then source."""
+        where, args = ("WHERE source = %s", (check_name("source", source),)) if source is not None else ("", ())
+
+        async def run(c: Any) -> list[Checkpoint]:
+            cur = await c.execute(
+                f"SELECT name, source, scope, position, updated_at FROM {self.table} {where} "  # noqa: S608
+                "ORDER BY name, source",
+                args,
+            )
+            return [Checkpoint(r[0], r[1], r[2], int(r[3]), r[4]) for r in await cur.fetchall()]
+
+        result: list[Checkpoint] = await self._run(run)
+        return result

@@ -13,9 +13,11 @@ from eventsource.cli.commands import (
     copy,
     demo,
     export,
+    follow,
     health,
     import_,
     info,
+    projections,
     providers,
     read,
     snapshot,
@@ -25,6 +27,6 @@ from eventsource.cli.commands import (
 )
 
 COMMANDS = (
-    *(demo, append, read, streams, info, snapshot, stats, health, providers),
+    *(demo, append, read, follow, streams, info, snapshot, stats, projections, health, providers),
     *(upcast_rewrite, copy, export, import_),
 )

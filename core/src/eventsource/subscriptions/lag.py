@@ -1,0 +1,146 @@
+"""Lag: how far a checkpoint is behind the head of its source store, in positions and in seconds.
+
+:func:`checkpoint_lag` measures one checkpoint against the provider it was taken on: positions are the
+store's head (``head_position``, or the stream's version for a one-stream checkpoint) minus the checkpoint's
+position; seconds are the age of the oldest event the checkpoint has not passed (``0`` when caught up).
+:func:`lag_report` measures every checkpoint of a store for ``get_stats``/``health_check`` and the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from eventsource.subscriptions.subscription import first_page
+
+COUNT_CAP = 1000
+"""Events past a checkpoint that lag counts one by one (one read); beyond it ``events_capped`` is set."""
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from eventsource.checkpoints.base import Checkpoint, CheckpointStore
+    from eventsource.manager.policy import CallPolicy
+    from eventsource.plugins import PluginHost
+    from eventsource.provider import Provider
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionLag:
+    """How far checkpoint ``name`` on ``source`` is behind the store's head.
+
+    :param position: the checkpoint's position (a stream version for a ``stream:<id>`` scope).
+    :param head: the store's highest position (the stream's version), or ``None`` if the store cannot say.
+    :param positions: ``head - position`` (never below 0), or ``None`` with ``head``. In the store's position
+        units: gaps count, and on PostgreSQL positions are sparse (transaction ids shifted), so read
+        ``events`` there.
+    :param events: events readable past the checkpoint, counted up to :data:`COUNT_CAP`.
+    :param events_capped: ``events`` stopped at the cap (there are at least that many).
+    :param seconds: how long the oldest event past the checkpoint has been stored; ``0.0`` when none is
+        readable past it.
+    :param updated_at: when the checkpoint was last stored.
+    """
+
+    name: str
+    source: str
+    scope: str
+    position: int
+    head: int | None
+    positions: int | None
+    events: int
+    events_capped: bool
+    seconds: float
+    updated_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``updated_at`` as ISO 8601)."""
+        d = asdict(self)
+        d["updated_at"] = self.updated_at.isoformat() if self.updated_at else None
+        return d
+
+
+async def checkpoint_lag(
+    p: Provider, policy: CallPolicy, cp: Checkpoint, *, now: datetime | None = None
+) -> SubscriptionLag:
+    """The lag of ``cp`` against provider ``p`` (which must be its source store)."""
+    if cp.scope.startswith("stream:"):
+        sid = cp.scope.removeprefix("stream:")
+        info = await policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
+        head: int | None = info.version if info is not None else 0
+
+        async def next_stream() -> list[Any]:
+            return await first_page(p.read_stream_pages(sid, from_version=cp.position + 1, page_size=COUNT_CAP))
+
+        nxt = await policy.run(p, "read_stream", next_stream) if head and head > cp.position else []
+    else:
+        head = await policy.run(p, "head_position", p.head_position)
+
+        async def next_all() -> list[Any]:
+            return await first_page(p.read_all_pages(from_position=cp.position + 1, page_size=COUNT_CAP))
+
+        nxt = await policy.run(p, "read_all", next_all) if head is None or head > cp.position else []
+    seconds = 0.0
+    if nxt:
+        seconds = max(((now or datetime.now(UTC)) - nxt[0].timestamp).total_seconds(), 0.0)
+    positions = None if head is None else max(head - cp.position, 0)
+    n = len(nxt)
+    return SubscriptionLag(
+        cp.name, cp.source, cp.scope, cp.position, head, positions, n, n >= COUNT_CAP, seconds, cp.updated_at
+    )
+
+
+def source_of(p: Provider) -> str:
+    """The ``source`` a subscription on ``p`` records by default (its masked URL, else its kind)."""
+    return p.display_url or p.kind
+
+
+async def lag_report(
+    providers: Mapping[str, Provider], policy: CallPolicy, host: PluginHost, url: str
+) -> dict[str, dict[str, Any]]:
+    """For each provider: ``{"subscriptions": {name: lag dict}}``, or ``{"subscriptions_error": message}``.
+
+    Opens the checkpoint store at ``url`` for the call; a failure is reported per provider, never raised.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    store: CheckpointStore | None = None
+    try:
+        store = host.create_checkpoint_store(url)
+        await store.connect()
+        for name, p in providers.items():
+            lags = [await checkpoint_lag(p, policy, cp) for cp in await store.list(source_of(p))]
+            out[name] = {"subscriptions": {lag.name: lag.as_dict() for lag in lags}}
+    except Exception as e:  # noqa: BLE001 - stats and health report a failing checkpoint store, never raise
+        error = f"{type(e).__name__}: {e}"
+        return {name: out.get(name, {"subscriptions_error": error}) for name in providers}
+    finally:
+        if store is not None:
+            await store.close()
+    return out
+
+
+async def lag_of(
+    p: Provider, policy: CallPolicy, host: PluginHost, store: CheckpointStore | str, *, name: str, source: str | None
+) -> SubscriptionLag:
+    """The lag of checkpoint ``name`` on ``source`` (default: ``p``'s) in ``store`` (or the store at that URL)."""
+    from eventsource.checkpoints.base import CheckpointNotFoundError, CheckpointStore, check_name
+
+    src = check_name("source", source) if source is not None else source_of(p)
+    owned = isinstance(store, str)
+    if isinstance(store, str):
+        store = host.create_checkpoint_store(store)
+    elif not isinstance(store, CheckpointStore):
+        from eventsource.errors import ConfigurationError
+
+        msg = f"checkpoint must be a CheckpointStore or a URL, not {type(store).__name__}"
+        raise ConfigurationError(msg, field="checkpoint")
+    try:
+        await store.connect()
+        cp = await store.get(name, src)
+    finally:
+        if owned:
+            await store.close()
+    if cp is None:
+        msg = f"no checkpoint {name!r} is stored for source {src!r}"
+        raise CheckpointNotFoundError(msg, name=name, source=src)
+    return await checkpoint_lag(p, policy, cp)

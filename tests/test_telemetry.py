@@ -248,3 +248,22 @@ async def test_a_read_stopped_early_ends_its_span_with_what_was_read(manager: Ev
     assert len(got) == 3
     assert (read.attributes or {})["eventsource.events"] == 3
     assert (read.attributes or {})["eventsource.outcome"] == "ok"
+
+
+async def test_the_stream_id_left_off_spans_stays_out_of_error_descriptions(sdk: Sdk, tmp_path: Path) -> None:
+    """Review: an error's message names the stream; with ``telemetry_stream_id`` off the span must not carry it."""
+    url = f"sqlite:///{tmp_path}/p.db"
+    m = EventSourcingManager({"providers": {"m": {"url": url}}, "telemetry_stream_id": False}, host=HOST)
+    await m.connect()
+    instrument(m, tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider)
+    try:
+        await m.append_event(stream_id="secret-customer-42", event_type="A", data={})
+        with pytest.raises(ConcurrencyError) as raised:
+            await m.append_event(stream_id="secret-customer-42", event_type="A", data={}, expected_version=7)
+    finally:
+        await m.close()
+    assert "secret-customer-42" in str(raised.value)  # the error itself names it, for the caller
+    (failed,) = [s for s in sdk.finished("append") if s.status.status_code is trace.StatusCode.ERROR]
+    assert "secret-customer-42" not in (failed.status.description or "")
+    assert "ConcurrencyError" in (failed.status.description or "")
+    assert all("secret-customer-42" not in str(ev.attributes) for s in sdk.finished() for ev in s.events)

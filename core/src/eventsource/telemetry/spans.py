@@ -98,7 +98,9 @@ class Telemetry:
             outcome = "conflict" if isinstance(error, ConflictError) else "error"
             metric["error.type"] = kind
             span.set_attributes({"error.type": kind, "eventsource.outcome": outcome})
-            span.set_status(otel_trace.StatusCode.ERROR, str(error))
+            # an error's message names streams (and event ids): with the stream id off, the type alone
+            said = str(error) if self.stream_id else f"{kind} (message left out: telemetry_stream_id is off)"
+            span.set_status(otel_trace.StatusCode.ERROR, said)
             if outcome == "conflict":
                 self.conflicts.add(1, metric)
         self.duration.record(time.perf_counter() - start, metric)

@@ -267,3 +267,17 @@ async def test_the_stream_id_left_off_spans_stays_out_of_error_descriptions(sdk:
     assert "secret-customer-42" not in (failed.status.description or "")
     assert "ConcurrencyError" in (failed.status.description or "")
     assert all("secret-customer-42" not in str(ev.attributes) for s in sdk.finished() for ev in s.events)
+
+
+async def test_a_traced_read_still_hands_the_sync_api_a_page_per_pull(manager: EventSourcingManager, sdk: Sdk) -> None:
+    """Review: the span wrapper passes ``PAGE`` through, but the sync API never sent it to a traced iterator."""
+    from eventsource.syncloop import _take
+
+    await manager.append_events_batch(stream_id="p", events=[EventData("A", i) for i in range(25)])
+    first = manager.read_stream("p", page_size=10)
+    items, done, error = await _take(first, 1)
+    assert (len(items), done, error) == (10, False, None)
+    await first.aclose()  # type: ignore[attr-defined]
+    items, done, error = await _take(manager.read_stream("p", page_size=10), 100)
+    assert ([e.data for e in items], done, error) == (list(range(25)), True, None)
+    assert [(s.attributes or {})["eventsource.events"] for s in sdk.finished("read_stream")] == [10, 25]

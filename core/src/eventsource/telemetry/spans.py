@@ -17,6 +17,7 @@ import opentelemetry.propagate as otel_propagate
 import opentelemetry.trace as otel_trace
 
 from eventsource.errors import ConflictError
+from eventsource.manager.policy import PAGED
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -218,3 +219,6 @@ def extract_context(event: Event, key: str = "trace_context") -> otel_context.Co
     """
     carrier = (event.metadata or {}).get(key)
     return otel_propagate.extract(carrier if isinstance(carrier, dict) else {})
+
+
+PAGED.add(Telemetry.iterate.__code__)  # it passes PAGE through to the policy's pages() and back

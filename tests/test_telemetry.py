@@ -281,3 +281,13 @@ async def test_a_traced_read_still_hands_the_sync_api_a_page_per_pull(manager: E
     items, done, error = await _take(manager.read_stream("p", page_size=10), 100)
     assert ([e.data for e in items], done, error) == (list(range(25)), True, None)
     assert [(s.attributes or {})["eventsource.events"] for s in sdk.finished("read_stream")] == [10, 25]
+
+
+def test_instrument_takes_the_sync_facade_too(sdk: Sdk, tmp_path: Path) -> None:
+    """Review: ``instrument(es, ...)`` on a SyncEventSourcingManager raised AttributeError (``_policy``)."""
+    with SyncEventSourcingManager({"providers": {"m": {"url": f"sqlite:///{tmp_path}/f.db"}}}, host=HOST) as es:
+        instrument(es, tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider)
+        es.append_event(stream_id="f", event_type="A", data={})
+        uninstrument(es)
+        es.append_event(stream_id="f", event_type="A", data={})
+    assert len(sdk.finished("append")) == 1

@@ -23,7 +23,7 @@ from eventsource.sqlite.provider import SqliteProvider
 from eventsource.testing import DurabilitySuite
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 
@@ -143,3 +143,31 @@ async def test_a_store_without_the_audit_is_declared_unread() -> None:
     await p.close()
     assert h.details["status"] == "healthy"
     assert h.details["durability_unread"] == ["durability settings: provider 'plain' does not audit them"]
+
+
+async def test_a_sqlite_file_on_a_ram_filesystem_is_a_risk(ram_dir: str) -> None:
+    """Review: a store in /dev/shm (tmpfs: RAM) loses every event at reboot or power loss, whatever the pragmas;
+    health said healthy. The file system is read from the kernel's mount table."""
+    p = SqliteProvider(f"sqlite:///{ram_dir}/es.db")
+    await p.connect()
+    try:
+        h = await DurabilitySuite.health_of(p)
+    finally:
+        await p.close()
+    assert h.details["status"] == "degraded", h.message
+    (r,) = h.details["durability_risks"]
+    assert (r["setting"], r["value"]) == ("filesystem", "tmpfs"), r
+    assert "/dev/shm" in r["scope"]
+
+
+@pytest.fixture
+def ram_dir() -> Iterator[str]:
+    """A fresh directory in /dev/shm (a tmpfs on Linux), removed afterwards."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    assert Path("/dev/shm").is_dir(), "this test needs /dev/shm (a tmpfs) on Linux"
+    d = tempfile.mkdtemp(prefix="es-review-", dir="/dev/shm")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

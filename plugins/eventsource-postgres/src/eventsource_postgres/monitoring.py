@@ -36,13 +36,13 @@ CATALOG = (
     " WHERE split_part(c, '=', 1) = 'synchronous_commit'"
     " AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))"
     " AND s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = session_user))"
-    " ORDER BY (s.setdatabase <> 0 AND s.setrole <> 0) DESC, s.setrole <> 0 DESC LIMIT 1"
+    " ORDER BY (s.setdatabase <> 0 AND s.setrole <> 0) DESC, s.setrole <> 0 DESC, s.setdatabase <> 0 DESC LIMIT 1"
 )
 """``ALTER ROLE/DATABASE ... SET synchronous_commit`` for this login and database, as the catalog holds it now.
 
 A pooled session's ``reset_val`` is fixed at its login: a change made after the pool connected applies to
 every connection it opens from then on (growth, ``pool_max_lifetime``, a reconnect) but not to that session.
-The most specific entry wins (database and role, then role, then database), as at login.
+The most specific entry wins (database and role, then role, then database, then ``ALTER ROLE ALL``), as at login.
 """
 
 WHY = {
@@ -70,7 +70,7 @@ def audit(rows: list[tuple[Any, ...]], catalog: Sequence[tuple[Any, ...]] = ()) 
         elif name == "synchronous_commit" and source != "client" and catalog and catalog[0][2] == "off":
             # (options in the connection URL, the same on every pooled connection, override the catalog)
             by_db, by_role, value = catalog[0]
-            where = " and ".join(w for w, on in (("database", by_db), ("role", by_role)) if on)
+            where = " and ".join(w for w, on in (("database", by_db), ("role", by_role)) if on) or "role all"
             out.append(risk(name, value, f"new sessions (ALTER {where.upper()} ... SET)", WHY[name]))
     return out
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import eventsource
 import pytest
 from eventsource.cli import main
-from eventsource.cli.exitcodes import EXIT_DEGRADED, EXIT_OK
+from eventsource.cli.exitcodes import EXIT_DEGRADED, EXIT_OK, EXIT_UNAVAILABLE
 from eventsource.manager.monitoring import with_durability
 from eventsource.memory import MemoryProvider
 from eventsource.model import HealthStatus
@@ -171,3 +171,38 @@ def ram_dir() -> Iterator[str]:
     d = tempfile.mkdtemp(prefix="es-review-", dir="/dev/shm")
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+class Broken(MemoryProvider):
+    """A third-party provider whose health check has a bug: it raises something that is not an EventSourceError."""
+
+    kind = "broken"
+
+    async def health(self) -> HealthStatus:
+        msg = "boom: a bug in the plugin's health check"
+        raise RuntimeError(msg)
+
+
+async def test_a_health_check_that_raises_anything_is_reported_unhealthy(capsys: pytest.CaptureFixture[str]) -> None:
+    """Review: health "never raises"; a plugin's RuntimeError escaped health_check() (and the CLI's health)."""
+    p = Broken()
+    await p.connect()
+    try:
+        h = await DurabilitySuite.health_of(p)
+    finally:
+        await p.close()
+    assert not h.healthy
+    assert h.details["status"] == "unhealthy"
+    assert h.details["reason"] == "error"
+    assert "RuntimeError: boom" in h.message
+
+
+def test_the_cli_reports_a_health_check_that_raises_as_unhealthy(capsys: pytest.CaptureFixture[str]) -> None:
+    class _Broken:
+        @eventsource.hookimpl
+        def eventsource_register_providers(self, registry: Any) -> None:
+            registry.add(Broken, schemes=("broken",))
+
+    host = PluginHost(load_entrypoints=False, plugins=[("broken", _Broken())])
+    assert main(["--store", "broken://x", "health"], host=host) == EXIT_UNAVAILABLE
+    assert "UNHEALTHY: RuntimeError: boom" in capsys.readouterr().out

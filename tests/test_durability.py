@@ -183,7 +183,7 @@ class Broken(MemoryProvider):
         raise RuntimeError(msg)
 
 
-async def test_a_health_check_that_raises_anything_is_reported_unhealthy(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_a_health_check_that_raises_anything_is_reported_unhealthy() -> None:
     """Review: health "never raises"; a plugin's RuntimeError escaped health_check() (and the CLI's health)."""
     p = Broken()
     await p.connect()

@@ -27,6 +27,22 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``, or where /tmp is a tmpfs (Fedora, Arch...) a directory under the working directory: the safe
+    SQLite store must not sit on a RAM file system, which the audit reports."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if not durability.filesystem(str(tmp_path / "x.db"))[0]:
+        yield tmp_path
+        return
+    d = Path(tempfile.mkdtemp(prefix=".es-durability-", dir=Path.cwd()))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 async def _set(p: SqliteProvider, pragma: str) -> None:
     await p._write("test", lambda db: db.execute(f"PRAGMA {pragma}"))
 
@@ -35,8 +51,8 @@ class TestSqliteDurability(DurabilitySuite):
     """``synchronous=OFF`` set on the writer connection after it opened (the settings still say ``full``)."""
 
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-        p = SqliteProvider(f"sqlite:///{tmp_path}/safe-{uuid.uuid4().hex}.db")
+    async def provider(self, disk_dir: Path) -> AsyncIterator[SqliteProvider]:
+        p = SqliteProvider(f"sqlite:///{disk_dir}/safe-{uuid.uuid4().hex}.db")
         await p.connect()
         yield p
         await p.close()
@@ -62,8 +78,8 @@ def test_sqlite_journal_mode_without_a_journal_on_disk_is_a_risk(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("pragma", "value"), [("synchronous = NORMAL", "NORMAL"), ("synchronous = OFF", "OFF")])
-async def test_sqlite_synchronous_level_is_read_from_the_connection(tmp_path: Path, pragma: str, value: str) -> None:
-    p = SqliteProvider(f"sqlite:///{tmp_path}/x.db", synchronous="full")
+async def test_sqlite_synchronous_level_is_read_from_the_connection(disk_dir: Path, pragma: str, value: str) -> None:
+    p = SqliteProvider(f"sqlite:///{disk_dir}/x.db", synchronous="full")
     await p.connect()
     try:
         await _set(p, pragma)
@@ -84,7 +100,7 @@ async def test_sqlite_in_memory_database_and_memory_store_are_degraded() -> None
         assert h.details["status"] == "degraded", h
 
 
-def test_health_strict_exits_on_a_degraded_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_health_strict_exits_on_a_degraded_store(capsys: pytest.CaptureFixture[str], disk_dir: Path) -> None:
     """Without --strict a degraded store exits 0 with its risks listed; with --strict, 7."""
     assert main(["--store", "memory://", "health"]) == EXIT_OK
     out = capsys.readouterr().out
@@ -94,7 +110,7 @@ def test_health_strict_exits_on_a_degraded_store(capsys: pytest.CaptureFixture[s
     status = json.loads(capsys.readouterr().out)["default"]
     assert status["details"]["status"] == "degraded"
     assert status["details"]["durability_risks"][0]["setting"] == "storage"
-    assert main(["--store", f"sqlite:///{tmp_path}/ok.db", "health", "--strict"]) == EXIT_OK
+    assert main(["--store", f"sqlite:///{disk_dir}/ok.db", "health", "--strict"]) == EXIT_OK
     assert "healthy, answered" in capsys.readouterr().out
 
 

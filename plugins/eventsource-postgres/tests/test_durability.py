@@ -67,7 +67,8 @@ async def test_a_role_setting_made_after_connect_is_seen(url: str, admin: psycop
     await admin.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')  # (owns its test schema; dropped below)
     params = conninfo_to_dict(url)
     params["user"] = role
-    p = PostgresProvider(make_conninfo(**params), schema=f"es_{uuid.uuid4().hex[:16]}", pool_min_size=1)
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    p = PostgresProvider(make_conninfo(**params), schema=schema, pool_min_size=1, pool_max_size=1)  # one session
     try:
         await p.connect()
         assert (await p.health()).details["status"] == "healthy"

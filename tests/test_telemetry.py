@@ -291,3 +291,22 @@ def test_instrument_takes_the_sync_facade_too(sdk: Sdk, tmp_path: Path) -> None:
         uninstrument(es)
         es.append_event(stream_id="f", event_type="A", data={})
     assert len(sdk.finished("append")) == 1
+
+
+async def test_baggage_is_not_written_into_event_metadata(manager: EventSourcingManager, sdk: Sdk) -> None:
+    """Review: the default global propagator is trace context + baggage; an application's baggage (a user's
+    email, a session id) went into every event's metadata, stored for good, unencrypted without encryption."""
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+
+    tracer = sdk.tracer_provider.get_tracer("app")
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    with tracer.start_as_current_span("checkout"):
+        token = otel_context.attach(baggage.set_baggage("user.email", "alice@example.com"))
+        try:
+            await manager.append_event(stream_id=sid, event_type="A", data={})
+        finally:
+            otel_context.detach(token)
+    (a,) = [e async for e in manager.read_stream(sid)]
+    assert "traceparent" in a.metadata["trace_context"]
+    assert "alice" not in repr(a.metadata), a.metadata  # (baggage travels URL-encoded: alice%40example.com)

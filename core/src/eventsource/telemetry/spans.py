@@ -11,6 +11,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import opentelemetry.baggage as otel_baggage
 import opentelemetry.context as otel_context
 import opentelemetry.metrics as otel_metrics
 import opentelemetry.propagate as otel_propagate
@@ -196,12 +197,14 @@ class Telemetry:
         """``events`` with the current trace context under ``context_key`` in their metadata.
 
         Nothing changes without a valid current span, without a key, or where the metadata already holds it.
+        Baggage is left out: it is the application's in-flight data (user ids, session ids...), not the trace's,
+        and event metadata is stored for good.
         """
         key = self.context_key
         if key is None or not otel_trace.get_current_span().get_span_context().is_valid:
             return events
         carrier: dict[str, str] = {}
-        otel_propagate.inject(carrier)
+        otel_propagate.inject(carrier, context=otel_baggage.clear())
         if not carrier:
             return events
         return [

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import eventsource
 import pytest
 from eventsource.cli import main
-from eventsource.cli.exitcodes import EXIT_DEGRADED, EXIT_OK
+from eventsource.cli.exitcodes import EXIT_DEGRADED, EXIT_OK, EXIT_UNAVAILABLE
 from eventsource.manager.monitoring import with_durability
 from eventsource.memory import MemoryProvider
 from eventsource.model import HealthStatus
@@ -23,8 +23,24 @@ from eventsource.sqlite.provider import SqliteProvider
 from eventsource.testing import DurabilitySuite
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
+
+
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``, or where /tmp is a tmpfs (Fedora, Arch...) a directory under the working directory: the safe
+    SQLite store must not sit on a RAM file system, which the audit reports."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if not durability.filesystem(str(tmp_path / "x.db"))[0]:
+        yield tmp_path
+        return
+    d = Path(tempfile.mkdtemp(prefix=".es-durability-", dir=Path.cwd()))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 async def _set(p: SqliteProvider, pragma: str) -> None:
@@ -35,8 +51,8 @@ class TestSqliteDurability(DurabilitySuite):
     """``synchronous=OFF`` set on the writer connection after it opened (the settings still say ``full``)."""
 
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-        p = SqliteProvider(f"sqlite:///{tmp_path}/safe-{uuid.uuid4().hex}.db")
+    async def provider(self, disk_dir: Path) -> AsyncIterator[SqliteProvider]:
+        p = SqliteProvider(f"sqlite:///{disk_dir}/safe-{uuid.uuid4().hex}.db")
         await p.connect()
         yield p
         await p.close()
@@ -62,8 +78,8 @@ def test_sqlite_journal_mode_without_a_journal_on_disk_is_a_risk(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("pragma", "value"), [("synchronous = NORMAL", "NORMAL"), ("synchronous = OFF", "OFF")])
-async def test_sqlite_synchronous_level_is_read_from_the_connection(tmp_path: Path, pragma: str, value: str) -> None:
-    p = SqliteProvider(f"sqlite:///{tmp_path}/x.db", synchronous="full")
+async def test_sqlite_synchronous_level_is_read_from_the_connection(disk_dir: Path, pragma: str, value: str) -> None:
+    p = SqliteProvider(f"sqlite:///{disk_dir}/x.db", synchronous="full")
     await p.connect()
     try:
         await _set(p, pragma)
@@ -84,7 +100,7 @@ async def test_sqlite_in_memory_database_and_memory_store_are_degraded() -> None
         assert h.details["status"] == "degraded", h
 
 
-def test_health_strict_exits_on_a_degraded_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_health_strict_exits_on_a_degraded_store(capsys: pytest.CaptureFixture[str], disk_dir: Path) -> None:
     """Without --strict a degraded store exits 0 with its risks listed; with --strict, 7."""
     assert main(["--store", "memory://", "health"]) == EXIT_OK
     out = capsys.readouterr().out
@@ -94,7 +110,7 @@ def test_health_strict_exits_on_a_degraded_store(capsys: pytest.CaptureFixture[s
     status = json.loads(capsys.readouterr().out)["default"]
     assert status["details"]["status"] == "degraded"
     assert status["details"]["durability_risks"][0]["setting"] == "storage"
-    assert main(["--store", f"sqlite:///{tmp_path}/ok.db", "health", "--strict"]) == EXIT_OK
+    assert main(["--store", f"sqlite:///{disk_dir}/ok.db", "health", "--strict"]) == EXIT_OK
     assert "healthy, answered" in capsys.readouterr().out
 
 
@@ -143,3 +159,66 @@ async def test_a_store_without_the_audit_is_declared_unread() -> None:
     await p.close()
     assert h.details["status"] == "healthy"
     assert h.details["durability_unread"] == ["durability settings: provider 'plain' does not audit them"]
+
+
+async def test_a_sqlite_file_on_a_ram_filesystem_is_a_risk(ram_dir: str) -> None:
+    """Review: a store in /dev/shm (tmpfs: RAM) loses every event at reboot or power loss, whatever the pragmas;
+    health said healthy. The file system is read from the kernel's mount table."""
+    p = SqliteProvider(f"sqlite:///{ram_dir}/es.db")
+    await p.connect()
+    try:
+        h = await DurabilitySuite.health_of(p)
+    finally:
+        await p.close()
+    assert h.details["status"] == "degraded", h.message
+    (r,) = h.details["durability_risks"]
+    assert (r["setting"], r["value"]) == ("filesystem", "tmpfs"), r
+    assert "/dev/shm" in r["scope"]
+
+
+@pytest.fixture
+def ram_dir() -> Iterator[str]:
+    """A fresh directory in /dev/shm (a tmpfs on Linux), removed afterwards."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    assert Path("/dev/shm").is_dir(), "this test needs /dev/shm (a tmpfs) on Linux"
+    d = tempfile.mkdtemp(prefix="es-review-", dir="/dev/shm")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class Broken(MemoryProvider):
+    """A third-party provider whose health check has a bug: it raises something that is not an EventSourceError."""
+
+    kind = "broken"
+
+    async def health(self) -> HealthStatus:
+        msg = "boom: a bug in the plugin's health check"
+        raise RuntimeError(msg)
+
+
+async def test_a_health_check_that_raises_anything_is_reported_unhealthy() -> None:
+    """Review: health "never raises"; a plugin's RuntimeError escaped health_check() (and the CLI's health)."""
+    p = Broken()
+    await p.connect()
+    try:
+        h = await DurabilitySuite.health_of(p)
+    finally:
+        await p.close()
+    assert not h.healthy
+    assert h.details["status"] == "unhealthy"
+    assert h.details["reason"] == "error"
+    assert "RuntimeError: boom" in h.message
+
+
+def test_the_cli_reports_a_health_check_that_raises_as_unhealthy(capsys: pytest.CaptureFixture[str]) -> None:
+    class _Broken:
+        @eventsource.hookimpl
+        def eventsource_register_providers(self, registry: Any) -> None:
+            registry.add(Broken, schemes=("broken",))
+
+    host = PluginHost(load_entrypoints=False, plugins=[("broken", _Broken())])
+    assert main(["--store", "broken://x", "health"], host=host) == EXIT_UNAVAILABLE
+    assert "UNHEALTHY: RuntimeError: boom" in capsys.readouterr().out

@@ -696,3 +696,22 @@ def test_close_called_again_from_inside_close_in_the_same_thread_returns_instead
     assert not t.is_alive(), "close() inside close() waited for itself"
     assert reentered
     assert es._loop.loop.is_closed()
+
+
+async def test_the_managers_event_iterators_hand_the_sync_api_the_rest_of_a_page_per_pull(tmp_path: Path) -> None:
+    """Review: the sync API pulls a page as one list (``PAGE``) from the manager's iterators; since the policy's
+    ``iterate`` became a plain function returning ``pages()``, its code no longer matched and every sync read
+    fell back to one loop step per event."""
+    from eventsource import EventSourcingManager
+    from eventsource.syncloop import _take
+
+    m = EventSourcingManager({"providers": {"m": {"url": f"sqlite:///{tmp_path}/p.db"}}}, host=HOST)
+    await m.connect()
+    try:
+        await m.append_events_batch(stream_id="s", events=[EventData("E", i) for i in range(25)])
+        items, done, error = await _take(m.read_stream("s", page_size=10), 1)
+        assert (len(items), done, error) == (10, False, None)
+        items, done, error = await _take(m.read_all(page_size=10), 12)
+        assert [e.data for e in items] == list(range(20))
+    finally:
+        await m.close()

@@ -248,3 +248,65 @@ async def test_a_read_stopped_early_ends_its_span_with_what_was_read(manager: Ev
     assert len(got) == 3
     assert (read.attributes or {})["eventsource.events"] == 3
     assert (read.attributes or {})["eventsource.outcome"] == "ok"
+
+
+async def test_the_stream_id_left_off_spans_stays_out_of_error_descriptions(sdk: Sdk, tmp_path: Path) -> None:
+    """Review: an error's message names the stream; with ``telemetry_stream_id`` off the span must not carry it."""
+    url = f"sqlite:///{tmp_path}/p.db"
+    m = EventSourcingManager({"providers": {"m": {"url": url}}, "telemetry_stream_id": False}, host=HOST)
+    await m.connect()
+    instrument(m, tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider)
+    try:
+        await m.append_event(stream_id="secret-customer-42", event_type="A", data={})
+        with pytest.raises(ConcurrencyError) as raised:
+            await m.append_event(stream_id="secret-customer-42", event_type="A", data={}, expected_version=7)
+    finally:
+        await m.close()
+    assert "secret-customer-42" in str(raised.value)  # the error itself names it, for the caller
+    (failed,) = [s for s in sdk.finished("append") if s.status.status_code is trace.StatusCode.ERROR]
+    assert "secret-customer-42" not in (failed.status.description or "")
+    assert "ConcurrencyError" in (failed.status.description or "")
+    assert all("secret-customer-42" not in str(ev.attributes) for s in sdk.finished() for ev in s.events)
+
+
+async def test_a_traced_read_still_hands_the_sync_api_a_page_per_pull(manager: EventSourcingManager, sdk: Sdk) -> None:
+    """Review: the span wrapper passes ``PAGE`` through, but the sync API never sent it to a traced iterator."""
+    from eventsource.syncloop import _take
+
+    await manager.append_events_batch(stream_id="p", events=[EventData("A", i) for i in range(25)])
+    first = manager.read_stream("p", page_size=10)
+    items, done, error = await _take(first, 1)
+    assert (len(items), done, error) == (10, False, None)
+    await first.aclose()  # type: ignore[attr-defined]
+    items, done, error = await _take(manager.read_stream("p", page_size=10), 100)
+    assert ([e.data for e in items], done, error) == (list(range(25)), True, None)
+    assert [(s.attributes or {})["eventsource.events"] for s in sdk.finished("read_stream")] == [10, 25]
+
+
+def test_instrument_takes_the_sync_facade_too(sdk: Sdk, tmp_path: Path) -> None:
+    """Review: ``instrument(es, ...)`` on a SyncEventSourcingManager raised AttributeError (``_policy``)."""
+    with SyncEventSourcingManager({"providers": {"m": {"url": f"sqlite:///{tmp_path}/f.db"}}}, host=HOST) as es:
+        instrument(es, tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider)
+        es.append_event(stream_id="f", event_type="A", data={})
+        uninstrument(es)
+        es.append_event(stream_id="f", event_type="A", data={})
+    assert len(sdk.finished("append")) == 1
+
+
+async def test_baggage_is_not_written_into_event_metadata(manager: EventSourcingManager, sdk: Sdk) -> None:
+    """Review: the default global propagator is trace context + baggage; an application's baggage (a user's
+    email, a session id) went into every event's metadata, stored for good, unencrypted without encryption."""
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+
+    tracer = sdk.tracer_provider.get_tracer("app")
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    with tracer.start_as_current_span("checkout"):
+        token = otel_context.attach(baggage.set_baggage("user.email", "alice@example.com"))
+        try:
+            await manager.append_event(stream_id=sid, event_type="A", data={})
+        finally:
+            otel_context.detach(token)
+    (a,) = [e async for e in manager.read_stream(sid)]
+    assert "traceparent" in a.metadata["trace_context"]
+    assert "alice" not in repr(a.metadata), a.metadata  # (baggage travels URL-encoded: alice%40example.com)

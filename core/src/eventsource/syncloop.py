@@ -21,15 +21,13 @@ import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
-from eventsource.manager.policy import PAGE, CallPolicy
+from eventsource.manager.policy import PAGE, PAGED
 from eventsource.provider import CALL_TASK, SYNC_CALLER, SYNC_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Iterator
 
 T = TypeVar("T")
-PAGED = CallPolicy.iterate.__code__
-"""The code of the manager's event iterators, which hand over the rest of a page when sent :data:`PAGE`."""
 
 OWN_LOOP = (
     "SyncEventSourcingManager was called from its own event loop (a sync snapshot handler or upcaster "
@@ -71,14 +69,14 @@ if hasattr(os, "register_at_fork"):
 async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseException | None]:
     """Up to ``n`` items of ``it``; whether it ended; the error that stopped it early (items before it kept).
 
-    From the manager's own iterators (:meth:`CallPolicy.iterate`) it takes the rest of each page as one list
-    (:data:`~eventsource.manager.policy.PAGE`), so it may return up to a page more than ``n``.
+    From the manager's own iterators (:data:`~eventsource.manager.policy.PAGED`) it takes the rest of each
+    page as one list (:data:`~eventsource.manager.policy.PAGE`), so it may return up to a page more than ``n``.
     """
     out: list[T] = []
     append = out.append
     anext_ = it.__anext__
     try:
-        if getattr(it, "ag_code", None) is PAGED:
+        if getattr(it, "ag_code", None) in PAGED:  # the manager's event iterators
             asend = it.asend  # type: ignore[attr-defined]
             while len(out) < n:
                 append(await anext_())

@@ -53,3 +53,35 @@ def test_server_settings_are_named_with_their_scope() -> None:
     got = [(r["setting"], r["scope"]) for r in audit(rows)]
     assert got == [("fsync", "server"), ("full_page_writes", "server")]
     assert audit([("fsync", "on", "on", "default"), ("synchronous_commit", "local", "local", "default")]) == []
+
+
+async def test_a_role_setting_made_after_connect_is_seen(url: str, admin: psycopg.AsyncConnection[Any]) -> None:
+    """Review: ``ALTER ROLE ... SET synchronous_commit = off`` after the pool connected applies to every new
+    pooled connection (max_lifetime, a reconnect, the pool growing); health read only the pooled session's
+    values, fixed at its login, and said healthy."""
+    import uuid
+
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    role = f"es_review_{uuid.uuid4().hex[:10]}"
+    await admin.execute(f'CREATE ROLE "{role}" LOGIN SUPERUSER')  # (owns its test schema; dropped below)
+    params = conninfo_to_dict(url)
+    params["user"] = role
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    p = PostgresProvider(make_conninfo(**params), schema=schema, pool_min_size=1, pool_max_size=1)  # one session
+    try:
+        await p.connect()
+        assert (await p.health()).details["status"] == "healthy"
+        await admin.execute(f'ALTER ROLE "{role}" SET synchronous_commit = off')
+        fresh = await psycopg.AsyncConnection.connect(make_conninfo(**params), autocommit=True)
+        async with fresh:  # what a new pooled connection gets from now on
+            assert (await (await fresh.execute("SHOW synchronous_commit")).fetchone()) == ("off",)
+        status = await p.health()
+        assert status.details["status"] == "degraded", status.message
+        (r,) = status.details["durability_risks"]
+        assert (r["setting"], r["value"]) == ("synchronous_commit", "off")
+        assert "ALTER ROLE" in r["scope"]
+    finally:
+        await p.close()
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{p.names.schema}" CASCADE')
+        await admin.execute(f'DROP ROLE "{role}"')

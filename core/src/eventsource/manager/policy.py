@@ -15,6 +15,7 @@ import functools
 import logging
 import random
 import time
+from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import RETRYABLE, ProviderTimeoutError
@@ -38,9 +39,14 @@ T = TypeVar("T")
 
 
 PAGE: Any = object()
-"""Sent into a :meth:`CallPolicy.iterate` generator (``asend(PAGE)``) right after it yielded an event, it
+"""Sent into a :meth:`CallPolicy.pages` generator (``asend(PAGE)``) right after it yielded an event, it
 answers with a list of the rest of that event's page (decoded as far as it decodes; a decode error follows
 at the next step). The sync API crosses a page per call this way instead of an event per step."""
+
+
+PAGED: set[CodeType] = set()
+"""The code of every async generator that answers :data:`PAGE` (the sync API checks ``ag_code`` against it):
+:meth:`CallPolicy.pages`, and the telemetry span around it, which adds itself when imported."""
 
 
 class NotResumableError(Exception):
@@ -332,3 +338,6 @@ def all_pages(p: Provider, from_position: int, page_size: int) -> PageSource:
         return p.read_all_pages(from_position=last[1] + 1, page_size=page_size)
 
     return source
+
+
+PAGED.add(CallPolicy.pages.__code__)

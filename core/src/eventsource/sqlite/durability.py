@@ -1,12 +1,15 @@
 """The durability audit of a SQLite store: the writer connection's pragmas that can lose acknowledged writes.
 
 Read from the connection the provider writes through (``PRAGMA synchronous`` and ``journal_mode``), not from
-the settings: a pragma set on the connection after it was opened is what counts.
+the settings: a pragma set on the connection after it was opened is what counts. The file system the file
+lives on comes from the kernel's mount table (:func:`filesystem`): a RAM one loses everything at reboot.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from pathlib import Path
 
 from eventsource.manager.monitoring import risk
 
@@ -42,3 +45,31 @@ def audit(db: sqlite3.Connection, *, memory: bool) -> list[dict[str, str]]:
             )
         )
     return out
+
+
+RAM_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+MOUNTS = "/proc/self/mounts"
+
+
+def filesystem(path: str, mounts: str = MOUNTS) -> tuple[list[dict[str, str]], list[str]]:
+    """A risk when ``path``'s file system keeps it in RAM (tmpfs, ramfs); unread where no mount table is readable.
+
+    The mount point is the longest one containing the file's resolved directory (``mounts``: the
+    ``/proc/self/mounts`` format, octal escapes in mount points undone).
+    """
+    where = str(Path(path).resolve().parent)
+    try:
+        with Path(mounts).open(encoding="utf-8", errors="replace") as f:
+            table = [line.split()[1:3] for line in f if len(line.split()) >= 3]  # noqa: PLR2004 - dev, point, type
+    except OSError as e:
+        return [], [f"file system of {where}: {mounts} unreadable ({e.strerror or e})"]
+    best, kind = "", ""
+    for point, fstype in table:
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point)  # noqa: PLW2901 - unescaped
+        inside = where == point or where.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fstype
+    if kind in RAM_FILESYSTEMS:
+        why = "the file system keeps the database in RAM: every event is lost at reboot or power loss"
+        return [risk("filesystem", kind, f"file system at {best}", why)], []
+    return [], []

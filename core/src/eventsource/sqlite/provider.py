@@ -556,8 +556,12 @@ class SqliteProvider(Provider):
         ok = HealthStatus(
             healthy=True, provider=self.name, message="ok", details={"path": self.path}, latency_ms=latency
         )
+        risks: list[dict[str, str]] = []
+        unread: list[str] = []
+        if not self.memory:  # (the mount table is a file the kernel keeps in memory: no disk wait)
+            risks, unread = durability.filesystem(self.path)
         try:
-            risks = await self._write("health", partial(durability.audit, memory=self.memory))
+            risks += await self._write("health", partial(durability.audit, memory=self.memory))
         except Exception as e:  # noqa: BLE001 - health reports, never raises
-            return with_durability(ok, [], unread=[f"synchronous, journal_mode: {e}"])
-        return with_durability(ok, risks)
+            return with_durability(ok, risks, unread=[*unread, f"synchronous, journal_mode: {e}"])
+        return with_durability(ok, risks, unread=unread)

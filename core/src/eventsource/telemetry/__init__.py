@@ -13,6 +13,7 @@ from eventsource.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from eventsource.manager import EventSourcingManager
+    from eventsource.sync import SyncEventSourcingManager
     from eventsource.telemetry.spans import Telemetry
 
 __all__ = ["extract_context", "instrument", "uninstrument"]
@@ -37,19 +38,29 @@ def build(
     )
 
 
+def _async(manager: EventSourcingManager | SyncEventSourcingManager) -> EventSourcingManager:
+    """The async manager itself, or the one behind a sync facade."""
+    from eventsource.sync import SyncEventSourcingManager
+
+    return manager.manager if isinstance(manager, SyncEventSourcingManager) else manager
+
+
 def instrument(
-    manager: EventSourcingManager,
+    manager: EventSourcingManager | SyncEventSourcingManager,
     *,
     tracer_provider: Any = None,
     meter_provider: Any = None,
     stream_id: bool | None = None,
     context_key: str | None = "",
 ) -> None:
-    """Trace ``manager``'s provider calls with the given providers (``None``: the global ones).
+    """Trace ``manager``'s provider calls (an async manager or a sync facade) with the given providers.
+
+    ``tracer_provider`` and ``meter_provider``: ``None`` for the global ones.
 
     ``stream_id`` and ``context_key`` default to the manager's ``telemetry_stream_id`` and
     ``telemetry_context_key`` settings.
     """
+    manager = _async(manager)
     cfg = manager.config
     manager._policy.telemetry = build(  # noqa: SLF001 - the policy's hook, set from outside on purpose
         stream_id=cfg.telemetry_stream_id if stream_id is None else stream_id,
@@ -59,9 +70,9 @@ def instrument(
     )
 
 
-def uninstrument(manager: EventSourcingManager) -> None:
+def uninstrument(manager: EventSourcingManager | SyncEventSourcingManager) -> None:
     """Stop tracing ``manager`` (back to no telemetry cost at all)."""
-    manager._policy.telemetry = None  # noqa: SLF001 - the policy's hook
+    _async(manager)._policy.telemetry = None  # noqa: SLF001 - the policy's hook
 
 
 def extract_context(event: Any, key: str = "trace_context") -> Any:

@@ -11,12 +11,14 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import opentelemetry.baggage as otel_baggage
 import opentelemetry.context as otel_context
 import opentelemetry.metrics as otel_metrics
 import opentelemetry.propagate as otel_propagate
 import opentelemetry.trace as otel_trace
 
 from eventsource.errors import ConflictError
+from eventsource.manager.policy import PAGED
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -98,7 +100,9 @@ class Telemetry:
             outcome = "conflict" if isinstance(error, ConflictError) else "error"
             metric["error.type"] = kind
             span.set_attributes({"error.type": kind, "eventsource.outcome": outcome})
-            span.set_status(otel_trace.StatusCode.ERROR, str(error))
+            # an error's message names streams (and event ids): with the stream id off, the type alone
+            said = str(error) if self.stream_id else f"{kind} (message left out: telemetry_stream_id is off)"
+            span.set_status(otel_trace.StatusCode.ERROR, said)
             if outcome == "conflict":
                 self.conflicts.add(1, metric)
         self.duration.record(time.perf_counter() - start, metric)
@@ -193,12 +197,14 @@ class Telemetry:
         """``events`` with the current trace context under ``context_key`` in their metadata.
 
         Nothing changes without a valid current span, without a key, or where the metadata already holds it.
+        Baggage is left out: it is the application's in-flight data (user ids, session ids...), not the trace's,
+        and event metadata is stored for good.
         """
         key = self.context_key
         if key is None or not otel_trace.get_current_span().get_span_context().is_valid:
             return events
         carrier: dict[str, str] = {}
-        otel_propagate.inject(carrier)
+        otel_propagate.inject(carrier, context=otel_baggage.clear())
         if not carrier:
             return events
         return [
@@ -216,3 +222,6 @@ def extract_context(event: Event, key: str = "trace_context") -> otel_context.Co
     """
     carrier = (event.metadata or {}).get(key)
     return otel_propagate.extract(carrier if isinstance(carrier, dict) else {})
+
+
+PAGED.add(Telemetry.iterate.__code__)  # it passes PAGE through to the policy's pages() and back

@@ -1,7 +1,8 @@
 """Monitoring: exact statistics from the tables, and a health check through the pool that never raises.
 
 The health check is also the durability audit: ``fsync``, ``full_page_writes`` and ``synchronous_commit``
-read on a pooled connection (the value in force and the one new sessions start with), see :func:`audit`.
+read on a pooled connection (the value in force and the one new sessions start with), and ``synchronous_commit``
+as ``ALTER ROLE/DATABASE ... SET`` left it in the catalog since that connection logged in, see :func:`audit`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from eventsource.manager.monitoring import risk, with_durability
 from eventsource.model import HealthStatus, ProviderStats
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from psycopg import AsyncConnection
 
@@ -29,6 +30,21 @@ AUDIT = (
 )
 """The settings under which PostgreSQL can lose (or corrupt) acknowledged commits, as the connection sees them."""
 
+CATALOG = (
+    "SELECT s.setdatabase <> 0, s.setrole <> 0, split_part(c, '=', 2)"
+    " FROM pg_db_role_setting s, unnest(s.setconfig) c"
+    " WHERE split_part(c, '=', 1) = 'synchronous_commit'"
+    " AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))"
+    " AND s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = session_user))"
+    " ORDER BY (s.setdatabase <> 0 AND s.setrole <> 0) DESC, s.setrole <> 0 DESC, s.setdatabase <> 0 DESC LIMIT 1"
+)
+"""``ALTER ROLE/DATABASE ... SET synchronous_commit`` for this login and database, as the catalog holds it now.
+
+A pooled session's ``reset_val`` is fixed at its login: a change made after the pool connected applies to
+every connection it opens from then on (growth, ``pool_max_lifetime``, a reconnect) but not to that session.
+The most specific entry wins (database and role, then role, then database, then ``ALTER ROLE ALL``), as at login.
+"""
+
 WHY = {
     "fsync": "the server never forces writes to disk: an OS crash or power loss can lose or corrupt commits",
     "full_page_writes": "torn pages after an OS crash or power loss can corrupt the data (and lose commits)",
@@ -36,12 +52,13 @@ WHY = {
 }
 
 
-def audit(rows: list[tuple[Any, ...]]) -> list[dict[str, str]]:
+def audit(rows: list[tuple[Any, ...]], catalog: Sequence[tuple[Any, ...]] = ()) -> list[dict[str, str]]:
     """Each setting that is ``off``: where it is in force now (``session``) or where new sessions get it.
 
     ``setting`` is the value on this connection (a pooled one, configured like every other); ``reset_val`` is
     what a new session of this role, database and connection options starts with; ``source`` says where the
-    value in force comes from (configuration file, database, user, client options, session).
+    value in force comes from (configuration file, database, user, client options, session). ``catalog``
+    (:data:`CATALOG`'s row) is what new sessions get since a later ``ALTER ROLE/DATABASE ... SET``.
     """
     out = []
     for name, setting, reset, source in rows:
@@ -50,6 +67,11 @@ def audit(rows: list[tuple[Any, ...]]) -> list[dict[str, str]]:
             out.append(risk(name, setting, scope, WHY[name]))
         elif reset == "off":
             out.append(risk(name, reset, "new sessions (reset value)", WHY[name]))
+        elif name == "synchronous_commit" and source != "client" and catalog and catalog[0][2] == "off":
+            # (options in the connection URL, the same on every pooled connection, override the catalog)
+            by_db, by_role, value = catalog[0]
+            where = " and ".join(w for w, on in (("database", by_db), ("role", by_role)) if on) or "role all"
+            out.append(risk(name, value, f"new sessions (ALTER {where.upper()} ... SET)", WHY[name]))
     return out
 
 
@@ -134,7 +156,7 @@ class Monitor:
         limit = min(5.0, self.conn.settings["pool_timeout"])
         try:
             async with asyncio.timeout(limit):
-                rows = await self.conn.call("health", lambda c: self.conn.fetchall(c, AUDIT, []), retry=True)
+                rows, catalog = await self.conn.call("health", self._audit_rows, retry=True)
         except EventSourceError as e:
             return HealthStatus(healthy=False, provider=self._name(), message=e.message)
         except TimeoutError:
@@ -149,4 +171,7 @@ class Monitor:
             details={"url": self.conn.display_url, "schema": self.conn.names.schema, "pool": stats},
             latency_ms=latency,
         )
-        return with_durability(ok, audit(rows))
+        return with_durability(ok, audit(rows, catalog))
+
+    async def _audit_rows(self, conn: AsyncConnection[Any]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        return await self.conn.fetchall(conn, AUDIT, []), await self.conn.fetchall(conn, CATALOG, [])

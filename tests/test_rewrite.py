@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import eventsource
@@ -21,7 +26,6 @@ from eventsource.testing.rewrite import KEY, RewriteSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
 
 class TestMemoryRewrite(RewriteSuite):
@@ -166,3 +170,22 @@ def test_the_sync_manager_rewrites_through_the_same_code(tmp_path: Path) -> None
         assert (report.rewritten, report.changes) == (1, {"rw.Added v1 -> rw.Added v2": 1})
     with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
         assert next(iter(m.read_stream("s"))).data == {"item": "pen"}  # stored as v2: no upcaster here
+
+
+def test_console_script_imports_upcasters_from_the_working_directory(tmp_path: Path) -> None:
+    """``--upcasters mymodule:register`` names a module next to the person running the command, as ``python -m`` does."""
+    script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
+    assert script is not None, "the eventsource console script is not installed next to this interpreter"
+    (tmp_path / "rw_local_migrations.py").write_text(
+        "def register(registry):\n    registry.add('rw.Added', 1, lambda d: {'item': d['name']})\n", encoding="utf-8"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSOURCE_") and k != "PYTHONPATH"}
+    url = f"sqlite:///{tmp_path}/local.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": "pen"})])
+    done = subprocess.run(
+        [script, "--store", url, "upcast-rewrite", "s", "--upcasters", "rw_local_migrations:register"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "s: read 1, rewrote 1, already current 0" in done.stdout

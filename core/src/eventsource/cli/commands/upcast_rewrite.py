@@ -8,6 +8,8 @@ hook). ``--dry-run`` reports what would change and writes nothing; a store that 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from eventsource.cli.arguments import positive
@@ -44,7 +46,14 @@ def register(commands: Commands) -> None:
 
 
 def _registrars(specs: list[str]) -> list[Callable[..., Any]]:
-    """The functions named by ``--upcasters``, imported before connecting."""
+    """The functions named by ``--upcasters``, imported before connecting.
+
+    The working directory is searched first, as ``python -m`` does: a console script's own ``sys.path``
+    starts at its ``bin`` directory, where nobody keeps their migrations.
+    """
+    cwd = os.getcwd()
+    if specs and cwd not in sys.path:
+        sys.path.insert(0, cwd)
     out = []
     for spec in specs:
         module, _, name = spec.partition(":")
@@ -54,7 +63,10 @@ def _registrars(specs: list[str]) -> list[Callable[..., Any]]:
         try:
             fn = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as e:
-            msg = f"--upcasters {spec!r}: {type(e).__name__}: {e}"
+            msg = (
+                f"--upcasters {spec!r}: {type(e).__name__}: {e} (MODULE is imported from the working directory "
+                "or PYTHONPATH)"
+            )
             raise UsageError(msg, field="--upcasters") from e
         if not callable(fn):
             msg = f"--upcasters {spec!r} is not a function"

@@ -189,3 +189,26 @@ def test_console_script_imports_upcasters_from_the_working_directory(tmp_path: P
     )  # fmt: skip
     assert done.returncode == EXIT_OK, done.stderr
     assert "s: read 1, rewrote 1, already current 0" in done.stdout
+
+
+async def test_dry_run_creates_no_key_for_a_stream_it_would_encrypt(tmp_path: Path) -> None:
+    """Events stored before encryption was on would be sealed by the run; the dry run must not mint their key."""
+    url = f"sqlite:///{tmp_path}/plain.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_events_batch(stream_id="p", events=[EventData("rw.Added", {"name": "pen"})])
+    keys = tmp_path / "keys.jsonl"
+    config = {
+        "providers": {"db": url},
+        "encryption": True,
+        "encryption_keys": {"k1": KEY},
+        "encryption_scope": "stream",
+        "encryption_key_store": str(keys),
+    }
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        m.add_upcaster("rw.Added", 1, lambda d: {"item": d["name"]})
+        report = await rewrite_stream(m, "p", dry_run=True)
+        assert (report.dry_run, report.rewritten) == (True, 1)
+        assert "stream:p" not in (keys.read_text(encoding="utf-8") if keys.exists() else "")  # the key store is untouched
+        await rewrite_stream(m, "p")
+        assert "stream:p" in keys.read_text(encoding="utf-8")  # the real run seals it under a key of its own
+        assert [e.data async for e in m.read_stream("p")] == [{"item": "pen"}]

@@ -77,10 +77,23 @@ def _encrypted(codec: EventCodec, encoding: str) -> bool:
     return any(name in codec.pipeline.registry.ciphers for name in encoding.split("+")[1:])
 
 
+def _serialized_size(codec: EventCodec, data: Any, meta: dict[str, Any]) -> int:
+    """What :meth:`EventCodec.encode_event` reports as the size, without sealing anything (a dry run).
+
+    Sealing can mint a data key in the key store (an event stored before encryption was on gets its
+    stream's or tenant's first key), which a dry run must not write.
+    """
+    dumps = codec.pipeline.serializer.dumps
+    return len(dumps(data)) + (len(dumps(meta)) if meta else 0)
+
+
 def _rewrite_of(
-    codec: EventCodec, rec: RecordedEvent, report: RewriteReport, max_size: int | None
+    codec: EventCodec, rec: RecordedEvent, report: RewriteReport, max_size: int | None, *, dry_run: bool = False
 ) -> EventRewrite | None:
-    """The new payload of ``rec`` at the newest schema version, or ``None`` when it stays as it is."""
+    """The new payload of ``rec`` at the newest schema version, or ``None`` when it stays as it is.
+
+    A dry run returns a rewrite whose payload is empty: it is counted, never written.
+    """
     try:
         data, meta = codec.decode_stored(rec)
     except KeyShreddedError:
@@ -95,9 +108,13 @@ def _rewrite_of(
     if _encrypted(codec, rec.encoding) and codec.cipher is None:
         msg = f"{where} is encrypted but this manager does not encrypt: its rewrite would be stored in the clear"
         raise ConfigurationError(msg, field="encryption", event_id=rec.event_id)
-    raw, metab, encoding, size = codec.encode_event(
-        rec.stream_id, rec.event_id, rec.tenant_id, data, {**meta, SCHEMA_KEY: newest}, version=rec.version
-    )
+    new_meta = {**meta, SCHEMA_KEY: newest}
+    if dry_run:
+        raw, metab, encoding, size = b"", b"", rec.encoding, _serialized_size(codec, data, new_meta)
+    else:
+        raw, metab, encoding, size = codec.encode_event(
+            rec.stream_id, rec.event_id, rec.tenant_id, data, new_meta, version=rec.version
+        )
     if max_size is not None and size > max_size:
         msg = f"{where} upcast to {etype!r} v{newest} is {size} bytes serialized, over max_event_size ({max_size})"
         raise ValidationError(msg, field="data", event_id=rec.event_id, size=size, max_event_size=max_size)
@@ -153,7 +170,8 @@ async def rewrite_stream(
         if not page:
             break
         report.read += len(page)
-        batch = [r for r in (_rewrite_of(codec, rec, report, manager.config.max_event_size) for rec in page) if r]
+        limit = manager.config.max_event_size
+        batch = [r for r in (_rewrite_of(codec, rec, report, limit, dry_run=dry_run) for rec in page) if r]
         if batch and not dry_run:
             done = await p.rewrite_events(info.stream_id, batch)
             report.rewritten += done

@@ -80,8 +80,7 @@ async def test_sqlite_rename_moves_folded_events_between_the_type_counts(tmp_pat
 
 def _migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "rw_migrations.py").write_text(
-        "def register(registry):\n"
-        "    registry.add('rw.Added', 1, lambda d: {'item': d['name']})\n",
+        "def register(registry):\n    registry.add('rw.Added', 1, lambda d: {'item': d['name']})\n",
         encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -173,7 +172,7 @@ def test_the_sync_manager_rewrites_through_the_same_code(tmp_path: Path) -> None
 
 
 def test_console_script_imports_upcasters_from_the_working_directory(tmp_path: Path) -> None:
-    """``--upcasters mymodule:register`` names a module next to the person running the command, as ``python -m`` does."""
+    """``--upcasters mymodule:register`` names a module in the working directory, as ``python -m`` does."""
     script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
     assert script is not None, "the eventsource console script is not installed next to this interpreter"
     (tmp_path / "rw_local_migrations.py").write_text(
@@ -208,7 +207,31 @@ async def test_dry_run_creates_no_key_for_a_stream_it_would_encrypt(tmp_path: Pa
         m.add_upcaster("rw.Added", 1, lambda d: {"item": d["name"]})
         report = await rewrite_stream(m, "p", dry_run=True)
         assert (report.dry_run, report.rewritten) == (True, 1)
-        assert "stream:p" not in (keys.read_text(encoding="utf-8") if keys.exists() else "")  # the key store is untouched
+        assert "stream:p" not in (keys.read_text(encoding="utf-8") if keys.exists() else "")  # no key minted
         await rewrite_stream(m, "p")
         assert "stream:p" in keys.read_text(encoding="utf-8")  # the real run seals it under a key of its own
         assert [e.data async for e in m.read_stream("p")] == [{"item": "pen"}]
+
+
+def test_cli_says_what_a_run_that_failed_part_way_already_rewrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/half.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": n}) for n in "abcde"])
+    (tmp_path / "rw_failing.py").write_text(
+        "def register(registry):\n"
+        "    registry.add('rw.Added', 1, lambda d: {'item': d['name'] if d['name'] != 'c' else 1 / 0})\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, err = _run(
+        capsys, "--store", url, "upcast-rewrite", "s", "--upcasters", "rw_failing:register", "--batch-size", "2"
+    )
+    assert code != EXIT_OK
+    assert "ZeroDivisionError" in err
+    # the first batch (versions 1-2) is stored at the new version: the person needs to know, and what to do
+    assert "s: stopped part-way: rewrote 2 of 4 events read" in err, err
+    assert "run it again" in err
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        assert [e.data for e in m.read_stream("s")][:3] == [{"item": "a"}, {"item": "b"}, {"name": "c"}]

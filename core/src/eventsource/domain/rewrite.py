@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eventsource.domain.upcasting import SCHEMA_KEY, stored_version
-from eventsource.errors import ConfigurationError, KeyShreddedError, ValidationError
+from eventsource.errors import ConfigurationError, EventSourceError, KeyShreddedError, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -150,7 +150,8 @@ async def rewrite_stream(
 
     Each batch of up to ``batch_size`` events is one atomic write on the store; a run that stops part-way
     (an error, a missing upcaster step) leaves the batches before it rewritten and the rest as they were,
-    and every event stays readable either way. ``progress(done, total)`` is called after each batch
+    and every event stays readable either way (a typed error then carries the counts so far in
+    ``details["rewrite_report"]``). ``progress(done, total)`` is called after each batch
     (``total``: the stream's event count when the run started). A missing stream raises
     :class:`StreamNotFoundError`; a store that cannot rewrite raises :class:`UnsupportedOperationError`
     (declared as ``"rewrite_events"`` in its ``capabilities.unsupported``), dry run or not.
@@ -164,26 +165,45 @@ async def rewrite_stream(
     info = await manager.get_stream_info(stream_id, provider=provider)
     codec: EventCodec = manager._codec  # noqa: SLF001 - the manager's own codec: same keys, chains and settings
     report = RewriteReport(stream_id=info.stream_id, provider=p.name, dry_run=dry_run)
+    try:
+        await _run(manager, p, codec, report, total=info.event_count, batch_size=batch_size, progress=progress)
+    except EventSourceError as e:  # earlier batches are stored: say how far the run got
+        e.details.setdefault("rewrite_report", report.as_dict())
+        raise
+    return report
+
+
+async def _run(
+    manager: EventSourcingManager,
+    p: Provider,
+    codec: EventCodec,
+    report: RewriteReport,
+    *,
+    total: int,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """The batches of :func:`rewrite_stream`, counted into ``report``."""
+    dry_run = report.dry_run
     next_version = 1
     while True:
-        page = await _page(p, info.stream_id, next_version, batch_size)
+        page = await _page(p, report.stream_id, next_version, batch_size)
         if not page:
             break
         report.read += len(page)
         limit = manager.config.max_event_size
         batch = [r for r in (_rewrite_of(codec, rec, report, limit, dry_run=dry_run) for rec in page) if r]
         if batch and not dry_run:
-            done = await p.rewrite_events(info.stream_id, batch)
+            done = await p.rewrite_events(report.stream_id, batch)
             report.rewritten += done
             report.changed_meanwhile += len(batch) - done
         elif batch:
             report.rewritten += len(batch)
         if progress is not None:
-            progress(report.read, info.event_count)
+            progress(report.read, total)
         if len(page) < batch_size:
             break
         next_version = page[-1].version + 1
-    return report
 
 
 def rewrite_stream_sync(

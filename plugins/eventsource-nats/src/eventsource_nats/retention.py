@@ -171,9 +171,7 @@ class Retention:
         plan.keep_last()
         return plan
 
-    async def _take(
-        self, plan: _Plan, token: str, seq: int, m: Any, doomed: Callable[[RecordedEvent], bool]
-    ) -> bool:
+    async def _take(self, plan: _Plan, token: str, seq: int, m: Any, doomed: Callable[[RecordedEvent], bool]) -> bool:
         """Add the leading doomed events of message ``m`` (from a get or a consumer) to ``plan``; True: the run ends."""
         headers, data = m.headers, m.data
         _, last_v = records.message_versions(headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -235,3 +236,31 @@ def test_cli_says_what_a_run_that_failed_part_way_already_rewrote(
     assert "run it again" in err
     with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
         assert [e.data for e in m.read_stream("s")][:3] == [{"item": "a"}, {"item": "b"}, {"name": "c"}]
+
+
+async def test_upcast_data_its_event_class_refuses_is_never_stored(tmp_path: Path) -> None:
+    """The rewrite replaces the only copy of the old payload: data its class refuses on read must not replace it."""
+    import marshmallow
+    from eventsource.domain import DomainEvent
+    from eventsource.errors import ValidationError
+
+    class _Schema(marshmallow.Schema):
+        item = marshmallow.fields.String(required=True)
+        qty = marshmallow.fields.Integer(required=True)
+
+    @dataclasses.dataclass(frozen=True)
+    class Added(DomainEvent, type_name="rw.Added", version=2, schema=_Schema):
+        item: str
+        qty: int
+
+    url = f"sqlite:///{tmp_path}/classes.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": "pen"})])
+        before = [r async for r in m.get_provider().read_stream("s")]
+        m.add_upcaster("rw.Added", 1, lambda d: {"item": d["name"], "qty": "one"})  # a buggy step
+        m.register_event_class(Added)
+        for dry_run in (True, False):
+            with pytest.raises(ValidationError) as info:
+                await rewrite_stream(m, "s", dry_run=dry_run)
+            assert info.value.details["field"] == "qty"
+        assert [r async for r in m.get_provider().read_stream("s")] == before  # v1, as stored

@@ -20,6 +20,7 @@ from eventsource.errors import ConfigurationError, EventSourceError, KeyShredded
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from eventsource.domain.events import EventClasses
     from eventsource.manager import EventSourcingManager
     from eventsource.manager.codec import EventCodec
     from eventsource.model import RecordedEvent
@@ -87,8 +88,33 @@ def _serialized_size(codec: EventCodec, data: Any, meta: dict[str, Any]) -> int:
     return len(dumps(data)) + (len(dumps(meta)) if meta else 0)
 
 
+def _check_class(classes: EventClasses, etype: str, newest: int, data: Any, *, where: str, rec: RecordedEvent) -> None:
+    """:class:`ValidationError` when the event class registered at ``etype`` v``newest`` refuses the upcast data.
+
+    The rewrite replaces the only copy of the old payload, so data that a read with ``as_classes=True``
+    would refuse (a buggy upcaster step) must stop the run before it is stored, not after.
+    """
+    cls = classes.by_type.get(etype)
+    if cls is None or cls.schema_version != newest:
+        return
+    try:
+        cls.from_data(data)
+    except ValueError as e:
+        details = dict(e.details) if isinstance(e, ValidationError) else {"field": "data"}
+        text = e.message if isinstance(e, ValidationError) else f"{cls.__name__}: {type(e).__name__}: {e}"
+        details.update(event_type=etype, event_id=rec.event_id, stream_id=rec.stream_id)
+        msg = f"{where} upcast to {etype!r} v{newest} is refused by {cls.__name__}, so it is not stored: {text}"
+        raise ValidationError(msg, **details) from e
+
+
 def _rewrite_of(
-    codec: EventCodec, rec: RecordedEvent, report: RewriteReport, max_size: int | None, *, dry_run: bool = False
+    codec: EventCodec,
+    rec: RecordedEvent,
+    report: RewriteReport,
+    max_size: int | None,
+    *,
+    classes: EventClasses | None = None,
+    dry_run: bool = False,
 ) -> EventRewrite | None:
     """The new payload of ``rec`` at the newest schema version, or ``None`` when it stays as it is.
 
@@ -108,6 +134,8 @@ def _rewrite_of(
     if _encrypted(codec, rec.encoding) and codec.cipher is None:
         msg = f"{where} is encrypted but this manager does not encrypt: its rewrite would be stored in the clear"
         raise ConfigurationError(msg, field="encryption", event_id=rec.event_id)
+    if classes is not None:
+        _check_class(classes, etype, newest, data, where=where, rec=rec)
     new_meta = {**meta, SCHEMA_KEY: newest}
     if dry_run:
         raw, metab, encoding, size = b"", b"", rec.encoding, _serialized_size(codec, data, new_meta)
@@ -192,7 +220,10 @@ async def _run(
             break
         report.read += len(page)
         limit = manager.config.max_event_size
-        batch = [r for r in (_rewrite_of(codec, rec, report, limit, dry_run=dry_run) for rec in page) if r]
+        classes = manager.event_classes
+        batch = [
+            r for r in (_rewrite_of(codec, rec, report, limit, classes=classes, dry_run=dry_run) for rec in page) if r
+        ]
         if batch and not dry_run:
             done = await p.rewrite_events(report.stream_id, batch)
             report.rewritten += done

@@ -264,3 +264,16 @@ async def test_upcast_data_its_event_class_refuses_is_never_stored(tmp_path: Pat
                 await rewrite_stream(m, "s", dry_run=dry_run)
             assert info.value.details["field"] == "qty"
         assert [r async for r in m.get_provider().read_stream("s")] == before  # v1, as stored
+
+
+def test_cli_without_any_upcaster_says_so_instead_of_reporting_success(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forgotten --upcasters used to print 'rewrote 0, already current N' and exit 0, as if migrated."""
+    url = f"sqlite:///{tmp_path}/none.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": "pen"})])
+    code, out, err = _run(capsys, "--store", url, "upcast-rewrite", "s")
+    assert code == EXIT_USAGE, (out, err)
+    assert "--upcasters" in err
+    assert "eventsource_register_upcasters" in err

@@ -118,6 +118,13 @@ def upcast_rewrite(session: Session) -> int:
     async def body(m: EventSourcingManager) -> int:
         for fn in registrars:
             fn(m.event_classes.upcasters)
+        chains = m.event_classes.upcasters.events
+        if not chains.steps and not chains.renames:  # nothing could change: do not report a success
+            msg = (
+                "no upcasting step or rename is registered, so no event could change: pass --upcasters "
+                "MODULE:FUNCTION, or install the plugin whose eventsource_register_upcasters hook registers them"
+            )
+            raise UsageError(msg, field="--upcasters")
         for stream in a.streams:
             try:
                 report = await rewrite_stream(

@@ -57,7 +57,8 @@ class RewriteReport:
     changed_meanwhile: int = 0
     """Events deleted or changed by someone else between the read and the write (left as they are)."""
     changes: dict[str, int] = field(default_factory=dict)
-    """``"Type v1 -> Type v3"``: how many events took that path."""
+    """``"Type v1 -> Type v3"``: how many events this run found on that path, ``changed_meanwhile`` ones included
+    (the store says how many of a batch it replaced, not which)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (the CLI's JSON output)."""

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import shutil
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import eventsource
@@ -21,7 +27,6 @@ from eventsource.testing.rewrite import KEY, RewriteSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
 
 class TestMemoryRewrite(RewriteSuite):
@@ -76,8 +81,7 @@ async def test_sqlite_rename_moves_folded_events_between_the_type_counts(tmp_pat
 
 def _migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "rw_migrations.py").write_text(
-        "def register(registry):\n"
-        "    registry.add('rw.Added', 1, lambda d: {'item': d['name']})\n",
+        "def register(registry):\n    registry.add('rw.Added', 1, lambda d: {'item': d['name']})\n",
         encoding="utf-8",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -166,3 +170,110 @@ def test_the_sync_manager_rewrites_through_the_same_code(tmp_path: Path) -> None
         assert (report.rewritten, report.changes) == (1, {"rw.Added v1 -> rw.Added v2": 1})
     with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
         assert next(iter(m.read_stream("s"))).data == {"item": "pen"}  # stored as v2: no upcaster here
+
+
+def test_console_script_imports_upcasters_from_the_working_directory(tmp_path: Path) -> None:
+    """``--upcasters mymodule:register`` names a module in the working directory, as ``python -m`` does."""
+    script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
+    assert script is not None, "the eventsource console script is not installed next to this interpreter"
+    (tmp_path / "rw_local_migrations.py").write_text(
+        "def register(registry):\n    registry.add('rw.Added', 1, lambda d: {'item': d['name']})\n", encoding="utf-8"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSOURCE_") and k != "PYTHONPATH"}
+    url = f"sqlite:///{tmp_path}/local.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": "pen"})])
+    done = subprocess.run(
+        [script, "--store", url, "upcast-rewrite", "s", "--upcasters", "rw_local_migrations:register"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "s: read 1, rewrote 1, already current 0" in done.stdout
+
+
+async def test_dry_run_creates_no_key_for_a_stream_it_would_encrypt(tmp_path: Path) -> None:
+    """Events stored before encryption was on would be sealed by the run; the dry run must not mint their key."""
+    url = f"sqlite:///{tmp_path}/plain.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_events_batch(stream_id="p", events=[EventData("rw.Added", {"name": "pen"})])
+    keys = tmp_path / "keys.jsonl"
+    config = {
+        "providers": {"db": url},
+        "encryption": True,
+        "encryption_keys": {"k1": KEY},
+        "encryption_scope": "stream",
+        "encryption_key_store": str(keys),
+    }
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        m.add_upcaster("rw.Added", 1, lambda d: {"item": d["name"]})
+        report = await rewrite_stream(m, "p", dry_run=True)
+        assert (report.dry_run, report.rewritten) == (True, 1)
+        assert "stream:p" not in (keys.read_text(encoding="utf-8") if keys.exists() else "")  # no key minted
+        await rewrite_stream(m, "p")
+        assert "stream:p" in keys.read_text(encoding="utf-8")  # the real run seals it under a key of its own
+        assert [e.data async for e in m.read_stream("p")] == [{"item": "pen"}]
+
+
+def test_cli_says_what_a_run_that_failed_part_way_already_rewrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/half.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": n}) for n in "abcde"])
+    (tmp_path / "rw_failing.py").write_text(
+        "def register(registry):\n"
+        "    registry.add('rw.Added', 1, lambda d: {'item': d['name'] if d['name'] != 'c' else 1 / 0})\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, err = _run(
+        capsys, "--store", url, "upcast-rewrite", "s", "--upcasters", "rw_failing:register", "--batch-size", "2"
+    )
+    assert code != EXIT_OK
+    assert "ZeroDivisionError" in err
+    # the first batch (versions 1-2) is stored at the new version: the person needs to know, and what to do
+    assert "s: stopped part-way: rewrote 2 of 4 events read" in err, err
+    assert "run it again" in err
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        assert [e.data for e in m.read_stream("s")][:3] == [{"item": "a"}, {"item": "b"}, {"name": "c"}]
+
+
+async def test_upcast_data_its_event_class_refuses_is_never_stored(tmp_path: Path) -> None:
+    """The rewrite replaces the only copy of the old payload: data its class refuses on read must not replace it."""
+    import marshmallow
+    from eventsource.domain import DomainEvent
+    from eventsource.errors import ValidationError
+
+    class _Schema(marshmallow.Schema):
+        item = marshmallow.fields.String(required=True)
+        qty = marshmallow.fields.Integer(required=True)
+
+    @dataclasses.dataclass(frozen=True)
+    class Added(DomainEvent, type_name="rw.Added", version=2, schema=_Schema):
+        item: str
+        qty: int
+
+    url = f"sqlite:///{tmp_path}/classes.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": "pen"})])
+        before = [r async for r in m.get_provider().read_stream("s")]
+        m.add_upcaster("rw.Added", 1, lambda d: {"item": d["name"], "qty": "one"})  # a buggy step
+        m.register_event_class(Added)
+        for dry_run in (True, False):
+            with pytest.raises(ValidationError) as info:
+                await rewrite_stream(m, "s", dry_run=dry_run)
+            assert info.value.details["field"] == "qty"
+        assert [r async for r in m.get_provider().read_stream("s")] == before  # v1, as stored
+
+
+def test_cli_without_any_upcaster_says_so_instead_of_reporting_success(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forgotten --upcasters used to print 'rewrote 0, already current N' and exit 0, as if migrated."""
+    url = f"sqlite:///{tmp_path}/none.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": "pen"})])
+    code, out, err = _run(capsys, "--store", url, "upcast-rewrite", "s")
+    assert code == EXIT_USAGE, (out, err)
+    assert "--upcasters" in err
+    assert "eventsource_register_upcasters" in err

@@ -1,4 +1,4 @@
-"""``delete_events_before`` reads what it deletes plus a message or so per stream, never the whole store.
+"""``retention_scan="leading"``: ``delete_events_before`` reads what it deletes plus a message or so per stream.
 
 Reads are counted on the real server: a :class:`Reader` subclass counts the messages its consumers yield,
 and the connection's single-message gets are counted where they are made.
@@ -52,7 +52,7 @@ def _count_reads(p: NatsProvider) -> tuple[CountingReader, list[int]]:
 
 
 async def test_delete_events_before_reads_the_deleted_run_and_a_message_per_stream(machine_nats_url: str) -> None:
-    p = await open_provider(machine_nats_url)
+    p = await open_provider(machine_nats_url, retention_scan="leading")
     try:
         t0 = datetime(2020, 1, 1, tzinfo=UTC)
         for i in range(40):  # past the single gets: the run continues through a consumer
@@ -81,7 +81,7 @@ async def test_delete_events_before_reads_the_deleted_run_and_a_message_per_stre
 
 
 async def test_delete_events_before_of_one_stream_reads_only_that_stream(machine_nats_url: str) -> None:
-    p = await open_provider(machine_nats_url)
+    p = await open_provider(machine_nats_url, retention_scan="leading")
     try:
         t0 = datetime(2020, 1, 1, tzinfo=UTC)
         for i in range(3):
@@ -95,3 +95,20 @@ async def test_delete_events_before_of_one_stream_reads_only_that_stream(machine
         assert len([e async for e in p.read_stream("other")]) == 50
     finally:
         await dispose(p)
+
+
+async def test_leading_scan_is_declared_and_leaves_an_older_event_behind_a_newer_one(machine_nats_url: str) -> None:
+    """What the setting gives up, and that the capability the kit reads says so (the default is exact)."""
+    p = await open_provider(machine_nats_url, retention_scan="leading")
+    full = await open_provider(machine_nats_url)
+    try:
+        assert p.capabilities.extra["delete_events_before"] == "leading_run"
+        assert full.capabilities.extra["delete_events_before"] == "exact"
+        t0 = datetime(2020, 1, 1, tzinfo=UTC)
+        for day in (10, 0, 12):  # an event of day 0 imported behind one of day 10
+            await p.append("s", [_event(t0 + timedelta(days=day))], ANY)
+        assert await p.delete_events_before(t0 + timedelta(days=3)) == 0
+        assert [e.version async for e in p.read_stream("s")] == [1, 2, 3]
+    finally:
+        await dispose(p)
+        await dispose(full)

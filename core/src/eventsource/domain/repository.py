@@ -106,11 +106,21 @@ class Repository(Generic[A]):
         if agg is None:
             msg = f"{cls.__name__} {aggregate_id!r} has no events (stream {sid!r})"
             raise StreamNotFoundError(msg, stream_id=sid)
-        if snap is not None and head is None:  # the stream is shorter than the snapshot: recreated
+        if snap is not None and head is None and await self._recreated_shorter(sid, snap.version):
             log.warning("ignoring a snapshot newer than its stream (the stream was recreated)")
             return await self._replay(aggregate_id, sid)
         agg.snapshot_at = snap.version if snap is not None else 0
         return self._loaded(agg, sid, head)
+
+    async def _recreated_shorter(self, sid: str, snapshot_version: int) -> bool:
+        """Whether a stream with no event at or after the snapshot's version is shorter than it (re-created).
+
+        The other reason is retention (``BeforeSnapshotPolicy`` deletes every event the snapshot covers,
+        its own included): the stream is then still at the snapshot's version, and the snapshot is the state.
+        The head event is then unknown, so the next save cannot check it (a version alone still guards it).
+        """
+        info = await self.manager.get_stream_info(sid, provider=self.provider)
+        return info.version != snapshot_version
 
     def _loaded(self, agg: A, sid: str, head: str | None) -> A:
         agg._head_event_id = head  # noqa: SLF001 - the repository keeps the aggregate's load marker

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eventsource.domain.upcasting import SCHEMA_KEY, stored_version
-from eventsource.errors import ConfigurationError, KeyShreddedError, ValidationError
+from eventsource.errors import ConfigurationError, EventSourceError, KeyShreddedError, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from eventsource.domain.events import EventClasses
     from eventsource.manager import EventSourcingManager
     from eventsource.manager.codec import EventCodec
     from eventsource.model import RecordedEvent
@@ -56,7 +57,8 @@ class RewriteReport:
     changed_meanwhile: int = 0
     """Events deleted or changed by someone else between the read and the write (left as they are)."""
     changes: dict[str, int] = field(default_factory=dict)
-    """``"Type v1 -> Type v3"``: how many events took that path."""
+    """``"Type v1 -> Type v3"``: how many events this run found on that path, ``changed_meanwhile`` ones included
+    (the store says how many of a batch it replaced, not which)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (the CLI's JSON output)."""
@@ -77,10 +79,48 @@ def _encrypted(codec: EventCodec, encoding: str) -> bool:
     return any(name in codec.pipeline.registry.ciphers for name in encoding.split("+")[1:])
 
 
+def _serialized_size(codec: EventCodec, data: Any, meta: dict[str, Any]) -> int:
+    """What :meth:`EventCodec.encode_event` reports as the size, without sealing anything (a dry run).
+
+    Sealing can mint a data key in the key store (an event stored before encryption was on gets its
+    stream's or tenant's first key), which a dry run must not write.
+    """
+    dumps = codec.pipeline.serializer.dumps
+    return len(dumps(data)) + (len(dumps(meta)) if meta else 0)
+
+
+def _check_class(classes: EventClasses, etype: str, newest: int, data: Any, *, where: str, rec: RecordedEvent) -> None:
+    """:class:`ValidationError` when the event class registered at ``etype`` v``newest`` refuses the upcast data.
+
+    The rewrite replaces the only copy of the old payload, so data that a read with ``as_classes=True``
+    would refuse (a buggy upcaster step) must stop the run before it is stored, not after.
+    """
+    cls = classes.by_type.get(etype)
+    if cls is None or cls.schema_version != newest:
+        return
+    try:
+        cls.from_data(data)
+    except ValueError as e:
+        details = dict(e.details) if isinstance(e, ValidationError) else {"field": "data"}
+        text = e.message if isinstance(e, ValidationError) else f"{cls.__name__}: {type(e).__name__}: {e}"
+        details.update(event_type=etype, event_id=rec.event_id, stream_id=rec.stream_id)
+        msg = f"{where} upcast to {etype!r} v{newest} is refused by {cls.__name__}, so it is not stored: {text}"
+        raise ValidationError(msg, **details) from e
+
+
 def _rewrite_of(
-    codec: EventCodec, rec: RecordedEvent, report: RewriteReport, max_size: int | None
+    codec: EventCodec,
+    rec: RecordedEvent,
+    report: RewriteReport,
+    max_size: int | None,
+    *,
+    classes: EventClasses | None = None,
+    dry_run: bool = False,
 ) -> EventRewrite | None:
-    """The new payload of ``rec`` at the newest schema version, or ``None`` when it stays as it is."""
+    """The new payload of ``rec`` at the newest schema version, or ``None`` when it stays as it is.
+
+    A dry run returns a rewrite whose payload is empty: it is counted, never written.
+    """
     try:
         data, meta = codec.decode_stored(rec)
     except KeyShreddedError:
@@ -95,9 +135,15 @@ def _rewrite_of(
     if _encrypted(codec, rec.encoding) and codec.cipher is None:
         msg = f"{where} is encrypted but this manager does not encrypt: its rewrite would be stored in the clear"
         raise ConfigurationError(msg, field="encryption", event_id=rec.event_id)
-    raw, metab, encoding, size = codec.encode_event(
-        rec.stream_id, rec.event_id, rec.tenant_id, data, {**meta, SCHEMA_KEY: newest}, version=rec.version
-    )
+    if classes is not None:
+        _check_class(classes, etype, newest, data, where=where, rec=rec)
+    new_meta = {**meta, SCHEMA_KEY: newest}
+    if dry_run:
+        raw, metab, encoding, size = b"", b"", rec.encoding, _serialized_size(codec, data, new_meta)
+    else:
+        raw, metab, encoding, size = codec.encode_event(
+            rec.stream_id, rec.event_id, rec.tenant_id, data, new_meta, version=rec.version
+        )
     if max_size is not None and size > max_size:
         msg = f"{where} upcast to {etype!r} v{newest} is {size} bytes serialized, over max_event_size ({max_size})"
         raise ValidationError(msg, field="data", event_id=rec.event_id, size=size, max_event_size=max_size)
@@ -133,7 +179,8 @@ async def rewrite_stream(
 
     Each batch of up to ``batch_size`` events is one atomic write on the store; a run that stops part-way
     (an error, a missing upcaster step) leaves the batches before it rewritten and the rest as they were,
-    and every event stays readable either way. ``progress(done, total)`` is called after each batch
+    and every event stays readable either way (a typed error then carries the counts so far in
+    ``details["rewrite_report"]``). ``progress(done, total)`` is called after each batch
     (``total``: the stream's event count when the run started). A missing stream raises
     :class:`StreamNotFoundError`; a store that cannot rewrite raises :class:`UnsupportedOperationError`
     (declared as ``"rewrite_events"`` in its ``capabilities.unsupported``), dry run or not.
@@ -147,25 +194,48 @@ async def rewrite_stream(
     info = await manager.get_stream_info(stream_id, provider=provider)
     codec: EventCodec = manager._codec  # noqa: SLF001 - the manager's own codec: same keys, chains and settings
     report = RewriteReport(stream_id=info.stream_id, provider=p.name, dry_run=dry_run)
+    try:
+        await _run(manager, p, codec, report, total=info.event_count, batch_size=batch_size, progress=progress)
+    except EventSourceError as e:  # earlier batches are stored: say how far the run got
+        e.details.setdefault("rewrite_report", report.as_dict())
+        raise
+    return report
+
+
+async def _run(
+    manager: EventSourcingManager,
+    p: Provider,
+    codec: EventCodec,
+    report: RewriteReport,
+    *,
+    total: int,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """The batches of :func:`rewrite_stream`, counted into ``report``."""
+    dry_run = report.dry_run
     next_version = 1
     while True:
-        page = await _page(p, info.stream_id, next_version, batch_size)
+        page = await _page(p, report.stream_id, next_version, batch_size)
         if not page:
             break
         report.read += len(page)
-        batch = [r for r in (_rewrite_of(codec, rec, report, manager.config.max_event_size) for rec in page) if r]
+        limit = manager.config.max_event_size
+        classes = manager.event_classes
+        batch = [
+            r for r in (_rewrite_of(codec, rec, report, limit, classes=classes, dry_run=dry_run) for rec in page) if r
+        ]
         if batch and not dry_run:
-            done = await p.rewrite_events(info.stream_id, batch)
+            done = await p.rewrite_events(report.stream_id, batch)
             report.rewritten += done
             report.changed_meanwhile += len(batch) - done
         elif batch:
             report.rewritten += len(batch)
         if progress is not None:
-            progress(report.read, info.event_count)
+            progress(report.read, total)
         if len(page) < batch_size:
             break
         next_version = page[-1].version + 1
-    return report
 
 
 def rewrite_stream_sync(

@@ -121,6 +121,27 @@ class RetentionSuite:
         again = await manager.apply_retention([policy], now=now)
         assert again.deleted() == 0
 
+    async def test_max_age_deletes_an_older_event_behind_a_newer_one(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        """Timestamps are the caller's (``EventData.timestamp``: imports, backfills, clock skew): order is no excuse."""
+        scan = provider.capabilities.extra.get("delete_events_before")
+        if scan == "leading_run":
+            pytest.skip("capability: delete_events_before='leading_run' (only each stream's leading run is deleted)")
+        policy = MaxAgePolicy(timedelta(days=5))
+        if not self.supports(provider, policy):
+            return  # reported as unsupported by test_max_age_deletes_only_older_events
+        a = _sid()
+        days = (10, 0, 1, 12)  # an import appended events of days 0 and 1 after one of day 10
+        await manager.append_events_batch(
+            stream_id=a, events=[EventData("Tick", {"day": d}, timestamp=T0 + timedelta(days=d)) for d in days]
+        )
+        now = T0 + timedelta(days=8)  # cutoff T0+3d: the events of days 0 and 1 (versions 2 and 3) go
+        report = await manager.apply_retention([policy], now=now)
+        assert report.deleted() == 2
+        assert await self.versions(manager, a) == [1, 4]
+        assert (await manager.apply_retention([policy], now=now)).deleted() == 0
+
     async def test_retention_period_is_the_default_policy(self, provider: Provider) -> None:
         m = self.make_manager(retention_period="3d")
         await m.register_provider(provider, name="under-test", default=True)

@@ -131,6 +131,10 @@ class RewriteSuite(ProviderSuiteBase):
         types = (await provider.stats()).events_by_type
         assert types.get("rw.Titled", 0) == types_before.get("rw.Titled", 0) - 1
         assert types.get("rw.Renamed", 0) == types_before.get("rw.Renamed", 0) + 1
+        retry = await manager.append_events_batch(  # a late retry of the first append: still recognised by id
+            stream_id=stream, events=[EventData("rw.Added", {"name": "pen"}, event_id=before[0].event_id)]
+        )
+        assert (retry.duplicate, retry.first_version, retry.positions) == (True, 1, [before[0].position])
         again = await rewrite_stream(manager, stream)
         assert (again.rewritten, again.current) == (0, 4)
         assert await self._stored(provider, stream) == after

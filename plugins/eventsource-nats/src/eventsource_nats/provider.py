@@ -43,6 +43,9 @@ if TYPE_CHECKING:
         StreamInfo,
     )
 
+RETENTION_SCANS = {"full": "exact", "leading": "leading_run"}
+"""``retention_scan`` setting -> the ``delete_events_before`` capability (``extra``) the kit reads."""
+
 UNSUPPORTED = frozenset({"rewrite_events"})
 """A JetStream message cannot change in place (a new one takes a new sequence, i.e. a new position)."""
 
@@ -60,6 +63,7 @@ def _capabilities(conn: Connection) -> Capabilities:
             "batches": batch_layout(conn),
             "occ": conn.occ_mode,
             "server_version": ".".join(map(str, conn.server_version)),
+            "delete_events_before": RETENTION_SCANS[conn.settings["retention_scan"]],
         },
     )
 

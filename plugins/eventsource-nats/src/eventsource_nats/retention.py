@@ -5,9 +5,9 @@ leading run of wholly deleted messages is purged in one request, other wholly de
 deleted one by one, and an envelope that keeps live events lists its deleted indexes in the hidden
 bucket, which reads honour. Versions never change or go down: the stream's info record counts the
 removed events and remembers the last version, so an emptied stream keeps its version. Both primitives
-read a stream from its start only up to the first message they keep (``delete_events_before``: the first
-event at or after the cutoff), and find the event streams from the stream info's per-subject state, so
-their reads follow what they delete and the number of streams, never the number of events stored.
+read a stream from its start only up to the first message they keep (``delete_events_before`` with
+``retention_scan="leading"``: the first event at or after the cutoff; by default it reads every message,
+since timestamps need not run in stream order), so their reads follow what they delete.
 """
 
 from __future__ import annotations
@@ -104,15 +104,30 @@ class Retention:
         return await conn.call(f"truncate {stream_id!r}", run())
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
-        """Delete each event stream's leading run of events with ``timestamp < cutoff`` (one stream or all).
+        """Delete events with ``timestamp < cutoff`` (one stream or all), by the ``retention_scan`` setting.
 
-        The streams come from the stream info's per-subject state (one request per 100,000 streams); each
-        is read from its first message up to the first event at or after ``cutoff``, which stays with
-        everything after it. An older event behind a newer one (client timestamps that run backwards) is
-        deleted by the first run that finds nothing newer before it.
+        ``full`` (the default) reads every message of the event streams and deletes every older event,
+        wherever it sits: timestamps are the caller's (imports, backfills, skewed clocks) and need not run
+        in stream order. ``leading`` deletes only each stream's leading run (:meth:`_leading_runs`).
         """
         conn = self.conn
         conn.require()
+        if conn.settings["retention_scan"] == "leading":
+            return await self._leading_runs(cutoff, stream_id)
+        n = conn.names
+        subject = n.subject(stream_token(stream_id)) if stream_id is not None else n.events_wildcard
+        doomed = self._delete_where(subject, lambda r: r.timestamp < cutoff)
+        return await conn.call("delete events before a time", doomed)
+
+    async def _leading_runs(self, cutoff: datetime, stream_id: str | None) -> int:
+        """Delete each event stream's leading run of events with ``timestamp < cutoff`` (``retention_scan="leading"``).
+
+        The streams come from the stream info's per-subject state (one request per 100,000 streams); each
+        is read from its first message up to the first event at or after ``cutoff``, which stays with
+        everything after it. An older event behind a newer one (client timestamps that run backwards) stays
+        until a run finds nothing newer before it: never, while the newer one is kept.
+        """
+        conn = self.conn
         n = conn.names
 
         async def run() -> int:
@@ -156,9 +171,7 @@ class Retention:
         plan.keep_last()
         return plan
 
-    async def _take(
-        self, plan: _Plan, token: str, seq: int, m: Any, doomed: Callable[[RecordedEvent], bool]
-    ) -> bool:
+    async def _take(self, plan: _Plan, token: str, seq: int, m: Any, doomed: Callable[[RecordedEvent], bool]) -> bool:
         """Add the leading doomed events of message ``m`` (from a get or a consumer) to ``plan``; True: the run ends."""
         headers, data = m.headers, m.data
         _, last_v = records.message_versions(headers)

@@ -34,6 +34,8 @@ class NatsSettingsSchema(Schema):
     """``auto``: atomic batch publish when the server has it (>= 2.12), else one envelope message."""
     old_server_replicated = mf.String(load_default="refuse", validate=validate.OneOf(["refuse", "stream_wide"]))
     """A replicated stream on a server before 2.9.21: refuse at connect, or check the stream-wide sequence."""
+    retention_scan = mf.String(load_default="full", validate=validate.OneOf(["full", "leading"]))
+    """``delete_events_before``: ``full`` reads every message (exact); ``leading`` only each stream's leading run."""
     request_timeout = mf.Float(load_default=10.0, validate=validate.Range(min=0.1))
     publish_timeout = mf.Float(load_default=5.0, validate=validate.Range(min=0.1))
     publish_retry_seconds = mf.Float(load_default=20.0, validate=validate.Range(min=0.0))

@@ -8,12 +8,15 @@ hook). ``--dry-run`` reports what would change and writes nothing; a store that 
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventsource.cli.arguments import positive
 from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.domain.rewrite import RewriteReport, rewrite_stream
+from eventsource.errors import EventSourceError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +47,14 @@ def register(commands: Commands) -> None:
 
 
 def _registrars(specs: list[str]) -> list[Callable[..., Any]]:
-    """The functions named by ``--upcasters``, imported before connecting."""
+    """The functions named by ``--upcasters``, imported before connecting.
+
+    The working directory is searched first, as ``python -m`` does: a console script's own ``sys.path``
+    starts at its ``bin`` directory, where nobody keeps their migrations.
+    """
+    cwd = str(Path.cwd())
+    if specs and cwd not in sys.path:
+        sys.path.insert(0, cwd)
     out = []
     for spec in specs:
         module, _, name = spec.partition(":")
@@ -54,7 +64,10 @@ def _registrars(specs: list[str]) -> list[Callable[..., Any]]:
         try:
             fn = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as e:
-            msg = f"--upcasters {spec!r}: {type(e).__name__}: {e}"
+            msg = (
+                f"--upcasters {spec!r}: {type(e).__name__}: {e} (MODULE is imported from the working directory "
+                "or PYTHONPATH)"
+            )
             raise UsageError(msg, field="--upcasters") from e
         if not callable(fn):
             msg = f"--upcasters {spec!r} is not a function"
@@ -83,6 +96,20 @@ def _say(out: Output, r: RewriteReport) -> None:
         out.line(f"  {path}: {n}")
 
 
+def _stopped(out: Output, stream: str, partial: dict[str, Any] | None) -> None:
+    """Before the error itself: what a run that failed part-way had already stored, and what to do."""
+    if partial is None or partial["dry_run"]:
+        return
+    if out.interactive:
+        out.err.write("\r\x1b[K")
+    out.err.write(
+        f"{stream}: stopped part-way: rewrote {partial['rewritten']} of {partial['read']} events read (earlier "
+        "batches are stored at the newest version, the rest is as it was); fix the cause and run it again: "
+        "events already current are skipped\n"
+    )
+    out.err.flush()
+
+
 def upcast_rewrite(session: Session) -> int:
     """Register the named upcasters, then rewrite each stream in turn, reporting each."""
     a, out = session.args, session.out
@@ -91,11 +118,21 @@ def upcast_rewrite(session: Session) -> int:
     async def body(m: EventSourcingManager) -> int:
         for fn in registrars:
             fn(m.event_classes.upcasters)
+        chains = m.event_classes.upcasters.events
+        if not chains.steps and not chains.renames:  # nothing could change: do not report a success
+            msg = (
+                "no upcasting step or rename is registered, so no event could change: pass --upcasters "
+                "MODULE:FUNCTION, or install the plugin whose eventsource_register_upcasters hook registers them"
+            )
+            raise UsageError(msg, field="--upcasters")
         for stream in a.streams:
             try:
                 report = await rewrite_stream(
                     m, stream, dry_run=a.dry_run, batch_size=a.batch_size, progress=_progress(out, stream)
                 )
+            except EventSourceError as e:
+                _stopped(out, stream, e.details.get("rewrite_report"))
+                raise
             finally:
                 if out.interactive:
                     out.err.write("\r\x1b[K")

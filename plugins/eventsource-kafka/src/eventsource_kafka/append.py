@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ConcurrencyError, ValidationError
 from eventsource.model import AppendResult, ExpectedVersion, NewStream, RecordedEvent
@@ -64,6 +64,37 @@ class Appender:
         self.tails = tails
         self.streams = streams
 
+    async def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        live: asyncio.Future[dict[str, dict[str, Any]]] | None,
+        stream_id: str,
+    ) -> int | None:
+        """Produce one record; ``None`` when the metadata check ``live`` shows first that ``topic`` is dead.
+
+        A producer that learnt the topic is gone (a metadata refresh after another process deleted it)
+        waits for its metadata until the request timeout; the check answers sooner. Whatever the
+        producer still sends goes to an incarnation no reader looks at, and is never acknowledged.
+        """
+        if live is None:
+            return await self.conn.io.produce(topic, value, headers=headers)
+        produced = asyncio.ensure_future(self.conn.io.produce(topic, value, headers=headers))
+        try:
+            await asyncio.wait((produced, live), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            produced.cancel()
+            raise
+        if not produced.done() and live.exception() is None:
+            current = live.result().get(stream_id)
+            if current is None or current["topic"] != topic:
+                produced.cancel()
+                with contextlib.suppress(BaseException):
+                    await produced
+                return None
+        return await produced
+
     async def append(  # noqa: C901, PLR0912, PLR0915 - every outcome of the version race in one place
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
@@ -76,6 +107,7 @@ class Appender:
         """
         conn = self.conn
         slot = conn.ns.slot(stream_id)
+        mark = self.tails.views.mark()  # a metadata check sent after this may answer for this append
         async with conn.exclusive(stream_id) as leased:
             # a stream this process last saw missing may have been created elsewhere since: an append
             # that would create it always looks first (creating beside a live incarnation hid its events)
@@ -122,11 +154,16 @@ class Appender:
                 # Without a fresh look at the metadata in this append, the incarnation this process knows
                 # may have been deleted by another process long ago, and Tansu accepts a produce to a
                 # deleted topic (it creates it again, where no reader looks): beside the produce, look
-                # whether the metadata topic changed (one ListOffsets; the view is read only if it did),
-                # and never answer from a dead incarnation
-                live = None if fresh else asyncio.ensure_future(self.tails.views.meta_if_changed())
+                # whether the metadata topic changed at some moment after this append began (one
+                # ListOffsets sent after it, shared with concurrent appends; the view is read only if it
+                # did), and never answer from a dead incarnation (docs/internals/kafka.md)
+                live = None if fresh else asyncio.ensure_future(self.tails.views.meta_since(mark))
                 try:
-                    offset = await conn.io.produce(meta["topic"], value, headers=headers)
+                    offset = await self._produce(meta["topic"], value, headers, live, stream_id)
+                    if offset is None:  # the incarnation is gone: nothing acknowledged; check the stream as it is
+                        live = None
+                        meta, fresh = await self.tails.refresh(stream_id, slot), True
+                        continue
                     won = await self.tails.settle(slot, meta["topic"], value, offset)
                     if live is not None:
                         current = (await live).get(stream_id)

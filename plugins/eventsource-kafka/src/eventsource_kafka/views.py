@@ -9,7 +9,9 @@ metadata records.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from eventsource_kafka import records
@@ -18,11 +20,21 @@ if TYPE_CHECKING:
     from eventsource_kafka.connection import Connection
 
 
+def _retrieved(fut: asyncio.Future[int]) -> None:
+    """Mark a check's failure as seen (every caller that awaited it has its own copy)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 class Views:
     """Catch-up reads of the metadata and snapshot topics into the shared namespace."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._seq_lock = threading.Lock()
+        self._sent = 0  # metadata end-offset checks sent (see meta_since)
+        self._pending: tuple[int, asyncio.Future[int]] | None = None  # the latest one in flight
+        self._done: tuple[int, int] = (0, 0)  # the latest one answered: its number and its answer
 
     async def meta(self) -> dict[str, dict[str, Any]]:
         """The metadata of every live stream, brought up to the metadata topic's high watermark."""
@@ -38,16 +50,46 @@ class Views:
             ns.meta_offset = max(ns.meta_offset, pos)
         return ns.meta
 
-    async def meta_if_changed(self) -> dict[str, dict[str, Any]]:
-        """:meth:`meta`, but reading the topic only when it holds records past the view (one ListOffsets when not).
+    def mark(self) -> int:
+        """A mark taken when an operation begins, for :meth:`meta_since` (how many checks were sent before it)."""
+        return self._sent
 
-        The view always stops at a record-batch boundary, and another process's records are in batches
-        of their own, so a ListOffsets answer above the view's offset is exactly "something was written".
+    async def meta_since(self, mark: int) -> dict[str, dict[str, Any]]:
+        """The metadata view, at least as current as the metadata topic at some moment after ``mark`` was taken.
+
+        One ListOffsets of the metadata topic SENT after the mark answers it (the view is read only when
+        the topic holds records past it): the view always stops at a record-batch boundary, and another
+        process's records are in batches of their own, so an answer above the view's offset is exactly
+        "something was written". Concurrent callers share checks: one sent after a caller's mark, in
+        flight or answered, answers that caller too (docs/internals/kafka.md, "The stale-incarnation check").
         """
-        ns = self.conn.ns
-        if await self.conn.io.end_offset(self.conn.meta_topic) > ns.meta_offset:
+        done_seq, end = self._done
+        if done_seq <= mark:
+            pending = self._pending
+            if pending is not None and pending[0] > mark and pending[1].get_loop() is asyncio.get_running_loop():
+                end = await asyncio.shield(pending[1])
+            else:
+                end = await self._check()
+        if end > self.conn.ns.meta_offset:
             return await self.meta()
-        return ns.meta
+        return self.conn.ns.meta
+
+    async def _check(self) -> int:
+        """Send one ListOffsets of the metadata topic now; record it for the callers that may share it."""
+        with self._seq_lock:  # numbers only grow, even when threads share this instance
+            self._sent += 1
+            seq = self._sent
+        fut = self.conn.io.end_offset_now(self.conn.meta_topic)
+        fut.add_done_callback(_retrieved)
+        self._pending = (seq, fut)
+        try:
+            end = await asyncio.shield(fut)
+        finally:
+            if self._pending is not None and self._pending[0] == seq:
+                self._pending = None
+        if seq > self._done[0]:
+            self._done = (seq, end)
+        return end
 
     async def snaps(self) -> dict[str, dict[int, int]]:
         """The offset of every snapshot by stream and version, brought up to the snapshot topic's high watermark."""

@@ -269,10 +269,11 @@ async def test_a_metadata_check_answered_before_an_append_began_never_answers_fo
     from eventsource.errors import ConcurrencyError
     from eventsource.model import ANY, NO_STREAM, NewEvent, utcnow
 
-    a, b, reader = two
+    _, b, reader = two
     writer = KafkaProvider(reader.url, topic_prefix=reader.prefix, request_timeout=10.0)
     await writer.connect()
     try:
+
         def ev() -> NewEvent:
             return NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())
 
@@ -302,7 +303,7 @@ async def test_concurrent_appends_to_an_empty_stream_another_process_deleted_los
     def ev() -> NewEvent:
         return NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())
 
-    a, b, reader = two
+    _, b, reader = two
     writer = KafkaProvider(reader.url, topic_prefix=reader.prefix, request_timeout=10.0)
     await writer.connect()
     stop = asyncio.Event()

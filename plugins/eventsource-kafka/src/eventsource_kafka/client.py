@@ -377,69 +377,17 @@ class KafkaIO:
         tp = TopicPartition(topic, 0)
         return await self._with_consumer(topic, f"listing the end of {topic}", lambda c: int(c.end_offsets([tp])[tp]))
 
+    async def end_offsets(self, topics: list[str]) -> dict[str, int]:
+        """:func:`listoffsets.end_offsets <eventsource_kafka.listoffsets.end_offsets>` on this I/O layer."""
+        from eventsource_kafka import listoffsets
+
+        return await listoffsets.end_offsets(self, topics)
+
     def end_offset_now(self, topic: str) -> asyncio.Future[int]:
-        """:meth:`end_offset`, SENT before this returns, on the producer's own connection (no thread hop).
+        """:func:`listoffsets.end_offset_now <eventsource_kafka.listoffsets.end_offset_now>` on this I/O layer."""
+        from eventsource_kafka import listoffsets
 
-        The request is handed to the producer's network thread at once (pipelined with any produce
-        sent after it), and its answer resolved onto the loop, so the broker answers it at a moment
-        after this call. Falls back to :meth:`end_offset` (sent later, so still after this call) when
-        the producer does not know the partition's leader or its connection has as many requests in
-        flight as it may.
-        """
-        from kafka import TopicPartition
-        from kafka import errors as ke
-        from kafka.protocol.consumer import ListOffsetsRequest
-
-        loop = asyncio.get_running_loop()
-        node = self.producer._metadata.leader_for_partition(TopicPartition(topic, 0))  # noqa: SLF001
-        if node is None or node == -1:
-            return asyncio.ensure_future(self.end_offset(topic))
-        part = ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition
-        request = ListOffsetsRequest(
-            isolation_level=0,
-            topics=[(topic, [part(partition_index=0, current_leader_epoch=-1, timestamp=-1)])],
-            min_version=1,
-        )
-        fut: asyncio.Future[int] = loop.create_future()
-        what = f"listing the end of {topic}"
-
-        def answered(resp: Any) -> None:
-            try:
-                p = resp.topics[0].partitions[0]
-                if p.error_code:
-                    raise ke.for_code(p.error_code)(what)
-                out: Any = int(p.offset)
-                exc = None
-            except Exception as e:  # noqa: BLE001 - handed to the awaiting task
-                out, exc = None, map_error(e, what)
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(_resolve, fut, out, exc)
-
-        def fall_back() -> None:
-            if fut.done():
-                return
-            task = asyncio.ensure_future(self.end_offset(topic))
-            task.add_done_callback(
-                lambda t: _resolve(fut, None if t.exception() else t.result(), t.exception())
-                if not t.cancelled()
-                else fut.cancel()
-            )
-
-        def failed(e: BaseException) -> None:
-            with contextlib.suppress(RuntimeError):
-                if isinstance(e, ke.NodeNotReadyError):  # the producer's connection is busy: ask through a consumer
-                    loop.call_soon_threadsafe(fall_back)
-                else:
-                    loop.call_soon_threadsafe(_resolve, fut, None, map_error(e, what))
-
-        manager = self.producer._sender._client._manager  # noqa: SLF001 - the producer's network thread
-        try:
-            sent = manager.call_soon(manager.send, request, node)
-        except Exception as e:
-            raise map_error(e, what) from e
-        sent.add_callback(answered)
-        sent.add_errback(failed)
-        return fut
+        return listoffsets.end_offset_now(self, topic)
 
     async def _with_consumer(self, topic: str, what: str, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(consumer, *args)`` in the pool with a pooled consumer.

@@ -69,33 +69,37 @@ class Appender:
         topic: str,
         value: bytes,
         headers: list[tuple[str, bytes]],
-        live: asyncio.Future[dict[str, dict[str, Any]]] | None,
+        live: int | asyncio.Future[int] | None,
         stream_id: str,
-    ) -> int | None:
-        """Produce one record; ``None`` when the metadata check ``live`` shows first that ``topic`` is dead.
+    ) -> tuple[int | None, dict[str, dict[str, Any]] | None]:
+        """Produce one record; returns its offset (``None``: not produced) and the metadata view ``live`` vouches for.
 
-        A producer that learnt the topic is gone (a metadata refresh after another process deleted it)
-        waits for its metadata until the request timeout; the check answers sooner. Whatever the
-        producer still sends goes to an incarnation no reader looks at, and is never acknowledged.
+        When the producer lost the topic's metadata (a refresh after another process deleted it), it
+        would wait for it until the request timeout: then the check ``live`` may answer first that the
+        incarnation is dead, and the produce is abandoned (whatever the producer still sends goes to an
+        incarnation no reader looks at, and is never acknowledged).
         """
-        if live is None:
-            return await self.conn.io.produce(topic, value, headers=headers)
-        produced = asyncio.ensure_future(self.conn.io.produce(topic, value, headers=headers))
+        io, views = self.conn.io, self.tails.views
+        if live is None or io.knows(topic):
+            return await io.produce(topic, value, headers=headers), None
+        produced = asyncio.ensure_future(io.produce(topic, value, headers=headers))
+        looked = asyncio.ensure_future(views.meta_at(live))
         try:
-            await asyncio.wait((produced, live), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((produced, looked), return_when=asyncio.FIRST_COMPLETED)
+            if not produced.done():
+                current = (await looked).get(stream_id)
+                if current is None or current["topic"] != topic:
+                    produced.cancel()
+                    with contextlib.suppress(BaseException):
+                        await produced
+                    return None, await looked
+            return await produced, await looked
         except BaseException:
             produced.cancel()
+            looked.cancel()
             raise
-        if not produced.done() and live.exception() is None:
-            current = live.result().get(stream_id)
-            if current is None or current["topic"] != topic:
-                produced.cancel()
-                with contextlib.suppress(BaseException):
-                    await produced
-                return None
-        return await produced
 
-    async def append(  # noqa: C901, PLR0912, PLR0915 - every outcome of the version race in one place
+    async def append(  #    async def append(  # noqa: C901, PLR0912, PLR0915 - every outcome of the version race in one place
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """Check idempotency and the expected version, produce one envelope record, and learn whether it won.
@@ -157,17 +161,14 @@ class Appender:
                 # whether the metadata topic changed at some moment after this append began (one
                 # ListOffsets sent after it, shared with concurrent appends; the view is read only if it
                 # did), and never answer from a dead incarnation (docs/internals/kafka.md)
-                live = None if fresh else asyncio.ensure_future(self.tails.views.meta_since(mark))
+                live = None if fresh else self.tails.views.check(mark)
                 try:
-                    offset = await self._produce(meta["topic"], value, headers, live, stream_id)
-                    if offset is None:  # the incarnation is gone: nothing acknowledged; check the stream as it is
-                        live = None
-                        meta, fresh = await self.tails.refresh(stream_id, slot), True
-                        continue
-                    won = await self.tails.settle(slot, meta["topic"], value, offset)
+                    offset, view = await self._produce(meta["topic"], value, headers, live, stream_id)
+                    won = False  # not produced: the check found the incarnation dead (handled just below)
+                    if offset is not None:
+                        won = await self.tails.settle(slot, meta["topic"], value, offset)
                     if live is not None:
-                        current = (await live).get(stream_id)
-                        live = None
+                        current = (view if view is not None else await self.tails.views.meta_at(live)).get(stream_id)
                         if current is None or current["topic"] != meta["topic"]:
                             # deleted (and maybe created again) by another process before this append:
                             # what it wrote went with that incarnation, won or lost there (and what the
@@ -176,10 +177,6 @@ class Appender:
                             continue
                 except BaseException:
                     slot.loaded = False  # the record may have been written: re-read the tail next time
-                    if live is not None:
-                        live.cancel()
-                        with contextlib.suppress(BaseException):
-                            await live
                     raise
                 if won:
                     n = len(events)

@@ -226,6 +226,10 @@ class KafkaIO:
 
     # ------------------------------------------------------------------ produce
 
+    def knows(self, topic: str) -> bool:
+        """Whether the producer holds the topic's metadata (a produce to it then never waits for a refresh)."""
+        return topic in self._primed and bool(self.producer._metadata.partitions_for_topic(topic))  # noqa: SLF001
+
     async def produce(
         self,
         topic: str,
@@ -242,7 +246,7 @@ class KafkaIO:
         """
         # a topic the producer's metadata lost (deleted by another process, seen by a refresh) would make
         # ``send`` block the loop while it waits for the topic's metadata: wait for it in the pool instead
-        if topic not in self._primed or not self.producer._metadata.partitions_for_topic(topic):  # noqa: SLF001
+        if not self.knows(topic):
             await self.run(f"loading metadata of {topic}", self.producer.partitions_for, topic)
             self._primed.add(topic)
         loop = asyncio.get_running_loop()

@@ -20,19 +20,13 @@ if TYPE_CHECKING:
     from eventsource_kafka.connection import Connection
 
 
-def _retrieved(fut: asyncio.Future[int]) -> None:
-    """Mark a check's failure as seen (every caller that awaited it has its own copy)."""
-    if not fut.cancelled():
-        fut.exception()
-
-
 class Views:
     """Catch-up reads of the metadata and snapshot topics into the shared namespace."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._seq_lock = threading.Lock()
-        self._sent = 0  # metadata end-offset checks sent (see meta_since)
+        self._sent = 0  # metadata end-offset checks sent (see check)
         self._pending: tuple[int, asyncio.Future[int]] | None = None  # the latest one in flight
         self._done: tuple[int, int] = (0, 0)  # the latest one answered: its number and its answer
 
@@ -51,45 +45,49 @@ class Views:
         return ns.meta
 
     def mark(self) -> int:
-        """A mark taken when an operation begins, for :meth:`meta_since` (how many checks were sent before it)."""
+        """A mark taken when an operation begins, for :meth:`check` (how many checks were sent before it)."""
         return self._sent
 
-    async def meta_since(self, mark: int) -> dict[str, dict[str, Any]]:
-        """The metadata view, at least as current as the metadata topic at some moment after ``mark`` was taken.
+    def check(self, mark: int) -> int | asyncio.Future[int]:
+        """The metadata topic's end as ListOffsets answers it at some moment after ``mark`` was taken.
 
-        One ListOffsets of the metadata topic SENT after the mark answers it (the view is read only when
-        the topic holds records past it): the view always stops at a record-batch boundary, and another
-        process's records are in batches of their own, so an answer above the view's offset is exactly
-        "something was written". Concurrent callers share checks: one sent after a caller's mark, in
-        flight or answered, answers that caller too (docs/internals/kafka.md, "The stale-incarnation check").
+        An answer of a check SENT after the mark (answered already: the int; in flight: its future, to
+        await through :func:`asyncio.shield`, as other callers share it), else a check sent now. Pass
+        the answer to :meth:`meta_at` (docs/internals/kafka.md, "The stale-incarnation check").
         """
         done_seq, end = self._done
-        if done_seq <= mark:
-            pending = self._pending
-            if pending is not None and pending[0] > mark and pending[1].get_loop() is asyncio.get_running_loop():
-                end = await asyncio.shield(pending[1])
-            else:
-                end = await self._check()
-        if end > self.conn.ns.meta_offset:
-            return await self.meta()
-        return self.conn.ns.meta
-
-    async def _check(self) -> int:
-        """Send one ListOffsets of the metadata topic now; record it for the callers that may share it."""
+        if done_seq > mark:
+            return end
+        pending = self._pending
+        if pending is not None and pending[0] > mark and pending[1].get_loop() is asyncio.get_running_loop():
+            return pending[1]
         with self._seq_lock:  # numbers only grow, even when threads share this instance
             self._sent += 1
             seq = self._sent
         fut = self.conn.io.end_offset_now(self.conn.meta_topic)
-        fut.add_done_callback(_retrieved)
         self._pending = (seq, fut)
-        try:
-            end = await asyncio.shield(fut)
-        finally:
+
+        def answered(f: asyncio.Future[int]) -> None:
             if self._pending is not None and self._pending[0] == seq:
                 self._pending = None
-        if seq > self._done[0]:
-            self._done = (seq, end)
-        return end
+            if not f.cancelled() and f.exception() is None and seq > self._done[0]:
+                self._done = (seq, f.result())
+
+        fut.add_done_callback(answered)
+        return fut
+
+    async def meta_at(self, end: int | asyncio.Future[int]) -> dict[str, dict[str, Any]]:
+        """The metadata view, at least as current as the metadata topic was when ``end`` (:meth:`check`) was answered.
+
+        The view always stops at a record-batch boundary, and another process's records are in batches
+        of their own, so an answer above the view's offset is exactly "something was written": only
+        then is the topic read.
+        """
+        if not isinstance(end, int):
+            end = await asyncio.shield(end)
+        if end > self.conn.ns.meta_offset:
+            return await self.meta()
+        return self.conn.ns.meta
 
     async def snaps(self) -> dict[str, dict[int, int]]:
         """The offset of every snapshot by stream and version, brought up to the snapshot topic's high watermark."""

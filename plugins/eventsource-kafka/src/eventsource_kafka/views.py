@@ -10,6 +10,7 @@ metadata records.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,18 @@ from eventsource_kafka import records
 
 if TYPE_CHECKING:
     from eventsource_kafka.connection import Connection
+
+
+def _chain(target: asyncio.Future[int], source: asyncio.Future[int]) -> None:
+    """Resolve ``target`` as ``source`` was."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(source.result())
 
 
 class Views:
@@ -29,6 +42,7 @@ class Views:
         self._sent = 0  # metadata end-offset checks sent (see check)
         self._pending: tuple[int, asyncio.Future[int]] | None = None  # the latest one in flight
         self._done: tuple[int, int] = (0, 0)  # the latest one answered: its number and its answer
+        self._next: asyncio.Future[int] | None = None  # callers waiting for the check after the one in flight
 
     async def meta(self) -> dict[str, dict[str, Any]]:
         """The metadata of every live stream, brought up to the metadata topic's high watermark."""
@@ -51,16 +65,27 @@ class Views:
     def check(self, mark: int) -> int | asyncio.Future[int]:
         """The metadata topic's end as ListOffsets answers it at some moment after ``mark`` was taken.
 
-        An answer of a check SENT after the mark (answered already: the int; in flight: its future, to
-        await through :func:`asyncio.shield`, as other callers share it), else a check sent now. Pass
-        the answer to :meth:`meta_at` (docs/internals/kafka.md, "The stale-incarnation check").
+        The answer of a check SENT after the mark: answered already (the int), in flight (its future,
+        to await through :func:`asyncio.shield`: other callers share it), or, while a check sent
+        before the mark is in flight, the next one, sent when that one is answered (one check in
+        flight at a time, like a group commit); else a check sent now. Pass the answer to
+        :meth:`meta_at` (docs/internals/kafka.md, "The stale-incarnation check").
         """
         done_seq, end = self._done
         if done_seq > mark:
             return end
+        loop = asyncio.get_running_loop()
         pending = self._pending
-        if pending is not None and pending[0] > mark and pending[1].get_loop() is asyncio.get_running_loop():
+        if pending is None or pending[1].get_loop() is not loop:
+            return self._send()
+        if pending[0] > mark:
             return pending[1]
+        if self._next is None:
+            self._next = loop.create_future()
+        return self._next
+
+    def _send(self) -> asyncio.Future[int]:
+        """Send one check now (numbered as it is sent) and make it the one in flight."""
         with self._seq_lock:  # numbers only grow, even when threads share this instance
             self._sent += 1
             seq = self._sent
@@ -72,6 +97,17 @@ class Views:
                 self._pending = None
             if not f.cancelled() and f.exception() is None and seq > self._done[0]:
                 self._done = (seq, f.result())
+            waiting = self._next
+            if waiting is None or waiting.get_loop() is not f.get_loop():
+                return  # nobody waits, or they wait on another loop's check (that one sends theirs)
+            self._next = None
+            if not waiting.done():  # callers that began while this one was in flight
+                try:
+                    nxt = self._send()
+                except BaseException as e:  # noqa: BLE001 - handed to the waiting callers
+                    waiting.set_exception(e)
+                else:
+                    nxt.add_done_callback(functools.partial(_chain, waiting))
 
         fut.add_done_callback(answered)
         return fut

@@ -42,6 +42,15 @@ async def _do(p: KafkaProvider, cmd: dict[str, Any]) -> Any:
         return await p.truncate_stream(sid, cmd["before"])
     if op == "read":
         return [[e.version, e.event_id] async for e in p.read_stream(sid)]
+    if op == "stats":
+        st = await p.stats(top_streams=cmd.get("top"))
+        return {
+            "total_events": st.total_events,
+            "total_streams": st.total_streams,
+            "by_stream": st.events_by_stream,
+            "by_type": st.events_by_type,
+            "estimated": list(st.estimated),
+        }
     msg = f"unknown op {op!r}"
     raise ValueError(msg)
 

@@ -258,3 +258,74 @@ async def test_three_processes_at_random_agree_with_a_fresh_reader(kafka_url: st
     finally:
         await drop_namespace(reader)
         await reader.close()
+
+
+async def test_a_metadata_check_answered_before_an_append_began_never_answers_for_it(two: Any) -> None:
+    """Appends share metadata checks; one sent before an append began must not vouch for its incarnation.
+
+    The writer here is the test's own provider: its earlier appends leave a check answered (stream
+    live) in its views; b then deletes the stream, and the writer's next append must see that.
+    """
+    from eventsource.errors import ConcurrencyError
+    from eventsource.model import ANY, NO_STREAM, NewEvent, utcnow
+
+    _, b, reader = two
+    writer = KafkaProvider(reader.url, topic_prefix=reader.prefix, request_timeout=10.0)
+    await writer.connect()
+    try:
+
+        def ev() -> NewEvent:
+            return NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())
+
+        await writer.append("s", [ev()], NO_STREAM)
+        await writer.append("s", [ev()], 1)  # not fresh: a metadata check was sent and answered
+        assert writer._views.mark() > 0
+        assert "ok" in await b(op="delete", stream="s")
+        with pytest.raises(ConcurrencyError):
+            await writer.append("s", [ev()], 2)  # the stream it knew at version 2 is gone
+        late = ev()
+        r = await writer.append("s", [late], ANY)
+        assert r.first_version == 1
+        await _acked_events_are_readable(reader, "s", [late.event_id])
+    finally:
+        await writer.close()
+
+
+async def test_concurrent_appends_to_an_empty_stream_another_process_deleted_lose_nothing(two: Any) -> None:
+    """Eight appends at once to an empty stream b deleted, while appends to other streams keep checks in flight.
+
+    The appends share metadata checks with each other and with the other streams' appends; each must
+    still learn of the delete (the stream's next incarnation holds them all), never be acknowledged
+    into the deleted topic (a produce to an empty stream's deleted topic lands at the offset it expects).
+    """
+    from eventsource.model import ANY, NewEvent, NewStream, utcnow
+
+    def ev() -> NewEvent:
+        return NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())
+
+    _, b, reader = two
+    writer = KafkaProvider(reader.url, topic_prefix=reader.prefix, request_timeout=10.0)
+    await writer.connect()
+    stop = asyncio.Event()
+    appends = [0]
+    try:
+
+        async def busy(stream: str) -> None:
+            while not stop.is_set():
+                await writer.append(stream, [ev()], ANY)
+                appends[0] += 1
+
+        others = [asyncio.ensure_future(busy(f"u{k}")) for k in range(3)]
+        for k in range(3):
+            sid = f"s{k}"
+            await writer.create_stream(NewStream(stream_id=sid))
+            assert "ok" in await b(op="delete", stream=sid)
+            batch = [ev() for _ in range(8)]
+            await asyncio.gather(*(writer.append(sid, [e], ANY) for e in batch))
+            await _acked_events_are_readable(reader, sid, [e.event_id for e in batch])
+        stop.set()
+        await asyncio.gather(*others)
+        assert writer._views.mark() < appends[0]  # the appends shared metadata checks
+    finally:
+        stop.set()
+        await writer.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ConcurrencyError, ValidationError
 from eventsource.model import AppendResult, ExpectedVersion, NewStream, RecordedEvent
@@ -64,7 +64,42 @@ class Appender:
         self.tails = tails
         self.streams = streams
 
-    async def append(  # noqa: C901, PLR0912, PLR0915 - every outcome of the version race in one place
+    async def _produce(
+        self,
+        topic: str,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        live: int | asyncio.Future[int] | None,
+        stream_id: str,
+    ) -> tuple[int | None, dict[str, dict[str, Any]] | None]:
+        """Produce one record; returns its offset (``None``: not produced) and the metadata view ``live`` vouches for.
+
+        When the producer lost the topic's metadata (a refresh after another process deleted it), it
+        would wait for it until the request timeout: then the check ``live`` may answer first that the
+        incarnation is dead, and the produce is abandoned (whatever the producer still sends goes to an
+        incarnation no reader looks at, and is never acknowledged).
+        """
+        io, views = self.conn.io, self.tails.views
+        if live is None or io.knows(topic):
+            return await io.produce(topic, value, headers=headers), None
+        produced = asyncio.ensure_future(io.produce(topic, value, headers=headers))
+        looked = asyncio.ensure_future(views.meta_at(live))
+        try:
+            await asyncio.wait((produced, looked), return_when=asyncio.FIRST_COMPLETED)
+            if not produced.done():
+                current = (await looked).get(stream_id)
+                if current is None or current["topic"] != topic:
+                    produced.cancel()
+                    with contextlib.suppress(BaseException):
+                        await produced
+                    return None, await looked
+            return await produced, await looked
+        except BaseException:
+            produced.cancel()
+            looked.cancel()
+            raise
+
+    async def append(  #    async def append(  # noqa: C901, PLR0912, PLR0915 - every outcome of the version race in one place
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """Check idempotency and the expected version, produce one envelope record, and learn whether it won.
@@ -76,6 +111,7 @@ class Appender:
         """
         conn = self.conn
         slot = conn.ns.slot(stream_id)
+        mark = self.tails.views.mark()  # a metadata check sent after this may answer for this append
         async with conn.exclusive(stream_id) as leased:
             # a stream this process last saw missing may have been created elsewhere since: an append
             # that would create it always looks first (creating beside a live incarnation hid its events)
@@ -122,15 +158,17 @@ class Appender:
                 # Without a fresh look at the metadata in this append, the incarnation this process knows
                 # may have been deleted by another process long ago, and Tansu accepts a produce to a
                 # deleted topic (it creates it again, where no reader looks): beside the produce, look
-                # whether the metadata topic changed (one ListOffsets; the view is read only if it did),
-                # and never answer from a dead incarnation
-                live = None if fresh else asyncio.ensure_future(self.tails.views.meta_if_changed())
+                # whether the metadata topic changed at some moment after this append began (one
+                # ListOffsets sent after it, shared with concurrent appends; the view is read only if it
+                # did), and never answer from a dead incarnation (docs/internals/kafka.md)
+                live = None if fresh else self.tails.views.check(mark)
                 try:
-                    offset = await conn.io.produce(meta["topic"], value, headers=headers)
-                    won = await self.tails.settle(slot, meta["topic"], value, offset)
+                    offset, view = await self._produce(meta["topic"], value, headers, live, stream_id)
+                    won = False  # not produced: the check found the incarnation dead (handled just below)
+                    if offset is not None:
+                        won = await self.tails.settle(slot, meta["topic"], value, offset)
                     if live is not None:
-                        current = (await live).get(stream_id)
-                        live = None
+                        current = (view if view is not None else await self.tails.views.meta_at(live)).get(stream_id)
                         if current is None or current["topic"] != meta["topic"]:
                             # deleted (and maybe created again) by another process before this append:
                             # what it wrote went with that incarnation, won or lost there (and what the
@@ -139,10 +177,6 @@ class Appender:
                             continue
                 except BaseException:
                     slot.loaded = False  # the record may have been written: re-read the tail next time
-                    if live is not None:
-                        live.cancel()
-                        with contextlib.suppress(BaseException):
-                            await live
                     raise
                 if won:
                     n = len(events)

@@ -226,6 +226,10 @@ class KafkaIO:
 
     # ------------------------------------------------------------------ produce
 
+    def knows(self, topic: str) -> bool:
+        """Whether the producer holds the topic's metadata (a produce to it then never waits for a refresh)."""
+        return topic in self._primed and bool(self.producer._metadata.partitions_for_topic(topic))  # noqa: SLF001
+
     async def produce(
         self,
         topic: str,
@@ -240,7 +244,9 @@ class KafkaIO:
         The producer's future is resolved onto the loop with ``call_soon_threadsafe`` from kafka-python's
         sender thread; no thread waits on it.
         """
-        if topic not in self._primed:
+        # a topic the producer's metadata lost (deleted by another process, seen by a refresh) would make
+        # ``send`` block the loop while it waits for the topic's metadata: wait for it in the pool instead
+        if not self.knows(topic):
             await self.run(f"loading metadata of {topic}", self.producer.partitions_for, topic)
             self._primed.add(topic)
         loop = asyncio.get_running_loop()
@@ -374,6 +380,18 @@ class KafkaIO:
 
         tp = TopicPartition(topic, 0)
         return await self._with_consumer(topic, f"listing the end of {topic}", lambda c: int(c.end_offsets([tp])[tp]))
+
+    async def end_offsets(self, topics: list[str]) -> dict[str, int]:
+        """:func:`listoffsets.end_offsets <eventsource_kafka.listoffsets.end_offsets>` on this I/O layer."""
+        from eventsource_kafka import listoffsets
+
+        return await listoffsets.end_offsets(self, topics)
+
+    def end_offset_now(self, topic: str) -> asyncio.Future[int]:
+        """:func:`listoffsets.end_offset_now <eventsource_kafka.listoffsets.end_offset_now>` on this I/O layer."""
+        from eventsource_kafka import listoffsets
+
+        return listoffsets.end_offset_now(self, topic)
 
     async def _with_consumer(self, topic: str, what: str, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(consumer, *args)`` in the pool with a pooled consumer.

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 from eventsource.manager.monitoring import risk, with_durability
 from eventsource.model import HealthStatus, ProviderStats
 from eventsource.provider import top_of
+from eventsource.timestamps import from_us
+
+from eventsource_kafka import records
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -21,24 +24,25 @@ if TYPE_CHECKING:
 
     from eventsource_kafka.connection import Connection
     from eventsource_kafka.reads import Reader
+    from eventsource_kafka.tails import Tails
     from eventsource_kafka.views import Views
 
 
 class Monitor:
     """Statistics and health of one provider instance."""
 
-    def __init__(self, conn: Connection, views: Views, reader: Reader, name: Callable[[], str]) -> None:
+    def __init__(self, conn: Connection, views: Views, reader: Reader, tails: Tails, name: Callable[[], str]) -> None:
         self.conn = conn
         self.views = views
         self.reader = reader
+        self.tails = tails
+        self._cold: dict[str, tuple[tuple[str, int], tuple[int, int | None, dict[str, int]]]] = {}
         self._name = name  # the provider's name, which its owner may change after construction
 
     async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
-        """Exact counts from a scan of every stream (O(store)), snapshot count from the snapshot view.
-
-        ``top_streams`` bounds the size of ``events_by_stream``, not the cost: topic offsets count records,
-        and records that lost a version race or were deleted are not events, so the scan stays.
-        """
+        """Exact counts from a scan of every stream (O(store)); with ``top_streams``, :meth:`bounded`."""
+        if top_streams is not None:
+            return await self.bounded(min(top_streams, 2**63 - 1))
         metas = dict(await self.views.meta())
         snaps = await self.views.snaps()
         by_type: dict[str, int] = {}
@@ -67,6 +71,91 @@ class Monitor:
             extra={"topic_prefix": self.conn.prefix, "layout": "topic-per-stream"},
             top_streams=top_streams,
         )
+
+    async def bounded(self, top: int) -> ProviderStats:
+        """Figures whose cost does not grow with the events: the views, one ListOffsets, and the tails' news.
+
+        Streams and snapshots are exact (the views). A stream whose tail this process holds is counted
+        exactly, reading only what was written since (none when its topic's end has not moved); any
+        other stream is estimated from its last record (its last version, less the hidden events),
+        one small read cached until its topic moves. Events by type are the types' shares among the
+        events this process has read, times the total (exact when it has read every event).
+        """
+        conn = self.conn
+        metas = dict(await self.views.meta())
+        snaps = await self.views.snaps()
+        ends = await conn.io.end_offsets([m["topic"] for m in metas.values()])
+        counts: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        estimated: set[str] = set()
+        every_type = True
+        last_us: int | None = None
+        for sid, meta in metas.items():
+            slot = conn.ns.slot(sid)
+            if slot.loaded and slot.topic == meta["topic"]:
+                if ends.get(meta["topic"], slot.next_offset + 1) > slot.next_offset:
+                    async with slot.lock.held():
+                        await self.tails.refresh(sid, slot, meta_too=False)
+                n, ts, types = slot.version - int(meta.get("hidden", 0)), slot.last_ts_us, slot.types
+                every_type = every_type and slot.types_from == 0 and not int(meta.get("hidden", 0))
+            else:
+                n, ts, types = await self._estimate(sid, meta, ends.get(meta["topic"]))
+                estimated.update(("total_events", "events_by_stream", "last_event_at"))
+                every_type = False
+            counts[sid] = max(0, n)
+            if n > 0 and ts is not None and (last_us is None or ts > last_us):
+                last_us = ts
+            for t, k in types.items():
+                seen[t] = seen.get(t, 0) + k
+        total = sum(counts.values())
+        if every_type:
+            by_type = {t: k for t, k in seen.items() if k}
+        else:
+            known = sum(seen.values())
+            by_type = {t: round(k * total / known) for t, k in seen.items() if k} if known else {}
+            estimated.add("events_by_type")
+        return ProviderStats(
+            total_events=total,
+            total_streams=len(metas),
+            total_snapshots=sum(len(v) for k, v in snaps.items() if k in metas),
+            events_by_type=by_type,
+            events_by_stream=top_of(counts, top),
+            storage_size=None,
+            last_event_at=None if last_us is None else from_us(last_us),
+            uptime_seconds=monotonic() - conn.started,
+            provider=self._name(),
+            extra={"topic_prefix": conn.prefix, "layout": "topic-per-stream"},
+            top_streams=top,
+            estimated=tuple(sorted(estimated)),
+        )
+
+    async def _estimate(
+        self, sid: str, meta: dict[str, Any], end: int | None
+    ) -> tuple[int, int | None, dict[str, int]]:
+        """A stream this process holds no tail of: count, last timestamp and types from its last record.
+
+        The last record's last version, less the hidden events: exact unless that record lost its
+        version race (a stale writer's batch). Cached per topic until the topic's end moves.
+        """
+        topic = meta["topic"]
+        cached = self._cold.get(sid)
+        if cached is not None and end is not None and cached[0] == (topic, end):
+            return cached[1]
+        if end is None:  # the broker did not answer for it: read its tail once (exact from then on)
+            slot = self.conn.ns.slot(sid)
+            async with slot.lock.held():
+                await self.tails.refresh(sid, slot, meta_too=False)
+            return slot.version - int(meta.get("hidden", 0)), slot.last_ts_us, dict(slot.types)
+        # ``end`` is the last record batch's base offset + 1 (STORES.md section 10): read that batch
+        recs = (await self.conn.io.read(topic, end - 1))[0] if end > 0 else []
+        rows = records.peek_rows(recs[-1].value) if recs and recs[-1].value else []
+        types: dict[str, int] = {}
+        for row in rows:
+            types[row[1]] = types.get(row[1], 0) + 1
+        out = (rows[-1][2] - int(meta.get("hidden", 0)), rows[-1][4], types) if rows else (0, None, {})
+        if end is not None:
+            self._cold[sid] = ((topic, end), out)
+        return out
 
     async def health(self) -> HealthStatus:
         """Describe the cluster; unhealthy (never raising) when it cannot be reached."""

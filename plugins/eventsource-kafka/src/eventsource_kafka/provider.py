@@ -80,7 +80,7 @@ class KafkaProvider(Provider):
         streams = self._streams = Streams(conn, views, tails, self._snapshots)
         self._appender = Appender(conn, tails, streams)
         self._retention = Retention(conn, views, tails, reader)
-        self._monitor = Monitor(conn, views, reader, lambda: self.name)
+        self._monitor = Monitor(conn, views, reader, tails, lambda: self.name)
 
     @property
     def prefix(self) -> str:

@@ -73,6 +73,8 @@ class Slot:
     last_ts_us: int | None = None
     window: collections.OrderedDict[str, Seen] = field(default_factory=collections.OrderedDict)
     appends: collections.deque[list[str]] = field(default_factory=collections.deque)  # the window's ids, by append
+    types: dict[str, int] = field(default_factory=dict)  # accepted events applied here, by type (stats)
+    types_from: int = -1  # the offset this tail's type counts start at (0: every record of the topic)
 
     def reset(self, topic: str | None) -> None:
         """Forget the tail: the stream now lives in ``topic`` (``None``: it does not exist)."""
@@ -84,6 +86,8 @@ class Slot:
         self.last_ts_us = None
         self.window.clear()
         self.appends.clear()
+        self.types.clear()
+        self.types_from = -1
         self.loaded = topic is None
 
     def see(self, value: bytes, offset: int, window: int) -> bool:
@@ -91,7 +95,10 @@ class Slot:
         ids: list[str] = []
         rows = records.peek_rows(value)
         accepted = bool(rows) and records.accepts(self.version, rows[0][2])
+        if self.types_from < 0:
+            self.types_from = offset
         for row in rows if accepted else ():  # a record that lost its version (or a repeat) is ignored whole
+            self.types[row[1]] = self.types.get(row[1], 0) + 1
             version = row[2]
             self.version = version
             self.last_position = row[3]

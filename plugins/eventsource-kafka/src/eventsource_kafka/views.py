@@ -9,7 +9,10 @@ metadata records.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from eventsource_kafka import records
@@ -18,11 +21,28 @@ if TYPE_CHECKING:
     from eventsource_kafka.connection import Connection
 
 
+def _chain(target: asyncio.Future[int], source: asyncio.Future[int]) -> None:
+    """Resolve ``target`` as ``source`` was."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(source.result())
+
+
 class Views:
     """Catch-up reads of the metadata and snapshot topics into the shared namespace."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._seq_lock = threading.Lock()
+        self._sent = 0  # metadata end-offset checks sent (see check)
+        self._pending: tuple[int, asyncio.Future[int]] | None = None  # the latest one in flight
+        self._done: tuple[int, int] = (0, 0)  # the latest one answered: its number and its answer
+        self._next: asyncio.Future[int] | None = None  # callers waiting for the check after the one in flight
 
     async def meta(self) -> dict[str, dict[str, Any]]:
         """The metadata of every live stream, brought up to the metadata topic's high watermark."""
@@ -38,16 +58,72 @@ class Views:
             ns.meta_offset = max(ns.meta_offset, pos)
         return ns.meta
 
-    async def meta_if_changed(self) -> dict[str, dict[str, Any]]:
-        """:meth:`meta`, but reading the topic only when it holds records past the view (one ListOffsets when not).
+    def mark(self) -> int:
+        """A mark taken when an operation begins, for :meth:`check` (how many checks were sent before it)."""
+        return self._sent
+
+    def check(self, mark: int) -> int | asyncio.Future[int]:
+        """The metadata topic's end as ListOffsets answers it at some moment after ``mark`` was taken.
+
+        The answer of a check SENT after the mark: answered already (the int), in flight (its future,
+        to await through :func:`asyncio.shield`: other callers share it), or, while a check sent
+        before the mark is in flight, the next one, sent when that one is answered (one check in
+        flight at a time, like a group commit); else a check sent now. Pass the answer to
+        :meth:`meta_at` (docs/internals/kafka.md, "The stale-incarnation check").
+        """
+        done_seq, end = self._done
+        if done_seq > mark:
+            return end
+        loop = asyncio.get_running_loop()
+        pending = self._pending
+        if pending is None or pending[1].get_loop() is not loop:
+            return self._send()
+        if pending[0] > mark:
+            return pending[1]
+        if self._next is None:
+            self._next = loop.create_future()
+        return self._next
+
+    def _send(self) -> asyncio.Future[int]:
+        """Send one check now (numbered as it is sent) and make it the one in flight."""
+        with self._seq_lock:  # numbers only grow, even when threads share this instance
+            self._sent += 1
+            seq = self._sent
+        fut = self.conn.io.end_offset_now(self.conn.meta_topic)
+        self._pending = (seq, fut)
+
+        def answered(f: asyncio.Future[int]) -> None:
+            if self._pending is not None and self._pending[0] == seq:
+                self._pending = None
+            if not f.cancelled() and f.exception() is None and seq > self._done[0]:
+                self._done = (seq, f.result())
+            waiting = self._next
+            if waiting is None or waiting.get_loop() is not f.get_loop():
+                return  # nobody waits, or they wait on another loop's check (that one sends theirs)
+            self._next = None
+            if not waiting.done():  # callers that began while this one was in flight
+                try:
+                    nxt = self._send()
+                except BaseException as e:  # noqa: BLE001 - handed to the waiting callers
+                    waiting.set_exception(e)
+                else:
+                    nxt.add_done_callback(functools.partial(_chain, waiting))
+
+        fut.add_done_callback(answered)
+        return fut
+
+    async def meta_at(self, end: int | asyncio.Future[int]) -> dict[str, dict[str, Any]]:
+        """The metadata view, at least as current as the metadata topic was when ``end`` (:meth:`check`) was answered.
 
         The view always stops at a record-batch boundary, and another process's records are in batches
-        of their own, so a ListOffsets answer above the view's offset is exactly "something was written".
+        of their own, so an answer above the view's offset is exactly "something was written": only
+        then is the topic read.
         """
-        ns = self.conn.ns
-        if await self.conn.io.end_offset(self.conn.meta_topic) > ns.meta_offset:
+        if not isinstance(end, int):
+            end = await asyncio.shield(end)
+        if end > self.conn.ns.meta_offset:
             return await self.meta()
-        return ns.meta
+        return self.conn.ns.meta
 
     async def snaps(self) -> dict[str, dict[int, int]]:
         """The offset of every snapshot by stream and version, brought up to the snapshot topic's high watermark."""

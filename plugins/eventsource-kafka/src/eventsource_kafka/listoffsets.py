@@ -1,0 +1,136 @@
+"""ListOffsets sent through the producer's own network thread: a look at topic ends with no thread hop.
+
+:func:`end_offset_now` is the stale-incarnation check of appends (the request is sent before it
+returns, so the broker answers it after that moment); :func:`end_offsets` asks for many topics in
+one request per broker (bounded stats). Answers are ListOffsets LATEST, a lower bound of the log
+end on Tansu (see :meth:`KafkaIO.end_offset <eventsource_kafka.client.KafkaIO.end_offset>`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import ProviderError, ProviderUnavailableError
+
+from eventsource_kafka.client import _resolve, map_error
+
+if TYPE_CHECKING:
+    from eventsource_kafka.client import KafkaIO
+
+
+async def end_offsets(io: KafkaIO, topics: list[str]) -> dict[str, int]:
+    """:meth:`end_offset` of many topics, one ListOffsets request per broker on the producer's connection.
+
+    A topic the producer holds no metadata of is asked of any broker (the one broker of Tansu; on a
+    cluster, a broker that does not lead it answers an error). A topic answered with an error
+    (deleted meanwhile, not led there) is absent from the answer: the caller reads it instead.
+    """
+    from kafka import TopicPartition
+
+    cluster = io.producer._metadata  # noqa: SLF001
+    known = [b.node_id for b in cluster.brokers()]
+    by_node: dict[Any, list[str]] = {}
+    for t in topics:
+        node = cluster.leader_for_partition(TopicPartition(t, 0))
+        if node is None or node == -1:  # not loaded in this process: ask any broker (a non-leader's error: absent)
+            node = known[0] if known else None
+        if node is not None:
+            by_node.setdefault(node, []).append(t)
+    out: dict[str, int] = {}
+    for node, names in by_node.items():
+        for i in range(0, len(names), 1000):
+            try:
+                out.update(await _list_offsets(io, names[i : i + 1000], node))
+            except ProviderUnavailableError:  # the producer's connection is busy: those are read instead
+                continue
+    return out
+
+
+def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:
+    """:meth:`end_offset`, SENT before this returns, on the producer's own connection (no thread hop).
+
+    The request is handed to the producer's network thread at once (pipelined with any produce
+    sent after it), and its answer resolved onto the loop, so the broker answers it at a moment
+    after this call. Falls back to :meth:`end_offset` (sent later, so still after this call) when
+    the producer does not know the partition's leader or its connection has as many requests in
+    flight as it may.
+    """
+    from kafka import TopicPartition
+
+    loop = asyncio.get_running_loop()
+    node = io.producer._metadata.leader_for_partition(TopicPartition(topic, 0))  # noqa: SLF001
+    fut: asyncio.Future[int] = loop.create_future()
+
+    def fall_back() -> None:
+        if fut.done():
+            return
+        task = asyncio.ensure_future(io.end_offset(topic))
+        task.add_done_callback(
+            lambda t: (
+                _resolve(fut, None if t.exception() else t.result(), t.exception())
+                if not t.cancelled()
+                else fut.cancel()
+            )
+        )
+
+    if node is None or node == -1:
+        fall_back()
+        return fut
+
+    def answered(ends: asyncio.Future[dict[str, int]]) -> None:
+        if ends.cancelled():
+            fut.cancel()
+        elif isinstance(ends.exception(), ProviderUnavailableError):
+            fall_back()
+        elif ends.exception() is not None:
+            _resolve(fut, None, ends.exception())
+        elif topic in ends.result():
+            _resolve(fut, ends.result()[topic], None)
+        else:
+            _resolve(fut, None, ProviderError(f"Kafka does not know {topic}", operation="listing its end"))
+
+    _list_offsets(io, [topic], node).add_done_callback(answered)
+    return fut
+
+
+def _list_offsets(io: KafkaIO, topics: list[str], node: Any) -> asyncio.Future[dict[str, int]]:
+    """Send ListOffsets LATEST (partition 0 of each topic) to ``node`` now, through the producer's network thread.
+
+    Topics answered with an error are absent; a busy connection (as many requests in flight as it
+    may) fails with :class:`ProviderUnavailableError`.
+    """
+    from kafka.protocol.consumer import ListOffsetsRequest
+
+    loop = asyncio.get_running_loop()
+    part = ListOffsetsRequest.ListOffsetsTopic.ListOffsetsPartition
+    request = ListOffsetsRequest(
+        isolation_level=0,
+        topics=[(t, [part(partition_index=0, current_leader_epoch=-1, timestamp=-1)]) for t in topics],
+        min_version=1,
+    )
+    fut: asyncio.Future[dict[str, int]] = loop.create_future()
+    what = f"listing the end of {topics[0]}" + (f" and {len(topics) - 1} more topics" if len(topics) > 1 else "")
+
+    def answered(resp: Any) -> None:
+        try:
+            out: Any = {t.name: int(p.offset) for t in resp.topics for p in t.partitions if not p.error_code}
+            exc = None
+        except Exception as e:  # noqa: BLE001 - handed to the awaiting task
+            out, exc = None, map_error(e, what)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, fut, out, exc)
+
+    def failed(e: BaseException) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, fut, None, map_error(e, what))
+
+    manager = io.producer._sender._client._manager  # noqa: SLF001 - the producer's network thread
+    try:
+        sent = manager.call_soon(manager.send, request, node)
+    except Exception as e:
+        raise map_error(e, what) from e
+    sent.add_callback(answered)
+    sent.add_errback(failed)
+    return fut

@@ -1,0 +1,91 @@
+"""Issue #17: stats bounded by ``top_streams`` cost what changed since the last call, not the store.
+
+The writing process counts exactly from the tails it holds (reading only topics whose end moved); a
+process that holds no tail estimates each stream from its last record and names those figures.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from eventsource.model import ANY, NO_STREAM, NewEvent, utcnow
+from eventsource_kafka.provider import KafkaProvider
+
+from .test_provider import drop_namespace
+from .test_stale_processes import Proc
+
+
+def ev(kind: str) -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), kind, b"{}", b"{}", "json", utcnow())
+
+
+@pytest.fixture
+async def store(kafka_url: str) -> Any:
+    """A provider on a fresh prefix with six streams of 1..6 events (types A and B), and a second process."""
+    args = {"url": kafka_url, "topic_prefix": f"v{uuid.uuid4().hex[:12]}", "request_timeout": 10.0}
+    p = KafkaProvider(**args)
+    await p.connect()
+    streams = [f"s{k}" for k in range(6)]
+    for k, s in enumerate(streams):
+        await p.append(s, [ev("A" if i % 2 else "B") for i in range(k)], NO_STREAM) if k else None
+        await p.append(s, [ev("A")], ANY)
+    other = await Proc.start(args)
+    try:
+        yield p, streams, other
+    finally:
+        await other.stop()
+        await drop_namespace(p)
+        await p.close()
+
+
+def spy_reads(p: KafkaProvider) -> list[str]:
+    """The stream topics read through ``p`` from now on (a record of the calls, the broker still answers)."""
+    io, read_page, seen = p.io, p.io.read_page, []
+
+    async def counted(topic: str, *args: Any, **kw: Any) -> Any:
+        if ".s." in topic:
+            seen.append(topic)
+        return await read_page(topic, *args, **kw)
+
+    io.read_page = counted  # type: ignore[method-assign]
+    return seen
+
+
+async def test_bounded_stats_are_exact_in_the_writer_and_read_only_streams_that_moved(store: Any) -> None:
+    p, _, other = store
+    st = await p.stats(top_streams=2)
+    assert st.estimated == ()
+    assert (st.total_events, st.total_streams, st.top_streams) == (21, 6, 2)
+    assert st.events_by_stream == {"s5": 6, "s4": 5}
+    kinds = [("A" if i % 2 else "B") for k in range(6) for i in range(k)] + ["A"] * 6
+    assert st.events_by_type == {"A": kinds.count("A"), "B": kinds.count("B")}
+    reads = spy_reads(p)
+    again = await p.stats(top_streams=2)
+    assert reads == []  # nothing moved: no stream is read
+    assert (again.total_events, again.events_by_stream) == (21, {"s5": 6, "s4": 5})
+    for _ in range(3):  # another process writes one stream: only that one is read
+        assert "ok" in await other(op="append", stream="s0", ids=[str(uuid.uuid4())], expected="ANY")
+    moved = await p.stats(top_streams=2)
+    assert set(reads) == {p._views.conn.ns.meta["s0"]["topic"]}
+    assert moved.estimated == ()
+    assert (moved.total_events, moved.events_by_stream) == (24, {"s5": 6, "s4": 5})
+    assert moved.events_by_type["Op"] == 3
+    assert await p.truncate_stream("s5", 4) == 3  # hidden events: counts stay exact, types become an estimate
+    cut = await p.stats(top_streams=1)
+    assert (cut.total_events, cut.events_by_stream) == (21, {"s4": 5})
+    assert cut.estimated == ("events_by_type",)
+    assert sum(cut.events_by_type.values()) == pytest.approx(21, abs=2)
+    exact = await p.stats()  # the unbounded call stays the exact scan
+    assert exact.total_events == 21
+
+
+async def test_a_process_holding_no_tail_estimates_from_last_records_and_says_so(store: Any) -> None:
+    _, _, other = store
+    cold = await other(op="stats", top=3)
+    assert cold["ok"]["total_streams"] == 6
+    assert cold["ok"]["by_stream"] == {"s5": 6, "s4": 5, "s3": 4}
+    assert cold["ok"]["total_events"] == 21
+    assert set(cold["ok"]["estimated"]) == {"total_events", "events_by_stream", "last_event_at", "events_by_type"}
+    assert sum(cold["ok"]["by_type"].values()) == pytest.approx(21, abs=2)

@@ -27,30 +27,35 @@ _SNAP_COLS = (
 SQL_STREAM_STATE = (
     "SELECT version_floor, (SELECT MAX(version) FROM es_events WHERE stream_id = ?) FROM es_streams WHERE stream_id = ?"
 )
+NEXT_POSITION = (
+    "(SELECT MAX(IFNULL((SELECT MAX(position) FROM es_events), 0), position) + 1 FROM es_head WHERE id = 1)"
+)
+"""The position an insert takes: above every stored one and every deleted one (``es_head``; see the schema's v3).
+Two seeks on pages an append reads anyway, where ``AUTOINCREMENT`` wrote a ``sqlite_sequence`` page per commit."""
 SQL_INSERT_EVENT = (
-    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
-    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "
+    "timestamp, correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
+    f"VALUES ({NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SQL_INSERT_EVENT_SHORT = (
-    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "
+    f"timestamp) VALUES ({NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _AT_VERSION = (
     "WHERE (SELECT MAX(version_floor, IFNULL((SELECT MAX(version) FROM es_events WHERE stream_id = ?), 0)) "
     "FROM es_streams WHERE stream_id = ?) = ? - 1"
 )
 SQL_APPEND_AT = (
-    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
-    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
-    f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
+    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "
+    "timestamp, correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
+    f"SELECT {NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
 )
 """One event at an exact version, in one autocommit statement: inserted only if the stream is at
 ``version - 1`` (the same check as :data:`SQL_STREAM_STATE` + :func:`check_expected`). Parameters: the
 event's row, then stream id, stream id, version (for :data:`_AT_VERSION`)."""
 SQL_APPEND_AT_SHORT = (
-    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp) "
-    f"SELECT ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
+    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "
+    f"timestamp) SELECT {NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
 )
 SQL_LAST_ROWID = "SELECT last_insert_rowid()"
 SQL_INSERT_STREAM = (

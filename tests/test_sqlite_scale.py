@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+from eventsource.errors import StreamNotFoundError
 from eventsource.model import EventFilter, NewEvent
 from eventsource.sqlite import SqliteProvider
 from eventsource.sqlite.counts import FOLD_EVERY, SQL_STREAM_TAIL, SQL_TAIL
@@ -93,7 +94,8 @@ def dump(path: Path) -> tuple[list[tuple[object, ...]], set[str]]:
     """Every event row (by position) and the names of the events table's indexes and triggers."""
     raw = sqlite3.connect(path)
     rows = raw.execute("SELECT * FROM es_events ORDER BY position").fetchall()
-    names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'es_events' AND type = 'index'")}
+    sql = "SELECT name FROM sqlite_master WHERE tbl_name = 'es_events' AND type = 'index'"
+    names = {r[0] for r in raw.execute(sql)}
     raw.close()
     return rows, names
 
@@ -278,5 +280,31 @@ async def test_counts_stay_exact_when_a_retention_run_is_killed_midway(tmp_path:
             assert info is not None
             assert info.version == 500
             assert info.event_count == len([e async for e in p.read_stream(f"s{i}")])
+    finally:
+        await p.close()
+
+
+async def test_a_retention_run_turns_the_writers_auto_checkpoint_off_and_back_on(tmp_path: Path) -> None:
+    """During a run WAL checkpoints run on a side connection, never in a commit an append waits behind."""
+    p = SqliteProvider(f"sqlite:///{tmp_path}/r.db")
+    await p.connect()
+
+    def mark(db: sqlite3.Connection) -> int:
+        return int(db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+    try:
+        for i in range(10):
+            await p.append(f"s{i}", [new(days=j % 10) for j in range(1000)], 0)
+        run = asyncio.ensure_future(p.delete_events_before(T0 + timedelta(days=8)))
+        marks = []
+        while not run.done():  # the run pauses after each batch: these reads land between its batches
+            marks.append(await p._write("t", mark))
+        assert await run == 8000
+        assert 0 in marks
+        assert await p._write("t", mark) == 1000
+        with pytest.raises(StreamNotFoundError):  # a run that fails gives it back too
+            await p.truncate_stream("nope", 5)
+        assert await p._write("t", mark) == 1000
+        await assert_exact(p)
     finally:
         await p.close()

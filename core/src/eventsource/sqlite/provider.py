@@ -43,7 +43,7 @@ from eventsource.sqlite import counts, live
 from eventsource.sqlite.appends import append_sync
 from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.errors import map_error
-from eventsource.sqlite.maintenance import Batches, delete_old_batch, read_stats, truncate_batch
+from eventsource.sqlite.maintenance import Batches, SideCheckpoints, delete_old_batch, read_stats, truncate_batch
 from eventsource.sqlite.queries import query_page
 from eventsource.sqlite.rows import (
     _dump_meta,
@@ -105,6 +105,7 @@ class SqliteProvider(Provider):
         self._connect_lock = asyncio.Lock()
         self._changes = ChangeSignal()  # bumped after each append: wakes live subscriptions in this process
         self._unfolded = 0  # events appended through this instance since it last folded the counts
+        self._checkpointed = 0.0  # when the last side checkpoint of a retention run ended (monotonic)
 
     def spawn_args(self) -> dict[str, Any]:
         """The same file by absolute path (so another process with another working directory finds it)."""
@@ -503,16 +504,43 @@ class SqliteProvider(Provider):
         return await self._batched("truncate_stream", partial(truncate_batch, stream_id, before_version))
 
     async def _batched(self, op: str, batch: Callable[[int, sqlite3.Connection], tuple[int, bool]]) -> int:
-        """Run ``batch(size, db) -> (count, last)`` in write transactions sized by :class:`Batches` until the last."""
+        """Run ``batch(size, db) -> (count, last)`` in write transactions sized by :class:`Batches` until the last.
+
+        After each batch the run pauses as long as the batch held the write lock, so writers have the lock at
+        least half the time (queued behind back-to-back batches, an append would wait for one every time), and
+        WAL checkpoints run beside the run (:class:`SideCheckpoints`), never inside a commit.
+        """
         sizes = Batches()
         total, done = 0, False
-        while not done:
-            size = sizes.size
-            start = time.perf_counter()
-            n, done = await self._write(op, partial(self._tx, body=partial(batch, size)))
-            sizes.took(time.perf_counter() - start)
-            total += n
+        side = None if self.memory else SideCheckpoints(self.path, self.settings, self._checkpointed)
+        if side is not None:
+            await self._write(op, side.pause)
+        try:
+            while not done:
+                n, done, took = await self._write(op, partial(self._timed_tx, partial(batch, sizes.size)))
+                sizes.took(took)  # the time the batch held the lock, not its wait in the writer's queue
+                total += n
+                if side is not None:
+                    side.tick()
+                if n:
+                    await asyncio.sleep(took)
+        finally:
+            if side is not None:
+                try:
+                    await side.finish()
+                finally:
+                    self._checkpointed = side.ended
+                    await self._write(op, side.resume)
         return total
+
+    @classmethod
+    def _timed_tx(
+        cls, body: Callable[[sqlite3.Connection], tuple[int, bool]], db: sqlite3.Connection
+    ) -> tuple[int, bool, float]:
+        """:meth:`_tx` of a retention batch, and how long it took (its lock wait included: part of the hold)."""
+        start = time.perf_counter()
+        n, done = cls._tx(db, body)
+        return n, done, time.perf_counter() - start
 
     # ------------------------------------------------------------------ monitoring
 

@@ -8,16 +8,12 @@ is the body of the provider's one-transaction ``stats`` read. The provider runs 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import sqlite3
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from eventsource.errors import StreamNotFoundError
 from eventsource.model import ProviderStats
 from eventsource.sqlite import counts
-from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.schema import SCHEMA_VERSION
 from eventsource.sqlite.statements import (
     BATCH_SECONDS,
@@ -39,7 +35,7 @@ from eventsource.sqlite.statements import (
 from eventsource.timestamps import from_us
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    import sqlite3
 
 
 class Batches:
@@ -54,69 +50,6 @@ class Batches:
             self.size = max(8, self.size // 2)
         elif seconds < BATCH_SECONDS / 2:
             self.size = min(RETENTION_BATCH, self.size * 2)
-
-
-CHECKPOINT_PAUSE = 0.05
-"""Seconds between the end of one side checkpoint and the start of the next during a retention run."""
-
-
-class SideCheckpoints:
-    """WAL checkpoints on a connection of their own while a retention run deletes, none on the writer's commits.
-
-    A deleting batch dirties pages all over the indexes, so the WAL passes SQLite's auto-checkpoint mark every
-    few batches; the commit that passes it then copies the WAL into the file (and syncs it) while holding the
-    write lock, and an append queued behind it waits that long. During a run the writer's connection
-    auto-checkpoints no more (:meth:`pause`), and passive checkpoints run on a thread on a connection of their
-    own, which take no write lock: appends and batches commit while one copies. :meth:`finish` waits for the last
-    one and closes that connection; :meth:`resume` gives the writer its auto-checkpoint back.
-    """
-
-    def __init__(self, path: str, settings: Mapping[str, Any], ended: float) -> None:
-        self.path = path
-        self.settings = settings
-        self.db: sqlite3.Connection | None = None
-        self.running: asyncio.Future[None] | None = None
-        self.ended = ended  # when the last one ended (a run of the same provider before this one may have run one)
-        self.saved = 1000
-        self.done = 0
-
-    def pause(self, db: sqlite3.Connection) -> None:
-        """On the writer's connection: remember its auto-checkpoint mark, then turn it off."""
-        self.saved = int(db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-        db.execute("PRAGMA wal_autocheckpoint = 0")
-
-    def resume(self, db: sqlite3.Connection) -> None:
-        """On the writer's connection: the auto-checkpoint mark it had before :meth:`pause`."""
-        db.execute(f"PRAGMA wal_autocheckpoint = {int(self.saved)}")
-
-    def tick(self) -> None:
-        """Between batches: start a checkpoint on a thread unless one runs or the last ended just now."""
-        if self.running is not None:
-            if not self.running.done():
-                return
-            self.running.result()  # (a failed checkpoint is an error of the run)
-            self.running = None
-            self.ended = monotonic()
-        if monotonic() - self.ended >= CHECKPOINT_PAUSE:
-            self.running = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
-
-    async def finish(self) -> None:
-        """Wait for the checkpoint in flight, then close the side connection."""
-        try:
-            if self.running is not None:
-                await self.running
-        finally:
-            self.running = None
-            db, self.db = self.db, None
-            if db is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    db.close()
-
-    def _checkpoint(self) -> None:
-        if self.db is None:
-            self.db = open_connection(self.path, self.settings, memory=False)
-        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.done += 1
 
 
 def delete_old_batch(us: int, stream_id: str | None, size: int, db: sqlite3.Connection) -> tuple[int, bool]:

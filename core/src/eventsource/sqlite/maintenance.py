@@ -41,14 +41,17 @@ if TYPE_CHECKING:
 class Batches:
     """Retention batch sizes that keep each deleting transaction near :data:`BATCH_SECONDS` (adapted per run)."""
 
-    def __init__(self) -> None:
-        self.size = 64
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
 
-    def took(self, seconds: float) -> None:
-        """Halve the next batch after a slow one, double it after a quick one (within 8..RETENTION_BATCH)."""
+    def took(self, seconds: float, deleted: int) -> None:
+        """Halve the next batch after a slow one, double it after a quick full one (within 8..RETENTION_BATCH).
+
+        A batch that deleted less than its size (the end of a stream's range) says nothing about a bigger one.
+        """
         if seconds > BATCH_SECONDS:
             self.size = max(8, self.size // 2)
-        elif seconds < BATCH_SECONDS / 2:
+        elif seconds < BATCH_SECONDS / 2 and deleted >= self.size:
             self.size = min(RETENTION_BATCH, self.size * 2)
 
 

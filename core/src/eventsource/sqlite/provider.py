@@ -108,6 +108,7 @@ class SqliteProvider(Provider):
         self._unfolded = 0  # events appended through this instance since it last folded the counts
         self._checkpoints: Checkpointer | None = None  # WAL checkpoints off the writer (file databases)
         self._unchecked = 0  # events written since the checkpointer was last poked
+        self._batch_size = 64  # retention's batch size, as the last batch left it (see Batches)
 
     def spawn_args(self) -> dict[str, Any]:
         """The same file by absolute path (so another process with another working directory finds it)."""
@@ -533,11 +534,12 @@ class SqliteProvider(Provider):
         least half the time (queued behind back-to-back batches, an append would wait for one every time); the
         WAL the deletes grow is checkpointed beside them (:mod:`.checkpoints`), never inside a commit.
         """
-        sizes = Batches()
+        sizes = Batches(self._batch_size)  # the size the last run ended with: max_count runs one per stream
         total, done = 0, False
         while not done:
             n, done, took = await self._write(op, partial(self._timed_tx, partial(batch, sizes.size)))
-            sizes.took(took)  # the time the batch held the lock, not its wait in the writer's queue
+            sizes.took(took, n)  # the time the batch held the lock, not its wait in the writer's queue
+            self._batch_size = sizes.size
             total += n
             if n:
                 self._written(n)

@@ -86,6 +86,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+RETENTION_PAUSE = 2
+"""A retention run pauses this many times as long as each batch held the write lock, before the next one."""
+
 
 class SqliteProvider(Provider):
     """The embedded default store: ``sqlite:///path.db``. See the module docstring for the guarantees."""
@@ -530,9 +533,10 @@ class SqliteProvider(Provider):
     async def _batched(self, op: str, batch: Callable[[int, sqlite3.Connection], tuple[int, bool]]) -> int:
         """Run ``batch(size, db) -> (count, last)`` in write transactions sized by :class:`Batches` until the last.
 
-        After each batch the run pauses as long as the batch held the write lock, so writers have the lock at
-        least half the time (queued behind back-to-back batches, an append would wait for one every time); the
-        WAL the deletes grow is checkpointed beside them (:mod:`.checkpoints`), never inside a commit.
+        After each batch the run pauses :data:`RETENTION_PAUSE` times as long as the batch held the write lock,
+        so writers have the lock at least two thirds of the time (behind back-to-back batches an append would
+        wait for one every time); the WAL the deletes grow is checkpointed beside them (:mod:`.checkpoints`),
+        never inside a commit.
         """
         sizes = Batches(self._batch_size)  # the size the last run ended with: max_count runs one per stream
         total, done = 0, False
@@ -543,7 +547,7 @@ class SqliteProvider(Provider):
             total += n
             if n:
                 self._written(n)
-                await asyncio.sleep(took)
+                await asyncio.sleep(took * RETENTION_PAUSE)
         return total
 
     @classmethod

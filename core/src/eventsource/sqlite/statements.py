@@ -114,7 +114,7 @@ SQL_STREAM_COUNT = (
 SQL_VERSION_AT = "SELECT stream_id, version FROM es_events WHERE position = ?"
 RETENTION_BATCH = 2000
 """Events one retention transaction deletes at most: writers get the lock between batches."""
-BATCH_SECONDS = 0.002
+BATCH_SECONDS = 0.001
 """How long one retention transaction should hold the write lock (batch sizes adapt to it)."""
 # ordered by a unique key: each statement of a batch (count, uncount, delete) picks the same rows whatever its plan
 OLD_BATCH = "position IN (SELECT position FROM es_events WHERE timestamp < ? ORDER BY timestamp, position LIMIT ?)"

@@ -5,10 +5,10 @@ counts; PostgreSQL: ``generate_series`` server-side, then ``ANALYZE``) with the 
 streams, five event types, 100 tenants, one event a second; they are cached between runs (SQLite files under
 ``EVENTSOURCE_BENCH_CACHE``, PostgreSQL schemas ``es_scale_<n>``). Each call runs through the manager, one
 warm-up then the median of ``--rounds``. Retention runs on a store of its own (it deletes): a writer appends one
-event at a time for a few seconds alone, then again while ``delete_events_before`` removes the oldest 20%, and
-the two p99 latencies are compared. Usage: ``python benchmarks/scale.py --store sqlite --big 10000000``; the
-JSON goes to ``benchmarks/report/scale/<store>-<big>.json`` (apart from the harness reports that
-render.py reads).
+event at a time for a few seconds alone, then again while ``delete_events_before`` removes the oldest 20%, then
+alone and while every stream is truncated (``max_count``'s work); each pair of p99 latencies is compared. Usage:
+``python benchmarks/scale.py --store sqlite --big 10000000``; the JSON goes to
+``benchmarks/report/scale/<store>-<big>.json`` (apart from the harness reports that render.py reads).
 """
 
 from __future__ import annotations
@@ -219,6 +219,27 @@ async def main() -> None:
             "appends_during": n_during,
         }
         print(f"  retention: {out['retention']}", flush=True)
+        # max_count's work: each stream truncated below a version (here: 40% of the store more goes)
+        per_stream = a.retention // STREAMS
+        before = per_stream * 3 // 5 + 1
+
+        async def max_count() -> None:
+            for i in range(STREAMS):
+                await p.truncate_stream(f"s-{i:04d}", before)
+
+        alone, n_alone = await writer_p99(m, 5.0)
+        t = time.perf_counter()
+        during, n_during = await writer_p99(m, 1.0, max_count)
+        out["retention_max_count"] = {
+            "events": a.retention - a.retention // 5,
+            "deleted": (before - 1 - per_stream // 5) * STREAMS,
+            "run_s": time.perf_counter() - t,
+            "writer_p99_ms_alone": alone,
+            "writer_p99_ms_during": during,
+            "appends_alone": n_alone,
+            "appends_during": n_during,
+        }
+        print(f"  retention (truncate every stream, as max_count): {out['retention_max_count']}", flush=True)
         await m.close()
     report = Path(__file__).parent / "report" / "scale" / f"{a.store}-{a.big}.json"
     report.parent.mkdir(exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ import pytest
 from eventsource.model import EventFilter, NewEvent
 from eventsource.sqlite import SqliteProvider
 from eventsource.sqlite.counts import FOLD_EVERY, SQL_STREAM_TAIL, SQL_TAIL
-from eventsource.sqlite.schema import SCHEMA_VERSION
+from eventsource.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -44,21 +45,34 @@ async def assert_exact(p: SqliteProvider) -> None:
     assert st.estimated == ()
 
 
-async def test_a_v1_file_migrates_to_v2_with_counts_backfilled(tmp_path: Path) -> None:
-    path = tmp_path / "v1.db"
-    p = SqliteProvider(f"sqlite:///{path}")
-    await p.connect()
-    await p.append("a", [new("X"), new("Y"), new("X")], 0)
-    await p.append("b", [new("Y")], 0)
-    await p.close()
-    raw = sqlite3.connect(path, isolation_level=None)  # take the file back to the v1 schema, data kept
-    for kind, name in raw.execute("SELECT type, name FROM sqlite_master WHERE name LIKE 'es_%'").fetchall():
-        if name in {"es_type_counts", "es_counted"} or name.startswith(
-            ("es_events_type", "es_events_tenant", "es_events_corr", "es_events_aggregate")
-        ):
-            raw.execute(f"DROP {kind.upper()} {name}")
-    raw.execute("PRAGMA user_version = 1")
+def old_file(path: Path, version: int, events: list[tuple[str, str, int, str | None]]) -> None:
+    """A file at schema ``version`` built by that version's own statements, holding ``events``
+    (stream, type, version, tenant), inserted as that version's provider did (positions by AUTOINCREMENT)."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode = WAL")
+    for v in range(1, version + 1):
+        for statement in MIGRATIONS[v]:
+            raw.execute(statement)
+    raw.execute(f"PRAGMA user_version = {version}")
+    us = int(T0.timestamp() * 1e6)
+    for sid in dict.fromkeys(e[0] for e in events):
+        raw.execute(
+            "INSERT INTO es_streams (stream_id, version_floor, deleted_count, created_at, updated_at, metadata) "
+            "VALUES (?, 0, 0, ?, ?, '{}')",
+            (sid, us, us),
+        )
+    for sid, event_type, version_, tenant in events:
+        raw.execute(
+            "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
+            "tenant_id) VALUES (?, ?, ?, ?, ?, x'7b7d', 'json', ?, ?)",
+            (str(uuid.uuid4()), sid, event_type, version_, f'{{"v": {version_}}}'.encode(), us + version_, tenant),
+        )
     raw.close()
+
+
+async def test_a_v1_file_migrates_with_counts_backfilled(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    old_file(path, 1, [("a", "X", 1, None), ("a", "Y", 2, None), ("a", "X", 3, None), ("b", "Y", 1, None)])
     p = SqliteProvider(f"sqlite:///{path}")
     await p.connect()
     try:
@@ -66,7 +80,7 @@ async def test_a_v1_file_migrates_to_v2_with_counts_backfilled(tmp_path: Path) -
         assert st.events_by_type == {"X": 2, "Y": 2}
         assert st.events_by_stream == {"a": 3}
         raw = sqlite3.connect(path)
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         raw.close()
         assert {"es_events_type_position", "es_events_tenant", "es_events_correlation"} <= names
@@ -74,6 +88,66 @@ async def test_a_v1_file_migrates_to_v2_with_counts_backfilled(tmp_path: Path) -
         await assert_exact(p)
     finally:
         await p.close()
+
+
+def dump(path: Path) -> tuple[list[tuple[object, ...]], set[str]]:
+    """Every event row (by position) and the names of the events table's indexes and triggers."""
+    raw = sqlite3.connect(path)
+    rows = raw.execute("SELECT * FROM es_events ORDER BY position").fetchall()
+    sql = "SELECT name FROM sqlite_master WHERE tbl_name = 'es_events' AND type = 'index'"
+    names = {r[0] for r in raw.execute(sql)}
+    raw.close()
+    return rows, names
+
+
+async def test_a_v2_file_upgrades_in_place_with_rows_positions_and_the_head_kept(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    events = [("a", "X", 1, "t1"), ("a", "Y", 2, None), ("b", "X", 1, "t2"), ("a", "X", 3, None), ("c", "Z", 1, None)]
+    old_file(path, 2, events)
+    raw = sqlite3.connect(path, isolation_level=None)  # v2's delete_stream of the newest stream: position 5 is gone
+    raw.execute("DELETE FROM es_events WHERE stream_id = 'c'")
+    raw.execute("DELETE FROM es_streams WHERE stream_id = 'c'")
+    assert raw.execute("SELECT seq FROM sqlite_sequence WHERE name = 'es_events'").fetchone()[0] == 5
+    raw.close()
+    rows, indexes = dump(path)
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    try:
+        raw = sqlite3.connect(path)
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        table = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'es_events'").fetchone()[0]
+        raw.close()
+        assert "AUTOINCREMENT" not in table
+        assert dump(path) == (rows, indexes)  # every row, column and position; every index
+        assert [e.position async for e in p.read_all()] == [1, 2, 3, 4]
+        assert await p.head_position() == 5  # the deleted newest position still counts as handed out
+        r = await p.append("c", [new("Z")], -1)
+        assert r.positions == (6,)  # never 5 again
+        page = await p.query(EventFilter(tenant_id="t2"), limit=10, offset=0)
+        assert [e.stream_id for e in page.events] == ["b"]
+        await assert_exact(p)
+    finally:
+        await p.close()
+
+
+async def test_positions_are_never_reused_after_the_newest_events_are_deleted(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/h.db"
+    p, q = SqliteProvider(url), SqliteProvider(url)
+    await p.connect()
+    await q.connect()
+    try:
+        await p.append("a", [new(), new()], 0)
+        top = (await p.append("b", [new(), new(), new()], 0)).positions[-1]
+        await p.delete_stream("b")
+        assert (await q.append("c", [new()], 0)).positions == (top + 1,)  # another connection, the same head
+        assert (await p.append("c", [new()], 1)).positions == (top + 2,)  # the one-statement path
+        assert await p.delete_events_before(T0 + timedelta(days=1)) == 4  # every event of the store
+        assert await q.head_position() == top + 2
+        assert (await q.append("d", [new(), new()], 0)).positions == (top + 3, top + 4)  # the batch path
+        await assert_exact(q)
+    finally:
+        await p.close()
+        await q.close()
 
 
 async def test_counts_stay_exact_across_folds_deletes_and_a_second_instance(tmp_path: Path) -> None:
@@ -208,3 +282,37 @@ async def test_counts_stay_exact_when_a_retention_run_is_killed_midway(tmp_path:
             assert info.event_count == len([e async for e in p.read_stream(f"s{i}")])
     finally:
         await p.close()
+
+
+async def test_the_writer_never_checkpoints_a_thread_of_its_own_does_through_retention(tmp_path: Path) -> None:
+    """A commit that checkpoints holds the write lock while it copies the WAL: an append behind it waits."""
+    p = SqliteProvider(f"sqlite:///{tmp_path}/r.db")
+    await p.connect()
+
+    def mark(db: sqlite3.Connection) -> int:
+        return int(db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+    try:
+        assert await p._write("t", mark) == 0
+        for i in range(10):
+            await p.append(f"s{i}", [new(days=j % 10) for j in range(1000)], 0)
+        run = asyncio.ensure_future(p.delete_events_before(T0 + timedelta(days=8)))
+        appended = 0
+        while not run.done():  # the run pauses after each batch: appends go in between
+            await p.append("w", [new(days=20)], appended)
+            appended += 1
+        assert await run == 8000
+        assert appended > 0
+        checkpoints = p._checkpoints
+        assert checkpoints is not None
+        for _ in range(3000):  # the checkpoints run on their thread: wait for one to be done (a bounded wait)
+            if checkpoints.done:
+                break
+            await asyncio.sleep(0.01)
+        assert checkpoints.done > 0
+        assert checkpoints.error is None
+        assert await p._write("t", mark) == 0
+        await assert_exact(p)
+    finally:
+        await p.close()
+    assert not any(t.name == "eventsource-sqlite-c" and t.is_alive() for t in threading.enumerate())

@@ -140,7 +140,7 @@ def append_tx(  # noqa: C901, PLR0912 - one write transaction, read top to botto
                 positions: tuple[int, ...] = (pos,)  # type: ignore[assignment]
             else:
                 db.executemany(sql, rows)
-                # one writer holds the lock: the AUTOINCREMENT rowids of this transaction are consecutive
+                # one writer holds the lock: each row takes the highest position + 1, so they are consecutive
                 top = db.execute(SQL_LAST_ROWID).fetchone()[0]
                 positions = tuple(range(top - n + 1, top + 1))
         except sqlite3.IntegrityError:

@@ -77,13 +77,22 @@ def uncount(db: sqlite3.Connection, where: str, args: tuple[object, ...]) -> Non
 
     ``where`` is a fixed fragment of the caller's own statement (values bound through ``args``).
     """
+    uncount_types(db, where, args)
+    sql = f"SELECT stream_id, -COUNT(*) FROM es_events WHERE ({where}) AND position <= ? GROUP BY stream_id"  # noqa: S608 - fixed fragments, values bound
+    uncount_streams(db, db.execute(sql, (*args, counted(db))).fetchall())
+
+
+def uncount_types(db: sqlite3.Connection, where: str, args: tuple[object, ...]) -> None:
+    """The by-type half of :func:`uncount`."""
     sql = f"SELECT event_type, -COUNT(*) FROM es_events WHERE ({where}) AND position <= ? GROUP BY event_type"  # noqa: S608 - fixed fragments, values bound
     gone = db.execute(sql, (*args, counted(db))).fetchall()
     if gone:
         db.executemany(SQL_ADD, gone)
         db.execute(SQL_DROP_EMPTY)
-    sql = f"SELECT stream_id, -COUNT(*) FROM es_events WHERE ({where}) AND position <= ? GROUP BY stream_id"  # noqa: S608 - fixed fragments, values bound
-    gone = db.execute(sql, (*args, counted(db))).fetchall()
+
+
+def uncount_streams(db: sqlite3.Connection, gone: list[tuple[str, int]]) -> None:
+    """The by-stream half of :func:`uncount`: ``(stream id, minus how many folded events go)`` pairs."""
     if gone:
         db.executemany(SQL_STREAM_ADD, gone)
         db.execute(SQL_STREAM_DROP_EMPTY)

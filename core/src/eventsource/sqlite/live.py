@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 CHANGE_POLL = 0.005
 """Seconds between two ``PRAGMA data_version`` probes while a subscription waits."""
+SQL_HEAD = "SELECT MAX(IFNULL((SELECT MAX(position) FROM es_events), 0), position) FROM es_head WHERE id = 1"
 
 
 def has_after(db: sqlite3.Connection, after_position: int) -> bool:
@@ -30,9 +31,9 @@ def has_after(db: sqlite3.Connection, after_position: int) -> bool:
 
 
 def head(db: sqlite3.Connection) -> int:
-    """The highest position ever handed out (``AUTOINCREMENT`` never reuses one, even after deletes)."""
-    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'es_events'").fetchone()
-    return int(row[0]) if row is not None else 0
+    """The highest position ever handed out: the highest stored, or the highest deleted (``es_head``), if above."""
+    row = db.execute(SQL_HEAD).fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else 0
 
 
 async def wait_for_change(

@@ -17,6 +17,7 @@ from eventsource.sqlite import counts
 from eventsource.sqlite.schema import SCHEMA_VERSION
 from eventsource.sqlite.statements import (
     BATCH_SECONDS,
+    BATCH_STREAMS,
     MAX_VERSION,
     OLD_BATCH,
     OLD_BATCH_IN_STREAM,
@@ -24,6 +25,7 @@ from eventsource.sqlite.statements import (
     SQL_COUNT_STREAMS,
     SQL_EVENTS_BY_STREAM,
     SQL_KEEP_FLOOR,
+    SQL_KEEP_FLOORS,
     SQL_LOWEST_VERSION,
     SQL_STREAM_FLOOR,
     SQL_STREAM_TOP,
@@ -39,14 +41,17 @@ if TYPE_CHECKING:
 class Batches:
     """Retention batch sizes that keep each deleting transaction near :data:`BATCH_SECONDS` (adapted per run)."""
 
-    def __init__(self) -> None:
-        self.size = 64
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
 
-    def took(self, seconds: float) -> None:
-        """Halve the next batch after a slow one, double it after a quick one (within 8..RETENTION_BATCH)."""
+    def took(self, seconds: float, deleted: int) -> None:
+        """Halve the next batch after a slow one, double it after a quick full one (within 8..RETENTION_BATCH).
+
+        A batch that deleted less than its size (the end of a stream's range) says nothing about a bigger one.
+        """
         if seconds > BATCH_SECONDS:
             self.size = max(8, self.size // 2)
-        elif seconds < BATCH_SECONDS / 2:
+        elif seconds < BATCH_SECONDS / 2 and deleted >= self.size:
             self.size = min(RETENTION_BATCH, self.size * 2)
 
 
@@ -56,13 +61,11 @@ def delete_old_batch(us: int, stream_id: str | None, size: int, db: sqlite3.Conn
     How many, and whether that was the last batch (fewer than ``size``).
     """
     where, args = (OLD_BATCH, (us, size)) if stream_id is None else (OLD_BATCH_IN_STREAM, (stream_id, us, size))
-    by_stream = db.execute(
-        f"SELECT stream_id, COUNT(*) FROM es_events WHERE {where} GROUP BY stream_id",  # noqa: S608 - constant fragment
-        args,
-    ).fetchall()
-    for sid, n in by_stream:
-        keep_floor(db, sid, n)
-    counts.uncount(db, where, args)
+    # a fixed number of statements per batch, whatever number of streams it touches
+    streams = db.execute(BATCH_STREAMS.format(where=where), (counts.counted(db), *args)).fetchall()
+    db.executemany(SQL_KEEP_FLOORS, [(v, eid, v, ts, v, n, sid) for sid, n, _, v, eid, ts in streams])
+    counts.uncount_streams(db, [(sid, -folded) for sid, _, folded, _, _, _ in streams if folded])
+    counts.uncount_types(db, where, args)
     deleted: int = db.execute(f"DELETE FROM es_events WHERE {where}", args).rowcount  # noqa: S608 - constant fragment
     return deleted, deleted < size
 

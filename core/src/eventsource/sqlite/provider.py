@@ -41,6 +41,7 @@ from eventsource.provider import (
 )
 from eventsource.sqlite import counts, live
 from eventsource.sqlite.appends import append_sync
+from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, Checkpointer
 from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.errors import map_error
 from eventsource.sqlite.maintenance import Batches, delete_old_batch, read_stats, truncate_batch
@@ -87,6 +88,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+RETENTION_PAUSE = 2
+"""A retention run pauses this many times as long as each batch held the write lock, before the next one."""
+
 
 class SqliteProvider(Provider):
     """The embedded default store: ``sqlite:///path.db``. See the module docstring for the guarantees."""
@@ -107,6 +111,9 @@ class SqliteProvider(Provider):
         self._connect_lock = asyncio.Lock()
         self._changes = ChangeSignal()  # bumped after each append: wakes live subscriptions in this process
         self._unfolded = 0  # events appended through this instance since it last folded the counts
+        self._checkpoints: Checkpointer | None = None  # WAL checkpoints off the writer (file databases)
+        self._unchecked = 0  # events written since the checkpointer was last poked
+        self._batch_size = 64  # retention's batch size, as the last batch left it (see Batches)
 
     def spawn_args(self) -> dict[str, Any]:
         """The same file by absolute path (so another process with another working directory finds it)."""
@@ -115,9 +122,21 @@ class SqliteProvider(Provider):
 
     # ------------------------------------------------------------------ threads
 
-    def _open(self, worker: _Worker) -> None:
-        """Open and configure ``worker``'s connection (runs on its thread, which then owns it)."""
+    def _open(self, worker: _Worker, *, writer: bool = False) -> None:
+        """Open and configure ``worker``'s connection (runs on its thread, which then owns it).
+
+        The writer's commits never checkpoint the WAL (:mod:`.checkpoints` does, on its own connection).
+        """
         worker.db = open_connection(self.path, self.settings, memory=self.memory)
+        if writer and not self.memory:
+            worker.db.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def _written(self, n: int) -> None:
+        """``n`` events were written or deleted: poke the checkpointer every :data:`CHECKPOINT_EVERY`."""
+        self._unchecked += n
+        if self._unchecked >= CHECKPOINT_EVERY and self._checkpoints is not None:
+            self._unchecked = 0
+            self._checkpoints.poke()
 
     def _submit(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue ``fn(connection)`` on the connection's own thread now; errors come back typed."""
@@ -230,7 +249,7 @@ class SqliteProvider(Provider):
             try:
                 writer = _Worker("eventsource-sqlite-w")
                 started.append(writer)
-                await writer.submit(partial(self._open, writer))
+                await writer.submit(partial(self._open, writer, writer=True))
                 await writer.submit(partial(self._migrate, writer))
                 reader = None
                 if self.settings["read_connection"] and not self.memory:
@@ -243,8 +262,11 @@ class SqliteProvider(Provider):
                         await w.close()
                 raise
             self._writer, self._reader = writer, reader
+            self._checkpoints = None if self.memory else Checkpointer(self.path, self.settings)
             # a provider dropped without close() still ends its threads and closes its connections
             self._finalizers = [weakref.finalize(self, w.stop) for w in started]
+            if self._checkpoints is not None:
+                self._finalizers.append(weakref.finalize(self, self._checkpoints.stop))
 
     def _migrate(self, worker: _Worker) -> None:
         """Bring the file to :data:`SCHEMA_VERSION` (see :func:`~eventsource.sqlite.schema.migrate`)."""
@@ -258,6 +280,10 @@ class SqliteProvider(Provider):
         self._changes.notify()  # waiting subscriptions read again, and find the provider closed
         for f in getattr(self, "_finalizers", ()):
             f.detach()
+        checkpoints, self._checkpoints = self._checkpoints, None
+        if checkpoints is not None:  # first: its thread ends after the checkpoint in progress
+            checkpoints.stop()
+            await asyncio.to_thread(checkpoints.join)
         for w in workers:
             with contextlib.suppress(Exception):
                 await w.close()
@@ -301,6 +327,7 @@ class SqliteProvider(Provider):
         if not await self._write("delete_stream", lambda db: self._tx(db, body)):
             msg = f"stream {stream_id!r} does not exist"
             raise StreamNotFoundError(msg, stream_id=stream_id)
+        self._written(CHECKPOINT_EVERY)  # (any number of events went)
 
     async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
         """The stream row (counts are kept exact by every write transaction)."""
@@ -343,6 +370,7 @@ class SqliteProvider(Provider):
         else:
             result = await self._submit(writer, "append", fn)
         self._changes.notify()
+        self._written(len(events))
         self._unfolded += len(events)
         if self._unfolded >= counts.FOLD_EVERY:
             self._unfolded = 0
@@ -505,20 +533,37 @@ class SqliteProvider(Provider):
         return await self._batched("truncate_stream", partial(truncate_batch, stream_id, before_version))
 
     async def _batched(self, op: str, batch: Callable[[int, sqlite3.Connection], tuple[int, bool]]) -> int:
-        """Run ``batch(size, db) -> (count, last)`` in write transactions sized by :class:`Batches` until the last."""
-        sizes = Batches()
+        """Run ``batch(size, db) -> (count, last)`` in write transactions sized by :class:`Batches` until the last.
+
+        After each batch the run pauses :data:`RETENTION_PAUSE` times as long as the batch held the write lock,
+        so writers have the lock at least two thirds of the time (behind back-to-back batches an append would
+        wait for one every time); the WAL the deletes grow is checkpointed beside them (:mod:`.checkpoints`),
+        never inside a commit.
+        """
+        sizes = Batches(self._batch_size)  # the size the last run ended with: max_count runs one per stream
         total, done = 0, False
         while not done:
-            size = sizes.size
-            start = time.perf_counter()
-            n, done = await self._write(op, partial(self._tx, body=partial(batch, size)))
-            sizes.took(time.perf_counter() - start)
+            n, done, took = await self._write(op, partial(self._timed_tx, partial(batch, sizes.size)))
+            sizes.took(took, n)  # the time the batch held the lock, not its wait in the writer's queue
+            self._batch_size = sizes.size
             total += n
+            if n:
+                self._written(n)
+                await asyncio.sleep(took * RETENTION_PAUSE)
         return total
 
     async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
         """Swap payloads in place in one write transaction (:mod:`eventsource.sqlite.rewrite`)."""
         return await self._write("rewrite_events", partial(self._tx, body=partial(rewrite_batch, stream_id, rewrites)))
+
+    @classmethod
+    def _timed_tx(
+        cls, body: Callable[[sqlite3.Connection], tuple[int, bool]], db: sqlite3.Connection
+    ) -> tuple[int, bool, float]:
+        """:meth:`_tx` of a retention batch, and how long it took (its lock wait included: part of the hold)."""
+        start = time.perf_counter()
+        n, done = cls._tx(db, body)
+        return n, done, time.perf_counter() - start
 
     # ------------------------------------------------------------------ monitoring
 

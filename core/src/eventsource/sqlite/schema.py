@@ -7,7 +7,7 @@ import sqlite3
 from eventsource.errors import ProviderError
 from eventsource.sqlite.errors import map_error
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """``PRAGMA user_version`` of the current schema."""
 
 
@@ -91,7 +91,34 @@ _SCHEMA_V2 = (
         "position) WHERE aggregate_type IS NOT NULL"
     ),
 )
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+_EVENTS_V3 = _SCHEMA_V1[1].replace("IF NOT EXISTS es_events", "es_events_v3").replace(" AUTOINCREMENT", "")
+_COLUMNS = (
+    "position, event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, correlation_id, "
+    "causation_id, user_id, tenant_id, aggregate_id, aggregate_type"
+)
+# Version 3 (issues #10, #12) drops AUTOINCREMENT, whose sqlite_sequence row every append rewrote (a page more in
+# the WAL per commit). Positions still are never reused: es_head keeps the highest position a delete ever removed
+# (a trigger, so every delete path is covered; it writes only when a delete reaches above it), and an insert
+# takes MAX(highest stored, es_head) + 1 (see statements.NEXT_POSITION). The table is rebuilt once, in the
+# migration's transaction, data and positions kept.
+_SCHEMA_V3 = (
+    "CREATE TABLE es_head (id INTEGER PRIMARY KEY CHECK (id = 1), position INTEGER NOT NULL)",
+    (
+        "INSERT INTO es_head (id, position) SELECT 1, MAX(IFNULL((SELECT seq FROM sqlite_sequence WHERE name = "
+        "'es_events'), 0), IFNULL((SELECT MAX(position) FROM es_events), 0))"
+    ),
+    _EVENTS_V3,
+    f"INSERT INTO es_events_v3 ({_COLUMNS}) SELECT {_COLUMNS} FROM es_events ORDER BY position",  # noqa: S608
+    "DROP TABLE es_events",
+    "ALTER TABLE es_events_v3 RENAME TO es_events",
+    *(s for s in (*_SCHEMA_V1, *_SCHEMA_V2) if " INDEX " in s and " ON es_events (" in s),
+    (
+        "CREATE TRIGGER es_events_head AFTER DELETE ON es_events "
+        "WHEN OLD.position > (SELECT position FROM es_head WHERE id = 1) "
+        "BEGIN UPDATE es_head SET position = OLD.position WHERE id = 1; END"
+    ),
+)
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 """Statements that bring a file from ``user_version = v - 1`` to ``v``."""
 
 

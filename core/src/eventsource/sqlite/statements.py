@@ -27,30 +27,35 @@ _SNAP_COLS = (
 SQL_STREAM_STATE = (
     "SELECT version_floor, (SELECT MAX(version) FROM es_events WHERE stream_id = ?) FROM es_streams WHERE stream_id = ?"
 )
+NEXT_POSITION = (
+    "(SELECT MAX(IFNULL((SELECT MAX(position) FROM es_events), 0), position) + 1 FROM es_head WHERE id = 1)"
+)
+"""The position an insert takes: above every stored one and every deleted one (``es_head``; see the schema's v3).
+Two seeks on pages an append reads anyway, where ``AUTOINCREMENT`` wrote a ``sqlite_sequence`` page per commit."""
 SQL_INSERT_EVENT = (
-    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
-    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "  # noqa: S608
+    "timestamp, correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
+    f"VALUES ({NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 SQL_INSERT_EVENT_SHORT = (
-    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "  # noqa: S608
+    f"timestamp) VALUES ({NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _AT_VERSION = (
     "WHERE (SELECT MAX(version_floor, IFNULL((SELECT MAX(version) FROM es_events WHERE stream_id = ?), 0)) "
     "FROM es_streams WHERE stream_id = ?) = ? - 1"
 )
 SQL_APPEND_AT = (
-    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp, "
-    "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
-    f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
+    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "
+    "timestamp, correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
+    f"SELECT {NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
 )
 """One event at an exact version, in one autocommit statement: inserted only if the stream is at
 ``version - 1`` (the same check as :data:`SQL_STREAM_STATE` + :func:`check_expected`). Parameters: the
 event's row, then stream id, stream id, version (for :data:`_AT_VERSION`)."""
 SQL_APPEND_AT_SHORT = (
-    "INSERT INTO es_events (event_id, stream_id, event_type, version, data, metadata, encoding, timestamp) "
-    f"SELECT ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
+    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "
+    f"timestamp) SELECT {NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
 )
 SQL_LAST_ROWID = "SELECT last_insert_rowid()"
 SQL_INSERT_STREAM = (
@@ -109,11 +114,23 @@ SQL_STREAM_COUNT = (
 SQL_VERSION_AT = "SELECT stream_id, version FROM es_events WHERE position = ?"
 RETENTION_BATCH = 2000
 """Events one retention transaction deletes at most: writers get the lock between batches."""
-BATCH_SECONDS = 0.002
+BATCH_SECONDS = 0.001
 """How long one retention transaction should hold the write lock (batch sizes adapt to it)."""
 # ordered by a unique key: each statement of a batch (count, uncount, delete) picks the same rows whatever its plan
 OLD_BATCH = "position IN (SELECT position FROM es_events WHERE timestamp < ? ORDER BY timestamp, position LIMIT ?)"
 OLD_BATCH_IN_STREAM = (
     "position IN (SELECT position FROM es_events WHERE stream_id = ? AND timestamp < ? ORDER BY version LIMIT ?)"
+)
+# a batch's streams in one read: how many of their events go, how many of those the counts hold, and the newest
+# event (its version, id, time: kept as the floor when it goes); then one UPDATE per stream in one executemany
+BATCH_STREAMS = (
+    "SELECT g.stream_id, g.n, g.folded, t.version, t.event_id, t.timestamp FROM (SELECT stream_id, COUNT(*) AS n, "
+    "SUM(position <= ?) AS folded FROM es_events WHERE {where} GROUP BY stream_id) AS g JOIN es_events AS t "
+    "ON t.stream_id = g.stream_id AND t.version = (SELECT MAX(version) FROM es_events WHERE stream_id = g.stream_id)"
+)
+SQL_KEEP_FLOORS = (
+    "UPDATE es_streams SET last_event_id = CASE WHEN ? >= version_floor THEN ? ELSE last_event_id END, "
+    "updated_at = CASE WHEN ? >= version_floor THEN ? ELSE updated_at END, version_floor = MAX(version_floor, ?), "
+    "deleted_count = deleted_count + ? WHERE stream_id = ?"
 )
 SQL_LOWEST_VERSION = "SELECT MIN(version) FROM es_events WHERE stream_id = ?"

@@ -1,0 +1,95 @@
+"""WAL checkpoints on a thread and a connection of their own, so no commit an append waits for ever copies the WAL.
+
+SQLite checkpoints in the commit that passes ``wal_autocheckpoint`` pages, holding the write lock while it copies
+the WAL into the file and syncs it: the append behind it waits that long (retention's deletes, which dirty pages
+all over the indexes, made it happen every few batches). The provider turns that off on its writer connection
+and pokes a :class:`Checkpointer` instead; its thread runs ``PRAGMA wal_checkpoint(PASSIVE)``, which takes no
+write lock, so writers commit while it copies. Pokes coalesce: at most one checkpoint runs and one is pending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from eventsource.sqlite.connection import open_connection
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+CHECKPOINT_EVERY = 128
+"""Events appended (or deleted by retention) between two pokes: about 650 WAL pages, under SQLite's 1,000."""
+
+_CHECKPOINTERS: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    """In a forked child: the thread stayed in the parent; its connection is dropped unused (see the worker)."""
+    for c in list(_CHECKPOINTERS):
+        c.forked = True
+        c.db = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+class Checkpointer:
+    """One daemon thread that checkpoints ``path`` when poked; started by the first poke."""
+
+    def __init__(self, path: str, settings: Mapping[str, Any]) -> None:
+        self.path = path
+        self.settings = settings
+        self.db: sqlite3.Connection | None = None
+        self.forked = False
+        self.done = 0  # checkpoints run (for tests and diagnostics)
+        self.error: BaseException | None = None  # the last failure (the next poke tries again)
+        self._wake = threading.Event()
+        self._stopping = False
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        _CHECKPOINTERS.add(self)
+
+    def poke(self) -> None:
+        """Ask for a checkpoint soon (returns at once; thread-safe)."""
+        if self.forked or self._stopping:
+            return
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="eventsource-sqlite-c", daemon=True)
+                    self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        """End the thread after the checkpoint in progress and close its connection (does not wait). Idempotent."""
+        self._stopping = True
+        self._wake.set()
+
+    def join(self) -> None:
+        """Wait for the thread to end (after :meth:`stop`); at once if it never started."""
+        thread = self._thread
+        if thread is not None and not self.forked:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                if self.db is None:
+                    self.db = open_connection(self.path, self.settings, memory=False)
+                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self.done += 1
+            except Exception as e:  # noqa: BLE001 - a checkpoint that fails is retried on the next poke
+                self.error = e
+        db, self.db = self.db, None
+        if db is not None and not self.forked:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()

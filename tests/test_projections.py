@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,6 @@ import pytest
 from eventsource.checkpoints import MemoryCheckpointStore, SqliteCheckpointStore
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ValidationError
 from eventsource.manager import EventSourcingManager
-from eventsource.model import Event
 from eventsource.plugins import PluginHost
 from eventsource.projections import (
     PARKED_TYPE,
@@ -36,6 +34,8 @@ from eventsource.testing.projections import ProjectionSuite
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from eventsource.model import Event
 
 
 class TestSqliteProjections(ProjectionSuite):
@@ -146,7 +146,9 @@ async def test_coroutine_handlers_run_in_the_sink_transaction(es: EventSourcingM
     assert read(sink_db, "SELECT n FROM seen") == [(4,)]
 
 
-async def test_a_handler_that_commits_the_transaction_stops_the_runner(es: EventSourcingManager, tmp_path: Path) -> None:
+async def test_a_handler_that_commits_the_transaction_stops_the_runner(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
     await deposit(es, "acc-1", 4)
     p: Projection[sqlite3.Connection] = Projection("rogue", {"Deposited": lambda _e, tx: tx.execute("COMMIT")})
     with pytest.raises(ProjectionError, match="committed or rolled back"):
@@ -182,7 +184,9 @@ async def test_park_moves_the_event_to_a_dead_letter_stream_once_and_goes_on(
         tx.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
         tx.execute("INSERT INTO t VALUES (?)", (event.data["amount"],))
 
-    runner = ProjectionRunner(es).add(Projection("rows", {"Deposited": row}, errors=bad), SqliteSink(str(tmp_path / "r.db")))
+    runner = ProjectionRunner(es).add(
+        Projection("rows", {"Deposited": row}, errors=bad), SqliteSink(str(tmp_path / "r.db"))
+    )
     await runner.catch_up(timeout=60)
     assert read(tmp_path / "r.db", "SELECT n FROM t") == [(1,), (3,)]
     assert runner.states["rows"].parked == 1
@@ -196,7 +200,7 @@ async def test_park_moves_the_event_to_a_dead_letter_stream_once_and_goes_on(
     assert data["event_id"] == original.event_id
     # parking the same event again (a crash between parking and the checkpoint) appends nothing new
     st = runner.states["rows"]
-    await runner._park(st, original, ValueError("again"))  # noqa: SLF001
+    await runner._park(st, original, ValueError("again"))
     assert len([e async for e in es.read_stream("parked-rows")]) == 1
 
 
@@ -325,19 +329,19 @@ asyncio.run(main())
 
 async def test_sqlite_lease_passes_to_another_process_when_the_holder_is_killed(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/events.db"
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, url], stdout=subprocess.PIPE)  # noqa: S603
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLDER, url, stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
-        assert await asyncio.to_thread(proc.stdout.readline) == b"held\n"
+        assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"held\n"
         lease = SqliteFileLease(url)
         with pytest.raises(ProviderTimeoutError):
             async with lease.hold("projection:x", timeout=0.2):
                 pass
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        await proc.wait()
         async with lease.hold("projection:x", timeout=30):
             pass
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-            proc.wait()
+            await proc.wait()

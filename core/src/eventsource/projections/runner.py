@@ -109,6 +109,7 @@ class ProjectionRunner:
         self.states: dict[str, ProjectionState] = {}
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._progress = asyncio.Event()  # set when a projection applies a batch or goes idle
 
     def __repr__(self) -> str:
         return f"ProjectionRunner({sorted(self.states)})"
@@ -208,14 +209,31 @@ class ProjectionRunner:
         loop.go_threaded()
         loop.run(coro)
 
-    async def wait_caught_up(self, name: str, *, head: int | None = None) -> None:
-        """Wait until projection ``name`` has applied (or skipped) everything up to ``head`` (default: now)."""
-        st = self.states[name]
-        if head is None:
-            head = await self._head(st)
-        while not ((st.position or 0) >= head or (st.idle and st.read_to >= head)):
-            await asyncio.sleep(0.01)
+    async def wait_caught_up(self, name: str) -> None:
+        """Wait until projection ``name`` has applied (or skipped) every event stored when this was called.
 
+        Caught up means: the checkpoint reached the store's head, or the projection is idle and a read of
+        its subscription that began after the call found nothing new (a store's head may lie above its
+        last event, as PostgreSQL's does).
+        """
+        st = self.states[name]
+        head = await self._head(st)
+        sub0 = st.subscription
+        reads0 = sub0.reads if sub0 is not None else 0
+        while not self._caught_up(st, head, sub0, reads0):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), 0.05)
+            self._progress = asyncio.Event()
+
+    @staticmethod
+    def _caught_up(st: ProjectionState, head: int, sub0: Subscription | None, reads0: int) -> bool:
+        if (st.position or 0) >= head or (st.idle and st.read_to >= head):
+            return True
+        sub = st.subscription
+        if not st.idle or sub is None or not sub.last_read_empty:
+            return False
+        # a read in flight when the head was taken may have begun before it: the one after it began after
+        return (sub is not sub0 and sub.reads >= 1) or sub.reads >= reads0 + 2
     async def _head(self, st: ProjectionState) -> int:
         p = self.manager.get_provider(st.projection.provider)
         sid = st.projection.stream_id
@@ -282,6 +300,7 @@ class ProjectionRunner:
                     return
                 while True:
                     st.read_to, st.idle = sub.position, True
+                    self._progress.set()
                     batch = [e for e in await sub.next_batch(self.batch_size) if e.event_type in proj.handlers]
                     st.idle = False
                     if sub.closed:
@@ -299,7 +318,7 @@ class ProjectionRunner:
             await st.sink.apply(st.projection, batch, self._cp(st, to), expected)
         except (CheckpointMovedError, ProjectionError):
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - a handler failed: the policy decides, one event at a time
             if len(batch) == 1:
                 return await self._apply_one(st, batch[0], expected, to, failed=1)
             for i, event in enumerate(batch):  # again one at a time: find the failing event, keep the others
@@ -307,6 +326,7 @@ class ProjectionRunner:
                 expected = await self._apply_one(st, event, expected, at, failed=0)
             return to
         st.position = to
+        self._progress.set()
         return to
 
     async def _apply_one(self, st: ProjectionState, event: Event, expected: int | None, to: int, *, failed: int) -> int:
@@ -324,9 +344,11 @@ class ProjectionRunner:
             except Exception as e:  # noqa: BLE001 - a handler's error is the policy's business
                 last = e
                 attempt += 1
-                log.warning("projection %s: event %s failed (attempt %d): %r", st.projection.name, event.event_id, attempt, e)
+                log.warning("projection %s: event %s failed (attempt %d): %r", st.projection.name, event.event_id,
+                            attempt, e)
                 continue
             st.position = to
+            self._progress.set()
             return to
         if policy.then == "stop":
             msg = (

@@ -1,9 +1,10 @@
 """Sinks: where a projection writes, and how its checkpoint commits with what the handlers wrote.
 
 :class:`SqliteSink` gives each batch's handlers a ``sqlite3.Connection`` inside ``BEGIN IMMEDIATE`` and
-writes the checkpoint to the file's ``es_checkpoints`` table (the :class:`~eventsource.checkpoints.SqliteCheckpointStore`
-table) in that same transaction: exactly once. :class:`CheckpointStoreSink` calls handlers with ``None`` and
-stores the checkpoint afterwards in any checkpoint store: at least once (deduplicate on ``event.event_id``).
+writes the checkpoint to the file's ``es_checkpoints`` table (the table of
+:class:`~eventsource.checkpoints.SqliteCheckpointStore`) in that same transaction: exactly once.
+:class:`CheckpointStoreSink` calls handlers with ``None`` and stores the checkpoint afterwards in any
+checkpoint store: at least once (deduplicate on ``event.event_id``).
 The PostgreSQL sink is :class:`eventsource.projections.postgres.PostgresSink`.
 """
 
@@ -35,10 +36,10 @@ class Sink(ABC, Generic[Tx]):
     exactly_once: ClassVar[bool] = False
     """Whether the checkpoint commits atomically with the handlers' writes."""
 
-    async def open(self) -> None:  # noqa: B027 - optional
+    async def open(self) -> None:
         """Connect and create the tracking table. Idempotent."""
 
-    async def close(self) -> None:  # noqa: B027 - optional
+    async def close(self) -> None:
         """Release connections. Idempotent."""
 
     @abstractmethod
@@ -96,7 +97,7 @@ class SqliteSink(Sink[sqlite3.Connection]):
 
     async def open(self) -> None:
         """Open the file and create ``es_checkpoints`` if missing."""
-        await asyncio.to_thread(self._locked, lambda: self._conn())
+        await asyncio.to_thread(self._locked, self._conn)
 
     async def close(self) -> None:
         """Close the connection. Idempotent."""

@@ -15,7 +15,12 @@ from contextlib import asynccontextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError, UnsupportedOperationError
+from eventsource.errors import (
+    ConfigurationError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    UnsupportedOperationError,
+)
 from eventsource.lease import Lease
 from eventsource.sqlite.settings import path_from_url
 

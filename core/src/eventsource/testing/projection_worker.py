@@ -13,13 +13,15 @@ import importlib
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsource.manager import EventSourcingManager
-from eventsource.model import Event
 from eventsource.plugins import PluginHost
 from eventsource.projections import Projection, ProjectionRunner, SqliteSink
-from eventsource.projections.sinks import Sink
+
+if TYPE_CHECKING:
+    from eventsource.model import Event
+    from eventsource.projections.sinks import Sink
 
 
 def _load(path: str) -> type:

@@ -64,7 +64,7 @@ class ProjectionSuite(ProviderSuiteBase):
         """``{event_id: (applied count, runner pid, position)}`` as the sink holds it now."""
         db = sqlite3.connect(sink["url"].removeprefix("sqlite:///"), timeout=30)
         with contextlib.closing(db):
-            rows = db.execute(f"SELECT event_id, applied, runner, position FROM {table}").fetchall()  # noqa: S608
+            rows = db.execute(f"SELECT event_id, applied, runner, position FROM {table}").fetchall()
         return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
     # ------------------------------------------------------------------ helpers
@@ -103,12 +103,12 @@ class ProjectionSuite(ProviderSuiteBase):
 
     async def _write(self, manager: EventSourcingManager, spec: dict[str, Any], n: int, ids: list[str]) -> None:
         """Append ``n`` events in small batches with pauses, recording their ids; others are noise types."""
-        rnd = random.Random()  # noqa: S311 - test data
+        rnd = random.Random()
         while n > 0:
             k = min(n, rnd.randint(1, 5))
             stream = spec["stream_id"] or f"{spec['table']}-{rnd.randint(0, 4)}"
             batch = [EventData("Counted", {"i": len(ids) + j}, event_id=str(uuid.uuid4())) for j in range(k)]
-            if rnd.random() < 0.2:  # noqa: PLR2004 - an event the projection has no handler for
+            if rnd.random() < 0.2:
                 batch.append(EventData("Ignored", {}))
             await manager.append_events_batch(stream_id=stream, events=batch)
             ids.extend(e.event_id for e in batch if e.event_type == "Counted" and e.event_id)
@@ -139,7 +139,7 @@ class ProjectionSuite(ProviderSuiteBase):
         spec = self._spec(provider, sink_spec, table, None)
         ids: list[str] = []
         writer = asyncio.create_task(self._write(manager, spec, self.events, ids))
-        rnd = random.Random()  # noqa: S311 - kill times
+        rnd = random.Random()
         pids = []
         for _ in range(self.kills):
             proc = await self._start(spec)

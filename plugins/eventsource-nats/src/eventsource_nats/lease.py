@@ -120,7 +120,7 @@ class NatsKvLease(Lease):
         revision = await self._acquire(kv, k, key, token, timeout)
         owner = asyncio.current_task()
         lost: list[BaseException] = []
-        refresher = asyncio.ensure_future(self._refresh(kv, k, token, revision, owner, lost))
+        refresher = asyncio.ensure_future(self._refresh(kv, k, token, revision, owner=owner, lost=lost))
         try:
             yield
         except asyncio.CancelledError:
@@ -161,7 +161,14 @@ class NatsKvLease(Lease):
             await asyncio.sleep(min(POLL, max(deadline - monotonic(), 0)))
 
     async def _refresh(
-        self, kv: Any, k: str, token: bytes, revision: int, owner: asyncio.Task[Any] | None, lost: list[BaseException]
+        self,
+        kv: Any,
+        k: str,
+        token: bytes,
+        revision: int,
+        *,
+        owner: asyncio.Task[Any] | None,
+        lost: list[BaseException],
     ) -> int:
         """Refresh until cancelled; returns the last revision. On a loss, records it and cancels ``owner``."""
         written = monotonic()

@@ -345,3 +345,40 @@ async def test_sqlite_lease_passes_to_another_process_when_the_holder_is_killed(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_two_runners_without_a_lease_still_apply_each_event_once(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """The checkpoint check in the sink transaction fences an overlapping runner (a lease lost, a paused process)."""
+    sink = tmp_path / "read.db"
+    applied: list[tuple[int, str]] = []
+
+    def projection(runner_id: int) -> Projection[sqlite3.Connection]:
+        def row(event: Event, tx: sqlite3.Connection) -> None:
+            tx.execute("CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY)")
+            tx.execute("INSERT INTO seen VALUES (?)", (event.event_id,))  # a duplicate would raise here
+            applied.append((runner_id, event.event_id))
+
+        return Projection("shared", {"Deposited": row}, errors=ErrorPolicy(retries=0))
+
+    runners = [
+        ProjectionRunner(es, batch_size=3, poll_interval=0.05).add(projection(i), SqliteSink(str(sink))) for i in (1, 2)
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    try:
+        for n in range(60):
+            await deposit(es, f"acc-{n % 3}", n)
+            if n % 7 == 0:
+                await asyncio.sleep(0.01)
+        for r in runners:
+            await asyncio.wait_for(r.wait_caught_up("shared"), 60)
+    finally:
+        for r in runners:
+            await r.stop()
+        await asyncio.gather(*tasks)
+    assert read(sink, "SELECT count(*) FROM seen") == [(60,)]
+    committed = {eid for _, eid in applied}  # handler calls of rolled-back batches are in `applied` too
+    assert len(committed) == 60
+    [(position,)] = read(sink, "SELECT position FROM es_checkpoints WHERE name = 'shared'")
+    assert position == await es.get_provider().head_position()

@@ -33,6 +33,11 @@ def _load(path: str) -> type:
     return cls
 
 
+def _at(event: Event, spec: dict[str, Any]) -> int:
+    """The event's place in what the projection follows: its version in one stream, else its position."""
+    return event.version if spec.get("stream_id") else event.position
+
+
 def _projection(spec: dict[str, Any]) -> tuple[Projection[Any], Sink[Any]]:
     table, me = spec["table"], os.getpid()
     if spec["sink"]["kind"] == "sqlite":
@@ -42,7 +47,7 @@ def _projection(spec: dict[str, Any]) -> tuple[Projection[Any], Sink[Any]]:
         )
 
         def counted(event: Event, tx: Any) -> None:
-            tx.execute(sql, (event.event_id, event.position, me))
+            tx.execute(sql, (event.event_id, _at(event, spec), me))
 
         sink: Sink[Any] = SqliteSink(spec["sink"]["url"])
         return Projection(spec["name"], {"Counted": counted}, stream_id=spec.get("stream_id")), sink
@@ -54,7 +59,7 @@ def _projection(spec: dict[str, Any]) -> tuple[Projection[Any], Sink[Any]]:
     ).replace("{table}", table)
 
     async def counted_async(event: Event, tx: Any) -> None:
-        await tx.execute(pg, (event.event_id, event.position, me))
+        await tx.execute(pg, (event.event_id, _at(event, spec), me))
 
     sink = PostgresSink(spec["sink"]["url"], schema=spec["sink"]["schema"])
     return Projection(spec["name"], {"Counted": counted_async}, stream_id=spec.get("stream_id")), sink

@@ -15,6 +15,7 @@ import pytest
 from eventsource.checkpoints import MemoryCheckpointStore, SqliteCheckpointStore
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ValidationError
 from eventsource.manager import EventSourcingManager
+from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
 from eventsource.projections import (
     PARKED_TYPE,
@@ -42,6 +43,17 @@ class TestSqliteProjections(ProjectionSuite):
     @pytest.fixture
     async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
         p = SqliteProvider(f"sqlite:///{tmp_path}/events-{uuid.uuid4().hex[:8]}.db")
+        await p.connect()
+        yield p
+        await p.close()
+
+
+class TestMemoryProjections(ProjectionSuite):
+    """Memory events live in this process: only the in-process (cancellation) test applies."""
+
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[MemoryProvider]:
+        p = MemoryProvider()
         await p.connect()
         yield p
         await p.close()

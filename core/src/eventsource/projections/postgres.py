@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from typing import TYPE_CHECKING, Any
 
 from eventsource.checkpoints.base import Checkpoint, now
@@ -43,6 +44,7 @@ class PostgresSink(Sink[Any]):
         self._async: Any = None
         self._sync: Any = None
         self._lock = asyncio.Lock()
+        self._thread_lock = threading.Lock()  # the sync connection: held by the worker thread, even if cancelled
 
     def __repr__(self) -> str:
         return f"PostgresSink(schema={self.schema!r})"
@@ -90,7 +92,11 @@ class PostgresSink(Sink[Any]):
         if a is not None:
             await a.close()
         if s is not None:
-            await asyncio.to_thread(s.close)
+            await asyncio.to_thread(self._in_thread, s.close)
+
+    def _in_thread(self, fn: Any) -> None:
+        with self._thread_lock:
+            fn()
 
     def _select(self) -> str:
         return f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s FOR UPDATE"  # noqa: S608
@@ -136,8 +142,7 @@ class PostgresSink(Sink[Any]):
                         projection.handle_sync(event, conn)
                     conn.execute(self._upsert(), values)
 
-            async with self._lock:
-                await asyncio.to_thread(run)
+            await asyncio.to_thread(self._in_thread, run)
             return
         async with self._lock:
             conn = await self._aconn()
@@ -161,8 +166,7 @@ class PostgresSink(Sink[Any]):
                     projection.reset_sync(conn)
                     conn.execute(delete, (name, source))
 
-            async with self._lock:
-                await asyncio.to_thread(run)
+            await asyncio.to_thread(self._in_thread, run)
             return
         async with self._lock:
             conn = await self._aconn()

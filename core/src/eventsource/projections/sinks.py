@@ -100,10 +100,10 @@ class SqliteSink(Sink[sqlite3.Connection]):
         await asyncio.to_thread(self._locked, self._conn)
 
     async def close(self) -> None:
-        """Close the connection. Idempotent."""
+        """Close the connection once no batch uses it (a cancelled run's worker thread may). Idempotent."""
         db, self._db = self._db, None
         if db is not None:
-            db.close()
+            await asyncio.to_thread(self._locked, db.close)
 
     def _locked(self, fn: object) -> object:
         with self._lock:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 WAIT = 120.0
 """Seconds a test waits for the runner to apply what must be applied (generous: a shared machine)."""
+CANCEL_WAIT = 30.0
+"""Seconds a cancelled ``run()`` may take to end (it never waits for a store: cancellation should be prompt)."""
 
 
 class ProjectionSuite(ProviderSuiteBase):
@@ -144,8 +146,8 @@ class ProjectionSuite(ProviderSuiteBase):
 
         sink = {"kind": "sqlite", "url": f"sqlite:///{tmp_path}/sink-{uuid.uuid4().hex[:8]}.db"}
         table = f"proj_{uuid.uuid4().hex[:10]}"
-        await asyncio.to_thread(self.create_table, sink, table)
-        spec = self._spec(provider, sink, table, None)
+        await asyncio.to_thread(ProjectionSuite.create_table, self, sink, table)  # this test's sink is SQLite
+        spec = ProjectionSuite._spec(self, provider, sink, table, None)
         sql = (
             f"INSERT INTO {table} (event_id, position, runner, applied) VALUES (?, ?, 0, 1) "
             "ON CONFLICT (event_id) DO UPDATE SET applied = applied + 1"
@@ -165,11 +167,14 @@ class ProjectionSuite(ProviderSuiteBase):
             task = asyncio.create_task(runner().run())
             await asyncio.sleep(rnd.uniform(0.01, 0.2))
             task.cancel()
+            done, _ = await asyncio.wait([task], timeout=CANCEL_WAIT)
+            if not done:
+                pytest.fail(f"ProjectionRunner.run() had not ended {CANCEL_WAIT}s after it was cancelled")
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await writer
         await runner().catch_up(timeout=WAIT)
-        got = await asyncio.to_thread(self.applied, sink, table)
+        got = await asyncio.to_thread(ProjectionSuite.applied, self, sink, table)
         assert set(got) == set(ids)
         twice = {k: v[0] for k, v in got.items() if v[0] != 1}
         assert not twice, f"events applied more than once: {twice}"

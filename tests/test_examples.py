@@ -52,3 +52,15 @@ def test_the_readme_domain_example_runs(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "{'A': 2, 'B': 2}"
+
+
+def test_the_readme_projection_example_runs(tmp_path: Path) -> None:
+    readme = (EXAMPLES.parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    [code] = [b for b in blocks if "ProjectionRunner(" in b]
+    script = tmp_path / "readme_projection.py"
+    script.write_text(code, encoding="utf-8")
+    for _ in range(2):  # the second run appends two more deposits and applies only those
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('acc-1', 84)]"

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 from eventsource.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from eventsource.registry import CheckpointRegistry, CodecRegistry, ProviderRegistry, RetentionRegistry
+    from eventsource.registry import (
+        CheckpointRegistry,
+        CodecRegistry,
+        LeaseRegistry,
+        ProviderRegistry,
+        RetentionRegistry,
+    )
 
 
 @hookimpl
@@ -49,3 +55,11 @@ def eventsource_register_checkpoint_stores(registry: CheckpointRegistry) -> None
 
     registry.add(MemoryCheckpointStore, schemes=("memory",))
     registry.add(SqliteCheckpointStore, schemes=("sqlite",))
+
+
+@hookimpl
+def eventsource_register_leases(registry: LeaseRegistry) -> None:
+    """Register the SQLite file lease (an OS file lock next to the database file)."""
+    from eventsource.sqlite.lease import SqliteFileLease
+
+    registry.add(SqliteFileLease, schemes=("sqlite",))

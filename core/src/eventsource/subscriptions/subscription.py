@@ -190,6 +190,10 @@ class Subscription:
         self._at_tail = True  # one-stream: the last read came back short, so the next may find nothing
         self._head: int | None = None  # one-stream: the store's head taken just before the last read
         self._empty_reads = 0  # reads in a row that found nothing new (a wake-up that keeps firing for nothing)
+        self.reads = 0
+        """Store reads made so far (with :attr:`last_read_empty`, how a projection runner knows it caught up)."""
+        self.last_read_empty = False
+        """Whether the last store read found nothing past what was already read."""
         self.committed: Checkpoint | None = None
         """The last checkpoint this subscription stored or resumed from."""
 
@@ -413,6 +417,8 @@ class Subscription:
             self._head = await self._policy.run(p, "head_position", p.head_position) if self._at_tail else None
             page = await self._stream_page()
             self._at_tail = len(page) < self.page_size
+        self.reads += 1
+        self.last_read_empty = not page
         if self._closed or not page:
             self._empty_reads += 1
             return False

@@ -1,4 +1,4 @@
-"""Entry point of the ``eventsource-nats`` distribution: registers the NATS JetStream provider and checkpoints.
+"""Entry point of the ``eventsource-nats`` distribution: registers the NATS JetStream provider, checkpoints, leases.
 
 nats-py is imported only when a NATS provider is built, not when the plugin host starts.
 """
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import eventsource
 
 if TYPE_CHECKING:
-    from eventsource.registry import CheckpointRegistry, ProviderRegistry
+    from eventsource.registry import CheckpointRegistry, LeaseRegistry, ProviderRegistry
 
 
 @eventsource.hookimpl
@@ -27,3 +27,11 @@ def eventsource_register_checkpoint_stores(registry: CheckpointRegistry) -> None
     from eventsource_nats.checkpoints import NatsCheckpointStore
 
     registry.add(NatsCheckpointStore, schemes=("nats", "nats+tls"))
+
+
+@eventsource.hookimpl
+def eventsource_register_leases(registry: LeaseRegistry) -> None:
+    """Register :class:`~eventsource_nats.lease.NatsKvLease` (a key-value entry that expires unless refreshed)."""
+    from eventsource_nats.lease import NatsKvLease
+
+    registry.add(NatsKvLease, schemes=("nats", "nats+tls"))

@@ -1,0 +1,182 @@
+"""``PostgresSink``: exactly-once projections into PostgreSQL through psycopg (installed with the postgres plugin).
+
+A projection of coroutine handlers gets a ``psycopg.AsyncConnection``, one of plain handlers a
+``psycopg.Connection`` (driven on a worker thread); either way each batch is one transaction that locks
+the projection's row in ``"<schema>"."checkpoints"`` (the table of the postgres plugin's checkpoint store,
+so ``PostgresCheckpointStore(url, schema=...)`` reads it), checks it, runs the handlers and writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from typing import TYPE_CHECKING, Any
+
+from eventsource.checkpoints.base import Checkpoint, now
+from eventsource.errors import ConfigurationError, ProviderUnavailableError
+from eventsource.projections.sinks import Sink, check_expected
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.model import Event
+    from eventsource.projections.projection import Projection
+
+IDENTIFIER = r"^[a-z_][a-z0-9_]{0,39}$"
+
+
+class PostgresSink(Sink[Any]):
+    """Exactly-once projections into the database at ``url`` (a libpq URL or conninfo string).
+
+    :param schema: where the checkpoint table lives (the postgres checkpoint store's default: ``eventsource``).
+    """
+
+    exactly_once = True
+
+    def __init__(self, url: str, *, schema: str = "eventsource") -> None:
+        if not re.match(IDENTIFIER, schema):
+            msg = f"schema must match {IDENTIFIER}"
+            raise ConfigurationError(msg, field="schema")
+        self.url = url
+        self.schema = schema
+        self.table = f'"{schema}"."checkpoints"'
+        self._async: Any = None
+        self._sync: Any = None
+        self._lock = asyncio.Lock()
+        self._thread_lock = threading.Lock()  # the sync connection: held by the worker thread, even if cancelled
+
+    def __repr__(self) -> str:
+        return f"PostgresSink(schema={self.schema!r})"
+
+    def _ddl(self) -> str:
+        return (
+            f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"; CREATE TABLE IF NOT EXISTS {self.table} ('
+            "name text NOT NULL, source text NOT NULL, scope text NOT NULL, position bigint NOT NULL, "
+            "updated_at timestamptz NOT NULL, PRIMARY KEY (name, source))"
+        )
+
+    async def _aconn(self) -> Any:
+        import psycopg
+
+        if self._async is None or self._async.closed:
+            try:
+                self._async = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            except psycopg.OperationalError as e:
+                msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
+                raise ProviderUnavailableError(msg, operation="projection") from e
+            await self._async.execute(self._ddl())
+        return self._async
+
+    def _sconn(self) -> Any:
+        import psycopg
+
+        if self._sync is None or self._sync.closed:
+            try:
+                self._sync = psycopg.Connection.connect(self.url, autocommit=True)
+            except psycopg.OperationalError as e:
+                msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
+                raise ProviderUnavailableError(msg, operation="projection") from e
+            self._sync.execute(self._ddl())
+        return self._sync
+
+    async def open(self) -> None:
+        """Connect and create the checkpoint table if missing."""
+        async with self._lock:
+            await self._aconn()
+
+    async def close(self) -> None:
+        """Close both connections. Idempotent."""
+        a, self._async = self._async, None
+        s, self._sync = self._sync, None
+        if a is not None:
+            await a.close()
+        if s is not None:
+            await asyncio.to_thread(self._in_thread, s.close)
+
+    def _in_thread(self, fn: Any) -> None:
+        with self._thread_lock:
+            fn()
+
+    def _select(self) -> str:
+        return f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s FOR UPDATE"  # noqa: S608
+
+    def _placeholder(self) -> str:
+        """A first batch's row, so ``FOR UPDATE`` has something to lock (rolled back with a failed batch)."""
+        return f"INSERT INTO {self.table} VALUES (%s, %s, %s, -1, now()) ON CONFLICT DO NOTHING"  # noqa: S608
+
+    def _upsert(self) -> str:
+        return (
+            f"INSERT INTO {self.table} (name, source, scope, position, updated_at) VALUES (%s, %s, %s, %s, %s) "  # noqa: S608
+            "ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, position = excluded.position, "
+            "updated_at = excluded.updated_at"
+        )
+
+    async def position(self, name: str, source: str) -> Checkpoint | None:
+        """The stored checkpoint."""
+        async with self._lock:
+            conn = await self._aconn()
+            cur = await conn.execute(
+                f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s", (name, source)  # noqa: S608
+            )
+            row = await cur.fetchone()
+        return None if row is None else Checkpoint(name, source, row[0], int(row[1]))
+
+    async def apply(
+        self, projection: Projection[Any], events: Sequence[Event], checkpoint: Checkpoint, expected: int | None
+    ) -> None:
+        """One transaction: lock and check the checkpoint row, run the handlers, write the row, commit."""
+        cp = checkpoint
+        key = (cp.name, cp.source)
+        values = (cp.name, cp.source, cp.scope, cp.position, now())
+        if projection.is_sync:
+
+            def run() -> None:
+                conn = self._sconn()
+                with conn.transaction():
+                    if expected is None:
+                        conn.execute(self._placeholder(), (*key, cp.scope))
+                    row = conn.execute(self._select(), key).fetchone()
+                    check_expected(_cp(cp, row), cp, expected)
+                    for event in events:
+                        projection.handle_sync(event, conn)
+                    conn.execute(self._upsert(), values)
+
+            await asyncio.to_thread(self._in_thread, run)
+            return
+        async with self._lock:
+            conn = await self._aconn()
+            async with conn.transaction():
+                if expected is None:
+                    await conn.execute(self._placeholder(), (*key, cp.scope))
+                row = await (await conn.execute(self._select(), key)).fetchone()
+                check_expected(_cp(cp, row), cp, expected)
+                for event in events:
+                    await projection.handle(event, conn)
+                await conn.execute(self._upsert(), values)
+
+    async def reset(self, projection: Projection[Any], name: str, source: str) -> None:
+        """The reset hook and the checkpoint's deletion in one transaction."""
+        delete = f"DELETE FROM {self.table} WHERE name = %s AND source = %s"  # noqa: S608
+        if projection.is_sync:
+
+            def run() -> None:
+                conn = self._sconn()
+                with conn.transaction():
+                    projection.reset_sync(conn)
+                    conn.execute(delete, (name, source))
+
+            await asyncio.to_thread(self._in_thread, run)
+            return
+        async with self._lock:
+            conn = await self._aconn()
+            async with conn.transaction():
+                await projection.reset(conn)
+                await conn.execute(delete, (name, source))
+
+
+def _cp(cp: Checkpoint, row: Any) -> Checkpoint | None:
+    """The locked row as a checkpoint; the placeholder row (-1) a first batch inserts counts as none."""
+    if row is None or int(row[1]) < 0:
+        return None
+    return Checkpoint(cp.name, cp.source, row[0], int(row[1]))

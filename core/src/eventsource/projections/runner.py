@@ -1,0 +1,394 @@
+"""``ProjectionRunner``: runs many projections on a manager's subscriptions, each with its own checkpoint.
+
+Each projection reads its event types from one subscription that starts after the checkpoint stored in its
+sink, takes batches of up to ``batch_size`` events and hands each batch to the sink, which runs the handlers
+and stores the checkpoint (in one transaction for SQL sinks). A failing batch is applied again one event at
+a time under the projection's :class:`~eventsource.projections.ErrorPolicy`. With a lease, a projection runs
+only in the process that holds ``projection:<name>``; the others wait and take over when it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from eventsource.checkpoints.base import Checkpoint
+from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError, ValidationError
+from eventsource.lease import Lease
+from eventsource.projections.projection import (
+    CheckpointMovedError,
+    Projection,
+    ProjectionError,
+    ProjectionStoppedError,
+)
+from eventsource.projections.sinks import Sink
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.manager import EventSourcingManager
+    from eventsource.model import Event
+    from eventsource.subscriptions import Subscription
+    from eventsource.sync import SyncEventSourcingManager
+
+log = logging.getLogger("eventsource.projections")
+
+PARKED_TYPE = "ProjectionEventParked"
+"""The event type of a parked event in a dead-letter stream."""
+PARK_NAMESPACE = uuid.UUID("6f1c8f43-5d0e-4a57-9a43-7d0c4e1c2b9a")
+"""Parked events get ids derived from (projection, source, event id): parking one twice appends it once."""
+
+
+@dataclass(slots=True)
+class ProjectionState:
+    """What a runner knows about one of its projections (read it, do not change it)."""
+
+    projection: Projection[Any]
+    sink: Sink[Any]
+    source: str = ""
+    scope: str = "all"
+    position: int | None = None
+    """The checkpoint this runner last stored or read (``None``: none yet)."""
+    read_to: int = 0
+    """How far its subscription has read (events past ``position`` are in a batch or filtered out)."""
+    idle: bool = False
+    """Waiting for events with nothing in flight: everything up to ``read_to`` is applied or skipped."""
+    holding: bool = False
+    """Whether this process runs it now (always ``True`` without a lease, once started)."""
+    parked: int = 0
+    subscription: Subscription | None = field(default=None, repr=False)
+
+
+class ProjectionRunner:
+    """Runs projections (see the module docstring and ``docs/projections.md``).
+
+    :param manager: an :class:`EventSourcingManager` (or a :class:`SyncEventSourcingManager`, for :meth:`run_sync`).
+    :param lease: a :class:`~eventsource.lease.Lease` or a lease URL (``sqlite:///file.db``, ``postgresql://``,
+        ``nats://``): one active runner per projection across processes.
+    :param batch_size: events per sink transaction at most.
+    :param poll_interval: the subscriptions' longest wait without a wake-up.
+    :param lease_wait: how long one attempt to take a lease waits before trying again.
+    """
+
+    def __init__(
+        self,
+        manager: EventSourcingManager | SyncEventSourcingManager,
+        *,
+        lease: Lease | str | None = None,
+        batch_size: int = 100,
+        poll_interval: float = 1.0,
+        lease_wait: float = 1.0,
+    ) -> None:
+        from eventsource.manager import EventSourcingManager
+        from eventsource.sync import SyncEventSourcingManager
+
+        self._facade: SyncEventSourcingManager | None = None
+        if isinstance(manager, SyncEventSourcingManager):
+            self._facade = manager
+            manager = manager.manager
+        if not isinstance(manager, EventSourcingManager):
+            msg = f"manager must be an EventSourcingManager, not {type(manager).__name__}"
+            raise ConfigurationError(msg, field="manager")
+        self.manager = manager
+        if isinstance(lease, str):
+            lease = manager.host.create_lease(lease)
+        if lease is not None and not isinstance(lease, Lease):
+            msg = f"lease must be a Lease or a lease URL, not {type(lease).__name__}"
+            raise ConfigurationError(msg, field="lease")
+        self.lease: Lease | None = lease
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 10_000:  # noqa: PLR2004
+            msg = "batch_size must be an int between 1 and 10000"
+            raise ValidationError(msg, field="batch_size")
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.lease_wait = lease_wait
+        self.states: dict[str, ProjectionState] = {}
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._progress = asyncio.Event()  # set when a projection applies a batch or goes idle
+
+    def __repr__(self) -> str:
+        return f"ProjectionRunner({sorted(self.states)})"
+
+    def add(self, projection: Projection[Any], sink: Sink[Any]) -> ProjectionRunner:
+        """Run ``projection`` into ``sink`` (the runner opens and closes the sink). Returns the runner."""
+        if not isinstance(projection, Projection):
+            msg = f"expected a Projection, not {type(projection).__name__}"
+            raise ConfigurationError(msg, field="projection")
+        if not isinstance(sink, Sink):
+            msg = f"expected a Sink, not {type(sink).__name__}"
+            raise ConfigurationError(msg, field="sink")
+        if projection.name in self.states:
+            msg = f"a projection named {projection.name!r} is already in this runner"
+            raise ConfigurationError(msg, field="name")
+        if not projection.handlers:
+            msg = f"projection {projection.name!r} has no handlers"
+            raise ConfigurationError(msg, field="handlers")
+        p = self.manager.get_provider(projection.provider)
+        st = ProjectionState(projection, sink)
+        st.source = projection.source or p.display_url or p.kind
+        st.scope = "all" if projection.stream_id is None else f"stream:{projection.stream_id}"
+        self.states[projection.name] = st
+        return self
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Run every projection until :meth:`stop`; raises :class:`ProjectionStoppedError` if one stops."""
+        self._stopping = False
+        self._loop = asyncio.get_running_loop()
+        if self.lease is not None:
+            await self.lease.connect()
+        opened: list[Sink[Any]] = []
+        try:
+            for st in self.states.values():
+                await st.sink.open()
+                opened.append(st.sink)
+            async with asyncio.TaskGroup() as tg:
+                for st in self.states.values():
+                    tg.create_task(self._run_one(st), name=f"projection {st.projection.name}")
+        except BaseExceptionGroup as eg:
+            if len(eg.exceptions) == 1:
+                raise eg.exceptions[0]  # noqa: B904 - keeps its own cause (a handler's error)
+            raise
+        finally:
+            for sink in opened:
+                with contextlib.suppress(Exception):
+                    await sink.close()
+            if self.lease is not None:
+                with contextlib.suppress(Exception):
+                    await self.lease.close()
+
+    async def stop(self) -> None:
+        """End :meth:`run` (a batch in flight finishes first). Idempotent."""
+        self._stopping = True
+        for st in self.states.values():
+            if st.subscription is not None:
+                await st.subscription.close()
+
+    def request_stop(self) -> None:
+        """:meth:`stop` from any thread (a signal handler, the thread that called :meth:`run_sync`)."""
+        loop = self._loop
+        self._stopping = True
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(self.stop(), loop)
+
+    async def catch_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a deadline for the whole run
+        """Run until every projection has applied everything stored when it was called, then stop."""
+        task = asyncio.ensure_future(self.run())
+        try:
+            async with asyncio.timeout(timeout):
+                waits = [asyncio.ensure_future(self.wait_caught_up(n)) for n in self.states]
+                done, _ = await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
+                if task not in done:
+                    await asyncio.gather(*waits)
+                for w in waits:
+                    w.cancel()
+        finally:
+            await self.stop()
+            await task
+
+    def run_sync(self) -> None:
+        """:meth:`run`, blocking (on a sync facade's loop when built from a :class:`SyncEventSourcingManager`)."""
+        self._blocking(self.run())
+
+    def catch_up_sync(self, timeout: float | None = None) -> None:
+        """:meth:`catch_up`, blocking."""
+        self._blocking(self.catch_up(timeout))
+
+    def _blocking(self, coro: Any) -> None:
+        if self._facade is None:
+            asyncio.run(coro)
+            return
+        loop = self._facade._loop  # noqa: SLF001 - the facade's own loop runs its providers
+        loop.go_threaded()
+        loop.run(coro)
+
+    async def wait_caught_up(self, name: str) -> None:
+        """Wait until projection ``name`` has applied (or skipped) every event stored when this was called.
+
+        Caught up means: the checkpoint reached the store's head, or the projection is idle and a read of
+        its subscription that began after the call found nothing new (a store's head may lie above its
+        last event, as PostgreSQL's does).
+        """
+        st = self.states[name]
+        head = await self._head(st)
+        sub0 = st.subscription
+        reads0 = sub0.reads if sub0 is not None else 0
+        while not self._caught_up(st, head, sub0, reads0):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), 0.05)
+            self._progress = asyncio.Event()
+
+    @staticmethod
+    def _caught_up(st: ProjectionState, head: int, sub0: Subscription | None, reads0: int) -> bool:
+        if (st.position or 0) >= head or (st.idle and st.read_to >= head):
+            return True
+        sub = st.subscription
+        if not st.idle or sub is None or not sub.last_read_empty:
+            return False
+        # a read in flight when the head was taken may have begun before it: the one after it began after
+        return (sub is not sub0 and sub.reads >= 1) or sub.reads >= reads0 + 2
+    async def _head(self, st: ProjectionState) -> int:
+        p = self.manager.get_provider(st.projection.provider)
+        sid = st.projection.stream_id
+        if sid is None:
+            return await p.head_position() or 0
+        info = await p.get_stream_info(sid)
+        return 0 if info is None else info.version
+
+    async def reset(self, name: str) -> None:
+        """Run the projection's reset hook and delete its checkpoint; its next run replays from the start.
+
+        Do it while no runner runs the projection (or rebuild under a new name: ``docs/projections.md``).
+        """
+        st = self.states[name]
+        await st.sink.open()
+        await st.sink.reset(st.projection, st.projection.name, st.source)
+        st.position = None
+
+    # ------------------------------------------------------------------ one projection
+
+    async def _run_one(self, st: ProjectionState) -> None:
+        while not self._stopping:
+            try:
+                if self.lease is None:
+                    st.holding = True
+                    await self._follow(st)
+                    continue
+                async with self.lease.hold(f"projection:{st.projection.name}", timeout=self.lease_wait):
+                    st.holding = True
+                    try:
+                        await self._follow(st)
+                    finally:
+                        st.holding = False
+            except ProviderTimeoutError:
+                continue  # the lease is held by another process (or the store was slow): try again
+            except ProviderUnavailableError as e:
+                log.warning("projection %s: %s; starting over from its checkpoint", st.projection.name, e)
+                await asyncio.sleep(self.lease_wait)
+
+    async def _follow(self, st: ProjectionState) -> None:
+        """Subscribe after the sink's checkpoint and apply batches until stopped or fenced off."""
+        proj = st.projection
+        cp = await st.sink.position(proj.name, st.source)
+        if cp is not None and cp.scope != st.scope:
+            msg = f"checkpoint {proj.name!r} counts {cp.scope!r}, but the projection counts {st.scope!r}"
+            raise ConfigurationError(msg, field="name")
+        expected = None if cp is None else cp.position
+        st.position = expected
+        start = 0 if cp is None else cp.position + 1
+        sub = self.manager.subscribe(
+            stream_id=proj.stream_id,
+            stream_prefix=proj.stream_prefix,
+            event_types=None if proj.stream_id is not None else proj.event_types,
+            from_position=start if proj.stream_id is None else 0,
+            from_version=max(start, 1),
+            page_size=self.batch_size,
+            poll_interval=self.poll_interval,
+            provider=proj.provider,
+        )
+        st.subscription = sub
+        try:
+            async with sub:
+                if self._stopping:
+                    return
+                while True:
+                    st.read_to, st.idle = sub.position, True
+                    self._progress.set()
+                    batch = [e for e in await sub.next_batch(self.batch_size) if e.event_type in proj.handlers]
+                    st.idle = False
+                    if sub.closed:
+                        return
+                    if batch:
+                        expected = await self._apply(st, batch, expected, sub.position)
+        except CheckpointMovedError as e:
+            log.warning("projection %s: %s; resuming from the stored checkpoint", proj.name, e)
+        finally:
+            st.subscription = None
+            st.idle = False
+
+    async def _apply(self, st: ProjectionState, batch: Sequence[Event], expected: int | None, to: int) -> int:
+        try:
+            await st.sink.apply(st.projection, batch, self._cp(st, to), expected)
+        except (CheckpointMovedError, ProjectionError):
+            raise
+        except Exception:  # noqa: BLE001 - a handler failed: the policy decides, one event at a time
+            if len(batch) == 1:
+                return await self._apply_one(st, batch[0], expected, to, failed=1)
+            for i, event in enumerate(batch):  # again one at a time: find the failing event, keep the others
+                at = to if i == len(batch) - 1 else self._at(st, event)
+                expected = await self._apply_one(st, event, expected, at, failed=0)
+            return to
+        st.position = to
+        self._progress.set()
+        return to
+
+    async def _apply_one(self, st: ProjectionState, event: Event, expected: int | None, to: int, *, failed: int) -> int:
+        policy = st.projection.errors
+        attempt, last = failed, None
+        while True:
+            if attempt > 0:
+                if attempt > policy.retries:
+                    break
+                await asyncio.sleep(policy.pause(attempt))
+            try:
+                await st.sink.apply(st.projection, [event], self._cp(st, to), expected)
+            except (CheckpointMovedError, ProjectionError):
+                raise
+            except Exception as e:  # noqa: BLE001 - a handler's error is the policy's business
+                last = e
+                attempt += 1
+                log.warning("projection %s: event %s failed (attempt %d): %r", st.projection.name, event.event_id,
+                            attempt, e)
+                continue
+            st.position = to
+            self._progress.set()
+            return to
+        if policy.then == "stop":
+            msg = (
+                f"projection {st.projection.name!r} stopped at event {event.event_id!r} ({event.event_type} at "
+                f"{self._at(st, event)}) after {attempt} attempts: {type(last).__name__}: {last}"
+            )
+            raise ProjectionStoppedError(msg, name=st.projection.name, event_id=event.event_id) from last
+        await self._park(st, event, last)
+        await st.sink.apply(st.projection, [], self._cp(st, to), expected)
+        st.position = to
+        return to
+
+    async def _park(self, st: ProjectionState, event: Event, error: BaseException | None) -> None:
+        proj = st.projection
+        policy = proj.errors
+        stream = policy.dead_letter_stream or f"dead-letter-{proj.name}"
+        await self.manager.append_event(
+            stream_id=stream,
+            event_type=PARKED_TYPE,
+            data={
+                "projection": proj.name,
+                "source": st.source,
+                "event_id": event.event_id,
+                "stream_id": event.stream_id,
+                "version": event.version,
+                "position": event.position,
+                "event_type": event.event_type,
+                "data": event.data,
+                "error": f"{type(error).__name__}: {error}",
+            },
+            event_id=str(uuid.uuid5(PARK_NAMESPACE, f"{proj.name}\x00{st.source}\x00{event.event_id}")),
+            causation_id=event.event_id,
+            provider=policy.dead_letter_provider or proj.provider,
+        )
+        st.parked += 1
+        log.error("projection %s: parked event %s in %r", proj.name, event.event_id, stream)
+
+    def _cp(self, st: ProjectionState, to: int) -> Checkpoint:
+        return Checkpoint(st.projection.name, st.source, st.scope, to)
+
+    @staticmethod
+    def _at(st: ProjectionState, event: Event) -> int:
+        return event.position if st.scope == "all" else event.version

@@ -1,0 +1,281 @@
+"""Sinks: where a projection writes, and how its checkpoint commits with what the handlers wrote.
+
+:class:`SqliteSink` gives each batch's handlers a ``sqlite3.Connection`` inside ``BEGIN IMMEDIATE`` and
+writes the checkpoint to the file's ``es_checkpoints`` table (the table of
+:class:`~eventsource.checkpoints.SqliteCheckpointStore`) in that same transaction: exactly once.
+:class:`CheckpointStoreSink` calls handlers with ``None`` and stores the checkpoint afterwards in any
+checkpoint store: at least once (deduplicate on ``event.event_id``).
+The PostgreSQL sink is :class:`eventsource.projections.postgres.PostgresSink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+
+from eventsource.checkpoints.base import Checkpoint, CheckpointStore, now
+from eventsource.checkpoints.sqlite import SCHEMA
+from eventsource.errors import ConfigurationError, ProviderUnavailableError
+from eventsource.projections.projection import CheckpointMovedError, Projection, ProjectionError
+from eventsource.sqlite.settings import path_from_url
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.model import Event
+
+Tx = TypeVar("Tx")
+
+
+class Sink(ABC, Generic[Tx]):
+    """Applies batches of events through a projection's handlers and records its checkpoint."""
+
+    exactly_once: ClassVar[bool] = False
+    """Whether the checkpoint commits atomically with the handlers' writes."""
+
+    async def open(self) -> None:
+        """Connect and create the tracking table. Idempotent."""
+
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    @abstractmethod
+    async def position(self, name: str, source: str) -> Checkpoint | None:
+        """The stored checkpoint of ``name`` on ``source``, or ``None``."""
+
+    @abstractmethod
+    async def apply(
+        self, projection: Projection[Tx], events: Sequence[Event], checkpoint: Checkpoint, expected: int | None
+    ) -> None:
+        """Run the handlers of ``events`` and store ``checkpoint``.
+
+        :param expected: the stored position this runner last saw (``None``: no checkpoint yet); a different
+            one raises :class:`CheckpointMovedError` and (exactly-once sinks) nothing is written.
+        """
+
+    @abstractmethod
+    async def reset(self, projection: Projection[Tx], name: str, source: str) -> None:
+        """Run the projection's reset hook and delete its checkpoint (one transaction where the sink has them)."""
+
+
+class SqliteSink(Sink[sqlite3.Connection]):
+    """Exactly-once projections into a SQLite file (``sqlite:///path.db`` or a path).
+
+    Plain handlers run on a worker thread, coroutine handlers on the runner's event loop; either way one
+    batch is one ``BEGIN IMMEDIATE`` transaction that ends by writing the checkpoint. A handler must not
+    commit or roll back itself (that is detected, and the runner stops).
+    """
+
+    exactly_once = True
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.path = path_from_url(url) if "://" in url else url
+        if self.path == ":memory:":
+            msg = "a SQLite sink needs a file (its checkpoint must outlive the process)"
+            raise ConfigurationError(msg, field="url")
+        self.timeout = timeout
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SqliteSink({self.path!r})"
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(SCHEMA)
+            except sqlite3.Error as e:
+                msg = f"cannot open the SQLite sink {self.path!r}: {e}"
+                raise ProviderUnavailableError(msg, operation="projection") from e
+            self._db = db
+        return self._db
+
+    async def open(self) -> None:
+        """Open the file and create ``es_checkpoints`` if missing."""
+        await asyncio.to_thread(self._locked, self._conn)
+
+    async def close(self) -> None:
+        """Close the connection once no batch uses it (a cancelled run's worker thread may). Idempotent."""
+        db, self._db = self._db, None
+        if db is not None:
+            await asyncio.to_thread(self._locked, db.close)
+
+    def _locked(self, fn: object) -> object:
+        with self._lock:
+            return fn()  # type: ignore[operator]
+
+    async def position(self, name: str, source: str) -> Checkpoint | None:
+        """The checkpoint row in ``es_checkpoints``."""
+
+        def run() -> Checkpoint | None:
+            return _read(self._conn(), name, source)
+
+        out: Checkpoint | None = await asyncio.to_thread(self._locked, run)  # type: ignore[arg-type]
+        return out
+
+    async def apply(
+        self,
+        projection: Projection[sqlite3.Connection],
+        events: Sequence[Event],
+        checkpoint: Checkpoint,
+        expected: int | None,
+    ) -> None:
+        """One transaction: check the checkpoint, run the handlers, write the checkpoint, commit."""
+        if projection.is_sync:
+            await asyncio.to_thread(self._locked, lambda: self._apply_sync(projection, events, checkpoint, expected))
+            return
+        with self._lock:  # coroutine handlers: on the loop, holding the connection for the batch
+            db = self._conn()
+            _begin(db, checkpoint, expected)
+            try:
+                for event in events:
+                    await projection.handle(event, db)
+                _finish(db, checkpoint)
+            except BaseException:
+                _rollback(db)
+                raise
+
+    def _apply_sync(
+        self,
+        projection: Projection[sqlite3.Connection],
+        events: Sequence[Event],
+        checkpoint: Checkpoint,
+        expected: int | None,
+    ) -> None:
+        db = self._conn()
+        _begin(db, checkpoint, expected)
+        try:
+            for event in events:
+                projection.handle_sync(event, db)
+            _finish(db, checkpoint)
+        except BaseException:
+            _rollback(db)
+            raise
+
+    async def reset(self, projection: Projection[sqlite3.Connection], name: str, source: str) -> None:
+        """The reset hook and the checkpoint's deletion in one transaction."""
+        if projection.is_sync:
+
+            def run() -> None:
+                db = self._conn()
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    projection.reset_sync(db)
+                    db.execute("DELETE FROM es_checkpoints WHERE name = ? AND source = ?", (name, source))
+                    _commit(db)
+                except BaseException:
+                    _rollback(db)
+                    raise
+
+            await asyncio.to_thread(self._locked, run)
+            return
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                await projection.reset(db)
+                db.execute("DELETE FROM es_checkpoints WHERE name = ? AND source = ?", (name, source))
+                _commit(db)
+            except BaseException:
+                _rollback(db)
+                raise
+
+
+def _read(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
+    row = db.execute(
+        "SELECT scope, position FROM es_checkpoints WHERE name = ? AND source = ?", (name, source)
+    ).fetchone()
+    return None if row is None else Checkpoint(name, source, row[0], int(row[1]))
+
+
+def _begin(db: sqlite3.Connection, checkpoint: Checkpoint, expected: int | None) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        stored = _read(db, checkpoint.name, checkpoint.source)
+        check_expected(stored, checkpoint, expected)
+    except BaseException:
+        _rollback(db)
+        raise
+
+
+def check_expected(stored: Checkpoint | None, checkpoint: Checkpoint, expected: int | None) -> None:
+    """Raise :class:`CheckpointMovedError` unless the stored checkpoint is where the runner left it."""
+    at = None if stored is None else stored.position
+    if at != expected or (stored is not None and stored.scope != checkpoint.scope):
+        msg = (
+            f"checkpoint {checkpoint.name!r} on {checkpoint.source!r} is at {at}, not {expected}: "
+            "another runner moved it"
+        )
+        raise CheckpointMovedError(msg, name=checkpoint.name, position=at, expected=expected)
+
+
+def _finish(db: sqlite3.Connection, checkpoint: Checkpoint) -> None:
+    if not db.in_transaction:
+        msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
+        raise ProjectionError(msg, name=checkpoint.name)
+    db.execute(
+        "INSERT INTO es_checkpoints (name, source, scope, position, updated_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, position = excluded.position, "
+        "updated_at = excluded.updated_at",
+        (checkpoint.name, checkpoint.source, checkpoint.scope, checkpoint.position, now().isoformat()),
+    )
+    _commit(db)
+
+
+def _commit(db: sqlite3.Connection) -> None:
+    db.execute("COMMIT")
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
+class CheckpointStoreSink(Sink[None]):
+    """At-least-once projections into anything: handlers get ``None``; the checkpoint goes to ``store`` after.
+
+    A crash between a handler's write and the checkpoint replays the batch: handlers deduplicate on
+    ``event.event_id``.
+    """
+
+    exactly_once = False
+
+    def __init__(self, store: CheckpointStore) -> None:
+        if not isinstance(store, CheckpointStore):
+            msg = f"store must be a CheckpointStore, not {type(store).__name__}"
+            raise ConfigurationError(msg, field="store")
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"CheckpointStoreSink({self.store.url!r})"
+
+    async def open(self) -> None:
+        """Connect the checkpoint store."""
+        await self.store.connect()
+
+    async def close(self) -> None:
+        """Close the checkpoint store."""
+        await self.store.close()
+
+    async def position(self, name: str, source: str) -> Checkpoint | None:
+        """The store's checkpoint."""
+        return await self.store.get(name, source)
+
+    async def apply(
+        self, projection: Projection[None], events: Sequence[Event], checkpoint: Checkpoint, expected: int | None
+    ) -> None:
+        """Handlers, then the checkpoint (refused, not moved back, if another runner got further)."""
+        check_expected(await self.store.get(checkpoint.name, checkpoint.source), checkpoint, expected)
+        for event in events:
+            await projection.handle(event, None)
+        await self.store.put(checkpoint)
+
+    async def reset(self, projection: Projection[None], name: str, source: str) -> None:
+        """The reset hook, then the checkpoint's deletion."""
+        await projection.reset(None)
+        await self.store.delete(name, source)

@@ -1,0 +1,192 @@
+"""``NatsKvLease``: a per-key lease on a JetStream key-value entry whose bucket expires entries after ``ttl``.
+
+``hold(key)`` creates the key (a compare-and-set that only succeeds while nobody holds it) and refreshes it
+every ``ttl / 3`` seconds with a compare-and-set on its revision. A holder that dies stops refreshing, the
+entry expires and another process's ``create`` succeeds: the handover takes at most ``ttl`` plus one retry.
+A refresh that fails (the entry was taken over, or the server was unreachable for ``ttl``) marks the lease
+lost: the block is cancelled and leaving it raises :class:`~eventsource.errors.ProviderUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import os
+import socket
+import uuid
+from contextlib import asynccontextmanager, suppress
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.lease import Lease
+
+from eventsource_nats.settings import parse_url
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+POLL = 0.1
+"""Seconds between attempts to create a held key."""
+
+
+class NatsKvLease(Lease):
+    """Exclusive leases in the key-value bucket ``bucket`` (created with ``ttl`` seconds if missing).
+
+    Settings: ``bucket`` (default ``eventsource_leases``) and ``ttl`` (seconds, default 6). An existing
+    bucket keeps its own TTL, which the lease then uses.
+    """
+
+    kind = "nats"
+
+    def __init__(self, url: str, **settings: Any) -> None:
+        bucket = settings.pop("bucket", "eventsource_leases")
+        ttl = settings.pop("ttl", 6.0)
+        if settings:
+            msg = f"unknown settings for lease 'nats': {sorted(settings)}"
+            raise ConfigurationError(msg, field=next(iter(settings)))
+        if not isinstance(bucket, str) or not bucket or not bucket.replace("_", "").replace("-", "").isalnum():
+            msg = "lease bucket names take letters, digits, '-' and '_'"
+            raise ConfigurationError(msg, field="bucket")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl < 1:
+            msg = "ttl must be a number of seconds, at least 1"
+            raise ConfigurationError(msg, field="ttl")
+        super().__init__(url, bucket=bucket, ttl=float(ttl))
+        self.server = parse_url(url)
+        self.bucket = bucket
+        self.ttl = float(ttl)
+        self._nc: Any = None
+        self._kv: Any = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"NatsKvLease({self.server.display!r}, bucket={self.bucket!r}, ttl={self.ttl})"
+
+    async def connect(self) -> None:
+        """Connect and open (or create) the bucket. Idempotent."""
+        async with self._lock:
+            if self._kv is not None:
+                return
+            import nats
+            import nats.js.errors
+
+            s = self.server
+            try:
+                nc = await nats.connect(servers=list(s.servers), user=s.user, password=s.password)
+            except Exception as e:
+                msg = f"cannot reach NATS at {s.display} for leases: {type(e).__name__}"
+                raise ProviderUnavailableError(msg, operation="lease connect") from e
+            js = nc.jetstream()
+            try:
+                try:
+                    kv = await js.key_value(self.bucket)
+                except nats.js.errors.BucketNotFoundError:
+                    try:
+                        kv = await js.create_key_value(bucket=self.bucket, history=1, ttl=self.ttl)
+                    except nats.js.errors.BadRequestError:
+                        kv = await js.key_value(self.bucket)  # created concurrently
+                status = await kv.status()
+            except Exception:
+                await nc.close()
+                raise
+            if not status.ttl:
+                await nc.close()
+                msg = f"the NATS bucket {self.bucket!r} keeps entries forever: a lease there would never expire"
+                raise ConfigurationError(msg, field="bucket")
+            self.ttl = float(status.ttl)
+            self._nc, self._kv = nc, kv
+
+    async def close(self) -> None:
+        """Close the connection (held keys expire after ``ttl``). Idempotent."""
+        nc, self._nc, self._kv = self._nc, None, None
+        if nc is not None:
+            await nc.close()
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
+
+    @asynccontextmanager
+    async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109 - the Lease contract
+        """Hold the lease on ``key`` for the ``async with`` block (see the module docstring)."""
+        kv = self._kv
+        if kv is None:
+            msg = f"lease on {self.server.display} is not connected (call connect() first)"
+            raise ProviderUnavailableError(msg)
+        k = self._key(key)
+        token = json.dumps({"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}).encode()
+        revision = await self._acquire(kv, k, key, token, timeout)
+        owner = asyncio.current_task()
+        lost: list[BaseException] = []
+        refresher = asyncio.ensure_future(self._refresh(kv, k, token, revision, owner=owner, lost=lost))
+        try:
+            yield
+        except asyncio.CancelledError:
+            if lost and owner is not None and owner.uncancel() == 0:
+                raise self._lost(key) from lost[0]
+            raise
+        finally:
+            refresher.cancel()
+            rev = revision
+            with suppress(asyncio.CancelledError):
+                rev = await refresher
+            if not lost:
+                with suppress(Exception):
+                    await kv.delete(k, last=rev)
+        if lost:
+            raise self._lost(key) from lost[0]
+
+    def _lost(self, key: str) -> ProviderUnavailableError:
+        msg = f"the lease on {key!r} was lost while held (not refreshed within {self.ttl}s, or taken over)"
+        return ProviderUnavailableError(msg, key=key, operation="lease")
+
+    async def _acquire(self, kv: Any, k: str, key: str, token: bytes, timeout: float) -> int:  # noqa: ASYNC109
+        import nats.errors
+        import nats.js.errors
+
+        deadline = monotonic() + timeout
+        while True:
+            try:
+                return int(await kv.create(k, token))
+            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+                pass  # held by someone else
+            except (nats.errors.Error, OSError) as e:
+                msg = f"NATS at {self.server.display} failed while taking the lease on {key!r}: {type(e).__name__}"
+                raise ProviderUnavailableError(msg, key=key, operation="lease") from e
+            if monotonic() >= deadline:
+                msg = f"could not acquire the lease on {key!r} within {timeout}s"
+                raise ProviderTimeoutError(msg, key=key, operation="lease")
+            await asyncio.sleep(min(POLL, max(deadline - monotonic(), 0)))
+
+    async def _refresh(
+        self,
+        kv: Any,
+        k: str,
+        token: bytes,
+        revision: int,
+        *,
+        owner: asyncio.Task[Any] | None,
+        lost: list[BaseException],
+    ) -> int:
+        """Refresh until cancelled; returns the last revision. On a loss, records it and cancels ``owner``."""
+        written = monotonic()
+        try:
+            while True:
+                await asyncio.sleep(self.ttl / 3)
+                try:
+                    revision = int(await kv.update(k, token, last=revision))
+                    written = monotonic()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - taken over, or unreachable: decided below
+                    import nats.js.errors
+
+                    if isinstance(e, nats.js.errors.KeyWrongLastSequenceError) or monotonic() - written >= self.ttl:
+                        lost.append(e)
+                        if owner is not None:
+                            owner.cancel()
+                        return revision
+        except asyncio.CancelledError:
+            return revision

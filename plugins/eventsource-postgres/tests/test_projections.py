@@ -1,0 +1,136 @@
+"""The kit's ProjectionSuite with PostgreSQL as the source (into SQLite and into PostgreSQL, handed over by the
+advisory-lock lease), and the PostgreSQL sink's sync and async handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+from eventsource.manager import EventSourcingManager
+from eventsource.plugins import PluginHost
+from eventsource.projections import ErrorPolicy, Projection, ProjectionRunner, ProjectionStoppedError
+from eventsource.projections.postgres import PostgresSink
+from eventsource.testing.projections import ProjectionSuite
+from eventsource_postgres.checkpoints import PostgresCheckpointStore
+
+if TYPE_CHECKING:
+    from eventsource.model import Event
+    from eventsource_postgres import PostgresProvider
+
+
+class TestPostgresProjections(ProjectionSuite):
+    @pytest.fixture
+    async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
+        yield await make_provider()
+
+    @pytest.fixture
+    def lease_url(self, url: str) -> str:
+        return url
+
+
+class TestPostgresProjectionsIntoPostgres(TestPostgresProjections):
+    @pytest.fixture
+    def sink_spec(self, url: str) -> Iterator[dict[str, Any]]:
+        schema = f"sink_{uuid.uuid4().hex[:12]}"
+        yield {"kind": "postgres", "url": url, "schema": schema}
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    def create_table(self, sink: dict[str, Any], table: str) -> None:
+        with psycopg.connect(sink["url"], autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{sink["schema"]}"')
+            conn.execute(
+                f'CREATE TABLE "{sink["schema"]}".{table} '
+                "(event_id text PRIMARY KEY, position bigint, runner int, applied int)"
+            )
+
+    def applied(self, sink: dict[str, Any], table: str) -> dict[str, tuple[int, int, int]]:
+        with psycopg.connect(sink["url"], autocommit=True) as conn:
+            rows = conn.execute(f'SELECT event_id, applied, runner, position FROM "{sink["schema"]}".{table}')
+            return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows.fetchall()}
+
+    def _spec(self, provider: Any, sink: dict[str, Any], table: str, lease: str | None) -> dict[str, Any]:
+        spec = super()._spec(provider, sink, table, lease)
+        spec["table"] = f'"{sink["schema"]}".{table}'  # the worker writes the schema-qualified table
+        return spec
+
+
+@pytest.fixture
+async def es(make_provider: Callable[..., Any]) -> AsyncIterator[EventSourcingManager]:
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
+    await m.register_provider(await make_provider(), name="pg", default=True)
+    yield m
+
+
+@pytest.fixture
+def sink_schema(url: str) -> Iterator[str]:
+    schema = f"sink_{uuid.uuid4().hex[:12]}"
+    yield schema
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def totals(url: str, schema: str) -> list[Any]:
+    with psycopg.connect(url) as conn, contextlib.suppress(psycopg.errors.UndefinedTable):
+        return conn.execute(f'SELECT account, total FROM "{schema}".totals ORDER BY account').fetchall()
+    return []
+
+
+def ddl(schema: str) -> str:
+    return f'CREATE TABLE IF NOT EXISTS "{schema}".totals (account text PRIMARY KEY, total int)'
+
+
+def upsert(schema: str) -> str:
+    return (
+        f'INSERT INTO "{schema}".totals VALUES (%s, %s) '
+        "ON CONFLICT (account) DO UPDATE SET total = totals.total + excluded.total"
+    )
+
+
+async def test_sync_handlers_get_a_psycopg_connection_inside_the_checkpoint_transaction(
+    es: EventSourcingManager, url: str, sink_schema: str
+) -> None:
+    for n in (1, 2, 3):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    p: Projection[psycopg.Connection[Any]] = Projection("totals", errors=ErrorPolicy(retries=0))
+
+    @p.on("Deposited")
+    def deposited(event: Event, tx: psycopg.Connection[Any]) -> None:
+        assert tx.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        tx.execute(ddl(sink_schema))
+        tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
+
+    await ProjectionRunner(es).add(p, PostgresSink(url, schema=sink_schema)).catch_up(timeout=60)
+    assert totals(url, sink_schema) == [("acc-1", 6)]
+    store = PostgresCheckpointStore(url, schema=sink_schema)  # the tracking table is the checkpoint store's
+    try:
+        cp = await store.get("totals", es.get_provider().display_url or "")
+        assert cp is not None and cp.position == [e.position async for e in es.read_all()][-1]
+    finally:
+        await store.close()
+
+
+async def test_async_handler_failure_rolls_back_its_writes_and_the_checkpoint(
+    es: EventSourcingManager, url: str, sink_schema: str
+) -> None:
+    for n in (1, 2, 3):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    p: Projection[psycopg.AsyncConnection[Any]] = Projection("totals", errors=ErrorPolicy(retries=1, backoff=0))
+
+    @p.on("Deposited")
+    async def deposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+        await tx.execute(ddl(sink_schema))
+        await tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
+        if event.data["amount"] == 3:
+            raise RuntimeError("boom")
+
+    with pytest.raises(ProjectionStoppedError):
+        await ProjectionRunner(es).add(p, PostgresSink(url, schema=sink_schema)).catch_up(timeout=60)
+    assert totals(url, sink_schema) == [("acc-1", 3)]  # 1 + 2; the writes of 3 rolled back every time
+    with psycopg.connect(url) as conn:
+        [(position,)] = conn.execute(f'SELECT position FROM "{sink_schema}".checkpoints').fetchall()
+    assert position == [e.position async for e in es.read_all()][1]

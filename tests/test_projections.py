@@ -1,0 +1,396 @@
+"""Projections: the kit's ProjectionSuite on SQLite (a runner SIGKILLed 20 times, a lease handover), plus
+handlers and sinks, the error policy, rebuilds, the sync way to run them and the SQLite file lease."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource.checkpoints import MemoryCheckpointStore, SqliteCheckpointStore
+from eventsource.errors import ConfigurationError, ProviderTimeoutError, ValidationError
+from eventsource.manager import EventSourcingManager
+from eventsource.memory import MemoryProvider
+from eventsource.plugins import PluginHost
+from eventsource.projections import (
+    PARKED_TYPE,
+    CheckpointStoreSink,
+    ErrorPolicy,
+    Projection,
+    ProjectionError,
+    ProjectionRunner,
+    ProjectionStoppedError,
+    SqliteSink,
+)
+from eventsource.sqlite import SqliteProvider
+from eventsource.sqlite.lease import SqliteFileLease
+from eventsource.sync import SyncEventSourcingManager
+from eventsource.testing.projections import ProjectionSuite
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from eventsource.model import Event
+
+
+class TestSqliteProjections(ProjectionSuite):
+    @pytest.fixture
+    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
+        p = SqliteProvider(f"sqlite:///{tmp_path}/events-{uuid.uuid4().hex[:8]}.db")
+        await p.connect()
+        yield p
+        await p.close()
+
+
+class TestMemoryProjections(ProjectionSuite):
+    """Memory events live in this process: only the in-process (cancellation) test applies."""
+
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[MemoryProvider]:
+        p = MemoryProvider()
+        await p.connect()
+        yield p
+        await p.close()
+
+
+@pytest.fixture
+async def es(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
+    m = EventSourcingManager(
+        {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}, "default_provider": "main"},
+        host=PluginHost(),
+    )
+    await m.connect()
+    yield m
+    await m.close()
+
+
+def balances(name: str = "balances", table: str = "balances", **kw: Any) -> Projection[sqlite3.Connection]:
+    """Deposits per account into ``table``."""
+    p: Projection[sqlite3.Connection] = Projection(name, **kw)
+
+    @p.on("Deposited")
+    def deposited(event: Event, tx: sqlite3.Connection) -> None:
+        tx.execute(f"CREATE TABLE IF NOT EXISTS {table} (account TEXT PRIMARY KEY, total INTEGER)")
+        tx.execute(
+            f"INSERT INTO {table} VALUES (?, ?) ON CONFLICT (account) DO UPDATE SET total = total + excluded.total",
+            (event.stream_id, event.data["amount"]),
+        )
+
+    @p.on_reset
+    def reset(tx: sqlite3.Connection) -> None:
+        tx.execute(f"DROP TABLE IF EXISTS {table}")
+
+    return p
+
+
+def read(path: Path, sql: str) -> list[Any]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+async def deposit(es: EventSourcingManager, account: str, *amounts: int) -> None:
+    for a in amounts:
+        await es.append_event(stream_id=account, event_type="Deposited", data={"amount": a})
+
+
+async def test_handlers_and_checkpoint_commit_together_and_a_restart_resumes(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    sink_db = tmp_path / "read.db"
+    await deposit(es, "acc-1", 10, 20)
+    await es.append_event(stream_id="acc-1", event_type="Renamed", data={})  # no handler: skipped
+    await ProjectionRunner(es).add(balances(), SqliteSink(f"sqlite:///{sink_db}")).catch_up(timeout=60)
+    assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 30)]
+    cp = await SqliteCheckpointStore(f"sqlite:///{sink_db}").get("balances", es.get_provider().display_url or "")
+    assert cp is not None and cp.position >= 2  # the checkpoint store reads what the sink committed
+    await deposit(es, "acc-1", 5)
+    await ProjectionRunner(es).add(balances(), SqliteSink(str(sink_db))).catch_up(timeout=60)
+    assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 35)]  # 10 and 20 were not applied again
+
+
+async def test_a_failed_batch_rolls_back_the_handlers_writes_with_the_checkpoint(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    sink_db = tmp_path / "read.db"
+    await deposit(es, "acc-1", 1, 2, 3)
+    p: Projection[sqlite3.Connection] = Projection("rows", errors=ErrorPolicy(retries=0, then="stop"))
+
+    @p.on("Deposited")
+    def row(event: Event, tx: sqlite3.Connection) -> None:
+        tx.execute("CREATE TABLE IF NOT EXISTS seen (n INTEGER)")
+        tx.execute("INSERT INTO seen VALUES (?)", (event.data["amount"],))
+        if event.data["amount"] == 3:
+            raise RuntimeError("boom")
+
+    with pytest.raises(ProjectionStoppedError) as info:
+        await ProjectionRunner(es).add(p, SqliteSink(str(sink_db))).catch_up(timeout=60)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert read(sink_db, "SELECT n FROM seen") == [(1,), (2,)]  # the failing event's row rolled back
+    [(position,)] = read(sink_db, "SELECT position FROM es_checkpoints WHERE name = 'rows'")
+    events = [e async for e in es.read_all()]
+    assert position == events[1].position  # stopped before the failing event
+
+
+async def test_coroutine_handlers_run_in_the_sink_transaction(es: EventSourcingManager, tmp_path: Path) -> None:
+    sink_db = tmp_path / "read.db"
+    await deposit(es, "acc-1", 4)
+    p: Projection[sqlite3.Connection] = Projection("async")
+
+    @p.on("Deposited")
+    async def row(event: Event, tx: sqlite3.Connection) -> None:
+        await asyncio.sleep(0)
+        assert tx.in_transaction
+        tx.execute("CREATE TABLE IF NOT EXISTS seen (n INTEGER)")
+        tx.execute("INSERT INTO seen VALUES (?)", (event.data["amount"],))
+
+    await ProjectionRunner(es).add(p, SqliteSink(str(sink_db))).catch_up(timeout=60)
+    assert read(sink_db, "SELECT n FROM seen") == [(4,)]
+
+
+async def test_a_handler_that_commits_the_transaction_stops_the_runner(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    await deposit(es, "acc-1", 4)
+    p: Projection[sqlite3.Connection] = Projection("rogue", {"Deposited": lambda _e, tx: tx.execute("COMMIT")})
+    with pytest.raises(ProjectionError, match="committed or rolled back"):
+        await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "r.db"))).catch_up(timeout=60)
+
+
+async def test_retries_with_backoff_then_succeeds(es: EventSourcingManager, tmp_path: Path) -> None:
+    await deposit(es, "acc-1", 7)
+    calls: list[int] = []
+
+    def flaky(event: Event, tx: sqlite3.Connection) -> None:
+        calls.append(event.data["amount"])
+        if len(calls) < 3:
+            raise ConnectionError("not yet")
+        tx.execute("CREATE TABLE t (n INTEGER)")
+        tx.execute("INSERT INTO t VALUES (?)", (event.data["amount"],))
+
+    p = Projection("flaky", {"Deposited": flaky}, errors=ErrorPolicy(retries=2, backoff=0.01, then="stop"))
+    await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "r.db"))).catch_up(timeout=60)
+    assert calls == [7, 7, 7]
+    assert read(tmp_path / "r.db", "SELECT n FROM t") == [(7,)]
+
+
+async def test_park_moves_the_event_to_a_dead_letter_stream_once_and_goes_on(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    await deposit(es, "acc-1", 1, 2, 3)
+    bad = ErrorPolicy(retries=1, backoff=0.01, then="park", dead_letter_stream="parked-rows")
+
+    def row(event: Event, tx: sqlite3.Connection) -> None:
+        if event.data["amount"] == 2:
+            raise ValueError("cannot take 2")
+        tx.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+        tx.execute("INSERT INTO t VALUES (?)", (event.data["amount"],))
+
+    runner = ProjectionRunner(es).add(
+        Projection("rows", {"Deposited": row}, errors=bad), SqliteSink(str(tmp_path / "r.db"))
+    )
+    await runner.catch_up(timeout=60)
+    assert read(tmp_path / "r.db", "SELECT n FROM t") == [(1,), (3,)]
+    assert runner.states["rows"].parked == 1
+    parked = [e async for e in es.read_stream("parked-rows")]
+    assert [e.event_type for e in parked] == [PARKED_TYPE]
+    data = parked[0].data
+    assert (data["projection"], data["event_type"], data["data"], data["error"]) == (
+        "rows", "Deposited", {"amount": 2}, "ValueError: cannot take 2"
+    )
+    original = [e async for e in es.read_stream("acc-1")][1]
+    assert data["event_id"] == original.event_id
+    # parking the same event again (a crash between parking and the checkpoint) appends nothing new
+    st = runner.states["rows"]
+    await runner._park(st, original, ValueError("again"))
+    assert len([e async for e in es.read_stream("parked-rows")]) == 1
+
+
+def test_error_policy_and_projection_reject_bad_settings() -> None:
+    with pytest.raises(ValidationError):
+        ErrorPolicy(retries=-1)
+    with pytest.raises(ValidationError):
+        ErrorPolicy(then="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        ErrorPolicy(backoff=float("nan"))
+    p: Projection[None] = Projection("p")
+    p.on("A")(lambda _e, _tx: None)
+    with pytest.raises(ConfigurationError):
+        p.on("A")(lambda _e, _tx: None)
+    with pytest.raises(ValidationError):
+        Projection("")
+    assert ErrorPolicy(backoff=0.1, max_backoff=0.3).pause(3) == pytest.approx(0.3)
+
+
+async def test_runner_rejects_bad_arguments(es: EventSourcingManager, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        ProjectionRunner(es).add(Projection("empty"), SqliteSink(str(tmp_path / "r.db")))
+    with pytest.raises(ConfigurationError):
+        ProjectionRunner(es).add(balances(), "sqlite:///x.db")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        ProjectionRunner(es, batch_size=0)
+    with pytest.raises(ConfigurationError):
+        SqliteSink("sqlite:///:memory:")
+    runner = ProjectionRunner(es).add(balances(), SqliteSink(str(tmp_path / "r.db")))
+    with pytest.raises(ConfigurationError):
+        runner.add(balances(), SqliteSink(str(tmp_path / "r.db")))
+
+
+async def test_rebuild_into_a_new_version_while_the_old_one_keeps_serving(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    sink = tmp_path / "read.db"
+    await deposit(es, "acc-1", 1, 2)
+    live = ProjectionRunner(es, poll_interval=0.05).add(balances("balances.v1", "balances_v1"), SqliteSink(str(sink)))
+    running = asyncio.create_task(live.run())
+    try:
+        await asyncio.wait_for(live.wait_caught_up("balances.v1"), 60)
+        assert read(sink, "SELECT total FROM balances_v1") == [(3,)]
+        # v2 replays from the start into its own table and checkpoint; v1 goes on serving and following
+        rebuild = ProjectionRunner(es).add(balances("balances.v2", "balances_v2"), SqliteSink(str(sink)))
+        await deposit(es, "acc-1", 4)
+        await rebuild.catch_up(timeout=60)
+        await asyncio.wait_for(live.wait_caught_up("balances.v1"), 60)
+        assert read(sink, "SELECT total FROM balances_v1") == read(sink, "SELECT total FROM balances_v2") == [(7,)]
+    finally:
+        await live.stop()
+        await running
+    # switch: readers move to balances_v2; v1 is reset (its hook drops its table, its checkpoint goes)
+    old = ProjectionRunner(es).add(balances("balances.v1", "balances_v1"), SqliteSink(str(sink)))
+    await old.reset("balances.v1")
+    assert read(sink, "SELECT name FROM es_checkpoints") == [("balances.v2",)]
+    assert read(sink, "SELECT total FROM balances_v1") == []
+
+
+async def test_reset_replays_from_the_start(es: EventSourcingManager, tmp_path: Path) -> None:
+    sink = tmp_path / "read.db"
+    await deposit(es, "acc-1", 1, 2)
+    runner = ProjectionRunner(es).add(balances(), SqliteSink(str(sink)))
+    await runner.catch_up(timeout=60)
+    await runner.reset("balances")
+    assert read(sink, "SELECT * FROM balances") == []
+    await runner.catch_up(timeout=60)
+    assert read(sink, "SELECT * FROM balances") == [("acc-1", 3)]
+
+
+async def test_at_least_once_sink_stores_the_checkpoint_after_the_handlers(es: EventSourcingManager) -> None:
+    await deposit(es, "acc-1", 1, 2)
+    seen: list[str] = []
+    store = MemoryCheckpointStore(f"memory://{uuid.uuid4().hex}")
+    p: Projection[None] = Projection("mailer", {"Deposited": lambda e, _tx: seen.append(e.event_id)})
+    await ProjectionRunner(es).add(p, CheckpointStoreSink(store)).catch_up(timeout=60)
+    await deposit(es, "acc-1", 3)
+    await ProjectionRunner(es).add(p, CheckpointStoreSink(store)).catch_up(timeout=60)
+    ids = [e.event_id async for e in es.read_stream("acc-1")]
+    assert seen == ids
+    cp = await store.get("mailer", es.get_provider().display_url or "")
+    assert cp is not None and cp.position == (await es.get_provider().head_position())
+
+
+def test_the_sync_facade_runs_projections(tmp_path: Path) -> None:
+    config = {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}, "default_provider": "main"}
+    with SyncEventSourcingManager(config, host=PluginHost()) as es:
+        for amount in (5, 6):
+            es.append_event(stream_id="acc-9", event_type="Deposited", data={"amount": amount})
+        ProjectionRunner(es).add(balances(), SqliteSink(str(tmp_path / "read.db"))).catch_up_sync(timeout=60)
+        es.append_event(stream_id="acc-9", event_type="Deposited", data={"amount": 1})  # the facade still works
+    assert read(tmp_path / "read.db", "SELECT * FROM balances") == [("acc-9", 11)]
+
+
+# ----------------------------------------------------------------------------- the SQLite file lease
+
+
+async def test_sqlite_lease_excludes_a_second_holder_until_released(tmp_path: Path) -> None:
+    lease = PluginHost().create_lease(f"sqlite:///{tmp_path}/events.db")
+    assert isinstance(lease, SqliteFileLease)
+    await lease.connect()
+    async with lease.hold("projection:a", timeout=1):
+        with pytest.raises(ProviderTimeoutError):
+            async with lease.hold("projection:a", timeout=0.1):
+                pass
+        async with lease.hold("projection:b", timeout=1):  # another key is free
+            pass
+    async with lease.hold("projection:a", timeout=1):
+        pass
+    with pytest.raises(ConfigurationError):
+        SqliteFileLease("sqlite:///:memory:")
+    with pytest.raises(ConfigurationError):
+        SqliteFileLease(f"sqlite:///{tmp_path}/x.db", ttl=3)
+
+
+HOLDER = """
+import asyncio, sys
+from eventsource.sqlite.lease import SqliteFileLease
+async def main():
+    async with SqliteFileLease(sys.argv[1]).hold("projection:x", timeout=30):
+        print("held", flush=True)
+        await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+
+async def test_sqlite_lease_passes_to_another_process_when_the_holder_is_killed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/events.db"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLDER, url, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"held\n"
+        lease = SqliteFileLease(url)
+        with pytest.raises(ProviderTimeoutError):
+            async with lease.hold("projection:x", timeout=0.2):
+                pass
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        async with lease.hold("projection:x", timeout=30):
+            pass
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_two_runners_without_a_lease_still_apply_each_event_once(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """The checkpoint check in the sink transaction fences an overlapping runner (a lease lost, a paused process)."""
+    sink = tmp_path / "read.db"
+    applied: list[tuple[int, str]] = []
+
+    def projection(runner_id: int) -> Projection[sqlite3.Connection]:
+        def row(event: Event, tx: sqlite3.Connection) -> None:
+            tx.execute("CREATE TABLE IF NOT EXISTS seen (event_id TEXT PRIMARY KEY)")
+            tx.execute("INSERT INTO seen VALUES (?)", (event.event_id,))  # a duplicate would raise here
+            applied.append((runner_id, event.event_id))
+
+        return Projection("shared", {"Deposited": row}, errors=ErrorPolicy(retries=0))
+
+    runners = [
+        ProjectionRunner(es, batch_size=3, poll_interval=0.05).add(projection(i), SqliteSink(str(sink))) for i in (1, 2)
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    try:
+        for n in range(60):
+            await deposit(es, f"acc-{n % 3}", n)
+            if n % 7 == 0:
+                await asyncio.sleep(0.01)
+        for r in runners:
+            await asyncio.wait_for(r.wait_caught_up("shared"), 60)
+    finally:
+        for r in runners:
+            await r.stop()
+        await asyncio.gather(*tasks)
+    assert read(sink, "SELECT count(*) FROM seen") == [(60,)]
+    committed = {eid for _, eid in applied}  # handler calls of rolled-back batches are in `applied` too
+    assert len(committed) == 60
+    [(position,)] = read(sink, "SELECT position FROM es_checkpoints WHERE name = 'shared'")
+    assert position == await es.get_provider().head_position()

@@ -366,3 +366,24 @@ async def test_stats_and_health_report_each_checkpoints_lag_when_a_checkpoint_st
         assert "nosuch" in (await broken.health_check())["s"].details["subscriptions_error"]
     finally:
         await broken.close()
+
+
+async def test_a_cancel_that_lands_with_a_wake_up_cancels_the_waiter() -> None:
+    """A waiter cancelled in the same loop turn as the commit that wakes it still ends cancelled.
+
+    ``asyncio.wait_for`` on Python 3.11 returns the result instead when the inner future is done by then, so
+    a cancelled subscription (and a ProjectionRunner cancelled through it) ran on for good.
+    """
+    from eventsource.subscriptions.signal import ChangeSignal
+
+    signal = ChangeSignal()
+    for turns in range(4):  # the cancellation lands 0-3 loop turns after the commit's wake-up was scheduled
+        waiter = asyncio.create_task(signal.wait(signal.count, 5.0))
+        await asyncio.sleep(0)  # the waiter is parked on the signal
+        signal.notify()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if not waiter.cancel():
+            continue  # it had already returned: nothing to cancel
+        with pytest.raises(asyncio.CancelledError):
+            await waiter

@@ -222,7 +222,8 @@ class ProjectionRunner:
         reads0 = sub0.reads if sub0 is not None else 0
         while not self._caught_up(st, head, sub0, reads0):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), 0.05)
+                async with asyncio.timeout(0.05):  # not wait_for: it can drop a cancellation (Python 3.11)
+                    await self._progress.wait()
             self._progress = asyncio.Event()
 
     @staticmethod

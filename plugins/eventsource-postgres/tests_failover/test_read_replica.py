@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import pytest
 from eventsource import EventData, EventSourcingManager
+from eventsource.errors import ConfigurationError
 from pair import Pair
 
 
@@ -150,3 +151,23 @@ async def test_a_subscription_on_the_standby_sees_every_event(standby_pair: Pair
             await asyncio.wait_for(task, timeout=60)
         assert sorted(got) == list(range(20))
         assert len(got) == len(set(got))
+
+
+async def test_a_read_url_on_another_cluster_is_refused_at_connect(standby_pair: Pair) -> None:
+    # a server that is not in recovery answers NULL for its replay position, which read-your-writes took for
+    # "has every write": a read_url naming another cluster's primary served that database's rows as this store's
+    config = {
+        "providers": {
+            "pg": {
+                "url": standby_pair.url(),
+                "settings": {"read_url": "postgresql://postgres@127.0.0.1:5432/test", "read_your_writes": True},
+            }
+        },
+        "timeout": 60,
+    }
+    es = EventSourcingManager(config)
+    with pytest.raises(ConfigurationError) as err:
+        await es.connect()
+    assert err.value.details["field"] == "read_url"
+    assert "another cluster" in str(err.value)
+    await es.close()

@@ -17,6 +17,8 @@ import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from eventsource.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from eventsource_postgres.connection import Connection
 
@@ -24,6 +26,8 @@ log = logging.getLogger("eventsource.postgres")
 
 INSERT_LSN = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 """The primary's WAL insert position as a number: at or past the commit record of every finished write."""
+IDENTITY = "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+"""Which cluster (kept by its standbys, also once promoted) and which database a pool reaches."""
 REPLAY_LSN = "SELECT pg_last_wal_replay_lsn() - '0/0'::pg_lsn"
 """How far a standby has replayed (NULL on a server that is not in recovery: it has every write)."""
 
@@ -56,8 +60,11 @@ class Replica:
         """Open the standby pool; wait (up to ``connect_timeout``) until it has replayed the primary's WAL.
 
         The position is the primary's as it stands now, so the schema it just created or migrated is there.
+        A ``read_url`` reaching another cluster or database is refused: a server not in recovery reports no
+        replay position, which reads as "has every write", so its rows would pass for this store's.
         """
         await self.standby.connect()
+        await self._check_same_store()
         rows = await self.primary.call("connect", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True)
         target = int(rows[0][0])
         deadline = monotonic() + self.primary.settings["connect_timeout"]
@@ -71,6 +78,17 @@ class Replica:
                 )
                 return
             await asyncio.sleep(0.01)
+
+    async def _check_same_store(self) -> None:
+        mine = await self.primary.call("connect", lambda c: self.primary.fetchall(c, IDENTITY, ()), retry=True)
+        theirs = await self.standby.call("connect", lambda c: self.standby.fetchall(c, IDENTITY, ()), retry=True)
+        if tuple(mine[0]) != tuple(theirs[0]):
+            msg = (
+                f"read_url {self.standby.display_url} reaches another cluster or database (system identifier "
+                f"{theirs[0][0]}, database {theirs[0][1]!r}) than url (system identifier {mine[0][0]}, database "
+                f"{mine[0][1]!r}): it must name a standby of the primary, and the same database"
+            )
+            raise ConfigurationError(msg, field="read_url")
 
     async def route(self) -> Connection:
         """The pool a read runs on: the standby once it has replayed this provider's writes, else the primary."""

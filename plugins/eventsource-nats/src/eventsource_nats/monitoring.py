@@ -252,4 +252,3 @@ class Monitor:
         )
         risks, notes = durability_risks(configs, clustered=bool(cluster.get("name")))
         return with_durability(status, risks, notes=notes)
-

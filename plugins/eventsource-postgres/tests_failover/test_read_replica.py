@@ -18,7 +18,7 @@ from typing import Any, Self
 
 import pytest
 from eventsource import EventData, EventSourcingManager
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from pair import Pair
 
 
@@ -202,3 +202,27 @@ async def test_read_your_writes_holds_on_a_read_pool_mixing_standby_and_primary(
             r = await es.append_event(stream_id="order-mix", event_type="Placed", data={})
             seen = [r.event_id in await _ids(es, "order-mix") for _ in range(40)]
         assert all(seen), f"{seen.count(False)} of 40 reads missed this provider's own write"
+
+
+async def test_read_your_writes_after_the_standby_is_promoted(standby_pair: Pair) -> None:
+    # a promoted server keeps answering pg_last_wal_replay_lsn() with where its recovery ended: taken as a
+    # standby's position, every read after a write waited out read_your_writes_timeout, then "fell back"
+    settings = {"read_url": standby_pair.url("prefer-standby"), "read_your_writes": True, "read_your_writes_timeout": 3}
+    config = {"providers": {"pg": {"url": standby_pair.url(), "settings": settings}}, "timeout": 10}
+    async with EventSourcingManager(config) as es:
+        await es.append_event(stream_id="order-p", event_type="Placed", data={})
+        await asyncio.to_thread(standby_pair.kill_primary)
+        await asyncio.to_thread(standby_pair.promote)
+        for _ in range(100):
+            try:
+                r = await es.append_event(stream_id="order-p", event_type="Paid", data={})
+                break
+            except (ProviderUnavailableError, ProviderTimeoutError):
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no append went through on the promoted server")
+        replica = es.get_provider("pg")._replica
+        assert replica is not None
+        for _ in range(3):
+            assert r.event_id in await _ids(es, "order-p")
+        assert (replica.waits, replica.fallbacks) == (0, 0)

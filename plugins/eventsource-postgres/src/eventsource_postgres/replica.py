@@ -35,8 +35,9 @@ INSERT_LSN = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 """The primary's WAL insert position as a number: at or past the commit record of every finished write."""
 IDENTITY = "SELECT system_identifier::text, current_database() FROM pg_control_system()"
 """Which cluster (kept by its standbys, also once promoted) and which database a pool reaches."""
-REPLAY_LSN = "SELECT pg_last_wal_replay_lsn() - '0/0'::pg_lsn"
-"""How far a standby has replayed (NULL on a server that is not in recovery: it has every write)."""
+REPLAY_LSN = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() - '0/0'::pg_lsn END"
+"""How far a standby has replayed; NULL on a server not in recovery, which has every write (a promoted
+standby still answers ``pg_last_wal_replay_lsn()`` with where its recovery ended, hence the guard)."""
 
 
 class Replica:

@@ -183,6 +183,22 @@ class Pair:
                 return
             time.sleep(0.02)
 
+    def cut_standby(self, timeout: float = 30.0) -> None:
+        """Point the standby's walreceiver at a closed port and wait until the primary has no standby.
+
+        Unlike pausing the walreceiver, this drops what sat in its socket buffers: WAL written from now on
+        is on the primary alone, so an asynchronous failover must lose what gets acknowledged meanwhile.
+        """
+        self._append(self.standby_dir / "postgresql.auto.conf", ["primary_conninfo = 'host=127.0.0.1 port=1'"])
+        self._run("pg_ctl", "-D", str(self.standby_dir), "reload")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with psycopg.connect(self.dsn(self.primary_port), autocommit=True) as conn:
+                if not conn.execute("SELECT 1 FROM pg_stat_replication").fetchall():
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"the standby still streamed {timeout}s after its primary_conninfo was cut")
+
     def promote(self) -> None:
         self._run("pg_ctl", "-D", str(self.standby_dir), "-w", "promote")
 

@@ -33,7 +33,7 @@ class TestNatsProviderCurrentServer(ProviderSuite):
 
     @pytest.fixture
     async def provider(self, current_server: Servers) -> AsyncIterator[NatsProvider]:
-        p = await open_provider(current_server.url, batch_mode="atomic")  # every batch atomic, whatever its size
+        p = await open_provider(current_server.url)
         assert p.uses_atomic_batches
         yield p
         await dispose(p)

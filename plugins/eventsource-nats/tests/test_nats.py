@@ -235,7 +235,7 @@ async def test_batch_modes_follow_the_server(machine_provider: NatsProvider, cur
         assert [split_position(x)[1] for x in r.positions] == [0, 1, 2]  # one message
     finally:
         await dispose(env)
-    atomic = await open_provider(current_server.url, batch_mode="atomic")
+    atomic = await open_provider(current_server.url)
     try:
         assert atomic.uses_atomic_batches
         r = await atomic.append("b", [new_event() for _ in range(3)], 0)
@@ -246,30 +246,25 @@ async def test_batch_modes_follow_the_server(machine_provider: NatsProvider, cur
         await dispose(atomic)
 
 
-async def test_auto_batches_on_one_replica_are_envelopes_unless_too_big(current_server: Servers) -> None:
-    """On an R1 stream an atomic batch costs a staged disk write and a sync per commit: ``auto`` sends a
-    batch that fits one message as an envelope, and a bigger one as an atomic batch."""
-    p = await open_provider(current_server.url)
+async def test_an_id_from_a_default_batch_is_not_stored_again_by_another_process(current_server: Servers) -> None:
+    # default settings on a current server with one replica: the batch's ids must each stay known to the
+    # server's dedup, or another process appending one of them alone (no local index entry) stores it twice
+    store = unique_store()
+    first = NatsProvider(current_server.url, **store)
+    await first.connect()
+    other = NatsProvider(current_server.url, **store)
+    await other.connect()
     try:
-        assert p.uses_atomic_batches
-        assert p.capabilities.max_batch_bytes is None  # big batches still go through (atomically)
-        small = [new_event() for _ in range(3)]
-        r = await p.append("auto", small, 0)
-        assert [split_position(x)[1] for x in r.positions] == [0, 1, 2]  # one envelope message
-        big_data = b'"' + b"x" * 60_000 + b'"'
-        big = [new_event(data=big_data) for _ in range(40)]  # 2.4 MB: more than one message can carry
-        r = await p.append("auto", big, 3)
-        assert [split_position(x)[1] for x in r.positions] == [0] * 40  # one message per event
-        assert len({split_position(x)[0] for x in r.positions}) == 40
-        again = await p.append("auto", big, 3)  # an idempotent retry of either layout
-        assert again.duplicate
-        assert (await p.append("auto", small, 0)).duplicate
-        got = [(e.version, e.event_id) async for e in p.read_stream("auto")]
-        assert got == [(i + 1, e.event_id) for i, e in enumerate(small + big)]
-        health = await p.health()
-        assert health.details["batches"] == "envelope, atomic when too big for one message"
+        assert first._conn.replicas == 1
+        batch = [new_event() for _ in range(3)]
+        await first.append("dedup", batch, 0)
+        r = await other.append("dedup", [batch[1]], ANY)
+        assert r.duplicate
+        ids = [e.event_id async for e in other.read_stream("dedup")]
+        assert ids == [e.event_id for e in batch]
     finally:
-        await dispose(p)
+        await other.close()
+        await dispose(first)
 
 
 async def test_partly_truncated_envelope_hides_only_the_deleted_events(machine_provider: NatsProvider) -> None:

@@ -35,10 +35,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not RESULTS:
         return
     terminalreporter.section("PostgreSQL failover: acknowledged events after SIGKILL of the primary + promote")
-    header = f"{'run':<34} {'acked':>7} {'lost':>6} {'doubled':>8} {'unacked found':>14} {'no writer (s)':>14}"
+    header = f"{'run':<40} {'acked':>7} {'lost':>6} {'doubled':>8} {'unacked found':>14} {'no writer (s)':>14}"
     terminalreporter.write_line(header)
     for r in RESULTS:
         terminalreporter.write_line(
-            f"{r['run']:<34} {r['acked']:>7} {r['lost']:>6} {r['doubled']:>8} {r['unacked_found']:>14} "
+            f"{r['run']:<40} {r['acked']:>7} {r['lost']:>6} {r['doubled']:>8} {r['unacked_found']:>14} "
             f"{r['outage']:>14.2f}"
         )

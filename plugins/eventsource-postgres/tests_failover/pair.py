@@ -37,14 +37,20 @@ class Pair:
 
     def __init__(self, *, synchronous: bool) -> None:
         self.synchronous = synchronous
+        self._as_root = os.geteuid() == 0
+        self.bin = bindir()
+        self._place()
+
+    def _place(self) -> None:
+        """A fresh directory and two fresh loopback ports."""
         self.root = Path(tempfile.mkdtemp(prefix="es-pgpair-"))
         self.primary_dir = self.root / "primary"
         self.standby_dir = self.root / "standby"
         self.sockets = self.root / "sock"
         self.primary_port = free_port()
         self.standby_port = free_port()
-        self._as_root = os.geteuid() == 0
-        self.bin = bindir()
+        while self.standby_port == self.primary_port:
+            self.standby_port = free_port()
 
     # -- running the server binaries ------------------------------------------------------------------------
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -53,7 +59,35 @@ class Pair:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
 
-    def start(self) -> Pair:
+    def start(self, attempts: int = 3) -> Pair:
+        """Build and start both servers; on any failure stop what started and remove the directory.
+
+        A port is only known free when it is picked, so a server that cannot bind it (another test or
+        process took it meanwhile) is retried on fresh ports; any other failure raises with the logs.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start()
+            except BaseException as e:
+                logs = self._logs()
+                self.stop()
+                if attempt < attempts and "could not bind" in logs:
+                    self._place()
+                    continue
+                detail = e.stderr if isinstance(e, subprocess.CalledProcessError) else ""
+                msg = f"the pair did not start ({e})\n{detail}\n{logs}"
+                raise RuntimeError(msg) from e
+            return self
+        raise AssertionError("unreachable")
+
+    def _logs(self) -> str:
+        parts = []
+        for name in ("primary.log", "standby.log"):
+            with contextlib.suppress(OSError):
+                parts.append(f"--- {name}\n" + (self.root / name).read_text()[-4000:])
+        return "\n".join(parts)
+
+    def _start(self) -> None:
         self.sockets.mkdir(parents=True)
         if self._as_root:
             shutil.chown(self.root, "postgres", "postgres")
@@ -92,7 +126,6 @@ class Pair:
         self._append(self.standby_dir / "postgresql.auto.conf", [f"port={self.standby_port}"])
         self._run("pg_ctl", "-D", str(self.standby_dir), "-l", str(self.root / "standby.log"), "-w", "start")
         self._wait_streaming()
-        return self
 
     def _append(self, path: Path, lines: list[str]) -> None:
         # written through the server user so the file keeps its owner
@@ -150,8 +183,34 @@ class Pair:
                 return
             time.sleep(0.02)
 
+    def cut_standby(self, timeout: float = 30.0) -> None:
+        """Point the standby's walreceiver at a closed port and wait until the primary has no standby.
+
+        Unlike pausing the walreceiver, this drops what sat in its socket buffers: WAL written from now on
+        is on the primary alone, so an asynchronous failover must lose what gets acknowledged meanwhile.
+        """
+        self._append(self.standby_dir / "postgresql.auto.conf", ["primary_conninfo = 'host=127.0.0.1 port=1'"])
+        self._run("pg_ctl", "-D", str(self.standby_dir), "reload")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with psycopg.connect(self.dsn(self.primary_port), autocommit=True) as conn:
+                if not conn.execute("SELECT 1 FROM pg_stat_replication").fetchall():
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"the standby still streamed {timeout}s after its primary_conninfo was cut")
+
     def promote(self) -> None:
         self._run("pg_ctl", "-D", str(self.standby_dir), "-w", "promote")
+
+    def _alive(self, data: Path) -> bool:
+        pid = self._postmaster_pid(data)
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     def stop(self) -> None:
         for data in (self.primary_dir, self.standby_dir):
@@ -159,7 +218,9 @@ class Pair:
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGQUIT)  # immediate shutdown
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10  # a loaded machine may need more than a moment
+        while time.monotonic() < deadline and any(self._alive(d) for d in (self.primary_dir, self.standby_dir)):
+            time.sleep(0.05)
         for data in (self.primary_dir, self.standby_dir):
             pid = self._postmaster_pid(data)
             if pid is not None:

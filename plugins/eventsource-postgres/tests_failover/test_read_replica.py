@@ -18,6 +18,7 @@ from typing import Any, Self
 
 import pytest
 from eventsource import EventData, EventSourcingManager
+from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from pair import Pair
 
 
@@ -150,3 +151,78 @@ async def test_a_subscription_on_the_standby_sees_every_event(standby_pair: Pair
             await asyncio.wait_for(task, timeout=60)
         assert sorted(got) == list(range(20))
         assert len(got) == len(set(got))
+
+
+async def test_a_read_url_on_another_cluster_is_refused_at_connect(standby_pair: Pair) -> None:
+    # a server that is not in recovery answers NULL for its replay position, which read-your-writes took for
+    # "has every write": a read_url naming another cluster's primary served that database's rows as this store's
+    config = {
+        "providers": {
+            "pg": {
+                "url": standby_pair.url(),
+                "settings": {"read_url": "postgresql://postgres@127.0.0.1:5432/test", "read_your_writes": True},
+            }
+        },
+        "timeout": 60,
+    }
+    es = EventSourcingManager(config)
+    with pytest.raises(ConfigurationError) as err:
+        await es.connect()
+    assert err.value.details["field"] == "read_url"
+    assert "another cluster" in str(err.value)
+    await es.close()
+
+
+async def test_read_your_writes_holds_on_a_read_pool_mixing_standby_and_primary(standby_pair: Pair) -> None:
+    # a read_url spreading reads over several hosts (load_balance_hosts) pools connections to the standby
+    # and to the primary: the replay check and the read must run on the same connection, or a check
+    # answered by the primary (NULL: "has every write") lets a read on the lagging standby miss the write
+    hosts = f"127.0.0.1:{standby_pair.standby_port},127.0.0.1:{standby_pair.primary_port}"
+    read_url = f"postgresql://postgres@{hosts}/postgres?target_session_attrs=any&load_balance_hosts=random"
+    settings = {
+        "read_url": read_url,
+        "read_your_writes": True,
+        "read_your_writes_timeout": 0.1,
+        "pool_min_size": 10,
+        "pool_max_size": 10,
+    }
+    config = {"providers": {"pg": {"url": standby_pair.url(), "settings": settings}}, "timeout": 60}
+    async with EventSourcingManager(config) as es:
+        replica = es.get_provider("pg")._replica
+        assert replica is not None
+        standby = replica.standby
+
+        async def in_recovery(c: Any) -> bool:
+            rows = await standby.fetchall(c, "SELECT pg_is_in_recovery() FROM pg_sleep(0.3)", ())
+            return bool(rows[0][0])
+
+        kinds = await asyncio.gather(*(standby.call("probe", in_recovery, retry=False) for _ in range(10)))
+        assert True in kinds and False in kinds, f"the read pool is not mixed: {kinds}"
+        with Held(standby_pair):
+            r = await es.append_event(stream_id="order-mix", event_type="Placed", data={})
+            seen = [r.event_id in await _ids(es, "order-mix") for _ in range(40)]
+        assert all(seen), f"{seen.count(False)} of 40 reads missed this provider's own write"
+
+
+async def test_read_your_writes_after_the_standby_is_promoted(standby_pair: Pair) -> None:
+    # a promoted server keeps answering pg_last_wal_replay_lsn() with where its recovery ended: taken as a
+    # standby's position, every read after a write waited out read_your_writes_timeout, then "fell back"
+    settings = {"read_url": standby_pair.url("prefer-standby"), "read_your_writes": True, "read_your_writes_timeout": 3}
+    config = {"providers": {"pg": {"url": standby_pair.url(), "settings": settings}}, "timeout": 10}
+    async with EventSourcingManager(config) as es:
+        await es.append_event(stream_id="order-p", event_type="Placed", data={})
+        await asyncio.to_thread(standby_pair.kill_primary)
+        await asyncio.to_thread(standby_pair.promote)
+        for _ in range(100):
+            try:
+                r = await es.append_event(stream_id="order-p", event_type="Paid", data={})
+                break
+            except (ProviderUnavailableError, ProviderTimeoutError):
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no append went through on the promoted server")
+        replica = es.get_provider("pg")._replica
+        assert replica is not None
+        for _ in range(3):
+            assert r.event_id in await _ids(es, "order-p")
+        assert (replica.waits, replica.fallbacks) == (0, 0)

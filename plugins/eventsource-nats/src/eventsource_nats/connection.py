@@ -75,12 +75,7 @@ class Connection:
         self.server_version: tuple[int, int, int] = (0, 0, 0)
         self.replicas = 1
         self.atomic = False
-        """Whether multi-event appends can use atomic batch publish (else one envelope message)."""
-        self.prefer_envelope = False
-        """Whether a batch that fits one message goes as an envelope even though atomic batches are on.
-
-        ``batch_mode="auto"`` on a one-replica stream: there the server stages an atomic batch on disk and
-        syncs it at commit, several times the cost of one envelope message (docs/internals/nats.md)."""
+        """Whether multi-event appends use atomic batch publish (else one envelope message)."""
         self.stream_wide = False
         """Whether appends check the stream-wide sequence (replicated stream on a server before 2.9.21)."""
         self.max_payload = 1024 * 1024
@@ -241,7 +236,6 @@ class Connection:
                 raise ConfigurationError(msg, field="replicas")
             self.stream_wide = True
         self.atomic = want_atomic and bool(info.config.allow_atomic)
-        self.prefer_envelope = self.atomic and s["batch_mode"] == "auto" and self.replicas == 1
         for bucket in self.names.buckets:
             try:
                 kv = await js.key_value(bucket)

@@ -147,7 +147,7 @@ class Monitor:
         messages = sum(int(c) for _, c in ranked)
         per_message = sum(exact) / messages if messages else 1.0
         estimated = ("total_events", "events_by_type", "last_event_at")
-        if not conn.atomic or conn.prefer_envelope:  # some messages hold several events
+        if not conn.atomic:
             estimated = (*estimated, "events_by_stream")
         last_ts = (state.get("state") or {}).get("last_ts")
         last_at = _server_time(last_ts) if last_ts and subjects else None
@@ -234,7 +234,7 @@ class Monitor:
             "replicas": int(cfg.get("num_replicas", 1)),
             "storage": cfg.get("storage"),
             "duplicate_window_s": float(cfg.get("duplicate_window", 0)) / 1e9,
-            "batches": batch_layout(conn),
+            "batches": "atomic" if conn.atomic else "envelope",
             "occ": conn.occ_mode,
             "messages": int(resp["state"]["messages"]),
             "leader": (cluster or {}).get("leader"),
@@ -252,10 +252,3 @@ class Monitor:
         )
         risks, notes = durability_risks(configs, clustered=bool(cluster.get("name")))
         return with_durability(status, risks, notes=notes)
-
-
-def batch_layout(conn: Connection) -> str:
-    """How multi-event appends are stored: ``atomic``, ``envelope``, or envelopes with atomic for big ones."""
-    if not conn.atomic:
-        return "envelope"
-    return "envelope, atomic when too big for one message" if conn.prefer_envelope else "atomic"

@@ -16,7 +16,7 @@ from eventsource_nats.append import Appender
 from eventsource_nats.connection import Connection
 from eventsource_nats.index import IdIndex
 from eventsource_nats.live import Live
-from eventsource_nats.monitoring import Monitor, batch_layout
+from eventsource_nats.monitoring import Monitor
 from eventsource_nats.naming import Names
 from eventsource_nats.publish import Publisher
 from eventsource_nats.reads import Reader
@@ -60,7 +60,7 @@ def _capabilities(conn: Connection) -> Capabilities:
         max_batch_bytes=None if conn.atomic else conn.max_payload - 8 * MESSAGE_OVERHEAD,
         unsupported=UNSUPPORTED,
         extra={
-            "batches": batch_layout(conn),
+            "batches": "atomic batch publish" if conn.atomic else "one envelope message",
             "occ": conn.occ_mode,
             "server_version": ".".join(map(str, conn.server_version)),
             "delete_events_before": RETENTION_SCANS[conn.settings["retention_scan"]],

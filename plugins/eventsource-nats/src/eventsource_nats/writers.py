@@ -5,8 +5,7 @@ stream-wide ``Nats-Expected-Last-Sequence``) set from the stream's :class:`Tail`
 a write that raced in between, and ``Nats-Msg-Id`` so a retry inside the duplicate window is answered
 with the original sequence; that answer is checked against the stored message before it counts as
 this append. A batch is one envelope message, or on servers with atomic batch publish one message per
-event committed atomically (on a one-replica stream only when it is too big for one message). A
-successful write updates the tail cache and the event-id index.
+event committed atomically. A successful write updates the tail cache and the event-id index.
 """
 
 from __future__ import annotations
@@ -69,14 +68,8 @@ class Writer:
 
     async def write(self, sid: str, token: str, events: list[NewEvent], tail: Tail) -> AppendResult:
         """Publish ``events`` after ``tail``; :class:`WrongSequence` if the server saw another write first."""
-        n = len(events)
-        if n > 1 and self.conn.atomic and n <= ATOMIC_BATCH_LIMIT:
-            if not self.conn.prefer_envelope:
-                return await self._write_atomic(sid, token, events, tail)
-            body = records.encode(events, None if token_is_reversible(token) else sid)
-            if len(body) + MESSAGE_OVERHEAD > self.conn.max_payload:  # too big for one message: atomic
-                return await self._write_atomic(sid, token, events, tail)
-            return await self._write_message(sid, token, events, tail, body)
+        if len(events) > 1 and self.conn.atomic and len(events) <= ATOMIC_BATCH_LIMIT:
+            return await self._write_atomic(sid, token, events, tail)
         return await self._write_message(sid, token, events, tail)
 
     def check_fits(self, sid: str, token: str, events: list[NewEvent]) -> None:
@@ -95,10 +88,8 @@ class Writer:
             msg = f"{what} is {size} bytes as a NATS message; the server's max_payload is {max_payload}"
             raise ValidationError(msg, field="events", size=size, limit=max_payload)
 
-    async def _write_message(
-        self, sid: str, token: str, events: list[NewEvent], tail: Tail, body: bytes | None = None
-    ) -> AppendResult:
-        """One message holding every event (a single event, or an envelope); ``body``: already encoded."""
+    async def _write_message(self, sid: str, token: str, events: list[NewEvent], tail: Tail) -> AppendResult:
+        """One message holding every event (a single event, or an envelope)."""
         self.conn.require()
         n = len(events)
         last_version = tail.version + n
@@ -112,8 +103,7 @@ class Writer:
             headers[HDR_EXPECTED_SUBJECT_SEQ] = str(tail.seq)
         if n > 1:  # readers take a missing Vx-Count as 1
             headers[HDR_COUNT] = str(n)
-        if body is None:
-            body = records.encode(events, None if token_is_reversible(token) else sid)
+        body = records.encode(events, None if token_is_reversible(token) else sid)
         if len(body) + 1024 > self.conn.max_payload:
             self._check_size(body, headers, "the event" if n == 1 else f"the batch of {n} events")
         subject = f"{self._events_prefix}{token}"

@@ -112,7 +112,11 @@ class PostgresProvider(Provider):
         """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema."""
         await self._conn.connect()
         if self._replica is not None:
-            await self._replica.connect()  # after the primary: waits until the standby has its schema
+            try:
+                await self._replica.connect()  # after the primary: waits until the standby has its schema
+            except BaseException:
+                await self.close()
+                raise
         if self.settings["live_notify"]:
             await self._live.install()
         if self.settings["sync_inline"] and inline_io_allowed():

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
     from eventsource_postgres.connection import Connection
+    from eventsource_postgres.replica import Checked
     from eventsource_postgres.statements import Statements
 
 
@@ -28,7 +29,7 @@ class Queries:
     """Filtered, counted pages of one store's events."""
 
     def __init__(
-        self, conn: Connection, sql: Statements, route: Callable[[], Awaitable[Connection]] | None = None
+        self, conn: Connection, sql: Statements, route: Callable[[], Awaitable[Connection | Checked]] | None = None
     ) -> None:
         self.conn = conn
         self.sql = sql

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from eventsource.model import EventRow
 
     from eventsource_postgres.connection import Connection
+    from eventsource_postgres.replica import Checked
     from eventsource_postgres.statements import Statements
 
 
@@ -31,14 +32,14 @@ class Reader:
     """Paged reads of one store."""
 
     def __init__(
-        self, conn: Connection, sql: Statements, route: Callable[[], Awaitable[Connection]] | None = None
+        self, conn: Connection, sql: Statements, route: Callable[[], Awaitable[Connection | Checked]] | None = None
     ) -> None:
         self.conn = conn
         self.sql = sql
         self._route = route
         """Picks the pool of each read (a standby, see :mod:`~eventsource_postgres.replica`); else ``conn``."""
 
-    async def _pool(self) -> Connection:
+    async def _pool(self) -> Connection | Checked:
         return self.conn if self._route is None else await self._route()
 
     async def stream_pages(

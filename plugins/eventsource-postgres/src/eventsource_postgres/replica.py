@@ -14,18 +14,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from eventsource.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from psycopg import AsyncConnection
+
     from eventsource_postgres.connection import Connection
+
+T = TypeVar("T")
 
 log = logging.getLogger("eventsource.postgres")
 
 INSERT_LSN = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 """The primary's WAL insert position as a number: at or past the commit record of every finished write."""
-REPLAY_LSN = "SELECT pg_last_wal_replay_lsn() - '0/0'::pg_lsn"
-"""How far a standby has replayed (NULL on a server that is not in recovery: it has every write)."""
+IDENTITY = "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+"""Which cluster (kept by its standbys, also once promoted) and which database a pool reaches."""
+REPLAY_LSN = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() - '0/0'::pg_lsn END"
+"""How far a standby has replayed; NULL on a server not in recovery, which has every write (a promoted
+standby still answers ``pg_last_wal_replay_lsn()`` with where its recovery ended, hence the guard)."""
 
 
 class Replica:
@@ -38,9 +50,10 @@ class Replica:
         self.timeout: float = primary.settings["read_your_writes_timeout"]
         self.written = 0
         """The highest WAL position this provider's writes are known to end at (0: nothing written)."""
-        self.replayed = 0
-        """The highest replay position seen on the standby (a read up to it needs no check)."""
+        self._seen: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        """The replay position last seen per pooled connection (a read up to it needs no check there)."""
         self.waits = 0
+        """Reads that waited for the standby's replay."""
         self.fallbacks = 0
 
     async def after_write(self) -> None:
@@ -56,8 +69,11 @@ class Replica:
         """Open the standby pool; wait (up to ``connect_timeout``) until it has replayed the primary's WAL.
 
         The position is the primary's as it stands now, so the schema it just created or migrated is there.
+        A ``read_url`` reaching another cluster or database is refused: a server not in recovery reports no
+        replay position, which reads as "has every write", so its rows would pass for this store's.
         """
         await self.standby.connect()
+        await self._check_same_store()
         rows = await self.primary.call("connect", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True)
         target = int(rows[0][0])
         deadline = monotonic() + self.primary.settings["connect_timeout"]
@@ -72,27 +88,54 @@ class Replica:
                 return
             await asyncio.sleep(0.01)
 
-    async def route(self) -> Connection:
-        """The pool a read runs on: the standby once it has replayed this provider's writes, else the primary."""
-        target = self.written
-        if not self.read_your_writes or target <= self.replayed:
+    async def _check_same_store(self) -> None:
+        mine = await self.primary.call("connect", lambda c: self.primary.fetchall(c, IDENTITY, ()), retry=True)
+        theirs = await self.standby.call("connect", lambda c: self.standby.fetchall(c, IDENTITY, ()), retry=True)
+        if tuple(mine[0]) != tuple(theirs[0]):
+            msg = (
+                f"read_url {self.standby.display_url} reaches another cluster or database (system identifier "
+                f"{theirs[0][0]}, database {theirs[0][1]!r}) than url (system identifier {mine[0][0]}, database "
+                f"{mine[0][1]!r}): it must name a standby of the primary, and the same database"
+            )
+            raise ConfigurationError(msg, field="read_url")
+
+    async def route(self) -> Connection | Checked:
+        """The pool a read runs on: the standby's, checked per connection when this provider has written."""
+        if not self.read_your_writes or self.written == 0:
             return self.standby
-        self.waits += 1
+        return Checked(self, self.written)
+
+    async def caught_up(self, c: Any, target: int) -> bool:
+        """Whether the server behind connection ``c`` has replayed up to ``target``, waiting up to the timeout.
+
+        Asked on the connection the read then runs on: a read pool may reach several servers (a
+        ``prefer-standby`` URL that fell back to the primary, ``load_balance_hosts``), and one server's
+        answer says nothing about another's. A server not in recovery (the primary: the identity check at
+        connect keeps other clusters out) has every write.
+        """
+        if self._seen.get(c, 0) >= target:
+            return True
         deadline = monotonic() + self.timeout
         delay = 0.001
+        waited = False
         while True:
-            replayed = await self._replay_position()
-            if replayed is None or replayed >= target:
-                self.replayed = max(self.replayed, replayed or target)
-                return self.standby
+            rows = await self.standby.fetchall(c, REPLAY_LSN, ())
+            value = rows[0][0]
+            if value is None or int(value) >= target:
+                if value is not None:
+                    self._seen[c] = int(value)
+                self.waits += waited
+                return True
             if monotonic() >= deadline:
+                self.waits += waited
                 self.fallbacks += 1
                 log.warning(
                     "standby %s has not replayed this provider's writes within %.3gs; reading from the primary",
                     self.standby.display_url,
                     self.timeout,
                 )
-                return self.primary
+                return False
+            waited = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
@@ -113,3 +156,38 @@ class Replica:
             "fallbacks": self.fallbacks,
             "pool": pool.get_stats() if pool is not None else {},
         }
+
+
+class Checked:
+    """The standby pool for one read under read-your-writes: each call first checks its own connection.
+
+    When that connection's server has not replayed ``target`` within the timeout, the call runs on the
+    primary instead.
+    """
+
+    def __init__(self, replica: Replica, target: int) -> None:
+        self.replica = replica
+        self.target = target
+        self.settings = replica.standby.settings
+
+    async def call(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, retry: bool) -> T:
+        """Run ``fn`` on a standby connection that has replayed ``target``, else on the primary."""
+        behind = False
+
+        async def checked(c: AsyncConnection[Any]) -> T | None:
+            nonlocal behind
+            if await self.replica.caught_up(c, self.target):
+                return await fn(c)
+            behind = True
+            return None
+
+        result = await self.replica.standby.call(operation, checked, retry=retry)
+        if behind:
+            return await self.replica.primary.call(operation, fn, retry=retry)
+        return cast("T", result)
+
+    async def fetchall(
+        self, conn: AsyncConnection[Any], query: str, params: Sequence[Any], *, binary: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """As :meth:`Connection.fetchall` (the statement itself does not depend on the pool)."""
+        return await self.replica.standby.fetchall(conn, query, params, binary=binary)

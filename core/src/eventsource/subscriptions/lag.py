@@ -91,8 +91,8 @@ async def checkpoint_lag(
 
 
 def source_of(p: Provider) -> str:
-    """The ``source`` a subscription on ``p`` records by default (its masked URL, else its kind)."""
-    return p.display_url or p.kind
+    """The ``source`` a subscription on ``p`` records by default (``p.checkpoint_source``)."""
+    return p.checkpoint_source
 
 
 async def lag_report(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -34,9 +35,8 @@ async def test_two_stores_in_one_database_keep_their_own_checkpoints(
         cfg_a, cfg_b = {"schema": a.names.schema}, {"schema": b.names.schema}
     else:  # one schema, two table prefixes
         cfg_a, cfg_b = {"schema": shared, "table_prefix": "a_"}, {"schema": shared, "table_prefix": "b_"}
-    m = EventSourcingManager(
-        {"providers": {"a": {"url": url, "settings": cfg_a}, "b": {"url": url, "settings": cfg_b}}, "default_provider": "a"}
-    )
+    providers = {"a": {"url": url, "settings": cfg_a}, "b": {"url": url, "settings": cfg_b}}
+    m = EventSourcingManager({"providers": providers, "default_provider": "a"})
     await m.connect()
     try:
         for n in range(3):
@@ -64,3 +64,32 @@ def test_the_default_schema_keeps_the_plain_url_as_its_source(url: str) -> None:
     p = PostgresProvider(url)  # never connected: the identity is the settings'
     assert p.checkpoint_source == p.display_url  # checkpoints stored before schemas were told apart still resume
     assert PostgresProvider(url, schema="x").checkpoint_source == f"{p.display_url}#schema=x"
+
+
+async def test_health_does_not_wait_on_a_running_transaction_to_measure_lag(
+    url: str, make_provider: Callable[..., Any], tmp_path: Any
+) -> None:
+    from eventsource.checkpoints import Checkpoint, SqliteCheckpointStore
+
+    schema = (await make_provider()).names.schema
+    cps = f"sqlite:///{tmp_path}/cps.db"
+    # read_all waits up to visibility_wait for a running transaction below the rows it found
+    settings = {"schema": schema, "visibility_wait": 3600}
+    m = EventSourcingManager({"providers": {"pg": {"url": url, "settings": settings}}, "checkpoint_store": cps})
+    await m.connect()
+    blocker = await psycopg.AsyncConnection.connect(url)  # autocommit off: the transaction stays open
+    try:
+        await blocker.execute("SELECT txid_current()")  # holds pg_snapshot_xmin below what is appended next
+        await m.append_events_batch(stream_id="held-1", events=[EventData("Placed", {"n": 1})])
+        store = SqliteCheckpointStore(cps)
+        await store.put(Checkpoint("proj", m.get_provider().checkpoint_source, "all", 0))
+        await store.close()
+        health = (await asyncio.wait_for(m.health_check(), 60))["pg"]  # before: an hour, the visibility_wait
+        lag = health.details["subscriptions"]["proj"]
+        assert health.healthy and lag["seconds"] is None and lag["events"] is None, lag  # not measured, said so
+        assert "running transaction" in lag["note"]
+        stats = (await asyncio.wait_for(m.get_stats(), 60))["pg"]
+        assert stats.extra["subscriptions"]["proj"]["events"] is None
+    finally:
+        await blocker.close()
+        await m.close()

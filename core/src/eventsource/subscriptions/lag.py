@@ -8,6 +8,8 @@ position; seconds are the age of the oldest event the checkpoint has not passed 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,14 @@ from eventsource.subscriptions.subscription import first_page
 
 COUNT_CAP = 1000
 """Events past a checkpoint that lag counts one by one (one read); beyond it ``events_capped`` is set."""
+
+READ_WAIT = 1.0
+"""Seconds lag waits for the read past a checkpoint (PostgreSQL's ``read_all`` waits for running transactions)."""
+
+NOT_MEASURED = (
+    "events and seconds not measured: the read past the checkpoint did not answer within {wait:g}s "
+    "(on PostgreSQL, a running transaction holds the events back; the subscription waits for it too)"
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -35,11 +45,13 @@ class SubscriptionLag:
     :param positions: ``head - position`` (never below 0), or ``None`` with ``head``. In the store's position
         units: gaps count, and on PostgreSQL positions are sparse (transaction ids shifted), so read
         ``events`` there.
-    :param events: events readable past the checkpoint, counted up to :data:`COUNT_CAP`.
+    :param events: events readable past the checkpoint, counted up to :data:`COUNT_CAP`; ``None`` when the
+        read did not answer within :data:`READ_WAIT` (``note`` says why).
     :param events_capped: ``events`` stopped at the cap (there are at least that many).
     :param seconds: how long the oldest event past the checkpoint has been stored; ``0.0`` when none is
-        readable past it.
+        readable past it; ``None`` with ``events``.
     :param updated_at: when the checkpoint was last stored.
+    :param note: why ``events`` and ``seconds`` are ``None``.
     """
 
     name: str
@@ -48,10 +60,11 @@ class SubscriptionLag:
     position: int
     head: int | None
     positions: int | None
-    events: int
+    events: int | None
     events_capped: bool
-    seconds: float
+    seconds: float | None
     updated_at: datetime | None
+    note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``updated_at`` as ISO 8601)."""
@@ -90,6 +103,26 @@ async def checkpoint_lag(
     )
 
 
+async def bounded_lag(
+    p: Provider, policy: CallPolicy, cp: Checkpoint, *, wait: float = READ_WAIT
+) -> SubscriptionLag:
+    """:func:`checkpoint_lag`, or, when it takes longer than ``wait``, the head alone with a ``note``.
+
+    Stats and health use this: they answer promptly whatever the store's reads wait for.
+    """
+    with contextlib.suppress(TimeoutError):
+        return await asyncio.wait_for(checkpoint_lag(p, policy, cp), wait)
+    head = await asyncio.wait_for(policy.run(p, "head_position", p.head_position), wait)
+    if cp.scope.startswith("stream:"):
+        head = None  # the store's head is not the stream's version
+    positions = None if head is None else max(head - cp.position, 0)
+    note = NOT_MEASURED.format(wait=wait)
+    return SubscriptionLag(
+        cp.name, cp.source, cp.scope, cp.position, head, positions, None, events_capped=False, seconds=None,
+        updated_at=cp.updated_at, note=note,
+    )  # fmt: skip
+
+
 def source_of(p: Provider) -> str:
     """The ``source`` a subscription on ``p`` records by default (``p.checkpoint_source``)."""
     return p.checkpoint_source
@@ -100,23 +133,33 @@ async def lag_report(
 ) -> dict[str, dict[str, Any]]:
     """For each provider: ``{"subscriptions": {name: lag dict}}``, or ``{"subscriptions_error": message}``.
 
-    Opens the checkpoint store at ``url`` for the call; a failure is reported per provider, never raised.
+    Opens the checkpoint store at ``url`` for the call; a failure is reported per provider, never raised, and
+    each read waits at most :data:`READ_WAIT` (see :func:`bounded_lag`).
     """
-    out: dict[str, dict[str, Any]] = {}
     store: CheckpointStore | None = None
     try:
         store = host.create_checkpoint_store(url)
         await store.connect()
-        for name, p in providers.items():
-            lags = [await checkpoint_lag(p, policy, cp) for cp in await store.list(source_of(p))]
-            out[name] = {"subscriptions": {lag.name: lag.as_dict() for lag in lags}}
     except Exception as e:  # noqa: BLE001 - stats and health report a failing checkpoint store, never raise
-        error = f"{type(e).__name__}: {e}"
-        return {name: out.get(name, {"subscriptions_error": error}) for name in providers}
-    finally:
         if store is not None:
+            with contextlib.suppress(Exception):
+                await store.close()
+        error = f"{type(e).__name__}: {e}"
+        return {name: {"subscriptions_error": error} for name in providers}
+    try:
+        return {name: await _provider_lag(p, policy, store) for name, p in providers.items()}
+    finally:
+        with contextlib.suppress(Exception):
             await store.close()
-    return out
+
+
+async def _provider_lag(p: Provider, policy: CallPolicy, store: CheckpointStore) -> dict[str, Any]:
+    """One provider's entry of :func:`lag_report` (its own error: another provider's failure is not its)."""
+    try:
+        lags = [await bounded_lag(p, policy, cp) for cp in await store.list(source_of(p))]
+    except Exception as e:  # noqa: BLE001 - reported, never raised
+        return {"subscriptions_error": f"{type(e).__name__}: {e}"}
+    return {"subscriptions": {lag.name: lag.as_dict() for lag in lags}}
 
 
 async def lag_of(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from eventsource.cli.arguments import duration, positive
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.output import short, when
-from eventsource.errors import ValidationError
+from eventsource.errors import StreamNotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from eventsource.cli.output import Output
@@ -105,8 +105,11 @@ async def _subscription(m: EventSourcingManager, a: argparse.Namespace) -> Subsc
             raise ValidationError(msg, field="prefix")
         start = a.start
         if start == "end":
-            info = await m.get_stream_info(a.stream)
-            start = info.version + 1
+            try:
+                info = await m.get_stream_info(a.stream)
+            except StreamNotFoundError:  # not created yet: every event it will get is new
+                info = None
+            start = 1 if info is None else info.version + 1
         return m.subscribe(stream_id=a.stream, from_version=max(start, 1), poll_interval=a.poll, on_decode_error=policy)
     start = a.start
     if start == "end":

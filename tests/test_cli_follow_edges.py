@@ -1,0 +1,55 @@
+"""``eventsource follow`` edge cases, run as the installed console script on SQLite (a stream not created yet)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import eventsource
+from eventsource.cli.exitcodes import EXIT_OK
+from eventsource.sync import SyncEventSourcingManager
+
+WAIT = 60.0
+"""Seconds to wait for a line that must come (a loaded machine starts Python slowly)."""
+
+
+def _follow(cwd: Path, *argv: str) -> subprocess.Popen[str]:
+    script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
+    assert script is not None, "the eventsource console script is not installed next to this interpreter"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTSOURCE_", "PYTHON"))}
+    pipe = subprocess.PIPE
+    return subprocess.Popen([script, *argv], stdout=pipe, stderr=pipe, cwd=cwd, env=env, text=True)
+
+
+def _line(pipe: object) -> str:
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.readline()), daemon=True)  # type: ignore[attr-defined]
+    reader.start()
+    reader.join(WAIT)
+    return got[0] if got else ""
+
+
+def test_follow_from_the_end_of_a_stream_not_created_yet_prints_its_first_event(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/follow.db"
+    es = SyncEventSourcingManager({"providers": {"s": {"url": url}}})
+    es.connect()
+    try:
+        es.append_events_batch(stream_id="other-1", events=[eventsource.EventData("Placed", {"n": 0})])
+        # `tail -F` of a file not there yet: --from end means "only what is appended from now on"
+        proc = _follow(tmp_path, "--store", url, "follow", "orders-new", "--from", "end", "--limit", "1")
+        try:
+            assert "following stream 'orders-new' from version 1" in _line(proc.stderr), proc.poll()
+            es.append_events_batch(stream_id="orders-new", events=[eventsource.EventData("Placed", {"n": 1})])
+            assert _line(proc.stdout).split()[3] == "orders-new@1"
+            _, err = proc.communicate(timeout=WAIT)
+            assert proc.returncode == EXIT_OK, err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    finally:
+        es.close()

@@ -93,3 +93,13 @@ async def test_health_does_not_wait_on_a_running_transaction_to_measure_lag(
     finally:
         await blocker.close()
         await m.close()
+
+
+async def test_an_unreachable_checkpoint_store_says_why_without_the_password() -> None:
+    from eventsource.errors import ProviderUnavailableError
+
+    store = PostgresCheckpointStore("postgresql://postgres:s3cretpw@127.0.0.1:1/test")  # nothing listens on port 1
+    with pytest.raises(ProviderUnavailableError) as err:
+        await store.connect()
+    text = str(err.value)
+    assert "refused" in text.lower() and "s3cretpw" not in text, text  # said only "OperationalError" before

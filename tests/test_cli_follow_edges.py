@@ -53,3 +53,44 @@ def test_follow_from_the_end_of_a_stream_not_created_yet_prints_its_first_event(
                 proc.communicate()
     finally:
         es.close()
+
+
+def test_follow_reports_every_skipped_event_even_past_the_kept_window(tmp_path: Path) -> None:
+    import asyncio
+
+    from eventsource.model import ANY, NewEvent, utcnow
+    from eventsource.sqlite import SqliteProvider
+    from eventsource.subscriptions.subscription import SKIPPED_KEPT
+
+    url = f"sqlite:///{tmp_path}/skips.db"
+    bad_count = SKIPPED_KEPT * 2 + 50  # in a row: one read of the next event passes over them all
+
+    async def write() -> None:
+        p = SqliteProvider(url)
+        await p.connect()
+        def bad_event(i: int) -> NewEvent:
+            return NewEvent(f"bad-{i:04}", "Ok", b"?", b"", "x-gone", utcnow())
+
+        bad = [bad_event(i) for i in range(bad_count)]
+        await p.append("s", bad, ANY)
+        await p.close()
+
+    asyncio.run(write())
+    es = SyncEventSourcingManager({"providers": {"s": {"url": url}}})
+    es.connect()
+    try:
+        es.append_events_batch(stream_id="s", events=[eventsource.EventData("Ok", {"n": 1})])
+    finally:
+        es.close()
+    script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
+    assert script is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTSOURCE_", "PYTHON"))}
+    argv = [script, "--store", url, "--json", "follow", "--skip-undecodable", "--limit", "1"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == EXIT_OK, done.stderr
+    named = done.stderr.count("skipped undecodable event at position")
+    # every skip is named, or the ones not kept are counted: none passes unreported (stderr is not a terminal,
+    # so no closing total is printed either)
+    unnamed = [line for line in done.stderr.splitlines() if "more undecodable events skipped" in line]
+    told = named + sum(int(line.split()[0].replace(",", "")) for line in unnamed)
+    assert told == bad_count, done.stderr[-500:]

@@ -103,3 +103,28 @@ async def test_an_unreachable_checkpoint_store_says_why_without_the_password() -
         await store.connect()
     text = str(err.value)
     assert "refused" in text.lower() and "s3cretpw" not in text, text  # said only "OperationalError" before
+
+
+async def test_health_does_not_hang_on_a_checkpoint_store_that_never_answers(tmp_path: Any) -> None:
+    """A server that accepts the connection and never says a word (a stalled proxy, a black-holed route)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        held.append(w)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    silent_url = f"postgresql://postgres@127.0.0.1:{port}/test"
+    cfg = {"providers": {"s": {"url": f"sqlite:///{tmp_path}/h.db"}}, "checkpoint_store": silent_url}
+    m = EventSourcingManager(cfg)
+    await m.connect()
+    try:
+        health = (await asyncio.wait_for(m.health_check(), 60))["s"]  # before: forever (libpq has no default timeout)
+        assert health.healthy and "did not answer" in health.details["subscriptions_error"]
+        stats = (await asyncio.wait_for(m.get_stats(), 60))["s"]
+        assert "did not answer" in stats.extra["subscriptions_error"]
+    finally:
+        await m.close()
+        for w in held:
+            w.close()
+        server.close()

@@ -22,6 +22,9 @@ COUNT_CAP = 1000
 READ_WAIT = 1.0
 """Seconds lag waits for the read past a checkpoint (PostgreSQL's ``read_all`` waits for running transactions)."""
 
+STORE_WAIT = 3.0
+"""Seconds stats and health wait for the checkpoint store to connect, and to list a provider's checkpoints."""
+
 NOT_MEASURED = (
     "events and seconds not measured: the read past the checkpoint did not answer within {wait:g}s "
     "(on PostgreSQL, a running transaction holds the events back; the subscription waits for it too)"
@@ -139,27 +142,40 @@ async def lag_report(
     store: CheckpointStore | None = None
     try:
         store = host.create_checkpoint_store(url)
-        await store.connect()
+        await asyncio.wait_for(store.connect(), STORE_WAIT)
     except Exception as e:  # noqa: BLE001 - stats and health report a failing checkpoint store, never raise
         if store is not None:
-            with contextlib.suppress(Exception):
-                await store.close()
-        error = f"{type(e).__name__}: {e}"
+            await _close(store)
+        error = _error(e)
         return {name: {"subscriptions_error": error} for name in providers}
     try:
         return {name: await _provider_lag(p, policy, store) for name, p in providers.items()}
     finally:
-        with contextlib.suppress(Exception):
-            await store.close()
+        await _close(store)
 
 
 async def _provider_lag(p: Provider, policy: CallPolicy, store: CheckpointStore) -> dict[str, Any]:
     """One provider's entry of :func:`lag_report` (its own error: another provider's failure is not its)."""
     try:
-        lags = [await bounded_lag(p, policy, cp) for cp in await store.list(source_of(p))]
+        cps = await asyncio.wait_for(store.list(source_of(p)), STORE_WAIT)
     except Exception as e:  # noqa: BLE001 - reported, never raised
-        return {"subscriptions_error": f"{type(e).__name__}: {e}"}
+        return {"subscriptions_error": _error(e)}
+    try:
+        lags = [await bounded_lag(p, policy, cp) for cp in cps]
+    except Exception as e:  # noqa: BLE001 - reported, never raised
+        return {"subscriptions_error": _error(e, what=f"the store ({p.kind})", wait=READ_WAIT)}
     return {"subscriptions": {lag.name: lag.as_dict() for lag in lags}}
+
+
+def _error(e: Exception, *, what: str = "the checkpoint store", wait: float = STORE_WAIT) -> str:
+    if isinstance(e, TimeoutError):
+        return f"{what} did not answer within {wait:g}s"
+    return f"{type(e).__name__}: {e}"
+
+
+async def _close(store: CheckpointStore) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(store.close(), STORE_WAIT)
 
 
 async def lag_of(

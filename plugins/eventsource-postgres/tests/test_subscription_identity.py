@@ -128,3 +128,51 @@ async def test_health_does_not_hang_on_a_checkpoint_store_that_never_answers(tmp
         for w in held:
             w.close()
         server.close()
+
+
+def test_projections_does_not_wait_on_a_running_transaction(url: str, tmp_path: Any) -> None:
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from eventsource.checkpoints import Checkpoint, SqliteCheckpointStore
+    from eventsource.sync import SyncEventSourcingManager
+
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    cps = f"sqlite:///{tmp_path}/cps.db"
+    cfg = {"providers": {"pg": {"url": url, "settings": {"schema": schema, "visibility_wait": 3600}}},
+           "checkpoint_store": cps}  # fmt: skip
+    path = Path(tmp_path) / "es.json"
+    path.write_text(json.dumps(cfg))
+    es = SyncEventSourcingManager(cfg)
+    es.connect()
+    blocker = psycopg.connect(url)  # autocommit off: the transaction stays open
+    try:
+        blocker.execute("SELECT txid_current()")  # holds pg_snapshot_xmin below what is appended next
+        es.append_events_batch(stream_id="held-1", events=[EventData("Placed", {"n": 1})])
+        source = es.get_provider().checkpoint_source
+
+        async def put() -> None:
+            store = SqliteCheckpointStore(cps)
+            await store.put(Checkpoint("proj", source, "all", 0))
+            await store.close()
+
+        asyncio.run(put())
+        script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
+        assert script is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTSOURCE_", "PYTHON"))}
+        done = subprocess.run(  # before: an hour (visibility_wait) per checkpoint
+            [script, "--config", str(path), "--json", "projections"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        row = json.loads(done.stdout.splitlines()[0])
+        assert row["name"] == "proj" and row["events"] is None and "running transaction" in row["note"], row
+    finally:
+        blocker.close()
+        es.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

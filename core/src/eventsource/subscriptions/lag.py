@@ -179,7 +179,14 @@ async def _close(store: CheckpointStore) -> None:
 
 
 async def lag_of(
-    p: Provider, policy: CallPolicy, host: PluginHost, store: CheckpointStore | str, *, name: str, source: str | None
+    p: Provider,
+    policy: CallPolicy,
+    host: PluginHost,
+    store: CheckpointStore | str,
+    *,
+    name: str,
+    source: str | None,
+    wait: float | None = None,
 ) -> SubscriptionLag:
     """The lag of checkpoint ``name`` on ``source`` (default: ``p``'s) in ``store`` (or the store at that URL)."""
     from eventsource.checkpoints.base import CheckpointNotFoundError, CheckpointStore, check_name
@@ -202,4 +209,4 @@ async def lag_of(
     if cp is None:
         msg = f"no checkpoint {name!r} is stored for source {src!r}"
         raise CheckpointNotFoundError(msg, name=name, source=src)
-    return await checkpoint_lag(p, policy, cp)
+    return await (checkpoint_lag(p, policy, cp) if wait is None else bounded_lag(p, policy, cp, wait=wait))

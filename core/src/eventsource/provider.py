@@ -302,6 +302,15 @@ class Provider(ABC):
 
         return mask_url(self.url) if self.url else None
 
+    @property
+    def checkpoint_source(self) -> str:
+        """The store's identity in checkpoints (a subscription's default ``source``): the masked URL, else the kind.
+
+        A store that keeps several stores behind one URL (a schema, a table prefix, a stream name) adds what
+        tells them apart, so their checkpoints and lag never mix.
+        """
+        return self.display_url or self.kind
+
     def unsupported(self, operation: str) -> UnsupportedOperationError:
         """The error to raise from an operation the store cannot do."""
         msg = f"provider {self.kind!r} does not support {operation}"

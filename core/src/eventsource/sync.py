@@ -541,9 +541,18 @@ class SyncEventSourcingManager:
         *,
         source: str | None = None,
         provider: str | None = None,
+        wait: float | None = None,
     ) -> SubscriptionLag:
         """How far checkpoint ``name`` (in a store or at a URL) of ``source`` (default: the provider's) is behind.
 
-        Raises ``CheckpointNotFoundError`` when none is stored; see ``docs/subscriptions.md`` (Lag).
+        ``wait``: seconds to wait for the read past the checkpoint; past them ``events`` and ``seconds`` are
+        ``None`` and ``note`` says why (default: as long as the read takes). Raises ``CheckpointNotFoundError``
+        when none is stored; see ``docs/subscriptions.md`` (Lag).
         """
-        return self._loop.call(self._manager.subscription_lag(name, checkpoint, source=source, provider=provider))
+        return self._loop.call(self._manager.subscription_lag(
+            name,
+            checkpoint,
+            source=source,
+            provider=provider,
+            wait=wait,
+        ))

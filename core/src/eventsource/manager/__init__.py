@@ -590,15 +590,24 @@ class EventSourcingManager:
         return await health_with_lag(out, self._providers.by_name, self._policy, self.host, self.config)
 
     async def subscription_lag(
-        self, name: str, checkpoint: CheckpointStore | str, *, source: str | None = None, provider: str | None = None
+        self,
+        name: str,
+        checkpoint: CheckpointStore | str,
+        *,
+        source: str | None = None,
+        provider: str | None = None,
+        wait: float | None = None,
     ) -> SubscriptionLag:
         """How far checkpoint ``name`` (in a store or at a URL) of ``source`` (default: the provider's) is behind.
 
-        Raises ``CheckpointNotFoundError`` when none is stored; see ``docs/subscriptions.md`` (Lag).
+        ``wait``: seconds to wait for the read past the checkpoint; past them ``events`` and ``seconds`` are
+        ``None`` and ``note`` says why (default: as long as the read takes). Raises ``CheckpointNotFoundError``
+        when none is stored; see ``docs/subscriptions.md`` (Lag).
         """
         from eventsource.subscriptions.lag import lag_of
 
-        return await lag_of(self.get_provider(provider), self._policy, self.host, checkpoint, name=name, source=source)
+        p = self.get_provider(provider)
+        return await lag_of(p, self._policy, self.host, checkpoint, name=name, source=source, wait=wait)
 
     @property
     def uptime_seconds(self) -> float:

@@ -153,17 +153,21 @@ async def health_with_lag(
 
     if config.checkpoint_store is None:
         return health
-    report = await lag_report(providers, policy, host, config.checkpoint_store)
+    # an unhealthy store's lag is not measured: its reads would fail or wait out their timeouts
+    healthy = {name: p for name, p in providers.items() if name in health and health[name].healthy}
+    report = await lag_report(healthy, policy, host, config.checkpoint_store)
     out = {}
     limit = config.max_subscription_lag
     for name, status in health.items():
         entry = report.get(name, {})
         lagging = sorted(
-            sub for sub, lag in entry.get("subscriptions", {}).items() if limit is not None and lag["seconds"] > limit
+            sub
+            for sub, lag in entry.get("subscriptions", {}).items()
+            if limit is not None and lag["seconds"] is not None and lag["seconds"] > limit
         )
         details = {**status.details, **entry}
         if lagging and status.healthy:
-            details |= {"reason": "lagging", "lagging": lagging}
+            details |= {"reason": "lagging", "lagging": lagging, "status": UNHEALTHY}
             message = f"{len(lagging)} subscription(s) more than {limit:g} s behind: {', '.join(lagging)}"
             out[name] = dataclasses.replace(status, healthy=False, message=message, details=details)
         else:

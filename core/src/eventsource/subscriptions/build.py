@@ -81,7 +81,7 @@ def build_subscription(
     if commit_every is not None and checkpoint is None:
         msg = "commit_every needs a checkpoint store and a name"
         raise ConfigurationError(msg, field="commit_every")
-    src = check_name("source", source) if source is not None else (p.display_url or p.kind)
+    src = check_name("source", source) if source is not None else p.checkpoint_source
     return Subscription(
         p,
         policy,

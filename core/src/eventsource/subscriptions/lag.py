@@ -8,6 +8,8 @@ position; seconds are the age of the oldest event the checkpoint has not passed 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,17 @@ from eventsource.subscriptions.subscription import first_page
 
 COUNT_CAP = 1000
 """Events past a checkpoint that lag counts one by one (one read); beyond it ``events_capped`` is set."""
+
+READ_WAIT = 1.0
+"""Seconds lag waits for the read past a checkpoint (PostgreSQL's ``read_all`` waits for running transactions)."""
+
+STORE_WAIT = 3.0
+"""Seconds stats and health wait for the checkpoint store to connect, and to list a provider's checkpoints."""
+
+NOT_MEASURED = (
+    "events and seconds not measured: the read past the checkpoint did not answer within {wait:g}s "
+    "(on PostgreSQL, a running transaction holds the events back; the subscription waits for it too)"
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -35,11 +48,13 @@ class SubscriptionLag:
     :param positions: ``head - position`` (never below 0), or ``None`` with ``head``. In the store's position
         units: gaps count, and on PostgreSQL positions are sparse (transaction ids shifted), so read
         ``events`` there.
-    :param events: events readable past the checkpoint, counted up to :data:`COUNT_CAP`.
+    :param events: events readable past the checkpoint, counted up to :data:`COUNT_CAP`; ``None`` when the
+        read did not answer within :data:`READ_WAIT` (``note`` says why).
     :param events_capped: ``events`` stopped at the cap (there are at least that many).
     :param seconds: how long the oldest event past the checkpoint has been stored; ``0.0`` when none is
-        readable past it.
+        readable past it; ``None`` with ``events``.
     :param updated_at: when the checkpoint was last stored.
+    :param note: why ``events`` and ``seconds`` are ``None``.
     """
 
     name: str
@@ -48,10 +63,11 @@ class SubscriptionLag:
     position: int
     head: int | None
     positions: int | None
-    events: int
+    events: int | None
     events_capped: bool
-    seconds: float
+    seconds: float | None
     updated_at: datetime | None
+    note: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``updated_at`` as ISO 8601)."""
@@ -90,9 +106,29 @@ async def checkpoint_lag(
     )
 
 
+async def bounded_lag(
+    p: Provider, policy: CallPolicy, cp: Checkpoint, *, wait: float = READ_WAIT
+) -> SubscriptionLag:
+    """:func:`checkpoint_lag`, or, when it takes longer than ``wait``, the head alone with a ``note``.
+
+    Stats and health use this: they answer promptly whatever the store's reads wait for.
+    """
+    with contextlib.suppress(TimeoutError):
+        return await asyncio.wait_for(checkpoint_lag(p, policy, cp), wait)
+    head = await asyncio.wait_for(policy.run(p, "head_position", p.head_position), wait)
+    if cp.scope.startswith("stream:"):
+        head = None  # the store's head is not the stream's version
+    positions = None if head is None else max(head - cp.position, 0)
+    note = NOT_MEASURED.format(wait=wait)
+    return SubscriptionLag(
+        cp.name, cp.source, cp.scope, cp.position, head, positions, None, events_capped=False, seconds=None,
+        updated_at=cp.updated_at, note=note,
+    )  # fmt: skip
+
+
 def source_of(p: Provider) -> str:
-    """The ``source`` a subscription on ``p`` records by default (its masked URL, else its kind)."""
-    return p.display_url or p.kind
+    """The ``source`` a subscription on ``p`` records by default (``p.checkpoint_source``)."""
+    return p.checkpoint_source
 
 
 async def lag_report(
@@ -100,27 +136,57 @@ async def lag_report(
 ) -> dict[str, dict[str, Any]]:
     """For each provider: ``{"subscriptions": {name: lag dict}}``, or ``{"subscriptions_error": message}``.
 
-    Opens the checkpoint store at ``url`` for the call; a failure is reported per provider, never raised.
+    Opens the checkpoint store at ``url`` for the call; a failure is reported per provider, never raised, and
+    each read waits at most :data:`READ_WAIT` (see :func:`bounded_lag`).
     """
-    out: dict[str, dict[str, Any]] = {}
     store: CheckpointStore | None = None
     try:
         store = host.create_checkpoint_store(url)
-        await store.connect()
-        for name, p in providers.items():
-            lags = [await checkpoint_lag(p, policy, cp) for cp in await store.list(source_of(p))]
-            out[name] = {"subscriptions": {lag.name: lag.as_dict() for lag in lags}}
+        await asyncio.wait_for(store.connect(), STORE_WAIT)
     except Exception as e:  # noqa: BLE001 - stats and health report a failing checkpoint store, never raise
-        error = f"{type(e).__name__}: {e}"
-        return {name: out.get(name, {"subscriptions_error": error}) for name in providers}
-    finally:
         if store is not None:
-            await store.close()
-    return out
+            await _close(store)
+        error = _error(e)
+        return {name: {"subscriptions_error": error} for name in providers}
+    try:
+        return {name: await _provider_lag(p, policy, store) for name, p in providers.items()}
+    finally:
+        await _close(store)
+
+
+async def _provider_lag(p: Provider, policy: CallPolicy, store: CheckpointStore) -> dict[str, Any]:
+    """One provider's entry of :func:`lag_report` (its own error: another provider's failure is not its)."""
+    try:
+        cps = await asyncio.wait_for(store.list(source_of(p)), STORE_WAIT)
+    except Exception as e:  # noqa: BLE001 - reported, never raised
+        return {"subscriptions_error": _error(e)}
+    try:
+        lags = [await bounded_lag(p, policy, cp) for cp in cps]
+    except Exception as e:  # noqa: BLE001 - reported, never raised
+        return {"subscriptions_error": _error(e, what=f"the store ({p.kind})", wait=READ_WAIT)}
+    return {"subscriptions": {lag.name: lag.as_dict() for lag in lags}}
+
+
+def _error(e: Exception, *, what: str = "the checkpoint store", wait: float = STORE_WAIT) -> str:
+    if isinstance(e, TimeoutError):
+        return f"{what} did not answer within {wait:g}s"
+    return f"{type(e).__name__}: {e}"
+
+
+async def _close(store: CheckpointStore) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(store.close(), STORE_WAIT)
 
 
 async def lag_of(
-    p: Provider, policy: CallPolicy, host: PluginHost, store: CheckpointStore | str, *, name: str, source: str | None
+    p: Provider,
+    policy: CallPolicy,
+    host: PluginHost,
+    store: CheckpointStore | str,
+    *,
+    name: str,
+    source: str | None,
+    wait: float | None = None,
 ) -> SubscriptionLag:
     """The lag of checkpoint ``name`` on ``source`` (default: ``p``'s) in ``store`` (or the store at that URL)."""
     from eventsource.checkpoints.base import CheckpointNotFoundError, CheckpointStore, check_name
@@ -143,4 +209,4 @@ async def lag_of(
     if cp is None:
         msg = f"no checkpoint {name!r} is stored for source {src!r}"
         raise CheckpointNotFoundError(msg, name=name, source=src)
-    return await checkpoint_lag(p, policy, cp)
+    return await (checkpoint_lag(p, policy, cp) if wait is None else bounded_lag(p, policy, cp, wait=wait))

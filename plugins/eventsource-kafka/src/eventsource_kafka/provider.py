@@ -14,7 +14,7 @@ from eventsource_kafka.connection import Connection
 from eventsource_kafka.monitoring import Monitor
 from eventsource_kafka.reads import Reader
 from eventsource_kafka.retention import Retention
-from eventsource_kafka.settings import KafkaSettings
+from eventsource_kafka.settings import DEFAULT_TOPIC_PREFIX, KafkaSettings
 from eventsource_kafka.snapshots import Snapshots
 from eventsource_kafka.streams import Streams
 from eventsource_kafka.tails import Tails
@@ -86,6 +86,16 @@ class KafkaProvider(Provider):
     def prefix(self) -> str:
         """The topic prefix every topic of this store starts with."""
         return self._conn.prefix
+
+    @property
+    def checkpoint_source(self) -> str:
+        """The masked URL, with ``#topic_prefix=...`` unless it is the default.
+
+        Two stores on one cluster are two sources: a checkpoint of one is never resumed, nor its lag
+        measured, against the other.
+        """
+        url = self.display_url or self.kind
+        return url if self.prefix == DEFAULT_TOPIC_PREFIX else f"{url}#topic_prefix={self.prefix}"
 
     @property
     def servers(self) -> list[str]:

@@ -13,11 +13,14 @@ from urllib.parse import unquote
 from eventsource.errors import ConfigurationError
 from marshmallow import Schema, fields, validate
 
+DEFAULT_TOPIC_PREFIX = "eventsource"
+"""The ``topic_prefix`` setting's default."""
+
 
 class KafkaSettings(Schema):
     """Settings of :class:`~eventsource_kafka.provider.KafkaProvider` (all optional)."""
 
-    topic_prefix = fields.String(load_default="eventsource")
+    topic_prefix = fields.String(load_default=DEFAULT_TOPIC_PREFIX)
     replication_factor = fields.Integer(load_default=1, validate=validate.Range(min=1))
     client_id = fields.String(load_default="eventsource")
     security_protocol = fields.String(

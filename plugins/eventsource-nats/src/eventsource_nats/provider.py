@@ -21,7 +21,7 @@ from eventsource_nats.naming import Names
 from eventsource_nats.publish import Publisher
 from eventsource_nats.reads import Reader
 from eventsource_nats.retention import Retention
-from eventsource_nats.settings import NatsSettingsSchema, parse_url
+from eventsource_nats.settings import DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX, NatsSettingsSchema, parse_url
 from eventsource_nats.snapshots import Snapshots
 from eventsource_nats.streams import Streams
 from eventsource_nats.writers import MESSAGE_OVERHEAD, Tail, Writer
@@ -107,6 +107,18 @@ class NatsProvider(Provider):
     def display_url(self) -> str | None:
         """The URL with the password masked (every host of a multi-server URL kept)."""
         return self._conn.display_url
+
+    @property
+    def checkpoint_source(self) -> str:
+        """The masked URL, with ``#stream=...`` (and ``&subject_prefix=...``) unless both are the defaults.
+
+        Two stores on one server are two sources: a checkpoint of one is never resumed, nor its lag
+        measured, against the other.
+        """
+        stream, prefix = self.names.stream, self.names.prefix
+        parts = [f"stream={stream}"] if stream != DEFAULT_STREAM else []
+        parts += [f"subject_prefix={prefix}"] if prefix != DEFAULT_SUBJECT_PREFIX else []
+        return f"{self.display_url}#{'&'.join(parts)}" if parts else (self.display_url or self.kind)
 
     @property
     def server_version(self) -> tuple[int, int, int]:

@@ -19,12 +19,19 @@ _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
 DEFAULT_PORT = 4222
 
 
+DEFAULT_STREAM = "EVENTSOURCE"
+"""The ``stream`` setting's default."""
+DEFAULT_SUBJECT_PREFIX = "es"
+"""The ``subject_prefix`` setting's default."""
+
 class NatsSettingsSchema(Schema):
     """Settings of :class:`~eventsource_nats.provider.NatsProvider` (all optional)."""
 
-    stream = mf.String(load_default="EVENTSOURCE", validate=validate.Regexp(_NAME))
+    stream = mf.String(load_default=DEFAULT_STREAM, validate=validate.Regexp(_NAME))
     """JetStream stream holding every event; KV buckets are named ``<stream>_info|_snap|_ids|_hidden``."""
-    subject_prefix = mf.String(load_default="es", validate=[validate.Regexp(_PREFIX), validate.Length(max=64)])
+    subject_prefix = mf.String(
+        load_default=DEFAULT_SUBJECT_PREFIX, validate=[validate.Regexp(_PREFIX), validate.Length(max=64)]
+    )
     """Events of a stream go to ``<subject_prefix>.e.<token>``."""
     replicas = mf.Integer(load_default=1, validate=validate.Range(min=1, max=5))
     storage = mf.String(load_default="file", validate=validate.OneOf(["file", "memory"]))

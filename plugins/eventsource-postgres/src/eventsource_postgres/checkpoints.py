@@ -14,7 +14,7 @@ from eventsource.checkpoints import Checkpoint, CheckpointStore
 from eventsource.checkpoints.base import check_name
 from eventsource.errors import EventSourceError, ProviderUnavailableError
 
-from eventsource_postgres.settings import IDENTIFIER, check_target, mask_target
+from eventsource_postgres.settings import IDENTIFIER, check_target, mask_target, target_password
 
 MAX_SCHEMA_LENGTH = 40
 
@@ -61,7 +61,11 @@ class PostgresCheckpointStore(CheckpointStore):
                 import psycopg
 
                 if isinstance(e, psycopg.OperationalError):
-                    msg = f"checkpoint store on {mask_target(self.url)} is unavailable: {type(e).__name__}"
+                    # the driver's first line says why (refused, unknown host, bad password), password scrubbed
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    password = target_password(self.url)
+                    why = first.replace(password, "***") if password else first
+                    msg = f"checkpoint store on {mask_target(self.url)} is unavailable: {why}"
                     raise ProviderUnavailableError(msg, operation="checkpoint") from e
                 raise
 

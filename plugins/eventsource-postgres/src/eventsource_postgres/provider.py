@@ -27,7 +27,7 @@ from eventsource_postgres.replica import Replica
 from eventsource_postgres.retention import Retention
 from eventsource_postgres.rewrite import rewrite_events
 from eventsource_postgres.schema import Names
-from eventsource_postgres.settings import PostgresSettingsSchema, check_target
+from eventsource_postgres.settings import DEFAULT_SCHEMA, PostgresSettingsSchema, check_target
 from eventsource_postgres.snapshots import Snapshots
 from eventsource_postgres.statements import Statements
 from eventsource_postgres.streams import Streams
@@ -105,6 +105,18 @@ class PostgresProvider(Provider):
     def display_url(self) -> str | None:
         """The URL or DSN with any password masked (safe to print or log)."""
         return self._conn.display_url
+
+    @property
+    def checkpoint_source(self) -> str:
+        """The masked URL, with ``#schema=...`` (and ``&table_prefix=...``) unless both are the defaults.
+
+        Stores in two schemas (or with two table prefixes) of one database are two sources: a checkpoint
+        of one is never resumed, nor its lag measured, against the other.
+        """
+        schema, prefix = self.names.schema, self.names.prefix
+        if schema == DEFAULT_SCHEMA and not prefix:
+            return self.display_url or self.kind
+        return f"{self.display_url}#schema={schema}" + (f"&table_prefix={prefix}" if prefix else "")
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -57,11 +57,15 @@ class _ConnectionSchema(Schema):
                 raise ValidationError(msg, "connect_args")
 
 
+DEFAULT_SCHEMA = "eventsource"
+"""The ``schema`` setting's default."""
+
+
 class PostgresSettingsSchema(_ConnectionSchema):
     """Settings of :class:`~eventsource_postgres.provider.PostgresProvider`."""
 
     schema = fields.String(
-        load_default="eventsource", validate=[validate.Regexp(IDENTIFIER), validate.Length(min=1, max=40)]
+        load_default=DEFAULT_SCHEMA, validate=[validate.Regexp(IDENTIFIER), validate.Length(min=1, max=40)]
     )
     """PostgreSQL schema holding the tables (created if missing): one per application, or share one."""
     table_prefix = fields.String(load_default="", validate=validate.Regexp(r"^([a-z_][a-z0-9_]{0,19})?$"))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from eventsource.cli.arguments import duration, positive
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.output import short, when
-from eventsource.errors import ValidationError
+from eventsource.errors import StreamNotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from eventsource.cli.output import Output
@@ -67,7 +67,7 @@ def follow(session: Session) -> int:
 
     async def body(m: EventSourcingManager) -> int:
         sub = await _subscription(m, a)
-        count = 0
+        count = reported = 0
         talk = out.interactive or not out.as_json
         try:
             async with sub:
@@ -84,7 +84,7 @@ def follow(session: Session) -> int:
                         print_event(out, ev)
                         count += 1
                     out.out.flush()
-                    _report_skipped(out, sub)
+                    reported = _report_skipped(out, sub, reported)
         finally:
             if talk:
                 noun = "event" if count == 1 else "events"
@@ -105,8 +105,11 @@ async def _subscription(m: EventSourcingManager, a: argparse.Namespace) -> Subsc
             raise ValidationError(msg, field="prefix")
         start = a.start
         if start == "end":
-            info = await m.get_stream_info(a.stream)
-            start = info.version + 1
+            try:
+                info = await m.get_stream_info(a.stream)
+            except StreamNotFoundError:  # not created yet: every event it will get is new
+                info = None
+            start = 1 if info is None else info.version + 1
         return m.subscribe(stream_id=a.stream, from_version=max(start, 1), poll_interval=a.poll, on_decode_error=policy)
     start = a.start
     if start == "end":
@@ -132,11 +135,22 @@ def _where(a: argparse.Namespace, sub: Subscription) -> str:
     return f"{unit} {sub.position + 1}"
 
 
-def _report_skipped(out: Output, sub: Subscription) -> None:
-    while sub.skipped_events:
-        s = sub.skipped_events.popleft()
+def _report_skipped(out: Output, sub: Subscription, reported: int) -> int:
+    """Name each skip the subscription kept; count the ones it dropped (one read can skip more than it keeps).
+
+    ``reported``: skips told so far; returns the new figure.
+    """
+    from eventsource.subscriptions.subscription import SKIPPED_KEPT
+
+    kept = list(sub.skipped_events)
+    sub.skipped_events.clear()
+    if (unnamed := sub.skipped - reported - len(kept)) > 0:
+        out.note(f"{unnamed:,} more undecodable events skipped before these (not named: a subscription keeps "
+                 f"the latest {SKIPPED_KEPT})")  # fmt: skip
+    for s in kept:
         out.note(f"skipped undecodable event at position {s.position} (id {s.event_id}, {s.stream_id}@{s.version}): "
                  f"{s.error}")  # fmt: skip
+    return sub.skipped
 
 
 def print_event(out: Output, ev: Event) -> None:

@@ -38,7 +38,7 @@ def projections(session: Session) -> int:
     out = session.out
 
     async def body(m: EventSourcingManager) -> int:
-        from eventsource.subscriptions.lag import source_of
+        from eventsource.subscriptions.lag import READ_WAIT, source_of
 
         url = _checkpoint_url(session, m)
         session.scrub.add_url(url)
@@ -52,7 +52,8 @@ def projections(session: Session) -> int:
                 if name is None:
                     rows.append(_unmeasured(cp))
                     continue
-                lag = await m.subscription_lag(cp.name, store, source=cp.source, provider=name)
+                # bounded: on PostgreSQL a running transaction would hold the read for visibility_wait
+                lag = await m.subscription_lag(cp.name, store, source=cp.source, provider=name, wait=READ_WAIT)
                 rows.append({**lag.as_dict(), "provider": name})
         finally:
             await store.close()

@@ -1,0 +1,59 @@
+"""Lag in health_check: the three-state status agrees with ``healthy``, and each provider is measured on its own."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from eventsource.checkpoints import Checkpoint, SqliteCheckpointStore
+from eventsource.manager import EventSourcingManager, _event_id
+from eventsource.model import ANY, NewEvent, utcnow
+from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _old_event() -> NewEvent:
+    return NewEvent(event_id=_event_id(), event_type="T", data=b"{}", metadata=b"", encoding="json",
+                    timestamp=utcnow() - timedelta(hours=2))  # fmt: skip
+
+
+async def test_a_lagging_provider_says_unhealthy_in_its_status_too(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/lag.db"
+    cfg = {"providers": {"s": {"url": url}}, "checkpoint_store": url, "max_subscription_lag": 60}
+    m = EventSourcingManager(cfg, host=PluginHost(load_entrypoints=False))
+    await m.connect()
+    try:
+        p = m.get_provider()
+        await p.append("lag-a", [_old_event()], ANY)
+        store = SqliteCheckpointStore(url)
+        await store.put(Checkpoint("behind", p.checkpoint_source, "all", 0))
+        await store.close()
+        health = (await m.health_check())["s"]
+        assert not health.healthy and health.details["reason"] == "lagging"
+        # `eventsource health` and dashboards read details["status"]: it said "healthy" beside healthy=False
+        assert health.details["status"] == "unhealthy"
+    finally:
+        await m.close()
+
+
+async def test_one_providers_failing_lag_does_not_hide_the_others(tmp_path: Path) -> None:
+    cps = f"sqlite:///{tmp_path}/cps.db"
+    a, b = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    cfg = {"providers": {"a": {"url": a}, "b": {"url": b}}, "default_provider": "a", "checkpoint_store": cps}
+    m = EventSourcingManager(cfg, host=PluginHost(load_entrypoints=False))
+    await m.connect()
+    try:
+        await m.get_provider("b").append("lag-b", [_old_event()], ANY)
+        store = SqliteCheckpointStore(cps)
+        for name in ("a", "b"):
+            await store.put(Checkpoint("proj", m.get_provider(name).checkpoint_source, "all", 0))
+        await store.close()
+        await m.get_provider("a").close()  # a's reads now fail; b is untouched
+        health = await m.health_check()
+        assert not health["a"].healthy
+        assert health["b"].details["subscriptions"]["proj"]["events"] == 1, health["b"].details
+        assert "subscriptions" not in health["a"].details  # an unhealthy store's lag is not measured (nor waited on)
+    finally:
+        await m.close()

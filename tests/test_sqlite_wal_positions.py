@@ -118,7 +118,9 @@ async def test_the_wal_stays_bounded_when_no_write_pokes_the_checkpoint_thread(t
                 await p.save_snapshot(NewSnapshot(f"snap-{i % 2}", "s", 1, data, b"{}", "bytes", T0))
             else:  # never pokes the thread: the backstop alone bounds the WAL
                 await p.create_stream(NewStream(f"s{i}", metadata={"blob": data.hex()[:12_000]}))
-        page_size = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
+        raw = sqlite3.connect(path)
+        page_size = raw.execute("PRAGMA page_size").fetchone()[0]
+        raw.close()
         wal_pages = (path.parent / (path.name + "-wal")).stat().st_size // page_size
         assert wal_pages < WAL_BACKSTOP_PAGES + 1000, f"the WAL grew to {wal_pages} pages"
     finally:

@@ -2,9 +2,10 @@
 
 SQLite checkpoints in the commit that passes ``wal_autocheckpoint`` pages, holding the write lock while it copies
 the WAL into the file and syncs it: the append behind it waits that long (retention's deletes, which dirty pages
-all over the indexes, made it happen every few batches). The provider turns that off on its writer connection
-and pokes a :class:`Checkpointer` instead; its thread runs ``PRAGMA wal_checkpoint(PASSIVE)``, which takes no
-write lock, so writers commit while it copies. Pokes coalesce: at most one checkpoint runs and one is pending.
+all over the indexes, made it happen every few batches). The provider moves that up to a backstop on its writer
+connection (:data:`WAL_BACKSTOP_PAGES`) and pokes a :class:`Checkpointer` instead; its thread runs
+``PRAGMA wal_checkpoint(PASSIVE)``, which takes no write lock, so writers commit while it copies.
+Pokes coalesce: at most one checkpoint runs and one is pending.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 
 CHECKPOINT_EVERY = 128
 """Events appended (or deleted by retention) between two pokes: about 650 WAL pages, under SQLite's 1,000."""
+
+WAL_BACKSTOP_PAGES = 4000
+"""The writer's own ``wal_autocheckpoint``: far above where the thread keeps the WAL, so no commit checkpoints while
+it works; should it lag, fail or never be poked (a write path that does not), the WAL still stays bounded."""
 
 _CHECKPOINTERS: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
 

@@ -41,7 +41,7 @@ from eventsource.provider import (
 )
 from eventsource.sqlite import counts, live
 from eventsource.sqlite.appends import append_sync
-from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, Checkpointer
+from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, WAL_BACKSTOP_PAGES, Checkpointer
 from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.errors import map_error
 from eventsource.sqlite.maintenance import Batches, delete_old_batch, read_stats, truncate_batch
@@ -125,11 +125,11 @@ class SqliteProvider(Provider):
     def _open(self, worker: _Worker, *, writer: bool = False) -> None:
         """Open and configure ``worker``'s connection (runs on its thread, which then owns it).
 
-        The writer's commits never checkpoint the WAL (:mod:`.checkpoints` does, on its own connection).
+        The writer's commits checkpoint the WAL only past a backstop (:mod:`.checkpoints` does, on its own connection).
         """
         worker.db = open_connection(self.path, self.settings, memory=self.memory)
         if writer and not self.memory:
-            worker.db.execute("PRAGMA wal_autocheckpoint = 0")
+            worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
 
     def _written(self, n: int) -> None:
         """``n`` events were written or deleted: poke the checkpointer every :data:`CHECKPOINT_EVERY`."""
@@ -496,6 +496,7 @@ class SqliteProvider(Provider):
             db.execute(SQL_SAVE_SNAPSHOT, args)
 
         await self._write("save_snapshot", lambda db: self._tx(db, body))
+        self._written(1 + len(snapshot.data) // 4096)  # (a big one is several pages)
 
     async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
         """The latest snapshot at or below ``max_version``."""
@@ -554,7 +555,9 @@ class SqliteProvider(Provider):
 
     async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
         """Swap payloads in place in one write transaction (:mod:`eventsource.sqlite.rewrite`)."""
-        return await self._write("rewrite_events", partial(self._tx, body=partial(rewrite_batch, stream_id, rewrites)))
+        done = await self._write("rewrite_events", partial(self._tx, body=partial(rewrite_batch, stream_id, rewrites)))
+        self._written(done)
+        return done
 
     @classmethod
     def _timed_tx(

@@ -117,6 +117,14 @@ _SCHEMA_V3 = (
         "WHEN OLD.position > (SELECT position FROM es_head WHERE id = 1) "
         "BEGIN UPDATE es_head SET position = OLD.position WHERE id = 1; END"
     ),
+    # A process still on the v2 code (it checks user_version only when it connects) inserts without a position:
+    # the rowid, highest stored + 1, reuses a deleted newest position. Every insert below the head fails instead.
+    (
+        "CREATE TRIGGER es_events_never_reuse AFTER INSERT ON es_events "
+        "WHEN NEW.position <= (SELECT position FROM es_head WHERE id = 1) "
+        "BEGIN SELECT RAISE(ABORT, 'eventsource: this position was handed out before and deleted; a process on "
+        "eventsource older than schema version 3 must be restarted on the new version'); END"
+    ),
 )
 MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 """Statements that bring a file from ``user_version = v - 1`` to ``v``."""

@@ -220,6 +220,15 @@ class JsonSerializer(Serializer):
             raise ValidationError(msg, codec=self.name) from e
         return text.encode("utf-8", "surrogatepass")
 
+    def scanners(self) -> tuple[bytes, Callable[[str, int], tuple[Any, int]], Callable[[str, int], tuple[Any, int]]]:
+        """What :meth:`loads` runs, for a caller that inlines it in a loop (the event codec's plain rows).
+
+        ``(tag, tagged, untagged)``: UTF-8 text (``surrogatepass``) whose bytes contain ``tag`` is scanned
+        with ``tagged``, any other with ``untagged``; each returns ``(value, end)``. A scan that raises or
+        ends before the text does is not a fast-path value: call :meth:`loads` (which decides or raises).
+        """
+        return self._tag, self._tagged.scan_once, self._untagged.scan_once  # type: ignore[attr-defined]
+
     def loads(self, raw: bytes) -> Any:
         """Decode JSON written by :meth:`dumps` (the scanner directly: no encoding sniffing, no wrapper)."""
         try:

@@ -117,3 +117,15 @@ def test_a_sync_snapshot_handler_that_calls_the_facade_fails_fast_instead_of_han
         assert [e.version for e in es.read_stream("s")] == [1, 2, 3]  # the appends themselves landed
     finally:
         es.close()
+
+
+async def test_a_sync_read_takes_the_rest_of_a_page_in_one_step() -> None:
+    from eventsource.syncloop import _take
+
+    async with EventSourcingManager(CONFIG, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_events_batch(stream_id="s", events=[EventData("E", i) for i in range(25)])
+        it = m.read_stream("s", page_size=10)
+        items, done, error = await _take(it, 1)  # one event asked for: the page's other nine come with it
+        assert ([e.version for e in items], done, error) == (list(range(1, 11)), False, None)
+        items, done, error = await _take(it, 20)
+        assert ([e.version for e in items], done, error) == (list(range(11, 26)), True, None)

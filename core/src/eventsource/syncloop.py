@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Iterator
 
 T = TypeVar("T")
-PAGED = CallPolicy.iterate.__code__
+PAGED = CallPolicy.pages.__code__
 """The code of the manager's event iterators, which hand over the rest of a page when sent :data:`PAGE`."""
 
 OWN_LOOP = (

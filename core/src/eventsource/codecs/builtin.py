@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 from eventsource.codecs import Compressor, Serializer
 from eventsource.errors import CodecError, ValidationError
@@ -104,6 +104,42 @@ def _inexact(value: Any, depth: int = 1) -> tuple[str, str] | None:
     if isinstance(value, list):
         return _inexact_list(value, depth + 1)
     return _inexact_leaf(value, depth)
+
+
+def _exact(value: Any, depth: int) -> bool:
+    """Whether :func:`_inexact` certainly finds nothing in ``value`` (a dict or list at ``depth``): the common case.
+
+    One frame per container and exact-type checks only; ``False`` (anything unusual: a subclass, a tuple,
+    a set, a non-``str`` key, the depth limit) means "ask :func:`_inexact`", which walks again and says what.
+    """
+    if depth > MAX_NESTING:
+        return False
+    if type(value) is dict:
+        for k in value:
+            if type(k) is not str:
+                return False
+        return _exact_items(value.values(), depth + 3 if _TAG in value else depth + 1)
+    if type(value) is list:
+        return _exact_items(value, depth + 1)
+    return False
+
+
+def _exact_items(items: Iterable[Any], inner: int) -> bool:
+    """:func:`_exact` for every item of a container whose items are at depth ``inner``."""
+    for v in items:
+        t = type(v)
+        if t in _LEAVES:
+            continue
+        if t is dict or t is list:
+            if not _exact(v, inner):
+                return False
+        elif isinstance(v, _CHECKED):
+            return False
+    return True
+
+
+_CHECKED = (dict, list, tuple, set, frozenset)
+"""Types :func:`_exact` leaves to :func:`_inexact` (containers of other kinds, subclasses)."""
 
 
 def _inexact_dict(value: dict[Any, Any], inner: int) -> tuple[str, str] | None:
@@ -199,7 +235,7 @@ class JsonSerializer(Serializer):
         """
         if type(value) not in _LEAVES:
             try:
-                found = _inexact(value)
+                found = None if _exact(value, 1) else _inexact(value)
             except RecursionError:  # circular or absurdly deep: the encoder below refuses it
                 found = None
             if found is not None:

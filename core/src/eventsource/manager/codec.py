@@ -18,7 +18,6 @@ from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError,
 from eventsource.manager.fastrows import json_rows
 from eventsource.manager.validation import check_scope_names
 from eventsource.model import Event, RowPage, Snapshot, make_event, make_recorded_event
-from eventsource.rows import EventRow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     from eventsource.domain.upcasting import Upcasters
     from eventsource.model import RecordedEvent, RecordedSnapshot
     from eventsource.plugins import PluginHost
+    from eventsource.rows import EventRow
 
 SHREDDED_KEY = "eventsource.shredded"
 """Metadata key of a redacted event (``shredded_events = "redact"``): the shredded scope."""
@@ -49,10 +49,10 @@ def _aad_prefix(kind: str, stream_id: str, item_id: str, version: int) -> bytes:
 
 
 def _shell_ok() -> bool:
-    """Whether an :class:`~eventsource.rows.EventShell` switched to :class:`Event` equals the same event built normally."""
+    """Whether an :class:`~eventsource.rows.EventShell` switched to :class:`Event` equals the event built normally."""
     from eventsource.rows import EventShell
 
-    args = tuple(range(len(EventShell.__slots__)))
+    args: tuple[Any, ...] = tuple(range(len(EventShell.__slots__)))
     try:
         ev: Any = object.__new__(EventShell)
         for name, value in zip(EventShell.__slots__, args, strict=True):
@@ -60,7 +60,7 @@ def _shell_ok() -> bool:
         ev.__class__ = Event
     except TypeError:
         return False
-    return type(ev) is Event and ev == Event(**dict(zip(EventShell.__slots__, args, strict=True)))
+    return type(ev) is Event and ev == Event(**dict[str, Any](zip(EventShell.__slots__, args, strict=True)))
 
 
 def _with_context(e: CodecError, where: str, **details: Any) -> CodecError:

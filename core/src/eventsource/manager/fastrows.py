@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 _SLOW: Any = object()
 
 
-def json_rows(
+def json_rows(  # noqa: PLR0915 - the per-row loop stays in one frame (no call per event)
     page: RowPage,
     scanners: tuple[bytes, Scan, Scan],
     plain: str,
@@ -69,7 +69,7 @@ def json_rows(
             ts = fromts(ts / 1e6, UTC) if micros and lo < ts < hi else conv(ts)
         if slow and etype in slow:
             etype, d = upcast(etype, d, m, (eid, sid, ver))
-        ev = new(shell)
+        ev: Any = new(shell)
         ev.event_id = eid
         ev.stream_id = sid
         ev.event_type = etype
@@ -85,4 +85,4 @@ def json_rows(
         ev.aggregate_id = aid
         ev.aggregate_type = atype
         ev.__class__ = cls
-        yield ev  # type: ignore[misc]
+        yield ev

@@ -32,7 +32,7 @@ PAYLOADS = [
 
 def test_the_fast_rows_equal_the_general_path() -> None:
     m = EventSourcingManager(CONFIG, host=PluginHost(load_entrypoints=False))
-    codec = m._codec  # noqa: SLF001
+    codec = m._codec
     assert codec.json_scan is not None
     rows = [row(i + 1, d, meta) for i, (d, meta) in enumerate(PAYLOADS)]
     fast = list(codec.decode_page(RowPage(rows, from_us)))
@@ -47,7 +47,7 @@ def test_the_fast_rows_equal_the_general_path() -> None:
 
 def test_a_row_the_fast_path_cannot_decode_raises_the_general_error_after_the_events_before_it() -> None:
     m = EventSourcingManager(CONFIG, host=PluginHost(load_entrypoints=False))
-    codec = m._codec  # noqa: SLF001
+    codec = m._codec
     page = RowPage([row(1, b'{"a":1}'), row(2, b'{"a":'), row(3, b'{"a":3}')], from_us)
     events = codec.decode_page(page)
     assert next(events).data == {"a": 1}

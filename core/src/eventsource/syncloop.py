@@ -21,7 +21,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
-from eventsource.manager.policy import PAGE, CallPolicy
+from eventsource.manager.policy import CallPolicy
 from eventsource.provider import CALL_TASK, SYNC_CALLER, SYNC_TIMEOUT
 
 if TYPE_CHECKING:
@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 PAGED = CallPolicy.pages.__code__
-"""The code of the manager's event iterators, which hand over the rest of a page when sent :data:`PAGE`."""
+"""The code of the manager's event iterators, which hand over a chunk of a page when sent its size
+(:data:`~eventsource.manager.policy.CHUNK_PULL`)."""
+CHUNK = 100
+"""Events the sync API takes per call at most: a provider's page of 500 decoded at once would leave the
+caller's loop working through objects that no longer sit in the CPU's caches."""
 
 OWN_LOOP = (
     "SyncEventSourcingManager was called from its own event loop (a sync snapshot handler or upcaster "
@@ -71,8 +75,8 @@ if hasattr(os, "register_at_fork"):
 async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseException | None]:
     """Up to ``n`` items of ``it``; whether it ended; the error that stopped it early (items before it kept).
 
-    From the manager's own iterators (:meth:`CallPolicy.iterate`) it takes the rest of each page as one list
-    (:data:`~eventsource.manager.policy.PAGE`), so it may return up to a page more than ``n``.
+    From the manager's own iterators (:meth:`CallPolicy.pages`) it takes up to ``n`` events of a page as one
+    list (:data:`~eventsource.manager.policy.CHUNK_PULL`).
     """
     out: list[T] = []
     append = out.append
@@ -82,7 +86,9 @@ async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseExcept
             asend = it.asend  # type: ignore[attr-defined]
             while len(out) < n:
                 append(await anext_())
-                out.extend(await asend(PAGE))
+                k = n - len(out)
+                if k:
+                    out.extend(await asend(k))
         else:
             for _ in range(n):
                 append(await anext_())
@@ -326,7 +332,7 @@ class SyncLoop:
         done = False
         try:
             while not done:
-                items, done, error = self.run(_take(it, page))
+                items, done, error = self.call(_take(it, min(page, CHUNK)))
                 yield from items
                 if error is not None:
                     raise error

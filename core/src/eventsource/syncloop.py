@@ -5,7 +5,7 @@ runs that loop only during a call, in the calling thread, under a lock (one call
 makes it), and marks the call's context with :data:`~eventsource.provider.SYNC_CALLER` so a store whose
 driver blocks anyway runs its statements inline: no thread hop at all. Once a provider needs a live loop
 between calls (a connection pool, pings) or a retention schedule starts, the loop moves to a daemon thread for
-good and calls cross to it. Iterators cross a page of events per call, never one event at a time.
+good and calls cross to it. Iterators cross up to 100 events (of one page) per call, never one event at a time.
 """
 
 from __future__ import annotations
@@ -326,7 +326,7 @@ class SyncLoop:
                 self._owner = None
 
     def iterate(self, agen: AsyncIterator[T], page: int) -> Iterator[T]:
-        """A blocking iterator over ``agen``: one loop call per ``page`` items; closed early, it closes ``agen``."""
+        """A blocking iterator over ``agen``: one loop call per ``page`` items (at most CHUNK); closed early, closes it."""
         self._usable()
         it = agen.__aiter__()
         done = False

@@ -326,7 +326,7 @@ class SyncLoop:
                 self._owner = None
 
     def iterate(self, agen: AsyncIterator[T], page: int) -> Iterator[T]:
-        """A blocking iterator over ``agen``: a loop call per ``page`` items (at most CHUNK); closed early, closes it."""
+        """A blocking iterator over ``agen``: a loop call per ``page`` (at most CHUNK); closed early, closes it."""
         self._usable()
         it = agen.__aiter__()
         done = False

@@ -117,3 +117,20 @@ def test_a_sync_snapshot_handler_that_calls_the_facade_fails_fast_instead_of_han
         assert [e.version for e in es.read_stream("s")] == [1, 2, 3]  # the appends themselves landed
     finally:
         es.close()
+
+
+async def test_a_sync_read_takes_a_chunk_of_a_page_in_one_step() -> None:
+    from eventsource.manager.policy import PAGED
+    from eventsource.syncloop import _take
+
+    async with EventSourcingManager(CONFIG, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_events_batch(stream_id="s", events=[EventData("E", i) for i in range(25)])
+        it = m.read_stream("s", page_size=10)
+        assert it.ag_code in PAGED  # type: ignore[attr-defined]  # what _take recognises
+        assert await it.__anext__() is not None
+        rest = await it.asend(4)  # type: ignore[attr-defined]
+        assert [e.version for e in rest] == [2, 3, 4, 5]  # one step, a list: the chunk pull
+        items, done, error = await _take(it, 8)  # within the page (6..10), then on into the next one
+        assert ([e.version for e in items], done, error) == (list(range(6, 14)), False, None)
+        items, done, error = await _take(it, 20)
+        assert ([e.version for e in items], done, error) == (list(range(14, 26)), True, None)

@@ -698,20 +698,24 @@ def test_close_called_again_from_inside_close_in_the_same_thread_returns_instead
     assert es._loop.loop.is_closed()
 
 
-async def test_the_managers_event_iterators_hand_the_sync_api_the_rest_of_a_page_per_pull(tmp_path: Path) -> None:
-    """Review: the sync API pulls a page as one list (``PAGE``) from the manager's iterators; since the policy's
+async def test_the_managers_event_iterators_hand_the_sync_api_a_chunk_per_pull(tmp_path: Path) -> None:
+    """Review: the sync API pulls a chunk of a page as one list from the manager's iterators; since the policy's
     ``iterate`` became a plain function returning ``pages()``, its code no longer matched and every sync read
     fell back to one loop step per event."""
     from eventsource import EventSourcingManager
+    from eventsource.manager.policy import PAGED
     from eventsource.syncloop import _take
 
     m = EventSourcingManager({"providers": {"m": {"url": f"sqlite:///{tmp_path}/p.db"}}}, host=HOST)
     await m.connect()
     try:
         await m.append_events_batch(stream_id="s", events=[EventData("E", i) for i in range(25)])
-        items, done, error = await _take(m.read_stream("s", page_size=10), 1)
-        assert (len(items), done, error) == (10, False, None)
-        items, done, error = await _take(m.read_all(page_size=10), 12)
-        assert [e.data for e in items] == list(range(20))
+        for it in (m.read_stream("s", page_size=10), m.read_all(page_size=10)):
+            assert it.ag_code in PAGED  # type: ignore[attr-defined]  # what the sync API's _take recognises
+            assert (await it.__anext__()).data == 0
+            assert [e.data for e in await it.asend(4)] == [1, 2, 3, 4]  # type: ignore[attr-defined]
+            items, done, error = await _take(it, 12)
+            assert ([e.data for e in items], done, error) == (list(range(5, 17)), False, None)
+            await it.aclose()  # type: ignore[attr-defined]
     finally:
         await m.close()

@@ -38,7 +38,7 @@ HEADER = '''\
 Every public method of :class:`~eventsource.manager.EventSourcingManager` appears here with the same
 signature and result type (so mypy and an IDE see them), generated from the async source. Calls run on a
 private event loop (:class:`~eventsource.syncloop.SyncLoop`): in the caller's thread while every provider
-is loop-free (SQLite, memory), else on a daemon thread. Iterators cross one page of events per call.
+is loop-free (SQLite, memory), else on a daemon thread. Iterators cross up to 100 events per call.
 """
 '''
 
@@ -293,7 +293,7 @@ class Writer:
             '    """Blocking twin of :class:`EventSourcingManager`; same methods, same arguments, same results.',
             "",
             "    Use as a context manager (connects on enter, closes on exit) or call ``connect()``/``close()``.",
-            "    Safe to share between threads (calls run one at a time); iterators cross a page per call.",
+            "    Safe to share between threads (calls run one at a time); iterators cross up to 100 events per call.",
             '    """',
             "",
             f"    def __init__({init_params}) -> None:",

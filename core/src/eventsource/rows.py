@@ -124,3 +124,13 @@ class RowPage:
         if conv is None:
             return [make(*r) for r in self.rows]
         return [make(*r[:_TS], conv(r[_TS]), *r[_TS + 1 :]) for r in self.rows]
+
+
+class EventShell:
+    """A plain class with :class:`Event`'s slots: fill every field, then set ``__class__ = Event``.
+
+    The read hot path builds events this way (ordinary slot stores, no constructor frame); the codec
+    checks once at import that a shell filled so equals the same :class:`Event` built normally.
+    """
+
+    __slots__ = Event.__slots__

@@ -5,7 +5,7 @@ runs that loop only during a call, in the calling thread, under a lock (one call
 makes it), and marks the call's context with :data:`~eventsource.provider.SYNC_CALLER` so a store whose
 driver blocks anyway runs its statements inline: no thread hop at all. Once a provider needs a live loop
 between calls (a connection pool, pings) or a retention schedule starts, the loop moves to a daemon thread for
-good and calls cross to it. Iterators cross a page of events per call, never one event at a time.
+good and calls cross to it. Iterators cross up to 100 events (of one page) per call, never one event at a time.
 """
 
 from __future__ import annotations
@@ -21,13 +21,16 @@ import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
-from eventsource.manager.policy import PAGE, PAGED
+from eventsource.manager.policy import PAGED
 from eventsource.provider import CALL_TASK, SYNC_CALLER, SYNC_TIMEOUT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Iterator
 
 T = TypeVar("T")
+CHUNK = 100
+"""Events the sync API takes per call at most: a provider's page of 500 decoded at once would leave the
+caller's loop working through objects that no longer sit in the CPU's caches."""
 
 OWN_LOOP = (
     "SyncEventSourcingManager was called from its own event loop (a sync snapshot handler or upcaster "
@@ -69,8 +72,8 @@ if hasattr(os, "register_at_fork"):
 async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseException | None]:
     """Up to ``n`` items of ``it``; whether it ended; the error that stopped it early (items before it kept).
 
-    From the manager's own iterators (:data:`~eventsource.manager.policy.PAGED`) it takes the rest of each
-    page as one list (:data:`~eventsource.manager.policy.PAGE`), so it may return up to a page more than ``n``.
+    From the manager's own iterators (:data:`~eventsource.manager.policy.PAGED`) it takes up to ``n`` events
+    of a page as one list (:data:`~eventsource.manager.policy.CHUNK_PULL`).
     """
     out: list[T] = []
     append = out.append
@@ -80,7 +83,9 @@ async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseExcept
             asend = it.asend  # type: ignore[attr-defined]
             while len(out) < n:
                 append(await anext_())
-                out.extend(await asend(PAGE))
+                k = n - len(out)
+                if k:
+                    out.extend(await asend(k))
         else:
             for _ in range(n):
                 append(await anext_())
@@ -318,13 +323,13 @@ class SyncLoop:
                 self._owner = None
 
     def iterate(self, agen: AsyncIterator[T], page: int) -> Iterator[T]:
-        """A blocking iterator over ``agen``: one loop call per ``page`` items; closed early, it closes ``agen``."""
+        """A blocking iterator over ``agen``: a loop call per ``page`` (at most CHUNK); closed early, closes it."""
         self._usable()
         it = agen.__aiter__()
         done = False
         try:
             while not done:
-                items, done, error = self.run(_take(it, page))
+                items, done, error = self.call(_take(it, min(page, CHUNK)))
                 yield from items
                 if error is not None:
                     raise error

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 from eventsource.codecs import Compressor, Serializer
 from eventsource.errors import CodecError, ValidationError
@@ -104,6 +104,42 @@ def _inexact(value: Any, depth: int = 1) -> tuple[str, str] | None:
     if isinstance(value, list):
         return _inexact_list(value, depth + 1)
     return _inexact_leaf(value, depth)
+
+
+def _exact(value: Any, depth: int) -> bool:
+    """Whether :func:`_inexact` certainly finds nothing in ``value`` (a dict or list at ``depth``): the common case.
+
+    One frame per container and exact-type checks only; ``False`` (anything unusual: a subclass, a tuple,
+    a set, a non-``str`` key, the depth limit) means "ask :func:`_inexact`", which walks again and says what.
+    """
+    if depth > MAX_NESTING:
+        return False
+    if type(value) is dict:
+        for k in value:
+            if type(k) is not str:
+                return False
+        return _exact_items(value.values(), depth + 3 if _TAG in value else depth + 1)
+    if type(value) is list:
+        return _exact_items(value, depth + 1)
+    return False
+
+
+def _exact_items(items: Iterable[Any], inner: int) -> bool:
+    """:func:`_exact` for every item of a container whose items are at depth ``inner``."""
+    for v in items:
+        t = type(v)
+        if t in _LEAVES:
+            continue
+        if t is dict or t is list:
+            if not _exact(v, inner):
+                return False
+        elif isinstance(v, _CHECKED):
+            return False
+    return True
+
+
+_CHECKED = (dict, list, tuple, set, frozenset)
+"""Types :func:`_exact` leaves to :func:`_inexact` (containers of other kinds, subclasses)."""
 
 
 def _inexact_dict(value: dict[Any, Any], inner: int) -> tuple[str, str] | None:
@@ -199,7 +235,7 @@ class JsonSerializer(Serializer):
         """
         if type(value) not in _LEAVES:
             try:
-                found = _inexact(value)
+                found = None if _exact(value, 1) else _inexact(value)
             except RecursionError:  # circular or absurdly deep: the encoder below refuses it
                 found = None
             if found is not None:
@@ -219,6 +255,15 @@ class JsonSerializer(Serializer):
             msg = f"event data is not serializable as JSON: {e}"
             raise ValidationError(msg, codec=self.name) from e
         return text.encode("utf-8", "surrogatepass")
+
+    def scanners(self) -> tuple[bytes, Callable[[str, int], tuple[Any, int]], Callable[[str, int], tuple[Any, int]]]:
+        """What :meth:`loads` runs, for a caller that inlines it in a loop (the event codec's plain rows).
+
+        ``(tag, tagged, untagged)``: UTF-8 text (``surrogatepass``) whose bytes contain ``tag`` is scanned
+        with ``tagged``, any other with ``untagged``; each returns ``(value, end)``. A scan that raises or
+        ends before the text does is not a fast-path value: call :meth:`loads` (which decides or raises).
+        """
+        return self._tag, self._tagged.scan_once, self._untagged.scan_once  # type: ignore[attr-defined]
 
     def loads(self, raw: bytes) -> Any:
         """Decode JSON written by :meth:`dumps` (the scanner directly: no encoding sniffing, no wrapper)."""

@@ -13,9 +13,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from eventsource.codecs import CodecPipeline
+from eventsource.codecs.builtin import JsonSerializer
 from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError, ValidationError
+from eventsource.manager.fastrows import json_rows
 from eventsource.manager.validation import check_scope_names
-from eventsource.model import RowPage, Snapshot, make_event, make_recorded_event
+from eventsource.model import Event, RowPage, Snapshot, make_event, make_recorded_event
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -24,8 +26,9 @@ if TYPE_CHECKING:
     from eventsource.codecs.keys import KeyProvider
     from eventsource.config import ManagerConfig
     from eventsource.domain.upcasting import Upcasters
-    from eventsource.model import Event, RecordedEvent, RecordedSnapshot
+    from eventsource.model import RecordedEvent, RecordedSnapshot
     from eventsource.plugins import PluginHost
+    from eventsource.rows import EventRow
 
 SHREDDED_KEY = "eventsource.shredded"
 """Metadata key of a redacted event (``shredded_events = "redact"``): the shredded scope."""
@@ -43,6 +46,21 @@ def _aad_prefix(kind: str, stream_id: str, item_id: str, version: int) -> bytes:
     and event ids never contain NUL (validation refuses control characters), so the form is unambiguous.
     """
     return f"{kind}\x00{stream_id}\x00{item_id}\x00{version}\x00".encode()
+
+
+def _shell_ok() -> bool:
+    """Whether an :class:`~eventsource.rows.EventShell` switched to :class:`Event` equals the event built normally."""
+    from eventsource.rows import EventShell
+
+    args: tuple[Any, ...] = tuple(range(len(EventShell.__slots__)))
+    try:
+        ev: Any = object.__new__(EventShell)
+        for name, value in zip(EventShell.__slots__, args, strict=True):
+            setattr(ev, name, value)
+        ev.__class__ = Event
+    except TypeError:
+        return False
+    return type(ev) is Event and ev == Event(**dict[str, Any](zip(EventShell.__slots__, args, strict=True)))
 
 
 def _with_context(e: CodecError, where: str, **details: Any) -> CodecError:
@@ -119,6 +137,9 @@ class EventCodec:
         )
         self.plain = self.pipeline.serializer.name
         self.loads = self.pipeline.serializer.loads
+        serializer = self.pipeline.serializer
+        # the inlined plain-JSON row path: only for the built-in serializer itself (a subclass may decode otherwise)
+        self.json_scan = serializer.scanners() if type(serializer) is JsonSerializer and _shell_ok() else None
         self.scope_mode = config.encryption_scope
         self.redact = config.shredded_events == "redact"
         self.upcasters: dict[str, list[Callable[[Event], Event]]] = {}
@@ -277,36 +298,52 @@ class EventCodec:
     def decode_page(self, page: Sequence[RecordedEvent] | RowPage) -> Iterator[Event]:
         """The events of one page, lazily (an error surfaces at its event, after the ones before it).
 
-        A :class:`RowPage` row that is plain-encoded, with no ``register_upcaster`` functions registered,
-        becomes an event straight from the row (no intermediate record), then goes through its type's
-        upcasting chain if it has one; anything else goes through :meth:`decode_event`.
+        :class:`RowPage` rows become events straight from the row (no intermediate record) when no
+        ``register_upcaster`` functions are registered: with the built-in JSON codec through its inlined
+        loop (:mod:`eventsource.manager.fastrows`), else through the serializer's ``loads``; plain rows then
+        go through their type's upcasting chain if it has one. Anything else goes through :meth:`decode_event`.
         """
-        decode = self.decode_event
         if not isinstance(page, RowPage):
-            for rec in page:
-                yield decode(rec)
-            return
+            return map(self.decode_event, page)
+        if self.upcasters:
+            return map(self._general_row(page), page.rows)
+        if self.json_scan is not None:
+            return json_rows(page, self.json_scan, self.plain, self.chain, self._general_row(page))
+        return self._plain_rows(page)
+
+    def _general_row(self, page: RowPage) -> Callable[[EventRow], Event]:
+        """The general path for one row of ``page``: a record (timestamp converted), then :meth:`decode_event`."""
+        conv, decode, make = page.timestamp, self.decode_event, make_recorded_event
+
+        def general(row: EventRow) -> Event:
+            if conv is None:
+                return decode(make(*row))
+            (eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype) = row
+            return decode(make(eid, sid, etype, ver, pos, data, meta, enc, conv(ts), c1, c2, uid, tid, aid, atype))
+
+        return general
+
+    def _plain_rows(self, page: RowPage) -> Iterator[Event]:
+        """Rows through the serializer's ``loads`` (a serializer other than the built-in JSON one)."""
         conv = page.timestamp
-        fast = not self.upcasters
         slow = self.chain.events.types  # only types with an upcasting chain are looked up
         upcast = self.chain.upcast_parts
         plain = self.plain
         loads = self.loads
         make = make_event
+        general = self._general_row(page)
         for row in page.rows:
             (eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype) = row
+            if enc != plain:
+                yield general(row)
+                continue
             if conv is not None:
                 ts = conv(ts)
-            if fast and enc == plain:
-                d = loads(data)
-                m = loads(meta) if meta else {}
-                if slow and etype in slow:
-                    etype, d = upcast(etype, d, m, (eid, sid, ver))
-                yield make(eid, sid, etype, d, m, ver, pos, ts, c1, c2, uid, tid, aid, atype)
-            else:
-                yield decode(
-                    make_recorded_event(eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype)
-                )
+            d = loads(data)
+            m = loads(meta) if meta else {}
+            if slow and etype in slow:
+                etype, d = upcast(etype, d, m, (eid, sid, ver))
+            yield make(eid, sid, etype, d, m, ver, pos, ts, c1, c2, uid, tid, aid, atype)
 
     @staticmethod
     def page_tail(page: Sequence[RecordedEvent] | RowPage) -> tuple[int, int]:

@@ -15,8 +15,9 @@ import functools
 import logging
 import random
 import time
+from itertools import islice
 from types import CodeType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from eventsource.errors import RETRYABLE, ProviderTimeoutError
 from eventsource.manager.deadlines import Deadlines, Watchdog
@@ -38,14 +39,15 @@ log = logging.getLogger("eventsource")
 T = TypeVar("T")
 
 
-PAGE: Any = object()
-"""Sent into a :meth:`CallPolicy.pages` generator (``asend(PAGE)``) right after it yielded an event, it
-answers with a list of the rest of that event's page (decoded as far as it decodes; a decode error follows
-at the next step). The sync API crosses a page per call this way instead of an event per step."""
+CHUNK_PULL = "an int sent into CallPolicy.pages right after it yielded an event"
+"""The sync API's pull: sent an ``int`` ``k`` (``asend(k)``) right after it yielded an event, a
+:meth:`CallPolicy.pages` generator answers with a list of up to ``k`` further events of that event's page
+(decoded as far as they decode; a decode error follows at the next step). The sync API crosses a chunk of
+events per call this way instead of an event per step."""
 
 
 PAGED: set[CodeType] = set()
-"""The code of every async generator that answers :data:`PAGE` (the sync API checks ``ag_code`` against it):
+"""The code of every async generator that answers :data:`CHUNK_PULL` (the sync API checks ``ag_code`` against it):
 :meth:`CallPolicy.pages`, and the telemetry span around it, which adds itself when imported."""
 
 
@@ -272,11 +274,12 @@ class CallPolicy:
                         events = iter(decode(page))
                         for event in events:
                             count += 1
-                            if (yield event) is PAGE:  # the sync API's pull: the rest of this page, as one list
+                            more = cast("int | None", (yield event))  # (declared None: only the sync API sends)
+                            if more is not None:  # the sync API's pull (CHUNK_PULL): up to ``more`` further events
                                 rest: list[Event] = []
                                 error: Exception | None = None
                                 try:
-                                    rest.extend(events)
+                                    rest.extend(islice(events, more))
                                 except Exception as e:  # noqa: BLE001 - raised below, after the events before it
                                     error = e
                                 count += len(rest)

@@ -224,4 +224,4 @@ def extract_context(event: Event, key: str = "trace_context") -> otel_context.Co
     return otel_propagate.extract(carrier if isinstance(carrier, dict) else {})
 
 
-PAGED.add(Telemetry.iterate.__code__)  # it passes PAGE through to the policy's pages() and back
+PAGED.add(Telemetry.iterate.__code__)  # it passes the sync API's pull through to pages() and back

@@ -5,13 +5,16 @@ Each test reproduces a defect found in review on real SQLite and memory stores.
 
 from __future__ import annotations
 
+import io
+import json
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, TransferFormatError
+from eventsource.memory import MemoryProvider
 from eventsource.sqlite import SqliteProvider
 from eventsource.testing.transfer import manager_on, populate
-from eventsource.transfer import copy_store, verify_stores
+from eventsource.transfer import copy_store, export_store, import_store, open_input, verify_stores
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -52,3 +55,45 @@ async def test_a_map_whose_target_was_reset_is_not_trusted(source: EventSourcing
         assert (await verify_stores(src, dst)).ok
     finally:
         await again.close()
+
+
+def _crafted(lines: list[bytes], kind: str, index: int, **changes: object) -> list[bytes]:
+    """``lines`` with the ``index``-th record of ``kind`` changed (a hand-edited or hostile export)."""
+    out, seen = [], 0
+    for line in lines:
+        d = json.loads(line)
+        if d.get("kind") == kind:
+            if seen == index:
+                d.update(changes)
+            seen += 1
+        out.append(json.dumps(d).encode() + b"\n")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("kind", "changes"),
+    [
+        ("stream", {"first_version": "3"}),
+        ("stream", {"first_version": 0}),
+        ("stream", {"version": -4}),
+        ("stream", {"name": 5}),
+        ("stream", {"aggregate_type": {"x": 1}}),
+        ("stream", {"metadata": {"k": {"nested": [1, 2]}}, "version": True}),
+        ("snapshot", {"position": "x"}),
+        ("snapshot", {"aggregate_id": 7}),
+    ],
+)
+async def test_a_crafted_export_is_refused_before_anything_is_written(
+    source: EventSourcingManager, tmp_path: Path, kind: str, changes: dict[str, object]
+) -> None:
+    """Fields of the wrong type or range passed the check and crashed (or were stored) half-way through."""
+    out = io.BytesIO()
+    await export_store(source.get_default_provider(), out)
+    lines = _crafted(out.getvalue().splitlines(keepends=True), kind, 3, **changes)
+    path = tmp_path / "crafted.jsonl"
+    path.write_bytes(b"".join(lines))
+    dst = MemoryProvider()
+    await dst.connect()
+    with open_input(str(path)) as stream, pytest.raises(TransferFormatError, match=f"line .*: a bad {kind} record"):
+        await import_store(stream, dst, name=str(path), check_first=True)
+    assert (await dst.list_streams(limit=10, offset=0))[1] == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -97,3 +98,18 @@ async def test_a_crafted_export_is_refused_before_anything_is_written(
     with open_input(str(path)) as stream, pytest.raises(TransferFormatError, match=f"line .*: a bad {kind} record"):
         await import_store(stream, dst, name=str(path), check_first=True)
     assert (await dst.list_streams(limit=10, offset=0))[1] == 0
+
+
+async def test_verify_sees_a_snapshot_whose_aggregate_fields_differ(source: EventSourcingManager) -> None:
+    """The snapshot digest covered id, version, descriptor and bytes: a lost aggregate id/type passed verify."""
+    src = source.get_default_provider()
+    dst = MemoryProvider()
+    await dst.connect()
+    await copy_store(src, dst)
+    assert (await verify_stores(src, dst)).ok
+    snap = await dst.get_snapshot("s-0002")
+    assert snap is not None
+    assert snap.aggregate_type is not None
+    await dst.save_snapshot(replace(snap, aggregate_type="Other", aggregate_id="elsewhere"))
+    report = await verify_stores(src, dst)
+    assert any("s-0002" in d and "snapshot" in d for d in report.differences), report.differences

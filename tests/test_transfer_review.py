@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING
 import pytest
 from eventsource.errors import ConfigurationError, TransferFormatError
 from eventsource.memory import MemoryProvider
+from eventsource.model import NewEvent
 from eventsource.sqlite import SqliteProvider
 from eventsource.testing.transfer import manager_on, populate
-from eventsource.transfer import copy_store, export_store, import_store, open_input, verify_stores
+from eventsource.timestamps import from_us
+from eventsource.transfer import TransferProgress, copy_store, export_store, import_store, open_input, verify_stores
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -113,3 +115,18 @@ async def test_verify_sees_a_snapshot_whose_aggregate_fields_differ(source: Even
     await dst.save_snapshot(replace(snap, aggregate_type="Other", aggregate_id="elsewhere"))
     report = await verify_stores(src, dst)
     assert any("s-0002" in d and "snapshot" in d for d in report.differences), report.differences
+
+
+async def test_a_resumed_copy_does_not_promise_the_whole_store(source: EventSourcingManager, tmp_path: Path) -> None:
+    """A re-run reads from the map's cursor, yet its progress showed the store's total: 'copy: 5 of 603 events'."""
+    src = source.get_default_provider()
+    dst = MemoryProvider()
+    await dst.connect()
+    await copy_store(src, dst, position_map=tmp_path / "map.db")
+    await src.append("s-0001", [NewEvent(f"late-{i}", "Late", b"{}", b"", "json", from_us(0)) for i in range(5)], -1)
+    seen: list[TransferProgress] = []
+    result = await copy_store(src, dst, position_map=tmp_path / "map.db", progress=seen.append)
+    assert result.written == 5
+    assert seen
+    assert all(p.total is None or p.total >= p.events for p in seen)
+    assert seen[-1].total in (None, 5)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
+from eventsource.cli.main import main
 from eventsource.errors import ConfigurationError, TransferFormatError
 from eventsource.memory import MemoryProvider
 from eventsource.model import NewEvent
@@ -130,3 +133,16 @@ async def test_a_resumed_copy_does_not_promise_the_whole_store(source: EventSour
     assert seen
     assert all(p.total is None or p.total >= p.events for p in seen)
     assert seen[-1].total in (None, 5)
+
+
+def test_an_export_file_is_readable_by_its_owner_only(source: EventSourcingManager, tmp_path: Path) -> None:
+    """Exports were created 0644 under the usual umask: every local user could read the store's (unencrypted) events."""
+    src_url = source.get_default_provider().url
+    assert src_url is not None
+    out = tmp_path / "backup.jsonl.gz"
+    old = os.umask(0o022)
+    try:
+        assert main(["export", "--store", src_url, "-o", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) & 0o077 == 0, oct(out.stat().st_mode)

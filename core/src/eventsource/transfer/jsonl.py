@@ -13,6 +13,7 @@ import binascii
 import gzip
 import io
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -88,7 +89,10 @@ def open_output(path: str, *, gzipped: bool) -> IO[bytes]:
     """A binary stream to write an export to (``-``: stdout), gzip-compressed when ``gzipped``."""
     import sys
 
-    raw: IO[bytes] = sys.stdout.buffer if path == "-" else Path(path).open("wb")  # noqa: SIM115 - closed by the caller
+    if path == "-":
+        raw: IO[bytes] = sys.stdout.buffer
+    else:  # a new file is the owner's only: it holds every event, unencrypted ones readable as they are
+        raw = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
     if gzipped:
         return gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # type: ignore[return-value]
     return raw

@@ -13,6 +13,7 @@ import binascii
 import gzip
 import io
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -88,7 +89,10 @@ def open_output(path: str, *, gzipped: bool) -> IO[bytes]:
     """A binary stream to write an export to (``-``: stdout), gzip-compressed when ``gzipped``."""
     import sys
 
-    raw: IO[bytes] = sys.stdout.buffer if path == "-" else Path(path).open("wb")  # noqa: SIM115 - closed by the caller
+    if path == "-":
+        raw: IO[bytes] = sys.stdout.buffer
+    else:  # a new file is the owner's only: it holds every event, unencrypted ones readable as they are
+        raw = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
     if gzipped:
         return gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # type: ignore[return-value]
     return raw
@@ -171,21 +175,44 @@ def parse_event(d: dict[str, Any]) -> RecordedEvent:
     )
 
 
+def _int(d: dict[str, Any], key: str, low: int = 0, *, optional: bool = False) -> Any:
+    value = d.get(key) if optional else d[key]
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        msg = f"{key} is not an integer >= {low}"
+        raise TypeError(msg)
+    return value
+
+
+def _text(d: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        if d.get(key) is not None and not isinstance(d[key], str):
+            msg = f"{key} is not text"
+            raise TypeError(msg)
+
+
 def parse_stream(d: dict[str, Any]) -> StreamInfo:
     """The stream of an export line."""
+    _text(d, "name", "aggregate_id", "aggregate_type")
     if not isinstance(d["stream_id"], str) or not isinstance(d.get("metadata", {}), dict):
         raise TypeError("stream_id")
+    version = _int(d, "version")
+    first = _int(d, "first_version", 1, optional=True)
+    if first is not None and first > version:
+        msg = f"first_version {first} is above the stream's version {version}"
+        raise ValueError(msg)
     return StreamInfo(
         stream_id=d["stream_id"],
-        version=int(d["version"]),
-        event_count=int(d["event_count"]),
+        version=version,
+        event_count=_int(d, "event_count"),
         created_at=_when(d["created_at"]),
         updated_at=_when(d["updated_at"]),
         name=d.get("name"),
         aggregate_id=d.get("aggregate_id"),
         aggregate_type=d.get("aggregate_type"),
         metadata=d.get("metadata") or {},
-        first_version=d.get("first_version"),
+        first_version=first,
     )
 
 
@@ -194,10 +221,12 @@ def parse_snapshot(d: dict[str, Any]) -> RecordedSnapshot:
     for key in ("snapshot_id", "stream_id", "encoding"):
         if not isinstance(d[key], str):
             raise TypeError(key)
+    _text(d, "aggregate_id", "aggregate_type")
+    _int(d, "position", optional=True)
     return RecordedSnapshot(
         snapshot_id=d["snapshot_id"],
         stream_id=d["stream_id"],
-        version=int(d["version"]),
+        version=_int(d, "version"),
         data=_bytes(d, "data"),
         metadata=_bytes(d, "metadata"),
         encoding=d["encoding"],

@@ -83,6 +83,13 @@ class PositionMap:
         ).fetchone()
         return None if row is None else int(row[0])
 
+    def last(self) -> tuple[int, str, int] | None:
+        """``(target position, stream id, version)`` of the entry with the highest source position (``None``: empty)."""
+        row = self.db.execute(
+            "SELECT target, stream_id, version FROM positions ORDER BY source DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+
     def target(self, source_position: int) -> int | None:
         """The target position of the event at ``source_position``, if it was copied."""
         row = self.db.execute("SELECT target FROM positions WHERE source = ?", (source_position,)).fetchone()

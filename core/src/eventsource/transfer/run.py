@@ -7,12 +7,13 @@ providers; the command-line commands call them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from eventsource.errors import VerificationError
+from eventsource.errors import ConfigurationError, VerificationError
 from eventsource.model import StreamInfo
 from eventsource.transfer.jsonl import JsonlSink, JsonlSource
 from eventsource.transfer.posmap import PositionMap
@@ -152,6 +153,33 @@ def cursor_name(source: Provider, target: Provider, streams: Sequence[str] | Non
     return json.dumps([source.display_url, target.display_url, sorted(streams or [])])
 
 
+async def check_map(positions: PositionMap, target: Provider) -> None:
+    """Refuse a map whose last entry the target does not hold (the target was reset, or is another store).
+
+    A re-run trusts the map: its cursor skips what it says was written, its entries what it says was mapped.
+    Its last entry must name a stream the target holds at least to that version, and the event there (unless
+    truncated away since) must sit at the mapped position.
+    """
+    last = positions.last()
+    if last is None:
+        return
+    position, stream_id, version = last
+    info = await target.get_stream_info(stream_id)
+    found: int | None = None
+    if info is not None and info.version >= version:
+        rows = target.read_stream(stream_id, from_version=version, to_version=version, page_size=1)
+        async with contextlib.aclosing(rows) as events:  # type: ignore[type-var]
+            rec = await anext(events, None)
+        found = position if rec is None else rec.position
+    if found != position:
+        msg = (
+            f"the position map {positions.path or '(memory)'} was written for a target that does not hold what it "
+            f"maps (stream {stream_id!r} version {version} at position {position}): the target was reset or is "
+            "another store; remove the map file, or name a new one, and run the copy again"
+        )
+        raise ConfigurationError(msg, field="position_map")
+
+
 async def copy_store(
     source: Provider,
     target: Provider,
@@ -178,6 +206,7 @@ async def copy_store(
     """
     positions = PositionMap(position_map)
     try:
+        await check_map(positions, target)
         # a source in total order is read from where the last run got to; any other from the start
         resume = source.capabilities.global_order == "total"
         name = cursor_name(source, target, streams) if resume else None
@@ -236,6 +265,7 @@ async def import_store(
         stream.seek(0)
     positions = PositionMap(position_map)
     try:
+        await check_map(positions, target)
         result = await transfer(source, StoreSink(target, positions), progress=progress, window=window)
     finally:
         positions.close()

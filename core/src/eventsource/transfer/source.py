@@ -86,7 +86,12 @@ class ProviderSource:
         self.from_position = from_position
 
     async def total_events(self) -> int | None:
-        """How many events the copy will read, for a progress estimate (``None`` when unknown)."""
+        """How many events the copy will read, for a progress estimate (``None`` when unknown).
+
+        Unknown for a filtered copy and for a resumed one (the store's total counts what it already wrote).
+        """
+        if self.from_position > 0:
+            return None
         try:
             stats = await self.provider.stats(top_streams=0)
         except Exception:  # noqa: BLE001 - an estimate only; the copy does not need it

@@ -2,7 +2,8 @@
 
 The digest runs over each event's id, type, version, encoding descriptor, payload bytes (data and metadata),
 timestamp and envelope fields, in version order, a page at a time; the stream's attributes and its snapshots
-(id, version, descriptor, bytes) are compared as well. Positions are each store's own and are left out.
+(id, version, descriptor, bytes, aggregate id and type) are compared as well. Positions are each store's own
+and are left out.
 """
 
 from __future__ import annotations
@@ -87,7 +88,15 @@ async def stream_digest(provider: Provider, info: StreamInfo, page_size: int = 5
     s = hashlib.sha256()
     snaps = await snapshots_of(provider, info.stream_id)
     for snap in snaps:
-        for value in (snap.snapshot_id, str(snap.version), snap.encoding, snap.data, snap.metadata):
+        for value in (
+            snap.snapshot_id,
+            str(snap.version),
+            snap.encoding,
+            snap.data,
+            snap.metadata,
+            snap.aggregate_id,
+            snap.aggregate_type,
+        ):
             _put(s, value)
     attributes = (info.name, info.aggregate_id, info.aggregate_type, sorted(info.metadata.items()), info.version)
     return StreamDigest(count, h.hexdigest(), attributes, s.hexdigest(), len(snaps))

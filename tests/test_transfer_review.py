@@ -1,0 +1,148 @@
+"""Review of copy / export / import (issue #15): attacks on resumption, crafted exports and the position map.
+
+Each test reproduces a defect found in review on real SQLite and memory stores.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource.cli.main import main
+from eventsource.errors import ConfigurationError, TransferFormatError
+from eventsource.memory import MemoryProvider
+from eventsource.model import NewEvent
+from eventsource.sqlite import SqliteProvider
+from eventsource.testing.transfer import manager_on, populate
+from eventsource.timestamps import from_us
+from eventsource.transfer import TransferProgress, copy_store, export_store, import_store, open_input, verify_stores
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from eventsource.manager import EventSourcingManager
+
+
+@pytest.fixture
+async def source(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
+    m = await manager_on(SqliteProvider(f"sqlite:///{tmp_path / 'source.db'}"))
+    await populate(m, streams=20, events=600)
+    yield m
+    await m.close()
+
+
+async def test_a_map_whose_target_was_reset_is_not_trusted(source: EventSourcingManager, tmp_path: Path) -> None:
+    """The target is wiped (deleted file) and the same copy is run again, with the map of the first run.
+
+    The map's cursor said everything was written, so the re-run read nothing and left the new target with
+    every stream but no event, exit 0 (verify was off).
+    """
+    src = source.get_default_provider()
+    mapfile = tmp_path / "map.db"
+    first = await manager_on(SqliteProvider(f"sqlite:///{tmp_path / 'target.db'}"))
+    await copy_store(src, first.get_default_provider(), position_map=mapfile)
+    await first.close()
+    (tmp_path / "target.db").unlink()
+    again = await manager_on(SqliteProvider(f"sqlite:///{tmp_path / 'target.db'}"))
+    try:
+        dst = again.get_default_provider()
+        with pytest.raises(ConfigurationError, match="remove the map file"):
+            await copy_store(src, dst, position_map=mapfile)
+        assert (await dst.list_streams(limit=10, offset=0))[1] == 0  # refused before writing anything
+        mapfile.unlink()
+        result = await copy_store(src, dst, position_map=mapfile)
+        assert result.written == 598
+        assert (await verify_stores(src, dst)).ok
+    finally:
+        await again.close()
+
+
+def _crafted(lines: list[bytes], kind: str, index: int, **changes: object) -> list[bytes]:
+    """``lines`` with the ``index``-th record of ``kind`` changed (a hand-edited or hostile export)."""
+    out, seen = [], 0
+    for line in lines:
+        d = json.loads(line)
+        if d.get("kind") == kind:
+            if seen == index:
+                d.update(changes)
+            seen += 1
+        out.append(json.dumps(d).encode() + b"\n")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("kind", "changes"),
+    [
+        ("stream", {"first_version": "3"}),
+        ("stream", {"first_version": 0}),
+        ("stream", {"version": -4}),
+        ("stream", {"name": 5}),
+        ("stream", {"aggregate_type": {"x": 1}}),
+        ("stream", {"metadata": {"k": {"nested": [1, 2]}}, "version": True}),
+        ("snapshot", {"position": "x"}),
+        ("snapshot", {"aggregate_id": 7}),
+    ],
+)
+async def test_a_crafted_export_is_refused_before_anything_is_written(
+    source: EventSourcingManager, tmp_path: Path, kind: str, changes: dict[str, object]
+) -> None:
+    """Fields of the wrong type or range passed the check and crashed (or were stored) half-way through."""
+    out = io.BytesIO()
+    await export_store(source.get_default_provider(), out)
+    lines = _crafted(out.getvalue().splitlines(keepends=True), kind, 3, **changes)
+    path = tmp_path / "crafted.jsonl"
+    path.write_bytes(b"".join(lines))
+    dst = MemoryProvider()
+    await dst.connect()
+    with open_input(str(path)) as stream, pytest.raises(TransferFormatError, match=f"line .*: a bad {kind} record"):
+        await import_store(stream, dst, name=str(path), check_first=True)
+    assert (await dst.list_streams(limit=10, offset=0))[1] == 0
+
+
+async def test_verify_sees_a_snapshot_whose_aggregate_fields_differ(source: EventSourcingManager) -> None:
+    """The snapshot digest covered id, version, descriptor and bytes: a lost aggregate id/type passed verify."""
+    src = source.get_default_provider()
+    dst = MemoryProvider()
+    await dst.connect()
+    await copy_store(src, dst)
+    assert (await verify_stores(src, dst)).ok
+    snap = await dst.get_snapshot("s-0002")
+    assert snap is not None
+    assert snap.aggregate_type is not None
+    await dst.save_snapshot(replace(snap, aggregate_type="Other", aggregate_id="elsewhere"))
+    report = await verify_stores(src, dst)
+    assert any("s-0002" in d and "snapshot" in d for d in report.differences), report.differences
+
+
+async def test_a_resumed_copy_does_not_promise_the_whole_store(source: EventSourcingManager, tmp_path: Path) -> None:
+    """A re-run reads from the map's cursor, yet its progress showed the store's total: 'copy: 5 of 603 events'."""
+    src = source.get_default_provider()
+    dst = MemoryProvider()
+    await dst.connect()
+    await copy_store(src, dst, position_map=tmp_path / "map.db")
+    await src.append("s-0001", [NewEvent(f"late-{i}", "Late", b"{}", b"", "json", from_us(0)) for i in range(5)], -1)
+    seen: list[TransferProgress] = []
+    result = await copy_store(src, dst, position_map=tmp_path / "map.db", progress=seen.append)
+    assert result.written == 5
+    assert seen
+    assert all(p.total is None or p.total >= p.events for p in seen)
+    assert seen[-1].total in (None, 5)
+
+
+def test_an_export_file_is_readable_by_its_owner_only(source: EventSourcingManager, tmp_path: Path) -> None:
+    """Exports were created 0644 under the usual umask: every local user could read the store's (unencrypted) events."""
+    src_url = source.get_default_provider().url
+    assert src_url is not None
+    out = tmp_path / "backup.jsonl.gz"
+    old = os.umask(0o022)
+    try:
+        assert main(["export", "--store", src_url, "-o", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) & 0o077 == 0, oct(out.stat().st_mode)

@@ -45,7 +45,9 @@ class ChangeSignal:
                 return True
             self._waiters.add(entry)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), max_wait)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that lands as fut completes
+            async with asyncio.timeout(max_wait):
+                await fut
         except TimeoutError:
             return self._count != seen
         finally:

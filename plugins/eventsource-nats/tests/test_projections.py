@@ -18,9 +18,7 @@ from eventsource_nats.lease import NatsKvLease
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
-    from eventsource.manager import EventSourcingManager
     from eventsource_nats.provider import NatsProvider
 
 

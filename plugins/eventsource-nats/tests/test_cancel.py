@@ -59,6 +59,9 @@ async def _cancel_at_many_points(p: NatsProvider, body: Callable[[], Awaitable[A
     assert [json.loads(e.data)["n"] for e in [e async for e in p.read_stream("s")]] == list(range(40))
     assert len([e async for e in p.read_all()]) == 50
     await p._conn.settle()
+    # and no read consumer is left behind on the server (each is deleted when its read ends, however it ends)
+    info = await p._conn.api(f"STREAM.INFO.{p._conn.names.stream}")
+    assert info["state"]["consumer_count"] == 0
 
 
 async def test_a_cancelled_read_stream_ends_and_the_provider_still_reads(machine_provider: NatsProvider) -> None:

@@ -76,7 +76,12 @@ class Reader:
 
         # consumer creation right after a node loss can time out while the cluster recovers: retried
         # (an ephemeral consumer created by a timed-out attempt expires after its inactive threshold)
-        sub = await conn.retrying(subscribe)
+        try:
+            sub = await conn.retrying(subscribe)
+        except BaseException:  # cancelled (or failed) after the server may have made the consumer: delete it
+            if cfg.name:
+                conn.spawn(quiet(js.delete_consumer(self.names.stream, cfg.name)))
+            raise
         try:
             remaining = (await conn.retrying(sub.consumer_info)).num_pending
             per_msg_events, per_msg_bytes = 1.0, float(PAGE_BYTES)  # first fetch: one message, then adapt

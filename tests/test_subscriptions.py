@@ -387,3 +387,24 @@ async def test_a_cancel_that_lands_with_a_wake_up_cancels_the_waiter() -> None:
             continue  # it had already returned: nothing to cancel
         with pytest.raises(asyncio.CancelledError):
             await waiter
+async def test_a_wait_on_the_change_signal_cancelled_as_it_is_woken_ends_cancelled() -> None:
+    # the cancel lands at each step of the wake-up (notify, the waiter's future, the timeout's bookkeeping):
+    # asyncio.wait_for on Python 3.11 returned the result there and lost the cancel
+    from eventsource.subscriptions import ChangeSignal
+
+    for ticks in range(8):
+        signal = ChangeSignal()
+        task = asyncio.create_task(signal.wait(signal.count, 600))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        signal.notify()
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        if task.done():  # woken before the cancel: every step of the wake-up was covered
+            assert ticks > 1
+            assert task.result() is True
+            return
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+    pytest.fail("the wait never ended after a notify")

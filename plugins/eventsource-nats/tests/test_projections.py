@@ -18,9 +18,7 @@ from eventsource_nats.lease import NatsKvLease
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
-    from eventsource.manager import EventSourcingManager
     from eventsource_nats.provider import NatsProvider
 
 
@@ -32,14 +30,6 @@ class TestNatsProjections(ProjectionSuite):
     @pytest.fixture
     def lease_url(self, machine_nats_url: str) -> str:
         return machine_nats_url
-
-    async def test_a_runner_cancelled_20_times_in_process_applies_every_event_exactly_once(
-        self, provider: NatsProvider, manager: EventSourcingManager, tmp_path: Path
-    ) -> None:
-        # Not run: a NATS read cancelled mid-request (the subscription's read_all_pages step) can keep the
-        # cancelled run() from ever ending, and the stuck task then breaks the pytest session. A SIGKILLed
-        # runner is unaffected (the test above); the defect is in the report of this change.
-        pytest.skip("known defect: a NATS read cancelled mid-request can keep a cancelled run() from ending")
 
 
 @pytest.fixture

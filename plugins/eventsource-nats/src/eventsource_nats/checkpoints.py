@@ -16,6 +16,7 @@ from eventsource.checkpoints import Checkpoint, CheckpointStore
 from eventsource.checkpoints.base import check_name
 from eventsource.errors import ConfigurationError, ConflictError, ProviderUnavailableError
 
+from eventsource_nats.connection import cancellable
 from eventsource_nats.settings import parse_url
 
 CAS_ATTEMPTS = 20
@@ -85,7 +86,7 @@ class NatsCheckpointStore(CheckpointStore):
         import nats.js.errors
 
         try:
-            entry = await self._require().get(f"{_b64(name)}.{_b64(source)}")
+            entry = await cancellable(self._require().get(f"{_b64(name)}.{_b64(source)}"))
         except nats.js.errors.KeyNotFoundError:  # KeyDeletedError too
             return None, None
         if entry.value is None:
@@ -118,9 +119,9 @@ class NatsCheckpointStore(CheckpointStore):
             self.check_move(old, cp, force=force)
             try:
                 if revision is None:
-                    await kv.create(key, value)
+                    await cancellable(kv.create(key, value))
                 else:
-                    await kv.update(key, value, last=revision)
+                    await cancellable(kv.update(key, value, last=revision))
             except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
                 continue  # another writer got in between: look again
             return cp
@@ -132,7 +133,7 @@ class NatsCheckpointStore(CheckpointStore):
         old, _ = await self._entry(check_name("name", name), check_name("source", source))
         if old is None:
             return False
-        await self._require().purge(f"{_b64(name)}.{_b64(source)}")
+        await cancellable(self._require().purge(f"{_b64(name)}.{_b64(source)}"))
         return True
 
     async def list(self, source: str | None = None) -> list[Checkpoint]:
@@ -142,7 +143,7 @@ class NatsCheckpointStore(CheckpointStore):
         if source is not None:
             check_name("source", source)
         try:
-            keys = await self._require().keys()
+            keys = await cancellable(self._require().keys())
         except nats.js.errors.NoKeysError:
             return []
         out = []

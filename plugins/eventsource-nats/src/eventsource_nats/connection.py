@@ -61,6 +61,22 @@ async def quiet(aw: Awaitable[Any]) -> None:
         await aw
 
 
+async def cancellable(aw: Awaitable[T]) -> T:
+    """Await a nats-py call; raise :class:`asyncio.CancelledError` when the call swallowed a cancellation.
+
+    nats-py waits for every request reply and fetched message with ``asyncio.wait_for``, which on Python
+    3.11 returns the result when the cancel lands after the awaited future completed: the task's cancel is
+    lost and a cancelled read (or a subscription's read step) goes on running for good. The task's count
+    of pending cancel requests still shows the cancel; a call that returns with that count raised re-raises.
+    """
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    result = await aw
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+    return result
+
+
 class Connection:
     """One client connection, the server facts read at connect, and the store's KV buckets."""
 
@@ -282,7 +298,7 @@ class Connection:
     async def call(self, what: str, aw: Awaitable[T]) -> T:
         """Await ``aw``, mapping any driver error with :func:`~eventsource_nats.errors.map_error`."""
         try:
-            return await aw
+            return await cancellable(aw)
         except EventSourceError:
             raise
         except Exception as e:
@@ -293,8 +309,10 @@ class Connection:
         import nats.js.errors
 
         self.require()
-        msg = await self.nc.request(
-            f"$JS.API.{subject}", json.dumps(payload or {}).encode(), timeout=self.settings["request_timeout"]
+        msg = await cancellable(
+            self.nc.request(
+                f"$JS.API.{subject}", json.dumps(payload or {}).encode(), timeout=self.settings["request_timeout"]
+            )
         )
         resp: dict[str, Any] = json.loads(msg.data)
         if "error" in resp:
@@ -307,7 +325,7 @@ class Connection:
 
         js = self.require()
         try:
-            return await js.get_msg(self.names.stream, direct=self.replicas == 1, **req)
+            return await cancellable(js.get_msg(self.names.stream, direct=self.replicas == 1, **req))
         except nats.js.errors.NotFoundError:
             return None
 
@@ -328,7 +346,7 @@ class Connection:
         import nats.js.errors
 
         try:
-            return await self.kv[bucket].get(key)
+            return await cancellable(self.kv[bucket].get(key))
         except nats.js.errors.KeyNotFoundError:
             return None
 
@@ -363,7 +381,7 @@ class Connection:
         errors = retriable()
         while True:
             try:
-                return await op()
+                return await cancellable(op())
             except errors:
                 if time.monotonic() + delay > deadline:
                     raise

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ProviderUnavailableError
 
-from eventsource_nats.connection import quiet
+from eventsource_nats.connection import cancellable, quiet
 from eventsource_nats.naming import event_key, split_position
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class IdIndex:
             for n, subject in enumerate(subjects):
                 await nc.publish(f"$JS.API.DIRECT.GET.{stream}.{subject}", b"", reply=f"{inbox}.{n}")
             await nc.flush()
-            await asyncio.wait_for(done, timeout=self.conn.settings["request_timeout"])
+            await cancellable(asyncio.wait_for(done, timeout=self.conn.settings["request_timeout"]))
         finally:
             await quiet(sub.unsubscribe())
         if failures:

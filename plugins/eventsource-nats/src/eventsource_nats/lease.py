@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.lease import Lease
 
+from eventsource_nats.connection import cancellable
 from eventsource_nats.settings import parse_url
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class NatsKvLease(Lease):
         deadline = monotonic() + timeout
         while True:
             try:
-                return int(await kv.create(k, token))
+                return int(await cancellable(kv.create(k, token)))
             except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
                 pass  # held by someone else
             except (nats.errors.Error, OSError) as e:
@@ -176,7 +177,7 @@ class NatsKvLease(Lease):
             while True:
                 await asyncio.sleep(self.ttl / 3)
                 try:
-                    revision = int(await kv.update(k, token, last=revision))
+                    revision = int(await cancellable(kv.update(k, token, last=revision)))
                     written = monotonic()
                 except asyncio.CancelledError:
                     raise

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.errors import EventSourceError
 
 from eventsource_nats import records
-from eventsource_nats.connection import quiet
+from eventsource_nats.connection import cancellable, quiet
 from eventsource_nats.errors import map_error
 from eventsource_nats.naming import Names, position, split_position, stream_id_of, stream_token
 from eventsource_nats.records import HDR_COUNT
@@ -76,7 +76,12 @@ class Reader:
 
         # consumer creation right after a node loss can time out while the cluster recovers: retried
         # (an ephemeral consumer created by a timed-out attempt expires after its inactive threshold)
-        sub = await conn.retrying(subscribe)
+        try:
+            sub = await conn.retrying(subscribe)
+        except BaseException:  # cancelled (or failed) after the server may have made the consumer: delete it
+            if cfg.name:
+                conn.spawn(quiet(js.delete_consumer(self.names.stream, cfg.name)))
+            raise
         try:
             remaining = (await conn.retrying(sub.consumer_info)).num_pending
             per_msg_events, per_msg_bytes = 1.0, float(PAGE_BYTES)  # first fetch: one message, then adapt
@@ -84,9 +89,9 @@ class Reader:
                 # a page is page_size EVENTS (an envelope holds many) and at most PAGE_BYTES of payload
                 batch = int(min(remaining, max(1, page_size / per_msg_events), max(1, PAGE_BYTES / per_msg_bytes)))
                 try:
-                    msgs = await sub.fetch(batch, timeout=conn.settings["request_timeout"])
+                    msgs = await cancellable(sub.fetch(batch, timeout=conn.settings["request_timeout"]))
                 except nats.errors.TimeoutError:
-                    remaining = (await sub.consumer_info()).num_pending  # purged while reading
+                    remaining = (await cancellable(sub.consumer_info())).num_pending  # purged while reading
                     if remaining:
                         raise
                     return

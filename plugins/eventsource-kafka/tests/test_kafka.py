@@ -112,7 +112,7 @@ def test_plugin_is_discovered(kafka_url: str) -> None:
     assert isinstance(p, KafkaProvider)
     assert p.capabilities.global_order == "per_stream"
     assert p.capabilities.concurrency == "cross_process"  # the log decides, no lease needed
-    assert p.capabilities.unsupported == frozenset()
+    assert p.capabilities.unsupported == frozenset({"rewrite_events"})  # a log record cannot change in place
 
 
 # ---------------------------------------------------------------------------- layout

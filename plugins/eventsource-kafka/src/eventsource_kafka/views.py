@@ -89,7 +89,8 @@ class Views:
         loop = asyncio.get_running_loop()
         mine = self._loops.get(loop)
         if mine is None:
-            mine = self._loops[loop] = _InFlight()
+            with self._seq_lock:  # threads may add their loops at the same moment
+                mine = self._loops.setdefault(loop, _InFlight())
         pending = mine.pending
         if pending is None:
             return self._send(mine)

@@ -89,3 +89,20 @@ async def test_a_process_holding_no_tail_estimates_from_last_records_and_says_so
     assert cold["ok"]["total_events"] == 21
     assert set(cold["ok"]["estimated"]) == {"total_events", "events_by_stream", "last_event_at", "events_by_type"}
     assert sum(cold["ok"]["by_type"].values()) == pytest.approx(21, abs=2)
+
+
+async def test_bounded_stats_forget_the_cached_estimates_of_deleted_streams(store: Any) -> None:
+    """A monitor polling stats while streams come and go holds estimates only for the streams that exist."""
+    p, _, other = store
+    gone = [f"g{k}" for k in range(5)]
+    for sid in gone:  # written by the other process: ``p`` holds no tail of them and estimates them
+        assert "ok" in await other(op="append", stream=sid, ids=[str(uuid.uuid4())], expected="NO_STREAM")
+    st = await p.stats(top_streams=1)
+    assert st.total_streams == 11
+    assert "total_events" in st.estimated
+    assert set(gone) <= set(p._monitor._cold)
+    for sid in gone:
+        assert "ok" in await other(op="delete", stream=sid)
+    after = await p.stats(top_streams=1)
+    assert after.total_streams == 6
+    assert set(p._monitor._cold) & set(gone) == set()

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 FORMAT = "eventsource-export"
 FORMAT_VERSION = 1
 _GZIP_MAGIC = b"\x1f\x8b"
+MAX_LINE = 128 << 20
+"""Longest line an import reads (room for a 50 MB payload in base64 and its fields); longer is refused."""
+MAX_PLACEHOLDERS = 10_000_000
+"""Most versions below a stream's first stored event an import fills with placeholders (see the sink)."""
 _EVENT_OPTIONAL = ("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")
 _STREAM_KEYS = ("stream_id", "name", "aggregate_id", "aggregate_type", "version", "first_version", "event_count")
 
@@ -202,6 +206,13 @@ def parse_stream(d: dict[str, Any]) -> StreamInfo:
     if first is not None and first > version:
         msg = f"first_version {first} is above the stream's version {version}"
         raise ValueError(msg)
+    missing = (first - 1) if first is not None else version
+    if missing > MAX_PLACEHOLDERS:
+        msg = (
+            f"the stream's first stored version is {missing + 1}: an import would write {missing} placeholder events "
+            f"below it (at most {MAX_PLACEHOLDERS:,}; copy such a stream store to store instead)"
+        )
+        raise ValueError(msg)
     return StreamInfo(
         stream_id=d["stream_id"],
         version=version,
@@ -301,7 +312,9 @@ class JsonlSource:
         end: dict[str, Any] | None = None
         counts = {"stream": 0, "event": 0, "snapshot": 0}
         try:
-            for lineno, raw in enumerate(self.stream, start=1):
+            for lineno, raw in enumerate(iter(lambda: self.stream.readline(MAX_LINE), b""), start=1):
+                if len(raw) >= MAX_LINE and not raw.endswith(b"\n"):
+                    raise self._error(lineno, f"a line longer than {MAX_LINE >> 20} MiB")
                 try:
                     d = json.loads(raw)
                 except (ValueError, UnicodeDecodeError) as e:
@@ -326,11 +339,35 @@ class JsonlSource:
         self._end(lineno, end, counts)
 
     def check(self) -> dict[str, int]:
-        """Read the whole file once and raise at its first bad line (for a file: import nothing from a bad one)."""
+        """Read the whole file once and raise at its first bad line (for a file: import nothing from a bad one).
+
+        Beyond each line, every stream's events must follow each other version by version, start at the
+        stream line's first stored version and end at its version.
+        """
         n = {"stream": 0, "event": 0, "snapshot": 0}
+        seen: dict[str, tuple[int, int, int]] = {}  # stream id -> (first version, last version, line of the last)
+        heads: dict[str, tuple[StreamInfo, int]] = {}
         for lineno, d in self._lines():
-            self._parse(lineno, d)
+            item = self._parse(lineno, d)
             n[d["kind"]] += 1
+            if isinstance(item, RecordedEvent):
+                prev = seen.get(item.stream_id)
+                if prev is not None and item.version != prev[1] + 1:
+                    what = f"event version {item.version} of stream {item.stream_id!r} does not follow {prev[1]}"
+                    raise self._error(lineno, what)
+                seen[item.stream_id] = (item.version if prev is None else prev[0], item.version, lineno)
+            elif isinstance(item, StreamInfo):
+                heads[item.stream_id] = (item, lineno)
+        for sid, (info, lineno) in heads.items():
+            first, last, _ = seen.get(sid, (0, 0, 0))
+            want_first = info.first_version if info.first_version is not None else (info.version + 1)
+            want = (want_first, info.version) if want_first <= info.version else (0, 0)  # (0, 0): no events
+            if (first, last) != want:
+                what = (
+                    f"stream {sid!r} says versions {want_first}..{info.version}, "
+                    f"the file holds {f'{first}..{last}' if first else 'no events'} of it"
+                )
+                raise self._error(lineno, what)
         self.total = None if self.wanted.patterns else n["event"]
         return n
 

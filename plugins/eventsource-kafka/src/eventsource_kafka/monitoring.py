@@ -107,6 +107,8 @@ class Monitor:
                 last_us = ts
             for t, k in types.items():
                 seen[t] = seen.get(t, 0) + k
+        for gone in self._cold.keys() - metas.keys():  # deleted streams: no estimate kept for them
+            del self._cold[gone]
         total = sum(counts.values())
         if every_type:
             by_type = {t: k for t, k in seen.items() if k}

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import json
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from eventsource_kafka import records
@@ -33,16 +34,27 @@ def _chain(target: asyncio.Future[int], source: asyncio.Future[int]) -> None:
         target.set_result(source.result())
 
 
+class _InFlight:
+    """One event loop's checks: the one in flight (its number and future) and the callers waiting for the next."""
+
+    __slots__ = ("next", "pending")
+
+    def __init__(self) -> None:
+        self.pending: tuple[int, asyncio.Future[int]] | None = None
+        self.next: asyncio.Future[int] | None = None
+
+
 class Views:
     """Catch-up reads of the metadata and snapshot topics into the shared namespace."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._seq_lock = threading.Lock()
-        self._sent = 0  # metadata end-offset checks sent (see check)
-        self._pending: tuple[int, asyncio.Future[int]] | None = None  # the latest one in flight
+        self._sent = 0  # metadata end-offset checks sent (see check), numbered across every loop
         self._done: tuple[int, int] = (0, 0)  # the latest one answered: its number and its answer
-        self._next: asyncio.Future[int] | None = None  # callers waiting for the check after the one in flight
+        # per event loop (a provider may be used from several loops, one per thread): a loop's futures
+        # are never handed to an append running on another
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _InFlight] = weakref.WeakKeyDictionary()
 
     async def meta(self) -> dict[str, dict[str, Any]]:
         """The metadata of every live stream, brought up to the metadata topic's high watermark."""
@@ -75,35 +87,38 @@ class Views:
         if done_seq > mark:
             return end
         loop = asyncio.get_running_loop()
-        pending = self._pending
-        if pending is None or pending[1].get_loop() is not loop:
-            return self._send()
+        mine = self._loops.get(loop)
+        if mine is None:
+            with self._seq_lock:  # threads may add their loops at the same moment
+                mine = self._loops.setdefault(loop, _InFlight())
+        pending = mine.pending
+        if pending is None:
+            return self._send(mine)
         if pending[0] > mark:
             return pending[1]
-        if self._next is None:
-            self._next = loop.create_future()
-        return self._next
+        if mine.next is None:
+            mine.next = loop.create_future()
+        return mine.next
 
-    def _send(self) -> asyncio.Future[int]:
-        """Send one check now (numbered as it is sent) and make it the one in flight."""
+    def _send(self, mine: _InFlight) -> asyncio.Future[int]:
+        """Send one check now (numbered as it is sent) and make it the one in flight on this loop."""
         with self._seq_lock:  # numbers only grow, even when threads share this instance
             self._sent += 1
             seq = self._sent
         fut = self.conn.io.end_offset_now(self.conn.meta_topic)
-        self._pending = (seq, fut)
+        mine.pending = (seq, fut)
 
         def answered(f: asyncio.Future[int]) -> None:
-            if self._pending is not None and self._pending[0] == seq:
-                self._pending = None
-            if not f.cancelled() and f.exception() is None and seq > self._done[0]:
-                self._done = (seq, f.result())
-            waiting = self._next
-            if waiting is None or waiting.get_loop() is not f.get_loop():
-                return  # nobody waits, or they wait on another loop's check (that one sends theirs)
-            self._next = None
-            if not waiting.done():  # callers that began while this one was in flight
+            if mine.pending is not None and mine.pending[0] == seq:
+                mine.pending = None
+            if not f.cancelled() and f.exception() is None:
+                with self._seq_lock:
+                    if seq > self._done[0]:
+                        self._done = (seq, f.result())
+            waiting, mine.next = mine.next, None
+            if waiting is not None and not waiting.done():  # callers that began while this one was in flight
                 try:
-                    nxt = self._send()
+                    nxt = self._send(mine)
                 except BaseException as e:  # noqa: BLE001 - handed to the waiting callers
                     waiting.set_exception(e)
                 else:

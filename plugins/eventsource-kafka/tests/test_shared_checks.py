@@ -1,0 +1,58 @@
+"""Review of the shared stale-incarnation check (issue #11): one provider instance used from two event loops.
+
+Each thread runs its own loop and appends to its own streams through the SAME provider; the checks
+the appends share are numbered per provider, so a check (or the one queued after it) of one loop must
+never be handed to an append running on the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+
+from eventsource.model import ANY, NewEvent, utcnow
+from eventsource_kafka.provider import KafkaProvider
+
+from .test_provider import drop_namespace
+
+
+def ev() -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())
+
+
+async def test_appends_from_two_event_loops_on_one_provider_share_no_futures_across_loops(kafka_url: str) -> None:
+    p = KafkaProvider(kafka_url, topic_prefix=f"v{uuid.uuid4().hex[:12]}", request_timeout=10.0)
+    await p.connect()
+    errors: list[BaseException] = []
+    acked: dict[str, list[str]] = {}
+    try:
+        for k in range(2):  # streams exist and their tails are loaded: every append below runs a check
+            for j in range(4):
+                await p.append(f"t{k}-{j}", [ev()], ANY)
+
+        async def writer(k: int) -> None:
+            async def one(sid: str) -> None:
+                for _ in range(40):
+                    e = ev()
+                    try:
+                        await p.append(sid, [e], ANY)
+                    except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+                        errors.append(exc)
+                    else:
+                        acked.setdefault(sid, []).append(e.event_id)
+
+            await asyncio.gather(*(one(f"t{k}-{j}") for j in range(4)))
+
+        threads = [threading.Thread(target=asyncio.run, args=(writer(k),)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            await asyncio.to_thread(t.join)
+        assert [f"{type(e).__name__}: {e}" for e in errors] == []
+        for sid, got in acked.items():
+            read = {e.event_id async for page in p.read_stream_pages(sid) for e in page}
+            assert set(got) <= read
+    finally:
+        await drop_namespace(p)
+        await p.close()

@@ -146,3 +146,64 @@ def test_an_export_file_is_readable_by_its_owner_only(source: EventSourcingManag
     finally:
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) & 0o077 == 0, oct(out.stat().st_mode)
+
+
+async def _refused(source: EventSourcingManager, tmp_path: Path, lines: list[bytes], match: str) -> None:
+    path = tmp_path / "crafted.jsonl"
+    path.write_bytes(b"".join(lines))
+    dst = MemoryProvider()
+    await dst.connect()
+    with open_input(str(path)) as stream, pytest.raises(TransferFormatError, match=match):
+        await import_store(stream, dst, name=str(path), check_first=True)
+    assert (await dst.list_streams(limit=10, offset=0))[1] == 0  # nothing written
+
+
+async def _export_lines(source: EventSourcingManager) -> list[bytes]:
+    out = io.BytesIO()
+    await export_store(source.get_default_provider(), out)
+    return out.getvalue().splitlines(keepends=True)
+
+
+async def test_an_event_version_out_of_sequence_is_refused_before_anything_is_written(
+    source: EventSourcingManager, tmp_path: Path
+) -> None:
+    """Review: an event line at version 0 (or any gap) passed the check and failed later, after other streams."""
+    lines = await _export_lines(source)
+    events = [i for i, x in enumerate(lines) if json.loads(x).get("kind") == "event"]
+    at = next(i for i in events if json.loads(lines[i])["version"] > 1)
+    d = json.loads(lines[at])
+    d["version"] += 5  # a gap in its stream
+    lines[at] = json.dumps(d).encode() + b"\n"
+    await _refused(source, tmp_path, lines, "does not follow")
+
+
+async def test_a_stream_whose_events_in_the_file_disagree_with_its_line_is_refused(
+    source: EventSourcingManager, tmp_path: Path
+) -> None:
+    lines = await _export_lines(source)
+    sid = next(json.loads(x)["stream_id"] for x in lines if json.loads(x).get("kind") == "stream")
+    dropped = [x for x in lines if not (json.loads(x).get("kind") == "event" and json.loads(x)["stream_id"] == sid)]
+    end = json.loads(dropped[-1])
+    end["events"] -= len(lines) - len(dropped)
+    dropped[-1] = json.dumps(end).encode() + b"\n"
+    await _refused(source, tmp_path, dropped, f"stream '{sid}' says versions")
+
+
+async def test_a_stream_line_claiming_a_billion_missing_versions_is_refused(
+    source: EventSourcingManager, tmp_path: Path
+) -> None:
+    """Review: ``version: 10**9`` with no events made an import append a billion placeholder events."""
+    lines = _crafted(await _export_lines(source), "stream", 2, version=10**9, first_version=None)
+    await _refused(source, tmp_path, lines, "placeholder events")
+
+
+async def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(
+    source: EventSourcingManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a (gzip-expanded) line was read whole into memory before it was refused."""
+    import eventsource.transfer.jsonl as jsonl
+
+    monkeypatch.setattr(jsonl, "MAX_LINE", 4096)
+    lines = await _export_lines(source)
+    lines.insert(3, b'{"kind": "event", "pad": "' + b"x" * 10_000 + b'"}\n')
+    await _refused(source, tmp_path, lines, "a line longer than")

@@ -394,3 +394,28 @@ async def test_two_runners_without_a_lease_still_apply_each_event_once(
     assert len(committed) == 60
     [(position,)] = read(sink, "SELECT position FROM es_checkpoints WHERE name = 'shared'")
     assert position == await es.get_provider().head_position()
+
+
+async def test_a_busy_sink_database_is_waited_out_never_parked(es: EventSourcingManager, tmp_path: Path) -> None:
+    """A sink that cannot be written (locked by another process) is an outage, not a bad event."""
+    sink_db = tmp_path / "read.db"
+    sink = SqliteSink(str(sink_db), timeout=0.05)
+    await sink.open()  # es_checkpoints exists before the file is locked
+    await sink.close()
+    await deposit(es, "acc-1", 10)
+    blocker = sqlite3.connect(sink_db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    policy = ErrorPolicy(retries=1, backoff=0.01, then="park")
+    runner = ProjectionRunner(es, lease_wait=0.05).add(balances(errors=policy), sink)
+    task = asyncio.ensure_future(runner.run())
+    await asyncio.wait([task], timeout=1.0)  # the runner tries while the file is locked
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    waiter = asyncio.ensure_future(runner.wait_caught_up("balances"))
+    await asyncio.wait([task, waiter], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    await runner.stop()
+    waiter.cancel()
+    await task  # no error: the runner waited for the sink
+    assert [e async for e in es.read_stream("dead-letter-balances")] == []
+    assert runner.states["balances"].parked == 0
+    assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 10)]

@@ -9,16 +9,18 @@ so ``PostgresCheckpointStore(url, schema=...)`` reads it), checks it, runs the h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 from typing import TYPE_CHECKING, Any
 
 from eventsource.checkpoints.base import Checkpoint, now
-from eventsource.errors import ConfigurationError, ProviderUnavailableError
+from eventsource.errors import ConfigurationError
+from eventsource.projections.projection import SinkUnavailableError
 from eventsource.projections.sinks import Sink, check_expected
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from eventsource.model import Event
     from eventsource.projections.projection import Projection
@@ -64,7 +66,7 @@ class PostgresSink(Sink[Any]):
                 self._async = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
-                raise ProviderUnavailableError(msg, operation="projection") from e
+                raise SinkUnavailableError(msg, operation="projection") from e
             await self._async.execute(self._ddl())
         return self._async
 
@@ -76,7 +78,7 @@ class PostgresSink(Sink[Any]):
                 self._sync = psycopg.Connection.connect(self.url, autocommit=True)
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
-                raise ProviderUnavailableError(msg, operation="projection") from e
+                raise SinkUnavailableError(msg, operation="projection") from e
             self._sync.execute(self._ddl())
         return self._sync
 
@@ -133,7 +135,7 @@ class PostgresSink(Sink[Any]):
 
             def run() -> None:
                 conn = self._sconn()
-                with conn.transaction():
+                with _outage(conn), conn.transaction():
                     if expected is None:
                         conn.execute(self._placeholder(), (*key, cp.scope))
                     row = conn.execute(self._select(), key).fetchone()
@@ -146,14 +148,22 @@ class PostgresSink(Sink[Any]):
             return
         async with self._lock:
             conn = await self._aconn()
-            async with conn.transaction():
-                if expected is None:
-                    await conn.execute(self._placeholder(), (*key, cp.scope))
-                row = await (await conn.execute(self._select(), key)).fetchone()
-                check_expected(_cp(cp, row), cp, expected)
-                for event in events:
-                    await projection.handle(event, conn)
-                await conn.execute(self._upsert(), values)
+            with _outage(conn):
+                await self._apply_async(conn, projection, events, cp, expected)
+
+    async def _apply_async(
+        self, conn: Any, projection: Projection[Any], events: Sequence[Event], cp: Checkpoint, expected: int | None
+    ) -> None:
+        key = (cp.name, cp.source)
+        values = (cp.name, cp.source, cp.scope, cp.position, now())
+        async with conn.transaction():
+            if expected is None:
+                await conn.execute(self._placeholder(), (*key, cp.scope))
+            row = await (await conn.execute(self._select(), key)).fetchone()
+            check_expected(_cp(cp, row), cp, expected)
+            for event in events:
+                await projection.handle(event, conn)
+            await conn.execute(self._upsert(), values)
 
     async def reset(self, projection: Projection[Any], name: str, source: str) -> None:
         """The reset hook and the checkpoint's deletion in one transaction."""
@@ -173,6 +183,18 @@ class PostgresSink(Sink[Any]):
             async with conn.transaction():
                 await projection.reset(conn)
                 await conn.execute(delete, (name, source))
+
+
+@contextlib.contextmanager
+def _outage(conn: Any) -> Iterator[None]:
+    """An error that leaves the connection closed (the session died, the server went away) is the sink's."""
+    try:
+        yield
+    except Exception as e:
+        if not conn.closed or isinstance(e, SinkUnavailableError):
+            raise
+        msg = f"the PostgreSQL sink's connection was lost: {type(e).__name__}: {e}"
+        raise SinkUnavailableError(msg, operation="projection") from e
 
 
 def _cp(cp: Checkpoint, row: Any) -> Checkpoint | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from eventsource.checkpoints.base import check_name
-from eventsource.errors import ConfigurationError, EventSourceError, ValidationError
+from eventsource.errors import ConfigurationError, EventSourceError, ProviderUnavailableError, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +32,14 @@ class CheckpointMovedError(ProjectionError):
     """The checkpoint in the sink is not where this runner left it: another runner moved it.
 
     The transaction that noticed it was rolled back; the runner resubscribes from the stored checkpoint.
+    """
+
+
+class SinkUnavailableError(ProviderUnavailableError):
+    """The sink's database failed (busy past its timeout, connection lost): an outage, not a bad event.
+
+    The error policy never sees it (nothing is retried per event or parked): the runner waits ``lease_wait``
+    seconds and resumes from the stored checkpoint.
     """
 
 

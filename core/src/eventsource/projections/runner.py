@@ -24,6 +24,7 @@ from eventsource.projections.projection import (
     Projection,
     ProjectionError,
     ProjectionStoppedError,
+    SinkUnavailableError,
 )
 from eventsource.projections.sinks import Sink
 
@@ -316,7 +317,7 @@ class ProjectionRunner:
     async def _apply(self, st: ProjectionState, batch: Sequence[Event], expected: int | None, to: int) -> int:
         try:
             await st.sink.apply(st.projection, batch, self._cp(st, to), expected)
-        except (CheckpointMovedError, ProjectionError):
+        except (CheckpointMovedError, ProjectionError, SinkUnavailableError):
             raise
         except Exception:  # noqa: BLE001 - a handler failed: the policy decides, one event at a time
             if len(batch) == 1:
@@ -339,7 +340,7 @@ class ProjectionRunner:
                 await asyncio.sleep(policy.pause(attempt))
             try:
                 await st.sink.apply(st.projection, [event], self._cp(st, to), expected)
-            except (CheckpointMovedError, ProjectionError):
+            except (CheckpointMovedError, ProjectionError, SinkUnavailableError):
                 raise
             except Exception as e:  # noqa: BLE001 - a handler's error is the policy's business
                 last = e

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from eventsource.checkpoints.base import Checkpoint, CheckpointStore, now
 from eventsource.checkpoints.sqlite import SCHEMA
-from eventsource.errors import ConfigurationError, ProviderUnavailableError
-from eventsource.projections.projection import CheckpointMovedError, Projection, ProjectionError
+from eventsource.errors import ConfigurationError
+from eventsource.projections.projection import CheckpointMovedError, Projection, ProjectionError, SinkUnavailableError
 from eventsource.sqlite.settings import path_from_url
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class SqliteSink(Sink[sqlite3.Connection]):
                 db.execute(SCHEMA)
             except sqlite3.Error as e:
                 msg = f"cannot open the SQLite sink {self.path!r}: {e}"
-                raise ProviderUnavailableError(msg, operation="projection") from e
+                raise SinkUnavailableError(msg, operation="projection") from e
             self._db = db
         return self._db
 
@@ -194,7 +194,11 @@ def _read(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
 
 
 def _begin(db: sqlite3.Connection, checkpoint: Checkpoint, expected: int | None) -> None:
-    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:  # busy past the timeout, or the file is gone: not the event's fault
+        msg = f"the SQLite sink cannot start a transaction: {e}"
+        raise SinkUnavailableError(msg, operation="projection") from e
     try:
         stored = _read(db, checkpoint.name, checkpoint.source)
         check_expected(stored, checkpoint, expected)
@@ -228,7 +232,11 @@ def _finish(db: sqlite3.Connection, checkpoint: Checkpoint) -> None:
 
 
 def _commit(db: sqlite3.Connection) -> None:
-    db.execute("COMMIT")
+    try:
+        db.execute("COMMIT")
+    except sqlite3.OperationalError as e:
+        msg = f"the SQLite sink cannot commit: {e}"
+        raise SinkUnavailableError(msg, operation="projection") from e
 
 
 def _rollback(db: sqlite3.Connection) -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -419,3 +420,47 @@ async def test_a_busy_sink_database_is_waited_out_never_parked(es: EventSourcing
     assert [e async for e in es.read_stream("dead-letter-balances")] == []
     assert runner.states["balances"].parked == 0
     assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 10)]
+
+
+def test_two_coroutine_projections_can_share_one_sqlite_sink(tmp_path: Path) -> None:
+    """One ``SqliteSink`` for several projections is the natural setup; coroutine handlers that await must not
+    block the event loop on the sink's lock (which the other projection holds across its awaits)."""
+
+    def projection(name: str) -> Projection[sqlite3.Connection]:
+        async def deposited(event: Event, tx: sqlite3.Connection) -> None:
+            await asyncio.sleep(0.001)  # any real await: an HTTP call, a cache
+            tx.execute(f"CREATE TABLE IF NOT EXISTS {name} (id TEXT PRIMARY KEY)")
+            tx.execute(f"INSERT INTO {name} VALUES (?)", (event.event_id,))
+
+        return Projection(name, {"Deposited": deposited})
+
+    async def main() -> None:
+        m = EventSourcingManager(
+            {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}, "default_provider": "main"},
+            host=PluginHost(),
+        )
+        await m.connect()
+        try:
+            for i in range(20):
+                await deposit(m, f"acc-{i % 3}", i)
+            sink = SqliteSink(str(tmp_path / "read.db"))
+            runner = ProjectionRunner(m, batch_size=5).add(projection("a"), sink).add(projection("b"), sink)
+            await runner.catch_up(timeout=60)
+        finally:
+            await m.close()
+
+    errors: list[BaseException] = []
+
+    def thread() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=thread, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the event loop is blocked: both projections wait on the sink's lock"
+    assert errors == []
+    assert read(tmp_path / "read.db", "SELECT count(*) FROM a") == [(20,)]
+    assert read(tmp_path / "read.db", "SELECT count(*) FROM b") == [(20,)]

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 Tx = TypeVar("Tx")
 
+POLL = 0.002
+"""Seconds between tries of a coroutine projection to take a sink connection another projection is using."""
+
 
 class Sink(ABC, Generic[Tx]):
     """Applies batches of events through a projection's handlers and records its checkpoint."""
@@ -129,7 +132,8 @@ class SqliteSink(Sink[sqlite3.Connection]):
         if projection.is_sync:
             await asyncio.to_thread(self._locked, lambda: self._apply_sync(projection, events, checkpoint, expected))
             return
-        with self._lock:  # coroutine handlers: on the loop, holding the connection for the batch
+        await self._acquire()  # coroutine handlers: on the loop, holding the connection for the batch
+        try:
             db = self._conn()
             _begin(db, checkpoint, expected)
             try:
@@ -139,6 +143,14 @@ class SqliteSink(Sink[sqlite3.Connection]):
             except BaseException:
                 _rollback(db)
                 raise
+        finally:
+            self._lock.release()
+
+    async def _acquire(self) -> None:
+        """Take the connection's lock without blocking the loop: another projection sharing this sink may hold
+        it across its own handlers' awaits, and those need the loop to finish."""
+        while not self._lock.acquire(blocking=False):
+            await asyncio.sleep(POLL)
 
     def _apply_sync(
         self,
@@ -174,7 +186,8 @@ class SqliteSink(Sink[sqlite3.Connection]):
 
             await asyncio.to_thread(self._locked, run)
             return
-        with self._lock:
+        await self._acquire()
+        try:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -184,6 +197,8 @@ class SqliteSink(Sink[sqlite3.Connection]):
             except BaseException:
                 _rollback(db)
                 raise
+        finally:
+            self._lock.release()
 
 
 def _read(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:

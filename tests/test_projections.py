@@ -423,8 +423,11 @@ async def test_a_busy_sink_database_is_waited_out_never_parked(es: EventSourcing
 
 
 def test_two_coroutine_projections_can_share_one_sqlite_sink(tmp_path: Path) -> None:
-    """One ``SqliteSink`` for several projections is the natural setup; coroutine handlers that await must not
-    block the event loop on the sink's lock (which the other projection holds across its awaits)."""
+    """One ``SqliteSink`` for several projections is the natural setup.
+
+    Coroutine handlers that await must not block the event loop on the sink's lock, which the other projection
+    holds across its awaits.
+    """
 
     def projection(name: str) -> Projection[sqlite3.Connection]:
         async def deposited(event: Event, tx: sqlite3.Connection) -> None:

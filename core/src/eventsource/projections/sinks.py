@@ -147,10 +147,12 @@ class SqliteSink(Sink[sqlite3.Connection]):
             self._lock.release()
 
     async def _acquire(self) -> None:
-        """Take the connection's lock without blocking the loop: another projection sharing this sink may hold
-        it across its own handlers' awaits, and those need the loop to finish."""
+        """Take the connection's lock without blocking the loop.
+
+        Another projection sharing this sink may hold it across its own handlers' awaits, which need the loop.
+        """
         while not self._lock.acquire(blocking=False):
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(POLL)  # noqa: ASYNC110 - worker threads release it too: no loop event to await
 
     def _apply_sync(
         self,

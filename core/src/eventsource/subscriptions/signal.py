@@ -45,7 +45,10 @@ class ChangeSignal:
                 return True
             self._waiters.add(entry)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), max_wait)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that arrives in the
+            # same loop turn as the wake-up (the waiting task then runs on, un-cancellable by its owner)
+            async with asyncio.timeout(max_wait):
+                await asyncio.shield(fut)
         except TimeoutError:
             return self._count != seen
         finally:

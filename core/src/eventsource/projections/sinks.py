@@ -151,8 +151,8 @@ class SqliteSink(Sink[sqlite3.Connection]):
 
         Another projection sharing this sink may hold it across its own handlers' awaits, which need the loop.
         """
-        while not self._lock.acquire(blocking=False):
-            await asyncio.sleep(POLL)  # noqa: ASYNC110 - worker threads release it too: no loop event to await
+        while not self._lock.acquire(blocking=False):  # noqa: ASYNC110 - worker threads release it: no loop event
+            await asyncio.sleep(POLL)
 
     def _apply_sync(
         self,

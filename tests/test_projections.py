@@ -467,3 +467,19 @@ def test_two_coroutine_projections_can_share_one_sqlite_sink(tmp_path: Path) -> 
     assert errors == []
     assert read(tmp_path / "read.db", "SELECT count(*) FROM a") == [(20,)]
     assert read(tmp_path / "read.db", "SELECT count(*) FROM b") == [(20,)]
+
+
+async def test_a_handler_that_commits_then_raises_is_not_retried(es: EventSourcingManager, tmp_path: Path) -> None:
+    """Each retry would commit the handler's writes again: a misuse stops the runner at once."""
+    await deposit(es, "acc-1", 4)
+
+    def rogue(event: Event, tx: sqlite3.Connection) -> None:
+        tx.execute("CREATE TABLE IF NOT EXISTS t (id TEXT)")
+        tx.execute("INSERT INTO t VALUES (?)", (event.event_id,))
+        tx.execute("COMMIT")
+        raise RuntimeError("after committing")
+
+    p: Projection[sqlite3.Connection] = Projection("rogue", {"Deposited": rogue}, errors=ErrorPolicy(retries=2))
+    with pytest.raises(ProjectionError, match="committed or rolled back"):
+        await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "r.db"))).catch_up(timeout=60)
+    assert read(tmp_path / "r.db", "SELECT count(*) FROM t") == [(1,)]

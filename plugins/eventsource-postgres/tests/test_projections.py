@@ -173,3 +173,37 @@ async def test_a_lost_sink_connection_is_an_outage_never_a_parked_event(
     assert [e async for e in es.read_stream("dead-letter-totals")] == []
     assert runner.states["totals"].parked == 0
     assert totals(url, sink_schema) == [("acc-1", 6)]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_handler_that_runs_commit_itself_stops_the_runner(
+    es: EventSourcingManager, url: str, sink_schema: str, kind: str
+) -> None:
+    """psycopg refuses ``conn.commit()`` inside the sink's transaction, but not the SQL ``COMMIT``.
+
+    It ended the transaction (and the checkpoint row's lock), so the checkpoint was written outside it.
+    """
+    from eventsource.projections import ProjectionError
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    p: Projection[Any] = Projection("rogue", errors=ErrorPolicy(retries=0))
+    if kind == "sync":
+        p.on("Deposited")(lambda _e, tx: tx.execute("COMMIT"))
+    else:
+
+        async def rogue(_e: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute("COMMIT")
+
+        p.on("Deposited")(rogue)
+    with pytest.raises(ProjectionError, match="committed or rolled back"):
+        await ProjectionRunner(es).add(p, PostgresSink(url, schema=sink_schema)).catch_up(timeout=60)
+    # the COMMIT also committed the first batch's placeholder row (position -1): a fixed handler still resumes
+    fixed: Projection[Any] = Projection("rogue")
+
+    @fixed.on("Deposited")
+    def deposited(event: Event, tx: psycopg.Connection[Any]) -> None:
+        tx.execute(ddl(sink_schema))
+        tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
+
+    await ProjectionRunner(es).add(fixed, PostgresSink(url, schema=sink_schema)).catch_up(timeout=30)
+    assert totals(url, sink_schema) == [("acc-1", 1)]

@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.checkpoints.base import Checkpoint, now
 from eventsource.errors import ConfigurationError
-from eventsource.projections.projection import SinkUnavailableError
+from eventsource.projections.projection import Projection, ProjectionError, SinkUnavailableError
 from eventsource.projections.sinks import Sink, check_expected
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from eventsource.model import Event
-    from eventsource.projections.projection import Projection
 
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,39}$"
 
@@ -122,7 +121,7 @@ class PostgresSink(Sink[Any]):
                 f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s", (name, source)  # noqa: S608
             )
             row = await cur.fetchone()
-        return None if row is None else Checkpoint(name, source, row[0], int(row[1]))
+        return _cp(Checkpoint(name, source, "all", 0), row)
 
     async def apply(
         self, projection: Projection[Any], events: Sequence[Event], checkpoint: Checkpoint, expected: int | None
@@ -140,8 +139,9 @@ class PostgresSink(Sink[Any]):
                         conn.execute(self._placeholder(), (*key, cp.scope))
                     row = conn.execute(self._select(), key).fetchone()
                     check_expected(_cp(cp, row), cp, expected)
-                    for event in events:
-                        projection.handle_sync(event, conn)
+                    with _inside(conn, cp):
+                        for event in events:
+                            projection.handle_sync(event, conn)
                     conn.execute(self._upsert(), values)
 
             await asyncio.to_thread(self._in_thread, run)
@@ -161,8 +161,9 @@ class PostgresSink(Sink[Any]):
                 await conn.execute(self._placeholder(), (*key, cp.scope))
             row = await (await conn.execute(self._select(), key)).fetchone()
             check_expected(_cp(cp, row), cp, expected)
-            for event in events:
-                await projection.handle(event, conn)
+            with _inside(conn, cp):
+                for event in events:
+                    await projection.handle(event, conn)
             await conn.execute(self._upsert(), values)
 
     async def reset(self, projection: Projection[Any], name: str, source: str) -> None:
@@ -186,6 +187,26 @@ class PostgresSink(Sink[Any]):
 
 
 @contextlib.contextmanager
+def _inside(conn: Any, cp: Checkpoint) -> Iterator[None]:
+    """The handlers' block: they must leave the sink's transaction open (a SQL ``COMMIT`` ends it unseen)."""
+    from psycopg.pq import TransactionStatus
+
+    try:
+        yield
+    except Exception as e:
+        if conn.closed or conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            raise
+        raise _ended(cp) from e
+    if conn.info.transaction_status != TransactionStatus.INTRANS:
+        raise _ended(cp)
+
+
+def _ended(cp: Checkpoint) -> ProjectionError:
+    msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
+    return ProjectionError(msg, name=cp.name)
+
+
+@contextlib.contextmanager
 def _outage(conn: Any) -> Iterator[None]:
     """An error that leaves the connection closed (the session died, the server went away) is the sink's."""
     try:
@@ -198,7 +219,10 @@ def _outage(conn: Any) -> Iterator[None]:
 
 
 def _cp(cp: Checkpoint, row: Any) -> Checkpoint | None:
-    """The locked row as a checkpoint; the placeholder row (-1) a first batch inserts counts as none."""
+    """The row as a checkpoint; the placeholder row (-1) a first batch inserts counts as none.
+
+    It is committed only when a handler ends the transaction itself.
+    """
     if row is None or int(row[1]) < 0:
         return None
     return Checkpoint(cp.name, cp.source, row[0], int(row[1]))

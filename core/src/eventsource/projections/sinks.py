@@ -140,8 +140,8 @@ class SqliteSink(Sink[sqlite3.Connection]):
                 for event in events:
                     await projection.handle(event, db)
                 _finish(db, checkpoint)
-            except BaseException:
-                _rollback(db)
+            except BaseException as e:
+                _rollback_after(db, checkpoint, e)
                 raise
         finally:
             self._lock.release()
@@ -167,8 +167,8 @@ class SqliteSink(Sink[sqlite3.Connection]):
             for event in events:
                 projection.handle_sync(event, db)
             _finish(db, checkpoint)
-        except BaseException:
-            _rollback(db)
+        except BaseException as e:
+            _rollback_after(db, checkpoint, e)
             raise
 
     async def reset(self, projection: Projection[sqlite3.Connection], name: str, source: str) -> None:
@@ -254,6 +254,14 @@ def _commit(db: sqlite3.Connection) -> None:
     except sqlite3.OperationalError as e:
         msg = f"the SQLite sink cannot commit: {e}"
         raise SinkUnavailableError(msg, operation="projection") from e
+
+
+def _rollback_after(db: sqlite3.Connection, checkpoint: Checkpoint, error: BaseException) -> None:
+    """Roll a failed batch back; a handler that ended the transaction before failing is a misuse, not a retry."""
+    if not db.in_transaction and isinstance(error, Exception) and not isinstance(error, ProjectionError):
+        msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
+        raise ProjectionError(msg, name=checkpoint.name) from error
+    _rollback(db)
 
 
 def _rollback(db: sqlite3.Connection) -> None:

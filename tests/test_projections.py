@@ -483,3 +483,21 @@ async def test_a_handler_that_commits_then_raises_is_not_retried(es: EventSourci
     with pytest.raises(ProjectionError, match="committed or rolled back"):
         await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "r.db"))).catch_up(timeout=60)
     assert read(tmp_path / "r.db", "SELECT count(*) FROM t") == [(1,)]
+
+
+async def test_a_name_no_stream_can_hold_is_refused_up_front(es: EventSourcingManager, tmp_path: Path) -> None:
+    """A parked event goes to ``dead-letter-<name>`` (or the policy's stream).
+
+    A name that cannot be a stream id failed only when the first bad event was parked (the runner then
+    crashed), long after the projection was added.
+    """
+    with pytest.raises(ValidationError):
+        Projection("orders\ud800", {"Deposited": lambda _e, _tx: None})  # a lone surrogate no store can encode
+    with pytest.raises(ValidationError, match="control character"):
+        Projection("orders\tv1", {"Deposited": lambda _e, _tx: None})
+    newline = ErrorPolicy(then="park", dead_letter_stream="parked\nrows")
+    with pytest.raises(ValidationError, match="dead-letter"):
+        ProjectionRunner(es).add(balances(errors=newline), SqliteSink(str(tmp_path / "r.db")))
+    long_stream = ErrorPolicy(then="park", dead_letter_stream="x" * 5000)
+    with pytest.raises(ValidationError, match="dead-letter"):
+        ProjectionRunner(es).add(balances(errors=long_stream), SqliteSink(str(tmp_path / "r.db")))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.checkpoints.base import Checkpoint
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError, ValidationError
 from eventsource.lease import Lease
+from eventsource.manager.validation import check_text
 from eventsource.projections.projection import (
     CheckpointMovedError,
     Projection,
@@ -42,6 +43,11 @@ PARKED_TYPE = "ProjectionEventParked"
 """The event type of a parked event in a dead-letter stream."""
 PARK_NAMESPACE = uuid.UUID("6f1c8f43-5d0e-4a57-9a43-7d0c4e1c2b9a")
 """Parked events get ids derived from (projection, source, event id): parking one twice appends it once."""
+
+
+def dead_letter_stream(projection: Projection[Any]) -> str:
+    """Where ``projection`` parks events."""
+    return projection.errors.dead_letter_stream or f"dead-letter-{projection.name}"
 
 
 @dataclass(slots=True)
@@ -130,6 +136,11 @@ class ProjectionRunner:
             msg = f"projection {projection.name!r} has no handlers"
             raise ConfigurationError(msg, field="handlers")
         p = self.manager.get_provider(projection.provider)
+        if projection.errors.then == "park":  # refused now, not when the first bad event is parked
+            check_text(
+                "dead-letter stream", dead_letter_stream(projection), self.manager.config.max_stream_id_length,
+                field_name="dead_letter_stream",
+            )
         st = ProjectionState(projection, sink)
         st.source = projection.source or p.display_url or p.kind
         st.scope = "all" if projection.stream_id is None else f"stream:{projection.stream_id}"
@@ -365,7 +376,7 @@ class ProjectionRunner:
     async def _park(self, st: ProjectionState, event: Event, error: BaseException | None) -> None:
         proj = st.projection
         policy = proj.errors
-        stream = policy.dead_letter_stream or f"dead-letter-{proj.name}"
+        stream = dead_letter_stream(proj)
         await self.manager.append_event(
             stream_id=stream,
             event_type=PARKED_TYPE,

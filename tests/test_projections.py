@@ -501,3 +501,12 @@ async def test_a_name_no_stream_can_hold_is_refused_up_front(es: EventSourcingMa
     long_stream = ErrorPolicy(then="park", dead_letter_stream="x" * 5000)
     with pytest.raises(ValidationError, match="dead-letter"):
         ProjectionRunner(es).add(balances(errors=long_stream), SqliteSink(str(tmp_path / "r.db")))
+
+
+async def test_an_unknown_dead_letter_provider_is_refused_when_added(es: EventSourcingManager, tmp_path: Path) -> None:
+    """A typo in ``dead_letter_provider`` surfaced only when the first bad event was parked, crashing the runner."""
+    from eventsource.errors import ProviderNotFoundError
+
+    policy = ErrorPolicy(then="park", dead_letter_provider="dead-letters")  # the manager has only "main"
+    with pytest.raises(ProviderNotFoundError, match="dead-letters"):
+        ProjectionRunner(es).add(balances(errors=policy), SqliteSink(str(tmp_path / "r.db")))

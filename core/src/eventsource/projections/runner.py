@@ -137,6 +137,7 @@ class ProjectionRunner:
             raise ConfigurationError(msg, field="handlers")
         p = self.manager.get_provider(projection.provider)
         if projection.errors.then == "park":  # refused now, not when the first bad event is parked
+            self.manager.get_provider(projection.errors.dead_letter_provider or projection.provider)
             check_text(
                 "dead-letter stream", dead_letter_stream(projection), self.manager.config.max_stream_id_length,
                 field_name="dead_letter_stream",

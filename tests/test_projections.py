@@ -510,3 +510,14 @@ async def test_an_unknown_dead_letter_provider_is_refused_when_added(es: EventSo
     policy = ErrorPolicy(then="park", dead_letter_provider="dead-letters")  # the manager has only "main"
     with pytest.raises(ProviderNotFoundError, match="dead-letters"):
         ProjectionRunner(es).add(balances(errors=policy), SqliteSink(str(tmp_path / "r.db")))
+
+
+async def test_a_sqlite_lease_in_a_missing_directory_is_a_configuration_error(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """The lease file cannot be created there: the runner logged a warning every ``lease_wait`` forever."""
+    await deposit(es, "acc-1", 1)
+    runner = ProjectionRunner(es, lease=f"sqlite:///{tmp_path}/no-such-dir/events.db", lease_wait=0.05)
+    runner.add(balances(), SqliteSink(str(tmp_path / "r.db")))
+    with pytest.raises(ConfigurationError, match="no-such-dir"):
+        await runner.catch_up(timeout=30)

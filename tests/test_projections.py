@@ -521,3 +521,22 @@ async def test_a_sqlite_lease_in_a_missing_directory_is_a_configuration_error(
     runner.add(balances(), SqliteSink(str(tmp_path / "r.db")))
     with pytest.raises(ConfigurationError, match="no-such-dir"):
         await runner.catch_up(timeout=30)
+
+
+async def test_a_projection_added_to_a_running_runner_runs(es: EventSourcingManager, tmp_path: Path) -> None:
+    """docs/projections.md rebuilds by ``runner.add(...)`` in the running service: it was never started."""
+    sink = tmp_path / "read.db"
+    await deposit(es, "acc-1", 1, 2)
+    live = ProjectionRunner(es, poll_interval=0.05).add(balances("balances.v1", "balances_v1"), SqliteSink(str(sink)))
+    running = asyncio.create_task(live.run())
+    try:
+        await asyncio.wait_for(live.wait_caught_up("balances.v1"), 60)
+        live.add(balances("balances.v2", "balances_v2"), SqliteSink(str(sink)))
+        waiter = asyncio.ensure_future(live.wait_caught_up("balances.v2"))
+        await asyncio.wait([waiter, running], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        assert waiter.done(), "the projection added to the running runner never ran"
+        waiter.cancel()
+        assert read(sink, "SELECT total FROM balances_v2") == [(3,)]
+    finally:
+        await live.stop()
+        await running

@@ -117,12 +117,17 @@ class ProjectionRunner:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()  # set when a projection applies a batch or goes idle
+        self._tg: asyncio.TaskGroup | None = None  # while run() runs: add() starts a projection in it
+        self._late: list[Sink[Any]] = []  # the sinks of projections added while running, closed by run()
 
     def __repr__(self) -> str:
         return f"ProjectionRunner({sorted(self.states)})"
 
     def add(self, projection: Projection[Any], sink: Sink[Any]) -> ProjectionRunner:
-        """Run ``projection`` into ``sink`` (the runner opens and closes the sink). Returns the runner."""
+        """Run ``projection`` into ``sink`` (the runner opens and closes the sink). Returns the runner.
+
+        Called on the runner's loop while :meth:`run` runs, it starts the projection at once.
+        """
         if not isinstance(projection, Projection):
             msg = f"expected a Projection, not {type(projection).__name__}"
             raise ConfigurationError(msg, field="projection")
@@ -146,7 +151,15 @@ class ProjectionRunner:
         st.source = projection.source or p.display_url or p.kind
         st.scope = "all" if projection.stream_id is None else f"stream:{projection.stream_id}"
         self.states[projection.name] = st
+        if self._tg is not None and not self._stopping:  # added while running (a rebuild): start it now
+            with contextlib.suppress(RuntimeError):  # run() is ending: the next run() starts it
+                self._tg.create_task(self._run_late(st), name=f"projection {projection.name}")
         return self
+
+    async def _run_late(self, st: ProjectionState) -> None:
+        await st.sink.open()
+        self._late.append(st.sink)
+        await self._run_one(st)
 
     # ------------------------------------------------------------------ running
 
@@ -164,11 +177,15 @@ class ProjectionRunner:
             async with asyncio.TaskGroup() as tg:
                 for st in self.states.values():
                     tg.create_task(self._run_one(st), name=f"projection {st.projection.name}")
+                self._tg = tg
         except BaseExceptionGroup as eg:
             if len(eg.exceptions) == 1:
                 raise eg.exceptions[0]  # noqa: B904 - keeps its own cause (a handler's error)
             raise
         finally:
+            self._tg = None
+            opened.extend(self._late)
+            self._late = []
             for sink in opened:
                 with contextlib.suppress(Exception):
                     await sink.close()
@@ -262,7 +279,11 @@ class ProjectionRunner:
         """
         st = self.states[name]
         await st.sink.open()
-        await st.sink.reset(st.projection, st.projection.name, st.source)
+        try:
+            await st.sink.reset(st.projection, st.projection.name, st.source)
+        finally:
+            if self._tg is None:  # not running: nothing else uses the sink's connection
+                await st.sink.close()
         st.position = None
 
     # ------------------------------------------------------------------ one projection

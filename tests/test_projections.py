@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -394,3 +395,148 @@ async def test_two_runners_without_a_lease_still_apply_each_event_once(
     assert len(committed) == 60
     [(position,)] = read(sink, "SELECT position FROM es_checkpoints WHERE name = 'shared'")
     assert position == await es.get_provider().head_position()
+
+
+async def test_a_busy_sink_database_is_waited_out_never_parked(es: EventSourcingManager, tmp_path: Path) -> None:
+    """A sink that cannot be written (locked by another process) is an outage, not a bad event."""
+    sink_db = tmp_path / "read.db"
+    sink = SqliteSink(str(sink_db), timeout=0.05)
+    await sink.open()  # es_checkpoints exists before the file is locked
+    await sink.close()
+    await deposit(es, "acc-1", 10)
+    blocker = sqlite3.connect(sink_db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    policy = ErrorPolicy(retries=1, backoff=0.01, then="park")
+    runner = ProjectionRunner(es, lease_wait=0.05).add(balances(errors=policy), sink)
+    task = asyncio.ensure_future(runner.run())
+    await asyncio.wait([task], timeout=1.0)  # the runner tries while the file is locked
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    waiter = asyncio.ensure_future(runner.wait_caught_up("balances"))
+    await asyncio.wait([task, waiter], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    await runner.stop()
+    waiter.cancel()
+    await task  # no error: the runner waited for the sink
+    assert [e async for e in es.read_stream("dead-letter-balances")] == []
+    assert runner.states["balances"].parked == 0
+    assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 10)]
+
+
+def test_two_coroutine_projections_can_share_one_sqlite_sink(tmp_path: Path) -> None:
+    """One ``SqliteSink`` for several projections is the natural setup.
+
+    Coroutine handlers that await must not block the event loop on the sink's lock, which the other projection
+    holds across its awaits.
+    """
+
+    def projection(name: str) -> Projection[sqlite3.Connection]:
+        async def deposited(event: Event, tx: sqlite3.Connection) -> None:
+            await asyncio.sleep(0.001)  # any real await: an HTTP call, a cache
+            tx.execute(f"CREATE TABLE IF NOT EXISTS {name} (id TEXT PRIMARY KEY)")
+            tx.execute(f"INSERT INTO {name} VALUES (?)", (event.event_id,))
+
+        return Projection(name, {"Deposited": deposited})
+
+    async def main() -> None:
+        m = EventSourcingManager(
+            {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}, "default_provider": "main"},
+            host=PluginHost(),
+        )
+        await m.connect()
+        try:
+            for i in range(20):
+                await deposit(m, f"acc-{i % 3}", i)
+            sink = SqliteSink(str(tmp_path / "read.db"))
+            runner = ProjectionRunner(m, batch_size=5).add(projection("a"), sink).add(projection("b"), sink)
+            await runner.catch_up(timeout=60)
+        finally:
+            await m.close()
+
+    errors: list[BaseException] = []
+
+    def thread() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=thread, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the event loop is blocked: both projections wait on the sink's lock"
+    assert errors == []
+    assert read(tmp_path / "read.db", "SELECT count(*) FROM a") == [(20,)]
+    assert read(tmp_path / "read.db", "SELECT count(*) FROM b") == [(20,)]
+
+
+async def test_a_handler_that_commits_then_raises_is_not_retried(es: EventSourcingManager, tmp_path: Path) -> None:
+    """Each retry would commit the handler's writes again: a misuse stops the runner at once."""
+    await deposit(es, "acc-1", 4)
+
+    def rogue(event: Event, tx: sqlite3.Connection) -> None:
+        tx.execute("CREATE TABLE IF NOT EXISTS t (id TEXT)")
+        tx.execute("INSERT INTO t VALUES (?)", (event.event_id,))
+        tx.execute("COMMIT")
+        raise RuntimeError("after committing")
+
+    p: Projection[sqlite3.Connection] = Projection("rogue", {"Deposited": rogue}, errors=ErrorPolicy(retries=2))
+    with pytest.raises(ProjectionError, match="committed or rolled back"):
+        await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "r.db"))).catch_up(timeout=60)
+    assert read(tmp_path / "r.db", "SELECT count(*) FROM t") == [(1,)]
+
+
+async def test_a_name_no_stream_can_hold_is_refused_up_front(es: EventSourcingManager, tmp_path: Path) -> None:
+    """A parked event goes to ``dead-letter-<name>`` (or the policy's stream).
+
+    A name that cannot be a stream id failed only when the first bad event was parked (the runner then
+    crashed), long after the projection was added.
+    """
+    with pytest.raises(ValidationError):
+        Projection("orders\ud800", {"Deposited": lambda _e, _tx: None})  # a lone surrogate no store can encode
+    with pytest.raises(ValidationError, match="control character"):
+        Projection("orders\tv1", {"Deposited": lambda _e, _tx: None})
+    newline = ErrorPolicy(then="park", dead_letter_stream="parked\nrows")
+    with pytest.raises(ValidationError, match="dead-letter"):
+        ProjectionRunner(es).add(balances(errors=newline), SqliteSink(str(tmp_path / "r.db")))
+    long_stream = ErrorPolicy(then="park", dead_letter_stream="x" * 5000)
+    with pytest.raises(ValidationError, match="dead-letter"):
+        ProjectionRunner(es).add(balances(errors=long_stream), SqliteSink(str(tmp_path / "r.db")))
+
+
+async def test_an_unknown_dead_letter_provider_is_refused_when_added(es: EventSourcingManager, tmp_path: Path) -> None:
+    """A typo in ``dead_letter_provider`` surfaced only when the first bad event was parked, crashing the runner."""
+    from eventsource.errors import ProviderNotFoundError
+
+    policy = ErrorPolicy(then="park", dead_letter_provider="dead-letters")  # the manager has only "main"
+    with pytest.raises(ProviderNotFoundError, match="dead-letters"):
+        ProjectionRunner(es).add(balances(errors=policy), SqliteSink(str(tmp_path / "r.db")))
+
+
+async def test_a_sqlite_lease_in_a_missing_directory_is_a_configuration_error(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """The lease file cannot be created there: the runner logged a warning every ``lease_wait`` forever."""
+    await deposit(es, "acc-1", 1)
+    runner = ProjectionRunner(es, lease=f"sqlite:///{tmp_path}/no-such-dir/events.db", lease_wait=0.05)
+    runner.add(balances(), SqliteSink(str(tmp_path / "r.db")))
+    with pytest.raises(ConfigurationError, match="no-such-dir"):
+        await runner.catch_up(timeout=30)
+
+
+async def test_a_projection_added_to_a_running_runner_runs(es: EventSourcingManager, tmp_path: Path) -> None:
+    """docs/projections.md rebuilds by ``runner.add(...)`` in the running service: it was never started."""
+    sink = tmp_path / "read.db"
+    await deposit(es, "acc-1", 1, 2)
+    live = ProjectionRunner(es, poll_interval=0.05).add(balances("balances.v1", "balances_v1"), SqliteSink(str(sink)))
+    running = asyncio.create_task(live.run())
+    try:
+        await asyncio.wait_for(live.wait_caught_up("balances.v1"), 60)
+        live.add(balances("balances.v2", "balances_v2"), SqliteSink(str(sink)))
+        waiter = asyncio.ensure_future(live.wait_caught_up("balances.v2"))
+        await asyncio.wait([waiter, running], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        assert waiter.done(), "the projection added to the running runner never ran"
+        waiter.cancel()
+        assert read(sink, "SELECT total FROM balances_v2") == [(3,)]
+    finally:
+        await live.stop()
+        await running

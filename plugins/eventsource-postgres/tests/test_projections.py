@@ -134,3 +134,76 @@ async def test_async_handler_failure_rolls_back_its_writes_and_the_checkpoint(
     with psycopg.connect(url) as conn:
         [(position,)] = conn.execute(f'SELECT position FROM "{sink_schema}".checkpoints').fetchall()
     assert position == [e.position async for e in es.read_all()][1]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_lost_sink_connection_is_an_outage_never_a_parked_event(
+    es: EventSourcingManager, url: str, sink_schema: str, kind: str
+) -> None:
+    for n in (1, 2, 3):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    killed: list[int] = []
+
+    def kill_once(pid: int, amount: int) -> None:  # the sink's session dies under the handler, once
+        if amount == 2 and not killed:
+            killed.append(pid)
+            with psycopg.connect(url, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    p: Projection[Any] = Projection("totals", errors=ErrorPolicy(retries=0, then="park"))
+    if kind == "sync":
+
+        def deposited(event: Event, tx: psycopg.Connection[Any]) -> None:
+            kill_once(tx.info.backend_pid, event.data["amount"])
+            tx.execute(ddl(sink_schema))
+            tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
+
+        p.on("Deposited")(deposited)
+    else:
+
+        async def adeposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            kill_once(tx.info.backend_pid, event.data["amount"])
+            await tx.execute(ddl(sink_schema))
+            await tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
+
+        p.on("Deposited")(adeposited)
+    runner = ProjectionRunner(es, lease_wait=0.05, batch_size=1).add(p, PostgresSink(url, schema=sink_schema))
+    await runner.catch_up(timeout=60)
+    assert killed
+    assert [e async for e in es.read_stream("dead-letter-totals")] == []
+    assert runner.states["totals"].parked == 0
+    assert totals(url, sink_schema) == [("acc-1", 6)]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_handler_that_runs_commit_itself_stops_the_runner(
+    es: EventSourcingManager, url: str, sink_schema: str, kind: str
+) -> None:
+    """psycopg refuses ``conn.commit()`` inside the sink's transaction, but not the SQL ``COMMIT``.
+
+    It ended the transaction (and the checkpoint row's lock), so the checkpoint was written outside it.
+    """
+    from eventsource.projections import ProjectionError
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    p: Projection[Any] = Projection("rogue", errors=ErrorPolicy(retries=0))
+    if kind == "sync":
+        p.on("Deposited")(lambda _e, tx: tx.execute("COMMIT"))
+    else:
+
+        async def rogue(_e: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute("COMMIT")
+
+        p.on("Deposited")(rogue)
+    with pytest.raises(ProjectionError, match="committed or rolled back"):
+        await ProjectionRunner(es).add(p, PostgresSink(url, schema=sink_schema)).catch_up(timeout=60)
+    # the COMMIT also committed the first batch's placeholder row (position -1): a fixed handler still resumes
+    fixed: Projection[Any] = Projection("rogue")
+
+    @fixed.on("Deposited")
+    def deposited(event: Event, tx: psycopg.Connection[Any]) -> None:
+        tx.execute(ddl(sink_schema))
+        tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
+
+    await ProjectionRunner(es).add(fixed, PostgresSink(url, schema=sink_schema)).catch_up(timeout=30)
+    assert totals(url, sink_schema) == [("acc-1", 1)]

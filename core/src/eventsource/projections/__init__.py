@@ -14,6 +14,7 @@ from eventsource.projections.projection import (
     Projection,
     ProjectionError,
     ProjectionStoppedError,
+    SinkUnavailableError,
 )
 from eventsource.projections.runner import PARKED_TYPE, ProjectionRunner, ProjectionState
 from eventsource.projections.sinks import CheckpointStoreSink, Sink, SqliteSink
@@ -29,5 +30,6 @@ __all__ = [
     "ProjectionState",
     "ProjectionStoppedError",
     "Sink",
+    "SinkUnavailableError",
     "SqliteSink",
 ]

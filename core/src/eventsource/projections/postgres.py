@@ -9,19 +9,20 @@ so ``PostgresCheckpointStore(url, schema=...)`` reads it), checks it, runs the h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 from typing import TYPE_CHECKING, Any
 
 from eventsource.checkpoints.base import Checkpoint, now
-from eventsource.errors import ConfigurationError, ProviderUnavailableError
+from eventsource.errors import ConfigurationError
+from eventsource.projections.projection import Projection, ProjectionError, SinkUnavailableError
 from eventsource.projections.sinks import Sink, check_expected
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from eventsource.model import Event
-    from eventsource.projections.projection import Projection
 
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,39}$"
 
@@ -64,7 +65,7 @@ class PostgresSink(Sink[Any]):
                 self._async = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
-                raise ProviderUnavailableError(msg, operation="projection") from e
+                raise SinkUnavailableError(msg, operation="projection") from e
             await self._async.execute(self._ddl())
         return self._async
 
@@ -76,7 +77,7 @@ class PostgresSink(Sink[Any]):
                 self._sync = psycopg.Connection.connect(self.url, autocommit=True)
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
-                raise ProviderUnavailableError(msg, operation="projection") from e
+                raise SinkUnavailableError(msg, operation="projection") from e
             self._sync.execute(self._ddl())
         return self._sync
 
@@ -120,7 +121,7 @@ class PostgresSink(Sink[Any]):
                 f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s", (name, source)  # noqa: S608
             )
             row = await cur.fetchone()
-        return None if row is None else Checkpoint(name, source, row[0], int(row[1]))
+        return _cp(Checkpoint(name, source, "all", 0), row)
 
     async def apply(
         self, projection: Projection[Any], events: Sequence[Event], checkpoint: Checkpoint, expected: int | None
@@ -133,27 +134,37 @@ class PostgresSink(Sink[Any]):
 
             def run() -> None:
                 conn = self._sconn()
-                with conn.transaction():
+                with _outage(conn), conn.transaction():
                     if expected is None:
                         conn.execute(self._placeholder(), (*key, cp.scope))
                     row = conn.execute(self._select(), key).fetchone()
                     check_expected(_cp(cp, row), cp, expected)
-                    for event in events:
-                        projection.handle_sync(event, conn)
+                    with _inside(conn, cp):
+                        for event in events:
+                            projection.handle_sync(event, conn)
                     conn.execute(self._upsert(), values)
 
             await asyncio.to_thread(self._in_thread, run)
             return
         async with self._lock:
             conn = await self._aconn()
-            async with conn.transaction():
-                if expected is None:
-                    await conn.execute(self._placeholder(), (*key, cp.scope))
-                row = await (await conn.execute(self._select(), key)).fetchone()
-                check_expected(_cp(cp, row), cp, expected)
+            with _outage(conn):
+                await self._apply_async(conn, projection, events, cp, expected)
+
+    async def _apply_async(
+        self, conn: Any, projection: Projection[Any], events: Sequence[Event], cp: Checkpoint, expected: int | None
+    ) -> None:
+        key = (cp.name, cp.source)
+        values = (cp.name, cp.source, cp.scope, cp.position, now())
+        async with conn.transaction():
+            if expected is None:
+                await conn.execute(self._placeholder(), (*key, cp.scope))
+            row = await (await conn.execute(self._select(), key)).fetchone()
+            check_expected(_cp(cp, row), cp, expected)
+            with _inside(conn, cp):
                 for event in events:
                     await projection.handle(event, conn)
-                await conn.execute(self._upsert(), values)
+            await conn.execute(self._upsert(), values)
 
     async def reset(self, projection: Projection[Any], name: str, source: str) -> None:
         """The reset hook and the checkpoint's deletion in one transaction."""
@@ -175,8 +186,43 @@ class PostgresSink(Sink[Any]):
                 await conn.execute(delete, (name, source))
 
 
+@contextlib.contextmanager
+def _inside(conn: Any, cp: Checkpoint) -> Iterator[None]:
+    """The handlers' block: they must leave the sink's transaction open (a SQL ``COMMIT`` ends it unseen)."""
+    from psycopg.pq import TransactionStatus
+
+    try:
+        yield
+    except Exception as e:
+        if conn.closed or conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            raise
+        raise _ended(cp) from e
+    if conn.info.transaction_status != TransactionStatus.INTRANS:
+        raise _ended(cp)
+
+
+def _ended(cp: Checkpoint) -> ProjectionError:
+    msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
+    return ProjectionError(msg, name=cp.name)
+
+
+@contextlib.contextmanager
+def _outage(conn: Any) -> Iterator[None]:
+    """An error that leaves the connection closed (the session died, the server went away) is the sink's."""
+    try:
+        yield
+    except Exception as e:
+        if not conn.closed or isinstance(e, SinkUnavailableError):
+            raise
+        msg = f"the PostgreSQL sink's connection was lost: {type(e).__name__}: {e}"
+        raise SinkUnavailableError(msg, operation="projection") from e
+
+
 def _cp(cp: Checkpoint, row: Any) -> Checkpoint | None:
-    """The locked row as a checkpoint; the placeholder row (-1) a first batch inserts counts as none."""
+    """The row as a checkpoint; the placeholder row (-1) a first batch inserts counts as none.
+
+    It is committed only when a handler ends the transaction itself.
+    """
     if row is None or int(row[1]) < 0:
         return None
     return Checkpoint(cp.name, cp.source, row[0], int(row[1]))

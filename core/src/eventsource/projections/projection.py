@@ -13,8 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from eventsource.checkpoints.base import check_name
-from eventsource.errors import ConfigurationError, EventSourceError, ValidationError
+from eventsource.checkpoints.base import MAX_NAME_LENGTH, check_name
+from eventsource.errors import ConfigurationError, EventSourceError, ProviderUnavailableError, ValidationError
+from eventsource.manager.validation import check_text
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -32,6 +33,14 @@ class CheckpointMovedError(ProjectionError):
     """The checkpoint in the sink is not where this runner left it: another runner moved it.
 
     The transaction that noticed it was rolled back; the runner resubscribes from the stored checkpoint.
+    """
+
+
+class SinkUnavailableError(ProviderUnavailableError):
+    """The sink's database failed (busy past its timeout, connection lost): an outage, not a bad event.
+
+    The error policy never sees it (nothing is retried per event or parked): the runner waits ``lease_wait``
+    seconds and resumes from the stored checkpoint.
     """
 
 
@@ -100,7 +109,7 @@ class Projection(Generic[Tx]):
         source: str | None = None,
         errors: ErrorPolicy | None = None,
     ) -> None:
-        self.name = check_name("name", name)
+        self.name = check_text("projection name", check_name("name", name), MAX_NAME_LENGTH, field_name="name")
         self.stream_id = stream_id
         self.stream_prefix = stream_prefix
         self.provider = provider

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 from eventsource.checkpoints.base import Checkpoint
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError, ValidationError
 from eventsource.lease import Lease
+from eventsource.manager.validation import check_text
 from eventsource.projections.projection import (
     CheckpointMovedError,
     Projection,
     ProjectionError,
     ProjectionStoppedError,
+    SinkUnavailableError,
 )
 from eventsource.projections.sinks import Sink
 
@@ -41,6 +43,11 @@ PARKED_TYPE = "ProjectionEventParked"
 """The event type of a parked event in a dead-letter stream."""
 PARK_NAMESPACE = uuid.UUID("6f1c8f43-5d0e-4a57-9a43-7d0c4e1c2b9a")
 """Parked events get ids derived from (projection, source, event id): parking one twice appends it once."""
+
+
+def dead_letter_stream(projection: Projection[Any]) -> str:
+    """Where ``projection`` parks events."""
+    return projection.errors.dead_letter_stream or f"dead-letter-{projection.name}"
 
 
 @dataclass(slots=True)
@@ -110,12 +117,17 @@ class ProjectionRunner:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()  # set when a projection applies a batch or goes idle
+        self._tg: asyncio.TaskGroup | None = None  # while run() runs: add() starts a projection in it
+        self._late: list[Sink[Any]] = []  # the sinks of projections added while running, closed by run()
 
     def __repr__(self) -> str:
         return f"ProjectionRunner({sorted(self.states)})"
 
     def add(self, projection: Projection[Any], sink: Sink[Any]) -> ProjectionRunner:
-        """Run ``projection`` into ``sink`` (the runner opens and closes the sink). Returns the runner."""
+        """Run ``projection`` into ``sink`` (the runner opens and closes the sink). Returns the runner.
+
+        Called on the runner's loop while :meth:`run` runs, it starts the projection at once.
+        """
         if not isinstance(projection, Projection):
             msg = f"expected a Projection, not {type(projection).__name__}"
             raise ConfigurationError(msg, field="projection")
@@ -129,11 +141,25 @@ class ProjectionRunner:
             msg = f"projection {projection.name!r} has no handlers"
             raise ConfigurationError(msg, field="handlers")
         p = self.manager.get_provider(projection.provider)
+        if projection.errors.then == "park":  # refused now, not when the first bad event is parked
+            self.manager.get_provider(projection.errors.dead_letter_provider or projection.provider)
+            check_text(
+                "dead-letter stream", dead_letter_stream(projection), self.manager.config.max_stream_id_length,
+                field_name="dead_letter_stream",
+            )
         st = ProjectionState(projection, sink)
         st.source = projection.source or p.display_url or p.kind
         st.scope = "all" if projection.stream_id is None else f"stream:{projection.stream_id}"
         self.states[projection.name] = st
+        if self._tg is not None and not self._stopping:  # added while running (a rebuild): start it now
+            with contextlib.suppress(RuntimeError):  # run() is ending: the next run() starts it
+                self._tg.create_task(self._run_late(st), name=f"projection {projection.name}")
         return self
+
+    async def _run_late(self, st: ProjectionState) -> None:
+        await st.sink.open()
+        self._late.append(st.sink)
+        await self._run_one(st)
 
     # ------------------------------------------------------------------ running
 
@@ -151,11 +177,15 @@ class ProjectionRunner:
             async with asyncio.TaskGroup() as tg:
                 for st in self.states.values():
                     tg.create_task(self._run_one(st), name=f"projection {st.projection.name}")
+                self._tg = tg
         except BaseExceptionGroup as eg:
             if len(eg.exceptions) == 1:
                 raise eg.exceptions[0]  # noqa: B904 - keeps its own cause (a handler's error)
             raise
         finally:
+            self._tg = None
+            opened.extend(self._late)
+            self._late = []
             for sink in opened:
                 with contextlib.suppress(Exception):
                     await sink.close()
@@ -250,7 +280,11 @@ class ProjectionRunner:
         """
         st = self.states[name]
         await st.sink.open()
-        await st.sink.reset(st.projection, st.projection.name, st.source)
+        try:
+            await st.sink.reset(st.projection, st.projection.name, st.source)
+        finally:
+            if self._tg is None:  # not running: nothing else uses the sink's connection
+                await st.sink.close()
         st.position = None
 
     # ------------------------------------------------------------------ one projection
@@ -317,7 +351,7 @@ class ProjectionRunner:
     async def _apply(self, st: ProjectionState, batch: Sequence[Event], expected: int | None, to: int) -> int:
         try:
             await st.sink.apply(st.projection, batch, self._cp(st, to), expected)
-        except (CheckpointMovedError, ProjectionError):
+        except (CheckpointMovedError, ProjectionError, SinkUnavailableError):
             raise
         except Exception:  # noqa: BLE001 - a handler failed: the policy decides, one event at a time
             if len(batch) == 1:
@@ -340,7 +374,7 @@ class ProjectionRunner:
                 await asyncio.sleep(policy.pause(attempt))
             try:
                 await st.sink.apply(st.projection, [event], self._cp(st, to), expected)
-            except (CheckpointMovedError, ProjectionError):
+            except (CheckpointMovedError, ProjectionError, SinkUnavailableError):
                 raise
             except Exception as e:  # noqa: BLE001 - a handler's error is the policy's business
                 last = e
@@ -365,7 +399,7 @@ class ProjectionRunner:
     async def _park(self, st: ProjectionState, event: Event, error: BaseException | None) -> None:
         proj = st.projection
         policy = proj.errors
-        stream = policy.dead_letter_stream or f"dead-letter-{proj.name}"
+        stream = dead_letter_stream(proj)
         await self.manager.append_event(
             stream_id=stream,
             event_type=PARKED_TYPE,

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from eventsource.checkpoints.base import Checkpoint, CheckpointStore, now
 from eventsource.checkpoints.sqlite import SCHEMA
-from eventsource.errors import ConfigurationError, ProviderUnavailableError
-from eventsource.projections.projection import CheckpointMovedError, Projection, ProjectionError
+from eventsource.errors import ConfigurationError
+from eventsource.projections.projection import CheckpointMovedError, Projection, ProjectionError, SinkUnavailableError
 from eventsource.sqlite.settings import path_from_url
 
 if TYPE_CHECKING:
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from eventsource.model import Event
 
 Tx = TypeVar("Tx")
+
+POLL = 0.002
+"""Seconds between tries of a coroutine projection to take a sink connection another projection is using."""
 
 
 class Sink(ABC, Generic[Tx]):
@@ -91,7 +94,7 @@ class SqliteSink(Sink[sqlite3.Connection]):
                 db.execute(SCHEMA)
             except sqlite3.Error as e:
                 msg = f"cannot open the SQLite sink {self.path!r}: {e}"
-                raise ProviderUnavailableError(msg, operation="projection") from e
+                raise SinkUnavailableError(msg, operation="projection") from e
             self._db = db
         return self._db
 
@@ -129,16 +132,27 @@ class SqliteSink(Sink[sqlite3.Connection]):
         if projection.is_sync:
             await asyncio.to_thread(self._locked, lambda: self._apply_sync(projection, events, checkpoint, expected))
             return
-        with self._lock:  # coroutine handlers: on the loop, holding the connection for the batch
+        await self._acquire()  # coroutine handlers: on the loop, holding the connection for the batch
+        try:
             db = self._conn()
             _begin(db, checkpoint, expected)
             try:
                 for event in events:
                     await projection.handle(event, db)
                 _finish(db, checkpoint)
-            except BaseException:
-                _rollback(db)
+            except BaseException as e:
+                _rollback_after(db, checkpoint, e)
                 raise
+        finally:
+            self._lock.release()
+
+    async def _acquire(self) -> None:
+        """Take the connection's lock without blocking the loop.
+
+        Another projection sharing this sink may hold it across its own handlers' awaits, which need the loop.
+        """
+        while not self._lock.acquire(blocking=False):  # noqa: ASYNC110 - worker threads release it: no loop event
+            await asyncio.sleep(POLL)
 
     def _apply_sync(
         self,
@@ -153,8 +167,8 @@ class SqliteSink(Sink[sqlite3.Connection]):
             for event in events:
                 projection.handle_sync(event, db)
             _finish(db, checkpoint)
-        except BaseException:
-            _rollback(db)
+        except BaseException as e:
+            _rollback_after(db, checkpoint, e)
             raise
 
     async def reset(self, projection: Projection[sqlite3.Connection], name: str, source: str) -> None:
@@ -174,7 +188,8 @@ class SqliteSink(Sink[sqlite3.Connection]):
 
             await asyncio.to_thread(self._locked, run)
             return
-        with self._lock:
+        await self._acquire()
+        try:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -184,6 +199,8 @@ class SqliteSink(Sink[sqlite3.Connection]):
             except BaseException:
                 _rollback(db)
                 raise
+        finally:
+            self._lock.release()
 
 
 def _read(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
@@ -194,7 +211,11 @@ def _read(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
 
 
 def _begin(db: sqlite3.Connection, checkpoint: Checkpoint, expected: int | None) -> None:
-    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:  # busy past the timeout, or the file is gone: not the event's fault
+        msg = f"the SQLite sink cannot start a transaction: {e}"
+        raise SinkUnavailableError(msg, operation="projection") from e
     try:
         stored = _read(db, checkpoint.name, checkpoint.source)
         check_expected(stored, checkpoint, expected)
@@ -228,7 +249,19 @@ def _finish(db: sqlite3.Connection, checkpoint: Checkpoint) -> None:
 
 
 def _commit(db: sqlite3.Connection) -> None:
-    db.execute("COMMIT")
+    try:
+        db.execute("COMMIT")
+    except sqlite3.OperationalError as e:
+        msg = f"the SQLite sink cannot commit: {e}"
+        raise SinkUnavailableError(msg, operation="projection") from e
+
+
+def _rollback_after(db: sqlite3.Connection, checkpoint: Checkpoint, error: BaseException) -> None:
+    """Roll a failed batch back; a handler that ended the transaction before failing is a misuse, not a retry."""
+    if not db.in_transaction and isinstance(error, Exception) and not isinstance(error, ProjectionError):
+        msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
+        raise ProjectionError(msg, name=checkpoint.name) from error
+    _rollback(db)
 
 
 def _rollback(db: sqlite3.Connection) -> None:

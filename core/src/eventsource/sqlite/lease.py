@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import os
 from contextlib import asynccontextmanager
+from pathlib import Path
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,11 @@ class SqliteFileLease(Lease):
         return f"{self.path}.lease-{digest}"
 
     async def connect(self) -> None:
-        """Nothing to open (each hold opens its lock file)."""
+        """Check that the lock files can be created (each hold opens its own)."""
+        folder = await asyncio.to_thread(lambda: Path(self.path).absolute().parent)
+        if not await asyncio.to_thread(folder.is_dir):
+            msg = f"the SQLite file lease cannot create its lock files: {str(folder)!r} is not a directory"
+            raise ConfigurationError(msg, field="url")
 
     async def close(self) -> None:
         """Nothing to release (each hold releases its lock on leaving)."""

@@ -201,7 +201,7 @@ async def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(
     source: EventSourcingManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Review: a (gzip-expanded) line was read whole into memory before it was refused."""
-    import eventsource.transfer.jsonl as jsonl
+    from eventsource.transfer import jsonl
 
     monkeypatch.setattr(jsonl, "MAX_LINE", 4096)
     lines = await _export_lines(source)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
@@ -88,15 +89,33 @@ class SqliteSink(Sink[sqlite3.Connection]):
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
+            self._db = self._open()
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, switch to WAL and create the table, waiting out another process doing the same.
+
+        Switching the journal mode takes an exclusive lock for which SQLite does not always call its busy
+        handler ("database is locked" at once while another connection opens the same new file): retried
+        until ``timeout``.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            db: sqlite3.Connection | None = None
             try:
                 db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(SCHEMA)
             except sqlite3.Error as e:
+                if db is not None:
+                    db.close()
+                locked = isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+                if locked and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
                 msg = f"cannot open the SQLite sink {self.path!r}: {e}"
                 raise SinkUnavailableError(msg, operation="projection") from e
-            self._db = db
-        return self._db
+            return db
 
     async def open(self) -> None:
         """Open the file and create ``es_checkpoints`` if missing."""

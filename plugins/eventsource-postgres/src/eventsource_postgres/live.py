@@ -2,7 +2,8 @@
 
 Subscriptions follow ``read_all`` (which never passes a transaction that may still commit below it), so this
 module only decides *when* to read again. By default a waiting subscription probes ``position > after`` on the
-primary key every ``live_poll_interval`` seconds: appends pay nothing. With ``live_notify`` on, the provider
+primary key, 1 ms after it began to wait, then at doubling pauses up to ``live_poll_interval``: appends pay
+nothing, and an idle subscription costs what a fixed interval would. With ``live_notify`` on, the provider
 installs a statement-level trigger that sends one ``pg_notify`` per inserting transaction (a fixed payload,
 so PostgreSQL folds repeats) and keeps one dedicated LISTEN connection outside the pool, shared by every
 subscription of the provider; a notification wakes them all. NOTIFY takes a cluster-wide lock at commit,
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("eventsource.postgres")
 
+FIRST_PROBE = 0.001
+"""Seconds before a waiting subscription's second probe; each later pause doubles, up to ``live_poll_interval``."""
 RECONNECT_DELAY = 1.0
 """Seconds between attempts to reopen a dropped LISTEN connection."""
 
@@ -143,13 +146,15 @@ class Live:
             await self.signal.wait(seen, max_wait)  # any notification: the caller reads again
             return
         interval = self.conn.settings["live_poll_interval"]
+        pause = min(interval, FIRST_PROBE)  # soon after a read (events tend to come in runs), then less often
         while True:
             if await self._has_after(after_position):
                 return
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            await asyncio.sleep(min(interval, remaining))
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, interval)
 
 
 def _ident(name: str) -> str:

@@ -2,14 +2,13 @@
 
 Subscriptions follow ``read_all`` (which never passes a transaction that may still commit below it), so this
 module only decides *when* to read again. By default a waiting subscription probes ``position > after`` on the
-primary key, 1 ms after it began to wait, then at doubling pauses up to ``live_poll_interval``: appends pay
-nothing, and an idle subscription costs what a fixed interval would. With ``live_notify`` on, the provider
-installs a statement-level trigger that sends one ``pg_notify`` per inserting transaction (a fixed payload,
-so PostgreSQL folds repeats) and keeps one dedicated LISTEN connection outside the pool, shared by every
-subscription of the provider; a notification wakes them all. NOTIFY takes a cluster-wide lock at commit,
-which is why it is opt-in. A dropped LISTEN connection is reopened, and every waiter reads again at once
-(notifications sent while it was down are lost); the subscription's own ``poll_interval`` bounds any wake-up
-that never comes.
+primary key soon after it began to wait (:data:`FIRST_PROBE`), then at doubling pauses up to
+``live_poll_interval``: appends pay nothing, and an idle subscription costs what a fixed interval would.
+With ``live_notify`` on, a statement-level trigger sends one ``pg_notify`` per inserting transaction (a fixed
+payload, folded) to one dedicated LISTEN connection outside the pool, shared by every subscription of the
+provider; a notification wakes them all. NOTIFY takes a cluster-wide lock at commit, which is why it is
+opt-in. A dropped LISTEN connection is reopened, and every waiter reads again at once (notifications sent
+while it was down are lost); the subscription's own ``poll_interval`` bounds any wake-up that never comes.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("eventsource.postgres")
 
 FIRST_PROBE = 0.001
-"""Seconds before a waiting subscription's second probe; each later pause doubles, up to ``live_poll_interval``."""
+"""The pause before a waiting subscription's second probe; each later pause doubles, up to ``live_poll_interval``."""
 RECONNECT_DELAY = 1.0
 """Seconds between attempts to reopen a dropped LISTEN connection."""
 

@@ -172,3 +172,36 @@ def test_a_hand_edited_figure_is_caught() -> None:
     begin = text.index("<!-- benchmarks:begin all -->")
     edited = text[:begin] + text[begin:].replace("|", "| 9.99 |", 1)
     assert render.render_text(edited, render.load_reports()) != edited
+
+
+def test_a_row_measured_again_is_shown_once_at_its_newest_figure(tmp_path: Path) -> None:
+    import render
+
+    def report(stamp: str, only: list[str], rows: dict[str, float]) -> dict:
+        workloads = {
+            k: {"title": k, "lib": v, "unit": "ms", "values": {"raw": 1.0}, "ratios": {"raw": v}, "checks": []}
+            for k, v in rows.items()
+        }
+        return {
+            "created_at": stamp,
+            "machine": {"platform": "p", "cpus": 2, "python": "3", "packages": {}},
+            "options": {"repetitions": 7, "only": only},
+            "targets": {"source": None},
+            "backends": {"sqlite": {"workloads": workloads}},
+        }
+
+    runs = {
+        "a.json": report("2026-01-01T00:00", [], {"append_p50": 1.11, "read_1000": 2.22}),
+        "b.json": report("2026-01-02T00:00", ["append"], {"append_p50": 3.33}),
+        "c.json": report("2026-01-03T00:00", ["append"], {"append_p50": 4.44, "append_p95": 5.55}),
+    }
+    for name, body in runs.items():
+        (tmp_path / name).write_text(json.dumps(body), encoding="utf-8")
+    text = render.render_block(
+        "sqlite", render.load_reports(tmp_path), render.load_reports(tmp_path, partial=True)
+    )
+    assert "4.440" in text and "5.550" in text  # the newest run of those rows
+    assert "2.220" in text  # a row no later run measured stays in the full run's table
+    assert "1.110" not in text and "3.330" not in text  # older figures of rows measured again are gone
+    assert "b.json" not in text  # a run every row of which was measured again is not shown at all
+    assert "Measured again in a later run" in text

@@ -38,11 +38,8 @@ if TYPE_CHECKING:
 
 class TestSqliteProvider(ProviderSuite):
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-        p = SqliteProvider(f"sqlite:///{tmp_path}/kit-{uuid.uuid4().hex}.db")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, sqlite_provider: SqliteProvider) -> SqliteProvider:
+        return sqlite_provider
 
 
 def new_event(i: int = 0, *, ts: datetime | None = None, event_id: str | None = None) -> NewEvent:

@@ -25,7 +25,7 @@ from eventsource_kafka import provider as provider_module
 from eventsource_kafka import state as state_module
 from eventsource_kafka.provider import KafkaProvider
 
-from .test_provider import drop_namespace
+from .conftest import drop_namespace
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

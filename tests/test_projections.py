@@ -54,6 +54,18 @@ class TestMemoryProjections(ProjectionSuite):
         return memory_provider
 
 
+def test_the_runner_process_tests_skip_naming_the_declared_cross_process_reads(tmp_path: Path) -> None:
+    """Memory declares ``cross_process_reads=False`` and the kit skips naming it; a file store declares it."""
+    from eventsource.memory import MemoryProvider
+    from eventsource.sqlite import SqliteProvider
+
+    assert MemoryProvider.capabilities.cross_process_reads is False
+    assert SqliteProvider.capabilities.cross_process_reads is True
+    with pytest.raises(pytest.skip.Exception, match=r"^cross_process_reads=False: "):
+        ProjectionSuite._needs_other_processes(MemoryProvider())
+    ProjectionSuite._needs_other_processes(SqliteProvider(f"sqlite:///{tmp_path}/x.db"))  # applies: no skip
+
+
 @pytest.fixture
 async def es(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
     m = EventSourcingManager(

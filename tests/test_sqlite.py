@@ -54,11 +54,8 @@ def new_event(i: int = 0, *, ts: datetime | None = None, event_id: str | None = 
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-    p = SqliteProvider(f"sqlite:///{tmp_path}/s-{uuid.uuid4().hex}.db")
-    await p.connect()
-    yield p
-    await p.close()
+def store(sqlite_provider: SqliteProvider) -> SqliteProvider:
+    return sqlite_provider
 
 
 # ---------------------------------------------------------------------------- URLs and settings

@@ -1,54 +1,34 @@
 """Subscription lag in monitoring: each checkpoint of the configured ``checkpoint_store``, in stats and health.
 
-:func:`with_lag` adds ``extra["subscriptions"]`` to each provider's statistics; :func:`health_with_lag` adds the
-same to each health status and reports a provider unhealthy when a checkpoint is more than
-``max_subscription_lag`` seconds behind. Without a ``checkpoint_store`` both return what they were given. The
-measuring itself is :mod:`eventsource.subscriptions.lag`.
+Given the lag report of the checkpoints (measured by :mod:`eventsource.subscriptions.lag`), :func:`with_lag`
+adds ``extra["subscriptions"]`` to each provider's statistics and :func:`health_with_lag` adds the same to each
+health status, reporting a provider unhealthy when a checkpoint is more than ``max_subscription_lag`` seconds
+behind. :class:`~eventsource.manager.monitoring.Monitoring` measures the report when a store is configured.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.manager.monitoring import UNHEALTHY
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from eventsource.config import ManagerConfig
-    from eventsource.manager.policy import CallPolicy
     from eventsource.model import HealthStatus, ProviderStats
-    from eventsource.plugins import PluginHost
-    from eventsource.provider import Provider
 
-async def with_lag(
-    stats: dict[str, ProviderStats], providers: Mapping[str, Provider], policy: CallPolicy, host: PluginHost,
-    config: ManagerConfig,
-) -> dict[str, ProviderStats]:  # fmt: skip
+
+def with_lag(stats: dict[str, ProviderStats], report: Mapping[str, dict[str, Any]]) -> dict[str, ProviderStats]:
     """``stats`` with ``extra["subscriptions"]`` (each checkpoint's lag), or ``extra["subscriptions_error"]``."""
-    from eventsource.subscriptions.lag import lag_report
-
-    if config.checkpoint_store is None:
-        return stats
-    report = await lag_report(providers, policy, host, config.checkpoint_store)
     return {name: dataclasses.replace(st, extra={**st.extra, **report.get(name, {})}) for name, st in stats.items()}
 
 
-async def health_with_lag(
-    health: dict[str, HealthStatus], providers: Mapping[str, Provider], policy: CallPolicy, host: PluginHost,
-    config: ManagerConfig,
-) -> dict[str, HealthStatus]:  # fmt: skip
-    """``health`` with each checkpoint's lag in ``details``; over ``max_subscription_lag`` is unhealthy."""
-    from eventsource.subscriptions.lag import lag_report
-
-    if config.checkpoint_store is None:
-        return health
-    # an unhealthy store's lag is not measured: its reads would fail or wait out their timeouts
-    healthy = {name: p for name, p in providers.items() if name in health and health[name].healthy}
-    report = await lag_report(healthy, policy, host, config.checkpoint_store)
+def health_with_lag(
+    health: dict[str, HealthStatus], report: Mapping[str, dict[str, Any]], limit: float | None
+) -> dict[str, HealthStatus]:
+    """``health`` with each checkpoint's lag in ``details``; over ``limit`` seconds is unhealthy."""
     out = {}
-    limit = config.max_subscription_lag
     for name, status in health.items():
         entry = report.get(name, {})
         lagging = sorted(

@@ -158,14 +158,26 @@ class Monitoring:
 
         by_name = self._providers.by_name
         out = await provider_stats(by_name, self._policy, self.uptime, top_streams=top_streams)
-        return await with_lag(out, by_name, self._policy, self._host, self._config)
+        report = await self._lag_report(by_name)
+        return out if report is None else with_lag(out, report)
 
     async def health(self) -> dict[str, HealthStatus]:
         """See :meth:`EventSourcingManager.health_check`."""
         from eventsource.manager.lag import health_with_lag  # (it imports this module)
 
         out = await provider_health(self._providers.by_name, self._policy)
-        return await health_with_lag(out, self._providers.by_name, self._policy, self._host, self._config)
+        # an unhealthy store's lag is not measured: its reads would fail or wait out their timeouts
+        healthy = {name: p for name, p in self._providers.by_name.items() if name in out and out[name].healthy}
+        report = await self._lag_report(healthy)
+        return out if report is None else health_with_lag(out, report, self._config.max_subscription_lag)
+
+    async def _lag_report(self, providers: Mapping[str, Provider]) -> dict[str, dict[str, Any]] | None:
+        """The configured checkpoint store's lag on ``providers``; ``None`` when no store is configured."""
+        from eventsource.subscriptions.lag import lag_report
+
+        if self._config.checkpoint_store is None:
+            return None
+        return await lag_report(providers, self._policy, self._host, self._config.checkpoint_store)
 
     async def lag(
         self, p: Provider, checkpoint: CheckpointStore | str, *, name: str, source: str | None, wait: float | None

@@ -94,8 +94,9 @@ class Capabilities:
     :param late_commits: whether an append can commit after one with a higher position (a position drawn
         before commit, as PostgreSQL's sequence is); a store that declares it gives the kit a way to make one.
     :param cross_process_reads: whether another OS process, given the provider's ``spawn_args()``, reads and
-        writes the same events; ``False`` for a store whose events live in this process (memory). The kit's
-        tests that run a second process (a projection runner killed and restarted) need it.
+        writes the same events; ``False`` for a store whose events live in this process (memory, SQLite's
+        ``:memory:``). The kit's tests that run a second process (a projection runner killed and restarted)
+        need it.
     """
 
     global_order: Literal["total", "per_stream"] = "total"

@@ -7,6 +7,7 @@ import contextlib
 import sqlite3
 import time
 import weakref
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -85,6 +86,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
 class SqliteProvider(ConnectionCalls, Provider):
     """The embedded default store: ``sqlite:///path.db``. See the module docstring for the guarantees."""
 
@@ -98,6 +100,10 @@ class SqliteProvider(ConnectionCalls, Provider):
         assert self.url is not None
         self.path = path_from_url(self.url)
         self.memory = self.path == ":memory:"
+        if self.memory:  # this instance's own database: what spawn_args() builds elsewhere opens a new, empty one
+            self.capabilities = replace(  # type: ignore[misc]
+                self.capabilities, concurrency="in_process", cross_process_reads=False
+            )
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
         self._started = monotonic()

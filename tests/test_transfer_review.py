@@ -18,23 +18,14 @@ from eventsource.errors import ConfigurationError, TransferFormatError
 from eventsource.memory import MemoryProvider
 from eventsource.model import NewEvent
 from eventsource.sqlite import SqliteProvider
-from eventsource.testing.transfer import manager_on, populate
+from eventsource.testing.transfer import manager_on
 from eventsource.timestamps import from_us
 from eventsource.transfer import TransferProgress, copy_store, export_store, import_store, open_input, verify_stores
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from eventsource.manager import EventSourcingManager
-
-
-@pytest.fixture
-async def source(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
-    m = await manager_on(SqliteProvider(f"sqlite:///{tmp_path / 'source.db'}"))
-    await populate(m, streams=20, events=600)
-    yield m
-    await m.close()
 
 
 async def test_a_map_whose_target_was_reset_is_not_trusted(source: EventSourcingManager, tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ class MemoryProvider(Provider):
     """``memory://`` (a private store) or ``memory://<name>`` (shared by every instance in this process)."""
 
     kind = "memory"
-    capabilities = Capabilities(global_order="total", concurrency="in_process")
+    capabilities = Capabilities(global_order="total", concurrency="in_process", cross_process_reads=False)
     loop_free = True
 
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:

@@ -14,7 +14,7 @@ import uuid
 from eventsource.model import ANY, NewEvent, utcnow
 from eventsource_kafka.provider import KafkaProvider
 
-from .test_provider import drop_namespace
+from .conftest import drop_namespace
 
 
 def ev() -> NewEvent:

@@ -13,7 +13,7 @@ import pytest
 from eventsource.model import ANY, NO_STREAM, NewEvent, utcnow
 from eventsource_kafka.provider import KafkaProvider
 
-from .test_provider import drop_namespace
+from .conftest import drop_namespace
 from .test_stale_processes import Proc
 
 

@@ -9,7 +9,7 @@ from eventsource.checkpoints import MemoryCheckpointStore
 from eventsource.plugins import PluginHost
 from eventsource_kafka.provider import KafkaProvider
 
-from .test_provider import drop_namespace
+from .conftest import drop_namespace
 
 
 async def test_two_stores_on_one_cluster_keep_their_own_checkpoints(kafka_url: str) -> None:

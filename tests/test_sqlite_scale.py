@@ -317,3 +317,30 @@ async def test_the_writer_never_checkpoints_a_thread_of_its_own_does_through_ret
     finally:
         await p.close()
     assert not any(t.name == "eventsource-sqlite-c" and t.is_alive() for t in threading.enumerate())
+
+
+async def test_a_batch_counts_toward_a_checkpoint_by_the_wal_it_writes_not_as_commits_per_event(tmp_path: Path) -> None:
+    """A commit of 100 events writes about 20-140 WAL pages, not the ~500 of 100 one-event commits.
+
+    Counted per event, a stream of such batches poked the checkpoint thread every commit or two (two syncs each,
+    beside the writer's own); single appends keep their rate: one poke per CHECKPOINT_EVERY commits.
+    """
+    from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY
+
+    p = SqliteProvider(f"sqlite:///{tmp_path}/c.db")
+    await p.connect()
+    try:
+        checkpoints = p._checkpoints
+        assert checkpoints is not None
+        pokes: list[int] = []
+        poke = checkpoints.poke
+        checkpoints.poke = lambda: (pokes.append(1), poke())  # type: ignore[method-assign]
+        for b in range(20):
+            await p.append("batches", [new() for _ in range(100)], b * 100)
+        assert 1 <= len(pokes) <= 5, f"{len(pokes)} pokes for 20 batches of 100"
+        pokes.clear()
+        for v in range(CHECKPOINT_EVERY):
+            await p.append("singles", [new()], v)
+        assert len(pokes) == 1
+    finally:
+        await p.close()

@@ -41,7 +41,7 @@ from eventsource.provider import (
 )
 from eventsource.sqlite import counts, live
 from eventsource.sqlite.appends import append_sync
-from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, WAL_BACKSTOP_PAGES, Checkpointer
+from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, WAL_BACKSTOP_PAGES, Checkpointer, append_weight
 from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.errors import map_error
 from eventsource.sqlite.maintenance import Batches, delete_old_batch, read_stats, truncate_batch
@@ -132,7 +132,7 @@ class SqliteProvider(Provider):
             worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
 
     def _written(self, n: int) -> None:
-        """``n`` events were written or deleted: poke the checkpointer every :data:`CHECKPOINT_EVERY`."""
+        """``n`` one-event commits' worth of WAL was written: poke the checkpointer every :data:`CHECKPOINT_EVERY`."""
         self._unchecked += n
         if self._unchecked >= CHECKPOINT_EVERY and self._checkpoints is not None:
             self._unchecked = 0
@@ -370,7 +370,7 @@ class SqliteProvider(Provider):
         else:
             result = await self._submit(writer, "append", fn)
         self._changes.notify()
-        self._written(len(events))
+        self._written(append_weight(len(events)))
         self._unfolded += len(events)
         if self._unfolded >= counts.FOLD_EVERY:
             self._unfolded = 0

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
     from eventsource.manager import EventSourcingManager
     from eventsource.provider import Provider
@@ -468,6 +468,10 @@ class Backend(ABC):
     def peers(self, row: str) -> dict[str, Side]:  # noqa: ARG002 - default: none
         """Extra async contestants of ``row`` (``append``, ``batch_100``, ``read_1000``); opened in :meth:`open`."""
         return {}
+
+    def row_note(self, key: str, sides: Iterable[str]) -> str:  # noqa: ARG002 - default: none
+        """A note for row ``key`` run by ``sides`` (say where a contestant does less or other work)."""
+        return ""
 
     def hop_sides(self) -> tuple[Side, Side] | None:
         """For a blocking raw driver: (raw write on a worker thread, raw write inline), the ``append_p50_hop`` row."""
@@ -890,7 +894,13 @@ class Runner:
             lat = _sync_rounds(sides, self.o.appends, append, rep)
             for s in sides:
                 per[s].append(percentile(lat[s], 0.5) * 1e3)
-        self._record("sync_append_p50", per, inputs, durability={s: side.durability() for s, side in sides.items()})
+        self._record(
+            "sync_append_p50",
+            per,
+            inputs,
+            self.b.row_note("sync_append_p50", sides),
+            {s: side.durability() for s, side in sides.items()},
+        )
 
     def _sync_batch(self, sides: dict[str, SyncSide]) -> None:
         many = {s: side.stream_id(f"{s}-sbatch") for s, side in sides.items()}
@@ -914,7 +924,13 @@ class Runner:
             took = _sync_rounds(sides, self.o.batches, batch, rep)
             for s, t in took.items():
                 per[s].append(self.o.batches * 100 / sum(t))
-        self._record("sync_batch_100", per, inputs, durability={s: side.durability() for s, side in sides.items()})
+        self._record(
+            "sync_batch_100",
+            per,
+            inputs,
+            self.b.row_note("sync_batch_100", sides),
+            {s: side.durability() for s, side in sides.items()},
+        )
 
     def _sync_read(self, sides: dict[str, SyncSide]) -> None:
         inputs = Inputs()
@@ -940,7 +956,13 @@ class Runner:
             took = _sync_rounds(sides, self.o.reads, read, rep)
             for s, t in took.items():
                 per[s].append(1000 * self.o.reads / sum(t))
-        self._record("sync_read_1000", per, inputs, durability={s: side.durability() for s, side in sides.items()})
+        self._record(
+            "sync_read_1000",
+            per,
+            inputs,
+            self.b.row_note("sync_read_1000", sides),
+            {s: side.durability() for s, side in sides.items()},
+        )
 
 
 async def _durability(sides: Mapping[str, Side]) -> dict[str, dict[str, str] | None]:

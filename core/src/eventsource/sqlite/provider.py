@@ -370,7 +370,7 @@ class SqliteProvider(Provider):
         else:
             result = await self._submit(writer, "append", fn)
         self._changes.notify()
-        self._written(append_weight(len(events)))
+        self._written(append_weight(len(events), sum([len(e.data) + len(e.metadata) for e in events])))
         self._unfolded += len(events)
         if self._unfolded >= counts.FOLD_EVERY:
             self._unfolded = 0

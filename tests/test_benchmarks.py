@@ -205,3 +205,52 @@ def test_a_row_measured_again_is_shown_once_at_its_newest_figure(tmp_path: Path)
     assert "1.110" not in text and "3.330" not in text  # older figures of rows measured again are gone
     assert "b.json" not in text  # a run every row of which was measured again is not shown at all
     assert "Measured again in a later run" in text
+
+
+def test_every_sqlite_side_ran_durable_on_a_file_of_its_own(smoke: tuple) -> None:
+    """Read from each side's own connection after its row: WAL + synchronous=FULL everywhere, no shared file.
+
+    ``eventsourcing`` sets no ``synchronous`` of its own (SQLite's default applies), and a file shared
+    between contestants makes whichever connection crosses the WAL checkpoint threshold pay for the others'
+    pages: both would bias a row without showing in it.
+    """
+    _, report, _ = smoke
+    sqlite = report["backends"]["sqlite"]["workloads"]
+    for key in ("append_p50", "batch_100", "read_1000", "sync_append_p50", "sync_batch_100", "sync_read_1000"):
+        settings = sqlite[key]["durability"]
+        assert set(settings) == set(sqlite[key]["values"]), (key, "a side did not report its connection")
+        for side, got in settings.items():
+            assert (got["synchronous"], got["journal_mode"]) == ("FULL", "wal"), (key, side, got)
+        files = [got["file"] for got in settings.values()]
+        assert len(set(files)) == len(files), (key, settings)
+
+
+def test_the_raw_sqlite_table_has_the_librarys_layout(tmp_path: Path) -> None:
+    """Same columns and every index of ``es_events`` (no AUTOINCREMENT the library does not pay either)."""
+    import sqlite3
+
+    from backends.sqlite import RAW_SCHEMA
+    from eventsource.sqlite.schema import migrate
+
+    def layout(db: sqlite3.Connection, table: str) -> tuple[list[tuple], set[tuple], bool]:
+        columns = [tuple(r[1:]) for r in db.execute(f"PRAGMA table_info({table})")]
+        indexes = set()
+        for _, name, unique, _origin, partial in db.execute(f"PRAGMA index_list({table})"):
+            cols = tuple(r[2] for r in db.execute(f"PRAGMA index_info({name})"))
+            where = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
+            indexes.add((cols, unique, partial, where.split(" WHERE ")[1] if partial else None))
+        sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
+        return columns, indexes, "AUTOINCREMENT" in sql.upper()
+
+    lib = sqlite3.connect(tmp_path / "lib.db", isolation_level=None)
+    migrate(lib, str(tmp_path / "lib.db"))
+    columns = "(event_id, stream_id, event_type, version, data, metadata, encoding, timestamp)"
+    values = "VALUES ('e', 's', 't', 1, x'', x'', 'json', 1)"
+    lib.execute(f"INSERT INTO es_events {columns} {values}")
+    raw = sqlite3.connect(tmp_path / "raw.db", isolation_level=None)
+    for statement in RAW_SCHEMA:
+        raw.execute(statement)
+    raw.execute(f"INSERT INTO raw_events {columns} {values}")
+    assert layout(raw, "raw_events") == layout(lib, "es_events")
+    lib.close()
+    raw.close()

@@ -5,7 +5,8 @@ the WAL into the file and syncs it: the append behind it waits that long (retent
 all over the indexes, made it happen every few batches). The provider moves that up to a backstop on its writer
 connection (:data:`WAL_BACKSTOP_PAGES`) and pokes a :class:`Checkpointer` instead; its thread runs
 ``PRAGMA wal_checkpoint(PASSIVE)``, which takes no write lock, so writers commit while it copies.
-Pokes coalesce: at most one checkpoint runs and one is pending.
+A poke while a checkpoint runs is dropped, so the thread does not hold the checkpoint lock when the writer's
+backstop runs (under back-to-back commits only that backstop lets SQLite restart the WAL).
 """
 
 from __future__ import annotations
@@ -23,7 +24,26 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 CHECKPOINT_EVERY = 128
-"""Events appended (or deleted by retention) between two pokes: about 650 WAL pages, under SQLite's 1,000."""
+"""One-event commits' worth of appends (:func:`append_weight`), or events deleted by retention, between two
+pokes: about 650 WAL pages, under SQLite's 1,000."""
+
+
+PAYLOAD_BYTES_PER_WEIGHT = 5 * 4096
+"""Payload bytes that count as one more unit of :func:`append_weight`: the 5 pages a one-event commit writes."""
+
+
+def append_weight(n: int, payload_bytes: int = 0) -> int:
+    """What a commit of ``n`` appended events counts toward :data:`CHECKPOINT_EVERY` (one-event commits' worth of WAL).
+
+    A one-event commit writes about 5 WAL pages (the table and four index leaves); each further event of the
+    same commit adds about 1.4 (a batch of 100 wrote 17-28 pages into a fresh file, about 140 into a file of
+    50,000 events). Counted as 100, such a batch poked the checkpointer every commit or two, two syncs each,
+    while the WAL held a fraction of the pages the threshold stands for. Payloads add the pages they fill
+    (``payload_bytes`` / :data:`PAYLOAD_BYTES_PER_WEIGHT`): counted by events alone, a batch of 50 KB payloads
+    wrote thousands of pages before a poke, and the writer's backstop checkpointed inside its commits.
+    """
+    return 1 + (n - 1) * 2 // 7 + payload_bytes // PAYLOAD_BYTES_PER_WEIGHT
+
 
 WAL_BACKSTOP_PAGES = 4000
 """The writer's own ``wal_autocheckpoint``: far above where the thread keeps the WAL, so no commit checkpoints while
@@ -57,11 +77,12 @@ class Checkpointer:
         self._stopping = False
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._running = False  # a checkpoint is in progress: a poke now is dropped (see poke)
         _CHECKPOINTERS.add(self)
 
     def poke(self) -> None:
-        """Ask for a checkpoint soon (returns at once; thread-safe)."""
-        if self.forked or self._stopping:
+        """Ask for a checkpoint soon (returns at once; thread-safe); dropped while one runs (see the module)."""
+        if self.forked or self._stopping or self._running:
             return
         if self._thread is None:
             with self._lock:
@@ -87,6 +108,7 @@ class Checkpointer:
             self._wake.clear()
             if self._stopping:
                 break
+            self._running = True
             try:
                 if self.db is None:
                     self.db = open_connection(self.path, self.settings, memory=False)
@@ -94,6 +116,8 @@ class Checkpointer:
                 self.done += 1
             except Exception as e:  # noqa: BLE001 - a checkpoint that fails is retried on the next poke
                 self.error = e
+            finally:
+                self._running = False
         db, self.db = self.db, None
         if db is not None and not self.forked:
             with contextlib.suppress(sqlite3.Error):

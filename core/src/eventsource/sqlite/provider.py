@@ -40,7 +40,7 @@ from eventsource.provider import (
 from eventsource.sqlite import counts, live
 from eventsource.sqlite.appends import append_sync
 from eventsource.sqlite.calls import ConnectionCalls, tx
-from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, WAL_BACKSTOP_PAGES, Checkpointer
+from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, WAL_BACKSTOP_PAGES, Checkpointer, append_weight
 from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.maintenance import Batches, delete_old_batch, in_batches, read_stats, truncate_batch
 from eventsource.sqlite.queries import query_page
@@ -131,7 +131,7 @@ class SqliteProvider(ConnectionCalls, Provider):
             worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
 
     def _written(self, n: int) -> None:
-        """``n`` events were written or deleted: poke the checkpointer every :data:`CHECKPOINT_EVERY`."""
+        """``n`` one-event commits' worth of WAL was written: poke the checkpointer every :data:`CHECKPOINT_EVERY`."""
         self._unchecked += n
         if self._unchecked >= CHECKPOINT_EVERY and self._checkpoints is not None:
             self._unchecked = 0
@@ -269,7 +269,7 @@ class SqliteProvider(ConnectionCalls, Provider):
         else:
             result = await self._submit(writer, "append", fn)
         self._changes.notify()
-        self._written(len(events))
+        self._written(append_weight(len(events), sum([len(e.data) + len(e.metadata) for e in events])))
         self._unfolded += len(events)
         if self._unfolded >= counts.FOLD_EVERY:
             self._unfolded = 0

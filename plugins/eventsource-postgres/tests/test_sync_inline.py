@@ -39,6 +39,20 @@ def test_sync_calls_run_on_the_callers_thread_with_no_loop_thread(config: dict[s
         assert "eventsource-sync" not in _threads()
 
 
+def test_a_sync_call_on_a_warm_pool_waits_for_the_server_in_the_callers_thread_not_in_the_loop(
+    config: dict[str, Any],
+) -> None:
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)  # (a connection in the pool, statements prepared)
+        ran: list[str] = []
+        es._loop.loop.call_soon(ran.append, "a loop iteration")  # runs at the loop's next iteration, if any
+        assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
+        assert [e.data for e in es.read_stream("s")] == [1, 2]
+        assert es.get_stream_info("s").version == 2
+        assert ran == []  # every reply was awaited with a blocking poll, as raw sync psycopg does
+        assert not es._loop.threaded
+
+
 def test_sync_callers_on_several_threads_share_one_pool(config: dict[str, Any]) -> None:
     errors: list[BaseException] = []
     with SyncEventSourcingManager(config) as es:
@@ -73,6 +87,11 @@ def test_the_managers_timeout_ends_an_inline_call_waiting_on_the_streams_lock(co
             with pytest.raises(ProviderTimeoutError):
                 es.append_event(stream_id="s", event_type="E", data=2)
             took = time.monotonic() - start
+            app = config["providers"]["pg"]["settings"]["application_name"]
+            running = other.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state = 'active'", [app]
+            ).fetchone()
+            assert running == (0,)  # the statement was cancelled on the server, not left waiting for the lock
             other.execute("SELECT pg_advisory_unlock_all()")
         assert took < 5, f"waited {took:.1f}s for a 0.5s timeout"
         assert es.append_event(stream_id="s", event_type="E", data=3).version == 2  # the timed-out one wrote nothing

@@ -102,6 +102,8 @@ class Connection:
             import psycopg
             from psycopg_pool import AsyncConnectionPool
 
+            from eventsource_postgres.inline import InlineConnection
+
             s = self.settings
             kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": s["prepare_threshold"]}
             kwargs.update(libpq_kwargs(s))
@@ -114,6 +116,7 @@ class Connection:
             await probe.close()
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 self.url,
+                connection_class=InlineConnection,  # waits in the caller's thread for an inline sync caller
                 min_size=s["pool_min_size"],
                 max_size=s["pool_max_size"],
                 timeout=s["pool_timeout"],

@@ -138,3 +138,24 @@ def test_sync_inline_off_keeps_the_loop_on_its_thread_where_calls_from_threads_o
         assert es._loop.threaded
         assert es.append_event(stream_id="s", event_type="E", data=1).version == 1
         assert [e.data for e in es.read_stream("s")] == [1]
+
+
+def test_the_poll_wait_for_psycopg_before_3_3_drives_a_statement_to_its_end_and_stops_at_its_deadline(url: str) -> None:
+    from eventsource_postgres.inline import _Expired, _poll
+    from psycopg import generators
+    from psycopg.pq import ExecStatus
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.send_query(b"SELECT 42")
+        (result,) = _poll(generators.execute(pgconn), pgconn.socket, None)
+        assert result.get_value(0, 0) == b"42"
+        pgconn.send_query(b"SELECT pg_sleep(30)")
+        gen = generators.execute(pgconn)
+        with pytest.raises(_Expired):
+            _poll(gen, pgconn.socket, time.monotonic() + 0.2)
+        conn.cancel()  # what InlineConnection does past the manager's timeout, then it waits for the reply
+        (result,) = _poll(gen, pgconn.socket, None)
+        assert result.status == ExecStatus.FATAL_ERROR
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"57014"  # query_canceled
+        assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 from eventsource.provider import SYNC_TIMEOUT, inline_io_allowed
 from psycopg import errors as e
+from psycopg import waiting
 from psycopg.pq import TransactionStatus
 from psycopg.waiting import Ready, Wait
 
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     from collections.abc import Generator
 
 RV = TypeVar("RV")
+
+_WAIT_TIMEOUT: type[Exception] | None = getattr(e, "_WaitTimeout", None)
+"""psycopg's own wait functions take a ``timeout`` (raising this) since 3.3; before, :func:`_poll` waits."""
+INTERVAL = 0.1
+"""How often psycopg's wait wakes up while a statement runs (its connections' default)."""
 
 CANCEL_WAIT = 5.0
 """Seconds a cancelled (or interrupted) statement gets to end before its connection is closed (as psycopg)."""
@@ -40,11 +46,21 @@ class StatementTimeoutError(TimeoutError):
     """A statement run inline outlived the manager's ``timeout`` (mapped to ``ProviderTimeoutError``)."""
 
 
+def _wait(gen: Generator[Wait, Ready, RV], fd: int, deadline: float | None) -> RV:
+    """Drive one psycopg generator to its end, blocking this thread (psycopg's C wait where it takes a timeout)."""
+    if _WAIT_TIMEOUT is None:
+        return _poll(gen, fd, deadline)
+    try:
+        return waiting.wait(gen, fd, interval=INTERVAL, timeout=None if deadline is None else deadline - monotonic())
+    except _WAIT_TIMEOUT:
+        raise _Expired from None
+
+
 _MASKS = {Wait.R: select.POLLIN, Wait.W: select.POLLOUT, Wait.RW: select.POLLIN | select.POLLOUT}
 
 
 def _poll(gen: Generator[Wait, Ready, RV], fd: int, deadline: float | None) -> RV:
-    """Drive one psycopg generator to its end with blocking ``poll`` calls on ``fd`` (as psycopg's ``wait_poll``)."""
+    """:func:`_wait` for psycopg 3.2: blocking ``poll`` calls on ``fd`` until ``deadline`` (as ``wait_poll``)."""
     try:
         s = next(gen)
         poller = select.poll()
@@ -80,7 +96,7 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
         limit = SYNC_TIMEOUT.get()
         fd = self.pgconn.socket
         try:
-            return _poll(gen, fd, None if limit is None else monotonic() + limit)
+            return _wait(gen, fd, None if limit is None else monotonic() + limit)
         except _Expired:
             # the manager's timeout (nothing else can end a wait in this thread): cancel the statement, let
             # the server answer, and time out, unless the statement ended before the cancel reached it
@@ -104,7 +120,7 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
         """Cancel the running statement and drive ``gen`` to its end (close the connection if it hangs)."""
         self.cancel()
         try:
-            return _poll(gen, fd, monotonic() + CANCEL_WAIT)
+            return _wait(gen, fd, monotonic() + CANCEL_WAIT)
         except _Expired:
             self.pgconn.finish()  # the server never answered: the connection is in an unknown state
             msg = f"the statement did not end within {CANCEL_WAIT}s after it was cancelled; connection closed"

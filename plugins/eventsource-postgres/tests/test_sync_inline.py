@@ -159,3 +159,35 @@ def test_the_poll_wait_for_psycopg_before_3_3_drives_a_statement_to_its_end_and_
         assert result.status == ExecStatus.FATAL_ERROR
         assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"57014"  # query_canceled
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_managers_timeout_bounds_a_whole_inline_call_not_each_of_its_statements(config: dict[str, Any]) -> None:
+    # delete_stream runs three statements in one transaction (the stream's lock, DELETE events, DELETE the
+    # streams row); each here waits for a lock someone else holds for less than the timeout, the two together
+    # for more: the call must time out (as on the loop, where the manager's deadline cancels it), not end late
+    config = {**config, "timeout": 2.0, "retry_attempts": 1}
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        provider = es.get_provider()
+        assert isinstance(provider, PostgresProvider)
+        url = config["providers"]["pg"]["url"]
+        events = provider._conn.names.events
+        with psycopg.connect(url, autocommit=True) as locker, psycopg.connect(url, autocommit=True) as rows:
+            locker.execute("SELECT pg_advisory_lock(%s)", [provider._conn.lock("s")])
+            rows.execute("BEGIN")
+            rows.execute(f"SELECT 1 FROM {events} WHERE stream_id = %s FOR UPDATE", ["s"])
+
+            def release() -> None:
+                time.sleep(1.3)
+                locker.execute("SELECT pg_advisory_unlock_all()")
+                time.sleep(1.3)
+                rows.execute("COMMIT")
+
+            releaser = threading.Thread(target=release)
+            releaser.start()
+            try:
+                with pytest.raises(ProviderTimeoutError):
+                    es.delete_stream("s")
+            finally:
+                releaser.join()
+        assert [e.data for e in es.read_stream("s")] == [1]  # the timed-out transaction deleted nothing

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import select
+from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
+from eventsource.provider import SYNC_TIMEOUT, inline_io_allowed
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.schema import migrate
@@ -51,6 +53,18 @@ def _stale(conn: AsyncConnection[Any]) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+def _inline_deadline() -> float | None:
+    """For an inline sync caller: when the call must end (the manager's ``timeout`` from now), else ``None``.
+
+    Its statements block the thread (``inline.py``), where the manager's own deadline cannot fire between
+    them: each waits only for what is left of this one.
+    """
+    if not inline_io_allowed():
+        return None
+    limit = SYNC_TIMEOUT.get()
+    return None if limit is None else monotonic() + limit
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -186,12 +200,17 @@ class Connection:
         under the call is replaced and the call repeated ``reconnect_retries`` times.
         """
         attempts = 1 + (self.settings["reconnect_retries"] if retry else 0)
+        deadline = _inline_deadline()
         for attempt in range(1, attempts + 1):
             try:
                 pool, conn = await self._getconn()
                 try:
+                    if deadline is not None:
+                        conn.deadline = deadline  # type: ignore[attr-defined] - an InlineConnection (inline.py)
                     return await fn(conn)
                 finally:
+                    if deadline is not None:
+                        conn.deadline = None  # type: ignore[attr-defined]
                     await pool.putconn(conn)
             except EventSourceError:
                 raise

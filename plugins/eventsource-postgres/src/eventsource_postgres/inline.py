@@ -4,8 +4,9 @@ Through the sync API (``sync_inline``) the private event loop runs only while a 
 thread (:func:`~eventsource.provider.inline_io_allowed`). There, :class:`InlineConnection` waits for each
 reply with a blocking ``poll`` instead of the loop's reader callbacks, so a call that needs no other task
 ends in its first step, with no loop iteration, as a raw sync psycopg call would. The manager's ``timeout``
-still bounds each wait: past it the statement is cancelled on the server and the call times out. Anywhere
-else (an async caller, the loop on its own thread) the connection waits as psycopg's does.
+still bounds the whole call (each statement waits only for what is left of it): past it the running
+statement is cancelled on the server and the call times out. Anywhere else (an async caller, the loop on
+its own thread) the connection waits as psycopg's does.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ def _poll(gen: Generator[Wait, Ready, RV], fd: int, deadline: float | None) -> R
 class InlineConnection(psycopg.AsyncConnection[Any]):
     """An ``AsyncConnection`` whose waits block the thread when the sync API's caller runs the loop inline."""
 
+    deadline: float | None = None
+    """When the provider call holding this connection must end (``monotonic``), set by ``Connection.call``
+    for an inline caller: every statement of the call waits only for what is left of the manager's timeout."""
+
     async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         """Wait as psycopg does; for an inline sync caller, block the thread (bounded by the manager's timeout)."""
         if kwargs.get("timeout") is not None or len(args) > 1 or not inline_io_allowed():
@@ -95,15 +100,18 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
     def _wait_here(self, gen: Generator[Wait, Ready, RV]) -> RV:
         limit = SYNC_TIMEOUT.get()
         fd = self.pgconn.socket
+        deadline = self.deadline
+        if deadline is None and limit is not None:
+            deadline = monotonic() + limit  # a statement outside a provider call (the pool's own, say)
         try:
-            return _wait(gen, fd, None if limit is None else monotonic() + limit)
+            return _wait(gen, fd, deadline)
         except _Expired:
             # the manager's timeout (nothing else can end a wait in this thread): cancel the statement, let
             # the server answer, and time out, unless the statement ended before the cancel reached it
             try:
                 return self._after_cancel(gen, fd)
             except e.QueryCanceled:
-                msg = f"the statement did not finish within the manager's timeout ({limit}s) and was cancelled"
+                msg = f"the call did not finish within the manager's timeout ({limit}s): its statement was cancelled"
                 raise StatementTimeoutError(msg) from None
         except (KeyboardInterrupt, SystemExit):
             if self.pgconn.transaction_status == TransactionStatus.ACTIVE:

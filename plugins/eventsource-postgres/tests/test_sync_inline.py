@@ -191,3 +191,31 @@ def test_the_managers_timeout_bounds_a_whole_inline_call_not_each_of_its_stateme
             finally:
                 releaser.join()
         assert [e.data for e in es.read_stream("s")] == [1]  # the timed-out transaction deleted nothing
+
+
+def test_the_psycopg_internals_the_inline_waits_rely_on_are_there(url: str) -> None:
+    # InlineConnection overrides AsyncConnection.wait (every statement's wait goes through it) and, from psycopg
+    # 3.3 on, drives psycopg's C wait with a timeout, ended by psycopg.errors._WaitTimeout: a psycopg that
+    # changes either would silently fall back to the slower poll loop, or to the loop's selector; fail here
+    import inspect
+
+    from eventsource_postgres import inline
+    from psycopg import generators, waiting
+
+    assert list(inspect.signature(psycopg.AsyncConnection.wait).parameters) == ["self", "gen", "interval", "timeout"]
+    major, minor = (int(part) for part in psycopg.__version__.split(".")[:2])
+    if (major, minor) < (3, 3):
+        assert inline._WAIT_TIMEOUT is None
+        return
+    assert inline._WAIT_TIMEOUT is psycopg.errors._WaitTimeout
+    assert "timeout" in inspect.signature(waiting.wait).parameters
+    with psycopg.connect(url, autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.send_query(b"SELECT pg_sleep(30)")
+        gen = generators.execute(pgconn)
+        with pytest.raises(inline._Expired):  # psycopg's wait, stopped at the deadline by its _WaitTimeout
+            inline._wait(gen, pgconn.socket, time.monotonic() + 0.2)
+        conn.cancel()
+        (result,) = inline._wait(gen, pgconn.socket, None)
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"57014"  # query_canceled
+        assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -11,6 +11,7 @@ its own thread) the connection waits as psycopg's does.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import select
 from time import monotonic
@@ -28,8 +29,20 @@ if TYPE_CHECKING:
 
 RV = TypeVar("RV")
 
-_WAIT_TIMEOUT: type[Exception] | None = getattr(e, "_WaitTimeout", None)
-"""psycopg's own wait functions take a ``timeout`` (raising this) since 3.3; before, :func:`_poll` waits."""
+
+def _wait_timeout() -> type[Exception] | None:
+    """What psycopg's own wait raises past its ``timeout`` (3.3 on), ``None`` where it takes none (internals)."""
+    try:
+        takes = "timeout" in inspect.signature(waiting.wait).parameters
+    except (TypeError, ValueError):
+        takes = False
+    found = getattr(e, "_WaitTimeout", None)
+    return found if takes and isinstance(found, type) and issubclass(found, Exception) else None
+
+
+_WAIT_TIMEOUT = _wait_timeout()
+"""psycopg's own wait functions take a ``timeout`` (raising this) since 3.3; else :func:`_poll` waits
+(``test_sync_inline.py`` fails if a psycopg from 3.3 on loses either: the C wait is the fast path)."""
 INTERVAL = 0.1
 """How often psycopg's wait wakes up while a statement runs (its connections' default)."""
 

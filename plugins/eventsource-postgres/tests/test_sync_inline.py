@@ -219,3 +219,56 @@ def test_the_psycopg_internals_the_inline_waits_rely_on_are_there(url: str) -> N
         (result,) = inline._wait(gen, pgconn.socket, None)
         assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"57014"  # query_canceled
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_pools_own_tasks_never_block_a_thread_not_even_the_loop_thread_of_a_later_subscription(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the pool's worker tasks start inside the sync caller's connect() and outlive it: had they kept its mark
+    # (SYNC_CALLER, a thread id), they would block whichever thread later has that id, such as the loop thread
+    # a subscription starts once the connecting thread has ended (thread ids are reused)
+    import asyncio
+
+    from eventsource_postgres import inline
+
+    blocked: list[tuple[str, str]] = []
+    wait_here = inline.InlineConnection._wait_here
+
+    def spy(self: Any, gen: Any) -> Any:
+        task = asyncio.current_task()
+        blocked.append((threading.current_thread().name, "" if task is None else task.get_name()))
+        return wait_here(self, gen)
+
+    monkeypatch.setattr(inline.InlineConnection, "_wait_here", spy)
+    config["providers"]["pg"]["settings"]["pool_min_size"] = 2
+    app = config["providers"]["pg"]["settings"]["application_name"]
+    made: list[SyncEventSourcingManager] = []
+    connecting = threading.Thread(target=lambda: made.append(SyncEventSourcingManager(config).connect()))
+    connecting.start()
+    connecting.join()
+    (es,) = made
+    with es, psycopg.connect(config["providers"]["pg"]["url"], autocommit=True) as admin:
+
+        def drop_connections() -> None:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [app])
+            time.sleep(0.2)  # (the goodbye reaches the idle sockets)
+
+        es.append_event(stream_id="s", event_type="E", data=1)
+        drop_connections()  # the pool's workers open new ones (and configure them) during the next call
+        assert es.append_event(stream_id="s", event_type="E", data=2).version == 2
+        assert blocked  # (the calls' own statements)
+        assert not [name for _, name in blocked if "-worker-" in name or "-scheduler" in name]  # not even in connect()
+        blocked.clear()
+        sub = es.subscribe(stream_id="s", poll_interval=0.05)
+        try:
+            drop_connections()  # now the workers run on the loop thread
+            assert es.append_event(stream_id="s", event_type="E", data=3).version == 3
+            got = []
+            for event in sub:
+                got.append(event.data)
+                if len(got) == 3:
+                    break
+            assert got == [1, 2, 3]
+        finally:
+            sub.close()
+        assert not [thread for thread, _ in blocked if thread == "eventsource-sync"]

@@ -15,7 +15,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
-from eventsource.provider import SYNC_TIMEOUT, inline_io_allowed
+from eventsource.provider import SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.schema import migrate
@@ -142,7 +142,7 @@ class Connection:
                 open=False,
             )
             try:
-                await pool.open(wait=True, timeout=s["connect_timeout"])
+                await self._open(pool, s["connect_timeout"])
                 if self.migrate:
                     async with pool.connection(timeout=s["connect_timeout"]) as conn:
                         await migrate(conn, self.names)
@@ -153,6 +153,19 @@ class Connection:
                 await pool.close()
                 raise await self._connect_failure(e, kwargs) from e
             self.pool = pool
+
+    @staticmethod
+    async def _open(pool: AsyncConnectionPool[Any], wait: float) -> None:
+        """Open ``pool`` (waiting up to ``wait`` seconds), its tasks (workers, scheduler) unmarked as a sync caller's.
+
+        They outlive this call: marked (``SYNC_CALLER``, a thread id) they would block, in ``inline.py``, any
+        thread that later has that id (thread ids are reused), such as a loop thread serving subscriptions.
+        """
+        token = SYNC_CALLER.set(None)
+        try:
+            await pool.open(wait=True, timeout=wait)
+        finally:
+            SYNC_CALLER.reset(token)
 
     async def _connect_failure(self, exc: Exception, kwargs: dict[str, Any]) -> EventSourceError:
         """The pool only says it timed out; one direct attempt tells why (refused, auth, TLS...)."""

@@ -272,3 +272,34 @@ def test_the_pools_own_tasks_never_block_a_thread_not_even_the_loop_thread_of_a_
         finally:
             sub.close()
         assert not [thread for thread, _ in blocked if thread == "eventsource-sync"]
+
+
+def test_ctrl_c_during_an_inline_statement_cancels_it_and_leaves_the_pooled_connection_usable(
+    config: dict[str, Any],
+) -> None:
+    import signal
+
+    assert threading.current_thread() is threading.main_thread()  # (where Python delivers SIGINT)
+    app = config["providers"]["pg"]["settings"]["application_name"]
+    config["providers"]["pg"]["settings"]["pool_max_size"] = 1  # the next calls get the interrupted connection
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        provider = es.get_provider()
+        assert isinstance(provider, PostgresProvider)
+        with psycopg.connect(config["providers"]["pg"]["url"], autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", [provider._conn.lock("s")])
+            ctrl_c = threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+            ctrl_c.start()
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    es.append_event(stream_id="s", event_type="E", data=2)  # waits for the lock until Ctrl-C
+            finally:
+                ctrl_c.join()
+            running = other.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'", [app]
+            ).fetchone()
+            assert running == (0,)  # cancelled on the server, not left waiting for the lock
+            other.execute("SELECT pg_advisory_unlock_all()")
+        assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=1).version == 2
+        assert [e.data for e in es.read_stream("s")] == [1, 3]
+        assert not es._loop.threaded

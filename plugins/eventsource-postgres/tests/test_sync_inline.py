@@ -161,10 +161,22 @@ def test_the_poll_wait_for_psycopg_before_3_3_drives_a_statement_to_its_end_and_
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_the_managers_timeout_bounds_a_whole_inline_call_not_each_of_its_statements(config: dict[str, Any]) -> None:
+def test_the_managers_timeout_bounds_a_whole_inline_call_not_each_of_its_statements(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # delete_stream runs three statements in one transaction (the stream's lock, DELETE events, DELETE the
     # streams row); each here waits for a lock someone else holds for less than the timeout, the two together
     # for more: the call must time out (as on the loop, where the manager's deadline cancels it), not end late
+    from eventsource_postgres import inline
+
+    cancels: list[str] = []
+    cancel = inline.InlineConnection.cancel
+
+    def counted(self: Any) -> None:
+        cancels.append("cancel")
+        cancel(self)
+
+    monkeypatch.setattr(inline.InlineConnection, "cancel", counted)
     config = {**config, "timeout": 2.0, "retry_attempts": 1}
     with SyncEventSourcingManager(config) as es:
         es.append_event(stream_id="s", event_type="E", data=1)
@@ -190,6 +202,8 @@ def test_the_managers_timeout_bounds_a_whole_inline_call_not_each_of_its_stateme
                     es.delete_stream("s")
             finally:
                 releaser.join()
+        # once, the DELETE; as on the loop (a task is cancelled once), the ROLLBACK after it is not cut short
+        assert cancels == ["cancel"]
         assert [e.data for e in es.read_stream("s")] == [1]  # the timed-out transaction deleted nothing
 
 

@@ -120,7 +120,9 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
             return _wait(gen, fd, deadline)
         except _Expired:
             # the manager's timeout (nothing else can end a wait in this thread): cancel the statement, let
-            # the server answer, and time out, unless the statement ended before the cancel reached it
+            # the server answer, and time out, unless the statement ended before the cancel reached it. It
+            # fires once, as a task's cancellation does: what runs on the way out (a ROLLBACK) is not cut short
+            self.deadline = None
             try:
                 return self._after_cancel(gen, fd)
             except e.QueryCanceled:

@@ -1,8 +1,9 @@
-"""The stale-incarnation check after issue #11's review: its answer bounds the view it vouches for.
+"""The stale-incarnation check after issue #11's review: its answer bounds the view, on any connection.
 
 A check (ListOffsets of ``<prefix>.meta``) answers with the topic's end at a moment after the append
 began; the view it vouches for must reach that end even when a read of the topic ends early at a high
-watermark from a fetch response sent before the check.
+watermark from a fetch response sent before the check. The check runs on a connection the event
+loop owns once it is up, and falls back to the producer's connection when that one is lost.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import time
 import uuid
 from typing import Any
 
+from eventsource.errors import ConcurrencyError
 from eventsource.model import ANY, NewEvent, NewStream, utcnow
+from eventsource_kafka.loopwire import Wire
 from eventsource_kafka.provider import KafkaProvider
 
 from .test_stale_processes import _acked_events_are_readable, two  # noqa: F401 - the fixture
@@ -94,5 +97,56 @@ async def test_a_stale_high_watermark_above_the_read_start_never_hides_a_delete(
         await writer.append("gone", [late], ANY)
         await _acked_events_are_readable(reader, "gone", [late.event_id])
         assert writer._conn.ns.meta_offset > hw  # the view was read past the stale high watermark
+    finally:
+        await writer.close()
+
+
+async def _wire(writer: KafkaProvider) -> Wire:
+    """The event loop's own check connection of ``writer``, once it is up (appends start it)."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        w = writer._conn.io.wires._by_loop.get(loop)
+        if isinstance(w, Wire) and w.usable():
+            return w
+        await writer.append("warm", [ev()], ANY)
+        await asyncio.sleep(0.01)
+    msg = "no check connection came up"
+    raise AssertionError(msg)
+
+
+async def test_the_check_on_the_loops_own_connection_sees_a_delete_and_falls_back_when_it_is_lost(
+    two: Any,  # noqa: F811
+) -> None:
+    """Checks go over the loop's own connection; a delete in another process is seen through it, and
+    through the producer's connection once that connection is lost (the next one comes up again)."""
+    _, b, reader = two
+    writer = KafkaProvider(reader.url, topic_prefix=reader.prefix, request_timeout=10.0)
+    await writer.connect()
+    try:
+        for k, lose in enumerate((False, True)):
+            sid = f"s{k}"
+            await writer.append(sid, [ev()], ANY)
+            await writer.append(sid, [ev()], 1)
+            wire = await _wire(writer)
+            asked = wire._cid
+            if lose:
+                assert wire.transport is not None
+                wire.transport.abort()  # the connection drops: checks fall back to the producer's connection
+                await asyncio.sleep(0.05)
+            assert "ok" in await b(op="delete", stream=sid)
+            try:
+                await writer.append(sid, [ev()], 2)
+            except ConcurrencyError:
+                pass  # the stream it knew at version 2 is gone
+            else:
+                raise AssertionError("an append was acknowledged into a deleted incarnation")
+            if not lose:
+                assert wire._cid > asked  # that check went over the loop's own connection
+            late = ev()
+            r = await writer.append(sid, [late], ANY)
+            assert r.first_version == 1
+            await _acked_events_are_readable(reader, sid, [late.event_id])
+        assert (await _wire(writer)) is not wire  # a new connection replaced the lost one
     finally:
         await writer.close()

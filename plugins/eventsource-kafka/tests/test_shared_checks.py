@@ -53,6 +53,22 @@ async def test_appends_from_two_event_loops_on_one_provider_share_no_futures_acr
         for sid, got in acked.items():
             read = {e.event_id async for page in p.read_stream_pages(sid) for e in page}
             assert set(got) <= read
+
+        # each loop had its own check connection, which holds its loop: once those loops are closed, the
+        # next loop to open one drops their entries (a provider outliving many loops keeps no socket each)
+        wires = p._conn.io.wires
+        assert len(wires._by_loop) >= 2
+        left: list[object] = []
+
+        async def third() -> None:
+            for _ in range(20):
+                await p.append("t0-0", [ev()], ANY)
+            left.extend(lp for lp in wires._by_loop if lp.is_closed())
+
+        t = threading.Thread(target=asyncio.run, args=(third(),))
+        t.start()
+        await asyncio.to_thread(t.join)
+        assert left == []
     finally:
         await drop_namespace(p)
         await p.close()

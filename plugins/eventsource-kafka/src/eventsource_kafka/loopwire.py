@@ -209,6 +209,10 @@ class Wires:
         if broker is None or ver is None:
             return None
         with self._lock:
+            # a wire holds its loop, so its entry would outlive a loop closed before the provider: dropped
+            # here (nothing can run on that loop any more; the collector closes the socket)
+            for gone in [lp for lp in self._by_loop if lp.is_closed()]:
+                del self._by_loop[gone]
             self._by_loop[loop] = loop.create_task(self._open(loop, broker.host, broker.port, node, ver))
         return None
 

@@ -102,7 +102,10 @@ def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:  # noqa: C90
         if asked.cancelled():
             fut.cancel()
         elif isinstance(asked.exception(), WireLostError):
-            via_producer()  # sent now, after the request the wire lost: still after this call
+            try:
+                via_producer()  # sent now, after the request the wire lost: still after this call
+            except Exception as e:  # noqa: BLE001 - the provider is closing: handed to the waiting append
+                _resolve(fut, None, map_error(e, f"listing the end of {topic}"))
         else:
             _resolve(fut, None if asked.exception() else asked.result(), asked.exception())
 

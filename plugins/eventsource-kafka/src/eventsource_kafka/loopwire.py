@@ -132,9 +132,12 @@ class Wire(asyncio.Protocol):
                 # not the leader any more, unknown topic...: the caller asks the producer's connection
                 raise WireLostError(f"ListOffsets of {topic}: error code {code}", operation="listing an end offset")  # noqa: TRY301
         except Exception as e:  # noqa: BLE001 - handed to the waiter
+            lost = isinstance(e, WireLostError) or not isinstance(e, ProviderError)
+            if not isinstance(e, ProviderError):  # an answer that does not decode: ask the other way
+                e = WireLostError(f"an undecodable ListOffsets answer: {e!r}", operation="listing an end offset")
             if not fut.done():
                 fut.set_exception(e)
-            if isinstance(e, WireLostError) or not isinstance(e, ProviderError):
+            if lost:
                 self.close()
             return
         if not fut.done():

@@ -64,6 +64,9 @@ class Wire(asyncio.Protocol):
         buf += data
         while len(buf) >= 4:  # noqa: PLR2004 - the frame's length prefix
             (n,) = struct.unpack_from(">i", buf, 0)
+            if n < 0:  # not a Kafka frame: this connection cannot be trusted
+                self.close()
+                return
             if len(buf) < 4 + n:
                 return
             frame = bytes(buf[4 : 4 + n])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import socket
 import struct
 import threading
 import time
@@ -35,8 +36,9 @@ class WireLostError(ProviderUnavailableError):
 class Wire(asyncio.Protocol):
     """One event loop's connection for ListOffsets LATEST of partition 0 (see the module docstring)."""
 
-    def __init__(self, node: Any, version: int, client_id: str, timeout: float) -> None:
+    def __init__(self, node: Any, version: int, client_id: str, timeout: float, sock: socket.socket) -> None:
         self.node = node
+        self.sock = sock  # its own, so it can be closed once its loop is closed (the transport cannot be)
         self.version = version
         self.client_id = client_id.encode()
         self.timeout = timeout
@@ -101,6 +103,11 @@ class Wire(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         self._fail_all(WireLostError("the check connection was closed", operation="listing an end offset"))
+
+    def abandon(self) -> None:
+        """Close the socket of a wire whose event loop is closed (nothing can run there: no waiter to fail)."""
+        self.lost = True
+        self.sock.close()
 
     def _encode(self, topic: str) -> bytes:
         from kafka.protocol.consumer import ListOffsetsRequest
@@ -216,19 +223,19 @@ class Wires:
             return None
         with self._lock:
             # a wire holds its loop, so its entry would outlive a loop closed before the provider: dropped
-            # here (nothing can run on that loop any more; the collector closes the socket)
+            # here, its socket closed (nothing can run on that loop any more; left to the collector, the
+            # socket stayed open until a cyclic collection, the wire and its transport holding each other)
             for gone in [lp for lp in self._by_loop if lp.is_closed()]:
-                del self._by_loop[gone]
+                w = self._by_loop.pop(gone)
+                if isinstance(w, Wire):
+                    w.abandon()
             self._by_loop[loop] = loop.create_task(self._open(loop, broker.host, broker.port, node, ver))
         return None
 
     async def _open(self, loop: asyncio.AbstractEventLoop, host: str, port: int, node: Any, ver: int) -> None:
         wire: Wire | None = None
         with contextlib.suppress(OSError, asyncio.TimeoutError):
-            _, wire = await asyncio.wait_for(
-                loop.create_connection(lambda: Wire(node, ver, self.client_id, self.timeout), host, port),
-                self.timeout,
-            )
+            wire = await asyncio.wait_for(self._connect(loop, host, port, node, ver), self.timeout)
         with self._lock:
             if wire is None:
                 self._by_loop.pop(loop, None)
@@ -237,6 +244,21 @@ class Wires:
                 wire.close()
             else:
                 self._by_loop[loop] = wire
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, host: str, port: int, node: Any, ver: int) -> Wire:
+        """A connected wire on a socket of its own (see :meth:`Wire.abandon`)."""
+        family, kind, proto, _, addr = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)  # noqa: FBT003 - the socket API
+            await loop.sock_connect(sock, addr)
+            _, wire = await loop.create_connection(
+                lambda: Wire(node, ver, self.client_id, self.timeout, sock), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return wire
 
     def close(self) -> None:
         """Close every loop's wire (another loop's in that loop's thread, if it still runs)."""
@@ -252,6 +274,12 @@ class Wires:
             stop: Callable[[], Any] = w.close if isinstance(w, Wire) else w.cancel
             if loop is running:
                 stop()
+            elif loop.is_closed():  # nothing runs there any more: only the socket is left to close
+                if isinstance(w, Wire):
+                    w.abandon()
             else:
-                with contextlib.suppress(RuntimeError):  # that loop is closed: its transports went with it
+                try:
                     loop.call_soon_threadsafe(stop)
+                except RuntimeError:  # closed meanwhile
+                    if isinstance(w, Wire):
+                        w.abandon()

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.errors import ConcurrencyError
@@ -55,6 +55,7 @@ class Proxy:
         self.cut_next_request = False
         self.tampered = 0
         self.wire_connections = 0
+        self.version = 0  # the ListOffsets version the check connection asks with
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -86,6 +87,8 @@ class Proxy:
                 if not wire:
                     wire.append(struct.unpack_from(">h", f, 4)[0] == 2)  # ListOffsets first: the check connection
                     self.wire_connections += wire[0]
+                    if wire[0]:
+                        self.version = struct.unpack_from(">h", f, 6)[0]
                 if wire[0] and self.cut_next_request:
                     self.cut_next_request = False
                     self.tampered += 1
@@ -188,6 +191,25 @@ def _undecodable(f: bytes) -> bytes:
     return struct.pack(">i", 6) + f[4:8] + b"\x00\x00"  # its correlation id, then 2 bytes of a body
 
 
+def _rewrite(version: int, **fields: Any) -> Callable[[bytes], bytes]:
+    """Rewrite fields of a one-topic, one-partition ListOffsets answer (v1-5) in place, its length unchanged."""
+
+    def tamper(f: bytes) -> bytes:
+        out = bytearray(f)
+        pos = 4 + 4 + (4 if version >= 2 else 0) + 4  # length, correlation id, throttle time, topic count
+        (name_len,) = struct.unpack_from(">h", out, pos)
+        if "topic_char" in fields:
+            out[pos + 2 + name_len - 1] = ord(fields["topic_char"])  # the name's last character
+        pos += 2 + name_len + 4  # the name, the partition count
+        if "partition" in fields:
+            struct.pack_into(">i", out, pos, fields["partition"])
+        if "offset" in fields:
+            struct.pack_into(">q", out, pos + 4 + 2 + 8, fields["offset"])  # after index, error code, timestamp
+        return bytes(out)
+
+    return tamper
+
+
 class _Replay:
     """Keep the first answer, send it again in place of the second (an old answer arriving late)."""
 
@@ -201,7 +223,9 @@ class _Replay:
         return self.kept
 
 
-@pytest.mark.parametrize("damage", ["negative", "undecodable", "replayed", "cut"])
+@pytest.mark.parametrize(
+    "damage", ["negative", "undecodable", "replayed", "cut", "unknown offset", "other partition", "other topic"]
+)
 async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
     proxied: tuple[str, Proxy], damage: str
 ) -> None:
@@ -236,6 +260,12 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
             proxy.tamper = _undecodable
         elif damage == "cut":
             proxy.cut_next_request = True
+        elif damage == "unknown offset":  # Kafka's -1 (no offset), with no error code
+            proxy.tamper = _rewrite(proxy.version, offset=-1)
+        elif damage == "other partition":  # an answer for a partition not asked about
+            proxy.tamper = _rewrite(proxy.version, partition=1, offset=0)
+        elif damage == "other topic":
+            proxy.tamper = _rewrite(proxy.version, topic_char="~")
         late = ev()
         acked = []
         try:
@@ -243,9 +273,9 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
             acked.append(late.event_id)
         except ConcurrencyError:
             pass  # the stream it knew is gone
+        await _acked_events_are_readable(reader, "gone", acked)
         assert proxy.tampered == before + 1  # the answer of that append's check was the damaged one
         assert not wire.usable()  # that connection is not trusted any more
-        await _acked_events_are_readable(reader, "gone", acked)
         again = ev()
         r = await writer.append("gone", [again], ANY)
         assert r.first_version == 1 + len(acked)

@@ -49,7 +49,7 @@ async def end_offsets(io: KafkaIO, topics: list[str]) -> dict[str, int]:
     return out
 
 
-def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:  # noqa: C901 - three paths, each falling back
+def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:  # noqa: C901, PLR0915 - three paths, each falling back
     """:meth:`end_offset`, SENT before this returns, with no thread hop when it can be.
 
     On this event loop's own connection (:mod:`~eventsource_kafka.loopwire`) once it is up; else
@@ -71,13 +71,18 @@ def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:  # noqa: C90
         if fut.done():
             return
         task = asyncio.ensure_future(io.end_offset(topic))
-        task.add_done_callback(
-            lambda t: (
-                _resolve(fut, None if t.exception() else t.result(), t.exception())
-                if not t.cancelled()
-                else fut.cancel()
-            )
-        )
+
+        def done(t: asyncio.Future[int]) -> None:
+            if t.cancelled():
+                fut.cancel()
+            elif t.exception() is not None:
+                _resolve(fut, None, t.exception())
+            elif t.result() < 0:  # Kafka's "no offset": no end at all (below every view, it would vouch for it)
+                _resolve(fut, None, ProviderError(f"Kafka answered no end offset of {topic}", operation="listing"))
+            else:
+                _resolve(fut, t.result(), None)
+
+        task.add_done_callback(done)
 
     def answered(ends: asyncio.Future[dict[str, int]]) -> None:
         if ends.cancelled():
@@ -126,7 +131,7 @@ def _broker_versions(io: KafkaIO) -> dict[int, tuple[int, int]] | None:
 def _list_offsets(io: KafkaIO, topics: list[str], node: Any) -> asyncio.Future[dict[str, int]]:
     """Send ListOffsets LATEST (partition 0 of each topic) to ``node`` now, through the producer's network thread.
 
-    Topics answered with an error are absent; a busy connection (as many requests in flight as it
+    Topics answered with an error (or no offset) are absent; a busy connection (as many requests in flight as it
     may) fails with :class:`ProviderUnavailableError`.
     """
     from kafka.protocol.consumer import ListOffsetsRequest
@@ -143,7 +148,13 @@ def _list_offsets(io: KafkaIO, topics: list[str], node: Any) -> asyncio.Future[d
 
     def answered(resp: Any) -> None:
         try:
-            out: Any = {t.name: int(p.offset) for t in resp.topics for p in t.partitions if not p.error_code}
+            # partition 0 only, with no error code and an offset (Kafka's -1 is "no offset", no end at all)
+            out: Any = {
+                t.name: int(p.offset)
+                for t in resp.topics
+                for p in t.partitions
+                if not p.error_code and p.partition_index == 0 and p.offset >= 0
+            }
             exc = None
         except Exception as e:  # noqa: BLE001 - handed to the awaiting task
             out, exc = None, map_error(e, what)

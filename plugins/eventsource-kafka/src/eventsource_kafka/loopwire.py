@@ -19,7 +19,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -134,21 +134,24 @@ class Wire(asyncio.Protocol):
                 raise WireLostError(  # noqa: TRY301 - handed to the waiter below
                     f"answer {resp.header.correlation_id} to request {cid}", operation="listing an end offset"
                 )
-            rows = [(p.error_code, int(p.offset)) for t in resp.topics if t.name == topic for p in t.partitions]
-            if len(rows) != 1:
-                raise ProviderError(f"ListOffsets answered {len(rows)} partitions of {topic}", operation="listing")  # noqa: TRY301
-            code, offset = rows[0]
-            if code:
-                # not the leader any more, unknown topic...: the caller asks the producer's connection
-                raise WireLostError(f"ListOffsets of {topic}: error code {code}", operation="listing an end offset")  # noqa: TRY301
+            rows = [(t.name, p.partition_index, p.error_code, int(p.offset)) for t in resp.topics for p in t.partitions]
+            if len(rows) != 1 or rows[0][:2] != (topic, 0):
+                # not the answer to the question asked (a partition's offset of another topic or partition
+                # would vouch for a stale view): this connection cannot be trusted
+                msg = f"ListOffsets of {topic} partition 0 answered for {[r[:2] for r in rows]}"
+                raise WireLostError(msg, operation="listing an end offset")  # noqa: TRY301
+            _, _, code, offset = rows[0]
+            if code or offset < 0:
+                # not the leader any more, unknown topic... (error code), or Kafka's "no offset" (-1) that is
+                # no end at all (taken as one, it is below every view): the caller asks the producer's connection
+                msg = f"ListOffsets of {topic}: error code {code}, offset {offset}"
+                raise WireLostError(msg, operation="listing an end offset")  # noqa: TRY301
         except Exception as e:  # noqa: BLE001 - handed to the waiter
-            lost = isinstance(e, WireLostError) or not isinstance(e, ProviderError)
-            if not isinstance(e, ProviderError):  # an answer that does not decode: ask the other way
+            if not isinstance(e, WireLostError):  # an answer that does not decode: ask the other way
                 e = WireLostError(f"an undecodable ListOffsets answer: {e!r}", operation="listing an end offset")
             if not fut.done():
                 fut.set_exception(e)
-            if lost:
-                self.close()
+            self.close()
             return
         if not fut.done():
             fut.set_result(offset)

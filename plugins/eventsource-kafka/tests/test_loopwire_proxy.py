@@ -4,7 +4,8 @@ A Tansu broker of its own advertises the proxy's port, so every client connectio
 the loop's check connection) goes through the proxy; the proxy recognises the check connection by its
 first request (ListOffsets, where kafka-python starts with ApiVersions) and damages only that
 connection's answers: a negative frame length, a frame that does not decode, an old answer replayed in
-place of the new one, the connection cut while a request waits. Each time another process has deleted
+place of the new one, the connection cut while a request waits or halfway through an answer, an answer
+with Kafka's "no offset" (-1), or for another partition or topic. Each time another process has deleted
 the stream, and the append must not be acknowledged into the deleted incarnation (a damaged answer taken
 as an offset would vouch for the stale view): the check falls back to the producer's connection.
 """
@@ -53,6 +54,7 @@ class Proxy:
         self.port, self.target = port, target
         self.tamper: Callable[[bytes], bytes | None] | None = None  # None: cut the connection
         self.cut_next_request = False
+        self.half_next_answer = False  # send half of the next answer, then cut the connection
         self.tampered = 0
         self.wire_connections = 0
         self.version = 0  # the ListOffsets version the check connection asks with
@@ -100,6 +102,13 @@ class Proxy:
         async def down() -> None:
             while True:
                 f = await frame(ur)
+                if wire and wire[0] and self.half_next_answer:
+                    self.half_next_answer = False
+                    self.tampered += 1
+                    cw.write(f[: len(f) // 2])
+                    await cw.drain()
+                    cw.transport.abort()
+                    return
                 if wire and wire[0] and self.tamper is not None:
                     out = self.tamper(f)
                     if out is not f:
@@ -224,7 +233,8 @@ class _Replay:
 
 
 @pytest.mark.parametrize(
-    "damage", ["negative", "undecodable", "replayed", "cut", "unknown offset", "other partition", "other topic"]
+    "damage",
+    ["negative", "undecodable", "replayed", "cut", "half answer", "unknown offset", "other partition", "other topic"],
 )
 async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
     proxied: tuple[str, Proxy], damage: str
@@ -260,6 +270,8 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
             proxy.tamper = _undecodable
         elif damage == "cut":
             proxy.cut_next_request = True
+        elif damage == "half answer":
+            proxy.half_next_answer = True
         elif damage == "unknown offset":  # Kafka's -1 (no offset), with no error code
             proxy.tamper = _rewrite(proxy.version, offset=-1)
         elif damage == "other partition":  # an answer for a partition not asked about
@@ -282,8 +294,33 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
         await _acked_events_are_readable(reader, "gone", [*acked, again.event_id])
     finally:
         proxy.tamper = None
-        proxy.cut_next_request = False
+        proxy.cut_next_request = proxy.half_next_answer = False
         await b.stop()
         await writer.close()
         await drop_namespace(reader)
         await reader.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "settings"),
+    [
+        ("kafka://user:secret@127.0.0.1:9", {}),
+        ("kafka://127.0.0.1:9", {"security_protocol": "SSL"}),
+        ("kafka://127.0.0.1:9", {"security_protocol": "SASL_SSL", "sasl_plain_username": "u"}),
+        ("kafka://127.0.0.1:9", {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256"}),
+    ],
+)
+async def test_with_tls_or_sasl_the_check_never_uses_a_connection_of_its_own(
+    url: str, settings: dict[str, Any]
+) -> None:
+    """The loop's connection is plain TCP with no handshake: with TLS or SASL configured it is never opened."""
+    from eventsource_kafka.client import KafkaIO
+    from eventsource_kafka.settings import KafkaSettings, client_config
+
+    _, config = client_config(url, KafkaSettings().load(settings))
+    assert config["security_protocol"] != "PLAINTEXT"
+    io = KafkaIO(config, threads=1, timeout=1.0, max_request_size=1 << 20)
+    assert not io.wires.enabled
+    assert io.wires.get(None, {2: (0, 5)}, "t") is None  # returns before it looks at the cluster
+    _, plain = client_config("kafka://127.0.0.1:9", KafkaSettings().load({}))
+    assert KafkaIO(plain, threads=1, timeout=1.0, max_request_size=1 << 20).wires.enabled  # the check can fail

@@ -3,11 +3,10 @@
 A Tansu broker of its own advertises the proxy's port, so every client connection (producer, consumers,
 the loop's check connection) goes through the proxy; the proxy recognises the check connection by its
 first request (ListOffsets, where kafka-python starts with ApiVersions) and damages only that
-connection's answers: a negative frame length, a frame that does not decode, an old answer replayed in
-place of the new one, the connection cut while a request waits or halfway through an answer, an answer
-with Kafka's "no offset" (-1), or for another partition or topic. Each time another process has deleted
-the stream, and the append must not be acknowledged into the deleted incarnation (a damaged answer taken
-as an offset would vouch for the stale view): the check falls back to the producer's connection.
+connection's answers: a negative frame length, a frame that does not decode, an old answer in place of
+the new one (same connection, or the one before a reconnect), the connection cut mid-request or
+mid-answer, Kafka's "no offset" (-1), an answer for another partition or topic. Meanwhile another
+process deleted the stream: the append must not be acknowledged into the deleted incarnation.
 """
 
 from __future__ import annotations
@@ -57,6 +56,9 @@ class Proxy:
         self.half_next_answer = False  # send half of the next answer, then cut the connection
         self.tampered = 0
         self.wire_connections = 0
+        self.kept: dict[int, bytes] = {}  # answers of the recorded check connection, by correlation id
+        self.keep_from = 0  # that connection's number (0: none)
+        self.replay_on_another = False  # an answer on another check connection: replaced by a kept one
         self.version = 0  # the ListOffsets version the check connection asks with
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -77,6 +79,7 @@ class Proxy:
             cw.close()
             return
         wire: list[bool] = []
+        number: list[int] = []
 
         async def frame(r: asyncio.StreamReader) -> bytes:
             head = await r.readexactly(4)
@@ -89,6 +92,7 @@ class Proxy:
                 if not wire:
                     wire.append(struct.unpack_from(">h", f, 4)[0] == 2)  # ListOffsets first: the check connection
                     self.wire_connections += wire[0]
+                    number.append(self.wire_connections)
                     if wire[0]:
                         self.version = struct.unpack_from(">h", f, 6)[0]
                 if wire[0] and self.cut_next_request:
@@ -102,6 +106,15 @@ class Proxy:
         async def down() -> None:
             while True:
                 f = await frame(ur)
+                if wire and wire[0]:
+                    (cid,) = struct.unpack_from(">i", f, 4)
+                    if number[0] == self.keep_from:
+                        self.kept.setdefault(cid, f)
+                    elif self.replay_on_another and self.kept:
+                        # an earlier connection's answer (the same correlation id if it had one)
+                        self.replay_on_another = False
+                        self.tampered += 1
+                        f = self.kept.get(cid, self.kept[max(self.kept)])
                 if wire and wire[0] and self.half_next_answer:
                     self.half_next_answer = False
                     self.tampered += 1
@@ -234,7 +247,17 @@ class _Replay:
 
 @pytest.mark.parametrize(
     "damage",
-    ["negative", "undecodable", "replayed", "cut", "half answer", "unknown offset", "other partition", "other topic"],
+    [
+        "negative",
+        "undecodable",
+        "replayed",
+        "replayed from the last connection",
+        "cut",
+        "half answer",
+        "unknown offset",
+        "other partition",
+        "other topic",
+    ],
 )
 async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
     proxied: tuple[str, Proxy], damage: str
@@ -255,8 +278,17 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
     await writer.connect()
     await reader.connect()
     try:
+        if damage == "replayed from the last connection":
+            proxy.keep_from, proxy.kept = proxy.wire_connections + 1, {}  # the next check connection's answers
         await writer.create_stream(NewStream(stream_id="gone"))
         wire = await _wire(writer)
+        if damage == "replayed from the last connection":
+            for _ in range(20):  # answers to keep, before the delete
+                await writer.append("warm", [ev()], ANY)
+            assert wire.transport is not None
+            wire.transport.abort()  # lost: the next check opens another connection
+            await asyncio.sleep(0.05)
+            wire = await _wire(writer)
         before = proxy.tampered
         if damage == "replayed":
             replay = _Replay()
@@ -270,6 +302,8 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
             proxy.tamper = _undecodable
         elif damage == "cut":
             proxy.cut_next_request = True
+        elif damage == "replayed from the last connection":
+            proxy.replay_on_another = True
         elif damage == "half answer":
             proxy.half_next_answer = True
         elif damage == "unknown offset":  # Kafka's -1 (no offset), with no error code
@@ -294,7 +328,8 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
         await _acked_events_are_readable(reader, "gone", [*acked, again.event_id])
     finally:
         proxy.tamper = None
-        proxy.cut_next_request = proxy.half_next_answer = False
+        proxy.cut_next_request = proxy.half_next_answer = proxy.replay_on_another = False
+        proxy.keep_from = 0
         await b.stop()
         await writer.close()
         await drop_namespace(reader)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import socket
 import struct
 import threading
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 _LIST_OFFSETS = 2
 _MAX_VERSION = 5
 """The newest ListOffsets version asked for: 1-5 have the classic (non-flexible) header and body."""
+
+
+_CIDS = itertools.count(1)
+"""Correlation ids of every wire in the process: never reused by a later connection, so an answer that
+crosses from an earlier connection (a proxy, a reconnect) never matches a request (per connection from 1,
+the old connection's answer to request 3 was taken as the new one's)."""
 
 
 class WireLostError(ProviderUnavailableError):
@@ -85,7 +92,7 @@ class Wire(asyncio.Protocol):
         """Write one ListOffsets LATEST of ``topic`` partition 0 NOW; its future resolves to the answer."""
         assert self.transport is not None
         loop = asyncio.get_running_loop()
-        self._cid = (self._cid + 1) % 2**31
+        self._cid = next(_CIDS) % 2**31
         frame = self._frames.get(topic)
         if frame is None:
             frame = self._frames[topic] = self._encode(topic)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import socket
 import struct
@@ -256,19 +257,24 @@ class Wires:
                 self._by_loop[loop] = wire
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, host: str, port: int, node: Any, ver: int) -> Wire:
-        """A connected wire on a socket of its own (see :meth:`Wire.abandon`)."""
-        family, kind, proto, _, addr = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0]
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.setblocking(False)  # noqa: FBT003 - the socket API
-            await loop.sock_connect(sock, addr)
-            _, wire = await loop.create_connection(
-                lambda: Wire(node, ver, self.client_id, self.timeout, sock), sock=sock
-            )
-        except BaseException:
-            sock.close()
-            raise
-        return wire
+        """A connected wire on a socket of its own (see :meth:`Wire.abandon`); each address in turn, as asyncio does."""
+        error: OSError = OSError(f"{host}:{port} resolved to no address")
+        for family, kind, proto, _, addr in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)  # noqa: FBT003 - the socket API
+                await loop.sock_connect(sock, addr)
+                factory = functools.partial(Wire, node, ver, self.client_id, self.timeout, sock)
+                _, wire = await loop.create_connection(factory, sock=sock)
+            except OSError as e:
+                sock.close()
+                error = e
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return wire
+        raise error
 
     def close(self) -> None:
         """Close every loop's wire (another loop's in that loop's thread, if it still runs)."""

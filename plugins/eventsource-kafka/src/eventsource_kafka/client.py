@@ -114,6 +114,14 @@ class KafkaIO:
         self._primed: set[str] = set()
         self.producer: Any = None
         self.admin: Any = None
+        from eventsource_kafka.loopwire import Wires
+
+        # the stale-incarnation check on a connection each event loop owns (plain TCP only)
+        self.wires = Wires(
+            enabled=config.get("security_protocol", "PLAINTEXT") == "PLAINTEXT",
+            client_id=str(config.get("client_id") or "eventsource"),
+            timeout=timeout,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -151,6 +159,7 @@ class KafkaIO:
     async def close(self) -> None:
         """Close every client and the thread pool. Idempotent."""
         producer, admin, consumers = self.producer, self.admin, list(self._consumers)
+        self.wires.close()
         self.producer = self.admin = None
         self._consumers.clear()
         self._idle.clear()

@@ -23,7 +23,7 @@ def _swap_producer(p: KafkaProvider, **config: Any) -> None:
     """Replace the provider's producer by one with ``config`` (what an application's own producer could be)."""
     from kafka import KafkaProducer
 
-    old, p.io.producer = p.io.producer, KafkaProducer(**p.io.config, **config)
+    old, p.io._producer = p.io._producer, KafkaProducer(**p.io.config, **config)
     old.close(timeout=5)
 
 

@@ -121,6 +121,15 @@ async def test_a_batch_is_one_record_with_headers(kp: KafkaProvider) -> None:
     assert [e.version for e in records.decode_events("hdr", recs[0].value)] == [1, 2, 3]
 
 
+async def test_a_call_that_outlives_close_gets_a_typed_error_not_an_attribute_error(kp: KafkaProvider) -> None:
+    """An append racing ``close()`` reached the producer after close set it to ``None`` (AttributeError)."""
+    io = kp.io  # what a call in flight holds while close() runs
+    await kp.append("racing-close", [new({"i": 0})], 0)
+    await kp.close()
+    with pytest.raises(ProviderUnavailableError, match="closed"):
+        io.producer  # noqa: B018 - the access itself is what raised AttributeError
+
+
 async def test_stream_topics_have_one_partition(kp: KafkaProvider) -> None:
     await kp.append("parts", [new()], 0)
     topic = kp._conn.ns.meta["parts"]["topic"]

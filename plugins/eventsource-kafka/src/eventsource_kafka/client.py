@@ -112,7 +112,7 @@ class KafkaIO:
         self._slots = asyncio.Semaphore(threads)
         self._admin_lock = threading.Lock()
         self._primed: set[str] = set()
-        self.producer: Any = None
+        self._producer: Any = None
         self.admin: Any = None
         from eventsource_kafka.loopwire import Wires
 
@@ -122,6 +122,14 @@ class KafkaIO:
             client_id=str(config.get("client_id") or "eventsource"),
             timeout=timeout,
         )
+
+    @property
+    def producer(self) -> Any:
+        """The producer; a typed error once :meth:`close` ran (an append racing close got an AttributeError)."""
+        if self._producer is None:
+            msg = "the Kafka provider was closed while this call was running"
+            raise ProviderUnavailableError(msg, operation="producing")
+        return self._producer
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -142,7 +150,7 @@ class KafkaIO:
 
         timeout_ms = int(self.timeout * 1000)
         self.admin = KafkaAdminClient(**self.config, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
-        self.producer = KafkaProducer(
+        self._producer = KafkaProducer(
             **self.config,
             acks="all",
             linger_ms=0,
@@ -154,13 +162,13 @@ class KafkaIO:
             delivery_timeout_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms,
         )
-        _tune_metadata(self.producer._metadata)  # noqa: SLF001 - see _tune_metadata
+        _tune_metadata(self._producer._metadata)  # noqa: SLF001 - see _tune_metadata
 
     async def close(self) -> None:
         """Close every client and the thread pool. Idempotent."""
-        producer, admin, consumers = self.producer, self.admin, list(self._consumers)
+        producer, admin, consumers = self._producer, self.admin, list(self._consumers)
         self.wires.close()
-        self.producer = self.admin = None
+        self._producer = self.admin = None
         self._consumers.clear()
         self._idle.clear()
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+import uuid
 import weakref
 from datetime import datetime
 from functools import partial
@@ -105,6 +106,7 @@ class SqliteProvider(Provider):
         assert self.url is not None
         self.path = path_from_url(self.url)
         self.memory = self.path == ":memory:"
+        self._memory_id = uuid.uuid4().hex  # an in-memory database's identity in checkpoints
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
         self._started = monotonic()
@@ -114,6 +116,11 @@ class SqliteProvider(Provider):
         self._checkpoints: Checkpointer | None = None  # WAL checkpoints off the writer (file databases)
         self._unchecked = 0  # events written since the checkpointer was last poked
         self._batch_size = 64  # retention's batch size, as the last batch left it (see Batches)
+
+    @property
+    def checkpoint_source(self) -> str:
+        """The masked URL; an in-memory database's is unique (``sqlite:///:memory:#db=<uuid>``): each is its own."""
+        return f"sqlite:///:memory:#db={self._memory_id}" if self.memory else super().checkpoint_source
 
     def spawn_args(self) -> dict[str, Any]:
         """The same file by absolute path (so another process with another working directory finds it)."""

@@ -7,7 +7,8 @@ right after an append may not see it. With ``read_your_writes``, every write of 
 the primary's WAL insert position afterwards (one more round trip), and a read first waits until the
 standby has replayed up to it, at most ``read_your_writes_timeout`` seconds, then reads from the
 primary instead (counted in health as ``fallbacks``). The guarantee covers this provider instance's own
-writes, not other processes' writes.
+writes, not other processes' writes. A write whose position cannot be read stays committed (no error): reads
+go to the primary until a later position read, which covers it, succeeds (health: ``unrecorded_writes``).
 """
 
 from __future__ import annotations
@@ -55,15 +56,48 @@ class Replica:
         self.waits = 0
         """Reads that waited for the standby's replay."""
         self.fallbacks = 0
+        self.unrecorded = 0
+        """Writes that committed but whose WAL position could not be read afterwards."""
+        self._covered = 0
+        """How many of those a later position read covers (it started after their commits)."""
+        self.last_error: str | None = None
+
+    @property
+    def position_unknown(self) -> bool:
+        """Whether a write of this provider may end past :attr:`written` (reads then go to the primary)."""
+        return self._covered < self.unrecorded
 
     async def after_write(self) -> None:
-        """Record where the primary's WAL stands now (only with ``read_your_writes``)."""
+        """Record where the primary's WAL stands now (only with ``read_your_writes``).
+
+        The write has committed: failing to read the position must not make it look failed (a caller
+        would retry it into a conflict, or a duplicate). It is logged and counted, and reads go to the
+        primary until a position read succeeds again.
+        """
         if not self.read_your_writes:
             return
+        try:
+            await self._record()
+        except Exception as e:  # noqa: BLE001 - reported in health and the log, never as the write's failure
+            self.unrecorded += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+            log.warning(
+                "a write committed, but the primary's WAL position after it could not be read (%s); "
+                "reads go to the primary until it can be",
+                e,
+            )
+        except BaseException:  # cancelled after the commit: its position is unknown all the same
+            self.unrecorded += 1
+            raise
+
+    async def _record(self) -> None:
+        """Read the primary's insert position: it covers every write committed before the read began."""
+        before = self.unrecorded
         rows = await self.primary.call(
             "read_your_writes", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True
         )
         self.written = max(self.written, int(rows[0][0]))
+        self._covered = max(self._covered, before)
 
     async def connect(self) -> None:
         """Open the standby pool; wait (up to ``connect_timeout``) until it has replayed the primary's WAL.
@@ -101,7 +135,14 @@ class Replica:
 
     async def route(self) -> Connection | Checked:
         """The pool a read runs on: the standby's, checked per connection when this provider has written."""
-        if not self.read_your_writes or self.written == 0:
+        if not self.read_your_writes:
+            return self.standby
+        if self.position_unknown:
+            try:
+                await self._record()
+            except Exception:  # noqa: BLE001 - still unknown: the primary has every committed write
+                return self.primary
+        if self.written == 0:
             return self.standby
         return Checked(self, self.written)
 
@@ -154,6 +195,9 @@ class Replica:
             "read_your_writes": self.read_your_writes,
             "waits": self.waits,
             "fallbacks": self.fallbacks,
+            "unrecorded_writes": self.unrecorded,
+            "position_unknown": self.position_unknown,
+            "last_error": self.last_error,
             "pool": pool.get_stats() if pool is not None else {},
         }
 

@@ -605,12 +605,15 @@ class SqliteProvider(Provider):
                 details={"path": self.path},
                 latency_ms=latency,
             )
-        from eventsource.manager.monitoring import with_durability  # the manager imports this module
+        from eventsource.manager.monitoring import with_durability, with_faults  # the manager imports this module
         from eventsource.sqlite import durability
 
-        ok = HealthStatus(
-            healthy=True, provider=self.name, message="ok", details={"path": self.path}, latency_ms=latency
-        )
+        details: dict[str, Any] = {"path": self.path}
+        faults: list[dict[str, Any]] = []
+        if self._checkpoints is not None:  # its thread's failures: degraded while they last
+            details["wal_checkpoints"], faults = self._checkpoints.report()
+        ok = HealthStatus(healthy=True, provider=self.name, message="ok", details=details, latency_ms=latency)
+        ok = with_faults(ok, faults)
         risks: list[dict[str, str]] = []
         unread: list[str] = []
         if not self.memory:  # (the mount table is a file the kernel keeps in memory: no disk wait)

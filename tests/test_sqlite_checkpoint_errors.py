@@ -1,0 +1,76 @@
+"""The SQLite provider's WAL checkpoint thread: a failure shows in ``health()`` and the log, and passes.
+
+The failure is real: the database's folder is renamed while the provider runs and a file put in its place,
+so the thread's connection (opened by path on its first checkpoint) cannot open; the writer, which holds
+its files open, keeps committing. Put back, the next checkpoint works and health is as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from eventsource.model import ANY, NewEvent, utcnow
+from eventsource.sqlite import SqliteProvider
+from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
+
+
+def _events(n: int) -> list[NewEvent]:
+    now = utcnow()
+    return [
+        NewEvent(event_id=f"e-{i}-{id(now)}", event_type="T", data=b"{}", metadata=b"", encoding="json", timestamp=now)
+        for i in range(n)
+    ]
+
+
+async def _until(check: object, what: str) -> None:
+    for _ in range(3000):  # the thread runs on its own: a bounded wait for it, never a time asserted
+        if check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_a_failing_checkpoint_is_reported_in_health_and_logged_and_the_thread_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    p = SqliteProvider(f"sqlite:///{folder / 'events.db'}")
+    await p.connect()
+    try:
+        before = await p.health()
+        assert "faults" not in before.details
+        checkpoints = p._checkpoints
+        assert checkpoints is not None
+        folder.rename(tmp_path / "moved")
+        folder.write_text("")  # in the way of the folder the thread's connection opens the file in
+        with caplog.at_level(logging.WARNING, logger="eventsource.sqlite"):
+            await p.append("s", _events(CHECKPOINT_EVERY), ANY)  # pokes the thread: its connection cannot open
+            await _until(lambda: checkpoints.error is not None, "the checkpoint failed")
+        health = await p.health()
+        assert health.healthy  # the store answers
+        assert health.details["status"] == "degraded", health.message
+        [fault] = health.details["faults"]
+        assert fault["component"] == "wal_checkpoints"
+        assert "File exists" in fault["error"]
+        assert "wal_checkpoints" in health.message
+        assert any("checkpoint" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+        folder.unlink()
+        (tmp_path / "moved").rename(folder)
+        done, thread = checkpoints.done, checkpoints._thread
+        await p.append("s", _events(CHECKPOINT_EVERY), ANY)  # the same thread tries again
+        await _until(lambda: checkpoints.done > done, "a checkpoint after the failure")
+        assert checkpoints._thread is thread  # the thread kept working through the failure
+        after = await p.health()
+        assert "faults" not in after.details
+        assert after.details["status"] == before.details["status"]
+        assert after.details["wal_checkpoints"]["failures"] == 1
+    finally:
+        await p.close()

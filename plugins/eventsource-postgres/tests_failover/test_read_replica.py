@@ -250,6 +250,10 @@ async def test_a_committed_append_stays_committed_when_its_wal_position_cannot_b
             r = await es.append_event(stream_id="order-u", event_type="Placed", data={})
             assert replica.details()["unrecorded_writes"] == 1
             assert replica.details()["position_unknown"] is True
+            health = (await es.health_check())["pg"]
+            assert health.details["status"] == "degraded", health.message
+            assert [f["component"] for f in health.details["faults"]] == ["read_your_writes"]
+            assert "pg_current_wal_insert_lsn" in health.details["faults"][0]["error"]
             # the standby has not received the write, and its position is unknown: reads go to the primary
             assert await _ids(es, "order-u") == [r.event_id]
             with pytest.raises(ConcurrencyError):  # the retry a failed append invited
@@ -262,4 +266,5 @@ async def test_a_committed_append_stays_committed_when_its_wal_position_cannot_b
             assert not reading.done(), "the read did not wait for the standby"
         assert await reading == [r.event_id]
         assert replica.details()["position_unknown"] is False
+        assert "faults" not in (await es.health_check())["pg"].details
         assert replica.fallbacks == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ConfigurationError
+from eventsource.manager.monitoring import with_faults
 from eventsource.provider import Capabilities, Provider, inline_io_allowed
 
 from eventsource_postgres.append import Appender
@@ -264,4 +265,5 @@ class PostgresProvider(Provider):
         status = await self._monitor.health()
         if self._replica is not None and status.details is not None:
             status.details["read_replica"] = self._replica.details()
+            status = with_faults(status, self._replica.faults())  # degraded while reads must go to the primary
         return status

@@ -20,6 +20,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from eventsource.errors import ConfigurationError
+from eventsource.model import utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -61,6 +62,7 @@ class Replica:
         self._covered = 0
         """How many of those a later position read covers (it started after their commits)."""
         self.last_error: str | None = None
+        self.failed_at: str | None = None
 
     @property
     def position_unknown(self) -> bool:
@@ -80,7 +82,7 @@ class Replica:
             await self._record()
         except Exception as e:  # noqa: BLE001 - reported in health and the log, never as the write's failure
             self.unrecorded += 1
-            self.last_error = f"{type(e).__name__}: {e}"
+            self.last_error, self.failed_at = f"{type(e).__name__}: {e}", utcnow().isoformat()
             log.warning(
                 "a write committed, but the primary's WAL position after it could not be read (%s); "
                 "reads go to the primary until it can be",
@@ -186,6 +188,12 @@ class Replica:
         )
         value = rows[0][0]
         return None if value is None else int(value)
+
+    def faults(self) -> list[dict[str, Any]]:
+        """A fault for health while a write's position is unknown (reads then go to the primary)."""
+        if not self.position_unknown:
+            return []
+        return [{"component": "read_your_writes", "error": self.last_error, "since": self.failed_at}]
 
     def details(self) -> dict[str, Any]:
         """What health reports about the read pool."""

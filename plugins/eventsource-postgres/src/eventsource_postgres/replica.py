@@ -88,8 +88,9 @@ class Replica:
                 "reads go to the primary until it can be",
                 e,
             )
-        except BaseException:  # cancelled after the commit: its position is unknown all the same
+        except BaseException as e:  # cancelled after the commit: its position is unknown all the same
             self.unrecorded += 1
+            self.last_error, self.failed_at = f"{type(e).__name__} after the commit", utcnow().isoformat()
             raise
 
     async def _record(self) -> None:

@@ -14,7 +14,7 @@ import eventsource
 import pytest
 from eventsource.cli import main
 from eventsource.cli.exitcodes import EXIT_DEGRADED, EXIT_OK, EXIT_UNAVAILABLE
-from eventsource.manager.monitoring import with_durability
+from eventsource.manager.monitoring import with_durability, with_faults
 from eventsource.memory import MemoryProvider
 from eventsource.model import HealthStatus
 from eventsource.plugins import PluginHost
@@ -222,3 +222,19 @@ def test_the_cli_reports_a_health_check_that_raises_as_unhealthy(capsys: pytest.
     host = PluginHost(load_entrypoints=False, plugins=[("broken", _Broken())])
     assert main(["--store", "broken://x", "health"], host=host) == EXIT_UNAVAILABLE
     assert "UNHEALTHY: RuntimeError: boom" in capsys.readouterr().out
+
+
+def test_a_fault_makes_a_store_degraded_beside_its_durability_risks() -> None:
+    fault = {"component": "wal_checkpoints", "error": "OperationalError: disk I/O error", "since": "now"}
+    assert with_faults(HealthStatus(healthy=True), []).details == {}
+    alone = with_faults(HealthStatus(healthy=True), [fault])
+    assert alone.details["status"] == "degraded"
+    assert alone.message == "degraded: wal_checkpoints: OperationalError: disk I/O error"
+    risky = with_durability(HealthStatus(healthy=True), [{"setting": "synchronous", "value": "0", "scope": "connection",
+                                                          "risk": "loses commits"}])  # fmt: skip
+    both = with_faults(risky, [fault])
+    assert both.details["status"] == "degraded"
+    assert both.message.startswith(risky.message)
+    assert both.message.endswith("wal_checkpoints: OperationalError: disk I/O error")
+    down = with_faults(HealthStatus(healthy=False, message="unreachable"), [fault])
+    assert (down.details["status"], down.message) == ("unhealthy", "unreachable")

@@ -122,11 +122,14 @@ def with_faults(status: HealthStatus, faults: Iterable[dict[str, Any]]) -> Healt
     faults = list(faults)
     if not faults:
         return status
-    details: dict[str, Any] = {**status.details, "faults": faults}
+    details: dict[str, Any] = {**status.details, "faults": [*status.details.get("faults", ()), *faults]}
     message = status.message
     if status.healthy:
         said = "; ".join(f"{f['component']}: {f['error']}" for f in faults)
-        message = f"degraded: {said}" + (f" ({status.message})" if status.message != "ok" else "")
+        if message.startswith("degraded:"):
+            message = f"{message}; {said}"
+        else:
+            message = f"degraded: {said}" + (f" ({message})" if message != "ok" else "")
     status = dataclasses.replace(status, message=message, details=details)
     return dataclasses.replace(status, details={**details, "status": status_of(status)})
 

@@ -8,17 +8,18 @@ its files open, keeps committing. Put back, the next checkpoint works and health
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 from typing import TYPE_CHECKING
 
+import pytest
 from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.sqlite import SqliteProvider
 from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
 
 def _events(n: int) -> list[NewEvent]:
@@ -59,7 +60,7 @@ async def test_a_failing_checkpoint_is_reported_in_health_and_logged_and_the_thr
         assert health.details["status"] == "degraded", health.message
         [fault] = health.details["faults"]
         assert fault["component"] == "wal_checkpoints"
-        assert "File exists" in fault["error"]
+        assert "unable to open" in fault["error"]
         assert "wal_checkpoints" in health.message
         assert any("checkpoint" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
         folder.unlink()
@@ -72,5 +73,35 @@ async def test_a_failing_checkpoint_is_reported_in_health_and_logged_and_the_thr
         assert "faults" not in after.details
         assert after.details["status"] == before.details["status"]
         assert after.details["wal_checkpoints"]["failures"] == 1
+    finally:
+        await p.close()
+
+
+@pytest.mark.parametrize("gone", ["removed", "replaced"])
+async def test_the_checkpoint_thread_checkpoints_only_the_store_s_own_database(tmp_path: Path, gone: str) -> None:
+    # the thread opens its connection by path (on its first checkpoint, and again after a failure); with the
+    # folder gone it made the folder and a new, empty database there (or opened the other database put in its
+    # place), checkpointed that, and health said ok, while the writer kept committing to its own file, still
+    # open, whose WAL was then never checkpointed
+    folder = tmp_path / "db"
+    folder.mkdir()
+    p = SqliteProvider(f"sqlite:///{folder / 'events.db'}")
+    await p.connect()
+    try:
+        checkpoints = p._checkpoints
+        assert checkpoints is not None
+        folder.rename(tmp_path / "moved")
+        if gone == "replaced":
+            folder.mkdir()
+            with contextlib.closing(sqlite3.connect(folder / "events.db")) as other:
+                other.execute("PRAGMA journal_mode = WAL")
+                other.execute("CREATE TABLE t (x)")
+        await p.append("s", _events(CHECKPOINT_EVERY), ANY)  # the writer holds its files open: it commits
+        await _until(lambda: checkpoints.error is not None or checkpoints.done > 0, "the thread ran")
+        assert checkpoints.done == 0, "the checkpoint thread checkpointed another database at the store's path"
+        assert folder.exists() == (gone == "replaced"), "the checkpoint thread created a database"
+        health = await p.health()
+        assert health.details["status"] == "degraded", health.message
+        assert [f["component"] for f in health.details["faults"]] == ["wal_checkpoints"]
     finally:
         await p.close()

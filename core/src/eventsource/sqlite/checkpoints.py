@@ -17,8 +17,10 @@ import os
 import sqlite3
 import threading
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eventsource.errors import ProviderUnavailableError
 from eventsource.model import utcnow
 from eventsource.sqlite.connection import open_connection
 
@@ -33,6 +35,15 @@ WAL_BACKSTOP_PAGES = 4000
 it works; should it lag, fail or never be poked (a write path that does not), the WAL still stays bounded."""
 
 log = logging.getLogger("eventsource.sqlite")
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path`` (``None`` if there is none)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 _CHECKPOINTERS: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
 
@@ -52,7 +63,8 @@ class Checkpointer:
     """One daemon thread that checkpoints ``path`` when poked; started by the first poke."""
 
     def __init__(self, path: str, settings: Mapping[str, Any]) -> None:
-        self.path = path
+        self.path = str(Path(path).absolute())  # (a later chdir does not move it)
+        self.file = _identity(self.path)  # the file the provider opened (made when it connected)
         self.settings = settings
         self.db: sqlite3.Connection | None = None
         self.forked = False
@@ -96,7 +108,7 @@ class Checkpointer:
                 break
             try:
                 if self.db is None:
-                    self.db = open_connection(self.path, self.settings, memory=False)
+                    self.db = self._connect()
                 self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except Exception as e:  # noqa: BLE001 - a checkpoint that fails is retried on the next poke
                 self._failed(e)
@@ -109,6 +121,20 @@ class Checkpointer:
         if db is not None and not self.forked:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection to the provider's own file: never a new database, nor another file put at its path.
+
+        Opened by path (on the first checkpoint, and after a failure): with the folder or file gone, a plain
+        open made a new empty database there and checkpointed that, health said ok, and the writer's WAL, in
+        the file it still holds open, was never checkpointed.
+        """
+        db = open_connection(self.path, self.settings, memory=False, create=False)
+        if _identity(self.path) != self.file:
+            db.close()
+            msg = f"sqlite: {self.path} is no longer the database this provider opened (moved, removed or replaced)"
+            raise ProviderUnavailableError(msg, provider="sqlite")
+        return db
 
     def _failed(self, e: Exception) -> None:
         """Keep ``e`` for health, log it (once until a checkpoint works again), drop the connection."""

@@ -74,11 +74,19 @@ def _print_health(session: Session, statuses: dict[str, Any], urls: dict[str, st
         hints = sorted({connect_hint(urls.get(name, "")) for name, s in statuses.items() if not s.healthy})
         out.note(f"error: the store is not healthy; {'; '.join(hints)}")
         return EXIT_UNAVAILABLE
-    degraded = [name for name, s in statuses.items() if s.details["status"] == DEGRADED]
+    degraded = [_why(name, s.details) for name, s in statuses.items() if s.details["status"] == DEGRADED]
     if degraded and session.args.strict:
-        out.note(f"error: degraded (--strict): {', '.join(degraded)} can lose acknowledged writes or has a fault")
+        out.note(f"error: degraded (--strict): {'; '.join(degraded)}")
         return EXIT_DEGRADED
     return EXIT_OK
+
+
+def _why(name: str, details: dict[str, Any]) -> str:
+    """Why ``name`` is degraded: its settings that can lose acknowledged writes, its failing parts, or both."""
+    why = ["can lose acknowledged writes"] if details.get("durability_risks") else []
+    if details.get("faults"):
+        why.append(f"has a failing part ({', '.join(f['component'] for f in details['faults'])})")
+    return f"{name} {' and '.join(why)}"
 
 
 def _print_durability(session: Session, who: str, details: dict[str, Any], latency: str) -> None:

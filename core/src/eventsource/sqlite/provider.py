@@ -612,6 +612,8 @@ class SqliteProvider(Provider):
         faults: list[dict[str, Any]] = []
         if self._checkpoints is not None:  # its thread's failures: degraded while they last
             details["wal_checkpoints"], faults = self._checkpoints.report()
+            if faults:  # try again now: an idle store (no writes to poke it) stayed degraded for good
+                self._checkpoints.poke()
         ok = HealthStatus(healthy=True, provider=self.name, message="ok", details=details, latency_ms=latency)
         ok = with_faults(ok, faults)
         risks: list[dict[str, str]] = []

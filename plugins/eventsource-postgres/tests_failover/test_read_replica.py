@@ -268,3 +268,40 @@ async def test_a_committed_append_stays_committed_when_its_wal_position_cannot_b
         assert replica.details()["position_unknown"] is False
         assert "faults" not in (await es.health_check())["pg"].details
         assert replica.fallbacks == 0
+
+
+async def test_an_append_cancelled_after_its_commit_is_not_read_from_a_standby_without_it() -> None:
+    # a write cancelled after it committed (here: while its commit waits for the synchronous standby, whose
+    # walreceiver is stopped; the cancel ends the wait, and the commit stands) never read its WAL position,
+    # so reads kept going to the standby, which has not received it: the write looked lost, and a retry
+    # without an expected version would write it twice. (A cancel one step later, in the position read
+    # itself, already sent reads to the primary.)
+    pair = Pair(synchronous=True).start()
+    try:
+        config = _config(pair, read_your_writes=True, read_your_writes_timeout=0.2)
+        async with EventSourcingManager(config) as es:
+            replica = es.get_provider("pg")._replica
+            assert replica is not None
+            with Held(pair), psycopg.connect(pair.dsn(pair.primary_port), autocommit=True) as admin:
+                task = asyncio.create_task(es.append_event(stream_id="order-c", event_type="Placed", data={}))
+                for _ in range(600):  # bounded: until the commit waits for the standby
+                    waiting = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+                    if waiting.fetchone() == (1,):
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("the append's commit never waited for the standby")
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                stored = "SELECT event_id FROM eventsource.events WHERE stream_id = 'order-c'"
+                committed = admin.execute(stored).fetchall()
+                assert len(committed) == 1, "the cancelled commit did not stand: nothing to read"
+                assert await _ids(es, "order-c") == [committed[0][0]]
+                assert replica.details()["position_unknown"] is False  # the read read the position again
+            assert replica.details()["unrecorded_writes"] == 1
+            with pytest.raises(ConcurrencyError):  # refused: certainly not committed, its position is not unknown
+                await es.append_event(stream_id="order-c", event_type="Placed", data={}, expected_version=0)
+            assert replica.details()["unrecorded_writes"] == 1
+    finally:
+        pair.stop()

@@ -7,8 +7,9 @@ right after an append may not see it. With ``read_your_writes``, every write of 
 the primary's WAL insert position afterwards (one more round trip), and a read first waits until the
 standby has replayed up to it, at most ``read_your_writes_timeout`` seconds, then reads from the
 primary instead (counted in health as ``fallbacks``). The guarantee covers this provider instance's own
-writes, not other processes' writes. A write whose position cannot be read stays committed (no error): reads
-go to the primary until a later position read, which covers it, succeeds (health: ``unrecorded_writes``).
+writes, not other processes' writes. A write whose position cannot be read stays committed (no error), and one
+that ends without an answer may have committed: reads go to the primary until a later position read, which
+covers it, succeeds (health: ``unrecorded_writes``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import utcnow
 
 if TYPE_CHECKING:
@@ -92,6 +93,18 @@ class Replica:
             self.unrecorded += 1
             self.last_error, self.failed_at = f"{type(e).__name__} after the commit", utcnow().isoformat()
             raise
+
+    def outcome_unknown(self, e: BaseException) -> None:
+        """A write ended with ``e``: count its position unknown if it may have committed all the same.
+
+        A write that gives no answer (cancelled, connection lost, timed out) may have committed; a refusal
+        (conflict, bad input) did not.
+        """
+        if self.read_your_writes and (
+            not isinstance(e, Exception) or isinstance(e, (ProviderUnavailableError, ProviderTimeoutError))
+        ):
+            self.unrecorded += 1
+            self.last_error, self.failed_at = f"{type(e).__name__} before the write answered", utcnow().isoformat()
 
     async def _record(self) -> None:
         """Read the primary's insert position: it covers every write committed before the read began."""

@@ -57,3 +57,14 @@ def test_a_named_memory_store_is_one_source_for_every_instance() -> None:
 
 def test_a_file_database_keeps_its_url_as_its_source() -> None:
     assert SqliteProvider("sqlite:///a.db").checkpoint_source == "sqlite:///a.db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:///a.db", "sqlite:////var/lib/app/events.db", "sqlite:///data/x.db?synchronous=normal", "memory://shared"],
+)
+def test_every_store_with_a_url_keeps_the_source_it_had(url: str) -> None:
+    # literal: a changed source orphans every checkpoint stored under the old one (subscriptions restart
+    # from the beginning and redo their side effects); only private in-memory stores got their own
+    make = MemoryProvider if url.startswith("memory:") else SqliteProvider
+    assert make(url).checkpoint_source == url

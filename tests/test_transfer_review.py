@@ -10,6 +10,7 @@ import json
 import os
 import stat
 from dataclasses import replace
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -198,3 +199,17 @@ async def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(
     lines = await _export_lines(source)
     lines.insert(3, b'{"kind": "event", "pad": "' + b"x" * 10_000 + b'"}\n')
     await _refused(source, tmp_path, lines, "a line longer than")
+
+
+async def test_verify_sees_a_snapshot_whose_created_at_differs(source: EventSourcingManager) -> None:
+    """Snapshots keep ``created_at`` in transit (every store does, to the microsecond), yet verify left it out."""
+    src = source.get_default_provider()
+    dst = MemoryProvider()
+    await dst.connect()
+    await copy_store(src, dst)
+    assert (await verify_stores(src, dst)).ok
+    snap = await dst.get_snapshot("s-0003")
+    assert snap is not None
+    await dst.save_snapshot(replace(snap, created_at=snap.created_at + timedelta(microseconds=1)))
+    report = await verify_stores(src, dst)
+    assert any("s-0003" in d and "snapshot" in d for d in report.differences), report.differences

@@ -1,8 +1,8 @@
 """Monitoring: provider statistics with the manager's own metrics, and health checks that never raise.
 
 Health has three states, in ``details["status"]``: ``healthy``; ``degraded`` (the store answers, but a setting
-read from it can lose acknowledged writes: ``details["durability_risks"]``, see :func:`with_durability`);
-``unhealthy`` (``healthy`` is false).
+read from it can lose acknowledged writes: ``details["durability_risks"]``, see :func:`with_durability`; or a
+part of it is failing: ``details["faults"]``, see :func:`with_faults`); ``unhealthy`` (``healthy`` is false).
 With a configured ``checkpoint_store`` both also report each checkpoint's lag (:mod:`.lag`). :class:`Monitoring`
 is the manager's role that puts them together.
 """
@@ -118,11 +118,31 @@ def with_durability(
     return dataclasses.replace(status, details={**details, "status": status_of(status)})
 
 
+def with_faults(status: HealthStatus, faults: Iterable[dict[str, Any]]) -> HealthStatus:
+    """``status`` with ``faults``: parts of the store that fail while it answers; ``degraded`` when any.
+
+    Each fault is a dict with at least ``component`` and ``error`` (what failed, and how).
+    """
+    faults = list(faults)
+    if not faults:
+        return status
+    details: dict[str, Any] = {**status.details, "faults": [*status.details.get("faults", ()), *faults]}
+    message = status.message
+    if status.healthy:
+        said = "; ".join(f"{f['component']}: {f['error']}" for f in faults)
+        if message.startswith("degraded:"):
+            message = f"{message}; {said}"
+        else:
+            message = f"degraded: {said}" + (f" ({message})" if message != "ok" else "")
+    status = dataclasses.replace(status, message=message, details=details)
+    return dataclasses.replace(status, details={**details, "status": status_of(status)})
+
+
 def status_of(status: HealthStatus) -> str:
-    """``healthy``, ``degraded`` (answers, with durability risks) or ``unhealthy``."""
+    """``healthy``, ``degraded`` (answers, with durability risks or faults) or ``unhealthy``."""
     if not status.healthy:
         return UNHEALTHY
-    return DEGRADED if status.details.get("durability_risks") else HEALTHY
+    return DEGRADED if status.details.get("durability_risks") or status.details.get("faults") else HEALTHY
 
 
 def _reason(e: Exception) -> str:

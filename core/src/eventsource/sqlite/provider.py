@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+import uuid
 import weakref
 from dataclasses import replace
 from datetime import datetime
@@ -104,6 +105,7 @@ class SqliteProvider(ConnectionCalls, Provider):
             self.capabilities = replace(  # type: ignore[misc]
                 self.capabilities, concurrency="in_process", cross_process_reads=False
             )
+        self._memory_id = uuid.uuid4().hex  # an in-memory database's identity in checkpoints
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
         self._started = monotonic()
@@ -113,6 +115,11 @@ class SqliteProvider(ConnectionCalls, Provider):
         self._checkpoints: Checkpointer | None = None  # WAL checkpoints off the writer (file databases)
         self._unchecked = 0  # events written since the checkpointer was last poked
         self._batches = Batches()  # retention's batch size, as the last batch left it
+
+    @property
+    def checkpoint_source(self) -> str:
+        """The masked URL; an in-memory database's is unique (``sqlite:///:memory:#db=<uuid>``): each is its own."""
+        return f"sqlite:///:memory:#db={self._memory_id}" if self.memory else super().checkpoint_source
 
     def spawn_args(self) -> dict[str, Any]:
         """The same file by absolute path (so another process with another working directory finds it)."""
@@ -470,12 +477,17 @@ class SqliteProvider(ConnectionCalls, Provider):
                 details={"path": self.path},
                 latency_ms=latency,
             )
-        from eventsource.manager.monitoring import with_durability  # the manager imports this module
+        from eventsource.manager.monitoring import with_durability, with_faults  # the manager imports this module
         from eventsource.sqlite import durability
 
-        ok = HealthStatus(
-            healthy=True, provider=self.name, message="ok", details={"path": self.path}, latency_ms=latency
-        )
+        details: dict[str, Any] = {"path": self.path}
+        faults: list[dict[str, Any]] = []
+        if self._checkpoints is not None:  # its thread's failures: degraded while they last
+            details["wal_checkpoints"], faults = self._checkpoints.report()
+            if faults:  # try again now: an idle store (no writes to poke it) stayed degraded for good
+                self._checkpoints.poke()
+        ok = HealthStatus(healthy=True, provider=self.name, message="ok", details=details, latency_ms=latency)
+        ok = with_faults(ok, faults)
         risks: list[dict[str, str]] = []
         unread: list[str] = []
         if not self.memory:  # (the mount table is a file the kernel keeps in memory: no disk wait)

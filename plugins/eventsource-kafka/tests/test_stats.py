@@ -106,3 +106,26 @@ async def test_bounded_stats_forget_the_cached_estimates_of_deleted_streams(stor
     after = await p.stats(top_streams=1)
     assert after.total_streams == 6
     assert set(p._monitor._cold) & set(gone) == set()
+
+
+async def test_a_cold_first_call_reads_the_last_records_side_by_side(store: Any) -> None:
+    """The streams a process holds no tail of are read up to ``io_threads`` at once, not one after another."""
+    p, _, other = store
+    cold = [f"c{k}" for k in range(12)]
+    for sid in cold:  # written by the other process: ``p`` holds no tail of them
+        assert "ok" in await other(op="append", stream=sid, ids=[str(uuid.uuid4())], expected="NO_STREAM")
+    io, read, inflight, most = p.io, p.io.read, [0], [0]
+
+    async def counted(topic: str, *args: Any, **kw: Any) -> Any:
+        inflight[0] += 1
+        most[0] = max(most[0], inflight[0])
+        try:
+            return await read(topic, *args, **kw)
+        finally:
+            inflight[0] -= 1
+
+    io.read = counted  # type: ignore[method-assign]
+    st = await p.stats(top_streams=3)
+    assert (st.total_streams, st.total_events) == (18, 33)
+    assert "total_events" in st.estimated
+    assert 2 <= most[0] <= p._views.conn.settings["io_threads"]

@@ -6,10 +6,12 @@ process that holds no tail estimates each stream from its last record and names 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
+from eventsource.errors import ProviderTimeoutError
 from eventsource.model import ANY, NO_STREAM, NewEvent, utcnow
 from eventsource_kafka.provider import KafkaProvider
 
@@ -129,3 +131,40 @@ async def test_a_cold_first_call_reads_the_last_records_side_by_side(store: Any)
     assert (st.total_streams, st.total_events) == (18, 33)
     assert "total_events" in st.estimated
     assert 2 <= most[0] <= p._views.conn.settings["io_threads"]
+
+
+async def test_a_failed_last_record_read_leaves_no_read_running(store: Any) -> None:
+    """One read failing fails the call with its typed error, and the reads beside it end with the call.
+
+    Left running, they would go on holding the I/O pool's consumers (and filling the estimates cache)
+    after ``stats`` has answered its caller, and fail unseen once the provider is closed.
+    """
+    p, _, other = store
+    for sid in [f"c{k}" for k in range(6)]:  # written by the other process: ``p`` holds no tail of them
+        assert "ok" in await other(op="append", stream=sid, ids=[str(uuid.uuid4())], expected="NO_STREAM")
+    io, read, inflight, calls, go = p.io, p.io.read_page, [0], [0], asyncio.Event()
+
+    async def failing_once(topic: str, *args: Any, **kw: Any) -> Any:
+        if ".s." not in topic:  # the views' own topics
+            return await read(topic, *args, **kw)
+        calls[0] += 1
+        if calls[0] == 1:  # the first read fails (a broker that timed out); the others are still on the wire
+            raise ProviderTimeoutError("reading a last record", operation="reading")
+        inflight[0] += 1
+        try:
+            await go.wait()
+            return await read(topic, *args, **kw)
+        finally:
+            inflight[0] -= 1
+
+    io.read_page = failing_once  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ProviderTimeoutError):
+            await p.stats(top_streams=3)
+        assert calls[0] >= 2  # the reads did run side by side
+        assert inflight[0] == 0
+    finally:
+        go.set()
+        io.read_page = read  # type: ignore[method-assign]
+    st = await p.stats(top_streams=3)  # and the next call answers
+    assert (st.total_streams, st.total_events) == (12, 27)

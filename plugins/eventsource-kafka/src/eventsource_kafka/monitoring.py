@@ -143,8 +143,9 @@ class Monitor:
         """:meth:`_estimate` of every stream this process holds no tail of, up to ``io_threads`` reads at once.
 
         A process's first bounded stats reads one last record per such stream: side by side, not one after
-        another, so that first call costs the streams divided by the reads in flight, in round trips. The
-        first read to fail fails the call with its error, once the reads beside it are cancelled and ended.
+        another, so that first call waits the streams divided by the reads in flight, in round trips (the
+        client's CPU per read, about the same either way, stays the floor). The first read to fail fails
+        the call with its error, once the reads beside it are cancelled and ended.
         """
         gate = asyncio.Semaphore(max(1, int(self.conn.settings["io_threads"])))
 

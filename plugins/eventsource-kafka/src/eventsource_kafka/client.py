@@ -523,6 +523,16 @@ def _read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread poo
     return out
 
 
+def _topic_known(consumer: Any, topic: str) -> bool:
+    """Whether the cluster still has ``topic`` (kafka-python raises for an unknown one rather than answering None)."""
+    from kafka.errors import UnknownTopicOrPartitionError
+
+    try:
+        return bool(consumer.partitions_for_topic(topic))
+    except UnknownTopicOrPartitionError:
+        return False
+
+
 def _read_loop(  # noqa: PLR0917, C901, PLR0912 - the fetch loop and its broker quirks, read top to bottom
     consumer: Any,
     tp: Any,
@@ -576,7 +586,7 @@ def _read_loop(  # noqa: PLR0917, C901, PLR0912 - the fetch loop and its broker 
         if now > stalled_check:
             # no answer for a while: a topic deleted meanwhile (by another instance) reads as empty
             stalled_check = now + _STALL_S
-            if not consumer.partitions_for_topic(topic):
+            if not _topic_known(consumer, topic):
                 raise _TopicGoneError(topic)
         want = None if max_records is None else max_records - len(out)
         got = consumer.poll(timeout_ms=_POLL_MS, max_records=want) if want else consumer.poll(timeout_ms=_POLL_MS)

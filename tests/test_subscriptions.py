@@ -91,6 +91,8 @@ async def test_all_streams_on_a_per_stream_store_is_unsupported_naming_the_capab
         ({"poll_interval": 0}, "poll_interval"),
         ({"poll_interval": float("nan")}, "poll_interval"),
         ({"from_position": -1}, "from_position"),
+        ({"from_position": "start"}, "from_position"),
+        ({"stream_id": "s", "from_version": "END"}, "from_version"),
         ({"stream_id": "s", "event_types": ["T"]}, "stream_id"),
         ({"stream_prefix": [""]}, "stream_prefix"),
         ({"commit_every": 0, "checkpoint": "memory://", "name": "n"}, "commit_every"),
@@ -184,6 +186,33 @@ def test_sync_api_subscribes_and_crosses_a_page_at_a_time(tmp_path: Path) -> Non
             t.join(60)
             assert done.is_set()
             assert sub.commit().position == 6
+
+
+def test_sync_api_subscribes_from_the_end(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/end.db"
+    with SyncEventSourcingManager({"providers": {"db": {"url": url}}, "default_provider": "db"}) as es:
+        es.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"n": i}} for i in range(3)])
+        with es.subscribe(from_position="end") as every, es.subscribe(stream_id="s", from_version="end") as one:
+            assert (every.subscription.position, one.subscription.position) == (3, 3)
+            es.append_event(stream_id="s", event_type="T", data={"n": 3})
+            assert next(iter(every)).data["n"] == 3
+            assert (next(iter(one)).version, one.subscription.position) == (4, 4)
+
+
+class NoHead(MemoryProvider):
+    """A store with one global order that cannot say its head position."""
+
+    kind = "memory-no-head"
+
+    async def head_position(self) -> None:  # type: ignore[override]
+        return None
+
+
+async def test_from_end_on_a_store_without_a_head_is_unsupported_naming_it(manager: EventSourcingManager) -> None:
+    await manager.register_provider(NoHead(), name="nh")
+    with pytest.raises(UnsupportedOperationError, match="cannot say where its end is") as info:
+        await manager.subscribe(from_position="end", provider="nh").start()
+    assert info.value.details["capability"] == "end_position"
 
 
 WRITER = """

@@ -18,10 +18,17 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias
 
 from eventsource.checkpoints.base import Checkpoint, CheckpointStore
-from eventsource.errors import CodecError, ConfigurationError, ConflictError, StreamDeletedError, ValidationError
+from eventsource.errors import (
+    CodecError,
+    ConfigurationError,
+    ConflictError,
+    StreamDeletedError,
+    UnsupportedOperationError,
+    ValidationError,
+)
 from eventsource.model import RowPage
 
 if TYPE_CHECKING:
@@ -38,6 +45,11 @@ BACKOFF_AFTER = 2
 
 DECODE_ERROR_POLICIES = ("raise", "skip")
 """What a subscription does with an event it cannot decode (``subscribe(on_decode_error=...)``)."""
+
+END: Final = "end"
+"""``subscribe(from_position=END)`` (or ``from_version``): only what is committed after the subscription starts."""
+StartAt: TypeAlias = int | Literal["end"]
+"""Where a subscription starts: a position (one stream: a version), or :data:`END`."""
 
 SKIPPED_KEPT = 100
 """How many skipped events a subscription remembers in ``skipped_events`` (the count is exact)."""
@@ -146,7 +158,7 @@ class Subscription:
         codec: EventCodec,
         target: Target,
         *,
-        start: int,
+        start: StartAt,
         page_size: int,
         poll_interval: float,
         checkpoints: CheckpointStore | None,
@@ -174,9 +186,10 @@ class Subscription:
         """How many events ``on_decode_error="skip"`` passed over."""
         self.skipped_events: collections.deque[SkippedEvent] = collections.deque(maxlen=SKIPPED_KEPT)
         """The latest of them, with the error each raised."""
-        self._start = start  # first position (or version) wanted, before any checkpoint is consulted
-        self._cursor = start - 1  # last position (or version) read from the store
-        self._mark = start - 1  # last position (or version) delivered or filtered out: what commit() stores
+        self._from_end = start == END  # start at the store's end, taken by start() (a checkpoint comes first)
+        first = 0 if isinstance(start, str) else start  # first position (or version) wanted
+        self._cursor = first - 1  # last position (or version) read from the store
+        self._mark = first - 1  # last position (or version) delivered or filtered out: what commit() stores
         self._last_id: str | None = None  # event id at _cursor (one-stream subscriptions: detects a re-created stream)
         # one page: RecordedEvent objects, or a RowPage's rows (then _conv is its timestamp conversion)
         self._buffer: collections.deque[Any] = collections.deque()
@@ -246,9 +259,30 @@ class Subscription:
                     raise ConfigurationError(msg, field="name")
                 self._cursor = self._mark = cp.position
                 self.committed = cp
-        await self._check_start(from_checkpoint=self.committed is not None)
+        if self._from_end and self.committed is None:
+            await self._start_at_end()
+        else:
+            await self._check_start(from_checkpoint=self.committed is not None)
         self._started = True
         return self
+
+    async def _start_at_end(self) -> None:
+        """Start after what the store holds now: its ``end_position`` (one stream: after its current version).
+
+        On a store with late commits the end is the safe horizon, below every transaction still running, so
+        an append that had begun before the subscription started is delivered when it commits, not skipped.
+        """
+        p = self.provider
+        sid = self.target.stream_id
+        if sid is not None:
+            info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
+            self._cursor = self._mark = info.version if info is not None else 0
+            return
+        end = await self._policy.run(p, "end_position", p.end_position)
+        if end is None:
+            msg = f"provider {p.kind!r} cannot say where its end is: subscribe from a position instead"
+            raise UnsupportedOperationError(msg, provider=p.kind, operation="subscribe", capability="end_position")
+        self._cursor = self._mark = end - 1
 
     async def _check_start(self, *, from_checkpoint: bool) -> None:
         first = self._cursor + 1

@@ -178,6 +178,7 @@ class PostgresProvider(Provider):
         """One statement: lock the stream, write the streams row conditionally, insert the events."""
         result = await self._appender.append(stream_id, events, expected, stream)
         await self._written()
+        self._live.committed()  # this process's subscriptions on the store read again now
         return result
 
     def read_stream_pages(
@@ -208,6 +209,10 @@ class PostgresProvider(Provider):
     async def head_position(self) -> int:
         """A position at or above every one handed out so far (from ``pg_snapshot_xmax``)."""
         return await self._live.head_position()
+
+    async def end_position(self) -> int:
+        """The safe horizon (``pg_snapshot_xmin``): an append still running commits above it, never below."""
+        return await self._live.end_position()
 
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """Look the id up through its unique index."""

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ END: Final = "end"
 """``subscribe(from_position=END)`` (or ``from_version``): only what is committed after the subscription starts."""
 StartAt: TypeAlias = int | Literal["end"]
 """Where a subscription starts: a position (one stream: a version), or :data:`END`."""
+
+VERSION_FIELD, POSITION_FIELD = 3, 4
+"""Indexes of the version and the position in a stored row (what a subscription's mark is taken from)."""
 
 SKIPPED_KEPT = 100
 """How many skipped events a subscription remembers in ``skipped_events`` (the count is exact)."""
@@ -191,8 +195,10 @@ class Subscription:
         self._cursor = first - 1  # last position (or version) read from the store
         self._mark = first - 1  # last position (or version) delivered or filtered out: what commit() stores
         self._last_id: str | None = None  # event id at _cursor (one-stream subscriptions: detects a re-created stream)
-        # one page: RecordedEvent objects, or a RowPage's rows (then _conv is its timestamp conversion)
-        self._buffer: collections.deque[Any] = collections.deque()
+        # one page: RecordedEvent objects, or a RowPage's rows (then _conv is its timestamp conversion); the
+        # items before _at were handed out or passed over
+        self._buffer: list[Any] = []
+        self._at = 0
         self._rows = False
         self._conv: Any = None
         self._events: Iterator[Event] | None = None  # the buffer's wanted events, decoded lazily, in order
@@ -220,7 +226,7 @@ class Subscription:
     @property
     def buffered(self) -> int:
         """Events read from the store and not handed out yet (never more than one page)."""
-        return len(self._buffer)
+        return len(self._buffer) - self._at
 
     @property
     def position(self) -> int:
@@ -305,7 +311,7 @@ class Subscription:
     async def close(self) -> None:
         """Stop: the iterator ends, the buffer is dropped. Uncommitted progress is not committed. Idempotent."""
         self._closed = True
-        self._buffer.clear()
+        self._buffer, self._at = [], 0
         self._events = None
         waiter = self._waiter
         if waiter is not None:
@@ -358,26 +364,32 @@ class Subscription:
         A record that fails to decode raises (or is skipped) with the events taken before it already in ``out``
         and the position passed. The wanted events of the page are decoded by one lazy ``decode_page``
         iterator (the codec's fast path for stored rows); a failure ends it, so the next call builds another
-        from what is left.
+        from what is left. Without a filter every record is wanted, so the events are taken a slice at a time.
         """
-        buffer = self._buffer
         t = self.target
-        stream = t.stream_id is not None
-        unfiltered = not t.prefixes and not t.event_types
-        wants = t.wants_fields
-        rows = self._rows
-        popleft, append = buffer.popleft, out.append
+        buffer, at = self._buffer, self._at
         room = limit - len(out)
+        if at >= len(buffer) or room <= 0:
+            return
+        field = VERSION_FIELD if t.stream_id is not None else POSITION_FIELD  # the mark: version or position
+        unfiltered = not t.prefixes and not t.event_types
+        if unfiltered and room > 1:
+            self._take_all(out, room, field)
+            return
+        rows = self._rows
+        wants = t.wants_fields
+        append = out.append
+        end = len(buffer)
         taken = 0
         try:
-            while buffer and taken < room:
-                item = buffer[0]
+            while at < end and taken < room:
+                item = buffer[at]
                 if rows:
                     wanted = unfiltered or wants(item[1], item[2])
-                    at = item[3] if stream else item[4]
+                    mark = item[field]
                 else:
                     wanted = unfiltered or wants(item.stream_id, item.event_type)
-                    at = item.version if stream else item.position
+                    mark = item.version if field == VERSION_FIELD else item.position
                 event = None
                 if wanted:
                     events = self._events if self._events is not None else self._decoder()
@@ -386,23 +398,65 @@ class Subscription:
                     except Exception as e:  # noqa: BLE001 - an upcaster may raise anything: named and chained
                         self._events = None
                         self._failed(item, e)  # raises, leaving the item in place, or reports it (skip)
-                popleft()
-                self._mark = at
+                at += 1
+                self._at, self._mark = at, mark
                 if event is not None:
                     append(event)
                     taken += 1
         finally:
             self._since_commit += taken
+            self._drained()
+
+    def _take_all(self, out: list[Event], room: int, field: int) -> None:
+        """:meth:`_take_buffered` without a filter: up to ``room`` events decoded in one C-level loop."""
+        buffer = self._buffer
+        while self._at < len(buffer) and room > 0:
+            at = self._at
+            events = self._events if self._events is not None else self._decoder()
+            before = len(out)
+            try:
+                out.extend(itertools.islice(events, min(room, len(buffer) - at)))
+            except Exception as e:  # noqa: BLE001 - an upcaster may raise anything: named and chained
+                taken = len(out) - before  # the events decoded before the failure stay handed out
+                self._advance(at + taken, field, taken)
+                room -= taken
+                self._events = None
+                self._failed(buffer[self._at], e)  # raises, leaving the item in place, or reports it (skip)
+                self._advance(self._at + 1, field, 0)
+                continue
+            taken = len(out) - before
+            self._advance(at + taken, field, taken)
+            room -= taken
+        self._drained()
+
+    def _advance(self, at: int, field: int, taken: int) -> None:
+        """The buffer is handed out (or passed over) up to index ``at``, ``taken`` events of it delivered."""
+        if at > self._at:
+            item = self._buffer[at - 1]
+            if self._rows:
+                self._mark = item[field]
+            else:
+                self._mark = item.version if field == VERSION_FIELD else item.position
+            self._at = at
+        self._since_commit += taken
+
+    def _drained(self) -> None:
+        """Drop a page handed out completely (its rows need not live until the next read)."""
+        if self._at >= len(self._buffer):
+            self._buffer, self._at, self._events = [], 0, None
 
     def _decoder(self) -> Iterator[Event]:
         """A lazy decoder of the buffer's wanted events, in order (the codec's fast path for a page of rows)."""
-        wants, t = self.target.wants_fields, self.target
-        keep = (lambda _s, _e: True) if not t.prefixes and not t.event_types else wants
+        t = self.target
+        rest = self._buffer[self._at :] if self._at else self._buffer
         page: Any
-        if self._rows:
-            page = RowPage([r for r in self._buffer if keep(r[1], r[2])], self._conv or None)
-        else:
-            page = [r for r in self._buffer if keep(r.stream_id, r.event_type)]
+        if t.prefixes or t.event_types:
+            wants = t.wants_fields
+            if self._rows:
+                rest = [r for r in rest if wants(r[1], r[2])]
+            else:
+                rest = [r for r in rest if wants(r.stream_id, r.event_type)]
+        page = RowPage(rest, self._conv or None) if self._rows else rest
         self._events = iter(self._codec.decode_page(page))
         return self._events
 
@@ -461,7 +515,7 @@ class Subscription:
         self._cursor = version if self.target.stream_id is not None else position
         self._last_id = eid
         self._rows, self._conv, self._events = conv is not None, conv, None
-        self._buffer.extend(page)
+        self._buffer, self._at = list(page), 0  # a copy: the store may reuse its list
         return True
 
     async def _all_page(self) -> tuple[Sequence[Any], Any]:

@@ -332,6 +332,10 @@ class Subscription:
 
     async def __anext__(self) -> Event:
         """The next event: from the buffer, else the next page, else after the store changes."""
+        if self._events is not None and self._rows and self.commit_every is None and not self._closed:
+            event = self._next_decoded()
+            if event is not None:
+                return event
         if not self._started:
             await self.start()
         if self.commit_every is not None and self._since_commit >= self.commit_every and not self._closed:
@@ -353,6 +357,22 @@ class Subscription:
             finally:
                 self._waiter = None
         raise StopAsyncIteration
+
+    def _next_decoded(self) -> Event | None:
+        """The common case, the next event of an unfiltered page of rows being decoded; else ``None``."""
+        at, buffer, t, events = self._at, self._buffer, self.target, self._events
+        if events is None or at >= len(buffer) or t.prefixes or t.event_types:
+            return None
+        try:
+            event = next(events)
+        except Exception:  # noqa: BLE001 - the general path decodes it again, and raises or skips it
+            self._events = None
+            return None
+        self._at = at + 1
+        self._mark = buffer[at][VERSION_FIELD if t.stream_id is not None else POSITION_FIELD]
+        self._since_commit += 1
+        self._drained()
+        return event
 
     async def _step(self) -> None:
         if not await self._fill():

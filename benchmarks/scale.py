@@ -4,7 +4,8 @@ Stores are bulk-loaded outside any timer (SQLite: ``executemany`` into a fresh f
 counts; PostgreSQL: ``generate_series`` server-side, then ``ANALYZE``) with the same shape at every size: 1,000
 streams, five event types, 100 tenants, one event a second; they are cached between runs (SQLite files under
 ``EVENTSOURCE_BENCH_CACHE``, PostgreSQL schemas ``es_scale_<n>``). Each call runs through the manager, one
-warm-up then the median of ``--rounds``. Retention runs on a store of its own (it deletes): a writer appends one
+warm-up on each store, then ``--rounds`` rounds alternating the small and the big store (medians of wall and
+process CPU time). Retention runs on a store of its own (it deletes): a writer appends one
 event at a time for a few seconds alone, then again while ``delete_events_before`` removes the oldest 20%, then
 alone and while every stream is truncated (``max_count``'s work); each pair of p99 latencies is compared. Usage:
 ``python benchmarks/scale.py --store sqlite --big 10000000``; the JSON goes to
@@ -21,6 +22,7 @@ import sqlite3
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +94,8 @@ async def sqlite_store(n: int, *, fresh: bool = False) -> Any:
     return p
 
 
-async def postgres_store(n: int, *, fresh: bool = False) -> Any:
-    """A cached PostgreSQL store of ``n`` events in schema ``es_scale_<n>``."""
+async def postgres_store(n: int, *, fresh: bool = False, prepare: bool = True) -> Any:
+    """A cached PostgreSQL store of ``n`` events in schema ``es_scale_<n>`` (``prepare=False``: unprepared calls)."""
     import psycopg
     from eventsource_postgres import PostgresProvider
     from eventsource_postgres.schema import Names, migrate
@@ -119,27 +121,78 @@ async def postgres_store(n: int, *, fresh: bool = False) -> Any:
             await raw.execute(f"ANALYZE {names.events}")
             await raw.execute(f"ANALYZE {names.streams}")
             await raw.execute(f'CREATE TABLE "{schema}"."loaded" ()')
-    p = PostgresProvider(PG_URL, schema=schema, pool_max_size=4)
+    if fresh:  # retention: the writer and the run side by side
+        p = PostgresProvider(PG_URL, schema=schema, pool_max_size=4)
+    else:  # the calls: one connection, so one server process whose CPU time is read per call
+        p = PostgresProvider(
+            PG_URL,
+            schema=schema,
+            pool_min_size=1,
+            pool_max_size=1,
+            application_name=f"es-scale-{n}-{os.getpid()}",
+            **({} if prepare else {"prepare_threshold": None}),
+        )
     await p.connect()
     return p
 
 
+async def server_cpu(n: int, store: str) -> Any:
+    """A reader of the CPU seconds used so far by the one server process of the size-``n`` store (``None``: none)."""
+    if store != "postgres":
+        return None
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as raw:
+        cur = await raw.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [f"es-scale-{n}-{os.getpid()}"]
+        )
+        pids = [r[0] for r in await cur.fetchall()]
+    if len(pids) != 1:
+        msg = f"expected one server process for the {n}-event store, found {pids}"
+        raise RuntimeError(msg)
+    stat = Path(f"/proc/{pids[0]}/schedstat")  # the server runs on this machine: its first field is CPU ns
+    return lambda: int(stat.read_text().split()[0]) / 1e9
+
+
 async def manager_on(p: Any) -> EventSourcingManager:
-    m = EventSourcingManager(
-        {"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False)
-    )
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
     await m.register_provider(p, name="bench", default=True)
     return m
 
 
-async def timed(call: Any, rounds: int) -> float:
-    await call()
-    out = []
-    for _ in range(rounds):
-        t = time.perf_counter()
+async def interleaved(
+    calls_by_size: dict[int, Any], rounds: int, servers: dict[int, Any]
+) -> dict[int, tuple[float, float, float | None]]:
+    """Median wall ms, process CPU ms and server CPU ms of each size's call, sizes alternating within every round.
+
+    Alternating (and swapping which size goes first each round) puts both sizes under the same machine
+    load. The process CPU time counts every thread of this process (SQLite's reader thread does the whole
+    query); the server's (PostgreSQL) is its one backend's, read from ``/proc``: the work each call costs,
+    which the machine's load does not stretch the way it stretches wall time.
+    """
+    wall: dict[int, list[float]] = {n: [] for n in calls_by_size}
+    cpu: dict[int, list[float]] = {n: [] for n in calls_by_size}
+    srv: dict[int, list[float]] = {n: [] for n in calls_by_size}
+    for call in calls_by_size.values():
         await call()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out) * 1e3
+    order = list(calls_by_size)
+    for r in range(rounds):
+        for n in order if r % 2 == 0 else order[::-1]:
+            s0 = servers[n]() if servers[n] is not None else 0.0
+            c, t = time.process_time(), time.perf_counter()
+            await calls_by_size[n]()
+            wall[n].append(time.perf_counter() - t)
+            cpu[n].append(time.process_time() - c)
+            if servers[n] is not None:
+                srv[n].append(servers[n]() - s0)
+    return {
+        n: (
+            statistics.median(wall[n]) * 1e3,
+            statistics.median(cpu[n]) * 1e3,
+            statistics.median(srv[n]) * 1e3 if srv[n] else None,
+        )
+        for n in calls_by_size
+    }
 
 
 def calls(m: EventSourcingManager, n: int) -> dict[str, Any]:
@@ -182,26 +235,59 @@ async def writer_p99(m: EventSourcingManager, seconds: float, during: Any = None
     return lat[int(len(lat) * 0.99)] * 1e3, len(lat)
 
 
+async def measure_calls(store: str, build: Any, sizes: tuple[int, int], rounds: int) -> dict[str, Any]:
+    """Every call of :func:`calls` on both sizes, interleaved: wall, process CPU and (PostgreSQL) server CPU ms."""
+    rows: dict[str, dict[str, float]] = {}
+    cpu_rows: dict[str, dict[str, float]] = {}
+    server_rows: dict[str, dict[str, float]] = {}
+    managers: dict[int, EventSourcingManager] = {}
+    servers: dict[int, Any] = {}
+    for n in sizes:
+        t = time.perf_counter()
+        p = await build(n)
+        print(f"{store} store of {n:,} events ready in {time.perf_counter() - t:.1f} s", flush=True)
+        managers[n] = await manager_on(p)
+        servers[n] = await server_cpu(n, store)
+    per_size = {n: calls(m, n) for n, m in managers.items()}
+    for name in per_size[sizes[0]]:
+        got = await interleaved({n: per_size[n][name] for n in managers}, rounds, servers)
+        rows[name] = {str(n): w for n, (w, _, _) in got.items()}
+        cpu_rows[name] = {str(n): c for n, (_, c, _) in got.items()}
+        if store == "postgres":
+            server_rows[name] = {str(n): v for n, (_, _, v) in got.items() if v is not None}
+        print(
+            f"  {name:58s} "
+            + "  ".join(
+                f"{w:9.2f} ms (cpu {c:6.2f}" + (f", server {v:6.3f})" if v is not None else ")")
+                for w, c, v in got.values()
+            ),
+            flush=True,
+        )
+    for m in managers.values():
+        await m.close()
+    return {"ms": rows, "cpu_ms": cpu_rows, **({"server_cpu_ms": server_rows} if server_rows else {})}
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", choices=["sqlite", "postgres"], required=True)
     ap.add_argument("--small", type=int, default=10_000)
     ap.add_argument("--big", type=int, default=10_000_000)
     ap.add_argument("--retention", type=int, default=1_000_000, help="events in the retention store (0: skip)")
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=31)
+    ap.add_argument(
+        "--unprepared",
+        action="store_true",
+        help="PostgreSQL: no prepared statements, so every call is planned on both sizes (no retention run)",
+    )
     a = ap.parse_args()
-    build = sqlite_store if a.store == "sqlite" else postgres_store
-    rows: dict[str, dict[str, float]] = {}
-    for n in (a.small, a.big):
-        t = time.perf_counter()
-        p = await build(n)
-        print(f"{a.store} store of {n:,} events ready in {time.perf_counter() - t:.1f} s", flush=True)
-        m = await manager_on(p)
-        for name, call in calls(m, n).items():
-            rows.setdefault(name, {})[str(n)] = await timed(call, a.rounds)
-            print(f"  {name:50s} {rows[name][str(n)]:9.2f} ms", flush=True)
-        await m.close()
-    out: dict[str, Any] = {"store": a.store, "small": a.small, "big": a.big, "ms": rows, "rounds": a.rounds}
+    build = sqlite_store if a.store == "sqlite" else partial(postgres_store, prepare=not a.unprepared)
+    if a.unprepared:
+        a.retention = 0
+    load_start = os.getloadavg()
+    out: dict[str, Any] = {"store": a.store, "small": a.small, "big": a.big, "prepared": not a.unprepared}
+    out.update(await measure_calls(a.store, build, (a.small, a.big), a.rounds))
+    out.update({"rounds": a.rounds, "interleaved": True, "loadavg_start": load_start, "loadavg_end": os.getloadavg()})
     if a.retention:
         p = await build(a.retention, fresh=True)
         m = await manager_on(p)
@@ -217,6 +303,7 @@ async def main() -> None:
             "writer_p99_ms_during": during,
             "appends_alone": n_alone,
             "appends_during": n_during,
+            "loadavg": os.getloadavg(),
         }
         print(f"  retention: {out['retention']}", flush=True)
         # max_count's work: each stream truncated below a version (here: 40% of the store more goes)
@@ -238,10 +325,12 @@ async def main() -> None:
             "writer_p99_ms_during": during,
             "appends_alone": n_alone,
             "appends_during": n_during,
+            "loadavg": os.getloadavg(),
         }
         print(f"  retention (truncate every stream, as max_count): {out['retention_max_count']}", flush=True)
         await m.close()
-    report = Path(__file__).parent / "report" / "scale" / f"{a.store}-{a.big}.json"
+    name = f"{a.store}-{a.big}{'-unprepared' if a.unprepared else ''}.json"
+    report = Path(__file__).parent / "report" / "scale" / name
     report.parent.mkdir(exist_ok=True)
     report.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {report}")

@@ -34,20 +34,14 @@ if TYPE_CHECKING:
 
 class TestMemorySubscriptions(SubscriptionSuite):
     @pytest.fixture
-    async def provider(self) -> AsyncIterator[MemoryProvider]:
-        p = MemoryProvider()
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, memory_provider: MemoryProvider) -> MemoryProvider:
+        return memory_provider
 
 
 class TestSqliteSubscriptions(SubscriptionSuite):
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-        p = SqliteProvider(f"sqlite:///{tmp_path}/subs-{uuid.uuid4().hex}.db")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, sqlite_provider: SqliteProvider) -> SqliteProvider:
+        return sqlite_provider
 
     @pytest.fixture
     async def checkpoint_store(self, tmp_path: Path) -> AsyncIterator[CheckpointStore]:

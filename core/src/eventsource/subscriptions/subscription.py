@@ -252,6 +252,10 @@ class Subscription(PageDelivery):
                 self.committed = cp
         if self._from_end and self.committed is None:
             await self._start_at_end()
+            if self.checkpoints is not None and self.name is not None:
+                # stored now: stopped before its first commit, it resumes here, not at a later end (a skip)
+                cp = Checkpoint(self.name, self.source, self.target.scope, max(self._mark, 0))
+                self.committed = await self.checkpoints.put(cp)
         else:
             await self._check_start(from_checkpoint=self.committed is not None)
         self._started = True

@@ -221,6 +221,29 @@ class SubscriptionSuite(ProviderSuiteBase):
             assert sub.position == first.position
             assert [e.event_id for e in await take(sub, 1)] == [missed.event_id]
 
+    async def test_from_end_without_a_stored_checkpoint_stores_where_it_started(
+        self, manager: EventSourcingManager, provider: Provider, checkpoint_store: CheckpointStore
+    ) -> None:
+        # a named subscription from the end that stops before its first commit resumes at that first end when
+        # it starts again: what was appended meanwhile is delivered, not skipped by starting at a later end
+        self.need_total_order(provider)
+        prefix, name = sid("endfirst"), sid("endfirst-sub")
+        await manager.append_event(stream_id=f"{prefix}-old", event_type="Counted", data={"n": 0})
+        sub = manager.subscribe(stream_prefix=prefix, from_position="end", checkpoint=checkpoint_store, name=name)
+        async with sub:
+            start = sub.position
+            stored = await checkpoint_store.get(name, sub.source)
+            assert stored is not None, "no checkpoint stored at the start: a restart would begin at a later end"
+            assert stored.position == start
+        missed = await manager.append_event(stream_id=f"{prefix}-new", event_type="Counted", data={"n": 1})
+        sub = manager.subscribe(stream_prefix=prefix, from_position="end", checkpoint=checkpoint_store, name=name)
+        async with sub:
+            assert sub.position == start
+            got: list[Event] = []
+            while len(got) < 5 and missed.event_id not in [e.event_id for e in got]:
+                got += await take(sub, 1)
+        assert missed.event_id in [e.event_id for e in got]
+
     async def test_from_end_delivers_an_append_running_when_it_started(
         self, manager: EventSourcingManager, provider: Provider
     ) -> None:

@@ -431,6 +431,17 @@ class Provider(ABC):
         """
         return None
 
+    async def end_position(self) -> int | None:
+        """Where a subscription "from the end" starts: every event committed from now on is at or above it.
+
+        The default is one above :meth:`head_position`, right for stores whose positions commit in order. A
+        store with late commits returns its safe horizon instead (PostgreSQL: the oldest running transaction),
+        so an append already running commits above it; events committed while that transaction ran come too.
+        ``None``: the store cannot say (a subscription from the end then raises ``UnsupportedOperationError``).
+        """
+        head = await self.head_position()
+        return None if head is None else head + 1
+
     @abstractmethod
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """The event with that id (optionally known to be in ``stream_id``), or ``None``."""

@@ -188,7 +188,9 @@ class PostgresProvider(Provider):
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """One statement: lock the stream, write the streams row conditionally, insert the events."""
-        return await self._write(self._appender.append(stream_id, events, expected, stream))
+        result = await self._write(self._appender.append(stream_id, events, expected, stream))
+        self._live.committed()  # this process's subscriptions on the store read again now
+        return result
 
     def read_stream_pages(
         self,
@@ -218,6 +220,10 @@ class PostgresProvider(Provider):
     async def head_position(self) -> int:
         """A position at or above every one handed out so far (from ``pg_snapshot_xmax``)."""
         return await self._live.head_position()
+
+    async def end_position(self) -> int:
+        """The safe horizon (``pg_snapshot_xmin``): an append still running commits above it, never below."""
+        return await self._live.end_position()
 
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """Look the id up through its unique index."""

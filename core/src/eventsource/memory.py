@@ -13,7 +13,7 @@ from datetime import datetime
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import StreamExistsError, StreamNotFoundError
+from eventsource.errors import ProviderUnavailableError, StreamExistsError, StreamNotFoundError
 from eventsource.model import (
     AppendResult,
     HealthStatus,
@@ -64,7 +64,8 @@ class MemoryProvider(Provider):
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:
         super().__init__(url or "memory://", **settings)
         name = (url or "memory://").split("://", 1)[-1].strip("/")
-        self._store = _NAMED.setdefault(name, _Store()) if name else _Store()
+        self._data = _NAMED.setdefault(name, _Store()) if name else _Store()
+        self._closed = False
         self._started = monotonic()
         self._source = self.display_url or self.kind
         if not name:  # a private store: no URL tells it apart from another one
@@ -78,6 +79,14 @@ class MemoryProvider(Provider):
         process shares) never resume, nor measure lag against, each other's checkpoints.
         """
         return self._source
+
+    @property
+    def _store(self) -> _Store:
+        """The data, through which every operation goes: refused once this instance is closed."""
+        if self._closed:
+            msg = f"{self.kind}: the provider is closed (call connect() to reopen it)"
+            raise ProviderUnavailableError(msg, provider=self.kind)
+        return self._data
 
     @property
     def _streams(self) -> dict[str, _Stream]:
@@ -108,10 +117,17 @@ class MemoryProvider(Provider):
         self._store.next_position = value
 
     async def connect(self) -> None:
-        """Nothing to open."""
+        """Nothing to open; reopens a closed instance (its data, or a named store's, is still there)."""
+        self._closed = False
 
     async def close(self) -> None:
-        """Nothing to release (data stays until the object is dropped)."""
+        """Refuse every operation on this instance from now on, as a closed connection would. Idempotent.
+
+        The data stays: a named store's other instances go on, and ``connect()`` reopens this one.
+        Waiting subscriptions are woken, read again and find the provider closed.
+        """
+        self._closed = True
+        self._data.changes.notify()
 
     # ------------------------------------------------------------------ streams
 
@@ -373,5 +389,7 @@ class MemoryProvider(Provider):
         """Healthy while the process lives, and degraded: nothing it holds survives the process."""
         from eventsource.manager.monitoring import risk, with_durability  # the manager imports this module
 
+        if self._closed:
+            return HealthStatus(healthy=False, provider=self.name, message="the provider is closed")
         ok = HealthStatus(healthy=True, provider=self.name, message="ok", latency_ms=0.0)
         return with_durability(ok, [risk("storage", "memory", "process", "every event is lost when the process exits")])

@@ -441,8 +441,6 @@ class SubscriptionSuite(ProviderSuiteBase):
     async def test_provider_closed_under_a_live_subscription_raises(
         self, manager: EventSourcingManager, provider: Provider
     ) -> None:
-        if provider.kind == "memory":
-            pytest.skip("memory: close() releases nothing (the data stays readable), so the subscription goes on")
         s = sid("closed")
         sub = manager.subscribe(stream_id=s, poll_interval=0.2)
         waiting = asyncio.create_task(anext(sub))

@@ -58,7 +58,9 @@ class MemoryProvider(Provider):
     """``memory://`` (a private store) or ``memory://<name>`` (shared by every instance in this process)."""
 
     kind = "memory"
-    capabilities = Capabilities(global_order="total", concurrency="in_process", cross_process_reads=False)
+    capabilities = Capabilities(
+        global_order="total", concurrency="in_process", cross_process_reads=False, head_position=True, live_wakeup=True
+    )
     loop_free = True
 
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:

@@ -29,7 +29,7 @@ from eventsource.model import ANY, NewEvent, NewStream, utcnow
 from eventsource_kafka.loopwire import Wire
 from eventsource_kafka.provider import KafkaProvider
 
-from .test_provider import drop_namespace
+from .conftest import drop_namespace
 from .test_stale_processes import Proc, _acked_events_are_readable
 
 if TYPE_CHECKING:

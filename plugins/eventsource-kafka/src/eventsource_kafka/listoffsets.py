@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ProviderError, ProviderUnavailableError
 
-from eventsource_kafka.client import _resolve, map_error
+from eventsource_kafka.client import _resolve
+from eventsource_kafka.errors import map_error
 
 if TYPE_CHECKING:
     from eventsource_kafka.client import KafkaIO

@@ -238,7 +238,7 @@ class MemoryProvider(Provider):
         backwards: bool = False,
         page_size: int = 500,
     ) -> AsyncIterator[Sequence[RecordedEvent]]:
-        """The stream's events (a copy-free slice of its list) in slices of ``page_size``."""
+        """The stream's events (a copy-free slice of its list) in slices of ``page_size``; refused once closed."""
         s = self._streams.get(stream_id)
         if s is None:
             return
@@ -249,6 +249,8 @@ class MemoryProvider(Provider):
         if backwards:
             chosen.reverse()
         for i in range(0, len(chosen), page_size):
+            if i:
+                _ = self._store  # raises once this instance is closed mid-read, as a closed connection would
             yield chosen[i : i + page_size]
 
     async def read_all_pages(

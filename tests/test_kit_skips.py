@@ -3,7 +3,9 @@
 Every ``pytest.skip`` in ``eventsource.testing`` is read from the source: its reason must start with a
 ``Capabilities`` field and its value (``global_order=per_stream: ...``), ``unsupported: <operation>``, or
 ``capability: `` followed by a field or an operation name. A reason built from ``provider.kind`` or any other
-runtime value fails here, so a skip keyed on something other than a declaration cannot creep back.
+runtime value fails here. The ``if`` above each skip is read too (following the local names it tests to their
+assignments): it may not probe the store (its ``kind``, a method, ``type()``, an ``await``), so an honest-looking
+reason cannot hide a skip keyed on something other than a declaration.
 """
 
 from __future__ import annotations
@@ -67,6 +69,70 @@ def _skips() -> list[tuple[str, str | None]]:
     return found
 
 
+PROBES = ({name for name in vars(Provider) if not name.startswith("_")} | {"kind", "__class__"}) - {"capabilities"}
+"""Attributes a skip condition must not read off the store: what it is or does, rather than what it declares."""
+
+
+def _probe_in(expr: ast.expr) -> str | None:
+    """The first probe of the store in ``expr`` (``.kind``, a method, ``type()``...), else ``None``."""
+    for node in ast.walk(expr):
+        if isinstance(node, ast.Await):
+            return "an await (the store asked at test time)"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS:
+            return f"{node.func.id}()"
+        if isinstance(node, ast.Attribute) and node.attr in PROBES:
+            on_caps = isinstance(node.value, ast.Attribute) and node.value.attr == "capabilities"
+            if not on_caps:
+                return f".{node.attr}"
+    return None
+
+
+_CALLS = {"type", "isinstance", "hasattr", "getattr", "issubclass"}
+
+
+def _condition_probes(tree: ast.Module) -> list[tuple[int, str]]:
+    """``(line, probe)`` for each ``pytest.skip`` under an ``if`` that tests the store by a probe.
+
+    The names the test reads are followed to their assignments in the same function (``head = await
+    provider.head_position()`` then ``if head is None``), so a probe cannot hide behind a local variable.
+    """
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "skip"):
+            continue
+        tests: list[ast.expr] = []
+        func: ast.AST | None = None
+        up: ast.AST = node
+        while up in parents:
+            up = parents[up]
+            if isinstance(up, ast.If):
+                tests.append(up.test)
+            if isinstance(up, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                func = up
+                break
+        assigned: dict[str, list[ast.expr]] = {}
+        for n in ast.walk(func) if func is not None else ():
+            if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None:
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                for t in targets:
+                    for name in ast.walk(t):
+                        if isinstance(name, ast.Name):
+                            assigned.setdefault(name.id, []).append(n.value)
+        seen: set[str] = set()
+        while tests:
+            expr = tests.pop()
+            probe = _probe_in(expr)
+            if probe is not None:
+                found.append((node.lineno, probe))
+                break
+            for name in ast.walk(expr):
+                if isinstance(name, ast.Name) and name.id not in seen:
+                    seen.add(name.id)
+                    tests.extend(assigned.get(name.id, []))
+    return found
+
+
 def _names_a_declaration(reason: str) -> bool:
     m = re.match(r"(\w+)=", reason)
     if m:
@@ -91,10 +157,31 @@ def test_every_kit_skip_names_a_declared_capability(where: str, reason: str | No
     )
 
 
+@pytest.mark.parametrize("path", sorted(KIT.glob("*.py")), ids=lambda p: p.name)
+def test_no_kit_skip_is_keyed_on_a_probe_of_the_store(path: Path) -> None:
+    """The reason names a declaration; the condition must read one too, not the store's kind or methods."""
+    probes = _condition_probes(ast.parse(path.read_text(), str(path)))
+    assert not probes, f"{path.name}: skips keyed on a probe of the store, not its Capabilities: {probes}"
+
+
+def test_a_probe_keyed_condition_is_refused_however_honest_its_reason() -> None:
+    """The condition check can fail: the three conditions the kit used before the declarations are probes."""
+    old = [
+        'if provider.kind == "memory":\n    pytest.skip("live_wakeup=False: x")',
+        'head = await provider.head_position()\nif head is None:\n    pytest.skip("head_position=False: x")',
+        'if type(provider).wait_for_change is Provider.wait_for_change:\n    pytest.skip("live_wakeup=False: x")',
+    ]
+    for body in old:
+        src = "async def t(provider):\n" + "\n".join("    " + line for line in body.splitlines())
+        assert _condition_probes(ast.parse(src)), body
+    ok = "def t(provider):\n    if not provider.capabilities.head_position:\n        pytest.skip('head_position=False')"
+    assert _condition_probes(ast.parse(ok)) == []
+
+
 def test_the_kit_uses_no_other_way_to_skip() -> None:
     for path in sorted(KIT.glob("*.py")):
         text = path.read_text()
-        for banned in ("pytest.mark.skip", "skipif", "xfail", "importorskip"):
+        for banned in ("pytest.mark.skip", "skipif", "xfail", "importorskip", "skip.Exception", "from pytest import"):
             assert banned not in text, f"{path.name} uses {banned}: the kit skips only by pytest.skip naming one"
 
 

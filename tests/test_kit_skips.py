@@ -218,3 +218,20 @@ async def test_a_live_declaration_the_store_does_not_keep_fails_the_kit() -> Non
 
     with pytest.raises(AssertionError, match="head_position=True"):
         await SubscriptionSuite().test_live_capabilities_are_declared_as_implemented(Lying())
+
+
+async def test_a_store_that_overrides_the_live_methods_but_forgot_to_declare_them_fails_the_kit() -> None:
+    """A third-party store written before the declarations (it overrides both methods) is told, not quietly skipped."""
+
+    class Undeclared(MemoryProvider):
+        kind = "memory-undeclared"
+        capabilities = Capabilities(global_order="total", concurrency="in_process", cross_process_reads=False)
+
+    with pytest.raises(AssertionError, match="declares head_position=False"):
+        await SubscriptionSuite().test_live_capabilities_are_declared_as_implemented(Undeclared())
+
+    class HeadDeclared(Undeclared):
+        capabilities = dataclasses.replace(Undeclared.capabilities, head_position=True)
+
+    with pytest.raises(AssertionError, match="declares live_wakeup=False"):
+        await SubscriptionSuite().test_live_capabilities_are_declared_as_implemented(HeadDeclared())

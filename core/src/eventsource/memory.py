@@ -13,7 +13,7 @@ from datetime import datetime
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import StreamExistsError, StreamNotFoundError
+from eventsource.errors import ProviderUnavailableError, StreamExistsError, StreamNotFoundError
 from eventsource.model import (
     AppendResult,
     HealthStatus,
@@ -58,13 +58,16 @@ class MemoryProvider(Provider):
     """``memory://`` (a private store) or ``memory://<name>`` (shared by every instance in this process)."""
 
     kind = "memory"
-    capabilities = Capabilities(global_order="total", concurrency="in_process", cross_process_reads=False)
+    capabilities = Capabilities(
+        global_order="total", concurrency="in_process", cross_process_reads=False, head_position=True, live_wakeup=True
+    )
     loop_free = True
 
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:
         super().__init__(url or "memory://", **settings)
         name = (url or "memory://").split("://", 1)[-1].strip("/")
-        self._store = _NAMED.setdefault(name, _Store()) if name else _Store()
+        self._data = _NAMED.setdefault(name, _Store()) if name else _Store()
+        self._closed = False
         self._started = monotonic()
         self._source = self.display_url or self.kind
         if not name:  # a private store: no URL tells it apart from another one
@@ -78,6 +81,14 @@ class MemoryProvider(Provider):
         process shares) never resume, nor measure lag against, each other's checkpoints.
         """
         return self._source
+
+    @property
+    def _store(self) -> _Store:
+        """The data, through which every operation goes: refused once this instance is closed."""
+        if self._closed:
+            msg = f"{self.kind}: the provider is closed (call connect() to reopen it)"
+            raise ProviderUnavailableError(msg, provider=self.kind)
+        return self._data
 
     @property
     def _streams(self) -> dict[str, _Stream]:
@@ -108,10 +119,17 @@ class MemoryProvider(Provider):
         self._store.next_position = value
 
     async def connect(self) -> None:
-        """Nothing to open."""
+        """Nothing to open; reopens a closed instance (its data, or a named store's, is still there)."""
+        self._closed = False
 
     async def close(self) -> None:
-        """Nothing to release (data stays until the object is dropped)."""
+        """Refuse every operation on this instance from now on, as a closed connection would. Idempotent.
+
+        The data stays: a named store's other instances go on, and ``connect()`` reopens this one.
+        Waiting subscriptions are woken, read again and find the provider closed.
+        """
+        self._closed = True
+        self._data.changes.notify()
 
     # ------------------------------------------------------------------ streams
 
@@ -220,7 +238,7 @@ class MemoryProvider(Provider):
         backwards: bool = False,
         page_size: int = 500,
     ) -> AsyncIterator[Sequence[RecordedEvent]]:
-        """The stream's events (a copy-free slice of its list) in slices of ``page_size``."""
+        """The stream's events (a copy-free slice of its list) in slices of ``page_size``; refused once closed."""
         s = self._streams.get(stream_id)
         if s is None:
             return
@@ -231,6 +249,8 @@ class MemoryProvider(Provider):
         if backwards:
             chosen.reverse()
         for i in range(0, len(chosen), page_size):
+            if i:
+                _ = self._store  # raises once this instance is closed mid-read, as a closed connection would
             yield chosen[i : i + page_size]
 
     async def read_all_pages(
@@ -373,5 +393,7 @@ class MemoryProvider(Provider):
         """Healthy while the process lives, and degraded: nothing it holds survives the process."""
         from eventsource.manager.monitoring import risk, with_durability  # the manager imports this module
 
+        if self._closed:
+            return HealthStatus(healthy=False, provider=self.name, message="the provider is closed")
         ok = HealthStatus(healthy=True, provider=self.name, message="ok", latency_ms=0.0)
         return with_durability(ok, [risk("storage", "memory", "process", "every event is lost when the process exits")])

@@ -97,6 +97,10 @@ class Capabilities:
         writes the same events; ``False`` for a store whose events live in this process (memory, SQLite's
         ``:memory:``). The kit's tests that run a second process (a projection runner killed and restarted)
         need it.
+    :param head_position: whether :meth:`Provider.head_position` returns the highest position handed out
+        (not ``None``); a subscription can then refuse a start beyond the store.
+    :param live_wakeup: whether :meth:`Provider.wait_for_change` returns once an event is stored (a change
+        signal) rather than sleeping; without it subscriptions poll. The kit checks both against the store.
     """
 
     global_order: Literal["total", "per_stream"] = "total"
@@ -107,6 +111,8 @@ class Capabilities:
     max_batch_bytes: int | None = None
     late_commits: bool = False
     cross_process_reads: bool = True
+    head_position: bool = False
+    live_wakeup: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

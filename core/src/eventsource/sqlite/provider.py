@@ -92,7 +92,13 @@ class SqliteProvider(ConnectionCalls, Provider):
     """The embedded default store: ``sqlite:///path.db``. See the module docstring for the guarantees."""
 
     kind = "sqlite"
-    capabilities = Capabilities(global_order="total", concurrency="cross_process", deleted_stream_ids="reusable")
+    capabilities = Capabilities(
+        global_order="total",
+        concurrency="cross_process",
+        deleted_stream_ids="reusable",
+        head_position=True,
+        live_wakeup=True,
+    )
     settings_schema = SqliteSettings
     loop_free = True
 

@@ -91,6 +91,19 @@ class SubscriptionSuite(ProviderSuiteBase):
         if provider.capabilities.global_order != "total":
             pytest.skip(f"global_order={provider.capabilities.global_order}: no all-streams subscription")
 
+    async def test_live_capabilities_are_declared_as_implemented(self, provider: Provider) -> None:
+        """``head_position`` and ``live_wakeup`` match what the store does, so the tests they skip skip honestly."""
+        caps = provider.capabilities
+        head = await provider.head_position()
+        assert (head is not None) == caps.head_position, (
+            f"head_position() returned {head!r} but the store declares head_position={caps.head_position}"
+        )
+        overridden = type(provider).wait_for_change is not Provider.wait_for_change
+        assert overridden == caps.live_wakeup, (
+            f"wait_for_change is {'' if overridden else 'not '}overridden but the store declares "
+            f"live_wakeup={caps.live_wakeup}"
+        )
+
     # ------------------------------------------------------------------ catch-up then live
 
     async def _concurrent_writers(self, manager: EventSourcingManager, prefix: str) -> list[str]:
@@ -472,9 +485,8 @@ class SubscriptionSuite(ProviderSuiteBase):
         self, manager: EventSourcingManager, provider: Provider, checkpoint_store: CheckpointStore
     ) -> None:
         self.need_total_order(provider)
-        head = await provider.head_position()
-        if head is None:
-            pytest.skip(f"{provider.kind}: head_position() unknown; a start beyond the store cannot be detected")
+        if not provider.capabilities.head_position:
+            pytest.skip("head_position=False: the store cannot say its head, so a start beyond it cannot be detected")
         res = await manager.append_event(stream_id=sid("fut"), event_type="Counted", data={"n": 0})
         with pytest.raises(CheckpointAheadError):
             await manager.subscribe(from_position=res.position + 10**9).start()
@@ -505,8 +517,8 @@ class SubscriptionSuite(ProviderSuiteBase):
         self.need_total_order(provider)
         if not provider.capabilities.supports("delete_stream"):
             pytest.skip("unsupported: delete_stream")
-        if type(provider).wait_for_change is Provider.wait_for_change:
-            pytest.skip(f"{provider.kind}: no wake-up (wait_for_change not overridden); plain polling cannot spin")
+        if not provider.capabilities.live_wakeup:
+            pytest.skip("live_wakeup=False: subscriptions poll (no change signal); a deleted tail cannot make one spin")
         prefix = sid("tail")
         kept = await manager.append_event(stream_id=f"{prefix}-kept", event_type="Counted", data={"n": 0})
         await manager.append_event(stream_id=f"{prefix}-gone", event_type="Counted", data={"n": 1})
@@ -533,8 +545,6 @@ class SubscriptionSuite(ProviderSuiteBase):
     async def test_provider_closed_under_a_live_subscription_raises(
         self, manager: EventSourcingManager, provider: Provider
     ) -> None:
-        if provider.kind == "memory":
-            pytest.skip("memory: close() releases nothing (the data stays readable), so the subscription goes on")
         s = sid("closed")
         sub = manager.subscribe(stream_id=s, poll_interval=0.2)
         waiting = asyncio.create_task(anext(sub))

@@ -67,6 +67,8 @@ class PostgresProvider(Provider):
         concurrency="cross_process",
         deleted_stream_ids="reusable",
         late_commits=True,
+        head_position=True,
+        live_wakeup=True,
         max_event_size=None,
         max_batch_bytes=(1 << 30) - (1 << 20),  # one array parameter (all payloads of a batch) must stay under 1 GB
         extra={

@@ -481,3 +481,42 @@ async def test_an_oversize_no_stream_append_leaves_no_claim_behind(machine_nats_
         assert (info.name, info.metadata) == ("Orders", {"k": 1})
     finally:
         await dispose(p)
+
+
+@pytest.mark.parametrize("server", ["machine", "current"])
+async def test_an_instance_finds_many_ids_in_the_id_index(
+    server: str, machine_nats_url: str, current_server: Servers
+) -> None:
+    """Batch lookups of ids (one ``multi_last`` get per 256 on 2.11+, one get each before) see what is stored.
+
+    Stored ids (more than one request's worth), an id whose entry was deleted, ids never stored and an
+    id asked twice, looked up by an instance that has nothing in memory.
+    """
+    from eventsource_nats.naming import event_key
+
+    p = await open_provider(machine_nats_url if server == "machine" else current_server.url)
+    try:
+        stored: dict[str, int] = {}
+        for b in range(3):
+            evs = [new_event() for _ in range(100)]
+            r = await p.append("s", evs, b * 100)
+            stored.update(zip(r.event_ids, r.positions, strict=True))
+        ids = list(stored)
+        gone = ids.pop()
+        await p._conn.kv[p._conn.names.ids_bucket].delete(event_key(gone))
+        absent = [str(uuid.uuid4()) for _ in range(20)]
+        asked = [*ids[:150], gone, *absent, *ids[150:], ids[0]]
+        other = NatsProvider(**p.spawn_args())
+        await other.connect()
+        try:
+            for _ in range(50):  # the index entries are published without waiting for their acks
+                locs = await other._index.locate_many(asked)
+                if locs.count(None) == len(absent) + 1:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await other.close()
+        want = [split_position(stored[i]) if i in stored and i != gone else None for i in asked]
+        assert locs == want
+    finally:
+        await dispose(p)

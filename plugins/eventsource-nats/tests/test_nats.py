@@ -520,3 +520,39 @@ async def test_an_instance_finds_many_ids_in_the_id_index(
         assert locs == want
     finally:
         await dispose(p)
+
+
+async def test_multi_last_and_one_get_per_id_agree_on_the_id_index(current_server: Servers) -> None:
+    """Differential: on a 2.11+ server the ``multi_last`` lookup answers exactly what one get per id answers.
+
+    Ids with subject-special and non-ASCII characters and a very long one, over three requests' worth
+    (chunk boundaries), asked twice within one lookup, entries deleted and purged (the marker is last),
+    an entry rewritten, and ids never stored; checked against per-id gets and single ``locate``.
+    """
+    from eventsource_nats.naming import event_key
+
+    p = await open_provider(current_server.url)
+    try:
+        idx = p._index
+        kv = p._conn.kv[p._conn.names.ids_bucket]
+        special = ["a.b", "*", ">", "a b", "a.*.>", "ünï€😀", "x" * 5000, "", "\x00\t\n", "$KV.x.>"]
+        stored = special + [f"id-{n}" for n in range(600)]
+        for n, i in enumerate(stored):
+            await kv.put(event_key(i), f"{n + 1} 0".encode())
+        await kv.put(event_key("id-7"), b"999 3")
+        deleted, purged = stored[3], "id-300"
+        await kv.delete(event_key(deleted))
+        await kv.purge(event_key(purged))
+        absent = [f"never-{n}" for n in range(40)]
+        asked = [*stored[:255], *absent[:5], stored[0], *stored[255:], *absent[5:], *stored[250:260], stored[-1]]
+        bucket = p._conn.names.ids_bucket
+        subjects = [f"$KV.{bucket}.{event_key(i)}" for i in asked]
+        many = await idx._multi_last(f"KV_{bucket}", subjects)
+        each = await idx._direct_each(f"KV_{bucket}", subjects)
+        assert many is not None
+        assert many == each
+        assert [v is None for v in many] == [i in absent or i in (deleted, purged) for i in asked]
+        idx.clear()
+        assert await idx.locate_many(asked) == [await idx.locate(i) for i in asked]
+    finally:
+        await dispose(p)

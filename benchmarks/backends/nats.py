@@ -20,6 +20,11 @@ no stream info record, no event-id index, no codec pipeline):
   one: one ``js.publish`` of a JSON array of the 100 events (each payload a JSON string, so the read
   decodes every payload, as every side does), read back with the same pull consumer (pages of 500
   messages). The DESIGN.md target applies to the per-event raw side;
+* atomic (``raw_atomic``, in the batch and read rows, on servers with atomic batch publish, 2.12+): the
+  library's layout there, one message per event committed as one atomic batch, written the way the
+  library writes it (the first message a request, the rest published, the commit a request; the
+  batch headers stored with every message), read back with the same pull consumer: what atomicity
+  itself costs against the per-event raw side;
 * big store: ``N`` filler events in streams of 1,000 single-event messages written in the provider's
   own message format with pipelined ``publish_async``.
 
@@ -56,7 +61,8 @@ class NatsBackend(Backend):
     name = "nats"
     notes = (
         "raw = nats-py, one message per event: publish+ack; batch = 100 publish_async pipelined; "
-        "read = pull consumer (pages of 500) + json.loads; raw_envelope = one message per batch, same reads"
+        "read = pull consumer (pages of 500) + json.loads; raw_envelope = one message per batch, same reads; "
+        "raw_atomic (2.12+) = one message per event as one atomic batch, same reads"
     )
 
     async def open(self) -> None:
@@ -73,6 +79,8 @@ class NatsBackend(Backend):
         self.nc = await nats.connect(self.url)
         self.js = self.nc.jetstream(timeout=10)
         tag = uuid.uuid4().hex[:10]
+        v = self.nc.connected_server_version
+        self.atomic = (v.major, v.minor) >= (2, 12)
         self.raw_stream = f"BENCHRAW{tag}"
         self.raw_prefix = f"benchraw{tag}"
         await self.js.add_stream(
@@ -82,6 +90,7 @@ class NatsBackend(Backend):
                 storage=api.StorageType.FILE,
                 num_replicas=1,
                 allow_direct=True,
+                allow_atomic=True if self.atomic else None,
             )
         )
         self.stores: list[Names] = []
@@ -139,8 +148,10 @@ class NatsBackend(Backend):
         await asyncio.gather(*futures)
 
     def peers(self, row: str) -> dict[str, Side]:
-        """The envelope layout written and read by raw nats-py (batch and read rows)."""
-        return {"raw_envelope": _Envelope(self)} if row in ("batch_100", "read_1000") else {}
+        """The envelope layout (and, 2.12+, atomic batches) written and read by raw nats-py (batch and read rows)."""
+        if row not in ("batch_100", "read_1000"):
+            return {}
+        return {"raw_envelope": _Envelope(self), **({"raw_atomic": _Atomic(self)} if self.atomic else {})}
 
     def server_version(self) -> str | None:
         v = self.nc.connected_server_version
@@ -293,6 +304,37 @@ class _Envelope(Side):
             return n
 
         return await self.b._pull(stream_id, decode)  # noqa: SLF001
+
+
+class _Atomic(Side):
+    """Raw nats-py writing one message per event as one atomic batch (the library's layout on 2.12+)."""
+
+    def __init__(self, b: NatsBackend) -> None:
+        self.b = b
+
+    async def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        await self.append_batch(stream_id, version, prepared)
+
+    async def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        b = self.b
+        subject = b._subject(stream_id)  # noqa: SLF001
+        batch_id = uuid.uuid4().hex
+        n = len(prepared)
+        for i, ev in enumerate(prepared, start=1):
+            body, headers = b._body(stream_id, first_version + i - 1, ev)  # noqa: SLF001
+            headers["Nats-Batch-Id"] = batch_id
+            headers["Nats-Batch-Sequence"] = str(i)
+            if i == n:
+                headers["Nats-Batch-Commit"] = "1"
+            if i in (1, n):
+                reply = await b.nc.request(subject, body, headers=headers, timeout=10)
+                if reply.data and b'"error"' in reply.data:
+                    raise RuntimeError(reply.data.decode())
+            else:
+                await b.nc.publish(subject, body, headers=headers)
+
+    async def read(self, stream_id: str) -> int:
+        return await self.b.raw_read_stream(stream_id)
 
 
 BACKEND = NatsBackend

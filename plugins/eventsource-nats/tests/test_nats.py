@@ -481,3 +481,78 @@ async def test_an_oversize_no_stream_append_leaves_no_claim_behind(machine_nats_
         assert (info.name, info.metadata) == ("Orders", {"k": 1})
     finally:
         await dispose(p)
+
+
+@pytest.mark.parametrize("server", ["machine", "current"])
+async def test_an_instance_finds_many_ids_in_the_id_index(
+    server: str, machine_nats_url: str, current_server: Servers
+) -> None:
+    """Batch lookups of ids (one ``multi_last`` get per 256 on 2.11+, one get each before) see what is stored.
+
+    Stored ids (more than one request's worth), an id whose entry was deleted, ids never stored and an
+    id asked twice, looked up by an instance that has nothing in memory.
+    """
+    from eventsource_nats.naming import event_key
+
+    p = await open_provider(machine_nats_url if server == "machine" else current_server.url)
+    try:
+        stored: dict[str, int] = {}
+        for b in range(3):
+            evs = [new_event() for _ in range(100)]
+            r = await p.append("s", evs, b * 100)
+            stored.update(zip(r.event_ids, r.positions, strict=True))
+        ids = list(stored)
+        gone = ids.pop()
+        await p._conn.kv[p._conn.names.ids_bucket].delete(event_key(gone))
+        absent = [str(uuid.uuid4()) for _ in range(20)]
+        asked = [*ids[:150], gone, *absent, *ids[150:], ids[0]]
+        other = NatsProvider(**p.spawn_args())
+        await other.connect()
+        try:
+            for _ in range(50):  # the index entries are published without waiting for their acks
+                locs = await other._index.locate_many(asked)
+                if locs.count(None) == len(absent) + 1:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await other.close()
+        want = [split_position(stored[i]) if i in stored and i != gone else None for i in asked]
+        assert locs == want
+    finally:
+        await dispose(p)
+
+
+async def test_multi_last_and_one_get_per_id_agree_on_the_id_index(current_server: Servers) -> None:
+    """Differential: on a 2.11+ server the ``multi_last`` lookup answers exactly what one get per id answers.
+
+    Ids with subject-special and non-ASCII characters and a very long one, over three requests' worth
+    (chunk boundaries), asked twice within one lookup, entries deleted and purged (the marker is last),
+    an entry rewritten, and ids never stored; checked against per-id gets and single ``locate``.
+    """
+    from eventsource_nats.naming import event_key
+
+    p = await open_provider(current_server.url)
+    try:
+        idx = p._index
+        kv = p._conn.kv[p._conn.names.ids_bucket]
+        special = ["a.b", "*", ">", "a b", "a.*.>", "ünï€😀", "x" * 5000, "", "\x00\t\n", "$KV.x.>"]
+        stored = special + [f"id-{n}" for n in range(600)]
+        for n, i in enumerate(stored):
+            await kv.put(event_key(i), f"{n + 1} 0".encode())
+        await kv.put(event_key("id-7"), b"999 3")
+        deleted, purged = stored[3], "id-300"
+        await kv.delete(event_key(deleted))
+        await kv.purge(event_key(purged))
+        absent = [f"never-{n}" for n in range(40)]
+        asked = [*stored[:255], *absent[:5], stored[0], *stored[255:], *absent[5:], *stored[250:260], stored[-1]]
+        bucket = p._conn.names.ids_bucket
+        subjects = [f"$KV.{bucket}.{event_key(i)}" for i in asked]
+        many = await idx._multi_last(f"KV_{bucket}", subjects)
+        each = await idx._direct_each(f"KV_{bucket}", subjects)
+        assert many is not None
+        assert many == each
+        assert [v is None for v in many] == [i in absent or i in (deleted, purged) for i in asked]
+        idx.clear()
+        assert await idx.locate_many(asked) == [await idx.locate(i) for i in asked]
+    finally:
+        await dispose(p)

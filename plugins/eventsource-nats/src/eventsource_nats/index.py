@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ProviderUnavailableError
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
 
 LRU_SIZE = 50_000
 """Entries kept in memory (event locations here, stream tokens in the appender)."""
+MULTI_LAST_SINCE = (2, 11, 0)
+"""First server answering one direct get for the last messages of many subjects (``multi_last``)."""
+MULTI_LAST_CHUNK = 256
+"""Subjects asked per ``multi_last`` request (far below the server's cap on results per request)."""
+
+
+def _live(headers: dict[str, str], data: bytes) -> bytes | None:
+    """A KV message's value; ``None`` for a delete or purge marker."""
+    return None if headers.get("KV-Operation") in ("DEL", "PURGE") else data
 
 
 class IdIndex:
@@ -123,10 +133,65 @@ class IdIndex:
         return out
 
     async def _direct_last_many(self, stream: str, subjects: Sequence[str]) -> list[bytes | None]:
-        """Last message data of each subject: every direct get sent at once, one reply inbox, one wait.
+        """Last message data of each subject (``None``: no message, or a delete/purge marker last).
 
-        ``None`` for a subject without a message (or whose last message is a delete/purge marker).
+        On 2.11+ one ``multi_last`` direct get per :data:`MULTI_LAST_CHUNK` subjects (a batch append's
+        ids looked up in one request, not one each); else, or when the server cut an answer short,
+        one direct get per subject, all sent at once.
         """
+        if len(subjects) > 1 and self.conn.server_version >= MULTI_LAST_SINCE:
+            found = await self._multi_last(stream, subjects)
+            if found is not None:
+                return found
+        return await self._direct_each(stream, subjects)
+
+    async def _multi_last(self, stream: str, subjects: Sequence[str]) -> list[bytes | None] | None:
+        """:meth:`_direct_last_many` through ``multi_last`` batch gets; ``None`` when an answer was cut short."""
+        nc = self.conn.nc
+        inbox = nc.new_inbox()
+        where: dict[str, list[int]] = {}
+        for n, subject in enumerate(subjects):
+            where.setdefault(subject, []).append(n)
+        unique = list(where)
+        chunks = [unique[i : i + MULTI_LAST_CHUNK] for i in range(0, len(unique), MULTI_LAST_CHUNK)]
+        results: list[bytes | None] = [None] * len(subjects)
+        failures: list[str] = []
+        waiting = len(chunks)
+        complete = True
+        done = asyncio.get_running_loop().create_future()
+
+        async def on_reply(msg: Any) -> None:
+            nonlocal waiting, complete
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if not status:  # one subject's last message
+                for n in where.get(headers.get("Nats-Subject", ""), ()):
+                    results[n] = _live(headers, msg.data)
+                return
+            if status == "204":  # end of this request's batch
+                complete = complete and int(headers.get("Nats-Num-Pending", "0")) == 0
+            elif status != "404":  # 404: none of the chunk's subjects has a message
+                failures.append(status)
+            waiting -= 1
+            if waiting == 0 and not done.done():
+                done.set_result(None)
+
+        sub = await nc.subscribe(f"{inbox}.*", cb=on_reply)
+        try:
+            for n, chunk in enumerate(chunks):
+                body = json.dumps({"multi_last": chunk, "batch": len(chunk)}).encode()
+                await nc.publish(f"$JS.API.DIRECT.GET.{stream}", body, reply=f"{inbox}.{n}")
+            # no flush(): it would wait a PING round trip; the client's flusher sends the requests now
+            await cancellable(asyncio.wait_for(done, timeout=self.conn.settings["request_timeout"]))
+        finally:
+            await quiet(sub.unsubscribe())
+        if failures:
+            msg = f"{len(failures)} lookups on {stream} failed (status {failures[0]})"
+            raise ProviderUnavailableError(msg)
+        return results if complete else None
+
+    async def _direct_each(self, stream: str, subjects: Sequence[str]) -> list[bytes | None]:
+        """:meth:`_direct_last_many` with one direct get per subject, all sent at once, one reply inbox."""
         nc = self.conn.nc
         inbox = nc.new_inbox()
         results: list[bytes | None] = [None] * len(subjects)

@@ -30,8 +30,13 @@ if TYPE_CHECKING:
 
 LRU_SIZE = 50_000
 """Entries kept in memory (event locations here, stream tokens in the appender)."""
-MULTI_LAST_SINCE = (2, 11, 0)
-"""First server answering one direct get for the last messages of many subjects (``multi_last``)."""
+MULTI_LAST_SINCE = (2, 15, 0)
+"""First server whose ``multi_last`` direct get reads every subject's last message in one pass.
+
+2.11-2.14 answer ``multi_last`` too, but pick the sequences first and load them after: a message removed in
+between (the id bucket keeps one revision, so a rewrite or delete removes it) ends the answer with a 404,
+which would read as "absent" for every id not yet sent, and a retried batch would be stored twice.
+"""
 MULTI_LAST_CHUNK = 256
 """Subjects asked per ``multi_last`` request (far below the server's cap on results per request)."""
 
@@ -135,7 +140,7 @@ class IdIndex:
     async def _direct_last_many(self, stream: str, subjects: Sequence[str]) -> list[bytes | None]:
         """Last message data of each subject (``None``: no message, or a delete/purge marker last).
 
-        On 2.11+ one ``multi_last`` direct get per :data:`MULTI_LAST_CHUNK` subjects (a batch append's
+        On 2.15+ one ``multi_last`` direct get per :data:`MULTI_LAST_CHUNK` subjects (a batch append's
         ids looked up in one request, not one each); else, or when the server cut an answer short,
         one direct get per subject, all sent at once.
         """
@@ -155,23 +160,27 @@ class IdIndex:
         unique = list(where)
         chunks = [unique[i : i + MULTI_LAST_CHUNK] for i in range(0, len(unique), MULTI_LAST_CHUNK)]
         results: list[bytes | None] = [None] * len(subjects)
-        failures: list[str] = []
         waiting = len(chunks)
         complete = True
         done = asyncio.get_running_loop().create_future()
+
+        answered: set[str] = set()  # the chunks (reply subjects) that sent at least one message
 
         async def on_reply(msg: Any) -> None:
             nonlocal waiting, complete
             headers = msg.headers or {}
             status = headers.get("Status")
             if not status:  # one subject's last message
+                answered.add(msg.subject)
                 for n in where.get(headers.get("Nats-Subject", ""), ()):
                     results[n] = _live(headers, msg.data)
                 return
             if status == "204":  # end of this request's batch
                 complete = complete and int(headers.get("Nats-Num-Pending", "0")) == 0
-            elif status != "404":  # 404: none of the chunk's subjects has a message
-                failures.append(status)
+            elif status == "404":  # none of the chunk's subjects has a message, unless some were sent first
+                complete = complete and msg.subject not in answered
+            else:  # e.g. 408 from a server without multi_last (a mixed-version cluster): ask one by one
+                complete = False
             waiting -= 1
             if waiting == 0 and not done.done():
                 done.set_result(None)
@@ -185,9 +194,6 @@ class IdIndex:
             await cancellable(asyncio.wait_for(done, timeout=self.conn.settings["request_timeout"]))
         finally:
             await quiet(sub.unsubscribe())
-        if failures:
-            msg = f"{len(failures)} lookups on {stream} failed (status {failures[0]})"
-            raise ProviderUnavailableError(msg)
         return results if complete else None
 
     async def _direct_each(self, stream: str, subjects: Sequence[str]) -> list[bytes | None]:

@@ -3,6 +3,8 @@ bounded stats read the streams rows, and retention in batches keeps the streams 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -68,3 +70,52 @@ async def test_truncate_in_batches_keeps_the_stream_exact(make_provider: Callabl
     assert (info.version, info.event_count, info.first_version) == (12_000, 1000, 11_001)
     assert await p.truncate_stream("long", 11_001) == 0
     assert await p.truncate_stream("long", 5) == 0
+
+
+async def test_retention_is_many_short_transactions_that_writers_get_between(
+    make_provider: Callable[..., Any],
+) -> None:
+    p = await make_provider()
+    m = await manager_on(p)
+    t0 = datetime(2020, 1, 1, tzinfo=UTC)
+    for lo in range(0, 20_000, 1000):
+        batch = [EventData("T", {}, timestamp=t0 + timedelta(seconds=j)) for j in range(lo, lo + 1000)]
+        await m.append_events_batch(stream_id="old", events=batch)
+    order: list[str] = []
+
+    class Batches(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            order.append("batch")
+            sizes.append(record.args[1:3])  # type: ignore[index]
+
+    sizes: list[tuple[int, int]] = []
+    handler = Batches(logging.DEBUG)
+    logger = logging.getLogger("eventsource_postgres.retention")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    done = asyncio.Event()
+
+    async def writer() -> int:
+        n = 0
+        while not done.is_set():  # appends to the stream whose streams row every batch locks
+            await m.append_event(stream_id="old", event_type="New", data={})
+            order.append("append")
+            n += 1
+        return n
+
+    task = asyncio.create_task(writer())
+    try:
+        deleted = await p.delete_events_before(t0 + timedelta(seconds=19_500))
+    finally:
+        done.set()
+        appended = await task
+        logger.removeHandler(handler)
+    assert deleted == 19_500
+    assert len(sizes) >= 9  # 64, 128, ... doubling at best: never one transaction for the run
+    assert sum(n for n, _ in sizes) == 19_500
+    assert all(n <= size for n, size in sizes)
+    first, last = order.index("batch"), len(order) - 1 - order[::-1].index("batch")
+    assert "append" in order[first:last]  # an append committed between two batches: not blocked for the run
+    info = await m.get_stream_info("old")
+    assert (info.version, info.event_count, info.first_version) == (20_000 + appended, 500 + appended, 19_501)
+    assert await p.delete_events_before(t0 + timedelta(seconds=19_500)) == 0

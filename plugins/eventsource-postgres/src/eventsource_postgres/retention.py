@@ -67,14 +67,14 @@ class Retention:
     async def _batch(
         self, operation: str, fn: Callable[[AsyncConnection[Any], int], Awaitable[tuple[int, bool]]]
     ) -> tuple[int, bool]:
-        """One deleting transaction of the current size, timed and logged, then the pause; (deleted, last)."""
+        """One deleting transaction of the current size, timed and logged, then (if it deleted) the pause."""
         size = self.batches.size
         t = perf_counter()
         n, last = await self._run(operation, lambda conn: fn(conn, size))
         took = perf_counter() - t
         self.batches.took(took, n)
         log.debug("%s: deleted %d of at most %d events in one transaction of %.2f ms", operation, n, size, took * 1e3)
-        if not last:
+        if n:  # the last batch too: max_count runs one truncate_stream after another
             await asyncio.sleep(took * PAUSE)
         return n, last
 

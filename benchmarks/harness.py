@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
     from eventsource.manager import EventSourcingManager
     from eventsource.provider import Provider
@@ -238,6 +238,10 @@ class Side(ABC):
     async def read(self, stream_id: str) -> int:
         """Read every event of ``stream_id``, JSON-decoding each payload; the count."""
 
+    async def durability(self) -> dict[str, str] | None:
+        """The durability settings the side's own connection reports (recorded per row); ``None``: not applicable."""
+        return None
+
 
 class SyncSide(ABC):
     """One contestant of the ``sync_*`` rows: blocking calls, no event loop."""
@@ -262,6 +266,10 @@ class SyncSide(ABC):
         """A stream id this side can write (``eventsourcing`` needs UUIDs)."""
         return new_stream(prefix)
 
+    def durability(self) -> dict[str, str] | None:
+        """The durability settings the side's own connection reports (recorded per row); ``None``: not applicable."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""
 
@@ -269,8 +277,14 @@ class SyncSide(ABC):
 class LibSide(Side):
     """The library through :class:`EventSourcingManager` (the caller's event ids and times)."""
 
-    def __init__(self, m: EventSourcingManager) -> None:
+    def __init__(
+        self, m: EventSourcingManager, probe: Callable[[], Awaitable[dict[str, str] | None]] | None = None
+    ) -> None:
         self.m = m
+        self.probe = probe
+
+    async def durability(self) -> dict[str, str] | None:
+        return await self.probe() if self.probe is not None else None
 
     def prepare(self, evs: Sequence[RawEvent]) -> Any:
         from eventsource.model import EventData
@@ -381,6 +395,9 @@ class RawSide(Side):
     async def read(self, stream_id: str) -> int:
         return await self.b.raw_read_stream(stream_id)
 
+    async def durability(self) -> dict[str, str] | None:
+        return self.b.raw_durability()
+
 
 # --------------------------------------------------------------------------- what a backend implements
 
@@ -440,9 +457,21 @@ class Backend(ABC):
 
         await asyncio.gather(*(one(s, evs) for s, evs in zip(streams, events, strict=True)))
 
+    def raw_durability(self) -> dict[str, str] | None:
+        """The raw connection's durability settings as it reports them (default: not applicable)."""
+        return None
+
+    async def lib_durability(self, provider: Provider) -> dict[str, str] | None:  # noqa: ARG002 - default: n/a
+        """The durability settings of the connection ``provider`` writes through (default: not applicable)."""
+        return None
+
     def peers(self, row: str) -> dict[str, Side]:  # noqa: ARG002 - default: none
         """Extra async contestants of ``row`` (``append``, ``batch_100``, ``read_1000``); opened in :meth:`open`."""
         return {}
+
+    def row_note(self, key: str, sides: Iterable[str]) -> str:  # noqa: ARG002 - default: none
+        """A note for row ``key`` run by ``sides`` (say where a contestant does less or other work)."""
+        return ""
 
     def hop_sides(self) -> tuple[Side, Side] | None:
         """For a blocking raw driver: (raw write on a worker thread, raw write inline), the ``append_p50_hop`` row."""
@@ -486,6 +515,8 @@ class Result:
     samples: dict[str, list[float]] = field(default_factory=dict)
     inputs: dict[str, dict[str, int]] = field(default_factory=dict)
     note: str = ""
+    durability: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per side, the durability settings its own connection reported after the row (where a side has any)."""
 
 
 def _rotate(names: list[str], k: int) -> list[str]:
@@ -525,9 +556,9 @@ class Runner:
         """Open the backend, run the async workloads, close it (the sync rows follow in :meth:`run_sync`)."""
         await self.b.open()
         try:
-            m, _ = await self.manager()
+            m, provider = await self.manager()
             try:
-                lib = LibSide(m)
+                lib = LibSide(m, probe=lambda: self.b.lib_durability(provider))
                 steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
                     ("append", lambda: self.single_append(lib)),
                     ("batch_100", lambda: self.batch(lib)),
@@ -577,7 +608,12 @@ class Runner:
     # ------------------------------------------------------------------ recording
 
     def _record(
-        self, key: str, per_round: dict[str, list[float]], inputs: Inputs | None = None, note: str = ""
+        self,
+        key: str,
+        per_round: dict[str, list[float]],
+        inputs: Inputs | None = None,
+        note: str = "",
+        durability: dict[str, dict[str, str] | None] | None = None,
     ) -> None:
         """Medians per side, ratios lib / side per round, and the DESIGN.md checks of the row."""
         w = WORKLOADS[key]
@@ -594,6 +630,7 @@ class Runner:
             samples=per_round,
             inputs=inputs.to_json() if inputs else {},
             note=note,
+            durability={s: d for s, d in (durability or {}).items() if d is not None},
         )
         res.lib = res.values["lib"]
         res.raw = res.values.get("raw")
@@ -658,8 +695,9 @@ class Runner:
             for k in keys:
                 for s in sides:
                     per[k][s].append(percentile(lat[s], qs[k]) * 1e3)
+        settings = await _durability(sides)
         for k in keys:
-            self._record(k, per[k], inputs, note)
+            self._record(k, per[k], inputs, note, settings)
 
     async def telemetry(self, m: EventSourcingManager) -> None:
         """Single appends with telemetry off (``lib``) and on, through the same manager, in the same rounds."""
@@ -694,7 +732,7 @@ class Runner:
             took = await self._round(self.o.batches, sides, op, rep)
             for s, t in took.items():
                 per[s].append(self.o.batches * 100 / sum(t))
-        self._record("batch_100", per, inputs)
+        self._record("batch_100", per, inputs, durability=await _durability(sides))
 
     async def read(self, lib: Side) -> None:
         """Full reads of a 1,000-event stream (written as 10 batches of 100 by each side); events/s."""
@@ -722,7 +760,7 @@ class Runner:
             took = await self._round(self.o.reads, sides, op, rep)
             for s, t in took.items():
                 per[s].append(1000 * self.o.reads / sum(t))
-        self._record("read_1000", per, inputs)
+        self._record("read_1000", per, inputs, durability=await _durability(sides))
 
     async def writers(self, m: EventSourcingManager) -> None:
         """Rounds of N concurrent writers per side, each appending single events to its own stream."""
@@ -856,7 +894,13 @@ class Runner:
             lat = _sync_rounds(sides, self.o.appends, append, rep)
             for s in sides:
                 per[s].append(percentile(lat[s], 0.5) * 1e3)
-        self._record("sync_append_p50", per, inputs)
+        self._record(
+            "sync_append_p50",
+            per,
+            inputs,
+            self.b.row_note("sync_append_p50", sides),
+            {s: side.durability() for s, side in sides.items()},
+        )
 
     def _sync_batch(self, sides: dict[str, SyncSide]) -> None:
         many = {s: side.stream_id(f"{s}-sbatch") for s, side in sides.items()}
@@ -880,7 +924,13 @@ class Runner:
             took = _sync_rounds(sides, self.o.batches, batch, rep)
             for s, t in took.items():
                 per[s].append(self.o.batches * 100 / sum(t))
-        self._record("sync_batch_100", per, inputs)
+        self._record(
+            "sync_batch_100",
+            per,
+            inputs,
+            self.b.row_note("sync_batch_100", sides),
+            {s: side.durability() for s, side in sides.items()},
+        )
 
     def _sync_read(self, sides: dict[str, SyncSide]) -> None:
         inputs = Inputs()
@@ -906,7 +956,18 @@ class Runner:
             took = _sync_rounds(sides, self.o.reads, read, rep)
             for s, t in took.items():
                 per[s].append(1000 * self.o.reads / sum(t))
-        self._record("sync_read_1000", per, inputs)
+        self._record(
+            "sync_read_1000",
+            per,
+            inputs,
+            self.b.row_note("sync_read_1000", sides),
+            {s: side.durability() for s, side in sides.items()},
+        )
+
+
+async def _durability(sides: Mapping[str, Side]) -> dict[str, dict[str, str] | None]:
+    """Each side's durability settings, as its own connection reports them now (after the row's rounds)."""
+    return {name: await side.durability() for name, side in sides.items()}
 
 
 def _sync_rounds(

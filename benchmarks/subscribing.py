@@ -3,11 +3,12 @@
 ``live_p50`` / ``live_p99``: a subscription runs in a task of the same process and event loop as the
 writer; each operation appends one event (``append_events_batch``) and takes the time from the append's
 return to the moment the subscription's handler is called with that event. One append at a time, so the
-figure is the wake-up path, not a queue. On PostgreSQL ``notify`` is the same store with ``live_notify=True``
-(LISTEN/NOTIFY instead of the default 10 ms probe), and ``eventsourcing`` the ``eventsourcing`` library's
-LISTEN/NOTIFY subscription on its own recorder (when installed). ``catch_up``: a subscription
-from position 0 consuming a filled store, against ``read_all`` over the same store (same page size), both
-decoding every event; events/s, ratio subscription / ``read_all``.
+figure is the wake-up path, not a queue. ``lib`` appends through the subscribed provider (the in-process
+wake-up); on PostgreSQL ``xproc`` appends through another provider instance (what another process's
+appends take: the probe), ``notify`` likewise with ``live_notify=True``, and ``eventsourcing`` is the
+``eventsourcing`` library's LISTEN/NOTIFY subscription on its own recorder (when installed). ``catch_up``: a
+subscription from position 0 consuming a filled store, against ``read_all`` over the same store (same page size), both
+decoding every event and consumed by the same ``async for`` loop; events/s, ratio subscription / ``read_all``.
 """
 
 from __future__ import annotations
@@ -39,13 +40,24 @@ async def subscription_rows(runner: Runner) -> None:
         await catch_up_row(runner)
 
 
-async def _notify_side(runner: Runner, m: EventSourcingManager, p: Any) -> str | None:
-    """On PostgreSQL: register the same schema with ``live_notify=True`` as ``notify``; its name, else ``None``."""
+async def _postgres_sides(runner: Runner, m: EventSourcingManager, p: Any) -> dict[str, tuple[str, str]]:
+    """On PostgreSQL, two more contestants, each on a schema of its own: (subscribed provider, writer).
+
+    ``xproc``: default settings, the events appended through *another* provider instance, which shares no
+    in-process wake-up with the subscribed one: the path another process's appends take (the probe).
+    ``notify``: the same with ``live_notify=True`` on the subscribed instance (LISTEN/NOTIFY).
+    """
     if runner.b.name != "postgres":
-        return None
-    notify = type(p)(p.url, schema=p.names.schema, live_notify=True, application_name="eventsource-bench")
-    await m.register_provider(notify, name="notify")
-    return "notify"
+        return {}
+    sides: dict[str, tuple[str, str]] = {}
+    for side, notify in (("xproc", False), ("notify", True)):
+        schema = runner.b.new_provider().names.schema  # a fresh schema, dropped with the backend's
+        sub = type(p)(p.url, schema=schema, live_notify=notify, application_name="eventsource-bench")
+        writer = type(p)(p.url, schema=schema, application_name="eventsource-bench")
+        await m.register_provider(sub, name=f"{side}-sub")
+        await m.register_provider(writer, name=f"{side}-writer")
+        sides[side] = (f"{side}-sub", f"{side}-writer")
+    return sides
 
 
 class _EventsourcingLive:
@@ -107,13 +119,15 @@ def _settle(fut: asyncio.Future[float], value: float) -> None:
 class _Live:
     """One append at a time per side, each waited for at its subscription's handler."""
 
-    def __init__(self, m: EventSourcingManager, sides: dict[str, str], peer: _EventsourcingLive | None) -> None:
+    def __init__(
+        self, m: EventSourcingManager, sides: dict[str, tuple[str, str]], peer: _EventsourcingLive | None
+    ) -> None:
         self.m = m
         self.peer = peer
         self.names = [*sides, *(["eventsourcing"] if peer is not None else [])]
-        self.sides = sides  # contestant -> provider name
+        self.sides = sides  # contestant -> (subscribed provider, provider the events are appended through)
         self.waiting: dict[str, tuple[str, asyncio.Future[float]]] = {}
-        self.subs = {side: m.subscribe(from_position=0, provider=prov) for side, prov in sides.items()}
+        self.subs = {side: m.subscribe(from_position=0, provider=prov[0]) for side, prov in sides.items()}
         self.streams = {side: new_stream(f"live-{side}") for side in sides}
         self.inputs = Inputs()
         self.early: dict[str, int] = {}
@@ -137,7 +151,7 @@ class _Live:
             data = EventData(event_type=e.event_type, data=e.data, event_id=e.event_id, timestamp=e.timestamp)
             fut = asyncio.get_running_loop().create_future()
             self.waiting[side] = (e.event_id, fut)
-            await self.m.append_events_batch(stream_id=self.streams[side], events=[data], provider=self.sides[side])
+            await self.m.append_events_batch(stream_id=self.streams[side], events=[data], provider=self.sides[side][1])
             returned = time.perf_counter()
         delivered = await asyncio.wait_for(fut, LIVE_WAIT)
         if delivered < returned:  # the handler ran before the append returned: no delay at all
@@ -174,12 +188,9 @@ class _Live:
 async def live_rows(runner: Runner) -> None:
     """Append one event at a time per side; latency from the append's return to the handler."""
     m, p = await runner.manager()
-    sides = {"lib": "bench"}
-    extra = await _notify_side(runner, m, p)
-    if extra:
-        sides["notify"] = extra
+    sides = {"lib": ("bench", "bench"), **await _postgres_sides(runner, m, p)}
     peer = None
-    if extra and runner.o.peers and installed("eventsourcing"):
+    if "notify" in sides and runner.o.peers and installed("eventsourcing"):
         peer = _EventsourcingLive(p.names.schema, p.url)
     live = _Live(m, sides, peer)
     try:
@@ -188,8 +199,13 @@ async def live_rows(runner: Runner) -> None:
                 await live.one(side, i)
         live.inputs = Inputs()
         per50, per99 = await live.rounds(runner.o.repetitions, runner.o.appends)
-        note = "in-process subscription, default settings" + (", notify = live_notify=True" if extra else "")
-        note += ", eventsourcing = its PostgreSQL subscription" if peer is not None else ""
+        note = "lib = subscription and appends in the same process (default settings: the in-process wake-up)"
+        if "xproc" in sides:
+            note += (
+                ", xproc = appends through another provider instance, as from another process "
+                "(default settings: the probe), notify = the same with live_notify=True"
+            )
+        note += ", eventsourcing = its PostgreSQL subscription (LISTEN/NOTIFY)" if peer is not None else ""
         if live.early:
             early = ", ".join(f"{side} {n}" for side, n in live.early.items())
             note += f"; deliveries before the append returned (counted as 1 µs): {early}"
@@ -209,11 +225,14 @@ async def catch_up_row(runner: Runner) -> None:
         n = n if count is None else count
 
         async def by_subscription() -> int:
+            # consumed as read_all is below, one event at a time: a consumer that holds a batch of 500 events
+            # pays the garbage collector for them, read_all or subscription alike (not the subscription's cost)
             got = 0
             async with m.subscribe(from_position=0, page_size=CATCH_UP_PAGE) as sub:
-                while got < n:
-                    batch = await sub.next_batch(CATCH_UP_PAGE)
-                    got += sum(e.data is not None for e in batch)
+                async for e in sub:
+                    got += e.data is not None
+                    if got >= n:
+                        break
             return got
 
         async def by_read_all() -> int:
@@ -232,6 +251,7 @@ async def catch_up_row(runner: Runner) -> None:
                     msg = f"catch-up {side} read {got} events, expected {n}"
                     raise AssertionError(msg)
                 per[side].append(n / elapsed)
-        runner._record("catch_up", per, None, f"{n:,} events, pages of {CATCH_UP_PAGE}, each decoded")  # noqa: SLF001
+        note = f"{n:,} events, pages of {CATCH_UP_PAGE}, each decoded and handed to an async for loop"
+        runner._record("catch_up", per, None, note)  # noqa: SLF001
     finally:
         await m.close()

@@ -8,24 +8,17 @@ figures must not grow with the backlog. Usage: ``python benchmarks/subscription_
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
-from pathlib import Path
 
 from eventsource import EventSourcingManager
-from transfer_memory import build, rss_mib
+from transfer_memory import build, parse_args, rss_mib
 
 
 async def main() -> None:
     """Build (or reuse) the store, catch a subscription up over it, print the memory samples."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--streams", type=int, default=1000)
-    ap.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
-    args = ap.parse_args()
-    path = args.workdir / f"es-copy-src-{args.events}-{args.streams}.db"
+    args, path = parse_args(__doc__)
     await build(path, args.events, args.streams)
     samples: list[tuple[int, float]] = []
     step = args.events // 10

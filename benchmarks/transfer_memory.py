@@ -30,6 +30,19 @@ def rss_mib() -> float:
     return float("nan")
 
 
+def parse_args(description: str | None) -> tuple[argparse.Namespace, Path]:
+    """The memory scripts' options (``--events``, ``--streams``, ``--workdir``) and the source store's path.
+
+    The path names the events and streams, so a source built once is reused by every script asking for it.
+    """
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--streams", type=int, default=1000)
+    ap.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
+    args = ap.parse_args()
+    return args, args.workdir / f"es-copy-src-{args.events}-{args.streams}.db"
+
+
 async def build(path: Path, events: int, streams: int) -> None:
     """The source: ``events`` events over ``streams`` streams, written in batches of 1,000 per stream."""
     if path.exists():  # noqa: ASYNC240 - once, before anything runs
@@ -57,12 +70,7 @@ async def build(path: Path, events: int, streams: int) -> None:
 
 async def main() -> None:
     """Build (or reuse) the source, copy it, print the memory samples."""
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--streams", type=int, default=1000)
-    ap.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
-    args = ap.parse_args()
-    src_path = args.workdir / f"es-copy-src-{args.events}-{args.streams}.db"
+    args, src_path = parse_args(__doc__)
     await build(src_path, args.events, args.streams)
     dst_path = args.workdir / f"es-copy-dst-{time.time_ns()}.db"
     src, dst = SqliteProvider(f"sqlite:///{src_path}"), SqliteProvider(f"sqlite:///{dst_path}")

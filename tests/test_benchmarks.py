@@ -172,3 +172,85 @@ def test_a_hand_edited_figure_is_caught() -> None:
     begin = text.index("<!-- benchmarks:begin all -->")
     edited = text[:begin] + text[begin:].replace("|", "| 9.99 |", 1)
     assert render.render_text(edited, render.load_reports()) != edited
+
+
+def test_a_row_measured_again_is_shown_once_at_its_newest_figure(tmp_path: Path) -> None:
+    import render
+
+    def report(stamp: str, only: list[str], rows: dict[str, float]) -> dict:
+        workloads = {
+            k: {"title": k, "lib": v, "unit": "ms", "values": {"raw": 1.0}, "ratios": {"raw": v}, "checks": []}
+            for k, v in rows.items()
+        }
+        return {
+            "created_at": stamp,
+            "machine": {"platform": "p", "cpus": 2, "python": "3", "packages": {}},
+            "options": {"repetitions": 7, "only": only},
+            "targets": {"source": None},
+            "backends": {"sqlite": {"workloads": workloads}},
+        }
+
+    runs = {
+        "a.json": report("2026-01-01T00:00", [], {"append_p50": 1.11, "read_1000": 2.22}),
+        "b.json": report("2026-01-02T00:00", ["append"], {"append_p50": 3.33}),
+        "c.json": report("2026-01-03T00:00", ["append"], {"append_p50": 4.44, "append_p95": 5.55}),
+    }
+    for name, body in runs.items():
+        (tmp_path / name).write_text(json.dumps(body), encoding="utf-8")
+    text = render.render_block(
+        "sqlite", render.load_reports(tmp_path), render.load_reports(tmp_path, partial=True)
+    )
+    assert "4.440" in text and "5.550" in text  # the newest run of those rows
+    assert "2.220" in text  # a row no later run measured stays in the full run's table
+    assert "1.110" not in text and "3.330" not in text  # older figures of rows measured again are gone
+    assert "b.json" not in text  # a run every row of which was measured again is not shown at all
+    assert "Measured again in a later run" in text
+
+
+def test_every_sqlite_side_ran_durable_on_a_file_of_its_own(smoke: tuple) -> None:
+    """Read from each side's own connection after its row: WAL + synchronous=FULL everywhere, no shared file.
+
+    ``eventsourcing`` sets no ``synchronous`` of its own (SQLite's default applies), and a file shared
+    between contestants makes whichever connection crosses the WAL checkpoint threshold pay for the others'
+    pages: both would bias a row without showing in it.
+    """
+    _, report, _ = smoke
+    sqlite = report["backends"]["sqlite"]["workloads"]
+    for key in ("append_p50", "batch_100", "read_1000", "sync_append_p50", "sync_batch_100", "sync_read_1000"):
+        settings = sqlite[key]["durability"]
+        assert set(settings) == set(sqlite[key]["values"]), (key, "a side did not report its connection")
+        for side, got in settings.items():
+            assert (got["synchronous"], got["journal_mode"]) == ("FULL", "wal"), (key, side, got)
+        files = [got["file"] for got in settings.values()]
+        assert len(set(files)) == len(files), (key, settings)
+
+
+def test_the_raw_sqlite_table_has_the_librarys_layout(tmp_path: Path) -> None:
+    """Same columns and every index of ``es_events`` (no AUTOINCREMENT the library does not pay either)."""
+    import sqlite3
+
+    from backends.sqlite import RAW_SCHEMA
+    from eventsource.sqlite.schema import migrate
+
+    def layout(db: sqlite3.Connection, table: str) -> tuple[list[tuple], set[tuple], bool]:
+        columns = [tuple(r[1:]) for r in db.execute(f"PRAGMA table_info({table})")]
+        indexes = set()
+        for _, name, unique, _origin, partial in db.execute(f"PRAGMA index_list({table})"):
+            cols = tuple(r[2] for r in db.execute(f"PRAGMA index_info({name})"))
+            where = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()[0]
+            indexes.add((cols, unique, partial, where.split(" WHERE ")[1] if partial else None))
+        sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
+        return columns, indexes, "AUTOINCREMENT" in sql.upper()
+
+    lib = sqlite3.connect(tmp_path / "lib.db", isolation_level=None)
+    migrate(lib, str(tmp_path / "lib.db"))
+    columns = "(event_id, stream_id, event_type, version, data, metadata, encoding, timestamp)"
+    values = "VALUES ('e', 's', 't', 1, x'', x'', 'json', 1)"
+    lib.execute(f"INSERT INTO es_events {columns} {values}")
+    raw = sqlite3.connect(tmp_path / "raw.db", isolation_level=None)
+    for statement in RAW_SCHEMA:
+        raw.execute(statement)
+    raw.execute(f"INSERT INTO raw_events {columns} {values}")
+    assert layout(raw, "raw_events") == layout(lib, "es_events")
+    lib.close()
+    raw.close()

@@ -23,6 +23,7 @@ from typing import Any
 
 import eventsource
 import pytest
+from conftest import console_script
 from eventsource import ConcurrencyError, EventData, ProviderUnavailableError
 from eventsource.cli import (
     EXIT_CONFLICT,
@@ -576,21 +577,9 @@ def test_deeply_nested_json_and_an_offset_beyond_any_store_are_usage_errors(
 # --------------------------------------------------------------------------- pipes and Ctrl-C, as a person meets them
 
 
-def _console_script() -> tuple[str, dict[str, str]]:
-    """The installed script, and an environment without EVENTSOURCE_* and PYTHON* (stdout block-buffered)."""
-    script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
-    assert script is not None, "the eventsource console script is not installed next to this interpreter"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("EVENTSOURCE_", "PYTHON")) or k.startswith("EVENTSOURCE_TEST_")
-    }
-    return script, env
-
-
 def test_a_reader_that_leaves_the_pipe_early_ends_the_run_quietly(tmp_path: Path) -> None:
     """``eventsource info s | true``: the output is still buffered when the reader leaves; no traceback, exit 0."""
-    script, env = _console_script()
+    script, env = console_script()
     url = f"sqlite:///{tmp_path / 'p.db'}"
     with SyncEventSourcingManager({"providers": {"m": url}}, host=PluginHost(load_entrypoints=False)) as m:
         m.append_events_batch(stream_id="s", events=[EventData("E", {"n": i}) for i in range(3)])
@@ -627,7 +616,7 @@ def _wait_until_reading_stdin(pid: int) -> None:
 
 def test_one_ctrl_c_while_waiting_for_stdin_exits_130(tmp_path: Path) -> None:
     """``eventsource append s E -`` waiting on a terminal: the first Ctrl-C stops it (it once took two)."""
-    script, env = _console_script()
+    script, env = console_script()
     proc = subprocess.Popen(
         # a run started in the background passes SIGINT on ignored: the command gets the default back first
         [sys.executable, "-c", _DEFAULT_SIGINT_THEN_EXEC, script, "--store", "memory://", "append", "s", "E", "-"],
@@ -731,7 +720,7 @@ def test_health_names_the_store_that_is_down_among_several(
 
 def test_a_reader_that_leaves_does_not_turn_a_failed_health_check_into_success(tmp_path: Path) -> None:
     """``eventsource health | true`` on a broken store: the reader leaving is fine, the store is still down (5)."""
-    script, env = _console_script()
+    script, env = console_script()
     junk = tmp_path / "notes.db"
     junk.write_text("these are my notes, not a database\n")
     for argv in (("health",), ("--json", "health")):

@@ -7,8 +7,6 @@ the command's output line by line; Ctrl-C is a real SIGINT.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from typing import Any
 
 import eventsource
 import pytest
+from conftest import console_script
 from eventsource.checkpoints import Checkpoint, SqliteCheckpointStore
 from eventsource.cli.exitcodes import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from eventsource.model import ANY, NewEvent, utcnow
@@ -32,22 +31,11 @@ _DEFAULT_SIGINT_THEN_EXEC = (
 )
 
 
-def _env() -> tuple[str, dict[str, str]]:
-    script = shutil.which("eventsource", path=str(Path(sys.executable).parent))
-    assert script is not None, "the eventsource console script is not installed next to this interpreter"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("EVENTSOURCE_", "PYTHON")) or k.startswith("EVENTSOURCE_TEST_")
-    }
-    return script, env
-
-
 class Follower:
     """A running ``eventsource follow``: read its lines with a deadline, interrupt it like Ctrl-C."""
 
     def __init__(self, cwd: Path, *argv: str) -> None:
-        script, env = _env()
+        script, env = console_script()
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _DEFAULT_SIGINT_THEN_EXEC, script, *argv],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env, text=True,
@@ -84,7 +72,7 @@ class Follower:
 
 
 def cli(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    script, env = _env()
+    script, env = console_script()
     return subprocess.run([script, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 

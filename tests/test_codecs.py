@@ -269,3 +269,64 @@ async def test_plaintext_is_never_stored_when_encryption_is_on() -> None:
 
 def test_memory_provider_is_importable_for_codec_tests() -> None:
     assert MemoryProvider.kind == "memory"
+
+
+class _Dict(dict):  # type: ignore[type-arg]
+    pass
+
+
+class _List(list):  # type: ignore[type-arg]
+    pass
+
+
+class _Int(int):
+    pass
+
+
+_odd_leaves = st.one_of(
+    scalars,
+    st.tuples(st.integers()),
+    st.frozensets(st.integers(), max_size=3),
+    st.integers().map(_Int),
+)
+_any_keys = st.one_of(keys, st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False))
+_odd_payloads = st.recursive(
+    _odd_leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.lists(inner, max_size=3).map(_List),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(_any_keys, inner, max_size=5),
+        st.dictionaries(keys, inner, max_size=3).map(_Dict),
+        st.frozensets(st.one_of(st.integers(), st.tuples(st.integers())), max_size=3).map(set),
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_odd_payloads)
+def test_the_fast_exactness_check_never_passes_what_the_full_walk_refuses(value: Any) -> None:
+    """``_exact`` (the quick pre-check of every JSON payload) says "fine" only where ``_inexact`` finds nothing."""
+    from eventsource.codecs.builtin import _exact, _inexact
+
+    container = value if type(value) in (dict, list) else [value]
+    if _exact(container, 1):
+        assert _inexact(container) is None, container
+    if _inexact(container) is not None:
+        with pytest.raises(ValidationError):
+            JsonSerializer().dumps(container)
+
+
+def test_the_fast_exactness_check_stops_at_the_nesting_limit() -> None:
+    from eventsource.codecs.builtin import MAX_NESTING, _exact, _inexact
+
+    deep: Any = 1
+    for _ in range(MAX_NESTING + 1):
+        deep = [deep]
+    assert not _exact(deep, 1)
+    assert _inexact(deep) is not None
+    ok: Any = {"a": 1}
+    for _ in range(MAX_NESTING - 2):
+        ok = [ok]
+    assert _exact(ok, 1)

@@ -346,3 +346,35 @@ def test_mask_url_hides_a_nats_token_given_as_the_user() -> None:
     cfg = ManagerConfig.from_dict({"providers": {"n": "nats://s3cr3tTOKEN@127.0.0.1:4222"}})
     assert "s3cr3tTOKEN" not in repr(cfg)
     assert mask_url("postgresql://app@host/db") == "postgresql://app@host/db"  # a user alone is no secret there
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"url": "sqlite:///x.db", "synchronous": "normal"},  # a SQLite setting one level too high
+        {"url": "postgresql://db/events", "schema": "orders", "settings": {}},
+        {"url": "memory://", "setings": {}},  # a misspelled "settings"
+    ],
+)
+def test_an_unknown_key_of_a_provider_entry_is_refused_by_name(entry: dict[str, Any]) -> None:
+    """A key beside ``url`` and ``settings`` was silently dropped: ``synchronous`` there left SQLite at FULL."""
+    (unknown,) = set(entry) - {"url", "settings"}
+    with pytest.raises(ConfigurationError, match=f"'{unknown}'") as info:
+        ManagerConfig.from_dict({"providers": {"main": entry}})
+    assert info.value.details["field"] == f"providers.main.{unknown}"
+    assert "settings" in str(info.value)
+
+
+def test_every_documented_provider_entry_form_is_accepted() -> None:
+    """A URL string, ``url`` alone, ``url`` with ``settings`` (README, plugin READMEs, docs/writing-a-provider.md)."""
+    cfg = ManagerConfig.from_dict(
+        {
+            "providers": {
+                "a": "memory://",
+                "b": {"url": "memory://"},
+                "c": {"url": "sqlite:///x.db", "settings": {"synchronous": "normal"}},
+            }
+        }
+    )
+    assert cfg.providers["c"] == {"url": "sqlite:///x.db", "settings": {"synchronous": "normal"}}
+    assert cfg.providers["b"] == {"url": "memory://", "settings": {}}

@@ -10,35 +10,28 @@ from eventsource.domain import Repository, SyncRepository
 from eventsource.errors import PluginLoadError
 from eventsource.hookspecs import hookimpl
 from eventsource.manager import EventSourcingManager
-from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
-from eventsource.sqlite import SqliteProvider
 from eventsource.sync import SyncEventSourcingManager
 from eventsource.testing.domain import Cart, DomainSuite, ItemAdded, Opened
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from eventsource.domain import Upcasters
+    from eventsource.memory import MemoryProvider
+    from eventsource.sqlite import SqliteProvider
 
 
 class TestMemoryDomain(DomainSuite):
     @pytest.fixture
-    async def provider(self) -> AsyncIterator[MemoryProvider]:
-        p = MemoryProvider(f"memory://dom-{uuid.uuid4().hex}")  # shared by name: the suite opens a second instance
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, memory_provider: MemoryProvider) -> MemoryProvider:
+        return memory_provider
 
 
 class TestSqliteDomain(DomainSuite):
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-        p = SqliteProvider(f"sqlite:///{tmp_path}/dom-{uuid.uuid4().hex}.db")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, sqlite_provider: SqliteProvider) -> SqliteProvider:
+        return sqlite_provider
 
 
 def test_sync_repository_mirrors_the_async_one() -> None:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import eventsource
 import pytest
 from eventsource.cli import main
-from eventsource.cli.exitcodes import EXIT_DEGRADED, EXIT_OK, EXIT_UNAVAILABLE
-from eventsource.manager.monitoring import with_durability
+from eventsource.cli.exitcodes import EXIT_CODES, EXIT_DEGRADED, EXIT_OK, EXIT_UNAVAILABLE
+from eventsource.manager.monitoring import with_durability, with_faults
 from eventsource.memory import MemoryProvider
 from eventsource.model import HealthStatus
 from eventsource.plugins import PluginHost
@@ -133,11 +133,35 @@ class Noted(MemoryProvider):
         return with_durability(ok, [], notes=["one replica on one server"], unread=["sync_interval"])
 
 
+class Faulted(MemoryProvider):
+    """A provider with no durability risk and one part failing."""
+
+    kind = "faulted"
+
+    async def health(self) -> HealthStatus:
+        ok = with_durability(HealthStatus(healthy=True, provider=self.name, latency_ms=0.1), [])
+        return with_faults(ok, [{"component": "wal_checkpoints", "error": "OperationalError: disk I/O error"}])
+
+
 class _Plugin:
     @eventsource.hookimpl
     def eventsource_register_providers(self, registry: Any) -> None:
         registry.add(Plain, schemes=("plain",))
         registry.add(Noted, schemes=("noted",))
+        registry.add(Faulted, schemes=("faulted",))
+
+
+def test_health_strict_names_a_fault_as_a_fault(capsys: pytest.CaptureFixture[str]) -> None:
+    # a store degraded only by a fault was told it "can lose acknowledged writes or has a fault", and the exit
+    # codes' list said 7 meant a setting that can lose acknowledged writes
+    host = PluginHost(load_entrypoints=False, plugins=[("durability", _Plugin())])
+    assert main(["--store", "faulted://x", "health"], host=host) == EXIT_OK
+    assert main(["--store", "faulted://x", "health", "--strict"], host=host) == EXIT_DEGRADED
+    captured = capsys.readouterr()
+    assert "  fault: wal_checkpoints: OperationalError: disk I/O error" in captured.out
+    assert "error: degraded (--strict): default has a failing part (wal_checkpoints)" in captured.err
+    assert "lose acknowledged writes" not in captured.out + captured.err
+    assert "a part of it fails" in EXIT_CODES[EXIT_DEGRADED]
 
 
 def test_health_prints_notes_and_what_was_not_read(capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,3 +246,19 @@ def test_the_cli_reports_a_health_check_that_raises_as_unhealthy(capsys: pytest.
     host = PluginHost(load_entrypoints=False, plugins=[("broken", _Broken())])
     assert main(["--store", "broken://x", "health"], host=host) == EXIT_UNAVAILABLE
     assert "UNHEALTHY: RuntimeError: boom" in capsys.readouterr().out
+
+
+def test_a_fault_makes_a_store_degraded_beside_its_durability_risks() -> None:
+    fault = {"component": "wal_checkpoints", "error": "OperationalError: disk I/O error", "since": "now"}
+    assert with_faults(HealthStatus(healthy=True), []).details == {}
+    alone = with_faults(HealthStatus(healthy=True), [fault])
+    assert alone.details["status"] == "degraded"
+    assert alone.message == "degraded: wal_checkpoints: OperationalError: disk I/O error"
+    risky = with_durability(HealthStatus(healthy=True), [{"setting": "synchronous", "value": "0", "scope": "connection",
+                                                          "risk": "loses commits"}])  # fmt: skip
+    both = with_faults(risky, [fault])
+    assert both.details["status"] == "degraded"
+    assert both.message.startswith(risky.message)
+    assert both.message.endswith("wal_checkpoints: OperationalError: disk I/O error")
+    down = with_faults(HealthStatus(healthy=False, message="unreachable"), [fault])
+    assert (down.details["status"], down.message) == ("unhealthy", "unreachable")

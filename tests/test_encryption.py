@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from eventsource.provider import Provider
+    from eventsource.sqlite import SqliteProvider
 
 HOST = PluginHost(load_entrypoints=False)
 K1 = base64.b64encode(bytes(range(32))).decode()
@@ -608,11 +609,8 @@ class TestEncryptedKitOnMemory(ProviderSuite):
     """The whole conformance kit with every payload compressed and sealed (versions in the AAD)."""
 
     @pytest.fixture
-    async def provider(self) -> AsyncIterator[Provider]:
-        p = MemoryProvider(f"memory://kit-enc-{uuid.uuid4().hex}")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, memory_provider: MemoryProvider) -> Provider:
+        return memory_provider
 
     @pytest.fixture
     async def manager(self, provider: Provider) -> AsyncIterator[EventSourcingManager]:
@@ -626,13 +624,8 @@ class TestEncryptedKitOnMemory(ProviderSuite):
 
 class TestEncryptedKitOnSqlite(TestEncryptedKitOnMemory):
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[Provider]:
-        from eventsource.sqlite import SqliteProvider
-
-        p = SqliteProvider(f"sqlite:///{tmp_path}/kit-enc-{uuid.uuid4().hex}.db")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, sqlite_provider: SqliteProvider) -> Provider:
+        return sqlite_provider
 
 
 # ---------------------------------------------------------------------- key store: found by a review (session 3)

@@ -1,6 +1,6 @@
 """Meta-tests (STYLE.md): every hook is documented with its signature and tested; every plugin has a
-tox factor and a README listing its settings and capabilities; module docstrings are a paragraph and no
-docstring quotes a timing figure."""
+tox factor and a README listing its settings and capabilities; no module is over 600 lines, module
+docstrings are a paragraph and no docstring quotes a timing figure."""
 
 from __future__ import annotations
 
@@ -187,6 +187,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 SOURCES = sorted(
     p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("core/src/**/*.py"), *ROOT.glob("plugins/*/src/**/*.py")]
 )
+MODULE_MAX_LINES = 600  # a module a reader can hold in one sitting (issue #10)
 MODULE_DOC_MAX_LINES = 12
 MODULE_DOC_MAX_PARAGRAPHS = 2  # the summary line and one paragraph
 TIMING = re.compile(r"\d[\d.,]*\s?(?:µs|ms\b|x raw|events/s)")
@@ -221,6 +222,12 @@ def test_the_docstring_checks_see_every_package() -> None:
     assert {p.split("/")[1] for p in SOURCES if p.startswith("plugins/")} == {p.name for p in PLUGINS}
     missing = [p for p in PENDING if p not in SOURCES]
     assert not missing, f"PENDING names modules that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("path", CHECKED)
+def test_no_module_is_over_the_line_limit(path: str) -> None:
+    n = len((ROOT / path).read_text(encoding="utf-8").splitlines())
+    assert n <= MODULE_MAX_LINES, f"{path}: {n} lines (at most {MODULE_MAX_LINES}); split it by role"
 
 
 @pytest.mark.parametrize("path", CHECKED)

@@ -16,7 +16,6 @@ import pytest
 from eventsource.checkpoints import MemoryCheckpointStore, SqliteCheckpointStore
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ValidationError
 from eventsource.manager import EventSourcingManager
-from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
 from eventsource.projections import (
     PARKED_TYPE,
@@ -28,7 +27,6 @@ from eventsource.projections import (
     ProjectionStoppedError,
     SqliteSink,
 )
-from eventsource.sqlite import SqliteProvider
 from eventsource.sqlite.lease import SqliteFileLease
 from eventsource.sync import SyncEventSourcingManager
 from eventsource.testing.projections import ProjectionSuite
@@ -37,27 +35,35 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    from eventsource.memory import MemoryProvider
     from eventsource.model import Event
+    from eventsource.sqlite import SqliteProvider
 
 
 class TestSqliteProjections(ProjectionSuite):
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-        p = SqliteProvider(f"sqlite:///{tmp_path}/events-{uuid.uuid4().hex[:8]}.db")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, sqlite_provider: SqliteProvider) -> SqliteProvider:
+        return sqlite_provider
 
 
 class TestMemoryProjections(ProjectionSuite):
     """Memory events live in this process: only the in-process (cancellation) test applies."""
 
     @pytest.fixture
-    async def provider(self) -> AsyncIterator[MemoryProvider]:
-        p = MemoryProvider()
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, memory_provider: MemoryProvider) -> MemoryProvider:
+        return memory_provider
+
+
+def test_the_runner_process_tests_skip_naming_the_declared_cross_process_reads(tmp_path: Path) -> None:
+    """Memory declares ``cross_process_reads=False`` and the kit skips naming it; a file store declares it."""
+    from eventsource.memory import MemoryProvider
+    from eventsource.sqlite import SqliteProvider
+
+    assert MemoryProvider.capabilities.cross_process_reads is False
+    assert SqliteProvider.capabilities.cross_process_reads is True
+    with pytest.raises(pytest.skip.Exception, match=r"^cross_process_reads=False: "):
+        ProjectionSuite._needs_other_processes(MemoryProvider())
+    ProjectionSuite._needs_other_processes(SqliteProvider(f"sqlite:///{tmp_path}/x.db"))  # applies: no skip
 
 
 @pytest.fixture

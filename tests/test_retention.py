@@ -25,9 +25,9 @@ from eventsource.testing.retention import RetentionSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from eventsource.provider import Provider
+    from eventsource.sqlite import SqliteProvider
 
 HOST = PluginHost(load_entrypoints=False)
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
@@ -35,22 +35,14 @@ T0 = datetime(2020, 1, 1, tzinfo=UTC)
 
 class TestMemoryRetention(RetentionSuite):
     @pytest.fixture
-    async def provider(self) -> AsyncIterator[Provider]:
-        p = MemoryProvider(f"memory://ret-{uuid.uuid4().hex}")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, memory_provider: MemoryProvider) -> Provider:
+        return memory_provider
 
 
 class TestSqliteRetention(RetentionSuite):
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[Provider]:
-        from eventsource.sqlite import SqliteProvider
-
-        p = SqliteProvider(f"sqlite:///{tmp_path}/retention-{uuid.uuid4().hex}.db")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, sqlite_provider: SqliteProvider) -> Provider:
+        return sqlite_provider
 
 
 class TestEncryptedSqliteRetention(TestSqliteRetention):

@@ -31,20 +31,14 @@ if TYPE_CHECKING:
 
 class TestMemoryRewrite(RewriteSuite):
     @pytest.fixture
-    async def provider(self) -> AsyncIterator[MemoryProvider]:
-        p = MemoryProvider(f"memory://rw-{uuid.uuid4().hex}")  # shared by name: the suite opens other instances
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, memory_provider: MemoryProvider) -> MemoryProvider:
+        return memory_provider
 
 
 class TestSqliteRewrite(RewriteSuite):
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-        p = SqliteProvider(f"sqlite:///{tmp_path}/rw-{uuid.uuid4().hex}.db")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, sqlite_provider: SqliteProvider) -> SqliteProvider:
+        return sqlite_provider
 
 
 class _AppendOnly(MemoryProvider):

@@ -38,11 +38,8 @@ if TYPE_CHECKING:
 
 class TestSqliteProvider(ProviderSuite):
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-        p = SqliteProvider(f"sqlite:///{tmp_path}/kit-{uuid.uuid4().hex}.db")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, sqlite_provider: SqliteProvider) -> SqliteProvider:
+        return sqlite_provider
 
 
 def new_event(i: int = 0, *, ts: datetime | None = None, event_id: str | None = None) -> NewEvent:
@@ -57,11 +54,8 @@ def new_event(i: int = 0, *, ts: datetime | None = None, event_id: str | None = 
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-    p = SqliteProvider(f"sqlite:///{tmp_path}/s-{uuid.uuid4().hex}.db")
-    await p.connect()
-    yield p
-    await p.close()
+def store(sqlite_provider: SqliteProvider) -> SqliteProvider:
+    return sqlite_provider
 
 
 # ---------------------------------------------------------------------------- URLs and settings
@@ -230,6 +224,34 @@ async def test_in_memory_database(tmp_path: Path) -> None:
         assert p.spawn_args()["url"] == "sqlite:///:memory:"
     finally:
         await p.close()
+
+
+async def test_an_in_memory_database_declares_that_no_other_process_reads_it(tmp_path: Path) -> None:
+    """``sqlite:///:memory:`` lives in this instance's connection: what ``spawn_args()`` builds (in a runner
+    process, a racing worker) opens a new, empty database. So it declares ``cross_process_reads=False`` and an
+    ``in_process`` version check, the kit's runner-process tests skip naming it, and a file declares both."""
+    from eventsource.testing.projections import ProjectionSuite
+
+    p = SqliteProvider("sqlite:///:memory:")
+    other = SqliteProvider(**p.spawn_args())
+    await p.connect()
+    await other.connect()
+    try:
+        await p.create_stream(NewStream("m"))
+        assert await other.get_stream_info("m") is None  # what the declaration says: the events stay here
+    finally:
+        await other.close()
+        await p.close()
+    assert (p.capabilities.cross_process_reads, p.capabilities.concurrency) == (False, "in_process")
+    m = EventSourcingManager({"providers": {"mem": "sqlite:///:memory:"}}, host=PluginHost(load_entrypoints=False))
+    async with m:
+        described = {d.name: d.capabilities for d in m.get_provider_info()}
+    assert described["mem"]["cross_process_reads"] is False
+    with pytest.raises(pytest.skip.Exception, match=r"^cross_process_reads=False: "):
+        ProjectionSuite._needs_other_processes(p)
+    f = SqliteProvider(f"sqlite:///{tmp_path}/f.db")
+    assert (f.capabilities.cross_process_reads, f.capabilities.concurrency) == (True, "cross_process")
+    ProjectionSuite._needs_other_processes(f)  # applies: no skip
 
 
 # ---------------------------------------------------------------------------- concurrency

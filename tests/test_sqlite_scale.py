@@ -317,3 +317,98 @@ async def test_the_writer_never_checkpoints_a_thread_of_its_own_does_through_ret
     finally:
         await p.close()
     assert not any(t.name == "eventsource-sqlite-c" and t.is_alive() for t in threading.enumerate())
+
+
+async def test_a_batch_counts_toward_a_checkpoint_by_the_wal_it_writes_not_as_commits_per_event(tmp_path: Path) -> None:
+    """A commit of 100 events writes about 20-140 WAL pages, not the ~500 of 100 one-event commits.
+
+    Counted per event, a stream of such batches poked the checkpoint thread every commit or two (two syncs each,
+    beside the writer's own); single appends keep their rate: one poke per CHECKPOINT_EVERY commits.
+    """
+    from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY
+
+    p = SqliteProvider(f"sqlite:///{tmp_path}/c.db")
+    await p.connect()
+    try:
+        checkpoints = p._checkpoints
+        assert checkpoints is not None
+        pokes: list[int] = []
+        poke = checkpoints.poke
+        checkpoints.poke = lambda: (pokes.append(1), poke())  # type: ignore[method-assign]
+        for b in range(20):
+            await p.append("batches", [new() for _ in range(100)], b * 100)
+        assert 1 <= len(pokes) <= 5, f"{len(pokes)} pokes for 20 batches of 100"
+        pokes.clear()
+        for v in range(CHECKPOINT_EVERY):
+            await p.append("singles", [new()], v)
+        assert len(pokes) == 1
+    finally:
+        await p.close()
+
+
+async def test_big_payloads_poke_the_checkpointer_by_the_pages_they_fill(tmp_path: Path) -> None:
+    """A poke comes before SQLite's 1,000 WAL pages whatever the payload size, not only for small events.
+
+    Counted by events alone (1 + 2(n - 1)/7 for a batch), 50 KB payloads filled ~6,000 pages (each byte of
+    payload lands in a page the commit writes) before the thread heard of them: the writer's 4,000-page backstop,
+    which checkpoints inside a commit, became what kept the WAL.
+    """
+    page = 4096
+
+    def big(size: int) -> NewEvent:
+        return NewEvent(str(uuid.uuid4()), "E", b'"' + b"a" * size + b'"', b"{}", "json", T0)
+
+    p = SqliteProvider(f"sqlite:///{tmp_path}/big.db")
+    await p.connect()
+    try:
+        checkpoints = p._checkpoints
+        assert checkpoints is not None
+        pokes: list[int] = []
+        poke = checkpoints.poke
+        checkpoints.poke = lambda: (pokes.append(1), poke())  # type: ignore[method-assign]
+        payload = 0
+        for b in range(10):
+            batch = [big(50_000) for _ in range(50)]
+            payload += sum(e.size for e in batch)
+            await p.append("batches", batch, b * 50)
+        assert len(pokes) >= payload // page // 1000, f"{len(pokes)} pokes for {payload // page} pages of payload"
+        pokes.clear()
+        payload = 0
+        for v in range(40):
+            one = big(200_000)
+            payload += one.size
+            await p.append("singles", [one], v)
+        assert len(pokes) >= payload // page // 1000, f"{len(pokes)} pokes for {payload // page} pages of payload"
+    finally:
+        await p.close()
+
+
+async def test_the_wal_stays_bounded_under_back_to_back_batches_of_big_payloads(tmp_path: Path) -> None:
+    """150 MB in batches of 100 events of 50 KB: the WAL file never grows past the backstop and a few commits.
+
+    Under back-to-back commits the thread's passive checkpoints never leave the WAL fully copied when the writer
+    begins, so only the writer's backstop (a checkpoint in its commit) lets SQLite restart the WAL; a poke that
+    arrives while the thread is still copying is dropped, so the thread does not hold the checkpoint lock at the
+    moment that backstop runs (with every poke queued, this pattern grew the WAL to about 12,000 pages).
+    """
+    path = tmp_path / "wal.db"
+    wal = tmp_path / "wal.db-wal"
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    frame = 4096 + 24
+    try:
+        largest = 0
+        for b in range(30):
+            batch = [
+                NewEvent(str(uuid.uuid4()), "E", b'"' + b"a" * 50_000 + b'"', b"{}", "json", T0) for _ in range(100)
+            ]
+            await p.append("big", batch, b * 100)
+            largest = max(largest, wal.stat().st_size // frame)
+        written = 30 * 100 * 50_000 // 4096
+        assert written > 3 * WAL_BACKSTOP_PAGES  # (the bound below is not just the total written)
+        assert largest <= 2 * WAL_BACKSTOP_PAGES, f"the WAL reached {largest} pages"
+        checkpoints = p._checkpoints
+        assert checkpoints is not None
+        assert checkpoints.done > 0
+    finally:
+        await p.close()

@@ -34,20 +34,14 @@ if TYPE_CHECKING:
 
 class TestMemorySubscriptions(SubscriptionSuite):
     @pytest.fixture
-    async def provider(self) -> AsyncIterator[MemoryProvider]:
-        p = MemoryProvider()
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, memory_provider: MemoryProvider) -> MemoryProvider:
+        return memory_provider
 
 
 class TestSqliteSubscriptions(SubscriptionSuite):
     @pytest.fixture
-    async def provider(self, tmp_path: Path) -> AsyncIterator[SqliteProvider]:
-        p = SqliteProvider(f"sqlite:///{tmp_path}/subs-{uuid.uuid4().hex}.db")
-        await p.connect()
-        yield p
-        await p.close()
+    def provider(self, sqlite_provider: SqliteProvider) -> SqliteProvider:
+        return sqlite_provider
 
     @pytest.fixture
     async def checkpoint_store(self, tmp_path: Path) -> AsyncIterator[CheckpointStore]:
@@ -91,6 +85,8 @@ async def test_all_streams_on_a_per_stream_store_is_unsupported_naming_the_capab
         ({"poll_interval": 0}, "poll_interval"),
         ({"poll_interval": float("nan")}, "poll_interval"),
         ({"from_position": -1}, "from_position"),
+        ({"from_position": "start"}, "from_position"),
+        ({"stream_id": "s", "from_version": "END"}, "from_version"),
         ({"stream_id": "s", "event_types": ["T"]}, "stream_id"),
         ({"stream_prefix": [""]}, "stream_prefix"),
         ({"commit_every": 0, "checkpoint": "memory://", "name": "n"}, "commit_every"),
@@ -184,6 +180,33 @@ def test_sync_api_subscribes_and_crosses_a_page_at_a_time(tmp_path: Path) -> Non
             t.join(60)
             assert done.is_set()
             assert sub.commit().position == 6
+
+
+def test_sync_api_subscribes_from_the_end(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/end.db"
+    with SyncEventSourcingManager({"providers": {"db": {"url": url}}, "default_provider": "db"}) as es:
+        es.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"n": i}} for i in range(3)])
+        with es.subscribe(from_position="end") as every, es.subscribe(stream_id="s", from_version="end") as one:
+            assert (every.subscription.position, one.subscription.position) == (3, 3)
+            es.append_event(stream_id="s", event_type="T", data={"n": 3})
+            assert next(iter(every)).data["n"] == 3
+            assert (next(iter(one)).version, one.subscription.position) == (4, 4)
+
+
+class NoHead(MemoryProvider):
+    """A store with one global order that cannot say its head position."""
+
+    kind = "memory-no-head"
+
+    async def head_position(self) -> None:  # type: ignore[override]
+        return None
+
+
+async def test_from_end_on_a_store_without_a_head_is_unsupported_naming_it(manager: EventSourcingManager) -> None:
+    await manager.register_provider(NoHead(), name="nh")
+    with pytest.raises(UnsupportedOperationError, match="cannot say where its end is") as info:
+        await manager.subscribe(from_position="end", provider="nh").start()
+    assert info.value.details["capability"] == "end_position"
 
 
 WRITER = """
@@ -408,3 +431,34 @@ async def test_a_wait_on_the_change_signal_cancelled_as_it_is_woken_ends_cancell
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 30)
     pytest.fail("the wait never ended after a notify")
+
+
+@pytest.mark.parametrize("upcasters", [False, True], ids=["json-rows", "upcasters"])
+async def test_async_for_on_a_row_store_raises_or_skips_an_undecodable_event_at_its_position(
+    tmp_path: Path, upcasters: bool
+) -> None:
+    # async for on SQLite takes an unfiltered page's events straight from its decoder (the memory store's
+    # pages are records, so the test above never runs that path): a decode failure there must fall back to
+    # the general path, which raises (again and again, the mark before it) or skips it, positions in step.
+    m = EventSourcingManager()
+    await m.register_provider(SqliteProvider(f"sqlite:///{tmp_path}/fast.db"), name="s", default=True)
+    if upcasters:
+        m.register_upcaster("T", lambda e: e)  # the codec's general row path instead of the inlined JSON loop
+    p = m.get_provider()
+    await m.append_events_batch(stream_id="a", events=[eventsource.EventData("T", {"n": i}) for i in (1, 2)])
+    await p.append("a", [NewEvent(_event_id(), "T", b"?", b"", encoding="x-gone", timestamp=utcnow())], ANY)
+    await m.append_events_batch(stream_id="a", events=[eventsource.EventData("T", {"n": i}) for i in (4, 5)])
+    store = MemoryCheckpointStore("memory://")
+    async with m.subscribe(checkpoint=store, name="fast") as sub:
+        assert [(await anext(sub)).data["n"] for _ in range(2)] == [1, 2]
+        for _ in range(2):
+            with pytest.raises(EventDecodeError, match="position 3"):
+                await anext(sub)
+            assert sub.position == 2
+            assert (await sub.commit()).position == 2, "checkpoint past an event never handed out"
+    for page_size in (100, 2):
+        async with m.subscribe(on_decode_error="skip", page_size=page_size) as sub:
+            got = [await anext(sub) for _ in range(4)]
+            assert [(e.position, e.data["n"]) for e in got] == [(1, 1), (2, 2), (4, 4), (5, 5)]
+            assert (sub.position, sub.skipped, [s.position for s in sub.skipped_events]) == (5, 1, [3])
+    await m.close()

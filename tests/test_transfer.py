@@ -27,7 +27,7 @@ from eventsource.memory import MemoryProvider
 from eventsource.model import NewEvent, NewStream
 from eventsource.plugins import PluginHost
 from eventsource.sqlite import SqliteProvider
-from eventsource.testing.transfer import KILLED_COPY, decoded, manager_on, populate
+from eventsource.testing.transfer import KILLED_COPY, decoded, manager_on
 from eventsource.timestamps import from_us
 from eventsource.transfer import (
     PLACEHOLDER_TYPE,
@@ -41,17 +41,8 @@ from eventsource.transfer import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
 
     from eventsource.manager import EventSourcingManager
-
-
-@pytest.fixture
-async def source(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
-    m = await manager_on(SqliteProvider(f"sqlite:///{tmp_path / 'source.db'}"))
-    await populate(m, streams=20, events=600)
-    yield m
-    await m.close()
 
 
 async def sqlite_target(path: Path) -> EventSourcingManager:

@@ -10,6 +10,7 @@ import json
 import os
 import stat
 from dataclasses import replace
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,23 +19,14 @@ from eventsource.errors import ConfigurationError, TransferFormatError
 from eventsource.memory import MemoryProvider
 from eventsource.model import NewEvent
 from eventsource.sqlite import SqliteProvider
-from eventsource.testing.transfer import manager_on, populate
+from eventsource.testing.transfer import manager_on
 from eventsource.timestamps import from_us
 from eventsource.transfer import TransferProgress, copy_store, export_store, import_store, open_input, verify_stores
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from eventsource.manager import EventSourcingManager
-
-
-@pytest.fixture
-async def source(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
-    m = await manager_on(SqliteProvider(f"sqlite:///{tmp_path / 'source.db'}"))
-    await populate(m, streams=20, events=600)
-    yield m
-    await m.close()
 
 
 async def test_a_map_whose_target_was_reset_is_not_trusted(source: EventSourcingManager, tmp_path: Path) -> None:
@@ -207,3 +199,17 @@ async def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(
     lines = await _export_lines(source)
     lines.insert(3, b'{"kind": "event", "pad": "' + b"x" * 10_000 + b'"}\n')
     await _refused(source, tmp_path, lines, "a line longer than")
+
+
+async def test_verify_sees_a_snapshot_whose_created_at_differs(source: EventSourcingManager) -> None:
+    """Snapshots keep ``created_at`` in transit (every store does, to the microsecond), yet verify left it out."""
+    src = source.get_default_provider()
+    dst = MemoryProvider()
+    await dst.connect()
+    await copy_store(src, dst)
+    assert (await verify_stores(src, dst)).ok
+    snap = await dst.get_snapshot("s-0003")
+    assert snap is not None
+    await dst.save_snapshot(replace(snap, created_at=snap.created_at + timedelta(microseconds=1)))
+    report = await verify_stores(src, dst)
+    assert any("s-0003" in d and "snapshot" in d for d in report.differences), report.differences

@@ -7,7 +7,8 @@ by the provider's own migration in a schema of its own, so both sides maintain t
 the raw side does not do is the library's work: no expected-version check, no idempotency lookup, no
 streams row, no commit-order-safe position (it takes versions and positions from client counters).
 
-* single append: one autocommit ``INSERT`` (prepared);
+* single append: one autocommit ``INSERT`` (prepared; text parameters where the library sends binary ones:
+  the raw ``INSERT`` with binary parameters measured the same, server and client);
 * batch of 100: ``executemany`` of 100 ``INSERT`` in one transaction (psycopg pipelines it). Set
   ``EVENTSOURCE_BENCH_PG_BATCH=copy`` to make the raw side use ``COPY`` instead;
 * read: ``SELECT`` the same columns of one stream by ``(stream_id, version)`` in binary format (the

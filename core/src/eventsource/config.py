@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from marshmallow import EXCLUDE, Schema, ValidationError, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, validate, validates_schema
 from marshmallow import fields as mf
 
 from eventsource.errors import ConfigurationError
@@ -114,9 +114,9 @@ class ProviderEntrySchema(Schema):
     """One configured provider: a URL and optional settings."""
 
     class Meta:
-        """Unknown keys of a provider entry are ignored."""
+        """Unknown keys of a provider entry are errors (a setting placed beside ``url`` must not be dropped)."""
 
-        unknown = EXCLUDE
+        unknown = RAISE
 
     url = mf.String(required=True, validate=validate.Length(min=1))
     settings = mf.Dict(keys=mf.String(), load_default=dict)
@@ -135,11 +135,30 @@ class ProvidersField(_ProvidersBase):
                 msg = f"provider name must be a non-empty string, got {name!r}"
                 raise ValidationError(msg)
             raw = {"url": entry} if isinstance(entry, str) else entry
+            if isinstance(raw, dict):
+                for key in raw:
+                    if key not in ("url", "settings"):
+                        msg = (
+                            f"unknown key {key!r} (an entry takes 'url' and 'settings'; "
+                            f"provider settings go under 'settings')"
+                        )
+                        raise ValidationError({name: {key: [msg]}})
             try:
                 out[name] = ProviderEntrySchema().load(raw)
             except ValidationError as e:
                 raise ValidationError({name: e.messages}) from e
         return out
+
+
+def _entry_key(name: str, detail: Any) -> tuple[str, Any]:
+    """``providers.<name>.<key>`` and its message for an unknown key of a provider entry; else as given."""
+    if name == "providers" and isinstance(detail, dict) and len(detail) == 1:
+        ((provider, inner),) = detail.items()
+        if isinstance(inner, dict) and len(inner) == 1:
+            ((key, messages),) = inner.items()
+            if key not in ("url", "settings") and isinstance(messages, list) and len(messages) == 1:
+                return f"providers.{provider}.{key}", messages[0]
+    return name, detail
 
 
 class ManagerConfigSchema(Schema):
@@ -309,6 +328,7 @@ class ManagerConfig:
             detail = messages[name] if isinstance(messages, dict) else messages
             if isinstance(detail, list) and len(detail) == 1:
                 detail = detail[0]
+            name, detail = _entry_key(name, detail)
             msg = f"invalid configuration field {name!r}: {detail}"
             raise ConfigurationError(msg, field=name) from e
         if loaded.get("providers") and "default_provider" not in loaded:

@@ -7,6 +7,7 @@ check-then-write, so two appends on the same stream cannot interleave.
 from __future__ import annotations
 
 import bisect
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from time import monotonic
@@ -57,7 +58,7 @@ class MemoryProvider(Provider):
     """``memory://`` (a private store) or ``memory://<name>`` (shared by every instance in this process)."""
 
     kind = "memory"
-    capabilities = Capabilities(global_order="total", concurrency="in_process")
+    capabilities = Capabilities(global_order="total", concurrency="in_process", cross_process_reads=False)
     loop_free = True
 
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:
@@ -65,6 +66,18 @@ class MemoryProvider(Provider):
         name = (url or "memory://").split("://", 1)[-1].strip("/")
         self._store = _NAMED.setdefault(name, _Store()) if name else _Store()
         self._started = monotonic()
+        self._source = self.display_url or self.kind
+        if not name:  # a private store: no URL tells it apart from another one
+            self._source = f"memory://#store={uuid.uuid4().hex}"
+
+    @property
+    def checkpoint_source(self) -> str:
+        """``memory://<name>`` for a named store; a private store's is unique (``memory://#store=<uuid>``).
+
+        Every private store is its own source: two of them in one process (or a checkpoint store another
+        process shares) never resume, nor measure lag against, each other's checkpoints.
+        """
+        return self._source
 
     @property
     def _streams(self) -> dict[str, _Stream]:

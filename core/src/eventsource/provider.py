@@ -93,6 +93,10 @@ class Capabilities:
     :param max_batch_bytes: bytes one atomic batch may hold, if the store has a limit.
     :param late_commits: whether an append can commit after one with a higher position (a position drawn
         before commit, as PostgreSQL's sequence is); a store that declares it gives the kit a way to make one.
+    :param cross_process_reads: whether another OS process, given the provider's ``spawn_args()``, reads and
+        writes the same events; ``False`` for a store whose events live in this process (memory, SQLite's
+        ``:memory:``). The kit's tests that run a second process (a projection runner killed and restarted)
+        need it.
     """
 
     global_order: Literal["total", "per_stream"] = "total"
@@ -102,6 +106,7 @@ class Capabilities:
     max_event_size: int | None = None
     max_batch_bytes: int | None = None
     late_commits: bool = False
+    cross_process_reads: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -425,6 +430,17 @@ class Provider(ABC):
         checkpoint ahead of the store, the wake-up of a one-stream subscription).
         """
         return None
+
+    async def end_position(self) -> int | None:
+        """Where a subscription "from the end" starts: every event committed from now on is at or above it.
+
+        The default is one above :meth:`head_position`, right for stores whose positions commit in order. A
+        store with late commits returns its safe horizon instead (PostgreSQL: the oldest running transaction),
+        so an append already running commits above it; events committed while that transaction ran come too.
+        ``None``: the store cannot say (a subscription from the end then raises ``UnsupportedOperationError``).
+        """
+        head = await self.head_position()
+        return None if head is None else head + 1
 
     @abstractmethod
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:

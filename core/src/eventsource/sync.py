@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
     from eventsource.subscriptions.lag import SubscriptionLag
+    from eventsource.subscriptions.subscription import StartAt
 
 
 async def _build(
@@ -497,8 +498,8 @@ class SyncEventSourcingManager:
         stream_id: str | None = None,
         stream_prefix: str | Sequence[str] | None = None,
         event_types: Sequence[str] | None = None,
-        from_position: int = 0,
-        from_version: int = 1,
+        from_position: StartAt = 0,
+        from_version: StartAt = 1,
         checkpoint: CheckpointStore | str | None = None,
         name: str | None = None,
         source: str | None = None,

@@ -12,19 +12,18 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from eventsource.testing import DurabilitySuite
 from eventsource_kafka.monitoring import STORAGE_UNREAD, Audit
-from eventsource_kafka.provider import KafkaProvider
-
-from .test_provider import drop_namespace
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from eventsource_kafka.provider import KafkaProvider
 
 
 def _swap_producer(p: KafkaProvider, **config: Any) -> None:
     """Replace the provider's producer by one with ``config`` (what an application's own producer could be)."""
     from kafka import KafkaProducer
 
-    old, p.io.producer = p.io.producer, KafkaProducer(**p.io.config, **config)
+    old, p.io._producer = p.io._producer, KafkaProducer(**p.io.config, **config)
     old.close(timeout=5)
 
 
@@ -32,14 +31,8 @@ class TestKafkaDurability(DurabilitySuite):
     """``acks=all`` (the provider's) is healthy; an ``acks=1`` producer makes the store degraded."""
 
     @pytest.fixture
-    async def provider(self, kafka_url: str) -> AsyncIterator[KafkaProvider]:
-        p = KafkaProvider(kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:12]}", request_timeout=60.0)
-        await p.connect()
-        try:
-            yield p
-        finally:
-            await drop_namespace(p)
-            await p.close()
+    def provider(self, kafka_provider: KafkaProvider) -> KafkaProvider:
+        return kafka_provider
 
     @pytest.fixture
     async def unsafe(self, provider: KafkaProvider) -> AsyncIterator[tuple[KafkaProvider, str]]:
@@ -47,20 +40,15 @@ class TestKafkaDurability(DurabilitySuite):
         yield provider, "acks"
 
 
-async def test_every_stream_topic_is_audited(kafka_url: str) -> None:
+async def test_every_stream_topic_is_audited(kafka_provider: KafkaProvider) -> None:
     """Stream topics are described with the store's own (a one-broker cluster: a note, not a risk)."""
-    p = KafkaProvider(kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:12]}", request_timeout=60.0)
-    await p.connect()
-    try:
-        from eventsource.model import ANY, NewEvent, utcnow
+    from eventsource.model import ANY, NewEvent, utcnow
 
-        await p.append("audited", [NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())], ANY)
-        h = await DurabilitySuite.health_of(p)
-        audit = Audit(brokers=1)
-        await p._monitor.audit(audit)
-    finally:
-        await drop_namespace(p)
-        await p.close()
+    p = kafka_provider
+    await p.append("audited", [NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())], ANY)
+    h = await DurabilitySuite.health_of(p)
+    audit = Audit(brokers=1)
+    await p._monitor.audit(audit)
     assert h.details["status"] == "healthy", h.message
     assert any("replication factor 1 on a single broker" in n for n in h.details["durability_notes"])
     assert audit.notes == h.details["durability_notes"]

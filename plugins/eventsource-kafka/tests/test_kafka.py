@@ -7,7 +7,6 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import pytest
 from eventsource.errors import (
@@ -25,10 +24,7 @@ from eventsource_kafka import provider as provider_module
 from eventsource_kafka import state as state_module
 from eventsource_kafka.provider import KafkaProvider
 
-from .test_provider import drop_namespace
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+from .conftest import drop_namespace
 
 LEGAL = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -38,14 +34,8 @@ def new(data: dict | None = None, ts: datetime | None = None, event_type: str = 
 
 
 @pytest.fixture
-async def kp(kafka_url: str) -> AsyncIterator[KafkaProvider]:
-    p = KafkaProvider(kafka_url, topic_prefix=f"k{uuid.uuid4().hex[:12]}", request_timeout=60.0)
-    await p.connect()
-    try:
-        yield p
-    finally:
-        await drop_namespace(p)
-        await p.close()
+def kp(kafka_provider: KafkaProvider) -> KafkaProvider:
+    return kafka_provider
 
 
 # ---------------------------------------------------------------------------- naming and settings
@@ -129,6 +119,15 @@ async def test_a_batch_is_one_record_with_headers(kp: KafkaProvider) -> None:
     assert ("vx-version", b"1") in headers
     assert [v.decode() for k, v in headers if k == "vx-event-id"] == [e.event_id for e in evs]
     assert [e.version for e in records.decode_events("hdr", recs[0].value)] == [1, 2, 3]
+
+
+async def test_a_call_that_outlives_close_gets_a_typed_error_not_an_attribute_error(kp: KafkaProvider) -> None:
+    """An append racing ``close()`` reached the producer after close set it to ``None`` (AttributeError)."""
+    io = kp.io  # what a call in flight holds while close() runs
+    await kp.append("racing-close", [new({"i": 0})], 0)
+    await kp.close()
+    with pytest.raises(ProviderUnavailableError, match="closed"):
+        io.producer  # noqa: B018 - the access itself is what raised AttributeError
 
 
 async def test_stream_topics_have_one_partition(kp: KafkaProvider) -> None:

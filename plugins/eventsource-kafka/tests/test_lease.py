@@ -22,7 +22,7 @@ from eventsource.testing import ProviderSuite
 from eventsource_kafka import records
 from eventsource_kafka.provider import KafkaProvider
 
-from .test_provider import drop_namespace
+from .conftest import drop_namespace
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

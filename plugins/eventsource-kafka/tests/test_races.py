@@ -19,8 +19,8 @@ from typing import Any
 from eventsource_kafka import naming
 from eventsource_kafka.provider import KafkaProvider
 
+from .conftest import drop_namespace
 from .soak import reads_under_writes
-from .test_provider import drop_namespace
 
 WORKER = str(Path(__file__).with_name("race_worker.py"))
 

@@ -8,13 +8,18 @@ never be handed to an append running on the other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import os
 import threading
 import uuid
+from pathlib import Path
 
 from eventsource.model import ANY, NewEvent, utcnow
+from eventsource_kafka.loopwire import Wire
 from eventsource_kafka.provider import KafkaProvider
 
-from .test_provider import drop_namespace
+from .conftest import drop_namespace
 
 
 def ev() -> NewEvent:
@@ -53,6 +58,81 @@ async def test_appends_from_two_event_loops_on_one_provider_share_no_futures_acr
         for sid, got in acked.items():
             read = {e.event_id async for page in p.read_stream_pages(sid) for e in page}
             assert set(got) <= read
+
+        # each loop had its own check connection, which holds its loop: once those loops are closed, the
+        # next loop to open one drops their entries (a provider outliving many loops keeps no socket each)
+        wires = p._conn.io.wires
+        assert len(wires._by_loop) >= 2
+        left: list[object] = []
+
+        async def third() -> None:
+            for _ in range(20):
+                await p.append("t0-0", [ev()], ANY)
+            left.extend(lp for lp in wires._by_loop if lp.is_closed())
+
+        t = threading.Thread(target=asyncio.run, args=(third(),))
+        t.start()
+        await asyncio.to_thread(t.join)
+        assert left == []
     finally:
         await drop_namespace(p)
         await p.close()
+
+
+def _socket_inodes() -> set[int]:
+    """The inodes of the sockets this process holds open (``/proc/self/fd``)."""
+    out = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            link = str(fd.readlink())
+            if link.startswith("socket:["):
+                out.add(int(link[len("socket:[") : -1]))
+    return out
+
+
+async def test_the_check_connection_of_a_loop_closed_before_the_provider_is_closed_not_left_to_the_collector(
+    kafka_url: str,
+) -> None:
+    """A loop ends (``asyncio.run`` in a thread) while the provider lives on: its check connection's socket
+    is closed when the next loop opens one, and at the provider's close, not whenever the cyclic garbage
+    collector runs (the wire and its transport reference each other). The collector is off here so
+    that only the provider can close it."""
+    p = KafkaProvider(kafka_url, topic_prefix=f"v{uuid.uuid4().hex[:12]}", request_timeout=10.0)
+    await p.connect()
+    gc.disable()
+    try:
+        wires = p._conn.io.wires
+
+        async def appends(sid: str, into: list[int]) -> None:
+            await p.append(sid, [ev()], ANY)
+            for _ in range(500):
+                await p.append(sid, [ev()], ANY)
+                w = wires._by_loop.get(asyncio.get_running_loop())
+                if isinstance(w, Wire) and w.usable():
+                    assert w.transport is not None
+                    into.append(os.fstat(w.transport.get_extra_info("socket").fileno()).st_ino)
+                    return
+            msg = "no check connection came up"
+            raise AssertionError(msg)
+
+        def in_a_thread(sid: str) -> int:
+            got: list[int] = []
+            t = threading.Thread(target=asyncio.run, args=(appends(sid, got),))
+            t.start()
+            t.join()
+            assert len(got) == 1
+            return got[0]
+
+        first = await asyncio.to_thread(in_a_thread, "a")
+        assert first in _socket_inodes()  # its loop is closed; nothing closed the socket yet
+        second = await asyncio.to_thread(in_a_thread, "b")  # the next loop to open a check connection
+        assert first not in _socket_inodes()
+        await p.close()
+        assert second not in _socket_inodes()
+    finally:
+        gc.enable()
+        await p.close()
+        q = KafkaProvider(kafka_url, topic_prefix=p._conn.prefix, request_timeout=10.0)
+        await q.connect()
+        await drop_namespace(q)
+        await q.close()

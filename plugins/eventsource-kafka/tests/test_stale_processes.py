@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from eventsource_kafka.provider import KafkaProvider
 
-from .test_provider import drop_namespace
+from .conftest import drop_namespace
 
 WORKER = str(Path(__file__).with_name("op_worker.py"))
 

@@ -6,14 +6,16 @@ process that holds no tail estimates each stream from its last record and names 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
+from eventsource.errors import ProviderTimeoutError
 from eventsource.model import ANY, NO_STREAM, NewEvent, utcnow
 from eventsource_kafka.provider import KafkaProvider
 
-from .test_provider import drop_namespace
+from .conftest import drop_namespace
 from .test_stale_processes import Proc
 
 
@@ -129,3 +131,69 @@ async def test_a_cold_first_call_reads_the_last_records_side_by_side(store: Any)
     assert (st.total_streams, st.total_events) == (18, 33)
     assert "total_events" in st.estimated
     assert 2 <= most[0] <= p._views.conn.settings["io_threads"]
+
+
+async def test_a_failed_last_record_read_leaves_no_read_running(store: Any) -> None:
+    """One read failing fails the call with its typed error, and the reads beside it end with the call.
+
+    Left running, they would go on holding the I/O pool's consumers (and filling the estimates cache)
+    after ``stats`` has answered its caller, and fail unseen once the provider is closed.
+    """
+    p, _, other = store
+    for sid in [f"c{k}" for k in range(6)]:  # written by the other process: ``p`` holds no tail of them
+        assert "ok" in await other(op="append", stream=sid, ids=[str(uuid.uuid4())], expected="NO_STREAM")
+    io, read, inflight, calls, go = p.io, p.io.read_page, [0], [0], asyncio.Event()
+
+    async def failing_once(topic: str, *args: Any, **kw: Any) -> Any:
+        if ".s." not in topic:  # the views' own topics
+            return await read(topic, *args, **kw)
+        calls[0] += 1
+        if calls[0] == 1:  # the first read fails (a broker that timed out); the others are still on the wire
+            raise ProviderTimeoutError("reading a last record", operation="reading")
+        inflight[0] += 1
+        try:
+            await go.wait()
+            return await read(topic, *args, **kw)
+        finally:
+            inflight[0] -= 1
+
+    io.read_page = failing_once  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ProviderTimeoutError):
+            await p.stats(top_streams=3)
+        assert calls[0] >= 2  # the reads did run side by side
+        assert inflight[0] == 0
+    finally:
+        go.set()
+        io.read_page = read  # type: ignore[method-assign]
+    st = await p.stats(top_streams=3)  # and the next call answers
+    assert (st.total_streams, st.total_events) == (12, 27)
+
+
+async def test_a_stream_deleted_while_the_last_records_are_read_does_not_fail_the_call(store: Any) -> None:
+    """Another process deletes a stream while a cold first call reads the last records side by side.
+
+    The read of its gone topic used to fail the whole call (``ProviderUnavailableError``: kafka-python's
+    ``partitions_for_topic`` raises for an unknown topic where the read expected ``None``); it reads as
+    empty, as a read of a topic deleted meanwhile does everywhere else.
+    """
+    p, _, other = store
+    cold = [f"c{k}" for k in range(6)]
+    for sid in cold:  # written by the other process: ``p`` holds no tail of them
+        assert "ok" in await other(op="append", stream=sid, ids=[str(uuid.uuid4())], expected="NO_STREAM")
+    io, read, deleted = p.io, p.io.read_page, []
+
+    async def deleting_first(topic: str, *args: Any, **kw: Any) -> Any:
+        if ".s." in topic and not deleted:  # the first last-record read: its stream goes before it is read
+            deleted.append(next(s for s in cold if f".s.{s}." in topic))
+            assert "ok" in await other(op="delete", stream=deleted[0])
+        return await read(topic, *args, **kw)
+
+    io.read_page = deleting_first  # type: ignore[method-assign]
+    try:
+        st = await p.stats(top_streams=20)
+    finally:
+        io.read_page = read  # type: ignore[method-assign]
+    assert deleted and "total_events" in st.estimated
+    assert st.events_by_stream.get(deleted[0], 0) == 0
+    assert st.total_events == 27 - 1

@@ -24,7 +24,7 @@ from eventsource_kafka import KafkaProvider
 from eventsource_nats.provider import NatsProvider
 from eventsource_postgres import PostgresProvider
 
-from .test_provider import drop_namespace
+from .conftest import drop_namespace
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -58,6 +58,13 @@ def test_positions_order_messages_then_indexes() -> None:
     assert split_position(position(123, 45)) == (123, 45)
 
 
+def test_a_scheme_repeated_per_server_is_refused_not_half_read() -> None:
+    # it was read as h1 plus a server named "nats:", dropping h2 (and two clusters shared checkpoint ids)
+    with pytest.raises(ConfigurationError, match="names its scheme once") as caught:
+        parse_url("nats://alice:s3cret@h1:4222,nats://h2:4222")
+    assert "s3cret" not in str(caught.value)
+
+
 def test_url_parsing_and_masking() -> None:
     u = parse_url("nats://alice:s3cret@h1:4222,h2,h3:5222")
     assert u.servers == ("nats://h1:4222", "nats://h2:4222", "nats://h3:5222")

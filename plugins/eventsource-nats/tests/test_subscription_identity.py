@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import dispose, open_provider
 from eventsource import EventData, EventSourcingManager
 from eventsource.checkpoints import MemoryCheckpointStore
@@ -35,3 +36,17 @@ def test_the_default_stream_keeps_the_plain_url_as_its_source(machine_nats_url: 
     p = NatsProvider(machine_nats_url)  # never connected: the identity is the settings'
     assert p.checkpoint_source == p.display_url
     assert NatsProvider(machine_nats_url, stream="X").checkpoint_source == f"{p.display_url}#stream=X"
+
+
+@pytest.mark.parametrize(
+    ("url", "source"),
+    [
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        ("nats://app:s3cret@n1:4222", "nats://app:***@n1:4222"),
+    ],
+)
+def test_the_source_is_pinned_literally(url: str, source: str) -> None:
+    # literal, not "== display_url": a change to the masking would change the source, and every checkpoint
+    # stored under the old one would be orphaned (subscriptions restart from the beginning)
+    assert NatsProvider(url).checkpoint_source == source
+    assert NatsProvider(url, stream="X").checkpoint_source == f"{source}#stream=X"

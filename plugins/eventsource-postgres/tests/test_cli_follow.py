@@ -107,3 +107,36 @@ def test_projections_shows_a_checkpoints_lag(tmp_path: Path, url: str, config: A
     assert (row["events"], row["events_capped"]) == (4, False), "positions are sparse on PostgreSQL: events count"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute('DELETE FROM "eventsource"."checkpoints" WHERE name = %s', (name,))
+
+
+def test_follow_from_end_prints_an_append_whose_transaction_was_open_when_it_started(
+    tmp_path: Path, url: str, config: Any
+) -> None:
+    """Two real connections: one holds an insert open while follow takes the end, a later commit in between."""
+    from eventsource.model import ANY, NewEvent, utcnow
+
+    path, es = config
+    p: Any = es.get_provider()
+    script, env = _script()
+    with psycopg.connect(url) as held:  # autocommit off: the transaction stays open
+        late = NewEvent(str(uuid.uuid4()), "Late", b'{"n": -1}', b"", "json", utcnow())
+        held.execute(*p._appender.statement("late-1", [late], ANY, None))
+        _append(es, "between-1", 0)  # commits above the open transaction's position: the head is past it now
+        proc = subprocess.Popen(
+            [script, "--config", str(path), "follow", "--from", "end", "--limit", "3"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env, text=True,
+        )  # fmt: skip
+        try:
+            started = _lines(proc.stderr, 1)[0]  # "following every stream from position N": the end is taken
+            assert started.startswith("following every stream from position"), started
+            held.commit()
+            _append(es, "after-1", 1)
+            lines = _lines(proc.stdout, 3)
+            proc.communicate(timeout=WAIT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    # the end is the safe horizon: "between" committed before follow started, while the older one still ran
+    assert [line.split()[3] for line in lines] == ["late-1@1", "between-1@1", "after-1@1"], lines
+    assert proc.returncode == EXIT_OK

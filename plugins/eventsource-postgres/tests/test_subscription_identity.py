@@ -176,3 +176,23 @@ def test_projections_does_not_wait_on_a_running_transaction(url: str, tmp_path: 
         es.close()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.mark.parametrize(
+    ("url", "source"),
+    [
+        ("postgresql://app:s3cret@db.example:5432/shop", "postgresql://app:***@db.example:5432/shop"),
+        ("postgresql://postgres@127.0.0.1:5432/test", "postgresql://postgres@127.0.0.1:5432/test"),
+        (
+            "postgresql://app:pw@h1:5432,h2:5433/shop?target_session_attrs=read-write",
+            "postgresql://app:***@h1:5432,h2:5433/shop?target_session_attrs=read-write",
+        ),
+    ],
+)
+def test_the_source_is_pinned_literally(url: str, source: str) -> None:
+    # literal, not "== display_url": a change to the masking would change the source, and every checkpoint
+    # stored under the old one would be orphaned (subscriptions restart from the beginning)
+    from eventsource_postgres import PostgresProvider
+
+    assert PostgresProvider(url).checkpoint_source == source
+    assert PostgresProvider(url, schema="x").checkpoint_source == f"{source}#schema=x"

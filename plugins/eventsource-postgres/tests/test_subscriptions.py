@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,72 @@ async def test_a_killed_listen_connection_is_reopened_and_wakes_the_subscription
         third = asyncio.create_task(take(sub, 1))
         await m.append_event(stream_id="a", event_type="T", data={"n": 3})
         assert [e.data["n"] for e in await third] == [3]
+
+
+async def test_an_append_through_the_provider_wakes_its_own_subscriptions_without_a_probe(
+    make_provider: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+
+    p = await make_provider()
+    other = await make_provider(schema=p.names.schema)  # another instance on the store: as another process
+
+    async def deaf_probe(_after: int) -> bool:
+        return False  # only the in-process wake-up can end a wait now
+
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="pg", default=True)
+    await m.register_provider(other, name="other")
+    monkeypatch.setattr(p._live, "_has_after", deaf_probe)
+    async with m.subscribe(poll_interval=600) as sub:  # no poll within the test: only a wake-up delivers
+        waiting = asyncio.create_task(take(sub, 1))
+        await asyncio.sleep(0.1)  # let it reach the wait
+        res = await m.append_event(stream_id="a", event_type="T", data={"n": 1})
+        assert [e.event_id for e in await waiting] == [res.event_id]
+    monkeypatch.undo()
+    async with m.subscribe(from_position=res.position + 1, poll_interval=600) as sub:  # probed, not signalled
+        waiting = asyncio.create_task(take(sub, 1))
+        await asyncio.sleep(0.1)
+        res = await m.append_event(stream_id="a", event_type="T", data={"n": 2}, provider="other")
+        assert [e.event_id for e in await waiting] == [res.event_id]
+
+
+def test_sync_subscribe_from_end_delivers_an_append_whose_transaction_was_open_at_the_start(url: str) -> None:
+    """Two real connections: one holds a transaction that inserted an event; the end is taken meanwhile."""
+    from eventsource.sync import SyncEventSourcingManager
+
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    es = SyncEventSourcingManager({"providers": {"pg": {"url": url, "settings": {"schema": schema}}}})
+    es.connect()
+    try:
+        p: Any = es.get_provider()
+        es.append_event(stream_id="x-before", event_type="T", data={"n": 0})
+        with psycopg.connect(url) as held:  # autocommit off: the transaction stays open
+            event = NewEvent(str(uuid.uuid4()), "Late", b'{"n": -1}', b"", "json", utcnow())
+            row = held.execute(*p._appender.statement("y-late", [event], ANY, None)).fetchone()
+            late_position = row[1]
+            between = es.append_event(stream_id="y-between", event_type="T", data={"n": 0})  # above it, committed
+            with psycopg.connect(url, autocommit=True) as look:  # the head, as head_position() takes it
+                head = look.execute("SELECT (pg_snapshot_xmax(pg_current_snapshot())::text::bigint << 20) - 1")
+                head_position = head.fetchone()[0]  # type: ignore[index]
+            sub = es.subscribe(stream_prefix="y-", from_position="end", poll_interval=0.5).start()
+            # the start is the safe horizon, at or below the open transaction's position; "after the head"
+            # (what follow --from end used to take) was above it, and so skipped the late commit for good
+            assert sub.subscription.position < late_position < between.position <= head_position
+            held.commit()
+        after = es.append_event(stream_id="y-after", event_type="T", data={"n": 1})
+        got: list[Any] = []
+        with sub:
+            reader = threading.Thread(target=lambda: got.extend(next(sub) for _ in range(3)), daemon=True)
+            reader.start()
+            reader.join(60)
+        # "between" committed before the start, but while an older transaction ran: the horizon includes it
+        assert [e.event_id for e in got] == [event.event_id, between.event_id, after.event_id]
+    finally:
+        es.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 async def test_position_ahead_of_the_server_is_refused(make_provider: Callable[..., Any]) -> None:

@@ -39,6 +39,20 @@ def test_sync_calls_run_on_the_callers_thread_with_no_loop_thread(config: dict[s
         assert "eventsource-sync" not in _threads()
 
 
+def test_a_sync_call_on_a_warm_pool_waits_for_the_server_in_the_callers_thread_not_in_the_loop(
+    config: dict[str, Any],
+) -> None:
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)  # (a connection in the pool, statements prepared)
+        ran: list[str] = []
+        es._loop.loop.call_soon(ran.append, "a loop iteration")  # runs at the loop's next iteration, if any
+        assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
+        assert [e.data for e in es.read_stream("s")] == [1, 2]
+        assert es.get_stream_info("s").version == 2
+        assert ran == []  # every reply was awaited with a blocking poll, as raw sync psycopg does
+        assert not es._loop.threaded
+
+
 def test_sync_callers_on_several_threads_share_one_pool(config: dict[str, Any]) -> None:
     errors: list[BaseException] = []
     with SyncEventSourcingManager(config) as es:
@@ -73,6 +87,11 @@ def test_the_managers_timeout_ends_an_inline_call_waiting_on_the_streams_lock(co
             with pytest.raises(ProviderTimeoutError):
                 es.append_event(stream_id="s", event_type="E", data=2)
             took = time.monotonic() - start
+            app = config["providers"]["pg"]["settings"]["application_name"]
+            running = other.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state = 'active'", [app]
+            ).fetchone()
+            assert running == (0,)  # the statement was cancelled on the server, not left waiting for the lock
             other.execute("SELECT pg_advisory_unlock_all()")
         assert took < 5, f"waited {took:.1f}s for a 0.5s timeout"
         assert es.append_event(stream_id="s", event_type="E", data=3).version == 2  # the timed-out one wrote nothing
@@ -119,3 +138,182 @@ def test_sync_inline_off_keeps_the_loop_on_its_thread_where_calls_from_threads_o
         assert es._loop.threaded
         assert es.append_event(stream_id="s", event_type="E", data=1).version == 1
         assert [e.data for e in es.read_stream("s")] == [1]
+
+
+def test_the_poll_wait_for_psycopg_before_3_3_drives_a_statement_to_its_end_and_stops_at_its_deadline(url: str) -> None:
+    from eventsource_postgres.inline import _Expired, _poll
+    from psycopg import generators
+    from psycopg.pq import ExecStatus
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.send_query(b"SELECT 42")
+        (result,) = _poll(generators.execute(pgconn), pgconn.socket, None)
+        assert result.get_value(0, 0) == b"42"
+        pgconn.send_query(b"SELECT pg_sleep(30)")
+        gen = generators.execute(pgconn)
+        with pytest.raises(_Expired):
+            _poll(gen, pgconn.socket, time.monotonic() + 0.2)
+        conn.cancel()  # what InlineConnection does past the manager's timeout, then it waits for the reply
+        (result,) = _poll(gen, pgconn.socket, None)
+        assert result.status == ExecStatus.FATAL_ERROR
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"57014"  # query_canceled
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_managers_timeout_bounds_a_whole_inline_call_not_each_of_its_statements(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # delete_stream runs three statements in one transaction (the stream's lock, DELETE events, DELETE the
+    # streams row); each here waits for a lock someone else holds for less than the timeout, the two together
+    # for more: the call must time out (as on the loop, where the manager's deadline cancels it), not end late
+    from eventsource_postgres import inline
+
+    cancels: list[str] = []
+    cancel = inline.InlineConnection.cancel
+
+    def counted(self: Any) -> None:
+        cancels.append("cancel")
+        cancel(self)
+
+    monkeypatch.setattr(inline.InlineConnection, "cancel", counted)
+    config = {**config, "timeout": 2.0, "retry_attempts": 1}
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        provider = es.get_provider()
+        assert isinstance(provider, PostgresProvider)
+        url = config["providers"]["pg"]["url"]
+        events = provider._conn.names.events
+        with psycopg.connect(url, autocommit=True) as locker, psycopg.connect(url, autocommit=True) as rows:
+            locker.execute("SELECT pg_advisory_lock(%s)", [provider._conn.lock("s")])
+            rows.execute("BEGIN")
+            rows.execute(f"SELECT 1 FROM {events} WHERE stream_id = %s FOR UPDATE", ["s"])
+
+            def release() -> None:
+                time.sleep(1.3)
+                locker.execute("SELECT pg_advisory_unlock_all()")
+                time.sleep(1.3)
+                rows.execute("COMMIT")
+
+            releaser = threading.Thread(target=release)
+            releaser.start()
+            try:
+                with pytest.raises(ProviderTimeoutError):
+                    es.delete_stream("s")
+            finally:
+                releaser.join()
+        # once, the DELETE; as on the loop (a task is cancelled once), the ROLLBACK after it is not cut short
+        assert cancels == ["cancel"]
+        assert [e.data for e in es.read_stream("s")] == [1]  # the timed-out transaction deleted nothing
+
+
+def test_the_psycopg_internals_the_inline_waits_rely_on_are_there(url: str) -> None:
+    # InlineConnection overrides AsyncConnection.wait (every statement's wait goes through it) and, from psycopg
+    # 3.3 on, drives psycopg's C wait with a timeout, ended by psycopg.errors._WaitTimeout: a psycopg that
+    # changes either would silently fall back to the slower poll loop, or to the loop's selector; fail here
+    import inspect
+
+    from eventsource_postgres import inline
+    from psycopg import generators, waiting
+
+    assert list(inspect.signature(psycopg.AsyncConnection.wait).parameters) == ["self", "gen", "interval", "timeout"]
+    major, minor = (int(part) for part in psycopg.__version__.split(".")[:2])
+    if (major, minor) < (3, 3):
+        assert inline._WAIT_TIMEOUT is None
+        return
+    assert inline._WAIT_TIMEOUT is psycopg.errors._WaitTimeout
+    assert "timeout" in inspect.signature(waiting.wait).parameters
+    with psycopg.connect(url, autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.send_query(b"SELECT pg_sleep(30)")
+        gen = generators.execute(pgconn)
+        with pytest.raises(inline._Expired):  # psycopg's wait, stopped at the deadline by its _WaitTimeout
+            inline._wait(gen, pgconn.socket, time.monotonic() + 0.2)
+        conn.cancel()
+        (result,) = inline._wait(gen, pgconn.socket, None)
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"57014"  # query_canceled
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_the_pools_own_tasks_never_block_a_thread_not_even_the_loop_thread_of_a_later_subscription(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the pool's worker tasks start inside the sync caller's connect() and outlive it: had they kept its mark
+    # (SYNC_CALLER, a thread id), they would block whichever thread later has that id, such as the loop thread
+    # a subscription starts once the connecting thread has ended (thread ids are reused)
+    import asyncio
+
+    from eventsource_postgres import inline
+
+    blocked: list[tuple[str, str]] = []
+    wait_here = inline.InlineConnection._wait_here
+
+    def spy(self: Any, gen: Any) -> Any:
+        task = asyncio.current_task()
+        blocked.append((threading.current_thread().name, "" if task is None else task.get_name()))
+        return wait_here(self, gen)
+
+    monkeypatch.setattr(inline.InlineConnection, "_wait_here", spy)
+    config["providers"]["pg"]["settings"]["pool_min_size"] = 2
+    app = config["providers"]["pg"]["settings"]["application_name"]
+    made: list[SyncEventSourcingManager] = []
+    connecting = threading.Thread(target=lambda: made.append(SyncEventSourcingManager(config).connect()))
+    connecting.start()
+    connecting.join()
+    (es,) = made
+    with es, psycopg.connect(config["providers"]["pg"]["url"], autocommit=True) as admin:
+
+        def drop_connections() -> None:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [app])
+            time.sleep(0.2)  # (the goodbye reaches the idle sockets)
+
+        es.append_event(stream_id="s", event_type="E", data=1)
+        drop_connections()  # the pool's workers open new ones (and configure them) during the next call
+        assert es.append_event(stream_id="s", event_type="E", data=2).version == 2
+        assert blocked  # (the calls' own statements)
+        assert not [name for _, name in blocked if "-worker-" in name or "-scheduler" in name]  # not even in connect()
+        blocked.clear()
+        sub = es.subscribe(stream_id="s", poll_interval=0.05)
+        try:
+            drop_connections()  # now the workers run on the loop thread
+            assert es.append_event(stream_id="s", event_type="E", data=3).version == 3
+            got = []
+            for event in sub:
+                got.append(event.data)
+                if len(got) == 3:
+                    break
+            assert got == [1, 2, 3]
+        finally:
+            sub.close()
+        assert not [thread for thread, _ in blocked if thread == "eventsource-sync"]
+
+
+def test_ctrl_c_during_an_inline_statement_cancels_it_and_leaves_the_pooled_connection_usable(
+    config: dict[str, Any],
+) -> None:
+    import signal
+
+    assert threading.current_thread() is threading.main_thread()  # (where Python delivers SIGINT)
+    app = config["providers"]["pg"]["settings"]["application_name"]
+    config["providers"]["pg"]["settings"]["pool_max_size"] = 1  # the next calls get the interrupted connection
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        provider = es.get_provider()
+        assert isinstance(provider, PostgresProvider)
+        with psycopg.connect(config["providers"]["pg"]["url"], autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", [provider._conn.lock("s")])
+            ctrl_c = threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+            ctrl_c.start()
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    es.append_event(stream_id="s", event_type="E", data=2)  # waits for the lock until Ctrl-C
+            finally:
+                ctrl_c.join()
+            running = other.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'", [app]
+            ).fetchone()
+            assert running == (0,)  # cancelled on the server, not left waiting for the lock
+            other.execute("SELECT pg_advisory_unlock_all()")
+        assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=1).version == 2
+        assert [e.data for e in es.read_stream("s")] == [1, 3]
+        assert not es._loop.threaded

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
+import psycopg
 import pytest
 from eventsource import EventData, EventSourcingManager
-from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import ConcurrencyError, ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from pair import Pair
 
 
@@ -226,3 +227,81 @@ async def test_read_your_writes_after_the_standby_is_promoted(standby_pair: Pair
         for _ in range(3):
             assert r.event_id in await _ids(es, "order-p")
         assert (replica.waits, replica.fallbacks) == (0, 0)
+
+
+async def test_a_committed_append_stays_committed_when_its_wal_position_cannot_be_read(standby_pair: Pair) -> None:
+    # read-your-writes reads the primary's WAL position after each write; when that read failed, the append,
+    # already committed, was reported as failed: a caller retrying it got a conflict (or wrote it twice).
+    # The position read is made to fail for real: the store's role loses EXECUTE on the function it calls.
+    admin = standby_pair.dsn(standby_pair.primary_port)
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute("CREATE ROLE app LOGIN")
+        c.execute("GRANT CREATE ON DATABASE postgres TO app")
+    hosts = f"127.0.0.1:{standby_pair.primary_port},127.0.0.1:{standby_pair.standby_port}"
+    url = f"postgresql://app@{hosts}/postgres?connect_timeout=2&target_session_attrs="
+    settings = {"read_url": url + "prefer-standby", "read_your_writes": True, "read_your_writes_timeout": 30}
+    config = {"providers": {"pg": {"url": url + "read-write", "settings": settings}}, "timeout": 60}
+    async with EventSourcingManager(config) as es:
+        replica = es.get_provider("pg")._replica
+        assert replica is not None
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute("REVOKE EXECUTE ON FUNCTION pg_current_wal_insert_lsn() FROM PUBLIC")
+        with Held(standby_pair):
+            r = await es.append_event(stream_id="order-u", event_type="Placed", data={})
+            assert replica.details()["unrecorded_writes"] == 1
+            assert replica.details()["position_unknown"] is True
+            health = (await es.health_check())["pg"]
+            assert health.details["status"] == "degraded", health.message
+            assert [f["component"] for f in health.details["faults"]] == ["read_your_writes"]
+            assert "pg_current_wal_insert_lsn" in health.details["faults"][0]["error"]
+            # the standby has not received the write, and its position is unknown: reads go to the primary
+            assert await _ids(es, "order-u") == [r.event_id]
+            with pytest.raises(ConcurrencyError):  # the retry a failed append invited
+                await es.append_event(stream_id="order-u", event_type="Placed", data={}, expected_version=0)
+            with psycopg.connect(admin, autocommit=True) as c:
+                c.execute("GRANT EXECUTE ON FUNCTION pg_current_wal_insert_lsn() TO PUBLIC")
+            # the next read reads the position again (at or past the unrecorded commit) and waits for the standby
+            reading = asyncio.create_task(_ids(es, "order-u"))
+            await asyncio.sleep(0.5)
+            assert not reading.done(), "the read did not wait for the standby"
+        assert await reading == [r.event_id]
+        assert replica.details()["position_unknown"] is False
+        assert "faults" not in (await es.health_check())["pg"].details
+        assert replica.fallbacks == 0
+
+
+async def test_an_append_cancelled_after_its_commit_is_not_read_from_a_standby_without_it() -> None:
+    # a write cancelled after it committed (here: while its commit waits for the synchronous standby, whose
+    # walreceiver is stopped; the cancel ends the wait, and the commit stands) never read its WAL position,
+    # so reads kept going to the standby, which has not received it: the write looked lost, and a retry
+    # without an expected version would write it twice. (A cancel one step later, in the position read
+    # itself, already sent reads to the primary.)
+    pair = Pair(synchronous=True).start()
+    try:
+        config = _config(pair, read_your_writes=True, read_your_writes_timeout=0.2)
+        async with EventSourcingManager(config) as es:
+            replica = es.get_provider("pg")._replica
+            assert replica is not None
+            with Held(pair), psycopg.connect(pair.dsn(pair.primary_port), autocommit=True) as admin:
+                task = asyncio.create_task(es.append_event(stream_id="order-c", event_type="Placed", data={}))
+                for _ in range(600):  # bounded: until the commit waits for the standby
+                    waiting = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+                    if waiting.fetchone() == (1,):
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("the append's commit never waited for the standby")
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                stored = "SELECT event_id FROM eventsource.events WHERE stream_id = 'order-c'"
+                committed = admin.execute(stored).fetchall()
+                assert len(committed) == 1, "the cancelled commit did not stand: nothing to read"
+                assert await _ids(es, "order-c") == [committed[0][0]]
+                assert replica.details()["position_unknown"] is False  # the read read the position again
+            assert replica.details()["unrecorded_writes"] == 1
+            with pytest.raises(ConcurrencyError):  # refused: certainly not committed, its position is not unknown
+                await es.append_event(stream_id="order-c", event_type="Placed", data={}, expected_version=0)
+            assert replica.details()["unrecorded_writes"] == 1
+    finally:
+        pair.stop()

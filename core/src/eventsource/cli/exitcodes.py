@@ -26,7 +26,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_CONFLICT: "conflict: wrong expected version, stream already exists, duplicate event id",
     EXIT_UNAVAILABLE: "the store cannot be reached, timed out, or is unhealthy",
     EXIT_UNSUPPORTED: "the store does not support this operation",
-    EXIT_DEGRADED: "health --strict: a store answers, but a setting read from it can lose acknowledged writes",
+    EXIT_DEGRADED: "health --strict: a store answers, but a setting read from it can lose acknowledged writes, "
+    "or a part of it fails",
 }
 
 ERROR_EXIT = {

@@ -11,14 +11,12 @@ retention) are described in ``docs/manager.md``.
 from __future__ import annotations
 
 import time
-import weakref
 from typing import TYPE_CHECKING, Any, Self
 
 from eventsource.config import ManagerConfig
 from eventsource.domain.events import EventClasses
 from eventsource.errors import (
     ProviderUnavailableError,
-    StreamNotFoundError,
     UnsupportedOperationError,
 )
 from eventsource.manager.appends import Appends, batch_response, event_response
@@ -26,23 +24,23 @@ from eventsource.manager.batches import BatchEncoder
 from eventsource.manager.codec import SHREDDED_KEY, EventCodec
 from eventsource.manager.ids import event_id as _event_id
 from eventsource.manager.metrics import LATENCY_WINDOW
-from eventsource.manager.monitoring import health_with_lag, provider_health, provider_stats, with_lag
+from eventsource.manager.monitoring import Monitoring
 from eventsource.manager.policy import CallPolicy
 from eventsource.manager.providers import Providers, create_configured
 from eventsource.manager.queries import Queries
 from eventsource.manager.retention_runs import RetentionRuns
 from eventsource.manager.sealed import VERSION_PIN_ATTEMPTS, SealedAppends
 from eventsource.manager.snapshots import Snapshots
+from eventsource.manager.streams import Streams
+from eventsource.manager.subscribing import OpenSubscriptions
 from eventsource.manager.threshold import SnapshotThreshold
 from eventsource.manager.validation import (
     check_optional_number,
-    check_scope_names,
     check_time,
     check_top_streams,
     coerce,
     event_list,
     event_of,
-    new_stream,
 )
 from eventsource.model import (
     ANY,
@@ -72,7 +70,7 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
     from eventsource.subscriptions.lag import SubscriptionLag
-    from eventsource.subscriptions.subscription import Subscription
+    from eventsource.subscriptions.subscription import StartAt, Subscription
 
 
 class EventSourcingManager:
@@ -96,7 +94,6 @@ class EventSourcingManager:
     ) -> None:
         self.config = ManagerConfig.load(config)
         self.host = host if host is not None else PluginHost()
-        self._started = time.monotonic()
         self._closed = False
         self._codec = EventCodec(self.config, self.host, key_provider)
         self.keys: KeyProvider | None = self._codec.keys
@@ -109,11 +106,13 @@ class EventSourcingManager:
             self.config.snapshot_threshold, self._policy, self._take_snapshot, snapshot_handler
         )
         self._appends = Appends(self.config, self._codec, self._sealed, self._threshold)
+        self._streams = Streams(self.config, self._policy, self._sealed, self._threshold)
         self._queries = Queries(self.config, self._codec, self._policy)
         self._snapshots = Snapshots(self.config, self._codec, self._policy, self._threshold)
         self._retention = RetentionRuns(self.config, self.host, self._policy)
+        self._monitoring = Monitoring(self._providers, self._policy, self.host, self.config, time.monotonic())
         self.event_classes = EventClasses(self._codec.chain)
-        self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()  # close() ends them
+        self._subscriptions = OpenSubscriptions(self._policy, self._codec, self.host)  # close() ends them
 
     def __repr__(self) -> str:
         return (
@@ -146,11 +145,7 @@ class EventSourcingManager:
 
         The global key ring rotates by configuration instead: add a key id and set ``active_key_id``.
         """
-        keys = self._codec.require_keys()
-        check_scope_names(tenant_id, stream_id, scope, self.config.max_stream_id_length)
-        if scope is None and (tenant_id is not None or stream_id is not None):
-            scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
-        return keys.rotate(scope)
+        return self._codec.rotate_key(tenant_id, stream_id, scope, self.config.max_stream_id_length)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -184,8 +179,7 @@ class EventSourcingManager:
     async def close(self) -> None:
         """Stop retention schedules, close every provider (errors are logged, then the first one is raised)."""
         await self._retention.stop()
-        for sub in list(self._subscriptions):
-            await sub.close()
+        await self._subscriptions.close()
         self._policy.close()
         first = await self._providers.close(self._policy)
         self._closed = True
@@ -200,12 +194,7 @@ class EventSourcingManager:
         """Connect and register a provider instance, or one built from a URL."""
         if isinstance(provider, str):
             provider = self.host.create_provider(provider, **settings)
-        name = name or provider.name or provider.kind
-        self._providers.check_free(name)
-        provider.name = name
-        await self._policy.run(provider, "connect", provider.connect, retry=True)
-        self._providers.add(name, provider, default=default)
-        return provider
+        return await self._providers.connect(provider, name, self._policy, default=default)
 
     def get_provider(self, name: str | None = None) -> Provider:
         """The provider registered as ``name``, or the default.
@@ -244,36 +233,22 @@ class EventSourcingManager:
         """Create an empty stream; :class:`StreamExistsError` if the id is taken."""
         req = coerce(CreateStreamRequest, request, kwargs)
         sid = self._stream_id(req.stream_id)
-        stream = new_stream(sid, req, self.config.max_event_size)
-        p = self.get_provider(req.provider)
-        # never retried: an attempt that timed out may still have landed
-        return await self._policy.run(p, "create_stream", lambda: p.create_stream(stream), retry=False)
+        return await self._streams.create(self.get_provider(req.provider), sid, req)
 
     async def delete_stream(self, stream_id: str, *, provider: str | None = None) -> None:
         """Delete the stream's events, info and snapshots; :class:`StreamNotFoundError` if missing."""
         sid = self._stream_id(stream_id)
-        p = self.get_provider(provider)
-        self._sealed.forget(p.name, sid)
-        self._threshold.forget(p.name, sid)
-        # never retried: an attempt that timed out may still land, and a retry would then delete the
-        # stream another writer re-created in between (or report a delete that happened as not found)
-        await self._policy.run(p, "delete_stream", lambda: p.delete_stream(sid), retry=False)
+        await self._streams.delete(self.get_provider(provider), sid)
 
     async def stream_exists(self, stream_id: str, *, provider: str | None = None) -> bool:
         """Whether the stream exists."""
         sid = self._stream_id(stream_id)
-        p = self.get_provider(provider)
-        return await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid)) is not None
+        return await self._streams.find(self.get_provider(provider), sid) is not None
 
     async def get_stream_info(self, stream_id: str, *, provider: str | None = None) -> StreamInfo:
         """Exact info of one stream."""
         sid = self._stream_id(stream_id)
-        p = self.get_provider(provider)
-        info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
-        if info is None:
-            msg = f"stream {sid!r} does not exist"
-            raise StreamNotFoundError(msg, stream_id=sid)
-        return info
+        return await self._streams.info(self.get_provider(provider), sid)
 
     async def list_streams(
         self, *, limit: int = 100, offset: int = 0, provider: str | None = None, after: str | None = None
@@ -452,8 +427,8 @@ class EventSourcingManager:
         stream_id: str | None = None,
         stream_prefix: str | Sequence[str] | None = None,
         event_types: Sequence[str] | None = None,
-        from_position: int = 0,
-        from_version: int = 1,
+        from_position: StartAt = 0,
+        from_version: StartAt = 1,
         checkpoint: CheckpointStore | str | None = None,
         name: str | None = None,
         source: str | None = None,
@@ -468,13 +443,8 @@ class EventSourcingManager:
 
         Iterate it with ``async for``; its arguments and delivery: ``docs/manager.md`` (Method details).
         """
-        from eventsource.subscriptions.build import build_subscription
-
-        sub = build_subscription(
+        return self._subscriptions.open(
             self.get_provider(provider),
-            self._policy,
-            self._codec,
-            self.host,
             stream_id=stream_id,
             stream_prefix=stream_prefix,
             event_types=event_types,
@@ -489,8 +459,6 @@ class EventSourcingManager:
             on_decode_error=on_decode_error,
             reset=reset,
         )
-        self._subscriptions.add(sub)
-        return sub
 
     # ------------------------------------------------------------------ snapshots
 
@@ -580,14 +548,11 @@ class EventSourcingManager:
         stays exact); without it every stream is listed, as the seed did, at a cost that grows with the
         number of streams. Which figures are estimates on a store is named in ``ProviderStats.estimated``.
         """
-        top = check_top_streams(top_streams)
-        out = await provider_stats(self._providers.by_name, self._policy, self.uptime_seconds, top_streams=top)
-        return await with_lag(out, self._providers.by_name, self._policy, self.host, self.config)
+        return await self._monitoring.stats(check_top_streams(top_streams))
 
     async def health_check(self) -> dict[str, HealthStatus]:
         """Health of every provider, by name; one that fails is reported unhealthy (never raised), with a reason."""
-        out = await provider_health(self._providers.by_name, self._policy)
-        return await health_with_lag(out, self._providers.by_name, self._policy, self.host, self.config)
+        return await self._monitoring.health()
 
     async def subscription_lag(
         self,
@@ -604,15 +569,13 @@ class EventSourcingManager:
         ``None`` and ``note`` says why (default: as long as the read takes). Raises ``CheckpointNotFoundError``
         when none is stored; see ``docs/subscriptions.md`` (Lag).
         """
-        from eventsource.subscriptions.lag import lag_of
-
         p = self.get_provider(provider)
-        return await lag_of(p, self._policy, self.host, checkpoint, name=name, source=source, wait=wait)
+        return await self._monitoring.lag(p, checkpoint, name=name, source=source, wait=wait)
 
     @property
     def uptime_seconds(self) -> float:
         """Seconds since the manager was built."""
-        return time.monotonic() - self._started
+        return self._monitoring.uptime
 
 
 __all__ = [

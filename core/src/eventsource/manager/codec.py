@@ -177,6 +177,14 @@ class EventCodec:
             raise ValidationError(msg, field=which)
         return scope
 
+    def rotate_key(self, tenant_id: str | None, stream_id: str | None, scope: str | None, max_id: int) -> str:
+        """Give one scope a new active key (see :meth:`EventSourcingManager.rotate_key`); the new key id."""
+        keys = self.require_keys()
+        check_scope_names(tenant_id, stream_id, scope, max_id)
+        if scope is None and (tenant_id is not None or stream_id is not None):
+            scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
+        return keys.rotate(scope)
+
     async def shred(self, tenant_id: str | None, stream_id: str | None, scope: str | None, max_id: int) -> int:
         """Delete the keys of one scope (see :meth:`EventSourcingManager.shred`); how many were removed."""
         keys = self.require_keys()

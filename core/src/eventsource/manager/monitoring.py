@@ -1,9 +1,10 @@
 """Monitoring: provider statistics with the manager's own metrics, and health checks that never raise.
 
 Health has three states, in ``details["status"]``: ``healthy``; ``degraded`` (the store answers, but a setting
-read from it can lose acknowledged writes: ``details["durability_risks"]``, see :func:`with_durability`);
-``unhealthy`` (``healthy`` is false).
-With a configured ``checkpoint_store`` both also report each checkpoint's lag (:mod:`eventsource.subscriptions.lag`).
+read from it can lose acknowledged writes: ``details["durability_risks"]``, see :func:`with_durability`; or a
+part of it is failing: ``details["faults"]``, see :func:`with_faults`); ``unhealthy`` (``healthy`` is false).
+With a configured ``checkpoint_store`` both also report each checkpoint's lag (:mod:`.lag`). :class:`Monitoring`
+is the manager's role that puts them together.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from eventsource.provider import top_of
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from eventsource.checkpoints.base import CheckpointStore
     from eventsource.config import ManagerConfig
     from eventsource.manager.policy import CallPolicy
+    from eventsource.manager.providers import Providers
     from eventsource.model import ProviderStats
     from eventsource.plugins import PluginHost
     from eventsource.provider import Provider
+    from eventsource.subscriptions.lag import SubscriptionLag
 
 
 async def provider_stats(
@@ -114,11 +118,31 @@ def with_durability(
     return dataclasses.replace(status, details={**details, "status": status_of(status)})
 
 
+def with_faults(status: HealthStatus, faults: Iterable[dict[str, Any]]) -> HealthStatus:
+    """``status`` with ``faults``: parts of the store that fail while it answers; ``degraded`` when any.
+
+    Each fault is a dict with at least ``component`` and ``error`` (what failed, and how).
+    """
+    faults = list(faults)
+    if not faults:
+        return status
+    details: dict[str, Any] = {**status.details, "faults": [*status.details.get("faults", ()), *faults]}
+    message = status.message
+    if status.healthy:
+        said = "; ".join(f"{f['component']}: {f['error']}" for f in faults)
+        if message.startswith("degraded:"):
+            message = f"{message}; {said}"
+        else:
+            message = f"degraded: {said}" + (f" ({message})" if message != "ok" else "")
+    status = dataclasses.replace(status, message=message, details=details)
+    return dataclasses.replace(status, details={**details, "status": status_of(status)})
+
+
 def status_of(status: HealthStatus) -> str:
-    """``healthy``, ``degraded`` (answers, with durability risks) or ``unhealthy``."""
+    """``healthy``, ``degraded`` (answers, with durability risks or faults) or ``unhealthy``."""
     if not status.healthy:
         return UNHEALTHY
-    return DEGRADED if status.details.get("durability_risks") else HEALTHY
+    return DEGRADED if status.details.get("durability_risks") or status.details.get("faults") else HEALTHY
 
 
 def _reason(e: Exception) -> str:
@@ -131,45 +155,54 @@ def _reason(e: Exception) -> str:
     return str(e.details.get("reason", "error")) if isinstance(e, EventSourceError) else "error"
 
 
-async def with_lag(
-    stats: dict[str, ProviderStats], providers: Mapping[str, Provider], policy: CallPolicy, host: PluginHost,
-    config: ManagerConfig,
-) -> dict[str, ProviderStats]:  # fmt: skip
-    """``stats`` with ``extra["subscriptions"]`` (each checkpoint's lag), or ``extra["subscriptions_error"]``."""
-    from eventsource.subscriptions.lag import lag_report
+class Monitoring:
+    """The manager's monitoring: statistics and health of every provider, with the checkpoints' lag (:mod:`.lag`)."""
 
-    if config.checkpoint_store is None:
-        return stats
-    report = await lag_report(providers, policy, host, config.checkpoint_store)
-    return {name: dataclasses.replace(st, extra={**st.extra, **report.get(name, {})}) for name, st in stats.items()}
+    def __init__(
+        self, providers: Providers, policy: CallPolicy, host: PluginHost, config: ManagerConfig, started: float
+    ) -> None:
+        self._providers = providers
+        self._policy = policy
+        self._host = host
+        self._config = config
+        self._started = started
 
+    @property
+    def uptime(self) -> float:
+        """Seconds since the manager was built."""
+        return time.monotonic() - self._started
 
-async def health_with_lag(
-    health: dict[str, HealthStatus], providers: Mapping[str, Provider], policy: CallPolicy, host: PluginHost,
-    config: ManagerConfig,
-) -> dict[str, HealthStatus]:  # fmt: skip
-    """``health`` with each checkpoint's lag in ``details``; over ``max_subscription_lag`` is unhealthy."""
-    from eventsource.subscriptions.lag import lag_report
+    async def stats(self, top_streams: int | None) -> dict[str, ProviderStats]:
+        """See :meth:`EventSourcingManager.get_stats` (``top_streams`` already checked)."""
+        from eventsource.manager.lag import with_lag  # (it imports this module)
 
-    if config.checkpoint_store is None:
-        return health
-    # an unhealthy store's lag is not measured: its reads would fail or wait out their timeouts
-    healthy = {name: p for name, p in providers.items() if name in health and health[name].healthy}
-    report = await lag_report(healthy, policy, host, config.checkpoint_store)
-    out = {}
-    limit = config.max_subscription_lag
-    for name, status in health.items():
-        entry = report.get(name, {})
-        lagging = sorted(
-            sub
-            for sub, lag in entry.get("subscriptions", {}).items()
-            if limit is not None and lag["seconds"] is not None and lag["seconds"] > limit
-        )
-        details = {**status.details, **entry}
-        if lagging and status.healthy:
-            details |= {"reason": "lagging", "lagging": lagging, "status": UNHEALTHY}
-            message = f"{len(lagging)} subscription(s) more than {limit:g} s behind: {', '.join(lagging)}"
-            out[name] = dataclasses.replace(status, healthy=False, message=message, details=details)
-        else:
-            out[name] = dataclasses.replace(status, details=details)
-    return out
+        by_name = self._providers.by_name
+        out = await provider_stats(by_name, self._policy, self.uptime, top_streams=top_streams)
+        report = await self._lag_report(by_name)
+        return out if report is None else with_lag(out, report)
+
+    async def health(self) -> dict[str, HealthStatus]:
+        """See :meth:`EventSourcingManager.health_check`."""
+        from eventsource.manager.lag import health_with_lag  # (it imports this module)
+
+        out = await provider_health(self._providers.by_name, self._policy)
+        # an unhealthy store's lag is not measured: its reads would fail or wait out their timeouts
+        healthy = {name: p for name, p in self._providers.by_name.items() if name in out and out[name].healthy}
+        report = await self._lag_report(healthy)
+        return out if report is None else health_with_lag(out, report, self._config.max_subscription_lag)
+
+    async def _lag_report(self, providers: Mapping[str, Provider]) -> dict[str, dict[str, Any]] | None:
+        """The configured checkpoint store's lag on ``providers``; ``None`` when no store is configured."""
+        from eventsource.subscriptions.lag import lag_report
+
+        if self._config.checkpoint_store is None:
+            return None
+        return await lag_report(providers, self._policy, self._host, self._config.checkpoint_store)
+
+    async def lag(
+        self, p: Provider, checkpoint: CheckpointStore | str, *, name: str, source: str | None, wait: float | None
+    ) -> SubscriptionLag:
+        """See :meth:`EventSourcingManager.subscription_lag`."""
+        from eventsource.subscriptions.lag import lag_of
+
+        return await lag_of(p, self._policy, self._host, checkpoint, name=name, source=source, wait=wait)

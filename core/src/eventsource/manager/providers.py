@@ -31,6 +31,17 @@ class Providers:
         if default or self.default is None:
             self.default = name
 
+    async def connect(
+        self, provider: Provider, name: str | None, policy: CallPolicy, *, default: bool = False
+    ) -> Provider:
+        """Name ``provider`` (``name``, else its own name or kind), connect it under ``policy``, and :meth:`add` it."""
+        name = name or provider.name or provider.kind
+        self.check_free(name)
+        provider.name = name
+        await policy.run(provider, "connect", provider.connect, retry=True)
+        self.add(name, provider, default=default)
+        return provider
+
     def check_free(self, name: str) -> None:
         """:class:`ConfigurationError` if ``name`` is taken."""
         if name in self.by_name:

@@ -1,7 +1,8 @@
 """The SQLite provider: the embedded default store, one durable file and no server.
 
 Split by role: :mod:`.schema` (tables and migrations), :mod:`.statements` (the SQL), :mod:`.rows` (row
-conversions), :mod:`.appends` (append transactions), :mod:`.worker` (the connection's thread), :mod:`.errors`,
+conversions), :mod:`.appends` (append transactions), :mod:`.worker` (the connection's thread), :mod:`.calls`
+(running statements on it), :mod:`.maintenance` (retention batches, stats), :mod:`.rewrite`, :mod:`.errors`,
 :mod:`.settings` and :mod:`.provider`. Durability, global order, concurrency and threads: docs/internals/sqlite.md.
 """
 

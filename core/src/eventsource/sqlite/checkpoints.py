@@ -5,29 +5,65 @@ the WAL into the file and syncs it: the append behind it waits that long (retent
 all over the indexes, made it happen every few batches). The provider moves that up to a backstop on its writer
 connection (:data:`WAL_BACKSTOP_PAGES`) and pokes a :class:`Checkpointer` instead; its thread runs
 ``PRAGMA wal_checkpoint(PASSIVE)``, which takes no write lock, so writers commit while it copies.
-Pokes coalesce: at most one checkpoint runs and one is pending.
+A poke while a checkpoint runs is dropped, so the thread does not hold the checkpoint lock when the writer's
+backstop runs (under back-to-back commits only that backstop lets SQLite restart the WAL). A failure is logged and
+kept for ``health()`` (degraded until a checkpoint works again); the connection is reopened and a later poke retries.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eventsource.errors import ProviderUnavailableError
+from eventsource.model import utcnow
 from eventsource.sqlite.connection import open_connection
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 CHECKPOINT_EVERY = 128
-"""Events appended (or deleted by retention) between two pokes: about 650 WAL pages, under SQLite's 1,000."""
+"""One-event commits' worth of appends (:func:`append_weight`), or events deleted by retention, between two
+pokes: about 650 WAL pages, under SQLite's 1,000."""
+
+
+PAYLOAD_BYTES_PER_WEIGHT = 5 * 4096
+"""Payload bytes that count as one more unit of :func:`append_weight`: the 5 pages a one-event commit writes."""
+
+
+def append_weight(n: int, payload_bytes: int = 0) -> int:
+    """What a commit of ``n`` appended events counts toward :data:`CHECKPOINT_EVERY` (one-event commits' worth of WAL).
+
+    A one-event commit writes about 5 WAL pages (the table and four index leaves); each further event of the
+    same commit adds about 1.4 (a batch of 100 wrote 17-28 pages into a fresh file, about 140 into a file of
+    50,000 events). Counted as 100, such a batch poked the checkpointer every commit or two, two syncs each,
+    while the WAL held a fraction of the pages the threshold stands for. Payloads add the pages they fill
+    (``payload_bytes`` / :data:`PAYLOAD_BYTES_PER_WEIGHT`): counted by events alone, a batch of 50 KB payloads
+    wrote thousands of pages before a poke, and the writer's backstop checkpointed inside its commits.
+    """
+    return 1 + (n - 1) * 2 // 7 + payload_bytes // PAYLOAD_BYTES_PER_WEIGHT
+
 
 WAL_BACKSTOP_PAGES = 4000
 """The writer's own ``wal_autocheckpoint``: far above where the thread keeps the WAL, so no commit checkpoints while
 it works; should it lag, fail or never be poked (a write path that does not), the WAL still stays bounded."""
+
+log = logging.getLogger("eventsource.sqlite")
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path`` (``None`` if there is none)."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 _CHECKPOINTERS: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
 
@@ -47,25 +83,29 @@ class Checkpointer:
     """One daemon thread that checkpoints ``path`` when poked; started by the first poke."""
 
     def __init__(self, path: str, settings: Mapping[str, Any]) -> None:
-        self.path = path
+        self.path = str(Path(path).absolute())  # (a later chdir does not move it)
+        self.file = _identity(self.path)  # the file the provider opened (made when it connected)
         self.settings = settings
         self.db: sqlite3.Connection | None = None
         self.forked = False
         self.done = 0  # checkpoints run (for tests and diagnostics)
-        self.error: BaseException | None = None  # the last failure (the next poke tries again)
+        self.error: BaseException | None = None  # the failure since the last checkpoint that worked, if any
+        self.failures = 0  # checkpoints that failed, in all
+        self.failed_at: str | None = None  # when the last one failed (ISO 8601, UTC)
         self._wake = threading.Event()
         self._stopping = False
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._running = False  # a checkpoint is in progress: a poke now is dropped (see poke)
         _CHECKPOINTERS.add(self)
 
     def poke(self) -> None:
-        """Ask for a checkpoint soon (returns at once; thread-safe)."""
-        if self.forked or self._stopping:
+        """Ask for a checkpoint soon (returns at once; thread-safe); dropped while one runs (see the module)."""
+        if self.forked or self._stopping or self._running:
             return
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:  # (a thread that ended without being stopped is started again)
+                if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._run, name="eventsource-sqlite-c", daemon=True)
                     self._thread.start()
         self._wake.set()
@@ -87,14 +127,54 @@ class Checkpointer:
             self._wake.clear()
             if self._stopping:
                 break
+            self._running = True
             try:
                 if self.db is None:
-                    self.db = open_connection(self.path, self.settings, memory=False)
+                    self.db = self._connect()
                 self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                self.done += 1
             except Exception as e:  # noqa: BLE001 - a checkpoint that fails is retried on the next poke
-                self.error = e
+                self._failed(e)
+            else:
+                self.done += 1
+                if self.error is not None:
+                    log.info("sqlite %s: WAL checkpoints work again", self.path)
+                    self.error = None
+            finally:
+                self._running = False
         db, self.db = self.db, None
         if db is not None and not self.forked:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection to the provider's own file: never a new database, nor another file put at its path.
+
+        Opened by path (on the first checkpoint, and after a failure): with the folder or file gone, a plain
+        open made a new empty database there and checkpointed that, health said ok, and the writer's WAL, in
+        the file it still holds open, was never checkpointed.
+        """
+        db = open_connection(self.path, self.settings, memory=False, create=False)
+        if _identity(self.path) != self.file:
+            db.close()
+            msg = f"sqlite: {self.path} is no longer the database this provider opened (moved, removed or replaced)"
+            raise ProviderUnavailableError(msg, provider="sqlite")
+        return db
+
+    def _failed(self, e: Exception) -> None:
+        """Keep ``e`` for health, log it (once until a checkpoint works again), drop the connection."""
+        first = self.error is None
+        self.error, self.failures, self.failed_at = e, self.failures + 1, utcnow().isoformat()
+        (log.warning if first else log.debug)("sqlite %s: WAL checkpoint failed: %s", self.path, e, exc_info=first)
+        db, self.db = self.db, None  # reopened by the next attempt: the failure may have been the connection's
+        if db is not None and not self.forked:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+    def report(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """What health shows: the counts, and the fault while checkpoints fail."""
+        error = self.error
+        details = {"done": self.done, "failures": self.failures, "last_failure": self.failed_at}
+        if error is None:
+            return details, []
+        fault = {"component": "wal_checkpoints", "error": f"{type(error).__name__}: {error}", "since": self.failed_at}
+        return details, [fault]

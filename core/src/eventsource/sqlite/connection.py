@@ -14,13 +14,18 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 
-def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool) -> sqlite3.Connection:
-    """A connection to ``path`` in WAL mode with the configured ``synchronous`` level; errors come typed."""
+def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool, create: bool = True) -> sqlite3.Connection:
+    """A connection to ``path`` in WAL mode with the configured ``synchronous`` level; errors come typed.
+
+    ``create=False`` opens only a database that exists (no folder nor file is made): a connection that
+    must reach the provider's database, not a new empty one where it went missing.
+    """
     try:
-        if not memory:
+        if not memory and create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(
-            path,
+            path if create or memory else Path(path).absolute().as_uri() + "?mode=rw",
+            uri=not create and not memory,
             timeout=settings["busy_timeout"],
             isolation_level=None,
             check_same_thread=False,  # an inline sync caller uses it too, under the worker's lock

@@ -1,19 +1,24 @@
 """Retention and statistics on one SQLite connection: the deleting batches, the kept floor, and the stats read.
 
-Retention deletes in short transactions whose size :class:`Batches` adapts so each stays near
-:data:`BATCH_SECONDS`; :func:`delete_old_batch` and :func:`truncate_batch` are one such transaction's body, and
-:func:`keep_floor` keeps a stream's version, newest event and counts before its events go. :func:`read_stats`
-is the body of the provider's one-transaction ``stats`` read. The provider runs them on its threads.
+Retention deletes in short transactions (:func:`in_batches`) whose size :class:`Batches` adapts so each stays
+near :data:`BATCH_SECONDS`, with a pause after each so writers get the lock; :func:`delete_old_batch` and
+:func:`truncate_batch` are one such transaction's body, and :func:`keep_floor` keeps a stream's version,
+newest event and counts before its events go. :func:`read_stats` is the body of the provider's
+one-transaction ``stats`` read. The provider runs them on its threads.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from functools import partial
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import StreamNotFoundError
 from eventsource.model import ProviderStats
 from eventsource.sqlite import counts
+from eventsource.sqlite.calls import tx
 from eventsource.sqlite.schema import SCHEMA_VERSION
 from eventsource.sqlite.statements import (
     BATCH_SECONDS,
@@ -36,6 +41,10 @@ from eventsource.timestamps import from_us
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Callable, Coroutine
+
+RETENTION_PAUSE = 2
+"""A retention run pauses this many times as long as each batch held the write lock, before the next one."""
 
 
 class Batches:
@@ -53,6 +62,41 @@ class Batches:
             self.size = max(8, self.size // 2)
         elif seconds < BATCH_SECONDS / 2 and deleted >= self.size:
             self.size = min(RETENTION_BATCH, self.size * 2)
+
+
+async def in_batches(
+    write: Callable[[str, Callable[[sqlite3.Connection], Any]], Coroutine[Any, Any, Any]],
+    op: str,
+    batch: Callable[[int, sqlite3.Connection], tuple[int, bool]],
+    last: Batches,
+    written: Callable[[int], None],
+) -> int:
+    """Run ``batch(size, db) -> (count, last)`` in write transactions sized by :class:`Batches` until the last.
+
+    ``write`` runs a function on the writer, ``last`` is the size the previous run ended with (kept up to date:
+    max_count runs one per stream), ``written`` is told each batch's count. After each batch the run pauses
+    :data:`RETENTION_PAUSE` times as long as the batch held the write lock, so writers have the lock at least
+    two thirds of the time (behind back-to-back batches an append would wait for one every time); the WAL the
+    deletes grow is checkpointed beside them (:mod:`.checkpoints`), never inside a commit.
+    """
+    sizes = Batches(last.size)
+    total, done = 0, False
+    while not done:
+        n, done, took = await write(op, partial(timed_tx, partial(batch, sizes.size)))
+        sizes.took(took, n)  # the time the batch held the lock, not its wait in the writer's queue
+        last.size = sizes.size
+        total += n
+        if n:
+            written(n)
+            await asyncio.sleep(took * RETENTION_PAUSE)
+    return total
+
+
+def timed_tx(body: Callable[[sqlite3.Connection], tuple[int, bool]], db: sqlite3.Connection) -> tuple[int, bool, float]:
+    """:func:`~eventsource.sqlite.calls.tx` of a retention batch, and how long it took (its lock wait included)."""
+    start = time.perf_counter()
+    n, done = tx(db, body)
+    return n, done, time.perf_counter() - start
 
 
 def delete_old_batch(us: int, stream_id: str | None, size: int, db: sqlite3.Connection) -> tuple[int, bool]:

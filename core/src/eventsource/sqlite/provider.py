@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+import uuid
 import weakref
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -14,8 +16,6 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import (
-    EventSourceError,
-    ProviderUnavailableError,
     StreamExistsError,
     StreamNotFoundError,
     ValidationError,
@@ -33,7 +33,6 @@ from eventsource.model import (
     utcnow,
 )
 from eventsource.provider import (
-    SYNC_TIMEOUT,
     Capabilities,
     Provider,
     check_snapshot,
@@ -41,10 +40,10 @@ from eventsource.provider import (
 )
 from eventsource.sqlite import counts, live
 from eventsource.sqlite.appends import append_sync
-from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, WAL_BACKSTOP_PAGES, Checkpointer
+from eventsource.sqlite.calls import ConnectionCalls, tx
+from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, WAL_BACKSTOP_PAGES, Checkpointer, append_weight
 from eventsource.sqlite.connection import open_connection
-from eventsource.sqlite.errors import map_error
-from eventsource.sqlite.maintenance import Batches, delete_old_batch, read_stats, truncate_batch
+from eventsource.sqlite.maintenance import Batches, delete_old_batch, in_batches, read_stats, truncate_batch
 from eventsource.sqlite.queries import query_page
 from eventsource.sqlite.rewrite import rewrite_batch
 from eventsource.sqlite.rows import (
@@ -81,18 +80,15 @@ from eventsource.subscriptions.signal import ChangeSignal
 from eventsource.timestamps import from_us, to_us
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from eventsource.domain.rewrite import EventRewrite
     from eventsource.model import CountMode, EventFilter, Expected, NewEvent, RecordedSnapshot
 
 T = TypeVar("T")
 
-RETENTION_PAUSE = 2
-"""A retention run pauses this many times as long as each batch held the write lock, before the next one."""
 
-
-class SqliteProvider(Provider):
+class SqliteProvider(ConnectionCalls, Provider):
     """The embedded default store: ``sqlite:///path.db``. See the module docstring for the guarantees."""
 
     kind = "sqlite"
@@ -105,6 +101,11 @@ class SqliteProvider(Provider):
         assert self.url is not None
         self.path = path_from_url(self.url)
         self.memory = self.path == ":memory:"
+        if self.memory:  # this instance's own database: what spawn_args() builds elsewhere opens a new, empty one
+            self.capabilities = replace(  # type: ignore[misc]
+                self.capabilities, concurrency="in_process", cross_process_reads=False
+            )
+        self._memory_id = uuid.uuid4().hex  # an in-memory database's identity in checkpoints
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
         self._started = monotonic()
@@ -113,7 +114,12 @@ class SqliteProvider(Provider):
         self._unfolded = 0  # events appended through this instance since it last folded the counts
         self._checkpoints: Checkpointer | None = None  # WAL checkpoints off the writer (file databases)
         self._unchecked = 0  # events written since the checkpointer was last poked
-        self._batch_size = 64  # retention's batch size, as the last batch left it (see Batches)
+        self._batches = Batches()  # retention's batch size, as the last batch left it
+
+    @property
+    def checkpoint_source(self) -> str:
+        """The masked URL; an in-memory database's is unique (``sqlite:///:memory:#db=<uuid>``): each is its own."""
+        return f"sqlite:///:memory:#db={self._memory_id}" if self.memory else super().checkpoint_source
 
     def spawn_args(self) -> dict[str, Any]:
         """The same file by absolute path (so another process with another working directory finds it)."""
@@ -132,111 +138,11 @@ class SqliteProvider(Provider):
             worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
 
     def _written(self, n: int) -> None:
-        """``n`` events were written or deleted: poke the checkpointer every :data:`CHECKPOINT_EVERY`."""
+        """``n`` one-event commits' worth of WAL was written: poke the checkpointer every :data:`CHECKPOINT_EVERY`."""
         self._unchecked += n
         if self._unchecked >= CHECKPOINT_EVERY and self._checkpoints is not None:
             self._unchecked = 0
             self._checkpoints.poke()
-
-    def _submit(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Queue ``fn(connection)`` on the connection's own thread now; errors come back typed."""
-        if worker is None or worker.db is None:
-            raise self._not_connected(worker, op)
-        db = worker.db
-        path = self.path
-
-        def call() -> T:
-            try:
-                return fn(db)
-            except EventSourceError:
-                raise
-            except Exception as e:
-                raise map_error(e, op, path) from e
-
-        return worker.submit(call)
-
-    async def _on(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` on the connection's own thread (one hop), or inline for a sync caller.
-
-        Inline only when the running loop belongs to a sync caller blocked in this thread
-        (:func:`~eventsource.provider.inline_io_allowed`): nothing else waits on that loop, so the
-        statement runs here under the worker's lock, the same one-at-a-time discipline as the thread.
-        """
-        if worker is not None and inline_io_allowed():
-            return self._inline(worker, op, fn)
-        return await self._submit(worker, op, fn)
-
-    def _inline(self, worker: _Worker, op: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with worker.lock:
-            db = worker.db
-            if db is None:
-                raise self._not_connected(worker, op)
-            limit = SYNC_TIMEOUT.get()
-            busy = self.settings["busy_timeout"]
-            if limit is not None and limit < busy:  # no lock wait past the manager's timeout (nothing can cancel it)
-                return self._inline_within(db, op, fn, limit, busy)
-            try:
-                return fn(db)
-            except EventSourceError:
-                raise
-            except Exception as e:
-                raise map_error(e, op, self.path) from e
-            except BaseException:  # KeyboardInterrupt between two statements: leave no transaction open
-                if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                raise
-
-    def _inline_within(
-        self, db: sqlite3.Connection, op: str, fn: Callable[[sqlite3.Connection], T], limit: float, busy: float
-    ) -> T:
-        """``fn(db)`` with SQLite's lock wait lowered to ``limit`` seconds, then put back (the worker shares ``db``)."""
-        try:
-            db.execute(f"PRAGMA busy_timeout = {int(limit * 1000)}")
-            try:
-                return fn(db)
-            except BaseException:
-                if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                raise
-            finally:
-                db.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
-        except EventSourceError:
-            raise
-        except Exception as e:
-            raise map_error(e, op, self.path) from e
-
-    def _not_connected(self, worker: _Worker | None, op: str) -> ProviderUnavailableError:
-        if worker is not None and worker.forked:
-            msg = (
-                f"sqlite {op}: this provider was connected in the parent process before fork(); a SQLite "
-                "connection must not cross a fork: create (and connect) a new manager in the child"
-            )
-        else:
-            msg = f"sqlite {op}: the provider is not connected (call connect())"
-        return ProviderUnavailableError(msg, provider="sqlite", operation=op)
-
-    def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
-        """Run ``fn`` on the writer thread."""
-        return self._on(self._writer, op, fn)
-
-    def _read(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
-        """Run ``fn`` on the reader thread (the writer's for in-memory databases)."""
-        return self._on(self._reader or self._writer, op, fn)
-
-    @staticmethod
-    def _tx(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        """Run ``body`` in one transaction (``BEGIN IMMEDIATE`` for writes: the write lock first)."""
-        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            result = body(db)
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return result
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -324,7 +230,7 @@ class SqliteProvider(Provider):
                 db.execute(SQL_DELETE_STREAM_SNAPSHOTS, (stream_id,))
             return gone
 
-        if not await self._write("delete_stream", lambda db: self._tx(db, body)):
+        if not await self._write("delete_stream", lambda db: tx(db, body)):
             msg = f"stream {stream_id!r} does not exist"
             raise StreamNotFoundError(msg, stream_id=stream_id)
         self._written(CHECKPOINT_EVERY)  # (any number of events went)
@@ -352,7 +258,7 @@ class SqliteProvider(Provider):
             total = db.execute(SQL_COUNT_STREAMS).fetchone()[0]
             return [_info_from_row(r) for r in rows], total
 
-        return await self._read("list_streams", lambda db: self._tx(db, body, write=False))
+        return await self._read("list_streams", lambda db: tx(db, body, write=False))
 
     # ------------------------------------------------------------------ append
 
@@ -370,11 +276,11 @@ class SqliteProvider(Provider):
         else:
             result = await self._submit(writer, "append", fn)
         self._changes.notify()
-        self._written(len(events))
+        self._written(append_weight(len(events), sum([len(e.data) + len(e.metadata) for e in events])))
         self._unfolded += len(events)
         if self._unfolded >= counts.FOLD_EVERY:
             self._unfolded = 0
-            await self._write("append", lambda db: self._tx(db, counts.fold))
+            await self._write("append", lambda db: tx(db, counts.fold))
         return result
 
     # ------------------------------------------------------------------ reads
@@ -468,7 +374,7 @@ class SqliteProvider(Provider):
         ``COUNT(*)`` over the index for ``"exact"`` and not given for ``"estimate"`` or ``"none"``.
         """
         run = partial(query_page, flt=flt, limit=limit, offset=offset, descending=descending, count=count)
-        return await self._read("query", lambda db: self._tx(db, run, write=False))
+        return await self._read("query", lambda db: tx(db, run, write=False))
 
     # ------------------------------------------------------------------ snapshots
 
@@ -495,7 +401,7 @@ class SqliteProvider(Provider):
             check_snapshot(snapshot, exists=state is not None, version=current, position_at=at[0] if at else None)
             db.execute(SQL_SAVE_SNAPSHOT, args)
 
-        await self._write("save_snapshot", lambda db: self._tx(db, body))
+        await self._write("save_snapshot", lambda db: tx(db, body))
         self._written(1 + len(snapshot.data) // 4096)  # (a big one is several pages)
 
     async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
@@ -521,52 +427,25 @@ class SqliteProvider(Provider):
     # ------------------------------------------------------------------ retention
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
-        """Delete events with ``timestamp < cutoff``, oldest first, in short transactions (see :class:`_Batches`).
+        """Delete events with ``timestamp < cutoff``, oldest first, in short transactions (:mod:`.maintenance`).
 
         Each batch keeps each stream's version and the counts; writers queued on the writer thread (or waiting
         for the file's lock) go between batches, so a run over millions of events never stalls them for more
         than one batch. A run cut short leaves the newer old events for the next run (nothing is half-deleted).
         """
-        return await self._batched("delete_events_before", partial(delete_old_batch, to_us(cutoff), stream_id))
+        batch = partial(delete_old_batch, to_us(cutoff), stream_id)
+        return await in_batches(self._write, "delete_events_before", batch, self._batches, self._written)
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """Delete the stream's events below ``before_version``, lowest first, in short transactions."""
-        return await self._batched("truncate_stream", partial(truncate_batch, stream_id, before_version))
-
-    async def _batched(self, op: str, batch: Callable[[int, sqlite3.Connection], tuple[int, bool]]) -> int:
-        """Run ``batch(size, db) -> (count, last)`` in write transactions sized by :class:`Batches` until the last.
-
-        After each batch the run pauses :data:`RETENTION_PAUSE` times as long as the batch held the write lock,
-        so writers have the lock at least two thirds of the time (behind back-to-back batches an append would
-        wait for one every time); the WAL the deletes grow is checkpointed beside them (:mod:`.checkpoints`),
-        never inside a commit.
-        """
-        sizes = Batches(self._batch_size)  # the size the last run ended with: max_count runs one per stream
-        total, done = 0, False
-        while not done:
-            n, done, took = await self._write(op, partial(self._timed_tx, partial(batch, sizes.size)))
-            sizes.took(took, n)  # the time the batch held the lock, not its wait in the writer's queue
-            self._batch_size = sizes.size
-            total += n
-            if n:
-                self._written(n)
-                await asyncio.sleep(took * RETENTION_PAUSE)
-        return total
+        batch = partial(truncate_batch, stream_id, before_version)
+        return await in_batches(self._write, "truncate_stream", batch, self._batches, self._written)
 
     async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
         """Swap payloads in place in one write transaction (:mod:`eventsource.sqlite.rewrite`)."""
-        done = await self._write("rewrite_events", partial(self._tx, body=partial(rewrite_batch, stream_id, rewrites)))
+        done = await self._write("rewrite_events", partial(tx, body=partial(rewrite_batch, stream_id, rewrites)))
         self._written(done)
         return done
-
-    @classmethod
-    def _timed_tx(
-        cls, body: Callable[[sqlite3.Connection], tuple[int, bool]], db: sqlite3.Connection
-    ) -> tuple[int, bool, float]:
-        """:meth:`_tx` of a retention batch, and how long it took (its lock wait included: part of the hold)."""
-        start = time.perf_counter()
-        n, done = cls._tx(db, body)
-        return n, done, time.perf_counter() - start
 
     # ------------------------------------------------------------------ monitoring
 
@@ -577,10 +456,10 @@ class SqliteProvider(Provider):
         rows, and without ``top_streams`` every stream is listed (one row and one index probe each).
         """
         if await self._read("stats", counts.tail_size) > 4 * counts.FOLD_EVERY:  # another process appended
-            await self._write("stats", lambda db: self._tx(db, counts.fold))
+            await self._write("stats", lambda db: tx(db, counts.fold))
 
         body = partial(read_stats, top_streams=top_streams, path=self.path, provider=self.name, started=self._started)
-        return await self._read("stats", lambda db: self._tx(db, body, write=False))
+        return await self._read("stats", lambda db: tx(db, body, write=False))
 
     async def health(self) -> HealthStatus:
         """Read the schema version through the reader, the writer's durability pragmas (:mod:`.durability`)."""
@@ -598,12 +477,17 @@ class SqliteProvider(Provider):
                 details={"path": self.path},
                 latency_ms=latency,
             )
-        from eventsource.manager.monitoring import with_durability  # the manager imports this module
+        from eventsource.manager.monitoring import with_durability, with_faults  # the manager imports this module
         from eventsource.sqlite import durability
 
-        ok = HealthStatus(
-            healthy=True, provider=self.name, message="ok", details={"path": self.path}, latency_ms=latency
-        )
+        details: dict[str, Any] = {"path": self.path}
+        faults: list[dict[str, Any]] = []
+        if self._checkpoints is not None:  # its thread's failures: degraded while they last
+            details["wal_checkpoints"], faults = self._checkpoints.report()
+            if faults:  # try again now: an idle store (no writes to poke it) stayed degraded for good
+                self._checkpoints.poke()
+        ok = HealthStatus(healthy=True, provider=self.name, message="ok", details=details, latency_ms=latency)
+        ok = with_faults(ok, faults)
         risks: list[dict[str, str]] = []
         unread: list[str] = []
         if not self.memory:  # (the mount table is a file the kernel keeps in memory: no disk wait)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from eventsource.checkpoints.base import CheckpointStore, check_name
 from eventsource.errors import ConfigurationError, UnsupportedOperationError, ValidationError
 from eventsource.manager.validation import check_number
-from eventsource.subscriptions.subscription import DECODE_ERROR_POLICIES, Subscription, Target
+from eventsource.subscriptions.subscription import DECODE_ERROR_POLICIES, END, StartAt, Subscription, Target
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,8 +30,8 @@ def build_subscription(
     stream_id: str | None,
     stream_prefix: str | Sequence[str] | None,
     event_types: Sequence[str] | None,
-    from_position: int,
-    from_version: int,
+    from_position: StartAt,
+    from_version: StartAt,
     checkpoint: CheckpointStore | str | None,
     name: str | None,
     source: str | None,
@@ -43,12 +43,10 @@ def build_subscription(
 ) -> Subscription:
     """A :class:`Subscription` for the arguments of ``EventSourcingManager.subscribe``; bad ones raise here."""
     target = _target(p, stream_id, stream_prefix, event_types)
-    start = (
-        check_number("from_position", from_position)
-        if stream_id is None
-        else check_number("from_version", from_version)
+    start: StartAt = (
+        _start("from_position", from_position) if stream_id is None else _start("from_version", from_version)
     )
-    if stream_id is not None:
+    if isinstance(start, int) and stream_id is not None:
         start = max(start, 1)
     page_size = check_number("page_size", page_size)
     if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -98,6 +96,16 @@ def build_subscription(
         on_decode_error=on_decode_error,
         reset=reset,
     )
+
+
+def _start(field: str, value: object) -> StartAt:
+    """A start position (or version), or ``"end"``: only what is committed after the subscription starts."""
+    if value == END:
+        return END
+    if isinstance(value, str):
+        msg = f"{field} takes a whole number or {END!r}, not {value[:40]!r}"
+        raise ValidationError(msg, field=field)
+    return check_number(field, value)
 
 
 def _check_options(on_decode_error: str, reset: bool, *, has_store: bool) -> None:

@@ -16,16 +16,29 @@ import collections
 import contextlib
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias
 
 from eventsource.checkpoints.base import Checkpoint, CheckpointStore
-from eventsource.errors import CodecError, ConfigurationError, ConflictError, StreamDeletedError, ValidationError
-from eventsource.model import RowPage
+from eventsource.errors import (
+    ConfigurationError,
+    ConflictError,
+    StreamDeletedError,
+    UnsupportedOperationError,
+    ValidationError,
+)
+from eventsource.subscriptions.pages import (
+    SKIPPED_KEPT,
+    EventDecodeError,
+    PageDelivery,
+    SkippedEvent,
+    _fields,
+    first_page,
+    first_rows,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
 
     from eventsource.manager.codec import EventCodec
     from eventsource.manager.policy import CallPolicy
@@ -33,25 +46,32 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
 
 
+__all__ = [  # with the names of pages.py its callers import from here
+    "BACKOFF_AFTER",
+    "DECODE_ERROR_POLICIES",
+    "END",
+    "SKIPPED_KEPT",
+    "CheckpointAheadError",
+    "CheckpointFilterError",
+    "EventDecodeError",
+    "SkippedEvent",
+    "StartAt",
+    "Subscription",
+    "Target",
+    "first_page",
+    "first_rows",
+]
+
 BACKOFF_AFTER = 2
 """Empty reads in a row after which a subscription pauses before waiting again (see ``_wait``)."""
 
 DECODE_ERROR_POLICIES = ("raise", "skip")
 """What a subscription does with an event it cannot decode (``subscribe(on_decode_error=...)``)."""
 
-SKIPPED_KEPT = 100
-"""How many skipped events a subscription remembers in ``skipped_events`` (the count is exact)."""
-
-log = logging.getLogger("eventsource.subscriptions")
-
-
-class EventDecodeError(CodecError):
-    """A subscription met an event it cannot decode (unknown codec, missing key, failing upcaster...).
-
-    The message and ``details`` name the event's position, id, stream and version; ``__cause__`` is the
-    codec's error. The event stays next in line: iterating again raises again, and ``commit()`` stores
-    nothing past it. ``subscribe(on_decode_error="skip")`` passes over such events and reports them instead.
-    """
+END: Final = "end"
+"""``subscribe(from_position=END)`` (or ``from_version``): only what is committed after the subscription starts."""
+StartAt: TypeAlias = int | Literal["end"]
+"""Where a subscription starts: a position (one stream: a version), or :data:`END`."""
 
 
 class CheckpointFilterError(ConfigurationError):
@@ -62,31 +82,12 @@ class CheckpointFilterError(ConfigurationError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class SkippedEvent:
-    """An event a subscription with ``on_decode_error="skip"`` passed over, and why."""
-
-    position: int
-    event_id: str
-    stream_id: str
-    version: int
-    event_type: str
-    error: str
-
-
 class CheckpointAheadError(ConflictError):
     """A subscription's start (a checkpoint, a position) lies beyond anything the store has handed out.
 
     Typical causes: a checkpoint from another store, or a failover that lost the events it counted. Resuming
     would silently skip whatever the store writes next below that position, so the subscription refuses.
     """
-
-
-def _fields(item: Any) -> tuple[str, str, str, int, int]:
-    """(event id, stream id, type, version, position) of a buffered :class:`RecordedEvent` or stored row."""
-    if isinstance(item, tuple):
-        return item[0], item[1], item[2], item[3], item[4]
-    return item.event_id, item.stream_id, item.event_type, item.version, item.position
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ class Target:
         return not self.event_types or event_type in self.event_types
 
 
-class Subscription:
+class Subscription(PageDelivery):
     """Catch-up then live delivery of one provider's events; see the module docstring.
 
     Built by :meth:`EventSourcingManager.subscribe <eventsource.manager.EventSourcingManager.subscribe>`.
@@ -146,7 +147,7 @@ class Subscription:
         codec: EventCodec,
         target: Target,
         *,
-        start: int,
+        start: StartAt,
         page_size: int,
         poll_interval: float,
         checkpoints: CheckpointStore | None,
@@ -174,12 +175,15 @@ class Subscription:
         """How many events ``on_decode_error="skip"`` passed over."""
         self.skipped_events: collections.deque[SkippedEvent] = collections.deque(maxlen=SKIPPED_KEPT)
         """The latest of them, with the error each raised."""
-        self._start = start  # first position (or version) wanted, before any checkpoint is consulted
-        self._cursor = start - 1  # last position (or version) read from the store
-        self._mark = start - 1  # last position (or version) delivered or filtered out: what commit() stores
+        self._from_end = start == END  # start at the store's end, taken by start() (a checkpoint comes first)
+        first = 0 if isinstance(start, str) else start  # first position (or version) wanted
+        self._cursor = first - 1  # last position (or version) read from the store
+        self._mark = first - 1  # last position (or version) delivered or filtered out: what commit() stores
         self._last_id: str | None = None  # event id at _cursor (one-stream subscriptions: detects a re-created stream)
-        # one page: RecordedEvent objects, or a RowPage's rows (then _conv is its timestamp conversion)
-        self._buffer: collections.deque[Any] = collections.deque()
+        # one page: RecordedEvent objects, or a RowPage's rows (then _conv is its timestamp conversion); the
+        # items before _at were handed out or passed over
+        self._buffer: list[Any] = []
+        self._at = 0
         self._rows = False
         self._conv: Any = None
         self._events: Iterator[Event] | None = None  # the buffer's wanted events, decoded lazily, in order
@@ -207,7 +211,7 @@ class Subscription:
     @property
     def buffered(self) -> int:
         """Events read from the store and not handed out yet (never more than one page)."""
-        return len(self._buffer)
+        return len(self._buffer) - self._at
 
     @property
     def position(self) -> int:
@@ -246,9 +250,34 @@ class Subscription:
                     raise ConfigurationError(msg, field="name")
                 self._cursor = self._mark = cp.position
                 self.committed = cp
-        await self._check_start(from_checkpoint=self.committed is not None)
+        if self._from_end and self.committed is None:
+            await self._start_at_end()
+            if self.checkpoints is not None and self.name is not None:
+                # stored now: stopped before its first commit, it resumes here, not at a later end (a skip)
+                cp = Checkpoint(self.name, self.source, self.target.scope, max(self._mark, 0))
+                self.committed = await self.checkpoints.put(cp)
+        else:
+            await self._check_start(from_checkpoint=self.committed is not None)
         self._started = True
         return self
+
+    async def _start_at_end(self) -> None:
+        """Start after what the store holds now: its ``end_position`` (one stream: after its current version).
+
+        On a store with late commits the end is the safe horizon, below every transaction still running, so
+        an append that had begun before the subscription started is delivered when it commits, not skipped.
+        """
+        p = self.provider
+        sid = self.target.stream_id
+        if sid is not None:
+            info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
+            self._cursor = self._mark = info.version if info is not None else 0
+            return
+        end = await self._policy.run(p, "end_position", p.end_position)
+        if end is None:
+            msg = f"provider {p.kind!r} cannot say where its end is: subscribe from a position instead"
+            raise UnsupportedOperationError(msg, provider=p.kind, operation="subscribe", capability="end_position")
+        self._cursor = self._mark = end - 1
 
     async def _check_start(self, *, from_checkpoint: bool) -> None:
         first = self._cursor + 1
@@ -271,7 +300,7 @@ class Subscription:
     async def close(self) -> None:
         """Stop: the iterator ends, the buffer is dropped. Uncommitted progress is not committed. Idempotent."""
         self._closed = True
-        self._buffer.clear()
+        self._buffer, self._at = [], 0
         self._events = None
         waiter = self._waiter
         if waiter is not None:
@@ -292,6 +321,10 @@ class Subscription:
 
     async def __anext__(self) -> Event:
         """The next event: from the buffer, else the next page, else after the store changes."""
+        if self._events is not None and self._rows and self.commit_every is None and not self._closed:
+            event = self._next_decoded()
+            if event is not None:
+                return event
         if not self._started:
             await self.start()
         if self.commit_every is not None and self._since_commit >= self.commit_every and not self._closed:
@@ -317,77 +350,6 @@ class Subscription:
     async def _step(self) -> None:
         if not await self._fill():
             await self._wait()
-
-    def _take_buffered(self, out: list[Event], limit: int) -> None:
-        """Move wanted events of the buffer to ``out`` until it holds ``limit`` (filtered records are passed).
-
-        A record that fails to decode raises (or is skipped) with the events taken before it already in ``out``
-        and the position passed. The wanted events of the page are decoded by one lazy ``decode_page``
-        iterator (the codec's fast path for stored rows); a failure ends it, so the next call builds another
-        from what is left.
-        """
-        buffer = self._buffer
-        t = self.target
-        stream = t.stream_id is not None
-        unfiltered = not t.prefixes and not t.event_types
-        wants = t.wants_fields
-        rows = self._rows
-        popleft, append = buffer.popleft, out.append
-        room = limit - len(out)
-        taken = 0
-        try:
-            while buffer and taken < room:
-                item = buffer[0]
-                if rows:
-                    wanted = unfiltered or wants(item[1], item[2])
-                    at = item[3] if stream else item[4]
-                else:
-                    wanted = unfiltered or wants(item.stream_id, item.event_type)
-                    at = item.version if stream else item.position
-                event = None
-                if wanted:
-                    events = self._events if self._events is not None else self._decoder()
-                    try:
-                        event = next(events)
-                    except Exception as e:  # noqa: BLE001 - an upcaster may raise anything: named and chained
-                        self._events = None
-                        self._failed(item, e)  # raises, leaving the item in place, or reports it (skip)
-                popleft()
-                self._mark = at
-                if event is not None:
-                    append(event)
-                    taken += 1
-        finally:
-            self._since_commit += taken
-
-    def _decoder(self) -> Iterator[Event]:
-        """A lazy decoder of the buffer's wanted events, in order (the codec's fast path for a page of rows)."""
-        wants, t = self.target.wants_fields, self.target
-        keep = (lambda _s, _e: True) if not t.prefixes and not t.event_types else wants
-        page: Any
-        if self._rows:
-            page = RowPage([r for r in self._buffer if keep(r[1], r[2])], self._conv or None)
-        else:
-            page = [r for r in self._buffer if keep(r.stream_id, r.event_type)]
-        self._events = iter(self._codec.decode_page(page))
-        return self._events
-
-    def _failed(self, item: Any, e: Exception) -> None:
-        eid, sid, etype, version, position = _fields(item)
-        reason = f"{type(e).__name__}: {e}"
-        if self.on_decode_error == "raise":
-            msg = (
-                f"subscription {self.name or self.target.describe()!r} cannot decode the event at position "
-                f"{position} (id {eid!r}, stream {sid!r} version {version}, type {etype!r}): {reason}. "
-                'Fix the codec, key or upcaster, or subscribe with on_decode_error="skip"'
-            )
-            raise EventDecodeError(msg, position=position, event_id=eid, stream_id=sid, version=version) from e
-        self.skipped += 1
-        self.skipped_events.append(SkippedEvent(position, eid, sid, version, etype, reason))
-        log.warning(
-            "subscription %r skipped the event at position %s (id %r, stream %r version %s): %s",
-            self.name, position, eid, sid, version, reason,
-        )  # fmt: skip
 
     async def next_batch(self, max_events: int) -> list[Event]:
         """Up to ``max_events`` events: waits for the first, then takes only what is buffered already.
@@ -427,7 +389,7 @@ class Subscription:
         self._cursor = version if self.target.stream_id is not None else position
         self._last_id = eid
         self._rows, self._conv, self._events = conv is not None, conv, None
-        self._buffer.extend(page)
+        self._buffer, self._at = list(page), 0  # a copy: the store may reuse its list
         return True
 
     async def _all_page(self) -> tuple[Sequence[Any], Any]:
@@ -515,32 +477,3 @@ class Subscription:
         self.committed = await self.checkpoints.put(cp)
         self._since_commit = 0
         return self.committed
-
-
-async def first_rows(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> tuple[Sequence[Any], Any]:
-    """The first page of a page iterator as (rows, timestamp conversion) or (records, ``None``); it is closed.
-
-    A :class:`RowPage` without a conversion gives ``False`` (its rows hold datetimes); no page: ``([], None)``.
-    """
-    try:
-        async for page in pages:
-            if isinstance(page, RowPage):
-                return page.rows, (page.timestamp or False)
-            return list(page), None
-        return [], None
-    finally:
-        aclose: Any = getattr(pages, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def first_page(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> list[RecordedEvent]:
-    """The first page of a page iterator as records (empty when it has none); the iterator is closed."""
-    try:
-        async for page in pages:
-            return page.records() if isinstance(page, RowPage) else list(page)
-        return []
-    finally:
-        aclose: Any = getattr(pages, "aclose", None)
-        if aclose is not None:
-            await aclose()

@@ -9,7 +9,6 @@ shows) and an optional lease URL. It prints ``started`` once the runner runs, th
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import sys
@@ -18,19 +17,11 @@ from typing import TYPE_CHECKING, Any
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 from eventsource.projections import Projection, ProjectionRunner, SqliteSink
+from eventsource.testing.worker import load_class
 
 if TYPE_CHECKING:
     from eventsource.model import Event
     from eventsource.projections.sinks import Sink
-
-
-def _load(path: str) -> type:
-    module, _, name = path.partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    if not isinstance(cls, type):
-        msg = f"{path} is not a class"
-        raise TypeError(msg)
-    return cls
 
 
 def _at(event: Event, spec: dict[str, Any]) -> int:
@@ -66,7 +57,7 @@ def _projection(spec: dict[str, Any]) -> tuple[Projection[Any], Sink[Any]]:
 
 
 async def _run(spec: dict[str, Any]) -> None:
-    cls = _load(spec["provider_class"])
+    cls = load_class(spec["provider_class"])
     provider = cls(**spec["spawn_args"])
     await provider.connect()
     m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())

@@ -171,6 +171,98 @@ class SubscriptionSuite(ProviderSuiteBase):
         positions = [e.position for e in got]
         assert positions == sorted(positions)
 
+    # ------------------------------------------------------------------ from the end
+
+    async def test_from_end_delivers_what_is_committed_after_the_start(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        self.need_total_order(provider)
+        prefix = sid("end")
+        old = await manager.append_events_batch(stream_id=f"{prefix}-old", events=[_ev(i) for i in range(3)])
+        async with manager.subscribe(stream_prefix=prefix, from_position="end", poll_interval=0.5) as sub:
+            assert sub.position >= 0
+            new = [await manager.append_event(stream_id=f"{prefix}-new", event_type="Counted", data={}) for _ in "ab"]
+            got: list[Event] = []
+            while len(got) < 10 and new[-1].event_id not in [e.event_id for e in got]:
+                got += await take(sub, 1)
+        ids = [e.event_id for e in got]
+        assert ids[-2:] == [r.event_id for r in new]
+        if provider.capabilities.late_commits:
+            # the safe horizon: events committed while an older transaction (anywhere) still ran may come too
+            assert set(ids[:-2]) <= set(old.event_ids), f"unexpected events before the new ones: {got[:-2]}"
+        else:
+            assert ids == [r.event_id for r in new], f"events committed before the start were delivered: {got}"
+
+    async def test_from_end_of_one_stream(self, manager: EventSourcingManager) -> None:
+        s, fresh = sid("end1"), sid("end1-new")
+        await manager.append_events_batch(stream_id=s, events=[_ev(i) for i in range(3)])
+        async with (
+            manager.subscribe(stream_id=s, from_version="end", poll_interval=0.5) as sub,
+            manager.subscribe(stream_id=fresh, from_version="end", poll_interval=0.5) as sub_fresh,
+        ):
+            assert (sub.position, sub_fresh.position) == (3, 0)
+            await manager.append_event(stream_id=s, event_type="Counted", data={"n": 3})
+            await manager.append_event(stream_id=fresh, event_type="Counted", data={"n": 0})
+            assert [(e.version, e.data["n"]) for e in await take(sub, 1)] == [(4, 3)]
+            assert [(e.version, e.data["n"]) for e in await take(sub_fresh, 1)] == [(1, 0)]
+
+    async def test_from_end_resumes_a_stored_checkpoint_instead(
+        self, manager: EventSourcingManager, provider: Provider, checkpoint_store: CheckpointStore
+    ) -> None:
+        self.need_total_order(provider)
+        prefix, name = sid("endcp"), sid("endcp-sub")
+        first = await manager.append_event(stream_id=f"{prefix}-a", event_type="Counted", data={"n": 0})
+        async with manager.subscribe(stream_prefix=prefix, checkpoint=checkpoint_store, name=name) as sub:
+            await take(sub, 1)
+            await sub.commit()
+        missed = await manager.append_event(stream_id=f"{prefix}-a", event_type="Counted", data={"n": 1})
+        sub = manager.subscribe(stream_prefix=prefix, from_position="end", checkpoint=checkpoint_store, name=name)
+        async with sub:
+            assert sub.position == first.position
+            assert [e.event_id for e in await take(sub, 1)] == [missed.event_id]
+
+    async def test_from_end_without_a_stored_checkpoint_stores_where_it_started(
+        self, manager: EventSourcingManager, provider: Provider, checkpoint_store: CheckpointStore
+    ) -> None:
+        # a named subscription from the end that stops before its first commit resumes at that first end when
+        # it starts again: what was appended meanwhile is delivered, not skipped by starting at a later end
+        self.need_total_order(provider)
+        prefix, name = sid("endfirst"), sid("endfirst-sub")
+        await manager.append_event(stream_id=f"{prefix}-old", event_type="Counted", data={"n": 0})
+        sub = manager.subscribe(stream_prefix=prefix, from_position="end", checkpoint=checkpoint_store, name=name)
+        async with sub:
+            start = sub.position
+            stored = await checkpoint_store.get(name, sub.source)
+            assert stored is not None, "no checkpoint stored at the start: a restart would begin at a later end"
+            assert stored.position == start
+        missed = await manager.append_event(stream_id=f"{prefix}-new", event_type="Counted", data={"n": 1})
+        sub = manager.subscribe(stream_prefix=prefix, from_position="end", checkpoint=checkpoint_store, name=name)
+        async with sub:
+            assert sub.position == start
+            got: list[Event] = []
+            while len(got) < 5 and missed.event_id not in [e.event_id for e in got]:
+                got += await take(sub, 1)
+        assert missed.event_id in [e.event_id for e in got]
+
+    async def test_from_end_delivers_an_append_running_when_it_started(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        self.need_total_order(provider)
+        prefix = sid("endlate")
+        sub = manager.subscribe(stream_prefix=prefix, from_position="end", poll_interval=0.5)
+        try:
+            async with self.late_commit(provider, f"{prefix}-late"):  # skipped where no append commits late
+                # committed above the late append's position while it is open: the head is now above it
+                between = await manager.append_event(stream_id=f"{prefix}-between", event_type="Counted", data={})
+                await sub.start()  # the end is taken while the late append is still uncommitted
+                after = await manager.append_event(stream_id=f"{prefix}-after", event_type="Counted", data={})
+            got = await take(sub, 3)
+        finally:
+            await sub.close()
+        # "between" committed before the start, but while an older transaction ran: the safe horizon keeps it
+        assert [e.stream_id for e in got] == [f"{prefix}-late", f"{prefix}-between", f"{prefix}-after"], got
+        assert [got[1].event_id, got[2].event_id] == [between.event_id, after.event_id]
+
     # ------------------------------------------------------------------ wake-ups and back-pressure
 
     async def test_lost_wake_up_still_delivers_by_polling(

@@ -20,7 +20,8 @@ from eventsource.errors import ConcurrencyError, ProviderTimeoutError, ProviderU
 from eventsource.model import NewEvent, utcnow
 
 
-def _load(path: str) -> type:
+def load_class(path: str) -> type:
+    """The class ``module:Class`` names (a worker process is given its provider's class this way)."""
     module, _, name = path.partition(":")
     cls = getattr(importlib.import_module(module), name)
     if not isinstance(cls, type):
@@ -30,7 +31,7 @@ def _load(path: str) -> type:
 
 
 async def _race(spec: dict[str, Any]) -> dict[str, Any]:
-    cls = _load(spec["provider_class"])
+    cls = load_class(spec["provider_class"])
     provider = cls(**spec["spawn_args"])
     await provider.connect()
     won: list[int] = []

@@ -2,8 +2,8 @@
 
 The digest runs over each event's id, type, version, encoding descriptor, payload bytes (data and metadata),
 timestamp and envelope fields, in version order, a page at a time; the stream's attributes and its snapshots
-(id, version, descriptor, bytes, aggregate id and type) are compared as well. Positions are each store's own
-and are left out.
+(id, version, descriptor, bytes, creation time, aggregate id and type) are compared as well. Positions are each
+store's own and are left out.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ async def stream_digest(provider: Provider, info: StreamInfo, page_size: int = 5
             snap.encoding,
             snap.data,
             snap.metadata,
+            str(to_us(snap.created_at)),  # every store keeps it to the microsecond, as event timestamps
             snap.aggregate_id,
             snap.aggregate_type,
         ):

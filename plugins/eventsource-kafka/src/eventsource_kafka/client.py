@@ -15,13 +15,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eventsource.errors import (
-    EventSourceError,
-    ProviderError,
-    ProviderTimeoutError,
-    ProviderUnavailableError,
-    ValidationError,
-)
+from eventsource.errors import ProviderError, ProviderUnavailableError
+
+from eventsource_kafka.errors import map_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,43 +33,6 @@ _SEEK_WAIT_MS = 200
 
 _POLL_MS = 2
 """How long one ``poll`` may wait for a fetch response before the read loop re-checks its state."""
-
-
-def _kafka_errors(*names: str) -> tuple[type[BaseException], ...]:
-    """The kafka-python error classes of these names that this kafka-python version defines."""
-    from kafka import errors as ke
-
-    return tuple(c for c in (getattr(ke, n, None) for n in names) if isinstance(c, type))
-
-
-def map_error(e: BaseException, what: str) -> BaseException:
-    """The typed eventsource error for a kafka-python (or socket) error raised while doing ``what``."""
-    if isinstance(e, EventSourceError):
-        return e
-    from kafka import errors as ke
-
-    name = type(e).__name__
-    if isinstance(e, (*_kafka_errors("KafkaTimeoutError", "RequestTimedOutError"), TimeoutError)):
-        return ProviderTimeoutError(f"Kafka timed out while {what}: {name}: {e}", operation=what)
-    if isinstance(e, _kafka_errors("MessageSizeTooLargeError", "RecordListTooLargeError", "RecordTooLargeError")):
-        return ValidationError(f"record too large while {what}: {e}", field="events")
-    unavailable = _kafka_errors(
-        "NoBrokersAvailable",
-        "KafkaConnectionError",
-        "NodeNotReadyError",
-        "NotLeaderForPartitionError",
-        "LeaderNotAvailableError",
-        "BrokerNotAvailableError",
-        "MetadataEmptyBrokerList",
-        "NetworkExceptionError",
-        "AuthenticationFailedError",
-        "SaslAuthenticationFailedError",
-    )
-    if isinstance(e, (*unavailable, ConnectionError, OSError)):
-        return ProviderUnavailableError(f"Kafka is unavailable while {what}: {name}: {e}", operation=what)
-    if isinstance(e, ke.KafkaError) and getattr(e, "retriable", False):
-        return ProviderUnavailableError(f"Kafka error while {what} (retriable): {name}: {e}", operation=what)
-    return ProviderError(f"Kafka error while {what}: {name}: {e}", operation=what)
 
 
 def record_size(value: bytes, headers: list[tuple[str, bytes]], key: bytes | None = None) -> int:
@@ -112,8 +71,24 @@ class KafkaIO:
         self._slots = asyncio.Semaphore(threads)
         self._admin_lock = threading.Lock()
         self._primed: set[str] = set()
-        self.producer: Any = None
+        self._producer: Any = None
         self.admin: Any = None
+        from eventsource_kafka.loopwire import Wires
+
+        # the stale-incarnation check on a connection each event loop owns (plain TCP only)
+        self.wires = Wires(
+            enabled=config.get("security_protocol", "PLAINTEXT") == "PLAINTEXT",
+            client_id=str(config.get("client_id") or "eventsource"),
+            timeout=timeout,
+        )
+
+    @property
+    def producer(self) -> Any:
+        """The producer; a typed error once :meth:`close` ran (an append racing close got an AttributeError)."""
+        if self._producer is None:
+            msg = "the Kafka provider was closed while this call was running"
+            raise ProviderUnavailableError(msg, operation="producing")
+        return self._producer
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,7 +109,7 @@ class KafkaIO:
 
         timeout_ms = int(self.timeout * 1000)
         self.admin = KafkaAdminClient(**self.config, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
-        self.producer = KafkaProducer(
+        self._producer = KafkaProducer(
             **self.config,
             acks="all",
             linger_ms=0,
@@ -146,12 +121,13 @@ class KafkaIO:
             delivery_timeout_ms=timeout_ms,
             bootstrap_timeout_ms=timeout_ms,
         )
-        _tune_metadata(self.producer._metadata)  # noqa: SLF001 - see _tune_metadata
+        _tune_metadata(self._producer._metadata)  # noqa: SLF001 - see _tune_metadata
 
     async def close(self) -> None:
         """Close every client and the thread pool. Idempotent."""
-        producer, admin, consumers = self.producer, self.admin, list(self._consumers)
-        self.producer = self.admin = None
+        producer, admin, consumers = self._producer, self.admin, list(self._consumers)
+        self.wires.close()
+        self._producer = self.admin = None
         self._consumers.clear()
         self._idle.clear()
 
@@ -506,6 +482,16 @@ def _read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread poo
     return out
 
 
+def _topic_known(consumer: Any, topic: str) -> bool:
+    """Whether the cluster still has ``topic`` (kafka-python raises for an unknown one rather than answering None)."""
+    from kafka.errors import UnknownTopicOrPartitionError
+
+    try:
+        return bool(consumer.partitions_for_topic(topic))
+    except UnknownTopicOrPartitionError:
+        return False
+
+
 def _read_loop(  # noqa: PLR0917, C901, PLR0912 - the fetch loop and its broker quirks, read top to bottom
     consumer: Any,
     tp: Any,
@@ -559,7 +545,7 @@ def _read_loop(  # noqa: PLR0917, C901, PLR0912 - the fetch loop and its broker 
         if now > stalled_check:
             # no answer for a while: a topic deleted meanwhile (by another instance) reads as empty
             stalled_check = now + _STALL_S
-            if not consumer.partitions_for_topic(topic):
+            if not _topic_known(consumer, topic):
                 raise _TopicGoneError(topic)
         want = None if max_records is None else max_records - len(out)
         got = consumer.poll(timeout_ms=_POLL_MS, max_records=want) if want else consumer.poll(timeout_ms=_POLL_MS)

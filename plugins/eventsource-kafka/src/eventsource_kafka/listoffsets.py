@@ -1,8 +1,9 @@
-"""ListOffsets sent through the producer's own network thread: a look at topic ends with no thread hop.
+"""ListOffsets sent at once, with no pool thread: a look at topic ends costing one round trip.
 
 :func:`end_offset_now` is the stale-incarnation check of appends (the request is sent before it
-returns, so the broker answers it after that moment); :func:`end_offsets` asks for many topics in
-one request per broker (bounded stats). Answers are ListOffsets LATEST, a lower bound of the log
+returns, on the loop's own connection once it is up, else through the producer's network thread,
+so the broker answers it after that moment); :func:`end_offsets` asks for many topics in one
+request per broker (bounded stats). Answers are ListOffsets LATEST, a lower bound of the log
 end on Tansu (see :meth:`KafkaIO.end_offset <eventsource_kafka.client.KafkaIO.end_offset>`).
 """
 
@@ -14,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ProviderError, ProviderUnavailableError
 
-from eventsource_kafka.client import _resolve, map_error
+from eventsource_kafka.client import _resolve
+from eventsource_kafka.errors import map_error
 
 if TYPE_CHECKING:
     from eventsource_kafka.client import KafkaIO
@@ -48,36 +50,40 @@ async def end_offsets(io: KafkaIO, topics: list[str]) -> dict[str, int]:
     return out
 
 
-def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:
-    """:meth:`end_offset`, SENT before this returns, on the producer's own connection (no thread hop).
+def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:  # noqa: C901, PLR0915 - three paths, each falling back
+    """:meth:`end_offset`, SENT before this returns, with no thread hop when it can be.
 
-    The request is handed to the producer's network thread at once (pipelined with any produce
-    sent after it), and its answer resolved onto the loop, so the broker answers it at a moment
-    after this call. Falls back to :meth:`end_offset` (sent later, so still after this call) when
-    the producer does not know the partition's leader or its connection has as many requests in
-    flight as it may.
+    On this event loop's own connection (:mod:`~eventsource_kafka.loopwire`) once it is up; else
+    handed to the producer's network thread at once (pipelined with any produce sent after it). Its
+    answer comes back on the loop, so the broker answers it at a moment after this call. Falls back
+    to :meth:`end_offset` (sent later, so still after this call) when the producer does not know the
+    partition's leader or its connection has as many requests in flight as it may, and to the
+    producer's connection when the loop's connection is lost or its broker no longer leads the topic.
     """
     from kafka import TopicPartition
 
+    from eventsource_kafka.loopwire import WireLostError
+
     loop = asyncio.get_running_loop()
-    node = io.producer._metadata.leader_for_partition(TopicPartition(topic, 0))  # noqa: SLF001
+    cluster = io.producer._metadata  # noqa: SLF001
     fut: asyncio.Future[int] = loop.create_future()
 
     def fall_back() -> None:
         if fut.done():
             return
         task = asyncio.ensure_future(io.end_offset(topic))
-        task.add_done_callback(
-            lambda t: (
-                _resolve(fut, None if t.exception() else t.result(), t.exception())
-                if not t.cancelled()
-                else fut.cancel()
-            )
-        )
 
-    if node is None or node == -1:
-        fall_back()
-        return fut
+        def done(t: asyncio.Future[int]) -> None:
+            if t.cancelled():
+                fut.cancel()
+            elif t.exception() is not None:
+                _resolve(fut, None, t.exception())
+            elif t.result() < 0:  # Kafka's "no offset": no end at all (below every view, it would vouch for it)
+                _resolve(fut, None, ProviderError(f"Kafka answered no end offset of {topic}", operation="listing"))
+            else:
+                _resolve(fut, t.result(), None)
+
+        task.add_done_callback(done)
 
     def answered(ends: asyncio.Future[dict[str, int]]) -> None:
         if ends.cancelled():
@@ -91,14 +97,42 @@ def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:
         else:
             _resolve(fut, None, ProviderError(f"Kafka does not know {topic}", operation="listing its end"))
 
-    _list_offsets(io, [topic], node).add_done_callback(answered)
+    def via_producer() -> None:
+        node = cluster.leader_for_partition(TopicPartition(topic, 0))
+        if node is None or node == -1:
+            fall_back()
+        else:
+            _list_offsets(io, [topic], node).add_done_callback(answered)
+
+    def on_wire(asked: asyncio.Future[int]) -> None:
+        if asked.cancelled():
+            fut.cancel()
+        elif isinstance(asked.exception(), WireLostError):
+            try:
+                via_producer()  # sent now, after the request the wire lost: still after this call
+            except Exception as e:  # noqa: BLE001 - the provider is closing: handed to the waiting append
+                _resolve(fut, None, map_error(e, f"listing the end of {topic}"))
+        else:
+            _resolve(fut, None if asked.exception() else asked.result(), asked.exception())
+
+    wire = io.wires.get(cluster, _broker_versions(io), topic)
+    if wire is not None:
+        wire.ask(topic).add_done_callback(on_wire)
+    else:
+        via_producer()
     return fut
+
+
+def _broker_versions(io: KafkaIO) -> dict[int, tuple[int, int]] | None:
+    """The API versions the producer negotiated with the cluster (``None`` before it did)."""
+    data = getattr(io.producer._sender._client._manager, "broker_version_data", None)  # noqa: SLF001
+    return getattr(data, "api_versions", None)
 
 
 def _list_offsets(io: KafkaIO, topics: list[str], node: Any) -> asyncio.Future[dict[str, int]]:
     """Send ListOffsets LATEST (partition 0 of each topic) to ``node`` now, through the producer's network thread.
 
-    Topics answered with an error are absent; a busy connection (as many requests in flight as it
+    Topics answered with an error (or no offset) are absent; a busy connection (as many requests in flight as it
     may) fails with :class:`ProviderUnavailableError`.
     """
     from kafka.protocol.consumer import ListOffsetsRequest
@@ -115,7 +149,13 @@ def _list_offsets(io: KafkaIO, topics: list[str], node: Any) -> asyncio.Future[d
 
     def answered(resp: Any) -> None:
         try:
-            out: Any = {t.name: int(p.offset) for t in resp.topics for p in t.partitions if not p.error_code}
+            # partition 0 only, with no error code and an offset (Kafka's -1 is "no offset", no end at all)
+            out: Any = {
+                t.name: int(p.offset)
+                for t in resp.topics
+                for p in t.partitions
+                if not p.error_code and p.partition_index == 0 and p.offset >= 0
+            }
             exc = None
         except Exception as e:  # noqa: BLE001 - handed to the awaiting task
             out, exc = None, map_error(e, what)

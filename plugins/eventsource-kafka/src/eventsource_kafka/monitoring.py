@@ -143,7 +143,9 @@ class Monitor:
         """:meth:`_estimate` of every stream this process holds no tail of, up to ``io_threads`` reads at once.
 
         A process's first bounded stats reads one last record per such stream: side by side, not one after
-        another, so that first call costs the streams divided by the reads in flight, in round trips.
+        another, so that first call waits the streams divided by the reads in flight, in round trips (the
+        client's CPU per read, about the same either way, stays the floor). The first read to fail fails
+        the call with its error, once the reads beside it are cancelled and ended.
         """
         gate = asyncio.Semaphore(max(1, int(self.conn.settings["io_threads"])))
 
@@ -151,7 +153,14 @@ class Monitor:
             async with gate:
                 return await self._estimate(sid, meta, ends.get(meta["topic"]))
 
-        got = await asyncio.gather(*(one(sid, meta) for sid, meta in metas.items()))
+        tasks = [asyncio.ensure_future(one(sid, meta)) for sid, meta in metas.items()]
+        try:
+            got = await asyncio.gather(*tasks)
+        except BaseException:  # one read failed (or the call was cancelled): no read outlives the call
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         return dict(zip(metas, got, strict=True))
 
     async def _estimate(

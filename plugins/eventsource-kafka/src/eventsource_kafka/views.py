@@ -13,8 +13,11 @@ import asyncio
 import functools
 import json
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import ProviderTimeoutError
 
 from eventsource_kafka import records
 
@@ -132,13 +135,21 @@ class Views:
 
         The view always stops at a record-batch boundary, and another process's records are in batches
         of their own, so an answer above the view's offset is exactly "something was written": only
-        then is the topic read.
+        then is the topic read, and read again until the view reaches ``end`` (a read ends at the high
+        watermark of its first fetch response, which can be one sent before the check, docs/internals/kafka.md).
         """
         if not isinstance(end, int):
             end = await asyncio.shield(end)
-        if end > self.conn.ns.meta_offset:
-            return await self.meta()
-        return self.conn.ns.meta
+        ns = self.conn.ns
+        deadline = None
+        while end > ns.meta_offset:
+            if deadline is None:
+                deadline = time.monotonic() + self.conn.settings["request_timeout"]
+            elif time.monotonic() > deadline:
+                msg = f"the view of {self.conn.meta_topic} stays at {ns.meta_offset}, below {end}"
+                raise ProviderTimeoutError(msg, operation="reading stream metadata")
+            await self.meta()
+        return ns.meta
 
     async def snaps(self) -> dict[str, dict[int, int]]:
         """The offset of every snapshot by stream and version, brought up to the snapshot topic's high watermark."""

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from eventsource.config import mask_url
 from eventsource.errors import ConfigurationError
 from marshmallow import Schema, validate
 from marshmallow import fields as mf
@@ -87,6 +88,9 @@ def parse_url(url: str | None) -> ServerUrl:
         msg = "a NATS URL looks like nats://host:4222[,host:4222...] (or nats+tls://)"
         raise ConfigurationError(msg, field="url")
     tls = scheme != "nats"
+    if "://" in rest:  # nats://h1,nats://h2 was read as h1 and a server named "nats:" (h2 silently dropped)
+        msg = f"a NATS URL names its scheme once: nats://h1:4222,h2:4222 (not {mask_url(url)})"
+        raise ConfigurationError(msg, field="url")
     rest = rest.split("/", 1)[0].split("?", 1)[0]
     user = password = None
     if "@" in rest:

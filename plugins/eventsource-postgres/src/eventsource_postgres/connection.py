@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import select
+from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
+from eventsource.provider import SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.schema import migrate
@@ -51,6 +53,18 @@ def _stale(conn: AsyncConnection[Any]) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+def _inline_deadline() -> float | None:
+    """For an inline sync caller: when the call must end (the manager's ``timeout`` from now), else ``None``.
+
+    Its statements block the thread (``inline.py``), where the manager's own deadline cannot fire between
+    them: each waits only for what is left of this one.
+    """
+    if not inline_io_allowed():
+        return None
+    limit = SYNC_TIMEOUT.get()
+    return None if limit is None else monotonic() + limit
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -104,6 +118,8 @@ class Connection:
             import psycopg
             from psycopg_pool import AsyncConnectionPool
 
+            from eventsource_postgres.inline import InlineConnection
+
             s = self.settings
             kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": s["prepare_threshold"]}
             kwargs.update(libpq_kwargs(s))
@@ -116,6 +132,7 @@ class Connection:
             await probe.close()
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 self.url,
+                connection_class=InlineConnection,  # waits in the caller's thread for an inline sync caller
                 min_size=s["pool_min_size"],
                 max_size=s["pool_max_size"],
                 timeout=s["pool_timeout"],
@@ -127,7 +144,7 @@ class Connection:
                 open=False,
             )
             try:
-                await pool.open(wait=True, timeout=s["connect_timeout"])
+                await self._open(pool, s["connect_timeout"])
                 if self.migrate:
                     async with pool.connection(timeout=s["connect_timeout"]) as conn:
                         await migrate(conn, self.names)
@@ -138,6 +155,19 @@ class Connection:
                 await pool.close()
                 raise await self._connect_failure(e, kwargs) from e
             self.pool = pool
+
+    @staticmethod
+    async def _open(pool: AsyncConnectionPool[Any], wait: float) -> None:
+        """Open ``pool`` (waiting up to ``wait`` seconds), its tasks (workers, scheduler) unmarked as a sync caller's.
+
+        They outlive this call: marked (``SYNC_CALLER``, a thread id) they would block, in ``inline.py``, any
+        thread that later has that id (thread ids are reused), such as a loop thread serving subscriptions.
+        """
+        token = SYNC_CALLER.set(None)
+        try:
+            await pool.open(wait=True, timeout=wait)
+        finally:
+            SYNC_CALLER.reset(token)
 
     async def _connect_failure(self, exc: Exception, kwargs: dict[str, Any]) -> EventSourceError:
         """The pool only says it timed out; one direct attempt tells why (refused, auth, TLS...)."""
@@ -185,12 +215,17 @@ class Connection:
         under the call is replaced and the call repeated ``reconnect_retries`` times.
         """
         attempts = 1 + (self.settings["reconnect_retries"] if retry else 0)
+        deadline = _inline_deadline()
         for attempt in range(1, attempts + 1):
             try:
                 pool, conn = await self._getconn()
                 try:
+                    if deadline is not None:
+                        conn.deadline = deadline  # type: ignore[attr-defined] - an InlineConnection (inline.py)
                     return await fn(conn)
                 finally:
+                    if deadline is not None:
+                        conn.deadline = None  # type: ignore[attr-defined]
                     await pool.putconn(conn)
             except EventSourceError:
                 raise

@@ -1,9 +1,10 @@
-"""Live subscriptions on PostgreSQL: a cheap head probe, and LISTEN/NOTIFY as an optional wake-up.
+"""Live subscriptions on PostgreSQL: an in-process wake-up, a cheap head probe, and optional LISTEN/NOTIFY.
 
 Subscriptions follow ``read_all`` (which never passes a transaction that may still commit below it), so this
-module only decides *when* to read again. By default a waiting subscription probes ``position > after`` on the
-primary key soon after it began to wait (:data:`FIRST_PROBE`), then at doubling pauses up to
-``live_poll_interval``: appends pay nothing, and an idle subscription costs what a fixed interval would.
+module only decides *when* to read again. An append through the provider wakes its waiting subscriptions as
+soon as it commits (:class:`~eventsource.subscriptions.ChangeSignal`). Other processes' commits are found by
+probing ``position > after`` soon after a subscription began to wait (:data:`FIRST_PROBE`), then at doubling
+pauses up to ``live_poll_interval``: appends pay nothing, an idle subscription what a fixed interval would.
 With ``live_notify`` on, a statement-level trigger sends one ``pg_notify`` per inserting transaction (a fixed
 payload, folded) to one dedicated LISTEN connection outside the pool, shared by every subscription of the
 provider; a notification wakes them all. NOTIFY takes a cluster-wide lock at commit, which is why it is
@@ -123,6 +124,20 @@ class Live:
 
         return await self.conn.call("head_position", run, retry=True)
 
+    async def end_position(self) -> int:
+        """The safe horizon: the first position of the oldest transaction still running (``pg_snapshot_xmin``).
+
+        A transaction that has not committed yet, anywhere in the cluster, has an xid at or above it (one that
+        has no xid yet draws one above ``xmax``), so every event committed from now on is at or above it.
+        """
+
+        async def run(c: Any) -> int:
+            cur = await c.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20")
+            row = await cur.fetchone()
+            return int(row[0])
+
+        return await self.conn.call("end_position", run, retry=True)
+
     async def _has_after(self, after_position: int) -> bool:
         query = f"SELECT EXISTS (SELECT 1 FROM {self.conn.names.events} WHERE position > %s)"  # noqa: S608 - quoted names
 
@@ -133,16 +148,25 @@ class Live:
 
         return await self.conn.call("wait_for_change", run, retry=True)
 
+    def committed(self) -> None:
+        """An append through this provider committed: wake the waiting subscriptions of this process now."""
+        self.signal.notify()
+
     async def wait_for_change(self, after_position: int, max_wait: float) -> None:
-        """Return when an event above ``after_position`` is committed, on a notification, or after ``max_wait``."""
+        """Return when an event above ``after_position`` is committed, on a wake-up, or after ``max_wait``.
+
+        The signal's count is taken before the first probe, so an append of this process committing between
+        a probe and the wait still ends the wait. The caller then reads through ``read_all``, which hands out
+        nothing at or above the safe horizon, so an early wake-up can never make it skip a late commit.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
+        seen = self.signal.count
         if self.notify:
-            seen = self.signal.count
             if await self._has_after(after_position):
                 return
             self._start()  # after the probe: a closed provider raises there and starts no listener
-            await self.signal.wait(seen, max_wait)  # any notification: the caller reads again
+            await self.signal.wait(seen, max_wait)  # an append here, or a notification: the caller reads again
             return
         interval = self.conn.settings["live_poll_interval"]
         pause = min(interval, FIRST_PROBE)  # soon after a read (events tend to come in runs), then less often
@@ -152,7 +176,8 @@ class Live:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            await asyncio.sleep(min(pause, remaining))
+            if await self.signal.wait(seen, min(pause, remaining)):
+                return  # an append through this provider committed
             pause = min(pause * 2, interval)
 
 

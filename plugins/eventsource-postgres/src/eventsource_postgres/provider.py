@@ -12,9 +12,10 @@ explains how the contract maps onto the database.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import ConfigurationError
+from eventsource.manager.monitoring import with_faults
 from eventsource.provider import Capabilities, Provider, inline_io_allowed
 
 from eventsource_postgres.append import Appender
@@ -32,8 +33,10 @@ from eventsource_postgres.snapshots import Snapshots
 from eventsource_postgres.statements import Statements
 from eventsource_postgres.streams import Streams
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Sequence
     from datetime import datetime
 
     from eventsource.domain.rewrite import EventRewrite
@@ -144,23 +147,32 @@ class PostgresProvider(Provider):
             await self._replica.standby.close()
         await self._live.close()
 
-    async def _written(self) -> None:
-        """After a write: where the primary's WAL stands, for reads on a standby (read-your-writes)."""
+    async def _write(self, op: Awaitable[T]) -> T:
+        """Run a write, then record where the primary's WAL stands, for reads on a standby (read-your-writes).
+
+        A write that ends without an answer (cancelled, connection lost, timed out) may have committed: its
+        position is unknown as much as one whose position read fails, and reads go to the primary until
+        a position read covers it.
+        """
+        try:
+            result = await op
+        except BaseException as e:
+            if self._replica is not None:
+                self._replica.outcome_unknown(e)
+            raise
         if self._replica is not None:
             await self._replica.after_write()
+        return result
 
     # ------------------------------------------------------------------ streams
 
     async def create_stream(self, stream: NewStream) -> StreamInfo:
         """Insert the streams row at version 0 (under the stream's lock); refuse an existing id."""
-        info = await self._streams.create_stream(stream)
-        await self._written()
-        return info
+        return await self._write(self._streams.create_stream(stream))
 
     async def delete_stream(self, stream_id: str) -> None:
         """Delete the events, then the streams row (snapshots follow by cascade), in one transaction."""
-        await self._streams.delete_stream(stream_id)
-        await self._written()
+        await self._write(self._streams.delete_stream(stream_id))
 
     async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
         """The streams row (kept exact by every write), or ``None``."""
@@ -176,8 +188,8 @@ class PostgresProvider(Provider):
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """One statement: lock the stream, write the streams row conditionally, insert the events."""
-        result = await self._appender.append(stream_id, events, expected, stream)
-        await self._written()
+        result = await self._write(self._appender.append(stream_id, events, expected, stream))
+        self._live.committed()  # this process's subscriptions on the store read again now
         return result
 
     def read_stream_pages(
@@ -209,6 +221,10 @@ class PostgresProvider(Provider):
         """A position at or above every one handed out so far (from ``pg_snapshot_xmax``)."""
         return await self._live.head_position()
 
+    async def end_position(self) -> int:
+        """The safe horizon (``pg_snapshot_xmin``): an append still running commits above it, never below."""
+        return await self._live.end_position()
+
     async def get_event(self, event_id: str, stream_id: str | None = None) -> RecordedEvent | None:
         """Look the id up through its unique index."""
         return await self._reader.get_event(event_id, stream_id)
@@ -237,21 +253,15 @@ class PostgresProvider(Provider):
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """``DELETE ... WHERE version < before_version`` under the stream's lock; versions stay as they are."""
-        n = await self._retention.truncate_stream(stream_id, before_version)
-        await self._written()
-        return n
+        return await self._write(self._retention.truncate_stream(stream_id, before_version))
 
     async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
         """Swap payloads in place with one UPDATE in one transaction (:mod:`eventsource_postgres.rewrite`)."""
-        n = await rewrite_events(self._conn, self.names.events, stream_id, rewrites)
-        await self._written()
-        return n
+        return await self._write(rewrite_events(self._conn, self.names.events, stream_id, rewrites))
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """``DELETE ... WHERE ts < cutoff`` (one stream under its lock, or all), fixing the streams rows."""
-        n = await self._retention.delete_events_before(cutoff, stream_id)
-        await self._written()
-        return n
+        return await self._write(self._retention.delete_events_before(cutoff, stream_id))
 
     # ------------------------------------------------------------------ monitoring
 
@@ -264,4 +274,5 @@ class PostgresProvider(Provider):
         status = await self._monitor.health()
         if self._replica is not None and status.details is not None:
             status.details["read_replica"] = self._replica.details()
+            status = with_faults(status, self._replica.faults())  # degraded while reads must go to the primary
         return status

@@ -7,7 +7,9 @@ right after an append may not see it. With ``read_your_writes``, every write of 
 the primary's WAL insert position afterwards (one more round trip), and a read first waits until the
 standby has replayed up to it, at most ``read_your_writes_timeout`` seconds, then reads from the
 primary instead (counted in health as ``fallbacks``). The guarantee covers this provider instance's own
-writes, not other processes' writes.
+writes, not other processes' writes. A write whose position cannot be read stays committed (no error), and one
+that ends without an answer may have committed: reads go to the primary until a later position read, which
+covers it, succeeds (health: ``unrecorded_writes``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.model import utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -55,15 +58,62 @@ class Replica:
         self.waits = 0
         """Reads that waited for the standby's replay."""
         self.fallbacks = 0
+        self.unrecorded = 0
+        """Writes that committed but whose WAL position could not be read afterwards."""
+        self._covered = 0
+        """How many of those a later position read covers (it started after their commits)."""
+        self.last_error: str | None = None
+        self.failed_at: str | None = None
+
+    @property
+    def position_unknown(self) -> bool:
+        """Whether a write of this provider may end past :attr:`written` (reads then go to the primary)."""
+        return self._covered < self.unrecorded
 
     async def after_write(self) -> None:
-        """Record where the primary's WAL stands now (only with ``read_your_writes``)."""
+        """Record where the primary's WAL stands now (only with ``read_your_writes``).
+
+        The write has committed: failing to read the position must not make it look failed (a caller
+        would retry it into a conflict, or a duplicate). It is logged and counted, and reads go to the
+        primary until a position read succeeds again.
+        """
         if not self.read_your_writes:
             return
+        try:
+            await self._record()
+        except Exception as e:  # noqa: BLE001 - reported in health and the log, never as the write's failure
+            self.unrecorded += 1
+            self.last_error, self.failed_at = f"{type(e).__name__}: {e}", utcnow().isoformat()
+            log.warning(
+                "a write committed, but the primary's WAL position after it could not be read (%s); "
+                "reads go to the primary until it can be",
+                e,
+            )
+        except BaseException as e:  # cancelled after the commit: its position is unknown all the same
+            self.unrecorded += 1
+            self.last_error, self.failed_at = f"{type(e).__name__} after the commit", utcnow().isoformat()
+            raise
+
+    def outcome_unknown(self, e: BaseException) -> None:
+        """A write ended with ``e``: count its position unknown if it may have committed all the same.
+
+        A write that gives no answer (cancelled, connection lost, timed out) may have committed; a refusal
+        (conflict, bad input) did not.
+        """
+        if self.read_your_writes and (
+            not isinstance(e, Exception) or isinstance(e, (ProviderUnavailableError, ProviderTimeoutError))
+        ):
+            self.unrecorded += 1
+            self.last_error, self.failed_at = f"{type(e).__name__} before the write answered", utcnow().isoformat()
+
+    async def _record(self) -> None:
+        """Read the primary's insert position: it covers every write committed before the read began."""
+        before = self.unrecorded
         rows = await self.primary.call(
             "read_your_writes", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True
         )
         self.written = max(self.written, int(rows[0][0]))
+        self._covered = max(self._covered, before)
 
     async def connect(self) -> None:
         """Open the standby pool; wait (up to ``connect_timeout``) until it has replayed the primary's WAL.
@@ -101,7 +151,14 @@ class Replica:
 
     async def route(self) -> Connection | Checked:
         """The pool a read runs on: the standby's, checked per connection when this provider has written."""
-        if not self.read_your_writes or self.written == 0:
+        if not self.read_your_writes:
+            return self.standby
+        if self.position_unknown:
+            try:
+                await self._record()
+            except Exception:  # noqa: BLE001 - still unknown: the primary has every committed write
+                return self.primary
+        if self.written == 0:
             return self.standby
         return Checked(self, self.written)
 
@@ -146,6 +203,12 @@ class Replica:
         value = rows[0][0]
         return None if value is None else int(value)
 
+    def faults(self) -> list[dict[str, Any]]:
+        """A fault for health while a write's position is unknown (reads then go to the primary)."""
+        if not self.position_unknown:
+            return []
+        return [{"component": "read_your_writes", "error": self.last_error, "since": self.failed_at}]
+
     def details(self) -> dict[str, Any]:
         """What health reports about the read pool."""
         pool = self.standby.pool
@@ -154,6 +217,9 @@ class Replica:
             "read_your_writes": self.read_your_writes,
             "waits": self.waits,
             "fallbacks": self.fallbacks,
+            "unrecorded_writes": self.unrecorded,
+            "position_unknown": self.position_unknown,
+            "last_error": self.last_error,
             "pool": pool.get_stats() if pool is not None else {},
         }
 

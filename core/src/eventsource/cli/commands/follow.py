@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from eventsource.cli.arguments import duration, positive
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.output import short, when
-from eventsource.errors import StreamNotFoundError, ValidationError
+from eventsource.errors import ValidationError
 
 if TYPE_CHECKING:
     from eventsource.cli.output import Output
@@ -103,21 +103,12 @@ async def _subscription(m: EventSourcingManager, a: argparse.Namespace) -> Subsc
         if a.prefix is not None:
             msg = "--prefix applies to every stream; with STREAM leave it out"
             raise ValidationError(msg, field="prefix")
-        start = a.start
-        if start == "end":
-            try:
-                info = await m.get_stream_info(a.stream)
-            except StreamNotFoundError:  # not created yet: every event it will get is new
-                info = None
-            start = 1 if info is None else info.version + 1
-        return m.subscribe(stream_id=a.stream, from_version=max(start, 1), poll_interval=a.poll, on_decode_error=policy)
-    start = a.start
-    if start == "end":
-        p = m.get_provider()
-        head = await p.head_position()
-        start = 0 if head is None else head + 1
+        start = a.start if a.start == "end" else max(a.start, 1)  # end: of a stream not created yet, its first
+        return m.subscribe(stream_id=a.stream, from_version=start, poll_interval=a.poll, on_decode_error=policy)
+    # end: the store's end_position, taken when the subscription starts (on PostgreSQL below every running
+    # transaction, so an append already under way when follow starts is printed when it commits)
     return m.subscribe(
-        stream_prefix=a.prefix, event_types=a.types, from_position=start, poll_interval=a.poll, on_decode_error=policy
+        stream_prefix=a.prefix, event_types=a.types, from_position=a.start, poll_interval=a.poll, on_decode_error=policy
     )
 
 

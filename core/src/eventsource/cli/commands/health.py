@@ -2,7 +2,8 @@
 
 An unreachable store is reported as unhealthy like any other (a status per store, a JSON object with
 ``--json``), not raised as an error. A store that answers but runs with a setting that can lose
-acknowledged writes is ``degraded``, its risks listed; ``--strict`` exits 7 on it.
+acknowledged writes, or with a part failing (a fault), is ``degraded``, its risks and faults listed;
+``--strict`` exits 7 on it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="also exit 7 when a store is degraded: a setting read from it can lose acknowledged writes",
+        help="also exit 7 when a store is degraded: a setting read from it can lose acknowledged writes, or a "
+        "part of it fails",
     )
 
 
@@ -72,21 +74,34 @@ def _print_health(session: Session, statuses: dict[str, Any], urls: dict[str, st
         hints = sorted({connect_hint(urls.get(name, "")) for name, s in statuses.items() if not s.healthy})
         out.note(f"error: the store is not healthy; {'; '.join(hints)}")
         return EXIT_UNAVAILABLE
-    degraded = [name for name, s in statuses.items() if s.details["status"] == DEGRADED]
+    degraded = [_why(name, s.details) for name, s in statuses.items() if s.details["status"] == DEGRADED]
     if degraded and session.args.strict:
-        out.note(f"error: degraded (--strict): {', '.join(degraded)} can lose acknowledged writes")
+        out.note(f"error: degraded (--strict): {'; '.join(degraded)}")
         return EXIT_DEGRADED
     return EXIT_OK
 
 
+def _why(name: str, details: dict[str, Any]) -> str:
+    """Why ``name`` is degraded: its settings that can lose acknowledged writes, its failing parts, or both."""
+    why = ["can lose acknowledged writes"] if details.get("durability_risks") else []
+    if details.get("faults"):
+        why.append(f"has a failing part ({', '.join(f['component'] for f in details['faults'])})")
+    return f"{name} {' and '.join(why)}"
+
+
 def _print_durability(session: Session, who: str, details: dict[str, Any], latency: str) -> None:
-    """A store that answers: ``healthy`` or ``healthy but DEGRADED`` with one line per risk, note, unread setting."""
+    """A store that answers: ``healthy`` or ``healthy but DEGRADED``, one line per fault, risk, note, unread setting."""
     out = session.out
     risks = details.get("durability_risks") or []
+    faults = details.get("faults") or []
     if risks:
         out.line(f"{who}: healthy but DEGRADED{latency}: {len(risks)} setting(s) can lose acknowledged writes")
+    elif faults:
+        out.line(f"{who}: healthy but DEGRADED{latency}: {len(faults)} part(s) failing")
     else:
         out.line(f"{who}: healthy{latency}")
+    for f in faults:
+        out.line(f"  fault: {f['component']}: {f['error']}")
     for r in risks:
         out.line(f"  risk: {r['setting']}={r['value']} ({r['scope']}): {r['risk']}")
     for note in details.get("durability_notes") or []:

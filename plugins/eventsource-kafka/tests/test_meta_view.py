@@ -1,0 +1,152 @@
+"""The stale-incarnation check after issue #11's review: its answer bounds the view, on any connection.
+
+A check (ListOffsets of ``<prefix>.meta``) answers with the topic's end at a moment after the append
+began; the view it vouches for must reach that end even when a read of the topic ends early at a high
+watermark from a fetch response sent before the check. The check runs on a connection the event
+loop owns once it is up, and falls back to the producer's connection when that one is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from eventsource.errors import ConcurrencyError
+from eventsource.model import ANY, NewEvent, NewStream, utcnow
+from eventsource_kafka.loopwire import Wire
+from eventsource_kafka.provider import KafkaProvider
+
+from .test_stale_processes import _acked_events_are_readable, two  # noqa: F401 - the fixture
+
+
+def ev() -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())
+
+
+def _buffer_a_partial_fetch(consumer: Any, topic: str, start: int, end: int) -> int:
+    """Leave ``consumer`` holding an unparsed fetch response from ``start`` that stops below ``end``.
+
+    Real broker, real response: what a read finds when a fetch sent before it (a poll that timed out
+    with its fetch in flight) answers at its position. The response must carry a high watermark of at
+    least ``end`` and fewer record batches than that (asked for 1 byte, the broker sends one batch);
+    one that does not (Tansu sometimes answers empty, with high watermark 0) is dropped and asked again.
+    Returns the high watermark the kept response carries.
+    """
+    from kafka import TopicPartition
+    from kafka.record import MemoryRecords
+
+    tp = TopicPartition(topic, 0)
+    fetcher = consumer._fetcher
+    consumer.assign([tp])
+    config = fetcher.config
+    saved = config["max_partition_fetch_bytes"], config["fetch_max_bytes"]
+    config["max_partition_fetch_bytes"] = config["fetch_max_bytes"] = 1
+    try:
+        for _ in range(50):
+            fetcher._completed_fetches.clear()
+            consumer.seek(tp, start)
+            consumer.resume(tp)
+            type(fetcher).send_fetches(fetcher)  # the class's method: the pool's wrapper may skip it
+            deadline = time.monotonic() + 10
+            while not fetcher._completed_fetches and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if not fetcher._completed_fetches:
+                continue
+            data = fetcher._completed_fetches[0].partition_data
+            batches, records = 0, MemoryRecords(bytes(data.records or b""))
+            while records.next_batch() is not None:
+                batches += 1
+            if data.high_watermark >= end and 1 <= batches < data.high_watermark - start:
+                consumer.pause(tp)
+                return int(data.high_watermark)
+    finally:
+        config["max_partition_fetch_bytes"], config["fetch_max_bytes"] = saved
+    msg = "the broker never answered a partial fetch"
+    raise AssertionError(msg)
+
+
+async def test_a_stale_high_watermark_above_the_read_start_never_hides_a_delete(two: Any) -> None:  # noqa: F811
+    """The view read for a check ends at a stale high watermark above its start; the delete past it still counts.
+
+    The writer created an empty stream; b creates two other streams (two metadata records the writer
+    has not read), and the writer's metadata consumer is left holding a fetch response from its view's
+    offset that delivers the first of them only, with the high watermark of that moment. b then
+    deletes the stream. The writer's append sends a check (answered above that high watermark); the
+    read it triggers ends at the stale high watermark, below the delete record. Read once, the view
+    still showed the stream live, and the append was acknowledged into the deleted topic (where an
+    empty stream's record lands at the offset it expects), lost to every reader.
+    """
+    _, b, reader = two
+    writer = KafkaProvider(reader.url, topic_prefix=reader.prefix, request_timeout=10.0)
+    await writer.connect()
+    try:
+        await writer.create_stream(NewStream(stream_id="gone"))
+        io, meta_topic = writer._conn.io, writer._conn.meta_topic
+        start = writer._conn.ns.meta_offset
+        assert "ok" in await b(op="create", stream="x1")
+        assert "ok" in await b(op="create", stream="x2")
+        consumer = await io._acquire(meta_topic)
+        try:
+            hw = await asyncio.to_thread(_buffer_a_partial_fetch, consumer, meta_topic, start, start + 2)
+        finally:
+            io._release(consumer, broken=False)  # back to the pool: the next read of the metadata takes it
+        assert "ok" in await b(op="delete", stream="gone")
+        late = ev()
+        await writer.append("gone", [late], ANY)
+        await _acked_events_are_readable(reader, "gone", [late.event_id])
+        assert writer._conn.ns.meta_offset > hw  # the view was read past the stale high watermark
+    finally:
+        await writer.close()
+
+
+async def _wire(writer: KafkaProvider) -> Wire:
+    """The event loop's own check connection of ``writer``, once it is up (appends start it)."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        w = writer._conn.io.wires._by_loop.get(loop)
+        if isinstance(w, Wire) and w.usable():
+            return w
+        await writer.append("warm", [ev()], ANY)
+        await asyncio.sleep(0.01)
+    msg = "no check connection came up"
+    raise AssertionError(msg)
+
+
+async def test_the_check_on_the_loops_own_connection_sees_a_delete_and_falls_back_when_it_is_lost(
+    two: Any,  # noqa: F811
+) -> None:
+    """Checks go over the loop's own connection; a delete in another process is seen through it, and
+    through the producer's connection once that connection is lost (the next one comes up again)."""
+    _, b, reader = two
+    writer = KafkaProvider(reader.url, topic_prefix=reader.prefix, request_timeout=10.0)
+    await writer.connect()
+    try:
+        for k, lose in enumerate((False, True)):
+            sid = f"s{k}"
+            await writer.append(sid, [ev()], ANY)
+            await writer.append(sid, [ev()], 1)
+            wire = await _wire(writer)
+            asked = wire._cid
+            if lose:
+                assert wire.transport is not None
+                wire.transport.abort()  # the connection drops: checks fall back to the producer's connection
+                await asyncio.sleep(0.05)
+            assert "ok" in await b(op="delete", stream=sid)
+            try:
+                await writer.append(sid, [ev()], 2)
+            except ConcurrencyError:
+                pass  # the stream it knew at version 2 is gone
+            else:
+                raise AssertionError("an append was acknowledged into a deleted incarnation")
+            if not lose:
+                assert wire._cid > asked  # that check went over the loop's own connection
+            late = ev()
+            r = await writer.append(sid, [late], ANY)
+            assert r.first_version == 1
+            await _acked_events_are_readable(reader, sid, [late.event_id])
+        assert (await _wire(writer)) is not wire  # a new connection replaced the lost one
+    finally:
+        await writer.close()

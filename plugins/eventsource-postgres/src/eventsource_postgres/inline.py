@@ -1,0 +1,150 @@
+"""Pooled connections that wait for the server in the caller's thread when a sync caller runs the loop inline.
+
+Through the sync API (``sync_inline``) the private event loop runs only while a call runs, in the caller's
+thread (:func:`~eventsource.provider.inline_io_allowed`). There, :class:`InlineConnection` waits for each
+reply with a blocking ``poll`` instead of the loop's reader callbacks, so a call that needs no other task
+ends in its first step, with no loop iteration, as a raw sync psycopg call would. The manager's ``timeout``
+still bounds the whole call (each statement waits only for what is left of it): past it the running
+statement is cancelled on the server and the call times out. Anywhere else (an async caller, the loop on
+its own thread) the connection waits as psycopg's does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import select
+from time import monotonic
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg
+from eventsource.provider import SYNC_TIMEOUT, inline_io_allowed
+from psycopg import errors as e
+from psycopg import waiting
+from psycopg.pq import TransactionStatus
+from psycopg.waiting import Ready, Wait
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+RV = TypeVar("RV")
+
+
+def _wait_timeout() -> type[Exception] | None:
+    """What psycopg's own wait raises past its ``timeout`` (3.3 on), ``None`` where it takes none (internals)."""
+    try:
+        takes = "timeout" in inspect.signature(waiting.wait).parameters
+    except (TypeError, ValueError):
+        takes = False
+    found = getattr(e, "_WaitTimeout", None)
+    return found if takes and isinstance(found, type) and issubclass(found, Exception) else None
+
+
+_WAIT_TIMEOUT = _wait_timeout()
+"""psycopg's own wait functions take a ``timeout`` (raising this) since 3.3; else :func:`_poll` waits
+(``test_sync_inline.py`` fails if a psycopg from 3.3 on loses either: the C wait is the fast path)."""
+INTERVAL = 0.1
+"""How often psycopg's wait wakes up while a statement runs (its connections' default)."""
+
+CANCEL_WAIT = 5.0
+"""Seconds a cancelled (or interrupted) statement gets to end before its connection is closed (as psycopg)."""
+
+log = logging.getLogger("eventsource.postgres")
+
+
+class _Expired(Exception):  # noqa: N818 - internal signal, never leaves this module
+    """The deadline passed while the statement was still running."""
+
+
+class StatementTimeoutError(TimeoutError):
+    """A statement run inline outlived the manager's ``timeout`` (mapped to ``ProviderTimeoutError``)."""
+
+
+def _wait(gen: Generator[Wait, Ready, RV], fd: int, deadline: float | None) -> RV:
+    """Drive one psycopg generator to its end, blocking this thread (psycopg's C wait where it takes a timeout)."""
+    if _WAIT_TIMEOUT is None:
+        return _poll(gen, fd, deadline)
+    try:
+        return waiting.wait(gen, fd, interval=INTERVAL, timeout=None if deadline is None else deadline - monotonic())
+    except _WAIT_TIMEOUT:
+        raise _Expired from None
+
+
+_MASKS = {Wait.R: select.POLLIN, Wait.W: select.POLLOUT, Wait.RW: select.POLLIN | select.POLLOUT}
+
+
+def _poll(gen: Generator[Wait, Ready, RV], fd: int, deadline: float | None) -> RV:
+    """:func:`_wait` for psycopg 3.2: blocking ``poll`` calls on ``fd`` until ``deadline`` (as ``wait_poll``)."""
+    try:
+        s = next(gen)
+        poller = select.poll()
+        poller.register(fd, _MASKS[s])
+        while True:
+            events = poller.poll(None if deadline is None else max(0, int((deadline - monotonic()) * 1000) + 1))
+            if not events:
+                raise _Expired
+            ev = events[0][1]
+            ready = (Ready.R if ev & select.POLLIN else Ready.NONE) | (Ready.W if ev & select.POLLOUT else Ready.NONE)
+            if not ready:  # POLLERR, POLLHUP, POLLNVAL alone
+                msg = "connection socket closed"
+                raise e.OperationalError(msg)
+            s = gen.send(ready)
+            poller.modify(fd, _MASKS[s])
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except OSError as ex:
+        msg = "connection socket closed"
+        raise e.OperationalError(msg) from ex
+
+
+class InlineConnection(psycopg.AsyncConnection[Any]):
+    """An ``AsyncConnection`` whose waits block the thread when the sync API's caller runs the loop inline."""
+
+    deadline: float | None = None
+    """When the provider call holding this connection must end (``monotonic``), set by ``Connection.call``
+    for an inline caller: every statement of the call waits only for what is left of the manager's timeout."""
+
+    async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        """Wait as psycopg does; for an inline sync caller, block the thread (bounded by the manager's timeout)."""
+        if kwargs.get("timeout") is not None or len(args) > 1 or not inline_io_allowed():
+            return await super().wait(gen, *args, **kwargs)
+        return self._wait_here(gen)
+
+    def _wait_here(self, gen: Generator[Wait, Ready, RV]) -> RV:
+        limit = SYNC_TIMEOUT.get()
+        fd = self.pgconn.socket
+        deadline = self.deadline
+        if deadline is None and limit is not None:
+            deadline = monotonic() + limit  # a statement outside a provider call (the pool's own, say)
+        try:
+            return _wait(gen, fd, deadline)
+        except _Expired:
+            # the manager's timeout (nothing else can end a wait in this thread): cancel the statement, let
+            # the server answer, and time out, unless the statement ended before the cancel reached it. It
+            # fires once, as a task's cancellation does: what runs on the way out (a ROLLBACK) is not cut short
+            self.deadline = None
+            try:
+                return self._after_cancel(gen, fd)
+            except e.QueryCanceled:
+                msg = f"the call did not finish within the manager's timeout ({limit}s): its statement was cancelled"
+                raise StatementTimeoutError(msg) from None
+        except (KeyboardInterrupt, SystemExit):
+            if self.pgconn.transaction_status == TransactionStatus.ACTIVE:
+                try:
+                    self._after_cancel(gen, fd)
+                except e.QueryCanceled:
+                    pass
+                except BaseException as ex:  # noqa: BLE001 - the interrupt is what the caller gets
+                    log.warning("statement not ended after an interrupt (%s): closing the connection", ex)
+                    self.pgconn.finish()
+            raise
+
+    def _after_cancel(self, gen: Generator[Wait, Ready, RV], fd: int) -> RV:
+        """Cancel the running statement and drive ``gen`` to its end (close the connection if it hangs)."""
+        self.cancel()
+        try:
+            return _wait(gen, fd, monotonic() + CANCEL_WAIT)
+        except _Expired:
+            self.pgconn.finish()  # the server never answered: the connection is in an unknown state
+            msg = f"the statement did not end within {CANCEL_WAIT}s after it was cancelled; connection closed"
+            raise StatementTimeoutError(msg) from None

@@ -119,3 +119,34 @@ async def test_retention_is_many_short_transactions_that_writers_get_between(
     info = await m.get_stream_info("old")
     assert (info.version, info.event_count, info.first_version) == (20_000 + appended, 500 + appended, 19_501)
     assert await p.delete_events_before(t0 + timedelta(seconds=19_500)) == 0
+
+
+async def test_a_stream_run_that_loses_events_to_another_run_still_deletes_to_its_cutoff(
+    make_provider: Callable[..., Any], url: str
+) -> None:
+    p = await make_provider()
+    m = await manager_on(p)
+    t0 = datetime(2020, 1, 1, tzinfo=UTC)
+    batch = [EventData("T", {}, timestamp=t0 + timedelta(seconds=j)) for j in range(300)]
+    await m.append_events_batch(stream_id="s", events=batch)
+    n = p.names
+    async with await psycopg.AsyncConnection.connect(url) as other:  # another run, mid-batch: its rows locked
+        await other.execute(f"DELETE FROM {n.events} WHERE stream_id = 's' AND version <= 10")
+        await other.execute(
+            f"UPDATE {n.streams} SET event_count = event_count - 10, first_version = 11 WHERE stream_id = 's'"
+        )
+        run = asyncio.create_task(p.delete_events_before(t0 + timedelta(seconds=200), stream_id="s"))
+        pid = (await (await other.execute("SELECT pg_backend_pid()")).fetchone())[0]  # type: ignore[index]
+        while not run.done():  # until the run's first batch waits on the rows this transaction deleted
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as look:
+                cur = await look.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY (pg_blocking_pids(pid))", [pid]
+                )
+                if (await cur.fetchone())[0]:  # type: ignore[index]
+                    break
+            await asyncio.sleep(0.01)
+        await other.commit()
+    deleted = await run
+    assert deleted == 190  # versions 11..200: the other run's 10 were not this run's to count
+    info = await m.get_stream_info("s")
+    assert (info.event_count, info.first_version) == (100, 201)

@@ -142,9 +142,9 @@ class Retention:
         async def one(conn: AsyncConnection[Any], size: int) -> tuple[int, bool]:
             await conn.execute(self.sql.lock, [self.conn.lock(stream_id or "")])
             rows = await self.conn.fetchall(conn, self.sql.delete_before_in_batch, [stream_id, cutoff, size])
-            n = int(rows[0][0])
+            found, n = int(rows[0][0]), int(rows[0][1])
             await self._recount(conn, [(stream_id or "", n)] if n else [])
-            return n, n < size
+            return n, found < size  # not n: rows another run deleted meanwhile do not mean the range ended
 
         async def every(conn: AsyncConnection[Any], size: int) -> tuple[int, bool]:
             old = await self.conn.fetchall(conn, self.sql.old_batch, [cutoff, size])

@@ -95,3 +95,13 @@ async def test_connections_run_without_jit_unless_told_to_keep_the_servers(make_
     assert await jit_on_pooled_connections(await make_provider(jit="server", **on)) == ["on", "on"]
     off = {"connect_args": {"options": "-c jit=off"}, "pool_min_size": 2}
     assert await jit_on_pooled_connections(await make_provider(jit="server", **off)) == ["off", "off"]
+
+
+async def test_the_read_url_pool_runs_without_jit_too(make_provider: Any, url: str) -> None:
+    # read_url may name the primary itself (same cluster, same database): its pool is configured on its own
+    on = {"connect_args": {"options": "-c jit=on"}, "pool_min_size": 2}
+    p = await make_provider(read_url=url, **on)
+    assert p._replica is not None
+    async with p._replica.standby.pool.connection() as a, p._replica.standby.pool.connection() as b:
+        assert [str((await (await c.execute("SHOW jit")).fetchone())[0]) for c in (a, b)] == ["off", "off"]  # type: ignore[index]
+    assert await jit_on_pooled_connections(p) == ["off", "off"]

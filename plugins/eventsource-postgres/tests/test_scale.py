@@ -4,6 +4,7 @@ bounded stats read the streams rows, and retention in batches keeps the streams 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -150,3 +151,45 @@ async def test_a_stream_run_that_loses_events_to_another_run_still_deletes_to_it
     assert deleted == 190  # versions 11..200: the other run's 10 were not this run's to count
     info = await m.get_stream_info("s")
     assert (info.event_count, info.first_version) == (100, 201)
+
+
+async def test_a_run_cancelled_inside_a_batch_keeps_the_store_exact_and_the_next_run_finishes(
+    make_provider: Callable[..., Any], url: str
+) -> None:
+    p = await make_provider()
+    m = await manager_on(p)
+    t0 = datetime(2020, 1, 1, tzinfo=UTC)
+    for s in ("a", "b"):
+        batch = [EventData("T", {}, timestamp=t0 + timedelta(seconds=j)) for j in range(500)]
+        await m.append_events_batch(stream_id=s, events=batch)
+    assert await p.truncate_stream("a", 3) == 2  # another run before: a's streams row moved on once
+    n = p.names
+    async with await psycopg.AsyncConnection.connect(url) as other:
+        await other.execute(f"SELECT 1 FROM {n.streams} WHERE stream_id = 'a' FOR UPDATE")
+        pid = (await (await other.execute("SELECT pg_backend_pid()")).fetchone())[0]  # type: ignore[index]
+        run = asyncio.create_task(p.delete_events_before(t0 + timedelta(seconds=400)))
+        while not run.done():  # until its recount waits on the streams row held here
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as look:
+                cur = await look.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY (pg_blocking_pids(pid))", [pid]
+                )
+                if (await cur.fetchone())[0]:  # type: ignore[index]
+                    break
+            await asyncio.sleep(0.01)
+        assert not run.done()
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+        await other.rollback()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as look:
+        cur = await look.execute(
+            f"SELECT s.stream_id, s.event_count, s.first_version, count(e.*), min(e.version) FROM {n.streams} s "
+            f"LEFT JOIN {n.events} e USING (stream_id) GROUP BY 1, 2, 3 ORDER BY 1"
+        )
+        for sid, count, first, real_count, real_first in await cur.fetchall():
+            assert (sid, count, first) == (sid, real_count, real_first)  # the cancelled batch kept nothing half-done
+    assert await p.delete_events_before(t0 + timedelta(seconds=400)) == 398 + 400  # nothing of the cancelled one kept
+    for s in ("a", "b"):
+        info = await m.get_stream_info(s)
+        assert (info.event_count, info.first_version) == (100, 401)
+    assert await p.delete_events_before(t0 + timedelta(seconds=400)) == 0

@@ -93,6 +93,7 @@ async def test_retention_is_many_short_transactions_that_writers_get_between(
     handler = Batches(logging.DEBUG)
     logger = logging.getLogger("eventsource_postgres.retention")
     logger.addHandler(handler)
+    level = logger.level
     logger.setLevel(logging.DEBUG)
     done = asyncio.Event()
 
@@ -111,6 +112,7 @@ async def test_retention_is_many_short_transactions_that_writers_get_between(
         done.set()
         appended = await task
         logger.removeHandler(handler)
+        logger.setLevel(level)  # later tests do not format every batch's DEBUG record
     assert deleted == 19_500
     assert len(sizes) >= 9  # 64, 128, ... doubling at best: never one transaction for the run
     assert sum(n for n, _ in sizes) == 19_500

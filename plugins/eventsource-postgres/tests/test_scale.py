@@ -195,3 +195,26 @@ async def test_a_run_cancelled_inside_a_batch_keeps_the_store_exact_and_the_next
         info = await m.get_stream_info(s)
         assert (info.event_count, info.first_version) == (100, 401)
     assert await p.delete_events_before(t0 + timedelta(seconds=400)) == 0
+
+
+async def test_retention_runs_at_once_from_two_providers_delete_each_event_once(
+    make_provider: Callable[..., Any],
+) -> None:
+    p = await make_provider()
+    q = await make_provider(schema=p.names.schema)  # another process's provider on the same store
+    m = await manager_on(p)
+    t0 = datetime(2020, 1, 1, tzinfo=UTC)
+    for s in ("a", "b", "c"):
+        for lo in (0, 1000):
+            batch = [EventData("T", {}, timestamp=t0 + timedelta(seconds=j)) for j in range(lo, lo + 1000)]
+            await m.append_events_batch(stream_id=s, events=batch)
+    cutoff = t0 + timedelta(seconds=1500)
+    counts = await asyncio.gather(
+        p.delete_events_before(cutoff),
+        q.delete_events_before(cutoff),
+        q.delete_events_before(t0 + timedelta(seconds=1800), stream_id="b"),
+    )
+    assert counts[0] + counts[1] + counts[2] == 3 * 1500 + 300  # each event counted by the one run that deleted it
+    for s, first in (("a", 1501), ("b", 1801), ("c", 1501)):
+        info = await m.get_stream_info(s)
+        assert (info.event_count, info.first_version) == (2001 - first, first)

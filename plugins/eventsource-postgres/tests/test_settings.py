@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from eventsource.errors import ConfigurationError
@@ -20,6 +21,7 @@ from eventsource_postgres.settings import PostgresSettingsSchema, libpq_kwargs
         ({"pool_min_size": 5, "pool_max_size": 2}, "pool_max_size"),
         ({"pool_timeout": "soon"}, "pool_timeout"),
         ({"sslmode": "sometimes"}, "sslmode"),
+        ({"jit": "on"}, "jit"),
         ({"connect_args": {"password": "x"}}, "connect_args"),
         ({"no_such_setting": 1}, "no_such_setting"),
     ],
@@ -76,3 +78,30 @@ def test_a_libpq_dsn_is_accepted_and_its_password_masked() -> None:
     assert "with space" not in str(q.display_url)
     with pytest.raises(ConfigurationError):
         PostgresProvider("just some words")
+
+
+async def jit_on_pooled_connections(p: PostgresProvider) -> list[str]:
+    """``SHOW jit`` on two pooled connections held at once (so each was configured on its own)."""
+    pool = p._conn.pool
+    assert pool is not None
+    async with pool.connection() as a, pool.connection() as b:
+        return [str((await (await c.execute("SHOW jit")).fetchone())[0]) for c in (a, b)]  # type: ignore[index]
+
+
+async def test_connections_run_without_jit_unless_told_to_keep_the_servers(make_provider: Any) -> None:
+    # the server's choice made "on" through the connection options, so "off" can only come from the provider
+    on = {"connect_args": {"options": "-c jit=on"}, "pool_min_size": 2}
+    assert await jit_on_pooled_connections(await make_provider(**on)) == ["off", "off"]
+    assert await jit_on_pooled_connections(await make_provider(jit="server", **on)) == ["on", "on"]
+    off = {"connect_args": {"options": "-c jit=off"}, "pool_min_size": 2}
+    assert await jit_on_pooled_connections(await make_provider(jit="server", **off)) == ["off", "off"]
+
+
+async def test_the_read_url_pool_runs_without_jit_too(make_provider: Any, url: str) -> None:
+    # read_url may name the primary itself (same cluster, same database): its pool is configured on its own
+    on = {"connect_args": {"options": "-c jit=on"}, "pool_min_size": 2}
+    p = await make_provider(read_url=url, **on)
+    assert p._replica is not None
+    async with p._replica.standby.pool.connection() as a, p._replica.standby.pool.connection() as b:
+        assert [str((await (await c.execute("SHOW jit")).fetchone())[0]) for c in (a, b)] == ["off", "off"]  # type: ignore[index]
+    assert await jit_on_pooled_connections(p) == ["off", "off"]

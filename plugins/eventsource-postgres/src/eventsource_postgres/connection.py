@@ -105,6 +105,8 @@ class Connection:
 
     async def _configure(self, conn: AsyncConnection[Any]) -> None:
         await conn.execute("SET TimeZone TO 'UTC'")
+        if self.settings["jit"] == "off":  # "server": leave the server's (or role's, database's) choice
+            await conn.execute("SET jit = off")
         if self.settings["statement_timeout"] is not None:
             await conn.execute(f"SET statement_timeout = {int(self.settings['statement_timeout'] * 1000)}")
 

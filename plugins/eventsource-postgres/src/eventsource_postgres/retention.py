@@ -1,19 +1,24 @@
 """Retention primitives: truncate a stream below a version, delete events older than a cutoff.
 
-Each deleting transaction (one stream under its advisory lock, or every stream; ``delete_events_before``
-in batches of at most :data:`BATCH` events) locks the touched streams rows in id order and gives them
-exact ``event_count`` and ``first_version``; versions never go down. A transaction the server aborted to break a
-deadlock kept
-nothing and is run again.
+Each deleting transaction (one stream under its advisory lock, or every stream) locks the touched streams
+rows in id order and gives them exact ``event_count`` and ``first_version``; versions never go down. A run is
+many short transactions: :class:`Batches` sizes them to last about :data:`BATCH_SECONDS` each, and after each
+one the run pauses :data:`PAUSE` times as long, so writers wait at most one short batch and get the server
+between batches. A transaction the server aborted to break a deadlock kept nothing and is run again.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+import logging
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import StreamNotFoundError
 
 from eventsource_postgres.connection import RACE_ATTEMPTS
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -24,9 +29,31 @@ if TYPE_CHECKING:
     from eventsource_postgres.connection import Connection
     from eventsource_postgres.statements import Statements
 
+log = logging.getLogger(__name__)
 
 BATCH = 5000
 """Events one retention transaction deletes at most."""
+BATCH_SECONDS = 0.01
+"""How long one deleting transaction should last, as the client times it (its round trips included)."""
+PAUSE = 2
+"""After each transaction a run sleeps this many times as long as the transaction took."""
+
+
+class Batches:
+    """Batch sizes that keep each deleting transaction near :data:`BATCH_SECONDS` (carried from run to run)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+
+    def took(self, seconds: float, deleted: int) -> None:
+        """Halve the next batch after a slow one, double it after a quick full one (within 8..BATCH).
+
+        A batch that deleted less than its size (the end of the range) says nothing about a bigger one.
+        """
+        if seconds > BATCH_SECONDS:
+            self.size = max(8, self.size // 2)
+        elif seconds < BATCH_SECONDS / 2 and deleted >= self.size:
+            self.size = min(BATCH, self.size * 2)
 
 
 class Retention:
@@ -35,12 +62,27 @@ class Retention:
     def __init__(self, conn: Connection, sql: Statements) -> None:
         self.conn = conn
         self.sql = sql
+        self.batches = Batches()
 
-    async def _run(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[int]]) -> int:
+    async def _batch(
+        self, operation: str, fn: Callable[[AsyncConnection[Any], int], Awaitable[tuple[int, bool]]]
+    ) -> tuple[int, bool]:
+        """One deleting transaction of the current size, timed and logged, then (if it deleted) the pause."""
+        size = self.batches.size
+        t = perf_counter()
+        n, last = await self._run(operation, lambda conn: fn(conn, size))
+        took = perf_counter() - t
+        self.batches.took(took, n)
+        log.debug("%s: deleted %d of at most %d events in one transaction of %.2f ms", operation, n, size, took * 1e3)
+        if n:  # the last batch too: max_count runs one truncate_stream after another
+            await asyncio.sleep(took * PAUSE)
+        return n, last
+
+    async def _run(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
         """Run a deleting transaction, again if the server broke a deadlock by aborting it (nothing was kept)."""
         from psycopg.errors import DeadlockDetected, SerializationFailure
 
-        async def run(conn: AsyncConnection[Any]) -> int:
+        async def run(conn: AsyncConnection[Any]) -> T:
             for attempt in range(1, RACE_ATTEMPTS + 1):
                 try:
                     async with conn.transaction():
@@ -62,14 +104,13 @@ class Retention:
         await conn.execute(self.sql.recount, [ids, [d[1] for d in deleted]])
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """``DELETE ... WHERE version < before_version``, in batches under the stream's lock.
+        """``DELETE ... WHERE version < before_version``, in short batches (:class:`Batches`) under the stream lock.
 
-        :data:`BATCH` versions per transaction.
         Versions stay as they are; the stream's writers wait at most one batch.
         """
         upto = 0
 
-        async def run(conn: AsyncConnection[Any]) -> int:
+        async def run(conn: AsyncConnection[Any], size: int) -> tuple[int, bool]:
             nonlocal upto
             await conn.execute(self.sql.lock, [self.conn.lock(stream_id)])
             cur = await conn.execute(self.sql.stream_info, [stream_id])
@@ -79,45 +120,44 @@ class Retention:
             low = (await self.conn.fetchall(conn, self.sql.lowest_version, [stream_id]))[0][0]
             if low is None or low >= before_version:
                 upto = before_version
-                return 0
-            upto = min(before_version, int(low) + BATCH)
+                return 0, True
+            upto = min(before_version, int(low) + size)
             rows = await self.conn.fetchall(conn, self.sql.truncate, [stream_id, upto])
             n = int(rows[0][0])
             await self._recount(conn, [(stream_id, n)] if n else [])
-            return n
+            return n, upto >= before_version
 
         total = 0
         while upto < before_version:
-            total += await self._run("truncate_stream", run)
+            total += (await self._batch("truncate_stream", run))[0]
         return total
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
-        """``DELETE ... WHERE ts < cutoff``, oldest first, in batches, fixing the streams rows.
+        """``DELETE ... WHERE ts < cutoff``, oldest first, in short batches (:class:`Batches`), fixing streams rows.
 
-        :data:`BATCH` events per transaction.
         Each batch commits on its own, so the streams rows (and, for one stream, its advisory lock) are held
         only for one batch: writers wait at most one batch, never the whole run.
         """
 
-        async def one(conn: AsyncConnection[Any]) -> int:
+        async def one(conn: AsyncConnection[Any], size: int) -> tuple[int, bool]:
             await conn.execute(self.sql.lock, [self.conn.lock(stream_id or "")])
-            rows = await self.conn.fetchall(conn, self.sql.delete_before_in_batch, [stream_id, cutoff, BATCH])
-            n = int(rows[0][0])
+            rows = await self.conn.fetchall(conn, self.sql.delete_before_in_batch, [stream_id, cutoff, size])
+            found, n = int(rows[0][0]), int(rows[0][1])
             await self._recount(conn, [(stream_id or "", n)] if n else [])
-            return n
+            return n, found < size  # not n: rows another run deleted meanwhile do not mean the range ended
 
-        async def every(conn: AsyncConnection[Any]) -> int:
-            old = await self.conn.fetchall(conn, self.sql.old_batch, [cutoff, BATCH])
+        async def every(conn: AsyncConnection[Any], size: int) -> tuple[int, bool]:
+            old = await self.conn.fetchall(conn, self.sql.old_batch, [cutoff, size])
             if not old:
-                return 0
+                return 0, True
             rows = await self.conn.fetchall(conn, self.sql.delete_positions, [[r[0] for r in old]])
             deleted = [(r[0], int(r[1])) for r in rows]
             await self._recount(conn, deleted)
-            return sum(d[1] for d in deleted)
+            return sum(d[1] for d in deleted), len(old) < size
 
         total = 0
-        while True:
-            n = await self._run("delete_events_before", one if stream_id is not None else every)
+        last = False
+        while not last:
+            n, last = await self._batch("delete_events_before", one if stream_id is not None else every)
             total += n
-            if n < BATCH:
-                return total
+        return total

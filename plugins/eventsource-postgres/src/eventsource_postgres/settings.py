@@ -71,6 +71,9 @@ class PostgresSettingsSchema(_ConnectionSchema):
     table_prefix = fields.String(load_default="", validate=validate.Regexp(r"^([a-z_][a-z0-9_]{0,19})?$"))
     """Prefix of every table and function name, so several stores can share one schema."""
     statement_timeout = Duration(load_default=None, allow_none=True)
+    jit = fields.String(load_default="off", validate=validate.OneOf(("off", "server")))
+    """``off``: the provider's connections run with ``SET jit = off`` (its statements are index seeks, which JIT
+    only slows down); ``server``: keep the server's ``jit`` setting."""
     prepare_threshold = fields.Integer(load_default=5, allow_none=True, validate=validate.Range(min=0))
     """psycopg's auto-prepare threshold; ``None`` disables prepared statements (PgBouncer in transaction mode)."""
     visibility_wait = Duration(load_default=5.0)

@@ -199,9 +199,10 @@ class Statements:
         self.version_at = f"SELECT stream_id, version FROM {n.events} WHERE position = %s"  # noqa: S608
         self.horizon = f"SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {POSITION_SHIFT}"
         self.old_batch = f"SELECT position, stream_id FROM {n.events} WHERE ts < %s ORDER BY ts, position LIMIT %s"  # noqa: S608
-        self.delete_before_in_batch = (
-            f"WITH d AS (DELETE FROM {n.events} WHERE position IN (SELECT position FROM {n.events} "  # noqa: S608
-            "WHERE stream_id = %s AND ts < %s ORDER BY version LIMIT %s) RETURNING 1) SELECT count(*) FROM d"
+        self.delete_before_in_batch = (  # (rows found, rows deleted): another run may delete some found first
+            f"WITH c AS (SELECT position FROM {n.events} WHERE stream_id = %s AND ts < %s "  # noqa: S608
+            f"ORDER BY version LIMIT %s), d AS (DELETE FROM {n.events} WHERE position IN (SELECT position FROM c) "
+            "RETURNING 1) SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM d)"
         )
         self.lowest_version = f"SELECT min(version) FROM {n.events} WHERE stream_id = %s"  # noqa: S608
         self.delete_positions = (

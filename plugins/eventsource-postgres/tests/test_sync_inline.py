@@ -302,7 +302,31 @@ def test_ctrl_c_during_an_inline_statement_cancels_it_and_leaves_the_pooled_conn
         assert isinstance(provider, PostgresProvider)
         with psycopg.connect(config["providers"]["pg"]["url"], autocommit=True) as other:
             other.execute("SELECT pg_advisory_lock(%s)", [provider._conn.lock("s")])
-            ctrl_c = threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+            url = config["providers"]["pg"]["url"]
+
+            def press_ctrl_c() -> None:
+                # once the append waits for the lock on the server (a fixed delay raced the call on a busy
+                # machine), and again while it still waits, as a person would if the first went unseen
+                with psycopg.connect(url, autocommit=True) as watch:
+
+                    def waiting() -> bool:
+                        row = watch.execute(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE application_name = %s AND wait_event_type = 'Lock'",
+                            [app],
+                        ).fetchone()
+                        return row == (1,)
+
+                    deadline = time.monotonic() + 20
+                    while not waiting() and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                    presses = 0
+                    while waiting() and presses < 3 and time.monotonic() < deadline:
+                        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+                        presses += 1
+                        time.sleep(2.0)
+
+            ctrl_c = threading.Thread(target=press_ctrl_c)
             ctrl_c.start()
             try:
                 with pytest.raises(KeyboardInterrupt):

@@ -294,6 +294,18 @@ def test_ctrl_c_during_an_inline_statement_cancels_it_and_leaves_the_pooled_conn
     import signal
 
     assert threading.current_thread() is threading.main_thread()  # (where Python delivers SIGINT)
+    # a shell that starts the run in the background (as CI does) ignores SIGINT for it, and Python keeps it
+    # ignored: the presses never became a KeyboardInterrupt and the append waited out its timeout
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_during_an_inline_statement(config)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_during_an_inline_statement(config: dict[str, Any]) -> None:
+    import signal
+
     app = config["providers"]["pg"]["settings"]["application_name"]
     config["providers"]["pg"]["settings"]["pool_max_size"] = 1  # the next calls get the interrupted connection
     with SyncEventSourcingManager(config) as es:

@@ -412,3 +412,24 @@ async def test_the_wal_stays_bounded_under_back_to_back_batches_of_big_payloads(
         assert checkpoints.done > 0
     finally:
         await p.close()
+
+
+def test_back_to_back_single_appends_keep_the_wal_near_the_checkpoint_interval(tmp_path: Path) -> None:
+    """1,500 one-event commits back to back through the sync API: the WAL file stays far below the backstop.
+
+    The thread's passive checkpoint always leaves the commits made while it copied, so SQLite never restarted
+    the WAL and the file grew to the 4,000-page backstop (each commit's sync then also wrote the file's new
+    size). The writer now copies that remainder before its next write, which restarts the WAL.
+    """
+    from eventsource.sync import SyncEventSourcingManager
+
+    wal = tmp_path / "b.db-wal"
+    frame = 4096 + 24
+    largest = 0
+    with SyncEventSourcingManager({"providers": {"s": {"url": f"sqlite:///{tmp_path}/b.db"}}}) as m:
+        for v in range(1500):
+            m.append_event(stream_id="s", event_type="E", data={"n": v}, expected_version=v)
+            largest = max(largest, wal.stat().st_size // frame)
+        checkpoints = m.get_provider()._checkpoints  # type: ignore[attr-defined]
+        assert checkpoints.done > 0
+    assert largest < WAL_BACKSTOP_PAGES // 2, f"the WAL reached {largest} pages"

@@ -433,3 +433,27 @@ def test_back_to_back_single_appends_keep_the_wal_near_the_checkpoint_interval(t
         checkpoints = m.get_provider()._checkpoints  # type: ignore[attr-defined]
         assert checkpoints.done > 0
     assert largest < WAL_BACKSTOP_PAGES // 2, f"the WAL reached {largest} pages"
+
+
+async def test_concurrent_async_appends_keep_the_wal_near_the_checkpoint_interval(tmp_path: Path) -> None:
+    """The same through the async API: four tasks append back to back (on the writer thread, not inline)."""
+    wal = tmp_path / "c.db-wal"
+    frame = 4096 + 24
+    largest = 0
+    p = SqliteProvider(f"sqlite:///{tmp_path}/c.db")
+    await p.connect()
+    try:
+
+        async def appends(stream_id: str) -> None:
+            nonlocal largest
+            for v in range(400):
+                await p.append(stream_id, [new()], v)
+                largest = max(largest, wal.stat().st_size // frame)
+
+        await asyncio.gather(*(appends(f"s{i}") for i in range(4)))
+        checkpoints = p._checkpoints
+        assert checkpoints is not None
+        assert checkpoints.done > 0
+    finally:
+        await p.close()
+    assert largest < WAL_BACKSTOP_PAGES // 2, f"the WAL reached {largest} pages"

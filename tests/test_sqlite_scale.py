@@ -387,9 +387,11 @@ async def test_the_wal_stays_bounded_under_back_to_back_batches_of_big_payloads(
     """150 MB in batches of 100 events of 50 KB: the WAL file never grows past the backstop and a few commits.
 
     Under back-to-back commits the thread's passive checkpoints never leave the WAL fully copied when the writer
-    begins, so only the writer's backstop (a checkpoint in its commit) lets SQLite restart the WAL; a poke that
-    arrives while the thread is still copying is dropped, so the thread does not hold the checkpoint lock at the
-    moment that backstop runs (with every poke queued, this pattern grew the WAL to about 12,000 pages).
+    begins; with batches this big the thread is mostly still copying when the next append would finish its copy
+    (checkpoints.finish_then), so mostly the writer's backstop (a checkpoint in its commit) restarts the WAL; a
+    poke that arrives while the thread is still copying is dropped, so the thread does not hold the checkpoint
+    lock at the moment that backstop runs (with every poke queued, this pattern grew the WAL to about 12,000
+    pages).
     """
     path = tmp_path / "wal.db"
     wal = tmp_path / "wal.db-wal"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import sqlite3
 import uuid
 from typing import TYPE_CHECKING
@@ -29,13 +30,13 @@ async def _a_pokes_worth(p: SqliteProvider) -> None:
         await p.append("s", _events(1), ANY)
 
 
-def _events(n: int) -> list[NewEvent]:
+def _events(n: int, size: int = 0) -> list[NewEvent]:
     now = utcnow()
     return [
         NewEvent(
             event_id=f"e-{i}-{uuid.uuid4().hex}",
             event_type="T",
-            data=b"{}",
+            data=b'"' + b"a" * size + b'"' if size else b"{}",
             metadata=b"",
             encoding="json",
             timestamp=now,
@@ -149,4 +150,39 @@ async def test_health_retries_a_failed_checkpoint_on_an_idle_store(tmp_path: Pat
         assert healthy[-1], "health stayed degraded on an idle store after the cause went away"
         assert checkpoints.done >= 1
     finally:
+        await p.close()
+
+
+async def test_an_append_commits_when_the_checkpoint_it_runs_first_fails(tmp_path: Path) -> None:
+    # the append after a finished checkpoint first copies what the thread left, on the writer's connection
+    # (checkpoints.finish_then); that copy must not fail the append. A real failure: the file may not grow
+    # (RLIMIT_FSIZE at its size; Python ignores SIGXFSZ, so the write gets EFBIG) and the pages left to copy
+    # lie past its end, while the append's own frames fit in the WAL
+    path = tmp_path / "events.db"
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        checkpoints = p._checkpoints
+        assert checkpoints is not None
+        for b in range(40):  # a file far larger than the WAL will be
+            await p.append("fill", _events(50, size=3000), b * 50)
+        done = checkpoints.done
+        checkpoints.poke()
+        await _until(lambda: checkpoints.done > done, "a checkpoint")
+        assert checkpoints.copied  # so the next append copies first
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:  # pages past the file's end
+            other.execute("CREATE TABLE filler (x)")
+            other.execute("INSERT INTO filler VALUES (zeroblob(200000))")
+        size = path.stat().st_size
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, limit[1]))
+        try:
+            result = await p.append("s", _events(1), 0)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        assert path.stat().st_size == size  # (the copy was refused: nothing went past the limit)
+        assert result.last_version == 1
+        assert [e.event_id async for e in p.read_stream("s")] == list(result.event_ids)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
         await p.close()

@@ -387,9 +387,11 @@ async def test_the_wal_stays_bounded_under_back_to_back_batches_of_big_payloads(
     """150 MB in batches of 100 events of 50 KB: the WAL file never grows past the backstop and a few commits.
 
     Under back-to-back commits the thread's passive checkpoints never leave the WAL fully copied when the writer
-    begins, so only the writer's backstop (a checkpoint in its commit) lets SQLite restart the WAL; a poke that
-    arrives while the thread is still copying is dropped, so the thread does not hold the checkpoint lock at the
-    moment that backstop runs (with every poke queued, this pattern grew the WAL to about 12,000 pages).
+    begins; with batches this big the thread is mostly still copying when the next append would finish its copy
+    (checkpoints.finish_then), so mostly the writer's backstop (a checkpoint in its commit) restarts the WAL; a
+    poke that arrives while the thread is still copying is dropped, so the thread does not hold the checkpoint
+    lock at the moment that backstop runs (with every poke queued, this pattern grew the WAL to about 12,000
+    pages).
     """
     path = tmp_path / "wal.db"
     wal = tmp_path / "wal.db-wal"
@@ -412,3 +414,48 @@ async def test_the_wal_stays_bounded_under_back_to_back_batches_of_big_payloads(
         assert checkpoints.done > 0
     finally:
         await p.close()
+
+
+def test_back_to_back_single_appends_keep_the_wal_near_the_checkpoint_interval(tmp_path: Path) -> None:
+    """1,500 one-event commits back to back through the sync API: the WAL file stays far below the backstop.
+
+    The thread's passive checkpoint always leaves the commits made while it copied, so SQLite never restarted
+    the WAL and the file grew to the 4,000-page backstop (each commit's sync then also wrote the file's new
+    size). The writer now copies that remainder before its next write, which restarts the WAL.
+    """
+    from eventsource.sync import SyncEventSourcingManager
+
+    wal = tmp_path / "b.db-wal"
+    frame = 4096 + 24
+    largest = 0
+    with SyncEventSourcingManager({"providers": {"s": {"url": f"sqlite:///{tmp_path}/b.db"}}}) as m:
+        for v in range(1500):
+            m.append_event(stream_id="s", event_type="E", data={"n": v}, expected_version=v)
+            largest = max(largest, wal.stat().st_size // frame)
+        checkpoints = m.get_provider()._checkpoints  # type: ignore[attr-defined]
+        assert checkpoints.done > 0
+    assert largest < WAL_BACKSTOP_PAGES // 2, f"the WAL reached {largest} pages"
+
+
+async def test_concurrent_async_appends_keep_the_wal_near_the_checkpoint_interval(tmp_path: Path) -> None:
+    """The same through the async API: four tasks append back to back (on the writer thread, not inline)."""
+    wal = tmp_path / "c.db-wal"
+    frame = 4096 + 24
+    largest = 0
+    p = SqliteProvider(f"sqlite:///{tmp_path}/c.db")
+    await p.connect()
+    try:
+
+        async def appends(stream_id: str) -> None:
+            nonlocal largest
+            for v in range(400):
+                await p.append(stream_id, [new()], v)
+                largest = max(largest, wal.stat().st_size // frame)
+
+        await asyncio.gather(*(appends(f"s{i}") for i in range(4)))
+        checkpoints = p._checkpoints
+        assert checkpoints is not None
+        assert checkpoints.done > 0
+    finally:
+        await p.close()
+    assert largest < WAL_BACKSTOP_PAGES // 2, f"the WAL reached {largest} pages"

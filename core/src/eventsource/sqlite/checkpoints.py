@@ -1,4 +1,4 @@
-"""WAL checkpoints on a thread and a connection of their own, so no commit an append waits for ever copies the WAL.
+"""WAL checkpoints on a thread and a connection of their own, so no append waits while the bulk of the WAL is copied.
 
 SQLite checkpoints in the commit that passes ``wal_autocheckpoint`` pages, holding the write lock while it copies
 the WAL into the file and syncs it: the append behind it waits that long (retention's deletes, which dirty pages
@@ -6,7 +6,8 @@ all over the indexes, made it happen every few batches). The provider moves that
 connection (:data:`WAL_BACKSTOP_PAGES`) and pokes a :class:`Checkpointer` instead; its thread runs
 ``PRAGMA wal_checkpoint(PASSIVE)``, which takes no write lock, so writers commit while it copies.
 A poke while a checkpoint runs is dropped, so the thread does not hold the checkpoint lock when the writer's
-backstop runs (under back-to-back commits only that backstop lets SQLite restart the WAL). A failure is logged and
+backstop runs. The append after a finished checkpoint copies the rest itself (:func:`finish_then`), so its write
+restarts the WAL even under back-to-back commits. A failure is logged and
 kept for ``health()`` (degraded until a checkpoint works again); the connection is reopened and a later poke retries.
 """
 
@@ -19,14 +20,16 @@ import sqlite3
 import threading
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import ProviderUnavailableError
 from eventsource.model import utcnow
 from eventsource.sqlite.connection import open_connection
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+
+T = TypeVar("T")
 
 CHECKPOINT_EVERY = 128
 """One-event commits' worth of appends (:func:`append_weight`), or events deleted by retention, between two
@@ -97,6 +100,7 @@ class Checkpointer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._running = False  # a checkpoint is in progress: a poke now is dropped (see poke)
+        self.copied = False  # a checkpoint finished since the writer last finished one (see finish_then)
         _CHECKPOINTERS.add(self)
 
     def poke(self) -> None:
@@ -136,6 +140,7 @@ class Checkpointer:
                 self._failed(e)
             else:
                 self.done += 1
+                self.copied = True
                 if self.error is not None:
                     log.info("sqlite %s: WAL checkpoints work again", self.path)
                     self.error = None
@@ -170,6 +175,13 @@ class Checkpointer:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
 
+    def take_copied(self) -> bool:
+        """Whether a checkpoint finished since the last call (the writer then finishes it: :func:`finish_then`)."""
+        if not self.copied:
+            return False
+        self.copied = False
+        return True
+
     def report(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """What health shows: the counts, and the fault while checkpoints fail."""
         error = self.error
@@ -178,3 +190,17 @@ class Checkpointer:
             return details, []
         fault = {"component": "wal_checkpoints", "error": f"{type(error).__name__}: {error}", "since": self.failed_at}
         return details, [fault]
+
+
+def finish_then(fn: Callable[[sqlite3.Connection], T], db: sqlite3.Connection) -> T:
+    """Copy what the thread's checkpoint left (on the writer's connection, in no transaction), then ``fn(db)``.
+
+    SQLite restarts the WAL at the start of a write only when every page of it was copied, which the thread's
+    passive checkpoint beside back-to-back commits never leaves: the commits made while it copied remain. Here
+    the writer copies those few pages before its next write, which then restarts the WAL, so the file stays
+    near :data:`CHECKPOINT_EVERY` commits' worth of pages instead of growing to the backstop (a growing file
+    costs each commit's sync a metadata update too). Nothing to copy: the pragma returns at once.
+    """
+    with contextlib.suppress(sqlite3.Error):  # (a failure here is the thread's to report, not the append's)
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return fn(db)

@@ -41,7 +41,13 @@ from eventsource.provider import (
 from eventsource.sqlite import counts, live
 from eventsource.sqlite.appends import append_sync
 from eventsource.sqlite.calls import ConnectionCalls, tx
-from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, WAL_BACKSTOP_PAGES, Checkpointer, append_weight
+from eventsource.sqlite.checkpoints import (
+    CHECKPOINT_EVERY,
+    WAL_BACKSTOP_PAGES,
+    Checkpointer,
+    append_weight,
+    finish_then,
+)
 from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.maintenance import Batches, delete_old_batch, in_batches, read_stats, truncate_batch
 from eventsource.sqlite.queries import query_page
@@ -276,6 +282,9 @@ class SqliteProvider(ConnectionCalls, Provider):
             msg = "append needs at least one event"
             raise ValidationError(msg, field="events")
         fn = partial(append_sync, stream_id, events, expected, stream)
+        checkpoints = self._checkpoints
+        if checkpoints is not None and checkpoints.take_copied():
+            fn = partial(finish_then, fn)  # the pages committed while the thread copied, so this write restarts the WAL
         writer = self._writer
         if writer is not None and inline_io_allowed():  # what _on does, without its coroutine
             result = self._inline(writer, "append", fn)

@@ -8,6 +8,7 @@ connected provider on a fresh topic prefix whose topics are dropped after the te
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from typing import TYPE_CHECKING
@@ -48,9 +49,9 @@ async def drop_namespace(p: KafkaProvider) -> None:
     await p.io.delete_topic(p._conn.snap_topic)
 
 
-@pytest.fixture
-async def kafka_provider(kafka_url: str) -> AsyncIterator[KafkaProvider]:
-    """A connected provider on a fresh topic prefix; its topics are dropped after the test."""
+@contextlib.asynccontextmanager
+async def fresh_provider(kafka_url: str) -> AsyncIterator[KafkaProvider]:
+    """A connected provider on a fresh topic prefix; its topics are dropped at the end."""
     p = KafkaProvider(kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:12]}", request_timeout=60.0)
     await p.connect()
     try:
@@ -59,3 +60,10 @@ async def kafka_provider(kafka_url: str) -> AsyncIterator[KafkaProvider]:
         await p.connect()  # a test may have closed it (e.g. under a live subscription): reopen to drop the topics
         await drop_namespace(p)
         await p.close()
+
+
+@pytest.fixture
+async def kafka_provider(kafka_url: str) -> AsyncIterator[KafkaProvider]:
+    """A connected provider on a fresh topic prefix (:func:`fresh_provider`); its topics are dropped after the test."""
+    async with fresh_provider(kafka_url) as p:
+        yield p

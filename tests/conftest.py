@@ -2,8 +2,9 @@
 
 A kit suite's ``provider`` fixture returns one of them: ``sqlite_provider`` (a new file under the test's
 ``tmp_path``) or ``memory_provider`` (a memory store named for the test, so the kit's second instance shares
-it); each is closed after the test. ``source`` is a manager on a SQLite store of 600 events in 20 streams
-(the transfer tests copy it); :func:`console_script` finds the installed ``eventsource`` command.
+it); each is closed after the test. ``folder_store`` is a SQLite store in a folder the test moves away.
+``source`` is a manager on a SQLite store of 600 events in 20 streams (the transfer tests copy it);
+:func:`console_script` finds the installed ``eventsource`` command.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shutil
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from eventsource.manager import EventSourcingManager
+    from eventsource.sqlite.checkpoints import Checkpointer
 
 
 @pytest.fixture
@@ -33,6 +36,36 @@ async def sqlite_provider(tmp_path: Path) -> AsyncIterator[SqliteProvider]:
     await p.connect()
     yield p
     await p.close()
+
+
+@dataclass
+class FolderStore:
+    """A connected SQLite provider on ``events.db`` in ``folder``, which the test moves away (and back)."""
+
+    provider: SqliteProvider
+    checkpoints: Checkpointer  # the provider's WAL checkpoint thread
+    folder: Path
+    moved: Path  # where :meth:`move_away` puts the folder
+
+    def move_away(self) -> None:
+        self.folder.rename(self.moved)
+
+    def move_back(self) -> None:
+        self.moved.rename(self.folder)
+
+
+@pytest.fixture
+async def folder_store(tmp_path: Path) -> AsyncIterator[FolderStore]:
+    """A :class:`FolderStore` under ``tmp_path`` (``db/``, moved to ``moved/``), closed after the test."""
+    folder = tmp_path / "db"
+    folder.mkdir()
+    p = SqliteProvider(f"sqlite:///{folder / 'events.db'}")
+    await p.connect()
+    try:
+        assert p._checkpoints is not None  # a file database has the thread
+        yield FolderStore(p, p._checkpoints, folder, tmp_path / "moved")
+    finally:
+        await p.close()
 
 
 @pytest.fixture

@@ -1,14 +1,23 @@
-"""Fixtures: the real server from EVENTSOURCE_TEST_POSTGRES_URL, one fresh schema per test."""
+"""Fixtures: the real server from EVENTSOURCE_TEST_POSTGRES_URL, one fresh schema per test.
+
+``make_provider`` builds connected providers on fresh schemas; ``aged`` is one of them with a manager and
+:meth:`AgedStore.fill`, which appends events one second apart from a fixed past moment (retention's input).
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from eventsource.manager import EventSourcingManager
+from eventsource.model import EventData
+from eventsource.plugins import PluginHost
 from eventsource_postgres import PostgresProvider
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"  # as eventsource.testing.pytest_plugin.DEFAULTS
@@ -55,3 +64,38 @@ async def make_provider(url: str) -> AsyncIterator[Callable[..., Any]]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         for schema in schemas:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+async def manager_on(p: PostgresProvider) -> EventSourcingManager:
+    """A manager whose only (default) provider is ``p`` (named ``pg``); closing ``p`` is the caller's."""
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="pg", default=True)
+    return m
+
+
+@dataclass
+class AgedStore:
+    """A provider on a fresh schema, a manager on it, and events dated ``t0`` plus their index in seconds."""
+
+    provider: PostgresProvider
+    manager: EventSourcingManager
+    t0: datetime = T0
+
+    def at(self, seconds: int) -> datetime:
+        return self.t0 + timedelta(seconds=seconds)
+
+    async def fill(self, stream_id: str, start: int, stop: int) -> None:
+        """Append events ``start`` to ``stop - 1`` (each at ``at(j)``) to ``stream_id``, in batches of 1,000."""
+        for lo in range(start, stop, 1000):
+            batch = [EventData("T", {}, timestamp=self.at(j)) for j in range(lo, min(lo + 1000, stop))]
+            await self.manager.append_events_batch(stream_id=stream_id, events=batch)
+
+
+@pytest.fixture
+async def aged(make_provider: Callable[..., Any]) -> AgedStore:
+    """An :class:`AgedStore` on a fresh schema (dropped after the test, as ``make_provider``'s are)."""
+    p = await make_provider()
+    return AgedStore(p, await manager_on(p))

@@ -293,6 +293,16 @@ async def test_the_writer_never_checkpoints_a_thread_of_its_own_does_through_ret
     assert not any(t.name == "eventsource-sqlite-c" and t.is_alive() for t in threading.enumerate())
 
 
+def count_pokes(p: SqliteProvider) -> list[int]:
+    """A list that grows by one each time ``p`` pokes its WAL checkpoint thread."""
+    checkpoints = p._checkpoints
+    assert checkpoints is not None
+    pokes: list[int] = []
+    poke = checkpoints.poke
+    checkpoints.poke = lambda: (pokes.append(1), poke())  # type: ignore[method-assign]
+    return pokes
+
+
 async def test_a_batch_counts_toward_a_checkpoint_by_the_wal_it_writes_not_as_commits_per_event(
     sqlite_provider: SqliteProvider,
 ) -> None:
@@ -304,11 +314,7 @@ async def test_a_batch_counts_toward_a_checkpoint_by_the_wal_it_writes_not_as_co
     from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY
 
     p = sqlite_provider
-    checkpoints = p._checkpoints
-    assert checkpoints is not None
-    pokes: list[int] = []
-    poke = checkpoints.poke
-    checkpoints.poke = lambda: (pokes.append(1), poke())  # type: ignore[method-assign]
+    pokes = count_pokes(p)
     for b in range(20):
         await p.append("batches", [new() for _ in range(100)], b * 100)
     assert 1 <= len(pokes) <= 5, f"{len(pokes)} pokes for 20 batches of 100"
@@ -331,11 +337,7 @@ async def test_big_payloads_poke_the_checkpointer_by_the_pages_they_fill(sqlite_
         return NewEvent(str(uuid.uuid4()), "E", b'"' + b"a" * size + b'"', b"{}", "json", T0)
 
     p = sqlite_provider
-    checkpoints = p._checkpoints
-    assert checkpoints is not None
-    pokes: list[int] = []
-    poke = checkpoints.poke
-    checkpoints.poke = lambda: (pokes.append(1), poke())  # type: ignore[method-assign]
+    pokes = count_pokes(p)
     payload = 0
     for b in range(10):
         batch = [big(50_000) for _ in range(50)]

@@ -1,10 +1,11 @@
 """Fixtures and helpers the core tests share: a connected provider of each core store, a populated source.
 
 A kit suite's ``provider`` fixture returns one of them: ``sqlite_provider`` (a new file under the test's
-``tmp_path``) or ``memory_provider`` (a memory store named for the test, so the kit's second instance shares
-it); each is closed after the test. ``source`` is a manager on a SQLite store of 600 events in 20 streams
-(the transfer tests copy it); :func:`console_script` finds the installed ``eventsource`` command.
-"""
+``tmp_path``; ``open_sqlite`` opens any file, as often as a test asks) or ``memory_provider`` (a memory
+store named for the test, so the kit's second instance shares it); each is closed after the test.
+``folder_store`` is a SQLite store in a folder the test moves away. ``source`` is a manager on a SQLite
+store of 600 events in 20 streams (the transfer tests copy it); :func:`console_script` finds the
+installed ``eventsource`` command."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import os
 import shutil
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,15 +27,63 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from eventsource.manager import EventSourcingManager
+    from eventsource.sqlite.checkpoints import Checkpointer
+
+
+OpenSqlite = Callable[..., Awaitable[SqliteProvider]]
+"""The type of the ``open_sqlite`` fixture."""
 
 
 @pytest.fixture
-async def sqlite_provider(tmp_path: Path) -> AsyncIterator[SqliteProvider]:
+async def open_sqlite(tmp_path: Path) -> AsyncIterator[OpenSqlite]:
+    """``await open_sqlite(path=None)``: a connected SQLite provider on ``path`` (a new file under ``tmp_path``).
+
+    Open one file as often as a test needs instances of it; every provider is closed after the test (closing
+    is idempotent, so a test may close one itself first).
+    """
+    opened: list[SqliteProvider] = []
+
+    async def open_(path: Path | str | None = None) -> SqliteProvider:
+        p = SqliteProvider(f"sqlite:///{path or tmp_path / f'events-{uuid.uuid4().hex}.db'}")
+        await p.connect()
+        opened.append(p)
+        return p
+
+    yield open_
+    for p in reversed(opened):
+        await p.close()
+
+
+@pytest.fixture
+async def sqlite_provider(open_sqlite: OpenSqlite) -> SqliteProvider:
     """A connected SQLite provider on a new file under ``tmp_path``."""
-    p = SqliteProvider(f"sqlite:///{tmp_path}/events-{uuid.uuid4().hex}.db")
-    await p.connect()
-    yield p
-    await p.close()
+    return await open_sqlite()
+
+
+@dataclass
+class FolderStore:
+    """A connected SQLite provider on ``events.db`` in ``folder``, which the test moves away (and back)."""
+
+    provider: SqliteProvider
+    checkpoints: Checkpointer  # the provider's WAL checkpoint thread
+    folder: Path
+    moved: Path  # where :meth:`move_away` puts the folder
+
+    def move_away(self) -> None:
+        self.folder.rename(self.moved)
+
+    def move_back(self) -> None:
+        self.moved.rename(self.folder)
+
+
+@pytest.fixture
+async def folder_store(tmp_path: Path, open_sqlite: OpenSqlite) -> FolderStore:
+    """A :class:`FolderStore` under ``tmp_path`` (``db/``, moved to ``moved/``), closed after the test."""
+    folder = tmp_path / "db"
+    folder.mkdir()
+    p = await open_sqlite(folder / "events.db")
+    assert p._checkpoints is not None  # a file database has the thread
+    return FolderStore(p, p._checkpoints, folder, tmp_path / "moved")
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""Checkpoints of in-process stores: two private stores (``memory://``, ``sqlite:///:memory:``) are two sources.
+"""Checkpoints of core stores: two private stores (``memory://``, ``sqlite:///:memory:``) are two sources.
 
 Both checkpointed under one source ("memory://", "sqlite:///:memory:"), so a subscription on one store
 picked up the other's checkpoint of the same stream id: refused as ahead, or resumed at the wrong version.
+Two SQLite files are two sources by their URLs. The scenario is the kit's :func:`check_own_checkpoints`.
 """
 
 from __future__ import annotations
@@ -10,43 +11,34 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource import EventData, EventSourcingManager
-from eventsource.checkpoints import MemoryCheckpointStore
 from eventsource.memory import MemoryProvider
-from eventsource.plugins import PluginHost
 from eventsource.sqlite import SqliteProvider
+from eventsource.testing.identity import check_own_checkpoints
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from eventsource.provider import Provider
 
 
-PRIVATE = [MemoryProvider, lambda: SqliteProvider("sqlite:///:memory:")]
+STORES: dict[str, Callable[[Path, str], Provider]] = {
+    "memory": lambda _dir, _name: MemoryProvider(),  # private: no URL tells two apart
+    "sqlite": lambda _dir, _name: SqliteProvider("sqlite:///:memory:"),  # private too
+    "sqlite-file": lambda folder, name: SqliteProvider(f"sqlite:///{folder / name}.db"),  # two files, two URLs
+}
 
 
-@pytest.mark.parametrize("make", PRIVATE, ids=["memory", "sqlite"])
-async def test_two_private_in_memory_stores_keep_their_own_checkpoints(make: Callable[[], Provider]) -> None:
-    a, b = make(), make()
+@pytest.mark.parametrize("kind", STORES)
+async def test_two_stores_keep_their_own_checkpoints(kind: str, tmp_path: Path) -> None:
+    a, b = STORES[kind](tmp_path, "a"), STORES[kind](tmp_path, "b")
     for p in (a, b):
         await p.connect()
-    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
-    await m.register_provider(a, name="a", default=True)
-    await m.register_provider(b, name="b")
-    store = MemoryCheckpointStore()
     try:
-        await m.append_events_batch(stream_id="orders-1", events=[EventData("Placed", {"n": n}) for n in range(3)])
-        await m.append_events_batch(stream_id="orders-1", events=[EventData("Placed", {"n": 9})], provider="b")
-        async with m.subscribe(stream_id="orders-1", checkpoint=store, name="proj", provider="a") as sub:
-            assert len(await sub.next_batch(10)) == 3
-            await sub.commit()
-        # b's own orders-1 is at version 1: with a shared source, a's checkpoint (version 3) was refused as ahead
-        async with m.subscribe(stream_id="orders-1", checkpoint=store, name="proj", provider="b") as sub_b:
-            assert sub_b.committed is None
-            assert [e.data["n"] for e in await sub_b.next_batch(10)] == [9]
-        assert a.checkpoint_source != b.checkpoint_source
+        await check_own_checkpoints(a, b)  # with a shared source, a's checkpoint was refused as ahead on b
     finally:
-        await m.close()
+        for p in (a, b):
+            await p.close()
 
 
 def test_a_named_memory_store_is_one_source_for_every_instance() -> None:

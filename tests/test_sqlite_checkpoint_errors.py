@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 from eventsource.model import ANY, NewEvent, utcnow
-from eventsource.sqlite import SqliteProvider
 from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from conftest import FolderStore, OpenSqlite
+    from eventsource.sqlite import SqliteProvider
 
 
 async def _a_pokes_worth(p: SqliteProvider) -> None:
@@ -54,113 +56,92 @@ async def _until(check: object, what: str) -> None:
 
 
 async def test_a_failing_checkpoint_is_reported_in_health_and_logged_and_the_thread_recovers(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    folder_store: FolderStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    folder = tmp_path / "db"
-    folder.mkdir()
-    p = SqliteProvider(f"sqlite:///{folder / 'events.db'}")
-    await p.connect()
-    try:
-        before = await p.health()
-        assert "faults" not in before.details
-        checkpoints = p._checkpoints
-        assert checkpoints is not None
-        folder.rename(tmp_path / "moved")
-        folder.write_text("")  # in the way of the folder the thread's connection opens the file in
-        with caplog.at_level(logging.WARNING, logger="eventsource.sqlite"):
-            await _a_pokes_worth(p)  # pokes the thread: its connection cannot open
-            await _until(lambda: checkpoints.error is not None, "the checkpoint failed")
-        health = await p.health()
-        assert health.healthy  # the store answers
-        assert health.details["status"] == "degraded", health.message
-        [fault] = health.details["faults"]
-        assert fault["component"] == "wal_checkpoints"
-        assert "unable to open" in fault["error"]
-        assert "wal_checkpoints" in health.message
-        assert any("checkpoint" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
-        folder.unlink()
-        (tmp_path / "moved").rename(folder)
-        done, thread = checkpoints.done, checkpoints._thread
-        await _a_pokes_worth(p)  # the same thread tries again
-        await _until(lambda: checkpoints.done > done, "a checkpoint after the failure")
-        assert checkpoints._thread is thread  # the thread kept working through the failure
-        after = await p.health()
-        assert "faults" not in after.details
-        assert after.details["status"] == before.details["status"]
-        assert after.details["wal_checkpoints"]["failures"] >= 1  # (health's own retry may have failed too)
-    finally:
-        await p.close()
+    p, checkpoints, folder = folder_store.provider, folder_store.checkpoints, folder_store.folder
+    before = await p.health()
+    assert "faults" not in before.details
+    folder_store.move_away()
+    folder.write_text("")  # in the way of the folder the thread's connection opens the file in
+    with caplog.at_level(logging.WARNING, logger="eventsource.sqlite"):
+        await _a_pokes_worth(p)  # pokes the thread: its connection cannot open
+        await _until(lambda: checkpoints.error is not None, "the checkpoint failed")
+    health = await p.health()
+    assert health.healthy  # the store answers
+    assert health.details["status"] == "degraded", health.message
+    [fault] = health.details["faults"]
+    assert fault["component"] == "wal_checkpoints"
+    assert "unable to open" in fault["error"]
+    assert "wal_checkpoints" in health.message
+    assert any("checkpoint" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    folder.unlink()
+    folder_store.move_back()
+    done, thread = checkpoints.done, checkpoints._thread
+    await _a_pokes_worth(p)  # the same thread tries again
+    await _until(lambda: checkpoints.done > done, "a checkpoint after the failure")
+    assert checkpoints._thread is thread  # the thread kept working through the failure
+    after = await p.health()
+    assert "faults" not in after.details
+    assert after.details["status"] == before.details["status"]
+    assert after.details["wal_checkpoints"]["failures"] >= 1  # (health's own retry may have failed too)
 
 
 @pytest.mark.parametrize("gone", ["removed", "replaced"])
-async def test_the_checkpoint_thread_checkpoints_only_the_store_s_own_database(tmp_path: Path, gone: str) -> None:
+async def test_the_checkpoint_thread_checkpoints_only_the_store_s_own_database(
+    folder_store: FolderStore, gone: str
+) -> None:
     # the thread opens its connection by path (on its first checkpoint, and again after a failure); with the
     # folder gone it made the folder and a new, empty database there (or opened the other database put in its
     # place), checkpointed that, and health said ok, while the writer kept committing to its own file, still
     # open, whose WAL was then never checkpointed
-    folder = tmp_path / "db"
-    folder.mkdir()
-    p = SqliteProvider(f"sqlite:///{folder / 'events.db'}")
-    await p.connect()
-    try:
-        checkpoints = p._checkpoints
-        assert checkpoints is not None
-        folder.rename(tmp_path / "moved")
-        if gone == "replaced":
-            folder.mkdir()
-            with contextlib.closing(sqlite3.connect(folder / "events.db")) as other:
-                other.execute("PRAGMA journal_mode = WAL")
-                other.execute("CREATE TABLE t (x)")
-        await _a_pokes_worth(p)  # the writer holds its files open: it commits
-        await _until(lambda: checkpoints.error is not None or checkpoints.done > 0, "the thread ran")
-        assert checkpoints.done == 0, "the checkpoint thread checkpointed another database at the store's path"
-        assert folder.exists() == (gone == "replaced"), "the checkpoint thread created a database"
-        health = await p.health()
-        assert health.details["status"] == "degraded", health.message
-        assert [f["component"] for f in health.details["faults"]] == ["wal_checkpoints"]
-    finally:
-        await p.close()
+    p, checkpoints, folder = folder_store.provider, folder_store.checkpoints, folder_store.folder
+    folder_store.move_away()
+    if gone == "replaced":
+        folder.mkdir()
+        with contextlib.closing(sqlite3.connect(folder / "events.db")) as other:
+            other.execute("PRAGMA journal_mode = WAL")
+            other.execute("CREATE TABLE t (x)")
+    await _a_pokes_worth(p)  # the writer holds its files open: it commits
+    await _until(lambda: checkpoints.error is not None or checkpoints.done > 0, "the thread ran")
+    assert checkpoints.done == 0, "the checkpoint thread checkpointed another database at the store's path"
+    assert folder.exists() == (gone == "replaced"), "the checkpoint thread created a database"
+    health = await p.health()
+    assert health.details["status"] == "degraded", health.message
+    assert [f["component"] for f in health.details["faults"]] == ["wal_checkpoints"]
 
 
-async def test_health_retries_a_failed_checkpoint_on_an_idle_store(tmp_path: Path) -> None:
+async def test_health_retries_a_failed_checkpoint_on_an_idle_store(folder_store: FolderStore) -> None:
     # the thread retried only when writes poked it: after one failure an idle store stayed degraded (and
     # health --strict exited 7) however long ago the cause went away
-    folder = tmp_path / "db"
-    folder.mkdir()
-    p = SqliteProvider(f"sqlite:///{folder / 'events.db'}")
-    await p.connect()
-    try:
-        checkpoints = p._checkpoints
-        assert checkpoints is not None
-        folder.rename(tmp_path / "moved")
-        await _a_pokes_worth(p)
-        await _until(lambda: checkpoints.error is not None, "the checkpoint failed")
-        (tmp_path / "moved").rename(folder)  # the cause goes away; no more writes come
-        assert (await p.health()).details["status"] == "degraded"  # health says what it knows: the last one failed
-        healthy: list[bool] = []
+    p, checkpoints = folder_store.provider, folder_store.checkpoints
+    folder_store.move_away()
+    await _a_pokes_worth(p)
+    await _until(lambda: checkpoints.error is not None, "the checkpoint failed")
+    folder_store.move_back()  # the cause goes away; no more writes come
+    assert (await p.health()).details["status"] == "degraded"  # health says what it knows: the last one failed
+    healthy: list[bool] = []
 
-        async def check() -> None:
-            healthy.append("faults" not in (await p.health()).details)
+    async def check() -> None:
+        healthy.append("faults" not in (await p.health()).details)
 
-        for _ in range(300):  # bounded: the retry runs on the thread
-            await check()
-            if healthy[-1]:
-                break
-            await asyncio.sleep(0.01)
-        assert healthy[-1], "health stayed degraded on an idle store after the cause went away"
-        assert checkpoints.done >= 1
-    finally:
-        await p.close()
+    for _ in range(300):  # bounded: the retry runs on the thread
+        await check()
+        if healthy[-1]:
+            break
+        await asyncio.sleep(0.01)
+    assert healthy[-1], "health stayed degraded on an idle store after the cause went away"
+    assert checkpoints.done >= 1
 
 
-async def test_an_append_commits_when_the_checkpoint_it_runs_first_fails(tmp_path: Path) -> None:
+async def test_an_append_commits_when_the_checkpoint_it_runs_first_fails(
+    tmp_path: Path, open_sqlite: OpenSqlite
+) -> None:
     # the append after a finished checkpoint first copies what the thread left, on the writer's connection
     # (checkpoints.finish_then); that copy must not fail the append. A real failure: the file may not grow
     # (RLIMIT_FSIZE at its size; Python ignores SIGXFSZ, so the write gets EFBIG) and the pages left to copy
     # lie past its end, while the append's own frames fit in the WAL
     path = tmp_path / "events.db"
-    p = SqliteProvider(f"sqlite:///{path}")
-    await p.connect()
+    p = await open_sqlite(path)
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     try:
         checkpoints = p._checkpoints
@@ -185,4 +166,3 @@ async def test_an_append_commits_when_the_checkpoint_it_runs_first_fails(tmp_pat
         assert [e.event_id async for e in p.read_stream("s")] == list(result.event_ids)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, limit)
-        await p.close()

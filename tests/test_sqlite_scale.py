@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 from eventsource.model import EventFilter, NewEvent
-from eventsource.sqlite import SqliteProvider
 from eventsource.sqlite.checkpoints import WAL_BACKSTOP_PAGES
 from eventsource.sqlite.counts import FOLD_EVERY, SQL_STREAM_TAIL, SQL_TAIL
 from eventsource.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from conftest import OpenSqlite
+    from eventsource.sqlite import SqliteProvider
 
 T0 = datetime(2022, 1, 1, tzinfo=UTC)
 
@@ -71,24 +73,20 @@ def old_file(path: Path, version: int, events: list[tuple[str, str, int, str | N
     raw.close()
 
 
-async def test_a_v1_file_migrates_with_counts_backfilled(tmp_path: Path) -> None:
+async def test_a_v1_file_migrates_with_counts_backfilled(tmp_path: Path, open_sqlite: OpenSqlite) -> None:
     path = tmp_path / "v1.db"
     old_file(path, 1, [("a", "X", 1, None), ("a", "Y", 2, None), ("a", "X", 3, None), ("b", "Y", 1, None)])
-    p = SqliteProvider(f"sqlite:///{path}")
-    await p.connect()
-    try:
-        st = await p.stats(top_streams=1)
-        assert st.events_by_type == {"X": 2, "Y": 2}
-        assert st.events_by_stream == {"a": 3}
-        raw = sqlite3.connect(path)
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-        names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        raw.close()
-        assert {"es_events_type_position", "es_events_tenant", "es_events_correlation"} <= names
-        await p.append("b", [new("Z")], 1)
-        await assert_exact(p)
-    finally:
-        await p.close()
+    p = await open_sqlite(path)
+    st = await p.stats(top_streams=1)
+    assert st.events_by_type == {"X": 2, "Y": 2}
+    assert st.events_by_stream == {"a": 3}
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    raw.close()
+    assert {"es_events_type_position", "es_events_tenant", "es_events_correlation"} <= names
+    await p.append("b", [new("Z")], 1)
+    await assert_exact(p)
 
 
 def dump(path: Path) -> tuple[list[tuple[object, ...]], set[str]]:
@@ -101,7 +99,9 @@ def dump(path: Path) -> tuple[list[tuple[object, ...]], set[str]]:
     return rows, names
 
 
-async def test_a_v2_file_upgrades_in_place_with_rows_positions_and_the_head_kept(tmp_path: Path) -> None:
+async def test_a_v2_file_upgrades_in_place_with_rows_positions_and_the_head_kept(
+    tmp_path: Path, open_sqlite: OpenSqlite
+) -> None:
     path = tmp_path / "v2.db"
     events = [("a", "X", 1, "t1"), ("a", "Y", 2, None), ("b", "X", 1, "t2"), ("a", "X", 3, None), ("c", "Z", 1, None)]
     old_file(path, 2, events)
@@ -111,81 +111,65 @@ async def test_a_v2_file_upgrades_in_place_with_rows_positions_and_the_head_kept
     assert raw.execute("SELECT seq FROM sqlite_sequence WHERE name = 'es_events'").fetchone()[0] == 5
     raw.close()
     rows, indexes = dump(path)
-    p = SqliteProvider(f"sqlite:///{path}")
-    await p.connect()
-    try:
-        raw = sqlite3.connect(path)
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-        table = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'es_events'").fetchone()[0]
-        raw.close()
-        assert "AUTOINCREMENT" not in table
-        assert dump(path) == (rows, indexes)  # every row, column and position; every index
-        assert [e.position async for e in p.read_all()] == [1, 2, 3, 4]
-        assert await p.head_position() == 5  # the deleted newest position still counts as handed out
-        r = await p.append("c", [new("Z")], -1)
-        assert r.positions == (6,)  # never 5 again
-        page = await p.query(EventFilter(tenant_id="t2"), limit=10, offset=0)
-        assert [e.stream_id for e in page.events] == ["b"]
-        await assert_exact(p)
-    finally:
-        await p.close()
+    p = await open_sqlite(path)
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    table = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'es_events'").fetchone()[0]
+    raw.close()
+    assert "AUTOINCREMENT" not in table
+    assert dump(path) == (rows, indexes)  # every row, column and position; every index
+    assert [e.position async for e in p.read_all()] == [1, 2, 3, 4]
+    assert await p.head_position() == 5  # the deleted newest position still counts as handed out
+    r = await p.append("c", [new("Z")], -1)
+    assert r.positions == (6,)  # never 5 again
+    page = await p.query(EventFilter(tenant_id="t2"), limit=10, offset=0)
+    assert [e.stream_id for e in page.events] == ["b"]
+    await assert_exact(p)
 
 
-async def test_positions_are_never_reused_after_the_newest_events_are_deleted(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/h.db"
-    p, q = SqliteProvider(url), SqliteProvider(url)
-    await p.connect()
-    await q.connect()
-    try:
-        await p.append("a", [new(), new()], 0)
-        top = (await p.append("b", [new(), new(), new()], 0)).positions[-1]
-        await p.delete_stream("b")
-        assert (await q.append("c", [new()], 0)).positions == (top + 1,)  # another connection, the same head
-        assert (await p.append("c", [new()], 1)).positions == (top + 2,)  # the one-statement path
-        assert await p.delete_events_before(T0 + timedelta(days=1)) == 4  # every event of the store
-        assert await q.head_position() == top + 2
-        assert (await q.append("d", [new(), new()], 0)).positions == (top + 3, top + 4)  # the batch path
-        await assert_exact(q)
-    finally:
-        await p.close()
-        await q.close()
+async def test_positions_are_never_reused_after_the_newest_events_are_deleted(open_sqlite: OpenSqlite) -> None:
+    p = await open_sqlite()
+    q = await open_sqlite(p.path)
+    await p.append("a", [new(), new()], 0)
+    top = (await p.append("b", [new(), new(), new()], 0)).positions[-1]
+    await p.delete_stream("b")
+    assert (await q.append("c", [new()], 0)).positions == (top + 1,)  # another connection, the same head
+    assert (await p.append("c", [new()], 1)).positions == (top + 2,)  # the one-statement path
+    assert await p.delete_events_before(T0 + timedelta(days=1)) == 4  # every event of the store
+    assert await q.head_position() == top + 2
+    assert (await q.append("d", [new(), new()], 0)).positions == (top + 3, top + 4)  # the batch path
+    await assert_exact(q)
 
 
-async def test_counts_stay_exact_across_folds_deletes_and_a_second_instance(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/c.db"
-    p, q = SqliteProvider(url), SqliteProvider(url)
-    await p.connect()
-    await q.connect()
-    try:
-        for i in range(5):  # past FOLD_EVERY through p: the counts fold, some events lie above the fold
-            await p.append(f"s{i}", [new("A" if j % 3 else "B", days=j % 10) for j in range(1000)], 0)
-        await p.append("s4", [new("C", days=9) for _ in range(7)], 1000)
-        counted = await p._read("t", lambda db: db.execute("SELECT position FROM es_counted").fetchone()[0])
-        assert counted == 5000  # folded on the append that crossed FOLD_EVERY; 7 events above it
-        await assert_exact(p)
-        # another instance appends a long tail p never folded: stats fold it (or count it) and stay exact
-        for i in range(5):
-            await q.append(f"q{i}", [new("Q") for _ in range(FOLD_EVERY)], 0)
-        await assert_exact(p)
-        await p.delete_stream("s0")  # folded events
-        await q.delete_stream("q4")  # events above the fold
-        await assert_exact(p)
-        assert await p.truncate_stream("s1", 2500) == 1000
-        assert await p.truncate_stream("s2", 400) == 399
-        await assert_exact(p)
-        assert await p.delete_events_before(T0 + timedelta(days=5)) > 0  # folded and unfolded, several batches
-        await assert_exact(q)
-        await q.append("q0", [new("B")], FOLD_EVERY)
-        await assert_exact(q)
-        info = await p.get_stream_info("s3")
-        assert info is not None
-        assert (info.version, info.event_count) == (1000, 500)
-        info = await p.get_stream_info("s4")
-        assert info is not None
-        assert (info.version, info.event_count) == (1007, 507)
-    finally:
-        await p.close()
-        await q.close()
+async def test_counts_stay_exact_across_folds_deletes_and_a_second_instance(open_sqlite: OpenSqlite) -> None:
+    p = await open_sqlite()
+    q = await open_sqlite(p.path)
+    for i in range(5):  # past FOLD_EVERY through p: the counts fold, some events lie above the fold
+        await p.append(f"s{i}", [new("A" if j % 3 else "B", days=j % 10) for j in range(1000)], 0)
+    await p.append("s4", [new("C", days=9) for _ in range(7)], 1000)
+    counted = await p._read("t", lambda db: db.execute("SELECT position FROM es_counted").fetchone()[0])
+    assert counted == 5000  # folded on the append that crossed FOLD_EVERY; 7 events above it
+    await assert_exact(p)
+    # another instance appends a long tail p never folded: stats fold it (or count it) and stay exact
+    for i in range(5):
+        await q.append(f"q{i}", [new("Q") for _ in range(FOLD_EVERY)], 0)
+    await assert_exact(p)
+    await p.delete_stream("s0")  # folded events
+    await q.delete_stream("q4")  # events above the fold
+    await assert_exact(p)
+    assert await p.truncate_stream("s1", 2500) == 1000
+    assert await p.truncate_stream("s2", 400) == 399
+    await assert_exact(p)
+    assert await p.delete_events_before(T0 + timedelta(days=5)) > 0  # folded and unfolded, several batches
+    await assert_exact(q)
+    await q.append("q0", [new("B")], FOLD_EVERY)
+    await assert_exact(q)
+    info = await p.get_stream_info("s3")
+    assert info is not None
+    assert (info.version, info.event_count) == (1000, 500)
+    info = await p.get_stream_info("s4")
+    assert info is not None
+    assert (info.version, info.event_count) == (1007, 507)
 
 
 @pytest.mark.parametrize(
@@ -200,52 +184,45 @@ async def test_counts_stay_exact_across_folds_deletes_and_a_second_instance(tmp_
         (EventFilter(from_timestamp=T0, to_timestamp=T0), "es_events_timestamp"),
     ],
 )
-async def test_each_filter_finds_its_page_through_an_index(tmp_path: Path, flt: EventFilter, index: str) -> None:
-    p = SqliteProvider(f"sqlite:///{tmp_path}/q.db")
-    await p.connect()
-    try:
-        await p.append("s", [new("A", tenant_id="t", correlation_id="c", aggregate_id="g", aggregate_type="T")], 0)
-        statements: list[str] = []
-        reader = p._reader or p._writer
-        assert reader is not None
-        assert reader.db is not None
-        await p._read("t", lambda db: db.set_trace_callback(statements.append))  # bound values expanded
-        for count in ("none", "exact"):
-            statements.clear()
-            page = await p.query(flt, limit=10, offset=0, count=count)  # type: ignore[arg-type]
-            assert len(page.events) == 1
-            explained = [s for s in statements if s.startswith(("SELECT event_id", "SELECT COUNT(*) FROM es_events"))]
-            plans = [
-                r[3]
-                for s in explained
-                for r in await p._read("t", lambda db, s=s: db.execute("EXPLAIN QUERY PLAN " + s).fetchall())
-            ]
-            assert plans
-            assert any(index in line for line in plans), plans
-            assert not any(line.startswith("SCAN es_events") and "INDEX" not in line for line in plans), plans
-    finally:
-        await p.close()
+async def test_each_filter_finds_its_page_through_an_index(
+    sqlite_provider: SqliteProvider, flt: EventFilter, index: str
+) -> None:
+    p = sqlite_provider
+    await p.append("s", [new("A", tenant_id="t", correlation_id="c", aggregate_id="g", aggregate_type="T")], 0)
+    statements: list[str] = []
+    reader = p._reader or p._writer
+    assert reader is not None
+    assert reader.db is not None
+    await p._read("t", lambda db: db.set_trace_callback(statements.append))  # bound values expanded
+    for count in ("none", "exact"):
+        statements.clear()
+        page = await p.query(flt, limit=10, offset=0, count=count)  # type: ignore[arg-type]
+        assert len(page.events) == 1
+        explained = [s for s in statements if s.startswith(("SELECT event_id", "SELECT COUNT(*) FROM es_events"))]
+        plans = [
+            r[3]
+            for s in explained
+            for r in await p._read("t", lambda db, s=s: db.execute("EXPLAIN QUERY PLAN " + s).fetchall())
+        ]
+        assert plans
+        assert any(index in line for line in plans), plans
+        assert not any(line.startswith("SCAN es_events") and "INDEX" not in line for line in plans), plans
 
 
 @pytest.mark.parametrize("sql", [SQL_TAIL, SQL_STREAM_TAIL])
-async def test_the_counts_tail_is_read_through_the_primary_key(tmp_path: Path, sql: str) -> None:
-    p = SqliteProvider(f"sqlite:///{tmp_path}/t.db")
-    await p.connect()
-    try:
-        for i in range(20):
-            await p.append(f"s{i}", [new() for _ in range(50)], 0)
-        await p._write("t", lambda db: db.execute("ANALYZE"))  # statistics that tempt the planner to an index
-        plan = await p._read("t", lambda db: db.execute("EXPLAIN QUERY PLAN " + sql, (990,)).fetchall())
-        assert any("PRIMARY KEY" in r[3] for r in plan), plan
-        assert not any(r[3].startswith("SCAN") for r in plan), plan
-    finally:
-        await p.close()
+async def test_the_counts_tail_is_read_through_the_primary_key(sqlite_provider: SqliteProvider, sql: str) -> None:
+    p = sqlite_provider
+    for i in range(20):
+        await p.append(f"s{i}", [new() for _ in range(50)], 0)
+    await p._write("t", lambda db: db.execute("ANALYZE"))  # statistics that tempt the planner to an index
+    plan = await p._read("t", lambda db: db.execute("EXPLAIN QUERY PLAN " + sql, (990,)).fetchall())
+    assert any("PRIMARY KEY" in r[3] for r in plan), plan
+    assert not any(r[3].startswith("SCAN") for r in plan), plan
 
 
-async def test_counts_stay_exact_when_a_retention_run_is_killed_midway(tmp_path: Path) -> None:
+async def test_counts_stay_exact_when_a_retention_run_is_killed_midway(tmp_path: Path, open_sqlite: OpenSqlite) -> None:
     path = tmp_path / "k.db"
-    p = SqliteProvider(f"sqlite:///{path}")
-    await p.connect()
+    p = await open_sqlite(path)
     for i in range(40):
         await p.append(f"s{i}", [new("A" if j % 2 else "B", days=j % 30) for j in range(500)], 0)
     await p.close()
@@ -272,23 +249,20 @@ async def test_counts_stay_exact_when_a_retention_run_is_killed_midway(tmp_path:
         await asyncio.sleep(0.005)
     proc.kill()
     await proc.wait()
-    p = SqliteProvider(f"sqlite:///{path}")
-    await p.connect()
-    try:
-        await assert_exact(p)
-        for i in range(40):
-            info = await p.get_stream_info(f"s{i}")
-            assert info is not None
-            assert info.version == 500
-            assert info.event_count == len([e async for e in p.read_stream(f"s{i}")])
-    finally:
-        await p.close()
+    p = await open_sqlite(path)
+    await assert_exact(p)
+    for i in range(40):
+        info = await p.get_stream_info(f"s{i}")
+        assert info is not None
+        assert info.version == 500
+        assert info.event_count == len([e async for e in p.read_stream(f"s{i}")])
 
 
-async def test_the_writer_never_checkpoints_a_thread_of_its_own_does_through_retention(tmp_path: Path) -> None:
+async def test_the_writer_never_checkpoints_a_thread_of_its_own_does_through_retention(
+    sqlite_provider: SqliteProvider,
+) -> None:
     """A commit that checkpoints holds the write lock while it copies the WAL: an append behind it waits."""
-    p = SqliteProvider(f"sqlite:///{tmp_path}/r.db")
-    await p.connect()
+    p = sqlite_provider
 
     def mark(db: sqlite3.Connection) -> int:
         return int(db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
@@ -315,11 +289,23 @@ async def test_the_writer_never_checkpoints_a_thread_of_its_own_does_through_ret
         assert await p._write("t", mark) == WAL_BACKSTOP_PAGES
         await assert_exact(p)
     finally:
-        await p.close()
+        await p.close()  # here: the thread must be gone once it returns
     assert not any(t.name == "eventsource-sqlite-c" and t.is_alive() for t in threading.enumerate())
 
 
-async def test_a_batch_counts_toward_a_checkpoint_by_the_wal_it_writes_not_as_commits_per_event(tmp_path: Path) -> None:
+def count_pokes(p: SqliteProvider) -> list[int]:
+    """A list that grows by one each time ``p`` pokes its WAL checkpoint thread."""
+    checkpoints = p._checkpoints
+    assert checkpoints is not None
+    pokes: list[int] = []
+    poke = checkpoints.poke
+    checkpoints.poke = lambda: (pokes.append(1), poke())  # type: ignore[method-assign]
+    return pokes
+
+
+async def test_a_batch_counts_toward_a_checkpoint_by_the_wal_it_writes_not_as_commits_per_event(
+    sqlite_provider: SqliteProvider,
+) -> None:
     """A commit of 100 events writes about 20-140 WAL pages, not the ~500 of 100 one-event commits.
 
     Counted per event, a stream of such batches poked the checkpoint thread every commit or two (two syncs each,
@@ -327,26 +313,18 @@ async def test_a_batch_counts_toward_a_checkpoint_by_the_wal_it_writes_not_as_co
     """
     from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY
 
-    p = SqliteProvider(f"sqlite:///{tmp_path}/c.db")
-    await p.connect()
-    try:
-        checkpoints = p._checkpoints
-        assert checkpoints is not None
-        pokes: list[int] = []
-        poke = checkpoints.poke
-        checkpoints.poke = lambda: (pokes.append(1), poke())  # type: ignore[method-assign]
-        for b in range(20):
-            await p.append("batches", [new() for _ in range(100)], b * 100)
-        assert 1 <= len(pokes) <= 5, f"{len(pokes)} pokes for 20 batches of 100"
-        pokes.clear()
-        for v in range(CHECKPOINT_EVERY):
-            await p.append("singles", [new()], v)
-        assert len(pokes) == 1
-    finally:
-        await p.close()
+    p = sqlite_provider
+    pokes = count_pokes(p)
+    for b in range(20):
+        await p.append("batches", [new() for _ in range(100)], b * 100)
+    assert 1 <= len(pokes) <= 5, f"{len(pokes)} pokes for 20 batches of 100"
+    pokes.clear()
+    for v in range(CHECKPOINT_EVERY):
+        await p.append("singles", [new()], v)
+    assert len(pokes) == 1
 
 
-async def test_big_payloads_poke_the_checkpointer_by_the_pages_they_fill(tmp_path: Path) -> None:
+async def test_big_payloads_poke_the_checkpointer_by_the_pages_they_fill(sqlite_provider: SqliteProvider) -> None:
     """A poke comes before SQLite's 1,000 WAL pages whatever the payload size, not only for small events.
 
     Counted by events alone (1 + 2(n - 1)/7 for a batch), 50 KB payloads filled ~6,000 pages (each byte of
@@ -358,32 +336,26 @@ async def test_big_payloads_poke_the_checkpointer_by_the_pages_they_fill(tmp_pat
     def big(size: int) -> NewEvent:
         return NewEvent(str(uuid.uuid4()), "E", b'"' + b"a" * size + b'"', b"{}", "json", T0)
 
-    p = SqliteProvider(f"sqlite:///{tmp_path}/big.db")
-    await p.connect()
-    try:
-        checkpoints = p._checkpoints
-        assert checkpoints is not None
-        pokes: list[int] = []
-        poke = checkpoints.poke
-        checkpoints.poke = lambda: (pokes.append(1), poke())  # type: ignore[method-assign]
-        payload = 0
-        for b in range(10):
-            batch = [big(50_000) for _ in range(50)]
-            payload += sum(e.size for e in batch)
-            await p.append("batches", batch, b * 50)
-        assert len(pokes) >= payload // page // 1000, f"{len(pokes)} pokes for {payload // page} pages of payload"
-        pokes.clear()
-        payload = 0
-        for v in range(40):
-            one = big(200_000)
-            payload += one.size
-            await p.append("singles", [one], v)
-        assert len(pokes) >= payload // page // 1000, f"{len(pokes)} pokes for {payload // page} pages of payload"
-    finally:
-        await p.close()
+    p = sqlite_provider
+    pokes = count_pokes(p)
+    payload = 0
+    for b in range(10):
+        batch = [big(50_000) for _ in range(50)]
+        payload += sum(e.size for e in batch)
+        await p.append("batches", batch, b * 50)
+    assert len(pokes) >= payload // page // 1000, f"{len(pokes)} pokes for {payload // page} pages of payload"
+    pokes.clear()
+    payload = 0
+    for v in range(40):
+        one = big(200_000)
+        payload += one.size
+        await p.append("singles", [one], v)
+    assert len(pokes) >= payload // page // 1000, f"{len(pokes)} pokes for {payload // page} pages of payload"
 
 
-async def test_the_wal_stays_bounded_under_back_to_back_batches_of_big_payloads(tmp_path: Path) -> None:
+async def test_the_wal_stays_bounded_under_back_to_back_batches_of_big_payloads(
+    tmp_path: Path, open_sqlite: OpenSqlite
+) -> None:
     """150 MB in batches of 100 events of 50 KB: the WAL file never grows past the backstop and a few commits.
 
     Under back-to-back commits the thread's passive checkpoints never leave the WAL fully copied when the writer
@@ -393,27 +365,20 @@ async def test_the_wal_stays_bounded_under_back_to_back_batches_of_big_payloads(
     lock at the moment that backstop runs (with every poke queued, this pattern grew the WAL to about 12,000
     pages).
     """
-    path = tmp_path / "wal.db"
+    p = await open_sqlite(tmp_path / "wal.db")
     wal = tmp_path / "wal.db-wal"
-    p = SqliteProvider(f"sqlite:///{path}")
-    await p.connect()
     frame = 4096 + 24
-    try:
-        largest = 0
-        for b in range(30):
-            batch = [
-                NewEvent(str(uuid.uuid4()), "E", b'"' + b"a" * 50_000 + b'"', b"{}", "json", T0) for _ in range(100)
-            ]
-            await p.append("big", batch, b * 100)
-            largest = max(largest, wal.stat().st_size // frame)
-        written = 30 * 100 * 50_000 // 4096
-        assert written > 3 * WAL_BACKSTOP_PAGES  # (the bound below is not just the total written)
-        assert largest <= 2 * WAL_BACKSTOP_PAGES, f"the WAL reached {largest} pages"
-        checkpoints = p._checkpoints
-        assert checkpoints is not None
-        assert checkpoints.done > 0
-    finally:
-        await p.close()
+    largest = 0
+    for b in range(30):
+        batch = [NewEvent(str(uuid.uuid4()), "E", b'"' + b"a" * 50_000 + b'"', b"{}", "json", T0) for _ in range(100)]
+        await p.append("big", batch, b * 100)
+        largest = max(largest, wal.stat().st_size // frame)
+    written = 30 * 100 * 50_000 // 4096
+    assert written > 3 * WAL_BACKSTOP_PAGES  # (the bound below is not just the total written)
+    assert largest <= 2 * WAL_BACKSTOP_PAGES, f"the WAL reached {largest} pages"
+    checkpoints = p._checkpoints
+    assert checkpoints is not None
+    assert checkpoints.done > 0
 
 
 def test_back_to_back_single_appends_keep_the_wal_near_the_checkpoint_interval(tmp_path: Path) -> None:
@@ -437,25 +402,23 @@ def test_back_to_back_single_appends_keep_the_wal_near_the_checkpoint_interval(t
     assert largest < WAL_BACKSTOP_PAGES // 2, f"the WAL reached {largest} pages"
 
 
-async def test_concurrent_async_appends_keep_the_wal_near_the_checkpoint_interval(tmp_path: Path) -> None:
+async def test_concurrent_async_appends_keep_the_wal_near_the_checkpoint_interval(
+    tmp_path: Path, open_sqlite: OpenSqlite
+) -> None:
     """The same through the async API: four tasks append back to back (on the writer thread, not inline)."""
     wal = tmp_path / "c.db-wal"
     frame = 4096 + 24
     largest = 0
-    p = SqliteProvider(f"sqlite:///{tmp_path}/c.db")
-    await p.connect()
-    try:
+    p = await open_sqlite(tmp_path / "c.db")
 
-        async def appends(stream_id: str) -> None:
-            nonlocal largest
-            for v in range(400):
-                await p.append(stream_id, [new()], v)
-                largest = max(largest, wal.stat().st_size // frame)
+    async def appends(stream_id: str) -> None:
+        nonlocal largest
+        for v in range(400):
+            await p.append(stream_id, [new()], v)
+            largest = max(largest, wal.stat().st_size // frame)
 
-        await asyncio.gather(*(appends(f"s{i}") for i in range(4)))
-        checkpoints = p._checkpoints
-        assert checkpoints is not None
-        assert checkpoints.done > 0
-    finally:
-        await p.close()
+    await asyncio.gather(*(appends(f"s{i}") for i in range(4)))
+    checkpoints = p._checkpoints
+    assert checkpoints is not None
+    assert checkpoints.done > 0
     assert largest < WAL_BACKSTOP_PAGES // 2, f"the WAL reached {largest} pages"

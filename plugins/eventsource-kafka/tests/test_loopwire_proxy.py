@@ -26,14 +26,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from eventsource.errors import ConcurrencyError
 from eventsource.model import ANY, NewEvent, NewStream, utcnow
-from eventsource_kafka.loopwire import Wire
-from eventsource_kafka.provider import KafkaProvider
 
-from .conftest import drop_namespace
-from .test_stale_processes import Proc, _acked_events_are_readable
+from .conftest import acked_events_are_readable, loop_wire
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from .conftest import OpenStaleView
 
 
 def ev() -> NewEvent:
@@ -193,18 +192,6 @@ def proxied() -> Iterator[tuple[str, Proxy]]:
         proxy.stop()
 
 
-async def _wire(writer: KafkaProvider) -> Wire:
-    loop = asyncio.get_running_loop()
-    for _ in range(500):
-        w = writer._conn.io.wires._by_loop.get(loop)
-        if isinstance(w, Wire) and w.usable():
-            return w
-        await writer.append("warm", [ev()], ANY)
-        await asyncio.sleep(0.01)
-    msg = "no check connection came up"
-    raise AssertionError(msg)
-
-
 def _negative(f: bytes) -> bytes:
     return b"\xff\xff\xff\xf0" + f[4:]
 
@@ -260,7 +247,7 @@ class _Replay:
     ],
 )
 async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
-    proxied: tuple[str, Proxy], damage: str
+    proxied: tuple[str, Proxy], stale_view: OpenStaleView, damage: str
 ) -> None:
     """The check's answer is damaged on the loop's own connection while another process deleted the stream.
 
@@ -271,24 +258,20 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
     refused or readable; then an append with ANY creates the stream again at version 1.
     """
     url, proxy = proxied
-    args = {"url": url, "topic_prefix": f"w{uuid.uuid4().hex[:12]}", "request_timeout": 10.0}
-    b = await Proc.start(args)
-    writer = KafkaProvider(**args)
-    reader = KafkaProvider(**args)
-    await writer.connect()
-    await reader.connect()
+    view = await stale_view(url)
+    b, writer, reader = view.other, view.writer, view.reader
     try:
         if damage == "replayed from the last connection":
             proxy.keep_from, proxy.kept = proxy.wire_connections + 1, {}  # the next check connection's answers
         await writer.create_stream(NewStream(stream_id="gone"))
-        wire = await _wire(writer)
+        wire = await loop_wire(writer)
         if damage == "replayed from the last connection":
             for _ in range(20):  # answers to keep, before the delete
                 await writer.append("warm", [ev()], ANY)
             assert wire.transport is not None
             wire.transport.abort()  # lost: the next check opens another connection
             await asyncio.sleep(0.05)
-            wire = await _wire(writer)
+            wire = await loop_wire(writer)
         before = proxy.tampered
         if damage == "replayed":
             replay = _Replay()
@@ -319,21 +302,17 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
             acked.append(late.event_id)
         except ConcurrencyError:
             pass  # the stream it knew is gone
-        await _acked_events_are_readable(reader, "gone", acked)
+        await acked_events_are_readable(reader, "gone", acked)
         assert proxy.tampered == before + 1  # the answer of that append's check was the damaged one
         assert not wire.usable()  # that connection is not trusted any more
         again = ev()
         r = await writer.append("gone", [again], ANY)
         assert r.first_version == 1 + len(acked)
-        await _acked_events_are_readable(reader, "gone", [*acked, again.event_id])
+        await acked_events_are_readable(reader, "gone", [*acked, again.event_id])
     finally:
         proxy.tamper = None
         proxy.cut_next_request = proxy.half_next_answer = proxy.replay_on_another = False
-        proxy.keep_from = 0
-        await b.stop()
-        await writer.close()
-        await drop_namespace(reader)
-        await reader.close()
+        proxy.keep_from = 0  # (the proxy serves the module's other tests)
 
 
 @pytest.mark.parametrize(

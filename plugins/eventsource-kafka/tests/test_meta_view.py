@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ConcurrencyError
 from eventsource.model import ANY, NewEvent, NewStream, utcnow
-from eventsource_kafka.loopwire import Wire
-from eventsource_kafka.provider import KafkaProvider
 
-from .test_stale_processes import _acked_events_are_readable, two  # noqa: F401 - the fixture
+from .conftest import acked_events_are_readable, loop_wire
+
+if TYPE_CHECKING:
+    from .conftest import OpenStaleView
 
 
 def ev() -> NewEvent:
@@ -67,7 +68,9 @@ def _buffer_a_partial_fetch(consumer: Any, topic: str, start: int, end: int) -> 
     raise AssertionError(msg)
 
 
-async def test_a_stale_high_watermark_above_the_read_start_never_hides_a_delete(two: Any) -> None:  # noqa: F811
+async def test_a_stale_high_watermark_above_the_read_start_never_hides_a_delete(
+    stale_view: OpenStaleView, kafka_url: str
+) -> None:
     """The view read for a check ends at a stale high watermark above its start; the delete past it still counts.
 
     The writer created an empty stream; b creates two other streams (two metadata records the writer
@@ -78,75 +81,53 @@ async def test_a_stale_high_watermark_above_the_read_start_never_hides_a_delete(
     still showed the stream live, and the append was acknowledged into the deleted topic (where an
     empty stream's record lands at the offset it expects), lost to every reader.
     """
-    _, b, reader = two
-    writer = KafkaProvider(reader.url, topic_prefix=reader.prefix, request_timeout=10.0)
-    await writer.connect()
+    view = await stale_view(kafka_url)
+    b, writer, reader = view.other, view.writer, view.reader
+    await writer.create_stream(NewStream(stream_id="gone"))
+    io, meta_topic = writer._conn.io, writer._conn.meta_topic
+    start = writer._conn.ns.meta_offset
+    assert "ok" in await b(op="create", stream="x1")
+    assert "ok" in await b(op="create", stream="x2")
+    consumer = await io._acquire(meta_topic)
     try:
-        await writer.create_stream(NewStream(stream_id="gone"))
-        io, meta_topic = writer._conn.io, writer._conn.meta_topic
-        start = writer._conn.ns.meta_offset
-        assert "ok" in await b(op="create", stream="x1")
-        assert "ok" in await b(op="create", stream="x2")
-        consumer = await io._acquire(meta_topic)
-        try:
-            hw = await asyncio.to_thread(_buffer_a_partial_fetch, consumer, meta_topic, start, start + 2)
-        finally:
-            io._release(consumer, broken=False)  # back to the pool: the next read of the metadata takes it
-        assert "ok" in await b(op="delete", stream="gone")
-        late = ev()
-        await writer.append("gone", [late], ANY)
-        await _acked_events_are_readable(reader, "gone", [late.event_id])
-        assert writer._conn.ns.meta_offset > hw  # the view was read past the stale high watermark
+        hw = await asyncio.to_thread(_buffer_a_partial_fetch, consumer, meta_topic, start, start + 2)
     finally:
-        await writer.close()
-
-
-async def _wire(writer: KafkaProvider) -> Wire:
-    """The event loop's own check connection of ``writer``, once it is up (appends start it)."""
-    loop = asyncio.get_running_loop()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        w = writer._conn.io.wires._by_loop.get(loop)
-        if isinstance(w, Wire) and w.usable():
-            return w
-        await writer.append("warm", [ev()], ANY)
-        await asyncio.sleep(0.01)
-    msg = "no check connection came up"
-    raise AssertionError(msg)
+        io._release(consumer, broken=False)  # back to the pool: the next read of the metadata takes it
+    assert "ok" in await b(op="delete", stream="gone")
+    late = ev()
+    await writer.append("gone", [late], ANY)
+    await acked_events_are_readable(reader, "gone", [late.event_id])
+    assert writer._conn.ns.meta_offset > hw  # the view was read past the stale high watermark
 
 
 async def test_the_check_on_the_loops_own_connection_sees_a_delete_and_falls_back_when_it_is_lost(
-    two: Any,  # noqa: F811
+    stale_view: OpenStaleView, kafka_url: str
 ) -> None:
     """Checks go over the loop's own connection; a delete in another process is seen through it, and
     through the producer's connection once that connection is lost (the next one comes up again)."""
-    _, b, reader = two
-    writer = KafkaProvider(reader.url, topic_prefix=reader.prefix, request_timeout=10.0)
-    await writer.connect()
-    try:
-        for k, lose in enumerate((False, True)):
-            sid = f"s{k}"
-            await writer.append(sid, [ev()], ANY)
-            await writer.append(sid, [ev()], 1)
-            wire = await _wire(writer)
-            asked = wire._cid
-            if lose:
-                assert wire.transport is not None
-                wire.transport.abort()  # the connection drops: checks fall back to the producer's connection
-                await asyncio.sleep(0.05)
-            assert "ok" in await b(op="delete", stream=sid)
-            try:
-                await writer.append(sid, [ev()], 2)
-            except ConcurrencyError:
-                pass  # the stream it knew at version 2 is gone
-            else:
-                raise AssertionError("an append was acknowledged into a deleted incarnation")
-            if not lose:
-                assert wire._cid > asked  # that check went over the loop's own connection
-            late = ev()
-            r = await writer.append(sid, [late], ANY)
-            assert r.first_version == 1
-            await _acked_events_are_readable(reader, sid, [late.event_id])
-        assert (await _wire(writer)) is not wire  # a new connection replaced the lost one
-    finally:
-        await writer.close()
+    view = await stale_view(kafka_url)
+    b, writer, reader = view.other, view.writer, view.reader
+    for k, lose in enumerate((False, True)):
+        sid = f"s{k}"
+        await writer.append(sid, [ev()], ANY)
+        await writer.append(sid, [ev()], 1)
+        wire = await loop_wire(writer)
+        asked = wire._cid
+        if lose:
+            assert wire.transport is not None
+            wire.transport.abort()  # the connection drops: checks fall back to the producer's connection
+            await asyncio.sleep(0.05)
+        assert "ok" in await b(op="delete", stream=sid)
+        try:
+            await writer.append(sid, [ev()], 2)
+        except ConcurrencyError:
+            pass  # the stream it knew at version 2 is gone
+        else:
+            raise AssertionError("an append was acknowledged into a deleted incarnation")
+        if not lose:
+            assert wire._cid > asked  # that check went over the loop's own connection
+        late = ev()
+        r = await writer.append(sid, [late], ANY)
+        assert r.first_version == 1
+        await acked_events_are_readable(reader, sid, [late.event_id])
+    assert (await loop_wire(writer)) is not wire  # a new connection replaced the lost one

@@ -7,53 +7,14 @@ process started afterwards (fresh caches) reads: exactly what the writers were t
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 from eventsource_kafka.provider import KafkaProvider
 
-from .conftest import drop_namespace
-
-WORKER = str(Path(__file__).with_name("op_worker.py"))
-
-
-class Proc:
-    """One provider process, driven a command at a time."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
-    @classmethod
-    async def start(cls, args: dict[str, Any]) -> Proc:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            WORKER,
-            json.dumps(args),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=os.environ.copy(),
-        )
-        return cls(proc)
-
-    async def __call__(self, **cmd: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
-        await self.proc.stdin.drain()
-        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=120)
-        assert line, "the worker process died"
-        return json.loads(line)
-
-    async def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"\n")
-        await self.proc.stdin.drain()
-        await asyncio.wait_for(self.proc.wait(), timeout=60)
+from .conftest import Proc, acked_events_are_readable, drop_namespace
 
 
 @pytest.fixture
@@ -119,14 +80,6 @@ async def test_a_batch_too_large_with_its_headers_is_refused_before_the_stream_i
         await p.close()
 
 
-async def _acked_events_are_readable(reader: KafkaProvider, stream: str, acked: list[str]) -> None:
-    await reader.connect()
-    stored = [e.event_id async for e in reader.read_stream(stream)]
-    for eid in acked:
-        assert eid in stored, f"acknowledged event {eid} is not readable; the stream holds {stored}"
-        assert await reader.get_event(eid) is not None
-
-
 async def test_an_append_to_an_empty_stream_another_process_deleted_is_never_acknowledged_into_nothing(
     two: Any,
 ) -> None:
@@ -136,7 +89,7 @@ async def test_an_append_to_an_empty_stream_another_process_deleted_is_never_ack
     assert "ok" in await b(op="delete", stream="gone")
     late = ids(1)
     out = await a(op="append", stream="gone", ids=late, expected=0)
-    await _acked_events_are_readable(reader, "gone", late if "ok" in out else [])
+    await acked_events_are_readable(reader, "gone", late if "ok" in out else [])
 
 
 async def test_an_append_after_a_conflict_on_a_stream_another_process_deleted_is_never_acknowledged_into_nothing(
@@ -152,7 +105,7 @@ async def test_an_append_after_a_conflict_on_a_stream_another_process_deleted_is
         out = await a(op="append", stream="gone", ids=late, expected=1)
         if "ok" in out:
             acked += late
-    await _acked_events_are_readable(reader, "gone", acked)
+    await acked_events_are_readable(reader, "gone", acked)
 
 
 async def test_a_process_that_saw_a_stream_missing_never_gives_it_a_second_topic(two: Any) -> None:
@@ -169,7 +122,7 @@ async def test_a_process_that_saw_a_stream_missing_never_gives_it_a_second_topic
     second = ids(1)
     out = await a(op="append", stream="s", ids=second, expected="ANY")
     assert out.get("ok", {}).get("first") == 3, out
-    await _acked_events_are_readable(reader, "s", first + second)
+    await acked_events_are_readable(reader, "s", first + second)
     from eventsource_kafka import naming
 
     topics = await reader.io.run("listing topics", reader.io.admin.list_topics)
@@ -286,7 +239,7 @@ async def test_a_metadata_check_answered_before_an_append_began_never_answers_fo
         late = ev()
         r = await writer.append("s", [late], ANY)
         assert r.first_version == 1
-        await _acked_events_are_readable(reader, "s", [late.event_id])
+        await acked_events_are_readable(reader, "s", [late.event_id])
     finally:
         await writer.close()
 
@@ -322,7 +275,7 @@ async def test_concurrent_appends_to_an_empty_stream_another_process_deleted_los
             assert "ok" in await b(op="delete", stream=sid)
             batch = [ev() for _ in range(8)]
             await asyncio.gather(*(writer.append(sid, [e], ANY) for e in batch))
-            await _acked_events_are_readable(reader, sid, [e.event_id for e in batch])
+            await acked_events_are_readable(reader, sid, [e.event_id for e in batch])
         stop.set()
         await asyncio.gather(*others)
         assert writer._views.mark() < appends[0]  # the appends shared metadata checks

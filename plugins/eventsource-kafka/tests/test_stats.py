@@ -15,8 +15,7 @@ from eventsource.errors import ProviderTimeoutError
 from eventsource.model import ANY, NO_STREAM, NewEvent, utcnow
 from eventsource_kafka.provider import KafkaProvider
 
-from .conftest import drop_namespace
-from .test_stale_processes import Proc
+from .conftest import Proc, drop_namespace
 
 
 def ev(kind: str) -> NewEvent:

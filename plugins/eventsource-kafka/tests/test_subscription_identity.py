@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from eventsource import EventData, EventSourcingManager
-from eventsource.checkpoints import MemoryCheckpointStore
-from eventsource.plugins import PluginHost
+from eventsource.testing.identity import check_own_checkpoints
 from eventsource_kafka.provider import KafkaProvider
 
-from .conftest import drop_namespace
+from .conftest import fresh_provider
 
 
-async def test_two_stores_on_one_cluster_keep_their_own_checkpoints(kafka_url: str) -> None:
-    a, b = (KafkaProvider(kafka_url, topic_prefix=f"k{uuid.uuid4().hex[:12]}", request_timeout=60.0) for _ in "ab")
-    for p in (a, b):
-        await p.connect()
-    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
-    await m.register_provider(a, name="a", default=True)
-    await m.register_provider(b, name="b")
-    store = MemoryCheckpointStore()
-    try:
-        await m.append_events_batch(stream_id="orders-1", events=[EventData("Placed", {"n": n}) for n in range(3)])
-        await m.append_events_batch(stream_id="orders-1", events=[EventData("Placed", {"n": 9})], provider="b")
-        async with m.subscribe(stream_id="orders-1", checkpoint=store, name="proj", provider="a") as sub:
-            assert len(await sub.next_batch(10)) == 3
-            await sub.commit()
-        assert a.checkpoint_source != b.checkpoint_source
-        # b's own stream orders-1 is at version 1: a's checkpoint (version 3) was refused as ahead of it
-        async with m.subscribe(stream_id="orders-1", checkpoint=store, name="proj", provider="b") as sub_b:
-            assert sub_b.committed is None
-            assert [e.data["n"] for e in await sub_b.next_batch(10)] == [9]
-    finally:
-        for p in (a, b):
-            await drop_namespace(p)
-        await m.close()
+async def test_two_stores_on_one_cluster_keep_their_own_checkpoints(
+    kafka_provider: KafkaProvider, kafka_url: str
+) -> None:
+    async with fresh_provider(kafka_url) as other:  # per-stream order: the kit's check runs one-stream subscriptions
+        await check_own_checkpoints(kafka_provider, other)
 
 
 def test_the_default_prefix_keeps_the_plain_url_as_its_source() -> None:

@@ -25,10 +25,8 @@ class TestNatsDurability(DurabilitySuite):
     """On the machine's standalone server: file storage is healthy (with a note), memory storage degraded."""
 
     @pytest.fixture
-    async def provider(self, machine_nats_url: str) -> AsyncIterator[NatsProvider]:
-        p = await open_provider(machine_nats_url)
-        yield p
-        await dispose(p)
+    async def provider(self, machine_provider: NatsProvider) -> AsyncIterator[NatsProvider]:
+        yield machine_provider
 
     @pytest.fixture
     async def unsafe(self, machine_nats_url: str) -> AsyncIterator[tuple[NatsProvider, str]]:

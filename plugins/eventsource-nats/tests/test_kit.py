@@ -8,35 +8,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import dispose, open_provider
 from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite, RewriteSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from eventsource_nats.provider import NatsProvider
-    from servers import Servers
 
 
 class TestNatsProviderMachineServer(ProviderSuite):
     """The kit against EVENTSOURCE_TEST_NATS_URL (nats-server 2.9.10 on this project's machines)."""
 
     @pytest.fixture
-    async def provider(self, machine_nats_url: str) -> AsyncIterator[NatsProvider]:
-        p = await open_provider(machine_nats_url)
-        yield p
-        await dispose(p)
+    async def provider(self, machine_provider: NatsProvider) -> AsyncIterator[NatsProvider]:
+        yield machine_provider
 
 
 class TestNatsProviderCurrentServer(ProviderSuite):
     """The kit against a current nats-server started on a free port (atomic batch publish)."""
 
     @pytest.fixture
-    async def provider(self, current_server: Servers) -> AsyncIterator[NatsProvider]:
-        p = await open_provider(current_server.url)
-        assert p.uses_atomic_batches
-        yield p
-        await dispose(p)
+    async def provider(self, current_provider: NatsProvider) -> AsyncIterator[NatsProvider]:
+        assert current_provider.uses_atomic_batches
+        yield current_provider
 
 
 class TestNatsRetentionMachineServer(RetentionSuite):

@@ -7,7 +7,6 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import dispose, open_provider
 from eventsource.checkpoints import Checkpoint
 from eventsource.checkpoints.base import CheckpointBehindError
 from eventsource.testing.subscriptions import SubscriptionSuite
@@ -18,15 +17,12 @@ if TYPE_CHECKING:
 
     from eventsource.checkpoints import CheckpointStore
     from eventsource_nats.provider import NatsProvider
-    from servers import Servers
 
 
 class TestNatsSubscriptionsMachineServer(SubscriptionSuite):
     @pytest.fixture
-    async def provider(self, machine_nats_url: str) -> AsyncIterator[NatsProvider]:
-        p = await open_provider(machine_nats_url)
-        yield p
-        await dispose(p)
+    async def provider(self, machine_provider: NatsProvider) -> AsyncIterator[NatsProvider]:
+        yield machine_provider
 
     @pytest.fixture
     async def checkpoint_store(self, machine_nats_url: str) -> AsyncIterator[CheckpointStore]:
@@ -39,10 +35,8 @@ class TestNatsSubscriptionsMachineServer(SubscriptionSuite):
 
 class TestNatsSubscriptionsCurrentServer(SubscriptionSuite):
     @pytest.fixture
-    async def provider(self, current_server: Servers) -> AsyncIterator[NatsProvider]:
-        p = await open_provider(current_server.url)
-        yield p
-        await dispose(p)
+    async def provider(self, current_provider: NatsProvider) -> AsyncIterator[NatsProvider]:
+        yield current_provider
 
 
 async def test_checkpoint_store_is_registered_and_compare_and_sets(machine_nats_url: str) -> None:
@@ -74,23 +68,23 @@ async def test_checkpoint_store_is_registered_and_compare_and_sets(machine_nats_
         await b.close()
 
 
-@pytest.mark.parametrize("server", ["machine", "current"])
-async def test_a_publish_wakes_a_waiting_subscription(
-    server: str, machine_nats_url: str, current_server: Servers
-) -> None:
+@pytest.fixture(params=["machine", "current"])
+def either_provider(request: pytest.FixtureRequest) -> NatsProvider:
+    """conftest's ``machine_provider``, then its ``current_provider``."""
+    return request.getfixturevalue(f"{request.param}_provider")
+
+
+async def test_a_publish_wakes_a_waiting_subscription(either_provider: NatsProvider) -> None:
     from eventsource.manager import EventSourcingManager
     from eventsource.plugins import PluginHost
     from eventsource.testing.subscriptions import take
 
-    p = await open_provider(machine_nats_url if server == "machine" else current_server.url)
+    p = either_provider
     m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
     await m.register_provider(p, name="n", default=True)
-    try:
-        async with m.subscribe(poll_interval=600) as sub:  # no poll within the test: only the wake-up delivers
-            waiting = asyncio.create_task(take(sub, 3))
-            await asyncio.sleep(0.05)
-            await m.append_event(stream_id="a", event_type="T", data={"n": 1})
-            await m.append_events_batch(stream_id="b", events=[{"event_type": "T", "data": {"n": i}} for i in (2, 3)])
-            assert [e.data["n"] for e in await waiting] == [1, 2, 3]
-    finally:
-        await dispose(p)
+    async with m.subscribe(poll_interval=600) as sub:  # no poll within the test: only the wake-up delivers
+        waiting = asyncio.create_task(take(sub, 3))
+        await asyncio.sleep(0.05)
+        await m.append_event(stream_id="a", event_type="T", data={"n": 1})
+        await m.append_events_batch(stream_id="b", events=[{"event_type": "T", "data": {"n": i}} for i in (2, 3)])
+        assert [e.data["n"] for e in await waiting] == [1, 2, 3]

@@ -11,6 +11,8 @@ import psycopg
 import pytest
 from eventsource import EventData, EventSourcingManager
 from eventsource.checkpoints.base import CheckpointNotFoundError
+from eventsource.plugins import PluginHost
+from eventsource.testing.identity import check_own_checkpoints
 from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
 
@@ -27,35 +29,22 @@ async def store(url: str) -> AsyncIterator[PostgresCheckpointStore]:
 
 @pytest.mark.parametrize("setting", ["schema", "table_prefix"])
 async def test_two_stores_in_one_database_keep_their_own_checkpoints(
-    url: str, make_provider: Callable[..., Any], store: PostgresCheckpointStore, setting: str
+    make_provider: Callable[..., Any], store: PostgresCheckpointStore, setting: str
 ) -> None:
-    shared = (await make_provider()).names.schema
     if setting == "schema":
         a, b = await make_provider(), await make_provider()
-        cfg_a, cfg_b = {"schema": a.names.schema}, {"schema": b.names.schema}
     else:  # one schema, two table prefixes
-        cfg_a, cfg_b = {"schema": shared, "table_prefix": "a_"}, {"schema": shared, "table_prefix": "b_"}
-    providers = {"a": {"url": url, "settings": cfg_a}, "b": {"url": url, "settings": cfg_b}}
-    m = EventSourcingManager({"providers": providers, "default_provider": "a"})
-    await m.connect()
-    try:
-        for n in range(3):
-            await m.append_events_batch(stream_id="orders-1", events=[EventData("Placed", {"n": n})], provider="a")
-        await m.append_events_batch(stream_id="orders-9", events=[EventData("Placed", {"n": 9})], provider="b")
-        async with m.subscribe(checkpoint=store, name="proj", provider="a") as sub:
-            assert len(await sub.next_batch(10)) == 3
-            await sub.commit()
-        assert m.get_provider("a").checkpoint_source != m.get_provider("b").checkpoint_source
-        # b has no checkpoint "proj": it starts from the beginning and sees its own event
-        async with m.subscribe(checkpoint=store, name="proj", provider="b", poll_interval=0.05) as sub_b:
-            assert sub_b.committed is None
-            got = await sub_b.next_batch(10)
-            assert [e.stream_id for e in got] == ["orders-9"]
-        with pytest.raises(CheckpointNotFoundError):
-            await m.subscription_lag("proj", store, provider="b")
-        assert (await m.subscription_lag("proj", store, provider="a")).events == 0
-    finally:
-        await m.close()
+        shared = (await make_provider()).names.schema
+        a = await make_provider(schema=shared, table_prefix="a_")
+        b = await make_provider(schema=shared, table_prefix="b_")
+    await check_own_checkpoints(a, b, store, name="proj")
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(a, name="a", default=True)  # make_provider closes both
+    await m.register_provider(b, name="b")
+    # b has no checkpoint "proj" (it started from the beginning and saw its own event): it has no lag either
+    with pytest.raises(CheckpointNotFoundError):
+        await m.subscription_lag("proj", store, provider="b")
+    assert (await m.subscription_lag("proj", store, provider="a")).events == 0
 
 
 def test_the_default_schema_keeps_the_plain_url_as_its_source(url: str) -> None:

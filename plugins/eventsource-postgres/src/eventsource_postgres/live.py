@@ -2,7 +2,7 @@
 
 Subscriptions follow ``read_all`` (which never passes a transaction that may still commit below it), so this
 module only decides *when* to read again. An append through the provider wakes its waiting subscriptions as
-soon as it commits (:class:`~eventsource.subscriptions.ChangeSignal`). Other processes' commits are found by
+soon as it commits (:class:`~eventsource.subscriptions.ChangeSignal`), or ends without an answer (it may have). Other processes' commits are found by
 probing ``position > after`` soon after a subscription began to wait (:data:`FIRST_PROBE`), then at doubling
 pauses up to ``live_poll_interval``: appends pay nothing, an idle subscription what a fixed interval would.
 With ``live_notify`` on, a statement-level trigger sends one ``pg_notify`` per inserting transaction (a fixed

@@ -6,8 +6,7 @@ reply with a blocking ``poll`` instead of the loop's reader callbacks, so a call
 ends in its first step, with no loop iteration, as a raw sync psycopg call would. The manager's ``timeout``
 still bounds the whole call (each statement, and the pool's check of its idle connections after a stale one,
 waits only for what is left of it): past it the running statement is cancelled on the server and the call
-times out. Anywhere else (an async caller, the loop on
-its own thread) the connection waits as psycopg's does.
+times out. Anywhere else (an async caller, the loop on its own thread) the connection waits as psycopg's does.
 """
 
 from __future__ import annotations

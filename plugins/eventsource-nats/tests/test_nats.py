@@ -558,6 +558,48 @@ async def test_multi_last_and_one_get_per_id_agree_on_the_id_index(current_serve
         await dispose(p)
 
 
+async def test_a_retried_batch_whose_multi_last_answer_is_cut_short_is_stored_once(current_server: Servers) -> None:
+    """A real 2.15 server cuts the ``multi_last`` answer short; the ids are then asked one by one.
+
+    The server ends an answer at about 64 MiB with ``Nats-Num-Pending`` above 0: the index entries are
+    padded with spaces (they parse the same) so that one batch's entries pass that. A lookup that took the
+    answer as complete would find part of the batch, and a retry by an instance with nothing in memory
+    would fail, or be stored twice; it must return the original result.
+    """
+    from eventsource_nats.naming import event_key
+
+    padding = 800_000  # 100 entries: 80 MB
+    p = await open_provider(current_server.url)
+    try:
+        events = [new_event() for _ in range(100)]
+        first = await p.append("s", events, 0)
+        kv = p._conn.kv[p._conn.names.ids_bucket]
+        for e, pos in zip(events, first.positions, strict=True):  # each acknowledged: all there for the retry
+            seq, n = split_position(pos)
+            await kv.put(event_key(e.event_id), f"{seq} {n}".encode() + b" " * padding)
+        other = NatsProvider(**p.spawn_args())  # another process: nothing of the batch in memory
+        await other.connect()
+        try:
+            cut_short: list[bool] = []
+            real = other._index._multi_last
+
+            async def watched(stream: str, subjects: list[str]) -> list[bytes | None] | None:
+                found = await real(stream, subjects)
+                cut_short.append(found is None)
+                return found
+
+            other._index._multi_last = watched  # type: ignore[method-assign]
+            again = await other.append("s", events, 0)
+            assert cut_short == [True]  # the server did cut the answer short, and the ids were asked again
+            assert again.duplicate
+            assert again.positions == first.positions
+            assert [e.event_id async for e in other.read_stream("s")] == [e.event_id for e in events]
+        finally:
+            await other.close()
+    finally:
+        await dispose(p)
+
+
 async def test_a_server_before_2_15_looks_ids_up_one_by_one(
     current_server: Servers, monkeypatch: pytest.MonkeyPatch
 ) -> None:

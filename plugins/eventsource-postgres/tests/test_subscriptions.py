@@ -132,7 +132,7 @@ async def test_an_append_cancelled_after_its_commit_still_wakes_its_own_subscrip
         return False  # only the in-process wake-up can end a wait now
 
     async def requests_waiting(n: int) -> None:
-        while pool.get_stats().get("requests_waiting", 0) != n:
+        while pool.get_stats().get("requests_waiting", 0) != n:  # noqa: ASYNC110 - the pool has no such event
             await asyncio.sleep(0.005)
 
     m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
@@ -141,7 +141,7 @@ async def test_an_append_cancelled_after_its_commit_still_wakes_its_own_subscrip
     # what a live subscription waits on between reads (waited on directly: a read the wake-up starts may
     # be held back by another suite's open transaction on the shared server, which is not this test's point)
     waiting = asyncio.create_task(p.wait_for_change(0, 600))
-    while not p._live.signal._waiters:
+    while not p._live.signal._waiters:  # noqa: ASYNC110 - the signal has no event saying someone waits
         await asyncio.sleep(0.005)
     holder = await psycopg.AsyncConnection.connect(url)  # holds the stream's lock in an open transaction
     try:

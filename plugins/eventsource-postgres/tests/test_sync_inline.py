@@ -365,7 +365,7 @@ def _ctrl_c_during_an_inline_statement(config: dict[str, Any]) -> None:
 @contextlib.contextmanager
 def _stalling_proxy(host: str, port: int) -> Iterator[tuple[int, Callable[[str], None]]]:
     """``stall_proxy.py`` in its own process: its port, and a function sending it a command."""
-    proc = subprocess.Popen(  # noqa: S603 - this interpreter, a file of the suite
+    proc = subprocess.Popen(  # this interpreter, a file of the suite
         [sys.executable, str(Path(__file__).with_name("stall_proxy.py")), host, str(port)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -229,12 +229,7 @@ class Wires:
         if isinstance(current, Wire):
             if current.usable() and current.node == node:
                 return current
-            current.close()  # lost, or the topic moved to another broker
-            with self._lock:
-                if self._by_loop.get(loop) is current:
-                    del self._by_loop[loop]
-            if current.refused:  # a broker answering errors would otherwise cost a connection per check
-                self._retry_at[loop] = time.monotonic() + _RETRY_S
+            self._drop(loop, current)  # lost, or the topic moved to another broker
             current = None
         if current is not None or self._retry_at.get(loop, 0.0) > time.monotonic():
             return None  # connecting, or a recent attempt failed
@@ -252,6 +247,15 @@ class Wires:
                     w.abandon()
             self._by_loop[loop] = loop.create_task(self._open(loop, broker.host, broker.port, node, ver))
         return None
+
+    def _drop(self, loop: asyncio.AbstractEventLoop, wire: Wire) -> None:
+        """Close ``loop``'s wire; after an answer it could not take, keep to the producer's way for a while."""
+        wire.close()
+        with self._lock:
+            if self._by_loop.get(loop) is wire:
+                del self._by_loop[loop]
+        if wire.refused:  # a broker answering errors would otherwise cost a connection per check
+            self._retry_at[loop] = time.monotonic() + _RETRY_S
 
     async def _open(self, loop: asyncio.AbstractEventLoop, host: str, port: int, node: Any, ver: int) -> None:
         wire: Wire | None = None

@@ -246,7 +246,7 @@ class Connection:
                 if attempt < attempts and _connection_lost(e) and self.pool is not None:
                     try:
                         await self._check(self.pool, deadline)
-                    except Exception as late:
+                    except Exception as late:  # noqa: BLE001 - mapped as every error of the call is
                         raise self._error(late, operation) from e
                     continue
                 raise self._error(e, operation) from e

@@ -148,7 +148,11 @@ async def test_an_append_cancelled_after_its_commit_still_wakes_its_own_subscrip
         late = NewEvent(str(uuid.uuid4()), "Late", b'{"n": 0}', b"", "json", utcnow())
         await holder.execute(*p._appender.statement("a", [late], ANY, None))
         append = asyncio.create_task(m.append_event(stream_id="a", event_type="T", data={"n": 1}))
-        await requests_waiting(0)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            name = p._conn.settings["application_name"]
+            query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
+            while (await (await admin.execute(query, (name,))).fetchone()) != (1,):  # type: ignore[union-attr]  # noqa: ASYNC110
+                await asyncio.sleep(0.005)  # until the append holds the pool's connection, waiting for the lock
         taken, release = asyncio.Event(), asyncio.Event()
 
         async def block_the_pool() -> None:
@@ -157,7 +161,7 @@ async def test_an_append_cancelled_after_its_commit_still_wakes_its_own_subscrip
                 await release.wait()
 
         blocker = asyncio.create_task(block_the_pool())
-        await requests_waiting(1)  # the append holds the connection, waiting for the lock on the server
+        await requests_waiting(1)  # queued behind the append
         await holder.commit()  # the subscription's wait goes on: the signal is this process's appends only
     finally:
         await holder.close()

@@ -340,10 +340,11 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
         await reader.close()
 
 
+@pytest.mark.parametrize("damage", ["error", "negative", "undecodable"])
 async def test_a_broker_answering_errors_does_not_cost_a_connection_per_check(
-    proxied: tuple[str, Proxy], monkeypatch: pytest.MonkeyPatch
+    proxied: tuple[str, Proxy], monkeypatch: pytest.MonkeyPatch, damage: str
 ) -> None:
-    """Every check answer carries an error code: the loop's connection backs off, as after a failed connect.
+    """Every check answer carries an error code (or is damaged): the loop's connection backs off.
 
     Each error answer closes the loop's connection (its answer is not taken); the next check used to open
     another at once, so a broker answering errors cost a new connection for every check or two. Meanwhile
@@ -363,7 +364,8 @@ async def test_a_broker_answering_errors_does_not_cost_a_connection_per_check(
         await writer.append("warm", [ev()], ANY)  # a check on it: the proxy counts it by its first request
         opened, tampered = proxy.wire_connections, proxy.tampered
         assert opened
-        proxy.tamper, proxy.tamper_all = _rewrite(proxy.version, error=6), True  # NOT_LEADER_OR_FOLLOWER
+        tampers = {"error": _rewrite(proxy.version, error=6), "negative": _negative, "undecodable": _undecodable}
+        proxy.tamper, proxy.tamper_all = tampers[damage], True  # error 6: NOT_LEADER_OR_FOLLOWER
         events = [ev() for _ in range(30)]
         for i, e in enumerate(events):
             await writer.append("s", [e], i)

@@ -77,6 +77,7 @@ class Wire(asyncio.Protocol):
         while len(buf) >= 4:  # noqa: PLR2004 - the frame's length prefix
             (n,) = struct.unpack_from(">i", buf, 0)
             if n < 0:  # not a Kafka frame: this connection cannot be trusted
+                self.refused = True
                 self.close()
                 return
             if len(buf) < 4 + n:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import dispose, open_provider, unique_store
@@ -598,6 +599,38 @@ async def test_a_retried_batch_whose_multi_last_answer_is_cut_short_is_stored_on
             await other.close()
     finally:
         await dispose(p)
+
+
+async def test_a_batch_retried_by_another_instance_loads_each_stored_message_once(
+    machine_provider: NatsProvider,
+) -> None:
+    """A retried batch of 1,000 events found in the id index: its one message is loaded once, not once per id.
+
+    Each id's location was verified by loading its message on its own: 1,000 loads of the same ~120 KB
+    envelope at once, more than the server lets a client fall behind by (it closed the connection as a slow
+    consumer), so the retry timed out instead of returning the original result.
+    """
+    p = machine_provider
+    events = [new_event() for _ in range(1000)]
+    first = await p.append("s", events, 0)
+    assert {split_position(x)[0] for x in first.positions} == {split_position(first.positions[0])[0]}  # one message
+    other = NatsProvider(**p.spawn_args())  # another process: nothing of the batch in memory
+    await other.connect()
+    try:
+        loads: list[int] = []
+        real = other._conn.msg_at
+
+        async def counted(seq: int) -> Any:
+            loads.append(seq)
+            return await real(seq)
+
+        other._conn.msg_at = counted  # type: ignore[method-assign]
+        again = await other.append("s", events, 0)
+        assert again.duplicate
+        assert again.positions == first.positions
+        assert len(loads) == 1
+    finally:
+        await other.close()
 
 
 async def test_a_server_before_2_15_looks_ids_up_one_by_one(

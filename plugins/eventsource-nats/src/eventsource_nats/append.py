@@ -33,16 +33,12 @@ from eventsource_nats.writers import Tail
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from eventsource.model import AppendResult, Expected, NewEvent, NewStream, RecordedEvent
+    from eventsource.model import AppendResult, Expected, NewEvent, NewStream
 
     from eventsource_nats.connection import Connection
     from eventsource_nats.index import IdIndex
     from eventsource_nats.reads import Reader
     from eventsource_nats.writers import Writer
-
-
-async def _none() -> None:
-    return None
 
 
 def _satisfied(expected: Expected, tail: Tail, first_id: str) -> bool:
@@ -246,11 +242,7 @@ class Appender:
         reader = self.reader
         ids = [e.event_id for e in events]
         locs = await self.index.locate_many(ids)
-        stored: list[RecordedEvent | None] = list(
-            await asyncio.gather(
-                *(reader.load_event(loc, i) if loc else _none() for loc, i in zip(locs, ids, strict=True))
-            )
-        )
+        stored = await reader.load_events(locs, ids)
         if scan_from is not None and any(s is None for s in stored):
             wanted = {i: n for n, i in enumerate(ids) if stored[n] is None}
             subject = self.conn.names.subject(stream_token(sid))

@@ -257,18 +257,18 @@ class Reader:
         A batch's ids point into the same few messages: loaded once per id, a retried batch of a thousand
         events fetched its envelope a thousand times at once, and the server dropped the slow consumer.
         """
-        wanted: dict[int, list[int]] = {}
+        wanted: dict[int, list[tuple[int, int]]] = {}  # message sequence -> (id's place, its position)
         for n, loc in enumerate(locs):
             if loc is not None:
-                wanted.setdefault(loc[0], []).append(n)
+                wanted.setdefault(loc[0], []).append((n, position(*loc)))
         out: list[RecordedEvent | None] = [None] * len(event_ids)
         msgs = await asyncio.gather(*(self.conn.msg_at(seq) for seq in wanted))
         for ns, msg in zip(wanted.values(), msgs, strict=True):
             if msg is None:
                 continue
             at = {r.position: r for r in await self.decode_msg(msg.subject, int(msg.seq), msg.headers, msg.data or b"")}
-            for n in ns:
-                rec = at.get(position(*locs[n]))  # type: ignore[misc] - grouped above: not None
+            for n, pos in ns:
+                rec = at.get(pos)
                 if rec is not None and rec.event_id == event_ids[n]:
                     out[n] = rec
         return out

@@ -168,22 +168,28 @@ def test_the_poll_wait_for_psycopg_before_3_3_drives_a_statement_to_its_end_and_
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+@pytest.fixture
+def cancels(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every cancel request an inline statement sends, counted (the request still goes to the server)."""
+    from eventsource_postgres import inline
+
+    sent: list[str] = []
+    cancel = inline.InlineConnection.cancel
+
+    def counted(self: Any) -> None:
+        sent.append("cancel")
+        cancel(self)
+
+    monkeypatch.setattr(inline.InlineConnection, "cancel", counted)
+    return sent
+
+
 def test_the_managers_timeout_bounds_a_whole_inline_call_not_each_of_its_statements(
-    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    config: dict[str, Any], cancels: list[str]
 ) -> None:
     # delete_stream runs three statements in one transaction (the stream's lock, DELETE events, DELETE the
     # streams row); each here waits for a lock someone else holds for less than the timeout, the two together
     # for more: the call must time out (as on the loop, where the manager's deadline cancels it), not end late
-    from eventsource_postgres import inline
-
-    cancels: list[str] = []
-    cancel = inline.InlineConnection.cancel
-
-    def counted(self: Any) -> None:
-        cancels.append("cancel")
-        cancel(self)
-
-    monkeypatch.setattr(inline.InlineConnection, "cancel", counted)
     config = {**config, "timeout": 2.0, "retry_attempts": 1}
     with SyncEventSourcingManager(config) as es:
         es.append_event(stream_id="s", event_type="E", data=1)
@@ -392,23 +398,14 @@ def _local_port(conn: Any) -> int:
 
 
 def test_the_pool_check_after_a_stale_connection_keeps_to_the_calls_one_deadline(
-    config: dict[str, Any], url: str, monkeypatch: pytest.MonkeyPatch
+    config: dict[str, Any], url: str, cancels: list[str]
 ) -> None:
     # the connection a call takes was terminated while idle, so the call checks the pool's other idle
     # connections first; those hang (the server never gets their check). Each check used to wait a whole
     # timeout of its own, then up to CANCEL_WAIT for its cancel, and the call's statement after them was
     # cancelled too: the call must end at its one deadline, dropping the hung connections without a cancel
-    from eventsource_postgres import inline
     from eventsource_postgres.connection import _stale
 
-    cancels: list[str] = []
-    cancel = inline.InlineConnection.cancel
-
-    def counted(self: Any) -> None:
-        cancels.append("cancel")
-        cancel(self)
-
-    monkeypatch.setattr(inline.InlineConnection, "cancel", counted)
 
     parts = urlsplit(url)
     with _stalling_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as (port, send):

@@ -633,6 +633,33 @@ async def test_a_batch_retried_by_another_instance_loads_each_stored_message_onc
         await other.close()
 
 
+@pytest.mark.parametrize("expected", [0, ANY])
+async def test_a_batch_retried_after_part_of_its_index_entries_were_lost_returns_the_original_result(
+    machine_provider: NatsProvider, expected: Any
+) -> None:
+    """Index entries are written after the ack without waiting for theirs: a crash (or a retry from another
+    process before they arrive) leaves some of a batch's ids indexed and some not. The ids found tell where
+    the batch stands; the others are read there: an identical retry, not a ``DuplicateEventError``."""
+    from eventsource_nats.naming import event_key
+
+    p = machine_provider
+    await p.append("s", [new_event()], 0)
+    events = [new_event() for _ in range(10)]
+    first = await p.append("s", events, 1 if expected == 0 else ANY)
+    kv = p._conn.kv[p._conn.names.ids_bucket]
+    for e in events[:3] + events[7:]:
+        await kv.purge(event_key(e.event_id))
+    other = NatsProvider(**p.spawn_args())  # another process: nothing of the batch in memory
+    await other.connect()
+    try:
+        again = await other.append("s", events, 1 if expected == 0 else ANY)
+        assert again.duplicate
+        assert again.positions == first.positions
+        assert [e.event_id async for e in other.read_stream("s")][1:] == [e.event_id for e in events]
+    finally:
+        await other.close()
+
+
 async def test_a_server_before_2_15_looks_ids_up_one_by_one(
     current_server: Servers, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,6 +53,7 @@ class Proxy:
         self.tamper: Callable[[bytes], bytes | None] | None = None  # None: cut the connection
         self.cut_next_request = False
         self.half_next_answer = False  # send half of the next answer, then cut the connection
+        self.tamper_all = False  # keep tampering every answer (else only the first)
         self.tampered = 0
         self.wire_connections = 0
         self.kept: dict[int, bytes] = {}  # answers of the recorded check connection, by correlation id
@@ -125,7 +126,8 @@ class Proxy:
                     out = self.tamper(f)
                     if out is not f:
                         self.tampered += 1
-                        self.tamper = None
+                        if not self.tamper_all:
+                            self.tamper = None
                     f = out if out is not None else f
                 cw.write(f)
 
@@ -212,6 +214,8 @@ def _rewrite(version: int, **fields: Any) -> Callable[[bytes], bytes]:
         pos += 2 + name_len + 4  # the name, the partition count
         if "partition" in fields:
             struct.pack_into(">i", out, pos, fields["partition"])
+        if "error" in fields:
+            struct.pack_into(">h", out, pos + 4, fields["error"])  # after the partition index
         if "offset" in fields:
             struct.pack_into(">q", out, pos + 4 + 2 + 8, fields["offset"])  # after index, error code, timestamp
         return bytes(out)
@@ -313,6 +317,50 @@ async def test_a_damaged_check_answer_never_vouches_for_a_deleted_stream(
         proxy.tamper = None
         proxy.cut_next_request = proxy.half_next_answer = proxy.replay_on_another = False
         proxy.keep_from = 0  # (the proxy serves the module's other tests)
+
+
+@pytest.mark.parametrize("damage", ["error", "negative", "undecodable"])
+async def test_a_broker_answering_errors_does_not_cost_a_connection_per_check(
+    proxied: tuple[str, Proxy], monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """Every check answer carries an error code (or is damaged): the loop's connection backs off.
+
+    Each error answer closes the loop's connection (its answer is not taken); the next check used to open
+    another at once, so a broker answering errors cost a new connection for every check or two. Meanwhile
+    the checks go through the producer's connection, and every append is acknowledged and readable.
+    """
+    from eventsource_kafka import loopwire
+
+    monkeypatch.setattr(loopwire, "_RETRY_S", 3600.0)  # the back-off outlasts the test: no timing in it
+    url, proxy = proxied
+    args = {"url": url, "topic_prefix": f"w{uuid.uuid4().hex[:12]}", "request_timeout": 10.0}
+    writer = KafkaProvider(**args)
+    reader = KafkaProvider(**args)
+    await writer.connect()
+    await reader.connect()
+    try:
+        await _wire(writer)
+        await writer.append("warm", [ev()], ANY)  # a check on it: the proxy counts it by its first request
+        opened, tampered = proxy.wire_connections, proxy.tampered
+        assert opened
+        tampers = {"error": _rewrite(proxy.version, error=6), "negative": _negative, "undecodable": _undecodable}
+        proxy.tamper, proxy.tamper_all = tampers[damage], True  # error 6: NOT_LEADER_OR_FOLLOWER
+        events = [ev() for _ in range(30)]
+        for i, e in enumerate(events):
+            await writer.append("s", [e], i)
+        assert proxy.tampered == tampered + 1  # one check answered with an error on the loop's connection
+        assert proxy.wire_connections == opened  # and no connection opened after it
+        await _acked_events_are_readable(reader, "s", [e.event_id for e in events])
+        proxy.tamper, proxy.tamper_all = None, False
+        writer._conn.io.wires._retry_at.clear()  # the back-off over: the next check opens a connection again
+        await _wire(writer)
+        await writer.append("warm", [ev()], ANY)
+        assert proxy.wire_connections == opened + 1
+    finally:
+        proxy.tamper, proxy.tamper_all = None, False
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import dispose, open_provider, unique_store
@@ -556,6 +557,107 @@ async def test_multi_last_and_one_get_per_id_agree_on_the_id_index(current_serve
         assert await idx.locate_many(asked) == [await idx.locate(i) for i in asked]
     finally:
         await dispose(p)
+
+
+async def test_a_retried_batch_whose_multi_last_answer_is_cut_short_is_stored_once(current_server: Servers) -> None:
+    """A real 2.15 server cuts the ``multi_last`` answer short; the ids are then asked one by one.
+
+    The server ends an answer at about 64 MiB with ``Nats-Num-Pending`` above 0: the index entries are
+    padded with spaces (they parse the same) so that one batch's entries pass that. A lookup that took the
+    answer as complete would find part of the batch, and a retry by an instance with nothing in memory
+    would fail, or be stored twice; it must return the original result.
+    """
+    from eventsource_nats.naming import event_key
+
+    padding = 800_000  # 100 entries: 80 MB
+    p = await open_provider(current_server.url)
+    try:
+        events = [new_event() for _ in range(100)]
+        first = await p.append("s", events, 0)
+        kv = p._conn.kv[p._conn.names.ids_bucket]
+        for e, pos in zip(events, first.positions, strict=True):  # each acknowledged: all there for the retry
+            seq, n = split_position(pos)
+            await kv.put(event_key(e.event_id), f"{seq} {n}".encode() + b" " * padding)
+        other = NatsProvider(**p.spawn_args())  # another process: nothing of the batch in memory
+        await other.connect()
+        try:
+            cut_short: list[bool] = []
+            real = other._index._multi_last
+
+            async def watched(stream: str, subjects: list[str]) -> list[bytes | None] | None:
+                found = await real(stream, subjects)
+                cut_short.append(found is None)
+                return found
+
+            other._index._multi_last = watched  # type: ignore[method-assign]
+            again = await other.append("s", events, 0)
+            assert cut_short == [True]  # the server did cut the answer short, and the ids were asked again
+            assert again.duplicate
+            assert again.positions == first.positions
+            assert [e.event_id async for e in other.read_stream("s")] == [e.event_id for e in events]
+        finally:
+            await other.close()
+    finally:
+        await dispose(p)
+
+
+async def test_a_batch_retried_by_another_instance_loads_each_stored_message_once(
+    machine_provider: NatsProvider,
+) -> None:
+    """A retried batch of 1,000 events found in the id index: its one message is loaded once, not once per id.
+
+    Each id's location was verified by loading its message on its own: 1,000 loads of the same ~120 KB
+    envelope at once, more than the server lets a client fall behind by (it closed the connection as a slow
+    consumer), so the retry timed out instead of returning the original result.
+    """
+    p = machine_provider
+    events = [new_event() for _ in range(1000)]
+    first = await p.append("s", events, 0)
+    assert {split_position(x)[0] for x in first.positions} == {split_position(first.positions[0])[0]}  # one message
+    other = NatsProvider(**p.spawn_args())  # another process: nothing of the batch in memory
+    await other.connect()
+    try:
+        loads: list[int] = []
+        real = other._conn.msg_at
+
+        async def counted(seq: int) -> Any:
+            loads.append(seq)
+            return await real(seq)
+
+        other._conn.msg_at = counted  # type: ignore[method-assign]
+        again = await other.append("s", events, 0)
+        assert again.duplicate
+        assert again.positions == first.positions
+        assert len(loads) == 1
+    finally:
+        await other.close()
+
+
+@pytest.mark.parametrize("expected", [0, ANY])
+async def test_a_batch_retried_after_part_of_its_index_entries_were_lost_returns_the_original_result(
+    machine_provider: NatsProvider, expected: Any
+) -> None:
+    """Index entries are written after the ack without waiting for theirs: a crash (or a retry from another
+    process before they arrive) leaves some of a batch's ids indexed and some not. The ids found tell where
+    the batch stands; the others are read there: an identical retry, not a ``DuplicateEventError``."""
+    from eventsource_nats.naming import event_key
+
+    p = machine_provider
+    await p.append("s", [new_event()], 0)
+    events = [new_event() for _ in range(10)]
+    first = await p.append("s", events, 1 if expected == 0 else ANY)
+    kv = p._conn.kv[p._conn.names.ids_bucket]
+    for e in events[:3] + events[7:]:
+        await kv.purge(event_key(e.event_id))
+    other = NatsProvider(**p.spawn_args())  # another process: nothing of the batch in memory
+    await other.connect()
+    try:
+        again = await other.append("s", events, 1 if expected == 0 else ANY)
+        assert again.duplicate
+        assert again.positions == first.positions
+        assert [e.event_id async for e in other.read_stream("s")][1:] == [e.event_id for e in events]
+    finally:
+        await other.close()
 
 
 async def test_a_server_before_2_15_looks_ids_up_one_by_one(

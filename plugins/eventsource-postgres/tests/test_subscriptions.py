@@ -115,6 +115,70 @@ async def test_an_append_through_the_provider_wakes_its_own_subscriptions_withou
         assert [e.event_id for e in await waiting] == [res.event_id]
 
 
+async def test_an_append_cancelled_after_its_commit_still_wakes_its_own_subscriptions(
+    make_provider: Callable[..., Any], url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # read-your-writes reads the primary's WAL position after the commit: the append is cancelled while
+    # that read waits for the pool's one connection (held by the test), so it has committed but never
+    # returned; a subscription's wait must still end now, not at the next probe or poll
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+
+    p = await make_provider(read_url=url, read_your_writes=True, pool_max_size=1)
+    pool = p._conn.pool
+    assert pool is not None
+
+    async def deaf_probe(_after: int) -> bool:
+        return False  # only the in-process wake-up can end a wait now
+
+    async def requests_waiting(n: int) -> None:
+        while pool.get_stats().get("requests_waiting", 0) != n:  # noqa: ASYNC110 - the pool has no such event
+            await asyncio.sleep(0.005)
+
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="pg", default=True)
+    monkeypatch.setattr(p._live, "_has_after", deaf_probe)
+    # what a live subscription waits on between reads (waited on directly: a read the wake-up starts may
+    # be held back by another suite's open transaction on the shared server, which is not this test's point)
+    waiting = asyncio.create_task(p.wait_for_change(0, 600))
+    while not p._live.signal._waiters:  # noqa: ASYNC110 - the signal has no event saying someone waits
+        await asyncio.sleep(0.005)
+    holder = await psycopg.AsyncConnection.connect(url)  # holds the stream's lock in an open transaction
+    try:
+        late = NewEvent(str(uuid.uuid4()), "Late", b'{"n": 0}', b"", "json", utcnow())
+        await holder.execute(*p._appender.statement("a", [late], ANY, None))
+        append = asyncio.create_task(m.append_event(stream_id="a", event_type="T", data={"n": 1}))
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            name = p._conn.settings["application_name"]
+            query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
+            while (await (await admin.execute(query, (name,))).fetchone()) != (1,):  # type: ignore[union-attr]  # noqa: ASYNC110
+                await asyncio.sleep(0.005)  # until the append holds the pool's connection, waiting for the lock
+        taken, release = asyncio.Event(), asyncio.Event()
+
+        async def block_the_pool() -> None:
+            async with pool.connection():  # queued behind the append: gets the connection it gives back
+                taken.set()
+                await release.wait()
+
+        blocker = asyncio.create_task(block_the_pool())
+        await requests_waiting(1)  # queued behind the append
+        await holder.commit()  # the subscription's wait goes on: the signal is this process's appends only
+    finally:
+        await holder.close()
+    await asyncio.wait_for(taken.wait(), 60)  # the append committed and gave its connection back
+    await requests_waiting(1)  # ... and now waits for one again, to read the WAL position
+    append.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await append
+    release.set()
+    await blocker
+    info = await p.get_stream_info("a")
+    assert info is not None
+    assert info.version == 2  # the cancelled append had committed
+    # the probe is deaf and the wait's bound is 600 s: a wait that ended at all ended by the wake-up
+    await asyncio.wait_for(waiting, 60)
+
+
 def test_sync_subscribe_from_end_delivers_an_append_whose_transaction_was_open_at_the_start(url: str) -> None:
     """Two real connections: one holds a transaction that inserted an event; the end is taken meanwhile."""
     from eventsource.sync import SyncEventSourcingManager

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -161,22 +168,28 @@ def test_the_poll_wait_for_psycopg_before_3_3_drives_a_statement_to_its_end_and_
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+@pytest.fixture
+def cancels(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every cancel request an inline statement sends, counted (the request still goes to the server)."""
+    from eventsource_postgres import inline
+
+    sent: list[str] = []
+    cancel = inline.InlineConnection.cancel
+
+    def counted(self: Any) -> None:
+        sent.append("cancel")
+        cancel(self)
+
+    monkeypatch.setattr(inline.InlineConnection, "cancel", counted)
+    return sent
+
+
 def test_the_managers_timeout_bounds_a_whole_inline_call_not_each_of_its_statements(
-    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    config: dict[str, Any], cancels: list[str]
 ) -> None:
     # delete_stream runs three statements in one transaction (the stream's lock, DELETE events, DELETE the
     # streams row); each here waits for a lock someone else holds for less than the timeout, the two together
     # for more: the call must time out (as on the loop, where the manager's deadline cancels it), not end late
-    from eventsource_postgres import inline
-
-    cancels: list[str] = []
-    cancel = inline.InlineConnection.cancel
-
-    def counted(self: Any) -> None:
-        cancels.append("cancel")
-        cancel(self)
-
-    monkeypatch.setattr(inline.InlineConnection, "cancel", counted)
     config = {**config, "timeout": 2.0, "retry_attempts": 1}
     with SyncEventSourcingManager(config) as es:
         es.append_event(stream_id="s", event_type="E", data=1)
@@ -353,3 +366,71 @@ def _ctrl_c_during_an_inline_statement(config: dict[str, Any]) -> None:
         assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=1).version == 2
         assert [e.data for e in es.read_stream("s")] == [1, 3]
         assert not es._loop.threaded
+
+
+@contextlib.contextmanager
+def _stalling_proxy(host: str, port: int) -> Iterator[tuple[int, Callable[[str], None]]]:
+    """``stall_proxy.py`` in its own process: its port, and a function sending it a command."""
+    proc = subprocess.Popen(  # this interpreter, a file of the suite
+        [sys.executable, str(Path(__file__).with_name("stall_proxy.py")), host, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+
+    def send(command: str) -> None:
+        proc.stdin.write(command + "\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        assert proc.stdout.readline().strip() == "ok"  # type: ignore[union-attr]
+
+    try:
+        yield int(proc.stdout.readline()), send
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _local_port(conn: Any) -> int:
+    with socket.socket(fileno=os.dup(conn.fileno())) as s:
+        return int(s.getsockname()[1])
+
+
+def test_the_pool_check_after_a_stale_connection_keeps_to_the_calls_one_deadline(
+    config: dict[str, Any], url: str, cancels: list[str]
+) -> None:
+    # the connection a call takes was terminated while idle, so the call checks the pool's other idle
+    # connections first; those hang (the server never gets their check). Each check used to wait a whole
+    # timeout of its own, then up to CANCEL_WAIT for its cancel, and the call's statement after them was
+    # cancelled too: the call must end at its one deadline, dropping the hung connections without a cancel
+    from eventsource_postgres.connection import _stale
+
+
+    parts = urlsplit(url)
+    with _stalling_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as (port, send):
+        user = parts.netloc.rpartition("@")[0]
+        proxied = urlunsplit(parts._replace(netloc=f"{user}{'@' if user else ''}127.0.0.1:{port}"))
+        pg = config["providers"]["pg"]
+        pg = {**pg, "url": proxied, "settings": {**pg["settings"], "pool_min_size": 3, "pool_max_size": 3}}
+        config = {**config, "providers": {"pg": pg}, "timeout": 1.0, "retry_attempts": 1}
+        with SyncEventSourcingManager(config) as es:
+            es.append_event(stream_id="s", event_type="E", data=1)
+            provider = es.get_provider()
+            assert isinstance(provider, PostgresProvider)
+            pool = provider._conn.pool
+            assert pool is not None
+            idle = list(pool._pool)
+            assert len(idle) == 3
+            first, *others = idle  # the next call takes the first
+            for c in others:
+                send(f"stall {_local_port(c)}")
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [first.info.backend_pid])
+            while not _stale(first):
+                time.sleep(0.01)
+            with pytest.raises(ProviderTimeoutError):
+                es.get_stream_info("s")
+            assert cancels == []  # the deadline passed in the check: the call ended there, nothing to cancel
+            send("release")
+            assert es.get_stream_info("s").version == 1  # the pool replaced the connections it dropped

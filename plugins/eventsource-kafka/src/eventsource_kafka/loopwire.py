@@ -52,6 +52,8 @@ class Wire(asyncio.Protocol):
         self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self.refused = False
+        """Closed on an answer it could not take (an error code, a damaged frame): see :meth:`Wires.get`."""
         self._buf = bytearray()
         self._cid = 0
         self._frames: dict[str, bytes] = {}
@@ -75,6 +77,7 @@ class Wire(asyncio.Protocol):
         while len(buf) >= 4:  # noqa: PLR2004 - the frame's length prefix
             (n,) = struct.unpack_from(">i", buf, 0)
             if n < 0:  # not a Kafka frame: this connection cannot be trusted
+                self.refused = True
                 self.close()
                 return
             if len(buf) < 4 + n:
@@ -132,6 +135,7 @@ class Wire(asyncio.Protocol):
         from kafka.protocol.consumer import ListOffsetsResponse
 
         if not self._waiting:
+            self.refused = True
             self.close()  # an answer nobody asked for: this connection cannot be trusted
             return
         cid, topic, fut, timer = self._waiting.popleft()
@@ -159,6 +163,7 @@ class Wire(asyncio.Protocol):
                 e = WireLostError(f"an undecodable ListOffsets answer: {e!r}", operation="listing an end offset")
             if not fut.done():
                 fut.set_exception(e)
+            self.refused = True
             self.close()
             return
         if not fut.done():
@@ -193,7 +198,8 @@ def version(broker_versions: dict[int, tuple[int, int]] | None) -> int | None:
 
 
 _RETRY_S = 5.0
-"""After a failed connection attempt, how long a loop keeps to the producer's connection before trying again."""
+"""After a failed connection attempt, or an answer the wire could not take (a broker answering an error),
+how long a loop keeps to the producer's connection before opening another."""
 
 
 class Wires:
@@ -224,7 +230,7 @@ class Wires:
         if isinstance(current, Wire):
             if current.usable() and current.node == node:
                 return current
-            current.close()  # lost, or the topic moved to another broker
+            self._drop(loop, current)  # lost, or the topic moved to another broker
             current = None
         if current is not None or self._retry_at.get(loop, 0.0) > time.monotonic():
             return None  # connecting, or a recent attempt failed
@@ -242,6 +248,15 @@ class Wires:
                     w.abandon()
             self._by_loop[loop] = loop.create_task(self._open(loop, broker.host, broker.port, node, ver))
         return None
+
+    def _drop(self, loop: asyncio.AbstractEventLoop, wire: Wire) -> None:
+        """Close ``loop``'s wire; after an answer it could not take, keep to the producer's way for a while."""
+        wire.close()
+        with self._lock:
+            if self._by_loop.get(loop) is wire:
+                del self._by_loop[loop]
+        if wire.refused:  # a broker answering errors would otherwise cost a connection per check
+            self._retry_at[loop] = time.monotonic() + _RETRY_S
 
     async def _open(self, loop: asyncio.AbstractEventLoop, host: str, port: int, node: Any, ver: int) -> None:
         wire: Wire | None = None

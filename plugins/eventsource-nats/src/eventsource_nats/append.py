@@ -41,10 +41,6 @@ if TYPE_CHECKING:
     from eventsource_nats.writers import Writer
 
 
-async def _none() -> None:
-    return None
-
-
 def _satisfied(expected: Expected, tail: Tail, first_id: str) -> bool:
     if expected == ExpectedVersion.ANY:
         return True
@@ -246,11 +242,7 @@ class Appender:
         reader = self.reader
         ids = [e.event_id for e in events]
         locs = await self.index.locate_many(ids)
-        stored: list[RecordedEvent | None] = list(
-            await asyncio.gather(
-                *(reader.load_event(loc, i) if loc else _none() for loc, i in zip(locs, ids, strict=True))
-            )
-        )
+        stored = await reader.load_events(locs, ids)
         if scan_from is not None and any(s is None for s in stored):
             wanted = {i: n for n, i in enumerate(ids) if stored[n] is None}
             subject = self.conn.names.subject(stream_token(sid))
@@ -265,4 +257,25 @@ class Appender:
                         budget -= 1
                     if not wanted or budget == 0:
                         break
+        if any(s is None for s in stored) and any(s is not None for s in stored):
+            await self._read_rest(sid, ids, stored)
         return check_duplicate(sid, events, stored)
+
+    async def _read_rest(self, sid: str, ids: list[str], stored: list[RecordedEvent | None]) -> None:
+        """Fill ``stored`` where the ids found place the batch in ``sid`` (index entries lost in a crash).
+
+        Entries are written after the ack without waiting for theirs: some of a stored batch's ids may have
+        none. If the ids found sit where an identical retry's would (``ids[n]`` at version ``start + n``),
+        the others are read at their versions; anything else is not an identical retry, read or not.
+        """
+        starts = {s.version - n for n, s in enumerate(stored) if s is not None and s.stream_id == sid}
+        if len(starts) != 1 or min(starts) < 1:
+            return
+        start = min(starts)
+        wanted = {i: n for n, i in enumerate(ids) if stored[n] is None}
+        recs = self.reader.read_stream(sid, from_version=start, to_version=start + len(ids) - 1)
+        async with contextlib.aclosing(recs) as page:
+            async for rec in page:
+                n = wanted.pop(rec.event_id, None)
+                if n is not None:
+                    stored[n] = rec

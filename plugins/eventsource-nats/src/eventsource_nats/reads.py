@@ -23,7 +23,7 @@ from eventsource_nats.naming import Names, position, split_position, stream_id_o
 from eventsource_nats.records import HDR_COUNT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Sequence
 
     from eventsource.model import RecordedEvent
 
@@ -248,6 +248,30 @@ class Reader:
             raise
         except Exception as e:
             raise map_error(e, "reading all events") from e
+
+    async def load_events(
+        self, locs: Sequence[tuple[int, int] | None], event_ids: Sequence[str]
+    ) -> list[RecordedEvent | None]:
+        """:meth:`load_event` for many ids (``None`` where ``locs`` has none), each message loaded once.
+
+        A batch's ids point into the same few messages: loaded once per id, a retried batch of a thousand
+        events fetched its envelope a thousand times at once, and the server dropped the slow consumer.
+        """
+        wanted: dict[int, list[tuple[int, int]]] = {}  # message sequence -> (id's place, its position)
+        for n, loc in enumerate(locs):
+            if loc is not None:
+                wanted.setdefault(loc[0], []).append((n, position(*loc)))
+        out: list[RecordedEvent | None] = [None] * len(event_ids)
+        msgs = await asyncio.gather(*(self.conn.msg_at(seq) for seq in wanted))
+        for ns, msg in zip(wanted.values(), msgs, strict=True):
+            if msg is None:
+                continue
+            at = {r.position: r for r in await self.decode_msg(msg.subject, int(msg.seq), msg.headers, msg.data or b"")}
+            for n, pos in ns:
+                rec = at.get(pos)
+                if rec is not None and rec.event_id == event_ids[n]:
+                    out[n] = rec
+        return out
 
     async def load_event(self, loc: tuple[int, int], event_id: str) -> RecordedEvent | None:
         """The live event at ``loc`` = ``(seq, index)`` if it really is ``event_id`` (index entries may be stale)."""

@@ -192,7 +192,20 @@ class Connection:
         if pool is not None:
             await pool.close()
 
-    async def _getconn(self) -> tuple[AsyncConnectionPool[Any], AsyncConnection[Any]]:
+    async def _check(self, pool: AsyncConnectionPool[Any], deadline: float | None) -> None:
+        """Check the pool's idle connections, within an inline sync caller's ``deadline`` (the call's one)."""
+        from eventsource_postgres.inline import CHECK_DEADLINE, StatementTimeoutError
+
+        token = CHECK_DEADLINE.set(deadline)
+        try:
+            await pool.check()
+        finally:
+            CHECK_DEADLINE.reset(token)
+        if deadline is not None and monotonic() >= deadline:
+            msg = "the call did not finish within the manager's timeout: it ran out checking the pool's connections"
+            raise StatementTimeoutError(msg)
+
+    async def _getconn(self, deadline: float | None = None) -> tuple[AsyncConnectionPool[Any], AsyncConnection[Any]]:
         """A pooled connection (and its pool), known not to have been dropped by the server while idle."""
         pool = self.pool
         if pool is None:
@@ -204,7 +217,7 @@ class Connection:
             # gone too, so sweep the idle ones before taking a fresh connection
             await conn.close()
             await pool.putconn(conn)
-            await pool.check()
+            await self._check(pool, deadline)
             conn = await pool.getconn()
         return pool, conn
 
@@ -218,7 +231,7 @@ class Connection:
         deadline = _inline_deadline()
         for attempt in range(1, attempts + 1):
             try:
-                pool, conn = await self._getconn()
+                pool, conn = await self._getconn(deadline)
                 try:
                     if deadline is not None:
                         conn.deadline = deadline  # type: ignore[attr-defined] - an InlineConnection (inline.py)
@@ -231,7 +244,10 @@ class Connection:
                 raise
             except Exception as e:
                 if attempt < attempts and _connection_lost(e) and self.pool is not None:
-                    await self.pool.check()
+                    try:
+                        await self._check(self.pool, deadline)
+                    except Exception as late:  # noqa: BLE001 - mapped as every error of the call is
+                        raise self._error(late, operation) from e
                     continue
                 raise self._error(e, operation) from e
         msg = "unreachable"

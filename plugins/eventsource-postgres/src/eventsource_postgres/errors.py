@@ -18,6 +18,15 @@ _INPUT_CODES = frozenset({"54000", "22021", "22P05"})  # program_limit_exceeded 
 _ROLLED_BACK_CLASS = "40"  # transaction rollback: serialization failure, deadlock detected
 
 
+def may_have_committed(exc: BaseException) -> bool:
+    """Whether a write that ended with ``exc`` may have committed all the same.
+
+    A write that gives no answer (cancelled, connection lost, timed out) may have; a refusal (conflict,
+    bad input) did not.
+    """
+    return not isinstance(exc, Exception) or isinstance(exc, (ProviderUnavailableError, ProviderTimeoutError))
+
+
 def _scrub(text: str, password: str | None) -> str:
     return text.replace(password, "***") if password else text
 

@@ -4,9 +4,9 @@ Through the sync API (``sync_inline``) the private event loop runs only while a 
 thread (:func:`~eventsource.provider.inline_io_allowed`). There, :class:`InlineConnection` waits for each
 reply with a blocking ``poll`` instead of the loop's reader callbacks, so a call that needs no other task
 ends in its first step, with no loop iteration, as a raw sync psycopg call would. The manager's ``timeout``
-still bounds the whole call (each statement waits only for what is left of it): past it the running
-statement is cancelled on the server and the call times out. Anywhere else (an async caller, the loop on
-its own thread) the connection waits as psycopg's does.
+still bounds the whole call (each statement, and the pool's check of its idle connections after a stale one,
+waits only for what is left of it): past it the running statement is cancelled on the server and the call
+times out. Anywhere else (an async caller, the loop on its own thread) the connection waits as psycopg's does.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import select
+from contextvars import ContextVar
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,6 +52,10 @@ CANCEL_WAIT = 5.0
 
 log = logging.getLogger("eventsource.postgres")
 
+CHECK_DEADLINE: ContextVar[float | None] = ContextVar("eventsource_postgres_check_deadline", default=None)
+"""While a call checks the pool's idle connections (after finding one stale): when the call must end. A check
+waits only until then, and one still waiting then closes its connection (the pool replaces it) at once."""
+
 
 class _Expired(Exception):  # noqa: N818 - internal signal, never leaves this module
     """The deadline passed while the statement was still running."""
@@ -65,7 +70,8 @@ def _wait(gen: Generator[Wait, Ready, RV], fd: int, deadline: float | None) -> R
     if _WAIT_TIMEOUT is None:
         return _poll(gen, fd, deadline)
     try:
-        return waiting.wait(gen, fd, interval=INTERVAL, timeout=None if deadline is None else deadline - monotonic())
+        timeout = None if deadline is None else max(0.0, deadline - monotonic())
+        return waiting.wait(gen, fd, interval=INTERVAL, timeout=timeout)
     except _WAIT_TIMEOUT:
         raise _Expired from None
 
@@ -114,11 +120,18 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
         limit = SYNC_TIMEOUT.get()
         fd = self.pgconn.socket
         deadline = self.deadline
-        if deadline is None and limit is not None:
+        checked = deadline is None and CHECK_DEADLINE.get() is not None
+        if checked:
+            deadline = CHECK_DEADLINE.get()  # an idle connection checked for a call: the call's deadline
+        elif deadline is None and limit is not None:
             deadline = monotonic() + limit  # a statement outside a provider call (the pool's own, say)
         try:
             return _wait(gen, fd, deadline)
         except _Expired:
+            if checked:  # no cancel to wait for: the pool drops a connection whose check failed
+                self.pgconn.finish()
+                msg = f"the pool's check of an idle connection outlived the manager's timeout ({limit}s)"
+                raise StatementTimeoutError(msg) from None
             # the manager's timeout (nothing else can end a wait in this thread): cancel the statement, let
             # the server answer, and time out, unless the statement ended before the cancel reached it. It
             # fires once, as a task's cancellation does: what runs on the way out (a ROLLBACK) is not cut short

@@ -1,15 +1,15 @@
 """Live subscriptions on PostgreSQL: an in-process wake-up, a cheap head probe, and optional LISTEN/NOTIFY.
 
-Subscriptions follow ``read_all`` (which never passes a transaction that may still commit below it), so this
-module only decides *when* to read again. An append through the provider wakes its waiting subscriptions as
-soon as it commits (:class:`~eventsource.subscriptions.ChangeSignal`). Other processes' commits are found by
-probing ``position > after`` soon after a subscription began to wait (:data:`FIRST_PROBE`), then at doubling
-pauses up to ``live_poll_interval``: appends pay nothing, an idle subscription what a fixed interval would.
-With ``live_notify`` on, a statement-level trigger sends one ``pg_notify`` per inserting transaction (a fixed
-payload, folded) to one dedicated LISTEN connection outside the pool, shared by every subscription of the
-provider; a notification wakes them all. NOTIFY takes a cluster-wide lock at commit, which is why it is
-opt-in. A dropped LISTEN connection is reopened, and every waiter reads again at once (notifications sent
-while it was down are lost); the subscription's own ``poll_interval`` bounds any wake-up that never comes.
+Subscriptions follow ``read_all`` (which never passes a transaction that may still commit below it), so this module
+only decides *when* to read again. An append through the provider wakes its waiting subscriptions as soon as it
+commits (:class:`~eventsource.subscriptions.ChangeSignal`), or ends unanswered (it may have committed). Other
+processes' commits are found by probing ``position > after`` soon after a subscription began to wait
+(:data:`FIRST_PROBE`), then at doubling pauses up to ``live_poll_interval``: appends pay nothing, an idle subscription
+what a fixed interval would. With ``live_notify`` on, a statement-level trigger sends one ``pg_notify`` per inserting
+transaction to one dedicated LISTEN connection outside the pool, shared by every subscription of the provider; a
+notification wakes them all. NOTIFY takes a cluster-wide lock at commit, which is why it is opt-in. A dropped LISTEN
+connection is reopened, and every waiter reads again at once (notifications sent while it was down are lost); the
+subscription's own ``poll_interval`` bounds any wake-up that never comes.
 """
 
 from __future__ import annotations

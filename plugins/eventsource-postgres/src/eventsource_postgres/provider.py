@@ -20,6 +20,7 @@ from eventsource.provider import Capabilities, Provider, inline_io_allowed
 
 from eventsource_postgres.append import Appender
 from eventsource_postgres.connection import Connection
+from eventsource_postgres.errors import may_have_committed
 from eventsource_postgres.live import Live
 from eventsource_postgres.monitoring import Monitor
 from eventsource_postgres.queries import Queries
@@ -190,7 +191,12 @@ class PostgresProvider(Provider):
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """One statement: lock the stream, write the streams row conditionally, insert the events."""
-        result = await self._write(self._appender.append(stream_id, events, expected, stream))
+        try:
+            result = await self._write(self._appender.append(stream_id, events, expected, stream))
+        except BaseException as e:
+            if may_have_committed(e):  # e.g. cancelled after the commit, while its WAL position was read
+                self._live.committed()
+            raise
         self._live.committed()  # this process's subscriptions on the store read again now
         return result
 

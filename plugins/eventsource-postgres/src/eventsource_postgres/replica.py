@@ -20,8 +20,10 @@ import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import ConfigurationError
 from eventsource.model import utcnow
+
+from eventsource_postgres.errors import may_have_committed
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -100,9 +102,7 @@ class Replica:
         A write that gives no answer (cancelled, connection lost, timed out) may have committed; a refusal
         (conflict, bad input) did not.
         """
-        if self.read_your_writes and (
-            not isinstance(e, Exception) or isinstance(e, (ProviderUnavailableError, ProviderTimeoutError))
-        ):
+        if self.read_your_writes and may_have_committed(e):
             self.unrecorded += 1
             self.last_error, self.failed_at = f"{type(e).__name__} before the write answered", utcnow().isoformat()
 

@@ -50,3 +50,41 @@ async def test_every_expected_form_single_and_batch(make_provider: Callable[...,
     positions = [e.position async for e in p.read_stream("s")]
     assert positions == sorted(positions)
     assert len(set(positions)) == len(positions)
+
+
+async def test_append_takes_the_lock_key_every_process_computes(
+    make_provider: Callable[..., Any], admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The remembered stream lock keys are the formula's (another process, or another version, computes them
+    afresh), also once the store has forgotten them past its bound: an append waits for a lock taken that way."""
+    import asyncio
+
+    from eventsource_postgres import connection
+    from eventsource_postgres.settings import lock_key
+
+    monkeypatch.setattr(connection, "LOCK_KEYS_KEPT", 2)
+    name = f"es-lock-{uuid.uuid4().hex[:12]}"
+    p = await make_provider(table_prefix="lk_", application_name=name)
+    for sid in ("a", "b", "c", "a"):  # "c" fills the bound: "a" is computed again
+        await p.append(sid, [new_event()], ANY)
+        assert p._conn.lock(sid) == lock_key("stream", p.names.schema, "lk_", sid)
+    assert len(p._conn._lock_keys) <= 2
+    await admin.execute("SELECT pg_advisory_lock(%s)", [lock_key("stream", p.names.schema, "lk_", "a")])
+    try:
+        append = asyncio.ensure_future(p.append("a", [new_event()], 2))
+        waited = False
+        for _ in range(400):  # until the append waits for the lock on the server
+            cur = await admin.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = %s",
+                [name],
+            )
+            waited = bool((await cur.fetchone())[0])
+            if waited:
+                break
+            await asyncio.sleep(0.05)
+        assert waited
+        assert not append.done()
+    finally:
+        await admin.execute("SELECT pg_advisory_unlock_all()")
+    assert (await append).first_version == 3

@@ -88,3 +88,79 @@ async def test_append_takes_the_lock_key_every_process_computes(
     finally:
         await admin.execute("SELECT pg_advisory_unlock_all()")
     assert (await append).first_version == 3
+
+
+async def _waits_for_lock(admin: Any, name: str, append: Any) -> bool:
+    """Whether ``append`` (started) waits for an advisory lock on the server, or ends without waiting."""
+    import asyncio
+
+    while not append.done():
+        cur = await admin.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+            "WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = %s",
+            [name],
+        )
+        if (await cur.fetchone())[0]:
+            return True
+        await asyncio.sleep(0.02)
+    await append  # (raises what it raised)
+    return False
+
+
+async def test_stores_in_other_schemas_or_prefixes_never_share_a_stream_lock(
+    make_provider: Callable[..., Any], admin: Any
+) -> None:
+    """Each store remembers its own stream lock keys: the same stream id in another schema or under another
+    table prefix (or an id differing only in case) is not held up by this stream's lock, this one is."""
+    import asyncio
+
+    from eventsource_postgres.settings import lock_key
+
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    apps = [f"es-lock-{uuid.uuid4().hex[:12]}" for _ in range(3)]
+    same = await make_provider(schema=schema, application_name=apps[0])
+    prefixed = await make_provider(schema=schema, table_prefix="b_", application_name=apps[1])
+    other = await make_provider(application_name=apps[2])
+    for p in (same, prefixed, other):
+        await p.append("a", [new_event()], ANY)  # every store has remembered its key for "a"
+    await admin.execute("SELECT pg_advisory_lock(%s)", [lock_key("stream", schema, "", "a")])
+    try:
+        for p, app, sid in ((prefixed, apps[1], "a"), (other, apps[2], "a"), (same, apps[0], "A")):
+            assert not await _waits_for_lock(admin, app, asyncio.ensure_future(p.append(sid, [new_event()], ANY)))
+        held = asyncio.ensure_future(same.append("a", [new_event()], 1))
+        assert await _waits_for_lock(admin, apps[0], held)
+    finally:
+        await admin.execute("SELECT pg_advisory_unlock_all()")
+    assert (await held).first_version == 2
+
+
+async def test_long_stream_ids_are_not_kept_with_their_lock_keys(make_provider: Callable[..., Any], admin: Any) -> None:
+    """The remembered keys stay small whatever the ids' length (up to 65,536 characters with
+    ``max_stream_id_length``), and a long id's append still takes the formula's key."""
+    import asyncio
+
+    from eventsource_postgres.settings import lock_key
+
+    name = f"es-lock-{uuid.uuid4().hex[:12]}"
+    p = await make_provider(application_name=name)
+    long_ids = [f"{i}-" + "\U0001d11e" * 10_000 for i in range(3)]
+    for sid in [*long_ids, "short"]:
+        await p.append(sid, [new_event()], ANY)
+    assert "short" in p._conn._lock_keys
+    assert max(len(k) for k in p._conn._lock_keys) < 1_000
+    await admin.execute("SELECT pg_advisory_lock(%s)", [lock_key("stream", p.names.schema, "", long_ids[0])])
+    try:
+        held = asyncio.ensure_future(p.append(long_ids[0], [new_event()], 1))
+        assert await _waits_for_lock(admin, name, held)
+    finally:
+        await admin.execute("SELECT pg_advisory_unlock_all()")
+    assert (await held).first_version == 2
+
+
+def test_the_stream_lock_key_formula_is_the_one_every_version_computes() -> None:
+    """Writers of two library versions on one store must take the same lock for a stream: the formula's
+    values are pinned (a change of separator, hash or person string would let their appends interleave)."""
+    from eventsource_postgres.settings import lock_key
+
+    assert lock_key("stream", "eventsource", "", "order-1") == -7559094392583017410
+    assert lock_key("stream", "es_x", "p_", "Ünï \U0001d11e") == 3072534448523956153

@@ -34,6 +34,10 @@ T = TypeVar("T")
 LOCK_KEYS_KEPT = 4096
 """Stream lock keys remembered per store (the hash is recomputed for a stream past that many)."""
 
+LOCK_KEY_ID_CHARS = 256
+"""Longest stream id whose lock key is remembered (a longer one is hashed on each use: kept, 4096 ids of
+up to 65,536 characters could hold a gigabyte)."""
+
 RACE_ATTEMPTS = 3
 """Times a write that lost a race (an append, a deleting transaction the server aborted) is run in all."""
 
@@ -254,7 +258,9 @@ class Connection:
         keys = self._lock_keys
         key = keys.get(stream_id)
         if key is None:
-            if len(keys) >= LOCK_KEYS_KEPT:
-                keys.clear()  # (a bound, not an LRU: the keys are cheap to recompute)
-            key = keys[stream_id] = lock_key("stream", self.names.schema, self.names.prefix, stream_id)
+            key = lock_key("stream", self.names.schema, self.names.prefix, stream_id)
+            if len(stream_id) <= LOCK_KEY_ID_CHARS:
+                if len(keys) >= LOCK_KEYS_KEPT:
+                    keys.clear()  # (a bound, not an LRU: the keys are cheap to recompute)
+                keys[stream_id] = key
         return key

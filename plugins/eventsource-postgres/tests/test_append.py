@@ -164,3 +164,31 @@ def test_the_stream_lock_key_formula_is_the_one_every_version_computes() -> None
 
     assert lock_key("stream", "eventsource", "", "order-1") == -7559094392583017410
     assert lock_key("stream", "es_x", "p_", "Ünï \U0001d11e") == 3072534448523956153
+
+
+@pytest.mark.parametrize("size", [1, 3])
+async def test_the_append_result_holds_every_field_in_its_place(make_provider: Callable[..., Any], size: int) -> None:
+    """The result (built positionally) equals the one built by field name from what the store holds, and the
+    identical retry's equals it but for ``duplicate``."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from eventsource.model import AppendResult
+
+    p = await make_provider()
+    await p.append("r", [new_event()], NO_STREAM)
+    t0 = utcnow() - timedelta(hours=1)
+    batch = [replace(new_event(), timestamp=t0 + timedelta(seconds=i)) for i in range(size)]
+    r = await p.append("r", batch, 1)
+    stored = [e async for e in p.read_stream("r", from_version=2)]
+    assert type(r) is AppendResult
+    assert r == AppendResult(
+        stream_id="r",
+        first_version=2,
+        last_version=1 + size,
+        positions=tuple(e.position for e in stored),
+        event_ids=tuple(e.event_id for e in batch),
+        timestamp=t0,
+        duplicate=False,
+    )
+    assert await p.append("r", batch, ANY) == replace(r, duplicate=True)

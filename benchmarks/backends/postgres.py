@@ -182,7 +182,8 @@ class PostgresBackend(Backend):
             return ""
         table = f'"{self.sync_schemas[-1]}"."streams"'
         with psycopg.connect(URL, autocommit=True) as conn:
-            row = conn.execute("SELECT pg_relation_size(%s::regclass) / 8192", [table]).fetchone()
+            size = "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int"
+            row = conn.execute(size, [table]).fetchone()
         pages = int(row[0]) if row else 0
         return f"lib's streams row ended on {pages} heap page{'s' if pages != 1 else ''} (1 = pruned as it went)"
 

@@ -192,3 +192,32 @@ async def test_the_append_result_holds_every_field_in_its_place(make_provider: C
         duplicate=False,
     )
     assert await p.append("r", batch, ANY) == replace(r, duplicate=True)
+
+
+def test_lock_keys_stay_the_formulas_while_threads_evict_them(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads asking for keys while others clear the bounded cache (sync callers on their own threads) each
+    get the formula's key, and the cache stays within its bound (plus one entry per racing thread)."""
+    import threading
+
+    from eventsource_postgres import PostgresProvider, connection
+    from eventsource_postgres.settings import lock_key
+
+    monkeypatch.setattr(connection, "LOCK_KEYS_KEPT", 8)
+    p = PostgresProvider(url, schema="es_threads", table_prefix="t_")  # (keys need no connection)
+    wrong: list[str] = []
+    sizes: list[int] = []
+
+    def ask(n: int) -> None:
+        for i in range(5_000):
+            sid = f"{(i * 7 + n) % 50}-Ü"
+            if p._conn.lock(sid) != lock_key("stream", "es_threads", "t_", sid):
+                wrong.append(sid)
+            sizes.append(len(p._conn._lock_keys))
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
+    assert max(sizes) <= 8 + len(threads)

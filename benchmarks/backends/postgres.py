@@ -36,7 +36,7 @@ from eventsource_postgres.schema import Names, migrate
 from harness import Backend, Options, RawEvent, SyncLibSide, SyncSide, installed
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from eventsource.provider import Provider
 
@@ -170,6 +170,22 @@ class PostgresBackend(Backend):
         if self.options.peers and installed("eventsourcing"):
             sides["eventsourcing"] = _Eventsourcing(sides["raw"].names.schema)  # type: ignore[attr-defined]
         return sides
+
+    def row_note(self, key: str, sides: Iterable[str]) -> str:  # noqa: ARG002 - every contestant set
+        """For ``sync_append_p50``: over how many heap pages the library's streams row spread during the row.
+
+        One page: its old versions were pruned as it went. More: a transaction left open elsewhere on the
+        server kept them, and each append's lookup of the row visited every page it left (the raw side,
+        insert-only, pays nothing for that); the plugin README ("The cost") explains.
+        """
+        if key != "sync_append_p50" or len(getattr(self, "sync_schemas", [])) < 2:  # (raw's schema, then the lib's)
+            return ""
+        table = f'"{self.sync_schemas[-1]}"."streams"'
+        with psycopg.connect(URL, autocommit=True) as conn:
+            size = "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int"
+            row = conn.execute(size, [table]).fetchone()
+        pages = int(row[0]) if row else 0
+        return f"lib's streams row ended on {pages} heap page{'s' if pages != 1 else ''} (1 = pruned as it went)"
 
     def cleanup(self) -> None:
         with psycopg.connect(URL, autocommit=True) as conn:

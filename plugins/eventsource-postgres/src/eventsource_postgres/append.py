@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ProviderError, ValidationError
-from eventsource.model import AppendResult, ExpectedVersion, RecordedEvent
+from eventsource.model import AppendResult, ExpectedVersion, RecordedEvent, make_append_result
 from eventsource.provider import check_duplicate, check_expected
 
 from eventsource_postgres.connection import RACE_ATTEMPTS
@@ -73,13 +73,15 @@ class Appender:
             row = await self.conn.call("append", run, retry=True)
             if row:
                 prev, base = row  # type: ignore[misc]
-                return AppendResult(
-                    stream_id=stream_id,
-                    first_version=prev + 1,
-                    last_version=prev + len(events),
-                    positions=tuple(range(base, base + len(events))),
-                    event_ids=tuple(e.event_id for e in events),
-                    timestamp=events[0].timestamp,
+                n = len(events)
+                return make_append_result(  # positional, in AppendResult's field order
+                    stream_id,
+                    prev + 1,
+                    prev + n,
+                    (base,) if n == 1 else tuple(range(base, base + n)),
+                    (events[0].event_id,) if n == 1 else tuple(e.event_id for e in events),
+                    events[0].timestamp,
+                    False,  # noqa: FBT003 - duplicate
                 )
             stored = await self._events_by_ids([e.event_id for e in events])
             dup = check_duplicate(stream_id, events, [stored.get(e.event_id) for e in events])

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+LOCK_KEYS_KEPT = 4096
+"""Stream lock keys remembered per store (the hash is recomputed for a stream past that many)."""
+
+LOCK_KEY_ID_CHARS = 256
+"""Longest stream id whose lock key is remembered (a longer one is hashed on each use: kept, 4096 ids of
+up to 65,536 characters could hold a gigabyte)."""
+
 RACE_ATTEMPTS = 3
 """Times a write that lost a race (an append, a deleting transaction the server aborted) is run in all."""
 
@@ -92,6 +99,7 @@ class Connection:
         self._password = target_password(url)
         self.pool: AsyncConnectionPool[Any] | None = None
         self._connect_lock = asyncio.Lock()
+        self._lock_keys: dict[str, int] = {}
         self.prepare: bool | None = None if settings["prepare_threshold"] is None else True
         """``True`` prepares each statement on first use; ``None`` when prepared statements are off."""
 
@@ -263,4 +271,12 @@ class Connection:
 
     def lock(self, stream_id: str) -> int:
         """The key of the stream's advisory lock (every write to the stream takes it, see the README)."""
-        return lock_key("stream", self.names.schema, self.names.prefix, stream_id)
+        keys = self._lock_keys
+        key = keys.get(stream_id)
+        if key is None:
+            key = lock_key("stream", self.names.schema, self.names.prefix, stream_id)
+            if len(stream_id) <= LOCK_KEY_ID_CHARS:
+                if len(keys) >= LOCK_KEYS_KEPT:
+                    keys.clear()  # (a bound, not an LRU: the keys are cheap to recompute)
+                keys[stream_id] = key
+        return key

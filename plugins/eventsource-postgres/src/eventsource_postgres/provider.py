@@ -191,8 +191,9 @@ class PostgresProvider(Provider):
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """One statement: lock the stream, write the streams row conditionally, insert the events."""
-        try:
-            result = await self._write(self._appender.append(stream_id, events, expected, stream))
+        append = self._appender.append(stream_id, events, expected, stream)
+        try:  # (without a standby to track, awaited directly: one coroutine frame less on the hot path)
+            result = await (append if self._replica is None else self._write(append))
         except BaseException as e:
             if may_have_committed(e):  # e.g. cancelled after the commit, while its WAL position was read
                 self._live.committed()

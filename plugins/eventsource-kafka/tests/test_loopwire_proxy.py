@@ -27,7 +27,7 @@ import pytest
 from eventsource.errors import ConcurrencyError
 from eventsource.model import ANY, NewEvent, NewStream, utcnow
 
-from .conftest import acked_events_are_readable, loop_wire
+from .conftest import acked_events_are_readable, drop_namespace, loop_wire
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -329,7 +329,7 @@ async def test_a_broker_answering_errors_does_not_cost_a_connection_per_check(
     another at once, so a broker answering errors cost a new connection for every check or two. Meanwhile
     the checks go through the producer's connection, and every append is acknowledged and readable.
     """
-    from eventsource_kafka import loopwire
+    from eventsource_kafka import KafkaProvider, loopwire
 
     monkeypatch.setattr(loopwire, "_RETRY_S", 3600.0)  # the back-off outlasts the test: no timing in it
     url, proxy = proxied
@@ -339,7 +339,7 @@ async def test_a_broker_answering_errors_does_not_cost_a_connection_per_check(
     await writer.connect()
     await reader.connect()
     try:
-        await _wire(writer)
+        await loop_wire(writer)
         await writer.append("warm", [ev()], ANY)  # a check on it: the proxy counts it by its first request
         opened, tampered = proxy.wire_connections, proxy.tampered
         assert opened
@@ -350,10 +350,10 @@ async def test_a_broker_answering_errors_does_not_cost_a_connection_per_check(
             await writer.append("s", [e], i)
         assert proxy.tampered == tampered + 1  # one check answered with an error on the loop's connection
         assert proxy.wire_connections == opened  # and no connection opened after it
-        await _acked_events_are_readable(reader, "s", [e.event_id for e in events])
+        await acked_events_are_readable(reader, "s", [e.event_id for e in events])
         proxy.tamper, proxy.tamper_all = None, False
         writer._conn.io.wires._retry_at.clear()  # the back-off over: the next check opens a connection again
-        await _wire(writer)
+        await loop_wire(writer)
         await writer.append("warm", [ev()], ANY)
         assert proxy.wire_connections == opened + 1
     finally:

@@ -547,7 +547,12 @@ class Runner:
         return m, p
 
     def _want(self, key: str) -> bool:
-        return not self.o.only or any(key.startswith(k) for k in self.o.only)
+        """Whether ``--only`` asks for a row of step ``key``: a prefix of the step, or narrowed into it.
+
+        ``--only sync`` runs every ``sync_*`` step; ``--only sync_append_p50`` the step ``sync`` and, in it,
+        ``sync_append``, the step that makes that row.
+        """
+        return not self.o.only or any(key.startswith(k) or k.startswith(key) for k in self.o.only)
 
     def _peers(self, row: str) -> dict[str, Side]:
         return self.b.peers(row) if self.o.peers else {}

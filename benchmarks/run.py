@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         action="append",
         default=[],
-        help=f"run only workloads starting with this (repeatable): {', '.join(WORKLOADS)}",
+        help=f"run only workloads starting with this, a whole row name included (repeatable): {', '.join(WORKLOADS)}",
     )
     ap.add_argument(
         "--no-peers", action="store_true", help="only lib and raw (no aiosqlite, eventsourcing, envelope contestants)"

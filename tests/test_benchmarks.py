@@ -256,3 +256,23 @@ def test_the_raw_sqlite_table_has_the_librarys_layout(tmp_path: Path) -> None:
     assert layout(raw, "raw_events") == layout(lib, "es_events")
     lib.close()
     raw.close()
+
+
+@pytest.mark.parametrize(
+    ("only", "rows"),
+    [("sync_append_p50", {"sync_append_p50"}), ("append_p50", {"append_p50", "append_p95", "append_p50_hop"})],
+)
+def test_only_a_rows_full_name_runs_that_row(tmp_path: Path, only: str, rows: set[str]) -> None:
+    """``--only`` with a row's whole name runs the step that makes it (a sync row's step is named ``sync``)."""
+    out = tmp_path / "bench.json"
+    args = ["--backend", "sqlite", "--quick", "--repetitions", "1", "--no-peers", "--only", only]
+    proc = subprocess.run(
+        [sys.executable, str(RUN), *args, "--workdir", str(tmp_path), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    workloads = json.loads(out.read_text(encoding="utf-8"))["backends"]["sqlite"]["workloads"]
+    assert set(workloads) == rows

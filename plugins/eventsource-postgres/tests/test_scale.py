@@ -218,3 +218,60 @@ async def test_retention_runs_at_once_from_two_providers_delete_each_event_once(
     for s, first in (("a", 1501), ("b", 1801), ("c", 1501)):
         info = await m.get_stream_info(s)
         assert (info.event_count, info.first_version) == (2001 - first, first)
+
+
+async def test_cursor_pages_keep_one_cached_plan_on_a_big_store(make_provider: Callable[..., Any], admin: Any) -> None:
+    # 300,000 events: enough that a bound LIMIT and OFFSET make the generic plan look dearer than planning each call
+    # (the planner guesses 10% of the matches for each), which the server then did on every page, on this store only
+    p = await make_provider(pool_min_size=1, pool_max_size=1)  # one session: its prepared statements are the ones read
+    m = await manager_on(p)
+    n, names = 300_000, p.names
+    await admin.execute(
+        f"INSERT INTO {names.events} (event_id, stream_id, event_type, version, position, data, metadata, encoding, "
+        "ts, tenant_id) SELECT 'e-' || g, 's-' || lpad((g % 1000)::text, 4, '0'), 'T' || (g % 5), g / 1000 + 1, "
+        "g + 1, '\\x7b7d', '\\x7b7d', 'json', now() + g * interval '1 second', 't' || (g % 100) "
+        f"FROM generate_series(0, {n} - 1) AS g"
+    )
+    await admin.execute(
+        f"INSERT INTO {names.streams} (stream_id, version, event_count, created_at, updated_at, first_version) "
+        f"SELECT stream_id, max(version), count(*), now(), now(), 1 FROM {names.events} GROUP BY stream_id"
+    )
+    await admin.execute(f"ANALYZE {names.events}")
+    await admin.execute(f"ANALYZE {names.streams}")
+    deep = n * 9 // 10  # event g has position g + 1, type T{g % 5}, tenant t{g % 100}
+    pages: dict[str, tuple[Any, list[int]]] = {
+        "ORDER BY position ASC": (lambda: m.get_events(limit=10, after_position=deep, count="none"), [1, 2, 3]),
+        "ORDER BY position DESC": (
+            lambda: m.get_events(limit=10, after_position=deep, sort_order="desc", count="none"),
+            [-1, -2, -3],
+        ),
+        "ORDER BY event_type, position": (
+            lambda: m.get_events(event_types=["T3"], limit=10, after_position=deep, count="none"),
+            [4, 9, 14],
+        ),
+        "ORDER BY tenant_id, position": (
+            lambda: m.get_events(tenant_id="t7", limit=10, after_position=deep, count="none"),
+            [8, 108, 208],
+        ),
+        "ORDER BY event_type DESC, position DESC": (
+            lambda: m.get_events(event_types=["T3"], limit=10, after_position=deep, sort_order="desc", count="none"),
+            [-1, -6, -11],
+        ),
+    }
+    for tail, (call, first) in pages.items():
+        for _ in range(8):  # the server plans the first five calls for their values, then may cache a plan
+            page = await call()
+        assert [e.position - deep for e in page.events[:3]] == first, tail  # as the filter and the order say
+        assert page.has_more
+    for _ in range(8):
+        streams = await m.list_streams(limit=10, after="s-0500")
+    assert [s.stream_id for s in streams.streams] == [f"s-{i:04d}" for i in range(501, 511)]
+
+    async def plans(conn: Any) -> list[tuple[str, int, int]]:
+        cur = await conn.execute("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+        return await cur.fetchall()
+
+    by_tail = {s: (g, c) for s, g, c in await p._conn.call("plans", plans, retry=False)}
+    for tail in [*pages, "ORDER BY stream_id"]:
+        (generic, custom) = next(v for s, v in by_tail.items() if s.split(" LIMIT ")[0].endswith(tail))
+        assert generic >= 3, (tail, generic, custom)  # the cached plan served the last calls, not a plan per call

@@ -275,3 +275,37 @@ async def test_cursor_pages_keep_one_cached_plan_on_a_big_store(make_provider: C
     for tail in [*pages, "ORDER BY stream_id"]:
         (generic, custom) = next(v for s, v in by_tail.items() if s.split(" LIMIT ")[0].endswith(tail))
         assert generic >= 3, (tail, generic, custom)  # the cached plan served the last calls, not a plan per call
+
+
+async def test_cursor_pages_on_one_field_return_what_the_filter_says(
+    make_provider: Callable[..., Any], admin: Any
+) -> None:
+    # the one-field cursor pages walk (field, position) between row bounds: NULLs, values that sort just
+    # before or after the asked one (a prefix, a longer value) and every other value stay out, both ways
+    p = await make_provider()
+    m = await manager_on(p)
+    values = ["v", "u", "w", "v ", "vv", None]
+    await admin.execute(
+        f"INSERT INTO {p.names.events} (event_id, stream_id, event_type, version, position, data, metadata, encoding, "
+        "ts, tenant_id, correlation_id, aggregate_id, aggregate_type) SELECT 'e-' || g, 's-' || (g %% 7), "
+        "coalesce(v, 'x'), g / 7 + 1, g + 1, '\\x7b7d', '\\x7b7d', 'json', now(), v, v, v, v "
+        "FROM generate_series(0, 299) AS g, LATERAL (SELECT (%s::text[])[1 + (g * 7 + g / 6) %% 6] AS v) AS pick",
+        [values],
+    )
+    every = (await m.get_events(limit=1000)).events
+    assert len(every) == 300
+    fields = ("tenant_id", "correlation_id", "aggregate_id", "aggregate_type")
+    for kw in [{"event_types": ["v"]}, *({f: "v"} for f in fields)]:
+        field, value = next(iter(kw.items()))
+        want = [e.position for e in every if getattr(e, "event_type" if field == "event_types" else field) == "v"]
+        assert 40 < len(want) < 60, value
+        for order in ("asc", "desc"):
+            got: list[int] = []
+            cursor = 0 if order == "asc" else 10**6
+            while True:
+                page = await m.get_events(limit=7, after_position=cursor, sort_order=order, count="none", **kw)
+                got.extend(e.position for e in page.events)
+                if not page.has_more:
+                    break
+                cursor = page.next_cursor
+            assert got == (want if order == "asc" else want[::-1]), (field, order)

@@ -134,9 +134,7 @@ _KEYS = ("tenant_id", "correlation_id", "aggregate_id", "aggregate_type")
 _MIN_POSITION = -(1 << 63)
 
 
-def _keyed(
-    flt: EventFilter, cursor: int | None, horizon: str, *, descending: bool
-) -> tuple[str, list[Any]] | None:
+def _keyed(flt: EventFilter, cursor: int | None, horizon: str, *, descending: bool) -> tuple[str, list[Any]] | None:
     """A cursor page's ``WHERE ... ORDER BY`` on one index whose order is the page's, or ``None`` for any other query.
 
     No filter: the primary key. One type, tenant, correlation, aggregate id or type: that field's
@@ -148,11 +146,11 @@ def _keyed(
     """
     if cursor is None or flt.stream_id is not None:
         return None
-    others = (flt.from_version, flt.to_version, flt.from_timestamp, flt.to_timestamp)
+    ranges = (flt.from_version, flt.to_version, flt.from_timestamp, flt.to_timestamp)
     set_keys = [(k, getattr(flt, k)) for k in _KEYS if getattr(flt, k) is not None]
-    if flt.event_types is not None:
+    if flt.event_types is not None:  # several types (or none) are no one key of the index
         set_keys.append(("event_type", flt.event_types[0] if len(flt.event_types) == 1 else None))
-    if any(v is not None for v in others) or len(set_keys) > 1 or (set_keys and set_keys[0][1] is None):
+    if any(v is not None for v in ranges) or len(set_keys) > 1 or any(v is None for _, v in set_keys):
         return None
     if not set_keys:
         if descending:

@@ -259,11 +259,13 @@ async def test_cursor_pages_keep_one_cached_plan_on_a_big_store(make_provider: C
         ),
     }
     for tail, (call, first) in pages.items():
-        for _ in range(8):  # the server plans the first five calls for their values, then may cache a plan
+        # the text is prepared from its sixth run (prepare_threshold 5: a literal LIMIT makes each page size a
+        # text of its own), then the server plans the first five runs for their values and may cache a plan
+        for _ in range(16):
             page = await call()
         assert [e.position - deep for e in page.events[:3]] == first, tail  # as the filter and the order say
         assert page.has_more
-    for _ in range(8):
+    for _ in range(16):
         streams = await m.list_streams(limit=10, after="s-0500")
     assert [s.stream_id for s in streams.streams] == [f"s-{i:04d}" for i in range(501, 511)]
 
@@ -309,3 +311,30 @@ async def test_cursor_pages_on_one_field_return_what_the_filter_says(
                     break
                 cursor = page.next_cursor
             assert got == (want if order == "asc" else want[::-1]), (field, order)
+
+
+async def test_cursor_pages_of_many_sizes_leave_the_hot_statements_prepared(
+    make_provider: Callable[..., Any], admin: Any
+) -> None:
+    # a cursor page's LIMIT is a literal, so each page size is a statement of its own; prepared on first use,
+    # a caller that asks a new size each call would fill psycopg's 100 prepared statements of the session and
+    # evict (DEALLOCATE) the ones every other call uses, with two extra round trips a page
+    p = await make_provider(pool_min_size=1, pool_max_size=1)  # one session: its prepared statements are the ones read
+    m = await manager_on(p)
+    await m.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {}, "tenant_id": "t"}] * 30)
+    for _ in range(8):
+        await m.get_stream_info("s")
+
+    async def prepared(conn: Any) -> list[str]:
+        cur = await conn.execute("SELECT statement FROM pg_prepared_statements")
+        return [r[0] for r in await cur.fetchall()]
+
+    hot = set(await p._conn.call("prepared", prepared, retry=False))
+    for size in range(1, 151):
+        page = await m.get_events(tenant_id="t", limit=size, after_position=0, count="none")
+        assert len(page.events) == min(size, 30)
+        streams = await m.list_streams(limit=size, after="r")
+        assert [s.stream_id for s in streams.streams] == ["s"]
+    now = set(await p._conn.call("prepared", prepared, retry=False))
+    assert hot <= now, hot - now  # nothing the session used before was evicted
+    assert len(now - hot) < 10, len(now)  # the one-off page sizes were not prepared

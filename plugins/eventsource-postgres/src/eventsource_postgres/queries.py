@@ -98,7 +98,7 @@ class Queries:
                     f"ORDER BY {key} {direction} LIMIT %s OFFSET %s"
                 )
                 args = [*page_params, limit, offset]
-            rows = await self.conn.fetchall(conn, page_q, args) if limit > 0 else []
+            rows = await self.conn.fetchall(conn, page_q, args, varied=keyed is not None) if limit > 0 else []
             held = False
             if guarded and len(rows) < limit:  # the page may end at the horizon: do matches wait above it?
                 q = f"SELECT EXISTS (SELECT 1 FROM {self.sql.events} WHERE {cond} AND position >= ({self.sql.horizon}))"  # noqa: S608

@@ -81,7 +81,7 @@ class Streams:
                 rows = await self.conn.fetchall(conn, self.sql.list_streams, [limit, offset])
             else:
                 q = f"{self.sql.list_streams_after} LIMIT {int(limit)}" + (" OFFSET %s" if offset else "")
-                rows = await self.conn.fetchall(conn, q, [after, offset] if offset else [after])
+                rows = await self.conn.fetchall(conn, q, [after, offset] if offset else [after], varied=True)
             total = await self.conn.fetchall(conn, self.sql.count_streams, [])
             return [StreamInfo(*r) for r in rows], int(total[0][0])
 

@@ -9,11 +9,26 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from conftest import manager_on
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from conftest import AgedStore
+    from eventsource.manager import EventSourcingManager
+
+
+async def page_through(m: EventSourcingManager, limit: int, order: str, kw: dict[str, Any]) -> list[int]:
+    """The positions of every page from a cursor before the store's first event (or after its last, descending)."""
+    got: list[int] = []
+    cursor = 0 if order == "asc" else 10**6
+    for _ in range(1000):  # bounded: a page that returns events of other values can move the cursor back
+        page = await m.get_events(limit=limit, after_position=cursor, sort_order=order, count="none", **kw)
+        got.extend(e.position for e in page.events)
+        if not page.has_more:
+            return got
+        cursor = page.next_cursor
+    raise AssertionError(got[:20])
 
 
 async def test_a_cursor_page_holds_back_events_above_a_running_transaction(aged: AgedStore, url: str) -> None:
@@ -190,3 +205,150 @@ async def test_retention_runs_at_once_from_two_providers_delete_each_event_once(
     for s, first in (("a", 1501), ("b", 1801), ("c", 1501)):
         info = await m.get_stream_info(s)
         assert (info.event_count, info.first_version) == (2001 - first, first)
+
+
+async def test_cursor_pages_keep_one_cached_plan_on_a_big_store(make_provider: Callable[..., Any], admin: Any) -> None:
+    # 300,000 events: enough that a bound LIMIT and OFFSET make the generic plan look dearer than planning each call
+    # (the planner guesses 10% of the matches for each), which the server then did on every page, on this store only
+    p = await make_provider(pool_min_size=1, pool_max_size=1)  # one session: its prepared statements are the ones read
+    m = await manager_on(p)
+    n, names = 300_000, p.names
+    await admin.execute(
+        f"INSERT INTO {names.events} (event_id, stream_id, event_type, version, position, data, metadata, encoding, "
+        "ts, tenant_id) SELECT 'e-' || g, 's-' || lpad((g % 1000)::text, 4, '0'), 'T' || (g % 5), g / 1000 + 1, "
+        "g + 1, '\\x7b7d', '\\x7b7d', 'json', now() + g * interval '1 second', 't' || (g % 100) "
+        f"FROM generate_series(0, {n} - 1) AS g"
+    )
+    await admin.execute(
+        f"INSERT INTO {names.streams} (stream_id, version, event_count, created_at, updated_at, first_version) "
+        f"SELECT stream_id, max(version), count(*), now(), now(), 1 FROM {names.events} GROUP BY stream_id"
+    )
+    await admin.execute(f"ANALYZE {names.events}")
+    await admin.execute(f"ANALYZE {names.streams}")
+    deep = n * 9 // 10  # event g has position g + 1, type T{g % 5}, tenant t{g % 100}
+    pages: dict[str, tuple[Any, list[int]]] = {
+        "ORDER BY position ASC": (lambda: m.get_events(limit=10, after_position=deep, count="none"), [1, 2, 3]),
+        "ORDER BY position DESC": (
+            lambda: m.get_events(limit=10, after_position=deep, sort_order="desc", count="none"),
+            [-1, -2, -3],
+        ),
+        "ORDER BY event_type, position": (
+            lambda: m.get_events(event_types=["T3"], limit=10, after_position=deep, count="none"),
+            [4, 9, 14],
+        ),
+        "ORDER BY tenant_id, position": (
+            lambda: m.get_events(tenant_id="t7", limit=10, after_position=deep, count="none"),
+            [8, 108, 208],
+        ),
+        "ORDER BY event_type DESC, position DESC": (
+            lambda: m.get_events(event_types=["T3"], limit=10, after_position=deep, sort_order="desc", count="none"),
+            [-1, -6, -11],
+        ),
+    }
+    for tail, (call, first) in pages.items():
+        # the text is prepared from its sixth run (prepare_threshold 5: a literal LIMIT makes each page size a
+        # text of its own), then the server plans the first five runs for their values and may cache a plan
+        for _ in range(16):
+            page = await call()
+        assert [e.position - deep for e in page.events[:3]] == first, tail  # as the filter and the order say
+        assert page.has_more
+    for _ in range(16):
+        streams = await m.list_streams(limit=10, after="s-0500")
+    assert [s.stream_id for s in streams.streams] == [f"s-{i:04d}" for i in range(501, 511)]
+
+    async def plans(conn: Any) -> list[tuple[str, int, int]]:
+        cur = await conn.execute("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+        return await cur.fetchall()
+
+    by_tail = {s: (g, c) for s, g, c in await p._conn.call("plans", plans, retry=False)}
+    for tail in [*pages, "ORDER BY stream_id"]:
+        (generic, custom) = next(v for s, v in by_tail.items() if s.split(" LIMIT ")[0].endswith(tail))
+        assert generic >= 3, (tail, generic, custom)  # the cached plan served the last calls, not a plan per call
+
+
+async def test_cursor_pages_on_one_field_return_what_the_filter_says(
+    make_provider: Callable[..., Any], admin: Any
+) -> None:
+    # the one-field cursor pages walk (field, position) between row bounds: NULLs, values that sort just
+    # before or after the asked one (a prefix, a longer value) and every other value stay out, both ways
+    p = await make_provider()
+    m = await manager_on(p)
+    values = ["v", "u", "w", "v ", "vv", None]
+    await admin.execute(
+        f"INSERT INTO {p.names.events} (event_id, stream_id, event_type, version, position, data, metadata, encoding, "
+        "ts, tenant_id, correlation_id, aggregate_id, aggregate_type) SELECT 'e-' || g, 's-' || (g %% 7), "
+        "coalesce(v, 'x'), g / 7 + 1, g + 1, '\\x7b7d', '\\x7b7d', 'json', now(), v, v, v, v "
+        "FROM generate_series(0, 299) AS g, LATERAL (SELECT (%s::text[])[1 + (g * 7 + g / 6) %% 6] AS v) AS pick",
+        [values],
+    )
+    every = (await m.get_events(limit=1000)).events
+    assert len(every) == 300
+    fields = ("tenant_id", "correlation_id", "aggregate_id", "aggregate_type")
+    for kw in [{"event_types": ["v"]}, *({f: "v"} for f in fields)]:
+        field, value = next(iter(kw.items()))
+        want = [e.position for e in every if getattr(e, "event_type" if field == "event_types" else field) == "v"]
+        assert 40 < len(want) < 60, value
+        for order in ("asc", "desc"):
+            got = await page_through(m, 7, order, kw)
+            assert got == (want if order == "asc" else want[::-1]), (field, order)
+
+
+async def test_cursor_pages_of_many_sizes_leave_the_hot_statements_prepared(
+    make_provider: Callable[..., Any], admin: Any
+) -> None:
+    # a cursor page's LIMIT is a literal, so each page size is a statement of its own; prepared on first use,
+    # a caller that asks a new size each call would fill psycopg's 100 prepared statements of the session and
+    # evict (DEALLOCATE) the ones every other call uses, with two extra round trips a page
+    p = await make_provider(pool_min_size=1, pool_max_size=1)  # one session: its prepared statements are the ones read
+    m = await manager_on(p)
+    await m.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {}, "tenant_id": "t"}] * 30)
+    for _ in range(8):
+        await m.get_stream_info("s")
+
+    async def prepared(conn: Any) -> list[str]:
+        cur = await conn.execute("SELECT statement FROM pg_prepared_statements")
+        return [r[0] for r in await cur.fetchall()]
+
+    hot = set(await p._conn.call("prepared", prepared, retry=False))
+    for size in range(1, 151):
+        # descending: no horizon, so a transaction running elsewhere on the server holds back nothing here
+        page = await m.get_events(tenant_id="t", limit=size, after_position=2**62, sort_order="desc", count="none")
+        assert len(page.events) == min(size, 30)
+        streams = await m.list_streams(limit=size, after="r")
+        assert [s.stream_id for s in streams.streams] == ["s"]
+    now = set(await p._conn.call("prepared", prepared, retry=False))
+    assert hot <= now, hot - now  # nothing the session used before was evicted
+    assert len(now - hot) < 10, len(now)  # the one-off page sizes were not prepared
+
+
+async def test_one_field_cursor_pages_return_what_equality_says_under_any_collation(
+    make_provider: Callable[..., Any], admin: Any
+) -> None:
+    # the row bounds (f, position) > (v, cursor) and < (v, horizon) hold exactly the rows where f = v: also
+    # where the column's collation sorts case and accents apart from code points (ICU), or calls texts that
+    # differ equal (a nondeterministic collation, which the same `=` honours)
+    values = ["v", "V", "v\u0301", "\u1e7d", "v%", "v_", "v'", "v\\", "v ", " v", "vv", "u\uffff", "w", "v\U0001f600"]
+    for name in ('"C"', '"en-x-icu"', "ci"):
+        p = await make_provider()
+        m = await manager_on(p)
+        events, collation = p.names.events, name if name != "ci" else f"{p.names.schema}.ci"
+        if name == "ci":
+            icu = "provider = icu, locale = 'und-u-ks-level2', deterministic = false"
+            await admin.execute(f"CREATE COLLATION {collation} ({icu})")
+        for col in ("event_type", "tenant_id"):
+            await admin.execute(f"ALTER TABLE {events} ALTER COLUMN {col} TYPE text COLLATE {collation}")
+        await admin.execute(
+            f"INSERT INTO {events} (event_id, stream_id, event_type, version, position, data, metadata, encoding, "
+            "ts, tenant_id) SELECT 'e-' || g, 's-' || (g %% 7), v, g / 7 + 1, g + 1, '\\x7b7d', '\\x7b7d', 'json', "
+            "now(), v FROM generate_series(0, 279) AS g, "
+            "LATERAL (SELECT (%s::text[])[1 + (g * 5 + g / 14) %% 14] AS v) AS pick",
+            [values],
+        )
+        for v in values:
+            cur = await admin.execute(f"SELECT position FROM {events} WHERE tenant_id = %s ORDER BY 1", [v])
+            want = [r[0] for r in await cur.fetchall()]
+            assert want, v
+            for kw in ({"event_types": [v]}, {"tenant_id": v}):
+                for order in ("asc", "desc"):
+                    got = await page_through(m, 5, order, kw)
+                    assert got == (want if order == "asc" else want[::-1]), (collation, v, kw, order)

@@ -262,11 +262,22 @@ class Connection:
         raise AssertionError(msg)
 
     async def fetchall(
-        self, conn: AsyncConnection[Any], query: str, params: Sequence[Any], *, binary: bool = False
+        self,
+        conn: AsyncConnection[Any],
+        query: str,
+        params: Sequence[Any],
+        *,
+        binary: bool = False,
+        varied: bool = False,
     ) -> list[tuple[Any, ...]]:
-        """Run a prepared query; ``binary`` results (event rows) skip parsing bytea and timestamps from text."""
+        """Run a prepared query; ``binary`` results (event rows) skip parsing bytea and timestamps from text.
+
+        ``varied``: the text holds a caller's value (a literal ``LIMIT``), so it is prepared only once it has
+        run ``prepare_threshold`` times: a text run once never takes one of the session's prepared
+        statements (psycopg keeps 100 and deallocates the least recently used).
+        """
         cur = conn.cursor(binary=binary)
-        await cur.execute(query, params, prepare=self.prepare)
+        await cur.execute(query, params, prepare=None if varied else self.prepare)
         return await cur.fetchall()
 
     def lock(self, stream_id: str) -> int:

@@ -87,11 +87,18 @@ class Queries:
             # planner walks the primary key in order and reads every event before the range to find the first ten
             # (with a cursor that walk starts at the cursor, next to the matches, and is the cheap plan)
             key = f"({order} + 0)" if flt.stream_id is None and flt.from_timestamp and cursor is None else order
-            page_q = (
-                f"SELECT {EVENT_COLS} FROM {self.sql.events} WHERE {cond}{horizon} "  # noqa: S608 - fixed clauses, values bound
-                f"ORDER BY {key} {direction} LIMIT %s OFFSET %s"
-            )
-            rows = await self.conn.fetchall(conn, page_q, [*page_params, limit, offset]) if limit > 0 else []
+            keyed = _keyed(flt, cursor, self.sql.horizon, descending=descending)
+            if keyed is not None:  # a cursor page with the plan every size wants: one cached plan for any store
+                page_q = f"SELECT {EVENT_COLS} FROM {self.sql.events} WHERE {keyed[0]} LIMIT {int(limit)}"  # noqa: S608
+                args = keyed[1] if not offset else [*keyed[1], offset]
+                page_q += " OFFSET %s" if offset else ""
+            else:
+                page_q = (
+                    f"SELECT {EVENT_COLS} FROM {self.sql.events} WHERE {cond}{horizon} "  # noqa: S608 - fixed clauses, values bound
+                    f"ORDER BY {key} {direction} LIMIT %s OFFSET %s"
+                )
+                args = [*page_params, limit, offset]
+            rows = await self.conn.fetchall(conn, page_q, args, varied=keyed is not None) if limit > 0 else []
             held = False
             if guarded and len(rows) < limit:  # the page may end at the horizon: do matches wait above it?
                 q = f"SELECT EXISTS (SELECT 1 FROM {self.sql.events} WHERE {cond} AND position >= ({self.sql.horizon}))"  # noqa: S608
@@ -121,3 +128,39 @@ class Queries:
             plan = json.loads(plan) if isinstance(plan, str) else plan
             return int(plan[0]["Plan"]["Plan Rows"]), False
         return None, False
+
+
+_KEYS = ("tenant_id", "correlation_id", "aggregate_id", "aggregate_type")
+_MIN_POSITION = -(1 << 63)
+
+
+def _keyed(flt: EventFilter, cursor: int | None, horizon: str, *, descending: bool) -> tuple[str, list[Any]] | None:
+    """A cursor page's ``WHERE ... ORDER BY`` on one index whose order is the page's, or ``None`` for any other query.
+
+    No filter: the primary key. One type, tenant, correlation, aggregate id or type: that field's
+    ``(field, position)`` index, bounded by row comparisons (``(f, position) > (v, cursor)`` with the
+    upper bound ``(v, ...)``: only ``f = v`` lies between) and ordered by both columns, so no other plan
+    gives the order. PostgreSQL caches a generic plan once it costs no more than planning each call;
+    the literal ``LIMIT`` (with a bound one the planner guesses 10% of the rows) lets it see that the
+    page is cheap on a big store too, and the plan it caches is this index walk for any value.
+    """
+    if cursor is None or flt.stream_id is not None:
+        return None
+    ranges = (flt.from_version, flt.to_version, flt.from_timestamp, flt.to_timestamp)
+    set_keys = [(k, getattr(flt, k)) for k in _KEYS if getattr(flt, k) is not None]
+    if flt.event_types is not None:  # several types (or none) are no one key of the index
+        set_keys.append(("event_type", flt.event_types[0] if len(flt.event_types) == 1 else None))
+    if any(v is not None for v in ranges) or len(set_keys) > 1 or any(v is None for _, v in set_keys):
+        return None
+    if not set_keys:
+        if descending:
+            return "position < %s ORDER BY position DESC", [cursor]
+        return f"position > %s AND position < ({horizon}) ORDER BY position ASC", [cursor]
+    col, value = set_keys[0]
+    if descending:
+        where = f"({col}, position) < (%s, %s) AND ({col}, position) >= (%s, %s)"
+        order, args = f"{col} DESC, position DESC", [value, cursor, value, _MIN_POSITION]
+    else:  # below the horizon, as every ascending cursor page over several streams
+        where = f"({col}, position) > (%s, %s) AND ({col}, position) < (%s, ({horizon}))"
+        order, args = f"{col}, position", [value, cursor, value]
+    return f"{where} AND {col} IS NOT NULL ORDER BY {order}", args

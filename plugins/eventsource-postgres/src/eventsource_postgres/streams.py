@@ -73,14 +73,15 @@ class Streams:
     async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
         """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total.
 
-        ``after`` seeks the key.
+        ``after`` seeks the key (a literal ``LIMIT``: see :class:`~eventsource_postgres.statements.Statements`).
         """
 
         async def run(conn: AsyncConnection[Any]) -> tuple[list[StreamInfo], int]:
             if after is None:
                 rows = await self.conn.fetchall(conn, self.sql.list_streams, [limit, offset])
             else:
-                rows = await self.conn.fetchall(conn, self.sql.list_streams_after, [after, limit, offset])
+                q = f"{self.sql.list_streams_after} LIMIT {int(limit)}" + (" OFFSET %s" if offset else "")
+                rows = await self.conn.fetchall(conn, q, [after, offset] if offset else [after], varied=True)
             total = await self.conn.fetchall(conn, self.sql.count_streams, [])
             return [StreamInfo(*r) for r in rows], int(total[0][0])
 

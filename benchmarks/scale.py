@@ -52,6 +52,15 @@ def _sqlite_path(n: int) -> tuple[Path, bool]:
     return path, not (CACHE / f"{path.name}.ok").exists()
 
 
+def _sqlite_copy(path: Path, n: int) -> Path:
+    """A fresh copy of the cached file ``path`` for a retention run."""
+    copy = CACHE / f"scale-ret-{n}.db"
+    for old in CACHE.glob(copy.name + "*"):
+        old.unlink()
+    shutil.copyfile(path, copy)
+    return copy
+
+
 def _sqlite_load(path: Path, n: int) -> None:
     """Bulk-load ``n`` events into a migrated file, fold the counts, analyze, mark it done."""
     from eventsource.sqlite import counts
@@ -88,11 +97,7 @@ async def sqlite_store(n: int, *, fresh: bool = False) -> Any:
         await p.close()
         _sqlite_load(path, n)
     if fresh:  # retention deletes: it runs on a copy of the cached store
-        copy = CACHE / f"scale-ret-{n}.db"
-        for old in CACHE.glob(copy.name + "*"):
-            old.unlink()
-        shutil.copyfile(path, copy)
-        path = copy
+        path = _sqlite_copy(path, n)
     p = SqliteProvider(f"sqlite:///{path}", synchronous="normal")
     await p.connect()
     return p
@@ -249,13 +254,13 @@ async def writer_alone_vs_during(
         side = "alone" if (w % 4) in (0, 3) else "during"
         stop = asyncio.Event()
 
-        async def run() -> tuple[int, float]:
+        async def run(stop: asyncio.Event) -> tuple[int, float]:
             n, t = 0, time.perf_counter()
             while not stop.is_set():
                 n += await step()
             return n, time.perf_counter() - t
 
-        task = asyncio.ensure_future(run()) if side == "during" else None
+        task = asyncio.ensure_future(run(stop)) if side == "during" else None
         sampler = asyncio.ensure_future(waits(stop)) if side == "during" and waits is not None else None
         got: list[float] = []
         for _ in range(per_window):

@@ -1,10 +1,10 @@
 """Retention and statistics on one SQLite connection: the deleting batches, the kept floor, and the stats read.
 
 Retention deletes in short transactions (:func:`in_batches`) whose size :class:`Batches` adapts so each stays
-near :data:`BATCH_SECONDS`, with a pause after each so writers get the lock; :func:`delete_old_batch` and
-:func:`truncate_batch` are one such transaction's body, and :func:`keep_floor` keeps a stream's version,
-newest event and counts before its events go. :func:`read_stats` is the body of the provider's
-one-transaction ``stats`` read. The provider runs them on its threads.
+near :data:`BATCH_SECONDS`, with pauses (:func:`pacer`) twice the lock time so writers get the lock;
+:func:`delete_old_batch` and :func:`truncate_batch` are one such transaction's body, and :func:`keep_floor`
+keeps a stream's version, newest event and counts before its events go. :func:`read_stats` is the body of
+the provider's one-transaction ``stats`` read. The provider runs them on its threads.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import StreamNotFoundError
 from eventsource.model import ProviderStats
+from eventsource.pacing import Pacer
 from eventsource.sqlite import counts
 from eventsource.sqlite.calls import tx
 from eventsource.sqlite.schema import SCHEMA_VERSION
@@ -44,7 +45,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
 RETENTION_PAUSE = 2
-"""A retention run pauses this many times as long as each batch held the write lock, before the next one."""
+"""A retention run pauses this many times as long as its batches held the write lock (see :func:`pacer`)."""
+
+
+def pacer() -> Pacer:
+    """A provider's retention pauses: :data:`RETENTION_PAUSE` times the lock time its batches held.
+
+    Slept once they add up to half a full batch's pause: tiny batches (one per stream under ``max_count``)
+    do not each pay a sleep.
+    """
+    return Pacer(RETENTION_PAUSE, RETENTION_PAUSE * BATCH_SECONDS / 2)
 
 
 class Batches:
@@ -56,9 +66,10 @@ class Batches:
     def took(self, seconds: float, deleted: int) -> None:
         """Halve the next batch after a slow one, double it after a quick full one (within 8..RETENTION_BATCH).
 
-        A batch that deleted less than its size (the end of a stream's range) says nothing about a bigger one.
+        A batch that deleted less than its size (the end of a stream's range) says nothing about a bigger one, nor,
+        if under half of it, about its own size (a stream barely over ``max_count``: its time is the overhead).
         """
-        if seconds > BATCH_SECONDS:
+        if seconds > BATCH_SECONDS and deleted >= self.size // 2:
             self.size = max(8, self.size // 2)
         elif seconds < BATCH_SECONDS / 2 and deleted >= self.size:
             self.size = min(RETENTION_BATCH, self.size * 2)
@@ -68,16 +79,18 @@ async def in_batches(
     write: Callable[[str, Callable[[sqlite3.Connection], Any]], Coroutine[Any, Any, Any]],
     op: str,
     batch: Callable[[int, sqlite3.Connection], tuple[int, bool]],
+    *,
     last: Batches,
+    pace: Pacer,
     written: Callable[[int], None],
 ) -> int:
     """Run ``batch(size, db) -> (count, last)`` in write transactions sized by :class:`Batches` until the last.
 
-    ``write`` runs a function on the writer, ``last`` is the size the previous run ended with (kept up to date:
-    max_count runs one per stream), ``written`` is told each batch's count. After each batch the run pauses
-    :data:`RETENTION_PAUSE` times as long as the batch held the write lock, so writers have the lock at least
-    two thirds of the time (behind back-to-back batches an append would wait for one every time); the WAL the
-    deletes grow is checkpointed beside them (:mod:`.checkpoints`), never inside a commit.
+    ``write`` runs a function on the writer; ``last`` (the batch size) and ``pace`` (the pauses owed) are the
+    provider's, carried from call to call (max_count runs one per stream); ``written`` is told each batch's
+    count. The run pauses :data:`RETENTION_PAUSE` times as long as its batches held the write lock, so writers
+    have the lock at least two thirds of the time; the WAL the deletes grow is checkpointed beside them
+    (:mod:`.checkpoints`), never inside a commit.
     """
     sizes = Batches(last.size)
     total, done = 0, False
@@ -88,7 +101,9 @@ async def in_batches(
         total += n
         if n:
             written(n)
-            await asyncio.sleep(took * RETENTION_PAUSE)
+        pause = pace.done(took)
+        if pause:
+            await asyncio.sleep(pause)
     return total
 
 

@@ -43,7 +43,7 @@ from eventsource.sqlite.appends import append_sync
 from eventsource.sqlite.calls import ConnectionCalls, tx
 from eventsource.sqlite.checkpoints import CHECKPOINT_EVERY, WAL_BACKSTOP_PAGES, Checkpointer, append_weight
 from eventsource.sqlite.connection import open_connection
-from eventsource.sqlite.maintenance import Batches, delete_old_batch, in_batches, read_stats, truncate_batch
+from eventsource.sqlite.maintenance import Batches, delete_old_batch, in_batches, pacer, read_stats, truncate_batch
 from eventsource.sqlite.queries import query_page
 from eventsource.sqlite.rewrite import rewrite_batch
 from eventsource.sqlite.rows import (
@@ -121,6 +121,7 @@ class SqliteProvider(ConnectionCalls, Provider):
         self._checkpoints: Checkpointer | None = None  # WAL checkpoints off the writer (file databases)
         self._unchecked = 0  # events written since the checkpointer was last poked
         self._batches = Batches()  # retention's batch size, as the last batch left it
+        self._pacer = pacer()  # retention's pauses owed, across runs
 
     @property
     def checkpoint_source(self) -> str:
@@ -440,12 +441,16 @@ class SqliteProvider(ConnectionCalls, Provider):
         than one batch. A run cut short leaves the newer old events for the next run (nothing is half-deleted).
         """
         batch = partial(delete_old_batch, to_us(cutoff), stream_id)
-        return await in_batches(self._write, "delete_events_before", batch, self._batches, self._written)
+        return await in_batches(
+            self._write, "delete_events_before", batch, last=self._batches, pace=self._pacer, written=self._written
+        )
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """Delete the stream's events below ``before_version``, lowest first, in short transactions."""
         batch = partial(truncate_batch, stream_id, before_version)
-        return await in_batches(self._write, "truncate_stream", batch, self._batches, self._written)
+        return await in_batches(
+            self._write, "truncate_stream", batch, last=self._batches, pace=self._pacer, written=self._written
+        )
 
     async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
         """Swap payloads in place in one write transaction (:mod:`eventsource.sqlite.rewrite`)."""

@@ -5,11 +5,14 @@ counts; PostgreSQL: ``generate_series`` server-side, then ``ANALYZE``) with the 
 streams, five event types, 100 tenants, one event a second; they are cached between runs (SQLite files under
 ``EVENTSOURCE_BENCH_CACHE``, PostgreSQL schemas ``es_scale_<n>``). Each call runs through the manager, one
 warm-up on each store, then ``--rounds`` rounds alternating the small and the big store (medians of wall and
-process CPU time). Retention runs on a store of its own (it deletes): a writer appends one
-event at a time for a few seconds alone, then again while ``delete_events_before`` removes the oldest 20%, then
-alone and while every stream is truncated (``max_count``'s work); each pair of p99 latencies is compared. Usage:
-``python benchmarks/scale.py --store sqlite --big 10000000``; the JSON goes to
-``benchmarks/report/scale/<store>-<big>.json`` (apart from the harness reports that render.py reads).
+process CPU time). Retention runs on a store of its own (it deletes; SQLite: a copy of the cached file): one
+writer appends one event at a time in ``--windows`` windows of ``--window-appends`` appends, alone and while
+retention runs in turn (A B B A ...), first with ``delete_events_before`` deleting the oldest events 200 at a
+time, then with one stream after another truncated by 5 events (``max_count``'s work); both sides' p99 and
+their ratio are reported (PostgreSQL: also the store's backends' wait events, sampled on both sides). Usage:
+``python benchmarks/scale.py --store sqlite --big 10000000`` (``--only-retention``: the retention rows alone,
+to ``<store>-retention-<n>.json``); the JSON goes to ``benchmarks/report/scale/<store>-<big>.json`` (apart
+from the harness reports that render.py reads).
 """
 
 from __future__ import annotations
@@ -242,8 +245,8 @@ async def writer_alone_vs_during(
     same work and get the same number of samples; the order A B B A ... puts both under the same machine load
     (and the same store as it shrinks). In a B window a task calls ``step()`` (one retention call) again and
     again until the writer's appends are done; the window ends once the call in flight returns (those
-    appends are not timed: nothing is measured while the writer waits for it). ``waits``, if given, is
-    started for the B windows and stopped after (PostgreSQL: the writer's wait events).
+    appends are not timed: nothing is measured while the writer waits for it). ``waits(stop, side)``, if
+    given, runs beside every window until it ends (PostgreSQL: the wait events of the store's backends).
     """
     lat: dict[str, list[float]] = {"alone": [], "during": []}
     per: dict[str, list[float]] = {"alone": [], "during": []}  # each window's p99, to show the spread
@@ -261,7 +264,7 @@ async def writer_alone_vs_during(
             return n, time.perf_counter() - t
 
         task = asyncio.ensure_future(run(stop)) if side == "during" else None
-        sampler = asyncio.ensure_future(waits(stop)) if side == "during" and waits is not None else None
+        sampler = asyncio.ensure_future(waits(stop, side)) if waits is not None else None
         got: list[float] = []
         for _ in range(per_window):
             t = time.perf_counter()
@@ -293,10 +296,11 @@ async def writer_alone_vs_during(
     return out
 
 
-def pg_waits(p: Any, into: dict[str, int]) -> Any:
-    """A sampler of the wait events of the store's active backends (``kind:wait``), counted into ``into``."""
+def pg_waits(p: Any, into: dict[str, dict[str, int]]) -> Any:
+    """A sampler of the wait events of the store's active backends, counted into ``into[side]["kind:wait"]``."""
 
-    async def sample(stop: asyncio.Event) -> None:
+    async def sample(stop: asyncio.Event, side: str) -> None:
+        got = into.setdefault(side, {})
         import psycopg
 
         async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as raw:
@@ -309,20 +313,24 @@ def pg_waits(p: Any, into: dict[str, int]) -> Any:
                 )
                 for query, wait in await cur.fetchall():
                     kind = "append" if "INSERT" in query else "retention"
-                    into[f"{kind}:{wait}"] = into.get(f"{kind}:{wait}", 0) + 1
+                    got[f"{kind}:{wait}"] = got.get(f"{kind}:{wait}", 0) + 1
                 await asyncio.sleep(0.001)
 
     return sample
+
+
+def _most_first(waits: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {side: dict(sorted(w.items(), key=lambda kv: -kv[1])) for side, w in waits.items()}
 
 
 async def retention_rows(p: Any, store: str, n: int, windows: int, per_window: int) -> dict[str, Any]:
     """The writer alone vs during ``delete_events_before``, then vs during truncations (``max_count``'s work)."""
     m = await manager_on(p)
     out: dict[str, Any] = {}
-    waits: dict[str, int] = {}
+    waits: dict[str, dict[str, int]] = {}
     sampler = pg_waits(p, waits) if store == "postgres" else None
     cutoff = T0
-    step_s = 5000  # one event a second: each call deletes the next 5,000 oldest events
+    step_s = 200  # one event a second: each call deletes the next 200 oldest events (several batches)
 
     async def delete_step() -> int:
         nonlocal cutoff
@@ -335,7 +343,7 @@ async def retention_rows(p: Any, store: str, n: int, windows: int, per_window: i
     got = await writer_alone_vs_during(m, delete_step, windows=windows, per_window=per_window, waits=sampler)
     out["delete_events_before"] = {**got, "events": n, "loadavg": os.getloadavg()}
     if waits:
-        out["delete_events_before"]["pg_waits"] = dict(sorted(waits.items(), key=lambda kv: -kv[1]))
+        out["delete_events_before"]["pg_waits"] = _most_first(waits)
     print(f"  retention, delete_events_before: {json.dumps(out['delete_events_before'])}", flush=True)
     # max_count's work: stream after stream, each truncated by a few events (what max_count does when every
     # stream has a few more than it keeps), cycling through the streams from where the deletes left off
@@ -359,7 +367,7 @@ async def retention_rows(p: Any, store: str, n: int, windows: int, per_window: i
     got = await writer_alone_vs_during(m, truncate_step, windows=windows, per_window=per_window, waits=sampler)
     out["truncate_stream"] = {**got, "events_per_call": 5, "loadavg": os.getloadavg()}
     if waits:
-        out["truncate_stream"]["pg_waits"] = dict(sorted(waits.items(), key=lambda kv: -kv[1]))
+        out["truncate_stream"]["pg_waits"] = _most_first(waits)
     print(f"  retention, truncate_stream per stream: {json.dumps(out['truncate_stream'])}", flush=True)
     await m.close()
     return out
@@ -412,7 +420,7 @@ async def main() -> None:
     )
     ap.add_argument("--only-retention", action="store_true", help="skip the calls: only the retention rows")
     ap.add_argument("--windows", type=int, default=40, help="retention: writer windows, alone and during in turn")
-    ap.add_argument("--window-appends", type=int, default=250, help="retention: the writer's appends per window")
+    ap.add_argument("--window-appends", type=int, default=1000, help="retention: the writer's appends per window")
     a = ap.parse_args()
     build = sqlite_store if a.store == "sqlite" else partial(postgres_store, prepare=not a.unprepared)
     if a.unprepared:

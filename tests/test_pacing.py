@@ -61,3 +61,15 @@ def test_time_spent_between_batches_counts_as_paid() -> None:
     # the caller's own work between batches (max_count reading the next stream) leaves the lock free
     assert not any(run(Pacer(2, 0.01, free), free, [(0.001, 1.0)] * 50, idle=0.002))
     assert len([p for p in run(Pacer(2, 0.01, busy), busy, [(0.001, 1.0)] * 50, idle=0.001) if p]) == 5
+
+
+def test_sqlite_batches_shrink_on_slow_full_batches_only() -> None:
+    from eventsource.sqlite.maintenance import Batches
+    from eventsource.sqlite.statements import BATCH_SECONDS
+
+    sizes = Batches(64)
+    sizes.took(BATCH_SECONDS * 10, 2)  # a stream barely over max_count: slow for its overhead, not its size
+    assert sizes.size == 64
+    for _ in range(10):
+        sizes.took(BATCH_SECONDS * 10, sizes.size)
+    assert sizes.size == 2  # a transaction holding the lock for two events at a time if that is what it takes

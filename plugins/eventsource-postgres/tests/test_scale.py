@@ -247,3 +247,13 @@ async def test_retention_runs_at_once_from_two_providers_delete_each_event_once(
     for s, first in (("a", 1501), ("b", 1801), ("c", 1501)):
         info = await m.get_stream_info(s)
         assert (info.event_count, info.first_version) == (2001 - first, first)
+
+
+def test_a_slow_batch_of_a_few_events_does_not_shrink_the_next() -> None:
+    from eventsource_postgres.retention import BATCH_SECONDS, Batches
+
+    sizes = Batches(64)
+    sizes.took(BATCH_SECONDS * 3, 2)  # one stream's 2 events: the time is its round trips
+    assert sizes.size == 64
+    sizes.took(BATCH_SECONDS * 3, 64)
+    assert sizes.size == 32

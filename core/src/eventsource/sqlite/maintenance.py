@@ -1,7 +1,7 @@
 """Retention and statistics on one SQLite connection: the deleting batches, the kept floor, and the stats read.
 
 Retention deletes in short transactions (:func:`in_batches`) whose size :class:`Batches` adapts so each stays
-near :data:`BATCH_SECONDS`, with pauses (:func:`pacer`) twice the lock time so writers get the lock;
+near :data:`BATCH_SECONDS`, with pauses (:func:`pacer`) four times the lock time so writers get the lock;
 :func:`delete_old_batch` and :func:`truncate_batch` are one such transaction's body, and :func:`keep_floor`
 keeps a stream's version, newest event and counts before its events go. :func:`read_stats` is the body of
 the provider's one-transaction ``stats`` read. The provider runs them on its threads.
@@ -44,8 +44,9 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Coroutine
 
-RETENTION_PAUSE = 2
-"""A retention run pauses this many times as long as its batches held the write lock (see :func:`pacer`)."""
+RETENTION_PAUSE = 4
+"""A retention run pauses this many times as long as its batches held the write lock (see :func:`pacer`): an
+append that arrives mid-batch waits for the rest of it, so the fewer it meets, the lower writers' tail."""
 
 
 def pacer() -> Pacer:
@@ -64,13 +65,13 @@ class Batches:
         self.size = size
 
     def took(self, seconds: float, deleted: int) -> None:
-        """Halve the next batch after a slow one, double it after a quick full one (within 8..RETENTION_BATCH).
+        """Halve the next batch after a slow one, double it after a quick full one (within 2..RETENTION_BATCH).
 
         A batch that deleted less than its size (the end of a stream's range) says nothing about a bigger one, nor,
         if under half of it, about its own size (a stream barely over ``max_count``: its time is the overhead).
         """
         if seconds > BATCH_SECONDS and deleted >= self.size // 2:
-            self.size = max(8, self.size // 2)
+            self.size = max(2, self.size // 2)
         elif seconds < BATCH_SECONDS / 2 and deleted >= self.size:
             self.size = min(RETENTION_BATCH, self.size * 2)
 
@@ -89,7 +90,7 @@ async def in_batches(
     ``write`` runs a function on the writer; ``last`` (the batch size) and ``pace`` (the pauses owed) are the
     provider's, carried from call to call (max_count runs one per stream); ``written`` is told each batch's
     count. The run pauses :data:`RETENTION_PAUSE` times as long as its batches held the write lock, so writers
-    have the lock at least two thirds of the time; the WAL the deletes grow is checkpointed beside them
+    have the lock at least four fifths of the time; the WAL the deletes grow is checkpointed beside them
     (:mod:`.checkpoints`), never inside a commit.
     """
     sizes = Batches(last.size)

@@ -5,11 +5,14 @@ counts; PostgreSQL: ``generate_series`` server-side, then ``ANALYZE``) with the 
 streams, five event types, 100 tenants, one event a second; they are cached between runs (SQLite files under
 ``EVENTSOURCE_BENCH_CACHE``, PostgreSQL schemas ``es_scale_<n>``). Each call runs through the manager, one
 warm-up on each store, then ``--rounds`` rounds alternating the small and the big store (medians of wall and
-process CPU time). Retention runs on a store of its own (it deletes): a writer appends one
-event at a time for a few seconds alone, then again while ``delete_events_before`` removes the oldest 20%, then
-alone and while every stream is truncated (``max_count``'s work); each pair of p99 latencies is compared. Usage:
-``python benchmarks/scale.py --store sqlite --big 10000000``; the JSON goes to
-``benchmarks/report/scale/<store>-<big>.json`` (apart from the harness reports that render.py reads).
+process CPU time). Retention runs on a store of its own (it deletes; SQLite: a copy of the cached file): one
+writer appends one event at a time in ``--windows`` windows of ``--window-appends`` appends, alone and while
+retention runs in turn (A B B A ...), first with ``delete_events_before`` deleting the oldest events 200 at a
+time, then with one stream after another truncated by 5 events (``max_count``'s work); both sides' p99 and
+their ratio are reported (PostgreSQL: also the store's backends' wait events, sampled on both sides). Usage:
+``python benchmarks/scale.py --store sqlite --big 10000000`` (``--only-retention``: the retention rows alone,
+to ``<store>-retention-<n>.json``); the JSON goes to ``benchmarks/report/scale/<store>-<big>.json`` (apart
+from the harness reports that render.py reads).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import time
@@ -44,14 +48,20 @@ def _sqlite_rows(n: int, start: int = 0) -> Any:
         )  # fmt: skip
 
 
-def _sqlite_path(n: int, *, fresh: bool) -> tuple[Path, bool]:
+def _sqlite_path(n: int) -> tuple[Path, bool]:
     """The cached file for ``n`` events, and whether it must be built."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / (f"scale-{n}.db" if not fresh else f"scale-ret-{n}.db")
-    if fresh:
-        for old in path.parent.glob(path.name + "*"):
-            old.unlink()
+    path = CACHE / f"scale-{n}.db"
     return path, not (CACHE / f"{path.name}.ok").exists()
+
+
+def _sqlite_copy(path: Path, n: int) -> Path:
+    """A fresh copy of the cached file ``path`` for a retention run."""
+    copy = CACHE / f"scale-ret-{n}.db"
+    for old in CACHE.glob(copy.name + "*"):
+        old.unlink()
+    shutil.copyfile(path, copy)
+    return copy
 
 
 def _sqlite_load(path: Path, n: int) -> None:
@@ -80,15 +90,17 @@ def _sqlite_load(path: Path, n: int) -> None:
 
 
 async def sqlite_store(n: int, *, fresh: bool = False) -> Any:
-    """A cached SQLite store of ``n`` events (``fresh``: a new one, for retention)."""
+    """A cached SQLite store of ``n`` events (``fresh``: a copy of it made for this run, for retention)."""
     from eventsource.sqlite import SqliteProvider
 
-    path, build = _sqlite_path(n, fresh=fresh)
+    path, build = _sqlite_path(n)
     if build:
         p = SqliteProvider(f"sqlite:///{path}")
         await p.connect()  # the schema, by the provider's own migrations
         await p.close()
         _sqlite_load(path, n)
+    if fresh:  # retention deletes: it runs on a copy of the cached store
+        path = _sqlite_copy(path, n)
     p = SqliteProvider(f"sqlite:///{path}", synchronous="normal")
     await p.connect()
     return p
@@ -219,20 +231,146 @@ def calls(m: EventSourcingManager, n: int) -> dict[str, Any]:
     }
 
 
-async def writer_p99(m: EventSourcingManager, seconds: float, during: Any = None) -> tuple[float, int]:
-    """p99 (ms) of single appends by one writer for ``seconds`` (while ``during`` runs, if given)."""
-    lat: list[float] = []
+def _p(lat: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of sorted latencies ``lat``, in ms."""
+    return lat[min(len(lat) - 1, int(len(lat) * q))] * 1e3
+
+
+async def writer_alone_vs_during(
+    m: EventSourcingManager, step: Any, *, windows: int, per_window: int, waits: Any = None
+) -> dict[str, Any]:
+    """One writer's append latencies alone (A) and while retention runs (B), in windows alternating ABBA.
+
+    Every window is ``per_window`` single appends by the same writer to the same stream, so both sides do the
+    same work and get the same number of samples; the order A B B A ... puts both under the same machine load
+    (and the same store as it shrinks). In a B window a task calls ``step()`` (one retention call) again and
+    again until the writer's appends are done; the window ends once the call in flight returns (those
+    appends are not timed: nothing is measured while the writer waits for it). ``waits(stop, side)``, if
+    given, runs beside every window until it ends (PostgreSQL: the wait events of the store's backends).
+    """
+    lat: dict[str, list[float]] = {"alone": [], "during": []}
+    per: dict[str, list[float]] = {"alone": [], "during": []}  # each window's p99, to show the spread
     stream = f"w-{time.monotonic_ns()}"
-    task = asyncio.ensure_future(during()) if during is not None else None
-    end = time.monotonic() + seconds
-    while time.monotonic() < end or (task is not None and not task.done()):
-        t = time.perf_counter()
-        await m.append_event(stream_id=stream, event_type="W", data={})
-        lat.append(time.perf_counter() - t)
-    if task is not None:
-        await task
-    lat.sort()
-    return lat[int(len(lat) * 0.99)] * 1e3, len(lat)
+    deleted, busy = 0, 0.0
+    await m.append_event(stream_id=stream, event_type="W", data={})  # the stream exists before the first window
+    for w in range(windows):
+        side = "alone" if (w % 4) in (0, 3) else "during"
+        stop = asyncio.Event()
+
+        async def run(stop: asyncio.Event) -> tuple[int, float]:
+            n, t = 0, time.perf_counter()
+            while not stop.is_set():
+                n += await step()
+            return n, time.perf_counter() - t
+
+        task = asyncio.ensure_future(run(stop)) if side == "during" else None
+        sampler = asyncio.ensure_future(waits(stop, side)) if waits is not None else None
+        got: list[float] = []
+        for _ in range(per_window):
+            t = time.perf_counter()
+            await m.append_event(stream_id=stream, event_type="W", data={})
+            got.append(time.perf_counter() - t)
+        stop.set()
+        if task is not None:
+            n, took = await task
+            deleted, busy = deleted + n, busy + took
+        if sampler is not None:
+            await sampler
+        lat[side] += got
+        per[side].append(_p(sorted(got), 0.99))
+    out: dict[str, Any] = {}
+    for side, got in lat.items():
+        got.sort()
+        out[side] = {
+            "appends": len(got),
+            "p50_ms": _p(got, 0.5),
+            "p90_ms": _p(got, 0.9),
+            "p99_ms": _p(got, 0.99),
+            "p999_ms": _p(got, 0.999),
+            "window_p99_ms_median": statistics.median(per[side]),
+        }
+    out["p99_ratio"] = out["during"]["p99_ms"] / out["alone"]["p99_ms"]
+    out["p50_ratio"] = out["during"]["p50_ms"] / out["alone"]["p50_ms"]
+    out.update({"windows": windows, "appends_per_window": per_window, "deleted": deleted, "retention_s": busy})
+    out["deleted_per_s"] = deleted / busy if busy else 0.0
+    return out
+
+
+def pg_waits(p: Any, into: dict[str, dict[str, int]]) -> Any:
+    """A sampler of the wait events of the store's active backends, counted into ``into[side]["kind:wait"]``."""
+
+    async def sample(stop: asyncio.Event, side: str) -> None:
+        got = into.setdefault(side, {})
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as raw:
+            while not stop.is_set():
+                cur = await raw.execute(
+                    "SELECT query, coalesce(wait_event_type || '/' || wait_event, 'CPU') FROM pg_stat_activity "
+                    "WHERE state = 'active' AND datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND query LIKE %s",
+                    [f"%{p.settings['schema']}%"],
+                )
+                for query, wait in await cur.fetchall():
+                    kind = "append" if "INSERT" in query else "retention"
+                    got[f"{kind}:{wait}"] = got.get(f"{kind}:{wait}", 0) + 1
+                await asyncio.sleep(0.001)
+
+    return sample
+
+
+def _most_first(waits: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {side: dict(sorted(w.items(), key=lambda kv: -kv[1])) for side, w in waits.items()}
+
+
+async def retention_rows(p: Any, store: str, n: int, windows: int, per_window: int) -> dict[str, Any]:
+    """The writer alone vs during ``delete_events_before``, then vs during truncations (``max_count``'s work)."""
+    m = await manager_on(p)
+    out: dict[str, Any] = {}
+    waits: dict[str, dict[str, int]] = {}
+    sampler = pg_waits(p, waits) if store == "postgres" else None
+    cutoff = T0
+    step_s = 200  # one event a second: each call deletes the next 200 oldest events (several batches)
+
+    async def delete_step() -> int:
+        nonlocal cutoff
+        cutoff += timedelta(seconds=step_s)
+        if cutoff > T0 + timedelta(seconds=n * 3 // 5):
+            msg = "the retention store ran out of events to delete: fewer windows or a bigger --retention"
+            raise RuntimeError(msg)
+        return int(await p.delete_events_before(cutoff))
+
+    got = await writer_alone_vs_during(m, delete_step, windows=windows, per_window=per_window, waits=sampler)
+    out["delete_events_before"] = {**got, "events": n, "loadavg": os.getloadavg()}
+    if waits:
+        out["delete_events_before"]["pg_waits"] = _most_first(waits)
+    print(f"  retention, delete_events_before: {json.dumps(out['delete_events_before'])}", flush=True)
+    # max_count's work: stream after stream, each truncated by a few events (what max_count does when every
+    # stream has a few more than it keeps), cycling through the streams from where the deletes left off
+    per_stream = n // STREAMS
+    floor = (cutoff - T0).total_seconds() // STREAMS + 1
+    cuts = {f"s-{i:04d}": int(floor) for i in range(STREAMS)}
+    order = list(cuts)
+    at = 0
+
+    async def truncate_step() -> int:
+        nonlocal at
+        sid = order[at % STREAMS]
+        at += 1
+        cuts[sid] += 5
+        if cuts[sid] > per_stream:
+            msg = "the retention store ran out of events to truncate: fewer windows or a bigger --retention"
+            raise RuntimeError(msg)
+        return int(await p.truncate_stream(sid, cuts[sid]))
+
+    waits.clear()
+    got = await writer_alone_vs_during(m, truncate_step, windows=windows, per_window=per_window, waits=sampler)
+    out["truncate_stream"] = {**got, "events_per_call": 5, "loadavg": os.getloadavg()}
+    if waits:
+        out["truncate_stream"]["pg_waits"] = _most_first(waits)
+    print(f"  retention, truncate_stream per stream: {json.dumps(out['truncate_stream'])}", flush=True)
+    await m.close()
+    return out
 
 
 async def measure_calls(store: str, build: Any, sizes: tuple[int, int], rounds: int) -> dict[str, Any]:
@@ -280,56 +418,25 @@ async def main() -> None:
         action="store_true",
         help="PostgreSQL: no prepared statements, so every call is planned on both sizes (no retention run)",
     )
+    ap.add_argument("--only-retention", action="store_true", help="skip the calls: only the retention rows")
+    ap.add_argument("--windows", type=int, default=40, help="retention: writer windows, alone and during in turn")
+    ap.add_argument("--window-appends", type=int, default=1000, help="retention: the writer's appends per window")
     a = ap.parse_args()
     build = sqlite_store if a.store == "sqlite" else partial(postgres_store, prepare=not a.unprepared)
     if a.unprepared:
         a.retention = 0
     load_start = os.getloadavg()
     out: dict[str, Any] = {"store": a.store, "small": a.small, "big": a.big, "prepared": not a.unprepared}
-    out.update(await measure_calls(a.store, build, (a.small, a.big), a.rounds))
-    out.update({"rounds": a.rounds, "interleaved": True, "loadavg_start": load_start, "loadavg_end": os.getloadavg()})
+    if not a.only_retention:
+        out.update(await measure_calls(a.store, build, (a.small, a.big), a.rounds))
+        out.update({"rounds": a.rounds, "interleaved": True, "loadavg_start": load_start})
+        out["loadavg_end"] = os.getloadavg()
     if a.retention:
         p = await build(a.retention, fresh=True)
-        m = await manager_on(p)
-        alone, n_alone = await writer_p99(m, 5.0)
-        cutoff = T0 + timedelta(seconds=a.retention // 5)
-        t = time.perf_counter()
-        during, n_during = await writer_p99(m, 1.0, lambda: p.delete_events_before(cutoff))
-        out["retention"] = {
-            "events": a.retention,
-            "deleted": a.retention // 5,
-            "run_s": time.perf_counter() - t,
-            "writer_p99_ms_alone": alone,
-            "writer_p99_ms_during": during,
-            "appends_alone": n_alone,
-            "appends_during": n_during,
-            "loadavg": os.getloadavg(),
-        }
-        print(f"  retention: {out['retention']}", flush=True)
-        # max_count's work: each stream truncated below a version (here: 40% of the store more goes)
-        per_stream = a.retention // STREAMS
-        before = per_stream * 3 // 5 + 1
-
-        async def max_count() -> None:
-            for i in range(STREAMS):
-                await p.truncate_stream(f"s-{i:04d}", before)
-
-        alone, n_alone = await writer_p99(m, 5.0)
-        t = time.perf_counter()
-        during, n_during = await writer_p99(m, 1.0, max_count)
-        out["retention_max_count"] = {
-            "events": a.retention - a.retention // 5,
-            "deleted": (before - 1 - per_stream // 5) * STREAMS,
-            "run_s": time.perf_counter() - t,
-            "writer_p99_ms_alone": alone,
-            "writer_p99_ms_during": during,
-            "appends_alone": n_alone,
-            "appends_during": n_during,
-            "loadavg": os.getloadavg(),
-        }
-        print(f"  retention (truncate every stream, as max_count): {out['retention_max_count']}", flush=True)
-        await m.close()
+        out["retention"] = await retention_rows(p, a.store, a.retention, a.windows, a.window_appends)
     name = f"{a.store}-{a.big}{'-unprepared' if a.unprepared else ''}.json"
+    if a.only_retention:
+        name = f"{a.store}-retention-{a.retention}.json"
     report = Path(__file__).parent / "report" / "scale" / name
     report.parent.mkdir(exist_ok=True)
     report.write_text(json.dumps(out, indent=2) + "\n")

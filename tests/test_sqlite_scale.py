@@ -4,20 +4,23 @@ across instances, and query plans that find every filter's page through an index
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.model import EventFilter, NewEvent
+from eventsource.model import ANY, EventFilter, NewEvent
 from eventsource.sqlite.checkpoints import WAL_BACKSTOP_PAGES
 from eventsource.sqlite.counts import FOLD_EVERY, SQL_STREAM_TAIL, SQL_TAIL
 from eventsource.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from conftest import OpenSqlite
@@ -422,3 +425,132 @@ async def test_concurrent_async_appends_keep_the_wal_near_the_checkpoint_interva
     assert checkpoints is not None
     assert checkpoints.done > 0
     assert largest < WAL_BACKSTOP_PAGES // 2, f"the WAL reached {largest} pages"
+
+
+def count_pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the sleeps a SQLite retention run takes between its batches (and still take them)."""
+    import types
+
+    from eventsource.sqlite import maintenance
+
+    pauses: list[float] = []
+    real = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real(seconds)
+
+    monkeypatch.setattr(maintenance, "asyncio", types.SimpleNamespace(sleep=sleep))
+    return pauses
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+async def test_retention_with_no_write_of_its_provider_near_runs_longer_batches_still_paused(
+    tmp_path: Path, open_sqlite: OpenSqlite, monkeypatch: pytest.MonkeyPatch, quiet: bool
+) -> None:
+    # an operator's retention job (its own provider, nothing else written through it) kept the 0.25 ms
+    # batches (2 events each) and 4x pauses meant for its writers: 1,000,000 events took about 16 minutes
+    from eventsource.pacing import Pacer
+    from eventsource.sqlite import maintenance
+    from eventsource.timestamps import to_us
+
+    p = await open_sqlite(tmp_path / "q.db")
+    for s in range(4):
+        await p.append(f"s{s}", [new(days=d) for d in range(500)], ANY)
+    pauses = count_pauses(monkeypatch)
+    sizes: list[int] = []
+
+    def batch(size: int, db: sqlite3.Connection) -> tuple[int, bool]:
+        sizes.append(size)
+        return maintenance.delete_old_batch(to_us(T0 + timedelta(days=400)), None, size, db)
+
+    async def write(op: str, fn: Callable[[sqlite3.Connection], tuple[int, bool, float]]) -> tuple[int, bool, float]:
+        n, done, _ = await p._write(op, fn)
+        return n, done, 0.0004  # each batch as if it held the lock 0.4 ms: over the busy target, under the quiet one
+
+    deleted = await maintenance.in_batches(
+        write, "delete_events_before", batch, last=maintenance.Batches(8),
+        pace=Pacer(maintenance.RETENTION_PAUSE, 0.0),  # (each batch's pause paid at once)
+        quiet=lambda: quiet, written=lambda n: None,
+    )  # fmt: skip
+    assert deleted == 1600
+    assert max(sizes) >= (64 if quiet else 8)
+    assert sizes[-2] == (min(maintenance.RETENTION_BATCH, 2 ** (len(sizes) + 1)) if quiet else 2)
+    assert pauses  # paused either way: writers of other processes wait in SQLite's busy handler, unseen
+    assert pauses[-1] == pytest.approx(0.0004 * (maintenance.QUIET_PAUSE if quiet else maintenance.RETENTION_PAUSE))
+    assert (await p.stats()).total_events == 400
+
+
+def test_a_provider_is_quiet_until_a_write_and_for_a_while_after() -> None:
+    from eventsource.sqlite import SqliteProvider
+    from eventsource.sqlite.maintenance import QUIET_AFTER
+
+    p = SqliteProvider("sqlite:///:memory:")
+    assert p._quiet()
+    p._wrote_at = monotonic() - QUIET_AFTER / 2
+    assert not p._quiet()
+    p._wrote_at = monotonic() - QUIET_AFTER * 1.5
+    assert p._quiet()
+
+
+async def test_retention_pauses_for_a_writer_appending_meanwhile(
+    tmp_path: Path, open_sqlite: OpenSqlite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = await open_sqlite(tmp_path / "w.db")
+    for s in range(4):
+        await p.append(f"s{s}", [new(days=d) for d in range(500)], ANY)
+    pauses = count_pauses(monkeypatch)
+    stop = asyncio.Event()
+
+    async def writer() -> int:
+        n = 0
+        while not stop.is_set():
+            await p.append("w", [new(days=999)], ANY)
+            n += 1
+        return n
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(0)
+    assert await p.delete_events_before(T0 + timedelta(days=400)) == 1600
+    stop.set()
+    appended = await task
+    assert pauses  # the writer gets the lock between batches
+    assert (await p.stats()).total_events == 400 + appended
+
+
+async def test_retention_runs_at_once_on_one_provider_with_a_writer_and_one_cancelled_keep_counts_exact(
+    tmp_path: Path, open_sqlite: OpenSqlite
+) -> None:
+    # the pauses owed are the provider's (one schedule for every run): two runs and a truncation at once,
+    # a writer appending meanwhile, one run cancelled mid-way
+    p = await open_sqlite(tmp_path / "c.db")
+    for s in range(8):
+        await p.append(f"s{s}", [new("A" if d % 2 else "B", days=d) for d in range(400)], ANY)
+    head = (await p.stats()).total_events
+    stop = asyncio.Event()
+
+    async def writer() -> int:
+        n = 0
+        while not stop.is_set():
+            await p.append("w", [new(days=999)], ANY)
+            n += 1
+        return n
+
+    task = asyncio.create_task(writer())
+    cut = asyncio.create_task(p.delete_events_before(T0 + timedelta(days=390)))
+    runs = await asyncio.gather(p.delete_events_before(T0 + timedelta(days=200)), p.truncate_stream("s0", 301))
+    cut.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await cut
+    stop.set()
+    appended = await task
+    assert sum(runs) <= 8 * 200 + 100
+    # (behind the batch the cancelled run had sent: a cancelled call's batch in flight still commits)
+    last = await p.append("w", [new(days=999)], ANY)
+    assert last.positions[0] == head + appended + 1  # positions never reused
+    await assert_exact(p)
+    for s in range(8):
+        info = await p.get_stream_info(f"s{s}")
+        assert info is not None
+        assert info.version == 400
+        assert info.event_count == len([e async for e in p.read_stream(f"s{s}")]) >= 10

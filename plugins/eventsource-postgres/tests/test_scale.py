@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import types
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from conftest import manager_on
+from eventsource.model import EventData
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import pytest
     from conftest import AgedStore
     from eventsource.manager import EventSourcingManager
 
@@ -119,6 +122,32 @@ async def test_retention_is_many_short_transactions_that_writers_get_between(age
     info = await m.get_stream_info("old")
     assert (info.version, info.event_count, info.first_version) == (20_000 + appended, 500 + appended, 19_501)
     assert await p.delete_events_before(aged.at(19_500)) == 0
+
+
+async def test_max_count_over_many_streams_a_few_events_over_pauses_for_its_work_not_per_stream(
+    make_provider: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsource_postgres import retention
+
+    p = await make_provider()
+    m = await manager_on(p)
+    for i in range(100):
+        await m.append_events_batch(stream_id=f"s{i:03d}", events=[EventData("T", {}) for _ in range(3)])
+    pauses: list[float] = []
+    real = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real(seconds)
+
+    monkeypatch.setattr(retention, "asyncio", types.SimpleNamespace(sleep=sleep))
+    report = await m.apply_retention(policies=[{"policy": "max_count", "max_events": 1}])
+    assert report.deleted() == 200
+    # each stream's one transaction deletes 2 events where a full batch deletes 64 or more: it owes 1/32 of
+    # a full batch's pause, paid once the debt reaches a quantum (was: a pause twice its time, per stream)
+    assert len(pauses) <= 25
+    for i in range(100):
+        assert (await m.get_stream_info(f"s{i:03d}")).event_count == 1
 
 
 async def test_a_stream_run_that_loses_events_to_another_run_still_deletes_to_its_cutoff(
@@ -352,3 +381,13 @@ async def test_one_field_cursor_pages_return_what_equality_says_under_any_collat
                 for order in ("asc", "desc"):
                     got = await page_through(m, 5, order, kw)
                     assert got == (want if order == "asc" else want[::-1]), (collation, v, kw, order)
+
+
+def test_a_slow_batch_of_a_few_events_does_not_shrink_the_next() -> None:
+    from eventsource_postgres.retention import BATCH_SECONDS, Batches
+
+    sizes = Batches(64)
+    sizes.took(BATCH_SECONDS * 3, 2)  # one stream's 2 events: the time is its round trips
+    assert sizes.size == 64
+    sizes.took(BATCH_SECONDS * 3, 64)
+    assert sizes.size == 32

@@ -1,10 +1,11 @@
 """Retention and statistics on one SQLite connection: the deleting batches, the kept floor, and the stats read.
 
 Retention deletes in short transactions (:func:`in_batches`) whose size :class:`Batches` adapts so each stays
-near :data:`BATCH_SECONDS`, with a pause after each so writers get the lock; :func:`delete_old_batch` and
-:func:`truncate_batch` are one such transaction's body, and :func:`keep_floor` keeps a stream's version,
-newest event and counts before its events go. :func:`read_stats` is the body of the provider's
-one-transaction ``stats`` read. The provider runs them on its threads.
+near :data:`BATCH_SECONDS`, with pauses (:func:`pacer`) four times the lock time so writers get the lock (a
+run no write of this provider's has come near for :data:`QUIET_AFTER` runs longer batches, still paused);
+:func:`delete_old_batch` and :func:`truncate_batch` are one such transaction's body, and :func:`keep_floor`
+keeps a stream's version, newest event and counts before its events go. :func:`read_stats` is the body of
+the provider's one-transaction ``stats`` read. The provider runs them on its threads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import StreamNotFoundError
 from eventsource.model import ProviderStats
+from eventsource.pacing import Pacer
 from eventsource.sqlite import counts
 from eventsource.sqlite.calls import tx
 from eventsource.sqlite.schema import SCHEMA_VERSION
@@ -43,8 +45,29 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Coroutine
 
-RETENTION_PAUSE = 2
-"""A retention run pauses this many times as long as each batch held the write lock, before the next one."""
+RETENTION_PAUSE = 4
+"""A retention run pauses this many times as long as its batches held the write lock (see :func:`pacer`): an
+append that arrives mid-batch waits for the rest of it, so the fewer it meets, the lower writers' tail."""
+
+
+QUIET_AFTER = 2.0
+"""Seconds since the provider's last other write after which a retention run has its writer thread to itself:
+its batches then last about :data:`QUIET_BATCH_SECONDS` and pause :data:`QUIET_PAUSE` times as long. It still
+pauses: it cannot see other processes' writers, which wait in SQLite's busy handler (sleeping 1, 2, 5, 10 ms
+and more between tries) and would rarely find the lock free behind back-to-back batches."""
+QUIET_BATCH_SECONDS = 0.001
+"""How long one retention transaction should hold the write lock while none of the provider's writes is near."""
+QUIET_PAUSE = 1
+"""The pause per second of lock time while none of the provider's writes is near (:data:`QUIET_AFTER`)."""
+
+
+def pacer() -> Pacer:
+    """A provider's retention pauses: :data:`RETENTION_PAUSE` times the lock time its batches held.
+
+    Slept once they add up to half a full batch's pause: tiny batches (one per stream under ``max_count``)
+    do not each pay a sleep.
+    """
+    return Pacer(RETENTION_PAUSE, RETENTION_PAUSE * BATCH_SECONDS / 2)
 
 
 class Batches:
@@ -53,14 +76,15 @@ class Batches:
     def __init__(self, size: int = 64) -> None:
         self.size = size
 
-    def took(self, seconds: float, deleted: int) -> None:
-        """Halve the next batch after a slow one, double it after a quick full one (within 8..RETENTION_BATCH).
+    def took(self, seconds: float, deleted: int, target: float = BATCH_SECONDS) -> None:
+        """Halve the next batch after one slower than ``target``, double it after a quick full one (2..RETENTION_BATCH).
 
-        A batch that deleted less than its size (the end of a stream's range) says nothing about a bigger one.
+        A batch that deleted less than its size (the end of a stream's range) says nothing about a bigger one, nor,
+        if under half of it, about its own size (a stream barely over ``max_count``: its time is the overhead).
         """
-        if seconds > BATCH_SECONDS:
-            self.size = max(8, self.size // 2)
-        elif seconds < BATCH_SECONDS / 2 and deleted >= self.size:
+        if seconds > target and deleted >= self.size // 2:
+            self.size = max(2, self.size // 2)
+        elif seconds < target / 2 and deleted >= self.size:
             self.size = min(RETENTION_BATCH, self.size * 2)
 
 
@@ -68,27 +92,35 @@ async def in_batches(
     write: Callable[[str, Callable[[sqlite3.Connection], Any]], Coroutine[Any, Any, Any]],
     op: str,
     batch: Callable[[int, sqlite3.Connection], tuple[int, bool]],
+    *,
     last: Batches,
+    pace: Pacer,
+    quiet: Callable[[], bool],
     written: Callable[[int], None],
 ) -> int:
     """Run ``batch(size, db) -> (count, last)`` in write transactions sized by :class:`Batches` until the last.
 
-    ``write`` runs a function on the writer, ``last`` is the size the previous run ended with (kept up to date:
-    max_count runs one per stream), ``written`` is told each batch's count. After each batch the run pauses
-    :data:`RETENTION_PAUSE` times as long as the batch held the write lock, so writers have the lock at least
-    two thirds of the time (behind back-to-back batches an append would wait for one every time); the WAL the
+    ``write`` runs a function on the writer; ``last`` (the batch size) and ``pace`` (the pauses owed) are the
+    provider's, carried from call to call (max_count runs one per stream); ``written`` is told each batch's
+    count. The run pauses :data:`RETENTION_PAUSE` times as long as its batches held the write lock, so writers
+    have the lock at least four fifths of the time; while ``quiet()`` (none of the provider's own writes lately)
+    before and after a batch, the batch is longer and owes :data:`QUIET_PAUSE` times its time. The WAL the
     deletes grow is checkpointed beside them (:mod:`.checkpoints`), never inside a commit.
     """
     sizes = Batches(last.size)
     total, done = 0, False
     while not done:
+        alone = quiet()
         n, done, took = await write(op, partial(timed_tx, partial(batch, sizes.size)))
-        sizes.took(took, n)  # the time the batch held the lock, not its wait in the writer's queue
+        alone = alone and quiet()  # (an append queued meanwhile: pause as usual)
+        sizes.took(took, n, QUIET_BATCH_SECONDS if alone else BATCH_SECONDS)  # lock time, not its queue wait
         last.size = sizes.size
         total += n
         if n:
             written(n)
-            await asyncio.sleep(took * RETENTION_PAUSE)
+        pause = pace.done(took, QUIET_PAUSE / RETENTION_PAUSE if alone else 1.0)
+        if pause:
+            await asyncio.sleep(pause)
     return total
 
 

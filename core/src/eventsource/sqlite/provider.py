@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sqlite3
 import time
 import uuid
@@ -49,7 +50,15 @@ from eventsource.sqlite.checkpoints import (
     finish_then,
 )
 from eventsource.sqlite.connection import open_connection
-from eventsource.sqlite.maintenance import Batches, delete_old_batch, in_batches, read_stats, truncate_batch
+from eventsource.sqlite.maintenance import (
+    QUIET_AFTER,
+    Batches,
+    delete_old_batch,
+    in_batches,
+    pacer,
+    read_stats,
+    truncate_batch,
+)
 from eventsource.sqlite.queries import query_page
 from eventsource.sqlite.rewrite import rewrite_batch
 from eventsource.sqlite.rows import (
@@ -86,12 +95,13 @@ from eventsource.subscriptions.signal import ChangeSignal
 from eventsource.timestamps import from_us, to_us
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
     from eventsource.domain.rewrite import EventRewrite
     from eventsource.model import CountMode, EventFilter, Expected, NewEvent, RecordedSnapshot
 
 T = TypeVar("T")
+RETENTION_OPS = frozenset({"delete_events_before", "truncate_stream"})
 
 
 class SqliteProvider(ConnectionCalls, Provider):
@@ -127,6 +137,8 @@ class SqliteProvider(ConnectionCalls, Provider):
         self._checkpoints: Checkpointer | None = None  # WAL checkpoints off the writer (file databases)
         self._unchecked = 0  # events written since the checkpointer was last poked
         self._batches = Batches()  # retention's batch size, as the last batch left it
+        self._pacer = pacer()  # retention's pauses owed, across runs
+        self._wrote_at = -math.inf  # (monotonic) when a write other than retention's was last sent to the writer
 
     @property
     def checkpoint_source(self) -> str:
@@ -155,6 +167,16 @@ class SqliteProvider(ConnectionCalls, Provider):
         if self._unchecked >= CHECKPOINT_EVERY and self._checkpoints is not None:
             self._unchecked = 0
             self._checkpoints.poke()
+
+    def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
+        """Run ``fn`` on the writer thread, noting when a write other than a retention batch was sent."""
+        if op not in RETENTION_OPS:
+            self._wrote_at = monotonic()
+        return super()._write(op, fn)
+
+    def _quiet(self) -> bool:
+        """No write but retention's went to the writer for :data:`~.maintenance.QUIET_AFTER` seconds."""
+        return monotonic() - self._wrote_at > QUIET_AFTER
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -285,6 +307,7 @@ class SqliteProvider(ConnectionCalls, Provider):
         checkpoints = self._checkpoints
         if checkpoints is not None and checkpoints.take_copied():
             fn = partial(finish_then, fn)  # the pages committed while the thread copied, so this write restarts the WAL
+        self._wrote_at = monotonic()
         writer = self._writer
         if writer is not None and inline_io_allowed():  # what _on does, without its coroutine
             result = self._inline(writer, "append", fn)
@@ -449,12 +472,28 @@ class SqliteProvider(ConnectionCalls, Provider):
         than one batch. A run cut short leaves the newer old events for the next run (nothing is half-deleted).
         """
         batch = partial(delete_old_batch, to_us(cutoff), stream_id)
-        return await in_batches(self._write, "delete_events_before", batch, self._batches, self._written)
+        return await in_batches(
+            self._write,
+            "delete_events_before",
+            batch,
+            last=self._batches,
+            pace=self._pacer,
+            quiet=self._quiet,
+            written=self._written,
+        )
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """Delete the stream's events below ``before_version``, lowest first, in short transactions."""
         batch = partial(truncate_batch, stream_id, before_version)
-        return await in_batches(self._write, "truncate_stream", batch, self._batches, self._written)
+        return await in_batches(
+            self._write,
+            "truncate_stream",
+            batch,
+            last=self._batches,
+            pace=self._pacer,
+            quiet=self._quiet,
+            written=self._written,
+        )
 
     async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
         """Swap payloads in place in one write transaction (:mod:`eventsource.sqlite.rewrite`)."""

@@ -114,8 +114,9 @@ SQL_STREAM_COUNT = (
 SQL_VERSION_AT = "SELECT stream_id, version FROM es_events WHERE position = ?"
 RETENTION_BATCH = 2000
 """Events one retention transaction deletes at most: writers get the lock between batches."""
-BATCH_SECONDS = 0.001
-"""How long one retention transaction should hold the write lock (batch sizes adapt to it)."""
+BATCH_SECONDS = 0.00025
+"""How long one retention transaction should hold the write lock (batch sizes adapt to it): about two one-event
+appends' commits, since an append that finds a batch running waits for the rest of it (docs/costs.md)."""
 # ordered by a unique key: each statement of a batch (count, uncount, delete) picks the same rows whatever its plan
 OLD_BATCH = "position IN (SELECT position FROM es_events WHERE timestamp < ? ORDER BY timestamp, position LIMIT ?)"
 OLD_BATCH_IN_STREAM = (

@@ -2,9 +2,10 @@
 
 Each deleting transaction (one stream under its advisory lock, or every stream) locks the touched streams
 rows in id order and gives them exact ``event_count`` and ``first_version``; versions never go down. A run is
-many short transactions: :class:`Batches` sizes them to last about :data:`BATCH_SECONDS` each, and after each
-one the run pauses :data:`PAUSE` times as long, so writers wait at most one short batch and get the server
-between batches. A transaction the server aborted to break a deadlock kept nothing and is run again.
+many short transactions: :class:`Batches` sizes them to last about :data:`BATCH_SECONDS` each, and the run
+pauses :data:`PAUSE` times as long as they took (for the share of a full batch each deleted), so writers wait
+at most one short batch and get the server between batches. A transaction the server aborted to break a
+deadlock kept nothing and is run again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import StreamNotFoundError
+from eventsource.pacing import Pacer
 
 from eventsource_postgres.connection import RACE_ATTEMPTS
 
@@ -36,7 +38,7 @@ BATCH = 5000
 BATCH_SECONDS = 0.01
 """How long one deleting transaction should last, as the client times it (its round trips included)."""
 PAUSE = 2
-"""After each transaction a run sleeps this many times as long as the transaction took."""
+"""A run sleeps this many times as long as its transactions took, in proportion to the events each deleted."""
 
 
 class Batches:
@@ -48,9 +50,10 @@ class Batches:
     def took(self, seconds: float, deleted: int) -> None:
         """Halve the next batch after a slow one, double it after a quick full one (within 8..BATCH).
 
-        A batch that deleted less than its size (the end of the range) says nothing about a bigger one.
+        A batch that deleted less than its size (the end of the range) says nothing about a bigger one, nor, if
+        under half of it, about its own size (a stream barely over ``max_count``: its time is the round trips).
         """
-        if seconds > BATCH_SECONDS:
+        if seconds > BATCH_SECONDS and deleted >= self.size // 2:
             self.size = max(8, self.size // 2)
         elif seconds < BATCH_SECONDS / 2 and deleted >= self.size:
             self.size = min(BATCH, self.size * 2)
@@ -63,19 +66,25 @@ class Retention:
         self.conn = conn
         self.sql = sql
         self.batches = Batches()
+        self.pacer = Pacer(PAUSE, PAUSE * BATCH_SECONDS / 2)  # carried across calls: max_count is one per stream
 
     async def _batch(
         self, operation: str, fn: Callable[[AsyncConnection[Any], int], Awaitable[tuple[int, bool]]]
     ) -> tuple[int, bool]:
-        """One deleting transaction of the current size, timed and logged, then (if it deleted) the pause."""
+        """One deleting transaction of the current size, timed and logged, then the pause it owes (if due).
+
+        A transaction owes :data:`PAUSE` times its time for the share of a full batch it deleted: one of a few
+        events (a stream barely over ``max_count``) is mostly round trips, which leave the server to writers.
+        """
         size = self.batches.size
         t = perf_counter()
         n, last = await self._run(operation, lambda conn: fn(conn, size))
         took = perf_counter() - t
         self.batches.took(took, n)
         log.debug("%s: deleted %d of at most %d events in one transaction of %.2f ms", operation, n, size, took * 1e3)
-        if n:  # the last batch too: max_count runs one truncate_stream after another
-            await asyncio.sleep(took * PAUSE)
+        pause = self.pacer.done(took, n / size)
+        if pause:
+            await asyncio.sleep(pause)
         return n, last
 
     async def _run(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:

@@ -1,7 +1,7 @@
 """Retention and statistics on one SQLite connection: the deleting batches, the kept floor, and the stats read.
 
 Retention deletes in short transactions (:func:`in_batches`) whose size :class:`Batches` adapts so each stays
-near :data:`BATCH_SECONDS`, with pauses (:func:`pacer`) four times the lock time so writers get the lock (a
+near :data:`BATCH_SECONDS`, with pauses (:func:`pacer`) twelve times the lock time so writers get the lock (a
 run no write of this provider's has come near for :data:`QUIET_AFTER` runs longer batches, still paused);
 :func:`delete_old_batch` and :func:`truncate_batch` are one such transaction's body, and :func:`keep_floor`
 keeps a stream's version, newest event and counts before its events go. :func:`read_stats` is the body of
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Coroutine
 
-RETENTION_PAUSE = 4
+RETENTION_PAUSE = 12
 """A retention run pauses this many times as long as its batches held the write lock (see :func:`pacer`): an
 append that arrives mid-batch waits for the rest of it, so the fewer it meets, the lower writers' tail."""
 
@@ -103,7 +103,7 @@ async def in_batches(
     ``write`` runs a function on the writer; ``last`` (the batch size) and ``pace`` (the pauses owed) are the
     provider's, carried from call to call (max_count runs one per stream); ``written`` is told each batch's
     count. The run pauses :data:`RETENTION_PAUSE` times as long as its batches held the write lock, so writers
-    have the lock at least four fifths of the time; while ``quiet()`` (none of the provider's own writes lately)
+    have the lock at least twelve thirteenths of the time; while ``quiet()`` (none of the provider's own writes lately)
     before and after a batch, the batch is longer and owes :data:`QUIET_PAUSE` times its time. The WAL the
     deletes grow is checkpointed beside them (:mod:`.checkpoints`), never inside a commit.
     """

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 5000
 """Events one retention transaction deletes at most."""
-BATCH_SECONDS = 0.01
+BATCH_SECONDS = 0.004
 """How long one deleting transaction should last, as the client times it (its round trips included)."""
 PAUSE = 2
 """A run sleeps this many times as long as its transactions took, in proportion to the events each deleted."""

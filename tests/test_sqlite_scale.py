@@ -444,6 +444,15 @@ def count_pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return pauses
 
 
+async def append_until(p: SqliteProvider, stop: asyncio.Event) -> int:
+    """A writer: one event after another to stream ``w`` until ``stop`` is set; how many it appended."""
+    n = 0
+    while not stop.is_set():
+        await p.append("w", [new(days=999)], ANY)
+        n += 1
+    return n
+
+
 @pytest.mark.parametrize("quiet", [True, False])
 async def test_retention_with_no_write_of_its_provider_near_runs_longer_batches_still_paused(
     tmp_path: Path, open_sqlite: OpenSqlite, monkeypatch: pytest.MonkeyPatch, quiet: bool
@@ -501,15 +510,7 @@ async def test_retention_pauses_for_a_writer_appending_meanwhile(
         await p.append(f"s{s}", [new(days=d) for d in range(500)], ANY)
     pauses = count_pauses(monkeypatch)
     stop = asyncio.Event()
-
-    async def writer() -> int:
-        n = 0
-        while not stop.is_set():
-            await p.append("w", [new(days=999)], ANY)
-            n += 1
-        return n
-
-    task = asyncio.create_task(writer())
+    task = asyncio.create_task(append_until(p, stop))
     await asyncio.sleep(0)
     assert await p.delete_events_before(T0 + timedelta(days=400)) == 1600
     stop.set()
@@ -528,15 +529,7 @@ async def test_retention_runs_at_once_on_one_provider_with_a_writer_and_one_canc
         await p.append(f"s{s}", [new("A" if d % 2 else "B", days=d) for d in range(400)], ANY)
     head = (await p.stats()).total_events
     stop = asyncio.Event()
-
-    async def writer() -> int:
-        n = 0
-        while not stop.is_set():
-            await p.append("w", [new(days=999)], ANY)
-            n += 1
-        return n
-
-    task = asyncio.create_task(writer())
+    task = asyncio.create_task(append_until(p, stop))
     cut = asyncio.create_task(p.delete_events_before(T0 + timedelta(days=390)))
     runs = await asyncio.gather(p.delete_events_before(T0 + timedelta(days=200)), p.truncate_stream("s0", 301))
     cut.cancel()

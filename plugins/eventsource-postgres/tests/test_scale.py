@@ -150,6 +150,18 @@ async def test_max_count_over_many_streams_a_few_events_over_pauses_for_its_work
         assert (await m.get_stream_info(f"s{i:03d}")).event_count == 1
 
 
+async def until_blocked(url: str, pid: int, run: asyncio.Task[Any]) -> None:
+    """Return once a backend waits on backend ``pid`` (or ``run`` ended first)."""
+    while not run.done():
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as look:
+            cur = await look.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY (pg_blocking_pids(pid))", [pid]
+            )
+            if (await cur.fetchone())[0]:  # type: ignore[index]
+                return
+        await asyncio.sleep(0.01)
+
+
 async def test_a_stream_run_that_loses_events_to_another_run_still_deletes_to_its_cutoff(
     aged: AgedStore, url: str
 ) -> None:
@@ -163,14 +175,7 @@ async def test_a_stream_run_that_loses_events_to_another_run_still_deletes_to_it
         )
         run = asyncio.create_task(p.delete_events_before(aged.at(200), stream_id="s"))
         pid = (await (await other.execute("SELECT pg_backend_pid()")).fetchone())[0]  # type: ignore[index]
-        while not run.done():  # until the run's first batch waits on the rows this transaction deleted
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as look:
-                cur = await look.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY (pg_blocking_pids(pid))", [pid]
-                )
-                if (await cur.fetchone())[0]:  # type: ignore[index]
-                    break
-            await asyncio.sleep(0.01)
+        await until_blocked(url, pid, run)  # the run's first batch waits on the rows this transaction deleted
         await other.commit()
     deleted = await run
     assert deleted == 190  # versions 11..200: the other run's 10 were not this run's to count
@@ -190,14 +195,7 @@ async def test_a_run_cancelled_inside_a_batch_keeps_the_store_exact_and_the_next
         await other.execute(f"SELECT 1 FROM {n.streams} WHERE stream_id = 'a' FOR UPDATE")
         pid = (await (await other.execute("SELECT pg_backend_pid()")).fetchone())[0]  # type: ignore[index]
         run = asyncio.create_task(p.delete_events_before(aged.at(400)))
-        while not run.done():  # until its recount waits on the streams row held here
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as look:
-                cur = await look.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY (pg_blocking_pids(pid))", [pid]
-                )
-                if (await cur.fetchone())[0]:  # type: ignore[index]
-                    break
-            await asyncio.sleep(0.01)
+        await until_blocked(url, pid, run)  # its recount waits on the streams row held here
         assert not run.done()
         run.cancel()
         with contextlib.suppress(asyncio.CancelledError):

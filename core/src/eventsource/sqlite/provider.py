@@ -471,28 +471,16 @@ class SqliteProvider(ConnectionCalls, Provider):
         for the file's lock) go between batches, so a run over millions of events never stalls them for more
         than one batch. A run cut short leaves the newer old events for the next run (nothing is half-deleted).
         """
-        batch = partial(delete_old_batch, to_us(cutoff), stream_id)
-        return await in_batches(
-            self._write,
-            "delete_events_before",
-            batch,
-            last=self._batches,
-            pace=self._pacer,
-            quiet=self._quiet,
-            written=self._written,
-        )
+        return await self._in_batches("delete_events_before", partial(delete_old_batch, to_us(cutoff), stream_id))
 
     async def truncate_stream(self, stream_id: str, before_version: int) -> int:
         """Delete the stream's events below ``before_version``, lowest first, in short transactions."""
-        batch = partial(truncate_batch, stream_id, before_version)
+        return await self._in_batches("truncate_stream", partial(truncate_batch, stream_id, before_version))
+
+    async def _in_batches(self, op: str, batch: Callable[[int, sqlite3.Connection], tuple[int, bool]]) -> int:
+        """One retention run: ``batch`` in the provider's sized, paced transactions."""
         return await in_batches(
-            self._write,
-            "truncate_stream",
-            batch,
-            last=self._batches,
-            pace=self._pacer,
-            quiet=self._quiet,
-            written=self._written,
+            self._write, op, batch, last=self._batches, pace=self._pacer, quiet=self._quiet, written=self._written
         )
 
     async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:

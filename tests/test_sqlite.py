@@ -587,3 +587,47 @@ async def test_a_directory_that_cannot_be_made_is_a_typed_unavailable_error(tmp_
     p = SqliteProvider(f"sqlite:///{tmp_path}/afile/x.db")
     with pytest.raises(ProviderUnavailableError):
         await p.connect()
+
+
+async def test_the_one_statement_append_writes_only_at_the_version_after_the_streams_and_leaves_nothing_else(
+    store: SqliteProvider,
+) -> None:
+    """``append_at`` (``INSERT ... VALUES`` with the version check in the version column): the version after the
+    stream's, short and full forms, each field kept; anything else refused whole, ``None`` for the careful path."""
+    from dataclasses import replace
+
+    from eventsource.sqlite.appends import append_at
+
+    await store.append("s", [new_event(1)], NO_STREAM)
+    writer = store._writer
+    assert writer is not None
+    db = writer.db
+    assert db is not None
+    taken = new_event(2)
+    with writer.lock:
+        assert append_at(db, "s", taken, 2) is not None
+        full = replace(new_event(3), correlation_id="c", causation_id="k", user_id="u", tenant_id="t",
+                       aggregate_id="a", aggregate_type="A")
+        done = append_at(db, "s", full, 3)
+        assert done is not None
+        assert done.first_version == 3
+        before = db.execute("SELECT COUNT(*), MAX(position) FROM es_events").fetchone()
+        refused = [
+            append_at(db, "s", new_event(4), 3),  # the stream is at 3, not 2
+            append_at(db, "s", new_event(4), 5),  # nor at 4
+            append_at(db, "nope", new_event(4), 1),  # no such stream
+            append_at(db, "s", replace(new_event(4), event_id=taken.event_id), 4),  # the id is taken
+            append_at(db, "s", replace(full, event_id=str(uuid.uuid4())), 5),  # the full form checks too
+        ]
+        assert refused == [None] * 5
+        assert db.execute("SELECT COUNT(*), MAX(position) FROM es_events").fetchone() == before
+        assert not db.in_transaction
+    stored = [e async for e in store.read_stream("s")]
+    assert [e.version for e in stored] == [1, 2, 3]
+    last = stored[-1]
+    assert (last.correlation_id, last.causation_id, last.user_id, last.tenant_id, last.aggregate_id,
+            last.aggregate_type) == ("c", "k", "u", "t", "a", "A")
+    assert await store.truncate_stream("s", 4) == 3  # every event goes; the stream stays at version 3 (its floor)
+    with writer.lock:
+        assert append_at(db, "s", new_event(5), 3) is None
+        assert append_at(db, "s", new_event(5), 4) is not None

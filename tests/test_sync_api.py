@@ -226,7 +226,7 @@ def test_an_interrupt_between_inline_statements_rolls_the_transaction_back(sqlit
     writer = provider._writer
     assert writer is not None
     with pytest.raises(KeyboardInterrupt):
-        provider._inline(writer, "test", half_done)
+        provider._inline(writer, "test", half_done, None)
     assert writer.db is not None
     assert not writer.db.in_transaction
     assert [e.data for e in sqlite_es.read_stream("x")] == [1]

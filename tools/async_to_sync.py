@@ -25,6 +25,8 @@ HAND_WRITTEN = {"close", "connect"}  # lifecycle: written in SyncBase-aware form
 THREAD_BEFORE = {"start_retention"}  # a schedule needs the loop live between calls
 SETTLE_AFTER = {"connect", "register_provider"}  # a new provider may need the loop live between calls
 SELF_TYPES = {"EventSourcingManager", "Self"}
+# appends a loop-free provider can finish in the caller's thread: the manager's SyncLane has a method of each name
+LANES = {"append_event", "append_events_batch"}
 # plain methods returning a live async object get its blocking twin, on a loop that keeps running between
 # calls (a live subscription waits on the loop while other threads append through the same facade)
 SYNC_TWINS = {"Subscription": ("SyncSubscription", "eventsource.subscriptions.sync")}
@@ -162,6 +164,25 @@ class Writer:
             return [f'{indent}"""{lines[0]}"""']
         return [f'{indent}"""{lines[0]}', *[f"{indent}{line}" if line else "" for line in lines[1:]], f'{indent}"""']
 
+    @staticmethod
+    def coroutine(name: str, ret: str, call: str, target: str) -> list[str]:
+        """The body of a coroutine method's sync twin (after any ``go_threaded()``)."""
+        if ret == "Self":
+            return [f"self._loop.run({target})", *(["self._settle()"] if name in SETTLE_AFTER else []), "return self"]
+        if name in SETTLE_AFTER:
+            return [f"result = self._loop.run({target})", "self._settle()", "return result"]
+        if name in THREAD_BEFORE:
+            return [f"return self._loop.run({target})"]
+        if name in LANES:
+            if call != "request, **kwargs":
+                msg = f"{name}: the sync lane takes (request, /, **kwargs), not ({call})"
+                raise SystemExit(msg)
+            return [
+                "lane = self._manager._lane  # noqa: SLF001 - the manager's own sync lane",
+                f"return self._loop.now(lane.{name}, self._manager.{name}, request, kwargs)",
+            ]
+        return [f"return self._loop.call({target})"]  # the usual call: first step inline, no task unless it waits
+
     def method(self, name: str, fn: Any) -> None:
         """The sync twin of one public method."""
         params, ret, call = self.signature(fn)
@@ -170,17 +191,7 @@ class Writer:
         if name in THREAD_BEFORE:
             body.append("self._loop.go_threaded()")
         if inspect.iscoroutinefunction(fn):
-            if ret == "Self":
-                body += [f"self._loop.run({target})"]
-                if name in SETTLE_AFTER:
-                    body.append("self._settle()")
-                body.append("return self")
-            elif name in SETTLE_AFTER:
-                body += [f"result = self._loop.run({target})", "self._settle()", "return result"]
-            elif name in THREAD_BEFORE:
-                body.append(f"return self._loop.run({target})")
-            else:  # the usual call: first step inline, no task unless it has to wait
-                body.append(f"return self._loop.call({target})")
+            body += self.coroutine(name, ret, call, target)
         elif ret in SYNC_TWINS:
             twin, module = SYNC_TWINS[ret]
             self.runtime[twin] = module

@@ -188,6 +188,23 @@ class MemoryProvider(Provider):
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """Check, then write the whole batch (no await in between)."""
+        return self._append(stream_id, events, expected, stream)
+
+    def append_now(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected: Expected,
+        stream: NewStream | None,
+        *,
+        timeout: float | None,  # noqa: ARG002 - nothing here waits
+    ) -> AppendResult | None:
+        """:meth:`append` for the sync API, in the caller's thread (see :meth:`Provider.append_now`)."""
+        return self._append(stream_id, events, expected, stream)
+
+    def _append(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
+    ) -> AppendResult:
         dup = check_duplicate(stream_id, events, [self._by_id.get(e.event_id) for e in events])
         if dup is not None:
             return dup

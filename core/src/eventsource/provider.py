@@ -10,14 +10,11 @@ page views, global order) are listed in docs/writing-a-provider.md and checked b
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import heapq
 import operator
-import threading
 from abc import ABC, abstractmethod
-from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 
@@ -224,35 +221,6 @@ def check_duplicate(
     raise DuplicateEventError(msg, event_id=clash.event_id, stream_id=clash.stream_id)
 
 
-SYNC_CALLER: ContextVar[int | None] = ContextVar("eventsource_sync_caller", default=None)
-"""The thread id of a sync caller that runs its private event loop in its own thread (set by the sync API).
-
-While it equals the current thread, the loop belongs to a blocked sync caller and nothing else runs on it, so a
-provider whose driver blocks anyway may run a statement inline instead of handing it to a thread.
-"""
-
-
-SYNC_TIMEOUT: ContextVar[float | None] = ContextVar("eventsource_sync_timeout", default=None)
-"""The manager's ``timeout`` for the sync caller of :data:`SYNC_CALLER` (set with it by the sync API).
-
-Nothing can cancel a statement run inline, so a store that runs one should not let it wait (for a lock,
-say) longer than this: ``timeout`` bounds every call.
-"""
-
-
-def inline_io_allowed() -> bool:
-    """Whether blocking I/O may run inline: the running loop belongs to a sync caller waiting in this thread."""
-    return SYNC_CALLER.get() == threading.get_ident()
-
-
-CALL_TASK: ContextVar[list[asyncio.Task[Any] | None] | None] = ContextVar(
-    "eventsource_sync_call_task", default=None
-)
-"""While a call's first step runs without a task (:meth:`eventsource.syncloop.SyncLoop.call`): a box that receives
-the task the call
-goes on in if it has to wait, so what the first step armed against ``asyncio.current_task()`` (the manager's
-deadline timer) can still cancel it."""
-
 class Provider(ABC):
     """Base class of every store. Subclasses implement the abstract methods.
 
@@ -366,6 +334,25 @@ class Provider(ABC):
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """Append ``events`` (one or more) atomically. ``stream`` carries attributes for implicit creation."""
+
+    def append_now(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected: Expected,
+        stream: NewStream | None,
+        *,
+        timeout: float | None,
+    ) -> AppendResult | None:
+        """Optional: :meth:`append` done right here, blocking, for the sync API; ``None`` declines (the default).
+
+        Only a ``loop_free`` store whose driver blocks anyway (SQLite, memory) implements it: the sync API
+        calls it in the caller's thread while it holds its loop idle, so nothing else runs on the provider
+        meanwhile. Same contract and errors as :meth:`append`; ``timeout`` bounds any lock wait. Declining
+        writes nothing: the manager then awaits :meth:`append` as usual.
+        """
+        del stream_id, events, expected, stream, timeout  # declined: nothing is used
+        return None
 
     @abstractmethod
     def read_stream_pages(

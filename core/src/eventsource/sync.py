@@ -173,7 +173,8 @@ class SyncEventSourcingManager:
 
     def append_event(self, request: AppendEventRequest | None = None, /, **kwargs: Any) -> AppendEventResponse:
         """Append one event; see :meth:`append_events_batch` for the rules."""
-        return self._loop.call(self._manager.append_event(request, **kwargs))
+        lane = self._manager._lane  # noqa: SLF001 - the manager's own sync lane
+        return self._loop.now(lane.append_event, self._manager.append_event, request, kwargs)
 
     def append_events_batch(
         self,
@@ -190,7 +191,8 @@ class SyncEventSourcingManager:
         ``snapshot_due`` in the response is ``True`` when ``snapshot_threshold`` is set and the stream
         now holds that many events past its latest snapshot (and no snapshot handler took one).
         """
-        return self._loop.call(self._manager.append_events_batch(request, **kwargs))
+        lane = self._manager._lane  # noqa: SLF001 - the manager's own sync lane
+        return self._loop.now(lane.append_events_batch, self._manager.append_events_batch, request, kwargs)
 
     def apply_retention(
         self,

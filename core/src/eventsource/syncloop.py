@@ -2,7 +2,7 @@
 
 :class:`SyncLoop` owns one private event loop. While every provider declares ``loop_free`` (SQLite, memory) it
 runs that loop only during a call, in the calling thread, under a lock (one call at a time, whichever thread
-makes it), and marks the call's context with :data:`~eventsource.provider.SYNC_CALLER` so a store whose
+makes it), and marks the call's context with :data:`~eventsource.inline.SYNC_CALLER` so a store whose
 driver blocks anyway runs its statements inline: no thread hop at all. Once a provider needs a live loop
 between calls (a connection pool, pings) or a retention schedule starts, the loop moves to a daemon thread for
 good and calls cross to it. Iterators cross up to 100 events (of one page) per call, never one event at a time.
@@ -21,13 +21,14 @@ import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
+from eventsource.inline import CALL_TASK, SYNC_CALLER, SYNC_TIMEOUT
 from eventsource.manager.policy import PAGED
-from eventsource.provider import CALL_TASK, SYNC_CALLER, SYNC_TIMEOUT
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Coroutine, Iterator
+    from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 
 T = TypeVar("T")
+R = TypeVar("R")
 CHUNK = 100
 """Events the sync API takes per call at most: a provider's page of 500 decoded at once would leave the
 caller's loop working through objects that no longer sit in the CPU's caches."""
@@ -257,6 +258,38 @@ class SyncLoop:
             finally:
                 self._owner = None
         return self._threaded(coro, closing=False)  # (moved to a thread meanwhile; the lock is released first)
+
+    def now(
+        self,
+        lane: Callable[[R | None, Mapping[str, Any], float | None], T | Coroutine[Any, Any, T]],
+        full: Callable[..., Coroutine[Any, Any, T]],
+        request: R | None,
+        kwargs: dict[str, Any],
+    ) -> T:
+        """``lane(request, kwargs, timeout)`` right here while the loop runs inline; else ``full(request, **kwargs)``.
+
+        A lane (:class:`~eventsource.manager.lane.SyncLane`) returns the result, or the coroutine that
+        finishes the call, which goes on as :meth:`call` runs one. Once the loop runs on its thread (or this
+        thread runs another loop), the lane is not used: ``full``, the async method, runs as :meth:`call` runs it.
+        """
+        drive = self._drive
+        if self._thread is None and drive is not None and asyncio.events._get_running_loop() is None:  # noqa: SLF001
+            self._usable()
+            me = threading.get_ident()
+            with self._lock:
+                self._owner = me  # (as in _run)
+                try:
+                    if self._thread is None:
+                        if self._closed:  # close() ran while this call waited for the lock
+                            raise ProviderUnavailableError(CLOSED)
+                        out = lane(request, kwargs, self.timeout)
+                        if not asyncio.iscoroutine(out):
+                            return out
+                        result: T = drive(out)
+                        return result
+                finally:
+                    self._owner = None
+        return self.call(full(request, **kwargs))  # (moved to a thread meanwhile: the lock is released first)
 
     def _drive_inline(self, coro: Coroutine[Any, Any, T]) -> T:
         """First step of ``coro`` in this thread (the lock is held); the rest, if any, as a task on the loop."""

@@ -23,6 +23,7 @@ from eventsource.manager.appends import Appends, batch_response, event_response
 from eventsource.manager.batches import BatchEncoder
 from eventsource.manager.codec import SHREDDED_KEY, EventCodec
 from eventsource.manager.ids import event_id as _event_id
+from eventsource.manager.lane import SyncLane
 from eventsource.manager.metrics import LATENCY_WINDOW
 from eventsource.manager.monitoring import Monitoring
 from eventsource.manager.policy import CallPolicy
@@ -113,6 +114,7 @@ class EventSourcingManager:
         self._monitoring = Monitoring(self._providers, self._policy, self.host, self.config, time.monotonic())
         self.event_classes = EventClasses(self._codec.chain)
         self._subscriptions = OpenSubscriptions(self._policy, self._codec, self.host)  # close() ends them
+        self._lane = SyncLane(self)  # the sync facade's appends in its caller's thread
 
     def __repr__(self) -> str:
         return (

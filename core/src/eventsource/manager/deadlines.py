@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from eventsource.provider import CALL_TASK
+from eventsource.inline import CALL_TASK
 
 
 class Deadlines:
@@ -30,7 +30,7 @@ class Deadlines:
         """Register the current task's call: ``[task, start, fired, cancelling-before]``.
 
         ``task`` is a one-item list instead when the sync API runs the call's first step without a task
-        (:data:`~eventsource.provider.CALL_TASK`): it receives the task if the call has to wait.
+        (:data:`~eventsource.inline.CALL_TASK`): it receives the task if the call has to wait.
         """
         task = asyncio.current_task()
         entry: list[Any] = [task if task is not None else CALL_TASK.get(), self.loop.time(), False, 0]

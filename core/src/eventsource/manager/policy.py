@@ -55,6 +55,14 @@ class NotResumableError(Exception):
     """Raised by a page source that cannot reopen its iterator after an error."""
 
 
+class RetryLater(Exception):  # noqa: N818 - a signal, not an error: the cause is __cause__
+    """:meth:`CallPolicy.now`'s first attempt failed with a retryable error: finish with ``run(resumed=True)``."""
+
+
+AGAIN: tuple[type[BaseException], ...] = (TimeoutError, *RETRYABLE)
+"""What :meth:`CallPolicy.run` retries."""
+
+
 class CallPolicy:
     """Runs provider calls under ``config``'s timeout and retry settings and records their metrics."""
 
@@ -92,6 +100,43 @@ class CallPolicy:
         await asyncio.sleep(random.uniform(0, min(self.config.retry_max_delay, delay)))  # noqa: S311 - jitter
         return delay * 2
 
+    def now(self, provider: Provider, op: str, call: Callable[[], T | None], *, events: int) -> T | None:
+        """The first attempt of an idempotent call, blocking, in the caller's thread (the sync API's lane).
+
+        Counted and timed as :meth:`run` counts its first attempt; ``None``: the provider declined (nothing
+        counted, nothing written). A connection or timeout error with attempts left raises :class:`RetryLater`
+        (the retry counted): ``run(..., resumed=True)`` makes the rest. No timer: a blocking call cannot be
+        interrupted, so the provider bounds its own waits, as it does on the inline loop.
+        """
+        if not provider.capabilities.supports(op):
+            raise provider.unsupported(op)
+        start = time.perf_counter()
+        try:
+            result = call()
+        except AGAIN as e:
+            rec = self.metrics.op(provider.name, op)
+            rec.calls += 1
+            rec.record(time.perf_counter() - start)
+            if self.config.retry_attempts > 1:
+                rec.retries += 1
+                log.info("retrying %s on %s (attempt 2 of %d)", op, provider.name, self.config.retry_attempts)
+                raise RetryLater from e
+            rec.errors += 1
+            if isinstance(e, TimeoutError) and not isinstance(e, ProviderTimeoutError):
+                raise self._timed_out(provider, op, f"did not finish within {self.config.timeout}s") from e
+            raise
+        except BaseException:
+            rec = self.metrics.op(provider.name, op)
+            rec.calls += 1
+            rec.errors += 1
+            raise
+        if result is not None:
+            rec = self.metrics.op(provider.name, op)
+            rec.calls += 1
+            rec.record(time.perf_counter() - start)
+            rec.events += events
+        return result
+
     async def run(  # noqa: C901, PLR0912, PLR0915 - every provider call's hot path, one frame
         self,
         provider: Provider,
@@ -103,27 +148,31 @@ class CallPolicy:
         stream: str | None = None,
         expected: object = None,
         on_retry: Callable[[], object] | None = None,
+        resumed: bool = False,
     ) -> T:
         """Run one provider call under the timeout; retry connection/timeout errors with backoff + jitter.
 
         Only idempotent calls may pass ``retry=True``. Latency (per attempt), calls, errors, retries and
         ``events`` are recorded. ``stream`` and ``expected`` describe the call to telemetry; ``on_retry`` is
-        called at each retry (given: the telemetry hook's own call, already inside its span).
+        called at each retry (given: the telemetry hook's own call, already inside its span). ``resumed``:
+        the first attempt was :meth:`now`'s (it raised :class:`RetryLater`); back off, then make the rest.
         """
-        if self.telemetry is not None and on_retry is None:
+        if self.telemetry is not None and on_retry is None and not resumed:
             return await self.telemetry.run(
                 self, provider, op, factory, retry=retry, events=events, stream=stream, expected=expected
             )
-        rec = self.start(provider, op)
+        rec = self.metrics.op(provider.name, op) if resumed else self.start(provider, op)
         attempts = self.config.retry_attempts if retry else 1
         timeout = self.config.timeout
         delay = self.config.retry_delay
+        if resumed:
+            delay = await self._backoff(delay)
         deadlines = None
         if timeout is not None:
             deadlines = self.deadlines
             if deadlines is None or deadlines.loop is not asyncio.get_running_loop():
                 deadlines = self.deadlines = Deadlines(timeout)
-        for attempt in range(1, attempts + 1):
+        for attempt in range(2 if resumed else 1, attempts + 1):
             start = time.perf_counter()
             entry = deadlines.enter() if deadlines is not None else None
             try:

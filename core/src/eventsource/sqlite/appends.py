@@ -70,24 +70,25 @@ def append_at(db: sqlite3.Connection, stream_id: str, event: NewEvent, version: 
             event.event_id,
             stream_id,
             event.event_type,
+            stream_id,  # the version, if the stream stands at version - 1 (_AT_VERSION)
+            stream_id,
+            version,
             version,
             event.data,
             event.metadata,
             event.encoding,
             to_us(event.timestamp),
-            stream_id,
-            stream_id,
-            version,
         )
     else:
         sql = SQL_APPEND_AT
-        args = (*_event_rows(stream_id, (event,), version)[1][0], stream_id, stream_id, version)
+        row = _event_rows(stream_id, (event,), version)[1][0]
+        args = (*row[:3], stream_id, stream_id, version, version, *row[4:])
     try:
         cur = db.execute(sql, args)
     except sqlite3.IntegrityError:
-        return None  # the id is taken (a retry?)
-    if cur.rowcount != 1:
-        return None  # the stream is not at version - 1 (or does not exist)
+        return None  # the stream is not at version - 1 (or does not exist), or the id is taken (a retry?)
+    if cur.rowcount != 1:  # pragma: no cover - an INSERT ... VALUES that did not raise wrote its row
+        return None
     # positional, in AppendResult's field order (see _append_tx)
     return make_append_result(stream_id, version, version, (cur.lastrowid,), (event.event_id,), event.timestamp, False)  # noqa: FBT003
 

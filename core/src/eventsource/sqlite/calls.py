@@ -14,7 +14,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
-from eventsource.provider import SYNC_TIMEOUT, inline_io_allowed
+from eventsource.inline import SYNC_TIMEOUT, inline_io_allowed
 from eventsource.sqlite.errors import map_error
 
 if TYPE_CHECKING:
@@ -70,19 +70,19 @@ class ConnectionCalls:
         """Run ``fn(connection)`` on the connection's own thread (one hop), or inline for a sync caller.
 
         Inline only when the running loop belongs to a sync caller blocked in this thread
-        (:func:`~eventsource.provider.inline_io_allowed`): nothing else waits on that loop, so the
+        (:func:`~eventsource.inline.inline_io_allowed`): nothing else waits on that loop, so the
         statement runs here under the worker's lock, the same one-at-a-time discipline as the thread.
         """
         if worker is not None and inline_io_allowed():
-            return self._inline(worker, op, fn)
+            return self._inline(worker, op, fn, SYNC_TIMEOUT.get())
         return await self._submit(worker, op, fn)
 
-    def _inline(self, worker: _Worker, op: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _inline(self, worker: _Worker, op: str, fn: Callable[[sqlite3.Connection], T], limit: float | None) -> T:
+        """``fn(connection)`` here, under the worker's lock; SQLite waits for a lock at most ``limit`` seconds."""
         with worker.lock:
             db = worker.db
             if db is None:
                 raise self._not_connected(worker, op)
-            limit = SYNC_TIMEOUT.get()
             busy = self.settings["busy_timeout"]
             if limit is not None and limit < busy:  # no lock wait past the manager's timeout (nothing can cancel it)
                 return self._inline_within(db, op, fn, limit, busy)

@@ -21,6 +21,7 @@ from eventsource.errors import (
     StreamNotFoundError,
     ValidationError,
 )
+from eventsource.inline import SYNC_TIMEOUT, inline_io_allowed
 from eventsource.model import (
     AppendResult,
     HealthStatus,
@@ -37,7 +38,6 @@ from eventsource.provider import (
     Capabilities,
     Provider,
     check_snapshot,
-    inline_io_allowed,
 )
 from eventsource.sqlite import counts, live
 from eventsource.sqlite.appends import append_sync
@@ -300,6 +300,49 @@ class SqliteProvider(ConnectionCalls, Provider):
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """Append ``events`` in one write transaction (see the module docstring): one thread hop."""
+        writer = self._writer
+        if writer is not None and inline_io_allowed():  # what _on does, without its coroutine
+            return self._append_here(writer, stream_id, events, expected, stream, limit=SYNC_TIMEOUT.get())
+        result = await self._submit(writer, "append", self._append_call(stream_id, events, expected, stream))
+        if self._appended(events):
+            await self._write("append", lambda db: tx(db, counts.fold))
+        return result
+
+    def append_now(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected: Expected,
+        stream: NewStream | None,
+        *,
+        timeout: float | None,
+    ) -> AppendResult | None:
+        """The sync API's append, on the writer connection in the caller's thread (see :meth:`Provider.append_now`)."""
+        writer = self._writer
+        if writer is None:
+            return None  # not connected: append() says so
+        return self._append_here(writer, stream_id, events, expected, stream, limit=timeout)
+
+    def _append_here(
+        self,
+        writer: _Worker,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected: Expected,
+        stream: NewStream | None,
+        *,
+        limit: float | None,
+    ) -> AppendResult:
+        """The append inline on ``writer``, waiting at most ``limit`` seconds for SQLite's write lock."""
+        result = self._inline(writer, "append", self._append_call(stream_id, events, expected, stream), limit)
+        if self._appended(events):
+            self._inline(writer, "append", lambda db: tx(db, counts.fold), limit)
+        return result
+
+    def _append_call(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
+    ) -> Callable[[sqlite3.Connection], AppendResult]:
+        """What the writer runs for one append (finishing a checkpoint's copy first when one just ended)."""
         if not events:
             msg = "append needs at least one event"
             raise ValidationError(msg, field="events")
@@ -308,18 +351,17 @@ class SqliteProvider(ConnectionCalls, Provider):
         if checkpoints is not None and checkpoints.take_copied():
             fn = partial(finish_then, fn)  # the pages committed while the thread copied, so this write restarts the WAL
         self._wrote_at = monotonic()
-        writer = self._writer
-        if writer is not None and inline_io_allowed():  # what _on does, without its coroutine
-            result = self._inline(writer, "append", fn)
-        else:
-            result = await self._submit(writer, "append", fn)
+        return fn
+
+    def _appended(self, events: Sequence[NewEvent]) -> bool:
+        """Note a committed append (wake subscriptions, poke the checkpointer); whether the counts are due a fold."""
         self._changes.notify()
         self._written(append_weight(len(events), sum([len(e.data) + len(e.metadata) for e in events])))
         self._unfolded += len(events)
-        if self._unfolded >= counts.FOLD_EVERY:
-            self._unfolded = 0
-            await self._write("append", lambda db: tx(db, counts.fold))
-        return result
+        if self._unfolded < counts.FOLD_EVERY:
+            return False
+        self._unfolded = 0
+        return True
 
     # ------------------------------------------------------------------ reads
 

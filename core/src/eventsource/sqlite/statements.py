@@ -42,20 +42,24 @@ SQL_INSERT_EVENT_SHORT = (
     f"timestamp) VALUES ({NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _AT_VERSION = (
-    "WHERE (SELECT MAX(version_floor, IFNULL((SELECT MAX(version) FROM es_events WHERE stream_id = ?), 0)) "
-    "FROM es_streams WHERE stream_id = ?) = ? - 1"
+    "CASE WHEN (SELECT MAX(version_floor, IFNULL((SELECT MAX(version) FROM es_events WHERE stream_id = ?), 0)) "
+    "FROM es_streams WHERE stream_id = ?) = ? - 1 THEN ? END"
 )
+"""The version column of :data:`SQL_APPEND_AT`: the version when the stream stands at the one before it, else NULL,
+which the column's NOT NULL refuses. Parameters: stream id, stream id, version, version."""
 SQL_APPEND_AT = (
-    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "
+    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "  # noqa: S608
     "timestamp, correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type) "
-    f"SELECT {NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
+    f"VALUES ({NEXT_POSITION}, ?, ?, ?, {_AT_VERSION}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-"""One event at an exact version, in one autocommit statement: inserted only if the stream is at
-``version - 1`` (the same check as :data:`SQL_STREAM_STATE` + :func:`check_expected`). Parameters: the
-event's row, then stream id, stream id, version (for :data:`_AT_VERSION`)."""
+"""One event at an exact version, in one autocommit statement: refused (``IntegrityError``, nothing written) unless
+the stream is at ``version - 1`` (the same check as :data:`SQL_STREAM_STATE` + :func:`check_expected`), as it is
+when the stream does not exist or the event id is taken. ``INSERT ... VALUES``: an ``INSERT ... SELECT`` that reads
+the table it writes first copies its row into a temporary table. Parameters: the event's row, with
+:data:`_AT_VERSION`'s four in place of the version."""
 SQL_APPEND_AT_SHORT = (
-    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "
-    f"timestamp) SELECT {NEXT_POSITION}, ?, ?, ?, ?, ?, ?, ?, ? {_AT_VERSION}"
+    "INSERT INTO es_events (position, event_id, stream_id, event_type, version, data, metadata, encoding, "  # noqa: S608
+    f"timestamp) VALUES ({NEXT_POSITION}, ?, ?, ?, {_AT_VERSION}, ?, ?, ?, ?)"
 )
 SQL_LAST_ROWID = "SELECT last_insert_rowid()"
 SQL_INSERT_STREAM = (

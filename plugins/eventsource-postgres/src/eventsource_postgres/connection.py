@@ -15,7 +15,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
-from eventsource.provider import SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
+from eventsource.inline import SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.schema import migrate

@@ -1,7 +1,7 @@
 """Pooled connections that wait for the server in the caller's thread when a sync caller runs the loop inline.
 
 Through the sync API (``sync_inline``) the private event loop runs only while a call runs, in the caller's
-thread (:func:`~eventsource.provider.inline_io_allowed`). There, :class:`InlineConnection` waits for each
+thread (:func:`~eventsource.inline.inline_io_allowed`). There, :class:`InlineConnection` waits for each
 reply with a blocking ``poll`` instead of the loop's reader callbacks, so a call that needs no other task
 ends in its first step, with no loop iteration, as a raw sync psycopg call would. The manager's ``timeout``
 still bounds the whole call (each statement, and the pool's check of its idle connections after a stale one,
@@ -19,7 +19,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
-from eventsource.provider import SYNC_TIMEOUT, inline_io_allowed
+from eventsource.inline import SYNC_TIMEOUT, inline_io_allowed
 from psycopg import errors as e
 from psycopg import waiting
 from psycopg.pq import TransactionStatus

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import ConfigurationError
+from eventsource.inline import inline_io_allowed
 from eventsource.manager.monitoring import with_faults
-from eventsource.provider import Capabilities, Provider, inline_io_allowed
+from eventsource.provider import Capabilities, Provider
 
 from eventsource_postgres.append import Appender
 from eventsource_postgres.connection import Connection

@@ -1,0 +1,204 @@
+"""The sync API's lane: appends a loop-free store finishes in the caller's thread, without the event loop.
+
+What the lane must keep of the async call: the same checks, ids, metrics and errors; a provider that declines
+is awaited as before; a retryable first attempt is retried on the loop with the same encoded events (so a
+first attempt that committed without answering is found as this call's own); and once the loop runs on a
+thread, the lane is not used at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource import EventData, ValidationError
+from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
+from eventsource.memory import MemoryProvider
+from eventsource.plugins import PluginHost
+from eventsource.sqlite import SqliteProvider
+from eventsource.sync import SyncEventSourcingManager
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+HOST = PluginHost(load_entrypoints=False)
+
+
+class Watched(SqliteProvider):
+    """SQLite noting which append ran, with what timeout, and whether an event loop was running."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[tuple[str, float | None, bool]] = []
+
+    async def append(self, *args: Any, **kwargs: Any) -> Any:
+        self.seen.append(("append", None, True))
+        return await super().append(*args, **kwargs)
+
+    def append_now(self, *args: Any, timeout: float | None) -> Any:
+        running = asyncio.events._get_running_loop() is not None
+        self.seen.append(("append_now", timeout, running))
+        return super().append_now(*args, timeout=timeout)
+
+
+def watched(es: SyncEventSourcingManager, path: Path) -> Watched:
+    provider = Watched(f"sqlite:///{path}")
+    es.register_provider(provider, name="w", default=True)
+    return provider
+
+
+def test_sqlite_sync_appends_run_in_the_callers_thread_with_no_loop_running(tmp_path: Path) -> None:
+    with SyncEventSourcingManager({"providers": {"m": "memory://"}, "timeout": 7.5}, host=HOST) as es:
+        p = watched(es, tmp_path / "es.db")
+        for i in range(3):
+            assert es.append_event(stream_id="s", event_type="E", data={"i": i}, expected_version=i).version == i + 1
+        batch = es.append_events_batch(stream_id="s", events=[EventData("E", {"i": i}) for i in range(3, 8)])
+        assert (batch.first_version, batch.last_version) == (4, 8)
+        assert p.seen == [("append_now", 7.5, False)] * 4  # never the async append, no loop marked running
+        assert [e.data["i"] for e in es.read_stream("s")] == list(range(8))
+        stats = es.metrics()["w"]["append"]
+        assert (stats["calls"], stats["events"], stats["errors"], stats["retries"]) == (4, 8, 0, 0)
+        assert not es._loop.threaded
+
+
+def test_the_lane_checks_what_the_async_call_checks_in_the_same_order(tmp_path: Path) -> None:
+    with SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST) as es:
+        with pytest.raises(ValidationError) as bad_id:
+            es.append_event(stream_id="a\x00b", event_type="", data=1)  # both wrong: the stream id is named first
+        assert bad_id.value.details["field"] == "stream_id"
+        with pytest.raises(ValidationError) as bad_type:
+            es.append_event(stream_id="s", event_type="", data=1)
+        assert bad_type.value.details["field"] == "event_type"
+        with pytest.raises(ValidationError):
+            es.append_event(stream_id="s", event_type="E", data=(1, 2))  # a tuple would come back a list
+        with pytest.raises(ValidationError):
+            es.append_events_batch(stream_id="s", events=[])
+        with pytest.raises(ValidationError):
+            es.append_event(EventData("E", 1), stream_id="s")  # type: ignore[arg-type] - a request and kwargs
+        assert es.list_streams().total_count == 0  # nothing written by any of them
+        assert es.metrics().get("db", {}).get("append", {}).get("calls", 0) == 0
+
+
+def test_a_provider_that_declines_the_lane_is_awaited_and_counted_once() -> None:
+    class Declines(MemoryProvider):
+        def append_now(self, *args: Any, timeout: float | None) -> Any:
+            self.declined = getattr(self, "declined", 0) + 1
+            return None
+
+    with SyncEventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as es:
+        p = Declines()
+        es.register_provider(p, name="d", default=True)
+        r = es.append_event(stream_id="s", event_type="E", data=1)
+        es.append_events_batch(stream_id="s", events=[EventData("E", 2), EventData("E", 3)], expected_version=1)
+        assert p.declined == 2
+        assert next(e.event_id for e in es.read_stream("s")) == r.event_id
+        stats = es.metrics()["d"]["append"]
+        assert (stats["calls"], stats["events"], stats["retries"]) == (2, 3, 0)
+
+
+def test_a_first_attempt_that_committed_but_lost_its_answer_is_retried_with_the_same_ids(tmp_path: Path) -> None:
+    class LosesTheAnswer(SqliteProvider):
+        def append_now(self, *args: Any, timeout: float | None) -> Any:
+            super().append_now(*args, timeout=timeout)  # committed...
+            msg = "the answer was lost"
+            raise ProviderUnavailableError(msg, provider="sqlite")  # ...and the caller cannot know
+
+    cfg = {"providers": {"m": "memory://"}, "retry_attempts": 3, "retry_delay": 0.001}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
+        es.register_provider(LosesTheAnswer(f"sqlite:///{tmp_path}/es.db"), name="l", default=True)
+        r = es.append_event(stream_id="s", event_type="E", data=1)
+        assert (r.version, r.duplicate) == (1, False)  # its own first attempt, found by its ids
+        b = es.append_events_batch(stream_id="s", events=[EventData("E", 2), EventData("E", 3)], expected_version=1)
+        assert (b.first_version, b.last_version, b.duplicate) == (2, 3, False)
+        stored = list(es.read_stream("s"))
+        assert [e.data for e in stored] == [1, 2, 3]  # written once each
+        assert [e.event_id for e in stored] == [r.event_id, *b.event_ids]
+        stats = es.metrics()["l"]["append"]
+        assert (stats["calls"], stats["retries"], stats["errors"], stats["events"]) == (2, 2, 0, 3)
+
+
+def test_a_lock_held_past_the_timeout_is_retried_on_the_loop_until_it_is_released(tmp_path: Path) -> None:
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "timeout": 0.2, "retry_attempts": 5, "retry_delay": 0.05}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        other = sqlite3.connect(tmp_path / "es.db", isolation_level=None, check_same_thread=False)  # another process
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.5, lambda: other.execute("ROLLBACK"))
+        release.start()
+        try:
+            r = es.append_event(stream_id="s", event_type="E", data=2, expected_version=1)
+        finally:
+            release.join()
+            other.close()
+        assert r.version == 2
+        assert [e.data for e in es.read_stream("s")] == [1, 2]
+        stats = es.metrics()["db"]["append"]
+        assert stats["retries"] >= 1  # the lane's attempt timed out on the lock; the loop's later one got it
+        assert (stats["calls"], stats["errors"]) == (2, 0)
+
+
+def test_without_retries_the_lanes_timeout_reaches_the_caller_and_is_counted(tmp_path: Path) -> None:
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "timeout": 0.2, "retry_attempts": 1}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
+        other = sqlite3.connect(tmp_path / "es.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(ProviderTimeoutError):
+                es.append_event(stream_id="s", event_type="E", data=1)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        stats = es.metrics()["db"]["append"]
+        assert (stats["calls"], stats["errors"], stats["retries"]) == (1, 1, 0)
+        assert es.list_streams().total_count == 0
+
+
+def test_once_the_loop_runs_on_a_thread_the_lane_is_not_used(tmp_path: Path) -> None:
+    with SyncEventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as es:
+        p = watched(es, tmp_path / "es.db")
+        es._loop.go_threaded()  # what a live subscription or a retention schedule does
+        es.append_event(stream_id="s", event_type="E", data=1)
+        es.append_events_batch(stream_id="s", events=[EventData("E", 2)])
+        assert [s[0] for s in p.seen] == ["append", "append"]
+        assert es.get_stream_info("s").version == 2
+
+
+def test_a_snapshot_threshold_telemetry_or_encryption_sends_the_append_the_async_way(tmp_path: Path) -> None:
+    cfg = {"providers": {"m": "memory://"}, "snapshot_threshold": 2}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
+        p = watched(es, tmp_path / "es.db")
+        assert not es.append_event(stream_id="s", event_type="E", data=1).snapshot_due
+        assert es.append_event(stream_id="s", event_type="E", data=2).snapshot_due  # the threshold was asked
+        assert [s[0] for s in p.seen] == ["append", "append"]
+        # (the async append ran inline: on the caller's loop, marked running)
+        assert not es._loop.threaded
+
+
+def test_threads_sharing_a_facade_through_the_lane_never_interleave_a_write(tmp_path: Path) -> None:
+    with SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST) as es:
+        errors: list[BaseException] = []
+
+        def writer(n: int) -> None:
+            try:
+                for i in range(50):
+                    es.append_event(stream_id=f"s{n}", event_type="E", data=i, expected_version=i)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        assert time.monotonic() - start < 60
+        for n in range(4):
+            assert [e.data for e in es.read_stream(f"s{n}")] == list(range(50))
+        positions = [e.position for e in es.read_all()]
+        assert positions == sorted(set(positions))
+        assert es.metrics()["db"]["append"]["calls"] == 200

@@ -218,7 +218,15 @@ def test_a_subclass_that_overrides_append_keeps_its_append_through_the_sync_api(
             self.audited = getattr(self, "audited", 0) + 1
             return await super().append(*args, **kwargs)
 
-    for p in (AuditedMemory(), AuditedSqlite(f"sqlite:///{tmp_path}/es.db")):
+    class Audit:  # a mixin, not a Provider: its append comes first in the MRO all the same
+        async def append(self, *args: Any, **kwargs: Any) -> Any:
+            self.audited = getattr(self, "audited", 0) + 1
+            return await super().append(*args, **kwargs)  # type: ignore[misc]
+
+    class MixedIn(Audit, SqliteProvider):
+        pass
+
+    for p in (AuditedMemory(), AuditedSqlite(f"sqlite:///{tmp_path}/es.db"), MixedIn(f"sqlite:///{tmp_path}/m.db")):
         with SyncEventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as es:
             es.register_provider(p, name="a", default=True)
             es.append_event(stream_id="s", event_type="E", data=1)

@@ -239,15 +239,17 @@ class Provider(ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse a store that overrides a record view: each view has one canonical method, the page view.
 
-        A class that overrides :meth:`append` but not :meth:`append_now` declines the sync API's lane: an
-        inherited ``append_now`` (SQLite's, memory's) would write past the override (a subclass instrumenting appends).
+        A class whose :meth:`append` comes from further down its MRO than its :meth:`append_now` declines the sync
+        API's lane: an inherited ``append_now`` (SQLite's, memory's) would write past the override (instrumentation).
         """
         super().__init_subclass__(**kwargs)
         for name in ("read_stream", "read_all"):
             if name in vars(cls):
                 msg = f"{cls.__qualname__} overrides {name}; implement {name}_pages instead ({name} is built on it)"
                 raise TypeError(msg)
-        if "append" in vars(cls) and "append_now" not in vars(cls):
+        mro = cls.__mro__
+        by = [next(i for i, k in enumerate(mro) if name in vars(k)) for name in ("append", "append_now")]
+        if by[0] < by[1]:
             cls.append_now = Provider.append_now  # type: ignore[method-assign]  # declines: append runs
 
     def __init__(self, url: str | None = None, **settings: Any) -> None:

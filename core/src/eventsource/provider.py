@@ -357,7 +357,8 @@ class Provider(ABC):
         Only a ``loop_free`` store whose driver blocks anyway (SQLite, memory) implements it: the sync API
         calls it in the caller's thread while it holds its loop idle, so nothing else runs on the provider
         meanwhile. Same contract and errors as :meth:`append`; ``timeout`` bounds any lock wait. Declining
-        writes nothing: the manager then awaits :meth:`append` as usual.
+        writes nothing: the manager then awaits :meth:`append` as usual. A subclass that overrides
+        :meth:`append` and not this declines (:meth:`__init_subclass__`), so its ``append`` is never bypassed.
         """
         del stream_id, events, expected, stream, timeout  # declined: nothing is used
         return None

@@ -202,3 +202,36 @@ def test_threads_sharing_a_facade_through_the_lane_never_interleave_a_write(tmp_
         positions = [e.position for e in es.read_all()]
         assert positions == sorted(set(positions))
         assert es.metrics()["db"]["append"]["calls"] == 200
+
+
+def test_a_subclass_that_overrides_append_keeps_its_append_through_the_sync_api(tmp_path: Path) -> None:
+    """Instrumenting a store by overriding ``append`` (as docs/writing-a-provider.md has reads wrapped) must hold
+    through the sync API too: an inherited ``append_now`` would write past the override."""
+
+    class AuditedMemory(MemoryProvider):
+        async def append(self, *args: Any, **kwargs: Any) -> Any:
+            self.audited = getattr(self, "audited", 0) + 1
+            return await super().append(*args, **kwargs)
+
+    class AuditedSqlite(SqliteProvider):
+        async def append(self, *args: Any, **kwargs: Any) -> Any:
+            self.audited = getattr(self, "audited", 0) + 1
+            return await super().append(*args, **kwargs)
+
+    class Audit:  # a mixin, not a Provider: its append comes first in the MRO all the same
+        async def append(self, *args: Any, **kwargs: Any) -> Any:
+            self.audited = getattr(self, "audited", 0) + 1
+            return await super().append(*args, **kwargs)  # type: ignore[misc]
+
+    class MixedIn(Audit, SqliteProvider):
+        pass
+
+    for p in (AuditedMemory(), AuditedSqlite(f"sqlite:///{tmp_path}/es.db"), MixedIn(f"sqlite:///{tmp_path}/m.db")):
+        with SyncEventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as es:
+            es.register_provider(p, name="a", default=True)
+            es.append_event(stream_id="s", event_type="E", data=1)
+            es.append_events_batch(stream_id="s", events=[EventData("E", 2)], expected_version=1)
+            assert p.audited == 2, type(p).__name__  # type: ignore[attr-defined]
+            assert [e.data for e in es.read_stream("s")] == [1, 2]
+            stats = es.metrics()["a"]["append"]
+            assert (stats["calls"], stats["events"]) == (2, 2)

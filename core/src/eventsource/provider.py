@@ -237,12 +237,20 @@ class Provider(ABC):
     background tasks): the sync API may then run its loop only during each call, in the caller's thread."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Refuse a store that overrides a record view: each view has one canonical method, the page view."""
+        """Refuse a store that overrides a record view: each view has one canonical method, the page view.
+
+        A class whose :meth:`append` comes from further down its MRO than its :meth:`append_now` declines the sync
+        API's lane: an inherited ``append_now`` (SQLite's, memory's) would write past the override (instrumentation).
+        """
         super().__init_subclass__(**kwargs)
         for name in ("read_stream", "read_all"):
             if name in vars(cls):
                 msg = f"{cls.__qualname__} overrides {name}; implement {name}_pages instead ({name} is built on it)"
                 raise TypeError(msg)
+        mro = cls.__mro__
+        by = [next(i for i, k in enumerate(mro) if name in vars(k)) for name in ("append", "append_now")]
+        if by[0] < by[1]:
+            cls.append_now = Provider.append_now  # type: ignore[method-assign]  # declines: append runs
 
     def __init__(self, url: str | None = None, **settings: Any) -> None:
         self.url = url
@@ -349,7 +357,8 @@ class Provider(ABC):
         Only a ``loop_free`` store whose driver blocks anyway (SQLite, memory) implements it: the sync API
         calls it in the caller's thread while it holds its loop idle, so nothing else runs on the provider
         meanwhile. Same contract and errors as :meth:`append`; ``timeout`` bounds any lock wait. Declining
-        writes nothing: the manager then awaits :meth:`append` as usual.
+        writes nothing: the manager then awaits :meth:`append` as usual. A subclass that overrides
+        :meth:`append` and not this declines (:meth:`__init_subclass__`), so its ``append`` is never bypassed.
         """
         del stream_id, events, expected, stream, timeout  # declined: nothing is used
         return None

@@ -25,6 +25,12 @@ from eventsource.errors import (
     StreamNotFoundError,
     UnsupportedOperationError,
 )
+from eventsource.inline import (  # noqa: F401 - also importable from here, where plugins found them before
+    CALL_TASK,
+    SYNC_CALLER,
+    SYNC_TIMEOUT,
+    inline_io_allowed,
+)
 from eventsource.model import (
     AppendResult,
     CountMode,

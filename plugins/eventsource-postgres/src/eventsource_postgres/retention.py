@@ -2,18 +2,16 @@
 
 Each deleting transaction (one stream under its advisory lock, or every stream) locks the touched streams
 rows in id order and gives them exact ``event_count`` and ``first_version``; versions never go down. A run is
-many short transactions: :class:`Batches` sizes them so that their work, beyond the round trips any transaction
-pays, lasts about :data:`BATCH_SECONDS` each, and the run pauses :data:`PAUSE` times as long as they took (for
-the share of a full batch each deleted), so writers wait at most one short batch and get the server between
-batches. A transaction the server aborted to break a deadlock kept nothing and is run again.
+many short transactions: :class:`Batches` sizes them to last about :data:`BATCH_SECONDS` each, and the run
+pauses :data:`PAUSE` times as long as they took (for the share of a full batch each deleted), so writers wait
+at most one short batch and get the server between batches. A transaction the server aborted to break a
+deadlock kept nothing and is run again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import statistics
-from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,52 +35,28 @@ log = logging.getLogger(__name__)
 
 BATCH = 5000
 """Events one retention transaction deletes at most."""
-SMALL = 8
-"""Events one retention transaction deletes at least; a transaction of so few is timed as the fixed part."""
 BATCH_SECONDS = 0.004
-"""How long one deleting transaction's work should last: its time as the client times it, less a small one's."""
+"""How long one deleting transaction should last, as the client times it (its round trips included)."""
 PAUSE = 2
 """A run sleeps this many times as long as its transactions took, in proportion to the events each deleted."""
-PROBE_EVERY = 32
-"""Batches after which, none of them small, the next is :data:`SMALL` events to time the fixed part again."""
 
 
 class Batches:
-    """Batch sizes whose work (a batch's time less a small batch's) stays near :data:`BATCH_SECONDS`.
-
-    A transaction costs its round trips and commit, about the same whatever it deletes (on a busy machine
-    most of its time), plus a share per event. The median time of the latest small batches (:data:`SMALL`
-    events or fewer) is that fixed part; the next size is what :data:`BATCH_SECONDS` of the per-event part
-    (smoothed) buys. ``size`` is the next batch's; carried from run to run (``max_count`` runs one per stream).
-    """
+    """Batch sizes that keep each deleting transaction near :data:`BATCH_SECONDS` (carried from run to run)."""
 
     def __init__(self, size: int = 64) -> None:
-        self.full = size  # what the per-event time asks for; ``size`` is it, or SMALL to time the fixed part
-        self.small: deque[float] = deque(maxlen=5)  # the times of the latest small batches
-        self.per_event: float | None = None
-        self.since = 0  # batches since the last small one
-        self.size = SMALL  # the first batch times the fixed part
+        self.size = size
 
     def took(self, seconds: float, deleted: int) -> None:
-        """Learn from a batch of ``size`` that deleted ``deleted`` events; set the next ``size`` (SMALL..BATCH).
+        """Halve the next batch after a slow one, double it after a quick full one (within 8..BATCH).
 
-        A batch that deleted less than its size (the end of the range) says nothing about a bigger one, nor,
-        if under half of it, about its events (a stream barely over ``max_count``: its time is the fixed part).
+        A batch that deleted less than its size (the end of the range) says nothing about a bigger one, nor, if
+        under half of it, about its own size (a stream barely over ``max_count``: its time is the round trips).
         """
-        probe = self.size < self.full
-        if 0 < deleted <= SMALL:
-            self.small.append(seconds)
-            self.since = 0
-        else:
-            self.since += 1
-        if not probe and deleted and deleted >= self.size // 2:
-            work = max(0.0, seconds - statistics.median(self.small)) if self.small else seconds
-            each = work / deleted
-            self.per_event = each if self.per_event is None else 0.75 * self.per_event + 0.25 * each
-            want = BATCH if self.per_event == 0 else round(BATCH_SECONDS / self.per_event)
-            if want < self.full or deleted >= self.size:  # grows only after a full batch
-                self.full = max(SMALL, min(BATCH, self.full * 2, max(self.full // 2, want)))
-        self.size = SMALL if self.full > SMALL and (self.since >= PROBE_EVERY or not self.small) else self.full
+        if seconds > BATCH_SECONDS and deleted >= self.size // 2:
+            self.size = max(8, self.size // 2)
+        elif seconds < BATCH_SECONDS / 2 and deleted >= self.size:
+            self.size = min(BATCH, self.size * 2)
 
 
 class Retention:
@@ -102,13 +76,13 @@ class Retention:
         A transaction owes :data:`PAUSE` times its time for the share of a full batch it deleted: one of a few
         events (a stream barely over ``max_count``) is mostly round trips, which leave the server to writers.
         """
-        size, full = self.batches.size, self.batches.full
+        size = self.batches.size
         t = perf_counter()
         n, last = await self._run(operation, lambda conn: fn(conn, size))
         took = perf_counter() - t
         self.batches.took(took, n)
         log.debug("%s: deleted %d of at most %d events in one transaction of %.2f ms", operation, n, size, took * 1e3)
-        pause = self.pacer.done(took, n / full)  # a batch timing the fixed part owes for its few events
+        pause = self.pacer.done(took, n / size)
         if pause:
             await asyncio.sleep(pause)
         return n, last

@@ -10,13 +10,13 @@ import types
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+import pytest
 from conftest import manager_on
 from eventsource.model import EventData
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import pytest
     from conftest import AgedStore
     from eventsource.manager import EventSourcingManager
 
@@ -389,3 +389,56 @@ def test_a_slow_batch_of_a_few_events_does_not_shrink_the_next() -> None:
     assert sizes.size == 64
     sizes.took(BATCH_SECONDS * 3, 64)
     assert sizes.size == 32
+
+
+async def paced_run(monkeypatch: pytest.MonkeyPatch, batches: list[tuple[int, float]]) -> float:
+    """Run a Retention's ``_batch`` on a clock of its own: each (deleted, seconds) a batch of 8; the pause owed."""
+    from eventsource.pacing import Pacer
+    from eventsource_postgres import retention
+
+    clock = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(retention, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(retention, "asyncio", types.SimpleNamespace(sleep=sleep))
+    r = retention.Retention(None, None)  # type: ignore[arg-type] - _run is replaced: no connection is used
+    r.pacer = Pacer(retention.PAUSE, retention.PAUSE * retention.BATCH_SECONDS / 2, clock=lambda: clock[0])
+    r.batches = retention.Batches(8)
+    todo = iter(batches)
+
+    async def run(operation: str, fn: Any) -> tuple[int, bool]:
+        n, seconds = next(todo)
+        clock[0] += seconds
+        return n, False
+
+    monkeypatch.setattr(r, "_run", run)
+    for _ in batches:
+        await r._batch("delete_events_before", None)  # type: ignore[arg-type]
+    return sum(slept) + r.pacer.owed
+
+
+async def test_transactions_that_are_mostly_round_trips_owe_a_pause_for_their_work_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a busy machine: 8 events take as long as the fixed part of any transaction, whatever they delete
+    # (was: a pause twice each one's time, so the run deleted a third as fast for nothing writers need)
+    from eventsource_postgres.retention import BATCH_SECONDS, LEAST_WORK, PAUSE
+
+    fixed = BATCH_SECONDS * 0.75
+    owed = await paced_run(monkeypatch, [(8, fixed)] * 200)
+    assert owed == pytest.approx(PAUSE * fixed * 200 * LEAST_WORK)  # (at least that: see LEAST_WORK)
+
+
+async def test_transactions_owe_pauses_for_their_work_beyond_the_round_trips(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventsource_postgres.retention import BATCH_SECONDS, LEAST_WORK, PAUSE
+
+    fixed = BATCH_SECONDS * 0.75
+    learn = [(8, fixed)] * 5
+    owed = await paced_run(monkeypatch, [*learn, *[(5000, fixed * 2)] * 20])  # half of each is work
+    assert owed == pytest.approx(PAUSE * fixed * (5 * LEAST_WORK + 20))
+    # batches all small and all slow (a lock wait, costly events): still a share of their pause each
+    assert await paced_run(monkeypatch, [(8, fixed * 10)] * 50) == pytest.approx(PAUSE * fixed * 10 * 50 * LEAST_WORK)

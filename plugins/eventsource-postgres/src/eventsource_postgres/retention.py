@@ -3,15 +3,16 @@
 Each deleting transaction (one stream under its advisory lock, or every stream) locks the touched streams
 rows in id order and gives them exact ``event_count`` and ``first_version``; versions never go down. A run is
 many short transactions: :class:`Batches` sizes them to last about :data:`BATCH_SECONDS` each, and the run
-pauses :data:`PAUSE` times as long as they took (for the share of a full batch each deleted), so writers wait
-at most one short batch and get the server between batches. A transaction the server aborted to break a
-deadlock kept nothing and is run again.
+pauses :data:`PAUSE` times as long as their work took (their time beyond a small batch's round trips, for the
+share of a full batch each deleted), so writers wait at most one short batch and get the server between
+batches. A transaction the server aborted to break a deadlock kept nothing and is run again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,14 +39,27 @@ BATCH = 5000
 BATCH_SECONDS = 0.004
 """How long one deleting transaction should last, as the client times it (its round trips included)."""
 PAUSE = 2
-"""A run sleeps this many times as long as its transactions took, in proportion to the events each deleted."""
+"""A run sleeps this many times as long as its transactions' work took, in proportion to the events each deleted."""
+SMALL = 8
+"""A transaction deleting this many events or fewer is timed as the fixed part of one (its round trips)."""
+LEAST_WORK = 1 / 3
+"""The least share of a transaction's time counted as work: with every batch small, the timing cannot tell
+slow round trips from slow work (a lock wait, a costly event), so each owes at least this much of its pause."""
+FORGET = 32
+"""Batches without a small one after which the fixed part is timed afresh (until then, no discount)."""
 
 
 class Batches:
-    """Batch sizes that keep each deleting transaction near :data:`BATCH_SECONDS` (carried from run to run)."""
+    """Batch sizes that keep each deleting transaction near :data:`BATCH_SECONDS` (carried from run to run).
+
+    Also the fixed part of a transaction (round trips, commit): the median time of the latest ones that
+    deleted :data:`SMALL` events or fewer, forgotten after :data:`FORGET` batches without one.
+    """
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
+        self.small: list[float] = []
+        self.since = 0  # batches since the last small one
 
     def took(self, seconds: float, deleted: int) -> None:
         """Halve the next batch after a slow one, double it after a quick full one (within 8..BATCH).
@@ -53,10 +67,23 @@ class Batches:
         A batch that deleted less than its size (the end of the range) says nothing about a bigger one, nor, if
         under half of it, about its own size (a stream barely over ``max_count``: its time is the round trips).
         """
+        if 0 < deleted <= SMALL:
+            self.small = [*self.small[-4:], seconds]
+            self.since = 0
+        else:
+            self.since += 1
+            if self.since > FORGET:
+                self.small = []
         if seconds > BATCH_SECONDS and deleted >= self.size // 2:
             self.size = max(8, self.size // 2)
         elif seconds < BATCH_SECONDS / 2 and deleted >= self.size:
             self.size = min(BATCH, self.size * 2)
+
+    def work(self, seconds: float) -> float:
+        """The share of a transaction's ``seconds`` beyond the fixed part (:data:`LEAST_WORK`..1; 1 until timed)."""
+        if not self.small or seconds <= 0:
+            return 1.0
+        return max(LEAST_WORK, (seconds - statistics.median(self.small)) / seconds)
 
 
 class Retention:
@@ -73,8 +100,8 @@ class Retention:
     ) -> tuple[int, bool]:
         """One deleting transaction of the current size, timed and logged, then the pause it owes (if due).
 
-        A transaction owes :data:`PAUSE` times its time for the share of a full batch it deleted: one of a few
-        events (a stream barely over ``max_count``) is mostly round trips, which leave the server to writers.
+        A transaction owes :data:`PAUSE` times its work (its time beyond the fixed part) for the share of a full
+        batch it deleted: round trips leave the server to writers, and a busy machine makes them most of the time.
         """
         size = self.batches.size
         t = perf_counter()
@@ -82,7 +109,7 @@ class Retention:
         took = perf_counter() - t
         self.batches.took(took, n)
         log.debug("%s: deleted %d of at most %d events in one transaction of %.2f ms", operation, n, size, took * 1e3)
-        pause = self.pacer.done(took, n / size)
+        pause = self.pacer.done(took, min(1.0, n / size) * self.batches.work(took))
         if pause:
             await asyncio.sleep(pause)
         return n, last

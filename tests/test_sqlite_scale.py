@@ -429,19 +429,10 @@ async def test_concurrent_async_appends_keep_the_wal_near_the_checkpoint_interva
 
 def count_pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the sleeps a SQLite retention run takes between its batches (and still take them)."""
-    import types
-
     from eventsource.sqlite import maintenance
+    from eventsource.testing.retention import record_pauses
 
-    pauses: list[float] = []
-    real = asyncio.sleep
-
-    async def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        await real(seconds)
-
-    monkeypatch.setattr(maintenance, "asyncio", types.SimpleNamespace(sleep=sleep))
-    return pauses
+    return record_pauses(monkeypatch, maintenance)
 
 
 async def append_until(p: SqliteProvider, stop: asyncio.Event) -> int:

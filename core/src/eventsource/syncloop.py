@@ -49,6 +49,9 @@ FORKED = (
 
 _LOOPS: weakref.WeakSet[SyncLoop] = weakref.WeakSet()
 
+_MOVED = object()
+"""What :meth:`SyncLoop._in_turn` returns when the loop moved to its thread while the call waited for the lock."""
+
 
 
 def _mark(me: int, timeout: float | None, box: list[asyncio.Task[Any] | None]) -> None:
@@ -195,19 +198,9 @@ class SyncLoop:
             else:  # async code calling the sync API: its own loop occupies this thread, so use another one
                 with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="eventsource-sync-call") as pool:
                     return pool.submit(self._run, coro, closing=closing).result()
-            me = threading.get_ident()
-            with self._lock:
-                # owner for as long as the lock is held: a finalizer or signal handler that runs in this
-                # thread meanwhile and calls the facade is refused (_usable) instead of waiting for itself
-                self._owner = me
-                try:
-                    if self._thread is None:
-                        if self._closed and not closing:  # close() ran while this call waited for the lock
-                            coro.close()
-                            raise ProviderUnavailableError(CLOSED)
-                        return self._inline(coro)
-                finally:
-                    self._owner = None
+            done = self._in_turn(lambda: self._inline(coro), coro.close, closing=closing)
+            if done is not _MOVED:
+                return done  # type: ignore[return-value]
         return self._threaded(coro, closing=closing)
 
     def _threaded(self, coro: Coroutine[Any, Any, T], *, closing: bool) -> T:
@@ -246,18 +239,35 @@ class SyncLoop:
             raise
         if asyncio.events._get_running_loop() is not None:  # noqa: SLF001 - get_running_loop() raises when none
             return self.run(coro)
+        drive = self._drive
+        done = self._in_turn(lambda: drive(coro), coro.close)
+        if done is _MOVED:
+            return self._threaded(coro, closing=False)  # (the lock is released first)
+        return done  # type: ignore[return-value]
+
+    def _in_turn(
+        self, step: Callable[[], T], abandon: Callable[[], object] | None = None, *, closing: bool = False
+    ) -> T | object:
+        """``step()`` in this thread, holding the lock as its owner, while the loop runs inline.
+
+        Owner for as long as the lock is held: a finalizer or signal handler that runs in this thread meanwhile
+        and calls the facade is refused (_usable) instead of waiting for itself. :data:`_MOVED` when the loop
+        moved to its thread while this call waited for the lock; a facade closed meanwhile raises, after
+        ``abandon()`` (a coroutine's ``close``: no warning), unless ``closing`` (close()'s own calls).
+        """
         me = threading.get_ident()
         with self._lock:
-            self._owner = me  # (as in _run)
+            self._owner = me
             try:
-                if self._thread is None:
-                    if self._closed:  # close() ran while this call waited for the lock
-                        coro.close()
-                        raise ProviderUnavailableError(CLOSED)
-                    return self._drive(coro)
+                if self._thread is not None:
+                    return _MOVED
+                if self._closed and not closing:  # close() ran while this call waited for the lock
+                    if abandon is not None:
+                        abandon()
+                    raise ProviderUnavailableError(CLOSED)
+                return step()
             finally:
                 self._owner = None
-        return self._threaded(coro, closing=False)  # (moved to a thread meanwhile; the lock is released first)
 
     def now(
         self,
@@ -275,21 +285,15 @@ class SyncLoop:
         drive = self._drive
         if self._thread is None and drive is not None and asyncio.events._get_running_loop() is None:  # noqa: SLF001
             self._usable()
-            me = threading.get_ident()
-            with self._lock:
-                self._owner = me  # (as in _run)
-                try:
-                    if self._thread is None:
-                        if self._closed:  # close() ran while this call waited for the lock
-                            raise ProviderUnavailableError(CLOSED)
-                        out = lane(request, kwargs, self.timeout)
-                        if not asyncio.iscoroutine(out):
-                            return out
-                        result: T = drive(out)
-                        return result
-                finally:
-                    self._owner = None
-        return self.call(full(request, **kwargs))  # (moved to a thread meanwhile: the lock is released first)
+
+            def step() -> T:
+                out = lane(request, kwargs, self.timeout)
+                return drive(out) if asyncio.iscoroutine(out) else out
+
+            done = self._in_turn(step)
+            if done is not _MOVED:
+                return done  # type: ignore[return-value]
+        return self.call(full(request, **kwargs))  # (on the loop's thread: the lock is released first)
 
     def _drive_inline(self, coro: Coroutine[Any, Any, T]) -> T:
         """First step of ``coro`` in this thread (the lock is held); the rest, if any, as a task on the loop."""
@@ -345,7 +349,7 @@ class SyncLoop:
         self._usable()
         me = threading.get_ident()
         with self._lock:
-            self._owner = me  # (as in _run)
+            self._owner = me  # (as in _in_turn)
             try:
                 if self._thread is not None or self._closed:
                     return

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from conftest import manager_on
 from eventsource.model import EventData
+from eventsource.testing.retention import record_pauses
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -133,14 +134,7 @@ async def test_max_count_over_many_streams_a_few_events_over_pauses_for_its_work
     m = await manager_on(p)
     for i in range(100):
         await m.append_events_batch(stream_id=f"s{i:03d}", events=[EventData("T", {}) for _ in range(3)])
-    pauses: list[float] = []
-    real = asyncio.sleep
-
-    async def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        await real(seconds)
-
-    monkeypatch.setattr(retention, "asyncio", types.SimpleNamespace(sleep=sleep))
+    pauses = record_pauses(monkeypatch, retention)
     report = await m.apply_retention(policies=[{"policy": "max_count", "max_events": 1}])
     assert report.deleted() == 200
     # each stream's one transaction deletes 2 events where a full batch deletes 64 or more: it owes 1/32 of

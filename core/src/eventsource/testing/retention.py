@@ -9,7 +9,9 @@ in ``docs/internals/retention.md``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import types
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from eventsource.retention import BeforeSnapshotPolicy, MaxAgePolicy, MaxCountPo
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from types import ModuleType
 
     from eventsource.provider import Provider
 
@@ -343,3 +346,19 @@ class RetentionSuite:
             assert await self.versions(manager, s) == [5]
         else:
             assert outcome.status == "unsupported"
+
+
+def record_pauses(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> list[float]:
+    """The sleeps a retention run in ``module`` (which calls ``asyncio.sleep``) takes between batches, still taken.
+
+    For a provider's own tests of its pacing: how many pauses a run paid, and how long, without timing it.
+    """
+    pauses: list[float] = []
+    real = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real(seconds)
+
+    monkeypatch.setattr(module, "asyncio", types.SimpleNamespace(sleep=sleep))
+    return pauses

@@ -131,3 +131,82 @@ async def test_the_check_on_the_loops_own_connection_sees_a_delete_and_falls_bac
         assert r.first_version == 1
         await acked_events_are_readable(reader, sid, [late.event_id])
     assert (await loop_wire(writer)) is not wire  # a new connection replaced the lost one
+
+
+def _stall_produces_to(writer: Any, topic: str) -> list[str]:
+    """Make the writer's producer fail every produce to ``topic`` as kafka-python does when a record expires.
+
+    What the producer does when its metadata lost the topic after the send was handed over (a refresh
+    after another process deleted it): the record waits for a leader, expires at the delivery timeout,
+    and the produce fails with a timeout; nothing reaches the broker. Returns the topics refused so far.
+    """
+    from eventsource.errors import ProviderTimeoutError
+
+    io = writer._conn.io
+    real = io.produce
+    refused: list[str] = []
+
+    async def produce(t: str, value: bytes | None, **kw: Any) -> int:
+        if t != topic:
+            return await real(t, value, **kw)
+        refused.append(t)
+        await asyncio.sleep(0.2)
+        msg = f"producing to {t}: 1 record(s) expired: the delivery timeout passed"
+        raise ProviderTimeoutError(msg, operation=f"producing to {t}")
+
+    io.produce = produce
+    return refused
+
+
+async def test_a_produce_that_fails_into_a_deleted_incarnation_is_a_conflict_not_a_timeout(
+    stale_view: OpenStaleView, kafka_url: str
+) -> None:
+    """Another process deleted the stream; the writer's produce to the incarnation it knew fails (the producer
+    lost the topic's metadata and the record expired). The check the append runs anyway finds the incarnation
+    dead: the append reports ConcurrencyError (exact version) or goes on into the live stream (ANY), never a
+    retryable timeout for a version that no longer exists."""
+    view = await stale_view(kafka_url)
+    b, writer, reader = view.other, view.writer, view.reader
+    await writer.append("s", [ev()], ANY)
+    await writer.append("s", [ev()], 1)
+    old = writer._conn.ns.meta["s"]["topic"]
+    assert writer._conn.io.knows(old)  # the produce goes straight to the producer, with no race against the check
+    assert "ok" in await b(op="delete", stream="s")
+    refused = _stall_produces_to(writer, old)
+    try:
+        await writer.append("s", [ev()], 2)
+    except ConcurrencyError:
+        pass
+    else:
+        raise AssertionError("an append was acknowledged into a deleted incarnation")
+    assert refused == [old]
+    late = ev()
+    r = await writer.append("s", [late], ANY)
+    assert r.first_version == 1
+    await acked_events_are_readable(reader, "s", [late.event_id])
+
+
+async def test_a_produce_that_fails_into_a_live_incarnation_keeps_its_error(
+    stale_view: OpenStaleView, kafka_url: str
+) -> None:
+    """The same failed produce while the stream is live: the check finds nothing changed, and the caller gets
+    the producer's timeout (retryable), not a conflict; the stream then takes the retry."""
+    from eventsource.errors import ProviderTimeoutError
+
+    view = await stale_view(kafka_url)
+    writer, reader = view.writer, view.reader
+    await writer.append("s", [ev()], ANY)
+    topic = writer._conn.ns.meta["s"]["topic"]
+    real = writer._conn.io.produce
+    _stall_produces_to(writer, topic)
+    again = ev()
+    try:
+        await writer.append("s", [again], 1)
+    except ProviderTimeoutError:
+        pass
+    else:
+        raise AssertionError("a produce that failed was acknowledged")
+    writer._conn.io.produce = real
+    r = await writer.append("s", [again], 1)
+    assert r.first_version == 2
+    await acked_events_are_readable(reader, "s", [again.event_id])

@@ -56,6 +56,12 @@ def stored(stream_id: str, slot: Slot, events: Sequence[NewEvent]) -> list[Recor
     return out
 
 
+def _gone(view: dict[str, dict[str, Any]], stream_id: str, topic: str) -> bool:
+    """Whether the metadata ``view`` no longer shows ``topic`` as the stream's incarnation (deleted or re-created)."""
+    current = view.get(stream_id)
+    return current is None or current["topic"] != topic
+
+
 class Appender:
     """The append path: idempotency, the expected-version check, one produce, and its settling."""
 
@@ -86,20 +92,25 @@ class Appender:
         looked = asyncio.ensure_future(views.meta_at(live))
         try:
             await asyncio.wait((produced, looked), return_when=asyncio.FIRST_COMPLETED)
-            if not produced.done():
-                current = (await looked).get(stream_id)
-                if current is None or current["topic"] != topic:
-                    produced.cancel()
-                    with contextlib.suppress(BaseException):
-                        await produced
-                    return None, await looked
+            if not produced.done() and _gone(await looked, stream_id, topic):
+                produced.cancel()
+                with contextlib.suppress(BaseException):
+                    await produced
+                return None, await looked
             return await produced, await looked
         except BaseException:
             produced.cancel()
             looked.cancel()
             raise
 
-    async def append(  #    async def append(  # noqa: C901, PLR0912, PLR0915 - every outcome of the version race in one place
+    async def _found_dead(self, live: int | asyncio.Future[int], stream_id: str, topic: str) -> bool:
+        """Whether the check ``live`` finds the incarnation ``topic`` gone (``False`` when the check fails too)."""
+        try:
+            return _gone(await self.tails.views.meta_at(live), stream_id, topic)
+        except Exception:  # noqa: BLE001 - the caller raises the produce's own error instead
+            return False
+
+    async def append(  # noqa: C901, PLR0912, PLR0915 - every outcome of the version race in one place
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
         """Check idempotency and the expected version, produce one envelope record, and learn whether it won.
@@ -167,17 +178,25 @@ class Appender:
                     won = False  # not produced: the check found the incarnation dead (handled just below)
                     if offset is not None:
                         won = await self.tails.settle(slot, meta["topic"], value, offset)
-                    if live is not None:
-                        current = (view if view is not None else await self.tails.views.meta_at(live)).get(stream_id)
-                        if current is None or current["topic"] != meta["topic"]:
-                            # deleted (and maybe created again) by another process before this append:
-                            # what it wrote went with that incarnation, won or lost there (and what the
-                            # tail learnt there is void); check again against the stream as it is now
-                            meta, fresh = await self.tails.refresh(stream_id, slot), True
-                            continue
-                except BaseException:
+                    dead = live is not None and _gone(
+                        view if view is not None else await self.tails.views.meta_at(live), stream_id, meta["topic"]
+                    )
+                except Exception:
                     slot.loaded = False  # the record may have been written: re-read the tail next time
+                    # a produce that failed (the producer lost a deleted topic's metadata, and the record
+                    # expired) into an incarnation the check finds dead is no timeout: decide as below
+                    if live is None or not await self._found_dead(live, stream_id, meta["topic"]):
+                        raise
+                    dead = True
+                except BaseException:
+                    slot.loaded = False
                     raise
+                if dead:
+                    # deleted (and maybe created again) by another process before this append: what it
+                    # wrote went with that incarnation, won or lost there (and what the tail learnt there
+                    # is void); check again against the stream as it is now
+                    meta, fresh = await self.tails.refresh(stream_id, slot), True
+                    continue
                 if won:
                     n = len(events)
                     return AppendResult(

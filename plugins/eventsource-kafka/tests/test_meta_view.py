@@ -13,6 +13,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from eventsource.errors import ConcurrencyError
 from eventsource.model import ANY, NewEvent, NewStream, utcnow
 
@@ -196,17 +197,65 @@ async def test_a_produce_that_fails_into_a_live_incarnation_keeps_its_error(
     view = await stale_view(kafka_url)
     writer, reader = view.writer, view.reader
     await writer.append("s", [ev()], ANY)
+    await writer.append("s", [ev()], 1)  # the tail is loaded: the next append is checked (not fresh)
     topic = writer._conn.ns.meta["s"]["topic"]
     real = writer._conn.io.produce
-    _stall_produces_to(writer, topic)
+    refused = _stall_produces_to(writer, topic)
     again = ev()
-    try:
-        await writer.append("s", [again], 1)
-    except ProviderTimeoutError:
-        pass
-    else:
-        raise AssertionError("a produce that failed was acknowledged")
+    with pytest.raises(ProviderTimeoutError):
+        await writer.append("s", [again], 2)
+    # one produce: a live incarnation taken for dead would be tried again (fresh, so unchecked) and fail alike
+    assert refused == [topic]
     writer._conn.io.produce = real
-    r = await writer.append("s", [again], 1)
-    assert r.first_version == 2
+    r = await writer.append("s", [again], 2)
+    assert r.first_version == 3
     await acked_events_are_readable(reader, "s", [again.event_id])
+
+
+async def test_an_any_append_whose_produce_fails_into_a_deleted_incarnation_goes_on(
+    stale_view: OpenStaleView, kafka_url: str
+) -> None:
+    """The failing append itself, with ``ANY``, goes on into the stream as it is now (created again)."""
+    view = await stale_view(kafka_url)
+    b, writer, reader = view.other, view.writer, view.reader
+    await writer.append("s", [ev()], ANY)
+    await writer.append("s", [ev()], 1)
+    old = writer._conn.ns.meta["s"]["topic"]
+    assert "ok" in await b(op="delete", stream="s")
+    refused = _stall_produces_to(writer, old)
+    late = ev()
+    r = await writer.append("s", [late], ANY)
+    assert refused == [old]
+    assert r.first_version == 1
+    await acked_events_are_readable(reader, "s", [late.event_id])
+
+
+async def test_a_check_that_fails_after_a_good_produce_is_looked_at_once(
+    stale_view: OpenStaleView, kafka_url: str
+) -> None:
+    """Produce and settle succeed, then the check's read of the metadata fails: the append raises that error
+    after one look, not after a second look at the same failing check (twice ``request_timeout``)."""
+    from eventsource.errors import ProviderTimeoutError
+
+    view = await stale_view(kafka_url)
+    b, writer = view.other, view.writer
+    await writer.append("s", [ev()], ANY)
+    await writer.append("s", [ev()], 1)
+    assert "ok" in await b(op="create", stream="x")  # the metadata topic moved: the check's view must be read
+    io, meta_topic = writer._conn.io, writer._conn.meta_topic
+    real = io.read
+    looks: list[int] = []
+
+    async def read(topic: str, start: int, **kw: Any) -> Any:
+        if topic != meta_topic:
+            return await real(topic, start, **kw)
+        looks.append(start)
+        await asyncio.sleep(0.2)
+        msg = f"reading {topic}: timed out"
+        raise ProviderTimeoutError(msg, operation=f"reading {topic}")
+
+    io.read = read
+    with pytest.raises(ProviderTimeoutError):
+        await writer.append("s", [ev()], 2)
+    io.read = real
+    assert len(looks) == 1

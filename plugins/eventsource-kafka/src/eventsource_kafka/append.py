@@ -178,9 +178,6 @@ class Appender:
                     won = False  # not produced: the check found the incarnation dead (handled just below)
                     if offset is not None:
                         won = await self.tails.settle(slot, meta["topic"], value, offset)
-                    dead = live is not None and _gone(
-                        view if view is not None else await self.tails.views.meta_at(live), stream_id, meta["topic"]
-                    )
                 except Exception:
                     slot.loaded = False  # the record may have been written: re-read the tail next time
                     # a produce that failed (the producer lost a deleted topic's metadata, and the record
@@ -191,6 +188,14 @@ class Appender:
                 except BaseException:
                     slot.loaded = False
                     raise
+                else:
+                    try:
+                        dead = live is not None and _gone(
+                            view if view is not None else await self.tails.views.meta_at(live), stream_id, meta["topic"]
+                        )
+                    except BaseException:
+                        slot.loaded = False
+                        raise
                 if dead:
                     # deleted (and maybe created again) by another process before this append: what it
                     # wrote went with that incarnation, won or lost there (and what the tail learnt there

@@ -378,3 +378,22 @@ def test_every_documented_provider_entry_form_is_accepted() -> None:
     )
     assert cfg.providers["c"] == {"url": "sqlite:///x.db", "settings": {"synchronous": "normal"}}
     assert cfg.providers["b"] == {"url": "memory://", "settings": {}}
+
+
+def test_a_store_url_string_is_one_default_store_not_a_file_path(tmp_path: Path) -> None:
+    """``EventSourcingManager("sqlite:///events.db")`` is the store a new user means, not a file to read."""
+    from eventsource import SyncEventSourcingManager
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    cfg = ManagerConfig.load(url)
+    assert cfg.default_provider == "default"
+    assert cfg.providers["default"]["url"] == url
+    assert ManagerConfig.load("memory://").providers["default"]["url"] == "memory://"
+    with SyncEventSourcingManager("memory://") as m:
+        m.append_event(stream_id="s", event_type="E", data={"n": 1})
+        assert [e.data for e in m.read_stream("s")] == [{"n": 1}]
+    with pytest.raises(ConfigurationError, match="cannot read configuration file"):
+        ManagerConfig.load(str(tmp_path / "settings.toml"))  # a path stays a path
+    path = tmp_path / "c.json"
+    path.write_text('{"max_batch_size": 7}')
+    assert ManagerConfig.load(str(path)).max_batch_size == 7

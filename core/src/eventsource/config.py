@@ -404,15 +404,20 @@ class ManagerConfig:
 
     @classmethod
     def load(cls, value: ManagerConfig | Mapping[str, Any] | str | os.PathLike[str] | None) -> ManagerConfig:
-        """Accept a config, a dict, a file path, or ``None`` (defaults)."""
+        """Accept a config, a dict, a store URL (one store, named ``default``), a file path, or ``None`` (defaults)."""
         if value is None:
             return cls()
         if isinstance(value, ManagerConfig):  # built directly: validate it like any other source
             return cls.from_dict(_to_data(value))
+        if isinstance(value, str) and _URL.match(value):
+            return cls.from_dict({"providers": {"default": {"url": value}}, "default_provider": "default"})
         if isinstance(value, (str, os.PathLike)):
             return cls.from_file(value)
         return cls.from_dict(value)
 
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+"""A string :meth:`ManagerConfig.load` takes as a store URL (``scheme://``), not as a file path."""
 
 _ENV_WORDS: dict[str, bool | None] = {
     **dict.fromkeys(("true", "yes", "on"), True),

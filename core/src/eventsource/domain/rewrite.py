@@ -75,20 +75,6 @@ class RewriteReport:
         }
 
 
-def _encrypted(codec: EventCodec, encoding: str) -> bool:
-    return any(name in codec.pipeline.registry.ciphers for name in encoding.split("+")[1:])
-
-
-def _serialized_size(codec: EventCodec, data: Any, meta: dict[str, Any]) -> int:
-    """What :meth:`EventCodec.encode_event` reports as the size, without sealing anything (a dry run).
-
-    Sealing can mint a data key in the key store (an event stored before encryption was on gets its
-    stream's or tenant's first key), which a dry run must not write.
-    """
-    dumps = codec.pipeline.serializer.dumps
-    return len(dumps(data)) + (len(dumps(meta)) if meta else 0)
-
-
 def _check_class(classes: EventClasses, etype: str, newest: int, data: Any, *, where: str, rec: RecordedEvent) -> None:
     """:class:`ValidationError` when the event class registered at ``etype`` v``newest`` refuses the upcast data.
 
@@ -132,14 +118,14 @@ def _rewrite_of(
     if etype == rec.event_type and newest == version:
         report.current += 1
         return None
-    if _encrypted(codec, rec.encoding) and codec.cipher is None:
+    if codec.encrypted(rec.encoding) and codec.cipher is None:
         msg = f"{where} is encrypted but this manager does not encrypt: its rewrite would be stored in the clear"
         raise ConfigurationError(msg, field="encryption", event_id=rec.event_id)
     if classes is not None:
         _check_class(classes, etype, newest, data, where=where, rec=rec)
     new_meta = {**meta, SCHEMA_KEY: newest}
     if dry_run:
-        raw, metab, encoding, size = b"", b"", rec.encoding, _serialized_size(codec, data, new_meta)
+        raw, metab, encoding, size = b"", b"", rec.encoding, codec.serialized_size(data, new_meta)
     else:
         raw, metab, encoding, size = codec.encode_event(
             rec.stream_id, rec.event_id, rec.tenant_id, data, new_meta, version=rec.version

@@ -330,3 +330,26 @@ def test_the_fast_exactness_check_stops_at_the_nesting_limit() -> None:
     for _ in range(MAX_NESTING - 2):
         ok = [ok]
     assert _exact(ok, 1)
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+async def test_a_refused_metadata_value_is_named_as_metadata_not_data(encrypted: bool) -> None:
+    """The JSON codec's refusal names the path; through the event codec it must also say which part it is in."""
+    import base64
+
+    from eventsource import EventData
+    from eventsource.manager import EventSourcingManager
+
+    config: dict[str, Any] = {"providers": {"mem": "memory://"}}
+    if encrypted:
+        config["encryption"] = True
+        config["encryption_keys"] = {"k1": base64.b64encode(b"k" * 32).decode()}
+    async with EventSourcingManager(config) as m:
+        for bad, where in (({1: "x"}, "$[1]"), ({"k": (1, 2)}, "$['k']")):
+            with pytest.raises(ValidationError) as info:
+                await m.append_events_batch(stream_id="s", events=[EventData("E", {"ok": 1}, metadata=bad)])
+            assert info.value.message.startswith(f"metadata at {where}"), info.value.message
+            assert info.value.details["field"] == "metadata"
+        with pytest.raises(ValidationError, match=r"^data at \$\['k'\]"):
+            await m.append_events_batch(stream_id="s", events=[EventData("E", {"k": (1, 2)})])
+        assert not await m.stream_exists("s")

@@ -215,15 +215,38 @@ class EventCodec:
             raw, encoding, size = pipeline.encode_sized(data)
             if not metadata:
                 return raw, b"", encoding, size
-            meta, meta_size = pipeline.encode_as_sized(metadata, encoding)
+            meta, meta_size = self._metadata(metadata, encoding)
             return raw, meta, encoding, size + meta_size
         prefix = _aad_prefix("e", stream_id, event_id, version)
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id) if self.scope_mode != "global" else None
         raw, encoding, size = pipeline.encode_sized(data, aad=prefix + _DATA, scope=scope)
         if not metadata:
             return raw, b"", encoding, size
-        meta, meta_size = pipeline.encode_as_sized(metadata, encoding, aad=prefix + _META, scope=scope)
+        meta, meta_size = self._metadata(metadata, encoding, aad=prefix + _META, scope=scope)
         return raw, meta, encoding, size + meta_size
+
+    def _metadata(self, metadata: dict[str, Any], encoding: str, **sealing: Any) -> tuple[bytes, int]:
+        """Metadata bytes and size; a value the serializer refuses is named as metadata (its message says data)."""
+        try:
+            return self.pipeline.encode_as_sized(metadata, encoding, **sealing)
+        except ValidationError as e:
+            text = e.message
+            for said, says in (("data at ", "metadata at "), ("event data ", "metadata ")):
+                if text.startswith(said):
+                    text = says + text[len(said) :]
+                    break
+            else:
+                text = f"metadata: {text}"
+            raise type(e)(text, **{**e.details, "field": "metadata"}) from e
+
+    def encrypted(self, encoding: str) -> bool:
+        """Whether a payload stored under the descriptor ``encoding`` is sealed by a registered cipher."""
+        return any(name in self.pipeline.registry.ciphers for name in encoding.split("+")[1:])
+
+    def serialized_size(self, data: Any, metadata: dict[str, Any]) -> int:
+        """The size :meth:`encode_event` reports, without sealing anything (a dry run must mint no data key)."""
+        dumps = self.pipeline.serializer.dumps
+        return len(dumps(data)) + (len(dumps(metadata)) if metadata else 0)
 
     def decode_event(self, rec: RecordedEvent) -> Event:
         """The event of a stored record, upcast (a shredded one raises or is redacted, by configuration)."""
@@ -388,14 +411,14 @@ class EventCodec:
             raw, encoding, size = pipeline.encode_sized(data)
             if not metadata:
                 return raw, b"", encoding, size
-            meta, meta_size = pipeline.encode_as_sized(metadata, encoding)
+            meta, meta_size = self._metadata(metadata, encoding)
             return raw, meta, encoding, size + meta_size
         prefix = _aad_prefix("s", stream_id, snapshot_id, version)
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
         raw, encoding, size = pipeline.encode_sized(data, aad=prefix + _DATA, scope=scope)
         if not metadata:
             return raw, b"", encoding, size
-        meta, meta_size = pipeline.encode_as_sized(metadata, encoding, aad=prefix + _META, scope=scope)
+        meta, meta_size = self._metadata(metadata, encoding, aad=prefix + _META, scope=scope)
         return raw, meta, encoding, size + meta_size
 
     def decode_snapshot(self, sid: str, snap: RecordedSnapshot) -> Snapshot:

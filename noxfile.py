@@ -1,9 +1,9 @@
 """Orchestration only: tox.ini is the matrix; nox selects providers and runs benchmarks.
 
-    nox -s "tests(provider='postgres')"   # one provider, core + that plugin only
-    nox -s plugins_vs_core                # every plugin installed together with the core
-    nox -s benchmarks -- --quick          # the benchmark harness (not a test)
-    nox -s docs                           # the API reference (Sphinx autodoc), warnings are errors
+nox -s "tests(provider='postgres')"   # one provider, core + that plugin only
+nox -s plugins_vs_core                # every plugin installed together with the core
+nox -s benchmarks -- --quick          # the benchmark harness (not a test)
+nox -s docs                           # the API reference (Sphinx autodoc), warnings are errors
 """
 
 from __future__ import annotations
@@ -74,20 +74,18 @@ def benchmarks(session: nox.Session) -> None:
         if "--json" in rest:
             i = rest.index("--json")
             del rest[i : i + 2]
+        out = str(folder / f"run-{stamp}-nats-current.json")
         session.run(
-            "python", "benchmarks/run.py", "--backend", "nats", *rest, "--json", str(folder / f"run-{stamp}-nats-current.json"),
+            "python", "benchmarks/run.py", "--backend", "nats", *rest, "--json", out,
             env={"EVENTSOURCE_BENCH_NATS_SERVER": "bin"}, success_codes=[0, 1],
         )  # fmt: skip
     if "--quick" not in args:
         session.run("python", "benchmarks/render.py")
 
 
-DOCS_DEPS = ["sphinx>=7.2", "myst-parser>=2"]  # docs-only: never the library's runtime dependencies
-
-
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build docs/ with Sphinx: autodoc reads the installed core's docstrings; any warning fails the build."""
-    session.install("./core[testing]", *DOCS_DEPS)  # [testing]: the reference documents the kit, which imports pytest
+    """Build docs/ with Sphinx through tox's ``docs`` env (CI runs the same): any warning fails the build."""
+    session.install("tox>=4.11")
     out = session.posargs[0] if session.posargs else str(ROOT / "docs" / "_build" / "html")
-    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "-d", str(ROOT / "docs" / "_build" / "doctrees"), str(ROOT / "docs"), out)
+    session.run("python", "-m", "tox", "run", "-e", "docs", "--", out)

@@ -353,3 +353,23 @@ async def test_a_refused_metadata_value_is_named_as_metadata_not_data(encrypted:
         with pytest.raises(ValidationError, match=r"^data at \$\['k'\]"):
             await m.append_events_batch(stream_id="s", events=[EventData("E", {"k": (1, 2)})])
         assert not await m.stream_exists("s")
+
+
+def test_subclasses_of_json_types_read_back_equal_as_their_base_type() -> None:
+    """Decided (docs/manager.md): an enum member or a dict subclass is stored as its JSON value, not refused."""
+    import collections
+    import enum
+
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    codec = JsonSerializer()
+    ordered, default = collections.OrderedDict(b=1, a=2), collections.defaultdict(int)
+    value = {"c": Colour.RED, "l": Level.HIGH, "o": ordered, "d": default}
+    back = codec.loads(codec.dumps(value))
+    assert back == value
+    assert [type(back[k]) for k in "clod"] == [str, int, dict, dict]
+    assert list(back["o"]) == ["b", "a"]  # order kept

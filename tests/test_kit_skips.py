@@ -235,3 +235,45 @@ async def test_a_store_that_overrides_the_live_methods_but_forgot_to_declare_the
 
     with pytest.raises(AssertionError, match="declares live_wakeup=False"):
         await SubscriptionSuite().test_live_capabilities_are_declared_as_implemented(HeadDeclared())
+
+
+def _early_returns(tree: ast.Module) -> list[tuple[int, str]]:
+    """``(line, test)`` for each ``return`` in a kit test method's own body (nested functions are theirs)."""
+    found = []
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+        for func in cls.body:
+            if not (isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) and func.name.startswith("test_")):
+                continue
+            stack: list[ast.AST] = list(func.body)
+            while stack:
+                node = stack.pop()
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                    continue
+                if isinstance(node, ast.Return):
+                    found.append((node.lineno, func.name))
+                stack.extend(ast.iter_child_nodes(node))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("path", sorted(KIT.glob("*.py")), ids=lambda p: p.name)
+def test_no_kit_test_returns_early(path: Path) -> None:
+    """A test that stops early (after checking a refusal) reports PASSED without running its feature.
+
+    What cannot apply to a declaration is skipped naming it; a refusal is its own test.
+    """
+    returns = _early_returns(ast.parse(path.read_text(), str(path)))
+    assert not returns, f"{path.name}: kit tests that return early and so pass untested: {returns}"
+
+
+def test_an_early_return_after_a_refusal_is_found() -> None:
+    """The check can fail: the shape the retention part used before (refusal checked, then ``return``)."""
+    old = """
+class S:
+    async def test_x(self, manager, provider):
+        if not self.supports(provider, policy):
+            await self._unsupported(manager, policy)
+            return
+        def helper():
+            return 1
+"""
+    assert _early_returns(ast.parse(old)) == [(6, "test_x")]

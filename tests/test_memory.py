@@ -42,7 +42,7 @@ class NoRetentionPrimitivesProvider(MemoryProvider):
 
 
 class TestMemoryProviderDeclaringUnsupportedOperations(ProviderSuite):
-    """The kit's unsupported-operation branches run too: they assert the error, they do not skip."""
+    """The kit's refusal tests run too (they assert the error); the tests of the missing operations skip."""
 
     @pytest.fixture
     async def provider(self) -> AsyncIterator[MemoryProvider]:

@@ -2,9 +2,10 @@
 
 Subclass it and override the ``provider`` fixture, like :class:`~eventsource.testing.ProviderSuite`. Every
 built-in policy runs through ``EventSourcingManager.apply_retention``; the suite checks what was deleted,
-that versions never change, that a second run deletes nothing and that an unsupported primitive is
-reported or raised. Times are fixed (``now=...``); ``asyncio_mode = auto`` is required. The full list is
-in ``docs/internals/retention.md``.
+that versions never change and that a second run deletes nothing. A policy the store cannot apply (it
+declares a primitive unsupported) is checked by that policy's refusal test (reported, raised, nothing
+deleted); its other tests are skipped naming the operation. Times are fixed (``now=...``);
+``asyncio_mode = auto`` is required. The full list is in ``docs/internals/retention.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ T0 = datetime(2020, 1, 1, tzinfo=UTC)
 """Events in the suite are stamped T0 + n days; ``now`` is passed explicitly."""
 
 _KEY = base64.b64encode(bytes(range(32))).decode()
+
+REFUSED = "checked by the refusal test of the policy"
 
 
 def _host() -> PluginHost:
@@ -102,6 +105,61 @@ class RetentionSuite:
         with pytest.raises(UnsupportedOperationError):
             await m.apply_retention([policy], provider="under-test")
 
+    @staticmethod
+    def _require(provider: Provider, policy: RetentionPolicy) -> None:
+        """Skip, naming the operation, when the store declares one ``policy`` needs unsupported."""
+        missing = policy.missing(provider)
+        if "delete_events_before" in missing:
+            pytest.skip(f"capability: the store declares 'delete_events_before' unsupported ({REFUSED})")
+        if "truncate_stream" in missing:
+            pytest.skip(f"capability: the store declares 'truncate_stream' unsupported ({REFUSED})")
+        if "list_streams" in missing:
+            pytest.skip(f"capability: the store declares 'list_streams' unsupported ({REFUSED})")
+        if "get_snapshot" in missing:
+            pytest.skip(f"capability: the store declares 'get_snapshot' unsupported ({REFUSED})")
+
+    async def _refuses_unchanged(self, m: EventSourcingManager, policy: RetentionPolicy) -> None:
+        """The store reports and raises the policy it cannot apply, and keeps every event."""
+        s = _sid()
+        await m.append_events_batch(stream_id=s, events=_events(6))
+        await self._unsupported(m, policy)
+        assert await self.versions(m, s) == list(range(1, 7))
+
+    # ------------------------------------------------------------------ refusals
+
+    async def test_store_that_cannot_apply_max_age_reports_and_refuses_it(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        policy = MaxAgePolicy(timedelta(days=5))
+        if self.supports(provider, policy):
+            pytest.skip("capability: the store supports 'delete_events_before' (the max_age tests run it)")
+        await self._refuses_unchanged(manager, policy)
+
+    async def test_store_that_cannot_apply_max_count_reports_and_refuses_it(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        policy = MaxCountPolicy(max_events=3)
+        if self.supports(provider, policy):
+            pytest.skip("capability: the store supports 'list_streams' and 'truncate_stream' (the max_count tests run)")
+        await self._refuses_unchanged(manager, policy)
+
+    async def test_store_that_cannot_apply_before_snapshot_reports_and_refuses_it(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        """Unsupported, it is reported and raised; with no snapshots to cover anything, it deletes nothing."""
+        policy = BeforeSnapshotPolicy()
+        if self.supports(provider, policy) and provider.capabilities.supports("save_snapshot"):
+            pytest.skip("capability: the store supports 'truncate_stream' and 'save_snapshot' (before_snapshot runs)")
+        if not self.supports(provider, policy):
+            await self._refuses_unchanged(manager, policy)
+        else:  # it truncates but stores no snapshot: nothing is covered, so nothing goes
+            s = _sid()
+            await manager.append_events_batch(stream_id=s, events=_events(8))
+            with pytest.raises(UnsupportedOperationError):
+                await manager.create_snapshot(stream_id=s, data={})
+            assert (await manager.apply_retention([policy])).deleted() == 0
+            assert await self.versions(manager, s) == list(range(1, 9))
+
     # ------------------------------------------------------------------ max_age
 
     async def test_max_age_deletes_only_older_events(self, manager: EventSourcingManager, provider: Provider) -> None:
@@ -109,9 +167,7 @@ class RetentionSuite:
         await manager.append_events_batch(stream_id=a, events=_events(6))
         await manager.append_events_batch(stream_id=b, events=_events(2, start_day=10))
         policy = MaxAgePolicy(timedelta(days=5))
-        if not self.supports(provider, policy):
-            await self._unsupported(manager, policy)
-            return
+        self._require(provider, policy)
         now = T0 + timedelta(days=8)  # cutoff T0+3d: events of days 0, 1, 2 of stream a go
         report = await manager.apply_retention([policy], now=now)
         outcome = report.by_provider()["under-test"]["max_age"]
@@ -132,8 +188,7 @@ class RetentionSuite:
         if scan == "leading_run":
             pytest.skip("capability: delete_events_before='leading_run' (only each stream's leading run is deleted)")
         policy = MaxAgePolicy(timedelta(days=5))
-        if not self.supports(provider, policy):
-            return  # reported as unsupported by test_max_age_deletes_only_older_events
+        self._require(provider, policy)
         a = _sid()
         days = (10, 0, 1, 12)  # an import appended events of days 0 and 1 after one of day 10
         await manager.append_events_batch(
@@ -153,9 +208,7 @@ class RetentionSuite:
         assert policy.max_age == 3 * 86400
         s = _sid()
         await m.append_events_batch(stream_id=s, events=_events(4))
-        if not self.supports(provider, policy):
-            await self._unsupported(m, policy)
-            return
+        self._require(provider, policy)
         report = await m.apply_retention(now=T0 + timedelta(days=4))  # cutoff T0+1d
         assert report.deleted() == 1
         assert await self.versions(m, s) == [2, 3, 4]
@@ -170,9 +223,7 @@ class RetentionSuite:
         await manager.append_events_batch(stream_id=small, events=_events(2))
         await manager.create_stream(stream_id=_sid("empty"))
         policy = MaxCountPolicy(max_events=3)
-        if not self.supports(provider, policy):
-            await self._unsupported(manager, policy)
-            return
+        self._require(provider, policy)
         report = await manager.apply_retention([policy], provider="under-test")
         outcome = report.by_provider()["under-test"]["max_count"]
         assert (outcome.status, outcome.deleted_events, outcome.streams_touched) == ("ok", 7, 1)
@@ -192,9 +243,7 @@ class RetentionSuite:
         first = await manager.append_events_batch(stream_id=s, events=_events(6))
         await manager.append_events_batch(stream_id=other, events=_events(2))
         policy = MaxCountPolicy(max_events=2)
-        if not self.supports(provider, policy):
-            await self._unsupported(manager, policy)
-            return
+        self._require(provider, policy)
         assert (await manager.apply_retention([policy])).deleted() == 4
         gone, kept = first.event_ids[:4], first.event_ids[4:]
         fresh = type(provider)(**provider.spawn_args())  # another process would see the store like this
@@ -229,9 +278,7 @@ class RetentionSuite:
         s = _sid()
         await manager.append_events_batch(stream_id=s, events=_events(4))
         policy = MaxAgePolicy(timedelta(days=1))
-        if not self.supports(provider, policy):
-            await self._unsupported(manager, policy)
-            return
+        self._require(provider, policy)
         assert (await manager.apply_retention([policy], now=T0 + timedelta(days=30))).deleted() == 4
         assert await self.versions(manager, s) == []
         assert await manager.stream_exists(s)
@@ -253,14 +300,9 @@ class RetentionSuite:
         await manager.append_events_batch(stream_id=snapped, events=_events(8))
         await manager.append_events_batch(stream_id=plain, events=_events(8))
         policy = BeforeSnapshotPolicy()
-        if not self.supports(provider, policy):
-            await self._unsupported(manager, policy)
-            return
+        self._require(provider, policy)
         if not provider.capabilities.supports("save_snapshot"):  # nothing can be covered by a snapshot
-            with pytest.raises(UnsupportedOperationError):
-                await manager.create_snapshot(stream_id=snapped, data={})
-            assert (await manager.apply_retention([policy])).deleted() == 0
-            return
+            pytest.skip(f"capability: the store declares 'save_snapshot' unsupported ({REFUSED})")
         await manager.create_snapshot(stream_id=snapped, data={"state": 3}, version=3)
         await manager.create_snapshot(stream_id=snapped, data={"state": 5}, version=5)
         report = await manager.apply_retention([policy])
@@ -274,13 +316,9 @@ class RetentionSuite:
         s = _sid()
         await manager.append_events_batch(stream_id=s, events=_events(8))
         policy = BeforeSnapshotPolicy(keep_events=2)
-        if not self.supports(provider, policy):
-            await self._unsupported(manager, policy)
-            return
+        self._require(provider, policy)
         if not provider.capabilities.supports("save_snapshot"):
-            with pytest.raises(UnsupportedOperationError):
-                await manager.create_snapshot(stream_id=s, data={})
-            return
+            pytest.skip(f"capability: the store declares 'save_snapshot' unsupported ({REFUSED})")
         await manager.create_snapshot(stream_id=s, data={"state": 6}, version=6)
         assert (await manager.apply_retention([policy])).deleted() == 4
         assert await self.versions(manager, s) == [5, 6, 7, 8]
@@ -322,9 +360,7 @@ class RetentionSuite:
         await m.append_events_batch(stream_id=s, events=_events(5))
         await m.append_event(stream_id=s, event_type="Tick", data={"i": 5}, timestamp=T0 + timedelta(days=5))
         policy = MaxCountPolicy(max_events=2)
-        if not self.supports(provider, policy):
-            await self._unsupported(m, policy)
-            return
+        self._require(provider, policy)
         await m.apply_retention([policy])
         got = [(e.version, e.data["i"]) async for e in m.read_stream(s)]
         assert got == [(5, 4), (6, 5)]

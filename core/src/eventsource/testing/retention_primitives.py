@@ -1,6 +1,7 @@
 """Retention primitives: ``truncate_stream`` and ``delete_events_before`` keep versions.
 
-A provider that declares either unsupported must raise :class:`UnsupportedOperationError` for it; the
+A provider that declares either unsupported must raise :class:`UnsupportedOperationError` for it (one
+refusal test each, the store unchanged); the tests of that primitive are then skipped naming it. The
 policies built on these primitives are :class:`~eventsource.testing.RetentionSuite`'s.
 """
 
@@ -14,6 +15,8 @@ import pytest
 from eventsource.errors import UnsupportedOperationError
 from eventsource.testing.base import ProviderSuiteBase, ev, sid
 
+REFUSED = "checked by the refusal test"
+
 if TYPE_CHECKING:
     from eventsource.manager import EventSourcingManager
     from eventsource.provider import Provider
@@ -22,13 +25,36 @@ if TYPE_CHECKING:
 class RetentionPrimitiveSuite(ProviderSuiteBase):
     """``truncate_stream`` and ``delete_events_before``, or the error declaring them unsupported."""
 
+    async def test_store_that_cannot_truncate_refuses_unchanged(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        if self.supports(provider, "truncate_stream"):
+            pytest.skip("capability: the store supports 'truncate_stream' (the other tests run it)")
+        s = sid()
+        await manager.append_events_batch(stream_id=s, events=[ev(data={"i": i}) for i in range(10)])
+        with pytest.raises(UnsupportedOperationError):
+            await provider.truncate_stream(s, 4)
+        assert await self.versions(manager, s) == list(range(1, 11))
+
+    async def test_store_that_cannot_delete_by_time_refuses_unchanged(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        if self.supports(provider, "delete_events_before"):
+            pytest.skip("capability: the store supports 'delete_events_before' (the other tests run it)")
+        s = sid()
+        t0 = datetime(2020, 1, 1, tzinfo=UTC)
+        await manager.append_events_batch(
+            stream_id=s, events=[ev(data={"i": i}, timestamp=t0 + timedelta(days=i)) for i in range(6)]
+        )
+        with pytest.raises(UnsupportedOperationError):
+            await provider.delete_events_before(t0 + timedelta(days=3), s)
+        assert await self.versions(manager, s) == list(range(1, 7))
+
     async def test_truncate_stream_keeps_versions(self, manager: EventSourcingManager, provider: Provider) -> None:
         s = sid()
         await manager.append_events_batch(stream_id=s, events=[ev(data={"i": i}) for i in range(10)])
         if not self.supports(provider, "truncate_stream"):
-            with pytest.raises(UnsupportedOperationError):
-                await provider.truncate_stream(s, 4)
-            return
+            pytest.skip(f"capability: the store declares 'truncate_stream' unsupported ({REFUSED})")
         assert await provider.truncate_stream(s, 4) == 3
         assert await self.versions(manager, s) == list(range(4, 11))
         info = await manager.get_stream_info(s)
@@ -45,9 +71,7 @@ class RetentionPrimitiveSuite(ProviderSuiteBase):
         )
         await manager.append_event(stream_id=other, event_type="E", data={}, timestamp=t0)
         if not self.supports(provider, "delete_events_before"):
-            with pytest.raises(UnsupportedOperationError):
-                await provider.delete_events_before(t0 + timedelta(days=3), s)
-            return
+            pytest.skip(f"capability: the store declares 'delete_events_before' unsupported ({REFUSED})")
         assert await provider.delete_events_before(t0 + timedelta(days=3), s) == 3
         assert await self.versions(manager, s) == [4, 5, 6]
         assert await self.versions(manager, other) == [1]

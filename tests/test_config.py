@@ -378,3 +378,17 @@ def test_every_documented_provider_entry_form_is_accepted() -> None:
     )
     assert cfg.providers["c"] == {"url": "sqlite:///x.db", "settings": {"synchronous": "normal"}}
     assert cfg.providers["b"] == {"url": "memory://", "settings": {}}
+
+
+@pytest.mark.parametrize(
+    "param",
+    # every secret a plugin takes under that name: libpq's password and sslpassword (the postgres URL goes to
+    # libpq as is), Kafka's sasl_plain_password and ssl_password settings, a generic token or secret
+    ["password", "sslpassword", "passwd", "pass", "secret", "token", "sasl_plain_password", "ssl_password"],
+)
+def test_mask_url_hides_each_secret_query_parameter(param: str) -> None:
+    for url in (f"kafka://h:9092?{param}=S3cr3t", f"postgresql://app@db/events?sslmode=require&{param.upper()}=S3cr3t"):
+        masked = mask_url(url)
+        assert "S3cr3t" not in masked, masked
+        assert masked == url.replace("S3cr3t", "***")
+

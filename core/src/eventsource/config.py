@@ -107,7 +107,11 @@ def mask_url(url: str) -> str:
 
 
 _TOKEN_USER_SCHEMES = frozenset({"nats", "nats+tls", "tls"})
-_SECRET_PARAMS = frozenset({"password", "sslpassword", "passwd", "pass", "secret", "token", "sasl_plain_password"})
+# every secret a plugin takes under its own name (libpq: password, sslpassword; Kafka: sasl_plain_password,
+# ssl_password) plus generic ones; the other credential settings (sslkey, nkeys_seed_file...) are file paths
+_SECRET_PARAMS = frozenset(
+    {"password", "sslpassword", "passwd", "pass", "secret", "token", "sasl_plain_password", "ssl_password"}
+)
 
 
 class ProviderEntrySchema(Schema):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
+from eventsource.config import mask_url
 from eventsource.errors import ConfigurationError
 from marshmallow import Schema, fields, validate
 
@@ -51,7 +52,7 @@ class KafkaSettings(Schema):
 def parse_url(url: str) -> tuple[list[str], str | None, str | None]:
     """The bootstrap servers and the SASL user and password of a ``kafka://`` URL."""
     if not url.startswith("kafka://"):
-        msg = f"a Kafka URL looks like kafka://host:port[,host:port...], got {url!r}"
+        msg = f"a Kafka URL looks like kafka://host:port[,host:port...], got {mask_url(url)!r}"
         raise ConfigurationError(msg, field="url")
     rest = url[len("kafka://") :].split("/", 1)[0].split("?", 1)[0]
     user = password = None
@@ -61,7 +62,7 @@ def parse_url(url: str) -> tuple[list[str], str | None, str | None]:
         user, password = unquote(user), unquote(password) if password else None
     servers = [h.strip() for h in rest.split(",") if h.strip()]
     if not servers:
-        msg = f"the Kafka URL names no broker: {url!r}"
+        msg = f"the Kafka URL names no broker: {mask_url(url)!r}"
         raise ConfigurationError(msg, field="url")
     for s in servers:
         host, _, port = s.rpartition(":")

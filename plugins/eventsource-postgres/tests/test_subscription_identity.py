@@ -209,3 +209,12 @@ async def test_a_checkpoint_put_that_waits_out_a_lock_is_a_timeout_not_an_outage
         await store.close()
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.mark.parametrize("target", ["postgresql://app:S3cr3t@db/events", "host=db password=S3cr3t dbname=events"])
+def test_a_checkpoint_sink_shows_a_postgres_store_masked(target: str) -> None:
+    from eventsource.projections import CheckpointStoreSink
+
+    store = PostgresCheckpointStore(target)
+    assert "S3cr3t" not in repr(CheckpointStoreSink(store)) + store.display_url
+    assert store.display_url in repr(CheckpointStoreSink(store))

@@ -39,6 +39,11 @@ class PostgresCheckpointStore(CheckpointStore):
         self._conn: Any = None
         self._lock = asyncio.Lock()
 
+    @property
+    def display_url(self) -> str:
+        """The URL or DSN with any password masked (safe to print or log)."""
+        return mask_target(self.url)
+
     async def _connection(self) -> Any:
         import psycopg
 
@@ -61,8 +66,8 @@ class PostgresCheckpointStore(CheckpointStore):
             except Exception as e:
                 # the provider's one table: the driver's first line says why (refused, unknown host, bad
                 # password, lock timeout), password scrubbed; a lock or statement timeout is a timeout
-                where, password = mask_target(self.url), target_password(self.url)
-                raise map_error(e, operation="checkpoint", where=where, password=password) from e
+                password = target_password(self.url)
+                raise map_error(e, operation="checkpoint", where=self.display_url, password=password) from e
 
     async def connect(self) -> None:
         """Open the connection and create the table if it is missing."""

@@ -397,3 +397,40 @@ def test_a_store_url_string_is_one_default_store_not_a_file_path(tmp_path: Path)
     path = tmp_path / "c.json"
     path.write_text('{"max_batch_size": 7}')
     assert ManagerConfig.load(str(path)).max_batch_size == 7
+
+
+@pytest.mark.parametrize(
+    "param",
+    # every secret a plugin takes under that name: libpq's password and sslpassword (the postgres URL goes to
+    # libpq as is), Kafka's sasl_plain_password and ssl_password settings, a generic token or secret
+    ["password", "sslpassword", "passwd", "pass", "secret", "token", "sasl_plain_password", "ssl_password"],
+)
+def test_mask_url_hides_each_secret_query_parameter(param: str) -> None:
+    for url in (f"kafka://h:9092?{param}=S3cr3t", f"postgresql://app@db/events?sslmode=require&{param.upper()}=S3cr3t"):
+        masked = mask_url(url)
+        assert "S3cr3t" not in masked, masked
+        assert masked == url.replace("S3cr3t", "***")
+
+
+@pytest.mark.parametrize(
+    ("url", "user", "password", "hosts"),
+    [
+        ("kafka://h1:9092", None, None, ("h1:9092",)),
+        ("nats://alice:s3cret@h1:4222,h2,h3:5222", "alice", "s3cret", ("h1:4222", "h2", "h3:5222")),
+        ("kafka://alice:s%3Acr%40t@b1:9092", "alice", "s:cr@t", ("b1:9092",)),  # percent-encoded password
+        ("kafka://alice:p@ss@b1:9092", "alice", "p@ss", ("b1:9092",)),  # the last "@" ends the userinfo
+        ("nats://:pw@h1", "", "pw", ("h1",)),  # empty user
+        ("nats://tok3n@h1", "tok3n", None, ("h1",)),  # a user without a password (NATS: a token)
+        ("kafka://alice:@h1:9092", "alice", "", ("h1:9092",)),  # empty password
+        ("kafka://u:p@[::1]:9092,[fe80::2]:9093", "u", "p", ("[::1]:9092", "[fe80::2]:9093")),  # IPv6
+        ("nats://h1:4222, h2:4222 ,,", None, None, ("h1:4222", "h2:4222")),  # blanks and empty entries dropped
+        ("kafka://u:p@h1:9092/path?ssl_password=x", "u", "p", ("h1:9092",)),  # path and query are not hosts
+        ("kafka://user:SECRET@", "user", "SECRET", ()),
+    ],
+)
+def test_url_authority_splits_userinfo_and_hosts(
+    url: str, user: str | None, password: str | None, hosts: tuple[str, ...]
+) -> None:
+    from eventsource.config import url_authority
+
+    assert url_authority(url) == (user, password, hosts)

@@ -546,3 +546,9 @@ async def test_a_projection_added_to_a_running_runner_runs(es: EventSourcingMana
     finally:
         await live.stop()
         await running
+
+
+def test_a_checkpoint_sink_shows_its_store_url_masked() -> None:
+    sink = CheckpointStoreSink(MemoryCheckpointStore("memory://app:S3cr3t@shared"))
+    assert "S3cr3t" not in repr(sink), repr(sink)
+    assert repr(sink) == "CheckpointStoreSink('memory://app:***@shared')"

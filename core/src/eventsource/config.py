@@ -15,8 +15,8 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from marshmallow import RAISE, Schema, ValidationError, validate, validates_schema
 from marshmallow import fields as mf
@@ -106,8 +106,38 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+class UrlAuthority(NamedTuple):
+    """The percent-decoded user and password and the hosts of a URL (see :func:`url_authority`)."""
+
+    user: str | None
+    """``None`` when the URL has no ``@``."""
+    password: str | None
+    """``None`` when the userinfo has no ``:`` (NATS sends such a user as a token)."""
+    hosts: tuple[str, ...]
+
+
+def url_authority(url: str) -> UrlAuthority:
+    """The user, password and comma-separated hosts of ``scheme://[user[:password]@]host[,host...][/...][?...]``.
+
+    Multi-host URLs (``kafka://u:p@b1:9092,[::1]:9093``) cannot be read by ``urlsplit``; the provider plugins
+    read theirs here. The last ``@`` ends the userinfo (an unencoded ``@`` in a password is kept); blank host
+    entries are dropped; the path and the query are not read. The caller checks the scheme and each host.
+    """
+    rest = url.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    user = password = None
+    if "@" in rest:
+        userinfo, rest = rest.rsplit("@", 1)
+        u, has_password, p = userinfo.partition(":")
+        user, password = unquote(u), (unquote(p) if has_password else None)
+    return UrlAuthority(user, password, tuple(h.strip() for h in rest.split(",") if h.strip()))
+
+
 _TOKEN_USER_SCHEMES = frozenset({"nats", "nats+tls", "tls"})
-_SECRET_PARAMS = frozenset({"password", "sslpassword", "passwd", "pass", "secret", "token", "sasl_plain_password"})
+# every secret a plugin takes under its own name (libpq: password, sslpassword; Kafka: sasl_plain_password,
+# ssl_password) plus generic ones; the other credential settings (sslkey, nkeys_seed_file...) are file paths
+_SECRET_PARAMS = frozenset(
+    {"password", "sslpassword", "passwd", "pass", "secret", "token", "sasl_plain_password", "ssl_password"}
+)
 
 
 class ProviderEntrySchema(Schema):

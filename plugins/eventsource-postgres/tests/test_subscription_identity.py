@@ -185,3 +185,36 @@ def test_the_source_is_pinned_literally(url: str, source: str) -> None:
 
     assert PostgresProvider(url).checkpoint_source == source
     assert PostgresProvider(url, schema="x").checkpoint_source == f"{source}#schema=x"
+
+
+async def test_a_checkpoint_put_that_waits_out_a_lock_is_a_timeout_not_an_outage(url: str) -> None:
+    """The store maps driver errors with the provider's one table: a lock timeout was "unavailable" before."""
+    from eventsource.checkpoints import Checkpoint
+    from eventsource.errors import ProviderTimeoutError
+
+    schema = f"cp_{uuid.uuid4().hex[:16]}"
+    sep = "&" if "?" in url else "?"
+    store = PostgresCheckpointStore(f"{url}{sep}options=-c%20lock_timeout%3D200", schema=schema)
+    holder = await psycopg.AsyncConnection.connect(url)  # autocommit off: the row lock is held until rollback
+    try:
+        await store.put(Checkpoint("proj", "src", "all", 1))
+        await holder.execute(f'SELECT 1 FROM "{schema}".checkpoints WHERE name = %s FOR UPDATE', ("proj",))
+        with pytest.raises(ProviderTimeoutError) as err:
+            await store.put(Checkpoint("proj", "src", "all", 2))
+        assert err.value.details["operation"] == "checkpoint"
+        assert "lock" in str(err.value), err.value
+    finally:
+        await holder.rollback()
+        await holder.close()
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.mark.parametrize("target", ["postgresql://app:S3cr3t@db/events", "host=db password=S3cr3t dbname=events"])
+def test_a_checkpoint_sink_shows_a_postgres_store_masked(target: str) -> None:
+    from eventsource.projections import CheckpointStoreSink
+
+    store = PostgresCheckpointStore(target)
+    assert "S3cr3t" not in repr(CheckpointStoreSink(store)) + store.display_url
+    assert store.display_url in repr(CheckpointStoreSink(store))

@@ -75,6 +75,13 @@ class CheckpointStore(ABC):
     def __init__(self, url: str) -> None:
         self.url = url
 
+    @property
+    def display_url(self) -> str:
+        """``url`` with its password masked (safe to print or log); stores with other forms override it."""
+        from eventsource.config import mask_url
+
+        return mask_url(self.url)
+
     async def connect(self) -> None:  # noqa: B027 - optional: stores without connections need nothing
         """Open connections and create tables as needed. Idempotent."""
 

@@ -304,7 +304,7 @@ class CheckpointStoreSink(Sink[None]):
         self.store = store
 
     def __repr__(self) -> str:
-        return f"CheckpointStoreSink({self.store.url!r})"
+        return f"CheckpointStoreSink({self.store.display_url!r})"
 
     async def open(self) -> None:
         """Connect the checkpoint store."""

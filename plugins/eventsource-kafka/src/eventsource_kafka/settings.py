@@ -8,8 +8,8 @@ kafka-python; :func:`client_config` is the one place that turns URL and settings
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
 
+from eventsource.config import mask_url, url_authority
 from eventsource.errors import ConfigurationError
 from marshmallow import Schema, fields, validate
 
@@ -49,26 +49,20 @@ class KafkaSettings(Schema):
 
 
 def parse_url(url: str) -> tuple[list[str], str | None, str | None]:
-    """The bootstrap servers and the SASL user and password of a ``kafka://`` URL."""
+    """The bootstrap servers and the SASL user and password of a ``kafka://`` URL (an empty one is ``None``)."""
     if not url.startswith("kafka://"):
-        msg = f"a Kafka URL looks like kafka://host:port[,host:port...], got {url!r}"
+        msg = f"a Kafka URL looks like kafka://host:port[,host:port...], got {mask_url(url)!r}"
         raise ConfigurationError(msg, field="url")
-    rest = url[len("kafka://") :].split("/", 1)[0].split("?", 1)[0]
-    user = password = None
-    if "@" in rest:
-        cred, rest = rest.rsplit("@", 1)
-        user, _, password = cred.partition(":")
-        user, password = unquote(user), unquote(password) if password else None
-    servers = [h.strip() for h in rest.split(",") if h.strip()]
-    if not servers:
-        msg = f"the Kafka URL names no broker: {url!r}"
+    user, password, hosts = url_authority(url)
+    if not hosts:
+        msg = f"the Kafka URL names no broker: {mask_url(url)!r}"
         raise ConfigurationError(msg, field="url")
-    for s in servers:
+    for s in hosts:
         host, _, port = s.rpartition(":")
         if not host or not port.isdigit():
             msg = f"broker address must be host:port, got {s!r}"
             raise ConfigurationError(msg, field="url")
-    return servers, user or None, password
+    return list(hosts), user or None, password or None
 
 
 def client_config(url: str, s: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import quote
 
-from eventsource.config import mask_url
+from eventsource.config import mask_url, url_authority
 from eventsource.errors import ConfigurationError
 from marshmallow import Schema, validate
 from marshmallow import fields as mf
@@ -24,6 +24,7 @@ DEFAULT_STREAM = "EVENTSOURCE"
 """The ``stream`` setting's default."""
 DEFAULT_SUBJECT_PREFIX = "es"
 """The ``subject_prefix`` setting's default."""
+
 
 class NatsSettingsSchema(Schema):
     """Settings of :class:`~eventsource_nats.provider.NatsProvider` (all optional)."""
@@ -69,14 +70,19 @@ class ServerUrl:
 
     @property
     def display(self) -> str:
-        """The URL with the password (or token) masked."""
+        """The URL with the password (or token) masked by core's :func:`~eventsource.config.mask_url`."""
         scheme = "nats+tls" if self.tls else "nats"
         hosts = ",".join(s.split("://", 1)[1] for s in self.servers)
         if self.user is None:
-            return f"{scheme}://{hosts}"
-        secret = "***" if self.password is not None else ""
-        user = f"{self.user}:{secret}" if self.password is not None else "***"
-        return f"{scheme}://{user}@{hosts}"
+            return mask_url(f"{scheme}://{hosts}")
+        # the decoded user is shown as it was; the few characters that would end the userinfo are re-encoded
+        userinfo = _USERINFO_BREAKS.sub(lambda m: f"%{ord(m[0]):02X}", self.user)
+        if self.password is not None:
+            userinfo += f":{quote(self.password, safe='')}"
+        return mask_url(f"{scheme}://{userinfo}@{hosts}")
+
+
+_USERINFO_BREAKS = re.compile(r"[:/?#\[\]\t\r\n]")
 
 
 def parse_url(url: str | None) -> ServerUrl:
@@ -91,18 +97,9 @@ def parse_url(url: str | None) -> ServerUrl:
     if "://" in rest:  # nats://h1,nats://h2 was read as h1 and a server named "nats:" (h2 silently dropped)
         msg = f"a NATS URL names its scheme once: nats://h1:4222,h2:4222 (not {mask_url(url)})"
         raise ConfigurationError(msg, field="url")
-    rest = rest.split("/", 1)[0].split("?", 1)[0]
-    user = password = None
-    if "@" in rest:
-        userinfo, rest = rest.rsplit("@", 1)
-        u, has_pw, p = userinfo.partition(":")
-        user = unquote(u)
-        password = unquote(p) if has_pw else None
+    user, password, hosts = url_authority(url)
     servers = []
-    for raw_host in rest.split(","):
-        host = raw_host.strip()
-        if not host:
-            continue
+    for host in hosts:
         if host.startswith("["):
             port_part = host.rsplit("]", 1)[1]
             hostport = host if port_part.startswith(":") else f"{host}:{DEFAULT_PORT}"

@@ -12,8 +12,9 @@ from typing import Any
 
 from eventsource.checkpoints import Checkpoint, CheckpointStore
 from eventsource.checkpoints.base import check_name
-from eventsource.errors import EventSourceError, ProviderUnavailableError
+from eventsource.errors import EventSourceError
 
+from eventsource_postgres.errors import map_error
 from eventsource_postgres.settings import IDENTIFIER, check_target, mask_target, target_password
 
 MAX_SCHEMA_LENGTH = 40
@@ -38,6 +39,11 @@ class PostgresCheckpointStore(CheckpointStore):
         self._conn: Any = None
         self._lock = asyncio.Lock()
 
+    @property
+    def display_url(self) -> str:
+        """The URL or DSN with any password masked (safe to print or log)."""
+        return mask_target(self.url)
+
     async def _connection(self) -> Any:
         import psycopg
 
@@ -58,16 +64,10 @@ class PostgresCheckpointStore(CheckpointStore):
             except EventSourceError:
                 raise
             except Exception as e:
-                import psycopg
-
-                if isinstance(e, psycopg.OperationalError):
-                    # the driver's first line says why (refused, unknown host, bad password), password scrubbed
-                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    password = target_password(self.url)
-                    why = first.replace(password, "***") if password else first
-                    msg = f"checkpoint store on {mask_target(self.url)} is unavailable: {why}"
-                    raise ProviderUnavailableError(msg, operation="checkpoint") from e
-                raise
+                # the provider's one table: the driver's first line says why (refused, unknown host, bad
+                # password, lock timeout), password scrubbed; a lock or statement timeout is a timeout
+                password = target_password(self.url)
+                raise map_error(e, operation="checkpoint", where=self.display_url, password=password) from e
 
     async def connect(self) -> None:
         """Open the connection and create the table if it is missing."""

@@ -1,0 +1,53 @@
+"""The NATS URL: read by core's one URL reader, shown through core's one masker."""
+
+from __future__ import annotations
+
+import pytest
+from eventsource.config import mask_url
+from eventsource_nats.settings import parse_url
+
+
+@pytest.mark.parametrize(
+    ("url", "servers", "user", "password", "shown"),
+    [
+        ("nats://h1", ("nats://h1:4222",), None, None, "nats://h1:4222"),
+        (
+            "nats://alice:s%3Acr%40t@h1:4222,h2",  # percent-encoded password
+            ("nats://h1:4222", "nats://h2:4222"),
+            "alice",
+            "s:cr@t",
+            "nats://alice:***@h1:4222,h2:4222",
+        ),
+        ("nats://alice:p@ss@h1", ("nats://h1:4222",), "alice", "p@ss", "nats://alice:***@h1:4222"),
+        ("nats://:pw@h1", ("nats://h1:4222",), "", "pw", "nats://:***@h1:4222"),  # empty user
+        ("nats://alice:@h1", ("nats://h1:4222",), "alice", "", "nats://alice:***@h1:4222"),  # empty password
+        ("nats://t%2Fk@h1", ("nats://h1:4222",), "t/k", None, "nats://***@h1:4222"),  # a token
+        (
+            "nats+tls://u:p@[::1]:4443,[fe80::2],h3",  # IPv6, with and without a port
+            ("tls://[::1]:4443", "tls://[fe80::2]:4222", "tls://h3:4222"),
+            "u",
+            "p",
+            "nats+tls://u:***@[::1]:4443,[fe80::2]:4222,h3:4222",
+        ),
+        ("nats://u:p@h1?token=T0k", ("nats://h1:4222",), "u", "p", "nats://u:***@h1:4222"),  # the query is not read
+    ],
+)
+def test_urls_are_read_and_shown_masked(
+    url: str, servers: tuple[str, ...], user: str | None, password: str | None, shown: str
+) -> None:
+    u = parse_url(url)
+    assert (u.servers, u.user, u.password) == (servers, user, password)
+    assert u.display == shown
+    assert mask_url(u.display) == u.display  # nothing left for the masker to hide
+
+
+def test_servers_and_credentials_are_cores_reading_plus_the_default_port() -> None:
+    from eventsource.config import url_authority
+
+    for url in ("nats://alice:s%3Acret@h1:4222,[::1],h2", "nats://:pw@h", "nats://tok@h:1", "tls://h"):
+        auth = url_authority(url)
+        u = parse_url(url)
+        assert (u.user, u.password) == (auth.user, auth.password)
+        assert len(u.servers) == len(auth.hosts)
+        for server, host in zip(u.servers, auth.hosts, strict=True):
+            assert server.split("://", 1)[1] in (host, f"{host}:4222")

@@ -373,3 +373,22 @@ def test_subclasses_of_json_types_read_back_equal_as_their_base_type() -> None:
     assert back == value
     assert [type(back[k]) for k in "clod"] == [str, int, dict, dict]
     assert list(back["o"]) == ["b", "a"]  # order kept
+
+
+def test_a_sealing_error_on_metadata_keeps_its_own_message_and_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the serializer's refusals are renamed as metadata; an error of another step passes as it was raised."""
+    from eventsource.config import ManagerConfig
+    from eventsource.errors import ConfigurationError
+    from eventsource.manager.codec import EventCodec
+    from eventsource.plugins import PluginHost
+
+    codec = EventCodec(ManagerConfig(), PluginHost(load_entrypoints=False), None)
+
+    def sealing_fails(*_a: Any, **_k: Any) -> Any:
+        msg = "no active key"
+        raise ConfigurationError(msg, field="active_key_id")
+
+    monkeypatch.setattr(codec.pipeline, "encode_as_sized", sealing_fails)
+    with pytest.raises(ConfigurationError) as info:
+        codec.encode_event("s", "e1", None, {"ok": 1}, {"k": 1}, version=1)
+    assert (info.value.message, info.value.details["field"]) == ("no active key", "active_key_id")

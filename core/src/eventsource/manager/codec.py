@@ -232,12 +232,9 @@ class EventCodec:
         except ValidationError as e:
             text = e.message
             for said, says in (("data at ", "metadata at "), ("event data ", "metadata ")):
-                if text.startswith(said):
-                    text = says + text[len(said) :]
-                    break
-            else:
-                text = f"metadata: {text}"
-            raise type(e)(text, **{**e.details, "field": "metadata"}) from e
+                if text.startswith(said):  # the JSON serializer's refusals; anything else (sealing) as it was
+                    raise ValidationError(says + text[len(said) :], **{**e.details, "field": "metadata"}) from e
+            raise
 
     def encrypted(self, encoding: str) -> bool:
         """Whether a payload stored under the descriptor ``encoding`` is sealed by a registered cipher."""

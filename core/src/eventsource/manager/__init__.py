@@ -23,6 +23,7 @@ from eventsource.manager.appends import Appends, batch_response, event_response
 from eventsource.manager.batches import BatchEncoder
 from eventsource.manager.codec import SHREDDED_KEY, EventCodec
 from eventsource.manager.ids import event_id as _event_id
+from eventsource.manager.key_scopes import KeyScopes
 from eventsource.manager.lane import SyncLane
 from eventsource.manager.metrics import LATENCY_WINDOW
 from eventsource.manager.monitoring import Monitoring
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
     from eventsource.subscriptions.subscription import StartAt, Subscription
 
 
-class EventSourcingManager:
+class EventSourcingManager(KeyScopes):
     """Append, read, snapshot and manage event streams on any registered store.
 
     :param config: a :class:`ManagerConfig`, a dict, a JSON/TOML file path, or ``None`` for defaults
@@ -121,33 +122,6 @@ class EventSourcingManager:
             f"EventSourcingManager(providers={list(self._providers.by_name)!r}, default={self._providers.default!r}, "
             f"encryption={self._codec.cipher is not None}, keys={self.keys!r})"
         )
-
-    # ------------------------------------------------------------------ keys
-
-    def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
-        """The key scope of an event: ``None`` (global scope; no tenant), ``"tenant:<id>"`` or ``"stream:<id>"``."""
-        return self._codec.key_scope(stream_id=stream_id, tenant_id=tenant_id)
-
-    async def shred(
-        self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None
-    ) -> int:
-        """Crypto-shred one scope: delete its keys, so its events and snapshots can never be read again.
-
-        Name the scope by ``tenant_id`` (``encryption_scope="tenant"``), ``stream_id``
-        (``encryption_scope="stream"``) or its raw ``scope`` string. Reads of its payloads then raise
-        :class:`KeyShreddedError` naming the scope; everything else reads normally. New events of the same
-        tenant or stream get a fresh key. Returns how many keys were removed.
-        """
-        return await self._codec.shred(tenant_id, stream_id, scope, self.config.max_stream_id_length)
-
-    def rotate_key(
-        self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None
-    ) -> str:
-        """Give a scope a new active key (old payloads stay readable); returns the new key id.
-
-        The global key ring rotates by configuration instead: add a key id and set ``active_key_id``.
-        """
-        return self._codec.rotate_key(tenant_id, stream_id, scope, self.config.max_stream_id_length)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -11,14 +11,11 @@ retention) are described in ``docs/manager.md``.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, overload
 
 from eventsource.config import ManagerConfig
 from eventsource.domain.events import EventClasses
-from eventsource.errors import (
-    ProviderUnavailableError,
-    UnsupportedOperationError,
-)
+from eventsource.errors import ProviderUnavailableError, UnsupportedOperationError
 from eventsource.manager.appends import Appends, batch_response, event_response
 from eventsource.manager.batches import BatchEncoder
 from eventsource.manager.codec import SHREDDED_KEY, EventCodec
@@ -70,6 +67,13 @@ if TYPE_CHECKING:
     from eventsource.domain.events import DomainEvent
     from eventsource.model import AppendResult, Event, HealthStatus, ProviderInfo, ProviderStats, Snapshot, StreamInfo
     from eventsource.provider import Provider
+    from eventsource.request_args import (
+        AppendEventArgs,
+        AppendEventsBatchArgs,
+        CreateSnapshotArgs,
+        CreateStreamArgs,
+        GetEventsArgs,
+    )
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
     from eventsource.subscriptions.lag import SubscriptionLag
     from eventsource.subscriptions.subscription import StartAt, Subscription
@@ -205,6 +209,10 @@ class EventSourcingManager(KeyScopes):
     def _stream_id(self, stream_id: object) -> str:
         return self._queries.stream_id(stream_id)
 
+    @overload
+    async def create_stream(self, request: CreateStreamRequest, /) -> StreamInfo: ...
+    @overload
+    async def create_stream(self, /, **kwargs: Unpack[CreateStreamArgs]) -> StreamInfo: ...
     async def create_stream(self, request: CreateStreamRequest | None = None, /, **kwargs: Any) -> StreamInfo:
         """Create an empty stream; :class:`StreamExistsError` if the id is taken."""
         req = coerce(CreateStreamRequest, request, kwargs)
@@ -237,12 +245,20 @@ class EventSourcingManager(KeyScopes):
 
     # ------------------------------------------------------------------ appends
 
+    @overload
+    async def append_event(self, request: AppendEventRequest, /) -> AppendEventResponse: ...
+    @overload
+    async def append_event(self, /, **kwargs: Unpack[AppendEventArgs]) -> AppendEventResponse: ...
     async def append_event(self, request: AppendEventRequest | None = None, /, **kwargs: Any) -> AppendEventResponse:
         """Append one event; see :meth:`append_events_batch` for the rules."""
         req = coerce(AppendEventRequest, request, kwargs)
         res, due = await self._append(req.stream_id, [event_of(req)], req.expected_version, req.provider)
         return event_response(res, due)
 
+    @overload
+    async def append_events_batch(self, request: AppendEventsBatchRequest, /) -> AppendEventsBatchResponse: ...
+    @overload
+    async def append_events_batch(self, /, **kwargs: Unpack[AppendEventsBatchArgs]) -> AppendEventsBatchResponse: ...
     async def append_events_batch(
         self, request: AppendEventsBatchRequest | None = None, /, **kwargs: Any
     ) -> AppendEventsBatchResponse:
@@ -279,6 +295,12 @@ class EventSourcingManager(KeyScopes):
 
     # ------------------------------------------------------------------ reads
 
+    @overload
+    async def get_events(self, request: GetEventsRequest, /, *, as_classes: bool = False) -> GetEventsResponse: ...
+    @overload
+    async def get_events(
+        self, /, *, as_classes: bool = False, **kwargs: Unpack[GetEventsArgs]
+    ) -> GetEventsResponse: ...
     async def get_events(
         self, request: GetEventsRequest | None = None, /, *, as_classes: bool = False, **kwargs: Any
     ) -> GetEventsResponse:
@@ -298,7 +320,7 @@ class EventSourcingManager(KeyScopes):
         to_version: int | None = None,
         limit: int = 100,
         offset: int = 0,
-        sort_order: SortOrder | str = SortOrder.ASC,
+        sort_order: SortOrder | Literal["asc", "desc"] = SortOrder.ASC,
         provider: str | None = None,
         as_classes: bool = False,
     ) -> GetEventsResponse:
@@ -438,6 +460,10 @@ class EventSourcingManager(KeyScopes):
 
     # ------------------------------------------------------------------ snapshots
 
+    @overload
+    async def create_snapshot(self, request: CreateSnapshotRequest, /) -> CreateSnapshotResponse: ...
+    @overload
+    async def create_snapshot(self, /, **kwargs: Unpack[CreateSnapshotArgs]) -> CreateSnapshotResponse: ...
     async def create_snapshot(
         self, request: CreateSnapshotRequest | None = None, /, **kwargs: Any
     ) -> CreateSnapshotResponse:

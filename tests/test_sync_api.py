@@ -88,22 +88,71 @@ with SyncEventSourcingManager({"providers": {"m": "memory://"}}) as es:
     es.read_stream("s", page_sise=10)  # E: a misspelt argument is an error
 """
 
+# The request-style methods take a request object or its fields as keywords; both forms are typed, on the
+# async manager ({a} = "await ") and on the sync facade ({a} = ""). Lines marked "# E" must be errors.
+REQUESTS = """
+from eventsource import (EventSourcingManager, SyncEventSourcingManager, AppendEventRequest, AppendEventsBatchRequest,
+    CreateSnapshotRequest, CreateStreamRequest, EventData, GetEventsRequest, NO_STREAM)
+from eventsource.model import AppendEventResponse, AppendEventsBatchResponse, CreateSnapshotResponse, StreamInfo
+from eventsource.model import GetEventsResponse
+
+async def use(es: {manager}) -> None:
+    info: StreamInfo = {a}es.create_stream(stream_id="s", name="n", metadata={{"k": 1}})
+    info = {a}es.create_stream(CreateStreamRequest("s"))
+    one: AppendEventResponse = {a}es.append_event(stream_id="s", event_type="E", data={{}}, expected_version=NO_STREAM)
+    one = {a}es.append_event(AppendEventRequest("s", "E", {{}}))
+    many: AppendEventsBatchResponse = {a}es.append_events_batch(stream_id="s", events=[EventData("E", {{}})])
+    many = {a}es.append_events_batch(AppendEventsBatchRequest("s", [EventData("E", {{}})]))
+    page: GetEventsResponse = {a}es.get_events(stream_id="s", limit=5, sort_order="desc", as_classes=True)
+    page = {a}es.get_events(GetEventsRequest(stream_id="s"), as_classes=True)
+    page = {a}es.get_events()
+    snap: CreateSnapshotResponse = {a}es.create_snapshot(stream_id="s", data={{}}, version=3)
+    snap = {a}es.create_snapshot(CreateSnapshotRequest("s", {{}}))
+    {a}es.create_stream(strem_id="s")  # E
+    {a}es.create_stream(stream_id=1)  # E
+    {a}es.append_event(strem_id="s", event_type="E", data={{}})  # E
+    {a}es.append_event(stream_id="s", event_type="E", data={{}}, expected_version="any")  # E
+    {a}es.append_event(stream_id="s", data={{}})  # E: event_type is required
+    {a}es.append_event(AppendEventRequest("s", "E", {{}}), stream_id="t")  # E: a request or keywords, not both
+    {a}es.append_events_batch(stream_id="s", events=[EventData("E", {{}}), {{"event_type": "E", "data": 1}}])
+    {a}es.append_events_batch(stream_id="s", events=EventData("E", {{}}))  # E: a list of events, not one
+    {a}es.get_events(stream_id="s", limt=5)  # E
+    {a}es.get_events(stream_id="s", sort_order="up")  # E
+    {a}es.create_snapshot(stream_id="s", data={{}}, version="3")  # E
+    {a}es.create_snapshot(CreateStreamRequest("s"))  # E: the wrong request type
+"""
+
+
+def _mypy(path: Path) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--show-error-codes", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=path.parent,
+    )
+    return [line for line in done.stdout.splitlines() if ": error:" in line]
+
 
 def test_mypy_sees_the_sync_signatures(tmp_path: Path) -> None:
     pytest.importorskip("mypy", reason="mypy runs in the core and type tox envs")
     sample = tmp_path / "sample.py"
     sample.write_text(SAMPLE)
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--show-error-codes", str(sample)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
-    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    errors = _mypy(sample)
     # exactly one error: the misspelt keyword on the last line (every assert_type held)
-    assert len(errors) == 1, done.stdout
-    assert "page_sise" in errors[0], done.stdout
+    assert len(errors) == 1, errors
+    assert "page_sise" in errors[0], errors
+    for manager, a in (("EventSourcingManager", "await "), ("SyncEventSourcingManager", "")):
+        sample = tmp_path / f"requests_{manager}.py"
+        text = REQUESTS.format(manager=manager, a=a)
+        sample.write_text(text)
+        lines = dict(enumerate(text.splitlines(), 1))
+        errors = _mypy(sample)
+        found = {int(line.split(":")[1]) for line in errors}
+        missed = [line.strip() for n, line in lines.items() if "# E" in line and n not in found]
+        assert not missed, f"{manager}: mypy accepted {missed}"
+        wrong = [e for e in errors if "# E" not in lines[int(e.split(":")[1])]]
+        assert not wrong, f"{manager}: correct calls rejected: {wrong}"
 
 
 @pytest.fixture

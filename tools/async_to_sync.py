@@ -3,9 +3,10 @@
 The manager is found by import (``from eventsource import EventSourcingManager``), wherever it lives, and read
 by introspection: every public method keeps its signature, with its annotations as written; coroutines become
 blocking calls, async iterators become iterators that cross one page per call, plain methods and properties
-are forwarded, and public instance attributes become read-only properties. Names used in annotations are
-imported from wherever the manager's own module imports them. ``python tools/async_to_sync.py`` rewrites the
-file; ``--check`` exits 1 when the committed file is stale (tests/test_sync_api.py checks the same).
+are forwarded, and public instance attributes become read-only properties; a method's ``typing.overload``
+signatures are copied too. Names used in annotations are imported from wherever the manager's own module
+imports them. ``python tools/async_to_sync.py`` rewrites the file; ``--check`` exits 1 when the committed
+file is stale (tests/test_sync_api.py checks the same).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import builtins
 import inspect
 import re
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,7 @@ class Writer:
             self.imports.update(_import_map(sys.modules[base.__module__]))
         self.needed: dict[str, str] = {}
         self.runtime: dict[str, str] = {}
+        self.typing_names = {"TYPE_CHECKING", "Any", "Self"}
         self.lines: list[str] = []
 
     def annotation(self, text: str) -> str:
@@ -87,7 +90,9 @@ class Writer:
         text = re.sub(r"\bAsync(Iterator|Generator)\[([^,\]]+(?:\[[^\]]*\])?)(?:, None)?\]", r"Iterator[\2]", text)
         if text in SELF_TYPES:
             text = "Self"
-        for name in re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", text):
+        text = re.sub(r"'([^'\"]*)'", r'"\1"', text)  # a Literal's strings in double quotes, as the style wants
+        code = re.sub(r"\"[^\"]*\"", "''", text)  # and they name nothing
+        for name in re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", code):
             head = name.split(".")[0]
             if hasattr(builtins, head) or head in {"None", "Self", "Iterator"}:
                 continue
@@ -122,6 +127,7 @@ class Writer:
         for p in sig.parameters.values():
             if p.name == "self":
                 params.append("self")
+                positional_only_seen = p.kind is p.POSITIONAL_ONLY  # (self, /, **kwargs): an overload's keywords
                 continue
             ann = f": {self.annotation(str(p.annotation))}" if p.annotation is not inspect.Parameter.empty else ""
             default = f" = {self.default(defaults[p.name])}" if p.default is not inspect.Parameter.empty else ""
@@ -165,8 +171,12 @@ class Writer:
         return [f'{indent}"""{lines[0]}', *[f"{indent}{line}" if line else "" for line in lines[1:]], f'{indent}"""']
 
     @staticmethod
-    def coroutine(name: str, ret: str, call: str, target: str) -> list[str]:
-        """The body of a coroutine method's sync twin (after any ``go_threaded()``)."""
+    def coroutine(name: str, ret: str, call: str, target: str, *, overloaded: bool = False) -> list[str]:
+        """The body of a coroutine method's sync twin (after any ``go_threaded()``).
+
+        An overloaded method forwards its arguments as it received them, which no single overload
+        accepts (``request`` may be ``None``); the overloads above it typed them for the caller.
+        """
         if ret == "Self":
             return [f"self._loop.run({target})", *(["self._settle()"] if name in SETTLE_AFTER else []), "return self"]
         if name in SETTLE_AFTER:
@@ -181,7 +191,8 @@ class Writer:
                 "lane = self._manager._lane  # noqa: SLF001 - the manager's own sync lane",
                 f"return self._loop.now(lane.{name}, self._manager.{name}, request, kwargs)",
             ]
-        return [f"return self._loop.call({target})"]  # the usual call: first step inline, no task unless it waits
+        forward = "  # type: ignore[arg-type]" if overloaded else ""
+        return [f"return self._loop.call({target}){forward}"]  # the usual call: first step inline, no task if no wait
 
     def method(self, name: str, fn: Any) -> None:
         """The sync twin of one public method."""
@@ -190,8 +201,9 @@ class Writer:
         body: list[str] = []
         if name in THREAD_BEFORE:
             body.append("self._loop.go_threaded()")
+        overloads = typing.get_overloads(fn)
         if inspect.iscoroutinefunction(fn):
-            body += self.coroutine(name, ret, call, target)
+            body += self.coroutine(name, ret, call, target, overloaded=bool(overloads))
         elif ret in SYNC_TWINS:
             twin, module = SYNC_TWINS[ret]
             self.runtime[twin] = module
@@ -204,7 +216,12 @@ class Writer:
             body += ["self._loop.check()", f"return self._loop.iterate({target}, {page})"]
         else:
             body.append(f"return {target}")
-        self.lines += ["", f"    def {name}({params}) -> {ret}:", *self.doc(fn), *[f"        {b}" for b in body]]
+        self.lines.append("")
+        for variant in overloads:  # (written as ruff formats overloads: no blank line between them)
+            v_params, v_ret, _ = self.signature(variant)
+            self.typing_names.add("overload")
+            self.lines += ["    @overload", f"    def {name}({v_params}) -> {v_ret}: ..."]
+        self.lines += [f"    def {name}({params}) -> {ret}:", *self.doc(fn), *[f"        {b}" for b in body]]
 
     def prop(self, name: str, ann: str, doc: list[str]) -> None:
         """A read-only property forwarding to the async manager's attribute."""
@@ -270,7 +287,9 @@ class Writer:
         self.needed["Iterator"] = "collections.abc"
         by_module: dict[str, set[str]] = {}
         for name, mod in self.needed.items():
-            if mod != "typing" and name not in self.runtime:
+            if mod == "typing":
+                self.typing_names.add(name)
+            elif name not in self.runtime:
                 by_module.setdefault(mod, set()).add(name)
         imports: list[str] = []
         for first_party in (False, True):
@@ -285,7 +304,7 @@ class Writer:
             "",
             "from __future__ import annotations",
             "",
-            "from typing import TYPE_CHECKING, Any, Self",
+            f"from typing import {', '.join(sorted(self.typing_names, key=_isort_key))}",
             "",
             *sorted(f"from {mod} import {name}" for name, mod in self.runtime.items()),
             "from eventsource.syncloop import SyncLoop",
@@ -356,8 +375,11 @@ _OPEN, _CLOSE = "([{", ")]}"
 
 
 def _fit(line: str) -> list[str]:
-    """``line`` as is when it fits in :data:`MAX_LINE`, else split one argument per line (as ruff formats)."""
-    if len(line) <= MAX_LINE or line.lstrip().startswith(("#", '"', "'")):
+    """``line`` as is when it fits in :data:`MAX_LINE`, else split one argument per line (as ruff formats).
+
+    A trailing ``# type: ignore[...]`` does not count (as ruff counts), and stays on the line it is about.
+    """
+    if len(re.sub(r"  # type: ignore\[[\w-]+\]$", "", line)) <= MAX_LINE or line.lstrip().startswith(("#", '"', "'")):
         return [line]
     found = _split_point(line)
     if found is None:
@@ -411,6 +433,11 @@ def _top_level_parts(text: str) -> list[str]:
     if "".join(cur).strip():
         parts.append("".join(cur).strip())
     return parts
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    """Ruff's order of imported names: constants, then classes, then functions."""
+    return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
 
 
 def _import_line(module: str, names: set[str]) -> str:

@@ -12,7 +12,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsource.domain.events import DomainEvent
 
 T = TypeVar("T")
 
@@ -410,10 +415,14 @@ class AppendEventResponse:
 
 @dataclass(slots=True)
 class AppendEventsBatchRequest:
-    """Arguments of ``append_events_batch``: events for one stream, written all-or-nothing."""
+    """Arguments of ``append_events_batch``: events for one stream, written all-or-nothing.
+
+    ``events`` (a list or tuple) may mix :class:`EventData`, dicts of its fields and
+    :class:`~eventsource.domain.DomainEvent` instances.
+    """
 
     stream_id: str
-    events: list[EventData]
+    events: Sequence[EventData | DomainEvent | dict[str, Any]]
     expected_version: Expected = ANY
     provider: str | None = None
 

@@ -10,7 +10,7 @@ is loop-free (SQLite, memory), else on a daemon thread. Iterators cross up to 10
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, overload
 
 from eventsource.model import SortOrder
 from eventsource.subscriptions.sync import SyncSubscription
@@ -46,6 +46,13 @@ if TYPE_CHECKING:
     )
     from eventsource.plugins import PluginHost
     from eventsource.provider import Provider
+    from eventsource.request_args import (
+        AppendEventArgs,
+        AppendEventsBatchArgs,
+        CreateSnapshotArgs,
+        CreateStreamArgs,
+        GetEventsArgs,
+    )
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
     from eventsource.subscriptions.lag import SubscriptionLag
     from eventsource.subscriptions.subscription import StartAt
@@ -171,11 +178,19 @@ class SyncEventSourcingManager:
         """
         return self._manager.add_upcaster(event_type, from_version, upcaster, to_type=to_type)
 
+    @overload
+    def append_event(self, request: AppendEventRequest, /) -> AppendEventResponse: ...
+    @overload
+    def append_event(self, /, **kwargs: Unpack[AppendEventArgs]) -> AppendEventResponse: ...
     def append_event(self, request: AppendEventRequest | None = None, /, **kwargs: Any) -> AppendEventResponse:
         """Append one event; see :meth:`append_events_batch` for the rules."""
         lane = self._manager._lane  # noqa: SLF001 - the manager's own sync lane
         return self._loop.now(lane.append_event, self._manager.append_event, request, kwargs)
 
+    @overload
+    def append_events_batch(self, request: AppendEventsBatchRequest, /) -> AppendEventsBatchResponse: ...
+    @overload
+    def append_events_batch(self, /, **kwargs: Unpack[AppendEventsBatchArgs]) -> AppendEventsBatchResponse: ...
     def append_events_batch(
         self,
         request: AppendEventsBatchRequest | None = None,
@@ -207,16 +222,24 @@ class SyncEventSourcingManager:
         """
         return self._loop.call(self._manager.apply_retention(policies, provider=provider, now=now))
 
+    @overload
+    def create_snapshot(self, request: CreateSnapshotRequest, /) -> CreateSnapshotResponse: ...
+    @overload
+    def create_snapshot(self, /, **kwargs: Unpack[CreateSnapshotArgs]) -> CreateSnapshotResponse: ...
     def create_snapshot(self, request: CreateSnapshotRequest | None = None, /, **kwargs: Any) -> CreateSnapshotResponse:
         """Store a snapshot of the stream's state at ``version`` (default: its current version).
 
         Its encoding, key scope and size limit: ``docs/manager.md`` (Method details).
         """
-        return self._loop.call(self._manager.create_snapshot(request, **kwargs))
+        return self._loop.call(self._manager.create_snapshot(request, **kwargs))  # type: ignore[arg-type]
 
+    @overload
+    def create_stream(self, request: CreateStreamRequest, /) -> StreamInfo: ...
+    @overload
+    def create_stream(self, /, **kwargs: Unpack[CreateStreamArgs]) -> StreamInfo: ...
     def create_stream(self, request: CreateStreamRequest | None = None, /, **kwargs: Any) -> StreamInfo:
         """Create an empty stream; :class:`StreamExistsError` if the id is taken."""
-        return self._loop.call(self._manager.create_stream(request, **kwargs))
+        return self._loop.call(self._manager.create_stream(request, **kwargs))  # type: ignore[arg-type]
 
     def delete_snapshot(self, stream_id: str, *, version: int | None = None, provider: str | None = None) -> int:
         """Delete the snapshot at ``version`` (every snapshot of the stream when ``None``); returns the count."""
@@ -246,6 +269,10 @@ class SyncEventSourcingManager:
             as_classes=as_classes,
         ))
 
+    @overload
+    def get_events(self, request: GetEventsRequest, /, *, as_classes: bool = False) -> GetEventsResponse: ...
+    @overload
+    def get_events(self, /, *, as_classes: bool = False, **kwargs: Unpack[GetEventsArgs]) -> GetEventsResponse: ...
     def get_events(
         self,
         request: GetEventsRequest | None = None,
@@ -259,7 +286,7 @@ class SyncEventSourcingManager:
         ``as_classes=True`` puts an instance of the registered event class in each event's ``data``
         (see :meth:`register_event_class`); events of other types keep their plain data.
         """
-        return self._loop.call(self._manager.get_events(request, as_classes=as_classes, **kwargs))
+        return self._loop.call(self._manager.get_events(request, as_classes=as_classes, **kwargs))  # type: ignore[arg-type]
 
     def get_events_by_stream(
         self,
@@ -269,7 +296,7 @@ class SyncEventSourcingManager:
         to_version: int | None = None,
         limit: int = 100,
         offset: int = 0,
-        sort_order: SortOrder | str = SortOrder.ASC,
+        sort_order: SortOrder | Literal["asc", "desc"] = SortOrder.ASC,
         provider: str | None = None,
         as_classes: bool = False,
     ) -> GetEventsResponse:

@@ -11,18 +11,16 @@ retention) are described in ``docs/manager.md``.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, overload
 
 from eventsource.config import ManagerConfig
 from eventsource.domain.events import EventClasses
-from eventsource.errors import (
-    ProviderUnavailableError,
-    UnsupportedOperationError,
-)
+from eventsource.errors import ProviderUnavailableError, UnsupportedOperationError
 from eventsource.manager.appends import Appends, batch_response, event_response
 from eventsource.manager.batches import BatchEncoder
 from eventsource.manager.codec import SHREDDED_KEY, EventCodec
 from eventsource.manager.ids import event_id as _event_id
+from eventsource.manager.key_scopes import KeyScopes
 from eventsource.manager.lane import SyncLane
 from eventsource.manager.metrics import LATENCY_WINDOW
 from eventsource.manager.monitoring import Monitoring
@@ -69,12 +67,19 @@ if TYPE_CHECKING:
     from eventsource.domain.events import DomainEvent
     from eventsource.model import AppendResult, Event, HealthStatus, ProviderInfo, ProviderStats, Snapshot, StreamInfo
     from eventsource.provider import Provider
+    from eventsource.request_args import (
+        AppendEventArgs,
+        AppendEventsBatchArgs,
+        CreateSnapshotArgs,
+        CreateStreamArgs,
+        GetEventsArgs,
+    )
     from eventsource.retention import RetentionPolicy, RetentionReport, RetentionSchedule
     from eventsource.subscriptions.lag import SubscriptionLag
     from eventsource.subscriptions.subscription import StartAt, Subscription
 
 
-class EventSourcingManager:
+class EventSourcingManager(KeyScopes):
     """Append, read, snapshot and manage event streams on any registered store.
 
     :param config: a :class:`ManagerConfig`, a dict, a JSON/TOML file path, or ``None`` for defaults
@@ -121,33 +126,6 @@ class EventSourcingManager:
             f"EventSourcingManager(providers={list(self._providers.by_name)!r}, default={self._providers.default!r}, "
             f"encryption={self._codec.cipher is not None}, keys={self.keys!r})"
         )
-
-    # ------------------------------------------------------------------ keys
-
-    def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
-        """The key scope of an event: ``None`` (global scope; no tenant), ``"tenant:<id>"`` or ``"stream:<id>"``."""
-        return self._codec.key_scope(stream_id=stream_id, tenant_id=tenant_id)
-
-    async def shred(
-        self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None
-    ) -> int:
-        """Crypto-shred one scope: delete its keys, so its events and snapshots can never be read again.
-
-        Name the scope by ``tenant_id`` (``encryption_scope="tenant"``), ``stream_id``
-        (``encryption_scope="stream"``) or its raw ``scope`` string. Reads of its payloads then raise
-        :class:`KeyShreddedError` naming the scope; everything else reads normally. New events of the same
-        tenant or stream get a fresh key. Returns how many keys were removed.
-        """
-        return await self._codec.shred(tenant_id, stream_id, scope, self.config.max_stream_id_length)
-
-    def rotate_key(
-        self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None
-    ) -> str:
-        """Give a scope a new active key (old payloads stay readable); returns the new key id.
-
-        The global key ring rotates by configuration instead: add a key id and set ``active_key_id``.
-        """
-        return self._codec.rotate_key(tenant_id, stream_id, scope, self.config.max_stream_id_length)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -231,6 +209,10 @@ class EventSourcingManager:
     def _stream_id(self, stream_id: object) -> str:
         return self._queries.stream_id(stream_id)
 
+    @overload
+    async def create_stream(self, request: CreateStreamRequest, /) -> StreamInfo: ...
+    @overload
+    async def create_stream(self, /, **kwargs: Unpack[CreateStreamArgs]) -> StreamInfo: ...
     async def create_stream(self, request: CreateStreamRequest | None = None, /, **kwargs: Any) -> StreamInfo:
         """Create an empty stream; :class:`StreamExistsError` if the id is taken."""
         req = coerce(CreateStreamRequest, request, kwargs)
@@ -263,12 +245,20 @@ class EventSourcingManager:
 
     # ------------------------------------------------------------------ appends
 
+    @overload
+    async def append_event(self, request: AppendEventRequest, /) -> AppendEventResponse: ...
+    @overload
+    async def append_event(self, /, **kwargs: Unpack[AppendEventArgs]) -> AppendEventResponse: ...
     async def append_event(self, request: AppendEventRequest | None = None, /, **kwargs: Any) -> AppendEventResponse:
         """Append one event; see :meth:`append_events_batch` for the rules."""
         req = coerce(AppendEventRequest, request, kwargs)
         res, due = await self._append(req.stream_id, [event_of(req)], req.expected_version, req.provider)
         return event_response(res, due)
 
+    @overload
+    async def append_events_batch(self, request: AppendEventsBatchRequest, /) -> AppendEventsBatchResponse: ...
+    @overload
+    async def append_events_batch(self, /, **kwargs: Unpack[AppendEventsBatchArgs]) -> AppendEventsBatchResponse: ...
     async def append_events_batch(
         self, request: AppendEventsBatchRequest | None = None, /, **kwargs: Any
     ) -> AppendEventsBatchResponse:
@@ -305,6 +295,12 @@ class EventSourcingManager:
 
     # ------------------------------------------------------------------ reads
 
+    @overload
+    async def get_events(self, request: GetEventsRequest, /, *, as_classes: bool = False) -> GetEventsResponse: ...
+    @overload
+    async def get_events(
+        self, /, *, as_classes: bool = False, **kwargs: Unpack[GetEventsArgs]
+    ) -> GetEventsResponse: ...
     async def get_events(
         self, request: GetEventsRequest | None = None, /, *, as_classes: bool = False, **kwargs: Any
     ) -> GetEventsResponse:
@@ -324,7 +320,7 @@ class EventSourcingManager:
         to_version: int | None = None,
         limit: int = 100,
         offset: int = 0,
-        sort_order: SortOrder | str = SortOrder.ASC,
+        sort_order: SortOrder | Literal["asc", "desc"] = SortOrder.ASC,
         provider: str | None = None,
         as_classes: bool = False,
     ) -> GetEventsResponse:
@@ -464,6 +460,10 @@ class EventSourcingManager:
 
     # ------------------------------------------------------------------ snapshots
 
+    @overload
+    async def create_snapshot(self, request: CreateSnapshotRequest, /) -> CreateSnapshotResponse: ...
+    @overload
+    async def create_snapshot(self, /, **kwargs: Unpack[CreateSnapshotArgs]) -> CreateSnapshotResponse: ...
     async def create_snapshot(
         self, request: CreateSnapshotRequest | None = None, /, **kwargs: Any
     ) -> CreateSnapshotResponse:

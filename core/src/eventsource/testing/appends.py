@@ -140,7 +140,7 @@ class VersionSuite(ProviderSuiteBase):
     ) -> None:
         s = sid()
         with pytest.raises(ValidationError):
-            await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=bad)
+            await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=bad)  # type: ignore[call-overload]
         assert not await manager.stream_exists(s)
 
 

@@ -106,9 +106,9 @@ class InputValidationSuite(ProviderSuiteBase):
         self, manager: EventSourcingManager, bad: object
     ) -> None:
         with pytest.raises(ValidationError):
-            await manager.append_event(stream_id=bad, event_type="E", data={})
+            await manager.append_event(stream_id=bad, event_type="E", data={})  # type: ignore[call-overload]
         with pytest.raises(ValidationError):
-            await manager.create_stream(stream_id=bad)
+            await manager.create_stream(stream_id=bad)  # type: ignore[call-overload]
         with pytest.raises(ValidationError):
             await manager.get_stream_info(bad)  # type: ignore[arg-type]
         assert (await manager.list_streams()).total_count == 0

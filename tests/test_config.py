@@ -434,3 +434,34 @@ def test_url_authority_splits_userinfo_and_hosts(
     from eventsource.config import url_authority
 
     assert url_authority(url) == (user, password, hosts)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "host=db dbname=x password=SEKRIT",
+        "host=db sslpassword = 'SEK RIT' password=pw",
+        "host=db PASSWORD=SEKRIT",
+        "app:SEKRIT@db:5432/x",
+        "kafka:/u:SEKRIT@h:9092",
+        "postgresql://u@h/db?%70assword=SEKRIT",
+    ],
+)
+def test_mask_url_hides_secrets_in_dsns_and_scheme_less_strings(target: str) -> None:
+    """What a user passes where a URL goes is masked however it is written: a libpq key/value DSN, a string with
+    no ``scheme://`` (refused as a store URL, then shown in the error), a percent-encoded parameter name."""
+    shown = mask_url(target)
+    assert "SEKRIT" not in shown
+    assert "SEK RIT" not in shown
+    assert "RIT" not in shown
+    assert "***" in shown
+
+
+def test_a_string_refused_as_a_store_url_is_shown_masked() -> None:
+    from eventsource.plugins import PluginHost
+
+    for target in ("host=db dbname=x password=SEKRIT", "app:SEKRIT@db:5432/x", "kafka:/u:SEKRIT@h:9092"):
+        with pytest.raises(ConfigurationError) as info:
+            PluginHost().create_provider(target)
+        assert "SEKRIT" not in str(info.value)
+        assert "SEKRIT" not in repr(info.value.to_dict())

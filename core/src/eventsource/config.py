@@ -83,8 +83,13 @@ def mask_url(url: str) -> str:
     Secrets in the query string (``?password=``) are masked too, and so is a user given without a password
     on schemes that send it as a token (``nats://TOKEN@host``).
 
-    Works on multi-host URLs too (``kafka://u:p@b1:9092,b2:9093``), where ``urlsplit`` cannot parse a port.
+    Works on multi-host URLs too (``kafka://u:p@b1:9092,b2:9093``), where ``urlsplit`` cannot parse a port, on
+    libpq key/value strings (``host=db password=s``), and on text without ``scheme://`` (``app:s@db``).
     """
+    if "://" not in url:
+        if "=" in url:
+            return _DSN_SECRET.sub(r"\1***", url)
+        return _USERINFO.sub(r"\1:***@", url)
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -98,7 +103,7 @@ def mask_url(url: str) -> str:
     query = parts.query
     if query:  # libpq and others also take passwords as query parameters (?password=, ?sslpassword=)
         query = "&".join(
-            f"{k}=***" if k.lower() in _SECRET_PARAMS else f"{k}{eq}{v}"
+            f"{k}=***" if unquote(k).lower() in _SECRET_PARAMS else f"{k}{eq}{v}"
             for k, eq, v in (item.partition("=") for item in query.split("&"))
         )
     if netloc == parts.netloc and query == parts.query:
@@ -138,6 +143,12 @@ _TOKEN_USER_SCHEMES = frozenset({"nats", "nats+tls", "tls"})
 _SECRET_PARAMS = frozenset(
     {"password", "sslpassword", "passwd", "pass", "secret", "token", "sasl_plain_password", "ssl_password"}
 )
+_DSN_SECRET = re.compile(
+    rf"(?<![\w.-])((?:{'|'.join(sorted(_SECRET_PARAMS))})\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
+)
+"""A secret's value in a libpq key/value string (quoted or not)."""
+_USERINFO = re.compile(r"([^\s:/@]*):[^\s@]*@")
+"""``user:password@`` anywhere in text that has no ``scheme://`` to parse it by."""
 
 
 class ProviderEntrySchema(Schema):

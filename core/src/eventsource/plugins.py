@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pluggy
 
 from eventsource import hookspecs
+from eventsource.config import mask_url
 from eventsource.domain.upcasting import Upcasters
 from eventsource.errors import ConfigurationError, EventSourceError, PluginLoadError
 from eventsource.hookspecs import NAME
@@ -199,7 +200,7 @@ class PluginHost:
     def create_provider(self, url: str, **settings: Any) -> Provider:
         """Build a provider from a URL (its scheme selects the provider kind) and settings."""
         if "://" not in url:
-            msg = f"not a store URL: {url!r} (expected scheme://..., e.g. sqlite:///events.db)"
+            msg = f"not a store URL: {mask_url(url)!r} (expected scheme://..., e.g. sqlite:///events.db)"
             raise ConfigurationError(msg, field="url")
         scheme = urlsplit(url).scheme.lower()
         kind = self.providers.kind_for_scheme(scheme)

@@ -51,3 +51,21 @@ def test_servers_and_credentials_are_cores_reading_plus_the_default_port() -> No
         assert len(u.servers) == len(auth.hosts)
         for server, host in zip(u.servers, auth.hosts, strict=True):
             assert server.split("://", 1)[1] in (host, f"{host}:4222")
+
+
+# what 2026-12-06's main (f656b4c) showed: the display is the checkpoint source, so it never changes for a URL
+DISPLAYED_BEFORE = {
+    "nats://h1": "nats://h1:4222",
+    "nats://tok@h1": "nats://***@h1:4222",
+    "nats://u:pw@h1:4223,h2": "nats://u:***@h1:4223,h2:4222",
+    "tls://u:pw@h1": "nats+tls://u:***@h1:4222",
+    "nats://@h1": "nats://***@h1:4222",  # an empty token (nats://${NATS_TOKEN}@h1 with the variable unset)
+    "nats://a%2Fb:pw@h1": "nats://a/b:***@h1:4222",
+    "nats://ops%3Aro:pw@h1,h2": "nats://ops:ro:***@h1:4222,h2:4222",
+    "nats://a%23b:pw@h1": "nats://a#b:***@h1:4222",
+}
+
+
+@pytest.mark.parametrize(("url", "before"), sorted(DISPLAYED_BEFORE.items()))
+def test_the_display_is_the_checkpoint_source_it_was(url: str, before: str) -> None:
+    assert parse_url(url).display == before

@@ -105,3 +105,17 @@ async def test_the_read_url_pool_runs_without_jit_too(make_provider: Any, url: s
     async with p._replica.standby.pool.connection() as a, p._replica.standby.pool.connection() as b:
         assert [str((await (await c.execute("SHOW jit")).fetchone())[0]) for c in (a, b)] == ["off", "off"]  # type: ignore[index]
     assert await jit_on_pooled_connections(p) == ["off", "off"]
+
+
+@pytest.mark.parametrize(
+    "target", ["host=db dbname=x sslpassword=SEKRIT", "host=db sslpassword = 'SEK RIT' password=pw"]
+)
+def test_every_secret_of_a_dsn_is_masked_where_it_is_shown(target: str) -> None:
+    """``sslpassword`` too (the old pattern's ``\\bpassword`` never matched inside it): display, checkpoint store."""
+    from eventsource.projections.sinks import CheckpointStoreSink
+    from eventsource_postgres.checkpoints import PostgresCheckpointStore
+
+    store = PostgresCheckpointStore(target)
+    for shown in (PostgresProvider(target).display_url, store.display_url, repr(CheckpointStoreSink(store))):
+        assert "SEK" not in shown
+        assert "sslpassword" in shown

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from eventsource.config import mask_url, url_authority
 from eventsource.errors import ConfigurationError
@@ -70,19 +69,17 @@ class ServerUrl:
 
     @property
     def display(self) -> str:
-        """The URL with the password (or token) masked by core's :func:`~eventsource.config.mask_url`."""
+        """The URL with the password (or token) masked, built from what was parsed.
+
+        Not :func:`~eventsource.config.mask_url` of a rebuilt URL: this text is also the checkpoint source of
+        subscriptions and projections on the store, so it stays exactly what earlier versions showed.
+        """
         scheme = "nats+tls" if self.tls else "nats"
         hosts = ",".join(s.split("://", 1)[1] for s in self.servers)
         if self.user is None:
-            return mask_url(f"{scheme}://{hosts}")
-        # the decoded user is shown as it was; the few characters that would end the userinfo are re-encoded
-        userinfo = _USERINFO_BREAKS.sub(lambda m: f"%{ord(m[0]):02X}", self.user)
-        if self.password is not None:
-            userinfo += f":{quote(self.password, safe='')}"
-        return mask_url(f"{scheme}://{userinfo}@{hosts}")
-
-
-_USERINFO_BREAKS = re.compile(r"[:/?#\[\]\t\r\n]")
+            return f"{scheme}://{hosts}"
+        user = f"{self.user}:***" if self.password is not None else "***"
+        return f"{scheme}://{user}@{hosts}"
 
 
 def parse_url(url: str | None) -> ServerUrl:

@@ -143,9 +143,7 @@ def check_target(target: str | None, what: str) -> str:
 
 
 def mask_target(target: str) -> str:
-    """The URL or DSN with its password replaced by ``***``."""
-    if is_dsn(target):
-        return _DSN_PASSWORD.sub(r"\1***", target)
+    """The URL or DSN with its secrets (``password``, ``sslpassword``...) replaced by ``***``."""
     return mask_url(target)
 
 

@@ -96,7 +96,7 @@ from eventsource import (EventSourcingManager, SyncEventSourcingManager, AppendE
 from eventsource.model import AppendEventResponse, AppendEventsBatchResponse, CreateSnapshotResponse, StreamInfo
 from eventsource.model import GetEventsResponse
 
-async def use(es: {manager}) -> None:
+async def use(es: {manager}, order: str) -> None:
     info: StreamInfo = {a}es.create_stream(stream_id="s", name="n", metadata={{"k": 1}})
     info = {a}es.create_stream(CreateStreamRequest("s"))
     one: AppendEventResponse = {a}es.append_event(stream_id="s", event_type="E", data={{}}, expected_version=NO_STREAM)
@@ -117,7 +117,9 @@ async def use(es: {manager}) -> None:
     {a}es.append_events_batch(stream_id="s", events=[EventData("E", {{}}), {{"event_type": "E", "data": 1}}])
     {a}es.append_events_batch(stream_id="s", events=EventData("E", {{}}))  # E: a list of events, not one
     {a}es.get_events(stream_id="s", limt=5)  # E
-    {a}es.get_events(stream_id="s", sort_order="up")  # E
+    {a}es.get_events(stream_id="s", sort_order=order)  # a str: checked at run time, as before the overloads
+    {a}es.get_events(event_types=("A", "B"))  # any sequence of types
+    {a}es.append_event(None, stream_id="s", event_type="E", data={{}})  # an explicit None request
     {a}es.create_snapshot(stream_id="s", data={{}}, version="3")  # E
     {a}es.create_snapshot(CreateStreamRequest("s"))  # E: the wrong request type
 """

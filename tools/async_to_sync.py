@@ -171,12 +171,8 @@ class Writer:
         return [f'{indent}"""{lines[0]}', *[f"{indent}{line}" if line else "" for line in lines[1:]], f'{indent}"""']
 
     @staticmethod
-    def coroutine(name: str, ret: str, call: str, target: str, *, overloaded: bool = False) -> list[str]:
-        """The body of a coroutine method's sync twin (after any ``go_threaded()``).
-
-        An overloaded method forwards its arguments as it received them, which no single overload
-        accepts (``request`` may be ``None``); the overloads above it typed them for the caller.
-        """
+    def coroutine(name: str, ret: str, call: str, target: str) -> list[str]:
+        """The body of a coroutine method's sync twin (after any ``go_threaded()``)."""
         if ret == "Self":
             return [f"self._loop.run({target})", *(["self._settle()"] if name in SETTLE_AFTER else []), "return self"]
         if name in SETTLE_AFTER:
@@ -191,8 +187,7 @@ class Writer:
                 "lane = self._manager._lane  # noqa: SLF001 - the manager's own sync lane",
                 f"return self._loop.now(lane.{name}, self._manager.{name}, request, kwargs)",
             ]
-        forward = "  # type: ignore[arg-type]" if overloaded else ""
-        return [f"return self._loop.call({target}){forward}"]  # the usual call: first step inline, no task if no wait
+        return [f"return self._loop.call({target})"]  # the usual call: first step inline, no task if no wait
 
     def method(self, name: str, fn: Any) -> None:
         """The sync twin of one public method."""
@@ -203,7 +198,7 @@ class Writer:
             body.append("self._loop.go_threaded()")
         overloads = typing.get_overloads(fn)
         if inspect.iscoroutinefunction(fn):
-            body += self.coroutine(name, ret, call, target, overloaded=bool(overloads))
+            body += self.coroutine(name, ret, call, target)
         elif ret in SYNC_TWINS:
             twin, module = SYNC_TWINS[ret]
             self.runtime[twin] = module

@@ -446,7 +446,7 @@ class GetEventsRequest:
     """Arguments of ``get_events``: every seed filter plus paging and sort order."""
 
     stream_id: str | None = None
-    event_types: list[str] | None = None
+    event_types: Sequence[str] | None = None
     from_version: int | None = None
     to_version: int | None = None
     from_timestamp: datetime | None = None
@@ -457,7 +457,7 @@ class GetEventsRequest:
     aggregate_type: str | None = None
     limit: int = 100
     offset: int = 0
-    sort_order: SortOrder | Literal["asc", "desc"] = SortOrder.ASC
+    sort_order: SortOrder | str = SortOrder.ASC
     provider: str | None = None
     after_position: int | None = None
     count: CountMode = "exact"

@@ -8,7 +8,7 @@ default). Nothing uses them at run time: the manager builds the request object a
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal, Required, TypedDict
+from typing import Any, Required, TypedDict
 
 from eventsource.domain.events import DomainEvent
 from eventsource.model import CountMode, EventData, Expected, SortOrder
@@ -57,7 +57,7 @@ class GetEventsArgs(TypedDict, total=False):
     """The fields of :class:`~eventsource.GetEventsRequest`, as keywords of ``get_events`` (all optional)."""
 
     stream_id: str | None
-    event_types: list[str] | None
+    event_types: Sequence[str] | None
     from_version: int | None
     to_version: int | None
     from_timestamp: datetime | None
@@ -68,7 +68,7 @@ class GetEventsArgs(TypedDict, total=False):
     aggregate_type: str | None
     limit: int
     offset: int
-    sort_order: SortOrder | Literal["asc", "desc"]
+    sort_order: SortOrder | str
     provider: str | None
     after_position: int | None
     count: CountMode

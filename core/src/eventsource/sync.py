@@ -10,7 +10,7 @@ is loop-free (SQLite, memory), else on a daemon thread. Iterators cross up to 10
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, overload
+from typing import TYPE_CHECKING, Any, Self, Unpack, overload
 
 from eventsource.model import SortOrder
 from eventsource.subscriptions.sync import SyncSubscription
@@ -181,7 +181,7 @@ class SyncEventSourcingManager:
     @overload
     def append_event(self, request: AppendEventRequest, /) -> AppendEventResponse: ...
     @overload
-    def append_event(self, /, **kwargs: Unpack[AppendEventArgs]) -> AppendEventResponse: ...
+    def append_event(self, request: None = None, /, **kwargs: Unpack[AppendEventArgs]) -> AppendEventResponse: ...
     def append_event(self, request: AppendEventRequest | None = None, /, **kwargs: Any) -> AppendEventResponse:
         """Append one event; see :meth:`append_events_batch` for the rules."""
         lane = self._manager._lane  # noqa: SLF001 - the manager's own sync lane
@@ -190,7 +190,12 @@ class SyncEventSourcingManager:
     @overload
     def append_events_batch(self, request: AppendEventsBatchRequest, /) -> AppendEventsBatchResponse: ...
     @overload
-    def append_events_batch(self, /, **kwargs: Unpack[AppendEventsBatchArgs]) -> AppendEventsBatchResponse: ...
+    def append_events_batch(
+        self,
+        request: None = None,
+        /,
+        **kwargs: Unpack[AppendEventsBatchArgs],
+    ) -> AppendEventsBatchResponse: ...
     def append_events_batch(
         self,
         request: AppendEventsBatchRequest | None = None,
@@ -225,21 +230,26 @@ class SyncEventSourcingManager:
     @overload
     def create_snapshot(self, request: CreateSnapshotRequest, /) -> CreateSnapshotResponse: ...
     @overload
-    def create_snapshot(self, /, **kwargs: Unpack[CreateSnapshotArgs]) -> CreateSnapshotResponse: ...
+    def create_snapshot(
+        self,
+        request: None = None,
+        /,
+        **kwargs: Unpack[CreateSnapshotArgs],
+    ) -> CreateSnapshotResponse: ...
     def create_snapshot(self, request: CreateSnapshotRequest | None = None, /, **kwargs: Any) -> CreateSnapshotResponse:
         """Store a snapshot of the stream's state at ``version`` (default: its current version).
 
         Its encoding, key scope and size limit: ``docs/manager.md`` (Method details).
         """
-        return self._loop.call(self._manager.create_snapshot(request, **kwargs))  # type: ignore[arg-type]
+        return self._loop.call(self._manager.create_snapshot(request, **kwargs))
 
     @overload
     def create_stream(self, request: CreateStreamRequest, /) -> StreamInfo: ...
     @overload
-    def create_stream(self, /, **kwargs: Unpack[CreateStreamArgs]) -> StreamInfo: ...
+    def create_stream(self, request: None = None, /, **kwargs: Unpack[CreateStreamArgs]) -> StreamInfo: ...
     def create_stream(self, request: CreateStreamRequest | None = None, /, **kwargs: Any) -> StreamInfo:
         """Create an empty stream; :class:`StreamExistsError` if the id is taken."""
-        return self._loop.call(self._manager.create_stream(request, **kwargs))  # type: ignore[arg-type]
+        return self._loop.call(self._manager.create_stream(request, **kwargs))
 
     def delete_snapshot(self, stream_id: str, *, version: int | None = None, provider: str | None = None) -> int:
         """Delete the snapshot at ``version`` (every snapshot of the stream when ``None``); returns the count."""
@@ -272,7 +282,14 @@ class SyncEventSourcingManager:
     @overload
     def get_events(self, request: GetEventsRequest, /, *, as_classes: bool = False) -> GetEventsResponse: ...
     @overload
-    def get_events(self, /, *, as_classes: bool = False, **kwargs: Unpack[GetEventsArgs]) -> GetEventsResponse: ...
+    def get_events(
+        self,
+        request: None = None,
+        /,
+        *,
+        as_classes: bool = False,
+        **kwargs: Unpack[GetEventsArgs],
+    ) -> GetEventsResponse: ...
     def get_events(
         self,
         request: GetEventsRequest | None = None,
@@ -286,7 +303,7 @@ class SyncEventSourcingManager:
         ``as_classes=True`` puts an instance of the registered event class in each event's ``data``
         (see :meth:`register_event_class`); events of other types keep their plain data.
         """
-        return self._loop.call(self._manager.get_events(request, as_classes=as_classes, **kwargs))  # type: ignore[arg-type]
+        return self._loop.call(self._manager.get_events(request, as_classes=as_classes, **kwargs))
 
     def get_events_by_stream(
         self,
@@ -296,7 +313,7 @@ class SyncEventSourcingManager:
         to_version: int | None = None,
         limit: int = 100,
         offset: int = 0,
-        sort_order: SortOrder | Literal["asc", "desc"] = SortOrder.ASC,
+        sort_order: SortOrder | str = SortOrder.ASC,
         provider: str | None = None,
         as_classes: bool = False,
     ) -> GetEventsResponse:

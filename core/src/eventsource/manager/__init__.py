@@ -11,7 +11,7 @@ retention) are described in ``docs/manager.md``.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, overload
+from typing import TYPE_CHECKING, Any, Self, Unpack, overload
 
 from eventsource.config import ManagerConfig
 from eventsource.domain.events import EventClasses
@@ -212,7 +212,7 @@ class EventSourcingManager(KeyScopes):
     @overload
     async def create_stream(self, request: CreateStreamRequest, /) -> StreamInfo: ...
     @overload
-    async def create_stream(self, /, **kwargs: Unpack[CreateStreamArgs]) -> StreamInfo: ...
+    async def create_stream(self, request: None = None, /, **kwargs: Unpack[CreateStreamArgs]) -> StreamInfo: ...
     async def create_stream(self, request: CreateStreamRequest | None = None, /, **kwargs: Any) -> StreamInfo:
         """Create an empty stream; :class:`StreamExistsError` if the id is taken."""
         req = coerce(CreateStreamRequest, request, kwargs)
@@ -248,7 +248,7 @@ class EventSourcingManager(KeyScopes):
     @overload
     async def append_event(self, request: AppendEventRequest, /) -> AppendEventResponse: ...
     @overload
-    async def append_event(self, /, **kwargs: Unpack[AppendEventArgs]) -> AppendEventResponse: ...
+    async def append_event(self, request: None = None, /, **kwargs: Unpack[AppendEventArgs]) -> AppendEventResponse: ...
     async def append_event(self, request: AppendEventRequest | None = None, /, **kwargs: Any) -> AppendEventResponse:
         """Append one event; see :meth:`append_events_batch` for the rules."""
         req = coerce(AppendEventRequest, request, kwargs)
@@ -258,7 +258,9 @@ class EventSourcingManager(KeyScopes):
     @overload
     async def append_events_batch(self, request: AppendEventsBatchRequest, /) -> AppendEventsBatchResponse: ...
     @overload
-    async def append_events_batch(self, /, **kwargs: Unpack[AppendEventsBatchArgs]) -> AppendEventsBatchResponse: ...
+    async def append_events_batch(
+        self, request: None = None, /, **kwargs: Unpack[AppendEventsBatchArgs]
+    ) -> AppendEventsBatchResponse: ...
     async def append_events_batch(
         self, request: AppendEventsBatchRequest | None = None, /, **kwargs: Any
     ) -> AppendEventsBatchResponse:
@@ -299,7 +301,7 @@ class EventSourcingManager(KeyScopes):
     async def get_events(self, request: GetEventsRequest, /, *, as_classes: bool = False) -> GetEventsResponse: ...
     @overload
     async def get_events(
-        self, /, *, as_classes: bool = False, **kwargs: Unpack[GetEventsArgs]
+        self, request: None = None, /, *, as_classes: bool = False, **kwargs: Unpack[GetEventsArgs]
     ) -> GetEventsResponse: ...
     async def get_events(
         self, request: GetEventsRequest | None = None, /, *, as_classes: bool = False, **kwargs: Any
@@ -320,7 +322,7 @@ class EventSourcingManager(KeyScopes):
         to_version: int | None = None,
         limit: int = 100,
         offset: int = 0,
-        sort_order: SortOrder | Literal["asc", "desc"] = SortOrder.ASC,
+        sort_order: SortOrder | str = SortOrder.ASC,
         provider: str | None = None,
         as_classes: bool = False,
     ) -> GetEventsResponse:
@@ -463,7 +465,9 @@ class EventSourcingManager(KeyScopes):
     @overload
     async def create_snapshot(self, request: CreateSnapshotRequest, /) -> CreateSnapshotResponse: ...
     @overload
-    async def create_snapshot(self, /, **kwargs: Unpack[CreateSnapshotArgs]) -> CreateSnapshotResponse: ...
+    async def create_snapshot(
+        self, request: None = None, /, **kwargs: Unpack[CreateSnapshotArgs]
+    ) -> CreateSnapshotResponse: ...
     async def create_snapshot(
         self, request: CreateSnapshotRequest | None = None, /, **kwargs: Any
     ) -> CreateSnapshotResponse:

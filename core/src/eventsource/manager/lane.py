@@ -46,7 +46,7 @@ class SyncLane:
     ) -> AppendEventResponse | Coroutine[Any, Any, AppendEventResponse]:
         """:meth:`EventSourcingManager.append_event`, here if it can be."""
         if not self._open():
-            return self.manager.append_event(request, **kwargs)  # type: ignore[arg-type]  # as passed to us
+            return self.manager.append_event(request, **kwargs)
         req = coerce(AppendEventRequest, request, kwargs)
         out = self._append(req.stream_id, [event_of(req)], req.expected_version, req.provider, timeout)
         return _respond(out, event_response)
@@ -56,7 +56,7 @@ class SyncLane:
     ) -> AppendEventsBatchResponse | Coroutine[Any, Any, AppendEventsBatchResponse]:
         """:meth:`EventSourcingManager.append_events_batch`, here if it can be."""
         if not self._open():
-            return self.manager.append_events_batch(request, **kwargs)  # type: ignore[arg-type]  # as passed to us
+            return self.manager.append_events_batch(request, **kwargs)
         req = coerce(AppendEventsBatchRequest, request, kwargs)
         events = event_list(req.events)
         out = self._append(req.stream_id, events, req.expected_version, req.provider, timeout)

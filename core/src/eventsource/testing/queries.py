@@ -90,4 +90,4 @@ class QuerySuite(ProviderSuiteBase):
         with pytest.raises(ValidationError):
             await manager.get_events(limit=0)
         with pytest.raises(ValidationError):
-            await manager.get_events(sort_order="sideways")  # type: ignore[call-overload]
+            await manager.get_events(sort_order="sideways")

@@ -134,28 +134,28 @@ async def test_the_check_on_the_loops_own_connection_sees_a_delete_and_falls_bac
     assert (await loop_wire(writer)) is not wire  # a new connection replaced the lost one
 
 
-def _stall_produces_to(writer: Any, topic: str) -> list[str]:
-    """Make the writer's producer fail every produce to ``topic`` as kafka-python does when a record expires.
+def _fail_calls(writer: Any, method: str, topic: str) -> list[str]:
+    """Make the writer's client ``method`` (``produce``, ``read``) fail for ``topic`` after a while, with a timeout.
 
-    What the producer does when its metadata lost the topic after the send was handed over (a refresh
-    after another process deleted it): the record waits for a leader, expires at the delivery timeout,
-    and the produce fails with a timeout; nothing reaches the broker. Returns the topics refused so far.
+    For ``produce``, what kafka-python does when its metadata lost the topic after the send was handed over
+    (a refresh after another process deleted it): the record waits for a leader, expires at the delivery
+    timeout, and nothing reaches the broker. Returns the calls refused so far (one topic name each).
     """
     from eventsource.errors import ProviderTimeoutError
 
     io = writer._conn.io
-    real = io.produce
+    real = getattr(io, method)
     refused: list[str] = []
 
-    async def produce(t: str, value: bytes | None, **kw: Any) -> int:
+    async def fails(t: str, *args: Any, **kw: Any) -> Any:
         if t != topic:
-            return await real(t, value, **kw)
+            return await real(t, *args, **kw)
         refused.append(t)
         await asyncio.sleep(0.2)
-        msg = f"producing to {t}: 1 record(s) expired: the delivery timeout passed"
-        raise ProviderTimeoutError(msg, operation=f"producing to {t}")
+        msg = f"{method} {t}: timed out (the delivery timeout passed)"
+        raise ProviderTimeoutError(msg, operation=f"{method} {t}")
 
-    io.produce = produce
+    setattr(io, method, fails)
     return refused
 
 
@@ -173,7 +173,7 @@ async def test_a_produce_that_fails_into_a_deleted_incarnation_is_a_conflict_not
     old = writer._conn.ns.meta["s"]["topic"]
     assert writer._conn.io.knows(old)  # the produce goes straight to the producer, with no race against the check
     assert "ok" in await b(op="delete", stream="s")
-    refused = _stall_produces_to(writer, old)
+    refused = _fail_calls(writer, "produce", old)
     try:
         await writer.append("s", [ev()], 2)
     except ConcurrencyError:
@@ -200,7 +200,7 @@ async def test_a_produce_that_fails_into_a_live_incarnation_keeps_its_error(
     await writer.append("s", [ev()], 1)  # the tail is loaded: the next append is checked (not fresh)
     topic = writer._conn.ns.meta["s"]["topic"]
     real = writer._conn.io.produce
-    refused = _stall_produces_to(writer, topic)
+    refused = _fail_calls(writer, "produce", topic)
     again = ev()
     with pytest.raises(ProviderTimeoutError):
         await writer.append("s", [again], 2)
@@ -222,7 +222,7 @@ async def test_an_any_append_whose_produce_fails_into_a_deleted_incarnation_goes
     await writer.append("s", [ev()], 1)
     old = writer._conn.ns.meta["s"]["topic"]
     assert "ok" in await b(op="delete", stream="s")
-    refused = _stall_produces_to(writer, old)
+    refused = _fail_calls(writer, "produce", old)
     late = ev()
     r = await writer.append("s", [late], ANY)
     assert refused == [old]
@@ -244,17 +244,7 @@ async def test_a_check_that_fails_after_a_good_produce_is_looked_at_once(
     assert "ok" in await b(op="create", stream="x")  # the metadata topic moved: the check's view must be read
     io, meta_topic = writer._conn.io, writer._conn.meta_topic
     real = io.read
-    looks: list[int] = []
-
-    async def read(topic: str, start: int, **kw: Any) -> Any:
-        if topic != meta_topic:
-            return await real(topic, start, **kw)
-        looks.append(start)
-        await asyncio.sleep(0.2)
-        msg = f"reading {topic}: timed out"
-        raise ProviderTimeoutError(msg, operation=f"reading {topic}")
-
-    io.read = read
+    looks = _fail_calls(writer, "read", meta_topic)
     with pytest.raises(ProviderTimeoutError):
         await writer.append("s", [ev()], 2)
     io.read = real

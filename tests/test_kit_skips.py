@@ -157,7 +157,7 @@ def test_every_kit_skip_names_a_declared_capability(where: str, reason: str | No
     )
 
 
-@pytest.mark.parametrize("path", sorted(KIT.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(KIT.rglob("*.py")), ids=lambda p: str(p.relative_to(KIT)))
 def test_no_kit_skip_is_keyed_on_a_probe_of_the_store(path: Path) -> None:
     """The reason names a declaration; the condition must read one too, not the store's kind or methods."""
     probes = _condition_probes(ast.parse(path.read_text(), str(path)))
@@ -252,10 +252,22 @@ def _early_returns(tree: ast.Module) -> list[tuple[int, str]]:
                 if isinstance(node, ast.Return):
                     found.append((node.lineno, func.name))
                 stack.extend(ast.iter_child_nodes(node))
+            # every check under a last "if supported:", none before it: without the capability, the same pass
+            last, before = func.body[-1], "\n".join(ast.unparse(n) for n in func.body[:-1])
+            if (
+                isinstance(last, ast.If)
+                and not last.orelse
+                and _CAPABILITY.search(ast.unparse(last.test))
+                and not re.search(r"\bassert\b|raises", before)
+            ):
+                found.append((last.lineno, func.name))
     return sorted(found)
 
 
-@pytest.mark.parametrize("path", sorted(KIT.glob("*.py")), ids=lambda p: p.name)
+_CAPABILITY = re.compile(r"support|capabilit|declare")
+
+
+@pytest.mark.parametrize("path", sorted(KIT.rglob("*.py")), ids=lambda p: str(p.relative_to(KIT)))
 def test_no_kit_test_returns_early(path: Path) -> None:
     """A test that stops early (after checking a refusal) reports PASSED without running its feature.
 
@@ -277,3 +289,11 @@ class S:
             return 1
 """
     assert _early_returns(ast.parse(old)) == [(6, "test_x")]
+    guarded = """
+class S:
+    async def test_y(self, manager, provider):
+        await manager.append_events_batch(stream_id="s", events=[])
+        if provider.capabilities.supports("truncate_stream"):
+            assert await manager.truncate_stream("s", 2) == 1
+"""
+    assert _early_returns(ast.parse(guarded)) == [(5, "test_y")]

@@ -397,6 +397,7 @@ def test_a_store_url_string_is_one_default_store_not_a_file_path(tmp_path: Path)
     path = tmp_path / "c.json"
     path.write_text('{"max_batch_size": 7}')
     assert ManagerConfig.load(str(path)).max_batch_size == 7
+    assert ManagerConfig.load(path.as_uri()).max_batch_size == 7  # file:///...: the file, not a store
 
 
 @pytest.mark.parametrize(

@@ -445,11 +445,13 @@ class ManagerConfig:
 
     @classmethod
     def load(cls, value: ManagerConfig | Mapping[str, Any] | str | os.PathLike[str] | None) -> ManagerConfig:
-        """Accept a config, a dict, a store URL (one store, named ``default``), a file path, or ``None`` (defaults)."""
+        """A config, a dict, a store URL (one store named ``default``), a file path or ``file://`` URL, or ``None``."""
         if value is None:
             return cls()
         if isinstance(value, ManagerConfig):  # built directly: validate it like any other source
             return cls.from_dict(_to_data(value))
+        if isinstance(value, str) and value[:7].lower() == "file://":  # a configuration file named as a URL
+            return cls.from_file(unquote(urlsplit(value).path))
         if isinstance(value, str) and _URL.match(value):
             return cls.from_dict({"providers": {"default": {"url": value}}, "default_provider": "default"})
         if isinstance(value, (str, os.PathLike)):

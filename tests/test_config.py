@@ -466,3 +466,36 @@ def test_a_string_refused_as_a_store_url_is_shown_masked() -> None:
             PluginHost().create_provider(target)
         assert "SEKRIT" not in str(info.value)
         assert "SEKRIT" not in repr(info.value.to_dict())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "host=db application_name=http://app password=SEKRIT",  # a DSN whose value holds "://"
+        "host=db password=SE://KRIT",
+        "app:SEKRIT@db:5432/x?sslmode=require",  # the scheme forgotten, with a query
+        "app:p@SEKRIT@db",  # the last "@" ends the userinfo, as in a URL
+        "error connecting to postgresql://u:SEKRIT@h/db: timed out",  # a URL inside text
+        "connecting to app:SEKRIT@db (timeout=5) failed",
+    ],
+)
+def test_mask_url_hides_secrets_however_the_text_around_them_looks(text: str) -> None:
+    assert "SEK" not in mask_url(text)
+    assert "KRIT" not in mask_url(text)
+
+
+def test_mask_url_leaves_text_without_secrets_as_it_is() -> None:
+    """Long inputs too (an earlier pattern took minutes on 100,000 characters without whitespace)."""
+    for text in ("user@host", "memory:", "h1:9092,h2:9093", "10:30 me@x", "sqlite:///x.db", "kafka://h1:9092,h2:9093"):
+        assert mask_url(text) == text
+    for text in ("a" * 100_000, ":" * 100_000, "a:" * 50_000, "'" * 100_000, "@" * 100_000):
+        assert mask_url(text) == text
+
+
+def test_a_file_url_names_a_local_file_only(tmp_path: Path) -> None:
+    path = tmp_path / "c d.json"
+    path.write_text('{"max_batch_size": 7}')
+    assert ManagerConfig.load(path.as_uri()).max_batch_size == 7  # percent-encoded space
+    assert ManagerConfig.load(f"file://localhost{path.as_uri()[7:]}").max_batch_size == 7
+    with pytest.raises(ConfigurationError, match="local file"):
+        ManagerConfig.load(f"file://otherhost{path.as_uri()[7:]}")

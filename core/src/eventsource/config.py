@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.request import url2pathname
 
 from marshmallow import RAISE, Schema, ValidationError, validate, validates_schema
 from marshmallow import fields as mf
@@ -86,10 +87,8 @@ def mask_url(url: str) -> str:
     Works on multi-host URLs too (``kafka://u:p@b1:9092,b2:9093``), where ``urlsplit`` cannot parse a port, on
     libpq key/value strings (``host=db password=s``), and on text without ``scheme://`` (``app:s@db``).
     """
-    if "://" not in url:
-        if "=" in url:
-            return _DSN_SECRET.sub(r"\1***", url)
-        return _USERINFO.sub(r"\1:***@", url)
+    if not _URL.match(url):  # a DSN (its values may hold "://"), or text: every secret key, every user:secret@
+        return _WORD.sub(_userinfo, _DSN_SECRET.sub(r"\1***", url))
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -147,8 +146,20 @@ _DSN_SECRET = re.compile(
     rf"(?<![\w.-])((?:{'|'.join(sorted(_SECRET_PARAMS))})\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
 )
 """A secret's value in a libpq key/value string (quoted or not)."""
-_USERINFO = re.compile(r"([^\s:/@]*):[^\s@]*@")
-"""``user:password@`` anywhere in text that has no ``scheme://`` to parse it by."""
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+"""Text that starts as a URL (``scheme://``): mask_url parses it, ManagerConfig.load takes it as a store."""
+_WORD = re.compile(r"\S+")
+
+
+def _userinfo(word: re.Match[str]) -> str:
+    """``word`` with the password of a ``user:password@host`` in it masked (the last ``@`` ends it, as in URLs)."""
+    text = word[0]
+    userinfo, at, host = text.rpartition("@")
+    if not at:
+        return text
+    start = max(userinfo.rfind(c) for c in "/=('\"") + 1
+    user, colon, _ = userinfo[start:].partition(":")
+    return f"{text[:start]}{user}:***@{host}" if colon else text
 
 
 class ProviderEntrySchema(Schema):
@@ -451,7 +462,7 @@ class ManagerConfig:
         if isinstance(value, ManagerConfig):  # built directly: validate it like any other source
             return cls.from_dict(_to_data(value))
         if isinstance(value, str) and value[:7].lower() == "file://":  # a configuration file named as a URL
-            return cls.from_file(unquote(urlsplit(value).path))
+            return cls.from_file(_file_path(value))
         if isinstance(value, str) and _URL.match(value):
             return cls.from_dict({"providers": {"default": {"url": value}}, "default_provider": "default"})
         if isinstance(value, (str, os.PathLike)):
@@ -459,8 +470,14 @@ class ManagerConfig:
         return cls.from_dict(value)
 
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-"""A string :meth:`ManagerConfig.load` takes as a store URL (``scheme://``), not as a file path."""
+def _file_path(url: str) -> str:
+    """The local path a ``file://`` URL names; another host's file is refused, not read from this one."""
+    parts = urlsplit(url)
+    if parts.netloc.lower() not in ("", "localhost") or not parts.path:
+        msg = f"a configuration file URL names a local file (file:///path/app.toml), not {mask_url(url)!r}"
+        raise ConfigurationError(msg, field="file")
+    return url2pathname(parts.path)
+
 
 _ENV_WORDS: dict[str, bool | None] = {
     **dict.fromkeys(("true", "yes", "on"), True),

@@ -297,3 +297,16 @@ def test_a_cipher_that_only_looks_like_one_is_refused_at_registration() -> None:
 
     with pytest.raises(PluginLoadError, match="not a subclass"):
         CodecRegistry().add_cipher(Lookalike())  # type: ignore[arg-type]
+
+
+async def test_event_types_takes_any_sequence_or_set_of_names_and_refuses_bytes() -> None:
+    """Typed ``Sequence[str]``: every sequence mypy accepts works at run time; a str is one name."""
+    import collections
+
+    async with EventSourcingManager("memory://") as m:
+        await m.append_events_batch(stream_id="s", events=[EventData("A", {}), EventData("B", {})])
+        for names in (["A"], ("A",), collections.UserList(["A"]), {"A"}, frozenset({"A"}), "A"):
+            page = await m.get_events(event_types=names)  # type: ignore[arg-type]  # (a set and a str: run time only)
+            assert [e.event_type for e in page.events] == ["A"], names
+        with pytest.raises(ValidationError, match="event_types"):
+            await m.get_events(event_types=b"A")  # type: ignore[arg-type]

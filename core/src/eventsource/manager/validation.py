@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -109,11 +111,11 @@ def check_time(name: str, value: object) -> datetime | None:
 
 
 def check_event_types(value: object) -> tuple[str, ...] | None:
-    """``None``, one type name, or a list/tuple of them (a str is one name, never its letters)."""
+    """``None``, one type name, or a sequence or set of them (a str is one name, never its letters)."""
     if value is None:
         return None
     names = (value,) if isinstance(value, str) else value
-    if not isinstance(names, (list, tuple, set, frozenset)):
+    if isinstance(names, (bytes, bytearray)) or not isinstance(names, (Sequence, AbstractSet)):
         msg = f"event_types must be a list of event type names, got {type(value).__name__}"
         raise ValidationError(msg, field="event_types")
     return tuple(check_text("event type", n, MAX_EVENT_TYPE_LENGTH, field_name="event_types") for n in names) or None

@@ -204,12 +204,9 @@ class SyncEventSourcingManager:
     ) -> AppendEventsBatchResponse:
         """Append events to one stream, all or nothing.
 
-        ``expected_version`` is checked first (a mismatch raises :class:`ConcurrencyError`, nothing is
-        written). Event ids are generated before the first attempt, so a retried call, or a caller
-        re-sending the same ids, is an idempotent no-op that returns the original versions.
-
-        ``snapshot_due`` in the response is ``True`` when ``snapshot_threshold`` is set and the stream
-        now holds that many events past its latest snapshot (and no snapshot handler took one).
+        ``expected_version`` is checked first (a mismatch raises :class:`ConcurrencyError`, nothing written). Ids
+        are made before the first attempt, so a retry (or re-sent ids) is a no-op returning the original versions.
+        ``snapshot_due``: ``snapshot_threshold`` events stand past the latest snapshot (no handler took one).
         """
         lane = self._manager._lane  # noqa: SLF001 - the manager's own sync lane
         return self._loop.now(lane.append_events_batch, self._manager.append_events_batch, request, kwargs)
@@ -433,10 +430,8 @@ class SyncEventSourcingManager:
     ) -> Iterator[Event]:
         """Iterate one stream's events in O(page) memory. A missing stream yields nothing.
 
-        ``as_classes=True`` puts an instance of the registered event class in each event's ``data``.
-
-        A connection or timeout error mid-way is retried like any call, resuming after the last event
-        delivered, so the caller sees every event exactly once.
+        ``as_classes=True`` puts an instance of the registered event class in each ``data``. A connection or
+        timeout error mid-way is retried, resuming after the last event delivered: each event is seen once.
         """
         self._loop.check()
         return self._loop.iterate(
@@ -508,10 +503,8 @@ class SyncEventSourcingManager:
     def shred(self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None) -> int:
         """Crypto-shred one scope: delete its keys, so its events and snapshots can never be read again.
 
-        Name the scope by ``tenant_id`` (``encryption_scope="tenant"``), ``stream_id``
-        (``encryption_scope="stream"``) or its raw ``scope`` string. Reads of its payloads then raise
-        :class:`KeyShreddedError` naming the scope; everything else reads normally. New events of the same
-        tenant or stream get a fresh key. Returns how many keys were removed.
+        By ``tenant_id`` or ``stream_id`` (per ``encryption_scope``) or raw ``scope``. Reads of its payloads raise
+        :class:`KeyShreddedError`; new events of that tenant or stream get a fresh key. Returns the keys removed.
         """
         return self._loop.call(self._manager.shred(tenant_id=tenant_id, stream_id=stream_id, scope=scope))
 

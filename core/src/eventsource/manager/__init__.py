@@ -266,12 +266,9 @@ class EventSourcingManager(KeyScopes):
     ) -> AppendEventsBatchResponse:
         """Append events to one stream, all or nothing.
 
-        ``expected_version`` is checked first (a mismatch raises :class:`ConcurrencyError`, nothing is
-        written). Event ids are generated before the first attempt, so a retried call, or a caller
-        re-sending the same ids, is an idempotent no-op that returns the original versions.
-
-        ``snapshot_due`` in the response is ``True`` when ``snapshot_threshold`` is set and the stream
-        now holds that many events past its latest snapshot (and no snapshot handler took one).
+        ``expected_version`` is checked first (a mismatch raises :class:`ConcurrencyError`, nothing written). Ids
+        are made before the first attempt, so a retry (or re-sent ids) is a no-op returning the original versions.
+        ``snapshot_due``: ``snapshot_threshold`` events stand past the latest snapshot (no handler took one).
         """
         req = coerce(AppendEventsBatchRequest, request, kwargs)
         events = event_list(req.events)
@@ -390,10 +387,8 @@ class EventSourcingManager(KeyScopes):
     ) -> AsyncIterator[Event]:
         """Iterate one stream's events in O(page) memory. A missing stream yields nothing.
 
-        ``as_classes=True`` puts an instance of the registered event class in each event's ``data``.
-
-        A connection or timeout error mid-way is retried like any call, resuming after the last event
-        delivered, so the caller sees every event exactly once.
+        ``as_classes=True`` puts an instance of the registered event class in each ``data``. A connection or
+        timeout error mid-way is retried, resuming after the last event delivered: each event is seen once.
         """
         return self._queries.stream(
             stream_id,

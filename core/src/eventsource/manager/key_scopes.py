@@ -28,10 +28,8 @@ class KeyScopes:
     ) -> int:
         """Crypto-shred one scope: delete its keys, so its events and snapshots can never be read again.
 
-        Name the scope by ``tenant_id`` (``encryption_scope="tenant"``), ``stream_id``
-        (``encryption_scope="stream"``) or its raw ``scope`` string. Reads of its payloads then raise
-        :class:`KeyShreddedError` naming the scope; everything else reads normally. New events of the same
-        tenant or stream get a fresh key. Returns how many keys were removed.
+        By ``tenant_id`` or ``stream_id`` (per ``encryption_scope``) or raw ``scope``. Reads of its payloads raise
+        :class:`KeyShreddedError`; new events of that tenant or stream get a fresh key. Returns the keys removed.
         """
         return await self._codec.shred(tenant_id, stream_id, scope, self.config.max_stream_id_length)
 

@@ -94,6 +94,10 @@ def mask_url(url: str) -> str:
     except ValueError:
         return "<unparseable url>"
     netloc = parts.netloc
+    if "@" not in netloc and parts.scheme.lower() in _LIBPQ_SCHEMES:
+        cut = _libpq_userinfo(url)  # a "?" or "#" in the password ended urlsplit's userinfo, not libpq's
+        if cut is not None:
+            return mask_url(cut)
     userinfo, sep, hosts = netloc.rpartition("@")
     if sep and ":" in userinfo:
         netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
@@ -149,6 +153,17 @@ _DSN_SECRET = re.compile(
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 """Text that starts as a URL (``scheme://``): mask_url parses it, ManagerConfig.load takes it as a store."""
 _WORD = re.compile(r"\S+")
+_LIBPQ_SCHEMES = frozenset({"postgresql", "postgres"})
+
+
+def _libpq_userinfo(url: str) -> str | None:
+    """``url`` with the password libpq reads (up to the ``@`` before the first ``/``) masked, if urlsplit missed it."""
+    head, _, after = url.partition("://")
+    authority = after.split("/", 1)[0]
+    userinfo, at, hosts = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return None
+    return f"{head}://{userinfo.partition(':')[0]}:***@{hosts}{after[len(authority) :]}"
 
 
 def _userinfo(word: re.Match[str]) -> str:

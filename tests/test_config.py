@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from eventsource import EventData, ValidationError
-from eventsource.config import DEFAULT_SQLITE_URL, ManagerConfig, mask_url, parse_duration
+from eventsource.config import DEFAULT_SQLITE_URL, ManagerConfig, mask_url, parse_duration, url_secrets
 from eventsource.errors import ConfigurationError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
@@ -503,3 +503,24 @@ def test_a_file_url_names_a_local_file_only(tmp_path: Path) -> None:
     assert ManagerConfig.load(f"file://localhost{path.as_uri()[7:]}").max_batch_size == 7
     with pytest.raises(ConfigurationError, match="local file"):
         ManagerConfig.load(f"file://otherhost{path.as_uri()[7:]}")
+
+
+@pytest.mark.parametrize(
+    ("text", "secrets"),
+    [
+        ("postgresql://app:pa?ss@host/db", {"pa?ss"}),  # libpq's reading; urlsplit's ("pa") is not a secret here
+        ("postgresql://app:p%40ss@host/db?sslpassword=s%2Fx", {"p%40ss", "p@ss", "s%2Fx", "s/x"}),
+        ("kafka://u:k-pw@b1:9092,b2:9093?sasl_plain_password=sasl-pw", {"k-pw", "sasl-pw"}),
+        ("host=db sslpassword='q \\' x' password=plain", {"q ' x", "plain"}),
+        ("could not reach app:txt-pw@db", {"txt-pw"}),
+        ("postgresql://app@host/db?sslmode=require", set()),
+        ("host=db dbname=events", set()),
+    ],
+)
+def test_url_secrets_finds_every_secret_mask_url_hides(text: str, secrets: set[str]) -> None:
+    found = url_secrets(text)
+    assert secrets <= set(found)
+    for s in found:
+        assert s not in mask_url(text).replace("***", "")  # everything it names, the masked form hides
+    if not secrets:
+        assert found == ()

@@ -8,6 +8,7 @@ accept seconds as a number or a string with a unit: ``"250ms"``, ``"30s"``, ``"5
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -112,6 +113,37 @@ def mask_url(url: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_secrets(text: str) -> tuple[str, ...]:
+    """Every secret :func:`mask_url` hides in ``text``, as written and percent-decoded (for scrubbing messages).
+
+    A URL's password, read both as ``urlsplit`` and as libpq reads it (up to the last ``@`` before the first
+    ``/``, so ``?`` and ``#`` stay in it), its secret query parameters, and the secret values of a key/value
+    DSN (unquoted) or of ``user:secret@`` text. A driver may echo any of them in an error message.
+    """
+    found: list[str] = []
+    if _URL.match(text):
+        authority = text.partition("://")[2].split("/", 1)[0]
+        userinfo, at, _ = authority.rpartition("@")
+        if at and ":" in userinfo:
+            found.append(userinfo.partition(":")[2])
+        with contextlib.suppress(ValueError):
+            parts = urlsplit(text)
+            found.append(parts.password or "")
+            for key, _, value in (item.partition("=") for item in parts.query.split("&")):
+                if unquote(key).lower() in _SECRET_PARAMS:
+                    found.append(value)
+    else:
+        for m in _DSN_SECRET.finditer(text):
+            value = m[2]
+            found.append(re.sub(r"\\(.)", r"\1", value[1:-1]) if value.startswith("'") else value)
+        for word in _WORD.findall(text):
+            userinfo, at, _ = word.rpartition("@")
+            if at and ":" in userinfo:
+                found.append(userinfo.partition(":")[2])
+    out = {s for v in found for s in (v, unquote(v)) if s}
+    return tuple(sorted(out, key=len, reverse=True))  # the longest first: a secret inside another is replaced last
 
 
 class UrlAuthority(NamedTuple):

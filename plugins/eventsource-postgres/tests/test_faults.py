@@ -298,7 +298,7 @@ async def test_the_idle_check_tells_live_from_dropped_connections(
 
 
 async def test_a_dsn_connects_and_an_unreachable_one_never_shows_its_password(url: str) -> None:
-    from eventsource_postgres.settings import target_password
+    from eventsource_postgres.settings import target_secrets
 
     parts = urlsplit(url)
     dsn = f"host={parts.hostname} port={parts.port or 5432} dbname={parts.path.lstrip('/')} user={parts.username}"
@@ -320,7 +320,7 @@ async def test_a_dsn_connects_and_an_unreachable_one_never_shows_its_password(ur
     bad = PostgresProvider(
         f"host=127.0.0.1 port={port} dbname=test user=postgres password=s3cr3t-pw", connect_timeout=1
     )
-    assert target_password(bad.url or "") == "s3cr3t-pw"
+    assert "s3cr3t-pw" in target_secrets(bad.url or "")
     with pytest.raises(ProviderUnavailableError) as info:
         await bad.connect()
     assert "s3cr3t-pw" not in str(info.value) + repr(bad)
@@ -367,3 +367,25 @@ def test_a_transaction_the_server_rolled_back_is_a_conflict_not_a_lost_connectio
         assert not _connection_lost(exc)
     nul = psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
     assert isinstance(map_error(nul, operation="append", where="pg"), ValidationError)
+
+
+@pytest.mark.parametrize(
+    ("target", "secret"),
+    [
+        ("postgresql://app:pa?ss@127.0.0.1:1/test", "pa?ss"),  # libpq reads the password up to the '@'
+        ("postgresql://app:pa#ss@127.0.0.1:1/test", "pa#ss"),
+        ("postgresql://app:p%40ss@127.0.0.1:1/test", "p@ss"),  # what the driver was given, decoded
+        ("postgresql://app@127.0.0.1:1/test?password=qq-pw&sslpassword=ssl-pw", "ssl-pw"),
+        ("host=127.0.0.1 port=1 dbname=test sslpassword=ssl-pw password=pw", "ssl-pw"),
+        ("host=127.0.0.1 port=1 dbname=test password='a b\\'c'", "a b'c"),
+    ],
+)
+def test_a_driver_message_that_echoes_any_secret_of_the_target_is_scrubbed(target: str, secret: str) -> None:
+    import psycopg
+    from eventsource_postgres.errors import map_error
+    from eventsource_postgres.settings import target_secrets
+
+    echoed = psycopg.OperationalError(f'connection failed: bad credentials "{secret}" for user app')
+    err = map_error(echoed, operation="connect", where="db", secrets=target_secrets(target))
+    assert secret not in str(err)
+    assert "***" in str(err)

@@ -15,7 +15,7 @@ from eventsource.checkpoints.base import check_name
 from eventsource.errors import EventSourceError
 
 from eventsource_postgres.errors import map_error
-from eventsource_postgres.settings import IDENTIFIER, check_target, mask_target, target_password
+from eventsource_postgres.settings import IDENTIFIER, check_target, mask_target, target_secrets
 
 MAX_SCHEMA_LENGTH = 40
 
@@ -65,9 +65,9 @@ class PostgresCheckpointStore(CheckpointStore):
                 raise
             except Exception as e:
                 # the provider's one table: the driver's first line says why (refused, unknown host, bad
-                # password, lock timeout), password scrubbed; a lock or statement timeout is a timeout
-                password = target_password(self.url)
-                raise map_error(e, operation="checkpoint", where=self.display_url, password=password) from e
+                # password, lock timeout), secrets scrubbed; a lock or statement timeout is a timeout
+                secrets = target_secrets(self.url)
+                raise map_error(e, operation="checkpoint", where=self.display_url, secrets=secrets) from e
 
     async def connect(self) -> None:
         """Open the connection and create the table if it is missing."""

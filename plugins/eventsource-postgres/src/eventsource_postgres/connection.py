@@ -19,7 +19,7 @@ from eventsource.inline import SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.schema import migrate
-from eventsource_postgres.settings import libpq_kwargs, lock_key, mask_target, target_password
+from eventsource_postgres.settings import libpq_kwargs, lock_key, mask_target, target_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -96,7 +96,7 @@ class Connection:
         self.settings = settings
         self.names = names
         self._name = name
-        self._password = target_password(url)
+        self._secrets = target_secrets(url)
         self.pool: AsyncConnectionPool[Any] | None = None
         self._connect_lock = asyncio.Lock()
         self._lock_keys: dict[str, int] = {}
@@ -104,7 +104,7 @@ class Connection:
         """``True`` prepares each statement on first use; ``None`` when prepared statements are off."""
 
     def _error(self, exc: BaseException, operation: str) -> EventSourceError:
-        return map_error(exc, operation=operation, where=self.display_url, password=self._password)
+        return map_error(exc, operation=operation, where=self.display_url, secrets=self._secrets)
 
     @property
     def display_url(self) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from eventsource.errors import (
     ConflictError,
     EventSourceError,
@@ -10,6 +12,9 @@ from eventsource.errors import (
     ProviderUnavailableError,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
 _TIMEOUT_CODES = frozenset({"57014", "55P03"})  # query_canceled (statement_timeout), lock_not_available
@@ -27,12 +32,14 @@ def may_have_committed(exc: BaseException) -> bool:
     return not isinstance(exc, Exception) or isinstance(exc, (ProviderUnavailableError, ProviderTimeoutError))
 
 
-def _scrub(text: str, password: str | None) -> str:
-    return text.replace(password, "***") if password else text
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def map_error(  # noqa: C901, PLR0911 - one table of driver errors, read top to bottom
-    exc: BaseException, *, operation: str, where: str, password: str | None = None
+    exc: BaseException, *, operation: str, where: str, secrets: Sequence[str] = ()
 ) -> EventSourceError:
     """Translate a driver error into the typed error callers catch.
 
@@ -40,19 +47,19 @@ def map_error(  # noqa: C901, PLR0911 - one table of driver errors, read top to 
     timeout, lock timeout) :class:`ProviderTimeoutError`, input the server cannot hold
     :class:`ValidationError`, a transaction the server rolled back (deadlock, serialization failure)
     :class:`ConflictError`, anything else :class:`ProviderError`. The message names the operation and
-    the (masked) server; a password never appears in it.
+    the (masked) server; a secret of the target never appears in it.
 
     :param exc: the driver exception.
     :param operation: what was being done (``"append"``...).
     :param where: the masked URL of the server.
-    :param password: the connection's password, scrubbed out of driver messages.
+    :param secrets: the target's secrets (:func:`~eventsource.config.url_secrets`), scrubbed out of driver messages.
     """
     if isinstance(exc, EventSourceError):
         return exc
     import psycopg
     import psycopg_pool
 
-    detail = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, password)
+    detail = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, secrets)
     base = f"{operation} on {where} failed: {detail}"
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return ProviderTimeoutError(

@@ -30,7 +30,7 @@ from eventsource_postgres.settings import (
     libpq_kwargs,
     lock_key,
     mask_target,
-    target_password,
+    target_secrets,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class PostgresAdvisoryLease(Lease):
             msg = f"invalid settings for lease 'postgres': {fields}"
             raise ConfigurationError(msg, field=first) from e
         super().__init__(url, **loaded)
-        self._password = target_password(url)
+        self._secrets = target_secrets(url)
         self._pool: AsyncConnectionPool[Any] | None = None
         self._lock = asyncio.Lock()
 
@@ -77,7 +77,7 @@ class PostgresAdvisoryLease(Lease):
         return lock_key("lease", self.settings["namespace"], key)
 
     def _error(self, exc: BaseException, operation: str) -> EventSourceError:
-        return map_error(exc, operation=operation, where=self.display_url, password=self._password)
+        return map_error(exc, operation=operation, where=self.display_url, secrets=self._secrets)
 
     async def connect(self) -> None:
         """Open the pool of lease connections. Idempotent."""

@@ -8,11 +8,10 @@ that shows a URL or DSN uses :func:`mask_target`.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from eventsource.config import Duration, mask_url
+from eventsource.config import Duration, mask_url, url_secrets
 from eventsource.errors import ConfigurationError
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -122,7 +121,6 @@ def lock_key(*parts: str) -> int:
 
 
 SCHEMES = ("postgresql", "postgres")
-_DSN_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)")
 
 
 def is_dsn(target: str) -> bool:
@@ -147,12 +145,6 @@ def mask_target(target: str) -> str:
     return mask_url(target)
 
 
-def target_password(target: str) -> str | None:
-    """The password inside a URL or DSN (used only to scrub it out of driver messages)."""
-    if is_dsn(target):
-        m = _DSN_PASSWORD.search(target)
-        return m.group(2).strip("'") if m else None
-    try:
-        return urlsplit(target).password
-    except ValueError:
-        return None
+def target_secrets(target: str) -> tuple[str, ...]:
+    """Every secret inside a URL or DSN (password, sslpassword...), scrubbed out of driver messages."""
+    return url_secrets(target)

@@ -1,6 +1,6 @@
 """Meta-tests (STYLE.md): every hook is documented with its signature and tested; every plugin has a
-tox factor and a README listing its settings and capabilities; no module is over 600 lines, module
-docstrings are a paragraph and no docstring quotes a timing figure."""
+tox factor, is type-checked by the type env and has a README listing its settings and capabilities; no
+module is over 600 lines, module docstrings are a paragraph and no docstring quotes a timing figure."""
 
 from __future__ import annotations
 
@@ -110,6 +110,24 @@ def test_every_plugin_has_a_tox_factor() -> None:
     factors = _tox_factors()
     missing = [p.name for p in PLUGINS if p.name.removeprefix("eventsource-") not in factors]
     assert not missing, f"tox.ini's env_list has no factor for {missing}"
+
+
+def test_the_type_env_checks_the_core_and_every_plugin() -> None:
+    """tox's ``type`` env installs each plugin (non-editable, its driver's types with it) and runs mypy on its src."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "tox.ini", encoding="utf-8")
+    env = parser["testenv:type"]
+    deps = env["deps"].split()
+    command = env["commands"].split()
+    assert command[0] == "mypy" and "{tox_root}/core/src/eventsource" in command
+    problems = []
+    for plugin in PLUGINS:
+        name = plugin.name.removeprefix("eventsource-")
+        if f"./plugins/{plugin.name}" not in deps:
+            problems.append(f"{plugin.name} is not installed (non-editable) in the type env's deps")
+        if f"{{tox_root}}/plugins/{plugin.name}/src/eventsource_{name}" not in command:
+            problems.append(f"the type env's mypy command does not check {plugin.name}/src/eventsource_{name}")
+    assert not problems, problems
 
 
 def test_every_plugin_has_a_readme_with_settings_and_capabilities() -> None:

@@ -238,9 +238,11 @@ class Provider(ABC):
     """Registry name of the provider type (``"sqlite"``, ``"postgres"``...)."""
     capabilities: ClassVar[Capabilities] = Capabilities()
     settings_schema: ClassVar[type[Schema] | None] = None
-    loop_free: ClassVar[bool] = False
+    loop_free: bool = False
     """``True`` when the provider needs no running event loop between calls (no pool workers, pings or other
-    background tasks): the sync API may then run its loop only during each call, in the caller's thread."""
+    background tasks): the sync API may then run its loop only during each call, in the caller's thread.
+    A class attribute for a store that never needs one (SQLite, memory); an instance may set it (PostgreSQL
+    connected by the sync API with ``sync_inline``)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse a store that overrides a record view: each view has one canonical method, the page view.

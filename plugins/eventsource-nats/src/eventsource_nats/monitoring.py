@@ -146,7 +146,7 @@ class Monitor:
         # events per message among the streams counted exactly (1 unless batches are envelopes) scales the total
         messages = sum(int(c) for _, c in ranked)
         per_message = sum(exact) / messages if messages else 1.0
-        estimated = ("total_events", "events_by_type", "last_event_at")
+        estimated: tuple[str, ...] = ("total_events", "events_by_type", "last_event_at")
         if not conn.atomic:
             estimated = (*estimated, "events_by_stream")
         last_ts = (state.get("state") or {}).get("last_ts")

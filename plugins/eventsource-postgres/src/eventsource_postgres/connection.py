@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from psycopg_pool import AsyncConnectionPool
 
+    from eventsource_postgres.inline import InlineConnection
     from eventsource_postgres.schema import Names
 
 T = TypeVar("T")
@@ -97,7 +98,7 @@ class Connection:
         self.names = names
         self._name = name
         self._secrets = target_secrets(url)
-        self.pool: AsyncConnectionPool[Any] | None = None
+        self.pool: AsyncConnectionPool[InlineConnection] | None = None
         self._connect_lock = asyncio.Lock()
         self._lock_keys: dict[str, int] = {}
         self.prepare: bool | None = None if settings["prepare_threshold"] is None else True
@@ -138,7 +139,7 @@ class Connection:
             except Exception as e:
                 raise await self._connect_failure(e, kwargs) from e
             await probe.close()
-            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            pool: AsyncConnectionPool[InlineConnection] = AsyncConnectionPool(
                 self.url,
                 connection_class=InlineConnection,  # waits in the caller's thread for an inline sync caller
                 min_size=s["pool_min_size"],
@@ -213,7 +214,9 @@ class Connection:
             msg = "the call did not finish within the manager's timeout: it ran out checking the pool's connections"
             raise StatementTimeoutError(msg)
 
-    async def _getconn(self, deadline: float | None = None) -> tuple[AsyncConnectionPool[Any], AsyncConnection[Any]]:
+    async def _getconn(
+        self, deadline: float | None = None
+    ) -> tuple[AsyncConnectionPool[InlineConnection], InlineConnection]:
         """A pooled connection (and its pool), known not to have been dropped by the server while idle."""
         pool = self.pool
         if pool is None:
@@ -242,11 +245,11 @@ class Connection:
                 pool, conn = await self._getconn(deadline)
                 try:
                     if deadline is not None:
-                        conn.deadline = deadline  # type: ignore[attr-defined] - an InlineConnection (inline.py)
+                        conn.deadline = deadline
                     return await fn(conn)
                 finally:
                     if deadline is not None:
-                        conn.deadline = None  # type: ignore[attr-defined]
+                        conn.deadline = None
                     await pool.putconn(conn)
             except EventSourceError:
                 raise

@@ -26,7 +26,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.waiting import Ready, Wait
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from psycopg.abc import PQGen
 
 RV = TypeVar("RV")
 
@@ -65,7 +65,7 @@ class StatementTimeoutError(TimeoutError):
     """A statement run inline outlived the manager's ``timeout`` (mapped to ``ProviderTimeoutError``)."""
 
 
-def _wait(gen: Generator[Wait, Ready, RV], fd: int, deadline: float | None) -> RV:
+def _wait(gen: PQGen[RV], fd: int, deadline: float | None) -> RV:
     """Drive one psycopg generator to its end, blocking this thread (psycopg's C wait where it takes a timeout)."""
     if _WAIT_TIMEOUT is None:
         return _poll(gen, fd, deadline)
@@ -79,7 +79,7 @@ def _wait(gen: Generator[Wait, Ready, RV], fd: int, deadline: float | None) -> R
 _MASKS = {Wait.R: select.POLLIN, Wait.W: select.POLLOUT, Wait.RW: select.POLLIN | select.POLLOUT}
 
 
-def _poll(gen: Generator[Wait, Ready, RV], fd: int, deadline: float | None) -> RV:
+def _poll(gen: PQGen[RV], fd: int, deadline: float | None) -> RV:
     """:func:`_wait` for psycopg 3.2: blocking ``poll`` calls on ``fd`` until ``deadline`` (as ``wait_poll``)."""
     try:
         s = next(gen)
@@ -116,7 +116,7 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
             return await super().wait(gen, *args, **kwargs)
         return self._wait_here(gen)
 
-    def _wait_here(self, gen: Generator[Wait, Ready, RV]) -> RV:
+    def _wait_here(self, gen: PQGen[RV]) -> RV:
         limit = SYNC_TIMEOUT.get()
         fd = self.pgconn.socket
         deadline = self.deadline
@@ -152,7 +152,7 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
                     self.pgconn.finish()
             raise
 
-    def _after_cancel(self, gen: Generator[Wait, Ready, RV], fd: int) -> RV:
+    def _after_cancel(self, gen: PQGen[RV], fd: int) -> RV:
         """Cancel the running statement and drive ``gen`` to its end (close the connection if it hangs)."""
         self.cancel()
         try:

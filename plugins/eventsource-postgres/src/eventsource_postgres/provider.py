@@ -142,7 +142,7 @@ class PostgresProvider(Provider):
             # connected by the sync API, whose caller blocks on each call anyway: the pool's sockets and
             # upkeep need the private loop only while a call runs, so it may run in the caller's thread
             # (no thread hop per call); anything that must run between calls moves the loop to a thread
-            self.loop_free = True  # type: ignore[misc] - per instance: only the sync API connects this way
+            self.loop_free = True  # per instance: only the sync API connects this way
 
     async def close(self) -> None:
         """Close every pooled connection (and the LISTEN one). Idempotent."""

@@ -293,6 +293,24 @@ class DomainSuite(ProviderSuiteBase):
         with pytest.raises(ConfigurationError, match="version 2"):
             manager.register_event_class(Stale)  # the chain already produces kit.Stale at version 2
 
+    async def test_event_type_filters_name_types_as_read(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        s, old, new = sid("dom"), sid("kit.Created"), sid("kit.Placed")
+        await manager.append_event(stream_id=s, event_type=old, data={"n": 1})
+        await manager.append_event(stream_id=s, event_type=new, data={"n": 2})
+        manager.rename_event_type(old, new)
+        page = await manager.get_events(stream_id=s, event_types=[new])  # finds the event stored under the old name
+        assert ([e.data["n"] for e in page.events], {e.event_type for e in page.events}) == ([1, 2], {new})
+        assert page.total_count in (None, 2)
+        with pytest.raises(ValidationError, match="read as"):
+            await manager.get_events(stream_id=s, event_types=[old])  # would give events of another type, or none
+        if provider.capabilities.global_order == "total":
+            async with manager.subscribe(stream_prefix=s, event_types=[new]) as sub:
+                assert [e.data["n"] for e in await sub.next_batch(10)] == [1, 2]
+            with pytest.raises(ValidationError, match="read as"):
+                manager.subscribe(stream_prefix=s, event_types=[old])
+
     async def test_legacy_register_upcaster_still_runs_after_the_chain(self, manager: EventSourcingManager) -> None:
         s = sid("dom")
         await manager.append_event(stream_id=s, event_type="kit.ItemAdded", data={"name": "pen"})

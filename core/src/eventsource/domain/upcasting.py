@@ -136,7 +136,7 @@ class _Chains:
                 break
             fn, to_type = step
             try:
-                data = fn(data)
+                out = fn(data)
             except Exception as e:
                 what, ids = _describe(rec)
                 msg = (
@@ -144,6 +144,14 @@ class _Chains:
                     f"{type(e).__name__} on {what}"
                 )
                 raise UpcastError(msg, event_type=type_name, schema_version=version, **ids) from e
+            if out is None and data is not None:  # an in-place update that forgot to return the data
+                what, ids = _describe(rec)
+                msg = (
+                    f"the upcaster of {self.kind} {type_name!r} from schema version {version} returned None on "
+                    f"{what}: an upcaster returns the data at the next version"
+                )
+                raise UpcastError(msg, event_type=type_name, schema_version=version, **ids)
+            data = out
             type_name = to_type or type_name
             version += 1
             n += 1

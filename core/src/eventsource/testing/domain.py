@@ -24,6 +24,7 @@ from eventsource.domain.repository import EVENT_KEY
 from eventsource.errors import (
     ConcurrencyError,
     ConfigurationError,
+    EventNotFoundError,
     StreamNotFoundError,
     UpcastError,
     ValidationError,
@@ -408,6 +409,24 @@ class DomainSuite(ProviderSuiteBase):
         loaded.record(ItemAdded("ink", 1))
         await repo.save(loaded)
         assert (await repo.get(cart.id)).items == {"pen": 1, "ink": 1}
+
+    async def test_aggregate_whose_events_retention_removed_beyond_its_snapshot_is_not_loaded_partial(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        if not self.supports(provider, "truncate_stream"):
+            pytest.skip("capability: the store declares 'truncate_stream' unsupported")
+        for threshold, cut in ((None, 2), (2, 4)):  # no snapshot / a snapshot at 2 and events 1..3 gone
+            repo = Repository(manager, Cart, snapshot_threshold=threshold)
+            cart = repo.new(sid("c"))
+            cart.record(Opened("ada"))
+            cart.record(ItemAdded("pen", 1))
+            await repo.save(cart)  # a snapshot at 2 when the threshold is 2
+            cart.record(ItemAdded("ink", 1))
+            cart.record(ItemAdded("pad", 1))
+            await Repository(manager, Cart, snapshot_threshold=None).save(cart)  # no snapshot at 4
+            await provider.truncate_stream(cart.stream_id, cut)  # a max_count / max_age policy's doing
+            with pytest.raises(EventNotFoundError, match="deleted"):
+                await repo.get(cart.id)  # never a state without the events it misses
 
     async def test_snapshot_cadence_travels_with_the_aggregate_not_the_repository(
         self, manager: EventSourcingManager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.domain import Repository, SyncRepository
@@ -194,3 +194,34 @@ async def test_as_classes_refusal_of_stored_data_names_the_stored_event(store_ur
         assert where == ("qty", bad.event_id, "rev-3")
         assert bad.event_id in err.message
         assert err.details["event_type"] == "kit.ItemAdded"
+
+
+# ---------------------------------------------------------------------- review: values that would not read back
+
+
+async def test_a_nested_dataclass_without_a_schema_is_refused_not_read_back_as_a_dict(tmp_path: Path) -> None:
+    """``dataclasses.asdict`` flattens a nested dataclass; ``from_data`` would hand the event a dict in its place."""
+    from dataclasses import dataclass
+
+    from eventsource.domain import DomainEvent
+    from eventsource.errors import ValidationError
+
+    @dataclass(frozen=True)
+    class Address:
+        street: str
+
+    @dataclass(frozen=True)
+    class Moved(DomainEvent, type_name="rev.Moved"):
+        to: Any
+        via: list[Any]
+
+    url = f"sqlite:///{tmp_path}/nested.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.register_event_class(Moved)
+        with pytest.raises(ValidationError, match="Address") as info:
+            await m.append_events_batch(stream_id="s", events=[Moved(Address("x"), [])])
+        assert (info.value.details["field"], info.value.details["event_type"]) == ("to", "rev.Moved")
+        with pytest.raises(ValidationError) as info:
+            Moved({"street": "x"}, [{"a": Address("y")}]).event_data()  # nowhere in the value either
+        assert info.value.details["field"] == "via[0]['a']"
+        assert not await m.stream_exists("s")

@@ -44,6 +44,23 @@ def _field_error(cls_name: str, type_name: str, messages: Any) -> ValidationErro
     return ValidationError(msg, field="data", event_type=type_name)
 
 
+def _nested_dataclass(value: Any, path: str) -> tuple[str, type] | None:
+    """Where a dataclass instance sits inside ``value`` (``asdict`` would store it as a dict, read back as one)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return path, type(value)
+    if isinstance(value, dict):
+        items: Any = ((f"{path}[{k!r}]", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for where, v in items:
+        found = _nested_dataclass(v, where)
+        if found is not None:
+            return found
+    return None
+
+
 class DomainEvent:
     """Base of event classes; see the module docstring.
 
@@ -89,6 +106,16 @@ class DomainEvent:
             if errors:
                 raise _field_error(cls.__name__, cls.event_type, errors)
             return data
+        for f in dataclasses.fields(self):
+            found = _nested_dataclass(getattr(self, f.name), f.name)
+            if found is not None:
+                where, inner = found
+                msg = (
+                    f"event {cls.event_type!r} ({cls.__name__}): field {where!r} holds a {inner.__name__} dataclass, "
+                    "which would be stored as a dict and read back as one; store plain data, or give the class a "
+                    "schema that loads it"
+                )
+                raise ValidationError(msg, field=where, event_type=cls.event_type)
         return dataclasses.asdict(self)
 
     def event_data(self, *, metadata: Mapping[str, Any] | None = None, **envelope: Any) -> EventData:

@@ -225,3 +225,31 @@ async def test_a_nested_dataclass_without_a_schema_is_refused_not_read_back_as_a
             Moved({"street": "x"}, [{"a": Address("y")}]).event_data()  # nowhere in the value either
         assert info.value.details["field"] == "via[0]['a']"
         assert not await m.stream_exists("s")
+
+
+async def test_an_aggregate_whose_handler_raised_while_recording_is_not_saved(tmp_path: Path) -> None:
+    """The handler may have changed the state before it raised: saving (and snapshotting) that state would keep it."""
+    from eventsource.domain import applies
+    from eventsource.errors import ValidationError
+
+    class Fragile(Cart):
+        aggregate_type = "rev.Fragile"
+
+        @applies(ItemAdded)
+        def _added(self, e: ItemAdded) -> None:
+            self.items[e.item] = self.items.get(e.item, 0) + e.qty
+            if e.qty > 5:
+                raise ValueError("too many")
+
+    url = f"sqlite:///{tmp_path}/fragile.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        repo = Repository(m, Fragile, snapshot_threshold=1)
+        cart = repo.new("f")
+        cart.record(Opened("ada"))
+        with pytest.raises(ValueError, match="too many"):
+            cart.record(ItemAdded("pen", 9))  # the state now counts 9 pens that no event records
+        cart.record(ItemAdded("ink", 1))
+        with pytest.raises(ValidationError, match="raised") as info:
+            await repo.save(cart)
+        assert info.value.details["field"] == "aggregate"
+        assert not await m.stream_exists(cart.stream_id)

@@ -70,6 +70,7 @@ class Aggregate:
         self._pending: list[DomainEvent] = []
         self._head_event_id: str | None = None  # the event at ``version`` when loaded or saved (None: unknown)
         self._stream_id: str | None = None  # set when the repository found the stream under the legacy scheme
+        self._broken: str | None = None  # the event class whose handler raised: the state may be half-changed
 
     @classmethod
     def event_classes(cls) -> list[type[DomainEvent]]:
@@ -115,7 +116,10 @@ class Aggregate:
         self._pending.append(event)
 
     def apply(self, event: DomainEvent) -> None:
-        """Change the state by one event (no pending entry); a class with no handler raises ValidationError."""
+        """Change the state by one event (no pending entry); a class with no handler raises ValidationError.
+
+        A handler that raises leaves the aggregate unsaveable: it may have changed part of the state.
+        """
         handler = self._handlers.get(type(event))
         if handler is None:
             msg = (
@@ -123,7 +127,11 @@ class Aggregate:
                 f"(event type {getattr(event, 'event_type', '?')!r})"
             )
             raise ValidationError(msg, field="event_type", aggregate_type=self.aggregate_type)
-        handler(self, event)
+        try:
+            handler(self, event)
+        except BaseException:
+            self._broken = type(event).__name__  # a repository refuses to save (or snapshot) this state
+            raise
 
     def to_snapshot(self) -> Any:
         """The state as snapshot data: the public instance attributes except ``id`` and ``version``."""

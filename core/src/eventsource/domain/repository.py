@@ -20,6 +20,7 @@ from eventsource.errors import (
     StreamNotFoundError,
     UnsupportedOperationError,
     UpcastError,
+    ValidationError,
 )
 from eventsource.model import NO_STREAM
 
@@ -213,6 +214,13 @@ class Repository(Generic[A]):
         if not pending:
             return None
         cls = self.aggregate_class
+        broken = getattr(aggregate, "_broken", None)
+        if broken is not None:
+            msg = (
+                f"{type(aggregate).__name__} {aggregate.id!r} is not saved: the handler of {broken} raised while it "
+                "was applied, so its state may be half-changed; load it again"
+            )
+            raise ValidationError(msg, field="aggregate", aggregate_type=cls.aggregate_type)
         if aggregate.version == 0 and aggregate._stream_id is None:  # noqa: SLF001
             self._loaded(aggregate, await self._locate(aggregate.id), None)  # a legacy stream makes this a conflict
         expected = aggregate.version if aggregate.version > 0 else NO_STREAM

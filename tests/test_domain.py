@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses as _dc
+import datetime as dt
+import decimal as _decimal
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from eventsource.domain import DomainEvent as _DomainEvent
 from eventsource.domain import Repository, SyncRepository
 from eventsource.errors import PluginLoadError
 from eventsource.hookspecs import hookimpl
@@ -253,3 +257,42 @@ async def test_an_aggregate_whose_handler_raised_while_recording_is_not_saved(tm
             await repo.save(cart)
         assert info.value.details["field"] == "aggregate"
         assert not await m.stream_exists(cart.stream_id)
+
+
+# ---------------------------------------------------------------------- review: field types without a schema
+
+
+@_dc.dataclass(frozen=True)
+class _Priced(_DomainEvent, type_name="rev.Priced"):
+    qty: int
+    price: _decimal.Decimal
+    at: dt.datetime | None = None
+    tags: list[str] = _dc.field(default_factory=list)
+
+
+async def test_field_values_of_another_type_are_refused_on_append_and_on_read(tmp_path: Path) -> None:
+    """Without a schema nothing checked the annotations: a str in an int field was stored and read back as one."""
+    from eventsource.errors import ValidationError
+
+    url = f"sqlite:///{tmp_path}/types.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.register_event_class(_Priced)
+        with pytest.raises(ValidationError) as info:
+            await m.append_events_batch(stream_id="s", events=[_Priced("3", _decimal.Decimal(1))])  # type: ignore[arg-type]
+        assert (info.value.details["field"], info.value.details["event_type"]) == ("qty", "rev.Priced")
+        assert not await m.stream_exists("s")
+        ok = _Priced(3, _decimal.Decimal("1.50"), dt.datetime(2026, 1, 1, tzinfo=dt.UTC), ["a"])
+        await m.append_events_batch(stream_id="s", events=[ok, _Priced(1, _decimal.Decimal(2))])
+        assert [e.data async for e in m.read_stream("s", as_classes=True)] == [ok, _Priced(1, _decimal.Decimal(2))]
+        older = [  # what other writers stored: each read must name the field, never hand it over
+            ({"qty": "3", "price": _decimal.Decimal(1)}, "qty"),
+            ({"qty": True, "price": _decimal.Decimal(1)}, "qty"),
+            ({"qty": 1, "price": 1.5}, "price"),
+            ({"qty": 1, "price": _decimal.Decimal(1), "at": "2026-01-01"}, "at"),
+            ({"qty": 1, "price": _decimal.Decimal(1), "tags": "a"}, "tags"),
+        ]
+        for data, field in older:
+            res = await m.append_event(stream_id="t", event_type="rev.Priced", data=data)
+            with pytest.raises(ValidationError) as info:
+                await m.get_event_by_id(res.event_id, as_classes=True)
+            assert (info.value.details["field"], info.value.details["event_id"]) == (field, res.event_id)

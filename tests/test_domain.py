@@ -296,3 +296,23 @@ async def test_field_values_of_another_type_are_refused_on_append_and_on_read(tm
             with pytest.raises(ValidationError) as info:
                 await m.get_event_by_id(res.event_id, as_classes=True)
             assert (info.value.details["field"], info.value.details["event_id"]) == (field, res.event_id)
+
+
+@_dc.dataclass(frozen=True)
+class _Totalled(_DomainEvent, type_name="rev.Totalled"):
+    qty: int
+    price: int
+    total: int = _dc.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", self.qty * self.price)
+
+
+async def test_an_event_with_a_computed_field_reads_back(tmp_path: Path) -> None:
+    """``asdict`` stores an ``init=False`` field; passing it back to the constructor made each such event fail."""
+    url = f"sqlite:///{tmp_path}/computed.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.register_event_class(_Totalled)
+        await m.append_events_batch(stream_id="s", events=[_Totalled(2, 3)])
+        [e] = [e async for e in m.read_stream("s", as_classes=True)]
+        assert (e.data, e.data.total) == (_Totalled(2, 3), 6)

@@ -228,19 +228,20 @@ class DomainEvent:
             wrong = _wrong_type(cls, loaded)
             if wrong is not None:
                 raise wrong
-        try:
-            return cls(**loaded)
-        except TypeError as e:
-            missing = [
-                f.name
-                for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                if f.name not in loaded
-                and f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING
-            ]
-            field = missing[0] if missing else "data"
-            msg = f"event {cls.event_type!r} ({cls.__name__}): missing field {field!r}"
-            raise ValidationError(msg, field=field, event_type=cls.event_type) from e
+        init = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+        missing = [
+            f.name
+            for f in init
+            if f.name not in loaded and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            msg = f"event {cls.event_type!r} ({cls.__name__}): missing field {missing[0]!r}"
+            raise ValidationError(msg, field=missing[0], event_type=cls.event_type)
+        try:  # an init=False field is stored (asdict) but computed again by the class, never passed to it
+            return cls(**{f.name: loaded[f.name] for f in init if f.name in loaded})
+        except TypeError as e:  # raised by the class's own __post_init__
+            msg = f"event {cls.event_type!r} ({cls.__name__}): {type(e).__name__}: {e}"
+            raise ValidationError(msg, field="data", event_type=cls.event_type) from e
 
 
 class EventClasses:

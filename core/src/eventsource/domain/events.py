@@ -49,6 +49,9 @@ def _field_error(cls_name: str, type_name: str, messages: Any) -> ValidationErro
     return ValidationError(msg, field="data", event_type=type_name)
 
 
+_REDACTED = "eventsource.shredded"
+"""The metadata key of a redacted event (``eventsource.manager.SHREDDED_KEY``; importing it here would cycle)."""
+
 _CHECKED = frozenset({str, int, float, bool, Decimal, datetime, date, time, timedelta, UUID, bytes, list, dict, set})
 _TYPES_ATTR = "_eventsource_field_types"
 
@@ -302,8 +305,10 @@ class EventClasses:
             raise ValidationError(f"{what}: {text}", **details) from e
 
     def typed(self, ev: Event) -> Event:
-        """``ev`` with an instance of its class as ``data`` (unchanged for an unregistered type)."""
+        """``ev`` with an instance of its class as ``data`` (unchanged for an unregistered type or a redacted event)."""
         if ev.event_type not in self.by_type:
+            return ev
+        if ev.data is None and ev.metadata.keys() == {_REDACTED}:  # shredded_events="redact": no data to build from
             return ev
         return dataclasses.replace(ev, data=self.instance(ev))
 

@@ -316,3 +316,20 @@ async def test_an_event_with_a_computed_field_reads_back(tmp_path: Path) -> None
         await m.append_events_batch(stream_id="s", events=[_Totalled(2, 3)])
         [e] = [e async for e in m.read_stream("s", as_classes=True)]
         assert (e.data, e.data.total) == (_Totalled(2, 3), 6)
+
+
+def test_a_subclass_overriding_a_handler_method_runs_its_override() -> None:
+    """Handlers were inherited as function objects: an override without ``@applies`` was silently never called."""
+
+    class Special(Cart):
+        aggregate_type = "rev.Special"
+
+        def _added(self, e: ItemAdded) -> None:
+            self.items[e.item] = self.items.get(e.item, 0) + 10 * e.qty
+
+    special, plain = Special("s"), Cart("c")
+    for agg in (special, plain):
+        agg.record(Opened("ada"))
+        agg.record(ItemAdded("pen", 1))
+    assert (special.items, plain.items, special.owner) == ({"pen": 10}, {"pen": 1}, "ada")
+    assert set(Special.event_classes()) == {Opened, ItemAdded}

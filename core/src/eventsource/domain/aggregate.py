@@ -51,16 +51,19 @@ class Aggregate:
     snapshot_version: ClassVar[int] = 1
     """Schema version of this class's snapshot data (bump it, and add a snapshot upcaster, when it changes)."""
     _handlers: ClassVar[dict[type[DomainEvent], Callable[..., None]]] = {}
+    _handler_names: ClassVar[dict[type[DomainEvent], str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("aggregate_type"):
             cls.aggregate_type = cls.__name__
-        handlers = dict(cls._handlers)
-        for value in cls.__dict__.values():
+        names = dict(cls._handler_names)
+        for name, value in cls.__dict__.items():
             for event_class in getattr(value, _HANDLES, ()):
-                handlers[event_class] = value
-        cls._handlers = handlers
+                names[event_class] = name
+        cls._handler_names = names
+        # by name, so a subclass's override of an inherited handler method runs (decorated again or not)
+        cls._handlers = {event_class: getattr(cls, name) for event_class, name in names.items()}
 
     def __init__(self, aggregate_id: str) -> None:
         self.id = aggregate_id

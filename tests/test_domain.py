@@ -333,3 +333,22 @@ def test_a_subclass_overriding_a_handler_method_runs_its_override() -> None:
         agg.record(ItemAdded("pen", 1))
     assert (special.items, plain.items, special.owner) == ({"pen": 10}, {"pen": 1}, "ada")
     assert set(Special.event_classes()) == {Opened, ItemAdded}
+
+
+async def test_a_repository_refuses_to_save_an_aggregate_of_another_type(tmp_path: Path) -> None:
+    """The events went to the other type's stream tagged with the repository's type: no repository loaded them."""
+    from eventsource.errors import ValidationError
+
+    class Other(Cart):
+        aggregate_type = "rev.Other"
+
+    url = f"sqlite:///{tmp_path}/other.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        other = Other("o")
+        other.record(Opened("ada"))
+        with pytest.raises(ValidationError, match="rev.Other") as info:
+            await Repository(m, Cart).save(other)
+        assert info.value.details["field"] == "aggregate"
+        assert not await m.stream_exists(other.stream_id)
+        await Repository(m, Other).save(other)
+        assert (await Repository(m, Other).get("o")).owner == "ada"

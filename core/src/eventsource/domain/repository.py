@@ -214,6 +214,12 @@ class Repository(Generic[A]):
         if not pending:
             return None
         cls = self.aggregate_class
+        if type(aggregate).aggregate_type != cls.aggregate_type:  # its stream and our envelope would disagree
+            msg = (
+                f"a Repository of {cls.aggregate_type!r} cannot save {type(aggregate).__name__} {aggregate.id!r} "
+                f"(aggregate type {type(aggregate).aggregate_type!r}): save it with a repository of its own class"
+            )
+            raise ValidationError(msg, field="aggregate", aggregate_type=type(aggregate).aggregate_type)
         broken = getattr(aggregate, "_broken", None)
         if broken is not None:
             msg = (

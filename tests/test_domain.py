@@ -346,7 +346,7 @@ async def test_a_repository_refuses_to_save_an_aggregate_of_another_type(tmp_pat
     async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
         other = Other("o")
         other.record(Opened("ada"))
-        with pytest.raises(ValidationError, match="rev.Other") as info:
+        with pytest.raises(ValidationError, match=r"rev\.Other") as info:
             await Repository(m, Cart).save(other)
         assert info.value.details["field"] == "aggregate"
         assert not await m.stream_exists(other.stream_id)

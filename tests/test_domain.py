@@ -352,3 +352,20 @@ async def test_a_repository_refuses_to_save_an_aggregate_of_another_type(tmp_pat
         assert not await m.stream_exists(other.stream_id)
         await Repository(m, Other).save(other)
         assert (await Repository(m, Other).get("o")).owner == "ada"
+
+
+def test_filters_by_type_as_read_cover_to_type_steps_and_renames_with_version_chains() -> None:
+    from eventsource.domain import Upcasters
+    from eventsource.errors import ValidationError
+
+    up = Upcasters()
+    up.add("Headline", 1, lambda d: d, to_type="Retitled")
+    up.rename("Old", "New")
+    up.add("New", 1, lambda d: d)
+    up.add("New", 2, lambda d: d)
+    assert set(up.stored_types(["Retitled"])) == {"Headline", "Retitled"}
+    assert set(up.stored_types(["New", "Other"])) == {"Old", "New", "Other"}
+    assert set(up.stored_types(["Old", "New"])) == {"Old", "New"}  # both named: every event reads as one of them
+    for name in ("Old", "Headline"):
+        with pytest.raises(ValidationError, match="read as"):
+            up.stored_types([name])

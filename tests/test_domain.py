@@ -369,3 +369,24 @@ def test_filters_by_type_as_read_cover_to_type_steps_and_renames_with_version_ch
     for name in ("Old", "Headline"):
         with pytest.raises(ValidationError, match="read as"):
             up.stored_types([name])
+
+
+async def test_a_field_its_schema_does_not_dump_is_refused_not_dropped(tmp_path: Path) -> None:
+    """The schema's dump left the field out: it was not stored, and a read gave the field's default in its place."""
+    import marshmallow
+    from eventsource.errors import ValidationError
+
+    class _Schema(marshmallow.Schema):
+        order_id = marshmallow.fields.String(required=True, data_key="orderId")
+
+    @_dc.dataclass(frozen=True)
+    class Placed(_DomainEvent, type_name="rev.Placed", schema=_Schema):
+        order_id: str
+        priority: int = 0
+
+    url = f"sqlite:///{tmp_path}/dump.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        with pytest.raises(ValidationError, match="priority") as info:
+            await m.append_events_batch(stream_id="s", events=[Placed("o1", priority=5)])
+        assert (info.value.details["field"], info.value.details["event_type"]) == ("priority", "rev.Placed")
+        assert not await m.stream_exists("s")

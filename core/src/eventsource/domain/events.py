@@ -171,6 +171,14 @@ class DomainEvent:
             raise ConfigurationError(msg, field="event_type")
         if cls.schema is not None:
             schema = cls.schema()
+            dumped = {(f.attribute or name).split(".")[0] for name, f in schema.dump_fields.items()}
+            for f in dataclasses.fields(self):
+                if f.init and f.name not in dumped:  # the dump would leave it out: not stored, its default on read
+                    msg = (
+                        f"event {cls.event_type!r} ({cls.__name__}): field {f.name!r} is not dumped by its schema "
+                        f"{cls.schema.__name__}, so it would not be stored; add it to the schema"
+                    )
+                    raise ValidationError(msg, field=f.name, event_type=cls.event_type)
             data = schema.dump(self)
             errors = schema.validate(data)
             if errors:

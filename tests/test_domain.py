@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses as _dc
+import datetime as dt
+import decimal as _decimal
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from eventsource.domain import DomainEvent as _DomainEvent
 from eventsource.domain import Repository, SyncRepository
 from eventsource.errors import PluginLoadError
 from eventsource.hookspecs import hookimpl
@@ -194,3 +198,195 @@ async def test_as_classes_refusal_of_stored_data_names_the_stored_event(store_ur
         assert where == ("qty", bad.event_id, "rev-3")
         assert bad.event_id in err.message
         assert err.details["event_type"] == "kit.ItemAdded"
+
+
+# ---------------------------------------------------------------------- review: values that would not read back
+
+
+async def test_a_nested_dataclass_without_a_schema_is_refused_not_read_back_as_a_dict(tmp_path: Path) -> None:
+    """``dataclasses.asdict`` flattens a nested dataclass; ``from_data`` would hand the event a dict in its place."""
+    from dataclasses import dataclass
+
+    from eventsource.domain import DomainEvent
+    from eventsource.errors import ValidationError
+
+    @dataclass(frozen=True)
+    class Address:
+        street: str
+
+    @dataclass(frozen=True)
+    class Moved(DomainEvent, type_name="rev.Moved"):
+        to: Any
+        via: list[Any]
+
+    url = f"sqlite:///{tmp_path}/nested.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.register_event_class(Moved)
+        with pytest.raises(ValidationError, match="Address") as info:
+            await m.append_events_batch(stream_id="s", events=[Moved(Address("x"), [])])
+        assert (info.value.details["field"], info.value.details["event_type"]) == ("to", "rev.Moved")
+        with pytest.raises(ValidationError) as info:
+            Moved({"street": "x"}, [{"a": Address("y")}]).event_data()  # nowhere in the value either
+        assert info.value.details["field"] == "via[0]['a']"
+        assert not await m.stream_exists("s")
+
+
+async def test_an_aggregate_whose_handler_raised_while_recording_is_not_saved(tmp_path: Path) -> None:
+    """The handler may have changed the state before it raised: saving (and snapshotting) that state would keep it."""
+    from eventsource.domain import applies
+    from eventsource.errors import ValidationError
+
+    class Fragile(Cart):
+        aggregate_type = "rev.Fragile"
+
+        @applies(ItemAdded)
+        def _added(self, e: ItemAdded) -> None:
+            self.items[e.item] = self.items.get(e.item, 0) + e.qty
+            if e.qty > 5:
+                raise ValueError("too many")
+
+    url = f"sqlite:///{tmp_path}/fragile.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        repo = Repository(m, Fragile, snapshot_threshold=1)
+        cart = repo.new("f")
+        cart.record(Opened("ada"))
+        with pytest.raises(ValueError, match="too many"):
+            cart.record(ItemAdded("pen", 9))  # the state now counts 9 pens that no event records
+        cart.record(ItemAdded("ink", 1))
+        with pytest.raises(ValidationError, match="raised") as info:
+            await repo.save(cart)
+        assert info.value.details["field"] == "aggregate"
+        assert not await m.stream_exists(cart.stream_id)
+
+
+# ---------------------------------------------------------------------- review: field types without a schema
+
+
+@_dc.dataclass(frozen=True)
+class _Priced(_DomainEvent, type_name="rev.Priced"):
+    qty: int
+    price: _decimal.Decimal
+    at: dt.datetime | None = None
+    tags: list[str] = _dc.field(default_factory=list)
+
+
+async def test_field_values_of_another_type_are_refused_on_append_and_on_read(tmp_path: Path) -> None:
+    """Without a schema nothing checked the annotations: a str in an int field was stored and read back as one."""
+    from eventsource.errors import ValidationError
+
+    url = f"sqlite:///{tmp_path}/types.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.register_event_class(_Priced)
+        with pytest.raises(ValidationError) as info:
+            await m.append_events_batch(stream_id="s", events=[_Priced("3", _decimal.Decimal(1))])  # type: ignore[arg-type]
+        assert (info.value.details["field"], info.value.details["event_type"]) == ("qty", "rev.Priced")
+        assert not await m.stream_exists("s")
+        ok = _Priced(3, _decimal.Decimal("1.50"), dt.datetime(2026, 1, 1, tzinfo=dt.UTC), ["a"])
+        await m.append_events_batch(stream_id="s", events=[ok, _Priced(1, _decimal.Decimal(2))])
+        assert [e.data async for e in m.read_stream("s", as_classes=True)] == [ok, _Priced(1, _decimal.Decimal(2))]
+        older = [  # what other writers stored: each read must name the field, never hand it over
+            ({"qty": "3", "price": _decimal.Decimal(1)}, "qty"),
+            ({"qty": True, "price": _decimal.Decimal(1)}, "qty"),
+            ({"qty": 1, "price": 1.5}, "price"),
+            ({"qty": 1, "price": _decimal.Decimal(1), "at": "2026-01-01"}, "at"),
+            ({"qty": 1, "price": _decimal.Decimal(1), "tags": "a"}, "tags"),
+        ]
+        for data, field in older:
+            res = await m.append_event(stream_id="t", event_type="rev.Priced", data=data)
+            with pytest.raises(ValidationError) as info:
+                await m.get_event_by_id(res.event_id, as_classes=True)
+            assert (info.value.details["field"], info.value.details["event_id"]) == (field, res.event_id)
+
+
+@_dc.dataclass(frozen=True)
+class _Totalled(_DomainEvent, type_name="rev.Totalled"):
+    qty: int
+    price: int
+    total: int = _dc.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", self.qty * self.price)
+
+
+async def test_an_event_with_a_computed_field_reads_back(tmp_path: Path) -> None:
+    """``asdict`` stores an ``init=False`` field; passing it back to the constructor made each such event fail."""
+    url = f"sqlite:///{tmp_path}/computed.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.register_event_class(_Totalled)
+        await m.append_events_batch(stream_id="s", events=[_Totalled(2, 3)])
+        [e] = [e async for e in m.read_stream("s", as_classes=True)]
+        assert (e.data, e.data.total) == (_Totalled(2, 3), 6)
+
+
+def test_a_subclass_overriding_a_handler_method_runs_its_override() -> None:
+    """Handlers were inherited as function objects: an override without ``@applies`` was silently never called."""
+
+    class Special(Cart):
+        aggregate_type = "rev.Special"
+
+        def _added(self, e: ItemAdded) -> None:
+            self.items[e.item] = self.items.get(e.item, 0) + 10 * e.qty
+
+    special, plain = Special("s"), Cart("c")
+    for agg in (special, plain):
+        agg.record(Opened("ada"))
+        agg.record(ItemAdded("pen", 1))
+    assert (special.items, plain.items, special.owner) == ({"pen": 10}, {"pen": 1}, "ada")
+    assert set(Special.event_classes()) == {Opened, ItemAdded}
+
+
+async def test_a_repository_refuses_to_save_an_aggregate_of_another_type(tmp_path: Path) -> None:
+    """The events went to the other type's stream tagged with the repository's type: no repository loaded them."""
+    from eventsource.errors import ValidationError
+
+    class Other(Cart):
+        aggregate_type = "rev.Other"
+
+    url = f"sqlite:///{tmp_path}/other.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        other = Other("o")
+        other.record(Opened("ada"))
+        with pytest.raises(ValidationError, match=r"rev\.Other") as info:
+            await Repository(m, Cart).save(other)
+        assert info.value.details["field"] == "aggregate"
+        assert not await m.stream_exists(other.stream_id)
+        await Repository(m, Other).save(other)
+        assert (await Repository(m, Other).get("o")).owner == "ada"
+
+
+def test_filters_by_type_as_read_cover_to_type_steps_and_renames_with_version_chains() -> None:
+    from eventsource.domain import Upcasters
+    from eventsource.errors import ValidationError
+
+    up = Upcasters()
+    up.add("Headline", 1, lambda d: d, to_type="Retitled")
+    up.rename("Old", "New")
+    up.add("New", 1, lambda d: d)
+    up.add("New", 2, lambda d: d)
+    assert set(up.stored_types(["Retitled"])) == {"Headline", "Retitled"}
+    assert set(up.stored_types(["New", "Other"])) == {"Old", "New", "Other"}
+    assert set(up.stored_types(["Old", "New"])) == {"Old", "New"}  # both named: every event reads as one of them
+    for name in ("Old", "Headline"):
+        with pytest.raises(ValidationError, match="read as"):
+            up.stored_types([name])
+
+
+async def test_a_field_its_schema_does_not_dump_is_refused_not_dropped(tmp_path: Path) -> None:
+    """The schema's dump left the field out: it was not stored, and a read gave the field's default in its place."""
+    import marshmallow
+    from eventsource.errors import ValidationError
+
+    class _Schema(marshmallow.Schema):
+        order_id = marshmallow.fields.String(required=True, data_key="orderId")
+
+    @_dc.dataclass(frozen=True)
+    class Placed(_DomainEvent, type_name="rev.Placed", schema=_Schema):
+        order_id: str
+        priority: int = 0
+
+    url = f"sqlite:///{tmp_path}/dump.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        with pytest.raises(ValidationError, match="priority") as info:
+            await m.append_events_batch(stream_id="s", events=[Placed("o1", priority=5)])
+        assert (info.value.details["field"], info.value.details["event_type"]) == ("priority", "rev.Placed")
+        assert not await m.stream_exists("s")

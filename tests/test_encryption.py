@@ -684,3 +684,23 @@ def test_a_damaged_wrapped_key_is_a_decryption_error(tmp_path: Path) -> None:
     path.write_text("\n".join(damaged) + "\n")
     with pytest.raises(DecryptionError):
         ScopedKeyStore(ring, path).decryption_key(kid, "tenant:a")
+
+
+async def test_redact_mode_reads_past_shredded_events_as_classes_too(store: str) -> None:
+    """``as_classes=True`` tried to build an instance from the redacted event's ``None`` and failed the whole read."""
+    import dataclasses
+
+    from eventsource.domain import DomainEvent
+
+    @dataclasses.dataclass(frozen=True)
+    class Noted(DomainEvent, type_name="enc.Noted", version=2):
+        text: str
+
+    m = await manager(store, encryption_scope="stream", encryption_key_store="memory", shredded_events="redact")
+    m.register_event_class(Noted)
+    await m.append_events_batch(stream_id="gone", events=[Noted("secret")])
+    await m.append_events_batch(stream_id="kept", events=[Noted("fine")])
+    await m.shred(stream_id="gone")
+    events = [e async for e in m.read_all(as_classes=True)]
+    assert [(e.stream_id, e.data) for e in events] == [("gone", None), ("kept", Noted("fine"))]
+    assert (await m.get_events(stream_id="gone", as_classes=True)).events[0].data is None

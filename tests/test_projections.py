@@ -552,3 +552,15 @@ def test_a_checkpoint_sink_shows_its_store_url_masked() -> None:
     sink = CheckpointStoreSink(MemoryCheckpointStore("memory://app:S3cr3t@shared"))
     assert "S3cr3t" not in repr(sink), repr(sink)
     assert repr(sink) == "CheckpointStoreSink('memory://app:***@shared')"
+
+
+async def test_a_projection_of_a_renamed_type_sees_the_events_stored_under_the_old_name(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """Its subscription filtered stored types by the new name only: every event written before the rename was missed."""
+    sink_db = tmp_path / "read.db"
+    await es.append_event(stream_id="acc-1", event_type="MoneyIn", data={"amount": 10})  # the type's old name
+    await deposit(es, "acc-1", 5)
+    es.rename_event_type("MoneyIn", "Deposited")
+    await ProjectionRunner(es).add(balances(), SqliteSink(f"sqlite:///{sink_db}")).catch_up(timeout=60)
+    assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 15)]

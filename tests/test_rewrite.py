@@ -271,3 +271,19 @@ def test_cli_without_any_upcaster_says_so_instead_of_reporting_success(
     assert code == EXIT_USAGE, (out, err)
     assert "--upcasters" in err
     assert "eventsource_register_upcasters" in err
+
+
+async def test_an_upcaster_that_returns_nothing_is_an_error_not_null_data(tmp_path: Path) -> None:
+    """A step that updates its dict in place and forgets to return it would replace the only copy with null."""
+    from eventsource.errors import UpcastError
+
+    url = f"sqlite:///{tmp_path}/none.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        await m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": "pen"})])
+        before = [r async for r in m.get_provider().read_stream("s")]
+        m.add_upcaster("rw.Added", 1, lambda d: d.update(qty=1))  # returns None
+        with pytest.raises(UpcastError, match="returned None"):
+            [e async for e in m.read_stream("s")]
+        with pytest.raises(UpcastError, match="returned None"):
+            await rewrite_stream(m, "s")
+        assert [r async for r in m.get_provider().read_stream("s")] == before  # as stored

@@ -51,16 +51,19 @@ class Aggregate:
     snapshot_version: ClassVar[int] = 1
     """Schema version of this class's snapshot data (bump it, and add a snapshot upcaster, when it changes)."""
     _handlers: ClassVar[dict[type[DomainEvent], Callable[..., None]]] = {}
+    _handler_names: ClassVar[dict[type[DomainEvent], str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not cls.__dict__.get("aggregate_type"):
             cls.aggregate_type = cls.__name__
-        handlers = dict(cls._handlers)
-        for value in cls.__dict__.values():
+        names = dict(cls._handler_names)
+        for name, value in cls.__dict__.items():
             for event_class in getattr(value, _HANDLES, ()):
-                handlers[event_class] = value
-        cls._handlers = handlers
+                names[event_class] = name
+        cls._handler_names = names
+        # by name, so a subclass's override of an inherited handler method runs (decorated again or not)
+        cls._handlers = {event_class: getattr(cls, name) for event_class, name in names.items()}
 
     def __init__(self, aggregate_id: str) -> None:
         self.id = aggregate_id
@@ -70,6 +73,7 @@ class Aggregate:
         self._pending: list[DomainEvent] = []
         self._head_event_id: str | None = None  # the event at ``version`` when loaded or saved (None: unknown)
         self._stream_id: str | None = None  # set when the repository found the stream under the legacy scheme
+        self._broken: str | None = None  # the event class whose handler raised: the state may be half-changed
 
     @classmethod
     def event_classes(cls) -> list[type[DomainEvent]]:
@@ -115,7 +119,10 @@ class Aggregate:
         self._pending.append(event)
 
     def apply(self, event: DomainEvent) -> None:
-        """Change the state by one event (no pending entry); a class with no handler raises ValidationError."""
+        """Change the state by one event (no pending entry); a class with no handler raises ValidationError.
+
+        A handler that raises leaves the aggregate unsaveable: it may have changed part of the state.
+        """
         handler = self._handlers.get(type(event))
         if handler is None:
             msg = (
@@ -123,7 +130,11 @@ class Aggregate:
                 f"(event type {getattr(event, 'event_type', '?')!r})"
             )
             raise ValidationError(msg, field="event_type", aggregate_type=self.aggregate_type)
-        handler(self, event)
+        try:
+            handler(self, event)
+        except BaseException:
+            self._broken = type(event).__name__  # a repository refuses to save (or snapshot) this state
+            raise
 
     def to_snapshot(self) -> Any:
         """The state as snapshot data: the public instance attributes except ``id`` and ``version``."""

@@ -12,7 +12,12 @@ reads (``as_classes=True`` puts an instance in ``Event.data``); one type name ha
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Self
+from uuid import UUID
 
 from eventsource.domain.upcasting import SCHEMA_KEY, stored_version
 from eventsource.errors import ConfigurationError, UpcastError, ValidationError
@@ -42,6 +47,88 @@ def _field_error(cls_name: str, type_name: str, messages: Any) -> ValidationErro
         return ValidationError(msg, field=name, event_type=type_name)
     msg = f"event {type_name!r} ({cls_name}): {messages}"
     return ValidationError(msg, field="data", event_type=type_name)
+
+
+_REDACTED = "eventsource.shredded"
+"""The metadata key of a redacted event (``eventsource.manager.SHREDDED_KEY``; importing it here would cycle)."""
+
+_CHECKED = frozenset({str, int, float, bool, Decimal, datetime, date, time, timedelta, UUID, bytes, list, dict, set})
+_TYPES_ATTR = "_eventsource_field_types"
+
+
+def _accepted(hint: Any) -> tuple[type, ...] | None:
+    """The runtime types a field annotated ``hint`` may hold; ``None``: not checked (``Any``, a class, ``Literal``)."""
+    if hint is None or hint is type(None):
+        return (type(None),)
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        out: list[type] = []
+        for arg in typing.get_args(hint):
+            acc = _accepted(arg)
+            if acc is None:
+                return None
+            out.extend(acc)
+        return tuple(out)
+    if origin in (list, dict, set):  # the container only: its items are not checked
+        return (origin,)
+    if origin is not None or hint not in _CHECKED:
+        return None
+    return (float, int) if hint is float else (hint,)
+
+
+def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
+    """The checked fields of an event class and their accepted types (resolved once per class, then cached).
+
+    An annotation that does not resolve (a name local to a function, under postponed evaluation) is not checked.
+    """
+    cached = cls.__dict__.get(_TYPES_ATTR)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    out: dict[str, tuple[type, ...]] = {}
+    for f in dataclasses.fields(cls):
+        hint: Any = f.type
+        if isinstance(hint, str):
+            shim = type("_", (), {"__annotations__": {f.name: hint}, "__module__": cls.__module__})
+            try:
+                hint = typing.get_type_hints(shim, localns=dict(vars(cls)))[f.name]
+            except Exception:  # noqa: BLE001, S112 - an unresolvable annotation is simply not checked
+                continue
+        acc = _accepted(hint)
+        if acc is not None:
+            out[f.name] = acc
+    setattr(cls, _TYPES_ATTR, out)
+    return out
+
+
+def _wrong_type(cls: type[DomainEvent], values: Mapping[str, Any]) -> ValidationError | None:
+    """A :class:`ValidationError` for the first field of ``values`` whose value is not of its annotated type."""
+    for name, acc in _field_types(cls).items():
+        if name not in values:
+            continue
+        v = values[name]
+        if isinstance(v, acc) and (type(v) is not bool or bool in acc):  # a bool is an int to isinstance, not here
+            continue
+        want = " or ".join("None" if t is type(None) else t.__name__ for t in acc if t is not int or float not in acc)
+        msg = f"event {cls.event_type!r} ({cls.__name__}): field {name!r} holds a {type(v).__name__}, not {want}"
+        return ValidationError(msg, field=name, event_type=cls.event_type)
+    return None
+
+
+def _nested_dataclass(value: Any, path: str) -> tuple[str, type] | None:
+    """Where a dataclass instance sits inside ``value`` (``asdict`` would store it as a dict, read back as one)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return path, type(value)
+    if isinstance(value, dict):
+        items: Any = ((f"{path}[{k!r}]", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for where, v in items:
+        found = _nested_dataclass(v, where)
+        if found is not None:
+            return found
+    return None
 
 
 class DomainEvent:
@@ -84,11 +171,32 @@ class DomainEvent:
             raise ConfigurationError(msg, field="event_type")
         if cls.schema is not None:
             schema = cls.schema()
+            dumped = {(f.attribute or name).split(".")[0] for name, f in schema.dump_fields.items()}
+            for f in dataclasses.fields(self):
+                if f.init and f.name not in dumped:  # the dump would leave it out: not stored, its default on read
+                    msg = (
+                        f"event {cls.event_type!r} ({cls.__name__}): field {f.name!r} is not dumped by its schema "
+                        f"{cls.schema.__name__}, so it would not be stored; add it to the schema"
+                    )
+                    raise ValidationError(msg, field=f.name, event_type=cls.event_type)
             data = schema.dump(self)
             errors = schema.validate(data)
             if errors:
                 raise _field_error(cls.__name__, cls.event_type, errors)
             return data
+        for f in dataclasses.fields(self):
+            found = _nested_dataclass(getattr(self, f.name), f.name)
+            if found is not None:
+                where, inner = found
+                msg = (
+                    f"event {cls.event_type!r} ({cls.__name__}): field {where!r} holds a {inner.__name__} dataclass, "
+                    "which would be stored as a dict and read back as one; store plain data, or give the class a "
+                    "schema that loads it"
+                )
+                raise ValidationError(msg, field=where, event_type=cls.event_type)
+        wrong = _wrong_type(cls, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        if wrong is not None:
+            raise wrong
         return dataclasses.asdict(self)
 
     def event_data(self, *, metadata: Mapping[str, Any] | None = None, **envelope: Any) -> EventData:
@@ -127,19 +235,24 @@ class DomainEvent:
         if extra:
             msg = f"event {cls.event_type!r} ({cls.__name__}): unknown field {extra[0]!r}"
             raise ValidationError(msg, field=extra[0], event_type=cls.event_type)
-        try:
-            return cls(**loaded)
-        except TypeError as e:
-            missing = [
-                f.name
-                for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-                if f.name not in loaded
-                and f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING
-            ]
-            field = missing[0] if missing else "data"
-            msg = f"event {cls.event_type!r} ({cls.__name__}): missing field {field!r}"
-            raise ValidationError(msg, field=field, event_type=cls.event_type) from e
+        if cls.schema is None:  # a schema's load checked the types already
+            wrong = _wrong_type(cls, loaded)
+            if wrong is not None:
+                raise wrong
+        init = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+        missing = [
+            f.name
+            for f in init
+            if f.name not in loaded and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            msg = f"event {cls.event_type!r} ({cls.__name__}): missing field {missing[0]!r}"
+            raise ValidationError(msg, field=missing[0], event_type=cls.event_type)
+        try:  # an init=False field is stored (asdict) but computed again by the class, never passed to it
+            return cls(**{f.name: loaded[f.name] for f in init if f.name in loaded})
+        except TypeError as e:  # raised by the class's own __post_init__
+            msg = f"event {cls.event_type!r} ({cls.__name__}): {type(e).__name__}: {e}"
+            raise ValidationError(msg, field="data", event_type=cls.event_type) from e
 
 
 class EventClasses:
@@ -200,8 +313,10 @@ class EventClasses:
             raise ValidationError(f"{what}: {text}", **details) from e
 
     def typed(self, ev: Event) -> Event:
-        """``ev`` with an instance of its class as ``data`` (unchanged for an unregistered type)."""
+        """``ev`` with an instance of its class as ``data`` (unchanged for an unregistered type or a redacted event)."""
         if ev.event_type not in self.by_type:
+            return ev
+        if ev.data is None and ev.metadata.keys() == {_REDACTED}:  # shredded_events="redact": no data to build from
             return ev
         return dataclasses.replace(ev, data=self.instance(ev))
 

@@ -15,10 +15,12 @@ from eventsource.domain.upcasting import SCHEMA_KEY
 from eventsource.errors import (
     ConcurrencyError,
     ConfigurationError,
+    EventNotFoundError,
     SnapshotNotFoundError,
     StreamNotFoundError,
     UnsupportedOperationError,
     UpcastError,
+    ValidationError,
 )
 from eventsource.model import NO_STREAM
 
@@ -91,6 +93,7 @@ class Repository(Generic[A]):
         async for ev in m.read_stream(sid, from_version=start, provider=self.provider, as_classes=True):
             if head is None:
                 self._check_owner(ev, aggregate_id)
+            self._check_next(ev, agg.version + 1 if agg is not None else 1, aggregate_id, snapshot=snap is not None)
             if snap is not None and applied == 0 and ev.version == snap.version:
                 if ev.event_id != snap.metadata.get(EVENT_KEY):  # the stream was deleted and recreated
                     log.warning("ignoring a snapshot of a stream that was recreated since it was taken")
@@ -135,6 +138,7 @@ class Repository(Generic[A]):
         async for ev in self.manager.read_stream(sid, provider=self.provider, as_classes=True):
             if head is None:
                 self._check_owner(ev, aggregate_id)
+            self._check_next(ev, agg.version + 1, aggregate_id, snapshot=False)
             agg.apply(ev.data)
             agg.version = ev.version
             head = ev.event_id
@@ -143,6 +147,23 @@ class Repository(Generic[A]):
             raise StreamNotFoundError(msg, stream_id=sid)
         agg.snapshot_at = 0
         return self._loaded(agg, sid, head)
+
+    def _check_next(self, ev: Event, expected: int, aggregate_id: str, *, snapshot: bool) -> None:
+        """:class:`EventNotFoundError` when events before ``ev`` that the state needs are gone (never a partial state).
+
+        Retention (``max_count``, ``max_age``) deletes a stream's oldest events; only the ones a usable snapshot
+        covers may be missing. ``expected`` is the version after the state so far (the snapshot's own event may
+        be gone too: the next one then follows it).
+        """
+        if ev.version <= expected:
+            return
+        cls = self.aggregate_class
+        msg = (
+            f"{cls.__name__} {aggregate_id!r} cannot be loaded: events {expected} to {ev.version - 1} of stream "
+            f"{ev.stream_id!r} were deleted (retention?) and "
+            + ("the snapshot does not cover them" if snapshot else "no usable snapshot covers them")
+        )
+        raise EventNotFoundError(msg, stream_id=ev.stream_id, version=expected)
 
     def _check_owner(self, ev: Event, aggregate_id: str) -> None:
         """:class:`StreamNotFoundError` when the stream's events name another aggregate in their envelope.
@@ -193,6 +214,19 @@ class Repository(Generic[A]):
         if not pending:
             return None
         cls = self.aggregate_class
+        if type(aggregate).aggregate_type != cls.aggregate_type:  # its stream and our envelope would disagree
+            msg = (
+                f"a Repository of {cls.aggregate_type!r} cannot save {type(aggregate).__name__} {aggregate.id!r} "
+                f"(aggregate type {type(aggregate).aggregate_type!r}): save it with a repository of its own class"
+            )
+            raise ValidationError(msg, field="aggregate", aggregate_type=type(aggregate).aggregate_type)
+        broken = getattr(aggregate, "_broken", None)
+        if broken is not None:
+            msg = (
+                f"{type(aggregate).__name__} {aggregate.id!r} is not saved: the handler of {broken} raised while it "
+                "was applied, so its state may be half-changed; load it again"
+            )
+            raise ValidationError(msg, field="aggregate", aggregate_type=cls.aggregate_type)
         if aggregate.version == 0 and aggregate._stream_id is None:  # noqa: SLF001
             self._loaded(aggregate, await self._locate(aggregate.id), None)  # a legacy stream makes this a conflict
         expected = aggregate.version if aggregate.version > 0 else NO_STREAM

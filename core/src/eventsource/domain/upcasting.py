@@ -17,11 +17,11 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ConfigurationError, UpcastError
+from eventsource.errors import ConfigurationError, UpcastError, ValidationError
 from eventsource.model import make_event
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from eventsource.model import Event, Snapshot
 
@@ -136,7 +136,7 @@ class _Chains:
                 break
             fn, to_type = step
             try:
-                data = fn(data)
+                out = fn(data)
             except Exception as e:
                 what, ids = _describe(rec)
                 msg = (
@@ -144,6 +144,14 @@ class _Chains:
                     f"{type(e).__name__} on {what}"
                 )
                 raise UpcastError(msg, event_type=type_name, schema_version=version, **ids) from e
+            if out is None and data is not None:  # an in-place update that forgot to return the data
+                what, ids = _describe(rec)
+                msg = (
+                    f"the upcaster of {self.kind} {type_name!r} from schema version {version} returned None on "
+                    f"{what}: an upcaster returns the data at the next version"
+                )
+                raise UpcastError(msg, event_type=type_name, schema_version=version, **ids)
+            data = out
             type_name = to_type or type_name
             version += 1
             n += 1
@@ -167,6 +175,27 @@ class _Chains:
             )
             raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
         return type_name, version, data
+
+    def ends(self, type_name: str) -> set[str]:
+        """The types an event stored as ``type_name`` reads as, over the schema versions it can be stored at."""
+        r, n = type_name, 0
+        while r in self.renames and n <= MAX_STEPS:
+            r, n = self.renames[r], n + 1
+        versions = {1, self.latest.get(r, 1)} | {v for t, v in self.steps if t == r}
+        out: set[str] = set()
+        for start in versions:
+            t, v, n = type_name, start, 0
+            while n <= MAX_STEPS:
+                while t in self.renames and n <= MAX_STEPS:
+                    t, n = self.renames[t], n + 1
+                step = self.steps.get((t, v))
+                if step is None:
+                    break
+                t, v, n = step[1] or t, v + 1, n + 1
+            newest = self.latest.get(t, 1)
+            if n <= MAX_STEPS and v >= newest and (v == newest or t not in self.latest):  # else unreadable
+                out.add(t)
+        return out
 
     def copy_into(self, other: _Chains) -> None:
         for (t, v), (fn, to) in self.steps.items():
@@ -233,6 +262,32 @@ class Upcasters:
         self.events.copy_into(out.events)
         self.snapshots.copy_into(out.snapshots)
         return out
+
+    def stored_types(self, event_types: Iterable[str]) -> tuple[str, ...]:
+        """The stored type names that a filter on ``event_types`` (names as read) must match in the store.
+
+        An event stored under an old name (a rename, a step's ``to_type``) reads as the new one, so a filter on
+        the new name matches the old one too. A name whose stored events read as a type the filter does not
+        name raises :class:`~eventsource.errors.ValidationError`: the store cannot tell them apart by type.
+        """
+        chains = self.events
+        wanted = set(event_types)
+        if not chains.types:
+            return tuple(wanted)
+        names = wanted | {t for t, _ in chains.steps} | set(chains.renames)
+        out = []
+        for name in sorted(names):
+            ends = (chains.ends(name) if name in chains.types else None) or {name}  # none readable: reads raise
+            if (name in wanted and not ends & wanted) or (ends & wanted and not ends <= wanted):
+                seen = " or ".join(repr(t) for t in sorted(ends)) or "nothing readable"
+                msg = (
+                    f"event type {name!r} is read as {seen} (a rename or an upcaster's to_type): filter by the "
+                    "name it is read as"
+                )
+                raise ValidationError(msg, field="event_types", event_type=name)
+            if ends & wanted:
+                out.append(name)
+        return tuple(out)
 
     # ------------------------------------------------------------------ reads
 

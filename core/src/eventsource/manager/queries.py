@@ -60,6 +60,8 @@ class Queries:
         check_paging(req.limit, req.offset)
         descending = check_sort_order(req.sort_order) is SortOrder.DESC
         flt = event_filter(req, self.config.max_stream_id_length)
+        if flt.event_types is not None and self.codec.chain.events.types:  # names as read: old names too
+            flt = dataclasses.replace(flt, event_types=self.codec.chain.stored_types(flt.event_types))
         count = check_count_mode(req.count)
         cursor = check_optional_number("after_position", req.after_position)
         check_cursor("after_position", cursor, req.offset)

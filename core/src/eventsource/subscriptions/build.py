@@ -42,7 +42,7 @@ def build_subscription(
     reset: bool = False,
 ) -> Subscription:
     """A :class:`Subscription` for the arguments of ``EventSourcingManager.subscribe``; bad ones raise here."""
-    target = _target(p, stream_id, stream_prefix, event_types)
+    target = _target(p, stream_id, stream_prefix, event_types, codec)
     start: StartAt = (
         _start("from_position", from_position) if stream_id is None else _start("from_version", from_version)
     )
@@ -121,7 +121,11 @@ def _check_options(on_decode_error: str, reset: bool, *, has_store: bool) -> Non
 
 
 def _target(
-    p: Provider, stream_id: str | None, stream_prefix: str | Sequence[str] | None, event_types: Sequence[str] | None
+    p: Provider,
+    stream_id: str | None,
+    stream_prefix: str | Sequence[str] | None,
+    event_types: Sequence[str] | None,
+    codec: EventCodec,
 ) -> Target:
     if stream_id is not None:
         if not isinstance(stream_id, str) or not stream_id:
@@ -143,4 +147,5 @@ def _target(
         if not isinstance(value, str) or not value:
             msg = f"{what} entries must be non-empty strings"
             raise ValidationError(msg, field=what)
-    return Target(prefixes=prefixes, event_types=frozenset(types))
+    stored = frozenset(codec.chain.stored_types(types)) if types else frozenset()  # old names of renamed types too
+    return Target(prefixes=prefixes, event_types=frozenset(types), stored_types=stored)

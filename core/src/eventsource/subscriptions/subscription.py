@@ -97,6 +97,8 @@ class Target:
     stream_id: str | None = None
     prefixes: tuple[str, ...] = ()
     event_types: frozenset[str] = frozenset()
+    stored_types: frozenset[str] = frozenset()
+    """The stored type names matched: ``event_types`` and the old names read as one of them (empty: those)."""
 
     @property
     def scope(self) -> str:
@@ -131,7 +133,7 @@ class Target:
         """Whether an event of ``stream_id`` and ``event_type`` is delivered."""
         if self.prefixes and not stream_id.startswith(self.prefixes):
             return False
-        return not self.event_types or event_type in self.event_types
+        return not self.event_types or event_type in (self.stored_types or self.event_types)
 
 
 class Subscription(PageDelivery):

@@ -24,6 +24,7 @@ from eventsource.domain.repository import EVENT_KEY
 from eventsource.errors import (
     ConcurrencyError,
     ConfigurationError,
+    EventNotFoundError,
     StreamNotFoundError,
     UpcastError,
     ValidationError,
@@ -293,6 +294,24 @@ class DomainSuite(ProviderSuiteBase):
         with pytest.raises(ConfigurationError, match="version 2"):
             manager.register_event_class(Stale)  # the chain already produces kit.Stale at version 2
 
+    async def test_event_type_filters_name_types_as_read(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        s, old, new = sid("dom"), sid("kit.Created"), sid("kit.Placed")
+        await manager.append_event(stream_id=s, event_type=old, data={"n": 1})
+        await manager.append_event(stream_id=s, event_type=new, data={"n": 2})
+        manager.rename_event_type(old, new)
+        page = await manager.get_events(stream_id=s, event_types=[new])  # finds the event stored under the old name
+        assert ([e.data["n"] for e in page.events], {e.event_type for e in page.events}) == ([1, 2], {new})
+        assert page.total_count in (None, 2)
+        with pytest.raises(ValidationError, match="read as"):
+            await manager.get_events(stream_id=s, event_types=[old])  # would give events of another type, or none
+        if provider.capabilities.global_order == "total":
+            async with manager.subscribe(stream_prefix=s, event_types=[new]) as sub:
+                assert [e.data["n"] for e in await sub.next_batch(10)] == [1, 2]
+            with pytest.raises(ValidationError, match="read as"):
+                manager.subscribe(stream_prefix=s, event_types=[old])
+
     async def test_legacy_register_upcaster_still_runs_after_the_chain(self, manager: EventSourcingManager) -> None:
         s = sid("dom")
         await manager.append_event(stream_id=s, event_type="kit.ItemAdded", data={"name": "pen"})
@@ -390,6 +409,24 @@ class DomainSuite(ProviderSuiteBase):
         loaded.record(ItemAdded("ink", 1))
         await repo.save(loaded)
         assert (await repo.get(cart.id)).items == {"pen": 1, "ink": 1}
+
+    async def test_aggregate_whose_events_retention_removed_beyond_its_snapshot_is_not_loaded_partial(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        if not self.supports(provider, "truncate_stream"):
+            pytest.skip("capability: the store declares 'truncate_stream' unsupported")
+        for threshold, cut in ((None, 2), (2, 4)):  # no snapshot / a snapshot at 2 and events 1..3 gone
+            repo = Repository(manager, Cart, snapshot_threshold=threshold)
+            cart = repo.new(sid("c"))
+            cart.record(Opened("ada"))
+            cart.record(ItemAdded("pen", 1))
+            await repo.save(cart)  # a snapshot at 2 when the threshold is 2
+            cart.record(ItemAdded("ink", 1))
+            cart.record(ItemAdded("pad", 1))
+            await Repository(manager, Cart, snapshot_threshold=None).save(cart)  # no snapshot at 4
+            await provider.truncate_stream(cart.stream_id, cut)  # a max_count / max_age policy's doing
+            with pytest.raises(EventNotFoundError, match="deleted"):
+                await repo.get(cart.id)  # never a state without the events it misses
 
     async def test_snapshot_cadence_travels_with_the_aggregate_not_the_repository(
         self, manager: EventSourcingManager

@@ -405,3 +405,41 @@ async def test_a_copy_killed_half_way_and_rerun_has_nothing_missing_or_doubled(
             positions.close()
     finally:
         await target.close()
+
+
+def test_cli_export_to_a_path_that_cannot_be_written_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed ``error: FileNotFoundError: [Errno 2] ...`` and exited 1, the code of an unexpected failure."""
+    src = f"sqlite:///{tmp_path / 'src.db'}"
+    assert main(["append", "s-1", "T", "{}", "--store", src], host=PluginHost()) == 0
+    capsys.readouterr()
+    cases = ((tmp_path / "no" / "such" / "x.jsonl", "No such file or directory"), (tmp_path, "Is a directory"))
+    for path, why in cases:
+        code = main(["export", "--from", src, "-o", str(path)], host=PluginHost())
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.strip() == f"error: cannot write the export {str(path)!r}: {why}"
+
+
+@pytest.mark.parametrize("command", ["export", "export --store", "copy"])
+def test_cli_a_source_sqlite_file_that_does_not_exist_is_refused_not_created(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped source path made an empty store there, and the export or copy reported 0 events, exit 0."""
+    missing = tmp_path / "typo.db"
+    url = f"sqlite:///{missing}"
+    argv = {
+        "export": ["export", "--from", url, "-o", str(tmp_path / "out.jsonl")],
+        "export --store": ["--store", url, "export", "-o", str(tmp_path / "out.jsonl")],
+        "copy": ["copy", "--from", url, "--to", f"sqlite:///{tmp_path / 'dst.db'}", "--map", str(tmp_path / "m.db")],
+    }[command]
+    code = main(argv, host=PluginHost())
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip() == (
+        f"error: the source store {url} does not exist: no file {str(missing)!r} "
+        "(a sqlite:/// path is relative to the working directory, sqlite://// is absolute)"
+    )
+    assert not missing.exists()
+    assert not (tmp_path / "dst.db").exists()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventsource.cli.errors import StoreContextError
+from eventsource.cli.errors import StoreContextError, UsageError
 from eventsource.cli.session import _has_server, _unreachable, connect_hint
 from eventsource.errors import ConfigurationError, ErrorType, EventSourceError, ProviderNotFoundError, ValidationError
 
@@ -84,15 +85,18 @@ def resolve(session: Session, store: str) -> tuple[str, dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def opened(session: Session, store: str) -> AsyncIterator[Provider]:
+async def opened(session: Session, store: str, *, source: bool = False) -> AsyncIterator[Provider]:
     """The connected provider of ``store`` (closed after); failures name the masked URL and say what to check.
 
     ``store`` is a URL, or the name of a provider in ``--config`` (to give a store its settings: a
-    PostgreSQL schema, a NATS stream name...).
+    PostgreSQL schema, a NATS stream name...). A ``source`` SQLite file must exist: opening one would
+    create an empty store where a path was mistyped, and copy or export nothing from it.
     """
     url, settings = resolve(session, store)
     session.scrub.add_url(url)
     shown = session.shown(url)
+    if source:
+        _check_source_file(url, shown)
     try:
         provider = session.plugin_host().create_provider(url, **settings)
         session.scrub.add_shown(url, provider.display_url)
@@ -108,6 +112,24 @@ async def opened(session: Session, store: str) -> AsyncIterator[Provider]:
         yield provider
     finally:
         await provider.close()
+
+
+def _check_source_file(url: str, shown: str) -> None:
+    """Refuse a ``sqlite://`` source whose file does not exist (other URLs are the provider's to judge)."""
+    if not url.lower().startswith("sqlite:"):
+        return
+    from eventsource.sqlite.settings import path_from_url
+
+    try:
+        path = path_from_url(url)
+    except ConfigurationError:
+        return  # the provider names what is wrong with the URL
+    if path != ":memory:" and not Path(path).exists():
+        msg = (
+            f"the source store {shown} does not exist: no file {path!r} "
+            "(a sqlite:/// path is relative to the working directory, sqlite://// is absolute)"
+        )
+        raise UsageError(msg, field="source")
 
 
 def default_store(session: Session) -> str:

@@ -443,3 +443,30 @@ def test_cli_a_source_sqlite_file_that_does_not_exist_is_refused_not_created(
     )
     assert not missing.exists()
     assert not (tmp_path / "dst.db").exists()
+
+
+def test_cli_import_with_no_file_at_a_terminal_says_what_to_give_instead_of_waiting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``eventsource import --to URL`` typed without FILE sat silently waiting for an export on the keyboard."""
+
+    class Terminal(io.BytesIO):
+        def isatty(self) -> bool:
+            return True
+
+    class Stdin:
+        buffer = Terminal(b"")
+
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Stdin())
+    dst = tmp_path / "t.db"
+    code = main(["import", "--to", f"sqlite:///{dst}", "--map", str(tmp_path / "m.db")], host=PluginHost())
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip() == (
+        "error: no export FILE given, and stdin is a terminal: name the file "
+        "(eventsource import backup.jsonl.gz) or pipe one in (zcat backup.jsonl.gz | eventsource import)"
+    )
+    assert not dst.exists()

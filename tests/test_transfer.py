@@ -33,6 +33,7 @@ from eventsource.transfer import (
     PLACEHOLDER_TYPE,
     PositionMap,
     StoreSink,
+    TransferProgress,
     copy_store,
     export_store,
     import_store,
@@ -470,3 +471,42 @@ def test_cli_import_with_no_file_at_a_terminal_says_what_to_give_instead_of_wait
         "(eventsource import backup.jsonl.gz) or pipe one in (zcat backup.jsonl.gz | eventsource import)"
     )
     assert not dst.exists()
+
+
+async def test_import_of_a_file_reports_progress_while_it_checks_it(
+    source: EventSourcingManager, tmp_path: Path
+) -> None:
+    """A file is read whole before anything is written: that pass showed nothing, however long the file."""
+    path = tmp_path / "backup.jsonl"
+    with path.open("wb") as out:
+        await export_store(source.get_default_provider(), out)
+    target = await sqlite_target(tmp_path / "restored.db")
+    seen: list[TransferProgress] = []
+    try:
+        with open_input(str(path)) as stream:
+            await import_store(stream, target.get_default_provider(), check_first=True, progress=seen.append)
+    finally:
+        await target.close()
+    phases = [p.phase for p in seen]
+    assert phases[0] == "check"
+    assert [p.events for p in seen if p.phase == "check"][-1] == 598
+    assert "write" in phases
+    assert phases.index("write") > len(phases) - 1 - phases[::-1].index("check")
+
+
+def test_cli_import_shows_the_check_of_a_file_on_a_terminal(
+    source: EventSourcingManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    src_url = source.get_default_provider().url
+    assert src_url is not None
+    path = tmp_path / "backup.jsonl"
+    assert main(["export", "--from", src_url, "-o", str(path)], host=PluginHost()) == 0
+    tty = Terminal()
+    monkeypatch.setattr(sys, "stderr", tty)
+    dst = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["import", str(path), "--to", dst, "--map", str(tmp_path / "m.db")], host=PluginHost()) == 0
+    assert "import: checking 598 events" in tty.getvalue()

@@ -168,7 +168,8 @@ class ProgressView:
         self.last = now
         eta = f", ETA {_duration(p.eta)}" if p.eta is not None else ""
         total = f" of {p.total:,}" if p.total is not None else ""
-        text = f"{self.what}: {p.events:,}{total} events, {p.rate:,.0f} events/s{eta}"
+        doing = "checking " if p.phase == "check" else ""  # an import reads a file through before it writes
+        text = f"{self.what}: {doing}{p.events:,}{total} events, {p.rate:,.0f} events/s{eta}"
         if self.interactive:
             self.out.err.write(f"\r\x1b[K{text}")
             self.shown = True

@@ -186,6 +186,9 @@ def test_projections_lists_each_checkpoint_with_its_lag(tmp_path: Path, url: str
     assert none.returncode == EXIT_USAGE and "--checkpoints URL" in none.stderr
     empty = cli(tmp_path, "--store", "memory://", "projections", "--checkpoints", f"sqlite:///{tmp_path}/none.db")
     assert empty.returncode == EXIT_OK and "no checkpoints in" in empty.stderr
+    # a mistyped path is told apart from an empty store, and no empty database is made there (review)
+    assert f"no file {str(tmp_path / 'none.db')!r}" in empty.stderr
+    assert not (tmp_path / "none.db").exists()
 
 
 def asyncio_put(url: str, cp: Checkpoint) -> None:

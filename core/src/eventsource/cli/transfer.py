@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
     from eventsource.transfer import TransferProgress, TransferResult
 
+SQLITE_PATHS = "a sqlite:/// path is relative to the working directory, sqlite://// is absolute"
 PLAIN_EVERY = 10.0
 """Seconds between two progress lines when stderr is not a terminal."""
 
@@ -114,21 +115,24 @@ async def opened(session: Session, store: str, *, source: bool = False) -> Async
         await provider.close()
 
 
-def _check_source_file(url: str, shown: str) -> None:
-    """Refuse a ``sqlite://`` source whose file does not exist (other URLs are the provider's to judge)."""
+def missing_sqlite_file(url: str) -> str | None:
+    """The path a ``sqlite://`` URL names when no such file exists (opening it would create an empty store)."""
     if not url.lower().startswith("sqlite:"):
-        return
+        return None
     from eventsource.sqlite.settings import path_from_url
 
     try:
         path = path_from_url(url)
     except ConfigurationError:
-        return  # the provider names what is wrong with the URL
-    if path != ":memory:" and not Path(path).exists():
-        msg = (
-            f"the source store {shown} does not exist: no file {path!r} "
-            "(a sqlite:/// path is relative to the working directory, sqlite://// is absolute)"
-        )
+        return None  # the provider names what is wrong with the URL
+    return path if path != ":memory:" and not Path(path).exists() else None
+
+
+def _check_source_file(url: str, shown: str) -> None:
+    """Refuse a ``sqlite://`` source whose file does not exist (other URLs are the provider's to judge)."""
+    path = missing_sqlite_file(url)
+    if path is not None:
+        msg = f"the source store {shown} does not exist: no file {path!r} ({SQLITE_PATHS})"
         raise UsageError(msg, field="source")
 
 

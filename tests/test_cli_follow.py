@@ -153,6 +153,8 @@ def test_follow_stops_on_an_undecodable_event_naming_it_or_skips_it_when_told(
     done = cli(tmp_path, "--store", url, "follow", "--limit", "3")
     assert done.returncode == EXIT_ERROR
     assert bad_id in done.stderr and "position 2" in done.stderr and "Traceback" not in done.stderr
+    # the way out is the command's flag, not the Python API's argument (it said on_decode_error="skip"; review)
+    assert "--skip-undecodable" in done.stderr and "on_decode_error" not in done.stderr
     assert len(done.stdout.splitlines()) == 1
     done = cli(tmp_path, "--store", url, "follow", "--skip-undecodable", "--limit", "2")
     assert done.returncode == EXIT_OK, done.stderr

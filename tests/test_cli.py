@@ -296,6 +296,21 @@ def test_unreachable_store_exits_5_with_the_url_masked(capsys: pytest.CaptureFix
     assert "secret" not in out + err
 
 
+def test_an_unreachable_store_says_it_was_tried_more_than_once(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NATS host that never answered: 'cannot connect ... within 11s', printed after three tries and 33 s."""
+    host = PluginHost(load_entrypoints=False, plugins=[("leaky", _Plugin((_LeakyDown, "leaky")))])
+    monkeypatch.setenv("EVENTSOURCE_RETRY_DELAY", "0")
+    code, _, err = run(capsys, "--store", "leaky://127.0.0.1:1/x", "stats", host=host)
+    assert code == EXIT_UNAVAILABLE
+    assert_one_line_error(err, "connection refused (tried 3 times, retry_attempts);")
+    monkeypatch.setenv("EVENTSOURCE_RETRY_ATTEMPTS", "1")
+    code, _, err = run(capsys, "--store", "leaky://127.0.0.1:1/x", "stats", host=host)
+    assert code == EXIT_UNAVAILABLE
+    assert "tried" not in err
+
+
 def test_postgres_url_password_never_shown(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """With the postgres plugin installed the store is unreachable (5); without it the scheme is unknown (2)."""
     host = PluginHost()

@@ -153,6 +153,8 @@ def test_follow_stops_on_an_undecodable_event_naming_it_or_skips_it_when_told(
     done = cli(tmp_path, "--store", url, "follow", "--limit", "3")
     assert done.returncode == EXIT_ERROR
     assert bad_id in done.stderr and "position 2" in done.stderr and "Traceback" not in done.stderr
+    # the way out is the command's flag, not the Python API's argument (it said on_decode_error="skip"; review)
+    assert "--skip-undecodable" in done.stderr and "on_decode_error" not in done.stderr
     assert len(done.stdout.splitlines()) == 1
     done = cli(tmp_path, "--store", url, "follow", "--skip-undecodable", "--limit", "2")
     assert done.returncode == EXIT_OK, done.stderr
@@ -186,6 +188,9 @@ def test_projections_lists_each_checkpoint_with_its_lag(tmp_path: Path, url: str
     assert none.returncode == EXIT_USAGE and "--checkpoints URL" in none.stderr
     empty = cli(tmp_path, "--store", "memory://", "projections", "--checkpoints", f"sqlite:///{tmp_path}/none.db")
     assert empty.returncode == EXIT_OK and "no checkpoints in" in empty.stderr
+    # a mistyped path is told apart from an empty store, and no empty database is made there (review)
+    assert f"no file {str(tmp_path / 'none.db')!r}" in empty.stderr
+    assert not (tmp_path / "none.db").exists()
 
 
 def asyncio_put(url: str, cp: Checkpoint) -> None:

@@ -19,7 +19,7 @@ from eventsource.manager import EventSourcingManager, _event_id
 from eventsource.memory import MemoryProvider
 from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.plugins import PluginHost
-from eventsource.provider import Capabilities
+from eventsource.provider import Capabilities, Provider
 from eventsource.sqlite import SqliteProvider
 from eventsource.subscriptions import EventDecodeError
 from eventsource.sync import SyncEventSourcingManager
@@ -36,6 +36,25 @@ class TestMemorySubscriptions(SubscriptionSuite):
     @pytest.fixture
     def provider(self, memory_provider: MemoryProvider) -> MemoryProvider:
         return memory_provider
+
+
+class PollingMemoryProvider(MemoryProvider):
+    """A store as docs/writing-a-provider.md allows one: neither ``head_position`` nor ``wait_for_change``."""
+
+    capabilities = Capabilities(global_order="total", concurrency="in_process", cross_process_reads=False)
+    head_position = Provider.head_position
+    wait_for_change = Provider.wait_for_change
+
+
+class TestPollingSubscriptions(SubscriptionSuite):
+    """The guide: the kit skips, naming the capability, what such a store cannot run (three tests failed)."""
+
+    @pytest.fixture
+    async def provider(self) -> AsyncIterator[MemoryProvider]:
+        p = PollingMemoryProvider(f"memory://polling-{uuid.uuid4().hex}")
+        await p.connect()
+        yield p
+        await p.close()
 
 
 class TestSqliteSubscriptions(SubscriptionSuite):

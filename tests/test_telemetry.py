@@ -99,6 +99,21 @@ async def test_append_and_read_make_database_client_spans(manager: EventSourcing
     assert ops["read_stream"] == 1
 
 
+async def test_the_expected_version_attribute_names_the_special_values(manager: EventSourcingManager, sdk: Sdk) -> None:
+    """docs/observability.md: the attribute is ``ANY``, ``NO_STREAM``, ``STREAM_EXISTS`` or a number (it was ``-1``)."""
+    from eventsource import ANY, NO_STREAM, STREAM_EXISTS
+
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    await manager.append_event(stream_id=sid, event_type="A", data={}, expected_version=NO_STREAM)
+    await manager.append_event(stream_id=sid, event_type="A", data={})  # the default: ANY
+    await manager.append_event(stream_id=sid, event_type="A", data={}, expected_version=ANY)
+    await manager.append_event(stream_id=sid, event_type="A", data={}, expected_version=STREAM_EXISTS)
+    await manager.append_event(stream_id=sid, event_type="A", data={}, expected_version=-1)
+    await manager.append_event(stream_id=sid, event_type="A", data={}, expected_version=5)
+    got = [(s.attributes or {})["eventsource.expected_version"] for s in sdk.finished("append")]
+    assert got == ["NO_STREAM", "ANY", "ANY", "STREAM_EXISTS", "ANY", "5"]
+
+
 async def test_a_conflict_is_an_error_span_and_counted(manager: EventSourcingManager, sdk: Sdk) -> None:
     sid = f"s-{uuid.uuid4().hex[:8]}"
     await manager.append_event(stream_id=sid, event_type="A", data={})

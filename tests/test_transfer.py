@@ -33,6 +33,7 @@ from eventsource.transfer import (
     PLACEHOLDER_TYPE,
     PositionMap,
     StoreSink,
+    TransferProgress,
     copy_store,
     export_store,
     import_store,
@@ -405,3 +406,107 @@ async def test_a_copy_killed_half_way_and_rerun_has_nothing_missing_or_doubled(
             positions.close()
     finally:
         await target.close()
+
+
+def test_cli_export_to_a_path_that_cannot_be_written_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed ``error: FileNotFoundError: [Errno 2] ...`` and exited 1, the code of an unexpected failure."""
+    src = f"sqlite:///{tmp_path / 'src.db'}"
+    assert main(["append", "s-1", "T", "{}", "--store", src], host=PluginHost()) == 0
+    capsys.readouterr()
+    cases = ((tmp_path / "no" / "such" / "x.jsonl", "No such file or directory"), (tmp_path, "Is a directory"))
+    for path, why in cases:
+        code = main(["export", "--from", src, "-o", str(path)], host=PluginHost())
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.strip() == f"error: cannot write the export {str(path)!r}: {why}"
+
+
+@pytest.mark.parametrize("command", ["export", "export --store", "copy"])
+def test_cli_a_source_sqlite_file_that_does_not_exist_is_refused_not_created(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped source path made an empty store there, and the export or copy reported 0 events, exit 0."""
+    missing = tmp_path / "typo.db"
+    url = f"sqlite:///{missing}"
+    argv = {
+        "export": ["export", "--from", url, "-o", str(tmp_path / "out.jsonl")],
+        "export --store": ["--store", url, "export", "-o", str(tmp_path / "out.jsonl")],
+        "copy": ["copy", "--from", url, "--to", f"sqlite:///{tmp_path / 'dst.db'}", "--map", str(tmp_path / "m.db")],
+    }[command]
+    code = main(argv, host=PluginHost())
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip() == (
+        f"error: the source store {url} does not exist: no file {str(missing)!r} "
+        "(a sqlite:/// path is relative to the working directory, sqlite://// is absolute)"
+    )
+    assert not missing.exists()
+    assert not (tmp_path / "dst.db").exists()
+
+
+def test_cli_import_with_no_file_at_a_terminal_says_what_to_give_instead_of_waiting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``eventsource import --to URL`` typed without FILE sat silently waiting for an export on the keyboard."""
+
+    class Terminal(io.BytesIO):
+        def isatty(self) -> bool:
+            return True
+
+    class Stdin:
+        buffer = Terminal(b"")
+
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Stdin())
+    dst = tmp_path / "t.db"
+    code = main(["import", "--to", f"sqlite:///{dst}", "--map", str(tmp_path / "m.db")], host=PluginHost())
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip() == (
+        "error: no export FILE given, and stdin is a terminal: name the file "
+        "(eventsource import backup.jsonl.gz) or pipe one in (zcat backup.jsonl.gz | eventsource import)"
+    )
+    assert not dst.exists()
+
+
+async def test_import_of_a_file_reports_progress_while_it_checks_it(
+    source: EventSourcingManager, tmp_path: Path
+) -> None:
+    """A file is read whole before anything is written: that pass showed nothing, however long the file."""
+    path = tmp_path / "backup.jsonl"
+    with path.open("wb") as out:
+        await export_store(source.get_default_provider(), out)
+    target = await sqlite_target(tmp_path / "restored.db")
+    seen: list[TransferProgress] = []
+    try:
+        with open_input(str(path)) as stream:
+            await import_store(stream, target.get_default_provider(), check_first=True, progress=seen.append)
+    finally:
+        await target.close()
+    phases = [p.phase for p in seen]
+    assert phases[0] == "check"
+    assert [p.events for p in seen if p.phase == "check"][-1] == 598
+    assert "write" in phases
+    assert phases.index("write") > len(phases) - 1 - phases[::-1].index("check")
+
+
+def test_cli_import_shows_the_check_of_a_file_on_a_terminal(
+    source: EventSourcingManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    src_url = source.get_default_provider().url
+    assert src_url is not None
+    path = tmp_path / "backup.jsonl"
+    assert main(["export", "--from", src_url, "-o", str(path)], host=PluginHost()) == 0
+    tty = Terminal()
+    monkeypatch.setattr(sys, "stderr", tty)
+    dst = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["import", str(path), "--to", dst, "--map", str(tmp_path / "m.db")], host=PluginHost()) == 0
+    assert "import: checking 598 events" in tty.getvalue()

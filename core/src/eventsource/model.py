@@ -251,7 +251,7 @@ class QueryPage:
     """One page of ``query`` results plus the total number of matches.
 
     ``total_count`` is exact unless ``total_exact`` is ``False`` (an estimate, asked for with ``count="estimate"``);
-    ``None`` when the caller asked for no count (``count="none"``).
+    ``None`` when the caller asked for no count (``count="none"``), unless the store has the exact figure for free.
     """
 
     events: list[RecordedEvent]
@@ -475,7 +475,7 @@ class GetEventsResponse:
     next_cursor: int | None = None
     """Pass as ``after_position`` (same filters and sort order) for the next page; ``None`` on the last page."""
     total_exact: bool = True
-    """Whether ``total_count`` is exact (``False``: an estimate; ``total_count`` is ``None`` for ``count="none"``)."""
+    """Whether ``total_count`` is exact (``False``: an estimate, or ``None`` for ``count="none"`` when not free)."""
 
 
 @dataclass(slots=True)

@@ -98,6 +98,25 @@ async def test_unreachable_server_is_a_connection_error() -> None:
         await p.connect()
 
 
+async def test_a_second_store_on_the_same_subjects_is_refused_naming_the_setting(machine_nats_url: str) -> None:
+    """Another ``stream`` name on an existing store's ``subject_prefix`` (the README's example beside the default
+    store): JetStream refuses the overlap, and the error said only 'stream not found'."""
+    first = await open_provider(machine_nats_url)
+    prefix = first.settings["subject_prefix"]
+    second = NatsProvider(machine_nats_url, stream=f"{first.settings['stream']}x", subject_prefix=prefix)
+    try:
+        with pytest.raises(ConfigurationError) as caught:
+            await second.connect()
+        message = str(caught.value)
+        assert "overlap" in message
+        assert f"'{prefix}.e.*'" in message
+        assert "subject_prefix" in message
+        assert caught.value.details["field"] == "subject_prefix"
+    finally:
+        await second.close()
+        await dispose(first)
+
+
 async def test_an_event_id_reused_in_another_stream_is_refused(machine_provider: NatsProvider) -> None:
     p = machine_provider
     ev = new_event()

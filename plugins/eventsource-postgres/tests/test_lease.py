@@ -170,3 +170,24 @@ async def test_bad_lease_settings_and_urls_are_refused(url: str) -> None:
     with pytest.raises(ProviderUnavailableError) as info:
         await PostgresAdvisoryLease("postgresql://u:hunter2@127.0.0.1:1/db", connect_timeout=1).connect()
     assert "hunter2" not in str(info.value)
+
+
+
+def _readme_block(needle: str) -> str:
+    """The one Python block of this plugin's README holding ``needle``."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", readme, flags=re.DOTALL | re.MULTILINE)
+    [code] = [b for b in blocks if needle in b]
+    return code
+
+
+async def test_the_readme_lease_snippet_runs_as_printed(url: str) -> None:
+    """The README's lease example, its URL pointed at the test server (it named a ``host`` it never made)."""
+    import ast
+
+    code = _readme_block("create_lease(")
+    assert "postgresql://app@db/events" in code
+    code = code.replace("postgresql://app@db/events", url).replace('"orders"', f'"readme-{uuid.uuid4().hex}"')
+    await eval(compile(code, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT), {})

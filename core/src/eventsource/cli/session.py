@@ -89,6 +89,8 @@ class Session:
                 except EventSourceError as e:
                     if e.type in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
                         reason = str(e).rstrip(".")
+                        if cfg.retry_attempts > 1:  # the manager retried the connect: say so, the wait was that long
+                            reason += f" (tried {cfg.retry_attempts} times, retry_attempts)"
                         where = _unreachable(self.shown(url), has_server=_has_server(url))
                         msg = f"{where}: {reason}; {connect_hint(url)} (--store or ${STORE_ENV})"
                         if unreachable is None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventsource.cli.errors import StoreContextError
+from eventsource.cli.errors import StoreContextError, UsageError
 from eventsource.cli.session import _has_server, _unreachable, connect_hint
 from eventsource.errors import ConfigurationError, ErrorType, EventSourceError, ProviderNotFoundError, ValidationError
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
     from eventsource.transfer import TransferProgress, TransferResult
 
+SQLITE_PATHS = "a sqlite:/// path is relative to the working directory, sqlite://// is absolute"
 PLAIN_EVERY = 10.0
 """Seconds between two progress lines when stderr is not a terminal."""
 
@@ -84,15 +86,18 @@ def resolve(session: Session, store: str) -> tuple[str, dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def opened(session: Session, store: str) -> AsyncIterator[Provider]:
+async def opened(session: Session, store: str, *, source: bool = False) -> AsyncIterator[Provider]:
     """The connected provider of ``store`` (closed after); failures name the masked URL and say what to check.
 
     ``store`` is a URL, or the name of a provider in ``--config`` (to give a store its settings: a
-    PostgreSQL schema, a NATS stream name...).
+    PostgreSQL schema, a NATS stream name...). A ``source`` SQLite file must exist: opening one would
+    create an empty store where a path was mistyped, and copy or export nothing from it.
     """
     url, settings = resolve(session, store)
     session.scrub.add_url(url)
     shown = session.shown(url)
+    if source:
+        _check_source_file(url, shown)
     try:
         provider = session.plugin_host().create_provider(url, **settings)
         session.scrub.add_shown(url, provider.display_url)
@@ -108,6 +113,27 @@ async def opened(session: Session, store: str) -> AsyncIterator[Provider]:
         yield provider
     finally:
         await provider.close()
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path a ``sqlite://`` URL names when no such file exists (opening it would create an empty store)."""
+    if not url.lower().startswith("sqlite:"):
+        return None
+    from eventsource.sqlite.settings import path_from_url
+
+    try:
+        path = path_from_url(url)
+    except ConfigurationError:
+        return None  # the provider names what is wrong with the URL
+    return path if path != ":memory:" and not Path(path).exists() else None
+
+
+def _check_source_file(url: str, shown: str) -> None:
+    """Refuse a ``sqlite://`` source whose file does not exist (other URLs are the provider's to judge)."""
+    path = missing_sqlite_file(url)
+    if path is not None:
+        msg = f"the source store {shown} does not exist: no file {path!r} ({SQLITE_PATHS})"
+        raise UsageError(msg, field="source")
 
 
 def default_store(session: Session) -> str:
@@ -146,7 +172,8 @@ class ProgressView:
         self.last = now
         eta = f", ETA {_duration(p.eta)}" if p.eta is not None else ""
         total = f" of {p.total:,}" if p.total is not None else ""
-        text = f"{self.what}: {p.events:,}{total} events, {p.rate:,.0f} events/s{eta}"
+        doing = "checking " if p.phase == "check" else ""  # an import reads a file through before it writes
+        text = f"{self.what}: {doing}{p.events:,}{total} events, {p.rate:,.0f} events/s{eta}"
         if self.interactive:
             self.out.err.write(f"\r\x1b[K{text}")
             self.shown = True

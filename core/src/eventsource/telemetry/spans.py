@@ -19,6 +19,7 @@ import opentelemetry.trace as otel_trace
 
 from eventsource.errors import ConflictError
 from eventsource.manager.policy import PAGED
+from eventsource.model import ExpectedVersion
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -34,6 +35,13 @@ DB_SYSTEMS = {"postgres": "postgresql", "sqlite": "sqlite"}
 
 APPENDS = frozenset({"append", "append_sealed"})
 READS = frozenset({"read_stream", "read_all", "get_event"})
+
+
+def _expected_name(expected: object) -> str:
+    """``ANY``, ``NO_STREAM``, ``STREAM_EXISTS`` or the exact version (``str`` of an ``IntEnum`` is its number)."""
+    if isinstance(expected, int) and expected < 0:
+        return ExpectedVersion(expected).name
+    return str(expected)
 
 
 def _system(provider: Provider) -> str:
@@ -83,7 +91,7 @@ class Telemetry:
         if stream is not None and self.stream_id:
             attrs["eventsource.stream.id"] = stream
         if expected is not None:
-            attrs["eventsource.expected_version"] = str(expected)
+            attrs["eventsource.expected_version"] = _expected_name(expected)
         return attrs
 
     def _finish(

@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
 from eventsource.transfer.source import StreamFilter
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
     from eventsource.transfer.source import Item
 
@@ -32,6 +33,8 @@ FORMAT_VERSION = 1
 _GZIP_MAGIC = b"\x1f\x8b"
 MAX_LINE = 128 << 20
 """Longest line an import reads (room for a 50 MB payload in base64 and its fields); longer is refused."""
+CHECK_EVERY = 10_000
+"""Lines between two progress reports while :meth:`JsonlSource.check` reads a file."""
 MAX_PLACEHOLDERS = 10_000_000
 """Most versions below a stream's first stored event an import fills with placeholders (see the sink)."""
 _EVENT_OPTIONAL = ("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")
@@ -338,18 +341,22 @@ class JsonlSource:
             raise self._error(lineno + 1, f"unreadable ({e})") from e
         self._end(lineno, end, counts)
 
-    def check(self) -> dict[str, int]:
+    def check(self, progress: Callable[[int, float], None] | None = None) -> dict[str, int]:
         """Read the whole file once and raise at its first bad line (for a file: import nothing from a bad one).
 
         Beyond each line, every stream's events must follow each other version by version, start at the
-        stream line's first stored version and end at its version.
+        stream line's first stored version and end at its version. ``progress(events, seconds)`` hears of the
+        events checked so far every :data:`CHECK_EVERY` lines and at the end.
         """
         n = {"stream": 0, "event": 0, "snapshot": 0}
         seen: dict[str, tuple[int, int, int]] = {}  # stream id -> (first version, last version, line of the last)
         heads: dict[str, tuple[StreamInfo, int]] = {}
+        start = time.monotonic()
         for lineno, d in self._lines():
             item = self._parse(lineno, d)
             n[d["kind"]] += 1
+            if progress is not None and lineno % CHECK_EVERY == 0:
+                progress(n["event"], time.monotonic() - start)
             if isinstance(item, RecordedEvent):
                 prev = seen.get(item.stream_id)
                 if prev is not None and item.version != prev[1] + 1:
@@ -369,6 +376,8 @@ class JsonlSource:
                 )
                 raise self._error(lineno, what)
         self.total = None if self.wanted.patterns else n["event"]
+        if progress is not None:
+            progress(n["event"], time.monotonic() - start)
         return n
 
     def _parse(self, lineno: int, d: dict[str, Any]) -> StreamInfo | RecordedEvent | RecordedSnapshot:

@@ -53,11 +53,15 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class TransferProgress:
-    """Where a running transfer is: events read so far, the total if known, and the time it has taken."""
+    """Where a running transfer is: events read so far, the total if known, and the time it has taken.
+
+    ``phase`` is ``"write"``, or ``"check"`` while an import reads a file through once before writing.
+    """
 
     events: int
     total: int | None
     elapsed: float
+    phase: str = "write"
 
     @property
     def rate(self) -> float:
@@ -261,7 +265,8 @@ async def import_store(
     """
     source = JsonlSource(stream, name=name, streams=streams, page_size=page_size)
     if check_first:
-        source.check()
+        report = progress
+        source.check(None if report is None else lambda n, t: report(TransferProgress(n, None, t, phase="check")))
         stream.seek(0)
     positions = PositionMap(position_map)
     try:

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+SUBJECTS_OVERLAP = 10065
+"""JetStream's err_code for a new stream whose subjects another stream already holds."""
+
 FIXED_REPLICATED_OCC = (2, 9, 21)
 """First server whose expected-subject-sequence check holds on replicated streams (PR #4319)."""
 ATOMIC_BATCH_SINCE = (2, 12, 0)
@@ -202,6 +205,27 @@ class Connection:
         msg = f"cannot connect to {self.display_url}: no server accepts connections ({'; '.join(reasons)})"
         raise ProviderUnavailableError(msg, operation="connect")
 
+    async def _stream_info_or_create(self, cfg: Any) -> Any:
+        """The events stream's info, creating it from ``cfg`` if missing; subjects another stream holds are refused."""
+        import nats.js.errors
+
+        js = self.js
+        try:
+            return await js.stream_info(cfg.name)
+        except nats.js.errors.NotFoundError:
+            pass
+        try:
+            return await js.add_stream(cfg)
+        except nats.js.errors.BadRequestError as e:
+            if e.err_code == SUBJECTS_OVERLAP:
+                msg = (
+                    f"cannot create the JetStream stream {cfg.name!r}: its subjects {self.names.events_wildcard!r} "
+                    "overlap with an existing stream (another store on this server); give each store its own "
+                    "subject_prefix setting, or use that store's stream name"
+                )
+                raise ConfigurationError(msg, field="subject_prefix") from e
+            return await js.stream_info(cfg.name)  # created concurrently by another instance
+
     async def _ensure_store(self) -> None:
         import nats.js.errors
         from nats.js import api
@@ -230,13 +254,7 @@ class Connection:
             discard=api.DiscardPolicy.OLD,
             allow_atomic=True if want_atomic else None,
         )
-        try:
-            info = await js.stream_info(s["stream"])
-        except nats.js.errors.NotFoundError:
-            try:
-                info = await js.add_stream(cfg)
-            except nats.js.errors.BadRequestError:
-                info = await js.stream_info(s["stream"])  # created concurrently by another instance
+        info = await self._stream_info_or_create(cfg)
         if want_atomic and not info.config.allow_atomic:
             info = await js.update_stream(replace(info.config, allow_atomic=True))
         self.replicas = int(info.config.num_replicas or 1)

@@ -39,7 +39,7 @@ def copy(session: Session) -> int:
     args, out = session.args, session.out
 
     async def body() -> int:
-        async with opened(session, args.source) as src, opened(session, args.target) as dst:
+        async with opened(session, args.source, source=True) as src, opened(session, args.target) as dst:
             view = ProgressView(out, "copy")
             try:
                 result = await copy_store(

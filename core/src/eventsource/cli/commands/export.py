@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.transfer import ProgressView, add_stream_option, default_store, opened, summary
 
@@ -34,9 +35,13 @@ def export(session: Session) -> int:
     url = args.source or default_store(session)
 
     async def body() -> int:
-        async with opened(session, url) as src:
+        async with opened(session, url, source=True) as src:
             view = ProgressView(out, "export")
-            stream = open_output(args.output, gzipped=args.gzip or args.output.endswith(".gz"))
+            try:
+                stream = open_output(args.output, gzipped=args.gzip or args.output.endswith(".gz"))
+            except OSError as e:
+                msg = f"cannot write the export {args.output!r}: {e.strerror or e}"
+                raise UsageError(msg, field="output") from e
             try:
                 result = await export_store(src, stream, streams=args.streams, progress=view, page_size=args.page_size)
             finally:

@@ -66,6 +66,8 @@ def follow(session: Session) -> int:
     a, out = session.args, session.out
 
     async def body(m: EventSourcingManager) -> int:
+        from eventsource.subscriptions import EventDecodeError
+
         sub = await _subscription(m, a)
         count = reported = 0
         talk = out.interactive or not out.as_json
@@ -85,6 +87,14 @@ def follow(session: Session) -> int:
                         count += 1
                     out.out.flush()
                     reported = _report_skipped(out, sub, reported)
+        except EventDecodeError as e:  # the way out here is a flag, not the API's on_decode_error="skip"
+            d, cause = e.details, e.__cause__ or e
+            msg = (
+                f"cannot decode the event at position {d['position']} (id {d['event_id']!r}, stream "
+                f"{d['stream_id']!r} version {d['version']}): {type(cause).__name__}: {cause}. Fix the codec, key or "
+                "upcaster (--config FILE with the store's keys), or pass --skip-undecodable to report and skip it"
+            )
+            raise EventDecodeError(msg, **d) from cause
         finally:
             if talk:
                 noun = "event" if count == 1 else "events"

@@ -7,8 +7,10 @@ once the input is fixed: what the store holds already is skipped).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
+from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.transfer import (
     ProgressView,
@@ -40,6 +42,12 @@ def import_(session: Session) -> int:
     from eventsource.transfer import import_store, open_input
 
     args, out = session.args, session.out
+    if args.input == "-" and sys.stdin.isatty():
+        msg = (
+            "no export FILE given, and stdin is a terminal: name the file (eventsource import backup.jsonl.gz) "
+            "or pipe one in (zcat backup.jsonl.gz | eventsource import)"
+        )
+        raise UsageError(msg, field="input")
     url = args.target or default_store(session)
 
     async def body() -> int:

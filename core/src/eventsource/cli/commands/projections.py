@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.output import mask, when
+from eventsource.cli.transfer import SQLITE_PATHS, missing_sqlite_file
 from eventsource.errors import ProviderNotFoundError
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ def projections(session: Session) -> int:
 
         url = _checkpoint_url(session, m)
         session.scrub.add_url(url)
+        missing = missing_sqlite_file(url)
+        if missing is not None:  # nothing was ever stored there: say so, and make no empty database
+            out.note(f"no checkpoints in {mask(url)}: no file {missing!r} ({SQLITE_PATHS})")
+            return EXIT_OK
         store = m.host.create_checkpoint_store(url)
         await store.connect()
         by_source = {source_of(m.get_provider(name)): name for name in m.list_providers()}

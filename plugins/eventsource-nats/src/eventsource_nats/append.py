@@ -161,12 +161,17 @@ class Appender:
         """``expected`` fails at a fresh ``tail``: the original result if this is a retry, else the conflict.
 
         A retry of an append that landed after the duplicate window is not a conflict: its ids are in the
-        index, or (its ack lost, so never indexed) in the messages right after ``expected``. ``None`` when
+        index, or (its ack lost, so never indexed) in the messages right after ``expected`` (for ``NO_STREAM``,
+        the stream's first messages). ``None`` when
         :func:`check_expected` accepts the tail after all.
         """
         scan_from = None
-        if not isinstance(expected, ExpectedVersion) and tail.exists and tail.seq and tail.version > expected:
-            scan_from = await self.reader.seek(self.conn.names.subject(token), expected + 1, 1, tail.seq)
+        subject = self.conn.names.subject(token)
+        if expected == ExpectedVersion.NO_STREAM and tail.exists and tail.seq:
+            first = await self.conn.next_msg(subject, 1)  # a NO_STREAM append's events are the stream's first
+            scan_from = int(first.seq) if first is not None else None
+        elif not isinstance(expected, ExpectedVersion) and tail.exists and tail.seq and tail.version > expected:
+            scan_from = await self.reader.seek(subject, expected + 1, 1, tail.seq)
         dup = await self._find_stored(sid, events, scan_from=scan_from, scan_messages=len(events))
         if dup is not None:
             return dup

@@ -1,0 +1,60 @@
+"""Findings of an attacker review of the provider: each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from conftest import dispose, open_provider
+from eventsource.model import NO_STREAM, NewEvent, utcnow
+from eventsource_nats.naming import event_key
+from eventsource_nats.provider import NatsProvider
+
+if TYPE_CHECKING:
+    from servers import Servers
+
+
+def _event() -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), "E", b'{"x": 1}', b"", "json", utcnow())
+
+
+async def _lose_the_id_index(p: NatsProvider, ids: list[str]) -> None:
+    """As if the writer crashed after the publish, before its (unacknowledged) index writes arrived.
+
+    The entries are sent without waiting for an ack: wait until each is stored, so none lands after the purge.
+    """
+    for event_id in ids:
+        for _ in range(200):
+            if await p._conn.kv_get(p.names.ids_bucket, event_key(event_id)) is not None:
+                break
+            await asyncio.sleep(0.01)
+    await p._conn.purge(f"KV_{p.names.ids_bucket}", filter=f"$KV.{p.names.ids_bucket}.>")
+    assert all([await p._conn.kv_get(p.names.ids_bucket, event_key(i)) is None for i in ids])
+
+
+@pytest.mark.parametrize("size", [1, 3])
+@pytest.mark.parametrize("server", ["machine", "current"])
+async def test_a_no_stream_append_retried_by_another_process_after_a_lost_ack_is_not_a_conflict(
+    machine_nats_url: str, current_server: Servers, size: int, server: str
+) -> None:
+    """The writer died after its NO_STREAM append was stored, before the index entries were written; another
+    process retries the same events: the original result, not "stream exists" (an expected version of 0
+    was recognised; NO_STREAM, the usual way to create an aggregate, was not, even inside the dedup window)."""
+    p = await open_provider(machine_nats_url if server == "machine" else current_server.url)
+    try:
+        events = [_event() for _ in range(size)]
+        first = await p.append("s", events, NO_STREAM)
+        await _lose_the_id_index(p, [e.event_id for e in events])
+        other = NatsProvider(**p.spawn_args())  # another process: nothing of the append in memory
+        await other.connect()
+        try:
+            again = await other.append("s", events, NO_STREAM)
+            assert again.duplicate
+            assert (again.first_version, again.positions) == (1, first.positions)
+            assert [e.event_id async for e in other.read_stream("s")] == [e.event_id for e in events]
+        finally:
+            await other.close()
+    finally:
+        await dispose(p)

@@ -58,3 +58,26 @@ async def test_a_no_stream_append_retried_by_another_process_after_a_lost_ack_is
             await other.close()
     finally:
         await dispose(p)
+
+
+async def test_a_no_stream_append_whose_ack_was_lost_is_retried_by_the_same_process(machine_nats_url: str) -> None:
+    """The ack of a NO_STREAM append never arrives (the message is stored): the append fails with a timeout and
+    gives its claim back; the caller's retry of the same event must return the stored result, not a conflict."""
+    p = await open_provider(machine_nats_url, publish_timeout=0.3, publish_retry_seconds=0.0)
+    try:
+        real, losing = p._publisher._on_ack, [True]
+
+        async def on_ack(msg: object) -> None:  # while losing, the ack never arrives: stored, never indexed
+            if not losing[0]:
+                await real(msg)
+
+        p._publisher._on_ack = on_ack  # type: ignore[method-assign]  # before the first publish subscribes it
+        ev = _event()
+        with pytest.raises(Exception):  # noqa: B017 - a timeout of whichever kind the client reports
+            await p.append("s", [ev], NO_STREAM)
+        losing[0] = False
+        again = await p.append("s", [ev], NO_STREAM)
+        assert (again.first_version, again.duplicate) == (1, True)
+        assert [e.event_id async for e in p.read_stream("s")] == [ev.event_id]
+    finally:
+        await dispose(p)

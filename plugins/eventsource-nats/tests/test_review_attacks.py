@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import dispose, open_provider
@@ -79,5 +79,82 @@ async def test_a_no_stream_append_whose_ack_was_lost_is_retried_by_the_same_proc
         again = await p.append("s", [ev], NO_STREAM)
         assert (again.first_version, again.duplicate) == (1, True)
         assert [e.event_id async for e in p.read_stream("s")] == [ev.event_id]
+    finally:
+        await dispose(p)
+
+
+async def _race_retention(p: NatsProvider, run: Any) -> tuple[int, int]:
+    """Run ``run(provider)`` on two instances (two retention jobs, as two replicas of a service schedule them),
+    both planning before either carries its plan out; returns what each reported deleted."""
+    q = NatsProvider(**p.spawn_args())
+    await q.connect()
+    planned = [0]
+    both = asyncio.Event()
+    try:
+        for inst in (p, q):
+            real = inst._retention._carry_out
+
+            async def carry_out(token: str, plan: Any, real: Any = real) -> Any:
+                planned[0] += 1
+                if planned[0] == 2:
+                    both.set()
+                await asyncio.wait_for(both.wait(), 10)
+                return await real(token, plan)
+
+            inst._retention._carry_out = carry_out  # type: ignore[method-assign]
+        a, b = await asyncio.gather(run(p), run(q))
+    finally:
+        await q.close()
+    return a, b
+
+
+async def _live_count_and_info(p: NatsProvider, sid: str) -> tuple[list[int], Any]:
+    fresh = NatsProvider(**p.spawn_args())
+    await fresh.connect()
+    try:
+        return [e.version async for e in fresh.read_stream(sid)], await fresh.get_stream_info(sid)
+    finally:
+        await fresh.close()
+
+
+async def test_two_truncations_of_one_stream_at_once_count_each_deleted_event_once(machine_nats_url: str) -> None:
+    """Both runs added the events they planned to the stream's removed count: 10 of 20 deleted, and
+    ``event_count`` said 0 (``first_version`` None) while 10 events were there to read."""
+    p = await open_provider(machine_nats_url)
+    try:
+        for v in range(20):
+            await p.append("s", [_event()], v)
+        a, b = await _race_retention(p, lambda inst: inst.truncate_stream("s", 11))
+        versions, info = await _live_count_and_info(p, "s")
+        assert versions == list(range(11, 21))
+        assert (info.version, info.event_count, info.first_version) == (20, 10, 11)
+        assert a + b == 10
+    finally:
+        await dispose(p)
+
+
+async def test_two_retention_runs_at_once_count_interior_and_envelope_deletions_once(machine_nats_url: str) -> None:
+    """Events deleted one message at a time (older events behind newer ones) and events hidden inside an
+    envelope were counted by both runs as well."""
+    from datetime import timedelta
+
+    p = await open_provider(machine_nats_url)  # 2.9: a batch is one envelope message
+    try:
+        now = utcnow()
+        old, new = now - timedelta(days=10), now
+
+        def at(ts: Any) -> NewEvent:
+            return NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", ts)
+
+        await p.append("s", [at(new)], 0)
+        await p.append("s", [at(old)], 1)  # an interior message: deleted on its own
+        await p.append("s", [at(new), at(old), at(old)], 2)  # an envelope keeping one live event
+        await p.append("s", [at(new)], 5)
+        cutoff = now - timedelta(days=1)
+        a, b = await _race_retention(p, lambda inst: inst.delete_events_before(cutoff))
+        versions, info = await _live_count_and_info(p, "s")
+        assert versions == [1, 3, 6]
+        assert (info.version, info.event_count, info.first_version) == (6, 3, 1)
+        assert a + b == 3
     finally:
         await dispose(p)

@@ -158,3 +158,38 @@ async def test_two_retention_runs_at_once_count_interior_and_envelope_deletions_
         assert a + b == 3
     finally:
         await dispose(p)
+
+
+async def test_an_append_racing_delete_stream_never_continues_the_deleted_versions(machine_nats_url: str) -> None:
+    """``delete_stream`` purged the subject, then the info record: an append landing in between read the
+    truncated stream's remembered version from the record and wrote version 4 to the emptied subject, so the
+    reused id began at 4 and ``event_count`` said 4 for one event."""
+    from eventsource.model import ANY
+
+    p = await open_provider(machine_nats_url)
+    q = NatsProvider(**p.spawn_args())  # another process, appending while p deletes
+    await q.connect()
+    try:
+        for v in range(3):
+            await p.append("s", [_event()], v)
+        await p.truncate_stream("s", 4)  # every event gone: the info record remembers version 3
+        real, purges = p._conn.purge, [0]
+
+        async def purge(stream: str, **req: Any) -> int:
+            done = await real(stream, **req)
+            purges[0] += 1
+            if purges[0] == 1:  # between delete_stream's first purge and the others
+                await q.append("s", [_event()], ANY)
+            return done
+
+        p._conn.purge = purge  # type: ignore[method-assign]
+        await p.delete_stream("s")
+        p._conn.purge = real  # type: ignore[method-assign]
+        await q.append("s", [_event()], ANY)
+        versions, info = await _live_count_and_info(p, "s")
+        assert versions == list(range(1, len(versions) + 1))
+        assert info is not None
+        assert (info.version, info.event_count) == (len(versions), len(versions))
+    finally:
+        await q.close()
+        await dispose(p)

@@ -193,3 +193,26 @@ async def test_an_append_racing_delete_stream_never_continues_the_deleted_versio
     finally:
         await q.close()
         await dispose(p)
+
+
+async def test_a_store_whose_stream_holds_other_subjects_is_refused_at_connect(machine_nats_url: str) -> None:
+    """``subject_prefix`` changed on an existing store (or two stores naming one JetStream stream): the provider
+    connected, then every append retried "no response from stream" until its horizon and reads failed with a
+    JetStream error, or found no stream at all."""
+    from eventsource.errors import ConfigurationError
+
+    p = await open_provider(machine_nats_url)
+    try:
+        await p.append("s", [_event()], 0)
+        q = NatsProvider(machine_nats_url, stream=p.settings["stream"], subject_prefix="elsewhere")
+        with pytest.raises(ConfigurationError, match="subject_prefix") as caught:
+            await q.connect()
+        assert caught.value.details.get("field") == "subject_prefix"
+        await q.close()
+        covering = NatsProvider(
+            machine_nats_url, stream=p.settings["stream"], subject_prefix=p.settings["subject_prefix"]
+        )
+        await covering.connect()  # the stream's own subjects: accepted
+        await covering.close()
+    finally:
+        await dispose(p)

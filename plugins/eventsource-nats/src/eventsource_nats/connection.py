@@ -55,6 +55,17 @@ def _version_tuple(v: Any) -> tuple[int, int, int]:
     return (int(v.major), int(v.minor), int(v.patch))
 
 
+def _covers(pattern: str, subject: str) -> bool:
+    """Whether every subject matching ``subject`` (which may hold ``*``) also matches ``pattern``."""
+    want = subject.split(".")
+    for n, part in enumerate(pattern.split(".")):
+        if part == ">":
+            return n < len(want)
+        if n >= len(want) or part not in ("*", want[n]):
+            return False
+    return len(pattern.split(".")) == len(want)
+
+
 async def quiet(aw: Awaitable[Any]) -> None:
     """Await and ignore failures (clean-up of consumers, subscriptions and connections)."""
     with contextlib.suppress(Exception):
@@ -237,6 +248,7 @@ class Connection:
                 info = await js.add_stream(cfg)
             except nats.js.errors.BadRequestError:
                 info = await js.stream_info(s["stream"])  # created concurrently by another instance
+        self._check_subjects(list(info.config.subjects or []))
         if want_atomic and not info.config.allow_atomic:
             info = await js.update_stream(replace(info.config, allow_atomic=True))
         self.replicas = int(info.config.num_replicas or 1)
@@ -263,6 +275,16 @@ class Connection:
                 except nats.js.errors.BadRequestError:
                     kv = await js.key_value(bucket)
             self.kv[bucket] = kv
+
+    def _check_subjects(self, subjects: list[str]) -> None:
+        """Refuse a JetStream stream that does not take this store's events subjects (another store's stream)."""
+        if not any(_covers(subject, self.names.events_wildcard) for subject in subjects):
+            msg = (
+                f"JetStream stream {self.names.stream!r} holds the subjects {subjects}, not "
+                f"{self.names.events_wildcard!r}: the stream belongs to another store, or subject_prefix was "
+                "changed after it was created"
+            )
+            raise ConfigurationError(msg, field="subject_prefix")
 
     async def settle(self) -> None:
         """Wait for the background work (consumer deletions) to finish."""

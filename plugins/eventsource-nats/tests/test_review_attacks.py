@@ -7,6 +7,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import test_nats
 from conftest import dispose, open_provider
 from eventsource.model import NO_STREAM, NewEvent, utcnow
 from eventsource_nats.naming import event_key
@@ -14,6 +15,9 @@ from eventsource_nats.provider import NatsProvider
 
 if TYPE_CHECKING:
     from servers import Servers
+
+
+old_cluster = test_nats.old_cluster  # the fixture: a 3-node cluster of a server before 2.9.21
 
 
 def _event() -> NewEvent:
@@ -216,3 +220,44 @@ async def test_a_store_whose_stream_holds_other_subjects_is_refused_at_connect(m
         await covering.close()
     finally:
         await dispose(p)
+
+
+async def test_create_stream_and_a_no_stream_append_never_both_win_under_the_stream_wide_check(
+    old_cluster: Servers,
+) -> None:
+    """A replicated stream on a server before 2.9.21 (``old_server_replicated="stream_wide"``): the NO_STREAM
+    append skipped its claim of the id, so it and a racing ``create_stream`` both succeeded. A KV create is
+    safe there (an expected sequence of 0 is checked when the entry is applied, STORES.md section 1)."""
+    from eventsource.errors import ConcurrencyError, StreamExistsError
+    from eventsource.model import NewStream
+
+    a = await test_nats._connect_retrying(old_cluster.url, replicas=3, old_server_replicated="stream_wide")
+    b = NatsProvider(**a.spawn_args())
+    await b.connect()
+    try:
+        assert a.occ_mode == "stream_wide"
+        both = []
+        for r in range(15):
+            sid = f"race-{r}"
+
+            async def create(sid: str = sid) -> str:
+                try:
+                    await a.create_stream(NewStream(stream_id=sid))
+                except StreamExistsError:
+                    return "lost"
+                return "create"
+
+            async def append(sid: str = sid) -> str:
+                try:
+                    await b.append(sid, [_event()], NO_STREAM)
+                except ConcurrencyError:
+                    return "lost"
+                return "append"
+
+            outcomes = sorted(await asyncio.gather(create(), append()))
+            if outcomes not in (["append", "lost"], ["create", "lost"]):
+                both.append((r, outcomes))
+        assert both == []
+    finally:
+        await b.close()
+        await dispose(a)

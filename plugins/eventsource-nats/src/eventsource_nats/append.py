@@ -129,7 +129,7 @@ class Appender:
                 if dup is not None:
                     return dup
             claim: int | None = None
-            if expected == ExpectedVersion.NO_STREAM and not tail.exists and not self.conn.stream_wide:
+            if expected == ExpectedVersion.NO_STREAM and not tail.exists:
                 self.writer.check_fits(sid, token, events)  # refuse an oversize append before it claims the id
                 # claim the id in the info bucket first (KV create: one creator wins), so a create_stream
                 # or another NO_STREAM append racing this one loses instead of both succeeding

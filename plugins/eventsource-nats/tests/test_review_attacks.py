@@ -261,3 +261,35 @@ async def test_create_stream_and_a_no_stream_append_never_both_win_under_the_str
     finally:
         await b.close()
         await dispose(a)
+
+
+@pytest.mark.parametrize("how", ["truncate", "delete_events_before"])
+async def test_a_stream_deleted_while_retention_runs_stays_deleted(machine_nats_url: str, how: str) -> None:
+    """Retention planned a stream, then another process deleted it: retention re-created the stream's info
+    record with the deleted stream's version, so the deleted stream existed again (empty, at version 5) and a
+    NO_STREAM append to the id was refused."""
+    from datetime import timedelta
+
+    p = await open_provider(machine_nats_url)
+    q = NatsProvider(**p.spawn_args())
+    await q.connect()
+    try:
+        for v in range(5):
+            await p.append("s", [_event()], v)
+        real = p._retention._carry_out
+
+        async def carry_out(token: str, plan: Any) -> Any:
+            await q.delete_stream("s")  # lands after the plan, before it is carried out
+            return await real(token, plan)
+
+        p._retention._carry_out = carry_out  # type: ignore[method-assign]
+        if how == "truncate":
+            await p.truncate_stream("s", 3)
+        else:
+            await p.delete_events_before(utcnow() + timedelta(days=1))
+        assert await q.get_stream_info("s") is None
+        r = await q.append("s", [_event()], NO_STREAM)
+        assert r.first_version == 1
+    finally:
+        await q.close()
+        await dispose(p)

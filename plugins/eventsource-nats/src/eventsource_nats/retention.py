@@ -245,6 +245,9 @@ class Retention:
         last = await conn.last_msg(n.subject(token))
         version = max(plan.version, records.message_versions(last.headers)[1] if last else 0)
         removed = await self._bump_info(token, plan.stream_id, version, leading=plan.leading)
+        if removed is None:  # deleted by another process since the plan was read: nothing left to do
+            self.tails.pop(token, None)
+            return 0
         later = 0
         for seq, idxs in plan.partial.items():
             later += await self._hide(token, seq, idxs)
@@ -303,8 +306,10 @@ class Retention:
 
     async def _bump_info(
         self, token: str, sid: str, version: int, *, leading: Sequence[tuple[int, int]] = (), extra: int = 0
-    ) -> int:
+    ) -> int | None:
         """Count removed events in the stream's info record and remember ``version`` (CAS loop); returns the count.
+
+        ``None`` when the stream has neither a record nor a message: deleted meanwhile, not to be brought back.
 
         ``leading``: (seq, events) of a leading run about to be purged, counted from the record's
         ``counted_below`` on (a run that planned the same messages already counted those below it); ``extra``:
@@ -317,6 +322,8 @@ class Retention:
         for _ in range(50):
             info, rev = await conn.info_get(token)
             if info is None:
+                if await conn.last_msg(conn.names.subject(token)) is None:
+                    return None
                 info = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}}
             info.pop("claim", None)  # the stream has had events: no append can count as its creator any more
             below = int(info.get("counted_below", 0))

@@ -293,3 +293,21 @@ async def test_a_stream_deleted_while_retention_runs_stays_deleted(machine_nats_
     finally:
         await q.close()
         await dispose(p)
+
+
+def test_a_kv_error_without_api_fields_maps_to_a_typed_error() -> None:
+    """nats-py's ``kv.create`` raises ``KeyNotFoundError`` (an ``APIError`` whose ``__init__`` never sets ``code``)
+    when the key is purged between its failed create and its re-read, as ``delete_stream`` racing a create does:
+    the mapping read ``e.code`` and raised ``AttributeError`` instead of a typed error."""
+    import nats.js.errors
+    from eventsource.errors import EventSourceError
+    from eventsource_nats.errors import map_error
+
+    for raised in (
+        nats.js.errors.KeyNotFoundError(),
+        nats.js.errors.KeyDeletedError(),
+        nats.js.errors.BucketNotFoundError(),
+    ):
+        mapped = map_error(raised, "create stream 's'")
+        assert isinstance(mapped, EventSourceError)
+        assert "create stream 's'" in str(mapped)

@@ -221,7 +221,13 @@ class Appender:
         info["claim"] = first.event_id
         try:
             return int(await self.conn.kv[self.conn.names.info_bucket].create(token, json.dumps(info).encode()))
-        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+        except (
+            nats.js.errors.KeyWrongLastSequenceError,
+            nats.js.errors.BadRequestError,
+            nats.js.errors.KeyNotFoundError,
+        ):
+            # KeyNotFoundError: taken, then purged before nats-py re-read it (a racing delete_stream): the caller
+            # reads the tail again
             return None
 
     async def _unclaim(self, token: str, revision: int) -> None:

@@ -286,7 +286,12 @@ class Retention:
                     await conn.kv[bucket].create(key, value)
                 else:
                     await conn.kv[bucket].update(key, value, last=entry.revision)
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+            except (
+                nats.js.errors.KeyWrongLastSequenceError,
+                nats.js.errors.BadRequestError,
+                nats.js.errors.KeyNotFoundError,
+            ):
+                # KeyNotFoundError: kv.create found the key taken, then purged when it re-read it: try again
                 continue
             return len(after - before)
         msg = f"could not mark deleted events of the message at sequence {seq} under contention"
@@ -337,7 +342,12 @@ class Retention:
                     await kv.create(token, json.dumps(info).encode())
                 else:
                     await kv.update(token, json.dumps(info).encode(), last=rev)
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+            except (
+                nats.js.errors.KeyWrongLastSequenceError,
+                nats.js.errors.BadRequestError,
+                nats.js.errors.KeyNotFoundError,
+            ):
+                # KeyNotFoundError: kv.create found the key taken, then purged when it re-read it: try again
                 continue
             return counted
         msg = f"could not update the info of stream {sid!r} under contention"

@@ -16,7 +16,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import StreamExistsError, StreamNotFoundError
+from eventsource.errors import ProviderTimeoutError, StreamExistsError, StreamNotFoundError
 from eventsource.model import StreamInfo, utcnow
 
 from eventsource_nats import records
@@ -72,11 +72,17 @@ class Streams:
         async def create() -> None:
             if await conn.last_msg(conn.names.subject(token)) is not None:
                 raise StreamExistsError(f"stream {stream.stream_id!r} already exists", stream_id=stream.stream_id)
-            try:
-                await conn.kv[conn.names.info_bucket].create(token, json.dumps(info).encode())
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError) as e:
-                msg = f"stream {stream.stream_id!r} already exists"
-                raise StreamExistsError(msg, stream_id=stream.stream_id) from e
+            for _ in range(10):
+                try:
+                    await conn.kv[conn.names.info_bucket].create(token, json.dumps(info).encode())
+                except nats.js.errors.KeyNotFoundError:
+                    continue  # the record was there, then purged before nats-py re-read it (a racing delete_stream)
+                except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError) as e:
+                    msg = f"stream {stream.stream_id!r} already exists"
+                    raise StreamExistsError(msg, stream_id=stream.stream_id) from e
+                return
+            msg = f"create stream {stream.stream_id!r}: its record kept changing under a racing delete"
+            raise ProviderTimeoutError(msg, stream_id=stream.stream_id)
 
         await conn.call(f"create stream {stream.stream_id!r}", create())
         self.tails.pop(token, None)

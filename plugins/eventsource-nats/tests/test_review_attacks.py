@@ -311,3 +311,28 @@ def test_a_kv_error_without_api_fields_maps_to_a_typed_error() -> None:
         mapped = map_error(raised, "create stream 's'")
         assert isinstance(mapped, EventSourceError)
         assert "create stream 's'" in str(mapped)
+
+
+async def test_a_failed_no_stream_append_leaves_no_phantom_in_the_stream_list_or_stats(machine_nats_url: str) -> None:
+    """The claim given back by a failed NO_STREAM append leaves a delete marker under the stream's key: the
+    stream list and stats read the keys and counted a stream that does not exist (total 2 for 1 listed)."""
+    from eventsource.errors import DuplicateEventError
+
+    p = await open_provider(machine_nats_url)
+    other = NatsProvider(**p.spawn_args())
+    await other.connect()
+    try:
+        taken = _event()
+        await p.append("a", [taken], NO_STREAM)
+        with pytest.raises(DuplicateEventError):
+            await other.append("b", [taken], NO_STREAM)  # claims "b", then gives the claim back
+        assert await p.get_stream_info("b") is None
+        listed, total = await p.list_streams(limit=10, offset=0)
+        assert ([i.stream_id for i in listed], total) == (["a"], 1)
+        stats = await p.stats()
+        assert (stats.total_streams, stats.events_by_stream) == (1, {"a": 1})
+        bounded = await p.stats(top_streams=5)
+        assert bounded.total_streams == 1
+    finally:
+        await other.close()
+        await dispose(p)

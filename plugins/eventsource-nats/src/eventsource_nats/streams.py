@@ -168,14 +168,17 @@ class Streams:
         subjects, infos = await asyncio.gather(
             conn.subjects(n.stream, n.events_wildcard), conn.subjects(f"KV_{n.info_bucket}", f"$KV.{n.info_bucket}.*")
         )
-        tokens = {s.rsplit(".", 1)[-1] for s in subjects} | {s.rsplit(".", 1)[-1] for s in infos}
+        with_events = {s.rsplit(".", 1)[-1] for s in subjects}
         out = []
-        for token in tokens:
+        for token in with_events | {s.rsplit(".", 1)[-1] for s in infos}:
             sid = stream_id_of(token)
-            if sid is None:
+            if sid is None or token not in with_events:
+                # a key whose last message is a delete marker (a claim given back) is no stream
                 info, _ = await conn.info_get(token)
                 if info is not None:
                     sid = info["id"]
+                elif token not in with_events:
+                    continue
                 else:
                     first = await conn.next_msg(n.subject(token), 1)
                     sid = stream_id_from(token, first.data if first else None)

@@ -336,3 +336,35 @@ async def test_a_failed_no_stream_append_leaves_no_phantom_in_the_stream_list_or
     finally:
         await other.close()
         await dispose(p)
+
+
+async def test_an_append_reading_the_tail_while_retention_empties_the_stream_keeps_counting_versions(
+    machine_nats_url: str,
+) -> None:
+    """The tail was read as the subject's last message and the info record at once: a record read before
+    retention counted the purge, with a subject read after it, made an emptied stream of version 5 look like
+    version 0, and the append was stored as version 1 again."""
+    from eventsource.model import ANY
+
+    p = await open_provider(machine_nats_url)
+    q = NatsProvider(**p.spawn_args())  # another process: no tail cached
+    await q.connect()
+    try:
+        for v in range(5):
+            await p.append("s", [_event()], v)
+        real, once = q._conn.last_msg, [True]
+
+        async def last_msg(subject: str) -> Any:
+            if once[0]:
+                once[0] = False
+                await p.truncate_stream("s", 6)  # retention empties the stream while the tail is read
+            return await real(subject)
+
+        q._conn.last_msg = last_msg  # type: ignore[method-assign]
+        r = await q.append("s", [_event()], ANY)
+        assert r.first_version == 6
+        with pytest.raises(Exception, match="expected version"):
+            await p.append("s", [_event()], 0)
+    finally:
+        await q.close()
+        await dispose(p)

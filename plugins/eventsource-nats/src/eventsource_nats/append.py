@@ -12,7 +12,6 @@ expected, and returns the original result.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from typing import TYPE_CHECKING
@@ -97,11 +96,14 @@ class Appender:
         if conn.stream_wide:
             resp = await conn.api(f"STREAM.INFO.{conn.names.stream}")
             stream_seq = int(resp["state"]["last_seq"])
-        last, (info, _) = await asyncio.gather(conn.last_msg(subject), conn.info_get(token))
+        last = await conn.last_msg(subject)
         if last is not None:
             _, version = records.message_versions(last.headers)
             tail = Tail(int(last.seq), version, exists=True, stream_seq=max(stream_seq, int(last.seq)))
         else:
+            # read AFTER the subject: retention counts an emptied stream's version in the record before it
+            # purges, so a record read first could predate a purge the subject read then saw (version 0 again)
+            info, _ = await conn.info_get(token)
             known = int(info.get("known_version", 0)) if info else 0
             claim = info.get("claim") if info else None
             tail = Tail(0, known, exists=info is not None, stream_seq=stream_seq, claim=claim)

@@ -368,3 +368,26 @@ async def test_an_append_reading_the_tail_while_retention_empties_the_stream_kee
     finally:
         await q.close()
         await dispose(p)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("max_age", 3600.0), ("max_msgs", 1000), ("max_bytes", 1 << 30), ("max_msgs_per_subject", 100)],
+)
+async def test_server_limits_that_delete_events_make_the_store_degraded(
+    machine_nats_url: str, setting: str, value: float
+) -> None:
+    """A limit set on the events stream (by an operator, or a stream created outside the library) makes the server
+    delete events the library does not track; health said "ok". Once a stream's events expire, its next append
+    even starts again at version 1 (the record never counted the removal)."""
+    import dataclasses
+
+    p = await open_provider(machine_nats_url)
+    try:
+        info = await p._conn.js.stream_info(p.names.stream)
+        await p._conn.js.update_stream(dataclasses.replace(info.config, **{setting: value}))
+        h = await p.health()
+        assert h.details["status"] == "degraded", h.message
+        assert [r["setting"] for r in h.details["durability_risks"]] == [setting]
+    finally:
+        await dispose(p)

@@ -391,3 +391,24 @@ async def test_server_limits_that_delete_events_make_the_store_degraded(
         assert [r["setting"] for r in h.details["durability_risks"]] == [setting]
     finally:
         await dispose(p)
+
+
+async def test_an_existing_stream_without_direct_gets_is_read_and_written(machine_nats_url: str) -> None:
+    """A stream created without ``allow_direct`` (by hand, or by another tool) made every read and append wait for
+    the request timeout and fail as if the server were down: the provider's message gets are direct gets."""
+    import dataclasses
+
+    p = await open_provider(machine_nats_url)
+    try:
+        await p.append("s", [_event()], 0)
+        info = await p._conn.js.stream_info(p.names.stream)
+        await p._conn.js.update_stream(dataclasses.replace(info.config, allow_direct=False))
+        q = NatsProvider(**{**p.spawn_args(), "request_timeout": 2.0})
+        await q.connect()
+        try:
+            assert (await q.append("s", [_event()], 1)).first_version == 2
+            assert [e.version async for e in q.read_stream("s")] == [1, 2]
+        finally:
+            await q.close()
+    finally:
+        await dispose(p)

@@ -241,16 +241,7 @@ class Connection:
             discard=api.DiscardPolicy.OLD,
             allow_atomic=True if want_atomic else None,
         )
-        try:
-            info = await js.stream_info(s["stream"])
-        except nats.js.errors.NotFoundError:
-            try:
-                info = await js.add_stream(cfg)
-            except nats.js.errors.BadRequestError:
-                info = await js.stream_info(s["stream"])  # created concurrently by another instance
-        self._check_subjects(list(info.config.subjects or []))
-        if want_atomic and not info.config.allow_atomic:
-            info = await js.update_stream(replace(info.config, allow_atomic=True))
+        info = await self._events_stream(cfg, want_atomic=want_atomic)
         self.replicas = int(info.config.num_replicas or 1)
         self.stream_wide = False
         if self.replicas > 1 and self.server_version < FIXED_REPLICATED_OCC:
@@ -275,6 +266,25 @@ class Connection:
                 except nats.js.errors.BadRequestError:
                     kv = await js.key_value(bucket)
             self.kv[bucket] = kv
+
+    async def _events_stream(self, cfg: Any, *, want_atomic: bool) -> Any:
+        """The events stream's info: created from ``cfg`` when missing, checked and completed when it exists."""
+        import nats.js.errors
+
+        js = self.js
+        try:
+            info = await js.stream_info(cfg.name)
+        except nats.js.errors.NotFoundError:
+            try:
+                info = await js.add_stream(cfg)
+            except nats.js.errors.BadRequestError:
+                info = await js.stream_info(cfg.name)  # created concurrently by another instance
+        self._check_subjects(list(info.config.subjects or []))
+        if not info.config.allow_direct:  # a stream made elsewhere: every message get here is a direct get
+            info = await js.update_stream(replace(info.config, allow_direct=True))
+        if want_atomic and not info.config.allow_atomic:
+            info = await js.update_stream(replace(info.config, allow_atomic=True))
+        return info
 
     def _check_subjects(self, subjects: list[str]) -> None:
         """Refuse a JetStream stream that does not take this store's events subjects (another store's stream)."""

@@ -412,3 +412,33 @@ async def test_an_existing_stream_without_direct_gets_is_read_and_written(machin
             await q.close()
     finally:
         await dispose(p)
+
+
+async def test_a_no_stream_append_with_attributes_keeps_them_after_a_lost_ack_and_its_retry(
+    machine_nats_url: str,
+) -> None:
+    """The append's ack was lost after the message was stored: the append gave its claim (the info record holding
+    the stream's name and metadata) back, and the retry, answered as a duplicate, never wrote them again: the
+    stream's attributes were gone for good."""
+    from eventsource.model import NewStream
+
+    p = await open_provider(machine_nats_url, publish_timeout=0.3, publish_retry_seconds=0.0)
+    try:
+        real, losing = p._publisher._on_ack, [True]
+
+        async def on_ack(msg: object) -> None:
+            if not losing[0]:
+                await real(msg)
+
+        p._publisher._on_ack = on_ack  # type: ignore[method-assign]
+        ev, attrs = _event(), NewStream("s", name="Order 1", aggregate_type="Order", metadata={"region": "eu"})
+        with pytest.raises(Exception):  # noqa: B017 - a timeout of whichever kind the client reports
+            await p.append("s", [ev], NO_STREAM, attrs)
+        losing[0] = False
+        again = await p.append("s", [ev], NO_STREAM, attrs)
+        assert again.duplicate
+        info = await p.get_stream_info("s")
+        assert info is not None
+        assert (info.name, info.aggregate_type, info.metadata) == ("Order 1", "Order", {"region": "eu"})
+    finally:
+        await dispose(p)

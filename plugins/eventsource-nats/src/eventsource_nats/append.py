@@ -82,11 +82,14 @@ class Appender:
             msg = f"a batch holds at most {MAX_EVENTS_PER_MESSAGE - 1} events on NATS"
             raise ValidationError(msg, field="events")
         try:
-            return await self._append(stream_id, list(events), expected, stream)
+            result = await self._append(stream_id, list(events), expected, stream)
+            if result.duplicate and result.first_version == 1:
+                await self._restore_info(stream_id, stream, events[0])
         except EventSourceError:
             raise
         except Exception as e:
             raise map_error(e, f"append to {stream_id!r}") from e
+        return result
 
     async def fetch_tail(self, token: str) -> Tail:
         """Read the subject's last message (and the info record when the subject is empty)."""
@@ -231,6 +234,22 @@ class Appender:
             # KeyNotFoundError: taken, then purged before nats-py re-read it (a racing delete_stream): the caller
             # reads the tail again
             return None
+
+    async def _restore_info(self, sid: str, stream: NewStream | None, first: NewEvent) -> None:
+        """Write the record of the stream a retried append created, if its first attempt left none.
+
+        A first attempt whose ack was lost never wrote the record, or gave its claim back: the stream's
+        attributes (``stream``, else those of its first event) would be lost for good.
+        """
+        import nats.js.errors
+
+        token = self.token(sid)
+        info, _ = await self.conn.info_get(token)
+        if info is None:
+            record = json.dumps(new_info(sid, stream, first.timestamp, first)).encode()
+            taken = (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError)
+            with contextlib.suppress(*taken, nats.js.errors.KeyNotFoundError):
+                await self.conn.kv[self.conn.names.info_bucket].create(token, record)
 
     async def _unclaim(self, token: str, revision: int) -> None:
         """Delete a claim record if it is still at ``revision`` (best effort: nothing else to do on failure)."""

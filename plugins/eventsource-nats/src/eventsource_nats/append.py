@@ -12,7 +12,6 @@ expected, and returns the original result.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from typing import TYPE_CHECKING
@@ -83,11 +82,14 @@ class Appender:
             msg = f"a batch holds at most {MAX_EVENTS_PER_MESSAGE - 1} events on NATS"
             raise ValidationError(msg, field="events")
         try:
-            return await self._append(stream_id, list(events), expected, stream)
+            result = await self._append(stream_id, list(events), expected, stream)
+            if result.duplicate and result.first_version == 1:
+                await self._restore_info(stream_id, stream, events[0])
         except EventSourceError:
             raise
         except Exception as e:
             raise map_error(e, f"append to {stream_id!r}") from e
+        return result
 
     async def fetch_tail(self, token: str) -> Tail:
         """Read the subject's last message (and the info record when the subject is empty)."""
@@ -97,11 +99,14 @@ class Appender:
         if conn.stream_wide:
             resp = await conn.api(f"STREAM.INFO.{conn.names.stream}")
             stream_seq = int(resp["state"]["last_seq"])
-        last, (info, _) = await asyncio.gather(conn.last_msg(subject), conn.info_get(token))
+        last = await conn.last_msg(subject)
         if last is not None:
             _, version = records.message_versions(last.headers)
             tail = Tail(int(last.seq), version, exists=True, stream_seq=max(stream_seq, int(last.seq)))
         else:
+            # read AFTER the subject: retention counts an emptied stream's version in the record before it
+            # purges, so a record read first could predate a purge the subject read then saw (version 0 again)
+            info, _ = await conn.info_get(token)
             known = int(info.get("known_version", 0)) if info else 0
             claim = info.get("claim") if info else None
             tail = Tail(0, known, exists=info is not None, stream_seq=stream_seq, claim=claim)
@@ -129,7 +134,7 @@ class Appender:
                 if dup is not None:
                     return dup
             claim: int | None = None
-            if expected == ExpectedVersion.NO_STREAM and not tail.exists and not self.conn.stream_wide:
+            if expected == ExpectedVersion.NO_STREAM and not tail.exists:
                 self.writer.check_fits(sid, token, events)  # refuse an oversize append before it claims the id
                 # claim the id in the info bucket first (KV create: one creator wins), so a create_stream
                 # or another NO_STREAM append racing this one loses instead of both succeeding
@@ -161,12 +166,17 @@ class Appender:
         """``expected`` fails at a fresh ``tail``: the original result if this is a retry, else the conflict.
 
         A retry of an append that landed after the duplicate window is not a conflict: its ids are in the
-        index, or (its ack lost, so never indexed) in the messages right after ``expected``. ``None`` when
+        index, or (its ack lost, so never indexed) in the messages right after ``expected`` (for ``NO_STREAM``,
+        the stream's first messages). ``None`` when
         :func:`check_expected` accepts the tail after all.
         """
         scan_from = None
-        if not isinstance(expected, ExpectedVersion) and tail.exists and tail.seq and tail.version > expected:
-            scan_from = await self.reader.seek(self.conn.names.subject(token), expected + 1, 1, tail.seq)
+        subject = self.conn.names.subject(token)
+        if expected == ExpectedVersion.NO_STREAM and tail.exists and tail.seq:
+            first = await self.conn.next_msg(subject, 1)  # a NO_STREAM append's events are the stream's first
+            scan_from = int(first.seq) if first is not None else None
+        elif not isinstance(expected, ExpectedVersion) and tail.exists and tail.seq and tail.version > expected:
+            scan_from = await self.reader.seek(subject, expected + 1, 1, tail.seq)
         dup = await self._find_stored(sid, events, scan_from=scan_from, scan_messages=len(events))
         if dup is not None:
             return dup
@@ -216,8 +226,30 @@ class Appender:
         info["claim"] = first.event_id
         try:
             return int(await self.conn.kv[self.conn.names.info_bucket].create(token, json.dumps(info).encode()))
-        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+        except (
+            nats.js.errors.KeyWrongLastSequenceError,
+            nats.js.errors.BadRequestError,
+            nats.js.errors.KeyNotFoundError,
+        ):
+            # KeyNotFoundError: taken, then purged before nats-py re-read it (a racing delete_stream): the caller
+            # reads the tail again
             return None
+
+    async def _restore_info(self, sid: str, stream: NewStream | None, first: NewEvent) -> None:
+        """Write the record of the stream a retried append created, if its first attempt left none.
+
+        A first attempt whose ack was lost never wrote the record, or gave its claim back: the stream's
+        attributes (``stream``, else those of its first event) would be lost for good.
+        """
+        import nats.js.errors
+
+        token = self.token(sid)
+        info, _ = await self.conn.info_get(token)
+        if info is None:
+            record = json.dumps(new_info(sid, stream, first.timestamp, first)).encode()
+            taken = (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError)
+            with contextlib.suppress(*taken, nats.js.errors.KeyNotFoundError):
+                await self.conn.kv[self.conn.names.info_bucket].create(token, record)
 
     async def _unclaim(self, token: str, revision: int) -> None:
         """Delete a claim record if it is still at ``revision`` (best effort: nothing else to do on failure)."""

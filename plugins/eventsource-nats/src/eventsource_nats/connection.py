@@ -58,6 +58,17 @@ def _version_tuple(v: Any) -> tuple[int, int, int]:
     return (int(v.major), int(v.minor), int(v.patch))
 
 
+def _covers(pattern: str, subject: str) -> bool:
+    """Whether every subject matching ``subject`` (which may hold ``*``) also matches ``pattern``."""
+    want = subject.split(".")
+    for n, part in enumerate(pattern.split(".")):
+        if part == ">":
+            return n < len(want)
+        if n >= len(want) or part not in ("*", want[n]):
+            return False
+    return len(pattern.split(".")) == len(want)
+
+
 async def quiet(aw: Awaitable[Any]) -> None:
     """Await and ignore failures (clean-up of consumers, subscriptions and connections)."""
     with contextlib.suppress(Exception):
@@ -254,9 +265,7 @@ class Connection:
             discard=api.DiscardPolicy.OLD,
             allow_atomic=True if want_atomic else None,
         )
-        info = await self._stream_info_or_create(cfg)
-        if want_atomic and not info.config.allow_atomic:
-            info = await js.update_stream(replace(info.config, allow_atomic=True))
+        info = await self._events_stream(cfg, want_atomic=want_atomic)
         self.replicas = int(info.config.num_replicas or 1)
         self.stream_wide = False
         if self.replicas > 1 and self.server_version < FIXED_REPLICATED_OCC:
@@ -281,6 +290,27 @@ class Connection:
                 except nats.js.errors.BadRequestError:
                     kv = await js.key_value(bucket)
             self.kv[bucket] = kv
+
+    async def _events_stream(self, cfg: Any, *, want_atomic: bool) -> Any:
+        """The events stream's info: created from ``cfg`` when missing, checked and completed when it exists."""
+        js = self.js
+        info = await self._stream_info_or_create(cfg)
+        self._check_subjects(list(info.config.subjects or []))
+        if not info.config.allow_direct:  # a stream made elsewhere: every message get here is a direct get
+            info = await js.update_stream(replace(info.config, allow_direct=True))
+        if want_atomic and not info.config.allow_atomic:
+            info = await js.update_stream(replace(info.config, allow_atomic=True))
+        return info
+
+    def _check_subjects(self, subjects: list[str]) -> None:
+        """Refuse a JetStream stream that does not take this store's events subjects (another store's stream)."""
+        if not any(_covers(subject, self.names.events_wildcard) for subject in subjects):
+            msg = (
+                f"JetStream stream {self.names.stream!r} holds the subjects {subjects}, not "
+                f"{self.names.events_wildcard!r}: the stream belongs to another store, or subject_prefix was "
+                "changed after it was created"
+            )
+            raise ConfigurationError(msg, field="subject_prefix")
 
     async def settle(self) -> None:
         """Wait for the background work (consumer deletions) to finish."""

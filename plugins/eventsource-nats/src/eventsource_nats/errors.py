@@ -93,9 +93,11 @@ def map_error(e: BaseException, what: str = "NATS operation") -> EventSourceErro
     if isinstance(e, nats.errors.MaxPayloadError):
         return ValidationError(f"{what}: the message exceeds the server's max_payload", field="data")
     if isinstance(e, nats.js.errors.APIError):
+        # the KV errors are APIErrors whose __init__ never sets these fields
+        code, err_code = getattr(e, "code", None), getattr(e, "err_code", None)
         return ProviderError(
-            f"{what}: JetStream error {e.code} (err_code {e.err_code}): {e.description}",
-            code=e.code,
-            err_code=e.err_code,
+            f"{what}: JetStream error {code} (err_code {err_code}): {getattr(e, 'description', None) or e}",
+            code=code,
+            err_code=err_code,
         )
     return ProviderError(f"{what}: {type(e).__name__}: {e}")

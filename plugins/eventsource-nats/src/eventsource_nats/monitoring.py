@@ -44,14 +44,23 @@ SINGLE_SERVER_NOTE = (
 )
 
 
-def durability_risks(configs: dict[str, dict[str, Any]], *, clustered: bool) -> tuple[list[dict[str, str]], list[str]]:
-    """Risks (memory storage; one replica where a cluster offers more) and notes, per JetStream stream.
+LIMITS = ("max_age", "max_msgs", "max_bytes", "max_msgs_per_subject")
+"""Stream limits that delete messages (the KV buckets keep one message per key by design: no per-subject limit)."""
 
-    ``configs``: each stream's configuration as the server reports it (the events stream and the buckets).
+
+def durability_risks(configs: dict[str, dict[str, Any]], *, clustered: bool) -> tuple[list[dict[str, str]], list[str]]:
+    """Risks (memory storage; one replica where a cluster offers more; limits that delete) and notes, per stream.
+
+    ``configs``: each stream's configuration as the server reports it (the events stream first, then the buckets).
     One replica on a standalone server is the norm, not a choice, so it is a note; on a cluster it is a risk.
     """
     risks, notes = [], []
-    for name, cfg in configs.items():
+    for n, (name, cfg) in enumerate(configs.items()):
+        # limits make the server delete what the library does not track: events (the first stream) or records
+        for limit in LIMITS if n == 0 else LIMITS[:3]:
+            if int(cfg.get(limit) or 0) > 0:
+                why = "the server deletes messages past this limit behind the library's back (versions can restart)"
+                risks.append(risk(limit, cfg[limit], f"stream {name}", why))
         if cfg.get("storage") == "memory":
             risks.append(
                 risk("storage", "memory", f"stream {name}", "every stored event is lost when the server restarts")

@@ -27,7 +27,7 @@ from eventsource_nats.reads import stream_id_from
 from eventsource_nats.records import HDR_COUNT
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from datetime import datetime
 
     from eventsource.model import RecordedEvent
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from eventsource_nats.writers import Tail
 
 
+SEQUENCE_NOT_FOUND = 10043
+"""err_code of a message delete whose message is already gone."""
 GETS_FIRST = 16
 """Messages of a stream ``delete_events_before`` reads with single gets before it opens a consumer."""
 
@@ -47,7 +49,8 @@ class _Plan:
 
     purge_below: int = 0
     prefix: bool = True
-    singles: list[int] = field(default_factory=list)
+    leading: list[tuple[int, int]] = field(default_factory=list)  # (seq, events) of the leading run it purges
+    singles: list[tuple[int, int]] = field(default_factory=list)  # (seq, events) of the messages deleted one by one
     partial: dict[int, list[int]] = field(default_factory=dict)
     envelopes: list[int] = field(default_factory=list)
     removed: int = 0
@@ -64,8 +67,9 @@ class _Plan:
         if gone and len(gone) == len(live):
             if self.prefix:
                 self.purge_below = seq + 1
+                self.leading.append((seq, len(gone)))
             else:
-                self.singles.append(seq)
+                self.singles.append((seq, len(gone)))
         else:
             self.prefix = False
             if gone:
@@ -73,7 +77,7 @@ class _Plan:
 
     def keep_last(self) -> None:
         """Keep the subject's last message when it would be deleted one by one (live ones come before it)."""
-        if self.singles and self.singles[-1] == self.last[0]:
+        if self.singles and self.singles[-1][0] == self.last[0]:
             self.singles.pop()
             self.removed -= self.last[1]
 
@@ -139,8 +143,7 @@ class Retention:
             for subject in subjects:
                 plan = await self._leading_run(subject, lambda r: r.timestamp < cutoff)
                 if plan.removed:
-                    await self._carry_out(n.token_of_subject(subject), plan)
-                    total += plan.removed
+                    total += await self._carry_out(n.token_of_subject(subject), plan)
             return total
 
         return await conn.call("delete events before a time", run())
@@ -198,8 +201,7 @@ class Retention:
         total = 0
         for token, plan in plans.items():
             if plan.removed:
-                await self._carry_out(token, plan)
-                total += plan.removed
+                total += await self._carry_out(token, plan)
         return total
 
     async def _plan(
@@ -230,29 +232,94 @@ class Retention:
                 plan.keep_last()
         return plans
 
-    async def _carry_out(self, token: str, plan: _Plan) -> None:
-        """Apply one stream's plan: info record first, then hidden indexes, purges and single deletes."""
+    async def _carry_out(self, token: str, plan: _Plan) -> int:
+        """Apply one stream's plan; returns how many events THIS run deleted (another run may race it).
+
+        The leading run is counted in the info record before it is purged (an emptied stream keeps its
+        version); the record keeps the sequence below which leading runs were counted, so a run that
+        planned the same messages does not count them again. Hidden indexes and single deletes are
+        counted after the server said this run made them (another run's make nothing).
+        """
         conn = self.conn
         n = conn.names
         last = await conn.last_msg(n.subject(token))
         version = max(plan.version, records.message_versions(last.headers)[1] if last else 0)
-        await self._bump_info(token, plan.stream_id, plan.removed, version)
+        removed = await self._bump_info(token, plan.stream_id, version, leading=plan.leading)
+        if removed is None:  # deleted by another process since the plan was read: nothing left to do
+            self.tails.pop(token, None)
+            return 0
+        later = 0
         for seq, idxs in plan.partial.items():
-            await conn.kv[n.hidden_bucket].put(Names.hidden_key(token, seq), json.dumps(idxs).encode())
+            later += await self._hide(token, seq, idxs)
         if plan.purge_below:
             await conn.purge(n.stream, filter=n.subject(token), seq=plan.purge_below)
-        for seq in plan.singles:
-            await conn.api(f"STREAM.MSG.DELETE.{n.stream}", {"seq": seq})
+        for seq, events in plan.singles:
+            if await self._delete_msg(seq):
+                later += events
             await conn.purge(f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}")
         for seq in plan.envelopes:
             if seq < plan.purge_below:
                 await conn.purge(
                     f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
                 )
+        if later:
+            await self._bump_info(token, plan.stream_id, version, extra=later)
         self.tails.pop(token, None)
+        return removed + later
 
-    async def _bump_info(self, token: str, sid: str, removed: int, version: int) -> None:
-        """Add ``removed`` to the stream's removed count and remember ``version`` (CAS loop)."""
+    async def _hide(self, token: str, seq: int, idxs: list[int]) -> int:
+        """Add ``idxs`` to the deleted indexes of the envelope at ``seq`` (CAS); how many were not there yet."""
+        import nats.js.errors
+
+        conn = self.conn
+        bucket = conn.names.hidden_bucket
+        key = Names.hidden_key(token, seq)
+        for _ in range(50):
+            entry = await conn.kv_get(bucket, key)
+            before = set(json.loads(entry.value)) if entry is not None and entry.value else set()
+            after = before | set(idxs)
+            if after == before:
+                return 0
+            value = json.dumps(sorted(after)).encode()
+            try:
+                if entry is None:
+                    await conn.kv[bucket].create(key, value)
+                else:
+                    await conn.kv[bucket].update(key, value, last=entry.revision)
+            except (
+                nats.js.errors.KeyWrongLastSequenceError,
+                nats.js.errors.BadRequestError,
+                nats.js.errors.KeyNotFoundError,
+            ):
+                # KeyNotFoundError: kv.create found the key taken, then purged when it re-read it: try again
+                continue
+            return len(after - before)
+        msg = f"could not mark deleted events of the message at sequence {seq} under contention"
+        raise ProviderTimeoutError(msg)
+
+    async def _delete_msg(self, seq: int) -> bool:
+        """Delete the message at ``seq``; ``False`` when it is already gone (another run deleted it)."""
+        import nats.js.errors
+
+        try:
+            await self.conn.api(f"STREAM.MSG.DELETE.{self.conn.names.stream}", {"seq": seq})
+        except nats.js.errors.APIError as e:
+            if e.err_code == SEQUENCE_NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def _bump_info(
+        self, token: str, sid: str, version: int, *, leading: Sequence[tuple[int, int]] = (), extra: int = 0
+    ) -> int | None:
+        """Count removed events in the stream's info record and remember ``version`` (CAS loop); returns the count.
+
+        ``None`` when the stream has neither a record nor a message: deleted meanwhile, not to be brought back.
+
+        ``leading``: (seq, events) of a leading run about to be purged, counted from the record's
+        ``counted_below`` on (a run that planned the same messages already counted those below it); ``extra``:
+        events this run already deleted.
+        """
         import nats.js.errors
 
         conn = self.conn
@@ -260,17 +327,28 @@ class Retention:
         for _ in range(50):
             info, rev = await conn.info_get(token)
             if info is None:
+                if await conn.last_msg(conn.names.subject(token)) is None:
+                    return None
                 info = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}}
             info.pop("claim", None)  # the stream has had events: no append can count as its creator any more
-            info["removed"] = int(info.get("removed", 0)) + removed
+            below = int(info.get("counted_below", 0))
+            counted = extra + sum(events for seq, events in leading if seq >= below)
+            if leading:
+                info["counted_below"] = max(below, leading[-1][0] + 1)
+            info["removed"] = int(info.get("removed", 0)) + counted
             info["known_version"] = max(int(info.get("known_version", 0)), version)
             try:
                 if rev is None:
                     await kv.create(token, json.dumps(info).encode())
                 else:
                     await kv.update(token, json.dumps(info).encode(), last=rev)
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+            except (
+                nats.js.errors.KeyWrongLastSequenceError,
+                nats.js.errors.BadRequestError,
+                nats.js.errors.KeyNotFoundError,
+            ):
+                # KeyNotFoundError: kv.create found the key taken, then purged when it re-read it: try again
                 continue
-            return
+            return counted
         msg = f"could not update the info of stream {sid!r} under contention"
         raise ProviderTimeoutError(msg)

@@ -16,7 +16,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import StreamExistsError, StreamNotFoundError
+from eventsource.errors import ProviderTimeoutError, StreamExistsError, StreamNotFoundError
 from eventsource.model import StreamInfo, utcnow
 
 from eventsource_nats import records
@@ -72,11 +72,17 @@ class Streams:
         async def create() -> None:
             if await conn.last_msg(conn.names.subject(token)) is not None:
                 raise StreamExistsError(f"stream {stream.stream_id!r} already exists", stream_id=stream.stream_id)
-            try:
-                await conn.kv[conn.names.info_bucket].create(token, json.dumps(info).encode())
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError) as e:
-                msg = f"stream {stream.stream_id!r} already exists"
-                raise StreamExistsError(msg, stream_id=stream.stream_id) from e
+            for _ in range(10):
+                try:
+                    await conn.kv[conn.names.info_bucket].create(token, json.dumps(info).encode())
+                except nats.js.errors.KeyNotFoundError:
+                    continue  # the record was there, then purged before nats-py re-read it (a racing delete_stream)
+                except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError) as e:
+                    msg = f"stream {stream.stream_id!r} already exists"
+                    raise StreamExistsError(msg, stream_id=stream.stream_id) from e
+                return
+            msg = f"create stream {stream.stream_id!r}: its record kept changing under a racing delete"
+            raise ProviderTimeoutError(msg, stream_id=stream.stream_id)
 
         await conn.call(f"create stream {stream.stream_id!r}", create())
         self.tails.pop(token, None)
@@ -93,6 +99,11 @@ class Streams:
             (info, _), last = await asyncio.gather(conn.info_get(token), conn.last_msg(n.subject(token)))
             if info is None and last is None:
                 raise StreamNotFoundError(f"stream {stream_id!r} does not exist", stream_id=stream_id)
+            if info is not None and (info.get("known_version") or info.get("removed")):
+                # an append racing this delete reads the record once the subject is empty: it must start again
+                # at version 1, not after the deleted stream's remembered version
+                reset = {"id": info.get("id", stream_id), "removed": 0, "known_version": 0, "metadata": {}}
+                await conn.kv[n.info_bucket].put(token, json.dumps(reset).encode())
             await conn.purge(n.stream, filter=n.subject(token))
             await asyncio.gather(
                 conn.purge(f"KV_{n.info_bucket}", filter=f"$KV.{n.info_bucket}.{token}"),
@@ -157,14 +168,17 @@ class Streams:
         subjects, infos = await asyncio.gather(
             conn.subjects(n.stream, n.events_wildcard), conn.subjects(f"KV_{n.info_bucket}", f"$KV.{n.info_bucket}.*")
         )
-        tokens = {s.rsplit(".", 1)[-1] for s in subjects} | {s.rsplit(".", 1)[-1] for s in infos}
+        with_events = {s.rsplit(".", 1)[-1] for s in subjects}
         out = []
-        for token in tokens:
+        for token in with_events | {s.rsplit(".", 1)[-1] for s in infos}:
             sid = stream_id_of(token)
-            if sid is None:
+            if sid is None or token not in with_events:
+                # a key whose last message is a delete marker (a claim given back) is no stream
                 info, _ = await conn.info_get(token)
                 if info is not None:
                     sid = info["id"]
+                elif token not in with_events:
+                    continue
                 else:
                     first = await conn.next_msg(n.subject(token), 1)
                     sid = stream_id_from(token, first.data if first else None)

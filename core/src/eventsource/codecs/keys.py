@@ -187,8 +187,9 @@ class ScopedKeyStore(KeyProvider):
     the calling thread (every later payload of the scope uses the cached key).
 
     Several processes may share the file: writes take an exclusive ``flock`` on ``<path>.lock`` and
-    first read what others appended; readers pick up other processes' new keys on a miss and, at most
-    once a second, notice a shred (the file was replaced) so it takes effect everywhere within a second.
+    first read what others appended. A shred replaces the file: every process sees that before it seals
+    its next payload (one ``stat``), so no new payload gets a shredded key; reads notice it within a second.
+    Readers pick up other processes' new keys on a miss.
     """
 
     def __init__(self, master: StaticKeyRing, path: str | os.PathLike[str] | None = None) -> None:
@@ -203,6 +204,7 @@ class ScopedKeyStore(KeyProvider):
         # inode number, so "replaced" is always seen) and how far
         self._fd: weakref.finalize | None = None  # type: ignore[type-arg]
         self._fd_no = -1
+        self._held: tuple[int, int] | None = None  # (inode, device) of the file held
         self._offset = 0
         self._checked = time.monotonic()
         if self.path is not None:
@@ -244,7 +246,7 @@ class ScopedKeyStore(KeyProvider):
     def _forget_file(self) -> None:
         if self._fd is not None:
             self._fd()  # closes the descriptor (once)
-        self._fd, self._fd_no = None, -1
+        self._fd, self._fd_no, self._held = None, -1, None
 
     def _sync(self) -> None:
         """Apply what the file holds beyond what was read (all of it when the file was replaced)."""
@@ -269,6 +271,8 @@ class ScopedKeyStore(KeyProvider):
                 self._forget_file()
                 fd = os.open(path, os.O_RDONLY)
                 self._fd, self._fd_no = weakref.finalize(self, os.close, fd), fd
+                opened = os.fstat(fd)
+                self._held = (opened.st_ino, opened.st_dev)
                 self._reset()
             size = os.fstat(self._fd_no).st_size
             if size == self._offset:
@@ -411,7 +415,11 @@ class ScopedKeyStore(KeyProvider):
         if scope is None:
             return self.master.encryption_key(None)
         if self.path is not None:
-            self._maybe_refresh()
+            if self._replaced():  # a shred elsewhere: never seal a new payload with a shredded key
+                self._checked = time.monotonic()
+                self._sync()
+            else:
+                self._maybe_refresh()
         kid = self._active.get(scope)
         if kid is not None and kid in self._plain:
             return kid, self._plain[kid]
@@ -436,6 +444,14 @@ class ScopedKeyStore(KeyProvider):
             self._offset = 0
             self._sync()
 
+    def _replaced(self) -> bool:
+        """Whether the file at the path is not the one held (replaced by a shred or rewrap elsewhere)."""
+        try:
+            st = os.stat(self.path)  # type: ignore[arg-type]
+        except OSError:
+            return True  # _sync says what is wrong, or that there is no file yet
+        return (st.st_ino, st.st_dev) != self._held
+
     def _maybe_refresh(self) -> None:
         """At most once a second, read what other processes changed (bounded shred staleness)."""
         now = time.monotonic()
@@ -447,8 +463,8 @@ class ScopedKeyStore(KeyProvider):
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         """A data key by id (master keys serve the global scope); tombstoned ids raise :class:`KeyShreddedError`.
 
-        With a key file, a shred done by another process takes effect here within a second (the file's
-        modification time is checked at most once a second), or at once after :meth:`refresh`.
+        With a key file, a shred done by another process takes effect here within a second (whether the
+        file was replaced is checked at most once a second), or at once after :meth:`refresh`.
         """
         if self.path is not None:
             self._maybe_refresh()

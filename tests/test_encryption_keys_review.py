@@ -3,15 +3,19 @@ providers that return bad keys or raise, and ciphertexts relabelled to another t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-import sqlite3
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.codecs.keys import KeyProvider
-from eventsource.errors import CodecError, ConfigurationError, DecryptionError, KeyShreddedError
+from eventsource.errors import (
+    CodecError,
+    KeyShreddedError,
+    StreamNotFoundError,
+)
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 
@@ -74,3 +78,103 @@ async def test_an_append_after_another_process_shredded_the_scope_gets_a_fresh_k
     assert b_kid in [k for r in saved if "shred" in r for k in r["keys"]]  # only tombstones name them
     with pytest.raises(KeyShreddedError):
         await a.get_event_by_id(r.event_id)
+
+
+# ---------------------------------------------------------------------- key providers that misbehave
+
+
+class Flaky(KeyProvider):
+    """A key service (think: a KMS) whose answers a test controls: a key to return, or an error to raise."""
+
+    def __init__(self) -> None:
+        self.key: Any = bytes(range(32))
+        self.error: Exception | None = None
+
+    def encryption_key(self, scope: str | None) -> tuple[str, bytes]:
+        if self.error is not None:
+            raise self.error
+        return "kms-1", self.key
+
+    def decryption_key(self, key_id: str, scope: str | None) -> bytes:
+        if self.error is not None:
+            raise self.error
+        return self.key  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [bytes(16), bytes(24), bytes(20), "k" * 32, None, bytearray(16)],
+    ids=["aes128", "aes192", "20-bytes", "text", "none", "bytearray"],
+)
+async def test_a_key_provider_returning_anything_but_a_32_byte_key_is_refused(tmp_path: Path, bad: Any) -> None:
+    """A 16- or 24-byte key was used as given (AES-128/192 where the library promises AES-256); other
+    values raised a raw ValueError or TypeError from ``cryptography``."""
+    from eventsource.errors import KeyProviderError
+
+    kms = Flaky()
+    m = await manager(sqlite_url(tmp_path), key_provider=kms)
+    r = await m.append_event(stream_id="kept", event_type="E", data={"n": 1})
+    kms.key = bad
+    with pytest.raises(KeyProviderError) as info:
+        await m.append_event(stream_id="s", event_type="E", data={"n": 1})
+    assert info.value.details["key_id"] == "kms-1"
+    with pytest.raises(StreamNotFoundError):  # nothing was written
+        await m.get_stream_info("s")
+    with pytest.raises(KeyProviderError):
+        await m.get_event_by_id(r.event_id)
+
+
+@pytest.mark.parametrize("error", [ConnectionError("kms unreachable"), RuntimeError("bug"), KeyError("x")])
+async def test_a_key_provider_that_raises_gives_a_typed_error_and_writes_nothing(
+    tmp_path: Path, error: Exception
+) -> None:
+    from eventsource.errors import KeyProviderError
+
+    kms = Flaky()
+    m = await manager(sqlite_url(tmp_path), key_provider=kms)
+    r = await m.append_event(stream_id="kept", event_type="E", data={"n": 1})
+    await m.create_snapshot(stream_id="kept", data={"n": 1})
+    kms.error = error
+    with pytest.raises(KeyProviderError) as info:
+        await m.append_event(stream_id="s", event_type="E", data={"n": 1})
+    assert isinstance(info.value, CodecError)
+    causes, cause = [], info.value.__cause__
+    while cause is not None:
+        causes.append(cause)
+        cause = cause.__cause__
+    assert error in causes
+    with pytest.raises(StreamNotFoundError):
+        await m.get_stream_info("s")
+    with pytest.raises(KeyProviderError):
+        await m.get_event_by_id(r.event_id)
+    with pytest.raises(KeyProviderError):
+        [e async for e in m.read_stream("kept")]
+    with pytest.raises(KeyProviderError):
+        await m.get_snapshot("kept")
+    kms.error = None  # the service is back: everything reads
+    assert (await m.get_event_by_id(r.event_id)).data == {"n": 1}
+
+
+async def test_a_skipping_subscription_stops_rather_than_skip_events_while_the_key_service_is_down(
+    tmp_path: Path,
+) -> None:
+    """``on_decode_error="skip"`` is for events that can never be decoded; a key service that failed for a
+    moment made it pass over (and check-point past) every event it read meanwhile."""
+    from eventsource.subscriptions import EventDecodeError
+
+    kms = Flaky()
+    m = await manager(sqlite_url(tmp_path), key_provider=kms)
+    for i in range(3):
+        await m.append_event(stream_id="s", event_type="E", data={"n": i})
+    kms.error = ConnectionError("kms unreachable")
+    async with m.subscribe(stream_id="s", on_decode_error="skip") as sub:
+        with pytest.raises(EventDecodeError):  # (it skipped all three and waited for a fourth)
+            await asyncio.wait_for(sub.next_batch(10), 30)
+        assert sub.skipped == 0
+        kms.error = None
+        assert [e.data["n"] for e in await sub.next_batch(10)] == [0, 1, 2]
+    kms.key = bytes(16)  # a provider handing out a wrong key is not the event's fault either
+    async with m.subscribe(stream_id="s", on_decode_error="skip") as sub:
+        with pytest.raises(EventDecodeError):
+            await asyncio.wait_for(sub.next_batch(10), 30)
+        assert sub.skipped == 0

@@ -446,8 +446,10 @@ class ScopedKeyStore(KeyProvider):
 
     def _replaced(self) -> bool:
         """Whether the file at the path is not the one held (replaced by a shred or rewrap elsewhere)."""
+        if self.path is None:
+            return False
         try:
-            st = os.stat(self.path)  # type: ignore[arg-type]
+            st = self.path.stat()
         except OSError:
             return True  # _sync says what is wrong, or that there is no file yet
         return (st.st_ino, st.st_dev) != self._held

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ import pytest
 from eventsource.codecs.keys import KeyProvider
 from eventsource.errors import (
     CodecError,
+    DecryptionError,
     KeyShreddedError,
     StreamNotFoundError,
 )
@@ -178,3 +180,34 @@ async def test_a_skipping_subscription_stops_rather_than_skip_events_while_the_k
         with pytest.raises(EventDecodeError):
             await asyncio.wait_for(sub.next_batch(10), 30)
         assert sub.skipped == 0
+
+
+# ---------------------------------------------------------------------- a ciphertext relabelled to another tenant
+
+
+async def test_an_event_relabelled_to_another_tenant_in_the_store_fails_and_stays_shreddable(tmp_path: Path) -> None:
+    """The associated data binds stream, event id, version and part, not the tenant: an event whose
+    ``tenant_id`` was changed in the database decrypted under its old tenant's key, as the new tenant's
+    event, and still read after the new tenant was shredded."""
+    db = tmp_path / "events.db"
+    key_store = str(tmp_path / "keys.jsonl")
+    m = await manager(f"sqlite:///{db}", encryption_scope="tenant", encryption_key_store=key_store)
+    a = await m.append_event(stream_id="s", event_type="E", data={"who": "alice"}, tenant_id="ta")
+    b = await m.append_event(stream_id="s", event_type="E", data={"who": "bob"}, tenant_id="tb")
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE es_events SET tenant_id = 'tb' WHERE event_id = ?", (a.event_id,))
+    con.close()
+    with pytest.raises(DecryptionError) as info:
+        await m.get_event_by_id(a.event_id)
+    assert "tenant:ta" in str(info.value)
+    assert "alice" not in str(info.value)
+    assert (await m.get_event_by_id(b.event_id)).data == {"who": "bob"}
+    assert await m.shred(tenant_id="tb") == 1
+    with pytest.raises(DecryptionError):
+        await m.get_event_by_id(a.event_id)
+    # keys of another kind than the configured scope are events written before encryption_scope changed
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE es_events SET tenant_id = 'ta' WHERE event_id = ?", (a.event_id,))
+    con.close()
+    by_stream = await manager(f"sqlite:///{db}", encryption_scope="stream", encryption_key_store=key_store)
+    assert (await by_stream.get_event_by_id(a.event_id)).data == {"who": "alice"}

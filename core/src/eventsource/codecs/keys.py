@@ -81,7 +81,8 @@ class KeyProvider(ABC):
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         """The key with ``key_id``.
 
-        :param scope: the scope the caller expects (used in error messages only).
+        :param scope: the scope the event's envelope gives; a provider that knows its keys' scopes should
+            refuse a key of another tenant (:class:`DecryptionError`), as :class:`ScopedKeyStore` does.
         :raises KeyShreddedError: the key's scope was shredded.
         :raises UnknownKeyError: no such key id.
         """
@@ -465,13 +466,17 @@ class ScopedKeyStore(KeyProvider):
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         """A data key by id (master keys serve the global scope); tombstoned ids raise :class:`KeyShreddedError`.
 
-        With a key file, a shred done by another process takes effect here within a second (whether the
-        file was replaced is checked at most once a second), or at once after :meth:`refresh`.
+        A key of another scope of the same kind than ``scope`` (the event's envelope says another tenant)
+        raises :class:`DecryptionError`. With a key file, a shred done by another process takes effect
+        here within a second (whether the file was replaced is checked at most once a second), or at
+        once after :meth:`refresh`.
         """
         if self.path is not None:
             self._maybe_refresh()
         key = self._plain.get(key_id)
         if key is not None:
+            if scope is not None:
+                self._check_scope(key_id, scope)
             return key
         if key_id in self.master:
             return self.master.decryption_key(key_id, scope)
@@ -479,6 +484,8 @@ class ScopedKeyStore(KeyProvider):
             if key_id not in self._entries and key_id not in self._tombstones:
                 self._sync()  # another process may have created (or shredded) it
             if key_id in self._entries:
+                if scope is not None:
+                    self._check_scope(key_id, scope)
                 return self._key(key_id)
             tomb = self._tombstones.get(key_id)
         if tomb is not None:
@@ -489,6 +496,20 @@ class ScopedKeyStore(KeyProvider):
         if scope is not None:
             msg += f" (expected scope {scope!r})"
         raise UnknownKeyError(msg, key_id=key_id, scope=scope)
+
+    def _check_scope(self, key_id: str, scope: str) -> None:
+        """Refuse a key of another tenant (stream) for a payload whose envelope names ``scope``.
+
+        The associated data binds stream, event id and version, not the tenant: without this, an event
+        relabelled to another tenant in the store would read as that tenant's, and outlive its shred.
+        Keys of another kind (``stream:`` for a ``tenant:`` scope) were made before the configured scope
+        changed, and stay readable.
+        """
+        entry = self._entries.get(key_id)
+        owner = entry["scope"] if entry is not None else scope
+        if owner != scope and owner.partition(":")[0] == scope.partition(":")[0]:
+            msg = f"the payload is sealed with a key of scope {owner!r}, but its event belongs to {scope!r}"
+            raise DecryptionError(msg, key_id=key_id, scope=scope)
 
     def shred(self, scope: str) -> int:
         """Delete every data key of ``scope`` (persisted at once); its payloads become unreadable."""

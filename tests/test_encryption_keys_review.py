@@ -211,3 +211,52 @@ async def test_an_event_relabelled_to_another_tenant_in_the_store_fails_and_stay
     con.close()
     by_stream = await manager(f"sqlite:///{db}", encryption_scope="stream", encryption_key_store=key_store)
     assert (await by_stream.get_event_by_id(a.event_id)).data == {"who": "alice"}
+
+
+# ---------------------------------------------------------------------- shredded data never sealed again
+
+
+async def test_a_shred_by_another_process_is_seen_before_its_data_is_read_and_sealed_again(tmp_path: Path) -> None:
+    """``r`` had the stream's key cached when ``s`` shredded it. ``r`` still opened the events for up to a
+    second; an upcast rewrite (or a snapshot built from them) then sealed that plaintext under a fresh
+    key: the shredded events became readable again for everyone."""
+    from eventsource.domain.rewrite import rewrite_stream
+
+    store, key_store = sqlite_url(tmp_path), str(tmp_path / "keys.jsonl")
+    r = await manager(store, encryption_scope="stream", encryption_key_store=key_store)
+    s = await manager(store, encryption_scope="stream", encryption_key_store=key_store)
+    r.add_upcaster("E", 1, lambda d: {"item": d["name"]})
+    w = await r.append_event(stream_id="gone", event_type="E", data={"name": "pen"})
+    assert (await r.get_event_by_id(w.event_id)).data == {"item": "pen"}  # r holds the key
+    assert await s.shred(stream_id="gone") == 1
+    with pytest.raises(KeyShreddedError):
+        await r.get_event_by_id(w.event_id)
+    report = await rewrite_stream(r, "gone")
+    assert (report.read, report.shredded, report.rewritten) == (1, 1, 0)
+    with pytest.raises(KeyShreddedError):
+        await s.get_event_by_id(w.event_id)
+
+
+async def test_a_rewrite_never_seals_again_what_was_shredded_while_it_ran(tmp_path: Path) -> None:
+    """The shred lands between the rewrite opening an event and sealing its upcast data (here: from the
+    upcaster, through another process's key store); the new seal got a fresh key and undid the shred."""
+    from eventsource.domain.rewrite import rewrite_stream
+
+    store, key_store = sqlite_url(tmp_path), str(tmp_path / "keys.jsonl")
+    r = await manager(store, encryption_scope="stream", encryption_key_store=key_store)
+    s = await manager(store, encryption_scope="stream", encryption_key_store=key_store)
+    w = await r.append_event(stream_id="gone", event_type="E", data={"name": "pen"})
+    kept = await r.append_event(stream_id="kept", event_type="E", data={"name": "ink"})
+
+    def upcast(d: dict[str, Any]) -> dict[str, Any]:
+        s.keys.shred("stream:gone")  # type: ignore[union-attr]
+        return {"item": d["name"]}
+
+    r.add_upcaster("E", 1, upcast)
+    report = await rewrite_stream(r, "gone")
+    assert (report.read, report.shredded, report.rewritten) == (1, 1, 0)
+    with pytest.raises(KeyShreddedError):
+        await s.get_event_by_id(w.event_id)
+    report = await rewrite_stream(r, "kept")
+    assert (report.read, report.shredded, report.rewritten) == (1, 0, 1)
+    assert (await s.get_event_by_id(kept.event_id)).data == {"item": "ink"}  # stored at the newest version

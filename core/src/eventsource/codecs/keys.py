@@ -189,8 +189,8 @@ class ScopedKeyStore(KeyProvider):
 
     Several processes may share the file: writes take an exclusive ``flock`` on ``<path>.lock`` and
     first read what others appended. A shred replaces the file: every process sees that before it seals
-    its next payload (one ``stat``), so no new payload gets a shredded key; reads notice it within a second.
-    Readers pick up other processes' new keys on a miss.
+    or opens its next payload (one ``stat``). New keys and rotations by others are read on a miss, or
+    within a second.
     """
 
     def __init__(self, master: StaticKeyRing, path: str | os.PathLike[str] | None = None) -> None:
@@ -416,11 +416,7 @@ class ScopedKeyStore(KeyProvider):
         if scope is None:
             return self.master.encryption_key(None)
         if self.path is not None:
-            if self._replaced():  # a shred elsewhere: never seal a new payload with a shredded key
-                self._checked = time.monotonic()
-                self._sync()
-            else:
-                self._maybe_refresh()
+            self._catch_up()
         kid = self._active.get(scope)
         if kid is not None and kid in self._plain:
             return kid, self._plain[kid]
@@ -455,24 +451,27 @@ class ScopedKeyStore(KeyProvider):
             return True  # _sync says what is wrong, or that there is no file yet
         return (st.st_ino, st.st_dev) != self._held
 
-    def _maybe_refresh(self) -> None:
-        """At most once a second, read what other processes changed (bounded shred staleness)."""
+    def _catch_up(self) -> None:
+        """See a shred made elsewhere at once (the file was replaced: one ``stat``), other changes within a second.
+
+        A payload is never sealed with a shredded key, nor opened with one (whose plaintext could then be
+        sealed again under a fresh key: an upcast rewrite, a snapshot); new keys and rotations by other
+        processes are read at most once a second (or on a miss).
+        """
         now = time.monotonic()
-        if now - self._checked < 1.0:
-            return
-        self._checked = now
-        self._sync()
+        if self._replaced() or now - self._checked >= 1.0:
+            self._checked = now
+            self._sync()
 
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         """A data key by id (master keys serve the global scope); tombstoned ids raise :class:`KeyShreddedError`.
 
         A key of another scope of the same kind than ``scope`` (the event's envelope says another tenant)
         raises :class:`DecryptionError`. With a key file, a shred done by another process takes effect
-        here within a second (whether the file was replaced is checked at most once a second), or at
-        once after :meth:`refresh`.
+        here at once (the file was replaced).
         """
         if self.path is not None:
-            self._maybe_refresh()
+            self._catch_up()
         key = self._plain.get(key_id)
         if key is not None:
             if scope is not None:

@@ -260,3 +260,24 @@ async def test_a_rewrite_never_seals_again_what_was_shredded_while_it_ran(tmp_pa
     report = await rewrite_stream(r, "kept")
     assert (report.read, report.shredded, report.rewritten) == (1, 0, 1)
     assert (await s.get_event_by_id(kept.event_id)).data == {"item": "ink"}  # stored at the newest version
+
+
+async def test_redact_mode_reads_past_shredded_events_whatever_upcaster_functions_are_registered(
+    tmp_path: Path,
+) -> None:
+    """The upcasting chains skip a redacted event (it has no data), but ``register_upcaster`` functions got
+    it with ``data=None``: an ordinary one raised a raw TypeError and ``read_all`` stopped at the shred."""
+    import dataclasses
+
+    from eventsource.manager import SHREDDED_KEY
+
+    m = await manager(
+        sqlite_url(tmp_path), encryption_scope="stream", encryption_key_store="memory", shredded_events="redact"
+    )
+    gone = await m.append_event(stream_id="gone", event_type="E", data={"a": 1})
+    await m.append_event(stream_id="kept", event_type="E", data={"a": 2})
+    m.register_upcaster("E", lambda ev: dataclasses.replace(ev, data={**ev.data, "b": 0}))
+    assert await m.shred(stream_id="gone") == 1
+    got = [(e.stream_id, e.data, e.metadata) async for e in m.read_all()]
+    assert got == [("gone", None, {SHREDDED_KEY: "stream:gone"}), ("kept", {"a": 2, "b": 0}, {})]
+    assert (await m.get_event_by_id(gone.event_id)).data is None

@@ -292,7 +292,7 @@ class EventCodec:
             rec.aggregate_id,
             rec.aggregate_type,
         )
-        ups = self.upcasters.get(ev.event_type) if self.upcasters else None
+        ups = self.upcasters.get(ev.event_type) if self.upcasters and not redacted else None
         if ups:
             for up in ups:
                 ev = up(ev)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import sqlite3
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.codecs.keys import KeyProvider
+from eventsource.codecs.keys import KeyProvider, ScopedKeyStore, StaticKeyRing
 from eventsource.errors import (
     CodecError,
     DecryptionError,
@@ -22,11 +23,12 @@ from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from pathlib import Path
 
 HOST = PluginHost(load_entrypoints=False)
 K1 = base64.b64encode(bytes(range(32))).decode()
+K2 = base64.b64encode(bytes(range(100, 132))).decode()
 
 _OPEN: list[EventSourcingManager] = []
 
@@ -281,3 +283,63 @@ async def test_redact_mode_reads_past_shredded_events_whatever_upcaster_function
     got = [(e.stream_id, e.data, e.metadata) async for e in m.read_all()]
     assert got == [("gone", None, {SHREDDED_KEY: "stream:gone"}), ("kept", {"a": 2, "b": 0}, {})]
     assert (await m.get_event_by_id(gone.event_id)).data is None
+
+
+# ---------------------------------------------------------------------- a shred or rewrap the disk refused
+
+
+@pytest.fixture
+def small_file_limit() -> Iterator[Callable[[], contextlib.AbstractContextManager[None]]]:
+    """``with limit():`` files of this process cannot grow past 1,000 bytes (a full disk, without one)."""
+    import resource
+    import signal
+
+    @contextlib.contextmanager
+    def limit() -> Iterator[None]:
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, old)
+
+    yield limit
+
+
+def test_a_shred_the_disk_refused_is_done_in_full_when_retried(
+    tmp_path: Path, small_file_limit: Callable[[], contextlib.AbstractContextManager[None]]
+) -> None:
+    """The failed rewrite left the store believing the keys gone: the retry removed nothing and returned 0,
+    while the key file (so every other process, and this one after a restart) still held them."""
+    path = tmp_path / "keys.jsonl"
+    ring = StaticKeyRing({"m1": K1})
+    store = ScopedKeyStore(ring, path)
+    for i in range(30):
+        store.encryption_key(f"tenant:{i}")
+    kid, _ = store.encryption_key("tenant:0")
+    with small_file_limit(), pytest.raises(OSError, match="too large"):
+        store.shred("tenant:0")
+    assert ScopedKeyStore(ring, path).scopes() == store.scopes()  # as the file holds it
+    assert store.shred("tenant:0") == 1
+    with pytest.raises(KeyShreddedError):
+        ScopedKeyStore(ring, path).decryption_key(kid, "tenant:0")
+
+
+def test_a_rewrap_the_disk_refused_is_done_in_full_when_retried(
+    tmp_path: Path, small_file_limit: Callable[[], contextlib.AbstractContextManager[None]]
+) -> None:
+    """The retry said there was nothing left to rewrap while the file held every key wrapped by the old
+    master key: retiring that key, as the rewrap is for, then made every scope unreadable."""
+    path = tmp_path / "keys.jsonl"
+    ring = StaticKeyRing({"m1": K1})
+    store = ScopedKeyStore(ring, path)
+    keys = {i: store.encryption_key(f"tenant:{i}") for i in range(30)}
+    ring.add_key("m2", K2)
+    with small_file_limit(), pytest.raises(OSError, match="too large"):
+        store.rewrap()
+    assert store.rewrap() == 30
+    ring.remove_key("m1")
+    fresh = ScopedKeyStore(ring, path)
+    assert all(fresh.decryption_key(kid, f"tenant:{i}") == key for i, (kid, key) in keys.items())

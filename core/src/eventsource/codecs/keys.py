@@ -347,7 +347,11 @@ class ScopedKeyStore(KeyProvider):
         self._sync()
 
     def _compact(self) -> None:
-        """Rewrite the file from the state (atomic rename): shredded keys leave the live file."""
+        """Rewrite the file from the state (atomic rename): shredded keys leave the live file.
+
+        If the rewrite fails (a full disk), the state is read back from the file, which still holds
+        everything: the caller's change is undone, never half-kept in memory only.
+        """
         if self.path is None:
             return
         lines: list[dict[str, Any]] = [{"format": _STORE_FORMAT}]
@@ -366,6 +370,11 @@ class ScopedKeyStore(KeyProvider):
             tmp.replace(self.path)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            # the file was not replaced: back to what it holds, so a retried shred (rewrap) does it all again
+            self._forget_file()
+            self._offset = 0
+            with contextlib.suppress(ConfigurationError):
+                self._sync()
             raise
         self._forget_file()
         self._offset = 0

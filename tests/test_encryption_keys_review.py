@@ -343,3 +343,36 @@ def test_a_rewrap_the_disk_refused_is_done_in_full_when_retried(
     ring.remove_key("m1")
     fresh = ScopedKeyStore(ring, path)
     assert all(fresh.decryption_key(kid, f"tenant:{i}") == key for i, (kid, key) in keys.items())
+
+
+# ---------------------------------------------------------------------- bad input mints no key
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"data": {"x": "y" * 5000}},  # over max_event_size
+        {"data": {"x": "y" * 600}, "metadata": {"m": "z" * 600}},  # data and metadata together over it
+        {"data": {"x": 1}, "metadata": {"m": object()}},  # metadata the serializer refuses
+        {"data": {"x": 1}, "correlation_id": ""},
+        {"data": {"x": 1}, "user_id": "\x00"},
+        {"data": {"x": 1}, "timestamp": "yesterday"},
+    ],
+    ids=["oversized", "oversized-with-metadata", "bad-metadata", "empty-correlation", "nul-user", "bad-timestamp"],
+)
+async def test_a_refused_append_mints_no_data_key(tmp_path: Path, bad: dict[str, Any]) -> None:
+    """The event was sealed (its tenant's first key created, fsynced and written to the key file, with the
+    tenant id in clear) before its size and envelope fields were checked: bad input changed the key store."""
+    from eventsource.errors import ValidationError
+
+    key_store = tmp_path / "keys.jsonl"
+    m = await manager(
+        sqlite_url(tmp_path), encryption_scope="tenant", encryption_key_store=str(key_store), max_event_size=1000
+    )
+    with pytest.raises(ValidationError):
+        await m.append_event(stream_id="s", event_type="E", tenant_id="refused-tenant", **bad)
+    assert m.keys.scopes() == []  # type: ignore[union-attr]
+    assert not key_store.exists() or "refused-tenant" not in key_store.read_text()
+    r = await m.append_event(stream_id="s", event_type="E", data={"x": 1}, metadata={"m": 1}, tenant_id="t")
+    assert (await m.get_event_by_id(r.event_id)).metadata == {"m": 1}
+    assert m.keys.scopes() == ["tenant:t"]  # type: ignore[union-attr]

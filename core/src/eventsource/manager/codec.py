@@ -204,11 +204,20 @@ class EventCodec:
     # ------------------------------------------------------------------ events
 
     def encode_event(
-        self, stream_id: str, event_id: str, tenant_id: str | None, data: Any, metadata: dict[str, Any], *, version: int
+        self,
+        stream_id: str,
+        event_id: str,
+        tenant_id: str | None,
+        data: Any,
+        metadata: dict[str, Any],
+        *,
+        version: int,
+        check: Callable[[int], None] | None = None,
     ) -> tuple[bytes, bytes, str, int]:
         """Stored data bytes, metadata bytes, descriptor and serialized size of one event.
 
-        With encryption on, the payloads are bound to ``(stream_id, event_id, version, part)``.
+        With encryption on, the payloads are bound to ``(stream_id, event_id, version, part)``, and sealed
+        only after both are serialized and ``check(size)`` passed: refused input never mints a data key.
         """
         pipeline = self.pipeline
         if self.cipher is None:
@@ -219,16 +228,30 @@ class EventCodec:
             return raw, meta, encoding, size + meta_size
         prefix = _aad_prefix("e", stream_id, event_id, version)
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id) if self.scope_mode != "global" else None
-        raw, encoding, size = pipeline.encode_sized(data, aad=prefix + _DATA, scope=scope)
+        raw = pipeline.serializer.dumps(data)
+        meta_raw = self._metadata_bytes(metadata) if metadata else b""
+        size = len(raw) + len(meta_raw)
+        if check is not None:
+            check(size)
+        sealed, encoding = pipeline.pack(raw, aad=prefix + _DATA, scope=scope)
         if not metadata:
-            return raw, b"", encoding, size
-        meta, meta_size = self._metadata(metadata, encoding, aad=prefix + _META, scope=scope)
-        return raw, meta, encoding, size + meta_size
+            return sealed, b"", encoding, size
+        return sealed, pipeline.pack_as(meta_raw, encoding, aad=prefix + _META, scope=scope), encoding, size
 
     def _metadata(self, metadata: dict[str, Any], encoding: str, **sealing: Any) -> tuple[bytes, int]:
         """Metadata bytes and size; a value the serializer refuses is named as metadata (its message says data)."""
+        out: tuple[bytes, int] = self._as_metadata(self.pipeline.encode_as_sized, metadata, encoding, **sealing)
+        return out
+
+    def _metadata_bytes(self, metadata: dict[str, Any]) -> bytes:
+        """Metadata serialized (not sealed), refusals named as :meth:`_metadata` names them."""
+        raw: bytes = self._as_metadata(self.pipeline.serializer.dumps, metadata)
+        return raw
+
+    @staticmethod
+    def _as_metadata(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return self.pipeline.encode_as_sized(metadata, encoding, **sealing)
+            return call(*args, **kwargs)
         except ValidationError as e:
             text = e.message
             for said, says in (("data at ", "metadata at "), ("event data ", "metadata ")):

@@ -376,3 +376,19 @@ async def test_a_refused_append_mints_no_data_key(tmp_path: Path, bad: dict[str,
     r = await m.append_event(stream_id="s", event_type="E", data={"x": 1}, metadata={"m": 1}, tenant_id="t")
     assert (await m.get_event_by_id(r.event_id)).metadata == {"m": 1}
     assert m.keys.scopes() == ["tenant:t"]  # type: ignore[union-attr]
+
+
+async def test_rotating_a_scope_the_configuration_does_not_key_by_is_refused_like_a_shred(tmp_path: Path) -> None:
+    """``rotate_key(stream_id=...)`` under ``encryption_scope="tenant"`` said the global scope rotates through
+    the key ring (``UnsupportedOperationError``), as if the stream had been asked for nothing."""
+    from eventsource.errors import ValidationError
+
+    m = await manager(sqlite_url(tmp_path), encryption_scope="tenant", encryption_key_store="memory")
+    for call in (lambda: m.rotate_key(stream_id="s"), lambda: m.shred(stream_id="s")):
+        with pytest.raises(ValidationError) as info:
+            result = call()
+            if asyncio.iscoroutine(result):
+                await result
+        assert info.value.details["field"] == "stream_id"
+    assert m.keys.scopes() == []  # type: ignore[union-attr]
+    assert m.rotate_key(tenant_id="t").startswith("dk-")

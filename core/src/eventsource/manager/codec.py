@@ -163,16 +163,16 @@ class EventCodec:
             raise ConfigurationError(msg, field="encryption_keys")
         return self.keys
 
-    def scope_of(self, tenant_id: str | None, stream_id: str | None) -> str:
-        """The scope named by exactly one of ``tenant_id`` / ``stream_id`` (for shredding)."""
+    def scope_of(self, tenant_id: str | None, stream_id: str | None, op: str = "shred") -> str:
+        """The scope named by exactly one of ``tenant_id`` / ``stream_id`` (for ``op``: shred, rotate)."""
         if (tenant_id is None) == (stream_id is None):
-            msg = "shred needs exactly one of tenant_id, stream_id or scope"
+            msg = f"{op} needs exactly one of tenant_id, stream_id or scope"
             raise ValidationError(msg, field="scope")
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
         if scope is None:
             which = "tenant_id" if tenant_id is not None else "stream_id"
             msg = (
-                f"encryption_scope is {self.scope_mode!r}: keys are not scoped by {which}, so there is nothing to shred"
+                f"encryption_scope is {self.scope_mode!r}: keys are not scoped by {which}, so there is nothing to {op}"
             )
             raise ValidationError(msg, field=which)
         return scope
@@ -182,7 +182,7 @@ class EventCodec:
         keys = self.require_keys()
         check_scope_names(tenant_id, stream_id, scope, max_id)
         if scope is None and (tenant_id is not None or stream_id is not None):
-            scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
+            scope = self.scope_of(tenant_id, stream_id, "rotate")  # refused as a shred is, never the global ring
         return keys.rotate(scope)
 
     async def shred(self, tenant_id: str | None, stream_id: str | None, scope: str | None, max_id: int) -> int:

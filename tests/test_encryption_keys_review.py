@@ -392,3 +392,34 @@ async def test_rotating_a_scope_the_configuration_does_not_key_by_is_refused_lik
         assert info.value.details["field"] == "stream_id"
     assert m.keys.scopes() == []  # type: ignore[union-attr]
     assert m.rotate_key(tenant_id="t").startswith("dk-")
+
+
+async def test_redacted_events_read_as_classes_and_an_aggregate_of_them_is_a_shredded_error(tmp_path: Path) -> None:
+    """With ``shredded_events="redact"``, ``as_classes=True`` refused a redacted event as invalid data
+    (``ValidationError``; ``UpcastError`` for a class above version 1, its stored version being gone), and
+    so did ``Repository.get``: neither the documented ``data=None`` nor a ``KeyShreddedError``."""
+    from eventsource.domain import Repository
+    from eventsource.manager import SHREDDED_KEY
+    from eventsource.testing.domain import Cart, ItemAdded, Opened
+
+    m = await manager(
+        sqlite_url(tmp_path), encryption_scope="stream", encryption_key_store="memory", shredded_events="redact"
+    )
+    repo = Repository(m, Cart)
+    for cid in ("gone", "kept"):
+        cart = repo.new(cid)
+        cart.record(Opened("ada"))
+        cart.record(ItemAdded("pen", 1))  # a class at schema version 3
+        await repo.save(cart)
+    gone = repo.new("gone").stream_id
+    assert await m.shred(stream_id=gone) == 1
+    got = [(e.stream_id, e.data) async for e in m.read_all(as_classes=True)]
+    assert got[:2] == [(gone, None), (gone, None)]
+    assert [type(d).__name__ for _, d in got[2:]] == ["Opened", "ItemAdded"]
+    second = (await m.get_events(stream_id=gone)).events[1].event_id
+    assert (await m.get_event_by_id(second, as_classes=True)).data is None
+    with pytest.raises(KeyShreddedError) as info:
+        await repo.get("gone")
+    assert info.value.scope == f"stream:{gone}"
+    assert (await repo.get("kept")).items == {"pen": 1}
+    assert (await m.get_events(stream_id=gone)).events[0].metadata == {SHREDDED_KEY: f"stream:{gone}"}

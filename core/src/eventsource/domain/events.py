@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from eventsource.domain.upcasting import SCHEMA_KEY, stored_version
 from eventsource.errors import ConfigurationError, UpcastError, ValidationError
-from eventsource.model import EventData
+from eventsource.model import EventData, redacted_scope
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -200,8 +200,8 @@ class EventClasses:
             raise ValidationError(f"{what}: {text}", **details) from e
 
     def typed(self, ev: Event) -> Event:
-        """``ev`` with an instance of its class as ``data`` (unchanged for an unregistered type)."""
-        if ev.event_type not in self.by_type:
+        """``ev`` with an instance of its class as ``data`` (unchanged for an unregistered type or a redacted event)."""
+        if ev.event_type not in self.by_type or (ev.data is None and redacted_scope(ev) is not None):
             return ev
         return dataclasses.replace(ev, data=self.instance(ev))
 

@@ -15,12 +15,13 @@ from eventsource.domain.upcasting import SCHEMA_KEY
 from eventsource.errors import (
     ConcurrencyError,
     ConfigurationError,
+    KeyShreddedError,
     SnapshotNotFoundError,
     StreamNotFoundError,
     UnsupportedOperationError,
     UpcastError,
 )
-from eventsource.model import NO_STREAM
+from eventsource.model import NO_STREAM, redacted_scope
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,6 +37,17 @@ EVENT_KEY = "eventsource.event_id"
 """Snapshot metadata key: the id of the event at the snapshot's version (detects a recreated stream)."""
 
 log = logging.getLogger("eventsource")
+
+
+def _check_readable(ev: Event) -> None:
+    """Refuse to rebuild an aggregate from an event redacted by ``shredded_events="redact"`` (it has no data)."""
+    scope = redacted_scope(ev) if ev.data is None else None
+    if scope is not None:
+        msg = (
+            f"event {ev.event_id!r} (version {ev.version} of stream {ev.stream_id!r}): the key of scope {scope!r} "
+            "was shredded; the aggregate cannot be rebuilt"
+        )
+        raise KeyShreddedError(msg, scope=scope, event_id=ev.event_id, stream_id=ev.stream_id)
 
 
 class Repository(Generic[A]):
@@ -99,6 +111,7 @@ class Repository(Generic[A]):
                 continue
             if agg is None:
                 agg = cls(aggregate_id)
+            _check_readable(ev)
             agg.apply(ev.data)
             agg.version = ev.version
             head = ev.event_id
@@ -135,6 +148,7 @@ class Repository(Generic[A]):
         async for ev in self.manager.read_stream(sid, provider=self.provider, as_classes=True):
             if head is None:
                 self._check_owner(ev, aggregate_id)
+            _check_readable(ev)
             agg.apply(ev.data)
             agg.version = ev.version
             head = ev.event_id

@@ -17,7 +17,7 @@ from eventsource.codecs.builtin import JsonSerializer
 from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError, ValidationError
 from eventsource.manager.fastrows import json_rows
 from eventsource.manager.validation import check_scope_names
-from eventsource.model import Event, RowPage, Snapshot, make_event, make_recorded_event
+from eventsource.model import SHREDDED_KEY, Event, RowPage, Snapshot, make_event, make_recorded_event
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from eventsource.model import RecordedEvent, RecordedSnapshot
     from eventsource.plugins import PluginHost
     from eventsource.rows import EventRow
-
-SHREDDED_KEY = "eventsource.shredded"
-"""Metadata key of a redacted event (``shredded_events = "redact"``): the shredded scope."""
 
 log = logging.getLogger("eventsource")
 

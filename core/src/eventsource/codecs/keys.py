@@ -189,7 +189,7 @@ class ScopedKeyStore(KeyProvider):
 
     Several processes may share the file: writes take an exclusive ``flock`` on ``<path>.lock`` and
     first read what others appended. A shred replaces the file: every process sees that before it seals
-    or opens its next payload (one ``stat``). New keys and rotations by others are read on a miss, or
+    or opens its next payload (one ``fstat``). New keys and rotations by others are read on a miss, or
     within a second.
     """
 
@@ -205,7 +205,6 @@ class ScopedKeyStore(KeyProvider):
         # inode number, so "replaced" is always seen) and how far
         self._fd: weakref.finalize | None = None  # type: ignore[type-arg]
         self._fd_no = -1
-        self._held: tuple[int, int] | None = None  # (inode, device) of the file held
         self._offset = 0
         self._checked = time.monotonic()
         if self.path is not None:
@@ -247,7 +246,7 @@ class ScopedKeyStore(KeyProvider):
     def _forget_file(self) -> None:
         if self._fd is not None:
             self._fd()  # closes the descriptor (once)
-        self._fd, self._fd_no, self._held = None, -1, None
+        self._fd, self._fd_no = None, -1
 
     def _sync(self) -> None:
         """Apply what the file holds beyond what was read (all of it when the file was replaced)."""
@@ -272,8 +271,6 @@ class ScopedKeyStore(KeyProvider):
                 self._forget_file()
                 fd = os.open(path, os.O_RDONLY)
                 self._fd, self._fd_no = weakref.finalize(self, os.close, fd), fd
-                opened = os.fstat(fd)
-                self._held = (opened.st_ino, opened.st_dev)
                 self._reset()
             size = os.fstat(self._fd_no).st_size
             if size == self._offset:
@@ -450,25 +447,20 @@ class ScopedKeyStore(KeyProvider):
             self._offset = 0
             self._sync()
 
-    def _replaced(self) -> bool:
-        """Whether the file at the path is not the one held (replaced by a shred or rewrap elsewhere)."""
-        if self.path is None:
-            return False
-        try:
-            st = self.path.stat()
-        except OSError:
-            return True  # _sync says what is wrong, or that there is no file yet
-        return (st.st_ino, st.st_dev) != self._held
-
     def _catch_up(self) -> None:
-        """See a shred made elsewhere at once (the file was replaced: one ``stat``), other changes within a second.
+        """See a shred made elsewhere at once, other changes within a second (new keys, rotations).
 
-        A payload is never sealed with a shredded key, nor opened with one (whose plaintext could then be
-        sealed again under a fresh key: an upcast rewrite, a snapshot); new keys and rotations by other
-        processes are read at most once a second (or on a miss).
+        A shred replaces the file, leaving the one held with no link: one ``fstat`` tells, so a payload is
+        never sealed with a shredded key, nor opened with one (whose plaintext could then be sealed again
+        under a fresh key: an upcast rewrite, a snapshot). A hard link to the old file elsewhere hides
+        that; the once-a-second :meth:`_sync` compares the path's inode and catches it.
         """
+        try:
+            replaced = self._fd_no < 0 or os.fstat(self._fd_no).st_nlink == 0
+        except OSError:
+            replaced = True  # _sync says what is wrong
         now = time.monotonic()
-        if self._replaced() or now - self._checked >= 1.0:
+        if replaced or now - self._checked >= 1.0:
             self._checked = now
             self._sync()
 

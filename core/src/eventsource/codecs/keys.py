@@ -167,6 +167,16 @@ class StaticKeyRing(KeyProvider):
 
 log = logging.getLogger("eventsource.keys")
 
+
+def _fsync_dir(path: Path) -> None:
+    """Make a new name or a rename in ``path``'s directory durable."""
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 _DEK_AAD = b"eventsource-dek\x00"
 _STORE_FORMAT = 1
 
@@ -328,6 +338,7 @@ class ScopedKeyStore(KeyProvider):
                 self._apply(rec)
             return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # keys: owner only
+        created = self._offset == 0 and os.fstat(fd).st_size == 0
         with os.fdopen(fd, "ab") as f:
             size = os.fstat(f.fileno()).st_size
             if size > self._offset:  # _locked_file read every complete line just before
@@ -341,6 +352,8 @@ class ScopedKeyStore(KeyProvider):
                 f.write(json.dumps(rec, sort_keys=True).encode() + b"\n")
             f.flush()
             os.fsync(f.fileno())
+        if created:  # the file's name is durable once its directory is
+            _fsync_dir(self.path)
         self._sync()
 
     def _compact(self) -> None:
@@ -365,6 +378,7 @@ class ScopedKeyStore(KeyProvider):
                 f.flush()
                 os.fsync(f.fileno())
             tmp.replace(self.path)
+            _fsync_dir(self.path)  # else a crash could bring the old file back, shredded keys and all
         except BaseException:
             tmp.unlink(missing_ok=True)
             # the file was not replaced: back to what it holds, so a retried shred (rewrap) does it all again

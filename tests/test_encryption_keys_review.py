@@ -15,6 +15,7 @@ import pytest
 from eventsource.codecs.keys import KeyProvider, ScopedKeyStore, StaticKeyRing
 from eventsource.errors import (
     CodecError,
+    ConfigurationError,
     DecryptionError,
     KeyShreddedError,
     StreamNotFoundError,
@@ -470,3 +471,25 @@ def test_creating_the_key_file_and_a_shred_are_durable_in_the_directory_too(tmp_
     assert "rename" in events
     assert events.index("dir-fsync", events.index("create")) < events.index("rename")
     assert "dir-fsync" in events[events.index("rename") :]
+
+
+async def test_a_master_key_retired_before_the_rewrap_is_a_configuration_error_never_skipped(tmp_path: Path) -> None:
+    """Data keys wrapped by a master key no longer configured raised ``UnknownKeyError`` naming the master key
+    as the payload's key; a skip-mode subscription took that as the event's fault and passed over every
+    event of every scope (checkpointing past them) until the key was configured again."""
+    from eventsource.subscriptions import EventDecodeError
+
+    store, key_store = sqlite_url(tmp_path), str(tmp_path / "keys.jsonl")
+    old = await manager(store, encryption_scope="tenant", encryption_key_store=key_store)
+    for i in range(3):
+        await old.append_event(stream_id="s", event_type="E", data={"n": i}, tenant_id="t")
+    k2 = base64.b64encode(bytes(range(50, 82))).decode()
+    new = await manager(store, encryption_scope="tenant", encryption_key_store=key_store, encryption_keys={"k2": k2})
+    with pytest.raises(ConfigurationError) as info:
+        [e async for e in new.read_stream("s")]
+    assert "k1" in str(info.value)
+    assert info.value.details["field"] == "encryption_keys"
+    async with new.subscribe(stream_id="s", on_decode_error="skip") as sub:
+        with pytest.raises(EventDecodeError):
+            await asyncio.wait_for(sub.next_batch(10), 30)
+        assert sub.skipped == 0

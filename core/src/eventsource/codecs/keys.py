@@ -410,6 +410,12 @@ class ScopedKeyStore(KeyProvider):
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        if entry["master"] not in self.master:  # every scope it wrapped is affected: configuration, not a payload
+            msg = (
+                f"data key {key_id!r} is wrapped by master key {entry['master']!r}, which is not in encryption_keys "
+                "(configure it again, or keep it until rewrap() has run)"
+            )
+            raise ConfigurationError(msg, field="encryption_keys", key_id=key_id, master_key_id=entry["master"])
         mkey = self.master.decryption_key(entry["master"], None)
         try:
             blob = base64.b64decode(entry["wrapped"], validate=True)

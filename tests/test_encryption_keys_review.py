@@ -93,12 +93,13 @@ class Flaky(KeyProvider):
 
     def __init__(self) -> None:
         self.key: Any = bytes(range(32))
+        self.key_id: Any = "kms-1"
         self.error: Exception | None = None
 
     def encryption_key(self, scope: str | None) -> tuple[str, bytes]:
         if self.error is not None:
             raise self.error
-        return "kms-1", self.key
+        return self.key_id, self.key  # type: ignore[no-any-return]
 
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         if self.error is not None:
@@ -493,3 +494,16 @@ async def test_a_master_key_retired_before_the_rewrap_is_a_configuration_error_n
         with pytest.raises(EventDecodeError):
             await asyncio.wait_for(sub.next_batch(10), 30)
         assert sub.skipped == 0
+
+
+@pytest.mark.parametrize("key_id", ["", "k" * 256, "\udc80", 7, None])
+async def test_a_key_provider_giving_a_key_id_the_header_cannot_hold_is_refused(tmp_path: Path, key_id: Any) -> None:
+    from eventsource.errors import KeyProviderError
+
+    kms = Flaky()
+    kms.key_id = key_id
+    m = await manager(sqlite_url(tmp_path), key_provider=kms)
+    with pytest.raises(KeyProviderError):
+        await m.append_event(stream_id="s", event_type="E", data={"n": 1})
+    with pytest.raises(StreamNotFoundError):
+        await m.get_stream_info("s")

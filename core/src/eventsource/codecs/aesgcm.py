@@ -71,8 +71,12 @@ class AesGcmCipher(Cipher):
             raise
         except Exception as e:
             raise self._failed(provider, f"failed to give a key: {type(e).__name__}", None) from e
-        if not isinstance(key_id, str) or not key_id or len(key_id.encode("utf-8", "replace")) > 255:  # noqa: PLR2004
-            raise self._failed(provider, "gave a key id that is not 1 to 255 bytes of text", None)
+        try:
+            size = len(key_id.encode("utf-8")) if isinstance(key_id, str) else 0
+        except UnicodeEncodeError:  # a lone surrogate
+            size = 0
+        if not 0 < size <= 255:  # noqa: PLR2004 - the header holds its length in one byte
+            raise self._failed(provider, "gave a key id that is not 1 to 255 bytes of UTF-8 text", None)
         return key_id, self._checked(provider, key_id, key)
 
     def _decryption_key(self, provider: KeyProvider, key_id: str, scope: str | None) -> bytes:

@@ -487,7 +487,7 @@ class ScopedKeyStore(KeyProvider):
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         """A data key by id (master keys serve the global scope); tombstoned ids raise :class:`KeyShreddedError`.
 
-        A key of another scope of the same kind than ``scope`` (the event's envelope says another tenant)
+        A key of another scope of the same kind as ``scope`` (the event's envelope says another tenant)
         raises :class:`DecryptionError`. With a key file, a shred done by another process takes effect
         here at once (the file was replaced).
         """

@@ -430,44 +430,50 @@ async def test_redacted_events_read_as_classes_and_an_aggregate_of_them_is_a_shr
 # ---------------------------------------------------------------------- key-file changes that survive a crash
 
 
-def test_creating_the_key_file_and_a_shred_are_durable_in_the_directory_too(tmp_path: Path) -> None:
+def test_creating_the_key_file_and_a_shred_are_durable_in_the_directory_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A new file's name, and a rename over a file, are durable once the directory is fsynced; only the file
     was. A power cut after the first key could lose the key file (every event sealed so far unreadable), and
-    one after a shred could bring the shredded keys back. Checked on the real system calls (``strace``)."""
-    import shutil
-    import subprocess
-    import sys
+    one after a shred could bring the shredded keys back. The real calls are recorded as they pass."""
+    import os
+    from pathlib import Path
 
-    strace = shutil.which("strace")
-    assert strace is not None, "this test needs strace"
     folder = tmp_path / "keys"
-    script = (
-        "import base64, sys\n"
-        "from eventsource.codecs.keys import ScopedKeyStore, StaticKeyRing\n"
-        f"store = ScopedKeyStore(StaticKeyRing({{'m1': {K1!r}}}), sys.argv[1])\n"
-        "store.encryption_key('tenant:a')\n"
-        "store.shred('tenant:a')\n"
-    )
-    log = tmp_path / "trace.txt"
-    subprocess.run(
-        [strace, "-f", "-qq", "-e", "trace=openat,fsync,rename,renameat,renameat2,close", "-o", str(log),
-         sys.executable, "-c", script, str(folder / "keys.jsonl")],
-        check=True,
-    )  # fmt: skip
-    calls = [line.split(None, 1)[1] for line in log.read_text().splitlines() if " " in line]
-    dir_fds: set[str] = set()
+    key_file = folder / "keys.jsonl"
+    dir_fds: set[int] = set()
     events: list[str] = []
-    for call in calls:
-        if call.startswith("openat(") and f'"{folder}"' in call and "= " in call:
-            dir_fds.add(call.rsplit("= ", 1)[1].strip())
-        elif call.startswith("close("):
-            dir_fds.discard(call[6:].split(")")[0])
-        elif call.startswith("fsync(") and call[6:].split(")")[0] in dir_fds:
-            events.append("dir-fsync")
-        elif call.startswith("openat(") and '/keys.jsonl"' in call and "O_CREAT" in call:
+    real_open, real_fsync, real_close, real_replace = os.open, os.fsync, os.close, os.replace
+
+    def spy_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        existed = Path(path).exists()
+        fd = real_open(path, flags, *args, **kwargs)
+        if Path(path) == folder:
+            dir_fds.add(fd)
+        elif Path(path) == key_file and flags & os.O_CREAT and not existed:
             events.append("create")
-        elif call.startswith("rename") and '/keys.jsonl"' in call:
+        return fd
+
+    def spy_fsync(fd: Any) -> None:
+        real_fsync(fd)
+        if fd in dir_fds:
+            events.append("dir-fsync")
+
+    def spy_close(fd: int) -> None:
+        dir_fds.discard(fd)
+        real_close(fd)
+
+    def spy_replace(src: Any, dst: Any, **kwargs: Any) -> None:
+        real_replace(src, dst, **kwargs)
+        if Path(dst) == key_file:
             events.append("rename")
+
+    for name, spy in (("open", spy_open), ("fsync", spy_fsync), ("close", spy_close), ("replace", spy_replace)):
+        monkeypatch.setattr(os, name, spy)
+    store = ScopedKeyStore(StaticKeyRing({"m1": K1}), str(key_file))
+    store.encryption_key("tenant:a")
+    store.shred("tenant:a")
+    monkeypatch.undo()
     assert "create" in events
     assert "rename" in events
     assert events.index("dir-fsync", events.index("create")) < events.index("rename")

@@ -182,6 +182,17 @@ class KeyShreddedError(CodecError, LookupError):
         self.scope = scope
 
 
+class KeyProviderError(CodecError):
+    """The key provider failed to give a key: it raised, or returned something other than a 32-byte key.
+
+    Not the payload's fault: it reads once the provider answers again, so a subscription never skips it.
+    ``details`` names the provider and the key id (when known); ``__cause__`` is what the provider raised.
+    """
+
+    type = ErrorType.CONNECTION
+    code = 503
+
+
 class UpcastError(CodecError):
     """A stored event or snapshot cannot be brought to the schema version the code expects.
 

@@ -60,6 +60,21 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+SHREDDED_KEY = "eventsource.shredded"
+"""Metadata key of a redacted event (``shredded_events = "redact"``): the shredded scope."""
+
+
+def redacted_scope(event: Event) -> str | None:
+    """The shredded scope of an event redacted by ``shredded_events = "redact"``, else ``None``.
+
+    Such an event has ``data=None`` and ``{SHREDDED_KEY: scope}`` as its whole metadata.
+    """
+    if event.data is not None or len(event.metadata) != 1:
+        return None
+    scope = event.metadata.get(SHREDDED_KEY)
+    return scope if isinstance(scope, str) else None
+
+
 # --------------------------------------------------------------------------- provider layer
 
 

@@ -138,6 +138,27 @@ class CodecPipeline:
             descriptor = f"{descriptor}+{self.cipher.name}"
         return raw, descriptor, size
 
+    def pack(self, raw: bytes, *, aad: bytes = b"", scope: str | None = None) -> tuple[bytes, str]:
+        """Serialized bytes compressed (as :meth:`encode` would) and sealed; the stored bytes and descriptor."""
+        descriptor = self._plain
+        if self.compressor is not None and len(raw) >= self.threshold:
+            packed = self.compressor.compress(raw)
+            if len(packed) < len(raw):
+                raw = packed
+                descriptor = self._compressed
+        if self.cipher is not None:
+            prefix = self._compressed_aad if descriptor is self._compressed else self._plain_aad
+            raw = self.cipher.encrypt(raw, aad=prefix + aad, scope=scope)
+            descriptor = f"{descriptor}+{self.cipher.name}"
+        return raw, descriptor
+
+    def pack_as(self, raw: bytes, descriptor: str, *, aad: bytes = b"", scope: str | None = None) -> bytes:
+        """Serialized bytes through exactly the steps of ``descriptor`` after its serializer."""
+        _, steps, aad_prefix = self._parse(descriptor)
+        for kind, codec in reversed(steps):
+            raw = codec.compress(raw) if kind == "z" else codec.encrypt(raw, aad=aad_prefix + aad, scope=scope)
+        return raw
+
     def encode_as(self, value: Any, descriptor: str, *, aad: bytes = b"", scope: str | None = None) -> bytes:
         """Encode ``value`` with exactly the steps of ``descriptor`` (metadata follows its event's data)."""
         return self.encode_as_sized(value, descriptor, aad=aad, scope=scope)[0]

@@ -15,12 +15,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from eventsource.codecs import Cipher
-from eventsource.errors import CodecError, DecryptionError
+from eventsource.errors import CodecError, DecryptionError, EventSourceError, KeyProviderError
 
 if TYPE_CHECKING:
     from eventsource.codecs.keys import KeyProvider
 
 FORMAT = 1
+KEY_SIZE = 32
 NONCE_SIZE = 12
 TAG_SIZE = 16
 _CACHE_LIMIT = 4096
@@ -58,6 +59,46 @@ class AesGcmCipher(Cipher):
             raise CodecError(msg, codec=self.name)
         return self.keys
 
+    def _failed(self, provider: KeyProvider, why: str, key_id: object) -> KeyProviderError:
+        msg = f"key provider {type(provider).__name__} {why}"
+        return KeyProviderError(msg, codec=self.name, key_provider=type(provider).__name__, key_id=key_id)
+
+    def _encryption_key(self, provider: KeyProvider, scope: str | None) -> tuple[str, bytes]:
+        """The provider's active key for ``scope``; whatever goes wrong is a :class:`KeyProviderError`."""
+        try:
+            key_id, key = provider.encryption_key(scope)
+        except EventSourceError:
+            raise
+        except Exception as e:
+            raise self._failed(provider, f"failed to give a key: {type(e).__name__}", None) from e
+        try:
+            size = len(key_id.encode("utf-8")) if isinstance(key_id, str) else 0
+        except UnicodeEncodeError:  # a lone surrogate
+            size = 0
+        if not 0 < size <= 255:  # noqa: PLR2004 - the header holds its length in one byte
+            raise self._failed(provider, "gave a key id that is not 1 to 255 bytes of UTF-8 text", None)
+        return key_id, self._checked(provider, key_id, key)
+
+    def _decryption_key(self, provider: KeyProvider, key_id: str, scope: str | None) -> bytes:
+        try:
+            key = provider.decryption_key(key_id, scope)
+        except EventSourceError:
+            raise
+        except Exception as e:
+            raise self._failed(provider, f"failed to give key {key_id!r}: {type(e).__name__}", key_id) from e
+        return self._checked(provider, key_id, key)
+
+    def _checked(self, provider: KeyProvider, key_id: str, key: object) -> bytes:
+        """``key`` if it is 32 bytes (AES-256; ``cryptography`` would take 16 or 24 as AES-128/192)."""
+        if type(key) is not bytes:
+            if not isinstance(key, (bytearray, memoryview)):
+                raise self._failed(provider, f"gave a {type(key).__name__} for key {key_id!r}, not bytes", key_id)
+            key = bytes(key)
+        if len(key) != KEY_SIZE:
+            why = f"gave a {len(key)}-byte key for key id {key_id!r}; AES-256 needs {KEY_SIZE}"
+            raise self._failed(provider, why, key_id)
+        return key
+
     def _aead(self, key_id: str, key: bytes) -> AESGCM:
         cached = self._aeads.get(key_id)
         if cached is not None and cached[0] is key:
@@ -70,7 +111,7 @@ class AesGcmCipher(Cipher):
 
     def encrypt(self, plain: bytes, *, aad: bytes, scope: str | None) -> bytes:
         """Seal ``plain`` under the scope's active key with a fresh nonce."""
-        key_id, key = self._provider().encryption_key(scope)
+        key_id, key = self._encryption_key(self._provider(), scope)
         kid = key_id.encode("utf-8")
         header = bytes((FORMAT, len(kid))) + kid
         nonce = os.urandom(NONCE_SIZE)
@@ -91,7 +132,7 @@ class AesGcmCipher(Cipher):
         except UnicodeDecodeError:
             msg = "encrypted payload has a corrupt key id (tampered with)"
             raise DecryptionError(msg, codec=self.name) from None
-        key = provider.decryption_key(key_id, scope)
+        key = self._decryption_key(provider, key_id, scope)
         nonce = blob[end : end + NONCE_SIZE]
         try:
             return self._aead(key_id, key).decrypt(nonce, blob[end + NONCE_SIZE :], blob[:end] + aad)

@@ -81,7 +81,8 @@ class KeyProvider(ABC):
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         """The key with ``key_id``.
 
-        :param scope: the scope the caller expects (used in error messages only).
+        :param scope: the scope the event's envelope gives; a provider that knows its keys' scopes should
+            refuse a key of another tenant (:class:`DecryptionError`), as :class:`ScopedKeyStore` does.
         :raises KeyShreddedError: the key's scope was shredded.
         :raises UnknownKeyError: no such key id.
         """
@@ -166,6 +167,16 @@ class StaticKeyRing(KeyProvider):
 
 log = logging.getLogger("eventsource.keys")
 
+
+def _fsync_dir(path: Path) -> None:
+    """Make a new name or a rename in ``path``'s directory durable."""
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 _DEK_AAD = b"eventsource-dek\x00"
 _STORE_FORMAT = 1
 
@@ -187,8 +198,9 @@ class ScopedKeyStore(KeyProvider):
     the calling thread (every later payload of the scope uses the cached key).
 
     Several processes may share the file: writes take an exclusive ``flock`` on ``<path>.lock`` and
-    first read what others appended; readers pick up other processes' new keys on a miss and, at most
-    once a second, notice a shred (the file was replaced) so it takes effect everywhere within a second.
+    first read what others appended. A shred replaces the file: every process sees that before it seals
+    or opens its next payload (one ``fstat``). New keys and rotations by others are read on a miss, or
+    within a second.
     """
 
     def __init__(self, master: StaticKeyRing, path: str | os.PathLike[str] | None = None) -> None:
@@ -326,6 +338,7 @@ class ScopedKeyStore(KeyProvider):
                 self._apply(rec)
             return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # keys: owner only
+        created = self._offset == 0 and os.fstat(fd).st_size == 0
         with os.fdopen(fd, "ab") as f:
             size = os.fstat(f.fileno()).st_size
             if size > self._offset:  # _locked_file read every complete line just before
@@ -339,10 +352,16 @@ class ScopedKeyStore(KeyProvider):
                 f.write(json.dumps(rec, sort_keys=True).encode() + b"\n")
             f.flush()
             os.fsync(f.fileno())
+        if created:  # the file's name is durable once its directory is
+            _fsync_dir(self.path)
         self._sync()
 
     def _compact(self) -> None:
-        """Rewrite the file from the state (atomic rename): shredded keys leave the live file."""
+        """Rewrite the file from the state (atomic rename): shredded keys leave the live file.
+
+        If the rewrite fails (a full disk), the state is read back from the file, which still holds
+        everything: the caller's change is undone, never half-kept in memory only.
+        """
         if self.path is None:
             return
         lines: list[dict[str, Any]] = [{"format": _STORE_FORMAT}]
@@ -359,8 +378,14 @@ class ScopedKeyStore(KeyProvider):
                 f.flush()
                 os.fsync(f.fileno())
             tmp.replace(self.path)
+            _fsync_dir(self.path)  # else a crash could bring the old file back, shredded keys and all
         except BaseException:
             tmp.unlink(missing_ok=True)
+            # the file was not replaced: back to what it holds, so a retried shred (rewrap) does it all again
+            self._forget_file()
+            self._offset = 0
+            with contextlib.suppress(ConfigurationError):
+                self._sync()
             raise
         self._forget_file()
         self._offset = 0
@@ -385,6 +410,12 @@ class ScopedKeyStore(KeyProvider):
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        if entry["master"] not in self.master:  # every scope it wrapped is affected: configuration, not a payload
+            msg = (
+                f"data key {key_id!r} is wrapped by master key {entry['master']!r}, which is not in encryption_keys "
+                "(configure it again, or keep it until rewrap() has run)"
+            )
+            raise ConfigurationError(msg, field="encryption_keys", key_id=key_id, master_key_id=entry["master"])
         mkey = self.master.decryption_key(entry["master"], None)
         try:
             blob = base64.b64decode(entry["wrapped"], validate=True)
@@ -411,7 +442,7 @@ class ScopedKeyStore(KeyProvider):
         if scope is None:
             return self.master.encryption_key(None)
         if self.path is not None:
-            self._maybe_refresh()
+            self._catch_up()
         kid = self._active.get(scope)
         if kid is not None and kid in self._plain:
             return kid, self._plain[kid]
@@ -436,24 +467,36 @@ class ScopedKeyStore(KeyProvider):
             self._offset = 0
             self._sync()
 
-    def _maybe_refresh(self) -> None:
-        """At most once a second, read what other processes changed (bounded shred staleness)."""
+    def _catch_up(self) -> None:
+        """See a shred made elsewhere at once, other changes within a second (new keys, rotations).
+
+        A shred replaces the file, leaving the one held with no link: one ``fstat`` tells, so a payload is
+        never sealed with a shredded key, nor opened with one (whose plaintext could then be sealed again
+        under a fresh key: an upcast rewrite, a snapshot). A hard link to the old file elsewhere hides
+        that; the once-a-second :meth:`_sync` compares the path's inode and catches it.
+        """
+        try:
+            replaced = self._fd_no < 0 or os.fstat(self._fd_no).st_nlink == 0
+        except OSError:
+            replaced = True  # _sync says what is wrong
         now = time.monotonic()
-        if now - self._checked < 1.0:
-            return
-        self._checked = now
-        self._sync()
+        if replaced or now - self._checked >= 1.0:
+            self._checked = now
+            self._sync()
 
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         """A data key by id (master keys serve the global scope); tombstoned ids raise :class:`KeyShreddedError`.
 
-        With a key file, a shred done by another process takes effect here within a second (the file's
-        modification time is checked at most once a second), or at once after :meth:`refresh`.
+        A key of another scope of the same kind as ``scope`` (the event's envelope says another tenant)
+        raises :class:`DecryptionError`. With a key file, a shred done by another process takes effect
+        here at once (the file was replaced).
         """
         if self.path is not None:
-            self._maybe_refresh()
+            self._catch_up()
         key = self._plain.get(key_id)
         if key is not None:
+            if scope is not None:
+                self._check_scope(key_id, scope)
             return key
         if key_id in self.master:
             return self.master.decryption_key(key_id, scope)
@@ -461,6 +504,8 @@ class ScopedKeyStore(KeyProvider):
             if key_id not in self._entries and key_id not in self._tombstones:
                 self._sync()  # another process may have created (or shredded) it
             if key_id in self._entries:
+                if scope is not None:
+                    self._check_scope(key_id, scope)
                 return self._key(key_id)
             tomb = self._tombstones.get(key_id)
         if tomb is not None:
@@ -471,6 +516,20 @@ class ScopedKeyStore(KeyProvider):
         if scope is not None:
             msg += f" (expected scope {scope!r})"
         raise UnknownKeyError(msg, key_id=key_id, scope=scope)
+
+    def _check_scope(self, key_id: str, scope: str) -> None:
+        """Refuse a key of another tenant (stream) for a payload whose envelope names ``scope``.
+
+        The associated data binds stream, event id and version, not the tenant: without this, an event
+        relabelled to another tenant in the store would read as that tenant's, and outlive its shred.
+        Keys of another kind (``stream:`` for a ``tenant:`` scope) were made before the configured scope
+        changed, and stay readable.
+        """
+        entry = self._entries.get(key_id)
+        owner = entry["scope"] if entry is not None else scope
+        if owner != scope and owner.partition(":")[0] == scope.partition(":")[0]:
+            msg = f"the payload is sealed with a key of scope {owner!r}, but its event belongs to {scope!r}"
+            raise DecryptionError(msg, key_id=key_id, scope=scope)
 
     def shred(self, scope: str) -> int:
         """Delete every data key of ``scope`` (persisted at once); its payloads become unreadable."""

@@ -21,7 +21,7 @@ from uuid import UUID
 
 from eventsource.domain.upcasting import SCHEMA_KEY, stored_version
 from eventsource.errors import ConfigurationError, UpcastError, ValidationError
-from eventsource.model import EventData
+from eventsource.model import EventData, redacted_scope
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -47,10 +47,6 @@ def _field_error(cls_name: str, type_name: str, messages: Any) -> ValidationErro
         return ValidationError(msg, field=name, event_type=type_name)
     msg = f"event {type_name!r} ({cls_name}): {messages}"
     return ValidationError(msg, field="data", event_type=type_name)
-
-
-_REDACTED = "eventsource.shredded"
-"""The metadata key of a redacted event (``eventsource.manager.SHREDDED_KEY``; importing it here would cycle)."""
 
 _CHECKED = frozenset({str, int, float, bool, Decimal, datetime, date, time, timedelta, UUID, bytes, list, dict, set})
 _TYPES_ATTR = "_eventsource_field_types"
@@ -314,9 +310,7 @@ class EventClasses:
 
     def typed(self, ev: Event) -> Event:
         """``ev`` with an instance of its class as ``data`` (unchanged for an unregistered type or a redacted event)."""
-        if ev.event_type not in self.by_type:
-            return ev
-        if ev.data is None and ev.metadata.keys() == {_REDACTED}:  # shredded_events="redact": no data to build from
+        if ev.event_type not in self.by_type or (ev.data is None and redacted_scope(ev) is not None):
             return ev
         return dataclasses.replace(ev, data=self.instance(ev))
 

@@ -16,13 +16,14 @@ from eventsource.errors import (
     ConcurrencyError,
     ConfigurationError,
     EventNotFoundError,
+    KeyShreddedError,
     SnapshotNotFoundError,
     StreamNotFoundError,
     UnsupportedOperationError,
     UpcastError,
     ValidationError,
 )
-from eventsource.model import NO_STREAM
+from eventsource.model import NO_STREAM, redacted_scope
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,6 +39,17 @@ EVENT_KEY = "eventsource.event_id"
 """Snapshot metadata key: the id of the event at the snapshot's version (detects a recreated stream)."""
 
 log = logging.getLogger("eventsource")
+
+
+def _check_readable(ev: Event) -> None:
+    """Refuse to rebuild an aggregate from an event redacted by ``shredded_events="redact"`` (it has no data)."""
+    scope = redacted_scope(ev) if ev.data is None else None
+    if scope is not None:
+        msg = (
+            f"event {ev.event_id!r} (version {ev.version} of stream {ev.stream_id!r}): the key of scope {scope!r} "
+            "was shredded; the aggregate cannot be rebuilt"
+        )
+        raise KeyShreddedError(msg, scope=scope, event_id=ev.event_id, stream_id=ev.stream_id)
 
 
 class Repository(Generic[A]):
@@ -102,6 +114,7 @@ class Repository(Generic[A]):
                 continue
             if agg is None:
                 agg = cls(aggregate_id)
+            _check_readable(ev)
             agg.apply(ev.data)
             agg.version = ev.version
             head = ev.event_id
@@ -139,6 +152,7 @@ class Repository(Generic[A]):
             if head is None:
                 self._check_owner(ev, aggregate_id)
             self._check_next(ev, agg.version + 1, aggregate_id, snapshot=False)
+            _check_readable(ev)
             agg.apply(ev.data)
             agg.version = ev.version
             head = ev.event_id

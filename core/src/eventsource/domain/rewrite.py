@@ -130,6 +130,12 @@ def _rewrite_of(
         raw, metab, encoding, size = codec.encode_event(
             rec.stream_id, rec.event_id, rec.tenant_id, data, new_meta, version=rec.version
         )
+        if codec.encrypted(rec.encoding):
+            try:  # its key may have been shredded since it was opened (by another process): never seal it again
+                codec.decode_stored(rec)
+            except KeyShreddedError:
+                report.shredded += 1
+                return None
     if max_size is not None and size > max_size:
         msg = f"{where} upcast to {etype!r} v{newest} is {size} bytes serialized, over max_event_size ({max_size})"
         raise ValidationError(msg, field="data", event_id=rec.event_id, size=size, max_event_size=max_size)

@@ -18,7 +18,7 @@ from eventsource.domain.events import EventClasses
 from eventsource.errors import ProviderUnavailableError, UnsupportedOperationError
 from eventsource.manager.appends import Appends, batch_response, event_response
 from eventsource.manager.batches import BatchEncoder
-from eventsource.manager.codec import SHREDDED_KEY, EventCodec
+from eventsource.manager.codec import EventCodec
 from eventsource.manager.ids import event_id as _event_id
 from eventsource.manager.key_scopes import KeyScopes
 from eventsource.manager.lane import SyncLane
@@ -43,6 +43,7 @@ from eventsource.manager.validation import (
 )
 from eventsource.model import (
     ANY,
+    SHREDDED_KEY,
     AppendEventRequest,
     AppendEventResponse,
     AppendEventsBatchRequest,

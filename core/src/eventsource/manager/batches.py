@@ -7,6 +7,7 @@ touched.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from eventsource.errors import ValidationError
@@ -61,6 +62,13 @@ class BatchEncoder:
                     raise ValidationError(msg, field="events", size=total, limit=limit)
         return encoded
 
+    def _check_size(self, event_type: str, size: int) -> None:
+        """Refuse an event whose serialized data and metadata are over ``max_event_size``."""
+        limit = self.config.max_event_size
+        if size > limit:
+            msg = f"event of type {event_type!r} is {size} bytes serialized; the limit is {limit} (max_event_size)"
+            raise ValidationError(msg, field="data", size=size, limit=limit)
+
     def encode_one(self, sid: str, ev: EventData, p: Provider, version: int = 0) -> NewEvent:
         """Validate and encode one event; ``version`` is bound into the associated data when encrypting."""
         check_text("event type", ev.event_type, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
@@ -72,19 +80,6 @@ class BatchEncoder:
         tenant_id = ev.tenant_id
         if tenant_id is not None:
             tenant_id = check_text("tenant id", tenant_id, MAX_EVENT_ID_LENGTH, field_name="tenant_id")
-        data, meta, encoding, size = self.codec.encode_event(sid, eid, tenant_id, ev.data, metadata, version=version)
-        limit = self.config.max_event_size
-        if size > limit:
-            msg = f"event of type {ev.event_type!r} is {size} bytes serialized; the limit is {limit} (max_event_size)"
-            raise ValidationError(msg, field="data", size=size, limit=limit)
-        store_limit = p.capabilities.max_event_size
-        if store_limit is not None and len(data) + len(meta) > store_limit:
-            stored = len(data) + len(meta)
-            msg = (
-                f"event of type {ev.event_type!r} is {stored} bytes encoded; "
-                f"the limit is {store_limit} (what provider {p.name!r} can hold)"
-            )
-            raise ValidationError(msg, field="data", size=stored, limit=store_limit)
         ts = ev.timestamp
         if ts is not None:
             check_time("timestamp", ts)
@@ -102,6 +97,23 @@ class BatchEncoder:
             user_id = check_optional_text("user id", user_id, field_name="user_id")
             aggregate_id = check_optional_text("aggregate id", aggregate_id, field_name="aggregate_id")
             aggregate_type = check_optional_text("aggregate type", aggregate_type, field_name="aggregate_type")
+        codec = self.codec
+        if codec.cipher is None:
+            data, meta, encoding, size = codec.encode_event(sid, eid, tenant_id, ev.data, metadata, version=version)
+            self._check_size(ev.event_type, size)
+        else:  # the size is checked before anything is sealed: a refused event mints no data key
+            check = functools.partial(self._check_size, ev.event_type)
+            data, meta, encoding, size = codec.encode_event(
+                sid, eid, tenant_id, ev.data, metadata, version=version, check=check
+            )
+        store_limit = p.capabilities.max_event_size
+        if store_limit is not None and len(data) + len(meta) > store_limit:
+            stored = len(data) + len(meta)
+            msg = (
+                f"event of type {ev.event_type!r} is {stored} bytes encoded; "
+                f"the limit is {store_limit} (what provider {p.name!r} can hold)"
+            )
+            raise ValidationError(msg, field="data", size=stored, limit=store_limit)
         return _make_new_event(  # positional, in NewEvent's field order, without the frozen __init__'s cost
             eid,
             ev.event_type,

@@ -17,7 +17,7 @@ from eventsource.codecs.builtin import JsonSerializer
 from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError, ValidationError
 from eventsource.manager.fastrows import json_rows
 from eventsource.manager.validation import check_scope_names
-from eventsource.model import Event, RowPage, Snapshot, make_event, make_recorded_event
+from eventsource.model import SHREDDED_KEY, Event, RowPage, Snapshot, make_event, make_recorded_event
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from eventsource.model import RecordedEvent, RecordedSnapshot
     from eventsource.plugins import PluginHost
     from eventsource.rows import EventRow
-
-SHREDDED_KEY = "eventsource.shredded"
-"""Metadata key of a redacted event (``shredded_events = "redact"``): the shredded scope."""
 
 log = logging.getLogger("eventsource")
 
@@ -163,16 +160,16 @@ class EventCodec:
             raise ConfigurationError(msg, field="encryption_keys")
         return self.keys
 
-    def scope_of(self, tenant_id: str | None, stream_id: str | None) -> str:
-        """The scope named by exactly one of ``tenant_id`` / ``stream_id`` (for shredding)."""
+    def scope_of(self, tenant_id: str | None, stream_id: str | None, op: str = "shred") -> str:
+        """The scope named by exactly one of ``tenant_id`` / ``stream_id`` (for ``op``: shred, rotate)."""
         if (tenant_id is None) == (stream_id is None):
-            msg = "shred needs exactly one of tenant_id, stream_id or scope"
+            msg = f"{op} needs exactly one of tenant_id, stream_id or scope"
             raise ValidationError(msg, field="scope")
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
         if scope is None:
             which = "tenant_id" if tenant_id is not None else "stream_id"
             msg = (
-                f"encryption_scope is {self.scope_mode!r}: keys are not scoped by {which}, so there is nothing to shred"
+                f"encryption_scope is {self.scope_mode!r}: keys are not scoped by {which}, so there is nothing to {op}"
             )
             raise ValidationError(msg, field=which)
         return scope
@@ -182,7 +179,7 @@ class EventCodec:
         keys = self.require_keys()
         check_scope_names(tenant_id, stream_id, scope, max_id)
         if scope is None and (tenant_id is not None or stream_id is not None):
-            scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
+            scope = self.scope_of(tenant_id, stream_id, "rotate")  # refused as a shred is, never the global ring
         return keys.rotate(scope)
 
     async def shred(self, tenant_id: str | None, stream_id: str | None, scope: str | None, max_id: int) -> int:
@@ -204,11 +201,20 @@ class EventCodec:
     # ------------------------------------------------------------------ events
 
     def encode_event(
-        self, stream_id: str, event_id: str, tenant_id: str | None, data: Any, metadata: dict[str, Any], *, version: int
+        self,
+        stream_id: str,
+        event_id: str,
+        tenant_id: str | None,
+        data: Any,
+        metadata: dict[str, Any],
+        *,
+        version: int,
+        check: Callable[[int], None] | None = None,
     ) -> tuple[bytes, bytes, str, int]:
         """Stored data bytes, metadata bytes, descriptor and serialized size of one event.
 
-        With encryption on, the payloads are bound to ``(stream_id, event_id, version, part)``.
+        With encryption on, the payloads are bound to ``(stream_id, event_id, version, part)``, and sealed
+        only after both are serialized and ``check(size)`` passed: refused input never mints a data key.
         """
         pipeline = self.pipeline
         if self.cipher is None:
@@ -219,16 +225,30 @@ class EventCodec:
             return raw, meta, encoding, size + meta_size
         prefix = _aad_prefix("e", stream_id, event_id, version)
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id) if self.scope_mode != "global" else None
-        raw, encoding, size = pipeline.encode_sized(data, aad=prefix + _DATA, scope=scope)
+        raw = pipeline.serializer.dumps(data)
+        meta_raw = self._metadata_bytes(metadata) if metadata else b""
+        size = len(raw) + len(meta_raw)
+        if check is not None:
+            check(size)
+        sealed, encoding = pipeline.pack(raw, aad=prefix + _DATA, scope=scope)
         if not metadata:
-            return raw, b"", encoding, size
-        meta, meta_size = self._metadata(metadata, encoding, aad=prefix + _META, scope=scope)
-        return raw, meta, encoding, size + meta_size
+            return sealed, b"", encoding, size
+        return sealed, pipeline.pack_as(meta_raw, encoding, aad=prefix + _META, scope=scope), encoding, size
 
     def _metadata(self, metadata: dict[str, Any], encoding: str, **sealing: Any) -> tuple[bytes, int]:
         """Metadata bytes and size; a value the serializer refuses is named as metadata (its message says data)."""
+        out: tuple[bytes, int] = self._as_metadata(self.pipeline.encode_as_sized, metadata, encoding, **sealing)
+        return out
+
+    def _metadata_bytes(self, metadata: dict[str, Any]) -> bytes:
+        """Metadata serialized (not sealed), refusals named as :meth:`_metadata` names them."""
+        raw: bytes = self._as_metadata(self.pipeline.serializer.dumps, metadata)
+        return raw
+
+    @staticmethod
+    def _as_metadata(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return self.pipeline.encode_as_sized(metadata, encoding, **sealing)
+            return call(*args, **kwargs)
         except ValidationError as e:
             text = e.message
             for said, says in (("data at ", "metadata at "), ("event data ", "metadata ")):
@@ -292,7 +312,7 @@ class EventCodec:
             rec.aggregate_id,
             rec.aggregate_type,
         )
-        ups = self.upcasters.get(ev.event_type) if self.upcasters else None
+        ups = self.upcasters.get(ev.event_type) if self.upcasters and not redacted else None
         if ups:
             for up in ups:
                 ev = up(ev)

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import CodecError
+from eventsource.errors import CodecError, ConfigurationError, KeyProviderError
 from eventsource.model import RowPage
 
 if TYPE_CHECKING:
@@ -199,7 +199,8 @@ class PageDelivery:
     def _failed(self, item: Any, e: Exception) -> None:
         eid, sid, etype, version, position = _fields(item)
         reason = f"{type(e).__name__}: {e}"
-        if self.on_decode_error == "raise":
+        if self.on_decode_error == "raise" or isinstance(e, (KeyProviderError, ConfigurationError)):
+            # a key service that failed for a moment, or a configuration to fix, is no reason to pass an event
             msg = (
                 f"subscription {self.name or self.target.describe()!r} cannot decode the event at position "
                 f"{position} (id {eid!r}, stream {sid!r} version {version}, type {etype!r}): {reason}. "

@@ -48,6 +48,7 @@ def _field_error(cls_name: str, type_name: str, messages: Any) -> ValidationErro
     msg = f"event {type_name!r} ({cls_name}): {messages}"
     return ValidationError(msg, field="data", event_type=type_name)
 
+
 _CHECKED = frozenset({str, int, float, bool, Decimal, datetime, date, time, timedelta, UUID, bytes, list, dict, set})
 _TYPES_ATTR = "_eventsource_field_types"
 

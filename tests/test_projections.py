@@ -13,7 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.checkpoints import MemoryCheckpointStore, SqliteCheckpointStore
+from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore, SqliteCheckpointStore
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ValidationError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
@@ -119,7 +119,7 @@ async def test_handlers_and_checkpoint_commit_together_and_a_restart_resumes(
     await es.append_event(stream_id="acc-1", event_type="Renamed", data={})  # no handler: skipped
     await ProjectionRunner(es).add(balances(), SqliteSink(f"sqlite:///{sink_db}")).catch_up(timeout=60)
     assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 30)]
-    cp = await SqliteCheckpointStore(f"sqlite:///{sink_db}").get("balances", es.get_provider().display_url or "")
+    cp = await SqliteCheckpointStore(f"sqlite:///{sink_db}").get("balances", es.get_provider().checkpoint_source)
     assert cp is not None and cp.position >= 2  # the checkpoint store reads what the sink committed
     await deposit(es, "acc-1", 5)
     await ProjectionRunner(es).add(balances(), SqliteSink(str(sink_db))).catch_up(timeout=60)
@@ -300,7 +300,7 @@ async def test_at_least_once_sink_stores_the_checkpoint_after_the_handlers(es: E
     await ProjectionRunner(es).add(p, CheckpointStoreSink(store)).catch_up(timeout=60)
     ids = [e.event_id async for e in es.read_stream("acc-1")]
     assert seen == ids
-    cp = await store.get("mailer", es.get_provider().display_url or "")
+    cp = await store.get("mailer", es.get_provider().checkpoint_source)
     assert cp is not None and cp.position == (await es.get_provider().head_position())
 
 
@@ -552,3 +552,51 @@ def test_a_checkpoint_sink_shows_its_store_url_masked() -> None:
     sink = CheckpointStoreSink(MemoryCheckpointStore("memory://app:S3cr3t@shared"))
     assert "S3cr3t" not in repr(sink), repr(sink)
     assert repr(sink) == "CheckpointStoreSink('memory://app:***@shared')"
+
+
+async def test_one_projection_name_on_two_stores_keeps_two_checkpoints_in_one_sink(tmp_path: Path) -> None:
+    """Review: the runner keyed checkpoints by the masked URL, not the store's checkpoint source.
+
+    Two private in-memory stores share the URL ``memory://``; projection "balances" on the second resumed
+    the first's checkpoint in the shared sink and silently skipped the second store's events below it.
+    """
+    sink_db = tmp_path / "read.db"
+    managers = []
+    for n in range(2):
+        m = EventSourcingManager({"providers": {"main": {"url": "memory://"}}, "default_provider": "main"},
+                                 host=PluginHost())
+        await m.connect()
+        managers.append(m)
+        await deposit(m, f"store{n}-acc", 1, 2, 3)
+    try:
+        for m in managers:
+            await ProjectionRunner(m).add(balances(), SqliteSink(f"sqlite:///{sink_db}")).catch_up(timeout=60)
+        assert sorted(read(sink_db, "SELECT * FROM balances")) == [("store0-acc", 6), ("store1-acc", 6)]
+        sources = {cp.source for cp in await SqliteCheckpointStore(f"sqlite:///{sink_db}").list()}
+        assert sources == {m.get_provider().checkpoint_source for m in managers}
+    finally:
+        for m in managers:
+            await m.close()
+
+
+async def test_a_checkpoint_stored_under_the_bare_url_is_refused_not_guessed(tmp_path: Path) -> None:
+    """Earlier releases stored a projection's checkpoint under the masked URL, which stores behind one URL share:
+    the runner neither replays (applying everything twice) nor resumes it (perhaps another store's) unasked."""
+    sink_db = tmp_path / "read.db"
+    m = EventSourcingManager({"providers": {"main": {"url": "memory://"}}, "default_provider": "main"},
+                             host=PluginHost())
+    await m.connect()
+    try:
+        await deposit(m, "acc", 1, 2, 3)
+        positions = [e.position async for e in m.read_all()]
+        store = SqliteCheckpointStore(f"sqlite:///{sink_db}")
+        await store.put(Checkpoint("balances", "memory://", "all", positions[1]))
+        with pytest.raises(ConfigurationError, match="source='memory://'") as info:
+            await ProjectionRunner(m).add(balances(), SqliteSink(f"sqlite:///{sink_db}")).catch_up(timeout=60)
+        assert info.value.details["stored"] == "memory://"
+        assert read(sink_db, "SELECT * FROM balances") == []
+        runner = ProjectionRunner(m).add(balances(source="memory://"), SqliteSink(f"sqlite:///{sink_db}"))
+        await runner.catch_up(timeout=60)
+        assert read(sink_db, "SELECT * FROM balances") == [("acc", 3)]  # resumed after the second event
+    finally:
+        await m.close()

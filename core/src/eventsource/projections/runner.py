@@ -57,6 +57,8 @@ class ProjectionState:
     projection: Projection[Any]
     sink: Sink[Any]
     source: str = ""
+    legacy_source: str | None = None
+    """The masked URL, the default source of releases that did not tell stores behind one URL apart."""
     scope: str = "all"
     position: int | None = None
     """The checkpoint this runner last stored or read (``None``: none yet)."""
@@ -148,7 +150,11 @@ class ProjectionRunner:
                 field_name="dead_letter_stream",
             )
         st = ProjectionState(projection, sink)
-        st.source = projection.source or p.display_url or p.kind
+        # the store's checkpoint identity, as subscribe() uses: the masked URL alone is shared by stores behind
+        # one URL (schemas, prefixes, private in-memory stores), whose positions would then resume each other's
+        st.source = projection.source or p.checkpoint_source
+        legacy = p.display_url or p.kind
+        st.legacy_source = None if projection.source is not None or legacy == st.source else legacy
         st.scope = "all" if projection.stream_id is None else f"stream:{projection.stream_id}"
         self.states[projection.name] = st
         if self._tg is not None and not self._stopping:  # added while running (a rebuild): start it now
@@ -312,6 +318,8 @@ class ProjectionRunner:
         """Subscribe after the sink's checkpoint and apply batches until stopped or fenced off."""
         proj = st.projection
         cp = await st.sink.position(proj.name, st.source)
+        if cp is None and st.legacy_source is not None:
+            await self._refuse_legacy(st)
         if cp is not None and cp.scope != st.scope:
             msg = f"checkpoint {proj.name!r} counts {cp.scope!r}, but the projection counts {st.scope!r}"
             raise ConfigurationError(msg, field="name")
@@ -347,6 +355,21 @@ class ProjectionRunner:
         finally:
             st.subscription = None
             st.idle = False
+
+    @staticmethod
+    async def _refuse_legacy(st: ProjectionState) -> None:
+        """A checkpoint under the masked URL alone may be this store's (stored by an older release) or another's."""
+        name, legacy = st.projection.name, st.legacy_source
+        assert legacy is not None
+        if await st.sink.position(name, legacy) is None:
+            return
+        msg = (
+            f"projection {name!r} has no checkpoint under its store's source {st.source!r}, but one under "
+            f"{legacy!r}, which other stores behind that URL share (earlier releases stored it there). If it is "
+            f"this store's, pass Projection(..., source={legacy!r}) to resume from it; else delete it from the sink's "
+            "checkpoint table (CheckpointStore.delete(name, source))"
+        )
+        raise ConfigurationError(msg, field="source", stored=legacy, wanted=st.source)
 
     async def _apply(self, st: ProjectionState, batch: Sequence[Event], expected: int | None, to: int) -> int:
         try:

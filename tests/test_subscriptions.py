@@ -462,3 +462,23 @@ async def test_async_for_on_a_row_store_raises_or_skips_an_undecodable_event_at_
             assert [(e.position, e.data["n"]) for e in got] == [(1, 1), (2, 2), (4, 4), (5, 5)]
             assert (sub.position, sub.skipped, [s.position for s in sub.skipped_events]) == (5, 1, [3])
     await m.close()
+
+
+async def test_a_one_stream_checkpoint_holds_any_stream_id_the_store_takes(tmp_path: Path) -> None:
+    """Review: a checkpoint's scope (``stream:<id>``) was held to the 200 characters of a name, so a subscription
+    on a legal stream id of 500 characters handed its events out and then failed every commit."""
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(SqliteProvider(f"sqlite:///{tmp_path}/e.db"), name="s", default=True)
+    sid = "s" * 500 + "%_*>."
+    store = SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")
+    try:
+        for n in range(3):
+            await m.append_event(stream_id=sid, event_type="T", data={"n": n})
+        async with m.subscribe(stream_id=sid, checkpoint=store, name="long") as sub:
+            first = await take(sub, 2)
+            await sub.commit()
+        assert [e.version for e in first] == [1, 2]
+        async with m.subscribe(stream_id=sid, checkpoint=store, name="long") as sub:
+            assert [e.version for e in await take(sub, 1)] == [3]
+    finally:
+        await m.close()

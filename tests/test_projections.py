@@ -600,3 +600,47 @@ async def test_a_checkpoint_stored_under_the_bare_url_is_refused_not_guessed(tmp
         assert read(sink_db, "SELECT * FROM balances") == [("acc", 3)]  # resumed after the second event
     finally:
         await m.close()
+
+
+async def test_an_outage_of_the_checkpoint_store_is_waited_out_never_blamed_on_an_event(
+    es: EventSourcingManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review: the at-least-once sink's checkpoint store failing (its folder gone) reached the error policy as if
+    the handler had failed: ``stop`` ended the runner with ProjectionStoppedError naming a healthy event, and
+    ``park`` parked it. An outage of where the checkpoint lives is the sink's, as it is for the SQL sinks."""
+    folder = tmp_path / "cp"
+    folder.mkdir()
+    store = SqliteCheckpointStore(f"sqlite:///{folder}/cp.db")
+    stop: Projection[None] = Projection("mailer", errors=ErrorPolicy(retries=1, backoff=0))
+    park: Projection[None] = Projection("mailer2", errors=ErrorPolicy(retries=0, then="park"))
+    for p in (stop, park):
+
+        @p.on("Deposited")
+        async def handle(event: Event, tx: None) -> None:
+            pass
+
+    await deposit(es, "acc-1", 1)
+    runner = ProjectionRunner(es, lease_wait=0.05, poll_interval=0.05)
+    runner.add(stop, CheckpointStoreSink(store)).add(park, CheckpointStoreSink(store))
+    task = asyncio.ensure_future(runner.run())
+    try:
+        for name in runner.states:
+            await asyncio.wait_for(runner.wait_caught_up(name), 60)
+        folder.rename(tmp_path / "away")
+        caplog.set_level("WARNING", logger="eventsource.projections")
+        await deposit(es, "acc-1", 2)
+        for _ in range(6000):  # until each projection has met the outage (as a handler error, or as an outage)
+            if task.done() or all(f"projection {n}:" in caplog.text for n in runner.states):
+                break
+            await asyncio.sleep(0.01)
+        assert not task.done(), task.exception()
+        assert [e async for e in es.read_stream("dead-letter-mailer2")] == []
+        (tmp_path / "away").rename(folder)
+        for name in runner.states:
+            await asyncio.wait_for(runner.wait_caught_up(name), 60)
+    finally:
+        await runner.stop()
+        await task
+    cps = {cp.name: cp.position for cp in await store.list()}
+    last = [e.position async for e in es.read_all()][-1]
+    assert cps == {"mailer": last, "mailer2": last}

@@ -482,3 +482,23 @@ async def test_a_one_stream_checkpoint_holds_any_stream_id_the_store_takes(tmp_p
             assert [e.version for e in await take(sub, 1)] == [3]
     finally:
         await m.close()
+
+
+async def test_a_sqlite_checkpoint_file_that_fails_raises_typed_errors(tmp_path: Path) -> None:
+    """Review: only the open was mapped; a checkpoint file that is not a database (or one busy past the timeout)
+    raised ``sqlite3`` errors from ``get``, ``put``, ``delete`` and a subscription's ``start``/``commit``."""
+    from eventsource.errors import ProviderError, ProviderUnavailableError
+
+    path = tmp_path / "cp.db"
+    path.write_bytes(b"this is not a SQLite database, but some other file" * 100)
+    store = SqliteCheckpointStore(f"sqlite:///{path}")
+    for call in (store.connect(), store.get("n", "s"), store.put(Checkpoint("n", "s", "all", 1)), store.list()):
+        with pytest.raises(ProviderUnavailableError, match="checkpoint"):
+            await call
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(MemoryProvider(), name="m", default=True)
+    try:
+        with pytest.raises(ProviderError):
+            await m.subscribe(checkpoint=store, name="n").start()
+    finally:
+        await m.close()

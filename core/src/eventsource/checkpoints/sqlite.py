@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from eventsource.checkpoints.base import Checkpoint, CheckpointStore, check_name
 from eventsource.errors import ConfigurationError, ProviderUnavailableError
+from eventsource.sqlite.errors import map_error
 from eventsource.sqlite.settings import path_from_url
 
 if TYPE_CHECKING:
@@ -40,25 +41,31 @@ class SqliteCheckpointStore(CheckpointStore):
         self._ready = False
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in one write transaction; a ``sqlite3`` failure becomes the typed error (busy: a timeout)."""
         try:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as e:
             msg = f"cannot open the checkpoint file: {type(e).__name__}"
             raise ProviderUnavailableError(msg, operation="checkpoint") from e
         try:
-            if not self._ready:
-                db.execute(SCHEMA)
-                self._ready = True
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            return self._in(db, fn)
+        except (sqlite3.Error, OSError) as e:
+            raise map_error(e, "checkpoint", self.path) from e
+        finally:
+            db.close()
+
+    def _in(self, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._ready:
+            db.execute(SCHEMA)
+            self._ready = True
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(db)
             db.execute("COMMIT")
             return out
         finally:
-            db.close()
+            if db.in_transaction:  # fn failed, or COMMIT did
+                db.execute("ROLLBACK")
 
     async def connect(self) -> None:
         """Create the table if it is missing."""

@@ -250,27 +250,43 @@ class ProjectionRunner:
 
         Caught up means: the checkpoint reached the store's head, or the projection is idle and a read of
         its subscription that began after the call found nothing new (a store's head may lie above its
-        last event, as PostgreSQL's does).
+        last event, as PostgreSQL's does) and after every transaction that could commit below that head
+        ended (PostgreSQL: a read finds nothing past a transaction still running, so it waits for that).
         """
         st = self.states[name]
         head = await self._head(st)
+        settled = await self._settled(st, head)
         sub0 = st.subscription
         reads0 = sub0.reads if sub0 is not None else 0
-        while not self._caught_up(st, head, sub0, reads0):
+        while (st.position or 0) < head and not (st.idle and st.read_to >= head):
+            if self._read_after(st, sub0, reads0):
+                if settled:
+                    return
+                if await self._settled(st, head):  # now a read that begins after this one must find them
+                    settled, sub0 = True, st.subscription
+                    reads0 = sub0.reads if sub0 is not None else 0
+                    continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.05):  # not wait_for: it can drop a cancellation (Python 3.11)
                     await self._progress.wait()
             self._progress = asyncio.Event()
 
     @staticmethod
-    def _caught_up(st: ProjectionState, head: int, sub0: Subscription | None, reads0: int) -> bool:
-        if (st.position or 0) >= head or (st.idle and st.read_to >= head):
-            return True
+    def _read_after(st: ProjectionState, sub0: Subscription | None, reads0: int) -> bool:
+        """Whether the projection is idle and a read of its subscription begun after ``reads0`` found nothing."""
         sub = st.subscription
         if not st.idle or sub is None or not sub.last_read_empty:
             return False
         # a read in flight when the head was taken may have begun before it: the one after it began after
         return (sub is not sub0 and sub.reads >= 1) or sub.reads >= reads0 + 2
+
+    async def _settled(self, st: ProjectionState, head: int) -> bool:
+        """Whether nothing can still commit at or below ``head``: the store's safe horizon passed it."""
+        if st.projection.stream_id is not None:
+            return True  # a stream's versions commit in order
+        end = await self.manager.get_provider(st.projection.provider).end_position()
+        return end is None or end > head
+
     async def _head(self, st: ProjectionState) -> int:
         p = self.manager.get_provider(st.projection.provider)
         sid = st.projection.stream_id

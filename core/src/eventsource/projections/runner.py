@@ -360,7 +360,8 @@ class ProjectionRunner:
                 while True:
                     st.read_to, st.idle = sub.position, True
                     self._progress.set()
-                    batch = [e for e in await sub.next_batch(self.batch_size) if e.event_type in proj.handlers]
+                    events, expected = await self._next_batch(st, sub, expected)
+                    batch = [e for e in events if e.event_type in proj.handlers]
                     st.idle = False
                     if sub.closed:
                         return
@@ -371,6 +372,30 @@ class ProjectionRunner:
         finally:
             st.subscription = None
             st.idle = False
+
+    async def _next_batch(
+        self, st: ProjectionState, sub: Subscription, expected: int | None
+    ) -> tuple[list[Event], int | None]:
+        """The next batch, and the checkpoint: while none comes, it follows the events the subscription passes over.
+
+        Every ``poll_interval`` the read is still waiting, the checkpoint moves to the subscription's position if
+        that moved: no event of the projection's is among them (one would have ended the read), and without
+        this its lag would grow with every other event stored (and a restart would read them all again).
+        """
+        fetch = asyncio.ensure_future(sub.next_batch(self.batch_size))
+        try:
+            while not (await asyncio.wait([fetch], timeout=self.poll_interval))[0]:
+                to = sub.position
+                if to > (expected or 0):
+                    await st.sink.apply(st.projection, [], self._cp(st, to), expected)
+                    expected = st.position = to
+                    self._progress.set()
+            return fetch.result(), expected
+        finally:
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetch
 
     @staticmethod
     async def _refuse_legacy(st: ProjectionState) -> None:

@@ -678,3 +678,56 @@ async def test_the_checkpoint_follows_events_the_projection_passes_over(
         await runner.stop()
         await task
     assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 1)]
+
+
+async def test_coroutine_handlers_wait_for_a_busy_sqlite_sink_without_blocking_the_loop(
+    es: EventSourcingManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review: a coroutine projection began its sink transaction (``BEGIN IMMEDIATE``) on the event loop, so
+    while another connection held the sink's write lock the whole loop stood still, up to the sink's timeout
+    (every other projection, subscription and lease refresh of the process with it), and then the batch failed.
+
+    Here the lock is released only once the loop has seen the runner start on the new event: a blocked loop
+    cannot see it until the sink's timeout has failed the batch.
+    """
+    sink_db = tmp_path / "read.db"
+
+    async def deposited(event: Event, tx: sqlite3.Connection) -> None:
+        tx.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY)")
+        tx.execute("INSERT INTO seen VALUES (?)", (event.event_id,))
+
+    await deposit(es, "acc-1", 1)
+    runner = ProjectionRunner(es, lease_wait=0.05, poll_interval=0.05)
+    runner.add(Projection("p", {"Deposited": deposited}), SqliteSink(str(sink_db), timeout=5))
+    task = asyncio.ensure_future(runner.run())
+    try:
+        await asyncio.wait_for(runner.wait_caught_up("p"), 60)
+        caplog.set_level("WARNING", logger="eventsource.projections")
+        release = threading.Event()
+
+        def hold() -> None:  # another process's writer, holding the lock until told
+            db = sqlite3.connect(sink_db, isolation_level=None)
+            db.execute("BEGIN IMMEDIATE")
+            locked.set()
+            release.wait(60)
+            db.execute("ROLLBACK")
+            db.close()
+
+        locked = threading.Event()
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        await asyncio.to_thread(locked.wait, 60)
+        await deposit(es, "acc-1", 2)
+        st = runner.states["p"]
+        for _ in range(6000):  # until the runner has taken the new event (it then goes straight to its sink)
+            if not st.idle or task.done():
+                break
+            await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.to_thread(holder.join, 60)
+        await asyncio.wait_for(runner.wait_caught_up("p"), 60)
+    finally:
+        await runner.stop()
+        await task
+    assert "starting over" not in caplog.text  # the batch waited for the lock; it did not fail on it
+    assert len(read(sink_db, "SELECT id FROM seen")) == 2

@@ -153,9 +153,21 @@ class SqliteSink(Sink[sqlite3.Connection]):
             await asyncio.to_thread(self._locked, lambda: self._apply_sync(projection, events, checkpoint, expected))
             return
         await self._acquire()  # coroutine handlers: on the loop, holding the connection for the batch
+        release = True
         try:
             db = self._conn()
-            _begin(db, checkpoint, expected)
+            # BEGIN IMMEDIATE waits (up to ``timeout``) while another connection writes the file: in a thread,
+            # or the whole loop would stand still meanwhile
+            begun = asyncio.get_running_loop().run_in_executor(None, _begin, db, checkpoint, expected)
+            try:
+                await asyncio.shield(begun)
+            except asyncio.CancelledError:
+                if begun.done():
+                    _undo(db, begun)
+                else:  # the thread still waits for the lock: undo what it began, then give the connection back
+                    release = False
+                    begun.add_done_callback(lambda f: self._undo_and_release(db, f))
+                raise
             try:
                 for event in events:
                     await projection.handle(event, db)
@@ -163,6 +175,13 @@ class SqliteSink(Sink[sqlite3.Connection]):
             except BaseException as e:
                 _rollback_after(db, checkpoint, e)
                 raise
+        finally:
+            if release:
+                self._lock.release()
+
+    def _undo_and_release(self, db: sqlite3.Connection, begun: asyncio.Future[None]) -> None:
+        try:
+            _undo(db, begun)
         finally:
             self._lock.release()
 
@@ -221,6 +240,13 @@ class SqliteSink(Sink[sqlite3.Connection]):
                 raise
         finally:
             self._lock.release()
+
+
+def _undo(db: sqlite3.Connection, begun: asyncio.Future[None]) -> None:
+    """Roll back a transaction begun for a batch that was cancelled (its error, if any, is the batch's)."""
+    if not begun.cancelled():
+        begun.exception()  # retrieved: the cancellation is what the caller gets
+    _rollback(db)
 
 
 def _read(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:

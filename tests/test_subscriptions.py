@@ -502,3 +502,25 @@ async def test_a_sqlite_checkpoint_file_that_fails_raises_typed_errors(tmp_path:
             await m.subscribe(checkpoint=store, name="n").start()
     finally:
         await m.close()
+
+
+def test_sync_commit_after_close_stores_only_what_was_handed_out(tmp_path: Path) -> None:
+    """Review: ``SyncSubscription.close()`` dropped the events it held and ``commit()`` then stored the async
+    subscription's mark, which counts every event of the batch it fetched: committed after a ``with`` block
+    left early, the events never handed out were skipped on resume."""
+    url = f"sqlite:///{tmp_path}/sync.db"
+    cp = f"sqlite:///{tmp_path}/cp.db"
+    with SyncEventSourcingManager({"providers": {"db": {"url": url}}, "default_provider": "db"}) as es:
+        es.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"n": i}} for i in range(10)])
+        with es.subscribe(checkpoint=cp, name="sync", page_size=10) as sub:
+            handled = []
+            for e in sub:
+                handled.append(e.data["n"])
+                if len(handled) == 3:
+                    break
+        stored = sub.commit()
+        assert handled == [0, 1, 2]
+        with es.subscribe(checkpoint=cp, name="sync", page_size=10) as again:
+            assert again.subscription.position == stored.position
+            es.append_event(stream_id="s", event_type="T", data={"n": 10})  # so a wrong resume does not wait
+            assert next(iter(again)).data["n"] == 3, f"resumed after {stored.position}"

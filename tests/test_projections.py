@@ -598,6 +598,10 @@ async def test_a_checkpoint_stored_under_the_bare_url_is_refused_not_guessed(tmp
         runner = ProjectionRunner(m).add(balances(source="memory://"), SqliteSink(f"sqlite:///{sink_db}"))
         await runner.catch_up(timeout=60)
         assert read(sink_db, "SELECT * FROM balances") == [("acc", 3)]  # resumed after the second event
+        runner = ProjectionRunner(m).add(balances(), SqliteSink(f"sqlite:///{sink_db}"))
+        await runner.reset("balances")  # or start over: a reset replays from the first event, asked for
+        await runner.catch_up(timeout=60)
+        assert read(sink_db, "SELECT * FROM balances") == [("acc", 6)]
     finally:
         await m.close()
 

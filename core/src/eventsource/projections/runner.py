@@ -308,6 +308,7 @@ class ProjectionRunner:
             if self._tg is None:  # not running: nothing else uses the sink's connection
                 await st.sink.close()
         st.position = None
+        st.legacy_source = None  # starting over was asked for: an old checkpoint under the bare URL is not consulted
 
     # ------------------------------------------------------------------ one projection
 
@@ -407,8 +408,8 @@ class ProjectionRunner:
         msg = (
             f"projection {name!r} has no checkpoint under its store's source {st.source!r}, but one under "
             f"{legacy!r}, which other stores behind that URL share (earlier releases stored it there). If it is "
-            f"this store's, pass Projection(..., source={legacy!r}) to resume from it; else delete it from the sink's "
-            "checkpoint table (CheckpointStore.delete(name, source))"
+            f"this store's, pass Projection(..., source={legacy!r}) to resume from it; else start over with "
+            "runner.reset(name)"
         )
         raise ConfigurationError(msg, field="source", stored=legacy, wanted=st.source)
 

@@ -524,3 +524,34 @@ def test_sync_commit_after_close_stores_only_what_was_handed_out(tmp_path: Path)
             assert again.subscription.position == stored.position
             es.append_event(stream_id="s", event_type="T", data={"n": 10})  # so a wrong resume does not wait
             assert next(iter(again)).data["n"] == 3, f"resumed after {stored.position}"
+
+
+async def test_commit_every_follows_what_the_filter_passes_over_while_waiting(tmp_path: Path) -> None:
+    """Review: with ``commit_every`` a filtered subscription committed only after events it handed out, so while
+    only other events came its checkpoint stayed put: its lag grew with every other event stored (a health check
+    with ``max_subscription_lag`` called it lagging) and a restart read them all again."""
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(SqliteProvider(f"sqlite:///{tmp_path}/e.db"), name="s", default=True)
+    store = SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")
+    try:
+        await m.append_event(stream_id="s-1", event_type="Wanted", data={})
+        sub = m.subscribe(event_types=["Wanted"], checkpoint=store, name="f", commit_every=1, poll_interval=0.05)
+        async with sub:
+            assert [e.event_type for e in await take(sub, 1)] == ["Wanted"]
+            waiting = asyncio.ensure_future(sub.__anext__())  # handled it, asks for more: nothing wanted comes
+            for n in range(20):
+                await m.append_event(stream_id=f"o-{n}", event_type="Other", data={})
+            last = [e.position async for e in m.read_all()][-1]
+            for _ in range(2000):  # until the checkpoint follows (or the wait ends)
+                cp = await store.get("f", sub.source)
+                if waiting.done() or (cp is not None and cp.position == last):
+                    break
+                await asyncio.sleep(0.01)
+            assert not waiting.done()
+            waiting.cancel()
+            cp = await store.get("f", sub.source)
+            assert cp is not None and cp.position == last
+            lag = await m.subscription_lag("f", store)
+            assert (lag.events, lag.seconds) == (0, 0.0)
+    finally:
+        await m.close()

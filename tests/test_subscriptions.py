@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import threading
 import uuid
@@ -555,3 +556,23 @@ async def test_commit_every_follows_what_the_filter_passes_over_while_waiting(tm
             assert (lag.events, lag.seconds) == (0, 0.0)
     finally:
         await m.close()
+
+
+async def test_reading_sqlite_checkpoints_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """Review: ``get`` and ``list`` took the file's write lock (``BEGIN IMMEDIATE``), so reading a checkpoint
+    (a subscription's start, lag in stats and health, ``eventsource projections``) waited, up to 30 s, for any
+    writer of the file: a SQL sink's batch, the event store's appends when the table shares their file."""
+    path = tmp_path / "cp.db"
+    store = SqliteCheckpointStore(f"sqlite:///{path}")
+    await store.put(Checkpoint("n", "s", "all", 7))
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("BEGIN IMMEDIATE")  # a sink's batch in progress
+    try:
+        got = await asyncio.wait_for(store.get("n", "s"), 10)
+        listed = await asyncio.wait_for(store.list(), 10)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert got is not None and got.position == 7
+    assert [cp.position for cp in listed] == [7]

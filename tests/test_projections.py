@@ -13,7 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.checkpoints import MemoryCheckpointStore, SqliteCheckpointStore
+from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore, SqliteCheckpointStore
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ValidationError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
@@ -119,7 +119,7 @@ async def test_handlers_and_checkpoint_commit_together_and_a_restart_resumes(
     await es.append_event(stream_id="acc-1", event_type="Renamed", data={})  # no handler: skipped
     await ProjectionRunner(es).add(balances(), SqliteSink(f"sqlite:///{sink_db}")).catch_up(timeout=60)
     assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 30)]
-    cp = await SqliteCheckpointStore(f"sqlite:///{sink_db}").get("balances", es.get_provider().display_url or "")
+    cp = await SqliteCheckpointStore(f"sqlite:///{sink_db}").get("balances", es.get_provider().checkpoint_source)
     assert cp is not None and cp.position >= 2  # the checkpoint store reads what the sink committed
     await deposit(es, "acc-1", 5)
     await ProjectionRunner(es).add(balances(), SqliteSink(str(sink_db))).catch_up(timeout=60)
@@ -300,7 +300,7 @@ async def test_at_least_once_sink_stores_the_checkpoint_after_the_handlers(es: E
     await ProjectionRunner(es).add(p, CheckpointStoreSink(store)).catch_up(timeout=60)
     ids = [e.event_id async for e in es.read_stream("acc-1")]
     assert seen == ids
-    cp = await store.get("mailer", es.get_provider().display_url or "")
+    cp = await store.get("mailer", es.get_provider().checkpoint_source)
     assert cp is not None and cp.position == (await es.get_provider().head_position())
 
 
@@ -564,3 +564,186 @@ async def test_a_projection_of_a_renamed_type_sees_the_events_stored_under_the_o
     es.rename_event_type("MoneyIn", "Deposited")
     await ProjectionRunner(es).add(balances(), SqliteSink(f"sqlite:///{sink_db}")).catch_up(timeout=60)
     assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 15)]
+
+
+async def test_one_projection_name_on_two_stores_keeps_two_checkpoints_in_one_sink(tmp_path: Path) -> None:
+    """Review: the runner keyed checkpoints by the masked URL, not the store's checkpoint source.
+
+    Two private in-memory stores share the URL ``memory://``; projection "balances" on the second resumed
+    the first's checkpoint in the shared sink and silently skipped the second store's events below it.
+    """
+    sink_db = tmp_path / "read.db"
+    managers = []
+    for n in range(2):
+        m = EventSourcingManager({"providers": {"main": {"url": "memory://"}}, "default_provider": "main"},
+                                 host=PluginHost())
+        await m.connect()
+        managers.append(m)
+        await deposit(m, f"store{n}-acc", 1, 2, 3)
+    try:
+        for m in managers:
+            await ProjectionRunner(m).add(balances(), SqliteSink(f"sqlite:///{sink_db}")).catch_up(timeout=60)
+        assert sorted(read(sink_db, "SELECT * FROM balances")) == [("store0-acc", 6), ("store1-acc", 6)]
+        sources = {cp.source for cp in await SqliteCheckpointStore(f"sqlite:///{sink_db}").list()}
+        assert sources == {m.get_provider().checkpoint_source for m in managers}
+    finally:
+        for m in managers:
+            await m.close()
+
+
+async def test_a_checkpoint_stored_under_the_bare_url_is_refused_not_guessed(tmp_path: Path) -> None:
+    """Earlier releases stored a projection's checkpoint under the masked URL, which stores behind one URL share:
+    the runner neither replays (applying everything twice) nor resumes it (perhaps another store's) unasked."""
+    sink_db = tmp_path / "read.db"
+    m = EventSourcingManager({"providers": {"main": {"url": "memory://"}}, "default_provider": "main"},
+                             host=PluginHost())
+    await m.connect()
+    try:
+        await deposit(m, "acc", 1, 2, 3)
+        positions = [e.position async for e in m.read_all()]
+        store = SqliteCheckpointStore(f"sqlite:///{sink_db}")
+        await store.put(Checkpoint("balances", "memory://", "all", positions[1]))
+        with pytest.raises(ConfigurationError, match="source='memory://'") as info:
+            await ProjectionRunner(m).add(balances(), SqliteSink(f"sqlite:///{sink_db}")).catch_up(timeout=60)
+        assert info.value.details["stored"] == "memory://"
+        assert read(sink_db, "SELECT * FROM balances") == []
+        runner = ProjectionRunner(m).add(balances(source="memory://"), SqliteSink(f"sqlite:///{sink_db}"))
+        await runner.catch_up(timeout=60)
+        assert read(sink_db, "SELECT * FROM balances") == [("acc", 3)]  # resumed after the second event
+        runner = ProjectionRunner(m).add(balances(), SqliteSink(f"sqlite:///{sink_db}"))
+        await runner.reset("balances")  # or start over: a reset replays from the first event, asked for
+        await runner.catch_up(timeout=60)
+        assert read(sink_db, "SELECT * FROM balances") == [("acc", 6)]
+    finally:
+        await m.close()
+
+
+async def test_an_outage_of_the_checkpoint_store_is_waited_out_never_blamed_on_an_event(
+    es: EventSourcingManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review: the at-least-once sink's checkpoint store failing (its folder gone) reached the error policy as if
+    the handler had failed: ``stop`` ended the runner with ProjectionStoppedError naming a healthy event, and
+    ``park`` parked it. An outage of where the checkpoint lives is the sink's, as it is for the SQL sinks."""
+    folder = tmp_path / "cp"
+    folder.mkdir()
+    store = SqliteCheckpointStore(f"sqlite:///{folder}/cp.db")
+    stop: Projection[None] = Projection("mailer", errors=ErrorPolicy(retries=1, backoff=0))
+    park: Projection[None] = Projection("mailer2", errors=ErrorPolicy(retries=0, then="park"))
+    for p in (stop, park):
+
+        @p.on("Deposited")
+        async def handle(event: Event, tx: None) -> None:
+            pass
+
+    await deposit(es, "acc-1", 1)
+    runner = ProjectionRunner(es, lease_wait=0.05, poll_interval=0.05)
+    runner.add(stop, CheckpointStoreSink(store)).add(park, CheckpointStoreSink(store))
+    task = asyncio.ensure_future(runner.run())
+    try:
+        for name in runner.states:
+            await asyncio.wait_for(runner.wait_caught_up(name), 60)
+        folder.rename(tmp_path / "away")
+        caplog.set_level("WARNING", logger="eventsource.projections")
+        await deposit(es, "acc-1", 2)
+        for _ in range(6000):  # until each projection has met the outage (as a handler error, or as an outage)
+            if task.done() or all(f"projection {n}:" in caplog.text for n in runner.states):
+                break
+            await asyncio.sleep(0.01)
+        assert not task.done(), task.exception()
+        assert [e async for e in es.read_stream("dead-letter-mailer2")] == []
+        (tmp_path / "away").rename(folder)
+        for name in runner.states:
+            await asyncio.wait_for(runner.wait_caught_up(name), 60)
+    finally:
+        await runner.stop()
+        await task
+    cps = {cp.name: cp.position for cp in await store.list()}
+    last = [e.position async for e in es.read_all()][-1]
+    assert cps == {"mailer": last, "mailer2": last}
+
+
+async def test_the_checkpoint_follows_events_the_projection_passes_over(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """Review: a projection's checkpoint moved only with a batch of its own event types, so while only other
+    events came it stayed put: its lag (``seconds``, from the oldest event past the checkpoint) grew without
+    bound, a health check with ``max_subscription_lag`` called an idle, caught-up projection lagging, and a
+    restart read every passed-over event again."""
+    sink_db = tmp_path / "read.db"
+    await deposit(es, "acc-1", 1)
+    runner = ProjectionRunner(es, poll_interval=0.05).add(balances(), SqliteSink(f"sqlite:///{sink_db}"))
+    task = asyncio.ensure_future(runner.run())
+    store = SqliteCheckpointStore(f"sqlite:///{sink_db}")
+    source = es.get_provider().checkpoint_source
+    try:
+        await asyncio.wait_for(runner.wait_caught_up("balances"), 60)
+        for n in range(30):
+            await es.append_event(stream_id=f"other-{n}", event_type="Renamed", data={})
+        last = [e.position async for e in es.read_all()][-1]
+        for _ in range(2000):  # until the checkpoint passes the other events (or the runner fails)
+            cp = await store.get("balances", source)
+            if task.done() or (cp is not None and cp.position == last):
+                break
+            await asyncio.sleep(0.01)
+        assert not task.done(), task.exception()
+        cp = await store.get("balances", source)
+        assert cp is not None and cp.position == last
+        lag = await es.subscription_lag("balances", store)
+        assert (lag.events, lag.seconds) == (0, 0.0)
+    finally:
+        await runner.stop()
+        await task
+    assert read(sink_db, "SELECT * FROM balances") == [("acc-1", 1)]
+
+
+async def test_coroutine_handlers_wait_for_a_busy_sqlite_sink_without_blocking_the_loop(
+    es: EventSourcingManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review: a coroutine projection began its sink transaction (``BEGIN IMMEDIATE``) on the event loop, so
+    while another connection held the sink's write lock the whole loop stood still, up to the sink's timeout
+    (every other projection, subscription and lease refresh of the process with it), and then the batch failed.
+
+    Here the lock is released only once the loop has seen the runner start on the new event: a blocked loop
+    cannot see it until the sink's timeout has failed the batch.
+    """
+    sink_db = tmp_path / "read.db"
+
+    async def deposited(event: Event, tx: sqlite3.Connection) -> None:
+        tx.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY)")
+        tx.execute("INSERT INTO seen VALUES (?)", (event.event_id,))
+
+    await deposit(es, "acc-1", 1)
+    runner = ProjectionRunner(es, lease_wait=0.05, poll_interval=0.05)
+    runner.add(Projection("p", {"Deposited": deposited}), SqliteSink(str(sink_db), timeout=5))
+    task = asyncio.ensure_future(runner.run())
+    try:
+        await asyncio.wait_for(runner.wait_caught_up("p"), 60)
+        caplog.set_level("WARNING", logger="eventsource.projections")
+        release = threading.Event()
+
+        def hold() -> None:  # another process's writer, holding the lock until told
+            db = sqlite3.connect(sink_db, isolation_level=None)
+            db.execute("BEGIN IMMEDIATE")
+            locked.set()
+            release.wait(60)
+            db.execute("ROLLBACK")
+            db.close()
+
+        locked = threading.Event()
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        await asyncio.to_thread(locked.wait, 60)
+        await deposit(es, "acc-1", 2)
+        st = runner.states["p"]
+        for _ in range(6000):  # until the runner has taken the new event (it then goes straight to its sink)
+            if not st.idle or task.done():
+                break
+            await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.to_thread(holder.join, 60)
+        await asyncio.wait_for(runner.wait_caught_up("p"), 60)
+    finally:
+        await runner.stop()
+        await task
+    assert "starting over" not in caplog.text  # the batch waited for the lock; it did not fail on it
+    assert len(read(sink_db, "SELECT id FROM seen")) == 2

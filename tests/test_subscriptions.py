@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import threading
 import uuid
@@ -481,3 +482,116 @@ async def test_async_for_on_a_row_store_raises_or_skips_an_undecodable_event_at_
             assert [(e.position, e.data["n"]) for e in got] == [(1, 1), (2, 2), (4, 4), (5, 5)]
             assert (sub.position, sub.skipped, [s.position for s in sub.skipped_events]) == (5, 1, [3])
     await m.close()
+
+
+async def test_a_one_stream_checkpoint_holds_any_stream_id_the_store_takes(tmp_path: Path) -> None:
+    """Review: a checkpoint's scope (``stream:<id>``) was held to the 200 characters of a name, so a subscription
+    on a legal stream id of 500 characters handed its events out and then failed every commit."""
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(SqliteProvider(f"sqlite:///{tmp_path}/e.db"), name="s", default=True)
+    sid = "s" * 500 + "%_*>."
+    store = SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")
+    try:
+        for n in range(3):
+            await m.append_event(stream_id=sid, event_type="T", data={"n": n})
+        async with m.subscribe(stream_id=sid, checkpoint=store, name="long") as sub:
+            first = await take(sub, 2)
+            await sub.commit()
+        assert [e.version for e in first] == [1, 2]
+        async with m.subscribe(stream_id=sid, checkpoint=store, name="long") as sub:
+            assert [e.version for e in await take(sub, 1)] == [3]
+    finally:
+        await m.close()
+
+
+async def test_a_sqlite_checkpoint_file_that_fails_raises_typed_errors(tmp_path: Path) -> None:
+    """Review: only the open was mapped; a checkpoint file that is not a database (or one busy past the timeout)
+    raised ``sqlite3`` errors from ``get``, ``put``, ``delete`` and a subscription's ``start``/``commit``."""
+    from eventsource.errors import ProviderError, ProviderUnavailableError
+
+    path = tmp_path / "cp.db"
+    path.write_bytes(b"this is not a SQLite database, but some other file" * 100)
+    store = SqliteCheckpointStore(f"sqlite:///{path}")
+    for call in (store.connect(), store.get("n", "s"), store.put(Checkpoint("n", "s", "all", 1)), store.list()):
+        with pytest.raises(ProviderUnavailableError, match="checkpoint"):
+            await call
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(MemoryProvider(), name="m", default=True)
+    try:
+        with pytest.raises(ProviderError):
+            await m.subscribe(checkpoint=store, name="n").start()
+    finally:
+        await m.close()
+
+
+def test_sync_commit_after_close_stores_only_what_was_handed_out(tmp_path: Path) -> None:
+    """Review: ``SyncSubscription.close()`` dropped the events it held and ``commit()`` then stored the async
+    subscription's mark, which counts every event of the batch it fetched: committed after a ``with`` block
+    left early, the events never handed out were skipped on resume."""
+    url = f"sqlite:///{tmp_path}/sync.db"
+    cp = f"sqlite:///{tmp_path}/cp.db"
+    with SyncEventSourcingManager({"providers": {"db": {"url": url}}, "default_provider": "db"}) as es:
+        es.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"n": i}} for i in range(10)])
+        with es.subscribe(checkpoint=cp, name="sync", page_size=10) as sub:
+            handled = []
+            for e in sub:
+                handled.append(e.data["n"])
+                if len(handled) == 3:
+                    break
+        stored = sub.commit()
+        assert handled == [0, 1, 2]
+        with es.subscribe(checkpoint=cp, name="sync", page_size=10) as again:
+            assert again.subscription.position == stored.position
+            es.append_event(stream_id="s", event_type="T", data={"n": 10})  # so a wrong resume does not wait
+            assert next(iter(again)).data["n"] == 3, f"resumed after {stored.position}"
+
+
+async def test_commit_every_follows_what_the_filter_passes_over_while_waiting(tmp_path: Path) -> None:
+    """Review: with ``commit_every`` a filtered subscription committed only after events it handed out, so while
+    only other events came its checkpoint stayed put: its lag grew with every other event stored (a health check
+    with ``max_subscription_lag`` called it lagging) and a restart read them all again."""
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(SqliteProvider(f"sqlite:///{tmp_path}/e.db"), name="s", default=True)
+    store = SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")
+    try:
+        await m.append_event(stream_id="s-1", event_type="Wanted", data={})
+        sub = m.subscribe(event_types=["Wanted"], checkpoint=store, name="f", commit_every=1, poll_interval=0.05)
+        async with sub:
+            assert [e.event_type for e in await take(sub, 1)] == ["Wanted"]
+            waiting = asyncio.ensure_future(sub.__anext__())  # handled it, asks for more: nothing wanted comes
+            for n in range(20):
+                await m.append_event(stream_id=f"o-{n}", event_type="Other", data={})
+            last = [e.position async for e in m.read_all()][-1]
+            for _ in range(2000):  # until the checkpoint follows (or the wait ends)
+                cp = await store.get("f", sub.source)
+                if waiting.done() or (cp is not None and cp.position == last):
+                    break
+                await asyncio.sleep(0.01)
+            assert not waiting.done()
+            waiting.cancel()
+            cp = await store.get("f", sub.source)
+            assert cp is not None and cp.position == last
+            lag = await m.subscription_lag("f", store)
+            assert (lag.events, lag.seconds) == (0, 0.0)
+    finally:
+        await m.close()
+
+
+async def test_reading_sqlite_checkpoints_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """Review: ``get`` and ``list`` took the file's write lock (``BEGIN IMMEDIATE``), so reading a checkpoint
+    (a subscription's start, lag in stats and health, ``eventsource projections``) waited, up to 30 s, for any
+    writer of the file: a SQL sink's batch, the event store's appends when the table shares their file."""
+    path = tmp_path / "cp.db"
+    store = SqliteCheckpointStore(f"sqlite:///{path}")
+    await store.put(Checkpoint("n", "s", "all", 7))
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("BEGIN IMMEDIATE")  # a sink's batch in progress
+    try:
+        got = await asyncio.wait_for(store.get("n", "s"), 10)
+        listed = await asyncio.wait_for(store.list(), 10)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert got is not None and got.position == 7
+    assert [cp.position for cp in listed] == [7]

@@ -3,6 +3,7 @@ advisory-lock lease), and the PostgreSQL sink's sync and async handlers."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -108,7 +109,7 @@ async def test_sync_handlers_get_a_psycopg_connection_inside_the_checkpoint_tran
     assert totals(url, sink_schema) == [("acc-1", 6)]
     store = PostgresCheckpointStore(url, schema=sink_schema)  # the tracking table is the checkpoint store's
     try:
-        cp = await store.get("totals", es.get_provider().display_url or "")
+        cp = await store.get("totals", es.get_provider().checkpoint_source)
         assert cp is not None and cp.position == [e.position async for e in es.read_all()][-1]
     finally:
         await store.close()
@@ -207,3 +208,66 @@ async def test_a_handler_that_runs_commit_itself_stops_the_runner(
 
     await ProjectionRunner(es).add(fixed, PostgresSink(url, schema=sink_schema)).catch_up(timeout=30)
     assert totals(url, sink_schema) == [("acc-1", 1)]
+
+
+async def test_one_projection_name_on_two_schemas_of_one_database_keeps_two_checkpoints(
+    make_provider: Callable[..., Any], url: str, sink_schema: str
+) -> None:
+    """Review: the runner keyed a projection's checkpoint by the masked URL, which two stores in two schemas of
+    one database share. Positions are cluster-wide transaction ids, so the projection on the store written
+    first resumed the other's checkpoint and silently skipped every event of its own below it."""
+    managers = []
+    for name in ("first", "second"):
+        p = await make_provider()
+        m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
+        await m.register_provider(p, name="pg", default=True)
+        managers.append((name, m))
+    for name, m in managers:  # the first store's events are older (lower transaction ids)
+        for n in (1, 2):
+            await m.append_event(stream_id=f"{name}-acc", event_type="Deposited", data={"amount": n})
+    for _, m in reversed(managers):  # the second store's projection runs first and stores a higher position
+        p: Projection[psycopg.AsyncConnection[Any]] = Projection("totals")
+
+        @p.on("Deposited")
+        async def deposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(ddl(sink_schema))
+            await tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
+
+        await ProjectionRunner(m).add(p, PostgresSink(url, schema=sink_schema)).catch_up(timeout=60)
+    assert totals(url, sink_schema) == [("first-acc", 3), ("second-acc", 3)]
+
+
+async def test_catch_up_waits_for_events_a_running_transaction_holds_back(
+    make_provider: Callable[..., Any], url: str, sink_schema: str
+) -> None:
+    """Review: catch_up() (and wait_caught_up) returned once a read found nothing; on PostgreSQL a read finds
+    nothing past a transaction still running anywhere in the cluster (after ``visibility_wait``), so an event
+    committed before the call but held back by an older open transaction was not applied when it returned."""
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
+    await m.register_provider(await make_provider(visibility_wait=0.05), name="pg", default=True)
+    await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    holder = await psycopg.AsyncConnection.connect(url)  # an unrelated writer's transaction, left open
+    try:
+        await holder.execute("SELECT pg_current_xact_id()")
+        await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})  # committed, held back
+        p: Projection[psycopg.AsyncConnection[Any]] = Projection("totals")
+
+        @p.on("Deposited")
+        async def deposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(ddl(sink_schema))
+            await tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
+
+        runner = ProjectionRunner(m, poll_interval=0.05).add(p, PostgresSink(url, schema=sink_schema))
+        task = asyncio.ensure_future(runner.catch_up(timeout=60))
+        for _ in range(3000):  # until the runner has read past the first event and found the tail held back
+            st = runner.states["totals"]
+            if task.done() or (st.position is not None and st.subscription is not None and st.subscription.reads > 6):
+                break
+            await asyncio.sleep(0.01)
+        done_early = task.done()
+    finally:
+        await holder.rollback()
+        await holder.close()
+    await task
+    assert not done_early, "catch_up returned while a committed event was held back"
+    assert totals(url, sink_schema) == [("acc-1", 3)]

@@ -15,6 +15,8 @@ from typing import ClassVar
 from eventsource.errors import ConflictError, NotFoundError, UnsupportedOperationError, ValidationError
 
 MAX_NAME_LENGTH = 200
+MAX_SCOPE_LENGTH = len("stream:") + 65536
+"""A scope names a stream (``stream:<id>``): room for the longest stream id a store can be configured to take."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +45,10 @@ class CheckpointNotFoundError(NotFoundError):
     """No checkpoint is stored for that subscription name and source."""
 
 
-def check_name(what: str, value: object) -> str:
-    """``value`` as a checkpoint key part, or :class:`ValidationError`."""
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH or "\x00" in value:
-        msg = f"checkpoint {what} must be a non-empty string of at most {MAX_NAME_LENGTH} characters without NUL"
+def check_name(what: str, value: object, limit: int = MAX_NAME_LENGTH) -> str:
+    """``value`` as a checkpoint key part (or, with its own ``limit``, scope), or :class:`ValidationError`."""
+    if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
+        msg = f"checkpoint {what} must be a non-empty string of at most {limit} characters without NUL"
         raise ValidationError(msg, field=what)
     return value
 
@@ -131,6 +133,6 @@ class CheckpointStore(ABC):
         """``checkpoint`` validated, stamped with the current time."""
         check_name("name", checkpoint.name)
         check_name("source", checkpoint.source)
-        check_name("scope", checkpoint.scope)
+        check_name("scope", checkpoint.scope, MAX_SCOPE_LENGTH)
         check_position(checkpoint.position)
         return Checkpoint(checkpoint.name, checkpoint.source, checkpoint.scope, checkpoint.position, now())

@@ -1,7 +1,8 @@
 """``sqlite:///file.db`` checkpoints: a table ``es_checkpoints`` in a SQLite file (the event file or another).
 
-Each call opens a short-lived connection on a worker thread and checks then writes inside one
-``BEGIN IMMEDIATE`` transaction, so two processes committing the same checkpoint never move it backwards.
+Each call opens a short-lived connection on a worker thread; ``put`` and ``delete`` check then write inside
+one ``BEGIN IMMEDIATE`` transaction, so two processes committing the same checkpoint never move it backwards,
+and ``get`` and ``list`` read in a plain transaction, which waits for no writer of the file.
 An in-memory URL (``sqlite:///:memory:``) is refused: its table would vanish with each connection.
 """
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from eventsource.checkpoints.base import Checkpoint, CheckpointStore, check_name
 from eventsource.errors import ConfigurationError, ProviderUnavailableError
+from eventsource.sqlite.errors import map_error
 from eventsource.sqlite.settings import path_from_url
 
 if TYPE_CHECKING:
@@ -39,26 +41,35 @@ class SqliteCheckpointStore(CheckpointStore):
             raise ConfigurationError(msg, field="url")
         self._ready = False
 
-    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """``fn`` in one transaction; a ``sqlite3`` failure becomes the typed error (busy: a timeout).
+
+        A write one unless ``write`` is false: a reader never waits for a writer of the file.
+        """
         try:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.Error as e:
             msg = f"cannot open the checkpoint file: {type(e).__name__}"
             raise ProviderUnavailableError(msg, operation="checkpoint") from e
         try:
-            if not self._ready:
-                db.execute(SCHEMA)
-                self._ready = True
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            return self._in(db, fn, write=write)
+        except (sqlite3.Error, OSError) as e:
+            raise map_error(e, "checkpoint", self.path) from e
+        finally:
+            db.close()
+
+    def _in(self, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        if not self._ready:
+            db.execute(SCHEMA)
+            self._ready = True
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            out = fn(db)
             db.execute("COMMIT")
             return out
         finally:
-            db.close()
+            if db.in_transaction:  # fn failed, or COMMIT did
+                db.execute("ROLLBACK")
 
     async def connect(self) -> None:
         """Create the table if it is missing."""
@@ -67,7 +78,7 @@ class SqliteCheckpointStore(CheckpointStore):
     async def get(self, name: str, source: str) -> Checkpoint | None:
         """The stored checkpoint, or ``None``."""
         key = (check_name("name", name), check_name("source", source))
-        return await asyncio.to_thread(self._run, lambda db: _get(db, *key))
+        return await asyncio.to_thread(lambda: self._run(lambda db: _get(db, *key), write=False))
 
     async def put(self, checkpoint: Checkpoint, *, force: bool = False) -> Checkpoint:
         """Check and write in one write transaction."""
@@ -105,7 +116,7 @@ class SqliteCheckpointStore(CheckpointStore):
             ).fetchall()
             return [_row(r) for r in rows]
 
-        return await asyncio.to_thread(self._run, body)
+        return await asyncio.to_thread(lambda: self._run(body, write=False))
 
 
 def _row(r: tuple[str, str, str, int, str]) -> Checkpoint:

@@ -94,7 +94,7 @@ class Projection(Generic[Tx]):
     :param stream_id: follow one stream (positions are its versions) instead of every stream.
     :param stream_prefix: follow only streams whose id starts with it.
     :param provider: the manager's provider to read from (default: the default provider).
-    :param source: the checkpoint's source name (default: the provider's URL, as subscriptions use).
+    :param source: the checkpoint's source name (default: the provider's ``checkpoint_source``, as subscriptions use).
     :param errors: the :class:`ErrorPolicy` (default: 3 retries, then stop).
     """
 

@@ -57,6 +57,8 @@ class ProjectionState:
     projection: Projection[Any]
     sink: Sink[Any]
     source: str = ""
+    legacy_source: str | None = None
+    """The masked URL, the default source of releases that did not tell stores behind one URL apart."""
     scope: str = "all"
     position: int | None = None
     """The checkpoint this runner last stored or read (``None``: none yet)."""
@@ -148,7 +150,11 @@ class ProjectionRunner:
                 field_name="dead_letter_stream",
             )
         st = ProjectionState(projection, sink)
-        st.source = projection.source or p.display_url or p.kind
+        # the store's checkpoint identity, as subscribe() uses: the masked URL alone is shared by stores behind
+        # one URL (schemas, prefixes, private in-memory stores), whose positions would then resume each other's
+        st.source = projection.source or p.checkpoint_source
+        legacy = p.display_url or p.kind
+        st.legacy_source = None if projection.source is not None or legacy == st.source else legacy
         st.scope = "all" if projection.stream_id is None else f"stream:{projection.stream_id}"
         self.states[projection.name] = st
         if self._tg is not None and not self._stopping:  # added while running (a rebuild): start it now
@@ -244,27 +250,43 @@ class ProjectionRunner:
 
         Caught up means: the checkpoint reached the store's head, or the projection is idle and a read of
         its subscription that began after the call found nothing new (a store's head may lie above its
-        last event, as PostgreSQL's does).
+        last event, as PostgreSQL's does) and after every transaction that could commit below that head
+        ended (PostgreSQL: a read finds nothing past a transaction still running, so it waits for that).
         """
         st = self.states[name]
         head = await self._head(st)
+        settled = await self._settled(st, head)
         sub0 = st.subscription
         reads0 = sub0.reads if sub0 is not None else 0
-        while not self._caught_up(st, head, sub0, reads0):
+        while (st.position or 0) < head and not (st.idle and st.read_to >= head):
+            if self._read_after(st, sub0, reads0):
+                if settled:
+                    return
+                if await self._settled(st, head):  # now a read that begins after this one must find them
+                    settled, sub0 = True, st.subscription
+                    reads0 = sub0.reads if sub0 is not None else 0
+                    continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.05):  # not wait_for: it can drop a cancellation (Python 3.11)
                     await self._progress.wait()
             self._progress = asyncio.Event()
 
     @staticmethod
-    def _caught_up(st: ProjectionState, head: int, sub0: Subscription | None, reads0: int) -> bool:
-        if (st.position or 0) >= head or (st.idle and st.read_to >= head):
-            return True
+    def _read_after(st: ProjectionState, sub0: Subscription | None, reads0: int) -> bool:
+        """Whether the projection is idle and a read of its subscription begun after ``reads0`` found nothing."""
         sub = st.subscription
         if not st.idle or sub is None or not sub.last_read_empty:
             return False
         # a read in flight when the head was taken may have begun before it: the one after it began after
         return (sub is not sub0 and sub.reads >= 1) or sub.reads >= reads0 + 2
+
+    async def _settled(self, st: ProjectionState, head: int) -> bool:
+        """Whether nothing can still commit at or below ``head``: the store's safe horizon passed it."""
+        if st.projection.stream_id is not None:
+            return True  # a stream's versions commit in order
+        end = await self.manager.get_provider(st.projection.provider).end_position()
+        return end is None or end > head
+
     async def _head(self, st: ProjectionState) -> int:
         p = self.manager.get_provider(st.projection.provider)
         sid = st.projection.stream_id
@@ -286,6 +308,7 @@ class ProjectionRunner:
             if self._tg is None:  # not running: nothing else uses the sink's connection
                 await st.sink.close()
         st.position = None
+        st.legacy_source = None  # starting over was asked for: an old checkpoint under the bare URL is not consulted
 
     # ------------------------------------------------------------------ one projection
 
@@ -312,6 +335,8 @@ class ProjectionRunner:
         """Subscribe after the sink's checkpoint and apply batches until stopped or fenced off."""
         proj = st.projection
         cp = await st.sink.position(proj.name, st.source)
+        if cp is None and st.legacy_source is not None:
+            await self._refuse_legacy(st)
         if cp is not None and cp.scope != st.scope:
             msg = f"checkpoint {proj.name!r} counts {cp.scope!r}, but the projection counts {st.scope!r}"
             raise ConfigurationError(msg, field="name")
@@ -336,7 +361,8 @@ class ProjectionRunner:
                 while True:
                     st.read_to, st.idle = sub.position, True
                     self._progress.set()
-                    batch = [e for e in await sub.next_batch(self.batch_size) if e.event_type in proj.handlers]
+                    events, expected = await self._next_batch(st, sub, expected)
+                    batch = [e for e in events if e.event_type in proj.handlers]
                     st.idle = False
                     if sub.closed:
                         return
@@ -347,6 +373,45 @@ class ProjectionRunner:
         finally:
             st.subscription = None
             st.idle = False
+
+    async def _next_batch(
+        self, st: ProjectionState, sub: Subscription, expected: int | None
+    ) -> tuple[list[Event], int | None]:
+        """The next batch, and the checkpoint: while none comes, it follows the events the subscription passes over.
+
+        Every ``poll_interval`` the read is still waiting, the checkpoint moves to the subscription's position if
+        that moved: no event of the projection's is among them (one would have ended the read), and without
+        this its lag would grow with every other event stored (and a restart would read them all again).
+        """
+        fetch = asyncio.ensure_future(sub.next_batch(self.batch_size))
+        try:
+            while not (await asyncio.wait([fetch], timeout=self.poll_interval))[0]:
+                to = sub.position
+                if to > (expected or 0):
+                    await st.sink.apply(st.projection, [], self._cp(st, to), expected)
+                    expected = st.position = to
+                    self._progress.set()
+            return fetch.result(), expected
+        finally:
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetch
+
+    @staticmethod
+    async def _refuse_legacy(st: ProjectionState) -> None:
+        """A checkpoint under the masked URL alone may be this store's (stored by an older release) or another's."""
+        name, legacy = st.projection.name, st.legacy_source
+        assert legacy is not None
+        if await st.sink.position(name, legacy) is None:
+            return
+        msg = (
+            f"projection {name!r} has no checkpoint under its store's source {st.source!r}, but one under "
+            f"{legacy!r}, which other stores behind that URL share (earlier releases stored it there). If it is "
+            f"this store's, pass Projection(..., source={legacy!r}) to resume from it; else start over with "
+            "runner.reset(name)"
+        )
+        raise ConfigurationError(msg, field="source", stored=legacy, wanted=st.source)
 
     async def _apply(self, st: ProjectionState, batch: Sequence[Event], expected: int | None, to: int) -> int:
         try:

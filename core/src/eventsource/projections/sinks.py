@@ -17,18 +17,19 @@ import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
-from eventsource.checkpoints.base import Checkpoint, CheckpointStore, now
+from eventsource.checkpoints.base import Checkpoint, CheckpointBehindError, CheckpointStore, now
 from eventsource.checkpoints.sqlite import SCHEMA
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, ValidationError
 from eventsource.projections.projection import CheckpointMovedError, Projection, ProjectionError, SinkUnavailableError
 from eventsource.sqlite.settings import path_from_url
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Sequence
 
     from eventsource.model import Event
 
 Tx = TypeVar("Tx")
+T = TypeVar("T")
 
 POLL = 0.002
 """Seconds between tries of a coroutine projection to take a sink connection another projection is using."""
@@ -152,9 +153,21 @@ class SqliteSink(Sink[sqlite3.Connection]):
             await asyncio.to_thread(self._locked, lambda: self._apply_sync(projection, events, checkpoint, expected))
             return
         await self._acquire()  # coroutine handlers: on the loop, holding the connection for the batch
+        release = True
         try:
             db = self._conn()
-            _begin(db, checkpoint, expected)
+            # BEGIN IMMEDIATE waits (up to ``timeout``) while another connection writes the file: in a thread,
+            # or the whole loop would stand still meanwhile
+            begun = asyncio.get_running_loop().run_in_executor(None, _begin, db, checkpoint, expected)
+            try:
+                await asyncio.shield(begun)
+            except asyncio.CancelledError:
+                if begun.done():
+                    _undo(db, begun)
+                else:  # the thread still waits for the lock: undo what it began, then give the connection back
+                    release = False
+                    begun.add_done_callback(lambda f: self._undo_and_release(db, f))
+                raise
             try:
                 for event in events:
                     await projection.handle(event, db)
@@ -162,6 +175,13 @@ class SqliteSink(Sink[sqlite3.Connection]):
             except BaseException as e:
                 _rollback_after(db, checkpoint, e)
                 raise
+        finally:
+            if release:
+                self._lock.release()
+
+    def _undo_and_release(self, db: sqlite3.Connection, begun: asyncio.Future[None]) -> None:
+        try:
+            _undo(db, begun)
         finally:
             self._lock.release()
 
@@ -220,6 +240,13 @@ class SqliteSink(Sink[sqlite3.Connection]):
                 raise
         finally:
             self._lock.release()
+
+
+def _undo(db: sqlite3.Connection, begun: asyncio.Future[None]) -> None:
+    """Roll back a transaction begun for a batch that was cancelled (its error, if any, is the batch's)."""
+    if not begun.cancelled():
+        begun.exception()  # retrieved: the cancellation is what the caller gets
+    _rollback(db)
 
 
 def _read(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
@@ -316,16 +343,33 @@ class CheckpointStoreSink(Sink[None]):
 
     async def position(self, name: str, source: str) -> Checkpoint | None:
         """The store's checkpoint."""
-        return await self.store.get(name, source)
+        return await self._store(self.store.get(name, source), name)
 
     async def apply(
         self, projection: Projection[None], events: Sequence[Event], checkpoint: Checkpoint, expected: int | None
     ) -> None:
-        """Handlers, then the checkpoint (refused, not moved back, if another runner got further)."""
-        check_expected(await self.store.get(checkpoint.name, checkpoint.source), checkpoint, expected)
+        """Handlers, then the checkpoint (refused, not moved back, if another runner got further).
+
+        The store failing is the sink's outage (:class:`SinkUnavailableError`), never the handlers' error.
+        """
+        stored = await self._store(self.store.get(checkpoint.name, checkpoint.source), checkpoint.name)
+        check_expected(stored, checkpoint, expected)
         for event in events:
             await projection.handle(event, None)
-        await self.store.put(checkpoint)
+        await self._store(self.store.put(checkpoint), checkpoint.name)
+
+    @staticmethod
+    async def _store(call: Awaitable[T], name: str) -> T:
+        try:
+            return await call
+        except CheckpointBehindError as e:  # a runner that got further stored it between the check and the put
+            raise CheckpointMovedError(str(e), name=name) from e
+        except ValidationError as e:  # a checkpoint the store cannot hold: no retry or park would help
+            msg = f"the checkpoint store refused the checkpoint: {e}"
+            raise ProjectionError(msg, name=name) from e
+        except Exception as e:
+            msg = f"the checkpoint store failed: {type(e).__name__}: {e}"
+            raise SinkUnavailableError(msg, operation="projection") from e
 
     async def reset(self, projection: Projection[None], name: str, source: str) -> None:
         """The reset hook, then the checkpoint's deletion."""

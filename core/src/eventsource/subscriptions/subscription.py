@@ -202,6 +202,7 @@ class Subscription(PageDelivery):
         """Whether the last store read found nothing past what was already read."""
         self.committed: Checkpoint | None = None
         """The last checkpoint this subscription stored or resumed from."""
+        self._passed_at: tuple[float, int] | None = None  # commit_every: (loop time, mark) of the last commit
 
     def __repr__(self) -> str:
         return (
@@ -336,6 +337,8 @@ class Subscription(PageDelivery):
             self._take_buffered(got, 1)
             if got:
                 return got[0]
+            if self.commit_every is not None:
+                await self._commit_passed()
             # a read, and the wait after an empty one, run as one future close() cancels: a close that
             # lands during the read (or the pause before the wait) ends this call too, not poll_interval later
             step = self._waiter = asyncio.ensure_future(self._step())
@@ -348,6 +351,18 @@ class Subscription(PageDelivery):
             finally:
                 self._waiter = None
         raise StopAsyncIteration
+
+    async def _commit_passed(self) -> None:
+        """``commit_every``: while nothing is handed out, commit what the filters passed over (once a poll_interval).
+
+        The consumer asked for more, so it is done with what it got; without this a filtered subscription's
+        checkpoint (and its lag) stayed behind every other event stored until one of its own came.
+        """
+        now = asyncio.get_running_loop().time()
+        if self._passed_at is None:
+            self._passed_at = (now, self._mark)
+        elif self._mark > self._passed_at[1] and now - self._passed_at[0] >= self.poll_interval:
+            await self.commit()
 
     async def _step(self) -> None:
         if not await self._fill():
@@ -478,4 +493,5 @@ class Subscription(PageDelivery):
         cp = Checkpoint(self.name, self.source, self.target.scope, at)
         self.committed = await self.checkpoints.put(cp)
         self._since_commit = 0
+        self._passed_at = (asyncio.get_running_loop().time(), at)
         return self.committed

@@ -27,6 +27,7 @@ class SyncSubscription:
         self.subscription = subscription
         self._pending: collections.deque[Event] = collections.deque()
         self._last: Event | None = None
+        self._dropped = False  # close() dropped fetched events never handed out: commit() stops at ``_last``
 
     def __repr__(self) -> str:
         return f"Sync{self.subscription!r}"
@@ -48,7 +49,8 @@ class SyncSubscription:
         self.close()
 
     def close(self) -> None:
-        """Stop; the iterator ends. Idempotent."""
+        """Stop; the iterator ends (``commit()`` still stores only what it handed out). Idempotent."""
+        self._dropped = self._dropped or bool(self._pending)
         self._pending.clear()
         self._loop.run(self.subscription.close())
 
@@ -66,7 +68,7 @@ class SyncSubscription:
 
     def commit(self, event: Event | None = None) -> Checkpoint:
         """Store the checkpoint after ``event`` (default: after the last event handed out)."""
-        if event is None and self._pending:
+        if event is None and (self._pending or self._dropped):
             event = self._last
             if event is None:
                 msg = "no event was handed out yet"

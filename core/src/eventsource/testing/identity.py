@@ -34,7 +34,8 @@ async def check_own_checkpoints(
     ``a`` and ``b`` are connected and empty; both get one stream id (3 events in ``a``, 1 in ``b``). A
     one-stream subscription ``<name>-stream`` runs on each, then (on stores with ``global_order="total"``) an
     all-streams one ``<name>``: ``a`` commits after its 3 events, ``b`` must start with no checkpoint and
-    deliver exactly its own event. ``checkpoint`` defaults to a fresh in-memory store.
+    deliver exactly its own event; then a projection ``<name>-projection`` runs on each into one sink on that
+    store and must apply exactly b's own event on b. ``checkpoint`` defaults to a fresh in-memory store.
     """
     store = checkpoint if checkpoint is not None else MemoryCheckpointStore()
     m = EventSourcingManager({"providers": {}, "default_provider": None}, host=_host())
@@ -44,9 +45,30 @@ async def check_own_checkpoints(
     await m.append_events_batch(stream_id=s, events=[ev("Placed", {"n": n}) for n in range(3)], provider="a")
     own = (await m.append_events_batch(stream_id=s, events=[ev("Placed", {"n": 9})], provider="b")).event_ids
     await _resume_apart(m, store, f"{name}-stream", own, stream_id=s)  # b's stream is at version 1, a's at 3
-    if a.capabilities.global_order == "total" and b.capabilities.global_order == "total":
+    total = a.capabilities.global_order == "total" and b.capabilities.global_order == "total"
+    if total:
         await _resume_apart(m, store, name, own)  # a's checkpoint (position 3) would skip b's only event
+    # a projection of that name, run on each store into one sink, keeps one checkpoint per store as well
+    await _project_apart(m, store, f"{name}-projection", own, stream_id=None if total else s)
     assert a.checkpoint_source != b.checkpoint_source
+
+
+async def _project_apart(
+    m: EventSourcingManager, store: CheckpointStore, name: str, own: list[str], *, stream_id: str | None
+) -> None:
+    from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner
+
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+    for provider in ("a", "b"):
+
+        async def placed(event: Event, _tx: None, provider: str = provider) -> None:
+            seen[provider].append(event.event_id)
+
+        projection: Projection[None] = Projection(name, {"Placed": placed}, stream_id=stream_id, provider=provider)
+        runner = ProjectionRunner(m, poll_interval=0.05).add(projection, CheckpointStoreSink(store))
+        await runner.catch_up(timeout=WAIT)
+    assert len(seen["a"]) == 3
+    assert seen["b"] == own, f"projection {name!r} on b resumed a's checkpoint: one checkpoint source"
 
 
 async def _resume_apart(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from eventsource.errors import ConcurrencyError, StreamExistsError, ValidationError
 from eventsource.model import NewEvent, NewStream, RecordedEvent, RecordedSnapshot
 from eventsource.transfer.source import page_records
+from eventsource.transfer.verify import event_difference
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,6 +37,11 @@ _PLACEHOLDER_IDS = uuid.UUID("6f1d0c3e-8a53-4a8e-9a57-0d7c1f3b2e41")
 
 MAX_BATCH_EVENTS = 500
 """Events per append at most."""
+
+
+def _placeholder_id(stream_id: str, version: int) -> str:
+    """The event id of the placeholder at ``version`` of ``stream_id``."""
+    return str(uuid.uuid5(_PLACEHOLDER_IDS, f"{stream_id}/{version}"))
 
 
 @dataclass(slots=True)
@@ -97,6 +103,8 @@ class StoreSink:
             await self._create(attrs)
             target = await p.get_stream_info(info.stream_id)
         version = target.version if target is not None else 0
+        if 0 < version <= floor and self.positions.highest_version(info.stream_id) < version:
+            await self._refuse_foreign_floor(info.stream_id, version, floor)
         if version < floor:
             await self._placeholders(info.stream_id, version, floor)
             version = floor
@@ -121,10 +129,30 @@ class StoreSink:
         at = datetime.fromtimestamp(0, UTC)
         while version < floor:
             n = min(MAX_BATCH_EVENTS, floor - version)
-            ids = [str(uuid.uuid5(_PLACEHOLDER_IDS, f"{stream_id}/{version + i + 1}")) for i in range(n)]
+            ids = [_placeholder_id(stream_id, version + i + 1) for i in range(n)]
             batch = [NewEvent(i, PLACEHOLDER_TYPE, b"null", b"", "json", at) for i in ids]
             await self.provider.append(stream_id, batch, version)
             version += n
+
+    async def _refuse_foreign_floor(self, stream_id: str, version: int, floor: int) -> None:
+        """Refuse a target stream whose events all lie below the source's first stored version, unless placeholders.
+
+        No event of it can be compared with the source's (the source truncated those versions), so unless they
+        are this copy's placeholders (a re-run after a kill) or mapped, they are another stream's events.
+        """
+        for at in (1, version):
+            rows = self.provider.read_stream(stream_id, from_version=at, to_version=version, page_size=1)
+            async with contextlib.aclosing(rows) as found:  # type: ignore[type-var]
+                rec = await anext(found, None)
+            if rec is None:
+                continue
+            if (rec.event_type, rec.event_id) != (PLACEHOLDER_TYPE, _placeholder_id(stream_id, rec.version)):
+                msg = (
+                    f"stream {stream_id!r} on the target holds event {rec.event_id!r} at version {rec.version}, "
+                    f"below the source's first stored version {floor + 1}: the target stream is not a copy of "
+                    "the source's"
+                )
+                raise ConcurrencyError(msg, stream_id=stream_id, expected=floor, actual=version)
 
     async def _drop_placeholders(self, stream_id: str, floor: int) -> None:
         """Truncate the stream below ``floor + 1`` if what it holds there are placeholders (a re-run after a kill)."""
@@ -199,11 +227,18 @@ class StoreSink:
 
     @staticmethod
     def _check_same(src: RecordedEvent, got: RecordedEvent) -> None:
-        """Refuse a target stream that holds another event at a version the copy would skip."""
+        """Refuse a target stream that holds another event, or the same id with other content, at a skipped version."""
         if got.event_id != src.event_id:
             msg = (
                 f"stream {src.stream_id!r} on the target holds event {got.event_id!r} at version {got.version}, "
                 f"the source holds {src.event_id!r}: the target stream is not a copy of the source's"
+            )
+            raise ConcurrencyError(msg, stream_id=src.stream_id, expected=src.version, actual=got.version)
+        differs = event_difference(src, got)
+        if differs is not None:
+            msg = (
+                f"stream {src.stream_id!r} on the target holds event {got.event_id!r} at version {got.version} with "
+                f"another {differs} than the source's: the target stream is not a copy of the source's"
             )
             raise ConcurrencyError(msg, stream_id=src.stream_id, expected=src.version, actual=got.version)
 

@@ -57,9 +57,26 @@ def _put(h: hashlib._Hash, value: str | bytes | None) -> None:
     h.update(raw)
 
 
-def event_digest(h: hashlib._Hash, rec: RecordedEvent) -> None:
-    """Fold one event into the rolling digest ``h`` (every field but stream and position)."""
-    for value in (
+_FIELDS = (
+    "event id",
+    "event type",
+    "version",
+    "encoding",
+    "data",
+    "metadata",
+    "timestamp",
+    "correlation id",
+    "causation id",
+    "user id",
+    "tenant id",
+    "aggregate id",
+    "aggregate type",
+)
+
+
+def _compared(rec: RecordedEvent) -> tuple[str | bytes | None, ...]:
+    """What verification compares of one event, in :data:`_FIELDS` order (every field but stream and position)."""
+    return (
         rec.event_id,
         rec.event_type,
         str(rec.version),
@@ -73,7 +90,17 @@ def event_digest(h: hashlib._Hash, rec: RecordedEvent) -> None:
         rec.tenant_id,
         rec.aggregate_id,
         rec.aggregate_type,
-    ):
+    )
+
+
+def event_difference(a: RecordedEvent, b: RecordedEvent) -> str | None:
+    """The name of the first field in which two copies of an event differ (``None``: they are the same)."""
+    return next((name for name, x, y in zip(_FIELDS, _compared(a), _compared(b), strict=True) if x != y), None)
+
+
+def event_digest(h: hashlib._Hash, rec: RecordedEvent) -> None:
+    """Fold one event into the rolling digest ``h`` (every field but stream and position)."""
+    for value in _compared(rec):
         _put(h, value)
 
 

@@ -6,6 +6,7 @@ into a stream that held other data, or skipped events it had never written, and 
 
 from __future__ import annotations
 
+import io
 import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ from eventsource.errors import ConcurrencyError
 from eventsource.model import NewEvent
 from eventsource.sqlite import SqliteProvider
 from eventsource.timestamps import from_us
-from eventsource.transfer import copy_store
+from eventsource.transfer import copy_store, export_store, import_store
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -84,3 +85,60 @@ async def test_a_target_event_with_the_source_id_but_other_bytes_is_refused(stor
     with pytest.raises(ConcurrencyError, match=r"'y'.*version 1 with another data"):
         await copy_store(src, dst)
     assert [r.data async for r in dst.read_stream("y")] == [b'{"a":2}'] * 2
+
+
+async def test_a_second_export_through_the_same_map_is_refused(
+    stores: dict[str, SqliteProvider], tmp_path: Path
+) -> None:
+    """Two exports of different stores, both holding 's', imported into one store with one map (stdin's default).
+
+    The map said versions 1..3 of 's' were copied, so the second import skipped its own 1..3 unchecked and
+    appended its 4..5 after the first export's events.
+    """
+    a, b, dst = stores["src"], stores["other"], stores["dst"]
+    await a.append("s", [_event("A") for _ in range(3)], 0)
+    await b.append("s", [_event("B") for _ in range(5)], 0)
+    first, second = io.BytesIO(), io.BytesIO()
+    await export_store(a, first)
+    await export_store(b, second)
+    first.seek(0)
+    second.seek(0)
+    await import_store(first, dst, position_map=tmp_path / "map.db", check_first=True)
+    with pytest.raises(ConcurrencyError, match="'s'"):
+        await import_store(second, dst, position_map=tmp_path / "map.db", check_first=True)
+    assert await _types(dst, "s") == ["A"] * 3
+
+
+async def test_a_copy_from_a_replaced_source_with_the_old_map_misses_nothing(tmp_path: Path) -> None:
+    """The source file is replaced by another store (restored from another backup) and the copy run again.
+
+    The map's cursor said source positions 1..3 were written, so the re-run skipped the new source's first
+    three events (all of stream 'p'), created 'p' empty on the target, copied 'q', and reported success.
+    """
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await dst.connect()
+    mapfile = tmp_path / "map.db"
+    try:
+        src = SqliteProvider(f"sqlite:///{tmp_path / 'src.db'}")
+        await src.connect()
+        await src.append("old", [_event("Old") for _ in range(3)], 0)
+        await copy_store(src, dst, position_map=mapfile)
+        await src.close()
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"src.db{suffix}").unlink(missing_ok=True)
+        src = SqliteProvider(f"sqlite:///{tmp_path / 'src.db'}")
+        await src.connect()
+        try:
+            await src.append("p", [_event("New") for _ in range(3)], 0)
+            await src.append("q", [_event("New")], 0)
+            result = await copy_store(src, dst, position_map=mapfile, verify=True)
+            assert (result.written, result.skipped) == (4, 0)
+            assert await _types(dst, "p") == ["New"] * 3
+            await src.append("old", [_event("Other") for _ in range(3)], 0)  # the same id, other events
+            with pytest.raises(ConcurrencyError, match="'old'"):
+                await copy_store(src, dst, position_map=mapfile)
+            assert await _types(dst, "old") == ["Old"] * 3
+        finally:
+            await src.close()
+    finally:
+        await dst.close()

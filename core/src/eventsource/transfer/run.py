@@ -163,21 +163,48 @@ async def check_map(positions: PositionMap, target: Provider) -> None:
     last = positions.last()
     if last is None:
         return
-    position, stream_id, version = last
-    info = await target.get_stream_info(stream_id)
-    found: int | None = None
-    if info is not None and info.version >= version:
-        rows = target.read_stream(stream_id, from_version=version, to_version=version, page_size=1)
-        async with contextlib.aclosing(rows) as events:  # type: ignore[type-var]
-            rec = await anext(events, None)
-        found = position if rec is None else rec.position
-    if found != position:
+    _source, position, stream_id, version, event_id = last
+    if not await _holds(target, stream_id, version, position, event_id, truncated_ok=True):
         msg = (
             f"the position map {positions.path or '(memory)'} was written for a target that does not hold what it "
             f"maps (stream {stream_id!r} version {version} at position {position}): the target was reset or is "
             "another store; remove the map file, or name a new one, and run the copy again"
         )
         raise ConfigurationError(msg, field="position_map")
+
+
+async def _holds(
+    store: Provider, stream_id: str, version: int, position: int, event_id: str | None, *, truncated_ok: bool
+) -> bool:
+    """Whether ``store`` holds the event ``event_id`` at ``version`` of ``stream_id``, at ``position``.
+
+    With ``truncated_ok``, a stream that reached ``version`` but no longer holds the event counts as holding it.
+    """
+    info = await store.get_stream_info(stream_id)
+    if info is None or info.version < version:
+        return False
+    rows = store.read_stream(stream_id, from_version=version, to_version=version, page_size=1)
+    async with contextlib.aclosing(rows) as events:  # type: ignore[type-var]
+        rec = await anext(events, None)
+    if rec is None:
+        return truncated_ok
+    return rec.position == position and event_id in (None, rec.event_id)
+
+
+async def resume_from(positions: PositionMap, source: Provider, name: str) -> int:
+    """Where a copy named ``name`` resumes reading ``source``: after its cursor, if the source still holds it.
+
+    The cursor's event must be where the map recorded it (the same id at the same position); otherwise (the
+    source was replaced, reset, or lost that event) the copy reads from the start, skipping what the target
+    holds after checking it against the source's events.
+    """
+    done = positions.cursor(name)
+    entry = positions.entry(done) if done is not None else None
+    if done is None or entry is None:
+        return 0
+    _position, _target, stream_id, version, event_id = entry
+    held = await _holds(source, stream_id, version, done, event_id, truncated_ok=False)
+    return done + 1 if held else 0
 
 
 async def copy_store(
@@ -210,8 +237,7 @@ async def copy_store(
         # a source in total order is read from where the last run got to; any other from the start
         resume = source.capabilities.global_order == "total"
         name = cursor_name(source, target, streams) if resume else None
-        done = positions.cursor(name) if name is not None else None
-        start = done + 1 if done is not None else 0
+        start = await resume_from(positions, source, name) if name is not None else 0
         src = ProviderSource(source, streams=streams, page_size=page_size, from_position=start)
         sink = StoreSink(target, positions, concurrency=concurrency, cursor=name)
         result = await transfer(src, sink, progress=progress, window=window)

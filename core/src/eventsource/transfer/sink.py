@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from eventsource.model import StreamInfo
     from eventsource.provider import Provider
-    from eventsource.transfer.posmap import PositionMap
+    from eventsource.transfer.posmap import Entry, PositionMap
 
 PLACEHOLDER_TYPE = "$eventsource.transfer.placeholder"
 """Event type of the placeholders that hold a truncated stream's missing versions until they are truncated."""
@@ -47,7 +47,6 @@ def _placeholder_id(stream_id: str, version: int) -> str:
 @dataclass(slots=True)
 class _Stream:
     version: int  # the target's version of the stream
-    mapped: int  # the highest version the position map holds for it
     pending: NewStream | None = None  # attributes of a stream the target lacks: created by its first append
 
 
@@ -96,7 +95,7 @@ class StoreSink:
         floor = (info.first_version - 1) if info.first_version is not None else info.version
         attrs = NewStream(info.stream_id, info.name, info.aggregate_id, info.aggregate_type, dict(info.metadata))
         if target is None and floor == 0:  # its first append creates it (an empty one: complete() does)
-            self.state[info.stream_id] = _Stream(0, self.positions.highest_version(info.stream_id), attrs)
+            self.state[info.stream_id] = _Stream(0, attrs)
             self.streams += 1
             return
         if target is None:
@@ -110,7 +109,7 @@ class StoreSink:
             version = floor
         if floor > 0:
             await self._drop_placeholders(info.stream_id, floor)
-        self.state[info.stream_id] = _Stream(version, self.positions.highest_version(info.stream_id))
+        self.state[info.stream_id] = _Stream(version)
         self.streams += 1
 
     async def _create(self, attrs: NewStream) -> None:
@@ -167,7 +166,7 @@ class StoreSink:
         state = self.state.get(rec.stream_id)
         if state is None:
             target = await self.provider.get_stream_info(rec.stream_id)
-            state = _Stream(target.version if target else 0, self.positions.highest_version(rec.stream_id))
+            state = _Stream(target.version if target else 0)
             self.state[rec.stream_id] = state
         return state
 
@@ -180,7 +179,7 @@ class StoreSink:
         groups: dict[str, list[RecordedEvent]] = {}
         for rec in page:
             groups.setdefault(rec.stream_id, []).append(rec)
-        entries: list[tuple[int, int, str, int]] = []
+        entries: list[Entry] = []
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(stream_id: str, recs: list[RecordedEvent]) -> int:
@@ -197,7 +196,7 @@ class StoreSink:
         self.written += written
         return written
 
-    async def _group(self, stream_id: str, recs: list[RecordedEvent], entries: list[tuple[int, int, str, int]]) -> int:
+    async def _group(self, stream_id: str, recs: list[RecordedEvent], entries: list[Entry]) -> int:
         """Write one stream's part of a page; its map entries go to ``entries``."""
         state = await self._state(recs[0])
         await self._map_existing(stream_id, state, recs, entries)
@@ -208,10 +207,29 @@ class StoreSink:
         return len(fresh)
 
     async def _map_existing(
-        self, stream_id: str, state: _Stream, recs: list[RecordedEvent], entries: list[tuple[int, int, str, int]]
+        self, stream_id: str, state: _Stream, recs: list[RecordedEvent], entries: list[Entry]
     ) -> None:
-        """Map the events of ``recs`` the target holds already but the map does not (a copy killed in between)."""
-        todo = [r for r in recs if state.mapped < r.version <= state.version]
+        """Check the events of ``recs`` the target holds already, and map those the map lacks (a killed copy).
+
+        One the map holds must be the event it recorded (another id: the map and the target hold another
+        source's stream); one it lacks is read from the target and compared field by field.
+        """
+        held = [r for r in recs if r.version <= state.version]
+        if not held:
+            return
+        known = self.positions.event_ids(stream_id, held[0].version, held[-1].version)
+        todo: list[RecordedEvent] = []
+        for rec in held:
+            mapped = known.get(rec.version)
+            if mapped is None:
+                todo.append(rec)
+            elif mapped != rec.event_id:
+                msg = (
+                    f"stream {stream_id!r}: the target holds event {mapped!r} at version {rec.version} (copied "
+                    f"there by an earlier run with this position map), the source holds {rec.event_id!r}: the "
+                    "target stream is not a copy of this source's"
+                )
+                raise ConcurrencyError(msg, stream_id=stream_id, expected=rec.version, actual=state.version)
         if not todo:
             return
         by_version = {r.version: r for r in todo}
@@ -222,8 +240,7 @@ class StoreSink:
                 src = by_version.get(got.version)
                 if src is not None:
                     self._check_same(src, got)
-                    entries.append((src.position, got.position, stream_id, got.version))
-        state.mapped = max(state.mapped, todo[-1].version)
+                    entries.append((src.position, got.position, stream_id, got.version, got.event_id))
 
     @staticmethod
     def _check_same(src: RecordedEvent, got: RecordedEvent) -> None:
@@ -259,9 +276,7 @@ class StoreSink:
             batches.append(batch)
         return batches
 
-    async def _append(
-        self, stream_id: str, state: _Stream, batch: Sequence[RecordedEvent]
-    ) -> list[tuple[int, int, str, int]]:
+    async def _append(self, stream_id: str, state: _Stream, batch: Sequence[RecordedEvent]) -> list[Entry]:
         """Append ``batch`` right after the target's version; the events' versions must follow it."""
         first = batch[0].version
         if first != state.version + 1:
@@ -276,8 +291,9 @@ class StoreSink:
             msg = f"stream {stream_id!r}: the target stored version {result.first_version}, not {first}"
             raise ConcurrencyError(msg, stream_id=stream_id, expected=first, actual=result.first_version)
         state.version = result.last_version
-        state.mapped = result.last_version
-        return [(r.position, pos, stream_id, r.version) for r, pos in zip(batch, result.positions, strict=True)]
+        return [
+            (r.position, pos, stream_id, r.version, r.event_id) for r, pos in zip(batch, result.positions, strict=True)
+        ]
 
     async def snapshot(self, snap: RecordedSnapshot) -> None:
         """Save ``snap`` unless the target holds it already; its position becomes the target's."""

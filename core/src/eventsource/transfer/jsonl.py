@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import gzip
 import io
 import json
 import os
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from eventsource.errors import TransferFormatError
+from eventsource.errors import TransferFormatError, ValidationError
+from eventsource.manager.validation import MAX_EVENT_ID_LENGTH, MAX_EVENT_TYPE_LENGTH, check_optional_text, check_text
 from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
 from eventsource.transfer.source import StreamFilter
 
@@ -34,8 +37,19 @@ MAX_LINE = 128 << 20
 """Longest line an import reads (room for a 50 MB payload in base64 and its fields); longer is refused."""
 MAX_PLACEHOLDERS = 10_000_000
 """Most versions below a stream's first stored event an import fills with placeholders (see the sink)."""
+MAX_STREAM_ID = 65536
+"""Longest stream id an import takes: the largest ``max_stream_id_length`` a manager can be configured with."""
 _EVENT_OPTIONAL = ("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")
 _STREAM_KEYS = ("stream_id", "name", "aggregate_id", "aggregate_type", "version", "first_version", "event_count")
+
+
+class _ConstantError(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    msg = f"{name} is not JSON (Python's json writes it; no store keeps it as a number)"
+    raise _ConstantError(msg)
 
 
 def _b64(data: bytes) -> str:
@@ -155,16 +169,14 @@ def _when(value: Any) -> datetime:
 
 def parse_event(d: dict[str, Any]) -> RecordedEvent:
     """The event of an export line (raises ``KeyError`` / ``TypeError`` / ``ValueError`` on a bad one)."""
-    opt = [d.get(name) for name in _EVENT_OPTIONAL]
-    for value in opt:
-        if value is not None and not isinstance(value, str):
-            raise TypeError("an envelope field is not text")
-    for key in ("event_id", "stream_id", "event_type", "encoding"):
-        if not isinstance(d[key], str):
-            raise TypeError(key)
-    for key in ("version", "position"):
-        if not isinstance(d[key], int) or isinstance(d[key], bool):
-            raise TypeError(key)
+    opt = [check_optional_text(name.replace("_", " "), d.get(name), field_name=name) for name in _EVENT_OPTIONAL]
+    check_text("event id", d["event_id"], MAX_EVENT_ID_LENGTH, field_name="event_id")
+    check_text("stream id", d["stream_id"], MAX_STREAM_ID, field_name="stream_id")
+    check_text("event type", d["event_type"], MAX_EVENT_TYPE_LENGTH, field_name="event_type")
+    if not isinstance(d["encoding"], str):
+        raise TypeError("encoding")
+    _int(d, "version", 1)
+    _int(d, "position")
     return RecordedEvent(
         d["event_id"],
         d["stream_id"],
@@ -189,18 +201,13 @@ def _int(d: dict[str, Any], key: str, low: int = 0, *, optional: bool = False) -
     return value
 
 
-def _text(d: dict[str, Any], *keys: str) -> None:
-    for key in keys:
-        if d.get(key) is not None and not isinstance(d[key], str):
-            msg = f"{key} is not text"
-            raise TypeError(msg)
-
-
 def parse_stream(d: dict[str, Any]) -> StreamInfo:
     """The stream of an export line."""
-    _text(d, "name", "aggregate_id", "aggregate_type")
-    if not isinstance(d["stream_id"], str) or not isinstance(d.get("metadata", {}), dict):
-        raise TypeError("stream_id")
+    for key in ("name", "aggregate_id", "aggregate_type"):
+        check_optional_text(key.replace("_", " "), d.get(key), field_name=key)
+    check_text("stream id", d["stream_id"], MAX_STREAM_ID, field_name="stream_id")
+    if not isinstance(d.get("metadata", {}), dict):
+        raise TypeError("metadata")
     version = _int(d, "version")
     first = _int(d, "first_version", 1, optional=True)
     if first is not None and first > version:
@@ -229,10 +236,12 @@ def parse_stream(d: dict[str, Any]) -> StreamInfo:
 
 def parse_snapshot(d: dict[str, Any]) -> RecordedSnapshot:
     """The snapshot of an export line."""
-    for key in ("snapshot_id", "stream_id", "encoding"):
-        if not isinstance(d[key], str):
-            raise TypeError(key)
-    _text(d, "aggregate_id", "aggregate_type")
+    check_text("snapshot id", d["snapshot_id"], MAX_EVENT_ID_LENGTH, field_name="snapshot_id")
+    check_text("stream id", d["stream_id"], MAX_STREAM_ID, field_name="stream_id")
+    if not isinstance(d["encoding"], str):
+        raise TypeError("encoding")
+    for key in ("aggregate_id", "aggregate_type"):
+        check_optional_text(key.replace("_", " "), d.get(key), field_name=key)
     _int(d, "position", optional=True)
     return RecordedSnapshot(
         snapshot_id=d["snapshot_id"],
@@ -261,6 +270,26 @@ def open_input(path: str) -> IO[bytes]:
     if buffered.peek(2)[:2] == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
     return buffered
+
+
+class _EventIds:
+    """The event ids a check has read, with their lines, in a temporary SQLite file (not in memory)."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("")  # a private temporary file, removed on close
+        self.db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")
+
+    def add(self, event_id: str, line: int) -> int | None:
+        """Record ``event_id``; the line it was first seen on if it was seen before."""
+        try:
+            self.db.execute("INSERT INTO ids VALUES (?, ?)", (event_id, line))
+        except sqlite3.IntegrityError:
+            return int(self.db.execute("SELECT line FROM ids WHERE id = ?", (event_id,)).fetchone()[0])
+        return None
+
+    def close(self) -> None:
+        """Drop the file."""
+        self.db.close()
 
 
 class JsonlSource:
@@ -306,6 +335,19 @@ class JsonlSource:
         if want != counts:
             raise self._error(lineno, f"the end line counts {want}, the file holds {counts}")
 
+    def _decode(self, lineno: int, raw: bytes) -> dict[str, Any]:
+        if len(raw) >= MAX_LINE and not raw.endswith(b"\n"):
+            raise self._error(lineno, f"a line longer than {MAX_LINE >> 20} MiB")
+        try:
+            d = json.loads(raw, parse_constant=_no_constant)
+        except _ConstantError as e:
+            raise self._error(lineno, str(e)) from e
+        except (ValueError, UnicodeDecodeError) as e:
+            raise self._error(lineno, "not a JSON line (corrupted or cut short?)") from e
+        if not isinstance(d, dict):
+            raise self._error(lineno, "not a JSON object")
+        return d
+
     def _lines(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """``(line number, record)`` of every line, the header and end line checked."""
         lineno = 0
@@ -313,14 +355,7 @@ class JsonlSource:
         counts = {"stream": 0, "event": 0, "snapshot": 0}
         try:
             for lineno, raw in enumerate(iter(lambda: self.stream.readline(MAX_LINE), b""), start=1):
-                if len(raw) >= MAX_LINE and not raw.endswith(b"\n"):
-                    raise self._error(lineno, f"a line longer than {MAX_LINE >> 20} MiB")
-                try:
-                    d = json.loads(raw)
-                except (ValueError, UnicodeDecodeError) as e:
-                    raise self._error(lineno, "not a JSON line (corrupted or cut short?)") from e
-                if not isinstance(d, dict):
-                    raise self._error(lineno, "not a JSON object")
+                d = self._decode(lineno, raw)
                 if lineno == 1:
                     self._header(d)
                     continue
@@ -347,17 +382,44 @@ class JsonlSource:
         n = {"stream": 0, "event": 0, "snapshot": 0}
         seen: dict[str, tuple[int, int, int]] = {}  # stream id -> (first version, last version, line of the last)
         heads: dict[str, tuple[StreamInfo, int]] = {}
-        for lineno, d in self._lines():
-            item = self._parse(lineno, d)
-            n[d["kind"]] += 1
-            if isinstance(item, RecordedEvent):
-                prev = seen.get(item.stream_id)
-                if prev is not None and item.version != prev[1] + 1:
-                    what = f"event version {item.version} of stream {item.stream_id!r} does not follow {prev[1]}"
-                    raise self._error(lineno, what)
-                seen[item.stream_id] = (item.version if prev is None else prev[0], item.version, lineno)
-            elif isinstance(item, StreamInfo):
-                heads[item.stream_id] = (item, lineno)
+        with contextlib.closing(_EventIds()) as ids:
+            for lineno, d in self._lines():
+                item = self._parse(lineno, d)
+                n[d["kind"]] += 1
+                if isinstance(item, RecordedEvent):
+                    first = ids.add(item.event_id, lineno)
+                    if first is not None:
+                        raise self._error(lineno, f"event id {item.event_id!r} is used twice (first on line {first})")
+                self._follows(lineno, item, seen, heads)
+        self._complete(seen, heads)
+        self.total = None if self.wanted.patterns else n["event"]
+        return n
+
+    def _follows(
+        self,
+        lineno: int,
+        item: StreamInfo | RecordedEvent | RecordedSnapshot,
+        seen: dict[str, tuple[int, int, int]],
+        heads: dict[str, tuple[StreamInfo, int]],
+    ) -> None:
+        """Check that an event follows its stream's previous one and a snapshot lies within its stream."""
+        if isinstance(item, RecordedSnapshot):
+            head = heads.get(item.stream_id)
+            top = head[0].version if head is not None else seen.get(item.stream_id, (0, 0, 0))[1]
+            if item.version > top:
+                what = f"a snapshot at version {item.version} of stream {item.stream_id!r}, which ends at version {top}"
+                raise self._error(lineno, what)
+        elif isinstance(item, RecordedEvent):
+            prev = seen.get(item.stream_id)
+            if prev is not None and item.version != prev[1] + 1:
+                what = f"event version {item.version} of stream {item.stream_id!r} does not follow {prev[1]}"
+                raise self._error(lineno, what)
+            seen[item.stream_id] = (item.version if prev is None else prev[0], item.version, lineno)
+        else:
+            heads[item.stream_id] = (item, lineno)
+
+    def _complete(self, seen: dict[str, tuple[int, int, int]], heads: dict[str, tuple[StreamInfo, int]]) -> None:
+        """Check that every stream's events start at its first stored version and end at its version."""
         for sid, (info, lineno) in heads.items():
             first, last, _ = seen.get(sid, (0, 0, 0))
             want_first = info.first_version if info.first_version is not None else (info.version + 1)
@@ -368,8 +430,6 @@ class JsonlSource:
                     f"the file holds {f'{first}..{last}' if first else 'no events'} of it"
                 )
                 raise self._error(lineno, what)
-        self.total = None if self.wanted.patterns else n["event"]
-        return n
 
     def _parse(self, lineno: int, d: dict[str, Any]) -> StreamInfo | RecordedEvent | RecordedSnapshot:
         kind = d["kind"]
@@ -381,6 +441,8 @@ class JsonlSource:
             return parse_snapshot(d)
         except (KeyError, TypeError, ValueError, binascii.Error) as e:
             raise self._error(lineno, f"a bad {kind} record ({type(e).__name__}: {e})") from e
+        except ValidationError as e:
+            raise self._error(lineno, f"a bad {kind} record ({e})") from e
 
     async def items(self) -> AsyncIterator[Item]:
         """Streams, event pages and snapshots, as the file holds them."""

@@ -1,0 +1,121 @@
+"""Hostile export files (review of issue #15): each is refused whole, naming its line, before anything is written.
+
+Before the fix each of these passed the check of a file and was written half-way: ids no manager accepts
+(empty, a NUL, a lone surrogate, over-long) went into the store, and an event id used twice or a snapshot
+beyond its stream failed at the store after other streams were written.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource.errors import TransferFormatError
+from eventsource.sqlite import SqliteProvider
+from eventsource.transfer import import_store, open_input
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+_TS = "2024-01-01T00:00:00+00:00"
+
+
+def _stream(sid: str, version: int = 1, **changes: Any) -> dict[str, Any]:
+    return {
+        "kind": "stream",
+        "stream_id": sid,
+        "name": None,
+        "aggregate_id": None,
+        "aggregate_type": None,
+        "metadata": {},
+        "version": version,
+        "first_version": 1 if version else None,
+        "event_count": version,
+        "created_at": _TS,
+        "updated_at": _TS,
+        **changes,
+    }
+
+
+def _event(sid: str, version: int = 1, position: int = 1, **changes: Any) -> dict[str, Any]:
+    return {
+        "kind": "event",
+        "event_id": str(uuid.uuid4()),
+        "stream_id": sid,
+        "event_type": "T",
+        "version": version,
+        "position": position,
+        "encoding": "json",
+        "timestamp": _TS,
+        "data": "e30=",
+        "metadata": "",
+        **changes,
+    }
+
+
+def _snapshot(sid: str, version: int) -> dict[str, Any]:
+    return {
+        "kind": "snapshot",
+        "snapshot_id": "snap-1",
+        "stream_id": sid,
+        "version": version,
+        "encoding": "json",
+        "created_at": _TS,
+        "data": "e30=",
+        "metadata": "",
+        "aggregate_id": None,
+        "aggregate_type": None,
+        "position": None,
+    }
+
+
+def _file(records: list[dict[str, Any]]) -> bytes:
+    counts = {"stream": 0, "event": 0, "snapshot": 0}
+    for r in records:
+        counts[r["kind"]] += 1
+    head = {"kind": "header", "format": "eventsource-export", "version": 1, "source": None}
+    end = {"kind": "end", "streams": counts["stream"], "events": counts["event"], "snapshots": counts["snapshot"]}
+    return b"".join(json.dumps(r).encode() + b"\n" for r in (head, *records, end))
+
+
+_GOOD_ID = "ok-1"
+
+# the bad records, and what the message says; each file holds a good stream 'ok' and its event first, so a check
+# that lets the bad record through writes 'ok' before the store refuses it (or stores it)
+CASES: dict[str, tuple[list[dict[str, Any]], str]] = {
+    "event id used twice": ([_stream("b"), _event("b", event_id=_GOOD_ID)], "twice"),
+    "empty stream id": ([_stream("", 0)], "stream id must not be empty"),
+    "NUL in a stream id": ([_stream("x\x00y", 0)], "control character"),
+    "lone surrogate": ([_stream("x\ud800", 0)], "lone surrogate"),
+    "stream id of 70,000 characters": ([_stream("z" * 70_000, 0)], "the limit is 65536"),
+    "empty event type": ([_event("b", event_type="")], "event type must not be empty"),
+    "event type of 300 characters": ([_event("b", event_type="T" * 300)], "the limit is 256"),
+    "empty event id": ([_event("b", event_id="")], "event id must not be empty"),
+    "control character in a tenant": ([_event("b", tenant_id="t\n1")], "control character"),
+    "NaN in stream metadata": ([_stream("n", 0, metadata={"x": float("nan")})], "NaN"),
+    "version 0 of an event": ([_event("b", version=0)], "version"),
+    "negative position": ([_event("b", position=-5)], "position"),
+    "snapshot beyond its stream": ([_snapshot("ok", 5)], "snapshot at version 5 of stream 'ok'"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_a_hostile_export_is_refused_naming_its_line_and_nothing_is_written(case: str, tmp_path: Path) -> None:
+    bad, message = CASES[case]
+    streams = [r for r in bad if r["kind"] == "stream"]
+    body = [_stream("ok"), *streams, _event("ok", event_id=_GOOD_ID), *[r for r in bad if r["kind"] != "stream"]]
+    line = 3 if len(streams) == len(bad) else 2 + len(body) - len(bad) + len(streams)  # the bad record's line
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(_file(body))
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await dst.connect()
+    try:
+        with open_input(str(path)) as stream, pytest.raises(TransferFormatError) as caught:
+            await import_store(stream, dst, name=str(path), check_first=True)
+        assert f"line {line}:" in str(caught.value)
+        assert message in str(caught.value)
+        assert (await dst.list_streams(limit=10, offset=0))[1] == 0
+    finally:
+        await dst.close()

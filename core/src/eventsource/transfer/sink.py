@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from eventsource.errors import ConcurrencyError, StreamExistsError, ValidationError
-from eventsource.model import NewEvent, NewStream, RecordedEvent, RecordedSnapshot
+from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedEvent, RecordedSnapshot
 from eventsource.transfer.source import page_records
 from eventsource.transfer.verify import event_difference
 
@@ -286,7 +286,10 @@ class StoreSink:
             )
             raise ValidationError(msg, stream_id=stream_id, version=first)
         attrs, state.pending = state.pending, None
-        result = await self.provider.append(stream_id, [new_event(r) for r in batch], state.version, attrs)
+        # the append that creates a stream expects none: a store then records its attributes with the events
+        # (at an exact version 0, NATS writes them after the events, and a kill in between lost them)
+        expected = NO_STREAM if attrs is not None else state.version
+        result = await self.provider.append(stream_id, [new_event(r) for r in batch], expected, attrs)
         if result.first_version != first:
             msg = f"stream {stream_id!r}: the target stored version {result.first_version}, not {first}"
             raise ConcurrencyError(msg, stream_id=stream_id, expected=first, actual=result.first_version)

@@ -11,11 +11,11 @@ import io
 import sqlite3
 import uuid
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.errors import ConcurrencyError
-from eventsource.model import NewEvent
+from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedSnapshot
 from eventsource.sqlite import SqliteProvider
 from eventsource.timestamps import from_us
 from eventsource.transfer import copy_store, export_store, import_store, verify_stores
@@ -176,3 +176,62 @@ async def test_verify_names_the_version_and_field_that_differ(source: EventSourc
     assert "stream 's-0004': version 5: missing on the target" in text, text
     assert "stream 's-0002': the name differs" in text, text
     assert "stream 's-0002': the snapshot at version 1 is missing on the target" in text, text
+
+
+def _written_meanwhile(src: SqliteProvider) -> None:
+    """Make an application write to ``src`` once a transfer has read the first page of its global log."""
+    pages = src.read_all_pages
+
+    async def reading(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async with contextlib.aclosing(pages(*args, **kwargs)) as read:
+            first = True
+            async for page in read:
+                yield page
+                if first:
+                    first = False
+                    await src.append("a9", [_event() for _ in range(3)], 10)
+                    late = NewStream("late", "Late", "agg", "T", {"k": 1})
+                    await src.append("late", [_event() for _ in range(3)], NO_STREAM, late)
+                    await src.save_snapshot(RecordedSnapshot("snap-late", "late", 3, b"{}", b"", "json", from_us(0)))
+
+    src.read_all_pages = reading  # type: ignore[method-assign]
+
+
+async def test_an_export_of_a_store_written_to_meanwhile_can_be_imported(
+    stores: dict[str, SqliteProvider], tmp_path: Path
+) -> None:
+    """Events appended to a listed stream while the export ran went into the file after its stream line.
+
+    The file's stream line said versions 1..10, its events ran to 13: the import refused the whole backup.
+    """
+    src, dst = stores["src"], stores["dst"]
+    for i in range(10):
+        await src.append(f"a{i}", [_event() for _ in range(10)], 0)
+    _written_meanwhile(src)
+    out = io.BytesIO()
+    await export_store(src, out, page_size=10)
+    out.seek(0)
+    result = await import_store(out, dst, check_first=True)
+    assert result.written == 100
+    info = await dst.get_stream_info("a9")
+    assert info is not None
+    assert info.version == 10
+
+
+async def test_a_stream_created_while_a_copy_runs_keeps_its_attributes(stores: dict[str, SqliteProvider]) -> None:
+    """A stream the listing did not show was created on the target by its events' append, with no attributes.
+
+    A re-run never restored them (the stream existed); verification reported its name, aggregate and metadata.
+    """
+    src, dst = stores["src"], stores["dst"]
+    for i in range(10):
+        await src.append(f"a{i}", [_event() for _ in range(10)], 0)
+    _written_meanwhile(src)
+    await copy_store(src, dst, page_size=10, window=10)
+    del src.read_all_pages  # the application is done
+    result = await copy_store(src, dst, verify=True)
+    assert result.verify is not None
+    assert result.verify.ok, result.verify.differences
+    late = await dst.get_stream_info("late")
+    assert late is not None
+    assert (late.name, late.aggregate_id, late.metadata) == ("Late", "agg", {"k": 1})

@@ -264,7 +264,7 @@ async def export_store(
 ) -> TransferResult:
     """Write every stream, event and snapshot of ``source`` to ``out`` as export lines (see :mod:`.jsonl`)."""
     sink = JsonlSink(out, source=source.display_url)
-    src = ProviderSource(source, streams=streams, page_size=page_size)
+    src = ProviderSource(source, streams=streams, page_size=page_size, as_listed=True)
     return await transfer(src, sink, progress=progress, window=page_size)
 
 

@@ -8,10 +8,12 @@ beyond its stream failed at the store after other streams were written.
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import console_script
 from eventsource.errors import TransferFormatError
 from eventsource.sqlite import SqliteProvider
 from eventsource.transfer import import_store, open_input
@@ -119,3 +121,32 @@ async def test_a_hostile_export_is_refused_naming_its_line_and_nothing_is_writte
         assert (await dst.list_streams(limit=10, offset=0))[1] == 0
     finally:
         await dst.close()
+
+
+def _cli(args: list[str], tmp_path: Path, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    script, env = console_script()
+    return subprocess.run([script, *args], input=data, capture_output=True, env=env, cwd=tmp_path, check=False)
+
+
+def test_cli_import_from_stdin_cut_short_says_what_was_imported(tmp_path: Path) -> None:
+    """From stdin the lines before a bad one are imported; the error said only which line was bad."""
+    data = _file([_stream("ok"), _event("ok", event_id=_GOOD_ID)])
+    cut = data[: data.rindex(b'{"kind": "end"')]
+    url = f"sqlite:///{tmp_path / 'dst.db'}"
+    run = _cli(["import", "--to", url], tmp_path, cut)
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert "-, line 3: no end line: the export was cut short" in err
+    assert "the records before it were imported" in err
+    assert "run the import again" in err
+
+
+def test_cli_import_of_a_file_shows_progress_while_it_checks_it(tmp_path: Path) -> None:
+    """A file is read whole before anything is written; that read showed nothing, however long it took."""
+    path = tmp_path / "backup.jsonl"
+    path.write_bytes(_file([_stream("ok"), _event("ok", event_id=_GOOD_ID)]))
+    run = _cli(["import", str(path), "--to", f"sqlite:///{tmp_path / 'dst.db'}"], tmp_path)
+    err = run.stderr.decode()
+    assert run.returncode == 0, err
+    assert "check: 1 events" in err  # stderr is a pipe: plain progress lines
+    assert err.index("check: ") < err.index("import: ")

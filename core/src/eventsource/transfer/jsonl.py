@@ -26,7 +26,7 @@ from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
 from eventsource.transfer.source import StreamFilter
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
     from eventsource.transfer.source import Item
 
@@ -37,6 +37,8 @@ MAX_LINE = 128 << 20
 """Longest line an import reads (room for a 50 MB payload in base64 and its fields); longer is refused."""
 MAX_PLACEHOLDERS = 10_000_000
 """Most versions below a stream's first stored event an import fills with placeholders (see the sink)."""
+CHECK_EVERY = 1000
+"""Events between two progress calls of :meth:`JsonlSource.check`."""
 MAX_STREAM_ID = 65536
 """Longest stream id an import takes: the largest ``max_stream_id_length`` a manager can be configured with."""
 _EVENT_OPTIONAL = ("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")
@@ -373,11 +375,12 @@ class JsonlSource:
             raise self._error(lineno + 1, f"unreadable ({e})") from e
         self._end(lineno, end, counts)
 
-    def check(self) -> dict[str, int]:
+    def check(self, progress: Callable[[int], None] | None = None) -> dict[str, int]:
         """Read the whole file once and raise at its first bad line (for a file: import nothing from a bad one).
 
         Beyond each line, every stream's events must follow each other version by version, start at the
-        stream line's first stored version and end at its version.
+        stream line's first stored version and end at its version. ``progress`` is called every
+        :data:`CHECK_EVERY` events with the number of events read so far.
         """
         n = {"stream": 0, "event": 0, "snapshot": 0}
         seen: dict[str, tuple[int, int, int]] = {}  # stream id -> (first version, last version, line of the last)
@@ -390,6 +393,8 @@ class JsonlSource:
                     first = ids.add(item.event_id, lineno)
                     if first is not None:
                         raise self._error(lineno, f"event id {item.event_id!r} is used twice (first on line {first})")
+                    if progress is not None and n["event"] % CHECK_EVERY == 1:
+                        progress(n["event"])
                 self._follows(lineno, item, seen, heads)
         self._complete(seen, heads)
         self.total = None if self.wanted.patterns else n["event"]

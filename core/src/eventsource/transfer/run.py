@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from eventsource.errors import ConfigurationError, VerificationError
+from eventsource.errors import ConfigurationError, TransferFormatError, VerificationError
 from eventsource.model import StreamInfo
 from eventsource.transfer.jsonl import JsonlSink, JsonlSource
 from eventsource.transfer.posmap import PositionMap
@@ -277,22 +277,34 @@ async def import_store(
     position_map: str | PathLike[str] | None = None,
     progress: Callable[[TransferProgress], None] | None = None,
     check_first: bool = False,
+    check_progress: Callable[[TransferProgress], None] | None = None,
     page_size: int = 500,
     window: int = WINDOW,
 ) -> TransferResult:
     """Write the items of an export (``stream``, opened with :func:`~.jsonl.open_input`) into ``target``.
 
     With ``check_first`` (a file, not a pipe), the whole export is read and checked before anything is
-    written, so a corrupted file leaves the store unchanged; then ``stream`` is rewound.
+    written (``check_progress`` called as it goes), so a corrupted file leaves the store unchanged; then
+    ``stream`` is rewound. Without it, a bad line stops the import after what came before it was written.
     """
     source = JsonlSource(stream, name=name, streams=streams, page_size=page_size)
     if check_first:
-        source.check()
+        start = time.monotonic()
+        report = check_progress
+        source.check(None if report is None else lambda n: report(TransferProgress(n, None, time.monotonic() - start)))
         stream.seek(0)
     positions = PositionMap(position_map)
     try:
         await check_map(positions, target)
         result = await transfer(source, StoreSink(target, positions), progress=progress, window=window)
+    except TransferFormatError as e:
+        if check_first:
+            raise
+        msg = (
+            f"{e}; the records before it were imported: fix the input and run the import again "
+            "(what the store holds is skipped)"
+        )
+        raise TransferFormatError(msg, **e.details) from e
     finally:
         positions.close()
     result.position_map = positions.path

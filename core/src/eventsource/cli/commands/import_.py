@@ -46,6 +46,7 @@ def import_(session: Session) -> int:
         with open_input(args.input) as stream:
             async with opened(session, url) as dst:
                 view = ProgressView(out, "import")
+                checking = ProgressView(out, "check")
                 try:
                     result = await import_store(
                         stream,
@@ -55,10 +56,12 @@ def import_(session: Session) -> int:
                         position_map=map_path(args.map, args.input, url),
                         progress=view,
                         check_first=args.input != "-",
+                        check_progress=checking,
                         page_size=args.page_size,
                         window=args.window,
                     )
                 finally:
+                    checking.done()
                     view.done()
         summary(out, "imported", result)
         return EXIT_OK

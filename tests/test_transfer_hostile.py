@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import console_script
-from eventsource.errors import TransferFormatError
+from eventsource.errors import TransferFormatError, ValidationError
+from eventsource.model import NewEvent
 from eventsource.sqlite import SqliteProvider
-from eventsource.transfer import import_store, open_input
+from eventsource.timestamps import from_us
+from eventsource.transfer import copy_store, import_store, open_input
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -150,3 +152,32 @@ def test_cli_import_of_a_file_shows_progress_while_it_checks_it(tmp_path: Path) 
     assert run.returncode == 0, err
     assert "check: 1 events" in err  # stderr is a pipe: plain progress lines
     assert err.index("check: ") < err.index("import: ")
+
+
+@pytest.mark.parametrize("option", ["--page-size", "--window"])
+def test_cli_a_page_size_or_window_below_1_is_a_usage_error(option: str, tmp_path: Path) -> None:
+    """--page-size 0 crashed in the store's read ('unexpected IndexError', exit 1)."""
+    stores = ["--from", f"sqlite:///{tmp_path / 'a.db'}", "--to", f"sqlite:///{tmp_path / 'b.db'}"]
+    run = _cli(["copy", *stores, option, "0"], tmp_path)
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert option in err
+    assert "must be >= 1" in err
+
+
+@pytest.mark.parametrize("setting", [{"page_size": 0}, {"window": 0}, {"concurrency": 0}, {"page_size": -3}])
+async def test_copy_with_a_page_size_window_or_concurrency_below_1_is_refused(
+    setting: dict[str, int], tmp_path: Path
+) -> None:
+    src = SqliteProvider(f"sqlite:///{tmp_path / 'a.db'}")
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'b.db'}")
+    await src.connect()
+    await dst.connect()
+    try:
+        await src.append("s", [NewEvent("e1", "T", b"{}", b"", "json", from_us(0))], 0)
+        with pytest.raises(ValidationError, match=next(iter(setting))):
+            await copy_store(src, dst, **setting)  # type: ignore[arg-type]
+        assert await dst.get_stream_info("s") is None
+    finally:
+        await src.close()
+        await dst.close()

@@ -12,6 +12,7 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from eventsource.cli.arguments import positive
 from eventsource.cli.errors import StoreContextError
 from eventsource.cli.session import _has_server, _unreachable, connect_hint
 from eventsource.errors import ConfigurationError, ErrorType, EventSourceError, ProviderNotFoundError, ValidationError
@@ -38,7 +39,9 @@ def add_stream_option(parser: argparse.ArgumentParser) -> None:
         dest="streams",
         help="only streams whose id matches this shell-style pattern (repeatable), e.g. 'order-*'",
     )
-    parser.add_argument("--page-size", type=int, default=500, metavar="N", help="events per page read (default 500)")
+    parser.add_argument(
+        "--page-size", type=positive, default=500, metavar="N", help="events per page read (default 500)"
+    )
 
 
 def add_write_options(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +50,7 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--window",
-        type=int,
+        type=positive,
         default=WINDOW,
         metavar="N",
         help=f"events gathered before a write, stream by stream (default {WINDOW:,}; more: larger appends "

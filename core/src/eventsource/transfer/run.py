@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from eventsource.errors import ConfigurationError, TransferFormatError, VerificationError
+from eventsource.errors import ConfigurationError, TransferFormatError, ValidationError, VerificationError
 from eventsource.model import StreamInfo
 from eventsource.transfer.jsonl import JsonlSink, JsonlSource
 from eventsource.transfer.posmap import PositionMap
@@ -148,6 +148,14 @@ async def transfer(
     )
 
 
+def _at_least_1(**values: int) -> None:
+    """Refuse a page size, window or concurrency below 1 (a read of 0 events, a copy waiting forever)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            msg = f"{name} must be a whole number >= 1, got {value!r}"
+            raise ValidationError(msg, field=name)
+
+
 def cursor_name(source: Provider, target: Provider, streams: Sequence[str] | None) -> str:
     """The key of a copy's resume cursor in its position map: the two stores and the stream patterns."""
     return json.dumps([source.display_url, target.display_url, sorted(streams or [])])
@@ -231,6 +239,7 @@ async def copy_store(
     :param window: events gathered before a write (see :func:`transfer`); the memory a copy holds.
     :param concurrency: streams of one write appended at once.
     """
+    _at_least_1(page_size=page_size, window=window, concurrency=concurrency)
     positions = PositionMap(position_map)
     try:
         await check_map(positions, target)
@@ -263,6 +272,7 @@ async def export_store(
     page_size: int = 500,
 ) -> TransferResult:
     """Write every stream, event and snapshot of ``source`` to ``out`` as export lines (see :mod:`.jsonl`)."""
+    _at_least_1(page_size=page_size)
     sink = JsonlSink(out, source=source.display_url)
     src = ProviderSource(source, streams=streams, page_size=page_size, as_listed=True)
     return await transfer(src, sink, progress=progress, window=page_size)
@@ -287,6 +297,7 @@ async def import_store(
     written (``check_progress`` called as it goes), so a corrupted file leaves the store unchanged; then
     ``stream`` is rewound. Without it, a bad line stops the import after what came before it was written.
     """
+    _at_least_1(page_size=page_size, window=window)
     source = JsonlSource(stream, name=name, streams=streams, page_size=page_size)
     if check_first:
         start = time.monotonic()

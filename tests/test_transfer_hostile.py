@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import console_script
+from eventsource.cli.transfer import map_path
 from eventsource.errors import TransferFormatError, ValidationError
 from eventsource.model import NewEvent
 from eventsource.sqlite import SqliteProvider
@@ -181,3 +182,16 @@ async def test_copy_with_a_page_size_window_or_concurrency_below_1_is_refused(
     finally:
         await src.close()
         await dst.close()
+
+
+def test_the_default_map_name_does_not_depend_on_a_password() -> None:
+    """The default map file was named after a hash of the raw URLs: 48 bits of SHA-256 over text holding the
+    password, shown in every summary ('position map: ...') and in directory listings, enough to test guesses
+    of a weak password offline."""
+    target = "sqlite:///restored.db"
+    one = map_path(None, "postgresql://app:first-secret@db:5432/events", target)
+    two = map_path(None, "postgresql://app:other-secret@db:5432/events", target)
+    assert one == two
+    assert one != map_path(None, "postgresql://app:first-secret@db:5432/other", target)
+    dsn = map_path(None, "host=db dbname=events password=first-secret", target)
+    assert dsn == map_path(None, "host=db dbname=events password=other-secret", target)

@@ -65,10 +65,15 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
 
 
 def map_path(given: str | None, source: str, target: str) -> str:
-    """``given``, else a file named after the (source, target) pair, so two copies never share a map."""
+    """``given``, else a file named after the (source, target) pair, so two copies never share a map.
+
+    The name is a hash of the two masked: a password never reaches it (the name is shown and listed).
+    """
     if given:
         return given
-    digest = hashlib.sha256(f"{source}\n{target}".encode()).hexdigest()[:12]
+    from eventsource.config import mask_url
+
+    digest = hashlib.sha256(f"{mask_url(source)}\n{mask_url(target)}".encode()).hexdigest()[:12]
     return f"eventsource-map-{digest}.db"
 
 

@@ -235,3 +235,16 @@ async def test_a_stream_created_while_a_copy_runs_keeps_its_attributes(stores: d
     late = await dst.get_stream_info("late")
     assert late is not None
     assert (late.name, late.aggregate_id, late.metadata) == ("Late", "agg", {"k": 1})
+
+
+async def test_a_target_stream_with_other_attributes_is_refused(stores: dict[str, SqliteProvider]) -> None:
+    """The target holds its own empty 'order-1' (another aggregate); the source's events went into it, under
+    the target's name, aggregate and metadata, and the copy reported success."""
+    src, dst = stores["src"], stores["dst"]
+    await src.append("order-1", [_event() for _ in range(3)], NO_STREAM, NewStream("order-1", "Ours", "o-1", "Order"))
+    await dst.create_stream(NewStream("order-1", "Theirs", "x-9", "Invoice", {"owner": "billing"}))
+    with pytest.raises(ConcurrencyError, match=r"'order-1'.*name"):
+        await copy_store(src, dst)
+    info = await dst.get_stream_info("order-1")
+    assert info is not None
+    assert (info.version, info.name) == (0, "Theirs")

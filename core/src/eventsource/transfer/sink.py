@@ -39,6 +39,17 @@ MAX_BATCH_EVENTS = 500
 """Events per append at most."""
 
 
+def _attribute_difference(a: StreamInfo, b: StreamInfo) -> str | None:
+    """The first attribute (name, aggregate id or type, metadata) in which two copies of a stream differ."""
+    pairs = (
+        ("name", a.name, b.name),
+        ("aggregate id", a.aggregate_id, b.aggregate_id),
+        ("aggregate type", a.aggregate_type, b.aggregate_type),
+        ("metadata", a.metadata, b.metadata),
+    )
+    return next((name for name, x, y in pairs if x != y), None)
+
+
 def _placeholder_id(stream_id: str, version: int) -> str:
     """The event id of the placeholder at ``version`` of ``stream_id``."""
     return str(uuid.uuid5(_PLACEHOLDER_IDS, f"{stream_id}/{version}"))
@@ -101,6 +112,12 @@ class StoreSink:
         if target is None:
             await self._create(attrs)
             target = await p.get_stream_info(info.stream_id)
+        elif (differs := _attribute_difference(info, target)) is not None:
+            msg = (
+                f"stream {info.stream_id!r} on the target has another {differs} than the source's: the target "
+                "stream is not a copy of the source's"
+            )
+            raise ConcurrencyError(msg, stream_id=info.stream_id, expected=info.version, actual=target.version)
         version = target.version if target is not None else 0
         if 0 < version <= floor and self.positions.highest_version(info.stream_id) < version:
             await self._refuse_foreign_floor(info.stream_id, version, floor)

@@ -195,3 +195,17 @@ def test_the_default_map_name_does_not_depend_on_a_password() -> None:
     assert one != map_path(None, "postgresql://app:first-secret@db:5432/other", target)
     dsn = map_path(None, "host=db dbname=events password=first-secret", target)
     assert dsn == map_path(None, "host=db dbname=events password=other-secret", target)
+
+
+async def test_a_position_beyond_64_bits_is_refused_naming_its_line(tmp_path: Path) -> None:
+    """Such a position passed the check and crashed the position map's insert half-way (OverflowError)."""
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(_file([_stream("ok", 2), _event("ok"), _event("ok", 2, position=2**70)]))
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await dst.connect()
+    try:
+        with open_input(str(path)) as stream, pytest.raises(TransferFormatError, match=r"line 4: .*position"):
+            await import_store(stream, dst, name=str(path), position_map=tmp_path / "m.db", check_first=True)
+        assert (await dst.list_streams(limit=10, offset=0))[1] == 0
+    finally:
+        await dst.close()

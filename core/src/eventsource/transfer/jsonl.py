@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from eventsource.errors import TransferFormatError, ValidationError
-from eventsource.manager.validation import MAX_EVENT_ID_LENGTH, MAX_EVENT_TYPE_LENGTH, check_optional_text, check_text
+from eventsource.manager.validation import (
+    MAX_EVENT_ID_LENGTH,
+    MAX_EVENT_TYPE_LENGTH,
+    MAX_NUMBER,
+    check_optional_text,
+    check_text,
+)
 from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
 from eventsource.transfer.source import StreamFilter
 
@@ -197,8 +203,8 @@ def _int(d: dict[str, Any], key: str, low: int = 0, *, optional: bool = False) -
     value = d.get(key) if optional else d[key]
     if value is None and optional:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        msg = f"{key} is not an integer >= {low}"
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_NUMBER:
+        msg = f"{key} is not an integer from {low} to 2**63 - 1"
         raise TypeError(msg)
     return value
 

@@ -381,12 +381,13 @@ class JsonlSource:
             raise self._error(lineno + 1, f"unreadable ({e})") from e
         self._end(lineno, end, counts)
 
-    def check(self, progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    def check(self, progress: Callable[[int], None] | None = None, max_event_size: int | None = None) -> dict[str, int]:
         """Read the whole file once and raise at its first bad line (for a file: import nothing from a bad one).
 
         Beyond each line, every stream's events must follow each other version by version, start at the
         stream line's first stored version and end at its version. ``progress`` is called every
-        :data:`CHECK_EVERY` events with the number of events read so far.
+        :data:`CHECK_EVERY` events with the number of events read so far. ``max_event_size`` (the target's
+        ``capabilities.max_event_size``) bounds an event's data and metadata bytes, as a manager's append does.
         """
         n = {"stream": 0, "event": 0, "snapshot": 0}
         seen: dict[str, tuple[int, int, int]] = {}  # stream id -> (first version, last version, line of the last)
@@ -396,15 +397,23 @@ class JsonlSource:
                 item = self._parse(lineno, d)
                 n[d["kind"]] += 1
                 if isinstance(item, RecordedEvent):
-                    first = ids.add(item.event_id, lineno)
-                    if first is not None:
-                        raise self._error(lineno, f"event id {item.event_id!r} is used twice (first on line {first})")
+                    self._check_event(lineno, item, ids, max_event_size)
                     if progress is not None and n["event"] % CHECK_EVERY == 1:
                         progress(n["event"])
                 self._follows(lineno, item, seen, heads)
         self._complete(seen, heads)
         self.total = None if self.wanted.patterns else n["event"]
         return n
+
+    def _check_event(self, lineno: int, rec: RecordedEvent, ids: _EventIds, max_event_size: int | None) -> None:
+        """Refuse an event whose id came before, or larger than the target holds."""
+        first = ids.add(rec.event_id, lineno)
+        if first is not None:
+            raise self._error(lineno, f"event id {rec.event_id!r} is used twice (first on line {first})")
+        size = len(rec.data) + len(rec.metadata)
+        if max_event_size is not None and size > max_event_size:
+            what = f"event {rec.event_id!r} is {size} bytes encoded; the target holds at most {max_event_size}"
+            raise self._error(lineno, what)
 
     def _follows(
         self,

@@ -302,7 +302,10 @@ async def import_store(
     if check_first:
         start = time.monotonic()
         report = check_progress
-        source.check(None if report is None else lambda n: report(TransferProgress(n, None, time.monotonic() - start)))
+        source.check(
+            None if report is None else lambda n: report(TransferProgress(n, None, time.monotonic() - start)),
+            target.capabilities.max_event_size,
+        )
         stream.seek(0)
     positions = PositionMap(position_map)
     try:

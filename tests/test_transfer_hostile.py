@@ -209,3 +209,20 @@ async def test_a_position_beyond_64_bits_is_refused_naming_its_line(tmp_path: Pa
         assert (await dst.list_streams(limit=10, offset=0))[1] == 0
     finally:
         await dst.close()
+
+
+def test_cli_export_onto_the_stores_own_file_is_refused(tmp_path: Path) -> None:
+    """'export --from sqlite:///events.db -o events.db' (events.jsonl meant) truncated the store to one line."""
+    store = tmp_path / "events.db"
+    url = f"sqlite:///{store}"
+    assert _cli(["append", "--store", url, "s", "T", '{"a": 1}'], tmp_path).returncode == 0
+    size = store.stat().st_size
+    run = _cli(["export", "--from", url, "-o", str(store)], tmp_path)
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert "not an eventsource export" in err
+    assert store.stat().st_size == size
+    assert _cli(["read", "--store", url, "s"], tmp_path).returncode == 0
+    previous = tmp_path / "backup.jsonl"
+    assert _cli(["export", "--from", url, "-o", str(previous)], tmp_path).returncode == 0
+    assert _cli(["export", "--from", url, "-o", str(previous)], tmp_path).returncode == 0  # an export is replaced

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 FORMAT = "eventsource-export"
 FORMAT_VERSION = 1
 _GZIP_MAGIC = b"\x1f\x8b"
+_HEADER_START = b'{"kind":"header"'
+"""How every export this module writes begins (uncompressed)."""
 MAX_LINE = 128 << 20
 """Longest line an import reads (room for a 50 MB payload in base64 and its fields); longer is refused."""
 MAX_PLACEHOLDERS = 10_000_000
@@ -111,6 +113,24 @@ def snapshot_line(snap: RecordedSnapshot) -> dict[str, Any]:
     }
 
 
+def _check_replaceable(path: str) -> None:
+    """Refuse to overwrite a file that holds something other than an export (a store's database, say)."""
+    try:
+        with Path(path).open("rb") as f:
+            start = f.read(len(_HEADER_START))
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    except OSError:
+        return  # not readable: opening it for writing says why
+    if start and not start.startswith(_GZIP_MAGIC) and not _HEADER_START.startswith(start):
+        what = "a SQLite database" if start.startswith(b"SQLite format 3") else "something else"
+        msg = (
+            f"{path!r} exists and is not an eventsource export (it holds {what}); refusing to overwrite it: "
+            "name another file"
+        )
+        raise TransferFormatError(msg, file=path)
+
+
 def open_output(path: str, *, gzipped: bool) -> IO[bytes]:
     """A binary stream to write an export to (``-``: stdout), gzip-compressed when ``gzipped``."""
     import sys
@@ -118,7 +138,12 @@ def open_output(path: str, *, gzipped: bool) -> IO[bytes]:
     if path == "-":
         raw: IO[bytes] = sys.stdout.buffer
     else:  # a new file is the owner's only: it holds every event, unencrypted ones readable as they are
-        raw = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+        _check_replaceable(path)
+        try:
+            raw = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+        except OSError as e:
+            msg = f"cannot write the export {path!r}: {e.strerror or e}"
+            raise TransferFormatError(msg, file=path) from e
     if gzipped:
         return gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # type: ignore[return-value]
     return raw

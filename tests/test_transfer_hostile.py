@@ -8,7 +8,9 @@ beyond its stream failed at the store after other streams were written.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -226,3 +228,38 @@ def test_cli_export_onto_the_stores_own_file_is_refused(tmp_path: Path) -> None:
     previous = tmp_path / "backup.jsonl"
     assert _cli(["export", "--from", url, "-o", str(previous)], tmp_path).returncode == 0
     assert _cli(["export", "--from", url, "-o", str(previous)], tmp_path).returncode == 0  # an export is replaced
+
+
+KILLED_EXPORT = """
+import os, signal, sys
+from eventsource.cli import transfer
+from eventsource.cli.main import main
+
+def die(self, progress):
+    os.kill(os.getpid(), signal.SIGKILL)  # the export stopped half-way (a kill, a crash, a lost store)
+
+transfer.ProgressView.__call__ = die
+main(sys.argv[1:])
+"""
+
+
+def test_an_export_killed_half_way_leaves_the_previous_export_whole(tmp_path: Path) -> None:
+    """The export truncated its output file first: a run that failed half-way had destroyed the last good backup."""
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    for i in range(3):
+        assert _cli(["append", "--store", store, f"s{i}", "T", '{"a": 1}'], tmp_path).returncode == 0
+    backup = tmp_path / "backup.jsonl.gz"
+    assert _cli(["export", "--from", store, "-o", str(backup)], tmp_path).returncode == 0
+    good = backup.read_bytes()
+    _script, env = console_script()
+    args = [sys.executable, "-c", KILLED_EXPORT, "export", "--from", store, "-o", str(backup), "--page-size", "1"]
+    killed = subprocess.run(args, capture_output=True, env=env, cwd=tmp_path, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert backup.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("backup")) in (
+        ["backup.jsonl.gz"],
+        sorted(["backup.jsonl.gz", "backup.jsonl.gz.partial"]),
+    )
+    again = _cli(["export", "--from", store, "-o", str(backup)], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("backup")) == ["backup.jsonl.gz"]

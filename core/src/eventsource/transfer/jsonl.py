@@ -16,6 +16,7 @@ import io
 import json
 import os
 import sqlite3
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 FORMAT = "eventsource-export"
 FORMAT_VERSION = 1
 _GZIP_MAGIC = b"\x1f\x8b"
+PARTIAL = ".partial"
+"""Suffix of an export file being written (see :func:`open_output`)."""
 _HEADER_START = b'{"kind":"header"'
 """How every export this module writes begins (uncompressed)."""
 MAX_LINE = 128 << 20
@@ -131,22 +134,53 @@ def _check_replaceable(path: str) -> None:
         raise TransferFormatError(msg, file=path)
 
 
-def open_output(path: str, *, gzipped: bool) -> IO[bytes]:
-    """A binary stream to write an export to (``-``: stdout), gzip-compressed when ``gzipped``."""
-    import sys
+def open_output(path: str, *, gzipped: bool, partial: bool = False) -> IO[bytes]:
+    """A binary stream to write an export to (``-``: stdout), gzip-compressed when ``gzipped``.
 
+    With ``partial``, a file is written as ``<path>.partial``, which :func:`finish_output` renames over
+    ``path`` once the export is complete: until then an earlier export at ``path`` stays whole.
+    """
     if path == "-":
         raw: IO[bytes] = sys.stdout.buffer
     else:  # a new file is the owner's only: it holds every event, unencrypted ones readable as they are
         _check_replaceable(path)
+        name = f"{path}{PARTIAL}" if partial else path
         try:
-            raw = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+            raw = os.fdopen(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
         except OSError as e:
-            msg = f"cannot write the export {path!r}: {e.strerror or e}"
+            msg = f"cannot write the export {name!r}: {e.strerror or e}"
             raise TransferFormatError(msg, file=path) from e
     if gzipped:
-        return gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # type: ignore[return-value]
+        return _GzipOut(raw)  # type: ignore[return-value]
     return raw
+
+
+def finish_output(path: str, *, complete: bool) -> None:
+    """Put a complete ``<path>.partial`` (see :func:`open_output`) in the place of ``path``, durably; else drop it."""
+    partial = Path(f"{path}{PARTIAL}")
+    if not complete:
+        partial.unlink(missing_ok=True)
+        return
+    with partial.open("rb+") as f:
+        os.fsync(f.fileno())
+    partial.replace(path)
+
+
+class _GzipOut(gzip.GzipFile):
+    """A gzip stream that closes the file under it too (a plain GzipFile leaves it open, its tail unflushed)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__(fileobj=raw, mode="wb", mtime=0)
+        self.raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.raw is not sys.stdout.buffer:
+                self.raw.close()
+            else:
+                self.raw.flush()
 
 
 class JsonlSink:
@@ -292,8 +326,6 @@ def parse_snapshot(d: dict[str, Any]) -> RecordedSnapshot:
 
 def open_input(path: str) -> IO[bytes]:
     """A binary stream to read an export from (``-``: stdin); gzip is recognised by its magic bytes."""
-    import sys
-
     try:
         raw: IO[bytes] = sys.stdin.buffer if path == "-" else Path(path).open("rb")  # noqa: SIM115 - closed by the caller
     except OSError as e:

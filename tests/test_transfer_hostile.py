@@ -8,9 +8,11 @@ beyond its stream failed at the store after other streams were written.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -263,3 +265,25 @@ def test_an_export_killed_half_way_leaves_the_previous_export_whole(tmp_path: Pa
     again = _cli(["export", "--from", store, "-o", str(backup)], tmp_path)
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("backup")) == ["backup.jsonl.gz"]
+
+
+def test_cli_import_from_a_named_pipe_checks_as_it_reads(tmp_path: Path) -> None:
+    """'import <(zcat backup.jsonl.gz)' read the pipe whole to check it, then could not rewind it:
+    'UnsupportedOperation: File or stream is not seekable', exit 1, nothing imported."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    data = _file([_stream("ok"), _event("ok", event_id=_GOOD_ID)])
+
+    def feed() -> None:
+        with fifo.open("wb") as w:
+            w.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        run = _cli(["import", str(fifo), "--to", f"sqlite:///{tmp_path / 'dst.db'}", "--json"], tmp_path)
+    finally:
+        writer.join(timeout=30)
+    err = run.stderr.decode()
+    assert run.returncode == 0, err
+    assert json.loads(run.stdout.decode().splitlines()[-1])["written"] == 1

@@ -107,6 +107,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], str]] = {
     "version 0 of an event": ([_event("b", version=0)], "version"),
     "negative position": ([_event("b", position=-5)], "position"),
     "snapshot beyond its stream": ([_snapshot("ok", 5)], "snapshot at version 5 of stream 'ok'"),
+    "stream without a line starting at 5": ([_event("b", version=5)], "stream 'b' has no stream line"),
 }
 
 

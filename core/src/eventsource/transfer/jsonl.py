@@ -488,6 +488,12 @@ class JsonlSource:
                 raise self._error(lineno, what)
         elif isinstance(item, RecordedEvent):
             prev = seen.get(item.stream_id)
+            if prev is None and item.version != 1 and item.stream_id not in heads:
+                what = (
+                    f"stream {item.stream_id!r} has no stream line before its events, which start at version "
+                    f"{item.version} (without one a stream starts at version 1)"
+                )
+                raise self._error(lineno, what)
             if prev is not None and item.version != prev[1] + 1:
                 what = f"event version {item.version} of stream {item.stream_id!r} does not follow {prev[1]}"
                 raise self._error(lineno, what)

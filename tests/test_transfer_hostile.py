@@ -288,3 +288,14 @@ def test_cli_import_from_a_named_pipe_checks_as_it_reads(tmp_path: Path) -> None
     err = run.stderr.decode()
     assert run.returncode == 0, err
     assert json.loads(run.stdout.decode().splitlines()[-1])["written"] == 1
+
+
+def test_cli_copy_verify_shows_progress_while_it_verifies(tmp_path: Path) -> None:
+    """Verification reads both stores whole, as long as the copy took, and showed nothing meanwhile."""
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    for i in range(3):
+        assert _cli(["append", "--store", store, f"s{i}", "T", '{"a": 1}'], tmp_path).returncode == 0
+    run = _cli(["copy", "--from", store, "--to", f"sqlite:///{tmp_path / 'copy.db'}", "--verify"], tmp_path)
+    err = run.stderr.decode()
+    assert run.returncode == 0, err
+    assert "verify: 1 events" in err  # stderr is a pipe: plain progress lines, the first one at once

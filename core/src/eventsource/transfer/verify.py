@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from eventsource.timestamps import to_us
 from eventsource.transfer.source import StreamFilter, list_all_streams, page_records, snapshots_of
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
     from eventsource.provider import Provider
@@ -180,13 +181,20 @@ async def snapshot_difference(source: Provider, target: Provider, stream_id: str
 
 
 async def verify_stores(
-    source: Provider, target: Provider, *, streams: Sequence[str] | None = None, page_size: int = 500
+    source: Provider,
+    target: Provider,
+    *,
+    streams: Sequence[str] | None = None,
+    page_size: int = 500,
+    progress: Callable[[int, float], None] | None = None,
 ) -> VerifyReport:
     """Compare every stream of ``source`` (matching ``streams`` patterns) with the same stream of ``target``.
 
     Both providers must be connected. Streams the target holds and the source does not are not compared.
+    ``progress`` is called after every stream with the source events compared so far and the seconds taken.
     """
     report = VerifyReport()
+    start = time.monotonic()
     async for info in list_all_streams(source, StreamFilter(streams)):
         sid = info.stream_id
         report.streams += 1
@@ -208,4 +216,6 @@ async def verify_stores(
                 report.differences.append(f"stream {sid!r}: the {name} differs{values}")
         if a.snapshots != b.snapshots:
             report.differences.append(f"stream {sid!r}: {await snapshot_difference(source, target, sid)}")
+        if progress is not None:
+            progress(report.events, time.monotonic() - start)
     return report

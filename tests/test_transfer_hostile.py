@@ -7,9 +7,11 @@ beyond its stream failed at the store after other streams were written.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -133,7 +135,8 @@ async def test_a_hostile_export_is_refused_naming_its_line_and_nothing_is_writte
 
 def _cli(args: list[str], tmp_path: Path, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     script, env = console_script()
-    return subprocess.run([script, *args], input=data, capture_output=True, env=env, cwd=tmp_path, check=False)
+    run = functools.partial(subprocess.run, capture_output=True, env=env, cwd=tmp_path, check=False, timeout=120)
+    return run([script, *args], input=data)  # a command that hangs fails the test instead of stalling it
 
 
 def test_cli_import_from_stdin_cut_short_says_what_was_imported(tmp_path: Path) -> None:
@@ -299,3 +302,31 @@ def test_cli_copy_verify_shows_progress_while_it_verifies(tmp_path: Path) -> Non
     err = run.stderr.decode()
     assert run.returncode == 0, err
     assert "verify: 1 events" in err  # stderr is a pipe: plain progress lines, the first one at once
+
+
+def test_cli_export_into_a_named_pipe_writes_into_the_pipe(tmp_path: Path) -> None:
+    """'-o FILE' is written aside and renamed over FILE; a FILE that is a pipe or a device must not be replaced
+    by a regular file (nor read first to see whether it is an export: that waits for a writer forever)."""
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    assert _cli(["append", "--store", store, "s", "T", '{"a": 1}'], tmp_path).returncode == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+
+    def drain() -> None:
+        with fifo.open("rb") as r:
+            got.append(r.read())
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        run = _cli(["export", "--from", store, "-o", str(fifo)], tmp_path)
+    finally:
+        if reader.is_alive():
+            with fifo.open("wb"):
+                pass  # the export never opened the pipe: let the reader finish
+        reader.join(timeout=30)
+    assert run.returncode == 0, run.stderr.decode()
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert got[0].startswith(b'{"kind":"header"')
+    assert not (tmp_path / "pipe.partial").exists()

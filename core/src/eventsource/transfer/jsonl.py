@@ -16,6 +16,7 @@ import io
 import json
 import os
 import sqlite3
+import stat
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -116,15 +117,23 @@ def snapshot_line(snap: RecordedSnapshot) -> dict[str, Any]:
     }
 
 
+def _regular_or_absent(path: str) -> bool:
+    """Whether ``path`` is a regular file or nothing (not a pipe, a device, a directory)."""
+    try:
+        return stat.S_ISREG(Path(path).stat().st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
 def _check_replaceable(path: str) -> None:
-    """Refuse to overwrite a file that holds something other than an export (a store's database, say)."""
+    """Refuse to overwrite a regular file that holds something other than an export (a store's database, say)."""
     try:
         with Path(path).open("rb") as f:
             start = f.read(len(_HEADER_START))
-    except (FileNotFoundError, IsADirectoryError):
-        return
     except OSError:
-        return  # not readable: opening it for writing says why
+        return  # absent, or not readable: opening it for writing says why
     if start and not start.startswith(_GZIP_MAGIC) and not _HEADER_START.startswith(start):
         what = "a SQLite database" if start.startswith(b"SQLite format 3") else "something else"
         msg = (
@@ -137,14 +146,17 @@ def _check_replaceable(path: str) -> None:
 def open_output(path: str, *, gzipped: bool, partial: bool = False) -> IO[bytes]:
     """A binary stream to write an export to (``-``: stdout), gzip-compressed when ``gzipped``.
 
-    With ``partial``, a file is written as ``<path>.partial``, which :func:`finish_output` renames over
-    ``path`` once the export is complete: until then an earlier export at ``path`` stays whole.
+    With ``partial``, a regular file is written as ``<path>.partial``, which :func:`finish_output` renames
+    over ``path`` once the export is complete: until then an earlier export at ``path`` stays whole. A pipe
+    or a device is written as it is.
     """
     if path == "-":
         raw: IO[bytes] = sys.stdout.buffer
     else:  # a new file is the owner's only: it holds every event, unencrypted ones readable as they are
-        _check_replaceable(path)
-        name = f"{path}{PARTIAL}" if partial else path
+        regular = _regular_or_absent(path)  # a pipe or a device is written as it is, never replaced nor read
+        if regular:
+            _check_replaceable(path)
+        name = f"{path}{PARTIAL}" if partial and regular else path
         try:
             raw = os.fdopen(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
         except OSError as e:
@@ -156,8 +168,13 @@ def open_output(path: str, *, gzipped: bool, partial: bool = False) -> IO[bytes]
 
 
 def finish_output(path: str, *, complete: bool) -> None:
-    """Put a complete ``<path>.partial`` (see :func:`open_output`) in the place of ``path``, durably; else drop it."""
+    """Put a complete ``<path>.partial`` (see :func:`open_output`) in the place of ``path``, durably; else drop it.
+
+    Nothing to do for a ``path`` that is not a regular file (a pipe, a device: written as it is).
+    """
     partial = Path(f"{path}{PARTIAL}")
+    if not _regular_or_absent(path) or not partial.exists():
+        return
     if not complete:
         partial.unlink(missing_ok=True)
         return

@@ -330,3 +330,17 @@ def test_cli_export_into_a_named_pipe_writes_into_the_pipe(tmp_path: Path) -> No
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     assert got[0].startswith(b'{"kind":"header"')
     assert not (tmp_path / "pipe.partial").exists()
+
+
+def test_cli_export_through_a_symlink_writes_the_file_it_names(tmp_path: Path) -> None:
+    """'-o latest.jsonl' naming a link to a dated export: the new export goes to that file, the link stays."""
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    assert _cli(["append", "--store", store, "s", "T", '{"a": 1}'], tmp_path).returncode == 0
+    dated = tmp_path / "2026-12-06.jsonl"
+    dated.write_bytes(b"")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(dated.name)
+    run = _cli(["export", "--from", store, "-o", str(link)], tmp_path)
+    assert run.returncode == 0, run.stderr.decode()
+    assert link.is_symlink()
+    assert dated.read_bytes().startswith(b'{"kind":"header"')

@@ -156,7 +156,7 @@ def open_output(path: str, *, gzipped: bool, partial: bool = False) -> IO[bytes]
         regular = _regular_or_absent(path)  # a pipe or a device is written as it is, never replaced nor read
         if regular:
             _check_replaceable(path)
-        name = f"{path}{PARTIAL}" if partial and regular else path
+        name = f"{os.path.realpath(path)}{PARTIAL}" if partial and regular else path  # a link: the file it names
         try:
             raw = os.fdopen(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
         except OSError as e:
@@ -172,7 +172,8 @@ def finish_output(path: str, *, complete: bool) -> None:
 
     Nothing to do for a ``path`` that is not a regular file (a pipe, a device: written as it is).
     """
-    partial = Path(f"{path}{PARTIAL}")
+    final = os.path.realpath(path)  # a link: the file it names is replaced, the link stays
+    partial = Path(f"{final}{PARTIAL}")
     if not _regular_or_absent(path) or not partial.exists():
         return
     if not complete:
@@ -180,7 +181,7 @@ def finish_output(path: str, *, complete: bool) -> None:
         return
     with partial.open("rb+") as f:
         os.fsync(f.fileno())
-    partial.replace(path)
+    partial.replace(final)
 
 
 class _GzipOut(gzip.GzipFile):

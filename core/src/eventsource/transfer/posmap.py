@@ -95,9 +95,10 @@ class PositionMap:
         ).fetchone()
         return None if row is None else int(row[0])
 
-    def last(self) -> Entry | None:
-        """The entry with the highest source position (``None``: the map is empty)."""
-        return self.entry()
+    def last(self) -> tuple[int, str, int] | None:
+        """``(target position, stream id, version)`` of the entry with the highest source position (``None``: empty)."""
+        entry = self.entry()
+        return None if entry is None else (entry[1], entry[2], entry[3])
 
     def entry(self, source_position: int | None = None) -> Entry | None:
         """The entry of the event at ``source_position`` (``None``: the last one), if the map holds it."""

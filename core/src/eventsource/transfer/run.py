@@ -168,7 +168,7 @@ async def check_map(positions: PositionMap, target: Provider) -> None:
     Its last entry must name a stream the target holds at least to that version, and the event there (unless
     truncated away since) must sit at the mapped position.
     """
-    last = positions.last()
+    last = positions.entry()
     if last is None:
         return
     _source, position, stream_id, version, event_id = last

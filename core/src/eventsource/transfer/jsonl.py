@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from eventsource.errors import TransferFormatError, ValidationError
+from eventsource.errors import TransferFormatError
 from eventsource.manager.validation import (
     MAX_EVENT_ID_LENGTH,
     MAX_EVENT_TYPE_LENGTH,
@@ -542,8 +542,6 @@ class JsonlSource:
             return parse_snapshot(d)
         except (KeyError, TypeError, ValueError, binascii.Error) as e:
             raise self._error(lineno, f"a bad {kind} record ({type(e).__name__}: {e})") from e
-        except ValidationError as e:
-            raise self._error(lineno, f"a bad {kind} record ({e})") from e
 
     async def items(self) -> AsyncIterator[Item]:
         """Streams, event pages and snapshots, as the file holds them."""

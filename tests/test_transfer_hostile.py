@@ -344,3 +344,35 @@ def test_cli_export_through_a_symlink_writes_the_file_it_names(tmp_path: Path) -
     assert run.returncode == 0, run.stderr.decode()
     assert link.is_symlink()
     assert dated.read_bytes().startswith(b'{"kind":"header"')
+
+
+async def test_an_older_export_of_a_live_store_imports(tmp_path: Path) -> None:
+    """Exports written before the exporter took streams as listed hold events appended after a stream's line
+    (versions 1..3 after a line saying 1..2); such a backup was refused whole, though nothing in it is missing."""
+    events = [_event("ok", v, position=v) for v in (1, 2, 3)]
+    path = tmp_path / "old.jsonl"
+    path.write_bytes(_file([_stream("ok", 2), _stream("was-empty", 0), *events, _event("was-empty", 1, position=4)]))
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await dst.connect()
+    try:
+        with open_input(str(path)) as stream:
+            result = await import_store(stream, dst, name=str(path), check_first=True)
+        assert result.written == 4
+        info = await dst.get_stream_info("ok")
+        assert info is not None
+        assert info.version == 3
+    finally:
+        await dst.close()
+
+
+async def test_a_stream_line_claiming_more_than_its_events_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "short.jsonl"
+    path.write_bytes(_file([_stream("ok", 3), _event("ok", 1), _event("ok", 2, position=2)]))
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await dst.connect()
+    try:
+        with open_input(str(path)) as stream, pytest.raises(TransferFormatError, match=r"says versions 1\.\.3"):
+            await import_store(stream, dst, name=str(path), check_first=True)
+        assert (await dst.list_streams(limit=10, offset=0))[1] == 0
+    finally:
+        await dst.close()

@@ -351,7 +351,8 @@ async def test_an_older_export_of_a_live_store_imports(tmp_path: Path) -> None:
     (versions 1..3 after a line saying 1..2); such a backup was refused whole, though nothing in it is missing."""
     events = [_event("ok", v, position=v) for v in (1, 2, 3)]
     path = tmp_path / "old.jsonl"
-    path.write_bytes(_file([_stream("ok", 2), _stream("was-empty", 0), *events, _event("was-empty", 1, position=4)]))
+    late = [_event("was-empty", 1, position=4), _snapshot("ok", 3)]
+    path.write_bytes(_file([_stream("ok", 2), _stream("was-empty", 0), *events, *late]))
     dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
     await dst.connect()
     try:

@@ -500,7 +500,7 @@ class JsonlSource:
         """Check that an event follows its stream's previous one and a snapshot lies within its stream."""
         if isinstance(item, RecordedSnapshot):
             head = heads.get(item.stream_id)
-            top = head[0].version if head is not None else seen.get(item.stream_id, (0, 0, 0))[1]
+            top = max(head[0].version if head is not None else 0, seen.get(item.stream_id, (0, 0, 0))[1])
             if item.version > top:
                 what = f"a snapshot at version {item.version} of stream {item.stream_id!r}, which ends at version {top}"
                 raise self._error(lineno, what)

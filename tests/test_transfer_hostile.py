@@ -110,6 +110,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], str]] = {
     "negative position": ([_event("b", position=-5)], "position"),
     "snapshot beyond its stream": ([_snapshot("ok", 5)], "snapshot at version 5 of stream 'ok'"),
     "stream without a line starting at 5": ([_event("b", version=5)], "stream 'b' has no stream line"),
+    "a second line of a stream": ([_stream("ok", name="Other")], "a second line of stream 'ok' (first on line 2)"),
 }
 
 

@@ -378,3 +378,18 @@ async def test_a_stream_line_claiming_more_than_its_events_is_still_refused(tmp_
         assert (await dst.list_streams(limit=10, offset=0))[1] == 0
     finally:
         await dst.close()
+
+
+async def test_a_stream_line_after_its_events_is_refused(tmp_path: Path) -> None:
+    """The events created the stream without attributes; its line then failed at the store, half-way."""
+    path = tmp_path / "late-line.jsonl"
+    path.write_bytes(_file([_stream("ok"), _event("ok"), _event("b", position=2), _stream("b", name="B")]))
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await dst.connect()
+    try:
+        refused = pytest.raises(TransferFormatError, match="line 5: the line of stream 'b'")
+        with open_input(str(path)) as stream, refused:
+            await import_store(stream, dst, name=str(path), check_first=True)
+        assert (await dst.list_streams(limit=10, offset=0))[1] == 0
+    finally:
+        await dst.close()

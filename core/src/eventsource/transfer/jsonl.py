@@ -517,6 +517,9 @@ class JsonlSource:
                 raise self._error(lineno, what)
             seen[item.stream_id] = (item.version if prev is None else prev[0], item.version, lineno)
         else:
+            if item.stream_id in seen:
+                what = f"the line of stream {item.stream_id!r} comes after its events (streams come first)"
+                raise self._error(lineno, what)
             if item.stream_id in heads:
                 first = heads[item.stream_id][1]
                 raise self._error(lineno, f"a second line of stream {item.stream_id!r} (first on line {first})")

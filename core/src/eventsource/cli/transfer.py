@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eventsource.cli.arguments import positive
 from eventsource.cli.errors import StoreContextError, UsageError
 from eventsource.cli.session import _has_server, _unreachable, connect_hint
 from eventsource.errors import ConfigurationError, ErrorType, EventSourceError, ProviderNotFoundError, ValidationError
@@ -40,7 +41,9 @@ def add_stream_option(parser: argparse.ArgumentParser) -> None:
         dest="streams",
         help="only streams whose id matches this shell-style pattern (repeatable), e.g. 'order-*'",
     )
-    parser.add_argument("--page-size", type=int, default=500, metavar="N", help="events per page read (default 500)")
+    parser.add_argument(
+        "--page-size", type=positive, default=500, metavar="N", help="events per page read (default 500)"
+    )
 
 
 def add_write_options(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +52,7 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--window",
-        type=int,
+        type=positive,
         default=WINDOW,
         metavar="N",
         help=f"events gathered before a write, stream by stream (default {WINDOW:,}; more: larger appends "
@@ -64,10 +67,15 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
 
 
 def map_path(given: str | None, source: str, target: str) -> str:
-    """``given``, else a file named after the (source, target) pair, so two copies never share a map."""
+    """``given``, else a file named after the (source, target) pair, so two copies never share a map.
+
+    The name is a hash of the two masked: a password never reaches it (the name is shown and listed).
+    """
     if given:
         return given
-    digest = hashlib.sha256(f"{source}\n{target}".encode()).hexdigest()[:12]
+    from eventsource.config import mask_url
+
+    digest = hashlib.sha256(f"{mask_url(source)}\n{mask_url(target)}".encode()).hexdigest()[:12]
     return f"eventsource-map-{digest}.db"
 
 

@@ -7,7 +7,7 @@ target's own: a copy writes a :class:`PositionMap` that translates checkpoints. 
 
 from __future__ import annotations
 
-from eventsource.transfer.jsonl import JsonlSink, JsonlSource, open_input, open_output
+from eventsource.transfer.jsonl import JsonlSink, JsonlSource, finish_output, open_input, open_output
 from eventsource.transfer.posmap import PositionMap
 from eventsource.transfer.run import TransferProgress, TransferResult, copy_store, export_store, import_store, transfer
 from eventsource.transfer.sink import PLACEHOLDER_TYPE, StoreSink
@@ -27,6 +27,7 @@ __all__ = [
     "VerifyReport",
     "copy_store",
     "export_store",
+    "finish_output",
     "import_store",
     "open_input",
     "open_output",

@@ -2,7 +2,7 @@
 
 Global positions are each store's own, so a checkpoint taken on the source means nothing on the target until
 it is translated. The map is a SQLite file (one row per event: source position, target position, stream id,
-version) committed after every page a copy writes, so a killed copy loses no entry it acknowledged.
+version, event id) committed after every page a copy writes, so a killed copy loses no entry it acknowledged.
 """
 
 from __future__ import annotations
@@ -24,12 +24,17 @@ _SCHEMA = (
         source    INTEGER PRIMARY KEY,
         target    INTEGER NOT NULL,
         stream_id TEXT NOT NULL,
-        version   INTEGER NOT NULL
+        version   INTEGER NOT NULL,
+        event_id  TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS positions_target ON positions (target)",
     "CREATE INDEX IF NOT EXISTS positions_stream ON positions (stream_id, version)",
     "CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
 )
+
+
+Entry = tuple[int, int, str, int, "str | None"]
+"""One row of the map: source position, target position, stream id, version, event id (``None`` in older maps)."""
 
 
 class PositionMap:
@@ -46,19 +51,26 @@ class PositionMap:
             self.db.execute("PRAGMA synchronous = FULL")
             for statement in _SCHEMA:
                 self.db.execute(statement)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(positions)")}
+            if "event_id" not in columns:  # a map written before event ids were kept: its rows get checked anew
+                self.db.execute("ALTER TABLE positions ADD COLUMN event_id TEXT")
         except sqlite3.Error as e:
             msg = f"cannot open the position map {self.path!r}: {e}"
             raise ConfigurationError(msg, field="position_map") from e
 
-    def record(self, entries: Iterable[tuple[int, int, str, int]], cursor: tuple[str, int] | None = None) -> None:
-        """Store ``(source position, target position, stream id, version)`` rows in one durable commit.
+    def record(self, entries: Iterable[Entry], cursor: tuple[str, int] | None = None) -> None:
+        """Store ``(source position, target position, stream id, version, event id)`` rows in one durable commit.
 
         ``cursor`` (a name and a source position) is stored in the same commit: where a re-run may resume.
         """
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?)", entries)
+            db.executemany(
+                "INSERT OR REPLACE INTO positions (source, target, stream_id, version, event_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                entries,
+            )
             if cursor is not None:
                 db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", cursor)
         except BaseException:
@@ -85,10 +97,25 @@ class PositionMap:
 
     def last(self) -> tuple[int, str, int] | None:
         """``(target position, stream id, version)`` of the entry with the highest source position (``None``: empty)."""
-        row = self.db.execute(
-            "SELECT target, stream_id, version FROM positions ORDER BY source DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else (int(row[0]), str(row[1]), int(row[2]))
+        entry = self.entry()
+        return None if entry is None else (entry[1], entry[2], entry[3])
+
+    def entry(self, source_position: int | None = None) -> Entry | None:
+        """The entry of the event at ``source_position`` (``None``: the last one), if the map holds it."""
+        columns = "SELECT source, target, stream_id, version, event_id FROM positions"
+        if source_position is None:
+            row = self.db.execute(f"{columns} ORDER BY source DESC LIMIT 1").fetchone()
+        else:
+            row = self.db.execute(f"{columns} WHERE source = ?", (source_position,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), str(row[2]), int(row[3]), row[4])
+
+    def event_ids(self, stream_id: str, low: int, high: int) -> dict[int, str | None]:
+        """Version -> event id (``None``: not recorded) of the copied events of ``stream_id`` in ``low..high``."""
+        rows = self.db.execute(
+            "SELECT version, event_id FROM positions WHERE stream_id = ? AND version BETWEEN ? AND ?",
+            (stream_id, low, high),
+        )
+        return {int(version): event_id for version, event_id in rows}
 
     def target(self, source_position: int) -> int | None:
         """The target position of the event at ``source_position``, if it was copied."""

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from eventsource.errors import ConfigurationError, VerificationError
+from eventsource.errors import ConfigurationError, TransferFormatError, ValidationError, VerificationError
 from eventsource.model import StreamInfo
 from eventsource.transfer.jsonl import JsonlSink, JsonlSource
 from eventsource.transfer.posmap import PositionMap
@@ -152,6 +152,14 @@ async def transfer(
     )
 
 
+def _at_least_1(**values: int) -> None:
+    """Refuse a page size, window or concurrency below 1 (a read of 0 events, a copy waiting forever)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            msg = f"{name} must be a whole number >= 1, got {value!r}"
+            raise ValidationError(msg, field=name)
+
+
 def cursor_name(source: Provider, target: Provider, streams: Sequence[str] | None) -> str:
     """The key of a copy's resume cursor in its position map: the two stores and the stream patterns."""
     return json.dumps([source.display_url, target.display_url, sorted(streams or [])])
@@ -164,24 +172,51 @@ async def check_map(positions: PositionMap, target: Provider) -> None:
     Its last entry must name a stream the target holds at least to that version, and the event there (unless
     truncated away since) must sit at the mapped position.
     """
-    last = positions.last()
+    last = positions.entry()
     if last is None:
         return
-    position, stream_id, version = last
-    info = await target.get_stream_info(stream_id)
-    found: int | None = None
-    if info is not None and info.version >= version:
-        rows = target.read_stream(stream_id, from_version=version, to_version=version, page_size=1)
-        async with contextlib.aclosing(rows) as events:  # type: ignore[type-var]
-            rec = await anext(events, None)
-        found = position if rec is None else rec.position
-    if found != position:
+    _source, position, stream_id, version, event_id = last
+    if not await _holds(target, stream_id, version, position, event_id, truncated_ok=True):
         msg = (
             f"the position map {positions.path or '(memory)'} was written for a target that does not hold what it "
             f"maps (stream {stream_id!r} version {version} at position {position}): the target was reset or is "
             "another store; remove the map file, or name a new one, and run the copy again"
         )
         raise ConfigurationError(msg, field="position_map")
+
+
+async def _holds(
+    store: Provider, stream_id: str, version: int, position: int, event_id: str | None, *, truncated_ok: bool
+) -> bool:
+    """Whether ``store`` holds the event ``event_id`` at ``version`` of ``stream_id``, at ``position``.
+
+    With ``truncated_ok``, a stream that reached ``version`` but no longer holds the event counts as holding it.
+    """
+    info = await store.get_stream_info(stream_id)
+    if info is None or info.version < version:
+        return False
+    rows = store.read_stream(stream_id, from_version=version, to_version=version, page_size=1)
+    async with contextlib.aclosing(rows) as events:  # type: ignore[type-var]
+        rec = await anext(events, None)
+    if rec is None:
+        return truncated_ok
+    return rec.position == position and event_id in (None, rec.event_id)
+
+
+async def resume_from(positions: PositionMap, source: Provider, name: str) -> int:
+    """Where a copy named ``name`` resumes reading ``source``: after its cursor, if the source still holds it.
+
+    The cursor's event must be where the map recorded it (the same id at the same position); otherwise (the
+    source was replaced, reset, or lost that event) the copy reads from the start, skipping what the target
+    holds after checking it against the source's events.
+    """
+    done = positions.cursor(name)
+    entry = positions.entry(done) if done is not None else None
+    if done is None or entry is None:
+        return 0
+    _position, _target, stream_id, version, event_id = entry
+    held = await _holds(source, stream_id, version, done, event_id, truncated_ok=False)
+    return done + 1 if held else 0
 
 
 async def copy_store(
@@ -208,14 +243,14 @@ async def copy_store(
     :param window: events gathered before a write (see :func:`transfer`); the memory a copy holds.
     :param concurrency: streams of one write appended at once.
     """
+    _at_least_1(page_size=page_size, window=window, concurrency=concurrency)
     positions = PositionMap(position_map)
     try:
         await check_map(positions, target)
         # a source in total order is read from where the last run got to; any other from the start
         resume = source.capabilities.global_order == "total"
         name = cursor_name(source, target, streams) if resume else None
-        done = positions.cursor(name) if name is not None else None
-        start = done + 1 if done is not None else 0
+        start = await resume_from(positions, source, name) if name is not None else 0
         src = ProviderSource(source, streams=streams, page_size=page_size, from_position=start)
         sink = StoreSink(target, positions, concurrency=concurrency, cursor=name)
         result = await transfer(src, sink, progress=progress, window=window)
@@ -241,8 +276,9 @@ async def export_store(
     page_size: int = 500,
 ) -> TransferResult:
     """Write every stream, event and snapshot of ``source`` to ``out`` as export lines (see :mod:`.jsonl`)."""
+    _at_least_1(page_size=page_size)
     sink = JsonlSink(out, source=source.display_url)
-    src = ProviderSource(source, streams=streams, page_size=page_size)
+    src = ProviderSource(source, streams=streams, page_size=page_size, as_listed=True)
     return await transfer(src, sink, progress=progress, window=page_size)
 
 
@@ -261,17 +297,30 @@ async def import_store(
     """Write the items of an export (``stream``, opened with :func:`~.jsonl.open_input`) into ``target``.
 
     With ``check_first`` (a file, not a pipe), the whole export is read and checked before anything is
-    written, so a corrupted file leaves the store unchanged; then ``stream`` is rewound.
+    written (``progress`` hears of it, phase ``"check"``), so a corrupted file leaves the store unchanged; then
+    ``stream`` is rewound. Without it, a bad line stops the import after what came before it was written.
     """
+    _at_least_1(page_size=page_size, window=window)
     source = JsonlSource(stream, name=name, streams=streams, page_size=page_size)
     if check_first:
         report = progress
-        source.check(None if report is None else lambda n, t: report(TransferProgress(n, None, t, phase="check")))
+        source.check(
+            None if report is None else lambda n, t: report(TransferProgress(n, None, t, phase="check")),
+            target.capabilities.max_event_size,
+        )
         stream.seek(0)
     positions = PositionMap(position_map)
     try:
         await check_map(positions, target)
         result = await transfer(source, StoreSink(target, positions), progress=progress, window=window)
+    except TransferFormatError as e:
+        if check_first:
+            raise
+        msg = (
+            f"{e}; the records before it were imported: fix the input and run the import again "
+            "(what the store holds is skipped)"
+        )
+        raise TransferFormatError(msg, **e.details) from e
     finally:
         positions.close()
     result.position_map = positions.path

@@ -18,15 +18,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from eventsource.errors import ConcurrencyError, StreamExistsError, ValidationError
-from eventsource.model import NewEvent, NewStream, RecordedEvent, RecordedSnapshot
+from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedEvent, RecordedSnapshot
 from eventsource.transfer.source import page_records
+from eventsource.transfer.verify import event_difference
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from eventsource.model import StreamInfo
     from eventsource.provider import Provider
-    from eventsource.transfer.posmap import PositionMap
+    from eventsource.transfer.posmap import Entry, PositionMap
 
 PLACEHOLDER_TYPE = "$eventsource.transfer.placeholder"
 """Event type of the placeholders that hold a truncated stream's missing versions until they are truncated."""
@@ -38,10 +39,25 @@ MAX_BATCH_EVENTS = 500
 """Events per append at most."""
 
 
+def _attribute_difference(a: StreamInfo, b: StreamInfo) -> str | None:
+    """The first attribute (name, aggregate id or type, metadata) in which two copies of a stream differ."""
+    pairs = (
+        ("name", a.name, b.name),
+        ("aggregate id", a.aggregate_id, b.aggregate_id),
+        ("aggregate type", a.aggregate_type, b.aggregate_type),
+        ("metadata", a.metadata, b.metadata),
+    )
+    return next((name for name, x, y in pairs if x != y), None)
+
+
+def _placeholder_id(stream_id: str, version: int) -> str:
+    """The event id of the placeholder at ``version`` of ``stream_id``."""
+    return str(uuid.uuid5(_PLACEHOLDER_IDS, f"{stream_id}/{version}"))
+
+
 @dataclass(slots=True)
 class _Stream:
     version: int  # the target's version of the stream
-    mapped: int  # the highest version the position map holds for it
     pending: NewStream | None = None  # attributes of a stream the target lacks: created by its first append
 
 
@@ -90,19 +106,27 @@ class StoreSink:
         floor = (info.first_version - 1) if info.first_version is not None else info.version
         attrs = NewStream(info.stream_id, info.name, info.aggregate_id, info.aggregate_type, dict(info.metadata))
         if target is None and floor == 0:  # its first append creates it (an empty one: complete() does)
-            self.state[info.stream_id] = _Stream(0, self.positions.highest_version(info.stream_id), attrs)
+            self.state[info.stream_id] = _Stream(0, attrs)
             self.streams += 1
             return
         if target is None:
             await self._create(attrs)
             target = await p.get_stream_info(info.stream_id)
+        elif (differs := _attribute_difference(info, target)) is not None:
+            msg = (
+                f"stream {info.stream_id!r} on the target has another {differs} than the source's: the target "
+                "stream is not a copy of the source's"
+            )
+            raise ConcurrencyError(msg, stream_id=info.stream_id, expected=info.version, actual=target.version)
         version = target.version if target is not None else 0
+        if 0 < version <= floor and self.positions.highest_version(info.stream_id) < version:
+            await self._refuse_foreign_floor(info.stream_id, version, floor)
         if version < floor:
             await self._placeholders(info.stream_id, version, floor)
             version = floor
         if floor > 0:
             await self._drop_placeholders(info.stream_id, floor)
-        self.state[info.stream_id] = _Stream(version, self.positions.highest_version(info.stream_id))
+        self.state[info.stream_id] = _Stream(version)
         self.streams += 1
 
     async def _create(self, attrs: NewStream) -> None:
@@ -121,10 +145,30 @@ class StoreSink:
         at = datetime.fromtimestamp(0, UTC)
         while version < floor:
             n = min(MAX_BATCH_EVENTS, floor - version)
-            ids = [str(uuid.uuid5(_PLACEHOLDER_IDS, f"{stream_id}/{version + i + 1}")) for i in range(n)]
+            ids = [_placeholder_id(stream_id, version + i + 1) for i in range(n)]
             batch = [NewEvent(i, PLACEHOLDER_TYPE, b"null", b"", "json", at) for i in ids]
             await self.provider.append(stream_id, batch, version)
             version += n
+
+    async def _refuse_foreign_floor(self, stream_id: str, version: int, floor: int) -> None:
+        """Refuse a target stream whose events all lie below the source's first stored version, unless placeholders.
+
+        No event of it can be compared with the source's (the source truncated those versions), so unless they
+        are this copy's placeholders (a re-run after a kill) or mapped, they are another stream's events.
+        """
+        for at in (1, version):
+            rows = self.provider.read_stream(stream_id, from_version=at, to_version=version, page_size=1)
+            async with contextlib.aclosing(rows) as found:  # type: ignore[type-var]
+                rec = await anext(found, None)
+            if rec is None:
+                continue
+            if (rec.event_type, rec.event_id) != (PLACEHOLDER_TYPE, _placeholder_id(stream_id, rec.version)):
+                msg = (
+                    f"stream {stream_id!r} on the target holds event {rec.event_id!r} at version {rec.version}, "
+                    f"below the source's first stored version {floor + 1}: the target stream is not a copy of "
+                    "the source's"
+                )
+                raise ConcurrencyError(msg, stream_id=stream_id, expected=floor, actual=version)
 
     async def _drop_placeholders(self, stream_id: str, floor: int) -> None:
         """Truncate the stream below ``floor + 1`` if what it holds there are placeholders (a re-run after a kill)."""
@@ -139,7 +183,7 @@ class StoreSink:
         state = self.state.get(rec.stream_id)
         if state is None:
             target = await self.provider.get_stream_info(rec.stream_id)
-            state = _Stream(target.version if target else 0, self.positions.highest_version(rec.stream_id))
+            state = _Stream(target.version if target else 0)
             self.state[rec.stream_id] = state
         return state
 
@@ -152,7 +196,7 @@ class StoreSink:
         groups: dict[str, list[RecordedEvent]] = {}
         for rec in page:
             groups.setdefault(rec.stream_id, []).append(rec)
-        entries: list[tuple[int, int, str, int]] = []
+        entries: list[Entry] = []
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(stream_id: str, recs: list[RecordedEvent]) -> int:
@@ -169,7 +213,7 @@ class StoreSink:
         self.written += written
         return written
 
-    async def _group(self, stream_id: str, recs: list[RecordedEvent], entries: list[tuple[int, int, str, int]]) -> int:
+    async def _group(self, stream_id: str, recs: list[RecordedEvent], entries: list[Entry]) -> int:
         """Write one stream's part of a page; its map entries go to ``entries``."""
         state = await self._state(recs[0])
         await self._map_existing(stream_id, state, recs, entries)
@@ -180,10 +224,29 @@ class StoreSink:
         return len(fresh)
 
     async def _map_existing(
-        self, stream_id: str, state: _Stream, recs: list[RecordedEvent], entries: list[tuple[int, int, str, int]]
+        self, stream_id: str, state: _Stream, recs: list[RecordedEvent], entries: list[Entry]
     ) -> None:
-        """Map the events of ``recs`` the target holds already but the map does not (a copy killed in between)."""
-        todo = [r for r in recs if state.mapped < r.version <= state.version]
+        """Check the events of ``recs`` the target holds already, and map those the map lacks (a killed copy).
+
+        One the map holds must be the event it recorded (another id: the map and the target hold another
+        source's stream); one it lacks is read from the target and compared field by field.
+        """
+        held = [r for r in recs if r.version <= state.version]
+        if not held:
+            return
+        known = self.positions.event_ids(stream_id, held[0].version, held[-1].version)
+        todo: list[RecordedEvent] = []
+        for rec in held:
+            mapped = known.get(rec.version)
+            if mapped is None:
+                todo.append(rec)
+            elif mapped != rec.event_id:
+                msg = (
+                    f"stream {stream_id!r}: the target holds event {mapped!r} at version {rec.version} (copied "
+                    f"there by an earlier run with this position map), the source holds {rec.event_id!r}: the "
+                    "target stream is not a copy of this source's"
+                )
+                raise ConcurrencyError(msg, stream_id=stream_id, expected=rec.version, actual=state.version)
         if not todo:
             return
         by_version = {r.version: r for r in todo}
@@ -194,16 +257,22 @@ class StoreSink:
                 src = by_version.get(got.version)
                 if src is not None:
                     self._check_same(src, got)
-                    entries.append((src.position, got.position, stream_id, got.version))
-        state.mapped = max(state.mapped, todo[-1].version)
+                    entries.append((src.position, got.position, stream_id, got.version, got.event_id))
 
     @staticmethod
     def _check_same(src: RecordedEvent, got: RecordedEvent) -> None:
-        """Refuse a target stream that holds another event at a version the copy would skip."""
+        """Refuse a target stream that holds another event, or the same id with other content, at a skipped version."""
         if got.event_id != src.event_id:
             msg = (
                 f"stream {src.stream_id!r} on the target holds event {got.event_id!r} at version {got.version}, "
                 f"the source holds {src.event_id!r}: the target stream is not a copy of the source's"
+            )
+            raise ConcurrencyError(msg, stream_id=src.stream_id, expected=src.version, actual=got.version)
+        differs = event_difference(src, got)
+        if differs is not None:
+            msg = (
+                f"stream {src.stream_id!r} on the target holds event {got.event_id!r} at version {got.version} with "
+                f"another {differs} than the source's: the target stream is not a copy of the source's"
             )
             raise ConcurrencyError(msg, stream_id=src.stream_id, expected=src.version, actual=got.version)
 
@@ -224,9 +293,7 @@ class StoreSink:
             batches.append(batch)
         return batches
 
-    async def _append(
-        self, stream_id: str, state: _Stream, batch: Sequence[RecordedEvent]
-    ) -> list[tuple[int, int, str, int]]:
+    async def _append(self, stream_id: str, state: _Stream, batch: Sequence[RecordedEvent]) -> list[Entry]:
         """Append ``batch`` right after the target's version; the events' versions must follow it."""
         first = batch[0].version
         if first != state.version + 1:
@@ -236,13 +303,17 @@ class StoreSink:
             )
             raise ValidationError(msg, stream_id=stream_id, version=first)
         attrs, state.pending = state.pending, None
-        result = await self.provider.append(stream_id, [new_event(r) for r in batch], state.version, attrs)
+        # the append that creates a stream expects none: a store then records its attributes with the events
+        # (at an exact version 0, NATS writes them after the events, and a kill in between lost them)
+        expected = NO_STREAM if attrs is not None else state.version
+        result = await self.provider.append(stream_id, [new_event(r) for r in batch], expected, attrs)
         if result.first_version != first:
             msg = f"stream {stream_id!r}: the target stored version {result.first_version}, not {first}"
             raise ConcurrencyError(msg, stream_id=stream_id, expected=first, actual=result.first_version)
         state.version = result.last_version
-        state.mapped = result.last_version
-        return [(r.position, pos, stream_id, r.version) for r, pos in zip(batch, result.positions, strict=True)]
+        return [
+            (r.position, pos, stream_id, r.version, r.event_id) for r, pos in zip(batch, result.positions, strict=True)
+        ]
 
     async def snapshot(self, snap: RecordedSnapshot) -> None:
         """Save ``snap`` unless the target holds it already; its position becomes the target's."""

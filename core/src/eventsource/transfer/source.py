@@ -75,15 +75,25 @@ class ProviderSource:
     :param streams: shell-style stream id patterns (none: every stream).
     :param page_size: events per page of the global read.
     :param from_position: where the global read starts (a resumed copy's cursor + 1).
+    :param as_listed: each stream as it was when listed (an export, whose stream lines must match its events):
+        events appended to it later, and streams created later, are left out. Otherwise (a copy) every event
+        read is taken, and a stream created after the listing is yielded before its first events.
     """
 
     def __init__(
-        self, provider: Provider, *, streams: Sequence[str] | None = None, page_size: int = 500, from_position: int = 0
+        self,
+        provider: Provider,
+        *,
+        streams: Sequence[str] | None = None,
+        page_size: int = 500,
+        from_position: int = 0,
+        as_listed: bool = False,
     ) -> None:
         self.provider = provider
         self.wanted = StreamFilter(streams)
         self.page_size = page_size
         self.from_position = from_position
+        self.as_listed = as_listed
 
     async def total_events(self) -> int | None:
         """How many events the copy will read, for a progress estimate (``None`` when unknown).
@@ -100,17 +110,37 @@ class ProviderSource:
             return stats.total_events
         return None
 
+    async def _created_since(self, records: list[RecordedEvent], top: dict[str, int]) -> list[StreamInfo]:
+        """The streams of ``records`` the listing did not show (created since), now in ``top``."""
+        found: list[StreamInfo] = []
+        for sid in dict.fromkeys(r.stream_id for r in records if r.stream_id not in top):
+            info = await self.provider.get_stream_info(sid)
+            top[sid] = 0
+            if info is not None:
+                found.append(info)
+        return found
+
     async def items(self) -> AsyncIterator[Item]:
-        """Streams, then event pages in global order, then snapshots."""
+        """Streams, then event pages in global order, then the snapshots of the streams taken.
+
+        A snapshot beyond the highest version taken of its stream (saved after the read passed) is left out.
+        """
         provider, wanted = self.provider, self.wanted
+        top: dict[str, int] = {}  # stream id -> the highest version taken (as listed, or as read)
         async for info in list_all_streams(provider, wanted):
+            top[info.stream_id] = info.version
             yield info
         async for page in provider.read_all_pages(from_position=self.from_position, page_size=self.page_size):
-            records = page_records(page)
-            if wanted.patterns:
-                records = [r for r in records if wanted(r.stream_id)]
+            records = [r for r in page_records(page) if wanted(r.stream_id)]
+            if self.as_listed:
+                records = [r for r in records if r.version <= top.get(r.stream_id, 0)]
+            for info in await self._created_since(records, top):
+                yield info
+            for rec in records:
+                top[rec.stream_id] = max(top[rec.stream_id], rec.version)
             if records:
                 yield records
-        async for info in list_all_streams(provider, wanted):
-            for snap in await snapshots_of(provider, info.stream_id):
-                yield snap
+        for sid, version in top.items():
+            for snap in await snapshots_of(provider, sid):
+                if snap.version <= version:
+                    yield snap

@@ -8,17 +8,20 @@ store's own and are left out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from eventsource.provider import records_of
 from eventsource.timestamps import to_us
 from eventsource.transfer.source import StreamFilter, list_all_streams, page_records, snapshots_of
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-    from eventsource.model import RecordedEvent, StreamInfo
+    from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
     from eventsource.provider import Provider
 
 
@@ -57,9 +60,26 @@ def _put(h: hashlib._Hash, value: str | bytes | None) -> None:
     h.update(raw)
 
 
-def event_digest(h: hashlib._Hash, rec: RecordedEvent) -> None:
-    """Fold one event into the rolling digest ``h`` (every field but stream and position)."""
-    for value in (
+_FIELDS = (
+    "event id",
+    "event type",
+    "version",
+    "encoding",
+    "data",
+    "metadata",
+    "timestamp",
+    "correlation id",
+    "causation id",
+    "user id",
+    "tenant id",
+    "aggregate id",
+    "aggregate type",
+)
+
+
+def _compared(rec: RecordedEvent) -> tuple[str | bytes | None, ...]:
+    """What verification compares of one event, in :data:`_FIELDS` order (every field but stream and position)."""
+    return (
         rec.event_id,
         rec.event_type,
         str(rec.version),
@@ -73,7 +93,21 @@ def event_digest(h: hashlib._Hash, rec: RecordedEvent) -> None:
         rec.tenant_id,
         rec.aggregate_id,
         rec.aggregate_type,
-    ):
+    )
+
+
+def event_difference(a: RecordedEvent, b: RecordedEvent) -> str | None:
+    """The name of the first field in which two copies of an event differ (``None``: they are the same)."""
+    return _first_field(_FIELDS, _compared(a), _compared(b))
+
+
+def _first_field(names: Sequence[str], a: Sequence[object], b: Sequence[object]) -> str | None:
+    return next((name for name, x, y in zip(names, a, b, strict=True) if x != y), None)
+
+
+def event_digest(h: hashlib._Hash, rec: RecordedEvent) -> None:
+    """Fold one event into the rolling digest ``h`` (every field but stream and position)."""
+    for value in _compared(rec):
         _put(h, value)
 
 
@@ -88,29 +122,79 @@ async def stream_digest(provider: Provider, info: StreamInfo, page_size: int = 5
     s = hashlib.sha256()
     snaps = await snapshots_of(provider, info.stream_id)
     for snap in snaps:
-        for value in (
-            snap.snapshot_id,
-            str(snap.version),
-            snap.encoding,
-            snap.data,
-            snap.metadata,
-            str(to_us(snap.created_at)),  # every store keeps it to the microsecond, as event timestamps
-            snap.aggregate_id,
-            snap.aggregate_type,
-        ):
+        for value in _snapshot_compared(snap):
             _put(s, value)
     attributes = (info.name, info.aggregate_id, info.aggregate_type, sorted(info.metadata.items()), info.version)
     return StreamDigest(count, h.hexdigest(), attributes, s.hexdigest(), len(snaps))
 
 
+_SNAPSHOT_FIELDS = ("id", "version", "encoding", "data", "metadata", "creation time", "aggregate id", "aggregate type")
+_ATTRIBUTES = ("name", "aggregate id", "aggregate type", "metadata", "version")
+
+
+def _snapshot_compared(snap: RecordedSnapshot) -> tuple[str | bytes | None, ...]:
+    """What verification compares of one snapshot, in :data:`_SNAPSHOT_FIELDS` order."""
+    return (
+        snap.snapshot_id,
+        str(snap.version),
+        snap.encoding,
+        snap.data,
+        snap.metadata,
+        str(to_us(snap.created_at)),  # every store keeps it to the microsecond, as event timestamps
+        snap.aggregate_id,
+        snap.aggregate_type,
+    )
+
+
+async def first_event_difference(source: Provider, target: Provider, stream_id: str, page_size: int = 500) -> str:
+    """Where the events of ``stream_id`` first differ between two stores: the version, and the field or side."""
+    mine = records_of(source.read_stream_pages(stream_id, page_size=page_size))
+    theirs = records_of(target.read_stream_pages(stream_id, page_size=page_size))
+    async with contextlib.aclosing(mine), contextlib.aclosing(theirs):  # type: ignore[type-var]
+        a, b = await anext(mine, None), await anext(theirs, None)
+        while a is not None or b is not None:
+            if b is None or (a is not None and a.version < b.version):
+                return f"version {a.version}: missing on the target"  # type: ignore[union-attr]
+            if a is None or b.version < a.version:
+                return f"version {b.version}: on the target only"
+            field = event_difference(a, b)
+            if field is not None:
+                return f"version {a.version}: the {field} differs"
+            a, b = await anext(mine, None), await anext(theirs, None)
+    return "the events differ while read (written to meanwhile?)"
+
+
+async def snapshot_difference(source: Provider, target: Provider, stream_id: str) -> str:
+    """Which snapshot of ``stream_id`` differs between two stores first, and how."""
+    mine = {s.version: s for s in await snapshots_of(source, stream_id)}
+    theirs = {s.version: s for s in await snapshots_of(target, stream_id)}
+    for version in sorted(mine.keys() | theirs.keys()):
+        a, b = mine.get(version), theirs.get(version)
+        if b is None:
+            return f"the snapshot at version {version} is missing on the target"
+        if a is None:
+            return f"the snapshot at version {version} is on the target only"
+        field = _first_field(_SNAPSHOT_FIELDS, _snapshot_compared(a), _snapshot_compared(b))
+        if field is not None:
+            return f"the snapshot at version {version}: its {field} differs"
+    return "the snapshots differ while read (written to meanwhile?)"
+
+
 async def verify_stores(
-    source: Provider, target: Provider, *, streams: Sequence[str] | None = None, page_size: int = 500
+    source: Provider,
+    target: Provider,
+    *,
+    streams: Sequence[str] | None = None,
+    page_size: int = 500,
+    progress: Callable[[int, float], None] | None = None,
 ) -> VerifyReport:
     """Compare every stream of ``source`` (matching ``streams`` patterns) with the same stream of ``target``.
 
     Both providers must be connected. Streams the target holds and the source does not are not compared.
+    ``progress`` is called after every stream with the source events compared so far and the seconds taken.
     """
     report = VerifyReport()
+    start = time.monotonic()
     async for info in list_all_streams(source, StreamFilter(streams)):
         sid = info.stream_id
         report.streams += 1
@@ -122,12 +206,16 @@ async def verify_stores(
         b = await stream_digest(target, theirs, page_size)
         report.events += a.count
         report.snapshots += a.snapshot_count
-        if a.count != b.count:
-            report.differences.append(f"stream {sid!r}: {a.count} events on the source, {b.count} on the target")
-        elif a.digest != b.digest:
-            report.differences.append(f"stream {sid!r}: the events differ (digest {a.digest[:12]} != {b.digest[:12]})")
-        if a.attributes != b.attributes:
-            report.differences.append(f"stream {sid!r}: attributes or version differ")
+        if a.count != b.count or a.digest != b.digest:
+            where = await first_event_difference(source, target, sid, page_size)
+            counts = f" ({a.count} events on the source, {b.count} on the target)" if a.count != b.count else ""
+            report.differences.append(f"stream {sid!r}: {where}{counts}")
+        for name, x, y in zip(_ATTRIBUTES, a.attributes, b.attributes, strict=True):
+            if x != y:
+                values = "" if name == "metadata" else f" ({x!r} on the source, {y!r} on the target)"
+                report.differences.append(f"stream {sid!r}: the {name} differs{values}")
         if a.snapshots != b.snapshots:
-            report.differences.append(f"stream {sid!r}: the snapshots differ")
+            report.differences.append(f"stream {sid!r}: {await snapshot_difference(source, target, sid)}")
+        if progress is not None:
+            progress(report.events, time.monotonic() - start)
     return report

@@ -34,7 +34,7 @@ def register(commands: Commands) -> None:
 
 def copy(session: Session) -> int:
     """Copy, then verify if asked; print the summary."""
-    from eventsource.transfer import copy_store, verify_stores
+    from eventsource.transfer import TransferProgress, copy_store, verify_stores
 
     args, out = session.args, session.out
 
@@ -56,7 +56,17 @@ def copy(session: Session) -> int:
             if not args.verify:
                 summary(out, "copied", result)
                 return EXIT_OK
-            report = await verify_stores(src, dst, streams=args.streams, page_size=args.page_size)
+            checking = ProgressView(out, "verify")
+            try:
+                report = await verify_stores(
+                    src,
+                    dst,
+                    streams=args.streams,
+                    page_size=args.page_size,
+                    progress=lambda n, seconds: checking(TransferProgress(n, None, seconds)),
+                )
+            finally:
+                checking.done()
             summary(out, "copied", result, verified=report.ok, differences=report.differences)
             for line in report.differences:
                 out.note(f"difference: {line}")

@@ -29,30 +29,36 @@ def register(commands: Commands) -> None:
 
 def export(session: Session) -> int:
     """Export; the summary goes to stderr when the export itself goes to stdout."""
-    from eventsource.transfer import export_store, open_output
+    from eventsource.transfer import export_store
+    from eventsource.transfer.jsonl import finish_output, open_output
 
     args, out = session.args, session.out
     url = args.source or default_store(session)
+    to_file = args.output != "-"
 
     async def body() -> int:
         async with opened(session, url, source=True) as src:
             view = ProgressView(out, "export")
+            # a file is written aside and put in place once complete: a failed run leaves an earlier export whole
             try:
-                stream = open_output(args.output, gzipped=args.gzip or args.output.endswith(".gz"))
+                stream = open_output(args.output, gzipped=args.gzip or args.output.endswith(".gz"), partial=to_file)
             except OSError as e:
                 msg = f"cannot write the export {args.output!r}: {e.strerror or e}"
                 raise UsageError(msg, field="output") from e
+            done = False
             try:
                 result = await export_store(src, stream, streams=args.streams, progress=view, page_size=args.page_size)
+                done = True
             finally:
                 view.done()
-                if args.output == "-":
+                if not to_file:
                     stream.flush()
                     if args.gzip:
                         stream.close()  # writes the gzip trailer; stdout itself stays open
                 else:
                     stream.close()
-            if args.output == "-":
+                    finish_output(args.output, complete=done)
+            if not to_file:
                 out.out = out.err  # the data owns stdout
             summary(out, "exported", result)
             return EXIT_OK

@@ -1,13 +1,14 @@
 """``eventsource import``: write an export (a file, or stdin; gzip recognised) into a store, byte for byte.
 
-The store is ``--to URL`` (default: the store of ``--store``). A file is checked whole before anything is
-written, so a corrupted one leaves the store unchanged; stdin is checked as it is read (re-run the import
-once the input is fixed: what the store holds already is skipped).
+The store is ``--to URL`` (default: the store of ``--store``). A regular file is checked whole before anything
+is written, so a corrupted one leaves the store unchanged; stdin or a pipe is checked as it is read (re-run the
+import once the input is fixed: what the store holds already is skipped).
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eventsource.cli.errors import UsageError
@@ -49,6 +50,8 @@ def import_(session: Session) -> int:
         )
         raise UsageError(msg, field="input")
     url = args.target or default_store(session)
+    # a regular file is checked whole first; stdin, a pipe or a FIFO (<(zcat x.gz)) cannot be read twice
+    whole = args.input != "-" and Path(args.input).is_file()
 
     async def body() -> int:
         with open_input(args.input) as stream:
@@ -62,7 +65,7 @@ def import_(session: Session) -> int:
                         streams=args.streams,
                         position_map=map_path(args.map, args.input, url),
                         progress=view,
-                        check_first=args.input != "-",
+                        check_first=whole,
                         page_size=args.page_size,
                         window=args.window,
                     )

@@ -77,6 +77,7 @@ def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
     """The checked fields of an event class and their accepted types (resolved once per class, then cached).
 
     An annotation that does not resolve (a name local to a function, under postponed evaluation) is not checked.
+    A field whose default is ``None`` takes ``None`` whatever its annotation (``note: str = None``).
     """
     cached = cls.__dict__.get(_TYPES_ATTR)
     if cached is not None:
@@ -92,7 +93,7 @@ def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
                 continue
         acc = _accepted(hint)
         if acc is not None:
-            out[f.name] = acc
+            out[f.name] = acc if f.default is not None or type(None) in acc else (*acc, type(None))
     setattr(cls, _TYPES_ATTR, out)
     return out
 

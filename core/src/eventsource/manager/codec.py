@@ -206,7 +206,7 @@ class EventCodec:
     def once(self, work: Callable[[], _T]) -> _T:
         """``work()`` (an append's encoding) with the key file checked for a shred once, not per payload."""
         store = self.key_file
-        if store is None or store.held.on:
+        if store is None or self.cipher is None or store.held.on:
             return work()
         store.catch_up()
         store.held.on = True
@@ -216,21 +216,24 @@ class EventCodec:
             store.held.on = False
 
     def decoder(self) -> Callable[[RecordedEvent], Event]:
-        """:meth:`decode_event` for the records of one call or page: the key file is checked now, once.
+        """:meth:`decode_event` for one call's or page's records: the key file is checked once, at the first sealed one.
 
         Each event is decoded with the check held only while it is (a lazy page's consumer runs between
-        them); an event decoded more than a second later checks the file again.
+        them); within the page the file's path is still checked once a second.
         """
         store = self.key_file
-        decode = self.decode_event
+        decode, plain = self.decode_event, self.plain
         if store is None:
             return decode
-        store.catch_up()
-        held = store.held
+        held, checked = store.held, False
 
         def one(rec: RecordedEvent) -> Event:
-            if held.on:
+            nonlocal checked
+            if held.on or rec.encoding == plain:
                 return decode(rec)
+            if not checked:
+                store.catch_up()
+                checked = True
             held.on = True
             try:
                 return decode(rec)

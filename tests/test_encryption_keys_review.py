@@ -541,3 +541,21 @@ async def test_a_shred_elsewhere_is_seen_by_every_read_and_append_that_begins_af
                 new = await r.append_event(stream_id="kept", event_type="E", data={"n": 9})
     assert seen == [0]
     assert (await s.get_event_by_id(new.event_id)).data == {"n": 9}  # sealed under a fresh key, not the shredded one
+
+
+async def test_a_skipping_subscription_stopped_by_the_key_service_does_not_tell_to_skip(tmp_path: Path) -> None:
+    """Review: a skip-mode subscription stopped by a key provider's failure said 'or subscribe with
+    on_decode_error="skip"' (and ``eventsource follow --skip-undecodable`` said 'pass --skip-undecodable'): the
+    way out it named was the one already taken, and does not pass such an event."""
+    from eventsource.subscriptions import EventDecodeError
+
+    kms = Flaky()
+    m = await manager(sqlite_url(tmp_path), key_provider=kms)
+    await m.append_event(stream_id="s", event_type="E", data={"n": 0})
+    kms.error = ConnectionError("kms unreachable")
+    for mode in ("skip", "raise"):
+        async with m.subscribe(stream_id="s", on_decode_error=mode) as sub:  # type: ignore[arg-type]
+            with pytest.raises(EventDecodeError) as info:
+                await asyncio.wait_for(sub.next_batch(10), 30)
+        assert 'on_decode_error="skip"' not in str(info.value), str(info.value)
+        assert "KeyProviderError" in str(info.value) and "never skipped" in str(info.value)

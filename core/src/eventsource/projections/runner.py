@@ -312,11 +312,16 @@ class ProjectionRunner:
         await st.sink.open()
         try:
             await st.sink.reset(st.projection, st.projection.name, st.source)
+            legacy = st.legacy_source
+            if legacy is not None and await st.sink.position(name, legacy) is not None:
+                # starting over was asked for: a checkpoint at the start under the store's own source says so to
+                # every later runner too, which would otherwise refuse (and offer to resume) the bare URL's one
+                await st.sink.apply(st.projection, [], self._cp(st, 0), None)
         finally:
             if self._tg is None:  # not running: nothing else uses the sink's connection
                 await st.sink.close()
         st.position = None
-        st.legacy_source = None  # starting over was asked for: an old checkpoint under the bare URL is not consulted
+        st.legacy_source = None
 
     # ------------------------------------------------------------------ one projection
 

@@ -203,3 +203,24 @@ def asyncio_put(url: str, cp: Checkpoint) -> None:
         await store.close()
 
     asyncio.run(put())
+
+
+def test_follow_stopped_by_a_key_configuration_error_does_not_tell_to_skip(tmp_path: Path, url: str) -> None:
+    """Review: follow stopped by an event it can never skip (its data key is wrapped by a master key the
+    configuration no longer holds: a ConfigurationError) said 'pass --skip-undecodable', even when passed."""
+    import base64
+
+    k1, k2 = (base64.b64encode(bytes([b]) * 32).decode() for b in (1, 2))
+    keys = str(tmp_path / "keys.jsonl")
+    common = {"encryption": True, "encryption_scope": "stream", "encryption_key_store": keys}
+    m = SyncEventSourcingManager({"providers": {"s": {"url": url}}, "encryption_keys": {"k1": k1}, **common})
+    m.connect()
+    _append(m, "s", "Ok", 1)
+    m.close()
+    config = tmp_path / "later.json"  # k1 retired before rewrap() ran
+    config.write_text(json.dumps({"encryption_keys": {"k2": k2}, **common}))
+    for flags in ((), ("--skip-undecodable",)):
+        done = cli(tmp_path, "--config", str(config), "--store", url, "follow", *flags, "--limit", "1")
+        assert done.returncode == EXIT_ERROR, done.stderr
+        assert "ConfigurationError" in done.stderr and "'k1'" in done.stderr, done.stderr
+        assert "pass --skip-undecodable" not in done.stderr and "never skipped" in done.stderr, done.stderr

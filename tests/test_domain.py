@@ -298,6 +298,32 @@ async def test_field_values_of_another_type_are_refused_on_append_and_on_read(tm
             assert (info.value.details["field"], info.value.details["event_id"]) == (field, res.event_id)
 
 
+
+@_dc.dataclass(frozen=True)
+class _Noted(_DomainEvent, type_name="rev.Noted"):
+    qty: int
+    note: str = None  # type: ignore[assignment] - the pre-PEP 484 habit: None as "not given"
+    ratio: float = None  # type: ignore[assignment]
+
+
+async def test_a_field_whose_default_is_none_takes_none(tmp_path: Path) -> None:
+    """The annotation check refused the class's own default: ``note: str = None`` (implicit Optional) could no
+    longer be appended without a note, and every such event stored before the check stopped reading."""
+    from eventsource.errors import ValidationError
+
+    url = f"sqlite:///{tmp_path}/noted.db"
+    async with EventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.register_event_class(_Noted)
+        stored = await m.append_event(stream_id="s", event_type="rev.Noted", data={"qty": 1, "note": None})
+        assert (await m.get_event_by_id(stored.event_id, as_classes=True)).data == _Noted(1)
+        await m.append_events_batch(stream_id="s", events=[_Noted(2), _Noted(3, "x", 0.5)])
+        want = [_Noted(1), _Noted(2), _Noted(3, "x", 0.5)]
+        assert [e.data async for e in m.read_stream("s", as_classes=True)] == want
+        with pytest.raises(ValidationError) as info:  # another type than the annotation or the default: refused
+            await m.append_events_batch(stream_id="s", events=[_Noted(4, 5)])  # type: ignore[arg-type]
+        assert info.value.details["field"] == "note"
+
+
 @_dc.dataclass(frozen=True)
 class _Totalled(_DomainEvent, type_name="rev.Totalled"):
     qty: int

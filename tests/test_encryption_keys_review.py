@@ -513,3 +513,49 @@ async def test_a_key_provider_giving_a_key_id_the_header_cannot_hold_is_refused(
         await m.append_event(stream_id="s", event_type="E", data={"n": 1})
     with pytest.raises(StreamNotFoundError):
         await m.get_stream_info("s")
+
+
+async def test_a_shred_elsewhere_is_seen_by_every_read_and_append_that_begins_after_it(tmp_path: Path) -> None:
+    """The key file is checked once per call or page (not per payload): every kind of read that begins after
+    another process's shred refuses the scope, and an append made between two events of a page being read
+    (nothing held between them) gets a fresh key."""
+    store, key_store = sqlite_url(tmp_path), str(tmp_path / "keys.jsonl")
+    r = await manager(store, encryption_scope="stream", encryption_key_store=key_store)
+    s = await manager(store, encryption_scope="stream", encryption_key_store=key_store)
+    for sid in ("gone", "kept"):
+        await r.append_events_batch(stream_id=sid, events=[{"event_type": "E", "data": {"n": n}} for n in range(3)])
+    assert len([e async for e in r.read_all()]) == 6  # r holds both keys
+    assert await s.shred(stream_id="gone") == 1
+    with pytest.raises(KeyShreddedError):
+        [e async for e in r.read_stream("gone")]
+    with pytest.raises(KeyShreddedError):
+        await r.get_events(stream_id="gone")
+    with pytest.raises(KeyShreddedError):
+        [e async for e in r.read_all()]
+    seen = []
+    with pytest.raises(KeyShreddedError):  # the append saw the shred: so does the rest of the page
+        async for e in r.read_stream("kept", page_size=10):
+            seen.append(e.data["n"])
+            if len(seen) == 1:  # mid-page: another shred, then an append of this process to that scope
+                assert await s.shred(stream_id="kept") == 1
+                new = await r.append_event(stream_id="kept", event_type="E", data={"n": 9})
+    assert seen == [0]
+    assert (await s.get_event_by_id(new.event_id)).data == {"n": 9}  # sealed under a fresh key, not the shredded one
+
+
+async def test_a_skipping_subscription_stopped_by_the_key_service_does_not_tell_to_skip(tmp_path: Path) -> None:
+    """Review: a skip-mode subscription stopped by a key provider's failure said 'or subscribe with
+    on_decode_error="skip"' (and ``eventsource follow --skip-undecodable`` said 'pass --skip-undecodable'): the
+    way out it named was the one already taken, and does not pass such an event."""
+    from eventsource.subscriptions import EventDecodeError
+
+    kms = Flaky()
+    m = await manager(sqlite_url(tmp_path), key_provider=kms)
+    await m.append_event(stream_id="s", event_type="E", data={"n": 0})
+    kms.error = ConnectionError("kms unreachable")
+    for mode in ("skip", "raise"):
+        async with m.subscribe(stream_id="s", on_decode_error=mode) as sub:  # type: ignore[arg-type]
+            with pytest.raises(EventDecodeError) as info:
+                await asyncio.wait_for(sub.next_batch(10), 30)
+        assert 'on_decode_error="skip"' not in str(info.value), str(info.value)
+        assert "KeyProviderError" in str(info.value) and "never skipped" in str(info.value)

@@ -618,6 +618,27 @@ async def test_a_checkpoint_stored_under_the_bare_url_is_refused_not_guessed(tmp
         await m.close()
 
 
+async def test_a_reset_in_one_process_is_not_undone_by_the_bare_url_checkpoint_in_the_next(tmp_path: Path) -> None:
+    """Review: ``reset`` (done, as the docs ask, while no runner runs the projection: a one-off script) cleared the
+    refusal of an old bare-URL checkpoint in its own runner only. The service's runner, started next, refused
+    again and told to pass ``source=<bare URL>``, which resumes the old position over the read model the reset
+    hook had just emptied: every event before it silently missing."""
+    sink_db = tmp_path / "read.db"
+    m = EventSourcingManager({"providers": {"main": {"url": "memory://"}}, "default_provider": "main"},
+                             host=PluginHost())
+    await m.connect()
+    try:
+        await deposit(m, "acc", 1, 2, 3)
+        positions = [e.position async for e in m.read_all()]
+        old = Checkpoint("balances", "memory://", "all", positions[1])  # stored by an earlier release
+        await SqliteCheckpointStore(f"sqlite:///{sink_db}").put(old)
+        await ProjectionRunner(m).add(balances(), SqliteSink(f"sqlite:///{sink_db}")).reset("balances")  # a script
+        service = ProjectionRunner(m).add(balances(), SqliteSink(f"sqlite:///{sink_db}"))
+        await service.catch_up(timeout=60)
+        assert read(sink_db, "SELECT * FROM balances") == [("acc", 6)]  # replayed from the first event
+    finally:
+        await m.close()
+
 async def test_an_outage_of_the_checkpoint_store_is_waited_out_never_blamed_on_an_event(
     es: EventSourcingManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -271,3 +271,41 @@ async def test_catch_up_waits_for_events_a_running_transaction_holds_back(
     await task
     assert not done_early, "catch_up returned while a committed event was held back"
     assert totals(url, sink_schema) == [("acc-1", 3)]
+
+
+async def test_catch_up_held_back_by_an_open_transaction_says_so(
+    make_provider: Callable[..., Any], url: str, sink_schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review: catch_up() without a timeout waits as long as any write transaction of the cluster stays open
+    (an idle-in-transaction session of another application) when it holds events back, and said nothing: a
+    newcomer's ``await runner.catch_up()`` looked hung. It logs once, naming the projection and the cause."""
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
+    await m.register_provider(await make_provider(visibility_wait=0.05), name="pg", default=True)
+    await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    holder = await psycopg.AsyncConnection.connect(url)  # an unrelated writer's transaction, left open
+    try:
+        await holder.execute("SELECT pg_current_xact_id()")
+        await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})  # committed, held back
+        p: Projection[psycopg.AsyncConnection[Any]] = Projection("held")
+
+        @p.on("Deposited")
+        async def deposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(ddl(sink_schema))
+            await tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
+
+        runner = ProjectionRunner(m, poll_interval=0.05).add(p, PostgresSink(url, schema=sink_schema))
+        with caplog.at_level("WARNING", logger="eventsource.projections"):
+            task = asyncio.ensure_future(runner.catch_up())
+            said = []
+            for _ in range(1000):  # until the runner says why it waits (or, before the fix, the loop runs out)
+                said = [r.getMessage() for r in caplog.records if "transaction" in r.getMessage()]
+                if said or task.done():
+                    break
+                await asyncio.sleep(0.01)
+        assert not task.done()
+    finally:
+        await holder.rollback()
+        await holder.close()
+    await asyncio.wait_for(task, 60)
+    assert len(said) == 1 and "'held'" in said[0] and "still running" in said[0], said
+    assert totals(url, sink_schema) == [("acc-1", 3)]

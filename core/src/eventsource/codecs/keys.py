@@ -168,6 +168,10 @@ class StaticKeyRing(KeyProvider):
 log = logging.getLogger("eventsource.keys")
 
 
+class _Held(threading.local):
+    on = False  # this thread runs a call that checked the key file when it began (ScopedKeyStore.catch_up)
+
+
 def _fsync_dir(path: Path) -> None:
     """Make a new name or a rename in ``path``'s directory durable."""
     fd = os.open(path.parent, os.O_RDONLY)
@@ -198,9 +202,9 @@ class ScopedKeyStore(KeyProvider):
     the calling thread (every later payload of the scope uses the cached key).
 
     Several processes may share the file: writes take an exclusive ``flock`` on ``<path>.lock`` and
-    first read what others appended. A shred replaces the file: every process sees that before it seals
-    or opens its next payload (one ``fstat``). New keys and rotations by others are read on a miss, or
-    within a second.
+    first read what others appended. A shred replaces the file: a call that begins after it sees that
+    before it seals or opens a payload (one ``fstat`` per payload, or per call: :meth:`catch_up`, then
+    ``held.on`` around its work). New keys and rotations by others are read on a miss, or within a second.
     """
 
     def __init__(self, master: StaticKeyRing, path: str | os.PathLike[str] | None = None) -> None:
@@ -217,6 +221,7 @@ class ScopedKeyStore(KeyProvider):
         self._fd_no = -1
         self._offset = 0
         self._checked = time.monotonic()
+        self.held = _Held()
         if self.path is not None:
             self._sync()
 
@@ -467,18 +472,27 @@ class ScopedKeyStore(KeyProvider):
             self._offset = 0
             self._sync()
 
+    def catch_up(self) -> None:
+        """See a shred made by another process now (one ``fstat``): a call's start, before it sets ``held.on``."""
+        if self.path is not None and not self.held.on:
+            self._catch_up()
+
     def _catch_up(self) -> None:
         """See a shred made elsewhere at once, other changes within a second (new keys, rotations).
 
         A shred replaces the file, leaving the one held with no link: one ``fstat`` tells, so a payload is
         never sealed with a shredded key, nor opened with one (whose plaintext could then be sealed again
         under a fresh key: an upcast rewrite, a snapshot). A hard link to the old file elsewhere hides
-        that; the once-a-second :meth:`_sync` compares the path's inode and catches it.
+        that; the once-a-second :meth:`_sync` compares the path's inode and catches it. Within a call that
+        checked when it began (``held.on``), only that once-a-second check runs.
         """
-        try:
-            replaced = self._fd_no < 0 or os.fstat(self._fd_no).st_nlink == 0
-        except OSError:
-            replaced = True  # _sync says what is wrong
+        if self.held.on:
+            replaced = False
+        else:
+            try:
+                replaced = self._fd_no < 0 or os.fstat(self._fd_no).st_nlink == 0
+            except OSError:
+                replaced = True  # _sync says what is wrong
         now = time.monotonic()
         if replaced or now - self._checked >= 1.0:
             self._checked = now

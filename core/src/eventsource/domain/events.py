@@ -77,6 +77,7 @@ def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
     """The checked fields of an event class and their accepted types (resolved once per class, then cached).
 
     An annotation that does not resolve (a name local to a function, under postponed evaluation) is not checked.
+    A field whose default is ``None`` takes ``None`` whatever its annotation (``note: str = None``).
     """
     cached = cls.__dict__.get(_TYPES_ATTR)
     if cached is not None:
@@ -92,7 +93,7 @@ def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
                 continue
         acc = _accepted(hint)
         if acc is not None:
-            out[f.name] = acc
+            out[f.name] = acc if f.default is not None or type(None) in acc else (*acc, type(None))
     setattr(cls, _TYPES_ATTR, out)
     return out
 
@@ -181,7 +182,14 @@ class DomainEvent:
             if errors:
                 raise _field_error(cls.__name__, cls.event_type, errors)
             return data
-        for f in dataclasses.fields(self):
+        made: list[None] = []  # asdict makes one dict per dataclass: more than this one's is a nested one
+
+        def as_dict(items: list[tuple[str, Any]]) -> dict[str, Any]:
+            made.append(None)
+            return dict(items)
+
+        data = dataclasses.asdict(self, dict_factory=as_dict)
+        for f in dataclasses.fields(self) if len(made) > 1 else ():  # walked only to name it (rare)
             found = _nested_dataclass(getattr(self, f.name), f.name)
             if found is not None:
                 where, inner = found
@@ -194,7 +202,7 @@ class DomainEvent:
         wrong = _wrong_type(cls, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         if wrong is not None:
             raise wrong
-        return dataclasses.asdict(self)
+        return data
 
     def event_data(self, *, metadata: Mapping[str, Any] | None = None, **envelope: Any) -> EventData:
         """The event as an :class:`EventData` to append; ``envelope`` sets ids (correlation, tenant...)."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.codecs import CodecPipeline
 from eventsource.codecs.builtin import JsonSerializer
+from eventsource.codecs.keys import ScopedKeyStore
 from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError, ValidationError
 from eventsource.manager.fastrows import json_rows
 from eventsource.manager.validation import check_scope_names
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from eventsource.rows import EventRow
 
 log = logging.getLogger("eventsource")
+_T = TypeVar("_T")
 
 _DATA = b"d"
 _META = b"m"
@@ -107,6 +109,9 @@ class EventCodec:
 
     def __init__(self, config: ManagerConfig, host: PluginHost, key_provider: KeyProvider | None = None) -> None:
         self.keys: KeyProvider | None = build_key_provider(config, host, key_provider)
+        # a key file shared with other processes: checked for a shred once per call or page, not per payload
+        keys = self.keys
+        self.key_file = keys if isinstance(keys, ScopedKeyStore) and keys.path is not None else None
         readers: dict[str, Cipher] = {}
         if self.keys is not None:
             for reg in host.codecs.ciphers:
@@ -197,6 +202,45 @@ class EventCodec:
         """Make every keyed cipher drop cached key material (after a shred)."""
         for cipher in self.pipeline.ciphers.values():
             cipher.forget()
+
+    def once(self, work: Callable[[], _T]) -> _T:
+        """``work()`` (an append's encoding) with the key file checked for a shred once, not per payload."""
+        store = self.key_file
+        if store is None or self.cipher is None or store.held.on:
+            return work()
+        store.catch_up()
+        store.held.on = True
+        try:
+            return work()
+        finally:
+            store.held.on = False
+
+    def decoder(self) -> Callable[[RecordedEvent], Event]:
+        """:meth:`decode_event` for one call's or page's records: the key file is checked once, at the first sealed one.
+
+        Each event is decoded with the check held only while it is (a lazy page's consumer runs between
+        them); within the page the file's path is still checked once a second.
+        """
+        store = self.key_file
+        decode, plain = self.decode_event, self.plain
+        if store is None:
+            return decode
+        held, checked = store.held, False
+
+        def one(rec: RecordedEvent) -> Event:
+            nonlocal checked
+            if held.on or rec.encoding == plain:
+                return decode(rec)
+            if not checked:
+                store.catch_up()
+                checked = True
+            held.on = True
+            try:
+                return decode(rec)
+            finally:
+                held.on = False
+
+        return one
 
     # ------------------------------------------------------------------ events
 
@@ -352,7 +396,7 @@ class EventCodec:
         go through their type's upcasting chain if it has one. Anything else goes through :meth:`decode_event`.
         """
         if not isinstance(page, RowPage):
-            return map(self.decode_event, page)
+            return map(self.decoder(), page)
         if self.upcasters:
             return map(self._general_row(page), page.rows)
         if self.json_scan is not None:
@@ -361,7 +405,7 @@ class EventCodec:
 
     def _general_row(self, page: RowPage) -> Callable[[EventRow], Event]:
         """The general path for one row of ``page``: a record (timestamp converted), then :meth:`decode_event`."""
-        conv, decode, make = page.timestamp, self.decode_event, make_recorded_event
+        conv, decode, make = page.timestamp, self.decoder(), make_recorded_event
 
         def general(row: EventRow) -> Event:
             if conv is None:

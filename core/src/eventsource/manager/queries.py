@@ -84,7 +84,7 @@ class Queries:
             )
             rows = page.events[: req.limit]
             more = page.held_back or len(page.events) > req.limit
-        events = [self.codec.decode_event(r) for r in rows]
+        events = list(map(self.codec.decoder(), rows))
         if classes is not None:
             events = [classes.typed(e) for e in events]
         return GetEventsResponse(

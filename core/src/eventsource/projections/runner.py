@@ -255,7 +255,7 @@ class ProjectionRunner:
         """
         st = self.states[name]
         head = await self._head(st)
-        settled = await self._settled(st, head)
+        settled = said = await self._settled(st, head)
         sub0 = st.subscription
         reads0 = sub0.reads if sub0 is not None else 0
         while (st.position or 0) < head and not (st.idle and st.read_to >= head):
@@ -266,6 +266,14 @@ class ProjectionRunner:
                     settled, sub0 = True, st.subscription
                     reads0 = sub0.reads if sub0 is not None else 0
                     continue
+                if not said:  # without a timeout this lasts as long as that transaction: say why
+                    said = True
+                    log.warning(
+                        "projection %r: waiting to catch up: events stored before the call are held back by a "
+                        "transaction still running on the store (PostgreSQL: any write transaction of the "
+                        "cluster, such as a session idle in transaction); it goes on when that one ends",
+                        name,
+                    )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.05):  # not wait_for: it can drop a cancellation (Python 3.11)
                     await self._progress.wait()
@@ -304,11 +312,16 @@ class ProjectionRunner:
         await st.sink.open()
         try:
             await st.sink.reset(st.projection, st.projection.name, st.source)
+            legacy = st.legacy_source
+            if legacy is not None and await st.sink.position(name, legacy) is not None:
+                # starting over was asked for: a checkpoint at the start under the store's own source says so to
+                # every later runner too, which would otherwise refuse (and offer to resume) the bare URL's one
+                await st.sink.apply(st.projection, [], self._cp(st, 0), None)
         finally:
             if self._tg is None:  # not running: nothing else uses the sink's connection
                 await st.sink.close()
         st.position = None
-        st.legacy_source = None  # starting over was asked for: an old checkpoint under the bare URL is not consulted
+        st.legacy_source = None
 
     # ------------------------------------------------------------------ one projection
 

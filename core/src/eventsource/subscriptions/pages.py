@@ -199,12 +199,17 @@ class PageDelivery:
     def _failed(self, item: Any, e: Exception) -> None:
         eid, sid, etype, version, position = _fields(item)
         reason = f"{type(e).__name__}: {e}"
-        if self.on_decode_error == "raise" or isinstance(e, (KeyProviderError, ConfigurationError)):
-            # a key service that failed for a moment, or a configuration to fix, is no reason to pass an event
+        # a key service that failed for a moment, or a configuration to fix, is no reason to pass an event
+        fatal = isinstance(e, (KeyProviderError, ConfigurationError))
+        if self.on_decode_error == "raise" or fatal:
+            way = (
+                "A key provider's or the configuration's failure is never skipped: fix it, then resume"
+                if fatal
+                else 'Fix the codec, key or upcaster, or subscribe with on_decode_error="skip"'
+            )
             msg = (
                 f"subscription {self.name or self.target.describe()!r} cannot decode the event at position "
-                f"{position} (id {eid!r}, stream {sid!r} version {version}, type {etype!r}): {reason}. "
-                'Fix the codec, key or upcaster, or subscribe with on_decode_error="skip"'
+                f"{position} (id {eid!r}, stream {sid!r} version {version}, type {etype!r}): {reason}. {way}"
             )
             raise EventDecodeError(msg, position=position, event_id=eid, stream_id=sid, version=version) from e
         self.skipped += 1

@@ -66,6 +66,7 @@ def follow(session: Session) -> int:
     a, out = session.args, session.out
 
     async def body(m: EventSourcingManager) -> int:
+        from eventsource.errors import ConfigurationError, KeyProviderError
         from eventsource.subscriptions import EventDecodeError
 
         sub = await _subscription(m, a)
@@ -89,10 +90,16 @@ def follow(session: Session) -> int:
                     reported = _report_skipped(out, sub, reported)
         except EventDecodeError as e:  # the way out here is a flag, not the API's on_decode_error="skip"
             d, cause = e.details, e.__cause__ or e
+            way = (  # a key provider's or the configuration's failure stops a skipping subscription too
+                "Such a failure is never skipped: fix the key provider or the configuration (--config FILE), "
+                "then follow again"
+                if isinstance(cause, (KeyProviderError, ConfigurationError))
+                else "Fix the codec, key or upcaster (--config FILE with the store's keys), or pass "
+                "--skip-undecodable to report and skip it"
+            )
             msg = (
                 f"cannot decode the event at position {d['position']} (id {d['event_id']!r}, stream "
-                f"{d['stream_id']!r} version {d['version']}): {type(cause).__name__}: {cause}. Fix the codec, key or "
-                "upcaster (--config FILE with the store's keys), or pass --skip-undecodable to report and skip it"
+                f"{d['stream_id']!r} version {d['version']}): {type(cause).__name__}: {cause}. {way}"
             )
             raise EventDecodeError(msg, **d) from cause
         finally:

@@ -11,9 +11,17 @@ import functools
 import os
 import stat
 import subprocess
+import uuid
 from typing import TYPE_CHECKING
 
+import pytest
 from conftest import console_script
+from eventsource.errors import ValidationError
+from eventsource.model import NewEvent
+from eventsource.sqlite import SqliteProvider
+from eventsource.timestamps import from_us
+from eventsource.transfer import copy_store
+from eventsource.transfer.sink import PLACEHOLDER_TYPE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -76,3 +84,31 @@ def test_cli_export_over_an_export_in_a_folder_without_room_for_a_new_file(tmp_p
     assert backup.read_bytes().startswith(b'{"kind":"header"')
     assert "in place" in err  # says the earlier export is no longer kept whole if this run fails
     assert sorted(p.name for p in folder.iterdir()) == ["backup.jsonl"]
+
+
+def _event() -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), "T", b'{"a":1}', b"", "json", from_us(1_700_000_000_000_000))
+
+
+async def test_a_rerun_after_the_source_truncated_past_the_target_leaves_no_placeholder(tmp_path: Path) -> None:
+    """A copy took versions 1..4 of 'x'; the source then got 5..10 and retention kept 7..10 only.
+
+    The re-run with the same map appended placeholders 5..6 after the target's real events, could not
+    truncate them away (the first event is no placeholder), and reported success: every reader of the
+    target saw two '$eventsource.transfer.placeholder' events.
+    """
+    src, dst = SqliteProvider(f"sqlite:///{tmp_path / 'src.db'}"), SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await src.connect()
+    await dst.connect()
+    try:
+        await src.append("x", [_event() for _ in range(4)], 0)
+        await copy_store(src, dst, position_map=tmp_path / "map.db")
+        await src.append("x", [_event() for _ in range(6)], 4)
+        await src.truncate_stream("x", 7)
+        with pytest.raises(ValidationError, match=r"'x'.*versions 5\.\.6"):
+            await copy_store(src, dst, position_map=tmp_path / "map.db")
+        assert [r.event_type async for r in dst.read_stream("x")] == ["T"] * 4
+        assert PLACEHOLDER_TYPE not in [r.event_type async for r in dst.read_all()]
+    finally:
+        await src.close()
+        await dst.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import os
 import stat
 import subprocess
@@ -112,3 +113,21 @@ async def test_a_rerun_after_the_source_truncated_past_the_target_leaves_no_plac
     finally:
         await src.close()
         await dst.close()
+
+
+def test_cli_export_onto_a_gzip_file_that_is_not_an_export_is_refused(tmp_path: Path) -> None:
+    """'-o FILE' replaces only an export (docs/transfer.md); any gzip file passed for one, so
+    'export -o backup.tar.gz' (a .jsonl.gz meant) replaced an archive with the export."""
+    url = _store(tmp_path)
+    archive = tmp_path / "backup.tar.gz"
+    archive.write_bytes(gzip.compress(b"etc/passwd\x00" * 100))
+    before = archive.read_bytes()
+    run = _cli(["export", "--from", url, "-o", str(archive)], tmp_path)
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert "not an eventsource export" in err
+    assert archive.read_bytes() == before
+    export = tmp_path / "events.jsonl.gz"
+    for _ in range(2):  # a gzip export is still replaced
+        again = _cli(["export", "--from", url, "-o", str(export)], tmp_path)
+        assert again.returncode == 0, again.stderr.decode()

@@ -12,6 +12,7 @@ import gzip
 import os
 import stat
 import sys
+import zlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -42,15 +43,29 @@ def _check_replaceable(path: str) -> None:
     try:
         with Path(path).open("rb") as f:
             start = f.read(len(_HEADER_START))
+            if start.startswith(GZIP_MAGIC):  # a gzip export begins with the same header once decompressed
+                f.seek(0)
+                start = _gunzip_start(f)
     except OSError:
         return  # absent, or not readable: opening it for writing says why
-    if start and not start.startswith(GZIP_MAGIC) and not _HEADER_START.startswith(start):
+    if start and not _HEADER_START.startswith(start):
         what = "a SQLite database" if start.startswith(b"SQLite format 3") else "something else"
         msg = (
             f"{path!r} exists and is not an eventsource export (it holds {what}); refusing to overwrite it: "
             "name another file"
         )
         raise TransferFormatError(msg, file=path)
+
+
+def _gunzip_start(f: IO[bytes]) -> bytes:
+    """The first bytes of a gzip file decompressed (none: cut short before any; ``b"?"``: not gzip after all)."""
+    try:
+        with gzip.GzipFile(fileobj=f, mode="rb") as z:
+            return z.read(len(_HEADER_START))
+    except EOFError:
+        return b""  # an export killed before its first block
+    except (gzip.BadGzipFile, zlib.error):
+        return b"?"
 
 
 def _create(name: str) -> IO[bytes]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
+import hashlib
 import os
 import stat
 import subprocess
@@ -17,11 +18,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import console_script
+from eventsource.cli.transfer import map_path
 from eventsource.errors import ValidationError
 from eventsource.model import NewEvent
 from eventsource.sqlite import SqliteProvider
 from eventsource.timestamps import from_us
-from eventsource.transfer import copy_store
+from eventsource.transfer import PositionMap, copy_store
 from eventsource.transfer.sink import PLACEHOLDER_TYPE
 
 if TYPE_CHECKING:
@@ -131,3 +133,30 @@ def test_cli_export_onto_a_gzip_file_that_is_not_an_export_is_refused(tmp_path: 
     for _ in range(2):  # a gzip export is still replaced
         again = _cli(["export", "--from", url, "-o", str(export)], tmp_path)
         assert again.returncode == 0, again.stderr.decode()
+
+
+def test_the_default_map_an_earlier_release_named_is_taken_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default map was renamed (named after the masked URLs); a catch-up copy after the upgrade found none.
+
+    Without it, every stream the source's retention had trimmed since the last copy was refused ('holds event
+    ... below the source's first stored version: the target stream is not a copy of the source's') though the
+    target held just what earlier copies wrote, and the rest was read and compared again from the start.
+    """
+    monkeypatch.chdir(tmp_path)
+    source, target = "postgresql://app:secret@db/events", "sqlite:///restored.db"
+    raw = f"{source}\n{target}".encode()  # how the earlier release named it
+    old = f"eventsource-map-{hashlib.sha256(raw).hexdigest()[:12]}.db"
+    positions = PositionMap(old)
+    positions.record([(1, 1, "x", 1, "e-1")], ("run", 1))
+    positions.close()
+    path = map_path(None, source, target)
+    assert path != old
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path]  # the name carrying the password's hash is gone
+    positions = PositionMap(path)
+    try:
+        assert positions.cursor("run") == 1
+    finally:
+        positions.close()
+    assert map_path(None, source, target) == path

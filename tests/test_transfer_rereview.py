@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import console_script
 from eventsource.cli.transfer import map_path
-from eventsource.errors import ValidationError
+from eventsource.errors import ConcurrencyError, ValidationError
 from eventsource.model import NewEvent
 from eventsource.sqlite import SqliteProvider
 from eventsource.timestamps import from_us
@@ -160,3 +160,24 @@ def test_the_default_map_an_earlier_release_named_is_taken_over(
     finally:
         positions.close()
     assert map_path(None, source, target) == path
+
+
+async def test_a_copy_with_another_map_after_source_retention_says_which_map_to_name(tmp_path: Path) -> None:
+    """A copy took versions 1..6 of 'x'; the source then got 7..10 and kept only those. The re-run with a new
+    map (another directory's default) is refused, as no event of the target's can be compared: the message
+    said only 'the target stream is not a copy of the source's', though it was, and gave no way on."""
+    src, dst = SqliteProvider(f"sqlite:///{tmp_path / 'src.db'}"), SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await src.connect()
+    await dst.connect()
+    try:
+        await src.append("x", [_event() for _ in range(6)], 0)
+        await copy_store(src, dst, position_map=tmp_path / "map.db")
+        await src.append("x", [_event() for _ in range(4)], 6)
+        await src.truncate_stream("x", 7)
+        with pytest.raises(ConcurrencyError, match=r"'x'.*made with another position map.*--map"):
+            await copy_store(src, dst, position_map=tmp_path / "elsewhere.db")
+        result = await copy_store(src, dst, position_map=tmp_path / "map.db")
+        assert (result.written, result.skipped) == (4, 0)
+    finally:
+        await src.close()
+        await dst.close()

@@ -167,8 +167,9 @@ class StoreSink:
             if (rec.event_type, rec.event_id) != (PLACEHOLDER_TYPE, _placeholder_id(stream_id, rec.version)):
                 msg = (
                     f"stream {stream_id!r} on the target holds event {rec.event_id!r} at version {rec.version}, "
-                    f"below the source's first stored version {floor + 1}: the target stream is not a copy of "
-                    "the source's"
+                    f"below the source's first stored version {floor + 1}, and the position map does not say it "
+                    "copied it: the target stream is not a copy of the source's, or one made with another position "
+                    "map (name that map: --map FILE, position_map=)"
                 )
                 raise ConcurrencyError(msg, stream_id=stream_id, expected=floor, actual=version)
 

@@ -69,13 +69,23 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
 def map_path(given: str | None, source: str, target: str) -> str:
     """``given``, else a file named after the (source, target) pair, so two copies never share a map.
 
-    The name is a hash of the two masked: a password never reaches it (the name is shown and listed).
+    The name is a hash of the two masked: a password never reaches it (the name is shown and listed). A map an
+    earlier release named after the raw URLs is renamed to it, so the copy it belongs to carries on from it.
     """
     if given:
         return given
     from eventsource.config import mask_url
 
-    digest = hashlib.sha256(f"{mask_url(source)}\n{mask_url(target)}".encode()).hexdigest()[:12]
+    path, earlier = _map_name(mask_url(source), mask_url(target)), _map_name(source, target)
+    if earlier != path and Path(earlier).is_file() and not Path(path).exists():
+        for suffix in ("-wal", "-shm", ""):  # the database last: a run stopped in between finds it still
+            with contextlib.suppress(FileNotFoundError):
+                Path(earlier + suffix).replace(path + suffix)
+    return path
+
+
+def _map_name(source: str, target: str) -> str:
+    digest = hashlib.sha256(f"{source}\n{target}".encode()).hexdigest()[:12]
     return f"eventsource-map-{digest}.db"
 
 

@@ -7,7 +7,8 @@ target's own: a copy writes a :class:`PositionMap` that translates checkpoints. 
 
 from __future__ import annotations
 
-from eventsource.transfer.jsonl import JsonlSink, JsonlSource, finish_output, open_input, open_output
+from eventsource.transfer.jsonl import JsonlSink, JsonlSource, open_input
+from eventsource.transfer.output import finish_output, open_output
 from eventsource.transfer.posmap import PositionMap
 from eventsource.transfer.run import TransferProgress, TransferResult, copy_store, export_store, import_store, transfer
 from eventsource.transfer.sink import PLACEHOLDER_TYPE, StoreSink

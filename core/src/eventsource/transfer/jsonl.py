@@ -14,9 +14,7 @@ import contextlib
 import gzip
 import io
 import json
-import os
 import sqlite3
-import stat
 import sys
 import time
 from datetime import datetime
@@ -32,6 +30,7 @@ from eventsource.manager.validation import (
     check_text,
 )
 from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
+from eventsource.transfer.output import GZIP_MAGIC
 from eventsource.transfer.source import StreamFilter
 
 if TYPE_CHECKING:
@@ -41,11 +40,6 @@ if TYPE_CHECKING:
 
 FORMAT = "eventsource-export"
 FORMAT_VERSION = 1
-_GZIP_MAGIC = b"\x1f\x8b"
-PARTIAL = ".partial"
-"""Suffix of an export file being written (see :func:`open_output`)."""
-_HEADER_START = b'{"kind":"header"'
-"""How every export this module writes begins (uncompressed)."""
 MAX_LINE = 128 << 20
 """Longest line an import reads (room for a 50 MB payload in base64 and its fields); longer is refused."""
 MAX_PLACEHOLDERS = 10_000_000
@@ -116,90 +110,6 @@ def snapshot_line(snap: RecordedSnapshot) -> dict[str, Any]:
         "aggregate_type": snap.aggregate_type,
         "position": snap.position,
     }
-
-
-def _regular_or_absent(path: str) -> bool:
-    """Whether ``path`` is a regular file or nothing (not a pipe, a device, a directory)."""
-    try:
-        return stat.S_ISREG(Path(path).stat().st_mode)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-
-
-def _check_replaceable(path: str) -> None:
-    """Refuse to overwrite a regular file that holds something other than an export (a store's database, say)."""
-    try:
-        with Path(path).open("rb") as f:
-            start = f.read(len(_HEADER_START))
-    except OSError:
-        return  # absent, or not readable: opening it for writing says why
-    if start and not start.startswith(_GZIP_MAGIC) and not _HEADER_START.startswith(start):
-        what = "a SQLite database" if start.startswith(b"SQLite format 3") else "something else"
-        msg = (
-            f"{path!r} exists and is not an eventsource export (it holds {what}); refusing to overwrite it: "
-            "name another file"
-        )
-        raise TransferFormatError(msg, file=path)
-
-
-def open_output(path: str, *, gzipped: bool, partial: bool = False) -> IO[bytes]:
-    """A binary stream to write an export to (``-``: stdout), gzip-compressed when ``gzipped``.
-
-    With ``partial``, a regular file is written as ``<path>.partial``, which :func:`finish_output` renames
-    over ``path`` once the export is complete: until then an earlier export at ``path`` stays whole. A pipe
-    or a device is written as it is.
-    """
-    if path == "-":
-        raw: IO[bytes] = sys.stdout.buffer
-    else:  # a new file is the owner's only: it holds every event, unencrypted ones readable as they are
-        regular = _regular_or_absent(path)  # a pipe or a device is written as it is, never replaced nor read
-        if regular:
-            _check_replaceable(path)
-        name = f"{os.path.realpath(path)}{PARTIAL}" if partial and regular else path  # a link: the file it names
-        try:
-            raw = os.fdopen(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
-        except OSError as e:
-            msg = f"cannot write the export {path!r}: {e.strerror or e}"
-            raise TransferFormatError(msg, file=path) from e
-    if gzipped:
-        return _GzipOut(raw)  # type: ignore[return-value]
-    return raw
-
-
-def finish_output(path: str, *, complete: bool) -> None:
-    """Put a complete ``<path>.partial`` (see :func:`open_output`) in the place of ``path``, durably; else drop it.
-
-    Nothing to do for a ``path`` that is not a regular file (a pipe, a device: written as it is).
-    """
-    final = os.path.realpath(path)  # a link: the file it names is replaced, the link stays
-    partial = Path(f"{final}{PARTIAL}")
-    if not _regular_or_absent(path) or not partial.exists():
-        return
-    if not complete:
-        partial.unlink(missing_ok=True)
-        return
-    with partial.open("rb+") as f:
-        os.fsync(f.fileno())
-    partial.replace(final)
-
-
-class _GzipOut(gzip.GzipFile):
-    """A gzip stream that closes the file under it too (a plain GzipFile leaves it open, its tail unflushed)."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        super().__init__(fileobj=raw, mode="wb", mtime=0)
-        self.raw = raw
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            if self.raw is not sys.stdout.buffer:
-                self.raw.close()
-            else:
-                self.raw.flush()
 
 
 class JsonlSink:
@@ -351,7 +261,7 @@ def open_input(path: str) -> IO[bytes]:
         msg = f"cannot read the export {path!r}: {e.strerror or e}"
         raise TransferFormatError(msg, file=path) from e
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
-    if buffered.peek(2)[:2] == _GZIP_MAGIC:
+    if buffered.peek(2)[:2] == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
     return buffered
 

@@ -121,6 +121,8 @@ class StoreSink:
         version = target.version if target is not None else 0
         if 0 < version <= floor and self.positions.highest_version(info.stream_id) < version:
             await self._refuse_foreign_floor(info.stream_id, version, floor)
+        elif 0 < version < floor:
+            await self._refuse_gap(info.stream_id, version, floor)
         if version < floor:
             await self._placeholders(info.stream_id, version, floor)
             version = floor
@@ -165,10 +167,28 @@ class StoreSink:
             if (rec.event_type, rec.event_id) != (PLACEHOLDER_TYPE, _placeholder_id(stream_id, rec.version)):
                 msg = (
                     f"stream {stream_id!r} on the target holds event {rec.event_id!r} at version {rec.version}, "
-                    f"below the source's first stored version {floor + 1}: the target stream is not a copy of "
-                    "the source's"
+                    f"below the source's first stored version {floor + 1}, and the position map does not say it "
+                    "copied it: the target stream is not a copy of the source's, or one made with another position "
+                    "map (name that map: --map FILE, position_map=)"
                 )
                 raise ConcurrencyError(msg, stream_id=stream_id, expected=floor, actual=version)
+
+    async def _refuse_gap(self, stream_id: str, version: int, floor: int) -> None:
+        """Refuse to put placeholders after the copied events of a stream the source truncated past them since.
+
+        They could not be truncated away without the events below them, and readers would see them.
+        """
+        rows = self.provider.read_stream(stream_id, from_version=version, to_version=version, page_size=1)
+        async with contextlib.aclosing(rows) as found:  # type: ignore[type-var]
+            rec = await anext(found, None)
+        if rec is None or rec.event_type == PLACEHOLDER_TYPE:
+            return
+        msg = (
+            f"stream {stream_id!r}: the target holds it up to version {version}, the source now starts at version "
+            f"{floor + 1} (versions {version + 1}..{floor} were truncated on the source before a copy got them): "
+            "a copy cannot leave a gap inside a stream; delete the stream on the target, or copy into an empty store"
+        )
+        raise ValidationError(msg, stream_id=stream_id, version=version + 1)
 
     async def _drop_placeholders(self, stream_id: str, floor: int) -> None:
         """Truncate the stream below ``floor + 1`` if what it holds there are placeholders (a re-run after a kill)."""

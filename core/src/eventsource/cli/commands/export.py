@@ -30,7 +30,7 @@ def register(commands: Commands) -> None:
 def export(session: Session) -> int:
     """Export; the summary goes to stderr when the export itself goes to stdout."""
     from eventsource.transfer import export_store
-    from eventsource.transfer.jsonl import finish_output, open_output
+    from eventsource.transfer.output import finish_output, open_output
 
     args, out = session.args, session.out
     url = args.source or default_store(session)
@@ -41,7 +41,8 @@ def export(session: Session) -> int:
             view = ProgressView(out, "export")
             # a file is written aside and put in place once complete: a failed run leaves an earlier export whole
             try:
-                stream = open_output(args.output, gzipped=args.gzip or args.output.endswith(".gz"), partial=to_file)
+                gzipped = args.gzip or args.output.endswith(".gz")
+                stream = open_output(args.output, gzipped=gzipped, partial=to_file, note=out.note)
             except OSError as e:
                 msg = f"cannot write the export {args.output!r}: {e.strerror or e}"
                 raise UsageError(msg, field="output") from e

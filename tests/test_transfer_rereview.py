@@ -44,15 +44,22 @@ def _store(tmp_path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _no_new_files(folder: Path) -> Iterator[None]:
-    """``folder`` where no file can be created, its files still writable (root: immutable; others: mode 555)."""
+def _no_new_files(folder: Path) -> Iterator[bool]:
+    """``folder`` where no file can be created, its files still writable (root: immutable; others: mode 555).
+
+    Yields ``False`` where root cannot make it immutable (no ``chattr``, or a file system without the flag).
+    """
     root = os.geteuid() == 0
     if root:
-        subprocess.run(["chattr", "+i", str(folder)], check=True)
+        try:
+            subprocess.run(["chattr", "+i", str(folder)], check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError):
+            yield False
+            return
     else:
         folder.chmod(0o555)
     try:
-        yield
+        yield True
     finally:
         if root:
             subprocess.run(["chattr", "-i", str(folder)], check=True)
@@ -72,21 +79,26 @@ def test_cli_export_over_an_export_keeps_its_permissions(tmp_path: Path) -> None
     assert stat.S_IMODE(backup.stat().st_mode) == 0o640
 
 
-def test_cli_export_over_an_export_in_a_folder_without_room_for_a_new_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("why", ["locked folder", "name at the length limit"])
+def test_cli_export_over_an_export_in_a_folder_without_room_for_a_new_file(tmp_path: Path, why: str) -> None:
     """An export file in a folder the user may not create files in (the file itself writable) was replaced in
-    place; writing FILE.partial beside it failed, and the export was refused (exit 2) where it had worked."""
+    place; writing FILE.partial beside it failed, and the export was refused (exit 2) where it had worked.
+    A name too long to take the suffix is the same case (and the way to make it where a folder cannot be locked)."""
     url = _store(tmp_path)
     folder = tmp_path / "backups"
     folder.mkdir()
-    backup = folder / "backup.jsonl"
+    name = "backup.jsonl" if why == "locked folder" else f"{'b' * 244}.jsonl"  # 250: the limit is 255
+    backup = folder / name
     backup.write_bytes(b"")
-    with _no_new_files(folder):
+    with _no_new_files(folder) if why == "locked folder" else contextlib.nullcontext(enter_result=False) as locked:
+        if why == "locked folder" and not locked:  # root on a file system without the immutable flag
+            backup = backup.rename(folder / f"{'b' * 244}.jsonl")
         run = _cli(["export", "--from", url, "-o", str(backup)], tmp_path)
     err = run.stderr.decode()
     assert run.returncode == 0, err
     assert backup.read_bytes().startswith(b'{"kind":"header"')
     assert "in place" in err  # says the earlier export is no longer kept whole if this run fails
-    assert sorted(p.name for p in folder.iterdir()) == ["backup.jsonl"]
+    assert sorted(p.name for p in folder.iterdir()) == [backup.name]
 
 
 def _event() -> NewEvent:

@@ -72,16 +72,21 @@ def _create(name: str) -> IO[bytes]:
     return os.fdopen(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
+_NO_NEW_FILE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG)
+"""Why ``<path>.partial`` may not be creatable where ``path`` is writable (a locked folder; a name at the limit)."""
+
+
 def _open_partial(path: str, note: Callable[[str], None] | None) -> IO[bytes]:
     """``<path>.partial`` with the mode (and, where allowed, owner) of the file at ``path`` it will replace.
 
-    A folder that takes no new file (the export in it writable) gets ``path`` written in place, as ``note`` hears.
+    A folder that takes no new file, or a name too long for the suffix (the export itself writable), gets ``path``
+    written in place, as ``note`` hears.
     """
     final = os.path.realpath(path)  # a link: the file it names
     try:
         raw = _create(f"{final}{PARTIAL}")
     except OSError as e:
-        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS) or not os.access(final, os.W_OK):
+        if e.errno not in _NO_NEW_FILE or not os.access(final, os.W_OK):
             raise
         if note is not None:
             note(f"cannot create {final}{PARTIAL} ({e.strerror}): writing {path} in place (a failed run cuts it)")
@@ -127,7 +132,11 @@ def finish_output(path: str, *, complete: bool) -> None:
     """
     final = os.path.realpath(path)  # a link: the file it names is replaced, the link stays
     partial = Path(f"{final}{PARTIAL}")
-    if not _regular_or_absent(path) or not partial.exists():
+    try:
+        aside = partial.is_file()
+    except OSError:  # a name too long for the suffix: it was written in place
+        aside = False
+    if not _regular_or_absent(path) or not aside:
         return
     if not complete:
         partial.unlink(missing_ok=True)
@@ -135,6 +144,11 @@ def finish_output(path: str, *, complete: bool) -> None:
     with partial.open("rb+") as f:
         os.fsync(f.fileno())
     partial.replace(final)
+    folder = os.open(Path(final).parent, os.O_RDONLY)  # the rename is durable once the folder is
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 class _GzipOut(gzip.GzipFile):

@@ -51,9 +51,7 @@ def _partial(report: dict[str, Any]) -> bool:
     return bool(report.get("options", {}).get("only"))
 
 
-def load_reports(
-    folder: Path = REPORTS, *, partial: bool = False
-) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+def load_reports(folder: Path = REPORTS, *, partial: bool = False) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """Per store: (report file name, report), the newest report per server line holding the store.
 
     Full runs by default; ``partial=True``: the runs of some rows only (``--only``), the newest per store,

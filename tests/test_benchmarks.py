@@ -199,9 +199,7 @@ def test_a_row_measured_again_is_shown_once_at_its_newest_figure(tmp_path: Path)
     }
     for name, body in runs.items():
         (tmp_path / name).write_text(json.dumps(body), encoding="utf-8")
-    text = render.render_block(
-        "sqlite", render.load_reports(tmp_path), render.load_reports(tmp_path, partial=True)
-    )
+    text = render.render_block("sqlite", render.load_reports(tmp_path), render.load_reports(tmp_path, partial=True))
     assert "4.440" in text and "5.550" in text  # the newest run of those rows
     assert "2.220" in text  # a row no later run measured stays in the full run's table
     assert "1.110" not in text and "3.330" not in text  # older figures of rows measured again are gone

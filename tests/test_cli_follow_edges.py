@@ -68,6 +68,7 @@ def test_follow_reports_every_skipped_event_even_past_the_kept_window(tmp_path: 
     async def write() -> None:
         p = SqliteProvider(url)
         await p.connect()
+
         def bad_event(i: int) -> NewEvent:
             return NewEvent(f"bad-{i:04}", "Ok", b"?", b"", "x-gone", utcnow())
 

@@ -298,7 +298,6 @@ async def test_field_values_of_another_type_are_refused_on_append_and_on_read(tm
             assert (info.value.details["field"], info.value.details["event_id"]) == (field, res.event_id)
 
 
-
 @_dc.dataclass(frozen=True)
 class _Noted(_DomainEvent, type_name="rev.Noted"):
     qty: int

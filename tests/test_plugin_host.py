@@ -179,6 +179,7 @@ def test_codec_retention_and_lease_registries_refuse_duplicates() -> None:
     codecs.add_serializer(UpperJson())
     with pytest.raises(PluginLoadError, match="serializer 'upperjson' is registered twice"):
         codecs.add_serializer(UpperJson())
+
     class Shadow:  # a compressor named like the built-in cipher would be handed every ciphertext
         name = "aes256gcm"
 

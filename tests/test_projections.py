@@ -213,7 +213,10 @@ async def test_park_moves_the_event_to_a_dead_letter_stream_once_and_goes_on(
     assert [e.event_type for e in parked] == [PARKED_TYPE]
     data = parked[0].data
     assert (data["projection"], data["event_type"], data["data"], data["error"]) == (
-        "rows", "Deposited", {"amount": 2}, "ValueError: cannot take 2"
+        "rows",
+        "Deposited",
+        {"amount": 2},
+        "ValueError: cannot take 2",
     )
     original = [e async for e in es.read_stream("acc-1")][1]
     assert data["event_id"] == original.event_id
@@ -575,8 +578,9 @@ async def test_one_projection_name_on_two_stores_keeps_two_checkpoints_in_one_si
     sink_db = tmp_path / "read.db"
     managers = []
     for n in range(2):
-        m = EventSourcingManager({"providers": {"main": {"url": "memory://"}}, "default_provider": "main"},
-                                 host=PluginHost())
+        m = EventSourcingManager(
+            {"providers": {"main": {"url": "memory://"}}, "default_provider": "main"}, host=PluginHost()
+        )
         await m.connect()
         managers.append(m)
         await deposit(m, f"store{n}-acc", 1, 2, 3)
@@ -595,8 +599,9 @@ async def test_a_checkpoint_stored_under_the_bare_url_is_refused_not_guessed(tmp
     """Earlier releases stored a projection's checkpoint under the masked URL, which stores behind one URL share:
     the runner neither replays (applying everything twice) nor resumes it (perhaps another store's) unasked."""
     sink_db = tmp_path / "read.db"
-    m = EventSourcingManager({"providers": {"main": {"url": "memory://"}}, "default_provider": "main"},
-                             host=PluginHost())
+    m = EventSourcingManager(
+        {"providers": {"main": {"url": "memory://"}}, "default_provider": "main"}, host=PluginHost()
+    )
     await m.connect()
     try:
         await deposit(m, "acc", 1, 2, 3)
@@ -624,8 +629,9 @@ async def test_a_reset_in_one_process_is_not_undone_by_the_bare_url_checkpoint_i
     again and told to pass ``source=<bare URL>``, which resumes the old position over the read model the reset
     hook had just emptied: every event before it silently missing."""
     sink_db = tmp_path / "read.db"
-    m = EventSourcingManager({"providers": {"main": {"url": "memory://"}}, "default_provider": "main"},
-                             host=PluginHost())
+    m = EventSourcingManager(
+        {"providers": {"main": {"url": "memory://"}}, "default_provider": "main"}, host=PluginHost()
+    )
     await m.connect()
     try:
         await deposit(m, "acc", 1, 2, 3)
@@ -638,6 +644,7 @@ async def test_a_reset_in_one_process_is_not_undone_by_the_bare_url_checkpoint_i
         assert read(sink_db, "SELECT * FROM balances") == [("acc", 6)]  # replayed from the first event
     finally:
         await m.close()
+
 
 async def test_an_outage_of_the_checkpoint_store_is_waited_out_never_blamed_on_an_event(
     es: EventSourcingManager, tmp_path: Path, caplog: pytest.LogCaptureFixture

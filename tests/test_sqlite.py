@@ -606,8 +606,15 @@ async def test_the_one_statement_append_writes_only_at_the_version_after_the_str
     taken = new_event(2)
     with writer.lock:
         assert append_at(db, "s", taken, 2) is not None
-        full = replace(new_event(3), correlation_id="c", causation_id="k", user_id="u", tenant_id="t",
-                       aggregate_id="a", aggregate_type="A")
+        full = replace(
+            new_event(3),
+            correlation_id="c",
+            causation_id="k",
+            user_id="u",
+            tenant_id="t",
+            aggregate_id="a",
+            aggregate_type="A",
+        )
         done = append_at(db, "s", full, 3)
         assert done is not None
         assert done.first_version == 3
@@ -625,8 +632,14 @@ async def test_the_one_statement_append_writes_only_at_the_version_after_the_str
     stored = [e async for e in store.read_stream("s")]
     assert [e.version for e in stored] == [1, 2, 3]
     last = stored[-1]
-    assert (last.correlation_id, last.causation_id, last.user_id, last.tenant_id, last.aggregate_id,
-            last.aggregate_type) == ("c", "k", "u", "t", "a", "A")
+    assert (
+        last.correlation_id,
+        last.causation_id,
+        last.user_id,
+        last.tenant_id,
+        last.aggregate_id,
+        last.aggregate_type,
+    ) == ("c", "k", "u", "t", "a", "A")
     assert await store.truncate_stream("s", 4) == 3  # every event goes; the stream stays at version 3 (its floor)
     with writer.lock:
         assert append_at(db, "s", new_event(5), 3) is None

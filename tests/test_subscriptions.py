@@ -267,7 +267,6 @@ async def test_sqlite_wakes_on_another_process_commit_through_data_version(tmp_p
         await m.close()
 
 
-
 async def test_closing_the_manager_ends_its_waiting_subscriptions() -> None:
     m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
     await m.register_provider(MemoryProvider(), name="m", default=True)
@@ -430,6 +429,8 @@ async def test_a_cancel_that_lands_with_a_wake_up_cancels_the_waiter() -> None:
             continue  # it had already returned: nothing to cancel
         with pytest.raises(asyncio.CancelledError):
             await waiter
+
+
 async def test_a_wait_on_the_change_signal_cancelled_as_it_is_woken_ends_cancelled() -> None:
     # the cancel lands at each step of the wake-up (notify, the waiter's future, the timeout's bookkeeping):
     # asyncio.wait_for on Python 3.11 returned the result there and lost the cancel

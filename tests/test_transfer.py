@@ -42,7 +42,6 @@ from eventsource.transfer import (
 )
 
 if TYPE_CHECKING:
-
     from eventsource.manager import EventSourcingManager
 
 
@@ -225,8 +224,10 @@ def _line_key(d: dict[str, object]) -> tuple[str, str, int]:
 def _without_positions(line: bytes) -> dict[str, object]:
     d = json.loads(line)
     for key in ("position", "created_at", "updated_at"):
-        if d.get("kind") in ("stream", "snapshot", "event") and key in d and not (
-            d["kind"] == "snapshot" and key == "created_at"
+        if (
+            d.get("kind") in ("stream", "snapshot", "event")
+            and key in d
+            and not (d["kind"] == "snapshot" and key == "created_at")
         ):
             d.pop(key)
     return d

@@ -32,9 +32,7 @@ def inline_io_allowed() -> bool:
     return SYNC_CALLER.get() == threading.get_ident()
 
 
-CALL_TASK: ContextVar[list[asyncio.Task[Any] | None] | None] = ContextVar(
-    "eventsource_sync_call_task", default=None
-)
+CALL_TASK: ContextVar[list[asyncio.Task[Any] | None] | None] = ContextVar("eventsource_sync_call_task", default=None)
 """While a call's first step runs without a task (:meth:`eventsource.syncloop.SyncLoop.call`): a box that receives
 the task the call goes on in if it has to wait, so what the first step armed against ``asyncio.current_task()``
 (the manager's deadline timer) can still cancel it."""

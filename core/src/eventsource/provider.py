@@ -585,7 +585,6 @@ async def records_of(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) ->
             await aclose()
 
 
-
 def top_of(counts: Mapping[str, int], top: int | None) -> dict[str, int]:
     """``counts`` cut to the ``top`` largest (all when ``top`` is ``None``): ``events_by_stream`` under a bound."""
     if top is None or len(counts) <= top:

@@ -53,7 +53,6 @@ _MOVED = object()
 """What :meth:`SyncLoop._in_turn` returns when the loop moved to its thread while the call waited for the lock."""
 
 
-
 def _mark(me: int, timeout: float | None, box: list[asyncio.Task[Any] | None]) -> None:
     """Mark a call's context: its sync caller, the manager's timeout, the box for its task."""
     SYNC_CALLER.set(me)

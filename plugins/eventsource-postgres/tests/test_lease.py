@@ -172,7 +172,6 @@ async def test_bad_lease_settings_and_urls_are_refused(url: str) -> None:
     assert "hunter2" not in str(info.value)
 
 
-
 def _readme_block(needle: str) -> str:
     """The one Python block of this plugin's README holding ``needle``."""
     import re

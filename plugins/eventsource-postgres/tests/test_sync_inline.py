@@ -406,7 +406,6 @@ def test_the_pool_check_after_a_stale_connection_keeps_to_the_calls_one_deadline
     # cancelled too: the call must end at its one deadline, dropping the hung connections without a cancel
     from eventsource_postgres.connection import _stale
 
-
     parts = urlsplit(url)
     with _stalling_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as (port, send):
         user = parts.netloc.rpartition("@")[0]

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from eventsource.cli.session import Session
 
 
-
 def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Options accepted before and after the command (``eventsource --json read x`` = ``read x --json``)."""
 

@@ -46,9 +46,7 @@ class BatchEncoder:
         """Encode a batch for versions ``first_version...`` and check batch-wide limits."""
         if len(events) == 1:  # the usual single append: no batch-wide check applies
             return self.codec.once(lambda: [self.encode_one(sid, events[0], p, first_version)])
-        encoded = self.codec.once(
-            lambda: [self.encode_one(sid, e, p, first_version + i) for i, e in enumerate(events)]
-        )
+        encoded = self.codec.once(lambda: [self.encode_one(sid, e, p, first_version + i) for i, e in enumerate(events)])
         if len(encoded) > 1:
             ids = [e.event_id for e in encoded]
             if len(set(ids)) != len(ids):

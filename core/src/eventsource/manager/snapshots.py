@@ -118,9 +118,7 @@ class Snapshots:
         snapshot another writer took in between (which ``before_snapshot`` retention may already rely on).
         """
         try:
-            n: int = await self.policy.run(
-                p, "delete_snapshots", lambda: p.delete_snapshots(sid, version), retry=False
-            )
+            n: int = await self.policy.run(p, "delete_snapshots", lambda: p.delete_snapshots(sid, version), retry=False)
         finally:  # whatever the outcome, the cached latest snapshot version may be gone
             self.threshold.forget(p.name, sid)
         return n

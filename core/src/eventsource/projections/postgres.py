@@ -118,7 +118,8 @@ class PostgresSink(Sink[Any]):
         async with self._lock:
             conn = await self._aconn()
             cur = await conn.execute(
-                f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s", (name, source)  # noqa: S608
+                f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
+                (name, source),
             )
             row = await cur.fetchone()
         return _cp(Checkpoint(name, source, "all", 0), row)

@@ -126,9 +126,7 @@ class Projection(Generic[Tx]):
     def __repr__(self) -> str:
         return f"Projection({self.name!r}, handles={sorted(self.handlers)})"
 
-    def on(
-        self, *event_types: str
-    ) -> Callable[[Callable[[Event, Tx], Any]], Callable[[Event, Tx], Any]]:
+    def on(self, *event_types: str) -> Callable[[Callable[[Event, Tx], Any]], Callable[[Event, Tx], Any]]:
         """Decorator: the function handles events of ``event_types``."""
         if not event_types:
             msg = "on() needs at least one event type"

@@ -146,7 +146,9 @@ class ProjectionRunner:
         if projection.errors.then == "park":  # refused now, not when the first bad event is parked
             self.manager.get_provider(projection.errors.dead_letter_provider or projection.provider)
             check_text(
-                "dead-letter stream", dead_letter_stream(projection), self.manager.config.max_stream_id_length,
+                "dead-letter stream",
+                dead_letter_stream(projection),
+                self.manager.config.max_stream_id_length,
                 field_name="dead_letter_stream",
             )
         st = ProjectionState(projection, sink)
@@ -457,8 +459,9 @@ class ProjectionRunner:
             except Exception as e:  # noqa: BLE001 - a handler's error is the policy's business
                 last = e
                 attempt += 1
-                log.warning("projection %s: event %s failed (attempt %d): %r", st.projection.name, event.event_id,
-                            attempt, e)
+                log.warning(
+                    "projection %s: event %s failed (attempt %d): %r", st.projection.name, event.event_id, attempt, e
+                )
                 continue
             st.position = to
             self._progress.set()

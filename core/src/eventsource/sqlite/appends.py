@@ -62,6 +62,7 @@ def append_sync(
         raise AssertionError(msg)
     return result
 
+
 def append_at(db: sqlite3.Connection, stream_id: str, event: NewEvent, version: int) -> AppendResult | None:
     """``event`` as ``version`` in one autocommit statement; ``None`` when the careful path must decide."""
     if _OPTIONAL(event) == _NO_OPTIONAL:  # the short form, as _event_rows would pick it
@@ -91,6 +92,7 @@ def append_at(db: sqlite3.Connection, stream_id: str, event: NewEvent, version: 
         return None
     # positional, in AppendResult's field order (see _append_tx)
     return make_append_result(stream_id, version, version, (cur.lastrowid,), (event.event_id,), event.timestamp, False)  # noqa: FBT003
+
 
 def append_tx(  # noqa: C901, PLR0912 - one write transaction, read top to bottom
     db: sqlite3.Connection,
@@ -158,6 +160,7 @@ def append_tx(  # noqa: C901, PLR0912 - one write transaction, read top to botto
     # positional, in AppendResult's field order, without the frozen __init__'s cost
     return make_append_result(stream_id, version + 1, version + n, positions, ids, events[0].timestamp, False)  # noqa: FBT003 - duplicate
 
+
 def stored(db: sqlite3.Connection, ids: list[str]) -> list[RecordedEvent | None]:
     """The stored event under each id (``None`` where there is none), in ``ids`` order."""
     found: dict[str, RecordedEvent] = {}
@@ -167,4 +170,3 @@ def stored(db: sqlite3.Connection, ids: list[str]) -> list[RecordedEvent | None]
         for rec in _events_from_rows(db.execute(sql, chunk).fetchall()):
             found[rec.event_id] = rec
     return [found.get(i) for i in ids]
-

@@ -68,6 +68,7 @@ def _identity(path: str) -> tuple[int, int] | None:
         return None
     return st.st_dev, st.st_ino
 
+
 _CHECKPOINTERS: weakref.WeakSet[Checkpointer] = weakref.WeakSet()
 
 

@@ -43,6 +43,7 @@ def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool, cre
         raise map_error(e, "connect", path) from e
     return db
 
+
 def switch_to_wal(db: sqlite3.Connection, busy_timeout: float) -> str:
     """Switch ``db``'s file to WAL (once per file) and return the journal mode now in force.
 

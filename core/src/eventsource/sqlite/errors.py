@@ -36,5 +36,3 @@ def map_error(e: BaseException, op: str, path: str) -> EventSourceError:
     if isinstance(e, sqlite3.IntegrityError) and "event_id" in str(e):
         return DuplicateEventError(f"{where}: an event id of the batch is already stored", provider="sqlite")
     return ProviderError(f"{where} failed: {type(e).__name__}: {e}", provider="sqlite", operation=op)
-
-

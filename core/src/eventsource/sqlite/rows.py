@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from eventsource.model import NewEvent
 
 
-
-
 def _events_from_rows(rows: list[Any]) -> list[RecordedEvent]:
     """Rows in :data:`_EVENT_COLS` order to records (runs on a provider thread, not on the loop)."""
     return RowPage(rows, from_us).records()
@@ -110,5 +108,3 @@ def _snapshot_from_row(r: Any) -> NewSnapshot:
         aggregate_type=r[8],
         position=r[9],
     )
-
-

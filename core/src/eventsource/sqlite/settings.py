@@ -42,5 +42,3 @@ class SqliteSettings(Schema):
     """Serve reads from a second connection on its own thread, so they never queue behind writes."""
     cached_statements = fields.Integer(load_default=64, validate=validate.Range(min=8))
     """Prepared statements ``sqlite3`` keeps per connection."""
-
-

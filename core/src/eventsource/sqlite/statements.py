@@ -27,9 +27,7 @@ _SNAP_COLS = (
 SQL_STREAM_STATE = (
     "SELECT version_floor, (SELECT MAX(version) FROM es_events WHERE stream_id = ?) FROM es_streams WHERE stream_id = ?"
 )
-NEXT_POSITION = (
-    "(SELECT MAX(IFNULL((SELECT MAX(position) FROM es_events), 0), position) + 1 FROM es_head WHERE id = 1)"
-)
+NEXT_POSITION = "(SELECT MAX(IFNULL((SELECT MAX(position) FROM es_events), 0), position) + 1 FROM es_head WHERE id = 1)"
 """The position an insert takes: above every stored one and every deleted one (``es_head``; see the schema's v3).
 Two seeks on pages an append reads anyway, where ``AUTOINCREMENT`` wrote a ``sqlite_sequence`` page per commit."""
 SQL_INSERT_EVENT = (

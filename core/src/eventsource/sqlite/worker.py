@@ -112,5 +112,3 @@ class _Worker:
         db, self.db = self.db, None
         if db is not None:
             db.close()
-
-

@@ -106,9 +106,7 @@ async def checkpoint_lag(
     )
 
 
-async def bounded_lag(
-    p: Provider, policy: CallPolicy, cp: Checkpoint, *, wait: float = READ_WAIT
-) -> SubscriptionLag:
+async def bounded_lag(p: Provider, policy: CallPolicy, cp: Checkpoint, *, wait: float = READ_WAIT) -> SubscriptionLag:
     """:func:`checkpoint_lag`, or, when it takes longer than ``wait``, the head alone with a ``note``.
 
     Stats and health use this: they answer promptly whatever the store's reads wait for.

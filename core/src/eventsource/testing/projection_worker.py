@@ -63,8 +63,9 @@ async def _run(spec: dict[str, Any]) -> None:
     m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
     await m.register_provider(provider, name="under-test", default=True)
     projection, sink = _projection(spec)
-    runner = ProjectionRunner(m, lease=spec.get("lease"), batch_size=spec.get("batch_size", 20), poll_interval=0.2,
-                              lease_wait=0.2)
+    runner = ProjectionRunner(
+        m, lease=spec.get("lease"), batch_size=spec.get("batch_size", 20), poll_interval=0.2, lease_wait=0.2
+    )
     runner.add(projection, sink)
     print("started", flush=True)  # noqa: T201 - the parent waits for this line
     try:

@@ -91,7 +91,10 @@ class ProjectionSuite(ProviderSuiteBase):
 
     async def _start(self, spec: dict[str, Any]) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "eventsource.testing.projection_worker", json.dumps(spec),
+            sys.executable,
+            "-m",
+            "eventsource.testing.projection_worker",
+            json.dumps(spec),
             stdout=asyncio.subprocess.PIPE,
         )
         assert proc.stdout is not None
@@ -239,4 +242,3 @@ class ProjectionSuite(ProviderSuiteBase):
         by_second = [v[2] for v in got.values() if v[1] == second.pid]
         assert by_second, "the second runner never took over"
         assert max(by_first) < min(by_second), "the two runners interleaved"
-

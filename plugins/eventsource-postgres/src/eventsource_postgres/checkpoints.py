@@ -85,7 +85,8 @@ class PostgresCheckpointStore(CheckpointStore):
 
         async def run(c: Any) -> Checkpoint | None:
             cur = await c.execute(
-                f"SELECT scope, position, updated_at FROM {self.table} WHERE name = %s AND source = %s", key  # noqa: S608
+                f"SELECT scope, position, updated_at FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
+                key,
             )
             row = await cur.fetchone()
             return None if row is None else Checkpoint(name, source, row[0], int(row[1]), row[2])

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from eventsource.cli.session import Session
 
 
-
 def register(commands: Commands) -> None:
     """Add the ``copy`` command."""
     p = commands.add("copy", "copy every stream, event and snapshot from one store to another, as stored", copy)

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from eventsource.cli.session import Session
 
 
-
 def register(commands: Commands) -> None:
     """Add the ``import`` command."""
     p = commands.add("import", "write an export (JSON Lines, gzip or not) into a store", import_)

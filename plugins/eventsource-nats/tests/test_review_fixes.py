@@ -23,6 +23,58 @@ def _event() -> NewEvent:
     return NewEvent(str(uuid.uuid4()), "E", b'{"x": 1}', b"", "json", utcnow())
 
 
+async def test_a_claim_given_back_leaves_the_id_safe_to_claim_under_the_stream_wide_check(
+    old_cluster: Servers,
+) -> None:
+    """Under the stream-wide check (replicated stream, server before 2.9.21) a failed NO_STREAM append gives its
+    claim back with a KV delete, which leaves a delete marker; the next claim of the id (nats-py's ``kv.create``)
+    is then a compare-and-set on the marker's revision, which that server does not enforce under replication:
+    two ``create_stream`` calls (or one and a ``NO_STREAM`` append) racing on such an id both succeeded."""
+    from eventsource.errors import ConcurrencyError, DuplicateEventError, StreamExistsError
+    from eventsource.model import NewStream
+
+    a = await test_nats._connect_retrying(old_cluster.url, replicas=3, old_server_replicated="stream_wide")
+    b = NatsProvider(**a.spawn_args())
+    await b.connect()
+    try:
+        assert a.occ_mode == "stream_wide"
+        taken = _event()
+        await a.append("taken", [taken], NO_STREAM)
+        both = []
+        for r in range(15):
+            sid = f"race-{r}"
+            try:
+                await b.append(sid, [taken], NO_STREAM)  # claims the id, then gives the claim back
+            except DuplicateEventError:
+                pass
+            for _ in range(100):  # the bucket's direct gets may be answered by a replica a moment behind
+                if await a.get_stream_info(sid) is None:
+                    break  # (a give-back that timed out on a loaded machine leaves the claim: both then lose)
+                await asyncio.sleep(0.05)
+
+            async def create(p: NatsProvider, sid: str = sid) -> str:
+                try:
+                    await p.create_stream(NewStream(stream_id=sid))
+                except StreamExistsError:
+                    return "lost"
+                return "create"
+
+            async def append(sid: str = sid) -> str:
+                try:
+                    await b.append(sid, [_event()], NO_STREAM)
+                except ConcurrencyError:
+                    return "lost"
+                return "append"
+
+            outcomes = await asyncio.gather(create(a), create(b), append())
+            if outcomes.count("lost") != 2:
+                both.append((r, outcomes))
+        assert both == []
+    finally:
+        await b.close()
+        await dispose(a)
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "deletes"),
     [("max_msgs", 1000, False), ("max_bytes", 1 << 30, False), ("max_age", 3600.0, True)],

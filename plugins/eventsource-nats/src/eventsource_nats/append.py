@@ -252,8 +252,14 @@ class Appender:
                 await self.conn.kv[self.conn.names.info_bucket].create(token, record)
 
     async def _unclaim(self, token: str, revision: int) -> None:
-        """Delete a claim record if it is still at ``revision`` (best effort: nothing else to do on failure)."""
-        await quiet(self.conn.kv[self.conn.names.info_bucket].delete(token, last=revision))
+        """Remove a claim record if it is still at ``revision`` (best effort: nothing else to do on failure).
+
+        A purge of the key's messages up to ``revision``, not a KV delete: a delete marker would make the next
+        claim of the id a compare-and-set on the marker's revision, which servers before 2.9.21 do not enforce
+        on replicated buckets (two creators won); with no message left the next claim expects sequence 0.
+        """
+        bucket = self.conn.names.info_bucket
+        await quiet(self.conn.purge(f"KV_{bucket}", filter=f"$KV.{bucket}.{token}", seq=revision + 1))
 
     async def _create_info(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> None:
         info = new_info(sid, stream, first.timestamp, first)

@@ -100,3 +100,59 @@ async def test_a_limit_under_discard_new_that_refuses_writes_is_not_a_deletion_r
         assert h.details["status"] == ("degraded" if deletes else "healthy"), h.message
     finally:
         await dispose(p)
+
+
+async def test_a_retention_run_landing_inside_delete_stream_never_carries_the_versions_to_the_reused_id(
+    machine_nats_url: str,
+) -> None:
+    """``delete_stream`` zeroes the record's remembered version only when the record had one as the delete began:
+    a retention run counting its truncation into the record after that (before the subject's purge) put the
+    version back, and an append between the purges continued the deleted stream (version 6 on an emptied id)."""
+    from eventsource.model import ANY
+    from test_review_attacks import _live_count_and_info
+
+    p = await open_provider(machine_nats_url)  # deletes
+    q = NatsProvider(**p.spawn_args())  # a retention job
+    r = NatsProvider(**p.spawn_args())  # appends to the id
+    await q.connect()
+    await r.connect()
+    try:
+        for v in range(5):
+            await p.append("s", [_event()], v)
+        go, done = asyncio.Event(), asyncio.Event()
+        real_carry = q._retention._carry_out
+
+        async def carry_out(token: str, plan: Any) -> Any:
+            await asyncio.wait_for(go.wait(), 10)
+            try:
+                return await real_carry(token, plan)
+            finally:
+                done.set()
+
+        q._retention._carry_out = carry_out  # type: ignore[method-assign]
+        truncation = asyncio.ensure_future(q.truncate_stream("s", 3))
+        real_purge, purges = p._conn.purge, [0]
+
+        async def purge(stream: str, **req: Any) -> int:
+            purges[0] += 1
+            if purges[0] == 1:  # delete_stream's purge of the subject: the retention run lands just before it
+                go.set()
+                await asyncio.wait_for(done.wait(), 10)
+            n = await real_purge(stream, **req)
+            if purges[0] == 1:
+                await r.append("s", [_event()], ANY)  # between the subject's purge and the record's
+            return n
+
+        p._conn.purge = purge  # type: ignore[method-assign]
+        await p.delete_stream("s")
+        p._conn.purge = real_purge  # type: ignore[method-assign]
+        await truncation
+        await r.append("s", [_event()], ANY)
+        versions, info = await _live_count_and_info(p, "s")
+        assert versions == list(range(1, len(versions) + 1))
+        assert info is not None
+        assert (info.version, info.event_count) == (len(versions), len(versions))
+    finally:
+        await q.close()
+        await r.close()
+        await dispose(p)

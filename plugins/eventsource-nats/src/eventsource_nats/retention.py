@@ -314,7 +314,7 @@ class Retention:
     ) -> int | None:
         """Count removed events in the stream's info record and remember ``version`` (CAS loop); returns the count.
 
-        ``None`` when the stream has neither a record nor a message: deleted meanwhile, not to be brought back.
+        ``None`` when the stream has neither a record nor a message, or is being deleted: not to be brought back.
 
         ``leading``: (seq, events) of a leading run about to be purged, counted from the record's
         ``counted_below`` on (a run that planned the same messages already counted those below it); ``extra``:
@@ -326,6 +326,8 @@ class Retention:
         kv = conn.kv[conn.names.info_bucket]
         for _ in range(50):
             info, rev = await conn.info_get(token)
+            if info is not None and info.get("deleting"):
+                return None  # a delete_stream under way (or interrupted: retention waits for its retry)
             if info is None:
                 if await conn.last_msg(conn.names.subject(token)) is None:
                     return None

@@ -156,3 +156,34 @@ async def test_a_retention_run_landing_inside_delete_stream_never_carries_the_ve
         await q.close()
         await r.close()
         await dispose(p)
+
+
+async def test_a_no_stream_conflict_on_an_existing_stream_reads_one_message_and_opens_no_consumer(
+    machine_nats_url: str,
+) -> None:
+    """A ``NO_STREAM`` append to a stream that exists (the usual "aggregate already exists" rejection) read the
+    stream's first message, then opened an ephemeral consumer on it to look for its ids: a consumer created and
+    deleted on the server per rejection (3 requests before the fix of lost-ack retries, 7 after). A retry's events
+    are the stream's first: only when the first message starts with this append's first id is it read further."""
+    from eventsource.errors import ConcurrencyError
+
+    p = await open_provider(machine_nats_url)
+    q = NatsProvider(**p.spawn_args())  # another process: nothing cached
+    await q.connect()
+    try:
+        await p.append("s", [_event()], NO_STREAM)
+        subjects: list[str] = []
+        real = q._conn.nc.request
+
+        async def request(subject: str, *args: Any, **kw: Any) -> Any:
+            subjects.append(subject)
+            return await real(subject, *args, **kw)
+
+        q._conn.nc.request = request
+        for n in (1, 3):
+            with pytest.raises(ConcurrencyError):
+                await q.append("s", [_event() for _ in range(n)], NO_STREAM)
+        assert [s for s in subjects if "CONSUMER" in s] == []
+    finally:
+        await q.close()
+        await dispose(p)

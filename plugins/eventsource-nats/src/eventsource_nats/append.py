@@ -173,8 +173,13 @@ class Appender:
         scan_from = None
         subject = self.conn.names.subject(token)
         if expected == ExpectedVersion.NO_STREAM and tail.exists and tail.seq:
-            first = await self.conn.next_msg(subject, 1)  # a NO_STREAM append's events are the stream's first
-            scan_from = int(first.seq) if first is not None else None
+            # a NO_STREAM append's events are the stream's first: read further only when the first message
+            # starts with this append's first id (a retry), not on every "stream exists" rejection
+            first = await self.conn.next_msg(subject, 1)
+            if first is not None:
+                recs = await self.reader.decode_msg(first.subject, int(first.seq), first.headers, first.data or b"")
+                if recs and recs[0].event_id == events[0].event_id:
+                    scan_from = int(first.seq)
         elif not isinstance(expected, ExpectedVersion) and tail.exists and tail.seq and tail.version > expected:
             scan_from = await self.reader.seek(subject, expected + 1, 1, tail.seq)
         dup = await self._find_stored(sid, events, scan_from=scan_from, scan_messages=len(events))

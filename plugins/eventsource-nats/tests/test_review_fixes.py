@@ -187,3 +187,35 @@ async def test_a_no_stream_conflict_on_an_existing_stream_reads_one_message_and_
     finally:
         await q.close()
         await dispose(p)
+
+
+async def test_a_replicated_stream_without_direct_gets_is_used_as_it_is_by_an_account_that_cannot_update_it() -> None:
+    """Connect turned ``allow_direct`` on for every existing stream without it, but only a one-replica stream is
+    read with direct gets (a replicated one is read from its leader): an account without the permission to update
+    streams could no longer connect to a replicated stream it used before, and the operator's setting changed."""
+    from nats.js.api import StreamConfig
+    from servers import start_cluster
+
+    users = """authorization { users = [
+  {user: admin, password: admin}
+  {user: app, password: app, permissions: {publish: {deny: ["$JS.API.STREAM.UPDATE.>"]}}}
+] }"""
+    cluster = start_cluster(3, extra_conf=users)
+    try:
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in cluster.nodes)
+        store = {"stream": f"T{uuid.uuid4().hex[:12]}", "subject_prefix": f"t{uuid.uuid4().hex[:12]}"}
+        admin = await test_nats._connect_retrying(f"nats://admin:admin@{hosts}", replicas=3, **store)
+        await admin.append("s", [_event()], NO_STREAM)
+        info = await admin._conn.js.stream_info(store["stream"])
+        await admin._conn.js.update_stream(StreamConfig.from_response({**info.config.as_dict(), "allow_direct": False}))
+        app = NatsProvider(f"nats://app:app@{hosts}", request_timeout=2.0, **store)
+        try:
+            await app.connect()
+            assert (await app.append("s", [_event()], 1)).first_version == 2
+            assert [e.version async for e in app.read_stream("s")] == [1, 2]
+        finally:
+            await app.close()
+        assert (await admin._conn.js.stream_info(store["stream"])).config.allow_direct is False
+        await dispose(admin)
+    finally:
+        cluster.stop()

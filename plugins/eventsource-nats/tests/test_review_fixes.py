@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +44,8 @@ async def test_a_claim_given_back_leaves_the_id_safe_to_claim_under_the_stream_w
         both = []
         for r in range(15):
             sid = f"race-{r}"
-            try:
+            with contextlib.suppress(DuplicateEventError):
                 await b.append(sid, [taken], NO_STREAM)  # claims the id, then gives the claim back
-            except DuplicateEventError:
-                pass
             for _ in range(100):  # the bucket's direct gets may be answered by a replica a moment behind
                 if await a.get_stream_info(sid) is None:
                     break  # (a give-back that timed out on a loaded machine leaves the claim: both then lose)
@@ -92,9 +91,7 @@ async def test_a_limit_under_discard_new_that_refuses_writes_is_not_a_deletion_r
     p = await open_provider(machine_nats_url)
     try:
         info = await p._conn.js.stream_info(p.names.stream)
-        await p._conn.js.update_stream(
-            dataclasses.replace(info.config, discard=DiscardPolicy.NEW, **{setting: value})
-        )
+        await p._conn.js.update_stream(dataclasses.replace(info.config, discard=DiscardPolicy.NEW, **{setting: value}))
         h = await p.health()
         assert [r["setting"] for r in h.details["durability_risks"]] == ([setting] if deletes else [])
         assert h.details["status"] == ("degraded" if deletes else "healthy"), h.message

@@ -103,7 +103,7 @@ class Streams:
             # version 1, not after the deleted stream's remembered version; "deleting" keeps a retention run
             # from counting its truncation (the version) back into the record before the purges
             sid = info.get("id", stream_id) if info else stream_id
-            reset = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}, "deleting": True}
+            reset: dict[str, Any] = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}, "deleting": True}
             await conn.kv[n.info_bucket].put(token, json.dumps(reset).encode())
             await conn.purge(n.stream, filter=n.subject(token))
             await asyncio.gather(

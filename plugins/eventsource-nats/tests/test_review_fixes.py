@@ -216,3 +216,34 @@ async def test_a_replicated_stream_without_direct_gets_is_used_as_it_is_by_an_ac
         await dispose(admin)
     finally:
         cluster.stop()
+
+
+async def test_retention_still_works_on_an_id_written_again_after_an_interrupted_delete(machine_nats_url: str) -> None:
+    """``delete_stream`` marks the record as being deleted before its purges; a delete that failed after purging
+    the subject left the mark, the id was written again (the record said it exists), and retention never touched
+    the stream again: it took the mark for a delete still under way and deleted nothing."""
+    from eventsource.errors import ProviderError
+    from eventsource.model import ANY
+
+    p = await open_provider(machine_nats_url)
+    try:
+        for v in range(3):
+            await p.append("s", [_event()], v)
+        real, purges = p._conn.purge, [0]
+
+        async def purge(stream: str, **req: Any) -> int:
+            purges[0] += 1
+            if purges[0] == 2:  # the subject is purged; the connection fails before the record's purge
+                raise ProviderError("connection lost")
+            return await real(stream, **req)
+
+        p._conn.purge = purge  # type: ignore[method-assign]
+        with pytest.raises(ProviderError):
+            await p.delete_stream("s")
+        p._conn.purge = real  # type: ignore[method-assign]
+        for _ in range(3):
+            await p.append("s", [_event()], ANY)
+        assert await p.truncate_stream("s", 3) == 2
+        assert [e.version async for e in p.read_stream("s")] == [3]
+    finally:
+        await dispose(p)

@@ -326,8 +326,11 @@ class Retention:
         kv = conn.kv[conn.names.info_bucket]
         for _ in range(50):
             info, rev = await conn.info_get(token)
-            if info is not None and info.get("deleting"):
-                return None  # a delete_stream under way (or interrupted: retention waits for its retry)
+            if info is not None and "deleting" in info:
+                last = await conn.last_msg(conn.names.subject(token))
+                if last is None or int(last.seq) <= int(info["deleting"]):
+                    return None  # a delete_stream under way (or interrupted before its purges: waits for a retry)
+                del info["deleting"]  # a delete interrupted after the subject's purge, the id written again since
             if info is None:
                 if await conn.last_msg(conn.names.subject(token)) is None:
                     return None

@@ -100,10 +100,11 @@ class Streams:
             if info is None and last is None:
                 raise StreamNotFoundError(f"stream {stream_id!r} does not exist", stream_id=stream_id)
             # an append racing this delete reads the record once the subject is empty: it must start again at
-            # version 1, not after the deleted stream's remembered version; "deleting" keeps a retention run
-            # from counting its truncation (the version) back into the record before the purges
+            # version 1, not after the deleted stream's remembered version; "deleting" (the subject's last
+            # sequence) keeps a retention run from counting its truncation back into the record before the purges
             sid = info.get("id", stream_id) if info else stream_id
-            reset: dict[str, Any] = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}, "deleting": True}
+            mark = int(last.seq) if last is not None else 0
+            reset: dict[str, Any] = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}, "deleting": mark}
             await conn.kv[n.info_bucket].put(token, json.dumps(reset).encode())
             await conn.purge(n.stream, filter=n.subject(token))
             await asyncio.gather(

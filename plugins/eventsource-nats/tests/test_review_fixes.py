@@ -247,3 +247,41 @@ async def test_retention_still_works_on_an_id_written_again_after_an_interrupted
         assert [e.version async for e in p.read_stream("s")] == [3]
     finally:
         await dispose(p)
+
+
+async def test_a_retried_append_answered_as_a_duplicate_never_brings_back_a_stream_deleted_meanwhile(
+    machine_nats_url: str,
+) -> None:
+    """A NO_STREAM append whose ack was lost is retried, answered as a duplicate, and writes the stream's record if
+    the first attempt left none; a ``delete_stream`` by another process landing just before that write left the
+    deleted id existing again (an empty stream, so a NO_STREAM append to it was refused)."""
+    from eventsource.model import NewStream
+
+    p = await open_provider(machine_nats_url, publish_timeout=0.3, publish_retry_seconds=0.0)
+    q = NatsProvider(**p.spawn_args())
+    await q.connect()
+    try:
+        real, losing = p._publisher._on_ack, [True]
+
+        async def on_ack(msg: object) -> None:
+            if not losing[0]:
+                await real(msg)
+
+        p._publisher._on_ack = on_ack  # type: ignore[method-assign]
+        ev, attrs = _event(), NewStream("s", name="Order 1")
+        with pytest.raises(Exception):  # noqa: B017 - a timeout of whichever kind the client reports
+            await p.append("s", [ev], NO_STREAM, attrs)
+        losing[0] = False
+        restore = p._appender._restore_info
+
+        async def deleted_first(*args: Any) -> None:
+            await q.delete_stream("s")  # lands after the duplicate answer, before the record is written
+            await restore(*args)
+
+        p._appender._restore_info = deleted_first  # type: ignore[method-assign]
+        assert (await p.append("s", [ev], NO_STREAM, attrs)).duplicate
+        assert await q.get_stream_info("s") is None
+        assert (await q.append("s", [_event()], NO_STREAM)).first_version == 1
+    finally:
+        await q.close()
+        await dispose(p)

@@ -244,7 +244,8 @@ class Appender:
         """Write the record of the stream a retried append created, if its first attempt left none.
 
         A first attempt whose ack was lost never wrote the record, or gave its claim back: the stream's
-        attributes (``stream``, else those of its first event) would be lost for good.
+        attributes (``stream``, else those of its first event) would be lost for good. A record written after
+        a ``delete_stream`` emptied the subject is removed again.
         """
         import nats.js.errors
 
@@ -253,8 +254,11 @@ class Appender:
         if info is None:
             record = json.dumps(new_info(sid, stream, first.timestamp, first)).encode()
             taken = (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError)
+            revision = None
             with contextlib.suppress(*taken, nats.js.errors.KeyNotFoundError):
-                await self.conn.kv[self.conn.names.info_bucket].create(token, record)
+                revision = await self.conn.kv[self.conn.names.info_bucket].create(token, record)
+            if revision is not None and await self.conn.last_msg(self.conn.names.subject(token)) is None:
+                await self._unclaim(token, int(revision))  # deleted meanwhile: not to be brought back
 
     async def _unclaim(self, token: str, revision: int) -> None:
         """Remove a claim record if it is still at ``revision`` (best effort: nothing else to do on failure).

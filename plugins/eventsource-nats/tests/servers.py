@@ -121,8 +121,11 @@ def start_single(binary: str | None = None) -> Servers:
     return Servers([node], tmp, binary)
 
 
-def start_cluster(size: int = 3, binary: str | None = None) -> Servers:
-    """A ``size``-node JetStream cluster on free ports (client and route), stores in a temp dir."""
+def start_cluster(size: int = 3, binary: str | None = None, extra_conf: str = "") -> Servers:
+    """A ``size``-node JetStream cluster on free ports (client and route), stores in a temp dir.
+
+    ``extra_conf``: configuration text added to every node's file (users and permissions, say).
+    """
     binary = binary or nats_server_binary()
     tmp = tempfile.TemporaryDirectory(prefix="es-nats-cluster-")
     ports = [free_port() for _ in range(size)]
@@ -142,6 +145,7 @@ cluster {{
   listen: 127.0.0.1:{routes_ports[i]}
   routes: [{", ".join(f'"nats-route://127.0.0.1:{p}"' for p in routes_ports)}]
 }}
+{extra_conf}
 """
         )
         nodes.append(Node(name, ports[i], [binary, "-c", str(conf)], Path(tmp.name) / f"{name}.log"))

@@ -173,8 +173,13 @@ class Appender:
         scan_from = None
         subject = self.conn.names.subject(token)
         if expected == ExpectedVersion.NO_STREAM and tail.exists and tail.seq:
-            first = await self.conn.next_msg(subject, 1)  # a NO_STREAM append's events are the stream's first
-            scan_from = int(first.seq) if first is not None else None
+            # a NO_STREAM append's events are the stream's first: read further only when the first message
+            # starts with this append's first id (a retry), not on every "stream exists" rejection
+            first = await self.conn.next_msg(subject, 1)
+            if first is not None:
+                recs = await self.reader.decode_msg(first.subject, int(first.seq), first.headers, first.data or b"")
+                if recs and recs[0].event_id == events[0].event_id:
+                    scan_from = int(first.seq)
         elif not isinstance(expected, ExpectedVersion) and tail.exists and tail.seq and tail.version > expected:
             scan_from = await self.reader.seek(subject, expected + 1, 1, tail.seq)
         dup = await self._find_stored(sid, events, scan_from=scan_from, scan_messages=len(events))
@@ -239,7 +244,8 @@ class Appender:
         """Write the record of the stream a retried append created, if its first attempt left none.
 
         A first attempt whose ack was lost never wrote the record, or gave its claim back: the stream's
-        attributes (``stream``, else those of its first event) would be lost for good.
+        attributes (``stream``, else those of its first event) would be lost for good. A record written after
+        a ``delete_stream`` emptied the subject is removed again.
         """
         import nats.js.errors
 
@@ -248,12 +254,21 @@ class Appender:
         if info is None:
             record = json.dumps(new_info(sid, stream, first.timestamp, first)).encode()
             taken = (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError)
+            revision = None
             with contextlib.suppress(*taken, nats.js.errors.KeyNotFoundError):
-                await self.conn.kv[self.conn.names.info_bucket].create(token, record)
+                revision = await self.conn.kv[self.conn.names.info_bucket].create(token, record)
+            if revision is not None and await self.conn.last_msg(self.conn.names.subject(token)) is None:
+                await self._unclaim(token, int(revision))  # deleted meanwhile: not to be brought back
 
     async def _unclaim(self, token: str, revision: int) -> None:
-        """Delete a claim record if it is still at ``revision`` (best effort: nothing else to do on failure)."""
-        await quiet(self.conn.kv[self.conn.names.info_bucket].delete(token, last=revision))
+        """Remove a claim record if it is still at ``revision`` (best effort: nothing else to do on failure).
+
+        A purge of the key's messages up to ``revision``, not a KV delete: a delete marker would make the next
+        claim of the id a compare-and-set on the marker's revision, which servers before 2.9.21 do not enforce
+        on replicated buckets (two creators won); with no message left the next claim expects sequence 0.
+        """
+        bucket = self.conn.names.info_bucket
+        await quiet(self.conn.purge(f"KV_{bucket}", filter=f"$KV.{bucket}.{token}", seq=revision + 1))
 
     async def _create_info(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> None:
         info = new_info(sid, stream, first.timestamp, first)

@@ -296,7 +296,9 @@ class Connection:
         js = self.js
         info = await self._stream_info_or_create(cfg)
         self._check_subjects(list(info.config.subjects or []))
-        if not info.config.allow_direct:  # a stream made elsewhere: every message get here is a direct get
+        if not info.config.allow_direct and int(info.config.num_replicas or 1) == 1:
+            # a stream made elsewhere: a one-replica stream is read with direct gets (a replicated one from its
+            # leader, which needs no update: an account may lack the permission, and the setting is the operator's)
             info = await js.update_stream(replace(info.config, allow_direct=True))
         if want_atomic and not info.config.allow_atomic:
             info = await js.update_stream(replace(info.config, allow_atomic=True))

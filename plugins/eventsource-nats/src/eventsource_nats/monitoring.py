@@ -48,6 +48,13 @@ LIMITS = ("max_age", "max_msgs", "max_bytes", "max_msgs_per_subject")
 """Stream limits that delete messages (the KV buckets keep one message per key by design: no per-subject limit)."""
 
 
+def _limit_deletes(cfg: dict[str, Any], limit: str) -> bool:
+    """Whether reaching ``limit`` deletes stored messages (``discard: new`` refuses new ones instead; not max_age)."""
+    if limit == "max_age" or cfg.get("discard") != "new":
+        return True
+    return limit == "max_msgs_per_subject" and not cfg.get("discard_new_per_subject")
+
+
 def durability_risks(configs: dict[str, dict[str, Any]], *, clustered: bool) -> tuple[list[dict[str, str]], list[str]]:
     """Risks (memory storage; one replica where a cluster offers more; limits that delete) and notes, per stream.
 
@@ -58,7 +65,7 @@ def durability_risks(configs: dict[str, dict[str, Any]], *, clustered: bool) -> 
     for n, (name, cfg) in enumerate(configs.items()):
         # limits make the server delete what the library does not track: events (the first stream) or records
         for limit in LIMITS if n == 0 else LIMITS[:3]:
-            if int(cfg.get(limit) or 0) > 0:
+            if int(cfg.get(limit) or 0) > 0 and _limit_deletes(cfg, limit):
                 why = "the server deletes messages past this limit behind the library's back (versions can restart)"
                 risks.append(risk(limit, cfg[limit], f"stream {name}", why))
         if cfg.get("storage") == "memory":

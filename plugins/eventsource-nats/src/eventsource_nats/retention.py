@@ -314,7 +314,7 @@ class Retention:
     ) -> int | None:
         """Count removed events in the stream's info record and remember ``version`` (CAS loop); returns the count.
 
-        ``None`` when the stream has neither a record nor a message: deleted meanwhile, not to be brought back.
+        ``None`` when the stream has neither a record nor a message, or is being deleted: not to be brought back.
 
         ``leading``: (seq, events) of a leading run about to be purged, counted from the record's
         ``counted_below`` on (a run that planned the same messages already counted those below it); ``extra``:
@@ -326,6 +326,11 @@ class Retention:
         kv = conn.kv[conn.names.info_bucket]
         for _ in range(50):
             info, rev = await conn.info_get(token)
+            if info is not None and "deleting" in info:
+                last = await conn.last_msg(conn.names.subject(token))
+                if last is None or int(last.seq) <= int(info["deleting"]):
+                    return None  # a delete_stream under way (or interrupted before its purges: waits for a retry)
+                del info["deleting"]  # a delete interrupted after the subject's purge, the id written again since
             if info is None:
                 if await conn.last_msg(conn.names.subject(token)) is None:
                     return None

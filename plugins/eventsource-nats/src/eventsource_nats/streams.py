@@ -99,11 +99,13 @@ class Streams:
             (info, _), last = await asyncio.gather(conn.info_get(token), conn.last_msg(n.subject(token)))
             if info is None and last is None:
                 raise StreamNotFoundError(f"stream {stream_id!r} does not exist", stream_id=stream_id)
-            if info is not None and (info.get("known_version") or info.get("removed")):
-                # an append racing this delete reads the record once the subject is empty: it must start again
-                # at version 1, not after the deleted stream's remembered version
-                reset = {"id": info.get("id", stream_id), "removed": 0, "known_version": 0, "metadata": {}}
-                await conn.kv[n.info_bucket].put(token, json.dumps(reset).encode())
+            # an append racing this delete reads the record once the subject is empty: it must start again at
+            # version 1, not after the deleted stream's remembered version; "deleting" (the subject's last
+            # sequence) keeps a retention run from counting its truncation back into the record before the purges
+            sid = info.get("id", stream_id) if info else stream_id
+            mark = int(last.seq) if last is not None else 0
+            reset: dict[str, Any] = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}, "deleting": mark}
+            await conn.kv[n.info_bucket].put(token, json.dumps(reset).encode())
             await conn.purge(n.stream, filter=n.subject(token))
             await asyncio.gather(
                 conn.purge(f"KV_{n.info_bucket}", filter=f"$KV.{n.info_bucket}.{token}"),

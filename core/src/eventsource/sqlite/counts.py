@@ -4,7 +4,8 @@
 the events
 above it (the tail) are counted from the primary key when read, so the figures are exact in one read
 transaction. :func:`fold` moves the tail into the counts (the provider runs it on the writer every so many
-appends, and a stats call runs it first when the tail is long, say after another process wrote); every delete
+appends, and a stats call runs it first when the tail is long, say after another process wrote; a fold that fails
+after an append leaves the append's result standing and is tried again by the next one); every delete
 calls :func:`uncount` in its own transaction for the rows it removes, before removing them. Positions commit
 in order (one writer at a time), so no event can later appear at or below the folded position.
 """

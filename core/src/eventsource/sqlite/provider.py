@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import sqlite3
 import time
@@ -17,6 +18,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import (
+    EventSourceError,
     StreamExistsError,
     StreamNotFoundError,
     ValidationError,
@@ -101,6 +103,7 @@ if TYPE_CHECKING:
     from eventsource.model import CountMode, EventFilter, Expected, NewEvent, RecordedSnapshot
 
 T = TypeVar("T")
+log = logging.getLogger("eventsource.sqlite")
 RETENTION_OPS = frozenset({"delete_events_before", "truncate_stream"})
 
 
@@ -305,7 +308,10 @@ class SqliteProvider(ConnectionCalls, Provider):
             return self._append_here(writer, stream_id, events, expected, stream, limit=SYNC_TIMEOUT.get())
         result = await self._submit(writer, "append", self._append_call(stream_id, events, expected, stream))
         if self._appended(events):
-            await self._write("append", lambda db: tx(db, counts.fold))
+            try:
+                await self._write("append", lambda db: tx(db, counts.fold))
+            except EventSourceError as e:
+                self._fold_failed(e)
         return result
 
     def append_now(
@@ -336,8 +342,19 @@ class SqliteProvider(ConnectionCalls, Provider):
         """The append inline on ``writer``, waiting at most ``limit`` seconds for SQLite's write lock."""
         result = self._inline(writer, "append", self._append_call(stream_id, events, expected, stream), limit)
         if self._appended(events):
-            self._inline(writer, "append", lambda db: tx(db, counts.fold), limit)
+            try:
+                self._inline(writer, "append", lambda db: tx(db, counts.fold), limit)
+            except EventSourceError as e:
+                self._fold_failed(e)
         return result
+
+    def _fold_failed(self, error: EventSourceError) -> None:
+        """The fold after a committed append failed (the lock held past the wait, a full disk): the append stands.
+
+        The counts stay exact without it (the tail is counted on read); the next append tries again.
+        """
+        log.debug("sqlite %s: folding the counts after an append failed: %s", self.path, error)
+        self._unfolded = counts.FOLD_EVERY
 
     def _append_call(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None

@@ -23,6 +23,9 @@ def path_from_url(url: str) -> str:
     path = unquote(parts.path)
     if path in ("/:memory:", ":memory:"):
         return ":memory:"
+    if "#" in url:  # urlsplit ends the path there: another file would be opened, silently
+        msg = f"sqlite URL with a '#': {url!r} (write a '#' of the file's path as %23)"
+        raise ConfigurationError(msg, field="url")
     path = path.removeprefix("/")
     if not path or path.endswith("/"):
         msg = f"sqlite URL names no file: {url!r}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import sqlite3
 import time
@@ -103,7 +102,6 @@ if TYPE_CHECKING:
     from eventsource.model import CountMode, EventFilter, Expected, NewEvent, RecordedSnapshot
 
 T = TypeVar("T")
-log = logging.getLogger("eventsource.sqlite")
 RETENTION_OPS = frozenset({"delete_events_before", "truncate_stream"})
 
 
@@ -307,10 +305,10 @@ class SqliteProvider(ConnectionCalls, Provider):
         if writer is not None and inline_io_allowed():  # what _on does, without its coroutine
             return self._append_here(writer, stream_id, events, expected, stream, limit=SYNC_TIMEOUT.get())
         result = await self._submit(writer, "append", self._append_call(stream_id, events, expected, stream))
-        if self._appended(events):
+        if self._appended(events):  # queued behind the append, not awaited: housekeeping, not part of the result
             try:
-                await self._write("append", lambda db: tx(db, counts.fold))
-            except EventSourceError as e:
+                self._submit(writer, "append", partial(tx, body=counts.fold)).add_done_callback(self._folded)
+            except EventSourceError as e:  # closed meanwhile
                 self._fold_failed(e)
         return result
 
@@ -348,12 +346,12 @@ class SqliteProvider(ConnectionCalls, Provider):
                 self._fold_failed(e)
         return result
 
-    def _fold_failed(self, error: EventSourceError) -> None:
-        """The fold after a committed append failed (the lock held past the wait, a full disk): the append stands.
+    def _folded(self, fut: asyncio.Future[None]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            self._fold_failed(fut.exception())  # type: ignore[arg-type]
 
-        The counts stay exact without it (the tail is counted on read); the next append tries again.
-        """
-        log.debug("sqlite %s: folding the counts after an append failed: %s", self.path, error)
+    def _fold_failed(self, _error: BaseException) -> None:
+        """The fold after an append failed (lock held, disk full): the append stands, the next one folds."""
         self._unfolded = counts.FOLD_EVERY
 
     def _append_call(

@@ -17,6 +17,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import (
+    EventSourceError,
     StreamExistsError,
     StreamNotFoundError,
     ValidationError,
@@ -304,8 +305,11 @@ class SqliteProvider(ConnectionCalls, Provider):
         if writer is not None and inline_io_allowed():  # what _on does, without its coroutine
             return self._append_here(writer, stream_id, events, expected, stream, limit=SYNC_TIMEOUT.get())
         result = await self._submit(writer, "append", self._append_call(stream_id, events, expected, stream))
-        if self._appended(events):
-            await self._write("append", lambda db: tx(db, counts.fold))
+        if self._appended(events):  # queued behind the append, not awaited: housekeeping, not part of the result
+            try:
+                self._submit(writer, "append", partial(tx, body=counts.fold)).add_done_callback(self._folded)
+            except EventSourceError as e:  # closed meanwhile
+                self._fold_failed(e)
         return result
 
     def append_now(
@@ -336,8 +340,19 @@ class SqliteProvider(ConnectionCalls, Provider):
         """The append inline on ``writer``, waiting at most ``limit`` seconds for SQLite's write lock."""
         result = self._inline(writer, "append", self._append_call(stream_id, events, expected, stream), limit)
         if self._appended(events):
-            self._inline(writer, "append", lambda db: tx(db, counts.fold), limit)
+            try:
+                self._inline(writer, "append", lambda db: tx(db, counts.fold), limit)
+            except EventSourceError as e:
+                self._fold_failed(e)
         return result
+
+    def _folded(self, fut: asyncio.Future[None]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            self._fold_failed(fut.exception())  # type: ignore[arg-type]
+
+    def _fold_failed(self, _error: BaseException) -> None:
+        """The fold after an append failed (lock held, disk full): the append stands, the next one folds."""
+        self._unfolded = counts.FOLD_EVERY
 
     def _append_call(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None

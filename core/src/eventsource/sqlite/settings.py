@@ -23,6 +23,9 @@ def path_from_url(url: str) -> str:
     path = unquote(parts.path)
     if path in ("/:memory:", ":memory:"):
         return ":memory:"
+    if "#" in url:  # urlsplit ends the path there: another file would be opened, silently
+        msg = f"sqlite URL with a '#': {url!r} (write a '#' of the file's path as %23)"
+        raise ConfigurationError(msg, field="url")
     path = path.removeprefix("/")
     if not path or path.endswith("/"):
         msg = f"sqlite URL names no file: {url!r}"
@@ -30,11 +33,17 @@ def path_from_url(url: str) -> str:
     return path
 
 
+MAX_BUSY_TIMEOUT = 2_147_483
+"""The longest ``busy_timeout`` (seconds): SQLite takes it in milliseconds as a C int, and a longer one wrapped
+around to no wait at all."""
+
+
 class SqliteSettings(Schema):
     """Settings of :class:`SqliteProvider`."""
 
-    busy_timeout = fields.Float(load_default=5.0, validate=validate.Range(min=0))
-    """Seconds a writer waits for another connection's write lock before :class:`ProviderTimeoutError`."""
+    busy_timeout = fields.Float(load_default=5.0, validate=validate.Range(min=0, max=MAX_BUSY_TIMEOUT))
+    """Seconds a writer waits for another connection's write lock before :class:`ProviderTimeoutError`
+    (at most :data:`MAX_BUSY_TIMEOUT`, about 24 days)."""
     synchronous = fields.String(load_default="full", validate=validate.OneOf(["full", "normal"]))
     """``full`` (default): every commit is durable. ``normal``: faster; WAL may lose the last commits on power loss
     (health reports the store ``degraded``)."""

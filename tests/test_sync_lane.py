@@ -235,3 +235,40 @@ def test_a_subclass_that_overrides_append_keeps_its_append_through_the_sync_api(
             assert [e.data for e in es.read_stream("s")] == [1, 2]
             stats = es.metrics()["a"]["append"]
             assert (stats["calls"], stats["events"]) == (2, 2)
+
+
+def test_a_call_waiting_for_other_threads_calls_gives_up_at_the_managers_timeout(tmp_path: Path) -> None:
+    """Calls from several threads take turns; a turn was waited for without limit.
+
+    With ``timeout=0.3`` and the file locked by another process, eight threads' appends failed one after
+    another, the last long past its timeout (each before it held the turn through its SQLite wait and its
+    retries). A call that cannot get its turn within the timeout now raises, saying so, and writes nothing.
+    """
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "timeout": 0.3}
+    with SyncEventSourcingManager(cfg, host=HOST) as es:
+        es.append_event(stream_id="warm", event_type="E", data=1)
+        other = sqlite3.connect(tmp_path / "es.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        errors: list[BaseException] = []
+        go = threading.Barrier(8)
+
+        def append(i: int) -> None:
+            go.wait()
+            try:
+                es.append_event(stream_id=f"s{i}", event_type="E", data=i)
+            except ProviderTimeoutError as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=append, args=(i,)) for i in range(8)]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert len(errors) == 8  # the lock was held throughout: nothing could be written
+        waited = [e for e in errors if "another thread" in str(e)]
+        assert waited, [str(e) for e in errors]
+        assert es.list_streams().total_count == 1

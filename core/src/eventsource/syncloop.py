@@ -20,7 +20,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eventsource.errors import EventSourceError, ProviderUnavailableError
+from eventsource.errors import EventSourceError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.inline import CALL_TASK, SYNC_CALLER, SYNC_TIMEOUT
 from eventsource.manager.policy import PAGED
 
@@ -41,6 +41,11 @@ OWN_LOOP = (
 
 
 CLOSED = "this SyncEventSourcingManager is closed; create a new one"
+TURN = (
+    "this call waited {limit}s (the manager's timeout) for another thread's call on the same "
+    "SyncEventSourcingManager (calls from several threads take turns) and was not started: nothing was done; "
+    "retry, raise timeout, or give each thread a manager of its own"
+)
 
 FORKED = (
     "this SyncEventSourcingManager was created in the parent process before fork(); its event loop, threads and "
@@ -252,21 +257,27 @@ class SyncLoop:
         Owner for as long as the lock is held: a finalizer or signal handler that runs in this thread meanwhile
         and calls the facade is refused (_usable) instead of waiting for itself. :data:`_MOVED` when the loop
         moved to its thread while this call waited for the lock; a facade closed meanwhile raises, after
-        ``abandon()`` (a coroutine's ``close``: no warning), unless ``closing`` (close()'s own calls).
+        ``abandon()`` (a coroutine's ``close``: no warning), unless ``closing`` (close()'s own calls). A turn not
+        had within the manager's timeout raises :class:`ProviderTimeoutError` (nothing was done).
         """
         me = threading.get_ident()
-        with self._lock:
+        limit = self.timeout
+        if not self._lock.acquire(timeout=-1 if closing or limit is None else limit):
+            if abandon is not None:
+                abandon()
+            raise ProviderTimeoutError(TURN.format(limit=limit))
+        try:
             self._owner = me
-            try:
-                if self._thread is not None:
-                    return _MOVED
-                if self._closed and not closing:  # close() ran while this call waited for the lock
-                    if abandon is not None:
-                        abandon()
-                    raise ProviderUnavailableError(CLOSED)
-                return step()
-            finally:
-                self._owner = None
+            if self._thread is not None:
+                return _MOVED
+            if self._closed and not closing:  # close() ran while this call waited for the lock
+                if abandon is not None:
+                    abandon()
+                raise ProviderUnavailableError(CLOSED)
+            return step()
+        finally:
+            self._owner = None
+            self._lock.release()
 
     def now(
         self,

@@ -12,7 +12,6 @@ import weakref
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -70,7 +69,7 @@ from eventsource.sqlite.rows import (
     _snapshot_from_row,
 )
 from eventsource.sqlite.schema import SCHEMA_VERSION, migrate
-from eventsource.sqlite.settings import SqliteSettings, path_from_url
+from eventsource.sqlite.settings import SqliteSettings, absolute_url, path_from_url, url_settings
 from eventsource.sqlite.statements import (
     MAX_VERSION,
     SQL_COUNT_STREAMS,
@@ -120,7 +119,8 @@ class SqliteProvider(ConnectionCalls, Provider):
     loop_free = True
 
     def __init__(self, url: str | None = None, **settings: Any) -> None:
-        super().__init__(url or "sqlite:///eventsource.db", **settings)
+        url = url or "sqlite:///eventsource.db"
+        super().__init__(url, **url_settings(url, settings))
         assert self.url is not None
         self.path = path_from_url(self.url)
         self.memory = self.path == ":memory:"
@@ -148,7 +148,7 @@ class SqliteProvider(ConnectionCalls, Provider):
 
     def spawn_args(self) -> dict[str, Any]:
         """The same file by absolute path (so another process with another working directory finds it)."""
-        url = self.url if self.memory else "sqlite:///" + str(Path(self.path).resolve())
+        url = self.url if self.memory else absolute_url(self.url or "", self.path)
         return {"url": url, **self.settings}
 
     # ------------------------------------------------------------------ threads

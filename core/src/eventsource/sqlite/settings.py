@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from eventsource.errors import (
     ConfigurationError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 def path_from_url(url: str) -> str:
@@ -51,3 +56,46 @@ class SqliteSettings(Schema):
     """Serve reads from a second connection on its own thread, so they never queue behind writes."""
     cached_statements = fields.Integer(load_default=64, validate=validate.Range(min=8))
     """Prepared statements ``sqlite3`` keeps per connection."""
+
+
+def absolute_url(url: str, path: str) -> str:
+    """``url``'s file by absolute path (another process in another directory finds it), its query string kept."""
+    query = urlsplit(url).query
+    return f"sqlite:///{Path(path).resolve()}" + (f"?{query}" if query else "")
+
+
+def url_settings(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with those the query string of a ``sqlite://`` URL gives (``?synchronous=normal``).
+
+    A parameter that is not a setting (SQLite's own URI options, ``mode=ro``...) is refused, naming it, never
+    ignored; so is a setting given in both places with two values.
+    """
+    query = urlsplit(url).query
+    out = dict(settings)
+    if not query:
+        return out
+    schema = SqliteSettings()
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError as e:
+        msg = f"sqlite URL {url!r}: its query string cannot be read ({e})"
+        raise ConfigurationError(msg, field="url") from e
+    for key, value in pairs:
+        if key not in schema.fields:
+            msg = (
+                f"sqlite URL {url!r}: {key!r} is not a setting of the SQLite store (the query string takes "
+                f"{', '.join(sorted(schema.fields))}; SQLite's own URI options such as mode=ro are not supported)"
+            )
+            raise ConfigurationError(msg, field="url")
+        if key in out and _loaded(schema, key, out[key]) != _loaded(schema, key, value):
+            msg = f"sqlite URL {url!r}: {key!r} is given in the URL and in settings, with two values"
+            raise ConfigurationError(msg, field="url")
+        out[key] = value
+    return out
+
+
+def _loaded(schema: SqliteSettings, key: str, value: Any) -> Any:
+    try:
+        return schema.load({key: value})[key]
+    except ValidationError:
+        return value  # (the settings' own check names the field)

@@ -32,7 +32,7 @@ class PostgresCheckpointStore(CheckpointStore):
 
         super().__init__(check_target(url, "checkpoint store"))
         if not re.match(IDENTIFIER, schema) or len(schema) > MAX_SCHEMA_LENGTH:
-            msg = f"checkpoint schema must match {IDENTIFIER} (at most 40 characters)"
+            msg = "checkpoint schema must be lower-case letters, digits and '_' (no digit first), at most 40 long"
             raise ConfigurationError(msg, field="schema")
         self.table = f'"{schema}"."checkpoints"'
         self.schema = schema

@@ -43,6 +43,13 @@ def test_a_checkpoint_schema_with_a_line_end_is_refused() -> None:
         PostgresCheckpointStore("postgresql://u@h/db", schema="eventsource\n")
 
 
+def test_a_projection_sink_schema_with_a_line_end_is_refused() -> None:
+    from eventsource.projections.postgres import PostgresSink
+
+    with pytest.raises(ConfigurationError):
+        PostgresSink("postgresql://u@h/db", schema="eventsource\n")
+
+
 def test_urls() -> None:
     with pytest.raises(ConfigurationError):
         PostgresProvider("mysql://h/db")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from eventsource.model import Event
 
-IDENTIFIER = r"^[a-z_][a-z0-9_]{0,39}$"
+IDENTIFIER = r"^[a-z_][a-z0-9_]{0,39}\Z"  # (not "$": it matches before a final newline too)
 
 
 class PostgresSink(Sink[Any]):

@@ -221,3 +221,24 @@ def test_lock_keys_stay_the_formulas_while_threads_evict_them(url: str, monkeypa
         t.join()
     assert wrong == []
     assert max(sizes) <= 8 + len(threads)
+
+
+async def test_text_that_is_not_unicode_is_a_validation_error_and_writes_nothing(
+    make_provider: Callable[..., Any],
+) -> None:
+    """Review: a lone surrogate (no UTF-8 form) in a stream id raised a bare UnicodeEncodeError from the provider's
+    append (the lock key is computed before the statement), and in an event type or any other call a
+    ProviderError: bad input gets ValidationError, as NUL does."""
+    p = await make_provider()
+    bad = "s\ud800"
+    for call in (
+        lambda: p.append(bad, [new_event()], ANY),
+        lambda: p.append("s", [NewEvent(str(uuid.uuid4()), "E\ud800", b"{}", b"", "json", utcnow())], ANY),
+        lambda: p.get_stream_info(bad),
+        lambda: p.delete_stream(bad),
+        lambda: p.truncate_stream(bad, 2),
+    ):
+        with pytest.raises(ValidationError):
+            await call()
+    assert [e async for e in p.read_all()] == []
+    assert await p.get_stream_info("s") is None

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from conftest import manager_on
 from eventsource.model import ANY, NewEvent, utcnow
 
 if TYPE_CHECKING:
@@ -195,3 +196,30 @@ async def test_an_open_transaction_does_not_block_writers_on_other_streams(
         assert (await asyncio.wait_for(same, timeout=30)).first_version == 2
     finally:
         await conn.close()
+
+
+async def test_paging_get_events_from_the_first_page_never_skips_a_late_commit(
+    make_provider: Callable[..., Any], url: str
+) -> None:
+    """Review: the first ascending page over several streams (no cursor yet) was not held below the oldest running
+    transaction, as cursor pages are: it handed out events committed above a still-open append, and its
+    ``next_cursor`` then passed that append's position, so paging on by ``next_cursor`` never returned its events."""
+    p = await make_provider(visibility_wait=0.2)
+    m = await manager_on(p)
+    conn, _, late_ids = await open_append(url, p, "late")
+    try:
+        early = [await p.append(f"early-{i}", [new_event()], ANY) for i in range(2)]
+        first = await m.get_events(limit=1)
+        await conn.commit()
+    finally:
+        await conn.close()
+    seen = [e.event_id for e in first.events]
+    cursor = first.events[-1].position if first.events else None
+    deadline = time.monotonic() + 30  # (another session's open transaction may hold the tail back a while)
+    while len(seen) < 3 and time.monotonic() < deadline:
+        page = await m.get_events(limit=1, after_position=cursor)
+        seen += [e.event_id for e in page.events]
+        cursor = page.events[-1].position if page.events else cursor
+        if not page.events:
+            await asyncio.sleep(0.05)
+    assert seen == [*late_ids, *(r.event_ids[0] for r in early)]

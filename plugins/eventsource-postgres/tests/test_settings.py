@@ -17,6 +17,10 @@ from eventsource_postgres.settings import PostgresSettingsSchema, libpq_kwargs
         ({"schema": 'x"; DROP TABLE y; --'}, "schema"),
         ({"schema": "Upper"}, "schema"),
         ({"table_prefix": "bad-prefix"}, "table_prefix"),
+        # review: "$" also matched before a final newline, so a name read from a file with its line end (an env
+        # file, a secret) passed and opened another, empty store than the one named
+        ({"schema": "events\n"}, "schema"),
+        ({"table_prefix": "app_\n"}, "table_prefix"),
         ({"pool_max_size": 0}, "pool_max_size"),
         ({"pool_min_size": 5, "pool_max_size": 2}, "pool_max_size"),
         ({"pool_timeout": "soon"}, "pool_timeout"),
@@ -30,6 +34,20 @@ def test_bad_settings_name_the_field(settings: dict, field: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         PostgresProvider("postgresql://u@h/db", **settings)
     assert info.value.details["field"] == field
+
+
+def test_a_checkpoint_schema_with_a_line_end_is_refused() -> None:
+    from eventsource_postgres.checkpoints import PostgresCheckpointStore
+
+    with pytest.raises(ConfigurationError):
+        PostgresCheckpointStore("postgresql://u@h/db", schema="eventsource\n")
+
+
+def test_a_projection_sink_schema_with_a_line_end_is_refused() -> None:
+    from eventsource.projections.postgres import PostgresSink
+
+    with pytest.raises(ConfigurationError):
+        PostgresSink("postgresql://u@h/db", schema="eventsource\n")
 
 
 def test_urls() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import threading
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     from eventsource.model import Event
 
-IDENTIFIER = r"^[a-z_][a-z0-9_]{0,39}$"
+IDENTIFIER = r"^[a-z_][a-z0-9_]{0,39}\Z"  # (not "$": it matches before a final newline too)
 
 
 class PostgresSink(Sink[Any]):
@@ -51,8 +52,16 @@ class PostgresSink(Sink[Any]):
         return f"PostgresSink(schema={self.schema!r})"
 
     def _ddl(self) -> str:
+        """The checkpoint table's DDL: one implicit transaction under the schema's advisory lock.
+
+        The postgres plugin's migration and checkpoint store take it (``lock_key("eventsource-migrate", schema)``):
+        ``IF NOT EXISTS`` races otherwise.
+        """
+        key = f"eventsource-migrate\x00{self.schema}".encode()
+        lock = int.from_bytes(hashlib.blake2b(key, digest_size=8, person=b"eventsrc").digest(), "big", signed=True)
         return (
-            f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"; CREATE TABLE IF NOT EXISTS {self.table} ('
+            f'SELECT pg_advisory_xact_lock({lock}); CREATE SCHEMA IF NOT EXISTS "{self.schema}"; '
+            f"CREATE TABLE IF NOT EXISTS {self.table} ("
             "name text NOT NULL, source text NOT NULL, scope text NOT NULL, position bigint NOT NULL, "
             "updated_at timestamptz NOT NULL, PRIMARY KEY (name, source))"
         )
@@ -62,11 +71,16 @@ class PostgresSink(Sink[Any]):
 
         if self._async is None or self._async.closed:
             try:
-                self._async = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
-            await self._async.execute(self._ddl())
+            try:
+                await conn.execute(self._ddl())
+            except BaseException:
+                await conn.close()  # kept only once the table is there: the next call tries again
+                raise
+            self._async = conn
         return self._async
 
     def _sconn(self) -> Any:
@@ -74,11 +88,16 @@ class PostgresSink(Sink[Any]):
 
         if self._sync is None or self._sync.closed:
             try:
-                self._sync = psycopg.Connection.connect(self.url, autocommit=True)
+                conn = psycopg.Connection.connect(self.url, autocommit=True)
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
-            self._sync.execute(self._ddl())
+            try:
+                conn.execute(self._ddl())
+            except BaseException:
+                conn.close()
+                raise
+            self._sync = conn
         return self._sync
 
     async def open(self) -> None:

@@ -15,7 +15,7 @@ from eventsource.checkpoints.base import check_name
 from eventsource.errors import EventSourceError
 
 from eventsource_postgres.errors import map_error
-from eventsource_postgres.settings import IDENTIFIER, check_target, mask_target, target_secrets
+from eventsource_postgres.settings import IDENTIFIER, check_target, lock_key, mask_target, target_secrets
 
 MAX_SCHEMA_LENGTH = 40
 
@@ -32,7 +32,7 @@ class PostgresCheckpointStore(CheckpointStore):
 
         super().__init__(check_target(url, "checkpoint store"))
         if not re.match(IDENTIFIER, schema) or len(schema) > MAX_SCHEMA_LENGTH:
-            msg = f"checkpoint schema must match {IDENTIFIER} (at most 40 characters)"
+            msg = "checkpoint schema must be lower-case letters, digits and '_' (no digit first), at most 40 long"
             raise ConfigurationError(msg, field="schema")
         self.table = f'"{schema}"."checkpoints"'
         self.schema = schema
@@ -48,13 +48,22 @@ class PostgresCheckpointStore(CheckpointStore):
         import psycopg
 
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            await self._conn.execute(
-                f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"; '
-                f"CREATE TABLE IF NOT EXISTS {self.table} (name text NOT NULL, source text NOT NULL, "
-                "scope text NOT NULL, position bigint NOT NULL, updated_at timestamptz NOT NULL, "
-                "PRIMARY KEY (name, source))"
-            )
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            try:  # under the schema's lock (a provider's migration takes it too): "IF NOT EXISTS" races otherwise
+                async with conn.transaction():
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s)", [lock_key("eventsource-migrate", self.schema)]
+                    )
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                    await conn.execute(
+                        f"CREATE TABLE IF NOT EXISTS {self.table} (name text NOT NULL, source text NOT NULL, "
+                        "scope text NOT NULL, position bigint NOT NULL, updated_at timestamptz NOT NULL, "
+                        "PRIMARY KEY (name, source))"
+                    )
+            except BaseException:
+                await conn.close()  # kept only once the table is there: the next call tries again
+                raise
+            self._conn = conn
         return self._conn
 
     async def _run(self, fn: Any) -> Any:

@@ -14,7 +14,7 @@ import select
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eventsource.errors import EventSourceError, ProviderUnavailableError
+from eventsource.errors import EventSourceError, ProviderUnavailableError, ValidationError
 from eventsource.inline import SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
 
 from eventsource_postgres.errors import map_error
@@ -288,7 +288,11 @@ class Connection:
         keys = self._lock_keys
         key = keys.get(stream_id)
         if key is None:
-            key = lock_key("stream", self.names.schema, self.names.prefix, stream_id)
+            try:
+                key = lock_key("stream", self.names.schema, self.names.prefix, stream_id)
+            except UnicodeEncodeError as e:
+                msg = f"stream id {stream_id!r} is not valid Unicode text (lone surrogate)"
+                raise ValidationError(msg, field="stream_id") from e
             if len(stream_id) <= LOCK_KEY_ID_CHARS:
                 if len(keys) >= LOCK_KEYS_KEPT:
                     keys.clear()  # (a bound, not an LRU: the keys are cheap to recompute)

@@ -85,6 +85,8 @@ def map_error(  # noqa: C901, PLR0911 - one table of driver errors, read top to 
         if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) or code.startswith(_UNAVAILABLE_CLASSES):
             return ProviderUnavailableError(base, operation=operation, sqlstate=code or None)
         return ProviderError(base, operation=operation, sqlstate=code or None)
+    if isinstance(exc, UnicodeEncodeError):  # text with no UTF-8 form (a lone surrogate): never sent
+        return ValidationError(base, operation=operation)
     if isinstance(exc, TimeoutError):
         return ProviderTimeoutError(base, operation=operation)
     if isinstance(exc, OSError):

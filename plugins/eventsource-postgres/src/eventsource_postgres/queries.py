@@ -41,9 +41,10 @@ class Queries:
     ) -> QueryPage:
         """Every filter becomes a ``WHERE`` clause (each has an index); the page and the count on one connection.
 
-        A cursor seeks the primary key (within one stream, the version index too). An ascending cursor page
-        over several streams stops below the oldest running transaction, as ``read_all`` does, so an event
-        that commits late with a lower position is on a later page, never skipped. The total: exact from
+        A cursor seeks the primary key (within one stream, the version index too). An ascending page over
+        several streams (the first one too: its last row is the next cursor) stops below the oldest running
+        transaction, as ``read_all`` does, so an event that commits late with a lower position is on a later
+        page, never skipped. The total: exact from
         the streams rows when the filter is nothing or one stream; else ``count(*)`` for ``"exact"``, the
         planner's row estimate for ``"estimate"``, nothing for ``"none"``.
         """
@@ -81,7 +82,7 @@ class Queries:
                     page_where.append("version < %s" if descending else "version > %s")
                     page_params.append(at[0][1])
             cond = " AND ".join(page_where) if page_where else "TRUE"
-            guarded = cursor is not None and flt.stream_id is None and not descending
+            guarded = flt.stream_id is None and not descending  # the first page too: its last row is the next cursor
             horizon = f" AND position < ({self.sql.horizon})" if guarded else ""
             # a first page from a start time: read the matches through the ts index and sort them; left alone the
             # planner walks the primary key in order and reads every event before the range to find the first ten

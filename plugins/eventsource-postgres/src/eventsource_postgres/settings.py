@@ -15,8 +15,9 @@ from eventsource.config import Duration, mask_url, url_secrets
 from eventsource.errors import ConfigurationError
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-IDENTIFIER = r"^[a-z_][a-z0-9_]*$"
-"""Schema names and table prefixes: lower-case letters, digits and ``_`` (they are also quoted)."""
+IDENTIFIER = r"^[a-z_][a-z0-9_]*\Z"
+"""Schema names and table prefixes: lower-case letters, digits and ``_`` (they are also quoted). ``\\Z``, not ``$``,
+which also matches before a final newline."""
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -67,7 +68,7 @@ class PostgresSettingsSchema(_ConnectionSchema):
         load_default=DEFAULT_SCHEMA, validate=[validate.Regexp(IDENTIFIER), validate.Length(min=1, max=40)]
     )
     """PostgreSQL schema holding the tables (created if missing): one per application, or share one."""
-    table_prefix = fields.String(load_default="", validate=validate.Regexp(r"^([a-z_][a-z0-9_]{0,19})?$"))
+    table_prefix = fields.String(load_default="", validate=validate.Regexp(r"^([a-z_][a-z0-9_]{0,19})?\Z"))
     """Prefix of every table and function name, so several stores can share one schema."""
     statement_timeout = Duration(load_default=None, allow_none=True)
     jit = fields.String(load_default="off", validate=validate.OneOf(("off", "server")))

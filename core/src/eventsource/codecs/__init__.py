@@ -125,18 +125,8 @@ class CodecPipeline:
     def encode_sized(self, value: Any, *, aad: bytes = b"", scope: str | None = None) -> tuple[bytes, str, int]:
         """Like :meth:`encode`, plus the serialized size (before compression and encryption)."""
         raw = self.serializer.dumps(value)
-        size = len(raw)
-        descriptor = self._plain
-        if self.compressor is not None and len(raw) >= self.threshold:
-            packed = self.compressor.compress(raw)
-            if len(packed) < len(raw):
-                raw = packed
-                descriptor = self._compressed
-        if self.cipher is not None:
-            prefix = self._compressed_aad if descriptor is self._compressed else self._plain_aad
-            raw = self.cipher.encrypt(raw, aad=prefix + aad, scope=scope)
-            descriptor = f"{descriptor}+{self.cipher.name}"
-        return raw, descriptor, size
+        packed, descriptor = self.pack(raw, aad=aad, scope=scope)
+        return packed, descriptor, len(raw)
 
     def pack(self, raw: bytes, *, aad: bytes = b"", scope: str | None = None) -> tuple[bytes, str]:
         """Serialized bytes compressed (as :meth:`encode` would) and sealed; the stored bytes and descriptor."""
@@ -167,12 +157,8 @@ class CodecPipeline:
         self, value: Any, descriptor: str, *, aad: bytes = b"", scope: str | None = None
     ) -> tuple[bytes, int]:
         """Like :meth:`encode_as`, plus the serialized size (before compression and encryption)."""
-        serializer, steps, aad_prefix = self._parse(descriptor)
-        raw = serializer.dumps(value)
-        size = len(raw)
-        for kind, codec in reversed(steps):
-            raw = codec.compress(raw) if kind == "z" else codec.encrypt(raw, aad=aad_prefix + aad, scope=scope)
-        return raw, size
+        raw = self._parse(descriptor)[0].dumps(value)
+        return self.pack_as(raw, descriptor, aad=aad, scope=scope), len(raw)
 
     def _parse(self, descriptor: str) -> tuple[Serializer, tuple[tuple[str, Any], ...], bytes]:
         """Serializer, decode steps (outermost first) and cipher AAD prefix for ``descriptor`` (cached)."""

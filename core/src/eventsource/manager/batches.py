@@ -44,8 +44,8 @@ class BatchEncoder:
 
     def encode(self, sid: str, events: Sequence[EventData], p: Provider, first_version: int) -> list[NewEvent]:
         """Encode a batch for versions ``first_version...`` and check batch-wide limits."""
-        if len(events) == 1:  # the usual single append: no batch-wide check applies
-            return self.codec.once(lambda: [self.encode_one(sid, events[0], p, first_version)])
+        if len(events) == 1 and self.codec.cipher is None:  # the usual append: no batch check, nothing sealed
+            return [self.encode_one(sid, events[0], p, first_version)]
         encoded = self.codec.once(lambda: [self.encode_one(sid, e, p, first_version + i) for i, e in enumerate(events)])
         if len(encoded) > 1:
             ids = [e.event_id for e in encoded]

@@ -516,8 +516,16 @@ class Provider(ABC):
         """
 
     @abstractmethod
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """Delete the stream's events with ``version < before_version``; returns the count."""
+    async def truncate_stream(
+        self, stream_id: str, before_version: int, *, if_holds: tuple[int, str] | None = None
+    ) -> int:
+        """Delete the stream's events with ``version < before_version``; returns the count.
+
+        With ``if_holds=(version, event_id)``, only while the stream holds that event at that version (the
+        incarnation the caller looked at): one deleted and created again since, or no longer holding that
+        event, is left as it is and 0 is returned. Checked with each deletion, atomically where the store has
+        transactions (retention policies pass the stream's last event as they listed it).
+        """
 
     # ------------------------------------------------------------------ offline rewrite
 

@@ -58,17 +58,31 @@ class RetentionContext:
     deleted_events: int = 0
     """Events deleted so far (policies add as they go, so a run that fails midway still reports them)."""
 
-    async def truncate(self, stream_id: str, before_version: int) -> int:
-        """``truncate_stream`` counted into this run; a stream deleted meanwhile has nothing left to delete."""
+    async def truncate(self, stream_id: str, before_version: int, *, if_holds: tuple[int, str] | None = None) -> int:
+        """``truncate_stream`` counted into this run; a stream deleted meanwhile has nothing left to delete.
+
+        Pass ``if_holds`` (see :meth:`Provider.truncate_stream`) when ``before_version`` was computed from
+        what an earlier read saw: a stream deleted and created again since is then left whole.
+        """
         p = self.provider
+        truncate = functools.partial(p.truncate_stream, stream_id, before_version, if_holds=if_holds)
         try:
-            n = int(await self.call("truncate_stream", functools.partial(p.truncate_stream, stream_id, before_version)))
+            n = int(await self.call("truncate_stream", truncate))
         except StreamNotFoundError:
             return 0
         if n:
             self.streams_touched += 1
             self.deleted_events += n
         return n
+
+    async def last_event(self, info: StreamInfo) -> tuple[int, str] | None:
+        """The version and id of the stream's last event as ``info`` saw it (read when ``info`` lacks the id)."""
+        if info.last_event_id is not None:
+            return info.version, info.last_event_id
+        p = self.provider
+        async for ev in p.read_stream(info.stream_id, to_version=info.version, backwards=True, page_size=1):
+            return ev.version, ev.event_id
+        return None
 
     async def streams(self) -> AsyncIterator[StreamInfo]:
         """Every stream of the provider, a page at a time."""
@@ -161,6 +175,12 @@ def _int_param(policy: str, name: str, value: object, minimum: int) -> int:
     return value
 
 
+async def _truncate_listed(ctx: RetentionContext, info: StreamInfo, before: int) -> int:
+    """Truncate below ``before`` only in the incarnation listed (deleted and created again since: left whole)."""
+    last = await ctx.last_event(info)
+    return 0 if last is None else await ctx.truncate(info.stream_id, before, if_holds=last)
+
+
 class MaxCountPolicy(RetentionPolicy):
     """Keep only the latest ``max_events`` events of each stream.
 
@@ -193,7 +213,7 @@ class MaxCountPolicy(RetentionPolicy):
                     if kept == self.max_events:
                         before = ev.version
                         break
-            deleted += await ctx.truncate(info.stream_id, before)
+            deleted += await _truncate_listed(ctx, info, before)
         return deleted
 
 
@@ -227,7 +247,7 @@ class BeforeSnapshotPolicy(RetentionPolicy):
             before = snap.version + 1 - self.keep_events
             if before <= (info.first_version or 1):
                 continue
-            deleted += await ctx.truncate(info.stream_id, before)
+            deleted += await _truncate_listed(ctx, info, before)
         return deleted
 
 

@@ -23,7 +23,13 @@ from eventsource.errors import ConcurrencyError, EventNotFoundError, Unsupported
 from eventsource.manager import EventSourcingManager
 from eventsource.model import NO_STREAM, EventData
 from eventsource.plugins import PluginHost
-from eventsource.retention import BeforeSnapshotPolicy, MaxAgePolicy, MaxCountPolicy, RetentionPolicy
+from eventsource.retention import (
+    BeforeSnapshotPolicy,
+    MaxAgePolicy,
+    MaxCountPolicy,
+    RetentionContext,
+    RetentionPolicy,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -234,6 +240,29 @@ class RetentionSuite:
         assert (await manager.append_event(stream_id=big, event_type="E", data={}, expected_version=10)).version == 11
         assert (await manager.apply_retention([policy])).deleted() == 1
         assert await self.versions(manager, big) == [9, 10, 11]
+
+    @pytest.mark.parametrize("policy", [MaxCountPolicy(max_events=3), BeforeSnapshotPolicy()], ids=lambda p: p.name)
+    async def test_a_stream_created_again_during_a_run_is_left_whole(
+        self, manager: EventSourcingManager, provider: Provider, policy: RetentionPolicy
+    ) -> None:
+        """Deleted and created again between the run's listing and its truncation: the new stream keeps all."""
+        self._require(provider, policy)
+        for op in ("delete_stream", "save_snapshot"):
+            if not provider.capabilities.supports(op):
+                pytest.skip(f"capability: the store declares {op!r} unsupported (the race needs it)")
+        s = _sid()
+        await manager.append_events_batch(stream_id=s, events=_events(10))
+        await manager.create_snapshot(stream_id=s, data={"state": 9}, version=9)
+
+        async def call(op: str, fn: Any) -> Any:
+            if op == "truncate_stream":  # another process deletes the stream and starts it again, just then
+                await manager.delete_stream(s)
+                await manager.append_events_batch(stream_id=s, events=_events(4, start_day=20))
+            return await fn()
+
+        ctx = RetentionContext(provider=provider, now=T0 + timedelta(days=40), call=call)
+        assert await policy.apply(ctx) == 0
+        assert await self.versions(manager, s) == [1, 2, 3, 4]
 
     async def test_what_retention_deleted_is_gone_for_every_reader(
         self, manager: EventSourcingManager, provider: Provider

@@ -63,6 +63,28 @@ class RetentionPrimitiveSuite(ProviderSuiteBase):
         assert (await manager.get_events(stream_id=s)).total_count == 8
         assert await provider.truncate_stream(s, 4) == 0
 
+    async def test_truncate_if_holds_leaves_another_incarnation(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        """``if_holds=(version, event_id)``: truncates only while the stream holds that event there."""
+        s = sid()
+        await manager.append_events_batch(stream_id=s, events=[ev(data={"i": i}) for i in range(10)])
+        if not self.supports(provider, "truncate_stream"):
+            pytest.skip(f"capability: the store declares 'truncate_stream' unsupported ({REFUSED})")
+        ids = {e.version: e.event_id async for e in manager.read_stream(s)}
+        assert await provider.truncate_stream(s, 6, if_holds=(10, "not-this-stream's-event")) == 0
+        assert await provider.truncate_stream(s, 6, if_holds=(9, ids[10])) == 0
+        assert await self.versions(manager, s) == list(range(1, 11))
+        assert await provider.truncate_stream(s, 4, if_holds=(10, ids[10])) == 3
+        assert await provider.truncate_stream(s, 6, if_holds=(7, ids[7])) == 2
+        assert await self.versions(manager, s) == list(range(6, 11))
+        if not self.supports(provider, "delete_stream"):
+            pytest.skip("capability: the store declares 'delete_stream' unsupported (no other incarnation)")
+        await manager.delete_stream(s)
+        await manager.append_events_batch(stream_id=s, events=[ev(data={"new": i}) for i in range(12)])
+        assert await provider.truncate_stream(s, 9, if_holds=(10, ids[10])) == 0  # the old incarnation's event
+        assert await self.versions(manager, s) == list(range(1, 13))
+
     async def test_delete_events_before_a_time(self, manager: EventSourcingManager, provider: Provider) -> None:
         s, other = sid(), sid()
         t0 = datetime(2020, 1, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.errors import (
@@ -64,7 +64,7 @@ class NoTruncateProvider(MemoryProvider):
         global_order="total", concurrency="in_process", unsupported=frozenset({"truncate_stream"})
     )
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+    async def truncate_stream(self, stream_id: str, before_version: int, *, if_holds: object = None) -> int:
         raise self.unsupported("truncate_stream")
 
 
@@ -327,12 +327,12 @@ async def test_a_run_that_fails_midway_counts_what_it_deleted_and_skips_streams_
         await m.append_events_batch(stream_id=sid, events=[EventData("E", {"i": i}) for i in range(5)])
     real = p.truncate_stream
 
-    async def racing(stream_id: str, before_version: int) -> int:
+    async def racing(stream_id: str, before_version: int, **kw: Any) -> int:
         if stream_id == "b":
             await m.delete_stream("b")  # another task deletes it between list_streams and truncate
         if stream_id == "d":
             raise OSError("disk gone")
-        return await real(stream_id, before_version)
+        return await real(stream_id, before_version, **kw)
 
     p.truncate_stream = racing  # type: ignore[method-assign]
     with pytest.raises(RetentionError) as e:
@@ -355,4 +355,36 @@ async def test_max_count_keeps_that_many_stored_events_when_a_stream_has_a_gap()
     assert [e.version async for e in m.read_stream("s")] == [1, 2, 3, 5]
     await m.apply_retention([MaxCountPolicy(3)])
     assert [e.version async for e in m.read_stream("s")] == [2, 3, 5]
+    await m.close()
+
+
+async def test_sqlite_truncation_stops_at_a_stream_created_again_between_its_batches(
+    sqlite_provider: SqliteProvider,
+) -> None:
+    """Each batch is its own transaction: each checks ``if_holds`` again, so the new stream keeps every event."""
+    p = sqlite_provider
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=HOST)
+    await m.register_provider(p, name="s", default=True)
+    await m.append_events_batch(stream_id="s", events=[EventData("E", {"i": i}) for i in range(10)])
+    *_, last = [e async for e in m.read_stream("s")]
+    other = type(p)(**p.spawn_args())  # another process on the same file
+    await other.connect()
+    m2 = EventSourcingManager({"providers": {}, "default_provider": None}, host=HOST)
+    await m2.register_provider(other, name="s", default=True)
+    real, batches = p._write, []
+
+    async def write(op: str, fn: Any) -> Any:
+        if op == "truncate_stream":
+            batches.append(op)
+            if len(batches) == 2:  # between the first batch and the second: deleted and started again
+                await m2.delete_stream("s")
+                await m2.append_events_batch(stream_id="s", events=[EventData("E", {"new": i}) for i in range(12)])
+        return await real(op, fn)
+
+    p._write = write  # type: ignore[method-assign]
+    p._batches.size = 2
+    assert await p.truncate_stream("s", 9, if_holds=(10, last.event_id)) == 2
+    assert len(batches) == 2
+    assert [e.version async for e in m.read_stream("s")] == list(range(1, 13))
+    await m2.close()
     await m.close()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from eventsource.domain.rewrite import EventRewrite
-    from eventsource.model import Expected, NewEvent, NewSnapshot, RecordedSnapshot
+    from eventsource.model import EventAt, Expected, NewEvent, NewSnapshot, RecordedSnapshot
 
 
 @dataclass(slots=True)
@@ -350,12 +350,16 @@ class MemoryProvider(Provider):
             n += self._drop(s, old)
         return n
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """Delete events below ``before_version``."""
+    async def truncate_stream(self, stream_id: str, before_version: int, *, if_holds: EventAt | None = None) -> int:
+        """Delete events below ``before_version`` (with ``if_holds``: only while the stream holds that event)."""
         s = self._streams.get(stream_id)
         if s is None:
             msg = f"stream {stream_id!r} does not exist"
             raise StreamNotFoundError(msg, stream_id=stream_id)
+        if if_holds is not None:
+            i = bisect.bisect_left(s.events, if_holds[0], key=lambda e: e.version)
+            if i == len(s.events) or (s.events[i].version, s.events[i].event_id) != if_holds:
+                return 0
         return self._drop(s, [e for e in s.events if e.version < before_version])
 
     def _drop(self, s: _Stream, old: list[RecordedEvent]) -> int:

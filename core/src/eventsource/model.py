@@ -42,6 +42,9 @@ STREAM_EXISTS = ExpectedVersion.STREAM_EXISTS
 
 Expected = int | ExpectedVersion
 
+EventAt = tuple[int, str]
+"""``(version, event_id)`` of one stored event: ``truncate_stream(if_holds=...)`` names the incarnation with it."""
+
 
 class SortOrder(StrEnum):
     """Order of ``get_events`` results."""

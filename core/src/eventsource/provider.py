@@ -34,6 +34,7 @@ from eventsource.inline import (  # noqa: F401 - also importable from here, wher
 from eventsource.model import (
     AppendResult,
     CountMode,
+    EventAt,
     EventFilter,
     Expected,
     ExpectedVersion,
@@ -516,9 +517,7 @@ class Provider(ABC):
         """
 
     @abstractmethod
-    async def truncate_stream(
-        self, stream_id: str, before_version: int, *, if_holds: tuple[int, str] | None = None
-    ) -> int:
+    async def truncate_stream(self, stream_id: str, before_version: int, *, if_holds: EventAt | None = None) -> int:
         """Delete the stream's events with ``version < before_version``; returns the count.
 
         With ``if_holds=(version, event_id)``, only while the stream holds that event at that version (the

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
     from eventsource.config import ManagerConfig
-    from eventsource.model import StreamInfo
+    from eventsource.model import EventAt, StreamInfo
     from eventsource.provider import Provider
     from eventsource.registry import RetentionRegistry
 
@@ -58,7 +58,7 @@ class RetentionContext:
     deleted_events: int = 0
     """Events deleted so far (policies add as they go, so a run that fails midway still reports them)."""
 
-    async def truncate(self, stream_id: str, before_version: int, *, if_holds: tuple[int, str] | None = None) -> int:
+    async def truncate(self, stream_id: str, before_version: int, *, if_holds: EventAt | None = None) -> int:
         """``truncate_stream`` counted into this run; a stream deleted meanwhile has nothing left to delete.
 
         Pass ``if_holds`` (see :meth:`Provider.truncate_stream`) when ``before_version`` was computed from
@@ -75,7 +75,7 @@ class RetentionContext:
             self.deleted_events += n
         return n
 
-    async def last_event(self, info: StreamInfo) -> tuple[int, str] | None:
+    async def last_event(self, info: StreamInfo) -> EventAt | None:
         """The version and id of the stream's last event as ``info`` saw it (read when ``info`` lacks the id)."""
         if info.last_event_id is not None:
             return info.version, info.last_event_id

@@ -31,6 +31,7 @@ from eventsource.sqlite.statements import (
     RETENTION_BATCH,
     SQL_COUNT_STREAMS,
     SQL_EVENTS_BY_STREAM,
+    SQL_HOLDS,
     SQL_KEEP_FLOOR,
     SQL_KEEP_FLOORS,
     SQL_LOWEST_VERSION,
@@ -44,6 +45,8 @@ from eventsource.timestamps import from_us
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Coroutine
+
+    from eventsource.model import EventAt
 
 RETENTION_PAUSE = 12
 """A retention run pauses this many times as long as its batches held the write lock (see :func:`pacer`): an
@@ -146,11 +149,19 @@ def delete_old_batch(us: int, stream_id: str | None, size: int, db: sqlite3.Conn
     return deleted, deleted < size
 
 
-def truncate_batch(stream_id: str, before_version: int, size: int, db: sqlite3.Connection) -> tuple[int, bool]:
-    """Delete the next versions; how many, and whether that was the last batch."""
+def truncate_batch(
+    stream_id: str, before_version: int, if_holds: EventAt | None, size: int, db: sqlite3.Connection
+) -> tuple[int, bool]:
+    """Delete the next versions; how many, and whether that was the last batch.
+
+    With ``if_holds``, each batch first checks (in its own transaction) that the stream still holds that event:
+    a stream deleted and created again between two batches stops the run, its new events untouched.
+    """
     if db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone() is None:
         msg = f"stream {stream_id!r} does not exist"
         raise StreamNotFoundError(msg, stream_id=stream_id)
+    if if_holds is not None and db.execute(SQL_HOLDS, (stream_id, *if_holds)).fetchone() is None:
+        return 0, True
     low = db.execute(SQL_LOWEST_VERSION, (stream_id,)).fetchone()[0]
     if low is None or low >= before_version:
         return 0, True

@@ -98,7 +98,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
     from eventsource.domain.rewrite import EventRewrite
-    from eventsource.model import CountMode, EventFilter, Expected, NewEvent, RecordedSnapshot
+    from eventsource.model import CountMode, EventAt, EventFilter, Expected, NewEvent, RecordedSnapshot
 
 T = TypeVar("T")
 RETENTION_OPS = frozenset({"delete_events_before", "truncate_stream"})
@@ -530,9 +530,9 @@ class SqliteProvider(ConnectionCalls, Provider):
         """
         return await self._in_batches("delete_events_before", partial(delete_old_batch, to_us(cutoff), stream_id))
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+    async def truncate_stream(self, stream_id: str, before_version: int, *, if_holds: EventAt | None = None) -> int:
         """Delete the stream's events below ``before_version``, lowest first, in short transactions."""
-        return await self._in_batches("truncate_stream", partial(truncate_batch, stream_id, before_version))
+        return await self._in_batches("truncate_stream", partial(truncate_batch, stream_id, before_version, if_holds))
 
     async def _in_batches(self, op: str, batch: Callable[[int, sqlite3.Connection], tuple[int, bool]]) -> int:
         """One retention run: ``batch`` in the provider's sized, paced transactions."""

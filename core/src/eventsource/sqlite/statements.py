@@ -137,3 +137,4 @@ SQL_KEEP_FLOORS = (
     "deleted_count = deleted_count + ? WHERE stream_id = ?"
 )
 SQL_LOWEST_VERSION = "SELECT MIN(version) FROM es_events WHERE stream_id = ?"
+SQL_HOLDS = "SELECT 1 FROM es_events WHERE stream_id = ? AND version = ? AND event_id = ?"

@@ -28,6 +28,9 @@ class Checkpoint:
     :param scope: what ``position`` counts: ``"all"`` (global positions) or ``"stream:<id>"`` (versions).
     :param position: the last global position (or stream version) handled; resuming starts after it.
     :param updated_at: when it was stored.
+    :param event_id: one-stream scopes: the id of the stream's event at ``position``; a resume checks the
+        stream still holds it there (a stream deleted and created again beyond ``position`` is noticed, never
+        passed over). ``None``: not known (all-stream scopes, older checkpoints), not checked.
     """
 
     name: str
@@ -35,6 +38,24 @@ class Checkpoint:
     scope: str
     position: int
     updated_at: datetime | None = None
+    event_id: str | None = None
+
+    @property
+    def anchor(self) -> str | None:
+        """``event_id`` as stores keep it, ``"<position>:<event_id>"``: see :func:`event_id_of`."""
+        return None if self.event_id is None else f"{self.position}:{self.event_id}"
+
+
+def event_id_of(anchor: str | None, position: int) -> str | None:
+    """The event id a stored :attr:`Checkpoint.anchor` holds, if it was written with ``position`` (else ``None``).
+
+    A writer that leaves the anchor as it was (an older release updating only the position) cannot make it
+    vouch for another position: such a checkpoint is resumed unchecked, never refused for a stale id.
+    """
+    if not anchor:
+        return None
+    at, _, event_id = anchor.partition(":")
+    return event_id if event_id and at == str(position) else None
 
 
 class CheckpointBehindError(ConflictError):
@@ -135,4 +156,7 @@ class CheckpointStore(ABC):
         check_name("source", checkpoint.source)
         check_name("scope", checkpoint.scope, MAX_SCOPE_LENGTH)
         check_position(checkpoint.position)
-        return Checkpoint(checkpoint.name, checkpoint.source, checkpoint.scope, checkpoint.position, now())
+        if checkpoint.event_id is not None:
+            check_name("event_id", checkpoint.event_id, MAX_SCOPE_LENGTH)
+        cp = checkpoint
+        return Checkpoint(cp.name, cp.source, cp.scope, cp.position, now(), cp.event_id)

@@ -13,7 +13,7 @@ import sqlite3
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from eventsource.checkpoints.base import Checkpoint, CheckpointStore, check_name
+from eventsource.checkpoints.base import Checkpoint, CheckpointStore, check_name, event_id_of
 from eventsource.errors import ConfigurationError, ProviderUnavailableError
 from eventsource.sqlite.errors import map_error
 from eventsource.sqlite.settings import path_from_url
@@ -25,7 +25,9 @@ T = TypeVar("T")
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS es_checkpoints (
     name TEXT NOT NULL, source TEXT NOT NULL, scope TEXT NOT NULL, position INTEGER NOT NULL,
-    updated_at TEXT NOT NULL, PRIMARY KEY (name, source))"""
+    updated_at TEXT NOT NULL, anchor TEXT, PRIMARY KEY (name, source))"""
+ADD_ANCHOR = "ALTER TABLE es_checkpoints ADD COLUMN anchor TEXT"
+"""A table made before checkpoints carried :attr:`Checkpoint.anchor` gets the column (NULL: resumed unchecked)."""
 
 
 class SqliteCheckpointStore(CheckpointStore):
@@ -61,6 +63,12 @@ class SqliteCheckpointStore(CheckpointStore):
     def _in(self, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         if not self._ready:
             db.execute(SCHEMA)
+            if "anchor" not in {r[1] for r in db.execute("PRAGMA table_info(es_checkpoints)")}:
+                try:
+                    db.execute(ADD_ANCHOR)
+                except sqlite3.OperationalError as e:  # another process added it first
+                    if "duplicate column" not in str(e):
+                        raise
             self._ready = True
         db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
@@ -87,10 +95,17 @@ class SqliteCheckpointStore(CheckpointStore):
         def body(db: sqlite3.Connection) -> Checkpoint:
             self.check_move(_get(db, cp.name, cp.source), cp, force=force)
             db.execute(
-                "INSERT INTO es_checkpoints (name, source, scope, position, updated_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, position = excluded.position, "
-                "updated_at = excluded.updated_at",
-                (cp.name, cp.source, cp.scope, cp.position, cp.updated_at.isoformat() if cp.updated_at else ""),
+                "INSERT INTO es_checkpoints (name, source, scope, position, updated_at, anchor) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, "
+                "position = excluded.position, updated_at = excluded.updated_at, anchor = excluded.anchor",
+                (
+                    cp.name,
+                    cp.source,
+                    cp.scope,
+                    cp.position,
+                    cp.updated_at.isoformat() if cp.updated_at else "",
+                    cp.anchor,
+                ),
             )
             return cp
 
@@ -110,7 +125,7 @@ class SqliteCheckpointStore(CheckpointStore):
 
         def body(db: sqlite3.Connection) -> list[Checkpoint]:
             rows = db.execute(
-                f"SELECT name, source, scope, position, updated_at FROM es_checkpoints {where} "  # noqa: S608
+                f"SELECT name, source, scope, position, updated_at, anchor FROM es_checkpoints {where} "  # noqa: S608
                 "ORDER BY name, source",
                 args,
             ).fetchall()
@@ -119,14 +134,14 @@ class SqliteCheckpointStore(CheckpointStore):
         return await asyncio.to_thread(lambda: self._run(body, write=False))
 
 
-def _row(r: tuple[str, str, str, int, str]) -> Checkpoint:
-    return Checkpoint(r[0], r[1], r[2], int(r[3]), datetime.fromisoformat(r[4]) if r[4] else None)
+def _row(r: tuple[str, str, str, int, str, str | None]) -> Checkpoint:
+    at = datetime.fromisoformat(r[4]) if r[4] else None
+    return Checkpoint(r[0], r[1], r[2], int(r[3]), at, event_id_of(r[5], int(r[3])))
 
 
 def _get(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
     row = db.execute(
-        "SELECT scope, position, updated_at FROM es_checkpoints WHERE name = ? AND source = ?", (name, source)
+        "SELECT name, source, scope, position, updated_at, anchor FROM es_checkpoints WHERE name = ? AND source = ?",
+        (name, source),
     ).fetchone()
-    if row is None:
-        return None
-    return Checkpoint(name, source, row[0], int(row[1]), datetime.fromisoformat(row[2]) if row[2] else None)
+    return None if row is None else _row(row)

@@ -182,6 +182,7 @@ class Subscription(PageDelivery):
         self._cursor = first - 1  # last position (or version) read from the store
         self._mark = first - 1  # last position (or version) delivered or filtered out: what commit() stores
         self._last_id: str | None = None  # event id at _cursor (one-stream subscriptions: detects a re-created stream)
+        self._before: tuple[int, str | None] = (first - 1, None)  # one-stream: version and id the buffer follows
         # one page: RecordedEvent objects, or a RowPage's rows (then _conv is its timestamp conversion); the
         # items before _at were handed out or passed over
         self._buffer: list[Any] = []
@@ -253,6 +254,8 @@ class Subscription(PageDelivery):
                     raise ConfigurationError(msg, field="name")
                 self._cursor = self._mark = cp.position
                 self.committed = cp
+                if self.target.stream_id is not None and cp.event_id is not None:
+                    self._last_id, self._before = cp.event_id, (cp.position, cp.event_id)  # checked by the first read
         if self._from_end and self.committed is None:
             await self._start_at_end()
             if self.checkpoints is not None and self.name is not None:
@@ -403,6 +406,7 @@ class Subscription(PageDelivery):
             return False
         self._empty_reads = 0
         eid, _, _, version, position = _fields(page[-1])
+        self._before = (self._cursor, self._last_id)  # the buffer before this page was all handed out or passed
         self._cursor = version if self.target.stream_id is not None else position
         self._last_id = eid
         self._rows, self._conv, self._events = conv is not None, conv, None
@@ -437,7 +441,24 @@ class Subscription(PageDelivery):
     def _replaced(self) -> StreamDeletedError:
         sid = self.target.stream_id
         msg = f"stream {sid!r} was deleted under this subscription (at version {self._cursor}); subscribe again"
+        if self.reads == 0 and self.committed is not None:
+            msg = (
+                f"stream {sid!r} no longer holds the event checkpoint {self.name!r} counted at version "
+                f"{self._cursor} (deleted and created again since): delete the checkpoint or subscribe with "
+                "reset=True to read the new stream from its start"
+            )
         return StreamDeletedError(msg, stream_id=sid, version=self._cursor)
+
+    def _id_at(self, version: int) -> str | None:
+        """One-stream: the id of the event at ``version`` if it is the one last handed out (else ``None``)."""
+        if self.target.stream_id is None:
+            return None
+        if version == self._cursor:  # the page read last was handed out whole
+            return self._last_id
+        if self._at > 0:
+            eid, _, _, v, _ = _fields(self._buffer[self._at - 1])
+            return eid if v == version else None
+        return self._before[1] if self._before[0] == version else None
 
     async def _wait(self) -> None:
         """Wait for a change after an empty read: the provider's wake-up, bounded by ``poll_interval``.
@@ -490,7 +511,8 @@ class Subscription(PageDelivery):
                 msg = f"event {event.event_id!r} was not delivered by this subscription yet"
                 raise ValidationError(msg, field="event")
         at = max(at, 0)
-        cp = Checkpoint(self.name, self.source, self.target.scope, at)
+        eid = (event.event_id if event is not None else self._id_at(at)) if self.target.stream_id is not None else None
+        cp = Checkpoint(self.name, self.source, self.target.scope, at, event_id=eid)
         self.committed = await self.checkpoints.put(cp)
         self._since_commit = 0
         self._passed_at = (asyncio.get_running_loop().time(), at)

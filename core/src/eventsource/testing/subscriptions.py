@@ -392,6 +392,32 @@ class SubscriptionSuite(ProviderSuiteBase):
         async with manager.subscribe(stream_id=s, checkpoint=checkpoint_store, name=name) as sub:
             assert [e.version for e in await take(sub, 2)] == [9, 10]
 
+    async def test_a_stream_checkpoint_of_a_deleted_and_recreated_stream_is_refused(
+        self, manager: EventSourcingManager, provider: Provider, checkpoint_store: CheckpointStore
+    ) -> None:
+        """A checkpoint keeps the id of the event it counted: resumed on a new stream under the same id, it refuses."""
+        if (
+            not provider.capabilities.supports("delete_stream")
+            or provider.capabilities.deleted_stream_ids != "reusable"
+        ):
+            pytest.skip("capability: the store cannot delete a stream and reuse its id (delete_stream, reusable ids)")
+        s, name = sid("inc"), sid("sub")
+        old = await manager.append_events_batch(stream_id=s, events=[_ev(i) for i in range(5)])
+        async with manager.subscribe(stream_id=s, checkpoint=checkpoint_store, name=name, page_size=2) as sub:
+            await take(sub, 3)
+            assert (await sub.commit()).event_id == old.event_ids[2]
+        stored = await checkpoint_store.get(name, sub.source)
+        assert stored is not None and (stored.position, stored.event_id) == (3, old.event_ids[2])
+        async with manager.subscribe(stream_id=s, checkpoint=checkpoint_store, name=name) as sub:
+            assert [e.version for e in await take(sub, 1)] == [4]  # the same stream: resumed as before
+        await manager.delete_stream(s)
+        await manager.append_events_batch(stream_id=s, events=[_ev(i) for i in range(6)])
+        async with manager.subscribe(stream_id=s, checkpoint=checkpoint_store, name=name, poll_interval=0.2) as sub:
+            with pytest.raises(StreamDeletedError, match="reset=True"):
+                await asyncio.wait_for(anext(sub), WAIT)
+        async with manager.subscribe(stream_id=s, checkpoint=checkpoint_store, name=name, reset=True) as sub:
+            assert [e.version for e in await take(sub, 6)] == [1, 2, 3, 4, 5, 6]
+
     async def test_checkpoint_of_another_source_or_scope_is_not_used(
         self, manager: EventSourcingManager, provider: Provider, checkpoint_store: CheckpointStore
     ) -> None:

@@ -80,6 +80,73 @@ async def test_truncate_in_batches_keeps_the_stream_exact(aged: AgedStore) -> No
     assert await p.truncate_stream("long", 5) == 0
 
 
+def tiny_batches(p: Any, monkeypatch: pytest.MonkeyPatch, between: Callable[[], Any]) -> None:
+    """Every retention transaction of ``p`` deletes at most 8 events; ``between()`` runs after each one."""
+    from eventsource_postgres import retention
+
+    monkeypatch.setattr(retention, "BATCH", 8)
+    ret = p._retention
+    ret.batches.size = 8
+    batch = ret._batch
+
+    async def then(operation: str, fn: Any) -> tuple[int, bool]:
+        result = await batch(operation, fn)
+        await between()
+        return result
+
+    monkeypatch.setattr(ret, "_batch", then)
+
+
+async def test_truncate_if_holds_stops_at_a_stream_created_again_between_batches(
+    aged: AgedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``if_holds`` is checked in every batch: the new incarnation's events (same versions) are never deleted."""
+    p, m = aged.provider, aged.manager
+    await aged.fill("s", 0, 40)
+    ids = {e.version: e.event_id async for e in m.read_stream("s")}
+    again: list[str] = []
+
+    async def between() -> None:
+        if not again:  # another process deletes the stream and starts it again, between the run's transactions
+            again.append("s")
+            await m.delete_stream("s")
+            await aged.fill("s", 100, 140)
+
+    tiny_batches(p, monkeypatch, between)
+    assert await p.truncate_stream("s", 30, if_holds=(40, ids[40])) == 8  # the first batch only
+    assert [e.version async for e in m.read_stream("s")] == list(range(1, 41))
+    info = await m.get_stream_info("s")
+    assert (info.version, info.event_count, info.first_version) == (40, 40, 1)
+
+
+async def test_truncate_if_holds_past_its_own_event_checks_the_streams_last_event(
+    aged: AgedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run deleting the event it was guarded by goes on (guarded by the last event), and still stops at a
+    stream created again after that batch."""
+    p, m = aged.provider, aged.manager
+    await aged.fill("s", 0, 50)
+    await aged.fill("t", 0, 50)
+    ids = {e.version: e.event_id async for e in m.read_stream("s")}
+    again: list[str] = []
+    batches: list[str] = []
+
+    async def between() -> None:
+        batches.append("done")
+        if again and len(batches) == 4:  # version 20 went in the third batch (17..24)
+            await m.delete_stream(again[0])
+            await aged.fill(again[0], 100, 150)
+
+    tiny_batches(p, monkeypatch, between)
+    assert await p.truncate_stream("s", 40, if_holds=(20, ids[20])) == 39
+    assert [e.version async for e in m.read_stream("s")][:2] == [40, 41]
+    ids = {e.version: e.event_id async for e in m.read_stream("t")}
+    batches.clear()
+    again.append("t")
+    assert await p.truncate_stream("t", 40, if_holds=(20, ids[20])) == 4 * 8
+    assert [e.version async for e in m.read_stream("t")] == list(range(1, 51))
+
+
 async def test_retention_is_many_short_transactions_that_writers_get_between(aged: AgedStore) -> None:
     p, m = aged.provider, aged.manager
     await aged.fill("old", 0, 20_000)

@@ -261,9 +261,14 @@ class PostgresProvider(Provider):
 
     # ------------------------------------------------------------------ retention primitives
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """``DELETE ... WHERE version < before_version`` under the stream's lock; versions stay as they are."""
-        return await self._write(self._retention.truncate_stream(stream_id, before_version))
+    async def truncate_stream(
+        self, stream_id: str, before_version: int, *, if_holds: tuple[int, str] | None = None
+    ) -> int:
+        """``DELETE ... WHERE version < before_version`` under the stream's lock; versions stay as they are.
+
+        ``if_holds`` is checked in every batch's transaction, under that lock (:mod:`eventsource_postgres.retention`).
+        """
+        return await self._write(self._retention.truncate_stream(stream_id, before_version, if_holds))
 
     async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
         """Swap payloads in place with one UPDATE in one transaction (:mod:`eventsource_postgres.rewrite`)."""

@@ -139,20 +139,29 @@ class Retention:
         await conn.execute(self.sql.lock_stream_rows, [ids])
         await conn.execute(self.sql.recount, [ids, [d[1] for d in deleted]])
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+    async def truncate_stream(
+        self, stream_id: str, before_version: int, if_holds: tuple[int, str] | None = None
+    ) -> int:
         """``DELETE ... WHERE version < before_version``, in short batches (:class:`Batches`) under the stream lock.
 
-        Versions stay as they are; the stream's writers wait at most one batch.
+        Versions stay as they are; the stream's writers wait at most one batch. With ``if_holds``, each batch
+        first checks, under the lock, that the stream still holds that event (else the run ends there: the
+        stream was deleted and created again, or lost the event, since); once the run itself deleted it, the
+        stream's last event as that batch left it is checked instead.
         """
         upto = 0
+        guard = if_holds
 
         async def run(conn: AsyncConnection[Any], size: int) -> tuple[int, bool]:
-            nonlocal upto
+            nonlocal upto, guard
             await conn.execute(self.sql.lock, [self.conn.lock(stream_id)])
             cur = await conn.execute(self.sql.stream_info, [stream_id])
             if await cur.fetchone() is None:
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
+            if guard is not None and not await self.conn.fetchall(conn, self.sql.holds, [stream_id, *guard]):
+                upto = before_version  # another incarnation, or the event is gone: leave the stream as it is
+                return 0, True
             low = (await self.conn.fetchall(conn, self.sql.lowest_version, [stream_id]))[0][0]
             if low is None or low >= before_version:
                 upto = before_version
@@ -161,6 +170,12 @@ class Retention:
             rows = await self.conn.fetchall(conn, self.sql.truncate, [stream_id, upto])
             n = int(rows[0][0])
             await self._recount(conn, [(stream_id, n)] if n else [])
+            if guard is not None and guard[0] < upto < before_version:  # this batch deleted the guarding event
+                last = await self.conn.fetchall(conn, self.sql.last_event, [stream_id])
+                if not last:  # nothing left of this incarnation below before_version
+                    upto = before_version
+                    return n, True
+                guard = (int(last[0][0]), str(last[0][1]))
             return n, upto >= before_version
 
         total = 0

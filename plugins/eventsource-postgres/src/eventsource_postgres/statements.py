@@ -205,6 +205,12 @@ class Statements:
             "RETURNING 1) SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM d)"
         )
         self.lowest_version = f"SELECT min(version) FROM {n.events} WHERE stream_id = %s"  # noqa: S608
+        # truncate_stream's if_holds guard: one probe of the (stream_id, version) index, and the stream's last event
+        self.holds = f"SELECT 1 FROM {n.events} WHERE stream_id = %s AND version = %s AND event_id = %s"  # noqa: S608
+        self.last_event = (
+            f"SELECT version, event_id FROM {n.events} WHERE stream_id = %s "  # noqa: S608
+            "ORDER BY version DESC LIMIT 1"
+        )
         self.delete_positions = (
             f"WITH d AS (DELETE FROM {n.events} WHERE position = ANY (%s::bigint[]) RETURNING stream_id) "  # noqa: S608
             "SELECT stream_id, count(*) FROM d GROUP BY stream_id ORDER BY stream_id"

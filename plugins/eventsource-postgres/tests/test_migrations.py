@@ -202,3 +202,35 @@ async def test_projection_sinks_and_providers_creating_one_schema_at_once_all_op
             await asyncio.gather(*(s.close() for s in sinks), *(p.close() for p in providers))
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+async def test_a_checkpoint_table_made_before_the_anchor_gets_it(url: str) -> None:
+    """Checkpoints keep the id of the event they counted (``anchor``): a table an older release made gets the
+    column (its rows resume unchecked), and a position moved by an older release's put leaves it unchecked."""
+    from eventsource.checkpoints import Checkpoint
+    from eventsource_postgres.checkpoints import PostgresCheckpointStore
+
+    name = f"es_mig_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f'CREATE SCHEMA "{name}"')
+        await conn.execute(
+            f'CREATE TABLE "{name}"."checkpoints" (name text NOT NULL, source text NOT NULL, scope text NOT NULL, '
+            "position bigint NOT NULL, updated_at timestamptz NOT NULL, PRIMARY KEY (name, source))"
+        )
+        await conn.execute(f"""INSERT INTO "{name}"."checkpoints" VALUES ('old', 'src', 'stream:a', 4, now())""")
+    store = PostgresCheckpointStore(url, schema=name)
+    try:
+        await store.connect()
+        old = await store.get("old", "src")
+        assert old is not None and (old.position, old.event_id) == (4, None)
+        await store.put(Checkpoint("old", "src", "stream:a", 5, event_id="id-5"))
+        await store.put(Checkpoint("new", "src", "stream:b", 1, event_id="id-1"))
+        assert [(cp.name, cp.event_id) for cp in await store.list()] == [("new", "id-1"), ("old", "id-5")]
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f"""UPDATE "{name}"."checkpoints" SET position = 6 WHERE name = 'old'""")
+        moved = await store.get("old", "src")
+        assert moved is not None and (moved.position, moved.event_id) == (6, None)
+    finally:
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from eventsource.checkpoints import Checkpoint, CheckpointStore
-from eventsource.checkpoints.base import check_name
+from eventsource.checkpoints.base import check_name, event_id_of
 from eventsource.errors import ConfigurationError, ConflictError, ProviderUnavailableError
 
 from eventsource_nats.connection import cancellable
@@ -93,7 +93,10 @@ class NatsCheckpointStore(CheckpointStore):
             return None, entry.revision
         d = json.loads(entry.value)
         at = datetime.fromisoformat(d["updated_at"]) if d.get("updated_at") else None
-        return Checkpoint(name, source, d["scope"], int(d["position"]), at), entry.revision
+        position = int(d["position"])
+        return Checkpoint(
+            name, source, d["scope"], position, at, event_id_of(d.get("anchor"), position)
+        ), entry.revision
 
     async def get(self, name: str, source: str) -> Checkpoint | None:
         """The stored checkpoint, or ``None``."""
@@ -112,6 +115,7 @@ class NatsCheckpointStore(CheckpointStore):
                 "scope": cp.scope,
                 "position": cp.position,
                 "updated_at": cp.updated_at.isoformat() if cp.updated_at else None,
+                "anchor": cp.anchor,
             }
         ).encode()
         for _ in range(CAS_ATTEMPTS):

@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from eventsource.checkpoints import Checkpoint, CheckpointStore
-from eventsource.checkpoints.base import check_name
+from eventsource.checkpoints.base import check_name, event_id_of
 from eventsource.errors import EventSourceError
 
 from eventsource_postgres.errors import map_error
@@ -58,8 +58,13 @@ class PostgresCheckpointStore(CheckpointStore):
                     await conn.execute(
                         f"CREATE TABLE IF NOT EXISTS {self.table} (name text NOT NULL, source text NOT NULL, "
                         "scope text NOT NULL, position bigint NOT NULL, updated_at timestamptz NOT NULL, "
-                        "PRIMARY KEY (name, source))"
+                        "anchor text, PRIMARY KEY (name, source))"
                     )
+                    # a table made before checkpoints carried their event's id (NULL: resumed unchecked); looked
+                    # up first: the ALTER would take the table's exclusive lock on every connect
+                    has = "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'anchor'"
+                    if await (await conn.execute(has, [self.table])).fetchone() is None:
+                        await conn.execute(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS anchor text")
             except BaseException:
                 await conn.close()  # kept only once the table is there: the next call tries again
                 raise
@@ -94,11 +99,13 @@ class PostgresCheckpointStore(CheckpointStore):
 
         async def run(c: Any) -> Checkpoint | None:
             cur = await c.execute(
-                f"SELECT scope, position, updated_at FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
+                f"SELECT scope, position, updated_at, anchor FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
                 key,
             )
             row = await cur.fetchone()
-            return None if row is None else Checkpoint(name, source, row[0], int(row[1]), row[2])
+            if row is None:
+                return None
+            return Checkpoint(name, source, row[0], int(row[1]), row[2], event_id_of(row[3], int(row[1])))
 
         result: Checkpoint | None = await self._run(run)
         return result
@@ -122,17 +129,17 @@ class PostgresCheckpointStore(CheckpointStore):
                     # FOR UPDATE locked nothing: a racing first put may insert meanwhile. Insert only if it
                     # did not; if it did, its row is committed now: lock it and check the move against it
                     cur = await c.execute(
-                        f"INSERT INTO {self.table} (name, source, scope, position, updated_at) "  # noqa: S608
-                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name, source) DO NOTHING",
-                        (*key, cp.scope, cp.position, cp.updated_at),
+                        f"INSERT INTO {self.table} (name, source, scope, position, updated_at, anchor) "  # noqa: S608
+                        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name, source) DO NOTHING",
+                        (*key, cp.scope, cp.position, cp.updated_at, cp.anchor),
                     )
                     if cur.rowcount == 1:
                         return cp
                     self.check_move(await locked(c), cp, force=force)
                 await c.execute(
-                    f"UPDATE {self.table} SET scope = %s, position = %s, updated_at = %s "  # noqa: S608
+                    f"UPDATE {self.table} SET scope = %s, position = %s, updated_at = %s, anchor = %s "  # noqa: S608
                     "WHERE name = %s AND source = %s",
-                    (cp.scope, cp.position, cp.updated_at, *key),
+                    (cp.scope, cp.position, cp.updated_at, cp.anchor, *key),
                 )
             return cp
 
@@ -156,11 +163,12 @@ class PostgresCheckpointStore(CheckpointStore):
 
         async def run(c: Any) -> list[Checkpoint]:
             cur = await c.execute(
-                f"SELECT name, source, scope, position, updated_at FROM {self.table} {where} "  # noqa: S608
+                f"SELECT name, source, scope, position, updated_at, anchor FROM {self.table} {where} "  # noqa: S608
                 "ORDER BY name, source",
                 args,
             )
-            return [Checkpoint(r[0], r[1], r[2], int(r[3]), r[4]) for r in await cur.fetchall()]
+            rows = await cur.fetchall()
+            return [Checkpoint(r[0], r[1], r[2], int(r[3]), r[4], event_id_of(r[5], int(r[3]))) for r in rows]
 
         result: list[Checkpoint] = await self._run(run)
         return result

@@ -23,7 +23,7 @@ from eventsource.sync import SyncEventSourcingManager
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-    from eventsource.model import AppendResult
+    from eventsource.model import AppendResult, EventAt
 
 HOST = PluginHost(load_entrypoints=False)
 KEY = base64.b64encode(bytes(32)).decode()
@@ -78,9 +78,9 @@ class Faulty(MemoryProvider):
             await self._lose_reply()  # the delete landed, the reply was lost
         return n
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+    async def truncate_stream(self, stream_id: str, before_version: int, *, if_holds: EventAt | None = None) -> int:
         await self._gate("truncate_stream")
-        n = await super().truncate_stream(stream_id, before_version)
+        n = await super().truncate_stream(stream_id, before_version, if_holds=if_holds)
         if self.commit_then_fail:
             await self._lose_reply()  # the truncation landed, the reply was lost
         return n

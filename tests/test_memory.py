@@ -34,7 +34,7 @@ class NoRetentionPrimitivesProvider(MemoryProvider):
         unsupported=frozenset({"truncate_stream", "delete_events_before"}),
     )
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
+    async def truncate_stream(self, stream_id: str, before_version: int, *, if_holds: object = None) -> int:
         raise self.unsupported("truncate_stream")
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:

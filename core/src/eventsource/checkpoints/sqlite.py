@@ -26,8 +26,28 @@ T = TypeVar("T")
 SCHEMA = """CREATE TABLE IF NOT EXISTS es_checkpoints (
     name TEXT NOT NULL, source TEXT NOT NULL, scope TEXT NOT NULL, position INTEGER NOT NULL,
     updated_at TEXT NOT NULL, anchor TEXT, PRIMARY KEY (name, source))"""
-ADD_ANCHOR = "ALTER TABLE es_checkpoints ADD COLUMN anchor TEXT"
-"""A table made before checkpoints carried :attr:`Checkpoint.anchor` gets the column (NULL: resumed unchecked)."""
+UPSERT = (
+    "INSERT INTO es_checkpoints (name, source, scope, position, updated_at, anchor) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, position = excluded.position, "
+    "updated_at = excluded.updated_at, anchor = excluded.anchor"
+)
+"""Write one checkpoint (its columns in order: :func:`columns`)."""
+
+
+def create_table(db: sqlite3.Connection) -> None:
+    """Create ``es_checkpoints`` if missing; one an older release made gets the ``anchor`` column (NULL: unchecked)."""
+    db.execute(SCHEMA)
+    if "anchor" not in {r[1] for r in db.execute("PRAGMA table_info(es_checkpoints)")}:
+        try:
+            db.execute("ALTER TABLE es_checkpoints ADD COLUMN anchor TEXT")
+        except sqlite3.OperationalError as e:  # another process added it first
+            if "duplicate column" not in str(e):
+                raise
+
+
+def columns(cp: Checkpoint, updated_at: datetime | None) -> tuple[object, ...]:
+    """The :data:`UPSERT` parameters of ``cp`` stored at ``updated_at``."""
+    return (cp.name, cp.source, cp.scope, cp.position, updated_at.isoformat() if updated_at else "", cp.anchor)
 
 
 class SqliteCheckpointStore(CheckpointStore):
@@ -62,13 +82,7 @@ class SqliteCheckpointStore(CheckpointStore):
 
     def _in(self, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         if not self._ready:
-            db.execute(SCHEMA)
-            if "anchor" not in {r[1] for r in db.execute("PRAGMA table_info(es_checkpoints)")}:
-                try:
-                    db.execute(ADD_ANCHOR)
-                except sqlite3.OperationalError as e:  # another process added it first
-                    if "duplicate column" not in str(e):
-                        raise
+            create_table(db)
             self._ready = True
         db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
@@ -86,27 +100,15 @@ class SqliteCheckpointStore(CheckpointStore):
     async def get(self, name: str, source: str) -> Checkpoint | None:
         """The stored checkpoint, or ``None``."""
         key = (check_name("name", name), check_name("source", source))
-        return await asyncio.to_thread(lambda: self._run(lambda db: _get(db, *key), write=False))
+        return await asyncio.to_thread(lambda: self._run(lambda db: read(db, *key), write=False))
 
     async def put(self, checkpoint: Checkpoint, *, force: bool = False) -> Checkpoint:
         """Check and write in one write transaction."""
         cp = self.checked(checkpoint)
 
         def body(db: sqlite3.Connection) -> Checkpoint:
-            self.check_move(_get(db, cp.name, cp.source), cp, force=force)
-            db.execute(
-                "INSERT INTO es_checkpoints (name, source, scope, position, updated_at, anchor) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, "
-                "position = excluded.position, updated_at = excluded.updated_at, anchor = excluded.anchor",
-                (
-                    cp.name,
-                    cp.source,
-                    cp.scope,
-                    cp.position,
-                    cp.updated_at.isoformat() if cp.updated_at else "",
-                    cp.anchor,
-                ),
-            )
+            self.check_move(read(db, cp.name, cp.source), cp, force=force)
+            db.execute(UPSERT, columns(cp, cp.updated_at))
             return cp
 
         return await asyncio.to_thread(self._run, body)
@@ -129,19 +131,21 @@ class SqliteCheckpointStore(CheckpointStore):
                 "ORDER BY name, source",
                 args,
             ).fetchall()
-            return [_row(r) for r in rows]
+            return [row(r) for r in rows]
 
         return await asyncio.to_thread(lambda: self._run(body, write=False))
 
 
-def _row(r: tuple[str, str, str, int, str, str | None]) -> Checkpoint:
+def row(r: tuple[str, str, str, int, str, str | None]) -> Checkpoint:
+    """A checkpoint from its columns (``SELECT name, source, scope, position, updated_at, anchor``)."""
     at = datetime.fromisoformat(r[4]) if r[4] else None
     return Checkpoint(r[0], r[1], r[2], int(r[3]), at, event_id_of(r[5], int(r[3])))
 
 
-def _get(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
-    row = db.execute(
+def read(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
+    """The checkpoint stored in ``db`` for ``name`` on ``source``, or ``None``."""
+    found = db.execute(
         "SELECT name, source, scope, position, updated_at, anchor FROM es_checkpoints WHERE name = ? AND source = ?",
         (name, source),
     ).fetchone()
-    return None if row is None else _row(row)
+    return None if found is None else row(found)

@@ -15,7 +15,7 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any
 
-from eventsource.checkpoints.base import Checkpoint, now
+from eventsource.checkpoints.base import Checkpoint, event_id_of, now
 from eventsource.errors import ConfigurationError
 from eventsource.projections.projection import Projection, ProjectionError, SinkUnavailableError
 from eventsource.projections.sinks import Sink, check_expected
@@ -60,10 +60,14 @@ class PostgresSink(Sink[Any]):
         key = f"eventsource-migrate\x00{self.schema}".encode()
         lock = int.from_bytes(hashlib.blake2b(key, digest_size=8, person=b"eventsrc").digest(), "big", signed=True)
         return (
-            f'SELECT pg_advisory_xact_lock({lock}); CREATE SCHEMA IF NOT EXISTS "{self.schema}"; '
+            f'SELECT pg_advisory_xact_lock({lock}); CREATE SCHEMA IF NOT EXISTS "{self.schema}"; '  # noqa: S608 - quoted, checked names
             f"CREATE TABLE IF NOT EXISTS {self.table} ("
             "name text NOT NULL, source text NOT NULL, scope text NOT NULL, position bigint NOT NULL, "
-            "updated_at timestamptz NOT NULL, PRIMARY KEY (name, source))"
+            "updated_at timestamptz NOT NULL, anchor text, PRIMARY KEY (name, source)); "
+            # a table an older release made gets the column (looked up first: the ALTER's lock is exclusive)
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+            f"'{self.table}'::regclass AND attname = 'anchor') THEN "
+            f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS anchor text; END IF; END $$"
         )
 
     async def _aconn(self) -> Any:
@@ -119,7 +123,7 @@ class PostgresSink(Sink[Any]):
             fn()
 
     def _select(self) -> str:
-        return f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s FOR UPDATE"  # noqa: S608
+        return f"SELECT scope, position, anchor FROM {self.table} WHERE name = %s AND source = %s FOR UPDATE"  # noqa: S608
 
     def _placeholder(self) -> str:
         """A first batch's row, so ``FOR UPDATE`` has something to lock (rolled back with a failed batch)."""
@@ -127,9 +131,9 @@ class PostgresSink(Sink[Any]):
 
     def _upsert(self) -> str:
         return (
-            f"INSERT INTO {self.table} (name, source, scope, position, updated_at) VALUES (%s, %s, %s, %s, %s) "  # noqa: S608
-            "ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, position = excluded.position, "
-            "updated_at = excluded.updated_at"
+            f"INSERT INTO {self.table} (name, source, scope, position, updated_at, anchor) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, "
+            "position = excluded.position, updated_at = excluded.updated_at, anchor = excluded.anchor"
         )
 
     async def position(self, name: str, source: str) -> Checkpoint | None:
@@ -137,7 +141,7 @@ class PostgresSink(Sink[Any]):
         async with self._lock:
             conn = await self._aconn()
             cur = await conn.execute(
-                f"SELECT scope, position FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
+                f"SELECT scope, position, anchor FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
                 (name, source),
             )
             row = await cur.fetchone()
@@ -149,7 +153,7 @@ class PostgresSink(Sink[Any]):
         """One transaction: lock and check the checkpoint row, run the handlers, write the row, commit."""
         cp = checkpoint
         key = (cp.name, cp.source)
-        values = (cp.name, cp.source, cp.scope, cp.position, now())
+        values = (cp.name, cp.source, cp.scope, cp.position, now(), cp.anchor)
         if projection.is_sync:
 
             def run() -> None:
@@ -175,7 +179,7 @@ class PostgresSink(Sink[Any]):
         self, conn: Any, projection: Projection[Any], events: Sequence[Event], cp: Checkpoint, expected: int | None
     ) -> None:
         key = (cp.name, cp.source)
-        values = (cp.name, cp.source, cp.scope, cp.position, now())
+        values = (cp.name, cp.source, cp.scope, cp.position, now(), cp.anchor)
         async with conn.transaction():
             if expected is None:
                 await conn.execute(self._placeholder(), (*key, cp.scope))
@@ -245,4 +249,4 @@ def _cp(cp: Checkpoint, row: Any) -> Checkpoint | None:
     """
     if row is None or int(row[1]) < 0:
         return None
-    return Checkpoint(cp.name, cp.source, row[0], int(row[1]))
+    return Checkpoint(cp.name, cp.source, row[0], int(row[1]), event_id=event_id_of(row[2], int(row[1])))

@@ -368,6 +368,8 @@ class ProjectionRunner:
             poll_interval=self.poll_interval,
             provider=proj.provider,
         )
+        if cp is not None and cp.event_id is not None:
+            sub.check_first(cp.event_id)  # one stream: the event the checkpoint counted is still there
         st.subscription = sub
         try:
             async with sub:
@@ -453,7 +455,7 @@ class ProjectionRunner:
                     break
                 await asyncio.sleep(policy.pause(attempt))
             try:
-                await st.sink.apply(st.projection, [event], self._cp(st, to), expected)
+                await st.sink.apply(st.projection, [event], self._cp(st, to, event), expected)
             except (CheckpointMovedError, ProjectionError, SinkUnavailableError):
                 raise
             except Exception as e:  # noqa: BLE001 - a handler's error is the policy's business
@@ -473,7 +475,7 @@ class ProjectionRunner:
             )
             raise ProjectionStoppedError(msg, name=st.projection.name, event_id=event.event_id) from last
         await self._park(st, event, last)
-        await st.sink.apply(st.projection, [], self._cp(st, to), expected)
+        await st.sink.apply(st.projection, [], self._cp(st, to, event), expected)
         st.position = to
         return to
 
@@ -502,8 +504,15 @@ class ProjectionRunner:
         st.parked += 1
         log.error("projection %s: parked event %s in %r", proj.name, event.event_id, stream)
 
-    def _cp(self, st: ProjectionState, to: int) -> Checkpoint:
-        return Checkpoint(st.projection.name, st.source, st.scope, to)
+    @staticmethod
+    def _cp(st: ProjectionState, to: int, event: Event | None = None) -> Checkpoint:
+        """The checkpoint at ``to``; one stream: with the id of the event there (see :attr:`Checkpoint.event_id`)."""
+        eid = None
+        if st.scope != "all":
+            sub = st.subscription
+            eid = event.event_id if event is not None and event.version == to else None
+            eid = eid or (sub.event_id_at(to) if sub is not None else None)
+        return Checkpoint(st.projection.name, st.source, st.scope, to, event_id=eid)
 
     @staticmethod
     def _at(st: ProjectionState, event: Event) -> int:

@@ -18,7 +18,8 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from eventsource.checkpoints.base import Checkpoint, CheckpointBehindError, CheckpointStore, now
-from eventsource.checkpoints.sqlite import SCHEMA
+from eventsource.checkpoints.sqlite import UPSERT, columns, create_table
+from eventsource.checkpoints.sqlite import read as _read
 from eventsource.errors import ConfigurationError, ValidationError
 from eventsource.projections.projection import CheckpointMovedError, Projection, ProjectionError, SinkUnavailableError
 from eventsource.sqlite.settings import path_from_url
@@ -106,7 +107,7 @@ class SqliteSink(Sink[sqlite3.Connection]):
             try:
                 db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
-                db.execute(SCHEMA)
+                create_table(db)
             except sqlite3.Error as e:
                 if db is not None:
                     db.close()
@@ -249,13 +250,6 @@ def _undo(db: sqlite3.Connection, begun: asyncio.Future[None]) -> None:
     _rollback(db)
 
 
-def _read(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
-    row = db.execute(
-        "SELECT scope, position FROM es_checkpoints WHERE name = ? AND source = ?", (name, source)
-    ).fetchone()
-    return None if row is None else Checkpoint(name, source, row[0], int(row[1]))
-
-
 def _begin(db: sqlite3.Connection, checkpoint: Checkpoint, expected: int | None) -> None:
     try:
         db.execute("BEGIN IMMEDIATE")
@@ -285,12 +279,7 @@ def _finish(db: sqlite3.Connection, checkpoint: Checkpoint) -> None:
     if not db.in_transaction:
         msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
         raise ProjectionError(msg, name=checkpoint.name)
-    db.execute(
-        "INSERT INTO es_checkpoints (name, source, scope, position, updated_at) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, position = excluded.position, "
-        "updated_at = excluded.updated_at",
-        (checkpoint.name, checkpoint.source, checkpoint.scope, checkpoint.position, now().isoformat()),
-    )
+    db.execute(UPSERT, columns(checkpoint, now()))
     _commit(db)
 
 

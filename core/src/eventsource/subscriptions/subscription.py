@@ -183,6 +183,7 @@ class Subscription(PageDelivery):
         self._mark = first - 1  # last position (or version) delivered or filtered out: what commit() stores
         self._last_id: str | None = None  # event id at _cursor (one-stream subscriptions: detects a re-created stream)
         self._before: tuple[int, str | None] = (first - 1, None)  # one-stream: version and id the buffer follows
+        self._resumed = False  # one-stream: the first read checks an event a checkpoint named (check_first)
         # one page: RecordedEvent objects, or a RowPage's rows (then _conv is its timestamp conversion); the
         # items before _at were handed out or passed over
         self._buffer: list[Any] = []
@@ -254,8 +255,8 @@ class Subscription(PageDelivery):
                     raise ConfigurationError(msg, field="name")
                 self._cursor = self._mark = cp.position
                 self.committed = cp
-                if self.target.stream_id is not None and cp.event_id is not None:
-                    self._last_id, self._before = cp.event_id, (cp.position, cp.event_id)  # checked by the first read
+                if cp.event_id is not None:
+                    self.check_first(cp.event_id)
         if self._from_end and self.committed is None:
             await self._start_at_end()
             if self.checkpoints is not None and self.name is not None:
@@ -441,16 +442,25 @@ class Subscription(PageDelivery):
     def _replaced(self) -> StreamDeletedError:
         sid = self.target.stream_id
         msg = f"stream {sid!r} was deleted under this subscription (at version {self._cursor}); subscribe again"
-        if self.reads == 0 and self.committed is not None:
+        if self.reads == 0 and self._resumed:
             msg = (
                 f"stream {sid!r} no longer holds the event checkpoint {self.name!r} counted at version "
-                f"{self._cursor} (deleted and created again since): delete the checkpoint or subscribe with "
-                "reset=True to read the new stream from its start"
+                f"{self._cursor} (deleted and created again since): delete the checkpoint or start over "
+                "(subscribe with reset=True, runner.reset) to read the new stream from its start"
             )
         return StreamDeletedError(msg, stream_id=sid, version=self._cursor)
 
-    def _id_at(self, version: int) -> str | None:
-        """One-stream: the id of the event at ``version`` if it is the one last handed out (else ``None``)."""
+    def check_first(self, event_id: str) -> None:
+        """One-stream, before the first read: check the stream holds ``event_id`` at the start version - 1.
+
+        A resume from a checkpoint kept elsewhere (a projection sink's) that names the event it counted: a
+        stream deleted and created again since raises :class:`StreamDeletedError` instead of being passed over.
+        """
+        if self.target.stream_id is not None and self.reads == 0 and self._cursor >= 1:
+            self._last_id, self._before, self._resumed = event_id, (self._cursor, event_id), True
+
+    def event_id_at(self, version: int) -> str | None:
+        """One-stream: the id of the event at ``version`` if it was the last handed out or passed (else ``None``)."""
         if self.target.stream_id is None:
             return None
         if version == self._cursor:  # the page read last was handed out whole
@@ -511,7 +521,11 @@ class Subscription(PageDelivery):
                 msg = f"event {event.event_id!r} was not delivered by this subscription yet"
                 raise ValidationError(msg, field="event")
         at = max(at, 0)
-        eid = (event.event_id if event is not None else self._id_at(at)) if self.target.stream_id is not None else None
+        eid = (
+            (event.event_id if event is not None else self.event_id_at(at))
+            if self.target.stream_id is not None
+            else None
+        )
         cp = Checkpoint(self.name, self.source, self.target.scope, at, event_id=eid)
         self.committed = await self.checkpoints.put(cp)
         self._since_commit = 0

@@ -33,6 +33,12 @@ class Visibility:
             return not any(ev.version <= upto and ts < cut for cut, upto in self.before)
         return True
 
+    def shows(self, version: int, ts_us: int) -> bool:
+        """Whether no marker hides the event at ``version`` stamped ``ts_us`` (:meth:`visible` without the event)."""
+        if version < self.below:
+            return False
+        return not any(version <= upto and ts_us < cut for cut, upto in self.before)
+
     @property
     def trivial(self) -> bool:
         """Whether the markers hide nothing (reads then skip the check)."""

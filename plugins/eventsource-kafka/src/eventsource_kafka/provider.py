@@ -182,9 +182,15 @@ class KafkaProvider(Provider):
 
     # ------------------------------------------------------------------ retention
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """Hide the stream's events below ``before_version`` (a marker in its metadata record)."""
-        return await self._retention.truncate_stream(stream_id, before_version)
+    async def truncate_stream(
+        self, stream_id: str, before_version: int, *, if_holds: tuple[int, str] | None = None
+    ) -> int:
+        """Hide the stream's events below ``before_version`` (a marker in its metadata record).
+
+        ``if_holds=(version, event_id)``: only while the stream's current incarnation holds that event
+        there; the marker names that incarnation, so one created again meanwhile keeps every event.
+        """
+        return await self._retention.truncate_stream(stream_id, before_version, if_holds=if_holds)
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """Hide events older than ``cutoff`` in one stream or all (a marker per stream)."""

@@ -5,7 +5,10 @@ Records deletion crashes Tansu, so each call adds a marker to the stream's metad
 had then) with the exact count of events it hides; every read applies the markers
 (:mod:`~eventsource_kafka.markers`). A version bound also records where the first visible record is,
 so reads skip the hidden ones. The bytes stay in the topic until the stream is deleted or the topic's
-own retention removes them.
+own retention removes them. A marker record names the incarnation (``inc``, ``topic``) it was computed
+for, and :meth:`Namespace.apply_meta <eventsource_kafka.state.Namespace.apply_meta>` ignores it in any
+other, so a guarded truncation (``if_holds``) checked against one incarnation never hides events of the
+next, whenever a delete and a re-creation land.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
 
     from eventsource_kafka.connection import Connection
     from eventsource_kafka.reads import Reader
-    from eventsource_kafka.tails import Tails
+    from eventsource_kafka.tails import Seen, Tails
     from eventsource_kafka.views import Views
 
 
@@ -35,13 +38,15 @@ class Retention:
         self.tails = tails
         self.reader = reader
 
-    async def _hide(self, stream_id: str, rule: str, value: int) -> int:
+    async def _hide(self, stream_id: str, rule: str, value: int, if_holds: tuple[int, str] | None = None) -> int:
         """Add a retention marker to the stream's metadata; returns how many visible events it hides.
 
         The stream's tail is read under the stream's lock (and lease), but the events are counted
         outside it, so appends go on while retention runs beside them; markers of one stream are
         changed one at a time in this process. A marker counts only the versions that existed when
-        it was taken, and its record applies only to the incarnation it was computed for.
+        it was taken, and its record applies only to the incarnation it was computed for (0 is
+        returned when the stream lives elsewhere, or nowhere, once it landed). ``if_holds``: only
+        if that incarnation holds the event visibly (:meth:`_holds`).
         """
         slot = self.conn.ns.slot(stream_id)
         async with slot.marker_lock.held():
@@ -49,10 +54,13 @@ class Retention:
                 meta = await self.tails.refresh(stream_id, slot)
                 version, next_offset = slot.version, slot.next_offset
                 starts = {s.version: (s.offset, s.before) for s in slot.window.values()}
+                seen = None if if_holds is None else slot.window.get(if_holds[1])
             if meta is None:
                 if rule == "below":
                     msg = f"stream {stream_id!r} does not exist"
                     raise StreamNotFoundError(msg, stream_id=stream_id)
+                return 0
+            if if_holds is not None and not await self._holds(stream_id, meta, version, if_holds, seen):
                 return 0
             new = dict(meta)
             new["op"] = "update"
@@ -74,8 +82,32 @@ class Retention:
                 return 0
             new["hidden"] = int(meta.get("hidden", 0)) + hidden
             new["first_visible"] = first_visible if first_visible is not None else version + 1
-            await self.views.put_meta(stream_id, new)
+            after = await self.views.put_meta(stream_id, new)
+            if after is None or after["topic"] != meta["topic"]:
+                return 0  # deleted (and perhaps created again) before it landed: the marker hides nothing there
             return hidden
+
+    async def _holds(
+        self, stream_id: str, meta: dict[str, Any], version: int, if_holds: tuple[int, str], seen: Seen | None
+    ) -> bool:
+        """Whether the incarnation ``meta`` names (tail at ``version``) holds the event ``if_holds`` visibly.
+
+        Decided in that incarnation's own topic: from the tail's window of recent ids (``seen``, the
+        latest append always in it), else by reading the stream from that version. A look gone stale
+        meanwhile does not matter: the marker names the incarnation too (see the module docstring).
+        """
+        at, event_id = if_holds
+        if not 1 <= at <= version:
+            return False
+        if seen is not None and seen.version == at:
+            return Visibility(meta).shows(seen.version, seen.ts_us)
+        scan = self.reader.scan(stream_id, meta, from_version=at)
+        try:
+            async for e in scan:
+                return e.version == at and e.event_id == event_id
+        finally:
+            await scan.aclose()  # type: ignore[attr-defined]
+        return False
 
     async def _count_hidden(
         self, stream_id: str, meta: dict[str, Any], new: dict[str, Any], version: int
@@ -97,9 +129,15 @@ class Retention:
             await scan.aclose()  # type: ignore[attr-defined]
         return hidden, first_visible
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """Hide the stream's events below ``before_version`` (a marker in its metadata record)."""
-        return await self._hide(stream_id, "below", before_version)
+    async def truncate_stream(
+        self, stream_id: str, before_version: int, *, if_holds: tuple[int, str] | None = None
+    ) -> int:
+        """Hide the stream's events below ``before_version`` (a marker in its metadata record).
+
+        With ``if_holds=(version, event_id)``, only while the stream's current incarnation holds that
+        event visibly at that version; else 0.
+        """
+        return await self._hide(stream_id, "below", before_version, if_holds)
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """Hide events older than ``cutoff`` in one stream or all (a marker per stream)."""

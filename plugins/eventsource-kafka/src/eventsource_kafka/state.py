@@ -34,10 +34,11 @@ class Namespace:
 
         ``op`` ``create`` starts incarnation ``inc``: the FIRST create of an incarnation wins (two
         processes that raced on creating the same incarnation's topic may both write one; both name
-        the same topic); ``update`` changes the live incarnation's attributes and retention markers;
-        ``delete`` ends it (the incarnation count is kept, so the next creation takes ``inc + 1``).
-        Records of older versions (no ``op``, random topic names) replace the entry; ``None`` is their
-        tombstone.
+        the same topic); ``update`` changes the attributes and retention markers of the incarnation it
+        names (``inc`` and ``topic``) only while that one is live, so a marker computed for an
+        incarnation deleted (and created again) before it landed hides nothing; ``delete`` ends it (the
+        incarnation count is kept, so the next creation takes ``inc + 1``). Records of older versions
+        (no ``op``, random topic names) replace the entry; ``None`` is their tombstone.
         """
         current = self.incarnations.get(stream_id, -1)
         if value is None:
@@ -55,7 +56,7 @@ class Namespace:
                 self.incarnations[stream_id] = inc
         elif op == "update":
             live = self.meta.get(stream_id)
-            if live is not None and int(live.get("inc", 0)) == inc:
+            if live is not None and int(live.get("inc", 0)) == inc and live.get("topic") == value.get("topic"):
                 self.meta[stream_id] = value
         elif inc >= current:  # written by an older version of the provider
             self.meta[stream_id] = value

@@ -775,3 +775,37 @@ async def test_coroutine_handlers_wait_for_a_busy_sqlite_sink_without_blocking_t
         await task
     assert "starting over" not in caplog.text  # the batch waited for the lock; it did not fail on it
     assert len(read(sink_db, "SELECT id FROM seen")) == 2
+
+
+@pytest.mark.parametrize("sink_kind", ["sqlite", "checkpoint_store"])
+async def test_a_one_stream_projection_resumed_on_a_stream_created_again_refuses(
+    es: EventSourcingManager, tmp_path: Path, sink_kind: str
+) -> None:
+    """Its checkpoint names the event it counted: the stream deleted and created again beyond it is refused,
+    where it used to pass over the new stream's first versions; a reset reads the new stream from its start."""
+    from eventsource.errors import StreamDeletedError
+
+    store = MemoryCheckpointStore(f"memory://{uuid.uuid4().hex}")
+
+    def runner() -> ProjectionRunner:
+        sink = SqliteSink(f"sqlite:///{tmp_path}/read.db") if sink_kind == "sqlite" else CheckpointStoreSink(store)
+        p: Projection[Any] = Projection(
+            "one", {"Deposited": lambda e, _tx: seen.append(e.data["amount"])}, stream_id="acc"
+        )
+        return ProjectionRunner(es, batch_size=2).add(p, sink)
+
+    seen: list[int] = []
+    await deposit(es, "acc", 1, 2, 3)
+    await runner().catch_up(timeout=60)
+    await deposit(es, "acc", 4)
+    await runner().catch_up(timeout=60)  # the same stream: resumed after 3
+    assert seen == [1, 2, 3, 4]
+    await es.delete_stream("acc")
+    await deposit(es, "acc", 10, 20, 30, 40, 50)
+    with pytest.raises(StreamDeletedError, match=r"runner\.reset"):
+        await runner().catch_up(timeout=60)
+    assert seen == [1, 2, 3, 4]
+    again = runner()
+    await again.reset("one")
+    await again.catch_up(timeout=60)
+    assert seen == [1, 2, 3, 4, 10, 20, 30, 40, 50]

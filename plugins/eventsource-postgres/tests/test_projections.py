@@ -309,3 +309,36 @@ async def test_catch_up_held_back_by_an_open_transaction_says_so(
     await asyncio.wait_for(task, 60)
     assert len(said) == 1 and "'held'" in said[0] and "still running" in said[0], said
     assert totals(url, sink_schema) == [("acc-1", 3)]
+
+
+async def test_a_one_stream_projection_into_postgres_refuses_a_stream_created_again(
+    es: EventSourcingManager, url: str, sink_schema: str
+) -> None:
+    """The sink's checkpoint names the event it counted (an older sink table gets the column): a stream deleted
+    and created again beyond it is refused, not passed over; a reset reads the new stream from its start."""
+    from eventsource.errors import StreamDeletedError
+
+    with psycopg.connect(url, autocommit=True) as conn:  # the checkpoint table as an older release made it
+        conn.execute(f'CREATE SCHEMA "{sink_schema}"')
+        conn.execute(
+            f'CREATE TABLE "{sink_schema}".checkpoints (name text NOT NULL, source text NOT NULL, scope text NOT '
+            "NULL, position bigint NOT NULL, updated_at timestamptz NOT NULL, PRIMARY KEY (name, source))"
+        )
+    seen: list[int] = []
+
+    def runner() -> ProjectionRunner:
+        p: Projection[Any] = Projection("one", {"D": lambda e, _tx: seen.append(e.data["n"])}, stream_id="acc")
+        return ProjectionRunner(es, batch_size=2).add(p, PostgresSink(url, schema=sink_schema))
+
+    for n in (1, 2, 3):
+        await es.append_event(stream_id="acc", event_type="D", data={"n": n})
+    await runner().catch_up(timeout=60)
+    await es.delete_stream("acc")
+    for n in (10, 20, 30, 40):
+        await es.append_event(stream_id="acc", event_type="D", data={"n": n})
+    with pytest.raises(StreamDeletedError):
+        await runner().catch_up(timeout=60)
+    again = runner()
+    await again.reset("one")
+    await again.catch_up(timeout=60)
+    assert seen == [1, 2, 3, 10, 20, 30, 40]

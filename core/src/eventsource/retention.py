@@ -76,12 +76,16 @@ class RetentionContext:
         return n
 
     async def last_event(self, info: StreamInfo) -> EventAt | None:
-        """The version and id of the stream's last event as ``info`` saw it (read when ``info`` lacks the id)."""
+        """The version and id of the stream's last event as ``info`` saw it.
+
+        A store whose listing lacks ``last_event_id`` is read now, and only an event at exactly ``info.version``
+        counts (a stream created again since holds it only once it grew that far); ``None``: nothing to name.
+        """
         if info.last_event_id is not None:
             return info.version, info.last_event_id
         p = self.provider
         async for ev in p.read_stream(info.stream_id, to_version=info.version, backwards=True, page_size=1):
-            return ev.version, ev.event_id
+            return (ev.version, ev.event_id) if ev.version == info.version else None
         return None
 
     async def streams(self) -> AsyncIterator[StreamInfo]:

@@ -247,9 +247,10 @@ class RetentionSuite:
     ) -> None:
         """Deleted and created again between the run's listing and its truncation: the new stream keeps all."""
         self._require(provider, policy)
-        for op in ("delete_stream", "save_snapshot")[: 2 if isinstance(policy, BeforeSnapshotPolicy) else 1]:
-            if not provider.capabilities.supports(op):
-                pytest.skip(f"capability: the store declares {op!r} unsupported (the race needs it)")
+        if not provider.capabilities.supports("delete_stream"):
+            pytest.skip("capability: the store declares 'delete_stream' unsupported (the race needs it)")
+        if isinstance(policy, BeforeSnapshotPolicy) and not provider.capabilities.supports("save_snapshot"):
+            pytest.skip(f"capability: the store declares 'save_snapshot' unsupported ({REFUSED})")
         s = _sid()
         await manager.append_events_batch(stream_id=s, events=_events(10))
         if isinstance(policy, BeforeSnapshotPolicy):

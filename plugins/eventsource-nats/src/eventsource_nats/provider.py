@@ -102,7 +102,7 @@ class NatsProvider(Provider):
         writer = Writer(conn, self._publisher, reader, index, self._tails)
         self._appender = Appender(conn, reader, index, writer, self._tails)
         streams = self._streams = Streams(conn, reader, self._tails)
-        self._retention = Retention(conn, reader, self._tails)
+        self._retention = Retention(conn, reader, self._tails, index)
         self._snapshots = Snapshots(conn, streams, self)
         self._monitor = Monitor(conn, reader, streams)
         self._live = Live(conn, self.names)
@@ -245,9 +245,14 @@ class NatsProvider(Provider):
 
     # ------------------------------------------------------------------ retention
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """Delete events below ``before_version``: purge whole messages, mark the rest of an envelope."""
-        return await self._retention.truncate_stream(stream_id, before_version)
+    async def truncate_stream(
+        self, stream_id: str, before_version: int, *, if_holds: tuple[int, str] | None = None
+    ) -> int:
+        """Delete events below ``before_version``: purge whole messages, mark the rest of an envelope.
+
+        With ``if_holds=(version, event_id)``, only while the stream holds that event (checked after the read).
+        """
+        return await self._retention.truncate_stream(stream_id, before_version, if_holds)
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """Delete events with ``timestamp < cutoff`` (one stream or every stream; a scan of the events)."""

@@ -7,13 +7,15 @@ bucket, which reads honour. Versions never change or go down: the stream's info 
 removed events and remembers the last version, so an emptied stream keeps its version. Both primitives
 read a stream from its start only up to the first message they keep (``delete_events_before`` with
 ``retention_scan="leading"``: the first event at or after the cutoff; by default it reads every message,
-since timestamps need not run in stream order), so their reads follow what they delete.
+since timestamps need not run in stream order), so their reads follow what they delete. A guarded
+truncation (``if_holds``) checks the stream's incarnation after its read (:class:`_Holds`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -27,12 +29,13 @@ from eventsource_nats.reads import stream_id_from
 from eventsource_nats.records import HDR_COUNT
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from datetime import datetime
 
     from eventsource.model import RecordedEvent
 
     from eventsource_nats.connection import Connection
+    from eventsource_nats.index import IdIndex
     from eventsource_nats.reads import Reader
     from eventsource_nats.writers import Tail
 
@@ -41,6 +44,33 @@ SEQUENCE_NOT_FOUND = 10043
 """err_code of a message delete whose message is already gone."""
 GETS_FIRST = 16
 """Messages of a stream ``delete_events_before`` reads with single gets before it opens a consumer."""
+
+
+@dataclass
+class _Holds:
+    """A guarded truncation's ``if_holds`` event and the message found holding it (``seq``; 0: not yet).
+
+    A message outlives a delete_stream of its incarnation only if it is not purged, and sequences are never
+    reused; so the message (stored before the run began: ``seq <= start_seq``) read again after the scan, and
+    between each read of the info record and its write, proves the run saw and counts only that incarnation.
+    Every deletion then names sequences the scan read, which a stream created again later cannot hold.
+    """
+
+    version: int
+    event_id: str
+    subject: str
+    stop_version: int  # the scan reads every message holding a version below this one
+    start_seq: int  # the subject's last sequence as the run began
+    seq: int = 0
+    other: bool = False  # the scan read another event at ``version`` (or this one twice)
+
+    def note(self, rec: RecordedEvent) -> None:
+        """Look at an event the scan read."""
+        if rec.version == self.version:
+            seq = split_position(rec.position)[0]
+            if rec.event_id != self.event_id or self.seq not in (0, seq):
+                self.other = True
+            self.seq = seq
 
 
 @dataclass
@@ -57,6 +87,7 @@ class _Plan:
     version: int = 0
     stream_id: str = ""
     last: tuple[int, int] = (0, 0)  # the last message seen: (seq, events it loses)
+    holds: _Holds | None = None  # a guarded truncation's event (``if_holds``)
 
     def add(self, seq: int, live: list[RecordedEvent], gone: list[RecordedEvent], hidden: frozenset[int]) -> None:
         """Account for the message at ``seq``: its ``live`` events, of which ``gone`` are to be deleted."""
@@ -81,17 +112,36 @@ class _Plan:
             self.singles.pop()
             self.removed -= self.last[1]
 
+    def survivor(self) -> int:
+        """A message of the guarded incarnation that this plan leaves (0: none known)."""
+        h = self.holds
+        if h is not None and h.seq >= self.purge_below and h.seq not in {seq for seq, _ in self.singles}:
+            return h.seq
+        return max(self.partial, default=0)  # an envelope keeping live events stays
+
+
+def _covers(headers: dict[str, str] | None, version: int) -> bool:
+    """Whether a message with ``headers`` holds ``version``."""
+    first_v, last_v = records.message_versions(headers)
+    return first_v <= version <= last_v
+
 
 class Retention:
     """Deletes events; every stream it touches is dropped from the append ``tails`` cache."""
 
-    def __init__(self, conn: Connection, reader: Reader, tails: dict[str, Tail]) -> None:
+    def __init__(self, conn: Connection, reader: Reader, tails: dict[str, Tail], index: IdIndex) -> None:
         self.conn = conn
         self.reader = reader
         self.tails = tails
+        self.index = index
 
-    async def truncate_stream(self, stream_id: str, before_version: int) -> int:
-        """Delete events below ``before_version``: purge whole messages, mark the rest of an envelope."""
+    async def truncate_stream(
+        self, stream_id: str, before_version: int, if_holds: tuple[int, str] | None = None
+    ) -> int:
+        """Delete events below ``before_version``: purge whole messages, mark the rest of an envelope.
+
+        With ``if_holds``, only in the incarnation holding that event: checked after the scan (:class:`_Holds`).
+        """
         conn = self.conn
         conn.require()
 
@@ -100,12 +150,59 @@ class Retention:
 
         async def run() -> int:
             token = stream_token(stream_id)
-            (info, _), last = await asyncio.gather(conn.info_get(token), conn.last_msg(conn.names.subject(token)))
+            subject = conn.names.subject(token)
+            (info, _), last = await asyncio.gather(conn.info_get(token), conn.last_msg(subject))
             if info is None and last is None:
                 raise StreamNotFoundError(f"stream {stream_id!r} does not exist", stream_id=stream_id)
-            return await self._delete_where(conn.names.subject(token), victims, stop_version=before_version)
+            if if_holds is None:
+                return await self._delete_where(subject, victims, stop_version=before_version)
+            start = int(last.seq) if last is not None else 0
+            holds = _Holds(if_holds[0], if_holds[1], subject, before_version, start)
+
+            def noted(rec: RecordedEvent) -> bool:
+                holds.note(rec)
+                return rec.version < before_version
+
+            plan = (await self._plan(subject, noted, before_version)).get(token)
+            if plan is None or not plan.removed:
+                return 0
+            plan.holds = holds
+            return await self._carry_out(token, plan)
 
         return await conn.call(f"truncate {stream_id!r}", run())
+
+    async def _held(self, h: _Holds) -> bool:
+        """Whether the stream still holds ``h``'s event in the message found for it (found first if need be)."""
+        conn = self.conn
+        if h.other or (not h.seq and h.version < h.stop_version):
+            return False  # the scan read another event there, or read every message up to it and missed it
+        if not h.seq:
+            h.seq = await self._find(h)
+            return 0 < h.seq <= h.start_seq
+        m = await conn.msg_at(h.seq)
+        return m is not None and m.subject == h.subject and h.seq <= h.start_seq
+
+    async def _find(self, h: _Holds) -> int:
+        """The sequence of the message holding ``h``'s event live on ``h.subject`` now (0: none)."""
+        conn = self.conn
+        last = await conn.last_msg(h.subject)
+        if last is None or records.message_versions(last.headers)[1] < h.version:
+            return 0
+        m = last
+        if records.message_versions(last.headers)[0] > h.version:  # an earlier message: the id index, else seek
+            loc = await self.index.locate(h.event_id)
+            m = await conn.msg_at(loc[0]) if loc is not None else None
+            if m is None or m.subject != h.subject or not _covers(m.headers, h.version):
+                m = await conn.next_msg(h.subject, await self.reader.seek(h.subject, h.version, 1, int(last.seq)))
+            if m is None or not _covers(m.headers, h.version):
+                return 0
+        recs = await self.reader.decode_msg(h.subject, int(m.seq), m.headers, m.data or b"")
+        return int(m.seq) if any(r.version == h.version and r.event_id == h.event_id for r in recs) else 0
+
+    async def _exists(self, subject: str, seq: int) -> bool:
+        """Whether the message at ``seq`` is still on ``subject``."""
+        m = await self.conn.msg_at(seq) if seq else None
+        return m is not None and m.subject == subject
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """Delete events with ``timestamp < cutoff`` (one stream or all), by the ``retention_scan`` setting.
@@ -242,9 +339,12 @@ class Retention:
         """
         conn = self.conn
         n = conn.names
-        last = await conn.last_msg(n.subject(token))
+        subject = n.subject(token)
+        holds = plan.holds
+        last = await conn.last_msg(subject)
         version = max(plan.version, records.message_versions(last.headers)[1] if last else 0)
-        removed = await self._bump_info(token, plan.stream_id, version, leading=plan.leading)
+        held = None if holds is None else functools.partial(self._held, holds)
+        removed = await self._bump_info(token, plan.stream_id, version, leading=plan.leading, witness=held)
         if removed is None:  # deleted by another process since the plan was read: nothing left to do
             self.tails.pop(token, None)
             return 0
@@ -263,9 +363,24 @@ class Retention:
                     f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
                 )
         if later:
-            await self._bump_info(token, plan.stream_id, version, extra=later)
+            # guarded: counted only while a message of the incarnation this run read is still there
+            kept = None if holds is None else functools.partial(self._exists, subject, plan.survivor())
+            if await self._bump_info(token, plan.stream_id, version, extra=later, witness=kept) is None and holds:
+                await self._unmark(token, plan)
+                later = 0  # the incarnation went, and these events with it
         self.tails.pop(token, None)
         return removed + later
+
+    async def _unmark(self, token: str, plan: _Plan) -> None:
+        """After the guarded incarnation went: purge this run's marks of envelopes that went with it.
+
+        A sequence is never reused, so such a mark hides nothing; left, it would keep reads looking marks up.
+        """
+        n = self.conn.names
+        for seq in plan.partial:
+            if not await self._exists(n.subject(token), seq):
+                key = f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
+                await self.conn.purge(f"KV_{n.hidden_bucket}", filter=key)
 
     async def _hide(self, token: str, seq: int, idxs: list[int]) -> int:
         """Add ``idxs`` to the deleted indexes of the envelope at ``seq`` (CAS); how many were not there yet."""
@@ -310,31 +425,32 @@ class Retention:
         return True
 
     async def _bump_info(
-        self, token: str, sid: str, version: int, *, leading: Sequence[tuple[int, int]] = (), extra: int = 0
+        self,
+        token: str,
+        sid: str,
+        version: int,
+        *,
+        leading: Sequence[tuple[int, int]] = (),
+        extra: int = 0,
+        witness: Callable[[], Awaitable[bool]] | None = None,
     ) -> int | None:
         """Count removed events in the stream's info record and remember ``version`` (CAS loop); returns the count.
 
-        ``None`` when the stream has neither a record nor a message, or is being deleted: not to be brought back.
-
+        ``None`` when the stream has neither a record nor a message, or is being deleted: not to be brought back;
+        nor when ``witness`` (awaited after each read of the record) says the incarnation is gone.
         ``leading``: (seq, events) of a leading run about to be purged, counted from the record's
         ``counted_below`` on (a run that planned the same messages already counted those below it); ``extra``:
         events this run already deleted.
         """
         import nats.js.errors
 
-        conn = self.conn
-        kv = conn.kv[conn.names.info_bucket]
         for _ in range(50):
-            info, rev = await conn.info_get(token)
-            if info is not None and "deleting" in info:
-                last = await conn.last_msg(conn.names.subject(token))
-                if last is None or int(last.seq) <= int(info["deleting"]):
-                    return None  # a delete_stream under way (or interrupted before its purges: waits for a retry)
-                del info["deleting"]  # a delete interrupted after the subject's purge, the id written again since
-            if info is None:
-                if await conn.last_msg(conn.names.subject(token)) is None:
-                    return None
-                info = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}}
+            got = await self._record(token, sid)
+            if got is None:
+                return None
+            info, rev = got
+            if witness is not None and not await witness():
+                return None  # deleted since the run read it (and perhaps created again: not this run's record)
             info.pop("claim", None)  # the stream has had events: no append can count as its creator any more
             below = int(info.get("counted_below", 0))
             counted = extra + sum(events for seq, events in leading if seq >= below)
@@ -343,10 +459,8 @@ class Retention:
             info["removed"] = int(info.get("removed", 0)) + counted
             info["known_version"] = max(int(info.get("known_version", 0)), version)
             try:
-                if rev is None:
-                    await kv.create(token, json.dumps(info).encode())
-                else:
-                    await kv.update(token, json.dumps(info).encode(), last=rev)
+                if not await self._write_info(token, info, rev, witness):
+                    return None
             except (
                 nats.js.errors.KeyWrongLastSequenceError,
                 nats.js.errors.BadRequestError,
@@ -357,3 +471,40 @@ class Retention:
             return counted
         msg = f"could not update the info of stream {sid!r} under contention"
         raise ProviderTimeoutError(msg)
+
+    async def _record(self, token: str, sid: str) -> tuple[dict[str, Any], int | None] | None:
+        """The stream's info record and revision (a new one, revision ``None``, for a stream without one).
+
+        ``None`` when the stream has neither a record nor a message, or is being deleted.
+        """
+        conn = self.conn
+        info, rev = await conn.info_get(token)
+        if info is not None and "deleting" in info:
+            last = await conn.last_msg(conn.names.subject(token))
+            if last is None or int(last.seq) <= int(info["deleting"]):
+                return None  # a delete_stream under way (or interrupted before its purges: waits for a retry)
+            del info["deleting"]  # a delete interrupted after the subject's purge, the id written again since
+        if info is None:
+            if await conn.last_msg(conn.names.subject(token)) is None:
+                return None
+            info = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}}
+        return info, rev
+
+    async def _write_info(
+        self, token: str, info: dict[str, Any], rev: int | None, witness: Callable[[], Awaitable[bool]] | None
+    ) -> bool:
+        """Write the record at ``rev`` (CAS; create for ``None``); ``False`` if ``witness`` then fails a creation.
+
+        A delete_stream can purge the key after the check and the id be written again before the create, which
+        then expects no record and succeeds: the record made is purged again (up to its own revision).
+        """
+        bucket = self.conn.names.info_bucket
+        kv = self.conn.kv[bucket]
+        if rev is not None:
+            await kv.update(token, json.dumps(info).encode(), last=rev)
+            return True
+        created = await kv.create(token, json.dumps(info).encode())
+        if witness is None or await witness():
+            return True
+        await self.conn.purge(f"KV_{bucket}", filter=f"$KV.{bucket}.{token}", seq=int(created) + 1)
+        return False

@@ -169,8 +169,9 @@ class Checkpointer:
     def _failed(self, e: Exception) -> None:
         """Keep ``e`` for health, log it (once until a checkpoint works again), drop the connection."""
         first = self.error is None
-        self.error, self.failures, self.failed_at = e, self.failures + 1, utcnow().isoformat()
+        # logged first: whoever sees the error finds the warning
         (log.warning if first else log.debug)("sqlite %s: WAL checkpoint failed: %s", self.path, e, exc_info=first)
+        self.error, self.failures, self.failed_at = e, self.failures + 1, utcnow().isoformat()
         db, self.db = self.db, None  # reopened by the next attempt: the failure may have been the connection's
         if db is not None and not self.forked:
             with contextlib.suppress(sqlite3.Error):

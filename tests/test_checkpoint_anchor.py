@@ -91,3 +91,25 @@ async def test_a_commit_names_the_event_at_its_position_wherever_the_page_stands
         assert [e.version for e in await take(sub, 3)] == [5, 6, 7]
         assert (await sub.commit()).event_id == ids[7]
     await m.close()
+
+
+async def test_a_stream_subscription_from_the_end_notices_a_stream_created_again_before_its_first_event(
+    tmp_path: Path,
+) -> None:
+    """It starts after the stream's last event and names it in the checkpoint it stores at once: a delete and
+    re-create before anything new came is noticed (on the next read, and by a resume), not passed over."""
+    from eventsource.errors import StreamDeletedError
+
+    m = EventSourcingManager(
+        {"providers": {"db": {"url": f"sqlite:///{tmp_path}/e.db"}}, "default_provider": "db"}, host=HOST
+    )
+    await m.connect()
+    cp = f"sqlite:///{tmp_path}/cp.db"
+    old = await m.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"n": i}} for i in range(3)])
+    async with m.subscribe(stream_id="s", from_version="end", checkpoint=cp, name="n", poll_interval=0.05) as sub:
+        assert sub.committed is not None and (sub.committed.position, sub.committed.event_id) == (3, old.event_ids[2])
+        await m.delete_stream("s")
+        await m.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"n": i}} for i in range(5)])
+        with pytest.raises(StreamDeletedError):
+            await anext(sub)
+    await m.close()

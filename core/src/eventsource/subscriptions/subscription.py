@@ -261,7 +261,8 @@ class Subscription(PageDelivery):
             await self._start_at_end()
             if self.checkpoints is not None and self.name is not None:
                 # stored now: stopped before its first commit, it resumes here, not at a later end (a skip)
-                cp = Checkpoint(self.name, self.source, self.target.scope, max(self._mark, 0))
+                at = max(self._mark, 0)
+                cp = Checkpoint(self.name, self.source, self.target.scope, at, event_id=self.event_id_at(at))
                 self.committed = await self.checkpoints.put(cp)
         else:
             await self._check_start(from_checkpoint=self.committed is not None)
@@ -279,6 +280,9 @@ class Subscription(PageDelivery):
         if sid is not None:
             info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
             self._cursor = self._mark = info.version if info is not None else 0
+            if info is not None and info.last_event_id is not None and info.version > 0:
+                self._last_id = info.last_event_id  # the next read checks it is still there (a re-created stream)
+                self._before = (self._cursor, self._last_id)
             return
         end = await self._policy.run(p, "end_position", p.end_position)
         if end is None:

@@ -76,7 +76,7 @@ class QuerySuite(ProviderSuiteBase):
             res = await manager.get_events(limit=5, offset=offset)
             assert res.total_count == 12
             pages.extend(e.data["i"] for e in res.events)
-            offset += 5
+            offset += len(res.events)  # a page may be short while has_more (a store holding back late commits)
             if not res.has_more:
                 break
         assert pages == list(range(12))

@@ -1,0 +1,225 @@
+"""Attacks on the codec pipeline and event upcasting: a hostile or corrupt store, odd values, misbehaving plugins.
+
+Each test writes through the real SQLite (or memory) store; hostile payloads are put in the store with the
+provider's own ``append``, as another writer (or an imported transfer file) would. Every read of a payload the
+library cannot decode must fail with a typed error naming the event, never allocate without bound, and never
+hand back a changed value.
+"""
+
+from __future__ import annotations
+
+import base64
+import tracemalloc
+import uuid
+import zlib
+from datetime import time, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import brotli
+import eventsource
+import pytest
+from eventsource import EventSourcingManager
+from eventsource.codecs import Compressor
+from eventsource.errors import CodecError, UpcastError
+from eventsource.model import Event, ExpectedVersion, NewEvent, NewSnapshot, NewStream, utcnow
+from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from eventsource.registry import CodecRegistry
+
+KEY = base64.b64encode(b"k" * 32).decode()
+
+
+def sqlite_cfg(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {"providers": {"s": f"sqlite:///{tmp_path / 'events.db'}"}, "default_provider": "s", **extra}
+
+
+async def put_raw(es: EventSourcingManager, sid: str, data: bytes, encoding: str, meta: bytes = b"") -> str:
+    """Store one event's payload bytes as they are (what another writer or an imported file could leave)."""
+    eid = str(uuid.uuid4())
+    rec = NewEvent(eid, "T", data, meta, encoding, utcnow())
+    await es.get_provider().append(sid, [rec], ExpectedVersion.ANY, NewStream(stream_id=sid))
+    return eid
+
+
+# ---------------------------------------------------------------------------------------- decompression bombs
+
+
+BOMB_SIZE = 256 * 1024 * 1024
+"""What the hostile payloads below decompress to: far over any size this configuration writes (16 MiB)."""
+
+
+def _bomb(kind: str) -> bytes:
+    text = b'"' + b"a" * (BOMB_SIZE - 2) + b'"'
+    return zlib.compress(text, 9) if kind == "zlib" else brotli.compress(text, quality=5)
+
+
+@pytest.mark.parametrize("kind", ["zlib", "brotli"])
+async def test_a_stored_decompression_bomb_is_refused_without_allocating_it(tmp_path: Path, kind: str) -> None:
+    """A few hundred KB in the store must not make a read allocate hundreds of MB (it did: 300 KB -> 940 MB RSS)."""
+    bomb = _bomb(kind)
+    assert len(bomb) < 1024 * 1024
+    async with EventSourcingManager(sqlite_cfg(tmp_path)) as es:
+        eid = await put_raw(es, "bombed", bomb, f"json+{kind}")
+        tracemalloc.start()
+        try:
+            with pytest.raises(CodecError, match="max_snapshot_size") as err:
+                [e async for e in es.read_stream("bombed")]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert err.value.details["event_id"] == eid
+        assert peak < 64 * 1024 * 1024, f"the refused read allocated {peak} bytes"
+
+
+async def test_a_snapshot_decompression_bomb_is_refused(tmp_path: Path) -> None:
+    async with EventSourcingManager(sqlite_cfg(tmp_path)) as es:
+        await es.append_event(stream_id="snap", event_type="T", data={})
+        p = es.get_provider()
+        snap = NewSnapshot(
+            snapshot_id=str(uuid.uuid4()),
+            stream_id="snap",
+            version=1,
+            data=_bomb("zlib"),
+            metadata=b"",
+            encoding="json+zlib",
+            created_at=utcnow(),
+        )
+        await p.save_snapshot(snap)
+        with pytest.raises(CodecError, match="max_snapshot_size"):
+            await es.get_snapshot(stream_id="snap")
+
+
+async def test_payloads_as_large_as_the_configuration_writes_still_read(tmp_path: Path) -> None:
+    """The bound is the larger size limit: what this configuration writes (compressed) always reads back."""
+    cfg = sqlite_cfg(tmp_path, compression="zlib", max_event_size=8 * 1024 * 1024, max_snapshot_size=1024)
+    async with EventSourcingManager(cfg) as es:
+        big = "b" * (8 * 1024 * 1024 - 64)
+        await es.append_event(stream_id="big", event_type="T", data=big)
+        assert [e.data async for e in es.read_stream("big")] == [big]
+        stored = [r async for r in es.get_provider().read_stream("big")]
+        assert stored[0].encoding == "json+zlib"
+
+
+# ---------------------------------------------------------------------------------------- scope changes
+
+
+async def test_switching_encryption_scope_back_to_global_keeps_scoped_events_readable(tmp_path: Path) -> None:
+    """Tenant-scoped events stay readable after ``encryption_scope`` goes back to global with the key store kept.
+
+    The key store was ignored under "global", so every event sealed with a tenant's data key raised
+    UnknownKeyError, although its key was right there in the configured file.
+    """
+    keys = str(tmp_path / "keys.jsonl")
+    base = sqlite_cfg(tmp_path, encryption=True, encryption_keys={"k1": KEY}, encryption_key_store=keys)
+    async with EventSourcingManager({**base, "encryption_scope": "tenant"}) as es:
+        await es.append_event(stream_id="acct", event_type="T", data={"n": 1}, tenant_id="t1")
+        await es.append_event(stream_id="acct", event_type="T", data={"n": 2})
+    async with EventSourcingManager({**base, "encryption_scope": "global"}) as es:
+        await es.append_event(stream_id="acct", event_type="T", data={"n": 3}, tenant_id="t1")
+        assert [e.data async for e in es.read_stream("acct")] == [{"n": 1}, {"n": 2}, {"n": 3}]
+        stored = [r async for r in es.get_provider().read_stream("acct")]
+        assert b"dk-" not in stored[2].data[:8]  # new events: the master ring, as "global" says
+
+
+# ---------------------------------------------------------------------------------------- register_upcaster
+
+
+@pytest.mark.parametrize("returns", ["none", "data"])
+async def test_a_register_upcaster_that_returns_no_event_is_an_upcast_error(returns: str) -> None:
+    """An ``Event -> Event`` upcaster returning None (an in-place edit) or the data was handed out as the event."""
+    async with EventSourcingManager({"providers": {"m": f"memory://{uuid.uuid4().hex}"}}) as es:
+        r = await es.append_event(stream_id="u", event_type="T", data={"x": 1})
+        es.register_upcaster("T", (lambda ev: None) if returns == "none" else (lambda ev: ev.data))
+        with pytest.raises(UpcastError, match=r.event_id):
+            [e async for e in es.read_stream("u")]
+        with pytest.raises(UpcastError, match=r.event_id):
+            await es.get_events(stream_id="u")
+
+
+async def test_a_register_upcaster_that_raises_is_an_upcast_error_naming_the_event() -> None:
+    async with EventSourcingManager({"providers": {"m": f"memory://{uuid.uuid4().hex}"}}) as es:
+        r = await es.append_event(stream_id="u", event_type="T", data={"x": 1})
+
+        def broken(ev: Event) -> Event:
+            return ev.data["missing"]  # type: ignore[no-any-return]
+
+        es.register_upcaster("T", broken)
+        with pytest.raises(UpcastError, match=r.event_id) as err:
+            [e async for e in es.read_stream("u")]
+        assert isinstance(err.value.__cause__, KeyError)
+
+
+# ---------------------------------------------------------------------------------------- values
+
+
+async def test_a_time_with_a_sub_second_utc_offset_reads_back_unchanged(tmp_path: Path) -> None:
+    """``time.fromisoformat`` drops microseconds of an offset: the time came back at UTC, another instant."""
+    t = time(1, 2, 3, tzinfo=timezone(timedelta(microseconds=7)))
+    s = time(4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-3, seconds=1, microseconds=999)))
+    async with EventSourcingManager(sqlite_cfg(tmp_path)) as es:
+        await es.append_event(stream_id="t", event_type="T", data={"t": t, "s": [s]}, metadata={"t": t})
+        (ev,) = [e async for e in es.read_stream("t")]
+        for got, want in ((ev.data["t"], t), (ev.data["s"][0], s), (ev.metadata["t"], t)):
+            assert got == want
+            assert got.utcoffset() == want.utcoffset()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"$es":"decimal","v":"abc"}',
+        b'{"$es":"decimal","v":[1,[2],3]}',
+        b'{"$es":"uuid","v":123}',
+        b'{"$es":"timedelta","v":[1000000000,0,0]}',
+        b'{"$es":"bytes","v":"!!"}',
+    ],
+)
+async def test_a_corrupt_tagged_value_is_a_codec_error_naming_the_event(tmp_path: Path, payload: bytes) -> None:
+    """A damaged tag raised InvalidOperation / AttributeError / OverflowError, or decoded to other bytes."""
+    async with EventSourcingManager(sqlite_cfg(tmp_path)) as es:
+        eid = await put_raw(es, "c", payload, "json")
+        with pytest.raises(CodecError, match=eid):
+            [e async for e in es.read_stream("c")]
+        with pytest.raises(CodecError, match=eid):
+            await es.get_event_by_id(eid)
+
+
+# ---------------------------------------------------------------------------------------- codec plugins
+
+
+class _Misbehaving(Compressor):
+    name = "oddz"
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def compress(self, raw: bytes) -> bytes:
+        return zlib.compress(raw)
+
+    def decompress(self, raw: bytes) -> bytes:
+        if self.how == "raise":
+            raise RuntimeError
+        return zlib.decompress(raw).decode()  # type: ignore[return-value]
+
+
+class _OddPlugin:
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    @eventsource.hookimpl
+    def eventsource_register_codecs(self, registry: CodecRegistry) -> None:
+        registry.add_compressor(_Misbehaving(self.how))
+
+
+@pytest.mark.parametrize("how", ["str", "raise"])
+async def test_a_plugin_compressor_that_misbehaves_is_a_codec_error(tmp_path: Path, how: str) -> None:
+    """A third-party compressor returning str (or raising) reached the caller as a bare AttributeError."""
+    host = PluginHost(load_entrypoints=False, plugins=[("odd", _OddPlugin(how))])
+    async with EventSourcingManager(sqlite_cfg(tmp_path), host=host) as es:
+        eid = await put_raw(es, "p", zlib.compress(b'{"a":1}'), "json+oddz")
+        with pytest.raises(CodecError, match="oddz") as err:
+            [e async for e in es.read_stream("p")]
+        assert err.value.details.get("event_id") == eid

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-from eventsource.codecs import Compressor, Serializer
+from eventsource.codecs import Compressor, Serializer, too_large
 from eventsource.errors import CodecError, ValidationError
 
 _TAG = "$es"
@@ -301,6 +301,17 @@ class ZlibCompressor(Compressor):
         """Decompress zlib data."""
         return zlib.decompress(raw)
 
+    def decompress_bounded(self, raw: bytes, limit: int) -> bytes:
+        """Decompress zlib data, stopping once the output passes ``limit`` bytes (:class:`CodecError`)."""
+        d = zlib.decompressobj()
+        out = d.decompress(raw, limit + 1)
+        if len(out) > limit:
+            raise too_large(self.name, limit)
+        if not d.eof:  # as zlib.decompress refuses it
+            msg = "payload cannot be decompressed with 'zlib': incomplete or truncated stream"
+            raise CodecError(msg, codec=self.name)
+        return out
+
 
 class BrotliCompressor(Compressor):
     """brotli at quality 5 (a good speed/ratio point for event-sized payloads)."""
@@ -325,3 +336,20 @@ class BrotliCompressor(Compressor):
         except brotli.error as e:
             msg = "payload cannot be decompressed with 'brotli'"
             raise CodecError(msg, codec=self.name) from e
+
+    def decompress_bounded(self, raw: bytes, limit: int) -> bytes:
+        """Decompress brotli data, stopping once the output passes ``limit`` bytes (:class:`CodecError`)."""
+        import brotli
+
+        d = brotli.Decompressor()
+        try:
+            out = d.process(raw, output_buffer_limit=limit + 1)
+        except brotli.error as e:
+            msg = "payload cannot be decompressed with 'brotli'"
+            raise CodecError(msg, codec=self.name) from e
+        if len(out) > limit or not (d.is_finished() or d.can_accept_more_data()):  # output left: over the limit
+            raise too_large(self.name, limit)
+        if not d.is_finished():  # as brotli.decompress refuses it
+            msg = "payload cannot be decompressed with 'brotli': truncated stream"
+            raise CodecError(msg, codec=self.name)
+        return bytes(out)

@@ -136,6 +136,8 @@ class EventCodec:
             compression_threshold=config.compression_threshold,
             cipher=writer,
             ciphers=readers,
+            # what this configuration writes always reads back; a stored bomb is refused before it is allocated
+            max_decoded_size=max(config.max_event_size, config.max_snapshot_size),
         )
         self.plain = self.pipeline.serializer.name
         self.loads = self.pipeline.serializer.loads

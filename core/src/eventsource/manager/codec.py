@@ -87,8 +87,9 @@ def build_key_provider(config: ManagerConfig, host: PluginHost, explicit: KeyPro
     from eventsource.codecs.keys import ScopedKeyStore, StaticKeyRing
 
     ring = StaticKeyRing(config.encryption_keys, config.active_key_id)
-    if config.encryption_scope == "global":
+    if config.encryption_scope == "global" and config.encryption_key_store is None:
         return ring
+    # a key store configured under "global" still opens what was sealed with scoped keys before the switch
     if config.encryption_key_store is None:
         msg = (
             f"encryption_scope={config.encryption_scope!r} needs a key store for per-scope keys: set "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.codecs import CodecPipeline
 from eventsource.codecs.builtin import JsonSerializer
 from eventsource.codecs.keys import ScopedKeyStore
-from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError, ValidationError
+from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError, UpcastError, ValidationError
 from eventsource.manager.fastrows import json_rows
 from eventsource.manager.validation import check_scope_names
 from eventsource.model import SHREDDED_KEY, Event, RowPage, Snapshot, make_event, make_recorded_event
@@ -68,6 +68,25 @@ def _with_context(e: CodecError, where: str, **details: Any) -> CodecError:
         return type(e)(f"{where}: {e.message}", **{**e.details, **details})
     except TypeError:  # a third-party subclass with another signature
         return e
+
+
+def _upcast(ups: list[Callable[[Event], Event]], ev: Event) -> Event:
+    """``ev`` through ``register_upcaster`` functions; one that raises or returns no event: :class:`UpcastError`."""
+    for up in ups:
+        try:
+            out = up(ev)
+        except UpcastError:
+            raise
+        except Exception as e:
+            where = f"event {ev.event_id!r} (version {ev.version} of stream {ev.stream_id!r})"
+            msg = f"an upcaster of {ev.event_type!r} raised {type(e).__name__} on {where}"
+            raise UpcastError(msg, event_type=ev.event_type, event_id=ev.event_id, stream_id=ev.stream_id) from e
+        if not isinstance(out, Event):  # None (an in-place edit) or the data: never handed out as the event
+            where = f"event {ev.event_id!r} (version {ev.version} of stream {ev.stream_id!r})"
+            msg = f"an upcaster of {ev.event_type!r} returned a {type(out).__name__} on {where}, not an Event"
+            raise UpcastError(msg, event_type=ev.event_type, event_id=ev.event_id, stream_id=ev.stream_id)
+        ev = out
+    return ev
 
 
 def build_key_provider(config: ManagerConfig, host: PluginHost, explicit: KeyProvider | None) -> KeyProvider | None:
@@ -360,10 +379,7 @@ class EventCodec:
             rec.aggregate_type,
         )
         ups = self.upcasters.get(ev.event_type) if self.upcasters and not redacted else None
-        if ups:
-            for up in ups:
-                ev = up(ev)
-        return ev
+        return _upcast(ups, ev) if ups else ev
 
     def decode_stored(self, rec: RecordedEvent) -> tuple[Any, dict[str, Any]]:
         """Data and metadata of a stored record as written: decrypted and decoded, never upcast or redacted.

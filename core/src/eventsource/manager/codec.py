@@ -336,8 +336,11 @@ class EventCodec:
         redacted = False  # set only here: a caller's own SHREDDED_KEY in its metadata must not skip the chain
         if rec.encoding == self.plain:
             loads = self.loads
-            data = loads(rec.data)
-            meta = loads(rec.metadata) if rec.metadata else {}
+            try:
+                data = loads(rec.data)
+                meta = loads(rec.metadata) if rec.metadata else {}
+            except CodecError as e:  # corrupt JSON: named like any other payload that cannot be decoded
+                raise self._event_error(e, rec) from e
         else:
             prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
             scope = (
@@ -388,7 +391,10 @@ class EventCodec:
         :class:`KeyShreddedError` whatever ``shredded_events`` says.
         """
         if rec.encoding == self.plain:
-            return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
+            try:
+                return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
+            except CodecError as e:
+                raise self._event_error(e, rec) from e
         prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
         scope = None
         if self.scope_mode != "global":

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.codecs import CodecPipeline
 from eventsource.codecs.builtin import JsonSerializer
 from eventsource.codecs.keys import ScopedKeyStore
-from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError, UpcastError, ValidationError
+from eventsource.errors import (
+    CodecError,
+    ConfigurationError,
+    DecryptionError,
+    KeyShreddedError,
+    UnknownKeyError,
+    UpcastError,
+    ValidationError,
+)
 from eventsource.manager.fastrows import json_rows
 from eventsource.manager.validation import check_scope_names
 from eventsource.model import SHREDDED_KEY, Event, RowPage, Snapshot, make_event, make_recorded_event
@@ -36,6 +44,9 @@ _T = TypeVar("_T")
 
 _DATA = b"d"
 _META = b"m"
+_DATA_WITH_META = b"d+m"
+"""The data part of a payload whose event (snapshot) has metadata: emptying the metadata in the store then fails
+authentication instead of reading back as ``{}``. Payloads sealed before this binding read with :data:`_DATA`."""
 
 
 def _aad_prefix(kind: str, stream_id: str, item_id: str, version: int) -> bytes:
@@ -296,7 +307,7 @@ class EventCodec:
         size = len(raw) + len(meta_raw)
         if check is not None:
             check(size)
-        sealed, encoding = pipeline.pack(raw, aad=prefix + _DATA, scope=scope)
+        sealed, encoding = pipeline.pack(raw, aad=prefix + (_DATA_WITH_META if metadata else _DATA), scope=scope)
         if not metadata:
             return sealed, b"", encoding, size
         return sealed, pipeline.pack_as(meta_raw, encoding, aad=prefix + _META, scope=scope), encoding, size
@@ -349,7 +360,7 @@ class EventCodec:
                 else None
             )
             try:
-                data = self.pipeline.decode(rec.data, rec.encoding, aad=prefix + _DATA, scope=scope)
+                data = self._open_data(rec.data, rec.encoding, prefix, scope, has_meta=bool(rec.metadata))
                 meta = (
                     self.pipeline.decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope)
                     if rec.metadata
@@ -401,11 +412,23 @@ class EventCodec:
             scope = self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
         decode = self.pipeline.decode
         try:
-            data = decode(rec.data, rec.encoding, aad=prefix + _DATA, scope=scope)
+            data = self._open_data(rec.data, rec.encoding, prefix, scope, has_meta=bool(rec.metadata))
             meta = decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope) if rec.metadata else {}
         except CodecError as e:
             raise self._event_error(e, rec) from e
         return data, meta
+
+    def _open_data(self, raw: bytes, encoding: str, prefix: bytes, scope: str | None, *, has_meta: bool) -> Any:
+        """The data part of a stored payload; with metadata stored beside it, bound to its presence (legacy: not)."""
+        decode = self.pipeline.decode
+        if not has_meta:
+            return decode(raw, encoding, aad=prefix + _DATA, scope=scope)
+        try:
+            return decode(raw, encoding, aad=prefix + _DATA_WITH_META, scope=scope)
+        except UnknownKeyError:
+            raise
+        except DecryptionError:  # sealed before the binding (a tampered payload fails this way too)
+            return decode(raw, encoding, aad=prefix + _DATA, scope=scope)
 
     @staticmethod
     def _event_error(e: CodecError, rec: RecordedEvent) -> CodecError:
@@ -501,7 +524,9 @@ class EventCodec:
             return raw, meta, encoding, size + meta_size
         prefix = _aad_prefix("s", stream_id, snapshot_id, version)
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
-        raw, encoding, size = pipeline.encode_sized(data, aad=prefix + _DATA, scope=scope)
+        raw, encoding, size = pipeline.encode_sized(
+            data, aad=prefix + (_DATA_WITH_META if metadata else _DATA), scope=scope
+        )
         if not metadata:
             return raw, b"", encoding, size
         meta, meta_size = self._metadata(metadata, encoding, aad=prefix + _META, scope=scope)
@@ -512,7 +537,7 @@ class EventCodec:
         prefix = _aad_prefix("s", sid, snap.snapshot_id, snap.version)
         scope = self.key_scope(stream_id=sid) if self.scope_mode == "stream" else None
         try:
-            data = self.pipeline.decode(snap.data, snap.encoding, aad=prefix + _DATA, scope=scope)
+            data = self._open_data(snap.data, snap.encoding, prefix, scope, has_meta=bool(snap.metadata))
             meta = (
                 self.pipeline.decode(snap.metadata, snap.encoding, aad=prefix + _META, scope=scope)
                 if snap.metadata

@@ -287,12 +287,6 @@ async def test_sealed_events_with_metadata_written_before_the_metadata_binding_s
         assert got == [({"n": 0}, {"a": 1}), ({"n": 1}, {})]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tenant is not in the associated data; ScopedKeyStore checks a data key's scope only against a "
-    "tenant the envelope names. Fix: bind the tenant id into new payloads' associated data (with a legacy "
-    "fallback for payloads sealed before), or pass the codec's scope kind for tenant-less events",
-)
 async def test_relabelling_a_tenants_sealed_event_to_no_tenant_is_a_decryption_error(tmp_path: Path) -> None:
     """t1's event relabelled tenant_id=NULL in the store reads as a tenant-less event (out of t1's filters)."""
     cfg, db = await _sealed_store(tmp_path, encryption_scope="tenant", encryption_key_store="memory")

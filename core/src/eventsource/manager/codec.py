@@ -176,6 +176,9 @@ class EventCodec:
         # the inlined plain-JSON row path: only for the built-in serializer itself (a subclass may decode otherwise)
         self.json_scan = serializer.scanners() if type(serializer) is JsonSerializer and _shell_ok() else None
         self.scope_mode = config.encryption_scope
+        # a tenant-less event under tenant scopes is opened as "tenant:": a ScopedKeyStore then refuses a tenant's
+        # data key for it (an event relabelled to no tenant in the store); other key providers get None, as before
+        self.no_tenant = "tenant:" if self.scope_mode == "tenant" and isinstance(self.keys, ScopedKeyStore) else None
         self.redact = config.shredded_events == "redact"
         self.upcasters: dict[str, list[Callable[[Event], Event]]] = {}
         self.chain: Upcasters = host.upcasters.copy()  # (type, schema version) chains; see eventsource.domain
@@ -190,6 +193,12 @@ class EventCodec:
         if mode == "stream":
             return f"stream:{stream_id}" if stream_id else None
         return None
+
+    def read_scope(self, rec: RecordedEvent) -> str | None:
+        """The scope a stored event's payloads are opened under (:meth:`key_scope`, or :attr:`no_tenant`)."""
+        if self.scope_mode == "tenant" and not rec.tenant_id:
+            return self.no_tenant
+        return self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
 
     def require_keys(self) -> KeyProvider:
         """The key provider; :class:`ConfigurationError` if none is configured."""
@@ -354,11 +363,7 @@ class EventCodec:
                 raise self._event_error(e, rec) from e
         else:
             prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
-            scope = (
-                self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
-                if self.scope_mode != "global"
-                else None
-            )
+            scope = self.read_scope(rec) if self.scope_mode != "global" else None
             try:
                 data = self._open_data(rec.data, rec.encoding, prefix, scope, has_meta=bool(rec.metadata))
                 meta = (
@@ -407,9 +412,7 @@ class EventCodec:
             except CodecError as e:
                 raise self._event_error(e, rec) from e
         prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
-        scope = None
-        if self.scope_mode != "global":
-            scope = self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
+        scope = self.read_scope(rec) if self.scope_mode != "global" else None
         decode = self.pipeline.decode
         try:
             data = self._open_data(rec.data, rec.encoding, prefix, scope, has_meta=bool(rec.metadata))

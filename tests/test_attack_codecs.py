@@ -8,6 +8,7 @@ hand back a changed value.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sqlite3
 import tracemalloc
@@ -22,15 +23,17 @@ import brotli
 import eventsource
 import pytest
 from eventsource import EventSourcingManager
-from eventsource.codecs import Compressor
+from eventsource.codecs import Cipher, Compressor
 from eventsource.domain import Aggregate, DomainEvent, Repository, applies
-from eventsource.errors import CodecError, DecryptionError, UpcastError
+from eventsource.errors import CodecError, DecryptionError, KeyProviderError, UpcastError
 from eventsource.model import Event, ExpectedVersion, NewEvent, NewSnapshot, NewStream, utcnow
 from eventsource.plugins import PluginHost
+from eventsource.subscriptions import EventDecodeError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from eventsource.codecs.keys import KeyProvider
     from eventsource.registry import CodecRegistry
 
 KEY = base64.b64encode(b"k" * 32).decode()
@@ -337,3 +340,43 @@ async def test_an_aggregate_whose_state_json_would_change_is_not_snapshotted_int
         p = await posts.get("p1")
         assert dict(p.by_tag) == {"a": 1, "b": 1}
         assert p.seen["never"] == 0
+
+
+# ---------------------------------------------------------------------------------------- cipher plugins
+
+
+class _KmsCipher(Cipher):
+    """A plugin cipher whose key service times out (what a KMS-backed cipher does on a bad minute)."""
+
+    name = "kmsgcm"
+
+    def bind(self, keys: KeyProvider) -> Cipher:
+        return _KmsCipher()
+
+    def encrypt(self, plain: bytes, *, aad: bytes, scope: str | None) -> bytes:
+        return plain
+
+    def decrypt(self, blob: bytes, *, aad: bytes, scope: str | None) -> bytes:
+        raise TimeoutError
+
+
+class _KmsPlugin:
+    @eventsource.hookimpl
+    def eventsource_register_codecs(self, registry: CodecRegistry) -> None:
+        registry.add_cipher(_KmsCipher())
+
+
+async def test_a_plugin_cipher_failing_is_never_skipped_by_a_subscription(tmp_path: Path) -> None:
+    """A plugin cipher's own exception (a KMS timeout) reached a skip-mode subscription as an undecodable event,
+    which passed over it for good; a key provider's failure never is (KeyProviderError stops the subscription)."""
+    host = PluginHost(load_entrypoints=False, plugins=[("kms", _KmsPlugin())])
+    cfg = sqlite_cfg(tmp_path, encryption_keys={"k1": KEY})
+    async with EventSourcingManager(cfg, host=host) as es:
+        eid = await put_raw(es, "k", b'{"a":1}', "json+kmsgcm")
+        await es.append_event(stream_id="k", event_type="T", data={"a": 2})
+        with pytest.raises(KeyProviderError, match="kmsgcm"):
+            await es.get_event_by_id(eid)
+        async with es.subscribe(stream_id="k", on_decode_error="skip") as sub:
+            with pytest.raises(EventDecodeError, match=eid):
+                await asyncio.wait_for(anext(sub), 10)
+            assert sub.skipped == 0

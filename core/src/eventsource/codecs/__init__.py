@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import CodecError
+from eventsource.errors import CodecError, EventSourceError, KeyProviderError
 
 if TYPE_CHECKING:
     from eventsource.codecs.keys import KeyProvider
@@ -88,7 +88,11 @@ class Cipher(ABC):
 
     @abstractmethod
     def decrypt(self, blob: bytes, *, aad: bytes, scope: str | None) -> bytes:
-        """Decrypt and authenticate; raise :class:`~eventsource.errors.DecryptionError` on any mismatch."""
+        """Decrypt and authenticate; raise :class:`~eventsource.errors.DecryptionError` on any mismatch.
+
+        Anything else raised (not an :class:`~eventsource.errors.EventSourceError`: a key service timing
+        out) reaches readers as :class:`~eventsource.errors.KeyProviderError`, which no subscription skips.
+        """
 
 
 class CodecPipeline:
@@ -227,7 +231,13 @@ class CodecPipeline:
         limit = self.max_decoded_size
         for kind, codec in steps:
             if kind == "c":
-                raw = codec.decrypt(raw, aad=aad_prefix + aad, scope=scope)
+                try:
+                    raw = codec.decrypt(raw, aad=aad_prefix + aad, scope=scope)
+                except EventSourceError:
+                    raise
+                except Exception as e:  # a plugin's key service timing out: never "undecodable" (never skipped)
+                    msg = f"cipher {codec.name!r} failed: {type(e).__name__}"
+                    raise KeyProviderError(msg, codec=codec.name) from e
             else:
                 try:
                     raw = codec.decompress(raw) if limit is None else codec.decompress_bounded(raw, limit)

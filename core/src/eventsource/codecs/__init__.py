@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import CodecError
+from eventsource.errors import CodecError, EventSourceError, KeyProviderError
 
 if TYPE_CHECKING:
     from eventsource.codecs.keys import KeyProvider
@@ -45,6 +45,26 @@ class Compressor(ABC):
     def decompress(self, raw: bytes) -> bytes:
         """Invert :meth:`compress`."""
 
+    def decompress_bounded(self, raw: bytes, limit: int) -> bytes:
+        """:meth:`decompress`, refusing (:class:`CodecError`) output over ``limit`` bytes.
+
+        Override it to stop *while* decompressing (the built-ins do): this default decompresses first,
+        so a stored bomb still allocates its whole output once.
+        """
+        out = self.decompress(raw)
+        if len(out) > limit:
+            raise too_large(self.name, limit)
+        return out
+
+
+def too_large(codec: str, limit: int) -> CodecError:
+    """The error for a payload that decompresses to more than ``limit`` bytes (corrupt, or a hostile store's bomb)."""
+    msg = (
+        f"payload decompresses ({codec}) to more than {limit} bytes, more than this configuration writes (the larger "
+        "of max_event_size and max_snapshot_size): raise those to read it"
+    )
+    return CodecError(msg, codec=codec, limit=limit)
+
 
 class Cipher(ABC):
     """Authenticated encryption. ``aad`` binds the ciphertext to its event; ``scope`` selects the key.
@@ -68,7 +88,11 @@ class Cipher(ABC):
 
     @abstractmethod
     def decrypt(self, blob: bytes, *, aad: bytes, scope: str | None) -> bytes:
-        """Decrypt and authenticate; raise :class:`~eventsource.errors.DecryptionError` on any mismatch."""
+        """Decrypt and authenticate; raise :class:`~eventsource.errors.DecryptionError` on any mismatch.
+
+        Anything else raised (not an :class:`~eventsource.errors.EventSourceError`: a key service timing
+        out) reaches readers as :class:`~eventsource.errors.KeyProviderError`, which no subscription skips.
+        """
 
 
 class CodecPipeline:
@@ -82,6 +106,8 @@ class CodecPipeline:
     :param cipher: the keyed cipher for new payloads (``None``: write plaintext).
     :param ciphers: keyed ciphers for *reading*, by name (the write cipher is added). A payload naming a
         cipher that is registered but has no keys here fails with :class:`CodecError`.
+    :param max_decoded_size: the most bytes a payload may decompress to on reads (``None``: no bound); a
+        stored payload that would decompress to more fails with :class:`CodecError` before it is allocated.
 
     The cipher's associated data is ``descriptor-without-cipher + NUL + aad``: changing the stored
     descriptor (say, dropping ``+zlib``) fails authentication instead of feeding garbage to a decoder.
@@ -96,8 +122,10 @@ class CodecPipeline:
         compression_threshold: int = 1024,
         cipher: Cipher | None = None,
         ciphers: dict[str, Cipher] | None = None,
+        max_decoded_size: int | None = None,
     ) -> None:
         self.registry = registry
+        self.max_decoded_size = max_decoded_size
         self.serializer = registry.serializers.get(serializer)
         self.compressor = registry.compressors.get(compressor) if compressor else None
         self.threshold = compression_threshold
@@ -200,15 +228,27 @@ class CodecPipeline:
         if descriptor == self._plain:
             return self.serializer.loads(raw)
         serializer, steps, aad_prefix = self._parse(descriptor)
+        limit = self.max_decoded_size
         for kind, codec in steps:
             if kind == "c":
-                raw = codec.decrypt(raw, aad=aad_prefix + aad, scope=scope)
+                try:
+                    raw = codec.decrypt(raw, aad=aad_prefix + aad, scope=scope)
+                except EventSourceError:
+                    raise
+                except Exception as e:  # a plugin's key service timing out: never "undecodable" (never skipped)
+                    msg = f"cipher {codec.name!r} failed: {type(e).__name__}"
+                    raise KeyProviderError(msg, codec=codec.name) from e
             else:
                 try:
-                    raw = codec.decompress(raw)
+                    raw = codec.decompress(raw) if limit is None else codec.decompress_bounded(raw, limit)
                 except CodecError:
                     raise
                 except Exception as e:
                     msg = f"payload cannot be decompressed with {codec.name!r}: {type(e).__name__}"
                     raise CodecError(msg, codec=codec.name) from e
+            if type(raw) is not bytes:  # a plugin's bug: named here, not an AttributeError in the next step
+                if not isinstance(raw, (bytearray, memoryview)):
+                    msg = f"codec {codec.name!r} gave a {type(raw).__name__} instead of bytes"
+                    raise CodecError(msg, codec=codec.name)
+                raw = bytes(raw)
         return serializer.loads(raw)

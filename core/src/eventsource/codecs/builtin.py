@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-from eventsource.codecs import Compressor, Serializer
+from eventsource.codecs import Compressor, Serializer, too_large
 from eventsource.errors import CodecError, ValidationError
 
 _TAG = "$es"
@@ -33,10 +33,27 @@ def _encode_datetime(value: datetime) -> dict[str, Any]:
     return {_TAG: "datetime", "v": value.isoformat()}
 
 
+def _encode_time(value: time) -> dict[str, Any]:
+    offset = value.utcoffset()
+    if offset is not None and offset.microseconds:  # time.fromisoformat drops them too (it read back at UTC)
+        return {
+            _TAG: "time_us_offset",
+            "v": [value.replace(tzinfo=None).isoformat(), offset // timedelta(microseconds=1)],
+        }
+    return {_TAG: "time", "v": value.isoformat()}
+
+
+def _decimal(value: Any) -> Decimal:
+    if type(value) is not str:  # Decimal() would take a tuple (or a list) too: never written here
+        msg = f"a tagged decimal must be a string, got {type(value).__name__}"
+        raise TypeError(msg)
+    return Decimal(value)
+
+
 _ENCODERS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
     (datetime, _encode_datetime),  # before date: a datetime is a date
     (date, lambda v: {_TAG: "date", "v": v.isoformat()}),
-    (time, lambda v: {_TAG: "time", "v": v.isoformat()}),
+    (time, _encode_time),
     (timedelta, lambda v: {_TAG: "timedelta", "v": [v.days, v.seconds, v.microseconds]}),
     (uuid.UUID, lambda v: {_TAG: "uuid", "v": str(v)}),
     (Decimal, lambda v: {_TAG: "decimal", "v": str(v)}),
@@ -59,12 +76,14 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "datetime_us_offset": lambda v: datetime.fromisoformat(v[0]).replace(tzinfo=timezone(timedelta(microseconds=v[1]))),
     "date": date.fromisoformat,
     "time": time.fromisoformat,
+    "time_us_offset": lambda v: time.fromisoformat(v[0]).replace(tzinfo=timezone(timedelta(microseconds=v[1]))),
     "timedelta": lambda v: timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
     "uuid": uuid.UUID,
-    "decimal": Decimal,
-    "bytes": base64.b64decode,
+    "decimal": _decimal,
+    "bytes": lambda v: base64.b64decode(v, validate=True),
     "set": set,
 }
+"""Tag kind -> decoder of its ``"v"``. What a decoder raises is a corrupt payload (:func:`_hook` says so)."""
 
 
 def _escape(value: Any) -> Any:
@@ -186,7 +205,11 @@ def _hook(obj: dict[str, Any]) -> Any:
     decoder = _DECODERS.get(kind)
     if decoder is None:
         return obj
-    return decoder(obj["v"])
+    try:
+        return decoder(obj["v"])
+    except Exception as e:  # InvalidOperation, OverflowError, AttributeError...: loads reports a CodecError
+        msg = f"a tagged {kind} value is corrupt: {type(e).__name__}"
+        raise ValueError(msg) from e
 
 
 class JsonSerializer(Serializer):
@@ -301,6 +324,17 @@ class ZlibCompressor(Compressor):
         """Decompress zlib data."""
         return zlib.decompress(raw)
 
+    def decompress_bounded(self, raw: bytes, limit: int) -> bytes:
+        """Decompress zlib data, stopping once the output passes ``limit`` bytes (:class:`CodecError`)."""
+        d = zlib.decompressobj()
+        out = d.decompress(raw, limit + 1)
+        if len(out) > limit:
+            raise too_large(self.name, limit)
+        if not d.eof:  # as zlib.decompress refuses it
+            msg = "payload cannot be decompressed with 'zlib': incomplete or truncated stream"
+            raise CodecError(msg, codec=self.name)
+        return out
+
 
 class BrotliCompressor(Compressor):
     """brotli at quality 5 (a good speed/ratio point for event-sized payloads)."""
@@ -325,3 +359,20 @@ class BrotliCompressor(Compressor):
         except brotli.error as e:
             msg = "payload cannot be decompressed with 'brotli'"
             raise CodecError(msg, codec=self.name) from e
+
+    def decompress_bounded(self, raw: bytes, limit: int) -> bytes:
+        """Decompress brotli data, stopping once the output passes ``limit`` bytes (:class:`CodecError`)."""
+        import brotli
+
+        d = brotli.Decompressor()
+        try:
+            out = d.process(raw, output_buffer_limit=limit + 1)
+        except brotli.error as e:
+            msg = "payload cannot be decompressed with 'brotli'"
+            raise CodecError(msg, codec=self.name) from e
+        if len(out) > limit or not (d.is_finished() or d.can_accept_more_data()):  # output left: over the limit
+            raise too_large(self.name, limit)
+        if not d.is_finished():  # as brotli.decompress refuses it
+            msg = "payload cannot be decompressed with 'brotli': truncated stream"
+            raise CodecError(msg, codec=self.name)
+        return bytes(out)

@@ -534,15 +534,15 @@ class ScopedKeyStore(KeyProvider):
     def _check_scope(self, key_id: str, scope: str) -> None:
         """Refuse a key of another tenant (stream) for a payload whose envelope names ``scope``.
 
-        The associated data binds stream, event id and version, not the tenant: without this, an event
-        relabelled to another tenant in the store would read as that tenant's, and outlive its shred.
-        Keys of another kind (``stream:`` for a ``tenant:`` scope) were made before the configured scope
-        changed, and stay readable.
+        The associated data binds stream, event id and version, not the tenant: without this, an event relabelled
+        to another tenant (``"tenant:"``: to none) in the store would read as theirs, and outlive its shred. Keys
+        of another kind (``stream:`` for a ``tenant:`` scope) predate a change of the configured scope: readable.
         """
         entry = self._entries.get(key_id)
         owner = entry["scope"] if entry is not None else scope
         if owner != scope and owner.partition(":")[0] == scope.partition(":")[0]:
-            msg = f"the payload is sealed with a key of scope {owner!r}, but its event belongs to {scope!r}"
+            whose = repr(scope) if scope[-1:] != ":" else f"no {scope[:-1]} (its envelope names none)"
+            msg = f"the payload is sealed with a key of scope {owner!r}, but its event belongs to {whose}"
             raise DecryptionError(msg, key_id=key_id, scope=scope)
 
     def shred(self, scope: str) -> int:

@@ -40,6 +40,25 @@ EVENT_KEY = "eventsource.event_id"
 
 log = logging.getLogger("eventsource")
 
+_PLAIN = (dict, list, set, str, int, float)
+"""What JSON gives back as the base type: a subclass of one of these (a defaultdict, a Counter, an IntEnum)
+in a snapshot would come back as the base type, with other behaviour (a missing key raising, say)."""
+
+
+def _changed_by_json(state: Any) -> tuple[str, type] | None:
+    """Where ``state`` holds an instance of a strict subclass of :data:`_PLAIN` (not ``bool``), and its type."""
+    stack: list[tuple[str, Any]] = [("", state)]
+    while stack:
+        path, value = stack.pop()
+        t = type(value)
+        if t not in _PLAIN and t is not bool and isinstance(value, _PLAIN):
+            return path or "the state", t
+        if isinstance(value, dict):
+            stack.extend((f"{path}[{k!r}]", v) for k, v in value.items())
+        elif isinstance(value, (list, set)):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return None
+
 
 def _check_readable(ev: Event) -> None:
     """Refuse to rebuild an aggregate from an event redacted by ``shredded_events="redact"`` (it has no data)."""
@@ -253,20 +272,43 @@ class Repository(Generic[A]):
         aggregate.mark_saved(res.last_version, res.event_ids[-1])
         threshold = self.snapshot_threshold
         if threshold is not None and res.last_version - aggregate.snapshot_at >= threshold:
-            try:
-                await self.manager.create_snapshot(
-                    stream_id=aggregate.stream_id,
-                    data=aggregate.to_snapshot(),
-                    version=res.last_version,
-                    metadata={SCHEMA_KEY: cls.snapshot_version, EVENT_KEY: res.event_ids[-1]},
-                    aggregate_id=aggregate.id,
-                    aggregate_type=cls.aggregate_type,
-                    provider=self.provider,
-                )
-                aggregate.snapshot_at = res.last_version
-            except Exception as e:  # noqa: BLE001 - the events are stored; the snapshot is only a cache
-                log.warning("snapshot of an aggregate failed after its save: %s", type(e).__name__)
+            await self._take_snapshot(aggregate, res)
         return res
+
+    async def _take_snapshot(self, aggregate: A, res: AppendEventsBatchResponse) -> None:
+        """Snapshot ``aggregate`` at ``res``'s last version; a failure is logged (the events are stored).
+
+        With the default ``from_snapshot``, a state holding what JSON would give back as another type (a
+        ``defaultdict`` as a ``dict``) is not snapshotted: loaded from it, the aggregate would behave otherwise.
+        """
+        from eventsource.domain.aggregate import Aggregate
+
+        cls = self.aggregate_class
+        try:
+            state = aggregate.to_snapshot()
+            own = getattr(type(aggregate).from_snapshot, "__func__", None)
+            default = own is vars(Aggregate)["from_snapshot"].__func__
+            changed = _changed_by_json(state) if default else None
+            if changed is not None:
+                where, t = changed
+                base = next(b for b in _PLAIN if issubclass(t, b)).__name__
+                log.warning(
+                    "no snapshot of %s: %s is a %s, which its snapshot would give back as a plain %s (override "
+                    "from_snapshot to rebuild it)", cls.__name__, where, t.__name__, base,
+                )  # fmt: skip
+                return
+            await self.manager.create_snapshot(
+                stream_id=aggregate.stream_id,
+                data=state,
+                version=res.last_version,
+                metadata={SCHEMA_KEY: cls.snapshot_version, EVENT_KEY: res.event_ids[-1]},
+                aggregate_id=aggregate.id,
+                aggregate_type=cls.aggregate_type,
+                provider=self.provider,
+            )
+            aggregate.snapshot_at = res.last_version
+        except Exception as e:  # noqa: BLE001 - the events are stored; the snapshot is only a cache
+            log.warning("snapshot of an aggregate failed after its save: %s", type(e).__name__)
 
     async def _check_incarnation(self, aggregate: A) -> None:
         """:class:`ConcurrencyError` when the event at the loaded version is not the one the aggregate was built on.

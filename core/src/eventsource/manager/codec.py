@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.codecs import CodecPipeline
 from eventsource.codecs.builtin import JsonSerializer
 from eventsource.codecs.keys import ScopedKeyStore
-from eventsource.errors import CodecError, ConfigurationError, KeyShreddedError, ValidationError
+from eventsource.errors import (
+    CodecError,
+    ConfigurationError,
+    DecryptionError,
+    KeyShreddedError,
+    UnknownKeyError,
+    UpcastError,
+    ValidationError,
+)
 from eventsource.manager.fastrows import json_rows
 from eventsource.manager.validation import check_scope_names
 from eventsource.model import SHREDDED_KEY, Event, RowPage, Snapshot, make_event, make_recorded_event
@@ -36,6 +44,9 @@ _T = TypeVar("_T")
 
 _DATA = b"d"
 _META = b"m"
+_DATA_WITH_META = b"d+m"
+"""The data part of a payload whose event (snapshot) has metadata: emptying the metadata in the store then fails
+authentication instead of reading back as ``{}``. Payloads sealed before this binding read with :data:`_DATA`."""
 
 
 def _aad_prefix(kind: str, stream_id: str, item_id: str, version: int) -> bytes:
@@ -70,6 +81,25 @@ def _with_context(e: CodecError, where: str, **details: Any) -> CodecError:
         return e
 
 
+def _upcast(ups: list[Callable[[Event], Event]], ev: Event) -> Event:
+    """``ev`` through ``register_upcaster`` functions; one that raises or returns no event: :class:`UpcastError`."""
+    for up in ups:
+        try:
+            out = up(ev)
+        except UpcastError:
+            raise
+        except Exception as e:
+            where = f"event {ev.event_id!r} (version {ev.version} of stream {ev.stream_id!r})"
+            msg = f"an upcaster of {ev.event_type!r} raised {type(e).__name__} on {where}"
+            raise UpcastError(msg, event_type=ev.event_type, event_id=ev.event_id, stream_id=ev.stream_id) from e
+        if not isinstance(out, Event):  # None (an in-place edit) or the data: never handed out as the event
+            where = f"event {ev.event_id!r} (version {ev.version} of stream {ev.stream_id!r})"
+            msg = f"an upcaster of {ev.event_type!r} returned a {type(out).__name__} on {where}, not an Event"
+            raise UpcastError(msg, event_type=ev.event_type, event_id=ev.event_id, stream_id=ev.stream_id)
+        ev = out
+    return ev
+
+
 def build_key_provider(config: ManagerConfig, host: PluginHost, explicit: KeyProvider | None) -> KeyProvider | None:
     """Explicit provider, else the ``eventsource_key_provider`` hook, else the ring from configuration."""
     if explicit is not None:
@@ -87,8 +117,9 @@ def build_key_provider(config: ManagerConfig, host: PluginHost, explicit: KeyPro
     from eventsource.codecs.keys import ScopedKeyStore, StaticKeyRing
 
     ring = StaticKeyRing(config.encryption_keys, config.active_key_id)
-    if config.encryption_scope == "global":
+    if config.encryption_scope == "global" and config.encryption_key_store is None:
         return ring
+    # a key store configured under "global" still opens what was sealed with scoped keys before the switch
     if config.encryption_key_store is None:
         msg = (
             f"encryption_scope={config.encryption_scope!r} needs a key store for per-scope keys: set "
@@ -136,6 +167,8 @@ class EventCodec:
             compression_threshold=config.compression_threshold,
             cipher=writer,
             ciphers=readers,
+            # what this configuration writes always reads back; a stored bomb is refused before it is allocated
+            max_decoded_size=max(config.max_event_size, config.max_snapshot_size),
         )
         self.plain = self.pipeline.serializer.name
         self.loads = self.pipeline.serializer.loads
@@ -143,6 +176,9 @@ class EventCodec:
         # the inlined plain-JSON row path: only for the built-in serializer itself (a subclass may decode otherwise)
         self.json_scan = serializer.scanners() if type(serializer) is JsonSerializer and _shell_ok() else None
         self.scope_mode = config.encryption_scope
+        # a tenant-less event under tenant scopes is opened as "tenant:": a ScopedKeyStore then refuses a tenant's
+        # data key for it (an event relabelled to no tenant in the store); other key providers get None, as before
+        self.no_tenant = "tenant:" if self.scope_mode == "tenant" and isinstance(self.keys, ScopedKeyStore) else None
         self.redact = config.shredded_events == "redact"
         self.upcasters: dict[str, list[Callable[[Event], Event]]] = {}
         self.chain: Upcasters = host.upcasters.copy()  # (type, schema version) chains; see eventsource.domain
@@ -157,6 +193,12 @@ class EventCodec:
         if mode == "stream":
             return f"stream:{stream_id}" if stream_id else None
         return None
+
+    def read_scope(self, rec: RecordedEvent) -> str | None:
+        """The scope a stored event's payloads are opened under (:meth:`key_scope`, or :attr:`no_tenant`)."""
+        if self.scope_mode == "tenant" and not rec.tenant_id:
+            return self.no_tenant
+        return self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
 
     def require_keys(self) -> KeyProvider:
         """The key provider; :class:`ConfigurationError` if none is configured."""
@@ -274,7 +316,7 @@ class EventCodec:
         size = len(raw) + len(meta_raw)
         if check is not None:
             check(size)
-        sealed, encoding = pipeline.pack(raw, aad=prefix + _DATA, scope=scope)
+        sealed, encoding = pipeline.pack(raw, aad=prefix + (_DATA_WITH_META if metadata else _DATA), scope=scope)
         if not metadata:
             return sealed, b"", encoding, size
         return sealed, pipeline.pack_as(meta_raw, encoding, aad=prefix + _META, scope=scope), encoding, size
@@ -314,17 +356,16 @@ class EventCodec:
         redacted = False  # set only here: a caller's own SHREDDED_KEY in its metadata must not skip the chain
         if rec.encoding == self.plain:
             loads = self.loads
-            data = loads(rec.data)
-            meta = loads(rec.metadata) if rec.metadata else {}
+            try:
+                data = loads(rec.data)
+                meta = loads(rec.metadata) if rec.metadata else {}
+            except CodecError as e:  # corrupt JSON: named like any other payload that cannot be decoded
+                raise self._event_error(e, rec) from e
         else:
             prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
-            scope = (
-                self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
-                if self.scope_mode != "global"
-                else None
-            )
+            scope = self.read_scope(rec) if self.scope_mode != "global" else None
             try:
-                data = self.pipeline.decode(rec.data, rec.encoding, aad=prefix + _DATA, scope=scope)
+                data = self._open_data(rec.data, rec.encoding, prefix, scope, has_meta=bool(rec.metadata))
                 meta = (
                     self.pipeline.decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope)
                     if rec.metadata
@@ -357,10 +398,7 @@ class EventCodec:
             rec.aggregate_type,
         )
         ups = self.upcasters.get(ev.event_type) if self.upcasters and not redacted else None
-        if ups:
-            for up in ups:
-                ev = up(ev)
-        return ev
+        return _upcast(ups, ev) if ups else ev
 
     def decode_stored(self, rec: RecordedEvent) -> tuple[Any, dict[str, Any]]:
         """Data and metadata of a stored record as written: decrypted and decoded, never upcast or redacted.
@@ -369,18 +407,31 @@ class EventCodec:
         :class:`KeyShreddedError` whatever ``shredded_events`` says.
         """
         if rec.encoding == self.plain:
-            return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
+            try:
+                return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
+            except CodecError as e:
+                raise self._event_error(e, rec) from e
         prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
-        scope = None
-        if self.scope_mode != "global":
-            scope = self.key_scope(stream_id=rec.stream_id, tenant_id=rec.tenant_id)
+        scope = self.read_scope(rec) if self.scope_mode != "global" else None
         decode = self.pipeline.decode
         try:
-            data = decode(rec.data, rec.encoding, aad=prefix + _DATA, scope=scope)
+            data = self._open_data(rec.data, rec.encoding, prefix, scope, has_meta=bool(rec.metadata))
             meta = decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope) if rec.metadata else {}
         except CodecError as e:
             raise self._event_error(e, rec) from e
         return data, meta
+
+    def _open_data(self, raw: bytes, encoding: str, prefix: bytes, scope: str | None, *, has_meta: bool) -> Any:
+        """The data part of a stored payload; with metadata stored beside it, bound to its presence (legacy: not)."""
+        decode = self.pipeline.decode
+        if not has_meta:
+            return decode(raw, encoding, aad=prefix + _DATA, scope=scope)
+        try:
+            return decode(raw, encoding, aad=prefix + _DATA_WITH_META, scope=scope)
+        except UnknownKeyError:
+            raise
+        except DecryptionError:  # sealed before the binding (a tampered payload fails this way too)
+            return decode(raw, encoding, aad=prefix + _DATA, scope=scope)
 
     @staticmethod
     def _event_error(e: CodecError, rec: RecordedEvent) -> CodecError:
@@ -476,7 +527,9 @@ class EventCodec:
             return raw, meta, encoding, size + meta_size
         prefix = _aad_prefix("s", stream_id, snapshot_id, version)
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
-        raw, encoding, size = pipeline.encode_sized(data, aad=prefix + _DATA, scope=scope)
+        raw, encoding, size = pipeline.encode_sized(
+            data, aad=prefix + (_DATA_WITH_META if metadata else _DATA), scope=scope
+        )
         if not metadata:
             return raw, b"", encoding, size
         meta, meta_size = self._metadata(metadata, encoding, aad=prefix + _META, scope=scope)
@@ -487,7 +540,7 @@ class EventCodec:
         prefix = _aad_prefix("s", sid, snap.snapshot_id, snap.version)
         scope = self.key_scope(stream_id=sid) if self.scope_mode == "stream" else None
         try:
-            data = self.pipeline.decode(snap.data, snap.encoding, aad=prefix + _DATA, scope=scope)
+            data = self._open_data(snap.data, snap.encoding, prefix, scope, has_meta=bool(snap.metadata))
             meta = (
                 self.pipeline.decode(snap.metadata, snap.encoding, aad=prefix + _META, scope=scope)
                 if snap.metadata

@@ -66,3 +66,51 @@ async def test_two_clusters_sharing_a_cluster_id_never_share_one_process_state(k
         await drop_namespace(cleanup)
         await cleanup.close()
         other.stop()
+
+
+async def test_a_delete_that_fails_after_its_delete_record_leaves_no_snapshot_to_the_next_stream(
+    kafka_provider: KafkaProvider,
+) -> None:
+    """``delete_stream`` whose topic deletion fails (a broker with ``delete.topic.enable=false`` answers
+    TOPIC_DELETION_DISABLED; an admin timeout) after the delete record is written.
+
+    The stream is gone for every reader (a retry of the delete raises StreamNotFoundError), but its
+    snapshots were tombstoned only after the topic deletion, so they never were: the stream created
+    again under that id got the old stream's snapshot at version 5 while it held 2 events, and an
+    aggregate loaded from it would start from the deleted stream's state.
+    """
+    from eventsource.errors import ProviderError, StreamNotFoundError
+    from eventsource.model import NewSnapshot
+
+    p = kafka_provider
+    r = await p.append("s", [ev() for _ in range(5)], ANY)
+    await p.save_snapshot(
+        NewSnapshot(str(uuid.uuid4()), "s", 5, b"{}", b"", "json", utcnow(), position=r.positions[-1])
+    )
+    assert (await p.get_snapshot("s")) is not None
+    doomed = p._conn.ns.meta["s"]["topic"]
+    io = p.io
+    real = io.delete_topic
+
+    async def refused(topic: str) -> None:
+        if topic == doomed:
+            msg = f"deleting topic {topic}: TopicDeletionDisabledError"
+            raise ProviderError(msg)
+        await real(topic)
+
+    io.delete_topic = refused  # type: ignore[method-assign]
+    try:
+        try:
+            await p.delete_stream("s")
+        except ProviderError:
+            pass
+        try:
+            await p.delete_stream("s")  # the caller retries a failed delete
+        except StreamNotFoundError:
+            pass
+    finally:
+        io.delete_topic = real  # type: ignore[method-assign]
+    assert (await p.get_stream_info("s")) is None
+    await p.append("s", [ev(), ev()], ANY)
+    snap = await p.get_snapshot("s")
+    assert snap is None, f"the new stream (version 2) got the deleted stream's snapshot at version {snap.version}"

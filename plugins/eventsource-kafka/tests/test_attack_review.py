@@ -242,3 +242,28 @@ async def test_a_stream_with_a_retention_marker_survives_compaction_of_the_metad
         await later.io.delete_topic(later._conn.meta_topic)
         await later.io.delete_topic(later._conn.snap_topic)
         await later.close()
+
+
+def _topic_configs(p: KafkaProvider, topic: str) -> dict[str, Any]:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    io = p.io
+    res = io.admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+    return {k: (v or {}).get("value") for k, v in ((res or {}).get("topic", {}).get(topic) or {}).items()}
+
+
+async def test_stream_topics_keep_their_events_forever_unless_told_otherwise(kafka_provider: KafkaProvider) -> None:
+    """A stream topic created with the broker's defaults inherits ``log.retention.hours=168``: on a real cluster
+    the broker deletes every event older than a week. Worse, a stream whose first records are gone reads
+    empty (a reader starts at the log start, and the first record there does not carry version 1, so
+    ``records.accepts`` refuses it and every record after it), and its next append is version 1 again.
+
+    Tansu keeps records regardless, so this checks what the provider asks the broker for: ``retention.ms``
+    and ``retention.bytes`` of ``-1`` (keep forever) on every stream topic, as an event store needs.
+    """
+    p = kafka_provider
+    await p.append("s", [ev()], ANY)
+    topic = p._conn.ns.meta["s"]["topic"]
+    configs = await p.io.run("describing", _topic_configs, p, topic)
+    assert configs.get("retention.ms") == "-1", f"stream topic configs: {configs}"
+    assert configs.get("retention.bytes") == "-1", f"stream topic configs: {configs}"

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from eventsource_kafka.tails import Slot, Tails
     from eventsource_kafka.views import Views
 
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+"""Configs of every stream topic unless ``topic_configs`` names them: the broker's default deletes events after a
+week (``log.retention.hours=168``), and a stream whose first records are gone reads empty (``records.accepts``)."""
+
 _CREATE_ATTEMPTS = 8
 """Incarnations one creation tries when each is deleted by another process before it can join it."""
 
@@ -79,7 +83,9 @@ class Streams:
             inc = self.conn.ns.incarnations.get(sid, 0) + 1
             topic = naming.stream_topic(self.conn.prefix, sid, inc)
             created = await self.conn.io.ensure_topic(
-                topic, replication_factor=settings["replication_factor"], configs=dict(settings["topic_configs"])
+                topic,
+                replication_factor=settings["replication_factor"],
+                configs={**KEEP_FOREVER, **settings["topic_configs"]},
             )
             current = (await self.views.meta()).get(sid)
             if not created:

@@ -267,3 +267,20 @@ async def test_stream_topics_keep_their_events_forever_unless_told_otherwise(kaf
     configs = await p.io.run("describing", _topic_configs, p, topic)
     assert configs.get("retention.ms") == "-1", f"stream topic configs: {configs}"
     assert configs.get("retention.bytes") == "-1", f"stream topic configs: {configs}"
+
+
+async def test_health_names_a_stream_topic_whose_broker_deletes_events(kafka_url: str) -> None:
+    """A stream topic with a finite ``retention.ms`` (set through ``topic_configs``, or created by an earlier
+    version under the broker's default of a week) loses acknowledged events: health says ``degraded``."""
+    from eventsource.testing import DurabilitySuite
+
+    p = KafkaProvider(kafka_url, topic_prefix=f"x{uuid.uuid4().hex[:12]}", topic_configs={"retention.ms": "604800000"})
+    await p.connect()
+    try:
+        await p.append("s", [ev()], ANY)
+        h = await DurabilitySuite.health_of(p)
+        assert h.details["status"] == "degraded", h.message
+        assert [(r["setting"], r["value"]) for r in h.details["durability_risks"]] == [("retention.ms", "604800000")]
+    finally:
+        await drop_namespace(p)
+        await p.close()

@@ -2,9 +2,10 @@
 
 :class:`Connection` turns URL and settings into the client config, names the metadata and snapshot
 topics, creates them at connect, and re-keys the shared :class:`~eventsource_kafka.state.Namespace`
-by the cluster's id once the broker has answered. Every role reaches the broker through
-:attr:`Connection.io` and the shared state through :attr:`Connection.ns` (read at each use: connect
-replaces it). :meth:`Connection.exclusive` is the one way to hold a stream (lease, then lock).
+by the cluster's id and advertised brokers once the broker has answered (:func:`cluster_identity`).
+Every role reaches the broker through :attr:`Connection.io` and the shared state through
+:attr:`Connection.ns` (read at each use: connect replaces it). :meth:`Connection.exclusive` is the
+one way to hold a stream (lease, then lock).
 """
 
 from __future__ import annotations
@@ -39,6 +40,21 @@ def _lease_host() -> Any:
 
         _HOST = PluginHost()
     return _HOST
+
+
+def cluster_identity(desc: Any) -> str | None:
+    """What tells one cluster from another in this process: its id AND its brokers as it advertises them.
+
+    A cluster id alone is not unique: every Tansu broker answers ``tansu_cluster``, and Kafka clusters
+    formatted with one ``CLUSTER_ID`` share theirs; two such clusters sharing one process's state had
+    one's tail used for the other's appends (acknowledged events no reader finds). The advertised
+    brokers do not depend on the bootstrap address, so ``localhost`` and ``127.0.0.1`` still share.
+    """
+    if not isinstance(desc, dict) or not desc.get("cluster_id"):
+        return None
+    listed = [b for b in desc.get("brokers") or [] if isinstance(b, dict)]
+    brokers = sorted(f"{b.get('broker_id')}@{b.get('host')}:{b.get('port')}" for b in listed)
+    return f"{desc['cluster_id']}/{','.join(brokers)}"
 
 
 class Connection:
@@ -89,9 +105,9 @@ class Connection:
         except BaseException:
             await io.close()
             raise
-        cluster_id = desc.get("cluster_id") if isinstance(desc, dict) else None
-        if cluster_id:
-            self.ns = namespace(self.servers, self.prefix, str(cluster_id))
+        identity = cluster_identity(desc)
+        if identity:
+            self.ns = namespace(self.servers, self.prefix, identity)
         self._io = io
         if self.settings.get("lease_url") and self._lease is None:
             lease = _lease_host().create_lease(self.settings["lease_url"], **self.settings["lease_settings"])

@@ -240,6 +240,19 @@ class Monitor:
 STORAGE_UNREAD = "the broker's storage (flush policy, storage engine): no Kafka request reports it"
 
 
+def _deletes_events(name: str, cfg: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(topic, config, value)``: each finite ``retention.ms``/``retention.bytes`` of a topic whose policy deletes."""
+    policy = str((cfg.get("cleanup.policy") or {}).get("value") or "delete")
+    if "delete" not in policy:
+        return []  # compacted only: the latest record of every key stays
+    out = []
+    for key in ("retention.ms", "retention.bytes"):
+        value = (cfg.get(key) or {}).get("value")
+        if value is not None and str(value).lstrip("-").isdigit() and int(value) >= 0:
+            out.append((name, key, str(value)))
+    return out
+
+
 def _named(topics: list[str], most: int = 3) -> str:
     more = f" (+{len(topics) - most} more)" if len(topics) > most else ""
     return ", ".join(topics[:most]) + more
@@ -250,7 +263,8 @@ class Audit:
 
     ``acks`` other than ``all`` is a risk. A replication factor of 1 is a risk on a cluster of several brokers and a
     note on a single broker (the only choice there); ``min.insync.replicas`` below 2 with more than one replica, and
-    ``unclean.leader.election.enable=true``, are risks; a config the broker does not return is declared unread.
+    ``unclean.leader.election.enable=true``, are risks, as is a finite ``retention.ms`` or ``retention.bytes`` where
+    ``cleanup.policy`` deletes (the broker drops events); a config the broker does not return is declared unread.
     """
 
     def __init__(self, *, brokers: int) -> None:
@@ -271,6 +285,7 @@ class Audit:
         low_isr: list[tuple[str, str]] = []
         unclean: list[str] = []
         missing: list[str] = []
+        deleting: list[tuple[str, str, str]] = []
         for t in described:
             name = t["name"]
             replicas = min((len(p.get("replica_nodes") or []) for p in t.get("partitions") or []), default=0)
@@ -284,7 +299,13 @@ class Audit:
                 low_isr.append((name, isr))
             if str((cfg.get("unclean.leader.election.enable") or {}).get("value")).lower() == "true":
                 unclean.append(name)
+            deleting += _deletes_events(name, cfg)
         self._findings(one, low_isr, unclean, missing)
+        for key in sorted({k for _, k, _ in deleting}):  # the broker deletes records past that age or size
+            named = [(n, v) for n, k, v in deleting if k == key]
+            why = "the broker deletes the oldest records: their events are lost, and the stream reads empty after"
+            value = ",".join(sorted({v for _, v in named}))
+            self.risks.append(risk(key, value, f"topics {_named([n for n, _ in named])}", why))
 
     def _findings(self, one: list[str], low_isr: list[tuple[str, str]], unclean: list[str], missing: list[str]) -> None:
         if one and self.brokers > 1:

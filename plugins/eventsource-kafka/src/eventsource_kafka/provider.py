@@ -50,7 +50,7 @@ class KafkaProvider(Provider):
     processes, built by the lease plugin that handles the URL's scheme),
     ``dedup_window`` (event ids remembered per stream for idempotent retries), ``max_record_bytes``
     (largest event or batch envelope), ``io_threads``, ``topic_configs`` (extra configs of stream
-    topics, e.g. ``{"retention.ms": "-1"}``).
+    topics, over ``retention.ms`` and ``retention.bytes`` of ``-1``: events are kept forever).
     """
 
     kind = "kafka"

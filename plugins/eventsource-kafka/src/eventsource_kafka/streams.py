@@ -3,8 +3,8 @@
 Incarnation ``n`` of a stream is one topic whose name every process derives the same way
 (``naming.stream_topic``), so the broker's ``create_topics`` lets exactly one process create it and
 the others join it; the first ``create`` record of an incarnation in the metadata topic wins. A delete
-writes the ``delete`` record (the incarnation count is kept), deletes the topic and the snapshots; the
-id is then reusable from version 0. Info is exact: the metadata view plus the tail read to its end.
+tombstones the snapshots, writes the ``delete`` record (the incarnation count is kept) and deletes the
+topic; the id is then reusable from version 0. Info is exact: the metadata view plus the tail read to its end.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from eventsource_kafka.snapshots import Snapshots
     from eventsource_kafka.tails import Slot, Tails
     from eventsource_kafka.views import Views
+
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+"""Configs of every stream topic unless ``topic_configs`` names them: the broker's default deletes events after a
+week (``log.retention.hours=168``), and a stream whose first records are gone reads empty (``records.accepts``)."""
 
 _CREATE_ATTEMPTS = 8
 """Incarnations one creation tries when each is deleted by another process before it can join it."""
@@ -79,7 +83,9 @@ class Streams:
             inc = self.conn.ns.incarnations.get(sid, 0) + 1
             topic = naming.stream_topic(self.conn.prefix, sid, inc)
             created = await self.conn.io.ensure_topic(
-                topic, replication_factor=settings["replication_factor"], configs=dict(settings["topic_configs"])
+                topic,
+                replication_factor=settings["replication_factor"],
+                configs={**KEEP_FOREVER, **settings["topic_configs"]},
             )
             current = (await self.views.meta()).get(sid)
             if not created:
@@ -143,19 +149,25 @@ class Streams:
             raise StreamExistsError(msg, stream_id=stream.stream_id)
 
     async def delete_stream(self, stream_id: str) -> None:
-        """Write the delete record, delete the topic and the snapshots; the id is reusable from version 0."""
+        """Delete the snapshots, write the delete record, delete the topic; the id is reusable from version 0.
+
+        Snapshots go first (and those saved meanwhile again after the record): once the delete record is
+        written the stream is gone and a retried delete finds nothing to do, so a topic deletion that
+        fails (``delete.topic.enable=false``, a timeout) must not leave them to the stream created next.
+        """
         slot = self.conn.ns.slot(stream_id)
         async with self.conn.exclusive(stream_id):
             meta = await self.tails.refresh(stream_id, slot)
             if meta is None:
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
+            await self.snapshots.delete_snapshots(stream_id, None)
             await self.views.put_meta(
                 stream_id, {"op": "delete", "inc": int(meta.get("inc", 0)), "topic": meta["topic"]}
             )
             slot.reset(None)
-            await self.conn.io.delete_topic(meta["topic"])
             await self.snapshots.delete_snapshots(stream_id, None)
+            await self.conn.io.delete_topic(meta["topic"])
 
     async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
         """Exact info: metadata view plus the stream's tail read to its high watermark."""

@@ -205,13 +205,6 @@ async def test_get_events_paged_by_cursor_over_every_stream_returns_every_event(
         await p.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="state.py (Namespace.apply_meta) ignores an 'update' record unless a 'create' of the same "
-    "incarnation was applied before it; compaction of <prefix>.meta keeps only the update. Fix (not "
-    "made: state.py is being changed by the truncate_stream work): an update whose incarnation is above "
-    "every one seen starts that incarnation, as a create would (it carries the whole record)",
-)
 async def test_a_stream_with_a_retention_marker_survives_compaction_of_the_metadata_topic(
     kafka_provider: KafkaProvider, kafka_url: str
 ) -> None:

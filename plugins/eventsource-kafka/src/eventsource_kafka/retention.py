@@ -84,8 +84,20 @@ class Retention:
             new["first_visible"] = first_visible if first_visible is not None else version + 1
             after = await self.views.put_meta(stream_id, new)
             if after is None or after["topic"] != meta["topic"]:
-                return 0  # deleted (and perhaps created again) before it landed: the marker hides nothing there
+                # deleted (and perhaps created again) before it landed: the marker hides nothing there, but as
+                # the stream's last record compaction would keep it alone: the stream as it is now goes after it
+                await self._restate(stream_id, int(meta.get("inc", 0)))
+                return 0
             return hidden
+
+    async def _restate(self, stream_id: str, inc: int) -> None:
+        """Write the stream's metadata as every process now applies it, after a record that landed too late."""
+        now = (await self.views.meta()).get(stream_id)
+        if now is None:
+            latest = max(self.conn.ns.incarnations.get(stream_id, inc), inc)
+            await self.views.put_meta(stream_id, {"op": "delete", "inc": latest, "topic": ""})
+        else:
+            await self.views.put_meta(stream_id, {**now, "op": "update"})
 
     async def _holds(
         self, stream_id: str, meta: dict[str, Any], version: int, if_holds: tuple[int, str], seen: Seen | None

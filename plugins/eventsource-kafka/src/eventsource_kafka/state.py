@@ -36,7 +36,8 @@ class Namespace:
         processes that raced on creating the same incarnation's topic may both write one; both name
         the same topic); ``update`` changes the attributes and retention markers of the incarnation it
         names (``inc`` and ``topic``) only while that one is live, so a marker computed for an
-        incarnation deleted (and created again) before it landed hides nothing; ``delete`` ends it (the
+        incarnation deleted (and created again) before it landed hides nothing, and one above every
+        incarnation seen starts it (compaction keeps a stream's last record only); ``delete`` ends it (the
         incarnation count is kept, so the next creation takes ``inc + 1``). Records of older versions
         (no ``op``, random topic names) replace the entry; ``None`` is their tombstone.
         """
@@ -58,6 +59,9 @@ class Namespace:
             live = self.meta.get(stream_id)
             if live is not None and int(live.get("inc", 0)) == inc and live.get("topic") == value.get("topic"):
                 self.meta[stream_id] = value
+            elif inc > current:  # compaction kept the update alone: it carries the whole record, as a create
+                self.meta[stream_id] = value
+                self.incarnations[stream_id] = inc
         elif inc >= current:  # written by an older version of the provider
             self.meta[stream_id] = value
             self.incarnations[stream_id] = max(current, 0)

@@ -114,95 +114,41 @@ async def test_a_delete_that_fails_after_its_delete_record_leaves_no_snapshot_to
     assert snap is None, f"the new stream (version 2) got the deleted stream's snapshot at version {snap.version}"
 
 
-_BATCH_WORKER = """
-import asyncio, json, sys, time, uuid
-from eventsource.model import ANY, NewEvent, utcnow
-from eventsource_kafka.provider import KafkaProvider
-
-def ev():
-    return NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())
-
-async def main(a):
-    p = KafkaProvider(a["url"], topic_prefix=a["prefix"], request_timeout=30.0)
-    await p.connect()
-    try:
-        await p.append(a["stream"], [ev()], ANY)  # the tail is known: the batch below appends at once
-        batch = [ev() for _ in range(a["n"])]
-        time.sleep(max(0.0, a["at"] - time.time()))
-        await p.append(a["stream"], batch, ANY)
-    finally:
-        await p.close()
-
-asyncio.run(main(json.loads(sys.argv[1])))
-"""
-
-
-async def _concurrent_batches(kafka_url: str, prefix: str, streams: list[str], n: int) -> None:
-    """One process per stream, each appending a batch of ``n`` events at the same wall-clock moment."""
-    import json
-    import os
-    import sys
-    import time
-
-    at = time.time() + 4.0
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _BATCH_WORKER,
-            json.dumps({"url": kafka_url, "prefix": prefix, "stream": s, "n": n, "at": at}),
-            stderr=asyncio.subprocess.PIPE,
-            env=os.environ.copy(),
-        )
-        for s in streams
-    ]
-    for proc in procs:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-        assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="positions are append times bumped per stream only: two processes' batches overlap, and the "
-    "manager's get_events cursor (position > next_cursor) skips the second event at a shared position. "
-    "Fix: positions unique across the store (e.g. low bits naming the writer), or query() overriding the "
-    "cursor with (position, stream id) ties",
-)
-async def test_get_events_paged_by_cursor_over_every_stream_returns_every_event(kafka_url: str) -> None:
-    """Two processes append a batch of 4,000 events each, to two streams, at the same moment.
-
-    ``get_events`` without a stream pages by ``next_cursor`` = the last event's position (core's
-    ``Queries.events``: the next page holds positions above it). A batch takes one microsecond of
-    position per event from its append time, so two batches appended within 4 ms of each other share
-    positions, and a page ending on a shared position drops the other stream's event there.
+async def test_get_events_paged_by_cursor_over_every_stream_returns_every_event(
+    kafka_provider: KafkaProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Positions are append times, bumped per stream only: two streams appended in the same microseconds (two
+    processes, or one clock read twice) share positions. ``get_events`` without a stream pages by
+    ``next_cursor`` (the next page holds positions after it): a page that ended on a shared position passed
+    over the other stream's event there. The manager now never ends a page inside such a tie.
     """
-    from eventsource.model import EventFilter
+    import eventsource_kafka.append
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+    from eventsource.timestamps import now_us
 
-    prefix = f"x{uuid.uuid4().hex[:12]}"
-    p = KafkaProvider(kafka_url, topic_prefix=prefix, request_timeout=30.0)
-    await p.connect()
-    try:
-        shared: list[int] = []
-        for rnd in range(3):  # the batches overlap on the first round unless a process starts 4 ms late
-            await _concurrent_batches(kafka_url, prefix, [f"a{rnd}", f"b{rnd}"], 4000)
-            seen: dict[int, int] = {}
-            async for e in p.read_all():
-                seen[e.position] = seen.get(e.position, 0) + 1
-            shared = sorted(pos for pos, k in seen.items() if k > 1)
-            if shared:
-                break
-        assert shared, "no two events shared a position (the batches did not overlap)"
-        at = shared[len(shared) // 2]
-        page = await p.query(EventFilter(after_position=at - 1), limit=1, offset=0)
-        assert [e.position for e in page.events] == [at]
-        cursor = page.events[0].position  # what get_events hands out as next_cursor
-        rest = await p.query(EventFilter(after_position=cursor), limit=1, offset=0)
-        everything = [e async for e in p.read_all(from_position=at) if e.position == at]
-        got = {page.events[0].event_id} | {e.event_id for e in rest.events if e.position == at}
-        assert got == {e.event_id for e in everything}, f"paging by cursor skipped an event at position {at}"
-    finally:
-        await drop_namespace(p)
-        await p.close()
+    p = kafka_provider
+    t = now_us()
+    monkeypatch.setattr(eventsource_kafka.append, "now_us", lambda: t)  # both batches from one clock reading
+    for s in ("a", "b", "c"):
+        await p.append(s, [ev() for _ in range(40)], ANY)
+    monkeypatch.undo()
+    everything = {e.event_id async for e in p.read_all()}
+    assert len(everything) == 120 and len({e.position async for e in p.read_all()}) == 40  # three-way ties
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="k", default=True)
+    for count in ("exact", "none"):
+        for limit in (4, 7, 9):
+            got: list[str] = []
+            cursor = None
+            while True:
+                page = await m.get_events(limit=limit, after_position=cursor, count=count)
+                got.extend(e.event_id for e in page.events)
+                if not page.has_more:
+                    break
+                cursor = page.next_cursor
+            assert len(got) == len(set(got)), f"count={count}, limit={limit}: an event came twice"
+            assert set(got) == everything, f"count={count}, limit={limit}: passed over {len(everything - set(got))}"
 
 
 async def test_a_stream_with_a_retention_marker_survives_compaction_of_the_metadata_topic(

@@ -33,10 +33,18 @@ if TYPE_CHECKING:
     from eventsource.domain.events import EventClasses
     from eventsource.manager.codec import EventCodec
     from eventsource.manager.policy import CallPolicy
-    from eventsource.model import Event, GetEventsRequest
+    from eventsource.model import Event, GetEventsRequest, RecordedEvent
     from eventsource.provider import Provider
 
     GetProvider = Callable[[str | None], Provider]
+
+
+def _before_tie(rows: list[RecordedEvent], following: int) -> list[RecordedEvent]:
+    """``rows`` without the trailing ones at position ``following`` (the next row's), unless that is all of them."""
+    cut = len(rows)
+    while cut > 0 and rows[cut - 1].position == following:
+        cut -= 1
+    return rows[:cut] if cut else rows
 
 
 class Queries:
@@ -70,11 +78,15 @@ class Queries:
         elif cursor is not None:
             flt = dataclasses.replace(flt, after_position=cursor)
         p = get_provider(req.provider)
+        # positions of different streams may be equal on a store without one total order (Kafka): a page never
+        # ends inside such a tie, or the next page (positions after its last) would pass over the rest of it
+        ties = flt.stream_id is None and p.capabilities.global_order != "total"
         if count == "exact":
+            n = req.limit + 1 if ties else req.limit
             page = await self.policy.run(
-                p, "query", lambda: p.query(flt, limit=req.limit, offset=req.offset, descending=descending)
+                p, "query", lambda: p.query(flt, limit=n, offset=req.offset, descending=descending)
             )
-            rows = page.events
+            rows = page.events[: req.limit]
             more = page.held_back or (page.total_count is not None and req.offset + len(rows) < page.total_count)
         else:  # no exact total to compare with: one more than the page says whether another follows
             page = await self.policy.run(
@@ -84,6 +96,8 @@ class Queries:
             )
             rows = page.events[: req.limit]
             more = page.held_back or len(page.events) > req.limit
+        if ties and len(page.events) > req.limit:
+            rows = _before_tie(rows, page.events[req.limit].position)
         events = list(map(self.codec.decoder(), rows))
         if classes is not None:
             events = [classes.typed(e) for e in events]

@@ -81,6 +81,20 @@ async def test_a_stored_decompression_bomb_is_refused_without_allocating_it(tmp_
         assert peak < 64 * 1024 * 1024, f"the refused read allocated {peak} bytes"
 
 
+async def test_a_descriptor_stacking_compression_steps_is_refused_unread(tmp_path: Path) -> None:
+    """The library writes at most one compression step: ``json+zlib+zlib+...`` from a hostile store cost a bounded
+    decompression per step (memory bounded, CPU not); refused naming the descriptor, before any is run."""
+    async with EventSourcingManager(sqlite_cfg(tmp_path)) as es:
+        once = zlib.compress(b'{"a": 1}')
+        await put_raw(es, "stacked", zlib.compress(once), "json+zlib+zlib")
+        await put_raw(es, "mixed", brotli.compress(once), "json+zlib+brotli")
+        for sid in ("stacked", "mixed"):
+            with pytest.raises(CodecError, match="more than one compression"):
+                [e async for e in es.read_stream(sid)]
+        await put_raw(es, "single", once, "json+zlib")
+        assert [e.data async for e in es.read_stream("single")] == [{"a": 1}]
+
+
 async def test_a_snapshot_decompression_bomb_is_refused(tmp_path: Path) -> None:
     async with EventSourcingManager(sqlite_cfg(tmp_path)) as es:
         await es.append_event(stream_id="snap", event_type="T", data={})

@@ -204,6 +204,9 @@ class CodecPipeline:
                 if steps and steps[-1][0] == "c":
                     msg = f"encoding descriptor {descriptor!r} compresses after encrypting"
                     raise CodecError(msg, descriptor=descriptor)
+                if len(plain_names) > 1:  # never written so: each step would cost a bounded decompression
+                    msg = f"encoding descriptor {descriptor!r} has more than one compression step"
+                    raise CodecError(msg, descriptor=descriptor)
                 steps.append(("z", self.registry.compressors.get(name)))
                 plain_names.append(name)
             elif name in self.ciphers:

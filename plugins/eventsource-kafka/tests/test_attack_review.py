@@ -224,3 +224,23 @@ async def test_health_names_a_stream_topic_whose_broker_deletes_events(kafka_url
     finally:
         await drop_namespace(p)
         await p.close()
+
+
+async def test_periodic_time_retention_keeps_one_marker_not_one_per_run(kafka_provider: KafkaProvider) -> None:
+    """Every ``delete_events_before`` run that hid something added an entry to the stream's metadata record,
+    which never shrank: each read checks every entry, and the record grows until the broker refuses it. A
+    marker the new one covers (an earlier cutoff, no more versions) now goes."""
+    from datetime import timedelta
+
+    p = kafka_provider
+    t0 = utcnow() - timedelta(days=30)
+    for day in range(6):
+        e = NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", t0 + timedelta(days=day))
+        await p.append("s", [e], ANY)
+    for day in range(4):  # a daily max_age run
+        assert await p.delete_events_before(t0 + timedelta(days=day, hours=1), "s") == 1
+    markers = p._conn.ns.meta["s"]["hide_before"]
+    assert len(markers) == 1, markers
+    assert [e.version async for e in p.read_stream("s")] == [5, 6]
+    info = await p.get_stream_info("s")
+    assert info is not None and (info.event_count, info.first_version) == (2, 5)

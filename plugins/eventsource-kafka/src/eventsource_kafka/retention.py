@@ -68,7 +68,10 @@ class Retention:
             if rule == "below":  # never above the next version: events appended later stay visible
                 new["hide_below"] = max(int(meta.get("hide_below", 0)), min(value, version + 1))
             else:
-                new["hide_before"] = [*meta.get("hide_before", []), [value, version]]
+                # an older marker the new one covers (an earlier cutoff, fewer versions) goes: periodic runs
+                # keep one entry, not one per run (the record would grow until the broker refused it)
+                kept = [m for m in meta.get("hide_before", []) if not (int(m[0]) <= value and int(m[1]) <= version)]
+                new["hide_before"] = [*kept, [value, version]]
             if rule == "below" and not meta.get("hide_before"):
                 # versions are gap-free: the marker hides exactly the versions between the old and new bound
                 hidden = max(0, int(new["hide_below"]) - old_below)

@@ -182,11 +182,16 @@ class SyncLoop:
         """Raise now what a call would: the facade is closed, or this is its own loop calling back."""
         self._usable()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the private loop and return its result (its exception propagates)."""
-        return self._run(coro, closing=False)
+    def run(self, coro: Coroutine[Any, Any, T], *, settle: bool = False) -> T:
+        """Run ``coro`` on the private loop and return its result (its exception propagates).
 
-    def _run(self, coro: Coroutine[Any, Any, T], *, closing: bool) -> T:
+        ``settle``: if the caller is interrupted (Ctrl-C), wait until the cancelled call has ended (as a call run
+        inline does) before the interrupt propagates, so what the call did meanwhile is done when the caller
+        goes on (a subscription's batch: the coroutine keeps it itself).
+        """
+        return self._run(coro, closing=False, settle=settle)
+
+    def _run(self, coro: Coroutine[Any, Any, T], *, closing: bool, settle: bool = False) -> T:
         """:meth:`run`; ``closing``: close()'s own calls, which run after the facade is marked closed."""
         if not closing:
             try:
@@ -201,13 +206,13 @@ class SyncLoop:
                 pass
             else:  # async code calling the sync API: its own loop occupies this thread, so use another one
                 with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="eventsource-sync-call") as pool:
-                    return pool.submit(self._run, coro, closing=closing).result()
+                    return pool.submit(self._run, coro, closing=closing, settle=settle).result()
             done = self._in_turn(lambda: self._inline(coro), coro.close, closing=closing)
             if done is not _MOVED:
                 return done  # type: ignore[return-value]
-        return self._threaded(coro, closing=closing)
+        return self._threaded(coro, closing=closing, settle=settle)
 
-    def _threaded(self, coro: Coroutine[Any, Any, T], *, closing: bool) -> T:
+    def _threaded(self, coro: Coroutine[Any, Any, T], *, closing: bool, settle: bool = False) -> T:
         """Run ``coro`` on the loop's thread; counted, so close() lets it finish before it stops the loop."""
         with self._calls:
             if self._closed and not closing:  # a call sent to a loop that stops would wait forever
@@ -215,6 +220,8 @@ class SyncLoop:
                 raise ProviderUnavailableError(CLOSED)
             self._inflight += 1
         try:
+            if settle:
+                return self._settled(coro)
             fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
             try:
                 return fut.result()
@@ -225,6 +232,38 @@ class SyncLoop:
             with self._calls:
                 self._inflight -= 1
                 self._calls.notify_all()
+
+    def _settled(self, coro: Coroutine[Any, Any, T]) -> T:
+        """:meth:`_threaded` with ``settle``: an interrupted caller cancels the call and waits until it has ended.
+
+        (Cancelling the future it waits on would return at once, the call still running on the loop thread.)
+        """
+        loop = self.loop
+        ended: concurrent.futures.Future[T] = concurrent.futures.Future()
+        tasks: list[asyncio.Task[T]] = []
+
+        def copy(task: asyncio.Task[T]) -> None:
+            if task.cancelled():
+                ended.cancel()
+            elif (error := task.exception()) is not None:
+                ended.set_exception(error)
+            else:
+                ended.set_result(task.result())
+
+        def start() -> None:
+            task = loop.create_task(coro)
+            task.add_done_callback(copy)
+            tasks.append(task)
+
+        loop.call_soon_threadsafe(start)
+        try:
+            return ended.result()
+        except BaseException:
+            if not ended.done():  # interrupted: cancel the call (after start(): the loop keeps the order)...
+                loop.call_soon_threadsafe(lambda: tasks[0].cancel())  # noqa: PLW0108 - tasks[0]: set by start(), first
+                with contextlib.suppress(Exception, concurrent.futures.CancelledError):
+                    ended.result()  # ... and wait for it to end (a second Ctrl-C gives up)
+            raise
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Like :meth:`run`, cheaper for a call that usually never waits (an append or a lookup on SQLite/memory).

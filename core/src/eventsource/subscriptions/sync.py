@@ -58,13 +58,20 @@ class SyncSubscription:
         return self
 
     def __next__(self) -> Event:
-        if not self._pending:
-            batch = self._loop.run(self.subscription.next_batch(self.subscription.page_size))
-            if not batch:
-                raise StopIteration
-            self._pending.extend(batch)
+        if not self._pending and not self._loop.run(self._fill(), settle=True):
+            raise StopIteration
         self._last = self._pending.popleft()
         return self._last
+
+    async def _fill(self) -> bool:
+        """The next batch into ``_pending``, on the loop: the subscription counts it as handed out once it is read.
+
+        So it lands in ``_pending`` even when this thread is interrupted (Ctrl-C) while the batch is read:
+        the next ``next()`` hands it out, and ``commit()`` stops before it.
+        """
+        batch = await self.subscription.next_batch(self.subscription.page_size)
+        self._pending.extend(batch)
+        return bool(batch)
 
     def commit(self, event: Event | None = None) -> Checkpoint:
         """Store the checkpoint after ``event`` (default: after the last event handed out)."""

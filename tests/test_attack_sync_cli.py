@@ -76,3 +76,31 @@ def test_sync_subscription_keeps_the_batch_a_ctrl_c_interrupted(tmp_path: Path) 
     assert committed <= handled, "the checkpoint went past events the consumer never got"
     seen = out["seen"]
     assert sorted(set(seen)) == list(range(300)), f"lost: {sorted(set(range(300)) - set(seen))[:5]}..."
+
+
+@pytest.mark.parametrize("argv", [("read", "orders-1"), ("info", "orders-1"), ("streams",), ("stats",)])
+def test_a_read_only_command_on_a_mistyped_sqlite_path_says_there_is_no_store_and_creates_none(
+    tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    """``eventsource --store sqlite:///evnts.db stats`` (a typo) made an empty store and reported 0 events.
+
+    ``read``/``info`` said "stream 'orders-1' does not exist" (true of the empty file they had just created,
+    not of the user's store) and ``stats``/``streams`` exited 0 with an empty store; each left an empty
+    database behind, and created every missing directory of the path. ``copy``, ``export`` and
+    ``projections`` already refuse such a source; these now do too (exit 3, not found), naming the path.
+    """
+    script, env = console_script()
+    typo = tmp_path / "data" / "evnts.db"
+    done = subprocess.run(  # the installed console script
+        [script, "--store", f"sqlite:///{typo}", *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert not typo.parent.exists(), "a read-only command created the store (and its directory)"
+    assert done.returncode == 3, (done.returncode, done.stdout, done.stderr)  # not found
+    assert str(typo) in done.stderr
+    assert "no file" in done.stderr

@@ -55,7 +55,7 @@ print(json.dumps({"interrupts": interrupts, "seen": seen, "commits": commits}))
 def _child(tmp_path: Path, script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "child.py"
     path.write_text("import json\n" + textwrap.dedent(script))
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
+    return subprocess.run(
         [sys.executable, str(path), *args], capture_output=True, text=True, timeout=timeout, check=False
     )
 
@@ -104,3 +104,43 @@ def test_a_read_only_command_on_a_mistyped_sqlite_path_says_there_is_no_store_an
     assert done.returncode == 3, (done.returncode, done.stdout, done.stderr)  # not found
     assert str(typo) in done.stderr
     assert "no file" in done.stderr
+
+
+CLOSE_IN_SIGNAL_HANDLER = """
+import os, signal, sqlite3, sys, threading
+from eventsource import SyncEventSourcingManager
+
+es = SyncEventSourcingManager({"providers": {"d": f"sqlite:///{sys.argv[1]}"}}).connect()
+if sys.argv[2] == "threaded":
+    es.subscribe(stream_id="other")  # (any subscription moves the loop to its thread)
+
+def on_term(signum, frame):  # the textbook graceful shutdown
+    es.close()
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, on_term)
+es.append_event(stream_id="s", event_type="E", data={})
+holder = sqlite3.connect(sys.argv[1], check_same_thread=False, isolation_level=None)
+holder.execute("BEGIN IMMEDIATE")  # another writer: the next append waits for it, so the SIGTERM lands in the call
+threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+threading.Timer(1.0, holder.rollback).start()
+for n in range(3):
+    es.append_event(stream_id="s", event_type="E", data={"n": n})
+print("the signal handler never ran")
+"""
+
+
+@pytest.mark.parametrize("mode", ["inline", "threaded"])
+def test_close_from_a_signal_handler_during_a_call_never_hangs_and_says_what_to_do(tmp_path: Path, mode: str) -> None:
+    """A SIGTERM handler calling ``es.close()`` while the main thread is inside a call.
+
+    With the loop on its thread (after a ``subscribe``), close() waited for the calls in flight, one of them
+    the very call the handler had interrupted: the process hung until SIGKILL. Inline, it was refused as "called
+    from its own event loop (a sync snapshot handler or upcaster ...)", which names neither the signal
+    handler nor what to do. Either way close() cannot finish there; it must refuse at once, saying so.
+    """
+    try:
+        done = _child(tmp_path, CLOSE_IN_SIGNAL_HANDLER, str(tmp_path / "e.db"), mode, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("close() in the signal handler hung")
+    assert "signal handler" in done.stderr, done.stderr[-2000:]

@@ -36,7 +36,14 @@ caller's loop working through objects that no longer sit in the CPU's caches."""
 OWN_LOOP = (
     "SyncEventSourcingManager was called from its own event loop (a sync snapshot handler or upcaster "
     "calling the facade?), where the call would wait for itself forever: make the handler async and "
-    "use facade.manager, or leave the facade out of it"
+    "use facade.manager, or leave the facade out of it (a signal handler that ran while this thread was inside a "
+    "call: raise SystemExit or KeyboardInterrupt there, or set a flag and call the facade after the call)"
+)
+IN_CALL = (
+    "SyncEventSourcingManager.close() was called by a thread that is inside a call on it (from a signal handler "
+    "that ran during the call?): close() waits for calls in flight, and this one cannot end until the handler "
+    "returns. In a signal handler raise SystemExit or KeyboardInterrupt instead (the call is cancelled, and a "
+    "`with` block or `finally` closes the facade on the way out), or set a flag and close after the call"
 )
 
 
@@ -151,6 +158,7 @@ class SyncLoop:
         self._forked = False
         self._calls = threading.Condition()  # guards _closed and _inflight (calls waiting on the loop thread)
         self._inflight = 0
+        self._waiting: dict[int, int] = {}  # thread id -> its calls waiting on the loop thread (in _inflight)
         self._shut = threading.Event()  # close() is done
         self._closer: int | None = None  # the thread running close()
         _LOOPS.add(self)
@@ -219,6 +227,8 @@ class SyncLoop:
                 coro.close()
                 raise ProviderUnavailableError(CLOSED)
             self._inflight += 1
+            me = threading.get_ident()
+            self._waiting[me] = self._waiting.get(me, 0) + 1
         try:
             if settle:
                 return self._settled(coro)
@@ -231,6 +241,10 @@ class SyncLoop:
         finally:
             with self._calls:
                 self._inflight -= 1
+                if self._waiting[me] == 1:
+                    del self._waiting[me]
+                else:
+                    self._waiting[me] -= 1
                 self._calls.notify_all()
 
     def _settled(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -435,6 +449,13 @@ class SyncLoop:
             return
         self.run(aclose())
 
+    def _not_in_a_call(self, final: Coroutine[Any, Any, Any] | None) -> None:
+        """Refuse close() from a thread waiting for its own call (a signal handler): it would wait forever."""
+        if threading.get_ident() in self._waiting:
+            if final is not None:
+                final.close()
+            raise EventSourceError(IN_CALL)
+
     def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:  # noqa: C901, PLR0912 - each branch is one close() race, kept together
         """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent.
 
@@ -453,6 +474,7 @@ class SyncLoop:
             if final is not None:
                 final.close()
             raise
+        self._not_in_a_call(final)
         with self._calls:
             first = not self._closed
             self._closed = True

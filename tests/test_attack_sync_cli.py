@@ -144,3 +144,50 @@ def test_close_from_a_signal_handler_during_a_call_never_hangs_and_says_what_to_
     except subprocess.TimeoutExpired:
         pytest.fail("close() in the signal handler hung")
     assert "signal handler" in done.stderr, done.stderr[-2000:]
+
+
+RUN_SYNC_INTERRUPTED = """
+import os, signal, sqlite3, sys, threading, time
+from eventsource import SyncEventSourcingManager
+from eventsource.projections import Projection, ProjectionRunner, SqliteSink
+
+d = sys.argv[1]
+es = SyncEventSourcingManager({"providers": {"d": f"sqlite:///{d}/ev.db"}}).connect()
+for b in range(50):
+    es.append_events_batch(stream_id="o", events=[{"event_type": "P", "data": {"n": b * 100 + k}} for k in range(100)])
+read = sqlite3.connect(f"{d}/read.db")
+read.execute("CREATE TABLE seen (n INTEGER PRIMARY KEY)")
+read.commit()
+
+def placed(event, tx):
+    tx.execute("INSERT INTO seen VALUES (?)", (event.data["n"],))
+    time.sleep(0.0002)
+
+runner = ProjectionRunner(es, batch_size=100, poll_interval=0.2)
+runner.add(Projection("p", {"P": placed}), SqliteSink(f"sqlite:///{d}/read.db"))
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # Ctrl-C while it catches up
+try:
+    runner.run_sync()
+except KeyboardInterrupt:
+    pass
+es.close()
+at_close = read.execute("SELECT count(*) FROM seen").fetchone()[0]
+time.sleep(1.0)
+later = read.execute("SELECT count(*) FROM seen").fetchone()[0]
+print(json.dumps({"at_close": at_close, "later": later}))
+"""
+
+
+def test_an_interrupted_run_sync_has_stopped_the_runner_before_the_interrupt_propagates(tmp_path: Path) -> None:
+    """Ctrl-C in ``runner.run_sync()``, then ``es.close()``: nothing may write to the sink after that.
+
+    run_sync returned at once, its runner still running on the loop thread; close() then stopped the loop
+    under it ("Task was destroyed but it is pending"), and the sink's worker committed another batch after
+    close() had returned, which the next runner found as "another runner moved it".
+    """
+    done = _child(tmp_path, RUN_SYNC_INTERRUPTED, str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert 0 < out["at_close"] < 5000
+    assert out["later"] == out["at_close"], "the interrupted runner went on writing after close()"
+    assert "Task was destroyed but it is pending" not in done.stderr

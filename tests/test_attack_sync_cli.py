@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,35 @@ def test_an_interrupted_run_sync_has_stopped_the_runner_before_the_interrupt_pro
     assert 0 < out["at_close"] < 5000
     assert out["later"] == out["at_close"], "the interrupted runner went on writing after close()"
     assert "Task was destroyed but it is pending" not in done.stderr
+
+
+def test_closing_the_facade_ends_a_subscription_another_thread_waits_in(tmp_path: Path) -> None:
+    """A worker thread in ``for event in sub`` at the tail, the main thread shutting down with ``es.close()``.
+
+    close() waited for the calls in flight before it closed anything, and the worker's ``next(sub)`` waits for
+    the next event: close() hung until someone appended to the stream (forever, on a quiet one). The
+    async manager's close() ends open subscriptions; the facade's now does that first.
+    """
+    from eventsource import SyncEventSourcingManager
+
+    es = SyncEventSourcingManager({"providers": {"d": f"sqlite:///{tmp_path / 'e.db'}"}}).connect()
+    es.append_event(stream_id="x", event_type="E", data={})
+    seen: list[object] = []
+    sub = es.subscribe(stream_id="x", poll_interval=0.2)
+
+    def consume() -> None:
+        with sub:
+            seen.extend(e.version for e in sub)  # ends when the subscription is closed
+        seen.append("ended")
+
+    worker = threading.Thread(target=consume, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    closer = threading.Thread(target=es.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "es.close() hung waiting for the subscription's next()"
+    worker.join(10)
+    assert seen == [1, "ended"]

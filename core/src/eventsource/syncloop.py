@@ -159,6 +159,7 @@ class SyncLoop:
         self._calls = threading.Condition()  # guards _closed and _inflight (calls waiting on the loop thread)
         self._inflight = 0
         self._waiting: dict[int, int] = {}  # thread id -> its calls waiting on the loop thread (in _inflight)
+        self._ends: weakref.WeakSet[Any] = weakref.WeakSet()  # what close() ends first: end() -> coroutine
         self._shut = threading.Event()  # close() is done
         self._closer: int | None = None  # the thread running close()
         _LOOPS.add(self)
@@ -449,18 +450,34 @@ class SyncLoop:
             return
         self.run(aclose())
 
-    def _not_in_a_call(self, final: Coroutine[Any, Any, Any] | None) -> None:
-        """Refuse close() from a thread waiting for its own call (a signal handler): it would wait forever."""
+    def end_on_close(self, obj: Any) -> None:
+        """Have close() call ``obj.end()`` (a coroutine) before it waits for calls in flight (a subscription's wait)."""
+        self._ends.add(obj)
+
+    def _end_waits(self) -> None:
+        """End what would keep a call in flight until close() gives up: the subscriptions' waits for new events."""
+        for obj in list(self._ends):
+            with contextlib.suppress(Exception):
+                self._run(obj.end(), closing=True)
+
+    def _before_waiting(self, final: Coroutine[Any, Any, Any] | None) -> None:
+        """What close() does before it waits for calls in flight, so that the wait ends.
+
+        Refuses close() from a thread waiting for its own call (a signal handler), which would wait forever;
+        ends the subscriptions, whose ``next()`` in another thread would wait for the next event.
+        """
         if threading.get_ident() in self._waiting:
             if final is not None:
                 final.close()
             raise EventSourceError(IN_CALL)
+        if self._thread is not None and not self._closed:
+            self._end_waits()
 
     def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:  # noqa: C901, PLR0912 - each branch is one close() race, kept together
         """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent.
 
         Calls from other threads that start after this one are refused (:class:`ProviderUnavailableError`);
-        those already running finish first.
+        those already running finish first (subscriptions are ended first: a ``next()`` waiting in one returns).
         """
         try:
             self._usable()  # from the facade's own loop: refuse (stopping it there would deadlock)
@@ -474,7 +491,7 @@ class SyncLoop:
             if final is not None:
                 final.close()
             raise
-        self._not_in_a_call(final)
+        self._before_waiting(final)
         with self._calls:
             first = not self._closed
             self._closed = True

@@ -28,6 +28,7 @@ class SyncSubscription:
         self._pending: collections.deque[Event] = collections.deque()
         self._last: Event | None = None
         self._dropped = False  # close() dropped fetched events never handed out: commit() stops at ``_last``
+        loop.end_on_close(self)  # the facade's close() ends it first: a thread waiting in next() then stops
 
     def __repr__(self) -> str:
         return f"Sync{self.subscription!r}"
@@ -52,7 +53,13 @@ class SyncSubscription:
         """Stop; the iterator ends (``commit()`` still stores only what it handed out). Idempotent."""
         self._dropped = self._dropped or bool(self._pending)
         self._pending.clear()
+        if self.subscription.closed:
+            return  # closed already (by the facade's close(), say, which then stops the loop)
         self._loop.run(self.subscription.close())
+
+    async def end(self) -> None:
+        """Close the subscription on the loop (the facade's close() calls this first)."""
+        await self.subscription.close()
 
     def __iter__(self) -> Self:
         return self

@@ -225,3 +225,40 @@ def test_closing_the_facade_ends_a_subscription_another_thread_waits_in(tmp_path
     assert not closer.is_alive(), "es.close() hung waiting for the subscription's next()"
     worker.join(10)
     assert seen == [1, "ended"]
+
+
+def test_closing_the_facade_stops_a_runner_another_thread_runs_with_run_sync(tmp_path: Path) -> None:
+    """A thread in ``runner.run_sync()`` (it never returns by itself), the main thread calling ``es.close()``.
+
+    close() waited forever for the runner's call; it now stops the runner first (``run_sync`` returns).
+    """
+    import sqlite3
+
+    from eventsource import SyncEventSourcingManager
+    from eventsource.projections import Projection, ProjectionRunner, SqliteSink
+
+    es = SyncEventSourcingManager({"providers": {"d": f"sqlite:///{tmp_path / 'ev.db'}"}}).connect()
+    es.append_event(stream_id="o", event_type="P", data={"n": 1})
+    with sqlite3.connect(tmp_path / "read.db") as read:
+        read.execute("CREATE TABLE seen (n INTEGER)")
+    runner = ProjectionRunner(es, poll_interval=0.2)
+
+    def placed(event: object, tx: sqlite3.Connection) -> None:
+        tx.execute("INSERT INTO seen VALUES (1)")
+
+    runner.add(Projection("p", {"P": placed}), SqliteSink(f"sqlite:///{tmp_path / 'read.db'}"))
+    out: list[object] = []
+    worker = threading.Thread(target=lambda: out.append(runner.run_sync()), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while (
+        time.monotonic() < deadline
+        and not sqlite3.connect(tmp_path / "read.db").execute("SELECT * FROM seen").fetchall()
+    ):
+        time.sleep(0.02)
+    closer = threading.Thread(target=es.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "es.close() hung waiting for run_sync() in another thread"
+    worker.join(10)
+    assert out == [None]

@@ -159,7 +159,8 @@ class SyncLoop:
         self._calls = threading.Condition()  # guards _closed and _inflight (calls waiting on the loop thread)
         self._inflight = 0
         self._waiting: dict[int, int] = {}  # thread id -> its calls waiting on the loop thread (in _inflight)
-        self._ends: weakref.WeakSet[Any] = weakref.WeakSet()  # what close() ends first: end() -> coroutine
+        self._ends: weakref.WeakKeyDictionary[Any, Callable[[Any], Coroutine[Any, Any, Any]]]
+        self._ends = weakref.WeakKeyDictionary()  # what close() ends first (end_on_close)
         self._shut = threading.Event()  # close() is done
         self._closer: int | None = None  # the thread running close()
         _LOOPS.add(self)
@@ -450,15 +451,18 @@ class SyncLoop:
             return
         self.run(aclose())
 
-    def end_on_close(self, obj: Any) -> None:
-        """Have close() call ``obj.end()`` (a coroutine) before it waits for calls in flight (a subscription's wait)."""
-        self._ends.add(obj)
+    def end_on_close(self, obj: Any, end: Callable[[Any], Coroutine[Any, Any, Any]]) -> None:
+        """Have close() run ``end(obj)`` on the loop before it waits for calls in flight (while ``obj`` lives).
+
+        For what a call may wait on forever: a subscription's next event, a projection runner's ``run()``.
+        """
+        self._ends[obj] = end
 
     def _end_waits(self) -> None:
-        """End what would keep a call in flight until close() gives up: the subscriptions' waits for new events."""
-        for obj in list(self._ends):
+        """End what would keep a call in flight until close() gives up (see :meth:`end_on_close`)."""
+        for obj, end in list(self._ends.items()):
             with contextlib.suppress(Exception):
-                self._run(obj.end(), closing=True)
+                self._run(end(obj), closing=True)
 
     def _before_waiting(self, final: Coroutine[Any, Any, Any] | None) -> None:
         """What close() does before it waits for calls in flight, so that the wait ends.

@@ -28,7 +28,7 @@ class SyncSubscription:
         self._pending: collections.deque[Event] = collections.deque()
         self._last: Event | None = None
         self._dropped = False  # close() dropped fetched events never handed out: commit() stops at ``_last``
-        loop.end_on_close(self)  # the facade's close() ends it first: a thread waiting in next() then stops
+        loop.end_on_close(self, SyncSubscription.end)  # the facade's close() ends it first: a next() returns
 
     def __repr__(self) -> str:
         return f"Sync{self.subscription!r}"

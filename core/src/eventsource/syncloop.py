@@ -36,7 +36,14 @@ caller's loop working through objects that no longer sit in the CPU's caches."""
 OWN_LOOP = (
     "SyncEventSourcingManager was called from its own event loop (a sync snapshot handler or upcaster "
     "calling the facade?), where the call would wait for itself forever: make the handler async and "
-    "use facade.manager, or leave the facade out of it"
+    "use facade.manager, or leave the facade out of it (a signal handler that ran while this thread was inside a "
+    "call: raise SystemExit or KeyboardInterrupt there, or set a flag and call the facade after the call)"
+)
+IN_CALL = (
+    "SyncEventSourcingManager.close() was called by a thread that is inside a call on it (from a signal handler "
+    "that ran during the call?): close() waits for calls in flight, and this one cannot end until the handler "
+    "returns. In a signal handler raise SystemExit or KeyboardInterrupt instead (the call is cancelled, and a "
+    "`with` block or `finally` closes the facade on the way out), or set a flag and close after the call"
 )
 
 
@@ -151,6 +158,9 @@ class SyncLoop:
         self._forked = False
         self._calls = threading.Condition()  # guards _closed and _inflight (calls waiting on the loop thread)
         self._inflight = 0
+        self._waiting: dict[int, int] = {}  # thread id -> its calls waiting on the loop thread (in _inflight)
+        self._ends: weakref.WeakKeyDictionary[Any, Callable[[Any], Coroutine[Any, Any, Any]]]
+        self._ends = weakref.WeakKeyDictionary()  # what close() ends first (end_on_close)
         self._shut = threading.Event()  # close() is done
         self._closer: int | None = None  # the thread running close()
         _LOOPS.add(self)
@@ -182,11 +192,16 @@ class SyncLoop:
         """Raise now what a call would: the facade is closed, or this is its own loop calling back."""
         self._usable()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the private loop and return its result (its exception propagates)."""
-        return self._run(coro, closing=False)
+    def run(self, coro: Coroutine[Any, Any, T], *, settle: bool = False) -> T:
+        """Run ``coro`` on the private loop and return its result (its exception propagates).
 
-    def _run(self, coro: Coroutine[Any, Any, T], *, closing: bool) -> T:
+        ``settle``: if the caller is interrupted (Ctrl-C), wait until the cancelled call has ended (as a call run
+        inline does) before the interrupt propagates, so what the call did meanwhile is done when the caller
+        goes on (a subscription's batch: the coroutine keeps it itself).
+        """
+        return self._run(coro, closing=False, settle=settle)
+
+    def _run(self, coro: Coroutine[Any, Any, T], *, closing: bool, settle: bool = False) -> T:
         """:meth:`run`; ``closing``: close()'s own calls, which run after the facade is marked closed."""
         if not closing:
             try:
@@ -201,20 +216,24 @@ class SyncLoop:
                 pass
             else:  # async code calling the sync API: its own loop occupies this thread, so use another one
                 with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="eventsource-sync-call") as pool:
-                    return pool.submit(self._run, coro, closing=closing).result()
+                    return pool.submit(self._run, coro, closing=closing, settle=settle).result()
             done = self._in_turn(lambda: self._inline(coro), coro.close, closing=closing)
             if done is not _MOVED:
                 return done  # type: ignore[return-value]
-        return self._threaded(coro, closing=closing)
+        return self._threaded(coro, closing=closing, settle=settle)
 
-    def _threaded(self, coro: Coroutine[Any, Any, T], *, closing: bool) -> T:
+    def _threaded(self, coro: Coroutine[Any, Any, T], *, closing: bool, settle: bool = False) -> T:
         """Run ``coro`` on the loop's thread; counted, so close() lets it finish before it stops the loop."""
         with self._calls:
             if self._closed and not closing:  # a call sent to a loop that stops would wait forever
                 coro.close()
                 raise ProviderUnavailableError(CLOSED)
             self._inflight += 1
+            me = threading.get_ident()
+            self._waiting[me] = self._waiting.get(me, 0) + 1
         try:
+            if settle:
+                return self._settled(coro)
             fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
             try:
                 return fut.result()
@@ -224,7 +243,43 @@ class SyncLoop:
         finally:
             with self._calls:
                 self._inflight -= 1
+                if self._waiting[me] == 1:
+                    del self._waiting[me]
+                else:
+                    self._waiting[me] -= 1
                 self._calls.notify_all()
+
+    def _settled(self, coro: Coroutine[Any, Any, T]) -> T:
+        """:meth:`_threaded` with ``settle``: an interrupted caller cancels the call and waits until it has ended.
+
+        (Cancelling the future it waits on would return at once, the call still running on the loop thread.)
+        """
+        loop = self.loop
+        ended: concurrent.futures.Future[T] = concurrent.futures.Future()
+        tasks: list[asyncio.Task[T]] = []
+
+        def copy(task: asyncio.Task[T]) -> None:
+            if task.cancelled():
+                ended.cancel()
+            elif (error := task.exception()) is not None:
+                ended.set_exception(error)
+            else:
+                ended.set_result(task.result())
+
+        def start() -> None:
+            task = loop.create_task(coro)
+            task.add_done_callback(copy)
+            tasks.append(task)
+
+        loop.call_soon_threadsafe(start)
+        try:
+            return ended.result()
+        except BaseException:
+            if not ended.done():  # interrupted: cancel the call (after start(): the loop keeps the order)...
+                loop.call_soon_threadsafe(lambda: tasks[0].cancel())  # noqa: PLW0108 - tasks[0]: set by start(), first
+                with contextlib.suppress(Exception, concurrent.futures.CancelledError):
+                    ended.result()  # ... and wait for it to end (a second Ctrl-C gives up)
+            raise
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Like :meth:`run`, cheaper for a call that usually never waits (an append or a lookup on SQLite/memory).
@@ -396,11 +451,37 @@ class SyncLoop:
             return
         self.run(aclose())
 
+    def end_on_close(self, obj: Any, end: Callable[[Any], Coroutine[Any, Any, Any]]) -> None:
+        """Have close() run ``end(obj)`` on the loop before it waits for calls in flight (while ``obj`` lives).
+
+        For what a call may wait on forever: a subscription's next event, a projection runner's ``run()``.
+        """
+        self._ends[obj] = end
+
+    def _end_waits(self) -> None:
+        """End what would keep a call in flight until close() gives up (see :meth:`end_on_close`)."""
+        for obj, end in list(self._ends.items()):
+            with contextlib.suppress(Exception):
+                self._run(end(obj), closing=True)
+
+    def _before_waiting(self, final: Coroutine[Any, Any, Any] | None) -> None:
+        """What close() does before it waits for calls in flight, so that the wait ends.
+
+        Refuses close() from a thread waiting for its own call (a signal handler), which would wait forever;
+        ends the subscriptions, whose ``next()`` in another thread would wait for the next event.
+        """
+        if threading.get_ident() in self._waiting:
+            if final is not None:
+                final.close()
+            raise EventSourceError(IN_CALL)
+        if self._thread is not None and not self._closed:
+            self._end_waits()
+
     def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:  # noqa: C901, PLR0912 - each branch is one close() race, kept together
         """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent.
 
         Calls from other threads that start after this one are refused (:class:`ProviderUnavailableError`);
-        those already running finish first.
+        those already running finish first (subscriptions are ended first: a ``next()`` waiting in one returns).
         """
         try:
             self._usable()  # from the facade's own loop: refuse (stopping it there would deadlock)
@@ -414,6 +495,7 @@ class SyncLoop:
             if final is not None:
                 final.close()
             raise
+        self._before_waiting(final)
         with self._calls:
             first = not self._closed
             self._closed = True

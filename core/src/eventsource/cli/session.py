@@ -15,7 +15,14 @@ from urllib.parse import urlsplit
 from eventsource.cli.config import STORE_ENV, load_config
 from eventsource.cli.errors import StoreContextError
 from eventsource.cli.output import mask
-from eventsource.errors import ConfigurationError, ErrorType, EventSourceError, ProviderNotFoundError, ValidationError
+from eventsource.errors import (
+    ConfigurationError,
+    ErrorType,
+    EventSourceError,
+    NotFoundError,
+    ProviderNotFoundError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -50,11 +57,17 @@ class Session:
         """Run ``coro`` on a fresh event loop (a Ctrl-C cancels it, then raises ``KeyboardInterrupt``)."""
         return asyncio.run(coro)
 
-    def with_manager(self, body: Callable[[EventSourcingManager], Coroutine[Any, Any, int]]) -> int:
-        """Connect, run ``body`` on the connected manager, close; returns ``body``'s exit code."""
+    def with_manager(
+        self, body: Callable[[EventSourcingManager], Coroutine[Any, Any, int]], *, existing: bool = False
+    ) -> int:
+        """Connect, run ``body`` on the connected manager, close; returns ``body``'s exit code.
+
+        ``existing``: a command that only reads (``read``, ``stats``...) refuses a ``sqlite://`` store whose file
+        does not exist (exit 3), where opening it would create an empty store in place of a mistyped one.
+        """
 
         async def connected() -> int:
-            manager = await self.connect()
+            manager = await self.connect(existing=existing)
             try:
                 return await body(manager)
             finally:
@@ -62,16 +75,21 @@ class Session:
 
         return self.run(connected())
 
-    async def connect(self, *, unreachable: dict[str, StoreContextError] | None = None) -> EventSourcingManager:
+    async def connect(
+        self, *, unreachable: dict[str, StoreContextError] | None = None, existing: bool = False
+    ) -> EventSourcingManager:
         """A manager connected to every configured store; failures name the masked URL.
 
         :param unreachable: when given, a store that cannot be connected (connection error or timeout) is
             recorded here under its name and left out, instead of failing the whole run (``health``).
+        :param existing: refuse a ``sqlite://`` store whose file does not exist (see :meth:`with_manager`).
         """
         from eventsource.manager import EventSourcingManager
 
         cfg = self.cfg = load_config(self.args)
         self.scrub.add_config(cfg)
+        if existing:
+            self._check_exist(cfg)
         manager = EventSourcingManager(cfg, host=self.plugin_host())
         try:
             for name, entry in cfg.providers.items():
@@ -103,6 +121,17 @@ class Session:
                 await manager.close()
             raise
         return manager
+
+    def _check_exist(self, cfg: ManagerConfig) -> None:
+        """Raise :class:`NotFoundError` for a configured ``sqlite://`` store whose file does not exist."""
+        from eventsource.cli.transfer import SQLITE_PATHS, missing_sqlite_file
+
+        for entry in cfg.providers.values():
+            url = str(entry["url"])
+            path = missing_sqlite_file(url)
+            if path is not None:
+                msg = f"no store at {self.shown(url)}: no file {path!r} ({SQLITE_PATHS}; append or demo creates one)"
+                raise NotFoundError(msg)
 
     def shown(self, url: str) -> str:
         """``url`` as the command may print it: password masked, and every secret the run knows scrubbed."""

@@ -245,7 +245,8 @@ class ProjectionRunner:
             return
         loop = self._facade._loop  # noqa: SLF001 - the facade's own loop runs its providers
         loop.go_threaded()
-        loop.run(coro)
+        loop.end_on_close(self, ProjectionRunner.stop)  # the facade's close() stops it first (run() returns)
+        loop.run(coro, settle=True)  # a Ctrl-C: the runner has stopped (stop() ran) before it propagates
 
     async def wait_caught_up(self, name: str) -> None:
         """Wait until projection ``name`` has applied (or skipped) every event stored when this was called.

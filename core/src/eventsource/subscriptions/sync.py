@@ -28,6 +28,7 @@ class SyncSubscription:
         self._pending: collections.deque[Event] = collections.deque()
         self._last: Event | None = None
         self._dropped = False  # close() dropped fetched events never handed out: commit() stops at ``_last``
+        loop.end_on_close(self, SyncSubscription.end)  # the facade's close() ends it first: a next() returns
 
     def __repr__(self) -> str:
         return f"Sync{self.subscription!r}"
@@ -52,19 +53,32 @@ class SyncSubscription:
         """Stop; the iterator ends (``commit()`` still stores only what it handed out). Idempotent."""
         self._dropped = self._dropped or bool(self._pending)
         self._pending.clear()
+        if self.subscription.closed:
+            return  # closed already (by the facade's close(), say, which then stops the loop)
         self._loop.run(self.subscription.close())
+
+    async def end(self) -> None:
+        """Close the subscription on the loop (the facade's close() calls this first)."""
+        await self.subscription.close()
 
     def __iter__(self) -> Self:
         return self
 
     def __next__(self) -> Event:
-        if not self._pending:
-            batch = self._loop.run(self.subscription.next_batch(self.subscription.page_size))
-            if not batch:
-                raise StopIteration
-            self._pending.extend(batch)
+        if not self._pending and not self._loop.run(self._fill(), settle=True):
+            raise StopIteration
         self._last = self._pending.popleft()
         return self._last
+
+    async def _fill(self) -> bool:
+        """The next batch into ``_pending``, on the loop: the subscription counts it as handed out once it is read.
+
+        So it lands in ``_pending`` even when this thread is interrupted (Ctrl-C) while the batch is read:
+        the next ``next()`` hands it out, and ``commit()`` stops before it.
+        """
+        batch = await self.subscription.next_batch(self.subscription.page_size)
+        self._pending.extend(batch)
+        return bool(batch)
 
     def commit(self, event: Event | None = None) -> Checkpoint:
         """Store the checkpoint after ``event`` (default: after the last event handed out)."""

@@ -42,4 +42,4 @@ def info(session: Session) -> int:
             out.line(f"{key + ':':<15}{value}")
         return EXIT_OK
 
-    return session.with_manager(body)
+    return session.with_manager(body, existing=True)

@@ -69,7 +69,7 @@ def read(session: Session) -> int:
             out.note(f"{progress.count:,} {noun} from {a.stream!r} (versions {seen[0]}-{seen[1]}{order})")
         return EXIT_OK
 
-    return session.with_manager(body)
+    return session.with_manager(body, existing=True)
 
 
 def print_event(out: Output, ev: Event) -> None:

@@ -33,7 +33,7 @@ def stats(session: Session) -> int:
             print_stats(out, name, m.get_provider(name).kind, st)
         return EXIT_OK
 
-    return session.with_manager(body)
+    return session.with_manager(body, existing=True)
 
 
 def print_stats(out: Output, name: str, kind: str, st: Any, indent: str = "") -> None:

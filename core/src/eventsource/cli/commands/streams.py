@@ -43,4 +43,4 @@ def streams(session: Session) -> int:
         out.line(f"({shown} streams{more})")
         return EXIT_OK
 
-    return session.with_manager(body)
+    return session.with_manager(body, existing=True)

@@ -1,0 +1,37 @@
+"""Core review of the day's changes: each test failed on the code before the fix that follows it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource import EventSourcingManager
+from eventsource.subscriptions import EventDecodeError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def sqlite_cfg(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    return {"providers": {"s": f"sqlite:///{tmp_path / 'events.db'}"}, "default_provider": "s", **extra}
+
+
+async def test_a_payload_over_this_readers_size_bound_is_never_skipped(tmp_path: Path) -> None:
+    """A writer configured for large events stores one of 17 MiB (compressed); a reader with the default sizes
+    refuses to decompress more than 16 MiB ("raise those to read it"): a configuration to fix, not the event's
+    own failure, so a skip-mode subscription stops on it (it passed over it: a later commit() moved past it)."""
+    big = {"blob": "a" * (17 * 1024 * 1024)}
+    writer = sqlite_cfg(tmp_path, compression="zlib", max_event_size=32 * 1024 * 1024)
+    async with EventSourcingManager(writer) as es:
+        await es.append_event(stream_id="s", event_type="Big", data=big)
+        await es.append_event(stream_id="s", event_type="Small", data={})
+    async with (
+        EventSourcingManager(sqlite_cfg(tmp_path)) as es,
+        es.subscribe(stream_id="s", on_decode_error="skip") as sub,
+    ):
+        with pytest.raises(EventDecodeError, match="max_snapshot_size"):
+            got = await sub.__anext__()
+            pytest.fail(f"the subscription passed over the large event and handed out {got.event_type!r}")
+        assert sub.skipped == 0
+    async with EventSourcingManager(sqlite_cfg(tmp_path, max_event_size=32 * 1024 * 1024)) as es:
+        assert [e.event_type async for e in es.read_stream("s")] == ["Big", "Small"]  # read once configured

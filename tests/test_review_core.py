@@ -35,3 +35,27 @@ async def test_a_payload_over_this_readers_size_bound_is_never_skipped(tmp_path:
         assert sub.skipped == 0
     async with EventSourcingManager(sqlite_cfg(tmp_path, max_event_size=32 * 1024 * 1024)) as es:
         assert [e.event_type async for e in es.read_stream("s")] == ["Big", "Small"]  # read once configured
+
+
+async def test_a_commit_after_close_names_the_event_it_counted(tmp_path: Path) -> None:
+    """A subscription that handed out part of a page, closed, then committed (the documented way to stop): its
+    checkpoint kept no event id (close dropped the page the id was in), so a stream deleted and created again
+    since was resumed unchecked and its first versions passed over."""
+    from eventsource.checkpoints.sqlite import SqliteCheckpointStore
+    from eventsource.errors import StreamDeletedError
+
+    cps = SqliteCheckpointStore(f"sqlite:///{tmp_path / 'cp.db'}")
+    async with EventSourcingManager(sqlite_cfg(tmp_path)) as es:
+        old = await es.append_events_batch(stream_id="s", events=[{"event_type": "E", "data": {}} for _ in range(10)])
+        sub = es.subscribe(stream_id="s", checkpoint=cps, name="n", page_size=10)
+        async with sub:
+            for _ in range(3):
+                await sub.__anext__()
+        cp = await sub.commit()
+        assert (cp.position, cp.event_id) == (3, old.event_ids[2])
+        await es.delete_stream("s")
+        await es.append_events_batch(stream_id="s", events=[{"event_type": "New", "data": {}} for _ in range(10)])
+        async with es.subscribe(stream_id="s", checkpoint=cps, name="n", page_size=10) as again:
+            with pytest.raises(StreamDeletedError, match="reset=True"):
+                got = await again.__anext__()
+                pytest.fail(f"resumed on the new stream at version {got.version}: versions 1-3 passed over")

@@ -59,3 +59,34 @@ async def test_a_commit_after_close_names_the_event_it_counted(tmp_path: Path) -
             with pytest.raises(StreamDeletedError, match="reset=True"):
                 got = await again.__anext__()
                 pytest.fail(f"resumed on the new stream at version {got.version}: versions 1-3 passed over")
+
+
+async def test_before_snapshot_on_sqlite_goes_on_past_the_listed_event_it_deletes(tmp_path: Path) -> None:
+    """The stream grows and is snapshotted between the policy's listing and its get_snapshot (a busy stream, a
+    long paced run): the truncation deletes the listed last event itself. SQLite checked that event before every
+    batch, so the run stopped after its first batch (112 of 3,100 covered events deleted); the stream is the
+    same one, and memory and PostgreSQL go on."""
+    from eventsource.model import utcnow
+    from eventsource.retention import BeforeSnapshotPolicy, RetentionContext
+
+    async with EventSourcingManager(sqlite_cfg(tmp_path)) as es:
+        await es.append_events_batch(stream_id="s", events=[{"event_type": "E", "data": {}} for _ in range(100)])
+        await es.create_snapshot(stream_id="s", data={})
+        p = es.get_provider()
+        grown = False
+
+        async def call(op: str, fn: Any) -> Any:
+            nonlocal grown
+            if op == "get_snapshot" and not grown:  # another writer, after the listing
+                grown = True
+                for _ in range(3):
+                    await es.append_events_batch(
+                        stream_id="s", events=[{"event_type": "E", "data": {}} for _ in range(1000)]
+                    )
+                await es.create_snapshot(stream_id="s", data={})
+            return await fn()
+
+        deleted = await BeforeSnapshotPolicy().apply(RetentionContext(provider=p, now=utcnow(), call=call))
+        info = await p.get_stream_info("s")
+        assert info is not None and info.version == 3100
+        assert (deleted, info.first_version) == (3100, 3101)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import pytest
 from eventsource.model import ANY, NewEvent, utcnow
-from eventsource_kafka.provider import KafkaProvider
+
+if TYPE_CHECKING:
+    from eventsource_kafka.provider import KafkaProvider
 
 
 def ev() -> NewEvent:

@@ -193,6 +193,14 @@ class KeyProviderError(CodecError):
     code = 503
 
 
+class PayloadTooLargeError(CodecError):
+    """A stored payload decompresses to more than this configuration reads (raise the limits to read it).
+
+    The bound is the larger of ``max_event_size`` and ``max_snapshot_size``: a payload over it was written under
+    larger limits, or is a hostile store's bomb. It reads once the limits are raised: a subscription never skips it.
+    """
+
+
 class UpcastError(CodecError):
     """A stored event or snapshot cannot be brought to the schema version the code expects.
 

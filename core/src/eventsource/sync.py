@@ -297,8 +297,8 @@ class SyncEventSourcingManager:
     ) -> GetEventsResponse:
         """Events matching every given filter, a page at a time, with the total count and ``has_more``.
 
-        A page may be short while ``has_more`` (PostgreSQL ends it below a transaction still running): go on
-        from ``next_cursor`` or at ``offset + len(page.events)``, never ``offset + limit``.
+        A page may be short while ``has_more`` (PostgreSQL), or longer than ``limit`` (a tie of positions on a store
+        without total order comes whole): go on from ``next_cursor`` or at ``offset + len(page.events)``.
         ``as_classes=True`` puts an instance of the registered event class in each event's ``data``
         (see :meth:`register_event_class`); events of other types keep their plain data.
         """

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import CodecError, EventSourceError, KeyProviderError
+from eventsource.errors import CodecError, EventSourceError, KeyProviderError, PayloadTooLargeError
 
 if TYPE_CHECKING:
     from eventsource.codecs.keys import KeyProvider
@@ -57,13 +57,13 @@ class Compressor(ABC):
         return out
 
 
-def too_large(codec: str, limit: int) -> CodecError:
+def too_large(codec: str, limit: int) -> PayloadTooLargeError:
     """The error for a payload that decompresses to more than ``limit`` bytes (corrupt, or a hostile store's bomb)."""
     msg = (
         f"payload decompresses ({codec}) to more than {limit} bytes, more than this configuration writes (the larger "
         "of max_event_size and max_snapshot_size): raise those to read it"
     )
-    return CodecError(msg, codec=codec, limit=limit)
+    return PayloadTooLargeError(msg, codec=codec, limit=limit)
 
 
 class Cipher(ABC):

@@ -9,7 +9,9 @@ manager's read methods keep their signatures and docstrings and only call these.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+import functools
+import itertools
+from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import EventNotFoundError
 from eventsource.manager.policy import all_pages, stream_pages
@@ -33,18 +35,22 @@ if TYPE_CHECKING:
     from eventsource.domain.events import EventClasses
     from eventsource.manager.codec import EventCodec
     from eventsource.manager.policy import CallPolicy
-    from eventsource.model import Event, GetEventsRequest, RecordedEvent
+    from eventsource.model import CountMode, Event, EventFilter, GetEventsRequest, QueryPage, RecordedEvent
     from eventsource.provider import Provider
 
     GetProvider = Callable[[str | None], Provider]
 
 
 def _before_tie(rows: list[RecordedEvent], following: int) -> list[RecordedEvent]:
-    """``rows`` without the trailing ones at position ``following`` (the next row's), unless that is all of them."""
+    """``rows`` without the trailing ones at position ``following`` (the next row's); empty if that is all of them."""
     cut = len(rows)
     while cut > 0 and rows[cut - 1].position == following:
         cut -= 1
-    return rows[:cut] if cut else rows
+    return rows[:cut]
+
+
+def _at(position: int | None, row: RecordedEvent) -> bool:
+    return row.position == position
 
 
 class Queries:
@@ -98,6 +104,13 @@ class Queries:
             more = page.held_back or len(page.events) > req.limit
         if ties and len(page.events) > req.limit:
             rows = _before_tie(rows, page.events[req.limit].position)
+            if not rows:  # the page lies inside one tie: it holds the whole tie (no cursor could end inside it)
+                rows, page = await self._whole_tie(
+                    p, flt, offset=req.offset, descending=descending, count=count, n=len(page.events)
+                )
+                more = (
+                    page.held_back or len(page.events) > len(rows) or req.offset + len(rows) < (page.total_count or 0)
+                )
         events = list(map(self.codec.decoder(), rows))
         if classes is not None:
             events = [classes.typed(e) for e in events]
@@ -110,6 +123,20 @@ class Queries:
             next_cursor=(rows[-1].position if rows else cursor) if more else None,
             total_exact=page.total_exact and page.total_count is not None,
         )
+
+    async def _whole_tie(
+        self, p: Provider, flt: EventFilter, *, offset: int, descending: bool, count: CountMode, n: int
+    ) -> tuple[list[RecordedEvent], QueryPage]:
+        """The rows at the first row's position from ``offset`` (read with a doubling limit), and the page read."""
+        kw: dict[str, Any] = {} if count == "exact" else {"count": count}
+        while True:
+            n *= 2
+            query = functools.partial(p.query, flt, limit=n, offset=offset, descending=descending, **kw)
+            page = await self.policy.run(p, "query", query)
+            at = page.events[0].position if page.events else None
+            tie = list(itertools.takewhile(functools.partial(_at, at), page.events))
+            if len(tie) < len(page.events) or len(page.events) < n:
+                return tie, page
 
     async def streams(
         self, limit: int, offset: int, after: str | None, provider: str | None, get_provider: GetProvider

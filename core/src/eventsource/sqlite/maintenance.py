@@ -150,17 +150,19 @@ def delete_old_batch(us: int, stream_id: str | None, size: int, db: sqlite3.Conn
 
 
 def truncate_batch(
-    stream_id: str, before_version: int, if_holds: EventAt | None, size: int, db: sqlite3.Connection
+    stream_id: str, before_version: int, guard: list[EventAt | None], size: int, db: sqlite3.Connection
 ) -> tuple[int, bool]:
     """Delete the next versions; how many, and whether that was the last batch.
 
-    With ``if_holds``, each batch first checks (in its own transaction) that the stream still holds that event:
-    a stream deleted and created again between two batches stops the run, its new events untouched.
+    With an event in ``guard`` (``if_holds``), each batch first checks (in its own transaction) that the stream
+    still holds it: a stream deleted and created again between two batches stops the run, its new events
+    untouched. A batch that deletes that event itself hands the guard on to the stream's newest event.
     """
     if db.execute(SQL_STREAM_FLOOR, (stream_id,)).fetchone() is None:
         msg = f"stream {stream_id!r} does not exist"
         raise StreamNotFoundError(msg, stream_id=stream_id)
-    if if_holds is not None and db.execute(SQL_HOLDS, (stream_id, *if_holds)).fetchone() is None:
+    held = guard[0]
+    if held is not None and db.execute(SQL_HOLDS, (stream_id, *held)).fetchone() is None:
         return 0, True
     low = db.execute(SQL_LOWEST_VERSION, (stream_id,)).fetchone()[0]
     if low is None or low >= before_version:
@@ -171,6 +173,9 @@ def truncate_batch(
         keep_floor(db, stream_id, n)
         counts.uncount(db, "stream_id = ? AND version < ?", (stream_id, upto))
         db.execute(SQL_TRUNCATE, (stream_id, upto))
+    if held is not None and held[0] < upto:  # the same stream, as this transaction leaves it
+        top = db.execute(SQL_STREAM_TOP, (stream_id,)).fetchone()
+        guard[0] = None if top is None else (top[0], top[1])
     return n, upto >= before_version
 
 

@@ -532,7 +532,8 @@ class SqliteProvider(ConnectionCalls, Provider):
 
     async def truncate_stream(self, stream_id: str, before_version: int, *, if_holds: EventAt | None = None) -> int:
         """Delete the stream's events below ``before_version``, lowest first, in short transactions."""
-        return await self._in_batches("truncate_stream", partial(truncate_batch, stream_id, before_version, if_holds))
+        batch = partial(truncate_batch, stream_id, before_version, [if_holds])  # the guard, carried batch to batch
+        return await self._in_batches("truncate_stream", batch)
 
     async def _in_batches(self, op: str, batch: Callable[[int, sqlite3.Connection], tuple[int, bool]]) -> int:
         """One retention run: ``batch`` in the provider's sized, paced transactions."""

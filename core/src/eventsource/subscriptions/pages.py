@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import CodecError, ConfigurationError, KeyProviderError
+from eventsource.errors import CodecError, ConfigurationError, KeyProviderError, PayloadTooLargeError
 from eventsource.model import RowPage
 
 if TYPE_CHECKING:
@@ -199,8 +199,9 @@ class PageDelivery:
     def _failed(self, item: Any, e: Exception) -> None:
         eid, sid, etype, version, position = _fields(item)
         reason = f"{type(e).__name__}: {e}"
-        # a key service that failed for a moment, or a configuration to fix, is no reason to pass an event
-        fatal = isinstance(e, (KeyProviderError, ConfigurationError))
+        # a key service that failed for a moment, or a configuration to fix (limits too low to read a payload),
+        # is no reason to pass an event
+        fatal = isinstance(e, (KeyProviderError, ConfigurationError, PayloadTooLargeError))
         if self.on_decode_error == "raise" or fatal:
             way = (
                 "A key provider's or the configuration's failure is never skipped: fix it, then resume"

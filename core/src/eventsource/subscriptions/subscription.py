@@ -311,6 +311,8 @@ class Subscription(PageDelivery):
     async def close(self) -> None:
         """Stop: the iterator ends, the buffer is dropped. Uncommitted progress is not committed. Idempotent."""
         self._closed = True
+        if self.target.stream_id is not None and self._buffer:  # a commit() after this still names its event
+            self._before = (self._mark, self.event_id_at(self._mark))
         self._buffer, self._at = [], 0
         self._events = None
         waiter = self._waiter

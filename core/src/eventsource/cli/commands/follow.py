@@ -66,7 +66,7 @@ def follow(session: Session) -> int:
     a, out = session.args, session.out
 
     async def body(m: EventSourcingManager) -> int:
-        from eventsource.errors import ConfigurationError, KeyProviderError
+        from eventsource.errors import ConfigurationError, KeyProviderError, PayloadTooLargeError
         from eventsource.subscriptions import EventDecodeError
 
         sub = await _subscription(m, a)
@@ -93,7 +93,7 @@ def follow(session: Session) -> int:
             way = (  # a key provider's or the configuration's failure stops a skipping subscription too
                 "Such a failure is never skipped: fix the key provider or the configuration (--config FILE), "
                 "then follow again"
-                if isinstance(cause, (KeyProviderError, ConfigurationError))
+                if isinstance(cause, (KeyProviderError, ConfigurationError, PayloadTooLargeError))
                 else "Fix the codec, key or upcaster (--config FILE with the store's keys), or pass "
                 "--skip-undecodable to report and skip it"
             )

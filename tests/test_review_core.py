@@ -11,6 +11,8 @@ from eventsource.subscriptions import EventDecodeError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from eventsource.model import Event
+
 
 def sqlite_cfg(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     return {"providers": {"s": f"sqlite:///{tmp_path / 'events.db'}"}, "default_provider": "s", **extra}
@@ -90,3 +92,31 @@ async def test_before_snapshot_on_sqlite_goes_on_past_the_listed_event_it_delete
         info = await p.get_stream_info("s")
         assert info is not None and info.version == 3100
         assert (deleted, info.first_version) == (3100, None)  # keep_events=0: every event the snapshot covers
+
+
+async def test_an_upcaster_whose_lookup_fails_for_a_moment_is_never_skipped(tmp_path: Path) -> None:
+    """An upcaster that reads another store (a lookup) and finds it unreachable raises a ProviderError: the
+    store's failure, not the event's. It was wrapped as an UpcastError, which a skip-mode subscription passes
+    over for good; now it stays what it is, is never skipped, and the event is read once the store is back."""
+    from eventsource.errors import ProviderUnavailableError
+
+    down = True
+
+    def lookup(ev: Event) -> Event:
+        if down:
+            raise ProviderUnavailableError("the lookup store is unreachable", operation="lookup")
+        return ev
+
+    async with EventSourcingManager(sqlite_cfg(tmp_path)) as es:
+        await es.append_event(stream_id="s", event_type="Old", data={})
+        await es.append_event(stream_id="s", event_type="New", data={})
+        es.register_upcaster("Old", lookup)
+        async with es.subscribe(stream_id="s", on_decode_error="skip") as sub:
+            with pytest.raises((ProviderUnavailableError, EventDecodeError)):
+                got = await sub.__anext__()
+                pytest.fail(f"the subscription passed over the event and handed out {got.event_type!r}")
+            assert sub.skipped == 0
+        with pytest.raises(ProviderUnavailableError):
+            [e async for e in es.read_stream("s")]
+        down = False
+        assert [e.event_type async for e in es.read_stream("s")] == ["Old", "New"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ConfigurationError, UpcastError, ValidationError
+from eventsource.errors import ConfigurationError, ProviderError, UpcastError, ValidationError
 from eventsource.model import make_event
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class _Chains:
             self.latest[type_name] = version
             self.types.add(type_name)
 
-    def run(self, type_name: str, version: int, data: Any, rec: Any) -> tuple[str, int, Any]:
+    def run(self, type_name: str, version: int, data: Any, rec: Any) -> tuple[str, int, Any]:  # noqa: C901 - each refusal named
         """``(type, version, data)`` of ``rec`` brought to the newest version; :class:`UpcastError` if that fails.
 
         ``rec`` (the event or snapshot) is only looked at to describe an error.
@@ -137,6 +137,8 @@ class _Chains:
             fn, to_type = step
             try:
                 out = fn(data)
+            except ProviderError:  # a store it looked up failing is no fault of the event
+                raise
             except Exception as e:
                 what, ids = _describe(rec)
                 msg = (

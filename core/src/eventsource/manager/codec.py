@@ -20,6 +20,7 @@ from eventsource.errors import (
     ConfigurationError,
     DecryptionError,
     KeyShreddedError,
+    ProviderError,
     UnknownKeyError,
     UpcastError,
     ValidationError,
@@ -86,7 +87,7 @@ def _upcast(ups: list[Callable[[Event], Event]], ev: Event) -> Event:
     for up in ups:
         try:
             out = up(ev)
-        except UpcastError:
+        except (UpcastError, ProviderError):  # a store it looked up failing is no fault of the event
             raise
         except Exception as e:
             where = f"event {ev.event_id!r} (version {ev.version} of stream {ev.stream_id!r})"

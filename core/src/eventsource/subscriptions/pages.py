@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import CodecError, ConfigurationError, KeyProviderError, PayloadTooLargeError
+from eventsource.errors import CodecError, ConfigurationError, KeyProviderError, PayloadTooLargeError, ProviderError
 from eventsource.model import RowPage
 
 if TYPE_CHECKING:
@@ -201,7 +201,7 @@ class PageDelivery:
         reason = f"{type(e).__name__}: {e}"
         # a key service that failed for a moment, or a configuration to fix (limits too low to read a payload),
         # is no reason to pass an event
-        fatal = isinstance(e, (KeyProviderError, ConfigurationError, PayloadTooLargeError))
+        fatal = isinstance(e, (KeyProviderError, ConfigurationError, PayloadTooLargeError, ProviderError))
         if self.on_decode_error == "raise" or fatal:
             way = (
                 "A key provider's or the configuration's failure is never skipped: fix it, then resume"

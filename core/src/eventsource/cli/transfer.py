@@ -180,9 +180,11 @@ class ProgressView:
         self.interactive = out.interactive
         self.last = 0.0
         self.shown = False
+        self.latest: TransferProgress | None = None
 
     def __call__(self, p: TransferProgress) -> None:
         """Show ``p`` if it is time to."""
+        self.latest = p
         now = time.monotonic()
         every = 0.2 if self.interactive else PLAIN_EVERY
         if now - self.last < every:

@@ -52,10 +52,11 @@ def import_(session: Session) -> int:
     # a regular file is checked whole first; stdin, a pipe or a FIFO (<(zcat x.gz)) cannot be read twice
     whole = args.input != "-" and Path(args.input).is_file()
 
+    view = ProgressView(out, "import")
+
     async def body() -> int:
         with open_input(args.input) as stream:
             async with opened(session, url) as dst:
-                view = ProgressView(out, "import")
                 try:
                     result = await import_store(
                         stream,
@@ -73,4 +74,13 @@ def import_(session: Session) -> int:
         summary(out, "imported", result)
         return EXIT_OK
 
-    return session.run(body())
+    try:
+        return session.run(body())
+    except KeyboardInterrupt:  # say what stays and how to finish; the CLI then exits 130
+        p = view.latest
+        read = f" after reading {p.events:,} events" if p is not None and p.phase == "write" else ""
+        out.note(
+            f"import stopped{read}: what it wrote stays. Run the same import again to finish "
+            "(events the store holds already are skipped)"
+        )
+        raise

@@ -49,6 +49,7 @@ def test_an_import_stopped_by_ctrl_c_says_what_stays_and_how_to_finish(tmp_path:
         stdout=subprocess.DEVNULL,
         text=True,
         env=env,
+        cwd=tmp_path,  # the position map of an import from stdin goes to the working directory
     )
     assert proc.stdin is not None
     proc.stdin.write("".join(lines))

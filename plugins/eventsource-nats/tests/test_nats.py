@@ -4,6 +4,7 @@ duplicate window, durability reporting, batch modes, and old replicated servers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -311,9 +312,8 @@ async def test_partly_truncated_envelope_hides_only_the_deleted_events(machine_p
     assert (await p.append("env", [new_event()], 5)).first_version == 6
 
 
-@pytest.fixture(scope="module")
-def old_cluster() -> Servers:
-    """A 3-node cluster of the machine's nats-server (2.9.10), whose replicated OCC check is broken."""
+def _old_server_binary() -> str:
+    """The machine's nats-server before 2.9.21 (2.9.10), whose replicated OCC check is broken."""
     candidates = [
         os.environ.get("EVENTSOURCE_TEST_OLD_NATS_SERVER_BIN", ""),
         "/usr/sbin/nats-server",
@@ -327,7 +327,13 @@ def old_cluster() -> Servers:
             found[binary] = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
     old = [b for b, v in found.items() if re.search(r"v2\.9\.([0-9]|1[0-9]|20)\b", v)]
     assert old, f"no nats-server before 2.9.21 found (set EVENTSOURCE_TEST_OLD_NATS_SERVER_BIN): {found}"
-    servers = start_cluster(3, binary=old[0])
+    return old[0]
+
+
+@pytest.fixture(scope="module")
+def old_cluster() -> Servers:
+    """A 3-node cluster of the machine's nats-server (2.9.10), whose replicated OCC check is broken."""
+    servers = start_cluster(3, binary=_old_server_binary())
     yield servers  # type: ignore[misc]
     servers.stop()
 
@@ -373,6 +379,44 @@ async def test_old_server_refuses_a_replicated_stream_or_falls_back(old_cluster:
     finally:
         await b.close()
         await dispose(a)
+
+
+async def test_a_read_whose_consumer_sits_on_a_replica_behind_the_leader_is_never_short() -> None:
+    """A replicated stream's ephemeral read consumer sits on ANY replica (nats-server places an R1 consumer at
+    random among the stream's peers), which may not hold the last acknowledged messages yet (a replica behind
+    its leader, as on a loaded machine: seen once, a raced stream read back as []). The read ended where that
+    replica's messages ended, silently. Here one replica stays behind for good: its memory limit stops it from
+    storing the stream's later messages, while the leader and the other replica acknowledge them."""
+    servers = start_cluster(3, binary=_old_server_binary())
+    behind = servers.nodes[2]
+    try:
+        conf = Path(behind.args[-1])
+        behind.stop()
+        conf.write_text(conf.read_text().replace('" }', '", max_memory_store: 262144 }', 1))
+        behind.start()
+        p = await _connect_retrying(servers.url, replicas=3, old_server_replicated="stream_wide", storage="memory")
+        try:
+            for _ in range(30):  # the lagging replica must not lead (the leader acknowledges what it stored)
+                cluster = (await p._conn.api(f"STREAM.INFO.{p.names.stream}"))["cluster"]
+                if cluster.get("leader") not in (None, behind.name):
+                    break
+                with contextlib.suppress(Exception):
+                    await p._conn.api(f"STREAM.LEADER.STEPDOWN.{p.names.stream}")
+                await asyncio.sleep(1)
+            big = b'{"x": "' + b"y" * 60_000 + b'"}'
+            for v in range(12):
+                await p.append("lag", [new_event(data=big)], v)
+            cluster = (await p._conn.api(f"STREAM.INFO.{p.names.stream}"))["cluster"]
+            assert any(r["name"] == behind.name and not r["current"] for r in cluster["replicas"]), cluster
+            for _ in range(8):  # each read makes a new consumer, placed at random: most rounds meet the lagger
+                assert [e.version async for e in p.read_stream("lag")] == list(range(1, 13))
+                assert [e.version async for e in p.read_stream("lag", from_version=7)] == list(range(7, 13))
+                assert [e.version async for e in p.read_stream("lag", backwards=True)] == list(range(12, 0, -1))
+                assert [e.version async for e in p.read_all()] == list(range(1, 13))
+        finally:
+            await dispose(p)
+    finally:
+        servers.stop()
 
 
 async def test_get_event_survives_a_lost_index_entry(machine_provider: NatsProvider) -> None:

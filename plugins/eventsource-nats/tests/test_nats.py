@@ -381,33 +381,46 @@ async def test_old_server_refuses_a_replicated_stream_or_falls_back(old_cluster:
         await dispose(a)
 
 
-async def test_a_read_whose_consumer_sits_on_a_replica_behind_the_leader_is_never_short() -> None:
-    """A replicated stream's ephemeral read consumer sits on ANY replica (nats-server places an R1 consumer at
-    random among the stream's peers), which may not hold the last acknowledged messages yet (a replica behind
-    its leader, as on a loaded machine: seen once, a raced stream read back as []). The read ended where that
-    replica's messages ended, silently. Here one replica stays behind for good: its memory limit stops it from
-    storing the stream's later messages, while the leader and the other replica acknowledge them."""
+def _cluster_with_a_replica_kept_behind() -> tuple[Servers, str]:
+    """A 2.9.10 cluster whose third node stores at most 256 KiB of memory streams, and that node's name.
+
+    A memory stream replicated there stops growing on that node once it is full, while the leader and the
+    other replica go on acknowledging: a replica behind its leader for good (on a loaded machine, for a while).
+    """
     servers = start_cluster(3, binary=_old_server_binary())
     behind = servers.nodes[2]
+    conf = Path(behind.args[-1])
+    behind.stop()
+    conf.write_text(conf.read_text().replace('" }', '", max_memory_store: 262144 }', 1))
+    behind.start()
+    return servers, behind.name
+
+
+async def _fill_past(p: NatsProvider, behind: str) -> None:
+    """Make sure ``behind`` does not lead the events stream, then append 12 events it cannot all store."""
+    for _ in range(30):  # the lagging replica must not lead (the leader acknowledges what it stored)
+        cluster = (await p._conn.api(f"STREAM.INFO.{p.names.stream}"))["cluster"]
+        if cluster.get("leader") not in (None, behind):
+            break
+        with contextlib.suppress(Exception):
+            await p._conn.api(f"STREAM.LEADER.STEPDOWN.{p.names.stream}")
+        await asyncio.sleep(1)
+    big = b'{"x": "' + b"y" * 60_000 + b'"}'
+    for v in range(12):
+        await p.append("lag", [new_event(data=big)], v)
+    cluster = (await p._conn.api(f"STREAM.INFO.{p.names.stream}"))["cluster"]
+    assert any(r["name"] == behind and not r["current"] for r in cluster["replicas"]), cluster
+
+
+async def test_a_read_whose_consumer_sits_on_a_replica_behind_the_leader_is_never_short() -> None:
+    """A replicated stream's ephemeral read consumer sits on ANY replica (nats-server places an R1 consumer at
+    random among the stream's peers), which may not hold the last acknowledged messages yet (seen once on a
+    loaded machine: a raced stream read back as []). The read ended where that replica's messages ended."""
+    servers, behind = _cluster_with_a_replica_kept_behind()
     try:
-        conf = Path(behind.args[-1])
-        behind.stop()
-        conf.write_text(conf.read_text().replace('" }', '", max_memory_store: 262144 }', 1))
-        behind.start()
         p = await _connect_retrying(servers.url, replicas=3, old_server_replicated="stream_wide", storage="memory")
         try:
-            for _ in range(30):  # the lagging replica must not lead (the leader acknowledges what it stored)
-                cluster = (await p._conn.api(f"STREAM.INFO.{p.names.stream}"))["cluster"]
-                if cluster.get("leader") not in (None, behind.name):
-                    break
-                with contextlib.suppress(Exception):
-                    await p._conn.api(f"STREAM.LEADER.STEPDOWN.{p.names.stream}")
-                await asyncio.sleep(1)
-            big = b'{"x": "' + b"y" * 60_000 + b'"}'
-            for v in range(12):
-                await p.append("lag", [new_event(data=big)], v)
-            cluster = (await p._conn.api(f"STREAM.INFO.{p.names.stream}"))["cluster"]
-            assert any(r["name"] == behind.name and not r["current"] for r in cluster["replicas"]), cluster
+            await _fill_past(p, behind)
             for _ in range(8):  # each read makes a new consumer, placed at random: most rounds meet the lagger
                 assert [e.version async for e in p.read_stream("lag")] == list(range(1, 13))
                 assert [e.version async for e in p.read_stream("lag", from_version=7)] == list(range(7, 13))

@@ -397,14 +397,15 @@ def _cluster_with_a_replica_kept_behind() -> tuple[Servers, str]:
 
 
 async def _fill_past(p: NatsProvider, behind: str) -> None:
-    """Make sure ``behind`` does not lead the events stream, then append 12 events it cannot all store."""
-    for _ in range(30):  # the lagging replica must not lead (the leader acknowledges what it stored)
-        cluster = (await p._conn.api(f"STREAM.INFO.{p.names.stream}"))["cluster"]
-        if cluster.get("leader") not in (None, behind):
-            break
-        with contextlib.suppress(Exception):
-            await p._conn.api(f"STREAM.LEADER.STEPDOWN.{p.names.stream}")
-        await asyncio.sleep(1)
+    """Make sure ``behind`` leads neither the events stream nor a bucket, then append 12 events it cannot all store."""
+    for name in (p.names.stream, *(f"KV_{b}" for b in p.names.buckets)):
+        for _ in range(30):  # the lagging replica must not lead (a leader acknowledges only what it stored)
+            cluster = (await p._conn.api(f"STREAM.INFO.{name}"))["cluster"]
+            if cluster.get("leader") not in (None, behind):
+                break
+            with contextlib.suppress(Exception):
+                await p._conn.api(f"STREAM.LEADER.STEPDOWN.{name}")
+            await asyncio.sleep(1)
     big = b'{"x": "' + b"y" * 60_000 + b'"}'
     for v in range(12):
         await p.append("lag", [new_event(data=big)], v)
@@ -427,6 +428,32 @@ async def test_a_read_whose_consumer_sits_on_a_replica_behind_the_leader_is_neve
                 assert [e.version async for e in p.read_stream("lag", backwards=True)] == list(range(12, 0, -1))
                 assert [e.version async for e in p.read_all()] == list(range(1, 13))
         finally:
+            await dispose(p)
+    finally:
+        servers.stop()
+
+
+async def test_stream_info_and_get_event_never_read_a_replicated_bucket_from_a_replica_behind() -> None:
+    """Every replica of a bucket with direct gets answers them, also one behind its leader: a stream created
+    (empty) a moment ago read as missing from get_stream_info, and get_event by id as None."""
+    servers, behind = _cluster_with_a_replica_kept_behind()
+    try:
+        p = await _connect_retrying(servers.url, replicas=3, old_server_replicated="stream_wide", storage="memory")
+        other = NatsProvider(**p.spawn_args())
+        try:
+            await _fill_past(p, behind)
+            await p.create_stream(NewStream("empty"))
+            ids = [(await p.append("small", [new_event()], v)).event_ids[0] for v in range(3)]
+            await other.connect()  # nothing cached in this process: the id index is read
+            for _ in range(12):  # direct gets go to any replica of the bucket: most rounds meet the lagger
+                info = await other.get_stream_info("empty")
+                assert info is not None
+                assert info.version == 0
+                found = await other.get_event(ids[-1])
+                assert found is not None
+                assert found.version == 3
+        finally:
+            await other.close()
             await dispose(p)
     finally:
         servers.stop()

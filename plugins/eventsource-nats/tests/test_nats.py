@@ -4,6 +4,7 @@ duplicate window, durability reporting, batch modes, and old replicated servers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -311,9 +312,8 @@ async def test_partly_truncated_envelope_hides_only_the_deleted_events(machine_p
     assert (await p.append("env", [new_event()], 5)).first_version == 6
 
 
-@pytest.fixture(scope="module")
-def old_cluster() -> Servers:
-    """A 3-node cluster of the machine's nats-server (2.9.10), whose replicated OCC check is broken."""
+def _old_server_binary() -> str:
+    """The machine's nats-server before 2.9.21 (2.9.10), whose replicated OCC check is broken."""
     candidates = [
         os.environ.get("EVENTSOURCE_TEST_OLD_NATS_SERVER_BIN", ""),
         "/usr/sbin/nats-server",
@@ -327,7 +327,13 @@ def old_cluster() -> Servers:
             found[binary] = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
     old = [b for b, v in found.items() if re.search(r"v2\.9\.([0-9]|1[0-9]|20)\b", v)]
     assert old, f"no nats-server before 2.9.21 found (set EVENTSOURCE_TEST_OLD_NATS_SERVER_BIN): {found}"
-    servers = start_cluster(3, binary=old[0])
+    return old[0]
+
+
+@pytest.fixture(scope="module")
+def old_cluster() -> Servers:
+    """A 3-node cluster of the machine's nats-server (2.9.10), whose replicated OCC check is broken."""
+    servers = start_cluster(3, binary=_old_server_binary())
     yield servers  # type: ignore[misc]
     servers.stop()
 
@@ -373,6 +379,84 @@ async def test_old_server_refuses_a_replicated_stream_or_falls_back(old_cluster:
     finally:
         await b.close()
         await dispose(a)
+
+
+def _cluster_with_a_replica_kept_behind() -> tuple[Servers, str]:
+    """A 2.9.10 cluster whose third node stores at most 256 KiB of memory streams, and that node's name.
+
+    A memory stream replicated there stops growing on that node once it is full, while the leader and the
+    other replica go on acknowledging: a replica behind its leader for good (on a loaded machine, for a while).
+    """
+    servers = start_cluster(3, binary=_old_server_binary())
+    behind = servers.nodes[2]
+    conf = Path(behind.args[-1])
+    behind.stop()
+    conf.write_text(conf.read_text().replace('" }', '", max_memory_store: 262144 }', 1))
+    behind.start()
+    return servers, behind.name
+
+
+async def _fill_past(p: NatsProvider, behind: str) -> None:
+    """Make sure ``behind`` leads neither the events stream nor a bucket, then append 12 events it cannot all store."""
+    for name in (p.names.stream, *(f"KV_{b}" for b in p.names.buckets)):
+        for _ in range(30):  # the lagging replica must not lead (a leader acknowledges only what it stored)
+            cluster = (await p._conn.api(f"STREAM.INFO.{name}"))["cluster"]
+            if cluster.get("leader") not in (None, behind):
+                break
+            with contextlib.suppress(Exception):
+                await p._conn.api(f"STREAM.LEADER.STEPDOWN.{name}")
+            await asyncio.sleep(1)
+    big = b'{"x": "' + b"y" * 60_000 + b'"}'
+    for v in range(12):
+        await p.append("lag", [new_event(data=big)], v)
+    cluster = (await p._conn.api(f"STREAM.INFO.{p.names.stream}"))["cluster"]
+    assert any(r["name"] == behind and not r["current"] for r in cluster["replicas"]), cluster
+
+
+async def test_a_read_whose_consumer_sits_on_a_replica_behind_the_leader_is_never_short() -> None:
+    """A replicated stream's ephemeral read consumer sits on ANY replica (nats-server places an R1 consumer at
+    random among the stream's peers), which may not hold the last acknowledged messages yet (seen once on a
+    loaded machine: a raced stream read back as []). The read ended where that replica's messages ended."""
+    servers, behind = _cluster_with_a_replica_kept_behind()
+    try:
+        p = await _connect_retrying(servers.url, replicas=3, old_server_replicated="stream_wide", storage="memory")
+        try:
+            await _fill_past(p, behind)
+            for _ in range(8):  # each read makes a new consumer, placed at random: most rounds meet the lagger
+                assert [e.version async for e in p.read_stream("lag")] == list(range(1, 13))
+                assert [e.version async for e in p.read_stream("lag", from_version=7)] == list(range(7, 13))
+                assert [e.version async for e in p.read_stream("lag", backwards=True)] == list(range(12, 0, -1))
+                assert [e.version async for e in p.read_all()] == list(range(1, 13))
+        finally:
+            await dispose(p)
+    finally:
+        servers.stop()
+
+
+async def test_stream_info_and_get_event_never_read_a_replicated_bucket_from_a_replica_behind() -> None:
+    """Every replica of a bucket with direct gets answers them, also one behind its leader: a stream created
+    (empty) a moment ago read as missing from get_stream_info, and get_event by id as None."""
+    servers, behind = _cluster_with_a_replica_kept_behind()
+    try:
+        p = await _connect_retrying(servers.url, replicas=3, old_server_replicated="stream_wide", storage="memory")
+        other = NatsProvider(**p.spawn_args())
+        try:
+            await _fill_past(p, behind)
+            await p.create_stream(NewStream("empty"))
+            ids = [(await p.append("small", [new_event()], v)).event_ids[0] for v in range(3)]
+            await other.connect()  # nothing cached in this process: the id index is read
+            for _ in range(12):  # direct gets go to any replica of the bucket: most rounds meet the lagger
+                info = await other.get_stream_info("empty")
+                assert info is not None
+                assert info.version == 0
+                found = await other.get_event(ids[-1])
+                assert found is not None
+                assert found.version == 3
+        finally:
+            await other.close()
+            await dispose(p)
+    finally:
+        servers.stop()
 
 
 async def test_get_event_survives_a_lost_index_entry(machine_provider: NatsProvider) -> None:

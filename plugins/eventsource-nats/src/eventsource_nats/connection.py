@@ -17,7 +17,7 @@ import functools
 import json
 import ssl
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -91,6 +91,14 @@ async def cancellable(aw: Awaitable[T]) -> T:
     return result
 
 
+@dataclass(frozen=True)
+class KvEntry:
+    """A KV entry read from a replicated bucket's leader: the parts callers use of nats-py's entry."""
+
+    value: bytes
+    revision: int
+
+
 class Connection:
     """One client connection, the server facts read at connect, and the store's KV buckets."""
 
@@ -109,6 +117,8 @@ class Connection:
         self.stream_wide = False
         """Whether appends check the stream-wide sequence (replicated stream on a server before 2.9.21)."""
         self.max_payload = 1024 * 1024
+        self.leader_read: set[str] = set()
+        """Replicated buckets: read from their leader (a replica behind it answers direct gets with stale data)."""
         self._background: set[asyncio.Task[Any]] = set()
 
     @property
@@ -279,6 +289,7 @@ class Connection:
                 raise ConfigurationError(msg, field="replicas")
             self.stream_wide = True
         self.atomic = want_atomic and bool(info.config.allow_atomic)
+        self.leader_read.clear()
         for bucket in self.names.buckets:
             try:
                 kv = await js.key_value(bucket)
@@ -290,6 +301,8 @@ class Connection:
                 except nats.js.errors.BadRequestError:
                     kv = await js.key_value(bucket)
             self.kv[bucket] = kv
+            if int((await js.stream_info(f"KV_{bucket}")).config.num_replicas or 1) > 1:
+                self.leader_read.add(bucket)
 
     async def _events_stream(self, cfg: Any, *, want_atomic: bool) -> Any:
         """The events stream's info: created from ``cfg`` when missing, checked and completed when it exists."""
@@ -392,9 +405,23 @@ class Connection:
         return await self._get_msg(seq=max(1, seq), subject=subject, next=True)
 
     async def kv_get(self, bucket: str, key: str) -> Any:
-        """A KV entry (``None`` when the key does not exist)."""
+        """A KV entry (``None`` when the key does not exist); from the leader when the bucket is replicated.
+
+        Every replica of a bucket with direct gets answers them, also one behind its leader (nats-server 2.9
+        keeps a replica in the direct-get group once it was current), which would read a key written and
+        acknowledged a moment ago as missing, or an older value.
+        """
         import nats.js.errors
 
+        if bucket in self.leader_read:
+            js = self.require()
+            try:
+                msg = await cancellable(js.get_msg(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}", direct=False))
+            except nats.js.errors.NotFoundError:
+                return None
+            if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
+                return None
+            return KvEntry(msg.data or b"", int(msg.seq))
         try:
             return await cancellable(self.kv[bucket].get(key))
         except nats.js.errors.KeyNotFoundError:

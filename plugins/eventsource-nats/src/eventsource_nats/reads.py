@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import EventSourceError
+from eventsource.errors import EventSourceError, ProviderTimeoutError
 
 from eventsource_nats import records
 from eventsource_nats.connection import cancellable, quiet
@@ -50,11 +51,47 @@ class Reader:
         self.conn = conn
         self.names = conn.names
 
-    async def consume(self, subject: str, start_seq: int, page_size: int) -> AsyncGenerator[Any, None]:
-        """Messages on ``subject`` from ``start_seq`` to the end, through an ephemeral pull consumer.
+    async def consume(
+        self, subject: str, start_seq: int, page_size: int, end_seq: int | None = None
+    ) -> AsyncGenerator[Any, None]:
+        """Messages on ``subject`` from ``start_seq`` to the end, through ephemeral pull consumers.
 
-        Holds one page at a time; the consumer is deleted when the iteration ends or is abandoned.
+        ``end_seq``: the stream's last sequence when the read began (read from the leader when not given);
+        every message up to it still stored is delivered. An ephemeral consumer of a replicated stream sits
+        on any replica, which may not have applied the last acknowledged messages: a consumer that ends
+        early while the leader still holds a message up to ``end_seq`` is replaced, and a replica that
+        stays behind for ``request_timeout`` raises :class:`ProviderTimeoutError`, never a short read.
         """
+        conn = self.conn
+        if end_seq is None:
+            end_seq = int((await conn.api(f"STREAM.INFO.{self.names.stream}"))["state"]["last_seq"])
+        next_seq = max(1, start_seq)
+        deadline: float | None = None
+        delay = 0.02
+        while True:
+            async with contextlib.aclosing(self._consume_from(subject, next_seq, page_size)) as msgs:
+                async for m in msgs:
+                    next_seq = int(m.metadata.sequence.stream) + 1
+                    deadline, delay = None, 0.02
+                    yield m
+            if next_seq > end_seq:
+                return
+            ahead = await conn.next_msg(subject, next_seq)  # leader-read on a replicated stream
+            if ahead is None or int(ahead.seq) > end_seq:
+                return  # the rest was removed while reading (purge, retention)
+            now = time.monotonic()
+            deadline = deadline or now + conn.settings["request_timeout"]
+            if now >= deadline:
+                msg = (
+                    f"reading {subject!r}: the replica holding the read's consumer stays behind the stream's "
+                    f"leader (it has not delivered sequence {int(ahead.seq)}, which the leader holds)"
+                )
+                raise ProviderTimeoutError(msg)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def _consume_from(self, subject: str, start_seq: int, page_size: int) -> AsyncGenerator[Any, None]:
+        """:meth:`consume` through ONE consumer: ends when the consumer's server has no more (it may lag)."""
         import nats.errors
         from nats.js import api
 
@@ -211,7 +248,7 @@ class Reader:
         """Events with ``lo_v <= version <= hi_v``; ``bounds`` = (first seq, first version, last seq)."""
         first_seq, first_v, last_seq = bounds
         start = await self.seek(subject, lo_v, first_seq, last_seq) if lo_v > first_v else first_seq
-        async with contextlib.aclosing(self.consume(subject, start, page_size)) as msgs:
+        async with contextlib.aclosing(self.consume(subject, start, page_size, last_seq)) as msgs:
             async for m in msgs:
                 first_v, last_v = records.message_versions(m.headers)
                 if last_v < lo_v:
@@ -237,7 +274,8 @@ class Reader:
             st = state["state"]
             if int(st["messages"]) == 0 or int(st["last_seq"]) < start:
                 return  # nothing to read: no consumer
-            async with contextlib.aclosing(self.consume(self.names.events_wildcard, start, page_size)) as msgs:
+            wanted = self.consume(self.names.events_wildcard, start, page_size, int(st["last_seq"]))
+            async with contextlib.aclosing(wanted) as msgs:
                 async for m in msgs:
                     for rec in await self.decode_msg(
                         m.subject, m.metadata.sequence.stream, m.headers, m.data, hidden_possible

@@ -27,6 +27,15 @@ say) longer than this: ``timeout`` bounds every call.
 """
 
 
+INTERRUPTS: list[int] = [0]
+"""How many calls a sync caller ran inline ended by a ``BaseException`` that is no ``Exception`` (a Ctrl-C).
+
+Landing anywhere in the caller's thread while the loop runs there (a driver's or a pool's own task, the
+loop itself), it may leave a provider's shared state broken: a store compares this count with the one it
+saw last, at the start of a call, and checks (and repairs) its state only when it moved.
+"""
+
+
 def inline_io_allowed() -> bool:
     """Whether blocking I/O may run inline: the running loop belongs to a sync caller waiting in this thread."""
     return SYNC_CALLER.get() == threading.get_ident()

@@ -21,7 +21,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderTimeoutError, ProviderUnavailableError
-from eventsource.inline import CALL_TASK, SYNC_CALLER, SYNC_TIMEOUT
+from eventsource.inline import CALL_TASK, INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT
 from eventsource.manager.policy import PAGED
 
 if TYPE_CHECKING:
@@ -143,6 +143,26 @@ class _Resume:
 
 async def _finish(resume: _Resume) -> Any:
     return await resume
+
+
+STALE_STOPS = 4
+"""Runs of a call's task that a stop left pending by an earlier interrupted run may end early (see _until_done)."""
+
+
+def _until_done(loop: asyncio.AbstractEventLoop, task: asyncio.Task[T]) -> T:
+    """``run_until_complete(task)``, run again when a stop left over by an interrupted run ended it early.
+
+    A Ctrl-C in a run may leave that run's own stop callback ready but not run (or the stop flag set, in
+    ``run_forever``'s cleanup): the next run stops after one iteration ("Event loop stopped before Future
+    completed") with its task still pending.
+    """
+    for _ in range(STALE_STOPS):
+        try:
+            return loop.run_until_complete(task)
+        except RuntimeError:
+            if task.done() or loop.is_running() or loop.is_closed():
+                raise
+    return loop.run_until_complete(task)
 
 
 class SyncLoop:
@@ -313,7 +333,8 @@ class SyncLoop:
         and calls the facade is refused (_usable) instead of waiting for itself. :data:`_MOVED` when the loop
         moved to its thread while this call waited for the lock; a facade closed meanwhile raises, after
         ``abandon()`` (a coroutine's ``close``: no warning), unless ``closing`` (close()'s own calls). A turn not
-        had within the manager's timeout raises :class:`ProviderTimeoutError` (nothing was done).
+        had within the manager's timeout raises :class:`ProviderTimeoutError` (nothing was done). An interrupt
+        out of ``step()`` counts in :data:`~eventsource.inline.INTERRUPTS`.
         """
         me = threading.get_ident()
         limit = self.timeout
@@ -329,7 +350,12 @@ class SyncLoop:
                 if abandon is not None:
                     abandon()
                 raise ProviderUnavailableError(CLOSED)
-            return step()
+            try:
+                return step()
+            except BaseException as e:
+                if not isinstance(e, Exception):  # a Ctrl-C while the loop ran here: stores check their state
+                    INTERRUPTS[0] += 1
+                raise
         finally:
             self._owner = None
             self._lock.release()
@@ -396,12 +422,12 @@ class SyncLoop:
             if box is not None:
                 box[0] = task  # (before the loop runs: no timer can fire in between)
             try:
-                return self.loop.run_until_complete(task)
+                return _until_done(self.loop, task)
             except BaseException:
                 if not task.done():  # interrupted (KeyboardInterrupt) mid-call: cancel it, leave nothing running
                     task.cancel()
                     with contextlib.suppress(BaseException):
-                        self.loop.run_until_complete(task)
+                        _until_done(self.loop, task)
                 raise
         finally:
             if limit is not None:

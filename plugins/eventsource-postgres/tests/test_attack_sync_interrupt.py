@@ -62,12 +62,6 @@ os._exit(0)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Ctrl-C that lands in Python code of an inline call (or in a pool task run on the caller's thread) "
-    "leaks the pooled connection or kills the pool's worker: after a few, every call waits for a connection past "
-    "the manager's timeout",
-)
 def test_ctrl_c_anywhere_in_inline_calls_leaves_the_pool_whole_and_later_calls_within_the_timeout(
     url: str, tmp_path: Path
 ) -> None:

@@ -10,14 +10,16 @@ a typed error through :func:`~eventsource_postgres.errors.map_error`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import select
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError, ValidationError
-from eventsource.inline import SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
+from eventsource.inline import INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
 
 from eventsource_postgres.errors import map_error
+from eventsource_postgres.repair import broken, discard
 from eventsource_postgres.schema import migrate
 from eventsource_postgres.settings import libpq_kwargs, lock_key, mask_target, target_secrets
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from eventsource_postgres.schema import Names
 
 T = TypeVar("T")
+log = logging.getLogger("eventsource.postgres")
 
 LOCK_KEYS_KEPT = 4096
 """Stream lock keys remembered per store (the hash is recomputed for a stream past that many)."""
@@ -103,6 +106,8 @@ class Connection:
         self._lock_keys: dict[str, int] = {}
         self.prepare: bool | None = None if settings["prepare_threshold"] is None else True
         """``True`` prepares each statement on first use; ``None`` when prepared statements are off."""
+        self._interrupts = INTERRUPTS[0]
+        """The sync API's count of interrupted inline calls when this store last checked its pool (``repair.py``)."""
 
     def _error(self, exc: BaseException, operation: str) -> EventSourceError:
         return map_error(exc, operation=operation, where=self.display_url, secrets=self._secrets)
@@ -125,13 +130,9 @@ class Connection:
             if self.pool is not None:
                 return
             import psycopg
-            from psycopg_pool import AsyncConnectionPool
-
-            from eventsource_postgres.inline import InlineConnection
 
             s = self.settings
-            kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": s["prepare_threshold"]}
-            kwargs.update(libpq_kwargs(s))
+            kwargs = self._kwargs()
             # One direct attempt first: a refused, unresolvable or unauthorised server fails at once with
             # the real reason, instead of after the pool's whole open timeout.
             try:
@@ -139,19 +140,8 @@ class Connection:
             except Exception as e:
                 raise await self._connect_failure(e, kwargs) from e
             await probe.close()
-            pool: AsyncConnectionPool[InlineConnection] = AsyncConnectionPool(
-                self.url,
-                connection_class=InlineConnection,  # waits in the caller's thread for an inline sync caller
-                min_size=s["pool_min_size"],
-                max_size=s["pool_max_size"],
-                timeout=s["pool_timeout"],
-                max_idle=s["max_idle"],
-                max_lifetime=s["max_lifetime"],
-                kwargs=kwargs,
-                configure=self._configure,
-                name=f"eventsource-postgres {self.names.schema}.{self.names.prefix}",
-                open=False,
-            )
+            pool = self._new_pool(kwargs)
+            self._interrupts = INTERRUPTS[0]
             try:
                 await self._open(pool, s["connect_timeout"])
                 if self.migrate:
@@ -164,6 +154,55 @@ class Connection:
                 await pool.close()
                 raise await self._connect_failure(e, kwargs) from e
             self.pool = pool
+
+    def _kwargs(self) -> dict[str, Any]:
+        """What each pooled connection is opened with."""
+        kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": self.settings["prepare_threshold"]}
+        kwargs.update(libpq_kwargs(self.settings))
+        return kwargs
+
+    def _new_pool(self, kwargs: dict[str, Any]) -> AsyncConnectionPool[InlineConnection]:
+        """The store's pool, not yet open."""
+        from psycopg_pool import AsyncConnectionPool
+
+        from eventsource_postgres.inline import InlineConnection
+
+        s = self.settings
+        return AsyncConnectionPool(
+            self.url,
+            connection_class=InlineConnection,  # waits in the caller's thread for an inline sync caller
+            min_size=s["pool_min_size"],
+            max_size=s["pool_max_size"],
+            timeout=s["pool_timeout"],
+            max_idle=s["max_idle"],
+            max_lifetime=s["max_lifetime"],
+            kwargs=kwargs,
+            configure=self._configure,
+            name=f"eventsource-postgres {self.names.schema}.{self.names.prefix}",
+            open=False,
+        )
+
+    async def _repair(self, deadline: float | None, operation: str) -> None:
+        """After an interrupted inline call (a Ctrl-C, anywhere in it): a new pool if the old one is broken.
+
+        The old one is dropped without waiting on it (``repair.py``). Opening the new one fails as the call
+        (``operation``) would (within its deadline); the next call then tries again.
+        """
+        seen, pool = INTERRUPTS[0], self.pool
+        if pool is not None and broken(pool):
+            log.warning("pool %r left broken by an interrupted call: replacing it", pool.name)
+            new = self._new_pool(self._kwargs())
+            wait = self.settings["connect_timeout"] if deadline is None else max(0.0, deadline - monotonic())
+            try:
+                await self._open(new, wait)
+            except BaseException as e:
+                await discard(new)
+                if isinstance(e, Exception) and not isinstance(e, EventSourceError):
+                    raise self._error(e, operation) from e
+                raise
+            self.pool = new
+            await discard(pool)
+        self._interrupts = seen
 
     @staticmethod
     async def _open(pool: AsyncConnectionPool[Any], wait: float) -> None:
@@ -199,7 +238,10 @@ class Connection:
         """Close every pooled connection. Idempotent."""
         pool, self.pool = self.pool, None
         if pool is not None:
-            await pool.close()
+            if self._interrupts != INTERRUPTS[0] and broken(pool):
+                await discard(pool)  # (close() would wait for its lock or tasks, maybe for ever)
+            else:
+                await pool.close()
 
     async def _check(self, pool: AsyncConnectionPool[Any], deadline: float | None) -> None:
         """Check the pool's idle connections, within an inline sync caller's ``deadline`` (the call's one)."""
@@ -240,6 +282,8 @@ class Connection:
         """
         attempts = 1 + (self.settings["reconnect_retries"] if retry else 0)
         deadline = _inline_deadline()
+        if self._interrupts != INTERRUPTS[0]:  # a sync call was interrupted since the last check
+            await self._repair(deadline, operation)
         for attempt in range(1, attempts + 1):
             try:
                 pool, conn = await self._getconn(deadline)

@@ -54,9 +54,13 @@ print(json.dumps({"interrupts": interrupts, "seen": seen, "commits": commits}))
 """
 
 
+INTERRUPTIBLE = "import signal as _signal\n_signal.signal(_signal.SIGINT, _signal.default_int_handler)\n"
+
+
 def _child(tmp_path: Path, script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "child.py"
-    path.write_text("import json\n" + textwrap.dedent(script))
+    # a Ctrl-C must be a KeyboardInterrupt even where the test runs with SIGINT ignored (a background job)
+    path.write_text(INTERRUPTIBLE + "import json\n" + textwrap.dedent(script))
     return subprocess.run(
         [sys.executable, str(path), *args], capture_output=True, text=True, timeout=timeout, check=False
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,12 @@ from conftest import console_script
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+
+SIGINT_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+"""Run the CLI with Ctrl-C as a KeyboardInterrupt even where the test runs with SIGINT ignored (a background job)."""
 
 
 def _export(tmp_path: Path, n: int) -> list[str]:
@@ -43,7 +50,7 @@ def test_an_import_stopped_by_ctrl_c_says_what_stays_and_how_to_finish(tmp_path:
     script, env = console_script()
     lines = _export(tmp_path, 3000)
     proc = subprocess.Popen(
-        [script, "import", "-", "--to", f"sqlite:///{db}", "--window", "500"],
+        [sys.executable, "-c", SIGINT_DEFAULT, script, "import", "-", "--to", f"sqlite:///{db}", "--window", "500"],
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,

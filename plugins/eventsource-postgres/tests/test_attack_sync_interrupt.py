@@ -67,7 +67,10 @@ def test_ctrl_c_anywhere_in_inline_calls_leaves_the_pool_whole_and_later_calls_w
 ) -> None:
     schema = f"atk_{uuid.uuid4().hex[:10]}"
     script = tmp_path / "child.py"
-    script.write_text(textwrap.dedent(CHILD))
+    # a Ctrl-C must be a KeyboardInterrupt even where the test runs with SIGINT ignored (a background job)
+    script.write_text(
+        "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n" + textwrap.dedent(CHILD)
+    )
     try:
         try:
             done = subprocess.run(

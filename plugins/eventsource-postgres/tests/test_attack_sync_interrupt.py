@@ -57,7 +57,7 @@ took = time.monotonic() - started
 stats = es.get_provider()._conn.pool.get_stats()
 out = {"interrupts": interrupts, "outcome": outcome, "took": took}
 out.update(checked_out=stats["pool_size"] - stats["pool_available"], waiting=stats.get("requests_waiting", 0))
-print(json.dumps(out))
+print(json.dumps(out), flush=True)  # os._exit below does not flush a pipe
 os._exit(0)
 """
 

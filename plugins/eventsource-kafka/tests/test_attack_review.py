@@ -1,7 +1,6 @@
 """Attacker review of the Kafka provider: data loss and silent wrong results, each shown on a real broker.
 
-A test marked ``xfail(strict=True)`` shows a defect left open (its reason names the fix it needs); the
-others failed before the fix that follows them.
+Each test failed before the fix that follows it (the two first left open as strict xfails are fixed now).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import inspect
 import os
 import sys
 import threading
@@ -70,6 +71,12 @@ def _mark(me: int, timeout: float | None, box: list[asyncio.Task[Any] | None]) -
     SYNC_CALLER.set(me)
     SYNC_TIMEOUT.set(timeout)
     CALL_TASK.set(box)
+
+
+def _mark_caller(me: int, timeout: float | None) -> None:
+    """Mark a call's context with its sync caller and the manager's timeout (a call run as a task from the start)."""
+    SYNC_CALLER.set(me)
+    SYNC_TIMEOUT.set(timeout)
 
 
 def _forked() -> None:
@@ -387,7 +394,11 @@ class SyncLoop:
         return self.call(full(request, **kwargs))  # (on the loop's thread: the lock is released first)
 
     def _drive_inline(self, coro: Coroutine[Any, Any, T]) -> T:
-        """First step of ``coro`` in this thread (the lock is held); the rest, if any, as a task on the loop."""
+        """First step of ``coro`` in this thread (the lock is held); the rest, if any, as a task on the loop.
+
+        An interrupt after the first step and before a task owns the rest cancels the call as a task would be
+        cancelled, in the call's context (:meth:`_cancel_started`): never left suspended, owned by nobody.
+        """
         loop = self.loop
         me = threading.get_ident()
         ctx = contextvars.copy_context()  # the call's own context, as a task would have
@@ -395,16 +406,42 @@ class SyncLoop:
         ctx.run(_mark, me, self.timeout, box)
         hooks = sys.get_asyncgen_hooks()
         try:
-            sys.set_asyncgen_hooks(firstiter=self._firstiter, finalizer=self._finalizer)
-            asyncio.events._set_running_loop(loop)  # noqa: SLF001 - what run_forever does, without the iteration
-            yielded = ctx.run(coro.send, None)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            try:
+                sys.set_asyncgen_hooks(firstiter=self._firstiter, finalizer=self._finalizer)
+                asyncio.events._set_running_loop(loop)  # noqa: SLF001 - what run_forever does, without the iteration
+                yielded = ctx.run(coro.send, None)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            finally:
+                asyncio.events._set_running_loop(None)  # noqa: SLF001
+                sys.set_asyncgen_hooks(*hooks)
+            result: T = self._inline(_finish(_Resume(coro, yielded)), ctx, box)
+        except BaseException:
+            task = box[0]
+            if task is None or task.done():  # no task took the rest over (or it was cancelled before it began)
+                self._cancel_started(coro, ctx)
+            raise
+        return result
+
+    def _cancel_started(self, coro: Coroutine[Any, Any, Any], ctx: contextvars.Context) -> None:
+        """End a coroutine suspended after its first step, that no task owns, as a cancelled task ends.
+
+        A ``CancelledError`` is thrown in, in the call's context ``ctx`` (where its ``finally`` blocks belong),
+        and whatever it then waits for (a connection given back to its pool) runs as a task to its end.
+        """
+        if inspect.getcoroutinestate(coro) != inspect.CORO_SUSPENDED:
+            return  # it ended in its first step (an interrupt raised inside it went through its frames)
+        loop = self.loop
+        asyncio.events._set_running_loop(loop)  # noqa: SLF001
+        try:
+            yielded = ctx.run(coro.throw, asyncio.CancelledError())
+        except BaseException:  # noqa: BLE001 - it ended (cancelled, or its own error): nothing is left running
+            return
         finally:
             asyncio.events._set_running_loop(None)  # noqa: SLF001
-            sys.set_asyncgen_hooks(*hooks)
-        result: T = self._inline(_finish(_Resume(coro, yielded)), ctx, box)
-        return result
+        task = loop.create_task(_finish(_Resume(coro, yielded)), context=ctx)  # its cleanup waits: run it out
+        with contextlib.suppress(BaseException):
+            _until_done(loop, task)
 
     def _inline(
         self,
@@ -413,27 +450,23 @@ class SyncLoop:
         box: list[asyncio.Task[Any] | None] | None = None,
     ) -> T:
         """Run the loop in this thread until ``coro`` is done (the lock is held, this thread is ``_owner``)."""
-        me = threading.get_ident()
-        token = limit = None
-        try:  # (an interrupt right after taking ownership still reaches the finally)
-            token = SYNC_CALLER.set(me)
-            limit = SYNC_TIMEOUT.set(self.timeout)
-            task = self.loop.create_task(coro, context=ctx)  # the task's context carries SYNC_CALLER
+        if ctx is None:  # the call's own context, marked (its thread's context is left as it is)
+            ctx = contextvars.copy_context()
+            ctx.run(_mark_caller, threading.get_ident(), self.timeout)
+        task: asyncio.Task[T] | None = None
+        try:  # (an interrupt as the task is created still finds it below, and cancels it)
+            task = self.loop.create_task(coro, context=ctx)
             if box is not None:
                 box[0] = task  # (before the loop runs: no timer can fire in between)
-            try:
-                return _until_done(self.loop, task)
-            except BaseException:
-                if not task.done():  # interrupted (KeyboardInterrupt) mid-call: cancel it, leave nothing running
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        _until_done(self.loop, task)
-                raise
-        finally:
-            if limit is not None:
-                SYNC_TIMEOUT.reset(limit)
-            if token is not None:
-                SYNC_CALLER.reset(token)
+            return _until_done(self.loop, task)
+        except BaseException:
+            if task is None:  # interrupted as it was created: find it
+                task = next((t for t in asyncio.all_tasks(self.loop) if t.get_coro() is coro), None)
+            if task is not None and not task.done():  # interrupted mid-call: cancel it, leave nothing running
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    _until_done(self.loop, task)
+            raise
 
     def go_threaded(self) -> None:
         """Move the loop to its own daemon thread for good (a provider or schedule needs it live between calls)."""

@@ -62,12 +62,6 @@ os._exit(0)
 """
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect, seen about once in 20 runs: a Ctrl-C landing while a call resets its ContextVar token "
-    "('Token ... was created in a different Context') makes a later call fail with ProviderError; the fix needs "
-    "the inline call's context handling made interrupt-safe (the pool repair itself holds)",
-)
 def test_ctrl_c_anywhere_in_inline_calls_leaves_the_pool_whole_and_later_calls_within_the_timeout(
     url: str, tmp_path: Path
 ) -> None:

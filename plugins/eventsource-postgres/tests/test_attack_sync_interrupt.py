@@ -54,9 +54,11 @@ try:
 except Exception as e:
     outcome = f"{type(e).__name__}: {e}"
 took = time.monotonic() - started
-stats = es.get_provider()._conn.pool.get_stats()
-out = {"interrupts": interrupts, "outcome": outcome, "took": took}
-out.update(checked_out=stats["pool_size"] - stats["pool_available"], waiting=stats.get("requests_waiting", 0))
+conn = es.get_provider()._conn
+stats = conn.pool.get_stats()
+kept = int(conn._kept is not None and conn._kept_pool is conn.pool)  # the one kept for the next inline call
+out = {"interrupts": interrupts, "outcome": outcome, "took": took, "kept": kept}
+out.update(checked_out=stats["pool_size"] - stats["pool_available"] - kept, waiting=stats.get("requests_waiting", 0))
 print(json.dumps(out), flush=True)  # os._exit below does not flush a pipe
 os._exit(0)
 """

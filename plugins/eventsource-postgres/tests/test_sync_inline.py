@@ -419,7 +419,9 @@ def test_the_pool_check_after_a_stale_connection_keeps_to_the_calls_one_deadline
             assert isinstance(provider, PostgresProvider)
             pool = provider._conn.pool
             assert pool is not None
-            idle = list(pool._pool)
+            kept = provider._conn._kept
+            assert kept is not None
+            idle = [kept, *pool._pool]  # (the connection the last inline call used is kept for the next)
             assert len(idle) == 3
             first, *others = idle  # the next call takes the first
             for c in others:

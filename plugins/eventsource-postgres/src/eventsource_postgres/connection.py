@@ -45,6 +45,15 @@ up to 65,536 characters could hold a gigabyte)."""
 RACE_ATTEMPTS = 3
 """Times a write that lost a race (an append, a deleting transaction the server aborted) is run in all."""
 
+IDLE = 0
+"""``psycopg.pq.TransactionStatus.IDLE`` (psycopg is imported on connect, not with the plugin): no transaction."""
+
+KEEP_IDLE = 1.0
+"""Seconds the connection an inline sync call used stays out of the pool, unused, for the next inline call."""
+
+KEEP_AT_MOST = 30.0
+"""Seconds a connection stays kept in all before it goes back through the pool (its checks, its lifetime)."""
+
 
 def _stale(conn: AsyncConnection[Any]) -> bool:
     """Whether an idle pooled connection is known dead without a round trip.
@@ -108,6 +117,10 @@ class Connection:
         """``True`` prepares each statement on first use; ``None`` when prepared statements are off."""
         self._interrupts = INTERRUPTS[0]
         """The sync API's count of interrupted inline calls when this store last checked its pool (``repair.py``)."""
+        self._kept: InlineConnection | None = None
+        """The connection the last inline sync call used, kept out of the pool for the next one (:meth:`_keep`)."""
+        self._kept_pool: AsyncConnectionPool[InlineConnection] | None = None
+        self._kept_at = 0.0
 
     def _error(self, exc: BaseException, operation: str) -> EventSourceError:
         return map_error(exc, operation=operation, where=self.display_url, secrets=self._secrets)
@@ -189,8 +202,11 @@ class Connection:
         (``operation``) would (within its deadline); the next call then tries again.
         """
         seen, pool = INTERRUPTS[0], self.pool
-        if pool is not None and broken(pool):
+        if pool is not None and broken(pool, out=self._out(pool)):
             log.warning("pool %r left broken by an interrupted call: replacing it", pool.name)
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                await kept.close()  # (its pool is let go of below: nothing goes back to it)
             new = self._new_pool(self._kwargs())
             wait = self.settings["connect_timeout"] if deadline is None else max(0.0, deadline - monotonic())
             try:
@@ -237,11 +253,66 @@ class Connection:
     async def close(self) -> None:
         """Close every pooled connection. Idempotent."""
         pool, self.pool = self.pool, None
+        kept, self._kept = self._kept, None
+        if kept is not None and (pool is None or self._kept_pool is not pool):
+            await self._give_back(kept)  # (to the pool it came from)
+            kept = None
         if pool is not None:
-            if self._interrupts != INTERRUPTS[0] and broken(pool):
+            if self._interrupts != INTERRUPTS[0] and broken(pool, out=int(kept is not None)):
                 await discard(pool)  # (close() would wait for its lock or tasks, maybe for ever)
+                if kept is not None:
+                    await kept.close()
             else:
+                if kept is not None:
+                    await self._give_back(kept)
                 await pool.close()
+
+    def _out(self, pool: AsyncConnectionPool[Any]) -> int:
+        """Connections of ``pool`` out of it between calls: the kept one, if it is from there."""
+        return int(self._kept is not None and self._kept_pool is pool)
+
+    def _keep(self, pool: AsyncConnectionPool[InlineConnection], conn: InlineConnection) -> bool:
+        """Keep ``conn`` out of the pool for the next inline sync call, if it is idle and nothing is kept yet.
+
+        An inline sync caller's calls run one at a time in its thread, and between them nothing else runs on
+        the loop: the pool's hand-over (its lock, its queue, its checks) is skipped for the next call. A kept
+        connection goes back through the pool after :data:`KEEP_IDLE` unused, :data:`KEEP_AT_MOST` in all,
+        before an async caller's call, when found stale, after an interrupt, and on close.
+        """
+        if self._kept is not None or pool is not self.pool or conn.closed or conn.broken:
+            return False
+        if conn.pgconn.transaction_status != IDLE:
+            return False
+        now = monotonic()
+        if conn.kept_since is None:
+            conn.kept_since = now
+        self._kept_pool, self._kept_at, self._kept = pool, now, conn
+        return True
+
+    async def _take_kept(
+        self, pool: AsyncConnectionPool[InlineConnection], deadline: float | None
+    ) -> InlineConnection | None:
+        """The kept connection, if it may serve this call (an inline one, within the limits), else ``None``.
+
+        (Stale or not: a stale one is handled as one taken from the pool, see :meth:`_getconn`.)
+        """
+        conn, self._kept = self._kept, None
+        if conn is None:
+            return None
+        now = monotonic()
+        since = conn.kept_since if conn.kept_since is not None else now
+        fresh = now - self._kept_at < KEEP_IDLE and now - since < KEEP_AT_MOST
+        if deadline is not None and fresh and self._kept_pool is pool:
+            return conn
+        await self._give_back(conn)
+        return None
+
+    async def _give_back(self, conn: InlineConnection) -> None:
+        """Return the kept ``conn`` to the pool it came from (closed with it, if that one is closed)."""
+        conn.kept_since = None
+        pool = self._kept_pool
+        if pool is not None:
+            await pool.putconn(conn)
 
     async def _check(self, pool: AsyncConnectionPool[Any], deadline: float | None) -> None:
         """Check the pool's idle connections, within an inline sync caller's ``deadline`` (the call's one)."""
@@ -264,10 +335,15 @@ class Connection:
         if pool is None:
             msg = f"provider {self._name()!r} on {self.display_url} is not connected (call connect() first)"
             raise ProviderUnavailableError(msg)
-        conn = await pool.getconn()
+        conn = await self._take_kept(pool, deadline) if self._kept is not None else None
+        if conn is not None and not _stale(conn):
+            return pool, conn
+        if conn is None:
+            conn = await pool.getconn()
         if _stale(conn):
             # the server dropped it while idle (restart, terminated backend): the others are probably
             # gone too, so sweep the idle ones before taking a fresh connection
+            conn.kept_since = None
             await conn.close()
             await pool.putconn(conn)
             await self._check(pool, deadline)
@@ -287,14 +363,7 @@ class Connection:
         for attempt in range(1, attempts + 1):
             try:
                 pool, conn = await self._getconn(deadline)
-                try:
-                    if deadline is not None:
-                        conn.deadline = deadline
-                    return await fn(conn)
-                finally:
-                    if deadline is not None:
-                        conn.deadline = None
-                    await pool.putconn(conn)
+                return await self._on(pool, conn, fn, deadline)
             except EventSourceError:
                 raise
             except Exception as e:
@@ -307,6 +376,28 @@ class Connection:
                 raise self._error(e, operation) from e
         msg = "unreachable"
         raise AssertionError(msg)
+
+    async def _on(
+        self,
+        pool: AsyncConnectionPool[InlineConnection],
+        conn: InlineConnection,
+        fn: Callable[[AsyncConnection[Any]], Awaitable[T]],
+        deadline: float | None,
+    ) -> T:
+        """``fn(conn)``; then ``conn`` goes back to ``pool``, or is kept for the next inline call (:meth:`_keep`)."""
+        kept = False
+        try:
+            if deadline is not None:
+                conn.deadline = deadline
+            result = await fn(conn)
+            kept = deadline is not None and self._keep(pool, conn)
+        finally:
+            if deadline is not None:
+                conn.deadline = None
+            if not kept and self._kept is not conn:
+                conn.kept_since = None
+                await pool.putconn(conn)
+        return result
 
     async def fetchall(
         self,

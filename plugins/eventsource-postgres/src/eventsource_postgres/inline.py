@@ -106,6 +106,10 @@ def _poll(gen: PQGen[RV], fd: int, deadline: float | None) -> RV:
 class InlineConnection(psycopg.AsyncConnection[Any]):
     """An ``AsyncConnection`` whose waits block the thread when the sync API's caller runs the loop inline."""
 
+    kept_since: float | None = None
+    """When an inline sync caller's call last took it from the pool, while it stays kept for the next one
+    (``Connection._keep``); ``None`` in the pool."""
+
     deadline: float | None = None
     """When the provider call holding this connection must end (``monotonic``), set by ``Connection.call``
     for an inline caller: every statement of the call waits only for what is left of the manager's timeout."""

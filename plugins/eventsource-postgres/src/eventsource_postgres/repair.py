@@ -17,11 +17,12 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
 
-def broken(pool: AsyncConnectionPool[Any]) -> bool:
+def broken(pool: AsyncConnectionPool[Any], *, out: int = 0) -> bool:
     """Whether ``pool`` (open, no call of the store on it) may have lost a worker, a connection or its lock.
 
-    Between calls every connection is idle in the pool, nobody waits for one, no upkeep is queued, and its
-    workers and scheduler are alive. (A pool closed by the store is left as it is.)
+    Between calls every connection is idle in the pool but ``out`` (one the store keeps for its next inline
+    call), nobody waits for one, no upkeep is queued, and its workers and scheduler are alive. (A pool closed
+    by the store is left as it is.)
     """
     if pool.closed:
         return False
@@ -34,7 +35,7 @@ def broken(pool: AsyncConnectionPool[Any]) -> bool:
         or bool(pool._waiting)  # noqa: SLF001
         or pool._lock.locked()  # noqa: SLF001
         or pool._sched._lock.locked()  # noqa: SLF001
-        or pool._nconns != len(pool._pool)  # noqa: SLF001
+        or pool._nconns != len(pool._pool) + out  # noqa: SLF001
         or not pool._tasks.empty()  # noqa: SLF001
     )
 

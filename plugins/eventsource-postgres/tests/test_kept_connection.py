@@ -1,0 +1,91 @@
+"""The connection an inline sync call used stays out of the pool for the next inline call, within bounds.
+
+Between an inline sync caller's calls nothing else runs on the loop, so the pool's hand-over (its lock, its
+queue, its checks) is skipped; the connection goes back through the pool when unused for ``KEEP_IDLE``,
+kept ``KEEP_AT_MOST`` in all, found stale, before an async caller's call, after an interrupt, and on close.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from eventsource.sync import SyncEventSourcingManager
+from eventsource_postgres import connection
+
+
+@pytest.fixture
+def config(url: str) -> Iterator[dict[str, Any]]:
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    yield {"providers": {"pg": {"url": url, "settings": {"schema": schema, "pool_max_size": 4}}}}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _conn(es: SyncEventSourcingManager) -> Any:
+    return es.get_provider()._conn  # the store's pool and what it keeps
+
+
+def _requests(es: SyncEventSourcingManager) -> int:
+    return int(_conn(es).pool.get_stats().get("requests_num", 0))
+
+
+def test_consecutive_inline_calls_share_one_connection_without_the_pools_hand_over(config: dict[str, Any]) -> None:
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=0)
+        kept = _conn(es)._kept
+        assert kept is not None
+        before = _requests(es)
+        for i in range(1, 21):
+            es.append_event(stream_id="s", event_type="E", data=i, expected_version=i)
+        assert [e.data for e in es.read_stream("s")] == list(range(21))
+        assert _requests(es) == before, "each call took a connection from the pool"
+        assert _conn(es)._kept is kept
+    assert kept.closed, "close() left the kept connection open"
+
+
+def test_a_connection_unused_for_keep_idle_goes_back_through_the_pool(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection, "KEEP_IDLE", 0.0)
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=0)
+        before = _requests(es)
+        for i in range(1, 6):
+            es.append_event(stream_id="s", event_type="E", data=i, expected_version=i)
+        assert _requests(es) == before + 5
+
+
+def test_a_connection_kept_keep_at_most_goes_back_through_the_pool(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection, "KEEP_AT_MOST", 0.0)
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=0)
+        before = _requests(es)
+        es.append_event(stream_id="s", event_type="E", data=1, expected_version=1)
+        assert _requests(es) == before + 1
+
+
+def test_once_the_loop_runs_on_its_thread_the_kept_connection_goes_back_to_the_pool(config: dict[str, Any]) -> None:
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        assert _conn(es)._kept is not None
+        sub = es.subscribe(stream_id="s", poll_interval=0.05)  # (the loop moves to its thread for good)
+        try:
+            assert es._loop.threaded
+            es.append_event(stream_id="s", event_type="E", data=2, expected_version=1)
+            assert _conn(es)._kept is None, "a call on the loop's thread left a connection out of the pool"
+            stats = _conn(es).pool.get_stats()
+            assert stats["pool_available"] + 1 >= stats["pool_size"]  # (the subscription may hold one)
+        finally:
+            sub.close()
+
+
+def test_the_idle_status_the_plugin_compares_with_is_psycopgs() -> None:
+    from psycopg.pq import TransactionStatus
+
+    assert connection.IDLE == TransactionStatus.IDLE

@@ -113,6 +113,41 @@ async def test_a_delete_that_fails_after_its_delete_record_leaves_no_snapshot_to
     assert snap is None, f"the new stream (version 2) got the deleted stream's snapshot at version {snap.version}"
 
 
+async def _tied_streams(p: KafkaProvider, monkeypatch: pytest.MonkeyPatch, n: int) -> tuple[Any, set[str]]:
+    """Streams a, b, c of ``n`` events each, appended from one clock reading (every position a three-way tie).
+
+    Returns a manager over ``p`` and the ids of every event the store holds.
+    """
+    import eventsource_kafka.append
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+    from eventsource.timestamps import now_us
+
+    t = now_us()
+    monkeypatch.setattr(eventsource_kafka.append, "now_us", lambda: t)  # the batches from one clock reading
+    for s in ("a", "b", "c"):
+        await p.append(s, [ev() for _ in range(n)], ANY)
+    monkeypatch.undo()
+    everything = {e.event_id async for e in p.read_all()}
+    assert len(everything) == 3 * n and len({e.position async for e in p.read_all()}) == n  # three-way ties
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="k", default=True)
+    return m, everything
+
+
+async def _paged(m: Any, limit: int, count: str, order: str = "asc") -> list[str]:
+    """Every event id ``get_events`` hands out, paged by ``next_cursor`` (at most 100 pages)."""
+    got: list[str] = []
+    cursor = None
+    for _ in range(100):
+        page = await m.get_events(limit=limit, after_position=cursor, count=count, sort_order=order)
+        got.extend(e.event_id for e in page.events)
+        if not page.has_more:
+            break
+        cursor = page.next_cursor
+    return got
+
+
 async def test_get_events_paged_by_cursor_over_every_stream_returns_every_event(
     kafka_provider: KafkaProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -121,33 +156,29 @@ async def test_get_events_paged_by_cursor_over_every_stream_returns_every_event(
     ``next_cursor`` (the next page holds positions after it): a page that ended on a shared position passed
     over the other stream's event there. The manager now never ends a page inside such a tie.
     """
-    import eventsource_kafka.append
-    from eventsource.manager import EventSourcingManager
-    from eventsource.plugins import PluginHost
-    from eventsource.timestamps import now_us
-
-    p = kafka_provider
-    t = now_us()
-    monkeypatch.setattr(eventsource_kafka.append, "now_us", lambda: t)  # both batches from one clock reading
-    for s in ("a", "b", "c"):
-        await p.append(s, [ev() for _ in range(40)], ANY)
-    monkeypatch.undo()
-    everything = {e.event_id async for e in p.read_all()}
-    assert len(everything) == 120 and len({e.position async for e in p.read_all()}) == 40  # three-way ties
-    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
-    await m.register_provider(p, name="k", default=True)
+    m, everything = await _tied_streams(kafka_provider, monkeypatch, 40)
     for count in ("exact", "none"):
         for limit in (4, 7, 9):
-            got: list[str] = []
-            cursor = None
-            while True:
-                page = await m.get_events(limit=limit, after_position=cursor, count=count)
-                got.extend(e.event_id for e in page.events)
-                if not page.has_more:
-                    break
-                cursor = page.next_cursor
+            got = await _paged(m, limit, count)
             assert len(got) == len(set(got)), f"count={count}, limit={limit}: an event came twice"
             assert set(got) == everything, f"count={count}, limit={limit}: passed over {len(everything - set(got))}"
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+async def test_a_tie_larger_than_the_page_is_never_passed_over_by_the_cursor(
+    kafka_provider: KafkaProvider, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """A page of ``limit`` < 3 events lies wholly inside a three-way tie: the manager kept it whole (it cannot
+    end before it), and handed out its position as ``next_cursor``, so the next page (positions after it)
+    passed over the rest of the tie. A page now holds the whole tie it would end inside, even when it is
+    larger than ``limit``.
+    """
+    m, everything = await _tied_streams(kafka_provider, monkeypatch, 5)
+    for count in ("exact", "none"):
+        for order in ("asc", "desc"):
+            got = await _paged(m, limit, count, order)
+            assert len(got) == len(set(got)), f"{count}, {order}: an event came twice"
+            assert set(got) == everything, f"{count}, {order}: passed over {len(everything - set(got))} of 15"
 
 
 async def test_a_stream_with_a_retention_marker_survives_compaction_of_the_metadata_topic(

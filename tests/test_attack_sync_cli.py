@@ -6,13 +6,16 @@ Each test failed on the code it was written against. A Ctrl-C is a real SIGINT, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import console_script
@@ -218,16 +221,7 @@ def test_closing_the_facade_ends_a_subscription_another_thread_waits_in(tmp_path
             seen.extend(e.version for e in sub)  # ends when the subscription is closed
         seen.append("ended")
 
-    worker = threading.Thread(target=consume, daemon=True)
-    worker.start()
-    deadline = time.monotonic() + 10
-    while not seen and time.monotonic() < deadline:
-        time.sleep(0.01)
-    closer = threading.Thread(target=es.close, daemon=True)
-    closer.start()
-    closer.join(10)
-    assert not closer.is_alive(), "es.close() hung waiting for the subscription's next()"
-    worker.join(10)
+    _close_beside(es, consume, lambda: bool(seen), "the subscription's next()")
     assert seen == [1, "ended"]
 
 
@@ -252,17 +246,24 @@ def test_closing_the_facade_stops_a_runner_another_thread_runs_with_run_sync(tmp
 
     runner.add(Projection("p", {"P": placed}), SqliteSink(f"sqlite:///{tmp_path / 'read.db'}"))
     out: list[object] = []
-    worker = threading.Thread(target=lambda: out.append(runner.run_sync()), daemon=True)
+
+    def applied() -> bool:
+        with contextlib.closing(sqlite3.connect(tmp_path / "read.db")) as read:
+            return bool(read.execute("SELECT * FROM seen").fetchall())
+
+    _close_beside(es, lambda: out.append(runner.run_sync()), applied, "run_sync() in another thread")
+    assert out == [None]
+
+
+def _close_beside(es: Any, work: Callable[[], object], ready: Callable[[], bool], what: str) -> None:
+    """``work()`` in a thread until ``ready()``, then ``es.close()`` in another: it must return, and so ``work``."""
+    worker = threading.Thread(target=work, daemon=True)
     worker.start()
     deadline = time.monotonic() + 10
-    while (
-        time.monotonic() < deadline
-        and not sqlite3.connect(tmp_path / "read.db").execute("SELECT * FROM seen").fetchall()
-    ):
-        time.sleep(0.02)
+    while not ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
     closer = threading.Thread(target=es.close, daemon=True)
     closer.start()
     closer.join(10)
-    assert not closer.is_alive(), "es.close() hung waiting for run_sync() in another thread"
+    assert not closer.is_alive(), f"es.close() hung waiting for {what}"
     worker.join(10)
-    assert out == [None]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -152,6 +152,27 @@ async def test_connect_is_idempotent_and_close_too(url: str, schema: str) -> Non
     assert not (await p.health()).healthy
 
 
+async def _fresh_schema_race(
+    url: str, make: Callable[[str], list[Any]], opener: str, check: Callable[[str, list[Any]], Awaitable[None]]
+) -> None:
+    """Five rounds on a fresh schema: six of ``make(schema)`` (each opened by its method ``opener``) and two
+    providers start at once; every one must open, then ``check(schema, made)`` runs."""
+    for _ in range(5):  # (the race is lost in most rounds before the fixes)
+        name = f"es_mig_{uuid.uuid4().hex[:12]}"
+        made = make(name)
+        providers = [PostgresProvider(url, schema=name, pool_min_size=1, pool_max_size=1) for _ in range(2)]
+        try:
+            opened = await asyncio.gather(
+                *(getattr(m, opener)() for m in made), *(p.connect() for p in providers), return_exceptions=True
+            )
+            assert [o for o in opened if o is not None] == []
+            await check(name, made)
+        finally:
+            await asyncio.gather(*(m.close() for m in made), *(p.close() for p in providers))
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
 async def test_checkpoint_stores_and_providers_creating_one_schema_at_once_all_connect(url: str) -> None:
     """Review: the checkpoint store created its schema and table with no lock, so two processes starting at once on
     a fresh database failed ('duplicate key value violates unique constraint "pg_namespace_nspname_index"'), also
@@ -160,21 +181,13 @@ async def test_checkpoint_stores_and_providers_creating_one_schema_at_once_all_c
     from eventsource.checkpoints import Checkpoint
     from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
-    for _ in range(5):  # (the race is lost in most rounds before the fix)
-        name = f"es_mig_{uuid.uuid4().hex[:12]}"
-        stores = [PostgresCheckpointStore(url, schema=name) for _ in range(6)]
-        providers = [PostgresProvider(url, schema=name, pool_min_size=1, pool_max_size=1) for _ in range(2)]
-        try:
-            opened = await asyncio.gather(
-                *(s.connect() for s in stores), *(p.connect() for p in providers), return_exceptions=True
-            )
-            assert [o for o in opened if o is not None] == []
-            await stores[0].put(Checkpoint("n", "src", "all", 7))
-            assert (await stores[-1].get("n", "src")).position == 7  # type: ignore[union-attr]
-        finally:
-            await asyncio.gather(*(s.close() for s in stores), *(p.close() for p in providers))
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    async def check(_: str, stores: list[Any]) -> None:
+        await stores[0].put(Checkpoint("n", "src", "all", 7))
+        assert (await stores[-1].get("n", "src")).position == 7
+
+    await _fresh_schema_race(
+        url, lambda name: [PostgresCheckpointStore(url, schema=name) for _ in range(6)], "connect", check
+    )
 
 
 async def test_projection_sinks_and_providers_creating_one_schema_at_once_all_open(url: str) -> None:
@@ -186,22 +199,13 @@ async def test_projection_sinks_and_providers_creating_one_schema_at_once_all_op
 
     # core cannot import the plugin: it computes the plugin's key of the schema's lock itself
     assert f"pg_advisory_xact_lock({lock_key('eventsource-migrate', 'abc')})" in PostgresSink(url, schema="abc")._ddl()
-    for _ in range(5):  # (the race is lost in most rounds before the fix)
-        name = f"es_mig_{uuid.uuid4().hex[:12]}"
-        sinks = [PostgresSink(url, schema=name) for _ in range(6)]
-        providers = [PostgresProvider(url, schema=name, pool_min_size=1, pool_max_size=1) for _ in range(2)]
-        try:
-            opened = await asyncio.gather(
-                *(s.open() for s in sinks), *(p.connect() for p in providers), return_exceptions=True
-            )
-            assert [o for o in opened if o is not None] == []
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f'"{name}"."checkpoints"'])
-                assert (await cur.fetchone())[0]  # type: ignore[index]
-        finally:
-            await asyncio.gather(*(s.close() for s in sinks), *(p.close() for p in providers))
-            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+    async def check(name: str, _: list[Any]) -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f'"{name}"."checkpoints"'])
+            assert (await cur.fetchone())[0]  # type: ignore[index]
+
+    await _fresh_schema_race(url, lambda name: [PostgresSink(url, schema=name) for _ in range(6)], "open", check)
 
 
 async def test_a_checkpoint_table_made_before_the_anchor_gets_it(url: str) -> None:

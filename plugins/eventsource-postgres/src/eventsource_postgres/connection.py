@@ -21,7 +21,7 @@ from eventsource.inline import INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT, inline_io_
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.repair import broken, discard
 from eventsource_postgres.schema import migrate
-from eventsource_postgres.settings import libpq_kwargs, lock_key, mask_target, target_secrets
+from eventsource_postgres.settings import lock_key, mask_target, pool_args, target_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -153,7 +153,7 @@ class Connection:
             except Exception as e:
                 raise await self._connect_failure(e, kwargs) from e
             await probe.close()
-            pool = self._new_pool(kwargs)
+            pool = self._new_pool()
             self._interrupts = INTERRUPTS[0]
             try:
                 await self._open(pool, s["connect_timeout"])
@@ -168,31 +168,28 @@ class Connection:
                 raise await self._connect_failure(e, kwargs) from e
             self.pool = pool
 
+    def _pool_args(self) -> dict[str, Any]:
+        """The pool's sizes and timeouts, and what each pooled connection is opened with (``kwargs``)."""
+        return pool_args(self.settings, prepare_threshold=self.settings["prepare_threshold"])
+
     def _kwargs(self) -> dict[str, Any]:
         """What each pooled connection is opened with."""
-        kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": self.settings["prepare_threshold"]}
-        kwargs.update(libpq_kwargs(self.settings))
+        kwargs: dict[str, Any] = self._pool_args()["kwargs"]
         return kwargs
 
-    def _new_pool(self, kwargs: dict[str, Any]) -> AsyncConnectionPool[InlineConnection]:
+    def _new_pool(self) -> AsyncConnectionPool[InlineConnection]:
         """The store's pool, not yet open."""
         from psycopg_pool import AsyncConnectionPool
 
         from eventsource_postgres.inline import InlineConnection
 
-        s = self.settings
         return AsyncConnectionPool(
             self.url,
             connection_class=InlineConnection,  # waits in the caller's thread for an inline sync caller
-            min_size=s["pool_min_size"],
-            max_size=s["pool_max_size"],
-            timeout=s["pool_timeout"],
-            max_idle=s["max_idle"],
-            max_lifetime=s["max_lifetime"],
-            kwargs=kwargs,
             configure=self._configure,
             name=f"eventsource-postgres {self.names.schema}.{self.names.prefix}",
             open=False,
+            **self._pool_args(),
         )
 
     async def _repair(self, deadline: float | None, operation: str) -> None:
@@ -207,7 +204,7 @@ class Connection:
             kept, self._kept = self._kept, None
             if kept is not None:
                 await kept.close()  # (its pool is let go of below: nothing goes back to it)
-            new = self._new_pool(self._kwargs())
+            new = self._new_pool()
             wait = self.settings["connect_timeout"] if deadline is None else max(0.0, deadline - monotonic())
             try:
                 await self._open(new, wait)

@@ -27,9 +27,9 @@ from eventsource_postgres.errors import map_error
 from eventsource_postgres.settings import (
     PostgresLeaseSettingsSchema,
     check_target,
-    libpq_kwargs,
     lock_key,
     mask_target,
+    pool_args,
     target_secrets,
 )
 
@@ -87,18 +87,8 @@ class PostgresAdvisoryLease(Lease):
             from psycopg_pool import AsyncConnectionPool
 
             s = self.settings
-            kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
-            kwargs.update(libpq_kwargs(s))
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-                self.url,
-                min_size=s["pool_min_size"],
-                max_size=s["pool_max_size"],
-                timeout=s["pool_timeout"],
-                max_idle=s["max_idle"],
-                max_lifetime=s["max_lifetime"],
-                kwargs=kwargs,
-                name="eventsource-postgres lease",
-                open=False,
+                self.url, **pool_args(s, prepare_threshold=None), name="eventsource-postgres lease", open=False
             )
             try:
                 await pool.open(wait=True, timeout=s["connect_timeout"])

@@ -115,6 +115,20 @@ def libpq_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
+def pool_args(settings: dict[str, Any], *, prepare_threshold: int | None) -> dict[str, Any]:
+    """The ``AsyncConnectionPool`` arguments the settings give (sizes, timeouts, each connection's kwargs)."""
+    kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": prepare_threshold}
+    kwargs.update(libpq_kwargs(settings))
+    return {
+        "min_size": settings["pool_min_size"],
+        "max_size": settings["pool_max_size"],
+        "timeout": settings["pool_timeout"],
+        "max_idle": settings["max_idle"],
+        "max_lifetime": settings["max_lifetime"],
+        "kwargs": kwargs,
+    }
+
+
 def lock_key(*parts: str) -> int:
     """A stable signed 64-bit advisory-lock key for ``parts`` (BLAKE2b, never Python's ``hash()``)."""
     digest = hashlib.blake2b("\x00".join(parts).encode("utf-8"), digest_size=8, person=b"eventsrc").digest()

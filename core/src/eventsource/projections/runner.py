@@ -45,6 +45,10 @@ PARK_NAMESPACE = uuid.UUID("6f1c8f43-5d0e-4a57-9a43-7d0c4e1c2b9a")
 """Parked events get ids derived from (projection, source, event id): parking one twice appends it once."""
 
 
+class _StoppedError(Exception):
+    """The runner was stopped while a failing event waited for its next attempt."""
+
+
 def dead_letter_stream(projection: Projection[Any]) -> str:
     """Where ``projection`` parks events."""
     return projection.errors.dead_letter_stream or f"dead-letter-{projection.name}"
@@ -117,6 +121,7 @@ class ProjectionRunner:
         self.lease_wait = lease_wait
         self.states: dict[str, ProjectionState] = {}
         self._stopping = False
+        self._stopped = asyncio.Event()  # set by stop(): a retry's pause ends at once (a new one per run())
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()  # set when a projection applies a batch or goes idle
         self._tg: asyncio.TaskGroup | None = None  # while run() runs: add() starts a projection in it
@@ -174,6 +179,7 @@ class ProjectionRunner:
     async def run(self) -> None:
         """Run every projection until :meth:`stop`; raises :class:`ProjectionStoppedError` if one stops."""
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if self.lease is not None:
             await self.lease.connect()
@@ -204,6 +210,7 @@ class ProjectionRunner:
     async def stop(self) -> None:
         """End :meth:`run` (a batch in flight finishes first). Idempotent."""
         self._stopping = True
+        self._stopped.set()
         for st in self.states.values():
             if st.subscription is not None:
                 await st.subscription.close()
@@ -388,6 +395,8 @@ class ProjectionRunner:
                         expected = await self._apply(st, batch, expected, sub.position)
         except CheckpointMovedError as e:
             log.warning("projection %s: %s; resuming from the stored checkpoint", proj.name, e)
+        except _StoppedError:
+            return  # stopped during a retry's pause: the checkpoint stays before the failing event
         finally:
             st.subscription = None
             st.idle = False
@@ -454,7 +463,8 @@ class ProjectionRunner:
             if attempt > 0:
                 if attempt > policy.retries:
                     break
-                await asyncio.sleep(policy.pause(attempt))
+                if await self._pause(policy.pause(attempt)):
+                    raise _StoppedError
             try:
                 await st.sink.apply(st.projection, [event], self._cp(st, to, event), expected)
             except (CheckpointMovedError, ProjectionError, SinkUnavailableError):
@@ -479,6 +489,14 @@ class ProjectionRunner:
         await st.sink.apply(st.projection, [], self._cp(st, to, event), expected)
         st.position = to
         return to
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless :meth:`stop` comes first (a retry schedule must not delay it); whether it came."""
+        if not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._stopped.wait()
+        return self._stopping
 
     async def _park(self, st: ProjectionState, event: Event, error: BaseException | None) -> None:
         proj = st.projection

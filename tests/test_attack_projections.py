@@ -1,0 +1,77 @@
+"""Attack review of projections: what a team running a read model in production relies on (SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource.manager import EventSourcingManager
+from eventsource.plugins import PluginHost
+from eventsource.projections import ErrorPolicy, Projection, ProjectionRunner, SqliteSink
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from eventsource.model import Event
+
+
+@pytest.fixture
+async def es(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
+    m = EventSourcingManager(
+        {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}, "default_provider": "main"},
+        host=PluginHost(),
+    )
+    await m.connect()
+    yield m
+    await m.close()
+
+
+def failing(attempts: threading.Event) -> Projection[sqlite3.Connection]:
+    """A projection whose handler always fails, under a long retry schedule (about a minute in all)."""
+    p: Projection[sqlite3.Connection] = Projection("failing", errors=ErrorPolicy(retries=8, backoff=2, max_backoff=10))
+
+    @p.on("Deposited")
+    def deposited(_event: Event, _tx: sqlite3.Connection) -> None:
+        attempts.set()
+        msg = "the read model's table is missing"
+        raise RuntimeError(msg)
+
+    return p
+
+
+async def test_stop_during_a_retry_pause_ends_run_without_waiting_out_the_retries(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """``stop()`` (what Ctrl-C in ``run_sync`` and the facade's ``close()`` call) ends ``run()`` promptly.
+
+    A handler failing under a long retry schedule kept ``run()`` going through every pause: a deployment's
+    shutdown (or a Ctrl-C) hung for as long as the schedule, here about a minute.
+    """
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    attempts = threading.Event()
+    runner = ProjectionRunner(es).add(failing(attempts), SqliteSink(str(tmp_path / "read.db")))
+    task = asyncio.ensure_future(runner.run())
+    async with asyncio.timeout(10):
+        await asyncio.to_thread(attempts.wait)  # the first attempt failed: the runner pauses before the next
+    await runner.stop()
+    async with asyncio.timeout(3):
+        await task  # stopped, not failed: the checkpoint stays before the event
+    assert runner.states["failing"].position is None
+
+
+async def test_catch_up_timeout_is_kept_while_a_handler_is_being_retried(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """``catch_up(timeout=...)`` raises ``TimeoutError`` about when it expires, not after the retry schedule."""
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    attempts = threading.Event()
+    runner = ProjectionRunner(es).add(failing(attempts), SqliteSink(str(tmp_path / "read.db")))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(TimeoutError):
+        await runner.catch_up(timeout=1)
+    assert loop.time() - began < 4

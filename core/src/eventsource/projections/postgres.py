@@ -221,8 +221,8 @@ def _inside(conn: Any, cp: Checkpoint) -> Iterator[None]:
         if conn.closed or conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
             raise
         raise _ended(cp) from e
-    if conn.info.transaction_status != TransactionStatus.INTRANS:
-        raise _ended(cp)
+    if conn.info.transaction_status not in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        raise _ended(cp)  # (aborted: a handler caught a failed statement; the checkpoint's write fails as its error)
 
 
 def _ended(cp: Checkpoint) -> ProjectionError:

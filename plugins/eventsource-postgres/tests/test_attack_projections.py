@@ -1,0 +1,82 @@
+"""Attack review of the PostgreSQL sink: handler errors inside its transaction, and a reset racing a batch."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+from eventsource.manager import EventSourcingManager
+from eventsource.plugins import PluginHost
+from eventsource.projections import ErrorPolicy, Projection, ProjectionRunner
+from eventsource.projections.postgres import PostgresSink
+
+if TYPE_CHECKING:
+    from eventsource.model import Event
+
+
+@pytest.fixture
+async def es(make_provider: Callable[..., Any]) -> AsyncIterator[EventSourcingManager]:
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
+    await m.register_provider(await make_provider(), name="pg", default=True)
+    yield m
+
+
+@pytest.fixture
+def schema(url: str) -> Iterator[str]:
+    name = f"sink_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+        conn.execute(f'CREATE TABLE "{name}".seen (event_id text PRIMARY KEY, amount int)')
+    yield name
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def seen(url: str, schema: str) -> list[Any]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f'SELECT amount FROM "{schema}".seen ORDER BY amount').fetchall()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_handler_that_swallows_a_sql_error_is_a_handler_error_not_a_rogue_commit(
+    es: EventSourcingManager, url: str, schema: str, kind: str
+) -> None:
+    """A handler catching a failed statement leaves the transaction aborted: the error policy decides.
+
+    The sink blamed it on a handler that "committed or rolled back the sink's transaction itself" and stopped
+    the runner past the policy (no retry, no park, no event named), though the handler did neither.
+    """
+    for n in (1, 2, 3):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    insert = f'INSERT INTO "{schema}".seen VALUES (%s, %s)'
+    bad = f'INSERT INTO "{schema}".seen VALUES (%s, %s, 0)'  # one column too many: fails on the server
+    p: Projection[Any] = Projection("swallow", errors=ErrorPolicy(retries=0, then="park"))
+    if kind == "sync":
+
+        def deposited(event: Event, tx: psycopg.Connection[Any]) -> None:
+            tx.execute(insert, (event.event_id, event.data["amount"]))
+            if event.data["amount"] == 2:
+                with contextlib.suppress(psycopg.Error):
+                    tx.execute(bad, (event.event_id, 0))
+
+        p.on("Deposited")(deposited)
+    else:
+
+        async def adeposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(insert, (event.event_id, event.data["amount"]))
+            if event.data["amount"] == 2:
+                with contextlib.suppress(psycopg.Error):
+                    await tx.execute(bad, (event.event_id, 0))
+
+        p.on("Deposited")(adeposited)
+    runner = ProjectionRunner(es).add(p, PostgresSink(url, schema=schema))
+    await runner.catch_up(timeout=60)
+    assert runner.states["swallow"].parked == 1
+    assert seen(url, schema) == [(1,), (3,)]
+    parked = [e async for e in es.read_stream("dead-letter-swallow")]
+    assert [e.data["data"]["amount"] for e in parked] == [2]
+

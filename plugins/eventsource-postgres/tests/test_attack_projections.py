@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -80,3 +81,48 @@ async def test_a_handler_that_swallows_a_sql_error_is_a_handler_error_not_a_rogu
     parked = [e async for e in es.read_stream("dead-letter-swallow")]
     assert [e.data["data"]["amount"] for e in parked] == [2]
 
+
+async def test_a_reset_racing_a_batch_in_flight_leaves_no_write_of_it_behind(
+    es: EventSourcingManager, url: str, schema: str
+) -> None:
+    """A reset that commits after a batch in flight must also empty what that batch wrote.
+
+    The reset hook's ``DELETE`` ran on a snapshot taken before the batch committed, then the checkpoint's
+    deletion waited on the batch's row lock: the batch's rows outlived the reset, and the replay after it
+    applied those events a second time.
+    """
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})
+    inside = asyncio.Event()
+    go_on = asyncio.Event()
+
+    def projection() -> Projection[Any]:
+        p: Projection[Any] = Projection("resettable", errors=ErrorPolicy(retries=0))
+
+        @p.on("Deposited")
+        async def deposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(f'INSERT INTO "{schema}".seen VALUES (%s, %s)', (event.event_id, event.data["amount"]))
+            if event.data["amount"] == 2:
+                inside.set()
+                await go_on.wait()
+
+        @p.on_reset
+        async def reset(tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(f'DELETE FROM "{schema}".seen')
+
+        return p
+
+    runner = ProjectionRunner(es, batch_size=1).add(projection(), PostgresSink(url, schema=schema))
+    task = asyncio.ensure_future(runner.run())
+    await asyncio.wait_for(inside.wait(), 30)  # the second batch has written its row and holds its lock
+    other = ProjectionRunner(es).add(projection(), PostgresSink(url, schema=schema))  # another process's reset
+    resetting = asyncio.ensure_future(other.reset("resettable"))
+    await asyncio.sleep(0.5)  # the reset runs its hook and waits for the batch's lock (or for the batch)
+    go_on.set()
+    await asyncio.wait_for(resetting, 30)
+    await runner.stop()
+    await asyncio.wait_for(task, 30)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f'SELECT position FROM "{schema}".checkpoints').fetchall()
+    assert rows == []  # reset after the batch: no checkpoint
+    assert seen(url, schema) == []  # and nothing it wrote

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from eventsource.checkpoints import SqliteCheckpointStore
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
-from eventsource.projections import ErrorPolicy, Projection, ProjectionRunner, SqliteSink
+from eventsource.projections import ErrorPolicy, Projection, ProjectionError, ProjectionRunner, SqliteSink
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -75,3 +76,59 @@ async def test_catch_up_timeout_is_kept_while_a_handler_is_being_retried(
     with pytest.raises(TimeoutError):
         await runner.catch_up(timeout=1)
     assert loop.time() - began < 4
+
+
+class Tally:
+    """A handler object whose ``__call__`` is a coroutine function (``inspect`` calls the object itself sync)."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    async def __call__(self, event: Event, tx: sqlite3.Connection) -> None:
+        tx.execute("CREATE TABLE IF NOT EXISTS tally (amount INTEGER)")
+        tx.execute("INSERT INTO tally VALUES (?)", (event.data["amount"],))
+        self.seen.append(event.data["amount"])
+
+
+def tally_rows(path: Path) -> list[Any]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT amount FROM tally ORDER BY amount").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+async def test_a_handler_object_with_a_coroutine_call_is_awaited_not_dropped(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """A class-based handler with ``async def __call__`` was taken for a plain one: it was called on the sync
+    path, its coroutine never awaited, and the checkpoint committed past events nothing applied."""
+    for n in (1, 2):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    tally = Tally()
+    p: Projection[sqlite3.Connection] = Projection("tally", {"Deposited": tally})
+    sink_db = tmp_path / "read.db"
+    await ProjectionRunner(es).add(p, SqliteSink(str(sink_db))).catch_up(timeout=30)
+    assert tally.seen == [1, 2]
+    assert tally_rows(sink_db) == [(1,), (2,)]
+
+
+async def test_a_plain_handler_returning_a_coroutine_stops_the_runner_before_the_checkpoint_moves(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """A plain function that returns a coroutine (a wrapper around an ``async def``) cannot run on the sync
+    path: it stops the runner, and the checkpoint stays before the event, instead of passing it unapplied."""
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    tally = Tally()
+
+    def wrapped(event: Event, tx: sqlite3.Connection) -> Any:
+        return tally(event, tx)
+
+    p: Projection[sqlite3.Connection] = Projection("wrapped", {"Deposited": wrapped})
+    sink_db = tmp_path / "read.db"
+    with pytest.raises(ProjectionError, match="async def"):
+        await ProjectionRunner(es).add(p, SqliteSink(str(sink_db))).catch_up(timeout=30)
+    cp = await SqliteCheckpointStore(f"sqlite:///{sink_db}").get("wrapped", es.get_provider().checkpoint_source)
+    assert cp is None

@@ -132,3 +132,45 @@ async def test_a_plain_handler_returning_a_coroutine_stops_the_runner_before_the
         await ProjectionRunner(es).add(p, SqliteSink(str(sink_db))).catch_up(timeout=30)
     cp = await SqliteCheckpointStore(f"sqlite:///{sink_db}").get("wrapped", es.get_provider().checkpoint_source)
     assert cp is None
+
+
+async def test_park_moves_past_an_event_too_large_to_be_carried_whole_into_the_dead_letter_stream(
+    tmp_path: Path,
+) -> None:
+    """An event near ``max_event_size`` cannot be parked with its data (the parked event wraps it and adds the
+    error): the append was refused and ``run()`` raised, on every restart, so ``then="park"`` never moved past
+    it. It is parked without its data instead (its id, stream and position still say where it is)."""
+    m = EventSourcingManager(
+        {
+            "providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}},
+            "default_provider": "main",
+            "max_event_size": 2000,
+        },
+        host=PluginHost(),
+    )
+    await m.connect()
+    try:
+        await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1, "note": "x" * 1900})
+        await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2, "note": ""})
+        applied: list[int] = []
+
+        def deposited(event: Event, _tx: sqlite3.Connection) -> None:
+            if event.data["note"]:
+                raise ValueError("y" * 5000)  # a long error message too
+            applied.append(event.data["amount"])
+
+        p: Projection[sqlite3.Connection] = Projection(
+            "big", {"Deposited": deposited}, errors=ErrorPolicy(retries=0, then="park")
+        )
+        runner = ProjectionRunner(m).add(p, SqliteSink(str(tmp_path / "read.db")))
+        await runner.catch_up(timeout=30)
+        assert applied == [2]
+        assert runner.states["big"].parked == 1
+        [parked] = [e async for e in m.read_stream("dead-letter-big")]
+        original, _ = [e async for e in m.read_stream("acc-1")]
+        assert parked.data["event_id"] == original.event_id
+        assert parked.data["position"] == original.position
+        assert parked.data["data"] is None
+        assert parked.data["error"].startswith("ValueError: yyy")
+    finally:
+        await m.close()

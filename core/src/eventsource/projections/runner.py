@@ -43,6 +43,10 @@ PARKED_TYPE = "ProjectionEventParked"
 """The event type of a parked event in a dead-letter stream."""
 PARK_NAMESPACE = uuid.UUID("6f1c8f43-5d0e-4a57-9a43-7d0c4e1c2b9a")
 """Parked events get ids derived from (projection, source, event id): parking one twice appends it once."""
+ERROR_KEPT = 2000
+"""Characters of a handler's error a parked event keeps."""
+BRIEF = 200
+"""Characters of the error (and of why its data was left out) in an event parked without its data."""
 
 
 class _StoppedError(Exception):
@@ -499,27 +503,38 @@ class ProjectionRunner:
         return self._stopping
 
     async def _park(self, st: ProjectionState, event: Event, error: BaseException | None) -> None:
+        """Append ``event`` to the dead-letter stream; refused (over ``max_event_size``): without its data."""
         proj = st.projection
         policy = proj.errors
         stream = dead_letter_stream(proj)
-        await self.manager.append_event(
-            stream_id=stream,
-            event_type=PARKED_TYPE,
-            data={
-                "projection": proj.name,
-                "source": st.source,
-                "event_id": event.event_id,
-                "stream_id": event.stream_id,
-                "version": event.version,
-                "position": event.position,
-                "event_type": event.event_type,
-                "data": event.data,
-                "error": f"{type(error).__name__}: {error}",
-            },
-            event_id=str(uuid.uuid5(PARK_NAMESPACE, f"{proj.name}\x00{st.source}\x00{event.event_id}")),
-            causation_id=event.event_id,
-            provider=policy.dead_letter_provider or proj.provider,
-        )
+        data: dict[str, Any] = {
+            "projection": proj.name,
+            "source": st.source,
+            "event_id": event.event_id,
+            "stream_id": event.stream_id,
+            "version": event.version,
+            "position": event.position,
+            "event_type": event.event_type,
+            "data": event.data,
+            "error": f"{type(error).__name__}: {error}"[:ERROR_KEPT],
+        }
+
+        async def append(data: dict[str, Any]) -> None:
+            await self.manager.append_event(
+                stream_id=stream,
+                event_type=PARKED_TYPE,
+                data=data,
+                event_id=str(uuid.uuid5(PARK_NAMESPACE, f"{proj.name}\x00{st.source}\x00{event.event_id}")),
+                causation_id=event.event_id,
+                provider=policy.dead_letter_provider or proj.provider,
+            )
+
+        try:
+            await append(data)
+        except ValidationError as e:  # the wrapped event is over max_event_size: its id and position still find it
+            log.warning("projection %s: parking event %s without its data: %s", proj.name, event.event_id, e)
+            short = {"error": data["error"][:BRIEF], "data": None, "data_omitted": str(e)[:BRIEF]}
+            await append({**data, **short})
         st.parked += 1
         log.error("projection %s: parked event %s in %r", proj.name, event.event_id, stream)
 

@@ -174,3 +174,45 @@ async def test_park_moves_past_an_event_too_large_to_be_carried_whole_into_the_d
         assert parked.data["error"].startswith("ValueError: yyy")
     finally:
         await m.close()
+
+
+async def test_catch_up_returns_once_the_runner_holding_the_lease_applied_everything(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """A one-off ``catch_up()`` (a deploy step, a cron job) beside the service, both with ``lease=``.
+
+    The service holds the projection's lease and applies everything, yet the job's ``catch_up()`` waited for
+    a lease it never got: without a timeout it never returned. It returns once the sink's checkpoint shows
+    every event stored at the call applied, applying nothing itself.
+    """
+    lease = f"sqlite:///{tmp_path}/events.db"
+    sink = str(tmp_path / "read.db")
+    applied: list[str] = []
+
+    def projection(who: str) -> Projection[sqlite3.Connection]:
+        p: Projection[sqlite3.Connection] = Projection("shared")
+
+        @p.on("Deposited")
+        def deposited(_event: Event, _tx: sqlite3.Connection) -> None:
+            applied.append(who)
+
+        return p
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    service = ProjectionRunner(es, lease=lease, poll_interval=0.1, lease_wait=0.1).add(
+        projection("service"), SqliteSink(sink)
+    )
+    task = asyncio.ensure_future(service.run())
+    try:
+        async with asyncio.timeout(10):
+            await service.wait_caught_up("shared")
+        await es.append_event(stream_id="acc-2", event_type="Deposited", data={"amount": 2})
+        await es.append_event(stream_id="acc-2", event_type="Other", data={})  # passed over by the service
+        job = ProjectionRunner(es, lease=lease, poll_interval=0.1, lease_wait=0.1).add(
+            projection("job"), SqliteSink(sink)
+        )
+        await job.catch_up(timeout=10)
+        assert applied == ["service", "service"]
+    finally:
+        await service.stop()
+        await task

@@ -126,3 +126,34 @@ async def test_a_reset_racing_a_batch_in_flight_leaves_no_write_of_it_behind(
         rows = conn.execute(f'SELECT position FROM "{schema}".checkpoints').fetchall()
     assert rows == []  # reset after the batch: no checkpoint
     assert seen(url, schema) == []  # and nothing it wrote
+
+
+async def test_catch_up_beside_the_lease_holder_returns_though_the_head_lies_above_the_last_event(
+    es: EventSourcingManager, url: str, schema: str
+) -> None:
+    """PostgreSQL's head lies above its last event, so the holder's checkpoint never reaches it: the job's
+    ``catch_up()`` reads past the checkpoint instead, and returns once nothing stored before the call is left."""
+    applied: list[str] = []
+
+    def projection(who: str) -> Projection[Any]:
+        p: Projection[Any] = Projection("shared")
+
+        @p.on("Deposited")
+        def deposited(_event: Event, _tx: psycopg.Connection[Any]) -> None:
+            applied.append(who)
+
+        return p
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    service = ProjectionRunner(es, lease=url, poll_interval=0.1, lease_wait=0.1)
+    service.add(projection("service"), PostgresSink(url, schema=schema))
+    task = asyncio.ensure_future(service.run())
+    try:
+        await asyncio.wait_for(service.wait_caught_up("shared"), 30)
+        await es.append_event(stream_id="acc-2", event_type="Deposited", data={"amount": 2})
+        job = ProjectionRunner(es, lease=url, poll_interval=0.1, lease_wait=0.1)
+        await job.add(projection("job"), PostgresSink(url, schema=schema)).catch_up(timeout=30)
+        assert applied == ["service", "service"]
+    finally:
+        await service.stop()
+        await task

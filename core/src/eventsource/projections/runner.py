@@ -28,6 +28,7 @@ from eventsource.projections.projection import (
     SinkUnavailableError,
 )
 from eventsource.projections.sinks import Sink
+from eventsource.subscriptions.pages import _fields, first_rows
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -266,6 +267,7 @@ class ProjectionRunner:
         its subscription that began after the call found nothing new (a store's head may lie above its
         last event, as PostgreSQL's does) and after every transaction that could commit below that head
         ended (PostgreSQL: a read finds nothing past a transaction still running, so it waits for that).
+        A projection whose lease another process holds: once the sink's checkpoint is past them.
         """
         st = self.states[name]
         head = await self._head(st)
@@ -273,6 +275,8 @@ class ProjectionRunner:
         sub0 = st.subscription
         reads0 = sub0.reads if sub0 is not None else 0
         while (st.position or 0) < head and not (st.idle and st.read_to >= head):
+            if self.lease is not None and not st.holding and await self._applied_elsewhere(st, head):
+                return
             if self._read_after(st, sub0, reads0):
                 if settled:
                     return
@@ -301,6 +305,19 @@ class ProjectionRunner:
             return False
         # a read in flight when the head was taken may have begun before it: the one after it began after
         return (sub is not sub0 and sub.reads >= 1) or sub.reads >= reads0 + 2
+
+    async def _applied_elsewhere(self, st: ProjectionState, head: int) -> bool:
+        """Whether the sink's checkpoint (stored by the lease's holder) is past every event up to ``head``."""
+        cp = await st.sink.position(st.projection.name, st.source)
+        if cp is None or cp.scope != st.scope:
+            return False
+        if cp.position >= head or st.projection.stream_id is not None:
+            return cp.position >= head
+        if not await self._settled(st, head):
+            return False
+        p = self.manager.get_provider(st.projection.provider)
+        rows, _ = await first_rows(p.read_all_pages(from_position=cp.position + 1, page_size=1))
+        return not rows or _fields(rows[0])[4] > head  # (a store's head may lie above its last event)
 
     async def _settled(self, st: ProjectionState, head: int) -> bool:
         """Whether nothing can still commit at or below ``head``: the store's safe horizon passed it."""

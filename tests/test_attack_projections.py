@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -216,3 +218,73 @@ async def test_catch_up_returns_once_the_runner_holding_the_lease_applied_everyt
     finally:
         await service.stop()
         await task
+
+
+RESET_AND_DIE = """
+import asyncio, os, signal, sqlite3, sys
+from eventsource.checkpoints import SqliteCheckpointStore
+from eventsource.manager import EventSourcingManager
+from eventsource.plugins import PluginHost
+from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner
+
+async def main():
+    events, cps, model = sys.argv[1:4]
+    es = EventSourcingManager({"providers": {"main": {"url": events}}, "default_provider": "main"}, host=PluginHost())
+    await es.connect()
+    p = Projection("ledger", {"Deposited": lambda e, tx: None})
+
+    @p.on_reset
+    def empty(_tx):
+        db = sqlite3.connect(model)
+        db.execute("DELETE FROM ledger")
+        db.commit()
+        db.close()
+        os.kill(os.getpid(), signal.SIGKILL)  # the process dies right after the hook
+
+    await ProjectionRunner(es).add(p, CheckpointStoreSink(SqliteCheckpointStore(cps))).reset("ledger")
+
+asyncio.run(main())
+"""
+
+
+def ledger(model: Path) -> Projection[None]:
+    """At least once: each event is written once, deduplicated on its id, outside any sink transaction."""
+    p: Projection[None] = Projection("ledger")
+
+    @p.on("Deposited")
+    def deposited(event: Event, _tx: None) -> None:
+        db = sqlite3.connect(model)
+        db.execute("CREATE TABLE IF NOT EXISTS ledger (event_id TEXT PRIMARY KEY, amount INTEGER)")
+        db.execute("INSERT OR IGNORE INTO ledger VALUES (?, ?)", (event.event_id, event.data["amount"]))
+        db.commit()
+        db.close()
+
+    return p
+
+
+async def test_a_reset_of_an_at_least_once_projection_killed_after_its_hook_replays_everything(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """``CheckpointStoreSink.reset`` ran the hook, then deleted the checkpoint: a crash between the two left an
+    emptied read model behind a checkpoint at the end, and nothing ever applied those events again. With
+    the checkpoint deleted first, a crash at any point replays, which an at-least-once handler absorbs."""
+    from eventsource.projections import CheckpointStoreSink
+
+    model, cps = tmp_path / "model.db", f"sqlite:///{tmp_path}/cp.db"
+    for n in (1, 2):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    await ProjectionRunner(es).add(ledger(model), CheckpointStoreSink(SqliteCheckpointStore(cps))).catch_up(timeout=30)
+    assert tally_rows_of(model) == [(1,), (2,)]
+    events = f"sqlite:///{tmp_path}/events.db"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", RESET_AND_DIE, events, cps, str(model))
+    assert await asyncio.wait_for(proc.wait(), 60) == -signal.SIGKILL
+    await ProjectionRunner(es).add(ledger(model), CheckpointStoreSink(SqliteCheckpointStore(cps))).catch_up(timeout=30)
+    assert tally_rows_of(model) == [(1,), (2,)]
+
+
+def tally_rows_of(model: Path) -> list[Any]:
+    db = sqlite3.connect(model)
+    try:
+        return db.execute("SELECT amount FROM ledger ORDER BY amount").fetchall()
+    finally:
+        db.close()

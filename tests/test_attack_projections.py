@@ -288,3 +288,23 @@ def tally_rows_of(model: Path) -> list[Any]:
         return db.execute("SELECT amount FROM ledger ORDER BY amount").fetchall()
     finally:
         db.close()
+
+
+async def test_a_long_retry_schedule_keeps_retrying_past_a_thousand_attempts(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """The pause was ``backoff * 2 ** (attempt - 1)`` before the cap: from attempt 1025 on that is too large for a
+    float, and ``run()`` died of an ``OverflowError`` instead of retrying (or parking, or stopping)."""
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    calls: list[int] = []
+
+    def flaky(_event: Event, _tx: sqlite3.Connection) -> None:
+        calls.append(1)
+        if len(calls) <= 1100:
+            msg = "a dependency is down"
+            raise RuntimeError(msg)
+
+    policy = ErrorPolicy(retries=5000, backoff=0.0, max_backoff=0.0)
+    p: Projection[sqlite3.Connection] = Projection("flaky", {"Deposited": flaky}, errors=policy)
+    await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db"))).catch_up(timeout=120)
+    assert len(calls) == 1101

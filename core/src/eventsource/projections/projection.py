@@ -79,7 +79,7 @@ class ErrorPolicy:
 
     def pause(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
-        return float(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+        return float(min(self.max_backoff, self.backoff * 2.0 ** min(attempt - 1, 64)))  # (2**1024: no float)
 
 
 class ProjectionStoppedError(ProjectionError):

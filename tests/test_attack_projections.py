@@ -308,3 +308,29 @@ async def test_a_long_retry_schedule_keeps_retrying_past_a_thousand_attempts(
     p: Projection[sqlite3.Connection] = Projection("flaky", {"Deposited": flaky}, errors=policy)
     await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db"))).catch_up(timeout=120)
     assert len(calls) == 1101
+
+
+@pytest.mark.parametrize("stream_id", [None, "acc-1"], ids=["all-streams", "one-stream"])
+async def test_an_event_of_a_type_the_projection_does_not_handle_never_stops_it_by_failing_to_decode(
+    es: EventSourcingManager, tmp_path: Path, stream_id: str | None
+) -> None:
+    """An all-streams projection reads only its types (filtered on stored fields, before decoding); a one-stream
+    projection decoded every event of its stream, so a broken upcaster of a type it does not handle stopped it."""
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    await es.append_event(stream_id="acc-1", event_type="Noted", data={"text": "hi"})
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 3})
+
+    def broken(_event: Event) -> Event:
+        msg = "no key for this note"
+        raise KeyError(msg)
+
+    es.register_upcaster("Noted", broken)
+    seen: list[int] = []
+    p: Projection[sqlite3.Connection] = Projection("amounts", stream_id=stream_id)
+
+    @p.on("Deposited")
+    def deposited(event: Event, _tx: sqlite3.Connection) -> None:
+        seen.append(event.data["amount"])
+
+    await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db"))).catch_up(timeout=30)
+    assert seen == [1, 3]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -386,19 +387,7 @@ class ProjectionRunner:
             raise ConfigurationError(msg, field="name")
         expected = None if cp is None else cp.position
         st.position = expected
-        start = 0 if cp is None else cp.position + 1
-        sub = self.manager.subscribe(
-            stream_id=proj.stream_id,
-            stream_prefix=proj.stream_prefix,
-            event_types=None if proj.stream_id is not None else proj.event_types,
-            from_position=start if proj.stream_id is None else 0,
-            from_version=max(start, 1),
-            page_size=self.batch_size,
-            poll_interval=self.poll_interval,
-            provider=proj.provider,
-        )
-        if cp is not None and cp.event_id is not None:
-            sub.check_first(cp.event_id)  # one stream: the event the checkpoint counted is still there
+        sub = self._subscribe(st, cp)
         st.subscription = sub
         try:
             async with sub:
@@ -421,6 +410,28 @@ class ProjectionRunner:
         finally:
             st.subscription = None
             st.idle = False
+
+    def _subscribe(self, st: ProjectionState, cp: Checkpoint | None) -> Subscription:
+        """The projection's subscription, after ``cp``, reading (and decoding) only the event types it handles."""
+        proj = st.projection
+        start = 0 if cp is None else cp.position + 1
+        sub = self.manager.subscribe(
+            stream_id=proj.stream_id,
+            stream_prefix=proj.stream_prefix,
+            event_types=None if proj.stream_id is not None else proj.event_types,
+            from_position=start if proj.stream_id is None else 0,
+            from_version=max(start, 1),
+            page_size=self.batch_size,
+            poll_interval=self.poll_interval,
+            provider=proj.provider,
+        )
+        if proj.stream_id is not None:  # subscribe() filters no stream by type: the same filter as all streams get
+            types = frozenset(proj.event_types)
+            stored = frozenset(self.manager._codec.chain.stored_types(types))  # noqa: SLF001 - the manager's codec
+            sub.target = dataclasses.replace(sub.target, event_types=types, stored_types=stored)
+        if cp is not None and cp.event_id is not None:
+            sub.check_first(cp.event_id)  # one stream: the event the checkpoint counted is still there
+        return sub
 
     async def _next_batch(
         self, st: ProjectionState, sub: Subscription, expected: int | None

@@ -427,8 +427,9 @@ class ProjectionRunner:
         )
         if proj.stream_id is not None:  # subscribe() filters no stream by type: the same filter as all streams get
             types = frozenset(proj.event_types)
-            stored = frozenset(self.manager._codec.chain.stored_types(types))  # noqa: SLF001 - the manager's codec
-            sub.target = dataclasses.replace(sub.target, event_types=types, stored_types=stored)
+            with contextlib.suppress(ValidationError):  # a stored type read as several: every event is decoded
+                stored = frozenset(self.manager._codec.chain.stored_types(types))  # noqa: SLF001 - the manager's codec
+                sub.target = dataclasses.replace(sub.target, event_types=types, stored_types=stored)
         if cp is not None and cp.event_id is not None:
             sub.check_first(cp.event_id)  # one stream: the event the checkpoint counted is still there
         return sub

@@ -308,7 +308,16 @@ class ProjectionRunner:
         return (sub is not sub0 and sub.reads >= 1) or sub.reads >= reads0 + 2
 
     async def _applied_elsewhere(self, st: ProjectionState, head: int) -> bool:
-        """Whether the sink's checkpoint (stored by the lease's holder) is past every event up to ``head``."""
+        """Whether the sink's checkpoint (stored by the lease's holder) is past every event up to ``head``.
+
+        A sink or store that cannot answer yet (not open, an outage) answers ``False``: the wait goes on.
+        """
+        try:
+            return await self._past_head(st, head)
+        except Exception:  # noqa: BLE001 - only a shortcut: the runner's own progress still ends the wait
+            return False
+
+    async def _past_head(self, st: ProjectionState, head: int) -> bool:
         cp = await st.sink.position(st.projection.name, st.source)
         if cp is None or cp.scope != st.scope:
             return False

@@ -34,7 +34,7 @@ async def es(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
 
 
 def failing(attempts: threading.Event) -> Projection[sqlite3.Connection]:
-    """A projection whose handler always fails, under a long retry schedule (about a minute in all)."""
+    """A projection whose handler always fails, under a long retry schedule."""
     p: Projection[sqlite3.Connection] = Projection("failing", errors=ErrorPolicy(retries=8, backoff=2, max_backoff=10))
 
     @p.on("Deposited")
@@ -52,7 +52,7 @@ async def test_stop_during_a_retry_pause_ends_run_without_waiting_out_the_retrie
     """``stop()`` (what Ctrl-C in ``run_sync`` and the facade's ``close()`` call) ends ``run()`` promptly.
 
     A handler failing under a long retry schedule kept ``run()`` going through every pause: a deployment's
-    shutdown (or a Ctrl-C) hung for as long as the schedule, here about a minute.
+    shutdown (or a Ctrl-C) hung for as long as the schedule.
     """
     await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
     attempts = threading.Event()

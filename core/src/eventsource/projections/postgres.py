@@ -191,23 +191,32 @@ class PostgresSink(Sink[Any]):
             await conn.execute(self._upsert(), values)
 
     async def reset(self, projection: Projection[Any], name: str, source: str) -> None:
-        """The reset hook and the checkpoint's deletion in one transaction."""
+        """The reset hook and the checkpoint's deletion in one transaction.
+
+        It first locks the checkpoint row as a batch does, so it waits for a batch in flight to commit
+        and the hook's statements see (and remove) what that batch wrote.
+        """
         delete = f"DELETE FROM {self.table} WHERE name = %s AND source = %s"  # noqa: S608
+        key = (name, source)
         if projection.is_sync:
 
             def run() -> None:
                 conn = self._sconn()
                 with conn.transaction():
+                    conn.execute(self._placeholder(), (*key, "all"))  # waits for a first batch's row
+                    conn.execute(self._select(), key)
                     projection.reset_sync(conn)
-                    conn.execute(delete, (name, source))
+                    conn.execute(delete, key)
 
             await asyncio.to_thread(self._in_thread, run)
             return
         async with self._lock:
             conn = await self._aconn()
             async with conn.transaction():
+                await conn.execute(self._placeholder(), (*key, "all"))
+                await conn.execute(self._select(), key)
                 await projection.reset(conn)
-                await conn.execute(delete, (name, source))
+                await conn.execute(delete, key)
 
 
 @contextlib.contextmanager
@@ -221,8 +230,8 @@ def _inside(conn: Any, cp: Checkpoint) -> Iterator[None]:
         if conn.closed or conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
             raise
         raise _ended(cp) from e
-    if conn.info.transaction_status != TransactionStatus.INTRANS:
-        raise _ended(cp)
+    if conn.info.transaction_status not in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        raise _ended(cp)  # (aborted: a handler caught a failed statement; the checkpoint's write fails as its error)
 
 
 def _ended(cp: Checkpoint) -> ProjectionError:

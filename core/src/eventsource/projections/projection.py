@@ -79,7 +79,7 @@ class ErrorPolicy:
 
     def pause(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
-        return float(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+        return float(min(self.max_backoff, self.backoff * 2.0 ** min(attempt - 1, 64)))  # (2**1024: no float)
 
 
 class ProjectionStoppedError(ProjectionError):
@@ -163,13 +163,12 @@ class Projection(Generic[Tx]):
     def is_async(self) -> bool:
         """Whether any handler (or the reset hook) is a coroutine function."""
         fns = [*self.handlers.values(), *([self._reset] if self._reset else [])]
-        return any(inspect.iscoroutinefunction(f) for f in fns)
+        return any(_is_coroutine_function(f) for f in fns)
 
     @property
     def is_sync(self) -> bool:
         """Whether every handler is a plain function."""
-        fns = [*self.handlers.values(), *([self._reset] if self._reset else [])]
-        return not any(inspect.iscoroutinefunction(f) for f in fns)
+        return not self.is_async
 
     async def handle(self, event: Event, tx: Tx) -> None:
         """Call the handler of ``event`` (awaiting it if it is async)."""
@@ -178,8 +177,8 @@ class Projection(Generic[Tx]):
             await result
 
     def handle_sync(self, event: Event, tx: Tx) -> None:
-        """Call the (plain) handler of ``event``."""
-        self.handlers[event.event_type](event, tx)
+        """Call the (plain) handler of ``event``; one that returns an awaitable raises :class:`ProjectionError`."""
+        self._not_awaitable(self.handlers[event.event_type](event, tx))
 
     async def reset(self, tx: Tx) -> None:
         """Run the reset hook, if any."""
@@ -191,4 +190,21 @@ class Projection(Generic[Tx]):
     def reset_sync(self, tx: Tx) -> None:
         """Run the (plain) reset hook, if any."""
         if self._reset is not None:
-            self._reset(tx)
+            self._not_awaitable(self._reset(tx))
+
+    def _not_awaitable(self, result: object) -> None:
+        """A plain function returned an awaitable (it wraps a coroutine function): it never ran, so stop."""
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # no "never awaited" warning: the error says it
+            msg = (
+                f"a handler of projection {self.name!r} is a plain function that returned an awaitable; "
+                "declare it with async def so the sink awaits it"
+            )
+            raise ProjectionError(msg, name=self.name)
+
+
+def _is_coroutine_function(fn: object) -> bool:
+    """A coroutine function, or an object whose ``__call__`` is one (``inspect`` answers ``False`` for it)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004

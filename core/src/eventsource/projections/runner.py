@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from eventsource.projections.projection import (
     SinkUnavailableError,
 )
 from eventsource.projections.sinks import Sink
+from eventsource.subscriptions.pages import _fields, first_rows
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,6 +45,14 @@ PARKED_TYPE = "ProjectionEventParked"
 """The event type of a parked event in a dead-letter stream."""
 PARK_NAMESPACE = uuid.UUID("6f1c8f43-5d0e-4a57-9a43-7d0c4e1c2b9a")
 """Parked events get ids derived from (projection, source, event id): parking one twice appends it once."""
+ERROR_KEPT = 2000
+"""Characters of a handler's error a parked event keeps."""
+BRIEF = 200
+"""Characters of the error (and of why its data was left out) in an event parked without its data."""
+
+
+class _StoppedError(Exception):
+    """The runner was stopped while a failing event waited for its next attempt."""
 
 
 def dead_letter_stream(projection: Projection[Any]) -> str:
@@ -117,6 +127,7 @@ class ProjectionRunner:
         self.lease_wait = lease_wait
         self.states: dict[str, ProjectionState] = {}
         self._stopping = False
+        self._stopped = asyncio.Event()  # set by stop(): a retry's pause ends at once (a new one per run())
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()  # set when a projection applies a batch or goes idle
         self._tg: asyncio.TaskGroup | None = None  # while run() runs: add() starts a projection in it
@@ -174,6 +185,7 @@ class ProjectionRunner:
     async def run(self) -> None:
         """Run every projection until :meth:`stop`; raises :class:`ProjectionStoppedError` if one stops."""
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         if self.lease is not None:
             await self.lease.connect()
@@ -204,6 +216,7 @@ class ProjectionRunner:
     async def stop(self) -> None:
         """End :meth:`run` (a batch in flight finishes first). Idempotent."""
         self._stopping = True
+        self._stopped.set()
         for st in self.states.values():
             if st.subscription is not None:
                 await st.subscription.close()
@@ -255,6 +268,7 @@ class ProjectionRunner:
         its subscription that began after the call found nothing new (a store's head may lie above its
         last event, as PostgreSQL's does) and after every transaction that could commit below that head
         ended (PostgreSQL: a read finds nothing past a transaction still running, so it waits for that).
+        A projection whose lease another process holds: once the sink's checkpoint is past them.
         """
         st = self.states[name]
         head = await self._head(st)
@@ -262,6 +276,8 @@ class ProjectionRunner:
         sub0 = st.subscription
         reads0 = sub0.reads if sub0 is not None else 0
         while (st.position or 0) < head and not (st.idle and st.read_to >= head):
+            if self.lease is not None and not st.holding and await self._applied_elsewhere(st, head):
+                return
             if self._read_after(st, sub0, reads0):
                 if settled:
                     return
@@ -290,6 +306,28 @@ class ProjectionRunner:
             return False
         # a read in flight when the head was taken may have begun before it: the one after it began after
         return (sub is not sub0 and sub.reads >= 1) or sub.reads >= reads0 + 2
+
+    async def _applied_elsewhere(self, st: ProjectionState, head: int) -> bool:
+        """Whether the sink's checkpoint (stored by the lease's holder) is past every event up to ``head``.
+
+        A sink or store that cannot answer yet (not open, an outage) answers ``False``: the wait goes on.
+        """
+        try:
+            return await self._past_head(st, head)
+        except Exception:  # noqa: BLE001 - only a shortcut: the runner's own progress still ends the wait
+            return False
+
+    async def _past_head(self, st: ProjectionState, head: int) -> bool:
+        cp = await st.sink.position(st.projection.name, st.source)
+        if cp is None or cp.scope != st.scope:
+            return False
+        if cp.position >= head or st.projection.stream_id is not None:
+            return cp.position >= head
+        if not await self._settled(st, head):
+            return False
+        p = self.manager.get_provider(st.projection.provider)
+        rows, _ = await first_rows(p.read_all_pages(from_position=cp.position + 1, page_size=1))
+        return not rows or _fields(rows[0])[4] > head  # (a store's head may lie above its last event)
 
     async def _settled(self, st: ProjectionState, head: int) -> bool:
         """Whether nothing can still commit at or below ``head``: the store's safe horizon passed it."""
@@ -358,19 +396,7 @@ class ProjectionRunner:
             raise ConfigurationError(msg, field="name")
         expected = None if cp is None else cp.position
         st.position = expected
-        start = 0 if cp is None else cp.position + 1
-        sub = self.manager.subscribe(
-            stream_id=proj.stream_id,
-            stream_prefix=proj.stream_prefix,
-            event_types=None if proj.stream_id is not None else proj.event_types,
-            from_position=start if proj.stream_id is None else 0,
-            from_version=max(start, 1),
-            page_size=self.batch_size,
-            poll_interval=self.poll_interval,
-            provider=proj.provider,
-        )
-        if cp is not None and cp.event_id is not None:
-            sub.check_first(cp.event_id)  # one stream: the event the checkpoint counted is still there
+        sub = self._subscribe(st, cp)
         st.subscription = sub
         try:
             async with sub:
@@ -388,9 +414,34 @@ class ProjectionRunner:
                         expected = await self._apply(st, batch, expected, sub.position)
         except CheckpointMovedError as e:
             log.warning("projection %s: %s; resuming from the stored checkpoint", proj.name, e)
+        except _StoppedError:
+            return  # stopped during a retry's pause: the checkpoint stays before the failing event
         finally:
             st.subscription = None
             st.idle = False
+
+    def _subscribe(self, st: ProjectionState, cp: Checkpoint | None) -> Subscription:
+        """The projection's subscription, after ``cp``, reading (and decoding) only the event types it handles."""
+        proj = st.projection
+        start = 0 if cp is None else cp.position + 1
+        sub = self.manager.subscribe(
+            stream_id=proj.stream_id,
+            stream_prefix=proj.stream_prefix,
+            event_types=None if proj.stream_id is not None else proj.event_types,
+            from_position=start if proj.stream_id is None else 0,
+            from_version=max(start, 1),
+            page_size=self.batch_size,
+            poll_interval=self.poll_interval,
+            provider=proj.provider,
+        )
+        if proj.stream_id is not None:  # subscribe() filters no stream by type: the same filter as all streams get
+            types = frozenset(proj.event_types)
+            with contextlib.suppress(ValidationError):  # a stored type read as several: every event is decoded
+                stored = frozenset(self.manager._codec.chain.stored_types(types))  # noqa: SLF001 - the manager's codec
+                sub.target = dataclasses.replace(sub.target, event_types=types, stored_types=stored)
+        if cp is not None and cp.event_id is not None:
+            sub.check_first(cp.event_id)  # one stream: the event the checkpoint counted is still there
+        return sub
 
     async def _next_batch(
         self, st: ProjectionState, sub: Subscription, expected: int | None
@@ -454,7 +505,8 @@ class ProjectionRunner:
             if attempt > 0:
                 if attempt > policy.retries:
                     break
-                await asyncio.sleep(policy.pause(attempt))
+                if await self._pause(policy.pause(attempt)):
+                    raise _StoppedError
             try:
                 await st.sink.apply(st.projection, [event], self._cp(st, to, event), expected)
             except (CheckpointMovedError, ProjectionError, SinkUnavailableError):
@@ -480,28 +532,47 @@ class ProjectionRunner:
         st.position = to
         return to
 
+    async def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless :meth:`stop` comes first (a retry schedule must not delay it); whether it came."""
+        if not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._stopped.wait()
+        return self._stopping
+
     async def _park(self, st: ProjectionState, event: Event, error: BaseException | None) -> None:
+        """Append ``event`` to the dead-letter stream; refused (over ``max_event_size``): without its data."""
         proj = st.projection
         policy = proj.errors
         stream = dead_letter_stream(proj)
-        await self.manager.append_event(
-            stream_id=stream,
-            event_type=PARKED_TYPE,
-            data={
-                "projection": proj.name,
-                "source": st.source,
-                "event_id": event.event_id,
-                "stream_id": event.stream_id,
-                "version": event.version,
-                "position": event.position,
-                "event_type": event.event_type,
-                "data": event.data,
-                "error": f"{type(error).__name__}: {error}",
-            },
-            event_id=str(uuid.uuid5(PARK_NAMESPACE, f"{proj.name}\x00{st.source}\x00{event.event_id}")),
-            causation_id=event.event_id,
-            provider=policy.dead_letter_provider or proj.provider,
-        )
+        data: dict[str, Any] = {
+            "projection": proj.name,
+            "source": st.source,
+            "event_id": event.event_id,
+            "stream_id": event.stream_id,
+            "version": event.version,
+            "position": event.position,
+            "event_type": event.event_type,
+            "data": event.data,
+            "error": f"{type(error).__name__}: {error}"[:ERROR_KEPT],
+        }
+
+        async def append(data: dict[str, Any]) -> None:
+            await self.manager.append_event(
+                stream_id=stream,
+                event_type=PARKED_TYPE,
+                data=data,
+                event_id=str(uuid.uuid5(PARK_NAMESPACE, f"{proj.name}\x00{st.source}\x00{event.event_id}")),
+                causation_id=event.event_id,
+                provider=policy.dead_letter_provider or proj.provider,
+            )
+
+        try:
+            await append(data)
+        except ValidationError as e:  # the wrapped event is over max_event_size: its id and position still find it
+            log.warning("projection %s: parking event %s without its data: %s", proj.name, event.event_id, e)
+            short = {"error": data["error"][:BRIEF], "data": None, "data_omitted": str(e)[:BRIEF]}
+            await append({**data, **short})
         st.parked += 1
         log.error("projection %s: parked event %s in %r", proj.name, event.event_id, stream)
 

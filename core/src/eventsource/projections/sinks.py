@@ -361,6 +361,10 @@ class CheckpointStoreSink(Sink[None]):
             raise SinkUnavailableError(msg, operation="projection") from e
 
     async def reset(self, projection: Projection[None], name: str, source: str) -> None:
-        """The reset hook, then the checkpoint's deletion."""
-        await projection.reset(None)
+        """The checkpoint's deletion, then the reset hook.
+
+        In that order a crash between them replays what the hook left (handlers deduplicate); the other way
+        round it left an emptied read model behind a checkpoint that never replays what it emptied.
+        """
         await self.store.delete(name, source)
+        await projection.reset(None)

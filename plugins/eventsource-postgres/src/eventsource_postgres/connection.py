@@ -294,6 +294,8 @@ class Connection:
     ) -> InlineConnection | None:
         """The kept connection, if it may serve this call (an inline one, within the limits), else ``None``.
 
+        Past the pool's ``max_lifetime`` it goes back, and the pool closes it, as it does any connection past it.
+
         (Stale or not: a stale one is handled as one taken from the pool, see :meth:`_getconn`.)
         """
         conn, self._kept = self._kept, None
@@ -301,7 +303,8 @@ class Connection:
             return None
         now = monotonic()
         since = conn.kept_since if conn.kept_since is not None else now
-        fresh = now - self._kept_at < KEEP_IDLE and now - since < KEEP_AT_MOST
+        expire = getattr(conn, "_expire_at", None)  # (the pool's max_lifetime: it closes the connection past it)
+        fresh = now - self._kept_at < KEEP_IDLE and now - since < KEEP_AT_MOST and (expire is None or now < expire)
         if deadline is not None and fresh and self._kept_pool is pool:
             return conn
         await self._give_back(conn)

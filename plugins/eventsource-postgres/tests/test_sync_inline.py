@@ -435,3 +435,14 @@ def test_the_pool_check_after_a_stale_connection_keeps_to_the_calls_one_deadline
             assert cancels == []  # the deadline passed in the check: the call ended there, nothing to cancel
             send("release")
             assert es.get_stream_info("s").version == 1  # the pool replaced the connections it dropped
+
+
+def test_health_check_through_the_sync_api_reports_a_reachable_server_healthy(config: dict[str, Any]) -> None:
+    # the store's health check bounds itself with asyncio.timeout, which needs a task: a call's inline first
+    # step has none ("Timeout should be used inside a task"), so every sync health check said unhealthy
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        health = es.health_check()
+        assert health["pg"].healthy, health["pg"].message
+        assert not es._loop.threaded
+        assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2

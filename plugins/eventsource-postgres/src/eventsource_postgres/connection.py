@@ -75,6 +75,16 @@ def _stale(conn: AsyncConnection[Any]) -> bool:
     return bool(readable)
 
 
+async def _in_task() -> None:
+    """Go on as a task when run in a sync call's inline first step, which has none (``SyncLoop.call``).
+
+    The pool's waits (a connection, its opening) use ``asyncio.wait_for``, which from Python 3.12 needs a
+    task ("Timeout should be used inside a task"): one yield hands the rest of the call to its task.
+    """
+    if asyncio.current_task() is None:
+        await asyncio.sleep(0)
+
+
 def _inline_deadline() -> float | None:
     """For an inline sync caller: when the call must end (the manager's ``timeout`` from now), else ``None``.
 
@@ -203,6 +213,7 @@ class Connection:
         """
         seen, pool = INTERRUPTS[0], self.pool
         if pool is not None and broken(pool, out=self._out(pool)):
+            await _in_task()  # (opening the new pool waits for it)
             log.warning("pool %r left broken by an interrupted call: replacing it", pool.name)
             kept, self._kept = self._kept, None
             if kept is not None:
@@ -321,6 +332,7 @@ class Connection:
         """Check the pool's idle connections, within an inline sync caller's ``deadline`` (the call's one)."""
         from eventsource_postgres.inline import CHECK_DEADLINE, StatementTimeoutError
 
+        await _in_task()  # (a getconn after it may wait for the connections it replaces)
         token = CHECK_DEADLINE.set(deadline)
         try:
             await pool.check()
@@ -342,6 +354,8 @@ class Connection:
         if conn is not None and not _stale(conn):
             return pool, conn
         if conn is None:
+            if not pool._pool:  # noqa: SLF001 - no idle connection: the pool waits for one
+                await _in_task()
             conn = await pool.getconn()
         if _stale(conn):
             # the server dropped it while idle (restart, terminated backend): the others are probably

@@ -2,7 +2,8 @@
 
 Between an inline sync caller's calls nothing else runs on the loop, so the pool's hand-over (its lock, its
 queue, its checks) is skipped; the connection goes back through the pool when unused for ``KEEP_IDLE``,
-kept ``KEEP_AT_MOST`` in all, found stale, before an async caller's call, after an interrupt, and on close.
+kept ``KEEP_AT_MOST`` in all or past ``max_lifetime``, found stale, before an async caller's call, and on close
+(closed with a pool an interrupt left broken).
 """
 
 from __future__ import annotations

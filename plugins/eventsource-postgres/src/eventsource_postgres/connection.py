@@ -288,7 +288,7 @@ class Connection:
         An inline sync caller's calls run one at a time in its thread, and between them nothing else runs on
         the loop: the pool's hand-over (its lock, its queue, its checks) is skipped for the next call. A kept
         connection goes back through the pool after :data:`KEEP_IDLE` unused, :data:`KEEP_AT_MOST` in all,
-        before an async caller's call, when found stale, after an interrupt, and on close.
+        before an async caller's call, when found stale, and on close (closed with a pool an interrupt left broken).
         """
         if self._kept is not None or pool is not self.pool or conn.closed or conn.broken:
             return False

@@ -97,3 +97,34 @@ def test_an_interrupt_as_the_task_is_created_still_cancels_it(monkeypatch: pytes
         assert loop.call(_call(log)) == "done"
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("where", ["_finish", "_Resume"])
+def test_an_interrupt_before_the_task_takes_over_cancels_what_the_call_awaits(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # a task's cancel() cancels the future it waits on (a child task, a gather); a CancelledError thrown into
+    # the coroutine left that future running: the child ran on to its end in the next call, after the Ctrl-C
+    loop = SyncLoop()
+    try:
+        log: list[str] = []
+
+        async def child() -> None:
+            try:
+                await asyncio.sleep(0.2)
+                log.append("child ran to its end")
+            except asyncio.CancelledError:
+                log.append("child cancelled")
+                raise
+
+        async def call() -> None:
+            await asyncio.ensure_future(child())
+
+        _interrupt_once(monkeypatch, where)
+        with pytest.raises(KeyboardInterrupt):
+            loop.call(call())
+        assert log == ["child cancelled"], "the call was cancelled, what it awaited was not"
+        loop.call(asyncio.sleep(0.3))
+        assert log == ["child cancelled"]
+    finally:
+        loop.close()

@@ -29,6 +29,7 @@ SETTLE_AFTER = {"connect", "register_provider"}  # a new provider may need the l
 SELF_TYPES = {"EventSourcingManager", "Self"}
 # appends a loop-free provider can finish in the caller's thread: the manager's SyncLane has a method of each name
 LANES = {"append_event", "append_events_batch"}
+IN_TASK = {"health_check"}  # asyncio.timeout (a store's bounded health probe) needs a task: no inline first step
 # plain methods returning a live async object get its blocking twin, on a loop that keeps running between
 # calls (a live subscription waits on the loop while other threads append through the same facade)
 SYNC_TWINS = {"Subscription": ("SyncSubscription", "eventsource.subscriptions.sync")}
@@ -177,7 +178,7 @@ class Writer:
             return [f"self._loop.run({target})", *(["self._settle()"] if name in SETTLE_AFTER else []), "return self"]
         if name in SETTLE_AFTER:
             return [f"result = self._loop.run({target})", "self._settle()", "return result"]
-        if name in THREAD_BEFORE:
+        if name in THREAD_BEFORE or name in IN_TASK:
             return [f"return self._loop.run({target})"]
         if name in LANES:
             if call != "request, **kwargs":

@@ -362,7 +362,7 @@ class SyncEventSourcingManager:
 
     def health_check(self) -> dict[str, HealthStatus]:
         """Health of every provider, by name; one that fails is reported unhealthy (never raised), with a reason."""
-        return self._loop.call(self._manager.health_check())
+        return self._loop.run(self._manager.health_check())
 
     def key_scope(self, *, stream_id: str | None = None, tenant_id: str | None = None) -> str | None:
         """The key scope of an event: ``None`` (global scope; no tenant), ``"tenant:<id>"`` or ``"stream:<id>"``."""

@@ -64,6 +64,7 @@ _LOOPS: weakref.WeakSet[SyncLoop] = weakref.WeakSet()
 
 _MOVED = object()
 """What :meth:`SyncLoop._in_turn` returns when the loop moved to its thread while the call waited for the lock."""
+_UNKNOWN = object()  # what a call's first step yielded, when an interrupt came before it was known
 
 
 def _mark(me: int, timeout: float | None, box: list[asyncio.Task[Any] | None]) -> None:
@@ -405,6 +406,7 @@ class SyncLoop:
         box: list[asyncio.Task[Any] | None] = [None]
         ctx.run(_mark, me, self.timeout, box)
         hooks = sys.get_asyncgen_hooks()
+        yielded: Any = _UNKNOWN
         try:
             try:
                 sys.set_asyncgen_hooks(firstiter=self._firstiter, finalizer=self._finalizer)
@@ -419,19 +421,25 @@ class SyncLoop:
         except BaseException:
             task = box[0]
             if task is None or task.done():  # no task took the rest over (or it was cancelled before it began)
-                self._cancel_started(coro, ctx)
+                self._cancel_started(coro, ctx, yielded)
             raise
         return result
 
-    def _cancel_started(self, coro: Coroutine[Any, Any, Any], ctx: contextvars.Context) -> None:
+    def _cancel_started(self, coro: Coroutine[Any, Any, Any], ctx: contextvars.Context, yielded: Any) -> None:
         """End a coroutine suspended after its first step, that no task owns, as a cancelled task ends.
 
-        A ``CancelledError`` is thrown in, in the call's context ``ctx`` (where its ``finally`` blocks belong),
-        and whatever it then waits for (a connection given back to its pool) runs as a task to its end.
+        A task in the call's context ``ctx`` takes it over and is cancelled (what it awaits, ``yielded``, with it),
+        its cleanup run to its end; ``yielded`` unknown (the interrupt came as the step returned): thrown in.
         """
         if inspect.getcoroutinestate(coro) != inspect.CORO_SUSPENDED:
             return  # it ended in its first step (an interrupt raised inside it went through its frames)
         loop = self.loop
+        if yielded is not _UNKNOWN:
+            task = loop.create_task(_finish(_Resume(coro, yielded)), context=ctx)
+            loop.call_soon(task.cancel)  # (after the task's first run: it then waits on what the coroutine awaits)
+            with contextlib.suppress(BaseException):
+                _until_done(loop, task)
+            return
         asyncio.events._set_running_loop(loop)  # noqa: SLF001
         try:
             yielded = ctx.run(coro.throw, asyncio.CancelledError())

@@ -2,11 +2,13 @@
 
 Between an inline sync caller's calls nothing else runs on the loop, so the pool's hand-over (its lock, its
 queue, its checks) is skipped; the connection goes back through the pool when unused for ``KEEP_IDLE``,
-kept ``KEEP_AT_MOST`` in all, found stale, before an async caller's call, after an interrupt, and on close.
+kept ``KEEP_AT_MOST`` in all or past ``max_lifetime``, found stale, before an async caller's call, and on close
+(closed with a pool an interrupt left broken).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -89,3 +91,22 @@ def test_the_idle_status_the_plugin_compares_with_is_psycopgs() -> None:
     from psycopg.pq import TransactionStatus
 
     assert connection.IDLE == TransactionStatus.IDLE
+
+
+def test_a_kept_connection_past_max_lifetime_goes_back_through_the_pool_which_closes_it(
+    config: dict[str, Any],
+) -> None:
+    # max_lifetime (connection recycling: failover, credentials, a balancer) held for a pooled connection;
+    # kept for the next inline call, one outlived it by up to KEEP_AT_MOST (30 s)
+    config["providers"]["pg"]["settings"].update(max_lifetime=0.5, pool_min_size=1)
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=0)
+        first = _conn(es)._kept
+        assert first is not None
+        version, t_end = 1, time.monotonic() + 1.0
+        while time.monotonic() < t_end:  # (each call well within KEEP_IDLE of the last)
+            es.append_event(stream_id="s", event_type="E", data=version, expected_version=version)
+            version += 1
+            time.sleep(0.02)
+        assert _conn(es)._kept is not first, "a connection past max_lifetime was still kept and used"
+        assert first.closed, "the pool did not close a connection past max_lifetime"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -435,3 +436,45 @@ def test_the_pool_check_after_a_stale_connection_keeps_to_the_calls_one_deadline
             assert cancels == []  # the deadline passed in the check: the call ended there, nothing to cancel
             send("release")
             assert es.get_stream_info("s").version == 1  # the pool replaced the connections it dropped
+
+
+def test_health_check_through_the_sync_api_reports_a_reachable_server_healthy(config: dict[str, Any]) -> None:
+    # the store's health check bounds itself with asyncio.timeout, which needs a task: a call's inline first
+    # step has none ("Timeout should be used inside a task"), so every sync health check said unhealthy
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        health = es.health_check()
+        assert health["pg"].healthy, health["pg"].message
+        assert not es._loop.threaded
+        assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
+
+
+def test_a_sync_call_that_waits_for_the_pool_waits_in_a_task(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the pool waits with asyncio.wait_for, which from Python 3.12 needs a task ("Timeout should be used inside
+    # a task"): a call's inline first step has none, so a sync call that had to wait for a connection (every
+    # one dropped by the server, a pool still filling) failed with ProviderError on Python 3.12 and later
+    from psycopg_pool import _acompat
+
+    tasks: list[object] = []
+    real = _acompat.ACondition.wait_timeout
+
+    async def wait_timeout(self: Any, timeout: float) -> bool:  # noqa: ASYNC109 - the pool's own signature
+        tasks.append(asyncio.current_task())
+        return await real(self, timeout)
+
+    monkeypatch.setattr(_acompat.ACondition, "wait_timeout", wait_timeout)
+    config["providers"]["pg"]["settings"].update(pool_min_size=1, pool_max_size=1)
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        conn = es.get_provider()._conn
+        pids = [c.info.backend_pid for c in [conn._kept, *conn.pool._pool] if c is not None]
+        with psycopg.connect(config["providers"]["pg"]["url"], autocommit=True) as admin:
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        time.sleep(0.2)
+        assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
+        assert es.get_stream_info("s").version == 2
+    assert tasks, "no call waited for the pool (the test no longer reproduces a wait)"
+    assert None not in tasks, "the pool waited in a call's inline first step, without a task"

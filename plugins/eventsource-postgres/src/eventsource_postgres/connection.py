@@ -75,6 +75,16 @@ def _stale(conn: AsyncConnection[Any]) -> bool:
     return bool(readable)
 
 
+async def _in_task() -> None:
+    """Go on as a task when run in a sync call's inline first step, which has none (``SyncLoop.call``).
+
+    The pool's waits (a connection, its opening) use ``asyncio.wait_for``, which from Python 3.12 needs a
+    task ("Timeout should be used inside a task"): one yield hands the rest of the call to its task.
+    """
+    if asyncio.current_task() is None:
+        await asyncio.sleep(0)
+
+
 def _inline_deadline() -> float | None:
     """For an inline sync caller: when the call must end (the manager's ``timeout`` from now), else ``None``.
 
@@ -200,6 +210,7 @@ class Connection:
         """
         seen, pool = INTERRUPTS[0], self.pool
         if pool is not None and broken(pool, out=self._out(pool)):
+            await _in_task()  # (opening the new pool waits for it)
             log.warning("pool %r left broken by an interrupted call: replacing it", pool.name)
             kept, self._kept = self._kept, None
             if kept is not None:
@@ -274,7 +285,7 @@ class Connection:
         An inline sync caller's calls run one at a time in its thread, and between them nothing else runs on
         the loop: the pool's hand-over (its lock, its queue, its checks) is skipped for the next call. A kept
         connection goes back through the pool after :data:`KEEP_IDLE` unused, :data:`KEEP_AT_MOST` in all,
-        before an async caller's call, when found stale, after an interrupt, and on close.
+        before an async caller's call, when found stale, and on close (closed with a pool an interrupt left broken).
         """
         if self._kept is not None or pool is not self.pool or conn.closed or conn.broken:
             return False
@@ -291,6 +302,8 @@ class Connection:
     ) -> InlineConnection | None:
         """The kept connection, if it may serve this call (an inline one, within the limits), else ``None``.
 
+        Past the pool's ``max_lifetime`` it goes back, and the pool closes it, as it does any connection past it.
+
         (Stale or not: a stale one is handled as one taken from the pool, see :meth:`_getconn`.)
         """
         conn, self._kept = self._kept, None
@@ -298,7 +311,8 @@ class Connection:
             return None
         now = monotonic()
         since = conn.kept_since if conn.kept_since is not None else now
-        fresh = now - self._kept_at < KEEP_IDLE and now - since < KEEP_AT_MOST
+        expire = getattr(conn, "_expire_at", None)  # (the pool's max_lifetime: it closes the connection past it)
+        fresh = now - self._kept_at < KEEP_IDLE and now - since < KEEP_AT_MOST and (expire is None or now < expire)
         if deadline is not None and fresh and self._kept_pool is pool:
             return conn
         await self._give_back(conn)
@@ -315,6 +329,7 @@ class Connection:
         """Check the pool's idle connections, within an inline sync caller's ``deadline`` (the call's one)."""
         from eventsource_postgres.inline import CHECK_DEADLINE, StatementTimeoutError
 
+        await _in_task()  # (a getconn after it may wait for the connections it replaces)
         token = CHECK_DEADLINE.set(deadline)
         try:
             await pool.check()
@@ -336,6 +351,8 @@ class Connection:
         if conn is not None and not _stale(conn):
             return pool, conn
         if conn is None:
+            if not pool._pool:  # noqa: SLF001 - no idle connection: the pool waits for one
+                await _in_task()
             conn = await pool.getconn()
         if _stale(conn):
             # the server dropped it while idle (restart, terminated backend): the others are probably

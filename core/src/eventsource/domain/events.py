@@ -129,6 +129,43 @@ def _nested_dataclass(value: Any, path: str) -> tuple[str, type] | None:
     return None
 
 
+PLAIN_JSON = (dict, list, set, str, int, float)
+"""What JSON gives back as the base type: a subclass of one of these (a defaultdict, a Counter, an IntEnum)
+in a snapshot would come back as the base type, with other behaviour (a missing key raising, say)."""
+
+
+def changed_by_json(state: Any) -> tuple[str, type] | None:
+    """Where ``state`` holds an instance of a strict subclass of :data:`PLAIN_JSON` (not ``bool``), and its type."""
+    stack: list[tuple[str, Any]] = [("", state)]
+    while stack:
+        path, value = stack.pop()
+        t = type(value)
+        if t not in PLAIN_JSON and t is not bool and isinstance(value, PLAIN_JSON):
+            return path or "the state", t
+        if isinstance(value, dict):
+            stack.extend((f"{path}[{k!r}]", v) for k, v in value.items())
+        elif isinstance(value, (list, set)):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return None
+
+
+def _json_subclass(event: DomainEvent) -> ValidationError | None:
+    """A :class:`ValidationError` for the first field holding what JSON reads back as its base type (an IntEnum)."""
+    cls = type(event)
+    for f in dataclasses.fields(event):  # type: ignore[arg-type]
+        changed = changed_by_json(getattr(event, f.name))
+        if changed is not None:
+            where, t = changed
+            base = next(b for b in PLAIN_JSON if issubclass(t, b)).__name__
+            name = f.name if where == "the state" else f"{f.name}{where}"
+            msg = (
+                f"event {cls.event_type!r} ({cls.__name__}): field {name!r} holds a {t.__name__}, which would be "
+                f"read back as a plain {base}; store a plain {base}, or give the class a schema that loads it"
+            )
+            return ValidationError(msg, field=f.name, event_type=cls.event_type)
+    return None
+
+
 class DomainEvent:
     """Base of event classes; see the module docstring.
 
@@ -182,6 +219,12 @@ class DomainEvent:
             if errors:
                 raise _field_error(cls.__name__, cls.event_type, errors)
             return data
+        # before asdict, which raises a bare TypeError on a defaultdict
+        wrong = _json_subclass(self) or _wrong_type(
+            cls, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        )
+        if wrong is not None:
+            raise wrong
         made: list[None] = []  # asdict makes one dict per dataclass: more than this one's is a nested one
 
         def as_dict(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -199,9 +242,6 @@ class DomainEvent:
                     "schema that loads it"
                 )
                 raise ValidationError(msg, field=where, event_type=cls.event_type)
-        wrong = _wrong_type(cls, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
-        if wrong is not None:
-            raise wrong
         return data
 
     def event_data(self, *, metadata: Mapping[str, Any] | None = None, **envelope: Any) -> EventData:

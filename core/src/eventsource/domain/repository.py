@@ -11,6 +11,8 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from eventsource.domain.events import PLAIN_JSON as _PLAIN
+from eventsource.domain.events import changed_by_json as _changed_by_json
 from eventsource.domain.upcasting import SCHEMA_KEY
 from eventsource.errors import (
     ConcurrencyError,
@@ -39,25 +41,6 @@ EVENT_KEY = "eventsource.event_id"
 """Snapshot metadata key: the id of the event at the snapshot's version (detects a recreated stream)."""
 
 log = logging.getLogger("eventsource")
-
-_PLAIN = (dict, list, set, str, int, float)
-"""What JSON gives back as the base type: a subclass of one of these (a defaultdict, a Counter, an IntEnum)
-in a snapshot would come back as the base type, with other behaviour (a missing key raising, say)."""
-
-
-def _changed_by_json(state: Any) -> tuple[str, type] | None:
-    """Where ``state`` holds an instance of a strict subclass of :data:`_PLAIN` (not ``bool``), and its type."""
-    stack: list[tuple[str, Any]] = [("", state)]
-    while stack:
-        path, value = stack.pop()
-        t = type(value)
-        if t not in _PLAIN and t is not bool and isinstance(value, _PLAIN):
-            return path or "the state", t
-        if isinstance(value, dict):
-            stack.extend((f"{path}[{k!r}]", v) for k, v in value.items())
-        elif isinstance(value, (list, set)):
-            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
-    return None
 
 
 def _check_readable(ev: Event) -> None:

@@ -1,0 +1,94 @@
+"""Attack review of the domain layer: typed events and snapshots must never change what they carry."""
+
+from __future__ import annotations
+
+import collections
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource.domain import Aggregate, DomainEvent, applies
+from eventsource.errors import ValidationError
+from eventsource.manager import EventSourcingManager
+from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class Colour(enum.IntEnum):
+    RED = 1
+
+
+class Mood(enum.StrEnum):
+    HAPPY = "happy"
+
+
+@dataclass(frozen=True)
+class Painted(DomainEvent, type_name="attack.Painted"):
+    colour: Any
+    mood: Any = None
+
+
+@dataclass(frozen=True)
+class Tagged(DomainEvent, type_name="attack.Tagged"):
+    tags: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Added(DomainEvent, type_name="attack.Added"):
+    n: int
+
+
+class Box(Aggregate):
+    """Keeps part of its state in a private attribute, which the default snapshot does not carry."""
+
+    aggregate_type = "attack.Box"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.total = 0
+        self._seen: list[int] = []
+
+    @applies(Added)
+    def _added(self, e: Added) -> None:
+        self.total += e.n
+        self._seen.append(e.n)
+
+
+def _manager(tmp_path: Path) -> EventSourcingManager:
+    return EventSourcingManager(
+        {"providers": {"db": f"sqlite:///{tmp_path}/x.db"}}, host=PluginHost(load_entrypoints=False)
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (Painted(Colour.RED), "colour"),
+        (Painted("x", Mood.HAPPY), "mood"),
+        (Painted([Colour.RED]), "colour"),
+        (Tagged(collections.OrderedDict(a=1)), "tags"),
+    ],
+)
+async def test_typed_event_holding_a_json_subclass_is_refused_not_read_back_as_the_plain_type(
+    tmp_path: Path, event: DomainEvent, field: str
+) -> None:
+    """An IntEnum, StrEnum or OrderedDict field would be stored as JSON and read back as int, str or dict."""
+    async with _manager(tmp_path) as m:
+        m.register_event_class(Painted, Tagged)
+        with pytest.raises(ValidationError) as info:
+            await m.append_events_batch(stream_id="s", events=[event])
+        assert info.value.details["field"] == field
+        assert not await m.stream_exists("s")
+
+
+async def test_typed_event_holding_a_defaultdict_is_a_typed_error(tmp_path: Path) -> None:
+    """``dataclasses.asdict`` raises a bare TypeError on a defaultdict: it must be a ValidationError naming it."""
+    async with _manager(tmp_path) as m:
+        m.register_event_class(Tagged)
+        with pytest.raises(ValidationError) as info:
+            await m.append_events_batch(stream_id="s", events=[Tagged(collections.defaultdict(int, a=1))])
+        assert info.value.details["field"] == "tags"
+        assert not await m.stream_exists("s")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import collections
 import enum
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.domain import Aggregate, DomainEvent, applies
+from eventsource.domain import Aggregate, DomainEvent, Repository, applies
 from eventsource.errors import ValidationError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
@@ -92,3 +93,19 @@ async def test_typed_event_holding_a_defaultdict_is_a_typed_error(tmp_path: Path
             await m.append_events_batch(stream_id="s", events=[Tagged(collections.defaultdict(int, a=1))])
         assert info.value.details["field"] == "tags"
         assert not await m.stream_exists("s")
+
+
+async def test_snapshot_never_drops_private_state_that_a_replay_rebuilds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default snapshot holds the public attributes only; an aggregate loaded from it lost ``_seen``."""
+    async with _manager(tmp_path) as m:
+        repo = Repository(m, Box, snapshot_threshold=2)
+        box = repo.new("b")
+        for n in (1, 2, 3):
+            box.record(Added(n))
+        with caplog.at_level(logging.WARNING, logger="eventsource"):
+            await repo.save(box)
+        loaded = await repo.get("b")
+        assert (loaded.total, loaded._seen) == (6, [1, 2, 3])
+        assert "_seen" in caplog.text

@@ -43,6 +43,22 @@ EVENT_KEY = "eventsource.event_id"
 log = logging.getLogger("eventsource")
 
 
+def _lost_by_snapshot(aggregate: Aggregate, state: Any) -> str | None:
+    """An attribute of ``aggregate`` that the default ``from_snapshot`` of ``state`` does not give back equal.
+
+    The default snapshot holds the public attributes only: a handler that keeps state in ``self._seen``
+    would see it reset on every load from a snapshot, while a replay rebuilds it.
+    """
+    from eventsource.domain.aggregate import Aggregate
+
+    rebuilt = vars(type(aggregate).from_snapshot(aggregate.id, state))
+    base = vars(Aggregate(aggregate.id))  # the envelope and the repository's own markers
+    for k, v in vars(aggregate).items():
+        if k not in base and (k not in rebuilt or rebuilt[k] != v):
+            return k
+    return None
+
+
 def _check_readable(ev: Event) -> None:
     """Refuse to rebuild an aggregate from an event redacted by ``shredded_events="redact"`` (it has no data)."""
     scope = redacted_scope(ev) if ev.data is None else None
@@ -278,6 +294,13 @@ class Repository(Generic[A]):
                 log.warning(
                     "no snapshot of %s: %s is a %s, which its snapshot would give back as a plain %s (override "
                     "from_snapshot to rebuild it)", cls.__name__, where, t.__name__, base,
+                )  # fmt: skip
+                return
+            lost = _lost_by_snapshot(aggregate, state) if default else None
+            if lost is not None:
+                log.warning(
+                    "no snapshot of %s: its attribute %s would not come back from it (the default snapshot holds the "
+                    "public attributes; override to_snapshot and from_snapshot to carry it)", cls.__name__, lost,
                 )  # fmt: skip
                 return
             await self.manager.create_snapshot(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import enum
 import logging
@@ -109,3 +110,38 @@ async def test_snapshot_never_drops_private_state_that_a_replay_rebuilds(
         loaded = await repo.get("b")
         assert (loaded.total, loaded._seen) == (6, [1, 2, 3])
         assert "_seen" in caplog.text
+
+
+class Tally(Aggregate):
+    """Snapshots its list of applied numbers."""
+
+    aggregate_type = "attack.Tally"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.ns: list[int] = []
+
+    @applies(Added)
+    def _added(self, e: Added) -> None:
+        self.ns.append(e.n)
+
+
+async def test_event_recorded_while_a_save_is_in_flight_is_kept_pending_not_dropped(tmp_path: Path) -> None:
+    """The save cleared every pending event, also one recorded during its append: that event was never stored,
+    the aggregate said nothing was pending, and the snapshot taken held it at a version before it."""
+    async with _manager(tmp_path) as m:
+        repo = Repository(m, Tally, snapshot_threshold=2)
+        tally = repo.new("t")
+        tally.record(Added(1))
+        tally.record(Added(2))
+        saving = asyncio.create_task(repo.save(tally))
+        await asyncio.sleep(0)  # the save has taken its pending events and waits on the store
+        assert not saving.done()
+        tally.record(Added(3))
+        await saving
+        assert (tally.version, tally.pending) == (2, [Added(3)])
+        replayed = await Repository(m, Tally, snapshot_threshold=None).get("t")
+        assert (await repo.get("t")).ns == replayed.ns == [1, 2]  # the snapshot holds what the stream holds
+        await repo.save(tally)
+        assert (await repo.get("t")).ns == [1, 2, 3]
+        assert [e.data async for e in m.read_stream(tally.stream_id)] == [{"n": 1}, {"n": 2}, {"n": 3}]

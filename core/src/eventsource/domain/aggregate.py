@@ -152,9 +152,12 @@ class Aggregate:
                 setattr(agg, k, v)
         return agg
 
-    def mark_saved(self, version: int, head_event_id: str | None = None) -> None:
-        """Clear the pending events: they are stored and the stream is at ``version`` (event ``head_event_id``)."""
-        self._pending.clear()
+    def mark_saved(self, version: int, head_event_id: str | None = None, *, count: int | None = None) -> None:
+        """Clear the first ``count`` pending events (``None``: all): they are stored and the stream is at ``version``.
+
+        ``head_event_id`` is the event at ``version``. Events recorded while the save was in flight stay pending.
+        """
+        del self._pending[: len(self._pending) if count is None else count]
         self.version = version
         self._head_event_id = head_event_id
 

@@ -268,9 +268,10 @@ class Repository(Generic[A]):
         res = await self.manager.append_events_batch(
             stream_id=aggregate.stream_id, events=events, expected_version=expected, provider=self.provider
         )
-        aggregate.mark_saved(res.last_version, res.event_ids[-1])
+        aggregate.mark_saved(res.last_version, res.event_ids[-1], count=len(pending))  # keep any recorded meanwhile
         threshold = self.snapshot_threshold
-        if threshold is not None and res.last_version - aggregate.snapshot_at >= threshold:
+        ahead = bool(aggregate._pending)  # noqa: SLF001 - its state holds events not stored yet: no snapshot of it
+        if threshold is not None and not ahead and res.last_version - aggregate.snapshot_at >= threshold:
             await self._take_snapshot(aggregate, res)
         return res
 

@@ -145,3 +145,23 @@ async def test_event_recorded_while_a_save_is_in_flight_is_kept_pending_not_drop
         await repo.save(tally)
         assert (await repo.get("t")).ns == [1, 2, 3]
         assert [e.data async for e in m.read_stream(tally.stream_id)] == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+async def test_event_recorded_while_the_snapshot_is_written_does_not_leak_into_it(tmp_path: Path) -> None:
+    """The snapshot's data shared the aggregate's list; encoded after an await, it held a later event."""
+    async with _manager(tmp_path) as m:
+        repo = Repository(m, Tally, snapshot_threshold=2)
+        tally = repo.new("t")
+        tally.record(Added(1))
+        tally.record(Added(2))
+        saving = asyncio.create_task(repo.save(tally))
+        for _ in range(100_000):  # until the events are stored; the snapshot is then being written
+            if not tally.pending:
+                break
+            await asyncio.sleep(0)
+        assert not tally.pending
+        assert not saving.done()
+        tally.record(Added(3))
+        await saving
+        snap = await m.get_snapshot(tally.stream_id)
+        assert (snap.version, snap.data) == (2, {"ns": [1, 2]})

@@ -7,6 +7,7 @@ every ``snapshot_threshold`` events in the same call; ``update`` retries on a co
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -285,7 +286,7 @@ class Repository(Generic[A]):
 
         cls = self.aggregate_class
         try:
-            state = aggregate.to_snapshot()
+            state = copy.deepcopy(aggregate.to_snapshot())  # encoded after an await: events recorded meanwhile stay out
             own = getattr(type(aggregate).from_snapshot, "__func__", None)
             default = own is vars(Aggregate)["from_snapshot"].__func__
             changed = _changed_by_json(state) if default else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 import enum
 import logging
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ class Colour(enum.IntEnum):
 
 class Mood(enum.StrEnum):
     HAPPY = "happy"
+
+
+class Stamp(dt.datetime):
+    """A datetime subclass (as a date library would hand one out)."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,14 @@ def _manager(tmp_path: Path) -> EventSourcingManager:
         (Painted("x", Mood.HAPPY), "mood"),
         (Painted([Colour.RED]), "colour"),
         (Tagged(collections.OrderedDict(a=1)), "tags"),
+        (Painted(bytearray(b"ab")), "colour"),
+        (Painted(Stamp(2024, 1, 1)), "colour"),
     ],
 )
 async def test_typed_event_holding_a_json_subclass_is_refused_not_read_back_as_the_plain_type(
     tmp_path: Path, event: DomainEvent, field: str
 ) -> None:
-    """An IntEnum, StrEnum or OrderedDict field would be stored as JSON and read back as int, str or dict."""
+    """An IntEnum, StrEnum, OrderedDict, bytearray or datetime subclass would be read back as its plain base type."""
     async with _manager(tmp_path) as m:
         m.register_event_class(Painted, Tagged)
         with pytest.raises(ValidationError) as info:
@@ -165,3 +172,29 @@ async def test_event_recorded_while_the_snapshot_is_written_does_not_leak_into_i
         await saving
         snap = await m.get_snapshot(tally.stream_id)
         assert (snap.version, snap.data) == (2, {"ns": [1, 2]})
+
+
+class Buffer(Aggregate):
+    """Keeps a bytearray, which the codec stores as bytes."""
+
+    aggregate_type = "attack.Buffer"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.buf = bytearray()
+
+    @applies(Added)
+    def _added(self, e: Added) -> None:
+        self.buf.append(e.n)
+
+
+async def test_no_default_snapshot_of_a_bytearray_that_would_come_back_as_bytes(tmp_path: Path) -> None:
+    async with _manager(tmp_path) as m:
+        repo = Repository(m, Buffer, snapshot_threshold=2)
+        buf = repo.new("b")
+        for n in (1, 2, 3):
+            buf.record(Added(n))
+        await repo.save(buf)
+        loaded = await repo.get("b")
+        assert (type(loaded.buf), loaded.buf) == (bytearray, bytearray(b"\x01\x02\x03"))
+        loaded.record(Added(4))  # a bytes state would raise here

@@ -129,19 +129,21 @@ def _nested_dataclass(value: Any, path: str) -> tuple[str, type] | None:
     return None
 
 
-PLAIN_JSON = (dict, list, set, str, int, float)
-"""What JSON gives back as the base type: a subclass of one of these (a defaultdict, a Counter, an IntEnum)
-in a snapshot would come back as the base type, with other behaviour (a missing key raising, say)."""
+PLAIN_JSON = (dict, list, set, str, int, float, datetime, date, time, timedelta, UUID, Decimal, bytes)
+"""What the JSON codec gives back as exactly this type (``datetime`` before ``date``): a subclass of one of
+these (a defaultdict, a Counter, an IntEnum) comes back as the base type, with other behaviour (a missing
+key raising, say); so does a ``bytearray`` or ``memoryview``, as ``bytes``."""
 
 
-def changed_by_json(state: Any) -> tuple[str, type] | None:
-    """Where ``state`` holds an instance of a strict subclass of :data:`PLAIN_JSON` (not ``bool``), and its type."""
+def changed_by_json(state: Any) -> tuple[str, type, str] | None:
+    """Where ``state`` holds what the codec reads back as another type: the path, the type and its base's name."""
     stack: list[tuple[str, Any]] = [("", state)]
     while stack:
         path, value = stack.pop()
         t = type(value)
-        if t not in PLAIN_JSON and t is not bool and isinstance(value, PLAIN_JSON):
-            return path or "the state", t
+        if t not in PLAIN_JSON and t is not bool and isinstance(value, (*PLAIN_JSON, bytearray, memoryview)):
+            base = next((b for b in PLAIN_JSON if isinstance(value, b)), bytes)
+            return path or "the state", t, base.__name__
         if isinstance(value, dict):
             stack.extend((f"{path}[{k!r}]", v) for k, v in value.items())
         elif isinstance(value, (list, set)):
@@ -155,8 +157,7 @@ def _json_subclass(event: DomainEvent) -> ValidationError | None:
     for f in dataclasses.fields(event):  # type: ignore[arg-type]
         changed = changed_by_json(getattr(event, f.name))
         if changed is not None:
-            where, t = changed
-            base = next(b for b in PLAIN_JSON if issubclass(t, b)).__name__
+            where, t, base = changed
             name = f.name if where == "the state" else f"{f.name}{where}"
             msg = (
                 f"event {cls.event_type!r} ({cls.__name__}): field {name!r} holds a {t.__name__}, which would be "

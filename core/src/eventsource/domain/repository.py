@@ -12,7 +12,6 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from eventsource.domain.events import PLAIN_JSON as _PLAIN
 from eventsource.domain.events import changed_by_json as _changed_by_json
 from eventsource.domain.upcasting import SCHEMA_KEY
 from eventsource.errors import (
@@ -291,8 +290,7 @@ class Repository(Generic[A]):
             default = own is vars(Aggregate)["from_snapshot"].__func__
             changed = _changed_by_json(state) if default else None
             if changed is not None:
-                where, t = changed
-                base = next(b for b in _PLAIN if issubclass(t, b)).__name__
+                where, t, base = changed
                 log.warning(
                     "no snapshot of %s: %s is a %s, which its snapshot would give back as a plain %s (override "
                     "from_snapshot to rebuild it)", cls.__name__, where, t.__name__, base,

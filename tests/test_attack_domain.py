@@ -198,3 +198,31 @@ async def test_no_default_snapshot_of_a_bytearray_that_would_come_back_as_bytes(
         loaded = await repo.get("b")
         assert (type(loaded.buf), loaded.buf) == (bytearray, bytearray(b"\x01\x02\x03"))
         loaded.record(Added(4))  # a bytes state would raise here
+
+
+class Picky(Tally):
+    """Refuses a negative number half-way through its handler."""
+
+    aggregate_type = "attack.Picky"
+
+    @applies(Added)
+    def _added(self, e: Added) -> None:
+        self.ns.append(e.n)
+        if e.n < 0:
+            raise ValueError(e.n)
+
+
+async def test_no_snapshot_of_a_state_a_handler_broke_while_the_save_was_in_flight(tmp_path: Path) -> None:
+    """A handler that raised leaves a half-changed state that is never saved: nor may the snapshot hold it."""
+    async with _manager(tmp_path) as m:
+        repo = Repository(m, Picky, snapshot_threshold=2)
+        picky = repo.new("p")
+        picky.record(Added(1))
+        picky.record(Added(2))
+        saving = asyncio.create_task(repo.save(picky))
+        await asyncio.sleep(0)
+        assert not saving.done()
+        with pytest.raises(ValueError, match="-1"):
+            picky.record(Added(-1))
+        await saving
+        assert (await repo.get("p")).ns == [1, 2]

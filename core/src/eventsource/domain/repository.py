@@ -270,7 +270,8 @@ class Repository(Generic[A]):
         )
         aggregate.mark_saved(res.last_version, res.event_ids[-1], count=len(pending))  # keep any recorded meanwhile
         threshold = self.snapshot_threshold
-        ahead = bool(aggregate._pending)  # noqa: SLF001 - its state holds events not stored yet: no snapshot of it
+        # a state holding events not stored yet, or half-changed by a handler that raised meanwhile: no snapshot of it
+        ahead = bool(aggregate._pending) or aggregate._broken is not None  # noqa: SLF001
         if threshold is not None and not ahead and res.last_version - aggregate.snapshot_at >= threshold:
             await self._take_snapshot(aggregate, res)
         return res

@@ -226,3 +226,18 @@ async def test_no_snapshot_of_a_state_a_handler_broke_while_the_save_was_in_flig
             picky.record(Added(-1))
         await saving
         assert (await repo.get("p")).ns == [1, 2]
+
+
+@dataclass(frozen=True)
+class Counts:
+    by_name: dict[str, int]
+
+
+async def test_nested_dataclass_holding_a_defaultdict_is_a_typed_error(tmp_path: Path) -> None:
+    """``asdict`` raised a bare TypeError before the nested dataclass could be named."""
+    async with _manager(tmp_path) as m:
+        m.register_event_class(Painted)
+        with pytest.raises(ValidationError) as info:
+            await m.append_events_batch(stream_id="s", events=[Painted(Counts(collections.defaultdict(int, a=1)))])
+        assert info.value.details["field"] == "colour"
+        assert not await m.stream_exists("s")

@@ -148,6 +148,8 @@ def changed_by_json(state: Any) -> tuple[str, type, str] | None:
             stack.extend((f"{path}[{k!r}]", v) for k, v in value.items())
         elif isinstance(value, (list, set)):
             stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):  # asdict would choke on a defaultdict
+            stack.extend((f"{path}.{f.name}", getattr(value, f.name)) for f in dataclasses.fields(value))
     return None
 
 

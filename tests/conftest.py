@@ -114,3 +114,18 @@ def console_script() -> tuple[str, dict[str, str]]:
         if not k.startswith(("EVENTSOURCE_", "PYTHON")) or k.startswith("EVENTSOURCE_TEST_")
     }
     return script, env
+
+
+@pytest.fixture
+async def es(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
+    """A manager on a SQLite file of its own (the projection tests' store)."""
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+
+    m = EventSourcingManager(
+        {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}, "default_provider": "main"},
+        host=PluginHost(),
+    )
+    await m.connect()
+    yield m
+    await m.close()

@@ -8,7 +8,7 @@ import datetime as dt
 import enum
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from eventsource.domain import Aggregate, DomainEvent, Repository, applies
@@ -62,6 +62,9 @@ class Box(Aggregate):
     def _added(self, e: Added) -> None:
         self.total += e.n
         self._seen.append(e.n)
+
+
+A = TypeVar("A", bound=Aggregate)
 
 
 def _manager(tmp_path: Path) -> EventSourcingManager:
@@ -133,15 +136,20 @@ class Tally(Aggregate):
         self.ns.append(e.n)
 
 
+def _saving(m: EventSourcingManager, cls: type[A], aggregate_id: str) -> tuple[Repository[A], A, asyncio.Task[Any]]:
+    """A repository snapshotting every 2 events, a new aggregate with events 1 and 2, and its save started."""
+    repo = Repository(m, cls, snapshot_threshold=2)
+    agg = repo.new(aggregate_id)
+    agg.record(Added(1))
+    agg.record(Added(2))
+    return repo, agg, asyncio.create_task(repo.save(agg))
+
+
 async def test_event_recorded_while_a_save_is_in_flight_is_kept_pending_not_dropped(tmp_path: Path) -> None:
     """The save cleared every pending event, also one recorded during its append: that event was never stored,
     the aggregate said nothing was pending, and the snapshot taken held it at a version before it."""
     async with _manager(tmp_path) as m:
-        repo = Repository(m, Tally, snapshot_threshold=2)
-        tally = repo.new("t")
-        tally.record(Added(1))
-        tally.record(Added(2))
-        saving = asyncio.create_task(repo.save(tally))
+        repo, tally, saving = _saving(m, Tally, "t")
         await asyncio.sleep(0)  # the save has taken its pending events and waits on the store
         assert not saving.done()
         tally.record(Added(3))
@@ -157,11 +165,7 @@ async def test_event_recorded_while_a_save_is_in_flight_is_kept_pending_not_drop
 async def test_event_recorded_while_the_snapshot_is_written_does_not_leak_into_it(tmp_path: Path) -> None:
     """The snapshot's data shared the aggregate's list; encoded after an await, it held a later event."""
     async with _manager(tmp_path) as m:
-        repo = Repository(m, Tally, snapshot_threshold=2)
-        tally = repo.new("t")
-        tally.record(Added(1))
-        tally.record(Added(2))
-        saving = asyncio.create_task(repo.save(tally))
+        _, tally, saving = _saving(m, Tally, "t")
         for _ in range(100_000):  # until the events are stored; the snapshot is then being written
             if not tally.pending:
                 break
@@ -215,11 +219,7 @@ class Picky(Tally):
 async def test_no_snapshot_of_a_state_a_handler_broke_while_the_save_was_in_flight(tmp_path: Path) -> None:
     """A handler that raised leaves a half-changed state that is never saved: nor may the snapshot hold it."""
     async with _manager(tmp_path) as m:
-        repo = Repository(m, Picky, snapshot_threshold=2)
-        picky = repo.new("p")
-        picky.record(Added(1))
-        picky.record(Added(2))
-        saving = asyncio.create_task(repo.save(picky))
+        repo, picky, saving = _saving(m, Picky, "p")
         await asyncio.sleep(0)
         assert not saving.done()
         with pytest.raises(ValueError, match="-1"):

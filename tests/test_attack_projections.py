@@ -16,21 +16,9 @@ from eventsource.plugins import PluginHost
 from eventsource.projections import ErrorPolicy, Projection, ProjectionError, ProjectionRunner, SqliteSink
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from eventsource.model import Event
-
-
-@pytest.fixture
-async def es(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
-    m = EventSourcingManager(
-        {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}, "default_provider": "main"},
-        host=PluginHost(),
-    )
-    await m.connect()
-    yield m
-    await m.close()
 
 
 def failing(attempts: threading.Event) -> Projection[sqlite3.Connection]:

@@ -32,7 +32,6 @@ from eventsource.sync import SyncEventSourcingManager
 from eventsource.testing.projections import ProjectionSuite
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from eventsource.memory import MemoryProvider
@@ -64,17 +63,6 @@ def test_the_runner_process_tests_skip_naming_the_declared_cross_process_reads(t
     with pytest.raises(pytest.skip.Exception, match=r"^cross_process_reads=False: "):
         ProjectionSuite._needs_other_processes(MemoryProvider())
     ProjectionSuite._needs_other_processes(SqliteProvider(f"sqlite:///{tmp_path}/x.db"))  # applies: no skip
-
-
-@pytest.fixture
-async def es(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
-    m = EventSourcingManager(
-        {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}, "default_provider": "main"},
-        host=PluginHost(),
-    )
-    await m.connect()
-    yield m
-    await m.close()
 
 
 def balances(name: str = "balances", table: str = "balances", **kw: Any) -> Projection[sqlite3.Connection]:

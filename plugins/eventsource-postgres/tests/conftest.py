@@ -169,3 +169,11 @@ async def aged(make_provider: Callable[..., Any]) -> AgedStore:
     """An :class:`AgedStore` on a fresh schema (dropped after the test, as ``make_provider``'s are)."""
     p = await make_provider()
     return AgedStore(p, await manager_on(p))
+
+
+@pytest.fixture
+async def es(make_provider: Callable[..., Any]) -> AsyncIterator[EventSourcingManager]:
+    """A manager over a provider on a schema of its own (the projection tests' store)."""
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
+    await m.register_provider(await make_provider(), name="pg", default=True)
+    yield m

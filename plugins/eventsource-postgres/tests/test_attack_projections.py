@@ -5,25 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-from eventsource.manager import EventSourcingManager
-from eventsource.plugins import PluginHost
 from eventsource.projections import ErrorPolicy, Projection, ProjectionRunner
 from eventsource.projections.postgres import PostgresSink
 
 if TYPE_CHECKING:
+    from eventsource.manager import EventSourcingManager
     from eventsource.model import Event
-
-
-@pytest.fixture
-async def es(make_provider: Callable[..., Any]) -> AsyncIterator[EventSourcingManager]:
-    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
-    await m.register_provider(await make_provider(), name="pg", default=True)
-    yield m
 
 
 @pytest.fixture

@@ -49,27 +49,17 @@ def test_consecutive_inline_calls_share_one_connection_without_the_pools_hand_ov
     assert kept.closed, "close() left the kept connection open"
 
 
-def test_a_connection_unused_for_keep_idle_goes_back_through_the_pool(
-    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("limit", "calls"), [("KEEP_IDLE", 5), ("KEEP_AT_MOST", 1)])
+def test_a_connection_past_keep_idle_or_keep_at_most_goes_back_through_the_pool(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, limit: str, calls: int
 ) -> None:
-    monkeypatch.setattr(connection, "KEEP_IDLE", 0.0)
+    monkeypatch.setattr(connection, limit, 0.0)
     with SyncEventSourcingManager(config) as es:
         es.append_event(stream_id="s", event_type="E", data=0)
         before = _requests(es)
-        for i in range(1, 6):
+        for i in range(1, calls + 1):
             es.append_event(stream_id="s", event_type="E", data=i, expected_version=i)
-        assert _requests(es) == before + 5
-
-
-def test_a_connection_kept_keep_at_most_goes_back_through_the_pool(
-    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(connection, "KEEP_AT_MOST", 0.0)
-    with SyncEventSourcingManager(config) as es:
-        es.append_event(stream_id="s", event_type="E", data=0)
-        before = _requests(es)
-        es.append_event(stream_id="s", event_type="E", data=1, expected_version=1)
-        assert _requests(es) == before + 1
+        assert _requests(es) == before + calls
 
 
 def test_once_the_loop_runs_on_its_thread_the_kept_connection_goes_back_to_the_pool(config: dict[str, Any]) -> None:

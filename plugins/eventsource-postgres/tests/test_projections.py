@@ -61,13 +61,6 @@ class TestPostgresProjectionsIntoPostgres(TestPostgresProjections):
 
 
 @pytest.fixture
-async def es(make_provider: Callable[..., Any]) -> AsyncIterator[EventSourcingManager]:
-    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
-    await m.register_provider(await make_provider(), name="pg", default=True)
-    yield m
-
-
-@pytest.fixture
 def sink_schema(url: str) -> Iterator[str]:
     schema = f"sink_{uuid.uuid4().hex[:12]}"
     yield schema

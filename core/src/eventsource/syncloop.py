@@ -383,11 +383,12 @@ class SyncLoop:
         """
         drive = self._drive
         if self._thread is None and drive is not None and asyncio.events._get_running_loop() is None:  # noqa: SLF001
-            self._usable()
+            if self._closed or self.loop.is_closed() or self._owner == threading.get_ident():
+                self._usable()  # raises (the checks of _usable, inline: no loop thread, so only the owner calls back)
 
             def step() -> T:
                 out = lane(request, kwargs, self.timeout)
-                return drive(out) if asyncio.iscoroutine(out) else out
+                return drive(out) if inspect.iscoroutine(out) else out  # type: ignore[return-value] # native ones
 
             done = self._in_turn(step)
             if done is not _MOVED:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.manager.appends import batch_response, event_response
 from eventsource.manager.validation import coerce, event_list, event_of
 from eventsource.model import AppendEventRequest, AppendEventsBatchRequest
-from eventsource.provider import Provider
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
@@ -45,7 +44,7 @@ class SyncLane:
         self, request: AppendEventRequest | None, kwargs: Mapping[str, Any], timeout: float | None
     ) -> AppendEventResponse | Coroutine[Any, Any, AppendEventResponse]:
         """:meth:`EventSourcingManager.append_event`, here if it can be."""
-        if not self._open():
+        if not self.manager._providers.lane:  # noqa: SLF001 - no provider takes the lane: the async call, untouched
             return self.manager.append_event(request, **kwargs)
         req = coerce(AppendEventRequest, request, kwargs)
         out = self._append(req.stream_id, [event_of(req)], req.expected_version, req.provider, timeout)
@@ -55,17 +54,12 @@ class SyncLane:
         self, request: AppendEventsBatchRequest | None, kwargs: Mapping[str, Any], timeout: float | None
     ) -> AppendEventsBatchResponse | Coroutine[Any, Any, AppendEventsBatchResponse]:
         """:meth:`EventSourcingManager.append_events_batch`, here if it can be."""
-        if not self._open():
+        if not self.manager._providers.lane:  # noqa: SLF001
             return self.manager.append_events_batch(request, **kwargs)
         req = coerce(AppendEventsBatchRequest, request, kwargs)
         events = event_list(req.events)
         out = self._append(req.stream_id, events, req.expected_version, req.provider, timeout)
         return _respond(out, batch_response)
-
-    def _open(self) -> bool:
-        """Whether any registered provider takes the lane (else the async call, untouched: PostgreSQL, say)."""
-        base = Provider.append_now
-        return any(type(p).append_now is not base for p in self.manager._providers.by_name.values())  # noqa: SLF001
 
     def _append(
         self, stream_id: object, events: list[Any], expected: object, provider: str | None, timeout: float | None

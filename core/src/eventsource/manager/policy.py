@@ -108,7 +108,7 @@ class CallPolicy:
         (the retry counted): ``run(..., resumed=True)`` makes the rest. No timer: a blocking call cannot be
         interrupted, so the provider bounds its own waits, as it does on the inline loop.
         """
-        if not provider.capabilities.supports(op):
+        if op in provider.capabilities.unsupported:  # (supports(), inline: this is every sync append's path)
             raise provider.unsupported(op)
         start = time.perf_counter()
         try:

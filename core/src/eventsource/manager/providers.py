@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from eventsource.errors import ConfigurationError, ProviderNotFoundError, ValidationError
 from eventsource.model import ProviderInfo
+from eventsource.provider import Provider
 
 if TYPE_CHECKING:
     from eventsource.manager.policy import CallPolicy
     from eventsource.plugins import PluginHost
-    from eventsource.provider import Provider
 
 log = logging.getLogger("eventsource")
 
@@ -19,17 +19,20 @@ log = logging.getLogger("eventsource")
 class Providers:
     """The providers one manager has registered."""
 
-    __slots__ = ("by_name", "default")
+    __slots__ = ("by_name", "default", "lane")
 
     def __init__(self) -> None:
         self.by_name: dict[str, Provider] = {}
         self.default: str | None = None
+        self.lane = False
+        """Whether a registered provider appends in the caller's thread (:meth:`Provider.append_now`)."""
 
     def add(self, name: str, provider: Provider, *, default: bool = False) -> None:
         """Register a connected provider as ``name`` (the first one, or ``default=True``, is the default)."""
         self.by_name[name] = provider
         if default or self.default is None:
             self.default = name
+        self.lane = self.lane or _takes_lane(provider)
 
     async def connect(
         self, provider: Provider, name: str | None, policy: CallPolicy, *, default: bool = False
@@ -52,6 +55,7 @@ class Providers:
         """Forget every provider."""
         self.by_name.clear()
         self.default = None
+        self.lane = False
 
     async def close(self, policy: CallPolicy) -> BaseException | None:
         """Close every provider under ``policy`` and forget them all; the first error (each one is logged)."""
@@ -121,6 +125,11 @@ class Providers:
                 )
             )
         return out
+
+
+def _takes_lane(provider: Provider) -> bool:
+    """Whether ``provider`` overrides :meth:`Provider.append_now` (else the sync API's lane has nothing to do)."""
+    return type(provider).append_now is not Provider.append_now
 
 
 def create_configured(host: PluginHost, name: str, url: str, settings: dict[str, object]) -> Provider:

@@ -30,7 +30,10 @@ class ChangeSignal:
         """Record a commit and wake every waiter."""
         with self._lock:
             self._count += 1
-            waiters, self._waiters = self._waiters, set()
+            waiters = self._waiters
+            if not waiters:  # the usual commit: nobody waits (no set made, nothing to wake)
+                return
+            self._waiters = set()
         for loop, fut in waiters:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
                 loop.call_soon_threadsafe(_wake, fut)

@@ -19,6 +19,7 @@ from eventsource import EventData, ValidationError
 from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
 from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
+from eventsource.provider import Provider
 from eventsource.sqlite import SqliteProvider
 from eventsource.sync import SyncEventSourcingManager
 
@@ -272,3 +273,16 @@ def test_a_call_waiting_for_other_threads_calls_gives_up_at_the_managers_timeout
         waited = [e for e in errors if "another thread" in str(e)]
         assert waited, [str(e) for e in errors]
         assert es.list_streams().total_count == 1
+
+
+def test_the_lane_opens_when_a_provider_that_takes_it_is_registered_later(tmp_path: Path) -> None:
+    class NoLane(MemoryProvider):
+        append_now = Provider.append_now  # the base's: this store does not take the lane
+
+    with SyncEventSourcingManager({"providers": {}, "timeout": 7.5}, host=HOST) as es:
+        es.register_provider(NoLane(), name="n", default=True)
+        assert es.append_event(stream_id="s", event_type="E", data=1).version == 1
+        assert not es._manager._providers.lane  # the async call, untouched
+        p = watched(es, tmp_path / "es.db")
+        assert es.append_event(stream_id="s", event_type="E", data=2).version == 1
+        assert p.seen == [("append_now", 7.5, False)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import TYPE_CHECKING
 
@@ -88,3 +89,39 @@ async def test_a_publish_wakes_a_waiting_subscription(either_provider: NatsProvi
         await m.append_event(stream_id="a", event_type="T", data={"n": 1})
         await m.append_events_batch(stream_id="b", events=[{"event_type": "T", "data": {"n": i}} for i in (2, 3)])
         assert [e.data["n"] for e in await waiting] == [1, 2, 3]
+
+
+async def test_every_checkpoint_is_listed_by_a_fresh_connection_and_beside_writers(machine_nats_url: str) -> None:
+    """``list`` reads the bucket's stream state: no key missed while deliveries are on their way (keys() could)."""
+    a = NatsCheckpointStore(machine_nats_url, bucket=f"cp_{uuid.uuid4().hex[:12]}")
+    await a.connect()
+    names = [f"sub-{i:03d}" for i in range(200)]
+    try:
+        for n in names:
+            await a.put(Checkpoint(n, "src", "all", 1))
+        await a.delete(names[0], "src")  # a purged key leaves a marker: not listed
+        moving = asyncio.create_task(_keep_moving(a, names[1:50]))
+        try:
+            for _ in range(25):
+                fresh = NatsCheckpointStore(machine_nats_url, bucket=a.bucket)
+                await fresh.connect()
+                try:
+                    listed = await fresh.list("src")
+                finally:
+                    await fresh.close()
+                assert [cp.name for cp in listed] == names[1:]
+        finally:
+            moving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await moving
+    finally:
+        await a._nc.jetstream().delete_key_value(a.bucket)
+        await a.close()
+
+
+async def _keep_moving(store: NatsCheckpointStore, names: list[str]) -> None:
+    position = 2
+    while True:
+        for n in names:
+            await store.put(Checkpoint(n, "src", "all", position))
+        position += 1

@@ -16,9 +16,11 @@ from eventsource.checkpoints import Checkpoint, CheckpointStore
 from eventsource.checkpoints.base import check_name, event_id_of
 from eventsource.errors import ConfigurationError, ConflictError, ProviderUnavailableError
 
-from eventsource_nats.connection import cancellable
+from eventsource_nats.connection import cancellable, stream_subjects
 from eventsource_nats.settings import parse_url
 
+LIST_TIMEOUT = 10.0
+"""Seconds one page of :meth:`NatsCheckpointStore.list`'s key listing may take (a ``STREAM.INFO`` request)."""
 CAS_ATTEMPTS = 20
 """Compare-and-set attempts of one ``put`` before it gives up (each loses only to another writer)."""
 
@@ -142,16 +144,13 @@ class NatsCheckpointStore(CheckpointStore):
 
     async def list(self, source: str | None = None) -> list[Checkpoint]:
         """Every checkpoint (of ``source`` only, when given), by name then source (one read per key)."""
-        import nats.js.errors
-
         if source is not None:
             check_name("source", source)
-        try:
-            keys = await cancellable(self._require().keys())
-        except nats.js.errors.NoKeysError:
-            return []
+        self._require()
+        prefix = f"$KV.{self.bucket}."
+        subjects = await stream_subjects(self._nc, f"KV_{self.bucket}", f"{prefix}>", LIST_TIMEOUT)
         out = []
-        for key in keys:
+        for key in sorted(s[len(prefix) :] for s in subjects):  # a purged key's marker too: _entry says absent
             name, _, src = key.partition(".")
             name, src = _unb64(name), _unb64(src)
             if source is None or src == source:

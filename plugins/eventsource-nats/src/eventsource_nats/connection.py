@@ -369,18 +369,8 @@ class Connection:
 
     async def api(self, subject: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         """A raw JetStream API request (for replies nats-py does not fully expose)."""
-        import nats.js.errors
-
         self.require()
-        msg = await cancellable(
-            self.nc.request(
-                f"$JS.API.{subject}", json.dumps(payload or {}).encode(), timeout=self.settings["request_timeout"]
-            )
-        )
-        resp: dict[str, Any] = json.loads(msg.data)
-        if "error" in resp:
-            raise nats.js.errors.APIError.from_error(resp["error"])
-        return resp
+        return await api_request(self.nc, subject, payload, self.settings["request_timeout"])
 
     async def _get_msg(self, **req: Any) -> Any:
         """One stored message (``None`` when there is none); leader-read on replicated streams."""
@@ -441,15 +431,8 @@ class Connection:
 
     async def subjects(self, stream: str, subjects_filter: str) -> dict[str, int]:
         """Every subject matching ``subjects_filter`` with its message count (paged past 100k)."""
-        out: dict[str, int] = {}
-        offset = 0
-        while True:
-            resp = await self.api(f"STREAM.INFO.{stream}", {"subjects_filter": subjects_filter, "offset": offset})
-            page = (resp.get("state") or {}).get("subjects") or {}
-            out.update(page)
-            offset += len(page)
-            if not page or offset >= int(resp.get("total", 0)):
-                return out
+        self.require()
+        return await stream_subjects(self.nc, stream, subjects_filter, self.settings["request_timeout"])
 
     async def retrying(self, op: Callable[[], Awaitable[Any]]) -> Any:
         """Run a publish, retrying timeouts and missing responders (leader elections) until the horizon."""
@@ -470,3 +453,33 @@ class Connection:
         task = asyncio.ensure_future(aw)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+async def api_request(nc: Any, subject: str, payload: dict[str, Any] | None, wait: float) -> dict[str, Any]:
+    """A raw JetStream API request on the connection ``nc``; an error reply raises nats-py's ``APIError``."""
+    import nats.js.errors
+
+    msg = await cancellable(nc.request(f"$JS.API.{subject}", json.dumps(payload or {}).encode(), timeout=wait))
+    resp: dict[str, Any] = json.loads(msg.data)
+    if "error" in resp:
+        raise nats.js.errors.APIError.from_error(resp["error"])
+    return resp
+
+
+async def stream_subjects(nc: Any, stream: str, subjects_filter: str, wait: float) -> dict[str, int]:
+    """Every subject of ``stream`` matching ``subjects_filter`` with its message count (``STREAM.INFO``, paged).
+
+    The stream's own state: unlike a key-value bucket's ``keys()`` (a watcher that ends at its first "nothing
+    pending" sign, which a delivery still on its way can give), it misses no subject that holds a message.
+    """
+    out: dict[str, int] = {}
+    offset = 0
+    while True:
+        resp = await api_request(
+            nc, f"STREAM.INFO.{stream}", {"subjects_filter": subjects_filter, "offset": offset}, wait
+        )
+        page = (resp.get("state") or {}).get("subjects") or {}
+        out.update(page)
+        offset += len(page)
+        if not page or offset >= int(resp.get("total", 0)):
+            return out

@@ -8,6 +8,7 @@ kept ``KEEP_AT_MOST`` in all or past ``max_lifetime``, found stale, before an as
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -100,3 +101,37 @@ def test_a_kept_connection_past_max_lifetime_goes_back_through_the_pool_which_cl
             time.sleep(0.02)
         assert _conn(es)._kept is not first, "a connection past max_lifetime was still kept and used"
         assert first.closed, "the pool did not close a connection past max_lifetime"
+
+
+def test_a_connection_is_not_kept_while_another_task_of_the_inline_call_waits_for_the_pool(
+    config: dict[str, Any],
+) -> None:
+    # an async snapshot handler runs inside the append's inline call, and may read through the async manager
+    # concurrently; with one connection in all, the one a task kept was the one its sibling waited for
+    app = f"es-kept-{uuid.uuid4().hex[:12]}"
+    config["providers"]["pg"]["settings"].update(pool_max_size=1, pool_min_size=1, application_name=app)
+    config["snapshot_threshold"] = 1
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=0)
+        assert _conn(es)._kept is not None
+        seen: list[object] = []
+
+        async def handler(stream_id: str, version: int) -> Any:
+            # the server drops the kept connection (a restart, a terminated backend): both reads wait for the pool
+            drop = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"
+            with psycopg.connect(config["providers"]["pg"]["url"], autocommit=True) as admin:
+                admin.execute(drop, [app])
+            await asyncio.sleep(0.2)  # (the goodbye reaches the socket; asyncio.timeout needs the task this starts)
+            try:
+                async with asyncio.timeout(10):  # the hang bound (the pool's timeout is 30 s)
+                    seen.extend(
+                        await asyncio.gather(es.manager.stream_exists(stream_id), es.manager.stream_exists("x"))
+                    )
+            except TimeoutError:
+                seen.append("expired")
+            return None
+
+        es.set_snapshot_handler(handler)
+        es.append_event(stream_id="s", event_type="E", data=1, expected_version=1)
+        assert seen == [True, False], "a task of the call waited for the connection its sibling kept"
+        assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=2).version == 3

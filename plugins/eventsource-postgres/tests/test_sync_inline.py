@@ -249,6 +249,44 @@ def test_the_psycopg_internals_the_inline_waits_rely_on_are_there(url: str) -> N
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+def test_the_psycopg_pool_internals_the_plugin_reads_are_there_with_their_types(config: dict[str, Any]) -> None:
+    # connection.py and repair.py read psycopg_pool's private state (no public API says it): the kept connection's
+    # max_lifetime (conn._expire_at, read with a fallback), the waiting clients (no connection kept while one
+    # waits), and what tells a pool an interrupt left broken and lets go of it. A psycopg_pool that renames one
+    # would silently turn a safety check off, or break only after a Ctrl-C: fail here instead
+    import collections
+
+    from eventsource_postgres import inline
+    from eventsource_postgres.repair import broken
+    from psycopg_pool import pool_async
+
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        conn = es.get_provider()._conn
+        pool, kept = conn.pool, conn._kept
+        assert kept is not None
+        assert isinstance(kept._expire_at, float)  # (connection.py reads it with getattr: absent, never expires)
+        assert kept._pool is pool  # (repair.discard clears it: putconn of a dropped pool's connection then closes it)
+        assert isinstance(pool._pool, collections.deque)
+        assert all(isinstance(c, inline.InlineConnection) for c in pool._pool)
+        assert isinstance(pool._waiting, collections.deque)
+        assert {"conn", "fail"} <= set(dir(pool_async.WaitingClient))  # (what discard reads of a waiting client)
+        assert isinstance(pool._nconns, int)
+        assert pool._nconns == len(pool._pool) + 1  # (+ the kept one: what broken() compares)
+        assert isinstance(pool._lock, asyncio.Lock)
+        assert isinstance(pool._sched._lock, asyncio.Lock)
+        assert isinstance(pool._sched_runner, asyncio.Task)
+        assert isinstance(pool._workers, list)
+        assert all(isinstance(t, asyncio.Task) for t in pool._workers)
+        assert isinstance(pool.num_workers, int)
+        assert len(pool._workers) == pool.num_workers
+        assert isinstance(pool._tasks, asyncio.Queue)
+        assert pool._closed is False
+        assert callable(pool.run_task)
+        assert isinstance(pool_async.StopWorker, type)
+        assert not broken(pool, out=1)  # a healthy pool with its kept connection out reads as healthy
+
+
 def test_the_pools_own_tasks_never_block_a_thread_not_even_the_loop_thread_of_a_later_subscription(
     config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -286,8 +286,11 @@ class Connection:
         the loop: the pool's hand-over (its lock, its queue, its checks) is skipped for the next call. A kept
         connection goes back through the pool after :data:`KEEP_IDLE` unused, :data:`KEEP_AT_MOST` in all,
         before an async caller's call, when found stale, and on close (closed with a pool an interrupt left broken).
+        None is kept while a task (of the same inline call: an async snapshot handler's) waits on the pool.
         """
         if self._kept is not None or pool is not self.pool or conn.closed or conn.broken:
+            return False
+        if pool._waiting:  # noqa: SLF001 - another task of the call waits for a connection: this one is its
             return False
         if conn.pgconn.transaction_status != IDLE:
             return False

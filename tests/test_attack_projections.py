@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.checkpoints import SqliteCheckpointStore
+from eventsource.errors import ConfigurationError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 from eventsource.projections import ErrorPolicy, Projection, ProjectionError, ProjectionRunner, SqliteSink
@@ -322,3 +323,60 @@ async def test_an_event_of_a_type_the_projection_does_not_handle_never_stops_it_
 
     await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db"))).catch_up(timeout=30)
     assert seen == [1, 3]
+
+
+@pytest.mark.parametrize("stream_id", [None, "acc-1"], ids=["all-streams", "one-stream"])
+@pytest.mark.parametrize("how", ["rename", "to_type"])
+async def test_a_handler_under_a_name_no_event_is_read_as_is_refused_when_added(
+    es: EventSourcingManager, tmp_path: Path, stream_id: str | None, how: str
+) -> None:
+    """Events stored as ``MoneyIn`` are read as ``Deposited`` (a rename, or an upcaster's ``to_type``): a handler
+    of ``MoneyIn`` is never called. A one-stream projection passed every such event over in silence (its checkpoint
+    moved past them); an all-streams one failed only when run, blaming a subscription filter."""
+    await es.append_event(stream_id="acc-1", event_type="MoneyIn", data={"amount": 1})
+    if how == "rename":
+        es.rename_event_type("MoneyIn", "Deposited")
+    else:
+        es.add_upcaster("MoneyIn", 1, lambda data: data, to_type="Deposited")
+    p: Projection[sqlite3.Connection] = Projection("old-name", stream_id=stream_id)
+    p.on("MoneyIn")(lambda _event, _tx: None)
+    with pytest.raises(ConfigurationError, match=r"'MoneyIn'.*read as 'Deposited'"):
+        ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db")))
+
+
+async def test_a_rename_registered_after_add_stops_a_one_stream_projection_of_the_old_name(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """The refusal holds when the rename comes after ``add()``: ``run()`` raises before reading, and the checkpoint
+    stays before the events, instead of moving past them with the handler never called."""
+    await es.append_event(stream_id="acc-1", event_type="MoneyIn", data={"amount": 1})
+    seen: list[Event] = []
+    p: Projection[sqlite3.Connection] = Projection(
+        "old-name", {"MoneyIn": lambda e, _tx: seen.append(e)}, stream_id="acc-1"
+    )
+    sink_db = tmp_path / "read.db"
+    runner = ProjectionRunner(es).add(p, SqliteSink(str(sink_db)))
+    es.rename_event_type("MoneyIn", "Deposited")
+    with pytest.raises(ConfigurationError, match=r"'MoneyIn'.*read as 'Deposited'"):
+        await runner.catch_up(timeout=30)
+    assert seen == []
+    cp = await SqliteCheckpointStore(f"sqlite:///{sink_db}").get("old-name", es.get_provider().checkpoint_source)
+    assert cp is None
+
+
+@pytest.mark.parametrize("stream_id", [None, "acc-1"], ids=["all-streams", "one-stream"])
+async def test_a_handler_of_the_new_name_sees_events_stored_under_the_old_one_as_read_stream_does(
+    es: EventSourcingManager, tmp_path: Path, stream_id: str | None
+) -> None:
+    """The filter on stored types and the dispatch on read types agree with ``read_stream``: one handler of the
+    new name gets the events stored under either name, as the new type; an unrelated type stays filtered out."""
+    await es.append_event(stream_id="acc-1", event_type="MoneyIn", data={"amount": 1})
+    await es.append_event(stream_id="acc-1", event_type="Noted", data={})
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})
+    es.rename_event_type("MoneyIn", "Deposited")
+    seen: list[tuple[str, int]] = []
+    p: Projection[sqlite3.Connection] = Projection("new-name", stream_id=stream_id)
+    p.on("Deposited")(lambda e, _tx: seen.append((e.event_type, e.data["amount"])))
+    await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db"))).catch_up(timeout=30)
+    read = [(e.event_type, e.data["amount"]) async for e in es.read_stream("acc-1") if e.event_type == "Deposited"]
+    assert seen == read == [("Deposited", 1), ("Deposited", 2)]

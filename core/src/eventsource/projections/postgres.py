@@ -247,8 +247,10 @@ def _ended(cp: Checkpoint) -> ProjectionError:
 
 @contextlib.contextmanager
 def _own() -> Iterator[None]:
-    """The sink's own statements: an operational error (a lock or statement timeout, a deadlock, a lost
-    connection) is the sink's outage, never a handler's error charged to the event (retried, parked)."""
+    """The sink's own statements: an operational error there is the sink's outage, not a handler's.
+
+    A lock or statement timeout, a deadlock, a lost connection: never charged to the event (retried, parked).
+    """
     import psycopg
 
     try:

@@ -380,3 +380,52 @@ async def test_a_handler_of_the_new_name_sees_events_stored_under_the_old_one_as
     await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db"))).catch_up(timeout=30)
     read = [(e.event_type, e.data["amount"]) async for e in es.read_stream("acc-1") if e.event_type == "Deposited"]
     assert seen == read == [("Deposited", 1), ("Deposited", 2)]
+
+
+@pytest.mark.parametrize("way", ["request_stop", "stop"])
+async def test_a_stop_asked_for_before_run_starts_ends_that_run_at_once(
+    es: EventSourcingManager, tmp_path: Path, way: str
+) -> None:
+    """``request_stop()`` (a signal handler, another thread) or ``stop()`` that came before ``run()`` began was lost:
+    ``run()`` cleared it on entry and ran until the next stop. It ends that run at once; the next run runs."""
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    tally = Tally()
+    runner = ProjectionRunner(es, poll_interval=0.05).add(
+        Projection("tally", {"Deposited": tally}), SqliteSink(str(tmp_path / "read.db"))
+    )
+    task = asyncio.ensure_future(runner.run())  # scheduled, not begun
+    if way == "request_stop":
+        runner.request_stop()
+    else:
+        await runner.stop()
+    async with asyncio.timeout(15):  # (a hang bound: without the fix run() never returns)
+        await task
+    assert tally.seen == []
+    await runner.catch_up(timeout=30)  # the stop was used up by the run it came before
+    assert tally.seen == [1]
+
+
+def test_request_stop_before_run_sync_ends_it_at_once(tmp_path: Path) -> None:
+    """The sync facade's way: ``request_stop()`` from another thread before ``run_sync()`` got going was lost."""
+    from eventsource.sync import SyncEventSourcingManager
+
+    config = {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}, "default_provider": "main"}
+    with SyncEventSourcingManager(config, host=PluginHost()) as es:
+        es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+        runner = ProjectionRunner(es).add(
+            Projection("noop", {"Deposited": lambda _e, _tx: None}), SqliteSink(str(tmp_path / "read.db"))
+        )
+        runner.request_stop()
+        rescued = threading.Event()
+
+        def rescue() -> None:  # (a hang bound: the lost stop is asked for again, and the test fails)
+            rescued.set()
+            runner.request_stop()
+
+        bound = threading.Timer(15, rescue)
+        bound.start()
+        try:
+            runner.run_sync()
+        finally:
+            bound.cancel()
+        assert not rescued.is_set(), "run_sync() ran on past the stop asked for before it"

@@ -113,6 +113,8 @@ class ProjectionRunner:
         self.lease_wait = lease_wait
         self.states: dict[str, ProjectionState] = {}
         self._stopping = False
+        self._stop_asked = False  # a stop that came while no run() ran: the next run() returns at once
+        self._running = False
         self._stopped = asyncio.Event()  # set by stop(): a retry's pause ends at once (a new one per run())
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()  # set when a projection applies a batch or goes idle
@@ -170,14 +172,21 @@ class ProjectionRunner:
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
-        """Run every projection until :meth:`stop`; raises :class:`ProjectionStoppedError` if one stops."""
+        """Run every projection until :meth:`stop`; raises :class:`ProjectionStoppedError` if one stops.
+
+        A stop asked for while no run ran (before this one began) ends this one at once.
+        """
+        self._loop = asyncio.get_running_loop()  # before the look: request_stop() reads it after setting the flag
+        if self._stop_asked:
+            self._stop_asked = False
+            return
+        self._running = True
         self._stopping = False
         self._stopped = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        if self.lease is not None:
-            await self.lease.connect()
         opened: list[Sink[Any]] = []
         try:
+            if self.lease is not None:
+                await self.lease.connect()
             for st in self.states.values():
                 await st.sink.open()
                 opened.append(st.sink)
@@ -199,10 +208,13 @@ class ProjectionRunner:
             if self.lease is not None:
                 with contextlib.suppress(Exception):
                     await self.lease.close()
+            self._running = self._stop_asked = False
 
     async def stop(self) -> None:
-        """End :meth:`run` (a batch in flight finishes first). Idempotent."""
+        """End :meth:`run` (a batch in flight finishes first); called while none runs, the next one. Idempotent."""
         self._stopping = True
+        if not self._running:
+            self._stop_asked = True
         self._stopped.set()
         for st in self.states.values():
             if st.subscription is not None:
@@ -210,8 +222,10 @@ class ProjectionRunner:
 
     def request_stop(self) -> None:
         """:meth:`stop` from any thread (a signal handler, the thread that called :meth:`run_sync`)."""
-        loop = self._loop
         self._stopping = True
+        if not self._running:
+            self._stop_asked = True
+        loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 asyncio.run_coroutine_threadsafe(self.stop(), loop)
@@ -229,7 +243,10 @@ class ProjectionRunner:
                     w.cancel()
         finally:
             await self.stop()
-            await task
+            try:
+                await task
+            finally:
+                self._stop_asked = False  # its own stop, not one for a later run
 
     def run_sync(self) -> None:
         """:meth:`run`, blocking (on a sync facade's loop when built from a :class:`SyncEventSourcingManager`)."""

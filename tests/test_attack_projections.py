@@ -429,3 +429,31 @@ def test_request_stop_before_run_sync_ends_it_at_once(tmp_path: Path) -> None:
         finally:
             bound.cancel()
         assert not rescued.is_set(), "run_sync() ran on past the stop asked for before it"
+
+
+async def test_two_overlapping_runners_that_both_park_an_event_park_it_once(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """Two runners of one projection without a lease both fail on an event and both park it (an at-least-once sink
+    lets their handlers overlap): the parked event's id derives from the projection, source and event id, so the
+    second append is an identical retry and the dead-letter stream holds the event once."""
+    from eventsource.projections import CheckpointStoreSink
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    both_in = asyncio.Barrier(2)
+
+    def projection(who: str) -> Projection[None]:
+        async def deposited(_event: Event, _tx: None) -> None:
+            await both_in.wait()  # both runners are inside the handler before either fails
+            msg = f"runner {who} cannot take it"
+            raise RuntimeError(msg)
+
+        return Projection("shared", {"Deposited": deposited}, errors=ErrorPolicy(retries=0, then="park"))
+
+    cps = SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")
+    runners = [ProjectionRunner(es, lease_wait=0.05).add(projection(w), CheckpointStoreSink(cps)) for w in "ab"]
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(r.catch_up() for r in runners))
+    assert [r.states["shared"].parked for r in runners] == [1, 1]  # both parked it
+    parked = [e async for e in es.read_stream("dead-letter-shared")]
+    assert len(parked) == 1

@@ -166,15 +166,17 @@ class Warnings(logging.Handler):
             self.enough.set()
 
 
+@pytest.mark.parametrize("held", ["row", "table"])
 @pytest.mark.parametrize("setting", ["lock_timeout", "statement_timeout"])
 @pytest.mark.parametrize("kind", ["sync", "async"])
-async def test_a_timeout_on_the_sinks_own_checkpoint_lock_is_an_outage_never_charged_to_the_event(
-    es: EventSourcingManager, url: str, schema: str, kind: str, setting: str
+async def test_a_timeout_on_the_sinks_own_checkpoint_lock_is_an_outage_never_charged_to_the_event(  # noqa: PLR0917
+    es: EventSourcingManager, url: str, schema: str, kind: str, setting: str, held: str
 ) -> None:
     """The sink's ``SELECT ... FOR UPDATE`` of its checkpoint row timing out (another session holds the row, a
     ``lock_timeout`` or ``statement_timeout`` on the sink's connection) was taken for the handler's error: the
     policy retried, then parked a good event, and the checkpoint moved past it unapplied. It is the sink's
-    outage: nothing is parked, and the event is applied once the row is free."""
+    outage: nothing is parked, and the event is applied once the row is free. The whole table held: reading
+    the checkpoint before subscribing timed out too, and ``run()`` raised psycopg's error instead of waiting."""
     await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
     insert = f'INSERT INTO "{schema}".seen VALUES (%s, %s)'
     p: Projection[Any] = Projection("locked", errors=ErrorPolicy(retries=1, backoff=0.01, then="park"))
@@ -191,7 +193,10 @@ async def test_a_timeout_on_the_sinks_own_checkpoint_lock_is_an_outage_never_cha
     await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})
     runner = ProjectionRunner(es, poll_interval=0.05, lease_wait=0.05).add(p, PostgresSink(sink_url, schema=schema))
     blocker = await psycopg.AsyncConnection.connect(url)  # another session holds the checkpoint row
-    await blocker.execute(f'SELECT 1 FROM "{schema}".checkpoints WHERE name = %s FOR UPDATE', ("locked",))
+    if held == "row":
+        await blocker.execute(f'SELECT 1 FROM "{schema}".checkpoints WHERE name = %s FOR UPDATE', ("locked",))
+    else:
+        await blocker.execute(f'LOCK TABLE "{schema}".checkpoints IN ACCESS EXCLUSIVE MODE')
     warnings, log = Warnings(), logging.getLogger("eventsource.projections")
     log.addHandler(warnings)
     task = asyncio.ensure_future(runner.run())

@@ -142,11 +142,12 @@ class PostgresSink(Sink[Any]):
         """The stored checkpoint."""
         async with self._lock:
             conn = await self._aconn()
-            cur = await conn.execute(
-                f"SELECT scope, position, anchor FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
-                (name, source),
-            )
-            row = await cur.fetchone()
+            with _own():
+                cur = await conn.execute(
+                    f"SELECT scope, position, anchor FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
+                    (name, source),
+                )
+                row = await cur.fetchone()
         return _cp(Checkpoint(name, source, "all", 0), row)
 
     async def apply(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.checkpoints import SqliteCheckpointStore
+from eventsource.errors import ConfigurationError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 from eventsource.projections import ErrorPolicy, Projection, ProjectionError, ProjectionRunner, SqliteSink
@@ -322,3 +323,137 @@ async def test_an_event_of_a_type_the_projection_does_not_handle_never_stops_it_
 
     await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db"))).catch_up(timeout=30)
     assert seen == [1, 3]
+
+
+@pytest.mark.parametrize("stream_id", [None, "acc-1"], ids=["all-streams", "one-stream"])
+@pytest.mark.parametrize("how", ["rename", "to_type"])
+async def test_a_handler_under_a_name_no_event_is_read_as_is_refused_when_added(
+    es: EventSourcingManager, tmp_path: Path, stream_id: str | None, how: str
+) -> None:
+    """Events stored as ``MoneyIn`` are read as ``Deposited`` (a rename, or an upcaster's ``to_type``): a handler
+    of ``MoneyIn`` is never called. A one-stream projection passed every such event over in silence (its checkpoint
+    moved past them); an all-streams one failed only when run, blaming a subscription filter."""
+    await es.append_event(stream_id="acc-1", event_type="MoneyIn", data={"amount": 1})
+    if how == "rename":
+        es.rename_event_type("MoneyIn", "Deposited")
+    else:
+        es.add_upcaster("MoneyIn", 1, lambda data: data, to_type="Deposited")
+    p: Projection[sqlite3.Connection] = Projection("old-name", stream_id=stream_id)
+    p.on("MoneyIn")(lambda _event, _tx: None)
+    with pytest.raises(ConfigurationError, match=r"'MoneyIn'.*read as 'Deposited'"):
+        ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db")))
+
+
+async def test_a_rename_registered_after_add_stops_a_one_stream_projection_of_the_old_name(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """The refusal holds when the rename comes after ``add()``: ``run()`` raises before reading, and the checkpoint
+    stays before the events, instead of moving past them with the handler never called."""
+    await es.append_event(stream_id="acc-1", event_type="MoneyIn", data={"amount": 1})
+    seen: list[Event] = []
+    p: Projection[sqlite3.Connection] = Projection(
+        "old-name", {"MoneyIn": lambda e, _tx: seen.append(e)}, stream_id="acc-1"
+    )
+    sink_db = tmp_path / "read.db"
+    runner = ProjectionRunner(es).add(p, SqliteSink(str(sink_db)))
+    es.rename_event_type("MoneyIn", "Deposited")
+    with pytest.raises(ConfigurationError, match=r"'MoneyIn'.*read as 'Deposited'"):
+        await runner.catch_up(timeout=30)
+    assert seen == []
+    cp = await SqliteCheckpointStore(f"sqlite:///{sink_db}").get("old-name", es.get_provider().checkpoint_source)
+    assert cp is None
+
+
+@pytest.mark.parametrize("stream_id", [None, "acc-1"], ids=["all-streams", "one-stream"])
+async def test_a_handler_of_the_new_name_sees_events_stored_under_the_old_one_as_read_stream_does(
+    es: EventSourcingManager, tmp_path: Path, stream_id: str | None
+) -> None:
+    """The filter on stored types and the dispatch on read types agree with ``read_stream``: one handler of the
+    new name gets the events stored under either name, as the new type; an unrelated type stays filtered out."""
+    await es.append_event(stream_id="acc-1", event_type="MoneyIn", data={"amount": 1})
+    await es.append_event(stream_id="acc-1", event_type="Noted", data={})
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})
+    es.rename_event_type("MoneyIn", "Deposited")
+    seen: list[tuple[str, int]] = []
+    p: Projection[sqlite3.Connection] = Projection("new-name", stream_id=stream_id)
+    p.on("Deposited")(lambda e, _tx: seen.append((e.event_type, e.data["amount"])))
+    await ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db"))).catch_up(timeout=30)
+    read = [(e.event_type, e.data["amount"]) async for e in es.read_stream("acc-1") if e.event_type == "Deposited"]
+    assert seen == read == [("Deposited", 1), ("Deposited", 2)]
+
+
+@pytest.mark.parametrize("way", ["request_stop", "stop"])
+async def test_a_stop_asked_for_before_run_starts_ends_that_run_at_once(
+    es: EventSourcingManager, tmp_path: Path, way: str
+) -> None:
+    """``request_stop()`` (a signal handler, another thread) or ``stop()`` that came before ``run()`` began was lost:
+    ``run()`` cleared it on entry and ran until the next stop. It ends that run at once; the next run runs."""
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    tally = Tally()
+    runner = ProjectionRunner(es, poll_interval=0.05).add(
+        Projection("tally", {"Deposited": tally}), SqliteSink(str(tmp_path / "read.db"))
+    )
+    task = asyncio.ensure_future(runner.run())  # scheduled, not begun
+    if way == "request_stop":
+        runner.request_stop()
+    else:
+        await runner.stop()
+    async with asyncio.timeout(15):  # (a hang bound: without the fix run() never returns)
+        await task
+    assert tally.seen == []
+    await runner.catch_up(timeout=30)  # the stop was used up by the run it came before
+    assert tally.seen == [1]
+
+
+def test_request_stop_before_run_sync_ends_it_at_once(tmp_path: Path) -> None:
+    """The sync facade's way: ``request_stop()`` from another thread before ``run_sync()`` got going was lost."""
+    from eventsource.sync import SyncEventSourcingManager
+
+    config = {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}, "default_provider": "main"}
+    with SyncEventSourcingManager(config, host=PluginHost()) as es:
+        es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+        runner = ProjectionRunner(es).add(
+            Projection("noop", {"Deposited": lambda _e, _tx: None}), SqliteSink(str(tmp_path / "read.db"))
+        )
+        runner.request_stop()
+        rescued = threading.Event()
+
+        def rescue() -> None:  # (a hang bound: the lost stop is asked for again, and the test fails)
+            rescued.set()
+            runner.request_stop()
+
+        bound = threading.Timer(15, rescue)
+        bound.start()
+        try:
+            runner.run_sync()
+        finally:
+            bound.cancel()
+        assert not rescued.is_set(), "run_sync() ran on past the stop asked for before it"
+
+
+async def test_two_overlapping_runners_that_both_park_an_event_park_it_once(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """Two runners of one projection without a lease both fail on an event and both park it (an at-least-once sink
+    lets their handlers overlap): the parked event's id derives from the projection, source and event id, so the
+    second append is an identical retry and the dead-letter stream holds the event once."""
+    from eventsource.projections import CheckpointStoreSink
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    both_in = asyncio.Barrier(2)
+
+    def projection(who: str) -> Projection[None]:
+        async def deposited(_event: Event, _tx: None) -> None:
+            await both_in.wait()  # both runners are inside the handler before either fails
+            msg = f"runner {who} cannot take it"
+            raise RuntimeError(msg)
+
+        return Projection("shared", {"Deposited": deposited}, errors=ErrorPolicy(retries=0, then="park"))
+
+    cps = SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")
+    runners = [ProjectionRunner(es, lease_wait=0.05).add(projection(w), CheckpointStoreSink(cps)) for w in "ab"]
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(r.catch_up() for r in runners))
+    assert [r.states["shared"].parked for r in runners] == [1, 1]  # both parked it
+    parked = [e async for e in es.read_stream("dead-letter-shared")]
+    assert len(parked) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -149,3 +150,102 @@ async def test_catch_up_beside_the_lease_holder_returns_though_the_head_lies_abo
     finally:
         await service.stop()
         await task
+
+
+class Warnings(logging.Handler):
+    """Counts the runner's warnings; ``enough`` is set at the second (emitted on the runner's loop)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+        self.enough = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        if self.count >= 2:
+            self.enough.set()
+
+
+@pytest.mark.parametrize("held", ["row", "table"])
+@pytest.mark.parametrize("setting", ["lock_timeout", "statement_timeout"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_timeout_on_the_sinks_own_checkpoint_lock_is_an_outage_never_charged_to_the_event(  # noqa: PLR0917
+    es: EventSourcingManager, url: str, schema: str, kind: str, setting: str, held: str
+) -> None:
+    """The sink's ``SELECT ... FOR UPDATE`` of its checkpoint row timing out (another session holds the row, a
+    ``lock_timeout`` or ``statement_timeout`` on the sink's connection) was taken for the handler's error: the
+    policy retried, then parked a good event, and the checkpoint moved past it unapplied. It is the sink's
+    outage: nothing is parked, and the event is applied once the row is free. The whole table held: reading
+    the checkpoint before subscribing timed out too, and ``run()`` raised psycopg's error instead of waiting."""
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    insert = f'INSERT INTO "{schema}".seen VALUES (%s, %s)'
+    p: Projection[Any] = Projection("locked", errors=ErrorPolicy(retries=1, backoff=0.01, then="park"))
+    if kind == "sync":
+        p.on("Deposited")(lambda e, tx: tx.execute(insert, (e.event_id, e.data["amount"])) and None)
+    else:
+
+        async def adeposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(insert, (event.event_id, event.data["amount"]))
+
+        p.on("Deposited")(adeposited)
+    sink_url = f"{url}?options=-c%20{setting}%3D100ms"
+    await ProjectionRunner(es).add(p, PostgresSink(sink_url, schema=schema)).catch_up(timeout=60)
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})
+    runner = ProjectionRunner(es, poll_interval=0.05, lease_wait=0.05).add(p, PostgresSink(sink_url, schema=schema))
+    blocker = await psycopg.AsyncConnection.connect(url)  # another session holds the checkpoint row
+    if held == "row":
+        await blocker.execute(f'SELECT 1 FROM "{schema}".checkpoints WHERE name = %s FOR UPDATE', ("locked",))
+    else:
+        await blocker.execute(f'LOCK TABLE "{schema}".checkpoints IN ACCESS EXCLUSIVE MODE')
+    warnings, log = Warnings(), logging.getLogger("eventsource.projections")
+    log.addHandler(warnings)
+    task = asyncio.ensure_future(runner.run())
+    enough = asyncio.ensure_future(warnings.enough.wait())
+    try:  # the sink's lock wait timed out twice (or the runner ended)
+        await asyncio.wait([task, enough], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        enough.cancel()
+        log.removeHandler(warnings)
+        await blocker.rollback()
+        await blocker.close()
+    waiter = asyncio.ensure_future(runner.wait_caught_up("locked"))
+    await asyncio.wait([task, waiter], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    await runner.stop()
+    waiter.cancel()
+    await task  # no error: the runner waited for the row
+    assert runner.states["locked"].parked == 0
+    assert [e async for e in es.read_stream("dead-letter-locked")] == []
+    assert seen(url, schema) == [(1,), (2,)]
+
+
+async def test_two_overlapping_runners_that_both_park_an_event_park_it_once_in_postgresql(
+    es: EventSourcingManager, url: str, schema: str
+) -> None:
+    """Two runners of one projection without a lease both fail on an event and both park it: the dead-letter
+    append is an identical retry the second time (the parked event's id derives from the projection, source and
+    event id), so the PostgreSQL store holds it once."""
+    from eventsource.projections import CheckpointStoreSink
+    from eventsource_postgres.checkpoints import PostgresCheckpointStore
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    both_in = asyncio.Barrier(2)
+
+    def projection(who: str) -> Projection[None]:
+        async def deposited(_event: Event, _tx: None) -> None:
+            await both_in.wait()  # both runners are inside the handler before either fails
+            msg = f"runner {who} cannot take it"
+            raise RuntimeError(msg)
+
+        return Projection("shared", {"Deposited": deposited}, errors=ErrorPolicy(retries=0, then="park"))
+
+    runners = [
+        ProjectionRunner(es, lease_wait=0.05).add(
+            projection(w), CheckpointStoreSink(PostgresCheckpointStore(url, schema=schema))
+        )
+        for w in "ab"
+    ]
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(r.catch_up() for r in runners))
+    assert [r.states["shared"].parked for r in runners] == [1, 1]  # both parked it
+    parked = [e async for e in es.read_stream("dead-letter-shared")]
+    assert len(parked) == 1

@@ -291,6 +291,18 @@ class Upcasters:
                 out.append(name)
         return tuple(out)
 
+    def never_read(self, event_types: Iterable[str]) -> dict[str, set[str]]:
+        """The names of ``event_types`` no stored event is read as, each with the names read instead.
+
+        Such a name is renamed, or an upcaster's ``to_type`` takes it to another at every schema version it can
+        be stored at, and no other type's chain ends in it: a handler (a filter) of it never sees an event.
+        """
+        chains = self.events
+        if not chains.types:
+            return {}
+        reached = set().union(*(chains.ends(t) for t in chains.types))
+        return {t: chains.ends(t) for t in event_types if t in chains.types and t not in reached}
+
     # ------------------------------------------------------------------ reads
 
     def upcast(self, ev: Event) -> Event:

@@ -8,6 +8,7 @@ checkpoint in the handlers' transaction (exactly once); :class:`CheckpointStoreS
 
 from __future__ import annotations
 
+from eventsource.projections.parking import PARKED_TYPE
 from eventsource.projections.projection import (
     CheckpointMovedError,
     ErrorPolicy,
@@ -16,7 +17,7 @@ from eventsource.projections.projection import (
     ProjectionStoppedError,
     SinkUnavailableError,
 )
-from eventsource.projections.runner import PARKED_TYPE, ProjectionRunner, ProjectionState
+from eventsource.projections.runner import ProjectionRunner, ProjectionState
 from eventsource.projections.sinks import CheckpointStoreSink, Sink, SqliteSink
 
 __all__ = [

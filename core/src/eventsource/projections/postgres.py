@@ -80,7 +80,8 @@ class PostgresSink(Sink[Any]):
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
             try:
-                await conn.execute(self._ddl())
+                with _own():
+                    await conn.execute(self._ddl())
             except BaseException:
                 await conn.close()  # kept only once the table is there: the next call tries again
                 raise
@@ -97,7 +98,8 @@ class PostgresSink(Sink[Any]):
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
             try:
-                conn.execute(self._ddl())
+                with _own():
+                    conn.execute(self._ddl())
             except BaseException:
                 conn.close()
                 raise
@@ -140,11 +142,12 @@ class PostgresSink(Sink[Any]):
         """The stored checkpoint."""
         async with self._lock:
             conn = await self._aconn()
-            cur = await conn.execute(
-                f"SELECT scope, position, anchor FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
-                (name, source),
-            )
-            row = await cur.fetchone()
+            with _own():
+                cur = await conn.execute(
+                    f"SELECT scope, position, anchor FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
+                    (name, source),
+                )
+                row = await cur.fetchone()
         return _cp(Checkpoint(name, source, "all", 0), row)
 
     async def apply(
@@ -159,14 +162,16 @@ class PostgresSink(Sink[Any]):
             def run() -> None:
                 conn = self._sconn()
                 with _outage(conn), conn.transaction():
-                    if expected is None:
-                        conn.execute(self._placeholder(), (*key, cp.scope))
-                    row = conn.execute(self._select(), key).fetchone()
+                    with _own():
+                        if expected is None:
+                            conn.execute(self._placeholder(), (*key, cp.scope))
+                        row = conn.execute(self._select(), key).fetchone()
                     check_expected(_cp(cp, row), cp, expected)
                     with _inside(conn, cp):
                         for event in events:
                             projection.handle_sync(event, conn)
-                    conn.execute(self._upsert(), values)
+                    with _own():
+                        conn.execute(self._upsert(), values)
 
             await asyncio.to_thread(self._in_thread, run)
             return
@@ -181,14 +186,16 @@ class PostgresSink(Sink[Any]):
         key = (cp.name, cp.source)
         values = (cp.name, cp.source, cp.scope, cp.position, now(), cp.anchor)
         async with conn.transaction():
-            if expected is None:
-                await conn.execute(self._placeholder(), (*key, cp.scope))
-            row = await (await conn.execute(self._select(), key)).fetchone()
+            with _own():
+                if expected is None:
+                    await conn.execute(self._placeholder(), (*key, cp.scope))
+                row = await (await conn.execute(self._select(), key)).fetchone()
             check_expected(_cp(cp, row), cp, expected)
             with _inside(conn, cp):
                 for event in events:
                     await projection.handle(event, conn)
-            await conn.execute(self._upsert(), values)
+            with _own():
+                await conn.execute(self._upsert(), values)
 
     async def reset(self, projection: Projection[Any], name: str, source: str) -> None:
         """The reset hook and the checkpoint's deletion in one transaction.
@@ -237,6 +244,21 @@ def _inside(conn: Any, cp: Checkpoint) -> Iterator[None]:
 def _ended(cp: Checkpoint) -> ProjectionError:
     msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
     return ProjectionError(msg, name=cp.name)
+
+
+@contextlib.contextmanager
+def _own() -> Iterator[None]:
+    """The sink's own statements: an operational error there is the sink's outage, not a handler's.
+
+    A lock or statement timeout, a deadlock, a lost connection: never charged to the event (retried, parked).
+    """
+    import psycopg
+
+    try:
+        yield
+    except psycopg.OperationalError as e:
+        msg = f"the PostgreSQL sink's checkpoint statement failed: {type(e).__name__}: {e}"
+        raise SinkUnavailableError(msg, operation="projection") from e
 
 
 @contextlib.contextmanager

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +19,7 @@ from eventsource.checkpoints.base import Checkpoint
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError, ValidationError
 from eventsource.lease import Lease
 from eventsource.manager.validation import check_text
+from eventsource.projections.parking import dead_letter_stream, park
 from eventsource.projections.projection import (
     CheckpointMovedError,
     Projection,
@@ -28,6 +27,7 @@ from eventsource.projections.projection import (
     ProjectionStoppedError,
     SinkUnavailableError,
 )
+from eventsource.projections.reading import check_handled, subscribe
 from eventsource.projections.sinks import Sink
 from eventsource.subscriptions.pages import _fields, first_rows
 
@@ -41,23 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("eventsource.projections")
 
-PARKED_TYPE = "ProjectionEventParked"
-"""The event type of a parked event in a dead-letter stream."""
-PARK_NAMESPACE = uuid.UUID("6f1c8f43-5d0e-4a57-9a43-7d0c4e1c2b9a")
-"""Parked events get ids derived from (projection, source, event id): parking one twice appends it once."""
-ERROR_KEPT = 2000
-"""Characters of a handler's error a parked event keeps."""
-BRIEF = 200
-"""Characters of the error (and of why its data was left out) in an event parked without its data."""
-
 
 class _StoppedError(Exception):
     """The runner was stopped while a failing event waited for its next attempt."""
-
-
-def dead_letter_stream(projection: Projection[Any]) -> str:
-    """Where ``projection`` parks events."""
-    return projection.errors.dead_letter_stream or f"dead-letter-{projection.name}"
 
 
 @dataclass(slots=True)
@@ -127,6 +113,8 @@ class ProjectionRunner:
         self.lease_wait = lease_wait
         self.states: dict[str, ProjectionState] = {}
         self._stopping = False
+        self._stop_asked = False  # a stop that came while no run() ran: the next run() returns at once
+        self._running = False
         self._stopped = asyncio.Event()  # set by stop(): a retry's pause ends at once (a new one per run())
         self._loop: asyncio.AbstractEventLoop | None = None
         self._progress = asyncio.Event()  # set when a projection applies a batch or goes idle
@@ -154,6 +142,7 @@ class ProjectionRunner:
             msg = f"projection {projection.name!r} has no handlers"
             raise ConfigurationError(msg, field="handlers")
         p = self.manager.get_provider(projection.provider)
+        check_handled(self.manager, projection)
         if projection.errors.then == "park":  # refused now, not when the first bad event is parked
             self.manager.get_provider(projection.errors.dead_letter_provider or projection.provider)
             check_text(
@@ -183,14 +172,21 @@ class ProjectionRunner:
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
-        """Run every projection until :meth:`stop`; raises :class:`ProjectionStoppedError` if one stops."""
+        """Run every projection until :meth:`stop`; raises :class:`ProjectionStoppedError` if one stops.
+
+        A stop asked for while no run ran (before this one began) ends this one at once.
+        """
+        self._loop = asyncio.get_running_loop()  # before the look: request_stop() reads it after setting the flag
+        if self._stop_asked:
+            self._stop_asked = False
+            return
+        self._running = True
         self._stopping = False
         self._stopped = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        if self.lease is not None:
-            await self.lease.connect()
         opened: list[Sink[Any]] = []
         try:
+            if self.lease is not None:
+                await self.lease.connect()
             for st in self.states.values():
                 await st.sink.open()
                 opened.append(st.sink)
@@ -212,10 +208,13 @@ class ProjectionRunner:
             if self.lease is not None:
                 with contextlib.suppress(Exception):
                     await self.lease.close()
+            self._running = self._stop_asked = False
 
     async def stop(self) -> None:
-        """End :meth:`run` (a batch in flight finishes first). Idempotent."""
+        """End :meth:`run` (a batch in flight finishes first); called while none runs, the next one. Idempotent."""
         self._stopping = True
+        if not self._running:
+            self._stop_asked = True
         self._stopped.set()
         for st in self.states.values():
             if st.subscription is not None:
@@ -223,8 +222,10 @@ class ProjectionRunner:
 
     def request_stop(self) -> None:
         """:meth:`stop` from any thread (a signal handler, the thread that called :meth:`run_sync`)."""
-        loop = self._loop
         self._stopping = True
+        if not self._running:
+            self._stop_asked = True
+        loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 asyncio.run_coroutine_threadsafe(self.stop(), loop)
@@ -242,7 +243,10 @@ class ProjectionRunner:
                     w.cancel()
         finally:
             await self.stop()
-            await task
+            try:
+                await task
+            finally:
+                self._stop_asked = False  # its own stop, not one for a later run
 
     def run_sync(self) -> None:
         """:meth:`run`, blocking (on a sync facade's loop when built from a :class:`SyncEventSourcingManager`)."""
@@ -396,7 +400,7 @@ class ProjectionRunner:
             raise ConfigurationError(msg, field="name")
         expected = None if cp is None else cp.position
         st.position = expected
-        sub = self._subscribe(st, cp)
+        sub = subscribe(self.manager, proj, cp, self.batch_size, self.poll_interval)
         st.subscription = sub
         try:
             async with sub:
@@ -419,29 +423,6 @@ class ProjectionRunner:
         finally:
             st.subscription = None
             st.idle = False
-
-    def _subscribe(self, st: ProjectionState, cp: Checkpoint | None) -> Subscription:
-        """The projection's subscription, after ``cp``, reading (and decoding) only the event types it handles."""
-        proj = st.projection
-        start = 0 if cp is None else cp.position + 1
-        sub = self.manager.subscribe(
-            stream_id=proj.stream_id,
-            stream_prefix=proj.stream_prefix,
-            event_types=None if proj.stream_id is not None else proj.event_types,
-            from_position=start if proj.stream_id is None else 0,
-            from_version=max(start, 1),
-            page_size=self.batch_size,
-            poll_interval=self.poll_interval,
-            provider=proj.provider,
-        )
-        if proj.stream_id is not None:  # subscribe() filters no stream by type: the same filter as all streams get
-            types = frozenset(proj.event_types)
-            with contextlib.suppress(ValidationError):  # a stored type read as several: every event is decoded
-                stored = frozenset(self.manager._codec.chain.stored_types(types))  # noqa: SLF001 - the manager's codec
-                sub.target = dataclasses.replace(sub.target, event_types=types, stored_types=stored)
-        if cp is not None and cp.event_id is not None:
-            sub.check_first(cp.event_id)  # one stream: the event the checkpoint counted is still there
-        return sub
 
     async def _next_batch(
         self, st: ProjectionState, sub: Subscription, expected: int | None
@@ -541,40 +522,8 @@ class ProjectionRunner:
         return self._stopping
 
     async def _park(self, st: ProjectionState, event: Event, error: BaseException | None) -> None:
-        """Append ``event`` to the dead-letter stream; refused (over ``max_event_size``): without its data."""
-        proj = st.projection
-        policy = proj.errors
-        stream = dead_letter_stream(proj)
-        data: dict[str, Any] = {
-            "projection": proj.name,
-            "source": st.source,
-            "event_id": event.event_id,
-            "stream_id": event.stream_id,
-            "version": event.version,
-            "position": event.position,
-            "event_type": event.event_type,
-            "data": event.data,
-            "error": f"{type(error).__name__}: {error}"[:ERROR_KEPT],
-        }
-
-        async def append(data: dict[str, Any]) -> None:
-            await self.manager.append_event(
-                stream_id=stream,
-                event_type=PARKED_TYPE,
-                data=data,
-                event_id=str(uuid.uuid5(PARK_NAMESPACE, f"{proj.name}\x00{st.source}\x00{event.event_id}")),
-                causation_id=event.event_id,
-                provider=policy.dead_letter_provider or proj.provider,
-            )
-
-        try:
-            await append(data)
-        except ValidationError as e:  # the wrapped event is over max_event_size: its id and position still find it
-            log.warning("projection %s: parking event %s without its data: %s", proj.name, event.event_id, e)
-            short = {"error": data["error"][:BRIEF], "data": None, "data_omitted": str(e)[:BRIEF]}
-            await append({**data, **short})
+        await park(self.manager, st.projection, st.source, event, error)
         st.parked += 1
-        log.error("projection %s: parked event %s in %r", proj.name, event.event_id, stream)
 
     @staticmethod
     def _cp(st: ProjectionState, to: int, event: Event | None = None) -> Checkpoint:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
     from eventsource.config import ManagerConfig
-    from eventsource.model import EventAt, StreamInfo
+    from eventsource.model import EventAt, RecordedSnapshot, StreamInfo
     from eventsource.provider import Provider
     from eventsource.registry import RetentionRegistry
 
@@ -221,6 +221,23 @@ class MaxCountPolicy(RetentionPolicy):
         return deleted
 
 
+async def _covers_listed(ctx: RetentionContext, info: StreamInfo, snap: RecordedSnapshot) -> bool:
+    """Whether ``snap`` can be of the incarnation listed: at or below its version, at the event it names.
+
+    A store without a transaction over a save's check and write (NATS) can keep the snapshot of a stream deleted
+    and created again since; truncating by it would delete events no snapshot covers. One above the listed version
+    waits for the next run; one naming another position than the event now at its version is never used.
+    """
+    if snap.version > info.version:
+        return False
+    if snap.position is None:
+        return True
+    read = ctx.provider.read_stream(info.stream_id, from_version=snap.version, to_version=snap.version, page_size=1)
+    async for ev in read:
+        return ev.position == snap.position
+    return info.first_version is None or info.first_version > snap.version  # truncated up to it, or ambiguous
+
+
 class BeforeSnapshotPolicy(RetentionPolicy):
     """Truncate each stream before its latest snapshot: events the snapshot already covers go.
 
@@ -246,7 +263,7 @@ class BeforeSnapshotPolicy(RetentionPolicy):
             if info.event_count == 0:
                 continue
             snap = await ctx.call("get_snapshot", functools.partial(p.get_snapshot, info.stream_id))
-            if snap is None:
+            if snap is None or not await _covers_listed(ctx, info, snap):
                 continue
             before = snap.version + 1 - self.keep_events
             if before <= (info.first_version or 1):

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import unique_store
+from conftest import dispose, open_provider, unique_store
 from eventsource.errors import EventSourceError
 from eventsource.model import ANY, NewEvent, NewSnapshot, utcnow
 from eventsource.retention import BeforeSnapshotPolicy, RetentionContext
+from eventsource_nats import records
+from eventsource_nats.naming import Names, stream_token
 from eventsource_nats.provider import NatsProvider
 from servers import Node, Servers, free_port, nats_server_binary
 
@@ -101,3 +103,36 @@ async def test_a_delete_that_failed_midway_leaves_no_snapshot_to_a_stream_starte
         await limited.close()
         await admin.drop_store()
         await admin.close()
+
+
+async def _stale_snapshot_put(p: NatsProvider, snap: NewSnapshot) -> None:
+    """The put of a save that passed its check before a delete and re-create of the stream, landing after both.
+
+    (JetStream has no transaction over the check and the put: the README names this window.)
+    """
+    conn = p._conn
+    key = Names.snapshot_key(stream_token(snap.stream_id), snap.version)
+    await conn.kv[conn.names.snapshot_bucket].put(key, records.encode_snapshot(snap))
+
+
+@pytest.mark.parametrize("new_events", [2, 12])
+async def test_before_snapshot_ignores_a_snapshot_of_an_earlier_incarnation(
+    machine_nats_url: str, new_events: int
+) -> None:
+    p = await open_provider(machine_nats_url)
+    try:
+        sid = "acct-2"
+        for _ in range(10):
+            await p.append(sid, [_event()], ANY)
+        (at8,) = [e async for e in p.read_stream(sid, from_version=8, to_version=8)]
+        old = NewSnapshot(str(uuid.uuid4()), sid, 8, b"{}", b"", "json", utcnow(), None, None, at8.position)
+        await p.save_snapshot(old)
+        await p.delete_stream(sid)
+        for _ in range(new_events):
+            await p.append(sid, [_event()], ANY)
+        await _stale_snapshot_put(p, old)
+        await BeforeSnapshotPolicy().apply(RetentionContext(p, utcnow(), _call))
+        versions = [e.version async for e in p.read_stream(sid)]
+        assert versions == list(range(1, new_events + 1)), "no snapshot of this stream covers the events deleted"
+    finally:
+        await dispose(p)

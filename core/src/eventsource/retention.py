@@ -88,6 +88,20 @@ class RetentionContext:
             return (ev.version, ev.event_id) if ev.version == info.version else None
         return None
 
+    async def kept_top(self, info: StreamInfo) -> EventAt | None:
+        """The newest event the stream holds up to ``info.version``, if it is still the incarnation ``info`` lists.
+
+        Read first, then the stream's info: the same ``created_at`` then means the listed incarnation lasted
+        from the listing past the read (a deleted one never comes back), so the event read is one of it.
+        """
+        p = self.provider
+        top = None
+        async for ev in p.read_stream(info.stream_id, to_version=info.version, backwards=True, page_size=1):
+            top = (ev.version, ev.event_id)
+            break
+        now = await self.call("get_stream_info", functools.partial(p.get_stream_info, info.stream_id))
+        return top if now is not None and now.created_at == info.created_at else None
+
     async def streams(self) -> AsyncIterator[StreamInfo]:
         """Every stream of the provider, a page at a time."""
         p = self.provider
@@ -180,9 +194,20 @@ def _int_param(policy: str, name: str, value: object, minimum: int) -> int:
 
 
 async def _truncate_listed(ctx: RetentionContext, info: StreamInfo, before: int) -> int:
-    """Truncate below ``before`` only in the incarnation listed (deleted and created again since: left whole)."""
+    """Truncate below ``before`` only in the incarnation listed (deleted and created again since: left whole).
+
+    The listed last event may be one the stream no longer holds (``max_age`` deleted its newest events): then
+    the guard is the newest event it holds up to the listed version, once the listed incarnation is seen still
+    there (:meth:`RetentionContext.kept_top`), so such a stream is not skipped by every run.
+    """
     last = await ctx.last_event(info)
-    return 0 if last is None else await ctx.truncate(info.stream_id, before, if_holds=last)
+    if last is None:
+        return 0
+    n = await ctx.truncate(info.stream_id, before, if_holds=last)
+    if n or info.last_event_id is None:
+        return n
+    kept = await ctx.kept_top(info)
+    return n if kept is None or kept == last else await ctx.truncate(info.stream_id, before, if_holds=kept)
 
 
 class MaxCountPolicy(RetentionPolicy):

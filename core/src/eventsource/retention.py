@@ -247,20 +247,17 @@ class MaxCountPolicy(RetentionPolicy):
 
 
 async def _covers_listed(ctx: RetentionContext, info: StreamInfo, snap: RecordedSnapshot) -> bool:
-    """Whether ``snap`` can be of the incarnation listed: at or below its version, at the event it names.
+    """Whether ``snap`` can be of the stream listed: the stream holds the event it was taken at, or cut below it.
 
     A store without a transaction over a save's check and write (NATS) can keep the snapshot of a stream deleted
-    and created again since; truncating by it would delete events no snapshot covers. One above the listed version
-    waits for the next run; one naming another position than the event now at its version is never used.
+    and created again since; truncating by it would delete events no snapshot covers. One naming another position
+    than the event now at its version, or above the listed version with no event there, is not used.
     """
-    if snap.version > info.version:
-        return False
-    if snap.position is None:
-        return True
     read = ctx.provider.read_stream(info.stream_id, from_version=snap.version, to_version=snap.version, page_size=1)
     async for ev in read:
-        return ev.position == snap.position
-    return info.first_version is None or info.first_version > snap.version  # truncated up to it, or ambiguous
+        return snap.position is None or ev.position == snap.position
+    # no event at its version: truncated up to it already, or the snapshot is of another (longer) incarnation
+    return snap.version <= info.version and (info.first_version is None or info.first_version > snap.version)
 
 
 class BeforeSnapshotPolicy(RetentionPolicy):

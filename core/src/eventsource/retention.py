@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
     from eventsource.config import ManagerConfig
-    from eventsource.model import EventAt, StreamInfo
+    from eventsource.model import EventAt, RecordedSnapshot, StreamInfo
     from eventsource.provider import Provider
     from eventsource.registry import RetentionRegistry
 
@@ -87,6 +87,20 @@ class RetentionContext:
         async for ev in p.read_stream(info.stream_id, to_version=info.version, backwards=True, page_size=1):
             return (ev.version, ev.event_id) if ev.version == info.version else None
         return None
+
+    async def kept_top(self, info: StreamInfo) -> EventAt | None:
+        """The newest event the stream holds up to ``info.version``, if it is still the incarnation ``info`` lists.
+
+        Read first, then the stream's info: the same ``created_at`` then means the listed incarnation lasted
+        from the listing past the read (a deleted one never comes back), so the event read is one of it.
+        """
+        p = self.provider
+        top = None
+        async for ev in p.read_stream(info.stream_id, to_version=info.version, backwards=True, page_size=1):
+            top = (ev.version, ev.event_id)
+            break
+        now = await self.call("get_stream_info", functools.partial(p.get_stream_info, info.stream_id))
+        return top if now is not None and now.created_at == info.created_at else None
 
     async def streams(self) -> AsyncIterator[StreamInfo]:
         """Every stream of the provider, a page at a time."""
@@ -180,9 +194,20 @@ def _int_param(policy: str, name: str, value: object, minimum: int) -> int:
 
 
 async def _truncate_listed(ctx: RetentionContext, info: StreamInfo, before: int) -> int:
-    """Truncate below ``before`` only in the incarnation listed (deleted and created again since: left whole)."""
+    """Truncate below ``before`` only in the incarnation listed (deleted and created again since: left whole).
+
+    The listed last event may be one the stream no longer holds (``max_age`` deleted its newest events): then
+    the guard is the newest event it holds up to the listed version, once the listed incarnation is seen still
+    there (:meth:`RetentionContext.kept_top`), so such a stream is not skipped by every run.
+    """
     last = await ctx.last_event(info)
-    return 0 if last is None else await ctx.truncate(info.stream_id, before, if_holds=last)
+    if last is None:
+        return 0
+    n = await ctx.truncate(info.stream_id, before, if_holds=last)
+    if n or info.last_event_id is None:
+        return n
+    kept = await ctx.kept_top(info)
+    return n if kept is None or kept == last else await ctx.truncate(info.stream_id, before, if_holds=kept)
 
 
 class MaxCountPolicy(RetentionPolicy):
@@ -221,6 +246,20 @@ class MaxCountPolicy(RetentionPolicy):
         return deleted
 
 
+async def _covers_listed(ctx: RetentionContext, info: StreamInfo, snap: RecordedSnapshot) -> bool:
+    """Whether ``snap`` can be of the stream listed: the stream holds the event it was taken at, or cut below it.
+
+    A store without a transaction over a save's check and write (NATS) can keep the snapshot of a stream deleted
+    and created again since; truncating by it would delete events no snapshot covers. One naming another position
+    than the event now at its version, or above the listed version with no event there, is not used.
+    """
+    read = ctx.provider.read_stream(info.stream_id, from_version=snap.version, to_version=snap.version, page_size=1)
+    async for ev in read:
+        return snap.position is None or ev.position == snap.position
+    # no event at its version: truncated up to it already, or the snapshot is of another (longer) incarnation
+    return snap.version <= info.version and (info.first_version is None or info.first_version > snap.version)
+
+
 class BeforeSnapshotPolicy(RetentionPolicy):
     """Truncate each stream before its latest snapshot: events the snapshot already covers go.
 
@@ -246,7 +285,7 @@ class BeforeSnapshotPolicy(RetentionPolicy):
             if info.event_count == 0:
                 continue
             snap = await ctx.call("get_snapshot", functools.partial(p.get_snapshot, info.stream_id))
-            if snap is None:
+            if snap is None or not await _covers_listed(ctx, info, snap):
                 continue
             before = snap.version + 1 - self.keep_events
             if before <= (info.first_version or 1):

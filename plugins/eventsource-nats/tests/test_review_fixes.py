@@ -233,7 +233,7 @@ async def test_retention_still_works_on_an_id_written_again_after_an_interrupted
 
         async def purge(stream: str, **req: Any) -> int:
             purges[0] += 1
-            if purges[0] == 2:  # the subject is purged; the connection fails before the record's purge
+            if purges[0] == 3:  # the snapshots, then the subject are purged; the connection fails before the record's
                 raise ProviderError("connection lost")
             return await real(stream, **req)
 

@@ -106,6 +106,10 @@ class Streams:
             mark = int(last.seq) if last is not None else 0
             reset: dict[str, Any] = {"id": sid, "removed": 0, "known_version": 0, "metadata": {}, "deleting": mark}
             await conn.kv[n.info_bucket].put(token, json.dumps(reset).encode())
+            # the snapshots go before the events: a delete cut short after the subject's purge would otherwise
+            # leave them to a stream started again under the id (and before_snapshot would truncate it by them);
+            # they are purged again below, after a save that raced the delete
+            await conn.purge(f"KV_{n.snapshot_bucket}", filter=f"$KV.{n.snapshot_bucket}.{token}.>")
             await conn.purge(n.stream, filter=n.subject(token))
             await asyncio.gather(
                 conn.purge(f"KV_{n.info_bucket}", filter=f"$KV.{n.info_bucket}.{token}"),

@@ -141,4 +141,4 @@ def upcast_rewrite(session: Session) -> int:
             _say(out, report)
         return EXIT_OK
 
-    return session.with_manager(body)
+    return session.with_manager(body, existing=True)  # a missing SQLite file is a typo: never create it

@@ -124,11 +124,17 @@ def _rewrite_of(
     if classes is not None:
         _check_class(classes, etype, newest, data, where=where, rec=rec)
     new_meta = {**meta, SCHEMA_KEY: newest}
+
+    def check(size: int) -> None:  # before sealing, as an append checks: refused data never mints a data key
+        if max_size is not None and size > max_size:
+            msg = f"{where} upcast to {etype!r} v{newest} is {size} bytes serialized, over max_event_size ({max_size})"
+            raise ValidationError(msg, field="data", event_id=rec.event_id, size=size, max_event_size=max_size)
+
     if dry_run:
         raw, metab, encoding, size = b"", b"", rec.encoding, codec.serialized_size(data, new_meta)
     else:
         raw, metab, encoding, size = codec.encode_event(
-            rec.stream_id, rec.event_id, rec.tenant_id, data, new_meta, version=rec.version
+            rec.stream_id, rec.event_id, rec.tenant_id, data, new_meta, version=rec.version, check=check
         )
         if codec.encrypted(rec.encoding):
             try:  # its key may have been shredded since it was opened (by another process): never seal it again
@@ -136,9 +142,7 @@ def _rewrite_of(
             except KeyShreddedError:
                 report.shredded += 1
                 return None
-    if max_size is not None and size > max_size:
-        msg = f"{where} upcast to {etype!r} v{newest} is {size} bytes serialized, over max_event_size ({max_size})"
-        raise ValidationError(msg, field="data", event_id=rec.event_id, size=size, max_event_size=max_size)
+    check(size)  # the unsealed path (and a dry run) reports the size only after encoding
     path = f"{rec.event_type} v{version} -> {etype} v{newest}"
     report.changes[path] = report.changes.get(path, 0) + 1
     return EventRewrite(rec, etype, raw, metab, encoding)

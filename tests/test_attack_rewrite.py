@@ -192,3 +192,27 @@ def test_ctrl_c_mid_way_says_what_stays_and_a_rerun_finishes(tmp_path: Path) -> 
     assert f"s: read 3000, rewrote {len(old)}, already current {len(new)}" in done.stdout
     with SyncEventSourcingManager({"providers": {"db": url}}, host=HOST) as m:
         assert [e.data for e in m.read_stream("s")] == [{"item": "pen", "n": n} for n in range(3000)]
+
+
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+@pytest.mark.parametrize("new_type", ["rw.New\n", "rw.\x00New", "x" * 300, "rw.\ud800"])
+async def test_a_rename_to_a_type_name_an_append_refuses_is_never_stored(
+    tmp_path: Path, store: str, new_type: str
+) -> None:
+    """The rewrite stores nothing an append would refuse: a renamed type (a typo, a name read from a file)
+    with a control character, NUL, over 256 characters or a lone surrogate is a ValidationError, dry run or not.
+
+    It used to be stored as is (SQLite, memory; PostgreSQL stored the newline and the long name), leaving events
+    whose type no filter can name, or failed deep in the store with an encoding error.
+    """
+    url = f"sqlite:///{tmp_path}/names.db" if store == "sqlite" else f"memory://rw-names-{tmp_path.name}"
+    async with EventSourcingManager({"providers": {"db": url}}, host=HOST) as m:
+        await m.append_events_batch(stream_id="s", events=[EventData("rw.Old", {"n": 1})] * 3)
+        before = [r async for r in m.get_provider().read_stream("s")]
+        m.rename_event_type("rw.Old", new_type)
+        for dry_run in (True, False):
+            with pytest.raises(ValidationError) as info:
+                await rewrite_stream(m, "s", dry_run=dry_run)
+            assert info.value.details["field"] == "event_type"
+            assert info.value.details["rewrite_report"]["rewritten"] == 0
+        assert [r async for r in m.get_provider().read_stream("s")] == before

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.domain.upcasting import SCHEMA_KEY, stored_version
 from eventsource.errors import ConfigurationError, EventSourceError, KeyShreddedError, ValidationError
+from eventsource.manager.validation import MAX_EVENT_TYPE_LENGTH, check_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -95,6 +96,29 @@ def _check_class(classes: EventClasses, etype: str, newest: int, data: Any, *, w
         raise ValidationError(msg, **details) from e
 
 
+def _check_type(etype: str, *, where: str, rec: RecordedEvent) -> None:
+    """:class:`ValidationError` when ``etype`` is a type name an append would refuse (control characters, length)."""
+    try:
+        check_text("event type", etype, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
+    except ValidationError as e:
+        msg = f"{where} would be stored as type {etype!r}, which an append refuses: {e.message}"
+        raise ValidationError(msg, **{**e.details, "event_id": rec.event_id, "stream_id": rec.stream_id}) from e
+
+
+def _refusals(
+    codec: EventCodec, classes: EventClasses | None, rec: RecordedEvent, new: tuple[str, int, Any], *, where: str
+) -> None:
+    """What must stop the run before ``rec``'s rewrite ``new`` (type, version, data) is encoded, dry run or not."""
+    etype, newest, data = new
+    if etype != rec.event_type:  # a rename's name was checked by nothing an append runs: it is stored now
+        _check_type(etype, where=where, rec=rec)
+    if codec.encrypted(rec.encoding) and codec.cipher is None:
+        msg = f"{where} is encrypted but this manager does not encrypt: its rewrite would be stored in the clear"
+        raise ConfigurationError(msg, field="encryption", event_id=rec.event_id)
+    if classes is not None:
+        _check_class(classes, etype, newest, data, where=where, rec=rec)
+
+
 def _rewrite_of(
     codec: EventCodec,
     rec: RecordedEvent,
@@ -119,11 +143,7 @@ def _rewrite_of(
     if etype == rec.event_type and newest == version:
         report.current += 1
         return None
-    if codec.encrypted(rec.encoding) and codec.cipher is None:
-        msg = f"{where} is encrypted but this manager does not encrypt: its rewrite would be stored in the clear"
-        raise ConfigurationError(msg, field="encryption", event_id=rec.event_id)
-    if classes is not None:
-        _check_class(classes, etype, newest, data, where=where, rec=rec)
+    _refusals(codec, classes, rec, (etype, newest, data), where=where)
     new_meta = {**meta, SCHEMA_KEY: newest}
 
     def check(size: int) -> None:  # before sealing, as an append checks: refused data never mints a data key

@@ -216,3 +216,12 @@ async def test_a_rename_to_a_type_name_an_append_refuses_is_never_stored(
             assert info.value.details["field"] == "event_type"
             assert info.value.details["rewrite_report"]["rewritten"] == 0
         assert [r async for r in m.get_provider().read_stream("s")] == before
+
+
+@pytest.mark.parametrize("module", ["eventsource.plugins", "eventsource.domain", "eventsource.domain.rewrite"])
+def test_each_module_the_rewrite_touches_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    """The rewrite's checks live in the manager package, which imports the plugin host: never at import time."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.domain.upcasting import SCHEMA_KEY, stored_version
 from eventsource.errors import ConfigurationError, EventSourceError, KeyShreddedError, ValidationError
-from eventsource.manager.validation import MAX_EVENT_TYPE_LENGTH, check_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -98,6 +97,8 @@ def _check_class(classes: EventClasses, etype: str, newest: int, data: Any, *, w
 
 def _check_type(etype: str, *, where: str, rec: RecordedEvent) -> None:
     """:class:`ValidationError` when ``etype`` is a type name an append would refuse (control characters, length)."""
+    from eventsource.manager.validation import MAX_EVENT_TYPE_LENGTH, check_text  # the manager imports the plugins
+
     try:
         check_text("event type", etype, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
     except ValidationError as e:

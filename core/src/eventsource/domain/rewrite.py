@@ -11,6 +11,7 @@ A store that cannot change a stored event refuses with :class:`UnsupportedOperat
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,31 @@ def _check_class(classes: EventClasses, etype: str, newest: int, data: Any, *, w
         raise ValidationError(msg, **details) from e
 
 
+def _check_type(etype: str, *, where: str, rec: RecordedEvent) -> None:
+    """:class:`ValidationError` when ``etype`` is a type name an append would refuse (control characters, length)."""
+    from eventsource.manager.validation import MAX_EVENT_TYPE_LENGTH, check_text  # the manager imports the plugins
+
+    try:
+        check_text("event type", etype, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
+    except ValidationError as e:
+        msg = f"{where} would be stored as type {etype!r}, which an append refuses: {e.message}"
+        raise ValidationError(msg, **{**e.details, "event_id": rec.event_id, "stream_id": rec.stream_id}) from e
+
+
+def _refusals(
+    codec: EventCodec, classes: EventClasses | None, rec: RecordedEvent, new: tuple[str, int, Any], *, where: str
+) -> None:
+    """What must stop the run before ``rec``'s rewrite ``new`` (type, version, data) is encoded, dry run or not."""
+    etype, newest, data = new
+    if etype != rec.event_type:  # a rename's name was checked by nothing an append runs: it is stored now
+        _check_type(etype, where=where, rec=rec)
+    if codec.encrypted(rec.encoding) and codec.cipher is None:
+        msg = f"{where} is encrypted but this manager does not encrypt: its rewrite would be stored in the clear"
+        raise ConfigurationError(msg, field="encryption", event_id=rec.event_id)
+    if classes is not None:
+        _check_class(classes, etype, newest, data, where=where, rec=rec)
+
+
 def _rewrite_of(
     codec: EventCodec,
     rec: RecordedEvent,
@@ -118,17 +144,19 @@ def _rewrite_of(
     if etype == rec.event_type and newest == version:
         report.current += 1
         return None
-    if codec.encrypted(rec.encoding) and codec.cipher is None:
-        msg = f"{where} is encrypted but this manager does not encrypt: its rewrite would be stored in the clear"
-        raise ConfigurationError(msg, field="encryption", event_id=rec.event_id)
-    if classes is not None:
-        _check_class(classes, etype, newest, data, where=where, rec=rec)
+    _refusals(codec, classes, rec, (etype, newest, data), where=where)
     new_meta = {**meta, SCHEMA_KEY: newest}
+
+    def check(size: int) -> None:  # before sealing, as an append checks: refused data never mints a data key
+        if max_size is not None and size > max_size:
+            msg = f"{where} upcast to {etype!r} v{newest} is {size} bytes serialized, over max_event_size ({max_size})"
+            raise ValidationError(msg, field="data", event_id=rec.event_id, size=size, max_event_size=max_size)
+
     if dry_run:
         raw, metab, encoding, size = b"", b"", rec.encoding, codec.serialized_size(data, new_meta)
     else:
         raw, metab, encoding, size = codec.encode_event(
-            rec.stream_id, rec.event_id, rec.tenant_id, data, new_meta, version=rec.version
+            rec.stream_id, rec.event_id, rec.tenant_id, data, new_meta, version=rec.version, check=check
         )
         if codec.encrypted(rec.encoding):
             try:  # its key may have been shredded since it was opened (by another process): never seal it again
@@ -136,9 +164,7 @@ def _rewrite_of(
             except KeyShreddedError:
                 report.shredded += 1
                 return None
-    if max_size is not None and size > max_size:
-        msg = f"{where} upcast to {etype!r} v{newest} is {size} bytes serialized, over max_event_size ({max_size})"
-        raise ValidationError(msg, field="data", event_id=rec.event_id, size=size, max_event_size=max_size)
+    check(size)  # the unsealed path (and a dry run) reports the size only after encoding
     path = f"{rec.event_type} v{version} -> {etype} v{newest}"
     report.changes[path] = report.changes.get(path, 0) + 1
     return EventRewrite(rec, etype, raw, metab, encoding)
@@ -228,6 +254,7 @@ async def _run(
         if len(page) < batch_size:
             break
         next_version = page[-1].version + 1
+        await asyncio.sleep(0)  # a store that never suspends (memory): a cancel lands here, others run meanwhile
 
 
 def rewrite_stream_sync(

@@ -7,6 +7,7 @@ hook). ``--dry-run`` reports what would change and writes nothing; a store that 
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
 from pathlib import Path
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from eventsource.cli.parser import Commands
     from eventsource.cli.session import Session
     from eventsource.manager import EventSourcingManager
+
+NAMED = 5
+"""Streams a note names before it says how many more were not started."""
 
 
 def register(commands: Commands) -> None:
@@ -76,13 +80,17 @@ def _registrars(specs: list[str]) -> list[Callable[..., Any]]:
     return out
 
 
-def _progress(out: Output, stream: str) -> Callable[[int, int], None]:
-    def show(done: int, total: int) -> None:
-        if out.interactive:
-            out.err.write(f"\r\x1b[K{stream}: {done:,} of {total:,} events read...")
-            out.err.flush()
+class _Progress:
+    """The progress line of one stream (on a terminal), and how far the run got (for an interrupted run's note)."""
 
-    return show
+    def __init__(self, out: Output, stream: str) -> None:
+        self.out, self.stream, self.read, self.total = out, stream, 0, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.read, self.total = done, total
+        if self.out.interactive:
+            self.out.err.write(f"\r\x1b[K{self.stream}: {done:,} of {total:,} events read...")
+            self.out.err.flush()
 
 
 def _say(out: Output, r: RewriteReport) -> None:
@@ -96,17 +104,34 @@ def _say(out: Output, r: RewriteReport) -> None:
         out.line(f"  {path}: {n}")
 
 
-def _stopped(out: Output, stream: str, partial: dict[str, Any] | None) -> None:
+def _stopped(out: Output, stream: str, partial: dict[str, Any] | None, rest: list[str]) -> None:
     """Before the error itself: what a run that failed part-way had already stored, and what to do."""
-    if partial is None or partial["dry_run"]:
-        return
-    if out.interactive:
-        out.err.write("\r\x1b[K")
-    out.err.write(
-        f"{stream}: stopped part-way: rewrote {partial['rewritten']} of {partial['read']} events read (earlier "
-        "batches are stored at the newest version, the rest is as it was); fix the cause and run it again: "
-        "events already current are skipped\n"
-    )
+    if partial is not None and not partial["dry_run"]:
+        out.err.write(
+            f"{stream}: stopped part-way: rewrote {partial['rewritten']} of {partial['read']} events read (earlier "
+            "batches are stored at the newest version, the rest is as it was); fix the cause and run it again: "
+            "events already current are skipped\n"
+        )
+    _not_started(out, rest)
+
+
+def _interrupted(out: Output, progress: _Progress, rest: list[str], *, dry_run: bool) -> None:
+    """Ctrl-C during a stream: what stays (each batch is one atomic write) and that running it again finishes."""
+    if not dry_run:
+        read = f" after {progress.read:,} of {progress.total:,} events read" if progress.read else ""
+        out.err.write(
+            f"{progress.stream}: interrupted part-way{read}: each event is either as it was or at the newest "
+            "version (the batches written stay, the batch under way may have been stored too); run it again "
+            "to finish: events already current are skipped\n"
+        )
+    _not_started(out, rest)
+
+
+def _not_started(out: Output, rest: list[str]) -> None:
+    if rest:
+        more = len(rest) - NAMED
+        shown = ", ".join(rest[:NAMED]) + (f" and {more} more" if more > 0 else "")
+        out.err.write(f"not started: {shown}\n")
     out.err.flush()
 
 
@@ -125,20 +150,29 @@ def upcast_rewrite(session: Session) -> int:
                 "MODULE:FUNCTION, or install the plugin whose eventsource_register_upcasters hook registers them"
             )
             raise UsageError(msg, field="--upcasters")
-        for stream in a.streams:
+        for i, stream in enumerate(a.streams):
+            progress, rest = _Progress(out, stream), a.streams[i + 1 :]
             try:
-                report = await rewrite_stream(
-                    m, stream, dry_run=a.dry_run, batch_size=a.batch_size, progress=_progress(out, stream)
-                )
+                report = await rewrite_stream(m, stream, dry_run=a.dry_run, batch_size=a.batch_size, progress=progress)
             except EventSourceError as e:
-                _stopped(out, stream, e.details.get("rewrite_report"))
+                _clear(out)
+                _stopped(out, stream, e.details.get("rewrite_report"), rest)
+                raise
+            except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: the CLI then says "interrupted", exit 130
+                _clear(out)
+                _interrupted(out, progress, rest, dry_run=a.dry_run)
                 raise
             finally:
-                if out.interactive:
-                    out.err.write("\r\x1b[K")
-                    out.err.flush()
+                _clear(out)
             out.json(report.as_dict())
             _say(out, report)
         return EXIT_OK
 
-    return session.with_manager(body)
+    return session.with_manager(body, existing=True)
+
+
+def _clear(out: Output) -> None:
+    """Clear the progress line (on a terminal)."""
+    if out.interactive:
+        out.err.write("\r\x1b[K")
+        out.err.flush()  # a missing SQLite file is a typo: never create it

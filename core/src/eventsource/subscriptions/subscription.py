@@ -197,6 +197,7 @@ class Subscription(PageDelivery):
         self._waiter: asyncio.Future[None] | None = None  # the read or wait in progress (close() ends it)
         self._at_tail = True  # one-stream: the last read came back short, so the next may find nothing
         self._head: int | None = None  # one-stream: the store's head taken just before the last read
+        self._waited: int | None = None  # one-stream: the head the last wait started from
         self._empty_reads = 0  # reads in a row that found nothing new (a wake-up that keeps firing for nothing)
         self.reads = 0
         """Store reads made so far (with :attr:`last_read_empty`, how a projection runner knows it caught up)."""
@@ -409,7 +410,9 @@ class Subscription(PageDelivery):
         self.reads += 1
         self.last_read_empty = not page
         if self._closed or not page:
-            self._empty_reads += 1
+            # one stream: a store grown since the last wait began woke it for real (another stream's append)
+            grew = self._head is not None and self._waited is not None and self._head > self._waited
+            self._empty_reads = 0 if grew else self._empty_reads + 1
             return False
         self._empty_reads = 0
         eid, _, _, version, position = _fields(page[-1])
@@ -498,6 +501,7 @@ class Subscription(PageDelivery):
             after = await self._policy.run(p, "head_position", p.head_position)
         if self._closed:
             return
+        self._waited = after if self.target.stream_id is not None else None
         loop = asyncio.get_running_loop()
         began = loop.time()
         if after is None:

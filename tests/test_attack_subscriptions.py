@@ -1,0 +1,66 @@
+"""Attacks on subscriptions (core stores): each test failed on the code before the fix its docstring names."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, TypeVar
+
+import pytest
+from eventsource.testing.transfer import manager_on
+
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from eventsource.provider import Provider
+
+    from tests.conftest import OpenSqlite
+
+HANG = 2.5
+"""Seconds a test waits for what should come at once; the bugs they catch made it take at least 4 s."""
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def provider(request: pytest.FixtureRequest, open_sqlite: OpenSqlite, memory_provider: Provider) -> Provider:
+    return await open_sqlite() if request.param == "sqlite" else memory_provider
+
+
+async def test_one_stream_subscription_stays_live_while_other_streams_are_written(provider: Provider) -> None:
+    """Appends to other streams wake a one-stream subscription and its read finds nothing: not a spinning wake-up.
+
+    It counted each as an empty read and paused longer every time (up to 4 s), so on a busy store its own
+    stream's events came as late as a poll.
+    """
+    m = await manager_on(provider)
+    await m.append_event(stream_id="mine", event_type="T", data={"i": 0})
+    late = "the one-stream subscription backed off as if wake-ups by other streams' appends were spurious"
+    async with m.subscribe(stream_id="mine", poll_interval=60) as sub:
+        assert (await anext(sub)).version == 1
+        nxt = asyncio.ensure_future(anext(sub))
+        try:
+            for i in range(20):  # each wakes the subscription, whose read of "mine" finds nothing
+                reads = sub.reads
+                await m.append_event(stream_id="others", event_type="T", data={"i": i})
+                await within(until(lambda r=reads: sub.reads > r), late)
+            await m.append_event(stream_id="mine", event_type="T", data={"i": 1})
+            assert (await within(nxt, late)).version == 2
+        finally:
+            nxt.cancel()
+    await m.close()
+
+
+async def until(done: Callable[[], bool]) -> None:
+    while True:
+        if done():
+            return
+        await asyncio.sleep(0.001)
+
+
+async def within(aw: Awaitable[T], what: str) -> T:
+    """``aw``'s result, or the test fails with ``what`` after :data:`HANG` seconds."""
+    try:
+        async with asyncio.timeout(HANG):
+            return await aw
+    except TimeoutError:
+        pytest.fail(what)

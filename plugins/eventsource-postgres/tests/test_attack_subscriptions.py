@@ -1,0 +1,67 @@
+"""Attacks on PostgreSQL subscriptions: each test failed on the code before the fix its docstring names."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg
+import pytest
+from conftest import manager_on
+from eventsource.model import ANY, NewEvent, utcnow
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+T = TypeVar("T")
+
+HANG = 10.0
+"""Seconds a test waits for what should come at once; the bugs they catch made it wait ``poll_interval``."""
+POLL = 120.0
+"""The subscriptions' poll_interval: far beyond :data:`HANG`, so only a wake-up can deliver in time."""
+
+
+async def within(aw: Awaitable[T], what: str) -> T:
+    """``aw``'s result, or the test fails with ``what`` after :data:`HANG` seconds."""
+    try:
+        async with asyncio.timeout(HANG):
+            return await aw
+    except TimeoutError:
+        pytest.fail(what)
+
+
+async def until(done: Callable[[], bool]) -> None:
+    while True:
+        if done():
+            return
+        await asyncio.sleep(0.001)
+
+
+async def test_one_stream_subscription_wakes_for_an_append_running_during_its_read(
+    make_provider: Callable[..., Any], url: str
+) -> None:
+    """An append of another process, running while a one-stream subscription read, wakes it when it commits.
+
+    The wait started from the head taken before that read (``pg_snapshot_xmax``), above the running
+    transaction's position, so its commit woke nobody: the event came ``poll_interval`` later.
+    """
+    p = await make_provider()
+    m = await manager_on(p)
+    await m.append_event(stream_id="mine", event_type="T", data={"i": 0})
+    async with m.subscribe(stream_id="mine", poll_interval=POLL) as sub:
+        assert (await anext(sub)).version == 1
+        nxt = asyncio.ensure_future(anext(sub))
+        other = await psycopg.AsyncConnection.connect(url)  # another process's append: no in-process wake-up
+        try:
+            event = NewEvent(str(uuid.uuid4()), "Late", b'{"n": 1}', b"", "json", utcnow())
+            await other.execute(*p._appender.statement("mine", [event], ANY, None))  # its position is drawn
+            reads = sub.reads
+            await m.append_event(stream_id="others", event_type="T", data={"i": 0})  # wakes it: it reads "mine"
+            await within(until(lambda: sub.reads > reads), "the append to another stream woke nobody")
+            await other.commit()
+            got = await within(nxt, "the commit of an append running during the read woke nobody")
+            assert (got.version, got.event_id) == (2, event.event_id)
+        finally:
+            nxt.cancel()
+            await other.close()

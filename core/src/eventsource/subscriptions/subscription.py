@@ -537,7 +537,14 @@ class Subscription(PageDelivery):
             else None
         )
         cp = Checkpoint(self.name, self.source, self.target.scope, at, event_id=eid)
-        self.committed = await self.checkpoints.put(cp)
+        if self._closed and self._owns_checkpoints:  # close() closed the store it opened: open it for this put
+            await self.checkpoints.connect()
+            try:
+                self.committed = await self.checkpoints.put(cp)
+            finally:
+                await self.checkpoints.close()
+        else:
+            self.committed = await self.checkpoints.put(cp)
         self._since_commit = 0
         self._passed_at = (asyncio.get_running_loop().time(), at)
         return self.committed

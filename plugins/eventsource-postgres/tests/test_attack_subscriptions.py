@@ -65,3 +65,35 @@ async def test_one_stream_subscription_wakes_for_an_append_running_during_its_re
         finally:
             nxt.cancel()
             await other.close()
+
+
+async def test_close_during_an_automatic_commit_keeps_it(url: str) -> None:
+    """``close()`` while ``commit_every`` stores a checkpoint waits for that put before closing the store.
+
+    It closed the store the subscription had opened from a URL under the put: the consumer's ``anext`` raised
+    ``ProviderUnavailableError`` (connection socket closed), and the checkpoint of the handled events was lost.
+    """
+    from eventsource.manager import EventSourcingManager
+    from eventsource_postgres.checkpoints import PostgresCheckpointStore
+
+    name = f"close-commit-{uuid.uuid4().hex[:12]}"
+    m = EventSourcingManager({"providers": {"m": f"memory://{name}"}})
+    await m.connect()
+    store = PostgresCheckpointStore(url)
+    try:
+        await m.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"i": i}} for i in range(5)])
+        sub = m.subscribe(checkpoint=url, name=name, commit_every=1)
+        await sub.start()
+        first = await anext(sub)
+        nxt = asyncio.ensure_future(anext(sub))  # commits ``first`` before anything else
+        await asyncio.sleep(0)  # it is in the put now
+        await sub.close()
+        with pytest.raises(StopAsyncIteration):
+            await within(nxt, "the anext whose commit close() interrupted hung")
+        await store.connect()
+        cp = await store.get(name, sub.source)
+        assert cp is not None and cp.position == first.position
+        await store.delete(name, sub.source)
+    finally:
+        await store.close()
+        await m.close()

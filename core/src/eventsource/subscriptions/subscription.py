@@ -206,6 +206,7 @@ class Subscription(PageDelivery):
         self.committed: Checkpoint | None = None
         """The last checkpoint this subscription stored or resumed from."""
         self._passed_at: tuple[float, int] | None = None  # commit_every: (loop time, mark) of the last commit
+        self._putting = asyncio.Lock()  # held by a checkpoint put, and by close() closing a store it opened
 
     def __repr__(self) -> str:
         return (
@@ -320,7 +321,8 @@ class Subscription(PageDelivery):
         if waiter is not None:
             waiter.cancel()  # a consumer waiting for the store to change ends now, not after poll_interval
         if self._owns_checkpoints and self.checkpoints is not None:
-            await self.checkpoints.close()
+            async with self._putting:  # a commit under way (commit_every's, say) lands before the store closes
+                await self.checkpoints.close()
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -537,14 +539,15 @@ class Subscription(PageDelivery):
             else None
         )
         cp = Checkpoint(self.name, self.source, self.target.scope, at, event_id=eid)
-        if self._closed and self._owns_checkpoints:  # close() closed the store it opened: open it for this put
-            await self.checkpoints.connect()
-            try:
+        async with self._putting:
+            if self._closed and self._owns_checkpoints:  # close() closed the store it opened: open it for this put
+                await self.checkpoints.connect()
+                try:
+                    self.committed = await self.checkpoints.put(cp)
+                finally:
+                    await self.checkpoints.close()
+            else:
                 self.committed = await self.checkpoints.put(cp)
-            finally:
-                await self.checkpoints.close()
-        else:
-            self.committed = await self.checkpoints.put(cp)
         self._since_commit = 0
         self._passed_at = (asyncio.get_running_loop().time(), at)
         return self.committed

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+from eventsource.memory import MemoryProvider
+from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.testing.transfer import manager_on
 
 T = TypeVar("T")
@@ -64,3 +67,38 @@ async def within(aw: Awaitable[T], what: str) -> T:
             return await aw
     except TimeoutError:
         pytest.fail(what)
+
+
+class AppendBeforeHead(MemoryProvider):
+    """A memory store where another writer's append lands just before an armed ``head_position`` answers.
+
+    That is the window between a one-stream subscription's empty read and the head its wait starts from.
+    """
+
+    armed: NewEvent | None = None
+
+    async def head_position(self) -> int:
+        event, self.armed = self.armed, None
+        if event is not None:
+            writer = MemoryProvider(self.url)  # another instance of the same store
+            await writer.connect()
+            await writer.append("mine", [event], ANY)
+        return await super().head_position()
+
+
+async def test_an_append_between_the_read_after_a_full_page_and_the_head_wakes_the_subscription() -> None:
+    """After a full page, the read that finds nothing more took no head first: an append before it was lost.
+
+    The wait then started from a head taken after that read, already above the append, so nothing woke it
+    and the event came ``poll_interval`` later.
+    """
+    p = AppendBeforeHead(f"memory://attack-{uuid.uuid4().hex}")
+    await p.connect()
+    m = await manager_on(p)
+    await m.append_events_batch(stream_id="mine", events=[{"event_type": "T", "data": {"i": i}} for i in range(3)])
+    async with m.subscribe(stream_id="mine", page_size=3, poll_interval=60) as sub:
+        assert [e.version for e in await sub.next_batch(3)] == [1, 2, 3]  # a full page: not at the tail
+        p.armed = NewEvent(str(uuid.uuid4()), "T", b'{"i": 3}', b"", "json", utcnow())
+        event = await within(anext(sub), "an append just before the head was taken woke nobody")
+        assert event.version == 4
+    await m.close()

@@ -408,6 +408,9 @@ class Subscription(PageDelivery):
             # between an empty read and a later head would already be below it and wake nobody
             self._head = await self._policy.run(p, "head_position", p.head_position) if self._at_tail else None
             page = await self._stream_page()
+            if not page and not self._at_tail:  # after a full page: read again with a head taken first
+                self._head = await self._policy.run(p, "head_position", p.head_position)
+                page = await self._stream_page()
             self._at_tail = len(page) < self.page_size
         self.reads += 1
         self.last_read_empty = not page

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-HANG = 10.0
+HANG = 30.0
 """Seconds a test waits for what should come at once; the bugs they catch made it wait ``poll_interval``."""
 POLL = 120.0
 """The subscriptions' poll_interval: far beyond :data:`HANG`, so only a wake-up can deliver in time."""
@@ -97,3 +98,38 @@ async def test_close_during_an_automatic_commit_keeps_it(url: str) -> None:
     finally:
         await store.close()
         await m.close()
+
+
+async def test_a_stalled_listen_connection_is_noticed_and_replaced(make_provider: Callable[..., Any], url: str) -> None:
+    """A LISTEN connection that stops answering (a silent network drop, a stuck proxy) is found and reopened.
+
+    ``notifies()`` waited on it for ever: no error, no log, and every live subscription of the provider
+    silently fell back to its ``poll_interval``.
+    """
+    from conftest import own_ports
+    from eventsource_postgres import PostgresProvider
+    from test_sync_inline import _stalling_proxy
+
+    writer = await make_provider(live_notify=True)  # another process: its appends wake nobody in-process
+    parts = urlsplit(url)
+    with _stalling_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as (port, send):
+        proxied = urlunsplit(parts._replace(netloc=f"{parts.netloc.rpartition('@')[0]}@127.0.0.1:{port}"))
+        p = PostgresProvider(proxied, schema=writer.names.schema, live_notify=True, pool_max_size=1)
+        await p.connect()
+        m = await manager_on(p)
+        try:
+            async with m.subscribe(poll_interval=POLL) as sub:
+                await m.append_event(stream_id="s", event_type="T", data={"i": 0})
+                assert (await anext(sub)).version == 1
+                before = own_ports()
+                nxt = asyncio.ensure_future(anext(sub))
+                await within(p._live.listening.wait(), "the LISTEN connection never opened")
+                for local in own_ports() - before:  # the LISTEN connection's port (and the proxy's side of it)
+                    send(f"stall {local}")
+                await asyncio.sleep(0.2)
+                wm = await manager_on(writer)
+                await wm.append_event(stream_id="s", event_type="T", data={"i": 1})  # its NOTIFY is stalled
+                got = await within(nxt, "a stalled LISTEN connection left the subscription waiting poll_interval")
+                assert got.version == 2
+        finally:
+            await p.close()

@@ -33,6 +33,8 @@ FIRST_PROBE = 0.001
 """The pause before a waiting subscription's second probe; each later pause doubles, up to ``live_poll_interval``."""
 RECONNECT_DELAY = 1.0
 """Seconds between attempts to reopen a dropped LISTEN connection."""
+HEARTBEAT = 5.0
+"""Seconds between checks that the LISTEN connection still answers (and the longest such a check may take)."""
 RUNNING_KEPT = 64
 """Heads whose running transactions are remembered (the latest; a wait from an older head is woken by new ones)."""
 SQL_HEAD = (
@@ -110,8 +112,12 @@ class Live:
                     await conn.execute(f'LISTEN "{self.channel}"')
                     self.listening.set()
                     self.signal.notify()  # anything committed while nobody listened: read again now
-                    async for _ in conn.notifies():
-                        self.signal.notify()
+                    while True:
+                        async for _ in conn.notifies(timeout=HEARTBEAT):
+                            self.signal.notify()
+                        # a connection that stopped answering (a silent drop) delivers nothing and raises nothing
+                        async with asyncio.timeout(HEARTBEAT):
+                            await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - a dropped listener is reopened; polling covers the gap

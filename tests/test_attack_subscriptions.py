@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 from eventsource.memory import MemoryProvider
 from eventsource.model import ANY, NewEvent, utcnow
+from eventsource.sync import SyncEventSourcingManager
 from eventsource.testing.transfer import manager_on
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     from eventsource.provider import Provider
 
@@ -102,3 +104,20 @@ async def test_an_append_between_the_read_after_a_full_page_and_the_head_wakes_t
         event = await within(anext(sub), "an append just before the head was taken woke nobody")
         assert event.version == 4
     await m.close()
+
+
+def test_closing_the_sync_facade_from_the_loop_body_ends_the_loop(tmp_path: Path) -> None:
+    """``es.close()`` in the body of ``for event in sub`` ends the loop, as it does for a thread waiting in it.
+
+    The next ``next(sub)`` handed out what it had fetched, then raised ``ProviderUnavailableError`` (the
+    facade is closed) instead of ending the iteration.
+    """
+    es = SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path / 'e.db'}"}})
+    es.connect()
+    es.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"i": i}} for i in range(3)])
+    got = []
+    for event in es.subscribe(page_size=2):
+        got.append(event.version)
+        if len(got) == 1:
+            es.close()  # a stop condition the handler found
+    assert got == [1, 2]  # the rest of the batch it had fetched, then the end

@@ -197,6 +197,7 @@ class Subscription(PageDelivery):
         self._waiter: asyncio.Future[None] | None = None  # the read or wait in progress (close() ends it)
         self._at_tail = True  # one-stream: the last read came back short, so the next may find nothing
         self._head: int | None = None  # one-stream: the store's head taken just before the last read
+        self._waited: int | None = None  # one-stream: the head the last wait started from
         self._empty_reads = 0  # reads in a row that found nothing new (a wake-up that keeps firing for nothing)
         self.reads = 0
         """Store reads made so far (with :attr:`last_read_empty`, how a projection runner knows it caught up)."""
@@ -205,6 +206,7 @@ class Subscription(PageDelivery):
         self.committed: Checkpoint | None = None
         """The last checkpoint this subscription stored or resumed from."""
         self._passed_at: tuple[float, int] | None = None  # commit_every: (loop time, mark) of the last commit
+        self._putting = asyncio.Lock()  # held by a checkpoint put, and by close() closing a store it opened
 
     def __repr__(self) -> str:
         return (
@@ -319,7 +321,8 @@ class Subscription(PageDelivery):
         if waiter is not None:
             waiter.cancel()  # a consumer waiting for the store to change ends now, not after poll_interval
         if self._owns_checkpoints and self.checkpoints is not None:
-            await self.checkpoints.close()
+            async with self._putting:  # a commit under way (commit_every's, say) lands before the store closes
+                await self.checkpoints.close()
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -405,11 +408,16 @@ class Subscription(PageDelivery):
             # between an empty read and a later head would already be below it and wake nobody
             self._head = await self._policy.run(p, "head_position", p.head_position) if self._at_tail else None
             page = await self._stream_page()
+            if not page and not self._at_tail:  # after a full page: read again with a head taken first
+                self._head = await self._policy.run(p, "head_position", p.head_position)
+                page = await self._stream_page()
             self._at_tail = len(page) < self.page_size
         self.reads += 1
         self.last_read_empty = not page
         if self._closed or not page:
-            self._empty_reads += 1
+            # one stream: a store grown since the last wait began woke it for real (another stream's append)
+            grew = self._head is not None and self._waited is not None and self._head > self._waited
+            self._empty_reads = 0 if grew else self._empty_reads + 1
             return False
         self._empty_reads = 0
         eid, _, _, version, position = _fields(page[-1])
@@ -498,6 +506,7 @@ class Subscription(PageDelivery):
             after = await self._policy.run(p, "head_position", p.head_position)
         if self._closed:
             return
+        self._waited = after if self.target.stream_id is not None else None
         loop = asyncio.get_running_loop()
         began = loop.time()
         if after is None:
@@ -533,7 +542,15 @@ class Subscription(PageDelivery):
             else None
         )
         cp = Checkpoint(self.name, self.source, self.target.scope, at, event_id=eid)
-        self.committed = await self.checkpoints.put(cp)
+        async with self._putting:
+            if self._closed and self._owns_checkpoints:  # close() closed the store it opened: open it for this put
+                await self.checkpoints.connect()
+                try:
+                    self.committed = await self.checkpoints.put(cp)
+                finally:
+                    await self.checkpoints.close()
+            else:
+                self.committed = await self.checkpoints.put(cp)
         self._since_commit = 0
         self._passed_at = (asyncio.get_running_loop().time(), at)
         return self.committed

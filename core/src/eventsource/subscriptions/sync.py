@@ -65,8 +65,8 @@ class SyncSubscription:
         return self
 
     def __next__(self) -> Event:
-        if not self._pending and not self._loop.run(self._fill(), settle=True):
-            raise StopIteration
+        if not self._pending and (self.subscription.closed or not self._loop.run(self._fill(), settle=True)):
+            raise StopIteration  # closed (the facade's close() too, maybe from this loop's body): the end
         self._last = self._pending.popleft()
         return self._last
 

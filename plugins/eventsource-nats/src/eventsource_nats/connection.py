@@ -120,6 +120,12 @@ class Connection:
         self.leader_read: set[str] = set()
         """Replicated buckets: read from their leader (a replica behind it answers direct gets with stale data)."""
         self._background: set[asyncio.Task[Any]] = set()
+        self.on_reconnect: list[Callable[[], None]] = []
+        """Called after the client reconnected (its subscriptions are back): what was published meanwhile is missed."""
+
+    async def _reconnected(self) -> None:
+        for fn in list(self.on_reconnect):
+            fn()
 
     @property
     def provider_name(self) -> str:
@@ -178,6 +184,7 @@ class Connection:
             "connect_timeout": s["connect_timeout"],
             "max_reconnect_attempts": s["max_reconnect_attempts"],
             "reconnect_time_wait": 0.25,
+            "reconnected_cb": self._reconnected,
             "name": f"eventsource:{s['stream']}",
         }
         if _accepts_skip_subject_validation():

@@ -3,10 +3,10 @@
 JetStream stores what is published on ``<prefix>.e.*``; a plain (core) subscription on the same subjects
 sees each publish as it happens, so the provider holds one such subscription (opened by the first waiting
 live subscription, shared by all of them) and bumps a :class:`~eventsource.subscriptions.ChangeSignal` on
-every message. Core NATS delivers at most once: a message missed during a reconnect is a lost wake-up,
-which the subscription's ``poll_interval`` bounds. Before waiting, the provider looks for a stored event
-above the cursor with a one-event read, so a publish between the subscriber's last read and its wait is
-never waited out. The wake-up subscription receives every event's bytes, like any subscriber would.
+every message. Core NATS delivers at most once: what was published while the connection was down never
+comes, so a reconnect bumps the signal too (every waiter reads again). Before waiting, the provider looks
+for a stored event above the cursor with a one-event read, so a publish between the subscriber's last read
+and its wait is never waited out. The wake-up subscription receives every event's bytes, like any subscriber would.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Live:
         self.signal = ChangeSignal()
         self._sub: Any = None
         self._nc: Any = None
+        conn.on_reconnect.append(self.signal.notify)  # publishes missed while disconnected: read again now
 
     async def _ensure(self) -> None:
         self.conn.require()

@@ -33,6 +33,15 @@ FIRST_PROBE = 0.001
 """The pause before a waiting subscription's second probe; each later pause doubles, up to ``live_poll_interval``."""
 RECONNECT_DELAY = 1.0
 """Seconds between attempts to reopen a dropped LISTEN connection."""
+HEARTBEAT = 5.0
+"""Seconds between checks that the LISTEN connection still answers (and the longest such a check may take)."""
+RUNNING_KEPT = 64
+"""Heads whose running transactions are remembered (the latest; a wait from an older head is woken by new ones)."""
+SQL_HEAD = (
+    "SELECT (pg_snapshot_xmax(s)::text::bigint << 20) - 1, "
+    "ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) AS x) FROM pg_current_snapshot() AS s"
+)
+"""The head position and the ids of the transactions running (which may still commit below it)."""
 
 
 class Live:
@@ -47,6 +56,7 @@ class Live:
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._running: dict[int, list[int]] = {}  # a head handed out -> ids of the transactions running then
 
     @property
     def notify(self) -> bool:
@@ -102,8 +112,12 @@ class Live:
                     await conn.execute(f'LISTEN "{self.channel}"')
                     self.listening.set()
                     self.signal.notify()  # anything committed while nobody listened: read again now
-                    async for _ in conn.notifies():
-                        self.signal.notify()
+                    while True:
+                        async for _ in conn.notifies(timeout=HEARTBEAT):
+                            self.signal.notify()
+                        # a connection that stopped answering (a silent drop) delivers nothing and raises nothing
+                        async with asyncio.timeout(HEARTBEAT):
+                            await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - a dropped listener is reopened; polling covers the gap
@@ -115,14 +129,23 @@ class Live:
     # ------------------------------------------------------------------ the provider's hooks
 
     async def head_position(self) -> int:
-        """A position above every one handed out so far: below ``pg_snapshot_xmax`` shifted like positions."""
+        """A position above every one handed out so far: below ``pg_snapshot_xmax`` shifted like positions.
 
-        async def run(c: Any) -> int:
-            cur = await c.execute("SELECT (pg_snapshot_xmax(pg_current_snapshot())::text::bigint << 20) - 1")
+        The transactions running then may still commit below it: their ids are kept with it, so a
+        ``wait_for_change`` from this head also wakes when one of them commits events (:data:`RUNNING_KEPT`).
+        """
+
+        async def run(c: Any) -> tuple[int, list[int]]:
+            cur = await c.execute(SQL_HEAD)
             row = await cur.fetchone()
-            return int(row[0])
+            return int(row[0]), [int(x) for x in row[1]]
 
-        return await self.conn.call("head_position", run, retry=True)
+        head, running = await self.conn.call("head_position", run, retry=True)
+        if running:
+            self._running[head] = running
+            while len(self._running) > RUNNING_KEPT:
+                del self._running[next(iter(self._running))]
+        return head
 
     async def end_position(self) -> int:
         """The safe horizon: the first position of the oldest transaction still running (``pg_snapshot_xmin``).
@@ -139,10 +162,20 @@ class Live:
         return await self.conn.call("end_position", run, retry=True)
 
     async def _has_after(self, after_position: int) -> bool:
-        query = f"SELECT EXISTS (SELECT 1 FROM {self.conn.names.events} WHERE position > %s)"  # noqa: S608 - quoted names
+        """Whether an event above ``after_position`` is stored, or one of a transaction running at that head."""
+        events = self.conn.names.events
+        running = self._running.get(after_position, [])
+        query = f"SELECT EXISTS (SELECT 1 FROM {events} WHERE position > %s)"  # noqa: S608 - quoted names
+        args: tuple[Any, ...] = (after_position,)
+        if running:
+            query += (
+                f" OR EXISTS (SELECT 1 FROM unnest(%s::bigint[]) AS r(xid) WHERE EXISTS (SELECT 1 FROM {events} "  # noqa: S608
+                "WHERE position >= r.xid << 20 AND position < (r.xid + 1) << 20))"
+            )
+            args = (after_position, running)
 
         async def run(c: Any) -> bool:
-            cur = await c.execute(query, (after_position,), prepare=self.conn.prepare)
+            cur = await c.execute(query, args, prepare=self.conn.prepare)
             row = await cur.fetchone()
             return bool(row[0])
 

@@ -15,7 +15,7 @@ import select
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eventsource.errors import EventSourceError, ProviderUnavailableError, ValidationError
+from eventsource.errors import ConfigurationError, EventSourceError, ProviderUnavailableError, ValidationError
 from eventsource.inline import INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
 
 from eventsource_postgres.errors import map_error
@@ -53,6 +53,9 @@ KEEP_IDLE = 1.0
 
 KEEP_AT_MOST = 30.0
 """Seconds a connection stays kept in all before it goes back through the pool (its checks, its lifetime)."""
+
+IDENTITY = "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+"""Which cluster (kept by its standbys, also once promoted) and which database a connection reaches."""
 
 
 def _stale(conn: AsyncConnection[Any]) -> bool:
@@ -97,6 +100,16 @@ def _inline_deadline() -> float | None:
     return None if limit is None else monotonic() + limit
 
 
+def foreign_store(where: str, theirs: tuple[str, str], mine: tuple[str, str]) -> ConfigurationError:
+    """The error for a ``read_url`` that reaches another cluster or database than ``url``."""
+    msg = (
+        f"read_url {where} reaches another cluster or database (system identifier {theirs[0]}, database "
+        f"{theirs[1]!r}) than url (system identifier {mine[0]}, database {mine[1]!r}): it must name a standby "
+        "of the primary, and the same database"
+    )
+    return ConfigurationError(msg, field="read_url")
+
+
 def _connection_lost(exc: BaseException) -> bool:
     import psycopg
 
@@ -131,6 +144,12 @@ class Connection:
         """The connection the last inline sync call used, kept out of the pool for the next one (:meth:`_keep`)."""
         self._kept_pool: AsyncConnectionPool[InlineConnection] | None = None
         self._kept_at = 0.0
+        self.identity: tuple[str, str] | None = None
+        """The cluster and database every connection must reach (a standby pool: the primary's), else ``None``.
+
+        Checked once per connection, before its first call: a pool reconnects (after a standby went away, a
+        DNS change, ``max_lifetime``) down a host list that may reach another cluster, whose rows it must not serve.
+        """
 
     def _error(self, exc: BaseException, operation: str) -> EventSourceError:
         return map_error(exc, operation=operation, where=self.display_url, secrets=self._secrets)
@@ -406,6 +425,8 @@ class Connection:
         try:
             if deadline is not None:
                 conn.deadline = deadline
+            if self.identity is not None and conn.reaches != self.identity:
+                await self._check_identity(conn)
             result = await fn(conn)
             kept = deadline is not None and self._keep(pool, conn)
         finally:
@@ -415,6 +436,17 @@ class Connection:
                 conn.kept_since = None
                 await pool.putconn(conn)
         return result
+
+    async def _check_identity(self, conn: InlineConnection) -> None:
+        """Refuse (and close) ``conn`` if it reaches another cluster or database than :attr:`identity`."""
+        if conn.reaches is None:
+            rows = await self.fetchall(conn, IDENTITY, ())
+            conn.reaches = (str(rows[0][0]), str(rows[0][1]))
+        mine = self.identity
+        if mine is not None and conn.reaches != mine:
+            theirs = conn.reaches
+            await conn.close()  # (the pool discards it, and opens another)
+            raise foreign_store(self.display_url, theirs, mine)
 
     async def fetchall(
         self,

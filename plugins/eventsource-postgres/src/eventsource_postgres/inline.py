@@ -110,6 +110,9 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
     """When an inline sync caller's call last took it from the pool, while it stays kept for the next one
     (``Connection._keep``); ``None`` in the pool."""
 
+    reaches: tuple[str, str] | None = None
+    """The cluster's system identifier and the database this connection reaches, once a standby pool asked."""
+
     deadline: float | None = None
     """When the provider call holding this connection must end (``monotonic``), set by ``Connection.call``
     for an inline caller: every statement of the call waits only for what is left of the manager's timeout."""

@@ -20,9 +20,9 @@ import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from eventsource.errors import ConfigurationError
 from eventsource.model import utcnow
 
+from eventsource_postgres.connection import IDENTITY
 from eventsource_postgres.errors import may_have_committed
 
 if TYPE_CHECKING:
@@ -38,8 +38,6 @@ log = logging.getLogger("eventsource.postgres")
 
 INSERT_LSN = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 """The primary's WAL insert position as a number: at or past the commit record of every finished write."""
-IDENTITY = "SELECT system_identifier::text, current_database() FROM pg_control_system()"
-"""Which cluster (kept by its standbys, also once promoted) and which database a pool reaches."""
 REPLAY_LSN = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() - '0/0'::pg_lsn END"
 """How far a standby has replayed; NULL on a server not in recovery, which has every write (a promoted
 standby still answers ``pg_last_wal_replay_lsn()`` with where its recovery ended, hence the guard)."""
@@ -122,8 +120,9 @@ class Replica:
         A ``read_url`` reaching another cluster or database is refused: a server not in recovery reports no
         replay position, which reads as "has every write", so its rows would pass for this store's.
         """
+        mine = await self.primary.call("connect", lambda c: self.primary.fetchall(c, IDENTITY, ()), retry=True)
+        self.standby.identity = (str(mine[0][0]), str(mine[0][1]))  # every standby connection is checked against it
         await self.standby.connect()
-        await self._check_same_store()
         rows = await self.primary.call("connect", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True)
         target = int(rows[0][0])
         deadline = monotonic() + self.primary.settings["connect_timeout"]
@@ -137,17 +136,6 @@ class Replica:
                 )
                 return
             await asyncio.sleep(0.01)
-
-    async def _check_same_store(self) -> None:
-        mine = await self.primary.call("connect", lambda c: self.primary.fetchall(c, IDENTITY, ()), retry=True)
-        theirs = await self.standby.call("connect", lambda c: self.standby.fetchall(c, IDENTITY, ()), retry=True)
-        if tuple(mine[0]) != tuple(theirs[0]):
-            msg = (
-                f"read_url {self.standby.display_url} reaches another cluster or database (system identifier "
-                f"{theirs[0][0]}, database {theirs[0][1]!r}) than url (system identifier {mine[0][0]}, database "
-                f"{mine[0][1]!r}): it must name a standby of the primary, and the same database"
-            )
-            raise ConfigurationError(msg, field="read_url")
 
     async def route(self) -> Connection | Checked:
         """The pool a read runs on: the standby's, checked per connection when this provider has written."""

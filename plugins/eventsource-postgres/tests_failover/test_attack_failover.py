@@ -9,13 +9,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from eventsource import EventSourcingManager
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, ProviderTimeoutError
+from eventsource.sync import SyncEventSourcingManager
 from pair import Pair
+from test_read_replica import Held
+
+HANG = 60.0
+"""Seconds a call bounded by a 1 s manager timeout may take before the test calls it hung (far above any retry)."""
 
 
 @pytest.fixture
@@ -40,6 +46,28 @@ def other_cluster() -> Iterator[Pair]:
 def _stop_standby(pair: Pair) -> None:
     pid = int((pair.standby_dir / "postmaster.pid").read_text().splitlines()[0])
     os.kill(pid, signal.SIGQUIT)  # immediate shutdown
+
+
+def _bounded(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a thread; its result or error, or an AssertionError naming the hang if it is still running."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(("ok", fn()))
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            out.append(("error", e))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(HANG)
+    if not out:
+        msg = f"the call was still running {HANG}s later, under a manager timeout of 1s: hung"
+        raise AssertionError(msg)
+    kind, value = out[0]
+    if kind == "error":
+        raise value
+    return value
 
 
 async def _types(es: EventSourcingManager, stream: str) -> list[str]:
@@ -74,3 +102,27 @@ async def test_a_read_pool_reconnecting_to_another_cluster_is_refused_not_served
                 await _types(es, "order-1")
             assert err.value.details["field"] == "read_url"
             assert "another cluster" in str(err.value)
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "loop_thread"])
+def test_a_sync_read_waiting_for_a_lagging_standby_ends_within_the_managers_timeout(
+    standby_pair: Pair, inline: bool
+) -> None:
+    # read_your_writes waits for the standby's replay up to read_your_writes_timeout, polling with asyncio.sleep;
+    # the manager's timeout must still bound it. Through the sync API inline, a read_stream page's watchdog had no
+    # task to cancel (the call's first step runs without one), so the read waited the whole read_your_writes_timeout.
+    settings = {
+        "read_url": standby_pair.url("prefer-standby"),
+        "read_your_writes": True,
+        "read_your_writes_timeout": 3600,
+        "sync_inline": inline,
+    }
+    config = {"providers": {"pg": {"url": standby_pair.url(), "settings": settings}}, "timeout": 1, "retry_attempts": 1}
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="order-s", event_type="Placed", data={})
+        with Held(standby_pair):
+            es.append_event(stream_id="order-s", event_type="Paid", data={})
+            with pytest.raises(ProviderTimeoutError):
+                _bounded(lambda: [e.event_type for e in es.read_stream("order-s")])
+            with pytest.raises(ProviderTimeoutError):
+                _bounded(lambda: es.get_events(stream_id="order-s"))

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +73,30 @@ def _bounded(fn: Callable[[], Any]) -> Any:
     return value
 
 
+@contextmanager
+def _frozen(pair: Pair, marker: Path) -> Iterator[None]:
+    """The standby (postmaster and children) is SIGSTOPped: a hung host, TCP still accepting; resumed at the end.
+
+    A separate process resumes it after ``2 * HANG`` seconds and leaves ``marker``: a call that froze the whole
+    test process (a C call holding the GIL) then ends, and the test says so instead of hanging for ever.
+    """
+    pid = int((pair.standby_dir / "postmaster.pid").read_text().splitlines()[0])
+    children = subprocess.run(["pgrep", "-P", str(pid)], check=False, capture_output=True, text=True).stdout.split()
+    pids = [str(pid), *children]
+    for p in pids:
+        os.kill(int(p), signal.SIGSTOP)
+    script = f"sleep {2 * HANG}; touch '{marker}'; kill -CONT {' '.join(pids)}"
+    rescuer = subprocess.Popen(["sh", "-c", script])
+    try:
+        yield
+    finally:
+        rescuer.kill()
+        rescuer.wait()
+        for p in pids:
+            with suppress(ProcessLookupError):  # (a backend that ended meanwhile)
+                os.kill(int(p), signal.SIGCONT)
+
+
 async def _types(es: EventSourcingManager, stream: str) -> list[str]:
     return [e.event_type async for e in es.read_stream(stream)]
 
@@ -126,3 +153,47 @@ def test_a_sync_read_waiting_for_a_lagging_standby_ends_within_the_managers_time
                 _bounded(lambda: [e.event_type for e in es.read_stream("order-s")])
             with pytest.raises(ProviderTimeoutError):
                 _bounded(lambda: es.get_events(stream_id="order-s"))
+
+
+async def test_health_reports_a_standby_that_is_gone_and_a_standby_that_lags(standby_pair: Pair) -> None:
+    # health ran its query on the primary only: with every read failing on a stopped standby it said "healthy",
+    # and it never said how far the standby trails (the lag a read_your_writes read waits out)
+    settings = {"read_url": standby_pair.dsn(standby_pair.standby_port), "connect_timeout": 2, "pool_timeout": 2}
+    config = {"providers": {"pg": {"url": standby_pair.url(), "settings": settings}}, "timeout": 10}
+    async with EventSourcingManager(config) as es:
+        await es.append_event(stream_id="order-h", event_type="Placed", data={})
+        with Held(standby_pair):
+            await es.append_event(stream_id="order-h", event_type="Paid", data={"pad": "x" * 1000})
+            health = (await es.health_check())["pg"]
+            assert health.details["status"] == "healthy", health.message
+            assert health.details["read_replica"]["replay_lag_bytes"] > 0
+        await asyncio.to_thread(_stop_standby, standby_pair)
+        health = (await es.health_check())["pg"]
+        assert health.details["status"] == "degraded", health.message
+        assert [f["component"] for f in health.details["faults"]] == ["read_replica"]
+        assert health.details["read_replica"]["replay_lag_bytes"] is None
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "loop_thread"])
+def test_a_sync_read_on_a_standby_that_hangs_times_out_without_freezing_the_process(
+    standby_pair: Pair, tmp_path: Path, inline: bool
+) -> None:
+    # a read inline on a standby that stopped answering (a hung host) outlives the manager's timeout: the
+    # statement is cancelled. The cancel was libpq's blocking PQcancel, which waits for the server to close the
+    # cancel connection, holding the GIL: every thread of the process froze until the standby came back.
+    settings = {"read_url": standby_pair.dsn(standby_pair.standby_port), "sync_inline": inline}
+    config = {"providers": {"pg": {"url": standby_pair.url(), "settings": settings}}, "timeout": 1, "retry_attempts": 1}
+    marker = tmp_path / "resumed"
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="order-f", event_type="Placed", data={})
+        for _ in range(600):  # bounded: until the standby has replayed it
+            if [e.event_type for e in es.read_stream("order-f")] == ["Placed"]:
+                break
+        else:
+            raise AssertionError("the standby never showed the append")
+        with _frozen(standby_pair, marker):
+            try:
+                with pytest.raises(ProviderTimeoutError):
+                    _bounded(lambda: [e.event_type for e in es.read_stream("order-f")])
+            finally:
+                assert not marker.exists(), "the process stayed frozen until the standby was resumed"

@@ -20,6 +20,7 @@ import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from eventsource.errors import EventSourceError
 from eventsource.model import utcnow
 
 from eventsource_postgres.connection import IDENTITY
@@ -190,6 +191,33 @@ class Replica:
         )
         value = rows[0][0]
         return None if value is None else int(value)
+
+    async def probe(self, limit: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Health's view of the read pool: :meth:`details` with ``replay_lag_bytes``, and the faults.
+
+        The standby is asked how far it has replayed (within ``limit`` seconds): one that does not answer, or
+        reaches another cluster, is a fault (reads fail there), and ``replay_lag_bytes`` is then ``None``. The
+        lag is the primary's WAL insert position less the standby's replay position (0 on a server not in recovery).
+        """
+        details, faults = self.details(), self.faults()
+        details["replay_lag_bytes"] = None
+        try:
+            async with asyncio.timeout(limit):
+                replayed = await self.standby.call(
+                    "health", lambda c: self.standby.fetchall(c, REPLAY_LSN, ()), retry=True
+                )
+                lag = 0
+                if replayed[0][0] is not None:
+                    head = await self.primary.call(
+                        "health", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True
+                    )
+                    lag = max(0, int(head[0][0]) - int(replayed[0][0]))
+        except (EventSourceError, TimeoutError) as e:
+            error = e.message if isinstance(e, EventSourceError) else f"no answer within {limit}s"
+            faults.append({"component": "read_replica", "error": error, "since": utcnow().isoformat()})
+        else:
+            details["replay_lag_bytes"] = lag
+        return details, faults
 
     def faults(self) -> list[dict[str, Any]]:
         """A fault for health while a write's position is unknown (reads then go to the primary)."""

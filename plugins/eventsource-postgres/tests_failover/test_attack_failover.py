@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from eventsource import EventSourcingManager
 from eventsource.errors import ConfigurationError, ProviderTimeoutError
+from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.sync import SyncEventSourcingManager
 from pair import Pair
 from test_read_replica import Held
@@ -197,3 +201,49 @@ def test_a_sync_read_on_a_standby_that_hangs_times_out_without_freezing_the_proc
                     _bounded(lambda: [e.event_type for e in es.read_stream("order-f")])
             finally:
                 assert not marker.exists(), "the process stayed frozen until the standby was resumed"
+
+
+async def test_a_subscription_on_a_lagging_standby_never_skips_a_late_commit(standby_pair: Pair) -> None:
+    # writers commit out of position order (each holds its append open a random moment) while the standby is held
+    # back and released again: the subscription, reading on the standby, gets every event once, in position order
+    settings = {"read_url": standby_pair.dsn(standby_pair.standby_port), "visibility_wait": 0.05, "pool_max_size": 4}
+    config = {"providers": {"pg": {"url": standby_pair.url(), "settings": settings}}, "timeout": 30}
+    async with EventSourcingManager(config) as es:
+        p = es.get_provider("pg")
+        written: list[str] = []
+
+        async def writer(w: int) -> None:
+            rng = random.Random(w)
+            async with await psycopg.AsyncConnection.connect(standby_pair.dsn(standby_pair.primary_port)) as conn:
+                for _ in range(15):
+                    events = [
+                        NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow()) for _ in range(rng.randint(1, 3))
+                    ]
+                    cur = await conn.execute(*p._appender.statement(f"w{w}", events, ANY, None))
+                    assert await cur.fetchone() is not None
+                    await asyncio.sleep(rng.random() * 0.02)  # commit late, while the others commit
+                    await conn.commit()
+                    written.extend(e.event_id for e in events)
+
+        seen: list[Any] = []
+        async with es.subscribe(poll_interval=0.05) as sub:
+
+            async def consume() -> None:
+                async for e in sub:
+                    seen.append(e)  # noqa: PERF401 - seen is read while this runs
+
+            task = asyncio.create_task(consume())
+            writers = [asyncio.create_task(writer(w)) for w in range(6)]
+            await asyncio.sleep(0.05)
+            with Held(standby_pair):
+                await asyncio.sleep(0.3)
+            await asyncio.gather(*writers)
+            for _ in range(1200):  # bounded: until every written event came
+                if len(seen) >= len(written):
+                    break
+                await asyncio.sleep(0.05)
+            task.cancel()
+        ids = [e.event_id for e in seen]
+        assert len(ids) == len(set(ids)), "an event was delivered twice"
+        assert sorted(ids) == sorted(written), "the subscription on the standby skipped an event"
+        assert [e.position for e in seen] == sorted(e.position for e in seen)

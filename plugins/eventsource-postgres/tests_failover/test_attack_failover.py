@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 from eventsource import EventSourcingManager
-from eventsource.errors import ConfigurationError, ProviderTimeoutError
+from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.sync import SyncEventSourcingManager
 from pair import Pair
@@ -247,3 +247,30 @@ async def test_a_subscription_on_a_lagging_standby_never_skips_a_late_commit(sta
         assert len(ids) == len(set(ids)), "an event was delivered twice"
         assert sorted(ids) == sorted(written), "the subscription on the standby skipped an event"
         assert [e.position for e in seen] == sorted(e.position for e in seen)
+
+
+async def test_a_read_pool_follows_the_primary_to_another_cluster(standby_pair: Pair, other_cluster: Pair) -> None:
+    # url and read_url both list two clusters (a blue/green switch): once the first one is gone, the primary pool
+    # reaches the second cluster's primary, and the read pool that cluster's standby: a standby of the primary the
+    # store now writes to, whose reads are served, not refused as another cluster's
+    def hosts(a: int, b: int) -> str:
+        return f"postgresql://postgres@127.0.0.1:{a},127.0.0.1:{b}/postgres?connect_timeout=2&target_session_attrs="
+
+    url = hosts(standby_pair.primary_port, other_cluster.primary_port) + "read-write"
+    read_url = hosts(standby_pair.standby_port, other_cluster.standby_port) + "standby"
+    async with EventSourcingManager({"providers": {"pg": {"url": other_cluster.url()}}}) as other:
+        await other.append_event(stream_id="order-g", event_type="Green", data={})
+    config = {"providers": {"pg": {"url": url, "settings": {"read_url": read_url}}}, "timeout": 30}
+    async with EventSourcingManager(config) as es:
+        await es.append_event(stream_id="order-b", event_type="Blue", data={})
+        await asyncio.to_thread(standby_pair.stop)
+        for _ in range(600):  # bounded: until the green standby shows the green event (reconnects, replay)
+            try:
+                if await _types(es, "order-g") == ["Green"]:
+                    break
+            except ProviderUnavailableError:
+                pass
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the read pool never served the cluster the primary pool moved to")
+        assert await _types(es, "order-b") == []

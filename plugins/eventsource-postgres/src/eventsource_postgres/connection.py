@@ -150,6 +150,8 @@ class Connection:
         Checked once per connection, before its first call: a pool reconnects (after a standby went away, a
         DNS change, ``max_lifetime``) down a host list that may reach another cluster, whose rows it must not serve.
         """
+        self.current_identity: Callable[[], Awaitable[tuple[str, str]]] | None = None
+        """Reads :attr:`identity` again before a connection is refused (the primary itself may have moved)."""
 
     def _error(self, exc: BaseException, operation: str) -> EventSourceError:
         return map_error(exc, operation=operation, where=self.display_url, secrets=self._secrets)
@@ -442,6 +444,8 @@ class Connection:
         if conn.reaches is None:
             rows = await self.fetchall(conn, IDENTITY, ())
             conn.reaches = (str(rows[0][0]), str(rows[0][1]))
+        if conn.reaches != self.identity and self.current_identity is not None:
+            self.identity = await self.current_identity()  # (a primary moved to another cluster takes its standbys)
         mine = self.identity
         if mine is not None and conn.reaches != mine:
             theirs = conn.reaches

@@ -121,8 +121,8 @@ class Replica:
         A ``read_url`` reaching another cluster or database is refused: a server not in recovery reports no
         replay position, which reads as "has every write", so its rows would pass for this store's.
         """
-        mine = await self.primary.call("connect", lambda c: self.primary.fetchall(c, IDENTITY, ()), retry=True)
-        self.standby.identity = (str(mine[0][0]), str(mine[0][1]))  # every standby connection is checked against it
+        self.standby.identity = await self._identity()  # every standby connection is checked against it
+        self.standby.current_identity = self._identity
         await self.standby.connect()
         rows = await self.primary.call("connect", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True)
         target = int(rows[0][0])
@@ -137,6 +137,11 @@ class Replica:
                 )
                 return
             await asyncio.sleep(0.01)
+
+    async def _identity(self) -> tuple[str, str]:
+        """The cluster and database the primary pool reaches."""
+        rows = await self.primary.call("read_url", lambda c: self.primary.fetchall(c, IDENTITY, ()), retry=True)
+        return str(rows[0][0]), str(rows[0][1])
 
     async def route(self) -> Connection | Checked:
         """The pool a read runs on: the standby's, checked per connection when this provider has written."""

@@ -20,8 +20,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from eventsource import EventSourcingManager
-from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource import EventData, EventSourcingManager
+from eventsource.errors import ConfigurationError, ConflictError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.sync import SyncEventSourcingManager
 from pair import Pair
@@ -274,3 +274,45 @@ async def test_a_read_pool_follows_the_primary_to_another_cluster(standby_pair: 
         else:
             raise AssertionError("the read pool never served the cluster the primary pool moved to")
         assert await _types(es, "order-b") == []
+
+
+async def test_a_read_cancelled_by_a_conflict_with_recovery_is_retried_not_a_conflict(standby_pair: Pair) -> None:
+    # a standby cancels a query that holds up the replay of a conflicting record (a lock, removed row versions)
+    # after max_standby_streaming_delay: SQLSTATE 40001, which became ConflictError ("nothing was written, try
+    # again"), never retried, so a read (or a subscription) on a standby failed on a routine replay event
+    standby_pair._append(standby_pair.standby_dir / "postgresql.auto.conf", ["max_standby_streaming_delay = 0"])
+    standby_pair._run("pg_ctl", "-D", str(standby_pair.standby_dir), "reload")
+    settings = {"read_url": standby_pair.dsn(standby_pair.standby_port), "reconnect_retries": 3}
+    config = {
+        "providers": {"pg": {"url": standby_pair.url(), "settings": settings}},
+        "timeout": 30,
+        "retry_attempts": 5,
+    }
+    async with EventSourcingManager(config) as es:
+        for i in range(10):
+            batch = [EventData(event_type="E", data={"pad": "x" * 200}) for _ in range(300)]
+            await es.append_events_batch(stream_id=f"s{i}", events=batch)
+        stop = threading.Event()
+
+        def lock_now_and_then() -> None:  # each lock is replayed on the standby, which cancels the reads holding it
+            with psycopg.connect(standby_pair.dsn(standby_pair.primary_port), autocommit=True) as c:
+                while not stop.wait(0.02):
+                    with c.transaction():
+                        c.execute("LOCK TABLE eventsource.events IN ACCESS EXCLUSIVE MODE")
+
+        locker = asyncio.get_running_loop().run_in_executor(None, lock_now_and_then)
+        failures: list[Exception] = []
+        try:
+            for _ in range(30):
+                try:
+                    assert len([e async for e in es.read_all()]) == 3000
+                except (ConflictError, ProviderUnavailableError) as e:
+                    failures.append(e)
+        finally:
+            stop.set()
+            await locker
+        with psycopg.connect(standby_pair.dsn(standby_pair.standby_port), autocommit=True) as c:
+            row = c.execute("SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = 'postgres'").fetchone()
+        assert row is not None and row[0] > 0, "no read was cancelled by a conflict: the test proves nothing"
+        assert not [e for e in failures if isinstance(e, ConflictError)], failures[:1]
+        assert len(failures) < 30

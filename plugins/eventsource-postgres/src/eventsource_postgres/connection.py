@@ -120,6 +120,17 @@ def _connection_lost(exc: BaseException) -> bool:
     return code not in ("57014", "55P03") and not code.startswith("40")
 
 
+def _recovery_conflict(exc: BaseException) -> bool:
+    """On a read pool: a statement the standby cancelled (or a session it ended) to replay a conflicting record.
+
+    A read in autocommit on a standby meets SQLSTATE class 40 only from a conflict with recovery (a lock, row
+    versions removed, ``max_standby_streaming_delay`` past): nothing to roll back, the read may simply run again.
+    """
+    import psycopg
+
+    return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40")
+
+
 class Connection:
     """One store's pool, how every call runs on it, and the stream lock key (``url``: checked, never empty)."""
 
@@ -128,7 +139,8 @@ class Connection:
     ) -> None:
         self.url = url
         self.migrate = migrate
-        """Whether connecting creates or migrates the schema (not on a read-only standby pool)."""
+        """Whether connecting creates or migrates the schema (not on a read pool, ``read_url``: there a conflict
+        with recovery that cancels a read is retried, as a lost connection is)."""
         self.settings = settings
         self.names = names
         self._name = name
@@ -405,12 +417,20 @@ class Connection:
             except EventSourceError:
                 raise
             except Exception as e:
-                if attempt < attempts and _connection_lost(e) and self.pool is not None:
+                conflict = not self.migrate and _recovery_conflict(e)
+                if attempt < attempts and (conflict or _connection_lost(e)) and self.pool is not None:
                     try:
                         await self._check(self.pool, deadline)
                     except Exception as late:  # noqa: BLE001 - mapped as every error of the call is
                         raise self._error(late, operation) from e
                     continue
+                if conflict:  # retryable (the manager's policy), not a write conflict: nothing was written
+                    msg = (
+                        f"{operation} on {self.display_url}: cancelled by a conflict with recovery on the standby ({e})"
+                    )
+                    raise ProviderUnavailableError(
+                        msg, operation=operation, sqlstate=getattr(e, "sqlstate", None)
+                    ) from e
                 raise self._error(e, operation) from e
         msg = "unreachable"
         raise AssertionError(msg)

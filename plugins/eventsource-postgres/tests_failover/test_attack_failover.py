@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -51,8 +52,15 @@ def other_cluster() -> Iterator[Pair]:
 
 
 def _stop_standby(pair: Pair) -> None:
+    """Immediate shutdown of the standby; returns once its postmaster has exited (at most 30 s)."""
     pid = int((pair.standby_dir / "postmaster.pid").read_text().splitlines()[0])
-    os.kill(pid, signal.SIGQUIT)  # immediate shutdown
+    os.kill(pid, signal.SIGQUIT)
+    for _ in range(600):
+        if not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.05)
+    msg = f"the standby (pid {pid}) did not exit after SIGQUIT"
+    raise AssertionError(msg)
 
 
 def _bounded(fn: Callable[[], Any]) -> Any:

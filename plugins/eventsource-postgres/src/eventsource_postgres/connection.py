@@ -426,11 +426,11 @@ class Connection:
                     continue
                 if conflict:  # retryable (the manager's policy), not a write conflict: nothing was written
                     msg = (
-                        f"{operation} on {self.display_url}: cancelled by a conflict with recovery on the standby ({e})"
+                        f"{operation} on {self.display_url}: the standby cancelled the read to replay a conflicting "
+                        "change (conflict with recovery, max_standby_streaming_delay); try again"
                     )
-                    raise ProviderUnavailableError(
-                        msg, operation=operation, sqlstate=getattr(e, "sqlstate", None)
-                    ) from e
+                    code = getattr(e, "sqlstate", None)
+                    raise ProviderUnavailableError(msg, operation=operation, sqlstate=code) from e
                 raise self._error(e, operation) from e
         msg = "unreachable"
         raise AssertionError(msg)

@@ -201,8 +201,8 @@ class Replica:
         """Health's view of the read pool: :meth:`details` with ``replay_lag_bytes``, and the faults.
 
         The standby is asked how far it has replayed (within ``limit`` seconds): one that does not answer, or
-        reaches another cluster, is a fault (reads fail there), and ``replay_lag_bytes`` is then ``None``. The
-        lag is the primary's WAL insert position less the standby's replay position (0 on a server not in recovery).
+        reaches another cluster, is a fault (reads fail there). The lag is the primary's WAL insert position less
+        the standby's replay position (0 on a server not in recovery); ``None`` when either cannot be read.
         """
         details, faults = self.details(), self.faults()
         details["replay_lag_bytes"] = None
@@ -211,17 +211,19 @@ class Replica:
                 replayed = await self.standby.call(
                     "health", lambda c: self.standby.fetchall(c, REPLAY_LSN, ()), retry=True
                 )
-                lag = 0
-                if replayed[0][0] is not None:
-                    head = await self.primary.call(
-                        "health", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True
-                    )
-                    lag = max(0, int(head[0][0]) - int(replayed[0][0]))
         except (EventSourceError, TimeoutError) as e:
             error = e.message if isinstance(e, EventSourceError) else f"no answer within {limit}s"
             faults.append({"component": "read_replica", "error": error, "since": utcnow().isoformat()})
-        else:
-            details["replay_lag_bytes"] = lag
+            return details, faults
+        if replayed[0][0] is None:
+            details["replay_lag_bytes"] = 0
+            return details, faults
+        try:  # (the primary's own health is the monitor's; a position it cannot give leaves the lag unknown)
+            async with asyncio.timeout(limit):
+                head = await self.primary.call("health", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True)
+        except (EventSourceError, TimeoutError):
+            return details, faults
+        details["replay_lag_bytes"] = max(0, int(head[0][0]) - int(replayed[0][0]))
         return details, faults
 
     def faults(self) -> list[dict[str, Any]]:

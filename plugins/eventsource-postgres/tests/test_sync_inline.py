@@ -175,13 +175,13 @@ def cancels(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     from eventsource_postgres import inline
 
     sent: list[str] = []
-    cancel = inline.InlineConnection.cancel
+    cancel = inline.InlineConnection._cancel_within
 
-    def counted(self: Any) -> None:
+    def counted(self: Any, limit: float) -> bool:
         sent.append("cancel")
-        cancel(self)
+        return cancel(self, limit)
 
-    monkeypatch.setattr(inline.InlineConnection, "cancel", counted)
+    monkeypatch.setattr(inline.InlineConnection, "_cancel_within", counted)
     return sent
 
 
@@ -247,6 +247,17 @@ def test_the_psycopg_internals_the_inline_waits_rely_on_are_there(url: str) -> N
         (result,) = inline._wait(gen, pgconn.socket, None)
         assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"57014"  # query_canceled
         assert conn.execute("SELECT 1").fetchone() == (1,)
+        # past the deadline the cancel request is sent with libpq's non-blocking cancel and a timeout (the
+        # blocking one holds the GIL until the server answers): a psycopg or libpq without it falls back to that
+        assert inline._cancel_is_bounded(), "no bounded cancel: a hung server would freeze the process"
+        assert "timeout" in inspect.signature(waiting.wait_conn).parameters
+        pgconn.send_query(b"SELECT pg_sleep(30)")
+        gen = generators.execute(pgconn)
+        cancel = pgconn.cancel_conn()
+        cancel.start()
+        waiting.wait_conn(generators.cancel(cancel), interval=inline.INTERVAL, timeout=5.0)
+        (result,) = inline._wait(gen, pgconn.socket, None)
+        assert result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"57014"
 
 
 def test_the_psycopg_pool_internals_the_plugin_reads_are_there_with_their_types(config: dict[str, Any]) -> None:

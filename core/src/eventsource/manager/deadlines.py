@@ -95,12 +95,14 @@ class Watchdog:
         self.stepping = False
         self.fired = False
         self.base = 0
-        self.task: asyncio.Task[Any] | None = None
+        self.task: Any = None
+        """The task driving the step, or (the sync API's first step runs without one) the call's one-item list
+        that receives it if the step has to wait (:data:`~eventsource.inline.CALL_TASK`), as :class:`Deadlines`."""
         self.handle: asyncio.TimerHandle | None = self.loop.call_at(self.start + timeout, self._check)
 
     def _check(self) -> None:
         now = self.loop.time()
-        task = self.task
+        task = _task(self.task)
         if self.stepping and task is not None and now >= self.start + self.timeout - 0.001:
             self.fired = True
             self.base = task.cancelling()
@@ -111,11 +113,12 @@ class Watchdog:
 
     def timed_out(self) -> bool:
         """Called on ``CancelledError``: whether this watchdog caused it (then the cancel is undone)."""
-        if not self.fired or self.task is None:
+        task = _task(self.task)
+        if not self.fired or task is None:
             return False
         self.fired = False
         self.handle = self.loop.call_at(self.loop.time() + self.timeout, self._check)
-        return self.task.uncancel() <= self.base
+        return bool(task.uncancel() <= self.base)
 
     def close(self) -> None:
         """Disarm the timer."""

@@ -20,6 +20,7 @@ from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from eventsource.errors import RETRYABLE, ProviderTimeoutError
+from eventsource.inline import CALL_TASK
 from eventsource.manager.deadlines import Deadlines, Watchdog
 from eventsource.manager.metrics import Metrics, OpStats
 
@@ -275,7 +276,8 @@ class CallPolicy:
                                     page = await anext_()
                                 else:
                                     dog.start = clock()
-                                    dog.task = current_task()
+                                    task = current_task()
+                                    dog.task = task if task is not None else CALL_TASK.get()
                                     dog.stepping = True
                                     try:
                                         page = await anext_()

@@ -15,7 +15,7 @@ import select
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eventsource.errors import EventSourceError, ProviderUnavailableError, ValidationError
+from eventsource.errors import ConfigurationError, EventSourceError, ProviderUnavailableError, ValidationError
 from eventsource.inline import INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
 
 from eventsource_postgres.errors import map_error
@@ -53,6 +53,9 @@ KEEP_IDLE = 1.0
 
 KEEP_AT_MOST = 30.0
 """Seconds a connection stays kept in all before it goes back through the pool (its checks, its lifetime)."""
+
+IDENTITY = "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+"""Which cluster (kept by its standbys, also once promoted) and which database a connection reaches."""
 
 
 def _stale(conn: AsyncConnection[Any]) -> bool:
@@ -97,6 +100,16 @@ def _inline_deadline() -> float | None:
     return None if limit is None else monotonic() + limit
 
 
+def foreign_store(where: str, theirs: tuple[str, str], mine: tuple[str, str]) -> ConfigurationError:
+    """The error for a ``read_url`` that reaches another cluster or database than ``url``."""
+    msg = (
+        f"read_url {where} reaches another cluster or database (system identifier {theirs[0]}, database "
+        f"{theirs[1]!r}) than url (system identifier {mine[0]}, database {mine[1]!r}): it must name a standby "
+        "of the primary, and the same database"
+    )
+    return ConfigurationError(msg, field="read_url")
+
+
 def _connection_lost(exc: BaseException) -> bool:
     import psycopg
 
@@ -107,6 +120,17 @@ def _connection_lost(exc: BaseException) -> bool:
     return code not in ("57014", "55P03") and not code.startswith("40")
 
 
+def _recovery_conflict(exc: BaseException) -> bool:
+    """On a read pool: a statement the standby cancelled (or a session it ended) to replay a conflicting record.
+
+    A read in autocommit on a standby meets SQLSTATE class 40 only from a conflict with recovery (a lock, row
+    versions removed, ``max_standby_streaming_delay`` past): nothing to roll back, the read may simply run again.
+    """
+    import psycopg
+
+    return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40")
+
+
 class Connection:
     """One store's pool, how every call runs on it, and the stream lock key (``url``: checked, never empty)."""
 
@@ -115,7 +139,8 @@ class Connection:
     ) -> None:
         self.url = url
         self.migrate = migrate
-        """Whether connecting creates or migrates the schema (not on a read-only standby pool)."""
+        """Whether connecting creates or migrates the schema (not on a read pool, ``read_url``: there a conflict
+        with recovery that cancels a read is retried, as a lost connection is)."""
         self.settings = settings
         self.names = names
         self._name = name
@@ -131,6 +156,14 @@ class Connection:
         """The connection the last inline sync call used, kept out of the pool for the next one (:meth:`_keep`)."""
         self._kept_pool: AsyncConnectionPool[InlineConnection] | None = None
         self._kept_at = 0.0
+        self.identity: tuple[str, str] | None = None
+        """The cluster and database every connection must reach (a standby pool: the primary's), else ``None``.
+
+        Checked once per connection, before its first call: a pool reconnects (after a standby went away, a
+        DNS change, ``max_lifetime``) down a host list that may reach another cluster, whose rows it must not serve.
+        """
+        self.current_identity: Callable[[], Awaitable[tuple[str, str]]] | None = None
+        """Reads :attr:`identity` again before a connection is refused (the primary itself may have moved)."""
 
     def _error(self, exc: BaseException, operation: str) -> EventSourceError:
         return map_error(exc, operation=operation, where=self.display_url, secrets=self._secrets)
@@ -384,12 +417,20 @@ class Connection:
             except EventSourceError:
                 raise
             except Exception as e:
-                if attempt < attempts and _connection_lost(e) and self.pool is not None:
+                conflict = not self.migrate and _recovery_conflict(e)
+                if attempt < attempts and (conflict or _connection_lost(e)) and self.pool is not None:
                     try:
                         await self._check(self.pool, deadline)
                     except Exception as late:  # noqa: BLE001 - mapped as every error of the call is
                         raise self._error(late, operation) from e
                     continue
+                if conflict:  # retryable (the manager's policy), not a write conflict: nothing was written
+                    msg = (
+                        f"{operation} on {self.display_url}: the standby cancelled the read to replay a conflicting "
+                        "change (conflict with recovery, max_standby_streaming_delay); try again"
+                    )
+                    code = getattr(e, "sqlstate", None)
+                    raise ProviderUnavailableError(msg, operation=operation, sqlstate=code) from e
                 raise self._error(e, operation) from e
         msg = "unreachable"
         raise AssertionError(msg)
@@ -406,6 +447,8 @@ class Connection:
         try:
             if deadline is not None:
                 conn.deadline = deadline
+            if self.identity is not None and conn.reaches != self.identity:
+                await self._check_identity(conn)
             result = await fn(conn)
             kept = deadline is not None and self._keep(pool, conn)
         finally:
@@ -415,6 +458,19 @@ class Connection:
                 conn.kept_since = None
                 await pool.putconn(conn)
         return result
+
+    async def _check_identity(self, conn: InlineConnection) -> None:
+        """Refuse (and close) ``conn`` if it reaches another cluster or database than :attr:`identity`."""
+        if conn.reaches is None:
+            rows = await self.fetchall(conn, IDENTITY, ())
+            conn.reaches = (str(rows[0][0]), str(rows[0][1]))
+        if conn.reaches != self.identity and self.current_identity is not None:
+            self.identity = await self.current_identity()  # (a primary moved to another cluster takes its standbys)
+        mine = self.identity
+        if mine is not None and conn.reaches != mine:
+            theirs = conn.reaches
+            await conn.close()  # (the pool discards it, and opens another)
+            raise foreign_store(self.display_url, theirs, mine)
 
     async def fetchall(
         self,

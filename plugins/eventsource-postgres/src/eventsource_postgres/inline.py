@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 from eventsource.inline import SYNC_TIMEOUT, inline_io_allowed
 from psycopg import errors as e
-from psycopg import waiting
+from psycopg import generators, waiting
 from psycopg.pq import TransactionStatus
 from psycopg.waiting import Ready, Wait
 
@@ -103,12 +103,20 @@ def _poll(gen: PQGen[RV], fd: int, deadline: float | None) -> RV:
         raise e.OperationalError(msg) from ex
 
 
+def _cancel_is_bounded() -> bool:
+    """Whether a cancel request can be sent with a timeout here (libpq 17 on, psycopg's waits taking one)."""
+    return _WAIT_TIMEOUT is not None and psycopg.capabilities.has_cancel_safe()
+
+
 class InlineConnection(psycopg.AsyncConnection[Any]):
     """An ``AsyncConnection`` whose waits block the thread when the sync API's caller runs the loop inline."""
 
     kept_since: float | None = None
     """When an inline sync caller's call last took it from the pool, while it stays kept for the next one
     (``Connection._keep``); ``None`` in the pool."""
+
+    reaches: tuple[str, str] | None = None
+    """The cluster's system identifier and the database this connection reaches, once a standby pool asked."""
 
     deadline: float | None = None
     """When the provider call holding this connection must end (``monotonic``), set by ``Connection.call``
@@ -156,9 +164,30 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
                     self.pgconn.finish()
             raise
 
+    def _cancel_within(self, limit: float) -> bool:
+        """Send a cancel request, waiting at most ``limit`` seconds for the server to take it; whether it did.
+
+        Not libpq's blocking ``PQcancel`` (``cancel()``): it waits for the server's answer holding the GIL, so a
+        hung server (a stopped or unreachable host) froze every thread of the process until it came back.
+        """
+        if not _cancel_is_bounded():
+            self.cancel()  # (libpq before 17: no other way)
+            return True
+        try:
+            cancel = self.pgconn.cancel_conn()
+            cancel.start()
+            waiting.wait_conn(generators.cancel(cancel), interval=INTERVAL, timeout=limit)
+        except Exception as ex:  # noqa: BLE001 - a cancel that failed or timed out: the caller closes the connection
+            log.warning("query cancellation failed (%s): closing the connection", type(ex).__name__)
+            return False
+        return True
+
     def _after_cancel(self, gen: PQGen[RV], fd: int) -> RV:
         """Cancel the running statement and drive ``gen`` to its end (close the connection if it hangs)."""
-        self.cancel()
+        if not self._cancel_within(CANCEL_WAIT):
+            self.pgconn.finish()  # a server that does not take a cancel request will not end the statement either
+            msg = f"the server did not take the cancel request within {CANCEL_WAIT}s; connection closed"
+            raise StatementTimeoutError(msg)
         try:
             return _wait(gen, fd, monotonic() + CANCEL_WAIT)
         except _Expired:

@@ -288,6 +288,8 @@ class PostgresProvider(Provider):
         """Run ``SELECT 1`` through the pool; report pool statistics. Never raises."""
         status = await self._monitor.health()
         if self._replica is not None and status.details is not None:
-            status.details["read_replica"] = self._replica.details()
-            status = with_faults(status, self._replica.faults())  # degraded while reads must go to the primary
+            # degraded while reads must go to the primary, or the standby does not answer
+            details, faults = await self._replica.probe(min(5.0, self.settings["pool_timeout"]))
+            status.details["read_replica"] = details
+            status = with_faults(status, faults)
         return status

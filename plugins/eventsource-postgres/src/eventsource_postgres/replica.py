@@ -20,9 +20,10 @@ import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from eventsource.errors import ConfigurationError
+from eventsource.errors import EventSourceError
 from eventsource.model import utcnow
 
+from eventsource_postgres.connection import IDENTITY
 from eventsource_postgres.errors import may_have_committed
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ log = logging.getLogger("eventsource.postgres")
 
 INSERT_LSN = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 """The primary's WAL insert position as a number: at or past the commit record of every finished write."""
-IDENTITY = "SELECT system_identifier::text, current_database() FROM pg_control_system()"
-"""Which cluster (kept by its standbys, also once promoted) and which database a pool reaches."""
 REPLAY_LSN = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() - '0/0'::pg_lsn END"
 """How far a standby has replayed; NULL on a server not in recovery, which has every write (a promoted
 standby still answers ``pg_last_wal_replay_lsn()`` with where its recovery ended, hence the guard)."""
@@ -122,8 +121,9 @@ class Replica:
         A ``read_url`` reaching another cluster or database is refused: a server not in recovery reports no
         replay position, which reads as "has every write", so its rows would pass for this store's.
         """
+        self.standby.identity = await self._identity()  # every standby connection is checked against it
+        self.standby.current_identity = self._identity
         await self.standby.connect()
-        await self._check_same_store()
         rows = await self.primary.call("connect", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True)
         target = int(rows[0][0])
         deadline = monotonic() + self.primary.settings["connect_timeout"]
@@ -138,16 +138,10 @@ class Replica:
                 return
             await asyncio.sleep(0.01)
 
-    async def _check_same_store(self) -> None:
-        mine = await self.primary.call("connect", lambda c: self.primary.fetchall(c, IDENTITY, ()), retry=True)
-        theirs = await self.standby.call("connect", lambda c: self.standby.fetchall(c, IDENTITY, ()), retry=True)
-        if tuple(mine[0]) != tuple(theirs[0]):
-            msg = (
-                f"read_url {self.standby.display_url} reaches another cluster or database (system identifier "
-                f"{theirs[0][0]}, database {theirs[0][1]!r}) than url (system identifier {mine[0][0]}, database "
-                f"{mine[0][1]!r}): it must name a standby of the primary, and the same database"
-            )
-            raise ConfigurationError(msg, field="read_url")
+    async def _identity(self) -> tuple[str, str]:
+        """The cluster and database the primary pool reaches."""
+        rows = await self.primary.call("read_url", lambda c: self.primary.fetchall(c, IDENTITY, ()), retry=True)
+        return str(rows[0][0]), str(rows[0][1])
 
     async def route(self) -> Connection | Checked:
         """The pool a read runs on: the standby's, checked per connection when this provider has written."""
@@ -202,6 +196,35 @@ class Replica:
         )
         value = rows[0][0]
         return None if value is None else int(value)
+
+    async def probe(self, limit: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Health's view of the read pool: :meth:`details` with ``replay_lag_bytes``, and the faults.
+
+        The standby is asked how far it has replayed (within ``limit`` seconds): one that does not answer, or
+        reaches another cluster, is a fault (reads fail there). The lag is the primary's WAL insert position less
+        the standby's replay position (0 on a server not in recovery); ``None`` when either cannot be read.
+        """
+        details, faults = self.details(), self.faults()
+        details["replay_lag_bytes"] = None
+        try:
+            async with asyncio.timeout(limit):
+                replayed = await self.standby.call(
+                    "health", lambda c: self.standby.fetchall(c, REPLAY_LSN, ()), retry=True
+                )
+        except (EventSourceError, TimeoutError) as e:
+            error = e.message if isinstance(e, EventSourceError) else f"no answer within {limit}s"
+            faults.append({"component": "read_replica", "error": error, "since": utcnow().isoformat()})
+            return details, faults
+        if replayed[0][0] is None:
+            details["replay_lag_bytes"] = 0
+            return details, faults
+        try:  # (the primary's own health is the monitor's; a position it cannot give leaves the lag unknown)
+            async with asyncio.timeout(limit):
+                head = await self.primary.call("health", lambda c: self.primary.fetchall(c, INSERT_LSN, ()), retry=True)
+        except (EventSourceError, TimeoutError):
+            return details, faults
+        details["replay_lag_bytes"] = max(0, int(head[0][0]) - int(replayed[0][0]))
+        return details, faults
 
     def faults(self) -> list[dict[str, Any]]:
         """A fault for health while a write's position is unknown (reads then go to the primary)."""

@@ -17,6 +17,10 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def nats_server_binary() -> str:
@@ -39,9 +43,22 @@ def nats_server_binary() -> str:
 
 def free_port() -> int:
     """A TCP port nobody listens on right now (127.0.0.1)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports nobody listens on right now (each socket held until all are picked)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(n):
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
+
+
+STARTS = 3
+"""Attempts at starting servers: a free port can be taken by another process before the server binds it."""
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
@@ -110,26 +127,50 @@ class Servers:
 
 
 def start_single(binary: str | None = None) -> Servers:
-    """One JetStream server on a free port with its store in a temp dir."""
+    """One JetStream server on a free port with its store in a temp dir (started again on other ports if taken)."""
+    return _retried(lambda: _start_single(binary))
+
+
+def _retried(start: Callable[[], Servers]) -> Servers:
+    for attempt in range(STARTS):
+        try:
+            return start()
+        except RuntimeError:  # a port taken meanwhile (the log says so), or a slow start: new ports, new processes
+            if attempt == STARTS - 1:
+                raise
+    raise AssertionError  # pragma: no cover - the loop returns or raises
+
+
+def _start_single(binary: str | None) -> Servers:
     binary = binary or nats_server_binary()
     tmp = tempfile.TemporaryDirectory(prefix="es-nats-")
     port = free_port()
     log = Path(tmp.name) / "server.log"
     args = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(Path(tmp.name) / "js")]
     node = Node("single", port, args, log)
-    node.start()
+    try:
+        node.start()
+    except BaseException:
+        node.stop()
+        tmp.cleanup()
+        raise
     return Servers([node], tmp, binary)
 
 
 def start_cluster(size: int = 3, binary: str | None = None, extra_conf: str = "") -> Servers:
     """A ``size``-node JetStream cluster on free ports (client and route), stores in a temp dir.
 
-    ``extra_conf``: configuration text added to every node's file (users and permissions, say).
+    ``extra_conf``: configuration text added to every node's file (users and permissions, say). A node
+    that cannot start (its port taken meanwhile) stops the others, and the cluster starts again on new ports.
     """
+    return _retried(lambda: _start_cluster(size, binary, extra_conf))
+
+
+def _start_cluster(size: int, binary: str | None, extra_conf: str) -> Servers:
     binary = binary or nats_server_binary()
     tmp = tempfile.TemporaryDirectory(prefix="es-nats-cluster-")
-    ports = [free_port() for _ in range(size)]
-    routes_ports = [free_port() for _ in range(size)]
+    picked = free_ports(2 * size)
+    ports, routes_ports = picked[:size], picked[size:]
     routes = ",".join(f"nats-route://127.0.0.1:{p}" for p in routes_ports)
     nodes = []
     for i in range(size):
@@ -150,9 +191,14 @@ cluster {{
         )
         nodes.append(Node(name, ports[i], [binary, "-c", str(conf)], Path(tmp.name) / f"{name}.log"))
     del routes
-    for n in nodes:
-        n.proc = subprocess.Popen(n.args, stdout=subprocess.DEVNULL, stderr=n.log.open("ab"))
-    for n in nodes:
-        assert n.proc is not None
-        _wait_port(n.port, n.proc, n.log)
-    return Servers(nodes, tmp, binary)
+    servers = Servers(nodes, tmp, binary)
+    try:
+        for n in nodes:
+            n.proc = subprocess.Popen(n.args, stdout=subprocess.DEVNULL, stderr=n.log.open("ab"))
+        for n in nodes:
+            assert n.proc is not None
+            _wait_port(n.port, n.proc, n.log)
+    except BaseException:
+        servers.stop()  # no node outlives a cluster that did not start
+        raise
+    return servers

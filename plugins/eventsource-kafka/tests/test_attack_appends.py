@@ -163,3 +163,29 @@ async def test_a_process_killed_mid_append_leaves_its_batch_whole_or_absent_and_
         ), f"round {round_}: the retry answered {r}"
         assert [v for v, _ in after] == list(range(1, len(after) + 1))
 
+
+async def test_two_processes_truncating_at_once_never_un_hide_what_either_hid(
+    kafka_url: str, stale_view: OpenStaleView
+) -> None:
+    """``truncate_stream(s, 7)`` and ``truncate_stream(s, 3)`` in two processes at the same moment.
+
+    A marker record is a copy of the metadata its process read: the one landing second replaced the
+    other, so ``truncate(7)`` returned 6 hidden events and a read then began at version 3 (8 of 20 rounds).
+    """
+    view = await stale_view(kafka_url)
+    for round_ in range(12):
+        sid = f"t{round_}"
+        await view.writer.append(sid, [ev() for _ in range(10)], NO_STREAM)
+        assert (await view.other(op="info", stream=sid))["ok"]["version"] == 10  # its tail is loaded too
+        hid, other = await asyncio.gather(
+            view.writer.truncate_stream(sid, 7), view.other(op="truncate", stream=sid, before=3)
+        )
+        assert "ok" in other
+        assert hid in (4, 6)  # 4: the other process's marker (versions 1-2) landed first
+        versions = [e.version async for e in view.reader.read_stream(sid)]
+        assert versions == [7, 8, 9, 10], f"round {round_}: truncate(7) hid {hid}, then a read returned {versions}"
+        fresh = (await view.other(op="read", stream=sid))["ok"]
+        assert [v for v, _ in fresh] == [7, 8, 9, 10]
+        info = await view.reader.get_stream_info(sid)
+        assert info is not None
+        assert (info.event_count, info.first_version) == (4, 7)

@@ -134,7 +134,17 @@ class Appender:
             while True:
                 if not fresh and ((slot.topic and meta is None) or (meta is not None and meta["topic"] != slot.topic)):
                     meta, fresh = await self.tails.refresh(stream_id, slot), True  # deleted or re-created meanwhile
-                dup = check_duplicate(stream_id, events, stored(stream_id, slot, events))
+                found = stored(stream_id, slot, events)
+                # an answer from the window acknowledges too: only from an incarnation the metadata showed live
+                # after this append began (another process may have deleted it, and its event ids with it)
+                if (
+                    not fresh
+                    and any(s is not None for s in found)
+                    and _gone(await self.tails.views.meta_at(self.tails.views.check(mark)), stream_id, slot.topic or "")
+                ):
+                    meta, fresh = await self.tails.refresh(stream_id, slot), True
+                    continue
+                dup = check_duplicate(stream_id, events, found)
                 if dup is not None:
                     return dup
                 # a stream an earlier attempt of this very append created (its write then failed) still counts as new

@@ -91,6 +91,10 @@ class Retention:
                 # the stream's last record compaction would keep it alone: the stream as it is now goes after it
                 await self._restate(stream_id, int(meta.get("inc", 0)))
                 return 0
+            if after != {**new, "op": "update"}:
+                # another process's marker landed beside this one and was kept (``merge_markers``): write the
+                # merged record, so compaction (which keeps a stream's last record only) keeps both
+                await self.views.put_meta(stream_id, {**after, "op": "update"})
             return hidden
 
     async def _restate(self, stream_id: str, inc: int) -> None:

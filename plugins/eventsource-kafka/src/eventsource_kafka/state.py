@@ -15,6 +15,32 @@ from typing import Any
 from eventsource_kafka.tails import Slot, SlotLock
 
 
+def merge_markers(live: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` (an ``update`` of the live incarnation) keeping every retention marker ``live`` already has.
+
+    A marker record is a copy of the metadata its process read, so one computed beside another process's
+    marker would drop it (two truncations at once: the second to land un-hid what the first hid). Markers
+    only ever hide more: the higher version bound, every time cutoff not covered by one in ``value``, the
+    skip furthest into the topic (nothing before either skip is visible, so nothing before the further
+    one is under both markers); the counts are the larger of the two (exact for version bounds alone).
+    """
+    out = dict(value)
+    below = max(int(live.get("hide_below", 0)), int(value.get("hide_below", 0)))
+    if below:
+        out["hide_below"] = below
+    mine = [(int(c), int(u)) for c, u in value.get("hide_before", [])]
+    kept = [[c, u] for c, u in live.get("hide_before", []) if not any(int(c) <= c2 and int(u) <= u2 for c2, u2 in mine)]
+    if kept:
+        out["hide_before"] = [*value.get("hide_before", []), *kept]
+    skips = [s for s in (live.get("skip"), value.get("skip")) if s]
+    if skips:
+        out["skip"] = max(skips, key=lambda s: (int(s[0]), int(s[1])))
+    for count in ("hidden", "first_visible"):
+        if count in live or count in value:
+            out[count] = max(int(live.get(count, 0)), int(value.get(count, 0)))
+    return out
+
+
 @dataclass(slots=True)
 class Namespace:
     """Shared per (bootstrap servers, topic prefix) in this process."""
@@ -58,7 +84,7 @@ class Namespace:
         elif op == "update":
             live = self.meta.get(stream_id)
             if live is not None and int(live.get("inc", 0)) == inc and live.get("topic") == value.get("topic"):
-                self.meta[stream_id] = value
+                self.meta[stream_id] = merge_markers(live, value)
             elif inc > current:  # compaction kept the update alone: it carries the whole record, as a create
                 self.meta[stream_id] = value
                 self.incarnations[stream_id] = inc

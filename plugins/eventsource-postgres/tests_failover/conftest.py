@@ -42,3 +42,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"{r['run']:<40} {r['acked']:>7} {r['lost']:>6} {r['doubled']:>8} {r['unacked_found']:>14} "
             f"{r['outage']:>14.2f}"
         )
+
+
+def asynchronous_pair() -> Iterator[Pair]:
+    """A primary and an asynchronous standby, stopped when the caller is done."""
+    p = Pair(synchronous=False).start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+def standby_pair() -> Iterator[Pair]:
+    """A primary with an asynchronous standby (the read-replica tests' pair)."""
+    yield from asynchronous_pair()

@@ -17,38 +17,28 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
+from conftest import asynchronous_pair
 from eventsource import EventData, EventSourcingManager
 from eventsource.errors import ConfigurationError, ConflictError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.sync import SyncEventSourcingManager
-from pair import Pair
 from test_read_replica import Held
+
+if TYPE_CHECKING:
+    from pair import Pair
 
 HANG = 60.0
 """Seconds a call bounded by a 1 s manager timeout may take before the test calls it hung (far above any retry)."""
 
 
 @pytest.fixture
-def standby_pair() -> Iterator[Pair]:
-    p = Pair(synchronous=False).start()
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture
 def other_cluster() -> Iterator[Pair]:
     """A second, unrelated pair: its primary holds a store of the same schema and stream ids."""
-    p = Pair(synchronous=False).start()
-    try:
-        yield p
-    finally:
-        p.stop()
+    yield from asynchronous_pair()
 
 
 def _stop_standby(pair: Pair) -> None:

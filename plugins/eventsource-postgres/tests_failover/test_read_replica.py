@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -21,15 +20,6 @@ import pytest
 from eventsource import EventData, EventSourcingManager
 from eventsource.errors import ConcurrencyError, ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from pair import Pair
-
-
-@pytest.fixture
-def standby_pair() -> Iterator[Pair]:
-    p = Pair(synchronous=False).start()
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def _walreceivers(pair: Pair) -> list[int]:

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.model import ANY, NewEvent, utcnow
-from eventsource_kafka.loopwire import Wire
 from eventsource_kafka.provider import KafkaProvider
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+
+    from eventsource_kafka.loopwire import Wire
 
 pytest_plugins = ["eventsource.testing.pytest_plugin"]
 
@@ -165,8 +166,8 @@ async def loop_wire(writer: KafkaProvider) -> Wire:
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        w = writer._conn.io.wires._by_loop.get(loop)
-        if isinstance(w, Wire) and w.usable():
+        w = writer._conn.io.wires.current(loop)
+        if w is not None:
             return w
         await writer.append("warm", [NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())], ANY)
         await asyncio.sleep(0.01)

@@ -60,6 +60,13 @@ class Proxy:
         self.keep_from = 0  # that connection's number (0: none)
         self.replay_on_another = False  # an answer on another check connection: replaced by a kept one
         self.version = 0  # the ListOffsets version the check connection asks with
+        # the loop's produce connections (Produce first): the next answer damaged, or the next request cut
+        self.produce_tamper: Callable[[bytes], bytes] | None = None
+        self.produce_half_next_answer = False
+        self.produce_cut_next_request = False
+        self.produce_tampered = 0
+        self.produce_connections = 0
+        self.produce_version = 0
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -80,6 +87,7 @@ class Proxy:
             return
         wire: list[bool] = []
         number: list[int] = []
+        producing: list[bool] = []  # the loop's produce connection (its first request a Produce)
 
         async def frame(r: asyncio.StreamReader) -> bytes:
             head = await r.readexactly(4)
@@ -91,10 +99,20 @@ class Proxy:
                 f = await frame(cr)
                 if not wire:
                     wire.append(struct.unpack_from(">h", f, 4)[0] == 2)  # ListOffsets first: the check connection
+                    producing.append(struct.unpack_from(">h", f, 4)[0] == 0)  # kafka-python's begin with ApiVersions
                     self.wire_connections += wire[0]
+                    self.produce_connections += producing[0]
                     number.append(self.wire_connections)
                     if wire[0]:
                         self.version = struct.unpack_from(">h", f, 6)[0]
+                    if producing[0]:
+                        self.produce_version = struct.unpack_from(">h", f, 6)[0]
+                if producing[0] and self.produce_cut_next_request and struct.unpack_from(">h", f, 4)[0] == 0:
+                    self.produce_cut_next_request = False
+                    self.produce_tampered += 1
+                    cw.transport.abort()  # the produce never reaches the broker; the client sees the cut
+                    uw.close()
+                    return
                 if wire[0] and self.cut_next_request:
                     self.cut_next_request = False
                     self.tampered += 1
@@ -106,6 +124,16 @@ class Proxy:
         async def down() -> None:
             while True:
                 f = await frame(ur)
+                if producing and producing[0] and self.produce_half_next_answer:
+                    self.produce_half_next_answer = False
+                    self.produce_tampered += 1
+                    cw.write(f[: len(f) // 2])
+                    await cw.drain()
+                    cw.transport.abort()
+                    return
+                if producing and producing[0] and self.produce_tamper is not None:
+                    f, self.produce_tamper = self.produce_tamper(f), None
+                    self.produce_tampered += 1
                 if wire and wire[0]:
                     (cid,) = struct.unpack_from(">i", f, 4)
                     if number[0] == self.keep_from:
@@ -383,6 +411,116 @@ async def test_with_tls_or_sasl_the_check_never_uses_a_connection_of_its_own(
     assert config["security_protocol"] != "PLAINTEXT"
     io = KafkaIO(config, threads=1, timeout=1.0, max_request_size=1 << 20)
     assert not io.wires.enabled
+    assert not io.produce_wires.enabled
     assert io.wires.get(None, {2: (0, 5)}, "t") is None  # returns before it looks at the cluster
+    assert io.produce_wires.get(None, {0: (0, 8)}, "t") is None
     _, plain = client_config("kafka://127.0.0.1:9", KafkaSettings().load({}))
-    assert KafkaIO(plain, threads=1, timeout=1.0, max_request_size=1 << 20).wires.enabled  # the check can fail
+    plain_io = KafkaIO(plain, threads=1, timeout=1.0, max_request_size=1 << 20)
+    assert plain_io.wires.enabled  # the check can fail
+    assert plain_io.produce_wires.enabled
+
+
+def _rewrite_produce(version: int, **fields: Any) -> Callable[[bytes], bytes]:
+    """Rewrite fields of a one-topic, one-partition Produce answer (v3-8) in place, its length unchanged."""
+
+    def tamper(f: bytes) -> bytes:
+        out = bytearray(f)
+        pos = 4 + 4 + 4  # length, correlation id, topic count
+        (name_len,) = struct.unpack_from(">h", out, pos)
+        pos += 2 + name_len + 4  # the name, the partition count
+        if "partition" in fields:
+            struct.pack_into(">i", out, pos, fields["partition"])
+        if "error" in fields:
+            struct.pack_into(">h", out, pos + 4, fields["error"])
+        if "offset" in fields:
+            struct.pack_into(">q", out, pos + 4 + 2, fields["offset"])
+        return bytes(out)
+
+    assert version >= 3
+    return tamper
+
+
+async def _produce_wire_up(p: Any) -> None:
+    """Append to ``warm`` until the loop's produce connection is up."""
+    loop = asyncio.get_running_loop()
+    for _ in range(3000):
+        if p._conn.io.produce_wires.current(loop) is not None:
+            return
+        await p.append("warm", [ev()], ANY)
+        await asyncio.sleep(0.01)
+    msg = "no produce connection came up"
+    raise AssertionError(msg)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "request cut",
+        "half answer",
+        "negative",
+        "undecodable",
+        "error 6 (not the leader)",
+        "error 7 (timed out)",
+        "other partition",
+        "offset -1",
+    ],
+)
+async def test_a_damaged_produce_answer_neither_loses_nor_doubles_the_append(
+    proxied: tuple[str, Proxy], damage: str
+) -> None:
+    """The answer to an append's produce on the loop's own connection is damaged, or its request cut.
+
+    The record may be stored (the broker got it) or not (the request was cut). The append must either be
+    acknowledged, or fail with a retryable error and then, retried with the same event, be acknowledged:
+    the stream then holds the event exactly once, at the version it was appended at, and takes the next
+    append at the next version. Error 6 here is a lie of the proxy (the record was stored): the producer's
+    way sends it again, and the second copy must lose to the first.
+    """
+    from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
+    from eventsource_kafka import KafkaProvider
+
+    url, proxy = proxied
+    args = {"url": url, "topic_prefix": f"w{uuid.uuid4().hex[:12]}", "request_timeout": 5.0}
+    writer, reader = KafkaProvider(**args), KafkaProvider(**args)
+    await writer.connect()
+    await reader.connect()
+    try:
+        first = ev()
+        await writer.append("s", [first], 0)
+        await _produce_wire_up(writer)
+        await writer.append("s", [ev()], 1)  # a produce on it: the proxy knows it by its first request
+        assert proxy.produce_version >= 3
+        before = proxy.produce_tampered
+        tampers: dict[str, Callable[[bytes], bytes]] = {
+            "negative": _negative,
+            "undecodable": _undecodable,
+            "error 6 (not the leader)": _rewrite_produce(proxy.produce_version, error=6),
+            "error 7 (timed out)": _rewrite_produce(proxy.produce_version, error=7),
+            "other partition": _rewrite_produce(proxy.produce_version, partition=1),
+            "offset -1": _rewrite_produce(proxy.produce_version, offset=-1),
+        }
+        if damage == "request cut":
+            proxy.produce_cut_next_request = True
+        elif damage == "half answer":
+            proxy.produce_half_next_answer = True
+        else:
+            proxy.produce_tamper = tampers[damage]
+        e = ev()
+        try:
+            r = await writer.append("s", [e], 2)
+        except (ProviderUnavailableError, ProviderTimeoutError):
+            r = await writer.append("s", [e], 2)  # the caller's retry: the same event
+        assert proxy.produce_tampered == before + 1  # that append's produce was the damaged one
+        assert (r.first_version, r.event_ids) == (3, (e.event_id,))
+        nxt = await writer.append("s", [ev()], 3)
+        assert nxt.first_version == 4
+        read = [x async for page in reader.read_stream_pages("s") for x in page]
+        assert [x.version for x in read] == [1, 2, 3, 4]
+        assert read[0].event_id == first.event_id
+        assert read[2].event_id == e.event_id
+    finally:
+        proxy.produce_tamper = None
+        proxy.produce_cut_next_request = proxy.produce_half_next_answer = False
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 from eventsource.model import ANY, NewEvent, utcnow
-from eventsource_kafka.loopwire import Wire
 from eventsource_kafka.provider import KafkaProvider
 
 from .conftest import drop_namespace
@@ -61,14 +60,14 @@ async def test_appends_from_two_event_loops_on_one_provider_share_no_futures_acr
 
         # each loop had its own check connection, which holds its loop: once those loops are closed, the
         # next loop to open one drops their entries (a provider outliving many loops keeps no socket each)
-        wires = p._conn.io.wires
-        assert len(wires._by_loop) >= 2
+        both = (p._conn.io.wires, p._conn.io.produce_wires)  # check connections, produce connections
+        assert all(len(wires._by_loop) >= 2 for wires in both)
         left: list[object] = []
 
         async def third() -> None:
             for _ in range(20):
                 await p.append("t0-0", [ev()], ANY)
-            left.extend(lp for lp in wires._by_loop if lp.is_closed())
+            left.extend(lp for wires in both for lp in wires._by_loop if lp.is_closed())
 
         t = threading.Thread(target=asyncio.run, args=(third(),))
         t.start()
@@ -107,28 +106,30 @@ async def test_the_check_connection_of_a_loop_closed_before_the_provider_is_clos
             await p.append(sid, [ev()], ANY)
             for _ in range(500):
                 await p.append(sid, [ev()], ANY)
-                w = wires._by_loop.get(asyncio.get_running_loop())
-                if isinstance(w, Wire) and w.usable():
-                    assert w.transport is not None
-                    into.append(os.fstat(w.transport.get_extra_info("socket").fileno()).st_ino)
+                loop = asyncio.get_running_loop()
+                w, pw = wires.current(loop), p._conn.io.produce_wires.current(loop)
+                if w is not None and pw is not None:  # the check connection and the produce connection
+                    for x in (w, pw):
+                        assert x.transport is not None
+                        into.append(os.fstat(x.transport.get_extra_info("socket").fileno()).st_ino)
                     return
             msg = "no check connection came up"
             raise AssertionError(msg)
 
-        def in_a_thread(sid: str) -> int:
+        def in_a_thread(sid: str) -> set[int]:
             got: list[int] = []
             t = threading.Thread(target=asyncio.run, args=(appends(sid, got),))
             t.start()
             t.join()
-            assert len(got) == 1
-            return got[0]
+            assert len(got) == 2  # its check and its produce connections
+            return set(got)
 
         first = await asyncio.to_thread(in_a_thread, "a")
-        assert first in _socket_inodes()  # its loop is closed; nothing closed the socket yet
-        second = await asyncio.to_thread(in_a_thread, "b")  # the next loop to open a check connection
-        assert first not in _socket_inodes()
+        assert first <= _socket_inodes()  # its loop is closed; nothing closed the sockets yet
+        second = await asyncio.to_thread(in_a_thread, "b")  # the next loop to open connections of its own
+        assert not first & _socket_inodes()
         await p.close()
-        assert second not in _socket_inodes()
+        assert not second & _socket_inodes()
     finally:
         gc.enable()
         await p.close()

@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.errors import ProviderError, ProviderUnavailableError
 
 from eventsource_kafka.errors import map_error
+from eventsource_kafka.loopwire import ProduceRefusedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from eventsource_kafka.loopwire import Wire
 
 T = TypeVar("T")
 
@@ -75,12 +78,11 @@ class KafkaIO:
         self.admin: Any = None
         from eventsource_kafka.loopwire import Wires
 
-        # the stale-incarnation check on a connection each event loop owns (plain TCP only)
-        self.wires = Wires(
-            enabled=config.get("security_protocol", "PLAINTEXT") == "PLAINTEXT",
-            client_id=str(config.get("client_id") or "eventsource"),
-            timeout=timeout,
-        )
+        # the stale-incarnation check, and produces, on connections each event loop owns (plain TCP only)
+        plain = config.get("security_protocol", "PLAINTEXT") == "PLAINTEXT"
+        client_id = str(config.get("client_id") or "eventsource")
+        self.wires = Wires(enabled=plain, client_id=client_id, timeout=timeout)
+        self.produce_wires = Wires(enabled=plain, client_id=client_id, timeout=timeout, produce=True)
 
     @property
     def producer(self) -> Any:
@@ -127,6 +129,7 @@ class KafkaIO:
         """Close every client and the thread pool. Idempotent."""
         producer, admin, consumers = self._producer, self.admin, list(self._consumers)
         self.wires.close()
+        self.produce_wires.close()
         self._producer = self.admin = None
         self._consumers.clear()
         self._idle.clear()
@@ -217,14 +220,28 @@ class KafkaIO:
     ) -> int:
         """Send one record and wait for its acknowledgement without blocking the loop; returns its offset.
 
-        The producer's future is resolved onto the loop with ``call_soon_threadsafe`` from kafka-python's
-        sender thread; no thread waits on it.
+        On the loop's own connection to the topic's leader once it is up (:mod:`~eventsource_kafka.loopwire`),
+        else through the producer, whose future is resolved onto the loop with ``call_soon_threadsafe`` from
+        kafka-python's sender thread (no thread waits on it). A produce the loop's connection lost after
+        writing it is never sent again: it raises (it may be stored), and the caller's retry decides.
         """
         # a topic the producer's metadata lost (deleted by another process, seen by a refresh) would make
         # ``send`` block the loop while it waits for the topic's metadata: wait for it in the pool instead
         if not self.knows(topic):
             await self.run(f"loading metadata of {topic}", self.producer.partitions_for, topic)
             self._primed.add(topic)
+        stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        frame = self._wire_frame(topic, value, key, headers or [], stamp)
+        if frame is not None:
+            wire, request = frame
+            try:
+                return await wire.send_frame(request, topic)
+            except ProduceRefusedError as e:
+                if not e.unwritten:  # the broker's own word on a record it may have stored
+                    from kafka import errors as ke
+
+                    raise map_error(ke.for_code(e.code)(str(e)), f"producing to {topic}") from e
+                # nothing stored (not the leader, too large...): the producer's way refreshes and says it as always
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
 
@@ -249,6 +266,20 @@ class KafkaIO:
         except Exception as e:
             raise map_error(e, f"producing to {topic}") from e
         return int(md.offset)
+
+    def _wire_frame(
+        self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]], stamp: int
+    ) -> tuple[Wire, bytes] | None:
+        """The loop's wire to ``topic``'s leader and the request to write on it (``None``: the producer's way)."""
+        from eventsource_kafka.listoffsets import _broker_versions
+        from eventsource_kafka.loopwire import produce_frame
+
+        wire = self.produce_wires.get(self.producer._metadata, _broker_versions(self), topic)  # noqa: SLF001
+        if wire is None:
+            return None
+        request = produce_frame(wire, topic, value, key, headers, stamp)
+        # over the producer's limit: its way refuses it client-side, with the error the caller always got
+        return (wire, request) if len(request) <= self.max_request_size else None
 
     # ------------------------------------------------------------------ consume
 

@@ -523,17 +523,28 @@ def test_positional_record_construction_matches_the_field_order() -> None:
     ]  # fmt: skip
 
 
-def test_generated_event_ids_are_distinct_version_4_uuids_and_fork_safe() -> None:
+def test_generated_event_ids_are_distinct_time_ordered_version_7_uuids_and_fork_safe() -> None:
+    """RFC 9562 version 7: the first 48 bits are the Unix time in ms when the id was made, so ids sort by it."""
     import multiprocessing
+    import time
     import uuid as uuid_mod
 
     from eventsource.manager import _event_id
 
+    before = time.time_ns() // 1_000_000
     ids = [_event_id() for _ in range(2000)]  # several buffer refills
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
-    for value in ids[:300]:
+    for value in ids:
         parsed = uuid_mod.UUID(value)
-        assert (str(parsed), parsed.version, parsed.variant) == (value, 4, uuid_mod.RFC_4122)
+        assert (str(parsed), parsed.version, parsed.variant) == (value, 7, uuid_mod.RFC_4122)
+        assert before <= parsed.int >> 80 <= after
+    stamps = [uuid_mod.UUID(v).int >> 80 for v in ids]
+    assert stamps == sorted(stamps)  # made one after another: never an earlier millisecond after a later one
+    later = _event_id()
+    while uuid_mod.UUID(later).int >> 80 == stamps[-1]:
+        later = _event_id()
+    assert later > max(ids)  # an id from a later millisecond sorts after every earlier one (as text too)
     _event_id()  # the parent holds a partly used buffer now
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(1) as pool:

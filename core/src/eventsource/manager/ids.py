@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 
 class EventIds:
-    """Random (version 4) UUID strings, 256 per ``os.urandom`` call.
+    """Time-ordered (version 7, RFC 9562) UUID strings: 48 bits of Unix milliseconds, then 74 random bits.
 
-    ``str(uuid.uuid4())`` makes one ``getrandom`` syscall and builds a ``UUID`` object per id; the bytes
-    here are just as random. The buffer is dropped in a forked child (so parent and child never hand out
-    the same ids) and guarded by a lock (the sync facade and user threads may append at once).
+    Ids made one after another sort one after another (to the millisecond), so a store's unique index on
+    event ids takes each new one at its end instead of on a random page: a batch dirties a page or two of
+    that index, not one per event. The random bits come from ``os.urandom``, 10 bytes an id, read 4,096 at a
+    time; the buffer is dropped in a forked child (parent and child never hand out the same bits) and guarded
+    by a lock (the sync facade and user threads may append at once).
     """
 
     __slots__ = ("buf", "i", "lock")
@@ -30,13 +33,14 @@ class EventIds:
         """A new id."""
         with self.lock:
             i = self.i
-            if i >= len(self.buf):
-                self.buf = os.urandom(4096)
+            if i + 10 > len(self.buf):
+                self.buf = os.urandom(4090)
                 i = 0
-            raw = bytearray(self.buf[i : i + 16])
-            self.i = i + 16
-        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+            rand = self.buf[i : i + 10]
+            self.i = i + 10
+        raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + rand)
+        raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
         h = raw.hex()
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

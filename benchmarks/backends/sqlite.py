@@ -20,7 +20,8 @@ Peers: ``aiosqlite`` (the same statements on the same table layout in its own fi
 ``aiosqlite`` connection opened in :meth:`open`) in the append, batch and read rows. The sync rows
 (files of their own): the sync API, raw ``sqlite3`` inline, and ``eventsourcing`` 9.5.6's
 ``SQLiteApplicationRecorder`` (``insert_events`` / ``select_events`` of ``StoredEvent`` whose state
-is the JSON payload, decoded with ``json.loads`` on read). ``eventsourcing`` sets no ``synchronous``
+is the JSON payload, decoded with ``json.loads`` on read), and ``raw_es_layout``: raw ``sqlite3`` inline on
+that recorder's table and statements, its baseline as ``raw`` is ours. ``eventsourcing`` sets no ``synchronous``
 pragma of its own: it runs at SQLite's default, which every side reports from its own connection
 (:func:`durability`, recorded per row; the smoke test checks they agree).
 """
@@ -164,7 +165,8 @@ class SqliteBackend(Backend):
         "synchronous=FULL (every side's file reports WAL + FULL from its own connection); single append raw on a "
         "dedicated writer thread, batch/read inline; peers: aiosqlite (same layout), eventsourcing (sync rows; "
         "its own layout: no event id, no timestamp, one index, so 2 WAL pages per single append where the "
-        "library and raw write 5)"
+        "library and raw write 5); raw_es_layout (sync rows) = sqlite3 inline on eventsourcing's table and "
+        "statements, so eventsourcing / raw_es_layout shows what its recorder adds as lib / raw shows ours"
     )
 
     async def open(self) -> None:
@@ -268,7 +270,11 @@ class SqliteBackend(Backend):
         pages = (
             "2 WAL pages per one-event commit against 5" if key == "sync_append_p50" else "2 b-trees per row against 5"
         )
-        return f"eventsourcing stores no event id, timestamp or metadata: one index where lib and raw keep 4 ({pages})"
+        return (
+            f"eventsourcing stores no event id, timestamp or metadata: one index where lib and raw keep 4 ({pages}); "
+            "raw_es_layout = raw sqlite3 on eventsourcing's table and statements (what its recorder adds: "
+            "eventsourcing / raw_es_layout, against lib / raw)"
+        )
 
     def hop_sides(self) -> tuple[Side, Side]:
         """The off-loop raw INSERT against the same INSERT inline."""
@@ -287,6 +293,7 @@ class SqliteBackend(Backend):
         }
         if self.options.peers and installed("eventsourcing"):
             sides["eventsourcing"] = _EventsourcingSqlite(self.dir / "sync-eventsourcing.db")
+            sides["raw_es_layout"] = _SyncRawEsLayout(self.dir / "sync-raw-es-layout.db")
         return sides
 
     async def raw_append_batch(self, stream_id: str, first_version: int, events: Sequence[RawEvent]) -> None:
@@ -434,6 +441,60 @@ class _SyncRaw(SyncSide):
 
     def read(self, stream_id: str) -> int:
         return _read(self.db, RAW_READ, stream_id)
+
+    def durability(self) -> dict[str, str] | None:
+        return durability(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+ES_LAYOUT = (
+    "CREATE TABLE stored_events (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB, "
+    "PRIMARY KEY (originator_id, originator_version))"
+)
+"""``eventsourcing`` 9.5.6's ``SQLiteApplicationRecorder`` table (text originator ids), as ``create_table`` makes it."""
+
+
+class _SyncRawEsLayout(SyncSide):
+    """Raw sqlite3 inline on ``eventsourcing``'s layout and statements: what its recorder adds shows against this.
+
+    ``BEGIN``, ``INSERT INTO stored_events VALUES (?, ?, ?, ?)`` per event and ``COMMIT``, as its ``insert_events``
+    sends them; the read selects its four columns by originator id and version and decodes each state.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.db = connect(path)
+        self.db.execute(ES_LAYOUT)
+
+    def _insert(self, stream_id: str, first_version: int, evs: Sequence[RawEvent]) -> None:
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            for i, e in enumerate(evs):  # one statement per event, as its application recorder sends them
+                row = (stream_id, first_version + i, e.event_type, json.dumps(e.data).encode())
+                db.execute("INSERT INTO stored_events VALUES (?, ?, ?, ?)", row)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        self._insert(stream_id, version, prepared)
+
+    def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        self._insert(stream_id, first_version, prepared)
+
+    def read(self, stream_id: str) -> int:
+        loads = json.loads
+        rows = self.db.execute(
+            "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE originator_id = ? "
+            "ORDER BY originator_version",
+            (stream_id,),
+        ).fetchall()
+        for r in rows:
+            loads(r[3])
+        return len(rows)
 
     def durability(self) -> dict[str, str] | None:
         return durability(self.db)

@@ -138,6 +138,14 @@ class ProjectionRunner:
         if projection.name in self.states:
             msg = f"a projection named {projection.name!r} is already in this runner"
             raise ConfigurationError(msg, field="name")
+        cap = None if self.lease is None else self.lease.capacity
+        if cap is not None and len(self.states) >= cap:  # the one past it would wait for a lease forever
+            msg = (
+                f"{self.lease!r} holds at most {cap} leases at once (one per running projection); this runner "
+                f"already has {len(self.states)} projections: build the lease with a larger capacity "
+                "(PostgreSQL: the pool_max_size setting) or run the others in another runner"
+            )
+            raise ConfigurationError(msg, field="lease", capacity=cap)
         if not projection.handlers:
             msg = f"projection {projection.name!r} has no handlers"
             raise ConfigurationError(msg, field="handlers")

@@ -72,6 +72,11 @@ class PostgresAdvisoryLease(Lease):
         """The URL with its password masked."""
         return mask_target(self.url)
 
+    @property
+    def capacity(self) -> int:
+        """``pool_max_size``: each held lease keeps a connection of the pool for as long as it is held."""
+        return int(self.settings["pool_max_size"])
+
     def key(self, key: str) -> int:
         """The advisory-lock key of ``key`` (stable across processes, machines and Python versions)."""
         return lock_key("lease", self.settings["namespace"], key)

@@ -1,0 +1,57 @@
+"""The advisory-lock lease under a projection runner: how many leases one process can hold, lost sessions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource.errors import ConfigurationError
+from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner
+from eventsource_postgres import PostgresAdvisoryLease
+from eventsource_postgres.checkpoints import PostgresCheckpointStore
+
+if TYPE_CHECKING:
+    from eventsource.manager import EventSourcingManager
+    from eventsource.model import Event
+
+
+def counting(name: str, seen: dict[str, list[str]]) -> Projection[None]:
+    p: Projection[None] = Projection(name)
+
+    @p.on("Deposited")
+    def deposited(event: Event, _tx: None) -> None:
+        seen.setdefault(name, []).append(event.event_id)
+
+    return p
+
+
+async def test_a_runner_takes_no_more_projections_than_its_lease_can_hold_at_once(
+    es: EventSourcingManager, url: str
+) -> None:
+    """Each running projection keeps one lease connection; one the pool could not give never ran, silently.
+
+    With ``pool_max_size=2`` the third projection of a runner waited for a connection the two others keep for
+    as long as they run: it never applied anything (and ``catch_up`` never returned), with no error.
+    """
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    lease = PostgresAdvisoryLease(url, namespace=f"t-{uuid.uuid4().hex}", pool_max_size=2)
+    store = PostgresCheckpointStore(url, schema=f"cp_{uuid.uuid4().hex[:12]}")
+    runner = ProjectionRunner(es, lease=lease, lease_wait=0.2, poll_interval=0.05)
+    seen: dict[str, list[str]] = {}
+    runner.add(counting("a", seen), CheckpointStoreSink(store))
+    runner.add(counting("b", seen), CheckpointStoreSink(store))
+    with pytest.raises(ConfigurationError) as info:
+        runner.add(counting("c", seen), CheckpointStoreSink(store))
+    assert "pool_max_size" in str(info.value)
+    assert sorted(runner.states) == ["a", "b"]
+    await runner.catch_up(timeout=60)
+    assert {name: len(ids) for name, ids in seen.items()} == {"a": 1, "b": 1}
+    await _drop(url, store.schema)
+
+
+async def _drop(url: str, schema: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -3,8 +3,10 @@
 ``hold(key)`` creates the key (a compare-and-set that only succeeds while nobody holds it) and refreshes it
 every ``ttl / 3`` seconds with a compare-and-set on its revision. A holder that dies stops refreshing, the
 entry expires and another process's ``create`` succeeds: the handover takes at most ``ttl`` plus one retry.
-A refresh that fails (the entry was taken over, or the server was unreachable for ``ttl``) marks the lease
-lost: the block is cancelled and leaving it raises :class:`~eventsource.errors.ProviderUnavailableError`.
+A refresh that fails (the entry was taken over) marks the lease lost, and so does going without a successful
+refresh for ``ttl`` less a margin of ``ttl / 6``, counted from when the last one was sent (a refresh stuck on a
+silent connection is abandoned then): the server cannot have expired the entry yet. The block is cancelled
+and leaving it raises :class:`~eventsource.errors.ProviderUnavailableError`.
 """
 
 from __future__ import annotations
@@ -118,10 +120,10 @@ class NatsKvLease(Lease):
             raise ProviderUnavailableError(msg)
         k = self._key(key)
         token = json.dumps({"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}).encode()
-        revision = await self._acquire(kv, k, key, token, timeout)
+        revision, sent = await self._acquire(kv, k, key, token, timeout)
         owner = asyncio.current_task()
         lost: list[BaseException] = []
-        refresher = asyncio.ensure_future(self._refresh(kv, k, token, revision, owner=owner, lost=lost))
+        refresher = asyncio.ensure_future(self._refresh(kv, k, token, (revision, sent), owner=owner, lost=lost))
         try:
             yield
         except asyncio.CancelledError:
@@ -143,14 +145,16 @@ class NatsKvLease(Lease):
         msg = f"the lease on {key!r} was lost while held (not refreshed within {self.ttl}s, or taken over)"
         return ProviderUnavailableError(msg, key=key, operation="lease")
 
-    async def _acquire(self, kv: Any, k: str, key: str, token: bytes, timeout: float) -> int:  # noqa: ASYNC109
+    async def _acquire(self, kv: Any, k: str, key: str, token: bytes, timeout: float) -> tuple[int, float]:  # noqa: ASYNC109
+        """The entry's revision, and when the create that made it was sent."""
         import nats.errors
         import nats.js.errors
 
         deadline = monotonic() + timeout
         while True:
             try:
-                return int(await cancellable(kv.create(k, token)))
+                sent = monotonic()
+                return int(await cancellable(kv.create(k, token))), sent
             except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
                 pass  # held by someone else
             except (nats.errors.Error, OSError) as e:
@@ -166,28 +170,37 @@ class NatsKvLease(Lease):
         kv: Any,
         k: str,
         token: bytes,
-        revision: int,
+        written: tuple[int, float],
         *,
         owner: asyncio.Task[Any] | None,
         lost: list[BaseException],
     ) -> int:
-        """Refresh until cancelled; returns the last revision. On a loss, records it and cancels ``owner``."""
-        written = monotonic()
+        """Refresh until cancelled; returns the last revision. On a loss, records it and cancels ``owner``.
+
+        ``written``: the revision and when the write that made it was sent; the server expires the entry
+        ``ttl`` after it stored that write, so the lease is given up ``ttl / 6`` before that can happen.
+        """
+        import nats.js.errors
+
+        revision, sent = written
+        deadline = sent + self.ttl - self.ttl / 6
         try:
             while True:
-                await asyncio.sleep(self.ttl / 3)
-                try:
-                    revision = int(await cancellable(kv.update(k, token, last=revision)))
-                    written = monotonic()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - taken over, or unreachable: decided below
-                    import nats.js.errors
-
-                    if isinstance(e, nats.js.errors.KeyWrongLastSequenceError) or monotonic() - written >= self.ttl:
-                        lost.append(e)
-                        if owner is not None:
-                            owner.cancel()
-                        return revision
+                await asyncio.sleep(max(min(self.ttl / 3, deadline - monotonic()), 0))
+                error: BaseException | None = None
+                if monotonic() < deadline:
+                    attempt = monotonic()
+                    try:
+                        async with asyncio.timeout(max(deadline - attempt, 0)):  # a silent connection: not for long
+                            revision = int(await cancellable(kv.update(k, token, last=revision)))
+                        deadline = attempt + self.ttl - self.ttl / 6
+                        continue
+                    except Exception as e:  # noqa: BLE001 - taken over, or unreachable: decided below
+                        error = e
+                if isinstance(error, nats.js.errors.KeyWrongLastSequenceError) or monotonic() >= deadline:
+                    lost.append(error or TimeoutError(f"no refresh succeeded within {self.ttl}s"))
+                    if owner is not None:
+                        owner.cancel()
+                    return revision
         except asyncio.CancelledError:
             return revision

@@ -1,0 +1,109 @@
+"""The NATS KV lease when its holder cannot reach the server: it must give up before the entry expires."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource.errors import ProviderUnavailableError
+from eventsource_nats.lease import NatsKvLease
+from eventsource_nats.settings import parse_url
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+class StallProxy:
+    """A TCP proxy to the NATS server that can stop forwarding (a partition that leaves both sockets open)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.server: asyncio.Server | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.ensure_future(self._pipe(src, dst))
+            self.tasks.add(task)
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await src.read(65536):
+                await self.flowing.wait()
+                dst.write(data)
+                await dst.drain()
+        dst.close()
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.fixture
+async def bucket(machine_nats_url: str) -> AsyncIterator[str]:
+    name = f"leases_{uuid.uuid4().hex[:10]}"
+    yield name
+    admin = NatsKvLease(machine_nats_url, bucket=name, ttl=2)
+    await admin.connect()
+    with contextlib.suppress(Exception):
+        await admin._nc.jetstream().delete_key_value(name)
+    await admin.close()
+
+
+async def test_a_holder_cut_off_from_the_server_gives_up_before_another_process_gets_the_lease(
+    machine_nats_url: str, bucket: str
+) -> None:
+    """A refresh stuck on a silent connection waited for nats-py's request timeout (5 s by default).
+
+    It counted the ttl from when the last refresh *returned*, and only once the stuck one failed: the entry
+    expired on the server, another process took the lease and ran the projection while the cut-off holder's
+    block still ran, believing it held the lease.
+    """
+    host, port = parse_url(machine_nats_url).servers[0].rsplit("//", 1)[-1].rsplit(":", 1)
+    proxy = StallProxy(host, int(port))
+    cut_off = NatsKvLease(f"nats://127.0.0.1:{await proxy.start()}", bucket=bucket, ttl=2)
+    other = NatsKvLease(machine_nats_url, bucket=bucket, ttl=2)
+    await cut_off.connect()
+    await other.connect()
+    entered = asyncio.Event()
+    holding = False
+
+    async def hold() -> None:
+        nonlocal holding
+        async with cut_off.hold("projection:p", timeout=5):
+            holding = True
+            entered.set()
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                holding = False
+
+    task = asyncio.ensure_future(hold())
+    try:
+        await asyncio.wait_for(entered.wait(), 30)
+        await asyncio.sleep(cut_off.ttl / 2)  # a refresh went through
+        proxy.flowing.clear()
+        async with other.hold("projection:p", timeout=60):
+            assert not holding, "two processes held the lease at once"
+        with pytest.raises(ProviderUnavailableError, match="lost"):
+            await asyncio.wait_for(task, 30)
+    finally:
+        proxy.flowing.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await other.close()
+        await cut_off.close()
+        await proxy.close()

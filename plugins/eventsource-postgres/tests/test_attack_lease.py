@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, ProviderUnavailableError
 from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner
 from eventsource_postgres import PostgresAdvisoryLease
 from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
 if TYPE_CHECKING:
+    import psycopg
     from eventsource.manager import EventSourcingManager
     from eventsource.model import Event
 
@@ -55,3 +57,37 @@ async def _drop(url: str, schema: str) -> None:
 
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_a_holder_whose_session_ends_is_cancelled_and_told(url: str, admin: psycopg.AsyncConnection[Any]) -> None:
+    """The server dropped the lock with the session (terminated, restarted), and another process could take it.
+
+    The holder learnt it only when its block ended: a projection runner went on running the projection (an
+    at-least-once sink applying every batch a second time) for as long as it kept winning the checkpoint race.
+    """
+    app = f"es-lease-{uuid.uuid4().hex[:10]}"
+    lease = PostgresAdvisoryLease(url, namespace=f"t-{uuid.uuid4().hex}", pool_max_size=2, application_name=app)
+    await lease.connect()
+    entered = asyncio.Event()
+
+    async def holder() -> None:
+        async with lease.hold("projection:p", timeout=5):
+            entered.set()
+            await asyncio.sleep(3600)
+
+    task = asyncio.ensure_future(holder())
+    try:
+        await asyncio.wait_for(entered.wait(), 30)
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s AND pid <> "
+            "pg_backend_pid()",
+            [app],
+        )
+        with pytest.raises(ProviderUnavailableError, match="lost"):
+            await asyncio.wait_for(task, 15)
+        async with lease.hold("projection:p", timeout=5):  # and it can be taken again
+            pass
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await lease.close()

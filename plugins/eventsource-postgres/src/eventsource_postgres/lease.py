@@ -3,9 +3,10 @@
 Each ``hold(key)`` takes a connection of its own from a small pool and, on it, the session-level
 ``pg_advisory_lock`` of a stable 64-bit BLAKE2b hash of ``(namespace, key)``, held as long as that
 session: every process that uses the same server and namespace excludes the others. Running out of
-time raises :class:`~eventsource.errors.ProviderTimeoutError` and a lease whose connection died while
-held raises :class:`~eventsource.errors.ProviderUnavailableError` on leaving the block; the plugin
-README says how acquiring and releasing guarantee both.
+time raises :class:`~eventsource.errors.ProviderTimeoutError`. While held, the session's socket is
+watched: when the session ends the block is cancelled, and leaving it raises
+:class:`~eventsource.errors.ProviderUnavailableError` (the plugin README says how acquiring and releasing
+guarantee both).
 """
 
 from __future__ import annotations
@@ -120,17 +121,50 @@ class PostgresAdvisoryLease(Lease):
             raise ProviderUnavailableError(msg)
         k = self.key(key)
         conn = await self._acquire(pool, key, k, timeout)
+        owner = asyncio.current_task()
+        lost: list[BaseException] = []
+        watcher = asyncio.ensure_future(self._watch(conn, owner, lost))
         try:
             yield
+        except asyncio.CancelledError:
+            await asyncio.shield(self._end(pool, conn, k, watcher))
+            if lost and owner is not None and owner.uncancel() == 0:
+                raise self._lost(key) from lost[0]
+            raise
         except Exception as body_error:
-            if await self._release(pool, conn, k):
+            if await self._end(pool, conn, k, watcher):
                 raise self._lost(key) from body_error
             raise
         except BaseException:
-            await asyncio.shield(self._release(pool, conn, k))
+            await asyncio.shield(self._end(pool, conn, k, watcher))
             raise
-        if await self._release(pool, conn, k):
+        if await self._end(pool, conn, k, watcher):
             raise self._lost(key)
+
+    @staticmethod
+    async def _watch(conn: AsyncConnection[Any], owner: asyncio.Task[Any] | None, lost: list[BaseException]) -> None:
+        """Wait on the held session's socket until cancelled; if the session ends, record it and cancel ``owner``.
+
+        The server dropped the lock with the session: another process may hold it now.
+        """
+        try:
+            while True:
+                async for _ in conn.notifies():
+                    pass
+        except asyncio.CancelledError:
+            return
+        except Exception as e:  # noqa: BLE001 - the session is gone, whatever the error
+            lost.append(e)
+            if owner is not None:
+                owner.cancel()
+
+    async def _end(
+        self, pool: AsyncConnectionPool[Any], conn: AsyncConnection[Any], k: int, watcher: asyncio.Future[None]
+    ) -> bool:
+        """Stop watching, then release; whether the lock turned out to be lost."""
+        watcher.cancel()
+        await asyncio.wait([watcher])  # (not awaited itself: a cancel of this task must not be taken for its own)
+        return await self._release(pool, conn, k)
 
     def _lost(self, key: str) -> ProviderUnavailableError:
         msg = (

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.errors import ConfigurationError, ProviderUnavailableError
+from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner
 from eventsource_postgres import PostgresAdvisoryLease
 from eventsource_postgres.checkpoints import PostgresCheckpointStore
@@ -91,3 +92,34 @@ async def test_a_holder_whose_session_ends_is_cancelled_and_told(url: str, admin
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await lease.close()
+
+
+async def test_a_waiter_that_times_out_keeps_its_connection_and_logs_nothing(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A standby runner tries every ``lease_wait`` for as long as the holder runs: each try that timed out
+    closed its connection (a new server session for the next) and psycopg logged two warnings about it, so a
+    standby's log filled with them, two per projection per try."""
+    namespace = f"t-{uuid.uuid4().hex}"
+    holder = PostgresAdvisoryLease(url, namespace=namespace, pool_max_size=1)
+    waiter = PostgresAdvisoryLease(url, namespace=namespace, pool_max_size=1, pool_min_size=1)
+    await holder.connect()
+    await waiter.connect()
+    try:
+        async with holder.hold("projection:p", timeout=5):
+            caplog.clear()
+            pids = set()
+            for _ in range(3):
+                with pytest.raises(ProviderTimeoutError):
+                    async with waiter.hold("projection:p", timeout=0.3):
+                        pytest.fail("the waiter got in")
+                assert waiter._pool is not None
+                async with waiter._pool.connection() as conn:
+                    pids.add(conn.info.backend_pid)
+            assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+            assert len(pids) == 1
+        async with waiter.hold("projection:p", timeout=5):  # free once the holder left
+            pass
+    finally:
+        await waiter.close()
+        await holder.close()

@@ -192,11 +192,19 @@ class PostgresAdvisoryLease(Lease):
                 cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", [k])
                 row = await cur.fetchone()
                 if not (row and row[0]):
-                    left_ms = max(1, int((deadline - monotonic()) * 1000))
+                    # the server gives up a little before the client does: a refused lock leaves the session
+                    # as it was, so the connection goes back to the pool (cancelling it would close it)
+                    left = deadline - monotonic()
+                    left_ms = max(1, int((left - min(left / 10, 0.2)) * 1000))
                     await conn.execute(f"SET lock_timeout = {left_ms}")
                     await conn.execute("SELECT pg_advisory_lock(%s)", [k])
                     await conn.execute("SET lock_timeout = 0")
-        except (TimeoutError, LockNotAvailable, psycopg_pool.PoolTimeout) as e:
+        except LockNotAvailable as e:  # not granted: the connection is reusable (each wait sets its lock_timeout)
+            assert conn is not None
+            await pool.putconn(conn)
+            msg = f"could not acquire the lease on {key!r} within {timeout}s"
+            raise ProviderTimeoutError(msg, key=key, operation="lease") from e
+        except (TimeoutError, psycopg_pool.PoolTimeout) as e:
             if conn is not None:
                 await self._discard(pool, conn)
             msg = f"could not acquire the lease on {key!r} within {timeout}s"

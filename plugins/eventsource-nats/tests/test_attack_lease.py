@@ -8,7 +8,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.errors import ProviderUnavailableError
+from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
 from eventsource_nats.lease import NatsKvLease
 from eventsource_nats.settings import parse_url
 
@@ -107,3 +107,26 @@ async def test_a_holder_cut_off_from_the_server_gives_up_before_another_process_
         await other.close()
         await cut_off.close()
         await proxy.close()
+
+
+async def test_a_long_key_is_held_like_any_other(machine_nats_url: str, bucket: str) -> None:
+    """A key is a stream id when a Kafka store appends under the lease (up to ``max_stream_id_length``).
+
+    Encoded into the KV subject, a long one passed the server's control-line limit: the server dropped the
+    connection every lease of the process shares (the other holders' refreshes failing with it) and the hold
+    failed with ``ProviderUnavailableError``, every time.
+    """
+    lease = NatsKvLease(machine_nats_url, bucket=bucket, ttl=2)
+    await lease.connect()
+    try:
+        long_key = "stream-" + "é" * 10_000
+        async with lease.hold(long_key, timeout=5):
+            with pytest.raises(ProviderTimeoutError):
+                async with lease.hold(long_key, timeout=0.3):
+                    pytest.fail("a second holder got in")
+            async with lease.hold(long_key[:-1] + "e", timeout=5):  # another long key is another lease
+                pass
+        async with lease.hold(long_key, timeout=5):  # released on leaving
+            pass
+    finally:
+        await lease.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import math
 import os
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 
 POLL = 0.1
 """Seconds between attempts to create a held key."""
+
+LONG_KEY = 1024
+"""Encoded keys longer than this are hashed: the KV subject must fit the server's control line (4 KiB)."""
 
 
 class NatsKvLease(Lease):
@@ -109,7 +113,12 @@ class NatsKvLease(Lease):
 
     @staticmethod
     def _key(key: str) -> str:
-        return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
+        """The KV key of ``key``: unpadded URL-safe base64, or past ``LONG_KEY`` characters ``=`` + a digest."""
+        raw = key.encode("utf-8")
+        encoded = base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        if len(encoded) <= LONG_KEY:
+            return encoded
+        return "=" + hashlib.blake2b(raw, digest_size=24, person=b"es-lease").hexdigest()  # ('=': never base64's)
 
     @asynccontextmanager
     async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109 - the Lease contract

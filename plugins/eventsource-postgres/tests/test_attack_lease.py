@@ -123,3 +123,32 @@ async def test_a_waiter_that_times_out_keeps_its_connection_and_logs_nothing(
     finally:
         await waiter.close()
         await holder.close()
+
+
+async def test_a_runner_whose_lease_session_ends_takes_the_lease_again_and_goes_on(
+    es: EventSourcingManager, url: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    app = f"es-lease-{uuid.uuid4().hex[:10]}"
+    lease = PostgresAdvisoryLease(url, namespace=f"t-{uuid.uuid4().hex}", pool_max_size=2, application_name=app)
+    store = PostgresCheckpointStore(url, schema=f"cp_{uuid.uuid4().hex[:12]}")
+    runner = ProjectionRunner(es, lease=lease, lease_wait=0.1, poll_interval=0.05)
+    seen: dict[str, list[str]] = {}
+    runner.add(counting("a", seen), CheckpointStoreSink(store))
+    task = asyncio.ensure_future(runner.run())
+    try:
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+        await asyncio.wait_for(runner.wait_caught_up("a"), 30)
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s AND pid <> "
+            "pg_backend_pid()",
+            [app],
+        )
+        for n in range(5):
+            await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+        await asyncio.wait_for(runner.wait_caught_up("a"), 30)
+        assert len(set(seen["a"])) == 6
+        assert not task.done()
+    finally:
+        await runner.stop()
+        await asyncio.wait_for(task, 30)
+        await _drop(url, store.schema)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -152,3 +156,52 @@ async def test_a_runner_whose_lease_session_ends_takes_the_lease_again_and_goes_
         await runner.stop()
         await asyncio.wait_for(task, 30)
         await _drop(url, store.schema)
+
+
+FROZEN = """
+import asyncio, sys
+from eventsource.errors import ProviderUnavailableError
+from eventsource_postgres import PostgresAdvisoryLease
+async def main():
+    lease = PostgresAdvisoryLease(sys.argv[1], namespace=sys.argv[2], ttl=2, pool_max_size=1)
+    await lease.connect()
+    try:
+        async with lease.hold("projection:p", timeout=30):
+            print("held", flush=True)
+            await asyncio.sleep(3600)
+    except ProviderUnavailableError as e:
+        print("lost" if "lost" in str(e) else repr(e), flush=True)
+asyncio.run(main())
+"""
+
+
+async def test_a_frozen_holder_loses_the_lease_to_another_process_and_is_told_when_it_thaws(url: str) -> None:
+    """A holder that stops answering (SIGSTOP, a paused VM, a host gone without a FIN) kept its session, so
+    its lock, until the server noticed the connection was dead: never for a paused process, hours for a lost
+    host (the kernel's TCP keepalive), and no other runner took over meanwhile.
+
+    With ``ttl`` the held session has ``idle_session_timeout`` and a keepalive: the server ends a frozen
+    holder's session after ``ttl``, and the holder, thawed, finds its session gone and is cancelled.
+    """
+    namespace = f"t-{uuid.uuid4().hex}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", FROZEN, url, namespace, stdout=asyncio.subprocess.PIPE
+    )
+    other = PostgresAdvisoryLease(url, namespace=namespace, ttl=2, pool_max_size=1)
+    await other.connect()
+    try:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"held\n"
+        with pytest.raises(ProviderTimeoutError):  # a live holder keeps it past its ttl (the keepalive)
+            async with other.hold("projection:p", timeout=3):
+                pass
+        os.kill(proc.pid, signal.SIGSTOP)
+        async with other.hold("projection:p", timeout=30):
+            os.kill(proc.pid, signal.SIGCONT)
+            assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"lost\n"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        await proc.wait()
+        await other.close()

@@ -5,8 +5,8 @@ Each ``hold(key)`` takes a connection of its own from a small pool and, on it, t
 session: every process that uses the same server and namespace excludes the others. Running out of
 time raises :class:`~eventsource.errors.ProviderTimeoutError`. While held, the session's socket is
 watched: when the session ends the block is cancelled, and leaving it raises
-:class:`~eventsource.errors.ProviderUnavailableError` (the plugin README says how acquiring and releasing
-guarantee both).
+:class:`~eventsource.errors.ProviderUnavailableError`. With ``ttl`` the server ends a held session that
+goes silent (``idle_session_timeout``; a keepalive every ``ttl / 3``). The plugin README has the details.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 class PostgresAdvisoryLease(Lease):
     """Exclusive leases on ``postgresql://`` servers.
 
-    Settings: the provider's connection settings plus ``namespace``.
+    Settings: the provider's connection settings plus ``namespace`` and ``ttl``.
     """
 
     kind = "postgres"
@@ -61,6 +61,9 @@ class PostgresAdvisoryLease(Lease):
             msg = f"invalid settings for lease 'postgres': {fields}"
             raise ConfigurationError(msg, field=first) from e
         super().__init__(url, **loaded)
+        self._ttl_asked = settings.get("ttl") is not None
+        self.ttl: float | None = loaded["ttl"]
+        """The held sessions' ``idle_session_timeout`` (``None``: none; also on a server without it)."""
         self._secrets = target_secrets(url)
         self._pool: AsyncConnectionPool[Any] | None = None
         self._lock = asyncio.Lock()
@@ -99,11 +102,18 @@ class PostgresAdvisoryLease(Lease):
             try:
                 await pool.open(wait=True, timeout=s["connect_timeout"])
                 async with pool.connection(timeout=s["connect_timeout"]) as conn:
-                    await conn.execute("SELECT 1")
+                    cur = await conn.execute("SELECT current_setting('idle_session_timeout', true)")
+                    row = await cur.fetchone()
             except Exception as e:
                 await pool.close()
                 err = self._error(e, "lease connect")
                 raise ProviderUnavailableError(err.message, operation="lease connect") from e
+            if self.ttl is not None and (row is None or row[0] is None):  # PostgreSQL 13
+                if self._ttl_asked:
+                    await pool.close()
+                    msg = "the lease's ttl needs idle_session_timeout (PostgreSQL 14 or newer)"
+                    raise ConfigurationError(msg, field="ttl")
+                self.ttl = None
             self._pool = pool
 
     async def close(self) -> None:
@@ -123,7 +133,7 @@ class PostgresAdvisoryLease(Lease):
         conn = await self._acquire(pool, key, k, timeout)
         owner = asyncio.current_task()
         lost: list[BaseException] = []
-        watcher = asyncio.ensure_future(self._watch(conn, owner, lost))
+        watcher = asyncio.ensure_future(self._watch(conn, self.ttl, owner, lost))
         try:
             yield
         except asyncio.CancelledError:
@@ -142,15 +152,21 @@ class PostgresAdvisoryLease(Lease):
             raise self._lost(key)
 
     @staticmethod
-    async def _watch(conn: AsyncConnection[Any], owner: asyncio.Task[Any] | None, lost: list[BaseException]) -> None:
+    async def _watch(
+        conn: AsyncConnection[Any], ttl: float | None, owner: asyncio.Task[Any] | None, lost: list[BaseException]
+    ) -> None:
         """Wait on the held session's socket until cancelled; if the session ends, record it and cancel ``owner``.
 
-        The server dropped the lock with the session: another process may hold it now.
+        The server dropped the lock with the session: another process may hold it now. With ``ttl``, a query
+        every ``ttl / 3`` keeps the session from idling out (shielded: a cancel never interrupts one).
         """
         try:
             while True:
-                async for _ in conn.notifies():
+                async for _ in conn.notifies(timeout=None if ttl is None else ttl / 3):
                     pass
+                ping = asyncio.ensure_future(conn.execute("SELECT 1"))
+                ping.add_done_callback(lambda f: f.cancelled() or f.exception())
+                await asyncio.shield(ping)
         except asyncio.CancelledError:
             return
         except Exception as e:  # noqa: BLE001 - the session is gone, whatever the error
@@ -189,7 +205,12 @@ class PostgresAdvisoryLease(Lease):
                     conn = None
                     await pool.check()
                     conn = await pool.getconn(timeout=max(deadline - monotonic(), 0.001))
-                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", [k])
+                idle = f"{round(self.ttl * 1000)}" if self.ttl is not None else "0"
+                cur = await conn.execute(
+                    "SELECT l, CASE WHEN l THEN set_config('idle_session_timeout', %s, false) END "
+                    "FROM pg_try_advisory_lock(%s) AS l",
+                    [idle, k],
+                )
                 row = await cur.fetchone()
                 if not (row and row[0]):
                     # the server gives up a little before the client does: a refused lock leaves the session
@@ -198,7 +219,10 @@ class PostgresAdvisoryLease(Lease):
                     left_ms = max(1, int((left - min(left / 10, 0.2)) * 1000))
                     await conn.execute(f"SET lock_timeout = {left_ms}")
                     await conn.execute("SELECT pg_advisory_lock(%s)", [k])
-                    await conn.execute("SET lock_timeout = 0")
+                    await conn.execute(
+                        "SELECT set_config('lock_timeout', '0', false), set_config('idle_session_timeout', %s, false)",
+                        [idle],
+                    )
         except LockNotAvailable as e:  # not granted: the connection is reusable (each wait sets its lock_timeout)
             assert conn is not None
             await pool.putconn(conn)
@@ -227,7 +251,9 @@ class PostgresAdvisoryLease(Lease):
     async def _release(self, pool: AsyncConnectionPool[Any], conn: AsyncConnection[Any], k: int) -> bool:
         """Unlock; returns ``True`` when the lock turned out to be lost (the connection had died)."""
         try:
-            cur = await conn.execute("SELECT pg_advisory_unlock(%s)", [k])
+            cur = await conn.execute(  # a pooled session must not be ended for idling
+                "SELECT pg_advisory_unlock(%s), set_config('idle_session_timeout', '0', false)", [k]
+            )
             row = await cur.fetchone()
             held = bool(row and row[0])
         except Exception:  # noqa: BLE001 - any failure here means the session (and its lock) is gone

@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
+from eventsource.manager import EventSourcingManager
+from eventsource.projections import Projection, ProjectionRunner, SqliteSink
 from eventsource_nats.lease import NatsKvLease
 from eventsource_nats.settings import parse_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
+
+    from eventsource.model import Event
 
 
 class StallProxy:
@@ -130,3 +135,46 @@ async def test_a_long_key_is_held_like_any_other(machine_nats_url: str, bucket: 
             pass
     finally:
         await lease.close()
+
+
+async def test_a_runner_leaves_a_lease_it_was_given_open_for_the_others_that_use_it(
+    machine_nats_url: str, bucket: str, tmp_path: Path
+) -> None:
+    """One lease object for the service's runner and a one-off ``catch_up()`` beside it, in one process.
+
+    The job's ``run()`` closed the lease when it ended: the service's refresh then failed, its projection lost
+    the lease and every later try said "not connected", so it never ran again (a warning every ``lease_wait``).
+    """
+    es = EventSourcingManager({"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}})
+    await es.connect()
+    lease = NatsKvLease(machine_nats_url, bucket=bucket, ttl=2)
+    applied: dict[str, int] = {"service": 0, "job": 0}
+
+    def counting(name: str) -> Projection[Any]:
+        def count(_event: Event, _tx: Any) -> None:
+            applied[name] += 1
+
+        return Projection(name, {"Deposited": count})
+
+    sink = f"sqlite:///{tmp_path}/read.db"
+    service = ProjectionRunner(es, lease=lease, lease_wait=0.1, poll_interval=0.05).add(
+        counting("service"), SqliteSink(sink)
+    )
+    task = asyncio.ensure_future(service.run())
+    try:
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={})
+        await asyncio.wait_for(service.wait_caught_up("service"), 30)
+        job = ProjectionRunner(es, lease=lease, lease_wait=0.1, poll_interval=0.05).add(
+            counting("job"), SqliteSink(sink)
+        )
+        await job.catch_up(timeout=30)
+        async with lease.hold("probe", timeout=5):  # still connected: the caller's to close
+            pass
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={})
+        await asyncio.wait_for(service.wait_caught_up("service"), 30)
+        assert applied == {"service": 2, "job": 1}
+    finally:
+        await service.stop()
+        await asyncio.wait_for(task, 30)
+        await lease.close()
+        await es.close()

@@ -73,7 +73,8 @@ class ProjectionRunner:
 
     :param manager: an :class:`EventSourcingManager` (or a :class:`SyncEventSourcingManager`, for :meth:`run_sync`).
     :param lease: a :class:`~eventsource.lease.Lease` or a lease URL (``sqlite:///file.db``, ``postgresql://``,
-        ``nats://``): one active runner per projection across processes.
+        ``nats://``): one active runner per projection across processes. :meth:`run` connects it and closes
+        only one it built from a URL (a lease object is the caller's: other runners may share it).
     :param batch_size: events per sink transaction at most.
     :param poll_interval: the subscriptions' longest wait without a wake-up.
     :param lease_wait: how long one attempt to take a lease waits before trying again.
@@ -99,6 +100,7 @@ class ProjectionRunner:
             msg = f"manager must be an EventSourcingManager, not {type(manager).__name__}"
             raise ConfigurationError(msg, field="manager")
         self.manager = manager
+        self._owns_lease = isinstance(lease, str)  # a Lease passed in may serve others too: the caller closes it
         if isinstance(lease, str):
             lease = manager.host.create_lease(lease)
         if lease is not None and not isinstance(lease, Lease):
@@ -213,7 +215,7 @@ class ProjectionRunner:
             for sink in opened:
                 with contextlib.suppress(Exception):
                     await sink.close()
-            if self.lease is not None:
+            if self.lease is not None and self._owns_lease:
                 with contextlib.suppress(Exception):
                     await self.lease.close()
             self._running = self._stop_asked = False

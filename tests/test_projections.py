@@ -344,6 +344,28 @@ async def test_sqlite_lease_excludes_a_holder_that_names_the_file_through_a_syml
                     pass
 
 
+async def test_sqlite_lease_released_by_its_holder_is_free_even_while_a_forked_child_lives(tmp_path: Path) -> None:
+    """A process forked while the lease was held (``multiprocessing`` with ``fork``, a handler's worker) shares
+    the lock's open file: closing the holder's descriptor did not release it, so no other process could take
+    the projection over until that child exited."""
+    import multiprocessing
+    import time
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    lease = SqliteFileLease(url)
+    child = None
+    try:
+        async with lease.hold("projection:x", timeout=1):
+            child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
+            child.start()
+        async with SqliteFileLease(url).hold("projection:x", timeout=5):
+            pass
+    finally:
+        if child is not None:
+            child.kill()
+            child.join()
+
+
 HOLDER = """
 import asyncio, sys
 from eventsource.sqlite.lease import SqliteFileLease

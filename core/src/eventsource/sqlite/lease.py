@@ -1,10 +1,10 @@
 """``SqliteFileLease``: a per-key lease on an OS file lock next to a SQLite file (``sqlite:///path.db``).
 
 ``hold(key)`` takes an exclusive ``flock`` on ``<path>.lease-<hash of key>`` (``<path>`` with symlinks and the
-working directory resolved when the lease is built); the kernel releases it when the holder closes it or dies,
-so another process takes over at once. It excludes processes on one machine (as SQLite's own locking does)
-and is not for network filesystems. POSIX only: elsewhere the class refuses to build with
-:class:`~eventsource.errors.UnsupportedOperationError`.
+working directory resolved when the lease is built) and unlocks it on leaving; the kernel releases it when the
+holder dies (and every process it forked meanwhile), so another process takes over at once. It excludes
+processes on one machine (as SQLite's own locking does) and is not for network filesystems. POSIX only:
+elsewhere the class refuses to build with :class:`~eventsource.errors.UnsupportedOperationError`.
 """
 
 from __future__ import annotations
@@ -86,11 +86,13 @@ class SqliteFileLease(Lease):
         except OSError as e:
             msg = f"cannot open the lease file {path!r}: {e.strerror}"
             raise ProviderUnavailableError(msg, key=key, operation="lease") from e
+        held = False
         try:
             deadline = monotonic() + timeout
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = True
                     break
                 except BlockingIOError:
                     if monotonic() >= deadline:
@@ -99,4 +101,6 @@ class SqliteFileLease(Lease):
                     await asyncio.sleep(min(POLL, max(deadline - monotonic(), 0)))
             yield
         finally:
-            os.close(fd)  # closing the descriptor drops the lock
+            if held:  # closing alone leaves it held by a process forked meanwhile (it shares the open file)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

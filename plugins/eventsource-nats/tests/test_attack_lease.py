@@ -168,7 +168,7 @@ async def test_a_runner_leaves_a_lease_it_was_given_open_for_the_others_that_use
             counting("job"), SqliteSink(sink)
         )
         await job.catch_up(timeout=30)
-        async with lease.hold("probe", timeout=5):  # still connected: the caller's to close
+        async with lease.hold("probe", timeout=5):  # still connected: the service still runs with it
             pass
         await es.append_event(stream_id="acc-1", event_type="Deposited", data={})
         await asyncio.wait_for(service.wait_caught_up("service"), 30)

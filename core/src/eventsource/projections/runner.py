@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,20 @@ if TYPE_CHECKING:
     from eventsource.sync import SyncEventSourcingManager
 
 log = logging.getLogger("eventsource.projections")
+
+
+_RUNS: weakref.WeakKeyDictionary[Lease, int] = weakref.WeakKeyDictionary()
+"""How many ``run()`` calls use each lease now: several runners of one process may share one."""
+
+
+def _leave(lease: Lease) -> bool:
+    """One ``run()`` stopped using ``lease``; whether it was the last (and should close it)."""
+    left = _RUNS.get(lease, 1) - 1
+    if left > 0:
+        _RUNS[lease] = left
+        return False
+    _RUNS.pop(lease, None)
+    return True
 
 
 class _StoppedError(Exception):
@@ -73,8 +88,8 @@ class ProjectionRunner:
 
     :param manager: an :class:`EventSourcingManager` (or a :class:`SyncEventSourcingManager`, for :meth:`run_sync`).
     :param lease: a :class:`~eventsource.lease.Lease` or a lease URL (``sqlite:///file.db``, ``postgresql://``,
-        ``nats://``): one active runner per projection across processes. :meth:`run` connects it and closes
-        only one it built from a URL (a lease object is the caller's: other runners may share it).
+        ``nats://``): one active runner per projection across processes. :meth:`run` connects it; the last
+        ``run()`` using it (runners may share one) closes it.
     :param batch_size: events per sink transaction at most.
     :param poll_interval: the subscriptions' longest wait without a wake-up.
     :param lease_wait: how long one attempt to take a lease waits before trying again.
@@ -100,7 +115,6 @@ class ProjectionRunner:
             msg = f"manager must be an EventSourcingManager, not {type(manager).__name__}"
             raise ConfigurationError(msg, field="manager")
         self.manager = manager
-        self._owns_lease = isinstance(lease, str)  # a Lease passed in may serve others too: the caller closes it
         if isinstance(lease, str):
             lease = manager.host.create_lease(lease)
         if lease is not None and not isinstance(lease, Lease):
@@ -196,6 +210,7 @@ class ProjectionRunner:
         opened: list[Sink[Any]] = []
         try:
             if self.lease is not None:
+                _RUNS[self.lease] = _RUNS.get(self.lease, 0) + 1
                 await self.lease.connect()
             for st in self.states.values():
                 await st.sink.open()
@@ -215,7 +230,7 @@ class ProjectionRunner:
             for sink in opened:
                 with contextlib.suppress(Exception):
                     await sink.close()
-            if self.lease is not None and self._owns_lease:
+            if self.lease is not None and _leave(self.lease):
                 with contextlib.suppress(Exception):
                     await self.lease.close()
             self._running = self._stop_asked = False

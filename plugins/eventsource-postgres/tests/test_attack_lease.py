@@ -205,3 +205,26 @@ async def test_a_frozen_holder_loses_the_lease_to_another_process_and_is_told_wh
             proc.kill()
         await proc.wait()
         await other.close()
+
+
+async def test_the_ttl_setting_is_checked_and_can_be_turned_off(url: str, admin: psycopg.AsyncConnection[Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        PostgresAdvisoryLease(url, ttl=0.5)
+    app = f"es-lease-{uuid.uuid4().hex[:10]}"
+    for ttl in (None, 5):
+        lease = PostgresAdvisoryLease(url, namespace=f"t-{uuid.uuid4().hex}", ttl=ttl, application_name=app)
+        await lease.connect()
+        try:
+            async with lease.hold("k", timeout=5):
+                cur = await admin.execute(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                    "WHERE l.locktype = 'advisory' AND a.application_name = %s",
+                    [app],
+                )
+                assert await cur.fetchone() == (1,)
+            assert lease._pool is not None
+            async with lease._pool.connection() as conn:  # a pooled session is never ended for idling
+                cur = await conn.execute("SHOW idle_session_timeout")
+                assert await cur.fetchone() == ("0",)
+        finally:
+            await lease.close()

@@ -178,3 +178,26 @@ async def test_a_runner_leaves_a_lease_it_was_given_open_for_the_others_that_use
         await asyncio.wait_for(task, 30)
         await lease.close()
         await es.close()
+
+
+async def test_a_cancel_that_lands_while_the_lease_is_released_is_not_lost(machine_nats_url: str, bucket: str) -> None:
+    """Leaving the block awaits the refresher task, which ends normally when cancelled: a cancel of the holder
+    landing then (a task group ending the runner's projections, ``catch_up``'s timeout) went to the refresher
+    and was lost, so the holder went on (a runner's projection loop took the lease again)."""
+    lease = NatsKvLease(machine_nats_url, bucket=bucket, ttl=2)
+    await lease.connect()
+    went_on = False
+
+    async def holder() -> None:
+        nonlocal went_on
+        async with lease.hold("projection:p", timeout=5):
+            asyncio.get_running_loop().call_soon(task.cancel)  # runs while the release is under way
+        went_on = True
+
+    task = asyncio.ensure_future(holder())
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        assert not went_on
+    finally:
+        await lease.close()

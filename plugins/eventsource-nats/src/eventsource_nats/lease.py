@@ -141,12 +141,14 @@ class NatsKvLease(Lease):
             raise
         finally:
             refresher.cancel()
-            rev = revision
-            with suppress(asyncio.CancelledError):
-                rev = await refresher
-            if not lost:
-                with suppress(Exception):
-                    await kv.delete(k, last=rev)
+            try:  # (not ``await refresher``: it ends normally when cancelled, and would take a cancel of ours)
+                await asyncio.wait([refresher])
+            finally:
+                done = refresher.done() and not refresher.cancelled()
+                rev = refresher.result() if done else revision
+                if not lost:
+                    with suppress(Exception):
+                        await asyncio.shield(kv.delete(k, last=rev))
         if lost:
             raise self._lost(key) from lost[0]
 

@@ -251,8 +251,10 @@ class PostgresAdvisoryLease(Lease):
     async def _release(self, pool: AsyncConnectionPool[Any], conn: AsyncConnection[Any], k: int) -> bool:
         """Unlock; returns ``True`` when the lock turned out to be lost (the connection had died)."""
         try:
-            cur = await conn.execute(  # a pooled session must not be ended for idling
-                "SELECT pg_advisory_unlock(%s), set_config('idle_session_timeout', '0', false)", [k]
+            cur = await conn.execute(  # a pooled session idles out as the server's settings say, not after ttl
+                "SELECT pg_advisory_unlock(%s), set_config('idle_session_timeout', "
+                "(SELECT reset_val FROM pg_settings WHERE name = 'idle_session_timeout'), false)",
+                [k],
             )
             row = await cur.fetchone()
             held = bool(row and row[0])

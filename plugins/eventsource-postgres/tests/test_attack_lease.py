@@ -115,7 +115,7 @@ async def test_a_waiter_that_times_out_keeps_its_connection_and_logs_nothing(
             pids = set()
             for _ in range(3):
                 with pytest.raises(ProviderTimeoutError):
-                    async with waiter.hold("projection:p", timeout=0.3):
+                    async with waiter.hold("projection:p", timeout=1):
                         pytest.fail("the waiter got in")
                 assert waiter._pool is not None
                 async with waiter._pool.connection() as conn:

@@ -216,7 +216,7 @@ class PostgresAdvisoryLease(Lease):
                     # the server gives up a little before the client does: a refused lock leaves the session
                     # as it was, so the connection goes back to the pool (cancelling it would close it)
                     left = deadline - monotonic()
-                    left_ms = max(1, int((left - min(left / 10, 0.2)) * 1000))
+                    left_ms = max(1, int((left - min(left / 4, 0.5)) * 1000))
                     await conn.execute(f"SET lock_timeout = {left_ms}")
                     await conn.execute("SELECT pg_advisory_lock(%s)", [k])
                     await conn.execute(

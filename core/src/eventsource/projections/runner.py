@@ -470,8 +470,11 @@ class ProjectionRunner:
         finally:
             if not fetch.done():
                 fetch.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await fetch
+                # not ``await fetch``: a cancel of this task landing now goes to the read, comes back as its
+                # CancelledError and would be taken for the read's own (this task then never ended)
+                await asyncio.wait([fetch])
+                if not fetch.cancelled():
+                    fetch.exception()  # retrieved: the batch it read is dropped (read again after the checkpoint)
 
     @staticmethod
     async def _refuse_legacy(st: ProjectionState) -> None:

@@ -326,6 +326,46 @@ async def test_sqlite_lease_excludes_a_second_holder_until_released(tmp_path: Pa
         SqliteFileLease(f"sqlite:///{tmp_path}/x.db", ttl=3)
 
 
+async def test_sqlite_lease_excludes_a_holder_that_names_the_file_through_a_symlink(tmp_path: Path) -> None:
+    """The lock file was named after the path as written: two processes reaching one database through a
+    symlinked folder (or a symlink to the file, as a release folder of a rolling deploy has) held one
+    projection's lease at once."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "events.db").touch()
+    (tmp_path / "link").symlink_to(shared, target_is_directory=True)
+    (tmp_path / "release-2").mkdir()
+    (tmp_path / "release-2" / "events.db").symlink_to(shared / "events.db")
+    holder = SqliteFileLease(f"sqlite:///{shared}/events.db")
+    async with holder.hold("projection:a", timeout=1):
+        for other in (tmp_path / "link" / "events.db", tmp_path / "release-2" / "events.db"):
+            with pytest.raises(ProviderTimeoutError):
+                async with SqliteFileLease(f"sqlite:///{other}").hold("projection:a", timeout=0.1):
+                    pass
+
+
+async def test_sqlite_lease_released_by_its_holder_is_free_even_while_a_forked_child_lives(tmp_path: Path) -> None:
+    """A process forked while the lease was held (``multiprocessing`` with ``fork``, a handler's worker) shares
+    the lock's open file: closing the holder's descriptor did not release it, so no other process could take
+    the projection over until that child exited."""
+    import multiprocessing
+    import time
+
+    url = f"sqlite:///{tmp_path}/events.db"
+    lease = SqliteFileLease(url)
+    child = None
+    try:
+        async with lease.hold("projection:x", timeout=1):
+            child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
+            child.start()
+        async with SqliteFileLease(url).hold("projection:x", timeout=5):
+            pass
+    finally:
+        if child is not None:
+            child.kill()
+            child.join()
+
+
 HOLDER = """
 import asyncio, sys
 from eventsource.sqlite.lease import SqliteFileLease

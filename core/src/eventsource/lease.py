@@ -28,6 +28,15 @@ class Lease(ABC):
         self.url = url
         self.settings = settings
 
+    @property
+    def capacity(self) -> int | None:
+        """How many keys one instance can hold at once (``None``: no limit).
+
+        A :class:`~eventsource.projections.ProjectionRunner` holds one per projection for as long as it runs
+        it, so it takes no more projections than this.
+        """
+        return None
+
     @abstractmethod
     async def connect(self) -> None:
         """Open connections. Idempotent."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,20 @@ if TYPE_CHECKING:
     from eventsource.sync import SyncEventSourcingManager
 
 log = logging.getLogger("eventsource.projections")
+
+
+_RUNS: weakref.WeakKeyDictionary[Lease, int] = weakref.WeakKeyDictionary()
+"""How many ``run()`` calls use each lease now: several runners of one process may share one."""
+
+
+def _leave(lease: Lease) -> bool:
+    """One ``run()`` stopped using ``lease``; whether it was the last (and should close it)."""
+    left = _RUNS.get(lease, 1) - 1
+    if left > 0:
+        _RUNS[lease] = left
+        return False
+    _RUNS.pop(lease, None)
+    return True
 
 
 class _StoppedError(Exception):
@@ -73,7 +88,8 @@ class ProjectionRunner:
 
     :param manager: an :class:`EventSourcingManager` (or a :class:`SyncEventSourcingManager`, for :meth:`run_sync`).
     :param lease: a :class:`~eventsource.lease.Lease` or a lease URL (``sqlite:///file.db``, ``postgresql://``,
-        ``nats://``): one active runner per projection across processes.
+        ``nats://``): one active runner per projection across processes. :meth:`run` connects it; the last
+        ``run()`` using it (runners may share one) closes it.
     :param batch_size: events per sink transaction at most.
     :param poll_interval: the subscriptions' longest wait without a wake-up.
     :param lease_wait: how long one attempt to take a lease waits before trying again.
@@ -138,6 +154,14 @@ class ProjectionRunner:
         if projection.name in self.states:
             msg = f"a projection named {projection.name!r} is already in this runner"
             raise ConfigurationError(msg, field="name")
+        cap = None if self.lease is None else self.lease.capacity
+        if cap is not None and len(self.states) >= cap:  # the one past it would wait for a lease forever
+            msg = (
+                f"{self.lease!r} holds at most {cap} leases at once (one per running projection); this runner "
+                f"already has {len(self.states)} projections: build the lease with a larger capacity "
+                "(PostgreSQL: the pool_max_size setting) or run the others in another runner"
+            )
+            raise ConfigurationError(msg, field="lease", capacity=cap)
         if not projection.handlers:
             msg = f"projection {projection.name!r} has no handlers"
             raise ConfigurationError(msg, field="handlers")
@@ -186,6 +210,7 @@ class ProjectionRunner:
         opened: list[Sink[Any]] = []
         try:
             if self.lease is not None:
+                _RUNS[self.lease] = _RUNS.get(self.lease, 0) + 1
                 await self.lease.connect()
             for st in self.states.values():
                 await st.sink.open()
@@ -205,7 +230,7 @@ class ProjectionRunner:
             for sink in opened:
                 with contextlib.suppress(Exception):
                     await sink.close()
-            if self.lease is not None:
+            if self.lease is not None and _leave(self.lease):
                 with contextlib.suppress(Exception):
                     await self.lease.close()
             self._running = self._stop_asked = False
@@ -445,8 +470,11 @@ class ProjectionRunner:
         finally:
             if not fetch.done():
                 fetch.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await fetch
+                # not ``await fetch``: a cancel of this task landing now goes to the read, comes back as its
+                # CancelledError and would be taken for the read's own (this task then never ended)
+                await asyncio.wait([fetch])
+                if not fetch.cancelled():
+                    fetch.exception()  # retrieved: the batch it read is dropped (read again after the checkpoint)
 
     @staticmethod
     async def _refuse_legacy(st: ProjectionState) -> None:

@@ -1,9 +1,10 @@
 """``SqliteFileLease``: a per-key lease on an OS file lock next to a SQLite file (``sqlite:///path.db``).
 
-``hold(key)`` takes an exclusive ``flock`` on ``<path>.lease-<hash of key>``; the kernel releases it when the
-holder closes it or dies, so another process takes over at once. It excludes processes on one machine (as
-SQLite's own locking does) and is not for network filesystems. POSIX only: elsewhere the class refuses to
-build with :class:`~eventsource.errors.UnsupportedOperationError`.
+``hold(key)`` takes an exclusive ``flock`` on ``<path>.lease-<hash of key>`` (``<path>`` with symlinks and the
+working directory resolved when the lease is built) and unlocks it on leaving; the kernel releases it when the
+holder dies (and every process it forked meanwhile), so another process takes over at once. It excludes
+processes on one machine (as SQLite's own locking does) and is not for network filesystems. POSIX only:
+elsewhere the class refuses to build with :class:`~eventsource.errors.UnsupportedOperationError`.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ class SqliteFileLease(Lease):
             msg = f"the SQLite file lease takes no settings (got {sorted(settings)})"
             raise ConfigurationError(msg, field=next(iter(settings)))
         super().__init__(url)
-        self.path = path_from_url(url)
-        if self.path == ":memory:":
+        path = path_from_url(url)
+        if path == ":memory:":
             msg = "a SQLite file lease needs a file path, not :memory:"
             raise ConfigurationError(msg, field="url")
+        # the file's own path: every way of naming it (a symlink, a relative path) shares its lock files
+        self.path = os.path.realpath(path)
 
     def __repr__(self) -> str:
         return f"SqliteFileLease({self.path!r})"
@@ -83,11 +86,13 @@ class SqliteFileLease(Lease):
         except OSError as e:
             msg = f"cannot open the lease file {path!r}: {e.strerror}"
             raise ProviderUnavailableError(msg, key=key, operation="lease") from e
+        held = False
         try:
             deadline = monotonic() + timeout
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = True
                     break
                 except BlockingIOError:
                     if monotonic() >= deadline:
@@ -96,4 +101,6 @@ class SqliteFileLease(Lease):
                     await asyncio.sleep(min(POLL, max(deadline - monotonic(), 0)))
             yield
         finally:
-            os.close(fd)  # closing the descriptor drops the lock
+            if held:  # closing alone leaves it held by a process forked meanwhile (it shares the open file)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

@@ -3,14 +3,17 @@
 ``hold(key)`` creates the key (a compare-and-set that only succeeds while nobody holds it) and refreshes it
 every ``ttl / 3`` seconds with a compare-and-set on its revision. A holder that dies stops refreshing, the
 entry expires and another process's ``create`` succeeds: the handover takes at most ``ttl`` plus one retry.
-A refresh that fails (the entry was taken over, or the server was unreachable for ``ttl``) marks the lease
-lost: the block is cancelled and leaving it raises :class:`~eventsource.errors.ProviderUnavailableError`.
+A refresh that fails (the entry was taken over) marks the lease lost, and so does going without a successful
+refresh for ``ttl`` less a margin of ``ttl / 6``, counted from when the last one was sent (a refresh stuck on a
+silent connection is abandoned then): the server cannot have expired the entry yet. The block is cancelled
+and leaving it raises :class:`~eventsource.errors.ProviderUnavailableError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import math
 import os
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
 
 POLL = 0.1
 """Seconds between attempts to create a held key."""
+
+LONG_KEY = 1024
+"""Encoded keys longer than this are hashed: the KV subject must fit the server's control line (4 KiB)."""
 
 
 class NatsKvLease(Lease):
@@ -107,7 +113,12 @@ class NatsKvLease(Lease):
 
     @staticmethod
     def _key(key: str) -> str:
-        return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii").rstrip("=")
+        """The KV key of ``key``: unpadded URL-safe base64, or past ``LONG_KEY`` characters ``=`` + a digest."""
+        raw = key.encode("utf-8")
+        encoded = base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        if len(encoded) <= LONG_KEY:
+            return encoded
+        return "=" + hashlib.blake2b(raw, digest_size=24, person=b"es-lease").hexdigest()  # ('=': never base64's)
 
     @asynccontextmanager
     async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109 - the Lease contract
@@ -118,10 +129,10 @@ class NatsKvLease(Lease):
             raise ProviderUnavailableError(msg)
         k = self._key(key)
         token = json.dumps({"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}).encode()
-        revision = await self._acquire(kv, k, key, token, timeout)
+        revision, sent = await self._acquire(kv, k, key, token, timeout)
         owner = asyncio.current_task()
         lost: list[BaseException] = []
-        refresher = asyncio.ensure_future(self._refresh(kv, k, token, revision, owner=owner, lost=lost))
+        refresher = asyncio.ensure_future(self._refresh(kv, k, token, (revision, sent), owner=owner, lost=lost))
         try:
             yield
         except asyncio.CancelledError:
@@ -130,12 +141,14 @@ class NatsKvLease(Lease):
             raise
         finally:
             refresher.cancel()
-            rev = revision
-            with suppress(asyncio.CancelledError):
-                rev = await refresher
-            if not lost:
-                with suppress(Exception):
-                    await kv.delete(k, last=rev)
+            try:  # (not ``await refresher``: it ends normally when cancelled, and would take a cancel of ours)
+                await asyncio.wait([refresher])
+            finally:
+                done = refresher.done() and not refresher.cancelled()
+                rev = refresher.result() if done else revision
+                if not lost:
+                    with suppress(Exception):
+                        await asyncio.shield(kv.delete(k, last=rev))
         if lost:
             raise self._lost(key) from lost[0]
 
@@ -143,14 +156,16 @@ class NatsKvLease(Lease):
         msg = f"the lease on {key!r} was lost while held (not refreshed within {self.ttl}s, or taken over)"
         return ProviderUnavailableError(msg, key=key, operation="lease")
 
-    async def _acquire(self, kv: Any, k: str, key: str, token: bytes, timeout: float) -> int:  # noqa: ASYNC109
+    async def _acquire(self, kv: Any, k: str, key: str, token: bytes, timeout: float) -> tuple[int, float]:  # noqa: ASYNC109
+        """The entry's revision, and when the create that made it was sent."""
         import nats.errors
         import nats.js.errors
 
         deadline = monotonic() + timeout
         while True:
             try:
-                return int(await cancellable(kv.create(k, token)))
+                sent = monotonic()
+                return int(await cancellable(kv.create(k, token))), sent
             except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
                 pass  # held by someone else
             except (nats.errors.Error, OSError) as e:
@@ -166,28 +181,37 @@ class NatsKvLease(Lease):
         kv: Any,
         k: str,
         token: bytes,
-        revision: int,
+        written: tuple[int, float],
         *,
         owner: asyncio.Task[Any] | None,
         lost: list[BaseException],
     ) -> int:
-        """Refresh until cancelled; returns the last revision. On a loss, records it and cancels ``owner``."""
-        written = monotonic()
+        """Refresh until cancelled; returns the last revision. On a loss, records it and cancels ``owner``.
+
+        ``written``: the revision and when the write that made it was sent; the server expires the entry
+        ``ttl`` after it stored that write, so the lease is given up ``ttl / 6`` before that can happen.
+        """
+        import nats.js.errors
+
+        revision, sent = written
+        deadline = sent + self.ttl - self.ttl / 6
         try:
             while True:
-                await asyncio.sleep(self.ttl / 3)
-                try:
-                    revision = int(await cancellable(kv.update(k, token, last=revision)))
-                    written = monotonic()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - taken over, or unreachable: decided below
-                    import nats.js.errors
-
-                    if isinstance(e, nats.js.errors.KeyWrongLastSequenceError) or monotonic() - written >= self.ttl:
-                        lost.append(e)
-                        if owner is not None:
-                            owner.cancel()
-                        return revision
+                await asyncio.sleep(max(min(self.ttl / 3, deadline - monotonic()), 0))
+                error: BaseException | None = None
+                if monotonic() < deadline:
+                    attempt = monotonic()
+                    try:
+                        async with asyncio.timeout(max(deadline - attempt, 0)):  # a silent connection: not for long
+                            revision = int(await cancellable(kv.update(k, token, last=revision)))
+                        deadline = attempt + self.ttl - self.ttl / 6
+                        continue
+                    except Exception as e:  # noqa: BLE001 - taken over, or unreachable: decided below
+                        error = e
+                if isinstance(error, nats.js.errors.KeyWrongLastSequenceError) or monotonic() >= deadline:
+                    lost.append(error or TimeoutError(f"no refresh succeeded within {self.ttl}s"))
+                    if owner is not None:
+                        owner.cancel()
+                    return revision
         except asyncio.CancelledError:
             return revision

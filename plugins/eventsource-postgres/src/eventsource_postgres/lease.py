@@ -3,9 +3,10 @@
 Each ``hold(key)`` takes a connection of its own from a small pool and, on it, the session-level
 ``pg_advisory_lock`` of a stable 64-bit BLAKE2b hash of ``(namespace, key)``, held as long as that
 session: every process that uses the same server and namespace excludes the others. Running out of
-time raises :class:`~eventsource.errors.ProviderTimeoutError` and a lease whose connection died while
-held raises :class:`~eventsource.errors.ProviderUnavailableError` on leaving the block; the plugin
-README says how acquiring and releasing guarantee both.
+time raises :class:`~eventsource.errors.ProviderTimeoutError`. While held, the session's socket is
+watched: when the session ends the block is cancelled, and leaving it raises
+:class:`~eventsource.errors.ProviderUnavailableError`. With ``ttl`` the server ends a held session that
+goes silent (``idle_session_timeout``; a keepalive every ``ttl / 3``). The plugin README has the details.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 class PostgresAdvisoryLease(Lease):
     """Exclusive leases on ``postgresql://`` servers.
 
-    Settings: the provider's connection settings plus ``namespace``.
+    Settings: the provider's connection settings plus ``namespace`` and ``ttl``.
     """
 
     kind = "postgres"
@@ -60,6 +61,9 @@ class PostgresAdvisoryLease(Lease):
             msg = f"invalid settings for lease 'postgres': {fields}"
             raise ConfigurationError(msg, field=first) from e
         super().__init__(url, **loaded)
+        self._ttl_asked = settings.get("ttl") is not None
+        self.ttl: float | None = loaded["ttl"]
+        """The held sessions' ``idle_session_timeout`` (``None``: none; also on a server without it)."""
         self._secrets = target_secrets(url)
         self._pool: AsyncConnectionPool[Any] | None = None
         self._lock = asyncio.Lock()
@@ -71,6 +75,11 @@ class PostgresAdvisoryLease(Lease):
     def display_url(self) -> str:
         """The URL with its password masked."""
         return mask_target(self.url)
+
+    @property
+    def capacity(self) -> int:
+        """``pool_max_size``: each held lease keeps a connection of the pool for as long as it is held."""
+        return int(self.settings["pool_max_size"])
 
     def key(self, key: str) -> int:
         """The advisory-lock key of ``key`` (stable across processes, machines and Python versions)."""
@@ -93,11 +102,18 @@ class PostgresAdvisoryLease(Lease):
             try:
                 await pool.open(wait=True, timeout=s["connect_timeout"])
                 async with pool.connection(timeout=s["connect_timeout"]) as conn:
-                    await conn.execute("SELECT 1")
+                    cur = await conn.execute("SELECT current_setting('idle_session_timeout', true)")
+                    row = await cur.fetchone()
             except Exception as e:
                 await pool.close()
                 err = self._error(e, "lease connect")
                 raise ProviderUnavailableError(err.message, operation="lease connect") from e
+            if self.ttl is not None and (row is None or row[0] is None):  # PostgreSQL 13
+                if self._ttl_asked:
+                    await pool.close()
+                    msg = "the lease's ttl needs idle_session_timeout (PostgreSQL 14 or newer)"
+                    raise ConfigurationError(msg, field="ttl")
+                self.ttl = None
             self._pool = pool
 
     async def close(self) -> None:
@@ -115,17 +131,56 @@ class PostgresAdvisoryLease(Lease):
             raise ProviderUnavailableError(msg)
         k = self.key(key)
         conn = await self._acquire(pool, key, k, timeout)
+        owner = asyncio.current_task()
+        lost: list[BaseException] = []
+        watcher = asyncio.ensure_future(self._watch(conn, self.ttl, owner, lost))
         try:
             yield
+        except asyncio.CancelledError:
+            await asyncio.shield(self._end(pool, conn, k, watcher))
+            if lost and owner is not None and owner.uncancel() == 0:
+                raise self._lost(key) from lost[0]
+            raise
         except Exception as body_error:
-            if await self._release(pool, conn, k):
+            if await self._end(pool, conn, k, watcher):
                 raise self._lost(key) from body_error
             raise
         except BaseException:
-            await asyncio.shield(self._release(pool, conn, k))
+            await asyncio.shield(self._end(pool, conn, k, watcher))
             raise
-        if await self._release(pool, conn, k):
+        if await self._end(pool, conn, k, watcher):
             raise self._lost(key)
+
+    @staticmethod
+    async def _watch(
+        conn: AsyncConnection[Any], ttl: float | None, owner: asyncio.Task[Any] | None, lost: list[BaseException]
+    ) -> None:
+        """Wait on the held session's socket until cancelled; if the session ends, record it and cancel ``owner``.
+
+        The server dropped the lock with the session: another process may hold it now. With ``ttl``, a query
+        every ``ttl / 3`` keeps the session from idling out (shielded: a cancel never interrupts one).
+        """
+        try:
+            while True:
+                async for _ in conn.notifies(timeout=None if ttl is None else ttl / 3):
+                    pass
+                ping = asyncio.ensure_future(conn.execute("SELECT 1"))
+                ping.add_done_callback(lambda f: f.cancelled() or f.exception())
+                await asyncio.shield(ping)
+        except asyncio.CancelledError:
+            return
+        except Exception as e:  # noqa: BLE001 - the session is gone, whatever the error
+            lost.append(e)
+            if owner is not None:
+                owner.cancel()
+
+    async def _end(
+        self, pool: AsyncConnectionPool[Any], conn: AsyncConnection[Any], k: int, watcher: asyncio.Future[None]
+    ) -> bool:
+        """Stop watching, then release; whether the lock turned out to be lost."""
+        watcher.cancel()
+        await asyncio.wait([watcher])  # (not awaited itself: a cancel of this task must not be taken for its own)
+        return await self._release(pool, conn, k)
 
     def _lost(self, key: str) -> ProviderUnavailableError:
         msg = (
@@ -150,14 +205,30 @@ class PostgresAdvisoryLease(Lease):
                     conn = None
                     await pool.check()
                     conn = await pool.getconn(timeout=max(deadline - monotonic(), 0.001))
-                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", [k])
+                idle = f"{round(self.ttl * 1000)}" if self.ttl is not None else "0"
+                cur = await conn.execute(
+                    "SELECT l, CASE WHEN l THEN set_config('idle_session_timeout', %s, false) END "
+                    "FROM pg_try_advisory_lock(%s) AS l",
+                    [idle, k],
+                )
                 row = await cur.fetchone()
                 if not (row and row[0]):
-                    left_ms = max(1, int((deadline - monotonic()) * 1000))
+                    # the server gives up a little before the client does: a refused lock leaves the session
+                    # as it was, so the connection goes back to the pool (cancelling it would close it)
+                    left = deadline - monotonic()
+                    left_ms = max(1, int((left - min(left / 4, 0.5)) * 1000))
                     await conn.execute(f"SET lock_timeout = {left_ms}")
                     await conn.execute("SELECT pg_advisory_lock(%s)", [k])
-                    await conn.execute("SET lock_timeout = 0")
-        except (TimeoutError, LockNotAvailable, psycopg_pool.PoolTimeout) as e:
+                    await conn.execute(
+                        "SELECT set_config('lock_timeout', '0', false), set_config('idle_session_timeout', %s, false)",
+                        [idle],
+                    )
+        except LockNotAvailable as e:  # not granted: the connection is reusable (each wait sets its lock_timeout)
+            assert conn is not None
+            await pool.putconn(conn)
+            msg = f"could not acquire the lease on {key!r} within {timeout}s"
+            raise ProviderTimeoutError(msg, key=key, operation="lease") from e
+        except (TimeoutError, psycopg_pool.PoolTimeout) as e:
             if conn is not None:
                 await self._discard(pool, conn)
             msg = f"could not acquire the lease on {key!r} within {timeout}s"
@@ -180,7 +251,11 @@ class PostgresAdvisoryLease(Lease):
     async def _release(self, pool: AsyncConnectionPool[Any], conn: AsyncConnection[Any], k: int) -> bool:
         """Unlock; returns ``True`` when the lock turned out to be lost (the connection had died)."""
         try:
-            cur = await conn.execute("SELECT pg_advisory_unlock(%s)", [k])
+            cur = await conn.execute(  # a pooled session idles out as the server's settings say, not after ttl
+                "SELECT pg_advisory_unlock(%s), set_config('idle_session_timeout', "
+                "(SELECT reset_val FROM pg_settings WHERE name = 'idle_session_timeout'), false)",
+                [k],
+            )
             row = await cur.fetchone()
             held = bool(row and row[0])
         except Exception:  # noqa: BLE001 - any failure here means the session (and its lock) is gone

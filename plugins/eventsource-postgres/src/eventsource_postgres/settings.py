@@ -100,6 +100,9 @@ class PostgresLeaseSettingsSchema(_ConnectionSchema):
 
     namespace = fields.String(load_default="eventsource", validate=validate.Length(min=1, max=200))
     """Mixed into the lock key, so unrelated applications on one server do not share locks."""
+    ttl = Duration(load_default=30.0, allow_none=True, validate=validate.Range(min=1.0))
+    """A held lease's session gets ``idle_session_timeout = ttl`` and a keepalive every ``ttl / 3``: the server
+    ends the session (dropping the lock) of a holder that stops answering. ``None``: only when it notices."""
 
 
 def libpq_kwargs(settings: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,218 @@
+"""Produces on the loop's own connection, attacked behind the TCP proxy of ``test_loopwire_proxy`` on real Tansu.
+
+Several produces in flight on one connection when it is cut, an append cancelled while its produce is in
+flight (later answers must go to later requests), the connection's request timer, and the provider closed
+with produces in flight. Each time every append is acknowledged (at once or on the caller's retry with the
+same events) and every stream holds each event exactly once, at consecutive versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
+from eventsource.model import ANY, NewEvent, utcnow
+
+from .conftest import drop_namespace
+from .test_loopwire_proxy import _produce_wire_up, proxied  # noqa: F401 - the module's broker behind the proxy
+
+if TYPE_CHECKING:
+    from eventsource_kafka import KafkaProvider
+
+    from .test_loopwire_proxy import Proxy
+
+RETRYABLE = (ProviderUnavailableError, ProviderTimeoutError)
+
+
+def ev() -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())
+
+
+async def _providers(url: str, **settings: Any) -> tuple[KafkaProvider, KafkaProvider]:
+    from eventsource_kafka import KafkaProvider
+
+    args = {"url": url, "topic_prefix": f"w{uuid.uuid4().hex[:12]}", "request_timeout": 10.0, **settings}
+    writer, reader = KafkaProvider(**args), KafkaProvider(**args)
+    await writer.connect()
+    await reader.connect()
+    return writer, reader
+
+
+async def _forwarded(proxy: Proxy, n: int) -> None:
+    """Wait until the proxy forwarded ``n`` Produce requests of the loop's produce connections in all."""
+    for _ in range(3000):
+        if proxy.produce_requests >= n:
+            return
+        await asyncio.sleep(0.005)
+    msg = f"the proxy forwarded {proxy.produce_requests} produces, not {n}"
+    raise AssertionError(msg)
+
+
+async def _exactly_once(reader: KafkaProvider, stream: str, ids: list[str]) -> None:
+    read = [e async for e in reader.read_stream(stream)]
+    assert [e.event_id for e in read] == ids
+    assert [e.version for e in read] == list(range(1, len(ids) + 1))
+
+
+async def _settle(p: KafkaProvider, stream: str, e: NewEvent, version: int) -> None:
+    """The caller's retry, with the same event, until it is acknowledged at ``version``."""
+    for _ in range(20):
+        try:
+            r = await p.append(stream, [e], version - 1)
+        except RETRYABLE:
+            await asyncio.sleep(0.05)
+            continue
+        assert (r.first_version, r.event_ids) == (version, (e.event_id,))
+        return
+    msg = f"the retry of {e.event_id} in {stream} was never acknowledged"
+    raise AssertionError(msg)
+
+
+async def test_a_connection_cut_with_many_produces_in_flight_fails_each_as_unknown_and_retries_store_once(
+    proxied: tuple[str, Proxy],  # noqa: F811
+) -> None:
+    """Twelve appends to twelve streams are in flight on the loop's one produce connection (all reached the
+    broker, no answer yet) when it is cut: each fails retryable or is acknowledged, and the retries leave
+    every stream with its events once each."""
+    url, proxy = proxied
+    writer, reader = await _providers(url)
+    streams = [f"s{i}" for i in range(12)]
+    try:
+        firsts = {s: ev() for s in streams}
+        for s in streams:
+            await writer.append(s, [firsts[s]], 0)
+        await _produce_wire_up(writer)
+        seconds = {s: ev() for s in streams}
+        proxy.produce_hold = True
+        base = proxy.produce_requests
+        tasks = {s: asyncio.ensure_future(writer.append(s, [seconds[s]], 1)) for s in streams}
+        await _forwarded(proxy, base + len(streams))
+        proxy.cut_produce_connections()
+        outcomes = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        proxy.release_produce()
+        for o in outcomes:
+            assert not isinstance(o, BaseException) or isinstance(o, RETRYABLE), repr(o)
+        assert any(isinstance(o, BaseException) for o in outcomes)  # the cut connection's produces
+        for s in streams:
+            await _settle(writer, s, seconds[s], 2)
+            third = ev()
+            assert (await writer.append(s, [third], 2)).first_version == 3
+            await _exactly_once(reader, s, [firsts[s].event_id, seconds[s].event_id, third.event_id])
+    finally:
+        proxy.release_produce()
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()
+
+
+async def test_an_append_cancelled_with_its_produce_in_flight_leaves_the_connection_answering_the_right_requests(
+    proxied: tuple[str, Proxy],  # noqa: F811
+) -> None:
+    """An append is cancelled while its produce waits for its answer, a second append's produce is written
+    behind it on the same connection, then both answers come: the second append gets its own answer (its own
+    topic and offset), the connection stays in use, and the cancelled append's retry is answered once."""
+    url, proxy = proxied
+    writer, reader = await _providers(url)
+    try:
+        a1, b1 = ev(), ev()
+        await writer.append("a", [a1], 0)
+        await writer.append("b", [b1], 0)
+        for _ in range(5):  # b's topic ahead of a's, so an answer crossed between them shows
+            await writer.append("b", [ev()], ANY)
+        await _produce_wire_up(writer)
+        wire = writer._conn.io.produce_wires.current(asyncio.get_running_loop())
+        assert wire is not None
+        proxy.produce_hold = True
+        base = proxy.produce_requests
+        a2 = ev()
+        cancelled = asyncio.ensure_future(writer.append("a", [a2], 1))
+        await _forwarded(proxy, base + 1)
+        cancelled.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cancelled
+        b2 = ev()
+        second = asyncio.ensure_future(writer.append("b", [b2], 6))
+        await _forwarded(proxy, base + 2)
+        proxy.release_produce()
+        r = await second
+        assert (r.first_version, r.duplicate) == (7, False)
+        assert writer._conn.io.produce_wires.current(asyncio.get_running_loop()) is wire  # still trusted
+        await _settle(writer, "a", a2, 2)
+        await _exactly_once(reader, "a", [a1.event_id, a2.event_id])
+        read_b = [e async for e in reader.read_stream("b")]
+        assert [e.version for e in read_b] == list(range(1, 8))
+        assert read_b[-1].event_id == b2.event_id
+    finally:
+        proxy.release_produce()
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()
+
+
+async def test_a_produce_whose_answer_outlasts_the_request_timeout_is_retried_once(
+    proxied: tuple[str, Proxy],  # noqa: F811
+) -> None:
+    """The broker stores the record, its answer is held past the request timeout: the append fails with a
+    retryable error (the wire's timer), and the retry is answered from the stream, which takes the next
+    append at the next version."""
+    url, proxy = proxied
+    writer, reader = await _providers(url, request_timeout=2.0)
+    try:
+        first = ev()
+        await writer.append("s", [first], 0)
+        await _produce_wire_up(writer)
+        proxy.produce_hold = True
+        base = proxy.produce_requests
+        e = ev()
+        task = asyncio.ensure_future(writer.append("s", [e], 1))
+        await _forwarded(proxy, base + 1)
+        outcome = await asyncio.gather(task, return_exceptions=True)
+        proxy.release_produce()
+        assert isinstance(outcome[0], RETRYABLE), repr(outcome[0])
+        await _settle(writer, "s", e, 2)
+        nxt = ev()
+        assert (await writer.append("s", [nxt], 2)).first_version == 3
+        await _exactly_once(reader, "s", [first.event_id, e.event_id, nxt.event_id])
+    finally:
+        proxy.release_produce()
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()
+
+
+async def test_closing_the_provider_with_produces_in_flight_fails_them_retryable_and_loses_nothing(
+    proxied: tuple[str, Proxy],  # noqa: F811
+) -> None:
+    """The provider is closed while appends wait for their produces' answers: each append fails retryable
+    (or is acknowledged); a new provider's retries with the same events store each once."""
+    url, proxy = proxied
+    writer, reader = await _providers(url)
+    streams = [f"c{i}" for i in range(4)]
+    try:
+        firsts = {s: ev() for s in streams}
+        for s in streams:
+            await writer.append(s, [firsts[s]], 0)
+        await _produce_wire_up(writer)
+        proxy.produce_hold = True
+        base = proxy.produce_requests
+        seconds = {s: ev() for s in streams}
+        tasks = [asyncio.ensure_future(writer.append(s, [seconds[s]], 1)) for s in streams]
+        await _forwarded(proxy, base + len(streams))
+        await writer.close()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        proxy.release_produce()
+        for o in outcomes:
+            assert not isinstance(o, BaseException) or isinstance(o, RETRYABLE), repr(o)
+        await writer.connect()
+        for s in streams:
+            await _settle(writer, s, seconds[s], 2)
+            await _exactly_once(reader, s, [firsts[s].event_id, seconds[s].event_id])
+    finally:
+        proxy.release_produce()
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()
+

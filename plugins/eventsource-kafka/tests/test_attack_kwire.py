@@ -13,6 +13,7 @@ import contextlib
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import ANY, NewEvent, utcnow
 
@@ -216,3 +217,45 @@ async def test_closing_the_provider_with_produces_in_flight_fails_them_retryable
         await drop_namespace(reader)
         await reader.close()
 
+
+@pytest.mark.parametrize("code", [6, 3])  # NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION
+async def test_an_error_kafka_may_answer_after_storing_the_record_never_makes_a_first_append_a_duplicate(
+    proxied: tuple[str, Proxy],  # noqa: F811
+    code: int,
+) -> None:
+    """Kafka answers an acks=all produce with NOT_LEADER_OR_FOLLOWER (or UNKNOWN_TOPIC_OR_PARTITION) when the
+    partition's leadership moves (or it leaves the broker) while the produce waits for its replicas: the
+    record is then in the log, and may stay there. The proxy answers so after Tansu stored the record.
+
+    Sent again, the record is stored twice: the second copy loses to the first, and the append, finding its
+    own events already in the stream, answered ``duplicate=True`` to its one and only call (a caller that
+    acts on new events only skipped them). The append must be acknowledged as new, or fail retryable (its
+    outcome unknown) and then be answered as a retry; the stream holds the event once either way."""
+    from .test_loopwire_proxy import _rewrite_produce
+
+    url, proxy = proxied
+    writer, reader = await _providers(url)
+    try:
+        first = ev()
+        await writer.append("s", [first], 0)
+        await _produce_wire_up(writer)
+        await writer.append("s", [ev()], 1)
+        before = proxy.produce_tampered
+        proxy.produce_tamper = _rewrite_produce(proxy.produce_version, error=code)
+        e = ev()
+        try:
+            r = await writer.append("s", [e], 2)
+        except RETRYABLE:
+            r = None
+        assert proxy.produce_tampered == before + 1
+        if r is not None:
+            assert (r.first_version, r.duplicate) == (3, False)
+        await _settle(writer, "s", e, 3)
+        read = [x async for x in reader.read_stream("s")]
+        assert [x.version for x in read] == [1, 2, 3]
+        assert read[2].event_id == e.event_id
+    finally:
+        proxy.produce_tamper = None
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()

@@ -506,8 +506,8 @@ async def test_a_damaged_produce_answer_neither_loses_nor_doubles_the_append(
     The record may be stored (the broker got it) or not (the request was cut). The append must either be
     acknowledged, or fail with a retryable error and then, retried with the same event, be acknowledged:
     the stream then holds the event exactly once, at the version it was appended at, and takes the next
-    append at the next version. Error 6 here is a lie of the proxy (the record was stored): the producer's
-    way sends it again, and the second copy must lose to the first.
+    append at the next version. Error 6 here comes after the record was stored (as Kafka answers when the
+    leadership moves while a produce waits for its replicas): it is never sent again.
     """
     from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
     from eventsource_kafka import KafkaProvider

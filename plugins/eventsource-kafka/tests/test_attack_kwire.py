@@ -259,3 +259,45 @@ async def test_an_error_kafka_may_answer_after_storing_the_record_never_makes_a_
         await writer.close()
         await drop_namespace(reader)
         await reader.close()
+
+
+async def test_a_lost_answer_to_a_new_streams_create_record_does_not_strand_the_stream(
+    proxied: tuple[str, Proxy],  # noqa: F811
+) -> None:
+    """The first append to a new stream creates its topic, then produces its create record; that produce is cut
+    on the loop's connection (it never reaches the broker), so the append fails retryable. Every retry then
+    found the topic made and no create record, and waited ``request_timeout`` for another process to write one
+    (the one that made the topic was this very append). Through the manager, whose call timeout is the same as
+    the provider's request timeout by default, each attempt was cut off first: the stream could never be
+    created. The caller's retries of the same event must create it, with the event at version 1."""
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+
+    url, proxy = proxied
+    writer, reader = await _providers(url, request_timeout=3.0)
+    m = EventSourcingManager(
+        {"providers": {}, "default_provider": None, "timeout": 3.0, "retry_attempts": 2},
+        host=PluginHost(load_entrypoints=False),
+    )
+    await m.register_provider(writer, name="k", default=True)
+    try:
+        await _produce_wire_up(writer)
+        before = proxy.produce_tampered
+        proxy.produce_cut_next_request = True
+        event_id = str(uuid.uuid4())
+        res = None
+        for _ in range(3):  # the caller's retries of the same event
+            try:
+                res = await m.append_event(stream_id="new", event_type="E", data={}, event_id=event_id)
+                break
+            except RETRYABLE:
+                continue
+        assert proxy.produce_tampered == before + 1  # the create record's produce was the one cut
+        assert res is not None, "the stream was never created"
+        assert res.version == 1
+        await _exactly_once(reader, "new", [event_id])
+    finally:
+        proxy.produce_cut_next_request = False
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()

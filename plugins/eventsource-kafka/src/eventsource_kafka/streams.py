@@ -87,9 +87,10 @@ class Streams:
                 replication_factor=settings["replication_factor"],
                 configs={**KEEP_FOREVER, **settings["topic_configs"]},
             )
+            slot.made = topic if created else slot.made
             current = (await self.views.meta()).get(sid)
             if not created:
-                current = await self._await_create_record(sid, topic, current)
+                current = await self._await_create_record(sid, topic, current, slot)
             if current is None:  # never beside a live incarnation: its create record would supersede it
                 meta: dict[str, Any] = {
                     "op": "create",
@@ -119,12 +120,18 @@ class Streams:
         msg = f"stream {sid!r} was created and deleted concurrently {_CREATE_ATTEMPTS} times; not created"
         raise ConcurrencyError(msg, stream_id=sid, expected="NO_STREAM", actual=0)
 
-    async def _await_create_record(self, sid: str, topic: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
+    async def _await_create_record(
+        self, sid: str, topic: str, current: dict[str, Any] | None, slot: Slot
+    ) -> dict[str, Any] | None:
         """Give the process that created ``topic`` time to write its create record (its attributes win).
 
         Only if none comes within ``request_timeout`` (that process stopped between creating the
         topic and writing the record) does the caller write one, so the incarnation is never stranded.
+        Not called for a topic this process made (``Slot.made``: an append that failed after making it,
+        its create record lost with the produce's answer): a retry writes the record at once.
         """
+        if slot.made == topic:  # made by this process: no other process writes its create record
+            return current
         deadline = monotonic() + self.conn.settings["request_timeout"]
         delay = 0.002
         while (current is None or current["topic"] != topic) and monotonic() < deadline:

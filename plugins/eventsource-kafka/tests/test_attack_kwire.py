@@ -301,3 +301,41 @@ async def test_a_lost_answer_to_a_new_streams_create_record_does_not_strand_the_
         await writer.close()
         await drop_namespace(reader)
         await reader.close()
+
+
+async def test_a_delete_whose_record_was_stored_but_its_answer_lost_still_deletes_the_topic(
+    proxied: tuple[str, Proxy],  # noqa: F811
+) -> None:
+    """``delete_stream`` writes the delete record, then deletes the stream's topic. The delete record is stored
+    and half of its answer comes before the loop's connection is cut: the delete fails retryable, and its retry
+    finds the stream gone (``StreamNotFoundError``). The topic, with every event of the stream, was then never
+    deleted: a stream deleted to erase its events kept them in the broker for good. After the caller's retry
+    the topic must be gone."""
+    from eventsource.errors import StreamNotFoundError
+
+    url, proxy = proxied
+    writer, reader = await _providers(url)
+    try:
+        await writer.append("d", [ev()], 0)
+        await _produce_wire_up(writer)
+        await writer.append("d", [ev()], 1)
+        topic = (await writer._views.meta())["d"]["topic"]
+        before = proxy.produce_tampered
+        proxy.produce_half_next_answer = True
+        for _ in range(3):  # the caller's retries
+            try:
+                await writer.delete_stream("d")
+                break
+            except RETRYABLE:
+                continue
+            except StreamNotFoundError:
+                break
+        assert proxy.produce_tampered == before + 1  # the delete record's answer was the one cut
+        assert await reader.get_stream_info("d") is None
+        topics = await writer.io.run("listing topics", writer.io.admin.list_topics)
+        assert topic not in topics, "the deleted stream's topic (and its events) stayed in the broker"
+    finally:
+        proxy.produce_half_next_answer = False
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()

@@ -161,11 +161,16 @@ class Streams:
         Snapshots go first (and those saved meanwhile again after the record): once the delete record is
         written the stream is gone and a retried delete finds nothing to do, so a topic deletion that
         fails (``delete.topic.enable=false``, a timeout) must not leave them to the stream created next.
+        A delete finding the stream gone deletes the topic of its last delete record again (that delete
+        may have failed after its record: its answer lost, or the topic deletion failed).
         """
         slot = self.conn.ns.slot(stream_id)
         async with self.conn.exclusive(stream_id):
             meta = await self.tails.refresh(stream_id, slot)
             if meta is None:
+                gone = self.conn.ns.deleted.get(stream_id)
+                if gone:  # a delete that failed after its record (answer lost): its topic may be left
+                    await self.conn.io.delete_topic(gone)
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
             await self.snapshots.delete_snapshots(stream_id, None)

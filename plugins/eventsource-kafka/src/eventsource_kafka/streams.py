@@ -14,7 +14,13 @@ import bisect
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ConcurrencyError, StreamExistsError, StreamNotFoundError
+from eventsource.errors import (
+    RETRYABLE,
+    ConcurrencyError,
+    ProviderError,
+    StreamExistsError,
+    StreamNotFoundError,
+)
 from eventsource.model import StreamInfo
 from eventsource.timestamps import from_us, now_us
 
@@ -170,7 +176,12 @@ class Streams:
             if meta is None:
                 gone = self.conn.ns.deleted.get(stream_id)
                 if gone:  # a delete that failed after its record (answer lost): its topic may be left
-                    await self.conn.io.delete_topic(gone)
+                    try:
+                        await self.conn.io.delete_topic(gone)
+                    except RETRYABLE:
+                        raise
+                    except ProviderError:
+                        pass  # refused for good (``delete.topic.enable=false``): no retry would do more
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
             await self.snapshots.delete_snapshots(stream_id, None)

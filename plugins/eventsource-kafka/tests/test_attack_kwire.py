@@ -3,7 +3,9 @@
 Several produces in flight on one connection when it is cut, an append cancelled while its produce is in
 flight (later answers must go to later requests), the connection's request timer, and the provider closed
 with produces in flight. Each time every append is acknowledged (at once or on the caller's retry with the
-same events) and every stream holds each event exactly once, at consecutive versions.
+same events) and every stream holds each event exactly once, at consecutive versions. Then what a lost or
+ambiguous answer does to the callers of produce: error codes Kafka may answer after storing the record, a
+new stream's create record, a stream's delete record.
 """
 
 from __future__ import annotations

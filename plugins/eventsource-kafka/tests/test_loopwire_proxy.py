@@ -67,6 +67,10 @@ class Proxy:
         self.produce_tampered = 0
         self.produce_connections = 0
         self.produce_version = 0
+        self.produce_requests = 0  # Produce requests the produce connections forwarded to the broker
+        self.produce_hold = False  # keep the produce connections' answers back (see release_produce)
+        self._held: list[tuple[asyncio.StreamWriter, bytes]] = []
+        self._produce_sides: list[asyncio.StreamWriter] = []  # the client side of each produce connection
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -107,6 +111,7 @@ class Proxy:
                         self.version = struct.unpack_from(">h", f, 6)[0]
                     if producing[0]:
                         self.produce_version = struct.unpack_from(">h", f, 6)[0]
+                        self._produce_sides.append(cw)
                 if producing[0] and self.produce_cut_next_request and struct.unpack_from(">h", f, 4)[0] == 0:
                     self.produce_cut_next_request = False
                     self.produce_tampered += 1
@@ -120,6 +125,8 @@ class Proxy:
                     uw.close()
                     return
                 uw.write(f)
+                if producing[0] and struct.unpack_from(">h", f, 4)[0] == 0:
+                    self.produce_requests += 1
 
         async def down() -> None:
             while True:
@@ -131,6 +138,9 @@ class Proxy:
                     await cw.drain()
                     cw.transport.abort()
                     return
+                if producing and producing[0] and self.produce_hold:
+                    self._held.append((cw, f))
+                    continue
                 if producing and producing[0] and self.produce_tamper is not None:
                     f, self.produce_tamper = self.produce_tamper(f), None
                     self.produce_tampered += 1
@@ -166,6 +176,29 @@ class Proxy:
             t.cancel()
         cw.close()
         uw.close()
+
+    def release_produce(self) -> None:
+        """Stop holding produce answers back, and send the ones held (from any thread)."""
+
+        def _release() -> None:
+            self.produce_hold = False
+            held, self._held = self._held, []
+            for cw, f in held:
+                if not cw.transport.is_closing():
+                    cw.write(f)
+
+        self.loop.call_soon_threadsafe(_release)
+
+    def cut_produce_connections(self) -> None:
+        """Cut every produce connection on the client side; answers held back are dropped (from any thread)."""
+
+        def _cut() -> None:
+            self._held.clear()
+            for cw in self._produce_sides:
+                cw.transport.abort()
+            self._produce_sides.clear()
+
+        self.loop.call_soon_threadsafe(_cut)
 
     def stop(self) -> None:
         def _stop() -> None:
@@ -473,8 +506,8 @@ async def test_a_damaged_produce_answer_neither_loses_nor_doubles_the_append(
     The record may be stored (the broker got it) or not (the request was cut). The append must either be
     acknowledged, or fail with a retryable error and then, retried with the same event, be acknowledged:
     the stream then holds the event exactly once, at the version it was appended at, and takes the next
-    append at the next version. Error 6 here is a lie of the proxy (the record was stored): the producer's
-    way sends it again, and the second copy must lose to the first.
+    append at the next version. Error 6 here comes after the record was stored (as Kafka answers when the
+    leadership moves while a produce waits for its replicas): it is never sent again.
     """
     from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
     from eventsource_kafka import KafkaProvider

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.errors import ProviderError, ProviderUnavailableError
 
 from eventsource_kafka.errors import map_error
-from eventsource_kafka.loopwire import ProduceRefusedError
+from eventsource_kafka.loopwire import ProduceOutcomeUnknownError, ProduceRefusedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -237,11 +237,14 @@ class KafkaIO:
             try:
                 return await wire.send_frame(request, topic)
             except ProduceRefusedError as e:
+                if e.moved:  # maybe appended before the leader moved: never sent again (the caller's retry decides)
+                    self.producer._metadata.request_update()  # noqa: SLF001 - the next produce finds the new leader
+                    raise ProduceOutcomeUnknownError(f"{e}: it may be stored", operation=f"producing to {topic}") from e
                 if not e.unwritten:  # the broker's own word on a record it may have stored
                     from kafka import errors as ke
 
                     raise map_error(ke.for_code(e.code)(str(e)), f"producing to {topic}") from e
-                # nothing stored (not the leader, too large...): the producer's way refreshes and says it as always
+                # nothing stored (no leader, too large): the producer's way refreshes and says it as always
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
 

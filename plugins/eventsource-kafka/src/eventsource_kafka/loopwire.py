@@ -33,9 +33,13 @@ _MAX_VERSION = 5
 _PRODUCE = 0
 _PRODUCE_VERSIONS = (3, 8)
 """Produce versions used: 3 is the first with record batches (magic 2), 8 the last non-flexible one."""
-_UNWRITTEN = frozenset({3, 5, 6, 10, 18})
-"""Produce error codes under which the broker stored nothing and the producer's own way may be tried: unknown
-topic, no leader, not the leader, message or record list too large (the producer then says it as it always did)."""
+_UNWRITTEN = frozenset({5, 10, 18})
+"""Produce error codes under which the broker stored nothing and the producer's own way may be tried: no leader,
+message or record list too large (the producer then says it as it always did)."""
+_MOVED = frozenset({3, 6})
+"""Unknown topic or partition, not the leader: also Kafka's answer to an acks=all produce ALREADY appended when the
+partition's leadership moves (or the partition leaves the broker) while it waits for its replicas. The record may
+stay: the outcome is unknown, and the producer's metadata is refreshed for the next produce."""
 
 
 _CIDS = itertools.count(1)
@@ -53,12 +57,17 @@ class ProduceOutcomeUnknownError(ProviderUnavailableError):
 
 
 class ProduceRefusedError(ProviderError):
-    """The broker answered a produce with an error code (``code``); ``unwritten``: it stored nothing."""
+    """The broker answered a produce with an error code (``code``).
+
+    ``unwritten``: it stored nothing; ``moved``: the partition is not (or no longer) led by that broker, and
+    the record may be stored.
+    """
 
     def __init__(self, msg: str, code: int) -> None:
         super().__init__(msg, operation="producing")
         self.code = code
         self.unwritten = code in _UNWRITTEN
+        self.moved = code in _MOVED
 
 
 class Wire(asyncio.Protocol):

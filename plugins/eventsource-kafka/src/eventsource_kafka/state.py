@@ -48,6 +48,7 @@ class Namespace:
     slots: dict[str, Slot] = field(default_factory=dict)
     meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # live streams only
     incarnations: dict[str, int] = field(default_factory=dict)  # latest incarnation per stream id, deleted or not
+    deleted: dict[str, str] = field(default_factory=dict)  # the topic named by each stream's latest delete record
     meta_offset: int = 0
     meta_lock: SlotLock = field(default_factory=SlotLock)
     snaps: dict[str, dict[int, int]] = field(default_factory=dict)
@@ -81,6 +82,7 @@ class Namespace:
             if inc >= current:
                 self.meta.pop(stream_id, None)
                 self.incarnations[stream_id] = inc
+                self.deleted[stream_id] = str(value.get("topic") or "")
         elif op == "update":
             live = self.meta.get(stream_id)
             if live is not None and int(live.get("inc", 0)) == inc and live.get("topic") == value.get("topic"):

@@ -14,7 +14,13 @@ import bisect
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ConcurrencyError, StreamExistsError, StreamNotFoundError
+from eventsource.errors import (
+    RETRYABLE,
+    ConcurrencyError,
+    ProviderError,
+    StreamExistsError,
+    StreamNotFoundError,
+)
 from eventsource.model import StreamInfo
 from eventsource.timestamps import from_us, now_us
 
@@ -87,9 +93,10 @@ class Streams:
                 replication_factor=settings["replication_factor"],
                 configs={**KEEP_FOREVER, **settings["topic_configs"]},
             )
+            slot.made = topic if created else slot.made
             current = (await self.views.meta()).get(sid)
             if not created:
-                current = await self._await_create_record(sid, topic, current)
+                current = await self._await_create_record(sid, topic, current, slot)
             if current is None:  # never beside a live incarnation: its create record would supersede it
                 meta: dict[str, Any] = {
                     "op": "create",
@@ -119,12 +126,18 @@ class Streams:
         msg = f"stream {sid!r} was created and deleted concurrently {_CREATE_ATTEMPTS} times; not created"
         raise ConcurrencyError(msg, stream_id=sid, expected="NO_STREAM", actual=0)
 
-    async def _await_create_record(self, sid: str, topic: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
+    async def _await_create_record(
+        self, sid: str, topic: str, current: dict[str, Any] | None, slot: Slot
+    ) -> dict[str, Any] | None:
         """Give the process that created ``topic`` time to write its create record (its attributes win).
 
         Only if none comes within ``request_timeout`` (that process stopped between creating the
         topic and writing the record) does the caller write one, so the incarnation is never stranded.
+        Not called for a topic this process made (``Slot.made``: an append that failed after making it,
+        its create record lost with the produce's answer): a retry writes the record at once.
         """
+        if slot.made == topic:  # made by this process: no other process writes its create record
+            return current
         deadline = monotonic() + self.conn.settings["request_timeout"]
         delay = 0.002
         while (current is None or current["topic"] != topic) and monotonic() < deadline:
@@ -154,11 +167,21 @@ class Streams:
         Snapshots go first (and those saved meanwhile again after the record): once the delete record is
         written the stream is gone and a retried delete finds nothing to do, so a topic deletion that
         fails (``delete.topic.enable=false``, a timeout) must not leave them to the stream created next.
+        A delete finding the stream gone deletes the topic of its last delete record again (that delete
+        may have failed after its record: its answer lost, or the topic deletion failed).
         """
         slot = self.conn.ns.slot(stream_id)
         async with self.conn.exclusive(stream_id):
             meta = await self.tails.refresh(stream_id, slot)
             if meta is None:
+                gone = self.conn.ns.deleted.get(stream_id)
+                if gone:  # a delete that failed after its record (answer lost): its topic may be left
+                    try:
+                        await self.conn.io.delete_topic(gone)
+                    except RETRYABLE:
+                        raise
+                    except ProviderError:
+                        pass  # refused for good (``delete.topic.enable=false``): no retry would do more
                 msg = f"stream {stream_id!r} does not exist"
                 raise StreamNotFoundError(msg, stream_id=stream_id)
             await self.snapshots.delete_snapshots(stream_id, None)

@@ -75,6 +75,7 @@ class Slot:
     appends: collections.deque[list[str]] = field(default_factory=collections.deque)  # the window's ids, by append
     types: dict[str, int] = field(default_factory=dict)  # accepted events applied here, by type (stats)
     types_from: int = -1  # the offset this tail's type counts start at (0: every record of the topic)
+    made: str | None = None  # a topic this process created for the stream, before its create record was seen
 
     def reset(self, topic: str | None) -> None:
         """Forget the tail: the stream now lives in ``topic`` (``None``: it does not exist)."""
@@ -88,6 +89,7 @@ class Slot:
         self.appends.clear()
         self.types.clear()
         self.types_from = -1
+        self.made = None
         self.loaded = topic is None
 
     def see(self, value: bytes, offset: int, window: int) -> bool:

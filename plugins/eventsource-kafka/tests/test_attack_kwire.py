@@ -77,9 +77,10 @@ async def _settle(p: KafkaProvider, stream: str, e: NewEvent, version: int) -> N
 async def test_a_connection_cut_with_many_produces_in_flight_fails_each_as_unknown_and_retries_store_once(
     proxied: tuple[str, Proxy],  # noqa: F811
 ) -> None:
-    """Twelve appends to twelve streams are in flight on the loop's one produce connection (all reached the
-    broker, no answer yet) when it is cut: each fails retryable or is acknowledged, and the retries leave
-    every stream with its events once each."""
+    """Twelve appends to twelve streams at once: the first one's produce is in flight on the loop's produce
+    connection (it reached the broker, no answer yet) when it is cut, the others went the producer's way (a
+    broker takes one request of a connection at a time, so a busy connection is never queued on). Each fails
+    retryable or is acknowledged, and the retries leave every stream with its events once each."""
     url, proxy = proxied
     writer, reader = await _providers(url)
     streams = [f"s{i}" for i in range(12)]
@@ -92,9 +93,12 @@ async def test_a_connection_cut_with_many_produces_in_flight_fails_each_as_unkno
         proxy.produce_hold = True
         base = proxy.produce_requests
         tasks = {s: asyncio.ensure_future(writer.append(s, [seconds[s]], 1)) for s in streams}
-        await _forwarded(proxy, base + len(streams))
+        await _forwarded(proxy, base + 1)
+        done, _ = await asyncio.wait(tasks.values(), timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        assert done  # the others do not wait behind the held one
         proxy.cut_produce_connections()
         outcomes = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        assert proxy.produce_requests == base + 1  # one produce in flight on the connection, never more
         proxy.release_produce()
         for o in outcomes:
             assert not isinstance(o, BaseException) or isinstance(o, RETRYABLE), repr(o)
@@ -189,7 +193,8 @@ async def test_a_produce_whose_answer_outlasts_the_request_timeout_is_retried_on
 async def test_closing_the_provider_with_produces_in_flight_fails_them_retryable_and_loses_nothing(
     proxied: tuple[str, Proxy],  # noqa: F811
 ) -> None:
-    """The provider is closed while appends wait for their produces' answers: each append fails retryable
+    """The provider is closed while appends wait for their produces' answers (one on the loop's produce
+    connection, the others on the producer's, as a busy connection sends them): each append fails retryable
     (or is acknowledged); a new provider's retries with the same events store each once."""
     url, proxy = proxied
     writer, reader = await _providers(url)
@@ -203,7 +208,7 @@ async def test_closing_the_provider_with_produces_in_flight_fails_them_retryable
         base = proxy.produce_requests
         seconds = {s: ev() for s in streams}
         tasks = [asyncio.ensure_future(writer.append(s, [seconds[s]], 1)) for s in streams]
-        await _forwarded(proxy, base + len(streams))
+        await _forwarded(proxy, base + 1)
         await writer.close()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         proxy.release_produce()
@@ -338,6 +343,33 @@ async def test_a_delete_whose_record_was_stored_but_its_answer_lost_still_delete
         assert topic not in topics, "the deleted stream's topic (and its events) stayed in the broker"
     finally:
         proxy.produce_half_next_answer = False
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()
+
+
+async def test_a_call_after_close_is_a_retryable_unavailable_error_and_one_before_connect_a_configuration_error(
+    proxied: tuple[str, Proxy],  # noqa: F811
+) -> None:
+    """An append racing ``close()`` (or made after it) met "not connected (call connect() first)", a
+    ConfigurationError the manager never retries, as if the caller had misconfigured the store; a provider
+    never connected still says so."""
+    from eventsource.errors import ConfigurationError
+    from eventsource_kafka import KafkaProvider
+
+    url, _ = proxied
+    writer, reader = await _providers(url)
+    never = KafkaProvider(url=url, topic_prefix=f"w{uuid.uuid4().hex[:12]}")
+    try:
+        await writer.append("s", [ev()], 0)
+        await writer.close()
+        with pytest.raises(ProviderUnavailableError, match="closed"):
+            await writer.append("s", [ev()], 1)
+        with pytest.raises(ConfigurationError, match="connect"):
+            await never.append("s", [ev()], 0)
+        await writer.connect()  # connected again: usable again
+        assert (await writer.append("s", [ev()], 1)).first_version == 2
+    finally:
         await writer.close()
         await drop_namespace(reader)
         await reader.close()

@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.errors import ProviderError, ProviderUnavailableError
 
 from eventsource_kafka.errors import map_error
-from eventsource_kafka.loopwire import ProduceOutcomeUnknownError, ProduceRefusedError
+from eventsource_kafka.loopwire import produce_on_wire
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from eventsource_kafka.loopwire import Wire
 
 T = TypeVar("T")
 
@@ -231,20 +229,9 @@ class KafkaIO:
             await self.run(f"loading metadata of {topic}", self.producer.partitions_for, topic)
             self._primed.add(topic)
         stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-        frame = self._wire_frame(topic, value, key, headers or [], stamp)
-        if frame is not None:
-            wire, request = frame
-            try:
-                return await wire.send_frame(request, topic)
-            except ProduceRefusedError as e:
-                if e.moved:  # maybe appended before the leader moved: never sent again (the caller's retry decides)
-                    self.producer._metadata.request_update()  # noqa: SLF001 - the next produce finds the new leader
-                    raise ProduceOutcomeUnknownError(f"{e}: it may be stored", operation=f"producing to {topic}") from e
-                if not e.unwritten:  # the broker's own word on a record it may have stored
-                    from kafka import errors as ke
-
-                    raise map_error(ke.for_code(e.code)(str(e)), f"producing to {topic}") from e
-                # nothing stored (no leader, too large): the producer's way refreshes and says it as always
+        offset = await produce_on_wire(self, topic, value, key, headers or [], stamp)
+        if offset is not None:
+            return offset
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
 
@@ -269,20 +256,6 @@ class KafkaIO:
         except Exception as e:
             raise map_error(e, f"producing to {topic}") from e
         return int(md.offset)
-
-    def _wire_frame(
-        self, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]], stamp: int
-    ) -> tuple[Wire, bytes] | None:
-        """The loop's wire to ``topic``'s leader and the request to write on it (``None``: the producer's way)."""
-        from eventsource_kafka.listoffsets import _broker_versions
-        from eventsource_kafka.loopwire import produce_frame
-
-        wire = self.produce_wires.get(self.producer._metadata, _broker_versions(self), topic)  # noqa: SLF001
-        if wire is None:
-            return None
-        request = produce_frame(wire, topic, value, key, headers, stamp)
-        # over the producer's limit: its way refuses it client-side, with the error the caller always got
-        return (wire, request) if len(request) <= self.max_request_size else None
 
     # ------------------------------------------------------------------ consume
 

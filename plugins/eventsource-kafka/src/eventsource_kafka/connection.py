@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, ProviderUnavailableError
 
 from eventsource_kafka import naming
 from eventsource_kafka.client import KafkaIO
@@ -70,6 +70,7 @@ class Connection:
         self.snap_topic = naming.snapshot_topic(self.prefix)
         self._io: KafkaIO | None = None
         self._lease: Lease | None = None
+        self._closed = False
         self.started = monotonic()
 
     @property
@@ -81,6 +82,9 @@ class Connection:
     def io(self) -> KafkaIO:
         """The connected I/O layer."""
         if self._io is None:
+            if self._closed:  # a call racing close(), or made after it: what a lost connection is
+                msg = "the Kafka provider was closed (connect() again to use it)"
+                raise ProviderUnavailableError(msg, operation="calling the Kafka provider")
             msg = "the Kafka provider is not connected (call connect() first)"
             raise ConfigurationError(msg, field="url")
         return self._io
@@ -118,6 +122,7 @@ class Connection:
         """Close the clients and the lease. Idempotent."""
         io, self._io = self._io, None
         lease, self._lease = self._lease, None
+        self._closed = self._closed or io is not None
         if lease is not None:
             await lease.close()
         if io is not None:

@@ -27,6 +27,8 @@ from eventsource.errors import ProviderError, ProviderTimeoutError, ProviderUnav
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from eventsource_kafka.client import KafkaIO
+
 _LIST_OFFSETS = 2
 _MAX_VERSION = 5
 """The newest ListOffsets version asked for: 1-5 have the classic (non-flexible) header and body."""
@@ -85,6 +87,8 @@ class Wire(asyncio.Protocol):
         self.lost = False
         self.refused = False
         """Closed on an answer it could not take (an error code, a damaged frame): see :meth:`Wires.get`."""
+        self.producing = 0
+        """Produces written and not yet answered (failed or cancelled)."""
         self._buf = bytearray()
         self._cid = 0
         self._frames: dict[str, bytes] = {}
@@ -136,7 +140,13 @@ class Wire(asyncio.Protocol):
         It fails with :class:`ProduceRefusedError` (an error code: the broker's word) or, written and no
         answer taken, :class:`ProduceOutcomeUnknownError` or a timeout (the record may be stored).
         """
-        return self._write(frame, functools.partial(_produced, self, topic))
+        fut = self._write(frame, functools.partial(_produced, self, topic))
+        self.producing += 1
+        fut.add_done_callback(self._produce_done)
+        return fut
+
+    def _produce_done(self, _: asyncio.Future[int]) -> None:
+        self.producing -= 1
 
     def _write(self, frame: bytes, read: Callable[[bytes, int], int]) -> asyncio.Future[int]:
         assert self.transport is not None
@@ -202,15 +212,10 @@ class Wire(asyncio.Protocol):
         from kafka.protocol.consumer import ListOffsetsResponse
 
         resp = ListOffsetsResponse.decode(frame, version=self.version, header=True)
-        if resp.header.correlation_id != cid:
-            msg = f"answer {resp.header.correlation_id} to request {cid}"
-            raise WireLostError(msg, operation="listing an end offset")
         rows = [(t.name, p.partition_index, p.error_code, int(p.offset)) for t in resp.topics for p in t.partitions]
-        if len(rows) != 1 or rows[0][:2] != (topic, 0):
-            # not the answer to the question asked (a partition's offset of another topic or partition
-            # would vouch for a stale view): this connection cannot be trusted
-            msg = f"ListOffsets of {topic} partition 0 answered for {[r[:2] for r in rows]}"
-            raise WireLostError(msg, operation="listing an end offset")
+        # another request's answer, or not the answer to the question asked (a partition's offset of another
+        # topic or partition would vouch for a stale view): this connection cannot be trusted
+        _the_row(resp.header.correlation_id, cid, rows, topic, error=WireLostError, op="listing an end offset")
         _, _, code, offset = rows[0]
         if code or offset < 0:
             # not the leader any more, unknown topic... (error code), or Kafka's "no offset" (-1) that is
@@ -268,11 +273,44 @@ def produce_frame(  # noqa: PLR0917 - a record's parts, as the producer's send t
     request = ProduceRequest(
         transactional_id=None,
         acks=-1,
-        timeout_ms=int(wire.timeout * 1000),
+        # the broker's own limit ends before the wire's timer: a slow produce is answered REQUEST_TIMED_OUT
+        # alone, instead of the timer dropping the connection and every produce in flight on it
+        timeout_ms=int(wire.timeout * 750),
         topic_data=[data(name=topic, partition_data=[partition])],
     )
     request.with_header(correlation_id=0, client_id=wire.client_id.decode())
     return bytes(request.encode(version=wire.produce_version, framed=True, header=True))
+
+
+async def produce_on_wire(  # noqa: PLR0917 - a record's parts, as the producer's send takes them
+    io: KafkaIO, topic: str, value: bytes | None, key: bytes | None, headers: list[tuple[str, bytes]], stamp: int
+) -> int | None:
+    """The record's offset, produced on the loop's wire to ``topic``'s leader; ``None``: take the producer's way.
+
+    The producer's way: no wire up, one busy (a broker takes one request of a connection at a time; the
+    producer puts produces made at once in one request), a request over ``max_request_size`` (refused there as
+    always), or an answer saying nothing was stored. An answer that says the leader moved raises as unknown.
+    """
+    from eventsource_kafka.errors import map_error
+    from eventsource_kafka.listoffsets import _broker_versions
+
+    wire = io.produce_wires.get(io.producer._metadata, _broker_versions(io), topic)  # noqa: SLF001
+    if wire is None or wire.producing:
+        return None
+    request = produce_frame(wire, topic, value, key, headers, stamp)
+    if len(request) > io.max_request_size:
+        return None
+    try:
+        return await wire.send_frame(request, topic)
+    except ProduceRefusedError as e:
+        if e.moved:  # maybe appended before the leader moved: never sent again (the caller's retry decides)
+            io.producer._metadata.request_update()  # noqa: SLF001 - the next produce finds the new leader
+            raise ProduceOutcomeUnknownError(f"{e}: it may be stored", operation=f"producing to {topic}") from e
+        if not e.unwritten:  # the broker's own word on a record it may have stored
+            from kafka import errors as ke
+
+            raise map_error(ke.for_code(e.code)(str(e)), f"producing to {topic}") from e
+    return None  # nothing stored (no leader, too large): the producer's way refreshes and says it as always
 
 
 def _produced(wire: Wire, topic: str, frame: bytes, cid: int) -> int:
@@ -280,13 +318,8 @@ def _produced(wire: Wire, topic: str, frame: bytes, cid: int) -> int:
     from kafka.protocol.producer import ProduceResponse
 
     resp = ProduceResponse.decode(frame, version=wire.produce_version, header=True)
-    if resp.header.correlation_id != cid:
-        msg = f"a produce was sent, and answer {resp.header.correlation_id} came to request {cid}"
-        raise ProduceOutcomeUnknownError(msg, operation="producing")
     rows = [(t.name, p.index, p.error_code, int(p.base_offset)) for t in resp.responses for p in t.partition_responses]
-    if len(rows) != 1 or rows[0][:2] != (topic, 0):
-        msg = f"a produce to {topic} partition 0 was answered for {[r[:2] for r in rows]}"
-        raise ProduceOutcomeUnknownError(msg, operation="producing")
+    _the_row(resp.header.correlation_id, cid, rows, topic, error=ProduceOutcomeUnknownError, op="producing")
     _, _, code, offset = rows[0]
     if code:
         raise ProduceRefusedError(f"the broker refused a produce to {topic}: error code {code}", code)
@@ -294,6 +327,18 @@ def _produced(wire: Wire, topic: str, frame: bytes, cid: int) -> int:
         msg = f"a produce to {topic} was answered with offset {offset}"
         raise ProduceOutcomeUnknownError(msg, operation="producing")
     return offset
+
+
+def _the_row(
+    answered: int, cid: int, rows: list[tuple[str, int, int, int]], topic: str, *, error: type[ProviderError], op: str
+) -> None:
+    """Raise ``error`` unless the answer is to request ``cid`` and names partition 0 of ``topic`` alone."""
+    if answered != cid:
+        msg = f"{op} {topic}: answer {answered} came to request {cid}"
+        raise error(msg, operation=op)
+    if len(rows) != 1 or rows[0][:2] != (topic, 0):
+        msg = f"{op} {topic} partition 0 was answered for {[r[:2] for r in rows]}"
+        raise error(msg, operation=op)
 
 
 def version(broker_versions: dict[int, tuple[int, int]] | None) -> int | None:

@@ -137,18 +137,18 @@ class PostgresAdvisoryLease(Lease):
         try:
             yield
         except asyncio.CancelledError:
-            await asyncio.shield(self._end(pool, conn, k, watcher))
+            await asyncio.shield(self._end(pool, conn, k, watcher, lost))
             if lost and owner is not None and owner.uncancel() == 0:
                 raise self._lost(key) from lost[0]
             raise
         except Exception as body_error:
-            if await self._end(pool, conn, k, watcher):
+            if await self._end(pool, conn, k, watcher, lost):
                 raise self._lost(key) from body_error
             raise
         except BaseException:
-            await asyncio.shield(self._end(pool, conn, k, watcher))
+            await asyncio.shield(self._end(pool, conn, k, watcher, lost))
             raise
-        if await self._end(pool, conn, k, watcher):
+        if await self._end(pool, conn, k, watcher, lost):
             raise self._lost(key)
 
     @staticmethod
@@ -158,15 +158,23 @@ class PostgresAdvisoryLease(Lease):
         """Wait on the held session's socket until cancelled; if the session ends, record it and cancel ``owner``.
 
         The server dropped the lock with the session: another process may hold it now. With ``ttl``, a query
-        every ``ttl / 3`` keeps the session from idling out (shielded: a cancel never interrupts one).
+        every ``ttl / 3`` keeps the session from idling out (shielded: a cancel never interrupts one); one not
+        answered ``ttl - ttl / 6`` after the last answered one was sent counts as lost (the server may end the
+        session at ``ttl``).
         """
+        last = monotonic()  # (the lock was granted a moment ago)
         try:
             while True:
-                async for _ in conn.notifies(timeout=None if ttl is None else ttl / 3):
+                wait = None if ttl is None else max(last + ttl / 3 - monotonic(), 0)
+                async for _ in conn.notifies(timeout=wait):
                     pass
+                sent = monotonic()
                 ping = asyncio.ensure_future(conn.execute("SELECT 1"))
                 ping.add_done_callback(lambda f: f.cancelled() or f.exception())
-                await asyncio.shield(ping)
+                assert ttl is not None  # (without it notifies() returns only by raising)
+                async with asyncio.timeout(max(last + ttl - ttl / 6 - sent, 0)):
+                    await asyncio.shield(ping)
+                last = sent
         except asyncio.CancelledError:
             return
         except Exception as e:  # noqa: BLE001 - the session is gone, whatever the error
@@ -175,11 +183,22 @@ class PostgresAdvisoryLease(Lease):
                 owner.cancel()
 
     async def _end(
-        self, pool: AsyncConnectionPool[Any], conn: AsyncConnection[Any], k: int, watcher: asyncio.Future[None]
+        self,
+        pool: AsyncConnectionPool[Any],
+        conn: AsyncConnection[Any],
+        k: int,
+        watcher: asyncio.Future[None],
+        lost: list[BaseException],
     ) -> bool:
-        """Stop watching, then release; whether the lock turned out to be lost."""
+        """Stop watching, then release; whether the lock turned out to be lost.
+
+        A session the watcher found lost is closed unasked (a statement on it could wait for as long as TCP does).
+        """
         watcher.cancel()
         await asyncio.wait([watcher])  # (not awaited itself: a cancel of this task must not be taken for its own)
+        if lost:
+            await self._discard(pool, conn)
+            return True
         return await self._release(pool, conn, k)
 
     def _lost(self, key: str) -> ProviderUnavailableError:

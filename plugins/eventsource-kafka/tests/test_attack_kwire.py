@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import ANY, NewEvent, utcnow
+from eventsource_kafka.loopwire import MAX_IN_FLIGHT
 
 from .conftest import drop_namespace
 from .test_loopwire_proxy import _produce_wire_up, proxied  # noqa: F401 - the module's broker behind the proxy
@@ -77,9 +78,9 @@ async def _settle(p: KafkaProvider, stream: str, e: NewEvent, version: int) -> N
 async def test_a_connection_cut_with_many_produces_in_flight_fails_each_as_unknown_and_retries_store_once(
     proxied: tuple[str, Proxy],  # noqa: F811
 ) -> None:
-    """Twelve appends to twelve streams at once: the first one's produce is in flight on the loop's produce
-    connection (it reached the broker, no answer yet) when it is cut, the others went the producer's way (a
-    broker takes one request of a connection at a time, so a busy connection is never queued on). Each fails
+    """Twelve appends to twelve streams at once: five produces are in flight on the loop's produce connection
+    (they reached the broker, no answer yet) when it is cut, the others went the producer's way (a broker
+    takes one request of a connection at a time: no more wait there than kafka-python pipelines). Each fails
     retryable or is acknowledged, and the retries leave every stream with its events once each."""
     url, proxy = proxied
     writer, reader = await _providers(url)
@@ -93,12 +94,12 @@ async def test_a_connection_cut_with_many_produces_in_flight_fails_each_as_unkno
         proxy.produce_hold = True
         base = proxy.produce_requests
         tasks = {s: asyncio.ensure_future(writer.append(s, [seconds[s]], 1)) for s in streams}
-        await _forwarded(proxy, base + 1)
+        await _forwarded(proxy, base + MAX_IN_FLIGHT)
         done, _ = await asyncio.wait(tasks.values(), timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        assert done  # the others do not wait behind the held one
+        assert done  # the others do not wait behind the held ones
         proxy.cut_produce_connections()
         outcomes = await asyncio.gather(*tasks.values(), return_exceptions=True)
-        assert proxy.produce_requests == base + 1  # one produce in flight on the connection, never more
+        assert proxy.produce_requests == base + MAX_IN_FLIGHT  # never more in flight on the connection
         proxy.release_produce()
         for o in outcomes:
             assert not isinstance(o, BaseException) or isinstance(o, RETRYABLE), repr(o)
@@ -193,9 +194,9 @@ async def test_a_produce_whose_answer_outlasts_the_request_timeout_is_retried_on
 async def test_closing_the_provider_with_produces_in_flight_fails_them_retryable_and_loses_nothing(
     proxied: tuple[str, Proxy],  # noqa: F811
 ) -> None:
-    """The provider is closed while appends wait for their produces' answers (one on the loop's produce
-    connection, the others on the producer's, as a busy connection sends them): each append fails retryable
-    (or is acknowledged); a new provider's retries with the same events store each once."""
+    """The provider is closed while appends wait for their produces' answers on the loop's produce connection:
+    each append fails retryable (or is acknowledged); a new provider's retries with the same events store each
+    once."""
     url, proxy = proxied
     writer, reader = await _providers(url)
     streams = [f"c{i}" for i in range(4)]
@@ -208,7 +209,7 @@ async def test_closing_the_provider_with_produces_in_flight_fails_them_retryable
         base = proxy.produce_requests
         seconds = {s: ev() for s in streams}
         tasks = [asyncio.ensure_future(writer.append(s, [seconds[s]], 1)) for s in streams]
-        await _forwarded(proxy, base + 1)
+        await _forwarded(proxy, base + len(streams))
         await writer.close()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         proxy.release_produce()

@@ -35,6 +35,10 @@ _MAX_VERSION = 5
 _PRODUCE = 0
 _PRODUCE_VERSIONS = (3, 8)
 """Produce versions used: 3 is the first with record batches (magic 2), 8 the last non-flexible one."""
+MAX_IN_FLIGHT = 5
+"""Produces in flight at once on one loop's connection, as kafka-python's producer pipelines at most (its
+``max_in_flight_requests_per_connection``): a broker takes one request of a connection at a time, so each
+waits for the ones before it; past this many, produces go the producer's way, which puts them in one request."""
 _UNWRITTEN = frozenset({5, 10, 18})
 """Produce error codes under which the broker stored nothing and the producer's own way may be tried: no leader,
 message or record list too large (the producer then says it as it always did)."""
@@ -287,15 +291,15 @@ async def produce_on_wire(  # noqa: PLR0917 - a record's parts, as the producer'
 ) -> int | None:
     """The record's offset, produced on the loop's wire to ``topic``'s leader; ``None``: take the producer's way.
 
-    The producer's way: no wire up, one busy (a broker takes one request of a connection at a time; the
-    producer puts produces made at once in one request), a request over ``max_request_size`` (refused there as
+    The producer's way: no wire up, :data:`MAX_IN_FLIGHT` produces already in flight on it (the producer puts
+    produces made at once in one request), a request over ``max_request_size`` (refused there as
     always), or an answer saying nothing was stored. An answer that says the leader moved raises as unknown.
     """
     from eventsource_kafka.errors import map_error
     from eventsource_kafka.listoffsets import _broker_versions
 
     wire = io.produce_wires.get(io.producer._metadata, _broker_versions(io), topic)  # noqa: SLF001
-    if wire is None or wire.producing:
+    if wire is None or wire.producing >= MAX_IN_FLIGHT:
         return None
     request = produce_frame(wire, topic, value, key, headers, stamp)
     if len(request) > io.max_request_size:

@@ -8,9 +8,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import ProviderTimeoutError
 from eventsource.manager import EventSourcingManager
 from eventsource.projections import Projection, ProjectionRunner, SqliteSink
+from eventsource.testing.leases import StallProxy, cut_off_holder_gives_way
 from eventsource_nats.lease import NatsKvLease
 from eventsource_nats.settings import parse_url
 
@@ -19,42 +20,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from eventsource.model import Event
-
-
-class StallProxy:
-    """A TCP proxy to the NATS server that can stop forwarding (a partition that leaves both sockets open)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.ensure_future(self._pipe(src, dst))
-            self.tasks.add(task)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            while data := await src.read(65536):
-                await self.flowing.wait()
-                dst.write(data)
-                await dst.drain()
-        dst.close()
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.server is not None:
-            self.server.close()
 
 
 @pytest.fixture
@@ -83,35 +48,7 @@ async def test_a_holder_cut_off_from_the_server_gives_up_before_another_process_
     other = NatsKvLease(machine_nats_url, bucket=bucket, ttl=2)
     await cut_off.connect()
     await other.connect()
-    entered = asyncio.Event()
-    holding = False
-
-    async def hold() -> None:
-        nonlocal holding
-        async with cut_off.hold("projection:p", timeout=5):
-            holding = True
-            entered.set()
-            try:
-                await asyncio.sleep(3600)
-            finally:
-                holding = False
-
-    task = asyncio.ensure_future(hold())
-    try:
-        await asyncio.wait_for(entered.wait(), 30)
-        await asyncio.sleep(cut_off.ttl / 2)  # a refresh went through
-        proxy.flowing.clear()
-        async with other.hold("projection:p", timeout=60):
-            assert not holding, "two processes held the lease at once"
-        with pytest.raises(ProviderUnavailableError, match="lost"):
-            await asyncio.wait_for(task, 30)
-    finally:
-        proxy.flowing.set()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await other.close()
-        await cut_off.close()
-        await proxy.close()
+    await cut_off_holder_gives_way(cut_off, other, proxy, refreshed=cut_off.ttl / 2)  # a refresh went through
 
 
 async def test_a_long_key_is_held_like_any_other(machine_nats_url: str, bucket: str) -> None:

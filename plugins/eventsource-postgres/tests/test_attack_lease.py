@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner
+from eventsource.testing.leases import StallProxy, cut_off_holder_gives_way
 from eventsource_postgres import PostgresAdvisoryLease
 from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
@@ -232,41 +233,6 @@ async def test_the_ttl_setting_is_checked_and_can_be_turned_off(url: str, admin:
             await lease.close()
 
 
-class StallProxy:
-    """A TCP proxy to the server that can stop forwarding (a partition that leaves both sockets open)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            self.tasks.add(asyncio.ensure_future(self._pipe(src, dst)))
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            while data := await src.read(65536):
-                await self.flowing.wait()
-                dst.write(data)
-                await dst.drain()
-        dst.close()
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.server is not None:
-            self.server.close()
-
-
 async def test_a_holder_cut_off_from_the_server_gives_up_before_the_server_ends_its_session(url: str) -> None:
     """Its keepalive query went unanswered and the holder waited for it for good (as long as TCP kept the
     connection open): the server ended the silent session after ``ttl``, another process took the lease, and
@@ -279,31 +245,4 @@ async def test_a_holder_cut_off_from_the_server_gives_up_before_the_server_ends_
     other = PostgresAdvisoryLease(url, namespace=namespace, ttl=2, pool_max_size=1)
     await cut_off.connect()
     await other.connect()
-    entered = asyncio.Event()
-    holding = False
-
-    async def hold() -> None:
-        nonlocal holding
-        async with cut_off.hold("projection:p", timeout=5):
-            holding = True
-            entered.set()
-            try:
-                await asyncio.sleep(3600)
-            finally:
-                holding = False
-
-    task = asyncio.ensure_future(hold())
-    try:
-        await asyncio.wait_for(entered.wait(), 30)
-        proxy.flowing.clear()
-        async with other.hold("projection:p", timeout=30):  # the server ended the silent session
-            assert not holding, "two processes held the lease at once"
-        with pytest.raises(ProviderUnavailableError, match="lost"):
-            await asyncio.wait_for(task, 30)
-    finally:
-        proxy.flowing.set()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await other.close()
-        await cut_off.close()
-        await proxy.close()
+    await cut_off_holder_gives_way(cut_off, other, proxy, wait=30)  # the server ends the silent session

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 PAGE_BYTES = 1024 * 1024
 """Payload bytes one read page may fetch at once (reads hold O(page) memory)."""
+CONSUMER_NOT_FOUND = 10014
+"""JetStream's err_code for a consumer that does not exist (any more)."""
 
 
 def stream_id_from(subject_or_token: str, msg_body: bytes | None = None) -> str | None:
@@ -92,7 +94,6 @@ class Reader:
 
     async def _consume_from(self, subject: str, start_seq: int, page_size: int) -> AsyncGenerator[Any, None]:
         """:meth:`consume` through ONE consumer: ends when the consumer's server has no more (it may lag)."""
-        import nats.errors
         from nats.js import api
 
         conn = self.conn
@@ -125,12 +126,8 @@ class Reader:
             while remaining > 0:
                 # a page is page_size EVENTS (an envelope holds many) and at most PAGE_BYTES of payload
                 batch = int(min(remaining, max(1, page_size / per_msg_events), max(1, PAGE_BYTES / per_msg_bytes)))
-                try:
-                    msgs = await cancellable(sub.fetch(batch, timeout=conn.settings["request_timeout"]))
-                except nats.errors.TimeoutError:
-                    remaining = (await cancellable(sub.consumer_info())).num_pending  # purged while reading
-                    if remaining:
-                        raise
+                msgs = await self._fetch(sub, batch)
+                if msgs is None:
                     return
                 per_msg_events = max(1.0, sum(int((m.headers or {}).get(HDR_COUNT, "1")) for m in msgs) / len(msgs))
                 per_msg_bytes = max(1.0, sum(len(m.data) for m in msgs) / len(msgs))
@@ -142,6 +139,28 @@ class Reader:
             conn.spawn(quiet(sub.unsubscribe()))
             if name:
                 conn.spawn(quiet(js.delete_consumer(self.names.stream, name)))
+
+    async def _fetch(self, sub: Any, batch: int) -> list[Any] | None:
+        """A page of the consumer ``sub``; ``None`` when it has no more (purged while reading, or it is gone).
+
+        A consumer is gone after a server restart (it lived in memory) or once idle past its inactive threshold
+        (a caller slow to ask for the next page): :meth:`consume` goes on from the next sequence with a new one.
+        """
+        import nats.errors
+        import nats.js.errors
+
+        try:
+            try:
+                return list(await cancellable(sub.fetch(batch, timeout=self.conn.settings["request_timeout"])))
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
+                # nothing came: purged while reading, or no consumer answers (its info raises not found)
+                if (await cancellable(sub.consumer_info())).num_pending:
+                    raise
+                return None
+        except nats.js.errors.NotFoundError as e:
+            if e.err_code != CONSUMER_NOT_FOUND:
+                raise
+            return None
 
     async def hidden_possible(self) -> bool:
         """Whether any envelope has deleted events (the hidden bucket holds a key)."""

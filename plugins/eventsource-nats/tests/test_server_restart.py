@@ -1,0 +1,74 @@
+"""A server restarted under the provider: reads, appends and their retries on a private current server.
+
+Each test starts its own nats-server (file storage, a free loopback port) and restarts it; the shared
+server on 4222 is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from conftest import dispose, open_provider
+from eventsource.model import ANY, NewEvent, utcnow
+from servers import start_single
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from servers import Servers
+
+
+@pytest.fixture
+def server() -> Iterator[Servers]:
+    """A current server of this test alone (it gets restarted)."""
+    servers = start_single()
+    yield servers
+    servers.stop()
+
+
+def _events(n: int) -> list[NewEvent]:
+    return [NewEvent(str(uuid.uuid4()), "E", json.dumps({"n": i}).encode(), b"", "json", utcnow()) for i in range(n)]
+
+
+@pytest.mark.parametrize("read", ["read_stream", "read_all"])
+async def test_a_read_goes_on_after_the_server_restarts_under_it(server: Servers, read: str) -> None:
+    """The read's ephemeral consumer lives in the server's memory and is gone after a restart: the read must carry
+    on from where it stopped with a new one (or fail with an error worth a retry), not end with "consumer not
+    found", which the manager does not retry and which ends a subscription for good."""
+    p = await open_provider(server.url, request_timeout=2.0)
+    try:
+        for _ in range(5):
+            await p.append("r", _events(100), ANY)
+        pages = p.read_stream_pages("r", page_size=50) if read == "read_stream" else p.read_all_pages(page_size=50)
+        got = [e.event_id for e in await anext(pages)]
+        server.nodes[0].stop()
+        server.nodes[0].start()
+        async for page in pages:
+            got += [e.event_id for e in page]
+        assert len(got) == 500
+        assert len(set(got)) == 500
+        assert [e.version async for e in p.read_stream("r")] == list(range(1, 501))
+    finally:
+        await dispose(p)
+
+
+async def test_a_read_whose_consumer_the_server_deleted_goes_on(server: Servers) -> None:
+    """The server deletes a read's consumer once it sat idle past its inactive threshold (a caller slow to ask for
+    the next page): the read carries on with a new consumer from where it stopped."""
+    p = await open_provider(server.url, request_timeout=2.0)
+    try:
+        for _ in range(4):
+            await p.append("slow", _events(100), ANY)
+        pages = p.read_all_pages(page_size=50)
+        got = [e.event_id for e in await anext(pages)]
+        stream = p.names.stream
+        for name in (await p._conn.api(f"CONSUMER.NAMES.{stream}"))["consumers"]:
+            await p._conn.api(f"CONSUMER.DELETE.{stream}.{name}")
+        async for page in pages:
+            got += [e.event_id for e in page]
+        assert len(got) == len(set(got)) == 400
+    finally:
+        await dispose(p)

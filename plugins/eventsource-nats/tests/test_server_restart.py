@@ -6,12 +6,14 @@ server on 4222 is never touched.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 from conftest import dispose, open_provider
+from eventsource.errors import ProviderUnavailableError
 from eventsource.model import ANY, NewEvent, utcnow
 from servers import start_single
 
@@ -72,3 +74,33 @@ async def test_a_read_whose_consumer_the_server_deleted_goes_on(server: Servers)
         assert len(got) == len(set(got)) == 400
     finally:
         await dispose(p)
+
+
+async def test_the_provider_connects_again_after_its_client_gave_up_reconnecting(server: Servers) -> None:
+    """The server is down longer than the client's reconnect attempts (``max_reconnect_attempts``; 60 attempts a
+    quarter of a second apart by default, so an outage of some 15 s), and nats-py closes the connection for good.
+    Once the server is back, the provider must work again (every call failed with "not connected (call connect())"
+    until the process was restarted: nothing in the manager calls connect() again)."""
+    p = await open_provider(server.url, max_reconnect_attempts=2)
+    try:
+        await p.append("o", _events(1), ANY)
+        server.nodes[0].stop()
+        for _ in range(600):  # the client gives up after its two attempts
+            if p._conn.nc.is_closed:
+                break
+            await asyncio.sleep(0.1)
+        server.nodes[0].start()
+        errors = []
+        for _ in range(100):  # a caller retrying an unavailable store, as the manager does
+            try:
+                await p.append("o", _events(1), ANY)
+                break
+            except ProviderUnavailableError as e:
+                errors.append(e)
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"the provider never came back: {errors[-1]}")
+        assert [e.version async for e in p.read_stream("o")] == [1, 2]
+    finally:
+        await dispose(p)
+

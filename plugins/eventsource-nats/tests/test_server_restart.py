@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import dispose, open_provider
-from eventsource.errors import ProviderUnavailableError
+from eventsource.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import ANY, NewEvent, utcnow
 from servers import start_single
 
@@ -104,3 +104,32 @@ async def test_the_provider_connects_again_after_its_client_gave_up_reconnecting
     finally:
         await dispose(p)
 
+
+async def test_an_append_buffered_while_the_server_is_down_fails_as_retriable_and_is_stored_once(
+    server: Servers,
+) -> None:
+    """While the client reconnects, nats-py buffers publishes (at most 2 MiB); the append's retries buffer more copies
+    of a big event until the buffer is full. The copies already buffered are sent once the server is back, so the
+    append may well be stored: it must fail with an error that says so (unavailable or timed out: retried with the
+    same ids), not a plain ProviderError, which the manager never retries; the retry then finds it stored once."""
+    p = await open_provider(server.url, publish_timeout=0.3, publish_retry_seconds=3.0)
+    try:
+        await p.append("big", _events(1), ANY)
+        big = NewEvent(str(uuid.uuid4()), "Big", b"x" * 700_000, b"", "json", utcnow())
+        server.nodes[0].stop()
+        with pytest.raises(ProviderError) as failed:
+            await p.append("big", [big], 1)
+        server.nodes[0].start()
+        assert isinstance(failed.value, (ProviderUnavailableError, ProviderTimeoutError)), failed.value
+        for _ in range(100):  # the caller's retry with the same event, as the manager does
+            try:
+                again = await p.append("big", [big], 1)
+                break
+            except (ProviderUnavailableError, ProviderTimeoutError):
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the provider never came back")
+        assert again.first_version == 2
+        assert [e.event_id async for e in p.read_stream("big")][1:] == [big.event_id]
+    finally:
+        await dispose(p)

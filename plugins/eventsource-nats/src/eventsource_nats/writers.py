@@ -160,8 +160,10 @@ class Writer:
         n = len(events)
         timeout = self.conn.settings["publish_timeout"]
         bodies = [records.encode([ev], carry) for ev in events]
-        for ev, body in zip(events, bodies, strict=True):
-            self._check_size(body, {HDR_MSG_ID: ev.event_id, "x" * 64: "x" * 64}, "an event of the batch")
+        for i, (ev, body) in enumerate(zip(events, bodies, strict=True), start=1):
+            # the headers message i really gets, with the expected sequence and the commit of the first and last
+            worst = {**self._batch_headers("0" * 32, i, n, ev.event_id, tail), **self._expect_headers(tail)}
+            self._check_size(body, {**worst, "Nats-Batch-Commit": "1"}, "an event of the batch")
 
         async def send() -> dict[str, Any]:
             batch_id = uuid.uuid4().hex

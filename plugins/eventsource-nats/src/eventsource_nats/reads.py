@@ -269,6 +269,8 @@ class Reader:
         start = await self.seek(subject, lo_v, first_seq, last_seq) if lo_v > first_v else first_seq
         async with contextlib.aclosing(self.consume(subject, start, page_size, last_seq)) as msgs:
             async for m in msgs:
+                if m.metadata.sequence.stream > last_seq:
+                    return  # stored after the read began: a later version, or the id's stream started again
                 first_v, last_v = records.message_versions(m.headers)
                 if last_v < lo_v:
                     continue

@@ -46,6 +46,7 @@ class Tail(NamedTuple):
     exists: bool
     stream_seq: int = 0  # last sequence of the whole JetStream stream (stream-wide check only)
     claim: str | None = None  # id of the first event of the NO_STREAM append that created the (empty) stream
+    claim_rev: int = 0  # revision of the info record holding that claim
 
 
 class Writer:

@@ -12,7 +12,8 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import dispose, open_provider
+from conftest import dispose, open_provider, unique_store
+from eventsource import EventSourcingManager
 from eventsource.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.model import ANY, NewEvent, utcnow
 from servers import start_single
@@ -38,23 +39,25 @@ def _events(n: int) -> list[NewEvent]:
 @pytest.mark.parametrize("read", ["read_stream", "read_all"])
 async def test_a_read_goes_on_after_the_server_restarts_under_it(server: Servers, read: str) -> None:
     """The read's ephemeral consumer lives in the server's memory and is gone after a restart: the read must carry
-    on from where it stopped with a new one (or fail with an error worth a retry), not end with "consumer not
-    found", which the manager does not retry and which ends a subscription for good."""
-    p = await open_provider(server.url, request_timeout=2.0)
-    try:
+    on from where it stopped with a new one (or fail with an error worth a retry, which the manager resumes), not
+    end with "consumer not found", which the manager does not retry and which ends a subscription for good."""
+    settings = {**unique_store(), "request_timeout": 2.0}
+    config = {
+        "retry_attempts": 50,
+        "retry_delay": 0.1,
+        "providers": {"main": {"url": server.url, "settings": settings}},
+    }
+    async with EventSourcingManager(config) as m:
         for _ in range(5):
-            await p.append("r", _events(100), ANY)
-        pages = p.read_stream_pages("r", page_size=50) if read == "read_stream" else p.read_all_pages(page_size=50)
-        got = [e.event_id for e in await anext(pages)]
+            await m.append_events_batch(stream_id="r", events=[{"event_type": "E", "data": {}} for _ in range(100)])
+        events = m.read_stream("r", page_size=50) if read == "read_stream" else m.read_all(page_size=50)
+        got = [(await anext(events)).event_id for _ in range(50)]
         server.nodes[0].stop()
         server.nodes[0].start()
-        async for page in pages:
-            got += [e.event_id for e in page]
-        assert len(got) == 500
-        assert len(set(got)) == 500
-        assert [e.version async for e in p.read_stream("r")] == list(range(1, 501))
-    finally:
-        await dispose(p)
+        got += [e.event_id async for e in events]
+        assert len(got) == len(set(got)) == 500
+        assert [e.version async for e in m.read_stream("r")] == list(range(1, 501))
+        await m.get_provider().drop_store()
 
 
 async def test_a_read_whose_consumer_the_server_deleted_goes_on(server: Servers) -> None:

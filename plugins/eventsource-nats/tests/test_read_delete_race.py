@@ -42,3 +42,27 @@ async def test_a_read_never_goes_back_to_version_1_of_a_stream_started_again_mea
     finally:
         await other.close()
         await dispose(p)
+
+
+@pytest.mark.parametrize("read", ["read_stream", "read_all"])
+async def test_a_read_whose_remaining_messages_are_deleted_meanwhile_ends(machine_nats_url: str, read: str) -> None:
+    """Another instance deletes the stream while a read is between pages: the read ends with what it had. Its
+    consumer still counts the purged messages, so the next fetch waited for its whole timeout and then, in some
+    rounds, raised the client's bare timeout: the read (or an append scanning for its own events after a lost race)
+    failed with ProviderTimeoutError."""
+    p = await open_provider(machine_nats_url, request_timeout=0.3)
+    other = NatsProvider(**p.spawn_args())
+    await other.connect()
+    try:
+        for r in range(30):
+            sid = f"s{r}"
+            for _ in range(40):
+                await p.append(sid, [_event()], ANY)
+            pages = p.read_stream_pages(sid, page_size=10) if read == "read_stream" else p.read_all_pages(page_size=10)
+            first = await anext(pages)
+            await other.delete_stream(sid)
+            rest = [e async for page in pages for e in page]
+            assert len({e.event_id for e in [*first, *rest]}) == len(first) + len(rest)
+    finally:
+        await other.close()
+        await dispose(p)

@@ -34,6 +34,8 @@ PAGE_BYTES = 1024 * 1024
 """Payload bytes one read page may fetch at once (reads hold O(page) memory)."""
 CONSUMER_NOT_FOUND = 10014
 """JetStream's err_code for a consumer that does not exist (any more)."""
+FETCH_STEP = 1.0
+"""Seconds one fetch waits before the read asks the stream's leader whether anything is left to fetch."""
 
 
 def stream_id_from(subject_or_token: str, msg_body: bytes | None = None) -> str | None:
@@ -123,15 +125,17 @@ class Reader:
         try:
             remaining = (await conn.retrying(sub.consumer_info)).num_pending
             per_msg_events, per_msg_bytes = 1.0, float(PAGE_BYTES)  # first fetch: one message, then adapt
+            next_seq = max(1, start_seq)
             while remaining > 0:
                 # a page is page_size EVENTS (an envelope holds many) and at most PAGE_BYTES of payload
                 batch = int(min(remaining, max(1, page_size / per_msg_events), max(1, PAGE_BYTES / per_msg_bytes)))
-                msgs = await self._fetch(sub, batch)
+                msgs = await self._fetch(sub, batch, subject, next_seq)
                 if msgs is None:
                     return
                 per_msg_events = max(1.0, sum(int((m.headers or {}).get(HDR_COUNT, "1")) for m in msgs) / len(msgs))
                 per_msg_bytes = max(1.0, sum(len(m.data) for m in msgs) / len(msgs))
                 remaining = msgs[-1].metadata.num_pending
+                next_seq = int(msgs[-1].metadata.sequence.stream) + 1
                 for m in msgs:
                     yield m
         finally:
@@ -140,23 +144,30 @@ class Reader:
             if name:
                 conn.spawn(quiet(js.delete_consumer(self.names.stream, name)))
 
-    async def _fetch(self, sub: Any, batch: int) -> list[Any] | None:
+    async def _fetch(self, sub: Any, batch: int, subject: str, next_seq: int) -> list[Any] | None:
         """A page of the consumer ``sub``; ``None`` when it has no more (purged while reading, or it is gone).
 
+        A fetch waits a step at a time: a consumer counts messages purged since as pending (and a fetch for them
+        waits its whole timeout), so between steps the leader is asked whether anything is left at ``next_seq``.
         A consumer is gone after a server restart (it lived in memory) or once idle past its inactive threshold
         (a caller slow to ask for the next page): :meth:`consume` goes on from the next sequence with a new one.
         """
-        import nats.errors
         import nats.js.errors
 
+        wait = self.conn.settings["request_timeout"]
+        deadline = time.monotonic() + wait
         try:
-            try:
-                return list(await cancellable(sub.fetch(batch, timeout=self.conn.settings["request_timeout"])))
-            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError):
-                # nothing came: purged while reading, or no consumer answers (its info raises not found)
-                if (await cancellable(sub.consumer_info())).num_pending:
-                    raise
-                return None
+            while True:
+                try:
+                    return list(await cancellable(sub.fetch(batch, timeout=min(wait, FETCH_STEP))))
+                except (TimeoutError, nats.js.errors.ServiceUnavailableError):  # nats-py raises both timeouts
+                    # nothing came: purged while reading, or no consumer answers (its info raises not found)
+                    if not (await cancellable(sub.consumer_info())).num_pending:
+                        return None
+                    if await self.conn.next_msg(subject, next_seq) is None:
+                        return None  # the messages it still counts are gone
+                    if time.monotonic() >= deadline:
+                        raise
         except nats.js.errors.NotFoundError as e:
             if e.err_code != CONSUMER_NOT_FOUND:
                 raise

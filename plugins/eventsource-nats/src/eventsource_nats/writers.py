@@ -20,7 +20,7 @@ from eventsource.provider import check_duplicate
 
 from eventsource_nats import records
 from eventsource_nats.errors import DUPLICATE_IN_BATCH_CODE, DuplicateInBatch, WrongSequence, is_wrong_sequence
-from eventsource_nats.naming import batch_msg_id, position, token_is_reversible
+from eventsource_nats.naming import batch_msg_id, msg_id, position, token_is_reversible
 from eventsource_nats.records import HDR_COUNT, HDR_EXPECTED_SEQ, HDR_EXPECTED_SUBJECT_SEQ, HDR_MSG_ID, HDR_VERSION
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class Writer:
         n = len(events)
         last_version = tail.version + n
         headers = {
-            HDR_MSG_ID: events[0].event_id if n == 1 else batch_msg_id([e.event_id for e in events]),
+            HDR_MSG_ID: msg_id(events[0].event_id) if n == 1 else batch_msg_id([e.event_id for e in events]),
             HDR_VERSION: str(last_version),
         }
         if self.conn.stream_wide:
@@ -205,7 +205,7 @@ class Writer:
         headers = {
             "Nats-Batch-Id": batch_id,
             "Nats-Batch-Sequence": str(i),
-            HDR_MSG_ID: event_id,
+            HDR_MSG_ID: msg_id(event_id),
             HDR_VERSION: str(tail.version + i),
             HDR_COUNT: "1",
         }

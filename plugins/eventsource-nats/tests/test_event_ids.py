@@ -41,3 +41,22 @@ async def test_event_ids_that_differ_in_edge_whitespace_are_distinct_events(
         assert again.duplicate
     finally:
         await dispose(p)
+
+
+@pytest.mark.parametrize("server", ["machine", "current"])
+async def test_an_event_id_shaped_like_a_derived_message_id_is_its_own_event(
+    machine_nats_url: str, current_server: Servers, server: str
+) -> None:
+    """An id written again after its stream was deleted is published as ``<id>~<sequence of the gone message>``:
+    an event whose own id is that text (another stream, inside the duplicate window) was refused as a duplicate."""
+    p = await open_provider(machine_nats_url if server == "machine" else current_server.url)
+    try:
+        base = uuid.uuid4().hex
+        gone = await p.append("s", [_event(base)], ANY)
+        await p.delete_stream("s")
+        assert not (await p.append("s", [_event(base)], ANY)).duplicate  # the id is free again: a derived message id
+        shaped = f"{base}~{gone.positions[0] >> 20}"
+        assert (await p.append("t", [_event(shaped)], ANY)).last_version == 1
+        assert [e.event_id async for e in p.read_stream("t")] == [shaped]
+    finally:
+        await dispose(p)

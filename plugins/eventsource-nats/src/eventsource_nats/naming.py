@@ -74,10 +74,11 @@ MSG_ID_ESCAPE = "~b64~"
 def msg_id(event_id: str) -> str:
     """``Nats-Msg-Id`` of one event: its id, or base64url of it behind :data:`MSG_ID_ESCAPE`.
 
-    Encoded when a header would not carry the id exactly (nats-py strips header values: ``"a "`` became ``"a"``)
-    or when it starts with that prefix, so two ids never share a message id.
+    Encoded when a header would not carry the id exactly (nats-py strips header values: ``"a "`` became ``"a"``),
+    or when it could be another message id: one holding ``~`` (an id written again after its message was gone is
+    published as ``<message id>~<sequence>``) or starting with ``batch-`` (:func:`batch_msg_id`).
     """
-    if event_id[:1].isspace() or event_id[-1:].isspace() or event_id.startswith(MSG_ID_ESCAPE):
+    if "~" in event_id or event_id[:1].isspace() or event_id[-1:].isspace() or event_id.startswith("batch-"):
         return MSG_ID_ESCAPE + base64.urlsafe_b64encode(event_id.encode("utf-8")).decode("ascii")
     return event_id
 

@@ -51,3 +51,24 @@ async def test_an_atomic_batch_at_max_payload_is_refused_or_stored_never_cut_off
         assert p._conn.nc.stats["reconnects"] == 0, "the server closed the connection"
     finally:
         await dispose(p)
+
+
+async def test_an_event_with_a_long_id_at_max_payload_is_refused_or_stored_never_cut_off(machine_nats_url: str) -> None:
+    """The message id header carries the event id, up to 1 KiB of UTF-8: a body that left 1 KiB for the headers
+    skipped the size check, and the server dropped the connection instead of the append being refused."""
+    p = await open_provider(machine_nats_url, publish_retry_seconds=1.0)
+    try:
+        long_id = "\U0001f600" * 256
+        ev = NewEvent(long_id, "Big", b"", b"", "json", utcnow())
+        ev = NewEvent(
+            long_id, "Big", b"x" * (p._conn.max_payload - 1030 - len(records.encode([ev]))), b"", "json", ev.timestamp
+        )
+        try:
+            await p.append("s", [ev], 0)
+        except ValidationError:
+            assert [e.version async for e in p.read_stream("s")] == []
+        else:
+            assert [e.event_id async for e in p.read_stream("s")] == [long_id]
+        assert p._conn.nc.stats["reconnects"] == 0, "the server closed the connection"
+    finally:
+        await dispose(p)

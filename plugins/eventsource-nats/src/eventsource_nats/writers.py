@@ -83,7 +83,7 @@ class Writer:
         self._check_size(body, {HDR_MSG_ID: "x" * 64, HDR_VERSION: "0" * 20}, what)
 
     def _check_size(self, body: bytes, headers: dict[str, str], what: str) -> None:
-        size = len(body) + sum(len(k) + len(v) + 4 for k, v in headers.items()) + 16
+        size = len(body) + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items()) + 16  # UTF-8 bytes
         max_payload = self.conn.max_payload
         if size > max_payload:
             msg = f"{what} is {size} bytes as a NATS message; the server's max_payload is {max_payload}"
@@ -105,7 +105,7 @@ class Writer:
         if n > 1:  # readers take a missing Vx-Count as 1
             headers[HDR_COUNT] = str(n)
         body = records.encode(events, None if token_is_reversible(token) else sid)
-        if len(body) + 1024 > self.conn.max_payload:
+        if len(body) + 1024 + 4 * len(headers[HDR_MSG_ID]) > self.conn.max_payload:  # an id: up to 4 bytes a char
             self._check_size(body, headers, "the event" if n == 1 else f"the batch of {n} events")
         subject = f"{self._events_prefix}{token}"
         ack = await self.publisher.publish_expecting(subject, body, headers)

@@ -210,7 +210,8 @@ class Appender:
                 raise
         except WrongSequence:
             moved = await self.fetch_tail(token)
-            dup = await self._find_stored(sid, events, scan_from=tail.seq + 1)
+            # an earlier attempt that expected the same tail can only be the subject's next message(s)
+            dup = await self._find_stored(sid, events, scan_from=tail.seq + 1, scan_messages=len(events))
             return moved if dup is None else dup
         except DuplicateInBatch:
             self.tails.pop(token, None)

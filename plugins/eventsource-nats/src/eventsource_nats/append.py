@@ -106,10 +106,10 @@ class Appender:
         else:
             # read AFTER the subject: retention counts an emptied stream's version in the record before it
             # purges, so a record read first could predate a purge the subject read then saw (version 0 again)
-            info, _ = await conn.info_get(token)
+            info, rev = await conn.info_get(token)
             known = int(info.get("known_version", 0)) if info else 0
             claim = info.get("claim") if info else None
-            tail = Tail(0, known, exists=info is not None, stream_seq=stream_seq, claim=claim)
+            tail = Tail(0, known, exists=info is not None, stream_seq=stream_seq, claim=claim, claim_rev=rev or 0)
         self.tails[token] = tail
         return tail
 
@@ -210,7 +210,8 @@ class Appender:
                 raise
         except WrongSequence:
             moved = await self.fetch_tail(token)
-            dup = await self._find_stored(sid, events, scan_from=tail.seq + 1)
+            # an earlier attempt that expected the same tail can only be the subject's next message(s)
+            dup = await self._find_stored(sid, events, scan_from=tail.seq + 1, scan_messages=len(events))
             return moved if dup is None else dup
         except DuplicateInBatch:
             self.tails.pop(token, None)
@@ -219,9 +220,26 @@ class Appender:
                 return dup
             msg = f"an event id of this batch is already stored (stream {sid!r}), and this append is not a retry"
             raise DuplicateEventError(msg, stream_id=sid) from None
-        if not tail.exists and not result.duplicate:
-            await self._create_info(token, sid, stream, events[0])
+        if not result.duplicate:
+            if not tail.exists:
+                await self._create_info(token, sid, stream, events[0])
+            elif not tail.seq and tail.claim not in (None, events[0].event_id):
+                await self._take_claim(token, sid, stream, events[0], tail.claim_rev)
         return result
+
+    async def _take_claim(self, token: str, sid: str, stream: NewStream | None, first: NewEvent, revision: int) -> None:
+        """Make the record this append's: it wrote the first event of a stream another append had claimed.
+
+        The claimer's write fails (the subject is no longer empty) and it gives back its claim, a purge up to its
+        own revision: the record written here over it stays. Given back already, the record is created.
+        """
+        import nats.js.errors
+
+        record = json.dumps(new_info(sid, stream, first.timestamp, first)).encode()
+        try:
+            await self.conn.kv[self.conn.names.info_bucket].update(token, record, last=revision)
+        except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
+            await self._create_info(token, sid, stream, first)
 
     async def claim(self, token: str, sid: str, stream: NewStream | None, first: NewEvent) -> int | None:
         """Create the stream's info record naming ``first`` as its creator: its revision, or ``None`` if one exists."""

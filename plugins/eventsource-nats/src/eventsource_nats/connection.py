@@ -120,6 +120,7 @@ class Connection:
         self.leader_read: set[str] = set()
         """Replicated buckets: read from their leader (a replica behind it answers direct gets with stale data)."""
         self._background: set[asyncio.Task[Any]] = set()
+        self._reviving: asyncio.Future[None] | None = None
         self.on_reconnect: list[Callable[[], None]] = []
         """Called after the client reconnected (its subscriptions are back): what was published meanwhile is missed."""
 
@@ -167,13 +168,14 @@ class Connection:
             if isinstance(err, ProviderTimeoutError):
                 err = ProviderUnavailableError(f"cannot connect to {self.display_url} within {budget:.0f}s")
             raise err from e
+        before = self.nc, self.js  # a client that gave up reconnecting stays until this one is ready
         self.nc = nc
         self.js = nc.jetstream(timeout=s["request_timeout"])
         try:
             await self.call("preparing the JetStream store", self._ensure_store())
         except BaseException:
             await quiet(nc.close())
-            self.nc = self.js = None
+            self.nc, self.js = before
             raise
 
     def _client_options(self) -> dict[str, Any]:
@@ -341,6 +343,10 @@ class Connection:
 
     async def close(self) -> None:
         """Forget the client and the buckets, then drain and close the connection. Idempotent."""
+        reviving, self._reviving = self._reviving, None
+        if reviving is not None:
+            reviving.cancel()
+            await asyncio.gather(reviving, return_exceptions=True)
         nc, self.nc, self.js = self.nc, None, None
         self.kv.clear()
         if nc is not None and not nc.is_closed:
@@ -359,11 +365,26 @@ class Connection:
     # ------------------------------------------------------------------ shared calls
 
     def require(self) -> Any:
-        """The JetStream context; :class:`ProviderUnavailableError` when not connected."""
-        if self.js is None or self.nc is None or self.nc.is_closed:
+        """The JetStream context; :class:`ProviderUnavailableError` when not connected.
+
+        A client that gave up reconnecting (``max_reconnect_attempts``, a long outage) is replaced in the
+        background, one attempt per call that finds it closed: nothing else would ever connect again.
+        """
+        if self.js is None or self.nc is None:
             msg = f"NATS provider {self.provider_name!r} is not connected (call connect())"
             raise ProviderUnavailableError(msg)
+        if self.nc.is_closed:
+            if self._reviving is None or self._reviving.done():
+                self._reviving = asyncio.ensure_future(self._revive())
+            msg = f"NATS provider {self.provider_name!r} lost its connection to {self.display_url}; connecting again"
+            raise ProviderUnavailableError(msg)
         return self.js
+
+    async def _revive(self) -> None:
+        """Connect again after the client gave up; waiters read again (what was published meanwhile was missed)."""
+        with contextlib.suppress(Exception):
+            await self.connect()
+            await self._reconnected()
 
     async def call(self, what: str, aw: Awaitable[T]) -> T:
         """Await ``aw``, mapping any driver error with :func:`~eventsource_nats.errors.map_error`."""

@@ -64,6 +64,8 @@ def retriable() -> tuple[type[BaseException], ...]:
         nats.js.errors.ServiceUnavailableError,
         nats.errors.ConnectionReconnectingError,
         nats.errors.StaleConnectionError,
+        # publishes buffered while reconnecting filled the buffer: the ones in it are sent once connected
+        nats.errors.OutboundBufferLimitError,
     )
 
 
@@ -82,6 +84,7 @@ def map_error(e: BaseException, what: str = "NATS operation") -> EventSourceErro
         nats.errors.ConnectionReconnectingError,
         nats.errors.StaleConnectionError,
         nats.errors.ConnectionDrainingError,
+        nats.errors.OutboundBufferLimitError,
         nats.js.errors.ServiceUnavailableError,
         ConnectionError,
         OSError,

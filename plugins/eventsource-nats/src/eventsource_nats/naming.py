@@ -67,6 +67,22 @@ def event_key(event_id: str) -> str:
     return "x" + hashlib.sha256(event_id.encode("utf-8")).hexdigest()[:40]
 
 
+MSG_ID_ESCAPE = "~b64~"
+"""Prefix of an event's ``Nats-Msg-Id`` written as base64url of its id (see :func:`msg_id`)."""
+
+
+def msg_id(event_id: str) -> str:
+    """``Nats-Msg-Id`` of one event: its id, or base64url of it behind :data:`MSG_ID_ESCAPE`.
+
+    Encoded when a header would not carry the id exactly (nats-py strips header values: ``"a "`` became ``"a"``),
+    or when it could be another message id: one holding ``~`` (an id written again after its message was gone is
+    published as ``<message id>~<sequence>``) or starting with ``batch-`` (:func:`batch_msg_id`).
+    """
+    if "~" in event_id or event_id[:1].isspace() or event_id[-1:].isspace() or event_id.startswith("batch-"):
+        return MSG_ID_ESCAPE + base64.urlsafe_b64encode(event_id.encode("utf-8")).decode("ascii")
+    return event_id
+
+
 def batch_msg_id(event_ids: list[str]) -> str:
     """``Nats-Msg-Id`` of an envelope: derived from its event ids, so a retry is deduplicated."""
     h = hashlib.sha256("\x00".join(event_ids).encode("utf-8")).hexdigest()[:40]

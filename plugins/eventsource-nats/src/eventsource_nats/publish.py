@@ -29,6 +29,7 @@ class Publisher:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._ack_sub: Any = None
+        self._ack_nc: Any = None
         self._ack_prefix = ""
         self._ack_counter = 0
         self._acks: dict[str, tuple[asyncio.Future[Any], float]] = {}
@@ -57,7 +58,8 @@ class Publisher:
     async def publish(self, subject: str, body: bytes, headers: dict[str, str], wait: float) -> dict[str, Any]:
         """A JetStream publish awaiting its ack (at most ``wait`` seconds); the ack's JSON."""
         conn = self.conn
-        if self._ack_sub is None:
+        if self._ack_sub is None or self._ack_nc is not conn.nc:  # none yet, or on a client replaced since
+            self._ack_nc = conn.nc
             self._ack_prefix = conn.nc.new_inbox()
             self._ack_sub = await conn.nc.subscribe(f"{self._ack_prefix}.*", cb=self._on_ack)
         self._ack_counter += 1

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 PAGE_BYTES = 1024 * 1024
 """Payload bytes one read page may fetch at once (reads hold O(page) memory)."""
+CONSUMER_NOT_FOUND = 10014
+"""JetStream's err_code for a consumer that does not exist (any more)."""
+FETCH_STEP = 1.0
+"""Seconds one fetch waits before the read asks the stream's leader whether anything is left to fetch."""
 
 
 def stream_id_from(subject_or_token: str, msg_body: bytes | None = None) -> str | None:
@@ -92,7 +96,6 @@ class Reader:
 
     async def _consume_from(self, subject: str, start_seq: int, page_size: int) -> AsyncGenerator[Any, None]:
         """:meth:`consume` through ONE consumer: ends when the consumer's server has no more (it may lag)."""
-        import nats.errors
         from nats.js import api
 
         conn = self.conn
@@ -122,19 +125,17 @@ class Reader:
         try:
             remaining = (await conn.retrying(sub.consumer_info)).num_pending
             per_msg_events, per_msg_bytes = 1.0, float(PAGE_BYTES)  # first fetch: one message, then adapt
+            next_seq = max(1, start_seq)
             while remaining > 0:
                 # a page is page_size EVENTS (an envelope holds many) and at most PAGE_BYTES of payload
                 batch = int(min(remaining, max(1, page_size / per_msg_events), max(1, PAGE_BYTES / per_msg_bytes)))
-                try:
-                    msgs = await cancellable(sub.fetch(batch, timeout=conn.settings["request_timeout"]))
-                except nats.errors.TimeoutError:
-                    remaining = (await cancellable(sub.consumer_info())).num_pending  # purged while reading
-                    if remaining:
-                        raise
+                msgs = await self._fetch(sub, batch, subject, next_seq)
+                if msgs is None:
                     return
                 per_msg_events = max(1.0, sum(int((m.headers or {}).get(HDR_COUNT, "1")) for m in msgs) / len(msgs))
                 per_msg_bytes = max(1.0, sum(len(m.data) for m in msgs) / len(msgs))
                 remaining = msgs[-1].metadata.num_pending
+                next_seq = int(msgs[-1].metadata.sequence.stream) + 1
                 for m in msgs:
                     yield m
         finally:
@@ -142,6 +143,35 @@ class Reader:
             conn.spawn(quiet(sub.unsubscribe()))
             if name:
                 conn.spawn(quiet(js.delete_consumer(self.names.stream, name)))
+
+    async def _fetch(self, sub: Any, batch: int, subject: str, next_seq: int) -> list[Any] | None:
+        """A page of the consumer ``sub``; ``None`` when it has no more (purged while reading, or it is gone).
+
+        A fetch waits a step at a time: a consumer counts messages purged since as pending (and a fetch for them
+        waits its whole timeout), so between steps the leader is asked whether anything is left at ``next_seq``.
+        A consumer is gone after a server restart (it lived in memory) or once idle past its inactive threshold
+        (a caller slow to ask for the next page): :meth:`consume` goes on from the next sequence with a new one.
+        """
+        import nats.js.errors
+
+        wait = self.conn.settings["request_timeout"]
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                try:
+                    return list(await cancellable(sub.fetch(batch, timeout=min(wait, FETCH_STEP))))
+                except (TimeoutError, nats.js.errors.ServiceUnavailableError):  # nats-py raises both timeouts
+                    # nothing came: purged while reading, or no consumer answers (its info raises not found)
+                    if not (await cancellable(sub.consumer_info())).num_pending:
+                        return None
+                    if await self.conn.next_msg(subject, next_seq) is None:
+                        return None  # the messages it still counts are gone
+                    if time.monotonic() >= deadline:
+                        raise
+        except nats.js.errors.NotFoundError as e:
+            if e.err_code != CONSUMER_NOT_FOUND:
+                raise
+            return None
 
     async def hidden_possible(self) -> bool:
         """Whether any envelope has deleted events (the hidden bucket holds a key)."""
@@ -250,6 +280,8 @@ class Reader:
         start = await self.seek(subject, lo_v, first_seq, last_seq) if lo_v > first_v else first_seq
         async with contextlib.aclosing(self.consume(subject, start, page_size, last_seq)) as msgs:
             async for m in msgs:
+                if m.metadata.sequence.stream > last_seq:
+                    return  # stored after the read began: a later version, or the id's stream started again
                 first_v, last_v = records.message_versions(m.headers)
                 if last_v < lo_v:
                     continue

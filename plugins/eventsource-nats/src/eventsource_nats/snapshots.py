@@ -2,15 +2,16 @@
 
 A snapshot at a version that already has one replaces it; the latest at or below a version is found by
 listing the stream's keys (subjects of the bucket's stream) and reading from the highest down. A save
-checks the stream and the version first, then puts: JetStream has no transaction spanning both, so a
-delete and re-create of the stream racing the put can still slip in between.
+checks the stream and the version, puts, and checks again: JetStream has no transaction spanning them, so
+a delete and re-create of the stream that slipped in before the put takes the put back (a reader may see
+the snapshot until then).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventsource.errors import ValidationError
+from eventsource.errors import EventSourceError, ValidationError
 from eventsource.provider import check_snapshot, position_at
 
 from eventsource_nats import records
@@ -48,16 +49,26 @@ class Snapshots:
         key = Names.snapshot_key(stream_token(snapshot.stream_id), snapshot.version)
 
         async def save() -> None:
-            # check, then put (JetStream has no transaction spanning both): a delete and re-create racing
-            # the put can still slip in between; the window is one KV put (see the README)
-            info = await self.streams.stream_info(snapshot.stream_id)
-            at = None
-            if info is not None and snapshot.position is not None:
-                at = await position_at(self.provider, snapshot.stream_id, snapshot.version)
-            check_snapshot(snapshot, exists=info is not None, version=info.version if info else 0, position_at=at)
-            await conn.kv[conn.names.snapshot_bucket].put(key, value)
+            # check, put, check again (JetStream has no transaction spanning them): a delete and re-create
+            # that slipped in before the put fails the second check, and the put is taken back
+            await self._check(snapshot)
+            revision = int(await conn.kv[conn.names.snapshot_bucket].put(key, value))
+            try:
+                await self._check(snapshot)
+            except EventSourceError:
+                bucket = conn.names.snapshot_bucket
+                await conn.purge(f"KV_{bucket}", filter=f"$KV.{bucket}.{key}", seq=revision + 1)
+                raise
 
         await conn.call("save snapshot", save())
+
+    async def _check(self, snapshot: NewSnapshot) -> None:
+        """Raise unless the stream as it is now backs ``snapshot`` (:func:`check_snapshot`)."""
+        info = await self.streams.stream_info(snapshot.stream_id)
+        at = None
+        if info is not None and snapshot.position is not None:
+            at = await position_at(self.provider, snapshot.stream_id, snapshot.version)
+        check_snapshot(snapshot, exists=info is not None, version=info.version if info else 0, position_at=at)
 
     async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> RecordedSnapshot | None:
         """The latest snapshot at or below ``max_version``."""

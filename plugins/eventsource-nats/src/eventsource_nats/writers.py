@@ -20,7 +20,7 @@ from eventsource.provider import check_duplicate
 
 from eventsource_nats import records
 from eventsource_nats.errors import DUPLICATE_IN_BATCH_CODE, DuplicateInBatch, WrongSequence, is_wrong_sequence
-from eventsource_nats.naming import batch_msg_id, position, token_is_reversible
+from eventsource_nats.naming import batch_msg_id, msg_id, position, token_is_reversible
 from eventsource_nats.records import HDR_COUNT, HDR_EXPECTED_SEQ, HDR_EXPECTED_SUBJECT_SEQ, HDR_MSG_ID, HDR_VERSION
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class Tail(NamedTuple):
     exists: bool
     stream_seq: int = 0  # last sequence of the whole JetStream stream (stream-wide check only)
     claim: str | None = None  # id of the first event of the NO_STREAM append that created the (empty) stream
+    claim_rev: int = 0  # revision of the info record holding that claim
 
 
 class Writer:
@@ -82,7 +83,7 @@ class Writer:
         self._check_size(body, {HDR_MSG_ID: "x" * 64, HDR_VERSION: "0" * 20}, what)
 
     def _check_size(self, body: bytes, headers: dict[str, str], what: str) -> None:
-        size = len(body) + sum(len(k) + len(v) + 4 for k, v in headers.items()) + 16
+        size = len(body) + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items()) + 16  # UTF-8 bytes
         max_payload = self.conn.max_payload
         if size > max_payload:
             msg = f"{what} is {size} bytes as a NATS message; the server's max_payload is {max_payload}"
@@ -94,7 +95,7 @@ class Writer:
         n = len(events)
         last_version = tail.version + n
         headers = {
-            HDR_MSG_ID: events[0].event_id if n == 1 else batch_msg_id([e.event_id for e in events]),
+            HDR_MSG_ID: msg_id(events[0].event_id) if n == 1 else batch_msg_id([e.event_id for e in events]),
             HDR_VERSION: str(last_version),
         }
         if self.conn.stream_wide:
@@ -104,7 +105,7 @@ class Writer:
         if n > 1:  # readers take a missing Vx-Count as 1
             headers[HDR_COUNT] = str(n)
         body = records.encode(events, None if token_is_reversible(token) else sid)
-        if len(body) + 1024 > self.conn.max_payload:
+        if len(body) + 1024 + 4 * len(headers[HDR_MSG_ID]) > self.conn.max_payload:  # an id: up to 4 bytes a char
             self._check_size(body, headers, "the event" if n == 1 else f"the batch of {n} events")
         subject = f"{self._events_prefix}{token}"
         ack = await self.publisher.publish_expecting(subject, body, headers)
@@ -160,8 +161,10 @@ class Writer:
         n = len(events)
         timeout = self.conn.settings["publish_timeout"]
         bodies = [records.encode([ev], carry) for ev in events]
-        for ev, body in zip(events, bodies, strict=True):
-            self._check_size(body, {HDR_MSG_ID: ev.event_id, "x" * 64: "x" * 64}, "an event of the batch")
+        for i, (ev, body) in enumerate(zip(events, bodies, strict=True), start=1):
+            # the headers message i really gets, with the expected sequence and the commit of the first and last
+            worst = {**self._batch_headers("0" * 32, i, n, ev.event_id, tail), **self._expect_headers(tail)}
+            self._check_size(body, {**worst, "Nats-Batch-Commit": "1"}, "an event of the batch")
 
         async def send() -> dict[str, Any]:
             batch_id = uuid.uuid4().hex
@@ -202,7 +205,7 @@ class Writer:
         headers = {
             "Nats-Batch-Id": batch_id,
             "Nats-Batch-Sequence": str(i),
-            HDR_MSG_ID: event_id,
+            HDR_MSG_ID: msg_id(event_id),
             HDR_VERSION: str(tail.version + i),
             HDR_COUNT: "1",
         }

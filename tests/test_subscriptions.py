@@ -578,6 +578,43 @@ async def test_commit_every_follows_what_the_filter_passes_over_while_waiting(tm
         await m.close()
 
 
+async def test_manual_commits_follow_what_the_filter_passes_over_while_waiting(tmp_path: Path) -> None:
+    """Newcomer: the README's loop (``commit(event)`` after each handled event) on a filtered subscription left
+    the checkpoint at its last own event while other streams were written, so its lag grew without end and
+    ``max_subscription_lag`` called a caught-up subscription lagging. Once everything handed out is committed,
+    what the filter passes over while waiting is committed too; an event handed out and not committed holds it."""
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(SqliteProvider(f"sqlite:///{tmp_path}/e.db"), name="s", default=True)
+    store = SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")
+    try:
+        await m.append_event(stream_id="order-1", event_type="Placed", data={})
+        done = m.subscribe(stream_prefix="order-", checkpoint=store, name="done", poll_interval=0.05)
+        held = m.subscribe(stream_prefix="order-", checkpoint=store, name="held", poll_interval=0.05)
+        async with done, held:
+            await done.commit((await take(done, 1))[0])
+            first = (await take(held, 1))[0]  # handed out, not committed: still being handled
+            waiting = [asyncio.ensure_future(done.__anext__()), asyncio.ensure_future(held.__anext__())]
+            for n in range(20):
+                await m.append_event(stream_id=f"other-{n}", event_type="Other", data={})
+            last = [e.position async for e in m.read_all()][-1]
+            for _ in range(2000):  # until the checkpoint follows (or a wait ends)
+                cp = await store.get("done", done.source)
+                if any(w.done() for w in waiting) or (cp is not None and cp.position == last):
+                    break
+                await asyncio.sleep(0.01)
+            assert not any(w.done() for w in waiting)
+            for w in waiting:
+                w.cancel()
+            cp = await store.get("done", done.source)
+            assert cp is not None and cp.position == last
+            lag = await m.subscription_lag("done", store)
+            assert (lag.events, lag.seconds) == (0, 0.0)
+            kept = await store.get("held", held.source)
+            assert kept is None or kept.position < first.position
+    finally:
+        await m.close()
+
+
 async def test_reading_sqlite_checkpoints_does_not_wait_for_a_writer(tmp_path: Path) -> None:
     """Review: ``get`` and ``list`` took the file's write lock (``BEGIN IMMEDIATE``), so reading a checkpoint
     (a subscription's start, lag in stats and health, ``eventsource projections``) waited, up to 30 s, for any

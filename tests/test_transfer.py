@@ -511,3 +511,25 @@ def test_cli_import_shows_the_check_of_a_file_on_a_terminal(
     dst = f"sqlite:///{tmp_path / 'cli.db'}"
     assert main(["import", str(path), "--to", dst, "--map", str(tmp_path / "m.db")], host=PluginHost()) == 0
     assert "import: checking 598 events" in tty.getvalue()
+
+
+async def test_a_manager_passed_for_a_provider_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    """A newcomer passed ``es`` to copy_store and got ``AttributeError: ... no attribute 'capabilities'``."""
+    src = await sqlite_target(tmp_path / "src.db")
+    dst = await sqlite_target(tmp_path / "dst.db")
+    try:
+        await src.append_event(stream_id="s-1", event_type="A", data={})
+        calls = {
+            "copy_store": lambda: copy_store(src, dst.get_default_provider()),  # type: ignore[arg-type]
+            "verify_stores": lambda: verify_stores(src.get_default_provider(), dst),  # type: ignore[arg-type]
+            "export_store": lambda: export_store(src, io.BytesIO()),  # type: ignore[arg-type]
+            "import_store": lambda: import_store(io.BytesIO(b""), dst),  # type: ignore[arg-type]
+        }
+        for name, call in calls.items():
+            with pytest.raises(TypeError, match=r"get_provider\(\)") as info:
+                await call()
+            assert name in str(info.value)
+        assert await dst.stream_exists("s-1") is False
+    finally:
+        await src.close()
+        await dst.close()

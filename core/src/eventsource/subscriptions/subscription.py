@@ -206,6 +206,7 @@ class Subscription(PageDelivery):
         self.committed: Checkpoint | None = None
         """The last checkpoint this subscription stored or resumed from."""
         self._passed_at: tuple[float, int] | None = None  # commit_every: (loop time, mark) of the last commit
+        self._handed: int | None = None  # position (one-stream: version) of the last event handed out
         self._putting = asyncio.Lock()  # held by a checkpoint put, and by close() closing a store it opened
 
     def __repr__(self) -> str:
@@ -340,7 +341,7 @@ class Subscription(PageDelivery):
         if self._events is not None and self._rows and self.commit_every is None and not self._closed:
             event = self._next_decoded()
             if event is not None:
-                return event
+                return self._hand(event)
         if not self._started:
             await self.start()
         if self.commit_every is not None and self._since_commit >= self.commit_every and not self._closed:
@@ -349,8 +350,8 @@ class Subscription(PageDelivery):
             got: list[Event] = []
             self._take_buffered(got, 1)
             if got:
-                return got[0]
-            if self.commit_every is not None:
+                return self._hand(got[0])
+            if self.commit_every is not None or self._all_committed():
                 await self._commit_passed()
             # a read, and the wait after an empty one, run as one future close() cancels: a close that
             # lands during the read (or the pause before the wait) ends this call too, not poll_interval later
@@ -365,10 +366,21 @@ class Subscription(PageDelivery):
                 self._waiter = None
         raise StopAsyncIteration
 
-    async def _commit_passed(self) -> None:
-        """``commit_every``: while nothing is handed out, commit what the filters passed over (once a poll_interval).
+    def _hand(self, event: Event) -> Event:
+        self._handed = event.version if self.target.stream_id is not None else event.position
+        return event
 
-        The consumer asked for more, so it is done with what it got; without this a filtered subscription's
+    def _all_committed(self) -> bool:
+        """Manual commits: whether every event handed out is committed, so what the filters pass over can follow."""
+        if self.checkpoints is None or self.name is None:
+            return False
+        return self._handed is None or (self.committed is not None and self.committed.position >= self._handed)
+
+    async def _commit_passed(self) -> None:
+        """While nothing is handed out, commit what the filters passed over (once a poll_interval).
+
+        With ``commit_every`` the consumer asked for more, so it is done with what it got; with manual commits,
+        only once it committed everything handed out. Without this a filtered subscription's
         checkpoint (and its lag) stayed behind every other event stored until one of its own came.
         """
         now = asyncio.get_running_loop().time()
@@ -394,6 +406,7 @@ class Subscription(PageDelivery):
         if not self._closed:
             with contextlib.suppress(Exception):  # the record stays buffered: the next call raises it again
                 self._take_buffered(out, max_events)  # what it put in ``out`` counts as delivered: hand it out
+            self._hand(out[-1])
         return out
 
     async def _fill(self) -> bool:

@@ -18,7 +18,7 @@ from eventsource.model import StreamInfo
 from eventsource.transfer.jsonl import JsonlSink, JsonlSource
 from eventsource.transfer.posmap import PositionMap
 from eventsource.transfer.sink import StoreSink
-from eventsource.transfer.source import ProviderSource
+from eventsource.transfer.source import ProviderSource, check_provider
 from eventsource.transfer.verify import VerifyReport, verify_stores
 
 if TYPE_CHECKING:
@@ -243,6 +243,8 @@ async def copy_store(
     :param window: events gathered before a write (see :func:`transfer`); the memory a copy holds.
     :param concurrency: streams of one write appended at once.
     """
+    check_provider(source, "source", "copy_store")
+    check_provider(target, "target", "copy_store")
     _at_least_1(page_size=page_size, window=window, concurrency=concurrency)
     positions = PositionMap(position_map)
     try:
@@ -276,6 +278,7 @@ async def export_store(
     page_size: int = 500,
 ) -> TransferResult:
     """Write every stream, event and snapshot of ``source`` to ``out`` as export lines (see :mod:`.jsonl`)."""
+    check_provider(source, "source", "export_store")
     _at_least_1(page_size=page_size)
     sink = JsonlSink(out, source=source.display_url)
     src = ProviderSource(source, streams=streams, page_size=page_size, as_listed=True)
@@ -300,6 +303,7 @@ async def import_store(
     written (``progress`` hears of it, phase ``"check"``), so a corrupted file leaves the store unchanged; then
     ``stream`` is rewound. Without it, a bad line stops the import after what came before it was written.
     """
+    check_provider(target, "target", "import_store")
     _at_least_1(page_size=page_size, window=window)
     source = JsonlSource(stream, name=name, streams=streams, page_size=page_size)
     if check_first:

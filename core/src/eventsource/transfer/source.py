@@ -12,11 +12,21 @@ import fnmatch
 from typing import TYPE_CHECKING
 
 from eventsource.model import RecordedEvent, RecordedSnapshot, RowPage, StreamInfo
+from eventsource.provider import Provider
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
-    from eventsource.provider import Provider
+
+def check_provider(obj: object, role: str, call: str) -> None:
+    """Refuse anything but a provider (a manager, say) before any work, naming what to pass instead."""
+    if not isinstance(obj, Provider):
+        msg = (
+            f"{call}: {role} must be a connected Provider, not {type(obj).__name__}"
+            " (from a manager, pass es.get_provider() or es.get_provider(name))"
+        )
+        raise TypeError(msg)
+
 
 Item = StreamInfo | list[RecordedEvent] | RecordedSnapshot
 """One item of a source: a stream, a page of events, or a snapshot."""

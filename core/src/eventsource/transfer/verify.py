@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from eventsource.provider import records_of
 from eventsource.timestamps import to_us
-from eventsource.transfer.source import StreamFilter, list_all_streams, page_records, snapshots_of
+from eventsource.transfer.source import StreamFilter, check_provider, list_all_streams, page_records, snapshots_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -193,6 +193,8 @@ async def verify_stores(
     Both providers must be connected. Streams the target holds and the source does not are not compared.
     ``progress`` is called after every stream with the source events compared so far and the seconds taken.
     """
+    check_provider(source, "source", "verify_stores")
+    check_provider(target, "target", "verify_stores")
     report = VerifyReport()
     start = time.monotonic()
     async for info in list_all_streams(source, StreamFilter(streams)):

@@ -43,7 +43,8 @@ def record_size(value: bytes, headers: list[tuple[str, bytes]], key: bytes | Non
     return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers))
 
 
-def _resolve(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
+def resolve(fut: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
+    """Settle ``fut`` with ``exc`` if given, else ``value``; nothing if it is done (cancelled, say) already."""
     if fut.done():
         return
     if exc is not None:
@@ -237,11 +238,11 @@ class KafkaIO:
 
         def ok(md: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(_resolve, fut, md, None)
+                loop.call_soon_threadsafe(resolve, fut, md, None)
 
         def failed(e: BaseException) -> None:
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, fut, None, e)
+                loop.call_soon_threadsafe(resolve, fut, None, e)
 
         try:
             rec = self.producer.send(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ProviderError, ProviderUnavailableError
 
-from eventsource_kafka.client import _resolve
+from eventsource_kafka.client import resolve
 from eventsource_kafka.errors import map_error
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:  # noqa: C90
     """
     from kafka import TopicPartition
 
-    from eventsource_kafka.loopwire import WireLostError
+    from eventsource_kafka.loopwire import WireLostError, negotiated_versions
 
     loop = asyncio.get_running_loop()
     cluster = io.producer._metadata  # noqa: SLF001
@@ -77,11 +77,11 @@ def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:  # noqa: C90
             if t.cancelled():
                 fut.cancel()
             elif t.exception() is not None:
-                _resolve(fut, None, t.exception())
+                resolve(fut, None, t.exception())
             elif t.result() < 0:  # Kafka's "no offset": no end at all (below every view, it would vouch for it)
-                _resolve(fut, None, ProviderError(f"Kafka answered no end offset of {topic}", operation="listing"))
+                resolve(fut, None, ProviderError(f"Kafka answered no end offset of {topic}", operation="listing"))
             else:
-                _resolve(fut, t.result(), None)
+                resolve(fut, t.result(), None)
 
         task.add_done_callback(done)
 
@@ -91,11 +91,11 @@ def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:  # noqa: C90
         elif isinstance(ends.exception(), ProviderUnavailableError):
             fall_back()
         elif ends.exception() is not None:
-            _resolve(fut, None, ends.exception())
+            resolve(fut, None, ends.exception())
         elif topic in ends.result():
-            _resolve(fut, ends.result()[topic], None)
+            resolve(fut, ends.result()[topic], None)
         else:
-            _resolve(fut, None, ProviderError(f"Kafka does not know {topic}", operation="listing its end"))
+            resolve(fut, None, ProviderError(f"Kafka does not know {topic}", operation="listing its end"))
 
     def via_producer() -> None:
         node = cluster.leader_for_partition(TopicPartition(topic, 0))
@@ -111,22 +111,16 @@ def end_offset_now(io: KafkaIO, topic: str) -> asyncio.Future[int]:  # noqa: C90
             try:
                 via_producer()  # sent now, after the request the wire lost: still after this call
             except Exception as e:  # noqa: BLE001 - the provider is closing: handed to the waiting append
-                _resolve(fut, None, map_error(e, f"listing the end of {topic}"))
+                resolve(fut, None, map_error(e, f"listing the end of {topic}"))
         else:
-            _resolve(fut, None if asked.exception() else asked.result(), asked.exception())
+            resolve(fut, None if asked.exception() else asked.result(), asked.exception())
 
-    wire = io.wires.get(cluster, _broker_versions(io), topic)
+    wire = io.wires.get(cluster, negotiated_versions(io), topic)
     if wire is not None:
         wire.ask(topic).add_done_callback(on_wire)
     else:
         via_producer()
     return fut
-
-
-def _broker_versions(io: KafkaIO) -> dict[int, tuple[int, int]] | None:
-    """The API versions the producer negotiated with the cluster (``None`` before it did)."""
-    data = getattr(io.producer._sender._client._manager, "broker_version_data", None)  # noqa: SLF001
-    return getattr(data, "api_versions", None)
 
 
 def _list_offsets(io: KafkaIO, topics: list[str], node: Any) -> asyncio.Future[dict[str, int]]:
@@ -160,11 +154,11 @@ def _list_offsets(io: KafkaIO, topics: list[str], node: Any) -> asyncio.Future[d
         except Exception as e:  # noqa: BLE001 - handed to the awaiting task
             out, exc = None, map_error(e, what)
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(_resolve, fut, out, exc)
+            loop.call_soon_threadsafe(resolve, fut, out, exc)
 
     def failed(e: BaseException) -> None:
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_resolve, fut, None, map_error(e, what))
+            loop.call_soon_threadsafe(resolve, fut, None, map_error(e, what))
 
     manager = io.producer._sender._client._manager  # noqa: SLF001 - the producer's network thread
     try:

@@ -296,9 +296,8 @@ async def produce_on_wire(  # noqa: PLR0917 - a record's parts, as the producer'
     always), or an answer saying nothing was stored. An answer that says the leader moved raises as unknown.
     """
     from eventsource_kafka.errors import map_error
-    from eventsource_kafka.listoffsets import _broker_versions
 
-    wire = io.produce_wires.get(io.producer._metadata, _broker_versions(io), topic)  # noqa: SLF001
+    wire = io.produce_wires.get(io.producer._metadata, negotiated_versions(io), topic)  # noqa: SLF001
     if wire is None or wire.producing >= MAX_IN_FLIGHT:
         return None
     request = produce_frame(wire, topic, value, key, headers, stamp)
@@ -343,6 +342,16 @@ def _the_row(
     if len(rows) != 1 or rows[0][:2] != (topic, 0):
         msg = f"{op} {topic} partition 0 was answered for {[r[:2] for r in rows]}"
         raise error(msg, operation=op)
+
+
+def negotiated_versions(io: KafkaIO) -> dict[int, tuple[int, int]] | None:
+    """The API versions the producer negotiated with the cluster (``None`` before it did).
+
+    What :meth:`Wires.get` picks a wire's versions from, for checks (:mod:`~eventsource_kafka.listoffsets`)
+    and produces alike.
+    """
+    data = getattr(io.producer._sender._client._manager, "broker_version_data", None)  # noqa: SLF001
+    return getattr(data, "api_versions", None)
 
 
 def version(broker_versions: dict[int, tuple[int, int]] | None) -> int | None:

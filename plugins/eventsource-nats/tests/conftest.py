@@ -1,4 +1,4 @@
-"""Fixtures of the NATS plugin tests: the machine's server, a current server, a cluster."""
+"""Fixtures of the NATS plugin tests: the machine's server, a current server, a cluster; events to append."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from eventsource.model import NewEvent, utcnow
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -16,6 +17,7 @@ from servers import Servers, start_single
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+    from datetime import datetime
 
     from eventsource_nats.provider import NatsProvider
 
@@ -34,6 +36,33 @@ def current_server() -> Iterator[Servers]:
     servers = start_single()
     yield servers
     servers.stop()
+
+
+@pytest.fixture(params=["machine", "current"])
+def server_url(request: pytest.FixtureRequest) -> str:
+    """The machine's server's URL, then the current server's: a test taking it runs against each."""
+    if request.param == "machine":
+        return str(request.getfixturevalue("machine_nats_url"))
+    return str(request.getfixturevalue("current_server").url)
+
+
+def new_event(
+    *,
+    event_id: str | None = None,
+    event_type: str = "E",
+    data: bytes = b'{"x": 1}',
+    metadata: bytes = b"",
+    timestamp: datetime | None = None,
+) -> NewEvent:
+    """An event to append: JSON ``data`` of type ``E`` under a fresh id, stamped now, unless told otherwise."""
+    return NewEvent(
+        str(uuid.uuid4()) if event_id is None else event_id,
+        event_type,
+        data,
+        metadata,
+        "json",
+        utcnow() if timestamp is None else timestamp,
+    )
 
 
 def unique_store() -> dict[str, str]:

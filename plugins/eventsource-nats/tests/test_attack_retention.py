@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import dispose, open_provider, unique_store
+from conftest import dispose, new_event, open_provider, unique_store
 from eventsource.errors import EventSourceError
-from eventsource.model import ANY, NewEvent, NewSnapshot, utcnow
+from eventsource.model import ANY, NewSnapshot, utcnow
 from eventsource.retention import BeforeSnapshotPolicy, RetentionContext
 from eventsource_nats import records
 from eventsource_nats.naming import Names, stream_token
@@ -23,10 +23,6 @@ from servers import Node, Servers, free_port, nats_server_binary
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
-
-
-def _event() -> NewEvent:
-    return NewEvent(str(uuid.uuid4()), "E", b'{"x": 1}', b"", "json", utcnow())
 
 
 def _snapshot(sid: str, version: int) -> NewSnapshot:
@@ -84,13 +80,13 @@ async def test_a_delete_that_failed_midway_leaves_no_snapshot_to_a_stream_starte
     try:
         sid = "acct-1"
         for _ in range(10):
-            await admin.append(sid, [_event()], ANY)
+            await admin.append(sid, [new_event()], ANY)
         await admin.save_snapshot(_snapshot(sid, 8))
         with pytest.raises(EventSourceError):
             await limited.delete_stream(sid)
         # the failed delete is not retried (or not yet); the id is written again
-        await admin.append(sid, [_event()], ANY)
-        await admin.append(sid, [_event()], ANY)
+        await admin.append(sid, [new_event()], ANY)
+        await admin.append(sid, [new_event()], ANY)
         info = await admin.get_stream_info(sid)
         assert info is not None
         snap = await admin.get_snapshot(sid)
@@ -123,13 +119,13 @@ async def test_before_snapshot_ignores_a_snapshot_of_an_earlier_incarnation(
     try:
         sid = "acct-2"
         for _ in range(10):
-            await p.append(sid, [_event()], ANY)
+            await p.append(sid, [new_event()], ANY)
         (at8,) = [e async for e in p.read_stream(sid, from_version=8, to_version=8)]
         old = NewSnapshot(str(uuid.uuid4()), sid, 8, b"{}", b"", "json", utcnow(), None, None, at8.position)
         await p.save_snapshot(old)
         await p.delete_stream(sid)
         for _ in range(new_events):
-            await p.append(sid, [_event()], ANY)
+            await p.append(sid, [new_event()], ANY)
         await _stale_snapshot_put(p, old)
         await BeforeSnapshotPolicy().apply(RetentionContext(p, utcnow(), _call))
         versions = [e.version async for e in p.read_stream(sid)]

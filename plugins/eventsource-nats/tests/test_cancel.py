@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.model import ANY, NewEvent, utcnow
+from conftest import new_event
+from eventsource.model import ANY
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -26,14 +26,10 @@ CANCEL_WAIT = 30.0
 """Seconds a cancelled task gets to end (far past request_timeout: a bound, not a measurement)."""
 
 
-def _event(n: int) -> NewEvent:
-    return NewEvent(str(uuid.uuid4()), "E", f'{{"n": {n}}}'.encode(), b"", "json", utcnow())
-
-
 async def _fill(p: NatsProvider) -> None:
     for i in range(0, 40, 4):
-        await p.append("s", [_event(i + k) for k in range(4)], ANY)
-        await p.append(f"other-{i}", [_event(i)], ANY)
+        await p.append("s", [new_event(data=json.dumps({"n": i + k}).encode()) for k in range(4)], ANY)
+        await p.append(f"other-{i}", [new_event(data=json.dumps({"n": i}).encode())], ANY)
 
 
 async def _cancel_at_many_points(p: NatsProvider, body: Callable[[], Awaitable[Any]]) -> None:

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-from conftest import dispose, open_provider
+from conftest import dispose, new_event, open_provider
 from eventsource.errors import ConcurrencyError
-from eventsource.model import ANY, NO_STREAM, NewEvent, NewStream, utcnow
+from eventsource.model import ANY, NO_STREAM, NewStream
 from eventsource_nats.provider import NatsProvider
 
-if TYPE_CHECKING:
-    from servers import Servers
 
-
-def _event() -> NewEvent:
-    return NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())
-
-
-@pytest.mark.parametrize("server", ["machine", "current"])
-async def test_the_winner_over_another_appends_claim_keeps_its_stream_attributes(
-    machine_nats_url: str, current_server: Servers, server: str
-) -> None:
+async def test_the_winner_over_another_appends_claim_keeps_its_stream_attributes(server_url: str) -> None:
     """A's NO_STREAM append claims the id with a record of its attributes; B's ANY append (another process) finds
     that record, counts the stream as existing and writes the first event; A's write loses and A gives its claim
     back, purging the record. The stream B created was left with no record: the attributes B passed (name,
     metadata) were gone, and A's claim had stood in for them."""
-    p = await open_provider(machine_nats_url if server == "machine" else current_server.url)
+    p = await open_provider(server_url)
     other = NatsProvider(**p.spawn_args())
     await other.connect()
     try:
@@ -36,12 +25,12 @@ async def test_the_winner_over_another_appends_claim_keeps_its_stream_attributes
         won = []
 
         async def write_after_b(*args: Any, **kwargs: Any) -> Any:  # B's append lands between A's claim and write
-            won.append(await other.append("s", [_event()], ANY, NewStream("s", name="B", metadata={"by": "B"})))
+            won.append(await other.append("s", [new_event()], ANY, NewStream("s", name="B", metadata={"by": "B"})))
             return await real_write(*args, **kwargs)
 
         writer.write = write_after_b  # type: ignore[method-assign]
         with pytest.raises(ConcurrencyError):
-            await p.append("s", [_event()], NO_STREAM, NewStream("s", name="A", metadata={"by": "A"}))
+            await p.append("s", [new_event()], NO_STREAM, NewStream("s", name="A", metadata={"by": "A"}))
         writer.write = real_write  # type: ignore[method-assign]
         assert won[0].first_version == 1
         for provider in (p, other):

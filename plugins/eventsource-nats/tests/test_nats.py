@@ -14,28 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dispose, open_provider, unique_store
+from conftest import dispose, new_event, open_provider, unique_store
 from eventsource.errors import ConcurrencyError, ConfigurationError, DuplicateEventError, StreamExistsError
-from eventsource.model import ANY, NO_STREAM, STREAM_EXISTS, NewEvent, NewStream, utcnow
+from eventsource.model import ANY, NO_STREAM, STREAM_EXISTS, NewStream, utcnow
 from eventsource.plugins import PluginHost
 from eventsource.testing import HOSTILE_VALID_STREAM_IDS
 from eventsource_nats.naming import MAX_PLAIN_TOKEN, position, split_position, stream_id_of, stream_token
 from eventsource_nats.provider import NatsProvider
 from eventsource_nats.settings import parse_url
 from servers import Servers, start_cluster
-
-
-def new_event(**kw: object) -> NewEvent:
-    base: dict[str, object] = {
-        "event_id": str(uuid.uuid4()),
-        "event_type": "E",
-        "data": b'{"x": 1}',
-        "metadata": b"",
-        "encoding": "json",
-        "timestamp": utcnow(),
-    }
-    base.update(kw)
-    return NewEvent(**base)  # type: ignore[arg-type]
 
 
 def test_plugin_is_discovered() -> None:
@@ -587,10 +574,7 @@ async def test_an_oversize_no_stream_append_leaves_no_claim_behind(machine_nats_
         await dispose(p)
 
 
-@pytest.mark.parametrize("server", ["machine", "current"])
-async def test_an_instance_finds_many_ids_in_the_id_index(
-    server: str, machine_nats_url: str, current_server: Servers
-) -> None:
+async def test_an_instance_finds_many_ids_in_the_id_index(server_url: str) -> None:
     """Batch lookups of ids (one ``multi_last`` get per 256 on 2.11+, one get each before) see what is stored.
 
     Stored ids (more than one request's worth), an id whose entry was deleted, ids never stored and an
@@ -598,7 +582,7 @@ async def test_an_instance_finds_many_ids_in_the_id_index(
     """
     from eventsource_nats.naming import event_key
 
-    p = await open_provider(machine_nats_url if server == "machine" else current_server.url)
+    p = await open_provider(server_url)
     try:
         stored: dict[str, int] = {}
         for b in range(3):

@@ -6,12 +6,11 @@ and the connection's single-message gets are counted where they are made.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from conftest import dispose, open_provider
-from eventsource.model import ANY, NewEvent, utcnow
+from conftest import dispose, new_event, open_provider
+from eventsource.model import ANY, utcnow
 from eventsource_nats.reads import Reader
 
 if TYPE_CHECKING:
@@ -29,10 +28,6 @@ class CountingReader(Reader):
         async for m in super().consume(subject, start_seq, page_size):
             self.messages += 1
             yield m
-
-
-def _event(ts: datetime | None = None) -> NewEvent:
-    return NewEvent(str(uuid.uuid4()), "E", b'{"x": 1}', b"", "json", ts or utcnow())
 
 
 def _count_reads(p: NatsProvider) -> tuple[CountingReader, list[int]]:
@@ -56,12 +51,12 @@ async def test_delete_events_before_reads_the_deleted_run_and_a_message_per_stre
     try:
         t0 = datetime(2020, 1, 1, tzinfo=UTC)
         for i in range(40):  # past the single gets: the run continues through a consumer
-            await p.append("old", [_event(t0 + timedelta(minutes=i))], ANY)
+            await p.append("old", [new_event(timestamp=t0 + timedelta(minutes=i))], ANY)
         for _ in range(5):
-            await p.append("old", [_event()], ANY)
+            await p.append("old", [new_event()], ANY)
         for s in ("b", "c"):
             for _ in range(100):
-                await p.append(s, [_event()], ANY)
+                await p.append(s, [new_event()], ANY)
         reader, gets = _count_reads(p)
         assert await p.delete_events_before(utcnow() - timedelta(days=1)) == 40
         reads = reader.messages + gets[0]
@@ -85,9 +80,9 @@ async def test_delete_events_before_of_one_stream_reads_only_that_stream(machine
     try:
         t0 = datetime(2020, 1, 1, tzinfo=UTC)
         for i in range(3):
-            await p.append("s", [_event(t0 + timedelta(days=i))], ANY)
+            await p.append("s", [new_event(timestamp=t0 + timedelta(days=i))], ANY)
         for i in range(50):
-            await p.append("other", [_event(t0 + timedelta(days=i))], ANY)
+            await p.append("other", [new_event(timestamp=t0 + timedelta(days=i))], ANY)
         reader, gets = _count_reads(p)
         assert await p.delete_events_before(t0 + timedelta(days=2), "s") == 2
         assert reader.messages + gets[0] <= 2 + 1 + 1, reader.messages + gets[0]
@@ -106,7 +101,7 @@ async def test_leading_scan_is_declared_and_leaves_an_older_event_behind_a_newer
         assert full.capabilities.extra["delete_events_before"] == "exact"
         t0 = datetime(2020, 1, 1, tzinfo=UTC)
         for day in (10, 0, 12):  # an event of day 0 imported behind one of day 10
-            await p.append("s", [_event(t0 + timedelta(days=day))], ANY)
+            await p.append("s", [new_event(timestamp=t0 + timedelta(days=day))], ANY)
         assert await p.delete_events_before(t0 + timedelta(days=3)) == 0
         assert [e.version async for e in p.read_stream("s")] == [1, 2, 3]
     finally:

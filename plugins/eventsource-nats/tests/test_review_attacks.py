@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import test_nats
-from conftest import dispose, open_provider
+from conftest import dispose, new_event, open_provider
 from eventsource.model import NO_STREAM, NewEvent, utcnow
 from eventsource_nats.naming import event_key
 from eventsource_nats.provider import NatsProvider
@@ -18,10 +17,6 @@ if TYPE_CHECKING:
 
 
 old_cluster = test_nats.old_cluster  # the fixture: a 3-node cluster of a server before 2.9.21
-
-
-def _event() -> NewEvent:
-    return NewEvent(str(uuid.uuid4()), "E", b'{"x": 1}', b"", "json", utcnow())
 
 
 async def _lose_the_id_index(p: NatsProvider, ids: list[str]) -> None:
@@ -39,16 +34,15 @@ async def _lose_the_id_index(p: NatsProvider, ids: list[str]) -> None:
 
 
 @pytest.mark.parametrize("size", [1, 3])
-@pytest.mark.parametrize("server", ["machine", "current"])
 async def test_a_no_stream_append_retried_by_another_process_after_a_lost_ack_is_not_a_conflict(
-    machine_nats_url: str, current_server: Servers, size: int, server: str
+    server_url: str, size: int
 ) -> None:
     """The writer died after its NO_STREAM append was stored, before the index entries were written; another
     process retries the same events: the original result, not "stream exists" (an expected version of 0
     was recognised; NO_STREAM, the usual way to create an aggregate, was not, even inside the dedup window)."""
-    p = await open_provider(machine_nats_url if server == "machine" else current_server.url)
+    p = await open_provider(server_url)
     try:
-        events = [_event() for _ in range(size)]
+        events = [new_event() for _ in range(size)]
         first = await p.append("s", events, NO_STREAM)
         await _lose_the_id_index(p, [e.event_id for e in events])
         other = NatsProvider(**p.spawn_args())  # another process: nothing of the append in memory
@@ -76,7 +70,7 @@ async def test_a_no_stream_append_whose_ack_was_lost_is_retried_by_the_same_proc
                 await real(msg)
 
         p._publisher._on_ack = on_ack  # type: ignore[method-assign]  # before the first publish subscribes it
-        ev = _event()
+        ev = new_event()
         with pytest.raises(Exception):  # noqa: B017 - a timeout of whichever kind the client reports
             await p.append("s", [ev], NO_STREAM)
         losing[0] = False
@@ -127,7 +121,7 @@ async def test_two_truncations_of_one_stream_at_once_count_each_deleted_event_on
     p = await open_provider(machine_nats_url)
     try:
         for v in range(20):
-            await p.append("s", [_event()], v)
+            await p.append("s", [new_event()], v)
         a, b = await _race_retention(p, lambda inst: inst.truncate_stream("s", 11))
         versions, info = await _live_count_and_info(p, "s")
         assert versions == list(range(11, 21))
@@ -148,7 +142,7 @@ async def test_two_retention_runs_at_once_count_interior_and_envelope_deletions_
         old, new = now - timedelta(days=10), now
 
         def at(ts: Any) -> NewEvent:
-            return NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", ts)
+            return new_event(timestamp=ts)
 
         await p.append("s", [at(new)], 0)
         await p.append("s", [at(old)], 1)  # an interior message: deleted on its own
@@ -175,7 +169,7 @@ async def test_an_append_racing_delete_stream_never_continues_the_deleted_versio
     await q.connect()
     try:
         for v in range(3):
-            await p.append("s", [_event()], v)
+            await p.append("s", [new_event()], v)
         await p.truncate_stream("s", 4)  # every event gone: the info record remembers version 3
         real, purges = p._conn.purge, [0]
 
@@ -183,13 +177,13 @@ async def test_an_append_racing_delete_stream_never_continues_the_deleted_versio
             done = await real(stream, **req)
             purges[0] += 1
             if purges[0] == 1:  # between delete_stream's first purge and the others
-                await q.append("s", [_event()], ANY)
+                await q.append("s", [new_event()], ANY)
             return done
 
         p._conn.purge = purge  # type: ignore[method-assign]
         await p.delete_stream("s")
         p._conn.purge = real  # type: ignore[method-assign]
-        await q.append("s", [_event()], ANY)
+        await q.append("s", [new_event()], ANY)
         versions, info = await _live_count_and_info(p, "s")
         assert versions == list(range(1, len(versions) + 1))
         assert info is not None
@@ -207,7 +201,7 @@ async def test_a_store_whose_stream_holds_other_subjects_is_refused_at_connect(m
 
     p = await open_provider(machine_nats_url)
     try:
-        await p.append("s", [_event()], 0)
+        await p.append("s", [new_event()], 0)
         q = NatsProvider(machine_nats_url, stream=p.settings["stream"], subject_prefix="elsewhere")
         with pytest.raises(ConfigurationError, match="subject_prefix") as caught:
             await q.connect()
@@ -249,7 +243,7 @@ async def test_create_stream_and_a_no_stream_append_never_both_win_under_the_str
 
             async def append(sid: str = sid) -> str:
                 try:
-                    await b.append(sid, [_event()], NO_STREAM)
+                    await b.append(sid, [new_event()], NO_STREAM)
                 except ConcurrencyError:
                     return "lost"
                 return "append"
@@ -275,7 +269,7 @@ async def test_a_stream_deleted_while_retention_runs_stays_deleted(machine_nats_
     await q.connect()
     try:
         for v in range(5):
-            await p.append("s", [_event()], v)
+            await p.append("s", [new_event()], v)
         real = p._retention._carry_out
 
         async def carry_out(token: str, plan: Any) -> Any:
@@ -288,7 +282,7 @@ async def test_a_stream_deleted_while_retention_runs_stays_deleted(machine_nats_
         else:
             await p.delete_events_before(utcnow() + timedelta(days=1))
         assert await q.get_stream_info("s") is None
-        r = await q.append("s", [_event()], NO_STREAM)
+        r = await q.append("s", [new_event()], NO_STREAM)
         assert r.first_version == 1
     finally:
         await q.close()
@@ -322,7 +316,7 @@ async def test_a_failed_no_stream_append_leaves_no_phantom_in_the_stream_list_or
     other = NatsProvider(**p.spawn_args())
     await other.connect()
     try:
-        taken = _event()
+        taken = new_event()
         await p.append("a", [taken], NO_STREAM)
         with pytest.raises(DuplicateEventError):
             await other.append("b", [taken], NO_STREAM)  # claims "b", then gives the claim back
@@ -351,7 +345,7 @@ async def test_an_append_reading_the_tail_while_retention_empties_the_stream_kee
     await q.connect()
     try:
         for v in range(5):
-            await p.append("s", [_event()], v)
+            await p.append("s", [new_event()], v)
         real, once = q._conn.last_msg, [True]
 
         async def last_msg(subject: str) -> Any:
@@ -361,10 +355,10 @@ async def test_an_append_reading_the_tail_while_retention_empties_the_stream_kee
             return await real(subject)
 
         q._conn.last_msg = last_msg  # type: ignore[method-assign]
-        r = await q.append("s", [_event()], ANY)
+        r = await q.append("s", [new_event()], ANY)
         assert r.first_version == 6
         with pytest.raises(Exception, match="expected version"):
-            await p.append("s", [_event()], 0)
+            await p.append("s", [new_event()], 0)
     finally:
         await q.close()
         await dispose(p)
@@ -400,13 +394,13 @@ async def test_an_existing_stream_without_direct_gets_is_read_and_written(machin
 
     p = await open_provider(machine_nats_url)
     try:
-        await p.append("s", [_event()], 0)
+        await p.append("s", [new_event()], 0)
         info = await p._conn.js.stream_info(p.names.stream)
         await p._conn.js.update_stream(dataclasses.replace(info.config, allow_direct=False))
         q = NatsProvider(**{**p.spawn_args(), "request_timeout": 2.0})
         await q.connect()
         try:
-            assert (await q.append("s", [_event()], 1)).first_version == 2
+            assert (await q.append("s", [new_event()], 1)).first_version == 2
             assert [e.version async for e in q.read_stream("s")] == [1, 2]
         finally:
             await q.close()
@@ -431,7 +425,7 @@ async def test_a_no_stream_append_with_attributes_keeps_them_after_a_lost_ack_an
                 await real(msg)
 
         p._publisher._on_ack = on_ack  # type: ignore[method-assign]
-        ev, attrs = _event(), NewStream("s", name="Order 1", aggregate_type="Order", metadata={"region": "eu"})
+        ev, attrs = new_event(), NewStream("s", name="Order 1", aggregate_type="Order", metadata={"region": "eu"})
         with pytest.raises(Exception):  # noqa: B017 - a timeout of whichever kind the client reports
             await p.append("s", [ev], NO_STREAM, attrs)
         losing[0] = False

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import test_nats
-from conftest import dispose, open_provider
-from eventsource.model import NO_STREAM, NewEvent, utcnow
+from conftest import dispose, new_event, open_provider
+from eventsource.model import NO_STREAM
 from eventsource_nats.provider import NatsProvider
 
 if TYPE_CHECKING:
@@ -18,10 +18,6 @@ if TYPE_CHECKING:
 
 
 old_cluster = test_nats.old_cluster  # the fixture: a 3-node cluster of a server before 2.9.21
-
-
-def _event() -> NewEvent:
-    return NewEvent(str(uuid.uuid4()), "E", b'{"x": 1}', b"", "json", utcnow())
 
 
 async def test_a_claim_given_back_leaves_the_id_safe_to_claim_under_the_stream_wide_check(
@@ -39,7 +35,7 @@ async def test_a_claim_given_back_leaves_the_id_safe_to_claim_under_the_stream_w
     await b.connect()
     try:
         assert a.occ_mode == "stream_wide"
-        taken = _event()
+        taken = new_event()
         await a.append("taken", [taken], NO_STREAM)
         both = []
         for r in range(15):
@@ -60,7 +56,7 @@ async def test_a_claim_given_back_leaves_the_id_safe_to_claim_under_the_stream_w
 
             async def append(sid: str = sid) -> str:
                 try:
-                    await b.append(sid, [_event()], NO_STREAM)
+                    await b.append(sid, [new_event()], NO_STREAM)
                 except ConcurrencyError:
                     return "lost"
                 return "append"
@@ -115,7 +111,7 @@ async def test_a_retention_run_landing_inside_delete_stream_never_carries_the_ve
     await r.connect()
     try:
         for v in range(5):
-            await p.append("s", [_event()], v)
+            await p.append("s", [new_event()], v)
         go, done = asyncio.Event(), asyncio.Event()
         real_carry = q._retention._carry_out
 
@@ -137,14 +133,14 @@ async def test_a_retention_run_landing_inside_delete_stream_never_carries_the_ve
                 await asyncio.wait_for(done.wait(), 10)
             n = await real_purge(stream, **req)
             if purges[0] == 1:
-                await r.append("s", [_event()], ANY)  # between the subject's purge and the record's
+                await r.append("s", [new_event()], ANY)  # between the subject's purge and the record's
             return n
 
         p._conn.purge = purge  # type: ignore[method-assign]
         await p.delete_stream("s")
         p._conn.purge = real_purge  # type: ignore[method-assign]
         await truncation
-        await r.append("s", [_event()], ANY)
+        await r.append("s", [new_event()], ANY)
         versions, info = await _live_count_and_info(p, "s")
         assert versions == list(range(1, len(versions) + 1))
         assert info is not None
@@ -168,7 +164,7 @@ async def test_a_no_stream_conflict_on_an_existing_stream_reads_one_message_and_
     q = NatsProvider(**p.spawn_args())  # another process: nothing cached
     await q.connect()
     try:
-        await p.append("s", [_event()], NO_STREAM)
+        await p.append("s", [new_event()], NO_STREAM)
         subjects: list[str] = []
         real = q._conn.nc.request
 
@@ -179,7 +175,7 @@ async def test_a_no_stream_conflict_on_an_existing_stream_reads_one_message_and_
         q._conn.nc.request = request
         for n in (1, 3):
             with pytest.raises(ConcurrencyError):
-                await q.append("s", [_event() for _ in range(n)], NO_STREAM)
+                await q.append("s", [new_event() for _ in range(n)], NO_STREAM)
         assert [s for s in subjects if "CONSUMER" in s] == []
     finally:
         await q.close()
@@ -202,13 +198,13 @@ async def test_a_replicated_stream_without_direct_gets_is_used_as_it_is_by_an_ac
         hosts = ",".join(f"127.0.0.1:{n.port}" for n in cluster.nodes)
         store = {"stream": f"T{uuid.uuid4().hex[:12]}", "subject_prefix": f"t{uuid.uuid4().hex[:12]}"}
         admin = await test_nats._connect_retrying(f"nats://admin:admin@{hosts}", replicas=3, **store)
-        await admin.append("s", [_event()], NO_STREAM)
+        await admin.append("s", [new_event()], NO_STREAM)
         info = await admin._conn.js.stream_info(store["stream"])
         await admin._conn.js.update_stream(StreamConfig.from_response({**info.config.as_dict(), "allow_direct": False}))
         app = NatsProvider(f"nats://app:app@{hosts}", request_timeout=2.0, **store)
         try:
             await app.connect()
-            assert (await app.append("s", [_event()], 1)).first_version == 2
+            assert (await app.append("s", [new_event()], 1)).first_version == 2
             assert [e.version async for e in app.read_stream("s")] == [1, 2]
         finally:
             await app.close()
@@ -228,7 +224,7 @@ async def test_retention_still_works_on_an_id_written_again_after_an_interrupted
     p = await open_provider(machine_nats_url)
     try:
         for v in range(3):
-            await p.append("s", [_event()], v)
+            await p.append("s", [new_event()], v)
         real, purges = p._conn.purge, [0]
 
         async def purge(stream: str, **req: Any) -> int:
@@ -242,7 +238,7 @@ async def test_retention_still_works_on_an_id_written_again_after_an_interrupted
             await p.delete_stream("s")
         p._conn.purge = real  # type: ignore[method-assign]
         for _ in range(3):
-            await p.append("s", [_event()], ANY)
+            await p.append("s", [new_event()], ANY)
         assert await p.truncate_stream("s", 3) == 2
         assert [e.version async for e in p.read_stream("s")] == [3]
     finally:
@@ -268,7 +264,7 @@ async def test_a_retried_append_answered_as_a_duplicate_never_brings_back_a_stre
                 await real(msg)
 
         p._publisher._on_ack = on_ack  # type: ignore[method-assign]
-        ev, attrs = _event(), NewStream("s", name="Order 1")
+        ev, attrs = new_event(), NewStream("s", name="Order 1")
         with pytest.raises(Exception):  # noqa: B017 - a timeout of whichever kind the client reports
             await p.append("s", [ev], NO_STREAM, attrs)
         losing[0] = False
@@ -281,7 +277,7 @@ async def test_a_retried_append_answered_as_a_duplicate_never_brings_back_a_stre
         p._appender._restore_info = deleted_first  # type: ignore[method-assign]
         assert (await p.append("s", [ev], NO_STREAM, attrs)).duplicate
         assert await q.get_stream_info("s") is None
-        assert (await q.append("s", [_event()], NO_STREAM)).first_version == 1
+        assert (await q.append("s", [new_event()], NO_STREAM)).first_version == 1
     finally:
         await q.close()
         await dispose(p)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import dispose, open_provider, unique_store
+from conftest import dispose, new_event, open_provider, unique_store
 from eventsource import EventSourcingManager
 from eventsource.errors import ProviderError, ProviderTimeoutError, ProviderUnavailableError
-from eventsource.model import ANY, NewEvent, utcnow
+from eventsource.model import ANY, NewEvent
 from servers import start_single
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ def server() -> Iterator[Servers]:
 
 
 def _events(n: int) -> list[NewEvent]:
-    return [NewEvent(str(uuid.uuid4()), "E", json.dumps({"n": i}).encode(), b"", "json", utcnow()) for i in range(n)]
+    return [new_event(data=json.dumps({"n": i}).encode()) for i in range(n)]
 
 
 @pytest.mark.parametrize("read", ["read_stream", "read_all"])
@@ -118,7 +117,7 @@ async def test_an_append_buffered_while_the_server_is_down_fails_as_retriable_an
     p = await open_provider(server.url, publish_timeout=0.3, publish_retry_seconds=3.0)
     try:
         await p.append("big", _events(1), ANY)
-        big = NewEvent(str(uuid.uuid4()), "Big", b"x" * 700_000, b"", "json", utcnow())
+        big = new_event(event_type="Big", data=b"x" * 700_000)
         server.nodes[0].stop()
         with pytest.raises(ProviderError) as failed:
             await p.append("big", [big], 1)

@@ -6,17 +6,13 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import dispose, open_provider
+from conftest import dispose, new_event, open_provider
 from eventsource.errors import ConcurrencyError, StreamNotFoundError
-from eventsource.model import ANY, NewEvent, NewSnapshot, utcnow
+from eventsource.model import ANY, NewSnapshot, utcnow
 from eventsource_nats.provider import NatsProvider
 
 if TYPE_CHECKING:
     from servers import Servers
-
-
-def _event() -> NewEvent:
-    return NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())
 
 
 @pytest.mark.parametrize("again", [0, 2, 5])
@@ -31,14 +27,14 @@ async def test_a_snapshot_of_a_stream_deleted_between_its_check_and_its_put_is_n
     await other.connect()
     try:
         for _ in range(3):
-            last = await p.append("s", [_event()], ANY)
+            last = await p.append("s", [new_event()], ANY)
         bucket = p._conn.kv[p.names.snapshot_bucket]
         real_put = bucket.put
 
         async def put_after_a_delete(*args: Any, **kwargs: Any) -> Any:
             await other.delete_stream("s")
             for _ in range(again):
-                await other.append("s", [_event()], ANY)
+                await other.append("s", [new_event()], ANY)
             return await real_put(*args, **kwargs)
 
         bucket.put = put_after_a_delete

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from conftest import dispose, open_provider
-from eventsource.model import ANY, NewEvent, utcnow
+from conftest import dispose, new_event, open_provider
+from eventsource.model import ANY
 from eventsource_nats.provider import NatsProvider
-
-
-def _event() -> NewEvent:
-    return NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())
 
 
 async def test_an_append_behind_many_writes_of_another_process_reads_only_where_its_retry_could_be(
@@ -25,9 +20,9 @@ async def test_an_append_behind_many_writes_of_another_process_reads_only_where_
     other = NatsProvider(**p.spawn_args())  # another process
     await other.connect()
     try:
-        await p.append("s", [_event()], ANY)  # p caches the tail here
+        await p.append("s", [new_event()], ANY)  # p caches the tail here
         for _ in range(300):
-            await other.append("s", [_event()], ANY)
+            await other.append("s", [new_event()], ANY)
         decoded: list[int] = []
         real = p._appender.reader.decode_msg
 
@@ -36,7 +31,7 @@ async def test_an_append_behind_many_writes_of_another_process_reads_only_where_
             return await real(*args, **kwargs)
 
         p._appender.reader.decode_msg = decode_msg  # type: ignore[method-assign]
-        result = await p.append("s", [_event()], ANY)
+        result = await p.append("s", [new_event()], ANY)
         assert result.last_version == 302
         assert len(decoded) <= 2, f"{len(decoded)} messages read for one append"
     finally:

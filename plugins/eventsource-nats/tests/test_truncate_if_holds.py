@@ -9,21 +9,16 @@ and its record must not take the old stream's counts.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import dispose, open_provider
-from eventsource.model import ANY, NO_STREAM, NewEvent, utcnow
+from conftest import dispose, new_event, open_provider
+from eventsource.model import ANY, NO_STREAM
 from eventsource_nats.provider import NatsProvider
 from eventsource_nats.reads import Reader
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
-
-
-def _event() -> NewEvent:
-    return NewEvent(str(uuid.uuid4()), "E", b'{"x": 1}', b"", "json", utcnow())
 
 
 async def _state(p: NatsProvider, sid: str) -> tuple[list[int], tuple[int, int, int | None] | None]:
@@ -48,7 +43,7 @@ class _Run:
         self.new = 4  # events of the new stream
 
     async def write_old(self, *, batch: bool) -> None:
-        events = [_event() for _ in range(10)]
+        events = [new_event() for _ in range(10)]
         self.ids = [e.event_id for e in events]
         if batch:  # one envelope on a server without atomic batches
             await self.p.append("s", events, NO_STREAM)
@@ -63,7 +58,7 @@ class _Run:
         self.done = True
         await self.q.delete_stream("s")
         for _ in range(self.new):
-            await self.q.append("s", [_event()], ANY)
+            await self.q.append("s", [new_event()], ANY)
         if not keep_record:
             await _drop_record(self.q)
 
@@ -163,7 +158,7 @@ async def test_the_guard_event_is_found_after_later_appends(run: _Run) -> None:
 
     await run.write_old(batch=False)
     for v in range(10, 12):
-        await run.p.append("s", [_event()], v)
+        await run.p.append("s", [new_event()], v)
     assert await run.p.truncate_stream("s", 3, if_holds=(10, run.ids[9])) == 2
     await _lose_the_id_index(run.p, run.ids)
     fresh = NatsProvider(**run.p.spawn_args())  # nothing in memory either

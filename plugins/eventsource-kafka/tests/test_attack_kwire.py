@@ -1,11 +1,12 @@
 """Produces on the loop's own connection, attacked behind the TCP proxy of ``test_loopwire_proxy`` on real Tansu.
 
 Several produces in flight on one connection when it is cut, an append cancelled while its produce is in
-flight (later answers must go to later requests), the connection's request timer, and the provider closed
-with produces in flight. Each time every append is acknowledged (at once or on the caller's retry with the
-same events) and every stream holds each event exactly once, at consecutive versions. Then what a lost or
-ambiguous answer does to the callers of produce: error codes Kafka may answer after storing the record, a
-new stream's create record, a stream's delete record.
+flight (later answers must go to later requests; its produce still counts against the connection's cap until
+answered), the connection's request timer, and the provider closed with produces in flight. Each time every
+append is acknowledged (at once or on the caller's retry with the same events) and every stream holds each
+event exactly once, at consecutive versions. Then what a lost or ambiguous answer does to the callers of
+produce: error codes Kafka may answer after storing the record, a new stream's create record, a stream's
+delete record.
 """
 
 from __future__ import annotations
@@ -153,6 +154,60 @@ async def test_an_append_cancelled_with_its_produce_in_flight_leaves_the_connect
         read_b = [e async for e in reader.read_stream("b")]
         assert [e.version for e in read_b] == list(range(1, 8))
         assert read_b[-1].event_id == b2.event_id
+    finally:
+        proxy.release_produce()
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()
+
+
+async def test_produces_of_cancelled_appends_count_against_the_connections_cap_until_answered(
+    proxied: tuple[str, Proxy],  # noqa: F811
+) -> None:
+    """MAX_IN_FLIGHT appends are cancelled while their produces wait for their answers on the loop's produce
+    connection: the produces are still on it (the broker answers them in turn), yet each cancellation took one
+    off the connection's count, so the next produces were written behind them, past MAX_IN_FLIGHT (and waited
+    behind them). The count is of produces written and unanswered: the next appends go the producer's way until
+    the answers come, and those answers (to nobody) bring the count back to zero, the connection still in use."""
+    url, proxy = proxied
+    writer, reader = await _providers(url, request_timeout=30.0)  # the wire's timer far from the held answers
+    cancelled = [f"x{i}" for i in range(MAX_IN_FLIGHT)]
+    later = [f"y{i}" for i in range(MAX_IN_FLIGHT)]
+    try:
+        firsts = {s: ev() for s in [*cancelled, *later]}
+        for s, e in firsts.items():
+            await writer.append(s, [e], 0)
+        await _produce_wire_up(writer)
+        loop = asyncio.get_running_loop()
+        wire = writer._conn.io.produce_wires.current(loop)
+        assert wire is not None
+        assert wire.producing == 0
+        proxy.produce_hold = True
+        base = proxy.produce_requests
+        seconds = {s: ev() for s in cancelled}
+        tasks = [asyncio.ensure_future(writer.append(s, [seconds[s]], 1)) for s in cancelled]
+        await _forwarded(proxy, base + MAX_IN_FLIGHT)
+        for t in tasks:
+            t.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(o, asyncio.CancelledError) for o in outcomes), outcomes
+        assert wire.producing == MAX_IN_FLIGHT  # written, their answers held back: still in flight
+        thirds = {s: ev() for s in later}
+        results = await asyncio.gather(*(writer.append(s, [thirds[s]], 1) for s in later))
+        assert [r.first_version for r in results] == [2] * MAX_IN_FLIGHT
+        assert proxy.produce_requests == base + MAX_IN_FLIGHT  # never more in flight on the connection
+        proxy.release_produce()
+        for _ in range(3000):
+            if wire.producing == 0:
+                break
+            await asyncio.sleep(0.005)
+        assert wire.producing == 0  # every answer came, each to a request nobody waits for
+        assert writer._conn.io.produce_wires.current(loop) is wire  # still trusted
+        for s in cancelled:
+            await _settle(writer, s, seconds[s], 2)
+            await _exactly_once(reader, s, [firsts[s].event_id, seconds[s].event_id])
+        for s in later:
+            await _exactly_once(reader, s, [firsts[s].event_id, thirds[s].event_id])
     finally:
         proxy.release_produce()
         await writer.close()

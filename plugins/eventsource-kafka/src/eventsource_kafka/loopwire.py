@@ -92,7 +92,8 @@ class Wire(asyncio.Protocol):
         self.refused = False
         """Closed on an answer it could not take (an error code, a damaged frame): see :meth:`Wires.get`."""
         self.producing = 0
-        """Produces written and not yet answered (failed or cancelled)."""
+        """Produces written and neither answered nor failed by the wire: one whose waiter was cancelled is still on
+        the connection, ahead of any written after it, until its answer comes."""
         self._buf = bytearray()
         self._cid = 0
         self._frames: dict[str, bytes] = {}
@@ -144,13 +145,7 @@ class Wire(asyncio.Protocol):
         It fails with :class:`ProduceRefusedError` (an error code: the broker's word) or, written and no
         answer taken, :class:`ProduceOutcomeUnknownError` or a timeout (the record may be stored).
         """
-        fut = self._write(frame, functools.partial(_produced, self, topic))
-        self.producing += 1
-        fut.add_done_callback(self._produce_done)
-        return fut
-
-    def _produce_done(self, _: asyncio.Future[int]) -> None:
-        self.producing -= 1
+        return self._write(frame, functools.partial(_produced, self, topic))
 
     def _write(self, frame: bytes, read: Callable[[bytes, int], int]) -> asyncio.Future[int]:
         assert self.transport is not None
@@ -161,8 +156,18 @@ class Wire(asyncio.Protocol):
         fut: asyncio.Future[int] = loop.create_future()
         timer = loop.call_later(self.timeout, self._timed_out)
         self._waiting.append((self._cid, read, fut, timer))
+        if _producing(read):
+            self.producing += 1
         self.transport.write(bytes(out))
         return fut
+
+    def _next(self) -> tuple[int, Callable[[bytes, int], int], asyncio.Future[int]]:
+        """Take the oldest request off the wire (answered or failed): its timer stops, and it no longer counts."""
+        cid, read, fut, timer = self._waiting.popleft()
+        timer.cancel()
+        if _producing(read):
+            self.producing -= 1
+        return cid, read, fut
 
     def close(self) -> None:
         """Close the connection (waiters fail: a check with :class:`WireLostError`, a produce as unknown)."""
@@ -192,8 +197,7 @@ class Wire(asyncio.Protocol):
             self.refused = True
             self.close()  # an answer nobody asked for: this connection cannot be trusted
             return
-        cid, read, fut, timer = self._waiting.popleft()
-        timer.cancel()
+        cid, read, fut = self._next()
         try:
             value = read(frame, cid)
         except ProduceRefusedError as e:  # the broker's well-formed answer: the connection stays
@@ -238,16 +242,19 @@ class Wire(asyncio.Protocol):
 
     def _fail_all(self, why: str, *, timed_out: bool = False) -> None:
         while self._waiting:
-            _, read, fut, timer = self._waiting.popleft()
-            timer.cancel()
+            _, read, fut = self._next()
             if not fut.done():
                 fut.set_exception(_lost(read, why, timed_out=timed_out))
 
 
+def _producing(read: Callable[[bytes, int], int]) -> bool:
+    """Whether the request answered by ``read`` is a produce (else a ListOffsets check)."""
+    return isinstance(read, functools.partial) and read.func is _produced
+
+
 def _lost(read: Callable[[bytes, int], int], why: str, *, timed_out: bool = False) -> ProviderError:
     """The error of a request the wire could not answer: a check asks another way, a produce's outcome is unknown."""
-    producing = isinstance(read, functools.partial) and read.func is _produced
-    if producing:
+    if _producing(read):
         msg = f"a produce was sent, and {why}: it may or may not be stored"
         if timed_out:
             return ProviderTimeoutError(msg, operation="producing")

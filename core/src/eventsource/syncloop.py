@@ -31,8 +31,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 CHUNK = 100
-"""Events the sync API takes per call at most: a provider's page of 500 decoded at once would leave the
-caller's loop working through objects that no longer sit in the CPU's caches."""
+"""Events the sync API takes per call at most: a page of 500 decoded at once would leave the CPU's caches cold."""
 
 OWN_LOOP = (
     "SyncEventSourcingManager was called from its own event loop (a sync snapshot handler or upcaster "
@@ -346,7 +345,8 @@ class SyncLoop:
         """
         me = threading.get_ident()
         limit = self.timeout
-        if not self._lock.acquire(timeout=-1 if closing or limit is None else limit):
+        lock = self._lock  # uncontended (the usual call): no timed wait's cost; else at most the manager's timeout
+        if not lock.acquire(blocking=False) and not lock.acquire(timeout=-1 if closing or limit is None else limit):
             if abandon is not None:
                 abandon()
             raise ProviderTimeoutError(TURN.format(limit=limit))
@@ -366,7 +366,7 @@ class SyncLoop:
                 raise
         finally:
             self._owner = None
-            self._lock.release()
+            lock.release()
 
     def now(
         self,

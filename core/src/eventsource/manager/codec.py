@@ -174,6 +174,8 @@ class EventCodec:
         self.plain = self.pipeline.serializer.name
         self.loads = self.pipeline.serializer.loads
         serializer = self.pipeline.serializer
+        # nothing to compress or seal: an event's data is its serialized bytes (encode_event skips the pipeline)
+        self.dumps_plain = serializer.dumps if self.pipeline.compressor is None and writer is None else None
         # the inlined plain-JSON row path: only for the built-in serializer itself (a subclass may decode otherwise)
         self.json_scan = serializer.scanners() if type(serializer) is JsonSerializer and _shell_ok() else None
         self.scope_mode = config.encryption_scope
@@ -305,7 +307,12 @@ class EventCodec:
         """
         pipeline = self.pipeline
         if self.cipher is None:
-            raw, encoding, size = pipeline.encode_sized(data)
+            dumps = self.dumps_plain
+            if dumps is not None:  # (what encode_sized returns without a compressor or cipher)
+                raw = dumps(data)
+                encoding, size = self.plain, len(raw)
+            else:
+                raw, encoding, size = pipeline.encode_sized(data)
             if not metadata:
                 return raw, b"", encoding, size
             meta, meta_size = self._metadata(metadata, encoding)
@@ -521,7 +528,12 @@ class EventCodec:
         """
         pipeline = self.pipeline
         if self.cipher is None:
-            raw, encoding, size = pipeline.encode_sized(data)
+            dumps = self.dumps_plain
+            if dumps is not None:  # (what encode_sized returns without a compressor or cipher)
+                raw = dumps(data)
+                encoding, size = self.plain, len(raw)
+            else:
+                raw, encoding, size = pipeline.encode_sized(data)
             if not metadata:
                 return raw, b"", encoding, size
             meta, meta_size = self._metadata(metadata, encoding)

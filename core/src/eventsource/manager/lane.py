@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eventsource.manager.appends import batch_response, event_response
+from eventsource.manager.appends import PLAIN_KEYS, PLAIN_NEEDS, batch_response, event_response
 from eventsource.manager.validation import coerce, event_list, event_of
 from eventsource.model import AppendEventRequest, AppendEventsBatchRequest
 
@@ -44,11 +44,24 @@ class SyncLane:
         self, request: AppendEventRequest | None, kwargs: Mapping[str, Any], timeout: float | None
     ) -> AppendEventResponse | Coroutine[Any, Any, AppendEventResponse]:
         """:meth:`EventSourcingManager.append_event`, here if it can be."""
-        if not self.manager._providers.lane:  # noqa: SLF001 - no provider takes the lane: the async call, untouched
-            return self.manager.append_event(request, **kwargs)
+        m = self.manager
+        if not m._providers.lane:  # noqa: SLF001 - no provider takes the lane: the async call, untouched
+            return m.append_event(request, **kwargs)
+        if request is None and PLAIN_NEEDS <= kwargs.keys() <= PLAIN_KEYS:  # the usual call: one plain event
+            sid = m._queries.stream_id(kwargs["stream_id"])  # noqa: SLF001 - the manager's own check, in its order
+            done = m._appends.one_now(sid, kwargs, m._providers.get_default, timeout)  # noqa: SLF001
+            if type(done) is tuple:
+                return event_response(*done)
+            if done is not None:
+                return _later(done, event_response)  # type: ignore[arg-type]
         req = coerce(AppendEventRequest, request, kwargs)
-        out = self._append(req.stream_id, [event_of(req)], req.expected_version, req.provider, timeout)
-        return _respond(out, event_response)
+        sid = m._queries.stream_id(req.stream_id)  # noqa: SLF001 - the manager's own check, in its order
+        out = m._appends.append_now(  # noqa: SLF001
+            sid, [event_of(req)], req.expected_version, req.provider, m.get_provider, timeout=timeout
+        )
+        if type(out) is tuple:  # (what _respond does, one call shorter: every sync append_event's path)
+            return event_response(*out)
+        return _later(out, event_response)  # type: ignore[arg-type]
 
     def append_events_batch(
         self, request: AppendEventsBatchRequest | None, kwargs: Mapping[str, Any], timeout: float | None

@@ -101,9 +101,12 @@ class CallPolicy:
         await asyncio.sleep(random.uniform(0, min(self.config.retry_max_delay, delay)))  # noqa: S311 - jitter
         return delay * 2
 
-    def now(self, provider: Provider, op: str, call: Callable[[], T | None], *, events: int) -> T | None:
-        """The first attempt of an idempotent call, blocking, in the caller's thread (the sync API's lane).
+    def now(
+        self, provider: Provider, op: str, call: Callable[..., T | None], args: tuple[Any, ...], timeout: float | None
+    ) -> T | None:
+        """The first attempt of an idempotent call, ``call(*args, timeout=timeout)``, blocking, in the caller's thread.
 
+        The sync API's lane; ``len(args[1])`` events are counted on success (an append's ``(stream_id, events, ...)``).
         Counted and timed as :meth:`run` counts its first attempt; ``None``: the provider declined (nothing
         counted, nothing written). A connection or timeout error with attempts left raises :class:`RetryLater`
         (the retry counted): ``run(..., resumed=True)`` makes the rest. No timer: a blocking call cannot be
@@ -113,7 +116,7 @@ class CallPolicy:
             raise provider.unsupported(op)
         start = time.perf_counter()
         try:
-            result = call()
+            result = call(*args, timeout=timeout)
         except AGAIN as e:
             rec = self.metrics.op(provider.name, op)
             rec.calls += 1
@@ -135,7 +138,7 @@ class CallPolicy:
             rec = self.metrics.op(provider.name, op)
             rec.calls += 1
             rec.record(time.perf_counter() - start)
-            rec.events += events
+            rec.events += len(args[1])
         return result
 
     async def run(  # noqa: C901, PLR0912, PLR0915 - every provider call's hot path, one frame

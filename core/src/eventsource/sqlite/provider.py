@@ -44,6 +44,7 @@ from eventsource.sqlite.appends import append_sync
 from eventsource.sqlite.calls import ConnectionCalls, tx
 from eventsource.sqlite.checkpoints import (
     CHECKPOINT_EVERY,
+    PAYLOAD_BYTES_PER_WEIGHT,
     WAL_BACKSTOP_PAGES,
     Checkpointer,
     append_weight,
@@ -303,7 +304,7 @@ class SqliteProvider(ConnectionCalls, Provider):
         """Append ``events`` in one write transaction (see the module docstring): one thread hop."""
         writer = self._writer
         if writer is not None and inline_io_allowed():  # what _on does, without its coroutine
-            return self._append_here(writer, stream_id, events, expected, stream, limit=SYNC_TIMEOUT.get())
+            return self._append_now(writer, stream_id, events, expected, stream, SYNC_TIMEOUT.get())
         result = await self._submit(writer, "append", self._append_call(stream_id, events, expected, stream))
         if self._appended(events):  # queued behind the append, not awaited: housekeeping, not part of the result
             try:
@@ -325,16 +326,15 @@ class SqliteProvider(ConnectionCalls, Provider):
         writer = self._writer
         if writer is None:
             return None  # not connected: append() says so
-        return self._append_here(writer, stream_id, events, expected, stream, limit=timeout)
+        return self._append_now(writer, stream_id, events, expected, stream, timeout)
 
-    def _append_here(
+    def _append_now(  # noqa: PLR0917 - append_now()'s arguments, positional on every sync append's path
         self,
         writer: _Worker,
         stream_id: str,
         events: Sequence[NewEvent],
         expected: Expected,
         stream: NewStream | None,
-        *,
         limit: float | None,
     ) -> AppendResult:
         """The append inline on ``writer``, waiting at most ``limit`` seconds for SQLite's write lock."""
@@ -371,7 +371,8 @@ class SqliteProvider(ConnectionCalls, Provider):
     def _appended(self, events: Sequence[NewEvent]) -> bool:
         """Note a committed append (wake subscriptions, poke the checkpointer); whether the counts are due a fold."""
         self._changes.notify()
-        self._written(append_weight(len(events), sum([len(e.data) + len(e.metadata) for e in events])))
+        small = len(events) == 1 and len(events[0].data) + len(events[0].metadata) < PAYLOAD_BYTES_PER_WEIGHT
+        self._written(1 if small else append_weight(len(events), sum([len(e.data) + len(e.metadata) for e in events])))
         self._unfolded += len(events)
         if self._unfolded < counts.FOLD_EVERY:
             return False

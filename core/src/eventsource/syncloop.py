@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 import weakref
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderTimeoutError, ProviderUnavailableError
@@ -61,8 +62,7 @@ FORKED = (
 
 _LOOPS: weakref.WeakSet[SyncLoop] = weakref.WeakSet()
 
-_MOVED = object()
-"""What :meth:`SyncLoop._in_turn` returns when the loop moved to its thread while the call waited for the lock."""
+_MOVED = object()  # what SyncLoop._in_turn returns when the loop moved to its thread while the call waited
 _UNKNOWN = object()  # what a call's first step yielded, when an interrupt came before it was known
 
 
@@ -388,7 +388,7 @@ class SyncLoop:
 
             def step() -> T:
                 out = lane(request, kwargs, self.timeout)
-                return drive(out) if inspect.iscoroutine(out) else out  # type: ignore[return-value] # native ones
+                return drive(out) if type(out) is CoroutineType else out  # type: ignore[return-value] # native ones
 
             done = self._in_turn(step)
             if done is not _MOVED:

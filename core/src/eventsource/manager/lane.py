@@ -47,7 +47,7 @@ class SyncLane:
         m = self.manager
         if not m._providers.lane:  # noqa: SLF001 - no provider takes the lane: the async call, untouched
             return m.append_event(request, **kwargs)
-        if request is None and PLAIN_NEEDS <= kwargs.keys() <= PLAIN_KEYS:  # the usual call: one plain event
+        if request is None and PLAIN_KEYS.issuperset(kwargs) and kwargs.keys() >= PLAIN_NEEDS:  # one plain event
             sid = m._queries.stream_id(kwargs["stream_id"])  # noqa: SLF001 - the manager's own check, in its order
             done = m._appends.one_now(sid, kwargs, m._providers.get_default, timeout)  # noqa: SLF001
             if type(done) is tuple:

@@ -1,0 +1,67 @@
+"""Forged or damaged transfers (third review of issue #15): what passed the checks and hurt a store, or lied.
+
+Each test failed before its fix: a hand-edited export whose records no manager writes passed the check of a
+file and was imported half-way (or whole, leaving a store that could no longer be listed).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource.errors import TransferFormatError
+from eventsource.sqlite import SqliteProvider
+from eventsource.transfer import import_store, open_input
+from test_transfer_hostile import _event, _file, _snapshot, _stream
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+_GOOD_ID = "ok-1"
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# the bad records, and what the message says (a good stream 'ok' and its event come first in each file)
+FORGED: dict[str, tuple[list[dict[str, Any]], str]] = {
+    # PostgreSQL's jsonb refuses these: 'ok' was written, then the import failed at the store
+    "NUL in stream metadata": ([_stream("n", 0, metadata={"k": "a\x00b"})], "NUL"),
+    "lone surrogate in stream metadata": ([_stream("n", 0, metadata={"k": "\ud800"})], "lone surrogate"),
+    "stream metadata nested 300 deep": ([_stream("n", 0, metadata={"k": _nested(300)})], "nested"),
+    # a NUL in a descriptor: PostgreSQL refuses it at the store; no codec reads it anywhere
+    "NUL in an encoding": ([_event("b", encoding="js\x00on")], "control character"),
+    "empty encoding": ([_event("b", encoding="")], "encoding must not be empty"),
+    # stored as given: the store then failed every list_streams (its UTC time is outside years 1-9999)
+    "timestamp before year 1 in UTC": ([_event("b", timestamp="0001-01-01T00:00:00+01:00")], "years 1-9999"),
+    "snapshot created after year 9999 in UTC": (
+        [{**_snapshot("ok", 1), "created_at": "9999-12-31T23:59:00-05:00"}],
+        "years 1-9999",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED))
+async def test_a_forged_export_the_target_cannot_hold_is_refused_before_anything_is_written(
+    case: str, tmp_path: Path
+) -> None:
+    bad, message = FORGED[case]
+    streams = [r for r in bad if r["kind"] == "stream"]
+    body = [_stream("ok"), *streams, _event("ok", event_id=_GOOD_ID), *[r for r in bad if r["kind"] != "stream"]]
+    line = 3 if streams else 1 + len(body)  # the bad record's line (one per file)
+    path = tmp_path / "forged.jsonl"
+    path.write_bytes(_file(body))
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await dst.connect()
+    try:
+        with open_input(str(path)) as stream, pytest.raises(TransferFormatError) as caught:
+            await import_store(stream, dst, name=str(path), check_first=True)
+        assert f"line {line}:" in str(caught.value)
+        assert message in str(caught.value)
+        assert (await dst.list_streams(limit=10, offset=0))[1] == 0
+    finally:
+        await dst.close()

@@ -9,13 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.errors import TransferFormatError
+from eventsource.errors import ConcurrencyError, TransferFormatError
+from eventsource.model import NewStream
 from eventsource.sqlite import SqliteProvider
-from eventsource.transfer import import_store, open_input
+from eventsource.transfer import copy_store, import_store, open_input, verify_stores
+from eventsource.transfer.verify import json_value
 from test_transfer_hostile import _event, _file, _snapshot, _stream
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from conftest import OpenSqlite
 
 _GOOD_ID = "ok-1"
 
@@ -65,3 +69,27 @@ async def test_a_forged_export_the_target_cannot_hold_is_refused_before_anything
         assert (await dst.list_streams(limit=10, offset=0))[1] == 0
     finally:
         await dst.close()
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [(1, True), (False, 0), ([1, True], [True, 1])])
+async def test_verify_and_copy_see_stream_metadata_of_another_json_type(
+    ours: object, theirs: object, open_sqlite: OpenSqlite
+) -> None:
+    """{'tier': 1} and {'tier': true} are different JSON; Python's 1 == True made verify say they match."""
+    src, dst = await open_sqlite(), await open_sqlite()
+    await src.create_stream(NewStream("s", "n", None, None, {"tier": ours}))
+    await dst.create_stream(NewStream("s", "n", None, None, {"tier": theirs}))
+    assert (await dst.get_stream_info("s")).metadata == {"tier": theirs}  # type: ignore[union-attr]
+    report = await verify_stores(src, dst)
+    assert report.differences == ["stream 's': the metadata differs"]
+    with pytest.raises(ConcurrencyError, match="another metadata"):  # copying into it: refused, not merged
+        await copy_store(src, dst)
+
+
+def test_stream_metadata_numbers_compare_by_value() -> None:
+    """JSON has one number type: 1e20 read back as 100000000000000000000 (PostgreSQL's jsonb) is the same value."""
+    for ours, theirs in [(1e20, 10**20), (1.0, 1), (-0.0, 0), (1e300, 10**300)]:
+        assert json_value({"n": ours}) == json_value({"n": theirs})
+    assert json_value({"n": 0.1}) != json_value({"n": 0.10000000000000002})
+    assert json_value({"n": 10**20 + 1}) != json_value({"n": 1e20})
+    assert json_value({"a": 1, "b": [1, {"c": None}]}) == json_value({"b": [1, {"c": None}], "a": 1})

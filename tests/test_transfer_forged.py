@@ -6,11 +6,14 @@ file and was imported half-way (or whole, leaving a store that could no longer b
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.errors import ConcurrencyError, TransferFormatError
-from eventsource.model import NewStream
+from eventsource.errors import ConcurrencyError, ConfigurationError, TransferFormatError
+from eventsource.model import NO_STREAM, NewEvent, NewStream
 from eventsource.sqlite import SqliteProvider
 from eventsource.transfer import copy_store, import_store, open_input, verify_stores
 from eventsource.transfer.verify import json_value
@@ -93,3 +96,31 @@ def test_stream_metadata_numbers_compare_by_value() -> None:
     assert json_value({"n": 0.1}) != json_value({"n": 0.10000000000000002})
     assert json_value({"n": 10**20 + 1}) != json_value({"n": 1e20})
     assert json_value({"a": 1, "b": [1, {"c": None}]}) == json_value({"b": [1, {"c": None}], "a": 1})
+
+
+async def test_a_map_naming_a_stores_database_is_refused_and_the_store_left_alone(
+    open_sqlite: OpenSqlite, tmp_path: Path
+) -> None:
+    """--map events.db (the source's own file, a typo away): the copy wrote its map tables into the source store."""
+    path = tmp_path / "events.db"
+    src, dst = await open_sqlite(path), await open_sqlite()
+    await src.append("s", [NewEvent("e1", "T", b"{}", b"", "json", datetime.now(UTC))], NO_STREAM)
+    await src.close()
+    before = _tables(path)
+    for mapfile in (path, tmp_path / "app.db"):
+        if mapfile != path:  # an application's database with a table the map's name
+            with sqlite3.connect(mapfile) as db:
+                db.execute("CREATE TABLE positions (account TEXT PRIMARY KEY, amount INTEGER)")
+        src = await open_sqlite(path)
+        with pytest.raises(ConfigurationError, match="not a position map") as caught:
+            await copy_store(src, dst, position_map=mapfile)
+        assert str(mapfile) in str(caught.value)
+    assert _tables(path) == before
+    assert _tables(tmp_path / "app.db") == {"positions": ["account", "amount"]}
+    assert (await dst.list_streams(limit=10, offset=0))[1] == 0
+
+
+def _tables(path: Path) -> dict[str, list[str]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {n: [c[1] for c in db.execute(f"PRAGMA table_info({n})")] for n in names}

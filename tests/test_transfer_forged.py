@@ -6,6 +6,7 @@ file and was imported half-way (or whole, leaving a store that could no longer b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.errors import ConcurrencyError, ConfigurationError, TransferFormatError
-from eventsource.model import NO_STREAM, NewEvent, NewStream
+from eventsource.model import ANY, NO_STREAM, NewEvent, NewStream
 from eventsource.sqlite import SqliteProvider
 from eventsource.transfer import copy_store, import_store, open_input, verify_stores
 from eventsource.transfer.verify import json_value
@@ -104,7 +105,7 @@ async def test_a_map_naming_a_stores_database_is_refused_and_the_store_left_alon
     """--map events.db (the source's own file, a typo away): the copy wrote its map tables into the source store."""
     path = tmp_path / "events.db"
     src, dst = await open_sqlite(path), await open_sqlite()
-    await src.append("s", [NewEvent("e1", "T", b"{}", b"", "json", datetime.now(UTC))], NO_STREAM)
+    await src.append("s", [_new("e1")], NO_STREAM)
     await src.close()
     before = _tables(path)
     for mapfile in (path, tmp_path / "app.db"):
@@ -120,7 +121,43 @@ async def test_a_map_naming_a_stores_database_is_refused_and_the_store_left_alon
     assert (await dst.list_streams(limit=10, offset=0))[1] == 0
 
 
+def _new(event_id: str) -> NewEvent:
+    return NewEvent(event_id, "T", b"{}", b"", "json", datetime.now(UTC))
+
+
 def _tables(path: Path) -> dict[str, list[str]]:
     with contextlib.closing(sqlite3.connect(path)) as db:
         names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         return {n: [c[1] for c in db.execute(f"PRAGMA table_info({n})")] for n in names}
+
+
+async def test_a_copy_of_a_store_written_faster_than_it_copies_ends(open_sqlite: OpenSqlite) -> None:
+    """A copy read the source's log until it caught up with the writers: under a faster writer it never ended."""
+    src, dst = await open_sqlite(), await open_sqlite()
+    for i in range(4):
+        await src.append(f"s{i}", [_new(f"e{i}-{v}") for v in range(50)], NO_STREAM)
+    writes = asyncio.Queue[int]()
+    written = 0
+
+    async def writer() -> None:  # 100 events more for every 50 the copy writes, 40 times over
+        nonlocal written
+        for turn in range(40):
+            await writes.get()
+            await src.append("live", [_new(f"live-{turn}-{k}") for k in range(100)], ANY)
+            written += 100
+            writes.task_done()
+
+    task = asyncio.create_task(writer())
+    try:
+        result = await copy_store(src, dst, page_size=50, window=50, progress=lambda _p: writes.put_nowait(1))
+        await writes.join()  # what the writer was asked for meanwhile is written
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert written > 0  # the source grew while the copy ran
+    assert result.events == 200  # what it held when the copy began; not what came since
+    again = await copy_store(src, dst, verify=True)  # a re-run takes the rest
+    assert again.verify is not None
+    assert again.verify.ok, again.verify.differences
+    assert again.written == written

@@ -28,6 +28,8 @@ from eventsource.manager.validation import (
     MAX_NUMBER,
     check_optional_text,
     check_text,
+    check_time,
+    plain_metadata,
 )
 from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
 from eventsource.transfer.output import GZIP_MAGIC
@@ -155,12 +157,18 @@ def _bytes(d: dict[str, Any], key: str) -> bytes:
     return base64.b64decode(value, validate=True)
 
 
-def _when(value: Any) -> datetime:
+def _when(value: Any, name: str = "timestamp") -> datetime:
     ts = datetime.fromisoformat(value)
     if ts.tzinfo is None:
-        msg = "timestamp without a time zone"
+        msg = f"{name} without a time zone"
         raise ValueError(msg)
+    check_time(name, ts)  # an instant a store can hold: one outside years 1-9999 in UTC broke reads of the store
     return ts
+
+
+def _encoding(d: dict[str, Any]) -> str:
+    """The encoding descriptor of a record: id-like text (a NUL in it failed at PostgreSQL, after other records)."""
+    return check_text("encoding", d["encoding"], MAX_EVENT_TYPE_LENGTH, field_name="encoding")
 
 
 def parse_event(d: dict[str, Any]) -> RecordedEvent:
@@ -169,8 +177,7 @@ def parse_event(d: dict[str, Any]) -> RecordedEvent:
     check_text("event id", d["event_id"], MAX_EVENT_ID_LENGTH, field_name="event_id")
     check_text("stream id", d["stream_id"], MAX_STREAM_ID, field_name="stream_id")
     check_text("event type", d["event_type"], MAX_EVENT_TYPE_LENGTH, field_name="event_type")
-    if not isinstance(d["encoding"], str):
-        raise TypeError("encoding")
+    _encoding(d)
     _int(d, "version", 1)
     _int(d, "position")
     return RecordedEvent(
@@ -204,6 +211,8 @@ def parse_stream(d: dict[str, Any]) -> StreamInfo:
     check_text("stream id", d["stream_id"], MAX_STREAM_ID, field_name="stream_id")
     if not isinstance(d.get("metadata", {}), dict):
         raise TypeError("metadata")
+    # what a manager's create_stream takes: no NUL or lone surrogate (PostgreSQL's jsonb refuses them), not too deep
+    metadata = plain_metadata(d.get("metadata") or {}, MAX_LINE)
     version = _int(d, "version")
     first = _int(d, "first_version", 1, optional=True)
     if first is not None and first > version:
@@ -220,12 +229,12 @@ def parse_stream(d: dict[str, Any]) -> StreamInfo:
         stream_id=d["stream_id"],
         version=version,
         event_count=_int(d, "event_count"),
-        created_at=_when(d["created_at"]),
-        updated_at=_when(d["updated_at"]),
+        created_at=_when(d["created_at"], "created_at"),
+        updated_at=_when(d["updated_at"], "updated_at"),
         name=d.get("name"),
         aggregate_id=d.get("aggregate_id"),
         aggregate_type=d.get("aggregate_type"),
-        metadata=d.get("metadata") or {},
+        metadata=metadata,
         first_version=first,
     )
 
@@ -234,8 +243,7 @@ def parse_snapshot(d: dict[str, Any]) -> RecordedSnapshot:
     """The snapshot of an export line."""
     check_text("snapshot id", d["snapshot_id"], MAX_EVENT_ID_LENGTH, field_name="snapshot_id")
     check_text("stream id", d["stream_id"], MAX_STREAM_ID, field_name="stream_id")
-    if not isinstance(d["encoding"], str):
-        raise TypeError("encoding")
+    _encoding(d)
     for key in ("aggregate_id", "aggregate_type"):
         check_optional_text(key.replace("_", " "), d.get(key), field_name=key)
     _int(d, "position", optional=True)
@@ -246,7 +254,7 @@ def parse_snapshot(d: dict[str, Any]) -> RecordedSnapshot:
         data=_bytes(d, "data"),
         metadata=_bytes(d, "metadata"),
         encoding=d["encoding"],
-        created_at=_when(d["created_at"]),
+        created_at=_when(d["created_at"], "created_at"),
         aggregate_id=d.get("aggregate_id"),
         aggregate_type=d.get("aggregate_type"),
         position=d.get("position"),

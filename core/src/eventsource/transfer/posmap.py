@@ -33,6 +33,9 @@ _SCHEMA = (
 )
 
 
+_MAP_COLUMNS = frozenset({"source", "target", "stream_id", "version"})
+"""The columns every map's ``positions`` table has (``event_id`` came later)."""
+
 Entry = tuple[int, int, str, int, "str | None"]
 """One row of the map: source position, target position, stream id, version, event id (``None`` in older maps)."""
 
@@ -47,6 +50,7 @@ class PositionMap:
         self.path = os.fspath(path) if path is not None else None
         try:
             self.db = sqlite3.connect(self.path or ":memory:", isolation_level=None)
+            self._check_is_map()
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = FULL")
             for statement in _SCHEMA:
@@ -57,6 +61,25 @@ class PositionMap:
         except sqlite3.Error as e:
             msg = f"cannot open the position map {self.path!r}: {e}"
             raise ConfigurationError(msg, field="position_map") from e
+
+    def _check_is_map(self) -> None:
+        """Refuse a database that holds anything but a map (a store's own file named by mistake), before any change.
+
+        The map's tables would go into it, and a table of its own named ``positions`` would get rows (and a column).
+        """
+        db = self.db
+        tables = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        others = sorted(t for t in tables - {"positions", "cursors"} if not t.startswith("sqlite_"))
+        columns = {str(r[1]) for r in db.execute("PRAGMA table_info(positions)")}
+        if not others and (not columns or columns >= _MAP_COLUMNS):
+            return
+        db.close()
+        held = f"tables {', '.join(others[:5])}" if others else "a positions table of another shape"
+        msg = (
+            f"{self.path!r} is not a position map (it holds {held}: a store's or an application's database?); "
+            "refusing to write into it: name another file (--map FILE, position_map=)"
+        )
+        raise ConfigurationError(msg, field="position_map")
 
     def record(self, entries: Iterable[Entry], cursor: tuple[str, int] | None = None) -> None:
         """Store ``(source position, target position, stream id, version, event id)`` rows in one durable commit.

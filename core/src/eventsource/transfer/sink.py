@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from eventsource.errors import ConcurrencyError, StreamExistsError, ValidationError
 from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedEvent, RecordedSnapshot
 from eventsource.transfer.source import page_records
-from eventsource.transfer.verify import event_difference
+from eventsource.transfer.verify import event_difference, json_value
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,7 +45,7 @@ def _attribute_difference(a: StreamInfo, b: StreamInfo) -> str | None:
         ("name", a.name, b.name),
         ("aggregate id", a.aggregate_id, b.aggregate_id),
         ("aggregate type", a.aggregate_type, b.aggregate_type),
-        ("metadata", a.metadata, b.metadata),
+        ("metadata", json_value(a.metadata), json_value(b.metadata)),
     )
     return next((name for name, x, y in pairs if x != y), None)
 

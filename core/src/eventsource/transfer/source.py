@@ -8,6 +8,7 @@ A source is one pass over three kinds of item, in this order: every :class:`Stre
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 from typing import TYPE_CHECKING
 
@@ -133,24 +134,40 @@ class ProviderSource:
     async def items(self) -> AsyncIterator[Item]:
         """Streams, then event pages in global order, then the snapshots of the streams taken.
 
+        The global read ends at the last event the store held once its streams were listed (its head position):
+        a store written to faster than it is read would never be done; a re-run of a copy takes what came since.
         A snapshot beyond the highest version taken of its stream (saved after the read passed) is left out.
         """
-        provider, wanted = self.provider, self.wanted
+        provider = self.provider
         top: dict[str, int] = {}  # stream id -> the highest version taken (as listed, or as read)
-        async for info in list_all_streams(provider, wanted):
+        async for info in list_all_streams(provider, self.wanted):
             top[info.stream_id] = info.version
             yield info
-        async for page in provider.read_all_pages(from_position=self.from_position, page_size=self.page_size):
-            records = [r for r in page_records(page) if wanted(r.stream_id)]
-            if self.as_listed:
-                records = [r for r in records if r.version <= top.get(r.stream_id, 0)]
-            for info in await self._created_since(records, top):
-                yield info
-            for rec in records:
-                top[rec.stream_id] = max(top[rec.stream_id], rec.version)
-            if records:
-                yield records
+        until = await provider.head_position()
+        pages = provider.read_all_pages(from_position=self.from_position, page_size=self.page_size)
+        async with contextlib.aclosing(pages):  # type: ignore[type-var]
+            async for page in pages:
+                got = page_records(page)
+                end = until is not None and bool(got) and got[-1].position >= until
+                if end:
+                    got = [r for r in got if r.position <= until]  # type: ignore[operator]
+                async for item in self._taken(got, top):
+                    yield item
+                if end:
+                    break
         for sid, version in top.items():
             for snap in await snapshots_of(provider, sid):
                 if snap.version <= version:
                     yield snap
+
+    async def _taken(self, page: list[RecordedEvent], top: dict[str, int]) -> AsyncIterator[Item]:
+        """The events of ``page`` the copy or export takes, after the streams among them the listing did not show."""
+        records = [r for r in page if self.wanted(r.stream_id)]
+        if self.as_listed:
+            records = [r for r in records if r.version <= top.get(r.stream_id, 0)]
+        for info in await self._created_since(records, top):
+            yield info
+        for rec in records:
+            top[rec.stream_id] = max(top[rec.stream_id], rec.version)
+        if records:
+            yield records

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from eventsource.provider import records_of
@@ -111,6 +113,26 @@ def event_digest(h: hashlib._Hash, rec: RecordedEvent) -> None:
         _put(h, value)
 
 
+def json_value(value: object) -> object:
+    """``value`` (stream metadata) in a form whose ``==`` is JSON's: ``true`` is not ``1``, numbers are equal by value.
+
+    Python's ``==`` holds ``True == 1``, so metadata ``{"tier": true}`` matched ``{"tier": 1}``. A number is
+    compared as the decimal its JSON text names, so ``1.0``, ``1`` and ``1e+20`` written as ``100000000000000000000``
+    (PostgreSQL's jsonb keeps numbers so) stay equal.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return (type(value).__name__, value)
+    if isinstance(value, int):
+        return ("number", Decimal(value))
+    if isinstance(value, float):
+        return ("number", Decimal(repr(value)) if math.isfinite(value) else repr(value))
+    if isinstance(value, dict):
+        return ("object", sorted((str(k), json_value(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return ("array", [json_value(v) for v in value])
+    return (type(value).__name__, repr(value))
+
+
 async def stream_digest(provider: Provider, info: StreamInfo, page_size: int = 500) -> StreamDigest:
     """Count, digest, attributes and snapshot digest of one stream of ``provider``."""
     h = hashlib.sha256()
@@ -124,7 +146,7 @@ async def stream_digest(provider: Provider, info: StreamInfo, page_size: int = 5
     for snap in snaps:
         for value in _snapshot_compared(snap):
             _put(s, value)
-    attributes = (info.name, info.aggregate_id, info.aggregate_type, sorted(info.metadata.items()), info.version)
+    attributes = (info.name, info.aggregate_id, info.aggregate_type, json_value(info.metadata), info.version)
     return StreamDigest(count, h.hexdigest(), attributes, s.hexdigest(), len(snaps))
 
 

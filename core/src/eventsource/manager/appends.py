@@ -141,8 +141,9 @@ class Appends:
         its commit's sync has left the CPU's caches cold). It takes only what needs nothing but these checks:
         the keywords of :data:`PLAIN_KEYS` (the caller checks), a printable ASCII type and id, a payload the
         serializer writes as stored (no compression, encryption, telemetry or snapshot threshold) within the
-        size limits. Anything else returns ``None`` before anything is done, and the full path checks, refuses
-        or writes it as ever. ``sid`` is checked; what this raises is what that path would raise first.
+        size limits (over one, it raises what that path raises, without serializing the payload again). Anything
+        else returns ``None`` before anything is done, and the full path checks, refuses or writes it as ever.
+        ``sid`` is checked; what this raises is what that path would raise first.
         """
         dumps = self.codec.dumps_plain
         if dumps is None or self.policy.telemetry is not None or self.threshold.threshold is not None:
@@ -168,7 +169,7 @@ class Appends:
         data = dumps(kwargs["data"])
         limit = provider.capabilities.max_event_size
         if len(data) > self.config.max_event_size or (limit is not None and len(data) > limit):
-            return None  # the full path refuses it, saying which limit
+            self.batches.refuse(event_type, len(data), provider)  # as encode_one does: never serialized twice
         ev = _make_new_event(eid, event_type, data, b"", self.codec.plain, ts or utcnow(), *_NO_EXTRAS)
         args = (sid, [ev], exp, _make_new_stream(sid, None, None, None, {}))
         try:

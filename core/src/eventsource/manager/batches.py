@@ -8,7 +8,7 @@ touched.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from eventsource.errors import ValidationError
 from eventsource.manager.ids import event_id
@@ -69,6 +69,17 @@ class BatchEncoder:
             msg = f"event of type {event_type!r} is {size} bytes serialized; the limit is {limit} (max_event_size)"
             raise ValidationError(msg, field="data", size=size, limit=limit)
 
+    def refuse(self, event_type: str, size: int, p: Provider) -> None:
+        """Raise what :meth:`encode_one` raises for a plain event of ``size`` bytes over a limit.
+
+        Plain: no metadata, nothing compressed or sealed, so its serialized bytes are its stored ones; the limit
+        is ``max_event_size`` or ``p``'s own.
+        """
+        self._check_size(event_type, size)
+        store_limit = p.capabilities.max_event_size
+        if store_limit is not None and size > store_limit:
+            _refuse_stored(event_type, size, p, store_limit)
+
     def encode_one(self, sid: str, ev: EventData, p: Provider, version: int = 0) -> NewEvent:
         """Validate and encode one event; ``version`` is bound into the associated data when encrypting."""
         check_text("event type", ev.event_type, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
@@ -109,12 +120,7 @@ class BatchEncoder:
             )
         store_limit = p.capabilities.max_event_size
         if store_limit is not None and len(data) + len(meta) > store_limit:
-            stored = len(data) + len(meta)
-            msg = (
-                f"event of type {ev.event_type!r} is {stored} bytes encoded; "
-                f"the limit is {store_limit} (what provider {p.name!r} can hold)"
-            )
-            raise ValidationError(msg, field="data", size=stored, limit=store_limit)
+            _refuse_stored(ev.event_type, len(data) + len(meta), p, store_limit)
         return _make_new_event(  # positional, in NewEvent's field order, without the frozen __init__'s cost
             eid,
             ev.event_type,
@@ -129,3 +135,12 @@ class BatchEncoder:
             aggregate_id,
             aggregate_type,
         )
+
+
+def _refuse_stored(event_type: str, stored: int, p: Provider, limit: int) -> NoReturn:
+    """Refuse an event of ``stored`` encoded bytes, over what ``p`` can hold (``limit``)."""
+    msg = (
+        f"event of type {event_type!r} is {stored} bytes encoded; "
+        f"the limit is {limit} (what provider {p.name!r} can hold)"
+    )
+    raise ValidationError(msg, field="data", size=stored, limit=limit)

@@ -145,8 +145,8 @@ class Appends:
         else returns ``None`` before anything is done, and the full path checks, refuses or writes it as ever.
         ``sid`` is checked; what this raises is what that path would raise first.
         """
-        dumps = self.codec.dumps_plain
-        if dumps is None or self.policy.telemetry is not None or self.threshold.threshold is not None:
+        codec = self.codec
+        if codec.dumps_plain is None or self.policy.telemetry is not None or self.threshold.threshold is not None:
             return None
         exp = check_expected(kwargs.get("expected_version", ANY))
         provider = get_default()
@@ -166,11 +166,11 @@ class Appends:
         ):
             return None
         ts = check_time("timestamp", kwargs.get("timestamp"))
-        data = dumps(kwargs["data"])
+        data, meta, encoding, size = codec.encode_plain(kwargs["data"])
         limit = provider.capabilities.max_event_size
-        if len(data) > self.config.max_event_size or (limit is not None and len(data) > limit):
-            self.batches.refuse(event_type, len(data), provider)  # as encode_one does: never serialized twice
-        ev = _make_new_event(eid, event_type, data, b"", self.codec.plain, ts or utcnow(), *_NO_EXTRAS)
+        if size > self.config.max_event_size or (limit is not None and len(data) + len(meta) > limit):
+            self.batches.refuse(event_type, size, provider)  # as encode_one does: never serialized twice
+        ev = _make_new_event(eid, event_type, data, meta, encoding, ts or utcnow(), *_NO_EXTRAS)
         args = (sid, [ev], exp, _make_new_stream(sid, None, None, None, {}))
         try:
             res = self.policy.now(provider, "append", provider.append_now, args, timeout)

@@ -307,12 +307,7 @@ class EventCodec:
         """
         pipeline = self.pipeline
         if self.cipher is None:
-            dumps = self.dumps_plain
-            if dumps is not None:  # (what encode_sized returns without a compressor or cipher)
-                raw = dumps(data)
-                encoding, size = self.plain, len(raw)
-            else:
-                raw, encoding, size = pipeline.encode_sized(data)
+            raw, encoding, size = self._sized(data)
             if not metadata:
                 return raw, b"", encoding, size
             meta, meta_size = self._metadata(metadata, encoding)
@@ -328,6 +323,19 @@ class EventCodec:
         if not metadata:
             return sealed, b"", encoding, size
         return sealed, pipeline.pack_as(meta_raw, encoding, aad=prefix + _META, scope=scope), encoding, size
+
+    def encode_plain(self, data: Any) -> tuple[bytes, bytes, str, int]:
+        """:meth:`encode_event` of an event without metadata, where :attr:`dumps_plain` is set (nothing to seal)."""
+        raw = self.dumps_plain(data)  # type: ignore[misc] # (the caller checked it is set)
+        return raw, b"", self.plain, len(raw)
+
+    def _sized(self, data: Any) -> tuple[bytes, str, int]:
+        """``pipeline.encode_sized(data)``; without a compressor or cipher, the serializer's bytes directly."""
+        dumps = self.dumps_plain
+        if dumps is None:
+            return self.pipeline.encode_sized(data)
+        raw = dumps(data)
+        return raw, self.plain, len(raw)
 
     def _metadata(self, metadata: dict[str, Any], encoding: str, **sealing: Any) -> tuple[bytes, int]:
         """Metadata bytes and size; a value the serializer refuses is named as metadata (its message says data)."""
@@ -528,12 +536,7 @@ class EventCodec:
         """
         pipeline = self.pipeline
         if self.cipher is None:
-            dumps = self.dumps_plain
-            if dumps is not None:  # (what encode_sized returns without a compressor or cipher)
-                raw = dumps(data)
-                encoding, size = self.plain, len(raw)
-            else:
-                raw, encoding, size = pipeline.encode_sized(data)
+            raw, encoding, size = self._sized(data)
             if not metadata:
                 return raw, b"", encoding, size
             meta, meta_size = self._metadata(metadata, encoding)

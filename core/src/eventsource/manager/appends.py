@@ -2,7 +2,8 @@
 
 :class:`Appends` checks the stream id, expected version and batch size, asks the provider chosen by the
 manager's ``get_provider``, encodes the events (:mod:`.batches`) or seals them (:mod:`.sealed`) and stores
-them under the call policy, then asks the snapshot threshold whether a snapshot is due. The response builders
+them under the call policy, then asks the snapshot threshold whether a snapshot is due. The sync API's usual
+call, one plain event, takes a shorter way to the same end (:meth:`Appends.one_now`). The response builders
 turn its :class:`AppendResult` into the seed's response objects.
 """
 

@@ -104,7 +104,7 @@ class Appender:
 
         async def run(conn: InlineConnection) -> tuple[Any, ...] | bool | None:
             try:
-                cur = await conn.execute(query, params, prepare=prepare)
+                cur = await conn.append_cursor().execute(query, params, prepare=prepare)
             except _unique_violation():
                 return False  # an event id is already stored: decide below whether this is a retry
             return await cur.fetchone()

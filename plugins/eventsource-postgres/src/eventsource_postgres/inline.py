@@ -129,6 +129,19 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
     limit: float | None = None
     """With :attr:`here`: the manager's timeout (what :data:`~eventsource.inline.SYNC_TIMEOUT` holds for a call)."""
 
+    _append_cursor: psycopg.AsyncCursor[Any] | None = None
+
+    def append_cursor(self) -> psycopg.AsyncCursor[Any]:
+        """The cursor the store's appends run on, kept with the connection.
+
+        A statement run again on the cursor of its last run keeps psycopg's adapters (its ``Transformer`` and the
+        dumpers it found): no cursor to build and no dumper to look up per append.
+        """
+        cur = self._append_cursor
+        if cur is None or cur.closed:
+            cur = self._append_cursor = self.cursor()
+        return cur
+
     async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         """Wait as psycopg does; for an inline sync caller, block the thread (bounded by the manager's timeout)."""
         if kwargs.get("timeout") is not None or len(args) > 1 or not (self.here or inline_io_allowed()):

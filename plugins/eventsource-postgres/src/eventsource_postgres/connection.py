@@ -420,12 +420,13 @@ class Connection:
         under the call is replaced and the call repeated ``reconnect_retries`` times.
         """
         attempts = 1 + (self.settings["reconnect_retries"] if retry else 0)
-        if self._spent:  # the lane's attempt (now()) lost its connection: this call makes the rest
-            self._spent = False
-            attempts -= 1 if retry and attempts > 1 else 0
+        spent, self._spent = self._spent, False
         deadline = _inline_deadline()
         if self._interrupts != INTERRUPTS[0]:  # a sync call was interrupted since the last check
+            spent = False  # (the lane's append it followed never got here)
             await self._repair(deadline, operation)
+        if spent and operation == "append" and attempts > 1:  # the lane's attempt (now()) lost its connection
+            attempts -= 1
         for attempt in range(1, attempts + 1):
             try:
                 pool, conn = await self._getconn(deadline)

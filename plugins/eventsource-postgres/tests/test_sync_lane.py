@@ -134,46 +134,38 @@ def test_a_retry_with_the_same_event_ids_through_the_lane_is_answered_as_a_dupli
 
 
 def _hold_lock_and(
-    url: str, app: str, key: int, act: Callable[[psycopg.Connection[Any]], None], times: int = 1
-) -> tuple[threading.Thread, threading.Event]:
-    """A thread holding the stream's advisory lock that, each time the store's backend waits for it, calls ``act``.
-
-    Then it releases the lock. The returned event is set once the lock is held.
-    """
+    url: str, app: str, key: int, act: Callable[[psycopg.Connection[Any], int], None], times: int = 1
+) -> threading.Thread:
+    """A thread holding the stream's advisory lock that, each time a new backend of the store waits for it, calls
+    ``act(connection, pid)``; then it releases the lock. It holds the lock when this returns."""
     held = threading.Event()
+    waiting = "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
 
     def run() -> None:
         with psycopg.connect(url, autocommit=True) as other:
             other.execute("SELECT pg_advisory_lock(%s)", [key])
             held.set()
+            seen: set[int] = set()
             for _ in range(times):
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline:
-                    waiting = (
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'"
-                    )
-                    row = other.execute(waiting, [app]).fetchone()
-                    if row == (1,):
+                    pids = {row[0] for row in other.execute(waiting, [app]).fetchall()} - seen
+                    if pids:
                         break
                     time.sleep(0.01)
-                act(other)
+                pid = min(pids)  # (one: the store's append)
+                seen.add(pid)  # (a terminated backend may still show waiting a moment: the next act waits for another)
+                act(other, pid)
             other.execute("SELECT pg_advisory_unlock_all()")
 
     thread = threading.Thread(target=run)
     thread.start()
-    held.wait(20)
-    return thread, held
+    assert held.wait(20)
+    return thread
 
 
-def _terminate(app: str) -> Callable[[psycopg.Connection[Any]], None]:
-    def act(other: psycopg.Connection[Any]) -> None:
-        other.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s "
-            "AND wait_event_type = 'Lock'",
-            [app],
-        )
-
-    return act
+def _terminate(other: psycopg.Connection[Any], pid: int) -> None:
+    other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
 @pytest.mark.parametrize("kills", [1, 2])
@@ -188,7 +180,7 @@ def test_a_connection_terminated_under_the_lanes_statement_is_retried_as_reconne
     with SyncEventSourcingManager(config) as es:
         provider, paths = _lane(es)
         es.append_event(stream_id="s", event_type="E", data=1)
-        thread, _ = _hold_lock_and(url, app, provider._conn.lock("s"), _terminate(app), times=kills)
+        thread = _hold_lock_and(url, app, provider._conn.lock("s"), _terminate, times=kills)
         try:
             _warm(es, paths)
             if kills == 1:
@@ -226,7 +218,7 @@ def test_without_reconnect_retries_a_connection_lost_under_the_lanes_statement_f
     with SyncEventSourcingManager(config) as es:
         provider, paths = _lane(es)
         es.append_event(stream_id="s", event_type="E", data=1)
-        thread, _ = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), _terminate(app))
+        thread = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), _terminate)
         try:
             _warm(es, paths)
             with pytest.raises(ProviderUnavailableError):
@@ -261,13 +253,13 @@ def test_the_managers_timeout_cancels_the_lanes_statement_on_the_server(config: 
 
 
 def test_a_timeout_in_the_lane_is_retried_on_the_async_path_when_attempts_are_left(config: dict[str, Any]) -> None:
-    config = {**config, "timeout": 0.5, "retry_attempts": 2, "retry_delay": 0.01}
+    config = {**config, "timeout": 1.0, "retry_attempts": 2, "retry_delay": 0.01}
     app = config["providers"]["pg"]["settings"]["application_name"]
     with SyncEventSourcingManager(config) as es:
         provider, paths = _lane(es)
         es.append_event(stream_id="s", event_type="E", data=1)
-        release = lambda other: time.sleep(0.7)  # noqa: E731 - (past the lane's timeout: the retry gets the lock)
-        thread, _ = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), release)
+        release = lambda other, pid: time.sleep(1.4)  # noqa: E731 - past the lane's timeout, well within the retry's
+        thread = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), release)
         try:
             _warm(es, paths)
             assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
@@ -285,7 +277,7 @@ def test_ctrl_c_during_the_lanes_statement_cancels_it_and_the_next_append_runs(c
     config["providers"]["pg"]["settings"]["pool_max_size"] = 1  # the next calls get the interrupted connection
     main = threading.main_thread().ident or 0
 
-    def press(_: psycopg.Connection[Any]) -> None:
+    def press(_: psycopg.Connection[Any], __: int) -> None:
         signal.pthread_kill(main, signal.SIGINT)
         time.sleep(1.0)  # (the interrupt is handled before the lock is released)
 
@@ -293,7 +285,7 @@ def test_ctrl_c_during_the_lanes_statement_cancels_it_and_the_next_append_runs(c
         with SyncEventSourcingManager(config) as es:
             provider, paths = _lane(es)
             es.append_event(stream_id="s", event_type="E", data=1)
-            thread, _ = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), press)
+            thread = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), press)
             try:
                 _warm(es, paths)
                 with pytest.raises(KeyboardInterrupt):

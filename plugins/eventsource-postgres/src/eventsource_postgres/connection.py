@@ -370,6 +370,7 @@ class Connection:
     async def _give_back(self, conn: InlineConnection) -> None:
         """Return the kept ``conn`` to the pool it came from (closed with it, if that one is closed)."""
         conn.kept_since = None
+        conn.here = False  # (now() clears it on its way out; an interrupt there may have cut that short)
         pool = self._kept_pool
         if pool is not None:
             await pool.putconn(conn)

@@ -509,7 +509,8 @@ class Connection:
             raise
         except Exception as e:
             if _connection_lost(e) and self.settings["reconnect_retries"]:
-                self._spent = fresh = True  # (the call that goes on takes conn, finds it stale and sweeps the pool)
+                conn.pgconn.finish()  # (lost: the call that goes on takes it, finds it closed and sweeps the pool)
+                self._spent = fresh = True
                 return None
             raise self._error(e, operation) from e
         finally:

@@ -363,9 +363,9 @@ class Provider(ABC):
     ) -> AppendResult | None:
         """Optional: :meth:`append` done right here, blocking, for the sync API; ``None`` declines (the default).
 
-        Only a ``loop_free`` store whose driver blocks anyway (SQLite, memory) implements it: the sync API
-        calls it in the caller's thread while it holds its loop idle, so nothing else runs on the provider
-        meanwhile. Same contract and errors as :meth:`append`; ``timeout`` bounds any lock wait. Declining
+        Only a ``loop_free`` store whose driver blocks anyway (SQLite, memory; PostgreSQL's inline pool) implements
+        it: the sync API calls it in the caller's thread while it holds its loop idle, so nothing else runs on the
+        provider meanwhile. Same contract and errors as :meth:`append`; ``timeout`` bounds any lock wait. Declining
         writes nothing: the manager then awaits :meth:`append` as usual. A subclass that overrides
         :meth:`append` and not this declines (:meth:`__init_subclass__`), so its ``append`` is never bypassed.
         """

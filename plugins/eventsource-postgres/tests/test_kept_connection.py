@@ -135,3 +135,24 @@ def test_a_connection_is_not_kept_while_another_task_of_the_inline_call_waits_fo
         es.append_event(stream_id="s", event_type="E", data=1, expected_version=1)
         assert seen == [True, False], "a task of the call waited for the connection its sibling kept"
         assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=2).version == 3
+
+
+def test_appends_on_one_connection_run_on_its_one_kept_cursor_whose_adapters_psycopg_keeps(
+    config: dict[str, Any],
+) -> None:
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="s", event_type="E", data=0)
+        es.append_event(stream_id="s", event_type="E", data=1, expected_version=1)  # (the statement of an exact one)
+        kept = _conn(es)._kept
+        cur = kept._append_cursor
+        assert cur is not None
+        tx = cur._tx  # psycopg builds a new Transformer (its adapters) for a query other than the cursor's last one
+        for i in range(2, 4):
+            es.append_event(stream_id="s", event_type="E", data=i, expected_version=i)
+        assert kept._append_cursor is cur
+        assert cur._tx is tx
+        assert [e.data for e in es.read_stream("s")] == list(range(4))
+        es._loop.run(cur.close())  # (closed: a new one is made)
+        es.append_event(stream_id="s", event_type="E", data=4, expected_version=4)
+        assert kept._append_cursor is not cur
+        assert kept._append_cursor is not None

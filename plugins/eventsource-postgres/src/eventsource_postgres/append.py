@@ -18,12 +18,12 @@ from eventsource_postgres.connection import RACE_ATTEMPTS
 from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Coroutine, Sequence
 
     from eventsource.model import Expected, NewEvent, NewStream
-    from psycopg import AsyncConnection
 
     from eventsource_postgres.connection import Connection
+    from eventsource_postgres.inline import InlineConnection
     from eventsource_postgres.statements import Statements
     from eventsource_postgres.streams import Streams
 
@@ -51,38 +51,11 @@ class Appender:
         statement when an id is already stored; both (rare) paths then look the ids up, so an identical
         retry returns the original result even with a stale expected version.
         """
-        if not events:
-            msg = "append needs at least one event"
-            raise ValidationError(msg, field="events")
-        if len(events) >= MAX_EVENTS_PER_APPEND:
-            msg = f"one append holds at most {MAX_EVENTS_PER_APPEND - 1} events, got {len(events)}"
-            raise ValidationError(msg, field="events")
-        if len(events) > 1 and len({e.event_id for e in events}) != len(events):
-            msg = "an event id appears twice in one batch"
-            raise ValidationError(msg, field="event_id")
-        query, params = self.statement(stream_id, events, expected, stream)
-
-        async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | bool | None:
-            try:
-                cur = await conn.execute(query, params, prepare=self.conn.prepare)
-            except _unique_violation():
-                return False  # an event id is already stored: decide below whether this is a retry
-            return await cur.fetchone()
-
+        run = self._run(stream_id, events, expected, stream)
         for _ in range(RACE_ATTEMPTS):
             row = await self.conn.call("append", run, retry=True)
             if row:
-                prev, base = row  # type: ignore[misc]
-                n = len(events)
-                return make_append_result(  # positional, in AppendResult's field order
-                    stream_id,
-                    prev + 1,
-                    prev + n,
-                    (base,) if n == 1 else tuple(range(base, base + n)),
-                    (events[0].event_id,) if n == 1 else tuple(e.event_id for e in events),
-                    events[0].timestamp,
-                    False,  # noqa: FBT003 - duplicate
-                )
+                return _result(stream_id, events, row)  # type: ignore[arg-type]
             stored = await self._events_by_ids([e.event_id for e in events])
             dup = check_duplicate(stream_id, events, [stored.get(e.event_id) for e in events])
             if dup is not None:
@@ -96,6 +69,47 @@ class Appender:
             # statement and the look-up: run the statement again
         msg = f"append to stream {stream_id!r} kept racing with concurrent writers; try again"
         raise ProviderError(msg, stream_id=stream_id, operation="append")
+
+    def append_now(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected: Expected,
+        stream: NewStream | None,
+        timeout: float | None,
+    ) -> AppendResult | None:
+        """:meth:`append`'s statement right here, blocking (the sync API's lane, :meth:`Connection.now`); or ``None``.
+
+        ``None`` when the connection declined, or when the statement wrote nothing (the expected version did not
+        hold, or an id is stored): :meth:`append` then runs it again and looks the ids up, as after any such race.
+        """
+        row = self.conn.now("append", self._run(stream_id, events, expected, stream), timeout)
+        return _result(stream_id, events, row) if isinstance(row, tuple) else None
+
+    def _run(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
+    ) -> Callable[[InlineConnection], Coroutine[Any, Any, tuple[Any, ...] | bool | None]]:
+        """The checked append's statement, as a call on a connection: its row, ``None`` (version), ``False`` (id)."""
+        if not events:
+            msg = "append needs at least one event"
+            raise ValidationError(msg, field="events")
+        if len(events) >= MAX_EVENTS_PER_APPEND:
+            msg = f"one append holds at most {MAX_EVENTS_PER_APPEND - 1} events, got {len(events)}"
+            raise ValidationError(msg, field="events")
+        if len(events) > 1 and len({e.event_id for e in events}) != len(events):
+            msg = "an event id appears twice in one batch"
+            raise ValidationError(msg, field="event_id")
+        query, params = self.statement(stream_id, events, expected, stream)
+        prepare = self.conn.prepare
+
+        async def run(conn: InlineConnection) -> tuple[Any, ...] | bool | None:
+            try:
+                cur = await conn.append_cursor().execute(query, params, prepare=prepare)
+            except _unique_violation():
+                return False  # an event id is already stored: decide below whether this is a retry
+            return await cur.fetchone()
+
+        return run
 
     def statement(  # noqa: C901, PLR0912 - one statement per expected-version kind, side by side
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
@@ -165,3 +179,18 @@ class Appender:
             "append", lambda c: self.conn.fetchall(c, self.sql.events_by_ids, [ids]), retry=True
         )
         return {r[0]: RecordedEvent(*r) for r in rows}
+
+
+def _result(stream_id: str, events: Sequence[NewEvent], row: tuple[Any, ...]) -> AppendResult:
+    """The result of the append whose statement answered ``row`` (the previous version, the first position)."""
+    prev, base = row
+    n = len(events)
+    return make_append_result(  # positional, in AppendResult's field order
+        stream_id,
+        prev + 1,
+        prev + n,
+        (base,) if n == 1 else tuple(range(base, base + n)),
+        (events[0].event_id,) if n == 1 else tuple(e.event_id for e in events),
+        events[0].timestamp,
+        False,  # noqa: FBT003 - duplicate
+    )

@@ -24,7 +24,7 @@ from eventsource_postgres.schema import migrate
 from eventsource_postgres.settings import lock_key, mask_target, pool_args, target_secrets
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
     from psycopg import AsyncConnection
     from psycopg_pool import AsyncConnectionPool
@@ -100,6 +100,17 @@ def _inline_deadline() -> float | None:
     return None if limit is None else monotonic() + limit
 
 
+def _to_end(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end in one step: its statements wait in this thread (``inline.py``), it never yields."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()  # (unreachable while the context is an inline caller's: its waits block)
+    msg = "a statement of the sync API's lane waited for the event loop"
+    raise RuntimeError(msg)
+
+
 def foreign_store(where: str, theirs: tuple[str, str], mine: tuple[str, str]) -> ConfigurationError:
     """The error for a ``read_url`` that reaches another cluster or database than ``url``."""
     msg = (
@@ -156,6 +167,8 @@ class Connection:
         """The connection the last inline sync call used, kept out of the pool for the next one (:meth:`_keep`)."""
         self._kept_pool: AsyncConnectionPool[InlineConnection] | None = None
         self._kept_at = 0.0
+        self._spent = False
+        """Whether :meth:`now` lost its connection and declined: the :meth:`call` going on makes an attempt less."""
         self.identity: tuple[str, str] | None = None
         """The cluster and database every connection must reach (a standby pool: the primary's), else ``None``.
 
@@ -357,6 +370,7 @@ class Connection:
     async def _give_back(self, conn: InlineConnection) -> None:
         """Return the kept ``conn`` to the pool it came from (closed with it, if that one is closed)."""
         conn.kept_since = None
+        conn.here = False  # (now() clears it on its way out; an interrupt there may have cut that short)
         pool = self._kept_pool
         if pool is not None:
             await pool.putconn(conn)
@@ -400,16 +414,20 @@ class Connection:
             conn = await pool.getconn()
         return pool, conn
 
-    async def call(self, operation: str, fn: Callable[[AsyncConnection[Any]], Awaitable[T]], *, retry: bool) -> T:
+    async def call(self, operation: str, fn: Callable[[InlineConnection], Awaitable[T]], *, retry: bool) -> T:
         """Run ``fn`` on a pooled connection, mapping errors.
 
         With ``retry`` (reads, and appends, which are idempotent by event id) a connection that dies
         under the call is replaced and the call repeated ``reconnect_retries`` times.
         """
         attempts = 1 + (self.settings["reconnect_retries"] if retry else 0)
+        spent, self._spent = self._spent, False
         deadline = _inline_deadline()
         if self._interrupts != INTERRUPTS[0]:  # a sync call was interrupted since the last check
+            spent = False  # (the lane's append it followed never got here)
             await self._repair(deadline, operation)
+        if spent and operation == "append" and attempts > 1:  # the lane's attempt (now()) lost its connection
+            attempts -= 1
         for attempt in range(1, attempts + 1):
             try:
                 pool, conn = await self._getconn(deadline)
@@ -439,7 +457,7 @@ class Connection:
         self,
         pool: AsyncConnectionPool[InlineConnection],
         conn: InlineConnection,
-        fn: Callable[[AsyncConnection[Any]], Awaitable[T]],
+        fn: Callable[[InlineConnection], Awaitable[T]],
         deadline: float | None,
     ) -> T:
         """``fn(conn)``; then ``conn`` goes back to ``pool``, or is kept for the next inline call (:meth:`_keep`)."""
@@ -457,6 +475,47 @@ class Connection:
             if not kept and self._kept is not conn:
                 conn.kept_since = None
                 await pool.putconn(conn)
+        return result
+
+    def now(
+        self, operation: str, fn: Callable[[InlineConnection], Coroutine[Any, Any, T]], timeout: float | None
+    ) -> T | None:
+        """``fn`` run to its end right here on the connection kept for inline calls (the sync API's lane), or ``None``.
+
+        ``None`` declines, having written nothing: no connection is kept fresh for this call (:meth:`_take_kept`'s
+        limits), it is stale, an interrupted call left the pool to be checked, or the connection was lost under
+        ``fn`` (and ``reconnect_retries`` allow another attempt: the call that goes on, :meth:`call`, counts this
+        one as its first, and finds the lost connection stale). ``fn`` waits in this thread (``inline.py``), the whole
+        call bounded by ``timeout``; its errors are mapped as :meth:`call` maps them. A connection that failed
+        otherwise goes back through the pool at the next call.
+        """
+        self._spent = False
+        pool, conn = self.pool, self._kept
+        if pool is None or conn is None or self._kept_pool is not pool or self._interrupts != INTERRUPTS[0]:
+            return None
+        now = monotonic()
+        since = conn.kept_since if conn.kept_since is not None else now
+        expire = getattr(conn, "_expire_at", None)
+        if now - self._kept_at >= KEEP_IDLE or now - since >= KEEP_AT_MOST or (expire is not None and now >= expire):
+            return None
+        if self.identity is not None or conn.lock.locked() or _stale(conn):
+            return None
+        fresh = False  # whether conn stays fresh for the next call; else that call hands it back to the pool first
+        try:
+            conn.here, conn.limit, conn.deadline = True, timeout, None if timeout is None else now + timeout
+            result = _to_end(fn(conn))
+            fresh = conn.pgconn.transaction_status == IDLE
+        except EventSourceError:
+            raise
+        except Exception as e:
+            if _connection_lost(e) and self.settings["reconnect_retries"]:
+                conn.pgconn.finish()  # (lost: the call that goes on takes it, finds it closed and sweeps the pool)
+                self._spent = fresh = True
+                return None
+            raise self._error(e, operation) from e
+        finally:
+            conn.here, conn.deadline = False, None
+            self._kept_at = monotonic() if fresh else -KEEP_AT_MOST
         return result
 
     async def _check_identity(self, conn: InlineConnection) -> None:

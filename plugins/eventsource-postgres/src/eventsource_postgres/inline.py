@@ -122,14 +122,34 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
     """When the provider call holding this connection must end (``monotonic``), set by ``Connection.call``
     for an inline caller: every statement of the call waits only for what is left of the manager's timeout."""
 
+    here = False
+    """Set while the sync API's lane runs a statement on it right here (``Connection.now``): it waits blocking,
+    as for an inline sync caller, its deadline that of the lane's call (:attr:`deadline`, :attr:`limit`)."""
+
+    limit: float | None = None
+    """With :attr:`here`: the manager's timeout (what :data:`~eventsource.inline.SYNC_TIMEOUT` holds for a call)."""
+
+    _append_cursor: psycopg.AsyncCursor[Any] | None = None
+
+    def append_cursor(self) -> psycopg.AsyncCursor[Any]:
+        """The cursor the store's appends run on, kept with the connection.
+
+        A statement run again on the cursor of its last run keeps psycopg's adapters (its ``Transformer`` and the
+        dumpers it found): no cursor to build and no dumper to look up per append.
+        """
+        cur = self._append_cursor
+        if cur is None or cur.closed:
+            cur = self._append_cursor = self.cursor()
+        return cur
+
     async def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         """Wait as psycopg does; for an inline sync caller, block the thread (bounded by the manager's timeout)."""
-        if kwargs.get("timeout") is not None or len(args) > 1 or not inline_io_allowed():
+        if kwargs.get("timeout") is not None or len(args) > 1 or not (self.here or inline_io_allowed()):
             return await super().wait(gen, *args, **kwargs)
         return self._wait_here(gen)
 
     def _wait_here(self, gen: PQGen[RV]) -> RV:
-        limit = SYNC_TIMEOUT.get()
+        limit = self.limit if self.here else SYNC_TIMEOUT.get()
         fd = self.pgconn.socket
         deadline = self.deadline
         checked = deadline is None and CHECK_DEADLINE.get() is not None

@@ -202,6 +202,32 @@ class PostgresProvider(Provider):
         self._live.committed()  # this process's subscriptions on the store read again now
         return result
 
+    def append_now(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected: Expected,
+        stream: NewStream | None,
+        *,
+        timeout: float | None,
+    ) -> AppendResult | None:
+        """The sync API's append, blocking on the connection kept for inline calls (see :meth:`Provider.append_now`).
+
+        Only connected by the sync API in the caller's thread (``sync_inline``) and without a standby to track;
+        else, and whenever the statement wrote nothing (:meth:`Appender.append_now`), it declines: :meth:`append` runs.
+        """
+        if not self.loop_free or self._replica is not None:
+            return None
+        try:
+            result = self._appender.append_now(stream_id, events, expected, stream, timeout)
+        except BaseException as e:
+            if may_have_committed(e):
+                self._live.committed()
+            raise
+        if result is not None:
+            self._live.committed()
+        return result
+
     def read_stream_pages(
         self,
         stream_id: str,

@@ -1,0 +1,84 @@
+"""Findings of the transfer attack review (round x), each reproduced by a test that failed on the code as it was.
+
+Stores are real SQLite files; the Kafka case of the position map is in the kafka plugin's tests.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource.errors import ValidationError
+from eventsource.model import NO_STREAM, NewEvent, utcnow
+from eventsource.sqlite import SqliteProvider
+from eventsource.transfer import PositionMap, copy_store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _events(n: int, data: bytes = b"{}") -> list[NewEvent]:
+    return [NewEvent(str(uuid.uuid4()), "E", data, b"{}", "json", utcnow()) for _ in range(n)]
+
+
+async def _sqlite(path: Path) -> SqliteProvider:
+    p = SqliteProvider(f"sqlite:///{path}")
+    await p.connect()
+    return p
+
+
+# -- 1. the position map: a per_stream source's positions are not unique across streams
+
+
+def _old_map(path: Path, rows: list[tuple[int, int, str, int]]) -> None:
+    """A map as releases before this one wrote it: keyed by source position, without event ids."""
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE positions (source INTEGER PRIMARY KEY, target INTEGER NOT NULL, stream_id TEXT NOT NULL, "
+        "version INTEGER NOT NULL)"
+    )
+    db.execute("CREATE INDEX positions_stream ON positions (stream_id, version)")
+    db.execute("CREATE TABLE cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+    db.executemany("INSERT INTO positions VALUES (?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+
+
+def test_events_of_two_streams_at_one_source_position_both_stay_mapped(tmp_path: Path) -> None:
+    positions = PositionMap(tmp_path / "map.db")
+    try:
+        positions.record([(7, 1, "a", 1, "e1"), (7, 2, "b", 1, "e2")])
+        assert len(positions) == 2
+        assert positions.target_of_version("a", 1) == 1
+        assert positions.target_of_version("b", 1) == 2
+        assert positions.target(7, "b") == 2
+        with pytest.raises(ValidationError, match="several streams"):
+            positions.target(7)
+    finally:
+        positions.close()
+
+
+async def test_a_map_keyed_by_source_position_is_rekeyed_and_a_rerun_carries_on(tmp_path: Path) -> None:
+    src, dst = await _sqlite(tmp_path / "src.db"), await _sqlite(tmp_path / "dst.db")
+    try:
+        await src.append("a", _events(2), NO_STREAM)
+        await src.append("b", _events(2), NO_STREAM)
+        first = await copy_store(src, dst)
+        assert first.written == 4
+        rows = [(r.position, r.position, r.stream_id, r.version) async for r in dst.read_all()]
+        _old_map(tmp_path / "old.db", rows)
+        again = await copy_store(src, dst, position_map=tmp_path / "old.db")
+        assert (again.written, again.skipped) == (0, 4)
+        positions = PositionMap(tmp_path / "old.db")
+        try:
+            assert len(positions) == 4
+            assert None not in positions.event_ids("a", 1, 2).values()  # the re-run checked and filled them
+            positions.record([(1, 99, "c", 1, "x")])  # a position "a" holds, of another stream: both kept
+            assert len(positions) == 5
+        finally:
+            positions.close()
+    finally:
+        await src.close()
+        await dst.close()

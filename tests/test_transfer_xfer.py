@@ -5,15 +5,18 @@ Stores are real SQLite files; the Kafka case of the position map is in the kafka
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.errors import ValidationError
+from eventsource.cli.main import main
+from eventsource.errors import ValidationError, VerificationError
 from eventsource.model import NO_STREAM, NewEvent, utcnow
+from eventsource.plugins import PluginHost
 from eventsource.sqlite import SqliteProvider
-from eventsource.transfer import PositionMap, copy_store
+from eventsource.transfer import PositionMap, copy_store, verify_stores
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -82,3 +85,41 @@ async def test_a_map_keyed_by_source_position_is_rekeyed_and_a_rerun_carries_on(
     finally:
         await src.close()
         await dst.close()
+
+
+# -- 3. verify: streams only the target holds
+
+
+async def test_verify_of_whole_stores_reports_streams_only_the_target_holds(tmp_path: Path) -> None:
+    src, dst = await _sqlite(tmp_path / "src.db"), await _sqlite(tmp_path / "dst.db")
+    try:
+        for sid in ("a", "b"):
+            await src.append(sid, _events(2), NO_STREAM)
+        assert (await copy_store(src, dst, verify=True)).verify.ok  # type: ignore[union-attr]
+        await src.delete_stream("b")  # deleted on the source after the copy
+        await dst.append("extra", _events(1), NO_STREAM)  # the target held more than the copy brought
+        report = await verify_stores(src, dst)
+        assert not report.ok
+        assert report.target_only == 2
+        assert report.differences == ["2 streams on the target only (not on the source): 'b', 'extra'"]
+        assert (await verify_stores(src, dst, streams=["a*"])).ok  # a filtered verify compares what it names
+        with pytest.raises(VerificationError, match="on the target only"):
+            await copy_store(src, dst, verify=True)
+    finally:
+        await src.close()
+        await dst.close()
+
+
+def test_cli_copy_verify_exits_4_on_streams_only_the_target_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = f"sqlite:///{tmp_path / 'src.db'}", f"sqlite:///{tmp_path / 'dst.db'}"
+    for url, sid in ((src, "a"), (dst, "only-here")):
+        assert main(["append", "--store", url, sid, "T", '{"n": 1}'], host=PluginHost()) == 0
+    capsys.readouterr()
+    argv = ["copy", "--from", src, "--to", dst, "--map", str(tmp_path / "m.db"), "--verify", "--json"]
+    code = main(argv, host=PluginHost())
+    captured = capsys.readouterr()
+    assert code == 4, captured.err
+    assert "'only-here'" in captured.err
+    assert json.loads(captured.out.splitlines()[-1])["target_only"] == 1

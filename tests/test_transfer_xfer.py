@@ -5,6 +5,7 @@ Stores are real SQLite files; the Kafka case of the position map is in the kafka
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import uuid
@@ -16,7 +17,7 @@ from eventsource.errors import ValidationError, VerificationError
 from eventsource.model import NO_STREAM, NewEvent, utcnow
 from eventsource.plugins import PluginHost
 from eventsource.sqlite import SqliteProvider
-from eventsource.transfer import PositionMap, copy_store, verify_stores
+from eventsource.transfer import PositionMap, copy_store, export_store, verify_stores
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -123,3 +124,63 @@ def test_cli_copy_verify_exits_4_on_streams_only_the_target_holds(
     assert code == 4, captured.err
     assert "'only-here'" in captured.err
     assert json.loads(captured.out.splitlines()[-1])["target_only"] == 1
+
+
+# -- 4. the export's checksum
+
+
+async def _exported(tmp_path: Path) -> Path:
+    src = await _sqlite(tmp_path / "src.db")
+    try:
+        await src.append("s", [*_events(2), *_events(1, b'{"amount":"QUJDRA=="}')], NO_STREAM)
+        path = tmp_path / "export.jsonl"
+        with path.open("wb") as out:
+            await export_store(src, out)
+    finally:
+        await src.close()
+    return path
+
+
+def _flip_in_payload(data: bytes) -> bytes:
+    """One bit flipped inside the base64 of the last event's data: still base64, still JSON."""
+    lines = data.splitlines(keepends=True)
+    at = max(i for i, line in enumerate(lines) if b'"kind":"event"' in line)
+    start = lines[at].index(b'"data":"') + len(b'"data":"')
+    line = bytearray(lines[at])
+    line[start + 1] ^= 0x01  # 'e' <-> 'd', 'J' <-> 'K': another valid base64 digit
+    lines[at] = bytes(line)
+    return b"".join(lines)
+
+
+async def test_an_export_with_a_bit_flipped_in_a_payload_is_refused_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = await _exported(tmp_path)
+    path.write_bytes(_flip_in_payload(path.read_bytes()))
+    dst = tmp_path / "dst.db"
+    argv = ["import", str(path), "--to", f"sqlite:///{dst}", "--map", str(tmp_path / "m.db")]
+    code = await asyncio.to_thread(main, argv, host=PluginHost())
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "SHA-256" in err, err
+    store = await _sqlite(dst)
+    try:
+        assert (await store.list_streams(limit=10, offset=0))[1] == 0  # nothing written
+    finally:
+        await store.close()
+    assert len(json.loads(path.read_bytes().splitlines()[-1])["sha256"]) == 64
+
+
+async def test_an_export_without_a_checksum_still_imports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file written before the end line carried a SHA-256."""
+    path = await _exported(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    end = json.loads(lines[-1])
+    end.pop("sha256", None)
+    path.write_bytes(b"".join([*lines[:-1], json.dumps(end).encode() + b"\n"]))
+    dst = f"sqlite:///{tmp_path / 'dst.db'}"
+    argv = ["import", str(path), "--to", dst, "--map", str(tmp_path / "m.db"), "--json"]
+    code = await asyncio.to_thread(main, argv, host=PluginHost())
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out.splitlines()[-1])["written"] == 3

@@ -135,8 +135,11 @@ async def test_a_copy_from_a_replaced_source_with_the_old_map_misses_nothing(tmp
         try:
             await src.append("p", [_event("New") for _ in range(3)], 0)
             await src.append("q", [_event("New")], 0)
-            result = await copy_store(src, dst, position_map=mapfile, verify=True)
+            result = await copy_store(src, dst, position_map=mapfile)
             assert (result.written, result.skipped) == (4, 0)
+            # every stream of the new source matches; the old source's stream is the target's alone
+            report = await verify_stores(src, dst)
+            assert report.differences == ["1 stream on the target only (not on the source): 'old'"]
             assert await _types(dst, "p") == ["New"] * 3
             await src.append("old", [_event("Other") for _ in range(3)], 0)  # the same id, other events
             with pytest.raises(ConcurrencyError, match="'old'"):

@@ -1,7 +1,8 @@
 """The export format: JSON Lines (gzip when asked), one record per line, payload bytes in base64.
 
 A header line, then every stream, every event in the source's global order, every snapshot, and an end line
-with the counts (a file cut short has none, and import refuses it). Each event line carries the same fields
+with the counts and a SHA-256 of every line before it (a file cut short has none, and import refuses it; one
+whose bytes changed fails the SHA-256). Each event line carries the same fields
 and bytes as a copy moves, so an import restores them byte for byte. :class:`JsonlSink` writes one,
 :class:`JsonlSource` reads one back as a transfer source, a line at a time (O(page) memory either way).
 """
@@ -12,8 +13,10 @@ import base64
 import binascii
 import contextlib
 import gzip
+import hashlib
 import io
 import json
+import re
 import sqlite3
 import sys
 import time
@@ -51,6 +54,7 @@ CHECK_EVERY = 1000
 MAX_STREAM_ID = 65536
 """Longest stream id an import takes: the largest ``max_stream_id_length`` a manager can be configured with."""
 _EVENT_OPTIONAL = ("correlation_id", "causation_id", "user_id", "tenant_id", "aggregate_id", "aggregate_type")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _STREAM_KEYS = ("stream_id", "name", "aggregate_id", "aggregate_type", "version", "first_version", "event_count")
 
 
@@ -120,10 +124,16 @@ class JsonlSink:
     def __init__(self, out: IO[bytes], *, source: str | None = None) -> None:
         self.out = out
         self.streams = self.written = self.snapshots = self.skipped = 0
+        self.digest = hashlib.sha256()
+        """Over the bytes of every line before the end line (which carries it)."""
         self._line({"kind": "header", "format": FORMAT, "version": FORMAT_VERSION, "source": source})
 
+    def _write(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.out.write(data)
+
     def _line(self, d: dict[str, Any]) -> None:
-        self.out.write(json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        self._write(json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
 
     async def stream(self, info: StreamInfo) -> None:
         """Write a stream line."""
@@ -132,9 +142,10 @@ class JsonlSink:
 
     async def events(self, page: list[RecordedEvent]) -> int:
         """Write one line per event."""
-        write = self.out.write
         dumps = json.dumps
-        write(b"".join(dumps(event_line(r), ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for r in page))
+        self._write(
+            b"".join(dumps(event_line(r), ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for r in page)
+        )
         self.written += len(page)
         return len(page)
 
@@ -144,8 +155,9 @@ class JsonlSink:
         self.snapshots += 1
 
     async def complete(self) -> None:
-        """Write the end line (the counts an import checks) and flush."""
-        self._line({"kind": "end", "streams": self.streams, "events": self.written, "snapshots": self.snapshots})
+        """Write the end line (the counts and the SHA-256 an import checks) and flush."""
+        counts = {"streams": self.streams, "events": self.written, "snapshots": self.snapshots}
+        self._line({"kind": "end", **counts, "sha256": self.digest.hexdigest()})
         self.out.flush()
 
 
@@ -328,7 +340,7 @@ class JsonlSource:
             raise self._error(1, f"export format version {d.get('version')!r}; this reads {FORMAT_VERSION}")
         self.header = d
 
-    def _end(self, lineno: int, end: dict[str, Any] | None, counts: dict[str, int]) -> None:
+    def _end(self, lineno: int, end: dict[str, Any] | None, counts: dict[str, int], digest: str) -> None:
         if lineno == 0:
             raise self._error(1, "empty file, not an eventsource export")
         if end is None:
@@ -336,6 +348,17 @@ class JsonlSource:
         want = {"stream": end.get("streams"), "event": end.get("events"), "snapshot": end.get("snapshots")}
         if want != counts:
             raise self._error(lineno, f"the end line counts {want}, the file holds {counts}")
+        if "sha256" not in end:
+            return  # an export written before the end line carried one
+        said = end["sha256"]
+        if not isinstance(said, str) or not _HEX64.fullmatch(said):
+            raise self._error(lineno, "the end line's sha256 is not a SHA-256 (64 hex digits)")
+        if said.lower() != digest:
+            what = (
+                "the records do not match the end line's SHA-256: the file was changed or corrupted after it was "
+                "written (export it again, or restore it from a good copy)"
+            )
+            raise self._error(lineno, what)
 
     def _decode(self, lineno: int, raw: bytes) -> dict[str, Any]:
         if len(raw) >= MAX_LINE and not raw.endswith(b"\n"):
@@ -355,11 +378,13 @@ class JsonlSource:
         lineno = 0
         end: dict[str, Any] | None = None
         counts = {"stream": 0, "event": 0, "snapshot": 0}
+        digest = hashlib.sha256()  # over every line before the end line, as read
         try:
             for lineno, raw in enumerate(iter(lambda: self.stream.readline(MAX_LINE), b""), start=1):
                 d = self._decode(lineno, raw)
                 if lineno == 1:
                     self._header(d)
+                    digest.update(raw)
                     continue
                 if end is not None:
                     raise self._error(lineno, "a line after the end line")
@@ -367,13 +392,14 @@ class JsonlSource:
                 if kind == "end":
                     end = d
                     continue
+                digest.update(raw)
                 if kind not in counts:
                     raise self._error(lineno, f"unknown record kind {kind!r}")
                 counts[kind] += 1
                 yield lineno, d
         except (OSError, EOFError) as e:  # a gzip stream cut short or corrupted
             raise self._error(lineno + 1, f"unreadable ({e})") from e
-        self._end(lineno, end, counts)
+        self._end(lineno, end, counts, digest.hexdigest())
 
     def check(
         self, progress: Callable[[int, float], None] | None = None, max_event_size: int | None = None

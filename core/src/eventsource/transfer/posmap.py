@@ -3,6 +3,8 @@
 Global positions are each store's own, so a checkpoint taken on the source means nothing on the target until
 it is translated. The map is a SQLite file (one row per event: source position, target position, stream id,
 version, event id) committed after every page a copy writes, so a killed copy loses no entry it acknowledged.
+A row is keyed by its stream and version: a source whose order is ``per_stream`` (Kafka) gives events of two
+streams the same position, and an entry keyed by position alone lost one of them.
 """
 
 from __future__ import annotations
@@ -12,23 +14,26 @@ import sqlite3
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from eventsource.checkpoints.base import Checkpoint
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS positions (
-        source    INTEGER PRIMARY KEY,
+_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
+        source    INTEGER NOT NULL,
         target    INTEGER NOT NULL,
         stream_id TEXT NOT NULL,
         version   INTEGER NOT NULL,
-        event_id  TEXT
-    )""",
+        event_id  TEXT,
+        PRIMARY KEY (stream_id, version)
+    )"""
+
+_SCHEMA = (
+    _TABLE.format(name="positions"),
+    "CREATE INDEX IF NOT EXISTS positions_source ON positions (source)",
     "CREATE INDEX IF NOT EXISTS positions_target ON positions (target)",
-    "CREATE INDEX IF NOT EXISTS positions_stream ON positions (stream_id, version)",
     "CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
 )
 
@@ -53,11 +58,9 @@ class PositionMap:
             self._check_is_map()
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = FULL")
+            self._upgrade()
             for statement in _SCHEMA:
                 self.db.execute(statement)
-            columns = {row[1] for row in self.db.execute("PRAGMA table_info(positions)")}
-            if "event_id" not in columns:  # a map written before event ids were kept: its rows get checked anew
-                self.db.execute("ALTER TABLE positions ADD COLUMN event_id TEXT")
         except sqlite3.Error as e:
             msg = f"cannot open the position map {self.path!r}: {e}"
             raise ConfigurationError(msg, field="position_map") from e
@@ -80,6 +83,38 @@ class PositionMap:
             "refusing to write into it: name another file (--map FILE, position_map=)"
         )
         raise ConfigurationError(msg, field="position_map")
+
+    def _upgrade(self) -> None:
+        """Bring a map an earlier release wrote to this shape, its rows kept, in one transaction.
+
+        Maps written before event ids were kept get the column (their rows are checked anew on a re-run); maps
+        keyed by source position alone are re-keyed by stream and version. Such a map, written by a copy from
+        a ``per_stream`` source, may have lost entries to a shared position: a re-run maps them again from the
+        target (it compares every event the map lacks with the source's).
+        """
+        db = self.db
+        info = list(db.execute("PRAGMA table_info(positions)"))
+        if not info:
+            return  # a new map
+        keys = [str(row[1]) for row in sorted(info, key=lambda row: int(row[5])) if int(row[5]) > 0]
+        if "event_id" not in {str(row[1]) for row in info}:
+            db.execute("ALTER TABLE positions ADD COLUMN event_id TEXT")
+        if keys == ["stream_id", "version"]:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DROP TABLE IF EXISTS positions_rekeyed")
+            db.execute(_TABLE.format(name="positions_rekeyed"))
+            db.execute(
+                "INSERT OR REPLACE INTO positions_rekeyed (source, target, stream_id, version, event_id) "
+                "SELECT source, target, stream_id, version, event_id FROM positions ORDER BY source"
+            )
+            db.execute("DROP TABLE positions")
+            db.execute("ALTER TABLE positions_rekeyed RENAME TO positions")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def record(self, entries: Iterable[Entry], cursor: tuple[str, int] | None = None) -> None:
         """Store ``(source position, target position, stream id, version, event id)`` rows in one durable commit.
@@ -124,12 +159,16 @@ class PositionMap:
         return None if entry is None else (entry[1], entry[2], entry[3])
 
     def entry(self, source_position: int | None = None) -> Entry | None:
-        """The entry of the event at ``source_position`` (``None``: the last one), if the map holds it."""
+        """The entry of the event at ``source_position`` (``None``: the last one), if the map holds it.
+
+        Of several events at one position (a ``per_stream`` source), the one with the highest target position.
+        """
         columns = "SELECT source, target, stream_id, version, event_id FROM positions"
         if source_position is None:
-            row = self.db.execute(f"{columns} ORDER BY source DESC LIMIT 1").fetchone()
+            row = self.db.execute(f"{columns} ORDER BY source DESC, target DESC LIMIT 1").fetchone()
         else:
-            row = self.db.execute(f"{columns} WHERE source = ?", (source_position,)).fetchone()
+            query = f"{columns} WHERE source = ? ORDER BY target DESC LIMIT 1"
+            row = self.db.execute(query, (source_position,)).fetchone()
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]), int(row[3]), row[4])
 
     def event_ids(self, stream_id: str, low: int, high: int) -> dict[int, str | None]:
@@ -140,10 +179,24 @@ class PositionMap:
         )
         return {int(version): event_id for version, event_id in rows}
 
-    def target(self, source_position: int) -> int | None:
-        """The target position of the event at ``source_position``, if it was copied."""
-        row = self.db.execute("SELECT target FROM positions WHERE source = ?", (source_position,)).fetchone()
-        return None if row is None else int(row[0])
+    def target(self, source_position: int, stream_id: str | None = None) -> int | None:
+        """The target position of the event at ``source_position`` (of ``stream_id``), if it was copied.
+
+        A source whose order is ``per_stream`` (Kafka) may hold events of several streams at one position: then
+        ``stream_id`` says which, and without it the call is refused rather than answered for any of them.
+        """
+        query, args = "SELECT target FROM positions WHERE source = ?", list[int | str]([source_position])
+        if stream_id is not None:
+            query += " AND stream_id = ?"
+            args.append(stream_id)
+        rows = self.db.execute(f"{query} LIMIT 2", args).fetchall()
+        if len(rows) > 1:
+            msg = (
+                f"source position {source_position} is held by events of several streams (a source whose global "
+                "order is per_stream): name the stream (stream_id=)"
+            )
+            raise ValidationError(msg, field="stream_id")
+        return int(rows[0][0]) if rows else None
 
     def translate(self, position: int) -> int:
         """A target checkpoint for a source checkpoint: "handled every source event up to ``position``".

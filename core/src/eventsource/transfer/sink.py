@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from eventsource.errors import ConcurrencyError, StreamExistsError, ValidationError
+from eventsource.errors import ConcurrencyError, EventSourceError, StreamExistsError, ValidationError
 from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedEvent, RecordedSnapshot
 from eventsource.transfer.source import page_records
 from eventsource.transfer.verify import event_difference, json_value
@@ -53,6 +53,27 @@ def _attribute_difference(a: StreamInfo, b: StreamInfo) -> str | None:
 def _placeholder_id(stream_id: str, version: int) -> str:
     """The event id of the placeholder at ``version`` of ``stream_id``."""
     return str(uuid.uuid5(_PLACEHOLDER_IDS, f"{stream_id}/{version}"))
+
+
+def _name_writing(e: Exception, stream_id: str, batch: Sequence[RecordedEvent]) -> None:
+    """Make the target's error ``e`` say which stream and versions (one event: which event) were being written.
+
+    The error keeps its class, so a caller catches it as before and the command line exits as before.
+    """
+    first, last = batch[0], batch[-1]
+    what = (
+        f"version {first.version} (event {first.event_id!r})"
+        if len(batch) == 1
+        else (f"versions {first.version}..{last.version} ({len(batch)} events)")
+    )
+    where = f"writing stream {stream_id!r} {what} to the target"
+    if isinstance(e, EventSourceError):
+        e.message = f"{where}: {e.message}"
+        e.args = (e.message,)
+        e.details.setdefault("stream_id", stream_id)
+        e.details.setdefault("versions", [first.version, last.version])
+    else:
+        e.add_note(where)
 
 
 @dataclass(slots=True)
@@ -326,7 +347,11 @@ class StoreSink:
         # the append that creates a stream expects none: a store then records its attributes with the events
         # (at an exact version 0, NATS writes them after the events, and a kill in between lost them)
         expected = NO_STREAM if attrs is not None else state.version
-        result = await self.provider.append(stream_id, [new_event(r) for r in batch], expected, attrs)
+        try:
+            result = await self.provider.append(stream_id, [new_event(r) for r in batch], expected, attrs)
+        except Exception as e:
+            _name_writing(e, stream_id, batch)
+            raise
         if result.first_version != first:
             msg = f"stream {stream_id!r}: the target stored version {result.first_version}, not {first}"
             raise ConcurrencyError(msg, stream_id=stream_id, expected=first, actual=result.first_version)

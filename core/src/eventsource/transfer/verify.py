@@ -3,7 +3,8 @@
 The digest runs over each event's id, type, version, encoding descriptor, payload bytes (data and metadata),
 timestamp and envelope fields, in version order, a page at a time; the stream's attributes and its snapshots
 (id, version, descriptor, bytes, creation time, aggregate id and type) are compared as well. Positions are each
-store's own and are left out.
+store's own and are left out. Compared whole, the stores must hold the same streams: the target's extra ones
+are a difference.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class VerifyReport:
     events: int = 0
     snapshots: int = 0
     differences: list[str] = field(default_factory=list)
+    target_only: int = 0
+    """Streams the target holds and the source does not (looked for when whole stores are compared)."""
 
     @property
     def ok(self) -> bool:
@@ -212,8 +215,10 @@ async def verify_stores(
 ) -> VerifyReport:
     """Compare every stream of ``source`` (matching ``streams`` patterns) with the same stream of ``target``.
 
-    Both providers must be connected. Streams the target holds and the source does not are not compared.
-    ``progress`` is called after every stream with the source events compared so far and the seconds taken.
+    Both providers must be connected. Without ``streams``, the target's streams the source does not hold
+    (deleted on the source after a copy, or there before it) are a difference too: one, naming how many and
+    the first :data:`TARGET_ONLY_SHOWN`. ``progress`` is called after every stream with the source events
+    compared so far and the seconds taken.
     """
     check_provider(source, "source", "verify_stores")
     check_provider(target, "target", "verify_stores")
@@ -242,4 +247,26 @@ async def verify_stores(
             report.differences.append(f"stream {sid!r}: {await snapshot_difference(source, target, sid)}")
         if progress is not None:
             progress(report.events, time.monotonic() - start)
+    if not streams:
+        await _target_only(source, target, report)
     return report
+
+
+TARGET_ONLY_SHOWN = 5
+"""Stream ids of the target only that a report names (it counts them all)."""
+
+
+async def _target_only(source: Provider, target: Provider, report: VerifyReport) -> None:
+    """Count the target's streams the source lacks into ``report`` (asked one by one: no set of ids in memory)."""
+    shown: list[str] = []
+    async for info in list_all_streams(target, StreamFilter()):
+        if await source.get_stream_info(info.stream_id) is None:
+            report.target_only += 1
+            if len(shown) < TARGET_ONLY_SHOWN:
+                shown.append(info.stream_id)
+    if not report.target_only:
+        return
+    n = report.target_only
+    more = f" (and {n - len(shown)} more)" if n > len(shown) else ""
+    ids = ", ".join(repr(sid) for sid in shown)
+    report.differences.append(f"{n} stream{'s' if n != 1 else ''} on the target only (not on the source): {ids}{more}")

@@ -66,7 +66,14 @@ def copy(session: Session) -> int:
                 )
             finally:
                 checking.done()
-            summary(out, "copied", result, verified=report.ok, differences=report.differences)
+            summary(
+                out,
+                "copied",
+                result,
+                verified=report.ok,
+                differences=report.differences,
+                target_only=report.target_only,
+            )
             for line in report.differences:
                 out.note(f"difference: {line}")
             if not report.ok:

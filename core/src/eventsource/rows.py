@@ -34,12 +34,12 @@ def positional_constructor(cls: type[T]) -> Callable[..., T]:
     if hasattr(cls, "__post_init__") or not isinstance(slots, tuple) or sorted(slots) != sorted(names):
         return cls
     args = ", ".join(names)
-    stores = "".join(f"        self.{n} = {n}\n" for n in names)
+    stores = "".join(f"    o.{n} = {n}\n" for n in names)  # in make's own frame: no __init__ call
     src = (
-        f"class _Builder:\n    __slots__ = _slots\n    def __init__(self, {args}):\n{stores}\n"
-        f"def make({args}):\n    o = _Builder({args})\n    o.__class__ = _cls\n    return o\n"
+        f"class _Builder:\n    __slots__ = _slots\n\n"
+        f"def make({args}):\n    o = _new(_Builder)\n{stores}    o.__class__ = _cls\n    return o\n"
     )
-    namespace: dict[str, Any] = {"_cls": cls, "_slots": slots, "__name__": cls.__module__}
+    namespace: dict[str, Any] = {"_cls": cls, "_slots": slots, "_new": object.__new__, "__name__": cls.__module__}
     exec(src, namespace)  # noqa: S102 - generated from the dataclass's own field names, as dataclasses does
     make = namespace["make"]
     try:  # the layouts must match for the __class__ switch, and the plain constructor take every field

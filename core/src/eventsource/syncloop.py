@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.errors import EventSourceError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.inline import CALL_TASK, INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT
 from eventsource.manager.policy import PAGED
+from eventsource.syncsteps import Resume as _Resume
+from eventsource.syncsteps import finish as _finish
+from eventsource.syncsteps import until_done as _until_done
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
@@ -116,60 +119,6 @@ async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseExcept
     except Exception as e:  # noqa: BLE001 - delivered after the items that came before it
         return out, True, e
     return out, False, None
-
-
-class _Resume:
-    """Awaitable that drives an already started coroutine to its end from inside a task.
-
-    ``yield from`` by hand: what the coroutine yields (a future it waits for) goes to the task, what the
-    task sends or throws (a result, a cancellation) goes back into the coroutine.
-    """
-
-    __slots__ = ("coro", "yielded")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
-        self.coro = coro
-        self.yielded = yielded
-
-    def __await__(self) -> Any:
-        coro, value = self.coro, self.yielded
-        while True:
-            try:
-                sent = yield value
-            except BaseException as e:  # noqa: BLE001 - a cancellation (or anything) thrown in by the task
-                try:
-                    value = coro.throw(e)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _finish(resume: _Resume) -> Any:
-    return await resume
-
-
-STALE_STOPS = 4
-"""Runs of a call's task that a stop left pending by an earlier interrupted run may end early (see _until_done)."""
-
-
-def _until_done(loop: asyncio.AbstractEventLoop, task: asyncio.Task[T]) -> T:
-    """``run_until_complete(task)``, run again when a stop left over by an interrupted run ended it early.
-
-    A Ctrl-C in a run may leave that run's own stop callback ready but not run (or the stop flag set, in
-    ``run_forever``'s cleanup): the next run stops after one iteration ("Event loop stopped before Future
-    completed") with its task still pending.
-    """
-    for _ in range(STALE_STOPS):
-        try:
-            return loop.run_until_complete(task)
-        except RuntimeError:
-            if task.done() or loop.is_running() or loop.is_closed():
-                raise
-    return loop.run_until_complete(task)
 
 
 class SyncLoop:
@@ -383,8 +332,23 @@ class SyncLoop:
         """
         drive = self._drive
         if self._thread is None and drive is not None and asyncio.events._get_running_loop() is None:  # noqa: SLF001
-            if self._closed or self.loop.is_closed() or self._owner == threading.get_ident():
+            me = threading.get_ident()
+            if self._closed or self.loop.is_closed() or self._owner == me:
                 self._usable()  # raises (the checks of _usable, inline: no loop thread, so only the owner calls back)
+            lock = self._lock
+            if lock.acquire(blocking=False):  # the usual call, nobody else in one: what _in_turn does, in this frame
+                try:
+                    self._owner = me
+                    if self._thread is None and not self._closed:  # (else _in_turn below says moved or closed)
+                        out = lane(request, kwargs, self.timeout)
+                        return drive(out) if type(out) is CoroutineType else out  # type: ignore[return-value]
+                except BaseException as e:
+                    if not isinstance(e, Exception):  # a Ctrl-C while the loop ran here: stores check their state
+                        INTERRUPTS[0] += 1
+                    raise
+                finally:
+                    self._owner = None
+                    lock.release()
 
             def step() -> T:
                 out = lane(request, kwargs, self.timeout)

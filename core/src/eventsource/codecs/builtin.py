@@ -125,7 +125,7 @@ def _inexact(value: Any, depth: int = 1) -> tuple[str, str] | None:
     return _inexact_leaf(value, depth)
 
 
-def _exact(value: Any, depth: int) -> bool:
+def _exact(value: Any, depth: int) -> bool:  # noqa: C901 - every payload walks here: one frame per container
     """Whether :func:`_inexact` certainly finds nothing in ``value`` (a dict or list at ``depth``): the common case.
 
     One frame per container and exact-type checks only; ``False`` (anything unusual: a subclass, a tuple,
@@ -137,14 +137,12 @@ def _exact(value: Any, depth: int) -> bool:
         for k in value:
             if type(k) is not str:
                 return False
-        return _exact_items(value.values(), depth + 3 if _TAG in value else depth + 1)
-    if type(value) is list:
-        return _exact_items(value, depth + 1)
-    return False
-
-
-def _exact_items(items: Iterable[Any], inner: int) -> bool:
-    """:func:`_exact` for every item of a container whose items are at depth ``inner``."""
+        items: Iterable[Any] = value.values()
+        inner = depth + 3 if _TAG in value else depth + 1
+    elif type(value) is list:
+        items, inner = value, depth + 1
+    else:
+        return False
     for v in items:
         t = type(v)
         if t in _LEAVES:

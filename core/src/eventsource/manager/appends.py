@@ -10,6 +10,7 @@ turn its :class:`AppendResult` into the seed's response objects.
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from eventsource.manager.ids import event_id
@@ -17,6 +18,7 @@ from eventsource.manager.policy import RetryLater
 from eventsource.manager.validation import (
     MAX_EVENT_ID_LENGTH,
     MAX_EVENT_TYPE_LENGTH,
+    MAX_NUMBER,
     check_batch_size,
     check_expected,
     check_time,
@@ -149,7 +151,9 @@ class Appends:
         codec = self.codec
         if codec.dumps_plain is None or self.policy.telemetry is not None or self.threshold.threshold is not None:
             return None
-        exp = check_expected(kwargs.get("expected_version", ANY))
+        exp = kwargs.get("expected_version", ANY)
+        if type(exp) is not int or not 0 <= exp <= MAX_NUMBER:  # (an exact version: check_expected passes it as is)
+            exp = check_expected(exp)
         provider = get_default()
         event_type, eid = kwargs["event_type"], kwargs.get("event_id")
         own = eid is None  # an id made here: a stored copy is this call's own earlier attempt (_own_retry)
@@ -166,13 +170,15 @@ class Appends:
             and 0 < len(eid) <= MAX_EVENT_ID_LENGTH
         ):
             return None
-        ts = check_time("timestamp", kwargs.get("timestamp"))
+        ts = kwargs.get("timestamp")
+        if type(ts) is not datetime or ts.tzinfo is not UTC:  # (a UTC datetime: check_time passes it as is)
+            check_time("timestamp", ts)
         data, meta, encoding, size = codec.encode_plain(kwargs["data"])
         limit = provider.capabilities.max_event_size
         if size > self.config.max_event_size or (limit is not None and len(data) + len(meta) > limit):
             self.batches.refuse(event_type, size, provider)  # as encode_one does: never serialized twice
         ev = _make_new_event(eid, event_type, data, meta, encoding, ts or utcnow(), *_NO_EXTRAS)
-        args = (sid, [ev], exp, _make_new_stream(sid, None, None, None, {}))
+        args = (sid, [ev], exp, None)  # no stream attributes: the provider takes the first event's (none here)
         try:
             res = self.policy.now(provider, "append", provider.append_now, args, timeout)
         except RetryLater:
@@ -182,7 +188,12 @@ class Appends:
         return (_not_duplicate(res) if res.duplicate and own else res), False
 
     async def _store(
-        self, provider: Provider, own: bool, args: tuple[str, list[NewEvent], Expected, NewStream], *, resumed: bool
+        self,
+        provider: Provider,
+        own: bool,
+        args: tuple[str, list[NewEvent], Expected, NewStream | None],
+        *,
+        resumed: bool,
     ) -> tuple[AppendResult, bool]:
         """The rest of a lane's append on the loop (see :meth:`append_now`); ``args``: ``provider.append``'s.
 

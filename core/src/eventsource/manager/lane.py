@@ -48,7 +48,14 @@ class SyncLane:
         if not m._providers.lane:  # noqa: SLF001 - no provider takes the lane: the async call, untouched
             return m.append_event(request, **kwargs)
         if request is None and PLAIN_KEYS.issuperset(kwargs) and kwargs.keys() >= PLAIN_NEEDS:  # one plain event
-            sid = m._queries.stream_id(kwargs["stream_id"])  # noqa: SLF001 - the manager's own check, in its order
+            sid = kwargs["stream_id"]
+            if not (  # printable ASCII within the limit: the manager's check (first, as ever) passes it as is
+                type(sid) is str
+                and sid.isascii()
+                and sid.isprintable()
+                and 0 < len(sid) <= m.config.max_stream_id_length
+            ):
+                sid = m._queries.stream_id(sid)  # noqa: SLF001 - the manager's own check, in its order
             done = m._appends.one_now(sid, kwargs, m._providers.get_default, timeout)  # noqa: SLF001
             if type(done) is tuple:
                 return event_response(*done)

@@ -363,7 +363,7 @@ class SqliteProvider(ConnectionCalls, Provider):
             raise ValidationError(msg, field="events")
         fn = partial(append_sync, stream_id, events, expected, stream)
         checkpoints = self._checkpoints
-        if checkpoints is not None and checkpoints.take_copied():
+        if checkpoints is not None and checkpoints.copied and checkpoints.take_copied():
             fn = partial(finish_then, fn)  # the pages committed while the thread copied, so this write restarts the WAL
         self._wrote_at = monotonic()
         return fn

@@ -61,6 +61,20 @@ class Metrics:
             stats = ops[op] = OpStats()
         return stats
 
+    def succeeded(self, provider: str, op: str, seconds: float, events: int) -> None:
+        """One call of ``op`` on ``provider`` that succeeded: counted, its latency sampled, its events added.
+
+        :meth:`op` and :meth:`OpStats.record` in one frame (every sync append passes here).
+        """
+        ops = self.by_provider.get(provider)
+        stats = ops.get(op) if ops is not None else None
+        if stats is None:
+            stats = self.op(provider, op)
+        stats.calls += 1
+        stats.ring[stats.i % LATENCY_WINDOW] = seconds
+        stats.i += 1
+        stats.events += events
+
     def summary(self, provider: str) -> dict[str, dict[str, Any]]:
         """Every operation's :meth:`OpStats.summary` for one provider, by operation name."""
         ops = self.by_provider.get(provider)

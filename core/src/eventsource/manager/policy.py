@@ -135,10 +135,7 @@ class CallPolicy:
             rec.errors += 1
             raise
         if result is not None:
-            rec = self.metrics.op(provider.name, op)
-            rec.calls += 1
-            rec.record(time.perf_counter() - start)
-            rec.events += len(args[1])
+            self.metrics.succeeded(provider.name, op, time.perf_counter() - start, len(args[1]))
         return result
 
     async def run(  # noqa: C901, PLR0912, PLR0915 - every provider call's hot path, one frame

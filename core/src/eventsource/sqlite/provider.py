@@ -16,14 +16,10 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import (
-    EventSourceError,
     StreamExistsError,
     StreamNotFoundError,
-    ValidationError,
 )
-from eventsource.inline import SYNC_TIMEOUT, inline_io_allowed
 from eventsource.model import (
-    AppendResult,
     HealthStatus,
     NewSnapshot,
     NewStream,
@@ -40,15 +36,12 @@ from eventsource.provider import (
     check_snapshot,
 )
 from eventsource.sqlite import counts, live
-from eventsource.sqlite.appends import append_sync
+from eventsource.sqlite.appending import AppendCalls
 from eventsource.sqlite.calls import ConnectionCalls, tx
 from eventsource.sqlite.checkpoints import (
     CHECKPOINT_EVERY,
-    PAYLOAD_BYTES_PER_WEIGHT,
     WAL_BACKSTOP_PAGES,
     Checkpointer,
-    append_weight,
-    finish_then,
 )
 from eventsource.sqlite.connection import open_connection
 from eventsource.sqlite.maintenance import (
@@ -99,13 +92,13 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
     from eventsource.domain.rewrite import EventRewrite
-    from eventsource.model import CountMode, EventAt, EventFilter, Expected, NewEvent, RecordedSnapshot
+    from eventsource.model import CountMode, EventAt, EventFilter, RecordedSnapshot
 
 T = TypeVar("T")
 RETENTION_OPS = frozenset({"delete_events_before", "truncate_stream"})
 
 
-class SqliteProvider(ConnectionCalls, Provider):
+class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
     """The embedded default store: ``sqlite:///path.db``. See the module docstring for the guarantees."""
 
     kind = "sqlite"
@@ -162,13 +155,6 @@ class SqliteProvider(ConnectionCalls, Provider):
         worker.db = open_connection(self.path, self.settings, memory=self.memory)
         if writer and not self.memory:
             worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
-
-    def _written(self, n: int) -> None:
-        """``n`` one-event commits' worth of WAL was written: poke the checkpointer every :data:`CHECKPOINT_EVERY`."""
-        self._unchecked += n
-        if self._unchecked >= CHECKPOINT_EVERY and self._checkpoints is not None:
-            self._unchecked = 0
-            self._checkpoints.poke()
 
     def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
         """Run ``fn`` on the writer thread, noting when a write other than a retention batch was sent."""
@@ -295,89 +281,6 @@ class SqliteProvider(ConnectionCalls, Provider):
             return [_info_from_row(r) for r in rows], total
 
         return await self._read("list_streams", lambda db: tx(db, body, write=False))
-
-    # ------------------------------------------------------------------ append
-
-    async def append(
-        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
-    ) -> AppendResult:
-        """Append ``events`` in one write transaction (see the module docstring): one thread hop."""
-        writer = self._writer
-        if writer is not None and inline_io_allowed():  # what _on does, without its coroutine
-            return self._append_now(writer, stream_id, events, expected, stream, SYNC_TIMEOUT.get())
-        result = await self._submit(writer, "append", self._append_call(stream_id, events, expected, stream))
-        if self._appended(events):  # queued behind the append, not awaited: housekeeping, not part of the result
-            try:
-                self._submit(writer, "append", partial(tx, body=counts.fold)).add_done_callback(self._folded)
-            except EventSourceError as e:  # closed meanwhile
-                self._fold_failed(e)
-        return result
-
-    def append_now(
-        self,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected: Expected,
-        stream: NewStream | None,
-        *,
-        timeout: float | None,
-    ) -> AppendResult | None:
-        """The sync API's append, on the writer connection in the caller's thread (see :meth:`Provider.append_now`)."""
-        writer = self._writer
-        if writer is None:
-            return None  # not connected: append() says so
-        return self._append_now(writer, stream_id, events, expected, stream, timeout)
-
-    def _append_now(  # noqa: PLR0917 - append_now()'s arguments, positional on every sync append's path
-        self,
-        writer: _Worker,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected: Expected,
-        stream: NewStream | None,
-        limit: float | None,
-    ) -> AppendResult:
-        """The append inline on ``writer``, waiting at most ``limit`` seconds for SQLite's write lock."""
-        result = self._inline(writer, "append", self._append_call(stream_id, events, expected, stream), limit)
-        if self._appended(events):
-            try:
-                self._inline(writer, "append", lambda db: tx(db, counts.fold), limit)
-            except EventSourceError as e:
-                self._fold_failed(e)
-        return result
-
-    def _folded(self, fut: asyncio.Future[None]) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            self._fold_failed(fut.exception())  # type: ignore[arg-type]
-
-    def _fold_failed(self, _error: BaseException) -> None:
-        """The fold after an append failed (lock held, disk full): the append stands, the next one folds."""
-        self._unfolded = counts.FOLD_EVERY
-
-    def _append_call(
-        self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
-    ) -> Callable[[sqlite3.Connection], AppendResult]:
-        """What the writer runs for one append (finishing a checkpoint's copy first when one just ended)."""
-        if not events:
-            msg = "append needs at least one event"
-            raise ValidationError(msg, field="events")
-        fn = partial(append_sync, stream_id, events, expected, stream)
-        checkpoints = self._checkpoints
-        if checkpoints is not None and checkpoints.copied and checkpoints.take_copied():
-            fn = partial(finish_then, fn)  # the pages committed while the thread copied, so this write restarts the WAL
-        self._wrote_at = monotonic()
-        return fn
-
-    def _appended(self, events: Sequence[NewEvent]) -> bool:
-        """Note a committed append (wake subscriptions, poke the checkpointer); whether the counts are due a fold."""
-        self._changes.notify()
-        small = len(events) == 1 and len(events[0].data) + len(events[0].metadata) < PAYLOAD_BYTES_PER_WEIGHT
-        self._written(1 if small else append_weight(len(events), sum([len(e.data) + len(e.metadata) for e in events])))
-        self._unfolded += len(events)
-        if self._unfolded < counts.FOLD_EVERY:
-            return False
-        self._unfolded = 0
-        return True
 
     # ------------------------------------------------------------------ reads
 

@@ -1,0 +1,94 @@
+"""The checkpoint store and the lease through a server outage, on a private current server (never the shared one).
+
+Each test starts its own nats-server (file storage, a free loopback port) and stops or freezes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource.checkpoints import Checkpoint
+from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
+from eventsource_nats.checkpoints import NatsCheckpointStore
+from eventsource_nats.lease import NatsKvLease
+from servers import start_single
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
+
+    from servers import Servers
+
+
+@pytest.fixture
+def server() -> Iterator[Servers]:
+    """A current server of this test alone (it gets stopped, restarted or frozen)."""
+    servers = start_single()
+    yield servers
+    servers.stop()
+
+
+async def _until_given_up(nc: object) -> None:
+    for _ in range(600):  # the client gives up after its two attempts
+        if getattr(nc, "is_closed", False):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the client never gave up reconnecting")
+
+
+async def _retried(op: Callable[[], Awaitable[object]]) -> None:
+    """``op`` retried as a caller (the manager, the projection runner) retries an unavailable store."""
+    errors: list[BaseException] = []
+    for _ in range(100):
+        try:
+            await op()
+            return
+        except (ProviderUnavailableError, ProviderTimeoutError) as e:  # JetStream may need a moment
+            errors.append(e)
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"it never came back: {errors[-1]!r}")
+
+
+async def test_the_checkpoint_store_works_again_after_its_client_gave_up_reconnecting(server: Servers) -> None:
+    """The store kept nats-py's defaults (60 attempts two seconds apart) and its client: after an outage longer
+    than that, the client closed for good and every get and put failed, with nats-py's own ``ConnectionClosedError``
+    (neither unavailable nor timed out, so nothing retried it), until the process was restarted."""
+    store = NatsCheckpointStore(server.url, bucket=f"cp_{uuid.uuid4().hex[:10]}", max_reconnect_attempts=2)
+    await store.connect()
+    try:
+        await store.put(Checkpoint("sub", "src", "all", 1, None, None))
+        server.nodes[0].stop()
+        await _until_given_up(store._nc)
+        with pytest.raises((ProviderUnavailableError, ProviderTimeoutError)):  # a typed error worth a retry
+            await store.get("sub", "src")
+        server.nodes[0].start()
+        await _retried(lambda: store.put(Checkpoint("sub", "src", "all", 2, None, None)))
+        got = await store.get("sub", "src")
+        assert got is not None
+        assert got.position == 2
+    finally:
+        await store.close()
+
+
+async def test_the_lease_can_be_held_again_after_its_client_gave_up_reconnecting(server: Servers) -> None:
+    """The lease kept nats-py's defaults and its client: after a long outage every ``hold`` failed with
+    ``ProviderUnavailableError`` for good, and the projection runner, which retries exactly that, retried for ever
+    without running the projection again."""
+    lease = NatsKvLease(server.url, bucket=f"ls_{uuid.uuid4().hex[:10]}", ttl=2, max_reconnect_attempts=2)
+    await lease.connect()
+    try:
+        async with lease.hold("projection:p", timeout=5):
+            pass
+        server.nodes[0].stop()
+        await _until_given_up(lease._nc)
+        server.nodes[0].start()
+
+        async def hold() -> None:
+            async with lease.hold("projection:p", timeout=0.5):
+                pass
+
+        await _retried(hold)
+    finally:
+        await lease.close()

@@ -44,10 +44,11 @@ async def _retried(op: Callable[[], Awaitable[object]]) -> None:
     for _ in range(100):
         try:
             await op()
-            return
         except (ProviderUnavailableError, ProviderTimeoutError) as e:  # JetStream may need a moment
             errors.append(e)
             await asyncio.sleep(0.1)
+        else:
+            return
     raise AssertionError(f"it never came back: {errors[-1]!r}")
 
 

@@ -6,12 +6,15 @@ Each test starts its own nats-server (file storage, a free loopback port) and st
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import new_event, open_provider
 from eventsource.checkpoints import Checkpoint
 from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
+from eventsource.model import ANY
 from eventsource_nats.checkpoints import NatsCheckpointStore
 from eventsource_nats.lease import NatsKvLease
 from servers import start_single
@@ -92,4 +95,40 @@ async def test_the_lease_can_be_held_again_after_its_client_gave_up_reconnecting
 
         await _retried(hold)
     finally:
+        await lease.close()
+
+
+async def test_close_returns_against_a_frozen_server_with_unsent_data(server: Servers) -> None:
+    """A server that stops reading (SIGSTOP here; a hung process, a dead link) while appends are under way: nats-py's
+    close waits for the socket to take the bytes it still holds, and the provider's ``close()`` never returned (also
+    not after the server's 20 s of drain and flush timeouts), so a service could not shut down. The checkpoint
+    store's and the lease's ``close()`` share the bounded close."""
+    p = await open_provider(server.url, publish_timeout=0.5, publish_retry_seconds=3.0)
+    store = NatsCheckpointStore(server.url, bucket=f"cp_{uuid.uuid4().hex[:10]}")
+    lease = NatsKvLease(server.url, bucket=f"ls_{uuid.uuid4().hex[:10]}", ttl=2)
+    await store.connect()
+    await lease.connect()
+    proc = server.nodes[0].proc
+    assert proc is not None
+    appends: list[asyncio.Future[object]] = []
+    try:
+        await p.append("big", [new_event()], ANY)
+        proc.send_signal(signal.SIGSTOP)
+        appends = [asyncio.ensure_future(p.append("big", [new_event(data=b"1" * 900_000)], ANY)) for _ in range(6)]
+        writer = p._conn.nc._transport._io_writer
+        for _ in range(300):  # until the socket holds bytes the server does not read
+            if writer.transport.get_write_buffer_size() > 0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the frozen server's socket never filled up")
+        closing = asyncio.ensure_future(asyncio.gather(p.close(), store.close(), lease.close()))
+        done, _ = await asyncio.wait([closing], timeout=60)
+        assert done, "close() did not return within 60 s against a frozen server"
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        for a in appends:
+            a.cancel()
+        await asyncio.wait(appends or [asyncio.sleep(0)], timeout=30)
+        await store.close()
         await lease.close()

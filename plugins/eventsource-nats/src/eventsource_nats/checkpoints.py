@@ -21,7 +21,7 @@ from eventsource.checkpoints import Checkpoint, CheckpointStore
 from eventsource.checkpoints.base import check_name, event_id_of
 from eventsource.errors import ConfigurationError, ConflictError, EventSourceError, ProviderUnavailableError
 
-from eventsource_nats.client import client_settings, open_client
+from eventsource_nats.client import client_settings, close_client, open_client
 from eventsource_nats.connection import cancellable, stream_subjects
 from eventsource_nats.errors import map_error
 from eventsource_nats.settings import parse_url
@@ -83,11 +83,11 @@ class NatsCheckpointStore(CheckpointStore):
             try:
                 kv = await self._call("opening the checkpoint bucket", self._bucket(nc))
             except BaseException:
-                await nc.close()
+                await close_client(nc, drain=False)
                 raise
             old, self._nc, self._kv = self._nc, nc, kv
             if old is not None:
-                await old.close()
+                await close_client(old, drain=False)
 
     async def _bucket(self, nc: Any) -> Any:
         import nats.js.errors
@@ -125,7 +125,7 @@ class NatsCheckpointStore(CheckpointStore):
         """Close the connection. Idempotent."""
         nc, self._nc, self._kv = self._nc, None, None
         if nc is not None:
-            await nc.close()
+            await close_client(nc, drain=False)
 
     async def _require(self) -> Any:
         """The bucket; a client that gave up reconnecting (a long outage) is replaced first."""

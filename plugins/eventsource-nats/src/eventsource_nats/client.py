@@ -4,6 +4,8 @@ nats-py's defaults retry a lost server 60 times two seconds apart and then close
 checkpoint store or lease that kept such a client failed every call from then on, until the process was
 restarted. :func:`open_client` connects with the provider's settings (``max_reconnect_attempts`` a quarter of a
 second apart, ``connect_timeout``), and its callers replace a client that gave up on their next call.
+:func:`close_client` (the provider's close too) bounds closing: against a server that stopped reading (a frozen
+process, a dead link) nats-py's close waited for the socket to take its unsent bytes, for ever.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 
 RECONNECT_TIME_WAIT = 0.25
 """Seconds between reconnect attempts (the provider's own)."""
+CLOSE_SECONDS = 5.0
+"""How long closing a client may take (drain, flush, socket) before its socket is dropped with what it held."""
 
 
 def client_settings(settings: dict[str, Any]) -> tuple[float, int]:
@@ -53,8 +57,36 @@ async def open_client(server: ServerUrl, what: str, *, connect_timeout: float, m
             timeout=budget,
         )
     except Exception as e:
-        with contextlib.suppress(Exception):
-            await nc.close()
+        await close_client(nc, drain=False)
         msg = f"cannot reach NATS at {server.display} for {what}: {type(e).__name__}"
         raise ProviderUnavailableError(msg, operation=what) from e
     return nc
+
+
+def _drop_socket(nc: Any) -> None:
+    writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+    transport = getattr(writer, "transport", None)
+    if transport is not None:
+        transport.abort()
+
+
+async def close_client(nc: Any, *, drain: bool) -> None:
+    """Drain (when ``drain``) and close ``nc`` within :data:`CLOSE_SECONDS`, else drop its socket. Never raises.
+
+    Closing runs in a task of its own: nats-py swallows a cancel while it flushes, so a timeout around the
+    close itself would not end it.
+    """
+
+    async def close() -> None:
+        if drain and not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+    task = asyncio.ensure_future(close())
+    done, _ = await asyncio.wait([task], timeout=CLOSE_SECONDS)
+    if not done:
+        _drop_socket(nc)  # what the server never read is lost with it; the close then ends
+        task.cancel()
+        await asyncio.wait([task], timeout=CLOSE_SECONDS)

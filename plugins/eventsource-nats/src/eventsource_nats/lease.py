@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.lease import Lease
 
-from eventsource_nats.client import client_settings, open_client
+from eventsource_nats.client import client_settings, close_client, open_client
 from eventsource_nats.connection import cancellable
 from eventsource_nats.settings import parse_url
 
@@ -107,25 +107,25 @@ class NatsKvLease(Lease):
                         kv = await js.key_value(self.bucket)  # created concurrently
                 status = await kv.status()
             except Exception as e:
-                await nc.close()
+                await close_client(nc, drain=False)
                 if isinstance(e, (nats.errors.Error, OSError)) and not isinstance(e, nats.js.errors.APIError):
                     msg = f"NATS at {self.server.display} failed while opening the lease bucket: {type(e).__name__}"
                     raise ProviderUnavailableError(msg, operation="lease connect") from e
                 raise
             if not status.ttl:
-                await nc.close()
+                await close_client(nc, drain=False)
                 msg = f"the NATS bucket {self.bucket!r} keeps entries forever: a lease there would never expire"
                 raise ConfigurationError(msg, field="bucket")
             self.ttl = float(status.ttl)
             old, self._nc, self._kv = self._nc, nc, kv
             if old is not None:
-                await old.close()
+                await close_client(old, drain=False)
 
     async def close(self) -> None:
         """Close the connection (held keys expire after ``ttl``). Idempotent."""
         nc, self._nc, self._kv = self._nc, None, None
         if nc is not None:
-            await nc.close()
+            await close_client(nc, drain=False)
 
     @staticmethod
     def _key(key: str) -> str:

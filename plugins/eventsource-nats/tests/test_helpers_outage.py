@@ -132,3 +132,28 @@ async def test_close_returns_against_a_frozen_server_with_unsent_data(server: Se
         await asyncio.wait(appends or [asyncio.sleep(0)], timeout=30)
         await store.close()
         await lease.close()
+
+
+async def test_an_append_to_a_frozen_server_fails_in_time_instead_of_hanging(server: Servers) -> None:
+    """Once the socket to a server that stopped reading was full, nats-py waited for its flusher to take more than its
+    2 MiB of buffered publishes with no timeout (``flush_timeout`` unset), and swallowed the cancel of that wait: the
+    append neither timed out (``publish_timeout``, ``publish_retry_seconds``) nor could be cancelled, for as long as
+    the server stayed frozen. It must fail with an error worth a retry instead."""
+    p = await open_provider(server.url, publish_timeout=0.5, publish_retry_seconds=3.0)
+    proc = server.nodes[0].proc
+    assert proc is not None
+    appends: list[asyncio.Future[object]] = []
+    try:
+        await p.append("big", [new_event()], ANY)
+        proc.send_signal(signal.SIGSTOP)
+        appends = [asyncio.ensure_future(p.append("big", [new_event(data=b"1" * 900_000)], ANY)) for _ in range(6)]
+        done, _ = await asyncio.wait(appends, timeout=90)
+        assert len(done) == len(appends), "appends to a frozen server still ran after 90 s"
+        for a in appends:
+            assert isinstance(a.exception(), (ProviderTimeoutError, ProviderUnavailableError)), a.exception()
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        for a in appends:
+            a.cancel()
+        await asyncio.wait(appends or [asyncio.sleep(0)], timeout=30)
+        await p.close()

@@ -53,6 +53,7 @@ async def open_client(server: ServerUrl, what: str, *, connect_timeout: float, m
                 connect_timeout=connect_timeout,
                 max_reconnect_attempts=max_reconnect_attempts,
                 reconnect_time_wait=RECONNECT_TIME_WAIT,
+                flush_timeout=connect_timeout,  # (else unbounded: a server that stopped reading hangs a put)
             ),
             timeout=budget,
         )

@@ -187,6 +187,9 @@ class Connection:
             "connect_timeout": s["connect_timeout"],
             "max_reconnect_attempts": s["max_reconnect_attempts"],
             "reconnect_time_wait": 0.25,
+            # past 2 MiB of unsent publishes nats-py waits for its flusher, by default with no timeout (and a cancel
+            # of that wait is swallowed): against a server that stopped reading, an append hung for good
+            "flush_timeout": s["publish_timeout"],
             "reconnected_cb": self._reconnected,
             "name": f"eventsource:{s['stream']}",
         }

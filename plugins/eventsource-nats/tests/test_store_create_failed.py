@@ -7,12 +7,15 @@ where the stream's directory goes makes it happen on demand, on a private server
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from conftest import unique_store
 from eventsource.errors import ProviderUnavailableError
+from eventsource_nats.checkpoints import NatsCheckpointStore
+from eventsource_nats.lease import NatsKvLease
 from eventsource_nats.provider import NatsProvider
 from servers import start_single
 from test_nats import _old_server_binary
@@ -54,3 +57,34 @@ async def test_a_store_the_server_cannot_create_fails_connect_as_retriable(serve
         assert p._conn.is_open
     finally:
         await p.close()
+
+
+@pytest.mark.parametrize("helper", ["checkpoints", "lease"])
+async def test_a_bucket_the_server_cannot_create_fails_the_helpers_connect_as_retriable(
+    server: Servers, helper: str
+) -> None:
+    """The checkpoint store's and the lease's bucket: the checkpoint store reported 10049 as a plain ``ProviderError``
+    and the lease as nats-py's own ``ServerError``, neither of which a subscription or the projection runner retries."""
+    bucket = f"b_{uuid.uuid4().hex[:10]}"
+    streams = Path(server.tmp.name) / "js" / "jetstream" / "$G" / "streams"
+    streams.mkdir(parents=True, exist_ok=True)
+    (streams / f"KV_{bucket}").write_text("not a directory")
+    store = NatsCheckpointStore(server.url, bucket=bucket) if helper == "checkpoints" else None
+    lease = NatsKvLease(server.url, bucket=bucket, ttl=2) if helper == "lease" else None
+    opened = store or lease
+    assert opened is not None
+    try:
+        try:
+            await opened.connect()
+        except ProviderUnavailableError as e:  # 2.9.10 leaves the file: the failure persists
+            assert "10049" in str(e)
+        if (streams / f"KV_{bucket}").is_file():
+            (streams / f"KV_{bucket}").unlink()
+        await opened.connect()
+        if store is not None:
+            assert await store.get("n", "s") is None
+        if lease is not None:
+            async with lease.hold("k", timeout=5):
+                pass
+    finally:
+        await opened.close()

@@ -21,7 +21,7 @@ from eventsource.checkpoints import Checkpoint, CheckpointStore
 from eventsource.checkpoints.base import check_name, event_id_of
 from eventsource.errors import ConfigurationError, ConflictError, EventSourceError, ProviderUnavailableError
 
-from eventsource_nats.client import client_settings, close_client, open_client
+from eventsource_nats.client import client_settings, close_client, creating, open_client
 from eventsource_nats.connection import cancellable, stream_subjects
 from eventsource_nats.errors import map_error
 from eventsource_nats.settings import parse_url
@@ -97,7 +97,9 @@ class NatsCheckpointStore(CheckpointStore):
             return await js.key_value(self.bucket)
         except nats.js.errors.BucketNotFoundError:
             try:
-                return await js.create_key_value(bucket=self.bucket, history=1)
+                return await creating(
+                    f"the KV bucket {self.bucket!r}", lambda: js.create_key_value(bucket=self.bucket, history=1)
+                )
             except nats.js.errors.BadRequestError:
                 return await js.key_value(self.bucket)  # created concurrently
 

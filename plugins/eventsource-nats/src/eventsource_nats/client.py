@@ -5,22 +5,34 @@ checkpoint store or lease that kept such a client failed every call from then on
 restarted. :func:`open_client` connects with the provider's settings (``max_reconnect_attempts`` a quarter of a
 second apart, ``connect_timeout``), and its callers replace a client that gave up on their next call.
 :func:`close_client` (the provider's close too) bounds closing: against a server that stopped reading (a frozen
-process, a dead link) nats-py's close waited for the socket to take its unsent bytes, for ever.
+process, a dead link) nats-py's close waited for the socket to take its unsent bytes, for ever. :func:`creating`
+retries a stream or bucket creation the server failed with err_code 10049 (the provider's too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import ConfigurationError, ProviderUnavailableError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from eventsource_nats.settings import ServerUrl
+
+T = TypeVar("T")
 
 RECONNECT_TIME_WAIT = 0.25
 """Seconds between reconnect attempts (the provider's own)."""
+STORE_CREATE_FAILED = 10049
+"""JetStream's err_code (500, "error creating store for stream") when the server could not create a stream's store.
+
+The server logs the cause (a directory a racing delete still holds, a full disk, an open-file limit) and answers
+with that sentence only; a stream or bucket creation meeting it is tried again, then reported as unavailable.
+"""
+CREATE_ATTEMPTS = 4
 CLOSE_SECONDS = 5.0
 """How long closing a client may take (drain, flush, socket) before its socket is dropped with what it held."""
 
@@ -91,3 +103,23 @@ async def close_client(nc: Any, *, drain: bool) -> None:
         _drop_socket(nc)  # what the server never read is lost with it; the close then ends
         task.cancel()
         await asyncio.wait([task], timeout=CLOSE_SECONDS)
+
+
+async def creating(what: str, create: Callable[[], Awaitable[T]]) -> T:
+    """``create()``, tried again while the server fails to create the store (:data:`STORE_CREATE_FAILED`)."""
+    import nats.js.errors
+
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            return await create()
+        except nats.js.errors.APIError as e:
+            if getattr(e, "err_code", None) != STORE_CREATE_FAILED:
+                raise
+            failed = e
+        if attempt < CREATE_ATTEMPTS - 1:
+            await asyncio.sleep(0.25 * 2**attempt)
+    msg = (
+        f"nats-server could not create the store of {what} (JetStream err_code {STORE_CREATE_FAILED}: "
+        f"{getattr(failed, 'description', None) or failed}; the server's log names the cause); try again"
+    )
+    raise ProviderUnavailableError(msg, operation="connect") from failed

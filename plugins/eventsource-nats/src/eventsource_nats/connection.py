@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from eventsource.errors import ConfigurationError, EventSourceError, ProviderTimeoutError, ProviderUnavailableError
 
-from eventsource_nats.client import close_client
+from eventsource_nats.client import close_client, creating
 from eventsource_nats.errors import map_error, retriable
 
 if TYPE_CHECKING:
@@ -36,13 +36,6 @@ T = TypeVar("T")
 
 SUBJECTS_OVERLAP = 10065
 """JetStream's err_code for a new stream whose subjects another stream already holds."""
-STORE_CREATE_FAILED = 10049
-"""JetStream's err_code (500, "error creating store for stream") when the server could not create a stream's store.
-
-The server logs the cause (a directory a racing delete still holds, a full disk, an open-file limit) and answers
-with that sentence only; a stream or bucket creation meeting it is tried again, then reported as unavailable.
-"""
-CREATE_ATTEMPTS = 4
 
 FIXED_REPLICATED_OCC = (2, 9, 21)
 """First server whose expected-subject-sequence check holds on replicated streams (PR #4319)."""
@@ -256,7 +249,7 @@ class Connection:
         except nats.js.errors.NotFoundError:
             pass
         try:
-            return await self._creating(f"the JetStream stream {cfg.name!r}", lambda: js.add_stream(cfg))
+            return await creating(f"the JetStream stream {cfg.name!r}", lambda: js.add_stream(cfg))
         except nats.js.errors.BadRequestError as e:
             if e.err_code == SUBJECTS_OVERLAP:
                 msg = (
@@ -266,26 +259,6 @@ class Connection:
                 )
                 raise ConfigurationError(msg, field="subject_prefix") from e
             return await js.stream_info(cfg.name)  # created concurrently by another instance
-
-    @staticmethod
-    async def _creating(what: str, create: Callable[[], Awaitable[T]]) -> T:
-        """``create()``, tried again while the server fails to create the store (:data:`STORE_CREATE_FAILED`)."""
-        import nats.js.errors
-
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                return await create()
-            except nats.js.errors.APIError as e:
-                if getattr(e, "err_code", None) != STORE_CREATE_FAILED:
-                    raise
-                failed = e
-            if attempt < CREATE_ATTEMPTS - 1:
-                await asyncio.sleep(0.25 * 2**attempt)
-        msg = (
-            f"nats-server could not create the store of {what} (JetStream err_code {STORE_CREATE_FAILED}: "
-            f"{getattr(failed, 'description', None) or failed}; the server's log names the cause); try again"
-        )
-        raise ProviderUnavailableError(msg, operation="connect") from failed
 
     async def _ensure_store(self) -> None:
         import nats.js.errors
@@ -335,7 +308,7 @@ class Connection:
                 kv = await js.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
                 try:
-                    kv = await self._creating(
+                    kv = await creating(
                         f"the KV bucket {bucket!r}",
                         functools.partial(
                             js.create_key_value,

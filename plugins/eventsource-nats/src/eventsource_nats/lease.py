@@ -24,10 +24,15 @@ from contextlib import asynccontextmanager, suppress
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import (
+    ConfigurationError,
+    EventSourceError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
 from eventsource.lease import Lease
 
-from eventsource_nats.client import client_settings, close_client, open_client
+from eventsource_nats.client import client_settings, close_client, creating, open_client
 from eventsource_nats.connection import cancellable
 from eventsource_nats.settings import parse_url
 
@@ -102,13 +107,17 @@ class NatsKvLease(Lease):
                     kv = await js.key_value(self.bucket)
                 except nats.js.errors.BucketNotFoundError:
                     try:
-                        kv = await js.create_key_value(bucket=self.bucket, history=1, ttl=self.ttl)
+                        kv = await creating(
+                            f"the KV bucket {self.bucket!r}",
+                            lambda: js.create_key_value(bucket=self.bucket, history=1, ttl=self.ttl),
+                        )
                     except nats.js.errors.BadRequestError:
                         kv = await js.key_value(self.bucket)  # created concurrently
                 status = await kv.status()
             except Exception as e:
                 await close_client(nc, drain=False)
-                if isinstance(e, (nats.errors.Error, OSError)) and not isinstance(e, nats.js.errors.APIError):
+                failed = isinstance(e, (nats.errors.Error, OSError)) and not isinstance(e, nats.js.errors.APIError)
+                if failed and not isinstance(e, EventSourceError):
                     msg = f"NATS at {self.server.display} failed while opening the lease bucket: {type(e).__name__}"
                     raise ProviderUnavailableError(msg, operation="lease connect") from e
                 raise

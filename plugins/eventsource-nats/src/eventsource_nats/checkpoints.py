@@ -3,21 +3,33 @@
 Keys are the base64url forms of the name and the source, so any name is a valid key. ``put`` is a
 compare-and-set on the key's revision (``create`` for a new key, ``update(last=revision)`` otherwise),
 retried when another writer got in between, so two runners never move a checkpoint backwards.
+
+The client reconnects as the provider's does (:mod:`~eventsource_nats.client`); one that gave up (an outage
+longer than its attempts) is replaced by the next call, and a failure of the server reaches the caller as
+:class:`~eventsource.errors.ProviderUnavailableError` or :class:`~eventsource.errors.ProviderTimeoutError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.checkpoints import Checkpoint, CheckpointStore
 from eventsource.checkpoints.base import check_name, event_id_of
-from eventsource.errors import ConfigurationError, ConflictError, ProviderUnavailableError
+from eventsource.errors import ConfigurationError, ConflictError, EventSourceError, ProviderUnavailableError
 
+from eventsource_nats.client import client_settings, close_client, creating, open_client
 from eventsource_nats.connection import cancellable, stream_subjects
+from eventsource_nats.errors import map_error
 from eventsource_nats.settings import parse_url
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+T = TypeVar("T")
 
 LIST_TIMEOUT = 10.0
 """Seconds one page of :meth:`NatsCheckpointStore.list`'s key listing may take (a ``STREAM.INFO`` request)."""
@@ -34,61 +46,105 @@ def _unb64(text: str) -> str:
 
 
 class NatsCheckpointStore(CheckpointStore):
-    """Checkpoints in the key-value bucket ``bucket`` (created with history 1 if missing)."""
+    """Checkpoints in the key-value bucket ``bucket`` (created with history 1 if missing).
+
+    ``connect_timeout`` (seconds, default 5) and ``max_reconnect_attempts`` (default 60, a quarter of a second
+    apart) as the provider's settings of the same names.
+    """
 
     kind = "nats"
 
-    def __init__(self, url: str, *, bucket: str = "eventsource_checkpoints") -> None:
+    def __init__(self, url: str, *, bucket: str = "eventsource_checkpoints", **settings: Any) -> None:
         super().__init__(url)
         self.server = parse_url(url)
         if not bucket.replace("_", "").replace("-", "").isalnum():
             msg = "checkpoint bucket names take letters, digits, '-' and '_'"
             raise ConfigurationError(msg, field="bucket")
+        self.connect_timeout, self.max_reconnect_attempts = client_settings(settings)
+        if settings:
+            msg = f"unknown settings for NATS checkpoints: {sorted(settings)}"
+            raise ConfigurationError(msg, field=next(iter(settings)))
         self.bucket = bucket
         self._nc: Any = None
         self._kv: Any = None
+        self._lock = asyncio.Lock()
 
     async def connect(self) -> None:
-        """Connect and open (or create) the bucket. Idempotent."""
-        if self._kv is not None:
-            return
-        import nats
+        """Connect and open (or create) the bucket. Idempotent; replaces a client that gave up reconnecting."""
+        async with self._lock:
+            if self._kv is not None and not self._nc.is_closed:
+                return
+            nc = await open_client(
+                self.server,
+                "checkpoints",
+                connect_timeout=self.connect_timeout,
+                max_reconnect_attempts=self.max_reconnect_attempts,
+            )
+            try:
+                kv = await self._call("opening the checkpoint bucket", self._bucket(nc))
+            except BaseException:
+                await close_client(nc, drain=False)
+                raise
+            old, self._nc, self._kv = self._nc, nc, kv
+            if old is not None:
+                await close_client(old, drain=False)
+
+    async def _bucket(self, nc: Any) -> Any:
         import nats.js.errors
 
-        s = self.server
-        try:
-            nc = await nats.connect(servers=list(s.servers), user=s.user, password=s.password, allow_reconnect=True)
-        except Exception as e:
-            msg = f"cannot reach NATS at {s.display} for checkpoints: {type(e).__name__}"
-            raise ProviderUnavailableError(msg, operation="checkpoint") from e
         js = nc.jetstream()
         try:
-            kv = await js.key_value(self.bucket)
+            return await js.key_value(self.bucket)
         except nats.js.errors.BucketNotFoundError:
             try:
-                kv = await js.create_key_value(bucket=self.bucket, history=1)
+                return await creating(
+                    f"the KV bucket {self.bucket!r}", lambda: js.create_key_value(bucket=self.bucket, history=1)
+                )
             except nats.js.errors.BadRequestError:
-                kv = await js.key_value(self.bucket)  # created concurrently
-        self._nc, self._kv = nc, kv
+                return await js.key_value(self.bucket)  # created concurrently
+
+    @staticmethod
+    async def _call(what: str, aw: Awaitable[T]) -> T:
+        """Await a nats-py call; its failures as the provider's typed errors (unavailable, timed out).
+
+        The answers a caller handles (a missing key, a lost compare-and-set) pass through as they are.
+        """
+        import nats.js.errors
+
+        try:
+            return await cancellable(aw)
+        except (
+            EventSourceError,
+            nats.js.errors.KeyNotFoundError,
+            nats.js.errors.KeyWrongLastSequenceError,
+            nats.js.errors.BadRequestError,
+        ):
+            raise
+        except Exception as e:
+            raise map_error(e, what) from e
 
     async def close(self) -> None:
         """Close the connection. Idempotent."""
         nc, self._nc, self._kv = self._nc, None, None
         if nc is not None:
-            await nc.close()
+            await close_client(nc, drain=False)
 
-    def _require(self) -> Any:
+    async def _require(self) -> Any:
+        """The bucket; a client that gave up reconnecting (a long outage) is replaced first."""
         if self._kv is None:
             msg = "the NATS checkpoint store is not connected (call connect())"
             raise ProviderUnavailableError(msg, operation="checkpoint")
+        if self._nc.is_closed:
+            await self.connect()
         return self._kv
 
     async def _entry(self, name: str, source: str) -> tuple[Checkpoint | None, int | None]:
         """The stored checkpoint and its key's revision (``None``, ``None`` when absent)."""
         import nats.js.errors
 
+        kv = await self._require()
         try:
-            entry = await cancellable(self._require().get(f"{_b64(name)}.{_b64(source)}"))
+            entry = await self._call("reading a checkpoint", kv.get(f"{_b64(name)}.{_b64(source)}"))
         except nats.js.errors.KeyNotFoundError:  # KeyDeletedError too
             return None, None
         if entry.value is None:
@@ -110,7 +166,6 @@ class NatsCheckpointStore(CheckpointStore):
         import nats.js.errors
 
         cp = self.checked(checkpoint)
-        kv = self._require()
         key = f"{_b64(cp.name)}.{_b64(cp.source)}"
         value = json.dumps(
             {
@@ -123,11 +178,12 @@ class NatsCheckpointStore(CheckpointStore):
         for _ in range(CAS_ATTEMPTS):
             old, revision = await self._entry(cp.name, cp.source)
             self.check_move(old, cp, force=force)
+            kv = await self._require()
             try:
                 if revision is None:
-                    await cancellable(kv.create(key, value))
+                    await self._call("storing a checkpoint", kv.create(key, value))
                 else:
-                    await cancellable(kv.update(key, value, last=revision))
+                    await self._call("storing a checkpoint", kv.update(key, value, last=revision))
             except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError):
                 continue  # another writer got in between: look again
             return cp
@@ -139,16 +195,19 @@ class NatsCheckpointStore(CheckpointStore):
         old, _ = await self._entry(check_name("name", name), check_name("source", source))
         if old is None:
             return False
-        await cancellable(self._require().purge(f"{_b64(name)}.{_b64(source)}"))
+        kv = await self._require()
+        await self._call("deleting a checkpoint", kv.purge(f"{_b64(name)}.{_b64(source)}"))
         return True
 
     async def list(self, source: str | None = None) -> list[Checkpoint]:
         """Every checkpoint (of ``source`` only, when given), by name then source (one read per key)."""
         if source is not None:
             check_name("source", source)
-        self._require()
+        await self._require()
         prefix = f"$KV.{self.bucket}."
-        subjects = await stream_subjects(self._nc, f"KV_{self.bucket}", f"{prefix}>", LIST_TIMEOUT)
+        subjects = await self._call(
+            "listing checkpoints", stream_subjects(self._nc, f"KV_{self.bucket}", f"{prefix}>", LIST_TIMEOUT)
+        )
         out = []
         for key in sorted(s[len(prefix) :] for s in subjects):  # a purged key's marker too: _entry says absent
             name, _, src = key.partition(".")

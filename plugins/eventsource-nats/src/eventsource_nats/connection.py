@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from eventsource.errors import ConfigurationError, EventSourceError, ProviderTimeoutError, ProviderUnavailableError
 
+from eventsource_nats.client import close_client, creating
 from eventsource_nats.errors import map_error, retriable
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class Connection:
         try:
             await asyncio.wait_for(nc.connect(**opts), timeout=budget)
         except Exception as e:
-            await quiet(nc.close())
+            await close_client(nc, drain=False)
             err = map_error(e, f"connecting to {self.display_url}")
             if isinstance(err, ProviderTimeoutError):
                 err = ProviderUnavailableError(f"cannot connect to {self.display_url} within {budget:.0f}s")
@@ -174,7 +175,7 @@ class Connection:
         try:
             await self.call("preparing the JetStream store", self._ensure_store())
         except BaseException:
-            await quiet(nc.close())
+            await close_client(nc, drain=False)
             self.nc, self.js = before
             raise
 
@@ -186,6 +187,9 @@ class Connection:
             "connect_timeout": s["connect_timeout"],
             "max_reconnect_attempts": s["max_reconnect_attempts"],
             "reconnect_time_wait": 0.25,
+            # past 2 MiB of unsent publishes nats-py waits for its flusher, by default with no timeout (and a cancel
+            # of that wait is swallowed): against a server that stopped reading, an append hung for good
+            "flush_timeout": s["publish_timeout"],
             "reconnected_cb": self._reconnected,
             "name": f"eventsource:{s['stream']}",
         }
@@ -245,7 +249,7 @@ class Connection:
         except nats.js.errors.NotFoundError:
             pass
         try:
-            return await js.add_stream(cfg)
+            return await creating(f"the JetStream stream {cfg.name!r}", lambda: js.add_stream(cfg))
         except nats.js.errors.BadRequestError as e:
             if e.err_code == SUBJECTS_OVERLAP:
                 msg = (
@@ -304,8 +308,16 @@ class Connection:
                 kv = await js.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
                 try:
-                    kv = await js.create_key_value(
-                        bucket=bucket, history=1, replicas=s["replicas"], storage=storage, direct=True
+                    kv = await creating(
+                        f"the KV bucket {bucket!r}",
+                        functools.partial(
+                            js.create_key_value,
+                            bucket=bucket,
+                            history=1,
+                            replicas=s["replicas"],
+                            storage=storage,
+                            direct=True,
+                        ),
                     )
                 except nats.js.errors.BadRequestError:
                     kv = await js.key_value(bucket)
@@ -342,7 +354,7 @@ class Connection:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def close(self) -> None:
-        """Forget the client and the buckets, then drain and close the connection. Idempotent."""
+        """Forget the client and the buckets, then drain and close the connection (bounded). Idempotent."""
         reviving, self._reviving = self._reviving, None
         if reviving is not None:
             reviving.cancel()
@@ -350,8 +362,7 @@ class Connection:
         nc, self.nc, self.js = self.nc, None, None
         self.kv.clear()
         if nc is not None and not nc.is_closed:
-            await quiet(nc.drain())
-            await quiet(nc.close())
+            await close_client(nc, drain=True)  # bounded: a frozen server never reads what is left to send
 
     async def drop_store(self) -> None:
         """Delete the JetStream stream and the four KV buckets (every event, snapshot and index)."""

@@ -6,7 +6,8 @@ entry expires and another process's ``create`` succeeds: the handover takes at m
 A refresh that fails (the entry was taken over) marks the lease lost, and so does going without a successful
 refresh for ``ttl`` less a margin of ``ttl / 6``, counted from when the last one was sent (a refresh stuck on a
 silent connection is abandoned then): the server cannot have expired the entry yet. The block is cancelled
-and leaving it raises :class:`~eventsource.errors.ProviderUnavailableError`.
+and leaving it raises :class:`~eventsource.errors.ProviderUnavailableError`. The client reconnects as the
+provider's does (:mod:`~eventsource_nats.client`); one that gave up is replaced by the next ``hold``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,15 @@ from contextlib import asynccontextmanager, suppress
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.errors import (
+    ConfigurationError,
+    EventSourceError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
 from eventsource.lease import Lease
 
+from eventsource_nats.client import client_settings, close_client, creating, open_client
 from eventsource_nats.connection import cancellable
 from eventsource_nats.settings import parse_url
 
@@ -43,7 +50,8 @@ class NatsKvLease(Lease):
     """Exclusive leases in the key-value bucket ``bucket`` (created with ``ttl`` seconds if missing).
 
     Settings: ``bucket`` (default ``eventsource_leases``) and ``ttl`` (seconds, default 6). An existing
-    bucket keeps its own TTL, which the lease then uses.
+    bucket keeps its own TTL, which the lease then uses. ``connect_timeout`` (default 5 s) and
+    ``max_reconnect_attempts`` (default 60, a quarter of a second apart) as the provider's settings.
     """
 
     kind = "nats"
@@ -51,6 +59,7 @@ class NatsKvLease(Lease):
     def __init__(self, url: str, **settings: Any) -> None:
         bucket = settings.pop("bucket", "eventsource_leases")
         ttl = settings.pop("ttl", 6.0)
+        connect_timeout, max_reconnect_attempts = client_settings(settings)
         if settings:
             msg = f"unknown settings for lease 'nats': {sorted(settings)}"
             raise ConfigurationError(msg, field=next(iter(settings)))
@@ -60,8 +69,15 @@ class NatsKvLease(Lease):
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl < 1:
             msg = "ttl must be a number of seconds, at least 1"
             raise ConfigurationError(msg, field="ttl")
-        super().__init__(url, bucket=bucket, ttl=float(ttl))
+        super().__init__(
+            url,
+            bucket=bucket,
+            ttl=float(ttl),
+            connect_timeout=connect_timeout,
+            max_reconnect_attempts=max_reconnect_attempts,
+        )
         self.server = parse_url(url)
+        self.connect_timeout, self.max_reconnect_attempts = connect_timeout, max_reconnect_attempts
         self.bucket = bucket
         self.ttl = float(ttl)
         self._nc: Any = None
@@ -72,44 +88,53 @@ class NatsKvLease(Lease):
         return f"NatsKvLease({self.server.display!r}, bucket={self.bucket!r}, ttl={self.ttl})"
 
     async def connect(self) -> None:
-        """Connect and open (or create) the bucket. Idempotent."""
+        """Connect and open (or create) the bucket. Idempotent; replaces a client that gave up reconnecting."""
         async with self._lock:
-            if self._kv is not None:
+            if self._kv is not None and not self._nc.is_closed:
                 return
-            import nats
+            import nats.errors
             import nats.js.errors
 
-            s = self.server
-            try:
-                nc = await nats.connect(servers=list(s.servers), user=s.user, password=s.password)
-            except Exception as e:
-                msg = f"cannot reach NATS at {s.display} for leases: {type(e).__name__}"
-                raise ProviderUnavailableError(msg, operation="lease connect") from e
+            nc = await open_client(
+                self.server,
+                "leases",
+                connect_timeout=self.connect_timeout,
+                max_reconnect_attempts=self.max_reconnect_attempts,
+            )
             js = nc.jetstream()
             try:
                 try:
                     kv = await js.key_value(self.bucket)
                 except nats.js.errors.BucketNotFoundError:
                     try:
-                        kv = await js.create_key_value(bucket=self.bucket, history=1, ttl=self.ttl)
+                        kv = await creating(
+                            f"the KV bucket {self.bucket!r}",
+                            lambda: js.create_key_value(bucket=self.bucket, history=1, ttl=self.ttl),
+                        )
                     except nats.js.errors.BadRequestError:
                         kv = await js.key_value(self.bucket)  # created concurrently
                 status = await kv.status()
-            except Exception:
-                await nc.close()
+            except Exception as e:
+                await close_client(nc, drain=False)
+                failed = isinstance(e, (nats.errors.Error, OSError)) and not isinstance(e, nats.js.errors.APIError)
+                if failed and not isinstance(e, EventSourceError):
+                    msg = f"NATS at {self.server.display} failed while opening the lease bucket: {type(e).__name__}"
+                    raise ProviderUnavailableError(msg, operation="lease connect") from e
                 raise
             if not status.ttl:
-                await nc.close()
+                await close_client(nc, drain=False)
                 msg = f"the NATS bucket {self.bucket!r} keeps entries forever: a lease there would never expire"
                 raise ConfigurationError(msg, field="bucket")
             self.ttl = float(status.ttl)
-            self._nc, self._kv = nc, kv
+            old, self._nc, self._kv = self._nc, nc, kv
+            if old is not None:
+                await close_client(old, drain=False)
 
     async def close(self) -> None:
         """Close the connection (held keys expire after ``ttl``). Idempotent."""
         nc, self._nc, self._kv = self._nc, None, None
         if nc is not None:
-            await nc.close()
+            await close_client(nc, drain=False)
 
     @staticmethod
     def _key(key: str) -> str:
@@ -123,10 +148,12 @@ class NatsKvLease(Lease):
     @asynccontextmanager
     async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109 - the Lease contract
         """Hold the lease on ``key`` for the ``async with`` block (see the module docstring)."""
-        kv = self._kv
-        if kv is None:
+        if self._kv is None:
             msg = f"lease on {self.server.display} is not connected (call connect() first)"
             raise ProviderUnavailableError(msg)
+        if self._nc.is_closed:  # it gave up reconnecting (a long outage): nothing else would connect again
+            await self.connect()
+        kv = self._kv
         k = self._key(key)
         token = json.dumps({"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}).encode()
         revision, sent = await self._acquire(kv, k, key, token, timeout)

@@ -8,7 +8,9 @@ Each test first checks which path ran, so none passes on the async path alone.
 
 from __future__ import annotations
 
+import linecache
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -317,3 +319,54 @@ def test_the_lane_is_not_taken_with_sync_inline_off(config: dict[str, Any]) -> N
             es.append_event(stream_id="s", event_type="E", data=i, expected_version=i)
         assert provider.append_now("s", [], 3, None, timeout=1.0) is None  # (not loop-free: declines untouched)
         assert (paths.lane, paths.full) == ([], 3)
+
+
+def _interrupt_on_release_of_the_connections_lock() -> Callable[[Any, str, Any], Any]:
+    """A trace function raising ``KeyboardInterrupt`` where psycopg's cursor is about to release its connection's lock.
+
+    The exit of ``async with self._conn.lock`` in ``AsyncCursor.execute``: a Ctrl-C landing there (the
+    ``__aexit__`` coroutine made, not yet awaited) leaves the lock held, with the statement done.
+    """
+    seen = [0]
+
+    def local(frame: Any, event: str, _: Any) -> Any:
+        if event == "line" and "async with self._conn.lock" in linecache.getline(
+            frame.f_code.co_filename, frame.f_lineno
+        ):
+            seen[0] += 1
+            if seen[0] == 2:  # (the first is the way in)
+                raise KeyboardInterrupt
+        return local
+
+    def trace(frame: Any, event: str, _: Any) -> Any:
+        code = frame.f_code
+        return (
+            local
+            if event == "call" and code.co_name == "execute" and code.co_filename.endswith("cursor_async.py")
+            else None
+        )
+
+    return trace
+
+
+def test_a_connection_whose_lock_a_ctrl_c_left_held_is_replaced_not_reused(config: dict[str, Any]) -> None:
+    """Every statement on a connection waits for its lock: left held, each later call on it would time out."""
+    config = {**config, "timeout": 2.0, "retry_attempts": 1}
+    config["providers"]["pg"]["settings"]["pool_max_size"] = 1  # the next calls get the interrupted connection
+    with SyncEventSourcingManager(config) as es:
+        provider, paths = _lane(es)
+        es.append_event(stream_id="s", event_type="E", data=1)
+        _warm(es, paths)
+        kept = provider._conn._kept
+        assert kept is not None
+        sys.settrace(_interrupt_on_release_of_the_connections_lock())
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                es.append_event(stream_id="s", event_type="E", data=2, event_id="interrupted", expected_version=1)
+        finally:
+            sys.settrace(None)
+        assert paths.lane == ["KeyboardInterrupt"]
+        assert kept.lock.locked(), "the interrupt did not land where psycopg releases the connection's lock"
+        assert es.append_event(stream_id="s", event_type="E", data=2, event_id="interrupted").duplicate
+        assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=2).version == 3
+        assert [e.data for e in es.read_stream("s")] == [1, 2, 3]

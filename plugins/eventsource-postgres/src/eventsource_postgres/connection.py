@@ -59,12 +59,14 @@ IDENTITY = "SELECT system_identifier::text, current_database() FROM pg_control_s
 
 
 def _stale(conn: AsyncConnection[Any]) -> bool:
-    """Whether an idle pooled connection is known dead without a round trip.
+    """Whether an idle pooled connection is known dead (or unusable) without a round trip.
 
     An idle connection has nothing to read unless the server said goodbye (terminated backend,
-    restart, crash). One ``select`` with a zero timeout finds out.
+    restart, crash). One ``select`` with a zero timeout finds out. Its lock (psycopg's, taken by every
+    statement) is free unless a Ctrl-C landed as a statement released it: held, every call would wait for it
+    until its timeout, so the connection is dropped as a dead one is.
     """
-    if conn.closed or conn.broken:
+    if conn.closed or conn.broken or conn.lock.locked():
         return True
     try:
         fd = conn.fileno()
@@ -498,7 +500,7 @@ class Connection:
         expire = getattr(conn, "_expire_at", None)
         if now - self._kept_at >= KEEP_IDLE or now - since >= KEEP_AT_MOST or (expire is not None and now >= expire):
             return None
-        if self.identity is not None or conn.lock.locked() or _stale(conn):
+        if self.identity is not None or _stale(conn):
             return None
         fresh = False  # whether conn stays fresh for the next call; else that call hands it back to the pool first
         try:

@@ -27,6 +27,7 @@ from eventsource.errors import (
 )
 from eventsource.sync import SyncEventSourcingManager
 from eventsource_postgres import PostgresProvider
+from eventsource_postgres.inline import InlineConnection
 
 
 @pytest.fixture
@@ -370,3 +371,40 @@ def test_a_connection_whose_lock_a_ctrl_c_left_held_is_replaced_not_reused(confi
         assert es.append_event(stream_id="s", event_type="E", data=2, event_id="interrupted").duplicate
         assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=2).version == 3
         assert [e.data for e in es.read_stream("s")] == [1, 2, 3]
+
+
+def test_the_reconnect_attempt_after_the_lanes_lost_connection_keeps_to_the_lanes_deadline(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The remaining ``reconnect_retries`` run within the call's one deadline, as on the async path: not a new one.
+
+    (Each statement's deadline is recorded as it waits; no time is measured.)
+    """
+    config = {**config, "retry_attempts": 1, "timeout": 30.0}
+    config["providers"]["pg"]["settings"]["reconnect_retries"] = 1
+    app = config["providers"]["pg"]["settings"]["application_name"]
+    deadlines: list[tuple[bool, float | None]] = []
+    wait_here = InlineConnection._wait_here
+
+    def spy(self: InlineConnection, gen: Any) -> Any:
+        deadlines.append((self.here, self.deadline))
+        return wait_here(self, gen)
+
+    monkeypatch.setattr(InlineConnection, "_wait_here", spy)
+    with SyncEventSourcingManager(config) as es:
+        provider, paths = _lane(es)
+        es.append_event(stream_id="s", event_type="E", data=1)
+        thread = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), _terminate)
+        try:
+            _warm(es, paths)
+            deadlines.clear()
+            assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
+        finally:
+            thread.join()
+        assert (paths.lane, paths.full) == (["declined"], 1)
+        (here, lane), *rest = deadlines
+        assert here
+        assert lane is not None
+        stated = [d for _, d in rest if d is not None]  # (the pool's check of idle connections: CHECK_DEADLINE)
+        assert stated, "the async call made no statement"
+        assert all(d <= lane for d in stated), (lane, rest)

@@ -8,7 +8,9 @@ Each test first checks which path ran, so none passes on the async path alone.
 
 from __future__ import annotations
 
+import linecache
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +27,7 @@ from eventsource.errors import (
 )
 from eventsource.sync import SyncEventSourcingManager
 from eventsource_postgres import PostgresProvider
+from eventsource_postgres.inline import InlineConnection
 
 
 @pytest.fixture
@@ -317,3 +320,91 @@ def test_the_lane_is_not_taken_with_sync_inline_off(config: dict[str, Any]) -> N
             es.append_event(stream_id="s", event_type="E", data=i, expected_version=i)
         assert provider.append_now("s", [], 3, None, timeout=1.0) is None  # (not loop-free: declines untouched)
         assert (paths.lane, paths.full) == ([], 3)
+
+
+def _interrupt_on_release_of_the_connections_lock() -> Callable[[Any, str, Any], Any]:
+    """A trace function raising ``KeyboardInterrupt`` where psycopg's cursor is about to release its connection's lock.
+
+    The exit of ``async with self._conn.lock`` in ``AsyncCursor.execute``: a Ctrl-C landing there (the
+    ``__aexit__`` coroutine made, not yet awaited) leaves the lock held, with the statement done.
+    """
+    seen = [0]
+
+    def local(frame: Any, event: str, _: Any) -> Any:
+        if event == "line" and "async with self._conn.lock" in linecache.getline(
+            frame.f_code.co_filename, frame.f_lineno
+        ):
+            seen[0] += 1
+            if seen[0] == 2:  # (the first is the way in)
+                raise KeyboardInterrupt
+        return local
+
+    def trace(frame: Any, event: str, _: Any) -> Any:
+        code = frame.f_code
+        return (
+            local
+            if event == "call" and code.co_name == "execute" and code.co_filename.endswith("cursor_async.py")
+            else None
+        )
+
+    return trace
+
+
+def test_a_connection_whose_lock_a_ctrl_c_left_held_is_replaced_not_reused(config: dict[str, Any]) -> None:
+    """Every statement on a connection waits for its lock: left held, each later call on it would time out."""
+    config = {**config, "timeout": 2.0, "retry_attempts": 1}
+    config["providers"]["pg"]["settings"]["pool_max_size"] = 1  # the next calls get the interrupted connection
+    with SyncEventSourcingManager(config) as es:
+        provider, paths = _lane(es)
+        es.append_event(stream_id="s", event_type="E", data=1)
+        _warm(es, paths)
+        kept = provider._conn._kept
+        assert kept is not None
+        sys.settrace(_interrupt_on_release_of_the_connections_lock())
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                es.append_event(stream_id="s", event_type="E", data=2, event_id="interrupted", expected_version=1)
+        finally:
+            sys.settrace(None)
+        assert paths.lane == ["KeyboardInterrupt"]
+        assert kept.lock.locked(), "the interrupt did not land where psycopg releases the connection's lock"
+        assert es.append_event(stream_id="s", event_type="E", data=2, event_id="interrupted").duplicate
+        assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=2).version == 3
+        assert [e.data for e in es.read_stream("s")] == [1, 2, 3]
+
+
+def test_the_reconnect_attempt_after_the_lanes_lost_connection_keeps_to_the_lanes_deadline(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The remaining ``reconnect_retries`` run within the call's one deadline, as on the async path: not a new one.
+
+    (Each statement's deadline is recorded as it waits; no time is measured.)
+    """
+    config = {**config, "retry_attempts": 1, "timeout": 30.0}
+    config["providers"]["pg"]["settings"]["reconnect_retries"] = 1
+    app = config["providers"]["pg"]["settings"]["application_name"]
+    deadlines: list[tuple[bool, float | None]] = []
+    wait_here = InlineConnection._wait_here
+
+    def spy(self: InlineConnection, gen: Any) -> Any:
+        deadlines.append((self.here, self.deadline))
+        return wait_here(self, gen)
+
+    monkeypatch.setattr(InlineConnection, "_wait_here", spy)
+    with SyncEventSourcingManager(config) as es:
+        provider, paths = _lane(es)
+        es.append_event(stream_id="s", event_type="E", data=1)
+        thread = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), _terminate)
+        try:
+            _warm(es, paths)
+            deadlines.clear()
+            assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
+        finally:
+            thread.join()
+        assert (paths.lane, paths.full) == (["declined"], 1)
+        (here, lane), *rest = deadlines
+        assert here
+        assert lane is not None
+        stated = [d for _, d in rest if d is not None]  # (the pool's check of idle connections: CHECK_DEADLINE)
+        assert stated, "the async call made no statement"
+        assert all(d <= lane for d in stated), (lane, rest)

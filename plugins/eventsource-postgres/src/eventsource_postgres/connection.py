@@ -59,12 +59,14 @@ IDENTITY = "SELECT system_identifier::text, current_database() FROM pg_control_s
 
 
 def _stale(conn: AsyncConnection[Any]) -> bool:
-    """Whether an idle pooled connection is known dead without a round trip.
+    """Whether an idle pooled connection is known dead (or unusable) without a round trip.
 
     An idle connection has nothing to read unless the server said goodbye (terminated backend,
-    restart, crash). One ``select`` with a zero timeout finds out.
+    restart, crash). One ``select`` with a zero timeout finds out. Its lock (psycopg's, taken by every
+    statement) is free unless a Ctrl-C landed as a statement released it: held, every call would wait for it
+    until its timeout, so the connection is dropped as a dead one is.
     """
-    if conn.closed or conn.broken:
+    if conn.closed or conn.broken or conn.lock.locked():
         return True
     try:
         fd = conn.fileno()
@@ -167,8 +169,9 @@ class Connection:
         """The connection the last inline sync call used, kept out of the pool for the next one (:meth:`_keep`)."""
         self._kept_pool: AsyncConnectionPool[InlineConnection] | None = None
         self._kept_at = 0.0
-        self._spent = False
-        """Whether :meth:`now` lost its connection and declined: the :meth:`call` going on makes an attempt less."""
+        self._spent: float | bool = False
+        """Whether :meth:`now` lost its connection and declined: the :meth:`call` going on makes an attempt less,
+        within the lane's deadline (when it had one: then this is that deadline)."""
         self.identity: tuple[str, str] | None = None
         """The cluster and database every connection must reach (a standby pool: the primary's), else ``None``.
 
@@ -426,8 +429,10 @@ class Connection:
         if self._interrupts != INTERRUPTS[0]:  # a sync call was interrupted since the last check
             spent = False  # (the lane's append it followed never got here)
             await self._repair(deadline, operation)
-        if spent and operation == "append" and attempts > 1:  # the lane's attempt (now()) lost its connection
-            attempts -= 1
+        if spent is not False and operation == "append" and attempts > 1:  # the lane's attempt (now()) lost its
+            attempts -= 1  # connection: this call makes the rest, within the call's one deadline (the lane's)
+            if isinstance(spent, float) and deadline is not None:
+                deadline = min(deadline, spent)
         for attempt in range(1, attempts + 1):
             try:
                 pool, conn = await self._getconn(deadline)
@@ -485,9 +490,9 @@ class Connection:
         ``None`` declines, having written nothing: no connection is kept fresh for this call (:meth:`_take_kept`'s
         limits), it is stale, an interrupted call left the pool to be checked, or the connection was lost under
         ``fn`` (and ``reconnect_retries`` allow another attempt: the call that goes on, :meth:`call`, counts this
-        one as its first, and finds the lost connection stale). ``fn`` waits in this thread (``inline.py``), the whole
-        call bounded by ``timeout``; its errors are mapped as :meth:`call` maps them. A connection that failed
-        otherwise goes back through the pool at the next call.
+        one as its first, makes the rest within this one's deadline, and finds the lost connection stale). ``fn``
+        waits in this thread (``inline.py``), the whole call bounded by ``timeout``; its errors are mapped as
+        :meth:`call` maps them. A connection that failed otherwise goes back through the pool at the next call.
         """
         self._spent = False
         pool, conn = self.pool, self._kept
@@ -498,11 +503,12 @@ class Connection:
         expire = getattr(conn, "_expire_at", None)
         if now - self._kept_at >= KEEP_IDLE or now - since >= KEEP_AT_MOST or (expire is not None and now >= expire):
             return None
-        if self.identity is not None or conn.lock.locked() or _stale(conn):
+        if self.identity is not None or _stale(conn):
             return None
         fresh = False  # whether conn stays fresh for the next call; else that call hands it back to the pool first
         try:
-            conn.here, conn.limit, conn.deadline = True, timeout, None if timeout is None else now + timeout
+            deadline = None if timeout is None else now + timeout
+            conn.here, conn.limit, conn.deadline = True, timeout, deadline
             result = _to_end(fn(conn))
             fresh = conn.pgconn.transaction_status == IDLE
         except EventSourceError:
@@ -510,7 +516,8 @@ class Connection:
         except Exception as e:
             if _connection_lost(e) and self.settings["reconnect_retries"]:
                 conn.pgconn.finish()  # (lost: the call that goes on takes it, finds it closed and sweeps the pool)
-                self._spent = fresh = True
+                self._spent = True if deadline is None else deadline
+                fresh = True
                 return None
             raise self._error(e, operation) from e
         finally:

@@ -2,9 +2,8 @@
 
 Keys are the base64url forms of the name and the source, so any name is a valid key. ``put`` is a
 compare-and-set on the key's revision (``create`` for a new key, ``update(last=revision)`` otherwise),
-retried when another writer got in between, so two runners never move a checkpoint backwards.
-
-The client reconnects as the provider's does (:mod:`~eventsource_nats.client`); one that gave up (an outage
+retried when another writer got in between, so two runners never move a checkpoint backwards. The client
+reconnects as the provider's does (:mod:`~eventsource_nats.client`); one that gave up (an outage
 longer than its attempts) is replaced by the next call, and a failure of the server reaches the caller as
 :class:`~eventsource.errors.ProviderUnavailableError` or :class:`~eventsource.errors.ProviderTimeoutError`.
 """

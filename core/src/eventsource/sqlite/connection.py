@@ -20,6 +20,7 @@ def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool, cre
     ``create=False`` opens only a database that exists (no folder nor file is made): a connection that
     must reach the provider's database, not a new empty one where it went missing.
     """
+    db = None
     try:
         if not memory and create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +41,8 @@ def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool, cre
         db.execute(f"PRAGMA synchronous = {'FULL' if settings['synchronous'] == 'full' else 'NORMAL'}")
         db.execute("PRAGMA foreign_keys = OFF")
     except (sqlite3.Error, OSError) as e:  # OSError: the directory cannot be made (a file in the way, no permission)
+        if db is not None:  # (a file that is not a database): the connection is closed, not left to the collector
+            db.close()
         raise map_error(e, "connect", path) from e
     return db
 

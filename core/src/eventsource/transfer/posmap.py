@@ -53,8 +53,9 @@ class PositionMap:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = os.fspath(path) if path is not None else None
+        db = None
         try:
-            self.db = sqlite3.connect(self.path or ":memory:", isolation_level=None)
+            db = self.db = sqlite3.connect(self.path or ":memory:", isolation_level=None)
             self._check_is_map()
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = FULL")
@@ -62,6 +63,8 @@ class PositionMap:
             for statement in _SCHEMA:
                 self.db.execute(statement)
         except sqlite3.Error as e:
+            if db is not None:  # (not a database, or a locked or read-only one): no connection left open
+                db.close()
             msg = f"cannot open the position map {self.path!r}: {e}"
             raise ConfigurationError(msg, field="position_map") from e
 

@@ -258,6 +258,19 @@ async def test_stream_metadata_every_store_cannot_hold_is_refused_before_the_sto
         await m.create_stream(stream_id="s", metadata={"k": "a\\u0000b ü 😀"})  # a backslash is fine
 
 
+@pytest.mark.parametrize(
+    ("metadata", "where"),
+    [({1: "a"}, "$[1]"), ({"t": (1, 2)}, "$['t']"), ({"n": [{None: 1}]}, "$['n'][0][None]"), ({True: 1}, "$[True]")],
+)
+async def test_stream_metadata_json_would_change_is_refused_naming_where(metadata: Any, where: str) -> None:
+    # it was stored changed: an int key came back as "1", a tuple as a list (as event data and metadata never do)
+    async with EventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as m:
+        with pytest.raises(ValidationError, match="stream metadata") as info:
+            await m.create_stream(stream_id="s", metadata=metadata)
+        assert (info.value.details["field"], info.value.details["path"]) == ("metadata", where)
+        assert not await m.stream_exists("s")
+
+
 @pytest.mark.parametrize("url", ["memory://", "sqlite"])
 async def test_a_timestamp_whose_utc_instant_no_store_can_hold_is_refused(url: str, tmp_path: Path) -> None:
     from datetime import datetime, timedelta, timezone

@@ -155,6 +155,18 @@ def _exact(value: Any, depth: int) -> bool:  # noqa: C901 - every payload walks 
     return True
 
 
+def json_change(value: Any) -> tuple[str, str] | None:
+    """``(path, problem)`` of the first part of ``value`` that JSON would give back changed (see :func:`_inexact`).
+
+    ``None`` when nothing would change, or when ``value`` is circular or deeper than the stack (the encoder
+    refuses it then). The JSON serializer asks this of every payload; the manager of stream metadata.
+    """
+    try:
+        return None if _exact(value, 1) else _inexact(value)
+    except RecursionError:
+        return None
+
+
 _CHECKED = (dict, list, tuple, set, frozenset)
 """Types :func:`_exact` leaves to :func:`_inexact` (containers of other kinds, subclasses)."""
 
@@ -257,10 +269,7 @@ class JsonSerializer(Serializer):
         give back changed (a tuple, a non-string key, a frozenset) is refused, naming its path.
         """
         if type(value) not in _LEAVES:
-            try:
-                found = None if _exact(value, 1) else _inexact(value)
-            except RecursionError:  # circular or absurdly deep: the encoder below refuses it
-                found = None
+            found = json_change(value)
             if found is not None:
                 path, problem = found
                 if problem.startswith("nested"):

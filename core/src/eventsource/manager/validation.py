@@ -8,7 +8,7 @@ from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from eventsource.codecs.builtin import MAX_NESTING
+from eventsource.codecs.builtin import MAX_NESTING, json_change
 from eventsource.errors import ValidationError
 from eventsource.model import COUNT_MODES, EventData, EventFilter, ExpectedVersion, NewStream, SortOrder
 
@@ -153,10 +153,16 @@ def check_metadata(value: object, *, field_name: str = "metadata") -> dict[str, 
 def plain_metadata(metadata: object, max_size: int) -> dict[str, Any]:
     """Stream metadata as the stores keep it: plain JSON, normalised once here, at most ``max_size`` bytes.
 
-    No codec runs on it (so no tagged datetimes or Decimals); tuples become lists and keys strings
-    here, so every store is given, and returns, the same value.
+    No codec runs on it (so no tagged datetimes or Decimals). What JSON would give back changed (a tuple,
+    a non-string key) is refused, naming where, as in event data; every store is given, and returns, the
+    same value.
     """
     md = check_metadata(metadata)
+    found = json_change(md)
+    if found is not None:
+        path, problem = found
+        msg = f"stream metadata at ${path} is {problem}: stored as JSON it would not come back as it was"
+        raise ValidationError(msg, field="metadata", path=f"${path}")
     try:
         text = json.dumps(md, allow_nan=False)
         plain: dict[str, Any] = json.loads(text)

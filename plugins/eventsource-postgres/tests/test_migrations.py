@@ -97,7 +97,7 @@ async def test_migrate_is_idempotent_and_upgrades_from_an_older_version(
         f'DROP INDEX "{schema}"."events_ts", "{schema}"."events_tenant", "{schema}"."events_correlation"'
     )
     await admin.execute(f"DELETE FROM {n.migrations} WHERE version >= 2")
-    assert await migrate(admin, n) == [2, 3]
+    assert await migrate(admin, n) == [2, 3, 4]
     for index in ("events_ts", "events_type", "events_aggregate_type"):
         cur = await admin.execute(
             "SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = %s", [schema, index]
@@ -117,8 +117,8 @@ async def test_a_store_of_version_2_with_events_upgrades_and_its_filters_use_the
     await admin.execute(
         f'DROP INDEX "{schema}"."events_type", "{schema}"."events_aggregate", "{schema}"."events_aggregate_type"'
     )
-    await admin.execute(f"DELETE FROM {n.migrations} WHERE version = 3")
-    assert await migrate(admin, n) == [3]
+    await admin.execute(f"DELETE FROM {n.migrations} WHERE version >= 3")
+    assert await migrate(admin, n) == [3, 4]
     await admin.execute(
         "SET enable_seqscan = off"
     )  # a tiny table: ask whether an index can serve, not which is cheaper
@@ -127,6 +127,44 @@ async def test_a_store_of_version_2_with_events_upgrades_and_its_filters_use_the
         plan = " ".join(r[0] for r in await cur.fetchall())
         assert index in plan, plan
     await admin.execute("RESET enable_seqscan")
+
+
+async def test_a_store_of_version_3_keeps_its_stream_metadata_and_new_metadata_is_exact(
+    url: str, schema: str, admin: psycopg.AsyncConnection[Any]
+) -> None:
+    # jsonb changed stream metadata on the way in (1e20 came back as an int, keys sorted, -0.0 as 0.0)
+    n = Names(schema, "")
+    md = {"z": 1e20, "a": -0.0}
+    p = PostgresProvider(url, schema=schema)
+    await p.connect()
+    await p.close()
+    await admin.execute(f"ALTER TABLE {n.streams} DROP COLUMN metadata_text")  # as version 3 left it
+    await admin.execute(f"DELETE FROM {n.migrations} WHERE version = 4")
+    old_insert = (
+        f"INSERT INTO {n.streams} (stream_id, version, event_count, created_at, updated_at, metadata) "
+        "VALUES (%s, 0, 0, now(), now(), %s::jsonb)"
+    )
+    await admin.execute(old_insert, ["before", json.dumps(md)])  # what 3's create_stream stored
+    assert await migrate(admin, n) == [4]
+    await admin.execute(old_insert, ["older-process", json.dumps(md)])  # a process still on the older release
+    p = PostgresProvider(url, schema=schema)
+    await p.connect()
+    try:
+        normalised = {"a": 0.0, "z": 100000000000000000000}
+        for stream_id in ("before", "older-process"):  # what the jsonb holds, as it always read
+            info = await p.get_stream_info(stream_id)
+            assert info is not None
+            assert json.dumps(info.metadata) == json.dumps(normalised)
+        from eventsource.model import NewStream
+
+        await p.create_stream(NewStream("after", None, None, None, md))
+        info = await p.get_stream_info("after")
+        assert info is not None
+        assert json.dumps(info.metadata) == json.dumps(md)  # as given
+        cur = await admin.execute(f"SELECT metadata FROM {n.streams} WHERE stream_id = 'after'")
+        assert (await cur.fetchone())[0] == normalised  # type: ignore[index] # an older reader's column still holds it
+    finally:
+        await p.close()
 
 
 async def test_a_newer_schema_is_refused(url: str, schema: str, admin: psycopg.AsyncConnection[Any]) -> None:

@@ -6,6 +6,7 @@ Deleting a stream removes its events, info and snapshots; its id is then reusabl
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,22 @@ class StreamSuite(ProviderSuiteBase):
         await manager.append_event(stream_id=s, event_type="E", data={})
         with pytest.raises(StreamExistsError):
             await manager.create_stream(stream_id=s)
+
+    async def test_stream_metadata_round_trips_exactly(self, manager: EventSourcingManager) -> None:
+        """What JSON can say comes back as given: floats stay floats (1e20, -0.0), key order stays, big ints stay."""
+        s = sid()
+        md = {
+            "z": 1e20,
+            "a": -0.0,
+            "m": [0.1, 1.0, 10**30, -(2**63), 1.5e300, 5e-324],
+            "n": {"y": None, "x": True, "\u00fc\u20ac\U0001f600": 'caf\u00e9 "q" \\ \n'},
+            "": "",
+        }
+        await manager.create_stream(stream_id=s, metadata=md)
+        got = await manager.get_stream_info(s)
+        listed = [i for i in (await manager.list_streams(limit=100)).streams if i.stream_id == s]
+        assert json.dumps(got.metadata) == json.dumps(md)  # same keys in the same order, same types, same signs
+        assert [json.dumps(i.metadata) for i in listed] == [json.dumps(md)]
 
     async def test_list_streams_pages_in_id_order(self, manager: EventSourcingManager) -> None:
         ids = [f"ls-{i:02d}-{uuid.uuid4().hex[:6]}" for i in range(5)]

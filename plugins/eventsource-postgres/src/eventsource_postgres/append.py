@@ -16,6 +16,7 @@ from eventsource.provider import check_duplicate, check_expected
 
 from eventsource_postgres.connection import RACE_ATTEMPTS
 from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND
+from eventsource_postgres.streams import metadata_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
@@ -139,12 +140,10 @@ class Appender:
             if not single:
                 params["first_ts"] = first.timestamp
             if stream is not None:
-                from psycopg.types.json import Jsonb
-
                 params["name"] = stream.name
                 params["agg_id"] = stream.aggregate_id
                 params["agg_type"] = stream.aggregate_type
-                params["meta_s"] = Jsonb(dict(stream.metadata)) if stream.metadata else None
+                params["meta_s"] = metadata_text(stream.metadata) if stream.metadata else None
             else:
                 params["name"] = None
                 params["agg_id"] = first.aggregate_id

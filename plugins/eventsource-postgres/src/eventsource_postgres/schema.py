@@ -140,10 +140,20 @@ CREATE INDEX {n.index("events_aggregate_type")} ON {n.events} (aggregate_type, p
 """
 
 
+def _exact_metadata(n: Names) -> str:
+    # jsonb changes what it stores (1e20 comes back as the int 100000000000000000000, -0.0 as 0.0, keys sorted):
+    # the metadata's JSON text goes beside it, as given, and is what is read. The jsonb column stays written, so a
+    # process on an older release still reads (and writes) what it always did; a row it wrote has no text: its
+    # jsonb is read.
+    # jsonb is read.
+    return f"ALTER TABLE {n.streams} ADD COLUMN IF NOT EXISTS metadata_text text;"
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[Names], str]], ...] = (
     (1, "streams, events and snapshots tables", _tables),
     (2, "indexes for time-range, tenant and correlation filters", _query_indexes),
     (3, "indexes for type and aggregate filters", _scale_indexes),
+    (4, "stream metadata kept as its exact JSON text", _exact_metadata),
 )
 LATEST = MIGRATIONS[-1][0]
 

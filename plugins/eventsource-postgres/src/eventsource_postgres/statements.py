@@ -20,9 +20,11 @@ EVENT_COLS = (
     "correlation_id, causation_id, user_id, tenant_id, aggregate_id, aggregate_type"
 )
 STREAM_COLS = (
-    "stream_id, version, event_count, created_at, updated_at, name, aggregate_id, aggregate_type, metadata, "
-    "last_event_id, first_version"
+    "stream_id, version, event_count, created_at, updated_at, name, aggregate_id, aggregate_type, "
+    "coalesce(metadata_text, metadata::text), last_event_id, first_version"
 )
+"""A streams row's columns in :class:`~eventsource.model.StreamInfo`'s order, the metadata as JSON text (the text
+it was given; the jsonb's for a row an older release wrote): :func:`~eventsource_postgres.streams.stream_info`."""
 SNAPSHOT_COLS = (
     "snapshot_id, stream_id, version, data, metadata, encoding, created_at, aggregate_id, aggregate_type, position"
 )
@@ -55,9 +57,9 @@ def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
     if upsert:
         up = (
             f"INSERT INTO {n.streams} AS s (stream_id, version, event_count, first_version, "  # noqa: S608 - quoted names
-            "last_event_id, created_at, updated_at, name, aggregate_id, aggregate_type, metadata) "
+            "last_event_id, created_at, updated_at, name, aggregate_id, aggregate_type, metadata, metadata_text) "
             f"SELECT %(s)s, {count}, {count}, 1, {last_id}, {first_ts}, {last_ts}, %(name)s, %(agg_id)s, "
-            f"%(agg_type)s, coalesce(%(meta_s)s::jsonb, '{{}}') FROM {lock} "
+            f"%(agg_type)s, coalesce(%(meta_s)s::jsonb, '{{}}'), %(meta_s)s::text FROM {lock} "
             "ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.event_count, "
             "event_count = s.event_count + EXCLUDED.event_count, first_version = "
             "coalesce(s.first_version, s.version + 1), "
@@ -118,8 +120,8 @@ class Statements:
         self.get_event_in = f"SELECT {EVENT_COLS} FROM {n.events} WHERE event_id = %s AND stream_id = %s"  # noqa: S608
         self.create_stream = (
             f"INSERT INTO {n.streams} (stream_id, version, event_count, created_at, updated_at, name, "  # noqa: S608
-            "aggregate_id, aggregate_type, metadata) "
-            "SELECT %s, 0, 0, %s, %s, %s, %s, %s, %s::jsonb FROM (SELECT pg_advisory_xact_lock(%s)) AS lock "
+            "aggregate_id, aggregate_type, metadata, metadata_text) "
+            "SELECT %s, 0, 0, %s, %s, %s, %s, %s, %s::jsonb, %s::text FROM (SELECT pg_advisory_xact_lock(%s)) AS lock "
             f"ON CONFLICT (stream_id) DO NOTHING RETURNING {STREAM_COLS}"
         )
         self.stream_info = f"SELECT {STREAM_COLS} FROM {n.streams} WHERE stream_id = %s"  # noqa: S608

@@ -6,17 +6,32 @@ same transaction as every write; creating and deleting take the stream's advisor
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import StreamExistsError, StreamNotFoundError
 from eventsource.model import StreamInfo, utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from eventsource.model import NewStream
     from psycopg import AsyncConnection
 
     from eventsource_postgres.connection import Connection
     from eventsource_postgres.statements import Statements
+
+
+def metadata_text(metadata: Mapping[str, Any]) -> str:
+    """Stream metadata (plain JSON, checked by the manager) as the JSON text the streams row keeps."""
+    return json.dumps(dict(metadata), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def stream_info(row: Sequence[Any]) -> StreamInfo:
+    """A row of :data:`~eventsource_postgres.statements.STREAM_COLS` (the metadata as JSON text)."""
+    sid, version, count, created, updated, name, agg_id, agg_type, metadata, last_id, first = row
+    md = json.loads(metadata)
+    return StreamInfo(sid, version, count, created, updated, name, agg_id, agg_type, md, last_id, first)
 
 
 class Streams:
@@ -28,9 +43,8 @@ class Streams:
 
     async def create_stream(self, stream: NewStream) -> StreamInfo:
         """Insert the streams row at version 0 (under the stream's lock); refuse an existing id."""
-        from psycopg.types.json import Jsonb
-
         now = utcnow()
+        text = metadata_text(stream.metadata)
         params = (
             stream.stream_id,
             now,
@@ -38,7 +52,8 @@ class Streams:
             stream.name,
             stream.aggregate_id,
             stream.aggregate_type,
-            Jsonb(dict(stream.metadata)),
+            text,
+            text,
             self.conn.lock(stream.stream_id),
         )
         rows = await self.conn.call(
@@ -47,7 +62,7 @@ class Streams:
         if not rows:
             msg = f"stream {stream.stream_id!r} already exists"
             raise StreamExistsError(msg, stream_id=stream.stream_id)
-        return StreamInfo(*rows[0])
+        return stream_info(rows[0])
 
     async def delete_stream(self, stream_id: str) -> None:
         """Delete the events, then the streams row (snapshots follow by cascade), in one transaction."""
@@ -68,7 +83,7 @@ class Streams:
         rows = await self.conn.call(
             "get_stream_info", lambda c: self.conn.fetchall(c, self.sql.stream_info, [stream_id]), retry=True
         )
-        return StreamInfo(*rows[0]) if rows else None
+        return stream_info(rows[0]) if rows else None
 
     async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
         """A page of streams in code-point order of their ids (``COLLATE "C"``) and the total.
@@ -83,6 +98,6 @@ class Streams:
                 q = f"{self.sql.list_streams_after} LIMIT {int(limit)}" + (" OFFSET %s" if offset else "")
                 rows = await self.conn.fetchall(conn, q, [after, offset] if offset else [after], varied=True)
             total = await self.conn.fetchall(conn, self.sql.count_streams, [])
-            return [StreamInfo(*r) for r in rows], int(total[0][0])
+            return [stream_info(r) for r in rows], int(total[0][0])
 
         return await self.conn.call("list_streams", run, retry=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
-from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
-from eventsource.model import NewEvent, utcnow
+from eventsource.errors import ConcurrencyError, ProviderTimeoutError, ProviderUnavailableError, StreamExistsError
+from eventsource.model import NO_STREAM, NewEvent, NewStream, utcnow
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -115,6 +115,24 @@ async def current_provider(current_server: Servers) -> AsyncIterator[NatsProvide
     p = await open_provider(current_server.url)
     yield p
     await dispose(p)
+
+
+async def created(p: NatsProvider, sid: str) -> str:
+    """One side of a race for a new stream id: "create" if ``p`` created stream ``sid``, "lost" if it existed."""
+    try:
+        await p.create_stream(NewStream(stream_id=sid))
+    except StreamExistsError:
+        return "lost"
+    return "create"
+
+
+async def appended_new(p: NatsProvider, sid: str) -> str:
+    """The other side: "append" if ``p``'s NO_STREAM append of an event to ``sid`` went in, "lost" on a conflict."""
+    try:
+        await p.append(sid, [new_event()], NO_STREAM)
+    except ConcurrencyError:
+        return "lost"
+    return "append"
 
 
 async def until_given_up(nc: object) -> bool:

@@ -8,6 +8,7 @@ call retryable with nothing written (review).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import uuid
@@ -18,6 +19,7 @@ from eventsource.model import NewEvent
 from eventsource.sqlite import SqliteProvider, counts
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 T0 = datetime(2022, 1, 1, tzinfo=UTC)
@@ -48,14 +50,25 @@ def hold_lock_before_the_fold(provider: SqliteProvider, path: Path) -> tuple[sql
     return other, taken
 
 
-async def test_an_append_whose_fold_finds_the_lock_held_still_returns_its_result(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def folding_next(
+    tmp_path: Path, busy_timeout: float
+) -> AsyncIterator[tuple[SqliteProvider, sqlite3.Connection, threading.Event]]:
+    """A provider holding stream 's' at version 1 whose next append folds, the lock taken before that fold."""
     path = tmp_path / "f.db"
-    p = SqliteProvider(f"sqlite:///{path}", busy_timeout=0.2)
+    p = SqliteProvider(f"sqlite:///{path}", busy_timeout=busy_timeout)
     await p.connect()
     try:
         await p.append("s", [new()], -1)
         p._unfolded = counts.FOLD_EVERY - 1  # the next append is the one after which the provider folds
         other, taken = hold_lock_before_the_fold(p, path)
+        yield p, other, taken
+    finally:
+        await p.close()
+
+
+async def test_an_append_whose_fold_finds_the_lock_held_still_returns_its_result(tmp_path: Path) -> None:
+    async with folding_next(tmp_path, busy_timeout=0.2) as (p, other, taken):
         event = new()
         result = await p.append("s", [event], 1)  # raised ProviderTimeoutError from the fold
         assert await asyncio.to_thread(taken.wait, 60)
@@ -63,8 +76,6 @@ async def test_an_append_whose_fold_finds_the_lock_held_still_returns_its_result
         assert result.first_version == 2
         assert (await p.get_event(event.event_id)) is not None
         assert (await p.stats()).total_events == 2
-    finally:
-        await p.close()
 
 
 def test_a_sync_append_whose_fold_finds_the_lock_held_still_returns_its_result(tmp_path: Path) -> None:
@@ -86,13 +97,7 @@ def test_a_sync_append_whose_fold_finds_the_lock_held_still_returns_its_result(t
 
 async def test_an_append_returns_without_waiting_for_its_fold(tmp_path: Path) -> None:
     """A caller's timeout that ran out while the fold waited for the lock reported the stored append as failed."""
-    path = tmp_path / "f.db"
-    p = SqliteProvider(f"sqlite:///{path}", busy_timeout=30)
-    await p.connect()
-    try:
-        await p.append("s", [new()], -1)
-        p._unfolded = counts.FOLD_EVERY - 1
-        other, taken = hold_lock_before_the_fold(p, path)
+    async with folding_next(tmp_path, busy_timeout=30) as (p, other, taken):
         event = new()
         try:
             result = await asyncio.wait_for(p.append("s", [event], 1), 10)  # the fold alone waits 30 s
@@ -102,5 +107,3 @@ async def test_an_append_returns_without_waiting_for_its_fold(tmp_path: Path) ->
         assert result.first_version == 2
         assert (await p.get_event(event.event_id)) is not None
         assert (await p.stats()).total_events == 2
-    finally:
-        await p.close()

@@ -13,19 +13,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.errors import ConcurrencyError, ConfigurationError, TransferFormatError
+from eventsource.errors import ConcurrencyError, ConfigurationError
 from eventsource.model import ANY, NO_STREAM, NewEvent, NewStream
-from eventsource.sqlite import SqliteProvider
-from eventsource.transfer import copy_store, import_store, open_input, verify_stores
+from eventsource.transfer import copy_store, verify_stores
 from eventsource.transfer.verify import json_value
-from test_transfer_hostile import _event, _file, _snapshot, _stream
+from test_transfer_hostile import _event, _snapshot, _stream, refused_whole
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from conftest import OpenSqlite
-
-_GOOD_ID = "ok-1"
 
 
 def _nested(depth: int) -> Any:
@@ -58,21 +55,7 @@ async def test_a_forged_export_the_target_cannot_hold_is_refused_before_anything
     case: str, tmp_path: Path
 ) -> None:
     bad, message = FORGED[case]
-    streams = [r for r in bad if r["kind"] == "stream"]
-    body = [_stream("ok"), *streams, _event("ok", event_id=_GOOD_ID), *[r for r in bad if r["kind"] != "stream"]]
-    line = 3 if streams else 1 + len(body)  # the bad record's line (one per file)
-    path = tmp_path / "forged.jsonl"
-    path.write_bytes(_file(body))
-    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
-    await dst.connect()
-    try:
-        with open_input(str(path)) as stream, pytest.raises(TransferFormatError) as caught:
-            await import_store(stream, dst, name=str(path), check_first=True)
-        assert f"line {line}:" in str(caught.value)
-        assert message in str(caught.value)
-        assert (await dst.list_streams(limit=10, offset=0))[1] == 0
-    finally:
-        await dst.close()
+    await refused_whole(bad, message, tmp_path, "forged.jsonl")
 
 
 @pytest.mark.parametrize(("ours", "theirs"), [(1, True), (False, 0), ([1, True], [True, 1])])

@@ -114,13 +114,17 @@ CASES: dict[str, tuple[list[dict[str, Any]], str]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-async def test_a_hostile_export_is_refused_naming_its_line_and_nothing_is_written(case: str, tmp_path: Path) -> None:
-    bad, message = CASES[case]
+async def refused_whole(bad: list[dict[str, Any]], message: str, tmp_path: Path, name: str) -> None:
+    """An export ``name`` holding a good stream 'ok' and its event, then ``bad``, is refused whole on import.
+
+    ``bad``'s streams go before the good event, its other records after it. The error names the bad record's line
+    (``bad``'s first stream if it holds only streams, else its first other record) and says ``message``; nothing is
+    written to the target, a fresh SQLite store.
+    """
     streams = [r for r in bad if r["kind"] == "stream"]
     body = [_stream("ok"), *streams, _event("ok", event_id=_GOOD_ID), *[r for r in bad if r["kind"] != "stream"]]
     line = 3 if len(streams) == len(bad) else 2 + len(body) - len(bad) + len(streams)  # the bad record's line
-    path = tmp_path / "hostile.jsonl"
+    path = tmp_path / name
     path.write_bytes(_file(body))
     dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
     await dst.connect()
@@ -132,6 +136,12 @@ async def test_a_hostile_export_is_refused_naming_its_line_and_nothing_is_writte
         assert (await dst.list_streams(limit=10, offset=0))[1] == 0
     finally:
         await dst.close()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_a_hostile_export_is_refused_naming_its_line_and_nothing_is_written(case: str, tmp_path: Path) -> None:
+    bad, message = CASES[case]
+    await refused_whole(bad, message, tmp_path, "hostile.jsonl")
 
 
 def _cli(args: list[str], tmp_path: Path, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

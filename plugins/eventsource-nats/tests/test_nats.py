@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dispose, new_event, open_provider, unique_store
+from conftest import appended_new, created, dispose, new_event, open_provider, unique_store
 from eventsource.errors import ConcurrencyError, ConfigurationError, DuplicateEventError, StreamExistsError
 from eventsource.model import ANY, NO_STREAM, STREAM_EXISTS, NewStream, utcnow
 from eventsource.plugins import PluginHost
@@ -152,22 +152,7 @@ async def test_create_stream_and_a_no_stream_append_racing_never_both_win(machin
     try:
         for r in range(15):
             sid = f"race-{r}"
-
-            async def create(sid: str = sid) -> str:
-                try:
-                    await p.create_stream(NewStream(stream_id=sid))
-                except StreamExistsError:
-                    return "lost"
-                return "create"
-
-            async def append(sid: str = sid) -> str:
-                try:
-                    await other.append(sid, [new_event()], NO_STREAM)
-                except ConcurrencyError:
-                    return "lost"
-                return "append"
-
-            outcomes = await asyncio.gather(create(), append())
+            outcomes = await asyncio.gather(created(p, sid), appended_new(other, sid))
             assert sorted(outcomes) in (["append", "lost"], ["create", "lost"]), (r, outcomes)
             versions = [e.version async for e in p.read_stream(sid)]
             assert versions == ([1] if "append" in outcomes else []), (r, outcomes)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import test_nats
-from conftest import dispose, new_event, open_provider
+from conftest import appended_new, created, dispose, new_event, open_provider
 from eventsource.model import NO_STREAM, NewEvent, utcnow
 from eventsource_nats.naming import event_key
 from eventsource_nats.provider import NatsProvider
@@ -222,9 +222,6 @@ async def test_create_stream_and_a_no_stream_append_never_both_win_under_the_str
     """A replicated stream on a server before 2.9.21 (``old_server_replicated="stream_wide"``): the NO_STREAM
     append skipped its claim of the id, so it and a racing ``create_stream`` both succeeded. A KV create is
     safe there (an expected sequence of 0 is checked when the entry is applied, STORES.md section 1)."""
-    from eventsource.errors import ConcurrencyError, StreamExistsError
-    from eventsource.model import NewStream
-
     a = await test_nats._connect_retrying(old_cluster.url, replicas=3, old_server_replicated="stream_wide")
     b = NatsProvider(**a.spawn_args())
     await b.connect()
@@ -233,22 +230,7 @@ async def test_create_stream_and_a_no_stream_append_never_both_win_under_the_str
         both = []
         for r in range(15):
             sid = f"race-{r}"
-
-            async def create(sid: str = sid) -> str:
-                try:
-                    await a.create_stream(NewStream(stream_id=sid))
-                except StreamExistsError:
-                    return "lost"
-                return "create"
-
-            async def append(sid: str = sid) -> str:
-                try:
-                    await b.append(sid, [new_event()], NO_STREAM)
-                except ConcurrencyError:
-                    return "lost"
-                return "append"
-
-            outcomes = sorted(await asyncio.gather(create(), append()))
+            outcomes = sorted(await asyncio.gather(created(a, sid), appended_new(b, sid)))
             if outcomes not in (["append", "lost"], ["create", "lost"]):
                 both.append((r, outcomes))
         assert both == []

@@ -8,9 +8,10 @@ to a client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,20 +59,32 @@ async def count_events(admin: psycopg.AsyncConnection[Any], p: PostgresProvider,
     return int(row[0])  # type: ignore[index]
 
 
-async def hold_event_id(url: str, p: PostgresProvider, event_id: str) -> psycopg.AsyncConnection[Any]:
-    """Insert, and leave uncommitted, another row with ``event_id``.
+@contextlib.asynccontextmanager
+async def _blocking(url: str, statement: str, params: list[Any]) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """Another connection's transaction, which ran ``statement`` and is rolled back when the block ends."""
+    blocker = await psycopg.AsyncConnection.connect(url)
+    try:
+        await blocker.execute(statement, params)
+        yield blocker
+    finally:
+        await blocker.rollback()
+        await blocker.close()
+
+
+def hold_event_id(
+    url: str, p: PostgresProvider, event_id: str
+) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+    """Insert, and leave uncommitted until the block ends, another row with ``event_id``.
 
     An append whose batch contains that id inserts the rows before it, then waits on the unique
     index for this transaction: it is stopped in the middle of its batch.
     """
-    blocker = await psycopg.AsyncConnection.connect(url)
-    await blocker.execute(
+    insert = (
         f"INSERT INTO {p.names.events} "
         "(event_id, stream_id, event_type, version, position, data, metadata, encoding, ts) "
-        "VALUES (%s, 'blocker', 'E', 1, 1, '', '', 'json', now())",
-        [event_id],
+        "VALUES (%s, 'blocker', 'E', 1, 1, '', '', 'json', now())"
     )
-    return blocker
+    return _blocking(url, insert, [event_id])
 
 
 async def xid_of(conn: psycopg.AsyncConnection[Any]) -> str:
@@ -88,11 +101,11 @@ async def waits_on(admin: psycopg.AsyncConnection[Any], pid: int) -> str | None:
     return row[0] if row else None
 
 
-async def hold_stream_row(url: str, p: PostgresProvider, stream_id: str) -> psycopg.AsyncConnection[Any]:
-    """Lock the streams row: an append then inserts its whole batch and waits before it can commit."""
-    blocker = await psycopg.AsyncConnection.connect(url)
-    await blocker.execute(f"SELECT 1 FROM {p.names.streams} WHERE stream_id = %s FOR UPDATE", [stream_id])
-    return blocker
+def hold_stream_row(
+    url: str, p: PostgresProvider, stream_id: str
+) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+    """Lock the streams row until the block ends: an append then inserts its whole batch and waits to commit."""
+    return _blocking(url, f"SELECT 1 FROM {p.names.streams} WHERE stream_id = %s FOR UPDATE", [stream_id])
 
 
 async def test_backend_killed_mid_batch_leaves_nothing_and_the_retry_writes_once(
@@ -102,9 +115,8 @@ async def test_backend_killed_mid_batch_leaves_nothing_and_the_retry_writes_once
     s = "mid-batch"
     await p.append(s, batch(1), ANY)
     events = batch(100)
-    blocker = await hold_event_id(url, p, events[49].event_id)
-    task = asyncio.create_task(p.append(s, events, 1))
-    try:
+    async with hold_event_id(url, p, events[49].event_id) as blocker:
+        task = asyncio.create_task(p.append(s, events, 1))
         [pid] = await wait_for_pids(admin, p, waiting=True)
         # the backend has written the streams row and 49 events, and waits at the 50th: kill it there
         assert await waits_on(admin, pid) == await xid_of(blocker)
@@ -113,9 +125,6 @@ async def test_backend_killed_mid_batch_leaves_nothing_and_the_retry_writes_once
         # the provider reconnects and retries the same batch, which waits on the same row again
         await wait_for_pids(admin, p, waiting=True, exclude={pid})
         assert await count_events(admin, p, s) == 1, "no event of the killed batch may be visible"
-    finally:
-        await blocker.rollback()
-        await blocker.close()
     res = await asyncio.wait_for(task, timeout=60)
     assert not res.duplicate
     assert (res.first_version, res.last_version) == (2, 101)
@@ -131,18 +140,14 @@ async def test_backend_killed_mid_batch_raises_unavailable_and_a_manual_retry_wr
     s = "mid-batch-no-retry"
     await p.append(s, batch(1), ANY)
     events = batch(100)
-    blocker = await hold_event_id(url, p, events[49].event_id)
-    task = asyncio.create_task(p.append(s, events, 1))
-    try:
+    async with hold_event_id(url, p, events[49].event_id):
+        task = asyncio.create_task(p.append(s, events, 1))
         [pid] = await wait_for_pids(admin, p, waiting=True)
         await admin.execute("SELECT pg_terminate_backend(%s)", [pid])
         with pytest.raises(ProviderUnavailableError) as info:
             await asyncio.wait_for(task, timeout=60)
         assert info.value.details["operation"] == "append"
         assert await count_events(admin, p, s) == 1
-    finally:
-        await blocker.rollback()
-        await blocker.close()
     again = await p.append(s, events, 1)  # what the manager's retry does: same ids, same expectation
     assert not again.duplicate
     assert (again.first_version, again.last_version) == (2, 101)
@@ -177,13 +182,9 @@ async def test_pool_exhausted_raises_the_typed_timeout(make_provider: Callable[.
 async def test_statement_timeout_raises_the_typed_timeout(make_provider: Callable[..., Any], url: str) -> None:
     p = await make_provider(statement_timeout=0.2, reconnect_retries=0)
     await p.append("slow", batch(1), ANY)
-    blocker = await hold_stream_row(url, p, "slow")
-    try:
+    async with hold_stream_row(url, p, "slow"):
         with pytest.raises(ProviderTimeoutError):
             await p.append("slow", batch(1), 1)
-    finally:
-        await blocker.rollback()
-        await blocker.close()
     assert [e.version async for e in p.read_stream("slow")] == [1]
 
 

@@ -85,6 +85,18 @@ def upsert(schema: str) -> str:
     )
 
 
+def _summing(name: str, sink_schema: str) -> Projection[psycopg.AsyncConnection[Any]]:
+    """Projection ``name``, async: each ``Deposited`` event's amount added to its account's row of ``totals``."""
+    p: Projection[psycopg.AsyncConnection[Any]] = Projection(name)
+
+    @p.on("Deposited")
+    async def deposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+        await tx.execute(ddl(sink_schema))
+        await tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
+
+    return p
+
+
 async def test_sync_handlers_get_a_psycopg_connection_inside_the_checkpoint_transaction(
     es: EventSourcingManager, url: str, sink_schema: str
 ) -> None:
@@ -219,15 +231,33 @@ async def test_one_projection_name_on_two_schemas_of_one_database_keeps_two_chec
         for n in (1, 2):
             await m.append_event(stream_id=f"{name}-acc", event_type="Deposited", data={"amount": n})
     for _, m in reversed(managers):  # the second store's projection runs first and stores a higher position
-        p: Projection[psycopg.AsyncConnection[Any]] = Projection("totals")
-
-        @p.on("Deposited")
-        async def deposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
-            await tx.execute(ddl(sink_schema))
-            await tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
-
-        await ProjectionRunner(m).add(p, PostgresSink(url, schema=sink_schema)).catch_up(timeout=60)
+        runner = ProjectionRunner(m).add(_summing("totals", sink_schema), PostgresSink(url, schema=sink_schema))
+        await runner.catch_up(timeout=60)
     assert totals(url, sink_schema) == [("first-acc", 3), ("second-acc", 3)]
+
+
+@contextlib.asynccontextmanager
+async def _held_back(
+    make_provider: Callable[..., Any], url: str, sink_schema: str, name: str
+) -> AsyncIterator[ProjectionRunner]:
+    """A runner of ``_summing(name)`` on a store where 'acc-1' has two deposits, the second held back.
+
+    The second is committed after an unrelated writer's transaction began, which stays open (so the second stays
+    out of reads, after ``visibility_wait``) until the block ends.
+    """
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
+    await m.register_provider(await make_provider(visibility_wait=0.05), name="pg", default=True)
+    await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    holder = await psycopg.AsyncConnection.connect(url)  # an unrelated writer's transaction, left open
+    try:
+        await holder.execute("SELECT pg_current_xact_id()")
+        await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})  # committed, held back
+        yield ProjectionRunner(m, poll_interval=0.05).add(
+            _summing(name, sink_schema), PostgresSink(url, schema=sink_schema)
+        )
+    finally:
+        await holder.rollback()
+        await holder.close()
 
 
 async def test_catch_up_waits_for_events_a_running_transaction_holds_back(
@@ -236,21 +266,7 @@ async def test_catch_up_waits_for_events_a_running_transaction_holds_back(
     """Review: catch_up() (and wait_caught_up) returned once a read found nothing; on PostgreSQL a read finds
     nothing past a transaction still running anywhere in the cluster (after ``visibility_wait``), so an event
     committed before the call but held back by an older open transaction was not applied when it returned."""
-    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
-    await m.register_provider(await make_provider(visibility_wait=0.05), name="pg", default=True)
-    await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
-    holder = await psycopg.AsyncConnection.connect(url)  # an unrelated writer's transaction, left open
-    try:
-        await holder.execute("SELECT pg_current_xact_id()")
-        await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})  # committed, held back
-        p: Projection[psycopg.AsyncConnection[Any]] = Projection("totals")
-
-        @p.on("Deposited")
-        async def deposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
-            await tx.execute(ddl(sink_schema))
-            await tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
-
-        runner = ProjectionRunner(m, poll_interval=0.05).add(p, PostgresSink(url, schema=sink_schema))
+    async with _held_back(make_provider, url, sink_schema, "totals") as runner:
         task = asyncio.ensure_future(runner.catch_up(timeout=60))
         for _ in range(3000):  # until the runner has read past the first event and found the tail held back
             st = runner.states["totals"]
@@ -258,9 +274,6 @@ async def test_catch_up_waits_for_events_a_running_transaction_holds_back(
                 break
             await asyncio.sleep(0.01)
         done_early = task.done()
-    finally:
-        await holder.rollback()
-        await holder.close()
     await task
     assert not done_early, "catch_up returned while a committed event was held back"
     assert totals(url, sink_schema) == [("acc-1", 3)]
@@ -272,21 +285,7 @@ async def test_catch_up_held_back_by_an_open_transaction_says_so(
     """Review: catch_up() without a timeout waits as long as any write transaction of the cluster stays open
     (an idle-in-transaction session of another application) when it holds events back, and said nothing: a
     newcomer's ``await runner.catch_up()`` looked hung. It logs once, naming the projection and the cause."""
-    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())
-    await m.register_provider(await make_provider(visibility_wait=0.05), name="pg", default=True)
-    await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
-    holder = await psycopg.AsyncConnection.connect(url)  # an unrelated writer's transaction, left open
-    try:
-        await holder.execute("SELECT pg_current_xact_id()")
-        await m.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})  # committed, held back
-        p: Projection[psycopg.AsyncConnection[Any]] = Projection("held")
-
-        @p.on("Deposited")
-        async def deposited(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
-            await tx.execute(ddl(sink_schema))
-            await tx.execute(upsert(sink_schema), (event.stream_id, event.data["amount"]))
-
-        runner = ProjectionRunner(m, poll_interval=0.05).add(p, PostgresSink(url, schema=sink_schema))
+    async with _held_back(make_provider, url, sink_schema, "held") as runner:
         with caplog.at_level("WARNING", logger="eventsource.projections"):
             task = asyncio.ensure_future(runner.catch_up())
             said = []
@@ -296,9 +295,6 @@ async def test_catch_up_held_back_by_an_open_transaction_says_so(
                     break
                 await asyncio.sleep(0.01)
         assert not task.done()
-    finally:
-        await holder.rollback()
-        await holder.close()
     await asyncio.wait_for(task, 60)
     assert len(said) == 1 and "'held'" in said[0] and "still running" in said[0], said
     assert totals(url, sink_schema) == [("acc-1", 3)]

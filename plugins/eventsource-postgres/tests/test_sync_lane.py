@@ -8,6 +8,7 @@ Each test first checks which path ran, so none passes on the async path alone.
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import signal
 import sys
@@ -171,6 +172,30 @@ def _terminate(other: psycopg.Connection[Any], pid: int) -> None:
     other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
+@contextlib.contextmanager
+def _lock_held(
+    es: SyncEventSourcingManager,
+    config: dict[str, Any],
+    paths: Paths,
+    act: Callable[[psycopg.Connection[Any], int], None],
+    times: int = 1,
+) -> Iterator[None]:
+    """Stream ``s``'s advisory lock held by another connection (``_hold_lock_and``) around the call under test.
+
+    The store's connection is warmed right before the block; the thread releasing the lock is joined when it ends.
+    """
+    pg = config["providers"]["pg"]
+    provider = es.get_provider()
+    assert isinstance(provider, PostgresProvider)
+    key = provider._conn.lock("s")
+    thread = _hold_lock_and(pg["url"], pg["settings"]["application_name"], key, act, times=times)
+    try:
+        _warm(es, paths)
+        yield
+    finally:
+        thread.join()
+
+
 @pytest.mark.parametrize("kills", [1, 2])
 def test_a_connection_terminated_under_the_lanes_statement_is_retried_as_reconnect_retries_say(
     config: dict[str, Any], kills: int
@@ -178,21 +203,15 @@ def test_a_connection_terminated_under_the_lanes_statement_is_retried_as_reconne
     """``reconnect_retries: 1``: one lost connection is retried on a fresh one, not a second (two attempts in all)."""
     config = {**config, "retry_attempts": 1}
     config["providers"]["pg"]["settings"]["reconnect_retries"] = 1
-    app = config["providers"]["pg"]["settings"]["application_name"]
-    url = config["providers"]["pg"]["url"]
     with SyncEventSourcingManager(config) as es:
         provider, paths = _lane(es)
         es.append_event(stream_id="s", event_type="E", data=1)
-        thread = _hold_lock_and(url, app, provider._conn.lock("s"), _terminate, times=kills)
-        try:
-            _warm(es, paths)
+        with _lock_held(es, config, paths, _terminate, times=kills):
             if kills == 1:
                 assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
             else:
                 with pytest.raises(ProviderUnavailableError):
                     es.append_event(stream_id="s", event_type="E", data=2, expected_version=1)
-        finally:
-            thread.join()
         assert (paths.lane, paths.full) == (["declined"], 1)  # the lane's attempt lost its connection: one more
         assert [e.data for e in es.read_stream("s")] == ([1, 2] if kills == 1 else [1])
         assert es.append_event(stream_id="s", event_type="E", data=3).version == (3 if kills == 1 else 2)
@@ -217,17 +236,11 @@ def test_without_reconnect_retries_a_connection_lost_under_the_lanes_statement_f
 ) -> None:
     config = {**config, "retry_attempts": 1}
     config["providers"]["pg"]["settings"]["reconnect_retries"] = 0
-    app = config["providers"]["pg"]["settings"]["application_name"]
     with SyncEventSourcingManager(config) as es:
-        provider, paths = _lane(es)
+        _, paths = _lane(es)
         es.append_event(stream_id="s", event_type="E", data=1)
-        thread = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), _terminate)
-        try:
-            _warm(es, paths)
-            with pytest.raises(ProviderUnavailableError):
-                es.append_event(stream_id="s", event_type="E", data=2)
-        finally:
-            thread.join()
+        with _lock_held(es, config, paths, _terminate), pytest.raises(ProviderUnavailableError):
+            es.append_event(stream_id="s", event_type="E", data=2)
         assert (paths.lane, paths.full) == (["ProviderUnavailableError"], 0)
         assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=1).version == 2
         assert [e.data for e in es.read_stream("s")] == [1, 3]
@@ -257,17 +270,12 @@ def test_the_managers_timeout_cancels_the_lanes_statement_on_the_server(config: 
 
 def test_a_timeout_in_the_lane_is_retried_on_the_async_path_when_attempts_are_left(config: dict[str, Any]) -> None:
     config = {**config, "timeout": 1.0, "retry_attempts": 2, "retry_delay": 0.01}
-    app = config["providers"]["pg"]["settings"]["application_name"]
     with SyncEventSourcingManager(config) as es:
-        provider, paths = _lane(es)
+        _, paths = _lane(es)
         es.append_event(stream_id="s", event_type="E", data=1)
         release = lambda other, pid: time.sleep(1.4)  # noqa: E731 - past the lane's timeout, well within the retry's
-        thread = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), release)
-        try:
-            _warm(es, paths)
+        with _lock_held(es, config, paths, release):
             assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
-        finally:
-            thread.join()
         assert (paths.lane, paths.full) == (["ProviderTimeoutError"], 1)
         assert es.metrics("pg")["pg"]["append"]["retries"] == 1
         assert [e.data for e in es.read_stream("s")] == [1, 2]
@@ -286,15 +294,10 @@ def test_ctrl_c_during_the_lanes_statement_cancels_it_and_the_next_append_runs(c
 
     try:
         with SyncEventSourcingManager(config) as es:
-            provider, paths = _lane(es)
+            _, paths = _lane(es)
             es.append_event(stream_id="s", event_type="E", data=1)
-            thread = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), press)
-            try:
-                _warm(es, paths)
-                with pytest.raises(KeyboardInterrupt):
-                    es.append_event(stream_id="s", event_type="E", data=2)
-            finally:
-                thread.join()
+            with _lock_held(es, config, paths, press), pytest.raises(KeyboardInterrupt):
+                es.append_event(stream_id="s", event_type="E", data=2)
             assert (paths.lane, paths.full) == (["KeyboardInterrupt"], 0)
             with psycopg.connect(config["providers"]["pg"]["url"], autocommit=True) as other:
                 running = other.execute(
@@ -382,7 +385,6 @@ def test_the_reconnect_attempt_after_the_lanes_lost_connection_keeps_to_the_lane
     """
     config = {**config, "retry_attempts": 1, "timeout": 30.0}
     config["providers"]["pg"]["settings"]["reconnect_retries"] = 1
-    app = config["providers"]["pg"]["settings"]["application_name"]
     deadlines: list[tuple[bool, float | None]] = []
     wait_here = InlineConnection._wait_here
 
@@ -392,15 +394,11 @@ def test_the_reconnect_attempt_after_the_lanes_lost_connection_keeps_to_the_lane
 
     monkeypatch.setattr(InlineConnection, "_wait_here", spy)
     with SyncEventSourcingManager(config) as es:
-        provider, paths = _lane(es)
+        _, paths = _lane(es)
         es.append_event(stream_id="s", event_type="E", data=1)
-        thread = _hold_lock_and(config["providers"]["pg"]["url"], app, provider._conn.lock("s"), _terminate)
-        try:
-            _warm(es, paths)
+        with _lock_held(es, config, paths, _terminate):
             deadlines.clear()
             assert es.append_event(stream_id="s", event_type="E", data=2, expected_version=1).version == 2
-        finally:
-            thread.join()
         assert (paths.lane, paths.full) == (["declined"], 1)
         (here, lane), *rest = deadlines
         assert here

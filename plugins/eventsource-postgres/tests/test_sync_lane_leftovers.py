@@ -1,0 +1,101 @@
+"""What an interrupted inline call leaves on a connection, and what the next calls make of it.
+
+A Ctrl-C can cut short the lane's clean-up of its marks on the kept connection. Each test first shows the
+state it starts from, so none passes without reaching it.
+"""
+
+from __future__ import annotations
+
+import linecache
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from eventsource.errors import ProviderTimeoutError
+from eventsource.sync import SyncEventSourcingManager
+from eventsource_postgres.inline import InlineConnection
+from test_sync_lane import _lane, _warm
+
+
+@pytest.fixture
+def config(url: str) -> Iterator[dict[str, Any]]:
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    settings = {"schema": schema, "application_name": f"es-left-{uuid.uuid4().hex[:12]}"}
+    yield {"providers": {"pg": {"url": url, "settings": settings}}, "default_provider": "pg", "retry_attempts": 1}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _interrupt_where_the_lane_clears_its_marks() -> Callable[[Any, str, Any], Any]:
+    """A trace function raising ``KeyboardInterrupt`` as ``Connection.now``'s ``finally`` begins (its first line).
+
+    No real signal can be placed there (a handler runs only where the interpreter checks for one, and that line
+    has no such point); a trace function (a debugger's) or an exception raised by one can.
+    """
+
+    def local(frame: Any, event: str, _: Any) -> Any:
+        if event == "line" and "conn.here, conn.deadline = False, None" in linecache.getline(
+            frame.f_code.co_filename, frame.f_lineno
+        ):
+            raise KeyboardInterrupt
+        return local
+
+    def trace(frame: Any, event: str, _: Any) -> Any:
+        code = frame.f_code
+        mine = code.co_name == "now" and Path(code.co_filename).parts[-2:] == ("eventsource_postgres", "connection.py")
+        return local if event == "call" and mine else None
+
+    return trace
+
+
+def test_the_lanes_marks_an_interrupt_left_on_the_kept_connection_never_reach_a_call_on_the_loops_thread(
+    config: dict[str, Any], url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left on, ``here`` makes a call on the loop's own thread wait blocking there, as the lane does.
+
+    The interrupted append, then one on the async path failing on the server (``statement_timeout`` behind a held
+    lock): the connection goes back to the pool, not kept, and a subscription's loop thread gets it next.
+    """
+    settings = config["providers"]["pg"]["settings"]
+    settings.update(pool_max_size=1, statement_timeout=0.3)  # the later calls all get the interrupted connection
+    blocked: list[str] = []
+    wait_here = InlineConnection._wait_here
+
+    def spy(self: InlineConnection, gen: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            blocked.append(threading.current_thread().name)
+        return wait_here(self, gen)
+
+    monkeypatch.setattr(InlineConnection, "_wait_here", spy)
+    with SyncEventSourcingManager(config) as es, psycopg.connect(url, autocommit=True) as other:
+        provider, paths = _lane(es)
+        other.execute("SELECT pg_advisory_lock(%s)", [provider._conn.lock("locked")])
+        es.append_event(stream_id="s", event_type="E", data=1)
+        _warm(es, paths)
+        kept = provider._conn._kept
+        assert kept is not None
+        sys.settrace(_interrupt_where_the_lane_clears_its_marks())
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                es.append_event(stream_id="s", event_type="E", data=2, expected_version=1)
+        finally:
+            sys.settrace(None)
+        assert paths.lane == ["KeyboardInterrupt"]
+        assert kept.here, "the interrupt did not land where the lane clears its marks"
+        with pytest.raises(ProviderTimeoutError):  # (its own statement_timeout: cancelled by the server)
+            es.append_event(stream_id="locked", event_type="E", data=0)
+        other.execute("SELECT pg_advisory_unlock_all()")
+        sub = es.subscribe(stream_id="s", poll_interval=0.05)
+        try:
+            assert es._loop.threaded
+            assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=2).version == 3
+            got = [event.data for _, event in zip(range(3), sub, strict=False)]
+        finally:
+            sub.close()
+        assert got == [1, 2, 3]
+        assert blocked == [], "a call on the loop's thread waited blocking, as the lane does"

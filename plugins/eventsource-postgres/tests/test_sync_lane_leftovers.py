@@ -1,7 +1,7 @@
 """What an interrupted inline call leaves on a connection, and what the next calls make of it.
 
-A Ctrl-C can cut short the lane's clean-up of its marks on the kept connection. Each test first shows the
-state it starts from, so none passes without reaching it.
+A Ctrl-C can cut short the lane's clean-up of its marks on the kept connection, or leave a connection's lock
+held. Each test first shows the state it starts from, so none passes without reaching it.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import linecache
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +19,9 @@ import psycopg
 import pytest
 from eventsource.errors import ProviderTimeoutError
 from eventsource.sync import SyncEventSourcingManager
+from eventsource_postgres.connection import KEEP_IDLE
 from eventsource_postgres.inline import InlineConnection
-from test_sync_lane import _lane, _warm
+from test_sync_lane import _checked_out, _interrupt_on_release_of_the_connections_lock, _lane, _warm
 
 
 @pytest.fixture
@@ -99,3 +101,53 @@ def test_the_lanes_marks_an_interrupt_left_on_the_kept_connection_never_reach_a_
             sub.close()
         assert got == [1, 2, 3]
         assert blocked == [], "a call on the loop's thread waited blocking, as the lane does"
+
+
+@pytest.mark.parametrize("where", ["async path", "lane"])
+def test_an_idle_connection_whose_lock_a_ctrl_c_left_held_is_dropped_before_the_pools_check_waits_for_it(
+    config: dict[str, Any], url: str, where: str
+) -> None:
+    """A connection whose lock is held goes back to the pool: the interrupted call's, or the lane's kept one a
+    second later. Drawn, it is found stale; but a check of the pool (after another connection the server dropped)
+    waits for its lock until the call times out, and the connections it had not checked yet are lost to the pool.
+    """
+    config = {**config, "timeout": 2.0}
+    config["providers"]["pg"]["settings"].update(pool_min_size=2, pool_max_size=2)
+    with SyncEventSourcingManager(config) as es:
+        provider, paths = _lane(es)
+        conn = provider._conn
+        es.append_event(stream_id="s", event_type="E", data=1)  # (the async path: its connection is kept)
+        if where == "lane":
+            _warm(es, paths)
+        sys.settrace(_interrupt_on_release_of_the_connections_lock())
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                if where == "lane":
+                    es.append_event(stream_id="s", event_type="E", data=2, event_id="cut", expected_version=1)
+                else:
+                    list(es.read_stream("s"))
+        finally:
+            sys.settrace(None)
+        pool = conn.pool
+        assert pool is not None
+        if where == "lane":
+            assert paths.lane == ["KeyboardInterrupt"]
+            assert conn._kept is not None and conn._kept.lock.locked()
+            time.sleep(KEEP_IDLE)  # (the next call gives the kept connection back to the pool: no longer fresh)
+            dropped = pool._pool[0]
+        else:
+            idle = list(pool._pool)
+            assert conn._kept is None and len(idle) == 2 and idle[-1].lock.locked()
+            dropped = idle[0]
+        assert not dropped.lock.locked()
+        with psycopg.connect(url, autocommit=True) as other:  # the next call draws it first, and checks the pool
+            pid = dropped.info.backend_pid
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+            for _ in range(200):
+                if other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() == (0,):
+                    break
+                time.sleep(0.01)
+        expected = 2 if where == "lane" else 1  # (the lane's append wrote its event, then the interrupt came)
+        assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=expected).version == expected + 1
+        assert es.append_event(stream_id="s", event_type="E", data=4).version == expected + 2
+        assert _checked_out(es, provider) == 0, "a connection was lost to the pool"

@@ -258,7 +258,7 @@ class Connection:
         (``operation``) would (within its deadline); the next call then tries again.
         """
         seen, pool = INTERRUPTS[0], self.pool
-        if pool is not None and broken(pool, out=self._out(pool)):
+        if pool is not None and broken(pool, kept=self._kept if self._kept_pool is pool else None):
             await _in_task()  # (opening the new pool waits for it)
             log.warning("pool %r left broken by an interrupted call: replacing it", pool.name)
             kept = self._unkeep()
@@ -315,7 +315,7 @@ class Connection:
             await self._give_back(kept)  # (to the pool it came from)
             kept = None
         if pool is not None:
-            if self._interrupts != INTERRUPTS[0] and broken(pool, out=int(kept is not None)):
+            if self._interrupts != INTERRUPTS[0] and broken(pool, kept=kept):
                 await discard(pool)  # (close() would wait for its lock or tasks, maybe for ever)
                 if kept is not None:
                     await kept.close()
@@ -334,10 +334,6 @@ class Connection:
         if conn is not None:
             conn.here, conn.limit, conn.deadline = False, None, None
         return conn
-
-    def _out(self, pool: AsyncConnectionPool[Any]) -> int:
-        """Connections of ``pool`` out of it between calls: the kept one, if it is from there."""
-        return int(self._kept is not None and self._kept_pool is pool)
 
     def _keep(self, pool: AsyncConnectionPool[InlineConnection], conn: InlineConnection) -> bool:
         """Keep ``conn`` out of the pool for the next inline sync call, if it is idle and nothing is kept yet.

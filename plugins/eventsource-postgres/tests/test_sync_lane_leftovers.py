@@ -1,12 +1,15 @@
-"""What an interrupted inline call leaves on a connection, and what the next calls make of it.
+"""What an interrupted or unanswered inline call leaves on a connection, and what the next calls make of it.
 
 A Ctrl-C can cut short the lane's clean-up of its marks on the kept connection, or leave a connection's lock
-held. Each test first shows the state it starts from, so none passes without reaching it.
+held; a backend that stops answering leaves an append whose outcome is unknown. Each test first shows the
+state it starts from, so none passes without reaching it.
 """
 
 from __future__ import annotations
 
 import linecache
+import os
+import signal
 import sys
 import threading
 import time
@@ -19,6 +22,7 @@ import psycopg
 import pytest
 from eventsource.errors import ProviderTimeoutError
 from eventsource.sync import SyncEventSourcingManager
+from eventsource_postgres import inline
 from eventsource_postgres.connection import KEEP_IDLE
 from eventsource_postgres.inline import InlineConnection
 from test_sync_lane import _checked_out, _interrupt_on_release_of_the_connections_lock, _lane, _warm
@@ -151,3 +155,55 @@ def test_an_idle_connection_whose_lock_a_ctrl_c_left_held_is_dropped_before_the_
         assert es.append_event(stream_id="s", event_type="E", data=3, expected_version=expected).version == expected + 1
         assert es.append_event(stream_id="s", event_type="E", data=4).version == expected + 2
         assert _checked_out(es, provider) == 0, "a connection was lost to the pool"
+
+
+def _gone(other: psycopg.Connection[Any], pid: int) -> None:
+    """Wait until backend ``pid`` has ended (a stopped one that was continued: once it read its client's end)."""
+    for _ in range(1000):
+        if other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() == (0,):
+            return
+        time.sleep(0.01)
+    pytest.fail(f"backend {pid} still there")
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_an_inline_append_whose_backend_stops_answering_fails_saying_its_outcome_is_unknown(
+    config: dict[str, Any], url: str, monkeypatch: pytest.MonkeyPatch, attempts: int
+) -> None:
+    """The backend SIGSTOPped (as a hung host would be) while idle, holding nothing: the append is sent, times out,
+    is cancelled, not answered, and its connection closed. Continued, the backend reads the append still waiting
+    in its socket and runs it. With no attempt left, the caller gets the error and the append commits after it: a
+    retry with the caller's own id is answered as a duplicate. With one left, the manager's retry (the same
+    generated id, on another connection) commits first, and the late statement fails on the stored id.
+    """
+    monkeypatch.setattr(inline, "CANCEL_WAIT", 0.5)  # (how long a cancelled statement gets to end: the same path)
+    config = {**config, "timeout": 0.5, "retry_attempts": attempts, "retry_delay": 0.01}
+    app = config["providers"]["pg"]["settings"]["application_name"]
+    with SyncEventSourcingManager(config) as es, psycopg.connect(url, autocommit=True) as other:
+        provider, paths = _lane(es)
+        es.append_event(stream_id="s", event_type="E", data=1)
+        _warm(es, paths)  # (the append's statement is prepared on the kept connection: sent in one message)
+        kept = provider._conn._kept
+        assert kept is not None
+        pid = kept.info.backend_pid
+        seen = other.execute("SELECT application_name, state FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+        assert seen == (app, "idle")  # this test's own backend, idle: it holds no lock while stopped
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            if attempts == 1:
+                with pytest.raises(ProviderTimeoutError) as err:
+                    es.append_event(stream_id="s", event_type="E", data=2, event_id="mine")
+            else:
+                assert es.append_event(stream_id="s", event_type="E", data=2).version == 2  # (the retry's)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert (paths.lane, paths.full) == (["ProviderTimeoutError"], attempts - 1)
+        _gone(other, pid)
+        assert [e.data for e in es.read_stream("s")] == [1, 2]  # (attempts 1: committed after the caller's error)
+        assert es.get_stream_info("s").version == 2
+        if attempts == 1:
+            assert "outcome is unknown" in str(err.value), str(err.value)
+            assert "may have been committed" in str(err.value), str(err.value)
+            again = es.append_event(stream_id="s", event_type="E", data=2, event_id="mine")
+            assert again.duplicate
+            assert [e.data for e in es.read_stream("s")] == [1, 2]

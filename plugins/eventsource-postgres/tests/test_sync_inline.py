@@ -295,7 +295,8 @@ def test_the_psycopg_pool_internals_the_plugin_reads_are_there_with_their_types(
         assert pool._closed is False
         assert callable(pool.run_task)
         assert isinstance(pool_async.StopWorker, type)
-        assert not broken(pool, out=1)  # a healthy pool with its kept connection out reads as healthy
+        assert all(isinstance(c.lock, asyncio.Lock) for c in [*pool._pool, kept])  # (psycopg's: broken() reads it)
+        assert not broken(pool, kept=kept)  # a healthy pool with its kept connection out reads as healthy
 
 
 def test_the_pools_own_tasks_never_block_a_thread_not_even_the_loop_thread_of_a_later_subscription(

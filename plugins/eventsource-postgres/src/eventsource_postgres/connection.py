@@ -258,10 +258,10 @@ class Connection:
         (``operation``) would (within its deadline); the next call then tries again.
         """
         seen, pool = INTERRUPTS[0], self.pool
-        if pool is not None and broken(pool, out=self._out(pool)):
+        if pool is not None and broken(pool, kept=self._kept if self._kept_pool is pool else None):
             await _in_task()  # (opening the new pool waits for it)
             log.warning("pool %r left broken by an interrupted call: replacing it", pool.name)
-            kept, self._kept = self._kept, None
+            kept = self._unkeep()
             if kept is not None:
                 await kept.close()  # (its pool is let go of below: nothing goes back to it)
             new = self._new_pool()
@@ -310,12 +310,12 @@ class Connection:
     async def close(self) -> None:
         """Close every pooled connection. Idempotent."""
         pool, self.pool = self.pool, None
-        kept, self._kept = self._kept, None
+        kept = self._unkeep()
         if kept is not None and (pool is None or self._kept_pool is not pool):
             await self._give_back(kept)  # (to the pool it came from)
             kept = None
         if pool is not None:
-            if self._interrupts != INTERRUPTS[0] and broken(pool, out=int(kept is not None)):
+            if self._interrupts != INTERRUPTS[0] and broken(pool, kept=kept):
                 await discard(pool)  # (close() would wait for its lock or tasks, maybe for ever)
                 if kept is not None:
                     await kept.close()
@@ -324,9 +324,16 @@ class Connection:
                     await self._give_back(kept)
                 await pool.close()
 
-    def _out(self, pool: AsyncConnectionPool[Any]) -> int:
-        """Connections of ``pool`` out of it between calls: the kept one, if it is from there."""
-        return int(self._kept is not None and self._kept_pool is pool)
+    def _unkeep(self) -> InlineConnection | None:
+        """The kept connection, no longer kept, the lane's marks on it cleared (``None`` if none is kept).
+
+        :meth:`now` clears them on its way out, but an interrupt there may have cut that short: left on, ``here``
+        would make a call on the loop's own thread wait blocking, as the lane does, until a stale ``limit``.
+        """
+        conn, self._kept = self._kept, None
+        if conn is not None:
+            conn.here, conn.limit, conn.deadline = False, None, None
+        return conn
 
     def _keep(self, pool: AsyncConnectionPool[InlineConnection], conn: InlineConnection) -> bool:
         """Keep ``conn`` out of the pool for the next inline sync call, if it is idle and nothing is kept yet.
@@ -358,7 +365,7 @@ class Connection:
 
         (Stale or not: a stale one is handled as one taken from the pool, see :meth:`_getconn`.)
         """
-        conn, self._kept = self._kept, None
+        conn = self._unkeep()
         if conn is None:
             return None
         now = monotonic()
@@ -373,7 +380,6 @@ class Connection:
     async def _give_back(self, conn: InlineConnection) -> None:
         """Return the kept ``conn`` to the pool it came from (closed with it, if that one is closed)."""
         conn.kept_since = None
-        conn.here = False  # (now() clears it on its way out; an interrupt there may have cut that short)
         pool = self._kept_pool
         if pool is not None:
             await pool.putconn(conn)

@@ -50,6 +50,9 @@ INTERVAL = 0.1
 CANCEL_WAIT = 5.0
 """Seconds a cancelled (or interrupted) statement gets to end before its connection is closed (as psycopg)."""
 
+UNKNOWN = "its outcome is unknown (a write may have been committed, even after this error)"
+"""What a statement closed with its connection, never answered, may have done: the server may still run it."""
+
 log = logging.getLogger("eventsource.postgres")
 
 CHECK_DEADLINE: ContextVar[float | None] = ContextVar("eventsource_postgres_check_deadline", default=None)
@@ -206,11 +209,11 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
         """Cancel the running statement and drive ``gen`` to its end (close the connection if it hangs)."""
         if not self._cancel_within(CANCEL_WAIT):
             self.pgconn.finish()  # a server that does not take a cancel request will not end the statement either
-            msg = f"the server did not take the cancel request within {CANCEL_WAIT}s; connection closed"
+            msg = f"the server did not take the cancel request within {CANCEL_WAIT}s; connection closed: {UNKNOWN}"
             raise StatementTimeoutError(msg)
         try:
             return _wait(gen, fd, monotonic() + CANCEL_WAIT)
         except _Expired:
             self.pgconn.finish()  # the server never answered: the connection is in an unknown state
-            msg = f"the statement did not end within {CANCEL_WAIT}s after it was cancelled; connection closed"
+            msg = f"the statement did not end within {CANCEL_WAIT}s of its cancel request; connection closed: {UNKNOWN}"
             raise StatementTimeoutError(msg) from None

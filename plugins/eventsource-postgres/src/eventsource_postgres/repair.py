@@ -14,20 +14,25 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from psycopg import AsyncConnection
     from psycopg_pool import AsyncConnectionPool
 
 
-def broken(pool: AsyncConnectionPool[Any], *, out: int = 0) -> bool:
-    """Whether ``pool`` (open, no call of the store on it) may have lost a worker, a connection or its lock.
+def broken(pool: AsyncConnectionPool[Any], *, kept: AsyncConnection[Any] | None = None) -> bool:
+    """Whether ``pool`` (open, no call of the store on it) may have lost a worker, a connection or a lock.
 
-    Between calls every connection is idle in the pool but ``out`` (one the store keeps for its next inline
-    call), nobody waits for one, no upkeep is queued, and its workers and scheduler are alive. (A pool closed
-    by the store is left as it is.)
+    Between calls every connection is idle in the pool but ``kept`` (one the store keeps for its next inline
+    call), nobody waits for one, no upkeep is queued, its workers and scheduler are alive, and no connection's
+    own lock (psycopg's, taken by every statement) is held: a Ctrl-C landing as a statement released it leaves
+    it held, and every statement on that connection waits for it, the pool's check of its idle ones too
+    (which loses to the pool those it had not checked yet when the call's deadline ends it). (A pool closed by
+    the store is left as it is.)
     """
     if pool.closed:
         return False
     runner = pool._sched_runner  # noqa: SLF001 - psycopg_pool has no public health check
     tasks = [*pool._workers, runner]  # noqa: SLF001
+    conns = [*pool._pool, *([] if kept is None else [kept])]  # noqa: SLF001
     return (
         runner is None
         or len(pool._workers) != pool.num_workers  # noqa: SLF001
@@ -35,8 +40,9 @@ def broken(pool: AsyncConnectionPool[Any], *, out: int = 0) -> bool:
         or bool(pool._waiting)  # noqa: SLF001
         or pool._lock.locked()  # noqa: SLF001
         or pool._sched._lock.locked()  # noqa: SLF001
-        or pool._nconns != len(pool._pool) + out  # noqa: SLF001
+        or pool._nconns != len(conns)  # noqa: SLF001
         or not pool._tasks.empty()  # noqa: SLF001
+        or any(conn.lock.locked() for conn in conns)
     )
 
 

@@ -62,7 +62,10 @@ async def folding_next(
         await p.append("s", [new()], -1)
         p._unfolded = counts.FOLD_EVERY - 1  # the next append is the one after which the provider folds
         other, taken = hold_lock_before_the_fold(p, path)
-        yield p, other, taken
+        try:
+            yield p, other, taken
+        finally:
+            other.close()
     finally:
         await p.close()
 
@@ -91,6 +94,7 @@ def test_a_sync_append_whose_fold_finds_the_lock_held_still_returns_its_result(t
         other.execute("ROLLBACK")
         assert result is not None and result.first_version == 2
         assert asyncio.run(p.get_event(event.event_id)) is not None
+        other.close()
     finally:
         asyncio.run(p.close())
 

@@ -75,7 +75,7 @@ async def test_the_provider_connects_again_after_its_client_gave_up_reconnecting
     try:
         await p.append("o", _events(1), ANY)
         own_server.nodes[0].stop()
-        await until_given_up(p._conn.nc)  # (the client gives up after its two attempts)
+        assert await until_given_up(p._conn.nc)  # (the client gives up after its two attempts)
         own_server.nodes[0].start()
         await retried(lambda: p.append("o", _events(1), ANY))
         assert [e.version async for e in p.read_stream("o")] == [1, 2]

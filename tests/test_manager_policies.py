@@ -241,12 +241,18 @@ async def test_the_timeout_bounds_every_call_and_raises_the_typed_error() -> Non
         await m.append_event(stream_id="s", event_type="E", data={})
     assert info.value.details == {"provider": "f", "operation": "append"}
     assert isinstance(info.value, TimeoutError)
+    assert "outcome is unknown" in str(info.value)  # a write that timed out may still land: the caller must know
+    assert "same event ids" in str(info.value)  # and how to repeat it safely
     assert p.calls["append"] == 2
     p.delay["append"] = [5.0]  # one slow attempt, then a fast one
     assert (await m.append_event(stream_id="s", event_type="E", data={})).version == 1
     p.delay["get_stream_info"] = [5.0, 5.0]
-    with pytest.raises(ProviderTimeoutError):
+    with pytest.raises(ProviderTimeoutError) as info:
         await m.get_stream_info("s")
+    assert "outcome" not in str(info.value)  # a read changed nothing
+    p.delay["delete_stream"] = [5.0]
+    with pytest.raises(ProviderTimeoutError, match="outcome is unknown"):
+        await m.delete_stream("s")
 
 
 async def test_reads_resume_after_the_last_event_on_a_connection_error() -> None:

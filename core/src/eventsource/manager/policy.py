@@ -52,6 +52,18 @@ PAGED: set[CodeType] = set()
 :meth:`CallPolicy.pages`, and the telemetry span around it, which adds itself when imported."""
 
 
+WRITES = {
+    "append": "repeated with the same event ids, an append is a no-op if it was",
+    "create_stream": "get_stream_info tells",
+    "delete_stream": "stream_exists tells",
+    "save_snapshot": "repeated, it writes the same snapshot again",
+    "delete_snapshots": "get_snapshot tells",
+    "truncate_stream": "the next retention run does what is left",
+    "delete_events_before": "the next retention run does what is left",
+}
+"""Calls that change the store, each with what tells (or makes safe) a caller whose call of it timed out."""
+
+
 class NotResumableError(Exception):
     """Raised by a page source that cannot reopen its iterator after an error."""
 
@@ -94,6 +106,8 @@ class CallPolicy:
 
     def _timed_out(self, provider: Provider, op: str, what: str) -> ProviderTimeoutError:
         msg = f"{op} on provider {provider.name!r} {what}"
+        if op in WRITES:  # the store may still apply it (or have applied it, its answer lost)
+            msg += f": its outcome is unknown (it may have been applied); {WRITES[op]}"
         return ProviderTimeoutError(msg, provider=provider.name, operation=op)
 
     async def _backoff(self, delay: float) -> float:

@@ -81,6 +81,16 @@ def _warm(es: SyncEventSourcingManager, paths: Paths) -> None:
     paths.clear()
 
 
+def _interrupted(tracer: Callable[[Any, str, Any], Any], call: Callable[[], object]) -> None:
+    """``call()``, which the KeyboardInterrupt ``tracer`` raises where it watches for, must end in it."""
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            call()
+    finally:
+        sys.settrace(None)
+
+
 def test_a_sync_append_on_the_kept_connection_runs_in_the_lane_without_the_async_path(config: dict[str, Any]) -> None:
     with SyncEventSourcingManager(config) as es:
         _, paths = _lane(es)
@@ -363,12 +373,10 @@ def test_a_connection_whose_lock_a_ctrl_c_left_held_is_replaced_not_reused(confi
         _warm(es, paths)
         kept = provider._conn._kept
         assert kept is not None
-        sys.settrace(_interrupt_on_release_of_the_connections_lock())
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                es.append_event(stream_id="s", event_type="E", data=2, event_id="interrupted", expected_version=1)
-        finally:
-            sys.settrace(None)
+        _interrupted(
+            _interrupt_on_release_of_the_connections_lock(),
+            lambda: es.append_event(stream_id="s", event_type="E", data=2, event_id="interrupted", expected_version=1),
+        )
         assert paths.lane == ["KeyboardInterrupt"]
         assert kept.lock.locked(), "the interrupt did not land where psycopg releases the connection's lock"
         assert es.append_event(stream_id="s", event_type="E", data=2, event_id="interrupted").duplicate

@@ -10,7 +10,6 @@ from __future__ import annotations
 import linecache
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
@@ -25,7 +24,13 @@ from eventsource.sync import SyncEventSourcingManager
 from eventsource_postgres import inline
 from eventsource_postgres.connection import KEEP_IDLE
 from eventsource_postgres.inline import InlineConnection
-from test_sync_lane import _checked_out, _interrupt_on_release_of_the_connections_lock, _lane, _warm
+from test_sync_lane import (
+    _checked_out,
+    _interrupt_on_release_of_the_connections_lock,
+    _interrupted,
+    _lane,
+    _warm,
+)
 
 
 @pytest.fixture
@@ -85,12 +90,10 @@ def test_the_lanes_marks_an_interrupt_left_on_the_kept_connection_never_reach_a_
         _warm(es, paths)
         kept = provider._conn._kept
         assert kept is not None
-        sys.settrace(_interrupt_where_the_lane_clears_its_marks())
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                es.append_event(stream_id="s", event_type="E", data=2, expected_version=1)
-        finally:
-            sys.settrace(None)
+        _interrupted(
+            _interrupt_where_the_lane_clears_its_marks(),
+            lambda: es.append_event(stream_id="s", event_type="E", data=2, expected_version=1),
+        )
         assert paths.lane == ["KeyboardInterrupt"]
         assert kept.here, "the interrupt did not land where the lane clears its marks"
         with pytest.raises(ProviderTimeoutError):  # (its own statement_timeout: cancelled by the server)
@@ -123,15 +126,12 @@ def test_an_idle_connection_whose_lock_a_ctrl_c_left_held_is_dropped_before_the_
         es.append_event(stream_id="s", event_type="E", data=1)  # (the async path: its connection is kept)
         if where == "lane":
             _warm(es, paths)
-        sys.settrace(_interrupt_on_release_of_the_connections_lock())
-        try:
-            with pytest.raises(KeyboardInterrupt):
-                if where == "lane":
-                    es.append_event(stream_id="s", event_type="E", data=2, event_id="cut", expected_version=1)
-                else:
-                    list(es.read_stream("s"))
-        finally:
-            sys.settrace(None)
+        _interrupted(
+            _interrupt_on_release_of_the_connections_lock(),
+            (lambda: es.append_event(stream_id="s", event_type="E", data=2, event_id="cut", expected_version=1))
+            if where == "lane"
+            else lambda: list(es.read_stream("s")),
+        )
         pool = conn.pool
         assert pool is not None
         if where == "lane":

@@ -390,3 +390,20 @@ def test_a_driver_message_that_echoes_any_secret_of_the_target_is_scrubbed(targe
     err = map_error(echoed, operation="connect", where="db", secrets=target_secrets(target))
     assert secret not in str(err)
     assert "***" in str(err)
+
+
+@pytest.mark.parametrize("state", ["in a statement", "in a transaction"])
+async def test_a_connection_not_idle_on_the_server_is_stale(url: str, state: str) -> None:
+    """A connection an interrupt left mid-statement or mid-transaction must not serve the next call as if idle."""
+    from eventsource_postgres.connection import _stale
+
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    try:
+        assert not _stale(conn)
+        if state == "in a statement":
+            conn.pgconn.send_query(b"SELECT pg_sleep(30)")  # sent, its answer never read: the server is busy with it
+        else:
+            await conn.execute("BEGIN")
+        assert _stale(conn)
+    finally:
+        conn.pgconn.finish()

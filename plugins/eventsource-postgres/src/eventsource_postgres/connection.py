@@ -64,9 +64,10 @@ def _stale(conn: AsyncConnection[Any]) -> bool:
     An idle connection has nothing to read unless the server said goodbye (terminated backend,
     restart, crash). One ``select`` with a zero timeout finds out. Its lock (psycopg's, taken by every
     statement) is free unless a Ctrl-C landed as a statement released it: held, every call would wait for it
-    until its timeout, so the connection is dropped as a dead one is.
+    until its timeout, so the connection is dropped as a dead one is. So is one that is not idle on the server
+    (a statement still running, a transaction open: a second Ctrl-C may cut short what puts either right).
     """
-    if conn.closed or conn.broken or conn.lock.locked():
+    if conn.closed or conn.broken or conn.lock.locked() or conn.pgconn.transaction_status != IDLE:
         return True
     try:
         fd = conn.fileno()

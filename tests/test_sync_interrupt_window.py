@@ -125,3 +125,63 @@ def test_an_interrupt_before_the_task_takes_over_cancels_what_the_call_awaits(
     assert log == ["child cancelled"], "the call was cancelled, what it awaited was not"
     loop.call(asyncio.sleep(0.3))
     assert log == ["child cancelled"]
+
+
+class _LeakyOnce:
+    """The loop's turn lock, whose next acquire takes it and then raises KeyboardInterrupt, as a Ctrl-C handled
+    right after the acquire returned (before the ``try`` that releases it) would."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.fired = False
+
+    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+        got = self.real.acquire(*args, **kwargs)
+        if got and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.real.release()
+
+
+@pytest.mark.parametrize("path", ["append (lane)", "read (call)"])
+def test_an_interrupt_right_after_the_turn_was_taken_does_not_leave_the_facade_locked(path: str) -> None:
+    """A Ctrl-C between taking the turn's lock and the ``try`` that gives it back left it held: every later call,
+    from any thread, waited out the manager's timeout ("no turn"), and close() hung on it for ever."""
+    import threading
+
+    from eventsource import SyncEventSourcingManager
+
+    es = SyncEventSourcingManager({"providers": {"m": "memory://"}, "timeout": 2.0})
+    es.__enter__()
+    closed = threading.Event()
+    try:
+        es.append_event(stream_id="s", event_type="E", data=1)
+        sync_loop = es._loop
+        real = sync_loop._lock
+        sync_loop._lock = _LeakyOnce(real)
+        with pytest.raises(KeyboardInterrupt):
+            if path == "append (lane)":
+                es.append_event(stream_id="s", event_type="E", data=2)
+            else:
+                list(es.read_stream("s"))
+        sync_loop._lock = real
+        assert es.append_event(stream_id="s", event_type="E", data=3).version >= 2  # this thread again
+        out: list[object] = []
+        other = threading.Thread(target=lambda: out.append(es.get_stream_info("s").version))
+        other.start()
+        other.join(30)
+        assert out and out[0] == es.get_stream_info("s").version  # another thread gets its turn
+    finally:
+        closer = threading.Thread(target=lambda: (es.__exit__(None, None, None), closed.set()), daemon=True)
+        closer.start()
+        closer.join(30)
+    assert closed.is_set(), "close() hung on the lock the interrupt left held"

@@ -87,7 +87,7 @@ def _forked() -> None:
     for sync_loop in list(_LOOPS):
         sync_loop._forked = True  # noqa: SLF001
         sync_loop._closed = True  # noqa: SLF001
-        sync_loop._lock = threading.Lock()  # noqa: SLF001 - (another thread may have held it at the fork)
+        sync_loop._lock = threading.RLock()  # noqa: SLF001 - (another thread may have held it at the fork)
 
 
 if hasattr(os, "register_at_fork"):
@@ -121,12 +121,23 @@ async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseExcept
     return out, False, None
 
 
+def _release_leaked(lock: threading.RLock) -> None:
+    """Give ``lock`` back if this thread holds it while not in a turn (a caller checks that it is not).
+
+    A Ctrl-C handled right after the lock was taken, before the ``try`` that gives it back (Python runs signal
+    handlers between bytecodes, there too), left it held: every later call, from any thread, waited out the
+    timeout for a turn, and close() waited for ever. The first call of the thread that left it repairs it.
+    """
+    if lock._is_owned():  # type: ignore[attr-defined] # noqa: SLF001 - the C RLock's own, as threading.Condition's
+        lock.release()
+
+
 class SyncLoop:
     """One private event loop for one sync facade; see the module docstring."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # (an RLock knows its holder: _release_leaked)
         self._owner: int | None = None  # the thread holding the lock (running the loop inline) right now
         self._thread: threading.Thread | None = None
         self.timeout: float | None = None  # the manager's per-call timeout, for statements run inline (SYNC_TIMEOUT)
@@ -295,9 +306,15 @@ class SyncLoop:
         me = threading.get_ident()
         limit = self.timeout
         lock = self._lock  # uncontended (the usual call): no timed wait's cost; else at most the manager's timeout
-        if not lock.acquire(blocking=False) and not lock.acquire(timeout=-1 if closing or limit is None else limit):
-            if abandon is not None:
+        if self._owner != me:
+            _release_leaked(lock)
+        got = False
+        try:
+            got = lock.acquire(blocking=False) or lock.acquire(timeout=-1 if closing or limit is None else limit)
+        finally:  # (no turn, or a Ctrl-C while waiting or right after the lock was taken: _release_leaked)
+            if not got and abandon is not None:
                 abandon()
+        if not got:
             raise ProviderTimeoutError(TURN.format(limit=limit))
         try:
             self._owner = me
@@ -336,6 +353,7 @@ class SyncLoop:
             if self._closed or self.loop.is_closed() or self._owner == me:
                 self._usable()  # raises (the checks of _usable, inline: no loop thread, so only the owner calls back)
             lock = self._lock
+            _release_leaked(lock)  # (not this thread's turn: _owner is not me)
             if lock.acquire(blocking=False):  # the usual call, nobody else in one: what _in_turn does, in this frame
                 try:
                     self._owner = me

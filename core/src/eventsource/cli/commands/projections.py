@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.output import mask, when
-from eventsource.cli.transfer import SQLITE_PATHS, missing_sqlite_file
+from eventsource.cli.storefile import SQLITE_PATHS, missing_sqlite_file
 from eventsource.errors import ProviderNotFoundError
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def projections(session: Session) -> int:
             out.note(f"no checkpoints in {mask(url)}")
         return EXIT_OK
 
-    return session.with_manager(body)
+    return session.with_manager(body, existing=True)
 
 
 def _checkpoint_url(session: Session, m: EventSourcingManager) -> str:

@@ -1,0 +1,136 @@
+"""A new user's and an attacker's review of the command line, the configuration and the plugin host.
+
+Each test failed on the code it was written against (run as a person would: the commands, real SQLite files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import console_script
+from eventsource.cli import EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE, main
+from eventsource.plugins import PluginHost
+
+HOST = PluginHost(load_entrypoints=False)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _foreign_database(path: Path) -> None:
+    """Another application's SQLite database: a table of its own, no eventsource tables."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO users (name) VALUES ('ann')")
+    db.close()
+
+
+READ_ONLY = {
+    "read": ["read", "s"],
+    "info": ["info", "s"],
+    "streams": ["streams"],
+    "stats": ["stats"],
+    "snapshot --get": ["snapshot", "s", "--get"],
+    "projections": ["projections"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(READ_ONLY))
+def test_a_read_only_command_leaves_another_applications_sqlite_database_alone(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eventsource --store sqlite:///app.db stats`` (the app's database, not the events') changed that file.
+
+    It created eventsource's seven tables in it, switched it to WAL mode and reported an empty store, exit 0:
+    a read-only command wrote into a file it was pointed at by mistake. A file that is a SQLite database
+    without eventsource's tables holds no store: the command says so (exit 3) and leaves it byte for byte.
+    """
+    app = tmp_path / "app.db"
+    _foreign_database(app)
+    before = _digest(app)
+    code = main(["--store", f"sqlite:///{app}", *READ_ONLY[command]], host=HOST)
+    err = capsys.readouterr().err
+    assert code == EXIT_NOT_FOUND, err
+    assert "no eventsource store" in err and str(app) in err, err
+    assert "users" in err, err  # what the file holds instead
+    assert _digest(app) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # no -wal/-shm either
+
+
+@pytest.mark.parametrize("command", ["export", "copy"])
+def test_a_transfer_source_that_is_another_applications_database_is_refused(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``export --from``/``copy --from`` a foreign SQLite file migrated it and exported an empty store, exit 0."""
+    app = tmp_path / "app.db"
+    _foreign_database(app)
+    before = _digest(app)
+    url = f"sqlite:///{app}"
+    argv = {
+        "export": ["export", "--from", url, "-o", str(tmp_path / "out.jsonl")],
+        "copy": ["copy", "--from", url, "--to", f"sqlite:///{tmp_path / 'dst.db'}", "--map", str(tmp_path / "m.db")],
+    }[command]
+    code = main(argv, host=HOST)
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    assert "no eventsource store" in err and str(app) in err, err
+    assert _digest(app) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
+@pytest.mark.parametrize("command", ["snapshot --get", "snapshot", "projections"])
+def test_a_read_command_on_a_mistyped_sqlite_path_creates_no_store(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``snapshot`` and ``projections`` on a mistyped path created an empty store there.
+
+    ``snapshot s --get`` (and storing one: a snapshot needs its stream) then said the stream has no snapshot or
+    does not exist, true of the empty file just made; ``projections`` said "no checkpoints", exit 0.
+    """
+    typo = tmp_path / "data" / "evnts.db"
+    argv = {
+        "snapshot --get": ["snapshot", "s", "--get"],
+        "snapshot": ["snapshot", "s", "{}"],
+        "projections": ["projections"],
+    }[command]
+    code = main(["--store", f"sqlite:///{typo}", *argv], host=HOST)
+    err = capsys.readouterr().err
+    assert code == EXIT_NOT_FOUND, err
+    assert "no file" in err and str(typo) in err, err
+    assert not typo.parent.exists()
+
+
+def test_follow_on_a_mistyped_sqlite_path_says_so_instead_of_waiting_on_an_empty_store(tmp_path: Path) -> None:
+    """``eventsource --store sqlite:///evnts.db follow`` created an empty store and waited on it for ever."""
+    script, env = console_script()
+    typo = tmp_path / "evnts.db"
+    try:
+        done = subprocess.run(
+            [script, "--store", f"sqlite:///{typo}", "follow", "--limit", "1"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("follow waited on the empty store it had just created")
+    assert done.returncode == EXIT_NOT_FOUND, done.stderr
+    assert "no file" in done.stderr and str(typo) in done.stderr
+    assert not list(tmp_path.glob("evnts.db*"))
+
+
+def test_health_on_a_mistyped_sqlite_path_is_unhealthy_not_a_new_healthy_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eventsource --store sqlite:///evnts.db health`` created the store and reported it healthy, exit 0.
+
+    A monitoring job with a typo in its path then reported healthy for ever, watching an empty file.
+    """
+    typo = tmp_path / "evnts.db"
+    code = main(["--store", f"sqlite:///{typo}", "health"], host=HOST)
+    out, err = capsys.readouterr()
+    assert code == EXIT_UNAVAILABLE, (out, err)
+    assert "UNHEALTHY" in out and "no file" in out and str(typo) in out, out
+    assert not list(tmp_path.glob("evnts.db*"))

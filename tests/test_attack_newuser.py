@@ -134,3 +134,39 @@ def test_health_on_a_mistyped_sqlite_path_is_unhealthy_not_a_new_healthy_store(
     assert code == EXIT_UNAVAILABLE, (out, err)
     assert "UNHEALTHY" in out and "no file" in out and str(typo) in out, out
     assert not list(tmp_path.glob("evnts.db*"))
+
+
+EMPTY_VALUE = {
+    "--store": ["--store", "", "stats"],
+    "--config": ["--config", "", "stats"],
+    "export --from": ["export", "--from", "", "-o", "out.jsonl"],
+    "import --to": ["import", "in.jsonl", "--to", ""],
+    "copy --to": ["copy", "--from", "memory://", "--to", ""],
+    "projections --checkpoints": ["projections", "--checkpoints", ""],
+}
+
+
+@pytest.mark.parametrize("option", sorted(EMPTY_VALUE))
+def test_an_option_given_an_empty_value_is_refused_not_taken_as_left_out(
+    option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eventsource --store "$STORE" ...`` with ``STORE`` unset in a script ran on ./eventsource.db.
+
+    An empty ``--store``, ``--config``, ``--from``, ``--to`` or ``--checkpoints`` was treated as not given:
+    ``export --from ''`` exported the default store (exit 0), ``--store ''`` read or wrote it. Given, the value
+    must name something; the option is refused (exit 2) naming it.
+    """
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVENTSOURCE_STORE", raising=False)
+    monkeypatch.delenv("EVENTSOURCE_CONFIG", raising=False)
+    (tmp_path / "in.jsonl").write_text("")
+    main(["append", "s", "E"], host=HOST)  # the default store, which an empty option must not reach
+    before = _digest(tmp_path / "eventsource.db")
+    capsys.readouterr()
+    code = main(EMPTY_VALUE[option], host=HOST)
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    flag = option.rsplit(maxsplit=1)[-1]
+    assert f"argument {flag}" in err and "empty" in err, err
+    assert not (tmp_path / "out.jsonl").exists()
+    assert _digest(tmp_path / "eventsource.db") == before

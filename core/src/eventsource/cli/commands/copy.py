@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eventsource.cli.arguments import store_or_provider
 from eventsource.cli.exitcodes import EXIT_CONFLICT, EXIT_OK
 from eventsource.cli.transfer import ProgressView, add_stream_option, add_write_options, map_path, opened, summary
 
@@ -21,10 +22,20 @@ def register(commands: Commands) -> None:
     """Add the ``copy`` command."""
     p = commands.add("copy", "copy every stream, event and snapshot from one store to another, as stored", copy)
     p.add_argument(
-        "--from", dest="source", metavar="URL", required=True, help="the store to copy from (or a --config provider)"
+        "--from",
+        dest="source",
+        metavar="URL",
+        required=True,
+        type=store_or_provider,
+        help="the store to copy from (or a --config provider)",
     )
     p.add_argument(
-        "--to", dest="target", metavar="URL", required=True, help="the store to copy into (or a --config provider)"
+        "--to",
+        dest="target",
+        metavar="URL",
+        required=True,
+        type=store_or_provider,
+        help="the store to copy into (or a --config provider)",
     )
     add_stream_option(p)
     add_write_options(p)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eventsource.cli.arguments import store_or_provider
 from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.transfer import (
@@ -32,7 +33,13 @@ def register(commands: Commands) -> None:
     """Add the ``import`` command."""
     p = commands.add("import", "write an export (JSON Lines, gzip or not) into a store", import_)
     p.add_argument("input", metavar="FILE", nargs="?", default="-", help="the export to read (default: stdin)")
-    p.add_argument("--to", dest="target", metavar="URL", help="the store, or a --config provider (default: --store)")
+    p.add_argument(
+        "--to",
+        dest="target",
+        metavar="URL",
+        type=store_or_provider,
+        help="the store, or a --config provider (default: --store)",
+    )
     add_write_options(p)
     add_stream_option(p)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from eventsource.cli.arguments import given
 from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.output import mask, when
@@ -29,6 +30,7 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "--checkpoints",
         metavar="URL",
+        type=given("a checkpoint store URL"),
         default=None,
         help="checkpoint store URL (default: checkpoint_store from the configuration, else the store itself)",
     )

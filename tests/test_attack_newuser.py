@@ -170,3 +170,29 @@ def test_an_option_given_an_empty_value_is_refused_not_taken_as_left_out(
     assert f"argument {flag}" in err and "empty" in err, err
     assert not (tmp_path / "out.jsonl").exists()
     assert _digest(tmp_path / "eventsource.db") == before
+
+
+def test_a_yaml_configuration_file_is_not_reported_as_bad_yaml(tmp_path: Path) -> None:
+    """``--config settings.yaml`` said "settings.yaml is not valid yaml: Expecting value: line 1 column 1".
+
+    The file was read as JSON (every name but ``*.toml`` is) and the JSON error shown as YAML's, so a person
+    looked for a mistake in valid YAML. YAML is not a configuration format here: the error says which are.
+    """
+    from eventsource.config import ManagerConfig
+    from eventsource.errors import ConfigurationError
+
+    path = tmp_path / "settings.yaml"
+    path.write_text("timeout: 10s\n")
+    with pytest.raises(ConfigurationError) as info:
+        ManagerConfig.from_file(path)
+    assert "not valid yaml" not in str(info.value)
+    assert ".json" in str(info.value) and ".toml" in str(info.value), str(info.value)
+
+
+def test_a_configuration_file_named_in_capitals_is_read_as_what_its_suffix_says(tmp_path: Path) -> None:
+    """``SETTINGS.TOML`` was read as JSON and refused as "not valid TOML" with a JSON parser's message."""
+    from eventsource.config import ManagerConfig
+
+    path = tmp_path / "SETTINGS.TOML"
+    path.write_text('[eventsource]\ntimeout = "10s"\n')
+    assert ManagerConfig.from_file(path).timeout == 10.0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import console_script
+from eventsource import hookimpl
 from eventsource.cli import EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from eventsource.plugins import PluginHost
 
@@ -196,3 +197,35 @@ def test_a_configuration_file_named_in_capitals_is_read_as_what_its_suffix_says(
     path = tmp_path / "SETTINGS.TOML"
     path.write_text('[eventsource]\ntimeout = "10s"\n')
     assert ManagerConfig.from_file(path).timeout == 10.0
+
+
+class _RaisesInHook:
+    @hookimpl
+    def eventsource_register_retention_policies(self, registry: object) -> None:
+        raise RuntimeError("boom")
+
+
+class _Quiet:
+    @hookimpl
+    def eventsource_register_retention_policies(self, registry: object) -> None:
+        pass
+
+
+def test_a_plugin_failing_in_a_registration_hook_is_named_so_it_can_be_disabled() -> None:
+    """``error: a plugin failed in eventsource_register_retention_policies: RuntimeError: boom``: which one?
+
+    With several plugins installed, a person could not tell which to uninstall or block, and the command line's
+    hint (``EVENTSOURCE_DISABLED_PLUGINS=<name>``) was left out for want of a name. The error now names the
+    plugin whose hook implementation raised, as an import failure or a misspelt hook does.
+    """
+    from eventsource.cli.errors import describe_error
+    from eventsource.errors import PluginLoadError
+
+    for plugins in ([("acme", _RaisesInHook()), ("quiet", _Quiet())], [("quiet", _Quiet()), ("acme", _RaisesInHook())]):
+        with pytest.raises(PluginLoadError) as info:
+            PluginHost(load_entrypoints=False, plugins=plugins)
+        assert "eventsource_register_retention_policies: RuntimeError: boom" in str(info.value)
+        assert "plugin 'acme'" in str(info.value), str(info.value)
+        assert "quiet" not in str(info.value)
+        assert info.value.details["plugin"] == "acme"
+        assert "EVENTSOURCE_DISABLED_PLUGINS=acme" in describe_error(info.value)[1]

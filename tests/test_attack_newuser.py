@@ -229,3 +229,55 @@ def test_a_plugin_failing_in_a_registration_hook_is_named_so_it_can_be_disabled(
         assert "quiet" not in str(info.value)
         assert info.value.details["plugin"] == "acme"
         assert "EVENTSOURCE_DISABLED_PLUGINS=acme" in describe_error(info.value)[1]
+
+
+def _one_slash_builders() -> dict[str, object]:
+    from eventsource.checkpoints import SqliteCheckpointStore
+    from eventsource.projections import SqliteSink
+    from eventsource.sqlite.lease import SqliteFileLease
+    from eventsource.sqlite.provider import SqliteProvider
+
+    return {
+        "provider": SqliteProvider,
+        "checkpoints": SqliteCheckpointStore,
+        "sink": SqliteSink,
+        "lease": SqliteFileLease,
+    }
+
+
+@pytest.mark.parametrize("kind", ["provider", "checkpoints", "sink", "lease"])
+def test_a_sqlite_url_with_one_slash_is_refused_not_opened_relative(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sqlite:/var/lib/app/events.db`` (one slash, as JDBC writes it) meant /var/lib/app/events.db.
+
+    It opened ``var/lib/app/events.db`` under the working directory instead, creating the directories: a service
+    wrote its events to a file nobody backs up, and the next process started elsewhere found none of them.
+    (``--store`` refused it already; the classes built from a URL did not.) It is refused, saying how to write it.
+    """
+    from eventsource.errors import ConfigurationError
+
+    monkeypatch.chdir(tmp_path)
+    build = _one_slash_builders()[kind]
+    with pytest.raises(ConfigurationError, match="sqlite:///") as info:
+        build(f"sqlite:{tmp_path}/abs.db")  # type: ignore[operator]
+    assert info.value.details["field"] == "url"
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_checkpoint_url_without_its_slashes_is_refused_without_showing_its_password() -> None:
+    """``subscribe(checkpoint="postgresql:/app:s3cret@db/x")`` said "no checkpoint store handles URL scheme
+    'postgresql:/app:s3cret@db/x' (known: ..., postgresql, ...)": the whole URL, password included, as the
+    scheme, and a scheme it lists as known. It is refused as not a URL, the password masked."""
+    from eventsource import EventSourcingManager
+    from eventsource.errors import ConfigurationError
+
+    async with EventSourcingManager({"providers": {"m": "memory://"}}, host=HOST) as es:
+        for url in ("postgresql:/app:s3cret@db/x", "sqlite:cp.db"):
+            with pytest.raises(ConfigurationError) as info:
+                es.subscribe(checkpoint=url, name="n")
+            assert "s3cret" not in str(info.value)
+            assert "not a checkpoint store URL" in str(info.value), str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        HOST.create_lease("postgresql:/app:s3cret@db/x")
+    assert "s3cret" not in str(info.value) and "not a lease URL" in str(info.value)

@@ -25,6 +25,12 @@ def path_from_url(url: str) -> str:
     if parts.netloc:
         msg = f"sqlite URLs have no host: {url!r} (use three slashes: sqlite:///path.db)"
         raise ConfigurationError(msg, field="url")
+    if not url[len(parts.scheme) :].startswith("://"):  # sqlite:/var/x.db would open var/x.db, relative
+        msg = (
+            f"not a sqlite URL: {url!r} (write sqlite:///relative/path.db, or sqlite:////absolute/path.db with "
+            "four slashes)"
+        )
+        raise ConfigurationError(msg, field="url")
     path = unquote(parts.path)
     if path in ("/:memory:", ":memory:"):
         return ":memory:"

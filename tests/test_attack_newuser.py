@@ -281,3 +281,23 @@ async def test_a_checkpoint_url_without_its_slashes_is_refused_without_showing_i
     with pytest.raises(ConfigurationError) as info:
         HOST.create_lease("postgresql:/app:s3cret@db/x")
     assert "s3cret" not in str(info.value) and "not a lease URL" in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b""], ids=["not-json", "empty"])
+def test_an_import_of_a_bad_file_into_a_new_sqlite_file_creates_no_store(
+    content: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``eventsource import bad.jsonl --to sqlite:///restored.db`` refused the file, and left restored.db behind.
+
+    The import checks a file whole "before writing anything", but it opened the target first, and opening a
+    SQLite URL creates the database and its tables: the refused run left an empty store where there was
+    none, which a second run (or a person reading the directory) then took for a restore.
+    """
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content)
+    code = main(["import", str(bad), "--to", f"sqlite:///{tmp_path / 'restored.db'}"], host=HOST)
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    assert "bad.jsonl, line 1" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]

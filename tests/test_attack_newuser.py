@@ -301,3 +301,27 @@ def test_an_import_of_a_bad_file_into_a_new_sqlite_file_creates_no_store(
     assert code == EXIT_USAGE, err
     assert "bad.jsonl, line 1" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", ROOT / "core" / "README.md", *ROOT.glob("plugins/*/README.md"), *ROOT.glob("docs/**/*.md")]
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_doc_installs_eventsource_from_the_package_index(doc: Path) -> None:
+    """``pip install 'eventsource[otel]'`` (README, docs/observability.md) installs another project.
+
+    This project is not on the package index, but a name-sake is: an unrelated server-sent-events library,
+    ``eventsource`` 1.x. A new user who copied the command got it (and a warning that it has no ``otel`` extra)
+    instead of an error. Every ``pip install`` of the core names the checkout (``./core[otel]``).
+    """
+    import re
+
+    bad = [
+        line.strip()
+        for line in doc.read_text(encoding="utf-8").splitlines()
+        for cmd in re.findall(r"pip install ([^`\n;|&]*)", line)
+        for arg in cmd.split()
+        if re.fullmatch(r"['\"]?eventsource(\[[\w,]+\])?['\"]?", arg)
+    ]
+    assert not bad, f"{doc.name} installs eventsource from the index: {bad}"

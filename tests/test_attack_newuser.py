@@ -325,3 +325,32 @@ def test_no_doc_installs_eventsource_from_the_package_index(doc: Path) -> None:
         if re.fullmatch(r"['\"]?eventsource(\[[\w,]+\])?['\"]?", arg)
     ]
     assert not bad, f"{doc.name} installs eventsource from the index: {bad}"
+
+
+class _NeverConnects:
+    """A store whose connect never finishes (a server that accepts and never answers)."""
+
+    @hookimpl
+    def eventsource_register_providers(self, registry: object) -> None:
+        import asyncio
+
+        from eventsource.memory import MemoryProvider
+
+        class Stuck(MemoryProvider):
+            kind = "stuck"
+
+            async def connect(self) -> None:
+                await asyncio.sleep(3600)
+
+        registry.add(Stuck, schemes=("stuck",))  # type: ignore[attr-defined]
+
+
+def test_a_connect_that_times_out_says_the_timeout_can_be_raised(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--timeout 1ms stats`` said "connect ... did not finish within 0.001s; check the file's path, that it is a
+    database and that you may write to it": the file was fine, the timeout too short, and nothing said so."""
+    host = PluginHost(load_entrypoints=False, plugins=[("stuck", _NeverConnects())])
+    code = main(["--store", "stuck://", "--timeout", "50ms", "stats"], host=host)
+    err = capsys.readouterr().err
+    assert code == EXIT_UNAVAILABLE, err
+    assert "did not finish within 0.05s" in err
+    assert "--timeout" in err.split("did not finish", 1)[1], err

@@ -133,7 +133,8 @@ class Session:
             if cfg.retry_attempts > 1:  # the manager retried the connect: say so, the wait was that long
                 reason += f" (tried {cfg.retry_attempts} times, retry_attempts)"
             where = _unreachable(self.shown(url), has_server=_has_server(url))
-            msg = f"{where}: {reason}; {connect_hint(url)} (--store or ${STORE_ENV})"
+            hint = connect_hint(url, timed_out=e.type == ErrorType.TIMEOUT)
+            msg = f"{where}: {reason}; {hint} (--store or ${STORE_ENV})"
             if unreachable is None:
                 raise StoreContextError(msg, e) from e
             unreachable[name] = StoreContextError(msg, e)
@@ -181,8 +182,10 @@ def _unreachable(shown: str, *, has_server: bool) -> str:
     return f"cannot {verb} the store at {shown}"
 
 
-def connect_hint(url: str) -> str:
-    """What a person should check when the store at ``url`` cannot be connected."""
+def connect_hint(url: str, *, timed_out: bool = False) -> str:
+    """What a person should check when the store at ``url`` cannot be connected (``timed_out``: in time)."""
     if _has_server(url):
-        return "check that the server is running and the URL is right"
-    return "check the file's path, that it is a database and that you may write to it"
+        hint = "check that the server is running and the URL is right"
+    else:
+        hint = "check the file's path, that it is a database and that you may write to it"
+    return f"raise --timeout if the store is only slow to answer, or {hint}" if timed_out else hint

@@ -125,7 +125,8 @@ async def opened(session: Session, store: str, *, source: bool = False) -> Async
     except EventSourceError as e:
         if e.type not in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
             raise
-        msg = f"{_unreachable(shown, has_server=_has_server(url))}: {str(e).rstrip('.')}; {connect_hint(url)}"
+        hint = connect_hint(url, timed_out=e.type == ErrorType.TIMEOUT)
+        msg = f"{_unreachable(shown, has_server=_has_server(url))}: {str(e).rstrip('.')}; {hint}"
         raise StoreContextError(msg, e) from e
     try:
         yield provider

@@ -354,3 +354,28 @@ def test_a_connect_that_times_out_says_the_timeout_can_be_raised(capsys: pytest.
     assert code == EXIT_UNAVAILABLE, err
     assert "did not finish within 0.05s" in err
     assert "--timeout" in err.split("did not finish", 1)[1], err
+
+
+def test_a_copy_refused_part_way_says_what_it_left_on_the_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy into a target whose ``s3`` holds other events exited 4 naming ``s3``, and nothing more.
+
+    By then it had written ``s0``-``s2`` and ``s4`` (a copy writes stream by stream, and a re-run skips what is
+    there): the target was changed, and the error read as if the copy had been refused whole. The refusal now
+    says that what was written stays, and how to go on.
+    """
+    from eventsource import EventData, SyncEventSourcingManager
+
+    src, dst = tmp_path / "src.db", tmp_path / "dst.db"
+    with SyncEventSourcingManager({"providers": {"m": f"sqlite:///{src}"}}, host=HOST) as es:
+        for s in range(5):
+            es.append_events_batch(stream_id=f"s{s}", events=[EventData("E", {"n": i}) for i in range(3)])
+    with SyncEventSourcingManager({"providers": {"m": f"sqlite:///{dst}"}}, host=HOST) as es:
+        es.append_event(stream_id="s3", event_type="Other", data={})
+    argv = ["copy", "--from", f"sqlite:///{src}", "--to", f"sqlite:///{dst}", "--map", str(tmp_path / "m.db")]
+    code = main(argv, host=HOST)
+    err = capsys.readouterr().err
+    assert code == 4, err  # conflict
+    assert "'s3'" in err
+    assert "stays on the target" in err and "run the same copy again" in err, err

@@ -379,3 +379,20 @@ def test_a_copy_refused_part_way_says_what_it_left_on_the_target(
     assert code == 4, err  # conflict
     assert "'s3'" in err
     assert "stays on the target" in err and "run the same copy again" in err, err
+
+
+@pytest.mark.parametrize("url", ["sqlite://[::1/x.db", "foo://[::1"])
+def test_a_url_with_a_broken_ipv6_host_is_a_clear_error_not_an_unexpected_one(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--store 'sqlite://[::1/x.db'`` said "unexpected ValueError: Invalid IPv6 URL", exit 1.
+
+    urlsplit raises on an unclosed ``[``: the plugin host took the scheme with it before any provider could
+    say what is wrong with the URL. A malformed URL is bad input (exit 2), and nothing is created.
+    """
+    monkeypatch.chdir(tmp_path)
+    code = main(["--store", url, "append", "s", "E"], host=HOST)
+    err = capsys.readouterr().err
+    assert "unexpected" not in err, err
+    assert code == EXIT_USAGE, err
+    assert list(tmp_path.iterdir()) == []

@@ -14,7 +14,6 @@ import logging
 import os
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pluggy
 
@@ -208,7 +207,7 @@ class PluginHost:
         if "://" not in url:
             msg = f"not a store URL: {mask_url(url)!r} (expected scheme://..., e.g. sqlite:///events.db)"
             raise ConfigurationError(msg, field="url")
-        scheme = urlsplit(url).scheme.lower()
+        scheme = url.split("://", 1)[0].lower()  # not urlsplit, which raises on a host like "[::1": the provider says
         kind = self.providers.kind_for_scheme(scheme)
         cls = self.providers.get(kind)
         return cls(url, **settings)

@@ -110,6 +110,8 @@ def test_health_strict_exits_on_a_degraded_store(capsys: pytest.CaptureFixture[s
     status = json.loads(capsys.readouterr().out)["default"]
     assert status["details"]["status"] == "degraded"
     assert status["details"]["durability_risks"][0]["setting"] == "storage"
+    assert main(["--store", f"sqlite:///{disk_dir}/ok.db", "append", "s", "E"]) == EXIT_OK  # health opens a store
+    capsys.readouterr()  # (it no longer creates one where the path names no file: that is unhealthy)
     assert main(["--store", f"sqlite:///{disk_dir}/ok.db", "health", "--strict"]) == EXIT_OK
     assert "healthy, answered" in capsys.readouterr().out
 

@@ -452,14 +452,19 @@ class ManagerConfig:
         except OSError as e:
             msg = f"cannot read configuration file {p}: {e.strerror}"
             raise ConfigurationError(msg, field="file") from e
+        suffix = p.suffix.lower()
+        if suffix in (".yaml", ".yml", ".ini", ".cfg", ".env"):  # read as JSON, its error would blame valid text
+            msg = f"configuration file {p}: {suffix} files are not read; write the settings as .json or .toml"
+            raise ConfigurationError(msg, field="file")
         try:
-            if p.suffix == ".toml":
+            if suffix == ".toml":
                 data: Any = tomllib.loads(text)
                 data = data.get("eventsource", data)
             else:
                 data = json.loads(text)
         except (ValueError, tomllib.TOMLDecodeError) as e:
-            msg = f"configuration file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {e}"
+            what = "toml" if suffix == ".toml" else "json" + ("" if suffix == ".json" else " (a file not named *.toml)")
+            msg = f"configuration file {p} is not valid {what}: {e}"
             raise ConfigurationError(msg, field="file") from e
         if not isinstance(data, dict):
             msg = f"configuration file {p} must hold a table/object"

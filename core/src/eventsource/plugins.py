@@ -14,7 +14,6 @@ import logging
 import os
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pluggy
 
@@ -122,8 +121,14 @@ class PluginHost:
         except PluginLoadError:
             raise
         except Exception as e:
-            msg = f"a plugin failed in {hook_name}: {type(e).__name__}: {e}"
-            raise PluginLoadError(msg, hook=hook_name) from e
+            name = _raised_in(hook, e)
+            if name is None:
+                msg = f"a plugin failed in {hook_name}: {type(e).__name__}: {e}"
+                raise PluginLoadError(msg, hook=hook_name) from e
+            dist = self.distributions.get(name, (None, None))[0]
+            where = f"plugin {name!r}" + (f" from distribution {dist!r}" if dist else "")
+            msg = f"{where} failed in {hook_name}: {type(e).__name__}: {e}"
+            raise PluginLoadError(msg, hook=hook_name, plugin=name, distribution=dist) from e
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object after start-up; historic hooks run for it at once.
@@ -202,7 +207,7 @@ class PluginHost:
         if "://" not in url:
             msg = f"not a store URL: {mask_url(url)!r} (expected scheme://..., e.g. sqlite:///events.db)"
             raise ConfigurationError(msg, field="url")
-        scheme = urlsplit(url).scheme.lower()
+        scheme = url.split("://", 1)[0].lower()  # not urlsplit, which raises on a host like "[::1": the provider says
         kind = self.providers.kind_for_scheme(scheme)
         cls = self.providers.get(kind)
         return cls(url, **settings)
@@ -230,3 +235,15 @@ class PluginHost:
     def create_checkpoint_store(self, url: str) -> CheckpointStore:
         """Build a checkpoint store from a URL (its scheme selects the kind); call ``connect()`` before use."""
         return self.checkpoint_stores.for_url(url)(url)  # type: ignore[no-any-return]
+
+
+def _raised_in(hook: Any, error: BaseException) -> str | None:
+    """The name of the plugin whose implementation of ``hook`` raised ``error`` (its frame in the traceback)."""
+    codes = {getattr(impl.function, "__code__", None): impl.plugin_name for impl in hook.get_hookimpls()}
+    tb = error.__traceback__
+    while tb is not None:
+        name = codes.get(tb.tb_frame.f_code)
+        if name is not None:
+            return str(name)
+        tb = tb.tb_next
+    return None

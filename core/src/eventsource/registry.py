@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from eventsource.errors import PluginLoadError, ProviderNotFoundError
+from eventsource.errors import ConfigurationError, PluginLoadError, ProviderNotFoundError
 
 if TYPE_CHECKING:
     from eventsource.codecs import Cipher, Compressor, Serializer
@@ -49,6 +49,16 @@ def _origin(obj: object) -> tuple[str | None, str | None]:
         return name, metadata.version(name)
     except metadata.PackageNotFoundError:
         return name, None
+
+
+def _scheme(url: str, what: str) -> str:
+    """The scheme of ``url``; :class:`ConfigurationError` (the URL masked) when it has no ``scheme://``."""
+    if "://" not in url:
+        from eventsource.config import mask_url
+
+        msg = f"not a {what} URL: {mask_url(url)!r} (expected scheme://..., e.g. sqlite:///checkpoints.db)"
+        raise ConfigurationError(msg, field="url")
+    return url.split("://", 1)[0].lower()
 
 
 class _Registry(Generic[T]):
@@ -227,7 +237,7 @@ class LeaseRegistry(_Registry[type]):
 
     def for_url(self, url: str) -> type:
         """The lease class whose scheme matches ``url``."""
-        scheme = url.split("://", 1)[0].lower()
+        scheme = _scheme(url, "lease")
         if scheme not in self._schemes:
             known = ", ".join(sorted(self._schemes)) or "none"
             msg = f"no lease handles URL scheme {scheme!r} (known: {known}); is its plugin installed?"
@@ -261,7 +271,7 @@ class CheckpointRegistry(_Registry[type]):
 
     def for_url(self, url: str) -> type:
         """The checkpoint store class whose scheme matches ``url``."""
-        scheme = url.split("://", 1)[0].lower()
+        scheme = _scheme(url, "checkpoint store")
         if scheme not in self._schemes:
             known = ", ".join(sorted(self._schemes)) or "none"
             msg = f"no checkpoint store handles URL scheme {scheme!r} (known: {known}); is its plugin installed?"

@@ -69,3 +69,14 @@ DISPLAYED_BEFORE = {
 @pytest.mark.parametrize(("url", "before"), sorted(DISPLAYED_BEFORE.items()))
 def test_the_display_is_the_checkpoint_source_it_was(url: str, before: str) -> None:
     assert parse_url(url).display == before
+
+
+@pytest.mark.parametrize("url", ["nats://[::1", "nats://u:s3cret@h1,[fe80::2:4222"])
+def test_an_unclosed_ipv6_host_is_a_configuration_error(url: str) -> None:
+    """``--store 'nats://[::1'`` said "unexpected IndexError: list index out of range", exit 1."""
+    from eventsource.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as info:
+        parse_url(url)
+    assert info.value.details["field"] == "url"
+    assert "[" in str(info.value) and "s3cret" not in str(info.value)

@@ -137,3 +137,23 @@ def test_every_secret_of_a_dsn_is_masked_where_it_is_shown(target: str) -> None:
     for shown in (PostgresProvider(target).display_url, store.display_url, repr(CheckpointStoreSink(store))):
         assert "SEK" not in shown
         assert "sslpassword" in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://app:s3cret@127.0.0.1/test?schema=orders", '"schema"'),
+        ("postgresql://app:s3cret@[::1/test", "IPv6"),
+    ],
+)
+def test_a_url_libpq_cannot_parse_is_a_configuration_error_not_an_unreachable_server(url: str, says: str) -> None:
+    """``--store 'postgresql://app@127.0.0.1/test?schema=orders'`` (a setting written as a URL parameter, as the
+    SQLite store takes them) was retried three times and reported as "cannot reach the store ...: invalid URI query
+    parameter: "schema"; check that the server is running", exit 5, while the server was up. libpq refuses the URL
+    itself: that is a configuration error, raised when the provider is built (nothing retries it), password masked.
+    """
+    with pytest.raises(ConfigurationError) as info:
+        PostgresProvider(url)
+    assert info.value.details["field"] == "url"
+    assert says in str(info.value), str(info.value)
+    assert "s3cret" not in str(info.value)

@@ -1,8 +1,8 @@
 """Argument types shared by the commands, and reading JSON arguments (``-`` reads stdin).
 
-The argparse types (:func:`expected_version`, :func:`int_at_least`, :func:`duration`) turn bad values into
-argparse's own usage error (exit 2); :func:`parse_json` raises :class:`~eventsource.cli.errors.UsageError`
-naming the argument.
+The argparse types (:func:`expected_version`, :func:`int_at_least`, :func:`duration`, :func:`given`) turn bad
+values into argparse's own usage error (exit 2); :func:`parse_json` raises
+:class:`~eventsource.cli.errors.UsageError` naming the argument.
 """
 
 from __future__ import annotations
@@ -65,6 +65,26 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 positive = int_at_least(1)
 non_negative = int_at_least(0)
+
+
+def given(what: str) -> Callable[[str], str]:
+    """An argparse type: a value that is not empty or blank (``--store "$URL"`` with ``URL`` unset in a script).
+
+    Left out, such an option takes its default; given empty, it used to take the default too, so a script whose
+    variable was unset read or wrote ``./eventsource.db`` instead of failing.
+    """
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            msg = f"is empty: give {what}, or leave the option out"
+            raise argparse.ArgumentTypeError(msg)
+        return text
+
+    return parse
+
+
+store_url = given("a store URL (e.g. sqlite:///events.db)")
+store_or_provider = given("a store URL or the name of a --config provider")
 
 
 def duration(text: str) -> float:

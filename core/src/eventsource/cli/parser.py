@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
-from eventsource.cli.arguments import duration
+from eventsource.cli.arguments import duration, given, store_url
 from eventsource.cli.config import STORE_ENV
 from eventsource.cli.exitcodes import EXIT_CODES, EXIT_USAGE
 
@@ -32,11 +32,18 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     g.add_argument(
         "--store",
         metavar="URL",
+        type=store_url,
         default=d(None),
         help=f"store URL, e.g. sqlite:///events.db, memory://, postgresql://user@host/db "
         f"(default: ${STORE_ENV}, else the providers of --config, else sqlite:///eventsource.db)",
     )
-    g.add_argument("--config", metavar="FILE", default=d(None), help="ManagerConfig as a .json or .toml file")
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        type=given("a configuration file"),
+        default=d(None),
+        help="ManagerConfig as a .json or .toml file",
+    )
     g.add_argument(
         "--timeout", metavar="DURATION", type=duration, default=d(None), help="per-operation timeout, e.g. 5s"
     )

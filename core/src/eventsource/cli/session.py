@@ -63,7 +63,8 @@ class Session:
         """Connect, run ``body`` on the connected manager, close; returns ``body``'s exit code.
 
         ``existing``: a command that only reads (``read``, ``stats``...) refuses a ``sqlite://`` store whose file
-        does not exist (exit 3), where opening it would create an empty store in place of a mistyped one.
+        does not exist (exit 3), where opening it would create an empty store in place of a mistyped one, and a
+        file that holds no eventsource store (another application's database), which opening would change.
         """
 
         async def connected() -> int:
@@ -82,56 +83,79 @@ class Session:
 
         :param unreachable: when given, a store that cannot be connected (connection error or timeout) is
             recorded here under its name and left out, instead of failing the whole run (``health``).
-        :param existing: refuse a ``sqlite://`` store whose file does not exist (see :meth:`with_manager`).
+        :param existing: refuse a ``sqlite://`` store whose file does not exist or holds no eventsource store (see
+            :meth:`with_manager`); with ``unreachable``, record it there instead.
         """
         from eventsource.manager import EventSourcingManager
 
         cfg = self.cfg = load_config(self.args)
         self.scrub.add_config(cfg)
-        if existing:
-            self._check_exist(cfg)
+        absent = self._absent(cfg) if existing else {}
+        if absent and unreachable is None:
+            raise next(iter(absent.values()))
         manager = EventSourcingManager(cfg, host=self.plugin_host())
         try:
             for name, entry in cfg.providers.items():
-                url = entry["url"]
-                try:
-                    # built here rather than by register_provider, so that what the store masks in its URL
-                    # (a NATS token) is a known secret before anything can print it
-                    provider = self.plugin_host().create_provider(url, **entry.get("settings", {}))
-                    self.scrub.add_shown(url, provider.display_url)
-                    await manager.register_provider(provider, name=name, default=name == cfg.default_provider)
-                except ProviderNotFoundError as e:
-                    raise StoreContextError(f"store {self.shown(url)}: {e}", e) from e
-                except (ValidationError, ConfigurationError) as e:
-                    raise StoreContextError(f"store {self.shown(url)}: {e}", e) from e
-                except EventSourceError as e:
-                    if e.type in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
-                        reason = str(e).rstrip(".")
-                        if cfg.retry_attempts > 1:  # the manager retried the connect: say so, the wait was that long
-                            reason += f" (tried {cfg.retry_attempts} times, retry_attempts)"
-                        where = _unreachable(self.shown(url), has_server=_has_server(url))
-                        msg = f"{where}: {reason}; {connect_hint(url)} (--store or ${STORE_ENV})"
-                        if unreachable is None:
-                            raise StoreContextError(msg, e) from e
-                        unreachable[name] = StoreContextError(msg, e)
-                        continue
-                    raise
+                if name in absent and unreachable is not None:  # health: one unhealthy row, nothing created
+                    unreachable[name] = StoreContextError(str(absent[name]), absent[name])
+                    continue
+                await self._register(manager, cfg, name, entry, unreachable)
         except BaseException:
             with contextlib.suppress(Exception):
                 await manager.close()
             raise
         return manager
 
-    def _check_exist(self, cfg: ManagerConfig) -> None:
-        """Raise :class:`NotFoundError` for a configured ``sqlite://`` store whose file does not exist."""
-        from eventsource.cli.transfer import SQLITE_PATHS, missing_sqlite_file
+    async def _register(
+        self,
+        manager: EventSourcingManager,
+        cfg: ManagerConfig,
+        name: str,
+        entry: dict[str, Any],
+        unreachable: dict[str, StoreContextError] | None,
+    ) -> None:
+        """Build and connect the store ``name``; see :meth:`connect` for ``unreachable``."""
+        url = entry["url"]
+        try:
+            # built here rather than by register_provider, so that what the store masks in its URL
+            # (a NATS token) is a known secret before anything can print it
+            provider = self.plugin_host().create_provider(url, **entry.get("settings", {}))
+            self.scrub.add_shown(url, provider.display_url)
+            await manager.register_provider(provider, name=name, default=name == cfg.default_provider)
+        except ProviderNotFoundError as e:
+            raise StoreContextError(f"store {self.shown(url)}: {e}", e) from e
+        except (ValidationError, ConfigurationError) as e:
+            raise StoreContextError(f"store {self.shown(url)}: {e}", e) from e
+        except EventSourceError as e:
+            if e.type not in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
+                raise
+            reason = str(e).rstrip(".")
+            if cfg.retry_attempts > 1:  # the manager retried the connect: say so, the wait was that long
+                reason += f" (tried {cfg.retry_attempts} times, retry_attempts)"
+            where = _unreachable(self.shown(url), has_server=_has_server(url))
+            hint = connect_hint(url, timed_out=e.type == ErrorType.TIMEOUT)
+            msg = f"{where}: {reason}; {hint} (--store or ${STORE_ENV})"
+            if unreachable is None:
+                raise StoreContextError(msg, e) from e
+            unreachable[name] = StoreContextError(msg, e)
 
-        for entry in cfg.providers.values():
+    def _absent(self, cfg: ManagerConfig) -> dict[str, NotFoundError]:
+        """The configured ``sqlite://`` stores that hold no store: no file, or a file without eventsource's tables."""
+        from eventsource.cli.storefile import SQLITE_PATHS, foreign_sqlite_file, missing_sqlite_file
+
+        absent: dict[str, NotFoundError] = {}
+        for name, entry in cfg.providers.items():
             url = str(entry["url"])
             path = missing_sqlite_file(url)
             if path is not None:
                 msg = f"no store at {self.shown(url)}: no file {path!r} ({SQLITE_PATHS}; append or demo creates one)"
-                raise NotFoundError(msg)
+                absent[name] = NotFoundError(msg)
+                continue
+            why = foreign_sqlite_file(url)
+            if why is not None:
+                msg = f"no eventsource store at {self.shown(url)}: {why}; a command that only reads leaves it as it is"
+                absent[name] = NotFoundError(msg)
+        return absent
 
     def shown(self, url: str) -> str:
         """``url`` as the command may print it: password masked, and every secret the run knows scrubbed."""
@@ -158,8 +182,10 @@ def _unreachable(shown: str, *, has_server: bool) -> str:
     return f"cannot {verb} the store at {shown}"
 
 
-def connect_hint(url: str) -> str:
-    """What a person should check when the store at ``url`` cannot be connected."""
+def connect_hint(url: str, *, timed_out: bool = False) -> str:
+    """What a person should check when the store at ``url`` cannot be connected (``timed_out``: in time)."""
     if _has_server(url):
-        return "check that the server is running and the URL is right"
-    return "check the file's path, that it is a database and that you may write to it"
+        hint = "check that the server is running and the URL is right"
+    else:
+        hint = "check the file's path, that it is a database and that you may write to it"
+    return f"raise --timeout if the store is only slow to answer, or {hint}" if timed_out else hint

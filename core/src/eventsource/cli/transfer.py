@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.cli.arguments import positive
 from eventsource.cli.errors import StoreContextError, UsageError
 from eventsource.cli.session import _has_server, _unreachable, connect_hint
+from eventsource.cli.storefile import SQLITE_PATHS, foreign_sqlite_file, missing_sqlite_file
 from eventsource.errors import ConfigurationError, ErrorType, EventSourceError, ProviderNotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
     from eventsource.transfer import TransferProgress, TransferResult
 
-SQLITE_PATHS = "a sqlite:/// path is relative to the working directory, sqlite://// is absolute"
 PLAIN_EVERY = 10.0
 """Seconds between two progress lines when stderr is not a terminal."""
 
@@ -125,7 +125,8 @@ async def opened(session: Session, store: str, *, source: bool = False) -> Async
     except EventSourceError as e:
         if e.type not in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
             raise
-        msg = f"{_unreachable(shown, has_server=_has_server(url))}: {str(e).rstrip('.')}; {connect_hint(url)}"
+        hint = connect_hint(url, timed_out=e.type == ErrorType.TIMEOUT)
+        msg = f"{_unreachable(shown, has_server=_has_server(url))}: {str(e).rstrip('.')}; {hint}"
         raise StoreContextError(msg, e) from e
     try:
         yield provider
@@ -133,24 +134,19 @@ async def opened(session: Session, store: str, *, source: bool = False) -> Async
         await provider.close()
 
 
-def missing_sqlite_file(url: str) -> str | None:
-    """The path a ``sqlite://`` URL names when no such file exists (opening it would create an empty store)."""
-    if not url.lower().startswith("sqlite:"):
-        return None
-    from eventsource.sqlite.settings import path_from_url
-
-    try:
-        path = path_from_url(url)
-    except ConfigurationError:
-        return None  # the provider names what is wrong with the URL
-    return path if path != ":memory:" and not Path(path).exists() else None
-
-
 def _check_source_file(url: str, shown: str) -> None:
-    """Refuse a ``sqlite://`` source whose file does not exist (other URLs are the provider's to judge)."""
+    """Refuse a ``sqlite://`` source that holds no store (other URLs are the provider's to judge).
+
+    A missing file would be created, and another application's database given eventsource's tables, by the
+    opening alone: the copy or export would then read an empty store from it and report success.
+    """
     path = missing_sqlite_file(url)
     if path is not None:
         msg = f"the source store {shown} does not exist: no file {path!r} ({SQLITE_PATHS})"
+        raise UsageError(msg, field="source")
+    why = foreign_sqlite_file(url)
+    if why is not None:
+        msg = f"the source {shown} holds no eventsource store: {why}; it is left as it is"
         raise UsageError(msg, field="source")
 
 

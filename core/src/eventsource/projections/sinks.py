@@ -78,7 +78,7 @@ class SqliteSink(Sink[sqlite3.Connection]):
     exactly_once = True
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
-        self.path = path_from_url(url) if "://" in url else url
+        self.path = path_from_url(url) if "://" in url or url.lower().startswith("sqlite:") else url
         if self.path == ":memory:":
             msg = "a SQLite sink needs a file (its checkpoint must outlive the process)"
             raise ConfigurationError(msg, field="url")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -16,14 +16,29 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 
+def _split(url: str) -> SplitResult:
+    """``urlsplit(url)``; a URL it cannot split (an unclosed ``[``, as of an IPv6 host) is ConfigurationError."""
+    try:
+        return urlsplit(url)
+    except ValueError as e:
+        msg = f"not a sqlite URL: {url!r} ({e}; expected sqlite:///relative.db or sqlite:////absolute.db)"
+        raise ConfigurationError(msg, field="url") from e
+
+
 def path_from_url(url: str) -> str:
     """The database path of a ``sqlite://`` URL (``:memory:`` for the in-memory form)."""
-    parts = urlsplit(url)
+    parts = _split(url)
     if parts.scheme.lower() != "sqlite":
         msg = f"not a sqlite URL: {url!r} (expected sqlite:///relative.db or sqlite:////absolute.db)"
         raise ConfigurationError(msg, field="url")
     if parts.netloc:
         msg = f"sqlite URLs have no host: {url!r} (use three slashes: sqlite:///path.db)"
+        raise ConfigurationError(msg, field="url")
+    if not url[len(parts.scheme) :].startswith("://"):  # sqlite:/var/x.db would open var/x.db, relative
+        msg = (
+            f"not a sqlite URL: {url!r} (write sqlite:///relative/path.db, or sqlite:////absolute/path.db with "
+            "four slashes)"
+        )
         raise ConfigurationError(msg, field="url")
     path = unquote(parts.path)
     if path in ("/:memory:", ":memory:"):
@@ -70,7 +85,7 @@ def url_settings(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     A parameter that is not a setting (SQLite's own URI options, ``mode=ro``...) is refused, naming it, never
     ignored; so is a setting given in both places with two values.
     """
-    query = urlsplit(url).query
+    query = _split(url).query
     out = dict(settings)
     if not query:
         return out

@@ -98,6 +98,9 @@ def parse_url(url: str | None) -> ServerUrl:
     servers = []
     for host in hosts:
         if host.startswith("["):
+            if "]" not in host:
+                msg = f"an IPv6 host is written in brackets, [addr] or [addr]:port: {host!r} has no closing ']'"
+                raise ConfigurationError(msg, field="url")
             port_part = host.rsplit("]", 1)[1]
             hostport = host if port_part.startswith(":") else f"{host}:{DEFAULT_PORT}"
         else:

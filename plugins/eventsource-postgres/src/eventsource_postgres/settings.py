@@ -147,15 +147,35 @@ def is_dsn(target: str) -> bool:
 
 
 def check_target(target: str | None, what: str) -> str:
-    """``target`` if it is a ``postgresql://``/``postgres://`` URL or a key/value DSN; else ConfigurationError."""
-    if target and (is_dsn(target) or urlsplit(target).scheme.lower() in SCHEMES):
-        return target
-    shown = mask_target(target) if target else target
-    msg = (
-        f"the postgres {what} takes a postgresql:// or postgres:// URL or a libpq DSN (host=... dbname=...), "
-        f"got {shown!r}"
-    )
-    raise ConfigurationError(msg, field="url")
+    """``target`` if it is a ``postgresql://``/``postgres://`` URL or a DSN libpq parses; else ConfigurationError.
+
+    libpq's own refusal (an unknown URL parameter such as ``?schema=``, a broken IPv6 host) is a configuration
+    error too: raised at connect, it read as a server that cannot be reached, and was retried.
+    """
+    try:
+        ours = bool(target) and (is_dsn(str(target)) or urlsplit(str(target)).scheme.lower() in SCHEMES)
+    except ValueError:  # urlsplit: "Invalid IPv6 URL"; libpq says more below
+        ours = True
+    if not ours or target is None:
+        shown = mask_target(target) if target else target
+        msg = (
+            f"the postgres {what} takes a postgresql:// or postgres:// URL or a libpq DSN (host=... dbname=...), "
+            f"got {shown!r}"
+        )
+        raise ConfigurationError(msg, field="url")
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(target)
+    except ProgrammingError as e:
+        secrets = target_secrets(target)
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        for secret in secrets:
+            detail = detail.replace(secret, "***")
+        msg = f"the postgres {what} {mask_target(target)!r} is not one libpq accepts: {detail}"
+        raise ConfigurationError(msg, field="url") from e
+    return target
 
 
 def mask_target(target: str) -> str:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eventsource.cli.arguments import store_or_provider
 from eventsource.cli.exitcodes import EXIT_CONFLICT, EXIT_OK
 from eventsource.cli.transfer import ProgressView, add_stream_option, add_write_options, map_path, opened, summary
+from eventsource.errors import ConfigurationError, EventSourceError
 
 if TYPE_CHECKING:
+    from eventsource.cli.output import Output
     from eventsource.cli.parser import Commands
     from eventsource.cli.session import Session
 
@@ -21,10 +24,20 @@ def register(commands: Commands) -> None:
     """Add the ``copy`` command."""
     p = commands.add("copy", "copy every stream, event and snapshot from one store to another, as stored", copy)
     p.add_argument(
-        "--from", dest="source", metavar="URL", required=True, help="the store to copy from (or a --config provider)"
+        "--from",
+        dest="source",
+        metavar="URL",
+        required=True,
+        type=store_or_provider,
+        help="the store to copy from (or a --config provider)",
     )
     p.add_argument(
-        "--to", dest="target", metavar="URL", required=True, help="the store to copy into (or a --config provider)"
+        "--to",
+        dest="target",
+        metavar="URL",
+        required=True,
+        type=store_or_provider,
+        help="the store to copy into (or a --config provider)",
     )
     add_stream_option(p)
     add_write_options(p)
@@ -50,8 +63,11 @@ def copy(session: Session) -> int:
                     page_size=args.page_size,
                     window=args.window,
                 )
-            finally:
+            except EventSourceError as e:
                 view.done()
+                _stopped(out, e)
+                raise
+            view.done()
             if not args.verify:
                 summary(out, "copied", result)
                 return EXIT_OK
@@ -82,4 +98,26 @@ def copy(session: Session) -> int:
             out.line(f"verified: {report.streams:,} streams, {report.events:,} events match")
             return EXIT_OK
 
-    return session.run(body())
+    try:
+        return session.run(body())
+    except KeyboardInterrupt:  # the CLI then exits 130
+        _stopped(out, KeyboardInterrupt())
+        raise
+
+
+def _stopped(out: Output, e: BaseException) -> None:
+    """Say that a copy stopped part-way keeps what it wrote, and how to finish (not for a refusal before writing).
+
+    A copy writes stream by stream and a re-run skips what the target holds: a conflict on one stream, a lost
+    connection or a Ctrl-C leaves the streams written before it on the target, which the error alone did not say.
+    """
+    if isinstance(e, ConfigurationError):  # the position map or the stores refused before anything was written
+        return
+    fix = "fix what the error names (or leave that stream out with --stream), "
+    if isinstance(e, KeyboardInterrupt):
+        fix = ""
+    why = "by Ctrl-C" if isinstance(e, KeyboardInterrupt) else "by the error below"
+    out.note(
+        f"copy stopped {why}: what it wrote before stays on the target, and a re-run skips it; "
+        f"{fix}then run the same copy again to finish"
+    )

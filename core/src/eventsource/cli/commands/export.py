@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eventsource.cli.arguments import store_or_provider
 from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.transfer import ProgressView, add_stream_option, default_store, opened, summary
@@ -21,7 +22,13 @@ if TYPE_CHECKING:
 def register(commands: Commands) -> None:
     """Add the ``export`` command."""
     p = commands.add("export", "write every stream, event and snapshot of a store as JSON Lines", export)
-    p.add_argument("--from", dest="source", metavar="URL", help="the store, or a --config provider (default: --store)")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="URL",
+        type=store_or_provider,
+        help="the store, or a --config provider (default: --store)",
+    )
     p.add_argument("-o", "--output", metavar="FILE", default="-", help="the file to write (default: stdout)")
     p.add_argument("--gzip", action="store_true", help="gzip the output (also when FILE ends in .gz)")
     add_stream_option(p)

@@ -108,7 +108,7 @@ def follow(session: Session) -> int:
                 out.note(f"{count:,} {noun} followed" + (f", {sub.skipped} skipped" if sub.skipped else ""))
         return EXIT_OK
 
-    return session.with_manager(body)
+    return session.with_manager(body, existing=True)
 
 
 async def _subscription(m: EventSourcingManager, a: argparse.Namespace) -> Subscription:

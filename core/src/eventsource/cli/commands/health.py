@@ -40,7 +40,7 @@ async def _health(session: Session) -> int:
     from eventsource.model import HealthStatus
 
     down: dict[str, StoreContextError] = {}
-    manager = await session.connect(unreachable=down)
+    manager = await session.connect(unreachable=down, existing=True)
     try:
         statuses = await manager.health_check() if manager.list_providers() else {}
         urls = {name: manager.get_provider(name).display_url or "" for name in manager.list_providers()}

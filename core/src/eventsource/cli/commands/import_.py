@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
+from eventsource.cli.arguments import store_or_provider
 from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
+from eventsource.cli.storefile import missing_sqlite_file
 from eventsource.cli.transfer import (
     ProgressView,
     add_stream_option,
@@ -24,6 +26,8 @@ from eventsource.cli.transfer import (
 )
 
 if TYPE_CHECKING:
+    import argparse
+
     from eventsource.cli.parser import Commands
     from eventsource.cli.session import Session
 
@@ -32,7 +36,13 @@ def register(commands: Commands) -> None:
     """Add the ``import`` command."""
     p = commands.add("import", "write an export (JSON Lines, gzip or not) into a store", import_)
     p.add_argument("input", metavar="FILE", nargs="?", default="-", help="the export to read (default: stdin)")
-    p.add_argument("--to", dest="target", metavar="URL", help="the store, or a --config provider (default: --store)")
+    p.add_argument(
+        "--to",
+        dest="target",
+        metavar="URL",
+        type=store_or_provider,
+        help="the store, or a --config provider (default: --store)",
+    )
     add_write_options(p)
     add_stream_option(p)
 
@@ -56,6 +66,8 @@ def import_(session: Session) -> int:
 
     async def body() -> int:
         with open_input(args.input) as stream:
+            if whole and missing_sqlite_file(url) is not None:
+                _check_before_creating(stream, args, view)
             async with opened(session, url) as dst:
                 try:
                     result = await import_store(
@@ -84,3 +96,18 @@ def import_(session: Session) -> int:
             "(events the store holds already are skipped)"
         )
         raise
+
+
+def _check_before_creating(stream: IO[bytes], args: argparse.Namespace, view: ProgressView) -> None:
+    """Check the whole file before the target is opened, when opening it would create it (a new SQLite file).
+
+    The import checks a file before writing anything, but after opening the target, and opening a ``sqlite://``
+    URL creates the database and its tables: a refused file left an empty store where there was none. SQLite
+    has no event size limit, so this pass is the whole check; the import then reads the file through again.
+    """
+    from eventsource.transfer import TransferProgress
+    from eventsource.transfer.jsonl import JsonlSource
+
+    source = JsonlSource(stream, name=args.input, streams=args.streams, page_size=args.page_size)
+    source.check(lambda n, t: view(TransferProgress(n, None, t, phase="check")))
+    stream.seek(0)

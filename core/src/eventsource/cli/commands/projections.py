@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from eventsource.cli.arguments import given
 from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.output import mask, when
-from eventsource.cli.transfer import SQLITE_PATHS, missing_sqlite_file
+from eventsource.cli.storefile import SQLITE_PATHS, missing_sqlite_file
 from eventsource.errors import ProviderNotFoundError
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ def register(commands: Commands) -> None:
     p.add_argument(
         "--checkpoints",
         metavar="URL",
+        type=given("a checkpoint store URL"),
         default=None,
         help="checkpoint store URL (default: checkpoint_store from the configuration, else the store itself)",
     )
@@ -69,7 +71,7 @@ def projections(session: Session) -> int:
             out.note(f"no checkpoints in {mask(url)}")
         return EXIT_OK
 
-    return session.with_manager(body)
+    return session.with_manager(body, existing=True)
 
 
 def _checkpoint_url(session: Session, m: EventSourcingManager) -> str:

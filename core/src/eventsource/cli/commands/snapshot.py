@@ -63,4 +63,4 @@ def snapshot(session: Session) -> int:
         out.line(f"stored snapshot {res.snapshot_id} of {res.stream_id!r} at version {res.version}")
         return EXIT_OK
 
-    return session.with_manager(body)
+    return session.with_manager(body, existing=True)

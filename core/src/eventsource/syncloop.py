@@ -353,7 +353,8 @@ class SyncLoop:
             if self._closed or self.loop.is_closed() or self._owner == me:
                 self._usable()  # raises (the checks of _usable, inline: no loop thread, so only the owner calls back)
             lock = self._lock
-            _release_leaked(lock)  # (not this thread's turn: _owner is not me)
+            if lock._is_owned():  # type: ignore[attr-defined] # noqa: SLF001 - _release_leaked, without its frame
+                lock.release()  # (not this thread's turn: _owner is not me)
             if lock.acquire(blocking=False):  # the usual call, nobody else in one: what _in_turn does, in this frame
                 try:
                     self._owner = me

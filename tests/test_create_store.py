@@ -32,6 +32,10 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
 def older_store(path: Path, version: int) -> None:
     """A SQLite store as a release at schema ``version`` made it (WAL, one event)."""
     db = sqlite3.connect(path, isolation_level=None)
@@ -59,7 +63,7 @@ async def test_sqlite_a_missing_file_and_its_folder_are_not_made(tmp_path: Path)
     e = await refused(f"sqlite:///{path}")
     assert e.details["why"] == f"no file {str(path)!r}"
     assert "create_store is off" in str(e)
-    assert list(tmp_path.iterdir()) == []
+    assert listing(tmp_path) == []
 
 
 @pytest.mark.parametrize("kind", ["empty", "foreign"])
@@ -75,7 +79,7 @@ async def test_sqlite_a_database_without_the_stores_tables_is_left_byte_for_byte
     e = await refused(f"sqlite:///{path}")
     assert ("users" in e.details["why"]) == (kind == "foreign"), e.details
     assert digest(path) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # no -wal/-shm left either
+    assert listing(tmp_path) == ["app.db"]  # no -wal/-shm left either
 
 
 async def test_sqlite_an_older_schema_is_not_migrated(tmp_path: Path) -> None:
@@ -181,7 +185,7 @@ def test_a_read_only_command_does_not_migrate_an_older_sqlite_store(
     err = capsys.readouterr().err
     assert "needs a migration" in err and "only reads never migrates it" in err, err
     assert digest(path) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.db"]
+    assert listing(tmp_path) == ["old.db"]
     assert main(["--store", f"sqlite:///{path}", "append", "s", "E", "{}"], host=HOST) == EXIT_OK  # a write does
     assert main(["--store", f"sqlite:///{path}", "stats"], host=HOST) == EXIT_OK
 

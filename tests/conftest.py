@@ -3,6 +3,7 @@
 A kit suite's ``provider`` fixture returns one of them: ``sqlite_provider`` (a new file under the test's
 ``tmp_path``; ``open_sqlite`` opens any file, as often as a test asks) or ``memory_provider`` (a memory
 store named for the test, so the kit's second instance shares it); each is closed after the test.
+``absent_memory`` and ``absent_sqlite`` name a store nothing has created (the kit's ``absent_store``).
 ``folder_store`` is a SQLite store in a folder the test moves away. ``source`` is a manager on a SQLite
 store of 600 events in 20 streams (the transfer tests copy it); :func:`console_script` finds the
 installed ``eventsource`` command."""
@@ -21,10 +22,11 @@ from typing import TYPE_CHECKING
 import pytest
 from eventsource.memory import MemoryProvider
 from eventsource.sqlite import SqliteProvider
+from eventsource.testing import AbsentStore
 from eventsource.testing.transfer import manager_on, populate
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
     from eventsource.manager import EventSourcingManager
     from eventsource.sqlite.checkpoints import Checkpointer
@@ -84,6 +86,31 @@ async def folder_store(tmp_path: Path, open_sqlite: OpenSqlite) -> FolderStore:
     p = await open_sqlite(folder / "events.db")
     assert p._checkpoints is not None  # a file database has the thread
     return FolderStore(p, p._checkpoints, folder, tmp_path / "moved")
+
+
+@pytest.fixture
+def absent_memory() -> Iterator[AbsentStore]:
+    """A memory store name no instance has used (an instance that creates it keeps it in this process)."""
+    import eventsource.memory
+
+    name = f"absent-{uuid.uuid4().hex}"
+
+    async def leftovers() -> list[str]:
+        return [f"memory://{name}"] if name in eventsource.memory._NAMED else []
+
+    yield AbsentStore({"url": f"memory://{name}"}, leftovers)
+    eventsource.memory._NAMED.pop(name, None)
+
+
+@pytest.fixture
+def absent_sqlite(tmp_path: Path) -> AbsentStore:
+    """A SQLite file in a folder that does not exist (under ``tmp_path``, which takes whatever is left)."""
+    folder = tmp_path / "absent"
+
+    async def leftovers() -> list[str]:
+        return [str(folder)] if folder.exists() else []
+
+    return AbsentStore({"url": f"sqlite:///{folder / 'events.db'}"}, leftovers)
 
 
 @pytest.fixture

@@ -56,7 +56,10 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def store() -> str:
-    return f"memory://cli-{uuid.uuid4().hex}"
+    """A named memory store, created (a command that only reads refuses one no instance has created)."""
+    url = f"memory://cli-{uuid.uuid4().hex}"
+    MemoryProvider(url)
+    return url
 
 
 @functools.cache

@@ -135,12 +135,13 @@ def test_readme_keeps_its_two_commands() -> None:
 # The store under test: the in-memory provider behind the guide's constructor (url, namespace=...), so
 # the guide's fixture runs unchanged. spawn_args reaches the same namespace, as the guide requires.
 FAKE_PROVIDER = """
-from marshmallow import Schema, fields
+from marshmallow import fields
 
+from eventsource.create_store import CreateStoreSettings
 from eventsource.memory import MemoryProvider
 
 
-class AcmeSettings(Schema):
+class AcmeSettings(CreateStoreSettings):
     namespace = fields.String(load_default="eventsource")
 
 

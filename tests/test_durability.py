@@ -145,6 +145,12 @@ class Faulted(MemoryProvider):
         return with_faults(ok, [{"component": "wal_checkpoints", "error": "OperationalError: disk I/O error"}])
 
 
+@pytest.fixture(autouse=True)
+def _store_x() -> None:
+    """The fakes below are memory stores named by their URLs' path (``x``): created, as a store in use is."""
+    MemoryProvider("memory://x")
+
+
 class _Plugin:
     @eventsource.hookimpl
     def eventsource_register_providers(self, registry: Any) -> None:

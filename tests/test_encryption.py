@@ -29,7 +29,7 @@ from eventsource.manager import SHREDDED_KEY, EventSourcingManager
 from eventsource.memory import MemoryProvider
 from eventsource.model import ANY, NO_STREAM, STREAM_EXISTS, RecordedEvent
 from eventsource.plugins import PluginHost
-from eventsource.testing import ProviderSuite
+from eventsource.testing import AbsentStore, ProviderSuite
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -609,6 +609,10 @@ class TestEncryptedKitOnMemory(ProviderSuite):
     """The whole conformance kit with every payload compressed and sealed (versions in the AAD)."""
 
     @pytest.fixture
+    def absent_store(self, absent_memory: AbsentStore) -> AbsentStore:
+        return absent_memory
+
+    @pytest.fixture
     def provider(self, memory_provider: MemoryProvider) -> Provider:
         return memory_provider
 
@@ -626,6 +630,10 @@ class TestEncryptedKitOnSqlite(TestEncryptedKitOnMemory):
     @pytest.fixture
     def provider(self, sqlite_provider: SqliteProvider) -> Provider:
         return sqlite_provider
+
+    @pytest.fixture
+    def absent_store(self, absent_sqlite: AbsentStore) -> AbsentStore:
+        return absent_sqlite
 
 
 # ---------------------------------------------------------------------- key store: found by a review (session 3)

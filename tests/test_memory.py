@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from eventsource.memory import MemoryProvider
 from eventsource.provider import Capabilities
-from eventsource.testing import ProviderSuite
+from eventsource.testing import AbsentStore, ProviderSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 
 class TestMemoryProvider(ProviderSuite):
+    @pytest.fixture
+    def absent_store(self, absent_memory: AbsentStore) -> AbsentStore:
+        return absent_memory
+
     @pytest.fixture
     async def provider(self) -> AsyncIterator[MemoryProvider]:
         p = MemoryProvider(f"memory://kit-{uuid.uuid4().hex}")
@@ -43,6 +47,10 @@ class NoRetentionPrimitivesProvider(MemoryProvider):
 
 class TestMemoryProviderDeclaringUnsupportedOperations(ProviderSuite):
     """The kit's refusal tests run too (they assert the error); the tests of the missing operations skip."""
+
+    @pytest.fixture
+    def absent_store(self, absent_memory: AbsentStore) -> AbsentStore:
+        return absent_memory
 
     @pytest.fixture
     async def provider(self) -> AsyncIterator[MemoryProvider]:

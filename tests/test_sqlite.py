@@ -29,7 +29,7 @@ from eventsource.sqlite import (
     path_from_url,
     to_us,
 )
-from eventsource.testing import ProviderSuite
+from eventsource.testing import AbsentStore, ProviderSuite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 
 class TestSqliteProvider(ProviderSuite):
+    @pytest.fixture
+    def absent_store(self, absent_sqlite: AbsentStore) -> AbsentStore:
+        return absent_sqlite
+
     @pytest.fixture
     def provider(self, sqlite_provider: SqliteProvider) -> SqliteProvider:
         return sqlite_provider

@@ -105,6 +105,16 @@ class SnapshotNotFoundError(NotFoundError):
     """The stream has no snapshot (at or below the asked version)."""
 
 
+class StoreNotFoundError(NotFoundError):
+    """The store is not there (or not at its current schema) and the provider's ``create_store`` setting is off.
+
+    Raised by ``connect()``, which then has created and changed nothing. The message names what is missing and
+    how to create it; ``details['store']`` names the store (masked URL and namespace), ``details['missing']``
+    what is missing (tables, a schema, streams, buckets, topics), ``details['outdated']`` whether the store is
+    there but needs a migration. Never retried: the store will not appear by waiting.
+    """
+
+
 class ProviderNotFoundError(NotFoundError, KeyError):
     """No provider is registered under that name or URL scheme."""
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from eventsource.create_store import CreateStoreSettings, store_not_found
 from eventsource.errors import ProviderUnavailableError, StreamExistsError, StreamNotFoundError
 from eventsource.model import (
     AppendResult,
@@ -61,13 +62,18 @@ class MemoryProvider(Provider):
     capabilities = Capabilities(
         global_order="total", concurrency="in_process", cross_process_reads=False, head_position=True, live_wakeup=True
     )
+    settings_schema = CreateStoreSettings
     loop_free = True
 
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:
         super().__init__(url or "memory://", **settings)
-        name = (url or "memory://").split("://", 1)[-1].strip("/")
-        self._data = _NAMED.setdefault(name, _Store()) if name else _Store()
+        name = self._store_name = (url or "memory://").split("://", 1)[-1].strip("/")
+        create = self._create = bool(self.settings.get("create_store", True))  # (a subclass may have its own schema)
+        self._data = _NAMED.setdefault(name, _Store()) if name and create else _Store()
         self._closed = False
+        if name and not create:  # found by connect(), never made (a mistyped name is refused)
+            found = _NAMED.get(name)
+            self._data, self._closed = (found, False) if found is not None else (self._data, True)
         self._started = monotonic()
         self._source = self.display_url or self.kind
         if not name:  # a private store: no URL tells it apart from another one
@@ -119,7 +125,17 @@ class MemoryProvider(Provider):
         self._store.next_position = value
 
     async def connect(self) -> None:
-        """Nothing to open; reopens a closed instance (its data, or a named store's, is still there)."""
+        """Nothing to open; reopens a closed instance (its data, or a named store's, is still there).
+
+        With ``create_store`` off, a named store no instance of this process has created is refused (a private
+        one, ``memory://``, is this instance's own: it is always there).
+        """
+        if self._store_name and not self._create:
+            found = _NAMED.get(self._store_name)
+            if found is None:
+                why = "no instance in this process has created it (a named memory store lives in one process)"
+                raise store_not_found(self.display_url or self.kind, why, missing=[self._store_name])
+            self._data = found
         self._closed = False
 
     async def close(self) -> None:

@@ -204,13 +204,15 @@ class PluginHost:
 
     def create_provider(self, url: str, **settings: Any) -> Provider:
         """Build a provider from a URL (its scheme selects the provider kind) and settings."""
+        return self.provider_class(url)(url, **settings)
+
+    def provider_class(self, url: str) -> type[Provider]:
+        """The provider class a URL's scheme selects."""
         if "://" not in url:
             msg = f"not a store URL: {mask_url(url)!r} (expected scheme://..., e.g. sqlite:///events.db)"
             raise ConfigurationError(msg, field="url")
         scheme = url.split("://", 1)[0].lower()  # not urlsplit, which raises on a host like "[::1": the provider says
-        kind = self.providers.kind_for_scheme(scheme)
-        cls = self.providers.get(kind)
-        return cls(url, **settings)
+        return self.providers.get(self.providers.kind_for_scheme(scheme))
 
     def key_provider(self, config: ManagerConfig) -> KeyProvider | None:
         """The key provider a plugin supplies for ``config`` (``eventsource_key_provider``), or ``None``."""

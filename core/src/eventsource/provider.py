@@ -316,7 +316,7 @@ class Provider(ABC):
 
     @abstractmethod
     async def connect(self) -> None:
-        """Open connections and create schema/buckets/topics as needed. Idempotent."""
+        """Open connections, create or migrate the store as needed (``create_store`` off: only check). Idempotent."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.model import ANY, NewEvent, utcnow
+from eventsource.testing import AbsentStore
 from eventsource_kafka.provider import KafkaProvider
 
 if TYPE_CHECKING:
@@ -78,6 +79,32 @@ async def kafka_provider(kafka_url: str) -> AsyncIterator[KafkaProvider]:
     """A connected provider on a fresh topic prefix (:func:`fresh_provider`); its topics are dropped after the test."""
     async with fresh_provider(kafka_url) as p:
         yield p
+
+
+def prefix_topics(kafka_url: str, prefix: str, *, delete: bool = False) -> list[str]:
+    """The cluster's topics of a topic prefix (``<prefix>.``...), listed with a client of their own (deleted)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_url.removeprefix("kafka://").split(","))
+    try:
+        found = sorted(t for t in admin.list_topics() if t.startswith(f"{prefix}."))
+        if delete and found:
+            admin.delete_topics(found)
+    finally:
+        admin.close()
+    return found
+
+
+@pytest.fixture
+async def absent_kafka(kafka_url: str) -> AsyncIterator[AbsentStore]:
+    """A topic prefix nothing has used (the kit's ``absent_store``); whatever a test created there is deleted."""
+    prefix = f"a{uuid.uuid4().hex[:12]}"
+
+    async def leftovers() -> list[str]:
+        return await asyncio.to_thread(prefix_topics, kafka_url, prefix)
+
+    yield AbsentStore({"url": kafka_url, "topic_prefix": prefix, "request_timeout": 60.0}, leftovers)
+    await asyncio.to_thread(prefix_topics, kafka_url, prefix, delete=True)
 
 
 WORKER = str(Path(__file__).with_name("op_worker.py"))

@@ -18,7 +18,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.testing import ProviderSuite
+from eventsource.testing import AbsentStore, ProviderSuite
 from eventsource_kafka import records
 from eventsource_kafka.provider import KafkaProvider
 
@@ -53,6 +53,16 @@ class TestKafkaProviderWithLease(ProviderSuite):
         finally:
             await drop_namespace(p)
             await p.close()
+
+    @pytest.fixture
+    def absent_store(self, absent_kafka: AbsentStore, lease_url: str) -> AbsentStore:
+        """A topic prefix nothing has used, with the same lease (refused before the lease is built)."""
+        lease = {
+            "lease_url": lease_url,
+            "lease_timeout": 60.0,
+            "lease_settings": {"namespace": "eventsource-kafka-tests"},
+        }
+        return AbsentStore({**absent_kafka.args, **lease}, absent_kafka.leftovers)
 
 
 def test_lease_declares_cross_process_reach(kafka_url: str, lease_url: str) -> None:

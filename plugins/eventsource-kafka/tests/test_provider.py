@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite, RewriteSuite
+from eventsource.testing import AbsentStore, DomainSuite, ProviderSuite, RetentionSuite, RewriteSuite
 
 if TYPE_CHECKING:
     from eventsource_kafka.provider import KafkaProvider
@@ -17,6 +17,10 @@ class TestKafkaProvider(ProviderSuite):
     @pytest.fixture
     def provider(self, kafka_provider: KafkaProvider) -> KafkaProvider:
         return kafka_provider
+
+    @pytest.fixture
+    def absent_store(self, absent_kafka: AbsentStore) -> AbsentStore:
+        return absent_kafka
 
 
 class TestKafkaRetention(RetentionSuite):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 from eventsource.errors import ConcurrencyError, ProviderTimeoutError, ProviderUnavailableError, StreamExistsError
 from eventsource.model import NO_STREAM, NewEvent, NewStream, utcnow
+from eventsource.testing import AbsentStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -99,6 +100,47 @@ async def dispose(p: NatsProvider) -> None:
             await p.drop_store()
     finally:
         await p.close()
+
+
+async def _streams_of(url: str, stream: str, subject_prefix: str, *, delete: bool = False) -> list[str]:
+    """The JetStream streams of a store (its stream, ``KV_<bucket>`` of its buckets) on the server (deleted)."""
+    import nats
+    import nats.js.errors
+    from eventsource_nats.naming import Names
+
+    names = Names(stream, subject_prefix)
+    nc = await nats.connect(url)
+    found = []
+    try:
+        js = nc.jetstream()
+        for name in (names.stream, *(f"KV_{b}" for b in names.buckets)):
+            try:
+                await (js.delete_stream(name) if delete else js.stream_info(name))
+            except nats.js.errors.NotFoundError:
+                continue
+            found.append(name)
+    finally:
+        await nc.close()
+    return found
+
+
+@pytest.fixture
+async def absent_on() -> AsyncIterator[Callable[[str], AbsentStore]]:
+    """``absent_on(url)``: an :class:`AbsentStore` (a stream and buckets nothing created) on that server."""
+    made: list[tuple[str, dict[str, str]]] = []
+
+    def absent(url: str) -> AbsentStore:
+        settings = unique_store()
+        made.append((url, settings))
+
+        async def leftovers() -> list[str]:
+            return await _streams_of(url, settings["stream"], settings["subject_prefix"])
+
+        return AbsentStore({"url": url, **settings}, leftovers)
+
+    yield absent
+    for url, settings in made:
+        await _streams_of(url, settings["stream"], settings["subject_prefix"], delete=True)
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite, RewriteSuite
+from eventsource.testing import AbsentStore, DomainSuite, ProviderSuite, RetentionSuite, RewriteSuite
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from eventsource_nats.provider import NatsProvider
+    from servers import Servers
 
 
 class TestNatsProviderMachineServer(ProviderSuite):
@@ -23,6 +24,10 @@ class TestNatsProviderMachineServer(ProviderSuite):
     async def provider(self, machine_provider: NatsProvider) -> AsyncIterator[NatsProvider]:
         yield machine_provider
 
+    @pytest.fixture
+    def absent_store(self, machine_nats_url: str, absent_on: Callable[[str], AbsentStore]) -> AbsentStore:
+        return absent_on(machine_nats_url)
+
 
 class TestNatsProviderCurrentServer(ProviderSuite):
     """The kit against a current nats-server started on a free port (atomic batch publish)."""
@@ -31,6 +36,10 @@ class TestNatsProviderCurrentServer(ProviderSuite):
     async def provider(self, current_provider: NatsProvider) -> AsyncIterator[NatsProvider]:
         assert current_provider.uses_atomic_batches
         yield current_provider
+
+    @pytest.fixture
+    def absent_store(self, current_server: Servers, absent_on: Callable[[str], AbsentStore]) -> AbsentStore:
+        return absent_on(current_server.url)
 
 
 class TestNatsRetentionMachineServer(RetentionSuite):

@@ -22,6 +22,7 @@ import pytest
 from eventsource.manager import EventSourcingManager
 from eventsource.model import EventData
 from eventsource.plugins import PluginHost
+from eventsource.testing import AbsentStore
 from eventsource_postgres import PostgresProvider
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"  # as eventsource.testing.pytest_plugin.DEFAULTS
@@ -134,6 +135,43 @@ async def make_provider(url: str) -> AsyncIterator[Callable[..., Any]]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         for schema in schemas:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+async def absent_at(url: str) -> AsyncIterator[Callable[..., AbsentStore]]:
+    """``absent_at(schema=None, table_prefix="")``: an :class:`AbsentStore` nothing has created there.
+
+    A schema of its own by default (dropped afterwards, whatever a test created in it); in a given schema, the
+    tables of ``table_prefix`` (dropped afterwards, the schema left to whoever made it).
+    """
+    made: list[tuple[str, str, bool]] = []
+
+    def absent(schema: str | None = None, table_prefix: str = "") -> AbsentStore:
+        own = schema is None
+        name = schema or f"es_{uuid.uuid4().hex[:16]}"
+        made.append((name, table_prefix, own))
+
+        async def leftovers() -> list[str]:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                cur = await conn.execute(
+                    "SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname = %s AND %s UNION ALL "
+                    "SELECT 'relation ' || relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE nspname = %s AND starts_with(relname, %s) ORDER BY 1",
+                    [name, own, name, table_prefix],
+                )
+                return [str(r[0]) for r in await cur.fetchall()]
+
+        args = {"url": url, "schema": name, "table_prefix": table_prefix, "pool_max_size": 2}
+        return AbsentStore(args, leftovers)
+
+    yield absent
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for name, prefix, own in made:
+            if own:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            else:
+                for t in ("snapshots", "events", "streams", "migrations"):
+                    await conn.execute(f'DROP TABLE IF EXISTS "{name}"."{prefix}{t}" CASCADE')
 
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.testing import DomainSuite, ProviderSuite, RetentionSuite, RewriteSuite
+from eventsource.testing import AbsentStore, DomainSuite, ProviderSuite, RetentionSuite, RewriteSuite
 
 if TYPE_CHECKING:
     from eventsource_postgres import PostgresProvider
@@ -16,6 +16,11 @@ class TestPostgresProvider(ProviderSuite):
     @pytest.fixture
     async def provider(self, make_provider: Callable[..., Any]) -> AsyncIterator[PostgresProvider]:
         yield await make_provider()
+
+    @pytest.fixture
+    def absent_store(self, absent_at: Callable[..., AbsentStore]) -> AbsentStore:
+        """A schema that does not exist."""
+        return absent_at()
 
 
 class TestPostgresProviderWithPrefix(ProviderSuite):
@@ -28,6 +33,11 @@ class TestPostgresProviderWithPrefix(ProviderSuite):
 
         await first.append("noise", [NewEvent("noise-1", "N", b"{}", b"", "json", utcnow())], ANY)
         yield await make_provider(schema=first.names.schema, table_prefix="app2_")
+
+    @pytest.fixture
+    def absent_store(self, provider: PostgresProvider, absent_at: Callable[..., AbsentStore]) -> AbsentStore:
+        """A table prefix nothing has used, in the schema the store under test is in (which exists)."""
+        return absent_at(schema=provider.names.schema, table_prefix="app3_")
 
 
 class TestPostgresRetention(RetentionSuite):

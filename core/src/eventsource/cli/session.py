@@ -21,6 +21,7 @@ from eventsource.errors import (
     EventSourceError,
     NotFoundError,
     ProviderNotFoundError,
+    StoreNotFoundError,
     ValidationError,
 )
 
@@ -62,9 +63,10 @@ class Session:
     ) -> int:
         """Connect, run ``body`` on the connected manager, close; returns ``body``'s exit code.
 
-        ``existing``: a command that only reads (``read``, ``stats``...) refuses a ``sqlite://`` store whose file
-        does not exist (exit 3), where opening it would create an empty store in place of a mistyped one, and a
-        file that holds no eventsource store (another application's database), which opening would change.
+        ``existing``: a command that only reads (``read``, ``stats``...) connects every store with ``create_store``
+        off: a store that is not there (a mistyped schema, prefix, stream name or path) or needs a migration is
+        refused (exit 3) and left as it was, where connecting would create an empty store in place of a mistyped
+        one, or change a file that holds another application's database.
         """
 
         async def connected() -> int:
@@ -83,8 +85,8 @@ class Session:
 
         :param unreachable: when given, a store that cannot be connected (connection error or timeout) is
             recorded here under its name and left out, instead of failing the whole run (``health``).
-        :param existing: refuse a ``sqlite://`` store whose file does not exist or holds no eventsource store (see
-            :meth:`with_manager`); with ``unreachable``, record it there instead.
+        :param existing: connect with ``create_store`` off, refusing a store that is not there or needs a migration
+            (see :meth:`with_manager`); with ``unreachable``, record it there instead.
         """
         from eventsource.manager import EventSourcingManager
 
@@ -99,7 +101,7 @@ class Session:
                 if name in absent and unreachable is not None:  # health: one unhealthy row, nothing created
                     unreachable[name] = StoreContextError(str(absent[name]), absent[name])
                     continue
-                await self._register(manager, cfg, name, entry, unreachable)
+                await self._register(manager, cfg, name, entry, unreachable, existing=existing)
         except BaseException:
             with contextlib.suppress(Exception):
                 await manager.close()
@@ -113,19 +115,27 @@ class Session:
         name: str,
         entry: dict[str, Any],
         unreachable: dict[str, StoreContextError] | None,
+        *,
+        existing: bool = False,
     ) -> None:
-        """Build and connect the store ``name``; see :meth:`connect` for ``unreachable``."""
+        """Build and connect the store ``name``; see :meth:`connect` for ``unreachable`` and ``existing``."""
         url = entry["url"]
         try:
             # built here rather than by register_provider, so that what the store masks in its URL
             # (a NATS token) is a known secret before anything can print it
-            provider = self.plugin_host().create_provider(url, **entry.get("settings", {}))
+            settings = self.store_settings(url, entry.get("settings", {}), existing=existing)
+            provider = self.plugin_host().create_provider(url, **settings)
             self.scrub.add_shown(url, provider.display_url)
             await manager.register_provider(provider, name=name, default=name == cfg.default_provider)
         except ProviderNotFoundError as e:
             raise StoreContextError(f"store {self.shown(url)}: {e}", e) from e
         except (ValidationError, ConfigurationError) as e:
             raise StoreContextError(f"store {self.shown(url)}: {e}", e) from e
+        except StoreNotFoundError as e:
+            said = StoreNotFoundError(self.no_store(url, e), **e.details)  # (health shows the cause: this)
+            if unreachable is None:
+                raise StoreContextError(said.message, said) from e
+            unreachable[name] = StoreContextError(said.message, said)  # health: one unhealthy row, nothing created
         except EventSourceError as e:
             if e.type not in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
                 raise
@@ -156,6 +166,41 @@ class Session:
                 msg = f"no eventsource store at {self.shown(url)}: {why}; a command that only reads leaves it as it is"
                 absent[name] = NotFoundError(msg)
         return absent
+
+    def store_settings(self, url: str, settings: dict[str, Any], *, existing: bool) -> dict[str, Any]:
+        """``settings``, with ``create_store`` off when the command only reads (``existing``).
+
+        A store whose provider has no such setting (a third-party plugin that predates it) is connected as it
+        is, with a note: nothing then stops it creating what it finds missing.
+        """
+        if not existing:
+            return settings
+        from eventsource.create_store import CREATE_STORE, takes_create_store
+
+        try:
+            cls = self.plugin_host().provider_class(url)
+        except EventSourceError:
+            return settings  # (create_provider says what is wrong with the URL)
+        if takes_create_store(cls):
+            return {**settings, CREATE_STORE: False}
+        self.out.note(
+            f"note: the {cls.kind!r} provider has no {CREATE_STORE} setting: connecting to {self.shown(url)} may "
+            "create the store if it is missing"
+        )
+        return settings
+
+    def no_store(self, url: str, e: StoreNotFoundError) -> str:
+        """What a command that only reads says of a store connecting refused (``create_store`` off)."""
+        why = str(e.details.get("why") or e)
+        if e.details.get("outdated"):
+            return (
+                f"the store at {self.shown(url)} needs a migration: {why}; a command that only reads never "
+                "migrates it (the application, or a command that writes, with this version does)"
+            )
+        return (
+            f"no eventsource store at {self.shown(url)}: {why}; a command that only reads creates nothing "
+            "(append, import or demo creates a store)"
+        )
 
     def shown(self, url: str) -> str:
         """``url`` as the command may print it: password masked, and every secret the run knows scrubbed."""

@@ -17,7 +17,14 @@ from eventsource.cli.arguments import positive
 from eventsource.cli.errors import StoreContextError, UsageError
 from eventsource.cli.session import _has_server, _unreachable, connect_hint
 from eventsource.cli.storefile import SQLITE_PATHS, foreign_sqlite_file, missing_sqlite_file
-from eventsource.errors import ConfigurationError, ErrorType, EventSourceError, ProviderNotFoundError, ValidationError
+from eventsource.errors import (
+    ConfigurationError,
+    ErrorType,
+    EventSourceError,
+    ProviderNotFoundError,
+    StoreNotFoundError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -108,20 +115,26 @@ async def opened(session: Session, store: str, *, source: bool = False) -> Async
     """The connected provider of ``store`` (closed after); failures name the masked URL and say what to check.
 
     ``store`` is a URL, or the name of a provider in ``--config`` (to give a store its settings: a
-    PostgreSQL schema, a NATS stream name...). A ``source`` SQLite file must exist: opening one would
-    create an empty store where a path was mistyped, and copy or export nothing from it.
+    PostgreSQL schema, a NATS stream name...). A ``source`` is connected with ``create_store`` off and must
+    exist: connecting would create an empty store where a path, schema or prefix was mistyped, and copy or
+    export nothing from it.
     """
     url, settings = resolve(session, store)
     session.scrub.add_url(url)
     shown = session.shown(url)
     if source:
         _check_source_file(url, shown)
+        settings = session.store_settings(url, settings, existing=True)
     try:
         provider = session.plugin_host().create_provider(url, **settings)
         session.scrub.add_shown(url, provider.display_url)
         await provider.connect()
     except (ProviderNotFoundError, ValidationError, ConfigurationError) as e:
         raise StoreContextError(f"store {shown}: {e}", e) from e
+    except StoreNotFoundError as e:
+        missing = "needs a migration" if e.details.get("outdated") else "does not exist"
+        msg = f"the source store {shown} {missing}: {e.details.get('why') or e}; it is left as it is"
+        raise UsageError(msg, field="source") from e
     except EventSourceError as e:
         if e.type not in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
             raise

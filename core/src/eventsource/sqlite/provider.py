@@ -53,6 +53,7 @@ from eventsource.sqlite.maintenance import (
     read_stats,
     truncate_batch,
 )
+from eventsource.sqlite.presence import check_store
 from eventsource.sqlite.queries import query_page
 from eventsource.sqlite.rewrite import rewrite_batch
 from eventsource.sqlite.rows import (
@@ -152,7 +153,7 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
 
         The writer's commits checkpoint the WAL only past a backstop (:mod:`.checkpoints` does, on its own connection).
         """
-        worker.db = open_connection(self.path, self.settings, memory=self.memory)
+        worker.db = open_connection(self.path, self.settings, memory=self.memory, create=self.settings["create_store"])
         if writer and not self.memory:
             worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
 
@@ -169,16 +170,24 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
     # ------------------------------------------------------------------ lifecycle
 
     async def connect(self) -> None:
-        """Start the writer (and reader) thread, open their connections, migrate the schema. Idempotent."""
+        """Start the writer (and reader) thread, open their connections, migrate the schema. Idempotent.
+
+        With ``create_store`` off, a file that holds no store at the current schema is refused, left as it was
+        (:mod:`~eventsource.sqlite.presence`); ``:memory:`` is this instance's own database, always there.
+        """
         async with self._connect_lock:
             if self._writer is not None:
                 return
             started: list[_Worker] = []
+            create = self.settings["create_store"] or self.memory
             try:
                 writer = _Worker("eventsource-sqlite-w")
                 started.append(writer)
+                if not create:
+                    await writer.submit(partial(check_store, self.path, SCHEMA_VERSION))
                 await writer.submit(partial(self._open, writer, writer=True))
-                await writer.submit(partial(self._migrate, writer))
+                if create:
+                    await writer.submit(partial(self._migrate, writer))
                 reader = None
                 if self.settings["read_connection"] and not self.memory:
                     reader = _Worker("eventsource-sqlite-r")

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import ValidationError, fields, validate
 
+from eventsource.create_store import CreateStoreSettings
 from eventsource.errors import (
     ConfigurationError,
 )
@@ -58,8 +59,8 @@ MAX_BUSY_TIMEOUT = 2_147_483
 around to no wait at all."""
 
 
-class SqliteSettings(Schema):
-    """Settings of :class:`SqliteProvider`."""
+class SqliteSettings(CreateStoreSettings):
+    """Settings of :class:`SqliteProvider` (``create_store`` from :class:`CreateStoreSettings`)."""
 
     busy_timeout = fields.Float(load_default=5.0, validate=validate.Range(min=0, max=MAX_BUSY_TIMEOUT))
     """Seconds a writer waits for another connection's write lock before :class:`ProviderTimeoutError`

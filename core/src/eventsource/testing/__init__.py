@@ -1,17 +1,19 @@
 """The conformance kit: test suites every provider runs, built-in and third-party alike.
 
 Install with the ``testing`` extra (``pip install eventsource[testing]``), enable pytest-asyncio's
-``asyncio_mode = auto``, and subclass a suite with a ``Test`` name, overriding its ``provider`` fixture
-(the reference shows an example). Suites end in ``Suite`` so pytest does not collect them until then.
+``asyncio_mode = auto``, and subclass a suite with a ``Test`` name, overriding its ``provider`` fixture (and,
+for ``ProviderSuite``, ``absent_store``; the reference shows an example). Suites end in ``Suite`` so pytest
+does not collect them until then.
 """
 
 from __future__ import annotations
 
-from eventsource.testing.suite import HOSTILE_INVALID_STREAM_IDS, HOSTILE_VALID_STREAM_IDS, ProviderSuite
+from eventsource.testing.suite import HOSTILE_INVALID_STREAM_IDS, HOSTILE_VALID_STREAM_IDS, AbsentStore, ProviderSuite
 
 __all__ = [
     "HOSTILE_INVALID_STREAM_IDS",
     "HOSTILE_VALID_STREAM_IDS",
+    "AbsentStore",
     "DomainSuite",
     "DurabilitySuite",
     "ProviderSuite",

@@ -1,10 +1,11 @@
 """``ProviderSuite``: the conformance kit every provider runs, composed of one part per rule of the store.
 
 A plugin subclasses it and overrides the ``provider`` fixture (a connected provider on a fresh, empty
-namespace). The parts live in their own modules (appends, concurrency, idempotency, global order, reads,
-faults, streams, snapshots, queries, retention primitives, capabilities, validation, stats, scale); a test that
-cannot apply to a declared capability is skipped naming it, and a declared-unsupported operation is
-asserted to raise :class:`UnsupportedOperationError`. ``docs/writing-a-provider.md`` describes the kit.
+namespace) and the ``absent_store`` fixture (a namespace nothing has created). The parts live in their own
+modules (appends, concurrency, idempotency, global order, reads, faults, streams, snapshots, queries, retention
+primitives, capabilities, validation, stats, scale, store set-up); a test that cannot apply to a declared
+capability is skipped naming it, and a declared-unsupported operation is asserted to raise
+:class:`UnsupportedOperationError`. ``docs/writing-a-provider.md`` describes the kit.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from eventsource.testing.retention_primitives import RetentionPrimitiveSuite
 from eventsource.testing.scale import ScaleSuite
 from eventsource.testing.snapshots import SnapshotSuite
 from eventsource.testing.stats import StatsSuite
+from eventsource.testing.store_setup import AbsentStore, StoreSetupSuite
 from eventsource.testing.streams import StreamSuite
 from eventsource.testing.validation import HOSTILE_INVALID_STREAM_IDS, HOSTILE_VALID_STREAM_IDS, InputValidationSuite
 
 __all__ = [
     "HOSTILE_INVALID_STREAM_IDS",
     "HOSTILE_VALID_STREAM_IDS",
+    "AbsentStore",
     "PageFaults",
     "ProviderSuite",
     "ProviderSuiteBase",
@@ -39,6 +42,7 @@ __all__ = [
 # pytest collects inherited tests base class first (reverse MRO), so the parts are listed last to first:
 # the kit runs, and lists its test ids, in the order below read bottom-up (versions first, stats last).
 class ProviderSuite(
+    StoreSetupSuite,
     ScaleSuite,
     StatsSuite,
     InputValidationSuite,

@@ -182,6 +182,24 @@ class KafkaIO:
         self._primed.add(topic)
         return created
 
+    async def missing_topics(self, topics: list[str]) -> list[str]:
+        """Which of ``topics`` the cluster does not have; the producer loads the metadata of the others.
+
+        Every topic is listed (a metadata request for all topics never auto-creates one), as
+        :meth:`ensure_topic` loads the metadata of the topic it makes.
+        """
+
+        def _find() -> list[str]:
+            have = set(self._admin_call(self.admin.list_topics))
+            for topic in topics:
+                if topic in have:
+                    self.producer.partitions_for(topic)
+            return [t for t in topics if t not in have]
+
+        missing = await self.run("listing topics", _find)
+        self._primed.update(t for t in topics if t not in missing)
+        return missing
+
     async def delete_topic(self, topic: str) -> None:
         """Delete a topic; a topic that is already gone is fine."""
 

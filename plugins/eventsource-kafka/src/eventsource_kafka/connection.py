@@ -1,8 +1,9 @@
 """The provider's connection: the I/O layer, the optional lease, and the process-wide state it joins.
 
 :class:`Connection` turns URL and settings into the client config, names the metadata and snapshot
-topics, creates them at connect, and re-keys the shared :class:`~eventsource_kafka.state.Namespace`
-by the cluster's id and advertised brokers once the broker has answered (:func:`cluster_identity`).
+topics, creates them at connect (with ``create_store`` off, refuses a store without them), and re-keys the
+shared :class:`~eventsource_kafka.state.Namespace` by the cluster's id and advertised brokers once the broker
+has answered (:func:`cluster_identity`).
 Every role reaches the broker through :attr:`Connection.io` and the shared state through
 :attr:`Connection.ns` (read at each use: connect replaces it). :meth:`Connection.exclusive` is the
 one way to hold a stream (lease, then lock).
@@ -14,6 +15,8 @@ from contextlib import asynccontextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+from eventsource.config import mask_url
+from eventsource.create_store import store_not_found
 from eventsource.errors import ConfigurationError, ProviderUnavailableError
 
 from eventsource_kafka import naming
@@ -62,6 +65,7 @@ class Connection:
 
     def __init__(self, url: str, settings: dict[str, Any]) -> None:
         self.settings = settings
+        self.where = mask_url(url)
         self.prefix = naming.check_prefix(settings["topic_prefix"])
         self.servers, self.client_config = client_config(url, settings)
         self.max_record_bytes: int = settings["max_record_bytes"]
@@ -90,7 +94,10 @@ class Connection:
         return self._io
 
     async def connect(self) -> None:
-        """Connect, create the metadata and snapshot topics, and build the lease if configured."""
+        """Connect, create the metadata and snapshot topics, and build the lease if configured.
+
+        With ``create_store`` off the topics are only looked for: a store without them is refused.
+        """
         if self._io is not None:
             return
         io = KafkaIO(
@@ -103,8 +110,11 @@ class Connection:
             await io.start()
             compact = {"cleanup.policy": "compact"}
             rf = self.settings["replication_factor"]
-            await io.ensure_topic(self.meta_topic, replication_factor=rf, configs=compact)
-            await io.ensure_topic(self.snap_topic, replication_factor=rf, configs=compact)
+            if self.settings["create_store"]:
+                await io.ensure_topic(self.meta_topic, replication_factor=rf, configs=compact)
+                await io.ensure_topic(self.snap_topic, replication_factor=rf, configs=compact)
+            else:  # (only looks: a store without its topics is refused, nothing created)
+                self._refuse_missing(await io.missing_topics([self.meta_topic, self.snap_topic]))
             desc = await io.describe_cluster()
         except BaseException:
             await io.close()
@@ -117,6 +127,12 @@ class Connection:
             lease = _lease_host().create_lease(self.settings["lease_url"], **self.settings["lease_settings"])
             await lease.connect()
             self._lease = lease
+
+    def _refuse_missing(self, missing: list[str]) -> None:
+        """With ``create_store`` off: refuse a store without its metadata or snapshot topic (``missing``)."""
+        if missing:
+            why = f"the cluster has no topic {' nor '.join(map(repr, missing))}"
+            raise store_not_found(f"{self.where} (topic_prefix {self.prefix!r})", why, missing=missing)
 
     async def close(self) -> None:
         """Close the clients and the lease. Idempotent."""

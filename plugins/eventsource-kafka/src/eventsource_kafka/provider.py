@@ -50,7 +50,8 @@ class KafkaProvider(Provider):
     processes, built by the lease plugin that handles the URL's scheme),
     ``dedup_window`` (event ids remembered per stream for idempotent retries), ``max_record_bytes``
     (largest event or batch envelope), ``io_threads``, ``topic_configs`` (extra configs of stream
-    topics, over ``retention.ms`` and ``retention.bytes`` of ``-1``: events are kept forever).
+    topics, over ``retention.ms`` and ``retention.bytes`` of ``-1``: events are kept forever), ``create_store``
+    (off: ``connect()`` creates no topic, and refuses a store without its metadata and snapshot topics).
     """
 
     kind = "kafka"

@@ -10,15 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from eventsource.config import mask_url, url_authority
+from eventsource.create_store import CreateStoreSettings
 from eventsource.errors import ConfigurationError
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 DEFAULT_TOPIC_PREFIX = "eventsource"
 """The ``topic_prefix`` setting's default."""
 
 
-class KafkaSettings(Schema):
-    """Settings of :class:`~eventsource_kafka.provider.KafkaProvider` (all optional)."""
+class KafkaSettings(CreateStoreSettings):
+    """Settings of :class:`~eventsource_kafka.provider.KafkaProvider` (all optional; ``create_store``: README)."""
 
     topic_prefix = fields.String(load_default=DEFAULT_TOPIC_PREFIX)
     replication_factor = fields.Integer(load_default=1, validate=validate.Range(min=1))

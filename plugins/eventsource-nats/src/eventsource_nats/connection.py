@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from eventsource.create_store import store_not_found
 from eventsource.errors import ConfigurationError, EventSourceError, ProviderTimeoutError, ProviderUnavailableError
 
 from eventsource_nats.client import close_client, creating
@@ -152,7 +153,10 @@ class Connection:
         return self.nc is not None and not self.nc.is_closed
 
     async def connect(self) -> None:
-        """Connect, check the server version, create the stream and buckets if missing."""
+        """Connect, check the server version, create the stream and buckets if missing.
+
+        With ``create_store`` off, a store with anything missing is refused and the server left as it was.
+        """
         if self.is_open:
             return
         nats = _nats()
@@ -288,6 +292,8 @@ class Connection:
             discard=api.DiscardPolicy.OLD,
             allow_atomic=True if want_atomic else None,
         )
+        if not s["create_store"]:  # (nothing is created nor updated: a store with anything missing is refused)
+            await self._check_store()
         info = await self._events_stream(cfg, want_atomic=want_atomic)
         self.replicas = int(info.config.num_replicas or 1)
         self.stream_wide = False
@@ -307,6 +313,8 @@ class Connection:
             try:
                 kv = await js.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
+                if not s["create_store"]:  # (deleted since _check_store looked)
+                    raise self._absent([f"KV bucket {bucket!r}"]) from None
                 try:
                     kv = await creating(
                         f"the KV bucket {bucket!r}",
@@ -325,11 +333,47 @@ class Connection:
             if int((await js.stream_info(f"KV_{bucket}")).config.num_replicas or 1) > 1:
                 self.leader_read.add(bucket)
 
+    async def _check_store(self) -> None:
+        """With ``create_store`` off: refuse (``StoreNotFoundError``) a store whose stream or a bucket is missing."""
+        import nats.js.errors
+
+        js, missing = self.js, []
+        try:
+            await js.stream_info(self.names.stream)
+        except nats.js.errors.NotFoundError:
+            missing.append(f"JetStream stream {self.names.stream!r}")
+        for bucket in self.names.buckets:
+            try:
+                await js.stream_info(f"KV_{bucket}")
+            except nats.js.errors.NotFoundError:
+                missing.append(f"KV bucket {bucket!r}")
+        if missing:
+            raise self._absent(missing)
+
+    def _absent(self, missing: list[str]) -> EventSourceError:
+        """The refusal of a store with ``missing`` parts (``create_store`` off)."""
+        whole = len(missing) == 1 + len(self.names.buckets)
+        why = "the server has no such JetStream stream nor its KV buckets" if whole else f"missing {', '.join(missing)}"
+        return store_not_found(self.where, why, missing=missing)
+
+    @property
+    def where(self) -> str:
+        """The store as a message names it: the masked URL, the stream and the subject prefix."""
+        return f"{self.display_url} (stream {self.names.stream!r}, subject_prefix {self.names.prefix!r})"
+
     async def _events_stream(self, cfg: Any, *, want_atomic: bool) -> Any:
         """The events stream's info: created from ``cfg`` when missing, checked and completed when it exists."""
         js = self.js
-        info = await self._stream_info_or_create(cfg)
+        if self.settings["create_store"]:
+            info = await self._stream_info_or_create(cfg)
+        else:
+            info = await js.stream_info(cfg.name)
         self._check_subjects(list(info.config.subjects or []))
+        if not self.settings["create_store"]:
+            if not info.config.allow_direct and int(info.config.num_replicas or 1) == 1:
+                why = f"stream {cfg.name!r} does not allow direct gets (set when eventsource creates or completes it)"
+                raise store_not_found(self.where, why, missing=["allow_direct"], outdated=True)
+            return info  # (allow_atomic unset: appends use envelopes, as on servers before 2.12)
         if not info.config.allow_direct and int(info.config.num_replicas or 1) == 1:
             # a stream made elsewhere: a one-replica stream is read with direct gets (a replicated one from its
             # leader, which needs no update: an account may lack the permission, and the setting is the operator's)

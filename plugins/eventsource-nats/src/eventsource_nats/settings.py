@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass
 
 from eventsource.config import mask_url, url_authority
+from eventsource.create_store import CreateStoreSettings
 from eventsource.errors import ConfigurationError
-from marshmallow import Schema, validate
 from marshmallow import fields as mf
+from marshmallow import validate
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}\Z")
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
@@ -25,8 +26,8 @@ DEFAULT_SUBJECT_PREFIX = "es"
 """The ``subject_prefix`` setting's default."""
 
 
-class NatsSettingsSchema(Schema):
-    """Settings of :class:`~eventsource_nats.provider.NatsProvider` (all optional)."""
+class NatsSettingsSchema(CreateStoreSettings):
+    """Settings of :class:`~eventsource_nats.provider.NatsProvider` (all optional; ``create_store``: see the README)."""
 
     stream = mf.String(load_default=DEFAULT_STREAM, validate=validate.Regexp(_NAME))
     """JetStream stream holding every event; KV buckets are named ``<stream>_info|_snap|_ids|_hidden``."""

@@ -20,7 +20,7 @@ from eventsource.inline import INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT, inline_io_
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.repair import broken, discard
-from eventsource_postgres.schema import migrate
+from eventsource_postgres.schema import check_current, migrate
 from eventsource_postgres.settings import lock_key, mask_target, pool_args, target_secrets
 
 if TYPE_CHECKING:
@@ -153,8 +153,9 @@ class Connection:
     ) -> None:
         self.url = url
         self.migrate = migrate
-        """Whether connecting creates or migrates the schema (not on a read pool, ``read_url``: there a conflict
-        with recovery that cancels a read is retried, as a lost connection is)."""
+        """Whether connecting creates or migrates the schema (or, with ``create_store`` off, checks it); not on a
+        read pool, ``read_url``: there a conflict with recovery that cancels a read is retried, as a lost
+        connection is."""
         self.settings = settings
         self.names = names
         self._name = name
@@ -198,7 +199,10 @@ class Connection:
             await conn.execute(f"SET statement_timeout = {int(self.settings['statement_timeout'] * 1000)}")
 
     async def connect(self) -> None:
-        """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema."""
+        """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema.
+
+        With ``create_store`` off the schema is only checked: a missing or older store is refused.
+        """
         async with self._connect_lock:
             if self.pool is not None:
                 return
@@ -219,7 +223,10 @@ class Connection:
                 await self._open(pool, s["connect_timeout"])
                 if self.migrate:
                     async with pool.connection(timeout=s["connect_timeout"]) as conn:
-                        await migrate(conn, self.names)
+                        if s["create_store"]:
+                            await migrate(conn, self.names)
+                        else:  # (only reads: a missing or older store is refused, as it is)
+                            await check_current(conn, self.names, self.display_url)
             except EventSourceError:
                 await pool.close()
                 raise

@@ -65,11 +65,29 @@ class Live:
 
     # ------------------------------------------------------------------ set-up
 
+    @property
+    def trigger(self) -> str:
+        """The name of the trigger :meth:`install` creates (on the events table)."""
+        return self.conn.names.prefix + "events_notify"
+
+    async def installed(self) -> bool:
+        """Whether the trigger is on the events table (checked, never created: ``create_store`` off)."""
+
+        async def run(c: Any) -> bool:
+            cur = await c.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s)",
+                [self.conn.names.events, self.trigger],
+            )
+            row = await cur.fetchone()
+            return bool(row and row[0])
+
+        return await self.conn.call("live_notify", run, retry=True)
+
     async def install(self) -> None:
         """Create (or replace) the trigger that notifies :attr:`channel` after each inserting statement."""
         n = self.conn.names
         fn = f"{n.quoted_schema}.{_ident(n.prefix + 'notify_events')}"
-        trigger = _ident(n.prefix + "events_notify")
+        trigger = _ident(self.trigger)
         ddl = (  # under an advisory lock: two providers connecting at once would race on the catalog rows
             f"SELECT pg_advisory_xact_lock({lock_key('live_notify', n.schema, n.prefix)}); "
             f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS "

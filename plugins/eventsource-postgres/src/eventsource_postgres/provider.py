@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from eventsource.create_store import store_not_found
 from eventsource.errors import ConfigurationError
 from eventsource.inline import inline_io_allowed
 from eventsource.manager.monitoring import with_faults
@@ -128,21 +129,33 @@ class PostgresProvider(Provider):
     # ------------------------------------------------------------------ lifecycle
 
     async def connect(self) -> None:
-        """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema."""
+        """Open the pool (waiting for ``pool_min_size`` connections) and create or migrate the schema.
+
+        With ``create_store`` off nothing is created or changed: a missing or older store is refused
+        (:class:`~eventsource.errors.StoreNotFoundError`), as is ``live_notify`` without its trigger installed.
+        """
         await self._conn.connect()
-        if self._replica is not None:
-            try:
+        try:
+            if self._replica is not None:
                 await self._replica.connect()  # after the primary: waits until the standby has its schema
-            except BaseException:
-                await self.close()
-                raise
-        if self.settings["live_notify"]:
-            await self._live.install()
+            if self.settings["live_notify"]:
+                await self._notify_trigger()
+        except BaseException:
+            await self.close()
+            raise
         if self.settings["sync_inline"] and inline_io_allowed():
             # connected by the sync API, whose caller blocks on each call anyway: the pool's sockets and
             # upkeep need the private loop only while a call runs, so it may run in the caller's thread
             # (no thread hop per call); anything that must run between calls moves the loop to a thread
             self.loop_free = True  # per instance: only the sync API connects this way
+
+    async def _notify_trigger(self) -> None:
+        """``live_notify``: install the trigger, or, with ``create_store`` off, refuse a store without it."""
+        if self.settings["create_store"]:
+            await self._live.install()
+        elif not await self._live.installed():
+            why = "live_notify is on, but the store has no notify trigger (installed by a connect with it on)"
+            raise store_not_found(self.names.at(self._conn.display_url), why, missing=[self._live.trigger])
 
     async def close(self) -> None:
         """Close every pooled connection (and the LISTEN one). Idempotent."""

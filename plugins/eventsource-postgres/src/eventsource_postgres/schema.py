@@ -4,7 +4,8 @@ Every object lives in one PostgreSQL schema and carries the table prefix, so sev
 (or several stores of one application) can share a database. Migrations are numbered; the applied
 ones are recorded in ``<prefix>migrations``. :func:`migrate` is idempotent and safe when several
 processes start at once: it takes a transaction-level advisory lock keyed on the schema name, then
-applies, in the same transaction, every migration newer than the recorded version.
+applies, in the same transaction, every migration newer than the recorded version. With ``create_store``
+off, :func:`check_current` only reads: a store that is missing or behind is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from eventsource.create_store import store_not_found
 from eventsource.errors import ConfigurationError
 
 from eventsource_postgres.settings import lock_key
@@ -64,6 +66,10 @@ class Names:
     def migrations(self) -> str:
         """Applied-migrations table."""
         return self._q("migrations")
+
+    def at(self, where: str) -> str:
+        """The store as a message names it: ``where`` (the masked URL), then the schema and table prefix."""
+        return f"{where} (schema {self.schema!r}" + (f", table prefix {self.prefix!r})" if self.prefix else ")")
 
     def index(self, name: str) -> str:
         """An unqualified, quoted index or constraint name."""
@@ -201,6 +207,33 @@ async def migrate(conn: AsyncConnection[Any], n: Names) -> list[int]:
             )
             applied.append(version)
     return applied
+
+
+async def check_current(conn: AsyncConnection[Any], n: Names, where: str) -> None:
+    """With ``create_store`` off: refuse a store that is missing or not at :data:`LATEST`; nothing is changed.
+
+    ``where`` names the store (the masked URL) in the refusal.
+    """
+    current = await applied_version(conn, n)
+    prefix = f" with table prefix {n.prefix!r}" if n.prefix else ""
+    store = n.at(where)
+    if current is None:
+        cur = await conn.execute(
+            "SELECT current_database(), EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", [n.schema]
+        )
+        row = await cur.fetchone()
+        database, has_schema = (str(row[0]), bool(row[1])) if row else ("?", False)
+        if not has_schema:
+            why, missing = f"schema {n.schema!r} does not exist in database {database!r}", [f"schema {n.schema}"]
+        else:
+            why = f"schema {n.schema!r} of database {database!r} holds no eventsource tables{prefix}"
+            missing = [f"{n.schema}.{n.prefix}{t}" for t in ("migrations", "streams", "events", "snapshots")]
+        raise store_not_found(store, why, missing=missing)
+    _refuse_newer(current, n)
+    if current < LATEST:
+        why = f"schema {n.schema!r}{prefix} is at migration {current}, this eventsource-postgres uses {LATEST}"
+        later = [f"migration {v}: {d}" for v, d, _ in MIGRATIONS if v > current]
+        raise store_not_found(store, why, missing=later, outdated=True)
 
 
 def _refuse_newer(current: int, n: Names) -> None:

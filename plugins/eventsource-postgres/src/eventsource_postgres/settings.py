@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from eventsource.config import Duration, mask_url, url_secrets
+from eventsource.create_store import CreateStoreSettings
 from eventsource.errors import ConfigurationError
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -61,13 +62,14 @@ DEFAULT_SCHEMA = "eventsource"
 """The ``schema`` setting's default."""
 
 
-class PostgresSettingsSchema(_ConnectionSchema):
-    """Settings of :class:`~eventsource_postgres.provider.PostgresProvider`."""
+class PostgresSettingsSchema(CreateStoreSettings, _ConnectionSchema):
+    """Settings of :class:`~eventsource_postgres.provider.PostgresProvider` (``create_store``: see the README)."""
 
     schema = fields.String(
         load_default=DEFAULT_SCHEMA, validate=[validate.Regexp(IDENTIFIER), validate.Length(min=1, max=40)]
     )
-    """PostgreSQL schema holding the tables (created if missing): one per application, or share one."""
+    """PostgreSQL schema holding the tables (created if missing, unless ``create_store`` is off): one per
+    application, or share one."""
     table_prefix = fields.String(load_default="", validate=validate.Regexp(r"^([a-z_][a-z0-9_]{0,19})?\Z"))
     """Prefix of every table and function name, so several stores can share one schema."""
     statement_timeout = Duration(load_default=None, allow_none=True)

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
 from eventsource.checkpoints import MemoryCheckpointStore
 from eventsource.memory import MemoryProvider
+from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner
 from eventsource.sqlite import SqliteProvider
+from eventsource.sqlite.lease import SqliteFileLease
 from eventsource.testing.subscriptions import WAIT, take
 from eventsource.testing.transfer import manager_on
 from eventsource.transfer import PositionMap, copy_store
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from eventsource.model import Event
@@ -72,3 +76,43 @@ async def test_a_filtered_checkpoint_is_translated_to_the_target_store_like_an_u
     finally:
         await source.close()
         await target.close()
+
+
+async def test_one_projection_name_on_two_stores_runs_on_both_under_one_lease(tmp_path: Path) -> None:
+    """The checkpoint is keyed by (name, source), so one projection name may run on several stores (a schema
+    per tenant) into one sink; the lease was keyed by the name alone (``projection:<name>``), so the runner of
+    the second store waited for a lease the first one held for as long as it ran: that store never advanced.
+    """
+    lease = SqliteFileLease(f"sqlite:///{tmp_path / 'lease.db'}")
+    sink = CheckpointStoreSink(MemoryCheckpointStore(f"memory://{uuid.uuid4().hex}"))
+    stores = [await manager_on(MemoryProvider()) for _ in range(2)]
+    applied: list[list[str]] = [[], []]
+    came = [asyncio.Event(), asyncio.Event()]
+
+    def on(i: int) -> Callable[[Event, None], None]:
+        def placed(event: Event, _tx: None) -> None:
+            applied[i].append(event.event_id)
+            came[i].set()
+
+        return placed
+
+    runners = [
+        ProjectionRunner(es, lease=lease, poll_interval=0.05, lease_wait=0.05).add(
+            Projection("orders", {"Placed": on(i)}), sink
+        )
+        for i, es in enumerate(stores)
+    ]
+    tasks = [asyncio.create_task(r.run()) for r in runners]
+    try:
+        for es in stores:
+            await es.append_event(stream_id="o-1", event_type="Placed", data={})
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.wait() for c in came)), WAIT)
+        except TimeoutError:
+            pytest.fail(f"applied on each store: {[len(seen) for seen in applied]} (one event each expected)")
+    finally:
+        for r in runners:
+            await r.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for es in stores:
+            await es.close()

@@ -17,7 +17,7 @@ from eventsource.projections.projection import (
     ProjectionStoppedError,
     SinkUnavailableError,
 )
-from eventsource.projections.runner import ProjectionRunner, ProjectionState
+from eventsource.projections.runner import ProjectionRunner, ProjectionState, lease_key
 from eventsource.projections.sinks import CheckpointStoreSink, Sink, SqliteSink
 
 __all__ = [
@@ -33,4 +33,5 @@ __all__ = [
     "Sink",
     "SinkUnavailableError",
     "SqliteSink",
+    "lease_key",
 ]

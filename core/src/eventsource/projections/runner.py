@@ -4,13 +4,14 @@ Each projection reads its event types from one subscription that starts after th
 sink, takes batches of up to ``batch_size`` events and hands each batch to the sink, which runs the handlers
 and stores the checkpoint (in one transaction for SQL sinks). A failing batch is applied again one event at
 a time under the projection's :class:`~eventsource.projections.ErrorPolicy`. With a lease, a projection runs
-only in the process that holds ``projection:<name>``; the others wait and take over when it dies.
+only in the process that holds its :func:`lease_key`; the others wait and take over when it dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -55,6 +56,14 @@ def _leave(lease: Lease) -> bool:
         return False
     _RUNS.pop(lease, None)
     return True
+
+
+def lease_key(name: str, source: str) -> str:
+    """The lease projection ``name`` on the store ``source`` runs under: ``projection:["<name>", "<source>"]``.
+
+    Keyed as its checkpoint is: one projection name on two stores (a schema per tenant) runs on both at once.
+    """
+    return "projection:" + json.dumps([name, source], ensure_ascii=False)
 
 
 class _StoppedError(Exception):
@@ -402,7 +411,7 @@ class ProjectionRunner:
                     st.holding = True
                     await self._follow(st)
                     continue
-                async with self.lease.hold(f"projection:{st.projection.name}", timeout=self.lease_wait):
+                async with self.lease.hold(lease_key(st.projection.name, st.source), timeout=self.lease_wait):
                     st.holding = True
                     try:
                         await self._follow(st)

@@ -216,8 +216,11 @@ class PositionMap:
         return int(row[0] or 0)
 
     def translate_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
-        """``checkpoint`` for the target store: a global position translated, a stream version kept as it is."""
-        if checkpoint.scope != "all":
+        """``checkpoint`` for the target store: a global position translated, a stream version kept as it is.
+
+        A filtered subscription's scope (``all filter=...``) counts global positions too: translated like ``all``.
+        """
+        if checkpoint.scope.startswith("stream:"):
             return checkpoint  # versions are kept by the copy
         return replace(checkpoint, position=self.translate(checkpoint.position))
 

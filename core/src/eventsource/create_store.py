@@ -5,7 +5,8 @@ the store to its current schema. Off, it creates and changes nothing: a store th
 current schema, is refused with :class:`~eventsource.errors.StoreNotFoundError`, which names what is missing and
 how to create it, and the server is left as it was. The CLI's commands that only read turn it off, so a mistyped
 schema, prefix or path is reported instead of created. A provider's settings schema inherits
-:class:`CreateStoreSettings`, and :func:`store_not_found` words the refusal.
+:class:`CreateStoreSettings`, and :func:`store_not_found` words the refusal. Checkpoint stores take it as a
+constructor keyword (:func:`existing_checkpoints` builds one with it off, for what only reads checkpoints).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from eventsource.errors import StoreNotFoundError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from eventsource.checkpoints.base import CheckpointStore
+    from eventsource.plugins import PluginHost
     from eventsource.provider import Provider
 
 CREATE_STORE = "create_store"
@@ -53,3 +56,19 @@ def takes_create_store(cls: type[Provider]) -> bool:
     """Whether the provider class has the ``create_store`` setting (a third-party store may not have it yet)."""
     schema = cls.settings_schema
     return schema is not None and CREATE_STORE in schema().fields
+
+
+def existing_checkpoints(host: PluginHost, url: str) -> tuple[CheckpointStore, bool]:
+    """The checkpoint store at ``url`` with ``create_store`` off, and whether it took the keyword.
+
+    A third-party checkpoint store that predates the keyword is built as it is (``False``): nothing then stops
+    its ``connect()`` creating what it finds missing.
+    """
+    import inspect
+
+    cls = host.checkpoint_stores.for_url(url)
+    try:
+        takes = CREATE_STORE in inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no signature to look at: build it as it is
+        takes = False
+    return (host.create_checkpoint_store(url, **{CREATE_STORE: False}) if takes else cls(url)), takes

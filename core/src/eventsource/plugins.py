@@ -234,9 +234,13 @@ class PluginHost:
         """Build a lease from a URL (its scheme selects the lease kind)."""
         return self.leases.for_url(url)(url, **settings)
 
-    def create_checkpoint_store(self, url: str) -> CheckpointStore:
-        """Build a checkpoint store from a URL (its scheme selects the kind); call ``connect()`` before use."""
-        return self.checkpoint_stores.for_url(url)(url)  # type: ignore[no-any-return]
+    def create_checkpoint_store(self, url: str, **options: Any) -> CheckpointStore:
+        """Build a checkpoint store from a URL (its scheme selects the kind); call ``connect()`` before use.
+
+        ``options`` are the store class's keywords (``create_store=False``, a PostgreSQL ``schema``, a NATS
+        ``bucket``...), passed as they are.
+        """
+        return self.checkpoint_stores.for_url(url)(url, **options)  # type: ignore[no-any-return]
 
 
 def _raised_in(hook: Any, error: BaseException) -> str | None:

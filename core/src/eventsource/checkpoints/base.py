@@ -91,12 +91,17 @@ class CheckpointStore(ABC):
     """Keeps :class:`Checkpoint` records; subclasses implement the abstract methods.
 
     :param url: where the checkpoints live (``memory://``, ``sqlite:///file.db``, ``postgresql://...``).
+    :param create_store: ``True`` (the default): ``connect()`` creates (and migrates) the table, schema or bucket
+        that holds the checkpoints. ``False``: it creates and changes nothing, and raises
+        :class:`~eventsource.errors.StoreNotFoundError` naming what is missing (what only reads, such as
+        ``eventsource projections``, turns it off). A subclass takes it as a keyword and passes it here.
     """
 
     kind: ClassVar[str] = ""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create_store: bool = True) -> None:
         self.url = url
+        self.create_store = create_store
 
     @property
     def display_url(self) -> str:
@@ -106,7 +111,10 @@ class CheckpointStore(ABC):
         return mask_url(self.url)
 
     async def connect(self) -> None:  # noqa: B027 - optional: stores without connections need nothing
-        """Open connections and create tables as needed. Idempotent."""
+        """Open connections and create tables as needed (none with ``create_store`` off). Idempotent.
+
+        :raises StoreNotFoundError: ``create_store`` is off and what holds the checkpoints is not there.
+        """
 
     async def close(self) -> None:  # noqa: B027 - optional
         """Release every resource. Idempotent."""

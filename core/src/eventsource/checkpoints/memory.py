@@ -11,8 +11,8 @@ class MemoryCheckpointStore(CheckpointStore):
     kind = "memory"
     _named: dict[str, dict[tuple[str, str], Checkpoint]] = {}  # noqa: RUF012 - shared by design
 
-    def __init__(self, url: str = "memory://") -> None:
-        super().__init__(url)
+    def __init__(self, url: str = "memory://", *, create_store: bool = True) -> None:
+        super().__init__(url, create_store=create_store)  # (nothing to create: a dict is never missing)
         name = url.split("://", 1)[-1].strip("/")
         self._data: dict[tuple[str, str], Checkpoint] = self._named.setdefault(name, {}) if name else {}
 

@@ -3,7 +3,9 @@
 Each call opens a short-lived connection on a worker thread; ``put`` and ``delete`` check then write inside
 one ``BEGIN IMMEDIATE`` transaction, so two processes committing the same checkpoint never move it backwards,
 and ``get`` and ``list`` read in a plain transaction, which waits for no writer of the file.
-An in-memory URL (``sqlite:///:memory:``) is refused: its table would vanish with each connection.
+An in-memory URL (``sqlite:///:memory:``) is refused: its table would vanish with each connection. With
+``create_store`` off the store creates and alters nothing: a missing file or table is refused
+(:class:`~eventsource.errors.StoreNotFoundError`), and a table an older release made is read as it is.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from eventsource.checkpoints.base import Checkpoint, CheckpointStore, check_name, event_id_of
-from eventsource.errors import ConfigurationError, ProviderUnavailableError
+from eventsource.create_store import store_not_found
+from eventsource.errors import ConfigurationError, ProviderUnavailableError, StoreNotFoundError
 from eventsource.sqlite.errors import map_error
 from eventsource.sqlite.settings import path_from_url
 
@@ -45,6 +49,12 @@ def create_table(db: sqlite3.Connection) -> None:
                 raise
 
 
+def has_table(db: sqlite3.Connection) -> bool | None:
+    """Whether ``es_checkpoints`` has its ``anchor`` column; ``None`` when there is no such table."""
+    names = {r[1] for r in db.execute("PRAGMA table_info(es_checkpoints)")}
+    return None if not names else "anchor" in names
+
+
 def columns(cp: Checkpoint, updated_at: datetime | None) -> tuple[object, ...]:
     """The :data:`UPSERT` parameters of ``cp`` stored at ``updated_at``."""
     return (cp.name, cp.source, cp.scope, cp.position, updated_at.isoformat() if updated_at else "", cp.anchor)
@@ -55,13 +65,36 @@ class SqliteCheckpointStore(CheckpointStore):
 
     kind = "sqlite"
 
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
+    def __init__(self, url: str, *, create_store: bool = True) -> None:
+        super().__init__(url, create_store=create_store)
         self.path = path_from_url(url)
         if self.path == ":memory:":
             msg = "sqlite checkpoints need a file (an in-memory database vanishes with its connection)"
             raise ConfigurationError(msg, field="url")
         self._ready = False
+        self._anchor = "anchor"
+        """What reads select as the anchor: ``NULL`` on an older table read as it is (``create_store`` off)."""
+
+    def _open(self) -> sqlite3.Connection:
+        """A connection to the file; with ``create_store`` off one that never creates it (``mode=rw``)."""
+        if self.create_store:
+            return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        if not Path(self.path).exists():
+            raise self._missing(f"no file {self.path!r}")
+        uri = Path(self.path).absolute().as_uri() + "?mode=rw"
+        return sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+
+    def _missing(self, why: str, *, outdated: bool = False) -> StoreNotFoundError:
+        what = "column es_checkpoints.anchor" if outdated else "table es_checkpoints"
+        return store_not_found(f"{self.display_url} (checkpoints)", why, missing=[what], outdated=outdated)
+
+    def _check(self, db: sqlite3.Connection) -> None:
+        """``create_store`` off: the table must be there; an older one (no ``anchor``) is read as it is."""
+        found = has_table(db)
+        if found is None:
+            raise self._missing(f"{self.path!r} has no table es_checkpoints")
+        if not found:
+            self._anchor = "NULL"
 
     def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         """``fn`` in one transaction; a ``sqlite3`` failure becomes the typed error (busy: a timeout).
@@ -69,7 +102,7 @@ class SqliteCheckpointStore(CheckpointStore):
         A write one unless ``write`` is false: a reader never waits for a writer of the file.
         """
         try:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db = self._open()
         except sqlite3.Error as e:
             msg = f"cannot open the checkpoint file: {type(e).__name__}"
             raise ProviderUnavailableError(msg, operation="checkpoint") from e
@@ -82,7 +115,10 @@ class SqliteCheckpointStore(CheckpointStore):
 
     def _in(self, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         if not self._ready:
-            create_table(db)
+            if self.create_store:
+                create_table(db)
+            else:
+                self._check(db)
             self._ready = True
         db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
@@ -94,19 +130,22 @@ class SqliteCheckpointStore(CheckpointStore):
                 db.execute("ROLLBACK")
 
     async def connect(self) -> None:
-        """Create the table if it is missing."""
+        """Create the table if it is missing (with ``create_store`` off: refuse a missing file or table)."""
         await asyncio.to_thread(self._run, lambda _db: None)
 
     async def get(self, name: str, source: str) -> Checkpoint | None:
         """The stored checkpoint, or ``None``."""
         key = (check_name("name", name), check_name("source", source))
-        return await asyncio.to_thread(lambda: self._run(lambda db: read(db, *key), write=False))
+        return await asyncio.to_thread(lambda: self._run(lambda db: read(db, *key, self._anchor), write=False))
 
     async def put(self, checkpoint: Checkpoint, *, force: bool = False) -> Checkpoint:
         """Check and write in one write transaction."""
         cp = self.checked(checkpoint)
 
         def body(db: sqlite3.Connection) -> Checkpoint:
+            if self._anchor != "anchor":  # an older table, read as it is: the anchor has no column to go to
+                why = f"{self.path!r} holds es_checkpoints as an older release made it, without its anchor column"
+                raise self._missing(why, outdated=True)
             self.check_move(read(db, cp.name, cp.source), cp, force=force)
             db.execute(UPSERT, columns(cp, cp.updated_at))
             return cp
@@ -127,7 +166,7 @@ class SqliteCheckpointStore(CheckpointStore):
 
         def body(db: sqlite3.Connection) -> list[Checkpoint]:
             rows = db.execute(
-                f"SELECT name, source, scope, position, updated_at, anchor FROM es_checkpoints {where} "  # noqa: S608
+                f"SELECT name, source, scope, position, updated_at, {self._anchor} FROM es_checkpoints {where} "  # noqa: S608
                 "ORDER BY name, source",
                 args,
             ).fetchall()
@@ -142,10 +181,11 @@ def row(r: tuple[str, str, str, int, str, str | None]) -> Checkpoint:
     return Checkpoint(r[0], r[1], r[2], int(r[3]), at, event_id_of(r[5], int(r[3])))
 
 
-def read(db: sqlite3.Connection, name: str, source: str) -> Checkpoint | None:
-    """The checkpoint stored in ``db`` for ``name`` on ``source``, or ``None``."""
+def read(db: sqlite3.Connection, name: str, source: str, anchor: str = "anchor") -> Checkpoint | None:
+    """The checkpoint stored in ``db`` for ``name`` on ``source``, or ``None`` (``anchor``: its column, or NULL)."""
     found = db.execute(
-        "SELECT name, source, scope, position, updated_at, anchor FROM es_checkpoints WHERE name = ? AND source = ?",
+        f"SELECT name, source, scope, position, updated_at, {anchor} FROM es_checkpoints "  # noqa: S608
+        "WHERE name = ? AND source = ?",
         (name, source),
     ).fetchone()
     return None if found is None else row(found)

@@ -134,13 +134,21 @@ async def lag_report(
 ) -> dict[str, dict[str, Any]]:
     """For each provider: ``{"subscriptions": {name: lag dict}}``, or ``{"subscriptions_error": message}``.
 
-    Opens the checkpoint store at ``url`` for the call; a failure is reported per provider, never raised, and
-    each read waits at most :data:`READ_WAIT` (see :func:`bounded_lag`).
+    Opens the checkpoint store at ``url`` for the call with ``create_store`` off (a report creates nothing: a
+    store that is not there has no checkpoints); a failure is reported per provider, never raised, and each
+    read waits at most :data:`READ_WAIT` (see :func:`bounded_lag`).
     """
+    from eventsource.create_store import existing_checkpoints
+    from eventsource.errors import StoreNotFoundError
+
     store: CheckpointStore | None = None
     try:
-        store = host.create_checkpoint_store(url)
+        store, _ = existing_checkpoints(host, url)  # a report creates no checkpoint table, schema or bucket
         await asyncio.wait_for(store.connect(), STORE_WAIT)
+    except StoreNotFoundError:  # never created: no subscription has committed a checkpoint there
+        if store is not None:
+            await _close(store)
+        return {name: {"subscriptions": {}} for name in providers}
     except Exception as e:  # noqa: BLE001 - stats and health report a failing checkpoint store, never raise
         if store is not None:
             await _close(store)

@@ -13,7 +13,9 @@ from eventsource.testing.suite import HOSTILE_INVALID_STREAM_IDS, HOSTILE_VALID_
 __all__ = [
     "HOSTILE_INVALID_STREAM_IDS",
     "HOSTILE_VALID_STREAM_IDS",
+    "AbsentCheckpoints",
     "AbsentStore",
+    "CheckpointStoreSetupSuite",
     "DomainSuite",
     "DurabilitySuite",
     "ProviderSuite",
@@ -23,6 +25,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    if name in {"CheckpointStoreSetupSuite", "AbsentCheckpoints"}:
+        from eventsource.testing import checkpoint_setup
+
+        return getattr(checkpoint_setup, name)
     if name == "RetentionSuite":
         from eventsource.testing.retention import RetentionSuite
 

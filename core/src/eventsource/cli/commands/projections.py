@@ -2,7 +2,9 @@
 
 Checkpoints come from ``--checkpoints URL``, else the configured ``checkpoint_store``, else the store itself
 when its URL scheme has a checkpoint store (SQLite, PostgreSQL, NATS). A checkpoint whose source is one of
-the configured stores gets its lag in positions and seconds; one of another store is listed without.
+the configured stores gets its lag in positions and seconds; one of another store is listed without. The
+checkpoint store is opened with ``create_store`` off: where it is not there, the command says there are no
+checkpoints and creates no table, schema, bucket or file.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from eventsource.cli.errors import UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.output import mask, when
 from eventsource.cli.storefile import SQLITE_PATHS, missing_sqlite_file
-from eventsource.errors import ProviderNotFoundError
+from eventsource.errors import ProviderNotFoundError, StoreNotFoundError
 
 if TYPE_CHECKING:
-    from eventsource.checkpoints.base import Checkpoint
+    from eventsource.checkpoints.base import Checkpoint, CheckpointStore
     from eventsource.cli.output import Output
     from eventsource.cli.parser import Commands
     from eventsource.cli.session import Session
@@ -49,8 +51,9 @@ def projections(session: Session) -> int:
         if missing is not None:  # nothing was ever stored there: say so, and make no empty database
             out.note(f"no checkpoints in {mask(url)}: no file {missing!r} ({SQLITE_PATHS})")
             return EXIT_OK
-        store = m.host.create_checkpoint_store(url)
-        await store.connect()
+        store = await _existing(session, m, url)
+        if store is None:
+            return EXIT_OK
         by_source = {source_of(m.get_provider(name)): name for name in m.list_providers()}
         rows: list[dict[str, Any]] = []
         try:
@@ -72,6 +75,28 @@ def projections(session: Session) -> int:
         return EXIT_OK
 
     return session.with_manager(body, existing=True)
+
+
+async def _existing(session: Session, m: EventSourcingManager, url: str) -> CheckpointStore | None:
+    """The checkpoint store at ``url``, connected with ``create_store`` off; ``None`` (said) when it is not there."""
+    from eventsource.create_store import CREATE_STORE, existing_checkpoints
+
+    store, guarded = existing_checkpoints(m.host, url)
+    if not guarded:
+        session.out.note(
+            f"note: the {store.kind!r} checkpoint store has no {CREATE_STORE} option: listing {mask(url)} may "
+            "create its table if it is missing"
+        )
+    try:
+        await store.connect()
+    except StoreNotFoundError as e:  # nothing was ever stored there: say so, and create nothing
+        await store.close()
+        session.out.note(f"no checkpoints in {mask(url)}: {e.details.get('why') or e}")
+        return None
+    except BaseException:
+        await store.close()
+        raise
+    return store
 
 
 def _checkpoint_url(session: Session, m: EventSourcingManager) -> str:

@@ -2,7 +2,9 @@
 
 One dedicated autocommit connection per store, opened on first use and reopened after a drop; ``put``
 checks and writes in one transaction under a row lock (``SELECT ... FOR UPDATE``, or the insert's unique
-key), so two runners committing the same checkpoint never move it backwards.
+key), so two runners committing the same checkpoint never move it backwards. With ``create_store`` off the
+store creates and alters nothing: a missing schema or table is refused
+(:class:`~eventsource.errors.StoreNotFoundError`), and a table an older release made is read as it is.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 
 from eventsource.checkpoints import Checkpoint, CheckpointStore
 from eventsource.checkpoints.base import check_name, event_id_of
-from eventsource.errors import EventSourceError
+from eventsource.create_store import store_not_found
+from eventsource.errors import EventSourceError, StoreNotFoundError
 
 from eventsource_postgres.errors import map_error
 from eventsource_postgres.settings import IDENTIFIER, check_target, lock_key, mask_target, target_secrets
@@ -21,16 +24,20 @@ MAX_SCHEMA_LENGTH = 40
 
 
 class PostgresCheckpointStore(CheckpointStore):
-    """Checkpoints in ``"<schema>"."checkpoints"``; ``schema`` must match ``[a-z_][a-z0-9_]*``."""
+    """Checkpoints in ``"<schema>"."checkpoints"``; ``schema`` must match ``[a-z_][a-z0-9_]*``.
+
+    ``create_store`` (default ``True``): whether ``connect()`` may create the schema and table (and add the
+    ``anchor`` column to a table an older release made); off, it refuses a missing one instead.
+    """
 
     kind = "postgres"
 
-    def __init__(self, url: str, *, schema: str = "eventsource") -> None:
+    def __init__(self, url: str, *, schema: str = "eventsource", create_store: bool = True) -> None:
         import re
 
         from eventsource.errors import ConfigurationError
 
-        super().__init__(check_target(url, "checkpoint store"))
+        super().__init__(check_target(url, "checkpoint store"), create_store=create_store)
         if not re.match(IDENTIFIER, schema) or len(schema) > MAX_SCHEMA_LENGTH:
             msg = "checkpoint schema must be lower-case letters, digits and '_' (no digit first), at most 40 long"
             raise ConfigurationError(msg, field="schema")
@@ -38,6 +45,8 @@ class PostgresCheckpointStore(CheckpointStore):
         self.schema = schema
         self._conn: Any = None
         self._lock = asyncio.Lock()
+        self._anchor = "anchor"
+        """What reads select as the anchor: ``NULL`` on an older table read as it is (``create_store`` off)."""
 
     @property
     def display_url(self) -> str:
@@ -49,27 +58,49 @@ class PostgresCheckpointStore(CheckpointStore):
 
         if self._conn is None or self._conn.closed:
             conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            try:  # under the schema's lock (a provider's migration takes it too): "IF NOT EXISTS" races otherwise
-                async with conn.transaction():
-                    await conn.execute(
-                        "SELECT pg_advisory_xact_lock(%s)", [lock_key("eventsource-migrate", self.schema)]
-                    )
-                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                    await conn.execute(
-                        f"CREATE TABLE IF NOT EXISTS {self.table} (name text NOT NULL, source text NOT NULL, "
-                        "scope text NOT NULL, position bigint NOT NULL, updated_at timestamptz NOT NULL, "
-                        "anchor text, PRIMARY KEY (name, source))"
-                    )
-                    # a table made before checkpoints carried their event's id (NULL: resumed unchecked); looked
-                    # up first: the ALTER would take the table's exclusive lock on every connect
-                    has = "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'anchor'"
-                    if await (await conn.execute(has, [self.table])).fetchone() is None:
-                        await conn.execute(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS anchor text")
+            try:
+                await (self._create(conn) if self.create_store else self._check(conn))
             except BaseException:
                 await conn.close()  # kept only once the table is there: the next call tries again
                 raise
             self._conn = conn
         return self._conn
+
+    async def _check(self, conn: Any) -> None:
+        """``create_store`` off: the table must be there; an older one (no ``anchor``) is read as it is."""
+        cur = await conn.execute(
+            "SELECT n.oid IS NOT NULL, c.oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute a WHERE "
+            "a.attrelid = c.oid AND a.attname = 'anchor' AND NOT a.attisdropped) FROM (SELECT 1) one "
+            "LEFT JOIN pg_namespace n ON n.nspname = %s LEFT JOIN pg_class c ON c.relnamespace = n.oid "
+            "AND c.relname = 'checkpoints' AND c.relkind IN ('r', 'p')",
+            [self.schema],
+        )
+        has_schema, has_table, has_anchor = await cur.fetchone()
+        if not has_table:
+            why = f"schema {self.schema!r} " + ("has no table checkpoints" if has_schema else "does not exist")
+            missing = [f"table {self.table}"] if has_schema else [f"schema {self.schema}", f"table {self.table}"]
+            raise self._missing(why, missing)
+        self._anchor = "anchor" if has_anchor else "NULL"
+
+    def _missing(self, why: str, missing: list[str], *, outdated: bool = False) -> StoreNotFoundError:
+        return store_not_found(f"{self.display_url} (checkpoints)", why, missing=missing, outdated=outdated)
+
+    async def _create(self, conn: Any) -> None:
+        """Create the schema and table if missing; add ``anchor`` to a table an older release made."""
+        # under the schema's lock (a provider's migration takes it too): "IF NOT EXISTS" races otherwise
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key("eventsource-migrate", self.schema)])
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} (name text NOT NULL, source text NOT NULL, "
+                "scope text NOT NULL, position bigint NOT NULL, updated_at timestamptz NOT NULL, "
+                "anchor text, PRIMARY KEY (name, source))"
+            )
+            # a table made before checkpoints carried their event's id (NULL: resumed unchecked); looked
+            # up first: the ALTER would take the table's exclusive lock on every connect
+            has = "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'anchor'"
+            if await (await conn.execute(has, [self.table])).fetchone() is None:
+                await conn.execute(f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS anchor text")
 
     async def _run(self, fn: Any) -> Any:
         async with self._lock:
@@ -99,7 +130,8 @@ class PostgresCheckpointStore(CheckpointStore):
 
         async def run(c: Any) -> Checkpoint | None:
             cur = await c.execute(
-                f"SELECT scope, position, updated_at, anchor FROM {self.table} WHERE name = %s AND source = %s",  # noqa: S608
+                f"SELECT scope, position, updated_at, {self._anchor} FROM {self.table} "  # noqa: S608
+                "WHERE name = %s AND source = %s",
                 key,
             )
             row = await cur.fetchone()
@@ -122,6 +154,9 @@ class PostgresCheckpointStore(CheckpointStore):
             return None if row is None else Checkpoint(cp.name, cp.source, row[0], int(row[1]))
 
         async def run(c: Any) -> Checkpoint:
+            if self._anchor != "anchor":  # an older table, read as it is: the anchor has no column to go to
+                why = f"{self.table} is as an older release made it, without its anchor column"
+                raise self._missing(why, [f"column {self.table}.anchor"], outdated=True)
             async with c.transaction():
                 old = await locked(c)
                 self.check_move(old, cp, force=force)
@@ -163,7 +198,7 @@ class PostgresCheckpointStore(CheckpointStore):
 
         async def run(c: Any) -> list[Checkpoint]:
             cur = await c.execute(
-                f"SELECT name, source, scope, position, updated_at, anchor FROM {self.table} {where} "  # noqa: S608
+                f"SELECT name, source, scope, position, updated_at, {self._anchor} FROM {self.table} {where} "  # noqa: S608
                 "ORDER BY name, source",
                 args,
             )

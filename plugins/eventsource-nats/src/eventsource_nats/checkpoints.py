@@ -6,6 +6,7 @@ retried when another writer got in between, so two runners never move a checkpoi
 reconnects as the provider's does (:mod:`~eventsource_nats.client`); one that gave up (an outage
 longer than its attempts) is replaced by the next call, and a failure of the server reaches the caller as
 :class:`~eventsource.errors.ProviderUnavailableError` or :class:`~eventsource.errors.ProviderTimeoutError`.
+With ``create_store`` off a missing bucket is refused (:class:`~eventsource.errors.StoreNotFoundError`), not made.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.checkpoints import Checkpoint, CheckpointStore
 from eventsource.checkpoints.base import check_name, event_id_of
+from eventsource.create_store import store_not_found
 from eventsource.errors import ConfigurationError, ConflictError, EventSourceError, ProviderUnavailableError
 
 from eventsource_nats.client import client_settings, close_client, creating, open_client
@@ -45,16 +47,19 @@ def _unb64(text: str) -> str:
 
 
 class NatsCheckpointStore(CheckpointStore):
-    """Checkpoints in the key-value bucket ``bucket`` (created with history 1 if missing).
+    """Checkpoints in the key-value bucket ``bucket`` (created with history 1 if missing and ``create_store`` on).
 
-    ``connect_timeout`` (seconds, default 5) and ``max_reconnect_attempts`` (default 60, a quarter of a second
-    apart) as the provider's settings of the same names.
+    ``create_store`` off: a missing bucket is refused, not created. ``connect_timeout`` (seconds, default 5)
+    and ``max_reconnect_attempts`` (default 60, a quarter of a second apart) as the provider's settings of
+    the same names.
     """
 
     kind = "nats"
 
-    def __init__(self, url: str, *, bucket: str = "eventsource_checkpoints", **settings: Any) -> None:
-        super().__init__(url)
+    def __init__(
+        self, url: str, *, bucket: str = "eventsource_checkpoints", create_store: bool = True, **settings: Any
+    ) -> None:
+        super().__init__(url, create_store=create_store)
         self.server = parse_url(url)
         if not bucket.replace("_", "").replace("-", "").isalnum():
             msg = "checkpoint bucket names take letters, digits, '-' and '_'"
@@ -69,7 +74,10 @@ class NatsCheckpointStore(CheckpointStore):
         self._lock = asyncio.Lock()
 
     async def connect(self) -> None:
-        """Connect and open (or create) the bucket. Idempotent; replaces a client that gave up reconnecting."""
+        """Connect and open (or create) the bucket. Idempotent; replaces a client that gave up reconnecting.
+
+        :raises StoreNotFoundError: ``create_store`` is off and the bucket is not there.
+        """
         async with self._lock:
             if self._kv is not None and not self._nc.is_closed:
                 return
@@ -95,6 +103,11 @@ class NatsCheckpointStore(CheckpointStore):
         try:
             return await js.key_value(self.bucket)
         except nats.js.errors.BucketNotFoundError:
+            if not self.create_store:
+                why = f"the server has no key-value bucket {self.bucket!r}"
+                raise store_not_found(
+                    f"{self.display_url} (checkpoints, bucket {self.bucket!r})", why, missing=[f"bucket {self.bucket}"]
+                ) from None
             try:
                 return await creating(
                     f"the KV bucket {self.bucket!r}", lambda: js.create_key_value(bucket=self.bucket, history=1)

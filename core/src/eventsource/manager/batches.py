@@ -21,6 +21,7 @@ from eventsource.manager.validation import (
     check_time,
 )
 from eventsource.model import NewEvent, positional_constructor, utcnow
+from eventsource.timestamps import in_utc
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -127,7 +128,7 @@ class BatchEncoder:
             data,
             meta,
             encoding,
-            ts or utcnow(),
+            utcnow() if ts is None else in_utc(ts),  # an instant: every store gives it back in UTC
             correlation_id,
             causation_id,
             user_id,

@@ -2,9 +2,9 @@
 
 A plugin subclasses it and overrides the ``provider`` fixture (a connected provider on a fresh, empty
 namespace). The parts live in their own modules (appends, concurrency, idempotency, global order, reads,
-faults, streams, snapshots, queries, retention primitives, capabilities, validation, stats, scale); a test that
-cannot apply to a declared capability is skipped naming it, and a declared-unsupported operation is
-asserted to raise :class:`UnsupportedOperationError`. ``docs/writing-a-provider.md`` describes the kit.
+faults, streams, snapshots, queries, retention primitives, capabilities, validation, fidelity, stats,
+scale); a test that cannot apply to a declared capability is skipped naming it, and a declared-unsupported
+operation is asserted to raise :class:`UnsupportedOperationError`. ``docs/writing-a-provider.md`` describes the kit.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from eventsource.testing.base import ProviderSuiteBase, ev, sid
 from eventsource.testing.capabilities import CapabilitySuite
 from eventsource.testing.concurrency import RaceSuite
 from eventsource.testing.faults import PageFaults, ReadFaultSuite
+from eventsource.testing.fidelity import FidelitySuite
 from eventsource.testing.global_order import GlobalOrderSuite
 from eventsource.testing.idempotency import IdempotencySuite
 from eventsource.testing.queries import QuerySuite
@@ -41,6 +42,7 @@ __all__ = [
 class ProviderSuite(
     ScaleSuite,
     StatsSuite,
+    FidelitySuite,
     InputValidationSuite,
     CapabilitySuite,
     RetentionPrimitiveSuite,

@@ -14,6 +14,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from eventsource.model import ANY, EventData, NewEvent
@@ -263,6 +264,16 @@ async def check_fidelity(m: EventSourcingManager, seed: int, *, streams: int = 6
     return await read_back(m, w)
 
 
+class _Named(StrEnum):
+    """Ids given as enum members (a value unlike the member's name)."""
+
+    STREAM = "stream-value"
+    OTHER = "other-value"
+    TYPE = "type-value"
+    ID = "id-value"
+    TENANT = "tenant-value"
+
+
 class FidelitySuite(ProviderSuiteBase):
     """Seeded random events, streams and snapshots come back exactly on every read path; timestamps in UTC."""
 
@@ -314,6 +325,39 @@ class FidelitySuite(ProviderSuiteBase):
         utc = given.astimezone(UTC).isoformat()
         assert [r.timestamp.isoformat() for r in answers] == [utc, utc]
         assert [ts.isoformat() for ts in reads] == [utc, utc]
+
+    async def test_ids_given_as_str_subclasses_come_back_as_plain_str(self, manager: EventSourcingManager) -> None:
+        """A ``StrEnum`` member (the usual event type) is kept as its value, and read back as a ``str``.
+
+        Memory kept the caller's object and gave the enum member back (``S.X`` in a repr), the others a ``str``.
+        """
+        e = await manager.append_event(
+            stream_id=_Named.STREAM,
+            event_type=_Named.TYPE,
+            data={},
+            event_id=_Named.ID,
+            tenant_id=_Named.TENANT,
+            correlation_id=_Named.TYPE,
+            causation_id=_Named.ID,
+            user_id=_Named.TENANT,
+            aggregate_id=_Named.STREAM,
+            aggregate_type=_Named.TYPE,
+        )
+        await manager.create_stream(stream_id=_Named.OTHER, name=_Named.TYPE, aggregate_id=_Named.ID)
+        await manager.create_snapshot(stream_id=_Named.STREAM, data={}, aggregate_id=_Named.ID)
+        read = [*[x async for x in manager.read_stream("stream-value")], await manager.get_event_by_id("id-value")]
+        texts: list[str | None] = [e.event_id, e.stream_id]
+        texts += [getattr(x, f) for x in read for f in _ENVELOPE if f != "version"]
+        texts += [i.stream_id for i in (await manager.list_streams()).streams]
+        other = await manager.get_stream_info("other-value")
+        texts += [
+            other.stream_id,
+            other.name,
+            other.aggregate_id,
+            (await manager.get_snapshot("stream-value")).aggregate_id,
+        ]
+        not_str = [t for t in texts if type(t) is not str]
+        assert not not_str, f"given back as {[type(t).__name__ for t in not_str]}: {not_str}"
 
     async def test_fuzzed_events_come_back_exactly_on_every_read_path(self, manager: EventSourcingManager) -> None:
         problems = await check_fidelity(manager, seed=20240229)

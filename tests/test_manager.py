@@ -174,15 +174,17 @@ async def test_event_types_given_as_one_string_filters_on_that_type() -> None:
 async def test_stream_metadata_is_plain_json_the_same_on_every_store(store: str, tmp_path: Any) -> None:
     import datetime as dt
     import decimal
+    import math
 
     url = f"sqlite:///{tmp_path}/m.db" if store == "sqlite" else store
     m = EventSourcingManager({"providers": {"a": url}}, host=HOST)
     async with m:
-        for bad in ({"at": dt.datetime.now(dt.UTC)}, {"d": decimal.Decimal("1.5")}, {"n": float("nan")}):
+        bad_values = ({"at": dt.datetime.now(dt.UTC)}, {"d": decimal.Decimal("1.5")}, {"n": math.nan}, {"t": (1, 2)})
+        for bad in bad_values:  # a tuple would come back a list: refused, as in event data
             with pytest.raises(ValidationError) as e:
                 await m.create_stream(stream_id="s", metadata=bad)
             assert e.value.details.get("field") == "metadata"
             assert not await m.stream_exists("s")
-        info = await m.create_stream(stream_id="s", metadata={"t": (1, 2), "n": {"k": None}})
+        info = await m.create_stream(stream_id="s", metadata={"t": [1, 2], "n": {"k": None}})
         assert info.metadata == {"t": [1, 2], "n": {"k": None}}
         assert (await m.get_stream_info("s")).metadata == {"t": [1, 2], "n": {"k": None}}

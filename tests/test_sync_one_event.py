@@ -152,3 +152,16 @@ def test_a_retry_with_the_callers_id_is_a_duplicate_and_a_made_id_never_is(tmp_p
         assert [e.event_id for e in es.read_stream("s")] == ["x", made.event_id]
         batch = es.append_events_batch(stream_id="s", events=[EventData("E", 3)], expected_version=2)
         assert batch.first_version == 3
+
+
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+def test_an_offset_timestamp_is_answered_and_read_in_utc_on_both_paths(tmp_path: Path, store: str) -> None:
+    """The short path handed the store the caller's offset: SQLite answered with it, and read UTC back."""
+    url = f"sqlite:///{tmp_path}/es.db" if store == "sqlite" else f"memory://{tmp_path.name}"
+    given = T0.astimezone(timezone(timedelta(hours=5, minutes=45)))
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=HOST) as es:
+        short = es.append_event(stream_id="s", event_type="E", data=1, timestamp=given)
+        full = es.append_event(AppendEventRequest(stream_id="s", event_type="E", data=2, timestamp=given))
+        answers = [short.timestamp.isoformat(), full.timestamp.isoformat()]
+        reads = [e.timestamp.isoformat() for e in es.read_stream("s")]
+    assert answers == reads == [T0.isoformat()] * 2

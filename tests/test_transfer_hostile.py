@@ -402,3 +402,19 @@ async def test_a_stream_line_after_its_events_is_refused(tmp_path: Path) -> None
         assert (await dst.list_streams(limit=10, offset=0))[1] == 0
     finally:
         await dst.close()
+
+
+async def test_a_sub_second_utc_offset_is_imported_at_its_instant(tmp_path: Path) -> None:
+    """``fromisoformat`` reads ``+00:00:00.500000`` as ``+00:00``: the event was imported half a second off."""
+    at = "2024-01-01T00:00:00+00:00:00.500000"
+    path = tmp_path / "offset.jsonl"
+    path.write_bytes(_file([_stream("s", created_at=at, updated_at=at), _event("s", timestamp=at)]))
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await dst.connect()
+    try:
+        with open_input(str(path)) as stream:
+            await import_store(stream, dst, name=str(path), check_first=True)
+        [event] = [e async for e in dst.read_stream("s")]
+        assert event.timestamp.isoformat() == "2023-12-31T23:59:59.500000+00:00"
+    finally:
+        await dst.close()

@@ -26,6 +26,7 @@ from eventsource.model import (
 )
 from eventsource.provider import Capabilities, Provider, check_duplicate, check_expected, check_snapshot, top_of
 from eventsource.subscriptions.signal import ChangeSignal
+from eventsource.timestamps import utc_events
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -221,6 +222,7 @@ class MemoryProvider(Provider):
     def _append(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
     ) -> AppendResult:
+        events = utc_events(events)  # an instant, given back in UTC as every other store does
         dup = check_duplicate(stream_id, events, [self._by_id.get(e.event_id) for e in events])
         if dup is not None:
             return dup

@@ -528,3 +528,14 @@ def test_a_sync_call_that_waits_for_the_pool_waits_in_a_task(
         assert es.get_stream_info("s").version == 2
     assert tasks, "no call waited for the pool (the test no longer reproduces a wait)"
     assert None not in tasks, "the pool waited in a call's inline first step, without a task"
+
+
+def test_an_offset_timestamp_is_answered_in_utc_as_it_reads(config: dict[str, Any]) -> None:
+    """The sync API's one-event append hands the store the caller's offset: the answer said it, reads said UTC."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    given = datetime(2026, 1, 2, 8, 49, 5, 678901, tzinfo=timezone(timedelta(hours=5, minutes=45)))
+    with SyncEventSourcingManager(config) as es:
+        answer = es.append_event(stream_id="s", event_type="E", data=1, timestamp=given)
+        [read] = [e.timestamp for e in es.read_stream("s")]
+    assert answer.timestamp.isoformat() == read.isoformat() == given.astimezone(UTC).isoformat()

@@ -443,7 +443,7 @@ class EventSourcingManager(KeyScopes):
         """
         return self._subscriptions.open(
             self.get_provider(provider),
-            stream_id=stream_id,
+            stream_id=None if stream_id is None else self._stream_id(stream_id),  # as read_stream checks it
             stream_prefix=stream_prefix,
             event_types=event_types,
             from_position=from_position,

@@ -21,6 +21,7 @@ from eventsource.manager.validation import (
     check_time,
 )
 from eventsource.model import NewEvent, positional_constructor, utcnow
+from eventsource.timestamps import in_utc
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -82,7 +83,7 @@ class BatchEncoder:
 
     def encode_one(self, sid: str, ev: EventData, p: Provider, version: int = 0) -> NewEvent:
         """Validate and encode one event; ``version`` is bound into the associated data when encrypting."""
-        check_text("event type", ev.event_type, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
+        event_type = check_text("event type", ev.event_type, MAX_EVENT_TYPE_LENGTH, field_name="event_type")
         if ev.event_id is None:
             eid = event_id()  # valid by construction
         else:
@@ -112,22 +113,22 @@ class BatchEncoder:
         if codec.cipher is None:
             data, meta, encoding, size = codec.encode_event(sid, eid, tenant_id, ev.data, metadata, version=version)
             if size > self.config.max_event_size:
-                self._check_size(ev.event_type, size)
+                self._check_size(event_type, size)
         else:  # the size is checked before anything is sealed: a refused event mints no data key
-            check = functools.partial(self._check_size, ev.event_type)
+            check = functools.partial(self._check_size, event_type)
             data, meta, encoding, size = codec.encode_event(
                 sid, eid, tenant_id, ev.data, metadata, version=version, check=check
             )
         store_limit = p.capabilities.max_event_size
         if store_limit is not None and len(data) + len(meta) > store_limit:
-            _refuse_stored(ev.event_type, len(data) + len(meta), p, store_limit)
+            _refuse_stored(event_type, len(data) + len(meta), p, store_limit)
         return _make_new_event(  # positional, in NewEvent's field order, without the frozen __init__'s cost
             eid,
-            ev.event_type,
+            event_type,
             data,
             meta,
             encoding,
-            ts or utcnow(),
+            utcnow() if ts is None else in_utc(ts),  # an instant: every store gives it back in UTC
             correlation_id,
             causation_id,
             user_id,

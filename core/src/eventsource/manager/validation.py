@@ -45,7 +45,10 @@ def coerce(cls: type[R], request: R | None, kwargs: Mapping[str, Any]) -> R:
 
 
 def check_text(what: str, value: object, max_len: int, *, field_name: str) -> str:
-    """A non-empty str of at most ``max_len`` characters, without control characters or lone surrogates."""
+    """A non-empty str of at most ``max_len`` characters, without control characters or lone surrogates.
+
+    Returned as a plain ``str`` (a subclass, such as a ``StrEnum`` member, as its value).
+    """
     if type(value) is str and value.isascii() and value.isprintable() and 0 < len(value) <= max_len:
         return value  # printable ASCII (the usual id or type name): no control character, nothing to encode
     if not isinstance(value, str):
@@ -66,7 +69,7 @@ def check_text(what: str, value: object, max_len: int, *, field_name: str) -> st
     except UnicodeEncodeError as e:
         msg = f"{what} is not valid Unicode text (lone surrogate)"
         raise ValidationError(msg, field=field_name) from e
-    return value
+    return value if type(value) is str else str.__str__(value)  # a StrEnum member: its value, as stores give it back
 
 
 def check_optional_text(what: str, value: object, *, field_name: str) -> str | None:

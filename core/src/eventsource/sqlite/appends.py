@@ -23,7 +23,7 @@ from eventsource.sqlite.statements import (
     SQL_LAST_ROWID,
     SQL_STREAM_STATE,
 )
-from eventsource.timestamps import to_us
+from eventsource.timestamps import in_utc, to_us
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -91,7 +91,8 @@ def append_at(db: sqlite3.Connection, stream_id: str, event: NewEvent, version: 
     if cur.rowcount != 1:  # pragma: no cover - an INSERT ... VALUES that did not raise wrote its row
         return None
     # positional, in AppendResult's field order (see _append_tx)
-    return make_append_result(stream_id, version, version, (cur.lastrowid,), (event.event_id,), event.timestamp, False)  # noqa: FBT003
+    ts = in_utc(event.timestamp)  # as reads give it
+    return make_append_result(stream_id, version, version, (cur.lastrowid,), (event.event_id,), ts, False)  # noqa: FBT003
 
 
 def append_tx(  # noqa: C901, PLR0912 - one write transaction, read top to bottom
@@ -158,7 +159,7 @@ def append_tx(  # noqa: C901, PLR0912 - one write transaction, read top to botto
         raise
     ids = (events[0].event_id,) if n == 1 else tuple(e.event_id for e in events)
     # positional, in AppendResult's field order, without the frozen __init__'s cost
-    return make_append_result(stream_id, version + 1, version + n, positions, ids, events[0].timestamp, False)  # noqa: FBT003 - duplicate
+    return make_append_result(stream_id, version + 1, version + n, positions, ids, in_utc(events[0].timestamp), False)  # noqa: FBT003 - duplicate
 
 
 def stored(db: sqlite3.Connection, ids: list[str]) -> list[RecordedEvent | None]:

@@ -19,7 +19,7 @@ from eventsource.errors import (
     StreamExistsError,
     StreamNotFoundError,
 )
-from eventsource.model import NO_STREAM
+from eventsource.model import NO_STREAM, NewEvent, NewStream, utcnow
 from eventsource.testing.base import ProviderSuiteBase, ev, sid
 
 if TYPE_CHECKING:
@@ -62,6 +62,26 @@ class StreamSuite(ProviderSuiteBase):
         got = await manager.get_stream_info(s)
         listed = [i for i in (await manager.list_streams(limit=100)).streams if i.stream_id == s]
         assert json.dumps(got.metadata) == json.dumps(md)  # same keys in the same order, same types, same signs
+        assert [json.dumps(i.metadata) for i in listed] == [json.dumps(md)]
+
+    @pytest.mark.parametrize("events", [1, 3])
+    async def test_a_stream_created_by_its_first_append_keeps_its_attributes_exactly(
+        self, manager: EventSourcingManager, provider: Provider, events: int
+    ) -> None:
+        """``append`` with a :class:`NewStream` (what a copy or import writes) keeps its metadata as given too.
+
+        PostgreSQL's batch append bound the metadata once for its jsonb column and once for its text column;
+        the server took the parameter as jsonb, so the text kept was jsonb's (keys sorted, -0.0 as 0.0).
+        """
+        s = sid()
+        md = {"z": 1e20, "a": -0.0, "m": [10**30, 5e-324], "": {"\u00fc": 'caf\u00e9 "q"'}}
+        attrs = NewStream(s, name="N \U0001f600", aggregate_id="agg 1", aggregate_type="T", metadata=md)
+        batch = [NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow()) for _ in range(events)]
+        await provider.append(s, batch, NO_STREAM, attrs)
+        got = await manager.get_stream_info(s)
+        listed = [i for i in (await manager.list_streams(limit=100)).streams if i.stream_id == s]
+        assert (got.name, got.aggregate_id, got.aggregate_type, got.version) == ("N \U0001f600", "agg 1", "T", events)
+        assert json.dumps(got.metadata) == json.dumps(md)
         assert [json.dumps(i.metadata) for i in listed] == [json.dumps(md)]
 
     async def test_list_streams_pages_in_id_order(self, manager: EventSourcingManager) -> None:

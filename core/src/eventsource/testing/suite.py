@@ -3,8 +3,8 @@
 A plugin subclasses it and overrides the ``provider`` fixture (a connected provider on a fresh, empty
 namespace) and the ``absent_store`` fixture (a namespace nothing has created). The parts live in their own
 modules (appends, concurrency, idempotency, global order, reads, faults, streams, snapshots, queries, retention
-primitives, capabilities, validation, stats, scale, store set-up); a test that cannot apply to a declared
-capability is skipped naming it, and a declared-unsupported operation is asserted to raise
+primitives, capabilities, validation, fidelity, stats, scale, store set-up); a test that cannot apply to a
+declared capability is skipped naming it, and a declared-unsupported operation is asserted to raise
 :class:`UnsupportedOperationError`. ``docs/writing-a-provider.md`` describes the kit.
 """
 
@@ -15,6 +15,7 @@ from eventsource.testing.base import ProviderSuiteBase, ev, sid
 from eventsource.testing.capabilities import CapabilitySuite
 from eventsource.testing.concurrency import RaceSuite
 from eventsource.testing.faults import PageFaults, ReadFaultSuite
+from eventsource.testing.fidelity import FidelitySuite
 from eventsource.testing.global_order import GlobalOrderSuite
 from eventsource.testing.idempotency import IdempotencySuite
 from eventsource.testing.queries import QuerySuite
@@ -45,6 +46,7 @@ class ProviderSuite(
     StoreSetupSuite,
     ScaleSuite,
     StatsSuite,
+    FidelitySuite,
     InputValidationSuite,
     CapabilitySuite,
     RetentionPrimitiveSuite,

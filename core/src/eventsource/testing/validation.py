@@ -111,6 +111,9 @@ class InputValidationSuite(ProviderSuiteBase):
             await manager.create_stream(stream_id=bad)  # type: ignore[call-overload]
         with pytest.raises(ValidationError):
             await manager.get_stream_info(bad)  # type: ignore[arg-type]
+        if bad is not None:  # (no stream id: every stream)
+            with pytest.raises(ValidationError):  # it waited for events of no stream, or failed in the store, untyped
+                manager.subscribe(stream_id=bad)  # type: ignore[arg-type]
         assert (await manager.list_streams()).total_count == 0
         assert await self.total_events(manager) == 0
 

@@ -35,6 +35,7 @@ from eventsource.manager.validation import (
     plain_metadata,
 )
 from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
+from eventsource.timestamps import from_iso
 from eventsource.transfer.output import GZIP_MAGIC
 from eventsource.transfer.source import StreamFilter
 
@@ -170,7 +171,7 @@ def _bytes(d: dict[str, Any], key: str) -> bytes:
 
 
 def _when(value: Any, name: str = "timestamp") -> datetime:
-    ts = datetime.fromisoformat(value)
+    ts = from_iso(value)  # fromisoformat alone drops a sub-second UTC offset, moving the instant
     if ts.tzinfo is None:
         msg = f"{name} without a time zone"
         raise ValueError(msg)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.errors import ConcurrencyError, ValidationError
 from eventsource.model import AppendResult, ExpectedVersion, NewStream, RecordedEvent
 from eventsource.provider import check_duplicate, check_expected
-from eventsource.timestamps import from_us, now_us, to_us
+from eventsource.timestamps import from_us, in_utc, now_us, to_us
 
 from eventsource_kafka import records
 from eventsource_kafka.client import record_size
@@ -220,7 +220,7 @@ class Appender:
                         last_version=first_version + n - 1,
                         positions=tuple(range(first_position, first_position + n)),
                         event_ids=tuple(e.event_id for e in events),
-                        timestamp=events[0].timestamp,
+                        timestamp=in_utc(events[0].timestamp),  # as reads give it
                     )
                 # another process's record took this version first: ours is ignored by every reader.
                 # The winner may be this very append (a client's retry after a lost reply, reaching a

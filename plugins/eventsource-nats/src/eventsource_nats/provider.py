@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsource.provider import Capabilities, Provider, pages_of
+from eventsource.timestamps import utc_events
 
 from eventsource_nats.append import Appender
 from eventsource_nats.connection import Connection
@@ -185,8 +186,11 @@ class NatsProvider(Provider):
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None = None
     ) -> AppendResult:
-        """Append atomically with the version check done by the server (see :mod:`~eventsource_nats.append`)."""
-        return await self._appender.append(stream_id, events, expected, stream)
+        """Append atomically with the version check done by the server (see :mod:`~eventsource_nats.append`).
+
+        Timestamps are written in UTC, as every store gives them back (a sub-second offset would not even read back).
+        """
+        return await self._appender.append(stream_id, utc_events(events), expected, stream)
 
     def read_stream_pages(
         self,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import struct
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from eventsource.model import NewSnapshot, RecordedEvent
+from eventsource.timestamps import from_iso
 
 from eventsource_nats.naming import position
 
@@ -139,7 +139,7 @@ def decode(
                 data=data,
                 metadata=meta,
                 encoding=head["e"],
-                timestamp=datetime.fromisoformat(head["ts"]),
+                timestamp=from_iso(head["ts"]),  # written in UTC; older records may hold an offset
                 correlation_id=head.get("c"),
                 causation_id=head.get("k"),
                 user_id=head.get("u"),
@@ -177,7 +177,7 @@ def decode_snapshot(value: bytes) -> NewSnapshot:
         data=data,
         metadata=meta,
         encoding=head["e"],
-        created_at=datetime.fromisoformat(head["ts"]),
+        created_at=from_iso(head["ts"]),
         aggregate_id=head.get("a"),
         aggregate_type=head.get("y"),
         position=head.get("p"),

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import ProviderTimeoutError, StreamExistsError, StreamNotFoundError
 from eventsource.model import StreamInfo, utcnow
+from eventsource.timestamps import from_iso
 
 from eventsource_nats import records
 from eventsource_nats.naming import stream_id_of, stream_token
@@ -151,7 +152,7 @@ class Streams:
             version = int(info.get("known_version", 0))
         created = info.get("created_at")
         fallback = first_event.timestamp if first_event else None
-        created_at = datetime.fromisoformat(created) if created else (fallback or utcnow())
+        created_at = from_iso(created) if created else (fallback or utcnow())
         count = version - removed
         return StreamInfo(
             stream_id=stream_id,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.errors import ProviderError, ValidationError
 from eventsource.model import AppendResult, ExpectedVersion, RecordedEvent, make_append_result
 from eventsource.provider import check_duplicate, check_expected
+from eventsource.timestamps import in_utc
 
 from eventsource_postgres.connection import RACE_ATTEMPTS
 from eventsource_postgres.schema import MAX_EVENTS_PER_APPEND
@@ -190,6 +191,6 @@ def _result(stream_id: str, events: Sequence[NewEvent], row: tuple[Any, ...]) ->
         prev + n,
         (base,) if n == 1 else tuple(range(base, base + n)),
         (events[0].event_id,) if n == 1 else tuple(e.event_id for e in events),
-        events[0].timestamp,
+        in_utc(events[0].timestamp),  # as reads give it (timestamptz, read in UTC)
         False,  # noqa: FBT003 - duplicate
     )

@@ -52,6 +52,8 @@ def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
         )
         count, last_id = "%(n)s::bigint", "%(last_id)s"
         first_ts, last_ts = "%(first_ts)s::timestamptz", "%(last_ts)s::timestamptz"
+    # meta_s is bound once for both columns: cast to text first wherever it is used, or the server takes the (text
+    # format, untyped) parameter of the batch form as jsonb, and the text column kept jsonb's rendering of it
     returning = f"RETURNING s.version - {count} AS prev, pg_current_xact_id()::text::bigint << {POSITION_SHIFT} AS base"
     lock = "(SELECT pg_advisory_xact_lock(%(k)s::bigint)) AS lock"
     if upsert:
@@ -59,7 +61,7 @@ def _append_sql(n: Names, cond: str, *, upsert: bool, single: bool) -> str:
             f"INSERT INTO {n.streams} AS s (stream_id, version, event_count, first_version, "  # noqa: S608 - quoted names
             "last_event_id, created_at, updated_at, name, aggregate_id, aggregate_type, metadata, metadata_text) "
             f"SELECT %(s)s, {count}, {count}, 1, {last_id}, {first_ts}, {last_ts}, %(name)s, %(agg_id)s, "
-            f"%(agg_type)s, coalesce(%(meta_s)s::jsonb, '{{}}'), %(meta_s)s::text FROM {lock} "
+            f"%(agg_type)s, coalesce(%(meta_s)s::text::jsonb, '{{}}'), %(meta_s)s::text FROM {lock} "
             "ON CONFLICT (stream_id) DO UPDATE SET version = s.version + EXCLUDED.event_count, "
             "event_count = s.event_count + EXCLUDED.event_count, first_version = "
             "coalesce(s.first_version, s.version + 1), "

@@ -165,3 +165,22 @@ def test_an_offset_timestamp_is_answered_and_read_in_utc_on_both_paths(tmp_path:
         answers = [short.timestamp.isoformat(), full.timestamp.isoformat()]
         reads = [e.timestamp.isoformat() for e in es.read_stream("s")]
     assert answers == reads == [T0.isoformat()] * 2
+
+
+def test_the_one_event_path_hands_the_store_its_timestamp_in_utc() -> None:
+    """The short path gave a provider the caller's offset (the full path hands every store UTC: an instant)."""
+    from eventsource.memory import MemoryProvider
+
+    seen: list[object] = []
+
+    class Recording(MemoryProvider):
+        def append_now(self, stream_id, events, expected, stream, *, timeout):  # type: ignore[no-untyped-def,override]
+            seen.extend(e.timestamp.tzinfo for e in events)
+            return super().append_now(stream_id, events, expected, stream, timeout=timeout)
+
+    at = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    with SyncEventSourcingManager({"providers": {}}, host=PluginHost(load_entrypoints=False)) as es:
+        es.register_provider(Recording("memory://"), name="m")
+        r = es.append_event(stream_id="s", event_type="E", data={}, timestamp=at)
+    assert seen == [UTC]
+    assert r.timestamp == at and r.timestamp.tzinfo is UTC

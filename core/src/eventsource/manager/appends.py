@@ -32,6 +32,7 @@ from eventsource.model import (
     positional_constructor,
     utcnow,
 )
+from eventsource.timestamps import in_utc
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
@@ -177,7 +178,9 @@ class Appends:
         limit = provider.capabilities.max_event_size
         if size > self.config.max_event_size or (limit is not None and len(data) + len(meta) > limit):
             self.batches.refuse(event_type, size, provider)  # as encode_one does: never serialized twice
-        ev = _make_new_event(eid, event_type, data, meta, encoding, ts or utcnow(), *_NO_EXTRAS)
+        if ts is None or ts.tzinfo is not UTC:  # an instant, handed to the store in UTC (as batches.encode does)
+            ts = utcnow() if ts is None else in_utc(ts)
+        ev = _make_new_event(eid, event_type, data, meta, encoding, ts, *_NO_EXTRAS)
         args = (sid, [ev], exp, None)  # no stream attributes: the provider takes the first event's (none here)
         try:
             res = self.policy.now(provider, "append", provider.append_now, args, timeout)

@@ -9,17 +9,11 @@ none at all, holds no store, and the command says so and leaves the file as it w
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from pathlib import Path
 
 from eventsource.errors import ConfigurationError
 
 SQLITE_PATHS = "a sqlite:/// path is relative to the working directory, sqlite://// is absolute"
-EVENTS_TABLE = "es_events"
-"""The table every eventsource SQLite store has (every schema version)."""
-SHOWN_TABLES = 5
-"""How many of a foreign database's tables a refusal names."""
 
 
 def _path(url: str) -> str | None:
@@ -47,34 +41,10 @@ def foreign_sqlite_file(url: str) -> str | None:
     ``None`` too for any other URL, a missing file (see :func:`missing_sqlite_file`) and a file that cannot be
     looked at here (locked, unreadable): the provider then says what is wrong.
     """
+    from eventsource.sqlite.presence import foreign, tables
+
     path = _path(url)
     if path is None or not Path(path).exists():
         return None
-    tables = _tables(path)
-    if tables is None or EVENTS_TABLE in tables:
-        return None
-    if not tables:
-        return f"{path!r} is an empty SQLite database"
-    more = len(tables) - SHOWN_TABLES
-    shown = ", ".join(tables[:SHOWN_TABLES]) + (f" and {more} more" if more > 0 else "")
-    return f"{path!r} is a SQLite database without eventsource's tables (it holds {shown})"
-
-
-def _tables(path: str) -> list[str] | None:
-    """The table names of the database at ``path``; ``None`` if it cannot be read here (or is not a database).
-
-    Opened read-write (``mode=rw`` never creates a file) and only read: the connection, the last one on the
-    file, removes the ``-wal``/``-shm`` files a WAL database gets on opening when it closes, where a read-only
-    one would leave them behind.
-    """
-    uri = Path(path).absolute().as_uri() + "?mode=rw"
-    try:
-        db = sqlite3.connect(uri, uri=True, timeout=1.0)
-    except sqlite3.Error:
-        return None
-    try:
-        with contextlib.closing(db):
-            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
-    except sqlite3.Error:  # not a database, locked...: the provider's error says it, and changes nothing either
-        return None
-    return [str(name) for (name,) in rows if not str(name).startswith("sqlite_")]
+    names = tables(path)  # (the provider's own look at the file, which changes nothing)
+    return None if names is None else foreign(path, names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from eventsource.errors import (
@@ -91,7 +92,9 @@ def append_at(db: sqlite3.Connection, stream_id: str, event: NewEvent, version: 
     if cur.rowcount != 1:  # pragma: no cover - an INSERT ... VALUES that did not raise wrote its row
         return None
     # positional, in AppendResult's field order (see _append_tx)
-    ts = in_utc(event.timestamp)  # as reads give it
+    ts = event.timestamp  # as reads give it: UTC (the manager hands every store UTC; a direct caller may not)
+    if ts.tzinfo is not UTC:
+        ts = in_utc(ts)
     return make_append_result(stream_id, version, version, (cur.lastrowid,), (event.event_id,), ts, False)  # noqa: FBT003
 
 

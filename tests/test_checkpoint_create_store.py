@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore, SqliteCheckpointStore
+from eventsource.checkpoints.base import CheckpointNotFoundError
 from eventsource.cli import EXIT_OK, main
 from eventsource.errors import StoreNotFoundError
 from eventsource.manager import EventSourcingManager
@@ -151,3 +152,23 @@ def test_stats_with_a_checkpoint_store_creates_no_table(
         out = capsys.readouterr()
         assert "Error" not in out.out, out
         assert tables(path) == before
+
+
+@pytest.mark.parametrize("where", ["missing file", "event file"])
+def test_subscription_lag_at_a_url_creates_no_checkpoint_store(where: str, tmp_path: Path) -> None:
+    # a lag query given a URL opened the store with create_store on: a missing file was made with its
+    # es_checkpoints table, an event file got the table. No store there: no checkpoint was ever committed
+    path = event_file(tmp_path)
+    cp = tmp_path / "cp.db" if where == "missing file" else path
+    before = tables(cp)
+
+    async def lag() -> None:
+        async with EventSourcingManager({"providers": {"s": {"url": f"sqlite:///{path}"}}}, host=HOST) as m:
+            await m.subscription_lag("view", f"sqlite:///{cp}")
+
+    with pytest.raises(CheckpointNotFoundError) as e:
+        asyncio.run(lag())
+    assert tables(cp) == before
+    assert cp.exists() == (where == "event file")
+    assert "no eventsource store at" in str(e.value) and e.value.details["store"], e.value
+    assert isinstance(e.value.__cause__, StoreNotFoundError)  # what is missing, in its details

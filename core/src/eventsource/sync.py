@@ -589,7 +589,8 @@ class SyncEventSourcingManager:
 
         ``wait``: seconds to wait for the read past the checkpoint; past them ``events`` and ``seconds`` are
         ``None`` and ``note`` says why (default: as long as the read takes). Raises ``CheckpointNotFoundError``
-        when none is stored; see ``docs/subscriptions.md`` (Lag).
+        when none is stored; a store given by URL is opened with ``create_store`` off, so one that is not there is
+        not created and holds none either. See ``docs/subscriptions.md`` (Lag).
         """
         return self._loop.call(self._manager.subscription_lag(
             name,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from eventsource.cli import EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from eventsource.errors import StoreNotFoundError
+from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.plugins import PluginHost
 from eventsource_kafka.provider import KafkaProvider
 
@@ -62,3 +63,48 @@ async def test_a_store_missing_its_snapshot_topic_is_refused_naming_it(kafka_pro
     await reader.close()
     assert refused.value.details["missing"] == p._conn.snap_topic
     assert p._conn.snap_topic not in prefix_topics(p.url or "", p.prefix)
+
+
+def event() -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())
+
+
+async def _bucket_exists(nats_url: str, bucket: str, *, delete: bool = False) -> bool:
+    """Whether NATS holds the KV bucket ``bucket`` (looked up, never created); deleted after when ``delete``."""
+    import nats
+    import nats.js.errors
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        try:
+            await js.stream_info(f"KV_{bucket}")
+        except nats.js.errors.NotFoundError:
+            return False
+        if delete:
+            await js.delete_key_value(bucket)
+        return True
+    finally:
+        await nc.close()
+
+
+async def test_create_store_off_connects_no_lease_for_reads(
+    kafka_provider: KafkaProvider, eventsource_test_env: dict[str, str]
+) -> None:
+    # the lease was built and connected by connect(): a NATS KV lease created its bucket for a provider opened
+    # only to read (eventsource stats/read with a lease_url configured). It is connected by the first write now
+    nats_url = eventsource_test_env["EVENTSOURCE_TEST_NATS_URL"]
+    bucket = f"kl_{uuid.uuid4().hex[:12]}"
+    await kafka_provider.append("s", [event()], ANY)
+    lease = {"lease_url": nats_url, "lease_settings": {"bucket": bucket}}
+    reader = KafkaProvider(**{**kafka_provider.spawn_args(), **lease, "create_store": False})
+    try:
+        await reader.connect()
+        assert (await reader.stats()).total_events == 1
+        assert (await reader.get_stream_info("s")).version == 1  # type: ignore[union-attr]
+        assert not await _bucket_exists(nats_url, bucket)
+        await reader.append("s", [event()], 1)  # a write holds the lease, as with create_store on
+        assert reader._conn._lease is not None
+    finally:
+        await reader.close()
+        await _bucket_exists(nats_url, bucket, delete=True)

@@ -7,48 +7,31 @@ store without its topics is refused, and no topic is created.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
-from eventsource.cli import EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from eventsource.errors import StoreNotFoundError
 from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.plugins import PluginHost
+from eventsource.testing.read_only import READ_ONLY_COMMANDS, run_read_only
 from eventsource_kafka.provider import KafkaProvider
 
 from .conftest import prefix_topics
 
 HOST = PluginHost()
 
-READ_ONLY = {
-    "stats": (["stats"], EXIT_NOT_FOUND),
-    "read": (["read", "s"], EXIT_NOT_FOUND),
-    "streams": (["streams"], EXIT_NOT_FOUND),
-    "health": (["health"], EXIT_UNAVAILABLE),
-    "export --from": (["export", "--from", "k", "-o", "out.jsonl"], EXIT_USAGE),
-}
 
-
-def config(tmp_path: Path, url: str, **settings: Any) -> str:
-    path = tmp_path / "es.json"
-    path.write_text(json.dumps({"providers": {"k": {"url": url, "settings": settings}}}), encoding="utf-8")
-    return str(path)
-
-
-@pytest.mark.parametrize("command", sorted(READ_ONLY))
+@pytest.mark.parametrize("command", sorted(READ_ONLY_COMMANDS))
 def test_a_read_only_command_on_a_mistyped_topic_prefix_creates_no_topic(
     command: str, kafka_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     prefix = f"typo{uuid.uuid4().hex[:12]}"
-    argv, code = READ_ONLY[command]
+    settings = {"topic_prefix": prefix}
     try:
-        assert main(["--config", config(tmp_path, kafka_url, topic_prefix=prefix), *argv], host=HOST) == code
-        out = capsys.readouterr()
-        assert f"the cluster has no topic '{prefix}.meta'" in out.out + out.err, out
+        out = run_read_only(command, url=kafka_url, settings=settings, tmp_path=tmp_path, host=HOST, capsys=capsys)
+        assert f"the cluster has no topic '{prefix}.meta'" in out, out
         assert prefix_topics(kafka_url, prefix) == []
     finally:
         prefix_topics(kafka_url, prefix, delete=True)

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore, SqliteCheckpointStore
+from eventsource.checkpoints import MemoryCheckpointStore, SqliteCheckpointStore
+from eventsource.checkpoints.base import CheckpointNotFoundError
 from eventsource.cli import EXIT_OK, main
 from eventsource.errors import StoreNotFoundError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 from eventsource.testing import AbsentCheckpoints, CheckpointStoreSetupSuite
+from eventsource.testing.checkpoint_setup import old_checkpoints_read_as_they_are
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -99,22 +101,13 @@ def old_table(path: Path) -> None:
 async def test_create_store_off_reads_an_old_table_as_it_is_and_refuses_to_write_it(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old_table(path)
-    store = SqliteCheckpointStore(f"sqlite:///{path}", create_store=False)
-    await store.connect()
-    try:
-        got = await store.get("view", "src")
-        assert got is not None and (got.position, got.event_id) == (4, None)
-        assert [c.name for c in await store.list()] == ["view"]
-        with pytest.raises(StoreNotFoundError) as refused:  # the anchor has nowhere to go: a migration first
-            await store.put(Checkpoint("view", "src", "all", 5))
-        assert refused.value.details["outdated"] and "anchor" in str(refused.value)
-    finally:
-        await store.close()
-    assert "anchor" not in columns(path)
-    on = SqliteCheckpointStore(f"sqlite:///{path}")  # the default migrates it, as before
-    await on.connect()
-    await on.close()
-    assert "anchor" in columns(path)
+
+    async def anchor_column() -> bool:
+        return "anchor" in columns(path)
+
+    await old_checkpoints_read_as_they_are(
+        lambda on: SqliteCheckpointStore(f"sqlite:///{path}", create_store=on), anchor_column
+    )
 
 
 async def test_memory_checkpoints_take_create_store() -> None:
@@ -151,3 +144,23 @@ def test_stats_with_a_checkpoint_store_creates_no_table(
         out = capsys.readouterr()
         assert "Error" not in out.out, out
         assert tables(path) == before
+
+
+@pytest.mark.parametrize("where", ["missing file", "event file"])
+def test_subscription_lag_at_a_url_creates_no_checkpoint_store(where: str, tmp_path: Path) -> None:
+    # a lag query given a URL opened the store with create_store on: a missing file was made with its
+    # es_checkpoints table, an event file got the table. No store there: no checkpoint was ever committed
+    path = event_file(tmp_path)
+    cp = tmp_path / "cp.db" if where == "missing file" else path
+    before = tables(cp)
+
+    async def lag() -> None:
+        async with EventSourcingManager({"providers": {"s": {"url": f"sqlite:///{path}"}}}, host=HOST) as m:
+            await m.subscription_lag("view", f"sqlite:///{cp}")
+
+    with pytest.raises(CheckpointNotFoundError) as e:
+        asyncio.run(lag())
+    assert tables(cp) == before
+    assert cp.exists() == (where == "event file")
+    assert "no eventsource store at" in str(e.value) and e.value.details["store"], e.value
+    assert isinstance(e.value.__cause__, StoreNotFoundError)  # what is missing, in its details

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,13 @@ from eventsource.cli import EXIT_NOT_FOUND, EXIT_OK, main
 from eventsource.errors import ConfigurationError, ProviderError, StoreNotFoundError
 from eventsource.manager import EventSourcingManager
 from eventsource.memory import MemoryProvider
+from eventsource.model import NewEvent
 from eventsource.plugins import PluginHost
-from eventsource.sqlite import SqliteProvider
+from eventsource.sqlite import SqliteProvider, counts
 from eventsource.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 HOST = PluginHost(load_entrypoints=False)
+T0 = datetime(2022, 1, 1, tzinfo=UTC)
 
 
 def digest(path: Path) -> str:
@@ -135,6 +138,35 @@ async def test_sqlite_the_setting_comes_in_the_url_too_and_memory_databases_are_
     await own.connect()
     assert await own.get_stream_info("s") is None
     await own.close()
+
+
+async def test_sqlite_stats_on_a_store_found_does_not_fold_the_counts_into_it(tmp_path: Path) -> None:
+    # five processes, each appending under FOLD_EVERY events and leaving: none folded, the tail is long enough
+    # that stats with create_store on fold it (a write); off, stats only read, and the file stays byte for byte
+    path = tmp_path / "tail.db"
+    per_writer = counts.FOLD_EVERY - 96
+    for w in range(5):
+        p = SqliteProvider(f"sqlite:///{path}")
+        await p.connect()
+        for b in range(0, per_writer, 1000):
+            n = min(1000, per_writer - b)
+            await p.append(f"s{w}", [NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", T0) for _ in range(n)], -1)
+        await p.close()
+    total = 5 * per_writer
+    assert total > 4 * counts.FOLD_EVERY  # the tail past which stats fold before they count
+    before = digest(path)
+    reader = SqliteProvider(f"sqlite:///{path}", create_store=False)
+    await reader.connect()
+    try:
+        st = await reader.stats()
+    finally:
+        await reader.close()
+    assert (st.total_events, st.total_streams, st.events_by_type) == (total, 5, {"E": total})  # exact all the same
+    assert digest(path) == before
+    assert listing(tmp_path) == ["tail.db"]
+    db = sqlite3.connect(path)
+    assert db.execute(counts.SQL_COUNTED).fetchone()[0] == 0  # nothing folded
+    db.close()
 
 
 async def test_the_manager_takes_it_from_the_configuration(tmp_path: Path) -> None:

@@ -587,9 +587,9 @@ class SyncEventSourcingManager:
     ) -> SubscriptionLag:
         """How far checkpoint ``name`` (in a store or at a URL) of ``source`` (default: the provider's) is behind.
 
-        ``wait``: seconds to wait for the read past the checkpoint; past them ``events`` and ``seconds`` are
-        ``None`` and ``note`` says why (default: as long as the read takes). Raises ``CheckpointNotFoundError``
-        when none is stored; see ``docs/subscriptions.md`` (Lag).
+        ``wait``: seconds to wait for the read past the checkpoint (default: as long as it takes); past them
+        ``events`` and ``seconds`` are ``None`` (``note`` says why). ``CheckpointNotFoundError`` when none is stored,
+        also at a URL with no store (opened with ``create_store`` off: never created); see docs/subscriptions.md.
         """
         return self._loop.call(self._manager.subscription_lag(
             name,

@@ -7,47 +7,31 @@ store without its topics is refused, and no topic is created.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
-from eventsource.cli import EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from eventsource.errors import StoreNotFoundError
+from eventsource.model import ANY, NewEvent, utcnow
 from eventsource.plugins import PluginHost
+from eventsource.testing.read_only import READ_ONLY_COMMANDS, run_read_only
 from eventsource_kafka.provider import KafkaProvider
 
 from .conftest import prefix_topics
 
 HOST = PluginHost()
 
-READ_ONLY = {
-    "stats": (["stats"], EXIT_NOT_FOUND),
-    "read": (["read", "s"], EXIT_NOT_FOUND),
-    "streams": (["streams"], EXIT_NOT_FOUND),
-    "health": (["health"], EXIT_UNAVAILABLE),
-    "export --from": (["export", "--from", "k", "-o", "out.jsonl"], EXIT_USAGE),
-}
 
-
-def config(tmp_path: Path, url: str, **settings: Any) -> str:
-    path = tmp_path / "es.json"
-    path.write_text(json.dumps({"providers": {"k": {"url": url, "settings": settings}}}), encoding="utf-8")
-    return str(path)
-
-
-@pytest.mark.parametrize("command", sorted(READ_ONLY))
+@pytest.mark.parametrize("command", sorted(READ_ONLY_COMMANDS))
 def test_a_read_only_command_on_a_mistyped_topic_prefix_creates_no_topic(
     command: str, kafka_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     prefix = f"typo{uuid.uuid4().hex[:12]}"
-    argv, code = READ_ONLY[command]
+    settings = {"topic_prefix": prefix}
     try:
-        assert main(["--config", config(tmp_path, kafka_url, topic_prefix=prefix), *argv], host=HOST) == code
-        out = capsys.readouterr()
-        assert f"the cluster has no topic '{prefix}.meta'" in out.out + out.err, out
+        out = run_read_only(command, url=kafka_url, settings=settings, tmp_path=tmp_path, host=HOST, capsys=capsys)
+        assert f"the cluster has no topic '{prefix}.meta'" in out, out
         assert prefix_topics(kafka_url, prefix) == []
     finally:
         prefix_topics(kafka_url, prefix, delete=True)
@@ -62,3 +46,48 @@ async def test_a_store_missing_its_snapshot_topic_is_refused_naming_it(kafka_pro
     await reader.close()
     assert refused.value.details["missing"] == p._conn.snap_topic
     assert p._conn.snap_topic not in prefix_topics(p.url or "", p.prefix)
+
+
+def event() -> NewEvent:
+    return NewEvent(str(uuid.uuid4()), "E", b"{}", b"{}", "json", utcnow())
+
+
+async def _bucket_exists(nats_url: str, bucket: str, *, delete: bool = False) -> bool:
+    """Whether NATS holds the KV bucket ``bucket`` (looked up, never created); deleted after when ``delete``."""
+    import nats
+    import nats.js.errors
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        try:
+            await js.stream_info(f"KV_{bucket}")
+        except nats.js.errors.NotFoundError:
+            return False
+        if delete:
+            await js.delete_key_value(bucket)
+        return True
+    finally:
+        await nc.close()
+
+
+async def test_create_store_off_connects_no_lease_for_reads(
+    kafka_provider: KafkaProvider, eventsource_test_env: dict[str, str]
+) -> None:
+    # the lease was built and connected by connect(): a NATS KV lease created its bucket for a provider opened
+    # only to read (eventsource stats/read with a lease_url configured). It is connected by the first write now
+    nats_url = eventsource_test_env["EVENTSOURCE_TEST_NATS_URL"]
+    bucket = f"kl_{uuid.uuid4().hex[:12]}"
+    await kafka_provider.append("s", [event()], ANY)
+    lease = {"lease_url": nats_url, "lease_settings": {"bucket": bucket}}
+    reader = KafkaProvider(**{**kafka_provider.spawn_args(), **lease, "create_store": False})
+    try:
+        await reader.connect()
+        assert (await reader.stats()).total_events == 1
+        assert (await reader.get_stream_info("s")).version == 1  # type: ignore[union-attr]
+        assert not await _bucket_exists(nats_url, bucket)
+        await reader.append("s", [event()], 1)  # a write holds the lease, as with create_store on
+        assert reader._conn._lease is not None
+    finally:
+        await reader.close()
+        await _bucket_exists(nats_url, bucket, delete=True)

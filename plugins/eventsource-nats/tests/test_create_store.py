@@ -8,35 +8,19 @@ passes) a store with anything missing is refused, and nothing is created or comp
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import _streams_of, dispose, open_provider, unique_store
-from eventsource.cli import EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_USAGE, main
 from eventsource.errors import StoreNotFoundError
 from eventsource.plugins import PluginHost
+from eventsource.testing.read_only import READ_ONLY_COMMANDS, run_read_only
 from eventsource_nats.provider import NatsProvider
 
 HOST = PluginHost()
 
-READ_ONLY = {
-    "stats": (["stats"], EXIT_NOT_FOUND),
-    "read": (["read", "s"], EXIT_NOT_FOUND),
-    "streams": (["streams"], EXIT_NOT_FOUND),
-    "health": (["health"], EXIT_UNAVAILABLE),
-    "export --from": (["export", "--from", "n", "-o", "out.jsonl"], EXIT_USAGE),
-}
 
-
-def config(tmp_path: Path, url: str, **settings: Any) -> str:
-    path = tmp_path / "es.json"
-    path.write_text(json.dumps({"providers": {"n": {"url": url, "settings": settings}}}), encoding="utf-8")
-    return str(path)
-
-
-@pytest.mark.parametrize("command", sorted(READ_ONLY))
+@pytest.mark.parametrize("command", sorted(READ_ONLY_COMMANDS))
 def test_a_read_only_command_on_a_mistyped_stream_creates_nothing(
     command: str,
     machine_nats_url: str,
@@ -46,11 +30,9 @@ def test_a_read_only_command_on_a_mistyped_stream_creates_nothing(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     store = unique_store()
-    argv, code = READ_ONLY[command]
     try:
-        assert main(["--config", config(tmp_path, machine_nats_url, **store), *argv], host=HOST) == code
-        out = capsys.readouterr()
-        assert "no such JetStream stream nor its KV buckets" in out.out + out.err, out
+        out = run_read_only(command, url=machine_nats_url, settings=store, tmp_path=tmp_path, host=HOST, capsys=capsys)
+        assert "no such JetStream stream nor its KV buckets" in out, out
         assert asyncio.run(_streams_of(machine_nats_url, store["stream"], store["subject_prefix"])) == []
     finally:
         asyncio.run(_streams_of(machine_nats_url, store["stream"], store["subject_prefix"], delete=True))

@@ -16,11 +16,10 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from eventsource.checkpoints import Checkpoint
 from eventsource.cli import EXIT_OK, main
-from eventsource.errors import StoreNotFoundError
 from eventsource.plugins import PluginHost
 from eventsource.testing import AbsentCheckpoints, CheckpointStoreSetupSuite
+from eventsource.testing.checkpoint_setup import old_checkpoints_read_as_they_are
 from eventsource_postgres import PostgresProvider
 from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
@@ -89,23 +88,13 @@ async def test_create_store_off_reads_an_old_table_as_it_is_and_refuses_to_write
         "position bigint NOT NULL, updated_at timestamptz NOT NULL, PRIMARY KEY (name, source))",
     )
     await admin(url, f"INSERT INTO \"{cp_schema}\".checkpoints VALUES ('view', 'src', 'all', 4, now())")
-    store = PostgresCheckpointStore(url, schema=cp_schema, create_store=False)
-    await store.connect()
-    try:
-        got = await store.get("view", "src")
-        assert got is not None and (got.position, got.event_id) == (4, None)
-        assert [c.name for c in await store.list()] == ["view"]
-        with pytest.raises(StoreNotFoundError) as refused:  # the anchor has nowhere to go: a migration first
-            await store.put(Checkpoint("view", "src", "all", 5))
-        assert refused.value.details["outdated"] and "anchor" in str(refused.value)
-        assert (await store.get("view", "src")).position == 4  # type: ignore[union-attr]
-    finally:
-        await store.close()
-    assert "anchor" not in await columns(url, cp_schema)
-    on = PostgresCheckpointStore(url, schema=cp_schema)  # the default migrates it, as before
-    await on.connect()
-    await on.close()
-    assert "anchor" in await columns(url, cp_schema)
+
+    async def anchor_column() -> bool:
+        return "anchor" in await columns(url, cp_schema)
+
+    await old_checkpoints_read_as_they_are(
+        lambda on: PostgresCheckpointStore(url, schema=cp_schema, create_store=on), anchor_column
+    )
 
 
 def test_host_passes_create_store_through(url: str) -> None:

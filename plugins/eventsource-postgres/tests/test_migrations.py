@@ -233,10 +233,11 @@ async def test_projection_sinks_and_providers_creating_one_schema_at_once_all_op
     projection services starting at once on a fresh database failed on the catalog's unique indexes (a provider
     migrating the same schema too), and a failed creation left the connection cached without the table."""
     from eventsource.projections.postgres import PostgresSink
+    from eventsource_postgres.schema import MIGRATE_LOCK
     from eventsource_postgres.settings import lock_key
 
     # core cannot import the plugin: it computes the plugin's key of the schema's lock itself
-    assert f"pg_advisory_xact_lock({lock_key('eventsource-migrate', 'abc')})" in PostgresSink(url, schema="abc")._ddl()
+    assert f"pg_advisory_xact_lock({lock_key(MIGRATE_LOCK, 'abc')})" in PostgresSink(url, schema="abc")._ddl()
 
     async def check(name: str, _: list[Any]) -> None:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:

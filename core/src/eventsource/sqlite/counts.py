@@ -4,9 +4,9 @@
 the events above it (the tail) are counted from the primary key when read, so the figures are exact in one read
 transaction. :func:`fold` moves the tail into the counts (the provider runs it on the writer every so many
 appends, queued behind the append and not awaited, and tried again by the next append if it fails; a stats call
-runs it first when the tail is long, say after another process wrote); every delete calls :func:`uncount` in its
-own transaction for the rows it removes, before removing them. Positions commit in order (one writer at a time),
-so no event can later appear at or below the folded position.
+runs it first when the tail is long, say after another process wrote, unless ``create_store`` is off); every delete
+calls :func:`uncount` in its own transaction for the rows it removes, before removing them. Positions commit in
+order (one writer at a time), so no event can later appear at or below the folded position.
 """
 
 from __future__ import annotations

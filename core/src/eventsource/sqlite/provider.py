@@ -466,9 +466,12 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         """Counts kept in the file (see :mod:`eventsource.sqlite.counts`), read in one transaction: all exact.
 
         Totals by type and the ``top_streams`` read the counts and the tail; the stream total counts the stream
-        rows, and without ``top_streams`` every stream is listed (one row and one index probe each).
+        rows, and without ``top_streams`` every stream is listed (one row and one index probe each). A long tail
+        (another process appended) is folded first, unless ``create_store`` is off: a store found, not set up, is
+        never written by a read, and the tail is counted as it is (exact all the same).
         """
-        if await self._read("stats", counts.tail_size) > 4 * counts.FOLD_EVERY:  # another process appended
+        may_write = self.settings["create_store"] or self.memory
+        if may_write and await self._read("stats", counts.tail_size) > 4 * counts.FOLD_EVERY:
             await self._write("stats", lambda db: tx(db, counts.fold))
 
         body = partial(read_stats, top_streams=top_streams, path=self.path, provider=self.name, started=self._started)

@@ -194,13 +194,20 @@ async def lag_of(
     source: str | None,
     wait: float | None = None,
 ) -> SubscriptionLag:
-    """The lag of checkpoint ``name`` on ``source`` (default: ``p``'s) in ``store`` (or the store at that URL)."""
+    """The lag of checkpoint ``name`` on ``source`` (default: ``p``'s) in ``store`` (or the store at that URL).
+
+    A store given by URL is opened with ``create_store`` off, as :func:`lag_report` opens it: a lag query creates
+    nothing, and a store that is not there holds no checkpoint (``CheckpointNotFoundError``, from the
+    ``StoreNotFoundError`` that says what is missing).
+    """
     from eventsource.checkpoints.base import CheckpointNotFoundError, CheckpointStore, check_name
+    from eventsource.create_store import existing_checkpoints
+    from eventsource.errors import StoreNotFoundError
 
     src = check_name("source", source) if source is not None else source_of(p)
     owned = isinstance(store, str)
     if isinstance(store, str):
-        store = host.create_checkpoint_store(store)
+        store, _ = existing_checkpoints(host, store)
     elif not isinstance(store, CheckpointStore):
         from eventsource.errors import ConfigurationError
 
@@ -209,6 +216,9 @@ async def lag_of(
     try:
         await store.connect()
         cp = await store.get(name, src)
+    except StoreNotFoundError as e:  # never created: no subscription has committed a checkpoint there
+        msg = f"no checkpoint {name!r} is stored for source {src!r}: {e}"
+        raise CheckpointNotFoundError(msg, name=name, source=src, store=e.details.get("store")) from e
     finally:
         if owned:
             await store.close()

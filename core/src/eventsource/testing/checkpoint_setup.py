@@ -9,6 +9,7 @@ writes one that exists.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -16,15 +17,12 @@ import pytest
 
 from eventsource.checkpoints import Checkpoint
 from eventsource.errors import StoreNotFoundError
+from eventsource.testing.absent import nothing, refused_twice
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from eventsource.checkpoints import CheckpointStore
-
-
-async def _nothing() -> list[str]:
-    return []
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class AbsentCheckpoints:
 
     build: Callable[[bool], CheckpointStore]
     """``build(create_store)``: a new, unconnected store of that namespace with ``create_store`` set."""
-    leftovers: Callable[[], Awaitable[list[str]]] = field(default=_nothing)
+    leftovers: Callable[[], Awaitable[list[str]]] = field(default=nothing)
     """What of the namespace exists now (a schema, a table, a bucket, a file), found without creating anything;
     ``[]`` when nothing does. The default sees nothing: override it to inspect."""
 
@@ -52,17 +50,8 @@ class CheckpointStoreSetupSuite:
         self, absent_checkpoints: AbsentCheckpoints
     ) -> None:
         assert await absent_checkpoints.leftovers() == [], "the absent_checkpoints fixture names one that exists"
-        for _attempt in range(2):  # the second attempt finds nothing the first one could have left
-            store = absent_checkpoints.build(False)  # noqa: FBT003 - the builder's one argument
-            try:
-                with pytest.raises(StoreNotFoundError) as refused:
-                    await store.connect()
-            finally:
-                await store.close()  # (after a refused connect too)
-            assert "create_store" in str(refused.value), refused.value  # says how to create it
-            assert refused.value.details.get("store"), refused.value.details  # names the store
-            assert refused.value.details.get("missing"), refused.value.details  # and what is missing
-            assert await absent_checkpoints.leftovers() == []
+        build = functools.partial(absent_checkpoints.build, False)  # noqa: FBT003 - the builder's one argument
+        await refused_twice(build, absent_checkpoints.leftovers, named=["store", "missing"])
 
     async def test_create_store_off_reads_and_writes_existing_checkpoints(
         self, absent_checkpoints: AbsentCheckpoints
@@ -93,3 +82,32 @@ class CheckpointStoreSetupSuite:
         finally:
             await store.close()
         assert await absent_checkpoints.leftovers() == made
+
+
+async def old_checkpoints_read_as_they_are(
+    build: Callable[[bool], CheckpointStore], anchor_column: Callable[[], Awaitable[bool]]
+) -> None:
+    """A checkpoint table an older release made (no ``anchor`` column) holding ``view``/``src``/``all`` at 4.
+
+    With ``create_store`` off, ``build(False)`` reads it as it is (no event id) and refuses a ``put`` (the
+    anchor has nowhere to go: ``StoreNotFoundError``, ``outdated``) leaving the checkpoint as it was and the
+    table without the column (``anchor_column()``, looked up without changing anything); ``build(True)``, the
+    default, adds the column on connect, as before.
+    """
+    store = build(False)  # noqa: FBT003 - the builder's one argument
+    await store.connect()
+    try:
+        got = await store.get("view", "src")
+        assert got is not None and (got.position, got.event_id) == (4, None)
+        assert [c.name for c in await store.list()] == ["view"]
+        with pytest.raises(StoreNotFoundError) as refused:  # the anchor has nowhere to go: a migration first
+            await store.put(Checkpoint("view", "src", "all", 5))
+        assert refused.value.details["outdated"] and "anchor" in str(refused.value)
+        assert (await store.get("view", "src")).position == 4  # type: ignore[union-attr]
+    finally:
+        await store.close()
+    assert not await anchor_column()
+    on = build(True)  # noqa: FBT003 - the default migrates it, as before
+    await on.connect()
+    await on.close()
+    assert await anchor_column()

@@ -7,6 +7,7 @@ teardown, the removal of whatever a failing test left. The tests build providers
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from eventsource.errors import StoreNotFoundError
 from eventsource.manager import EventSourcingManager
+from eventsource.testing.absent import nothing, refused_twice
 from eventsource.testing.base import ProviderSuiteBase, _host, ev, sid
 
 if TYPE_CHECKING:
@@ -22,17 +24,13 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
 
 
-async def _nothing() -> list[str]:
-    return []
-
-
 @dataclass(frozen=True)
 class AbsentStore:
     """A namespace nothing has created, on the server of the store under test."""
 
     args: dict[str, Any]
     """Keyword arguments of the provider class (``url`` and settings) that reach the namespace."""
-    leftovers: Callable[[], Awaitable[list[str]]] = field(default=_nothing)
+    leftovers: Callable[[], Awaitable[list[str]]] = field(default=nothing)
     """What of the namespace exists now (tables, a schema, streams, buckets, topics, files), found without
     creating anything; ``[]`` when nothing does. The default sees nothing: override it to inspect."""
 
@@ -57,16 +55,8 @@ class StoreSetupSuite(ProviderSuiteBase):
         self, provider: Provider, absent_store: AbsentStore
     ) -> None:
         assert await absent_store.leftovers() == [], "the absent_store fixture names a namespace that exists"
-        for _attempt in range(2):  # the second attempt finds nothing the first one could have left
-            p = self.built(provider, absent_store.args, create_store=False)
-            try:
-                with pytest.raises(StoreNotFoundError) as refused:
-                    await p.connect()
-            finally:
-                await p.close()  # (after a refused connect too)
-            assert "create_store" in str(refused.value), refused.value  # says how to create it
-            assert refused.value.details.get("store"), refused.value.details  # names the store
-            assert await absent_store.leftovers() == []
+        build = functools.partial(self.built, provider, absent_store.args, create_store=False)
+        await refused_twice(build, absent_store.leftovers, named=["store"])
 
     async def test_create_store_off_is_refused_through_the_manager_without_retries(
         self, provider: Provider, absent_store: AbsentStore

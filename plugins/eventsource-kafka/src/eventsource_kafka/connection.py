@@ -6,11 +6,14 @@ shared :class:`~eventsource_kafka.state.Namespace` by the cluster's id and adver
 has answered (:func:`cluster_identity`).
 Every role reaches the broker through :attr:`Connection.io` and the shared state through
 :attr:`Connection.ns` (read at each use: connect replaces it). :meth:`Connection.exclusive` is the
-one way to hold a stream (lease, then lock).
+one way to hold a stream (lease, then lock). With ``create_store`` off the lease is connected by the first
+hold (a write), not by connect: a provider opened only to read connects no lease store, so it creates none
+(a NATS KV lease makes its bucket on connect).
 """
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -74,6 +77,7 @@ class Connection:
         self.snap_topic = naming.snapshot_topic(self.prefix)
         self._io: KafkaIO | None = None
         self._lease: Lease | None = None
+        self._lease_lock = asyncio.Lock()  # one lease built by the first holds that race (create_store off)
         self._closed = False
         self.started = monotonic()
 
@@ -96,7 +100,8 @@ class Connection:
     async def connect(self) -> None:
         """Connect, create the metadata and snapshot topics, and build the lease if configured.
 
-        With ``create_store`` off the topics are only looked for: a store without them is refused.
+        With ``create_store`` off the topics are only looked for: a store without them is refused; and the lease
+        is left to the first write (:meth:`exclusive`), so what only reads connects no lease store.
         """
         if self._io is not None:
             return
@@ -123,10 +128,26 @@ class Connection:
         if identity:
             self.ns = namespace(self.servers, self.prefix, identity)
         self._io = io
-        if self.settings.get("lease_url") and self._lease is None:
-            lease = _lease_host().create_lease(self.settings["lease_url"], **self.settings["lease_settings"])
-            await lease.connect()
-            self._lease = lease
+        if self.settings["create_store"]:
+            await self._leased()
+
+    async def _leased(self) -> Lease | None:
+        """The connected lease, built on first use; ``None`` without a ``lease_url``.
+
+        Only while connected (``self.io`` raises what a call on a closed provider gets): a lease built after
+        :meth:`close` would stay open, held by nothing.
+        """
+        if self._lease is None and self.settings.get("lease_url"):
+            async with self._lease_lock:
+                if self._lease is None:
+                    self.io  # noqa: B018 - raises when not connected
+                    lease = _lease_host().create_lease(self.settings["lease_url"], **self.settings["lease_settings"])
+                    await lease.connect()
+                    if self._io is None:  # closed while the lease connected
+                        await lease.close()
+                        self.io  # noqa: B018 - raises
+                    self._lease = lease
+        return self._lease
 
     def _refuse_missing(self, missing: list[str]) -> None:
         """With ``create_store`` off: refuse a store without its metadata or snapshot topic (``missing``)."""
@@ -147,13 +168,14 @@ class Connection:
     @asynccontextmanager
     async def exclusive(self, stream_id: str) -> AsyncIterator[bool]:
         """Hold the stream's lease (if configured) and its in-process lock; yields whether a lease is held."""
-        if self._lease is None:
+        lease = await self._leased()
+        if lease is None:
             async with self.ns.slot(stream_id).lock.held():
                 yield False
         else:
             key = f"kafka/{self.prefix}/{stream_id}"  # streams of one prefix share leases, whatever the servers
             async with (
-                self._lease.hold(key, timeout=self.settings["lease_timeout"]),
+                lease.hold(key, timeout=self.settings["lease_timeout"]),
                 self.ns.slot(stream_id).lock.held(),
             ):
                 yield True

@@ -111,7 +111,7 @@ class KafkaProvider(Provider):
         return self._conn.io
 
     async def connect(self) -> None:
-        """Connect, create the metadata and snapshot topics, and build the lease if configured."""
+        """Connect, create the metadata and snapshot topics, and build the lease if configured (see the Connection)."""
         await self._conn.connect()
 
     async def close(self) -> None:

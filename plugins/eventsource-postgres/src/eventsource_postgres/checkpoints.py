@@ -18,7 +18,8 @@ from eventsource.create_store import store_not_found
 from eventsource.errors import EventSourceError, StoreNotFoundError
 
 from eventsource_postgres.errors import map_error
-from eventsource_postgres.settings import IDENTIFIER, check_target, lock_key, mask_target, target_secrets
+from eventsource_postgres.schema import locked_schema
+from eventsource_postgres.settings import IDENTIFIER, check_target, mask_target, target_secrets
 
 MAX_SCHEMA_LENGTH = 40
 
@@ -88,9 +89,7 @@ class PostgresCheckpointStore(CheckpointStore):
     async def _create(self, conn: Any) -> None:
         """Create the schema and table if missing; add ``anchor`` to a table an older release made."""
         # under the schema's lock (a provider's migration takes it too): "IF NOT EXISTS" races otherwise
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key("eventsource-migrate", self.schema)])
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        async with locked_schema(conn, self.schema):
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table} (name text NOT NULL, source text NOT NULL, "
                 "scope text NOT NULL, position bigint NOT NULL, updated_at timestamptz NOT NULL, "

@@ -10,6 +10,7 @@ off, :func:`check_current` only reads: a store that is missing or behind is refu
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from eventsource.errors import ConfigurationError
 from eventsource_postgres.settings import lock_key
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from psycopg import AsyncConnection
 
@@ -175,6 +176,24 @@ async def applied_version(conn: AsyncConnection[Any], n: Names) -> int | None:
     return int(row[0]) if row else 0
 
 
+MIGRATE_LOCK = "eventsource-migrate"
+"""The name of a schema's advisory lock (``lock_key(MIGRATE_LOCK, schema)``; core's ``PostgresSink`` computes the
+same key, as it cannot import this plugin)."""
+
+
+@asynccontextmanager
+async def locked_schema(conn: AsyncConnection[Any], schema: str) -> AsyncIterator[None]:
+    """A transaction holding ``schema``'s advisory lock, with the schema created if it was missing.
+
+    Whatever creates objects in a schema does it in one (:func:`migrate`, the checkpoint table): two
+    ``CREATE ... IF NOT EXISTS`` at once fail on the catalog's unique indexes. ``schema`` is a checked identifier.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(MIGRATE_LOCK, schema)])
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        yield
+
+
 async def migrate(conn: AsyncConnection[Any], n: Names) -> list[int]:
     """Create or upgrade the store's objects; returns the migrations applied by this call.
 
@@ -186,9 +205,7 @@ async def migrate(conn: AsyncConnection[Any], n: Names) -> list[int]:
         _refuse_newer(current, n)
         return []
     applied: list[int] = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key("eventsource-migrate", n.schema)])
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {n.quoted_schema}")
+    async with locked_schema(conn, n.schema):
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {n.migrations} ("
             "version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"

@@ -121,3 +121,14 @@ async def test_policies_not_given_as_a_list_are_refused_naming_the_list_and_noth
         await m.start_retention("1h", policies)  # type: ignore[arg-type]
     assert [e.version async for e in m.read_stream(sid)] == [1, 2, 3, 4, 5]
 
+
+async def test_max_age_reaching_before_year_one_deletes_nothing_and_the_run_succeeds(m: EventSourcingManager) -> None:
+    """``now`` and ``max_age`` are each valid; a cutoff before the first representable instant means no event is
+    older: the run reported a failed policy (OverflowError) and raised RetentionError."""
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    early = datetime(5, 1, 1, tzinfo=UTC)
+    await m.append_events_batch(stream_id=sid, events=[EventData("Tick", {"i": i}, timestamp=early) for i in range(3)])
+    report = await m.apply_retention([MaxAgePolicy("3650d")], now=datetime(6, 1, 1, tzinfo=UTC))
+    [outcome] = report.outcomes
+    assert (outcome.status, outcome.deleted_events) == ("ok", 0)
+    assert [e.version async for e in m.read_stream(sid)] == [1, 2, 3]

@@ -178,9 +178,12 @@ class MaxAgePolicy(RetentionPolicy):
         return {"policy": self.name, "max_age": self.max_age}
 
     async def apply(self, ctx: RetentionContext) -> int:
-        """One store-wide ``delete_events_before(now - max_age)``."""
+        """One store-wide ``delete_events_before(now - max_age)``; a cutoff before year 1 has nothing older."""
         p = ctx.provider
-        cutoff = ctx.now - timedelta(seconds=self.max_age)
+        try:
+            cutoff = ctx.now - timedelta(seconds=self.max_age)
+        except OverflowError:  # now - max_age is before the first instant a datetime holds: no event is older
+            return 0
         n = int(await ctx.call("delete_events_before", lambda: p.delete_events_before(cutoff)))
         ctx.deleted_events += n
         return n

@@ -327,6 +327,8 @@ class PolicyOutcome:
     :param status: ``"ok"``; ``"unsupported"`` (the provider cannot do a primitive the policy needs:
         ``message`` names it, nothing was deleted); ``"failed"`` (``message`` says why; events deleted
         before the failure are counted).
+    :param streams_touched: streams a per-stream policy cut (``max_count``, ``before_snapshot``); ``max_age``
+        deletes store-wide through one call that returns only a count, so it reports 0 whatever it deleted.
     """
 
     provider: str

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from eventsource.errors import ConfigurationError
 from eventsource.manager import EventSourcingManager
 from eventsource.memory import MemoryProvider
 from eventsource.model import EventData
@@ -96,3 +97,38 @@ async def test_a_stream_created_again_while_max_count_looks_past_a_deleted_newes
 @pytest.fixture
 def m(manager: EventSourcingManager) -> EventSourcingManager:
     return manager
+
+
+# ---------------------------------------------------------------------- bad input to a run (retention review)
+
+
+@pytest.mark.parametrize(
+    "policies",
+    [MaxCountPolicy(2), "max_count", {"policy": "max_count", "max_events": 2}, b"max_count", 2],
+    ids=["a-policy", "a-name", "a-dict", "bytes", "an-int"],
+)
+async def test_policies_not_given_as_a_list_are_refused_naming_the_list_and_nothing_is_deleted(
+    m: EventSourcingManager, policies: object
+) -> None:
+    """A lone policy where a list is expected: a str was read letter by letter ("unknown policy 'm'"), a dict key
+    by key ("unknown policy 'policy'"), a policy object raised a bare TypeError."""
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    await m.append_events_batch(stream_id=sid, events=[EventData("Tick", {"i": i}) for i in range(5)])
+    with pytest.raises(ConfigurationError, match=r"a list of") as e:
+        await m.apply_retention(policies)  # type: ignore[arg-type]
+    assert e.value.details["field"] == "retention_policies"
+    with pytest.raises(ConfigurationError, match=r"a list of"):
+        await m.start_retention("1h", policies)  # type: ignore[arg-type]
+    assert [e.version async for e in m.read_stream(sid)] == [1, 2, 3, 4, 5]
+
+
+async def test_max_age_reaching_before_year_one_deletes_nothing_and_the_run_succeeds(m: EventSourcingManager) -> None:
+    """``now`` and ``max_age`` are each valid; a cutoff before the first representable instant means no event is
+    older: the run reported a failed policy (OverflowError) and raised RetentionError."""
+    sid = f"s-{uuid.uuid4().hex[:8]}"
+    early = datetime(5, 1, 1, tzinfo=UTC)
+    await m.append_events_batch(stream_id=sid, events=[EventData("Tick", {"i": i}, timestamp=early) for i in range(3)])
+    report = await m.apply_retention([MaxAgePolicy("3650d")], now=datetime(6, 1, 1, tzinfo=UTC))
+    [outcome] = report.outcomes
+    assert (outcome.status, outcome.deleted_events) == ("ok", 0)
+    assert [e.version async for e in m.read_stream(sid)] == [1, 2, 3]

@@ -155,6 +155,7 @@ EXPECTED: dict[str, tuple[set[str], dict[str, str]]] = {
         {
             "test_truncate_stream_keeps_versions": "truncate_stream",
             "test_truncate_if_holds_leaves_another_incarnation": "truncate_stream",
+            **{f"test_truncating_a_missing_stream_raises_stream_not_found[{v}]": "truncate_stream" for v in (0, 1, 5)},
             "test_delete_events_before_a_time": "delete_events_before",
         },
     ),

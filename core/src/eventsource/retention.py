@@ -178,9 +178,12 @@ class MaxAgePolicy(RetentionPolicy):
         return {"policy": self.name, "max_age": self.max_age}
 
     async def apply(self, ctx: RetentionContext) -> int:
-        """One store-wide ``delete_events_before(now - max_age)``."""
+        """One store-wide ``delete_events_before(now - max_age)``; a cutoff before year 1 has nothing older."""
         p = ctx.provider
-        cutoff = ctx.now - timedelta(seconds=self.max_age)
+        try:
+            cutoff = ctx.now - timedelta(seconds=self.max_age)
+        except OverflowError:  # now - max_age is before the first instant a datetime holds: no event is older
+            return 0
         n = int(await ctx.call("delete_events_before", lambda: p.delete_events_before(cutoff)))
         ctx.deleted_events += n
         return n
@@ -324,6 +327,8 @@ class PolicyOutcome:
     :param status: ``"ok"``; ``"unsupported"`` (the provider cannot do a primitive the policy needs:
         ``message`` names it, nothing was deleted); ``"failed"`` (``message`` says why; events deleted
         before the failure are counted).
+    :param streams_touched: streams a per-stream policy cut (``max_count``, ``before_snapshot``); ``max_age``
+        deletes store-wide through one call that returns only a count, so it reports 0 whatever it deleted.
     """
 
     provider: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from eventsource.config import parse_duration
@@ -20,7 +21,7 @@ from eventsource.retention import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from datetime import datetime
 
     from eventsource.config import ManagerConfig
@@ -58,18 +59,33 @@ class RetentionRuns:
 
     def choose(self, policies: Sequence[PolicySpec] | None) -> list[RetentionPolicy]:
         """``policies`` as policy objects (default: the configured ones); at least one."""
-        chosen = self.configured() if policies is None else [self._build(x) for x in policies]
+        chosen = self.configured() if policies is None else [self._build(x) for x in self._listed(policies)]
         if not chosen:
             msg = "no retention policy is configured (set retention_period or retention_policies, or pass policies)"
             raise ConfigurationError(msg, field="retention_policies")
         return chosen
+
+    @staticmethod
+    def _listed(policies: object) -> list[PolicySpec]:
+        """``policies`` as a list; a lone policy, name or dict (a str or a dict would be read item by item) refused."""
+        if isinstance(policies, (RetentionPolicy, str, bytes, bytearray, Mapping)) or not isinstance(
+            policies, Iterable
+        ):
+            msg = (
+                "policies must be a list of retention policies (RetentionPolicy objects, names or "
+                f"{{'policy': name, ...}} dicts), got {type(policies).__name__} {policies!r}"
+            )
+            if isinstance(policies, (RetentionPolicy, str, Mapping)):
+                msg += f": pass [{policies!r}]"
+            raise ConfigurationError(msg, field="retention_policies")
+        return list(policies)
 
     def _build(self, value: PolicySpec) -> RetentionPolicy:
         if isinstance(value, RetentionPolicy):
             return value
         if isinstance(value, str):
             value = {"policy": value}
-        if not isinstance(value, dict):
+        if not isinstance(value, Mapping):
             msg = (
                 f"a retention policy must be a RetentionPolicy, a name or a {{'policy': name, ...}} dict, got {value!r}"
             )

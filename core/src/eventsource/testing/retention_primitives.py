@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from eventsource.errors import UnsupportedOperationError
+from eventsource.errors import StreamNotFoundError, UnsupportedOperationError
 from eventsource.testing.base import ProviderSuiteBase, ev, sid
 
 REFUSED = "checked by the refusal test"
@@ -62,6 +62,16 @@ class RetentionPrimitiveSuite(ProviderSuiteBase):
         assert (await manager.append_event(stream_id=s, event_type="E", data={}, expected_version=10)).version == 11
         assert (await manager.get_events(stream_id=s)).total_count == 8
         assert await provider.truncate_stream(s, 4) == 0
+
+    @pytest.mark.parametrize("before_version", [0, 1, 5])
+    async def test_truncating_a_missing_stream_raises_stream_not_found(
+        self, provider: Provider, before_version: int
+    ) -> None:
+        """Whatever the bound: a truncation below version 1 deleted nothing but still names a missing stream."""
+        if not self.supports(provider, "truncate_stream"):
+            pytest.skip(f"capability: the store declares 'truncate_stream' unsupported ({REFUSED})")
+        with pytest.raises(StreamNotFoundError):
+            await provider.truncate_stream(sid(), before_version)
 
     async def test_truncate_if_holds_leaves_another_incarnation(
         self, manager: EventSourcingManager, provider: Provider

@@ -179,9 +179,10 @@ class Retention:
             return n, upto >= before_version
 
         total = 0
-        while upto < before_version:
+        while True:  # one batch at least: a bound of 0 or below deletes nothing, yet a missing stream is named
             total += (await self._batch("truncate_stream", run))[0]
-        return total
+            if upto >= before_version:
+                return total
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """``DELETE ... WHERE ts < cutoff``, oldest first, in short batches (:class:`Batches`), fixing streams rows.

@@ -501,16 +501,14 @@ class ScopedKeyStore(KeyProvider):
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         """A data key by id (master keys serve the global scope); tombstoned ids raise :class:`KeyShreddedError`.
 
-        A key of another scope of the same kind as ``scope`` (the event's envelope says another tenant)
-        raises :class:`DecryptionError`. With a key file, a shred done by another process takes effect
-        here at once (the file was replaced).
+        A key (live or shredded) of another scope of the same kind as ``scope`` raises :class:`DecryptionError`.
+        With a key file, a shred done by another process takes effect here at once (the file was replaced).
         """
         if self.path is not None:
             self._catch_up()
         key = self._plain.get(key_id)
         if key is not None:
-            if scope is not None:
-                self._check_scope(key_id, scope)
+            self._check_scope(key_id, scope)
             return key
         if key_id in self.master:
             return self.master.decryption_key(key_id, scope)
@@ -518,27 +516,29 @@ class ScopedKeyStore(KeyProvider):
             if key_id not in self._entries and key_id not in self._tombstones:
                 self._sync()  # another process may have created (or shredded) it
             if key_id in self._entries:
-                if scope is not None:
-                    self._check_scope(key_id, scope)
+                self._check_scope(key_id, scope)
                 return self._key(key_id)
             tomb = self._tombstones.get(key_id)
+            self._check_scope(key_id, scope)
         if tomb is not None:
             shredded = tomb["scope"]
             msg = f"the key of scope {shredded!r} was shredded; this payload can no longer be decrypted"
             raise KeyShreddedError(msg, scope=shredded, key_id=key_id)
         msg = f"the payload was encrypted with key id {key_id!r}, which this key store does not hold"
-        if scope is not None:
-            msg += f" (expected scope {scope!r})"
+        msg += f" (expected scope {scope!r})" if scope is not None else ""
         raise UnknownKeyError(msg, key_id=key_id, scope=scope)
 
-    def _check_scope(self, key_id: str, scope: str) -> None:
-        """Refuse a key of another tenant (stream) for a payload whose envelope names ``scope``.
+    def _check_scope(self, key_id: str, scope: str | None) -> None:
+        """Refuse a key of another tenant (stream) for a payload whose envelope names ``scope`` (if it names one).
 
         The associated data binds stream, event id and version, not the tenant: without this, an event relabelled
         to another tenant (``"tenant:"``: to none) in the store would read as theirs, and outlive its shred. Keys
         of another kind (``stream:`` for a ``tenant:`` scope) predate a change of the configured scope: readable.
+        Shredded keys count too: an edited header must not make a live event read as shredded (hidden, skipped).
         """
-        entry = self._entries.get(key_id)
+        if scope is None:
+            return
+        entry = self._entries.get(key_id) or self._tombstones.get(key_id)
         owner = entry["scope"] if entry is not None else scope
         if owner != scope and owner.partition(":")[0] == scope.partition(":")[0]:
             whose = repr(scope) if scope[-1:] != ":" else f"no {scope[:-1]} (its envelope names none)"

@@ -1,0 +1,80 @@
+"""Encryption and keys, an attacker's review: what a store edited by hand, an odd key id or a shred does to reads."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource.errors import DecryptionError
+from eventsource.manager import SHREDDED_KEY, EventSourcingManager
+from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+HOST = PluginHost(load_entrypoints=False)
+K1 = base64.b64encode(bytes(range(32))).decode()
+
+_OPEN: list[EventSourcingManager] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_managers() -> AsyncIterator[None]:
+    yield
+    while _OPEN:
+        await _OPEN.pop().close()
+
+
+async def manager(db: Path, **kw: Any) -> EventSourcingManager:
+    cfg = {"providers": {}, "default_provider": None, "encryption": True, "encryption_keys": {"k1": K1}, **kw}
+    m = EventSourcingManager(cfg, host=HOST)
+    await m.register_provider(f"sqlite:///{db}", name="m")
+    _OPEN.append(m)
+    return m
+
+
+def header_swapped(db: Path, victim: str, donor: str) -> None:
+    """Give ``victim``'s stored data the key-id header of ``donor``'s (the ciphertext stays the victim's)."""
+    with sqlite3.connect(db) as con:
+        (mine,) = con.execute("SELECT data FROM es_events WHERE event_id = ?", (victim,)).fetchone()
+        (theirs,) = con.execute("SELECT data FROM es_events WHERE event_id = ?", (donor,)).fetchone()
+        forged = theirs[: 2 + theirs[1]] + mine[2 + mine[1] :]
+        con.execute("UPDATE es_events SET data = ? WHERE event_id = ?", (forged, victim))
+    con.close()
+
+
+# ---------------------------------------------------------------------- a live event passed off as shredded
+
+
+@pytest.mark.parametrize("mode", ["raise", "redact"])
+@pytest.mark.parametrize(
+    ("scope", "victim", "donor"),
+    [("stream", ("s", None), ("t", None)), ("tenant", ("s", "ta"), ("t", "tb")), ("tenant", ("s", None), ("t", "tb"))],
+)
+async def test_a_live_event_naming_another_scopes_shredded_key_is_tampering_not_a_shred(
+    tmp_path: Path, mode: str, scope: str, victim: tuple[str, str | None], donor: tuple[str, str | None]
+) -> None:
+    """A key id is read from the payload's header before anything is authenticated. An event whose header was
+    edited in the store to name another stream's (tenant's) shredded key read as shredded: ``KeyShreddedError``
+    naming the other scope, or with ``shredded_events="redact"`` ``data=None``, so a live event could be hidden
+    from every reader and skipped by every subscription without a trace of tampering."""
+    db = tmp_path / "events.db"
+    m = await manager(
+        db, encryption_scope=scope, encryption_key_store=str(tmp_path / "keys.jsonl"), shredded_events=mode
+    )
+    v = await m.append_event(stream_id=victim[0], event_type="E", data={"amount": 100}, tenant_id=victim[1])
+    d = await m.append_event(stream_id=donor[0], event_type="E", data={"x": 1}, tenant_id=donor[1])
+    shredded = f"stream:{donor[0]}" if scope == "stream" else f"tenant:{donor[1]}"
+    assert await m.shred(scope=shredded) == 1
+    header_swapped(db, v.event_id, d.event_id)
+    with pytest.raises(DecryptionError) as info:
+        await m.get_event_by_id(v.event_id)
+    assert "100" not in str(info.value)
+    with pytest.raises(DecryptionError):
+        [e async for e in m.read_stream(victim[0])]
+    if mode == "redact":  # the donor itself reads as shredded, as before
+        assert (await m.get_event_by_id(d.event_id)).metadata == {SHREDDED_KEY: shredded}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from eventsource.errors import DecryptionError
+from eventsource.codecs.keys import StaticKeyRing
+from eventsource.config import ManagerConfig
+from eventsource.errors import ConfigurationError, DecryptionError
 from eventsource.manager import SHREDDED_KEY, EventSourcingManager
 from eventsource.plugins import PluginHost
 
@@ -78,3 +79,25 @@ async def test_a_live_event_naming_another_scopes_shredded_key_is_tampering_not_
         [e async for e in m.read_stream(victim[0])]
     if mode == "redact":  # the donor itself reads as shredded, as before
         assert (await m.get_event_by_id(d.event_id)).metadata == {SHREDDED_KEY: shredded}
+
+
+# ---------------------------------------------------------------------- key ids that are not UTF-8 text
+
+
+def test_a_key_id_with_a_lone_surrogate_is_a_configuration_error() -> None:
+    """A key id is written into every ciphertext as UTF-8. One holding a lone surrogate (an environment variable
+    name with a byte that is not UTF-8 reads as one: ``EVENTSOURCE_ENCRYPTION_KEYS__\\udcff``) escaped the checks
+    as a bare ``UnicodeEncodeError`` from the ring, the configuration and ``add_key``, not a typed error."""
+    bad = "k\udcff"
+    with pytest.raises(ConfigurationError) as info:
+        StaticKeyRing({bad: K1})
+    with pytest.raises(ConfigurationError):
+        ManagerConfig.from_env({"EVENTSOURCE_ENCRYPTION": "true", f"EVENTSOURCE_ENCRYPTION_KEYS__{bad}": K1})
+    with pytest.raises(ConfigurationError):
+        EventSourcingManager({"encryption": True, "encryption_keys": {bad: K1}}, host=HOST)
+    ring = StaticKeyRing({"k1": K1})
+    with pytest.raises(ConfigurationError):
+        ring.add_key(bad, K1)
+    assert ring.key_ids == ["k1"]
+    for text in (str(info.value), repr(ring)):
+        assert K1 not in text

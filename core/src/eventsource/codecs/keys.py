@@ -58,8 +58,9 @@ def decode_key(key_id: str, value: str | bytes) -> bytes:
 
 
 def check_key_id(key_id: object) -> str:
-    """Validate a key id (non-empty text, at most 255 UTF-8 bytes)."""
-    if not isinstance(key_id, str) or not key_id or len(key_id.encode("utf-8")) > MAX_KEY_ID_BYTES:
+    """Validate a key id (non-empty text, at most 255 UTF-8 bytes; a lone surrogate has no UTF-8 form)."""
+    utf8 = key_id.encode("utf-8", "replace") if isinstance(key_id, str) else b""
+    if not isinstance(key_id, str) or not 0 < len(utf8) <= MAX_KEY_ID_BYTES or utf8.decode("utf-8") != key_id:
         msg = f"a key id must be non-empty text of at most {MAX_KEY_ID_BYTES} UTF-8 bytes, got {key_id!r}"
         raise ConfigurationError(msg, field="active_key_id")
     return key_id
@@ -255,8 +256,7 @@ class ScopedKeyStore(KeyProvider):
         return ConfigurationError(msg, field="encryption_key_store")
 
     def _reset(self) -> None:
-        self._entries, self._active, self._tombstones = {}, {}, {}
-        self._offset = 0
+        self._entries, self._active, self._tombstones, self._offset = {}, {}, {}, 0
 
     def _forget_file(self) -> None:
         if self._fd is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from eventsource.config import ManagerConfig
 from eventsource.errors import ConfigurationError, DecryptionError
 from eventsource.manager import SHREDDED_KEY, EventSourcingManager
 from eventsource.plugins import PluginHost
+from eventsource.sync import SyncEventSourcingManager
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -79,6 +81,10 @@ async def test_a_live_event_naming_another_scopes_shredded_key_is_tampering_not_
         [e async for e in m.read_stream(victim[0])]
     if mode == "redact":  # the donor itself reads as shredded, as before
         assert (await m.get_event_by_id(d.event_id)).metadata == {SHREDDED_KEY: shredded}
+    cfg = dataclasses.replace(m.config, providers={"m": {"url": f"sqlite:///{db}"}}, default_provider="m")
+    with SyncEventSourcingManager(cfg, host=HOST) as sync:  # the sync API says the same
+        with pytest.raises(DecryptionError):
+            sync.get_event_by_id(v.event_id)
 
 
 # ---------------------------------------------------------------------- key ids that are not UTF-8 text

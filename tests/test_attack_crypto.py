@@ -82,9 +82,8 @@ async def test_a_live_event_naming_another_scopes_shredded_key_is_tampering_not_
     if mode == "redact":  # the donor itself reads as shredded, as before
         assert (await m.get_event_by_id(d.event_id)).metadata == {SHREDDED_KEY: shredded}
     cfg = dataclasses.replace(m.config, providers={"m": {"url": f"sqlite:///{db}"}}, default_provider="m")
-    with SyncEventSourcingManager(cfg, host=HOST) as sync:  # the sync API says the same
-        with pytest.raises(DecryptionError):
-            sync.get_event_by_id(v.event_id)
+    with SyncEventSourcingManager(cfg, host=HOST) as sync, pytest.raises(DecryptionError):  # the sync API too
+        sync.get_event_by_id(v.event_id)
 
 
 # ---------------------------------------------------------------------- key ids that are not UTF-8 text
@@ -107,3 +106,36 @@ def test_a_key_id_with_a_lone_surrogate_is_a_configuration_error() -> None:
     assert ring.key_ids == ["k1"]
     for text in (str(info.value), repr(ring)):
         assert K1 not in text
+
+
+# ---------------------------------------------------------------------- retention by a snapshot nobody can read
+
+
+async def test_before_snapshot_retention_never_cuts_by_a_snapshot_that_cannot_be_read(tmp_path: Path) -> None:
+    """``before_snapshot`` truncated a stream up to its latest snapshot without asking whether that snapshot could
+    be read. A snapshot sealed with a tenant's key that was then shredded (the stream also held another tenant's
+    events), or one whose bytes were damaged, made retention delete events that still read and that no readable
+    snapshot covered: data lost for good."""
+    db = tmp_path / "events.db"
+    m = await manager(db, encryption_scope="tenant", encryption_key_store=str(tmp_path / "keys.jsonl"))
+    await m.append_event(stream_id="s", event_type="E", data={"who": "b"}, tenant_id="tb")
+    await m.append_event(stream_id="s", event_type="E", data={"who": "a"}, tenant_id="ta")
+    await m.create_snapshot(stream_id="s", data={"state": "both"})  # sealed with ta's key (the event at version 2)
+    await m.shred(tenant_id="ta")
+    report = await m.apply_retention(["before_snapshot"])
+    assert report.deleted() == 0
+    assert (await m.get_event_by_id((await m.get_events_by_stream("s", limit=1)).events[0].event_id)).data == {
+        "who": "b"
+    }
+    # a damaged snapshot (a flipped byte) covers nothing either
+    await m.append_event(stream_id="t", event_type="E", data={"n": 1}, tenant_id="tb")
+    await m.create_snapshot(stream_id="t", data={"n": 1})
+    with sqlite3.connect(db) as con:
+        (blob,) = con.execute("SELECT data FROM es_snapshots WHERE stream_id = 't'").fetchone()
+        con.execute("UPDATE es_snapshots SET data = ? WHERE stream_id = 't'", (blob[:-1] + bytes([blob[-1] ^ 1]),))
+    con.close()
+    assert (await m.apply_retention(["before_snapshot"])).deleted() == 0
+    assert [e.data async for e in m.read_stream("t")] == [{"n": 1}]
+    # a snapshot that reads still cuts as before
+    await m.create_snapshot(stream_id="t", data={"n": 1})
+    assert (await m.apply_retention(["before_snapshot"])).deleted() == 1

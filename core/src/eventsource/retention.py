@@ -49,6 +49,8 @@ class RetentionContext:
     :param call: runs one provider call under the manager's timeout and retry policy (a truncation is
         never retried):
         ``await ctx.call("truncate_stream", lambda: p.truncate_stream(sid, v))``.
+    :param readable: whether a stored snapshot reads back through the manager's codec and keys (``None``: not
+        asked); ``before_snapshot`` never cuts by one that does not.
     """
 
     provider: Provider
@@ -57,6 +59,7 @@ class RetentionContext:
     streams_touched: int = 0
     deleted_events: int = 0
     """Events deleted so far (policies add as they go, so a run that fails midway still reports them)."""
+    readable: Callable[[RecordedSnapshot], bool] | None = None
 
     async def truncate(self, stream_id: str, before_version: int, *, if_holds: EventAt | None = None) -> int:
         """``truncate_stream`` counted into this run; a stream deleted meanwhile has nothing left to delete.
@@ -292,6 +295,8 @@ class BeforeSnapshotPolicy(RetentionPolicy):
                 continue
             before = snap.version + 1 - self.keep_events
             if before <= (info.first_version or 1):
+                continue
+            if ctx.readable is not None and not ctx.readable(snap):  # its key shredded, its bytes damaged: no cover
                 continue
             deleted += await _truncate_listed(ctx, info, before)
         return deleted

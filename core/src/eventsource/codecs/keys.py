@@ -58,8 +58,9 @@ def decode_key(key_id: str, value: str | bytes) -> bytes:
 
 
 def check_key_id(key_id: object) -> str:
-    """Validate a key id (non-empty text, at most 255 UTF-8 bytes)."""
-    if not isinstance(key_id, str) or not key_id or len(key_id.encode("utf-8")) > MAX_KEY_ID_BYTES:
+    """Validate a key id (non-empty text, at most 255 UTF-8 bytes; a lone surrogate has no UTF-8 form)."""
+    utf8 = key_id.encode("utf-8", "replace") if isinstance(key_id, str) else b""
+    if not isinstance(key_id, str) or not 0 < len(utf8) <= MAX_KEY_ID_BYTES or utf8.decode("utf-8") != key_id:
         msg = f"a key id must be non-empty text of at most {MAX_KEY_ID_BYTES} UTF-8 bytes, got {key_id!r}"
         raise ConfigurationError(msg, field="active_key_id")
     return key_id
@@ -255,8 +256,7 @@ class ScopedKeyStore(KeyProvider):
         return ConfigurationError(msg, field="encryption_key_store")
 
     def _reset(self) -> None:
-        self._entries, self._active, self._tombstones = {}, {}, {}
-        self._offset = 0
+        self._entries, self._active, self._tombstones, self._offset = {}, {}, {}, 0
 
     def _forget_file(self) -> None:
         if self._fd is not None:
@@ -501,16 +501,14 @@ class ScopedKeyStore(KeyProvider):
     def decryption_key(self, key_id: str, scope: str | None) -> bytes:
         """A data key by id (master keys serve the global scope); tombstoned ids raise :class:`KeyShreddedError`.
 
-        A key of another scope of the same kind as ``scope`` (the event's envelope says another tenant)
-        raises :class:`DecryptionError`. With a key file, a shred done by another process takes effect
-        here at once (the file was replaced).
+        A key (live or shredded) of another scope of the same kind as ``scope`` raises :class:`DecryptionError`.
+        With a key file, a shred done by another process takes effect here at once (the file was replaced).
         """
         if self.path is not None:
             self._catch_up()
         key = self._plain.get(key_id)
         if key is not None:
-            if scope is not None:
-                self._check_scope(key_id, scope)
+            self._check_scope(key_id, scope)
             return key
         if key_id in self.master:
             return self.master.decryption_key(key_id, scope)
@@ -518,27 +516,29 @@ class ScopedKeyStore(KeyProvider):
             if key_id not in self._entries and key_id not in self._tombstones:
                 self._sync()  # another process may have created (or shredded) it
             if key_id in self._entries:
-                if scope is not None:
-                    self._check_scope(key_id, scope)
+                self._check_scope(key_id, scope)
                 return self._key(key_id)
             tomb = self._tombstones.get(key_id)
+            self._check_scope(key_id, scope)
         if tomb is not None:
             shredded = tomb["scope"]
             msg = f"the key of scope {shredded!r} was shredded; this payload can no longer be decrypted"
             raise KeyShreddedError(msg, scope=shredded, key_id=key_id)
         msg = f"the payload was encrypted with key id {key_id!r}, which this key store does not hold"
-        if scope is not None:
-            msg += f" (expected scope {scope!r})"
+        msg += f" (expected scope {scope!r})" if scope is not None else ""
         raise UnknownKeyError(msg, key_id=key_id, scope=scope)
 
-    def _check_scope(self, key_id: str, scope: str) -> None:
-        """Refuse a key of another tenant (stream) for a payload whose envelope names ``scope``.
+    def _check_scope(self, key_id: str, scope: str | None) -> None:
+        """Refuse a key of another tenant (stream) for a payload whose envelope names ``scope`` (if it names one).
 
         The associated data binds stream, event id and version, not the tenant: without this, an event relabelled
         to another tenant (``"tenant:"``: to none) in the store would read as theirs, and outlive its shred. Keys
         of another kind (``stream:`` for a ``tenant:`` scope) predate a change of the configured scope: readable.
+        Shredded keys count too: an edited header must not make a live event read as shredded (hidden, skipped).
         """
-        entry = self._entries.get(key_id)
+        if scope is None:
+            return
+        entry = self._entries.get(key_id) or self._tombstones.get(key_id)
         owner = entry["scope"] if entry is not None else scope
         if owner != scope and owner.partition(":")[0] == scope.partition(":")[0]:
             whose = repr(scope) if scope[-1:] != ":" else f"no {scope[:-1]} (its envelope names none)"

@@ -116,7 +116,7 @@ class EventSourcingManager(KeyScopes):
         self._streams = Streams(self.config, self._policy, self._sealed, self._threshold)
         self._queries = Queries(self.config, self._codec, self._policy)
         self._snapshots = Snapshots(self.config, self._codec, self._policy, self._threshold)
-        self._retention = RetentionRuns(self.config, self.host, self._policy)
+        self._retention = RetentionRuns(self.config, self.host, self._policy, self._codec.snapshot_readable)
         self._monitoring = Monitoring(self._providers, self._policy, self.host, self.config, time.monotonic())
         self.event_classes = EventClasses(self._codec.chain)
         self._subscriptions = OpenSubscriptions(self._policy, self._codec, self.host)  # close() ends them

@@ -551,6 +551,14 @@ class EventCodec:
         meta, meta_size = self._metadata(metadata, encoding, aad=prefix + _META, scope=scope)
         return raw, meta, encoding, size + meta_size
 
+    def snapshot_readable(self, snap: RecordedSnapshot) -> bool:
+        """Whether ``snap`` decodes here: its key stands and its bytes authenticate (what retention may cut by)."""
+        try:
+            self.decode_snapshot(snap.stream_id, snap)
+        except (CodecError, ConfigurationError):  # shredded, damaged, no key here, cannot be upcast
+            return False
+        return True
+
     def decode_snapshot(self, sid: str, snap: RecordedSnapshot) -> Snapshot:
         """The snapshot of stream ``sid`` from its stored record (a shredded scope always raises)."""
         prefix = _aad_prefix("s", sid, snap.snapshot_id, snap.version)

@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
     from eventsource.config import ManagerConfig
     from eventsource.manager.policy import CallPolicy
+    from eventsource.model import RecordedSnapshot
     from eventsource.plugins import PluginHost
     from eventsource.provider import Provider
 
     PolicySpec = RetentionPolicy | Mapping[str, Any] | str
+    Readable = Callable[[RecordedSnapshot], bool]
 
 log = logging.getLogger("eventsource")
 
@@ -42,12 +44,15 @@ cutoff, so a second run of it deletes only what the first one would have)."""
 class RetentionRuns:
     """The configured policies, one-off runs, and the running schedules of one manager."""
 
-    __slots__ = ("config", "host", "policies", "policy", "schedules")
+    __slots__ = ("config", "host", "policies", "policy", "readable", "schedules")
 
-    def __init__(self, config: ManagerConfig, host: PluginHost, policy: CallPolicy) -> None:
+    def __init__(
+        self, config: ManagerConfig, host: PluginHost, policy: CallPolicy, readable: Readable | None = None
+    ) -> None:
         self.config = config
         self.host = host
         self.policy = policy
+        self.readable = readable  # the codec's check that a snapshot reads back (before_snapshot cuts by no other)
         self.policies: list[RetentionPolicy] | None = None
         self.schedules: list[RetentionSchedule] = []
 
@@ -102,7 +107,7 @@ class RetentionRuns:
         outcomes = []
         for p in targets:
             for policy in chosen:
-                ctx = RetentionContext(p, ref, functools.partial(self._call, p))
+                ctx = RetentionContext(p, ref, functools.partial(self._call, p), readable=self.readable)
                 outcomes.append(await run_policy(policy, ctx, p.name, strict=strict))
         report = RetentionReport(started_at=started, finished_at=utcnow(), outcomes=tuple(outcomes))
         log.info(

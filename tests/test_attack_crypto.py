@@ -1,0 +1,141 @@
+"""Encryption and keys, an attacker's review: what a store edited by hand, an odd key id or a shred does to reads."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource.codecs.keys import StaticKeyRing
+from eventsource.config import ManagerConfig
+from eventsource.errors import ConfigurationError, DecryptionError
+from eventsource.manager import SHREDDED_KEY, EventSourcingManager
+from eventsource.plugins import PluginHost
+from eventsource.sync import SyncEventSourcingManager
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+HOST = PluginHost(load_entrypoints=False)
+K1 = base64.b64encode(bytes(range(32))).decode()
+
+_OPEN: list[EventSourcingManager] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_managers() -> AsyncIterator[None]:
+    yield
+    while _OPEN:
+        await _OPEN.pop().close()
+
+
+async def manager(db: Path, **kw: Any) -> EventSourcingManager:
+    cfg = {"providers": {}, "default_provider": None, "encryption": True, "encryption_keys": {"k1": K1}, **kw}
+    m = EventSourcingManager(cfg, host=HOST)
+    await m.register_provider(f"sqlite:///{db}", name="m")
+    _OPEN.append(m)
+    return m
+
+
+def header_swapped(db: Path, victim: str, donor: str) -> None:
+    """Give ``victim``'s stored data the key-id header of ``donor``'s (the ciphertext stays the victim's)."""
+    with sqlite3.connect(db) as con:
+        (mine,) = con.execute("SELECT data FROM es_events WHERE event_id = ?", (victim,)).fetchone()
+        (theirs,) = con.execute("SELECT data FROM es_events WHERE event_id = ?", (donor,)).fetchone()
+        forged = theirs[: 2 + theirs[1]] + mine[2 + mine[1] :]
+        con.execute("UPDATE es_events SET data = ? WHERE event_id = ?", (forged, victim))
+    con.close()
+
+
+# ---------------------------------------------------------------------- a live event passed off as shredded
+
+
+@pytest.mark.parametrize("mode", ["raise", "redact"])
+@pytest.mark.parametrize(
+    ("scope", "victim", "donor"),
+    [("stream", ("s", None), ("t", None)), ("tenant", ("s", "ta"), ("t", "tb")), ("tenant", ("s", None), ("t", "tb"))],
+)
+async def test_a_live_event_naming_another_scopes_shredded_key_is_tampering_not_a_shred(
+    tmp_path: Path, mode: str, scope: str, victim: tuple[str, str | None], donor: tuple[str, str | None]
+) -> None:
+    """A key id is read from the payload's header before anything is authenticated. An event whose header was
+    edited in the store to name another stream's (tenant's) shredded key read as shredded: ``KeyShreddedError``
+    naming the other scope, or with ``shredded_events="redact"`` ``data=None``, so a live event could be hidden
+    from every reader and skipped by every subscription without a trace of tampering."""
+    db = tmp_path / "events.db"
+    m = await manager(
+        db, encryption_scope=scope, encryption_key_store=str(tmp_path / "keys.jsonl"), shredded_events=mode
+    )
+    v = await m.append_event(stream_id=victim[0], event_type="E", data={"amount": 100}, tenant_id=victim[1])
+    d = await m.append_event(stream_id=donor[0], event_type="E", data={"x": 1}, tenant_id=donor[1])
+    shredded = f"stream:{donor[0]}" if scope == "stream" else f"tenant:{donor[1]}"
+    assert await m.shred(scope=shredded) == 1
+    header_swapped(db, v.event_id, d.event_id)
+    with pytest.raises(DecryptionError) as info:
+        await m.get_event_by_id(v.event_id)
+    assert "100" not in str(info.value)
+    with pytest.raises(DecryptionError):
+        [e async for e in m.read_stream(victim[0])]
+    if mode == "redact":  # the donor itself reads as shredded, as before
+        assert (await m.get_event_by_id(d.event_id)).metadata == {SHREDDED_KEY: shredded}
+    cfg = dataclasses.replace(m.config, providers={"m": {"url": f"sqlite:///{db}"}}, default_provider="m")
+    with SyncEventSourcingManager(cfg, host=HOST) as sync, pytest.raises(DecryptionError):  # the sync API too
+        sync.get_event_by_id(v.event_id)
+
+
+# ---------------------------------------------------------------------- key ids that are not UTF-8 text
+
+
+def test_a_key_id_with_a_lone_surrogate_is_a_configuration_error() -> None:
+    """A key id is written into every ciphertext as UTF-8. One holding a lone surrogate (an environment variable
+    name with a byte that is not UTF-8 reads as one: ``EVENTSOURCE_ENCRYPTION_KEYS__\\udcff``) escaped the checks
+    as a bare ``UnicodeEncodeError`` from the ring, the configuration and ``add_key``, not a typed error."""
+    bad = "k\udcff"
+    with pytest.raises(ConfigurationError) as info:
+        StaticKeyRing({bad: K1})
+    with pytest.raises(ConfigurationError):
+        ManagerConfig.from_env({"EVENTSOURCE_ENCRYPTION": "true", f"EVENTSOURCE_ENCRYPTION_KEYS__{bad}": K1})
+    with pytest.raises(ConfigurationError):
+        EventSourcingManager({"encryption": True, "encryption_keys": {bad: K1}}, host=HOST)
+    ring = StaticKeyRing({"k1": K1})
+    with pytest.raises(ConfigurationError):
+        ring.add_key(bad, K1)
+    assert ring.key_ids == ["k1"]
+    for text in (str(info.value), repr(ring)):
+        assert K1 not in text
+
+
+# ---------------------------------------------------------------------- retention by a snapshot nobody can read
+
+
+async def test_before_snapshot_retention_never_cuts_by_a_snapshot_that_cannot_be_read(tmp_path: Path) -> None:
+    """``before_snapshot`` truncated a stream up to its latest snapshot without asking whether that snapshot could
+    be read. A snapshot sealed with a tenant's key that was then shredded (the stream also held another tenant's
+    events), or one whose bytes were damaged, made retention delete events that still read and that no readable
+    snapshot covered: data lost for good."""
+    db = tmp_path / "events.db"
+    m = await manager(db, encryption_scope="tenant", encryption_key_store=str(tmp_path / "keys.jsonl"))
+    await m.append_event(stream_id="s", event_type="E", data={"who": "b"}, tenant_id="tb")
+    await m.append_event(stream_id="s", event_type="E", data={"who": "a"}, tenant_id="ta")
+    await m.create_snapshot(stream_id="s", data={"state": "both"})  # sealed with ta's key (the event at version 2)
+    await m.shred(tenant_id="ta")
+    report = await m.apply_retention(["before_snapshot"])
+    assert report.deleted() == 0
+    assert (await m.get_event_by_id((await m.get_events_by_stream("s", limit=1)).events[0].event_id)).data == {
+        "who": "b"
+    }
+    # a damaged snapshot (a flipped byte) covers nothing either
+    await m.append_event(stream_id="t", event_type="E", data={"n": 1}, tenant_id="tb")
+    await m.create_snapshot(stream_id="t", data={"n": 1})
+    with sqlite3.connect(db) as con:
+        (blob,) = con.execute("SELECT data FROM es_snapshots WHERE stream_id = 't'").fetchone()
+        con.execute("UPDATE es_snapshots SET data = ? WHERE stream_id = 't'", (blob[:-1] + bytes([blob[-1] ^ 1]),))
+    con.close()
+    assert (await m.apply_retention(["before_snapshot"])).deleted() == 0
+    assert [e.data async for e in m.read_stream("t")] == [{"n": 1}]
+    # a snapshot that reads still cuts as before
+    await m.create_snapshot(stream_id="t", data={"n": 1})
+    assert (await m.apply_retention(["before_snapshot"])).deleted() == 1

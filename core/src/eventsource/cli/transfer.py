@@ -133,8 +133,13 @@ async def opened(session: Session, store: str, *, source: bool = False) -> Async
         raise StoreContextError(f"store {shown}: {e}", e) from e
     except StoreNotFoundError as e:
         missing = "needs a migration" if e.details.get("outdated") else "does not exist"
-        msg = f"the source store {shown} {missing}: {e.details.get('why') or e}; it is left as it is"
-        raise UsageError(msg, field="source") from e
+        from eventsource.create_store import CREATE_STORE
+
+        role = "source" if source else "target"
+        # a target is connected with create_store off only when its URL or settings say so: say where to look
+        why = f"{e.details.get('why') or e}" + ("" if source else f" ({CREATE_STORE} is off in its URL or settings)")
+        msg = f"the {role} store {shown} {missing}: {why}; it is left as it is"
+        raise UsageError(msg, field=role) from e
     except EventSourceError as e:
         if e.type not in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
             raise

@@ -7,15 +7,25 @@ plugin's tests, where every plugin is installed.
 
 from __future__ import annotations
 
+import io
 import json
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 from eventsource.cli.main import main
+from eventsource.cli.output import Output
+from eventsource.cli.transfer import ProgressView
+from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedSnapshot, utcnow
 from eventsource.plugins import PluginHost
+from eventsource.timestamps import from_us
+from eventsource.transfer import TransferProgress, copy_store, export_store
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from conftest import OpenSqlite
+    from eventsource.sqlite import SqliteProvider
 
 
 def _store_with_events(path: Path) -> str:
@@ -53,3 +63,68 @@ def test_cli_a_missing_target_with_create_store_off_is_named_as_the_target(
     assert "source" not in body["message"], body
     assert body["details"]["field"] == "target", body
     assert not missing.exists()
+
+
+# -- progress: the streams were listed, and their snapshots looked for, with no progress at all
+
+
+async def _many_streams(p: SqliteProvider, n: int) -> None:
+    """``n`` streams of one event each, every third with a snapshot."""
+    for i in range(n):
+        sid = f"s{i:05d}"
+        event = NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())
+        await p.append(sid, [event], NO_STREAM, NewStream(sid, "n", None, None, {}))
+        if i % 3 == 0:
+            await p.save_snapshot(RecordedSnapshot(f"snap-{i}", sid, 1, b"{}", b"", "json", from_us(0)))
+
+
+@pytest.mark.parametrize("how", ["copy", "export"])
+async def test_progress_is_reported_while_streams_are_listed_and_snapshots_looked_for(
+    how: str, open_sqlite: OpenSqlite
+) -> None:
+    """Progress came only after a write of events (a window of 10,000): before the first, the copy listed every
+    stream (asking the target for each), and after the last it looked for every stream's snapshots, silently.
+
+    5,000 streams of one event into PostgreSQL: 1.6 s listing, 2.1 s of events, then 7.9 s of snapshots with the
+    line standing at "5,000 of 5,000 events, ETA 0m00s"; at 100,000 streams, minutes with nothing moving.
+    """
+    src = await open_sqlite()
+    await _many_streams(src, 250)
+    seen: list[TransferProgress] = []
+    if how == "copy":
+        await copy_store(src, await open_sqlite(), progress=seen.append)
+    else:
+        await export_store(src, io.BytesIO(), progress=seen.append)
+    phases = [p.phase for p in seen]
+    assert "streams" in phases, phases
+    assert "snapshots" in phases, phases
+    first_write = phases.index("write")
+    assert phases.index("streams") < first_write, phases
+    assert {p.phase for p in seen[:first_write]} == {"streams"}, phases
+    listed = [p.streams for p in seen if p.phase == "streams"]
+    assert listed == sorted(listed), listed
+    assert listed[-1] == 250, listed
+    last_write = len(phases) - 1 - phases[::-1].index("write")
+    after = seen[last_write + 1 :]
+    assert after, phases
+    assert {p.phase for p in after} == {"snapshots"}, phases
+    assert (after[-1].streams, after[-1].stream_total, after[-1].events) == (250, 250, 250)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_says_what_the_copy_is_doing_after_its_events() -> None:
+    """After the last event the line stood at "N of N events, ETA 0m00s" while snapshots took minutes."""
+    err = _Terminal()
+    out = Output(as_json=False, stdout=io.StringIO(), stderr=err)
+    view = ProgressView(out, "copy")
+    view(TransferProgress(5000, 5000, 3.0, phase="snapshots", streams=1200, stream_total=5000))
+    line = err.getvalue().rpartition("\r\x1b[K")[2]
+    assert line == "copy: 5,000 events; snapshots: 1,200 of 5,000 streams looked at", line
+    view.last = 0.0
+    view(TransferProgress(0, None, 1.0, phase="streams", streams=12_300))
+    line = err.getvalue().rpartition("\r\x1b[K")[2]
+    assert line == "copy: 12,300 streams listed", line

@@ -204,10 +204,7 @@ class ProgressView:
         if now - self.last < every:
             return
         self.last = now
-        eta = f", ETA {_duration(p.eta)}" if p.eta is not None else ""
-        total = f" of {p.total:,}" if p.total is not None else ""
-        doing = "checking " if p.phase == "check" else ""  # an import reads a file through before it writes
-        text = f"{self.what}: {doing}{p.events:,}{total} events, {p.rate:,.0f} events/s{eta}"
+        text = f"{self.what}: {_progress_text(p)}"
         if self.interactive:
             self.out.err.write(f"\r\x1b[K{text}")
             self.shown = True
@@ -220,6 +217,19 @@ class ProgressView:
         if self.shown:
             self.out.err.write("\r\x1b[K")
             self.out.err.flush()
+
+
+def _progress_text(p: TransferProgress) -> str:
+    """What the progress line says of ``p`` (after the command's name)."""
+    if p.phase == "streams":
+        return f"{p.streams:,} streams listed"
+    if p.phase == "snapshots":
+        of = f" of {p.stream_total:,}" if p.stream_total is not None else ""
+        return f"{p.events:,} events; snapshots: {p.streams:,}{of} streams looked at"
+    eta = f", ETA {_duration(p.eta)}" if p.eta is not None else ""
+    total = f" of {p.total:,}" if p.total is not None else ""
+    doing = "checking " if p.phase == "check" else ""  # an import reads a file through before it writes
+    return f"{doing}{p.events:,}{total} events, {p.rate:,.0f} events/s{eta}"
 
 
 def _duration(seconds: float) -> str:

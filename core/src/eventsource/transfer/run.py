@@ -18,7 +18,7 @@ from eventsource.model import StreamInfo
 from eventsource.transfer.jsonl import JsonlSink, JsonlSource
 from eventsource.transfer.posmap import PositionMap
 from eventsource.transfer.sink import StoreSink
-from eventsource.transfer.source import ProviderSource, check_provider
+from eventsource.transfer.source import ProviderSource, Step, check_provider
 from eventsource.transfer.verify import VerifyReport, verify_stores
 
 if TYPE_CHECKING:
@@ -55,13 +55,17 @@ class Sink(Protocol):
 class TransferProgress:
     """Where a running transfer is: events read so far, the total if known, and the time it has taken.
 
-    ``phase`` is ``"write"``, or ``"check"`` while an import reads a file through once before writing.
+    ``phase`` is ``"write"``, ``"check"`` while an import reads a file through once before writing, ``"streams"``
+    while a store's streams are listed (before its events; ``streams`` counts them) and ``"snapshots"`` while
+    they are looked at for snapshots (after its events; ``streams`` of ``stream_total``).
     """
 
     events: int
     total: int | None
     elapsed: float
     phase: str = "write"
+    streams: int = 0
+    stream_total: int | None = None
 
     @property
     def rate(self) -> float:
@@ -105,7 +109,7 @@ WINDOW_BYTES = 16 * 1024 * 1024
 async def transfer(
     source: Source, sink: Sink, *, progress: Callable[[TransferProgress], None] | None = None, window: int = WINDOW
 ) -> TransferResult:
-    """Hand every item of ``source`` to ``sink``; call ``progress`` after every write of events.
+    """Hand every item of ``source`` to ``sink``; call ``progress`` after every write of events and every step.
 
     Event pages are gathered up to ``window`` events (or :data:`WINDOW_BYTES`) and handed to the sink
     together, so a store whose streams interleave still gets appends of many events per stream.
@@ -135,7 +139,11 @@ async def transfer(
                 await flush()
             continue
         await flush()
-        if isinstance(item, StreamInfo):
+        if isinstance(item, Step):
+            if progress is not None:
+                elapsed = time.monotonic() - start
+                progress(TransferProgress(events, total, elapsed, item.phase, item.done, item.total))
+        elif isinstance(item, StreamInfo):
             await sink.stream(item)
         else:
             await sink.snapshot(item)

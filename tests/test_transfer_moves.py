@@ -16,6 +16,7 @@ import pytest
 from eventsource.cli.main import main
 from eventsource.cli.output import Output
 from eventsource.cli.transfer import ProgressView
+from eventsource.errors import ConfigurationError
 from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedSnapshot, utcnow
 from eventsource.plugins import PluginHost
 from eventsource.timestamps import from_us
@@ -128,3 +129,36 @@ def test_the_progress_line_says_what_the_copy_is_doing_after_its_events() -> Non
     view(TransferProgress(0, None, 1.0, phase="streams", streams=12_300))
     line = err.getvalue().rpartition("\r\x1b[K")[2]
     assert line == "copy: 12,300 streams listed", line
+
+
+# -- a copy into its own source: "0 written, 2 already there", and --verify said "verified"
+
+
+async def test_a_copy_into_its_own_source_is_refused(tmp_path: Path, open_sqlite: OpenSqlite) -> None:
+    """The same provider, or the same file under another spelling: the copy wrote nothing and said it succeeded.
+
+    A newcomer who mistyped --to (or pasted the source twice) got "copied: ... 0 written, 2 already there" and,
+    with --verify, "verified: 1 streams, 2 events match": a backup they do not have.
+    """
+    src = await open_sqlite(tmp_path / "events.db")
+    await src.append("s1", [NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", utcnow())], NO_STREAM)
+    again = await open_sqlite(tmp_path / "sub" / ".." / "events.db")
+    for target in (src, again):
+        with pytest.raises(ConfigurationError, match="the source and the target are the same store"):
+            await copy_store(src, target, position_map=tmp_path / "map.db", verify=True)
+    assert not (tmp_path / "map.db").exists()
+
+
+def test_cli_a_copy_into_its_own_source_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = _store_with_events(tmp_path / "events.db")
+    capsys.readouterr()
+    code = main(["copy", "--from", url, "--to", "sqlite:///events.db", "--verify"], host=PluginHost())
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    assert out == ""
+    assert err.startswith("error: copy_store: the source and the target are the same store"), err
+    assert len(err.splitlines()) == 1, err
+    assert not list(tmp_path.glob("eventsource-map-*")), list(tmp_path.iterdir())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -168,6 +169,25 @@ def _at_least_1(**values: int) -> None:
             raise ValidationError(msg, field=name)
 
 
+def same_store(source: Provider, target: Provider) -> bool:
+    """Whether two providers are one store: one instance, one SQLite file (however named), or one identity.
+
+    The identity is what checkpoints use (:attr:`~eventsource.provider.Provider.checkpoint_source`: the masked URL
+    with a schema, stream or topic prefix); one server named two ways (``localhost``, ``127.0.0.1``) is not seen.
+    """
+    if source is target:
+        return True
+    if type(source) is not type(target):
+        return False
+    from eventsource.sqlite import SqliteProvider
+
+    files = [getattr(p, "path", None) for p in (source, target)]
+    if isinstance(source, SqliteProvider) and not source.memory and all(isinstance(f, str) for f in files):
+        with contextlib.suppress(OSError):
+            return os.path.samefile(*files)
+    return source.checkpoint_source == target.checkpoint_source
+
+
 def cursor_name(source: Provider, target: Provider, streams: Sequence[str] | None) -> str:
     """The key of a copy's resume cursor in its position map: the two stores and the stream patterns."""
     return json.dumps([source.display_url, target.display_url, sorted(streams or [])])
@@ -254,6 +274,12 @@ async def copy_store(
     check_provider(source, "source", "copy_store")
     check_provider(target, "target", "copy_store")
     _at_least_1(page_size=page_size, window=window, concurrency=concurrency)
+    if same_store(source, target):
+        msg = (
+            f"copy_store: the source and the target are the same store ({target.display_url or target.kind}): a copy "
+            "into it writes nothing, and verifying it compares the store with itself; name another target"
+        )
+        raise ConfigurationError(msg, field="target")
     positions = PositionMap(position_map)
     try:
         await check_map(positions, target)

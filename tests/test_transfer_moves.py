@@ -7,6 +7,7 @@ plugin's tests, where every plugin is installed.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import uuid
@@ -20,7 +21,7 @@ from eventsource.errors import ConfigurationError
 from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedSnapshot, utcnow
 from eventsource.plugins import PluginHost
 from eventsource.timestamps import from_us
-from eventsource.transfer import TransferProgress, copy_store, export_store
+from eventsource.transfer import TransferProgress, copy_store, export_store, verify_stores
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -162,3 +163,91 @@ def test_cli_a_copy_into_its_own_source_is_one_line_and_exit_2(
     assert err.startswith("error: copy_store: the source and the target are the same store"), err
     assert len(err.splitlines()) == 1, err
     assert not list(tmp_path.glob("eventsource-map-*")), list(tmp_path.iterdir())
+
+
+# -- verify must fail: one field changed on the target, anywhere, is a difference naming it
+
+_BASE = NewEvent(
+    "e-2", "Placed", b'{"n":1}', b'{"m":1}', "json", from_us(1_700_000_000_123_456), "c", "cause", "u", "t", "a", "A"
+)
+_EVENT_CHANGES: dict[str, tuple[dict[str, object], str]] = {
+    "event_id": ({"event_id": "e-other"}, "the event id differs"),
+    "event_type": ({"event_type": "Placed2"}, "the event type differs"),
+    "encoding": ({"encoding": "json+zlib"}, "the encoding differs"),
+    "data": ({"data": b'{"n":2}'}, "the data differs"),
+    "metadata": ({"metadata": b""}, "the metadata differs"),
+    "timestamp": ({"timestamp": from_us(1_700_000_000_123_457)}, "the timestamp differs"),
+    "correlation_id": ({"correlation_id": None}, "the correlation id differs"),
+    "causation_id": ({"causation_id": "cause2"}, "the causation id differs"),
+    "user_id": ({"user_id": None}, "the user id differs"),
+    "tenant_id": ({"tenant_id": "t2"}, "the tenant id differs"),
+    "aggregate_id": ({"aggregate_id": "a2"}, "the aggregate id differs"),
+    "aggregate_type": ({"aggregate_type": None}, "the aggregate type differs"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_EVENT_CHANGES))
+async def test_verify_sees_one_event_field_changed_on_the_target(name: str, open_sqlite: OpenSqlite) -> None:
+    changes, said = _EVENT_CHANGES[name]
+    src, dst = await open_sqlite(), await open_sqlite()
+    first = NewEvent("e-1", "Placed", b"{}", b"", "json", from_us(0))
+    await src.append("s", [first, _BASE], NO_STREAM)
+    await dst.append("s", [first, dataclasses.replace(_BASE, **changes)], NO_STREAM)  # type: ignore[arg-type]
+    report = await verify_stores(src, dst)
+    assert report.differences == [f"stream 's': version 2: {said}"]
+    assert not report.ok
+
+
+_STREAM_CHANGES: dict[str, tuple[dict[str, object], str]] = {
+    "name": ({"name": "other"}, "the name differs ('n' on the source, 'other' on the target)"),
+    "aggregate_id": ({"aggregate_id": None}, "the aggregate id differs ('a' on the source, None on the target)"),
+    "aggregate_type": ({"aggregate_type": "B"}, "the aggregate type differs ('A' on the source, 'B' on the target)"),
+    "metadata value": ({"metadata": {"k": [1, {"deep": "y"}]}}, "the metadata differs"),
+    "metadata key": ({"metadata": {"k": [1, {"deeper": "x"}]}}, "the metadata differs"),
+    "metadata float": ({"metadata": {"k": [1.0000000000000002, {"deep": "x"}]}}, "the metadata differs"),
+    "metadata bool": ({"metadata": {"k": [True, {"deep": "x"}]}}, "the metadata differs"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_STREAM_CHANGES))
+async def test_verify_sees_one_stream_attribute_changed_on_the_target(name: str, open_sqlite: OpenSqlite) -> None:
+    changes, said = _STREAM_CHANGES[name]
+    src, dst = await open_sqlite(), await open_sqlite()
+    attrs = NewStream("s", "n", "a", "A", {"k": [1, {"deep": "x"}]})
+    await src.create_stream(attrs)
+    await dst.create_stream(dataclasses.replace(attrs, **changes))  # type: ignore[arg-type]
+    report = await verify_stores(src, dst)
+    assert report.differences == [f"stream 's': {said}"]
+
+
+_SNAP = RecordedSnapshot("snap-1", "s", 1, b'{"x":1}', b'{"m":1}', "json", from_us(1_000_001), "a", "A")
+_SNAPSHOT_CHANGES: dict[str, tuple[dict[str, object], str]] = {
+    "snapshot_id": ({"snapshot_id": "snap-2"}, "its id differs"),
+    "encoding": ({"encoding": "json+zlib"}, "its encoding differs"),
+    "data": ({"data": b'{"x":2}'}, "its data differs"),
+    "metadata": ({"metadata": b""}, "its metadata differs"),
+    "created_at": ({"created_at": from_us(1_000_002)}, "its creation time differs"),
+    "aggregate_id": ({"aggregate_id": "b"}, "its aggregate id differs"),
+    "aggregate_type": ({"aggregate_type": None}, "its aggregate type differs"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SNAPSHOT_CHANGES))
+async def test_verify_sees_one_snapshot_field_changed_on_the_target(name: str, open_sqlite: OpenSqlite) -> None:
+    changes, said = _SNAPSHOT_CHANGES[name]
+    src, dst = await open_sqlite(), await open_sqlite()
+    for p, snap in ((src, _SNAP), (dst, dataclasses.replace(_SNAP, **changes))):  # type: ignore[arg-type]
+        await p.append("s", [_BASE], NO_STREAM)
+        await p.save_snapshot(snap)
+    report = await verify_stores(src, dst)
+    assert report.differences == [f"stream 's': the snapshot at version 1: {said}"]
+
+
+async def test_verify_sees_a_snapshot_at_another_version(open_sqlite: OpenSqlite) -> None:
+    src, dst = await open_sqlite(), await open_sqlite()
+    second = NewEvent("e-3", "Placed", b"{}", b"", "json", from_us(0))
+    for p, version in ((src, 1), (dst, 2)):
+        await p.append("s", [_BASE, second], NO_STREAM)
+        await p.save_snapshot(dataclasses.replace(_SNAP, version=version))
+    report = await verify_stores(src, dst)
+    assert report.differences == ["stream 's': the snapshot at version 1 is missing on the target"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from eventsource.errors import ConfigurationError, TransferFormatError, ValidationError, VerificationError
@@ -181,10 +181,11 @@ def same_store(source: Provider, target: Provider) -> bool:
         return False
     from eventsource.sqlite import SqliteProvider
 
-    files = [getattr(p, "path", None) for p in (source, target)]
-    if isinstance(source, SqliteProvider) and not source.memory and all(isinstance(f, str) for f in files):
-        with contextlib.suppress(OSError):
-            return os.path.samefile(*files)
+    if isinstance(source, SqliteProvider) and isinstance(target, SqliteProvider):
+        if source.memory or target.memory:
+            return False  # each in-memory database is its own
+        with contextlib.suppress(OSError):  # (a file gone since it was opened: not the same)
+            return Path(source.path).samefile(target.path)
     return source.checkpoint_source == target.checkpoint_source
 
 

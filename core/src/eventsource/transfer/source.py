@@ -173,8 +173,13 @@ class ProviderSource:
                     yield item
                 if end:
                     break
+        async for item in self._snapshots(top):
+            yield item
+
+    async def _snapshots(self, top: dict[str, int]) -> AsyncIterator[Item]:
+        """The snapshots of the streams taken, each at most at the highest version taken of it, with steps."""
         for done, (sid, version) in enumerate(top.items(), start=1):
-            for snap in await snapshots_of(provider, sid):
+            for snap in await snapshots_of(self.provider, sid):
                 if snap.version <= version:
                     yield snap
             if done % STEP_EVERY == 0 or done == len(top):

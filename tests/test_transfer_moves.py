@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import pytest
 from eventsource.cli.main import main
 from eventsource.cli.output import Output
-from eventsource.cli.transfer import ProgressView
+from eventsource.cli.transfer import ProgressView, map_path
 from eventsource.errors import ConfigurationError
 from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedSnapshot, utcnow
 from eventsource.plugins import PluginHost
 from eventsource.timestamps import from_us
-from eventsource.transfer import TransferProgress, copy_store, export_store, verify_stores
+from eventsource.transfer import PositionMap, TransferProgress, copy_store, export_store, verify_stores
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -251,3 +251,61 @@ async def test_verify_sees_a_snapshot_at_another_version(open_sqlite: OpenSqlite
         await p.save_snapshot(dataclasses.replace(_SNAP, version=version))
     report = await verify_stores(src, dst)
     assert report.differences == ["stream 's': the snapshot at version 1 is missing on the target"]
+
+
+# -- the default map of a --config name: two configs naming two stores alike shared one map
+
+
+def _config(path: Path, url: str) -> str:
+    path.write_text(json.dumps({"providers": {"backup": {"url": url}}, "default_provider": "backup"}))
+    return str(path)
+
+
+def test_cli_two_configs_naming_two_stores_alike_get_two_default_maps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--to backup`` in two --config files that name different stores ``backup``: the default map was named after
+    the word ``backup``, so the second copy found the first one's map and was refused ("the position map ... was
+    written for a target that does not hold what it maps ... remove the map file"), which, followed, threw away the
+    first copy's map (the one its checkpoints translate through). The docs promise two copies never share one.
+    """
+    monkeypatch.chdir(tmp_path)
+    src = _store_with_events(tmp_path / "src.db")
+    configs = [_config(tmp_path / f"{n}.json", f"sqlite:///{tmp_path / n}.db") for n in ("a", "b")]
+    maps: list[str] = []
+    for config in [*configs, configs[0]]:
+        capsys.readouterr()
+        code = main(["--json", "--config", config, "copy", "--from", src, "--to", "backup"], host=PluginHost())
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        summary = json.loads(out)
+        maps.append(summary["position_map"])
+    assert maps[0] != maps[1]
+    assert maps[2] == maps[0]
+    assert summary["written"] == 0  # the re-run found its own map
+
+
+def test_the_default_map_a_config_name_had_is_taken_over_by_its_own_target_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A default map named after the word ``backup`` (as before) is taken over by the copy whose target it maps."""
+    monkeypatch.chdir(tmp_path)
+    src = _store_with_events(tmp_path / "src.db")
+    a, b = (_config(tmp_path / f"{n}.json", f"sqlite:///{tmp_path / n}.db") for n in ("a", "b"))
+    assert main(["--config", a, "copy", "--from", src, "--to", "backup", "--map", "m.db"], host=PluginHost()) == 0
+    earlier = map_path(None, src, "backup")
+    (tmp_path / "m.db").rename(earlier)
+    argv = ["--json", "--config", b, "copy", "--from", src, "--to", "backup"]
+    capsys.readouterr()
+    assert main(argv, host=PluginHost()) == 0, capsys.readouterr().err  # not b's map: left alone
+    assert json.loads(capsys.readouterr().out)["position_map"] != earlier
+    assert (tmp_path / earlier).is_file()
+    argv = ["--json", "--config", a, "copy", "--from", src, "--to", "backup"]
+    assert main(argv, host=PluginHost()) == 0, capsys.readouterr().err
+    taken = json.loads(capsys.readouterr().out)["position_map"]
+    assert not (tmp_path / earlier).exists()
+    positions = PositionMap(tmp_path / taken)
+    try:
+        assert len(positions) == 2  # a's entries, carried on
+    finally:
+        positions.close()

@@ -84,11 +84,62 @@ def map_path(given: str | None, source: str, target: str) -> str:
     from eventsource.config import mask_url
 
     path, earlier = _map_name(mask_url(source), mask_url(target)), _map_name(source, target)
-    if earlier != path and Path(earlier).is_file() and not Path(path).exists():
-        for suffix in ("-wal", "-shm", ""):  # the database last: a run stopped in between finds it still
-            with contextlib.suppress(FileNotFoundError):
-                Path(earlier + suffix).replace(path + suffix)
+    if earlier != path and _only(earlier, path):
+        _move_map(earlier, path)
     return path
+
+
+async def default_map(
+    given: str | None, source: str, target: str, *, source_store: Provider | None, target_store: Provider
+) -> str:
+    """The map of a copy (``source_store`` ``None``: an import of the file ``source``): ``given``, else a default.
+
+    The default is :func:`map_path` of the two, with a ``--config`` name replaced by the identity of the store it
+    names (its masked URL and schema, stream or topic prefix): two config files naming two stores alike would
+    otherwise share a map. A default map named after the name (as before) is taken over if it maps this target.
+    """
+    if given:
+        return given
+    named = map_path(None, source, target)  # (also renames a map named after the URLs with their password)
+    path = map_path(None, _store_key(source, source_store), _store_key(target, target_store))
+    if path != named and _only(named, path) and await _maps(named, target_store):
+        _move_map(named, path)
+    return path
+
+
+def _only(named: str, path: str) -> bool:
+    """Whether the map ``named`` exists and the map ``path`` does not."""
+    return Path(named).is_file() and not Path(path).exists()
+
+
+def _move_map(earlier: str, path: str) -> None:
+    """Rename the map ``earlier`` (with its WAL files) to ``path``."""
+    for suffix in ("-wal", "-shm", ""):  # the database last: a run stopped in between finds it still
+        with contextlib.suppress(FileNotFoundError):
+            Path(earlier + suffix).replace(path + suffix)
+
+
+def _store_key(given: str, store: Provider | None) -> str:
+    """What a default map is named after for one side: a URL as given, a ``--config`` name as the store it names."""
+    return given if store is None or "://" in given else store.checkpoint_source
+
+
+async def _maps(path: str, target: Provider) -> bool:
+    """Whether the map ``path`` maps into ``target`` (its last entry is there): a map of another store is not."""
+    from eventsource.transfer import PositionMap
+    from eventsource.transfer.run import check_map
+
+    try:
+        positions = PositionMap(path)
+    except ConfigurationError:
+        return False
+    try:
+        await check_map(positions, target)
+    except ConfigurationError:
+        return False
+    finally:
+        positions.close()
+    return True
 
 
 def _map_name(source: str, target: str) -> str:
@@ -133,8 +184,13 @@ async def opened(session: Session, store: str, *, source: bool = False) -> Async
         raise StoreContextError(f"store {shown}: {e}", e) from e
     except StoreNotFoundError as e:
         missing = "needs a migration" if e.details.get("outdated") else "does not exist"
-        msg = f"the source store {shown} {missing}: {e.details.get('why') or e}; it is left as it is"
-        raise UsageError(msg, field="source") from e
+        from eventsource.create_store import CREATE_STORE
+
+        role = "source" if source else "target"
+        # a target is connected with create_store off only when its URL or settings say so: say where to look
+        why = f"{e.details.get('why') or e}" + ("" if source else f" ({CREATE_STORE} is off in its URL or settings)")
+        msg = f"the {role} store {shown} {missing}: {why}; it is left as it is"
+        raise UsageError(msg, field=role) from e
     except EventSourceError as e:
         if e.type not in (ErrorType.CONNECTION, ErrorType.TIMEOUT):
             raise
@@ -199,10 +255,7 @@ class ProgressView:
         if now - self.last < every:
             return
         self.last = now
-        eta = f", ETA {_duration(p.eta)}" if p.eta is not None else ""
-        total = f" of {p.total:,}" if p.total is not None else ""
-        doing = "checking " if p.phase == "check" else ""  # an import reads a file through before it writes
-        text = f"{self.what}: {doing}{p.events:,}{total} events, {p.rate:,.0f} events/s{eta}"
+        text = f"{self.what}: {_progress_text(p)}"
         if self.interactive:
             self.out.err.write(f"\r\x1b[K{text}")
             self.shown = True
@@ -215,6 +268,19 @@ class ProgressView:
         if self.shown:
             self.out.err.write("\r\x1b[K")
             self.out.err.flush()
+
+
+def _progress_text(p: TransferProgress) -> str:
+    """What the progress line says of ``p`` (after the command's name)."""
+    if p.phase == "streams":
+        return f"{p.streams:,} streams listed"
+    if p.phase == "snapshots":
+        of = f" of {p.stream_total:,}" if p.stream_total is not None else ""
+        return f"{p.events:,} events; snapshots: {p.streams:,}{of} streams looked at"
+    eta = f", ETA {_duration(p.eta)}" if p.eta is not None else ""
+    total = f" of {p.total:,}" if p.total is not None else ""
+    doing = "checking " if p.phase == "check" else ""  # an import reads a file through before it writes
+    return f"{doing}{p.events:,}{total} events, {p.rate:,.0f} events/s{eta}"
 
 
 def _duration(seconds: float) -> str:

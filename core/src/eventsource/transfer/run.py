@@ -11,6 +11,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from eventsource.errors import ConfigurationError, TransferFormatError, ValidationError, VerificationError
@@ -18,7 +19,7 @@ from eventsource.model import StreamInfo
 from eventsource.transfer.jsonl import JsonlSink, JsonlSource
 from eventsource.transfer.posmap import PositionMap
 from eventsource.transfer.sink import StoreSink
-from eventsource.transfer.source import ProviderSource, check_provider
+from eventsource.transfer.source import ProviderSource, Step, check_provider
 from eventsource.transfer.verify import VerifyReport, verify_stores
 
 if TYPE_CHECKING:
@@ -55,13 +56,17 @@ class Sink(Protocol):
 class TransferProgress:
     """Where a running transfer is: events read so far, the total if known, and the time it has taken.
 
-    ``phase`` is ``"write"``, or ``"check"`` while an import reads a file through once before writing.
+    ``phase`` is ``"write"``, ``"check"`` while an import reads a file through once before writing, ``"streams"``
+    while a store's streams are listed (before its events; ``streams`` counts them) and ``"snapshots"`` while
+    they are looked at for snapshots (after its events; ``streams`` of ``stream_total``).
     """
 
     events: int
     total: int | None
     elapsed: float
     phase: str = "write"
+    streams: int = 0
+    stream_total: int | None = None
 
     @property
     def rate(self) -> float:
@@ -105,7 +110,7 @@ WINDOW_BYTES = 16 * 1024 * 1024
 async def transfer(
     source: Source, sink: Sink, *, progress: Callable[[TransferProgress], None] | None = None, window: int = WINDOW
 ) -> TransferResult:
-    """Hand every item of ``source`` to ``sink``; call ``progress`` after every write of events.
+    """Hand every item of ``source`` to ``sink``; call ``progress`` after every write of events and every step.
 
     Event pages are gathered up to ``window`` events (or :data:`WINDOW_BYTES`) and handed to the sink
     together, so a store whose streams interleave still gets appends of many events per stream.
@@ -135,7 +140,11 @@ async def transfer(
                 await flush()
             continue
         await flush()
-        if isinstance(item, StreamInfo):
+        if isinstance(item, Step):
+            if progress is not None:
+                elapsed = time.monotonic() - start
+                progress(TransferProgress(events, total, elapsed, item.phase, item.done, item.total))
+        elif isinstance(item, StreamInfo):
             await sink.stream(item)
         else:
             await sink.snapshot(item)
@@ -158,6 +167,26 @@ def _at_least_1(**values: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             msg = f"{name} must be a whole number >= 1, got {value!r}"
             raise ValidationError(msg, field=name)
+
+
+def same_store(source: Provider, target: Provider) -> bool:
+    """Whether two providers are one store: one instance, one SQLite file (however named), or one identity.
+
+    The identity is what checkpoints use (:attr:`~eventsource.provider.Provider.checkpoint_source`: the masked URL
+    with a schema, stream or topic prefix); one server named two ways (``localhost``, ``127.0.0.1``) is not seen.
+    """
+    if source is target:
+        return True
+    if type(source) is not type(target):
+        return False
+    from eventsource.sqlite import SqliteProvider
+
+    if isinstance(source, SqliteProvider) and isinstance(target, SqliteProvider):
+        if source.memory or target.memory:
+            return False  # each in-memory database is its own
+        with contextlib.suppress(OSError):  # (a file gone since it was opened: not the same)
+            return Path(source.path).samefile(target.path)
+    return source.checkpoint_source == target.checkpoint_source
 
 
 def cursor_name(source: Provider, target: Provider, streams: Sequence[str] | None) -> str:
@@ -246,6 +275,12 @@ async def copy_store(
     check_provider(source, "source", "copy_store")
     check_provider(target, "target", "copy_store")
     _at_least_1(page_size=page_size, window=window, concurrency=concurrency)
+    if same_store(source, target):
+        msg = (
+            f"copy_store: the source and the target are the same store ({target.display_url or target.kind}): a copy "
+            "into it writes nothing, and verifying it compares the store with itself; name another target"
+        )
+        raise ConfigurationError(msg, field="target")
     positions = PositionMap(position_map)
     try:
         await check_map(positions, target)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from eventsource.model import RecordedEvent, RecordedSnapshot, RowPage, StreamInfo
@@ -29,11 +30,25 @@ def check_provider(obj: object, role: str, call: str) -> None:
         raise TypeError(msg)
 
 
-Item = StreamInfo | list[RecordedEvent] | RecordedSnapshot
-"""One item of a source: a stream, a page of events, or a snapshot."""
+@dataclass(frozen=True, slots=True)
+class Step:
+    """How far a source is in a phase that yields no events: ``streams`` listed, or looked at for ``snapshots``.
+
+    Not written anywhere: the transfer reports it as progress (a store of many streams spends minutes there).
+    """
+
+    phase: str
+    done: int
+    total: int | None = None
+
+
+Item = StreamInfo | list[RecordedEvent] | RecordedSnapshot | Step
+"""One item of a source: a stream, a page of events, a snapshot, or a progress step."""
 
 LIST_PAGE = 500
 """Streams listed per ``list_streams`` call."""
+STEP_EVERY = 100
+"""Streams between two :class:`Step` items (listed, or looked at for snapshots)."""
 
 
 class StreamFilter:
@@ -132,7 +147,7 @@ class ProviderSource:
         return found
 
     async def items(self) -> AsyncIterator[Item]:
-        """Streams, then event pages in global order, then the snapshots of the streams taken.
+        """Streams, then event pages in global order, then the snapshots of the streams taken (with :class:`Step`s).
 
         The global read ends at the last event the store held once its streams were listed (its head position):
         a store written to faster than it is read would never be done; a re-run of a copy takes what came since.
@@ -143,6 +158,9 @@ class ProviderSource:
         async for info in list_all_streams(provider, self.wanted):
             top[info.stream_id] = info.version
             yield info
+            if len(top) % STEP_EVERY == 0:
+                yield Step("streams", len(top))
+        yield Step("streams", len(top))
         until = await provider.head_position()
         pages = provider.read_all_pages(from_position=self.from_position, page_size=self.page_size)
         async with contextlib.aclosing(pages):  # type: ignore[type-var]
@@ -155,10 +173,17 @@ class ProviderSource:
                     yield item
                 if end:
                     break
-        for sid, version in top.items():
-            for snap in await snapshots_of(provider, sid):
+        async for item in self._snapshots(top):
+            yield item
+
+    async def _snapshots(self, top: dict[str, int]) -> AsyncIterator[Item]:
+        """The snapshots of the streams taken, each at most at the highest version taken of it, with steps."""
+        for done, (sid, version) in enumerate(top.items(), start=1):
+            for snap in await snapshots_of(self.provider, sid):
                 if snap.version <= version:
                     yield snap
+            if done % STEP_EVERY == 0 or done == len(top):
+                yield Step("snapshots", done, len(top))
 
     async def _taken(self, page: list[RecordedEvent], top: dict[str, int]) -> AsyncIterator[Item]:
         """The events of ``page`` the copy or export takes, after the streams among them the listing did not show."""

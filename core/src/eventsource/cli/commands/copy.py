@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 from eventsource.cli.arguments import store_or_provider
 from eventsource.cli.exitcodes import EXIT_CONFLICT, EXIT_OK
-from eventsource.cli.transfer import ProgressView, add_stream_option, add_write_options, map_path, opened, summary
+from eventsource.cli.transfer import (
+    ProgressView,
+    add_stream_option,
+    add_write_options,
+    default_map,
+    opened,
+    summary,
+)
 from eventsource.errors import ConfigurationError, EventSourceError
 
 if TYPE_CHECKING:
@@ -53,12 +60,13 @@ def copy(session: Session) -> int:
     async def body() -> int:
         async with opened(session, args.source, source=True) as src, opened(session, args.target) as dst:
             view = ProgressView(out, "copy")
+            mapfile = await default_map(args.map, args.source, args.target, source_store=src, target_store=dst)
             try:
                 result = await copy_store(
                     src,
                     dst,
                     streams=args.streams,
-                    position_map=map_path(args.map, args.source, args.target),
+                    position_map=mapfile,
                     progress=view,
                     page_size=args.page_size,
                     window=args.window,

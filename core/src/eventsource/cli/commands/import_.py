@@ -19,8 +19,8 @@ from eventsource.cli.transfer import (
     ProgressView,
     add_stream_option,
     add_write_options,
+    default_map,
     default_store,
-    map_path,
     opened,
     summary,
 )
@@ -69,13 +69,14 @@ def import_(session: Session) -> int:
             if whole and missing_sqlite_file(url) is not None:
                 _check_before_creating(stream, args, view)
             async with opened(session, url) as dst:
+                mapfile = await default_map(args.map, args.input, url, source_store=None, target_store=dst)
                 try:
                     result = await import_store(
                         stream,
                         dst,
                         name=args.input,
                         streams=args.streams,
-                        position_map=map_path(args.map, args.input, url),
+                        position_map=mapfile,
                         progress=view,
                         check_first=whole,
                         page_size=args.page_size,

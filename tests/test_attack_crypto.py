@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import sqlite3
@@ -139,3 +140,43 @@ async def test_before_snapshot_retention_never_cuts_by_a_snapshot_that_cannot_be
     # a snapshot that reads still cuts as before
     await m.create_snapshot(stream_id="t", data={"n": 1})
     assert (await m.apply_retention(["before_snapshot"])).deleted() == 1
+
+
+# ---------------------------------------------------------------------- a reader without the keys skips nothing
+
+
+K2 = base64.b64encode(bytes(range(40, 72))).decode()
+
+
+@pytest.mark.parametrize(
+    "reader",
+    [
+        pytest.param({"encryption": False}, id="no-keys-configured"),
+        pytest.param({"encryption_keys": {"k2": K2}}, id="ring-without-the-key"),
+    ],
+)
+async def test_a_skipping_subscription_without_the_key_stops_rather_than_skip_every_event(
+    tmp_path: Path, reader: dict[str, Any]
+) -> None:
+    """A projection worker deployed without the key (no keys at all, or a ring missing a rotated one) is the
+    reader's configuration, not the events' fault: ``on_decode_error="skip"`` passed over every encrypted event
+    and let its checkpoint move past them, so the projection silently lost them. Now it stops, saying why."""
+    from eventsource.subscriptions import EventDecodeError
+
+    db = tmp_path / "enc.db"
+    writer = await manager(db)
+    for i in range(3):
+        await writer.append_event(stream_id="s", event_type="E", data={"n": i})
+    cfg = {"providers": {}, "default_provider": None, "encryption": True, **reader}
+    m = EventSourcingManager(cfg, host=HOST)
+    await m.register_provider(f"sqlite:///{db}", name="m")
+    _OPEN.append(m)
+    async with m.subscribe(stream_id="s", on_decode_error="skip") as sub:
+        with pytest.raises(EventDecodeError) as info:
+            await asyncio.wait_for(sub.next_batch(10), 30)
+        assert sub.skipped == 0
+        assert "never skipped" in str(info.value)
+    async with m.subscribe(on_decode_error="skip") as sub:  # read_all alike
+        with pytest.raises(EventDecodeError):
+            await asyncio.wait_for(sub.next_batch(10), 30)
+        assert sub.skipped == 0

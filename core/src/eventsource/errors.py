@@ -203,6 +203,14 @@ class KeyProviderError(CodecError):
     code = 503
 
 
+class KeysNotConfiguredError(CodecError):
+    """The payload is encrypted, but this configuration holds no keys for its cipher.
+
+    Not the payload's fault: it reads once ``encryption_keys`` (or a key provider) is set, so a subscription
+    never skips it.
+    """
+
+
 class PayloadTooLargeError(CodecError):
     """A stored payload decompresses to more than this configuration reads (raise the limits to read it).
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import CodecError, EventSourceError, KeyProviderError, PayloadTooLargeError
+from eventsource.errors import (
+    CodecError,
+    EventSourceError,
+    KeyProviderError,
+    KeysNotConfiguredError,
+    PayloadTooLargeError,
+)
 
 if TYPE_CHECKING:
     from eventsource.codecs.keys import KeyProvider
@@ -213,7 +219,7 @@ class CodecPipeline:
                 steps.append(("c", self.ciphers[name]))
             elif name in self.registry.ciphers:
                 msg = f"payload is encrypted with {name!r}, but no keys are configured for it here"
-                raise CodecError(msg, codec=name, descriptor=descriptor)
+                raise KeysNotConfiguredError(msg, codec=name, descriptor=descriptor)
             else:
                 msg = f"payload was written with codec {name!r}, which is not registered here"
                 raise CodecError(msg, codec=name, descriptor=descriptor)

@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from eventsource.codecs import Cipher
-from eventsource.errors import CodecError, DecryptionError, EventSourceError, KeyProviderError
+from eventsource.errors import DecryptionError, EventSourceError, KeyProviderError, KeysNotConfiguredError
 
 if TYPE_CHECKING:
     from eventsource.codecs.keys import KeyProvider
@@ -56,7 +56,7 @@ class AesGcmCipher(Cipher):
                 f"the {self.name} cipher has no key provider: "
                 "set encryption_keys (or a key provider) to read or write encrypted payloads"
             )
-            raise CodecError(msg, codec=self.name)
+            raise KeysNotConfiguredError(msg, codec=self.name)
         return self.keys
 
     def _failed(self, provider: KeyProvider, why: str, key_id: object) -> KeyProviderError:

@@ -14,7 +14,15 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import CodecError, ConfigurationError, KeyProviderError, PayloadTooLargeError, ProviderError
+from eventsource.errors import (
+    CodecError,
+    ConfigurationError,
+    KeyProviderError,
+    KeysNotConfiguredError,
+    PayloadTooLargeError,
+    ProviderError,
+    UnknownKeyError,
+)
 from eventsource.model import RowPage
 
 if TYPE_CHECKING:
@@ -199,9 +207,9 @@ class PageDelivery:
     def _failed(self, item: Any, e: Exception) -> None:
         eid, sid, etype, version, position = _fields(item)
         reason = f"{type(e).__name__}: {e}"
-        # a key service that failed for a moment, or a configuration to fix (limits too low to read a payload),
-        # is no reason to pass an event
-        fatal = isinstance(e, (KeyProviderError, ConfigurationError, PayloadTooLargeError, ProviderError))
+        # a key service that failed for a moment, or a configuration to fix (limits too low to read a payload, no
+        # keys here, a ring without the key the event names), is no reason to pass an event
+        fatal = isinstance(e, _NOT_THE_EVENTS)
         if self.on_decode_error == "raise" or fatal:
             way = (
                 "A key provider's or the configuration's failure is never skipped: fix it, then resume"
@@ -219,6 +227,17 @@ class PageDelivery:
             "subscription %r skipped the event at position %s (id %r, stream %r version %s): %s",
             self.name, position, eid, sid, version, reason,
         )  # fmt: skip
+
+
+_NOT_THE_EVENTS = (
+    KeyProviderError,
+    ConfigurationError,
+    PayloadTooLargeError,
+    ProviderError,
+    KeysNotConfiguredError,
+    UnknownKeyError,
+)
+"""Decode failures that are the reader's (its key service, its configuration), never skipped."""
 
 
 async def first_rows(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> tuple[Sequence[Any], Any]:

@@ -369,6 +369,12 @@ async def test_shred_and_rotate_need_a_scoped_key_provider_and_a_scope() -> None
         ({"tenant_id": "a\x00b"}, "tenant_id"),
         ({"stream_id": ""}, "stream_id"),
         ({"scope": "tenant:\n"}, "scope"),
+        # scopes no event can have: rotate_key made a key nothing writes with, shred removed nothing and said so
+        ({"scope": "tenant:"}, "scope"),
+        ({"scope": "stream:"}, "scope"),
+        ({"scope": "t"}, "scope"),
+        ({"scope": "region:eu"}, "scope"),
+        ({"scope": "tenant:a\x00b"}, "scope"),
     ],
 )
 async def test_shred_and_rotate_check_the_scope_names_like_an_append_does(kwargs: dict[str, Any], field: str) -> None:

@@ -211,8 +211,12 @@ def check_scope_names(tenant_id: object, stream_id: object, scope: object, max_s
     check_optional_text("tenant id", tenant_id, field_name="tenant_id")
     if stream_id is not None:
         check_text("stream id", stream_id, max_stream_id_length, field_name="stream_id")
-    if scope is not None:  # "tenant:<tenant id>" or "stream:<stream id>"
+    if scope is not None:  # "tenant:<tenant id>" or "stream:<stream id>": the only scopes an event's key has
         check_text("scope", scope, max(max_stream_id_length, MAX_EVENT_ID_LENGTH) + 7, field_name="scope")
+        kind, _, name = str(scope).partition(":")
+        if kind not in ("tenant", "stream") or not name:
+            msg = f"a key scope is 'tenant:<tenant id>' or 'stream:<stream id>', got {scope!r}"
+            raise ValidationError(msg, field="scope")
 
 
 def check_paging(limit: object, offset: object) -> None:

@@ -4,7 +4,8 @@ JetStream can only remove whole messages, and an envelope holds a whole batch. S
 leading run of wholly deleted messages is purged in one request, other wholly deleted messages are
 deleted one by one, and an envelope that keeps live events lists its deleted indexes in the hidden
 bucket, which reads honour. Versions never change or go down: the stream's info record counts the
-removed events and remembers the last version, so an emptied stream keeps its version. Both primitives
+removed events, each once however runs race (:meth:`Retention._claim`), and remembers the last version, so an
+emptied stream keeps its version. Both primitives
 read a stream from its start only up to the first message they keep (``delete_events_before`` with
 ``retention_scan="leading"``: the first event at or after the cutoff; by default it reads every message,
 since timestamps need not run in stream order), so their reads follow what they delete. A guarded

@@ -129,21 +129,23 @@ BEFORE_SNAPSHOT = (
     "test_a_stream_created_again_during_a_run_is_left_whole[before_snapshot]",
     "test_before_snapshot_keeps_a_margin",
 )
+RACE = "test_two_runs_with_different_cutoffs_racing_count_each_event_once"  # max_age, then max_count
 APPLY_ALWAYS = ("test_policies_from_configuration_report_each_outcome", "test_a_scheduled_run_applies_the_policies")
 
 EXPECTED: dict[str, tuple[set[str], dict[str, str]]] = {
     # class: (tests that must pass, {test that must be skipped: the operation its reason names})
     "TestRetentionNoTruncate": (
         {REFUSAL_MAX_COUNT, REFUSAL_BEFORE_SNAPSHOT, *MAX_AGE, *APPLY_ALWAYS},
-        dict.fromkeys((*MAX_COUNT, *BEFORE_SNAPSHOT), "truncate_stream") | {REFUSAL_MAX_AGE: "delete_events_before"},
+        dict.fromkeys((*MAX_COUNT, *BEFORE_SNAPSHOT, RACE), "truncate_stream")
+        | {REFUSAL_MAX_AGE: "delete_events_before"},
     ),
     "TestRetentionNoDeletes": (
         {REFUSAL_MAX_AGE, REFUSAL_MAX_COUNT, REFUSAL_BEFORE_SNAPSHOT, *APPLY_ALWAYS},
-        dict.fromkeys(MAX_AGE, "delete_events_before")
+        dict.fromkeys((*MAX_AGE, RACE), "delete_events_before")
         | dict.fromkeys((*MAX_COUNT, *BEFORE_SNAPSHOT), "truncate_stream"),
     ),
     "TestRetentionNoSnapshots": (
-        {REFUSAL_BEFORE_SNAPSHOT, *MAX_AGE, *MAX_COUNT, *APPLY_ALWAYS},
+        {REFUSAL_BEFORE_SNAPSHOT, *MAX_AGE, *MAX_COUNT, RACE, *APPLY_ALWAYS},
         dict.fromkeys(BEFORE_SNAPSHOT, "save_snapshot")
         | {REFUSAL_MAX_AGE: "delete_events_before", REFUSAL_MAX_COUNT: "truncate_stream"},
     ),

@@ -65,6 +65,10 @@ def _events(n: int, *, start_day: int = 0, **kw: Any) -> list[EventData]:
     ]
 
 
+def _tick(day: int) -> EventData:
+    return EventData(event_type="Tick", data={"day": day}, timestamp=T0 + timedelta(days=day))
+
+
 class RetentionSuite:
     """Retention policies against one provider. Subclass and override :meth:`provider`."""
 
@@ -205,6 +209,50 @@ class RetentionSuite:
         assert report.deleted() == 2
         assert await self.versions(manager, a) == [1, 4]
         assert (await manager.apply_retention([policy], now=now)).deleted() == 0
+
+    async def test_two_runs_with_different_cutoffs_racing_count_each_event_once(
+        self, manager: EventSourcingManager, provider: Provider
+    ) -> None:
+        """Two replicas of a service run ``max_age`` 10d and 12d at once, each through its own instance.
+
+        Between them they delete what either policy deletes, each event counted once (in ``event_count`` and in
+        what the runs report), and ``max_count`` later finds the counts it needs.
+        """
+        self._require(provider, MaxAgePolicy(1))
+        self._require(provider, MaxCountPolicy(1))
+        whole = [_sid("whole"), _sid("whole")]  # days 0..19, 0..9: the 10d run deletes all, the 12d run keeps two
+        kept = [_sid("kept"), _sid("kept")]  # days 0..29: both runs keep the last ten, the 10d run deletes two more
+        for s in whole:
+            await manager.append_events_batch(stream_id=s, events=[_tick(i % 20) for i in range(30)])
+        for s in kept:
+            await manager.append_events_batch(stream_id=s, events=[_tick(i) for i in range(30)])
+        other = type(provider)(**provider.spawn_args())
+        await other.connect()
+        try:
+            m2 = self.make_manager()
+            await m2.register_provider(other, name="under-test", default=True)
+            now = T0 + timedelta(days=30)
+            reports = await asyncio.gather(
+                manager.apply_retention([MaxAgePolicy(timedelta(days=10))], now=now),
+                m2.apply_retention([MaxAgePolicy(timedelta(days=12))], now=now),
+            )
+        finally:
+            await other.close()
+        assert sum(r.deleted() for r in reports) == 2 * 30 + 2 * 20
+        for s in whole:
+            assert await self.versions(manager, s) == []
+            info = await manager.get_stream_info(s)
+            assert (info.version, info.event_count, info.first_version) == (30, 0, None)
+        for s in kept:
+            assert await self.versions(manager, s) == list(range(21, 31))
+            info = await manager.get_stream_info(s)
+            assert (info.version, info.event_count, info.first_version) == (30, 10, 21)
+        await manager.append_events_batch(stream_id=whole[0], events=[_tick(40) for _ in range(20)])
+        assert (await manager.apply_retention([MaxCountPolicy(5)])).deleted() == 15 + 2 * 5
+        assert await self.versions(manager, whole[0]) == list(range(46, 51))
+        assert await self.versions(manager, kept[0]) == list(range(26, 31))
+        info = await manager.get_stream_info(whole[0])
+        assert (info.version, info.event_count, info.first_version) == (50, 5, 46)
 
     async def test_retention_period_is_the_default_policy(self, provider: Provider) -> None:
         m = self.make_manager(retention_period="3d")

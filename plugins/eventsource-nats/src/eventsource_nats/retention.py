@@ -4,7 +4,8 @@ JetStream can only remove whole messages, and an envelope holds a whole batch. S
 leading run of wholly deleted messages is purged in one request, other wholly deleted messages are
 deleted one by one, and an envelope that keeps live events lists its deleted indexes in the hidden
 bucket, which reads honour. Versions never change or go down: the stream's info record counts the
-removed events and remembers the last version, so an emptied stream keeps its version. Both primitives
+removed events, each once however runs race (:meth:`Retention._claim`), and remembers the last version, so an
+emptied stream keeps its version. Both primitives
 read a stream from its start only up to the first message they keep (``delete_events_before`` with
 ``retention_scan="leading"``: the first event at or after the cutoff; by default it reads every message,
 since timestamps need not run in stream order), so their reads follow what they delete. A guarded
@@ -29,7 +30,7 @@ from eventsource_nats.reads import stream_id_from
 from eventsource_nats.records import HDR_COUNT
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable
     from datetime import datetime
 
     from eventsource.model import RecordedEvent
@@ -41,7 +42,9 @@ if TYPE_CHECKING:
 
 
 SEQUENCE_NOT_FOUND = 10043
-"""err_code of a message delete whose message is already gone."""
+"""err_code of a message delete whose message is already gone (nats-server 2.9)."""
+MSG_DELETE_FAILED = 10057
+"""err_code of a failed message delete; with "no message found", the message is already gone (current servers)."""
 GETS_FIRST = 16
 """Messages of a stream ``delete_events_before`` reads with single gets before it opens a consumer."""
 
@@ -75,12 +78,12 @@ class _Holds:
 
 @dataclass
 class _Plan:
-    """What to delete of one event stream (one subject)."""
+    """What to delete of one event stream (one subject); whole messages as (seq, events the message holds)."""
 
     purge_below: int = 0
     prefix: bool = True
-    leading: list[tuple[int, int]] = field(default_factory=list)  # (seq, events) of the leading run it purges
-    singles: list[tuple[int, int]] = field(default_factory=list)  # (seq, events) of the messages deleted one by one
+    leading: list[tuple[int, int]] = field(default_factory=list)  # the leading run it purges
+    singles: list[tuple[int, int]] = field(default_factory=list)  # the messages deleted one by one
     partial: dict[int, list[int]] = field(default_factory=dict)
     envelopes: list[int] = field(default_factory=list)
     removed: int = 0
@@ -88,19 +91,25 @@ class _Plan:
     stream_id: str = ""
     last: tuple[int, int] = (0, 0)  # the last message seen: (seq, events it loses)
     holds: _Holds | None = None  # a guarded truncation's event (``if_holds``)
+    lost: list[int] = field(default_factory=list)  # envelopes it marked that another run claimed whole
 
-    def add(self, seq: int, live: list[RecordedEvent], gone: list[RecordedEvent], hidden: frozenset[int]) -> None:
-        """Account for the message at ``seq``: its ``live`` events, of which ``gone`` are to be deleted."""
+    def add(
+        self, seq: int, count: int, live: list[RecordedEvent], gone: list[RecordedEvent], hidden: frozenset[int]
+    ) -> None:
+        """Account for the message at ``seq`` (``count`` events): its ``live`` ones, of which ``gone`` are to go.
+
+        A message with no live event (every event marked deleted) goes whole: it must not stop a leading run.
+        """
         if live:
             self.stream_id = live[0].stream_id
         self.removed += len(gone)
         self.last = (seq, len(gone))
-        if gone and len(gone) == len(live):
+        if len(gone) == len(live):
             if self.prefix:
                 self.purge_below = seq + 1
-                self.leading.append((seq, len(gone)))
+                self.leading.append((seq, count))
             else:
-                self.singles.append((seq, len(gone)))
+                self.singles.append((seq, count))
         else:
             self.prefix = False
             if gone:
@@ -112,18 +121,21 @@ class _Plan:
             self.singles.pop()
             self.removed -= self.last[1]
 
-    def survivor(self) -> int:
-        """A message of the guarded incarnation that this plan leaves (0: none known)."""
-        h = self.holds
-        if h is not None and h.seq >= self.purge_below and h.seq not in {seq for seq, _ in self.singles}:
-            return h.seq
-        return max(self.partial, default=0)  # an envelope keeping live events stays
+    def work(self) -> bool:
+        """Whether the plan deletes or purges anything."""
+        return bool(self.leading or self.singles or self.partial)
 
 
 def _covers(headers: dict[str, str] | None, version: int) -> bool:
     """Whether a message with ``headers`` holds ``version``."""
     first_v, last_v = records.message_versions(headers)
     return first_v <= version <= last_v
+
+
+def _tally(info: dict[str, Any]) -> tuple[Any, ...]:
+    """What :meth:`Retention._bump_info` changes in an info record (to skip a write that changes nothing)."""
+    keys = ("removed", "known_version", "counted_below")
+    return (*(int(info.get(k, 0)) for k in keys), info.get("gone", []), info.get("hides", {}))
 
 
 class Retention:
@@ -164,7 +176,7 @@ class Retention:
                 return rec.version < before_version
 
             plan = (await self._plan(subject, noted, before_version)).get(token)
-            if plan is None or not plan.removed:
+            if plan is None or not plan.work():
                 return 0
             plan.holds = holds
             return await self._carry_out(token, plan)
@@ -239,7 +251,7 @@ class Retention:
             total = 0
             for subject in subjects:
                 plan = await self._leading_run(subject, lambda r: r.timestamp < cutoff)
-                if plan.removed:
+                if plan.work():
                     total += await self._carry_out(n.token_of_subject(subject), plan)
             return total
 
@@ -282,7 +294,7 @@ class Retention:
             plan.envelopes.append(seq)
         live = records.decode(data, headers, seq, stream_id_from(m.subject, data), hidden)
         gone = list(itertools.takewhile(doomed, live))
-        plan.add(seq, live, gone, hidden)
+        plan.add(seq, count, live, gone, hidden)
         return len(gone) < len(live)
 
     async def _delete_where(
@@ -297,7 +309,7 @@ class Retention:
         plans = await self._plan(subject, doomed, stop_version)
         total = 0
         for token, plan in plans.items():
-            if plan.removed:
+            if plan.work():
                 total += await self._carry_out(token, plan)
         return total
 
@@ -323,19 +335,18 @@ class Retention:
                 if count > 1:
                     plan.envelopes.append(seq)
                 live = records.decode(m.data, m.headers, seq, stream_id_from(m.subject, m.data), hidden)
-                plan.add(seq, live, [r for r in live if doomed(r)], hidden)
+                plan.add(seq, count, live, [r for r in live if doomed(r)], hidden)
         if to_the_end:
             for plan in plans.values():
                 plan.keep_last()
         return plans
 
     async def _carry_out(self, token: str, plan: _Plan) -> int:
-        """Apply one stream's plan; returns how many events THIS run deleted (another run may race it).
+        """Apply one stream's plan; returns how many events THIS run counted as deleted (another run may race it).
 
-        The leading run is counted in the info record before it is purged (an emptied stream keeps its
-        version); the record keeps the sequence below which leading runs were counted, so a run that
-        planned the same messages does not count them again. Hidden indexes and single deletes are
-        counted after the server said this run made them (another run's make nothing).
+        The envelope marks come first, then one write of the info record claims the whole messages and counts
+        the marks (:meth:`_claim`), then the messages go: what a reader can no longer see is counted by then, an
+        emptied stream keeps its version, and each event is counted once however runs interleave.
         """
         conn = self.conn
         n = conn.names
@@ -344,40 +355,36 @@ class Retention:
         last = await conn.last_msg(subject)
         version = max(plan.version, records.message_versions(last.headers)[1] if last else 0)
         held = None if holds is None else functools.partial(self._held, holds)
-        removed = await self._bump_info(token, plan.stream_id, version, leading=plan.leading, witness=held)
-        if removed is None:  # deleted by another process since the plan was read: nothing left to do
-            self.tails.pop(token, None)
-            return 0
-        later = 0
+        if held is not None and not await held():
+            return 0  # not the stream holding the guarded event: nothing is marked
         for seq, idxs in plan.partial.items():
-            later += await self._hide(token, seq, idxs)
-        if plan.purge_below:
-            await conn.purge(n.stream, filter=n.subject(token), seq=plan.purge_below)
-        for seq, events in plan.singles:
-            if await self._delete_msg(seq):
-                later += events
-            await conn.purge(f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}")
-        for seq in plan.envelopes:
-            if seq < plan.purge_below:
-                await conn.purge(
-                    f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
-                )
-        if later:
-            # guarded: counted only while a message of the incarnation this run read is still there
-            kept = None if holds is None else functools.partial(self._exists, subject, plan.survivor())
-            if await self._bump_info(token, plan.stream_id, version, extra=later, witness=kept) is None and holds:
-                await self._unmark(token, plan)
-                later = 0  # the incarnation went, and these events with it
+            await self._hide(token, seq, idxs)
+        counted = await self._bump_info(token, plan, version, witness=held)
         self.tails.pop(token, None)
-        return removed + later
+        if counted is None:  # deleted by another process since the plan was read (or its guarded event went)
+            # the marks made stand where their envelope still does (then it is this incarnation's): count them
+            marks = _Plan(partial=plan.partial, stream_id=plan.stream_id)
+            counted = await self._bump_info(token, marks, 0) or 0
+            await self._unmark(token, plan.partial)
+            return counted
+        if plan.purge_below:
+            await conn.purge(n.stream, filter=subject, seq=plan.purge_below)
+        for seq, _ in plan.singles:
+            await self._delete_msg(seq)
+        whole = [seq for seq, events in (*plan.leading, *plan.singles) if events > 1]
+        for seq in whole:
+            await conn.purge(f"KV_{n.hidden_bucket}", filter=f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}")
+        await self._unmark(token, plan.lost)
+        self.tails.pop(token, None)
+        return counted
 
-    async def _unmark(self, token: str, plan: _Plan) -> None:
-        """After the guarded incarnation went: purge this run's marks of envelopes that went with it.
+    async def _unmark(self, token: str, seqs: Iterable[int]) -> None:
+        """Purge this run's marks of envelopes at ``seqs`` that are gone (another run's, or a deleted stream's).
 
         A sequence is never reused, so such a mark hides nothing; left, it would keep reads looking marks up.
         """
         n = self.conn.names
-        for seq in plan.partial:
+        for seq in seqs:
             if not await self._exists(n.subject(token), seq):
                 key = f"$KV.{n.hidden_bucket}.{Names.hidden_key(token, seq)}"
                 await self.conn.purge(f"KV_{n.hidden_bucket}", filter=key)
@@ -419,45 +426,37 @@ class Retention:
         try:
             await self.conn.api(f"STREAM.MSG.DELETE.{self.conn.names.stream}", {"seq": seq})
         except nats.js.errors.APIError as e:
-            if e.err_code == SEQUENCE_NOT_FOUND:
+            if e.err_code == SEQUENCE_NOT_FOUND or (
+                e.err_code == MSG_DELETE_FAILED and "no message found" in (e.description or "")
+            ):
                 return False
             raise
         return True
 
     async def _bump_info(
-        self,
-        token: str,
-        sid: str,
-        version: int,
-        *,
-        leading: Sequence[tuple[int, int]] = (),
-        extra: int = 0,
-        witness: Callable[[], Awaitable[bool]] | None = None,
+        self, token: str, plan: _Plan, version: int, *, witness: Callable[[], Awaitable[bool]] | None = None
     ) -> int | None:
-        """Count removed events in the stream's info record and remember ``version`` (CAS loop); returns the count.
+        """Claim ``plan``'s deletions in the stream's info record and remember ``version`` (CAS loop); the count.
 
         ``None`` when the stream has neither a record nor a message, or is being deleted: not to be brought back;
         nor when ``witness`` (awaited after each read of the record) says the incarnation is gone.
-        ``leading``: (seq, events) of a leading run about to be purged, counted from the record's
-        ``counted_below`` on (a run that planned the same messages already counted those below it); ``extra``:
-        events this run already deleted.
         """
         import nats.js.errors
 
         for _ in range(50):
-            got = await self._record(token, sid)
+            got = await self._record(token, plan.stream_id)
             if got is None:
                 return None
             info, rev = got
             if witness is not None and not await witness():
                 return None  # deleted since the run read it (and perhaps created again: not this run's record)
-            info.pop("claim", None)  # the stream has had events: no append can count as its creator any more
-            below = int(info.get("counted_below", 0))
-            counted = extra + sum(events for seq, events in leading if seq >= below)
-            if leading:
-                info["counted_below"] = max(below, leading[-1][0] + 1)
+            before = _tally(info)
+            counted = await self._claim(token, info, plan)
             info["removed"] = int(info.get("removed", 0)) + counted
             info["known_version"] = max(int(info.get("known_version", 0)), version)
+            if _tally(info) == before:
+                return 0  # every deletion planned was claimed and counted by another run already
+            info.pop("claim", None)  # the stream has had events: no append can count as its creator any more
             try:
                 if not await self._write_info(token, info, rev, witness):
                     return None
@@ -469,8 +468,46 @@ class Retention:
                 # KeyNotFoundError: kv.create found the key taken, then purged when it re-read it: try again
                 continue
             return counted
-        msg = f"could not update the info of stream {sid!r} under contention"
+        msg = f"could not update the info of stream {plan.stream_id!r} under contention"
         raise ProviderTimeoutError(msg)
+
+    async def _claim(self, token: str, info: dict[str, Any], plan: _Plan) -> int:
+        """Record ``plan``'s deletions in ``info`` (read at one revision); how many events they add to ``removed``.
+
+        The record is the one place a deleted event is counted. A message taken whole is claimed before it goes:
+        a leading run moves ``counted_below`` (every message of the stream below it is counted), a single is
+        listed in ``gone``; either counts the message's events less those ``hides`` already counted from its
+        marks. An envelope's marks are counted from the hidden bucket, read after this run made its own, up to
+        what ``hides`` says was counted, while the envelope is still there. A run that planned a message another run
+        claimed counts nothing of it.
+        """
+        below = int(info.get("counted_below", 0))
+        gone = set(info.get("gone", ()))
+        hides = {int(seq): int(n) for seq, n in info.get("hides", {}).items()}
+        counted = 0
+        plan.lost = []
+        for seq, events in (*plan.leading, *plan.singles):
+            if seq >= below and seq not in gone:
+                counted += events - hides.pop(seq, 0)
+                gone.add(seq)
+        subject = self.conn.names.subject(token)
+        for seq in plan.partial:
+            # a message goes only after a claim: one gone unclaimed was the stream's before a delete_stream
+            if seq < below or seq in gone or not await self._exists(subject, seq):
+                plan.lost.append(seq)
+                continue
+            marks = len(await self.reader.hidden(token, seq))
+            if marks > hides.get(seq, 0):
+                counted += marks - hides.get(seq, 0)
+                hides[seq] = marks
+        below = max(below, plan.purge_below)
+        info["counted_below"] = below
+        info["gone"] = sorted(seq for seq in gone if seq >= below)
+        info["hides"] = {str(seq): n for seq, n in sorted(hides.items()) if seq >= below}
+        for key in ("gone", "hides"):
+            if not info[key]:
+                del info[key]
+        return counted
 
     async def _record(self, token: str, sid: str) -> tuple[dict[str, Any], int | None] | None:
         """The stream's info record and revision (a new one, revision ``None``, for a stream without one).

@@ -25,7 +25,7 @@ from eventsource_nats.naming import stream_id_of, stream_token
 from eventsource_nats.reads import stream_id_from
 
 if TYPE_CHECKING:
-    from eventsource.model import NewEvent, NewStream
+    from eventsource.model import NewEvent, NewStream, RecordedEvent
 
     from eventsource_nats.connection import Connection
     from eventsource_nats.reads import Reader
@@ -143,11 +143,8 @@ class Streams:
         first_event = last_event = None
         if last is not None:
             version = records.message_versions(last.headers)[1]
-            last_event = (await self.reader.decode_msg(subject, int(last.seq), last.headers, last.data or b""))[-1]
-            if first is not None:
-                first_event = (await self.reader.decode_msg(subject, int(first.seq), first.headers, first.data or b""))[
-                    0
-                ]
+            last_event = await self._last_event(subject, last)
+            first_event = await self._first_live(subject, first)
         else:
             version = int(info.get("known_version", 0))
         created = info.get("created_at")
@@ -167,6 +164,26 @@ class Streams:
             last_event_id=last_event.event_id if last_event else None,
             first_version=first_event.version if first_event and count > 0 else None,
         )
+
+    async def _last_event(self, subject: str, last: Any) -> RecordedEvent:
+        """The last live event of the subject's ``last`` message, or its last event if retention marked every one.
+
+        A message is purged once its events are all marked deleted, but not the subject's last (the tail is
+        read from it) while an earlier message keeps live events, nor one marked by a run that did not finish.
+        """
+        body = last.data or b""
+        seq = int(last.seq)
+        events = await self.reader.decode_msg(subject, seq, last.headers, body)
+        return (events or records.decode(body, last.headers, seq, stream_id_from(subject, body)))[-1]
+
+    async def _first_live(self, subject: str, m: Any) -> RecordedEvent | None:
+        """The first live event from message ``m`` on (past messages whose events retention marked all deleted)."""
+        while m is not None:
+            events = await self.reader.decode_msg(subject, int(m.seq), m.headers, m.data or b"")
+            if events:
+                return events[0]
+            m = await self.conn.next_msg(subject, int(m.seq) + 1)
+        return None
 
     async def all_stream_ids(self) -> list[str]:
         """Every stream id: subjects holding events plus info records (empty or truncated streams)."""

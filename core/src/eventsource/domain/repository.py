@@ -264,7 +264,11 @@ class Repository(Generic[A]):
         expected = aggregate.version if aggregate.version > 0 else NO_STREAM
         if aggregate.version > 0:
             await self._check_incarnation(aggregate)
-        events = [e.event_data(aggregate_id=aggregate.id, aggregate_type=cls.aggregate_type) for e in pending]
+        ids = aggregate._pending_ids[: len(pending)]  # noqa: SLF001 - minted at record(): a repeated save is a retry
+        events = [
+            e.event_data(event_id=i, aggregate_id=aggregate.id, aggregate_type=cls.aggregate_type)
+            for e, i in zip(pending, ids, strict=True)
+        ]
         res = await self.manager.append_events_batch(
             stream_id=aggregate.stream_id, events=events, expected_version=expected, provider=self.provider
         )

@@ -1,0 +1,113 @@
+"""Attacker's and newcomer's review of repositories: a save whose outcome is unknown, snapshots of an older shape."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource.domain import Aggregate, DomainEvent, Repository, applies
+from eventsource.errors import DuplicateEventError, ProviderTimeoutError
+from eventsource.manager import EventSourcingManager
+from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Deposited(DomainEvent, type_name="review.Deposited"):
+    amount: int
+
+
+class Account(Aggregate):
+    aggregate_type = "review.Account"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.balance = 0
+
+    def deposit(self, amount: int) -> None:
+        self.record(Deposited(amount))
+
+    @applies(Deposited)
+    def _deposited(self, e: Deposited) -> None:
+        self.balance += e.amount
+
+
+async def _versions(m: EventSourcingManager, stream_id: str) -> list[tuple[int, str]]:
+    return [(e.version, e.event_id) async for e in m.read_stream(stream_id)]
+
+
+async def _until_stored(m: EventSourcingManager, stream_id: str, count: int) -> list[tuple[int, str]]:
+    """The stream's events once it holds ``count`` (the timed-out append lands after the lock is released)."""
+    for _ in range(500):
+        stored = await _versions(m, stream_id)
+        if len(stored) >= count:
+            return stored
+        await asyncio.sleep(0.01)
+    pytest.fail(f"the append never landed: {await _versions(m, stream_id)}")
+
+
+async def _timed_out_save(m: EventSourcingManager, repo: Repository[Account], acc: Account, db: Path) -> None:
+    """``repo.save(acc)`` times out while another connection holds the write lock, and lands once it lets go."""
+    blocker = sqlite3.connect(db, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(ProviderTimeoutError):
+            await repo.save(acc)
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+
+async def test_a_save_repeated_after_a_timeout_that_landed_is_an_idempotent_retry(tmp_path: Path) -> None:
+    """A save whose append timed out but was stored, saved again, returns the stored result and duplicates nothing.
+
+    The timeout's own message says that an append repeated with the same event ids is a no-op if it was
+    applied; the repository minted new ids on every save, so the repeat raised ConcurrencyError ("expected
+    version 1, actual version 2") for a writer that was the aggregate itself, with its events still pending.
+    """
+    db = tmp_path / "x.db"
+    config = {"providers": {"db": f"sqlite:///{db}"}, "timeout": 0.3, "retry_attempts": 1}
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        repo = Repository(m, Account)
+        acc = repo.new("a")
+        acc.deposit(5)
+        await repo.save(acc)
+        acc = await repo.get("a")
+        acc.deposit(10)
+        acc.deposit(20)
+        await _timed_out_save(m, repo, acc, db)
+        stored = await _until_stored(m, acc.stream_id, 3)
+        assert len(acc.pending) == 2  # the repository cannot know they landed
+        res = await repo.save(acc)  # the retry a timeout asks for
+        assert res is not None
+        assert res.duplicate
+        assert (res.first_version, res.last_version) == (2, 3)
+        assert stored[1:] == list(zip(range(2, 4), res.event_ids, strict=True))
+        assert await _versions(m, acc.stream_id) == stored  # nothing written twice
+        assert (acc.pending, acc.version) == ([], 3)
+        assert (await repo.get("a")).balance == 35
+        acc.deposit(1)  # carries on from the stored head
+        await repo.save(acc)
+        assert (await repo.get("a")).balance == 36
+
+
+async def test_a_repeated_save_with_events_recorded_since_the_timeout_stores_nothing_twice(tmp_path: Path) -> None:
+    """Events recorded after a timed-out save that landed: the repeat is refused as a partial duplicate, not stored."""
+    db = tmp_path / "x.db"
+    config = {"providers": {"db": f"sqlite:///{db}"}, "timeout": 0.3, "retry_attempts": 1}
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        repo = Repository(m, Account)
+        acc = repo.new("a")
+        acc.deposit(5)
+        await _timed_out_save(m, repo, acc, db)
+        stored = await _until_stored(m, acc.stream_id, 1)
+        acc.deposit(7)
+        with pytest.raises(DuplicateEventError):
+            await repo.save(acc)
+        assert await _versions(m, acc.stream_id) == stored
+        assert (await repo.get("a")).balance == 5

@@ -59,6 +59,26 @@ def _lost_by_snapshot(aggregate: Aggregate, state: Any) -> str | None:
     return None
 
 
+def _default_snapshots(cls: type[Aggregate]) -> bool:
+    """Whether ``cls`` keeps the default ``to_snapshot`` and ``from_snapshot`` (its public attributes, as a dict)."""
+    from eventsource.domain.aggregate import Aggregate
+
+    own = getattr(cls.from_snapshot, "__func__", None)
+    return cls.to_snapshot is Aggregate.to_snapshot and own is vars(Aggregate)["from_snapshot"].__func__
+
+
+def _missing_from_snapshot(cls: type[Aggregate], aggregate_id: str, data: Any) -> str | None:
+    """A public attribute a new ``cls`` sets that the default snapshot ``data`` does not hold (an older shape).
+
+    Loaded from it, the attribute would keep its ``__init__`` value while a replay computes it: a class that
+    gained state without a new ``snapshot_version``. Only the defaults are judged (an override knows its data).
+    """
+    if not isinstance(data, dict) or not _default_snapshots(cls):
+        return None
+    fresh = cls(aggregate_id).to_snapshot()
+    return next((k for k in fresh if k not in data), None)
+
+
 def _check_readable(ev: Event) -> None:
     """Refuse to rebuild an aggregate from an event redacted by ``shredded_events="redact"`` (it has no data)."""
     scope = redacted_scope(ev) if ev.data is None else None
@@ -111,7 +131,7 @@ class Repository(Generic[A]):
         cls = self.aggregate_class
         m = self.manager
         sid = await self._locate(aggregate_id)
-        snap = await self._snapshot(sid)
+        snap = await self._snapshot(sid, aggregate_id)
         agg: A | None = None
         start = 1
         if snap is not None:
@@ -224,7 +244,7 @@ class Repository(Generic[A]):
             break  # another aggregate's stream that the legacy scheme gave the same id
         return sid
 
-    async def _snapshot(self, sid: str) -> Snapshot | None:
+    async def _snapshot(self, sid: str, aggregate_id: str) -> Snapshot | None:
         if self.snapshot_threshold is None:
             return None
         cls = self.aggregate_class
@@ -237,6 +257,13 @@ class Repository(Generic[A]):
             return None
         if snap.aggregate_type != cls.aggregate_type or snap.metadata.get(SCHEMA_KEY, 1) != cls.snapshot_version:
             log.warning("ignoring a snapshot of another aggregate type or schema version")
+            return None
+        missing = _missing_from_snapshot(cls, aggregate_id, snap.data)
+        if missing is not None:
+            log.warning(
+                "ignoring a snapshot of %s without its attribute %s (taken before the class had it; bump "
+                "snapshot_version and add a snapshot upcaster to keep using such snapshots)", cls.__name__, missing,
+            )  # fmt: skip
             return None
         return snap
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from eventsource.domain import Aggregate, DomainEvent, Repository, applies
-from eventsource.errors import DuplicateEventError, ProviderTimeoutError
+from eventsource.errors import DuplicateEventError, ProviderTimeoutError, ValidationError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 
@@ -159,3 +159,27 @@ async def test_a_snapshot_without_an_attribute_the_class_now_has_is_not_loaded_i
         assert (await m.get_snapshot(loaded.stream_id)).data == {"balance": 17, "deposits": 6}
         again = await new.get("a")
         assert (again.balance, again.deposits, again.snapshot_at) == (17, 6, 6)
+
+
+async def test_an_event_of_a_type_with_no_class_names_the_stored_type_when_the_aggregate_is_loaded(
+    tmp_path: Path,
+) -> None:
+    """An event class renamed (``type_name`` defaults to the class name) leaves stored events with no class.
+
+    Loading the aggregate said ``Account has no @applies handler for dict (event type '?')``: neither the type
+    that has no class nor the event. It is a ValidationError naming both, and where the type name comes from.
+    """
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    async with EventSourcingManager({"providers": {"db": db}}, host=PluginHost(load_entrypoints=False)) as m:
+        repo = Repository(m, Account)
+        acc = repo.new("a")
+        acc.deposit(1)
+        await repo.save(acc)
+        res = await m.append_event(stream_id=acc.stream_id, event_type="review.Withdrawn", data={"amount": 1})
+        for snapshot_threshold in (None, 1):
+            with pytest.raises(ValidationError) as info:
+                await Repository(m, Account, snapshot_threshold=snapshot_threshold).get("a")
+            assert "'review.Withdrawn'" in info.value.message
+            assert res.event_id in info.value.message
+            assert "no event class" in info.value.message
+            assert info.value.details["event_type"] == "review.Withdrawn"

@@ -12,6 +12,7 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from eventsource.domain.events import DomainEvent
 from eventsource.domain.events import changed_by_json as _changed_by_json
 from eventsource.domain.upcasting import SCHEMA_KEY
 from eventsource.errors import (
@@ -90,6 +91,21 @@ def _check_readable(ev: Event) -> None:
         raise KeyShreddedError(msg, scope=scope, event_id=ev.event_id, stream_id=ev.stream_id)
 
 
+def _apply(agg: Aggregate, ev: Event) -> None:
+    """Apply the stored ``ev`` (read ``as_classes``); one whose type has no event class is named, with the event."""
+    _check_readable(ev)
+    if not isinstance(ev.data, DomainEvent):
+        msg = (
+            f"{type(agg).__name__} {agg.id!r} cannot be loaded: event {ev.event_id!r} (version {ev.version} of stream "
+            f"{ev.stream_id!r}) is of type {ev.event_type!r}, which no event class is registered for (a class "
+            "renamed? type_name defaults to the class name; set it to the stored name, or add a rename upcaster)"
+        )
+        raise ValidationError(
+            msg, field="event_type", event_type=ev.event_type, event_id=ev.event_id, stream_id=ev.stream_id
+        )
+    agg.apply(ev.data)
+
+
 class Repository(Generic[A]):
     """Aggregates of one class on one manager; see the module docstring.
 
@@ -152,8 +168,7 @@ class Repository(Generic[A]):
                 continue
             if agg is None:
                 agg = cls(aggregate_id)
-            _check_readable(ev)
-            agg.apply(ev.data)
+            _apply(agg, ev)
             agg.version = ev.version
             head = ev.event_id
             applied += 1
@@ -190,8 +205,7 @@ class Repository(Generic[A]):
             if head is None:
                 self._check_owner(ev, aggregate_id)
             self._check_next(ev, agg.version + 1, aggregate_id, snapshot=False)
-            _check_readable(ev)
-            agg.apply(ev.data)
+            _apply(agg, ev)
             agg.version = ev.version
             head = ev.event_id
         if agg.version == 0:

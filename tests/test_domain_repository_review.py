@@ -183,3 +183,45 @@ async def test_an_event_of_a_type_with_no_class_names_the_stored_type_when_the_a
             assert res.event_id in info.value.message
             assert "no event class" in info.value.message
             assert info.value.details["event_type"] == "review.Withdrawn"
+
+
+# ---------------------------------------------------------------------- a reader behind the writers skips nothing
+
+
+def _v3_reader(db: str) -> EventSourcingManager:
+    """A projection worker of the release before: it knows ``review.Deposited`` up to version 2."""
+    m = EventSourcingManager({"providers": {"db": db}}, host=PluginHost(load_entrypoints=False))
+    m.add_upcaster("review.Deposited", 1, lambda d: {**d, "currency": "EUR"})
+    return m
+
+
+@pytest.mark.parametrize("case", ["newer-release", "missing-step"])
+async def test_a_skipping_subscription_stops_at_a_schema_version_its_code_cannot_read(
+    tmp_path: Path, case: str
+) -> None:
+    """A worker whose code is behind the writers (their v3, or a v0->v1 step never registered here) is the
+    reader's deployment, not the events' fault: ``on_decode_error="skip"`` passed over every such event and its
+    checkpoint moved past them, so the projection lost them for good although they read once the code is
+    upgraded. It stops (EventDecodeError naming no skipping), as for a missing key; a read raises UpcastError."""
+    from eventsource.errors import UpcastError
+    from eventsource.subscriptions import EventDecodeError
+
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    async with EventSourcingManager({"providers": {"db": db}}, host=PluginHost(load_entrypoints=False)) as w:
+        await w.append_event(stream_id="s", event_type="review.Deposited", data={"amount": 1})
+        meta = {"eventsource.schema": 3} if case == "newer-release" else {}
+        etype = "review.Deposited" if case == "newer-release" else "review.Paid"
+        await w.append_event(stream_id="s", event_type=etype, data={"amount": 2}, metadata=meta)
+    async with _v3_reader(db) as m:
+        if case == "missing-step":  # this release reads review.Paid at v2 only: its step from v1 is missing
+            m.add_upcaster("review.Paid", 2, lambda d: d)
+        with pytest.raises(UpcastError):
+            [e async for e in m.read_stream("s")]
+        for target in ({"stream_id": "s"}, {}):
+            async with m.subscribe(on_decode_error="skip", **target) as sub:
+                first = await asyncio.wait_for(sub.next_batch(10), 5)
+                assert [e.data for e in first] == [{"amount": 1, "currency": "EUR"}]
+                with pytest.raises(EventDecodeError) as info:
+                    await asyncio.wait_for(sub.next_batch(10), 5)
+                assert sub.skipped == 0
+                assert "never skipped" in str(info.value)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ConfigurationError, ProviderError, UpcastError, ValidationError
+from eventsource.errors import ConfigurationError, ProviderError, SchemaVersionError, UpcastError, ValidationError
 from eventsource.model import make_event
 
 if TYPE_CHECKING:
@@ -168,14 +168,14 @@ class _Chains:
                 f"no upcaster takes {self.kind} {type_name!r} from schema version {version} "
                 f"(the newest is {newest}); {what} cannot be read"
             )
-            raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
+            raise SchemaVersionError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
         if version > newest and type_name in self.latest:
             what, ids = _describe(rec)
             msg = (
                 f"{what} has {self.kind} {type_name!r} at schema version {version}, "
                 f"newer than this code knows ({newest}): upgrade the code that reads it"
             )
-            raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
+            raise SchemaVersionError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
         return type_name, version, data
 
     def ends(self, type_name: str) -> set[str]:
@@ -361,4 +361,4 @@ class Upcasters:
         return dataclasses.replace(snap, data=data, metadata={**meta, SCHEMA_KEY: v})
 
 
-__all__ = ["MAX_STEPS", "SCHEMA_KEY", "UpcastError", "Upcasters", "stored_version"]
+__all__ = ["MAX_STEPS", "SCHEMA_KEY", "SchemaVersionError", "UpcastError", "Upcasters", "stored_version"]

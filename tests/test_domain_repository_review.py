@@ -225,3 +225,41 @@ async def test_a_skipping_subscription_stops_at_a_schema_version_its_code_cannot
                     await asyncio.wait_for(sub.next_batch(10), 5)
                 assert sub.skipped == 0
                 assert "never skipped" in str(info.value)
+
+
+# ---------------------------------------------------------------------- registrations that contradict each other
+
+
+async def test_a_step_past_a_registered_event_class_is_refused_whatever_the_order(tmp_path: Path) -> None:
+    """A class registered before an upcaster step that goes past its version: the docs promise ConfigurationError
+    for a class older than the version the upcasters produce, but only the class-after-step order raised; the
+    step-after-class order was accepted, and then every read of the type, its current events included, failed."""
+    from eventsource.errors import ConfigurationError
+
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    async with EventSourcingManager({"providers": {"db": db}}, host=PluginHost(load_entrypoints=False)) as m:
+        repo = Repository(m, Account)  # registers review.Deposited at version 1
+        acc = repo.new("a")
+        acc.deposit(1)
+        await repo.save(acc)
+        with pytest.raises(ConfigurationError) as info:
+            m.add_upcaster("review.Deposited", 1, lambda d: d)
+        assert "Deposited" in info.value.message
+        with pytest.raises(ConfigurationError):
+            m.add_upcaster("review.Legacy", 1, lambda d: d, to_type="review.Deposited")
+        assert (await repo.get("a")).balance == 1  # the refused steps left nothing behind
+        assert [e.event_type async for e in m.read_stream(acc.stream_id)] == ["review.Deposited"]
+
+
+async def test_a_repository_whose_snapshot_version_the_snapshot_steps_went_past_is_refused(tmp_path: Path) -> None:
+    """A snapshot upcaster to a version the aggregate class does not read made the repository ignore every
+    snapshot of the type (each one came out of the chain at that version): each load replayed the whole stream,
+    with a warning. The repository is refused at construction, as an event class is. (A step added after the
+    repository stays allowed: the kit replaces an aggregate class with its next release in one manager.)"""
+    from eventsource.errors import ConfigurationError
+
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    async with EventSourcingManager({"providers": {"db": db}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.add_snapshot_upcaster("review.Account", 1, lambda d: d)
+        with pytest.raises(ConfigurationError):
+            Repository(m, Account, snapshot_threshold=2)

@@ -85,7 +85,7 @@ class _Chains:
         if self.pinned.get(target, from_version + 1) <= from_version:
             msg = (
                 f"a step of {self.kind} {type_name!r} to {target!r} version {from_version + 1} goes past the version "
-                f"the code reads it at ({self.pinned[target]}, {self._reader(target)}); raise that version first"
+                f"the code reads it at ({self.pinned[target]}, {self._reader}); raise that version first"
             )
             raise ConfigurationError(msg, field="from_version")
         if key in self.steps:
@@ -126,7 +126,8 @@ class _Chains:
             self.latest[type_name] = version
             self.types.add(type_name)
 
-    def _reader(self, type_name: str) -> str:
+    @property
+    def _reader(self) -> str:
         return "its event class" if self.kind == "event" else "the aggregate's snapshot_version"
 
     def pin(self, type_name: str, version: int, *, hold: bool) -> None:
@@ -138,7 +139,7 @@ class _Chains:
         known = self.latest.get(type_name, 1)
         if known > version:
             msg = (
-                f"{self.kind} {type_name!r} is read at version {version} ({self._reader(type_name)}), but the "
+                f"{self.kind} {type_name!r} is read at version {version} ({self._reader}), but the "
                 f"upcasters already produce version {known}"
             )
             raise ConfigurationError(msg, field="version")

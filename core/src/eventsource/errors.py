@@ -228,6 +228,15 @@ class UpcastError(CodecError):
     """
 
 
+class SchemaVersionError(UpcastError):
+    """No upcasting chain of this code reaches the stored schema version from, or it is newer than the code knows.
+
+    A step is missing (not registered here: a plugin or ``--upcasters`` module not loaded), or a newer release
+    wrote the event. Not the event's fault: it reads once the code has the step or the release, so a
+    subscription never skips it.
+    """
+
+
 class RetentionError(EventSourceError):
     """At least one retention policy failed; :attr:`report` holds what every policy did."""
 

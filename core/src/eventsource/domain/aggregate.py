@@ -71,6 +71,7 @@ class Aggregate:
         self.snapshot_at = 0
         """Version of the snapshot this aggregate was loaded from or last saved (0: none); drives the cadence."""
         self._pending: list[DomainEvent] = []
+        self._pending_ids: list[str] = []  # each pending event's id, minted when recorded: a repeated save is a retry
         self._head_event_id: str | None = None  # the event at ``version`` when loaded or saved (None: unknown)
         self._stream_id: str | None = None  # set when the repository found the stream under the legacy scheme
         self._broken: str | None = None  # the event class whose handler raised: the state may be half-changed
@@ -114,9 +115,12 @@ class Aggregate:
         return list(self._pending)
 
     def record(self, event: DomainEvent) -> None:
-        """Apply a new event and keep it pending until the repository saves it."""
+        """Apply a new event and keep it pending (with the id it will be stored under) until the repository saves it."""
+        from eventsource.manager.ids import event_id  # the manager's generator (importing it here makes a cycle)
+
         self.apply(event)
         self._pending.append(event)
+        self._pending_ids.append(event_id())
 
     def apply(self, event: DomainEvent) -> None:
         """Change the state by one event (no pending entry); a class with no handler raises ValidationError.
@@ -157,7 +161,9 @@ class Aggregate:
 
         ``head_event_id`` is the event at ``version``. Events recorded while the save was in flight stay pending.
         """
-        del self._pending[: len(self._pending) if count is None else count]
+        n = len(self._pending) if count is None else count
+        del self._pending[:n]
+        del self._pending_ids[:n]
         self.version = version
         self._head_event_id = head_event_id
 

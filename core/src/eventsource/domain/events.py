@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from uuid import UUID
 
 from eventsource.domain.upcasting import SCHEMA_KEY, stored_version
-from eventsource.errors import ConfigurationError, UpcastError, ValidationError
+from eventsource.errors import ConfigurationError, SchemaVersionError, ValidationError
 from eventsource.model import EventData, redacted_scope
 
 if TYPE_CHECKING:
@@ -351,7 +351,7 @@ class EventClasses:
                 f"{what} is {ev.event_type!r} at schema version {v}, but {cls.__name__} is version "
                 f"{cls.schema_version}" + (": register an upcaster" if v < cls.schema_version else ": upgrade the code")
             )
-            raise UpcastError(msg, event_type=ev.event_type, schema_version=v, event_id=ev.event_id)
+            raise SchemaVersionError(msg, event_type=ev.event_type, schema_version=v, event_id=ev.event_id)
         try:
             return cls.from_data(ev.data)
         except ValueError as e:  # a schema or __post_init__ refusing stored data: say which stored event it is

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ConfigurationError, ProviderError, UpcastError, ValidationError
+from eventsource.errors import ConfigurationError, ProviderError, SchemaVersionError, UpcastError, ValidationError
 from eventsource.model import make_event
 
 if TYPE_CHECKING:
@@ -60,13 +60,15 @@ def _check_name(what: str, name: object) -> str:
 class _Chains:
     """Steps, renames and newest versions of one kind of record (events, or snapshots by aggregate type)."""
 
-    __slots__ = ("kind", "latest", "renames", "steps", "types")
+    __slots__ = ("kind", "latest", "pinned", "renames", "steps", "types")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.steps: dict[tuple[str, int], Step] = {}
         self.renames: dict[str, str] = {}
         self.latest: dict[str, int] = {}
+        self.pinned: dict[str, int] = {}
+        """The version the code reads a type at (an event class, an aggregate's snapshot_version): no step goes past."""
         self.types: set[str] = set()
         """Stored type names a read must look at (a step, a rename, or a newest version above 1)."""
 
@@ -79,6 +81,13 @@ class _Chains:
             msg = f"the upcaster of {self.kind} {type_name!r} v{from_version} is not callable: {fn!r}"
             raise ConfigurationError(msg, field="upcaster")
         key = (type_name, from_version)
+        target = to_type or type_name
+        if self.pinned.get(target, from_version + 1) <= from_version:
+            msg = (
+                f"a step of {self.kind} {type_name!r} to {target!r} version {from_version + 1} goes past the version "
+                f"the code reads it at ({self.pinned[target]}, {self._reader}); raise that version first"
+            )
+            raise ConfigurationError(msg, field="from_version")
         if key in self.steps:
             msg = f"{self.kind} {type_name!r} already has an upcaster from schema version {from_version}"
             raise ConfigurationError(msg, field="from_version")
@@ -86,7 +95,6 @@ class _Chains:
             msg = f"{self.kind} type {type_name!r} is renamed to {self.renames[type_name]!r}; add its upcasters there"
             raise ConfigurationError(msg, field="event_type")
         self.steps[key] = (fn, to_type)
-        target = to_type or type_name
         self.declare(target, from_version + 1)
         self.types.add(type_name)
 
@@ -117,6 +125,27 @@ class _Chains:
         if version > self.latest.get(type_name, 1):
             self.latest[type_name] = version
             self.types.add(type_name)
+
+    @property
+    def _reader(self) -> str:
+        return "its event class" if self.kind == "event" else "the aggregate's snapshot_version"
+
+    def pin(self, type_name: str, version: int, *, hold: bool) -> None:
+        """Record that the code reads ``type_name`` at ``version``: a chain already past it raises ConfigurationError.
+
+        ``hold``: a step added later past it raises too (one event class per type; not for snapshots, whose
+        aggregate class a release may replace in a running manager, the old repository then ignoring them).
+        """
+        known = self.latest.get(type_name, 1)
+        if known > version:
+            msg = (
+                f"{self.kind} {type_name!r} is read at version {version} ({self._reader}), but the "
+                f"upcasters already produce version {known}"
+            )
+            raise ConfigurationError(msg, field="version")
+        if hold:
+            self.pinned[type_name] = min(version, self.pinned.get(type_name, version))
+        self.declare(type_name, version)
 
     def run(self, type_name: str, version: int, data: Any, rec: Any) -> tuple[str, int, Any]:  # noqa: C901 - each refusal named
         """``(type, version, data)`` of ``rec`` brought to the newest version; :class:`UpcastError` if that fails.
@@ -168,14 +197,14 @@ class _Chains:
                 f"no upcaster takes {self.kind} {type_name!r} from schema version {version} "
                 f"(the newest is {newest}); {what} cannot be read"
             )
-            raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
+            raise SchemaVersionError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
         if version > newest and type_name in self.latest:
             what, ids = _describe(rec)
             msg = (
                 f"{what} has {self.kind} {type_name!r} at schema version {version}, "
                 f"newer than this code knows ({newest}): upgrade the code that reads it"
             )
-            raise UpcastError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
+            raise SchemaVersionError(msg, event_type=type_name, schema_version=version, newest=newest, **ids)
         return type_name, version, data
 
     def ends(self, type_name: str) -> set[str]:
@@ -206,6 +235,8 @@ class _Chains:
             other.rename(old, new)
         for t, v in self.latest.items():
             other.declare(t, v)
+        for t, v in self.pinned.items():
+            other.pin(t, v, hold=True)
 
 
 def _describe(rec: Any) -> tuple[str, dict[str, Any]]:
@@ -251,12 +282,18 @@ class Upcasters:
         self.snapshots.add(aggregate_type, from_version, upcaster, None)
 
     def declare(self, event_type: str, version: int) -> None:
-        """Record that the code reads ``event_type`` at schema ``version`` (an event class does this)."""
-        self.events.declare(_check_name("event type", event_type), _check_version(version))
+        """Record that the code reads ``event_type`` at schema ``version`` (an event class does this).
+
+        A step that already goes past it, or one added later, raises :class:`~eventsource.errors.ConfigurationError`.
+        """
+        self.events.pin(_check_name("event type", event_type), _check_version(version), hold=True)
 
     def declare_snapshot(self, aggregate_type: str, version: int) -> None:
-        """Record that the code reads snapshots of ``aggregate_type`` at schema ``version``."""
-        self.snapshots.declare(_check_name("aggregate type", aggregate_type), _check_version(version))
+        """Record that the code reads snapshots of ``aggregate_type`` at schema ``version`` (a repository does this).
+
+        A snapshot step that already goes past it raises ConfigurationError: every snapshot would be ignored.
+        """
+        self.snapshots.pin(_check_name("aggregate type", aggregate_type), _check_version(version), hold=False)
 
     def copy(self) -> Upcasters:
         """An independent copy (a manager copies its host's registrations, then adds its own)."""
@@ -361,4 +398,4 @@ class Upcasters:
         return dataclasses.replace(snap, data=data, metadata={**meta, SCHEMA_KEY: v})
 
 
-__all__ = ["MAX_STEPS", "SCHEMA_KEY", "UpcastError", "Upcasters", "stored_version"]
+__all__ = ["MAX_STEPS", "SCHEMA_KEY", "SchemaVersionError", "UpcastError", "Upcasters", "stored_version"]

@@ -21,6 +21,7 @@ from eventsource.errors import (
     KeysNotConfiguredError,
     PayloadTooLargeError,
     ProviderError,
+    SchemaVersionError,
     UnknownKeyError,
 )
 from eventsource.model import RowPage
@@ -208,7 +209,8 @@ class PageDelivery:
         eid, sid, etype, version, position = _fields(item)
         reason = f"{type(e).__name__}: {e}"
         # a key service that failed for a moment, or a configuration to fix (limits too low to read a payload, no
-        # keys here, a ring without the key the event names), is no reason to pass an event
+        # keys here, a ring without the key the event names, code behind the event's schema version), is no reason
+        # to pass an event
         fatal = isinstance(e, _NOT_THE_EVENTS)
         if self.on_decode_error == "raise" or fatal:
             way = (
@@ -236,8 +238,9 @@ _NOT_THE_EVENTS = (
     ProviderError,
     KeysNotConfiguredError,
     UnknownKeyError,
+    SchemaVersionError,
 )
-"""Decode failures that are the reader's (its key service, its configuration), never skipped."""
+"""Decode failures that are the reader's (its key service, its configuration, its code), never skipped."""
 
 
 async def first_rows(pages: AsyncIterator[Sequence[RecordedEvent] | RowPage]) -> tuple[Sequence[Any], Any]:

@@ -505,8 +505,8 @@ class SyncEventSourcingManager:
     def shred(self, *, tenant_id: str | None = None, stream_id: str | None = None, scope: str | None = None) -> int:
         """Crypto-shred one scope: delete its keys, so its events and snapshots can never be read again.
 
-        By ``tenant_id`` or ``stream_id`` (per ``encryption_scope``) or raw ``scope``. Reads of its payloads raise
-        :class:`KeyShreddedError`; new events of that tenant or stream get a fresh key. Returns the keys removed.
+        By ``tenant_id`` or ``stream_id`` (per ``encryption_scope``) or ``scope`` (``"tenant:<id>"``/``"stream:<id>"``).
+        Its payloads then raise :class:`KeyShreddedError`; its new events get a fresh key. Returns the keys removed.
         """
         return self._loop.call(self._manager.shred(tenant_id=tenant_id, stream_id=stream_id, scope=scope))
 

@@ -28,9 +28,8 @@ class KeyScopes:
     ) -> int:
         """Crypto-shred one scope: delete its keys, so its events and snapshots can never be read again.
 
-        By ``tenant_id`` or ``stream_id`` (per ``encryption_scope``) or raw ``scope`` (``"tenant:<id>"`` or
-        ``"stream:<id>"``; anything else is a :class:`ValidationError`). Reads of its payloads raise
-        :class:`KeyShreddedError`; new events of that tenant or stream get a fresh key. Returns the keys removed.
+        By ``tenant_id`` or ``stream_id`` (per ``encryption_scope``) or ``scope`` (``"tenant:<id>"``/``"stream:<id>"``).
+        Its payloads then raise :class:`KeyShreddedError`; its new events get a fresh key. Returns the keys removed.
         """
         return await self._codec.shred(tenant_id, stream_id, scope, self.config.max_stream_id_length)
 

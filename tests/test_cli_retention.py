@@ -221,7 +221,7 @@ class _FailingAge(MemoryProvider):
     kind = "failingage"
 
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
-        msg = "disk on fire"
+        msg = f"disk on fire at {self.url}"  # a driver that puts the whole URL, password too, in its error
         raise RuntimeError(msg)
 
 
@@ -236,7 +236,7 @@ class _Plugin:
 
 def _filled(capsys: pytest.CaptureFixture[str], cls: type[MemoryProvider], scheme: str) -> tuple[str, PluginHost]:
     host = PluginHost(load_entrypoints=False, plugins=[(scheme, _Plugin(cls, scheme))])
-    store = f"{scheme}://{uuid.uuid4().hex}"
+    store = f"{scheme}://user:secret@{uuid.uuid4().hex}"
     for _ in range(3):
         assert run(capsys, "--store", store, "append", "s", "E", host=host)[0] == EXIT_OK
     return store, host
@@ -264,8 +264,9 @@ def test_a_policy_that_fails_is_reported_the_rest_run_and_it_exits_1(capsys: pyt
     argv = ("--store", store, "retention", "--policy", "max_age=1d", "--policy", "max_count=1", "--yes")
     code, out, err = run(capsys, *argv, host=host)
     assert code == EXIT_ERROR
-    failed = "default (failingage): max_age: FAILED: RuntimeError: disk on fire (deleted 0 events, 0 streams touched"
-    assert failed in out
+    assert "default (failingage): max_age: FAILED: RuntimeError: disk on fire at failingage://user:" in out
+    assert "(deleted 0 events, 0 streams touched before it failed)" in out
+    assert "secret" not in out + err
     assert "default (failingage): max_count: deleted 2 events, 1 streams touched" in out
     one_line_error(err, "max_age on 'default' failed")
     assert "Traceback" not in out
@@ -273,3 +274,5 @@ def test_a_policy_that_fails_is_reported_the_rest_run_and_it_exits_1(capsys: pyt
     report = json.loads(out)
     assert (code, report["ok"], report["exit_code"]) == (EXIT_ERROR, False, EXIT_ERROR)
     assert [o["status"] for o in report["outcomes"]] == ["failed", "ok"]
+    assert "disk on fire" in report["outcomes"][0]["message"]
+    assert "secret" not in out + err

@@ -51,6 +51,10 @@ def register(commands: Commands) -> None:
     )
     p.add_argument("--provider", metavar="NAME", help="run on this configured store only (default: every one)")
     p.add_argument("--yes", action="store_true", help="really delete: without it the command refuses and says why")
+    p.epilog = (
+        "exit codes: 0 every policy ran on every store; 6 a store cannot run a policy; 1 a policy failed (the others "
+        "still run); 2 a bad --policy, no policy, or no --yes; 3 the store does not exist (it is never created)"
+    )
 
 
 def parse_spec(spec: str) -> dict[str, Any]:
@@ -58,14 +62,14 @@ def parse_spec(spec: str) -> dict[str, Any]:
     text = spec.strip()
     if text.startswith("{"):
         try:
-            value = json.loads(text)
+            given = json.loads(text)
         except json.JSONDecodeError as e:
             msg = f"--policy {spec!r} is not valid JSON ({e.msg} at column {e.colno})"
             raise UsageError(msg, field="--policy") from None
-        if not isinstance(value, dict) or not isinstance(value.get("policy"), str):
+        if not isinstance(given, dict) or not isinstance(given.get("policy"), str):
             msg = f'--policy {spec!r}: a JSON policy is an object with a "policy" name'
             raise UsageError(msg, field="--policy")
-        return value
+        return given
     name, eq, raw = (part.strip() for part in text.partition("="))
     if not name:
         msg = f"--policy {spec!r}: give a policy name, e.g. max_age=30d, max_count=1000 or before_snapshot"
@@ -169,6 +173,8 @@ def retention(session: Session) -> int:
                 out.line(f"{name} ({kind}): {label(policy)}: running...")
                 out.out.flush()
                 outcome = await _run_one(m, policy, name, now)
+                if outcome.message:  # a driver's error may carry the URL with its password
+                    outcome = dataclasses.replace(outcome, message=session.scrub(outcome.message))
                 outcomes.append(outcome)
                 out.line(f"{name} ({kind}): {policy.name}: {_ended(outcome)}")
                 out.out.flush()
@@ -188,7 +194,8 @@ async def _run_one(m: EventSourcingManager, policy: RetentionPolicy, name: str, 
         params = {k: v for k, v in policy.describe().items() if k != "policy"}
         return PolicyOutcome(name, policy.name, "unsupported", message=e.message, parameters=params)
     except RetentionError as e:
-        return e.report.outcomes[0]
+        outcome: PolicyOutcome = e.report.outcomes[0]
+        return outcome
 
 
 def _ended(o: PolicyOutcome) -> str:

@@ -525,7 +525,7 @@ def test_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixture[str]) 
     code, out, _ = run(capsys, "--help")
     assert code == EXIT_OK
     commands = {"demo", "append", "read", "follow", "streams", "info", "snapshot", "stats", "projections", "health"}
-    commands |= {"providers", "upcast-rewrite", "copy", "export", "import"}
+    commands |= {"providers", "retention", "upcast-rewrite", "copy", "export", "import"}
     for command in commands:
         assert command in out
     assert "exit codes" in out

@@ -76,6 +76,7 @@ READ_ONLY = {
     "snapshot --get": (["snapshot", "s", "--get"], EXIT_NOT_FOUND),
     "health": (["health"], EXIT_UNAVAILABLE),
     "export --from": (["export", "--from", "pg", "-o", "out.jsonl"], EXIT_USAGE),
+    "retention": (["retention", "--policy", "max_count=1", "--yes"], EXIT_NOT_FOUND),
 }
 
 

@@ -1,9 +1,10 @@
 """The ``eventsource`` command: try the library, inspect and edit a store from a shell.
 
-The commands are ``demo``, ``append``, ``read``, ``streams``, ``info``, ``snapshot``, ``stats``, ``health`` and
-``providers``. The store is ``--store URL``, else ``$EVENTSOURCE_STORE``, else the providers of ``--config FILE``
-(or of ``EVENTSOURCE_*`` variables), else the embedded SQLite file ``eventsource.db``; errors print one line on
-stderr and exit with a code from :data:`EXIT_CODES`. Each command is one module of :mod:`eventsource.cli.commands`;
+The commands are ``demo``, ``append``, ``read``, ``follow``, ``streams``, ``info``, ``snapshot``, ``stats``,
+``projections``, ``health``, ``providers``, ``retention``, ``upcast-rewrite``, ``copy``, ``export`` and ``import``.
+The store is ``--store URL``, else ``$EVENTSOURCE_STORE``, else the providers of ``--config FILE`` (or of
+``EVENTSOURCE_*`` variables), else the embedded SQLite file ``eventsource.db``; errors print one line on stderr
+and exit with a code from :data:`EXIT_CODES`. Each command is one module of :mod:`eventsource.cli.commands`;
 :mod:`.main` parses and dispatches, :mod:`.session` connects the store, and :mod:`.output`, :mod:`.progress`,
 :mod:`.errors`, :mod:`.scrub`, :mod:`.config` and :mod:`.arguments` are the pieces they share.
 """

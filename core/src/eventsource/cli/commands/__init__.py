@@ -20,6 +20,7 @@ from eventsource.cli.commands import (
     projections,
     providers,
     read,
+    retention,
     snapshot,
     stats,
     streams,
@@ -28,5 +29,5 @@ from eventsource.cli.commands import (
 
 COMMANDS = (
     *(demo, append, read, follow, streams, info, snapshot, stats, projections, health, providers),
-    *(upcast_rewrite, copy, export, import_),
+    *(retention, upcast_rewrite, copy, export, import_),
 )

@@ -3,9 +3,9 @@
 ``python op_worker.py <json KafkaProvider kwargs>``; commands: ``{"op": "append", "stream": s,
 "ids": [...], "expected": n | "ANY" | "NO_STREAM" | "STREAM_EXISTS"}``, ``{"op": "info", "stream": s}``,
 ``{"op": "create", "stream": s}``, ``{"op": "delete", "stream": s}``, ``{"op": "truncate", "stream": s,
-"before": n}``, ``{"op": "delete_before", "stream": s, "cutoff_us": n}``, ``{"op": "read", "stream": s}``. Answers carry ``ok`` (the result) or ``error`` (the
-exception's class name). Used by ``test_stale_processes.py`` to give a process a stale view of a stream
-while another process changes it.
+"before": n}``, ``{"op": "delete_before", "stream": s, "cutoff_us": n}``, ``{"op": "read", "stream": s}``.
+Answers carry ``ok`` (the result) or ``error`` (the exception's class name). Used by ``test_stale_processes.py``
+to give a process a stale view of a stream while another process changes it.
 """
 
 from __future__ import annotations

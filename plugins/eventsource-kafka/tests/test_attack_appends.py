@@ -210,7 +210,9 @@ async def test_a_version_bound_and_a_time_cutoff_set_at_once_in_two_processes_ke
     cutoff = to_us(now - timedelta(days=1))
     for round_ in range(8):
         sid = f"m{round_}"
-        events = [NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", old if v in (6, 7) else now) for v in range(1, 11)]
+        events = [
+            NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", old if v in (6, 7) else now) for v in range(1, 11)
+        ]
         await view.writer.append(sid, events, NO_STREAM)
         assert (await view.other(op="info", stream=sid))["ok"]["version"] == 10  # its tail is loaded too
         hid, other = await asyncio.gather(

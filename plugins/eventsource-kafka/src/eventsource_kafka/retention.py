@@ -96,7 +96,9 @@ class Retention:
                 # merged record, so compaction (which keeps a stream's last record only) keeps both, with the
                 # counts of both markers together (each record counted only its own; the merge keeps the larger)
                 counted, first = await self._recount(stream_id, after)
-                await self.views.put_meta(stream_id, {**after, "op": "update", "hidden": counted, "first_visible": first})
+                await self.views.put_meta(
+                    stream_id, {**after, "op": "update", "hidden": counted, "first_visible": first}
+                )
             return hidden
 
     async def _recount(self, stream_id: str, meta: dict[str, Any]) -> tuple[int, int]:

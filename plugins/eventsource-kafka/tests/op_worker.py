@@ -3,9 +3,9 @@
 ``python op_worker.py <json KafkaProvider kwargs>``; commands: ``{"op": "append", "stream": s,
 "ids": [...], "expected": n | "ANY" | "NO_STREAM" | "STREAM_EXISTS"}``, ``{"op": "info", "stream": s}``,
 ``{"op": "create", "stream": s}``, ``{"op": "delete", "stream": s}``, ``{"op": "truncate", "stream": s,
-"before": n}``, ``{"op": "read", "stream": s}``. Answers carry ``ok`` (the result) or ``error`` (the
-exception's class name). Used by ``test_stale_processes.py`` to give a process a stale view of a stream
-while another process changes it.
+"before": n}``, ``{"op": "delete_before", "stream": s, "cutoff_us": n}``, ``{"op": "read", "stream": s}``.
+Answers carry ``ok`` (the result) or ``error`` (the exception's class name). Used by ``test_stale_processes.py``
+to give a process a stale view of a stream while another process changes it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from eventsource.model import ExpectedVersion, NewEvent, NewStream, utcnow
+from eventsource.timestamps import from_us
 from eventsource_kafka.provider import KafkaProvider
 
 
@@ -40,6 +41,8 @@ async def _do(p: KafkaProvider, cmd: dict[str, Any]) -> Any:
         return True
     if op == "truncate":
         return await p.truncate_stream(sid, cmd["before"])
+    if op == "delete_before":
+        return await p.delete_events_before(from_us(cmd["cutoff_us"]), sid)
     if op == "read":
         return [[e.version, e.event_id] async for e in p.read_stream(sid)]
     if op == "stats":

@@ -189,3 +189,39 @@ async def test_two_processes_truncating_at_once_never_un_hide_what_either_hid(
         info = await view.reader.get_stream_info(sid)
         assert info is not None
         assert (info.event_count, info.first_version) == (4, 7)
+
+
+async def test_a_version_bound_and_a_time_cutoff_set_at_once_in_two_processes_keep_counts_exact(
+    kafka_url: str, stale_view: OpenStaleView
+) -> None:
+    """``truncate_stream(s, 5)`` here and ``delete_events_before(T)`` in another process at the same moment.
+
+    Versions 6 and 7 are older than T, the others newer: together they hide versions 1-4, 6 and 7. Both
+    markers are kept (``merge_markers``), but each record counted only its own events and the merge kept
+    the larger count: the stream's info said 6 events (first version 5) while every read returned 4.
+    """
+    from datetime import timedelta
+
+    from eventsource.timestamps import to_us
+
+    view = await stale_view(kafka_url)
+    now = utcnow()
+    old = now - timedelta(days=2)
+    cutoff = to_us(now - timedelta(days=1))
+    for round_ in range(8):
+        sid = f"m{round_}"
+        events = [
+            NewEvent(str(uuid.uuid4()), "E", b"{}", b"", "json", old if v in (6, 7) else now) for v in range(1, 11)
+        ]
+        await view.writer.append(sid, events, NO_STREAM)
+        assert (await view.other(op="info", stream=sid))["ok"]["version"] == 10  # its tail is loaded too
+        hid, other = await asyncio.gather(
+            view.writer.truncate_stream(sid, 5), view.other(op="delete_before", stream=sid, cutoff_us=cutoff)
+        )
+        assert "ok" in other
+        versions = [e.version async for e in view.reader.read_stream(sid)]
+        assert versions == [5, 8, 9, 10], f"round {round_}: hid {hid} and {other['ok']}"
+        for info in (await view.reader.get_stream_info(sid), await view.writer.get_stream_info(sid)):
+            assert info is not None
+            assert (info.event_count, info.first_version) == (4, 5), f"round {round_}: {info}"
+        assert (await view.other(op="info", stream=sid))["ok"]["count"] == 4, f"round {round_}"

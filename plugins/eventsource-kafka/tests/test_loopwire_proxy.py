@@ -69,6 +69,10 @@ class Proxy:
         self.produce_version = 0
         self.produce_requests = 0  # Produce requests the produce connections forwarded to the broker
         self.produce_hold = False  # keep the produce connections' answers back (see release_produce)
+        # kafka-python's producer (connections starting with ApiVersions): its next Produce reaches the broker,
+        # and the connection is cut before the answer (the producer sends the same batch again)
+        self.client_lose_next_produce_answer = False
+        self.client_lost = 0
         self._held: list[tuple[asyncio.StreamWriter, bytes]] = []
         self._produce_sides: list[asyncio.StreamWriter] = []  # the client side of each produce connection
         self.loop = asyncio.new_event_loop()
@@ -92,6 +96,7 @@ class Proxy:
         wire: list[bool] = []
         number: list[int] = []
         producing: list[bool] = []  # the loop's produce connection (its first request a Produce)
+        doomed: set[int] = set()  # correlation ids of a kafka-python Produce whose answer is to be lost
 
         async def frame(r: asyncio.StreamReader) -> bytes:
             head = await r.readexactly(4)
@@ -124,6 +129,10 @@ class Proxy:
                     cw.transport.abort()  # the request never reaches the broker; the client sees the cut
                     uw.close()
                     return
+                client_produce = not wire[0] and not producing[0] and struct.unpack_from(">h", f, 4)[0] == 0
+                if client_produce and self.client_lose_next_produce_answer:
+                    self.client_lose_next_produce_answer = False
+                    doomed.add(struct.unpack_from(">i", f, 8)[0])
                 uw.write(f)
                 if producing[0] and struct.unpack_from(">h", f, 4)[0] == 0:
                     self.produce_requests += 1
@@ -131,6 +140,10 @@ class Proxy:
         async def down() -> None:
             while True:
                 f = await frame(ur)
+                if doomed and struct.unpack_from(">i", f, 4)[0] in doomed:
+                    self.client_lost += 1
+                    cw.transport.abort()  # stored, and the producer never hears it
+                    return
                 if producing and producing[0] and self.produce_half_next_answer:
                     self.produce_half_next_answer = False
                     self.produce_tampered += 1
@@ -554,6 +567,64 @@ async def test_a_damaged_produce_answer_neither_loses_nor_doubles_the_append(
     finally:
         proxy.produce_tamper = None
         proxy.produce_cut_next_request = proxy.produce_half_next_answer = False
+        await writer.close()
+        await drop_namespace(reader)
+        await reader.close()
+
+
+@pytest.mark.parametrize("role", ["append", "snapshot"])
+async def test_a_produce_answer_lost_on_the_producers_way_neither_loses_nor_doubles_the_write(
+    proxied: tuple[str, Proxy], role: str
+) -> None:
+    """kafka-python's producer (what TLS or SASL use) loses the answer to a stored record, and sends it again.
+
+    Tansu answers the repeat with DUPLICATE_SEQUENCE_NUMBER and no offset (-1); kafka-python takes that as
+    success. That -1 was taken as the record's offset: the append found no record of its own there and
+    raised ``ConcurrencyError`` ("another writer appended version 3 first", not retried) while its event
+    was stored at version 3, so the caller's command ran again on a stream that already held it. The
+    outcome is unknown to the producer: the append must be acknowledged, or fail retryable and be
+    acknowledged on the retry with the same event: stored once. A snapshot saved so must read back.
+    """
+    from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError
+    from eventsource.model import NewSnapshot
+    from eventsource_kafka import KafkaProvider
+
+    url, proxy = proxied
+    args = {"url": url, "topic_prefix": f"w{uuid.uuid4().hex[:12]}", "request_timeout": 10.0}
+    writer, reader = KafkaProvider(**args), KafkaProvider(**args)
+    await writer.connect()
+    await reader.connect()
+    writer.io.wires.enabled = writer.io.produce_wires.enabled = False  # the producer's way, as with TLS or SASL
+    try:
+        await writer.append("s", [ev()], 0)
+        await writer.append("s", [ev()], 1)
+        before = proxy.client_lost
+        proxy.client_lose_next_produce_answer = True
+        e = ev()
+        snap = NewSnapshot(str(uuid.uuid4()), "s", 2, b"{}", b"{}", "json", utcnow())
+        for attempt in range(2):
+            try:
+                if role == "append":
+                    r = await writer.append("s", [e], 2)
+                else:
+                    await writer.save_snapshot(snap)
+                break
+            except (ProviderUnavailableError, ProviderTimeoutError):
+                assert attempt == 0  # the caller's retry: the same event (or snapshot)
+        assert proxy.client_lost == before + 1  # that write's answer was the lost one
+        if role == "append":
+            assert (r.first_version, r.event_ids) == (3, (e.event_id,))
+            assert (await writer.append("s", [ev()], 3)).first_version == 4
+            read = [x async for page in reader.read_stream_pages("s") for x in page]
+            assert [x.version for x in read] == [1, 2, 3, 4]
+            assert read[2].event_id == e.event_id
+        else:
+            for p in (writer, reader):
+                got = await p.get_snapshot("s")
+                assert got is not None
+                assert (got.snapshot_id, got.version) == (snap.snapshot_id, 2)
+    finally:
+        proxy.client_lose_next_produce_answer = False
         await writer.close()
         await drop_namespace(reader)
         await reader.close()

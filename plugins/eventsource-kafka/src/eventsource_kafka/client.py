@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.errors import ProviderError, ProviderUnavailableError
 
 from eventsource_kafka.errors import map_error
-from eventsource_kafka.loopwire import produce_on_wire
+from eventsource_kafka.loopwire import ProduceOutcomeUnknownError, produce_on_wire
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -274,6 +274,13 @@ class KafkaIO:
             md = await fut
         except Exception as e:
             raise map_error(e, f"producing to {topic}") from e
+        if md.offset < 0:
+            # stored, at an offset nobody told: kafka-python sent the batch again after losing the answer, and
+            # Tansu answers a repeat DUPLICATE_SEQUENCE_NUMBER with offset -1, which kafka-python takes as
+            # success. Taken as an offset, an append found no record of its own there and reported a conflict
+            # for an event it had stored; the caller's retry (same event ids) is answered from the stream
+            msg = f"a produce to {topic} was answered with offset {md.offset}: it may or may not be stored"
+            raise ProduceOutcomeUnknownError(msg, operation=f"producing to {topic}")
         return int(md.offset)
 
     # ------------------------------------------------------------------ consume

@@ -93,9 +93,37 @@ class Retention:
                 return 0
             if after != {**new, "op": "update"}:
                 # another process's marker landed beside this one and was kept (``merge_markers``): write the
-                # merged record, so compaction (which keeps a stream's last record only) keeps both
-                await self.views.put_meta(stream_id, {**after, "op": "update"})
+                # merged record, so compaction (which keeps a stream's last record only) keeps both, with the
+                # counts of both markers together (each record counted only its own; the merge keeps the larger)
+                counted, first = await self._recount(stream_id, after)
+                await self.views.put_meta(
+                    stream_id, {**after, "op": "update", "hidden": counted, "first_visible": first}
+                )
             return hidden
+
+    async def _recount(self, stream_id: str, meta: dict[str, Any]) -> tuple[int, int]:
+        """The events every marker of ``meta`` hides together, and the first version they leave visible.
+
+        Counted over the versions the markers cover (they never reach past the version the stream had when
+        each was taken): the versions before the marker's ``skip`` are all below ``hide_below``, the others
+        are read.
+        """
+        vis = Visibility(meta)
+        limit = max([int(meta.get("hide_below", 0)) - 1, *(int(upto) for _, upto in meta.get("hide_before", []))])
+        hidden = start(meta)[1]
+        first: int | None = None
+        scan = self.reader.scan(stream_id, {**meta, "hide_below": 0, "hide_before": []})  # every event from skip
+        try:
+            async for e in scan:
+                if e.version > limit:
+                    break
+                if not vis.visible(e):
+                    hidden += 1
+                elif first is None:
+                    first = e.version
+        finally:
+            await scan.aclose()  # type: ignore[attr-defined]
+        return hidden, first if first is not None else limit + 1
 
     async def _restate(self, stream_id: str, inc: int) -> None:
         """Write the stream's metadata as every process now applies it, after a record that landed too late."""

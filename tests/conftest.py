@@ -6,7 +6,8 @@ store named for the test, so the kit's second instance shares it); each is close
 ``absent_memory`` and ``absent_sqlite`` name a store nothing has created (the kit's ``absent_store``).
 ``folder_store`` is a SQLite store in a folder the test moves away. ``source`` is a manager on a SQLite
 store of 600 events in 20 streams (the transfer tests copy it); :func:`console_script` finds the
-installed ``eventsource`` command."""
+installed ``eventsource`` command; :func:`isolate` gives a CLI test a directory and environment of its own;
+:class:`ProviderPlugin` registers a test's provider classes."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import eventsource
 import pytest
 from eventsource.memory import MemoryProvider
 from eventsource.sqlite import SqliteProvider
@@ -156,3 +158,23 @@ async def es(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
     await m.connect()
     yield m
     await m.close()
+
+
+def isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a CLI test in its own directory, with no store or config from the environment."""
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith("EVENTSOURCE_") and not key.startswith("EVENTSOURCE_TEST_"):
+            monkeypatch.delenv(key)
+
+
+class ProviderPlugin:
+    """A plugin object registering extra provider classes (class, URL scheme) for one test."""
+
+    def __init__(self, *classes: tuple[type[MemoryProvider], str]) -> None:
+        self.classes = classes
+
+    @eventsource.hookimpl
+    def eventsource_register_providers(self, registry: Any) -> None:
+        for cls, scheme in self.classes:
+            registry.add(cls, schemes=(scheme,))

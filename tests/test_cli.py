@@ -23,7 +23,7 @@ from typing import Any
 
 import eventsource
 import pytest
-from conftest import console_script
+from conftest import ProviderPlugin, console_script, isolate
 from eventsource import ConcurrencyError, EventData, ProviderUnavailableError
 from eventsource.cli import (
     EXIT_CONFLICT,
@@ -48,10 +48,7 @@ from eventsource.sync import SyncEventSourcingManager
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test runs in its own directory, with no store or config from the environment."""
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("EVENTSOURCE_") and not key.startswith("EVENTSOURCE_TEST_"):
-            monkeypatch.delenv(key)
+    isolate(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -254,18 +251,6 @@ def test_unknown_scheme_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) ->
     assert_one_line_error(err, "not a store URL")
 
 
-class _Plugin:
-    """A plugin object registering extra provider classes for one test."""
-
-    def __init__(self, *classes: tuple[type[MemoryProvider], str]) -> None:
-        self.classes = classes
-
-    @eventsource.hookimpl
-    def eventsource_register_providers(self, registry: Any) -> None:
-        for cls, scheme in self.classes:
-            registry.add(cls, schemes=(scheme,))
-
-
 class _LeakyDown(MemoryProvider):
     """A store that is down, and whose driver puts the whole URL (password too) in its error."""
 
@@ -278,7 +263,7 @@ class _LeakyDown(MemoryProvider):
 
 
 def test_unreachable_store_exits_5_with_the_url_masked(capsys: pytest.CaptureFixture[str]) -> None:
-    host = PluginHost(load_entrypoints=False, plugins=[("leaky", _Plugin((_LeakyDown, "leaky")))])
+    host = PluginHost(load_entrypoints=False, plugins=[("leaky", ProviderPlugin((_LeakyDown, "leaky")))])
     url = "leaky://user:secret@127.0.0.1:1/x"
     for verbose in ((), ("-v",)):
         code, out, err = run(capsys, "--store", url, *verbose, "stats", host=host)
@@ -303,7 +288,7 @@ def test_an_unreachable_store_says_it_was_tried_more_than_once(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A NATS host that never answered: 'cannot connect ... within 11s', printed after three tries and 33 s."""
-    host = PluginHost(load_entrypoints=False, plugins=[("leaky", _Plugin((_LeakyDown, "leaky")))])
+    host = PluginHost(load_entrypoints=False, plugins=[("leaky", ProviderPlugin((_LeakyDown, "leaky")))])
     monkeypatch.setenv("EVENTSOURCE_RETRY_DELAY", "0")
     code, _, err = run(capsys, "--store", "leaky://127.0.0.1:1/x", "stats", host=host)
     assert code == EXIT_UNAVAILABLE
@@ -346,7 +331,7 @@ class _Broken(MemoryProvider):
 
 
 def test_unsupported_operation_exits_6(capsys: pytest.CaptureFixture[str]) -> None:
-    host = PluginHost(load_entrypoints=False, plugins=[("limited", _Plugin((_Limited, "limited")))])
+    host = PluginHost(load_entrypoints=False, plugins=[("limited", ProviderPlugin((_Limited, "limited")))])
     store = f"limited://{uuid.uuid4().hex}"
     assert run(capsys, "--store", store, "append", "s", "E", host=host)[0] == EXIT_OK
     code, _, err = run(capsys, "--store", store, "snapshot", "s", '{"x": 1}', host=host)
@@ -355,7 +340,7 @@ def test_unsupported_operation_exits_6(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_demo_on_a_store_without_snapshots_says_so_and_carries_on(capsys: pytest.CaptureFixture[str]) -> None:
-    host = PluginHost(load_entrypoints=False, plugins=[("limited", _Plugin((_Limited, "limited")))])
+    host = PluginHost(load_entrypoints=False, plugins=[("limited", ProviderPlugin((_Limited, "limited")))])
     store = f"limited://{uuid.uuid4().hex}"
     code, out, err = run(capsys, "--store", store, "demo", host=host)
     assert code == EXIT_OK, err
@@ -365,7 +350,7 @@ def test_demo_on_a_store_without_snapshots_says_so_and_carries_on(capsys: pytest
 
 
 def test_unexpected_failure_exits_1_without_traceback_unless_verbose(capsys: pytest.CaptureFixture[str]) -> None:
-    host = PluginHost(load_entrypoints=False, plugins=[("broken", _Plugin((_Broken, "broken")))])
+    host = PluginHost(load_entrypoints=False, plugins=[("broken", ProviderPlugin((_Broken, "broken")))])
     code, _, err = run(capsys, "--store", "broken://", "stats", host=host)
     assert code == EXIT_ERROR
     assert_one_line_error(err, "RuntimeError", "boom in the driver", "-v")

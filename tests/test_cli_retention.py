@@ -7,15 +7,13 @@ library, runs ``main([...])`` in-process, and reads the store back with the libr
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import eventsource
 import pytest
+from conftest import ProviderPlugin, isolate
 from eventsource import EventData
 from eventsource.cli import EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNSUPPORTED, EXIT_USAGE, main
 from eventsource.memory import MemoryProvider
@@ -29,10 +27,7 @@ OLD = datetime.now(UTC) - timedelta(days=90)
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test runs in its own directory, with no store or config from the environment."""
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("EVENTSOURCE_") and not key.startswith("EVENTSOURCE_TEST_"):
-            monkeypatch.delenv(key)
+    isolate(tmp_path, monkeypatch)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str, host: PluginHost | None = None) -> tuple[int, str, str]:
@@ -225,17 +220,8 @@ class _FailingAge(MemoryProvider):
         raise RuntimeError(msg)
 
 
-class _Plugin:
-    def __init__(self, cls: type[MemoryProvider], scheme: str) -> None:
-        self.cls, self.scheme = cls, scheme
-
-    @eventsource.hookimpl
-    def eventsource_register_providers(self, registry: Any) -> None:
-        registry.add(self.cls, schemes=(self.scheme,))
-
-
 def _filled(capsys: pytest.CaptureFixture[str], cls: type[MemoryProvider], scheme: str) -> tuple[str, PluginHost]:
-    host = PluginHost(load_entrypoints=False, plugins=[(scheme, _Plugin(cls, scheme))])
+    host = PluginHost(load_entrypoints=False, plugins=[(scheme, ProviderPlugin((cls, scheme)))])
     store = f"{scheme}://user:secret@{uuid.uuid4().hex}"
     for _ in range(3):
         assert run(capsys, "--store", store, "append", "s", "E", host=host)[0] == EXIT_OK

@@ -10,10 +10,10 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import eventsource
 import pytest
+from conftest import ProviderPlugin
 from eventsource.cli import EXIT_OK, EXIT_UNSUPPORTED, EXIT_USAGE, main
 from eventsource.domain.rewrite import rewrite_stream, rewrite_stream_sync
 from eventsource.manager import EventSourcingManager
@@ -111,19 +111,10 @@ def test_cli_dry_run_reports_then_the_run_rewrites(
         assert (first.data, first.metadata) == ({"item": "pen"}, {"eventsource.schema": 2})
 
 
-class _Plugin:
-    def __init__(self, cls: type[MemoryProvider], scheme: str) -> None:
-        self.cls, self.scheme = cls, scheme
-
-    @eventsource.hookimpl
-    def eventsource_register_providers(self, registry: Any) -> None:
-        registry.add(self.cls, schemes=(self.scheme,))
-
-
 def test_cli_refuses_on_a_store_that_cannot_rewrite_and_on_bad_upcasters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    host = PluginHost(load_entrypoints=False, plugins=[("appendonly", _Plugin(_AppendOnly, "appendonly"))])
+    host = PluginHost(load_entrypoints=False, plugins=[("appendonly", ProviderPlugin((_AppendOnly, "appendonly")))])
     store = f"appendonly://{uuid.uuid4().hex}"
     assert _run(capsys, "--store", store, "append", "s", "rw.Added", '{"name": "pen"}', host=host)[0] == EXIT_OK
     spec = _migrations(tmp_path, monkeypatch)

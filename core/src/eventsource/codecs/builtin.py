@@ -303,6 +303,7 @@ class JsonSerializer(Serializer):
         try:
             text = raw.decode("utf-8", "surrogatepass")  # dumps keeps lone surrogates; so does loads
             decoder = self._tagged if self._tag in raw else self._untagged
+            del raw  # bytes handed over as their only reference (the pipeline's) go before the value is built
             try:
                 value, end = decoder.scan_once(text, 0)  # type: ignore[attr-defined]
             except StopIteration:

@@ -158,22 +158,30 @@ class CodecPipeline:
 
     def encode_sized(self, value: Any, *, aad: bytes = b"", scope: str | None = None) -> tuple[bytes, str, int]:
         """Like :meth:`encode`, plus the serialized size (before compression and encryption)."""
-        raw = self.serializer.dumps(value)
-        packed, descriptor = self.pack(raw, aad=aad, scope=scope)
-        return packed, descriptor, len(raw)
+        held = [self.serializer.dumps(value)]
+        size = len(held[0])
+        packed, descriptor = self.pack(held.pop(), aad=aad, scope=scope)  # handed over: see pack
+        return packed, descriptor, size
 
     def pack(self, raw: bytes, *, aad: bytes = b"", scope: str | None = None) -> tuple[bytes, str]:
-        """Serialized bytes compressed (as :meth:`encode` would) and sealed; the stored bytes and descriptor."""
+        """Serialized bytes compressed (as :meth:`encode` would) and sealed; the stored bytes and descriptor.
+
+        A caller that hands ``raw`` over as its only reference (``pack(held.pop())``) has it freed as soon as
+        it is compressed, and the plaintext handed to the cipher the same way: one large payload is then never
+        alive in more than two or three whole copies at once.
+        """
         descriptor = self._plain
         if self.compressor is not None and len(raw) >= self.threshold:
             packed = self.compressor.compress(raw)
             if len(packed) < len(raw):
                 raw = packed
                 descriptor = self._compressed
+            del packed
         if self.cipher is not None:
             prefix = self._compressed_aad if descriptor is self._compressed else self._plain_aad
-            raw = self.cipher.encrypt(raw, aad=prefix + aad, scope=scope)
-            descriptor = f"{descriptor}+{self.cipher.name}"
+            held = [raw]
+            del raw
+            return self.cipher.encrypt(held.pop(), aad=prefix + aad, scope=scope), f"{descriptor}+{self.cipher.name}"
         return raw, descriptor
 
     def pack_as(self, raw: bytes, descriptor: str, *, aad: bytes = b"", scope: str | None = None) -> bytes:
@@ -237,11 +245,17 @@ class CodecPipeline:
         if descriptor == self._plain:
             return self.serializer.loads(raw)
         serializer, steps, aad_prefix = self._parse(descriptor)
+        # the decoded bytes are handed to loads as its only reference (no local here holds them): the built-in
+        # serializer drops them once it has their text, so bytes, text and value are never all alive at once
+        return serializer.loads(self._unpack(raw, steps, aad_prefix + aad, scope))
+
+    def _unpack(self, raw: bytes, steps: tuple[tuple[str, Any], ...], aad: bytes, scope: str | None) -> bytes:
+        """Stored bytes through the decode ``steps`` of their descriptor (decrypt, bounded decompression)."""
         limit = self.max_decoded_size
         for kind, codec in steps:
             if kind == "c":
                 try:
-                    raw = codec.decrypt(raw, aad=aad_prefix + aad, scope=scope)
+                    raw = codec.decrypt(raw, aad=aad, scope=scope)
                 except EventSourceError:
                     raise
                 except Exception as e:  # a plugin's key service timing out: never "undecodable" (never skipped)
@@ -260,4 +274,4 @@ class CodecPipeline:
                     msg = f"codec {codec.name!r} gave a {type(raw).__name__} instead of bytes"
                     raise CodecError(msg, codec=codec.name)
                 raw = bytes(raw)
-        return serializer.loads(raw)
+        return raw

@@ -115,7 +115,9 @@ class AesGcmCipher(Cipher):
         kid = key_id.encode("utf-8")
         header = bytes((FORMAT, len(kid))) + kid
         nonce = os.urandom(NONCE_SIZE)
-        return header + nonce + self._aead(key_id, key).encrypt(nonce, plain, header + aad)
+        sealed = self._aead(key_id, key).encrypt(nonce, plain, header + aad)
+        del plain  # a caller that handed over its only reference (the pipeline does) frees it before the copy below
+        return header + nonce + sealed
 
     def decrypt(self, blob: bytes, *, aad: bytes, scope: str | None) -> bytes:
         """Open a payload sealed by :meth:`encrypt`; any mismatch raises :class:`DecryptionError`."""
@@ -134,8 +136,9 @@ class AesGcmCipher(Cipher):
             raise DecryptionError(msg, codec=self.name) from None
         key = self._decryption_key(provider, key_id, scope)
         nonce = blob[end : end + NONCE_SIZE]
+        sealed = memoryview(blob)[end + NONCE_SIZE :]  # the ciphertext in place: a slice would copy the payload
         try:
-            return self._aead(key_id, key).decrypt(nonce, blob[end + NONCE_SIZE :], blob[:end] + aad)
+            return self._aead(key_id, key).decrypt(nonce, sealed, blob[:end] + aad)
         except InvalidTag:
             msg = (
                 f"encrypted payload failed authentication under key id {key_id!r}: it was tampered with, "

@@ -314,12 +314,13 @@ class EventCodec:
             return raw, meta, encoding, size + meta_size
         prefix = _aad_prefix("e", stream_id, event_id, version)
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id) if self.scope_mode != "global" else None
-        raw = pipeline.serializer.dumps(data)
+        held = [pipeline.serializer.dumps(data)]
         meta_raw = self._metadata_bytes(metadata) if metadata else b""
-        size = len(raw) + len(meta_raw)
+        size = len(held[0]) + len(meta_raw)
         if check is not None:
             check(size)
-        sealed, encoding = pipeline.pack(raw, aad=prefix + (_DATA_WITH_META if metadata else _DATA), scope=scope)
+        # handed over (no local keeps it): freed once compressed or sealed (see CodecPipeline.pack)
+        sealed, encoding = pipeline.pack(held.pop(), aad=prefix + (_DATA_WITH_META if metadata else _DATA), scope=scope)
         if not metadata:
             return sealed, b"", encoding, size
         return sealed, pipeline.pack_as(meta_raw, encoding, aad=prefix + _META, scope=scope), encoding, size

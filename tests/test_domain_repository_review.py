@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 
@@ -63,6 +65,14 @@ async def _timed_out_save(m: EventSourcingManager, repo: Repository[Account], ac
         blocker.close()
 
 
+@asynccontextmanager
+async def _impatient(db: Path) -> AsyncIterator[tuple[EventSourcingManager, Repository[Account]]]:
+    """A manager on the SQLite file ``db`` whose calls time out after 0.3 s, never retried; its Account repository."""
+    config = {"providers": {"db": f"sqlite:///{db}"}, "timeout": 0.3, "retry_attempts": 1}
+    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
+        yield m, Repository(m, Account)
+
+
 async def test_a_save_repeated_after_a_timeout_that_landed_is_an_idempotent_retry(tmp_path: Path) -> None:
     """A save whose append timed out but was stored, saved again, returns the stored result and duplicates nothing.
 
@@ -71,9 +81,7 @@ async def test_a_save_repeated_after_a_timeout_that_landed_is_an_idempotent_retr
     version 1, actual version 2") for a writer that was the aggregate itself, with its events still pending.
     """
     db = tmp_path / "x.db"
-    config = {"providers": {"db": f"sqlite:///{db}"}, "timeout": 0.3, "retry_attempts": 1}
-    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
-        repo = Repository(m, Account)
+    async with _impatient(db) as (m, repo):
         acc = repo.new("a")
         acc.deposit(5)
         await repo.save(acc)
@@ -99,9 +107,7 @@ async def test_a_save_repeated_after_a_timeout_that_landed_is_an_idempotent_retr
 async def test_a_repeated_save_with_events_recorded_since_the_timeout_stores_nothing_twice(tmp_path: Path) -> None:
     """Events recorded after a timed-out save that landed: the repeat is refused as a partial duplicate, not stored."""
     db = tmp_path / "x.db"
-    config = {"providers": {"db": f"sqlite:///{db}"}, "timeout": 0.3, "retry_attempts": 1}
-    async with EventSourcingManager(config, host=PluginHost(load_entrypoints=False)) as m:
-        repo = Repository(m, Account)
+    async with _impatient(db) as (m, repo):
         acc = repo.new("a")
         acc.deposit(5)
         await _timed_out_save(m, repo, acc, db)

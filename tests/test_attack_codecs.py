@@ -307,6 +307,39 @@ async def test_sealed_events_with_metadata_written_before_the_metadata_binding_s
         assert got == [({"n": 0}, {"a": 1}), ({"n": 1}, {})]
 
 
+@pytest.mark.parametrize("metadata", [{}, {"audit": "x"}], ids=["data", "data+metadata"])
+async def test_relabelling_a_sealed_events_type_in_the_store_is_a_decryption_error(
+    tmp_path: Path, metadata: dict[str, Any]
+) -> None:
+    """A ``Deposited`` renamed ``Withdrawn`` in the store read back as a withdrawal with the deposit's
+    authenticated payload: the type was the one envelope field that gives a payload its meaning and was
+    not bound. Sealed payloads (data and metadata) are now bound to their event's type."""
+    cfg, db = await _sealed_store(tmp_path)
+    async with EventSourcingManager(cfg) as es:
+        await es.append_event(stream_id="acct", event_type="Deposited", data={"amount": 100}, metadata=metadata)
+        _sql(db, "UPDATE es_events SET event_type = 'Withdrawn' WHERE stream_id = 'acct'")
+        with pytest.raises(DecryptionError):
+            [e async for e in es.read_stream("acct")]
+        _sql(db, "UPDATE es_events SET event_type = 'Deposited' WHERE stream_id = 'acct'")
+        assert [(e.event_type, e.data) async for e in es.read_stream("acct")] == [("Deposited", {"amount": 100})]
+
+
+async def test_sealed_events_written_before_the_type_binding_still_read(tmp_path: Path) -> None:
+    """Payloads sealed under the associated data without the type (metadata bound, or not) stay readable."""
+    cfg, _ = await _sealed_store(tmp_path)
+    async with EventSourcingManager(cfg) as es:
+        codec = es._codec
+        p = es.get_provider()
+        for n, (meta, part) in enumerate((({"a": 1}, b"d+m"), ({}, b"d"))):
+            eid = str(uuid.uuid4())
+            prefix = f"e\x00old\x00{eid}\x00{n + 1}\x00".encode()
+            data, enc = codec.pipeline.encode({"n": n}, aad=prefix + part)
+            metab = codec.pipeline.encode_as(meta, enc, aad=prefix + b"m") if meta else b""
+            await p.append("old", [NewEvent(eid, "T", data, metab, enc, utcnow())], n, NewStream(stream_id="old"))
+        got = [(e.data, e.metadata) async for e in es.read_stream("old")]
+        assert got == [({"n": 0}, {"a": 1}), ({"n": 1}, {})]
+
+
 async def test_relabelling_a_tenants_sealed_event_to_no_tenant_is_a_decryption_error(tmp_path: Path) -> None:
     """t1's event relabelled tenant_id=NULL in the store reads as a tenant-less event (out of t1's filters)."""
     cfg, db = await _sealed_store(tmp_path, encryption_scope="tenant", encryption_key_store="memory")

@@ -390,5 +390,5 @@ def test_a_sealing_error_on_metadata_keeps_its_own_message_and_field(monkeypatch
 
     monkeypatch.setattr(codec.pipeline, "encode_as_sized", sealing_fails)
     with pytest.raises(ConfigurationError) as info:
-        codec.encode_event("s", "e1", None, {"ok": 1}, {"k": 1}, version=1)
+        codec.encode_event("s", "e1", None, {"ok": 1}, {"k": 1}, version=1, event_type="T")
     assert (info.value.message, info.value.details["field"]) == ("no active key", "active_key_id")

@@ -156,7 +156,14 @@ def _rewrite_of(
         raw, metab, encoding, size = b"", b"", rec.encoding, codec.serialized_size(data, new_meta)
     else:
         raw, metab, encoding, size = codec.encode_event(
-            rec.stream_id, rec.event_id, rec.tenant_id, data, new_meta, version=rec.version, check=check
+            rec.stream_id,
+            rec.event_id,
+            rec.tenant_id,
+            data,
+            new_meta,
+            version=rec.version,
+            event_type=etype,
+            check=check,
         )
         if codec.encrypted(rec.encoding):
             try:  # its key may have been shredded since it was opened (by another process): never seal it again

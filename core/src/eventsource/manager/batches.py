@@ -111,13 +111,15 @@ class BatchEncoder:
             aggregate_type = check_optional_text("aggregate type", aggregate_type, field_name="aggregate_type")
         codec = self.codec
         if codec.cipher is None:
-            data, meta, encoding, size = codec.encode_event(sid, eid, tenant_id, ev.data, metadata, version=version)
+            data, meta, encoding, size = codec.encode_event(
+                sid, eid, tenant_id, ev.data, metadata, version=version, event_type=event_type
+            )
             if size > self.config.max_event_size:
                 self._check_size(event_type, size)
         else:  # the size is checked before anything is sealed: a refused event mints no data key
             check = functools.partial(self._check_size, event_type)
             data, meta, encoding, size = codec.encode_event(
-                sid, eid, tenant_id, ev.data, metadata, version=version, check=check
+                sid, eid, tenant_id, ev.data, metadata, version=version, event_type=event_type, check=check
             )
         store_limit = p.capabilities.max_event_size
         if store_limit is not None and len(data) + len(meta) > store_limit:

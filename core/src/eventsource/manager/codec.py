@@ -18,14 +18,13 @@ from eventsource.codecs.keys import ScopedKeyStore
 from eventsource.errors import (
     CodecError,
     ConfigurationError,
-    DecryptionError,
     KeyShreddedError,
     ProviderError,
-    UnknownKeyError,
     UpcastError,
     ValidationError,
 )
 from eventsource.manager.fastrows import json_rows
+from eventsource.manager.sealing import aad_prefix, data_aad, meta_aad, open_data, open_meta
 from eventsource.manager.validation import check_scope_names
 from eventsource.model import SHREDDED_KEY, Event, RowPage, Snapshot, make_event, make_recorded_event
 
@@ -42,21 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("eventsource")
 _T = TypeVar("_T")
-
-_DATA = b"d"
-_META = b"m"
-_DATA_WITH_META = b"d+m"
-"""The data part of a payload whose event (snapshot) has metadata: emptying the metadata in the store then fails
-authentication instead of reading back as ``{}``. Payloads sealed before this binding read with :data:`_DATA`."""
-
-
-def _aad_prefix(kind: str, stream_id: str, item_id: str, version: int) -> bytes:
-    """Associated data up to the payload part: ``kind NUL stream NUL id NUL version NUL``.
-
-    ``kind`` is ``e`` (event) or ``s`` (snapshot); the part (``d`` data, ``m`` metadata) follows. Stream
-    and event ids never contain NUL (validation refuses control characters), so the form is unambiguous.
-    """
-    return f"{kind}\x00{stream_id}\x00{item_id}\x00{version}\x00".encode()
 
 
 def _shell_ok() -> bool:
@@ -298,12 +282,14 @@ class EventCodec:
         metadata: dict[str, Any],
         *,
         version: int,
+        event_type: str,
         check: Callable[[int], None] | None = None,
     ) -> tuple[bytes, bytes, str, int]:
         """Stored data bytes, metadata bytes, descriptor and serialized size of one event.
 
-        With encryption on, the payloads are bound to ``(stream_id, event_id, version, part)``, and sealed
-        only after both are serialized and ``check(size)`` passed: refused input never mints a data key.
+        With encryption on, the payloads are bound to ``(stream_id, event_id, version, part, event_type)``
+        (:mod:`eventsource.manager.sealing`), and sealed only after both are serialized and ``check(size)``
+        passed: refused input never mints a data key.
         """
         pipeline = self.pipeline
         if self.cipher is None:
@@ -312,7 +298,7 @@ class EventCodec:
                 return raw, b"", encoding, size
             meta, meta_size = self._metadata(metadata, encoding)
             return raw, meta, encoding, size + meta_size
-        prefix = _aad_prefix("e", stream_id, event_id, version)
+        prefix = aad_prefix("e", stream_id, event_id, version)
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id) if self.scope_mode != "global" else None
         held = [pipeline.serializer.dumps(data)]
         meta_raw = self._metadata_bytes(metadata) if metadata else b""
@@ -320,10 +306,12 @@ class EventCodec:
         if check is not None:
             check(size)
         # handed over (no local keeps it): freed once compressed or sealed (see CodecPipeline.pack)
-        sealed, encoding = pipeline.pack(held.pop(), aad=prefix + (_DATA_WITH_META if metadata else _DATA), scope=scope)
+        aad = data_aad(prefix, event_type, has_meta=bool(metadata))
+        sealed, encoding = pipeline.pack(held.pop(), aad=aad, scope=scope)
         if not metadata:
             return sealed, b"", encoding, size
-        return sealed, pipeline.pack_as(meta_raw, encoding, aad=prefix + _META, scope=scope), encoding, size
+        meta = pipeline.pack_as(meta_raw, encoding, aad=meta_aad(prefix, event_type), scope=scope)
+        return sealed, meta, encoding, size
 
     def encode_plain(self, data: Any) -> tuple[bytes, bytes, str, int]:
         """:meth:`encode_event` of an event without metadata, where :attr:`dumps_plain` is set (nothing to seal)."""
@@ -379,15 +367,8 @@ class EventCodec:
             except CodecError as e:  # corrupt JSON: named like any other payload that cannot be decoded
                 raise self._event_error(e, rec) from e
         else:
-            prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
-            scope = self.read_scope(rec) if self.scope_mode != "global" else None
             try:
-                data = self._open_data(rec.data, rec.encoding, prefix, scope, has_meta=bool(rec.metadata))
-                meta = (
-                    self.pipeline.decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope)
-                    if rec.metadata
-                    else {}
-                )
+                data, meta = self._open_event(rec)
             except KeyShreddedError as e:
                 if not self.redact:
                     raise self._event_error(e, rec) from e
@@ -428,27 +409,25 @@ class EventCodec:
                 return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
             except CodecError as e:
                 raise self._event_error(e, rec) from e
-        prefix = _aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
-        scope = self.read_scope(rec) if self.scope_mode != "global" else None
-        decode = self.pipeline.decode
         try:
-            data = self._open_data(rec.data, rec.encoding, prefix, scope, has_meta=bool(rec.metadata))
-            meta = decode(rec.metadata, rec.encoding, aad=prefix + _META, scope=scope) if rec.metadata else {}
+            return self._open_event(rec)
         except CodecError as e:
             raise self._event_error(e, rec) from e
-        return data, meta
 
-    def _open_data(self, raw: bytes, encoding: str, prefix: bytes, scope: str | None, *, has_meta: bool) -> Any:
-        """The data part of a stored payload; with metadata stored beside it, bound to its presence (legacy: not)."""
-        decode = self.pipeline.decode
-        if not has_meta:
-            return decode(raw, encoding, aad=prefix + _DATA, scope=scope)
-        try:
-            return decode(raw, encoding, aad=prefix + _DATA_WITH_META, scope=scope)
-        except UnknownKeyError:
-            raise
-        except DecryptionError:  # sealed before the binding (a tampered payload fails this way too)
-            return decode(raw, encoding, aad=prefix + _DATA, scope=scope)
+    def _open_event(self, rec: RecordedEvent) -> tuple[Any, dict[str, Any]]:
+        """Data and metadata of a sealed (or compressed) record, each under the associated data it was sealed with."""
+        prefix = aad_prefix("e", rec.stream_id, rec.event_id, rec.version)
+        scope = self.read_scope(rec) if self.scope_mode != "global" else None
+        decode, etype = self.pipeline.decode, rec.event_type
+        data = open_data(
+            decode, rec.data, rec.encoding, prefix=prefix, scope=scope, event_type=etype, has_meta=bool(rec.metadata)
+        )
+        meta = (
+            open_meta(decode, rec.metadata, rec.encoding, prefix=prefix, scope=scope, event_type=etype)
+            if rec.metadata
+            else {}
+        )
+        return data, meta
 
     @staticmethod
     def _event_error(e: CodecError, rec: RecordedEvent) -> CodecError:
@@ -542,14 +521,13 @@ class EventCodec:
                 return raw, b"", encoding, size
             meta, meta_size = self._metadata(metadata, encoding)
             return raw, meta, encoding, size + meta_size
-        prefix = _aad_prefix("s", stream_id, snapshot_id, version)
+        prefix = aad_prefix("s", stream_id, snapshot_id, version)
         scope = self.key_scope(stream_id=stream_id, tenant_id=tenant_id)
-        raw, encoding, size = pipeline.encode_sized(
-            data, aad=prefix + (_DATA_WITH_META if metadata else _DATA), scope=scope
-        )
+        aad = data_aad(prefix, None, has_meta=bool(metadata))
+        raw, encoding, size = pipeline.encode_sized(data, aad=aad, scope=scope)
         if not metadata:
             return raw, b"", encoding, size
-        meta, meta_size = self._metadata(metadata, encoding, aad=prefix + _META, scope=scope)
+        meta, meta_size = self._metadata(metadata, encoding, aad=meta_aad(prefix, None), scope=scope)
         return raw, meta, encoding, size + meta_size
 
     def snapshot_readable(self, snap: RecordedSnapshot) -> bool:
@@ -562,15 +540,22 @@ class EventCodec:
 
     def decode_snapshot(self, sid: str, snap: RecordedSnapshot) -> Snapshot:
         """The snapshot of stream ``sid`` from its stored record (a shredded scope always raises)."""
-        prefix = _aad_prefix("s", sid, snap.snapshot_id, snap.version)
+        prefix = aad_prefix("s", sid, snap.snapshot_id, snap.version)
         scope = self.key_scope(stream_id=sid) if self.scope_mode == "stream" else None
+        decode = self.pipeline.decode
         try:
-            data = self._open_data(snap.data, snap.encoding, prefix, scope, has_meta=bool(snap.metadata))
-            meta = (
-                self.pipeline.decode(snap.metadata, snap.encoding, aad=prefix + _META, scope=scope)
-                if snap.metadata
-                else {}
+            data = open_data(
+                decode,
+                snap.data,
+                snap.encoding,
+                prefix=prefix,
+                scope=scope,
+                event_type=None,
+                has_meta=bool(snap.metadata),
             )
+            meta = {}
+            if snap.metadata:
+                meta = open_meta(decode, snap.metadata, snap.encoding, prefix=prefix, scope=scope, event_type=None)
         except CodecError as e:
             where = f"snapshot {snap.snapshot_id!r} (version {snap.version} of stream {sid!r})"
             raise _with_context(e, where, snapshot_id=snap.snapshot_id, stream_id=sid) from e

@@ -158,8 +158,10 @@ class RewriteSuite(ProviderSuiteBase):
             assert all("aes256gcm" in r.encoding for r in after)
             assert after[0].data != before[0].data
             assert b"pen" not in after[0].data
-            first = await anext(aiter(m.read_stream(stream)))
-            assert first.data == {"item": "pen", "qty": 1}
+            read = [e async for e in m.read_stream(stream)]
+            assert read[0].data == {"item": "pen", "qty": 1}
+            # the renamed event is sealed for its new type, which the store now holds: it reads
+            assert (read[2].event_type, read[2].data) == ("rw.Renamed", {"title": "hello"})
             # the new ciphertext is bound to its own event: moved onto another one it does not decrypt
             moved = dataclasses.replace(after[3], data=after[0].data)
             with pytest.raises(CodecError):

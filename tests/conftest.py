@@ -7,7 +7,8 @@ store named for the test, so the kit's second instance shares it); each is close
 ``folder_store`` is a SQLite store in a folder the test moves away. ``source`` is a manager on a SQLite
 store of 600 events in 20 streams (the transfer tests copy it); :func:`console_script` finds the
 installed ``eventsource`` command; :func:`isolate` gives a CLI test a directory and environment of its own;
-:class:`ProviderPlugin` registers a test's provider classes."""
+:class:`ProviderPlugin` registers a test's provider classes; a module whose helpers open managers puts each in
+:data:`OPENED` and uses the ``close_opened`` fixture, which closes them after each test."""
 
 from __future__ import annotations
 
@@ -36,6 +37,17 @@ if TYPE_CHECKING:
 
 OpenSqlite = Callable[..., Awaitable[SqliteProvider]]
 """The type of the ``open_sqlite`` fixture."""
+
+OPENED: list[EventSourcingManager] = []
+"""Managers a test module's helpers opened (``pytestmark = pytest.mark.usefixtures("close_opened")``)."""
+
+
+@pytest.fixture
+async def close_opened() -> AsyncIterator[None]:
+    """Close every manager in :data:`OPENED` after the test, newest first."""
+    yield
+    while OPENED:
+        await OPENED.pop().close()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import OPENED
 from eventsource.codecs.keys import StaticKeyRing
 from eventsource.config import ManagerConfig
 from eventsource.errors import ConfigurationError, DecryptionError
@@ -17,27 +18,19 @@ from eventsource.plugins import PluginHost
 from eventsource.sync import SyncEventSourcingManager
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
     from pathlib import Path
 
 HOST = PluginHost(load_entrypoints=False)
 K1 = base64.b64encode(bytes(range(32))).decode()
 
-_OPEN: list[EventSourcingManager] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_managers() -> AsyncIterator[None]:
-    yield
-    while _OPEN:
-        await _OPEN.pop().close()
+pytestmark = pytest.mark.usefixtures("close_opened")
 
 
 async def manager(db: Path, **kw: Any) -> EventSourcingManager:
     cfg = {"providers": {}, "default_provider": None, "encryption": True, "encryption_keys": {"k1": K1}, **kw}
     m = EventSourcingManager(cfg, host=HOST)
     await m.register_provider(f"sqlite:///{db}", name="m")
-    _OPEN.append(m)
+    OPENED.append(m)
     return m
 
 
@@ -170,7 +163,7 @@ async def test_a_skipping_subscription_without_the_key_stops_rather_than_skip_ev
     cfg = {"providers": {}, "default_provider": None, "encryption": True, **reader}
     m = EventSourcingManager(cfg, host=HOST)
     await m.register_provider(f"sqlite:///{db}", name="m")
-    _OPEN.append(m)
+    OPENED.append(m)
     async with m.subscribe(stream_id="s", on_decode_error="skip") as sub:
         with pytest.raises(EventDecodeError) as info:
             await asyncio.wait_for(sub.next_batch(10), 30)

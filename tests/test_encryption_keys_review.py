@@ -12,6 +12,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import OPENED
 from eventsource.codecs.keys import KeyProvider, ScopedKeyStore, StaticKeyRing
 from eventsource.errors import (
     CodecError,
@@ -24,21 +25,14 @@ from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 HOST = PluginHost(load_entrypoints=False)
 K1 = base64.b64encode(bytes(range(32))).decode()
 K2 = base64.b64encode(bytes(range(100, 132))).decode()
 
-_OPEN: list[EventSourcingManager] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_managers() -> AsyncIterator[None]:
-    yield
-    while _OPEN:
-        await _OPEN.pop().close()
+pytestmark = pytest.mark.usefixtures("close_opened")
 
 
 async def manager(store: str, key_provider: KeyProvider | None = None, **kw: Any) -> EventSourcingManager:
@@ -47,7 +41,7 @@ async def manager(store: str, key_provider: KeyProvider | None = None, **kw: Any
         cfg.setdefault("encryption_keys", {"k1": K1})
     m = EventSourcingManager(cfg, host=HOST, key_provider=key_provider)
     await m.register_provider(store, name="m")
-    _OPEN.append(m)
+    OPENED.append(m)
     return m
 
 

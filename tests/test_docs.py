@@ -132,17 +132,12 @@ def test_readme_keeps_its_two_commands() -> None:
 
 # ----------------------------------------------------------------------------- the guide's kit snippet runs
 
-# The store under test: the in-memory provider behind the guide's constructor (url, namespace=...), so
-# the guide's fixture runs unchanged. spawn_args reaches the same namespace, as the guide requires.
+# The store under test: the in-memory provider behind the guide's constructor (url, namespace=...) and the
+# guide's own settings schema (``AcmeSettings``, written from its "Settings" block), so the guide's fixture
+# runs unchanged against the names the guide lets it use. spawn_args reaches the same namespace.
 FAKE_PROVIDER = """
-from marshmallow import fields
-
-from eventsource.create_store import CreateStoreSettings
 from eventsource.memory import MemoryProvider
-
-
-class AcmeSettings(CreateStoreSettings):
-    namespace = fields.String(load_default="eventsource")
+from eventsource_acme.settings import AcmeSettings
 
 
 class AcmeProvider(MemoryProvider):
@@ -184,6 +179,7 @@ def test_the_guide_fixture_runs_for_a_new_provider(tmp_path: Path) -> None:
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("", encoding="utf-8")
     (package / "provider.py").write_text(textwrap.dedent(FAKE_PROVIDER), encoding="utf-8")
+    (package / "settings.py").write_text(_guide_block("python", "class AcmeSettings("), encoding="utf-8")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTSOURCE_", "PYTEST_"))}
     env["PYTHONPATH"] = str(tmp_path / "src")

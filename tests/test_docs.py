@@ -154,6 +154,31 @@ class AcmeProvider(MemoryProvider):
 """
 
 
+# The guide's fixture looks its namespace up with the store's driver (``acme_driver``): this one lists the
+# memory stores the provider above made, by the namespace part of their name.
+FAKE_DRIVER = """
+import contextlib
+
+import eventsource.memory
+
+
+class Client:
+    def __init__(self, url):
+        self.prefix = f"acme-{url}-"
+
+    async def list_namespaces(self):
+        return [k.removeprefix(self.prefix) for k in eventsource.memory._NAMED if k.startswith(self.prefix)]
+
+    async def drop_namespace(self, namespace, missing_ok=False):
+        eventsource.memory._NAMED.pop(self.prefix + namespace, None)
+
+
+@contextlib.asynccontextmanager
+async def connect(url):
+    yield Client(url)
+"""
+
+
 def _guide_block(lang: str, needle: str) -> str:
     found = [code for _, code in _blocks(GUIDE, lang) if needle in code]
     assert len(found) == 1, (
@@ -180,6 +205,7 @@ def test_the_guide_fixture_runs_for_a_new_provider(tmp_path: Path) -> None:
     (package / "__init__.py").write_text("", encoding="utf-8")
     (package / "provider.py").write_text(textwrap.dedent(FAKE_PROVIDER), encoding="utf-8")
     (package / "settings.py").write_text(_guide_block("python", "class AcmeSettings("), encoding="utf-8")
+    (tmp_path / "src" / "acme_driver.py").write_text(textwrap.dedent(FAKE_DRIVER), encoding="utf-8")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTSOURCE_", "PYTEST_"))}
     env["PYTHONPATH"] = str(tmp_path / "src")

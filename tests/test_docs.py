@@ -219,3 +219,22 @@ def test_the_guide_fixture_runs_for_a_new_provider(tmp_path: Path) -> None:
     passed = re.search(r"(\d+) passed", out)
     assert passed, out[-2000:]
     assert int(passed.group(1)) >= 20, f"too few kit tests ran: {out[-2000:]}"
+
+
+# ----------------------------------------------------------------------------- the guide's benchmark backend
+
+
+def test_the_guide_backend_names_only_what_the_harness_reads() -> None:
+    """Each name the guide's ``AcmeBackend`` sets or defines is one ``harness.Backend`` has (no ignored knobs)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from harness import Backend
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    code = _guide_block("python", "class AcmeBackend(Backend)")
+    cls = next(n for n in ast.parse(code).body if isinstance(n, ast.ClassDef))
+    names = [t.id for n in cls.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+    names += [n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    assert len(names) >= 5, names
+    unknown = [name for name in names if not hasattr(Backend, name)]
+    assert not unknown, f"the guide's backend sets what harness.Backend never reads: {unknown}"

@@ -518,6 +518,17 @@ def test_help_lists_commands_and_exit_codes(capsys: pytest.CaptureFixture[str]) 
     assert set(subcommands) == commands
 
 
+def test_help_gives_exit_3_for_a_missing_store_of_any_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    """A read-only command refuses a store nothing created with 3 on every store, not only a SQLite file."""
+    code, _, err = run(capsys, "--store", f"memory://absent-{uuid.uuid4().hex}", "stats")
+    assert code == EXIT_NOT_FOUND, err
+    assert "no eventsource store at memory://" in err
+    _, out, _ = run(capsys, "--help")
+    line = " ".join(next(x for x in out.splitlines() if x.strip().startswith(f"{EXIT_NOT_FOUND} ")).split())
+    assert "SQLite" not in line, line  # it names the store, whatever its kind
+    assert "store" in line, line
+
+
 # --------------------------------------------------------------------------- the installed console script
 
 

@@ -132,17 +132,12 @@ def test_readme_keeps_its_two_commands() -> None:
 
 # ----------------------------------------------------------------------------- the guide's kit snippet runs
 
-# The store under test: the in-memory provider behind the guide's constructor (url, namespace=...), so
-# the guide's fixture runs unchanged. spawn_args reaches the same namespace, as the guide requires.
+# The store under test: the in-memory provider behind the guide's constructor (url, namespace=...) and the
+# guide's own settings schema (``AcmeSettings``, written from its "Settings" block), so the guide's fixture
+# runs unchanged against the names the guide lets it use. spawn_args reaches the same namespace.
 FAKE_PROVIDER = """
-from marshmallow import fields
-
-from eventsource.create_store import CreateStoreSettings
 from eventsource.memory import MemoryProvider
-
-
-class AcmeSettings(CreateStoreSettings):
-    namespace = fields.String(load_default="eventsource")
+from eventsource_acme.settings import AcmeSettings
 
 
 class AcmeProvider(MemoryProvider):
@@ -156,6 +151,31 @@ class AcmeProvider(MemoryProvider):
 
     def spawn_args(self):
         return {"url": self.acme_url, **self.settings}
+"""
+
+
+# The guide's fixture looks its namespace up with the store's driver (``acme_driver``): this one lists the
+# memory stores the provider above made, by the namespace part of their name.
+FAKE_DRIVER = """
+import contextlib
+
+import eventsource.memory
+
+
+class Client:
+    def __init__(self, url):
+        self.prefix = f"acme-{url}-"
+
+    async def list_namespaces(self):
+        return [k.removeprefix(self.prefix) for k in eventsource.memory._NAMED if k.startswith(self.prefix)]
+
+    async def drop_namespace(self, namespace, missing_ok=False):
+        eventsource.memory._NAMED.pop(self.prefix + namespace, None)
+
+
+@contextlib.asynccontextmanager
+async def connect(url):
+    yield Client(url)
 """
 
 
@@ -184,6 +204,8 @@ def test_the_guide_fixture_runs_for_a_new_provider(tmp_path: Path) -> None:
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("", encoding="utf-8")
     (package / "provider.py").write_text(textwrap.dedent(FAKE_PROVIDER), encoding="utf-8")
+    (package / "settings.py").write_text(_guide_block("python", "class AcmeSettings("), encoding="utf-8")
+    (tmp_path / "src" / "acme_driver.py").write_text(textwrap.dedent(FAKE_DRIVER), encoding="utf-8")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTSOURCE_", "PYTEST_"))}
     env["PYTHONPATH"] = str(tmp_path / "src")
@@ -197,3 +219,22 @@ def test_the_guide_fixture_runs_for_a_new_provider(tmp_path: Path) -> None:
     passed = re.search(r"(\d+) passed", out)
     assert passed, out[-2000:]
     assert int(passed.group(1)) >= 20, f"too few kit tests ran: {out[-2000:]}"
+
+
+# ----------------------------------------------------------------------------- the guide's benchmark backend
+
+
+def test_the_guide_backend_names_only_what_the_harness_reads() -> None:
+    """Each name the guide's ``AcmeBackend`` sets or defines is one ``harness.Backend`` has (no ignored knobs)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from harness import Backend
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    code = _guide_block("python", "class AcmeBackend(Backend)")
+    cls = next(n for n in ast.parse(code).body if isinstance(n, ast.ClassDef))
+    names = [t.id for n in cls.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)]
+    names += [n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    assert len(names) >= 5, names
+    unknown = [name for name in names if not hasattr(Backend, name)]
+    assert not unknown, f"the guide's backend sets what harness.Backend never reads: {unknown}"

@@ -146,6 +146,27 @@ def test_every_plugin_has_a_readme_with_settings_and_capabilities() -> None:
     assert not problems, problems
 
 
+def _settings(source: Path) -> list[str]:
+    """Names of the settings declared in a module: class attributes built with a ``load_default``."""
+    names = []
+    for cls in (n for n in ast.walk(ast.parse(source.read_text(encoding="utf-8"))) if isinstance(n, ast.ClassDef)):
+        for node in cls.body:
+            call = node.value if isinstance(node, ast.Assign) else None
+            if isinstance(call, ast.Call) and any(k.arg == "load_default" for k in call.keywords):
+                names += [t.id for t in node.targets if isinstance(t, ast.Name)]  # type: ignore[union-attr]
+    return names
+
+
+@pytest.mark.parametrize("plugin", PLUGINS, ids=lambda p: p.name)
+def test_every_setting_of_a_plugin_is_named_in_its_readme(plugin: Path) -> None:
+    """Each field of the plugin's settings schemas (provider, lease, checkpoints) appears as `name` in its README."""
+    settings = [name for module in sorted(plugin.glob("src/*/*.py")) for name in _settings(module)]
+    assert len(settings) >= 5, f"{plugin.name}: found only {settings}: has the settings schema moved?"
+    readme = (plugin / "README.md").read_text(encoding="utf-8")
+    missing = sorted({name for name in settings if f"`{name}`" not in readme})
+    assert not missing, f"{plugin.name}/README.md does not name these settings: {missing}"
+
+
 def test_every_plugin_follows_the_naming_rules() -> None:
     problems = []
     for plugin in PLUGINS:

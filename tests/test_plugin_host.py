@@ -234,6 +234,18 @@ def test_a_misspelled_hook_fails_at_start_up_with_plugin_load_error() -> None:
         host.register(Misspelled(), "late-misspelled")
 
 
+def test_a_misspelled_hook_is_reported_with_the_spec_it_was_meant_to_be() -> None:
+    """The author learns what to rename it to, not only that the name is unknown."""
+
+    class Misspelled:
+        @eventsource.hookimpl
+        def eventsource_register_provider(self, registry: ProviderRegistry) -> None:  # missing "s"
+            registry.add(ShopProvider)
+
+    with pytest.raises(PluginLoadError, match="did you mean 'eventsource_register_providers'"):
+        PluginHost(load_entrypoints=False, plugins=[("misspelled", Misspelled())])
+
+
 def test_a_hook_with_a_wrong_argument_name_is_refused() -> None:
     class WrongArgument:
         @eventsource.hookimpl

@@ -10,8 +10,10 @@ Nothing loads at import time; tests build ``PluginHost(load_entrypoints=False)``
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import os
+import re
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,14 @@ log = logging.getLogger("eventsource.plugins")
 
 DISABLED_ENV = "EVENTSOURCE_DISABLED_PLUGINS"
 TRACE_ENV = "EVENTSOURCE_TRACE_PLUGINS"
+
+
+def _meant(error: str) -> str:
+    """`` (did you mean '<spec>'?)`` for the unknown hook pluggy names in ``error``, if a spec's name is close."""
+    unknown = re.search(r"unknown hook '(\w+)'", error)
+    specs = [n for n in vars(hookspecs) if n.startswith(f"{NAME}_") and hasattr(getattr(hookspecs, n), f"{NAME}_spec")]
+    close = difflib.get_close_matches(unknown.group(1), specs, n=1) if unknown else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class PluginHost:
@@ -163,7 +173,7 @@ class PluginHost:
             name = self.pm.get_name(e.plugin) or repr(e.plugin)
             dist = self.distributions.get(name, (None, None))[0]
             where = f"plugin {name!r}" + (f" from distribution {dist!r}" if dist else "")
-            msg = f"{where} implements a hook that no spec defines: {e}"
+            msg = f"{where} implements a hook that no spec defines: {e}{_meant(str(e))}"
             raise PluginLoadError(msg, plugin=name, distribution=dist) from e
 
     def plugin_names(self) -> list[str]:

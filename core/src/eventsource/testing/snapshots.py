@@ -42,7 +42,10 @@ class SnapshotSuite(ProviderSuiteBase):
         )
         with pytest.raises(SnapshotNotFoundError):
             await manager.get_snapshot(s, max_version=2)
-        assert await manager.delete_snapshot(s, version=7) == 1
+        again = await manager.create_snapshot(stream_id=s, data={"v": "7 again"}, version=7)  # replaces the one at 7
+        latest = await manager.get_snapshot(s)
+        assert (latest.snapshot_id, latest.data) == (again.snapshot_id, {"v": "7 again"})
+        assert await manager.delete_snapshot(s, version=7) == 1  # one snapshot per version
         assert (await manager.get_snapshot(s)).version == 3
         assert await manager.delete_snapshot(s) == 1
         with pytest.raises(SnapshotNotFoundError):

@@ -25,6 +25,8 @@ class StatsSuite(ProviderSuiteBase):
         assert st.events_by_stream[a] == 3
         assert st.events_by_stream[b] == 1
         assert st.last_event_at is not None
+        # the bytes it holds, or None where it cannot say: never a placeholder 0 for a store holding events
+        assert st.storage_size is None or st.storage_size > 0, st.storage_size
         assert st.uptime_seconds >= 0
 
     async def test_health_reports_healthy(self, manager: EventSourcingManager) -> None:

@@ -32,7 +32,7 @@ class AbsentStore:
     """Keyword arguments of the provider class (``url`` and settings) that reach the namespace."""
     leftovers: Callable[[], Awaitable[list[str]]] = field(default=nothing)
     """What of the namespace exists now (tables, a schema, streams, buckets, topics, files), found without
-    creating anything; ``[]`` when nothing does. The default sees nothing: override it to inspect."""
+    creating anything; ``[]`` when nothing does. The default sees nothing, which the kit fails: give your own."""
 
 
 class StoreSetupSuite(ProviderSuiteBase):
@@ -71,6 +71,24 @@ class StoreSetupSuite(ProviderSuiteBase):
             await p.close()
             await m.close()
         assert await absent_store.leftovers() == []
+
+    async def test_leftovers_sees_the_store_create_store_on_makes(
+        self, provider: Provider, absent_store: AbsentStore
+    ) -> None:
+        """The fixture's ``leftovers`` can see a store: else "creates nothing" above passes whatever was created."""
+        assert await absent_store.leftovers() == [], "the absent_store fixture names a namespace that exists"
+        m = EventSourcingManager({"providers": {}, "default_provider": None, "retry_attempts": 3}, host=_host())
+        try:  # the default, create_store on, on the namespace; an event too, for a store that makes things lazily
+            await m.register_provider(self.built(provider, absent_store.args, create_store=True), name="made")
+            await m.append_event(stream_id=sid(), event_type="Made", data={}, provider="made")
+        finally:
+            await m.close()
+        made = await absent_store.leftovers()
+        assert made, (
+            "the absent_store fixture's leftovers() sees nothing of a store connect() created on its namespace: "
+            "it must look the namespace up on the server (tables, a schema, streams, buckets, topics, files), or the "
+            "create_store tests cannot see what a refused connect() leaves behind"
+        )
 
     async def test_create_store_off_reads_an_existing_store(
         self, manager: EventSourcingManager, provider: Provider

@@ -107,6 +107,8 @@ class StreamSuite(ProviderSuiteBase):
         info = await manager.get_stream_info(s)
         assert (info.version, info.event_count, info.last_event_id, info.first_version) == (4, 4, last.event_id, 1)
         assert info.created_at <= info.updated_at
+        events = [e async for e in manager.read_stream(s)]
+        assert info.updated_at == events[-1].timestamp, "updated_at: the timestamp of the stream's last event"
         with pytest.raises(StreamNotFoundError):
             await manager.get_stream_info(sid("missing"))
 

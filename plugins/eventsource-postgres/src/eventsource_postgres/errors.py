@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 # SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
 _TIMEOUT_CODES = frozenset({"57014", "55P03"})  # query_canceled (statement_timeout), lock_not_available
 _UNAVAILABLE_CLASSES = ("08", "53", "57")  # connection exception, insufficient resources, operator intervention
-_INPUT_CODES = frozenset({"54000", "22021", "22P05"})  # program_limit_exceeded (index row too big), bad encoding
+INPUT_CODES = frozenset({"54000", "22021", "22P05"})  # program_limit_exceeded (index row too big), bad encoding
+"""Input the server cannot hold: :class:`ValidationError` (``54000`` arrives as an ``OperationalError``, yet the
+connection is fine: never a lost one)."""
 _ROLLED_BACK_CLASS = "40"  # transaction rollback: serialization failure, deadlock detected
 
 
@@ -72,7 +74,7 @@ def map_error(  # noqa: C901, PLR0911 - one table of driver errors, read top to 
         code = exc.sqlstate or ""
         if code in _TIMEOUT_CODES:
             return ProviderTimeoutError(base, operation=operation, sqlstate=code)
-        if code in _INPUT_CODES:
+        if code in INPUT_CODES:
             return ValidationError(base, operation=operation, sqlstate=code)
         if code.startswith(_ROLLED_BACK_CLASS):  # psycopg raises these as OperationalError: not a lost connection
             msg = (

@@ -1,0 +1,86 @@
+"""Odd input through the manager on PostgreSQL: what the server refuses is refused as bad input, nothing more.
+
+A stream id the manager lets through (within ``max_stream_id_length``) can still be more than PostgreSQL's btree
+index holds (about 2,700 bytes after compression): 1,024 characters outside the BMP are 4,096 bytes of UTF-8. The
+server refuses it (``54000``, which psycopg raises as an ``OperationalError``, the class of a lost connection too).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import manager_on
+from eventsource.errors import ValidationError
+from eventsource.sync import SyncEventSourcingManager
+from eventsource_postgres import PostgresProvider
+
+
+def _too_long_for_the_index() -> str:
+    """1,024 characters (the manager's default limit) of 4 bytes each, none repeated enough to compress."""
+    rnd = random.Random(7)
+    return "".join(chr(rnd.randrange(0x10000, 0x10FFFF)) for _ in range(1024))
+
+
+@pytest.fixture
+def config(url: str) -> Iterator[dict[str, Any]]:
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    settings = {"schema": schema, "pool_max_size": 4, "application_name": f"es-odd-{uuid.uuid4().hex[:12]}"}
+    yield {"providers": {"pg": {"url": url, "settings": settings}}, "default_provider": "pg"}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_an_id_too_long_for_the_index_is_refused_once_without_treating_it_as_a_lost_connection(
+    make_provider: Callable[..., Any],
+) -> None:
+    """Taken for a lost connection, the refusal made the provider sweep its pool and send the append again."""
+    p: PostgresProvider = await make_provider()
+    m = await manager_on(p)
+    await m.append_event(stream_id="warm", event_type="E", data=0)
+    sweeps: list[object] = []
+    check = p._conn._check
+
+    async def spy_check(*args: Any, **kwargs: Any) -> None:
+        sweeps.append(args)
+        await check(*args, **kwargs)
+
+    p._conn._check = spy_check  # type: ignore[method-assign]
+    sid = _too_long_for_the_index()
+    with pytest.raises(ValidationError, match="index row"):
+        await m.append_event(stream_id=sid, event_type="E", data=1)
+    with pytest.raises(ValidationError, match="index row"):
+        await m.create_stream(stream_id=sid)
+    assert sweeps == [], "bad input was handled as a lost connection: the pool swept and the statement sent again"
+    assert not await m.stream_exists(sid)
+    assert (await m.list_streams()).total_count == 1
+    await m.close()
+
+
+def test_an_id_too_long_for_the_index_through_the_sync_lane_keeps_the_connection(config: dict[str, Any]) -> None:
+    """The lane closed its kept connection on the refusal (the pool logged it) and ran the append again."""
+    with SyncEventSourcingManager(config) as es:
+        provider = es.get_provider()
+        assert isinstance(provider, PostgresProvider)
+        es.append_event(stream_id="warm", event_type="E", data=0)
+        es.append_event(stream_id="warm", event_type="E", data=1)
+        kept = provider._conn._kept
+        assert kept is not None
+        calls = {"async": 0}
+        append = provider.append
+
+        async def spy_append(*args: Any, **kwargs: Any) -> Any:
+            calls["async"] += 1
+            return await append(*args, **kwargs)
+
+        provider.append = spy_append  # type: ignore[method-assign]
+        with pytest.raises(ValidationError, match="index row"):
+            es.append_event(stream_id=_too_long_for_the_index(), event_type="E", data=2)
+        assert calls["async"] == 0, "the lane declined the refused append and it was sent again"
+        assert not kept.closed, "the kept connection was closed over bad input"
+        assert es.append_event(stream_id="warm", event_type="E", data=3).version == 3
+        assert provider._conn._kept is kept

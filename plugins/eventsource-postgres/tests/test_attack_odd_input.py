@@ -18,6 +18,7 @@ from conftest import manager_on
 from eventsource.errors import ValidationError
 from eventsource.sync import SyncEventSourcingManager
 from eventsource_postgres import PostgresProvider
+from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
 
 def _too_long_for_the_index() -> str:
@@ -84,3 +85,28 @@ def test_an_id_too_long_for_the_index_through_the_sync_lane_keeps_the_connection
         assert not kept.closed, "the kept connection was closed over bad input"
         assert es.append_event(stream_id="warm", event_type="E", data=3).version == 3
         assert provider._conn._kept is kept
+
+
+@pytest.mark.parametrize("store", ["postgres", "sqlite"])
+async def test_a_subscription_name_or_source_with_a_lone_surrogate_is_refused_by_name_before_any_store_call(
+    make_provider: Callable[..., Any], url: str, tmp_path: Any, store: str
+) -> None:
+    """The name reached the checkpoint store: PostgreSQL's said 'utf-8 codec can't encode' (no field named), SQLite's
+    raised a bare UnicodeEncodeError, both once the subscription ran."""
+    p: PostgresProvider = await make_provider()
+    m = await manager_on(p)
+    await m.append_event(stream_id="s", event_type="E", data=0)
+    schema = p.names.schema
+    cp = PostgresCheckpointStore(url, schema=schema) if store == "postgres" else f"sqlite:///{tmp_path}/cp.db"
+    for kwargs in ({"name": "sub\ud800"}, {"name": "sub", "source": "src\udfff"}):
+        with pytest.raises(ValidationError, match="surrogate") as caught:
+            m.subscribe(checkpoint=cp, **kwargs)  # type: ignore[arg-type]
+        assert caught.value.details["field"] == next(k for k, v in kwargs.items() if not v.isascii())
+    if isinstance(cp, PostgresCheckpointStore):
+        await cp.connect()
+        assert await cp.list() == []
+        for args in (("sub\ud800", "src"), ("sub", "src\ud800")):
+            with pytest.raises(ValidationError, match="surrogate"):
+                await cp.get(*args)
+        await cp.close()
+    await m.close()

@@ -71,6 +71,12 @@ def check_name(what: str, value: object, limit: int = MAX_NAME_LENGTH) -> str:
     if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
         msg = f"checkpoint {what} must be a non-empty string of at most {limit} characters without NUL"
         raise ValidationError(msg, field=what)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # no store can keep it: SQLite's raised the codec's error, PostgreSQL's a vague one
+            msg = f"checkpoint {what} is not valid Unicode text (lone surrogate)"
+            raise ValidationError(msg, field=what) from None
     return value
 
 

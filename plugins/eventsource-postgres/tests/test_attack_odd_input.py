@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import manager_on
+from eventsource.checkpoints import Checkpoint
+from eventsource.checkpoints.sqlite import SqliteCheckpointStore
 from eventsource.errors import ValidationError
 from eventsource.sync import SyncEventSourcingManager
 from eventsource_postgres import PostgresProvider
@@ -110,3 +112,40 @@ async def test_a_subscription_name_or_source_with_a_lone_surrogate_is_refused_by
                 await cp.get(*args)
         await cp.close()
     await m.close()
+
+
+@pytest.fixture
+def icu_url(url: str) -> Iterator[str]:
+    """A database of its own whose default collation is ICU's en-US (as many are), dropped afterwards."""
+    name = f"es_icu_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
+            "LOCALE 'C.UTF-8'"
+        )
+    try:
+        yield str(psycopg.conninfo.make_conninfo(url, dbname=name))
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def test_checkpoints_list_in_code_point_order_as_stream_ids_do_whatever_the_databases_collation(
+    icu_url: str, tmp_path: Any
+) -> None:
+    """``ORDER BY name`` followed the database's collation: in an en-US one ``_z, a, B, e, é, Z``, where the SQLite
+    and memory stores (and ``list_streams``, its ids ``COLLATE "C"``) give code-point order ``B, Z, _z, a, e, é``."""
+    names = ["a", "B", "_z", "é", "e", "Z", "a"]
+    sources = ["src", "src", "src", "src", "src", "src", "Src"]
+    listed = {}
+    for kind, store in (
+        ("postgres", PostgresCheckpointStore(icu_url, schema="cp")),
+        ("sqlite", SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")),
+    ):
+        await store.connect()
+        for name, source in zip(names, sources, strict=True):
+            await store.put(Checkpoint(name, source, "all", 1))
+        listed[kind] = [(c.name, c.source) for c in await store.list()]
+        await store.close()
+    assert listed["postgres"] == sorted(zip(names, sources, strict=True))
+    assert listed["postgres"] == listed["sqlite"]

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from conftest import manager_on
 from eventsource.checkpoints import Checkpoint
+from eventsource.checkpoints.memory import MemoryCheckpointStore
 from eventsource.checkpoints.sqlite import SqliteCheckpointStore
 from eventsource.errors import ValidationError
 from eventsource.sync import SyncEventSourcingManager
@@ -149,3 +150,31 @@ async def test_checkpoints_list_in_code_point_order_as_stream_ids_do_whatever_th
         await store.close()
     assert listed["postgres"] == sorted(zip(names, sources, strict=True))
     assert listed["postgres"] == listed["sqlite"]
+
+
+@pytest.mark.parametrize("position", [2**63, 2**64])
+async def test_a_checkpoint_position_beyond_a_signed_64_bit_int_is_refused_by_name_on_every_store(
+    url: str, tmp_path: Any, position: int
+) -> None:
+    """PostgreSQL's store raised ProviderError ('bigint out of range'), SQLite's a bare OverflowError, and the
+    memory store kept it: no position of any store is that large (``MAX_NUMBER``)."""
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    stores = (
+        PostgresCheckpointStore(url, schema=schema),
+        SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db"),
+        MemoryCheckpointStore("memory://"),
+    )
+    try:
+        for store in stores:
+            await store.connect()
+            await store.put(Checkpoint("kept", "src", "all", 5))
+            with pytest.raises(ValidationError, match="position") as caught:
+                await store.put(Checkpoint("kept", "src", "all", position))
+            assert caught.value.details["field"] == "position"
+            with pytest.raises(ValidationError, match="position"):
+                await store.put(Checkpoint("new", "src", "all", position))
+            assert [(c.name, c.position) for c in await store.list()] == [("kept", 5)], type(store).__name__
+            await store.close()
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -18,9 +18,9 @@ from conftest import manager_on
 from eventsource.checkpoints import Checkpoint
 from eventsource.checkpoints.memory import MemoryCheckpointStore
 from eventsource.checkpoints.sqlite import SqliteCheckpointStore
-from eventsource.errors import ValidationError
+from eventsource.errors import ConfigurationError, ValidationError
 from eventsource.sync import SyncEventSourcingManager
-from eventsource_postgres import PostgresProvider
+from eventsource_postgres import PostgresAdvisoryLease, PostgresProvider
 from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
 
@@ -178,3 +178,36 @@ async def test_a_checkpoint_position_beyond_a_signed_64_bit_int_is_refused_by_na
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_a_nul_in_a_libpq_setting_is_refused_not_left_to_cut_off_the_settings_after_it(url: str) -> None:
+    """libpq reads the connection string up to its first NUL: ``application_name='app\\x00x'`` connected as ``app``
+    and silently dropped every parameter after it, ``sslmode=require`` included (the connection ran without TLS)."""
+    for settings, field in (
+        ({"application_name": "app\x00x", "sslmode": "require"}, "application_name"),
+        ({"sslrootcert": "/etc/ca\x00.pem", "sslmode": "verify-full"}, "sslrootcert"),
+        ({"connect_args": {"options": "-c a.b=\x00"}}, "connect_args"),
+        ({"connect_args": {"keepalives\x00": "1"}}, "connect_args"),
+    ):
+        with pytest.raises(ConfigurationError, match="NUL") as caught:
+            PostgresProvider(url, **settings)
+        assert caught.value.details["field"] == field
+        with pytest.raises(ConfigurationError, match="NUL"):
+            PostgresAdvisoryLease(url, **settings)
+    with pytest.raises(ConfigurationError, match="NUL") as caught:
+        PostgresProvider("host=127.0.0.1 dbname=test user=postgres application_name=app\x00 sslmode=require")
+    assert caught.value.details["field"] == "url"
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [({"connect_args": {"bogus": "1"}}, "connect_args"), ({"application_name": "app\ud800"}, "application_name")],
+)
+def test_libpq_settings_libpq_refuses_are_a_configuration_error_not_an_unreachable_server(
+    url: str, settings: dict[str, Any], field: str
+) -> None:
+    """They passed the settings and failed at connect() as ProviderUnavailableError (retried, 'check that the server
+    is running'), as a URL libpq refuses did before it was checked when the provider is built."""
+    with pytest.raises(ConfigurationError) as caught:
+        PostgresProvider(url, **settings)
+    assert caught.value.details["field"] == field

@@ -19,6 +19,7 @@ from eventsource.checkpoints import Checkpoint
 from eventsource.checkpoints.memory import MemoryCheckpointStore
 from eventsource.checkpoints.sqlite import SqliteCheckpointStore
 from eventsource.errors import ConfigurationError, ValidationError
+from eventsource.projections.postgres import PostgresSink
 from eventsource.sync import SyncEventSourcingManager
 from eventsource_postgres import PostgresAdvisoryLease, PostgresProvider
 from eventsource_postgres.checkpoints import PostgresCheckpointStore
@@ -211,3 +212,21 @@ def test_libpq_settings_libpq_refuses_are_a_configuration_error_not_an_unreachab
     with pytest.raises(ConfigurationError) as caught:
         PostgresProvider(url, **settings)
     assert caught.value.details["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        ("postgresql://app:s3cret@127.0.0.1/test?schema=orders", '"schema"'),
+        ("postgresql://app:s3cret@[::1/test", "IPv6"),
+        ("mysql://app:s3cret@127.0.0.1/test", "postgresql://"),
+        ("host=127.0.0.1 dbname=test user=postgres password=s3cret application_name=a\x00 sslmode=require", "NUL"),
+    ],
+)
+def test_a_postgres_sink_target_libpq_refuses_is_a_configuration_error_when_built(target: str, says: str) -> None:
+    """PostgresSink took any string: open() then raised a bare psycopg.ProgrammingError (untyped), and a DSN with a
+    NUL connected with everything after it dropped (``sslmode=require``: no TLS), as the provider did before."""
+    with pytest.raises(ConfigurationError, match=says) as caught:
+        PostgresSink(target)
+    assert caught.value.details["field"] == "url"
+    assert "s3cret" not in str(caught.value)

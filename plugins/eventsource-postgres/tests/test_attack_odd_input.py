@@ -66,6 +66,29 @@ async def test_an_id_too_long_for_the_index_is_refused_once_without_treating_it_
     await m.close()
 
 
+async def test_an_id_too_long_for_the_index_is_named_as_the_stream_id_in_the_error(
+    make_provider: Callable[..., Any],
+) -> None:
+    """The error was the server's own line ('index row size 4112 exceeds btree version 4 maximum 2704 for index
+    "streams_pkey"', or for a longer id 'index row requires 10016 bytes, maximum size is 8191', naming no index),
+    with no field: nothing said the stream id was what to shorten."""
+    p: PostgresProvider = await make_provider()
+    m = await manager_on(p)
+    m.config.max_stream_id_length = 65536
+    rnd = random.Random(8)
+    for sid in (_too_long_for_the_index(), "".join(chr(rnd.randrange(33, 127)) for _ in range(10_000))):
+        for call in (
+            lambda s: m.append_event(stream_id=s, event_type="E", data=1),
+            lambda s: m.append_events_batch(stream_id=s, events=[{"event_type": "E", "data": 1}] * 2),
+            lambda s: m.create_stream(stream_id=s),
+        ):
+            with pytest.raises(ValidationError, match="stream id is longer than PostgreSQL's index") as caught:
+                await call(sid)
+            assert caught.value.details["field"] == "stream_id"
+    assert (await m.list_streams()).total_count == 0
+    await m.close()
+
+
 def test_an_id_too_long_for_the_index_through_the_sync_lane_keeps_the_connection(config: dict[str, Any]) -> None:
     """The lane closed its kept connection on the refusal (the pool logged it) and ran the append again."""
     with SyncEventSourcingManager(config) as es:

@@ -89,6 +89,33 @@ async def test_an_id_too_long_for_the_index_is_named_as_the_stream_id_in_the_err
     await m.close()
 
 
+async def test_create_stream_refuses_an_id_its_events_could_never_be_stored_under(
+    make_provider: Callable[..., Any],
+) -> None:
+    """The streams row's index holds a few bytes more of a stream id than the events' ``(stream_id, version)`` one:
+    an id of 2,685 to 2,692 bytes (672 characters of 4 bytes, within the manager's default limit) was created, and
+    every append to it was then refused. A stream create_stream accepts takes an event (or snapshot)."""
+    p: PostgresProvider = await make_provider()
+    m = await manager_on(p)
+    rnd = random.Random(9)
+    created = refused = 0
+    for n in range(668, 677):  # 2,672 to 2,704 bytes of UTF-8
+        sid = "".join(chr(rnd.randrange(0x10000, 0x10FFFF)) for _ in range(n))
+        try:
+            await m.create_stream(stream_id=sid)
+        except ValidationError as e:
+            assert e.details["field"] == "stream_id"
+            assert not await m.stream_exists(sid), "a refused create left its stream"
+            refused += 1
+            continue
+        created += 1
+        res = await m.append_event(stream_id=sid, event_type="E", data=n)
+        assert res.version == 1, f"a stream of a {len(sid.encode())}-byte id was created but takes no event"
+        await m.create_snapshot(stream_id=sid, version=1, data=n)
+    assert created and refused
+    await m.close()
+
+
 def test_an_id_too_long_for_the_index_through_the_sync_lane_keeps_the_connection(config: dict[str, Any]) -> None:
     """The lane closed its kept connection on the refusal (the pool logged it) and ran the append again."""
     with SyncEventSourcingManager(config) as es:

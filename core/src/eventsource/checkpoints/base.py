@@ -16,9 +16,9 @@ from eventsource.errors import ConflictError, NotFoundError, UnsupportedOperatio
 
 MAX_NAME_LENGTH = 200
 MAX_SCOPE_LENGTH = len("stream:") + 65536
+"""A scope names a stream (``stream:<id>``): room for the longest stream id a store can be configured to take."""
 MAX_POSITION = 2**63 - 1
 """The largest position any store holds (a signed 64-bit int: ``eventsource.manager.validation.MAX_NUMBER``)."""
-"""A scope names a stream (``stream:<id>``): room for the longest stream id a store can be configured to take."""
 
 
 @dataclass(frozen=True, slots=True)

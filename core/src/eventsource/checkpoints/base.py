@@ -17,6 +17,8 @@ from eventsource.errors import ConflictError, NotFoundError, UnsupportedOperatio
 MAX_NAME_LENGTH = 200
 MAX_SCOPE_LENGTH = len("stream:") + 65536
 """A scope names a stream (``stream:<id>``): room for the longest stream id a store can be configured to take."""
+MAX_POSITION = 2**63 - 1
+"""The largest position any store holds (a signed 64-bit int: ``eventsource.manager.validation.MAX_NUMBER``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +73,22 @@ def check_name(what: str, value: object, limit: int = MAX_NAME_LENGTH) -> str:
     if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
         msg = f"checkpoint {what} must be a non-empty string of at most {limit} characters without NUL"
         raise ValidationError(msg, field=what)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # no store can keep it: SQLite's raised the codec's error, PostgreSQL's a vague one
+            msg = f"checkpoint {what} is not valid Unicode text (lone surrogate)"
+            raise ValidationError(msg, field=what) from None
     return value
 
 
 def check_position(position: object) -> int:
-    """``position`` as a non-negative int, or :class:`ValidationError`."""
+    """``position`` as an int from 0 to :data:`MAX_POSITION`, or :class:`ValidationError`."""
     if isinstance(position, bool) or not isinstance(position, int) or position < 0:
         msg = f"checkpoint position must be a non-negative int, got {position!r}"
+        raise ValidationError(msg, field="position")
+    if position > MAX_POSITION:  # PostgreSQL's bigint and SQLite's INTEGER cannot hold it (no store's position is)
+        msg = f"checkpoint position must be at most {MAX_POSITION}, got {position}"
         raise ValidationError(msg, field="position")
     return position
 

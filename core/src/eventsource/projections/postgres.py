@@ -28,6 +28,37 @@ if TYPE_CHECKING:
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,39}\Z"  # (not "$": it matches before a final newline too)
 
 
+def _checked_target(url: object) -> str:
+    """``url`` if libpq takes it (a ``postgresql://`` URL or a DSN), else :class:`ConfigurationError` naming it.
+
+    Checked when the sink is built: libpq's refusal surfaced at ``open()`` as a bare ``psycopg.ProgrammingError``,
+    and a NUL ended the string libpq read, silently dropping what followed it (``sslmode=require``).
+    """
+    from eventsource.config import mask_url, url_secrets
+
+    text = url if isinstance(url, str) else ""
+    dsn = "://" not in text and "=" in text
+    if not dsn and text.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
+        shown = mask_url(text)
+        msg = f"the PostgreSQL sink takes a postgresql:// URL or a libpq DSN (host=... dbname=...), got {shown!r}"
+        raise ConfigurationError(msg, field="url")
+    if "\x00" in text:
+        msg = f"the PostgreSQL sink's target {mask_url(text)!r} holds a NUL character"
+        raise ConfigurationError(msg, field="url")
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(text)
+    except ProgrammingError as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        for secret in url_secrets(text):
+            detail = detail.replace(secret, "***")
+        msg = f"the PostgreSQL sink's target {mask_url(text)!r} is not one libpq accepts: {detail}"
+        raise ConfigurationError(msg, field="url") from e
+    return text
+
+
 class PostgresSink(Sink[Any]):
     """Exactly-once projections into the database at ``url`` (a libpq URL or conninfo string).
 
@@ -40,7 +71,7 @@ class PostgresSink(Sink[Any]):
         if not re.match(IDENTIFIER, schema):
             msg = f"schema must match {IDENTIFIER}"
             raise ConfigurationError(msg, field="schema")
-        self.url = url
+        self.url = _checked_target(url)
         self.schema = schema
         self.table = f'"{schema}"."checkpoints"'
         self._async: Any = None

@@ -192,13 +192,16 @@ class PostgresCheckpointStore(CheckpointStore):
         return result
 
     async def list(self, source: str | None = None) -> list[Checkpoint]:
-        """Every checkpoint (of ``source`` only, when given), by name then source."""
+        """Every checkpoint (of ``source`` only, when given), by name then source in code-point order.
+
+        ``COLLATE "C"``, as the other stores (and stream ids here) order, whatever the database's collation.
+        """
         where, args = ("WHERE source = %s", (check_name("source", source),)) if source is not None else ("", ())
 
         async def run(c: Any) -> list[Checkpoint]:
             cur = await c.execute(
                 f"SELECT name, source, scope, position, updated_at, {self._anchor} FROM {self.table} {where} "  # noqa: S608
-                "ORDER BY name, source",
+                'ORDER BY name COLLATE "C", source COLLATE "C"',
                 args,
             )
             rows = await cur.fetchall()

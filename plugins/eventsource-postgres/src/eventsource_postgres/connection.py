@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.errors import ConfigurationError, EventSourceError, ProviderUnavailableError, ValidationError
 from eventsource.inline import INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
 
-from eventsource_postgres.errors import map_error
+from eventsource_postgres.errors import INPUT_CODES, map_error
 from eventsource_postgres.repair import broken, discard
 from eventsource_postgres.schema import check_current, migrate
 from eventsource_postgres.settings import lock_key, mask_target, pool_args, target_secrets
@@ -130,8 +130,9 @@ def _connection_lost(exc: BaseException) -> bool:
     if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
         return False
     code = exc.sqlstate or ""
-    # a timeout is not a lost connection, nor is a transaction the server rolled back (class 40)
-    return code not in ("57014", "55P03") and not code.startswith("40")
+    # a timeout is not a lost connection, nor is a transaction the server rolled back (class 40), nor input the
+    # server refused (an id too long for an index: 54000, an OperationalError too)
+    return code not in ("57014", "55P03") and code not in INPUT_CODES and not code.startswith("40")
 
 
 def _recovery_conflict(exc: BaseException) -> bool:

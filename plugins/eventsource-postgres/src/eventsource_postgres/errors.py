@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 # SQLSTATE classes and codes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
 _TIMEOUT_CODES = frozenset({"57014", "55P03"})  # query_canceled (statement_timeout), lock_not_available
 _UNAVAILABLE_CLASSES = ("08", "53", "57")  # connection exception, insufficient resources, operator intervention
-_INPUT_CODES = frozenset({"54000", "22021", "22P05"})  # program_limit_exceeded (index row too big), bad encoding
+INPUT_CODES = frozenset({"54000", "22021", "22P05"})  # program_limit_exceeded (index row too big), bad encoding
+"""Input the server cannot hold: :class:`ValidationError` (``54000`` arrives as an ``OperationalError``, yet the
+connection is fine: never a lost one)."""
 _ROLLED_BACK_CLASS = "40"  # transaction rollback: serialization failure, deadlock detected
 
 
@@ -38,7 +40,7 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
-def map_error(  # noqa: C901, PLR0911 - one table of driver errors, read top to bottom
+def map_error(  # noqa: C901, PLR0911, PLR0912 - one table of driver errors, read top to bottom
     exc: BaseException, *, operation: str, where: str, secrets: Sequence[str] = ()
 ) -> EventSourceError:
     """Translate a driver error into the typed error callers catch.
@@ -72,7 +74,13 @@ def map_error(  # noqa: C901, PLR0911 - one table of driver errors, read top to 
         code = exc.sqlstate or ""
         if code in _TIMEOUT_CODES:
             return ProviderTimeoutError(base, operation=operation, sqlstate=code)
-        if code in _INPUT_CODES:
+        if code == "54000" and "index row" in detail:  # every other indexed text is at most 256 characters long
+            msg = (
+                f"{base}: the stream id is longer than PostgreSQL's index holds (about 2,700 bytes of UTF-8 once "
+                "compressed); shorten it"
+            )
+            return ValidationError(msg, operation=operation, sqlstate=code, field="stream_id")
+        if code in INPUT_CODES:
             return ValidationError(base, operation=operation, sqlstate=code)
         if code.startswith(_ROLLED_BACK_CLASS):  # psycopg raises these as OperationalError: not a lost connection
             msg = (

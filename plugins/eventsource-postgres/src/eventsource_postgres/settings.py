@@ -57,6 +57,28 @@ class _ConnectionSchema(Schema):
                 msg = f"put {key!r} in the URL, not in connect_args"
                 raise ValidationError(msg, "connect_args")
 
+    @validates_schema
+    def _libpq(self, data: dict[str, Any], **_: Any) -> None:
+        """Each libpq parameter as libpq takes it: refused here, not when connecting (read as an unreachable server).
+
+        A NUL first: libpq reads the connection string up to it, silently dropping every parameter after it
+        (``sslmode`` included), so no parse below would notice.
+        """
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import make_conninfo
+
+        for key, value in _libpq_settings(data).items():
+            field = key if key in self.fields else "connect_args"
+            if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+                msg = f"libpq parameter {key!r} holds a NUL character (libpq would cut the connection string there)"
+                raise ValidationError(msg, field)
+            try:
+                make_conninfo("", **{key: value})
+            except (ProgrammingError, UnicodeError) as e:
+                detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                msg = f"libpq refuses parameter {key!r}: {detail}"
+                raise ValidationError(msg, field) from e
+
 
 DEFAULT_SCHEMA = "eventsource"
 """The ``schema`` setting's default."""
@@ -109,10 +131,15 @@ class PostgresLeaseSettingsSchema(_ConnectionSchema):
 
 def libpq_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
     """The libpq keyword arguments a connection is opened with (they override the URL's)."""
-    kw: dict[str, Any] = {
-        "application_name": settings["application_name"],
-        "connect_timeout": max(1, round(settings["connect_timeout"])),
-    }
+    kw: dict[str, Any] = {"connect_timeout": max(1, round(settings["connect_timeout"]))}
+    return {"application_name": settings["application_name"], **kw, **_libpq_settings(settings)}
+
+
+def _libpq_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings passed to libpq as given: ``application_name``, the TLS files and mode, ``connect_args``."""
+    kw: dict[str, Any] = {}
+    if settings.get("application_name") is not None:
+        kw["application_name"] = settings["application_name"]
     for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl"):
         if settings.get(key) is not None:
             kw[key] = settings[key]
@@ -164,6 +191,9 @@ def check_target(target: str | None, what: str) -> str:
             f"the postgres {what} takes a postgresql:// or postgres:// URL or a libpq DSN (host=... dbname=...), "
             f"got {shown!r}"
         )
+        raise ConfigurationError(msg, field="url")
+    if "\x00" in target:  # libpq reads up to it: what follows (sslmode=...) would be dropped, unseen
+        msg = f"the postgres {what} {mask_target(target)!r} holds a NUL character"
         raise ConfigurationError(msg, field="url")
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict

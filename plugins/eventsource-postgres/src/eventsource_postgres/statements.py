@@ -126,6 +126,11 @@ class Statements:
             "SELECT %s, 0, 0, %s, %s, %s, %s, %s, %s::jsonb, %s::text FROM (SELECT pg_advisory_xact_lock(%s)) AS lock "
             f"ON CONFLICT (stream_id) DO NOTHING RETURNING {STREAM_COLS}"
         )
+        # a long id's (stream_id, version) key, as the events' index holds it: written and rolled back at once
+        self.probe_key = (
+            f"INSERT INTO {n.snapshots} (snapshot_id, stream_id, version, data, metadata, encoding, created_at) "  # noqa: S608
+            "VALUES ('', %s, 0, '', '', '', now())"
+        )
         self.stream_info = f"SELECT {STREAM_COLS} FROM {n.streams} WHERE stream_id = %s"  # noqa: S608
         self.list_streams = f"SELECT {STREAM_COLS} FROM {n.streams} ORDER BY stream_id LIMIT %s OFFSET %s"  # noqa: S608
         self.count_streams = f"SELECT count(*) FROM {n.streams}"  # noqa: S608

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from eventsource_postgres.statements import Statements
 
 
+SURELY_INDEXED = 2_600
+"""Stream ids of up to this many bytes of UTF-8 fit every index key of the store (about 2,700 bytes, less its
+other columns); a longer one fits only as far as it compresses: ``create_stream`` checks the events' key."""
+
+
 def metadata_text(metadata: Mapping[str, Any]) -> str:
     """Stream metadata (plain JSON, checked by the manager) as the JSON text the streams row keeps."""
     return json.dumps(dict(metadata), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -56,9 +61,19 @@ class Streams:
             text,
             self.conn.lock(stream.stream_id),
         )
-        rows = await self.conn.call(
-            "create_stream", lambda c: self.conn.fetchall(c, self.sql.create_stream, params), retry=False
-        )
+
+        async def run(conn: AsyncConnection[Any]) -> list[Any]:
+            if len(stream.stream_id.encode()) <= SURELY_INDEXED:
+                return await self.conn.fetchall(conn, self.sql.create_stream, params)
+            async with conn.transaction():  # the events' key of a long id may not fit where the streams row's does
+                rows = await self.conn.fetchall(conn, self.sql.create_stream, params)
+                if rows:
+                    await conn.execute("SAVEPOINT probe_key")
+                    await conn.execute(self.sql.probe_key, [stream.stream_id])
+                    await conn.execute("ROLLBACK TO SAVEPOINT probe_key")
+                return rows
+
+        rows = await self.conn.call("create_stream", run, retry=False)
         if not rows:
             msg = f"stream {stream.stream_id!r} already exists"
             raise StreamExistsError(msg, stream_id=stream.stream_id)

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
+from eventsource.checkpoints import Checkpoint
+from eventsource.errors import ValidationError
 from eventsource.projections import ErrorPolicy, Projection, ProjectionRunner
 from eventsource.projections.postgres import PostgresSink
+from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
 if TYPE_CHECKING:
     from eventsource.manager import EventSourcingManager
@@ -249,3 +252,26 @@ async def test_two_overlapping_runners_that_both_park_an_event_park_it_once_in_p
     assert [r.states["shared"].parked for r in runners] == [1, 1]  # both parked it
     parked = [e async for e in es.read_stream("dead-letter-shared")]
     assert len(parked) == 1
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    [Checkpoint("n", "s", "all", 2**63), Checkpoint("n\ud800", "s", "all", 1)],
+    ids=["position past bigint", "lone surrogate"],
+)
+async def test_a_checkpoint_no_store_can_hold_is_a_validation_error_and_writes_nothing(
+    url: str, schema: str, checkpoint: Checkpoint
+) -> None:
+    """A position of 2**63 was a ``ProviderError`` ("bigint out of range"), as if the database had failed.
+
+    Every checkpoint store now refuses it (and text with no UTF-8 form) as a ``ValidationError`` before writing.
+    """
+    store = PostgresCheckpointStore(url, schema=schema)
+    await store.connect()
+    try:
+        await store.put(Checkpoint("n", "s", "all", 5))
+        with pytest.raises(ValidationError):
+            await store.put(checkpoint, force=True)
+        assert [(c.name, c.position) for c in await store.list()] == [("n", 5)]
+    finally:
+        await store.close()

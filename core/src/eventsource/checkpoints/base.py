@@ -15,6 +15,8 @@ from typing import ClassVar
 from eventsource.errors import ConflictError, NotFoundError, UnsupportedOperationError, ValidationError
 
 MAX_NAME_LENGTH = 200
+MAX_POSITION = 2**63 - 1
+"""The highest position a store can hold: SQLite's ``INTEGER`` and PostgreSQL's ``bigint`` are signed 64-bit."""
 MAX_SCOPE_LENGTH = len("stream:") + 65536
 """A scope names a stream (``stream:<id>``): room for the longest stream id a store can be configured to take."""
 
@@ -67,17 +69,26 @@ class CheckpointNotFoundError(NotFoundError):
 
 
 def check_name(what: str, value: object, limit: int = MAX_NAME_LENGTH) -> str:
-    """``value`` as a checkpoint key part (or, with its own ``limit``, scope), or :class:`ValidationError`."""
+    """``value`` as a checkpoint key part (or, with its own ``limit``, scope), or :class:`ValidationError`.
+
+    Text that has no UTF-8 form (a lone surrogate) is refused too: SQL stores cannot encode it.
+    """
     if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
         msg = f"checkpoint {what} must be a non-empty string of at most {limit} characters without NUL"
         raise ValidationError(msg, field=what)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            msg = f"checkpoint {what} is not valid Unicode text (lone surrogate)"
+            raise ValidationError(msg, field=what) from e
     return value
 
 
 def check_position(position: object) -> int:
-    """``position`` as a non-negative int, or :class:`ValidationError`."""
-    if isinstance(position, bool) or not isinstance(position, int) or position < 0:
-        msg = f"checkpoint position must be a non-negative int, got {position!r}"
+    """``position`` as an int from 0 to :data:`MAX_POSITION`, or :class:`ValidationError`."""
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= MAX_POSITION:
+        msg = f"checkpoint position must be an int from 0 to 2**63 - 1, got {position!r}"
         raise ValidationError(msg, field="position")
     return position
 

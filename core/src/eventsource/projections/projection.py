@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 Tx = TypeVar("Tx")
 
 
+def seconds(what: str, value: object, *, zero: bool = False) -> float:
+    """``value`` as a positive (``zero``: or 0), finite number of seconds, or :class:`ValidationError` naming ``what``.
+
+    NaN would make a wait never end (every comparison with it is false), a negative one retry without a pause.
+    """
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        msg = f"{what} must be a {'non-negative' if zero else 'positive'} number of seconds, got {value!r}"
+        raise ValidationError(msg, field=what)
+    return float(number)
+
+
 class ProjectionError(EventSourceError):
     """A projection cannot go on (its error policy said ``stop``, or its sink was misused)."""
 

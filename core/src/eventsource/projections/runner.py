@@ -28,6 +28,7 @@ from eventsource.projections.projection import (
     ProjectionError,
     ProjectionStoppedError,
     SinkUnavailableError,
+    seconds,
 )
 from eventsource.projections.reading import check_handled, subscribe
 from eventsource.projections.sinks import Sink
@@ -134,8 +135,8 @@ class ProjectionRunner:
             msg = "batch_size must be an int between 1 and 10000"
             raise ValidationError(msg, field="batch_size")
         self.batch_size = batch_size
-        self.poll_interval = poll_interval
-        self.lease_wait = lease_wait
+        self.poll_interval = seconds("poll_interval", poll_interval)
+        self.lease_wait = seconds("lease_wait", lease_wait)
         self.states: dict[str, ProjectionState] = {}
         self._stopping = False
         self._stop_asked = False  # a stop that came while no run() ran: the next run() returns at once

@@ -21,7 +21,13 @@ from eventsource.checkpoints.base import Checkpoint, CheckpointBehindError, Chec
 from eventsource.checkpoints.sqlite import UPSERT, columns, create_table
 from eventsource.checkpoints.sqlite import read as _read
 from eventsource.errors import ConfigurationError, ValidationError
-from eventsource.projections.projection import CheckpointMovedError, Projection, ProjectionError, SinkUnavailableError
+from eventsource.projections.projection import (
+    CheckpointMovedError,
+    Projection,
+    ProjectionError,
+    SinkUnavailableError,
+    seconds,
+)
 from eventsource.sqlite.settings import path_from_url
 
 if TYPE_CHECKING:
@@ -82,7 +88,7 @@ class SqliteSink(Sink[sqlite3.Connection]):
         if self.path == ":memory:":
             msg = "a SQLite sink needs a file (its checkpoint must outlive the process)"
             raise ConfigurationError(msg, field="url")
-        self.timeout = timeout
+        self.timeout = seconds("timeout", timeout, zero=True)  # 0: give up at once on a busy file
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore, SqliteCheckpointStore
-from eventsource.errors import ValidationError
-from eventsource.projections import Projection, ProjectionRunner, SqliteSink
+from eventsource.errors import ConflictError, ValidationError
+from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner, SqliteSink
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from eventsource.checkpoints.base import CheckpointStore
     from eventsource.manager import EventSourcingManager
+    from eventsource.model import Event
 
 
 def stores(tmp_path: Path) -> list[CheckpointStore]:
@@ -97,3 +99,60 @@ def test_a_sqlite_sink_timeout_is_checked_when_it_is_built(tmp_path: Path, value
     """``SqliteSink(timeout="1")`` crashed the runner with a bare ``TypeError`` when it opened the sink."""
     with pytest.raises(ValidationError, match="timeout"):
         SqliteSink(str(tmp_path / "read.db"), timeout=value)
+
+
+def _ledger(model: dict[str, int], started: asyncio.Event, gate: asyncio.Event) -> Projection[None]:
+    """At least once: the read model is keyed on event ids; its reset hook waits for ``gate`` before emptying it."""
+    p: Projection[None] = Projection("ledger")
+
+    @p.on("Deposited")
+    def deposited(event: Event, _tx: None) -> None:
+        model[event.event_id] = event.data["amount"]
+
+    @p.on_reset
+    async def empty(_tx: None) -> None:
+        started.set()
+        await gate.wait()
+        model.clear()
+
+    return p
+
+
+async def test_a_reset_beside_the_runner_holding_the_lease_is_refused_not_raced(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """``reset()`` on a runner with ``lease=`` ignored the lease, so it ran beside the service holding it.
+
+    On an at-least-once sink the reset deletes the checkpoint, then runs its hook: the service, between the
+    two, found its checkpoint gone, replayed every event and stored its checkpoint at the end; the hook then
+    emptied the read model behind it. Nothing ever applied those events again. The reset takes the
+    projection's lease now, so while another runner holds it the reset is refused and changes nothing.
+    """
+    lease = f"sqlite:///{tmp_path}/events.db"
+    cps = f"sqlite:///{tmp_path}/cp.db"
+    model: dict[str, int] = {}
+    started, gate = asyncio.Event(), asyncio.Event()
+    for n in (1, 2):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    service = ProjectionRunner(es, lease=lease, poll_interval=0.1, lease_wait=0.1)
+    service.add(_ledger(model, started, gate), CheckpointStoreSink(SqliteCheckpointStore(cps)))
+    task = asyncio.ensure_future(service.run())
+    try:
+        async with asyncio.timeout(30):
+            await service.wait_caught_up("ledger")
+        job = ProjectionRunner(es, lease=lease, lease_wait=0.2)
+        job.add(_ledger(model, started, gate), CheckpointStoreSink(SqliteCheckpointStore(cps)))
+        resetting = asyncio.ensure_future(job.reset("ledger"))
+        async with asyncio.timeout(30):
+            await asyncio.wait([resetting, asyncio.ensure_future(started.wait())], return_when=asyncio.FIRST_COMPLETED)
+        # while the reset runs its hook (unless refused), the service applies another event
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 3})
+        async with asyncio.timeout(30):
+            await service.wait_caught_up("ledger")
+        gate.set()
+        with pytest.raises(ConflictError, match="ledger"):
+            await asyncio.wait_for(resetting, 30)
+    finally:
+        await service.stop()
+        await task
+    assert sorted(model.values()) == [1, 2, 3]  # (the raced reset left it empty, its checkpoint at the end)

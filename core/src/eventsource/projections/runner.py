@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eventsource.checkpoints.base import Checkpoint
-from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError, ValidationError
+from eventsource.errors import (
+    ConfigurationError,
+    ConflictError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    ValidationError,
+)
 from eventsource.lease import Lease
 from eventsource.manager.validation import check_text
+from eventsource.projections.leasing import RUNS, lease_key, leave
 from eventsource.projections.parking import dead_letter_stream, park
 from eventsource.projections.projection import (
     CheckpointMovedError,
@@ -43,28 +48,6 @@ if TYPE_CHECKING:
     from eventsource.sync import SyncEventSourcingManager
 
 log = logging.getLogger("eventsource.projections")
-
-
-_RUNS: weakref.WeakKeyDictionary[Lease, int] = weakref.WeakKeyDictionary()
-"""How many ``run()`` calls use each lease now: several runners of one process may share one."""
-
-
-def _leave(lease: Lease) -> bool:
-    """One ``run()`` stopped using ``lease``; whether it was the last (and should close it)."""
-    left = _RUNS.get(lease, 1) - 1
-    if left > 0:
-        _RUNS[lease] = left
-        return False
-    _RUNS.pop(lease, None)
-    return True
-
-
-def lease_key(name: str, source: str) -> str:
-    """The lease projection ``name`` on the store ``source`` runs under: ``projection:["<name>", "<source>"]``.
-
-    Keyed as its checkpoint is: one projection name on two stores (a schema per tenant) runs on both at once.
-    """
-    return "projection:" + json.dumps([name, source], ensure_ascii=False)
 
 
 class _StoppedError(Exception):
@@ -220,7 +203,7 @@ class ProjectionRunner:
         opened: list[Sink[Any]] = []
         try:
             if self.lease is not None:
-                _RUNS[self.lease] = _RUNS.get(self.lease, 0) + 1
+                RUNS[self.lease] = RUNS.get(self.lease, 0) + 1
                 await self.lease.connect()
             for st in self.states.values():
                 await st.sink.open()
@@ -240,7 +223,7 @@ class ProjectionRunner:
             for sink in opened:
                 with contextlib.suppress(Exception):
                     await sink.close()
-            if self.lease is not None and _leave(self.lease):
+            if self.lease is not None and leave(self.lease):
                 with contextlib.suppress(Exception):
                     await self.lease.close()
             self._running = self._stop_asked = False
@@ -386,16 +369,38 @@ class ProjectionRunner:
     async def reset(self, name: str) -> None:
         """Run the projection's reset hook and delete its checkpoint; its next run replays from the start.
 
-        Do it while no runner runs the projection (or rebuild under a new name: ``docs/projections.md``).
+        Do it while no runner runs the projection (or rebuild under a new name: ``docs/projections.md``). With a
+        lease it holds the projection's: while a runner holds it, it raises :class:`ConflictError`, changing nothing.
         """
         st = self.states[name]
+        if self.lease is None:
+            await self._reset(st)
+            return
+        RUNS[self.lease] = RUNS.get(self.lease, 0) + 1  # a run() of this process may share it: not closed under it
+        held = False
+        try:  # (ProviderTimeoutError: the hold timed out, not the reset)
+            await self.lease.connect()
+            async with self.lease.hold(lease_key(name, st.source), timeout=self.lease_wait):
+                held = True
+                await self._reset(st)
+        except ProviderTimeoutError as e:
+            if held:
+                raise
+            msg = f"projection {name!r} is running (a runner holds its lease): stop it before resetting it"
+            raise ConflictError(msg, name=name) from e
+        finally:
+            if leave(self.lease):
+                with contextlib.suppress(Exception):
+                    await self.lease.close()
+
+    async def _reset(self, st: ProjectionState) -> None:
+        name = st.projection.name
         await st.sink.open()
         try:
-            await st.sink.reset(st.projection, st.projection.name, st.source)
-            legacy = st.legacy_source
-            if legacy is not None and await st.sink.position(name, legacy) is not None:
+            await st.sink.reset(st.projection, name, st.source)
+            if st.legacy_source is not None and await st.sink.position(name, st.legacy_source) is not None:
                 # starting over was asked for: a checkpoint at the start under the store's own source says so to
-                # every later runner too, which would otherwise refuse (and offer to resume) the bare URL's one
+                # every later runner, which would otherwise refuse (and offer to resume) the bare URL's one
                 await st.sink.apply(st.projection, [], self._cp(st, 0), None)
         finally:
             if self._tg is None:  # not running: nothing else uses the sink's connection

@@ -156,3 +156,33 @@ async def test_a_reset_beside_the_runner_holding_the_lease_is_refused_not_raced(
         await service.stop()
         await task
     assert sorted(model.values()) == [1, 2, 3]  # (the raced reset left it empty, its checkpoint at the end)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"stream_id": ""},
+        {"stream_id": "acc\x00-1"},
+        {"stream_id": 123},
+        {"stream_prefix": 5},
+        {"stream_prefix": ""},
+        {"stream_id": "acc-1", "stream_prefix": "acc-"},
+    ],
+    ids=["empty stream", "NUL in stream", "int stream", "int prefix", "empty prefix", "stream and prefix"],
+)
+async def test_a_stream_no_subscription_can_follow_is_refused_when_declared(
+    es: EventSourcingManager, tmp_path: Path, kwargs: dict[str, Any]
+) -> None:
+    """These were refused only when ``run()`` subscribed (an int prefix with a bare ``TypeError``); ``catch_up()``
+    of one whose stream had no events returned at once, as if it had applied everything, and raised nothing."""
+    with pytest.raises(ValidationError):
+        Projection("p", {"Deposited": lambda _e, _tx: None}, **kwargs)
+
+
+async def test_a_stream_id_past_the_manager_s_limit_is_refused_when_added(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """A one-stream projection of an id longer than the store takes: ``catch_up()`` returned, applying nothing."""
+    p = Projection("p", {"Deposited": lambda _e, _tx: None}, stream_id="s" * (es.config.max_stream_id_length + 1))
+    with pytest.raises(ValidationError, match="stream id"):
+        ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db")))

@@ -159,6 +159,8 @@ class ProjectionRunner:
             msg = f"projection {projection.name!r} has no handlers"
             raise ConfigurationError(msg, field="handlers")
         p = self.manager.get_provider(projection.provider)
+        if projection.stream_id is not None:  # the limit this manager reads streams with
+            self.manager._stream_id(projection.stream_id)  # noqa: SLF001 - as read_stream checks it
         check_handled(self.manager, projection)
         if projection.errors.then == "park":  # refused now, not when the first bad event is parked
             self.manager.get_provider(projection.errors.dead_letter_provider or projection.provider)

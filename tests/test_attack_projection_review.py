@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore, SqliteCheckpointStore
 from eventsource.errors import ConflictError, ValidationError
-from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner, SqliteSink
+from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner, SinkUnavailableError, SqliteSink
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -186,3 +186,51 @@ async def test_a_stream_id_past_the_manager_s_limit_is_refused_when_added(
     p = Projection("p", {"Deposited": lambda _e, _tx: None}, stream_id="s" * (es.config.max_stream_id_length + 1))
     with pytest.raises(ValidationError, match="stream id"):
         ProjectionRunner(es).add(p, SqliteSink(str(tmp_path / "read.db")))
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_reset_on_a_busy_sqlite_sink_is_the_sink_s_outage_and_changes_nothing(
+    es: EventSourcingManager, tmp_path: Path, kind: str
+) -> None:
+    """A reset while another connection held the sink file's write lock past ``timeout`` raised a bare
+    ``sqlite3.OperationalError`` ("database is locked"), where a batch raises ``SinkUnavailableError``; a
+    projection of coroutine handlers also waited for the lock on the event loop itself, stalling it."""
+    import sqlite3
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    path = str(tmp_path / "read.db")
+    p: Projection[sqlite3.Connection] = Projection("p")
+
+    if kind == "sync":
+
+        @p.on("Deposited")
+        def deposited(_event: Event, _tx: sqlite3.Connection) -> None:
+            pass
+    else:
+
+        @p.on("Deposited")
+        async def deposited_async(_event: Event, _tx: sqlite3.Connection) -> None:
+            pass
+
+    await ProjectionRunner(es).add(p, SqliteSink(path)).catch_up(timeout=30)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(tick())
+        with pytest.raises(SinkUnavailableError):
+            await ProjectionRunner(es).add(p, SqliteSink(path, timeout=0.5)).reset("p")
+        ticker.cancel()
+        assert ticks > 5, "the event loop stood still while the reset waited for the file's lock"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    stored = sqlite3.connect(path).execute("SELECT position FROM es_checkpoints").fetchall()
+    assert len(stored) == 1  # the checkpoint is still there

@@ -31,7 +31,7 @@ from eventsource.projections.projection import (
 from eventsource.sqlite.settings import path_from_url
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from eventsource.model import Event
 
@@ -159,12 +159,33 @@ class SqliteSink(Sink[sqlite3.Connection]):
         if projection.is_sync:
             await asyncio.to_thread(self._locked, lambda: self._apply_sync(projection, events, checkpoint, expected))
             return
-        await self._acquire()  # coroutine handlers: on the loop, holding the connection for the batch
+
+        async def body(db: sqlite3.Connection) -> None:  # coroutine handlers: on the loop
+            try:
+                for event in events:
+                    await projection.handle(event, db)
+                _finish(db, checkpoint)
+            except BaseException as e:
+                _rollback_after(db, checkpoint, e)
+                raise
+
+        await self._on_loop(body, checkpoint, expected)
+
+    async def _on_loop(
+        self,
+        body: Callable[[sqlite3.Connection], Awaitable[None]],
+        checkpoint: Checkpoint | None = None,
+        expected: int | None = None,
+    ) -> None:
+        """``body`` on the loop, holding the connection, in a transaction begun (and checked) on a worker thread.
+
+        ``BEGIN IMMEDIATE`` waits (up to ``timeout``) while another connection writes the file: on the loop, the
+        whole loop would stand still meanwhile. ``body`` ends the transaction.
+        """
+        await self._acquire()
         release = True
         try:
             db = self._conn()
-            # BEGIN IMMEDIATE waits (up to ``timeout``) while another connection writes the file: in a thread,
-            # or the whole loop would stand still meanwhile
             begun = asyncio.get_running_loop().run_in_executor(None, _begin, db, checkpoint, expected)
             try:
                 await asyncio.shield(begun)
@@ -175,13 +196,7 @@ class SqliteSink(Sink[sqlite3.Connection]):
                     release = False
                     begun.add_done_callback(lambda f: self._undo_and_release(db, f))
                 raise
-            try:
-                for event in events:
-                    await projection.handle(event, db)
-                _finish(db, checkpoint)
-            except BaseException as e:
-                _rollback_after(db, checkpoint, e)
-                raise
+            await body(db)
         finally:
             if release:
                 self._lock.release()
@@ -219,14 +234,15 @@ class SqliteSink(Sink[sqlite3.Connection]):
 
     async def reset(self, projection: Projection[sqlite3.Connection], name: str, source: str) -> None:
         """The reset hook and the checkpoint's deletion in one transaction."""
+        delete = "DELETE FROM es_checkpoints WHERE name = ? AND source = ?"
         if projection.is_sync:
 
             def run() -> None:
                 db = self._conn()
-                db.execute("BEGIN IMMEDIATE")
+                _begin(db, None, None)
                 try:
                     projection.reset_sync(db)
-                    db.execute("DELETE FROM es_checkpoints WHERE name = ? AND source = ?", (name, source))
+                    db.execute(delete, (name, source))
                     _commit(db)
                 except BaseException:
                     _rollback(db)
@@ -234,19 +250,17 @@ class SqliteSink(Sink[sqlite3.Connection]):
 
             await asyncio.to_thread(self._locked, run)
             return
-        await self._acquire()
-        try:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
+
+        async def body(db: sqlite3.Connection) -> None:
             try:
                 await projection.reset(db)
-                db.execute("DELETE FROM es_checkpoints WHERE name = ? AND source = ?", (name, source))
+                db.execute(delete, (name, source))
                 _commit(db)
             except BaseException:
                 _rollback(db)
                 raise
-        finally:
-            self._lock.release()
+
+        await self._on_loop(body)
 
 
 def _undo(db: sqlite3.Connection, begun: asyncio.Future[None]) -> None:
@@ -256,12 +270,15 @@ def _undo(db: sqlite3.Connection, begun: asyncio.Future[None]) -> None:
     _rollback(db)
 
 
-def _begin(db: sqlite3.Connection, checkpoint: Checkpoint, expected: int | None) -> None:
+def _begin(db: sqlite3.Connection, checkpoint: Checkpoint | None, expected: int | None) -> None:
+    """``BEGIN IMMEDIATE`` (busy past the timeout: the sink's outage), then check ``checkpoint`` if given."""
     try:
         db.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as e:  # busy past the timeout, or the file is gone: not the event's fault
         msg = f"the SQLite sink cannot start a transaction: {e}"
         raise SinkUnavailableError(msg, operation="projection") from e
+    if checkpoint is None:
+        return
     try:
         stored = _read(db, checkpoint.name, checkpoint.source)
         check_expected(stored, checkpoint, expected)

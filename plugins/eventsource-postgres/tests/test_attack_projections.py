@@ -275,3 +275,53 @@ async def test_a_checkpoint_no_store_can_hold_is_a_validation_error_and_writes_n
         assert [(c.name, c.position) for c in await store.list()] == [("n", 5)]
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_reset_whose_sink_session_dies_is_the_sink_s_outage(
+    es: EventSourcingManager, url: str, schema: str, admin: psycopg.AsyncConnection[Any], kind: str
+) -> None:
+    """A batch whose sink connection is lost raises ``SinkUnavailableError``; a reset raised the driver's bare
+    ``psycopg.OperationalError`` instead (a caller handling the sink's outage never saw it as one)."""
+    import threading
+
+    from eventsource.projections import SinkUnavailableError
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    pids: list[int] = []
+    reached = threading.Event()
+    go_on = threading.Event()
+    p: Projection[Any] = Projection("dying")
+    if kind == "sync":
+        p.on("Deposited")(lambda _e, _tx: None)
+
+        @p.on_reset
+        def reset(tx: psycopg.Connection[Any]) -> None:
+            pids.append(tx.info.backend_pid)
+            reached.set()
+            go_on.wait(30)
+            tx.execute(f'DELETE FROM "{schema}".seen')
+    else:
+
+        @p.on("Deposited")
+        async def deposited(_e: Event, _tx: psycopg.AsyncConnection[Any]) -> None:
+            pass
+
+        @p.on_reset
+        async def reset_async(tx: psycopg.AsyncConnection[Any]) -> None:
+            pids.append(tx.info.backend_pid)
+            reached.set()
+            await asyncio.to_thread(go_on.wait, 30)
+            await tx.execute(f'DELETE FROM "{schema}".seen')
+
+    await ProjectionRunner(es).add(p, PostgresSink(url, schema=schema)).catch_up(timeout=30)
+    resetting = asyncio.ensure_future(ProjectionRunner(es).add(p, PostgresSink(url, schema=schema)).reset("dying"))
+    try:
+        assert await asyncio.to_thread(reached.wait, 30)
+        await admin.execute("SELECT pg_terminate_backend(%s)", [pids[0]])
+    finally:
+        go_on.set()
+    with pytest.raises(SinkUnavailableError):
+        await asyncio.wait_for(resetting, 30)
+    with psycopg.connect(url) as conn:
+        assert conn.execute(f'SELECT count(*) FROM "{schema}".checkpoints').fetchone() == (1,)  # still there

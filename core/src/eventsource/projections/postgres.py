@@ -209,21 +209,26 @@ class PostgresSink(Sink[Any]):
 
             def run() -> None:
                 conn = self._sconn()
-                with conn.transaction():
-                    conn.execute(self._placeholder(), (*key, "all"))  # waits for a first batch's row
-                    conn.execute(self._select(), key)
+                with _outage(conn), conn.transaction():  # (a lost session: the sink's outage, as for a batch)
+                    with _own():
+                        conn.execute(self._placeholder(), (*key, "all"))  # waits for a first batch's row
+                        conn.execute(self._select(), key)
                     projection.reset_sync(conn)
-                    conn.execute(delete, key)
+                    with _own():
+                        conn.execute(delete, key)
 
             await asyncio.to_thread(self._in_thread, run)
             return
         async with self._lock:
             conn = await self._aconn()
-            async with conn.transaction():
-                await conn.execute(self._placeholder(), (*key, "all"))
-                await conn.execute(self._select(), key)
-                await projection.reset(conn)
-                await conn.execute(delete, key)
+            with _outage(conn):
+                async with conn.transaction():
+                    with _own():
+                        await conn.execute(self._placeholder(), (*key, "all"))
+                        await conn.execute(self._select(), key)
+                    await projection.reset(conn)
+                    with _own():
+                        await conn.execute(delete, key)
 
 
 @contextlib.contextmanager

@@ -388,7 +388,7 @@ class ProjectionRunner:
         except ProviderTimeoutError as e:
             if held:
                 raise
-            msg = f"projection {name!r} is running (a runner holds its lease): stop it before resetting it"
+            msg = f"projection {name!r} is running (a runner holds its lease: {e}); stop it before resetting it"
             raise ConflictError(msg, name=name) from e
         finally:
             if leave(self.lease):

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore, SqliteCheckpointStore
 from eventsource.errors import ConflictError, ValidationError
-from eventsource.projections import CheckpointStoreSink, Projection, ProjectionRunner, SinkUnavailableError, SqliteSink
+from eventsource.projections import (
+    CheckpointStoreSink,
+    ErrorPolicy,
+    Projection,
+    ProjectionError,
+    ProjectionRunner,
+    SinkUnavailableError,
+    SqliteSink,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -234,3 +242,42 @@ async def test_a_reset_on_a_busy_sqlite_sink_is_the_sink_s_outage_and_changes_no
         other.close()
     stored = sqlite3.connect(path).execute("SELECT position FROM es_checkpoints").fetchall()
     assert len(stored) == 1  # the checkpoint is still there
+
+
+@pytest.mark.parametrize("ending", ["COMMIT", "ROLLBACK"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_handler_that_ends_the_sink_transaction_and_begins_another_is_caught(
+    es: EventSourcingManager, tmp_path: Path, kind: str, ending: str
+) -> None:
+    """A handler (or a helper it calls) that ends the batch's transaction and opens a new one went unnoticed.
+
+    The sink checked only that a transaction was open when the handlers returned: after ``COMMIT; BEGIN`` one
+    was, so the checkpoint was written in the handler's new transaction. What was committed before it was then
+    on disk without the checkpoint (applied again after a crash: not exactly once), and a ``ROLLBACK; BEGIN``
+    silently dropped the batch's earlier writes while the checkpoint moved past them: events never applied.
+    """
+    import sqlite3
+
+    for n in (1, 2):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    path = tmp_path / "read.db"
+
+    def write(event: Event, tx: sqlite3.Connection) -> None:
+        tx.execute("CREATE TABLE IF NOT EXISTS t (amount INTEGER)")
+        tx.execute("INSERT INTO t VALUES (?)", (event.data["amount"],))
+        if event.data["amount"] == 2:
+            tx.execute(ending)
+            tx.execute("BEGIN")
+
+    p: Projection[sqlite3.Connection] = Projection("rogue", errors=ErrorPolicy(retries=0, then="park"))
+    if kind == "sync":
+        p.on("Deposited")(write)
+    else:
+
+        @p.on("Deposited")
+        async def deposited(event: Event, tx: sqlite3.Connection) -> None:
+            write(event, tx)
+
+    with pytest.raises(ProjectionError, match="committed or rolled back"):
+        await ProjectionRunner(es).add(p, SqliteSink(str(path))).catch_up(timeout=30)
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM es_checkpoints").fetchone() == (0,)

@@ -325,3 +325,41 @@ async def test_a_reset_whose_sink_session_dies_is_the_sink_s_outage(
         await asyncio.wait_for(resetting, 30)
     with psycopg.connect(url) as conn:
         assert conn.execute(f'SELECT count(*) FROM "{schema}".checkpoints').fetchone() == (1,)  # still there
+
+
+@pytest.mark.parametrize("ending", ["COMMIT", "ROLLBACK"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_handler_that_ends_the_sink_transaction_and_begins_another_is_caught(
+    es: EventSourcingManager, url: str, schema: str, kind: str, ending: str
+) -> None:
+    """``COMMIT; BEGIN`` (or ``ROLLBACK; BEGIN``) in a handler went unnoticed: a transaction was open again when
+    the handlers returned, so the checkpoint was written in the handler's new one. The earlier writes were
+    committed without it (not exactly once), or rolled back while the checkpoint moved past their events."""
+    from eventsource.projections import ProjectionError
+
+    for n in (1, 2):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    insert = f'INSERT INTO "{schema}".seen VALUES (%s, %s)'
+    p: Projection[Any] = Projection("rogue", errors=ErrorPolicy(retries=0, then="park"))
+    if kind == "sync":
+
+        def deposited(event: Event, tx: psycopg.Connection[Any]) -> None:
+            tx.execute(insert, (event.event_id, event.data["amount"]))
+            if event.data["amount"] == 2:
+                tx.execute(ending)
+                tx.execute("BEGIN")
+
+        p.on("Deposited")(deposited)
+    else:
+
+        @p.on("Deposited")
+        async def deposited_async(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(insert, (event.event_id, event.data["amount"]))
+            if event.data["amount"] == 2:
+                await tx.execute(ending)
+                await tx.execute("BEGIN")
+
+    with pytest.raises(ProjectionError, match="committed or rolled back"):
+        await ProjectionRunner(es).add(p, PostgresSink(url, schema=schema)).catch_up(timeout=30)
+    with psycopg.connect(url) as conn:
+        assert conn.execute(f'SELECT max(position) FROM "{schema}".checkpoints').fetchone() in [(None,), (-1,)]

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from eventsource.model import Event
 
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,39}\Z"  # (not "$": it matches before a final newline too)
+XID = "SELECT txid_current()"
+"""The batch transaction's id, when the checkpoint row's lock did not give it (see ``PostgresSink._upsert``)."""
 
 
 class PostgresSink(Sink[Any]):
@@ -125,16 +127,25 @@ class PostgresSink(Sink[Any]):
             fn()
 
     def _select(self) -> str:
-        return f"SELECT scope, position, anchor FROM {self.table} WHERE name = %s AND source = %s FOR UPDATE"  # noqa: S608
+        """The checkpoint row, locked, and the transaction's id (the checkpoint is written only in that one)."""
+        return (
+            f"SELECT scope, position, anchor, txid_current() FROM {self.table} "  # noqa: S608
+            "WHERE name = %s AND source = %s FOR UPDATE"
+        )
 
     def _placeholder(self) -> str:
         """A first batch's row, so ``FOR UPDATE`` has something to lock (rolled back with a failed batch)."""
         return f"INSERT INTO {self.table} VALUES (%s, %s, %s, -1, now()) ON CONFLICT DO NOTHING"  # noqa: S608
 
     def _upsert(self) -> str:
+        """Write the checkpoint, only in the transaction :meth:`_select` ran in (its id is the last parameter).
+
+        A handler that ended the batch's transaction and began another (``COMMIT; BEGIN``) writes nothing.
+        """
         return (
-            f"INSERT INTO {self.table} (name, source, scope, position, updated_at, anchor) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, "
+            f"INSERT INTO {self.table} (name, source, scope, position, updated_at, anchor) "
+            "SELECT %s::text, %s::text, %s::text, %s::bigint, %s::timestamptz, %s::text WHERE txid_current() = %s "
+            "ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, "
             "position = excluded.position, updated_at = excluded.updated_at, anchor = excluded.anchor"
         )
 
@@ -166,12 +177,15 @@ class PostgresSink(Sink[Any]):
                         if expected is None:
                             conn.execute(self._placeholder(), (*key, cp.scope))
                         row = conn.execute(self._select(), key).fetchone()
+                        xid = row[3] if row else conn.execute(XID).fetchone()[0]  # (a reset deleted the row)
                     check_expected(_cp(cp, row), cp, expected)
                     with _inside(conn, cp):
                         for event in events:
                             projection.handle_sync(event, conn)
                     with _own():
-                        conn.execute(self._upsert(), values)
+                        written = conn.execute(self._upsert(), (*values, xid)).rowcount
+                    if written != 1:
+                        raise _ended(cp)
 
             await asyncio.to_thread(self._in_thread, run)
             return
@@ -190,12 +204,15 @@ class PostgresSink(Sink[Any]):
                 if expected is None:
                     await conn.execute(self._placeholder(), (*key, cp.scope))
                 row = await (await conn.execute(self._select(), key)).fetchone()
+                xid = row[3] if row else (await (await conn.execute(XID)).fetchone())[0]  # (a reset deleted the row)
             check_expected(_cp(cp, row), cp, expected)
             with _inside(conn, cp):
                 for event in events:
                     await projection.handle(event, conn)
             with _own():
-                await conn.execute(self._upsert(), values)
+                written = (await conn.execute(self._upsert(), (*values, xid))).rowcount
+            if written != 1:
+                raise _ended(cp)
 
     async def reset(self, projection: Projection[Any], name: str, source: str) -> None:
         """The reset hook and the checkpoint's deletion in one transaction.

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 Tx = TypeVar("Tx")
 T = TypeVar("T")
 
+BATCH = "eventsource_batch"
+"""The savepoint a batch's transaction opens first: a handler that ends the transaction removes it."""
 POLL = 0.002
 """Seconds between tries of a coroutine projection to take a sink connection another projection is using."""
 
@@ -164,10 +166,10 @@ class SqliteSink(Sink[sqlite3.Connection]):
             try:
                 for event in events:
                     await projection.handle(event, db)
-                _finish(db, checkpoint)
             except BaseException as e:
                 _rollback_after(db, checkpoint, e)
                 raise
+            _finish(db, checkpoint)
 
         await self._on_loop(body, checkpoint, expected)
 
@@ -227,10 +229,10 @@ class SqliteSink(Sink[sqlite3.Connection]):
         try:
             for event in events:
                 projection.handle_sync(event, db)
-            _finish(db, checkpoint)
         except BaseException as e:
             _rollback_after(db, checkpoint, e)
             raise
+        _finish(db, checkpoint)
 
     async def reset(self, projection: Projection[sqlite3.Connection], name: str, source: str) -> None:
         """The reset hook and the checkpoint's deletion in one transaction."""
@@ -282,6 +284,7 @@ def _begin(db: sqlite3.Connection, checkpoint: Checkpoint | None, expected: int 
     try:
         stored = _read(db, checkpoint.name, checkpoint.source)
         check_expected(stored, checkpoint, expected)
+        db.execute(f"SAVEPOINT {BATCH}")  # gone if a handler ends the transaction, even if it begins another
     except BaseException:
         _rollback(db)
         raise
@@ -298,12 +301,33 @@ def check_expected(stored: Checkpoint | None, checkpoint: Checkpoint, expected: 
         raise CheckpointMovedError(msg, name=checkpoint.name, position=at, expected=expected)
 
 
-def _finish(db: sqlite3.Connection, checkpoint: Checkpoint) -> None:
+def _ours(db: sqlite3.Connection) -> bool:
+    """Whether the batch's own transaction is still open (its savepoint, released here, is there)."""
     if not db.in_transaction:
-        msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
-        raise ProjectionError(msg, name=checkpoint.name)
-    db.execute(UPSERT, columns(checkpoint, now()))
-    _commit(db)
+        return False
+    try:
+        db.execute(f"RELEASE {BATCH}")
+    except sqlite3.OperationalError:  # no such savepoint: a handler ended the batch's transaction, began another
+        return False
+    return True
+
+
+def _ended(checkpoint: Checkpoint) -> ProjectionError:
+    msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
+    return ProjectionError(msg, name=checkpoint.name)
+
+
+def _finish(db: sqlite3.Connection, checkpoint: Checkpoint) -> None:
+    """Write the checkpoint in the batch's transaction and commit; roll back if that fails."""
+    if not _ours(db):
+        _rollback(db)
+        raise _ended(checkpoint)
+    try:
+        db.execute(UPSERT, columns(checkpoint, now()))
+        _commit(db)
+    except BaseException:
+        _rollback(db)
+        raise
 
 
 def _commit(db: sqlite3.Connection) -> None:
@@ -316,9 +340,9 @@ def _commit(db: sqlite3.Connection) -> None:
 
 def _rollback_after(db: sqlite3.Connection, checkpoint: Checkpoint, error: BaseException) -> None:
     """Roll a failed batch back; a handler that ended the transaction before failing is a misuse, not a retry."""
-    if not db.in_transaction and isinstance(error, Exception) and not isinstance(error, ProjectionError):
-        msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
-        raise ProjectionError(msg, name=checkpoint.name) from error
+    if isinstance(error, Exception) and not isinstance(error, ProjectionError) and not _ours(db):
+        _rollback(db)
+        raise _ended(checkpoint) from error
     _rollback(db)
 
 

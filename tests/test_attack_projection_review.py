@@ -281,3 +281,33 @@ async def test_a_handler_that_ends_the_sink_transaction_and_begins_another_is_ca
     with pytest.raises(ProjectionError, match="committed or rolled back"):
         await ProjectionRunner(es).add(p, SqliteSink(str(path))).catch_up(timeout=30)
     assert sqlite3.connect(path).execute("SELECT count(*) FROM es_checkpoints").fetchone() == (0,)
+
+
+async def test_catch_up_or_run_on_a_runner_already_running_is_refused_and_the_run_goes_on(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """``catch_up()`` (or a second ``run()``) on the service's own running runner started a second run of every
+    projection beside the first (two readers of each, duplicates on an at-least-once sink), then its stop ended
+    the service's run too, or left it going with the runner's state muddled (its subscriptions lost to stop())."""
+    seen: list[str] = []
+    p: Projection[None] = Projection("p", {"Deposited": lambda e, _tx: seen.append(e.event_id)})
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    runner = ProjectionRunner(es, poll_interval=0.1).add(
+        p, CheckpointStoreSink(SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db"))
+    )
+    task = asyncio.ensure_future(runner.run())
+    try:
+        async with asyncio.timeout(30):
+            await runner.wait_caught_up("p")
+        with pytest.raises(ConflictError, match="already running"):
+            await runner.catch_up(timeout=10)
+        with pytest.raises(ConflictError, match="already running"):
+            await runner.run()
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})
+        async with asyncio.timeout(30):
+            await runner.wait_caught_up("p")
+        assert not task.done()
+    finally:
+        await runner.stop()
+        await asyncio.wait_for(task, 30)
+    assert len(seen) == 2

@@ -193,8 +193,10 @@ class ProjectionRunner:
     async def run(self) -> None:
         """Run every projection until :meth:`stop`; raises :class:`ProjectionStoppedError` if one stops.
 
-        A stop asked for while no run ran (before this one began) ends this one at once.
+        A stop asked for while no run ran (before this one began) ends this one at once. A run while one runs (or
+        a :meth:`catch_up`) raises :class:`ConflictError`: two would read every projection twice.
         """
+        self._refuse_second_run()
         self._loop = asyncio.get_running_loop()  # before the look: request_stop() reads it after setting the flag
         if self._stop_asked:
             self._stop_asked = False
@@ -230,6 +232,11 @@ class ProjectionRunner:
                     await self.lease.close()
             self._running = self._stop_asked = False
 
+    def _refuse_second_run(self) -> None:
+        if self._running:
+            msg = "this runner is already running: wait for its projections with wait_caught_up(name) instead"
+            raise ConflictError(msg, operation="run")
+
     async def stop(self) -> None:
         """End :meth:`run` (a batch in flight finishes first); called while none runs, the next one. Idempotent."""
         self._stopping = True
@@ -252,6 +259,7 @@ class ProjectionRunner:
 
     async def catch_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a deadline for the whole run
         """Run until every projection has applied everything stored when it was called, then stop."""
+        self._refuse_second_run()  # (its stop would end the run going on)
         task = asyncio.ensure_future(self.run())
         try:
             async with asyncio.timeout(timeout):

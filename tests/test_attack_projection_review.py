@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore, SqliteCheckpointStore
-from eventsource.errors import ConflictError, ValidationError
+from eventsource.errors import ConflictError, NotFoundError, ValidationError
 from eventsource.projections import (
     CheckpointStoreSink,
     ErrorPolicy,
@@ -311,3 +311,25 @@ async def test_catch_up_or_run_on_a_runner_already_running_is_refused_and_the_ru
         await runner.stop()
         await asyncio.wait_for(task, 30)
     assert len(seen) == 2
+
+
+@pytest.mark.parametrize("deadline", ["5", float("nan"), -1.0, True])
+async def test_a_catch_up_timeout_that_is_no_number_of_seconds_is_refused(
+    es: EventSourcingManager, tmp_path: Path, deadline: Any
+) -> None:
+    """``catch_up(timeout="5")`` crashed with a bare ``TypeError`` after starting the run; NaN (or ``True``) ran
+    without a deadline; a negative one raised ``TimeoutError`` as if the projections had been too slow."""
+    p: Projection[None] = Projection("p", {"Deposited": lambda _e, _tx: None})
+    runner = ProjectionRunner(es).add(p, CheckpointStoreSink(SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")))
+    with pytest.raises(ValidationError, match="timeout"):
+        await runner.catch_up(timeout=deadline)
+
+
+async def test_an_unknown_projection_name_is_a_not_found_error(es: EventSourcingManager, tmp_path: Path) -> None:
+    """``reset("typo")`` and ``wait_caught_up("typo")`` raised a bare ``KeyError`` from the runner's dict."""
+    p: Projection[None] = Projection("orders", {"Deposited": lambda _e, _tx: None})
+    runner = ProjectionRunner(es).add(p, CheckpointStoreSink(SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")))
+    with pytest.raises(NotFoundError, match="orders"):
+        await runner.reset("order")
+    with pytest.raises(NotFoundError, match="orders"):
+        await runner.wait_caught_up("order")

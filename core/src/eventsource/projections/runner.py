@@ -19,6 +19,7 @@ from eventsource.checkpoints.base import Checkpoint
 from eventsource.errors import (
     ConfigurationError,
     ConflictError,
+    NotFoundError,
     ProviderTimeoutError,
     ProviderUnavailableError,
     ValidationError,
@@ -193,8 +194,7 @@ class ProjectionRunner:
     async def run(self) -> None:
         """Run every projection until :meth:`stop`; raises :class:`ProjectionStoppedError` if one stops.
 
-        A stop asked for while no run ran (before this one began) ends this one at once. A run while one runs (or
-        a :meth:`catch_up`) raises :class:`ConflictError`: two would read every projection twice.
+        A stop asked for while no run ran (before this one began) ends this one at once; one while it runs raises.
         """
         self._refuse_second_run()
         self._loop = asyncio.get_running_loop()  # before the look: request_stop() reads it after setting the flag
@@ -232,6 +232,12 @@ class ProjectionRunner:
                     await self.lease.close()
             self._running = self._stop_asked = False
 
+    def _state(self, name: str) -> ProjectionState:
+        if name not in self.states:
+            msg = f"no projection named {name!r} in this runner (it has {sorted(self.states)})"
+            raise NotFoundError(msg, name=name)
+        return self.states[name]
+
     def _refuse_second_run(self) -> None:
         if self._running:
             msg = "this runner is already running: wait for its projections with wait_caught_up(name) instead"
@@ -260,6 +266,7 @@ class ProjectionRunner:
     async def catch_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a deadline for the whole run
         """Run until every projection has applied everything stored when it was called, then stop."""
         self._refuse_second_run()  # (its stop would end the run going on)
+        timeout = None if timeout is None else seconds("timeout", timeout, zero=True)
         task = asyncio.ensure_future(self.run())
         try:
             async with asyncio.timeout(timeout):
@@ -302,7 +309,7 @@ class ProjectionRunner:
         ended (PostgreSQL: a read finds nothing past a transaction still running, so it waits for that).
         A projection whose lease another process holds: once the sink's checkpoint is past them.
         """
-        st = self.states[name]
+        st = self._state(name)
         head = await self._head(st)
         settled = said = await self._settled(st, head)
         sub0 = st.subscription
@@ -382,7 +389,7 @@ class ProjectionRunner:
         Do it while no runner runs the projection (or rebuild under a new name: ``docs/projections.md``). With a
         lease it holds the projection's: while a runner holds it, it raises :class:`ConflictError`, changing nothing.
         """
-        st = self.states[name]
+        st = self._state(name)
         if self.lease is None:
             await self._reset(st)
             return

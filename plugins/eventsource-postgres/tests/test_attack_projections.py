@@ -363,3 +363,38 @@ async def test_a_handler_that_ends_the_sink_transaction_and_begins_another_is_ca
         await ProjectionRunner(es).add(p, PostgresSink(url, schema=schema)).catch_up(timeout=30)
     with psycopg.connect(url) as conn:
         assert conn.execute(f'SELECT max(position) FROM "{schema}".checkpoints').fetchone() in [(None,), (-1,)]
+
+
+async def test_a_reset_under_the_postgres_lease_is_refused_while_the_service_holds_it_then_runs(
+    es: EventSourcingManager, url: str, schema: str
+) -> None:
+    """``reset()`` with ``lease=`` holds the projection's advisory lock: refused (``ConflictError``) while the
+    service holds it, done once the service stopped, and the lease's pool is closed after it either way."""
+    from eventsource.errors import ConflictError
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    insert = f'INSERT INTO "{schema}".seen VALUES (%s, %s)'
+
+    def projection() -> Projection[Any]:
+        p: Projection[Any] = Projection("leased")
+        p.on("Deposited")(lambda e, tx: tx.execute(insert, (e.event_id, e.data["amount"])))
+        p.on_reset(lambda tx: tx.execute(f'DELETE FROM "{schema}".seen'))
+        return p
+
+    service = ProjectionRunner(es, lease=url, poll_interval=0.1, lease_wait=0.1)
+    service.add(projection(), PostgresSink(url, schema=schema))
+    task = asyncio.ensure_future(service.run())
+    try:
+        async with asyncio.timeout(30):
+            await service.wait_caught_up("leased")
+        job = ProjectionRunner(es, lease=url, lease_wait=0.2).add(projection(), PostgresSink(url, schema=schema))
+        with pytest.raises(ConflictError, match="leased"):
+            await job.reset("leased")
+        assert seen(url, schema) == [(1,)]
+    finally:
+        await service.stop()
+        await asyncio.wait_for(task, 30)
+    await job.reset("leased")
+    assert seen(url, schema) == []
+    assert job.lease is not None
+    assert job.lease._pool is None  # type: ignore[attr-defined]  # closed: no session left holding anything

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.checkpoints import Checkpoint, MemoryCheckpointStore, SqliteCheckpointStore
-from eventsource.errors import ConflictError, NotFoundError, ValidationError
+from eventsource.errors import ConfigurationError, ConflictError, NotFoundError, ValidationError
 from eventsource.projections import (
     CheckpointStoreSink,
     ErrorPolicy,
@@ -333,3 +333,12 @@ async def test_an_unknown_projection_name_is_a_not_found_error(es: EventSourcing
         await runner.reset("order")
     with pytest.raises(NotFoundError, match="orders"):
         await runner.wait_caught_up("order")
+
+
+@pytest.mark.parametrize("url", ["", None, 123, "dir/"])
+def test_a_sqlite_sink_that_names_no_file_is_refused(url: Any) -> None:
+    """``SqliteSink("")`` opened SQLite's private temporary database, deleted when the connection closes: the read
+    model and its checkpoint vanished with every run (each replayed everything), where ``:memory:`` is refused.
+    ``None`` or an int crashed with a bare ``TypeError``."""
+    with pytest.raises(ConfigurationError, match="file"):
+        SqliteSink(url)

@@ -398,3 +398,13 @@ async def test_a_reset_under_the_postgres_lease_is_refused_while_the_service_hol
     assert seen(url, schema) == []
     assert job.lease is not None
     assert job.lease._pool is None  # type: ignore[attr-defined]  # closed: no session left holding anything
+
+
+@pytest.mark.parametrize("target", [None, "", "garbage://x", "host=127.0.0.1 nonsense_option=1"])
+async def test_a_postgres_sink_url_that_is_no_connection_string_is_a_configuration_error(target: Any) -> None:
+    """``PostgresSink(None)`` crashed with an ``AttributeError`` when opened, and a malformed URL with psycopg's
+    bare ``ProgrammingError`` out of ``run()``; neither is an outage to wait out."""
+    from eventsource.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="url"):
+        await PostgresSink(target).open()

@@ -39,6 +39,9 @@ class PostgresSink(Sink[Any]):
     exactly_once = True
 
     def __init__(self, url: str, *, schema: str = "eventsource") -> None:
+        if not isinstance(url, str) or not url.strip():  # (libpq would connect wherever its environment says)
+            msg = "the PostgreSQL sink's url must be a postgresql:// URL or a libpq connection string"
+            raise ConfigurationError(msg, field="url")
         if not re.match(IDENTIFIER, schema):
             msg = f"schema must match {IDENTIFIER}"
             raise ConfigurationError(msg, field="schema")
@@ -81,6 +84,8 @@ class PostgresSink(Sink[Any]):
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
+            except psycopg.ProgrammingError:  # libpq cannot read the URL: nothing to wait out
+                raise _unreadable() from None
             try:
                 with _own():
                     await conn.execute(self._ddl())
@@ -99,6 +104,8 @@ class PostgresSink(Sink[Any]):
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
+            except psycopg.ProgrammingError:
+                raise _unreadable() from None
             try:
                 with _own():
                     conn.execute(self._ddl())
@@ -261,6 +268,11 @@ def _inside(conn: Any, cp: Checkpoint) -> Iterator[None]:
         raise _ended(cp) from e
     if conn.info.transaction_status not in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
         raise _ended(cp)  # (aborted: a handler caught a failed statement; the checkpoint's write fails as its error)
+
+
+def _unreadable() -> ConfigurationError:
+    """The sink's URL is no connection string libpq reads (its text, which may hold a password, is not shown)."""
+    return ConfigurationError("libpq cannot read the PostgreSQL sink's url as a connection string", field="url")
 
 
 def _ended(cp: Checkpoint) -> ProjectionError:

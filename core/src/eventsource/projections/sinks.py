@@ -86,6 +86,9 @@ class SqliteSink(Sink[sqlite3.Connection]):
     exactly_once = True
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        if not isinstance(url, str) or not url or url.endswith(("/", "\\")):  # "": SQLite's private temporary file
+            msg = f"a SQLite sink needs a file: a sqlite:/// URL or a path to a file, not {url!r}"
+            raise ConfigurationError(msg, field="url")
         self.path = path_from_url(url) if "://" in url or url.lower().startswith("sqlite:") else url
         if self.path == ":memory:":
             msg = "a SQLite sink needs a file (its checkpoint must outlive the process)"

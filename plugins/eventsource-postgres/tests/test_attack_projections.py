@@ -408,3 +408,40 @@ async def test_a_postgres_sink_url_that_is_no_connection_string_is_a_configurati
 
     with pytest.raises(ConfigurationError, match="url"):
         await PostgresSink(target).open()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_handler_that_commits_begins_again_and_raises_is_not_retried(
+    es: EventSourcingManager, url: str, schema: str, kind: str
+) -> None:
+    """``COMMIT; BEGIN`` then an error: the transaction was open again, so the error went to the policy, and each
+    retry committed the handler's write once more (three attempts: three rows). It stops the runner now."""
+    from eventsource.projections import ProjectionError
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{schema}".log (event_id text)')
+    insert = f'INSERT INTO "{schema}".log VALUES (%s)'
+    p: Projection[Any] = Projection("rogue", errors=ErrorPolicy(retries=2, backoff=0.01, then="park"))
+    if kind == "sync":
+
+        def deposited(event: Event, tx: psycopg.Connection[Any]) -> None:
+            tx.execute(insert, (event.event_id,))
+            tx.execute("COMMIT")
+            tx.execute("BEGIN")
+            raise RuntimeError("after committing")
+
+        p.on("Deposited")(deposited)
+    else:
+
+        @p.on("Deposited")
+        async def deposited_async(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(insert, (event.event_id,))
+            await tx.execute("COMMIT")
+            await tx.execute("BEGIN")
+            raise RuntimeError("after committing")
+
+    with pytest.raises(ProjectionError, match="committed or rolled back"):
+        await ProjectionRunner(es).add(p, PostgresSink(url, schema=schema)).catch_up(timeout=30)
+    with psycopg.connect(url) as conn:
+        assert conn.execute(f'SELECT count(*) FROM "{schema}".log').fetchone() == (1,)

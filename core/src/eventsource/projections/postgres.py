@@ -186,9 +186,14 @@ class PostgresSink(Sink[Any]):
                         row = conn.execute(self._select(), key).fetchone()
                         xid = row[3] if row else conn.execute(XID).fetchone()[0]  # (a reset deleted the row)
                     check_expected(_cp(cp, row), cp, expected)
-                    with _inside(conn, cp):
-                        for event in events:
-                            projection.handle_sync(event, conn)
+                    try:
+                        with _inside(conn, cp):
+                            for event in events:
+                                projection.handle_sync(event, conn)
+                    except Exception as e:
+                        if _usable(conn, e) and conn.execute(XID).fetchone()[0] != xid:
+                            raise _ended(cp) from e  # it began a transaction of its own: not a retry
+                        raise
                     with _own():
                         written = conn.execute(self._upsert(), (*values, xid)).rowcount
                     if written != 1:
@@ -213,9 +218,14 @@ class PostgresSink(Sink[Any]):
                 row = await (await conn.execute(self._select(), key)).fetchone()
                 xid = row[3] if row else (await (await conn.execute(XID)).fetchone())[0]  # (a reset deleted the row)
             check_expected(_cp(cp, row), cp, expected)
-            with _inside(conn, cp):
-                for event in events:
-                    await projection.handle(event, conn)
+            try:
+                with _inside(conn, cp):
+                    for event in events:
+                        await projection.handle(event, conn)
+            except Exception as e:
+                if _usable(conn, e) and (await (await conn.execute(XID)).fetchone())[0] != xid:
+                    raise _ended(cp) from e  # it began a transaction of its own: not a retry
+                raise
             with _own():
                 written = (await conn.execute(self._upsert(), (*values, xid))).rowcount
             if written != 1:
@@ -268,6 +278,14 @@ def _inside(conn: Any, cp: Checkpoint) -> Iterator[None]:
         raise _ended(cp) from e
     if conn.info.transaction_status not in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
         raise _ended(cp)  # (aborted: a handler caught a failed statement; the checkpoint's write fails as its error)
+
+
+def _usable(conn: Any, error: Exception) -> bool:
+    """Whether a handler's ``error`` left a transaction that can still run a statement (to ask which one it is)."""
+    from psycopg.pq import TransactionStatus
+
+    ok = not conn.closed and conn.info.transaction_status == TransactionStatus.INTRANS
+    return ok and not isinstance(error, ProjectionError)
 
 
 def _unreadable() -> ConfigurationError:

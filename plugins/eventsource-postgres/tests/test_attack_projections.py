@@ -445,3 +445,33 @@ async def test_a_handler_that_commits_begins_again_and_raises_is_not_retried(
         await ProjectionRunner(es).add(p, PostgresSink(url, schema=schema)).catch_up(timeout=30)
     with psycopg.connect(url) as conn:
         assert conn.execute(f'SELECT count(*) FROM "{schema}".log').fetchone() == (1,)
+
+
+async def test_a_sink_role_without_create_rights_uses_tables_a_dba_made(
+    es: EventSourcingManager, url: str, schema: str
+) -> None:
+    """A least-privilege role (no CREATE on the database or the schema) could not open the sink at all, though a
+    DBA had made its schema and checkpoint table: ``CREATE SCHEMA IF NOT EXISTS`` and ``CREATE TABLE IF NOT EXISTS``
+    check the right to create before they look, and the bare ``InsufficientPrivilege`` came out of ``run()``."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    role = f"sink_{uuid.uuid4().hex[:10]}"
+    await PostgresSink(url, schema=schema).open()  # the DBA's run: the checkpoint table exists now
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}')
+        conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {role}')
+    try:
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+        limited = make_conninfo(**{**conninfo_to_dict(url), "user": role})
+        p: Projection[Any] = Projection("limited")
+        p.on("Deposited")(
+            lambda e, tx: tx.execute(f'INSERT INTO "{schema}".seen VALUES (%s, %s)', (e.event_id, e.data["amount"]))
+        )
+        await ProjectionRunner(es).add(p, PostgresSink(limited, schema=schema)).catch_up(timeout=30)
+        assert seen(url, schema) == [(1,)]
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM {role}')
+            conn.execute(f'REVOKE ALL ON SCHEMA "{schema}" FROM {role}')
+            conn.execute(f"DROP ROLE {role}")

@@ -60,17 +60,19 @@ class PostgresSink(Sink[Any]):
         """The checkpoint table's DDL: one implicit transaction under the schema's advisory lock.
 
         The postgres plugin's migration and checkpoint store take it (``lock_key("eventsource-migrate", schema)``):
-        ``IF NOT EXISTS`` races otherwise.
+        ``IF NOT EXISTS`` races otherwise. Each step runs only when what it makes is missing: ``CREATE ... IF NOT
+        EXISTS`` checks the right to create first, so a role with no such right could not use a table a DBA made.
         """
         key = f"eventsource-migrate\x00{self.schema}".encode()
         lock = int.from_bytes(hashlib.blake2b(key, digest_size=8, person=b"eventsrc").digest(), "big", signed=True)
         return (
-            f'SELECT pg_advisory_xact_lock({lock}); CREATE SCHEMA IF NOT EXISTS "{self.schema}"; '  # noqa: S608 - quoted, checked names
-            f"CREATE TABLE IF NOT EXISTS {self.table} ("
+            f"SELECT pg_advisory_xact_lock({lock}); DO $$ BEGIN "  # noqa: S608 - quoted, checked names
+            f"IF to_regnamespace('{self.schema}') IS NULL THEN CREATE SCHEMA \"{self.schema}\"; END IF; "
+            f"IF to_regclass('{self.table}') IS NULL THEN CREATE TABLE {self.table} ("
             "name text NOT NULL, source text NOT NULL, scope text NOT NULL, position bigint NOT NULL, "
-            "updated_at timestamptz NOT NULL, anchor text, PRIMARY KEY (name, source)); "
+            "updated_at timestamptz NOT NULL, anchor text, PRIMARY KEY (name, source)); END IF; "
             # a table an older release made gets the column (looked up first: the ALTER's lock is exclusive)
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+            "IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
             f"'{self.table}'::regclass AND attname = 'anchor') THEN "
             f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS anchor text; END IF; END $$"
         )

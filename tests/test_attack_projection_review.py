@@ -342,3 +342,35 @@ def test_a_sqlite_sink_that_names_no_file_is_refused(url: Any) -> None:
     ``None`` or an int crashed with a bare ``TypeError``."""
     with pytest.raises(ConfigurationError, match="file"):
         SqliteSink(url)
+
+
+async def test_a_sink_that_cannot_open_yet_is_waited_for_not_a_crash_of_the_run(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """A sink unreachable when ``run()`` began (its folder not mounted yet, its database restarting) made ``run()``
+    raise at once, every projection with it, though the same outage a moment later is logged and waited out. A
+    projection added to a running service (a rebuild) whose sink could not open ended the service's run too."""
+    seen: list[int] = []
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    later = tmp_path / "later"
+    serving: Projection[Any] = Projection("serving", {"Deposited": lambda e, _tx: seen.append(e.data["amount"])})
+    runner = ProjectionRunner(es, poll_interval=0.1, lease_wait=0.1)
+    runner.add(serving, SqliteSink(str(later / "read.db")))
+    task = asyncio.ensure_future(runner.run())
+    try:
+        await asyncio.wait([task], timeout=0.5)
+        assert not task.done(), task.exception()
+        later.mkdir()  # the sink's folder appears: the projection starts
+        async with asyncio.timeout(30):
+            await runner.wait_caught_up("serving")
+        rebuild: Projection[Any] = Projection("rebuild", {"Deposited": lambda _e, _tx: None})
+        runner.add(rebuild, SqliteSink(str(tmp_path / "missing" / "read.db")))
+        await asyncio.wait([task], timeout=0.5)
+        assert not task.done(), task.exception()
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 2})
+        async with asyncio.timeout(30):
+            await runner.wait_caught_up("serving")
+    finally:
+        await runner.stop()
+        await asyncio.wait_for(task, 30)
+    assert seen == [1, 2]

@@ -185,7 +185,6 @@ class ProjectionRunner:
         return self
 
     async def _run_late(self, st: ProjectionState) -> None:
-        await st.sink.open()
         self._late.append(st.sink)
         await self._run_one(st)
 
@@ -204,14 +203,11 @@ class ProjectionRunner:
         self._running = True
         self._stopping = False
         self._stopped = asyncio.Event()
-        opened: list[Sink[Any]] = []
+        opened: list[Sink[Any]] = [st.sink for st in self.states.values()]  # each projection opens its own
         try:
             if self.lease is not None:
                 RUNS[self.lease] = RUNS.get(self.lease, 0) + 1
                 await self.lease.connect()
-            for st in self.states.values():
-                await st.sink.open()
-                opened.append(st.sink)
             async with asyncio.TaskGroup() as tg:
                 for st in self.states.values():
                     tg.create_task(self._run_one(st), name=f"projection {st.projection.name}")
@@ -430,6 +426,7 @@ class ProjectionRunner:
     async def _run_one(self, st: ProjectionState) -> None:
         while not self._stopping:
             try:
+                await st.sink.open()  # (not reachable yet: waited out below, as an outage during a batch is)
                 if self.lease is None:
                     st.holding = True
                     await self._follow(st)

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
+from eventsource.checkpoints import Checkpoint
+from eventsource.errors import ValidationError
 from eventsource.projections import ErrorPolicy, Projection, ProjectionRunner
 from eventsource.projections.postgres import PostgresSink
+from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
 if TYPE_CHECKING:
     from eventsource.manager import EventSourcingManager
@@ -249,3 +252,226 @@ async def test_two_overlapping_runners_that_both_park_an_event_park_it_once_in_p
     assert [r.states["shared"].parked for r in runners] == [1, 1]  # both parked it
     parked = [e async for e in es.read_stream("dead-letter-shared")]
     assert len(parked) == 1
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    [Checkpoint("n", "s", "all", 2**63), Checkpoint("n\ud800", "s", "all", 1)],
+    ids=["position past bigint", "lone surrogate"],
+)
+async def test_a_checkpoint_no_store_can_hold_is_a_validation_error_and_writes_nothing(
+    url: str, schema: str, checkpoint: Checkpoint
+) -> None:
+    """A position of 2**63 was a ``ProviderError`` ("bigint out of range"), as if the database had failed.
+
+    Every checkpoint store now refuses it (and text with no UTF-8 form) as a ``ValidationError`` before writing.
+    """
+    store = PostgresCheckpointStore(url, schema=schema)
+    await store.connect()
+    try:
+        await store.put(Checkpoint("n", "s", "all", 5))
+        with pytest.raises(ValidationError):
+            await store.put(checkpoint, force=True)
+        assert [(c.name, c.position) for c in await store.list()] == [("n", 5)]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_reset_whose_sink_session_dies_is_the_sink_s_outage(
+    es: EventSourcingManager, url: str, schema: str, admin: psycopg.AsyncConnection[Any], kind: str
+) -> None:
+    """A batch whose sink connection is lost raises ``SinkUnavailableError``; a reset raised the driver's bare
+    ``psycopg.OperationalError`` instead (a caller handling the sink's outage never saw it as one)."""
+    import threading
+
+    from eventsource.projections import SinkUnavailableError
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    pids: list[int] = []
+    reached = threading.Event()
+    go_on = threading.Event()
+    p: Projection[Any] = Projection("dying")
+    if kind == "sync":
+        p.on("Deposited")(lambda _e, _tx: None)
+
+        @p.on_reset
+        def reset(tx: psycopg.Connection[Any]) -> None:
+            pids.append(tx.info.backend_pid)
+            reached.set()
+            go_on.wait(30)
+            tx.execute(f'DELETE FROM "{schema}".seen')
+    else:
+
+        @p.on("Deposited")
+        async def deposited(_e: Event, _tx: psycopg.AsyncConnection[Any]) -> None:
+            pass
+
+        @p.on_reset
+        async def reset_async(tx: psycopg.AsyncConnection[Any]) -> None:
+            pids.append(tx.info.backend_pid)
+            reached.set()
+            await asyncio.to_thread(go_on.wait, 30)
+            await tx.execute(f'DELETE FROM "{schema}".seen')
+
+    await ProjectionRunner(es).add(p, PostgresSink(url, schema=schema)).catch_up(timeout=30)
+    resetting = asyncio.ensure_future(ProjectionRunner(es).add(p, PostgresSink(url, schema=schema)).reset("dying"))
+    try:
+        assert await asyncio.to_thread(reached.wait, 30)
+        await admin.execute("SELECT pg_terminate_backend(%s)", [pids[0]])
+    finally:
+        go_on.set()
+    with pytest.raises(SinkUnavailableError):
+        await asyncio.wait_for(resetting, 30)
+    with psycopg.connect(url) as conn:
+        assert conn.execute(f'SELECT count(*) FROM "{schema}".checkpoints').fetchone() == (1,)  # still there
+
+
+@pytest.mark.parametrize("ending", ["COMMIT", "ROLLBACK"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_handler_that_ends_the_sink_transaction_and_begins_another_is_caught(
+    es: EventSourcingManager, url: str, schema: str, kind: str, ending: str
+) -> None:
+    """``COMMIT; BEGIN`` (or ``ROLLBACK; BEGIN``) in a handler went unnoticed: a transaction was open again when
+    the handlers returned, so the checkpoint was written in the handler's new one. The earlier writes were
+    committed without it (not exactly once), or rolled back while the checkpoint moved past their events."""
+    from eventsource.projections import ProjectionError
+
+    for n in (1, 2):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    insert = f'INSERT INTO "{schema}".seen VALUES (%s, %s)'
+    p: Projection[Any] = Projection("rogue", errors=ErrorPolicy(retries=0, then="park"))
+    if kind == "sync":
+
+        def deposited(event: Event, tx: psycopg.Connection[Any]) -> None:
+            tx.execute(insert, (event.event_id, event.data["amount"]))
+            if event.data["amount"] == 2:
+                tx.execute(ending)
+                tx.execute("BEGIN")
+
+        p.on("Deposited")(deposited)
+    else:
+
+        @p.on("Deposited")
+        async def deposited_async(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(insert, (event.event_id, event.data["amount"]))
+            if event.data["amount"] == 2:
+                await tx.execute(ending)
+                await tx.execute("BEGIN")
+
+    with pytest.raises(ProjectionError, match="committed or rolled back"):
+        await ProjectionRunner(es).add(p, PostgresSink(url, schema=schema)).catch_up(timeout=30)
+    with psycopg.connect(url) as conn:
+        assert conn.execute(f'SELECT max(position) FROM "{schema}".checkpoints').fetchone() in [(None,), (-1,)]
+
+
+async def test_a_reset_under_the_postgres_lease_is_refused_while_the_service_holds_it_then_runs(
+    es: EventSourcingManager, url: str, schema: str
+) -> None:
+    """``reset()`` with ``lease=`` holds the projection's advisory lock: refused (``ConflictError``) while the
+    service holds it, done once the service stopped, and the lease's pool is closed after it either way."""
+    from eventsource.errors import ConflictError
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    insert = f'INSERT INTO "{schema}".seen VALUES (%s, %s)'
+
+    def projection() -> Projection[Any]:
+        p: Projection[Any] = Projection("leased")
+        p.on("Deposited")(lambda e, tx: tx.execute(insert, (e.event_id, e.data["amount"])))
+        p.on_reset(lambda tx: tx.execute(f'DELETE FROM "{schema}".seen'))
+        return p
+
+    service = ProjectionRunner(es, lease=url, poll_interval=0.1, lease_wait=0.1)
+    service.add(projection(), PostgresSink(url, schema=schema))
+    task = asyncio.ensure_future(service.run())
+    try:
+        async with asyncio.timeout(30):
+            await service.wait_caught_up("leased")
+        job = ProjectionRunner(es, lease=url, lease_wait=0.2).add(projection(), PostgresSink(url, schema=schema))
+        with pytest.raises(ConflictError, match="leased"):
+            await job.reset("leased")
+        assert seen(url, schema) == [(1,)]
+    finally:
+        await service.stop()
+        await asyncio.wait_for(task, 30)
+    await job.reset("leased")
+    assert seen(url, schema) == []
+    assert job.lease is not None
+    assert job.lease._pool is None  # type: ignore[attr-defined]  # closed: no session left holding anything
+
+
+@pytest.mark.parametrize("target", [None, "", "garbage://x", "host=127.0.0.1 nonsense_option=1"])
+async def test_a_postgres_sink_url_that_is_no_connection_string_is_a_configuration_error(target: Any) -> None:
+    """``PostgresSink(None)`` crashed with an ``AttributeError`` when opened, and a malformed URL with psycopg's
+    bare ``ProgrammingError`` out of ``run()``; neither is an outage to wait out."""
+    from eventsource.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="url"):
+        await PostgresSink(target).open()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_handler_that_commits_begins_again_and_raises_is_not_retried(
+    es: EventSourcingManager, url: str, schema: str, kind: str
+) -> None:
+    """``COMMIT; BEGIN`` then an error: the transaction was open again, so the error went to the policy, and each
+    retry committed the handler's write once more (three attempts: three rows). It stops the runner now."""
+    from eventsource.projections import ProjectionError
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{schema}".log (event_id text)')
+    insert = f'INSERT INTO "{schema}".log VALUES (%s)'
+    p: Projection[Any] = Projection("rogue", errors=ErrorPolicy(retries=2, backoff=0.01, then="park"))
+    if kind == "sync":
+
+        def deposited(event: Event, tx: psycopg.Connection[Any]) -> None:
+            tx.execute(insert, (event.event_id,))
+            tx.execute("COMMIT")
+            tx.execute("BEGIN")
+            raise RuntimeError("after committing")
+
+        p.on("Deposited")(deposited)
+    else:
+
+        @p.on("Deposited")
+        async def deposited_async(event: Event, tx: psycopg.AsyncConnection[Any]) -> None:
+            await tx.execute(insert, (event.event_id,))
+            await tx.execute("COMMIT")
+            await tx.execute("BEGIN")
+            raise RuntimeError("after committing")
+
+    with pytest.raises(ProjectionError, match="committed or rolled back"):
+        await ProjectionRunner(es).add(p, PostgresSink(url, schema=schema)).catch_up(timeout=30)
+    with psycopg.connect(url) as conn:
+        assert conn.execute(f'SELECT count(*) FROM "{schema}".log').fetchone() == (1,)
+
+
+async def test_a_sink_role_without_create_rights_uses_tables_a_dba_made(
+    es: EventSourcingManager, url: str, schema: str
+) -> None:
+    """A least-privilege role (no CREATE on the database or the schema) could not open the sink at all, though a
+    DBA had made its schema and checkpoint table: ``CREATE SCHEMA IF NOT EXISTS`` and ``CREATE TABLE IF NOT EXISTS``
+    check the right to create before they look, and the bare ``InsufficientPrivilege`` came out of ``run()``."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    role = f"sink_{uuid.uuid4().hex[:10]}"
+    await PostgresSink(url, schema=schema).open()  # the DBA's run: the checkpoint table exists now
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}')
+        conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO {role}')
+    try:
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+        limited = make_conninfo(**{**conninfo_to_dict(url), "user": role})
+        p: Projection[Any] = Projection("limited")
+        p.on("Deposited")(
+            lambda e, tx: tx.execute(f'INSERT INTO "{schema}".seen VALUES (%s, %s)', (e.event_id, e.data["amount"]))
+        )
+        await ProjectionRunner(es).add(p, PostgresSink(limited, schema=schema)).catch_up(timeout=30)
+        assert seen(url, schema) == [(1,)]
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM {role}')
+            conn.execute(f'REVOKE ALL ON SCHEMA "{schema}" FROM {role}')
+            conn.execute(f"DROP ROLE {role}")

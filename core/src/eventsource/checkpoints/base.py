@@ -69,7 +69,10 @@ class CheckpointNotFoundError(NotFoundError):
 
 
 def check_name(what: str, value: object, limit: int = MAX_NAME_LENGTH) -> str:
-    """``value`` as a checkpoint key part (or, with its own ``limit``, scope), or :class:`ValidationError`."""
+    """``value`` as a checkpoint key part (or, with its own ``limit``, scope), or :class:`ValidationError`.
+
+    Text that has no UTF-8 form (a lone surrogate) is refused too: SQL stores cannot encode it.
+    """
     if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
         msg = f"checkpoint {what} must be a non-empty string of at most {limit} characters without NUL"
         raise ValidationError(msg, field=what)
@@ -84,11 +87,9 @@ def check_name(what: str, value: object, limit: int = MAX_NAME_LENGTH) -> str:
 
 def check_position(position: object) -> int:
     """``position`` as an int from 0 to :data:`MAX_POSITION`, or :class:`ValidationError`."""
-    if isinstance(position, bool) or not isinstance(position, int) or position < 0:
-        msg = f"checkpoint position must be a non-negative int, got {position!r}"
-        raise ValidationError(msg, field="position")
-    if position > MAX_POSITION:  # PostgreSQL's bigint and SQLite's INTEGER cannot hold it (no store's position is)
-        msg = f"checkpoint position must be at most {MAX_POSITION}, got {position}"
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= MAX_POSITION:
+        # PostgreSQL's bigint and SQLite's INTEGER cannot hold more (no store's position is)
+        msg = f"checkpoint position must be an int from 0 to 2**63 - 1, got {position!r}"
         raise ValidationError(msg, field="position")
     return position
 

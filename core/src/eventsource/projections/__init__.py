@@ -8,6 +8,7 @@ checkpoint in the handlers' transaction (exactly once); :class:`CheckpointStoreS
 
 from __future__ import annotations
 
+from eventsource.projections.leasing import lease_key
 from eventsource.projections.parking import PARKED_TYPE
 from eventsource.projections.projection import (
     CheckpointMovedError,
@@ -17,7 +18,7 @@ from eventsource.projections.projection import (
     ProjectionStoppedError,
     SinkUnavailableError,
 )
-from eventsource.projections.runner import ProjectionRunner, ProjectionState, lease_key
+from eventsource.projections.runner import ProjectionRunner, ProjectionState
 from eventsource.projections.sinks import CheckpointStoreSink, Sink, SqliteSink
 
 __all__ = [

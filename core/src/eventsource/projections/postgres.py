@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from eventsource.model import Event
 
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,39}\Z"  # (not "$": it matches before a final newline too)
+XID = "SELECT txid_current()"
+"""The batch transaction's id, when the checkpoint row's lock did not give it (see ``PostgresSink._upsert``)."""
 
 
 def _checked_target(url: object) -> str:
@@ -68,6 +70,9 @@ class PostgresSink(Sink[Any]):
     exactly_once = True
 
     def __init__(self, url: str, *, schema: str = "eventsource") -> None:
+        if not isinstance(url, str) or not url.strip():  # (libpq would connect wherever its environment says)
+            msg = "the PostgreSQL sink's url must be a postgresql:// URL or a libpq connection string"
+            raise ConfigurationError(msg, field="url")
         if not re.match(IDENTIFIER, schema):
             msg = f"schema must match {IDENTIFIER}"
             raise ConfigurationError(msg, field="schema")
@@ -86,17 +91,19 @@ class PostgresSink(Sink[Any]):
         """The checkpoint table's DDL: one implicit transaction under the schema's advisory lock.
 
         The postgres plugin's migration and checkpoint store take it (``lock_key("eventsource-migrate", schema)``):
-        ``IF NOT EXISTS`` races otherwise.
+        ``IF NOT EXISTS`` races otherwise. Each step runs only when what it makes is missing: ``CREATE ... IF NOT
+        EXISTS`` checks the right to create first, so a role with no such right could not use a table a DBA made.
         """
         key = f"eventsource-migrate\x00{self.schema}".encode()
         lock = int.from_bytes(hashlib.blake2b(key, digest_size=8, person=b"eventsrc").digest(), "big", signed=True)
         return (
-            f'SELECT pg_advisory_xact_lock({lock}); CREATE SCHEMA IF NOT EXISTS "{self.schema}"; '  # noqa: S608 - quoted, checked names
-            f"CREATE TABLE IF NOT EXISTS {self.table} ("
+            f"SELECT pg_advisory_xact_lock({lock}); DO $$ BEGIN "  # noqa: S608 - quoted, checked names
+            f"IF to_regnamespace('{self.schema}') IS NULL THEN CREATE SCHEMA \"{self.schema}\"; END IF; "
+            f"IF to_regclass('{self.table}') IS NULL THEN CREATE TABLE {self.table} ("
             "name text NOT NULL, source text NOT NULL, scope text NOT NULL, position bigint NOT NULL, "
-            "updated_at timestamptz NOT NULL, anchor text, PRIMARY KEY (name, source)); "
+            "updated_at timestamptz NOT NULL, anchor text, PRIMARY KEY (name, source)); END IF; "
             # a table an older release made gets the column (looked up first: the ALTER's lock is exclusive)
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+            "IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
             f"'{self.table}'::regclass AND attname = 'anchor') THEN "
             f"ALTER TABLE {self.table} ADD COLUMN IF NOT EXISTS anchor text; END IF; END $$"
         )
@@ -110,6 +117,8 @@ class PostgresSink(Sink[Any]):
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
+            except psycopg.ProgrammingError:  # libpq cannot read the URL: nothing to wait out
+                raise _unreadable() from None
             try:
                 with _own():
                     await conn.execute(self._ddl())
@@ -128,6 +137,8 @@ class PostgresSink(Sink[Any]):
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
+            except psycopg.ProgrammingError:
+                raise _unreadable() from None
             try:
                 with _own():
                     conn.execute(self._ddl())
@@ -156,16 +167,25 @@ class PostgresSink(Sink[Any]):
             fn()
 
     def _select(self) -> str:
-        return f"SELECT scope, position, anchor FROM {self.table} WHERE name = %s AND source = %s FOR UPDATE"  # noqa: S608
+        """The checkpoint row, locked, and the transaction's id (the checkpoint is written only in that one)."""
+        return (
+            f"SELECT scope, position, anchor, txid_current() FROM {self.table} "  # noqa: S608
+            "WHERE name = %s AND source = %s FOR UPDATE"
+        )
 
     def _placeholder(self) -> str:
         """A first batch's row, so ``FOR UPDATE`` has something to lock (rolled back with a failed batch)."""
         return f"INSERT INTO {self.table} VALUES (%s, %s, %s, -1, now()) ON CONFLICT DO NOTHING"  # noqa: S608
 
     def _upsert(self) -> str:
+        """Write the checkpoint, only in the transaction :meth:`_select` ran in (its id is the last parameter).
+
+        A handler that ended the batch's transaction and began another (``COMMIT; BEGIN``) writes nothing.
+        """
         return (
-            f"INSERT INTO {self.table} (name, source, scope, position, updated_at, anchor) "  # noqa: S608
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, "
+            f"INSERT INTO {self.table} (name, source, scope, position, updated_at, anchor) "
+            "SELECT %s::text, %s::text, %s::text, %s::bigint, %s::timestamptz, %s::text WHERE txid_current() = %s "
+            "ON CONFLICT (name, source) DO UPDATE SET scope = excluded.scope, "
             "position = excluded.position, updated_at = excluded.updated_at, anchor = excluded.anchor"
         )
 
@@ -197,12 +217,20 @@ class PostgresSink(Sink[Any]):
                         if expected is None:
                             conn.execute(self._placeholder(), (*key, cp.scope))
                         row = conn.execute(self._select(), key).fetchone()
+                        xid = row[3] if row else conn.execute(XID).fetchone()[0]  # (a reset deleted the row)
                     check_expected(_cp(cp, row), cp, expected)
-                    with _inside(conn, cp):
-                        for event in events:
-                            projection.handle_sync(event, conn)
+                    try:
+                        with _inside(conn, cp):
+                            for event in events:
+                                projection.handle_sync(event, conn)
+                    except Exception as e:
+                        if _usable(conn, e) and conn.execute(XID).fetchone()[0] != xid:
+                            raise _ended(cp) from e  # it began a transaction of its own: not a retry
+                        raise
                     with _own():
-                        conn.execute(self._upsert(), values)
+                        written = conn.execute(self._upsert(), (*values, xid)).rowcount
+                    if written != 1:
+                        raise _ended(cp)
 
             await asyncio.to_thread(self._in_thread, run)
             return
@@ -221,12 +249,20 @@ class PostgresSink(Sink[Any]):
                 if expected is None:
                     await conn.execute(self._placeholder(), (*key, cp.scope))
                 row = await (await conn.execute(self._select(), key)).fetchone()
+                xid = row[3] if row else (await (await conn.execute(XID)).fetchone())[0]  # (a reset deleted the row)
             check_expected(_cp(cp, row), cp, expected)
-            with _inside(conn, cp):
-                for event in events:
-                    await projection.handle(event, conn)
+            try:
+                with _inside(conn, cp):
+                    for event in events:
+                        await projection.handle(event, conn)
+            except Exception as e:
+                if _usable(conn, e) and (await (await conn.execute(XID)).fetchone())[0] != xid:
+                    raise _ended(cp) from e  # it began a transaction of its own: not a retry
+                raise
             with _own():
-                await conn.execute(self._upsert(), values)
+                written = (await conn.execute(self._upsert(), (*values, xid))).rowcount
+            if written != 1:
+                raise _ended(cp)
 
     async def reset(self, projection: Projection[Any], name: str, source: str) -> None:
         """The reset hook and the checkpoint's deletion in one transaction.
@@ -240,21 +276,26 @@ class PostgresSink(Sink[Any]):
 
             def run() -> None:
                 conn = self._sconn()
-                with conn.transaction():
-                    conn.execute(self._placeholder(), (*key, "all"))  # waits for a first batch's row
-                    conn.execute(self._select(), key)
+                with _outage(conn), conn.transaction():  # (a lost session: the sink's outage, as for a batch)
+                    with _own():
+                        conn.execute(self._placeholder(), (*key, "all"))  # waits for a first batch's row
+                        conn.execute(self._select(), key)
                     projection.reset_sync(conn)
-                    conn.execute(delete, key)
+                    with _own():
+                        conn.execute(delete, key)
 
             await asyncio.to_thread(self._in_thread, run)
             return
         async with self._lock:
             conn = await self._aconn()
-            async with conn.transaction():
-                await conn.execute(self._placeholder(), (*key, "all"))
-                await conn.execute(self._select(), key)
-                await projection.reset(conn)
-                await conn.execute(delete, key)
+            with _outage(conn):
+                async with conn.transaction():
+                    with _own():
+                        await conn.execute(self._placeholder(), (*key, "all"))
+                        await conn.execute(self._select(), key)
+                    await projection.reset(conn)
+                    with _own():
+                        await conn.execute(delete, key)
 
 
 @contextlib.contextmanager
@@ -270,6 +311,19 @@ def _inside(conn: Any, cp: Checkpoint) -> Iterator[None]:
         raise _ended(cp) from e
     if conn.info.transaction_status not in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
         raise _ended(cp)  # (aborted: a handler caught a failed statement; the checkpoint's write fails as its error)
+
+
+def _usable(conn: Any, error: Exception) -> bool:
+    """Whether a handler's ``error`` left a transaction that can still run a statement (to ask which one it is)."""
+    from psycopg.pq import TransactionStatus
+
+    ok = not conn.closed and conn.info.transaction_status == TransactionStatus.INTRANS
+    return ok and not isinstance(error, ProjectionError)
+
+
+def _unreadable() -> ConfigurationError:
+    """The sink's URL is no connection string libpq reads (its text, which may hold a password, is not shown)."""
+    return ConfigurationError("libpq cannot read the PostgreSQL sink's url as a connection string", field="url")
 
 
 def _ended(cp: Checkpoint) -> ProjectionError:

@@ -25,6 +25,22 @@ if TYPE_CHECKING:
 Tx = TypeVar("Tx")
 
 
+def seconds(what: str, value: object, *, zero: bool = False) -> float:
+    """``value`` as a positive (``zero``: or 0), finite number of seconds, or :class:`ValidationError` naming ``what``.
+
+    NaN would make a wait never end (every comparison with it is false), a negative one retry without a pause.
+    """
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+        msg = f"{what} must be a {'non-negative' if zero else 'positive'} number of seconds, got {value!r}"
+        raise ValidationError(msg, field=what)
+    return float(number)
+
+
+def _stream(stream_id: object) -> str:
+    return check_text("stream id", stream_id, 65536, field_name="stream_id")  # (the manager's limit: at add())
+
+
 class ProjectionError(EventSourceError):
     """A projection cannot go on (its error policy said ``stop``, or its sink was misused)."""
 
@@ -110,8 +126,14 @@ class Projection(Generic[Tx]):
         errors: ErrorPolicy | None = None,
     ) -> None:
         self.name = check_text("projection name", check_name("name", name), MAX_NAME_LENGTH, field_name="name")
-        self.stream_id = stream_id
+        # checked now, not when run() subscribes (catch_up() of a stream with no events returned before that)
+        self.stream_id = stream_id if stream_id is None else _stream(stream_id)
         self.stream_prefix = stream_prefix
+        if stream_prefix is not None:
+            self.stream_prefix = check_text("stream prefix", stream_prefix, 65536, field_name="stream_prefix")
+            if stream_id is not None:
+                msg = "a one-stream projection (stream_id) takes no stream_prefix"
+                raise ValidationError(msg, field="stream_prefix")
         self.provider = provider
         self.source = check_name("source", source) if source is not None else None
         if errors is not None and not isinstance(errors, ErrorPolicy):

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from eventsource.checkpoints.base import Checkpoint
-from eventsource.errors import ConfigurationError, ProviderTimeoutError, ProviderUnavailableError, ValidationError
+from eventsource.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    ValidationError,
+)
 from eventsource.lease import Lease
 from eventsource.manager.validation import check_text
+from eventsource.projections.leasing import RUNS, lease_key, leave
 from eventsource.projections.parking import dead_letter_stream, park
 from eventsource.projections.projection import (
     CheckpointMovedError,
@@ -28,6 +34,7 @@ from eventsource.projections.projection import (
     ProjectionError,
     ProjectionStoppedError,
     SinkUnavailableError,
+    seconds,
 )
 from eventsource.projections.reading import check_handled, subscribe
 from eventsource.projections.sinks import Sink
@@ -42,28 +49,6 @@ if TYPE_CHECKING:
     from eventsource.sync import SyncEventSourcingManager
 
 log = logging.getLogger("eventsource.projections")
-
-
-_RUNS: weakref.WeakKeyDictionary[Lease, int] = weakref.WeakKeyDictionary()
-"""How many ``run()`` calls use each lease now: several runners of one process may share one."""
-
-
-def _leave(lease: Lease) -> bool:
-    """One ``run()`` stopped using ``lease``; whether it was the last (and should close it)."""
-    left = _RUNS.get(lease, 1) - 1
-    if left > 0:
-        _RUNS[lease] = left
-        return False
-    _RUNS.pop(lease, None)
-    return True
-
-
-def lease_key(name: str, source: str) -> str:
-    """The lease projection ``name`` on the store ``source`` runs under: ``projection:["<name>", "<source>"]``.
-
-    Keyed as its checkpoint is: one projection name on two stores (a schema per tenant) runs on both at once.
-    """
-    return "projection:" + json.dumps([name, source], ensure_ascii=False)
 
 
 class _StoppedError(Exception):
@@ -134,8 +119,8 @@ class ProjectionRunner:
             msg = "batch_size must be an int between 1 and 10000"
             raise ValidationError(msg, field="batch_size")
         self.batch_size = batch_size
-        self.poll_interval = poll_interval
-        self.lease_wait = lease_wait
+        self.poll_interval = seconds("poll_interval", poll_interval)
+        self.lease_wait = seconds("lease_wait", lease_wait)
         self.states: dict[str, ProjectionState] = {}
         self._stopping = False
         self._stop_asked = False  # a stop that came while no run() ran: the next run() returns at once
@@ -175,6 +160,8 @@ class ProjectionRunner:
             msg = f"projection {projection.name!r} has no handlers"
             raise ConfigurationError(msg, field="handlers")
         p = self.manager.get_provider(projection.provider)
+        if projection.stream_id is not None:  # the limit this manager reads streams with
+            self.manager._stream_id(projection.stream_id)  # noqa: SLF001 - as read_stream checks it
         check_handled(self.manager, projection)
         if projection.errors.then == "park":  # refused now, not when the first bad event is parked
             self.manager.get_provider(projection.errors.dead_letter_provider or projection.provider)
@@ -198,7 +185,6 @@ class ProjectionRunner:
         return self
 
     async def _run_late(self, st: ProjectionState) -> None:
-        await st.sink.open()
         self._late.append(st.sink)
         await self._run_one(st)
 
@@ -207,8 +193,9 @@ class ProjectionRunner:
     async def run(self) -> None:
         """Run every projection until :meth:`stop`; raises :class:`ProjectionStoppedError` if one stops.
 
-        A stop asked for while no run ran (before this one began) ends this one at once.
+        A stop asked for while no run ran (before this one began) ends this one at once; one while it runs raises.
         """
+        self._refuse_second_run()
         self._loop = asyncio.get_running_loop()  # before the look: request_stop() reads it after setting the flag
         if self._stop_asked:
             self._stop_asked = False
@@ -216,14 +203,11 @@ class ProjectionRunner:
         self._running = True
         self._stopping = False
         self._stopped = asyncio.Event()
-        opened: list[Sink[Any]] = []
+        opened: list[Sink[Any]] = [st.sink for st in self.states.values()]  # each projection opens its own
         try:
             if self.lease is not None:
-                _RUNS[self.lease] = _RUNS.get(self.lease, 0) + 1
+                RUNS[self.lease] = RUNS.get(self.lease, 0) + 1
                 await self.lease.connect()
-            for st in self.states.values():
-                await st.sink.open()
-                opened.append(st.sink)
             async with asyncio.TaskGroup() as tg:
                 for st in self.states.values():
                     tg.create_task(self._run_one(st), name=f"projection {st.projection.name}")
@@ -239,10 +223,21 @@ class ProjectionRunner:
             for sink in opened:
                 with contextlib.suppress(Exception):
                     await sink.close()
-            if self.lease is not None and _leave(self.lease):
+            if self.lease is not None and leave(self.lease):
                 with contextlib.suppress(Exception):
                     await self.lease.close()
             self._running = self._stop_asked = False
+
+    def _state(self, name: str) -> ProjectionState:
+        if name not in self.states:
+            msg = f"no projection named {name!r} in this runner (it has {sorted(self.states)})"
+            raise NotFoundError(msg, name=name)
+        return self.states[name]
+
+    def _refuse_second_run(self) -> None:
+        if self._running:
+            msg = "this runner is already running: wait for its projections with wait_caught_up(name) instead"
+            raise ConflictError(msg, operation="run")
 
     async def stop(self) -> None:
         """End :meth:`run` (a batch in flight finishes first); called while none runs, the next one. Idempotent."""
@@ -266,6 +261,8 @@ class ProjectionRunner:
 
     async def catch_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - a deadline for the whole run
         """Run until every projection has applied everything stored when it was called, then stop."""
+        self._refuse_second_run()  # (its stop would end the run going on)
+        timeout = None if timeout is None else seconds("timeout", timeout, zero=True)
         task = asyncio.ensure_future(self.run())
         try:
             async with asyncio.timeout(timeout):
@@ -308,7 +305,7 @@ class ProjectionRunner:
         ended (PostgreSQL: a read finds nothing past a transaction still running, so it waits for that).
         A projection whose lease another process holds: once the sink's checkpoint is past them.
         """
-        st = self.states[name]
+        st = self._state(name)
         head = await self._head(st)
         settled = said = await self._settled(st, head)
         sub0 = st.subscription
@@ -385,16 +382,38 @@ class ProjectionRunner:
     async def reset(self, name: str) -> None:
         """Run the projection's reset hook and delete its checkpoint; its next run replays from the start.
 
-        Do it while no runner runs the projection (or rebuild under a new name: ``docs/projections.md``).
+        Do it while no runner runs the projection (or rebuild under a new name: ``docs/projections.md``). With a
+        lease it holds the projection's: while a runner holds it, it raises :class:`ConflictError`, changing nothing.
         """
-        st = self.states[name]
+        st = self._state(name)
+        if self.lease is None:
+            await self._reset(st)
+            return
+        RUNS[self.lease] = RUNS.get(self.lease, 0) + 1  # a run() of this process may share it: not closed under it
+        held = False
+        try:  # (ProviderTimeoutError: the hold timed out, not the reset)
+            await self.lease.connect()
+            async with self.lease.hold(lease_key(name, st.source), timeout=self.lease_wait):
+                held = True
+                await self._reset(st)
+        except ProviderTimeoutError as e:
+            if held:
+                raise
+            msg = f"projection {name!r} is running (a runner holds its lease: {e}); stop it before resetting it"
+            raise ConflictError(msg, name=name) from e
+        finally:
+            if leave(self.lease):
+                with contextlib.suppress(Exception):
+                    await self.lease.close()
+
+    async def _reset(self, st: ProjectionState) -> None:
+        name = st.projection.name
         await st.sink.open()
         try:
-            await st.sink.reset(st.projection, st.projection.name, st.source)
-            legacy = st.legacy_source
-            if legacy is not None and await st.sink.position(name, legacy) is not None:
+            await st.sink.reset(st.projection, name, st.source)
+            if st.legacy_source is not None and await st.sink.position(name, st.legacy_source) is not None:
                 # starting over was asked for: a checkpoint at the start under the store's own source says so to
-                # every later runner too, which would otherwise refuse (and offer to resume) the bare URL's one
+                # every later runner, which would otherwise refuse (and offer to resume) the bare URL's one
                 await st.sink.apply(st.projection, [], self._cp(st, 0), None)
         finally:
             if self._tg is None:  # not running: nothing else uses the sink's connection
@@ -407,6 +426,7 @@ class ProjectionRunner:
     async def _run_one(self, st: ProjectionState) -> None:
         while not self._stopping:
             try:
+                await st.sink.open()  # (not reachable yet: waited out below, as an outage during a batch is)
                 if self.lease is None:
                     st.holding = True
                     await self._follow(st)

@@ -21,17 +21,25 @@ from eventsource.checkpoints.base import Checkpoint, CheckpointBehindError, Chec
 from eventsource.checkpoints.sqlite import UPSERT, columns, create_table
 from eventsource.checkpoints.sqlite import read as _read
 from eventsource.errors import ConfigurationError, ValidationError
-from eventsource.projections.projection import CheckpointMovedError, Projection, ProjectionError, SinkUnavailableError
+from eventsource.projections.projection import (
+    CheckpointMovedError,
+    Projection,
+    ProjectionError,
+    SinkUnavailableError,
+    seconds,
+)
 from eventsource.sqlite.settings import path_from_url
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from eventsource.model import Event
 
 Tx = TypeVar("Tx")
 T = TypeVar("T")
 
+BATCH = "eventsource_batch"
+"""The savepoint a batch's transaction opens first: a handler that ends the transaction removes it."""
 POLL = 0.002
 """Seconds between tries of a coroutine projection to take a sink connection another projection is using."""
 
@@ -78,11 +86,14 @@ class SqliteSink(Sink[sqlite3.Connection]):
     exactly_once = True
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        if not isinstance(url, str) or not url or url.endswith(("/", "\\")):  # "": SQLite's private temporary file
+            msg = f"a SQLite sink needs a file: a sqlite:/// URL or a path to a file, not {url!r}"
+            raise ConfigurationError(msg, field="url")
         self.path = path_from_url(url) if "://" in url or url.lower().startswith("sqlite:") else url
         if self.path == ":memory:":
             msg = "a SQLite sink needs a file (its checkpoint must outlive the process)"
             raise ConfigurationError(msg, field="url")
-        self.timeout = timeout
+        self.timeout = seconds("timeout", timeout, zero=True)  # 0: give up at once on a busy file
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
@@ -153,12 +164,33 @@ class SqliteSink(Sink[sqlite3.Connection]):
         if projection.is_sync:
             await asyncio.to_thread(self._locked, lambda: self._apply_sync(projection, events, checkpoint, expected))
             return
-        await self._acquire()  # coroutine handlers: on the loop, holding the connection for the batch
+
+        async def body(db: sqlite3.Connection) -> None:  # coroutine handlers: on the loop
+            try:
+                for event in events:
+                    await projection.handle(event, db)
+            except BaseException as e:
+                _rollback_after(db, checkpoint, e)
+                raise
+            _finish(db, checkpoint)
+
+        await self._on_loop(body, checkpoint, expected)
+
+    async def _on_loop(
+        self,
+        body: Callable[[sqlite3.Connection], Awaitable[None]],
+        checkpoint: Checkpoint | None = None,
+        expected: int | None = None,
+    ) -> None:
+        """``body`` on the loop, holding the connection, in a transaction begun (and checked) on a worker thread.
+
+        ``BEGIN IMMEDIATE`` waits (up to ``timeout``) while another connection writes the file: on the loop, the
+        whole loop would stand still meanwhile. ``body`` ends the transaction.
+        """
+        await self._acquire()
         release = True
         try:
             db = self._conn()
-            # BEGIN IMMEDIATE waits (up to ``timeout``) while another connection writes the file: in a thread,
-            # or the whole loop would stand still meanwhile
             begun = asyncio.get_running_loop().run_in_executor(None, _begin, db, checkpoint, expected)
             try:
                 await asyncio.shield(begun)
@@ -169,13 +201,7 @@ class SqliteSink(Sink[sqlite3.Connection]):
                     release = False
                     begun.add_done_callback(lambda f: self._undo_and_release(db, f))
                 raise
-            try:
-                for event in events:
-                    await projection.handle(event, db)
-                _finish(db, checkpoint)
-            except BaseException as e:
-                _rollback_after(db, checkpoint, e)
-                raise
+            await body(db)
         finally:
             if release:
                 self._lock.release()
@@ -206,21 +232,22 @@ class SqliteSink(Sink[sqlite3.Connection]):
         try:
             for event in events:
                 projection.handle_sync(event, db)
-            _finish(db, checkpoint)
         except BaseException as e:
             _rollback_after(db, checkpoint, e)
             raise
+        _finish(db, checkpoint)
 
     async def reset(self, projection: Projection[sqlite3.Connection], name: str, source: str) -> None:
         """The reset hook and the checkpoint's deletion in one transaction."""
+        delete = "DELETE FROM es_checkpoints WHERE name = ? AND source = ?"
         if projection.is_sync:
 
             def run() -> None:
                 db = self._conn()
-                db.execute("BEGIN IMMEDIATE")
+                _begin(db, None, None)
                 try:
                     projection.reset_sync(db)
-                    db.execute("DELETE FROM es_checkpoints WHERE name = ? AND source = ?", (name, source))
+                    db.execute(delete, (name, source))
                     _commit(db)
                 except BaseException:
                     _rollback(db)
@@ -228,19 +255,17 @@ class SqliteSink(Sink[sqlite3.Connection]):
 
             await asyncio.to_thread(self._locked, run)
             return
-        await self._acquire()
-        try:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
+
+        async def body(db: sqlite3.Connection) -> None:
             try:
                 await projection.reset(db)
-                db.execute("DELETE FROM es_checkpoints WHERE name = ? AND source = ?", (name, source))
+                db.execute(delete, (name, source))
                 _commit(db)
             except BaseException:
                 _rollback(db)
                 raise
-        finally:
-            self._lock.release()
+
+        await self._on_loop(body)
 
 
 def _undo(db: sqlite3.Connection, begun: asyncio.Future[None]) -> None:
@@ -250,15 +275,19 @@ def _undo(db: sqlite3.Connection, begun: asyncio.Future[None]) -> None:
     _rollback(db)
 
 
-def _begin(db: sqlite3.Connection, checkpoint: Checkpoint, expected: int | None) -> None:
+def _begin(db: sqlite3.Connection, checkpoint: Checkpoint | None, expected: int | None) -> None:
+    """``BEGIN IMMEDIATE`` (busy past the timeout: the sink's outage), then check ``checkpoint`` if given."""
     try:
         db.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as e:  # busy past the timeout, or the file is gone: not the event's fault
         msg = f"the SQLite sink cannot start a transaction: {e}"
         raise SinkUnavailableError(msg, operation="projection") from e
+    if checkpoint is None:
+        return
     try:
         stored = _read(db, checkpoint.name, checkpoint.source)
         check_expected(stored, checkpoint, expected)
+        db.execute(f"SAVEPOINT {BATCH}")  # gone if a handler ends the transaction, even if it begins another
     except BaseException:
         _rollback(db)
         raise
@@ -275,12 +304,33 @@ def check_expected(stored: Checkpoint | None, checkpoint: Checkpoint, expected: 
         raise CheckpointMovedError(msg, name=checkpoint.name, position=at, expected=expected)
 
 
-def _finish(db: sqlite3.Connection, checkpoint: Checkpoint) -> None:
+def _ours(db: sqlite3.Connection) -> bool:
+    """Whether the batch's own transaction is still open (its savepoint, released here, is there)."""
     if not db.in_transaction:
-        msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
-        raise ProjectionError(msg, name=checkpoint.name)
-    db.execute(UPSERT, columns(checkpoint, now()))
-    _commit(db)
+        return False
+    try:
+        db.execute(f"RELEASE {BATCH}")
+    except sqlite3.OperationalError:  # no such savepoint: a handler ended the batch's transaction, began another
+        return False
+    return True
+
+
+def _ended(checkpoint: Checkpoint) -> ProjectionError:
+    msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
+    return ProjectionError(msg, name=checkpoint.name)
+
+
+def _finish(db: sqlite3.Connection, checkpoint: Checkpoint) -> None:
+    """Write the checkpoint in the batch's transaction and commit; roll back if that fails."""
+    if not _ours(db):
+        _rollback(db)
+        raise _ended(checkpoint)
+    try:
+        db.execute(UPSERT, columns(checkpoint, now()))
+        _commit(db)
+    except BaseException:
+        _rollback(db)
+        raise
 
 
 def _commit(db: sqlite3.Connection) -> None:
@@ -293,9 +343,9 @@ def _commit(db: sqlite3.Connection) -> None:
 
 def _rollback_after(db: sqlite3.Connection, checkpoint: Checkpoint, error: BaseException) -> None:
     """Roll a failed batch back; a handler that ended the transaction before failing is a misuse, not a retry."""
-    if not db.in_transaction and isinstance(error, Exception) and not isinstance(error, ProjectionError):
-        msg = "a projection handler committed or rolled back the sink's transaction itself; it must not"
-        raise ProjectionError(msg, name=checkpoint.name) from error
+    if isinstance(error, Exception) and not isinstance(error, ProjectionError) and not _ours(db):
+        _rollback(db)
+        raise _ended(checkpoint) from error
     _rollback(db)
 
 

@@ -268,16 +268,16 @@ class SyncLoop:
                     ended.result()  # ... and wait for it to end (a second Ctrl-C gives up)
             raise
 
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], *, settle: bool = False) -> T:
         """Like :meth:`run`, cheaper for a call that usually never waits (an append or a lookup on SQLite/memory).
 
         On the inline loop the coroutine's first step runs right here, with the loop marked running in
         this thread but without a task or a loop iteration; a call that completes in that step (every
         inline SQLite or memory call that needs no retry) is done. One that waits for something
-        continues as a task on the loop, exactly as :meth:`run` would have run it.
+        continues as a task on the loop, exactly as :meth:`run` would have run it (``settle`` as there).
         """
         if self._thread is not None or self._drive is None:
-            return self.run(coro)
+            return self.run(coro, settle=settle)
         try:
             self._usable()
         except EventSourceError:
@@ -288,7 +288,7 @@ class SyncLoop:
         drive = self._drive
         done = self._in_turn(lambda: drive(coro), coro.close)
         if done is _MOVED:
-            return self._threaded(coro, closing=False)  # (the lock is released first)
+            return self._threaded(coro, closing=False, settle=settle)  # (the lock is released first)
         return done  # type: ignore[return-value]
 
     def _in_turn(
@@ -476,13 +476,17 @@ class SyncLoop:
                 self._owner = None
 
     def iterate(self, agen: AsyncIterator[T], page: int) -> Iterator[T]:
-        """A blocking iterator over ``agen``: a loop call per ``page`` (at most CHUNK); closed early, closes it."""
+        """A blocking iterator over ``agen``: a loop call per ``page`` (at most CHUNK); closed early, closes it.
+
+        An interrupted page call is waited for (``settle``): closing ``agen`` while its cancelled read still
+        cleans up (a connection going back to its pool) raised RuntimeError instead of the KeyboardInterrupt.
+        """
         self._usable()
         it = agen.__aiter__()
         done = False
         try:
             while not done:
-                items, done, error = self.call(_take(it, min(page, CHUNK)))
+                items, done, error = self.call(_take(it, min(page, CHUNK)), settle=True)
                 yield from items
                 if error is not None:
                     raise error

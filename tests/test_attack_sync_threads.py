@@ -71,3 +71,73 @@ def test_a_ctrl_c_mid_iteration_on_the_loop_thread_stays_a_keyboard_interrupt() 
         assert store.cleaned == 1  # the read ended before the interrupt reached the caller
         store.hook = None
         assert [e.data for e in es.read_stream("s", page_size=10)] == list(range(30))
+
+
+def _waiting_in(thread: threading.Thread, function: str) -> bool:
+    """Whether ``thread`` is inside ``function`` right now (its stack, seen from another thread)."""
+    import sys
+
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _until(check: Any, what: str) -> None:
+    import time
+
+    for _ in range(1000):
+        if check():
+            return
+        time.sleep(0.01)
+    raise AssertionError(what)
+
+
+def test_closing_an_iterator_while_another_thread_closes_the_facade_is_quiet(tmp_path: Any) -> None:
+    """An iterator closed (``break``, ``it.close()``) as another thread closed the facade raised
+    ProviderUnavailableError out of ``close()`` ("Exception ignored in ... SyncLoop.iterate" when it was a
+    ``break``): the facade's close() closes what the iterator read anyway."""
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def handler(stream_id: str, version: int) -> None:
+        if stream_id == "slow":
+            entered.set()
+            gate.wait(20)  # holds the loop (a call in flight) until the iterator's close waits for its turn
+
+    cfg = {"providers": {"db": f"sqlite:///{tmp_path}/es.db"}, "snapshot_threshold": 1}
+    es = SyncEventSourcingManager(cfg, host=HOST, snapshot_handler=handler).connect()
+    try:
+        es.append_events_batch(stream_id="s", events=[EventData("E", i) for i in range(30)])
+        it = es.read_stream("s", page_size=10)
+        assert next(it).data == 0
+        errors: list[BaseException] = []
+
+        def guarded(fn: Any) -> Any:
+            def run() -> None:
+                try:
+                    fn()
+                except BaseException as e:  # noqa: BLE001
+                    errors.append(e)
+
+            return run
+
+        busy = threading.Thread(target=guarded(lambda: es.append_event(stream_id="slow", event_type="E", data=1)))
+        busy.start()
+        assert entered.wait(20)
+        closer = threading.Thread(target=guarded(it.close))
+        closer.start()
+        _until(lambda: _waiting_in(closer, "_in_turn"), "the iterator's close never waited for its turn")
+        shut = threading.Thread(target=es.close)
+        shut.start()
+        _until(lambda: es._loop._closed, "close() never started")
+        gate.set()
+        for t in (busy, closer, shut):
+            t.join(30)
+            assert not t.is_alive()
+        assert errors == []
+    finally:
+        gate.set()
+        es.close()

@@ -504,7 +504,11 @@ class SyncLoop:
             # closed facade, or an iterator dropped inside a call on this loop: the loop's async-generator
             # hooks close it on its next run (or at close(), by shutdown_asyncgens)
             return
-        self.run(aclose())
+        try:
+            self.run(aclose())
+        except ProviderUnavailableError:
+            if not self._closed:
+                raise  # (closed by another thread while this waited for its turn: shutdown_asyncgens closes it)
 
     def end_on_close(self, obj: Any, end: Callable[[Any], Coroutine[Any, Any, Any]]) -> None:
         """Have close() run ``end(obj)`` on the loop before it waits for calls in flight (while ``obj`` lives).

@@ -141,3 +141,16 @@ def test_closing_an_iterator_while_another_thread_closes_the_facade_is_quiet(tmp
     finally:
         gate.set()
         es.close()
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_close_returns_after_every_thread_the_facade_started_has_ended(tmp_path: Any, threaded: bool) -> None:
+    """After close() the event loop's default executor thread (``asyncio_0``, SQLite's connect ran there) was
+    still alive: close() did not wait for it, so a leak check (or a fork) right after close() saw it."""
+    before = set(threading.enumerate())
+    es = SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST).connect()
+    if threaded:
+        es._loop.go_threaded()
+    assert es.append_event(stream_id="s", event_type="E", data=1).version == 1
+    es.close()
+    assert [t.name for t in threading.enumerate() if t not in before] == []

@@ -536,6 +536,13 @@ class SyncLoop:
         if self._thread is not None and not self._closed:
             self._end_waits()
 
+    def _wind_down(self) -> None:
+        """Close the async generators still open; end the default executor's threads (as ``asyncio.run`` does)."""
+        with contextlib.suppress(Exception):
+            self._run(self.loop.shutdown_asyncgens(), closing=True)
+        with contextlib.suppress(Exception):  # (else a thread of the facade outlived close())
+            self._run(asyncio.wait_for(self.loop.shutdown_default_executor(), self.timeout), closing=True)
+
     def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:  # noqa: C901, PLR0912 - each branch is one close() race, kept together
         """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent.
 
@@ -577,8 +584,7 @@ class SyncLoop:
                 self._run(final, closing=True)
         finally:
             try:
-                with contextlib.suppress(Exception):
-                    self._run(self.loop.shutdown_asyncgens(), closing=True)
+                self._wind_down()
             finally:
                 thread = self._thread
                 try:

@@ -154,3 +154,35 @@ def test_close_returns_after_every_thread_the_facade_started_has_ended(tmp_path:
     assert es.append_event(stream_id="s", event_type="E", data=1).version == 1
     es.close()
     assert [t.name for t in threading.enumerate() if t not in before] == []
+
+
+SCRIPT = """
+import sys
+from eventsource import EventData
+from eventsource.sync import SyncEventSourcingManager
+
+es = SyncEventSourcingManager({"providers": {"db": sys.argv[1]}}).connect()
+es.append_events_batch(stream_id="s", events=[EventData("E", i) for i in range(30)])
+sub = es.subscribe(stream_id="s").start()  # the loop now runs on its thread
+first = next(sub)
+events = es.read_stream("s", page_size=10)
+print(next(events).data, first.data, flush=True)
+# no close(): the script just ends, its iterators still open
+"""
+
+
+def test_a_script_that_exits_without_closing_the_facade_mid_iteration_exits(tmp_path: Any) -> None:
+    """It hung for ever at exit: the open iterator, finalized as the interpreter shut down, sent its close to the
+    loop's thread, which no longer runs then (a daemon thread), and waited for the answer."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    try:
+        args = [sys.executable, str(script), f"sqlite:///{tmp_path}/es.db"]
+        done = subprocess.run(args, check=False, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"the script hung at exit; it printed {e.stdout!r}") from None
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "0"]

@@ -58,6 +58,8 @@ TURN = (
     "retry, raise timeout, or give each thread a manager of its own"
 )
 
+EXITING = "the interpreter is exiting: the SyncEventSourcingManager's loop thread no longer runs (close it before)"
+
 FORKED = (
     "this SyncEventSourcingManager was created in the parent process before fork(); its event loop, threads and "
     "connections stayed there: create a new one in the child"
@@ -212,9 +214,9 @@ class SyncLoop:
     def _threaded(self, coro: Coroutine[Any, Any, T], *, closing: bool, settle: bool = False) -> T:
         """Run ``coro`` on the loop's thread; counted, so close() lets it finish before it stops the loop."""
         with self._calls:
-            if self._closed and not closing:  # a call sent to a loop that stops would wait forever
-                coro.close()
-                raise ProviderUnavailableError(CLOSED)
+            if (self._closed and not closing) or sys.is_finalizing():  # a loop that stops (or no longer runs: a
+                coro.close()  # daemon thread at the interpreter's exit) would leave this call waiting forever
+                raise ProviderUnavailableError(EXITING if sys.is_finalizing() else CLOSED)
             self._inflight += 1
             me = threading.get_ident()
             self._waiting[me] = self._waiting.get(me, 0) + 1
@@ -507,7 +509,7 @@ class SyncLoop:
         try:
             self.run(aclose())
         except ProviderUnavailableError:
-            if not self._closed:
+            if not self._closed and not sys.is_finalizing():
                 raise  # (closed by another thread while this waited for its turn: shutdown_asyncgens closes it)
 
     def end_on_close(self, obj: Any, end: Callable[[Any], Coroutine[Any, Any, Any]]) -> None:

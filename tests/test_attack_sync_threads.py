@@ -186,3 +186,45 @@ def test_a_script_that_exits_without_closing_the_facade_mid_iteration_exits(tmp_
         raise AssertionError(f"the script hung at exit; it printed {e.stdout!r}") from None
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "0"]
+
+
+def test_a_child_forked_while_another_thread_made_an_event_id_can_append(tmp_path: Any) -> None:
+    """The process-wide id generator's lock stayed held in a child forked while another thread was inside it (an
+    append from a worker thread): every append in the child, on a facade of its own, hung for ever (about one
+    fork in seven while three threads appended)."""
+    import os
+    import time
+
+    from eventsource.manager.ids import event_id
+
+    inside = threading.Event()
+    forked = threading.Event()
+
+    def making_an_id() -> None:
+        with event_id.lock:  # where a thread making an id stands
+            inside.set()
+            forked.wait(20)
+
+    t = threading.Thread(target=making_an_id)
+    t.start()
+    assert inside.wait(20)
+    pid = os.fork()
+    if pid == 0:  # the child: a facade of its own, one append, and out
+        code = 1
+        try:
+            with SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/child.db"}}, host=HOST) as es:
+                code = 0 if es.append_event(stream_id="s", event_type="E", data=1).version == 1 else 1
+        finally:
+            os._exit(code)
+    forked.set()
+    t.join(20)
+    for _ in range(2000):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError("the child hung making an event id")
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -27,6 +27,7 @@ from eventsource.inline import CALL_TASK, INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT
 from eventsource.manager.policy import PAGED
 from eventsource.syncsteps import Resume as _Resume
 from eventsource.syncsteps import finish as _finish
+from eventsource.syncsteps import release_leaked as _release_leaked
 from eventsource.syncsteps import until_done as _until_done
 
 if TYPE_CHECKING:
@@ -121,17 +122,6 @@ async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseExcept
     except Exception as e:  # noqa: BLE001 - delivered after the items that came before it
         return out, True, e
     return out, False, None
-
-
-def _release_leaked(lock: threading.RLock) -> None:
-    """Give ``lock`` back if this thread holds it while not in a turn (a caller checks that it is not).
-
-    A Ctrl-C handled right after the lock was taken, before the ``try`` that gives it back (Python runs signal
-    handlers between bytecodes, there too), left it held: every later call, from any thread, waited out the
-    timeout for a turn, and close() waited for ever. The first call of the thread that left it repairs it.
-    """
-    if lock._is_owned():  # type: ignore[attr-defined] # noqa: SLF001 - the C RLock's own, as threading.Condition's
-        lock.release()
 
 
 class SyncLoop:
@@ -260,12 +250,19 @@ class SyncLoop:
             task.add_done_callback(copy)
             tasks.append(task)
 
-        loop.call_soon_threadsafe(start)
-        try:
+        def stop() -> None:  # (after start(), if that was scheduled at all: the loop keeps the order)
+            if tasks:
+                tasks[0].cancel()
+            elif not ended.done():  # interrupted before start() was scheduled: it never ran
+                coro.close()
+                ended.cancel()
+
+        try:  # (an interrupt inside call_soon_threadsafe, start() scheduled or not, is handled below too)
+            loop.call_soon_threadsafe(start)
             return ended.result()
         except BaseException:
-            if not ended.done():  # interrupted: cancel the call (after start(): the loop keeps the order)...
-                loop.call_soon_threadsafe(lambda: tasks[0].cancel())  # noqa: PLW0108 - tasks[0]: set by start(), first
+            if not ended.done():  # interrupted: cancel the call...
+                loop.call_soon_threadsafe(stop)
                 with contextlib.suppress(Exception, concurrent.futures.CancelledError):
                     ended.result()  # ... and wait for it to end (a second Ctrl-C gives up)
             raise

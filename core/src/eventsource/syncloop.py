@@ -27,6 +27,7 @@ from eventsource.inline import CALL_TASK, INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT
 from eventsource.manager.policy import PAGED
 from eventsource.syncsteps import Resume as _Resume
 from eventsource.syncsteps import finish as _finish
+from eventsource.syncsteps import release_leaked as _release_leaked
 from eventsource.syncsteps import until_done as _until_done
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ TURN = (
     "SyncEventSourcingManager (calls from several threads take turns) and was not started: nothing was done; "
     "retry, raise timeout, or give each thread a manager of its own"
 )
+
+EXITING = "the interpreter is exiting: the SyncEventSourcingManager's loop thread no longer runs (close it before)"
 
 FORKED = (
     "this SyncEventSourcingManager was created in the parent process before fork(); its event loop, threads and "
@@ -119,17 +122,6 @@ async def _take(it: AsyncIterator[T], n: int) -> tuple[list[T], bool, BaseExcept
     except Exception as e:  # noqa: BLE001 - delivered after the items that came before it
         return out, True, e
     return out, False, None
-
-
-def _release_leaked(lock: threading.RLock) -> None:
-    """Give ``lock`` back if this thread holds it while not in a turn (a caller checks that it is not).
-
-    A Ctrl-C handled right after the lock was taken, before the ``try`` that gives it back (Python runs signal
-    handlers between bytecodes, there too), left it held: every later call, from any thread, waited out the
-    timeout for a turn, and close() waited for ever. The first call of the thread that left it repairs it.
-    """
-    if lock._is_owned():  # type: ignore[attr-defined] # noqa: SLF001 - the C RLock's own, as threading.Condition's
-        lock.release()
 
 
 class SyncLoop:
@@ -212,9 +204,9 @@ class SyncLoop:
     def _threaded(self, coro: Coroutine[Any, Any, T], *, closing: bool, settle: bool = False) -> T:
         """Run ``coro`` on the loop's thread; counted, so close() lets it finish before it stops the loop."""
         with self._calls:
-            if self._closed and not closing:  # a call sent to a loop that stops would wait forever
-                coro.close()
-                raise ProviderUnavailableError(CLOSED)
+            if (self._closed and not closing) or sys.is_finalizing():  # a loop that stops (or no longer runs: a
+                coro.close()  # daemon thread at the interpreter's exit) would leave this call waiting forever
+                raise ProviderUnavailableError(EXITING if sys.is_finalizing() else CLOSED)
             self._inflight += 1
             me = threading.get_ident()
             self._waiting[me] = self._waiting.get(me, 0) + 1
@@ -258,26 +250,33 @@ class SyncLoop:
             task.add_done_callback(copy)
             tasks.append(task)
 
-        loop.call_soon_threadsafe(start)
-        try:
+        def stop() -> None:  # (after start(), if that was scheduled at all: the loop keeps the order)
+            if tasks:
+                tasks[0].cancel()
+            elif not ended.done():  # interrupted before start() was scheduled: it never ran
+                coro.close()
+                ended.cancel()
+
+        try:  # (an interrupt inside call_soon_threadsafe, start() scheduled or not, is handled below too)
+            loop.call_soon_threadsafe(start)
             return ended.result()
         except BaseException:
-            if not ended.done():  # interrupted: cancel the call (after start(): the loop keeps the order)...
-                loop.call_soon_threadsafe(lambda: tasks[0].cancel())  # noqa: PLW0108 - tasks[0]: set by start(), first
+            if not ended.done():  # interrupted: cancel the call...
+                loop.call_soon_threadsafe(stop)
                 with contextlib.suppress(Exception, concurrent.futures.CancelledError):
                     ended.result()  # ... and wait for it to end (a second Ctrl-C gives up)
             raise
 
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], *, settle: bool = False) -> T:
         """Like :meth:`run`, cheaper for a call that usually never waits (an append or a lookup on SQLite/memory).
 
         On the inline loop the coroutine's first step runs right here, with the loop marked running in
         this thread but without a task or a loop iteration; a call that completes in that step (every
         inline SQLite or memory call that needs no retry) is done. One that waits for something
-        continues as a task on the loop, exactly as :meth:`run` would have run it.
+        continues as a task on the loop, exactly as :meth:`run` would have run it (``settle`` as there).
         """
         if self._thread is not None or self._drive is None:
-            return self.run(coro)
+            return self.run(coro, settle=settle)
         try:
             self._usable()
         except EventSourceError:
@@ -288,7 +287,7 @@ class SyncLoop:
         drive = self._drive
         done = self._in_turn(lambda: drive(coro), coro.close)
         if done is _MOVED:
-            return self._threaded(coro, closing=False)  # (the lock is released first)
+            return self._threaded(coro, closing=False, settle=settle)  # (the lock is released first)
         return done  # type: ignore[return-value]
 
     def _in_turn(
@@ -476,13 +475,17 @@ class SyncLoop:
                 self._owner = None
 
     def iterate(self, agen: AsyncIterator[T], page: int) -> Iterator[T]:
-        """A blocking iterator over ``agen``: a loop call per ``page`` (at most CHUNK); closed early, closes it."""
+        """A blocking iterator over ``agen``: a loop call per ``page`` (at most CHUNK); closed early, closes it.
+
+        An interrupted page call is waited for (``settle``): closing ``agen`` while its cancelled read still
+        cleans up (a connection going back to its pool) raised RuntimeError instead of the KeyboardInterrupt.
+        """
         self._usable()
         it = agen.__aiter__()
         done = False
         try:
             while not done:
-                items, done, error = self.call(_take(it, min(page, CHUNK)))
+                items, done, error = self.call(_take(it, min(page, CHUNK)), settle=True)
                 yield from items
                 if error is not None:
                     raise error
@@ -500,7 +503,11 @@ class SyncLoop:
             # closed facade, or an iterator dropped inside a call on this loop: the loop's async-generator
             # hooks close it on its next run (or at close(), by shutdown_asyncgens)
             return
-        self.run(aclose())
+        try:
+            self.run(aclose())
+        except ProviderUnavailableError:
+            if not self._closed and not sys.is_finalizing():
+                raise  # (closed by another thread while this waited for its turn: shutdown_asyncgens closes it)
 
     def end_on_close(self, obj: Any, end: Callable[[Any], Coroutine[Any, Any, Any]]) -> None:
         """Have close() run ``end(obj)`` on the loop before it waits for calls in flight (while ``obj`` lives).
@@ -527,6 +534,13 @@ class SyncLoop:
             raise EventSourceError(IN_CALL)
         if self._thread is not None and not self._closed:
             self._end_waits()
+
+    def _wind_down(self) -> None:
+        """Close the async generators still open; end the default executor's threads (as ``asyncio.run`` does)."""
+        with contextlib.suppress(Exception):
+            self._run(self.loop.shutdown_asyncgens(), closing=True)
+        with contextlib.suppress(Exception):  # (else a thread of the facade outlived close())
+            self._run(asyncio.wait_for(self.loop.shutdown_default_executor(), self.timeout), closing=True)
 
     def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:  # noqa: C901, PLR0912 - each branch is one close() race, kept together
         """Run ``final`` (if given), close the async generators still open, and stop the loop. Idempotent.
@@ -569,8 +583,7 @@ class SyncLoop:
                 self._run(final, closing=True)
         finally:
             try:
-                with contextlib.suppress(Exception):
-                    self._run(self.loop.shutdown_asyncgens(), closing=True)
+                self._wind_down()
             finally:
                 thread = self._thread
                 try:

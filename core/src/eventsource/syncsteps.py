@@ -1,7 +1,8 @@
 """Driving an event loop's coroutine by hand, for the sync API's loop run in its caller's thread (:mod:`.syncloop`).
 
 :class:`Resume` hands a coroutine whose first step ran outside any task to a task for the rest, and
-:func:`until_done` runs the loop until a task is done, even when an interrupted earlier run left a stop behind.
+:func:`until_done` runs the loop until a task is done, even when an interrupted earlier run left a stop behind;
+:func:`release_leaked` gives back the facade's lock an interrupt left held.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
+    import threading
     from collections.abc import Coroutine
 
 T = TypeVar("T")
@@ -68,3 +70,14 @@ def until_done(loop: asyncio.AbstractEventLoop, task: asyncio.Task[T]) -> T:
             if task.done() or loop.is_running() or loop.is_closed():
                 raise
     return loop.run_until_complete(task)
+
+
+def release_leaked(lock: threading.RLock) -> None:
+    """Give ``lock`` back if this thread holds it while not in a turn (a caller checks that it is not).
+
+    A Ctrl-C handled right after the lock was taken, before the ``try`` that gives it back (Python runs signal
+    handlers between bytecodes, there too), left it held: every later call, from any thread, waited out the
+    timeout for a turn, and close() waited for ever. The first call of the thread that left it repairs it.
+    """
+    if lock._is_owned():  # type: ignore[attr-defined] # noqa: SLF001 - the C RLock's own, as threading.Condition's
+        lock.release()

@@ -25,9 +25,10 @@ class EventIds:
         self.lock = threading.Lock()
 
     def reset(self) -> None:
-        """Forget the buffered bytes (in a forked child)."""
+        """Forget the buffered bytes (in a forked child), and free the lock another thread may have held then."""
         self.buf = b""
         self.i = 0
+        self.lock = threading.Lock()
 
     def __call__(self) -> str:
         """A new id."""

@@ -8,6 +8,7 @@ after events it still holds.
 from __future__ import annotations
 
 import collections
+import threading
 from typing import TYPE_CHECKING, Self
 
 from eventsource.errors import ValidationError
@@ -20,7 +21,10 @@ if TYPE_CHECKING:
 
 
 class SyncSubscription:
-    """Iterate with ``for``; ``with`` closes it. See :class:`~eventsource.subscriptions.Subscription`."""
+    """Iterate with ``for``; ``with`` closes it. See :class:`~eventsource.subscriptions.Subscription`.
+
+    Threads sharing one take turns in ``next()``: each event goes to one of them, once.
+    """
 
     def __init__(self, loop: SyncLoop, subscription: Subscription) -> None:
         self._loop = loop
@@ -28,6 +32,7 @@ class SyncSubscription:
         self._pending: collections.deque[Event] = collections.deque()
         self._last: Event | None = None
         self._dropped = False  # close() dropped fetched events never handed out: commit() stops at ``_last``
+        self._turn = threading.RLock()  # held by the thread in next()
         loop.end_on_close(self, SyncSubscription.end)  # the facade's close() ends it first: a next() returns
 
     def __repr__(self) -> str:
@@ -65,10 +70,14 @@ class SyncSubscription:
         return self
 
     def __next__(self) -> Event:
-        if not self._pending and (self.subscription.closed or not self._loop.run(self._fill(), settle=True)):
-            raise StopIteration  # closed (the facade's close() too, maybe from this loop's body): the end
-        self._last = self._pending.popleft()
-        return self._last
+        with self._turn:  # consumer threads sharing it take turns: each event goes to one of them, once
+            if not self._pending and (self.subscription.closed or not self._loop.run(self._fill(), settle=True)):
+                raise StopIteration  # closed (the facade's close() too, maybe from this loop's body): the end
+            try:
+                self._last = self._pending.popleft()
+            except IndexError:  # close() in another thread dropped the events buffered
+                raise StopIteration from None
+            return self._last
 
     async def _fill(self) -> bool:
         """The next batch into ``_pending``, on the loop: the subscription counts it as handed out once it is read.

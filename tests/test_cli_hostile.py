@@ -7,18 +7,17 @@ in-process run cannot close them), else through ``main`` in-process.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 from conftest import console_script, isolate
-from eventsource.cli import EXIT_CODES, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_OK, main
+from eventsource import EventData
+from eventsource.cli import EXIT_CODES, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from eventsource.plugins import PluginHost
 from eventsource.sync import SyncEventSourcingManager
-
-if TYPE_CHECKING:
-    from eventsource import EventData
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +49,45 @@ def test_help_exit_code_table_names_the_interrupted_code(capsys: pytest.CaptureF
     assert str(EXIT_INTERRUPTED) in rows, table
     assert EXIT_INTERRUPTED in EXIT_CODES
     assert "copy --verify" in EXIT_CODES[EXIT_CONFLICT]  # its exit 4 on a difference is no write conflict
+
+
+def test_a_closed_stdout_is_refused_before_anything_is_done(tmp_path: Path) -> None:
+    """``eventsource append s E >&-``: the event was written, then an AttributeError traceback came out (exit 1)."""
+    url = _store(tmp_path, ("s", [EventData("E", {"n": 1})]))
+    for argv in (("read", "s"), ("export",), ("append", "s", "E")):
+        done = _script(tmp_path, "--store", url, *argv, stdout=None, preexec_fn=lambda: os.close(1))
+        err = done.stderr.decode()
+        assert done.returncode == EXIT_USAGE, (argv, err)
+        assert "Traceback" not in err and "AttributeError" not in err, (argv, err)
+        assert "stdout is closed" in err, (argv, err)
+    with SyncEventSourcingManager({"providers": {"m": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        assert m.get_stream_info("s").version == 1  # the append refused: nothing written
+
+
+def test_a_closed_stderr_never_puts_notes_or_errors_into_the_data_on_stdout(tmp_path: Path) -> None:
+    """``eventsource export 2>&- > backup.jsonl``: the error line was written into the export itself."""
+    url = _store(tmp_path, ("s", [EventData("E", {"n": 1})]))
+    done = _script(tmp_path, "--store", url, "read", "s", "--json", stderr=None, preexec_fn=lambda: os.close(2))
+    assert done.returncode == EXIT_OK
+    assert [json.loads(line)["data"] for line in done.stdout.decode().splitlines()] == [{"n": 1}]
+    done = _script(tmp_path, "--store", url, "read", "s", stderr=None, preexec_fn=lambda: os.close(2))
+    assert done.returncode == EXIT_OK
+    assert "event from" not in done.stdout.decode()  # the closing count is a note: stderr's, not the data's
+    done = _script(tmp_path, "--store", url, "export", stderr=None, preexec_fn=lambda: os.close(2))
+    assert done.returncode == EXIT_OK
+    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]  # every line of it is the export
+    assert lines[0]["kind"] == "header"
+    assert any(x["kind"] == "event" for x in lines)
+    done = _script(tmp_path, "--store", url, "info", "missing", stderr=None, preexec_fn=lambda: os.close(2))
+    assert done.returncode != EXIT_OK
+    assert done.stdout == b""
+
+
+def test_a_closed_stdin_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    """``eventsource append s E - <&-`` said "unexpected AttributeError" (exit 1)."""
+    url = _store(tmp_path, ("s", [EventData("E", {"n": 1})]))
+    for argv in (("append", "s", "E", "-"), ("snapshot", "s", "-"), ("import", "--to", url)):
+        done = _script(tmp_path, "--store", url, *argv, stdin=None, preexec_fn=lambda: os.close(0))
+        err = done.stderr.decode()
+        assert done.returncode == EXIT_USAGE, (argv, err)
+        assert "stdin is closed" in err and "unexpected" not in err, (argv, err)

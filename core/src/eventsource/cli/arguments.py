@@ -103,6 +103,9 @@ def parse_json(
     """Parse a JSON argument (``-`` reads stdin, with a word to ``out`` when it is a terminal); errors name it."""
     if text == "-":
         source = stdin or sys.stdin
+        if source is None:  # `<&-`
+            msg = f"{what} is '-' (read stdin), but stdin is closed: pipe the JSON in, or give it as the argument"
+            raise UsageError(msg, field=what)
         isatty = getattr(source, "isatty", None)
         if out is not None and isatty and isatty():  # typed by hand: say how to finish, or it looks hung
             out.note(f"reading {what} from the terminal; end with Ctrl-D (Ctrl-Z Enter on Windows)")

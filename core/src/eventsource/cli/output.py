@@ -8,6 +8,7 @@ enums, bytes) into JSON-able data, and the small formatters (:func:`short`, :fun
 from __future__ import annotations
 
 import base64
+import io
 import json
 import sys
 import uuid
@@ -15,7 +16,7 @@ from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 _KIB = 1024
 
@@ -26,7 +27,8 @@ class Output:
     def __init__(self, *, as_json: bool, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
         self.as_json = as_json
         self.out = stdout or sys.stdout
-        self.err = stderr or sys.stderr
+        # `2>&-`: sys.stderr is None, and print(file=None) writes to stdout, into the data: drop notes instead
+        self.err = stderr or sys.stderr or cast("TextIO", _Discard())
 
     def line(self, text: str = "") -> None:
         """Print a line of human output (nothing in ``--json`` mode)."""
@@ -47,6 +49,14 @@ class Output:
         """Whether stderr is a terminal (progress lines are shown only there)."""
         isatty = getattr(self.err, "isatty", None)
         return bool(isatty and isatty())
+
+
+class _Discard(io.TextIOBase):
+    """Where notes go when stderr is closed: nowhere."""
+
+    def write(self, text: str) -> int:
+        """Drop ``text``."""
+        return len(text)
 
 
 def plain(value: Any) -> Any:

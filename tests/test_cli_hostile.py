@@ -33,8 +33,12 @@ def _store(tmp_path: Path, *streams: tuple[str, list[EventData]]) -> str:
     return url
 
 
-def _script(tmp_path: Path, *argv: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+def _script(
+    tmp_path: Path, *argv: str, unbuffered: bool = False, **kwargs: object
+) -> subprocess.CompletedProcess[bytes]:
     script, env = console_script()
+    if unbuffered:  # PYTHONUNBUFFERED=1 (common in containers): every write reaches the pipe at once
+        env["PYTHONUNBUFFERED"] = "1"
     options: dict[str, object] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "stdin": subprocess.DEVNULL}
     options.update(kwargs)
     return subprocess.run([script, *argv], cwd=tmp_path, env=env, timeout=120, check=False, **options)  # type: ignore[call-overload,no-any-return]
@@ -91,3 +95,23 @@ def test_a_closed_stdin_is_a_usage_error_naming_it(tmp_path: Path) -> None:
         err = done.stderr.decode()
         assert done.returncode == EXIT_USAGE, (argv, err)
         assert "stdin is closed" in err and "unexpected" not in err, (argv, err)
+
+
+def test_a_gzip_export_to_a_reader_that_left_ends_quietly_like_a_plain_one(tmp_path: Path) -> None:
+    """``eventsource export --gzip | true``: the gzip header's write met the closed pipe, reported as bad usage (2).
+
+    Unbuffered, the header is written when the output is opened, where any ``OSError`` was taken for a file
+    that cannot be created.
+    """
+    url = _store(tmp_path, ("s", [EventData("E", {"n": 1})]))
+    for gz in ((), ("--gzip",)):
+        for unbuffered in (False, True):
+            reader, writer = os.pipe()
+            os.close(reader)  # the reader has already left
+            try:
+                done = _script(tmp_path, "--store", url, "export", *gz, stdout=writer, unbuffered=unbuffered)
+            finally:
+                os.close(writer)
+            err = done.stderr.decode()
+            assert done.returncode == EXIT_OK, (gz, unbuffered, err)
+            assert "error" not in err and "Traceback" not in err, (gz, unbuffered, err)

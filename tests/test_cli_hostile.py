@@ -115,3 +115,33 @@ def test_a_gzip_export_to_a_reader_that_left_ends_quietly_like_a_plain_one(tmp_p
             err = done.stderr.decode()
             assert done.returncode == EXIT_OK, (gz, unbuffered, err)
             assert "error" not in err and "Traceback" not in err, (gz, unbuffered, err)
+
+
+def test_a_payload_holding_a_lone_surrogate_is_printed_as_json_escapes(tmp_path: Path) -> None:
+    """Payloads keep any ``str`` (a lone surrogate too), but ``read`` crashed on one: exit 1, output cut short.
+
+    ``print`` cannot encode a lone surrogate to UTF-8; the JSON escape ``\\ud800`` reads back as the same text.
+    """
+    odd = "a\ud800b\udcff"
+    url = _store(
+        tmp_path,
+        ("s", [EventData("E", {"n": 1}), EventData("E", {"k": odd, odd: 2}, metadata={"m": odd}), EventData("E", {})]),
+    )
+    with SyncEventSourcingManager({"providers": {"m": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.create_snapshot(stream_id="s", data={"state": odd}, metadata={"m": odd})
+    done = _script(tmp_path, "--store", url, "read", "s", "--json")
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    events = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [e["data"] for e in events] == [{"n": 1}, {"k": odd, odd: 2}, {}]
+    assert events[1]["metadata"]["m"] == odd
+    for argv in (
+        ("read", "s"),
+        ("follow", "--limit", "3"),
+        ("snapshot", "s", "--get"),
+        ("--json", "snapshot", "s", "--get"),
+    ):
+        done = _script(tmp_path, "--store", url, *argv)
+        out, err = done.stdout.decode(), done.stderr.decode()
+        assert done.returncode == EXIT_OK, (argv, err)
+        assert "\\ud800" in out and "\\udcff" in out, (argv, out)
+    assert json.loads(done.stdout)["data"] == {"state": odd}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import sys
 import uuid
 from dataclasses import fields, is_dataclass
@@ -19,6 +20,7 @@ from enum import Enum
 from typing import Any, TextIO, cast
 
 _KIB = 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Output:
@@ -89,12 +91,24 @@ def _plain_scalar(value: Any) -> Any:
 def dumps(value: object, *, indent: int | None = None) -> str:
     """Compact (or indented) JSON of :func:`plain` data, Unicode kept readable."""
     sep = (",", ": ") if indent else (",", ":")
-    return json.dumps(plain(value), ensure_ascii=False, indent=indent, separators=sep, default=str)
+    return _escaped(json.dumps(plain(value), ensure_ascii=False, indent=indent, separators=sep, default=str))
 
 
 def short(value: object) -> str:
     """Compact one-line JSON for human output."""
-    return json.dumps(plain(value), ensure_ascii=False, separators=(", ", ": "), default=str)
+    return _escaped(json.dumps(plain(value), ensure_ascii=False, separators=(", ", ": "), default=str))
+
+
+def _escaped(text: str) -> str:
+    r"""JSON ``text`` with each lone surrogate as its ``\uXXXX`` escape (which reads back as the same text).
+
+    A payload may hold any ``str``, a lone surrogate too, and no UTF-8 stream can print one: ``read`` stopped
+    on such an event with an ``UnicodeEncodeError``. In JSON every ``str`` is inside a string literal, where
+    the escape means the same.
+    """
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def when(ts: datetime | None) -> str:

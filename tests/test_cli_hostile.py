@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import console_script, isolate
-from eventsource import EventData
+from eventsource import EventData, SnapshotNotFoundError
 from eventsource.cli import EXIT_CODES, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from eventsource.plugins import PluginHost
 from eventsource.sync import SyncEventSourcingManager
@@ -145,3 +145,30 @@ def test_a_payload_holding_a_lone_surrogate_is_printed_as_json_escapes(tmp_path:
         assert done.returncode == EXIT_OK, (argv, err)
         assert "\\ud800" in out and "\\udcff" in out, (argv, out)
     assert json.loads(done.stdout)["data"] == {"state": odd}
+
+
+def test_json_arguments_that_are_not_utf8_are_refused_not_stored_as_mangled_text(tmp_path: Path) -> None:
+    """``append s E "$(cat latin1.json)"`` stored each non-UTF-8 byte as a lone surrogate (``\\udcff``), silently.
+
+    Python reads such bytes (argv, stdin) as surrogate escapes; a JSON escape ``\\udcff`` written out in the text
+    is the caller's choice and stays accepted.
+    """
+    url = _store(tmp_path, ("s", [EventData("E", {"n": 1})]))
+    latin1 = b'{"name": "Jos\xe9"}'  # José in Latin-1
+    for argv, stdin in (
+        (("append", "s", "E", latin1.decode("utf-8", "surrogateescape")), b""),
+        (("append", "s", "E", "{}", "--metadata", latin1.decode("utf-8", "surrogateescape")), b""),
+        (("append", "s", "E", "-"), latin1),
+        (("snapshot", "s", "-"), latin1),
+    ):
+        done = _script(tmp_path, "--store", url, *argv, stdin=None, input=stdin)
+        err = done.stderr.decode()
+        assert done.returncode == EXIT_USAGE, (argv, err)
+        assert "not UTF-8" in err and "0xe9" in err, (argv, err)
+    done = _script(tmp_path, "--store", url, "append", "s", "E", '{"k": "\\udcff"}')  # an escape, spelled out
+    assert done.returncode == EXIT_OK, done.stderr.decode()
+    with SyncEventSourcingManager({"providers": {"m": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        events = m.read_stream("s")
+        assert [e.data for e in events] == [{"n": 1}, {"k": "\udcff"}]  # only the spelled-out escape was stored
+        with pytest.raises(SnapshotNotFoundError):
+            m.get_snapshot("s")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import console_script, isolate
-from eventsource import EventData, SnapshotNotFoundError
+from eventsource import ConfigurationError, EventData, SnapshotNotFoundError
 from eventsource.cli import EXIT_CODES, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from eventsource.config import ManagerConfig
 from eventsource.plugins import PluginHost
 from eventsource.sync import SyncEventSourcingManager
 
@@ -172,3 +173,18 @@ def test_json_arguments_that_are_not_utf8_are_refused_not_stored_as_mangled_text
         assert [e.data for e in events] == [{"n": 1}, {"k": "\udcff"}]  # only the spelled-out escape was stored
         with pytest.raises(SnapshotNotFoundError):
             m.get_snapshot("s")
+
+
+def test_a_config_file_that_is_not_text_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--config backup.db`` (binary, not UTF-8) said "unexpected UnicodeDecodeError" and exited 1."""
+    binary = tmp_path / "settings.json"
+    binary.write_bytes(b"SQLite format 3\x00\xd4\xff\xfe" + bytes(range(256)))
+    with pytest.raises(ConfigurationError, match="not UTF-8 text"):
+        ManagerConfig.from_file(binary)
+    for argv in (("--config", str(binary), "stats"), ("--config", str(binary), "export", "--from", "p")):
+        code = main(list(argv), host=PluginHost(load_entrypoints=False))
+        err = capsys.readouterr().err
+        assert code == EXIT_USAGE, (argv, err)
+        assert "settings.json" in err and "not UTF-8 text" in err and "unexpected" not in err, (argv, err)

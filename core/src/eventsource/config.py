@@ -452,6 +452,9 @@ class ManagerConfig:
         except OSError as e:
             msg = f"cannot read configuration file {p}: {e.strerror}"
             raise ConfigurationError(msg, field="file") from e
+        except UnicodeDecodeError as e:  # a database or an archive named by mistake
+            msg = f"configuration file {p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})"
+            raise ConfigurationError(msg, field="file") from e
         suffix = p.suffix.lower()
         if suffix in (".yaml", ".yml", ".ini", ".cfg", ".env"):  # read as JSON, its error would blame valid text
             msg = f"configuration file {p}: {suffix} files are not read; write the settings as .json or .toml"

@@ -188,3 +188,24 @@ def test_a_config_file_that_is_not_text_is_a_configuration_error(
         err = capsys.readouterr().err
         assert code == EXIT_USAGE, (argv, err)
         assert "settings.json" in err and "not UTF-8 text" in err and "unexpected" not in err, (argv, err)
+
+
+def test_an_import_line_nested_too_deeply_is_a_bad_file_not_an_unexpected_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A crafted export line ``[[[[...]]]]`` said "unexpected RecursionError" (exit 1) instead of naming the line."""
+    url = _store(tmp_path, ("s", [EventData("E", {"n": 1})]))
+    assert main(["--store", url, "export", "-o", "good.jsonl"], host=PluginHost(load_entrypoints=False)) == EXIT_OK
+    header = (tmp_path / "good.jsonl").read_text().splitlines()[0]
+    deep = (header + "\n" + "[" * 100_000 + "]" * 100_000 + "\n").encode()
+    (tmp_path / "deep.jsonl").write_bytes(deep)
+    capsys.readouterr()
+    target = f"sqlite:///{tmp_path / 'new.db'}"
+    code = main(["import", "deep.jsonl", "--to", target], host=PluginHost(load_entrypoints=False))
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    assert "deep.jsonl, line 2" in err and "unexpected" not in err, err
+    assert not (tmp_path / "new.db").exists()  # a file is checked whole before the target is opened
+    done = _script(tmp_path, "import", "--to", target, stdin=None, input=deep)  # a pipe: checked as it is read
+    assert done.returncode == EXIT_USAGE, done.stderr.decode()
+    assert "line 2" in done.stderr.decode() and "unexpected" not in done.stderr.decode()

@@ -209,3 +209,27 @@ def test_an_import_line_nested_too_deeply_is_a_bad_file_not_an_unexpected_error(
     done = _script(tmp_path, "import", "--to", target, stdin=None, input=deep)  # a pipe: checked as it is read
     assert done.returncode == EXIT_USAGE, done.stderr.decode()
     assert "line 2" in done.stderr.decode() and "unexpected" not in done.stderr.decode()
+
+
+def test_a_policy_or_config_file_nested_too_deeply_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--policy '{..[[[[...]]]]}'`` and a config file nesting as deep said "unexpected RecursionError" (exit 1)."""
+    url = _store(tmp_path, ("s", [EventData("E", {"n": 1})]))
+    deep = "[" * 5000 + "]" * 5000
+    (tmp_path / "deep.json").write_text(f'{{"providers": {{}}, "x": {deep}}}')
+    (tmp_path / "deep.toml").write_text(f"x = {deep}\n")
+    for path in ("deep.json", "deep.toml"):
+        with pytest.raises(ConfigurationError, match="nest"):
+            ManagerConfig.from_file(tmp_path / path)
+    for argv in (
+        ("--store", url, "retention", "--yes", "--policy", f'{{"policy": "max_count", "max_events": {deep}}}'),
+        ("--config", "deep.json", "stats"),
+        ("--config", "deep.toml", "stats"),
+    ):
+        code = main(list(argv), host=PluginHost(load_entrypoints=False))
+        err = capsys.readouterr().err
+        assert code == EXIT_USAGE, (argv[-2:], err)
+        assert "nest" in err and "unexpected" not in err, (argv[-2:], err)
+    with SyncEventSourcingManager({"providers": {"m": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        assert m.get_stream_info("s").event_count == 1

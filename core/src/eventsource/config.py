@@ -469,6 +469,9 @@ class ManagerConfig:
             what = "toml" if suffix == ".toml" else "json" + ("" if suffix == ".json" else " (a file not named *.toml)")
             msg = f"configuration file {p} is not valid {what}: {e}"
             raise ConfigurationError(msg, field="file") from e
+        except RecursionError:  # no setting nests deeper than a few levels
+            msg = f"configuration file {p} nests too deeply to be read"
+            raise ConfigurationError(msg, field="file") from None
         if not isinstance(data, dict):
             msg = f"configuration file {p} must hold a table/object"
             raise ConfigurationError(msg, field="file")

@@ -66,6 +66,9 @@ def parse_spec(spec: str) -> dict[str, Any]:
         except json.JSONDecodeError as e:
             msg = f"--policy {spec!r} is not valid JSON ({e.msg} at column {e.colno})"
             raise UsageError(msg, field="--policy") from None
+        except RecursionError:
+            msg = f"--policy {spec[:40]!r}... nests too deeply to be read as JSON"
+            raise UsageError(msg, field="--policy") from None
         if not isinstance(given, dict) or not isinstance(given.get("policy"), str):
             msg = f'--policy {spec!r}: a JSON policy is an object with a "policy" name'
             raise UsageError(msg, field="--policy")

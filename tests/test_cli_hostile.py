@@ -233,3 +233,17 @@ def test_a_policy_or_config_file_nested_too_deeply_is_a_usage_error(
         assert "nest" in err and "unexpected" not in err, (argv[-2:], err)
     with SyncEventSourcingManager({"providers": {"m": url}}, host=PluginHost(load_entrypoints=False)) as m:
         assert m.get_stream_info("s").event_count == 1
+
+
+def test_an_environment_setting_nested_too_deeply_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``EVENTSOURCE_RETENTION_POLICIES='[[[[...]]]]'`` made every command say "unexpected RecursionError"."""
+    url = _store(tmp_path, ("s", [EventData("E", {"n": 1})]))
+    monkeypatch.setenv("EVENTSOURCE_RETENTION_POLICIES", "[" * 5000 + "]" * 5000)
+    with pytest.raises(ConfigurationError, match="retention_policies"):
+        ManagerConfig.from_env()
+    code = main(["--store", url, "stats"], host=PluginHost(load_entrypoints=False))
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    assert "retention_policies" in err and "unexpected" not in err, err

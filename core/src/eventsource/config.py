@@ -551,7 +551,7 @@ def _env_value(value: str) -> Any:
     if value.lstrip().startswith(("[", "{")):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # the field's own check names what is wrong with the text
             return value
     try:
         return int(value)

@@ -247,3 +247,23 @@ def test_an_environment_setting_nested_too_deeply_is_a_configuration_error(
     err = capsys.readouterr().err
     assert code == EXIT_USAGE, err
     assert "retention_policies" in err and "unexpected" not in err, err
+
+
+def test_an_upcasters_module_that_fails_is_named_in_the_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``--upcasters`` module that does not import, or a function that raises, said "unexpected ValueError: boom"
+    (exit 1), naming neither the option nor the module; the streams are left as they were."""
+    url = _store(tmp_path, ("s", [EventData("E", {"n": 1})]))
+    (tmp_path / "broken_upcasters.py").write_text("def register(registry):\n")
+    (tmp_path / "raising_upcasters.py").write_text("def register(registry):\n    raise ValueError('boom')\n")
+    (tmp_path / "failing_upcasters.py").write_text("x = 1 / 0\n")
+    for spec in ("broken_upcasters:register", "raising_upcasters:register", "failing_upcasters:x"):
+        code = main(
+            ["--store", url, "upcast-rewrite", "s", "--upcasters", spec], host=PluginHost(load_entrypoints=False)
+        )
+        err = capsys.readouterr().err
+        assert code == EXIT_USAGE, (spec, err)
+        assert f"--upcasters {spec!r}" in err and "unexpected" not in err, (spec, err)
+    with SyncEventSourcingManager({"providers": {"m": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        assert [e.data for e in m.read_stream("s")] == [{"n": 1}]

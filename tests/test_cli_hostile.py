@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import console_script, isolate
+from conftest import ProviderPlugin, console_script, isolate
 from eventsource import ConfigurationError, EventData, SnapshotNotFoundError
 from eventsource.cli import EXIT_CODES, EXIT_CONFLICT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from eventsource.config import ManagerConfig
+from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
 from eventsource.sync import SyncEventSourcingManager
 
@@ -267,3 +270,34 @@ def test_an_upcasters_module_that_fails_is_named_in_the_error(
         assert f"--upcasters {spec!r}" in err and "unexpected" not in err, (spec, err)
     with SyncEventSourcingManager({"providers": {"m": url}}, host=PluginHost(load_entrypoints=False)) as m:
         assert [e.data for e in m.read_stream("s")] == [{"n": 1}]
+
+
+class _CtrlCMidway(MemoryProvider):
+    """A store where Ctrl-C arrives while retention truncates its second stream."""
+
+    kind = "ctrlcmidway"
+
+    async def truncate_stream(self, stream_id: str, before_version: int, **kwargs: Any) -> int:
+        if stream_id == "b":
+            raise KeyboardInterrupt
+        return await super().truncate_stream(stream_id, before_version, **kwargs)
+
+
+def test_retention_stopped_by_ctrl_c_says_what_it_deleted_stays_and_how_to_finish(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Ctrl-C part-way through ``retention --yes`` printed only "interrupted": nothing said that the events of
+    the streams already done are gone, nor that running it again finishes (as copy, import and upcast-rewrite say).
+    """
+    host = PluginHost(load_entrypoints=False, plugins=[("ctrlc", ProviderPlugin((_CtrlCMidway, "ctrlcmidway")))])
+    store = f"ctrlcmidway://{uuid.uuid4().hex}"
+    for stream in ("a", "b"):
+        for _ in range(3):
+            assert main(["--store", store, "append", stream, "E"], host=host) == EXIT_OK
+    capsys.readouterr()
+    code = main(["--store", store, "retention", "--yes", "--policy", "max_count=1"], host=host)
+    _, err = capsys.readouterr()
+    assert code == EXIT_INTERRUPTED, err
+    assert "retention stopped by Ctrl-C" in err, err
+    assert "stays deleted" in err and "run the same command again" in err, err
+    assert "max_count=1" in err and "default" in err, err  # the policy and the store it was running on

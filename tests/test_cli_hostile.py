@@ -301,3 +301,22 @@ def test_retention_stopped_by_ctrl_c_says_what_it_deleted_stays_and_how_to_finis
     assert "retention stopped by Ctrl-C" in err, err
     assert "stays deleted" in err and "run the same command again" in err, err
     assert "max_count=1" in err and "default" in err, err  # the policy and the store it was running on
+
+
+def test_an_empty_stream_pattern_is_refused_not_a_transfer_of_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``export --stream "$PATTERN"`` with PATTERN unset exported 0 streams and exited 0, as if all went well."""
+    url = _store(tmp_path, ("s", [EventData("E", {"n": 1})]))
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    for argv in (
+        ("--store", url, "export", "--stream", "", "-o", "out.jsonl"),
+        ("copy", "--from", url, "--to", target, "--stream", " "),
+        ("--store", url, "import", "nothing.jsonl", "--stream", ""),
+    ):
+        code = main(list(argv), host=PluginHost(load_entrypoints=False))
+        err = capsys.readouterr().err
+        assert code == EXIT_USAGE, (argv, err)
+        assert "--stream" in err and "empty" in err, (argv, err)
+    assert not (tmp_path / "out.jsonl").exists()
+    assert not (tmp_path / "copy.db").exists()

@@ -452,6 +452,9 @@ class ManagerConfig:
         except OSError as e:
             msg = f"cannot read configuration file {p}: {e.strerror}"
             raise ConfigurationError(msg, field="file") from e
+        except UnicodeDecodeError as e:  # a database or an archive named by mistake
+            msg = f"configuration file {p} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})"
+            raise ConfigurationError(msg, field="file") from e
         suffix = p.suffix.lower()
         if suffix in (".yaml", ".yml", ".ini", ".cfg", ".env"):  # read as JSON, its error would blame valid text
             msg = f"configuration file {p}: {suffix} files are not read; write the settings as .json or .toml"
@@ -466,6 +469,9 @@ class ManagerConfig:
             what = "toml" if suffix == ".toml" else "json" + ("" if suffix == ".json" else " (a file not named *.toml)")
             msg = f"configuration file {p} is not valid {what}: {e}"
             raise ConfigurationError(msg, field="file") from e
+        except RecursionError:  # no setting nests deeper than a few levels
+            msg = f"configuration file {p} nests too deeply to be read"
+            raise ConfigurationError(msg, field="file") from None
         if not isinstance(data, dict):
             msg = f"configuration file {p} must hold a table/object"
             raise ConfigurationError(msg, field="file")
@@ -545,7 +551,7 @@ def _env_value(value: str) -> Any:
     if value.lstrip().startswith(("[", "{")):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # the field's own check names what is wrong with the text
             return value
     try:
         return int(value)

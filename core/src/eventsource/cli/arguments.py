@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 SHOWN_INPUT = 40
 """Characters of bad input echoed in an error message."""
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+"""How Python reads a byte of argv or stdin that is not UTF-8 (``surrogateescape``)."""
 
 
 def expected_version(text: str) -> int:
@@ -103,10 +107,19 @@ def parse_json(
     """Parse a JSON argument (``-`` reads stdin, with a word to ``out`` when it is a terminal); errors name it."""
     if text == "-":
         source = stdin or sys.stdin
+        if source is None:  # `<&-`
+            msg = f"{what} is '-' (read stdin), but stdin is closed: pipe the JSON in, or give it as the argument"
+            raise UsageError(msg, field=what)
         isatty = getattr(source, "isatty", None)
         if out is not None and isatty and isatty():  # typed by hand: say how to finish, or it looks hung
             out.note(f"reading {what} from the terminal; end with Ctrl-D (Ctrl-Z Enter on Windows)")
         text = source.read()
+    if (byte := _UNDECODED.search(text)) is not None:  # stored as is, it became a lone surrogate in the data
+        msg = (
+            f"{what} is not UTF-8 text: byte 0x{ord(byte[0]) - 0xDC00:02x} at character {byte.start() + 1}; "
+            "convert it to UTF-8 first (e.g. iconv -f latin1 -t utf-8)"
+        )
+        raise UsageError(msg, field=what)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:

@@ -23,11 +23,13 @@ EXIT_CODES: dict[int, str] = {
     EXIT_ERROR: "unexpected error (a store or plugin failure; run with -v for details)",
     EXIT_USAGE: "bad usage, input or configuration (also an unknown store URL scheme)",
     EXIT_NOT_FOUND: "the stream, event or snapshot does not exist (or the store a read-only command names)",
-    EXIT_CONFLICT: "conflict: wrong expected version, stream already exists, duplicate event id",
+    EXIT_CONFLICT: "conflict: wrong expected version, stream already exists, duplicate event id; copy --verify: "
+    "a stream differs",
     EXIT_UNAVAILABLE: "the store cannot be reached, timed out, or is unhealthy",
     EXIT_UNSUPPORTED: "the store does not support this operation",
     EXIT_DEGRADED: "health --strict: a store answers, but a setting read from it can lose acknowledged writes, "
     "or a part of it fails",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C, SIGINT)",
 }
 
 ERROR_EXIT = {

@@ -32,6 +32,11 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
     :param argv: arguments without the program name (default: ``sys.argv[1:]``).
     :param host: a plugin host to use instead of discovering installed plugins (tests, embedding).
     """
+    if sys.stdout is None:  # `>&-`: every command prints its result; refuse before anything is done
+        Output(as_json=False).note(
+            "error: stdout is closed: nothing was done; redirect it instead (> /dev/null drops it)"
+        )
+        return EXIT_USAGE
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -8,16 +8,19 @@ enums, bytes) into JSON-able data, and the small formatters (:func:`short`, :fun
 from __future__ import annotations
 
 import base64
+import io
 import json
+import re
 import sys
 import uuid
 from dataclasses import fields, is_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 _KIB = 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Output:
@@ -26,7 +29,8 @@ class Output:
     def __init__(self, *, as_json: bool, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
         self.as_json = as_json
         self.out = stdout or sys.stdout
-        self.err = stderr or sys.stderr
+        # `2>&-`: sys.stderr is None, and print(file=None) writes to stdout, into the data: drop notes instead
+        self.err = stderr or sys.stderr or cast("TextIO", _Discard())
 
     def line(self, text: str = "") -> None:
         """Print a line of human output (nothing in ``--json`` mode)."""
@@ -47,6 +51,14 @@ class Output:
         """Whether stderr is a terminal (progress lines are shown only there)."""
         isatty = getattr(self.err, "isatty", None)
         return bool(isatty and isatty())
+
+
+class _Discard(io.TextIOBase):
+    """Where notes go when stderr is closed: nowhere."""
+
+    def write(self, text: str) -> int:
+        """Drop ``text``."""
+        return len(text)
 
 
 def plain(value: Any) -> Any:
@@ -79,12 +91,24 @@ def _plain_scalar(value: Any) -> Any:
 def dumps(value: object, *, indent: int | None = None) -> str:
     """Compact (or indented) JSON of :func:`plain` data, Unicode kept readable."""
     sep = (",", ": ") if indent else (",", ":")
-    return json.dumps(plain(value), ensure_ascii=False, indent=indent, separators=sep, default=str)
+    return _escaped(json.dumps(plain(value), ensure_ascii=False, indent=indent, separators=sep, default=str))
 
 
 def short(value: object) -> str:
     """Compact one-line JSON for human output."""
-    return json.dumps(plain(value), ensure_ascii=False, separators=(", ", ": "), default=str)
+    return _escaped(json.dumps(plain(value), ensure_ascii=False, separators=(", ", ": "), default=str))
+
+
+def _escaped(text: str) -> str:
+    r"""JSON ``text`` with each lone surrogate as its ``\uXXXX`` escape (which reads back as the same text).
+
+    A payload may hold any ``str``, a lone surrogate too, and no UTF-8 stream can print one: ``read`` stopped
+    on such an event with an ``UnicodeEncodeError``. In JSON every ``str`` is inside a string literal, where
+    the escape means the same.
+    """
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def when(ts: datetime | None) -> str:

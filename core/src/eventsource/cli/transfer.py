@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventsource.cli.arguments import positive
+from eventsource.cli.arguments import given, positive
 from eventsource.cli.errors import StoreContextError, UsageError
 from eventsource.cli.session import _has_server, _unreachable, connect_hint
 from eventsource.cli.storefile import SQLITE_PATHS, foreign_sqlite_file, missing_sqlite_file
@@ -46,6 +46,7 @@ def add_stream_option(parser: argparse.ArgumentParser) -> None:
         metavar="PATTERN",
         action="append",
         dest="streams",
+        type=given("a stream id pattern such as 'order-*'"),  # an unset "$PATTERN" matched nothing: exit 0
         help="only streams whose id matches this shell-style pattern (repeatable), e.g. 'order-*'",
     )
     parser.add_argument(

@@ -370,6 +370,8 @@ class JsonlSource:
             raise self._error(lineno, str(e)) from e
         except (ValueError, UnicodeDecodeError) as e:
             raise self._error(lineno, "not a JSON line (corrupted or cut short?)") from e
+        except RecursionError:  # a crafted line: records nest little (payloads are base64, metadata validated)
+            raise self._error(lineno, "a JSON line nested too deeply to be an export record") from None
         if not isinstance(d, dict):
             raise self._error(lineno, "not a JSON object")
         return d

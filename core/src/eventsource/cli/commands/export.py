@@ -50,6 +50,8 @@ def export(session: Session) -> int:
             try:
                 gzipped = args.gzip or args.output.endswith(".gz")
                 stream = open_output(args.output, gzipped=gzipped, partial=to_file, note=out.note)
+            except BrokenPipeError:  # `export --gzip | true`, unbuffered: the header met a reader that left
+                raise  # (the CLI ends quietly, as for a plain export)
             except OSError as e:
                 msg = f"cannot write the export {args.output!r}: {e.strerror or e}"
                 raise UsageError(msg, field="output") from e

@@ -52,6 +52,9 @@ def import_(session: Session) -> int:
     from eventsource.transfer import import_store, open_input
 
     args, out = session.args, session.out
+    if args.input == "-" and sys.stdin is None:  # `<&-`
+        msg = "no export FILE given, and stdin is closed: name the file (eventsource import backup.jsonl.gz)"
+        raise UsageError(msg, field="input")
     if args.input == "-" and sys.stdin.isatty():
         msg = (
             "no export FILE given, and stdin is a terminal: name the file (eventsource import backup.jsonl.gz) "

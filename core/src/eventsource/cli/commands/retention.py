@@ -53,7 +53,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--yes", action="store_true", help="really delete: without it the command refuses and says why")
     p.epilog = (
         "exit codes: 0 every policy ran on every store; 6 a store cannot run a policy; 1 a policy failed (the others "
-        "still run); 2 a bad --policy, no policy, or no --yes; 3 the store does not exist (it is never created)"
+        "still run); 2 a bad --policy, no policy, or no --yes; 3 the store does not exist (it is never created); "
+        "130 Ctrl-C (what was deleted stays deleted: run it again to finish)"
     )
 
 
@@ -65,6 +66,9 @@ def parse_spec(spec: str) -> dict[str, Any]:
             given = json.loads(text)
         except json.JSONDecodeError as e:
             msg = f"--policy {spec!r} is not valid JSON ({e.msg} at column {e.colno})"
+            raise UsageError(msg, field="--policy") from None
+        except RecursionError:
+            msg = f"--policy {spec[:40]!r}... nests too deeply to be read as JSON"
             raise UsageError(msg, field="--policy") from None
         if not isinstance(given, dict) or not isinstance(given.get("policy"), str):
             msg = f'--policy {spec!r}: a JSON policy is an object with a "policy" name'
@@ -164,15 +168,19 @@ def retention(session: Session) -> int:
     if not a.yes:
         _refuse(session, cfg, policies, targets)
 
+    outcomes: list[PolicyOutcome] = []
+    running: list[str] = []  # the policy under way and its store, for a Ctrl-C's note
+
     async def body(m: EventSourcingManager) -> int:
         started = now = utcnow()
-        outcomes = []
         for name in targets:
             kind = m.get_provider(name).kind
             for policy in policies:
                 out.line(f"{name} ({kind}): {label(policy)}: running...")
                 out.out.flush()
+                running[:] = [f"{label(policy)} on {name!r}"]
                 outcome = await _run_one(m, policy, name, now)
+                running.clear()
                 if outcome.message:  # a driver's error may carry the URL with its password
                     outcome = dataclasses.replace(outcome, message=session.scrub(outcome.message))
                 outcomes.append(outcome)
@@ -181,7 +189,17 @@ def retention(session: Session) -> int:
         report = RetentionReport(started_at=started, finished_at=utcnow(), outcomes=tuple(outcomes))
         return _summary(session, report)
 
-    return session.with_manager(body, existing=True)
+    try:
+        return session.with_manager(body, existing=True)
+    except KeyboardInterrupt:  # say what is gone and how to finish; the CLI then exits 130
+        during = f" while running {running[0]}" if running else ""
+        maybe = ", and maybe some by the one under way" if running else ""
+        deleted = sum(o.deleted_events for o in outcomes)
+        out.note(
+            f"retention stopped by Ctrl-C{during}: what it deleted stays deleted ({deleted:,} events by the "
+            f"{len(outcomes)} policy run(s) that finished{maybe}); run the same command again to apply the rest"
+        )
+        raise
 
 
 async def _run_one(m: EventSourcingManager, policy: RetentionPolicy, name: str, now: datetime) -> PolicyOutcome:

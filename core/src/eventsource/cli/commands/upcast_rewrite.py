@@ -50,7 +50,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--batch-size", metavar="N", type=positive, default=500, help="events per atomic write")
 
 
-def _registrars(specs: list[str]) -> list[Callable[..., Any]]:
+def _registrars(specs: list[str]) -> list[tuple[str, Callable[..., Any]]]:
     """The functions named by ``--upcasters``, imported before connecting.
 
     The working directory is searched first, as ``python -m`` does: a console script's own ``sys.path``
@@ -67,7 +67,7 @@ def _registrars(specs: list[str]) -> list[Callable[..., Any]]:
             raise UsageError(msg, field="--upcasters")
         try:
             fn = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as e:
+        except Exception as e:  # the module may fail any way on import (SyntaxError, its own code)
             msg = (
                 f"--upcasters {spec!r}: {type(e).__name__}: {e} (MODULE is imported from the working directory "
                 "or PYTHONPATH)"
@@ -76,7 +76,7 @@ def _registrars(specs: list[str]) -> list[Callable[..., Any]]:
         if not callable(fn):
             msg = f"--upcasters {spec!r} is not a function"
             raise UsageError(msg, field="--upcasters")
-        out.append(fn)
+        out.append((spec, fn))
     return out
 
 
@@ -141,8 +141,12 @@ def upcast_rewrite(session: Session) -> int:
     registrars = _registrars(a.upcasters)
 
     async def body(m: EventSourcingManager) -> int:
-        for fn in registrars:
-            fn(m.event_classes.upcasters)
+        for spec, fn in registrars:
+            try:
+                fn(m.event_classes.upcasters)
+            except Exception as e:  # the caller's code: name it, or "boom" comes from nowhere
+                msg = f"--upcasters {spec!r} failed: {type(e).__name__}: {e}; nothing was rewritten"
+                raise UsageError(msg, field="--upcasters") from e
         chains = m.event_classes.upcasters.events
         if not chains.steps and not chains.renames:  # nothing could change: do not report a success
             msg = (

@@ -208,6 +208,7 @@ class Subscription(PageDelivery):
         self._passed_at: tuple[float, int] | None = None  # commit_every: (loop time, mark) of the last commit
         self._handed: int | None = None  # position (one-stream: version) of the last event handed out
         self._putting = asyncio.Lock()  # held by a checkpoint put, and by close() closing a store it opened
+        self._reading = asyncio.Lock()  # held by the task reading the next page (or waiting for the store)
 
     def __repr__(self) -> str:
         return (
@@ -353,17 +354,20 @@ class Subscription(PageDelivery):
                 return self._hand(got[0])
             if self.commit_every is not None or self._all_committed():
                 await self._commit_passed()
-            # a read, and the wait after an empty one, run as one future close() cancels: a close that
-            # lands during the read (or the pause before the wait) ends this call too, not poll_interval later
-            step = self._waiter = asyncio.ensure_future(self._step())
-            try:
-                await step
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if not self._closed or (task is not None and task.cancelling()):
-                    raise  # the consumer was cancelled, not the step ended by close()
-            finally:
-                self._waiter = None
+            async with self._reading:  # tasks sharing it take turns: each page is read once, each event handed once
+                if self._closed or self.buffered:
+                    continue  # closed, or another task's read filled the buffer meanwhile
+                # a read, and the wait after an empty one, run as one future close() cancels: a close that
+                # lands during the read (or the pause before the wait) ends this call too, not poll_interval later
+                step = self._waiter = asyncio.ensure_future(self._step())
+                try:
+                    await step
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if not self._closed or (task is not None and task.cancelling()):
+                        raise  # the consumer was cancelled, not the step ended by close()
+                finally:
+                    self._waiter = None
         raise StopAsyncIteration
 
     def _hand(self, event: Event) -> Event:

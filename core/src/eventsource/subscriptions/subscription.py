@@ -354,21 +354,28 @@ class Subscription(PageDelivery):
                 return self._hand(got[0])
             if self.commit_every is not None or self._all_committed():
                 await self._commit_passed()
-            async with self._reading:  # tasks sharing it take turns: each page is read once, each event handed once
-                if self._closed or self.buffered:
-                    continue  # closed, or another task's read filled the buffer meanwhile
-                # a read, and the wait after an empty one, run as one future close() cancels: a close that
-                # lands during the read (or the pause before the wait) ends this call too, not poll_interval later
-                step = self._waiter = asyncio.ensure_future(self._step())
-                try:
-                    await step
-                except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if not self._closed or (task is not None and task.cancelling()):
-                        raise  # the consumer was cancelled, not the step ended by close()
-                finally:
-                    self._waiter = None
+            await self._read_turn()
         raise StopAsyncIteration
+
+    async def _read_turn(self) -> None:
+        """Read the next page, or wait for the store after an empty one; tasks sharing the subscription take turns.
+
+        A task whose turn comes after another's read filled the buffer reads nothing (each page is read once,
+        so each event is handed out once). The read and the wait run as one future close() cancels: a close
+        that lands during the read (or the pause before the wait) ends this call too, not poll_interval later.
+        """
+        async with self._reading:
+            if self._closed or self.buffered:
+                return
+            step = self._waiter = asyncio.ensure_future(self._step())
+            try:
+                await step
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not self._closed or (task is not None and task.cancelling()):
+                    raise  # the consumer was cancelled, not the step ended by close()
+            finally:
+                self._waiter = None
 
     def _hand(self, event: Event) -> Event:
         self._handed = event.version if self.target.stream_id is not None else event.position

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from eventsource.errors import ProviderUnavailableError
 from eventsource.sqlite.errors import map_error
@@ -70,3 +70,41 @@ def switch_to_wal(db: sqlite3.Connection, busy_timeout: float) -> str:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+
+class OpenedFiles(NamedTuple):
+    """The device and inode of a database file and of its ``-wal`` file, by absolute path (``None``: not there)."""
+
+    path: str
+    db: tuple[int, int] | None
+    wal: tuple[int, int] | None
+
+    @classmethod
+    def at(cls, path: str) -> OpenedFiles:
+        """The files at ``path`` now (a connection of ours holds them open, so SQLite never removes the -wal)."""
+        path = str(Path(path).absolute())  # (a later chdir does not move it)
+        return cls(path, _identity(path), _identity(path + "-wal"))
+
+    def check(self, op: str) -> None:
+        """Refuse a write once the files at the path are not the ones the connection holds open.
+
+        The connection would commit into a file that is no longer there (removed, or another file renamed
+        over it): acknowledged, then lost when the process ends (SQLite does not checkpoint a moved file at
+        close), or its WAL applied to the file now at the path. Nothing of the write is done.
+        """
+        if OpenedFiles.at(self.path) != self:
+            msg = (
+                f"sqlite {op} on {self.path}: the database file or its -wal file was moved, removed or replaced "
+                "while this provider had it open; nothing was written (a write now would go to a file no longer "
+                "at that path, and be lost). Put the files back, or close the manager and connect again to use "
+                "the database now at that path"
+            )
+            raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

@@ -43,7 +43,7 @@ from eventsource.sqlite.checkpoints import (
     WAL_BACKSTOP_PAGES,
     Checkpointer,
 )
-from eventsource.sqlite.connection import open_connection
+from eventsource.sqlite.connection import OpenedFiles, open_connection
 from eventsource.sqlite.maintenance import (
     QUIET_AFTER,
     Batches,
@@ -156,6 +156,8 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         worker.db = open_connection(self.path, self.settings, memory=self.memory, create=self.settings["create_store"])
         if writer and not self.memory:
             worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
+            worker.db.execute("PRAGMA user_version").fetchone()  # (a read opens, or makes, the -wal file)
+            worker.files = OpenedFiles.at(self.path)
 
     def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
         """Run ``fn`` on the writer thread, noting when a write other than a retention batch was sent."""
@@ -481,6 +483,8 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         """Read the schema version through the reader, the writer's durability pragmas (:mod:`.durability`)."""
         start = time.perf_counter()
         try:
+            if self._writer is not None and self._writer.files is not None:
+                self._writer.files.check("health")
             version = await self._read("health", lambda db: db.execute("PRAGMA user_version").fetchone()[0])
         except Exception as e:  # noqa: BLE001 - health reports, never raises
             return HealthStatus(healthy=False, provider=self.name, message=str(e), details={"path": self.path})

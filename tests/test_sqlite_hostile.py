@@ -1,0 +1,93 @@
+"""The SQLite store in a hostile environment, through the public manager API: its file replaced, removed
+or made read-only under it, the disk full. Nothing acknowledged may be lost; every refusal is typed and says
+what to do."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from typing import TYPE_CHECKING
+
+import pytest
+from eventsource import EventSourcingManager
+from eventsource.errors import ProviderUnavailableError
+from eventsource.model import ANY
+from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _manager(path: Path) -> EventSourcingManager:
+    return EventSourcingManager({"providers": {"s": f"sqlite:///{path}"}}, host=PluginHost(load_entrypoints=False))
+
+
+async def test_an_append_after_the_file_was_replaced_is_refused_not_acknowledged_and_lost(tmp_path: Path) -> None:
+    # another store's file renamed over the open one (a backup restored with mv, its -wal and -shm cleared):
+    # the writer went on committing into the unlinked file and acknowledged each append; at close SQLite
+    # does not checkpoint a moved file, so every event acknowledged after the swap was gone
+    path, other = tmp_path / "events.db", tmp_path / "other.db"
+    async with _manager(other) as o:
+        await o.append_event(stream_id="b", event_type="B", data={}, expected_version=0)
+    m = await _manager(path).connect()
+    try:
+        await m.append_event(stream_id="a", event_type="A", data={}, expected_version=0)
+        other.replace(path)
+        for suffix in ("-wal", "-shm"):
+            (tmp_path / f"events.db{suffix}").unlink()
+        with pytest.raises(ProviderUnavailableError, match="replaced") as e:
+            await m.append_event(stream_id="a", event_type="A", data={}, expected_version=ANY)
+        assert "connect again" in str(e.value)
+        health = (await m.health_check())["s"]
+        assert not health.healthy
+        assert "replaced" in health.message
+    finally:
+        await m.close()
+    async with _manager(path) as again:  # the file now at the path is the other store's, untouched
+        assert (await again.get_stream_info("b")).version == 1
+        assert not await again.stream_exists("a")
+
+
+_KILLED = """
+import asyncio, os, signal, sys
+from eventsource import EventSourcingManager
+from eventsource.model import ANY
+from eventsource.plugins import PluginHost
+
+path = sys.argv[1]
+
+
+async def main() -> None:
+    m = EventSourcingManager({"providers": {"s": f"sqlite:///{path}"}}, host=PluginHost(load_entrypoints=False))
+    await m.connect()
+    await m.append_event(stream_id="a", event_type="A", data={}, expected_version=ANY)
+    os.unlink(path + "-wal")
+    os.unlink(path + "-shm")
+    try:
+        r = await m.append_event(stream_id="a", event_type="A", data={}, expected_version=ANY)
+        print("acknowledged", r.event_id, flush=True)
+    except Exception as e:
+        print("refused", type(e).__name__, e, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+asyncio.run(main())
+"""
+
+
+def test_an_append_after_the_wal_was_removed_is_refused_not_acknowledged_into_a_deleted_file(tmp_path: Path) -> None:
+    # the -wal and -shm deleted while open (taken for temporary files): the writer appended into the
+    # unlinked WAL and acknowledged; a crash (here SIGKILL) then lost every such event
+    path = tmp_path / "events.db"
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_KILLED), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    assert out.stdout.startswith("refused ProviderUnavailableError"), out.stdout + out.stderr
+    assert "connect again" in out.stdout

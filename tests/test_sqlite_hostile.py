@@ -4,10 +4,13 @@ what to do."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import subprocess
 import sys
 import textwrap
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pytest
@@ -91,3 +94,76 @@ def test_an_append_after_the_wal_was_removed_is_refused_not_acknowledged_into_a_
     assert out.returncode == -signal.SIGKILL, out.stderr
     assert out.stdout.startswith("refused ProviderUnavailableError"), out.stdout + out.stderr
     assert "connect again" in out.stdout
+
+
+_READ_ONLY = """
+import asyncio, ctypes, json, os, sys
+
+if os.geteuid() == 0:  # root writes any file whatever its mode: drop that, for this process only
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3
+    assert libc.capget(ctypes.byref(header), data) == 0, os.strerror(ctypes.get_errno())
+    data[0].effective &= ~0b1110  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+    data[0].permitted &= ~0b1110
+    assert libc.capset(ctypes.byref(header), data) == 0, os.strerror(ctypes.get_errno())
+
+from eventsource import EventSourcingManager
+from eventsource.model import ANY
+from eventsource.plugins import PluginHost
+
+
+async def main() -> None:
+    out = {}
+    m = EventSourcingManager({"providers": {"s": "sqlite:///" + sys.argv[1]}}, host=PluginHost(load_entrypoints=False))
+    try:
+        await m.connect()
+        out["version"] = (await m.get_stream_info("a")).version
+        await m.append_event(stream_id="a", event_type="A", data={}, expected_version=ANY)
+        out["appended"] = True
+    except Exception as e:
+        out["error"] = [type(e).__name__, str(e)]
+    if m.list_providers():
+        out["health"] = (await m.health_check())["s"].details.get("status")
+    await m.close()
+    print(json.dumps(out))
+
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("what", ["file", "folder"])
+async def test_a_read_only_database_is_a_typed_error_that_says_what_to_do(tmp_path: Path, what: str) -> None:
+    # a file (or its folder, where SQLite makes the -wal and -shm) this user may not write: the append was an
+    # untyped "ProviderError ... failed: OperationalError: attempt to write a readonly database" (the folder:
+    # at connect), and health() said ok on a store that refused every write
+    folder = tmp_path / "db"
+    folder.mkdir()
+    path = folder / "events.db"
+    async with _manager(path) as m:
+        await m.append_event(stream_id="a", event_type="A", data={}, expected_version=0)
+    assert sorted(p.name for p in folder.iterdir()) == ["events.db"]
+    (path if what == "file" else folder).chmod(0o444 if what == "file" else 0o555)
+    try:
+        run = partial(subprocess.run, capture_output=True, text=True, timeout=120, check=False)
+        out = await asyncio.to_thread(run, [sys.executable, "-c", textwrap.dedent(_READ_ONLY), str(path)])
+    finally:
+        folder.chmod(0o755)
+        path.chmod(0o644)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    kind, message = result["error"]
+    assert kind == "ProviderUnavailableError", message
+    assert "read-only" in message
+    assert "write permission" in message
+    if what == "file":  # it opens (reads work), so health must say writes do not
+        assert result["version"] == 1
+        assert result["health"] == "degraded"
+    async with _manager(path) as m:  # nothing was written
+        assert (await m.get_stream_info("a")).version == 1

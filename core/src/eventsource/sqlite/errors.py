@@ -13,6 +13,12 @@ from eventsource.errors import (
 )
 
 _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+READ_ONLY = (
+    "the database is read-only for this process (the file, its folder, where SQLite makes the -wal and -shm "
+    "files, or the file system): give this user write permission on the file and its folder (or mount the file "
+    "system read-write), then retry"
+)
+_ADVICE = {"SQLITE_READONLY": f"nothing was written: {READ_ONLY}"}  # what to do, by error family
 _UNAVAILABLE = {"SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_FULL"}
 
 
@@ -29,8 +35,9 @@ def map_error(e: BaseException, op: str, path: str) -> EventSourceError:
             provider="sqlite",
             operation=op,
         )
-    if family in _UNAVAILABLE or isinstance(e, (OSError, sqlite3.InterfaceError)):
-        return ProviderUnavailableError(f"{where}: cannot use the database file: {e}", provider="sqlite", operation=op)
+    if family in _ADVICE or family in _UNAVAILABLE or isinstance(e, (OSError, sqlite3.InterfaceError)):
+        what = _ADVICE.get(family, "cannot use the database file")
+        return ProviderUnavailableError(f"{where}: {what}: {e}", provider="sqlite", operation=op)
     if isinstance(e, sqlite3.ProgrammingError) and "closed" in str(e):
         return ProviderUnavailableError(f"{where}: the connection is closed", provider="sqlite", operation=op)
     if isinstance(e, sqlite3.IntegrityError) and "event_id" in str(e):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import sqlite3
 import time
 import uuid
@@ -44,6 +45,7 @@ from eventsource.sqlite.checkpoints import (
     Checkpointer,
 )
 from eventsource.sqlite.connection import OpenedFiles, open_connection
+from eventsource.sqlite.errors import READ_ONLY
 from eventsource.sqlite.maintenance import (
     QUIET_AFTER,
     Batches,
@@ -506,6 +508,8 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
             details["wal_checkpoints"], faults = self._checkpoints.report()
             if faults:  # try again now: an idle store (no writes to poke it) stayed degraded for good
                 self._checkpoints.poke()
+        if not self.memory and not os.access(self.path, os.W_OK):  # it opens (reads work); every write would fail
+            faults.append({"component": "writes", "error": READ_ONLY})
         ok = HealthStatus(healthy=True, provider=self.name, message="ok", details=details, latency_ms=latency)
         ok = with_faults(ok, faults)
         risks: list[dict[str, str]] = []

@@ -167,3 +167,74 @@ async def test_a_read_only_database_is_a_typed_error_that_says_what_to_do(tmp_pa
         assert result["health"] == "degraded"
     async with _manager(path) as m:  # nothing was written
         assert (await m.get_stream_info("a")).version == 1
+
+
+_FULL = """
+import asyncio, json, os, resource, sys
+from eventsource import EventData, EventSourcingManager
+from eventsource.plugins import PluginHost
+
+path = sys.argv[1]
+
+
+async def main() -> None:
+    m = EventSourcingManager({"providers": {"s": "sqlite:///" + path}}, host=PluginHost(load_entrypoints=False))
+    out = {"acknowledged": [], "errors": {}}
+    async with m:
+        version = 0
+        for i in range(30):
+            r = await m.append_event(stream_id="a", event_type="A", data={"i": i}, expected_version=version)
+            version = r.version
+            out["acknowledged"].append(r.event_id)
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+        wal = os.path.getsize(path + "-wal")
+        # the file may not grow (SIGXFSZ is ignored by Python: the write gets EFBIG, SQLite's "disk I/O error")
+        resource.setrlimit(resource.RLIMIT_FSIZE, (wal, limit[1]))
+        big = {"x": "y" * 20000}
+        calls = {
+            "append": lambda: m.append_event(stream_id="a", event_type="A", data=big, expected_version=version),
+            "batch": lambda: m.append_events_batch(
+                stream_id="a", expected_version=version, events=[EventData("A", big) for _ in range(5)]
+            ),
+            "snapshot": lambda: m.create_snapshot(stream_id="a", data=big),
+            "retention": lambda: m.apply_retention([{"policy": "max_count", "max_events": 1}]),
+        }
+        for name, call in calls.items():
+            try:
+                await call()
+            except Exception as e:
+                out["errors"][name] = [type(e).__name__, str(e)]
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        out["version"] = (await m.get_stream_info("a")).version
+        r = await m.append_event(stream_id="a", event_type="A", data=big, expected_version=version)
+        out["acknowledged"].append(r.event_id)
+        out["after"] = r.version
+    print(json.dumps(out))
+
+
+asyncio.run(main())
+"""
+
+
+async def test_a_full_disk_is_a_typed_error_that_says_what_to_do_and_the_store_works_once_space_returns(
+    tmp_path: Path,
+) -> None:
+    # every write refused by the file system was "cannot use the database file: disk I/O error": typed, but
+    # no word of what to do (nor that nothing was stored)
+    path = tmp_path / "events.db"
+    run = partial(subprocess.run, capture_output=True, text=True, timeout=120, check=False)
+    out = await asyncio.to_thread(run, [sys.executable, "-c", textwrap.dedent(_FULL), str(path)])
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result["errors"]) == {"append", "batch", "snapshot", "retention"}, result["errors"]
+    for name, (kind, message) in result["errors"].items():
+        if name == "retention":  # a RetentionError wrapping the store's error
+            assert "ProviderUnavailableError" in message, message
+        else:
+            assert kind == "ProviderUnavailableError", message
+        assert "free space" in message, message
+    assert result["version"] == 30  # nothing of a refused write
+    assert result["after"] == 31
+    async with _manager(path) as m:  # every acknowledged event, once, in order
+        ids = [e.event_id async for e in m.read_stream("a")]
+        assert ids == result["acknowledged"]

@@ -18,7 +18,14 @@ READ_ONLY = (
     "files, or the file system): give this user write permission on the file and its folder (or mount the file "
     "system read-write), then retry"
 )
-_ADVICE = {"SQLITE_READONLY": f"nothing was written: {READ_ONLY}"}  # what to do, by error family
+_ADVICE = {  # what to do, by error family
+    "SQLITE_READONLY": f"nothing was written: {READ_ONLY}",
+    "SQLITE_FULL": "nothing was written: the disk (or this user's quota) is full: free space on it, then retry",
+    "SQLITE_IOERR": (
+        "the file system refused a read or write (a full disk or quota, a file size limit, a failing disk, or a "
+        "file system gone read-only): free space or repair the file system, then retry"
+    ),
+}
 _UNAVAILABLE = {"SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_FULL"}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,12 +16,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 from eventsource import EventSourcingManager
-from eventsource.errors import ProviderUnavailableError
+from eventsource.errors import ConfigurationError, ProviderUnavailableError
 from eventsource.model import ANY
 from eventsource.plugins import PluginHost
+from eventsource.sqlite import SqliteProvider
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
 
 
 def _manager(path: Path) -> EventSourcingManager:
@@ -238,3 +244,42 @@ async def test_a_full_disk_is_a_typed_error_that_says_what_to_do_and_the_store_w
     async with _manager(path) as m:  # every acknowledged event, once, in order
         ids = [e.event_id async for e in m.read_stream("a")]
         assert ids == result["acknowledged"]
+
+
+async def test_a_nul_in_the_path_is_a_configuration_error(tmp_path: Path) -> None:
+    # 'sqlite:///a%00b.db' passed the URL checks and failed at connect with Python's untyped ValueError
+    # (embedded null byte)
+    m = _manager(tmp_path / "a%00b.db")
+    with pytest.raises(ConfigurationError, match="NUL"):
+        await m.connect()
+    await m.close()
+    with pytest.raises(ConfigurationError, match="NUL"):
+        SqliteProvider(f"sqlite:///{tmp_path}/a%00b.db")
+
+
+@pytest.mark.parametrize("what", ["folder", "fifo", "symlink loop", "name too long"])
+async def test_a_path_that_cannot_be_a_database_file_says_what_it_is_and_makes_nothing(
+    tmp_path: Path, what: str
+) -> None:
+    # a folder, a FIFO or a symlink loop was "unable to open database file" (the FIFO: "disk I/O error");
+    # a file name with no room for its "-wal" suffix made an empty file there, then failed the same way
+    path = tmp_path / ("L" * (255 - len(".db")) + ".db" if what == "name too long" else "events.db")
+    if what == "folder":
+        path.mkdir()
+    elif what == "fifo":
+        os.mkfifo(path)
+    elif what == "symlink loop":
+        path.symlink_to(path)
+    before = _names(tmp_path)
+    m = _manager(path)
+    with pytest.raises(ProviderUnavailableError) as e:
+        await m.connect()
+    await m.close()
+    said = {
+        "folder": "is a directory",
+        "fifo": "is not a regular file",
+        "symlink loop": "symbolic links",
+        "name too long": "too long",
+    }[what]
+    assert said in str(e.value)
+    assert _names(tmp_path) == before

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -21,6 +23,8 @@ def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool, cre
     must reach the provider's database, not a new empty one where it went missing.
     """
     db = None
+    if not memory:
+        _check_path(path)
     try:
         if not memory and create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +49,34 @@ def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool, cre
             db.close()
         raise map_error(e, "connect", path) from e
     return db
+
+
+def _check_path(path: str) -> None:
+    """Refuse, before anything is made, a path that cannot be a database file, saying what it is."""
+    where = f"sqlite connect on {path}"
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:  # a symlink loop, a name too long, a folder on the way not searchable...
+        raise ProviderUnavailableError(f"{where}: {e.strerror}", provider="sqlite", operation="connect") from e
+    if mode is not None and stat.S_ISDIR(mode):
+        msg = f"{where}: it is a directory: name a database file (sqlite:///{path}/events.db, say)"
+        raise ProviderUnavailableError(msg, provider="sqlite", operation="connect")
+    if mode is not None and not stat.S_ISREG(mode):
+        msg = f"{where}: it is not a regular file (a FIFO, socket or device): name a database file"
+        raise ProviderUnavailableError(msg, provider="sqlite", operation="connect")
+    try:
+        longest = os.pathconf(p.parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # (a folder still to be made; no pathconf on Windows)
+        longest = 255
+    if len(os.fsencode(p.name)) + len("-wal") > longest:
+        msg = (
+            f"{where}: the file name is too long: SQLite adds '-wal' and '-shm' to it, and a name here holds at "
+            f"most {longest} bytes: use a name of at most {longest - 4}"
+        )
+        raise ProviderUnavailableError(msg, provider="sqlite", operation="connect")
 
 
 def switch_to_wal(db: sqlite3.Connection, busy_timeout: float) -> str:

@@ -48,6 +48,9 @@ def path_from_url(url: str) -> str:
         msg = f"sqlite URL with a '#': {url!r} (write a '#' of the file's path as %23)"
         raise ConfigurationError(msg, field="url")
     path = path.removeprefix("/")
+    if "\x00" in path:  # (the driver's "embedded null byte" ValueError at connect, otherwise)
+        msg = f"sqlite URL with a NUL character (%00) in its path: {url!r} (no file can be named so)"
+        raise ConfigurationError(msg, field="url")
     if not path or path.endswith("/"):
         msg = f"sqlite URL names no file: {url!r}"
         raise ConfigurationError(msg, field="url")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from eventsource import EventSourcingManager
-from eventsource.errors import ConfigurationError, ProviderUnavailableError
+from eventsource.errors import ConfigurationError, ProviderError, ProviderUnavailableError
 from eventsource.model import ANY
 from eventsource.plugins import PluginHost
 from eventsource.sqlite import SqliteProvider
@@ -283,3 +283,24 @@ async def test_a_path_that_cannot_be_a_database_file_says_what_it_is_and_makes_n
     }[what]
     assert said in str(e.value)
     assert _names(tmp_path) == before
+
+
+async def test_a_file_overwritten_in_place_is_reported_corrupt_with_what_to_do(tmp_path: Path) -> None:
+    # garbage written over the open file (same inode: cp or > onto it): reads failed with the catch-all
+    # "ProviderError ... failed: DatabaseError: database disk image is malformed", nothing said what to do, and
+    # a new manager's connect said the same
+    path = tmp_path / "events.db"
+    async with _manager(path) as m:
+        for i in range(200):
+            await m.append_event(stream_id=f"s{i % 7}", event_type="A", data={"p": "x" * 300}, expected_version=ANY)
+        await m.health_check()
+    async with _manager(path) as m:  # a fresh start: every page comes from the file now
+        with path.open("r+b") as f:
+            f.write(b"\xa5" * path.stat().st_size)
+        health = (await m.health_check())["s"]  # it read the schema version only, and said ok
+        assert not health.healthy
+        assert "corrupt" in health.message
+        with pytest.raises(ProviderError) as e:
+            await m.get_stream_info("s3")
+        assert "corrupt" in str(e.value)
+        assert "backup" in str(e.value)

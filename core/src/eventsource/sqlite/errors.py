@@ -25,6 +25,14 @@ _ADVICE = {  # what to do, by error family
         "the file system refused a read or write (a full disk or quota, a file size limit, a failing disk, or a "
         "file system gone read-only): free space or repair the file system, then retry"
     ),
+    "SQLITE_CORRUPT": (
+        "the database file is corrupt (overwritten, truncated or damaged on disk): stop writing to it and restore "
+        "it from a backup (the sqlite3 shell's .recover saves what is still readable)"
+    ),
+    "SQLITE_NOTADB": (
+        "it is not a SQLite database, or its header was overwritten: check that the URL names the store's file, "
+        "or restore the file from a backup"
+    ),
 }
 _UNAVAILABLE = {"SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_FULL"}
 
@@ -44,7 +52,8 @@ def map_error(e: BaseException, op: str, path: str) -> EventSourceError:
         )
     if family in _ADVICE or family in _UNAVAILABLE or isinstance(e, (OSError, sqlite3.InterfaceError)):
         what = _ADVICE.get(family, "cannot use the database file")
-        return ProviderUnavailableError(f"{where}: {what}: {e}", provider="sqlite", operation=op)
+        kind = ProviderError if family == "SQLITE_CORRUPT" else ProviderUnavailableError  # (no retry mends that)
+        return kind(f"{where}: {what}: {e}", provider="sqlite", operation=op)
     if isinstance(e, sqlite3.ProgrammingError) and "closed" in str(e):
         return ProviderUnavailableError(f"{where}: the connection is closed", provider="sqlite", operation=op)
     if isinstance(e, sqlite3.IntegrityError) and "event_id" in str(e):

@@ -304,3 +304,20 @@ async def test_a_file_overwritten_in_place_is_reported_corrupt_with_what_to_do(t
             await m.get_stream_info("s3")
         assert "corrupt" in str(e.value)
         assert "backup" in str(e.value)
+
+
+@pytest.mark.parametrize("where", ["missing folder", "folder"])
+async def test_a_checkpoint_file_that_cannot_open_is_named_with_its_cause(tmp_path: Path, where: str) -> None:
+    # "cannot open the checkpoint file: OperationalError": no file, no reason, nothing to act on
+    path = tmp_path / "missing" / "c.db" if where == "missing folder" else tmp_path / "adir"
+    if where == "folder":
+        path.mkdir()
+    async with _manager(tmp_path / "events.db") as m:
+        await m.append_event(stream_id="a", event_type="A", data={}, expected_version=0)
+        with pytest.raises(ProviderUnavailableError) as e:
+            async with m.subscribe(checkpoint=f"sqlite:///{path}", name="n") as sub:
+                async for _ in sub:
+                    break
+    assert str(path) in str(e.value)
+    said = {"missing folder": "does not exist", "folder": "is a directory"}[where]
+    assert said in str(e.value)

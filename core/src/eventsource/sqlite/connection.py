@@ -24,7 +24,7 @@ def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool, cre
     """
     db = None
     if not memory:
-        _check_path(path)
+        check_path(path)
     try:
         if not memory and create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -51,22 +51,22 @@ def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool, cre
     return db
 
 
-def _check_path(path: str) -> None:
+def check_path(path: str, op: str = "connect") -> None:
     """Refuse, before anything is made, a path that cannot be a database file, saying what it is."""
-    where = f"sqlite connect on {path}"
+    where = f"sqlite {op} on {path}"
     p = Path(path)
     try:
         mode = p.stat().st_mode
     except FileNotFoundError:
         mode = None
     except OSError as e:  # a symlink loop, a name too long, a folder on the way not searchable...
-        raise ProviderUnavailableError(f"{where}: {e.strerror}", provider="sqlite", operation="connect") from e
+        raise ProviderUnavailableError(f"{where}: {e.strerror}", provider="sqlite", operation=op) from e
     if mode is not None and stat.S_ISDIR(mode):
         msg = f"{where}: it is a directory: name a database file (sqlite:///{path}/events.db, say)"
-        raise ProviderUnavailableError(msg, provider="sqlite", operation="connect")
+        raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
     if mode is not None and not stat.S_ISREG(mode):
         msg = f"{where}: it is not a regular file (a FIFO, socket or device): name a database file"
-        raise ProviderUnavailableError(msg, provider="sqlite", operation="connect")
+        raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
     try:
         longest = os.pathconf(p.parent, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # (a folder still to be made; no pathconf on Windows)
@@ -76,7 +76,7 @@ def _check_path(path: str) -> None:
             f"{where}: the file name is too long: SQLite adds '-wal' and '-shm' to it, and a name here holds at "
             f"most {longest} bytes: use a name of at most {longest - 4}"
         )
-        raise ProviderUnavailableError(msg, provider="sqlite", operation="connect")
+        raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
 
 
 def switch_to_wal(db: sqlite3.Connection, busy_timeout: float) -> str:

@@ -321,3 +321,17 @@ async def test_a_checkpoint_file_that_cannot_open_is_named_with_its_cause(tmp_pa
     assert str(path) in str(e.value)
     said = {"missing folder": "does not exist", "folder": "is a directory"}[where]
     assert said in str(e.value)
+
+
+async def test_an_append_after_the_shm_alone_was_removed_is_refused(tmp_path: Path) -> None:
+    # the -shm holds the WAL's index and its locks: with it removed, another process opening the file makes a
+    # new one and takes the write lock there while this one holds it in the old one; both append into one WAL.
+    # This provider went on writing (only the file and -wal were compared)
+    path = tmp_path / "events.db"
+    async with _manager(path) as m:
+        await m.append_event(stream_id="a", event_type="A", data={}, expected_version=0)
+        (tmp_path / "events.db-shm").unlink()
+        with pytest.raises(ProviderUnavailableError, match="-shm"):
+            await m.append_event(stream_id="a", event_type="A", data={}, expected_version=1)
+    async with _manager(path) as m:
+        assert (await m.get_stream_info("a")).version == 1

@@ -105,17 +105,21 @@ def switch_to_wal(db: sqlite3.Connection, busy_timeout: float) -> str:
 
 
 class OpenedFiles(NamedTuple):
-    """The device and inode of a database file and of its ``-wal`` file, by absolute path (``None``: not there)."""
+    """The device and inode of a database file, its ``-wal`` and its ``-shm``, by absolute path (``None``: not there).
+
+    The ``-shm`` holds the WAL's index and its locks: another process opening a new one writes the same WAL.
+    """
 
     path: str
     db: tuple[int, int] | None
     wal: tuple[int, int] | None
+    shm: tuple[int, int] | None
 
     @classmethod
     def at(cls, path: str) -> OpenedFiles:
-        """The files at ``path`` now (a connection of ours holds them open, so SQLite never removes the -wal)."""
+        """The files at ``path`` now (a connection of ours holds them open, so SQLite never removes them)."""
         path = str(Path(path).absolute())  # (a later chdir does not move it)
-        return cls(path, _identity(path), _identity(path + "-wal"))
+        return cls(path, _identity(path), _identity(path + "-wal"), _identity(path + "-shm"))
 
     def check(self, op: str) -> None:
         """Refuse a write once the files at the path are not the ones the connection holds open.
@@ -126,10 +130,10 @@ class OpenedFiles(NamedTuple):
         """
         if OpenedFiles.at(self.path) != self:
             msg = (
-                f"sqlite {op} on {self.path}: the database file or its -wal file was moved, removed or replaced "
-                "while this provider had it open; nothing was written (a write now would go to a file no longer "
-                "at that path, and be lost). Put the files back, or close the manager and connect again to use "
-                "the database now at that path"
+                f"sqlite {op} on {self.path}: the database file, its -wal or its -shm was moved, removed or replaced "
+                "while this provider had it open; nothing was written (a write now could go to a file no longer "
+                "at that path and be lost, or collide with another process's). Put the files back, or close the "
+                "manager and connect again to use the database now at that path"
             )
             raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
 

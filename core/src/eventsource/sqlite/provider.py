@@ -171,7 +171,7 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         if writer and not self.memory:
             worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
             worker.db.execute("PRAGMA user_version").fetchone()  # (a read opens, or makes, the -wal file)
-            worker.files = OpenedFiles.at(self.path)
+            worker.files = OpenedFiles(self.path)
 
     def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
         """Run ``fn`` on the writer thread, noting when a write other than a retention batch was sent."""

@@ -335,3 +335,20 @@ async def test_an_append_after_the_shm_alone_was_removed_is_refused(tmp_path: Pa
             await m.append_event(stream_id="a", event_type="A", data={}, expected_version=1)
     async with _manager(path) as m:
         assert (await m.get_stream_info("a")).version == 1
+
+
+async def test_health_of_a_relative_path_after_a_chdir_looks_at_the_file_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the working directory changed after connect: health looked for the relative path in the new one
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    m = EventSourcingManager({"providers": {"s": "sqlite:///events.db"}}, host=PluginHost(load_entrypoints=False))
+    async with m:
+        await m.append_event(stream_id="a", event_type="A", data={}, expected_version=0)
+        before = (await m.health_check())["s"]
+        monkeypatch.chdir(tmp_path / "b")
+        after = (await m.health_check())["s"]
+        assert after.details["status"] == before.details["status"], after.message
+        assert (await m.append_event(stream_id="a", event_type="A", data={}, expected_version=1)).version == 2

@@ -497,8 +497,9 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         """Read the schema version through the reader, the writer's durability pragmas (:mod:`.durability`)."""
         start = time.perf_counter()
         try:
-            if self._writer is not None and self._writer.files is not None:
-                self._writer.files.check("health")
+            files = self._writer.files if self._writer is not None else None
+            if files is not None:
+                files.check("health")
             version = await self._read("health", _schema_version)
         except Exception as e:  # noqa: BLE001 - health reports, never raises
             return HealthStatus(healthy=False, provider=self.name, message=str(e), details={"path": self.path})
@@ -520,14 +521,15 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
             details["wal_checkpoints"], faults = self._checkpoints.report()
             if faults:  # try again now: an idle store (no writes to poke it) stayed degraded for good
                 self._checkpoints.poke()
-        if not self.memory and not os.access(self.path, os.W_OK):  # it opens (reads work); every write would fail
+        path = files.path if files is not None else self.path  # (absolute: a chdir since connect moves nothing)
+        if not self.memory and not os.access(path, os.W_OK):  # it opens (reads work); every write would fail
             faults.append({"component": "writes", "error": READ_ONLY})
         ok = HealthStatus(healthy=True, provider=self.name, message="ok", details=details, latency_ms=latency)
         ok = with_faults(ok, faults)
         risks: list[dict[str, str]] = []
         unread: list[str] = []
         if not self.memory:  # (the mount table is a file the kernel keeps in memory: no disk wait)
-            risks, unread = durability.filesystem(self.path)
+            risks, unread = durability.filesystem(path)
         try:
             risks += await self._write("health", partial(durability.audit, memory=self.memory))
         except Exception as e:  # noqa: BLE001 - health reports, never raises

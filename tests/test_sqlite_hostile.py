@@ -13,6 +13,7 @@ import sys
 import textwrap
 from functools import partial
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import pytest
 from eventsource import EventSourcingManager
@@ -30,7 +31,8 @@ def _names(folder: Path) -> list[str]:
 
 
 def _manager(path: Path) -> EventSourcingManager:
-    return EventSourcingManager({"providers": {"s": f"sqlite:///{path}"}}, host=PluginHost(load_entrypoints=False))
+    url = f"sqlite:///{quote(str(path))}"
+    return EventSourcingManager({"providers": {"s": url}}, host=PluginHost(load_entrypoints=False))
 
 
 async def test_an_append_after_the_file_was_replaced_is_refused_not_acknowledged_and_lost(tmp_path: Path) -> None:
@@ -249,7 +251,8 @@ async def test_a_full_disk_is_a_typed_error_that_says_what_to_do_and_the_store_w
 async def test_a_nul_in_the_path_is_a_configuration_error(tmp_path: Path) -> None:
     # 'sqlite:///a%00b.db' passed the URL checks and failed at connect with Python's untyped ValueError
     # (embedded null byte)
-    m = _manager(tmp_path / "a%00b.db")
+    url = f"sqlite:///{tmp_path}/a%00b.db"
+    m = EventSourcingManager({"providers": {"s": url}}, host=PluginHost(load_entrypoints=False))
     with pytest.raises(ConfigurationError, match="NUL"):
         await m.connect()
     await m.close()
@@ -352,3 +355,14 @@ async def test_health_of_a_relative_path_after_a_chdir_looks_at_the_file_opened(
         after = (await m.health_check())["s"]
         assert after.details["status"] == before.details["status"], after.message
         assert (await m.append_event(stream_id="a", event_type="A", data={}, expected_version=1)).version == 2
+
+
+@pytest.mark.parametrize("name", ["a?b.db", "a#b.db", "a%41b.db", "a b é.db"])
+async def test_spawn_args_name_the_same_file_whatever_its_characters(tmp_path: Path, name: str) -> None:
+    # spawn_args() wrote the absolute path into a URL unquoted: '?' began a query string (refused), '#' was
+    # refused, and '%41' was read back as 'A': another process was sent to another file, or none
+    path = tmp_path / name
+    async with _manager(path) as m:
+        await m.append_event(stream_id="a", event_type="A", data={}, expected_version=0)
+        other = SqliteProvider(**m.get_provider("s").spawn_args())
+        assert other.path == str(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 from marshmallow import ValidationError, fields, validate
 
@@ -80,7 +80,7 @@ class SqliteSettings(CreateStoreSettings):
 def absolute_url(url: str, path: str) -> str:
     """``url``'s file by absolute path (another process in another directory finds it), its query string kept."""
     query = urlsplit(url).query
-    return f"sqlite:///{Path(path).resolve()}" + (f"?{query}" if query else "")
+    return f"sqlite:///{quote(str(Path(path).resolve()))}" + (f"?{query}" if query else "")  # ('?', '#', '%' kept)
 
 
 def url_settings(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:

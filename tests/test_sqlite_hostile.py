@@ -366,3 +366,18 @@ async def test_spawn_args_name_the_same_file_whatever_its_characters(tmp_path: P
         await m.append_event(stream_id="a", event_type="A", data={}, expected_version=0)
         other = SqliteProvider(**m.get_provider("s").spawn_args())
         assert other.path == str(path)
+
+
+async def test_a_database_file_with_a_second_hard_link_is_a_durability_risk(tmp_path: Path) -> None:
+    # SQLite names the -wal and -shm after the name it opened: a manager on each of two hard links of one file
+    # writes two WALs into one database (here appends failed with "UNIQUE constraint failed: es_events.position";
+    # across processes, commits are lost). health() said ok
+    path = tmp_path / "events.db"
+    async with _manager(path) as m:
+        await m.append_event(stream_id="a", event_type="A", data={}, expected_version=0)
+        assert "hard_links" not in str((await m.health_check())["s"].details.get("durability_risks"))
+        (tmp_path / "copy.db").hardlink_to(path)
+        health = (await m.health_check())["s"]
+        assert health.details["status"] == "degraded", health.message
+        [found] = [r for r in health.details["durability_risks"] if r["setting"] == "hard_links"]
+        assert found["value"] == "2"

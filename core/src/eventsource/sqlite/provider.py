@@ -530,6 +530,7 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         unread: list[str] = []
         if not self.memory:  # (the mount table is a file the kernel keeps in memory: no disk wait)
             risks, unread = durability.filesystem(path)
+            risks += durability.links(path)
         try:
             risks += await self._write("health", partial(durability.audit, memory=self.memory))
         except Exception as e:  # noqa: BLE001 - health reports, never raises

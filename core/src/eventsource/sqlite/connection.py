@@ -104,30 +104,41 @@ def switch_to_wal(db: sqlite3.Connection, busy_timeout: float) -> str:
             delay = min(delay * 2, 0.05)
 
 
+LOOK_EVERY = 0.05
+"""Seconds between two looks at the files before a write (a look is three ``stat`` calls, a few microseconds:
+paid on every write it was a tenth of a one-event append). A write within this time of a swap may still go to
+the old files; every write after it is refused."""
+
+
 class OpenedFiles:
     """The device and inode of a database file, its ``-wal`` and its ``-shm``, by absolute path (``None``: not there).
 
     The ``-shm`` holds the WAL's index and its locks: another process opening a new one writes the same WAL.
     """
 
-    __slots__ = ("files", "ids", "path")
+    __slots__ = ("files", "ids", "next_look", "path")
 
     def __init__(self, path: str) -> None:
         """The files at ``path`` now (a connection of ours holds them open, so SQLite never removes them)."""
         self.path = str(Path(path).absolute())  # (a later chdir does not move it)
         self.files = (self.path, self.path + "-wal", self.path + "-shm")
         self.ids = self._now()
+        self.next_look = time.monotonic() + LOOK_EVERY
 
     def _now(self) -> tuple[tuple[int, int] | None, ...]:
-        return tuple(_identity(f) for f in self.files)  # (about 3 us: each write pays it)
+        return tuple(_identity(f) for f in self.files)
 
-    def check(self, op: str) -> None:
+    def check(self, op: str, *, always: bool = False) -> None:
         """Refuse a write once the files at the path are not the ones the connection holds open.
 
         The connection would commit into a file that is no longer there (removed, or another file renamed
         over it): acknowledged, then lost when the process ends (SQLite does not checkpoint a moved file at
-        close), or its WAL applied to the file now at the path. Nothing of the write is done.
+        close), or its WAL applied to the file now at the path. Nothing of the write is done. Looked at once
+        every :data:`LOOK_EVERY` seconds (``always``: now); once a look finds them changed, at every write.
         """
+        now = time.monotonic()
+        if not always and now < self.next_look:
+            return
         if self._now() != self.ids:
             msg = (
                 f"sqlite {op} on {self.path}: the database file, its -wal or its -shm was moved, removed or replaced "
@@ -136,6 +147,7 @@ class OpenedFiles:
                 "manager and connect again to use the database now at that path"
             )
             raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+        self.next_look = now + LOOK_EVERY
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -499,7 +499,7 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         try:
             files = self._writer.files if self._writer is not None else None
             if files is not None:
-                files.check("health")
+                files.check("health", always=True)
             version = await self._read("health", _schema_version)
         except Exception as e:  # noqa: BLE001 - health reports, never raises
             return HealthStatus(healthy=False, provider=self.name, message=str(e), details={"path": self.path})

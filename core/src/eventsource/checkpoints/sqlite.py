@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 from eventsource.checkpoints.base import Checkpoint, CheckpointStore, check_name, event_id_of
 from eventsource.create_store import store_not_found
 from eventsource.errors import ConfigurationError, ProviderUnavailableError, StoreNotFoundError
+from eventsource.sqlite.connection import check_path
 from eventsource.sqlite.errors import map_error
 from eventsource.sqlite.settings import path_from_url
 
@@ -77,7 +78,12 @@ class SqliteCheckpointStore(CheckpointStore):
 
     def _open(self) -> sqlite3.Connection:
         """A connection to the file; with ``create_store`` off one that never creates it (``mode=rw``)."""
+        check_path(self.path, "checkpoint")
         if self.create_store:
+            folder = Path(self.path).absolute().parent
+            if not folder.is_dir():
+                msg = f"sqlite checkpoint on {self.path}: the folder {folder} does not exist: create it first"
+                raise ProviderUnavailableError(msg, operation="checkpoint")
             return sqlite3.connect(self.path, timeout=30, isolation_level=None)
         if not Path(self.path).exists():
             raise self._missing(f"no file {self.path!r}")
@@ -104,8 +110,7 @@ class SqliteCheckpointStore(CheckpointStore):
         try:
             db = self._open()
         except sqlite3.Error as e:
-            msg = f"cannot open the checkpoint file: {type(e).__name__}"
-            raise ProviderUnavailableError(msg, operation="checkpoint") from e
+            raise map_error(e, "checkpoint", self.path) from e
         try:
             return self._in(db, fn, write=write)
         except (sqlite3.Error, OSError) as e:

@@ -55,9 +55,12 @@ class ConnectionCalls:
             raise self._not_connected(worker, op)
         db = worker.db
         path = self.path
+        files = worker.files
 
         def call() -> T:
             try:
+                if files is not None:
+                    files.check(op)
                 return fn(db)
             except EventSourceError:
                 raise
@@ -83,6 +86,8 @@ class ConnectionCalls:
             db = worker.db
             if db is None:
                 raise self._not_connected(worker, op)
+            if worker.files is not None:
+                worker.files.check(op)
             busy = self.settings["busy_timeout"]
             if limit is not None and limit < busy:  # no lock wait past the manager's timeout (nothing can cancel it)
                 return self._inline_within(db, op, fn, limit, busy)

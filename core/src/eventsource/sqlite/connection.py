@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,8 @@ def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool, cre
     must reach the provider's database, not a new empty one where it went missing.
     """
     db = None
+    if not memory:
+        check_path(path)
     try:
         if not memory and create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +51,34 @@ def open_connection(path: str, settings: Mapping[str, Any], *, memory: bool, cre
     return db
 
 
+def check_path(path: str, op: str = "connect") -> None:
+    """Refuse, before anything is made, a path that cannot be a database file, saying what it is."""
+    where = f"sqlite {op} on {path}"
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:  # a symlink loop, a name too long, a folder on the way not searchable...
+        raise ProviderUnavailableError(f"{where}: {e.strerror}", provider="sqlite", operation=op) from e
+    if mode is not None and stat.S_ISDIR(mode):
+        msg = f"{where}: it is a directory: name a database file (sqlite:///{path}/events.db, say)"
+        raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+    if mode is not None and not stat.S_ISREG(mode):
+        msg = f"{where}: it is not a regular file (a FIFO, socket or device): name a database file"
+        raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+    try:
+        longest = os.pathconf(p.parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # (a folder still to be made; no pathconf on Windows)
+        longest = 255
+    if len(os.fsencode(p.name)) + len("-wal") > longest:
+        msg = (
+            f"{where}: the file name is too long: SQLite adds '-wal' and '-shm' to it, and a name here holds at "
+            f"most {longest} bytes: use a name of at most {longest - 4}"
+        )
+        raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+
+
 def switch_to_wal(db: sqlite3.Connection, busy_timeout: float) -> str:
     """Switch ``db``'s file to WAL (once per file) and return the journal mode now in force.
 
@@ -70,3 +102,57 @@ def switch_to_wal(db: sqlite3.Connection, busy_timeout: float) -> str:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+
+LOOK_EVERY = 0.05
+"""Seconds between two looks at the files before a write (a look is three ``stat`` calls, a few microseconds:
+paid on every write it was a tenth of a one-event append). A write within this time of a swap may still go to
+the old files; every write after it is refused."""
+
+
+class OpenedFiles:
+    """The device and inode of a database file, its ``-wal`` and its ``-shm``, by absolute path (``None``: not there).
+
+    The ``-shm`` holds the WAL's index and its locks: another process opening a new one writes the same WAL.
+    """
+
+    __slots__ = ("files", "ids", "next_look", "path")
+
+    def __init__(self, path: str) -> None:
+        """The files at ``path`` now (a connection of ours holds them open, so SQLite never removes them)."""
+        self.path = str(Path(path).absolute())  # (a later chdir does not move it)
+        self.files = (self.path, self.path + "-wal", self.path + "-shm")
+        self.ids = self._now()
+        self.next_look = time.monotonic() + LOOK_EVERY
+
+    def _now(self) -> tuple[tuple[int, int] | None, ...]:
+        return tuple(_identity(f) for f in self.files)
+
+    def check(self, op: str, *, always: bool = False) -> None:
+        """Refuse a write once the files at the path are not the ones the connection holds open.
+
+        The connection would commit into a file that is no longer there (removed, or another file renamed
+        over it): acknowledged, then lost when the process ends (SQLite does not checkpoint a moved file at
+        close), or its WAL applied to the file now at the path. Nothing of the write is done. Looked at once
+        every :data:`LOOK_EVERY` seconds (``always``: now); once a look finds them changed, at every write.
+        """
+        now = time.monotonic()
+        if not always and now < self.next_look:
+            return
+        if self._now() != self.ids:
+            msg = (
+                f"sqlite {op} on {self.path}: the database file, its -wal or its -shm was moved, removed or replaced "
+                "while this provider had it open; nothing was written (a write now could go to a file no longer "
+                "at that path and be lost, or collide with another process's). Put the files back, or close the "
+                "manager and connect again to use the database now at that path"
+            )
+            raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
+        self.next_look = now + LOOK_EVERY
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)  # noqa: PTH116 - on every write: a Path costs five times as much
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

@@ -73,3 +73,20 @@ def filesystem(path: str, mounts: str = MOUNTS) -> tuple[list[dict[str, str]], l
         why = "the file system keeps the database in RAM: every event is lost at reboot or power loss"
         return [risk("filesystem", kind, f"file system at {best}", why)], []
     return [], []
+
+
+def links(path: str) -> list[dict[str, str]]:
+    """A risk when the database file has more than one name (hard links).
+
+    SQLite names the ``-wal`` and ``-shm`` after the name it opened: a connection through another name writes
+    another WAL into the same file, and commits are lost or the file corrupted
+    (https://sqlite.org/howtocorrupt.html, "multiple links to the same file").
+    """
+    try:
+        n = Path(path).stat().st_nlink
+    except OSError:
+        return []
+    if n <= 1:
+        return []
+    why = "another name of the file opens another WAL on it: commits can be lost; remove the other links"
+    return [risk("hard_links", str(n), "file", why)]

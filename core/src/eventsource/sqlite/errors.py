@@ -13,6 +13,27 @@ from eventsource.errors import (
 )
 
 _BUSY = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+READ_ONLY = (
+    "the database is read-only for this process (the file, its folder, where SQLite makes the -wal and -shm "
+    "files, or the file system): give this user write permission on the file and its folder (or mount the file "
+    "system read-write), then retry"
+)
+_ADVICE = {  # what to do, by error family
+    "SQLITE_READONLY": f"nothing was written: {READ_ONLY}",
+    "SQLITE_FULL": "nothing was written: the disk (or this user's quota) is full: free space on it, then retry",
+    "SQLITE_IOERR": (
+        "the file system refused a read or write (a full disk or quota, a file size limit, a failing disk, or a "
+        "file system gone read-only): free space or repair the file system, then retry"
+    ),
+    "SQLITE_CORRUPT": (
+        "the database file is corrupt (overwritten, truncated or damaged on disk): stop writing to it and restore "
+        "it from a backup (the sqlite3 shell's .recover saves what is still readable)"
+    ),
+    "SQLITE_NOTADB": (
+        "it is not a SQLite database, or its header was overwritten: check that the URL names the store's file, "
+        "or restore the file from a backup"
+    ),
+}
 _UNAVAILABLE = {"SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_NOTADB", "SQLITE_PERM", "SQLITE_AUTH", "SQLITE_FULL"}
 
 
@@ -29,8 +50,10 @@ def map_error(e: BaseException, op: str, path: str) -> EventSourceError:
             provider="sqlite",
             operation=op,
         )
-    if family in _UNAVAILABLE or isinstance(e, (OSError, sqlite3.InterfaceError)):
-        return ProviderUnavailableError(f"{where}: cannot use the database file: {e}", provider="sqlite", operation=op)
+    if family in _ADVICE or family in _UNAVAILABLE or isinstance(e, (OSError, sqlite3.InterfaceError)):
+        what = _ADVICE.get(family, "cannot use the database file")
+        kind = ProviderError if family == "SQLITE_CORRUPT" else ProviderUnavailableError  # (no retry mends that)
+        return kind(f"{where}: {what}: {e}", provider="sqlite", operation=op)
     if isinstance(e, sqlite3.ProgrammingError) and "closed" in str(e):
         return ProviderUnavailableError(f"{where}: the connection is closed", provider="sqlite", operation=op)
     if isinstance(e, sqlite3.IntegrityError) and "event_id" in str(e):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import sqlite3
 import time
 import uuid
@@ -43,7 +44,8 @@ from eventsource.sqlite.checkpoints import (
     WAL_BACKSTOP_PAGES,
     Checkpointer,
 )
-from eventsource.sqlite.connection import open_connection
+from eventsource.sqlite.connection import OpenedFiles, open_connection
+from eventsource.sqlite.errors import READ_ONLY
 from eventsource.sqlite.maintenance import (
     QUIET_AFTER,
     Batches,
@@ -97,6 +99,18 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 RETENTION_OPS = frozenset({"delete_events_before", "truncate_stream"})
+
+
+def _schema_version(db: sqlite3.Connection) -> int:
+    """The file's schema version; at the current one, after a walk down each table's newest end.
+
+    A few pages, which raise when corrupt: the version alone, on page 1, said ok over a file of garbage.
+    """
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version == SCHEMA_VERSION:
+        db.execute("SELECT MAX(position) FROM es_events").fetchone()
+        db.execute("SELECT MAX(stream_id) FROM es_streams").fetchone()
+    return version
 
 
 class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
@@ -156,6 +170,8 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         worker.db = open_connection(self.path, self.settings, memory=self.memory, create=self.settings["create_store"])
         if writer and not self.memory:
             worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
+            worker.db.execute("PRAGMA user_version").fetchone()  # (a read opens, or makes, the -wal file)
+            worker.files = OpenedFiles(self.path)
 
     def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
         """Run ``fn`` on the writer thread, noting when a write other than a retention batch was sent."""
@@ -481,7 +497,10 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         """Read the schema version through the reader, the writer's durability pragmas (:mod:`.durability`)."""
         start = time.perf_counter()
         try:
-            version = await self._read("health", lambda db: db.execute("PRAGMA user_version").fetchone()[0])
+            files = self._writer.files if self._writer is not None else None
+            if files is not None:
+                files.check("health", always=True)
+            version = await self._read("health", _schema_version)
         except Exception as e:  # noqa: BLE001 - health reports, never raises
             return HealthStatus(healthy=False, provider=self.name, message=str(e), details={"path": self.path})
         latency = (time.perf_counter() - start) * 1e3
@@ -502,12 +521,16 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
             details["wal_checkpoints"], faults = self._checkpoints.report()
             if faults:  # try again now: an idle store (no writes to poke it) stayed degraded for good
                 self._checkpoints.poke()
+        path = files.path if files is not None else self.path  # (absolute: a chdir since connect moves nothing)
+        if not self.memory and not os.access(path, os.W_OK):  # it opens (reads work); every write would fail
+            faults.append({"component": "writes", "error": READ_ONLY})
         ok = HealthStatus(healthy=True, provider=self.name, message="ok", details=details, latency_ms=latency)
         ok = with_faults(ok, faults)
         risks: list[dict[str, str]] = []
         unread: list[str] = []
         if not self.memory:  # (the mount table is a file the kernel keeps in memory: no disk wait)
-            risks, unread = durability.filesystem(self.path)
+            risks, unread = durability.filesystem(path)
+            risks += durability.links(path)
         try:
             risks += await self._write("health", partial(durability.audit, memory=self.memory))
         except Exception as e:  # noqa: BLE001 - health reports, never raises

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 from marshmallow import ValidationError, fields, validate
 
@@ -48,6 +48,9 @@ def path_from_url(url: str) -> str:
         msg = f"sqlite URL with a '#': {url!r} (write a '#' of the file's path as %23)"
         raise ConfigurationError(msg, field="url")
     path = path.removeprefix("/")
+    if "\x00" in path:  # (the driver's "embedded null byte" ValueError at connect, otherwise)
+        msg = f"sqlite URL with a NUL character (%00) in its path: {url!r} (no file can be named so)"
+        raise ConfigurationError(msg, field="url")
     if not path or path.endswith("/"):
         msg = f"sqlite URL names no file: {url!r}"
         raise ConfigurationError(msg, field="url")
@@ -77,7 +80,7 @@ class SqliteSettings(CreateStoreSettings):
 def absolute_url(url: str, path: str) -> str:
     """``url``'s file by absolute path (another process in another directory finds it), its query string kept."""
     query = urlsplit(url).query
-    return f"sqlite:///{Path(path).resolve()}" + (f"?{query}" if query else "")
+    return f"sqlite:///{quote(str(Path(path).resolve()))}" + (f"?{query}" if query else "")  # ('?', '#', '%' kept)
 
 
 def url_settings(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:

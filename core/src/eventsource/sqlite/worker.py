@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from eventsource.sqlite.connection import OpenedFiles
+
 
 T = TypeVar("T")
 
@@ -60,6 +62,8 @@ class _Worker:
     def __init__(self, name: str) -> None:
         self.db: sqlite3.Connection | None = None
         self.forked = False  # this is a forked child's copy: its thread and connection stayed in the parent
+        # the writer's: the database file and -wal it opened (connection.opened_files), checked before each write
+        self.files: OpenedFiles | None = None
         self.lock = threading.Lock()  # held by whoever uses the connection: this thread or an inline sync caller
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop] | None]
         self._jobs = queue.SimpleQueue()

@@ -18,7 +18,7 @@ import opentelemetry.propagate as otel_propagate
 import opentelemetry.trace as otel_trace
 
 from eventsource.errors import ConflictError
-from eventsource.manager.policy import PAGED
+from eventsource.manager.policy import PAGED, written
 from eventsource.model import ExpectedVersion
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ class Telemetry:
             error = e
             raise
         else:
-            if events:
+            if events and written(result, retries[0] + 1):  # (a duplicate answered at once wrote nothing)
                 span.set_attribute("eventsource.events", events)
                 counter = self.appended if op in APPENDS else self.read
                 counter.add(events, {k: attrs[k] for k in ("db.system.name", "db.namespace")})

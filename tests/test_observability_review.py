@@ -1,0 +1,69 @@
+"""What an operator watches: the manager's metrics, OpenTelemetry counters and health, checked against the store.
+
+Each test here failed on the code before its fix: numbers that drifted from what the store holds, and health
+that said ``healthy`` while the store could not take writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from eventsource import EventData, EventSourcingManager, SyncEventSourcingManager
+from eventsource.plugins import PluginHost
+from eventsource.telemetry import instrument
+from test_manager_policies import faulty, unavailable
+from test_telemetry import Sdk
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+HOST = PluginHost(load_entrypoints=False)
+
+
+def _store(tmp_path: Path) -> dict[str, object]:
+    return {"providers": {"db": {"url": f"sqlite:///{tmp_path}/m-{uuid.uuid4().hex}.db"}}}
+
+
+async def test_a_duplicate_append_is_not_counted_as_events_appended(tmp_path: Path) -> None:
+    """Re-sending a batch whose ids are stored writes nothing: ``events`` and ``eventsource.events.appended``
+    counted it again (7 events appended, 6 stored)."""
+    sdk = Sdk()
+    m = EventSourcingManager(_store(tmp_path), host=HOST)
+    await m.connect()
+    instrument(m, tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider)
+    try:
+        await m.append_events_batch(stream_id="a", events=[EventData("T", {"i": i}) for i in range(5)])
+        once = [EventData("T", {}, event_id="fixed-1")]
+        assert not (await m.append_events_batch(stream_id="b", events=once)).duplicate
+        assert (await m.append_events_batch(stream_id="b", events=once)).duplicate
+        stored = (await m.get_stats())["db"].total_events
+        assert stored == 6
+        assert m.metrics()["db"]["append"]["events"] == stored
+        assert sdk.total("eventsource.events.appended") == stored
+        spans = sdk.finished("append")
+        assert [(s.attributes or {}).get("eventsource.events", 0) for s in spans] == [5, 1, 0]
+    finally:
+        await m.close()
+
+
+def test_a_duplicate_append_through_the_sync_lane_is_not_counted(tmp_path: Path) -> None:
+    """The sync API's in-thread append counted a duplicate's events too."""
+    with SyncEventSourcingManager(_store(tmp_path), host=HOST) as es:
+        es.append_event(stream_id="s", event_type="T", data={}, event_id="fixed-1")
+        assert es.append_event(stream_id="s", event_type="T", data={}, event_id="fixed-1").duplicate
+        es.append_events_batch(stream_id="s", events=[EventData("T", {}, event_id="fixed-1")])
+        assert es.metrics()["db"]["append"]["events"] == es.get_stats()["db"].total_events == 1
+
+
+async def test_an_append_whose_first_attempt_landed_counts_its_events_once() -> None:
+    """The retry of an append that landed (its reply lost) answers ``duplicate``: those events were written."""
+    m, p = await faulty()
+    try:
+        p.commit_then_fail.append(unavailable())
+        await m.append_events_batch(stream_id="r", events=[EventData("T", {}, event_id="x-1")])
+        assert m.metrics()["f"]["append"]["events"] == 1
+        assert m.metrics()["f"]["append"]["retries"] == 1
+    finally:
+        await m.close()
+

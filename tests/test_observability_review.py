@@ -67,3 +67,54 @@ async def test_an_append_whose_first_attempt_landed_counts_its_events_once() -> 
     finally:
         await m.close()
 
+
+FULL_DISK = """
+import asyncio, json, os, resource, signal, sys
+from eventsource import EventData, EventSourcingManager
+from eventsource.cli import main as cli
+
+async def run(url):
+    m = EventSourcingManager({"providers": {"db": {"url": url}}})
+    await m.connect()
+    await m.append_event(stream_id="s", event_type="T", data={})
+    out = {"before": (await m.health_check())["db"].details["status"]}
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, hard))  # the disk is full
+    try:
+        for i in range(100):
+            await m.append_events_batch(stream_id=f"s{i}", events=[EventData("T", {"x": "y" * 20_000})] * 5)
+        out["error"] = None
+    except Exception as e:
+        out["error"] = type(e).__name__
+    h = (await m.health_check())["db"]
+    out["full"] = [h.healthy, h.details.get("status"), h.details.get("reason"), h.message]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space again
+    await m.append_event(stream_id="s", event_type="T", data={})
+    h = (await m.health_check())["db"]
+    out["after"] = [h.healthy, h.details.get("status")]
+    await m.close()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, hard))
+    return out
+
+print(json.dumps(asyncio.run(run(sys.argv[1]))))
+"""
+
+
+def test_health_is_unhealthy_while_writes_fail_on_a_full_disk(tmp_path: Path) -> None:
+    """Disk full (``RLIMIT_FSIZE`` in a subprocess): appends failed and ``health()`` still said ``healthy``."""
+    import json
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/full.db"
+    got = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, url], capture_output=True, text=True, check=True, timeout=120
+    )
+    out = json.loads(got.stdout.strip().splitlines()[-1])
+    assert out["before"] in {"healthy", "degraded"}  # (degraded where /tmp is a tmpfs)
+    assert out["error"] == "ProviderUnavailableError"
+    healthy, status, reason, message = out["full"]
+    assert (healthy, status, reason) == (False, "unhealthy", "writes_failing")
+    assert "writes fail since" in message
+    assert out["after"] == [True, out["before"]]  # a write that commits clears it

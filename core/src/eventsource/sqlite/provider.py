@@ -478,7 +478,11 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         return await self._read("stats", lambda db: tx(db, body, write=False))
 
     async def health(self) -> HealthStatus:
-        """Read the schema version through the reader, the writer's durability pragmas (:mod:`.durability`)."""
+        """Read the schema version through the reader, the writer's durability pragmas (:mod:`.durability`).
+
+        Unhealthy (``reason: writes_failing``) while the last write failed because the file cannot take writes
+        (disk full, I/O error, read-only: :attr:`write_fault`) and none has committed since.
+        """
         start = time.perf_counter()
         try:
             version = await self._read("health", lambda db: db.execute("PRAGMA user_version").fetchone()[0])
@@ -493,6 +497,10 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
                 details={"path": self.path},
                 latency_ms=latency,
             )
+        if (failed := self.write_fault) is not None:  # health never writes: the last write's failure tells
+            msg = f"writes fail since {failed['since']} (no write has committed since): {failed['error']}"
+            why = {"path": self.path, "reason": "writes_failing", "write_failure": failed}
+            return HealthStatus(healthy=False, provider=self.name, message=msg, details=why, latency_ms=latency)
         from eventsource.manager.monitoring import with_durability, with_faults  # the manager imports this module
         from eventsource.sqlite import durability
 

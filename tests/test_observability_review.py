@@ -7,7 +7,7 @@ that said ``healthy`` while the store could not take writes.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource import EventData, EventSourcingManager, SyncEventSourcingManager
 from eventsource.plugins import PluginHost
@@ -118,3 +118,56 @@ def test_health_is_unhealthy_while_writes_fail_on_a_full_disk(tmp_path: Path) ->
     assert (healthy, status, reason) == (False, "unhealthy", "writes_failing")
     assert "writes fail since" in message
     assert out["after"] == [True, out["before"]]  # a write that commits clears it
+
+
+async def test_a_failing_telemetry_sdk_never_fails_the_call(tmp_path: Path, caplog: object) -> None:
+    """A span processor or metric instrument that raises (a misconfigured SDK or exporter) made an append that
+    was stored raise ``RuntimeError`` to its caller, who would send it again: a second copy under a new id."""
+    import logging
+
+    import pytest
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.metrics._internal.instrument import NoOpCounter, NoOpHistogram
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    class Broken(SpanProcessor):  # (the application's own span is left alone)
+        def on_start(self, span: Any, parent_context: object = None) -> None:
+            if span.instrumentation_scope.name == "eventsource":
+                raise RuntimeError("processor misconfigured")
+
+        def on_end(self, span: Any) -> None:
+            if span.instrumentation_scope.name == "eventsource":
+                raise RuntimeError("exporter misconfigured")
+
+    class BadCounter(NoOpCounter):
+        def add(self, *a: object, **k: object) -> None:
+            raise ValueError("bad view")
+
+    class BadHistogram(NoOpHistogram):
+        def record(self, *a: object, **k: object) -> None:
+            raise ValueError("bad view")
+
+    class BadMeters(NoOpMeterProvider):
+        def get_meter(self, *a: object, **k: object) -> object:
+            meter = super().get_meter(*a, **k)
+            meter.create_counter = lambda name, **_: BadCounter(name)  # type: ignore[method-assign]
+            meter.create_histogram = lambda name, **_: BadHistogram(name)  # type: ignore[method-assign]
+            return meter
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(Broken())
+    m = EventSourcingManager(_store(tmp_path), host=HOST)
+    await m.connect()
+    instrument(m, tracer_provider=tracer_provider, meter_provider=BadMeters())
+    assert isinstance(caplog, pytest.LogCaptureFixture)
+    caplog.set_level(logging.WARNING, logger="eventsource.telemetry")
+    try:
+        tracer = tracer_provider.get_tracer("app")
+        with tracer.start_as_current_span("request"):
+            await m.append_events_batch(stream_id="s", events=[EventData("T", {}), EventData("T", {})])
+        assert len([e async for e in m.read_stream("s")]) == 2
+        assert (await m.get_stats())["db"].total_events == 2
+        assert m.metrics()["db"]["append"]["errors"] == 0
+        assert any("telemetry" in r.getMessage() for r in caplog.records)
+    finally:
+        await m.close()

@@ -171,3 +171,33 @@ async def test_a_failing_telemetry_sdk_never_fails_the_call(tmp_path: Path, capl
         assert any("telemetry" in r.getMessage() for r in caplog.records)
     finally:
         await m.close()
+
+
+async def test_a_call_refused_before_it_reaches_the_store_records_no_duration() -> None:
+    """An operation the store declares it cannot do is refused by the call policy before any call: telemetry
+    still recorded a ``db.client.operation.duration`` sample and a span for it (a call that never ran)."""
+    import dataclasses
+
+    import pytest
+    from eventsource.errors import UnsupportedOperationError
+    from eventsource.memory import MemoryProvider
+
+    class NoDelete(MemoryProvider):
+        capabilities = dataclasses.replace(MemoryProvider.capabilities, unsupported=frozenset({"delete_stream"}))
+
+    sdk = Sdk()
+    m = EventSourcingManager({}, host=HOST)
+    await m.register_provider(NoDelete(f"memory://nd-{uuid.uuid4().hex}"), name="nd")
+    instrument(m, tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider)
+    try:
+        with pytest.raises(UnsupportedOperationError):
+            await m.delete_stream("s")
+        assert "delete_stream" not in m.metrics()["nd"]
+        assert sdk.finished("delete_stream") == []
+        assert not [
+            p
+            for p in sdk.metric("db.client.operation.duration")
+            if p.attributes["db.operation.name"] == "delete_stream"
+        ]
+    finally:
+        await m.close()

@@ -165,7 +165,12 @@ class Telemetry:
         stream: str | None,
         expected: object,
     ) -> T:
-        """``policy.run`` inside a client span; duration, events, conflicts and this call's retries recorded."""
+        """``policy.run`` inside a client span; duration, events, conflicts and this call's retries recorded.
+
+        An operation the provider declares it cannot do is refused before any call: no span, no sample.
+        """
+        if not provider.capabilities.supports(op):
+            raise provider.unsupported(op)
         attrs = self._attributes(provider, op, stream, expected)
         retries = [0]
         start = time.perf_counter()
@@ -203,7 +208,10 @@ class Telemetry:
         """``pages(on_retry=...)`` (the policy's page iterator) in a span from the first step to the end or close.
 
         Values sent in (the sync API's page pull) are passed through; a list yielded back counts its events.
+        An operation the provider cannot do is refused at the first step, without a span (as :meth:`run`).
         """
+        if not provider.capabilities.supports(op):
+            raise provider.unsupported(op)
         attrs = self._attributes(provider, op, stream, None)
         retries = [0]
 

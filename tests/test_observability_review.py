@@ -201,3 +201,34 @@ async def test_a_call_refused_before_it_reaches_the_store_records_no_duration() 
         ]
     finally:
         await m.close()
+
+
+async def test_a_call_that_fails_without_retry_still_gives_its_latency_sample(tmp_path: Path) -> None:
+    """``metrics()`` promises one latency sample per provider call; an append refused by a conflict (or any error
+    not retried) gave none, so its percentiles left out every failed call (OpenTelemetry's duration kept them)."""
+    import pytest
+    from eventsource.errors import ConcurrencyError
+
+    m = EventSourcingManager(_store(tmp_path), host=HOST)
+    await m.connect()
+    try:
+        await m.append_event(stream_id="s", event_type="T", data={})
+        with pytest.raises(ConcurrencyError):
+            await m.append_event(stream_id="s", event_type="T", data={}, expected_version=7)
+        got = m.metrics()["db"]["append"]
+        assert (got["calls"], got["errors"], got["samples"]) == (2, 1, 2)
+    finally:
+        await m.close()
+
+
+def test_a_sync_append_that_fails_without_retry_still_gives_its_latency_sample(tmp_path: Path) -> None:
+    """The same through the sync API's in-thread append."""
+    import pytest
+    from eventsource.errors import ConcurrencyError
+
+    with SyncEventSourcingManager(_store(tmp_path), host=HOST) as es:
+        es.append_event(stream_id="s", event_type="T", data={})
+        with pytest.raises(ConcurrencyError):
+            es.append_event(stream_id="s", event_type="T", data={}, expected_version=7)
+        got = es.metrics()["db"]["append"]
+        assert (got["calls"], got["errors"], got["samples"]) == (2, 1, 2)

@@ -147,6 +147,7 @@ class CallPolicy:
             rec = self.metrics.op(provider.name, op)
             rec.calls += 1
             rec.errors += 1
+            rec.record(time.perf_counter() - start)
             raise
         if result is not None:  # (a duplicate, the ids already stored before this call, wrote no event)
             n = 0 if cast("Any", result).duplicate else len(args[1])
@@ -215,6 +216,7 @@ class CallPolicy:
                     raise
             except BaseException:
                 rec.errors += 1
+                rec.record(time.perf_counter() - start)  # (a conflict's or a refusal's latency is the store's too)
                 raise
             else:
                 rec.record(time.perf_counter() - start)

@@ -232,3 +232,35 @@ def test_a_sync_append_that_fails_without_retry_still_gives_its_latency_sample(t
             es.append_event(stream_id="s", event_type="T", data={}, expected_version=7)
         got = es.metrics()["db"]["append"]
         assert (got["calls"], got["errors"], got["samples"]) == (2, 1, 2)
+
+
+async def test_sqlite_health_answers_while_writes_queue_behind_a_held_write_lock(tmp_path: Path) -> None:
+    """Another connection held the write lock: health read the writer's pragmas behind every queued append
+    (each waiting out ``busy_timeout``) and answered only once all had failed, then said a plain ``healthy``."""
+    import asyncio
+    import sqlite3
+
+    path = tmp_path / "busy.db"
+    m = EventSourcingManager(
+        {"providers": {"db": {"url": f"sqlite:///{path}", "settings": {"busy_timeout": 10}}}, "retry_attempts": 1},
+        host=HOST,
+    )
+    await m.connect()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        await m.append_event(stream_id="s", event_type="T", data={})
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        appends = [asyncio.create_task(m.append_event(stream_id="s", event_type="T", data={})) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        status = (await m.health_check())["db"]
+        assert not any(a.done() for a in appends)  # it answered while the appends still wait for the lock
+        assert status.healthy
+        assert status.details["status"] == "degraded"
+        assert [f["component"] for f in status.details["faults"]] == ["writer"]
+        other.execute("ROLLBACK")
+        await asyncio.gather(*appends)  # the lock is free: they land
+        assert (await m.health_check())["db"].details["status"] in {"healthy", "degraded"}
+        assert "faults" not in (await m.health_check())["db"].details
+    finally:
+        other.close()
+        await m.close()

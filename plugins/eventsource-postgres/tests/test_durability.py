@@ -85,3 +85,24 @@ async def test_a_role_setting_made_after_connect_is_seen(url: str, admin: psycop
         await p.close()
         await admin.execute(f'DROP SCHEMA IF EXISTS "{p.names.schema}" CASCADE')
         await admin.execute(f'DROP ROLE "{role}"')
+
+
+async def test_a_read_only_session_is_unhealthy(url: str, make_provider: Callable[..., Any]) -> None:
+    """Review: with ``default_transaction_read_only=on`` on the provider's connections every append failed
+    ("cannot execute ... in a read-only transaction"), yet health said healthy: it reads, and never writes."""
+    from eventsource.model import NewEvent, utcnow
+
+    provider = await make_provider()
+    p = PostgresProvider(_with_options(url, "-c default_transaction_read_only=on"), schema=provider.names.schema)
+    await p.connect()
+    try:
+        ev = NewEvent(event_id="ro-1", event_type="T", data=b"{}", metadata=b"{}", encoding="json", timestamp=utcnow())
+        with pytest.raises(Exception, match="read-only"):
+            await p.append("ro", [ev], -1)
+        status = await p.health()
+        assert not status.healthy
+        assert status.details["reason"] == "read_only"
+        assert "default_transaction_read_only" in status.message
+    finally:
+        await p.close()
+    assert (await provider.health()).details["status"] == "healthy"

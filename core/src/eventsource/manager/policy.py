@@ -147,9 +147,11 @@ class CallPolicy:
             rec = self.metrics.op(provider.name, op)
             rec.calls += 1
             rec.errors += 1
+            rec.record(time.perf_counter() - start)
             raise
-        if result is not None:
-            self.metrics.succeeded(provider.name, op, time.perf_counter() - start, len(args[1]))
+        if result is not None:  # (a duplicate, the ids already stored before this call, wrote no event)
+            n = 0 if cast("Any", result).duplicate else len(args[1])
+            self.metrics.succeeded(provider.name, op, time.perf_counter() - start, n)
         return result
 
     async def run(  # noqa: C901, PLR0912, PLR0915 - every provider call's hot path, one frame
@@ -214,9 +216,12 @@ class CallPolicy:
                     raise
             except BaseException:
                 rec.errors += 1
+                rec.record(time.perf_counter() - start)  # (a conflict's or a refusal's latency is the store's too)
                 raise
             else:
                 rec.record(time.perf_counter() - start)
+                if events and not written(result, attempt):
+                    events = 0
                 rec.events += events
                 return result
             finally:
@@ -370,6 +375,14 @@ class CallPolicy:
     def summary(self, provider: str) -> dict[str, dict[str, Any]]:
         """Every operation's counters and latency percentiles on ``provider``."""
         return self.metrics.summary(provider)
+
+
+def written(result: object, attempt: int) -> bool:
+    """Whether an append's ``result`` wrote its events: not a duplicate answered to the first attempt.
+
+    A duplicate answer to a retry may be the earlier attempt that landed (its reply lost), so it counts.
+    """
+    return attempt > 1 or not getattr(result, "duplicate", False)
 
 
 def stream_pages(

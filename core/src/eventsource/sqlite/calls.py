@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import EventSourceError, ProviderUnavailableError
 from eventsource.inline import SYNC_TIMEOUT, inline_io_allowed
+from eventsource.model import utcnow
 from eventsource.sqlite.errors import map_error
 
 if TYPE_CHECKING:
@@ -24,6 +25,26 @@ if TYPE_CHECKING:
     from eventsource.sqlite.worker import _Worker
 
 T = TypeVar("T")
+
+CANNOT_WRITE = frozenset(
+    {
+        "SQLITE_FULL",
+        "SQLITE_IOERR",
+        "SQLITE_READONLY",
+        "SQLITE_CANTOPEN",
+        "SQLITE_PERM",
+        "SQLITE_CORRUPT",
+        "SQLITE_NOTADB",
+    }
+)
+"""Error families of a write that mean the file cannot take writes (disk full, I/O error, read-only...), not a
+conflict or a busy lock: the writer keeps the first of a run as a fault that ``health()`` reports."""
+
+
+def cannot_write(e: BaseException) -> bool:
+    """Whether ``e`` (a ``sqlite3`` error) says the database file cannot take writes (:data:`CANNOT_WRITE`)."""
+    name = getattr(e, "sqlite_errorname", None) or ""
+    return "_".join(name.split("_")[:2]) in CANNOT_WRITE or isinstance(e, OSError)
 
 
 def tx(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
@@ -48,24 +69,48 @@ class ConnectionCalls:
     _reader: _Worker | None
 
     _tx = staticmethod(tx)
+    write_fault: dict[str, Any] | None = None
+    """The writer's failure to write (:data:`CANNOT_WRITE`) since no write has committed: ``component``, ``error``,
+    ``since`` (the first of the run), ``failures``; ``None`` once a write commits a change."""
+
+    def _failed(self, worker: _Worker, op: str, e: Exception) -> EventSourceError:
+        """``e`` typed; a writer's failure to write is kept in :attr:`write_fault` (health reports it)."""
+        if worker is self._writer and op != "health" and cannot_write(e):
+            fault = self.write_fault
+            self.write_fault = {
+                "component": "writes",
+                "error": f"{op}: {type(e).__name__}: {e}",
+                "since": fault["since"] if fault is not None else utcnow().isoformat(),
+                "failures": fault["failures"] + 1 if fault is not None else 1,
+            }
+        return map_error(e, op, self.path)
+
+    def _run(self, worker: _Worker, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(db)`` while there is a :attr:`write_fault`: a call of the writer that commits a change clears it."""
+        if worker is not self._writer:
+            return fn(db)
+        before = db.total_changes
+        result = fn(db)
+        if db.total_changes != before and not db.in_transaction:
+            self.write_fault = None
+        return result
 
     def _submit(self, worker: _Worker | None, op: str, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue ``fn(connection)`` on the connection's own thread now; errors come back typed."""
         if worker is None or worker.db is None:
             raise self._not_connected(worker, op)
         db = worker.db
-        path = self.path
         files = worker.files
 
         def call() -> T:
             try:
                 if files is not None:
                     files.check(op)
-                return fn(db)
+                return fn(db) if self.write_fault is None else self._run(worker, db, fn)
             except EventSourceError:
                 raise
             except Exception as e:
-                raise map_error(e, op, path) from e
+                raise self._failed(worker, op, e) from e
 
         return worker.submit(call)
 
@@ -90,13 +135,13 @@ class ConnectionCalls:
                 worker.files.check(op)
             busy = self.settings["busy_timeout"]
             if limit is not None and limit < busy:  # no lock wait past the manager's timeout (nothing can cancel it)
-                return self._inline_within(db, op, fn, limit, busy)
+                return self._inline_within(worker, db, op, fn, (limit, busy))
             try:
-                return fn(db)
+                return fn(db) if self.write_fault is None else self._run(worker, db, fn)
             except EventSourceError:
                 raise
             except Exception as e:
-                raise map_error(e, op, self.path) from e
+                raise self._failed(worker, op, e) from e
             except BaseException:  # KeyboardInterrupt between two statements: leave no transaction open
                 if db.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
@@ -104,13 +149,22 @@ class ConnectionCalls:
                 raise
 
     def _inline_within(
-        self, db: sqlite3.Connection, op: str, fn: Callable[[sqlite3.Connection], T], limit: float, busy: float
+        self,
+        worker: _Worker,
+        db: sqlite3.Connection,
+        op: str,
+        fn: Callable[[sqlite3.Connection], T],
+        waits: tuple[float, float],
     ) -> T:
-        """``fn(db)`` with SQLite's lock wait lowered to ``limit`` seconds, then put back (the worker shares ``db``)."""
+        """``fn(db)`` with SQLite's lock wait lowered, then put back (the worker shares ``db``).
+
+        ``waits`` is ``(limit, busy)``: the wait during the call, in seconds, and the setting it goes back to.
+        """
+        limit, busy = waits
         try:
             db.execute(f"PRAGMA busy_timeout = {int(limit * 1000)}")
             try:
-                return fn(db)
+                return fn(db) if self.write_fault is None else self._run(worker, db, fn)
             except BaseException:
                 if db.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
@@ -121,7 +175,7 @@ class ConnectionCalls:
         except EventSourceError:
             raise
         except Exception as e:
-            raise map_error(e, op, self.path) from e
+            raise self._failed(worker, op, e) from e
 
     def _not_connected(self, worker: _Worker | None, op: str) -> ProviderUnavailableError:
         if worker is not None and worker.forked:

@@ -99,6 +99,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 RETENTION_OPS = frozenset({"delete_events_before", "truncate_stream"})
+HEALTH_WAIT = 2.0
+"""Seconds ``health()`` waits for the writer's thread (its pragmas), behind the writes queued there."""
 
 
 def _schema_version(db: sqlite3.Connection) -> int:
@@ -494,7 +496,13 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         return await self._read("stats", lambda db: tx(db, body, write=False))
 
     async def health(self) -> HealthStatus:
-        """Read the schema version through the reader, the writer's durability pragmas (:mod:`.durability`)."""
+        """Read the schema version through the reader, the writer's durability pragmas (:mod:`.durability`).
+
+        Unhealthy (``reason: writes_failing``) while the last write failed because the file cannot take writes
+        (disk full, I/O error, read-only: :attr:`write_fault`) and none has committed since. The pragmas are read
+        on the writer's thread, behind queued writes: past :data:`HEALTH_WAIT` seconds health answers degraded
+        (a ``writer`` fault) instead of waiting on.
+        """
         start = time.perf_counter()
         try:
             files = self._writer.files if self._writer is not None else None
@@ -512,6 +520,10 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
                 details={"path": self.path},
                 latency_ms=latency,
             )
+        if (failed := self.write_fault) is not None:  # health never writes: the last write's failure tells
+            msg = f"writes fail since {failed['since']} (no write has committed since): {failed['error']}"
+            why = {"path": self.path, "reason": "writes_failing", "write_failure": failed}
+            return HealthStatus(healthy=False, provider=self.name, message=msg, details=why, latency_ms=latency)
         from eventsource.manager.monitoring import with_durability, with_faults  # the manager imports this module
         from eventsource.sqlite import durability
 
@@ -531,8 +543,13 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         if not self.memory:  # (the mount table is a file the kernel keeps in memory: no disk wait)
             risks, unread = durability.filesystem(path)
             risks += durability.links(path)
-        try:
-            risks += await self._write("health", partial(durability.audit, memory=self.memory))
+        try:  # the writer's pragmas, queued behind its writes: waited for HEALTH_WAIT at most
+            audit = self._submit(self._writer, "health", partial(durability.audit, memory=self.memory))
+            risks += await asyncio.wait_for(audit, HEALTH_WAIT)
+        except TimeoutError:
+            said = f"busy: no answer within {HEALTH_WAIT:g}s, writes queue behind the write lock (held elsewhere?)"
+            ok = with_faults(ok, [{"component": "writer", "error": said, "since": utcnow().isoformat()}])
+            return with_durability(ok, risks, unread=[*unread, "synchronous, journal_mode: the writer was busy"])
         except Exception as e:  # noqa: BLE001 - health reports, never raises
             return with_durability(ok, risks, unread=[*unread, f"synchronous, journal_mode: {e}"])
         return with_durability(ok, risks, unread=unread)

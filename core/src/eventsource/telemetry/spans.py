@@ -7,7 +7,9 @@ the stream id and expected version are ``eventsource.stream.id`` and ``eventsour
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,7 +20,7 @@ import opentelemetry.propagate as otel_propagate
 import opentelemetry.trace as otel_trace
 
 from eventsource.errors import ConflictError
-from eventsource.manager.policy import PAGED
+from eventsource.manager.policy import PAGED, written
 from eventsource.model import ExpectedVersion
 
 if TYPE_CHECKING:
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
 
 T = TypeVar("T")
+
+log = logging.getLogger("eventsource.telemetry")
 
 DB_SYSTEMS = {"postgres": "postgresql", "sqlite": "sqlite"}
 """``db.system.name`` of the stores the conventions name; any other is ``eventsource.<kind>``."""
@@ -63,6 +67,7 @@ class Telemetry:
         from eventsource import __version__
 
         self.stream_id = stream_id
+        self._warned: set[str] = set()
         self.context_key = context_key
         self.tracer = otel_trace.get_tracer("eventsource", __version__, tracer_provider=tracer_provider)
         meter = otel_metrics.get_meter("eventsource", __version__, meter_provider=meter_provider)
@@ -94,27 +99,59 @@ class Telemetry:
             attrs["eventsource.expected_version"] = _expected_name(expected)
         return attrs
 
+    def _failed(self, what: str, e: Exception) -> None:
+        """Telemetry's own failure (an SDK, processor or exporter that raises): logged, never the call's.
+
+        A warning the first time for each ``what``, then at debug level.
+        """
+        level = logging.DEBUG if what in self._warned else logging.WARNING
+        self._warned.add(what)
+        log.log(level, "telemetry: %s failed (the call goes on without it): %s: %s", what, type(e).__name__, e)
+
+    def _start(self, name: str, attrs: dict[str, Any]) -> otel_trace.Span:
+        """A client span, or a non-recording one when the SDK fails to start it."""
+        try:
+            return self.tracer.start_span(name, kind=otel_trace.SpanKind.CLIENT, attributes=attrs)
+        except Exception as e:  # noqa: BLE001 - telemetry never fails the call it watches
+            self._failed("starting a span", e)
+            return otel_trace.INVALID_SPAN
+
+    def _count(self, counter: otel_metrics.Counter, n: int, attrs: dict[str, Any]) -> None:
+        try:
+            counter.add(n, {k: attrs[k] for k in ("db.system.name", "db.namespace")})
+        except Exception as e:  # noqa: BLE001 - telemetry never fails the call it watches
+            self._failed("a metric", e)
+
     def _finish(
         self, span: otel_trace.Span, attrs: dict[str, Any], start: float, retries: int, error: BaseException | None
     ) -> None:
+        """End ``span`` and record the call's metrics; what the SDK raises is logged (:meth:`_failed`), not raised."""
         metric = {k: attrs[k] for k in ("db.system.name", "db.operation.name", "db.namespace")}
-        if retries:
-            span.set_attribute("eventsource.retries", retries)
-            self.retries.add(retries, metric)
-        if error is None:
-            span.set_attribute("eventsource.outcome", "ok")
-        else:
-            kind = type(error).__name__
-            outcome = "conflict" if isinstance(error, ConflictError) else "error"
-            metric["error.type"] = kind
-            span.set_attributes({"error.type": kind, "eventsource.outcome": outcome})
-            # an error's message names streams (and event ids): with the stream id off, the type alone
-            said = str(error) if self.stream_id else f"{kind} (message left out: telemetry_stream_id is off)"
-            span.set_status(otel_trace.StatusCode.ERROR, said)
-            if outcome == "conflict":
-                self.conflicts.add(1, metric)
-        self.duration.record(time.perf_counter() - start, metric)
-        span.end()
+        kind = type(error).__name__ if error is not None else None
+        conflict = isinstance(error, ConflictError)
+        try:
+            if retries:
+                span.set_attribute("eventsource.retries", retries)
+            if kind is None:
+                span.set_attribute("eventsource.outcome", "ok")
+            else:
+                span.set_attributes({"error.type": kind, "eventsource.outcome": "conflict" if conflict else "error"})
+                # an error's message names streams (and event ids): with the stream id off, the type alone
+                said = str(error) if self.stream_id else f"{kind} (message left out: telemetry_stream_id is off)"
+                span.set_status(otel_trace.StatusCode.ERROR, said)
+            span.end()
+        except Exception as e:  # noqa: BLE001 - telemetry never fails the call it watches
+            self._failed("ending a span", e)
+        try:
+            if retries:
+                self.retries.add(retries, metric)
+            if kind is not None:
+                metric["error.type"] = kind
+                if conflict:
+                    self.conflicts.add(1, metric)
+            self.duration.record(time.perf_counter() - start, metric)
+        except Exception as e:  # noqa: BLE001 - telemetry never fails the call it watches
+            self._failed("a metric", e)
 
     async def run(
         self,
@@ -128,11 +165,16 @@ class Telemetry:
         stream: str | None,
         expected: object,
     ) -> T:
-        """``policy.run`` inside a client span; duration, events, conflicts and this call's retries recorded."""
+        """``policy.run`` inside a client span; duration, events, conflicts and this call's retries recorded.
+
+        An operation the provider declares it cannot do is refused before any call: no span, no sample.
+        """
+        if not provider.capabilities.supports(op):
+            raise provider.unsupported(op)
         attrs = self._attributes(provider, op, stream, expected)
         retries = [0]
         start = time.perf_counter()
-        span = self.tracer.start_span(f"{op} {provider.name}", kind=otel_trace.SpanKind.CLIENT, attributes=attrs)
+        span = self._start(f"{op} {provider.name}", attrs)
         token = otel_context.attach(otel_trace.set_span_in_context(span))
         error: BaseException | None = None
 
@@ -147,10 +189,10 @@ class Telemetry:
             error = e
             raise
         else:
-            if events:
-                span.set_attribute("eventsource.events", events)
-                counter = self.appended if op in APPENDS else self.read
-                counter.add(events, {k: attrs[k] for k in ("db.system.name", "db.namespace")})
+            if events and written(result, retries[0] + 1):  # (a duplicate answered at once wrote nothing)
+                with contextlib.suppress(Exception):  # (a span that fails here fails again, logged, at its end)
+                    span.set_attribute("eventsource.events", events)
+                self._count(self.appended if op in APPENDS else self.read, events, attrs)
             return result
         finally:
             otel_context.detach(token)
@@ -166,7 +208,10 @@ class Telemetry:
         """``pages(on_retry=...)`` (the policy's page iterator) in a span from the first step to the end or close.
 
         Values sent in (the sync API's page pull) are passed through; a list yielded back counts its events.
+        An operation the provider cannot do is refused at the first step, without a span (as :meth:`run`).
         """
+        if not provider.capabilities.supports(op):
+            raise provider.unsupported(op)
         attrs = self._attributes(provider, op, stream, None)
         retries = [0]
 
@@ -175,7 +220,7 @@ class Telemetry:
 
         inner = pages(on_retry=retried)
         start = time.perf_counter()
-        span = self.tracer.start_span(f"{op} {provider.name}", kind=otel_trace.SpanKind.CLIENT, attributes=attrs)
+        span = self._start(f"{op} {provider.name}", attrs)
         count = 0
         error: BaseException | None = None
         sent: Any = None
@@ -194,9 +239,10 @@ class Telemetry:
             raise
         finally:
             await inner.aclose()
-            span.set_attribute("eventsource.events", count)
+            with contextlib.suppress(Exception):  # (a span that fails here fails again, logged, at its end)
+                span.set_attribute("eventsource.events", count)
             if count:
-                self.read.add(count, {k: attrs[k] for k in ("db.system.name", "db.namespace")})
+                self._count(self.read, count, attrs)
             self._finish(span, attrs, start, retries[0], error)
 
     # ------------------------------------------------------------------ trace context
@@ -212,7 +258,11 @@ class Telemetry:
         if key is None or not otel_trace.get_current_span().get_span_context().is_valid:
             return events
         carrier: dict[str, str] = {}
-        otel_propagate.inject(carrier, context=otel_baggage.clear())
+        try:
+            otel_propagate.inject(carrier, context=otel_baggage.clear())
+        except Exception as e:  # noqa: BLE001 - telemetry never fails the append it watches
+            self._failed("writing the trace context", e)
+            return events
         if not carrier:
             return events
         return [

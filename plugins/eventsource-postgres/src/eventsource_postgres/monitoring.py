@@ -45,6 +45,20 @@ every connection it opens from then on (growth, ``pool_max_lifetime``, a reconne
 The most specific entry wins (database and role, then role, then database, then ``ALTER ROLE ALL``), as at login.
 """
 
+WRITABLE = "SELECT pg_is_in_recovery(), setting, source FROM pg_settings WHERE name = 'default_transaction_read_only'"
+"""Whether this connection can write at all: a standby in recovery, or sessions read-only by default, cannot."""
+
+
+def read_only(row: tuple[Any, ...]) -> str | None:
+    """Why the connection that read :data:`WRITABLE`'s ``row`` cannot write; ``None`` when it can."""
+    recovery, setting, source = row
+    if recovery:
+        return "the server is a standby in recovery: every write is refused"
+    if setting == "on":
+        return f"default_transaction_read_only=on (set by: {source}): every write is refused"
+    return None
+
+
 WHY = {
     "fsync": "the server never forces writes to disk: an OS crash or power loss can lose or corrupt commits",
     "full_page_writes": "torn pages after an OS crash or power loss can corrupt the data (and lose commits)",
@@ -149,14 +163,17 @@ class Monitor:
         return await self.conn.call("stats", run, retry=True)
 
     async def health(self) -> HealthStatus:
-        """Read the durability settings through the pool (:func:`audit`); report pool statistics. Never raises."""
+        """Read the durability settings through the pool (:func:`audit`); report pool statistics. Never raises.
+
+        Unhealthy (``reason: read_only``) when the pooled connection cannot write (:func:`read_only`).
+        """
         if self.conn.pool is None:
             return HealthStatus(healthy=False, provider=self._name(), message="not connected")
         t0 = monotonic()
         limit = min(5.0, self.conn.settings["pool_timeout"])
         try:
             async with asyncio.timeout(limit):
-                rows, catalog = await self.conn.call("health", self._audit_rows, retry=True)
+                rows, catalog, writable = await self.conn.call("health", self._audit_rows, retry=True)
         except EventSourceError as e:
             return HealthStatus(healthy=False, provider=self._name(), message=e.message)
         except TimeoutError:
@@ -164,6 +181,9 @@ class Monitor:
             return HealthStatus(healthy=False, provider=self._name(), message=msg)
         latency = (monotonic() - t0) * 1000
         stats = self.conn.pool.get_stats() if self.conn.pool is not None else {}
+        if (why := read_only(writable)) is not None:  # it answers reads, and refuses every append
+            details = {"url": self.conn.display_url, "schema": self.conn.names.schema, "reason": "read_only"}
+            return HealthStatus(healthy=False, provider=self._name(), message=why, details=details, latency_ms=latency)
         ok = HealthStatus(
             healthy=True,
             provider=self._name(),
@@ -173,5 +193,8 @@ class Monitor:
         )
         return with_durability(ok, audit(rows, catalog))
 
-    async def _audit_rows(self, conn: AsyncConnection[Any]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        return await self.conn.fetchall(conn, AUDIT, []), await self.conn.fetchall(conn, CATALOG, [])
+    async def _audit_rows(
+        self, conn: AsyncConnection[Any]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[Any, ...]]:
+        writable = (await self.conn.fetchall(conn, WRITABLE, []))[0]
+        return await self.conn.fetchall(conn, AUDIT, []), await self.conn.fetchall(conn, CATALOG, []), writable

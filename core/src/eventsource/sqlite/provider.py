@@ -495,6 +495,19 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         body = partial(read_stats, top_streams=top_streams, path=self.path, provider=self.name, started=self._started)
         return await self._read("stats", lambda db: tx(db, body, write=False))
 
+    def _unhealthy(self, version: int, latency: float) -> HealthStatus | None:
+        """Health's answer when the file's schema is not this code's, or its writes fail; else ``None``."""
+        if version != SCHEMA_VERSION:
+            msg = f"schema version {version}, expected {SCHEMA_VERSION}"
+            return HealthStatus(
+                healthy=False, provider=self.name, message=msg, details={"path": self.path}, latency_ms=latency
+            )
+        if (failed := self.write_fault) is not None:  # health never writes: the last write's failure tells
+            msg = f"writes fail since {failed['since']} (no write has committed since): {failed['error']}"
+            why = {"path": self.path, "reason": "writes_failing", "write_failure": failed}
+            return HealthStatus(healthy=False, provider=self.name, message=msg, details=why, latency_ms=latency)
+        return None
+
     async def health(self) -> HealthStatus:
         """Read the schema version through the reader, the writer's durability pragmas (:mod:`.durability`).
 
@@ -512,18 +525,9 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         except Exception as e:  # noqa: BLE001 - health reports, never raises
             return HealthStatus(healthy=False, provider=self.name, message=str(e), details={"path": self.path})
         latency = (time.perf_counter() - start) * 1e3
-        if version != SCHEMA_VERSION:
-            return HealthStatus(
-                healthy=False,
-                provider=self.name,
-                message=f"schema version {version}, expected {SCHEMA_VERSION}",
-                details={"path": self.path},
-                latency_ms=latency,
-            )
-        if (failed := self.write_fault) is not None:  # health never writes: the last write's failure tells
-            msg = f"writes fail since {failed['since']} (no write has committed since): {failed['error']}"
-            why = {"path": self.path, "reason": "writes_failing", "write_failure": failed}
-            return HealthStatus(healthy=False, provider=self.name, message=msg, details=why, latency_ms=latency)
+        unhealthy = self._unhealthy(version, latency)
+        if unhealthy is not None:
+            return unhealthy
         from eventsource.manager.monitoring import with_durability, with_faults  # the manager imports this module
         from eventsource.sqlite import durability
 

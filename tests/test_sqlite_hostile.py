@@ -175,9 +175,9 @@ async def test_a_read_only_database_is_a_typed_error_that_says_what_to_do(tmp_pa
     assert kind == "ProviderUnavailableError", message
     assert "read-only" in message
     assert "write permission" in message
-    if what == "file":  # it opens (reads work), so health must say writes do not
+    if what == "file":  # it opens (reads work), so health must say writes do not: unhealthy, as for PostgreSQL
         assert result["version"] == 1
-        assert result["health"] == "degraded"
+        assert result["health"] == "unhealthy"
     async with _manager(path) as m:  # nothing was written
         assert (await m.get_stream_info("a")).version == 1
 

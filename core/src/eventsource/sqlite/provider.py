@@ -495,8 +495,11 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         body = partial(read_stats, top_streams=top_streams, path=self.path, provider=self.name, started=self._started)
         return await self._read("stats", lambda db: tx(db, body, write=False))
 
-    def _unhealthy(self, version: int, latency: float) -> HealthStatus | None:
-        """Health's answer when the file's schema is not this code's, or its writes fail; else ``None``."""
+    def _unhealthy(self, version: int, latency: float, path: str) -> HealthStatus | None:
+        """Health's answer when the file's schema is not this code's, or writes fail or would; else ``None``.
+
+        A store that cannot append is down for its main job: unhealthy, as a read-only PostgreSQL session is.
+        """
         if version != SCHEMA_VERSION:
             msg = f"schema version {version}, expected {SCHEMA_VERSION}"
             return HealthStatus(
@@ -506,6 +509,9 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
             msg = f"writes fail since {failed['since']} (no write has committed since): {failed['error']}"
             why = {"path": self.path, "reason": "writes_failing", "write_failure": failed}
             return HealthStatus(healthy=False, provider=self.name, message=msg, details=why, latency_ms=latency)
+        if not self.memory and not os.access(path, os.W_OK):  # it opens (reads work); every write would fail
+            why = {"path": self.path, "reason": "read_only"}
+            return HealthStatus(healthy=False, provider=self.name, message=READ_ONLY, details=why, latency_ms=latency)
         return None
 
     async def health(self) -> HealthStatus:
@@ -525,7 +531,8 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
         except Exception as e:  # noqa: BLE001 - health reports, never raises
             return HealthStatus(healthy=False, provider=self.name, message=str(e), details={"path": self.path})
         latency = (time.perf_counter() - start) * 1e3
-        unhealthy = self._unhealthy(version, latency)
+        path = files.path if files is not None else self.path  # (absolute: a chdir since connect moves nothing)
+        unhealthy = self._unhealthy(version, latency, path)
         if unhealthy is not None:
             return unhealthy
         from eventsource.manager.monitoring import with_durability, with_faults  # the manager imports this module
@@ -537,9 +544,6 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
             details["wal_checkpoints"], faults = self._checkpoints.report()
             if faults:  # try again now: an idle store (no writes to poke it) stayed degraded for good
                 self._checkpoints.poke()
-        path = files.path if files is not None else self.path  # (absolute: a chdir since connect moves nothing)
-        if not self.memory and not os.access(path, os.W_OK):  # it opens (reads work); every write would fail
-            faults.append({"component": "writes", "error": READ_ONLY})
         ok = HealthStatus(healthy=True, provider=self.name, message="ok", details=details, latency_ms=latency)
         ok = with_faults(ok, faults)
         risks: list[dict[str, str]] = []

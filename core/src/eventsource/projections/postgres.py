@@ -42,10 +42,10 @@ def _checked_target(url: object) -> str:
     dsn = "://" not in text and "=" in text
     if not dsn and text.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
         shown = mask_url(text)
-        msg = f"the PostgreSQL sink takes a postgresql:// URL or a libpq DSN (host=... dbname=...), got {shown!r}"
+        msg = f"the PostgreSQL sink's url must be a postgresql:// URL or a libpq DSN (host=... dbname=...): {shown!r}"
         raise ConfigurationError(msg, field="url")
     if "\x00" in text:
-        msg = f"the PostgreSQL sink's target {mask_url(text)!r} holds a NUL character"
+        msg = f"the PostgreSQL sink's url {mask_url(text)!r} holds a NUL character"
         raise ConfigurationError(msg, field="url")
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict
@@ -56,7 +56,7 @@ def _checked_target(url: object) -> str:
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         for secret in url_secrets(text):
             detail = detail.replace(secret, "***")
-        msg = f"the PostgreSQL sink's target {mask_url(text)!r} is not one libpq accepts: {detail}"
+        msg = f"the PostgreSQL sink's url {mask_url(text)!r} is not one libpq accepts: {detail}"
         raise ConfigurationError(msg, field="url") from e
     return text
 

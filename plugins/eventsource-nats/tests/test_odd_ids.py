@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conftest import unique_store
+from conftest import _streams_of, unique_store
 from eventsource import EventSourcingManager
 
 if TYPE_CHECKING:
@@ -45,3 +45,33 @@ async def test_a_batch_to_a_long_stream_id_fits_as_it_does_on_sqlite(machine_nat
     want = [(v, v - 1) for v in range(1, 1001)]
     assert await _batch_to_a_long_id(f"sqlite:///{tmp_path}/events.db") == want
     assert await _batch_to_a_long_id(machine_nats_url) == want
+
+
+async def test_stream_metadata_at_max_payload_is_refused_or_stored_never_a_dropped_connection(
+    machine_nats_url: str,
+) -> None:
+    """The info record is a KV create, whose expected-sequence header the server counts against max_payload
+    and nats-py does not: metadata filling the record to just under max_payload was sent, the server closed
+    the connection, and the call (with every other one in flight) failed as "lost its connection"."""
+    from eventsource.errors import ValidationError
+
+    config = _config(machine_nats_url)
+    settings = config["providers"]["main"]["settings"]
+    try:
+        async with EventSourcingManager(config) as m:
+            p: Any = m.get_provider("main")
+            # the record is the metadata plus about 200 bytes of id, timestamps and counters
+            sizes = [p._conn.max_payload - 9000, *range(p._conn.max_payload - 260, p._conn.max_payload - 150, 6)]
+            for size in sizes:
+                sid = f"s{size}"
+                try:
+                    await m.create_stream(stream_id=sid, metadata={"x": "a" * size})
+                except ValidationError as e:
+                    assert size > sizes[0]
+                    assert "metadata" in str(e)
+                    assert not await m.stream_exists(sid)
+                else:
+                    assert len((await m.get_stream_info(sid)).metadata["x"]) == size
+                assert p._conn.nc.stats["reconnects"] == 0, f"the server closed the connection at {size}"
+    finally:  # on its own connection: the provider's may be the one the server closed
+        await _streams_of(machine_nats_url, settings["stream"], settings["subject_prefix"], delete=True)

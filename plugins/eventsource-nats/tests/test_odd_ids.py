@@ -75,3 +75,36 @@ async def test_stream_metadata_at_max_payload_is_refused_or_stored_never_a_dropp
                 assert p._conn.nc.stats["reconnects"] == 0, f"the server closed the connection at {size}"
     finally:  # on its own connection: the provider's may be the one the server closed
         await _streams_of(machine_nats_url, settings["stream"], settings["subject_prefix"], delete=True)
+
+
+async def test_retention_deletes_many_old_events_behind_a_newer_first_one_as_sqlite_does(
+    machine_nats_url: str, tmp_path: Path
+) -> None:
+    """Every message deleted one by one (an older event behind a kept newer one: imports, backfills) was listed
+    in the stream's info record until a leading run passed it, all of a run's in the one write: the record grew
+    by about 8 bytes a message, past max_payload (about 120,000 messages with no metadata, fewer than 1,000 with
+    metadata near its limit), and retention failed on the stream, deleting nothing, run after run."""
+    from datetime import UTC, datetime, timedelta
+
+    async def run(url: str, config: dict[str, Any]) -> tuple[int, list[int], int]:
+        async with EventSourcingManager(config) as m:
+            await m.create_stream(stream_id="s", metadata={"x": "a" * (1024 * 1024 - 8192 - 400)})
+            await m.append_event(stream_id="s", event_type="New", data={})
+            old = datetime.now(UTC) - timedelta(days=30)
+            for _ in range(1500):  # another stream's messages in between: the sequences are not consecutive
+                await m.append_event(stream_id="s", event_type="Old", data={}, timestamp=old)
+                await m.append_event(stream_id="o", event_type="New", data={})
+            await m.append_event(stream_id="s", event_type="New", data={})  # NATS keeps a stream's last message
+            report = await m.apply_retention([{"policy": "max_age", "max_age": "1d"}])
+            info = await m.get_stream_info("s")
+            versions = [e.version for e in (await m.get_events_by_stream("s", limit=2000)).events]
+            return report.outcomes[0].deleted_events, versions, info.event_count
+
+    want = (1500, [1, 1502], 2)
+    assert await run("sqlite", {"providers": {"main": {"url": f"sqlite:///{tmp_path}/events.db"}}}) == want
+    config = _config(machine_nats_url)
+    settings = config["providers"]["main"]["settings"]
+    try:
+        assert await run("nats", config) == want
+    finally:
+        await _streams_of(machine_nats_url, settings["stream"], settings["subject_prefix"], delete=True)

@@ -79,10 +79,14 @@ def _head_json(ev: NewEvent, stream_id: str | None) -> bytes:
 
 
 def encode(events: Sequence[NewEvent], stream_id: str | None = None) -> bytes:
-    """The body of a message holding ``events`` (``stream_id`` only when the token is hashed)."""
+    """The body of a message holding ``events`` (``stream_id`` only when the token is hashed).
+
+    The stream id goes into the first event's head only: repeated in every head of an envelope, a long id
+    (up to 64 Ki characters) made a batch of small events larger than ``max_payload``.
+    """
     parts: list[bytes] = []
-    for ev in events:
-        head = _head(ev, stream_id)
+    for n, ev in enumerate(events):
+        head = _head(ev, stream_id if n == 0 else None)
         parts.append(_FRAME.pack(len(head), len(ev.data), len(ev.metadata)))
         parts.append(head)
         parts.append(ev.data)
@@ -122,17 +126,20 @@ def decode(
 ) -> list[RecordedEvent]:
     """The events of one message (those whose index is in ``hidden`` were deleted and are left out).
 
-    ``stream_id`` is ``None`` when the subject token is hashed: the id is then read from each head.
+    ``stream_id`` is ``None`` when the subject token is hashed: the id is then read from the first head (messages
+    written before :func:`encode` carried it once hold it in every head).
     """
     first, _ = message_versions(headers)
     out = []
     for idx, (head, data, meta) in enumerate(frames(body)):
+        if stream_id is None:
+            stream_id = head["s"]
         if idx in hidden:
             continue
         out.append(
             RecordedEvent(
                 event_id=head["i"],
-                stream_id=stream_id if stream_id is not None else head["s"],
+                stream_id=stream_id,
                 event_type=head["t"],
                 version=first + idx,
                 position=position(seq, idx),

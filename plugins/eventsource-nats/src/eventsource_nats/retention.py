@@ -15,6 +15,7 @@ truncation (``if_holds``) checks the stream's incarnation after its read (:class
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import functools
 import itertools
@@ -30,7 +31,7 @@ from eventsource_nats.reads import stream_id_from
 from eventsource_nats.records import HDR_COUNT
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
     from datetime import datetime
 
     from eventsource.model import RecordedEvent
@@ -84,12 +85,14 @@ class _Plan:
     prefix: bool = True
     leading: list[tuple[int, int]] = field(default_factory=list)  # the leading run it purges
     singles: list[tuple[int, int]] = field(default_factory=list)  # the messages deleted one by one
+    runs: list[list[int]] = field(default_factory=list)  # [first, last] seqs of singles with no kept message between
     partial: dict[int, list[int]] = field(default_factory=dict)
     envelopes: list[int] = field(default_factory=list)
     removed: int = 0
     version: int = 0
     stream_id: str = ""
     last: tuple[int, int] = (0, 0)  # the last message seen: (seq, events it loses)
+    last_seq: int = 0  # the seq of the message added before the one being added
     holds: _Holds | None = None  # a guarded truncation's event (``if_holds``)
     lost: list[int] = field(default_factory=list)  # envelopes it marked that another run claimed whole
 
@@ -104,12 +107,18 @@ class _Plan:
             self.stream_id = live[0].stream_id
         self.removed += len(gone)
         self.last = (seq, len(gone))
+        chained = bool(self.singles) and self.runs[-1][1] == self.last_seq
+        self.last_seq = seq
         if len(gone) == len(live):
             if self.prefix:
                 self.purge_below = seq + 1
                 self.leading.append((seq, count))
             else:
                 self.singles.append((seq, count))
+                if chained:
+                    self.runs[-1][1] = seq
+                else:
+                    self.runs.append([seq, seq])
         else:
             self.prefix = False
             if gone:
@@ -120,6 +129,10 @@ class _Plan:
         if self.singles and self.singles[-1][0] == self.last[0]:
             self.singles.pop()
             self.removed -= self.last[1]
+            if self.runs[-1][0] == self.last[0]:
+                self.runs.pop()
+            else:  # the run held the single before it too
+                self.runs[-1][1] = self.singles[-1][0]
 
     def work(self) -> bool:
         """Whether the plan deletes or purges anything."""
@@ -135,7 +148,18 @@ def _covers(headers: dict[str, str] | None, version: int) -> bool:
 def _tally(info: dict[str, Any]) -> tuple[Any, ...]:
     """What :meth:`Retention._bump_info` changes in an info record (to skip a write that changes nothing)."""
     keys = ("removed", "known_version", "counted_below")
-    return (*(int(info.get(k, 0)) for k in keys), info.get("gone", []), info.get("hides", {}))
+    return (*(int(info.get(k, 0)) for k in keys), *(info.get(k) for k in ("gone", "gone_runs", "hides")))
+
+
+def _merged(runs: Iterable[Sequence[int]], below: int) -> list[list[int]]:
+    """``runs`` ([first, last] sequences) as sorted disjoint runs, the parts below ``below`` left out."""
+    out: list[list[int]] = []
+    for first, last in sorted((max(int(a), below), int(b)) for a, b in runs if int(b) >= below):
+        if out and first <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], last)
+        else:
+            out.append([first, last])
+    return out
 
 
 class Retention:
@@ -483,17 +507,27 @@ class Retention:
         """
         below = int(info.get("counted_below", 0))
         gone = set(info.get("gone", ()))
+        runs = _merged(info.get("gone_runs", ()), 0)
+        starts = [r[0] for r in runs]
+
+        def claimed(seq: int) -> bool:
+            at = bisect.bisect_right(starts, seq) - 1
+            return seq < below or seq in gone or (at >= 0 and seq <= runs[at][1])
+
         hides = {int(seq): int(n) for seq, n in info.get("hides", {}).items()}
         counted = 0
         plan.lost = []
         for seq, events in (*plan.leading, *plan.singles):
-            if seq >= below and seq not in gone:
+            if not claimed(seq):
                 counted += events - hides.pop(seq, 0)
                 gone.add(seq)
+        # singles go into runs (a run covers every message of the stream between its ends: the scan read them in
+        # order and deleted each), not one by one: a run of many singles would outgrow the record's max_payload
+        gone.difference_update(seq for seq, _ in plan.singles)
         subject = self.conn.names.subject(token)
         for seq in plan.partial:
             # a message goes only after a claim: one gone unclaimed was the stream's before a delete_stream
-            if seq < below or seq in gone or not await self._exists(subject, seq):
+            if claimed(seq) or not await self._exists(subject, seq):
                 plan.lost.append(seq)
                 continue
             marks = len(await self.reader.hidden(token, seq))
@@ -503,8 +537,9 @@ class Retention:
         below = max(below, plan.purge_below)
         info["counted_below"] = below
         info["gone"] = sorted(seq for seq in gone if seq >= below)
+        info["gone_runs"] = _merged([*runs, *plan.runs], below)
         info["hides"] = {str(seq): n for seq, n in sorted(hides.items()) if seq >= below}
-        for key in ("gone", "hides"):
+        for key in ("gone", "gone_runs", "hides"):
             if not info[key]:
                 del info[key]
         return counted

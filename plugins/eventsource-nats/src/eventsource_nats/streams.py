@@ -16,7 +16,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import ProviderTimeoutError, StreamExistsError, StreamNotFoundError
+from eventsource.errors import ProviderTimeoutError, StreamExistsError, StreamNotFoundError, ValidationError
 from eventsource.model import StreamInfo, utcnow
 from eventsource.timestamps import from_iso
 
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from eventsource_nats.connection import Connection
     from eventsource_nats.reads import Reader
     from eventsource_nats.writers import Tail
+
+
+RECORD_ROOM = 8192
+"""Bytes of ``max_payload`` a new stream's info record leaves free: KV headers and retention's counters."""
 
 
 def new_info(
@@ -68,14 +72,23 @@ class Streams:
         conn.require()
         token = stream_token(stream.stream_id)
         now = utcnow()
-        info = new_info(stream.stream_id, stream, now)
+        record = json.dumps(new_info(stream.stream_id, stream, now)).encode()
+        # a KV create carries a header the server counts against max_payload and nats-py does not (a record just
+        # under it made the server drop the connection); room is kept for the counters retention adds later
+        limit = conn.max_payload - RECORD_ROOM
+        if len(record) > limit:
+            msg = (
+                f"stream {stream.stream_id!r}: its record (metadata, id and attributes) is {len(record)} bytes as JSON;"
+                f" the NATS store holds at most {limit} (the server's max_payload less {RECORD_ROOM})"
+            )
+            raise ValidationError(msg, field="metadata", size=len(record), limit=limit)
 
         async def create() -> None:
             if await conn.last_msg(conn.names.subject(token)) is not None:
                 raise StreamExistsError(f"stream {stream.stream_id!r} already exists", stream_id=stream.stream_id)
             for _ in range(10):
                 try:
-                    await conn.kv[conn.names.info_bucket].create(token, json.dumps(info).encode())
+                    await conn.kv[conn.names.info_bucket].create(token, record)
                 except nats.js.errors.KeyNotFoundError:
                     continue  # the record was there, then purged before nats-py re-read it (a racing delete_stream)
                 except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.BadRequestError) as e:

@@ -190,3 +190,31 @@ class ProviderPlugin:
     def eventsource_register_providers(self, registry: Any) -> None:
         for cls, scheme in self.classes:
             registry.add(cls, schemes=(scheme,))
+
+
+ON_MEMORY = """
+def _on(store):  # a kit suite's provider fixture: a new memory store of class store, connected, closed after
+    @pytest.fixture
+    async def provider(self):
+        p = store(f"memory://kit-{uuid.uuid4().hex}")
+        await p.connect()
+        yield p
+        await p.close()
+
+    return provider
+"""
+"""Source of ``_on(store)``, which :func:`kit_outcomes` puts where a module's text says ``{ON_MEMORY}`` (the module
+imports ``pytest`` and ``uuid``)."""
+
+
+def kit_outcomes(pytester: pytest.Pytester, source: str, *args: str) -> dict[str, str]:
+    """Run the kit suites of the module ``source`` in ``pytester`` (``args``: pytest's, e.g. ``-k``).
+
+    The outcome of each test class's one selected test, by class name.
+    """
+    pytester.makepyfile(test_kit_stores=source.replace("{ON_MEMORY}", ON_MEMORY))
+    run = pytester.inline_run(
+        "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function", *args
+    )  # fmt: skip
+    reports = run.getreports("pytest_runtest_logreport")
+    return {r.nodeid.split("::")[1]: r.outcome for r in reports if r.when == "call"}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from conftest import kit_outcomes
+
 if TYPE_CHECKING:
     import pytest
 
@@ -31,15 +33,7 @@ class KeepsBoth(MemoryProvider):
         self._snapshots[snapshot.stream_id] = sorted([*kept, snapshot], key=lambda s: s.version)
 
 
-def _on(store):
-    @pytest.fixture
-    async def provider(self):
-        p = store(f"memory://kit-{uuid.uuid4().hex}")
-        await p.connect()
-        yield p
-        await p.close()
-
-    return provider
+{ON_MEMORY}
 
 
 class TestHonest(SnapshotSuite):
@@ -52,12 +46,5 @@ class TestKeepsBoth(SnapshotSuite):
 
 
 def test_a_store_keeping_two_snapshots_at_one_version_fails_the_snapshot_test(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_snapshot_stores=STORES)
-    run = pytester.inline_run(
-        "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
-        "-k", "test_snapshots_latest_at_or_below_and_delete",
-    )  # fmt: skip
-    outcome = {
-        r.nodeid.split("::")[1]: r.outcome for r in run.getreports("pytest_runtest_logreport") if r.when == "call"
-    }
+    outcome = kit_outcomes(pytester, STORES, "-k", "test_snapshots_latest_at_or_below_and_delete")
     assert outcome == {"TestHonest": "passed", "TestKeepsBoth": "failed"}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from conftest import kit_outcomes
+
 if TYPE_CHECKING:
     import pytest
 
@@ -33,15 +35,7 @@ class Unknown(MemoryProvider):
         return dataclasses.replace(await super().stats(top_streams=top_streams), storage_size=None)
 
 
-def _on(store):
-    @pytest.fixture
-    async def provider(self):
-        p = store(f"memory://kit-{uuid.uuid4().hex}")
-        await p.connect()
-        yield p
-        await p.close()
-
-    return provider
+{ON_MEMORY}
 
 
 class TestHonest(StatsSuite):
@@ -58,12 +52,5 @@ class TestZeroBytes(StatsSuite):
 
 
 def test_a_store_reporting_zero_bytes_while_holding_events_fails_the_stats_test(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_stats_stores=STORES)
-    run = pytester.inline_run(
-        "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
-        "-k", "test_stats_are_exact",
-    )  # fmt: skip
-    outcome = {
-        r.nodeid.split("::")[1]: r.outcome for r in run.getreports("pytest_runtest_logreport") if r.when == "call"
-    }
+    outcome = kit_outcomes(pytester, STORES, "-k", "test_stats_are_exact")
     assert outcome == {"TestHonest": "passed", "TestUnknown": "passed", "TestZeroBytes": "failed"}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from conftest import kit_outcomes
+
 if TYPE_CHECKING:
     import pytest
 
@@ -30,15 +32,7 @@ class Stale(MemoryProvider):
         return None if info is None else dataclasses.replace(info, updated_at=info.created_at)
 
 
-def _on(store):
-    @pytest.fixture
-    async def provider(self):
-        p = store(f"memory://kit-{uuid.uuid4().hex}")
-        await p.connect()
-        yield p
-        await p.close()
-
-    return provider
+{ON_MEMORY}
 
 
 class TestHonest(StreamSuite):
@@ -51,12 +45,5 @@ class TestStale(StreamSuite):
 
 
 def test_a_store_whose_updated_at_never_moves_fails_the_stream_info_test(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_info_stores=STORES)
-    run = pytester.inline_run(
-        "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
-        "-k", "test_get_stream_info_is_exact",
-    )  # fmt: skip
-    outcome = {
-        r.nodeid.split("::")[1]: r.outcome for r in run.getreports("pytest_runtest_logreport") if r.when == "call"
-    }
+    outcome = kit_outcomes(pytester, STORES, "-k", "test_get_stream_info_is_exact")
     assert outcome == {"TestHonest": "passed", "TestStale": "failed"}

@@ -189,6 +189,7 @@ def test_a_script_that_exits_without_closing_the_facade_mid_iteration_exits(tmp_
     assert done.stdout.split() == ["0", "0"]
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # (3.12+): the case itself
 def test_a_child_forked_while_another_thread_made_an_event_id_can_append(tmp_path: Any) -> None:
     """The process-wide id generator's lock stayed held in a child forked while another thread was inside it (an
     append from a worker thread): every append in the child, on a facade of its own, hung for ever (about one

@@ -155,8 +155,8 @@ class _GzipOut(gzip.GzipFile):
     """A gzip stream that closes the file under it too (a plain GzipFile leaves it open, its tail unflushed)."""
 
     def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw  # first: Python 3.13 writes the header in __init__, and a closed pipe fails it before its end
         super().__init__(fileobj=raw, mode="wb", mtime=0)
-        self.raw = raw
 
     def close(self) -> None:
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from conftest import ON_MEMORY
+
 if TYPE_CHECKING:
     import pytest
     from _pytest.reports import TestReport
@@ -74,15 +76,7 @@ class NoReadAll(Declaring):
     UNSUPPORTED = frozenset({"read_all"})
 
 
-def _on(store):
-    @pytest.fixture
-    async def provider(self):
-        p = store(f"memory://kit-{uuid.uuid4().hex}")
-        await p.connect()
-        yield p
-        await p.close()
-
-    return provider
+{ON_MEMORY}
 
 
 class TestRetentionNoTruncate(RetentionSuite):
@@ -182,7 +176,7 @@ def _skip_reason(report: TestReport) -> str:
 def test_tests_that_cannot_apply_are_skipped_naming_the_capability_and_the_refusals_pass(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(test_declaring_stores=STORES)
+    pytester.makepyfile(test_declaring_stores=STORES.replace("{ON_MEMORY}", ON_MEMORY))
     run = pytester.inline_run(
         "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
         "-k", "not TestReadsNoReadAll or page_view or refuses",

@@ -100,7 +100,7 @@ def short(value: object) -> str:
 
 
 def _escaped(text: str) -> str:
-    r"""JSON ``text`` with each lone surrogate as its ``\uXXXX`` escape (which reads back as the same text).
+    r"""JSON ``text`` with each lone surrogate as its JSON escape (``\ud800``: it reads back as the same text).
 
     A payload may hold any ``str``, a lone surrogate too, and no UTF-8 stream can print one: ``read`` stopped
     on such an event with an ``UnicodeEncodeError``. In JSON every ``str`` is inside a string literal, where

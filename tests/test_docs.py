@@ -238,3 +238,63 @@ def test_the_guide_backend_names_only_what_the_harness_reads() -> None:
     assert len(names) >= 5, names
     unknown = [name for name in names if not hasattr(Backend, name)]
     assert not unknown, f"the guide's backend sets what harness.Backend never reads: {unknown}"
+
+
+# ----------------------------------------------------------------------------- every setting has a table row
+
+
+def _table_settings(text: str) -> set[str]:
+    """Names in backquotes in the first cell of every Markdown table row (``| `a` / `b` | default | ... |``)."""
+    rows = (line.split("|")[1] for line in text.splitlines() if line.startswith("| ") and line.count("|") >= 3)
+    return {name for cell in rows for name in re.findall(r"`(\w+)`", cell)}
+
+
+def _plugin_settings(plugin: Path) -> set[str]:
+    """Fields of the provider's ``settings_schema`` and its bases in the plugin's settings module (read, not imported).
+
+    The plugins are not installed in the core env; ``create_store`` comes from core's ``CreateStoreSettings``.
+    """
+    src = plugin / "src" / f"eventsource_{plugin.name.removeprefix('eventsource-')}"
+    provider = ast.parse((src / "provider.py").read_text(encoding="utf-8"))
+    schema = next(
+        n.value.id
+        for n in ast.walk(provider)
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Name)
+        for t in n.targets
+        if isinstance(t, ast.Name) and t.id == "settings_schema"
+    )
+    module = ast.parse((src / "settings.py").read_text(encoding="utf-8"))
+    classes = {n.name: n for n in module.body if isinstance(n, ast.ClassDef)}
+    names: set[str] = set()
+    todo = [schema]
+    while todo:
+        cls = todo.pop()
+        if cls == "CreateStoreSettings":
+            names.add("create_store")
+        elif cls in classes:
+            node = classes[cls]
+            todo += [b.id for b in node.bases if isinstance(b, ast.Name)]
+            names |= {
+                t.id
+                for n in node.body
+                if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+                for t in n.targets
+                if isinstance(t, ast.Name)
+            }
+    return names
+
+
+@pytest.mark.parametrize("plugin", sorted(ROOT.glob("plugins/eventsource-*")), ids=lambda p: p.name)
+def test_every_plugin_setting_has_a_row_in_its_readme(plugin: Path) -> None:
+    settings = _plugin_settings(plugin)
+    assert len(settings) >= 5, settings
+    missing = settings - _table_settings((plugin / "README.md").read_text(encoding="utf-8"))
+    assert not missing, f"{plugin.name}/README.md's settings table leaves out {sorted(missing)}"
+
+
+def test_every_sqlite_setting_has_a_row_in_the_readme() -> None:
+    """The default store's settings are what a newcomer tunes first (``?synchronous=normal``)."""
+    from eventsource.sqlite.settings import SqliteSettings
+
+    missing = set(SqliteSettings().fields) - _table_settings(README.read_text(encoding="utf-8"))
+    assert not missing, f"README.md has no settings table row for the SQLite settings {sorted(missing)}"

@@ -298,3 +298,24 @@ def test_every_sqlite_setting_has_a_row_in_the_readme() -> None:
 
     missing = set(SqliteSettings().fields) - _table_settings(README.read_text(encoding="utf-8"))
     assert not missing, f"README.md has no settings table row for the SQLite settings {sorted(missing)}"
+
+
+def test_every_manager_module_is_in_the_module_table() -> None:
+    """docs/manager.md's "Modules" table is where a reader looks up which module does what."""
+    import eventsource.manager
+
+    table = (DOCS / "manager.md").read_text(encoding="utf-8").split("## Modules", 1)[1].split("\n## ", 1)[0]
+    modules = {p.name for p in Path(eventsource.manager.__file__).parent.glob("*.py")}
+    missing = sorted(name for name in modules if f"`manager/{name}`" not in table)
+    assert len(modules) >= 10, modules
+    assert not missing, f"docs/manager.md's module table leaves out {missing}"
+
+
+def test_the_postgres_code_layout_names_every_module() -> None:
+    readme = (ROOT / "plugins" / "eventsource-postgres" / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Code layout", 1)[1].split("\n## ", 1)[0]
+    src = ROOT / "plugins" / "eventsource-postgres" / "src" / "eventsource_postgres"
+    modules = {p.name for p in src.glob("*.py")} - {"__init__.py"}
+    missing = sorted(name for name in modules if f"`{name}`" not in layout)
+    assert len(modules) >= 10, modules
+    assert not missing, f"the PostgreSQL README's code layout leaves out {missing}"

@@ -2,7 +2,8 @@
 
 The API reference (docs/api/*.rst, built by ``nox -s docs``) must name every public manager method and
 every ``ErrorType`` value; the README's API table must name only methods that exist; every Python and
-TOML snippet in the README, the plugin READMEs and the plugin guide must parse; and the plugin guide's
+TOML snippet in the README, the plugin READMEs and docs/*.md must parse (and import only what core has); every
+store setting has a row in its README's table; and the plugin guide's
 conformance-kit snippet must run, as a real pytest run in a directory of its own, for a provider name
 no server default knows (the in-memory provider stands in for the store).
 """
@@ -10,6 +11,8 @@ no server default knows (the in-memory provider stands in for the store).
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.util
 import inspect
 import os
 import re
@@ -27,7 +30,7 @@ DOCS = ROOT / "docs"
 API = DOCS / "api"
 GUIDE = DOCS / "writing-a-provider.md"
 README = ROOT / "README.md"
-MARKDOWN = [README, GUIDE, ROOT / "core" / "README.md", *sorted(ROOT.glob("plugins/*/README.md"))]
+MARKDOWN = [README, *sorted(DOCS.glob("*.md")), ROOT / "core" / "README.md", *sorted(ROOT.glob("plugins/*/README.md"))]
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
@@ -117,6 +120,19 @@ def _snippets(lang: str) -> list[tuple[str, str]]:
 def test_python_snippets_compile(where: str, code: str) -> None:
     # top-level await / async with / async for are how the README shows async calls
     compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+@pytest.mark.parametrize(("where", "code"), _snippets("python"), ids=lambda v: v if ":" in str(v)[:60] else "")
+def test_python_snippets_import_only_what_core_has(where: str, code: str) -> None:
+    """A snippet's ``from eventsource... import X`` names a module and a name core has (a rename breaks it here)."""
+    tree = ast.parse(code, where)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "eventsource":
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                assert hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), (
+                    f"{where}: {node.module} has no {alias.name!r}"
+                )
 
 
 @pytest.mark.parametrize(("where", "code"), _snippets("toml"), ids=lambda v: v if ":" in str(v)[:60] else "")

@@ -335,3 +335,13 @@ def test_the_postgres_code_layout_names_every_module() -> None:
     missing = sorted(name for name in modules if f"`{name}`" not in layout)
     assert len(modules) >= 10, modules
     assert not missing, f"the PostgreSQL README's code layout leaves out {missing}"
+
+
+def test_every_manager_setting_has_a_row_in_the_readme() -> None:
+    """``ManagerConfig`` refuses unknown keys, so the README's table is the list a user writes a config from."""
+    import dataclasses
+
+    from eventsource import ManagerConfig
+
+    missing = {f.name for f in dataclasses.fields(ManagerConfig)} - _table_settings(README.read_text(encoding="utf-8"))
+    assert not missing, f"README.md's configuration table leaves out {sorted(missing)}"

@@ -58,7 +58,7 @@ def test_topic_names_never_collide() -> None:
     assert naming.stream_topic("p", "a.b", 1) == naming.stream_topic("p", "a.b", 1)
 
 
-@pytest.mark.parametrize("prefix", ["", "a b", "a/b", "-x", "x" * 121, "é"])
+@pytest.mark.parametrize("prefix", ["", "a b", "a/b", "-x", "x" * 121, "é", "orders\n"])  # "orders\n": "$" matched it
 def test_bad_topic_prefix_is_a_configuration_error(prefix: str) -> None:
     with pytest.raises(ConfigurationError):
         KafkaProvider("kafka://127.0.0.1:9092", topic_prefix=prefix)

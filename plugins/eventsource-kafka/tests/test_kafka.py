@@ -65,7 +65,18 @@ def test_bad_topic_prefix_is_a_configuration_error(prefix: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["kafka://", "kafka://host", "kafka://:9092", "nats://127.0.0.1:4222", "kafka://h:port"]
+    "url",
+    # a port no socket can have was taken, and connect() then timed out (retried) or failed as a ProviderError
+    [
+        "kafka://",
+        "kafka://host",
+        "kafka://:9092",
+        "nats://127.0.0.1:4222",
+        "kafka://h:port",
+        "kafka://h:99999",
+        "kafka://h:0",
+        "kafka://h:\u00b2",
+    ],
 )
 def test_bad_urls_are_configuration_errors(url: str) -> None:
     with pytest.raises(ConfigurationError):

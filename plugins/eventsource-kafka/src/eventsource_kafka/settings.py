@@ -64,8 +64,8 @@ def parse_url(url: str) -> tuple[list[str], str | None, str | None]:
         raise ConfigurationError(msg, field="url")
     for s in hosts:
         host, _, port = s.rpartition(":")
-        if not host or not port.isdigit():
-            msg = f"broker address must be host:port, got {s!r}"
+        if not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):  # noqa: PLR2004
+            msg = f"broker address must be host:port (a port from 1 to 65535), got {s!r}"
             raise ConfigurationError(msg, field="url")
     return list(hosts), user or None, password or None
 

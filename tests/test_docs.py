@@ -2,7 +2,8 @@
 
 The API reference (docs/api/*.rst, built by ``nox -s docs``) must name every public manager method and
 every ``ErrorType`` value; the README's API table must name only methods that exist; every Python and
-TOML snippet in the README, the plugin READMEs and the plugin guide must parse; and the plugin guide's
+TOML snippet in the README, the plugin READMEs and docs/*.md must parse (and import only what core has); every
+store setting has a row in its README's table; and the plugin guide's
 conformance-kit snippet must run, as a real pytest run in a directory of its own, for a provider name
 no server default knows (the in-memory provider stands in for the store).
 """
@@ -10,6 +11,8 @@ no server default knows (the in-memory provider stands in for the store).
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.util
 import inspect
 import os
 import re
@@ -27,7 +30,7 @@ DOCS = ROOT / "docs"
 API = DOCS / "api"
 GUIDE = DOCS / "writing-a-provider.md"
 README = ROOT / "README.md"
-MARKDOWN = [README, GUIDE, ROOT / "core" / "README.md", *sorted(ROOT.glob("plugins/*/README.md"))]
+MARKDOWN = [README, *sorted(DOCS.glob("*.md")), ROOT / "core" / "README.md", *sorted(ROOT.glob("plugins/*/README.md"))]
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
@@ -117,6 +120,19 @@ def _snippets(lang: str) -> list[tuple[str, str]]:
 def test_python_snippets_compile(where: str, code: str) -> None:
     # top-level await / async with / async for are how the README shows async calls
     compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+@pytest.mark.parametrize(("where", "code"), _snippets("python"), ids=lambda v: v if ":" in str(v)[:60] else "")
+def test_python_snippets_import_only_what_core_has(where: str, code: str) -> None:
+    """A snippet's ``from eventsource... import X`` names a module and a name core has (a rename breaks it here)."""
+    tree = ast.parse(code, where)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "eventsource":
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                assert hasattr(module, alias.name) or importlib.util.find_spec(f"{node.module}.{alias.name}"), (
+                    f"{where}: {node.module} has no {alias.name!r}"
+                )
 
 
 @pytest.mark.parametrize(("where", "code"), _snippets("toml"), ids=lambda v: v if ":" in str(v)[:60] else "")
@@ -238,3 +254,94 @@ def test_the_guide_backend_names_only_what_the_harness_reads() -> None:
     assert len(names) >= 5, names
     unknown = [name for name in names if not hasattr(Backend, name)]
     assert not unknown, f"the guide's backend sets what harness.Backend never reads: {unknown}"
+
+
+# ----------------------------------------------------------------------------- every setting has a table row
+
+
+def _table_settings(text: str) -> set[str]:
+    """Names in backquotes in the first cell of every Markdown table row (``| `a` / `b` | default | ... |``)."""
+    rows = (line.split("|")[1] for line in text.splitlines() if line.startswith("| ") and line.count("|") >= 3)
+    return {name for cell in rows for name in re.findall(r"`(\w+)`", cell)}
+
+
+def _plugin_settings(plugin: Path) -> set[str]:
+    """Fields of the provider's ``settings_schema`` and its bases in the plugin's settings module (read, not imported).
+
+    The plugins are not installed in the core env; ``create_store`` comes from core's ``CreateStoreSettings``.
+    """
+    src = plugin / "src" / f"eventsource_{plugin.name.removeprefix('eventsource-')}"
+    provider = ast.parse((src / "provider.py").read_text(encoding="utf-8"))
+    schema = next(
+        n.value.id
+        for n in ast.walk(provider)
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Name)
+        for t in n.targets
+        if isinstance(t, ast.Name) and t.id == "settings_schema"
+    )
+    module = ast.parse((src / "settings.py").read_text(encoding="utf-8"))
+    classes = {n.name: n for n in module.body if isinstance(n, ast.ClassDef)}
+    names: set[str] = set()
+    todo = [schema]
+    while todo:
+        cls = todo.pop()
+        if cls == "CreateStoreSettings":
+            names.add("create_store")
+        elif cls in classes:
+            node = classes[cls]
+            todo += [b.id for b in node.bases if isinstance(b, ast.Name)]
+            names |= {
+                t.id
+                for n in node.body
+                if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+                for t in n.targets
+                if isinstance(t, ast.Name)
+            }
+    return names
+
+
+@pytest.mark.parametrize("plugin", sorted(ROOT.glob("plugins/eventsource-*")), ids=lambda p: p.name)
+def test_every_plugin_setting_has_a_row_in_its_readme(plugin: Path) -> None:
+    settings = _plugin_settings(plugin)
+    assert len(settings) >= 5, settings
+    missing = settings - _table_settings((plugin / "README.md").read_text(encoding="utf-8"))
+    assert not missing, f"{plugin.name}/README.md's settings table leaves out {sorted(missing)}"
+
+
+def test_every_sqlite_setting_has_a_row_in_the_readme() -> None:
+    """The default store's settings are what a newcomer tunes first (``?synchronous=normal``)."""
+    from eventsource.sqlite.settings import SqliteSettings
+
+    missing = set(SqliteSettings().fields) - _table_settings(README.read_text(encoding="utf-8"))
+    assert not missing, f"README.md has no settings table row for the SQLite settings {sorted(missing)}"
+
+
+def test_every_manager_module_is_in_the_module_table() -> None:
+    """docs/manager.md's "Modules" table is where a reader looks up which module does what."""
+    import eventsource.manager
+
+    table = (DOCS / "manager.md").read_text(encoding="utf-8").split("## Modules", 1)[1].split("\n## ", 1)[0]
+    modules = {p.name for p in Path(eventsource.manager.__file__).parent.glob("*.py")}
+    missing = sorted(name for name in modules if f"`manager/{name}`" not in table)
+    assert len(modules) >= 10, modules
+    assert not missing, f"docs/manager.md's module table leaves out {missing}"
+
+
+def test_the_postgres_code_layout_names_every_module() -> None:
+    readme = (ROOT / "plugins" / "eventsource-postgres" / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Code layout", 1)[1].split("\n## ", 1)[0]
+    src = ROOT / "plugins" / "eventsource-postgres" / "src" / "eventsource_postgres"
+    modules = {p.name for p in src.glob("*.py")} - {"__init__.py"}
+    missing = sorted(name for name in modules if f"`{name}`" not in layout)
+    assert len(modules) >= 10, modules
+    assert not missing, f"the PostgreSQL README's code layout leaves out {missing}"
+
+
+def test_every_manager_setting_has_a_row_in_the_readme() -> None:
+    """``ManagerConfig`` refuses unknown keys, so the README's table is the list a user writes a config from."""
+    import dataclasses
+
+    from eventsource import ManagerConfig
+
+    missing = {f.name for f in dataclasses.fields(ManagerConfig)} - _table_settings(README.read_text(encoding="utf-8"))
+    assert not missing, f"README.md's configuration table leaves out {sorted(missing)}"

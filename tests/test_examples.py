@@ -64,3 +64,21 @@ def test_the_readme_projection_example_runs(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[('acc-1', 84)]"
+
+
+def test_the_readme_quick_start_runs(tmp_path: Path) -> None:
+    """The first code a newcomer copies: on the default store (``eventsource.db`` in the working directory)."""
+    readme = (EXAMPLES.parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    [code] = [b for b in blocks if "async with EventSourcingManager() as es:" in b]
+    script = tmp_path / "readme_quick_start.py"
+    script.write_text(code, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "1 OrderCreated {'total': 99.99}",
+        "2 ItemAdded {'sku': 'A'}",
+        "3 ItemAdded {'sku': 'B'}",
+        "someone else wrote first: 1 3",
+    ]
+    assert (tmp_path / "eventsource.db").is_file()

@@ -58,14 +58,25 @@ def test_topic_names_never_collide() -> None:
     assert naming.stream_topic("p", "a.b", 1) == naming.stream_topic("p", "a.b", 1)
 
 
-@pytest.mark.parametrize("prefix", ["", "a b", "a/b", "-x", "x" * 121, "é"])
+@pytest.mark.parametrize("prefix", ["", "a b", "a/b", "-x", "x" * 121, "é", "orders\n"])  # "orders\n": "$" matched it
 def test_bad_topic_prefix_is_a_configuration_error(prefix: str) -> None:
     with pytest.raises(ConfigurationError):
         KafkaProvider("kafka://127.0.0.1:9092", topic_prefix=prefix)
 
 
 @pytest.mark.parametrize(
-    "url", ["kafka://", "kafka://host", "kafka://:9092", "nats://127.0.0.1:4222", "kafka://h:port"]
+    "url",
+    # a port no socket can have was taken, and connect() then timed out (retried) or failed as a ProviderError
+    [
+        "kafka://",
+        "kafka://host",
+        "kafka://:9092",
+        "nats://127.0.0.1:4222",
+        "kafka://h:port",
+        "kafka://h:99999",
+        "kafka://h:0",
+        "kafka://h:\u00b2",
+    ],
 )
 def test_bad_urls_are_configuration_errors(url: str) -> None:
     with pytest.raises(ConfigurationError):
@@ -93,6 +104,21 @@ def test_unknown_setting_names_the_field() -> None:
     with pytest.raises(ConfigurationError) as info:
         KafkaProvider("kafka://127.0.0.1:9092", replication_factor=0)
     assert info.value.details["field"] == "replication_factor"
+
+
+@pytest.mark.parametrize("size", [1024, 4096, 5119])
+def test_a_record_size_that_leaves_too_little_room_for_an_event_is_refused(size: int) -> None:
+    """``max_record_bytes`` took 1,024, while 4,096 bytes of each record are kept for the envelope: a provider
+    built so declared a negative (or zero) ``max_event_size``, and every append was refused with "the limit is
+    -3072"."""
+    with pytest.raises(ConfigurationError) as info:
+        KafkaProvider("kafka://127.0.0.1:9092", max_record_bytes=size)
+    assert info.value.details["field"] == "max_record_bytes"
+
+
+def test_the_smallest_record_size_leaves_a_kibibyte_for_an_event() -> None:
+    caps = KafkaProvider("kafka://127.0.0.1:9092", max_record_bytes=5120).capabilities
+    assert (caps.max_event_size, caps.max_batch_bytes) == (1024, 1024)
 
 
 def test_plugin_is_discovered(kafka_url: str) -> None:

@@ -7,6 +7,7 @@ larger message by closing the connection ("Maximum Payload Violation"), which fa
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -70,5 +71,24 @@ async def test_an_event_with_a_long_id_at_max_payload_is_refused_or_stored_never
         else:
             assert [e.event_id async for e in p.read_stream("s")] == [long_id]
         assert p._conn.nc.stats["reconnects"] == 0, "the server closed the connection"
+    finally:
+        await dispose(p)
+
+
+async def test_the_readme_states_the_limits_the_provider_declares(machine_nats_url: str) -> None:
+    """The README's Capabilities section gives each limit as ``max_payload`` minus a figure: the declared one.
+
+    With envelopes (every batch on a pre-2.12 server) a batch may hold ``max_payload - 64 KiB``; the README said
+    "about ``max_payload``", and a batch sized by that was refused.
+    """
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    p = await open_provider(machine_nats_url, batch_mode="envelope")
+    try:
+        caps, max_payload = p.capabilities, p._conn.max_payload
+        assert caps.max_event_size is not None
+        assert caps.max_batch_bytes is not None
+        event_kib, batch_kib = (max_payload - caps.max_event_size) / 1024, (max_payload - caps.max_batch_bytes) / 1024
+        assert f"`max_event_size = max_payload - {event_kib:g} KiB`" in readme
+        assert f"`max_batch_bytes = max_payload - {batch_kib:g} KiB` with envelopes" in readme
     finally:
         await dispose(p)

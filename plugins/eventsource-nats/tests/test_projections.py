@@ -80,6 +80,20 @@ def test_bad_settings_are_refused(machine_nats_url: str) -> None:
         NatsKvLease(machine_nats_url, namespace="x")
 
 
+@pytest.mark.parametrize("bucket", ["leases_\u00e9", "leases_\u00b2", "leases\n"])
+def test_a_bucket_name_the_server_refuses_is_a_configuration_error(machine_nats_url: str, bucket: str) -> None:
+    """Non-ASCII letters and digits passed ``str.isalnum``; the lease then failed at connect as a
+    ``ProviderUnavailableError`` (an outage a runner waits out for ever) and the checkpoint store as a
+    ``ProviderError``, where a bucket name the server cannot hold is a configuration error."""
+    from eventsource_nats.checkpoints import NatsCheckpointStore
+
+    with pytest.raises(ConfigurationError) as lease:
+        NatsKvLease(machine_nats_url, bucket=bucket)
+    with pytest.raises(ConfigurationError) as store:
+        NatsCheckpointStore(machine_nats_url, bucket=bucket)
+    assert lease.value.details["field"] == store.value.details["field"] == "bucket"
+
+
 HOLDER = """
 import asyncio, sys
 from eventsource_nats.lease import NatsKvLease

@@ -80,3 +80,16 @@ def test_an_unclosed_ipv6_host_is_a_configuration_error(url: str) -> None:
         parse_url(url)
     assert info.value.details["field"] == "url"
     assert "[" in str(info.value) and "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["nats://127.0.0.1:99999", "nats://h:0", "nats://h:\u00b2", "nats://h:abc", "nats://[::1]:x"]
+)
+def test_a_port_no_socket_can_have_is_a_configuration_error(url: str) -> None:
+    """``nats://127.0.0.1:99999`` was taken, and connect() then raised nats-py's bare ``ValueError`` (no
+    ``eventsource`` error type, so the CLI said "unexpected error", exit 1)."""
+    from eventsource.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as info:
+        parse_url(url)
+    assert info.value.details["field"] == "url"

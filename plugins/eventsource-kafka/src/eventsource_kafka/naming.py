@@ -14,7 +14,7 @@ from eventsource.errors import ConfigurationError
 MAX_TOPIC_LENGTH = 249
 MAX_PREFIX_LENGTH = 120
 _READABLE = 60
-_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # \Z: "$" also matches before a final newline
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]")
 
 

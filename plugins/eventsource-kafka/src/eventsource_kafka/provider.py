@@ -14,7 +14,7 @@ from eventsource_kafka.connection import Connection
 from eventsource_kafka.monitoring import Monitor
 from eventsource_kafka.reads import Reader
 from eventsource_kafka.retention import Retention
-from eventsource_kafka.settings import DEFAULT_TOPIC_PREFIX, KafkaSettings
+from eventsource_kafka.settings import DEFAULT_TOPIC_PREFIX, RECORD_OVERHEAD, KafkaSettings
 from eventsource_kafka.snapshots import Snapshots
 from eventsource_kafka.streams import Streams
 from eventsource_kafka.tails import Tails
@@ -70,8 +70,8 @@ class KafkaProvider(Provider):
             concurrency="cross_process",  # the log decides (records.accepts), with or without a lease
             unsupported=frozenset({"rewrite_events"}),  # a record cannot change in place in a log
             deleted_stream_ids="reusable",
-            max_event_size=self.max_record_bytes - 4096,
-            max_batch_bytes=self.max_record_bytes - 4096,
+            max_event_size=self.max_record_bytes - RECORD_OVERHEAD,
+            max_batch_bytes=self.max_record_bytes - RECORD_OVERHEAD,
             extra={"layout": "topic-per-stream", "lease": bool(s.get("lease_url"))},
         )
         views = self._views = Views(conn)

@@ -16,6 +16,10 @@ from marshmallow import fields, validate
 
 DEFAULT_TOPIC_PREFIX = "eventsource"
 """The ``topic_prefix`` setting's default."""
+RECORD_OVERHEAD = 4096
+"""Bytes of each record kept for the envelope and headers: ``max_event_size = max_record_bytes - RECORD_OVERHEAD``."""
+MIN_RECORD_BYTES = RECORD_OVERHEAD + 1024
+"""The smallest ``max_record_bytes``: room for an event of 1 KiB (less left a limit of zero or below)."""
 
 
 class KafkaSettings(CreateStoreSettings):
@@ -44,7 +48,7 @@ class KafkaSettings(CreateStoreSettings):
     lease_timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01))
     lease_settings = fields.Dict(keys=fields.String(), load_default=dict)
     dedup_window = fields.Integer(load_default=1000, validate=validate.Range(min=1))
-    max_record_bytes = fields.Integer(load_default=1_000_000, validate=validate.Range(min=1024))
+    max_record_bytes = fields.Integer(load_default=1_000_000, validate=validate.Range(min=MIN_RECORD_BYTES))
     io_threads = fields.Integer(load_default=8, validate=validate.Range(min=1, max=256))
     topic_configs = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
 
@@ -60,8 +64,8 @@ def parse_url(url: str) -> tuple[list[str], str | None, str | None]:
         raise ConfigurationError(msg, field="url")
     for s in hosts:
         host, _, port = s.rpartition(":")
-        if not host or not port.isdigit():
-            msg = f"broker address must be host:port, got {s!r}"
+        if not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):  # noqa: PLR2004
+            msg = f"broker address must be host:port (a port from 1 to 65535), got {s!r}"
             raise ConfigurationError(msg, field="url")
     return list(hosts), user or None, password or None
 

@@ -25,6 +25,7 @@ from eventsource.errors import ConfigurationError, ConflictError, EventSourceErr
 from eventsource_nats.client import client_settings, close_client, creating, open_client
 from eventsource_nats.connection import cancellable, stream_subjects
 from eventsource_nats.errors import map_error
+from eventsource_nats.naming import is_bucket_name
 from eventsource_nats.settings import parse_url
 
 if TYPE_CHECKING:
@@ -61,8 +62,8 @@ class NatsCheckpointStore(CheckpointStore):
     ) -> None:
         super().__init__(url, create_store=create_store)
         self.server = parse_url(url)
-        if not bucket.replace("_", "").replace("-", "").isalnum():
-            msg = "checkpoint bucket names take letters, digits, '-' and '_'"
+        if not is_bucket_name(bucket):
+            msg = "checkpoint bucket names take ASCII letters, digits, '-' and '_'"
             raise ConfigurationError(msg, field="bucket")
         self.connect_timeout, self.max_reconnect_attempts = client_settings(settings)
         if settings:

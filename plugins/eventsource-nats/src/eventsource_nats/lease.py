@@ -34,6 +34,7 @@ from eventsource.lease import Lease
 
 from eventsource_nats.client import client_settings, close_client, creating, open_client
 from eventsource_nats.connection import cancellable
+from eventsource_nats.naming import is_bucket_name
 from eventsource_nats.settings import parse_url
 
 if TYPE_CHECKING:
@@ -63,8 +64,8 @@ class NatsKvLease(Lease):
         if settings:
             msg = f"unknown settings for lease 'nats': {sorted(settings)}"
             raise ConfigurationError(msg, field=next(iter(settings)))
-        if not isinstance(bucket, str) or not bucket or not bucket.replace("_", "").replace("-", "").isalnum():
-            msg = "lease bucket names take letters, digits, '-' and '_'"
+        if not is_bucket_name(bucket):
+            msg = "lease bucket names take ASCII letters, digits, '-' and '_'"
             raise ConfigurationError(msg, field="bucket")
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl < 1:
             msg = "ttl must be a number of seconds, at least 1"

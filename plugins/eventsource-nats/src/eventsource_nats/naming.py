@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 
 POSITION_SHIFT = 20
 """Bits of a position that hold the index inside a message (so an envelope holds < 2**20 events)."""
@@ -19,6 +20,15 @@ INDEX_MASK = (1 << POSITION_SHIFT) - 1
 MAX_EVENTS_PER_MESSAGE = 1 << POSITION_SHIFT
 MAX_PLAIN_TOKEN = 200
 """Longest reversible token; longer ids are hashed (subjects must fit the server's control line)."""
+_BUCKET = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def is_bucket_name(name: object) -> bool:
+    """Whether ``name`` is a KV bucket name the server takes: ASCII letters, digits, ``-`` and ``_``.
+
+    (``str.isalnum`` also takes ``é`` and ``²``, which the server refuses at connect.)
+    """
+    return isinstance(name, str) and _BUCKET.fullmatch(name) is not None
 
 
 def position(seq: int, index: int) -> int:

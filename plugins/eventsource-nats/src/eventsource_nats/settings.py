@@ -106,6 +106,10 @@ def parse_url(url: str | None) -> ServerUrl:
             hostport = host if port_part.startswith(":") else f"{host}:{DEFAULT_PORT}"
         else:
             hostport = host if ":" in host else f"{host}:{DEFAULT_PORT}"
+        port = hostport.rsplit(":", 1)[1]
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):  # noqa: PLR2004
+            msg = f"a NATS server's port is a number from 1 to 65535: {host!r}"
+            raise ConfigurationError(msg, field="url")
         servers.append(f"{'tls' if tls else 'nats'}://{hostport}")
     if not servers:
         msg = "the NATS URL names no server"

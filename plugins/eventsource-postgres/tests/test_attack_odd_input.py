@@ -280,3 +280,11 @@ def test_a_postgres_sink_target_libpq_refuses_is_a_configuration_error_when_buil
         PostgresSink(target)
     assert caught.value.details["field"] == "url"
     assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("interval", [0, "0s", -1])
+def test_a_live_poll_interval_of_zero_is_a_configuration_error_not_a_busy_loop(url: str, interval: object) -> None:
+    """0 was taken: every pause of a waiting subscription was then 0, and it queried the server back to back."""
+    with pytest.raises(ConfigurationError) as caught:
+        PostgresProvider(url, live_poll_interval=interval)
+    assert caught.value.details["field"] == "live_poll_interval"

@@ -106,8 +106,9 @@ class PostgresSettingsSchema(CreateStoreSettings, _ConnectionSchema):
     """Times a read or an append is retried at once on a fresh connection when its connection dies."""
     live_notify = fields.Boolean(load_default=False)
     """Wake live subscriptions by LISTEN/NOTIFY (installs a trigger; NOTIFY serialises commits: see README)."""
-    live_poll_interval = Duration(load_default=0.01)
-    """Without ``live_notify``: seconds between two probes for new events while a subscription waits."""
+    live_poll_interval = Duration(load_default=0.01, validate=validate.Range(min=0.001))
+    """Without ``live_notify``: the longest pause between two probes for new events while a subscription waits
+    (at least 1 ms: 0 made a waiting subscription query the server back to back)."""
     read_url = fields.String(load_default=None, allow_none=True)
     """A second URL or DSN for reads (a standby: ``target_session_attrs=prefer-standby``); see the README."""
     read_your_writes = fields.Boolean(load_default=False)

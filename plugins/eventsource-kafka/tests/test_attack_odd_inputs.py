@@ -1,0 +1,124 @@
+"""Odd input through the public manager API on the real broker: what the user gets, and what the store keeps.
+
+Each test failed before the fix it names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource import EventSourcingManager
+from eventsource.errors import ValidationError
+from eventsource_kafka import naming
+
+from .conftest import drop_namespace, prefix_topics
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+RECORD_BYTES = 20_000
+"""``max_record_bytes`` of these tests: small, so a record over the broker's limit is quick to build."""
+
+
+@pytest.fixture
+async def manager(kafka_url: str) -> AsyncIterator[EventSourcingManager]:
+    """A manager on a fresh prefix whose own limits never refuse first (the Kafka store's are the ones tried)."""
+    settings: dict[str, Any] = {
+        "topic_prefix": f"o{uuid.uuid4().hex[:12]}",
+        "request_timeout": 3.0,
+        "max_record_bytes": RECORD_BYTES,
+    }
+    m = EventSourcingManager(
+        {
+            "providers": {"kafka": {"url": kafka_url, "settings": settings}},
+            "default_provider": "kafka",
+            "max_event_size": 16 * 1024 * 1024,  # e.g. for a PostgreSQL store beside it in the same manager
+        }
+    )
+    await m.connect()
+    yield m
+    p = m.get_provider()
+    await p.connect()
+    await drop_namespace(p)  # type: ignore[arg-type]
+    await m.close()
+
+
+def _topics(kafka_url: str, m: EventSourcingManager) -> list[str]:
+    return prefix_topics(kafka_url, m.get_provider().prefix)  # type: ignore[attr-defined]
+
+
+async def test_stream_metadata_too_large_for_one_record_is_refused_before_anything_is_created(
+    kafka_url: str, manager: EventSourcingManager
+) -> None:
+    """The stream's topic was created, then its metadata record was refused by the producer.
+
+    The user got ``ValidationError`` naming ``events`` (and kafka-python's ``max_request_size``), the
+    topic stayed behind, and the next ``create_stream`` with small metadata wrote the stream but raised
+    ``StreamExistsError`` for a stream ``stream_exists`` had just called missing.
+    """
+    before = await asyncio.to_thread(_topics, kafka_url, manager)
+    with pytest.raises(ValidationError) as err:
+        await manager.create_stream(stream_id="s", metadata={"x": "y" * 10 * RECORD_BYTES})
+    assert err.value.details.get("field") == "metadata", err.value
+    assert not await manager.stream_exists("s")
+    assert await asyncio.to_thread(_topics, kafka_url, manager) == before
+    info = await manager.create_stream(stream_id="s", metadata={"x": 1})
+    assert (info.stream_id, info.metadata) == ("s", {"x": 1})
+
+
+async def test_a_stream_created_with_the_largest_metadata_accepted_can_still_be_truncated(
+    manager: EventSourcingManager,
+) -> None:
+    """Retention markers go into the stream's metadata record, which grows by them.
+
+    Metadata that just fitted at creation left no room for a marker: every retention run on the
+    stream failed with ``ValidationError`` ("record too large"), for input the user gave long before.
+    """
+    lo, hi = 0, 10 * RECORD_BYTES  # the largest metadata create_stream accepts
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            await manager.create_stream(stream_id=f"probe{mid}", metadata={"x": "y" * mid})
+        except ValidationError:
+            hi = mid - 1
+        else:
+            lo = mid
+    assert lo > 0
+    await manager.create_stream(stream_id="big", metadata={"x": "y" * lo})
+    for _ in range(3):
+        await manager.append_event(stream_id="big", event_type="E", data={})
+    await manager.apply_retention([{"policy": "max_count", "max_events": 1}], provider="kafka")
+    info = await manager.get_stream_info("big")
+    assert (info.event_count, info.metadata) == (1, {"x": "y" * lo})
+    assert [e.version async for e in manager.read_stream("big")] == [3]
+
+
+async def test_create_stream_that_writes_a_stranded_incarnations_record_reports_it_created(
+    kafka_url: str, manager: EventSourcingManager
+) -> None:
+    """A process stopped between creating a stream's topic and writing its create record.
+
+    ``create_stream`` waits for that record, then writes its own (the incarnation is not stranded), but
+    reported ``StreamExistsError``: the caller was told someone else made the stream, with its own
+    metadata stored and the stream created by this very call.
+    """
+    from kafka import KafkaAdminClient
+
+    prefix = manager.get_provider().prefix  # type: ignore[attr-defined]
+
+    def strand() -> None:  # what the stopped process left: the topic of incarnation 1, no create record
+        admin = KafkaAdminClient(bootstrap_servers=kafka_url.removeprefix("kafka://").split(","))
+        try:
+            admin.create_topics({naming.stream_topic(prefix, "s", 1): {"num_partitions": 1, "replication_factor": 1}})
+        finally:
+            admin.close()
+
+    await asyncio.to_thread(strand)
+    assert not await manager.stream_exists("s")
+    info = await manager.create_stream(stream_id="s", metadata={"who": "me"})
+    assert (info.stream_id, info.version, info.metadata) == ("s", 0, {"who": "me"})
+    r = await manager.append_event(stream_id="s", event_type="E", data={}, expected_version=0)
+    assert r.version == 1

@@ -122,3 +122,19 @@ async def test_create_stream_that_writes_a_stranded_incarnations_record_reports_
     assert (info.stream_id, info.version, info.metadata) == ("s", 0, {"who": "me"})
     r = await manager.append_event(stream_id="s", event_type="E", data={}, expected_version=0)
     assert r.version == 1
+
+
+async def test_a_snapshot_too_large_for_one_record_is_refused_naming_the_snapshot_and_the_setting(
+    manager: EventSourcingManager,
+) -> None:
+    """Refused by kafka-python's producer: ``ValidationError`` naming ``events`` and ``max_request_size``.
+
+    Neither is what the user sent or set: the field is the snapshot's data, the limit ``max_record_bytes``.
+    """
+    await manager.append_event(stream_id="s", event_type="E", data={})
+    await manager.create_snapshot(stream_id="s", data={"n": 1})
+    with pytest.raises(ValidationError) as err:
+        await manager.create_snapshot(stream_id="s", data={"x": "y" * 10 * RECORD_BYTES})
+    assert err.value.details.get("field") == "data", err.value
+    assert "max_record_bytes" in str(err.value)
+    assert (await manager.get_snapshot("s")).data == {"n": 1}

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from eventsource import EventSourcingManager
 from eventsource.errors import ValidationError
+from eventsource.model import NO_STREAM
 from eventsource_kafka import naming
 
 from .conftest import drop_namespace, prefix_topics
@@ -138,3 +139,55 @@ async def test_a_snapshot_too_large_for_one_record_is_refused_naming_the_snapsho
     assert err.value.details.get("field") == "data", err.value
     assert "max_record_bytes" in str(err.value)
     assert (await manager.get_snapshot("s")).data == {"n": 1}
+
+
+SAME_READABLE = ["a.b", "a_b", "a b", "a/b", "a*b", "a>b", 'a"b', "a'b", "a\u00e9b", "a\U0001f389b"]
+"""Ids whose topic names share everything but the hash: each character outside ``[A-Za-z0-9-]`` reads ``_``."""
+SAME_START = ["x" * 60 + ".", "x" * 60 + "_", "x" * 60, "x" * 10_000, "x" * 9_999 + "y", "\u00e9", "e\u0301"]
+"""Ids alike in the first 60 characters (all the readable part keeps), and two spellings of one letter."""
+
+
+async def test_ids_alike_after_the_topic_name_mapping_never_share_events_snapshots_metadata_or_a_delete(
+    kafka_url: str,
+) -> None:
+    """Stream, metadata and snapshot records are keyed by the exact id, topics by a digest of it: no collision.
+
+    Each stream gets its own events, metadata and snapshot, read back exactly; deleting half of them leaves
+    the other half whole, and a stream id deleted and used again starts empty.
+    """
+    m = EventSourcingManager(
+        {
+            "providers": {"kafka": {"url": kafka_url, "settings": {"topic_prefix": f"o{uuid.uuid4().hex[:12]}"}}},
+            "default_provider": "kafka",
+            "max_stream_id_length": 10_000,
+        }
+    )
+    await m.connect()
+    try:
+        ids = SAME_READABLE + SAME_START
+        for n, sid in enumerate(ids, start=1):
+            await m.create_stream(stream_id=sid, metadata={"sid": sid})
+            await m.append_events_batch(stream_id=sid, events=[{"event_type": "E", "data": {"sid": sid}}] * n)
+            await m.create_snapshot(stream_id=sid, data={"sid": sid})
+        listed = (await m.list_streams(limit=100)).streams
+        assert sorted(i.stream_id for i in listed) == sorted(ids)
+        gone = ids[::2]
+        for sid in gone:
+            await m.delete_stream(sid)
+        for n, sid in enumerate(ids, start=1):
+            events = [e async for e in m.read_stream(sid)]
+            if sid in gone:
+                assert events == [], sid[:20]
+                assert not await m.stream_exists(sid)
+                continue
+            assert [(e.version, e.data) for e in events] == [(v, {"sid": sid}) for v in range(1, n + 1)], sid[:20]
+            assert (await m.get_stream_info(sid)).metadata == {"sid": sid}
+            assert (await m.get_snapshot(sid)).data == {"sid": sid}
+        sid = gone[0]
+        r = await m.append_event(stream_id=sid, event_type="E", data={"again": True}, expected_version=NO_STREAM)
+        assert r.version == 1
+        assert [e.data async for e in m.read_stream(sid)] == [{"again": True}]
+    finally:
+        p = m.get_provider()
+        await drop_namespace(p)  # type: ignore[arg-type]
+        await m.close()

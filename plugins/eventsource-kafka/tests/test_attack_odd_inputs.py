@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource import EventSourcingManager
-from eventsource.errors import ValidationError
+from eventsource.errors import ProviderUnavailableError, ValidationError
 from eventsource.model import NO_STREAM
 from eventsource_kafka import naming
 
@@ -190,4 +190,29 @@ async def test_ids_alike_after_the_topic_name_mapping_never_share_events_snapsho
     finally:
         p = m.get_provider()
         await drop_namespace(p)  # type: ignore[arg-type]
+        await m.close()
+
+
+async def test_a_broker_nobody_answers_at_is_unavailable_not_a_timeout() -> None:
+    """kafka-python reports a bootstrap no broker answered as ``KafkaTimeoutError``; it was mapped to a timeout.
+
+    The user got ``ProviderTimeoutError`` ("Kafka timed out while connecting") for a refused connection: code
+    catching ``ProviderUnavailableError`` (``ConnectionError``, "the store cannot be reached") missed it.
+    Nothing is sent before a bootstrap, so "cannot be reached" is also the honest answer.
+    """
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    m = EventSourcingManager(
+        {
+            "providers": {"kafka": {"url": f"kafka://127.0.0.1:{port}", "settings": {"request_timeout": 1.0}}},
+            "default_provider": "kafka",
+        }
+    )
+    try:
+        with pytest.raises(ProviderUnavailableError, match=r"127\.0\.0\.1"):
+            await m.connect()
+    finally:
         await m.close()

@@ -216,3 +216,40 @@ async def test_a_broker_nobody_answers_at_is_unavailable_not_a_timeout() -> None
             await m.connect()
     finally:
         await m.close()
+
+
+async def test_last_event_at_is_the_last_appended_events_time_in_both_stats_modes_as_on_other_stores(
+    kafka_url: str,
+) -> None:
+    """Events stamped out of append order (an import, a copy between stores, a client's clock).
+
+    ``get_stats()`` answered the greatest timestamp of any event, ``get_stats(top_streams=N)`` the greatest
+    of the streams' last events: two answers from one store in one process (both called exact there), and
+    neither the memory and SQLite stores' (the event appended last, the highest position).
+    """
+    from datetime import UTC, datetime
+
+    m = EventSourcingManager(
+        {
+            "providers": {
+                "kafka": {"url": kafka_url, "settings": {"topic_prefix": f"o{uuid.uuid4().hex[:12]}"}},
+                "memory": {"url": "memory://"},
+            },
+            "default_provider": "kafka",
+        }
+    )
+    await m.connect()
+    try:
+        for provider in ("kafka", "memory"):
+            for sid, year in (("a", 2100), ("a", 2000), ("b", 1990)):
+                stamp = datetime(year, 1, 1, tzinfo=UTC)
+                await m.append_event(stream_id=sid, event_type="E", data={}, timestamp=stamp, provider=provider)
+        stats = await m.get_stats()
+        bounded = await m.get_stats(top_streams=10)
+        assert stats["memory"].last_event_at == datetime(1990, 1, 1, tzinfo=UTC)
+        assert stats["kafka"].last_event_at == stats["memory"].last_event_at
+        assert bounded["kafka"].last_event_at == stats["memory"].last_event_at
+        assert "last_event_at" not in bounded["kafka"].estimated  # this process wrote every stream
+    finally:
+        await drop_namespace(m.get_provider("kafka"))  # type: ignore[arg-type]
+        await m.close()

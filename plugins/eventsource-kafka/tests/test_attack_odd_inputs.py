@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource import EventSourcingManager
-from eventsource.errors import ProviderUnavailableError, ValidationError
+from eventsource.errors import ProviderTimeoutError, ProviderUnavailableError, ValidationError
 from eventsource.model import NO_STREAM
 from eventsource_kafka import naming
 
@@ -97,6 +97,18 @@ async def test_a_stream_created_with_the_largest_metadata_accepted_can_still_be_
     assert [e.version async for e in manager.read_stream("big")] == [3]
 
 
+def _strand(kafka_url: str, m: EventSourcingManager, stream_id: str) -> None:
+    """What a process stopped between creating a stream's topic and writing its create record leaves behind."""
+    from kafka import KafkaAdminClient
+
+    topic = naming.stream_topic(m.get_provider().prefix, stream_id, 1)  # type: ignore[attr-defined]
+    admin = KafkaAdminClient(bootstrap_servers=kafka_url.removeprefix("kafka://").split(","))
+    try:
+        admin.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}})
+    finally:
+        admin.close()
+
+
 async def test_create_stream_that_writes_a_stranded_incarnations_record_reports_it_created(
     kafka_url: str, manager: EventSourcingManager
 ) -> None:
@@ -106,18 +118,7 @@ async def test_create_stream_that_writes_a_stranded_incarnations_record_reports_
     reported ``StreamExistsError``: the caller was told someone else made the stream, with its own
     metadata stored and the stream created by this very call.
     """
-    from kafka import KafkaAdminClient
-
-    prefix = manager.get_provider().prefix  # type: ignore[attr-defined]
-
-    def strand() -> None:  # what the stopped process left: the topic of incarnation 1, no create record
-        admin = KafkaAdminClient(bootstrap_servers=kafka_url.removeprefix("kafka://").split(","))
-        try:
-            admin.create_topics({naming.stream_topic(prefix, "s", 1): {"num_partitions": 1, "replication_factor": 1}})
-        finally:
-            admin.close()
-
-    await asyncio.to_thread(strand)
+    await asyncio.to_thread(_strand, kafka_url, manager, "s")
     assert not await manager.stream_exists("s")
     info = await manager.create_stream(stream_id="s", metadata={"who": "me"})
     assert (info.stream_id, info.version, info.metadata) == ("s", 0, {"who": "me"})
@@ -252,4 +253,41 @@ async def test_last_event_at_is_the_last_appended_events_time_in_both_stats_mode
         assert "last_event_at" not in bounded["kafka"].estimated  # this process wrote every stream
     finally:
         await drop_namespace(m.get_provider("kafka"))  # type: ignore[arg-type]
+        await m.close()
+
+
+async def test_a_topic_stranded_by_a_stopped_process_does_not_block_its_stream_through_the_manager(
+    kafka_url: str,
+) -> None:
+    """Waiting for the stopped process's create record took ``request_timeout``, the manager's call timeout too.
+
+    With the two equal (both 30 s by default) every attempt was cut off before it wrote the record itself,
+    and each retry (the manager's, of an append; the caller's, of ``create_stream``) started the wait
+    again: the stream id could never be created nor appended to.
+    """
+    settings = {"topic_prefix": f"o{uuid.uuid4().hex[:12]}", "request_timeout": 2.0}
+    m = EventSourcingManager(
+        {
+            "providers": {"kafka": {"url": kafka_url, "settings": settings}},
+            "default_provider": "kafka",
+            "timeout": 2.0,
+            "retry_attempts": 3,
+            "retry_delay": 0.01,
+        }
+    )
+    await m.connect()
+    try:
+        await asyncio.to_thread(_strand, kafka_url, m, "s")
+        await asyncio.to_thread(_strand, kafka_url, m, "t")
+        try:  # not retried by the manager (not idempotent): cut off, "its outcome is unknown"
+            info = await m.create_stream(stream_id="s", metadata={"who": "me"})
+        except ProviderTimeoutError:
+            assert not await m.stream_exists("s")
+            info = await m.create_stream(stream_id="s", metadata={"who": "me"})  # the caller's retry
+        assert (info.version, info.metadata) == (0, {"who": "me"})
+        r = await m.append_event(stream_id="t", event_type="E", data={})  # retried by the manager
+        assert r.version == 1
+        assert [e.version async for e in m.read_stream("t")] == [1]
+    finally:
+        await drop_namespace(m.get_provider())  # type: ignore[arg-type]
         await m.close()

@@ -169,7 +169,10 @@ class Streams:
         """
         if slot.made == topic:  # made by this process: no other process writes its create record
             return current
-        deadline = monotonic() + self.conn.settings["request_timeout"]
+        # from the first wait for this topic in this process: a call cut off meanwhile (the manager's timeout
+        # equals request_timeout by default) is retried, and the retry must not start the wait again
+        awaited = self.conn.ns.awaited
+        deadline = awaited.setdefault(topic, monotonic()) + self.conn.settings["request_timeout"]
         delay = 0.002
         while (current is None or current["topic"] != topic) and monotonic() < deadline:
             if current is not None:
@@ -179,6 +182,7 @@ class Streams:
             current = (await self.views.meta()).get(sid)
             if current is None and self.conn.ns.incarnations.get(sid, 0) >= (naming.incarnation(topic) or 0):
                 break  # that incarnation was created and deleted meanwhile
+        awaited.pop(topic, None)
         return current
 
     async def create_stream(self, stream: NewStream) -> StreamInfo:

@@ -182,7 +182,8 @@ class Streams:
             current = (await self.views.meta()).get(sid)
             if current is None and self.conn.ns.incarnations.get(sid, 0) >= (naming.incarnation(topic) or 0):
                 break  # that incarnation was created and deleted meanwhile
-        awaited.pop(topic, None)
+        if current is not None:  # else kept: an attempt cut off after the wait (writing the record) waits no more
+            awaited.pop(topic, None)
         return current
 
     async def create_stream(self, stream: NewStream) -> StreamInfo:

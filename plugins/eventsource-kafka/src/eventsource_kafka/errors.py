@@ -12,6 +12,9 @@ from eventsource.errors import (
 
 __all__ = ["map_error"]
 
+_BOOTSTRAP_FAILED = "Unable to bootstrap"
+"""What kafka-python's ``KafkaTimeoutError`` says when no bootstrap broker answered within the timeout."""
+
 
 def _kafka_errors(*names: str) -> tuple[type[BaseException], ...]:
     """The kafka-python error classes of these names that this kafka-python version defines."""
@@ -27,7 +30,9 @@ def map_error(e: BaseException, what: str) -> BaseException:
     from kafka import errors as ke
 
     name = type(e).__name__
-    if isinstance(e, (*_kafka_errors("KafkaTimeoutError", "RequestTimedOutError"), TimeoutError)):
+    # no broker of the URL answered (refused, or silent) before anything was sent: it cannot be reached
+    unreached = isinstance(e, _kafka_errors("KafkaTimeoutError")) and _BOOTSTRAP_FAILED in str(e)
+    if not unreached and isinstance(e, (*_kafka_errors("KafkaTimeoutError", "RequestTimedOutError"), TimeoutError)):
         return ProviderTimeoutError(f"Kafka timed out while {what}: {name}: {e}", operation=what)
     if isinstance(e, _kafka_errors("MessageSizeTooLargeError", "RecordListTooLargeError", "RecordTooLargeError")):
         return ValidationError(f"record too large while {what}: {e}", field="events")
@@ -43,7 +48,7 @@ def map_error(e: BaseException, what: str) -> BaseException:
         "AuthenticationFailedError",
         "SaslAuthenticationFailedError",
     )
-    if isinstance(e, (*unavailable, ConnectionError, OSError)):
+    if unreached or isinstance(e, (*unavailable, ConnectionError, OSError)):
         return ProviderUnavailableError(f"Kafka is unavailable while {what}: {name}: {e}", operation=what)
     if isinstance(e, ke.KafkaError) and getattr(e, "retriable", False):
         return ProviderUnavailableError(f"Kafka error while {what} (retriable): {name}: {e}", operation=what)

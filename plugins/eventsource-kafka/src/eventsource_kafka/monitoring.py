@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from eventsource_kafka.views import Views
 
 
+_Estimate = tuple[int, int | None, dict[str, int], int]
+"""A stream's estimated count, last event time (microseconds), types seen, and last event position."""
+
+
 class Monitor:
     """Statistics and health of one provider instance."""
 
@@ -36,7 +40,7 @@ class Monitor:
         self.views = views
         self.reader = reader
         self.tails = tails
-        self._cold: dict[str, tuple[tuple[str, int], tuple[int, int | None, dict[str, int]]]] = {}
+        self._cold: dict[str, tuple[tuple[str, int], _Estimate]] = {}
         self._name = name  # the provider's name, which its owner may change after construction
 
     async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
@@ -48,15 +52,15 @@ class Monitor:
         by_type: dict[str, int] = {}
         by_stream: dict[str, int] = {}
         size = 0
-        last: datetime | None = None
+        last: tuple[int, datetime] | None = None  # the event appended last (highest position): its time
         for sid in sorted(metas):
             n = 0
             async for e in self.reader.scan(sid, metas[sid]):
                 n += 1
                 by_type[e.event_type] = by_type.get(e.event_type, 0) + 1
                 size += len(e.data) + len(e.metadata)
-                if last is None or e.timestamp > last:
-                    last = e.timestamp
+                if last is None or e.position > last[0]:
+                    last = (e.position, e.timestamp)
             by_stream[sid] = n
         return ProviderStats(
             total_events=sum(by_stream.values()),
@@ -65,7 +69,7 @@ class Monitor:
             events_by_type=by_type,
             events_by_stream=top_of(by_stream, top_streams),
             storage_size=size,
-            last_event_at=last,
+            last_event_at=None if last is None else last[1],
             uptime_seconds=monotonic() - self.conn.started,
             provider=self._name(),
             extra={"topic_prefix": self.conn.prefix, "layout": "topic-per-stream"},
@@ -90,7 +94,7 @@ class Monitor:
         seen: dict[str, int] = {}
         estimated: set[str] = set()
         every_type = True
-        last_us: int | None = None
+        last: tuple[int, int] | None = None  # (position, time) of the stream tail appended last
         for sid, meta in metas.items():
             slot = conn.ns.slot(sid)
             if sid not in cold:
@@ -98,14 +102,15 @@ class Monitor:
                     async with slot.lock.held():
                         await self.tails.refresh(sid, slot, meta_too=False)
                 n, ts, types = slot.version - int(meta.get("hidden", 0)), slot.last_ts_us, slot.types
+                pos = slot.last_position
                 every_type = every_type and slot.types_from == 0 and not int(meta.get("hidden", 0))
             else:
-                n, ts, types = cold[sid]
+                n, ts, types, pos = cold[sid]
                 estimated.update(("total_events", "events_by_stream", "last_event_at"))
                 every_type = False
             counts[sid] = max(0, n)
-            if n > 0 and ts is not None and (last_us is None or ts > last_us):
-                last_us = ts
+            if n > 0 and ts is not None and (last is None or pos > last[0]):
+                last = (pos, ts)
             for t, k in types.items():
                 seen[t] = seen.get(t, 0) + k
         for gone in self._cold.keys() - metas.keys():  # deleted streams: no estimate kept for them
@@ -124,7 +129,7 @@ class Monitor:
             events_by_type=by_type,
             events_by_stream=top_of(counts, top),
             storage_size=None,
-            last_event_at=None if last_us is None else from_us(last_us),
+            last_event_at=None if last is None else from_us(last[1]),
             uptime_seconds=monotonic() - conn.started,
             provider=self._name(),
             extra={"topic_prefix": conn.prefix, "layout": "topic-per-stream"},
@@ -137,9 +142,7 @@ class Monitor:
         slot = self.conn.ns.slot(sid)
         return bool(slot.loaded and slot.topic == meta["topic"])
 
-    async def _estimates(
-        self, metas: dict[str, dict[str, Any]], ends: dict[str, int]
-    ) -> dict[str, tuple[int, int | None, dict[str, int]]]:
+    async def _estimates(self, metas: dict[str, dict[str, Any]], ends: dict[str, int]) -> dict[str, _Estimate]:
         """:meth:`_estimate` of every stream this process holds no tail of, up to ``io_threads`` reads at once.
 
         A process's first bounded stats reads one last record per such stream: side by side, not one after
@@ -149,7 +152,7 @@ class Monitor:
         """
         gate = asyncio.Semaphore(max(1, int(self.conn.settings["io_threads"])))
 
-        async def one(sid: str, meta: dict[str, Any]) -> tuple[int, int | None, dict[str, int]]:
+        async def one(sid: str, meta: dict[str, Any]) -> _Estimate:
             async with gate:
                 return await self._estimate(sid, meta, ends.get(meta["topic"]))
 
@@ -163,10 +166,8 @@ class Monitor:
             raise
         return dict(zip(metas, got, strict=True))
 
-    async def _estimate(
-        self, sid: str, meta: dict[str, Any], end: int | None
-    ) -> tuple[int, int | None, dict[str, int]]:
-        """A stream this process holds no tail of: count, last timestamp and types from its last record.
+    async def _estimate(self, sid: str, meta: dict[str, Any], end: int | None) -> _Estimate:
+        """A stream this process holds no tail of: count, last timestamp, types and last position from its last record.
 
         The last record's last version, less the hidden events: exact unless that record lost its
         version race (a stale writer's batch). Cached per topic until the topic's end moves.
@@ -179,14 +180,14 @@ class Monitor:
             slot = self.conn.ns.slot(sid)
             async with slot.lock.held():
                 await self.tails.refresh(sid, slot, meta_too=False)
-            return slot.version - int(meta.get("hidden", 0)), slot.last_ts_us, dict(slot.types)
+            return slot.version - int(meta.get("hidden", 0)), slot.last_ts_us, dict(slot.types), slot.last_position
         # ``end`` is the last record batch's base offset + 1 (STORES.md section 10): read that batch
         recs = (await self.conn.io.read(topic, end - 1))[0] if end > 0 else []
         rows = records.peek_rows(recs[-1].value) if recs and recs[-1].value else []
         types: dict[str, int] = {}
         for row in rows:
             types[row[1]] = types.get(row[1], 0) + 1
-        out = (rows[-1][2] - int(meta.get("hidden", 0)), rows[-1][4], types) if rows else (0, None, {})
+        out = (rows[-1][2] - int(meta.get("hidden", 0)), rows[-1][4], types, rows[-1][3]) if rows else (0, None, {}, 0)
         if end is not None:
             self._cold[sid] = ((topic, end), out)
         return out

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eventsource.errors import ValidationError
 from eventsource.provider import check_snapshot, position_at
 
 from eventsource_kafka import records
+from eventsource_kafka.client import record_size
+from eventsource_kafka.connection import ENVELOPE_SLACK
 
 if TYPE_CHECKING:
     from eventsource.model import NewSnapshot, RecordedSnapshot
@@ -36,16 +39,17 @@ class Snapshots:
         The stream must back it (:func:`check_snapshot`): checked first, then produced (Kafka has no
         transaction spanning both; a delete and re-create can slip in between, within one produce).
         """
+        value, key = records.encode_snapshot(snapshot), records.snapshot_key(snapshot.stream_id, snapshot.version)
+        size, limit = record_size(value, [], key), self.conn.max_record_bytes
+        if size > limit + ENVELOPE_SLACK // 2:  # the limit of an append's record too
+            msg = f"snapshot of stream {snapshot.stream_id!r} is {size} bytes as one record; the limit is {limit}"
+            raise ValidationError(f"{msg} (max_record_bytes)", field="data", size=size, limit=limit)
         info = await self.store.get_stream_info(snapshot.stream_id)
         at = None
         if info is not None and snapshot.position is not None:
             at = await position_at(self.store, snapshot.stream_id, snapshot.version)
         check_snapshot(snapshot, exists=info is not None, version=info.version if info else 0, position_at=at)
-        offset = await self.conn.io.produce(
-            self.conn.snap_topic,
-            records.encode_snapshot(snapshot),
-            key=records.snapshot_key(snapshot.stream_id, snapshot.version),
-        )
+        offset = await self.conn.io.produce(self.conn.snap_topic, value, key=key)
         async with self.conn.ns.snap_lock.held():
             self.conn.ns.snaps.setdefault(snapshot.stream_id, {})[snapshot.version] = offset
 

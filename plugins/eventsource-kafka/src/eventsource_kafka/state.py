@@ -49,6 +49,8 @@ class Namespace:
     meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # live streams only
     incarnations: dict[str, int] = field(default_factory=dict)  # latest incarnation per stream id, deleted or not
     deleted: dict[str, str] = field(default_factory=dict)  # the topic named by each stream's latest delete record
+    # topic -> when a call here first waited for another process's create record of it (Streams._await_create_record)
+    awaited: dict[str, float] = field(default_factory=dict)
     meta_offset: int = 0
     meta_lock: SlotLock = field(default_factory=SlotLock)
     snaps: dict[str, dict[int, int]] = field(default_factory=dict)

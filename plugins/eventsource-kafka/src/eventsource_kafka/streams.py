@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import uuid
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +21,14 @@ from eventsource.errors import (
     ProviderError,
     StreamExistsError,
     StreamNotFoundError,
+    ValidationError,
 )
 from eventsource.model import StreamInfo
 from eventsource.timestamps import from_us, now_us
 
 from eventsource_kafka import naming
+from eventsource_kafka.client import record_size
+from eventsource_kafka.views import meta_record
 
 if TYPE_CHECKING:
     from eventsource.model import NewStream
@@ -63,6 +67,23 @@ def info(stream_id: str, meta: dict[str, Any], slot: Slot) -> StreamInfo:
     )
 
 
+def _create_record(stream: NewStream, inc: int, topic: str, created_us: int, creator: str | None) -> dict[str, Any]:
+    """The ``create`` metadata record of incarnation ``inc`` (``creator``: what made it, see :meth:`Streams.create`)."""
+    meta: dict[str, Any] = {
+        "op": "create",
+        "inc": inc,
+        "topic": topic,
+        "name": stream.name,
+        "aggregate_id": stream.aggregate_id,
+        "aggregate_type": stream.aggregate_type,
+        "metadata": dict(stream.metadata),
+        "created_us": created_us,
+    }
+    if creator is not None:
+        meta["creator"] = creator
+    return meta
+
+
 class Streams:
     """Creation, deletion, info and listing of streams."""
 
@@ -81,10 +102,12 @@ class Streams:
         lets only one ``create_topics`` create it: a process that finds it created (another process
         creating the stream at the same moment) joins that incarnation instead of making a second
         topic. The first ``create`` record of an incarnation wins (``Namespace.apply_meta``).
-        ``creator``: the first event id of the append creating the stream.
+        ``creator``: the first event id of the append creating the stream (or a token of ``create_stream``).
+        Metadata too large for one record is refused first (:meth:`_check_size`), before any topic exists.
         """
         sid = stream.stream_id
         settings = self.conn.settings
+        self._check_size(stream, created_us, creator)
         for _ in range(_CREATE_ATTEMPTS):
             inc = self.conn.ns.incarnations.get(sid, 0) + 1
             topic = naming.stream_topic(self.conn.prefix, sid, inc)
@@ -98,19 +121,7 @@ class Streams:
             if not created:
                 current = await self._await_create_record(sid, topic, current, slot)
             if current is None:  # never beside a live incarnation: its create record would supersede it
-                meta: dict[str, Any] = {
-                    "op": "create",
-                    "inc": inc,
-                    "topic": topic,
-                    "name": stream.name,
-                    "aggregate_id": stream.aggregate_id,
-                    "aggregate_type": stream.aggregate_type,
-                    "metadata": dict(stream.metadata),
-                    "created_us": created_us,
-                }
-                if creator is not None:
-                    meta["creator"] = creator
-                current = await self.views.put_meta(sid, meta)
+                current = await self.views.put_meta(sid, _create_record(stream, inc, topic, created_us, creator))
             if current is not None and current["topic"] == topic:
                 if slot.topic != topic:
                     slot.reset(topic)
@@ -126,6 +137,26 @@ class Streams:
         msg = f"stream {sid!r} was created and deleted concurrently {_CREATE_ATTEMPTS} times; not created"
         raise ConcurrencyError(msg, stream_id=sid, expected="NO_STREAM", actual=0)
 
+    def _check_size(self, stream: NewStream, created_us: int, creator: str | None) -> None:
+        """Refuse, before anything is created, a stream whose create record would not fit in ``max_record_bytes``.
+
+        Checked against the record limit, not the producer's (``max_record_bytes`` + ``ENVELOPE_SLACK``): the
+        retention markers an ``update`` record adds to the same fields need the slack, and a stream whose
+        record just fitted at creation could never be truncated.
+        """
+        sid = stream.stream_id
+        inc = self.conn.ns.incarnations.get(sid, 0) + 1
+        key, value = meta_record(
+            sid, _create_record(stream, inc, naming.stream_topic(self.conn.prefix, sid, inc), created_us, creator)
+        )
+        size, limit = record_size(value, [], key), self.conn.max_record_bytes
+        if size > limit:
+            msg = (
+                f"stream {sid!r}: its id, name, aggregate and metadata are {size} bytes as one metadata record; "
+                f"the limit is {limit} (max_record_bytes)"
+            )
+            raise ValidationError(msg, field="metadata", size=size, limit=limit)
+
     async def _await_create_record(
         self, sid: str, topic: str, current: dict[str, Any] | None, slot: Slot
     ) -> dict[str, Any] | None:
@@ -138,7 +169,10 @@ class Streams:
         """
         if slot.made == topic:  # made by this process: no other process writes its create record
             return current
-        deadline = monotonic() + self.conn.settings["request_timeout"]
+        # from the first wait for this topic in this process: a call cut off meanwhile (the manager's timeout
+        # equals request_timeout by default) is retried, and the retry must not start the wait again
+        awaited = self.conn.ns.awaited
+        deadline = awaited.setdefault(topic, monotonic()) + self.conn.settings["request_timeout"]
         delay = 0.002
         while (current is None or current["topic"] != topic) and monotonic() < deadline:
             if current is not None:
@@ -148,15 +182,20 @@ class Streams:
             current = (await self.views.meta()).get(sid)
             if current is None and self.conn.ns.incarnations.get(sid, 0) >= (naming.incarnation(topic) or 0):
                 break  # that incarnation was created and deleted meanwhile
+        if current is not None:  # else kept: an attempt cut off after the wait (writing the record) waits no more
+            awaited.pop(topic, None)
         return current
 
     async def create_stream(self, stream: NewStream) -> StreamInfo:
         """Create the stream's topic and metadata record. :class:`StreamExistsError` if it exists."""
         slot = self.conn.ns.slot(stream.stream_id)
+        token = f"create_stream {uuid.uuid4()}"  # tells this call's create record from another process's
         async with self.conn.exclusive(stream.stream_id):
             if await self.tails.refresh(stream.stream_id, slot) is None:
-                meta, created = await self.create(stream, slot, now_us())
-                if created:
+                meta, created = await self.create(stream, slot, now_us(), creator=token)
+                # a topic left by a process that stopped before writing its create record is joined, and
+                # the record this call then writes makes the stream: created here, whoever made the topic
+                if created or meta.get("creator") == token:
                     return info(stream.stream_id, meta, slot)
             msg = f"stream {stream.stream_id!r} already exists"
             raise StreamExistsError(msg, stream_id=stream.stream_id)

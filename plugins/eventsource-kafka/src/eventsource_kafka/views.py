@@ -37,6 +37,13 @@ def _chain(target: asyncio.Future[int], source: asyncio.Future[int]) -> None:
         target.set_result(source.result())
 
 
+def meta_record(stream_id: str, meta: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Key and value of a metadata record (key: the exact stream id)."""
+    return stream_id.encode("utf-8", "surrogatepass"), json.dumps(meta, ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
 class _InFlight:
     """One event loop's checks: the one in flight (its number and future) and the callers waiting for the next."""
 
@@ -171,8 +178,7 @@ class Views:
         Another process's record may land first and win (:meth:`Namespace.apply_meta`), so the view
         is brought up to this record (no read when nothing landed in between) before answering.
         """
-        key = stream_id.encode("utf-8", "surrogatepass")
-        value = json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        key, value = meta_record(stream_id, meta)
         offset = await self.conn.io.produce(self.conn.meta_topic, value, key=key)
         ns = self.conn.ns
         async with ns.meta_lock.held():

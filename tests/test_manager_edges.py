@@ -324,3 +324,22 @@ async def test_event_types_takes_any_sequence_or_set_of_names_and_refuses_bytes(
             assert [e.event_type for e in page.events] == ["A"], names
         with pytest.raises(ValidationError, match="event_types"):
             await m.get_events(event_types=b"A")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("flag", [1, 0, "no", None])
+async def test_backwards_and_as_classes_take_a_bool_and_nothing_else(flag: object) -> None:
+    """``backwards=1`` read backwards and ``as_classes="no"`` gave typed events: truthiness, not the value asked for."""
+    async with EventSourcingManager("memory://") as m:
+        await m.append_events_batch(stream_id="s", events=[EventData("A", {}), EventData("B", {})])
+        with pytest.raises(ValidationError, match="backwards") as info:
+            [e async for e in m.read_stream("s", backwards=flag)]  # type: ignore[arg-type]
+        assert info.value.details["field"] == "backwards"
+        with pytest.raises(ValidationError, match="as_classes"):
+            [e async for e in m.read_stream("s", as_classes=flag)]  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="as_classes"):
+            [e async for e in m.read_all(as_classes=flag)]  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="as_classes"):
+            await m.get_event_by_id("x", as_classes=flag)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="as_classes"):
+            await m.get_events(as_classes=flag)  # type: ignore[arg-type]
+        assert [e.event_type async for e in m.read_stream("s", backwards=True)] == ["B", "A"]

@@ -34,6 +34,7 @@ from eventsource.manager.streams import Streams
 from eventsource.manager.subscribing import OpenSubscriptions
 from eventsource.manager.threshold import SnapshotThreshold
 from eventsource.manager.validation import (
+    check_flag,
     check_optional_number,
     check_time,
     check_top_streams,
@@ -312,7 +313,7 @@ class EventSourcingManager(KeyScopes):
         (see :meth:`register_event_class`); events of other types keep their plain data.
         """
         req = coerce(GetEventsRequest, request, kwargs)
-        return await self._queries.events(req, self.get_provider, self.event_classes if as_classes else None)
+        return await self._queries.events(req, self.get_provider, self._classes(as_classes))
 
     async def get_events_by_stream(
         self,
@@ -345,7 +346,7 @@ class EventSourcingManager(KeyScopes):
         self, event_id: str, *, stream_id: str | None = None, provider: str | None = None, as_classes: bool = False
     ) -> Event:
         """One event by id; :class:`EventNotFoundError` if no event has it."""
-        classes = self.event_classes if as_classes else None
+        classes = self._classes(as_classes)
         return await self._queries.event(event_id, stream_id, provider, self.get_provider, classes)
 
     def register_upcaster(self, event_type: str, upcaster: Callable[[Event], Event]) -> None:
@@ -372,6 +373,10 @@ class EventSourcingManager(KeyScopes):
     def add_snapshot_upcaster(self, aggregate_type: str, from_version: int, upcaster: Callable[[Any], Any]) -> None:
         """Upcast snapshot data of ``aggregate_type`` from schema ``from_version`` to the next, on read."""
         self._codec.chain.add_snapshot(aggregate_type, from_version, upcaster)
+
+    def _classes(self, as_classes: bool) -> EventClasses | None:
+        """The registered event classes when ``as_classes`` is ``True`` (a bool: anything else is refused)."""
+        return self.event_classes if check_flag("as_classes", as_classes) else None
 
     def register_event_class(self, *classes: type[DomainEvent]) -> None:
         """Register event classes for reads with ``as_classes=True`` (one class per type name)."""
@@ -401,7 +406,7 @@ class EventSourcingManager(KeyScopes):
             page_size=page_size,
             provider=provider,
             get_provider=self.get_provider,
-            classes=self.event_classes if as_classes else None,
+            classes=self._classes(as_classes),
         )
 
     def read_all(
@@ -414,7 +419,7 @@ class EventSourcingManager(KeyScopes):
         On a store with a ``total`` global order a connection or timeout error mid-way is retried,
         resuming after the last position delivered.
         """
-        classes = self.event_classes if as_classes else None
+        classes = self._classes(as_classes)
         return self._queries.all_events(
             from_position, page_size, provider=provider, get_provider=self.get_provider, classes=classes
         )

@@ -19,6 +19,7 @@ from eventsource.manager.validation import (
     MAX_EVENT_ID_LENGTH,
     check_count_mode,
     check_cursor,
+    check_flag,
     check_number,
     check_optional_number,
     check_paging,
@@ -197,6 +198,7 @@ class Queries:
         sid = self.stream_id(stream_id)
         from_version = check_number("from_version", from_version)
         to_version = check_optional_number("to_version", to_version)
+        backwards = check_flag("backwards", backwards)
         p = get_provider(provider)
         check_paging(page_size, 0)
 

@@ -90,6 +90,14 @@ def check_number(name: str, value: object, *, minimum: int = 0) -> int:
     return value
 
 
+def check_flag(name: str, value: object) -> bool:
+    """``True`` or ``False`` and nothing else (``1``, ``"no"``, ``None``: :class:`ValidationError`, not truthiness)."""
+    if not isinstance(value, bool):
+        msg = f"{name} must be True or False, got {type(value).__name__}"
+        raise ValidationError(msg, field=name)
+    return value
+
+
 def check_optional_number(name: str, value: object, *, minimum: int = 0) -> int | None:
     """``None`` or :func:`check_number`."""
     return None if value is None else check_number(name, value, minimum=minimum)

@@ -88,6 +88,8 @@ class _Chains:
                 f"the code reads it at ({self.pinned[target]}, {self._reader}); raise that version first"
             )
             raise ConfigurationError(msg, field="from_version")
+        if to_type not in (None, type_name) and self.pinned.get(type_name, from_version + 1) <= from_version:
+            raise self._away(type_name, f"a step from version {from_version} to {to_type!r}")
         if key in self.steps:
             msg = f"{self.kind} {type_name!r} already has an upcaster from schema version {from_version}"
             raise ConfigurationError(msg, field="from_version")
@@ -104,6 +106,8 @@ class _Chains:
         if old in self.renames:
             msg = f"{self.kind} type {old!r} is already renamed to {self.renames[old]!r}"
             raise ConfigurationError(msg, field="old_type")
+        if old in self.pinned:
+            raise self._away(old, f"a rename to {new!r}")
         if any(t == old for t, _ in self.steps):
             msg = f"{self.kind} type {old!r} has upcasters of its own; a renamed type cannot"
             raise ConfigurationError(msg, field="old_type")
@@ -126,6 +130,14 @@ class _Chains:
             self.latest[type_name] = version
             self.types.add(type_name)
 
+    def _away(self, type_name: str, how: str) -> ConfigurationError:
+        """The refusal of a type that an event class reads being read as another one (the class would never be)."""
+        msg = (
+            f"{self.kind} {type_name!r} has {self._reader} and {how}: the events it writes would be read as another "
+            "type, never as that class (register the class under the new name)"
+        )
+        return ConfigurationError(msg, field="event_type", event_type=type_name)
+
     @property
     def _reader(self) -> str:
         return "its event class" if self.kind == "event" else "the aggregate's snapshot_version"
@@ -144,6 +156,11 @@ class _Chains:
             )
             raise ConfigurationError(msg, field="version")
         if hold:
+            if type_name in self.renames:
+                raise self._away(type_name, f"a rename to {self.renames[type_name]!r}")
+            away = [(v, to) for (t, v), (_, to) in self.steps.items() if t == type_name and v >= version and to]
+            if away:
+                raise self._away(type_name, f"a step from version {away[0][0]} to {away[0][1]!r}")
             self.pinned[type_name] = min(version, self.pinned.get(type_name, version))
         self.declare(type_name, version)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import marshmallow
 import pytest
 from eventsource.domain import Aggregate, DomainEvent, Repository, applies
-from eventsource.errors import ConfigurationError
+from eventsource.errors import ConfigurationError, ValidationError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
 
@@ -59,3 +60,62 @@ async def test_a_class_whose_type_reads_as_another_is_refused(
             away(m)
             with pytest.raises(ConfigurationError, match=r"review\.Shipped"):
                 Repository(m, Parcel)
+
+
+class PaidSchema(marshmallow.Schema):
+    cents = marshmallow.fields.Integer(required=True, validate=marshmallow.validate.Range(min=0))
+
+
+@dataclass(frozen=True)
+class Paid(DomainEvent, type_name="review.Paid", schema=PaidSchema):
+    cents: int
+
+
+@dataclass(frozen=True)
+class Noted(DomainEvent, type_name="review.Noted"):
+    note: str
+    tags: list[str]
+
+
+class Till(Aggregate):
+    aggregate_type = "review.Till"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.cents = 0
+        self.tags: list[str] = []
+
+    @applies(Paid)
+    def _paid(self, e: Paid) -> None:
+        self.cents += e.cents
+
+    @applies(Noted)
+    def _noted(self, e: Noted) -> None:
+        self.tags = e.tags  # keeps the event's own list (a common shortcut)
+
+
+@pytest.mark.parametrize("bad", [Paid(-5), Noted(5, [])], ids=["schema", "annotation"])  # type: ignore[arg-type]
+async def test_recording_an_event_its_class_refuses_changes_nothing(bad: DomainEvent) -> None:
+    """record() applied the refused event: the state counted it and every later save failed on it."""
+    async with _memory() as m:
+        repo = Repository(m, Till)
+        till = repo.new("t")
+        till.record(Paid(7))
+        with pytest.raises(ValidationError):
+            till.record(bad)
+        assert (till.cents, till.tags, len(till.pending)) == (7, [], 1)
+        till.record(Paid(1))
+        await repo.save(till)
+        assert (await repo.get("t")).cents == 8
+
+
+async def test_an_event_is_stored_as_it_was_recorded() -> None:
+    """Encoded at save time, an event's list that a handler kept and changed since was stored changed."""
+    async with _memory() as m:
+        repo = Repository(m, Till)
+        till = repo.new("t")
+        till.record(Noted("a", ["x"]))
+        till.tags.append("changed after the event")
+        await repo.save(till)
+        [ev] = [e async for e in m.read_stream(Till.stream_id_of("t"))]
+        assert ev.data == {"note": "a", "tags": ["x"]}

@@ -17,6 +17,8 @@ from eventsource.errors import ConfigurationError, ValidationError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from eventsource.model import EventData
+
 _HANDLES = "__eventsource_applies__"
 _OWN = frozenset({"id", "version", "snapshot_at"})
 
@@ -72,6 +74,7 @@ class Aggregate:
         """Version of the snapshot this aggregate was loaded from or last saved (0: none); drives the cadence."""
         self._pending: list[DomainEvent] = []
         self._pending_ids: list[str] = []  # each pending event's id, minted when recorded: a repeated save is a retry
+        self._pending_data: list[EventData] = []  # each pending event encoded when recorded (as it was then)
         self._head_event_id: str | None = None  # the event at ``version`` when loaded or saved (None: unknown)
         self._stream_id: str | None = None  # set when the repository found the stream under the legacy scheme
         self._broken: str | None = None  # the event class whose handler raised: the state may be half-changed
@@ -115,12 +118,19 @@ class Aggregate:
         return list(self._pending)
 
     def record(self, event: DomainEvent) -> None:
-        """Apply a new event and keep it pending (with the id it will be stored under) until the repository saves it."""
+        """Apply a new event and keep it pending (with the id it will be stored under) until the repository saves it.
+
+        The event is encoded first (its schema or annotations checked): one its class refuses raises
+        ValidationError and changes nothing, and what is saved is the event as it was when recorded.
+        """
         from eventsource.manager.ids import event_id  # the manager's generator (importing it here makes a cycle)
 
+        eid = event_id()
+        data = event.event_data(event_id=eid, aggregate_id=self.id, aggregate_type=self.aggregate_type)
         self.apply(event)
         self._pending.append(event)
-        self._pending_ids.append(event_id())
+        self._pending_ids.append(eid)
+        self._pending_data.append(data)
 
     def apply(self, event: DomainEvent) -> None:
         """Change the state by one event (no pending entry); a class with no handler raises ValidationError.
@@ -164,6 +174,7 @@ class Aggregate:
         n = len(self._pending) if count is None else count
         del self._pending[:n]
         del self._pending_ids[:n]
+        del self._pending_data[:n]
         self.version = version
         self._head_event_id = head_event_id
 

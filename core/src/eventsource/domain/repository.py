@@ -305,11 +305,8 @@ class Repository(Generic[A]):
         expected = aggregate.version if aggregate.version > 0 else NO_STREAM
         if aggregate.version > 0:
             await self._check_incarnation(aggregate)
-        ids = aggregate._pending_ids[: len(pending)]  # noqa: SLF001 - minted at record(): a repeated save is a retry
-        events = [
-            e.event_data(event_id=i, aggregate_id=aggregate.id, aggregate_type=cls.aggregate_type)
-            for e, i in zip(pending, ids, strict=True)
-        ]
+        # encoded at record(), each with the id minted there (a repeated save is a retry)
+        events = aggregate._pending_data[: len(pending)]  # noqa: SLF001
         res = await self.manager.append_events_batch(
             stream_id=aggregate.stream_id, events=events, expected_version=expected, provider=self.provider
         )

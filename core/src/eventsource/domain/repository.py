@@ -151,7 +151,15 @@ class Repository(Generic[A]):
         agg: A | None = None
         start = 1
         if snap is not None:
-            agg = cls.from_snapshot(aggregate_id, snap.data)
+            try:
+                agg = cls.from_snapshot(aggregate_id, snap.data)
+            except Exception as e:  # noqa: BLE001 - the snapshot is only a cache: the stream holds the state
+                log.warning(
+                    "ignoring a snapshot of %s that its from_snapshot refused (%s): replaying the stream (bump "
+                    "snapshot_version, with a snapshot upcaster, when the snapshot's shape changes)",
+                    cls.__name__, type(e).__name__,
+                )  # fmt: skip
+                return await self._replay(aggregate_id, sid)
             agg.version = snap.version
             start = snap.version
         applied = 0

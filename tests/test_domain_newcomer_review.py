@@ -160,3 +160,30 @@ async def test_a_snapshot_its_from_snapshot_refuses_is_ignored_not_fatal(caplog:
             loaded = await new.get("p")
         assert (loaded.n, loaded.grams, loaded.version, loaded.snapshot_at) == (6, 30, 3, 0)
         assert "from_snapshot" in caplog.text
+
+
+class Fussy(Aggregate):
+    aggregate_type = "review.Fussy"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.seen: dict[int, int] = {}
+
+    @applies(Shipped)
+    def _shipped(self, e: Shipped) -> None:
+        self.seen[e.n] = self.seen[e.n - 1] + 1  # a KeyError on an event the handler did not expect
+
+
+async def test_a_handler_that_raises_on_load_says_which_stored_event() -> None:
+    """A bare KeyError(2) came out of Repository.get, naming neither the aggregate nor the event it choked on."""
+    async with _memory() as m:
+        repo = Repository(m, Fussy)
+        sid = Fussy.stream_id_of("f")
+        await m.append_events_batch(stream_id=sid, events=[Shipped(3)])
+        [stored] = [e async for e in m.read_stream(sid)]
+        with pytest.raises(KeyError) as info:
+            await repo.get("f")
+        notes = "\n".join(getattr(info.value, "__notes__", []))
+        assert stored.event_id in notes
+        assert "version 1" in notes
+        assert sid in notes

@@ -103,7 +103,14 @@ def _apply(agg: Aggregate, ev: Event) -> None:
         raise ValidationError(
             msg, field="event_type", event_type=ev.event_type, event_id=ev.event_id, stream_id=ev.stream_id
         )
-    agg.apply(ev.data)
+    try:
+        agg.apply(ev.data)
+    except Exception as e:  # the handler's own error, with the stored event it choked on (never its data)
+        e.add_note(
+            f"while loading {type(agg).__name__} {agg.id!r}: applying event {ev.event_id!r} ({ev.event_type!r}, "
+            f"version {ev.version} of stream {ev.stream_id!r})"
+        )
+        raise
 
 
 class Repository(Generic[A]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import marshmallow
 import pytest
@@ -187,3 +187,48 @@ async def test_a_handler_that_raises_on_load_says_which_stored_event() -> None:
         assert stored.event_id in notes
         assert "version 1" in notes
         assert sid in notes
+
+
+def test_two_handlers_of_one_event_class_in_one_class_are_refused() -> None:
+    """The later method silently won: the first never ran, and its state never changed."""
+    with pytest.raises(ConfigurationError, match=r"_counted.*_logged|_logged.*_counted"):
+
+        class Twice(Aggregate):
+            @applies(Shipped)
+            def _counted(self, e: Shipped) -> None: ...
+
+            @applies(Shipped)
+            def _logged(self, e: Shipped) -> None: ...
+
+
+def test_an_async_handler_is_refused() -> None:
+    """``@applies`` on ``async def``: apply() made a coroutine and dropped it, so no event ever changed the state."""
+    with pytest.raises(ConfigurationError, match="_shipped"):
+
+        class Eager(Aggregate):
+            @applies(Shipped)
+            async def _shipped(self, e: Shipped) -> None: ...
+
+
+class Wrapped(Aggregate):
+    """A handler whose (sync) decorator hands back a coroutine."""
+
+    aggregate_type = "review.Wrapped"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.n = 0
+
+    async def _later(self, e: Shipped) -> None:
+        self.n += e.n
+
+    @applies(Shipped)
+    def _shipped(self, e: Shipped) -> Any:
+        return self._later(e)
+
+
+def test_a_handler_returning_an_awaitable_is_an_error_not_a_silent_no_op() -> None:
+    wrapped = Wrapped("w")
+    with pytest.raises(ConfigurationError, match="_shipped"):
+        wrapped.record(Shipped(1))
+    assert wrapped.pending == []

@@ -9,6 +9,7 @@ override it with :meth:`Aggregate.from_snapshot` when the state is not plain dat
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from eventsource.domain.events import DomainEvent
@@ -36,6 +37,9 @@ def applies(*event_classes: type[DomainEvent]) -> Callable[[Callable[..., None]]
             raise ConfigurationError(msg, field="event_class")
 
     def mark(fn: Callable[..., None]) -> Callable[..., None]:
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):  # apply() would drop its coroutine
+            msg = f"@applies handler {getattr(fn, '__qualname__', fn)!r} is async: a handler changes the state at once"
+            raise ConfigurationError(msg, field="event_class")
         setattr(fn, _HANDLES, (*getattr(fn, _HANDLES, ()), *event_classes))
         return fn
 
@@ -60,9 +64,16 @@ class Aggregate:
         if not cls.__dict__.get("aggregate_type"):
             cls.aggregate_type = cls.__name__
         names = dict(cls._handler_names)
+        own: dict[type[DomainEvent], str] = {}
         for name, value in cls.__dict__.items():
             for event_class in getattr(value, _HANDLES, ()):
-                names[event_class] = name
+                if own.get(event_class, name) != name:  # one would silently never run
+                    msg = (
+                        f"{cls.__name__} has two @applies handlers of {event_class.__name__}: {own[event_class]} "
+                        f"and {name}; one handler per event class"
+                    )
+                    raise ConfigurationError(msg, field="event_class")
+                own[event_class] = names[event_class] = name
         cls._handler_names = names
         # by name, so a subclass's override of an inherited handler method runs (decorated again or not)
         cls._handlers = {event_class: getattr(cls, name) for event_class, name in names.items()}
@@ -145,10 +156,21 @@ class Aggregate:
             )
             raise ValidationError(msg, field="event_type", aggregate_type=self.aggregate_type)
         try:
-            handler(self, event)
+            out = handler(self, event)
+            if out is not None and inspect.isawaitable(out):  # a coroutine: the state would never change
+                self._refuse_awaitable(event, out)
         except BaseException:
             self._broken = type(event).__name__  # a repository refuses to save (or snapshot) this state
             raise
+
+    def _refuse_awaitable(self, event: DomainEvent, out: Any) -> None:
+        """Close the awaitable a handler returned and raise ConfigurationError naming the handler."""
+        getattr(out, "close", lambda: None)()
+        msg = (
+            f"{type(self).__name__}.{self._handler_names.get(type(event))}, the @applies handler of "
+            f"{type(event).__name__}, returned an awaitable: a handler changes the state at once (no await)"
+        )
+        raise ConfigurationError(msg, field="event_class")
 
     def to_snapshot(self) -> Any:
         """The state as snapshot data: the public instance attributes except ``id`` and ``version``."""

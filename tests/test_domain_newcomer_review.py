@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import marshmallow
 import pytest
-from eventsource.domain import Aggregate, DomainEvent, Repository, applies
+from eventsource.domain import Aggregate, DomainEvent, Repository, SyncRepository, applies
 from eventsource.errors import ConfigurationError, ValidationError
 from eventsource.manager import EventSourcingManager
 from eventsource.plugins import PluginHost
+from eventsource.sync import SyncEventSourcingManager
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -232,3 +233,19 @@ def test_a_handler_returning_an_awaitable_is_an_error_not_a_silent_no_op() -> No
     with pytest.raises(ConfigurationError, match="_shipped"):
         wrapped.record(Shipped(1))
     assert wrapped.pending == []
+
+
+def test_sync_update_lets_fn_use_the_sync_api() -> None:
+    """fn ran on the facade's own loop, so reading another aggregate in it raised "called from its own event loop"."""
+    with SyncEventSourcingManager({"providers": {"m": "memory://"}}, host=PluginHost(load_entrypoints=False)) as es:
+        repo = SyncRepository(es, Parcel)
+        for aggregate_id, n in (("a", 1), ("b", 5)):
+            parcel = repo.new(aggregate_id)
+            parcel.record(Shipped(n))
+            repo.save(parcel)
+
+        def ship_as_many_as_b(parcel: Parcel) -> None:
+            parcel.record(Shipped(repo.get("b").n))
+
+        assert repo.update("a", ship_as_many_as_b).n == 6
+        assert repo.get("a").n == 6

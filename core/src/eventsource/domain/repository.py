@@ -29,7 +29,7 @@ from eventsource.errors import (
 from eventsource.model import NO_STREAM, redacted_scope
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from eventsource.domain.aggregate import Aggregate
     from eventsource.manager import EventSourcingManager
@@ -78,6 +78,16 @@ def _missing_from_snapshot(cls: type[Aggregate], aggregate_id: str, data: Any) -
         return None
     fresh = cls(aggregate_id).to_snapshot()
     return next((k for k in fresh if k not in data), None)
+
+
+async def _awaited(out: Awaitable[Any]) -> None:
+    await out
+
+
+def _check_retries(retries: object) -> None:
+    if type(retries) is not int or retries < 0:
+        msg = f"retries must be an int >= 0, got {retries!r}"
+        raise ConfigurationError(msg, field="retries")
 
 
 def _check_readable(ev: Event) -> None:
@@ -403,9 +413,7 @@ class Repository(Generic[A]):
         conflict is raised. Keep side effects (emails, payments) out of ``fn``: they would run once
         per attempt, including attempts whose events were never saved.
         """
-        if type(retries) is not int or retries < 0:
-            msg = f"retries must be an int >= 0, got {retries!r}"
-            raise ConfigurationError(msg, field="retries")
+        _check_retries(retries)
         attempt = 0
         while True:
             agg = await self.get(aggregate_id)
@@ -460,8 +468,25 @@ class SyncRepository(Generic[A]):
         return self._sync._loop.run(self._repo.save(aggregate))  # noqa: SLF001
 
     def update(self, aggregate_id: str, fn: Callable[[A], Any], *, retries: int = 3) -> A:
-        """Load, apply ``fn(aggregate)``, save; on :class:`ConcurrencyError` start over (``retries`` times)."""
-        return self._sync._loop.run(self._repo.update(aggregate_id, fn, retries=retries))  # noqa: SLF001
+        """Load, apply ``fn(aggregate)``, save; on :class:`ConcurrencyError` start over (``retries`` times).
+
+        ``fn`` runs in the calling thread (not on the facade's loop), so it may use the sync API itself.
+        """
+        _check_retries(retries)
+        attempt = 0
+        while True:
+            agg = self.get(aggregate_id)
+            out = fn(agg)
+            if inspect.isawaitable(out):
+                self._sync._loop.run(_awaited(out))  # noqa: SLF001
+            try:
+                self.save(agg)
+            except ConcurrencyError:
+                attempt += 1
+                if attempt > retries:
+                    raise
+                continue
+            return agg
 
 
 __all__ = ["EVENT_KEY", "Repository", "SyncRepository"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -249,3 +250,40 @@ def test_sync_update_lets_fn_use_the_sync_api() -> None:
 
         assert repo.update("a", ship_as_many_as_b).n == 6
         assert repo.get("a").n == 6
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Painted(Aggregate):
+    """State the JSON codec refuses: no snapshot can be taken of it."""
+
+    aggregate_type = "review.Painted"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.pair: tuple[int, int] | None = None
+        self.colour: Colour | None = None
+
+    @applies(Shipped)
+    def _shipped(self, e: Shipped) -> None:
+        if e.n == 1:
+            self.pair = (e.n, e.n)
+        else:
+            self.colour = Colour.RED
+
+
+@pytest.mark.parametrize(("n", "says"), [(1, "'pair'"), (2, "Colour")], ids=["tuple", "enum"])
+async def test_a_snapshot_that_cannot_be_encoded_says_which_aggregate_and_why(
+    caplog: pytest.LogCaptureFixture, n: int, says: str
+) -> None:
+    """The warning said only "snapshot of an aggregate failed after its save: ValidationError", on every save."""
+    async with _memory() as m:
+        repo = Repository(m, Painted, snapshot_threshold=1)
+        painted = repo.new("p")
+        painted.record(Shipped(n))
+        with caplog.at_level("WARNING", logger="eventsource"):
+            await repo.save(painted)
+        assert "Painted" in caplog.text
+        assert says in caplog.text

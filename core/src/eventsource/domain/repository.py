@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import re
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from eventsource.domain.events import DomainEvent
@@ -78,6 +79,18 @@ def _missing_from_snapshot(cls: type[Aggregate], aggregate_id: str, data: Any) -
         return None
     fresh = cls(aggregate_id).to_snapshot()
     return next((k for k in fresh if k not in data), None)
+
+
+def _why(e: Exception) -> str:
+    """What a failed snapshot's log line may say of ``e``: the state attribute, or the codec's reason (never data)."""
+    if not isinstance(e, ValidationError):
+        return ""
+    found = re.match(r"\$\['([A-Za-z_][A-Za-z0-9_]*)'\]", str(e.details.get("path", "")))
+    if found is not None:  # an attribute name (code); deeper steps could be keys of the user's data
+        return f" (attribute {found.group(1)!r}; JSON would not give it back as it was)"
+    said = str(e.__cause__) if isinstance(e.__cause__, TypeError) else ""
+    found = re.fullmatch(r"[Oo]bject of type (\w+) is not (JSON )?serializable", said)  # a type name, nothing else
+    return f" (a {found.group(1)} is not serializable)" if found is not None else ""
 
 
 async def _awaited(out: Awaitable[Any]) -> None:
@@ -382,7 +395,7 @@ class Repository(Generic[A]):
             )
             aggregate.snapshot_at = res.last_version
         except Exception as e:  # noqa: BLE001 - the events are stored; the snapshot is only a cache
-            log.warning("snapshot of an aggregate failed after its save: %s", type(e).__name__)
+            log.warning("snapshot of %s failed after its save: %s%s", cls.__name__, type(e).__name__, _why(e))
 
     async def _check_incarnation(self, aggregate: A) -> None:
         """:class:`ConcurrencyError` when the event at the loaded version is not the one the aggregate was built on.

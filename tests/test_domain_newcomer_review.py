@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import marshmallow
@@ -287,3 +287,39 @@ async def test_a_snapshot_that_cannot_be_encoded_says_which_aggregate_and_why(
             await repo.save(painted)
         assert "Painted" in caplog.text
         assert says in caplog.text
+
+
+@dataclass(frozen=True)
+class Priced(DomainEvent, type_name="review.Priced"):
+    """``cents`` computed from an InitVar, which is not a field: nothing stores it, so a read computes 0."""
+
+    cents: int = field(init=False)
+    euros: InitVar[float | None] = None
+
+    def __post_init__(self, euros: float | None) -> None:
+        object.__setattr__(self, "cents", round((euros or 0) * 100))
+
+
+@dataclass(frozen=True)
+class Stamped(DomainEvent, type_name="review.Stamped"):
+    """``seq`` set after construction (a factory): a read gives its default."""
+
+    n: int
+    seq: int = field(init=False, default=0)
+
+    @classmethod
+    def numbered(cls, n: int, seq: int) -> Stamped:
+        made = cls(n)
+        object.__setattr__(made, "seq", seq)
+        return made
+
+
+@pytest.mark.parametrize(("event", "name"), [(Priced(1.5), "cents"), (Stamped.numbered(1, 7), "seq")])
+async def test_an_event_a_read_would_rebuild_otherwise_is_refused(event: DomainEvent, name: str) -> None:
+    """Stored as {"cents": 150}, read back as Priced(cents=0): its data changed silently through the store."""
+    async with _memory() as m:
+        m.register_event_class(type(event))
+        with pytest.raises(ValidationError) as info:
+            await m.append_events_batch(stream_id="s", events=[event])
+        assert info.value.details["field"] == name
+        assert not await m.stream_exists("s")

@@ -12,6 +12,7 @@ reads (``as_classes=True`` puts an instance in ``Event.data``); one type name ha
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
 from datetime import date, datetime, time, timedelta
@@ -96,6 +97,24 @@ def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
             out[f.name] = acc if f.default is not None or type(None) in acc else (*acc, type(None))
     setattr(cls, _TYPES_ATTR, out)
     return out
+
+
+_REBUILT_ATTR = "_eventsource_rebuilt"
+
+
+def _rebuilt(cls: type) -> bool:
+    """Whether a read builds ``cls`` otherwise than from its stored fields (a ``field(init=False)``, an ``InitVar``)."""
+    cached = cls.__dict__.get(_REBUILT_ATTR)
+    if cached is None:
+        fields = dataclasses.fields(cls)
+        init = {f.name for f in fields if f.init}
+        try:
+            params = set(inspect.signature(cls).parameters)  # the init fields, and InitVars (not fields)
+        except (TypeError, ValueError):
+            params = set()
+        cached = len(init) != len(fields) or bool(params - init)
+        setattr(cls, _REBUILT_ATTR, cached)
+    return bool(cached)
 
 
 def _wrong_type(cls: type[DomainEvent], values: Mapping[str, Any]) -> ValidationError | None:
@@ -202,7 +221,27 @@ class DomainEvent:
     # ------------------------------------------------------------------ writing
 
     def to_data(self) -> Any:
-        """The event's data as stored: the schema's dump when it has one, else its fields as a dict."""
+        """The event's data as stored: the schema's dump when it has one, else its fields as a dict.
+
+        A class that a read builds otherwise than from the stored fields (a ``field(init=False)``, an ``InitVar``)
+        is read back here first: a field that would come back changed raises ValidationError naming it.
+        """
+        data = self._data()
+        cls = type(self)
+        if _rebuilt(cls):
+            back = cls.from_data(data)
+            for f in dataclasses.fields(self):  # type: ignore[arg-type]
+                if getattr(back, f.name) != getattr(self, f.name):
+                    msg = (
+                        f"event {cls.event_type!r} ({cls.__name__}): field {f.name!r} would be read back otherwise "
+                        "(the class computes it again on a read, from what is stored); store what it is computed "
+                        "from as a field"
+                    )
+                    raise ValidationError(msg, field=f.name, event_type=cls.event_type)
+        return data
+
+    def _data(self) -> Any:
+        """:meth:`to_data` without the read-back check."""
         cls = type(self)
         if not dataclasses.is_dataclass(self):
             msg = f"event class {cls.__name__} must be a dataclass (decorate it with @dataclass(frozen=True))"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import enum
 from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -322,4 +324,27 @@ async def test_an_event_a_read_would_rebuild_otherwise_is_refused(event: DomainE
         with pytest.raises(ValidationError) as info:
             await m.append_events_batch(stream_id="s", events=[event])
         assert info.value.details["field"] == name
+        assert not await m.stream_exists("s")
+
+
+class LossySchema(marshmallow.Schema):
+    when = marshmallow.fields.String(required=True)  # dumps str(datetime), loads that str
+    amount = marshmallow.fields.Float(required=True)  # dumps a Decimal as a float
+
+
+@dataclass(frozen=True)
+class Settled(DomainEvent, type_name="review.Settled", schema=LossySchema):
+    when: dt.datetime
+    amount: decimal.Decimal
+
+
+async def test_a_schema_that_reads_back_another_type_than_annotated_is_refused_on_append() -> None:
+    """Settled(datetime, Decimal("0.10")) read back as Settled('2020-01-01 00:00:00', 0.1), silently."""
+    async with _memory() as m:
+        m.register_event_class(Settled)
+        with pytest.raises(ValidationError) as info:
+            await m.append_events_batch(
+                stream_id="s", events=[Settled(dt.datetime(2020, 1, 1, tzinfo=dt.UTC), decimal.Decimal("0.10"))]
+            )
+        assert info.value.details["field"] == "when"
         assert not await m.stream_exists("s")

@@ -117,8 +117,13 @@ def _rebuilt(cls: type) -> bool:
     return bool(cached)
 
 
-def _wrong_type(cls: type[DomainEvent], values: Mapping[str, Any]) -> ValidationError | None:
-    """A :class:`ValidationError` for the first field of ``values`` whose value is not of its annotated type."""
+def _wrong_type(
+    cls: type[DomainEvent], values: Mapping[str, Any], *, read_back: bool = False
+) -> ValidationError | None:
+    """A :class:`ValidationError` for the first field of ``values`` whose value is not of its annotated type.
+
+    ``read_back``: ``values`` are what the class's schema loads from its own dump (the message says so).
+    """
     for name, acc in _field_types(cls).items():
         if name not in values:
             continue
@@ -126,7 +131,8 @@ def _wrong_type(cls: type[DomainEvent], values: Mapping[str, Any]) -> Validation
         if isinstance(v, acc) and (type(v) is not bool or bool in acc):  # a bool is an int to isinstance, not here
             continue
         want = " or ".join("None" if t is type(None) else t.__name__ for t in acc if t is not int or float not in acc)
-        msg = f"event {cls.event_type!r} ({cls.__name__}): field {name!r} holds a {type(v).__name__}, not {want}"
+        holds = "would be read back by its schema as" if read_back else "holds"
+        msg = f"event {cls.event_type!r} ({cls.__name__}): field {name!r} {holds} a {type(v).__name__}, not {want}"
         return ValidationError(msg, field=name, event_type=cls.event_type)
     return None
 
@@ -247,20 +253,7 @@ class DomainEvent:
             msg = f"event class {cls.__name__} must be a dataclass (decorate it with @dataclass(frozen=True))"
             raise ConfigurationError(msg, field="event_type")
         if cls.schema is not None:
-            schema = cls.schema()
-            dumped = {(f.attribute or name).split(".")[0] for name, f in schema.dump_fields.items()}
-            for f in dataclasses.fields(self):
-                if f.init and f.name not in dumped:  # the dump would leave it out: not stored, its default on read
-                    msg = (
-                        f"event {cls.event_type!r} ({cls.__name__}): field {f.name!r} is not dumped by its schema "
-                        f"{cls.schema.__name__}, so it would not be stored; add it to the schema"
-                    )
-                    raise ValidationError(msg, field=f.name, event_type=cls.event_type)
-            data = schema.dump(self)
-            errors = schema.validate(data)
-            if errors:
-                raise _field_error(cls.__name__, cls.event_type, errors)
-            return data
+            return self._schema_data(cls.schema())
         # before asdict, which raises a bare TypeError on a defaultdict
         wrong = _json_subclass(self) or _wrong_type(
             cls, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -284,6 +277,29 @@ class DomainEvent:
                     "schema that loads it"
                 )
                 raise ValidationError(msg, field=where, event_type=cls.event_type)
+        return data
+
+    def _schema_data(self, schema: marshmallow.Schema) -> Any:
+        """:meth:`_data` of a class with a schema: its dump, which a read must load back to the annotated types."""
+        cls = type(self)
+        dumped = {(f.attribute or name).split(".")[0] for name, f in schema.dump_fields.items()}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.init and f.name not in dumped:  # the dump would leave it out: not stored, its default on read
+                msg = (
+                    f"event {cls.event_type!r} ({cls.__name__}): field {f.name!r} is not dumped by its schema "
+                    f"{type(schema).__name__}, so it would not be stored; add it to the schema"
+                )
+                raise ValidationError(msg, field=f.name, event_type=cls.event_type)
+        data = schema.dump(self)
+        import marshmallow
+
+        try:  # what a read loads: its fields must still be of their annotated types (a dump may lose them)
+            loaded = schema.load(data)
+        except marshmallow.ValidationError as e:
+            raise _field_error(cls.__name__, cls.event_type, e.messages) from None
+        wrong = _wrong_type(cls, loaded, read_back=True) if isinstance(loaded, dict) else None
+        if wrong is not None:
+            raise wrong
         return data
 
     def event_data(self, *, metadata: Mapping[str, Any] | None = None, **envelope: Any) -> EventData:

@@ -18,6 +18,7 @@ from eventsource.sync import SyncEventSourcingManager
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -348,3 +349,38 @@ async def test_a_schema_that_reads_back_another_type_than_annotated_is_refused_o
             )
         assert info.value.details["field"] == "when"
         assert not await m.stream_exists("s")
+
+
+@dataclass(frozen=True)
+class Renamed(DomainEvent, type_name="review.Renamed", version=2):
+    name: str
+
+
+async def test_plain_data_its_code_could_not_read_back_is_refused_on_append() -> None:
+    """Plain data for a type whose class is version 2 was stored as version 1 with no step from it: every read
+    of the stream (the aggregate's load too) then raised SchemaVersionError."""
+    async with _memory() as m:
+        m.register_event_class(Renamed)
+        with pytest.raises(ValidationError) as info:
+            await m.append_event(stream_id="s", event_type="review.Renamed", data={"name": "a"})
+        assert info.value.details["field"] == "metadata"
+        with pytest.raises(ValidationError):  # a version from the future: the code is behind it
+            await m.append_event(
+                stream_id="s", event_type="review.Renamed", data={"name": "a"}, metadata={"eventsource.schema": 3}
+            )
+        assert not await m.stream_exists("s")
+        await m.append_event(
+            stream_id="s", event_type="review.Renamed", data={"name": "a"}, metadata={"eventsource.schema": 2}
+        )
+        m.add_upcaster("review.Renamed", 1, lambda d: d)  # now version 1 reads back
+        await m.append_event(stream_id="s", event_type="review.Renamed", data={"name": "b"})
+        assert [e.data async for e in m.read_stream("s", as_classes=True)] == [Renamed("a"), Renamed("b")]
+
+
+def test_the_sync_one_event_append_refuses_it_too(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as es:
+        es.register_event_class(Renamed)
+        with pytest.raises(ValidationError):
+            es.append_event(stream_id="s", event_type="review.Renamed", data={"name": "a"})
+        assert not es.stream_exists("s")

@@ -245,6 +245,29 @@ class _Chains:
                 out.add(t)
         return out
 
+    def unreadable(self, type_name: str, version: object) -> str | None:
+        """Why an event stored as ``type_name`` at schema ``version`` would not read back (``None``: it would).
+
+        The chain is walked by its keys only (no upcaster runs): a version that is not an int >= 1, a missing
+        step, or a version newer than the code knows is what a read would raise on.
+        """
+        if type(version) is not int or version < 1:
+            return f"schema version {version!r} is not an int >= 1"
+        t, v, n = type_name, version, 0
+        while n <= MAX_STEPS:
+            while t in self.renames and n <= MAX_STEPS:
+                t, n = self.renames[t], n + 1
+            step = self.steps.get((t, v))
+            if step is None:
+                break
+            t, v, n = step[1] or t, v + 1, n + 1
+        newest = self.latest.get(t, 1)
+        if v < newest:
+            return f"no upcaster takes {t!r} from schema version {v} (the code reads version {newest})"
+        if v > newest and t in self.latest:
+            return f"schema version {v} of {t!r} is newer than this code knows ({newest})"
+        return None
+
     def copy_into(self, other: _Chains) -> None:
         for (t, v), (fn, to) in self.steps.items():
             other.add(t, v, fn, to)

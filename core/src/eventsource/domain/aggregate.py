@@ -9,6 +9,7 @@ override it with :meth:`Aggregate.from_snapshot` when the state is not plain dat
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from eventsource.domain.events import DomainEvent
@@ -16,6 +17,8 @@ from eventsource.errors import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from eventsource.model import EventData
 
 _HANDLES = "__eventsource_applies__"
 _OWN = frozenset({"id", "version", "snapshot_at"})
@@ -34,6 +37,9 @@ def applies(*event_classes: type[DomainEvent]) -> Callable[[Callable[..., None]]
             raise ConfigurationError(msg, field="event_class")
 
     def mark(fn: Callable[..., None]) -> Callable[..., None]:
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):  # apply() would drop its coroutine
+            msg = f"@applies handler {getattr(fn, '__qualname__', fn)!r} is async: a handler changes the state at once"
+            raise ConfigurationError(msg, field="event_class")
         setattr(fn, _HANDLES, (*getattr(fn, _HANDLES, ()), *event_classes))
         return fn
 
@@ -58,9 +64,16 @@ class Aggregate:
         if not cls.__dict__.get("aggregate_type"):
             cls.aggregate_type = cls.__name__
         names = dict(cls._handler_names)
+        own: dict[type[DomainEvent], str] = {}
         for name, value in cls.__dict__.items():
             for event_class in getattr(value, _HANDLES, ()):
-                names[event_class] = name
+                if own.get(event_class, name) != name:  # one would silently never run
+                    msg = (
+                        f"{cls.__name__} has two @applies handlers of {event_class.__name__}: {own[event_class]} "
+                        f"and {name}; one handler per event class"
+                    )
+                    raise ConfigurationError(msg, field="event_class")
+                own[event_class] = names[event_class] = name
         cls._handler_names = names
         # by name, so a subclass's override of an inherited handler method runs (decorated again or not)
         cls._handlers = {event_class: getattr(cls, name) for event_class, name in names.items()}
@@ -72,6 +85,7 @@ class Aggregate:
         """Version of the snapshot this aggregate was loaded from or last saved (0: none); drives the cadence."""
         self._pending: list[DomainEvent] = []
         self._pending_ids: list[str] = []  # each pending event's id, minted when recorded: a repeated save is a retry
+        self._pending_data: list[EventData] = []  # each pending event encoded when recorded (as it was then)
         self._head_event_id: str | None = None  # the event at ``version`` when loaded or saved (None: unknown)
         self._stream_id: str | None = None  # set when the repository found the stream under the legacy scheme
         self._broken: str | None = None  # the event class whose handler raised: the state may be half-changed
@@ -115,12 +129,19 @@ class Aggregate:
         return list(self._pending)
 
     def record(self, event: DomainEvent) -> None:
-        """Apply a new event and keep it pending (with the id it will be stored under) until the repository saves it."""
+        """Apply a new event and keep it pending (with the id it will be stored under) until the repository saves it.
+
+        The event is encoded first (its schema or annotations checked): one its class refuses raises
+        ValidationError and changes nothing, and what is saved is the event as it was when recorded.
+        """
         from eventsource.manager.ids import event_id  # the manager's generator (importing it here makes a cycle)
 
+        eid = event_id()
+        data = event.event_data(event_id=eid, aggregate_id=self.id, aggregate_type=self.aggregate_type)
         self.apply(event)
         self._pending.append(event)
-        self._pending_ids.append(event_id())
+        self._pending_ids.append(eid)
+        self._pending_data.append(data)
 
     def apply(self, event: DomainEvent) -> None:
         """Change the state by one event (no pending entry); a class with no handler raises ValidationError.
@@ -135,10 +156,21 @@ class Aggregate:
             )
             raise ValidationError(msg, field="event_type", aggregate_type=self.aggregate_type)
         try:
-            handler(self, event)
+            out = handler(self, event)
+            if out is not None and inspect.isawaitable(out):  # a coroutine: the state would never change
+                self._refuse_awaitable(event, out)
         except BaseException:
             self._broken = type(event).__name__  # a repository refuses to save (or snapshot) this state
             raise
+
+    def _refuse_awaitable(self, event: DomainEvent, out: Any) -> None:
+        """Close the awaitable a handler returned and raise ConfigurationError naming the handler."""
+        getattr(out, "close", lambda: None)()
+        msg = (
+            f"{type(self).__name__}.{self._handler_names.get(type(event))}, the @applies handler of "
+            f"{type(event).__name__}, returned an awaitable: a handler changes the state at once (no await)"
+        )
+        raise ConfigurationError(msg, field="event_class")
 
     def to_snapshot(self) -> Any:
         """The state as snapshot data: the public instance attributes except ``id`` and ``version``."""
@@ -164,6 +196,7 @@ class Aggregate:
         n = len(self._pending) if count is None else count
         del self._pending[:n]
         del self._pending_ids[:n]
+        del self._pending_data[:n]
         self.version = version
         self._head_event_id = head_event_id
 

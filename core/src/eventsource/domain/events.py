@@ -12,6 +12,7 @@ reads (``as_classes=True`` puts an instance in ``Event.data``); one type name ha
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
 from datetime import date, datetime, time, timedelta
@@ -98,8 +99,31 @@ def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
     return out
 
 
-def _wrong_type(cls: type[DomainEvent], values: Mapping[str, Any]) -> ValidationError | None:
-    """A :class:`ValidationError` for the first field of ``values`` whose value is not of its annotated type."""
+_REBUILT_ATTR = "_eventsource_rebuilt"
+
+
+def _rebuilt(cls: type) -> bool:
+    """Whether a read builds ``cls`` otherwise than from its stored fields (a ``field(init=False)``, an ``InitVar``)."""
+    cached = cls.__dict__.get(_REBUILT_ATTR)
+    if cached is None:
+        fields = dataclasses.fields(cls)
+        init = {f.name for f in fields if f.init}
+        try:
+            params = set(inspect.signature(cls).parameters)  # the init fields, and InitVars (not fields)
+        except (TypeError, ValueError):
+            params = set()
+        cached = len(init) != len(fields) or bool(params - init)
+        setattr(cls, _REBUILT_ATTR, cached)
+    return bool(cached)
+
+
+def _wrong_type(
+    cls: type[DomainEvent], values: Mapping[str, Any], *, read_back: bool = False
+) -> ValidationError | None:
+    """A :class:`ValidationError` for the first field of ``values`` whose value is not of its annotated type.
+
+    ``read_back``: ``values`` are what the class's schema loads from its own dump (the message says so).
+    """
     for name, acc in _field_types(cls).items():
         if name not in values:
             continue
@@ -107,7 +131,8 @@ def _wrong_type(cls: type[DomainEvent], values: Mapping[str, Any]) -> Validation
         if isinstance(v, acc) and (type(v) is not bool or bool in acc):  # a bool is an int to isinstance, not here
             continue
         want = " or ".join("None" if t is type(None) else t.__name__ for t in acc if t is not int or float not in acc)
-        msg = f"event {cls.event_type!r} ({cls.__name__}): field {name!r} holds a {type(v).__name__}, not {want}"
+        holds = "would be read back by its schema as" if read_back else "holds"
+        msg = f"event {cls.event_type!r} ({cls.__name__}): field {name!r} {holds} a {type(v).__name__}, not {want}"
         return ValidationError(msg, field=name, event_type=cls.event_type)
     return None
 
@@ -202,26 +227,33 @@ class DomainEvent:
     # ------------------------------------------------------------------ writing
 
     def to_data(self) -> Any:
-        """The event's data as stored: the schema's dump when it has one, else its fields as a dict."""
+        """The event's data as stored: the schema's dump when it has one, else its fields as a dict.
+
+        A class that a read builds otherwise than from the stored fields (a ``field(init=False)``, an ``InitVar``)
+        is read back here first: a field that would come back changed raises ValidationError naming it.
+        """
+        data = self._data()
+        cls = type(self)
+        if _rebuilt(cls):
+            back = cls.from_data(data)
+            for f in dataclasses.fields(self):  # type: ignore[arg-type]
+                if getattr(back, f.name) != getattr(self, f.name):
+                    msg = (
+                        f"event {cls.event_type!r} ({cls.__name__}): field {f.name!r} would be read back otherwise "
+                        "(the class computes it again on a read, from what is stored); store what it is computed "
+                        "from as a field"
+                    )
+                    raise ValidationError(msg, field=f.name, event_type=cls.event_type)
+        return data
+
+    def _data(self) -> Any:
+        """:meth:`to_data` without the read-back check."""
         cls = type(self)
         if not dataclasses.is_dataclass(self):
             msg = f"event class {cls.__name__} must be a dataclass (decorate it with @dataclass(frozen=True))"
             raise ConfigurationError(msg, field="event_type")
         if cls.schema is not None:
-            schema = cls.schema()
-            dumped = {(f.attribute or name).split(".")[0] for name, f in schema.dump_fields.items()}
-            for f in dataclasses.fields(self):
-                if f.init and f.name not in dumped:  # the dump would leave it out: not stored, its default on read
-                    msg = (
-                        f"event {cls.event_type!r} ({cls.__name__}): field {f.name!r} is not dumped by its schema "
-                        f"{cls.schema.__name__}, so it would not be stored; add it to the schema"
-                    )
-                    raise ValidationError(msg, field=f.name, event_type=cls.event_type)
-            data = schema.dump(self)
-            errors = schema.validate(data)
-            if errors:
-                raise _field_error(cls.__name__, cls.event_type, errors)
-            return data
+            return self._schema_data(cls.schema())
         # before asdict, which raises a bare TypeError on a defaultdict
         wrong = _json_subclass(self) or _wrong_type(
             cls, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -245,6 +277,29 @@ class DomainEvent:
                     "schema that loads it"
                 )
                 raise ValidationError(msg, field=where, event_type=cls.event_type)
+        return data
+
+    def _schema_data(self, schema: marshmallow.Schema) -> Any:
+        """:meth:`_data` of a class with a schema: its dump, which a read must load back to the annotated types."""
+        cls = type(self)
+        dumped = {(f.attribute or name).split(".")[0] for name, f in schema.dump_fields.items()}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.init and f.name not in dumped:  # the dump would leave it out: not stored, its default on read
+                msg = (
+                    f"event {cls.event_type!r} ({cls.__name__}): field {f.name!r} is not dumped by its schema "
+                    f"{type(schema).__name__}, so it would not be stored; add it to the schema"
+                )
+                raise ValidationError(msg, field=f.name, event_type=cls.event_type)
+        data = schema.dump(self)
+        import marshmallow
+
+        try:  # what a read loads: its fields must still be of their annotated types (a dump may lose them)
+            loaded = schema.load(data)
+        except marshmallow.ValidationError as e:
+            raise _field_error(cls.__name__, cls.event_type, e.messages) from None
+        wrong = _wrong_type(cls, loaded, read_back=True) if isinstance(loaded, dict) else None
+        if wrong is not None:
+            raise wrong
         return data
 
     def event_data(self, *, metadata: Mapping[str, Any] | None = None, **envelope: Any) -> EventData:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import re
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from eventsource.domain.events import DomainEvent
@@ -29,7 +30,7 @@ from eventsource.errors import (
 from eventsource.model import NO_STREAM, redacted_scope
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from eventsource.domain.aggregate import Aggregate
     from eventsource.manager import EventSourcingManager
@@ -80,6 +81,28 @@ def _missing_from_snapshot(cls: type[Aggregate], aggregate_id: str, data: Any) -
     return next((k for k in fresh if k not in data), None)
 
 
+def _why(e: Exception) -> str:
+    """What a failed snapshot's log line may say of ``e``: the state attribute, or the codec's reason (never data)."""
+    if not isinstance(e, ValidationError):
+        return ""
+    found = re.match(r"\$\['([A-Za-z_][A-Za-z0-9_]*)'\]", str(e.details.get("path", "")))
+    if found is not None:  # an attribute name (code); deeper steps could be keys of the user's data
+        return f" (attribute {found.group(1)!r}; JSON would not give it back as it was)"
+    said = str(e.__cause__) if isinstance(e.__cause__, TypeError) else ""
+    found = re.fullmatch(r"[Oo]bject of type (\w+) is not (JSON )?serializable", said)  # a type name, nothing else
+    return f" (a {found.group(1)} is not serializable)" if found is not None else ""
+
+
+async def _awaited(out: Awaitable[Any]) -> None:
+    await out
+
+
+def _check_retries(retries: object) -> None:
+    if type(retries) is not int or retries < 0:
+        msg = f"retries must be an int >= 0, got {retries!r}"
+        raise ConfigurationError(msg, field="retries")
+
+
 def _check_readable(ev: Event) -> None:
     """Refuse to rebuild an aggregate from an event redacted by ``shredded_events="redact"`` (it has no data)."""
     scope = redacted_scope(ev) if ev.data is None else None
@@ -103,7 +126,14 @@ def _apply(agg: Aggregate, ev: Event) -> None:
         raise ValidationError(
             msg, field="event_type", event_type=ev.event_type, event_id=ev.event_id, stream_id=ev.stream_id
         )
-    agg.apply(ev.data)
+    try:
+        agg.apply(ev.data)
+    except Exception as e:  # the handler's own error, with the stored event it choked on (never its data)
+        e.add_note(
+            f"while loading {type(agg).__name__} {agg.id!r}: applying event {ev.event_id!r} ({ev.event_type!r}, "
+            f"version {ev.version} of stream {ev.stream_id!r})"
+        )
+        raise
 
 
 class Repository(Generic[A]):
@@ -151,7 +181,15 @@ class Repository(Generic[A]):
         agg: A | None = None
         start = 1
         if snap is not None:
-            agg = cls.from_snapshot(aggregate_id, snap.data)
+            try:
+                agg = cls.from_snapshot(aggregate_id, snap.data)
+            except Exception as e:  # noqa: BLE001 - the snapshot is only a cache: the stream holds the state
+                log.warning(
+                    "ignoring a snapshot of %s that its from_snapshot refused (%s): replaying the stream (bump "
+                    "snapshot_version, with a snapshot upcaster, when the snapshot's shape changes)",
+                    cls.__name__, type(e).__name__,
+                )  # fmt: skip
+                return await self._replay(aggregate_id, sid)
             agg.version = snap.version
             start = snap.version
         applied = 0
@@ -305,11 +343,8 @@ class Repository(Generic[A]):
         expected = aggregate.version if aggregate.version > 0 else NO_STREAM
         if aggregate.version > 0:
             await self._check_incarnation(aggregate)
-        ids = aggregate._pending_ids[: len(pending)]  # noqa: SLF001 - minted at record(): a repeated save is a retry
-        events = [
-            e.event_data(event_id=i, aggregate_id=aggregate.id, aggregate_type=cls.aggregate_type)
-            for e, i in zip(pending, ids, strict=True)
-        ]
+        # encoded at record(), each with the id minted there (a repeated save is a retry)
+        events = aggregate._pending_data[: len(pending)]  # noqa: SLF001
         res = await self.manager.append_events_batch(
             stream_id=aggregate.stream_id, events=events, expected_version=expected, provider=self.provider
         )
@@ -360,7 +395,7 @@ class Repository(Generic[A]):
             )
             aggregate.snapshot_at = res.last_version
         except Exception as e:  # noqa: BLE001 - the events are stored; the snapshot is only a cache
-            log.warning("snapshot of an aggregate failed after its save: %s", type(e).__name__)
+            log.warning("snapshot of %s failed after its save: %s%s", cls.__name__, type(e).__name__, _why(e))
 
     async def _check_incarnation(self, aggregate: A) -> None:
         """:class:`ConcurrencyError` when the event at the loaded version is not the one the aggregate was built on.
@@ -391,9 +426,7 @@ class Repository(Generic[A]):
         conflict is raised. Keep side effects (emails, payments) out of ``fn``: they would run once
         per attempt, including attempts whose events were never saved.
         """
-        if type(retries) is not int or retries < 0:
-            msg = f"retries must be an int >= 0, got {retries!r}"
-            raise ConfigurationError(msg, field="retries")
+        _check_retries(retries)
         attempt = 0
         while True:
             agg = await self.get(aggregate_id)
@@ -448,8 +481,25 @@ class SyncRepository(Generic[A]):
         return self._sync._loop.run(self._repo.save(aggregate))  # noqa: SLF001
 
     def update(self, aggregate_id: str, fn: Callable[[A], Any], *, retries: int = 3) -> A:
-        """Load, apply ``fn(aggregate)``, save; on :class:`ConcurrencyError` start over (``retries`` times)."""
-        return self._sync._loop.run(self._repo.update(aggregate_id, fn, retries=retries))  # noqa: SLF001
+        """Load, apply ``fn(aggregate)``, save; on :class:`ConcurrencyError` start over (``retries`` times).
+
+        ``fn`` runs in the calling thread (not on the facade's loop), so it may use the sync API itself.
+        """
+        _check_retries(retries)
+        attempt = 0
+        while True:
+            agg = self.get(aggregate_id)
+            out = fn(agg)
+            if inspect.isawaitable(out):
+                self._sync._loop.run(_awaited(out))  # noqa: SLF001
+            try:
+                self.save(agg)
+            except ConcurrencyError:
+                attempt += 1
+                if attempt > retries:
+                    raise
+                continue
+            return agg
 
 
 __all__ = ["EVENT_KEY", "Repository", "SyncRepository"]

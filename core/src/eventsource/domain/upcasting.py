@@ -88,6 +88,8 @@ class _Chains:
                 f"the code reads it at ({self.pinned[target]}, {self._reader}); raise that version first"
             )
             raise ConfigurationError(msg, field="from_version")
+        if to_type not in (None, type_name) and self.pinned.get(type_name, from_version + 1) <= from_version:
+            raise self._away(type_name, f"a step from version {from_version} to {to_type!r}")
         if key in self.steps:
             msg = f"{self.kind} {type_name!r} already has an upcaster from schema version {from_version}"
             raise ConfigurationError(msg, field="from_version")
@@ -104,6 +106,8 @@ class _Chains:
         if old in self.renames:
             msg = f"{self.kind} type {old!r} is already renamed to {self.renames[old]!r}"
             raise ConfigurationError(msg, field="old_type")
+        if old in self.pinned:
+            raise self._away(old, f"a rename to {new!r}")
         if any(t == old for t, _ in self.steps):
             msg = f"{self.kind} type {old!r} has upcasters of its own; a renamed type cannot"
             raise ConfigurationError(msg, field="old_type")
@@ -126,6 +130,14 @@ class _Chains:
             self.latest[type_name] = version
             self.types.add(type_name)
 
+    def _away(self, type_name: str, how: str) -> ConfigurationError:
+        """The refusal of a type that an event class reads being read as another one (the class would never be)."""
+        msg = (
+            f"{self.kind} {type_name!r} has {self._reader} and {how}: the events it writes would be read as another "
+            "type, never as that class (register the class under the new name)"
+        )
+        return ConfigurationError(msg, field="event_type", event_type=type_name)
+
     @property
     def _reader(self) -> str:
         return "its event class" if self.kind == "event" else "the aggregate's snapshot_version"
@@ -144,6 +156,11 @@ class _Chains:
             )
             raise ConfigurationError(msg, field="version")
         if hold:
+            if type_name in self.renames:
+                raise self._away(type_name, f"a rename to {self.renames[type_name]!r}")
+            away = [(v, to) for (t, v), (_, to) in self.steps.items() if t == type_name and v >= version and to]
+            if away:
+                raise self._away(type_name, f"a step from version {away[0][0]} to {away[0][1]!r}")
             self.pinned[type_name] = min(version, self.pinned.get(type_name, version))
         self.declare(type_name, version)
 
@@ -227,6 +244,29 @@ class _Chains:
             if n <= MAX_STEPS and v >= newest and (v == newest or t not in self.latest):  # else unreadable
                 out.add(t)
         return out
+
+    def unreadable(self, type_name: str, version: object) -> str | None:
+        """Why an event stored as ``type_name`` at schema ``version`` would not read back (``None``: it would).
+
+        The chain is walked by its keys only (no upcaster runs): a version that is not an int >= 1, a missing
+        step, or a version newer than the code knows is what a read would raise on.
+        """
+        if type(version) is not int or version < 1:
+            return f"schema version {version!r} is not an int >= 1"
+        t, v, n = type_name, version, 0
+        while n <= MAX_STEPS:
+            while t in self.renames and n <= MAX_STEPS:
+                t, n = self.renames[t], n + 1
+            step = self.steps.get((t, v))
+            if step is None:
+                break
+            t, v, n = step[1] or t, v + 1, n + 1
+        newest = self.latest.get(t, 1)
+        if v < newest:
+            return f"no upcaster takes {t!r} from schema version {v} (the code reads version {newest})"
+        if v > newest and t in self.latest:
+            return f"schema version {v} of {t!r} is newer than this code knows ({newest})"
+        return None
 
     def copy_into(self, other: _Chains) -> None:
         for (t, v), (fn, to) in self.steps.items():

@@ -150,7 +150,13 @@ class Appends:
         ``sid`` is checked; what this raises is what that path would raise first.
         """
         codec = self.codec
-        if codec.dumps_plain is None or self.policy.telemetry is not None or self.threshold.threshold is not None:
+        chained = codec.chain.events.types  # a type with a chain: the full path checks its chain reads it back
+        if (
+            codec.dumps_plain is None
+            or self.policy.telemetry is not None
+            or self.threshold.threshold is not None
+            or (chained and type(kwargs["event_type"]) is str and kwargs["event_type"] in chained)
+        ):
             return None
         exp = kwargs.get("expected_version", ANY)
         if type(exp) is not int or not 0 <= exp <= MAX_NUMBER:  # (an exact version: check_expected passes it as is)

@@ -8,8 +8,9 @@ touched.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from eventsource.domain.upcasting import SCHEMA_KEY
 from eventsource.errors import ValidationError
 from eventsource.manager.ids import event_id
 from eventsource.manager.validation import (
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from eventsource.config import ManagerConfig
+    from eventsource.domain.upcasting import _Chains
     from eventsource.manager.codec import EventCodec
     from eventsource.model import EventData
     from eventsource.provider import Provider
@@ -89,6 +91,9 @@ class BatchEncoder:
         else:
             eid = check_text("event id", ev.event_id, MAX_EVENT_ID_LENGTH, field_name="event_id")
         metadata = {} if ev.metadata is None else check_metadata(ev.metadata)
+        chains = self.codec.chain.events
+        if event_type in chains.types:  # (a set lookup: only types with a chain or an event class)
+            _check_readable(chains, event_type, metadata)
         tenant_id = ev.tenant_id
         if tenant_id is not None:
             tenant_id = check_text("tenant id", tenant_id, MAX_EVENT_ID_LENGTH, field_name="tenant_id")
@@ -138,6 +143,17 @@ class BatchEncoder:
             aggregate_id,
             aggregate_type,
         )
+
+
+def _check_readable(chains: _Chains, event_type: str, metadata: dict[str, Any]) -> None:
+    """Refuse an event this manager's own upcasting chains could not read back (every read would raise)."""
+    why = chains.unreadable(event_type, metadata.get(SCHEMA_KEY, 1))
+    if why is not None:
+        msg = (
+            f"event of type {event_type!r} would not read back: {why}; append an instance of its event class, "
+            f"put the schema version the data is at in metadata[{SCHEMA_KEY!r}], or register the missing upcaster"
+        )
+        raise ValidationError(msg, field="metadata", event_type=event_type)
 
 
 def _refuse_stored(event_type: str, stored: int, p: Provider, limit: int) -> NoReturn:

@@ -1,0 +1,86 @@
+"""Attacks on filtered subscriptions and their starts, on SQLite: each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource.checkpoints import SqliteCheckpointStore
+from eventsource.errors import ValidationError
+from eventsource.manager import EventSourcingManager
+from eventsource.sync import SyncEventSourcingManager
+from eventsource.testing.subscriptions import take
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+
+@pytest.fixture
+async def es(tmp_path: Path) -> AsyncIterator[EventSourcingManager]:
+    async with EventSourcingManager(f"sqlite:///{tmp_path}/e.db") as m:
+        yield m
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"event_types": []}, "event_types"),
+        ({"event_types": set()}, "event_types"),
+        ({"stream_prefix": []}, "stream_prefix"),
+        ({"stream_prefix": ()}, "stream_prefix"),
+        ({"event_types": False}, "event_types"),
+        ({"event_types": b""}, "event_types"),
+        ({"event_types": b"Placed"}, "event_types"),
+        ({"event_types": 5}, "event_types"),
+        ({"stream_prefix": 7}, "stream_prefix"),
+        ({"stream_prefix": {"order-": 1}}, "stream_prefix"),
+    ],
+)
+async def test_an_empty_or_malformed_filter_is_refused_not_read_as_no_filter(
+    es: EventSourcingManager, tmp_path: Path, kwargs: dict[str, Any], field: str
+) -> None:
+    """A filter computed at run time that comes out empty (``event_types=[t for t in handled]`` with nothing
+    handled) or is not a list at all (``False``, ``b""``) was read as no filter: the subscription delivered
+    every event of every stream, and a number raised a bare ``TypeError``. Each is now a ``ValidationError``,
+    on the async and the sync API, before the store is asked anything."""
+    await es.append_event(stream_id="order-1", event_type="Placed", data={})
+    with pytest.raises(ValidationError) as info:
+        es.subscribe(**kwargs)
+    assert info.value.details["field"] == field
+    with SyncEventSourcingManager(f"sqlite:///{tmp_path}/e.db") as sync, pytest.raises(ValidationError):
+        sync.subscribe(**kwargs)
+    assert [e.event_type async for e in es.read_all()] == ["Placed"]
+
+
+async def test_ten_thousand_types_and_wildcard_characters_filter_literally_and_checkpoint_past_the_rest(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """Odd filters work: 10,000 event types, and prefixes holding SQL and subject wildcards (``%``, ``_``, ``*``,
+    ``>``) match literally. A restart resumes after the events the filter passed over, without reading them again."""
+    types = [f"T{i}" for i in range(10_000)]
+    await es.append_event(stream_id="a%_*>.1", event_type="T9999", data={"n": 1})
+    await es.append_event(stream_id="ab_x1", event_type="T9999", data={"n": 2})  # '_' and '%' are no wildcards
+    await es.append_event(stream_id="a%_*>.2", event_type="Other", data={"n": 3})
+    cp = SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")
+    kw: dict[str, Any] = {"stream_prefix": ["a%_*>."], "event_types": types, "checkpoint": cp, "name": "odd"}
+    async with es.subscribe(**kw, poll_interval=0.05) as sub:
+        assert [e.data["n"] for e in await take(sub, 1)] == [1]
+        await sub.commit()
+        for n in range(4, 54):
+            await es.append_event(stream_id=f"z-{n}", event_type="T1", data={"n": n})
+        last = [e.position async for e in es.read_all()][-1]
+        waiting = asyncio.ensure_future(anext(sub))  # nothing it wants comes: it commits what it passed over
+        for _ in range(3000):
+            stored = await cp.get("odd", sub.source)
+            if stored is not None and stored.position == last:
+                break
+            await asyncio.sleep(0.01)
+        waiting.cancel()
+    stored = await cp.get("odd", sub.source)
+    assert stored is not None and stored.position == last
+    await es.append_event(stream_id="a%_*>.3", event_type="T0", data={"n": 99})
+    async with es.subscribe(**kw, poll_interval=0.05) as again:
+        assert [e.data["n"] for e in await take(again, 1)] == [99]
+        assert again.reads == 1, "the restart read the passed-over events again"

@@ -9,6 +9,7 @@ import pytest
 from eventsource.checkpoints import SqliteCheckpointStore
 from eventsource.errors import ValidationError
 from eventsource.manager import EventSourcingManager
+from eventsource.subscriptions import CheckpointAheadError
 from eventsource.sync import SyncEventSourcingManager
 from eventsource.testing.subscriptions import take
 
@@ -84,3 +85,21 @@ async def test_ten_thousand_types_and_wildcard_characters_filter_literally_and_c
     async with es.subscribe(**kw, poll_interval=0.05) as again:
         assert [e.data["n"] for e in await take(again, 1)] == [99]
         assert again.reads == 1, "the restart read the passed-over events again"
+
+
+async def test_a_one_stream_start_beyond_the_streams_version_is_refused(es: EventSourcingManager) -> None:
+    """``subscribe(stream_id=s, from_version=100)`` on a stream at version 3 waited without a word, and once the
+    stream grew it handed out version 100 on, the versions in between passed over unseen. A start from a
+    position beyond the store was refused already (``CheckpointAheadError``); one beyond the stream now is too,
+    while the next version to come (4, or 1 of a stream not created yet) is a start like any other."""
+    await es.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"i": i}} for i in range(3)])
+    for sid, version in [("s", 100), ("s", 5), ("new", 2)]:
+        with pytest.raises(CheckpointAheadError) as info:
+            await es.subscribe(stream_id=sid, from_version=version).start()
+        assert info.value.details["position"] == version - 1
+    async with es.subscribe(stream_id="s", from_version=4, poll_interval=0.05) as sub:
+        await es.append_event(stream_id="s", event_type="T", data={"i": 3})
+        assert [e.version for e in await take(sub, 1)] == [4]
+    async with es.subscribe(stream_id="new", from_version=1, poll_interval=0.05) as sub:
+        await es.append_event(stream_id="new", event_type="T", data={})
+        assert [e.version for e in await take(sub, 1)] == [1]

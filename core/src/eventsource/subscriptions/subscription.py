@@ -304,12 +304,16 @@ class Subscription(PageDelivery):
             if head is not None and first - 1 > head:
                 msg = f"subscription start {first} is beyond the store's highest position {head} on {self.source!r}"
                 raise CheckpointAheadError(msg, position=first - 1, head=head)
-        elif from_checkpoint:
+        else:  # from_version beyond the stream would pass over, unseen, the versions it grows by up to there
             sid = self.target.stream_id
             info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
             version = info.version if info is not None else 0
             if first - 1 > version:
-                msg = f"checkpoint {self.name!r} is at version {first - 1} of {sid!r}, which is at version {version}"
+                msg = (
+                    f"checkpoint {self.name!r} is at version {first - 1} of {sid!r}, which is at version {version}"
+                    if from_checkpoint
+                    else f"from_version={first} is beyond {sid!r}, which is at version {version} (next: {version + 1})"
+                )
                 raise CheckpointAheadError(msg, position=first - 1, head=version)
 
     async def close(self) -> None:

@@ -103,3 +103,16 @@ async def test_a_one_stream_start_beyond_the_streams_version_is_refused(es: Even
     async with es.subscribe(stream_id="new", from_version=1, poll_interval=0.05) as sub:
         await es.append_event(stream_id="new", event_type="T", data={})
         assert [e.version for e in await take(sub, 1)] == [1]
+
+
+async def test_a_one_stream_subscription_holds_at_most_page_size_events(es: EventSourcingManager) -> None:
+    """The first read of a one-stream subscription took ``page_size + 1`` events (the extra one is only needed to
+    check the event it resumes after): ``sub.buffered`` showed ``page_size`` after one event was handed out,
+    against the documented bound of ``page_size`` held."""
+    await es.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"i": i}} for i in range(10)])
+    async with es.subscribe(stream_id="s", page_size=3) as sub:
+        seen = []
+        for _ in range(10):
+            seen.append((await anext(sub)).version)
+            assert sub.buffered <= 3 - 1, f"holds {sub.buffered + 1} events read at once, page_size is 3"
+        assert seen == list(range(1, 11))

@@ -466,8 +466,10 @@ class Subscription(PageDelivery):
         check = self._last_id is not None and self._cursor >= 1
         lo = self._cursor if check else self._cursor + 1
 
+        size = self.page_size + 1 if check else self.page_size  # the event at ``lo`` is checked, not held
+
         async def read() -> list[RecordedEvent]:
-            return await first_page(p.read_stream_pages(sid, from_version=lo, page_size=self.page_size + 1))
+            return await first_page(p.read_stream_pages(sid, from_version=lo, page_size=size))
 
         page = await self._policy.run(p, "read_stream", read)
         if check:

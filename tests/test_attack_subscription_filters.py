@@ -116,3 +116,28 @@ async def test_a_one_stream_subscription_holds_at_most_page_size_events(es: Even
             seen.append((await anext(sub)).version)
             assert sub.buffered <= 3 - 1, f"holds {sub.buffered + 1} events read at once, page_size is 3"
         assert seen == list(range(1, 11))
+
+
+async def test_a_one_stream_subscription_says_which_versions_retention_deleted_before_it_read_them(
+    es: EventSourcingManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream truncated past a one-stream subscription's place (live, or under its checkpoint) was read on
+    from the next stored version without a word: versions 4 to 7 never came and nothing said so. Versions are
+    gap-free, so such a jump is a deletion: it is logged (``eventsource.subscriptions``) naming the versions. A new
+    subscription from version 1 of a stream retention truncated long ago starts at its first stored one quietly."""
+    await es.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"i": i}} for i in range(10)])
+    cp = SqliteCheckpointStore(f"sqlite:///{tmp_path}/cp.db")
+    caplog.set_level("WARNING", logger="eventsource.subscriptions")
+    async with es.subscribe(stream_id="s", page_size=3, checkpoint=cp, name="n", poll_interval=0.05) as sub:
+        await sub.commit((await take(sub, 3))[-1])
+        assert await sub.provider.truncate_stream("s", 8) == 7
+        assert [e.version for e in await take(sub, 3)] == [8, 9, 10]
+    warned = [r.getMessage() for r in caplog.records if r.name == "eventsource.subscriptions"]
+    assert len(warned) == 1 and "versions 4 to 7 of stream 's'" in warned[0], warned
+    caplog.clear()
+    async with es.subscribe(stream_id="s", checkpoint=cp, name="n", poll_interval=0.05) as again:
+        assert [e.version for e in await take(again, 1)] == [8]
+    async with es.subscribe(stream_id="s", poll_interval=0.05) as fresh:
+        assert [e.version for e in await take(fresh, 1)] == [8]
+    warned = [r.getMessage() for r in caplog.records if r.name == "eventsource.subscriptions"]
+    assert len(warned) == 1 and "versions 4 to 7 of stream 's'" in warned[0], warned

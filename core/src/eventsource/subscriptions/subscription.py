@@ -35,6 +35,7 @@ from eventsource.subscriptions.pages import (
     _fields,
     first_page,
     first_rows,
+    report_deleted,
 )
 
 if TYPE_CHECKING:
@@ -465,7 +466,6 @@ class Subscription(PageDelivery):
         assert sid is not None
         check = self._last_id is not None and self._cursor >= 1
         lo = self._cursor if check else self._cursor + 1
-
         size = self.page_size + 1 if check else self.page_size  # the event at ``lo`` is checked, not held
 
         async def read() -> list[RecordedEvent]:
@@ -481,6 +481,8 @@ class Subscription(PageDelivery):
                 info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
                 if info is None or info.version < self._cursor:
                     raise self._replaced()
+        if page and self._cursor >= 1 and page[0].version > self._cursor + 1:  # versions are gap-free: deleted
+            report_deleted(self.name or self.target.describe(), sid, self._cursor + 1, page[0].version)
         return page
 
     def _replaced(self) -> StreamDeletedError:

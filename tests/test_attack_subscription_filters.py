@@ -1,4 +1,4 @@
-"""Attacks on filtered subscriptions and their starts, on SQLite: each test failed on the code before its fix."""
+"""Attacks on subscriptions (filters, starts, odd input, retention) on SQLite: each failed before its fix."""
 
 from __future__ import annotations
 
@@ -141,3 +141,18 @@ async def test_a_one_stream_subscription_says_which_versions_retention_deleted_b
         assert [e.version for e in await take(fresh, 1)] == [8]
     warned = [r.getMessage() for r in caplog.records if r.name == "eventsource.subscriptions"]
     assert len(warned) == 1 and "versions 4 to 7 of stream 's'" in warned[0], warned
+
+
+@pytest.mark.parametrize("max_events", [0, -3, "3", 2.5, None, True])
+async def test_next_batch_refuses_a_batch_size_that_is_not_a_positive_int(
+    es: EventSourcingManager, max_events: Any
+) -> None:
+    """``next_batch(0)`` (or ``-3``) handed out an event, against "up to ``max_events``"; ``next_batch("3")`` raised a
+    ``TypeError`` that the batch's own error handling swallowed, and a float was used as a count. Each is a
+    ``ValidationError`` now, raised before anything is read or handed out."""
+    await es.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"i": i}} for i in range(5)])
+    async with es.subscribe(page_size=5) as sub:
+        with pytest.raises(ValidationError) as info:
+            await sub.next_batch(max_events)
+        assert info.value.details["field"] == "max_events"
+        assert [e.data["i"] for e in await sub.next_batch(5)] == [0, 1, 2, 3, 4]

@@ -27,6 +27,7 @@ from eventsource.errors import (
     UnsupportedOperationError,
     ValidationError,
 )
+from eventsource.manager.validation import check_number
 from eventsource.subscriptions.pages import (
     SKIPPED_KEPT,
     EventDecodeError,
@@ -414,7 +415,10 @@ class Subscription(PageDelivery):
 
         An empty list means the subscription was closed. A record that fails to decode ends the batch
         before it; the next call raises its error (so no event taken for the batch is lost).
+
+        :raises ValidationError: ``max_events`` is not an int of at least 1.
         """
+        max_events = check_number("max_events", max_events, minimum=1)  # the except below would hide a bad one
         try:
             out = [await self.__anext__()]
         except StopAsyncIteration:

@@ -142,3 +142,51 @@ async def test_a_publish_while_the_wake_up_connection_was_down_is_read_once_it_r
         await p.close()
         await dispose(writer)
         await fwd.stop()
+
+
+async def test_a_one_stream_start_beyond_the_streams_version_is_refused(machine_nats_url: str) -> None:
+    """``subscribe(stream_id=s, from_version=100)`` on a stream at version 3 waited, then handed out version 100
+    on once the stream grew, the versions in between passed over unseen: now ``CheckpointAheadError``."""
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+    from eventsource.subscriptions import CheckpointAheadError
+
+    p = await open_provider(machine_nats_url, **unique_store())
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="n", default=True)
+    try:
+        await m.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"i": i}} for i in range(3)])
+        for sid, version in [("s", 100), ("s", 5), ("new", 2)]:
+            with pytest.raises(CheckpointAheadError):
+                await m.subscribe(stream_id=sid, from_version=version).start()
+        async with m.subscribe(stream_id="s", from_version=4, poll_interval=120) as sub:
+            await m.append_event(stream_id="s", event_type="T", data={"i": 3})
+            async with asyncio.timeout(30):
+                assert (await anext(sub)).version == 4
+    finally:
+        await dispose(p)
+
+
+async def test_a_one_stream_subscription_says_which_versions_retention_deleted_before_it_read_them(
+    machine_nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream truncated past a live one-stream subscription's place was read on from the next stored version
+    without a word: versions 4 to 7 never came and nothing said so. Now a warning names them."""
+    from eventsource.manager import EventSourcingManager
+    from eventsource.plugins import PluginHost
+
+    p = await open_provider(machine_nats_url, **unique_store())
+    m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False))
+    await m.register_provider(p, name="n", default=True)
+    caplog.set_level("WARNING", logger="eventsource.subscriptions")
+    try:
+        for i in range(10):  # one message each: truncation purges whole messages
+            await m.append_event(stream_id="s", event_type="T", data={"i": i})
+        async with m.subscribe(stream_id="s", page_size=3, poll_interval=120) as sub, asyncio.timeout(30):
+            assert [(await anext(sub)).version for _ in range(3)] == [1, 2, 3]
+            assert await p.truncate_stream("s", 8) == 7
+            assert [(await anext(sub)).version for _ in range(3)] == [8, 9, 10]
+    finally:
+        await dispose(p)
+    warned = [r.getMessage() for r in caplog.records if r.name == "eventsource.subscriptions"]
+    assert len(warned) == 1 and "versions 4 to 7 of stream 's'" in warned[0], warned

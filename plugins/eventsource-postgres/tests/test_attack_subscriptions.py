@@ -133,3 +133,36 @@ async def test_a_stalled_listen_connection_is_noticed_and_replaced(make_provider
                 assert got.version == 2
         finally:
             await p.close()
+
+
+async def test_a_one_stream_start_beyond_the_streams_version_is_refused(make_provider: Callable[..., Any]) -> None:
+    """``subscribe(stream_id=s, from_version=100)`` on a stream at version 3 waited, then handed out version 100
+    on once the stream grew, the versions in between passed over unseen: now ``CheckpointAheadError``."""
+    from eventsource.subscriptions import CheckpointAheadError
+
+    p = await make_provider()
+    m = await manager_on(p)
+    await m.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"i": i}} for i in range(3)])
+    for sid, version in [("s", 100), ("s", 5), ("new", 2)]:
+        with pytest.raises(CheckpointAheadError):
+            await m.subscribe(stream_id=sid, from_version=version).start()
+    async with m.subscribe(stream_id="s", from_version=4, poll_interval=POLL) as sub:
+        await m.append_event(stream_id="s", event_type="T", data={"i": 3})
+        assert (await within(anext(sub), "version 4 never came")).version == 4
+
+
+async def test_a_one_stream_subscription_says_which_versions_retention_deleted_before_it_read_them(
+    make_provider: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream truncated past a live one-stream subscription's place was read on from the next stored version
+    without a word: versions 4 to 7 never came and nothing said so. Now a warning names them."""
+    p = await make_provider()
+    m = await manager_on(p)
+    await m.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"i": i}} for i in range(10)])
+    caplog.set_level("WARNING", logger="eventsource.subscriptions")
+    async with m.subscribe(stream_id="s", page_size=3, poll_interval=POLL) as sub:
+        assert [(await within(anext(sub), "no event")).version for _ in range(3)] == [1, 2, 3]
+        assert await p.truncate_stream("s", 8) == 7
+        assert [(await within(anext(sub), "no event")).version for _ in range(3)] == [8, 9, 10]
+    warned = [r.getMessage() for r in caplog.records if r.name == "eventsource.subscriptions"]
+    assert len(warned) == 1 and "versions 4 to 7 of stream 's'" in warned[0], warned

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from eventsource.checkpoints.base import CheckpointStore, check_name
@@ -141,11 +142,32 @@ def _target(
             "to follow across streams, so only one-stream subscriptions (stream_id=...) are supported"
         )
         raise UnsupportedOperationError(msg, provider=p.kind, operation="subscribe", capability="global_order")
-    prefixes = (stream_prefix,) if isinstance(stream_prefix, str) else tuple(stream_prefix or ())
-    types = (event_types,) if isinstance(event_types, str) else tuple(event_types or ())
-    for value, what in [*((x, "stream_prefix") for x in prefixes), *((x, "event_types") for x in types)]:
-        if not isinstance(value, str) or not value:
-            msg = f"{what} entries must be non-empty strings"
-            raise ValidationError(msg, field=what)
+    prefixes = _entries("stream_prefix", stream_prefix)
+    types = _entries("event_types", event_types)
     stored = frozenset(codec.chain.stored_types(types)) if types else frozenset()  # old names of renamed types too
     return Target(prefixes=prefixes, event_types=frozenset(types), stored_types=stored)
+
+
+def _entries(what: str, value: object) -> tuple[str, ...]:
+    """A filter argument as its entries: ``None`` is no filter; a string or a collection of non-empty strings.
+
+    An empty collection is refused, not read as no filter: a list built at run time that comes out empty would
+    otherwise turn a filtered subscription into one of every event.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        entries: tuple[object, ...] = (value,)
+    elif isinstance(value, (bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+        msg = f"{what} takes a string or a list of strings (None: no filter), not {type(value).__name__}"
+        raise ValidationError(msg, field=what)
+    else:
+        entries = tuple(value)
+        if not entries:
+            msg = f"{what} is empty, so no event would match: pass None to take every one"
+            raise ValidationError(msg, field=what)
+    strings = tuple(x for x in entries if isinstance(x, str) and x)
+    if len(strings) != len(entries):
+        msg = f"{what} entries must be non-empty strings"
+        raise ValidationError(msg, field=what)
+    return strings

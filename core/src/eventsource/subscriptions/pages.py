@@ -231,6 +231,15 @@ class PageDelivery:
         )  # fmt: skip
 
 
+def report_deleted(name: str, stream_id: str, first: int, found: int) -> None:
+    """Log that a one-stream subscription found version ``found`` where ``first`` was next: the rest were deleted."""
+    log.warning(
+        "subscription %r: versions %s to %s of stream %r were deleted (retention, truncation) before it read them; "
+        "it goes on at version %s",
+        name, first, found - 1, stream_id, found,
+    )  # fmt: skip
+
+
 _NOT_THE_EVENTS = (
     KeyProviderError,
     ConfigurationError,

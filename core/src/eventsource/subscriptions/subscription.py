@@ -27,6 +27,7 @@ from eventsource.errors import (
     UnsupportedOperationError,
     ValidationError,
 )
+from eventsource.manager.validation import check_number
 from eventsource.subscriptions.pages import (
     SKIPPED_KEPT,
     EventDecodeError,
@@ -35,6 +36,7 @@ from eventsource.subscriptions.pages import (
     _fields,
     first_page,
     first_rows,
+    report_deleted,
 )
 
 if TYPE_CHECKING:
@@ -304,12 +306,16 @@ class Subscription(PageDelivery):
             if head is not None and first - 1 > head:
                 msg = f"subscription start {first} is beyond the store's highest position {head} on {self.source!r}"
                 raise CheckpointAheadError(msg, position=first - 1, head=head)
-        elif from_checkpoint:
+        else:  # from_version beyond the stream would pass over, unseen, the versions it grows by up to there
             sid = self.target.stream_id
             info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
             version = info.version if info is not None else 0
             if first - 1 > version:
-                msg = f"checkpoint {self.name!r} is at version {first - 1} of {sid!r}, which is at version {version}"
+                msg = (
+                    f"checkpoint {self.name!r} is at version {first - 1} of {sid!r}, which is at version {version}"
+                    if from_checkpoint
+                    else f"from_version={first} is beyond {sid!r}, which is at version {version} (next: {version + 1})"
+                )
                 raise CheckpointAheadError(msg, position=first - 1, head=version)
 
     async def close(self) -> None:
@@ -409,7 +415,10 @@ class Subscription(PageDelivery):
 
         An empty list means the subscription was closed. A record that fails to decode ends the batch
         before it; the next call raises its error (so no event taken for the batch is lost).
+
+        :raises ValidationError: ``max_events`` is not an int of at least 1.
         """
+        max_events = check_number("max_events", max_events, minimum=1)  # the except below would hide a bad one
         try:
             out = [await self.__anext__()]
         except StopAsyncIteration:
@@ -461,9 +470,10 @@ class Subscription(PageDelivery):
         assert sid is not None
         check = self._last_id is not None and self._cursor >= 1
         lo = self._cursor if check else self._cursor + 1
+        size = self.page_size + 1 if check else self.page_size  # the event at ``lo`` is checked, not held
 
         async def read() -> list[RecordedEvent]:
-            return await first_page(p.read_stream_pages(sid, from_version=lo, page_size=self.page_size + 1))
+            return await first_page(p.read_stream_pages(sid, from_version=lo, page_size=size))
 
         page = await self._policy.run(p, "read_stream", read)
         if check:
@@ -475,6 +485,8 @@ class Subscription(PageDelivery):
                 info = await self._policy.run(p, "get_stream_info", lambda: p.get_stream_info(sid))
                 if info is None or info.version < self._cursor:
                     raise self._replaced()
+        if page and self._cursor >= 1 and page[0].version > self._cursor + 1:  # versions are gap-free: deleted
+            report_deleted(self.name or self.target.describe(), sid, self._cursor + 1, page[0].version)
         return page
 
     def _replaced(self) -> StreamDeletedError:

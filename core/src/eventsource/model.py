@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+MAX_NUMBER = 2**63 - 1
+"""The largest version, position or count any store can hold (a signed 64-bit integer)."""
+
 
 class ExpectedVersion(IntEnum):
     """Symbolic expected versions for ``append``.

@@ -81,6 +81,19 @@ def report(exc: BaseException, out: Output, scrub: Scrubber, verbose: int) -> in
     return code
 
 
+def tell_with(error: BaseException, note: str, out: Output) -> None:
+    """Say ``note`` (what a command stopped part-way by ``error`` left) with the error.
+
+    A line before the error's own, or with ``--json`` part of the message of its JSON error line.
+    """
+    if not note:
+        return
+    if out.as_json:
+        error.add_note(note)
+    else:
+        out.note(note)
+
+
 def report_interrupt(exc: KeyboardInterrupt, out: Output, scrub: Scrubber) -> int:
     """Print that the command was interrupted (with what it left, when it says) on stderr; return 130."""
     told = scrub(" ".join(str(exc).split())) if isinstance(exc, Interrupted) else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from eventsource.cli.arguments import store_or_provider
-from eventsource.cli.errors import Interrupted
+from eventsource.cli.errors import Interrupted, tell_with
 from eventsource.cli.exitcodes import EXIT_CONFLICT, EXIT_OK
 from eventsource.cli.transfer import (
     ProgressView,
@@ -74,10 +74,7 @@ def copy(session: Session) -> int:
             except EventSourceError as e:
                 view.done()
                 if not isinstance(e, ConfigurationError):  # (refused before anything was written: nothing to say)
-                    if out.as_json:
-                        e.add_note(_stopped(e))  # (the JSON error line carries it)
-                    else:
-                        out.note(_stopped(e))
+                    tell_with(e, _stopped(e), out)
                 raise
             view.done()
             if not args.verify:

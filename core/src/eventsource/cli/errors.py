@@ -2,7 +2,8 @@
 
 :class:`UsageError` is bad input found after argparse; :class:`StoreContextError` adds the masked store URL
 and a hint to an error raised while connecting. :func:`describe_error` picks the code and message,
-:func:`report` prints them (a JSON line with ``--json``, the traceback with ``-v``), scrubbed of secrets.
+:func:`report` prints them (a JSON line with ``--json``, the traceback with ``-v``), scrubbed of secrets;
+:func:`report_interrupt` and :func:`usage_error` print Ctrl-C and argparse's refusals in the same JSON shape.
 """
 
 from __future__ import annotations

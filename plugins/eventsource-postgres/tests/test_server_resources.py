@@ -94,3 +94,35 @@ async def test_out_of_memory_is_retried_and_names_the_reason(
     assert err.details["sqlstate"] == "53200"
     assert "out of memory" in str(err) and "work_mem" in str(err), err
     assert [e.data async for e in es.read_stream("s")] == [1]
+
+
+def test_a_full_disk_on_the_sync_api_inline_path_is_sent_once(url: str) -> None:
+    """The sync API's inline calls have their own reconnect step: a full disk closed the connection there and
+    sent the append again on a fresh one, as if the session had been lost."""
+    import psycopg
+    from eventsource.sync import SyncEventSourcingManager
+
+    schema = f"es_{uuid.uuid4().hex[:16]}"
+    settings = {"schema": schema, "sync_inline": True, "application_name": f"es-test-{uuid.uuid4().hex[:12]}"}
+    config = {"providers": {"pg": {"url": url, "settings": settings}}, "default_provider": "pg"}
+    seq = f'"{schema}".attempts'
+    try:
+        with SyncEventSourcingManager(config) as es, psycopg.connect(url, autocommit=True) as admin:
+            events = f'"{schema}".events'  # (the default table names: no table_prefix)
+            admin.execute(f"CREATE SEQUENCE {seq}")
+            admin.execute(
+                f'CREATE FUNCTION "{schema}".fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
+                f"PERFORM nextval('{seq}'); {DISK_FULL}; END $$"
+            )
+            admin.execute(
+                f'CREATE TRIGGER fail BEFORE INSERT ON {events} FOR EACH ROW EXECUTE FUNCTION "{schema}".fail()'
+            )
+            with pytest.raises(ProviderError) as caught:
+                es.append_event(stream_id="s", event_type="E", data=1)
+            assert not isinstance(caught.value, RETRYABLE), type(caught.value)
+            row = admin.execute(f"SELECT last_value FROM {seq}").fetchone()
+            assert row is not None and row[0] == 1  # sent once
+            assert "free space" in str(caught.value)
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -14,6 +14,7 @@ from eventsource import EventData
 from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
 from eventsource.sync import SyncEventSourcingManager
+from eventsource.testing.threads import consumers_share_one_subscription
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -232,39 +233,5 @@ def test_a_child_forked_while_another_thread_made_an_event_id_can_append(tmp_pat
 
 
 def test_threads_sharing_one_sync_subscription_each_get_distinct_events(tmp_path: Any) -> None:
-    """A pool of consumer threads on one subscription got ``IndexError: pop from an empty deque`` (two took the
-    last buffered event) and an event twice (two read the next batch at once)."""
-    import collections
-    import time
-
     with SyncEventSourcingManager({"providers": {"db": f"sqlite:///{tmp_path}/es.db"}}, host=HOST) as es:
-        for k in range(10):
-            es.append_events_batch(stream_id="s", events=[EventData("E", k * 100 + i) for i in range(100)])
-        sub = es.subscribe(stream_id="s", page_size=7, poll_interval=0.05).start()
-        got: collections.Counter[int] = collections.Counter()
-        errors: list[BaseException] = []
-        lock = threading.Lock()
-
-        def consume() -> None:
-            try:
-                for event in sub:
-                    with lock:
-                        got[event.data] += 1
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
-
-        threads = [threading.Thread(target=consume) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for _ in range(1000):
-            if sum(got.values()) >= 1000 or errors:
-                break
-            time.sleep(0.01)
-        time.sleep(0.2)  # (a duplicate would land now)
-        sub.close()
-        for t in threads:
-            t.join(20)
-            assert not t.is_alive()
-        assert errors == []
-        assert sorted(got) == list(range(1000))
-        assert set(got.values()) == {1}
+        consumers_share_one_subscription(es, batches=10)

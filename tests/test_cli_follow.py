@@ -108,7 +108,22 @@ def test_follow_catches_up_then_prints_live_events_and_ctrl_c_exits_130(
     assert (live["event_type"], live["position"], live["version"]) == ("Shipped", 3, 2)
     code, err = f.finish(interrupt=True)
     assert code == EXIT_INTERRUPTED, err
-    assert err.strip() == "interrupted" and "Traceback" not in err
+    assert json.loads(err)["error"]["type"] == "interrupted" and "Traceback" not in err  # (--json: the JSON line)
+
+
+def test_ctrl_c_with_json_is_the_json_error_line(tmp_path: Path, url: str, es: SyncEventSourcingManager) -> None:
+    """With ``--json`` a Ctrl-C printed the bare word "interrupted": the one stderr line a script could not parse
+    as the JSON error line every other failure prints."""
+    _append(es, "orders-1", "Placed", 1)
+    f = Follower(tmp_path, "--store", url, "--json", "follow")
+    f.lines(1)
+    code, err = f.finish(interrupt=True)
+    assert code == EXIT_INTERRUPTED, err
+    (line,) = err.splitlines()
+    body = json.loads(line)["error"]
+    assert body == {
+        "type": "interrupted", "code": 499, "message": "interrupted", "exit_code": EXIT_INTERRUPTED, "details": {},
+    }  # fmt: skip
 
 
 def test_follow_filters_by_prefix_type_and_start_and_exits_0_after_limit(

@@ -291,3 +291,21 @@ def test_no_docstring_quotes_a_timing_figure(path: str) -> None:
         if (path, m.group(0)) not in ALLOWED_FIGURES
     ]
     assert not figures, f"{path}: timing figures belong in benchmark output, not docstrings: {figures}"
+
+
+def _restated_limits(path: str) -> list[str]:
+    """Module constants of ``path`` assigned the largest stored number as a literal (``X = 2**63 - 1``)."""
+    return [
+        f"{path}:{node.lineno}"
+        for node in _tree(path).body
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        and node.value is not None
+        and ast.unparse(node.value).replace(" ", "") == "2**63-1"
+    ]
+
+
+def test_the_largest_stored_number_is_defined_once() -> None:
+    """Checkpoints, the kit and SQLite each wrote their own ``2**63 - 1``: a limit changed in one place (a wider
+    position type, say) would have left the others refusing or accepting different numbers."""
+    defined = [where for path in SOURCES for where in _restated_limits(path)]
+    assert defined == [defined[0]] and defined[0].startswith("core/src/eventsource/model.py"), defined

@@ -223,6 +223,41 @@ def test_cli_says_what_a_run_that_failed_part_way_already_rewrote(
         assert [e.data for e in m.read_stream("s")][:3] == [{"item": "a"}, {"item": "b"}, {"name": "c"}]
 
 
+def test_cli_with_json_says_what_a_failed_run_rewrote_in_the_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/half.db"
+    with SyncEventSourcingManager({"providers": {"db": url}}, host=PluginHost(load_entrypoints=False)) as m:
+        m.append_events_batch(stream_id="s", events=[EventData("rw.Added", {"name": n}) for n in "abcde"])
+    (tmp_path / "rw_failing.py").write_text(
+        "def register(registry):\n"
+        "    registry.add('rw.Added', 1, lambda d: {'item': d['name'] if d['name'] != 'c' else 1 / 0})\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, err = _run(
+        capsys,
+        "--store",
+        url,
+        "--json",
+        "upcast-rewrite",
+        "s",
+        "--upcasters",
+        "rw_failing:register",
+        "--batch-size",
+        "2",
+    )
+    # the note came as a text line before the JSON error line, where a script reading the error never saw it
+    *before, last = err.splitlines()
+    assert not [line for line in before if "stopped part-way" in line], err
+    err = json.loads(last)["error"]["message"]
+    assert code != EXIT_OK
+    assert "ZeroDivisionError" in err
+    # the first batch (versions 1-2) is stored at the new version: the person needs to know, and what to do
+    assert "s: stopped part-way: rewrote 2 of 4 events read" in err, err
+    assert "run it again" in err
+
+
 async def test_upcast_data_its_event_class_refuses_is_never_stored(tmp_path: Path) -> None:
     """The rewrite replaces the only copy of the old payload: data its class refuses on read must not replace it."""
     import marshmallow

@@ -125,6 +125,23 @@ def test_a_checkpoint_store_needs_a_name_and_commit_every_needs_a_store(manager:
         manager.subscribe(commit_every=3)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [{"page_size": 0}, {"poll_interval": float("nan")}, {"from_position": "soon"}, {"on_decode_error": "ignore"}],
+    ids=lambda bad: next(iter(bad)),
+)
+async def test_a_refused_subscribe_leaves_the_manager_as_it_was(manager: EventSourcingManager, bad: Any) -> None:
+    """Bad arguments are a ValidationError before anything is built; the next subscribe on the manager works."""
+    await manager.append_event(stream_id="s", event_type="T", data=1)
+    with pytest.raises(ValidationError):
+        manager.subscribe(**bad)
+    assert not manager._subscriptions._open
+    async with manager.subscribe(checkpoint="memory://", name="n") as sub:
+        assert [e.data for e in await take(sub, 1)] == [1]
+        await manager.append_event(stream_id="s", event_type="T", data=2)
+        assert [e.data for e in await take(sub, 1)] == [2]
+
+
 async def test_commit_without_a_store_or_of_an_undelivered_event_is_refused(manager: EventSourcingManager) -> None:
     res = await manager.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {}}] * 2)
     async with manager.subscribe(stream_id="s") as sub:

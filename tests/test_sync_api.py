@@ -284,6 +284,34 @@ def test_an_interrupt_between_inline_statements_rolls_the_transaction_back(sqlit
     assert sqlite_es.append_event(stream_id="y", event_type="E", data=1).version == 1
 
 
+BAD_SUBSCRIBE: list[dict[str, Any]] = [
+    {"page_size": 0},
+    {"poll_interval": -1},
+    {"from_position": "soon"},
+    {"stream_id": "s", "from_version": -1},
+    {"on_decode_error": "ignore"},
+    {"stream_prefix": [""]},
+]
+
+
+@pytest.mark.parametrize("bad", BAD_SUBSCRIBE, ids=lambda bad: next(iter(bad)))
+def test_a_subscribe_with_bad_arguments_is_refused_before_the_loop_moves(
+    sqlite_es: SyncEventSourcingManager, bad: dict[str, Any]
+) -> None:
+    """``subscribe`` moved the facade's loop to its thread for good, then checked its arguments: a refused call
+    left a SQLite facade paying a thread hop on every later call. The checks come first now."""
+    from eventsource.errors import ValidationError
+
+    sqlite_es.append_event(stream_id="s", event_type="E", data=1)
+    with pytest.raises(ValidationError):
+        sqlite_es.subscribe(**bad)
+    assert not sqlite_es._loop.threaded
+    assert sqlite_es.append_event(stream_id="s", event_type="E", data=2).version == 2
+    with sqlite_es.subscribe(stream_id="s") as sub:
+        assert [next(sub).data, next(sub).data] == [1, 2]
+    assert sqlite_es._loop.threaded  # (a good one moves it: a live subscription waits on the loop)
+
+
 def test_a_provider_that_needs_a_live_loop_moves_the_loop_to_a_thread() -> None:
     class Live(MemoryProvider):
         loop_free = False

@@ -205,7 +205,9 @@ class Writer:
             self.runtime[twin] = module
             self.needed.pop(ret, None)  # only the twin appears in the sync module
             ret = twin
-            body += ["self._loop.go_threaded()", f"return {twin}(self._loop, {target})"]
+            # built (its arguments checked) before the loop moves for good: a refused call changes nothing
+            body += ["self._loop.check()", f"built = {target}", "self._loop.go_threaded()"]
+            body.append(f"return {twin}(self._loop, built)")
         elif ret.startswith("Iterator["):
             page = "page_size" if "page_size" in inspect.signature(fn).parameters else "500"
             # refused here when closed, before the manager's eager argument checks run against closed providers
@@ -217,7 +219,10 @@ class Writer:
             v_params, v_ret, _ = self.signature(variant)
             self.typing_names.add("overload")
             self.lines += ["    @overload", f"    def {name}({v_params}) -> {v_ret}: ..."]
-        self.lines += [f"    def {name}({params}) -> {ret}:", *self.doc(fn), *[f"        {b}" for b in body]]
+        doc = self.doc(fn)
+        if ret in {twin for twin, _ in SYNC_TWINS.values()}:  # the blocking twin iterates with a plain ``for``
+            doc = [line.replace("``async for``", "``for``") for line in doc]
+        self.lines += [f"    def {name}({params}) -> {ret}:", *doc, *[f"        {b}" for b in body]]
 
     def prop(self, name: str, ann: str, doc: list[str]) -> None:
         """A read-only property forwarding to the async manager's attribute."""

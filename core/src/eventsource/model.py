@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+MAX_NUMBER = 2**63 - 1
+"""The largest version, position or count any store can hold (a signed 64-bit integer)."""
+MAX_PAGE_LIMIT = 10_000
+"""The most items one page of ``get_events`` or ``list_streams`` holds (``limit``)."""
+
 
 class ExpectedVersion(IntEnum):
     """Symbolic expected versions for ``append``.

@@ -553,28 +553,27 @@ class SyncEventSourcingManager:
     ) -> SyncSubscription:
         """Follow events as they are appended: catch up from history, then go live (``docs/subscriptions.md``).
 
-        Iterate it with ``async for``; its arguments and delivery: ``docs/manager.md`` (Method details).
+        Iterate it with ``for``; its arguments and delivery: ``docs/manager.md`` (Method details).
         """
-        self._loop.go_threaded()
-        return SyncSubscription(
-            self._loop,
-            self._manager.subscribe(
-                stream_id=stream_id,
-                stream_prefix=stream_prefix,
-                event_types=event_types,
-                from_position=from_position,
-                from_version=from_version,
-                checkpoint=checkpoint,
-                name=name,
-                source=source,
-                commit_every=commit_every,
-                page_size=page_size,
-                poll_interval=poll_interval,
-                provider=provider,
-                on_decode_error=on_decode_error,
-                reset=reset,
-            ),
+        self._loop.check()
+        built = self._manager.subscribe(
+            stream_id=stream_id,
+            stream_prefix=stream_prefix,
+            event_types=event_types,
+            from_position=from_position,
+            from_version=from_version,
+            checkpoint=checkpoint,
+            name=name,
+            source=source,
+            commit_every=commit_every,
+            page_size=page_size,
+            poll_interval=poll_interval,
+            provider=provider,
+            on_decode_error=on_decode_error,
+            reset=reset,
         )
+        self._loop.go_threaded()
+        return SyncSubscription(self._loop, built)
 
     def subscription_lag(
         self,

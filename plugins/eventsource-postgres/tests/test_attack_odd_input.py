@@ -271,6 +271,7 @@ def test_libpq_settings_libpq_refuses_are_a_configuration_error_not_an_unreachab
         ("postgresql://app:s3cret@[::1/test", "IPv6"),
         ("mysql://app:s3cret@127.0.0.1/test", "postgresql://"),
         ("host=127.0.0.1 dbname=test user=postgres password=s3cret application_name=a\x00 sslmode=require", "NUL"),
+        ("host=127.0.0.1 dbname=test user=postgres password=s3cret connect_timeout=soon", "connect_timeout"),
     ],
 )
 def test_a_postgres_sink_target_libpq_refuses_is_a_configuration_error_when_built(target: str, says: str) -> None:

@@ -410,6 +410,20 @@ async def test_a_postgres_sink_url_that_is_no_connection_string_is_a_configurati
         await PostgresSink(target).open()
 
 
+async def test_a_sink_url_psycopg_refuses_when_connecting_names_the_reason(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq's environment is read when the sink connects (``PGCONNECT_TIMEOUT=soon``): the refusal said only that
+    libpq could not read the url, which it could; it names psycopg's reason now."""
+    from eventsource.errors import ConfigurationError
+
+    sink = PostgresSink(url)
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "soon")
+    with pytest.raises(ConfigurationError, match="connect_timeout") as caught:
+        await sink.open()
+    assert caught.value.details["field"] == "url"
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_a_handler_that_commits_begins_again_and_raises_is_not_retried(
     es: EventSourcingManager, url: str, schema: str, kind: str

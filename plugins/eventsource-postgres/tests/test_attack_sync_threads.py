@@ -15,6 +15,7 @@ import pytest
 from eventsource import ANY, EventData
 from eventsource.errors import ProviderUnavailableError
 from eventsource.sync import SyncEventSourcingManager
+from eventsource.testing.threads import consumers_share_one_subscription
 
 
 @pytest.fixture(params=[True, False], ids=["inline", "loop-thread"])
@@ -95,33 +96,4 @@ def test_worker_threads_sharing_one_facade_lose_and_duplicate_nothing_then_close
 
 def test_consumer_threads_sharing_one_subscription_each_get_distinct_events(config: dict[str, Any]) -> None:
     with SyncEventSourcingManager(config) as es:
-        for k in range(5):
-            es.append_events_batch(stream_id="s", events=[EventData("E", k * 100 + i) for i in range(100)])
-        sub = es.subscribe(stream_id="s", page_size=7, poll_interval=0.05).start()
-        got = collections.Counter[int]()
-        errors: list[BaseException] = []
-        lock = threading.Lock()
-
-        def consume() -> None:
-            try:
-                for event in sub:
-                    with lock:
-                        got[event.data] += 1
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
-
-        threads = [threading.Thread(target=consume) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for _ in range(2000):
-            if sum(got.values()) >= 500 or errors:
-                break
-            time.sleep(0.01)
-        time.sleep(0.2)
-        sub.close()
-        for t in threads:
-            t.join(30)
-            assert not t.is_alive()
-        assert errors == []
-        assert sorted(got) == list(range(500))
-        assert set(got.values()) == {1}
+        consumers_share_one_subscription(es, batches=5)

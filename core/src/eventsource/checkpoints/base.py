@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from eventsource.errors import ConflictError, NotFoundError, UnsupportedOperationError, ValidationError
+from eventsource.model import MAX_NUMBER
 
 MAX_NAME_LENGTH = 200
 MAX_SCOPE_LENGTH = len("stream:") + 65536
 """A scope names a stream (``stream:<id>``): room for the longest stream id a store can be configured to take."""
-MAX_POSITION = 2**63 - 1
-"""The largest position any store holds (a signed 64-bit int: ``eventsource.manager.validation.MAX_NUMBER``)."""
+MAX_POSITION = MAX_NUMBER
+"""The largest position any store holds (:data:`eventsource.model.MAX_NUMBER`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,8 +50,8 @@ def expected_version(text: str) -> int:
     return value
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number ``>= minimum``."""
+def int_at_least(minimum: int, *, at_most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number ``>= minimum`` (and ``<= at_most``, when given)."""
 
     def parse(text: str) -> int:
         try:
@@ -61,6 +61,9 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(msg) from None
         if value < minimum:
             msg = f"must be >= {minimum}, got {value}"
+            raise argparse.ArgumentTypeError(msg)
+        if at_most is not None and value > at_most:
+            msg = f"must be from {minimum} to {at_most:,}, got {value}"
             raise argparse.ArgumentTypeError(msg)
         return value
 

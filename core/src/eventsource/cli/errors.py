@@ -2,7 +2,8 @@
 
 :class:`UsageError` is bad input found after argparse; :class:`StoreContextError` adds the masked store URL
 and a hint to an error raised while connecting. :func:`describe_error` picks the code and message,
-:func:`report` prints them (a JSON line with ``--json``, the traceback with ``-v``), scrubbed of secrets.
+:func:`report` prints them (a JSON line with ``--json``, the traceback with ``-v``), scrubbed of secrets;
+:func:`report_interrupt` and :func:`usage_error` print Ctrl-C and argparse's refusals in the same JSON shape.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from eventsource.cli.exitcodes import ERROR_EXIT, EXIT_ERROR, EXIT_USAGE
+from eventsource.cli.exitcodes import ERROR_EXIT, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 from eventsource.cli.output import dumps
 from eventsource.errors import EventSourceError, PluginLoadError, ProviderNotFoundError, ValidationError
 
@@ -22,6 +23,14 @@ if TYPE_CHECKING:
 
 class UsageError(ValidationError):
     """Bad command-line input found after argparse (invalid JSON, missing argument)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a command part-way; the message says what it left behind and how to finish."""
+
+
+INTERRUPTED_CODE = 499
+"""The ``code`` of the ``--json`` error line of an interrupted command (a client that closed the request)."""
 
 
 class StoreContextError(EventSourceError):
@@ -58,7 +67,8 @@ def report(exc: BaseException, out: Output, scrub: Scrubber, verbose: int) -> in
     if verbose:
         out.err.write(scrub("".join(traceback.format_exception(exc))))
     if out.as_json:
-        body: dict[str, Any] = {"message": message, "exit_code": code}
+        notes = [scrub(" ".join(str(n).split())) for n in getattr(exc, "__notes__", ())]  # (said before it, in text)
+        body: dict[str, Any] = {"message": "; ".join([message, *notes]), "exit_code": code}
         if isinstance(exc, EventSourceError):
             d = exc.to_dict()
             body.update(
@@ -70,3 +80,42 @@ def report(exc: BaseException, out: Output, scrub: Scrubber, verbose: int) -> in
     else:
         print(f"error: {message}", file=out.err)
     return code
+
+
+def tell_with(error: BaseException, note: str, out: Output) -> None:
+    """Say ``note`` (what a command stopped part-way by ``error`` left) with the error.
+
+    A line before the error's own, or with ``--json`` part of the message of its JSON error line.
+    """
+    if not note:
+        return
+    if out.as_json:
+        error.add_note(note)
+    else:
+        out.note(note)
+
+
+def report_interrupt(exc: KeyboardInterrupt, out: Output, scrub: Scrubber) -> int:
+    """Print that the command was interrupted (with what it left, when it says) on stderr; return 130."""
+    told = scrub(" ".join(str(exc).split())) if isinstance(exc, Interrupted) else ""
+    if out.as_json:
+        body = {
+            "message": f"interrupted: {told}" if told else "interrupted",
+            "exit_code": EXIT_INTERRUPTED,
+            "type": "interrupted",
+            "code": INTERRUPTED_CODE,
+            "details": {},
+        }
+        print(dumps({"error": body}), file=out.err)
+        return EXIT_INTERRUPTED
+    if told:
+        print(told, file=out.err)
+    print("interrupted", file=out.err)
+    return EXIT_INTERRUPTED
+
+
+def usage_error(message: str, out: Output) -> int:
+    """Print an argparse refusal as the ``--json`` error line (argparse prints its own without ``--json``)."""
+    body = {"message": message, "exit_code": EXIT_USAGE, "type": "validation", "code": 400, "details": {}}
+    print(dumps({"error": body}), file=out.err)
+    return EXIT_USAGE

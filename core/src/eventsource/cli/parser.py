@@ -9,6 +9,7 @@ handler ends up in ``args.handler``.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
@@ -53,10 +54,24 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     )
 
 
+JSON_ERRORS: contextvars.ContextVar[bool] = contextvars.ContextVar("JSON_ERRORS", default=False)
+"""Set by ``main`` when ``--json`` is on the command line: a refusal is then raised, for the JSON error line."""
+
+
+class UsageRefused(SystemExit):
+    """argparse refused the command line (``--json``: ``main`` prints it as the JSON error line)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_USAGE)
+        self.message = message
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a hint after the one-line error."""
 
     def error(self, message: str) -> NoReturn:
+        if JSON_ERRORS.get():
+            raise UsageRefused(f"{message} (run '{self.prog} --help' for help)")
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"error: {message}\n(run '{self.prog} --help' for help)\n")
 

@@ -18,13 +18,13 @@ from eventsource.manager.policy import RetryLater
 from eventsource.manager.validation import (
     MAX_EVENT_ID_LENGTH,
     MAX_EVENT_TYPE_LENGTH,
-    MAX_NUMBER,
     check_batch_size,
     check_expected,
     check_time,
 )
 from eventsource.model import (
     ANY,
+    MAX_NUMBER,
     AppendEventResponse,
     AppendEventsBatchResponse,
     NewEvent,

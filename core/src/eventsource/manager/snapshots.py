@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from eventsource.errors import SnapshotNotFoundError, StreamNotFoundError, ValidationError
-from eventsource.manager.validation import MAX_NUMBER, check_metadata, check_optional_text, check_size
-from eventsource.model import CreateSnapshotResponse, NewSnapshot, new_id, utcnow
+from eventsource.manager.validation import check_metadata, check_optional_text, check_size
+from eventsource.model import MAX_NUMBER, CreateSnapshotResponse, NewSnapshot, new_id, utcnow
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

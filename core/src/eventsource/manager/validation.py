@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.codecs.builtin import MAX_NESTING, json_change
 from eventsource.errors import ValidationError
-from eventsource.model import COUNT_MODES, EventData, EventFilter, ExpectedVersion, NewStream, SortOrder
+from eventsource.model import (
+    COUNT_MODES,
+    MAX_NUMBER,
+    MAX_PAGE_LIMIT,
+    EventData,
+    EventFilter,
+    ExpectedVersion,
+    NewStream,
+    SortOrder,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -21,9 +30,6 @@ R = TypeVar("R")
 
 MAX_EVENT_TYPE_LENGTH = 256
 MAX_EVENT_ID_LENGTH = 256
-MAX_PAGE_LIMIT = 10_000
-MAX_NUMBER = 2**63 - 1
-"""The largest version, position or count any store can hold (a signed 64-bit integer)."""
 _CONTROL = frozenset(chr(c) for c in (*range(32), 127))
 
 

@@ -33,14 +33,15 @@ XID = "SELECT txid_current()"
 def _checked_target(url: object) -> str:
     """``url`` if libpq takes it (a ``postgresql://`` URL or a DSN), else :class:`ConfigurationError` naming it.
 
-    Checked when the sink is built: libpq's refusal surfaced at ``open()`` as a bare ``psycopg.ProgrammingError``,
-    and a NUL ended the string libpq read, silently dropping what followed it (``sslmode=require``).
+    Checked when the sink is built: an empty one would connect wherever libpq's environment says, libpq's refusal
+    surfaced at ``open()`` as a bare ``psycopg.ProgrammingError``, and a NUL ended the string libpq read, silently
+    dropping what followed it (``sslmode=require``).
     """
-    from eventsource.config import mask_url, url_secrets
+    from eventsource.config import mask_url
 
     text = url if isinstance(url, str) else ""
     dsn = "://" not in text and "=" in text
-    if not dsn and text.split("://", 1)[0].lower() not in ("postgresql", "postgres"):
+    if not text.strip() or (not dsn and text.split("://", 1)[0].lower() not in ("postgresql", "postgres")):
         shown = mask_url(text)
         msg = f"the PostgreSQL sink's url must be a postgresql:// URL or a libpq DSN (host=... dbname=...): {shown!r}"
         raise ConfigurationError(msg, field="url")
@@ -48,17 +49,24 @@ def _checked_target(url: object) -> str:
         msg = f"the PostgreSQL sink's url {mask_url(text)!r} holds a NUL character"
         raise ConfigurationError(msg, field="url")
     from psycopg import ProgrammingError
-    from psycopg.conninfo import conninfo_to_dict
+    from psycopg.conninfo import conninfo_to_dict, timeout_from_conninfo
 
     try:
-        conninfo_to_dict(text)
+        timeout_from_conninfo(conninfo_to_dict(text))  # (what psycopg reads before connecting: connect_timeout)
     except ProgrammingError as e:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        for secret in url_secrets(text):
-            detail = detail.replace(secret, "***")
-        msg = f"the PostgreSQL sink's url {mask_url(text)!r} is not one libpq accepts: {detail}"
-        raise ConfigurationError(msg, field="url") from e
+        raise _refused(text, e) from e
     return text
+
+
+def _refused(text: str, error: Exception) -> ConfigurationError:
+    """The error for the sink's url ``text`` that libpq (or psycopg) refused: the reason, secrets masked."""
+    from eventsource.config import mask_url, url_secrets
+
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    for secret in url_secrets(text):
+        detail = detail.replace(secret, "***")
+    msg = f"the PostgreSQL sink's url {mask_url(text)!r} is not one libpq accepts: {detail}"
+    return ConfigurationError(msg, field="url")
 
 
 class PostgresSink(Sink[Any]):
@@ -70,13 +78,10 @@ class PostgresSink(Sink[Any]):
     exactly_once = True
 
     def __init__(self, url: str, *, schema: str = "eventsource") -> None:
-        if not isinstance(url, str) or not url.strip():  # (libpq would connect wherever its environment says)
-            msg = "the PostgreSQL sink's url must be a postgresql:// URL or a libpq connection string"
-            raise ConfigurationError(msg, field="url")
+        self.url = _checked_target(url)
         if not re.match(IDENTIFIER, schema):
             msg = f"schema must match {IDENTIFIER}"
             raise ConfigurationError(msg, field="schema")
-        self.url = _checked_target(url)
         self.schema = schema
         self.table = f'"{schema}"."checkpoints"'
         self._async: Any = None
@@ -117,8 +122,8 @@ class PostgresSink(Sink[Any]):
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
-            except psycopg.ProgrammingError:  # libpq cannot read the URL: nothing to wait out
-                raise _unreadable() from None
+            except psycopg.ProgrammingError as e:  # (the environment's PGCONNECT_TIMEOUT, say): nothing to wait out
+                raise _refused(self.url, e) from None
             try:
                 with _own():
                     await conn.execute(self._ddl())
@@ -137,8 +142,8 @@ class PostgresSink(Sink[Any]):
             except psycopg.OperationalError as e:
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
-            except psycopg.ProgrammingError:
-                raise _unreadable() from None
+            except psycopg.ProgrammingError as e:
+                raise _refused(self.url, e) from None
             try:
                 with _own():
                     conn.execute(self._ddl())
@@ -319,11 +324,6 @@ def _usable(conn: Any, error: Exception) -> bool:
 
     ok = not conn.closed and conn.info.transaction_status == TransactionStatus.INTRANS
     return ok and not isinstance(error, ProjectionError)
-
-
-def _unreadable() -> ConfigurationError:
-    """The sink's URL is no connection string libpq reads (its text, which may hold a password, is not shown)."""
-    return ConfigurationError("libpq cannot read the PostgreSQL sink's url as a connection string", field="url")
 
 
 def _ended(cp: Checkpoint) -> ProjectionError:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-MAX_VERSION = 2**63 - 1
+from eventsource.model import MAX_NUMBER
+
+MAX_VERSION = MAX_NUMBER
+"""The largest version SQLite holds (its integers are signed 64-bit: :data:`eventsource.model.MAX_NUMBER`)."""
 
 
 _EVENT_COLS = (

@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from eventsource.errors import ValidationError
+from eventsource.model import MAX_NUMBER
 from eventsource.testing.base import ProviderSuiteBase, ev, sid
 
 if TYPE_CHECKING:
     from eventsource.manager import EventSourcingManager
     from eventsource.provider import Provider
-
-MAX_POSITION = 2**63 - 1
 
 
 class ScaleSuite(ProviderSuiteBase):
@@ -129,7 +128,7 @@ class ScaleSuite(ProviderSuiteBase):
     async def test_cursor_past_the_end_is_an_empty_last_page(self, manager: EventSourcingManager) -> None:
         await manager.append_event(stream_id=sid(), event_type="Happened", data={})
         for order in ("asc", "desc"):
-            cursor = MAX_POSITION if order == "asc" else 0
+            cursor = MAX_NUMBER if order == "asc" else 0
             page = await manager.get_events(after_position=cursor, sort_order=order, count="none")
             assert (page.events, page.has_more, page.next_cursor) == ([], False, None)
 

@@ -28,13 +28,12 @@ from eventsource.errors import TransferFormatError
 from eventsource.manager.validation import (
     MAX_EVENT_ID_LENGTH,
     MAX_EVENT_TYPE_LENGTH,
-    MAX_NUMBER,
     check_optional_text,
     check_text,
     check_time,
     plain_metadata,
 )
-from eventsource.model import RecordedEvent, RecordedSnapshot, StreamInfo
+from eventsource.model import MAX_NUMBER, RecordedEvent, RecordedSnapshot, StreamInfo
 from eventsource.timestamps import from_iso
 from eventsource.transfer.output import GZIP_MAGIC
 from eventsource.transfer.source import StreamFilter

@@ -131,8 +131,9 @@ def _connection_lost(exc: BaseException) -> bool:
         return False
     code = exc.sqlstate or ""
     # a timeout is not a lost connection, nor is a transaction the server rolled back (class 40), nor input the
-    # server refused (an id too long for an index: 54000, an OperationalError too)
-    return code not in ("57014", "55P03") and code not in INPUT_CODES and not code.startswith("40")
+    # server refused (an id too long for an index: 54000, an OperationalError too), nor a lack of resources the
+    # server reported on the connection (class 53: a full disk, out of memory)
+    return code not in ("57014", "55P03") and code not in INPUT_CODES and not code.startswith(("40", "53"))
 
 
 def _recovery_conflict(exc: BaseException) -> bool:

@@ -23,6 +23,10 @@ INPUT_CODES = frozenset({"54000", "22021", "22P05"})  # program_limit_exceeded (
 """Input the server cannot hold: :class:`ValidationError` (``54000`` arrives as an ``OperationalError``, yet the
 connection is fine: never a lost one)."""
 _ROLLED_BACK_CLASS = "40"  # transaction rollback: serialization failure, deadlock detected
+DISK_FULL = "53100"
+"""The server has no room to write: a :class:`ProviderError`, never retried (waiting frees no space)."""
+OUT_OF_MEMORY = "53200"
+"""The server (or its lock table: "out of shared memory") ran out of memory: retried, it may pass."""
 
 
 def may_have_committed(exc: BaseException) -> bool:
@@ -88,6 +92,19 @@ def map_error(  # noqa: C901, PLR0911, PLR0912 - one table of driver errors, rea
                 "nothing was written, try again)"
             )
             return ConflictError(msg, operation=operation, sqlstate=code)
+        if code == DISK_FULL:
+            msg = (
+                f"{base} (SQLSTATE 53100: the server's disk is full; the statement was rolled back, nothing was "
+                "written): free space on the server's data or tablespace volume, then try again"
+            )
+            return ProviderError(msg, operation=operation, sqlstate=code)
+        if code == OUT_OF_MEMORY:
+            msg = (
+                f"{base} (SQLSTATE 53200: the server ran out of memory; nothing was written, and the call is retried "
+                "as a passing fault): if it persists, lower work_mem or the batch size, or give the server more "
+                "memory; 'out of shared memory' means max_locks_per_transaction is too small"
+            )
+            return ProviderUnavailableError(msg, operation=operation, sqlstate=code)
         if isinstance(exc, psycopg.DataError) and not code and "NUL" in detail:  # caught by psycopg before sending
             return ValidationError(base, operation=operation)
         if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) or code.startswith(_UNAVAILABLE_CLASSES):

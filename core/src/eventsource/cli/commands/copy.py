@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from eventsource.cli.arguments import store_or_provider
+from eventsource.cli.errors import Interrupted, tell_with
 from eventsource.cli.exitcodes import EXIT_CONFLICT, EXIT_OK
 from eventsource.cli.transfer import (
     ProgressView,
@@ -22,7 +23,6 @@ from eventsource.cli.transfer import (
 from eventsource.errors import ConfigurationError, EventSourceError
 
 if TYPE_CHECKING:
-    from eventsource.cli.output import Output
     from eventsource.cli.parser import Commands
     from eventsource.cli.session import Session
 
@@ -73,7 +73,8 @@ def copy(session: Session) -> int:
                 )
             except EventSourceError as e:
                 view.done()
-                _stopped(out, e)
+                if not isinstance(e, ConfigurationError):  # (refused before anything was written: nothing to say)
+                    tell_with(e, _stopped(e), out)
                 raise
             view.done()
             if not args.verify:
@@ -109,23 +110,20 @@ def copy(session: Session) -> int:
     try:
         return session.run(body())
     except KeyboardInterrupt:  # the CLI then exits 130
-        _stopped(out, KeyboardInterrupt())
-        raise
+        raise Interrupted(_stopped(KeyboardInterrupt())) from None
 
 
-def _stopped(out: Output, e: BaseException) -> None:
-    """Say that a copy stopped part-way keeps what it wrote, and how to finish (not for a refusal before writing).
+def _stopped(e: BaseException) -> str:
+    """Why a copy stopped part-way keeps what it wrote, and how to finish (not for a refusal before writing).
 
     A copy writes stream by stream and a re-run skips what the target holds: a conflict on one stream, a lost
     connection or a Ctrl-C leaves the streams written before it on the target, which the error alone did not say.
     """
-    if isinstance(e, ConfigurationError):  # the position map or the stores refused before anything was written
-        return
     fix = "fix what the error names (or leave that stream out with --stream), "
     if isinstance(e, KeyboardInterrupt):
         fix = ""
     why = "by Ctrl-C" if isinstance(e, KeyboardInterrupt) else "by the error below"
-    out.note(
+    return (
         f"copy stopped {why}: what it wrote before stays on the target, and a re-run skips it; "
         f"{fix}then run the same copy again to finish"
     )

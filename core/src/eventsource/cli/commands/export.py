@@ -7,10 +7,12 @@ for byte.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eventsource.cli.arguments import store_or_provider
-from eventsource.cli.errors import UsageError
+from eventsource.cli.errors import Interrupted, UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.transfer import ProgressView, add_stream_option, default_store, opened, summary
 
@@ -42,10 +44,11 @@ def export(session: Session) -> int:
     args, out = session.args, session.out
     url = args.source or default_store(session)
     to_file = args.output != "-"
+    view = ProgressView(out, "export")
+    aside: list[bool] = []  # once the output is open: whether it is written aside (FILE.partial), FILE kept whole
 
     async def body() -> int:
         async with opened(session, url, source=True) as src:
-            view = ProgressView(out, "export")
             # a file is written aside and put in place once complete: a failed run leaves an earlier export whole
             try:
                 gzipped = args.gzip or args.output.endswith(".gz")
@@ -55,6 +58,7 @@ def export(session: Session) -> int:
             except OSError as e:
                 msg = f"cannot write the export {args.output!r}: {e.strerror or e}"
                 raise UsageError(msg, field="output") from e
+            aside.append(to_file and _written_aside(args.output))
             done = False
             try:
                 result = await export_store(src, stream, streams=args.streams, progress=view, page_size=args.page_size)
@@ -73,4 +77,29 @@ def export(session: Session) -> int:
             summary(out, "exported", result)
             return EXIT_OK
 
-    return session.run(body())
+    try:
+        return session.run(body())
+    except KeyboardInterrupt:  # say what it left and how to get a whole export; the CLI then exits 130
+        raise Interrupted(_stopped(args.output, view, aside)) from None
+
+
+def _written_aside(output: str) -> bool:
+    """Whether the export to the file ``output`` goes to ``output.partial`` (else it is written in place)."""
+    from eventsource.transfer.output import PARTIAL
+
+    return Path(f"{os.path.realpath(output)}{PARTIAL}").is_file()
+
+
+def _stopped(output: str, view: ProgressView, aside: list[bool]) -> str:
+    """What an export stopped by Ctrl-C left behind, and how to get a whole one (an export does not resume)."""
+    if not aside:
+        return "export stopped by Ctrl-C before writing anything; run it again"
+    p = view.latest
+    after = f" after {p.events:,} events" if p is not None and p.events else ""
+    again = "run the export again for a whole one (an export starts over; it does not resume)"
+    if aside[0]:
+        left = f"{output} was not replaced (an earlier export there stays whole), its unfinished .partial removed"
+    else:
+        where = "stdout" if output == "-" else output
+        left = f"what went to {where} is cut short: it has no end line, so eventsource import refuses it"
+    return f"export stopped by Ctrl-C{after}: {left}; {again}"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from eventsource.cli.arguments import store_or_provider
-from eventsource.cli.errors import UsageError
+from eventsource.cli.errors import Interrupted, UsageError
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.storefile import missing_sqlite_file
 from eventsource.cli.transfer import (
@@ -95,11 +95,11 @@ def import_(session: Session) -> int:
     except KeyboardInterrupt:  # say what stays and how to finish; the CLI then exits 130
         p = view.latest
         read = f" after reading {p.events:,} events" if p is not None and p.phase == "write" else ""
-        out.note(
+        msg = (
             f"import stopped{read}: what it wrote stays. Run the same import again to finish "
             "(events the store holds already are skipped)"
         )
-        raise
+        raise Interrupted(msg) from None
 
 
 def _check_before_creating(stream: IO[bytes], args: argparse.Namespace, view: ProgressView) -> None:

@@ -13,7 +13,7 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
-from eventsource.cli.errors import UsageError
+from eventsource.cli.errors import Interrupted, UsageError
 from eventsource.cli.exitcodes import EXIT_ERROR, EXIT_OK, EXIT_UNSUPPORTED
 from eventsource.errors import ConfigurationError, RetentionError, UnsupportedOperationError
 
@@ -195,11 +195,11 @@ def retention(session: Session) -> int:
         during = f" while running {running[0]}" if running else ""
         maybe = ", and maybe some by the one under way" if running else ""
         deleted = sum(o.deleted_events for o in outcomes)
-        out.note(
+        msg = (
             f"retention stopped by Ctrl-C{during}: what it deleted stays deleted ({deleted:,} events by the "
             f"{len(outcomes)} policy run(s) that finished{maybe}); run the same command again to apply the rest"
         )
-        raise
+        raise Interrupted(msg) from None
 
 
 async def _run_one(m: EventSourcingManager, policy: RetentionPolicy, name: str, now: datetime) -> PolicyOutcome:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventsource.cli.arguments import non_negative, positive
+from eventsource.cli.arguments import int_at_least, non_negative
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.cli.output import when
+from eventsource.model import MAX_PAGE_LIMIT
 
 if TYPE_CHECKING:
     from eventsource.cli.parser import Commands
@@ -17,8 +18,17 @@ if TYPE_CHECKING:
 def register(commands: Commands) -> None:
     """Add the ``streams`` command."""
     p = commands.add("streams", "list streams, a page at a time", streams)
-    p.add_argument("--limit", metavar="N", type=positive, default=50)
-    p.add_argument("--offset", metavar="N", type=non_negative, default=0)
+    p.add_argument(
+        "--limit",
+        metavar="N",
+        type=int_at_least(1, at_most=MAX_PAGE_LIMIT),
+        default=50,
+        help=f"the most streams to show, one page: 1 to {MAX_PAGE_LIMIT:,} (default: 50); the last line gives the "
+        "--offset of the next page",
+    )
+    p.add_argument(
+        "--offset", metavar="N", type=non_negative, default=0, help="streams to skip before the page (default: 0)"
+    )
 
 
 def streams(session: Session) -> int:

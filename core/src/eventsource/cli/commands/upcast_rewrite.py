@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventsource.cli.arguments import positive
-from eventsource.cli.errors import UsageError
+from eventsource.cli.errors import Interrupted, UsageError, tell_with
 from eventsource.cli.exitcodes import EXIT_OK
 from eventsource.domain.rewrite import RewriteReport, rewrite_stream
 from eventsource.errors import EventSourceError
@@ -104,35 +104,36 @@ def _say(out: Output, r: RewriteReport) -> None:
         out.line(f"  {path}: {n}")
 
 
-def _stopped(out: Output, stream: str, partial: dict[str, Any] | None, rest: list[str]) -> None:
-    """Before the error itself: what a run that failed part-way had already stored, and what to do."""
+def _stopped(stream: str, partial: dict[str, Any] | None, rest: list[str]) -> str:
+    """What a run that failed part-way had already stored, and what to do (said before or with the error)."""
+    said = []
     if partial is not None and not partial["dry_run"]:
-        out.err.write(
+        said.append(
             f"{stream}: stopped part-way: rewrote {partial['rewritten']} of {partial['read']} events read (earlier "
             "batches are stored at the newest version, the rest is as it was); fix the cause and run it again: "
-            "events already current are skipped\n"
+            "events already current are skipped"
         )
-    _not_started(out, rest)
+    return "; ".join([*said, *_not_started(rest)])
 
 
-def _interrupted(out: Output, progress: _Progress, rest: list[str], *, dry_run: bool) -> None:
+def _interrupted(progress: _Progress, rest: list[str], *, dry_run: bool) -> str:
     """Ctrl-C during a stream: what stays (each batch is one atomic write) and that running it again finishes."""
+    said = []
     if not dry_run:
         read = f" after {progress.read:,} of {progress.total:,} events read" if progress.read else ""
-        out.err.write(
+        said.append(
             f"{progress.stream}: interrupted part-way{read}: each event is either as it was or at the newest "
             "version (the batches written stay, the batch under way may have been stored too); run it again "
-            "to finish: events already current are skipped\n"
+            "to finish: events already current are skipped"
         )
-    _not_started(out, rest)
+    return "; ".join([*said, *_not_started(rest)])
 
 
-def _not_started(out: Output, rest: list[str]) -> None:
-    if rest:
-        more = len(rest) - NAMED
-        shown = ", ".join(rest[:NAMED]) + (f" and {more} more" if more > 0 else "")
-        out.err.write(f"not started: {shown}\n")
-    out.err.flush()
+def _not_started(rest: list[str]) -> list[str]:
+    if not rest:
+        return []
+    more = len(rest) - NAMED
+    return ["not started: " + ", ".join(rest[:NAMED]) + (f" and {more} more" if more > 0 else "")]
 
 
 def upcast_rewrite(session: Session) -> int:
@@ -160,11 +161,11 @@ def upcast_rewrite(session: Session) -> int:
                 report = await rewrite_stream(m, stream, dry_run=a.dry_run, batch_size=a.batch_size, progress=progress)
             except EventSourceError as e:
                 _clear(out)
-                _stopped(out, stream, e.details.get("rewrite_report"), rest)
+                tell_with(e, _stopped(stream, e.details.get("rewrite_report"), rest), out)
                 raise
             except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: the CLI then says "interrupted", exit 130
                 _clear(out)
-                _interrupted(out, progress, rest, dry_run=a.dry_run)
+                stopped.append(_interrupted(progress, rest, dry_run=a.dry_run))
                 raise
             finally:
                 _clear(out)
@@ -172,7 +173,13 @@ def upcast_rewrite(session: Session) -> int:
             _say(out, report)
         return EXIT_OK
 
-    return session.with_manager(body, existing=True)
+    stopped: list[str] = []  # what a Ctrl-C left, said with the CLI's "interrupted"
+    try:
+        return session.with_manager(body, existing=True)
+    except KeyboardInterrupt:
+        if stopped and stopped[0]:
+            raise Interrupted(stopped[0]) from None
+        raise
 
 
 def _clear(out: Output) -> None:

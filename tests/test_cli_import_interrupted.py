@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -68,4 +69,6 @@ def test_an_import_stopped_by_ctrl_c_says_what_stays_and_how_to_finish(tmp_path:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "3,000 events" in err and "again" in err, err
+    # the count is the progress the import last heard of: the write of the last window (500) may have landed
+    # before its progress report, so it can lag the store by that window, never more
+    assert re.search(r"after reading (2,500|3,000) events", err) and "again" in err, err

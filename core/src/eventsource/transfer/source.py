@@ -120,21 +120,17 @@ class ProviderSource:
         self.page_size = page_size
         self.from_position = from_position
         self.as_listed = as_listed
+        self.listed_events: int | None = None
+        """The listed streams' events, once listed (:meth:`total_events`)."""
 
     async def total_events(self) -> int | None:
-        """How many events the copy will read, for a progress estimate (``None`` when unknown).
+        """How many events the transfer will read, for a progress estimate (``None`` when unknown).
 
-        Unknown for a filtered copy and for a resumed one (the store's total counts what it already wrote).
+        The sum of the listed streams' event counts (exact on every store, unlike a store's statistics: NATS
+        counts messages, several events each), so known once :meth:`items` has listed them. Unknown for a
+        resumed copy (it reads only what came after its cursor).
         """
-        if self.from_position > 0:
-            return None
-        try:
-            stats = await self.provider.stats(top_streams=0)
-        except Exception:  # noqa: BLE001 - an estimate only; the copy does not need it
-            return None
-        if not self.wanted.patterns:
-            return stats.total_events
-        return None
+        return None if self.from_position > 0 else self.listed_events
 
     async def _created_since(self, records: list[RecordedEvent], top: dict[str, int]) -> list[StreamInfo]:
         """The streams of ``records`` the listing did not show (created since), now in ``top``."""
@@ -155,11 +151,14 @@ class ProviderSource:
         """
         provider = self.provider
         top: dict[str, int] = {}  # stream id -> the highest version taken (as listed, or as read)
+        listed = 0
         async for info in list_all_streams(provider, self.wanted):
             top[info.stream_id] = info.version
+            listed += info.event_count
             yield info
             if len(top) % STEP_EVERY == 0:
                 yield Step("streams", len(top))
+        self.listed_events = listed
         yield Step("streams", len(top))
         until = await provider.head_position()
         pages = provider.read_all_pages(from_position=self.from_position, page_size=self.page_size)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from eventsource.errors import ConcurrencyError, EventSourceError, StreamExistsError, ValidationError
 from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedEvent, RecordedSnapshot
 from eventsource.transfer.source import page_records
-from eventsource.transfer.verify import event_difference, json_value
+from eventsource.transfer.verify import event_difference, json_value, snapshot_field_difference
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -368,6 +368,14 @@ class StoreSink:
             state.pending = None
         have = await self.provider.get_snapshot(snap.stream_id, max_version=snap.version)
         if have is not None and have.version == snap.version and have.snapshot_id == snap.snapshot_id:
+            differs = snapshot_field_difference(snap, have)
+            if differs is not None:
+                msg = (
+                    f"stream {snap.stream_id!r} on the target holds snapshot {snap.snapshot_id!r} at version "
+                    f"{snap.version} with another {differs} than the source's: the target stream is not a copy of "
+                    "the source's"
+                )
+                raise ConcurrencyError(msg, stream_id=snap.stream_id, expected=snap.version, actual=have.version)
             return
         position = self.positions.target_of_version(snap.stream_id, snap.version)
         await self.provider.save_snapshot(replace(snap, position=position))

@@ -1,0 +1,57 @@
+"""Copies into and out of PostgreSQL (attacker's review): what a re-run accepts, what verification reads.
+
+The target is changed behind the copy's back by SQL, as an operator or another application could.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsource.errors import ConcurrencyError
+from eventsource.sqlite import SqliteProvider
+from eventsource.testing.transfer import manager_on, populate
+from eventsource.transfer import copy_store, verify_stores
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    import psycopg
+
+FLIP = "UPDATE {table} SET data = set_byte(data, 3, get_byte(data, 3) # 1) WHERE stream_id = %s AND version = %s"
+"""Flip one bit of one stored payload (the fourth byte)."""
+
+
+async def test_verify_reads_the_target_back_and_sees_one_flipped_payload_bit(
+    make_provider: Callable[..., Any], admin: psycopg.AsyncConnection[Any], tmp_path: Path
+) -> None:
+    m = await manager_on(SqliteProvider(f"sqlite:///{tmp_path / 'source.db'}"))
+    try:
+        await populate(m, streams=5, events=100)
+        source, target = m.get_default_provider(), await make_provider()
+        await copy_store(source, target, position_map=str(tmp_path / "map.db"), verify=True)
+        await admin.execute(FLIP.format(table=target.names.events), ("s-0003", 4))
+        report = await verify_stores(source, target)
+        assert report.differences == ["stream 's-0003': version 4: the data differs"]
+    finally:
+        await m.close()
+
+
+async def test_a_rerun_refuses_a_target_snapshot_with_the_sources_id_and_other_bytes(
+    make_provider: Callable[..., Any], admin: psycopg.AsyncConnection[Any], tmp_path: Path
+) -> None:
+    """Events held already are compared field by field; a snapshot held already was taken on its id alone."""
+    m = await manager_on(SqliteProvider(f"sqlite:///{tmp_path / 'source.db'}"))
+    try:
+        await populate(m, streams=5, events=100)
+        source, target = m.get_default_provider(), await make_provider()
+        mapfile = str(tmp_path / "map.db")
+        await copy_store(source, target, position_map=mapfile)
+        snap = await source.get_snapshot("s-0000")
+        assert snap is not None
+        await admin.execute(FLIP.format(table=target.names.snapshots), ("s-0000", snap.version))
+        with pytest.raises(ConcurrencyError, match=r"'s-0000'.*snapshot.*version \d+.*data"):
+            await copy_store(source, target, position_map=mapfile)
+    finally:
+        await m.close()

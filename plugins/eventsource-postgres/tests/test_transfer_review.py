@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
-from eventsource.errors import ConcurrencyError
+from eventsource.errors import ConcurrencyError, ProviderTimeoutError
+from eventsource.model import EventData
 from eventsource.sqlite import SqliteProvider
 from eventsource.testing.transfer import manager_on, populate
 from eventsource.transfer import copy_store, verify_stores
@@ -16,8 +18,6 @@ from eventsource.transfer import copy_store, verify_stores
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
-
-    import psycopg
 
 FLIP = "UPDATE {table} SET data = set_byte(data, 3, get_byte(data, 3) # 1) WHERE stream_id = %s AND version = %s"
 """Flip one bit of one stored payload (the fourth byte)."""
@@ -54,4 +54,36 @@ async def test_a_rerun_refuses_a_target_snapshot_with_the_sources_id_and_other_b
         with pytest.raises(ConcurrencyError, match=r"'s-0000'.*snapshot.*version \d+.*data"):
             await copy_store(source, target, position_map=mapfile)
     finally:
+        await m.close()
+
+
+async def test_a_copy_whose_read_is_held_back_by_a_running_transaction_does_not_end_as_done(
+    make_provider: Callable[..., Any], url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL's global read stops at the oldest running transaction, after ``visibility_wait`` seconds.
+
+    Any transaction holding an xid, in any database of the cluster, holds back the events committed after it
+    began. The copy ended there as if the source held nothing more, and said so: 'copied: ... events'.
+    """
+    source = await make_provider(visibility_wait=0.5)
+    m = await manager_on(source)
+    target = SqliteProvider(f"sqlite:///{tmp_path / 'target.db'}")
+    blocker = await psycopg.AsyncConnection.connect(url)
+    try:
+        await populate(m, streams=5, events=40)
+        await blocker.execute("SELECT pg_current_xact_id()")  # holds an xid, so the horizon, until rolled back
+        for n in range(3):  # committed above the running transaction, so held back
+            await m.append_events_batch(
+                stream_id="late-0001", events=[EventData(event_type="T", data={"n": n, "k": k}) for k in range(2)]
+            )
+        await target.connect()
+        with pytest.raises(ProviderTimeoutError, match=r"'late-0001' version 6.*transaction running.*run it again"):
+            await copy_store(source, target, position_map=str(tmp_path / "map.db"))
+        await blocker.rollback()
+        result = await copy_store(source, target, position_map=str(tmp_path / "map.db"), verify=True)
+        assert result.verify is not None
+        assert result.verify.ok, result.verify.differences
+    finally:
+        await blocker.close()
+        await target.close()
         await m.close()

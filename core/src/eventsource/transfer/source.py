@@ -13,6 +13,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from eventsource.errors import ProviderTimeoutError
 from eventsource.model import RecordedEvent, RecordedSnapshot, RowPage, StreamInfo
 from eventsource.provider import Provider
 
@@ -94,6 +95,13 @@ async def snapshots_of(provider: Provider, stream_id: str) -> list[RecordedSnaps
     return found
 
 
+def _reached(unread: dict[str, int], records: list[RecordedEvent]) -> None:
+    """Drop from ``unread`` (stream id -> listed version) the streams whose listed version ``records`` reach."""
+    for rec in records:
+        if unread.get(rec.stream_id, rec.version + 1) <= rec.version:
+            del unread[rec.stream_id]
+
+
 class ProviderSource:
     """The items of a store (see the module docstring), read through the provider contract.
 
@@ -151,9 +159,12 @@ class ProviderSource:
         """
         provider = self.provider
         top: dict[str, int] = {}  # stream id -> the highest version taken (as listed, or as read)
+        unread: dict[str, int] = {}  # stream id -> its listed version, until the read reaches it
         listed = 0
         async for info in list_all_streams(provider, self.wanted):
             top[info.stream_id] = info.version
+            if info.version > 0:
+                unread[info.stream_id] = info.version
             listed += info.event_count
             yield info
             if len(top) % STEP_EVERY == 0:
@@ -168,12 +179,36 @@ class ProviderSource:
                 end = until is not None and bool(got) and got[-1].position >= until
                 if end:
                     got = [r for r in got if r.position <= until]  # type: ignore[operator]
+                _reached(unread, got)
                 async for item in self._taken(got, top):
                     yield item
                 if end:
                     break
+        await self._check_read(unread, until)
         async for item in self._snapshots(top):
             yield item
+
+    async def _check_read(self, unread: dict[str, int], until: int | None) -> None:
+        """Refuse to go on when the global read ended before an event the listing showed (at its listed version).
+
+        PostgreSQL's read stops at the oldest transaction still running (after ``visibility_wait``): one that
+        began before the copy and runs on, in any database of the server, holds back every event committed
+        after it began. The read then ends as if the store held nothing more. An event read by an earlier run
+        (before ``from_position``), deleted since, or written after the head (its stream re-created) is fine.
+        """
+        for stream_id, version in unread.items():
+            rows = self.provider.read_stream(stream_id, from_version=version, to_version=version, page_size=1)
+            async with contextlib.aclosing(rows) as found:  # type: ignore[type-var]
+                rec = await anext(found, None)
+            if rec is None or rec.position < self.from_position or (until is not None and rec.position > until):
+                continue
+            msg = (
+                f"the source's global read ended before events it listed (stream {stream_id!r} version {version}, "
+                f"at position {rec.position}): a transaction running on the source's server since before the read "
+                "(PostgreSQL: any one holding a transaction id, in any database) holds back what committed after it "
+                "began; what was written stays: run it again once that transaction has ended"
+            )
+            raise ProviderTimeoutError(msg, stream_id=stream_id, version=version, position=rec.position)
 
     async def _snapshots(self, top: dict[str, int]) -> AsyncIterator[Item]:
         """The snapshots of the streams taken, each at most at the highest version taken of it, with steps."""

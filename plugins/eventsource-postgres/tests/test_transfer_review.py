@@ -5,12 +5,15 @@ The target is changed behind the copy's back by SQL, as an operator or another a
 
 from __future__ import annotations
 
+import random
+import string
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-from eventsource.errors import ConcurrencyError, ProviderTimeoutError
-from eventsource.model import EventData
+from eventsource.errors import ConcurrencyError, ProviderTimeoutError, ValidationError
+from eventsource.model import EventData, NewEvent, NewStream, utcnow
 from eventsource.sqlite import SqliteProvider
 from eventsource.testing.transfer import manager_on, populate
 from eventsource.transfer import copy_store, verify_stores
@@ -87,3 +90,28 @@ async def test_a_copy_whose_read_is_held_back_by_a_running_transaction_does_not_
         await blocker.close()
         await target.close()
         await m.close()
+
+
+@pytest.mark.parametrize("truncated", [False, True], ids=["empty", "truncated"])
+async def test_a_stream_the_target_cannot_create_is_named(
+    truncated: bool, make_provider: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A stream id over PostgreSQL's index limit, which SQLite and NATS hold: its append named it, its creation not.
+
+    A stream with no event to append (empty, or truncated: created before its placeholders) is created on its
+    own, and the error said 'create_stream ... failed: the stream id is longer ...' of one stream among thousands.
+    """
+    source = SqliteProvider(f"sqlite:///{tmp_path / 'source.db'}")
+    await source.connect()
+    try:
+        long_id = "L" + "".join(random.choice(string.ascii_letters) for _ in range(4000))  # incompressible
+        await source.create_stream(NewStream(long_id))
+        if truncated:
+            events = [NewEvent(str(uuid.uuid4()), "T", b"{}", b"", "json", utcnow()) for _ in range(3)]
+            await source.append(long_id, events, 0)
+            await source.truncate_stream(long_id, 3)
+        target = await make_provider()
+        with pytest.raises(ValidationError, match=rf"creating stream '{long_id}' on the target: .*index"):
+            await copy_store(source, target, position_map=str(tmp_path / "map.db"))
+    finally:
+        await source.close()

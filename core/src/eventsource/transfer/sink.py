@@ -66,12 +66,17 @@ def _name_writing(e: Exception, stream_id: str, batch: Sequence[RecordedEvent]) 
         if len(batch) == 1
         else (f"versions {first.version}..{last.version} ({len(batch)} events)")
     )
-    where = f"writing stream {stream_id!r} {what} to the target"
+    _name_stream(e, f"writing stream {stream_id!r} {what} to the target", stream_id)
+    if isinstance(e, EventSourceError):
+        e.details.setdefault("versions", [first.version, last.version])
+
+
+def _name_stream(e: Exception, where: str, stream_id: str) -> None:
+    """Put ``where`` (what the copy was doing to which stream) before the target's error ``e``, keeping its class."""
     if isinstance(e, EventSourceError):
         e.message = f"{where}: {e.message}"
         e.args = (e.message,)
         e.details.setdefault("stream_id", stream_id)
-        e.details.setdefault("versions", [first.version, last.version])
     else:
         e.add_note(where)
 
@@ -153,8 +158,13 @@ class StoreSink:
         self.streams += 1
 
     async def _create(self, attrs: NewStream) -> None:
-        with contextlib.suppress(StreamExistsError):  # created in between (a concurrent copy): fine
+        try:
             await self.provider.create_stream(attrs)
+        except StreamExistsError:  # created in between (a concurrent copy): fine
+            pass
+        except Exception as e:  # a stream the target cannot hold: say which, of thousands
+            _name_stream(e, f"creating stream {attrs.stream_id!r} on the target", attrs.stream_id)
+            raise
 
     async def complete(self) -> None:
         """Create the streams that no append created (empty ones)."""

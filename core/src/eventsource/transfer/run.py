@@ -290,7 +290,8 @@ async def copy_store(
         resume = source.capabilities.global_order == "total"
         name = cursor_name(source, target, streams) if resume else None
         start = await resume_from(positions, source, name) if name is not None else 0
-        src = ProviderSource(source, streams=streams, page_size=page_size, from_position=start)
+        copied = positions.highest_version if start > 0 else None
+        src = ProviderSource(source, streams=streams, page_size=page_size, from_position=start, copied=copied)
         sink = StoreSink(target, positions, concurrency=concurrency, cursor=name)
         result = await transfer(src, sink, progress=progress, window=window)
     finally:

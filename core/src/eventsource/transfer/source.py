@@ -18,7 +18,7 @@ from eventsource.model import RecordedEvent, RecordedSnapshot, RowPage, StreamIn
 from eventsource.provider import Provider
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
 
 def check_provider(obj: object, role: str, call: str) -> None:
@@ -109,6 +109,8 @@ class ProviderSource:
     :param streams: shell-style stream id patterns (none: every stream).
     :param page_size: events per page of the global read.
     :param from_position: where the global read starts (a resumed copy's cursor + 1).
+    :param copied: the highest version of a stream an earlier run copied (a copy's position map), so a resumed
+        copy does not look up the streams it finished before its cursor one by one.
     :param as_listed: each stream as it was when listed (an export, whose stream lines must match its events):
         events appended to it later, and streams created later, are left out. Otherwise (a copy) every event
         read is taken, and a stream created after the listing is yielded before its first events.
@@ -122,12 +124,14 @@ class ProviderSource:
         page_size: int = 500,
         from_position: int = 0,
         as_listed: bool = False,
+        copied: Callable[[str], int] | None = None,
     ) -> None:
         self.provider = provider
         self.wanted = StreamFilter(streams)
         self.page_size = page_size
         self.from_position = from_position
         self.as_listed = as_listed
+        self.copied = copied
         self.listed_events: int | None = None
         """The listed streams' events, once listed (:meth:`total_events`)."""
 
@@ -197,6 +201,8 @@ class ProviderSource:
         (before ``from_position``), deleted since, or written after the head (its stream re-created) is fine.
         """
         for stream_id, version in unread.items():
+            if self.copied is not None and self.copied(stream_id) >= version:
+                continue
             rows = self.provider.read_stream(stream_id, from_version=version, to_version=version, page_size=1)
             async with contextlib.aclosing(rows) as found:  # type: ignore[type-var]
                 rec = await anext(found, None)

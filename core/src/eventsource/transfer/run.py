@@ -116,13 +116,13 @@ async def transfer(
     together, so a store whose streams interleave still gets appends of many events per stream.
     """
     start = time.monotonic()
-    total = await source.total_events() if progress is not None else None
+    total: int | None = None  # asked again until known (a store's source knows it once its streams are listed)
     events = 0
     held: list[RecordedEvent] = []
     size = 0
 
     async def flush() -> None:
-        nonlocal events, size
+        nonlocal events, size, total
         if not held:
             return
         await sink.events(held)
@@ -130,6 +130,7 @@ async def transfer(
         held.clear()
         size = 0
         if progress is not None:
+            total = total if total is not None else await source.total_events()
             progress(TransferProgress(events, total, time.monotonic() - start))
 
     async for item in source.items():
@@ -142,6 +143,7 @@ async def transfer(
         await flush()
         if isinstance(item, Step):
             if progress is not None:
+                total = total if total is not None else await source.total_events()
                 elapsed = time.monotonic() - start
                 progress(TransferProgress(events, total, elapsed, item.phase, item.done, item.total))
         elif isinstance(item, StreamInfo):
@@ -288,7 +290,8 @@ async def copy_store(
         resume = source.capabilities.global_order == "total"
         name = cursor_name(source, target, streams) if resume else None
         start = await resume_from(positions, source, name) if name is not None else 0
-        src = ProviderSource(source, streams=streams, page_size=page_size, from_position=start)
+        copied = positions.highest_version if start > 0 else None
+        src = ProviderSource(source, streams=streams, page_size=page_size, from_position=start, copied=copied)
         sink = StoreSink(target, positions, concurrency=concurrency, cursor=name)
         result = await transfer(src, sink, progress=progress, window=window)
     finally:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from eventsource.errors import ConcurrencyError, EventSourceError, StreamExistsError, ValidationError
 from eventsource.model import NO_STREAM, NewEvent, NewStream, RecordedEvent, RecordedSnapshot
 from eventsource.transfer.source import page_records
-from eventsource.transfer.verify import event_difference, json_value
+from eventsource.transfer.verify import event_difference, json_value, snapshot_field_difference
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,12 +66,17 @@ def _name_writing(e: Exception, stream_id: str, batch: Sequence[RecordedEvent]) 
         if len(batch) == 1
         else (f"versions {first.version}..{last.version} ({len(batch)} events)")
     )
-    where = f"writing stream {stream_id!r} {what} to the target"
+    _name_stream(e, f"writing stream {stream_id!r} {what} to the target", stream_id)
+    if isinstance(e, EventSourceError):
+        e.details.setdefault("versions", [first.version, last.version])
+
+
+def _name_stream(e: Exception, where: str, stream_id: str) -> None:
+    """Put ``where`` (what the copy was doing to which stream) before the target's error ``e``, keeping its class."""
     if isinstance(e, EventSourceError):
         e.message = f"{where}: {e.message}"
         e.args = (e.message,)
         e.details.setdefault("stream_id", stream_id)
-        e.details.setdefault("versions", [first.version, last.version])
     else:
         e.add_note(where)
 
@@ -153,8 +158,13 @@ class StoreSink:
         self.streams += 1
 
     async def _create(self, attrs: NewStream) -> None:
-        with contextlib.suppress(StreamExistsError):  # created in between (a concurrent copy): fine
+        try:
             await self.provider.create_stream(attrs)
+        except StreamExistsError:  # created in between (a concurrent copy): fine
+            pass
+        except Exception as e:  # a stream the target cannot hold: say which, of thousands
+            _name_stream(e, f"creating stream {attrs.stream_id!r} on the target", attrs.stream_id)
+            raise
 
     async def complete(self) -> None:
         """Create the streams that no append created (empty ones)."""
@@ -368,6 +378,14 @@ class StoreSink:
             state.pending = None
         have = await self.provider.get_snapshot(snap.stream_id, max_version=snap.version)
         if have is not None and have.version == snap.version and have.snapshot_id == snap.snapshot_id:
+            differs = snapshot_field_difference(snap, have)
+            if differs is not None:
+                msg = (
+                    f"stream {snap.stream_id!r} on the target holds snapshot {snap.snapshot_id!r} at version "
+                    f"{snap.version} with another {differs} than the source's: the target stream is not a copy of "
+                    "the source's"
+                )
+                raise ConcurrencyError(msg, stream_id=snap.stream_id, expected=snap.version, actual=have.version)
             return
         position = self.positions.target_of_version(snap.stream_id, snap.version)
         await self.provider.save_snapshot(replace(snap, position=position))

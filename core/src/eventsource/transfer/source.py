@@ -13,11 +13,12 @@ import fnmatch
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from eventsource.errors import ProviderTimeoutError
 from eventsource.model import RecordedEvent, RecordedSnapshot, RowPage, StreamInfo
 from eventsource.provider import Provider
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
 
 def check_provider(obj: object, role: str, call: str) -> None:
@@ -94,6 +95,13 @@ async def snapshots_of(provider: Provider, stream_id: str) -> list[RecordedSnaps
     return found
 
 
+def _reached(unread: dict[str, int], records: list[RecordedEvent]) -> None:
+    """Drop from ``unread`` (stream id -> listed version) the streams whose listed version ``records`` reach."""
+    for rec in records:
+        if unread.get(rec.stream_id, rec.version + 1) <= rec.version:
+            del unread[rec.stream_id]
+
+
 class ProviderSource:
     """The items of a store (see the module docstring), read through the provider contract.
 
@@ -101,6 +109,8 @@ class ProviderSource:
     :param streams: shell-style stream id patterns (none: every stream).
     :param page_size: events per page of the global read.
     :param from_position: where the global read starts (a resumed copy's cursor + 1).
+    :param copied: the highest version of a stream an earlier run copied (a copy's position map), so a resumed
+        copy does not look up the streams it finished before its cursor one by one.
     :param as_listed: each stream as it was when listed (an export, whose stream lines must match its events):
         events appended to it later, and streams created later, are left out. Otherwise (a copy) every event
         read is taken, and a stream created after the listing is yielded before its first events.
@@ -114,27 +124,25 @@ class ProviderSource:
         page_size: int = 500,
         from_position: int = 0,
         as_listed: bool = False,
+        copied: Callable[[str], int] | None = None,
     ) -> None:
         self.provider = provider
         self.wanted = StreamFilter(streams)
         self.page_size = page_size
         self.from_position = from_position
         self.as_listed = as_listed
+        self.copied = copied
+        self.listed_events: int | None = None
+        """The listed streams' events, once listed (:meth:`total_events`)."""
 
     async def total_events(self) -> int | None:
-        """How many events the copy will read, for a progress estimate (``None`` when unknown).
+        """How many events the transfer will read, for a progress estimate (``None`` when unknown).
 
-        Unknown for a filtered copy and for a resumed one (the store's total counts what it already wrote).
+        The sum of the listed streams' event counts (exact on every store, unlike a store's statistics: NATS
+        counts messages, several events each), so known once :meth:`items` has listed them. Unknown for a
+        resumed copy (it reads only what came after its cursor).
         """
-        if self.from_position > 0:
-            return None
-        try:
-            stats = await self.provider.stats(top_streams=0)
-        except Exception:  # noqa: BLE001 - an estimate only; the copy does not need it
-            return None
-        if not self.wanted.patterns:
-            return stats.total_events
-        return None
+        return None if self.from_position > 0 else self.listed_events
 
     async def _created_since(self, records: list[RecordedEvent], top: dict[str, int]) -> list[StreamInfo]:
         """The streams of ``records`` the listing did not show (created since), now in ``top``."""
@@ -155,11 +163,17 @@ class ProviderSource:
         """
         provider = self.provider
         top: dict[str, int] = {}  # stream id -> the highest version taken (as listed, or as read)
+        unread: dict[str, int] = {}  # stream id -> its listed version, until the read reaches it
+        listed = 0
         async for info in list_all_streams(provider, self.wanted):
             top[info.stream_id] = info.version
+            if info.version > 0:
+                unread[info.stream_id] = info.version
+            listed += info.event_count
             yield info
             if len(top) % STEP_EVERY == 0:
                 yield Step("streams", len(top))
+        self.listed_events = listed
         yield Step("streams", len(top))
         until = await provider.head_position()
         pages = provider.read_all_pages(from_position=self.from_position, page_size=self.page_size)
@@ -169,12 +183,38 @@ class ProviderSource:
                 end = until is not None and bool(got) and got[-1].position >= until
                 if end:
                     got = [r for r in got if r.position <= until]  # type: ignore[operator]
+                _reached(unread, got)
                 async for item in self._taken(got, top):
                     yield item
                 if end:
                     break
+        await self._check_read(unread, until)
         async for item in self._snapshots(top):
             yield item
+
+    async def _check_read(self, unread: dict[str, int], until: int | None) -> None:
+        """Refuse to go on when the global read ended before an event the listing showed (at its listed version).
+
+        PostgreSQL's read stops at the oldest transaction still running (after ``visibility_wait``): one that
+        began before the copy and runs on, in any database of the server, holds back every event committed
+        after it began. The read then ends as if the store held nothing more. An event read by an earlier run
+        (before ``from_position``), deleted since, or written after the head (its stream re-created) is fine.
+        """
+        for stream_id, version in unread.items():
+            if self.copied is not None and self.copied(stream_id) >= version:
+                continue
+            rows = self.provider.read_stream(stream_id, from_version=version, to_version=version, page_size=1)
+            async with contextlib.aclosing(rows) as found:  # type: ignore[type-var]
+                rec = await anext(found, None)
+            if rec is None or rec.position < self.from_position or (until is not None and rec.position > until):
+                continue
+            msg = (
+                f"the source's global read ended before events it listed (stream {stream_id!r} version {version}, "
+                f"at position {rec.position}): a transaction running on the source's server since before the read "
+                "(PostgreSQL: any one holding a transaction id, in any database) holds back what committed after it "
+                "began; what was written stays: run it again once that transaction has ended"
+            )
+            raise ProviderTimeoutError(msg, stream_id=stream_id, version=version, position=rec.position)
 
     async def _snapshots(self, top: dict[str, int]) -> AsyncIterator[Item]:
         """The snapshots of the streams taken, each at most at the highest version taken of it, with steps."""

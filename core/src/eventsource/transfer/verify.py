@@ -171,6 +171,11 @@ def _snapshot_compared(snap: RecordedSnapshot) -> tuple[str | bytes | None, ...]
     )
 
 
+def snapshot_field_difference(a: RecordedSnapshot, b: RecordedSnapshot) -> str | None:
+    """The name of the first field in which two copies of a snapshot differ (``None``: they are the same)."""
+    return _first_field(_SNAPSHOT_FIELDS, _snapshot_compared(a), _snapshot_compared(b))
+
+
 async def first_event_difference(source: Provider, target: Provider, stream_id: str, page_size: int = 500) -> str:
     """Where the events of ``stream_id`` first differ between two stores: the version, and the field or side."""
     mine = records_of(source.read_stream_pages(stream_id, page_size=page_size))
@@ -199,7 +204,7 @@ async def snapshot_difference(source: Provider, target: Provider, stream_id: str
             return f"the snapshot at version {version} is missing on the target"
         if a is None:
             return f"the snapshot at version {version} is on the target only"
-        field = _first_field(_SNAPSHOT_FIELDS, _snapshot_compared(a), _snapshot_compared(b))
+        field = snapshot_field_difference(a, b)
         if field is not None:
             return f"the snapshot at version {version}: its {field} differs"
     return "the snapshots differ while read (written to meanwhile?)"

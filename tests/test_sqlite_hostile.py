@@ -64,6 +64,48 @@ async def test_an_append_after_the_file_was_replaced_is_refused_not_acknowledged
         assert not await again.stream_exists("a")
 
 
+async def _swapped(tmp_path: Path) -> tuple[EventSourcingManager, Path]:
+    """A manager whose file was renamed away (its -wal and -shm left at the path) and a copy of another put there."""
+    path, other = tmp_path / "events.db", tmp_path / "other.db"
+    async with _manager(other) as o:
+        await o.append_event(stream_id="b", event_type="B", data={}, expected_version=0)
+    m = await _manager(path).connect()
+    for n in range(3):  # still in the -wal (the checkpoint thread copies it past a threshold)
+        await m.append_event(stream_id="a", event_type="A", data={"n": n})
+    assert (tmp_path / "events.db-wal").stat().st_size > 0
+    path.rename(tmp_path / "moved.db")
+    path.write_bytes(other.read_bytes())
+    await asyncio.sleep(LOOK_EVERY)
+    return m, path
+
+
+async def test_a_read_after_the_file_was_swapped_is_refused_not_served_from_the_moved_file(tmp_path: Path) -> None:
+    # only the writer looked at the files: the reader went on answering from the file renamed away, as if it
+    # were the one at the path (stream "a" there, none of the new file's "b")
+    m, _ = await _swapped(tmp_path)
+    try:
+        for read in (m.read_stream("a"), m.read_stream("b"), m.read_all()):
+            with pytest.raises(ProviderUnavailableError, match="nothing was read"):
+                [e async for e in read]
+        with pytest.raises(ProviderUnavailableError, match="replaced"):
+            await m.get_stream_info("a")
+    finally:
+        await m.close()
+
+
+async def test_the_moved_file_s_wal_is_never_applied_to_the_file_now_at_the_path(tmp_path: Path) -> None:
+    # SQLite names the -wal after the path and does not checkpoint a moved file at close: the WAL of the file
+    # renamed away stayed at the path, and the next connect applied it to the file put there: "a" (the moved
+    # file's events) showed up in it, its own "b" was gone, and the moved file lost every event still in its WAL
+    m, path = await _swapped(tmp_path)
+    await m.close()
+    async with _manager(path) as now:
+        assert not await now.stream_exists("a")
+        assert [e.event_type async for e in now.read_stream("b")] == ["B"]
+    async with _manager(tmp_path / "moved.db") as moved:
+        assert [e.data["n"] async for e in moved.read_stream("a")] == [0, 1, 2]
+
+
 _KILLED = """
 import asyncio, os, signal, sys
 from eventsource import EventSourcingManager

@@ -174,6 +174,8 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
             worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
             worker.db.execute("PRAGMA user_version").fetchone()  # (a read opens, or makes, the -wal file)
             worker.files = OpenedFiles(self.path)
+        elif not self.memory:  # the reader's: a read after a swap would serve the moved file's data as current
+            worker.files = OpenedFiles(self.path, reads=True)
 
     def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
         """Run ``fn`` on the writer thread, noting when a write other than a retention batch was sent."""

@@ -296,6 +296,70 @@ async def test_a_full_disk_is_a_typed_error_that_says_what_to_do_and_the_store_w
         assert ids == result["acknowledged"]
 
 
+_FULL_AT_CONNECT = """
+import asyncio, json, resource, signal, sys
+from pathlib import Path
+from eventsource import EventSourcingManager
+from eventsource.plugins import PluginHost
+
+folder = Path(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG, as on a full disk
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+
+async def use(path: Path) -> None:
+    m = EventSourcingManager({"providers": {"s": f"sqlite:///{path}"}}, host=PluginHost(load_entrypoints=False))
+    try:
+        await m.connect()
+        await m.append_event(stream_id="a", event_type="A", data={}, expected_version=0)
+    finally:
+        await m.close()
+
+
+async def main() -> None:
+    out = {}
+    for limit in [int(a) for a in sys.argv[2:]]:
+        path = folder / f"at-{limit}" / "events.db"
+        path.parent.mkdir()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        try:
+            await use(path)
+            first = ["ok", ""]
+        except Exception as e:
+            first = [type(e).__name__, str(e)]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        try:
+            await use(path)  # the disk has room again: the file left behind must be usable
+            again = ["ok", ""]
+        except Exception as e:
+            again = [type(e).__name__, str(e)]
+        out[limit] = {"first": first, "again": again}
+    print(json.dumps(out))
+
+
+asyncio.run(main())
+"""
+
+
+async def test_a_connect_on_a_full_disk_says_so_and_leaves_nothing_a_later_connect_trips_on(tmp_path: Path) -> None:
+    # with room for the database file but not its -wal and -shm (a file size limit of 4 to 20 KB), connect
+    # failed with sqlite3's bare OperationalError "disk I/O error": not an eventsource error, no word of the disk
+    limits = [0, 100, 4096, 8192, 12288, 20000, 40000, 70000]
+    run = partial(subprocess.run, capture_output=True, text=True, timeout=120, check=False)
+    script = [sys.executable, "-c", textwrap.dedent(_FULL_AT_CONNECT), str(tmp_path), *map(str, limits)]
+    out = await asyncio.to_thread(run, script)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    for limit, outcome in result.items():
+        kind, message = outcome["first"]
+        assert kind == "ProviderUnavailableError", (limit, kind, message)
+        assert "free space" in message, (limit, message)
+        assert outcome["again"] == ["ok", ""], (limit, outcome["again"])
+    for limit in limits:  # each file left behind holds one event now, at the current schema
+        async with _manager(tmp_path / f"at-{limit}" / "events.db") as m:
+            assert (await m.get_stream_info("a")).version == 1
+
+
 async def test_a_nul_in_the_path_is_a_configuration_error(tmp_path: Path) -> None:
     # 'sqlite:///a%00b.db' passed the URL checks and failed at connect with Python's untyped ValueError
     # (embedded null byte)

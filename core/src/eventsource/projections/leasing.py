@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from eventsource.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from eventsource.lease import Lease
+    from eventsource.projections.sinks import Sink
 
 RUNS: weakref.WeakKeyDictionary[Lease, int] = weakref.WeakKeyDictionary()
 """How many ``run()`` calls use each lease now: several runners of one process may share one."""
@@ -29,3 +32,21 @@ def lease_key(name: str, source: str) -> str:
     Keyed as its checkpoint is: one projection name on two stores (a schema per tenant) runs on both at once.
     """
     return "projection:" + json.dumps([name, source], ensure_ascii=False)
+
+
+def refuse_unleased_reset(name: str, sink: Sink[Any], *, force: bool) -> None:
+    """A reset without a lease on an at-least-once sink, unless ``force``: :class:`ConfigurationError`.
+
+    A SQL sink fences off a runner still running (its next batch finds the checkpoint gone and replays from the
+    start); an at-least-once sink checks, runs the handlers and stores the checkpoint in separate steps, so a
+    runner between them keeps what the reset hook emptied behind its checkpoint.
+    """
+    if sink.exactly_once or force:
+        return
+    msg = (
+        f"projection {name!r} has an at-least-once sink ({sink!r}): a reset without a lease cannot tell whether "
+        "a runner still runs it, and one that does has what it applies meanwhile emptied behind its checkpoint. "
+        "Build the runner with the lease the service runs under (the reset then waits for it), or pass "
+        "force=True if no runner runs the projection"
+    )
+    raise ConfigurationError(msg, field="lease", name=name)

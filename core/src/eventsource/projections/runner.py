@@ -26,7 +26,7 @@ from eventsource.errors import (
 )
 from eventsource.lease import Lease
 from eventsource.manager.validation import check_text
-from eventsource.projections.leasing import RUNS, lease_key, leave
+from eventsource.projections.leasing import RUNS, lease_key, leave, refuse_unleased_reset
 from eventsource.projections.parking import dead_letter_stream, park
 from eventsource.projections.projection import (
     CheckpointMovedError,
@@ -379,14 +379,17 @@ class ProjectionRunner:
         info = await p.get_stream_info(sid)
         return 0 if info is None else info.version
 
-    async def reset(self, name: str) -> None:
+    async def reset(self, name: str, *, force: bool = False) -> None:
         """Run the projection's reset hook and delete its checkpoint; its next run replays from the start.
 
-        Do it while no runner runs the projection (or rebuild under a new name: ``docs/projections.md``). With a
-        lease it holds the projection's: while a runner holds it, it raises :class:`ConflictError`, changing nothing.
+        With a lease it holds the projection's: while a runner holds it, it raises :class:`ConflictError`, changing
+        nothing. Without one, a SQL sink fences off a runner still running (its next batch finds the checkpoint
+        gone and replays); an at-least-once sink cannot, so there it raises :class:`ConfigurationError` unless
+        ``force`` says no runner runs the projection (``docs/projections.md``).
         """
         st = self._state(name)
         if self.lease is None:
+            refuse_unleased_reset(name, st.sink, force=force)
             await self._reset(st)
             return
         RUNS[self.lease] = RUNS.get(self.lease, 0) + 1  # a run() of this process may share it: not closed under it

@@ -15,6 +15,38 @@ if TYPE_CHECKING:
 RUNS: weakref.WeakKeyDictionary[Lease, int] = weakref.WeakKeyDictionary()
 """How many ``run()`` calls use each lease now: several runners of one process may share one."""
 
+HELD: weakref.WeakKeyDictionary[Lease, int] = weakref.WeakKeyDictionary()
+"""How many projections the ``run()`` calls sharing each lease run now: each holds one lease of it."""
+
+
+def room(lease: Lease, mine: int, *, more: int = 0) -> int:
+    """Refuse a runner of ``mine`` projections, or ``more`` for the running ones, past ``lease.capacity``.
+
+    A lease holds at most ``capacity`` keys at once (PostgreSQL: a pool connection per held lock), and a running
+    projection keeps its own: the one past it would wait, silently and for as long as the others run, for a
+    connection they keep. Counted over every runner of this process that shares the lease object; ``more``
+    (negative when a ``run()`` ends) is added to that count when it fits, and returned.
+    """
+    cap = lease.capacity
+    shared = HELD.get(lease, 0)
+    if more > 0 and cap is not None and shared + more > cap:
+        msg = (
+            f"{lease!r} holds at most {cap} leases at once (one per running projection), and runners sharing it "
+            f"run {shared} projections already: {more} more would wait for a lease as long as those run. Build "
+            "each runner its own lease, or one with a larger capacity (PostgreSQL: the pool_max_size setting)"
+        )
+        raise ConfigurationError(msg, field="lease", capacity=cap, running=shared)
+    if cap is not None and mine > cap:
+        msg = (
+            f"{lease!r} holds at most {cap} leases at once (one per running projection); this runner "
+            f"already has {mine - 1} projections: build the lease with a larger capacity "
+            "(PostgreSQL: the pool_max_size setting) or run the others in another runner"
+        )
+        raise ConfigurationError(msg, field="lease", capacity=cap)
+    if more:
+        HELD[lease] = max(shared + more, 0)
+    return more
+
 
 def leave(lease: Lease) -> bool:
     """One ``run()`` stopped using ``lease``; whether it was the last (and should close it)."""

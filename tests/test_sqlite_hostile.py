@@ -106,6 +106,31 @@ async def test_the_moved_file_s_wal_is_never_applied_to_the_file_now_at_the_path
         assert [e.data["n"] async for e in moved.read_stream("a")] == [0, 1, 2]
 
 
+async def test_a_checkpoint_asked_for_after_the_swap_leaves_the_file_now_at_the_path_alone(tmp_path: Path) -> None:
+    # the checkpoint thread, connecting for its first checkpoint after the swap, opened the file put at the path,
+    # saw it was not the provider's and closed it: closing that connection checkpointed the moved file's WAL
+    # (still at the path) into it, overwriting its pages ("b" gone, "a" there, before the provider even closed)
+    import sqlite3
+
+    m, path = await _swapped(tmp_path)
+    try:
+        checkpoints = m.get_provider("s")._checkpoints  # (health pokes it when it reports a fault)
+        assert checkpoints.db is None  # not connected yet: three small appends do not ask for a checkpoint
+        checkpoints.poke()
+        for _ in range(200):
+            if checkpoints.error is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert "no longer the database" in str(checkpoints.error)
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)  # the file alone, no -wal read
+        try:
+            assert db.execute("SELECT stream_id FROM es_streams").fetchall() == [("b",)]
+        finally:
+            db.close()
+    finally:
+        await m.close()
+
+
 _KILLED = """
 import asyncio, os, signal, sys
 from eventsource import EventSourcingManager

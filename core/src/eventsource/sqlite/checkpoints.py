@@ -159,10 +159,12 @@ class Checkpointer:
         open made a new empty database there and checkpointed that, health said ok, and the writer's WAL, in
         the file it still holds open, was never checkpointed.
         """
+        msg = f"sqlite: {self.path} is no longer the database this provider opened (moved, removed or replaced)"
+        if _identity(self.path) != self.file:  # looked at first: closing a connection to another file applied
+            raise ProviderUnavailableError(msg, provider="sqlite")  # the moved file's WAL, still at the path, to it
         db = open_connection(self.path, self.settings, memory=False, create=False)
         if _identity(self.path) != self.file:
             db.close()
-            msg = f"sqlite: {self.path} is no longer the database this provider opened (moved, removed or replaced)"
             raise ProviderUnavailableError(msg, provider="sqlite")
         return db
 

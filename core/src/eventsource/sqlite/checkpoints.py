@@ -160,8 +160,9 @@ class Checkpointer:
         the file it still holds open, was never checkpointed.
         """
         msg = f"sqlite: {self.path} is no longer the database this provider opened (moved, removed or replaced)"
-        if _identity(self.path) != self.file:  # looked at first: closing a connection to another file applied
-            raise ProviderUnavailableError(msg, provider="sqlite")  # the moved file's WAL, still at the path, to it
+        there = _identity(self.path)  # looked at first: closing a connection to another file put at the path
+        if there is not None and there != self.file:  # applied the moved file's WAL, still at the path, to it
+            raise ProviderUnavailableError(msg, provider="sqlite")  # (none there: the open says why, making nothing)
         db = open_connection(self.path, self.settings, memory=False, create=False)
         if _identity(self.path) != self.file:
             db.close()

@@ -166,6 +166,108 @@ async def test_a_reset_beside_the_runner_holding_the_lease_is_refused_not_raced(
     assert sorted(model.values()) == [1, 2, 3]  # (the raced reset left it empty, its checkpoint at the end)
 
 
+async def test_a_reset_without_a_lease_of_an_at_least_once_projection_is_refused_unless_forced(
+    es: EventSourcingManager, tmp_path: Path
+) -> None:
+    """A runner built without ``lease=`` reset a projection the service ran under its lease, unnoticed.
+
+    The service, between the checkpoint's deletion and the end of the hook, replayed every event and stored its
+    checkpoint at the end; the hook then emptied the read model behind it, and nothing applied those events
+    again. Without a lease the reset cannot know whether a runner holds one, so on an at-least-once sink it is
+    refused (changing nothing) unless ``force=True`` says none runs.
+    """
+    lease = f"sqlite:///{tmp_path}/events.db"
+    cps = f"sqlite:///{tmp_path}/cp.db"
+    model: dict[str, int] = {}
+    started, gate = asyncio.Event(), asyncio.Event()
+    for n in (1, 2):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    service = ProjectionRunner(es, lease=lease, poll_interval=0.1, lease_wait=0.1)
+    service.add(_ledger(model, started, gate), CheckpointStoreSink(SqliteCheckpointStore(cps)))
+    task = asyncio.ensure_future(service.run())
+    try:
+        async with asyncio.timeout(30):
+            await service.wait_caught_up("ledger")
+        job = ProjectionRunner(es).add(_ledger(model, started, gate), CheckpointStoreSink(SqliteCheckpointStore(cps)))
+        resetting = asyncio.ensure_future(job.reset("ledger"))
+        async with asyncio.timeout(30):
+            await asyncio.wait([resetting, asyncio.ensure_future(started.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 3})
+        async with asyncio.timeout(30):
+            await service.wait_caught_up("ledger")
+        gate.set()
+        with pytest.raises(ConfigurationError, match="force=True") as e:
+            await asyncio.wait_for(resetting, 30)
+        assert e.value.details["field"] == "lease"
+    finally:
+        await service.stop()
+        await task
+    assert sorted(model.values()) == [1, 2, 3]
+    store = SqliteCheckpointStore(cps)
+    await store.connect()
+    try:
+        assert await store.get("ledger", service.states["ledger"].source) is not None  # the checkpoint stays
+        await (
+            ProjectionRunner(es)
+            .add(_ledger(model, started, gate), CheckpointStoreSink(store))
+            .reset("ledger", force=True)
+        )
+        assert model == {}
+        assert await store.get("ledger", service.states["ledger"].source) is None
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_reset_without_a_lease_beside_a_leased_runner_is_fenced_on_a_sqlite_sink(
+    es: EventSourcingManager, tmp_path: Path, kind: str
+) -> None:
+    """The SQL sink's answer to the same race: the running service's next batch finds its checkpoint gone
+    (``CheckpointMovedError``) and replays from the start into the emptied table, so the read model ends with
+    every event once. Checked so the refusal above stays limited to the sinks that need it."""
+    import sqlite3
+
+    path = str(tmp_path / "read.db")
+
+    def model() -> Projection[sqlite3.Connection]:
+        p: Projection[sqlite3.Connection] = Projection("ledger")
+
+        def write(event: Event, tx: sqlite3.Connection) -> None:
+            tx.execute("CREATE TABLE IF NOT EXISTS ledger (event_id TEXT PRIMARY KEY, amount INTEGER)")
+            tx.execute("INSERT INTO ledger VALUES (?, ?)", (event.event_id, event.data["amount"]))
+
+        async def write_async(event: Event, tx: sqlite3.Connection) -> None:
+            write(event, tx)
+
+        p.on("Deposited")(write if kind == "sync" else write_async)
+        p.on_reset(lambda tx: tx.execute("DELETE FROM ledger") and None)
+        return p
+
+    def amounts() -> list[int]:
+        db = sqlite3.connect(path)
+        try:
+            return sorted(a for (a,) in db.execute("SELECT amount FROM ledger"))
+        finally:
+            db.close()
+
+    for n in (1, 2):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    service = ProjectionRunner(es, lease=f"sqlite:///{tmp_path}/events.db", poll_interval=0.1, lease_wait=0.1)
+    service.add(model(), SqliteSink(path))
+    task = asyncio.ensure_future(service.run())
+    try:
+        async with asyncio.timeout(30):
+            await service.wait_caught_up("ledger")
+        await ProjectionRunner(es).add(model(), SqliteSink(path)).reset("ledger")
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 3})
+        async with asyncio.timeout(30):  # (a unique key: an event applied twice would have failed its batch)
+            await service.wait_caught_up("ledger")
+    finally:
+        await service.stop()
+        await task
+    assert amounts() == [1, 2, 3]
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

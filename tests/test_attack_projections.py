@@ -230,7 +230,7 @@ async def main():
         db.close()
         os.kill(os.getpid(), signal.SIGKILL)  # the process dies right after the hook
 
-    await ProjectionRunner(es).add(p, CheckpointStoreSink(SqliteCheckpointStore(cps))).reset("ledger")
+    await ProjectionRunner(es).add(p, CheckpointStoreSink(SqliteCheckpointStore(cps))).reset("ledger", force=True)
 
 asyncio.run(main())
 """

@@ -344,6 +344,60 @@ async def test_sqlite_lease_excludes_a_holder_that_names_the_file_through_a_syml
                     pass
 
 
+async def test_sqlite_lease_refuses_a_database_file_with_a_second_hard_link(tmp_path: Path) -> None:
+    """Lock files are made beside the name the lease was given: a runner naming the database by a hard link in
+    another folder (two names, one file; no symlink to resolve) took the lease the holder held, at once. A
+    hard-linked lock file is no hazard (one file, one lock), so only the database's own links are refused."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "events.db").touch()
+    holder = SqliteFileLease(f"sqlite:///{a}/events.db")
+    async with holder.hold("projection:x", timeout=1):
+        os.link(holder.lock_path("projection:x"), tmp_path / "lock-copy")  # the lock file's own link: still one lock
+        with pytest.raises(ProviderTimeoutError):
+            async with SqliteFileLease(f"sqlite:///{a}/events.db").hold("projection:x", timeout=0.1):
+                pass
+        (b / "events.db").hardlink_to(a / "events.db")
+        for name in (b, a):  # by the new name and by the old one alike
+            with pytest.raises(ConfigurationError, match="hard link") as e:
+                async with SqliteFileLease(f"sqlite:///{name}/events.db").hold("projection:x", timeout=0.1):
+                    pytest.fail("two holders of one lease")
+            assert e.value.details["links"] == 2
+    (b / "events.db").unlink()
+    async with SqliteFileLease(f"sqlite:///{a}/events.db").hold("projection:x", timeout=1):
+        pass
+
+
+async def test_sqlite_lease_whose_lock_file_is_replaced_before_it_locks_does_not_lock_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock file removed between a runner's open and its lock (a clean-up of ``*.lease-*``), and made again and
+    locked by another runner: the first locked the removed file, which nobody else opens, and both held the lease.
+    It now checks the file it locked is still the one at the path, and otherwise opens that one again."""
+    import fcntl
+    import pathlib
+
+    lease = SqliteFileLease(f"sqlite:///{tmp_path}/events.db")
+    path = lease.lock_path("projection:x")
+    flock, other = fcntl.flock, []
+
+    def replaced_first(fd: int, op: int) -> None:
+        if not other:  # another process: removes the file, makes it again and locks the new one
+            pathlib.Path(path).unlink()
+            other.append(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+            flock(other[0], fcntl.LOCK_EX)
+        flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", replaced_first)
+    try:
+        with pytest.raises(ProviderTimeoutError):
+            async with lease.hold("projection:x", timeout=0.2):
+                pytest.fail("two holders of one lease")
+    finally:
+        os.close(other[0])
+
+
 async def test_sqlite_lease_released_by_its_holder_is_free_even_while_a_forked_child_lives(tmp_path: Path) -> None:
     """A process forked while the lease was held (``multiprocessing`` with ``fork``, a handler's worker) shares
     the lock's open file: closing the holder's descriptor did not release it, so no other process could take
@@ -834,6 +888,6 @@ async def test_a_one_stream_projection_resumed_on_a_stream_created_again_refuses
         await runner().catch_up(timeout=60)
     assert seen == [1, 2, 3, 4]
     again = runner()
-    await again.reset("one")
+    await again.reset("one", force=True)  # (no runner runs it: an at-least-once sink needs that said)
     await again.catch_up(timeout=60)
     assert seen == [1, 2, 3, 4, 10, 20, 30, 40, 50]

@@ -64,6 +64,73 @@ async def test_an_append_after_the_file_was_replaced_is_refused_not_acknowledged
         assert not await again.stream_exists("a")
 
 
+async def _swapped(tmp_path: Path) -> tuple[EventSourcingManager, Path]:
+    """A manager whose file was renamed away (its -wal and -shm left at the path) and a copy of another put there."""
+    path, other = tmp_path / "events.db", tmp_path / "other.db"
+    async with _manager(other) as o:
+        await o.append_event(stream_id="b", event_type="B", data={}, expected_version=0)
+    m = await _manager(path).connect()
+    for n in range(3):  # still in the -wal (the checkpoint thread copies it past a threshold)
+        await m.append_event(stream_id="a", event_type="A", data={"n": n})
+    assert (tmp_path / "events.db-wal").stat().st_size > 0
+    path.rename(tmp_path / "moved.db")
+    path.write_bytes(other.read_bytes())
+    await asyncio.sleep(LOOK_EVERY)
+    return m, path
+
+
+async def test_a_read_after_the_file_was_swapped_is_refused_not_served_from_the_moved_file(tmp_path: Path) -> None:
+    # only the writer looked at the files: the reader went on answering from the file renamed away, as if it
+    # were the one at the path (stream "a" there, none of the new file's "b")
+    m, _ = await _swapped(tmp_path)
+    try:
+        for read in (m.read_stream("a"), m.read_stream("b"), m.read_all()):
+            with pytest.raises(ProviderUnavailableError, match="nothing was read"):
+                [e async for e in read]
+        with pytest.raises(ProviderUnavailableError, match="replaced"):
+            await m.get_stream_info("a")
+    finally:
+        await m.close()
+
+
+async def test_the_moved_file_s_wal_is_never_applied_to_the_file_now_at_the_path(tmp_path: Path) -> None:
+    # SQLite names the -wal after the path and does not checkpoint a moved file at close: the WAL of the file
+    # renamed away stayed at the path, and the next connect applied it to the file put there: "a" (the moved
+    # file's events) showed up in it, its own "b" was gone, and the moved file lost every event still in its WAL
+    m, path = await _swapped(tmp_path)
+    await m.close()
+    async with _manager(path) as now:
+        assert not await now.stream_exists("a")
+        assert [e.event_type async for e in now.read_stream("b")] == ["B"]
+    async with _manager(tmp_path / "moved.db") as moved:
+        assert [e.data["n"] async for e in moved.read_stream("a")] == [0, 1, 2]
+
+
+async def test_a_checkpoint_asked_for_after_the_swap_leaves_the_file_now_at_the_path_alone(tmp_path: Path) -> None:
+    # the checkpoint thread, connecting for its first checkpoint after the swap, opened the file put at the path,
+    # saw it was not the provider's and closed it: closing that connection checkpointed the moved file's WAL
+    # (still at the path) into it, overwriting its pages ("b" gone, "a" there, before the provider even closed)
+    import sqlite3
+
+    m, path = await _swapped(tmp_path)
+    try:
+        checkpoints = m.get_provider("s")._checkpoints  # (health pokes it when it reports a fault)
+        assert checkpoints.db is None  # not connected yet: three small appends do not ask for a checkpoint
+        checkpoints.poke()
+        for _ in range(200):
+            if checkpoints.error is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert "no longer the database" in str(checkpoints.error)
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)  # the file alone, no -wal read
+        try:
+            assert db.execute("SELECT stream_id FROM es_streams").fetchall() == [("b",)]
+        finally:
+            db.close()
+    finally:
+        await m.close()
+
+
 _KILLED = """
 import asyncio, os, signal, sys
 from eventsource import EventSourcingManager
@@ -252,6 +319,70 @@ async def test_a_full_disk_is_a_typed_error_that_says_what_to_do_and_the_store_w
     async with _manager(path) as m:  # every acknowledged event, once, in order
         ids = [e.event_id async for e in m.read_stream("a")]
         assert ids == result["acknowledged"]
+
+
+_FULL_AT_CONNECT = """
+import asyncio, json, resource, signal, sys
+from pathlib import Path
+from eventsource import EventSourcingManager
+from eventsource.plugins import PluginHost
+
+folder = Path(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG, as on a full disk
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+
+async def use(path: Path) -> None:
+    m = EventSourcingManager({"providers": {"s": f"sqlite:///{path}"}}, host=PluginHost(load_entrypoints=False))
+    try:
+        await m.connect()
+        await m.append_event(stream_id="a", event_type="A", data={}, expected_version=0)
+    finally:
+        await m.close()
+
+
+async def main() -> None:
+    out = {}
+    for limit in [int(a) for a in sys.argv[2:]]:
+        path = folder / f"at-{limit}" / "events.db"
+        path.parent.mkdir()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+        try:
+            await use(path)
+            first = ["ok", ""]
+        except Exception as e:
+            first = [type(e).__name__, str(e)]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        try:
+            await use(path)  # the disk has room again: the file left behind must be usable
+            again = ["ok", ""]
+        except Exception as e:
+            again = [type(e).__name__, str(e)]
+        out[limit] = {"first": first, "again": again}
+    print(json.dumps(out))
+
+
+asyncio.run(main())
+"""
+
+
+async def test_a_connect_on_a_full_disk_says_so_and_leaves_nothing_a_later_connect_trips_on(tmp_path: Path) -> None:
+    # with room for the database file but not its -wal and -shm (a file size limit of 4 to 20 KB), connect
+    # failed with sqlite3's bare OperationalError "disk I/O error": not an eventsource error, no word of the disk
+    limits = [0, 100, 4096, 8192, 12288, 20000, 40000, 70000]
+    run = partial(subprocess.run, capture_output=True, text=True, timeout=120, check=False)
+    script = [sys.executable, "-c", textwrap.dedent(_FULL_AT_CONNECT), str(tmp_path), *map(str, limits)]
+    out = await asyncio.to_thread(run, script)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    for limit, outcome in result.items():
+        kind, message = outcome["first"]
+        assert kind == "ProviderUnavailableError", (limit, kind, message)
+        assert "free space" in message, (limit, message)
+        assert outcome["again"] == ["ok", ""], (limit, outcome["again"])
+    for limit in limits:  # each file left behind holds one event now, at the current schema
+        async with _manager(tmp_path / f"at-{limit}" / "events.db") as m:
+            assert (await m.get_stream_info("a")).version == 1
 
 
 async def test_a_nul_in_the_path_is_a_configuration_error(tmp_path: Path) -> None:

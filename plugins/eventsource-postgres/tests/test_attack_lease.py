@@ -58,6 +58,62 @@ async def test_a_runner_takes_no_more_projections_than_its_lease_can_hold_at_onc
     await _drop(url, store.schema)
 
 
+async def test_runners_sharing_one_lease_take_no_more_projections_together_than_it_can_hold(
+    es: EventSourcingManager, url: str
+) -> None:
+    """Two runners of one process may share a lease object (a service and a one-off ``catch_up()`` beside it); each
+    was checked against the pool alone. With ``pool_max_size=2`` and two projections running, a third one (another
+    runner's, or one added to a running runner) waited for a pool connection the others keep as long as they run:
+    ``catch_up()`` never returned and nothing said why (each wait ended as the lock's ``ProviderTimeoutError`` and
+    was tried again). Now it is refused at once with ``ConfigurationError``, and runs once the others stopped."""
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    lease = PostgresAdvisoryLease(url, namespace=f"t-{uuid.uuid4().hex}", pool_max_size=2)
+    store = PostgresCheckpointStore(url, schema=f"cp_{uuid.uuid4().hex[:12]}")
+    seen: dict[str, list[str]] = {}
+    runners = [ProjectionRunner(es, lease=lease, lease_wait=0.2, poll_interval=0.05) for _ in range(2)]
+    tasks = []
+    for runner, name in zip(runners, ("a", "b"), strict=True):
+        runner.add(counting(name, seen), CheckpointStoreSink(store))
+        tasks.append(asyncio.ensure_future(runner.run()))
+    try:
+        async with asyncio.timeout(60):
+            for runner, name in zip(runners, ("a", "b"), strict=True):
+                await runner.wait_caught_up(name)
+        job = ProjectionRunner(es, lease=lease, lease_wait=0.2, poll_interval=0.05)
+        job.add(counting("c", seen), CheckpointStoreSink(store))
+        with pytest.raises(ConfigurationError, match="pool_max_size") as info:
+            await job.catch_up(timeout=60)
+        assert info.value.details["capacity"] == 2
+        with pytest.raises(ConfigurationError, match="pool_max_size"):  # its own two would fit, not beside "b"
+            runners[0].add(counting("d", seen), CheckpointStoreSink(store))
+        assert sorted(runners[0].states) == ["a"]
+        assert sorted(seen) == ["a", "b"]
+    finally:
+        for runner, task in zip(runners, tasks, strict=True):
+            await runner.stop()
+            await asyncio.wait_for(task, 30)
+    await job.catch_up(timeout=60)  # the others' leases are free again
+    assert {name: len(ids) for name, ids in seen.items()} == {"a": 1, "b": 1, "c": 1}
+    await _drop(url, store.schema)
+
+
+async def test_a_hold_past_the_pool_says_the_pool_is_what_it_waited_for(url: str) -> None:
+    """More holds of one lease object than ``pool_max_size``: the one past it times out (never two holders, never
+    a wait without end), and its ``ProviderTimeoutError`` said "could not acquire the lease" alone, as when
+    another process holds that key, though nobody held it: the pool's connections were all kept by this object."""
+    lease = PostgresAdvisoryLease(url, namespace=f"t-{uuid.uuid4().hex}", pool_max_size=2)
+    await lease.connect()
+    try:
+        async with lease.hold("k1", timeout=5), lease.hold("k2", timeout=5):
+            with pytest.raises(ProviderTimeoutError, match="pool_max_size"):
+                async with lease.hold("k3", timeout=0.3):
+                    pytest.fail("a third lease held on a pool of two connections")
+        async with lease.hold("k3", timeout=5):  # free again once one is released
+            pass
+    finally:
+        await lease.close()
+
+
 async def _drop(url: str, schema: str) -> None:
     import psycopg
 

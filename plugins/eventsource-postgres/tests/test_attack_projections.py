@@ -400,6 +400,68 @@ async def test_a_reset_under_the_postgres_lease_is_refused_while_the_service_hol
     assert job.lease._pool is None  # type: ignore[attr-defined]  # closed: no session left holding anything
 
 
+async def test_a_reset_without_a_lease_beside_the_leased_service_is_fenced_by_the_checkpoint(
+    es: EventSourcingManager, url: str, schema: str
+) -> None:
+    """A runner built without ``lease=`` cannot see the service's advisory lock; on a PostgreSQL sink it need
+    not: the reset locks and deletes the checkpoint row in its transaction, the service's next batch finds it gone
+    (``CheckpointMovedError``) and replays from the start into the emptied table: every event once."""
+    for n in (1, 2):
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": n})
+    insert = f'INSERT INTO "{schema}".seen VALUES (%s, %s)'  # (a primary key: an event applied twice fails)
+
+    def projection() -> Projection[Any]:
+        p: Projection[Any] = Projection("fenced")
+        p.on("Deposited")(lambda e, tx: tx.execute(insert, (e.event_id, e.data["amount"])))
+        p.on_reset(lambda tx: tx.execute(f'DELETE FROM "{schema}".seen'))
+        return p
+
+    service = ProjectionRunner(es, lease=url, poll_interval=0.1, lease_wait=0.1)
+    service.add(projection(), PostgresSink(url, schema=schema))
+    task = asyncio.ensure_future(service.run())
+    try:
+        async with asyncio.timeout(30):
+            await service.wait_caught_up("fenced")
+        await ProjectionRunner(es).add(projection(), PostgresSink(url, schema=schema)).reset("fenced")
+        await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 3})
+        async with asyncio.timeout(30):
+            await service.wait_caught_up("fenced")
+    finally:
+        await service.stop()
+        await asyncio.wait_for(task, 30)
+    assert seen(url, schema) == [(1,), (2,), (3,)]
+
+
+async def test_a_reset_without_a_lease_on_a_postgres_checkpoint_store_sink_is_refused_unless_forced(
+    es: EventSourcingManager, url: str, schema: str
+) -> None:
+    """An at-least-once sink cannot fence a runner still running (it checks, runs handlers and stores the
+    checkpoint in separate steps): a reset without a lease ran beside the leased service unnoticed, and emptied
+    what the service applied meanwhile behind its checkpoint. Refused now, changing nothing, unless forced."""
+    from eventsource.errors import ConfigurationError
+    from eventsource.projections import CheckpointStoreSink
+
+    await es.append_event(stream_id="acc-1", event_type="Deposited", data={"amount": 1})
+    applied: list[int] = []
+    p: Projection[None] = Projection("ledger", {"Deposited": lambda e, _tx: applied.append(e.data["amount"])})
+    p.on_reset(lambda _tx: applied.clear())
+    store = PostgresCheckpointStore(url, schema=schema)
+    await ProjectionRunner(es, lease=url).add(p, CheckpointStoreSink(store)).catch_up(timeout=60)
+    assert applied == [1]
+    job = ProjectionRunner(es).add(p, CheckpointStoreSink(PostgresCheckpointStore(url, schema=schema)))
+    with pytest.raises(ConfigurationError, match="force=True"):
+        await job.reset("ledger")
+    assert applied == [1]
+    await store.connect()
+    try:
+        [cp] = await store.list()
+        await job.reset("ledger", force=True)
+        assert applied == []
+        assert await store.get("ledger", cp.source) is None
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("target", [None, "", "garbage://x", "host=127.0.0.1 nonsense_option=1"])
 async def test_a_postgres_sink_url_that_is_no_connection_string_is_a_configuration_error(target: Any) -> None:
     """``PostgresSink(None)`` crashed with an ``AttributeError`` when opened, and a malformed URL with psycopg's

@@ -26,7 +26,7 @@ from eventsource.errors import (
 )
 from eventsource.lease import Lease
 from eventsource.manager.validation import check_text
-from eventsource.projections.leasing import RUNS, lease_key, leave
+from eventsource.projections.leasing import RUNS, lease_key, leave, refuse_unleased_reset, room
 from eventsource.projections.parking import dead_letter_stream, park
 from eventsource.projections.projection import (
     CheckpointMovedError,
@@ -130,6 +130,7 @@ class ProjectionRunner:
         self._progress = asyncio.Event()  # set when a projection applies a batch or goes idle
         self._tg: asyncio.TaskGroup | None = None  # while run() runs: add() starts a projection in it
         self._late: list[Sink[Any]] = []  # the sinks of projections added while running, closed by run()
+        self._room = 0  # the projections this run() counts under the lease (see leasing.room)
 
     def __repr__(self) -> str:
         return f"ProjectionRunner({sorted(self.states)})"
@@ -148,14 +149,8 @@ class ProjectionRunner:
         if projection.name in self.states:
             msg = f"a projection named {projection.name!r} is already in this runner"
             raise ConfigurationError(msg, field="name")
-        cap = None if self.lease is None else self.lease.capacity
-        if cap is not None and len(self.states) >= cap:  # the one past it would wait for a lease forever
-            msg = (
-                f"{self.lease!r} holds at most {cap} leases at once (one per running projection); this runner "
-                f"already has {len(self.states)} projections: build the lease with a larger capacity "
-                "(PostgreSQL: the pool_max_size setting) or run the others in another runner"
-            )
-            raise ConfigurationError(msg, field="lease", capacity=cap)
+        if self.lease is not None:  # the one past its capacity would wait for a lease forever
+            room(self.lease, len(self.states) + 1)
         if not projection.handlers:
             msg = f"projection {projection.name!r} has no handlers"
             raise ConfigurationError(msg, field="handlers")
@@ -178,6 +173,8 @@ class ProjectionRunner:
         legacy = p.display_url or p.kind
         st.legacy_source = None if projection.source is not None or legacy == st.source else legacy
         st.scope = "all" if projection.stream_id is None else f"stream:{projection.stream_id}"
+        if self.lease is not None and self._tg is not None:  # running: its lease counts beside the others'
+            self._room += room(self.lease, len(self.states) + 1, more=1)
         self.states[projection.name] = st
         if self._tg is not None and not self._stopping:  # added while running (a rebuild): start it now
             with contextlib.suppress(RuntimeError):  # run() is ending: the next run() starts it
@@ -207,6 +204,7 @@ class ProjectionRunner:
         try:
             if self.lease is not None:
                 RUNS[self.lease] = RUNS.get(self.lease, 0) + 1
+                self._room = room(self.lease, len(self.states), more=len(self.states))  # with runners sharing it
                 await self.lease.connect()
             async with asyncio.TaskGroup() as tg:
                 for st in self.states.values():
@@ -223,6 +221,9 @@ class ProjectionRunner:
             for sink in opened:
                 with contextlib.suppress(Exception):
                     await sink.close()
+            if self.lease is not None:
+                room(self.lease, 0, more=-self._room)
+            self._room = 0
             if self.lease is not None and leave(self.lease):
                 with contextlib.suppress(Exception):
                     await self.lease.close()
@@ -379,14 +380,15 @@ class ProjectionRunner:
         info = await p.get_stream_info(sid)
         return 0 if info is None else info.version
 
-    async def reset(self, name: str) -> None:
+    async def reset(self, name: str, *, force: bool = False) -> None:
         """Run the projection's reset hook and delete its checkpoint; its next run replays from the start.
 
-        Do it while no runner runs the projection (or rebuild under a new name: ``docs/projections.md``). With a
-        lease it holds the projection's: while a runner holds it, it raises :class:`ConflictError`, changing nothing.
+        With a lease it holds the projection's (a runner holds it: :class:`ConflictError`, nothing changed). Without
+        one, on an at-least-once sink, :class:`ConfigurationError` unless ``force`` (``docs/projections.md``).
         """
         st = self._state(name)
         if self.lease is None:
+            refuse_unleased_reset(name, st.sink, force=force)
             await self._reset(st)
             return
         RUNS[self.lease] = RUNS.get(self.lease, 0) + 1  # a run() of this process may share it: not closed under it

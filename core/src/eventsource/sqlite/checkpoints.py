@@ -159,10 +159,13 @@ class Checkpointer:
         open made a new empty database there and checkpointed that, health said ok, and the writer's WAL, in
         the file it still holds open, was never checkpointed.
         """
+        msg = f"sqlite: {self.path} is no longer the database this provider opened (moved, removed or replaced)"
+        there = _identity(self.path)  # looked at first: closing a connection to another file put at the path
+        if there is not None and there != self.file:  # applied the moved file's WAL, still at the path, to it
+            raise ProviderUnavailableError(msg, provider="sqlite")  # (none there: the open says why, making nothing)
         db = open_connection(self.path, self.settings, memory=False, create=False)
         if _identity(self.path) != self.file:
             db.close()
-            msg = f"sqlite: {self.path} is no longer the database this provider opened (moved, removed or replaced)"
             raise ProviderUnavailableError(msg, provider="sqlite")
         return db
 

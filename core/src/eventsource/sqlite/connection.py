@@ -116,11 +116,15 @@ class OpenedFiles:
     The ``-shm`` holds the WAL's index and its locks: another process opening a new one writes the same WAL.
     """
 
-    __slots__ = ("files", "ids", "next_look", "path")
+    __slots__ = ("files", "ids", "next_look", "path", "reads")
 
-    def __init__(self, path: str) -> None:
-        """The files at ``path`` now (a connection of ours holds them open, so SQLite never removes them)."""
+    def __init__(self, path: str, *, reads: bool = False) -> None:
+        """The files at ``path`` now (a connection of ours holds them open, so SQLite never removes them).
+
+        ``reads``: the reader connection's, whose refusals say a read (not a write) was refused.
+        """
         self.path = str(Path(path).absolute())  # (a later chdir does not move it)
+        self.reads = reads
         self.files = (self.path, self.path + "-wal", self.path + "-shm")
         self.ids = self._now()
         self.next_look = time.monotonic() + LOOK_EVERY
@@ -139,15 +143,40 @@ class OpenedFiles:
         now = time.monotonic()
         if not always and now < self.next_look:
             return
-        if self._now() != self.ids:
+        if self.moved():
+            why = (
+                "nothing was read (the data a read now gets is that of a file no longer at that path)"
+                if self.reads
+                else "nothing was written (a write now could go to a file no longer at that path and be lost, or "
+                "collide with another process's)"
+            )
             msg = (
                 f"sqlite {op} on {self.path}: the database file, its -wal or its -shm was moved, removed or replaced "
-                "while this provider had it open; nothing was written (a write now could go to a file no longer "
-                "at that path and be lost, or collide with another process's). Put the files back, or close the "
-                "manager and connect again to use the database now at that path"
+                f"while this provider had it open; {why}. Put the files back, or close the manager and connect "
+                "again to use the database now at that path"
             )
             raise ProviderUnavailableError(msg, provider="sqlite", operation=op)
         self.next_look = now + LOOK_EVERY
+
+    def moved(self) -> bool:
+        """Whether the files at the path now are not the ones the connection holds open (looked at now)."""
+        return self._now() != self.ids
+
+
+def settle_moved(db: sqlite3.Connection, files: OpenedFiles | None) -> None:
+    """Before ``db`` closes: if its files were moved away, copy its WAL into the database file it holds open.
+
+    SQLite names the -wal after the path: the moved database's WAL stays there (SQLite does not checkpoint a
+    moved file at close) and the next connection to the file now at the path applied it to that file, whose
+    own data it then hid, while the moved file lost every change still in it. A TRUNCATE checkpoint writes
+    those pages into the moved file and leaves the WAL at the path empty. A failure leaves things as they were.
+    """
+    if files is None or not files.moved():
+        return
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error:
+        return
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -4,7 +4,9 @@
 working directory resolved when the lease is built) and unlocks it on leaving; the kernel releases it when the
 holder dies (and every process it forked meanwhile), so another process takes over at once. It excludes
 processes on one machine (as SQLite's own locking does) and is not for network filesystems. POSIX only:
-elsewhere the class refuses to build with :class:`~eventsource.errors.UnsupportedOperationError`.
+elsewhere the class refuses to build with :class:`~eventsource.errors.UnsupportedOperationError`. A database
+file with a second hard link is refused (:class:`~eventsource.errors.ConfigurationError`): each name would have
+lock files of its own. Lock files must not be removed while a runner may hold them.
 """
 
 from __future__ import annotations
@@ -80,27 +82,69 @@ class SqliteFileLease(Lease):
     async def hold(self, key: str, *, timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109 - the Lease contract
         """Hold the lease on ``key`` for the ``async with`` block."""
         assert fcntl is not None
+        self._one_name(key)
         path = self.lock_path(key)
+        deadline = monotonic() + timeout
+        fd = await self._lock(path, key, (deadline, timeout))
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            msg = f"cannot open the lease file {path!r}: {e.strerror}"
-            raise ProviderUnavailableError(msg, key=key, operation="lease") from e
-        held = False
-        try:
-            deadline = monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    held = True
-                    break
-                except BlockingIOError:
-                    if monotonic() >= deadline:
-                        msg = f"could not acquire the lease on {key!r} within {timeout}s"
-                        raise ProviderTimeoutError(msg, key=key, operation="lease") from None
-                    await asyncio.sleep(min(POLL, max(deadline - monotonic(), 0)))
             yield
-        finally:
-            if held:  # closing alone leaves it held by a process forked meanwhile (it shares the open file)
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:  # unlocked first: closing alone leaves it held by a process forked meanwhile (it shares the file)
+            fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+    async def _lock(self, path: str, key: str, wait: tuple[float, float]) -> int:
+        """An open descriptor of the lock file at ``path`` (as it is now), locked; ``wait``: (deadline, timeout).
+
+        A lock file removed (or another put at its path) between the open and the lock would lock a file nobody
+        else opens: then it opens the one at the path again.
+        """
+        assert fcntl is not None
+        deadline, timeout = wait
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                msg = f"cannot open the lease file {path!r}: {e.strerror}"
+                raise ProviderUnavailableError(msg, key=key, operation="lease") from e
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if monotonic() >= deadline:
+                            msg = f"could not acquire the lease on {key!r} within {timeout}s"
+                            raise ProviderTimeoutError(msg, key=key, operation="lease") from None
+                        await asyncio.sleep(min(POLL, max(deadline - monotonic(), 0)))
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, path):
+                return fd
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _one_name(self, key: str) -> None:
+        """Refuse a database file with a second hard link: each name has its own lock files beside it."""
+        try:
+            links = Path(self.path).stat().st_nlink
+        except OSError:  # no database there (yet): nothing else can name it
+            return
+        if links > 1:
+            msg = (
+                f"the SQLite file lease on {self.path!r}: that file has {links} names (hard links), and each name "
+                "has lock files of its own, so a runner naming the file by another one would hold the same lease at "
+                "the same time. Remove the other links (SQLite too keeps a -wal per name: a durability risk, as the "
+                "store's health says) or name the lease after a file with one name"
+            )
+            raise ConfigurationError(msg, field="url", key=key, links=links)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Whether ``fd`` is the file at ``path`` now."""
+    try:
+        there = Path(path).stat()
+    except OSError:
+        return False
+    here = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)

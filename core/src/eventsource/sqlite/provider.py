@@ -45,7 +45,7 @@ from eventsource.sqlite.checkpoints import (
     Checkpointer,
 )
 from eventsource.sqlite.connection import OpenedFiles, open_connection
-from eventsource.sqlite.errors import READ_ONLY
+from eventsource.sqlite.errors import READ_ONLY, map_error
 from eventsource.sqlite.maintenance import (
     QUIET_AFTER,
     Batches,
@@ -169,11 +169,19 @@ class SqliteProvider(AppendCalls, ConnectionCalls, Provider):
 
         The writer's commits checkpoint the WAL only past a backstop (:mod:`.checkpoints` does, on its own connection).
         """
-        worker.db = open_connection(self.path, self.settings, memory=self.memory, create=self.settings["create_store"])
+        db = open_connection(self.path, self.settings, memory=self.memory, create=self.settings["create_store"])
+        worker.db = db
         if writer and not self.memory:
-            worker.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
-            worker.db.execute("PRAGMA user_version").fetchone()  # (a read opens, or makes, the -wal file)
+            try:  # (a full disk fails making the -wal and -shm: typed and said, as every other connect step)
+                db.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
+                db.execute("PRAGMA user_version").fetchone()  # (a read opens, or makes, the -wal file)
+            except sqlite3.Error as e:
+                worker.db = None
+                db.close()
+                raise map_error(e, "connect", self.path) from e
             worker.files = OpenedFiles(self.path)
+        elif not self.memory:  # the reader's: a read after a swap would serve the moved file's data as current
+            worker.files = OpenedFiles(self.path, reads=True)
 
     def _write(self, op: str, fn: Callable[[sqlite3.Connection], T]) -> Coroutine[Any, Any, T]:
         """Run ``fn`` on the writer thread, noting when a write other than a retention batch was sent."""

@@ -11,6 +11,8 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from eventsource.sqlite.connection import settle_moved
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -115,4 +117,7 @@ class _Worker:
     def _close_db(self) -> None:
         db, self.db = self.db, None
         if db is not None:
-            db.close()
+            try:
+                settle_moved(db, self.files)
+            finally:
+                db.close()

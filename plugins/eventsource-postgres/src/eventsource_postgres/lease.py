@@ -248,9 +248,14 @@ class PostgresAdvisoryLease(Lease):
             msg = f"could not acquire the lease on {key!r} within {timeout}s"
             raise ProviderTimeoutError(msg, key=key, operation="lease") from e
         except (TimeoutError, psycopg_pool.PoolTimeout) as e:
+            msg = f"could not acquire the lease on {key!r} within {timeout}s"
             if conn is not None:
                 await self._discard(pool, conn)
-            msg = f"could not acquire the lease on {key!r} within {timeout}s"
+            else:  # never got to the lock: every connection was taken (each held lease keeps one)
+                msg += (
+                    f": none of the lease's {self.capacity} pool connections came free (each held lease keeps "
+                    "one; pool_max_size bounds how many this lease object holds at once)"
+                )
             raise ProviderTimeoutError(msg, key=key, operation="lease") from e
         except BaseException as e:
             if conn is not None:

@@ -118,7 +118,7 @@ def _shape(cls: type) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]
         )
         cached = (frozenset(f.name for f in fields), init, required)
         setattr(cls, _SHAPE_ATTR, cached)
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def _rebuilt(cls: type) -> bool:

@@ -157,3 +157,37 @@ def test_a_url_libpq_cannot_parse_is_a_configuration_error_not_an_unreachable_se
     assert info.value.details["field"] == "url"
     assert says in str(info.value), str(info.value)
     assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        # review: SET statement_timeout = 0 is PostgreSQL's "no limit", the opposite of a short bound; and a value
+        # under 1 ms was cut to 0 ms on its way to the server, so "0.4ms" meant no limit too (null is no limit)
+        ("statement_timeout", 0),
+        ("statement_timeout", "0s"),
+        ("statement_timeout", "0.4ms"),
+        # review: psycopg's pool re-runs its shrink task every max_idle seconds: at 0 the idle provider's event
+        # loop spun (about a fifth of a CPU); under a second it wakes that often for nothing
+        ("max_idle", 0),
+        ("max_idle", "10ms"),
+        # review: every connection was past its lifetime when it came back, so each call opened a new one (0 reads
+        # as "no recycling" to a user of other pools)
+        ("max_lifetime", 0),
+        ("max_lifetime", "0s"),
+        # review: libpq reads a connect_timeout of 0 (or less) as "wait forever", and connect_args overrode the
+        # connect_timeout setting (which is refused at 0) on the way to libpq
+        ("connect_args", {"connect_timeout": 0}),
+        ("connect_args", {"connect_timeout": "5"}),
+    ],
+)
+def test_an_edge_value_that_means_no_bound_or_a_busy_pool_is_refused(setting: str, value: object) -> None:
+    from eventsource_postgres import PostgresAdvisoryLease
+
+    with pytest.raises(ConfigurationError) as info:
+        PostgresProvider("postgresql://u@h/db", **{setting: value})
+    assert info.value.details["field"] == setting
+    if setting != "statement_timeout":  # the lease's connections take the same connection settings
+        with pytest.raises(ConfigurationError) as info:
+            PostgresAdvisoryLease("postgresql://u@h/db", **{setting: value})
+        assert info.value.details["field"] == setting

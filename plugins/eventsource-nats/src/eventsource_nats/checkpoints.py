@@ -50,9 +50,9 @@ def _unb64(text: str) -> str:
 class NatsCheckpointStore(CheckpointStore):
     """Checkpoints in the key-value bucket ``bucket`` (created with history 1 if missing and ``create_store`` on).
 
-    ``create_store`` off: a missing bucket is refused, not created. ``connect_timeout`` (seconds, default 5)
-    and ``max_reconnect_attempts`` (default 60, a quarter of a second apart) as the provider's settings of
-    the same names.
+    ``create_store`` off: a missing bucket is refused, not created. The provider's connection settings, checked
+    and used as there: ``connect_timeout``, ``max_reconnect_attempts``, ``credentials_file``, ``nkeys_seed_file``
+    and the ``tls_*`` files.
     """
 
     kind = "nats"
@@ -65,7 +65,8 @@ class NatsCheckpointStore(CheckpointStore):
         if not is_bucket_name(bucket):
             msg = "checkpoint bucket names take ASCII letters, digits, '-' and '_'"
             raise ConfigurationError(msg, field="bucket")
-        self.connect_timeout, self.max_reconnect_attempts = client_settings(settings)
+        self.client = client_settings(settings, "NATS checkpoints")
+        """The connection settings (``connect_timeout``, TLS files...), as ``client_settings`` checked them."""
         if settings:
             msg = f"unknown settings for NATS checkpoints: {sorted(settings)}"
             raise ConfigurationError(msg, field=next(iter(settings)))
@@ -82,12 +83,7 @@ class NatsCheckpointStore(CheckpointStore):
         async with self._lock:
             if self._kv is not None and not self._nc.is_closed:
                 return
-            nc = await open_client(
-                self.server,
-                "checkpoints",
-                connect_timeout=self.connect_timeout,
-                max_reconnect_attempts=self.max_reconnect_attempts,
-            )
+            nc = await open_client(self.server, "checkpoints", self.client)
             try:
                 kv = await self._call("opening the checkpoint bucket", self._bucket(nc))
             except BaseException:

@@ -3,7 +3,8 @@
 nats-py's defaults retry a lost server 60 times two seconds apart and then close the client for good; a
 checkpoint store or lease that kept such a client failed every call from then on, until the process was
 restarted. :func:`open_client` connects with the provider's settings (``max_reconnect_attempts`` a quarter of a
-second apart, ``connect_timeout``), and its callers replace a client that gave up on their next call.
+second apart, ``connect_timeout``, credentials and TLS: :func:`credentials`, the provider's too), and its callers
+replace a client that gave up on their next call.
 :func:`close_client` (the provider's close too) bounds closing: against a server that stopped reading (a frozen
 process, a dead link) nats-py's close waited for the socket to take its unsent bytes, for ever. :func:`creating`
 retries a stream or bucket creation the server failed with err_code 10049 (the provider's too).
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.errors import ConfigurationError, ProviderUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
     from eventsource_nats.settings import ServerUrl
 
@@ -37,35 +38,72 @@ CLOSE_SECONDS = 5.0
 """How long closing a client may take (drain, flush, socket) before its socket is dropped with what it held."""
 
 
-def client_settings(settings: dict[str, Any]) -> tuple[float, int]:
-    """``connect_timeout`` and ``max_reconnect_attempts`` popped from ``settings`` (defaults 5 s and 60), checked."""
-    timeout = settings.pop("connect_timeout", 5.0)
-    attempts = settings.pop("max_reconnect_attempts", 60)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        msg = "connect_timeout must be a positive number of seconds"
-        raise ConfigurationError(msg, field="connect_timeout")
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        msg = "max_reconnect_attempts must be a whole number, at least 1"
-        raise ConfigurationError(msg, field="max_reconnect_attempts")
-    return float(timeout), attempts
+def client_settings(settings: dict[str, Any], what: str) -> dict[str, Any]:
+    """The provider's connection settings (``ClientSettingsSchema``) popped from ``settings``, checked as there.
+
+    ``what`` names their owner in the error (``lease 'nats'``).
+    """
+    from marshmallow import ValidationError
+
+    from eventsource_nats.settings import CLIENT_SETTINGS, ClientSettingsSchema
+
+    given = {name: settings.pop(name) for name in CLIENT_SETTINGS if name in settings}
+    try:
+        return dict(ClientSettingsSchema().load(given))
+    except ValidationError as e:
+        fields = e.normalized_messages()  # type: ignore[no-untyped-call]
+        first = next(iter(fields)) if isinstance(fields, dict) else "?"
+        msg = f"invalid settings for {what}: {fields}"
+        raise ConfigurationError(msg, field=first) from e
 
 
-async def open_client(server: ServerUrl, what: str, *, connect_timeout: float, max_reconnect_attempts: int) -> Any:
-    """A connected nats-py client; :class:`ProviderUnavailableError` when no server answers in time."""
+def credentials(server: ServerUrl, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``nats.connect`` arguments for the URL's credentials and the credentials and TLS settings.
+
+    A URL user without a password is a token; TLS when the URL is ``nats+tls://`` or a TLS file is given.
+    """
+    import ssl
+
+    opts: dict[str, Any] = {}
+    if server.user is not None:
+        if server.password is None:
+            opts["token"] = server.user
+        else:
+            opts["user"] = server.user
+            opts["password"] = server.password
+    if settings["credentials_file"]:
+        opts["user_credentials"] = settings["credentials_file"]
+    if settings["nkeys_seed_file"]:
+        opts["nkeys_seed"] = settings["nkeys_seed_file"]
+    if server.tls or settings["tls_ca_file"] or settings["tls_cert_file"]:
+        ctx = ssl.create_default_context(cafile=settings["tls_ca_file"])
+        if settings["tls_cert_file"]:
+            ctx.load_cert_chain(settings["tls_cert_file"], settings["tls_key_file"])
+        opts["tls"] = ctx
+        if settings["tls_hostname"]:
+            opts["tls_hostname"] = settings["tls_hostname"]
+    return opts
+
+
+async def open_client(server: ServerUrl, what: str, settings: Mapping[str, Any]) -> Any:
+    """A connected nats-py client; :class:`ProviderUnavailableError` when no server answers in time.
+
+    ``settings``: what :func:`client_settings` returned.
+    """
     from nats.aio.client import Client
 
+    connect_timeout = settings["connect_timeout"]
     budget = connect_timeout * 2 * len(server.servers) + 1
     nc: Any = Client()  # (Any: nats-py types its timeouts as int; fractions of a second work)
     try:
         await asyncio.wait_for(
             nc.connect(
                 servers=list(server.servers),
-                user=server.user,
-                password=server.password,
                 connect_timeout=connect_timeout,
-                max_reconnect_attempts=max_reconnect_attempts,
+                max_reconnect_attempts=settings["max_reconnect_attempts"],
                 reconnect_time_wait=RECONNECT_TIME_WAIT,
                 flush_timeout=connect_timeout,  # (else unbounded: a server that stopped reading hangs a put)
+                **credentials(server, settings),
             ),
             timeout=budget,
         )

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import ssl
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 from eventsource.create_store import store_not_found
 from eventsource.errors import ConfigurationError, EventSourceError, ProviderTimeoutError, ProviderUnavailableError
 
-from eventsource_nats.client import close_client, creating
+from eventsource_nats.client import close_client, creating, credentials
 from eventsource_nats.errors import map_error, retriable
 
 if TYPE_CHECKING:
@@ -202,23 +201,7 @@ class Connection:
             # regexps without whitespace or CR/LF), encoded tokens ([A-Za-z0-9_-]) and hex keys, so
             # the client's per-publish regexp check can never fire; skipping it keeps the append cheap
             opts["skip_subject_validation"] = True
-        if self.url.user is not None:
-            if self.url.password is None:
-                opts["token"] = self.url.user
-            else:
-                opts["user"] = self.url.user
-                opts["password"] = self.url.password
-        if s["credentials_file"]:
-            opts["user_credentials"] = s["credentials_file"]
-        if s["nkeys_seed_file"]:
-            opts["nkeys_seed"] = s["nkeys_seed_file"]
-        if self.url.tls or s["tls_ca_file"] or s["tls_cert_file"]:
-            ctx = ssl.create_default_context(cafile=s["tls_ca_file"])
-            if s["tls_cert_file"]:
-                ctx.load_cert_chain(s["tls_cert_file"], s["tls_key_file"])
-            opts["tls"] = ctx
-            if s["tls_hostname"]:
-                opts["tls_hostname"] = s["tls_hostname"]
+        opts.update(credentials(self.url, s))
         return opts
 
     async def _probe_servers(self, limit: float) -> None:

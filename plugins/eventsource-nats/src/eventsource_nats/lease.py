@@ -51,8 +51,9 @@ class NatsKvLease(Lease):
     """Exclusive leases in the key-value bucket ``bucket`` (created with ``ttl`` seconds if missing).
 
     Settings: ``bucket`` (default ``eventsource_leases``) and ``ttl`` (seconds, default 6). An existing
-    bucket keeps its own TTL, which the lease then uses. ``connect_timeout`` (default 5 s) and
-    ``max_reconnect_attempts`` (default 60, a quarter of a second apart) as the provider's settings.
+    bucket keeps its own TTL, which the lease then uses. The provider's connection settings, checked and used
+    as there: ``connect_timeout``, ``max_reconnect_attempts``, ``credentials_file``, ``nkeys_seed_file`` and
+    the ``tls_*`` files.
     """
 
     kind = "nats"
@@ -60,7 +61,7 @@ class NatsKvLease(Lease):
     def __init__(self, url: str, **settings: Any) -> None:
         bucket = settings.pop("bucket", "eventsource_leases")
         ttl = settings.pop("ttl", 6.0)
-        connect_timeout, max_reconnect_attempts = client_settings(settings)
+        client = client_settings(settings, "lease 'nats'")
         if settings:
             msg = f"unknown settings for lease 'nats': {sorted(settings)}"
             raise ConfigurationError(msg, field=next(iter(settings)))
@@ -71,14 +72,11 @@ class NatsKvLease(Lease):
             msg = "ttl must be a number of seconds, at least 1"
             raise ConfigurationError(msg, field="ttl")
         super().__init__(
-            url,
-            bucket=bucket,
-            ttl=float(ttl),
-            connect_timeout=connect_timeout,
-            max_reconnect_attempts=max_reconnect_attempts,
+            url, bucket=bucket, ttl=float(ttl), **{name: value for name, value in client.items() if value is not None}
         )
         self.server = parse_url(url)
-        self.connect_timeout, self.max_reconnect_attempts = connect_timeout, max_reconnect_attempts
+        self.client = client
+        """The connection settings (``connect_timeout``, TLS files...), as ``client_settings`` checked them."""
         self.bucket = bucket
         self.ttl = float(ttl)
         self._nc: Any = None
@@ -96,12 +94,7 @@ class NatsKvLease(Lease):
             import nats.errors
             import nats.js.errors
 
-            nc = await open_client(
-                self.server,
-                "leases",
-                connect_timeout=self.connect_timeout,
-                max_reconnect_attempts=self.max_reconnect_attempts,
-            )
+            nc = await open_client(self.server, "leases", self.client)
             js = nc.jetstream()
             try:
                 try:

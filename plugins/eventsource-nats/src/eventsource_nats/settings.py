@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from eventsource.config import mask_url, url_authority
 from eventsource.create_store import CreateStoreSettings
 from eventsource.errors import ConfigurationError
+from marshmallow import Schema, validate
 from marshmallow import fields as mf
-from marshmallow import validate
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}\Z")
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\Z")
@@ -26,7 +26,24 @@ DEFAULT_SUBJECT_PREFIX = "es"
 """The ``subject_prefix`` setting's default."""
 
 
-class NatsSettingsSchema(CreateStoreSettings):
+class ClientSettingsSchema(Schema):
+    """How a client connects (beyond the URL): the provider's settings, and the lease's and checkpoint store's."""
+
+    connect_timeout = mf.Float(load_default=5.0, validate=validate.Range(min=0.1))
+    max_reconnect_attempts = mf.Integer(load_default=60, validate=validate.Range(min=1))
+    credentials_file = mf.String(load_default=None, allow_none=True)
+    nkeys_seed_file = mf.String(load_default=None, allow_none=True)
+    tls_ca_file = mf.String(load_default=None, allow_none=True)
+    tls_cert_file = mf.String(load_default=None, allow_none=True)
+    tls_key_file = mf.String(load_default=None, allow_none=True)
+    tls_hostname = mf.String(load_default=None, allow_none=True)
+
+
+CLIENT_SETTINGS = tuple(ClientSettingsSchema().fields)
+"""The names of :class:`ClientSettingsSchema`'s settings."""
+
+
+class NatsSettingsSchema(CreateStoreSettings, ClientSettingsSchema):
     """Settings of :class:`~eventsource_nats.provider.NatsProvider` (all optional; ``create_store``: see the README)."""
 
     stream = mf.String(load_default=DEFAULT_STREAM, validate=validate.Regexp(_NAME))
@@ -49,14 +66,6 @@ class NatsSettingsSchema(CreateStoreSettings):
     publish_timeout = mf.Float(load_default=5.0, validate=validate.Range(min=0.1))
     publish_retry_seconds = mf.Float(load_default=20.0, validate=validate.Range(min=0.0))
     """How long a publish that times out or finds no responder (leader election) is retried."""
-    connect_timeout = mf.Float(load_default=5.0, validate=validate.Range(min=0.1))
-    max_reconnect_attempts = mf.Integer(load_default=60, validate=validate.Range(min=1))
-    credentials_file = mf.String(load_default=None, allow_none=True)
-    nkeys_seed_file = mf.String(load_default=None, allow_none=True)
-    tls_ca_file = mf.String(load_default=None, allow_none=True)
-    tls_cert_file = mf.String(load_default=None, allow_none=True)
-    tls_key_file = mf.String(load_default=None, allow_none=True)
-    tls_hostname = mf.String(load_default=None, allow_none=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,9 @@ IDENTIFIER = r"^[a-z_][a-z0-9_]*\Z"
 """Schema names and table prefixes: lower-case letters, digits and ``_`` (they are also quoted). ``\\Z``, not ``$``,
 which also matches before a final newline."""
 
+_NO_ZERO_LIFETIME = "must be > 0 (at 0 every call opens a new connection; for rare recycling give a long one)"
+_NO_ZERO_STATEMENT_TIMEOUT = "must be at least 1ms (PostgreSQL reads 0 as no limit; null means no limit)"
+
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -30,8 +33,12 @@ class _ConnectionSchema(Schema):
     pool_max_size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=1000))
     pool_timeout = Duration(load_default=30.0)
     connect_timeout = Duration(load_default=10.0)
-    max_idle = Duration(load_default=600.0)
-    max_lifetime = Duration(load_default=3600.0)
+    max_idle = Duration(load_default=600.0, validate=validate.Range(min=1.0, error="must be at least 1s"))
+    """The pool closes a connection unused this long; its shrink check runs this often (at 0 it spun)."""
+    max_lifetime = Duration(
+        load_default=3600.0, validate=validate.Range(min=0.0, min_inclusive=False, error=_NO_ZERO_LIFETIME)
+    )
+    """A connection this old is closed when it comes back to the pool (0 would open one per call, not "never")."""
     application_name = fields.String(load_default="eventsource", validate=validate.Length(min=1, max=63))
     sslmode = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(SSL_MODES))
     sslrootcert = fields.String(load_default=None, allow_none=True)
@@ -55,6 +62,9 @@ class _ConnectionSchema(Schema):
         for key in data.get("connect_args", {}):
             if key in ("password", "dbname", "host", "hostaddr", "port", "user"):
                 msg = f"put {key!r} in the URL, not in connect_args"
+                raise ValidationError(msg, "connect_args")
+            if key == "connect_timeout":  # it overrode the setting; libpq reads 0 as "wait forever"
+                msg = "use the connect_timeout setting, not connect_args"
                 raise ValidationError(msg, "connect_args")
 
     @validates_schema
@@ -94,7 +104,10 @@ class PostgresSettingsSchema(CreateStoreSettings, _ConnectionSchema):
     application, or share one."""
     table_prefix = fields.String(load_default="", validate=validate.Regexp(r"^([a-z_][a-z0-9_]{0,19})?\Z"))
     """Prefix of every table and function name, so several stores can share one schema."""
-    statement_timeout = Duration(load_default=None, allow_none=True)
+    statement_timeout = Duration(
+        load_default=None, allow_none=True, validate=validate.Range(min=0.001, error=_NO_ZERO_STATEMENT_TIMEOUT)
+    )
+    """``None``: no limit. At least 1 ms: PostgreSQL reads 0 as no limit (and takes milliseconds)."""
     jit = fields.String(load_default="off", validate=validate.OneOf(("off", "server")))
     """``off``: the provider's connections run with ``SET jit = off`` (its statements are index seeks, which JIT
     only slows down); ``server``: keep the server's ``jit`` setting."""

@@ -123,7 +123,7 @@ async def make_provider(url: str) -> AsyncIterator[Callable[..., Any]]:
         # seconds (the fault and ordering tests do): wait it out rather than end a read_all early
         settings.setdefault("visibility_wait", 30)
         settings.setdefault("application_name", f"es-test-{uuid.uuid4().hex[:12]}")
-        p = PostgresProvider(url, **settings)
+        p = PostgresProvider(settings.pop("url_override", url), **settings)
         await p.connect()
         made.append(p)
         return p

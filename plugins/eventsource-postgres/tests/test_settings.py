@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import psycopg
+import psycopg.conninfo
 import pytest
 from eventsource.errors import ConfigurationError
 from eventsource_postgres import PostgresProvider
@@ -191,3 +193,50 @@ def test_an_edge_value_that_means_no_bound_or_a_busy_pool_is_refused(setting: st
         with pytest.raises(ConfigurationError) as info:
             PostgresAdvisoryLease("postgresql://u@h/db", **{setting: value})
         assert info.value.details["field"] == setting
+
+
+def _with(target: str, param: str) -> str:
+    """``target`` (a URL or a DSN) with one more libpq parameter."""
+    if "://" in target:
+        return target + ("&" if "?" in target else "?") + param
+    return f"{target} {param}"
+
+
+async def _dsn_timeouts(p: PostgresProvider) -> list[str]:
+    """The ``connect_timeout`` each pool's connections were opened with (libpq's own record of it)."""
+    pools = [p._conn.pool] + ([p._replica.standby.pool] if p._replica is not None else [])
+    out = []
+    for pool in pools:
+        assert pool is not None
+        async with pool.connection() as c:
+            out.append(psycopg.conninfo.conninfo_to_dict(c.info.dsn).get("connect_timeout"))
+    return out
+
+
+async def test_a_connect_timeout_in_the_url_is_the_one_connections_use_unless_the_setting_is_given(
+    make_provider: Any, url: str
+) -> None:
+    """The setting's default (10 s) was always passed to libpq, overriding the URL's: the README's failover example
+    (``?connect_timeout=2`` on each host of a list) waited 10 s per dead host."""
+    with_url = _with(url, "connect_timeout=2")
+    assert await _dsn_timeouts(await make_provider_at(make_provider, with_url)) == ["2"]
+    assert await _dsn_timeouts(await make_provider_at(make_provider, with_url, connect_timeout=5)) == ["5"]
+    assert await _dsn_timeouts(await make_provider_at(make_provider, url)) == ["10"]
+    both = await make_provider_at(make_provider, with_url, read_url=_with(url, "connect_timeout=3"))
+    assert await _dsn_timeouts(both) == ["2", "3"]
+    from eventsource_postgres.lease import PostgresAdvisoryLease
+
+    assert PostgresAdvisoryLease(with_url).settings["connect_timeout"] == 2  # its pool takes the same kwargs
+    assert PostgresAdvisoryLease(with_url, connect_timeout=4).settings["connect_timeout"] == 4
+
+
+async def make_provider_at(make_provider: Any, target: str, **settings: Any) -> PostgresProvider:
+    return await make_provider(url_override=target, **settings)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_connect_timeout_in_the_url_that_means_wait_forever_or_nothing_is_refused(url: str, value: str) -> None:
+    """libpq reads 0 (and below) as "wait forever", as it did through connect_args (refused there already)."""
+    with pytest.raises(ConfigurationError) as info:
+        PostgresProvider(_with(url, f"connect_timeout={value}"))
+    assert info.value.details["field"] == "url"

@@ -32,6 +32,7 @@ from eventsource_postgres.settings import (
     mask_target,
     pool_args,
     target_secrets,
+    with_url_timeout,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class PostgresAdvisoryLease(Lease):
             first = next(iter(fields)) if isinstance(fields, dict) else "?"
             msg = f"invalid settings for lease 'postgres': {fields}"
             raise ConfigurationError(msg, field=first) from e
-        super().__init__(url, **loaded)
+        super().__init__(url, **with_url_timeout(url, settings, loaded))
         self._ttl_asked = settings.get("ttl") is not None
         self.ttl: float | None = loaded["ttl"]
         """The held sessions' ``idle_session_timeout`` (``None``: none; also on a server without it)."""

@@ -31,7 +31,7 @@ from eventsource_postgres.replica import Replica
 from eventsource_postgres.retention import Retention
 from eventsource_postgres.rewrite import rewrite_events
 from eventsource_postgres.schema import Names
-from eventsource_postgres.settings import DEFAULT_SCHEMA, PostgresSettingsSchema, check_target
+from eventsource_postgres.settings import DEFAULT_SCHEMA, PostgresSettingsSchema, check_target, with_url_timeout
 from eventsource_postgres.snapshots import Snapshots
 from eventsource_postgres.statements import Statements
 from eventsource_postgres.streams import Streams
@@ -87,13 +87,15 @@ class PostgresProvider(Provider):
             raise ConfigurationError(msg, field="url")
         check_target(url, "provider")
         super().__init__(url, **settings)
+        self.settings = with_url_timeout(url, settings, self.settings)
         self.names = Names(self.settings["schema"], self.settings["table_prefix"])
         conn = self._conn = Connection(url, self.settings, self.names, lambda: self.name)
         self._replica: Replica | None = None
         route = None
         if self.settings["read_url"] is not None:
             read_url = check_target(self.settings["read_url"], "read_url")
-            standby = Connection(read_url, self.settings, self.names, lambda: self.name, migrate=False)
+            read = with_url_timeout(read_url, settings, self.settings)  # its own URL's, or the setting, or url's
+            standby = Connection(read_url, read, self.names, lambda: self.name, migrate=False)
             self._replica = Replica(conn, standby)
             route = self._replica.route
         sql = Statements(self.names)

@@ -224,6 +224,33 @@ def check_target(target: str | None, what: str) -> str:
     return target
 
 
+def with_url_timeout(target: str, given: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
+    """``loaded`` settings with the ``connect_timeout`` of ``target`` (a checked URL or DSN) unless ``given`` sets it.
+
+    Every connection passes the setting to libpq, which puts it above the URL's: without this, a URL's
+    ``?connect_timeout=2`` was silently replaced by the setting's default of 10 s (per host of a list).
+    libpq reads 0 and below as "wait forever": refused, as in ``connect_args``.
+    """
+    if "connect_timeout" in given:
+        return loaded
+    from psycopg.conninfo import conninfo_to_dict
+
+    value = conninfo_to_dict(target).get("connect_timeout")
+    if value is None:
+        return loaded
+    try:
+        seconds = int(str(value).strip())
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        msg = (
+            f"connect_timeout={value!r} in {mask_target(target)!r} is not a number of seconds above 0 "
+            "(libpq reads 0 as wait forever); set the connect_timeout setting instead"
+        )
+        raise ConfigurationError(msg, field="url")
+    return {**loaded, "connect_timeout": float(seconds)}
+
+
 def mask_target(target: str) -> str:
     """The URL or DSN with its secrets (``password``, ``sslpassword``...) replaced by ``***``."""
     return mask_url(target)

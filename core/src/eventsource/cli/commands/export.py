@@ -8,7 +8,6 @@ for byte.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eventsource.cli.arguments import store_or_provider
@@ -87,7 +86,9 @@ def _written_aside(output: str) -> bool:
     """Whether the export to the file ``output`` goes to ``output.partial`` (else it is written in place)."""
     from eventsource.transfer.output import PARTIAL
 
-    return Path(f"{os.path.realpath(output)}{PARTIAL}").is_file()
+    # os.path.isfile: False on any OSError (Path.is_file raised ENAMETOOLONG on a name at the length limit,
+    # whose export is written in place for that reason, before Python 3.13)
+    return os.path.isfile(f"{os.path.realpath(output)}{PARTIAL}")  # noqa: PTH113 - see above
 
 
 def _stopped(output: str, view: ProgressView, aside: list[bool]) -> str:

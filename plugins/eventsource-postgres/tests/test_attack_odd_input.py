@@ -345,3 +345,16 @@ async def test_a_postgres_sink_target_with_a_bad_libpq_value_is_a_configuration_
     with pytest.raises(ConfigurationError, match=setting):
         await asyncio.to_thread(sink._sconn)
     await sink.close()
+
+
+async def test_a_lease_url_with_a_bad_libpq_value_is_a_configuration_error_not_an_outage(url: str) -> None:
+    """The lease's pool only says it timed out: a bad value libpq refuses (``sslmode=bogus``) was reported as
+    ProviderUnavailableError after ``connect_timeout``. One direct attempt names the setting now."""
+    lease = PostgresAdvisoryLease(
+        _with_option(_with_option(url, "sslmode=bogus"), "password=s3cret"), connect_timeout=1
+    )
+    with pytest.raises(ConfigurationError, match="sslmode") as caught:
+        await lease.connect()
+    assert caught.value.details["setting"] == "sslmode"
+    assert "s3cret" not in str(caught.value)
+    await lease.close()

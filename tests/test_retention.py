@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from eventsource.errors import (
     ConfigurationError,
+    ProviderNotFoundError,
     ProviderUnavailableError,
     RetentionError,
     UnsupportedOperationError,
@@ -217,6 +218,9 @@ async def test_a_schedule_without_an_immediate_run_waits_for_a_trigger() -> None
         await m.start_retention("soon", [MaxCountPolicy(1)])
     with pytest.raises(ConfigurationError):
         await m.start_retention(0, [MaxCountPolicy(1)])
+    with pytest.raises(ProviderNotFoundError):  # refused by the call, not logged by each run of the schedule
+        await m.start_retention(1, [MaxCountPolicy(1)], provider="nope")
+    assert await m.stop_retention() == 0
 
 
 async def test_a_third_party_policy_registers_through_the_hook() -> None:

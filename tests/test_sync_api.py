@@ -312,6 +312,34 @@ def test_a_subscribe_with_bad_arguments_is_refused_before_the_loop_moves(
     assert sqlite_es._loop.threaded  # (a good one moves it: a live subscription waits on the loop)
 
 
+BAD_RETENTION: list[tuple[str, dict[str, Any]]] = [
+    ("interval", {"interval": "soon"}),
+    ("zero", {"interval": 0}),
+    ("policy", {"policies": ["nope"]}),
+    ("lone", {"policies": "max_count"}),
+    ("provider", {"provider": "nope"}),
+]
+
+
+@pytest.mark.parametrize("bad", [b for _, b in BAD_RETENTION], ids=[i for i, _ in BAD_RETENTION])
+def test_a_start_retention_with_bad_arguments_is_refused_before_the_loop_moves(
+    sqlite_es: SyncEventSourcingManager, bad: dict[str, Any]
+) -> None:
+    """``start_retention`` moved the facade's loop to its thread for good, then checked its arguments: a refused
+    call left a SQLite facade paying a thread hop on every later call. An unknown provider was not refused at all
+    (each run of the schedule failed). The checks come first now."""
+    from eventsource.errors import ConfigurationError, ProviderNotFoundError
+
+    args: dict[str, Any] = {"interval": 3600, "policies": [{"policy": "max_count", "max_events": 5}], **bad}
+    with pytest.raises((ConfigurationError, ProviderNotFoundError)):
+        sqlite_es.start_retention(args.pop("interval"), args.pop("policies"), run_now=False, **args)
+    assert not sqlite_es._loop.threaded
+    assert sqlite_es.stop_retention() == 0  # nothing was scheduled
+    assert sqlite_es.append_event(stream_id="s", event_type="E", data=1).version == 1
+    sqlite_es.start_retention(3600, [{"policy": "max_count", "max_events": 5}], run_now=False, provider="db")
+    assert sqlite_es._loop.threaded  # (a good one moves it: a schedule needs the loop live between calls)
+
+
 def test_a_provider_that_needs_a_live_loop_moves_the_loop_to_a_thread() -> None:
     class Live(MemoryProvider):
         loop_free = False

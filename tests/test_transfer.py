@@ -110,6 +110,62 @@ async def test_a_stream_retention_emptied_keeps_its_version(source: EventSourcin
         assert copied is not None
         assert (copied.version, copied.event_count, copied.first_version) == (info.version, 0, None)
         assert [r async for r in dst.read_stream("s-0005")] == []
+        # the source's stream info, not the placeholders' (stamped 1970-01-01, with ids of their own)
+        emptied = await src.get_stream_info("s-0005")
+        assert emptied is not None
+        assert (copied.updated_at, copied.last_event_id) == (emptied.updated_at, emptied.last_event_id)
+    finally:
+        await target.close()
+
+
+async def test_a_rerun_after_a_kill_before_an_emptied_streams_placeholders_were_truncated_finishes_it(
+    source: EventSourcingManager,
+) -> None:
+    """The top placeholder of a stream truncated to nothing carries the source's last event id and time (so the
+    target's stream info reads as the source's): a re-run must still know it for this copy's, not another stream's."""
+    src = source.get_default_provider()
+    info = await src.get_stream_info("s-0005")
+    assert info is not None
+    await src.truncate_stream("s-0005", info.version + 1)
+    emptied = await src.get_stream_info("s-0005")
+    assert emptied is not None
+    assert emptied.last_event_id is not None
+    dst = MemoryProvider()
+    await dst.connect()
+    await dst.create_stream(
+        NewStream("s-0005", emptied.name, emptied.aggregate_id, emptied.aggregate_type, dict(emptied.metadata))
+    )
+    top = (emptied.last_event_id, emptied.updated_at)
+    await StoreSink(dst, PositionMap())._placeholders("s-0005", 0, emptied.version, top)  # killed before truncating
+    result = await copy_store(src, dst, verify=True)
+    assert result.verify is not None
+    assert result.verify.ok, result.verify.differences
+    copied = await dst.get_stream_info("s-0005")
+    assert copied is not None
+    assert (copied.version, copied.event_count, copied.first_version) == (emptied.version, 0, None)
+    assert (copied.updated_at, copied.last_event_id) == (emptied.updated_at, emptied.last_event_id)
+
+
+async def test_an_import_of_a_stream_truncated_to_nothing_keeps_the_sources_stream_info(
+    source: EventSourcingManager, tmp_path: Path
+) -> None:
+    """The export's stream line had no ``last_event_id``: an import read back a placeholder's, and 1970-01-01."""
+    src = source.get_default_provider()
+    info = await src.get_stream_info("s-0005")
+    assert info is not None
+    await src.truncate_stream("s-0005", info.version + 1)
+    emptied = await src.get_stream_info("s-0005")
+    assert emptied is not None
+    out = io.BytesIO()
+    await export_store(src, out)
+    target = await sqlite_target(tmp_path / "restored.db")
+    try:
+        dst = target.get_default_provider()
+        await import_store(io.BytesIO(out.getvalue()), dst, name="backup")
+        copied = await dst.get_stream_info("s-0005")
+        assert copied is not None
+        assert (copied.version, copied.event_count, copied.first_version) == (emptied.version, 0, None)
+        assert (copied.updated_at, copied.last_event_id) == (emptied.updated_at, emptied.last_event_id)
     finally:
         await target.close()
 

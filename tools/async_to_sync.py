@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "core" / "src" / "eventsource" / "sync.py"
 
 HAND_WRITTEN = {"close", "connect"}  # lifecycle: written in SyncBase-aware form below
-THREAD_BEFORE = {"start_retention"}  # a schedule needs the loop live between calls
+# a schedule needs the loop live between calls; the manager's synchronous checks of its arguments run first
+# (go_threaded's ``checks``), so a refused call leaves the loop where it was, as a refused subscription does
+THREAD_BEFORE = {"start_retention": "_retention.plan(interval, policies, provider)"}
 SETTLE_AFTER = {"connect", "register_provider"}  # a new provider may need the loop live between calls
 SELF_TYPES = {"EventSourcingManager", "Self"}
 # appends a loop-free provider can finish in the caller's thread: the manager's SyncLane has a method of each name
@@ -196,7 +198,7 @@ class Writer:
         target = f"self._manager.{name}({call})"
         body: list[str] = []
         if name in THREAD_BEFORE:
-            body.append("self._loop.go_threaded()")
+            body.append(f"self._loop.go_threaded(lambda: self._manager.{THREAD_BEFORE[name]})  # noqa: SLF001")
         overloads = typing.get_overloads(fn)
         if inspect.iscoroutinefunction(fn):
             body += self.coroutine(name, ret, call, target)

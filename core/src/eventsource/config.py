@@ -115,6 +115,21 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+_LIBPQ_VALUE = re.compile(
+    r'invalid (?:(\w+) value: "|(port) number: "|integer value "[^"]*" for connection option "(\w+)")'
+)
+
+
+def libpq_refused_setting(message: str) -> str | None:
+    """The connection setting whose value libpq refused, read from its message at connect, else ``None``.
+
+    libpq checks the values of ``sslmode``, ``port``, ``target_session_attrs``... only when it connects
+    (``invalid sslmode value: "bogus"``, ``invalid port number: "99999"``): a configuration error, not an outage.
+    """
+    found = _LIBPQ_VALUE.search(message)
+    return next((g for g in found.groups() if g), None) if found else None
+
+
 def url_secrets(text: str) -> tuple[str, ...]:
     """Every secret :func:`mask_url` hides in ``text``, as written and percent-decoded (for scrubbing messages).
 

@@ -438,10 +438,7 @@ class RetentionSchedule:
     """
 
     def __init__(self, run: Callable[[], Awaitable[RetentionReport]], interval: float, *, run_now: bool = True) -> None:
-        if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not 0 < interval < math.inf:
-            msg = f"retention interval must be a positive number of seconds, got {interval!r}"
-            raise ConfigurationError(msg, field="interval")
-        self.interval = float(interval)
+        self.interval = self.checked(interval)
         self.runs = 0
         self.last_report: RetentionReport | None = None
         self.last_error: BaseException | None = None
@@ -452,6 +449,14 @@ class RetentionSchedule:
         self._task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
             self._loop(), name="eventsource-retention"
         )
+
+    @staticmethod
+    def checked(interval: object) -> float:
+        """``interval`` as float seconds; :class:`ConfigurationError` unless it is a positive finite number."""
+        if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not 0 < interval < math.inf:
+            msg = f"retention interval must be a positive number of seconds, got {interval!r}"
+            raise ConfigurationError(msg, field="interval")
+        return float(interval)
 
     def __repr__(self) -> str:
         return f"RetentionSchedule(interval={self.interval}, runs={self.runs}, running={self.running})"

@@ -522,7 +522,7 @@ class SyncEventSourcingManager:
 
         ``run_now`` runs once immediately. How runs are scheduled and reported: ``docs/manager.md`` (Retention).
         """
-        self._loop.go_threaded()
+        self._loop.go_threaded(lambda: self._manager._retention.plan(interval, policies, provider))  # noqa: SLF001
         return self._loop.run(self._manager.start_retention(interval, policies, provider=provider, run_now=run_now))
 
     def stop_retention(self, schedule: RetentionSchedule | None = None) -> int:

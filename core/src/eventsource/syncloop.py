@@ -459,9 +459,10 @@ class SyncLoop:
                     _until_done(self.loop, task)
             raise
 
-    def go_threaded(self) -> None:
-        """Move the loop to its own daemon thread for good (a provider or schedule needs it live between calls)."""
+    def go_threaded(self, checks: Callable[[], object] = lambda: None) -> None:
+        """Move the loop to its own thread for good (a provider or schedule needs it live); first, ``checks``."""
         self._usable()
+        checks()  # a call's argument checks: refused, it leaves the loop where it was
         me = threading.get_ident()
         with self._lock:
             self._owner = me  # (as in _in_turn)

@@ -7,6 +7,7 @@ server refuses it (``54000``, which psycopg raises as an ``OperationalError``, t
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +19,10 @@ from conftest import manager_on
 from eventsource.checkpoints import Checkpoint
 from eventsource.checkpoints.memory import MemoryCheckpointStore
 from eventsource.checkpoints.sqlite import SqliteCheckpointStore
+from eventsource.cli import EXIT_USAGE, main
 from eventsource.errors import ConfigurationError, ValidationError
+from eventsource.manager import EventSourcingManager
+from eventsource.plugins import PluginHost
 from eventsource.projections.postgres import PostgresSink
 from eventsource.sync import SyncEventSourcingManager
 from eventsource_postgres import PostgresAdvisoryLease, PostgresProvider
@@ -289,3 +293,68 @@ def test_a_live_poll_interval_of_zero_is_a_configuration_error_not_a_busy_loop(u
     with pytest.raises(ConfigurationError) as caught:
         PostgresProvider(url, live_poll_interval=interval)
     assert caught.value.details["field"] == "live_poll_interval"
+
+
+BAD_LIBPQ_VALUES = [
+    ("sslmode=bogus", "sslmode"),
+    ("port=99999", "port"),
+    ("target_session_attrs=nonsense", "target_session_attrs"),
+]
+
+
+def _with_option(url: str, option: str) -> str:
+    """``url`` with the libpq ``option`` (``name=value``) in its query, replacing any of that name."""
+    import urllib.parse
+
+    name = option.split("=", 1)[0]
+    parts = urllib.parse.urlsplit(url)
+    query = [q for q in parts.query.split("&") if q and q.split("=", 1)[0] != name]
+    return urllib.parse.urlunsplit(parts._replace(query="&".join([*query, option])))
+
+
+@pytest.mark.parametrize(("option", "setting"), BAD_LIBPQ_VALUES, ids=[s for _, s in BAD_LIBPQ_VALUES])
+async def test_a_libpq_setting_with_a_bad_value_in_the_url_is_a_configuration_error_not_an_outage(
+    url: str, option: str, setting: str
+) -> None:
+    """libpq refuses a bad value (``sslmode=bogus``) only when it connects: that was ProviderUnavailableError (exit 5
+    in the CLI, retried as an outage). It names the setting now, as a ConfigurationError, with the url masked."""
+    target = _with_option(_with_option(url, option), "password=s3cret")
+    with pytest.raises(ConfigurationError, match=setting) as caught:
+        await PostgresProvider(target).connect()
+    assert caught.value.details["field"] == "url"
+    assert caught.value.details["setting"] == setting
+    assert "s3cret" not in str(caught.value)
+    m = EventSourcingManager({"providers": {"m": "memory://"}}, host=PluginHost(load_entrypoints=False))
+    with pytest.raises(ConfigurationError, match=setting):  # (through the manager's call policy: never retried)
+        await m.register_provider(PostgresProvider(target), name="pg")
+    assert m.metrics().get("pg", {}).get("connect", {}).get("retries", 0) == 0
+    await m.close()
+    assert await asyncio.to_thread(main, ["--store", target, "stats"], host=PluginHost()) == EXIT_USAGE  # (was 5)
+
+
+@pytest.mark.parametrize(("option", "setting"), BAD_LIBPQ_VALUES, ids=[s for _, s in BAD_LIBPQ_VALUES])
+async def test_a_postgres_sink_target_with_a_bad_libpq_value_is_a_configuration_error_not_an_outage(
+    url: str, option: str, setting: str
+) -> None:
+    """The sink reported libpq's refusal at connect as SinkUnavailableError: a projection waited it out for ever."""
+    sink = PostgresSink(_with_option(_with_option(url, option), "password=s3cret"))
+    with pytest.raises(ConfigurationError, match=setting) as caught:
+        await sink.open()
+    assert caught.value.details["field"] == "url"
+    assert "s3cret" not in str(caught.value)
+    with pytest.raises(ConfigurationError, match=setting):
+        await asyncio.to_thread(sink._sconn)
+    await sink.close()
+
+
+async def test_a_lease_url_with_a_bad_libpq_value_is_a_configuration_error_not_an_outage(url: str) -> None:
+    """The lease's pool only says it timed out: a bad value libpq refuses (``sslmode=bogus``) was reported as
+    ProviderUnavailableError after ``connect_timeout``. One direct attempt names the setting now."""
+    lease = PostgresAdvisoryLease(
+        _with_option(_with_option(url, "sslmode=bogus"), "password=s3cret"), connect_timeout=1
+    )
+    with pytest.raises(ConfigurationError, match="sslmode") as caught:
+        await lease.connect()
+    assert caught.value.details["setting"] == "sslmode"
+    assert "s3cret" not in str(caught.value)
+    await lease.close()

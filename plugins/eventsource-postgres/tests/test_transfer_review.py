@@ -121,3 +121,26 @@ async def test_a_stream_the_target_cannot_create_is_named(
             await copy_store(source, target, position_map=str(tmp_path / "map.db"))
     finally:
         await source.close()
+
+
+async def test_a_stream_truncated_to_nothing_keeps_the_sources_stream_info_on_a_postgresql_target(
+    make_provider: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The placeholders filling its versions were stamped 1970-01-01: the copy read back ``updated_at`` 1970 and a
+    placeholder's id as ``last_event_id``. The top placeholder carries the source's last event id and time now."""
+    m = await manager_on(SqliteProvider(f"sqlite:///{tmp_path / 'source.db'}"))
+    try:
+        await populate(m, streams=2, events=20)
+        source, target = m.get_default_provider(), await make_provider()
+        info = await source.get_stream_info("s-0001")
+        assert info is not None
+        await source.truncate_stream("s-0001", info.version + 1)
+        emptied = await source.get_stream_info("s-0001")
+        assert emptied is not None
+        await copy_store(source, target, position_map=str(tmp_path / "map.db"), verify=True)
+        copied = await target.get_stream_info("s-0001")
+        assert copied is not None
+        assert (copied.version, copied.event_count, copied.first_version) == (emptied.version, 0, None)
+        assert (copied.updated_at, copied.last_event_id) == (emptied.updated_at, emptied.last_event_id)
+    finally:
+        await m.close()

@@ -117,7 +117,9 @@ class EventSourcingManager(KeyScopes):
         self._streams = Streams(self.config, self._policy, self._sealed, self._threshold)
         self._queries = Queries(self.config, self._codec, self._policy)
         self._snapshots = Snapshots(self.config, self._codec, self._policy, self._threshold)
-        self._retention = RetentionRuns(self.config, self.host, self._policy, self._codec.snapshot_readable)
+        self._retention = RetentionRuns(
+            self.config, self.host, self._policy, self._providers, self._codec.snapshot_readable
+        )
         self._monitoring = Monitoring(self._providers, self._policy, self.host, self.config, time.monotonic())
         self.event_classes = EventClasses(self._codec.chain)
         self._subscriptions = OpenSubscriptions(self._policy, self._codec, self.host)  # close() ends them
@@ -538,11 +540,8 @@ class EventSourcingManager(KeyScopes):
         ``run_now`` runs once immediately. How runs are scheduled and reported: ``docs/manager.md`` (Retention).
         """
         self._check_open()
-        seconds = self._retention.interval(interval)
-        chosen = self._retention.choose(policies)
-        return self._retention.schedule(
-            lambda: self.apply_retention(chosen, provider=provider), seconds, run_now=run_now
-        )
+        every, chosen = self._retention.plan(interval, policies, provider)
+        return self._retention.schedule(lambda: self.apply_retention(chosen, provider=provider), every, run_now=run_now)
 
     async def stop_retention(self, schedule: RetentionSchedule | None = None) -> int:
         """Stop one retention schedule (every one when ``None``); returns how many were running."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from eventsource.config import ManagerConfig
     from eventsource.manager.policy import CallPolicy
+    from eventsource.manager.providers import Providers
     from eventsource.model import RecordedSnapshot
     from eventsource.plugins import PluginHost
     from eventsource.provider import Provider
@@ -44,14 +45,20 @@ cutoff, so a second run of it deletes only what the first one would have)."""
 class RetentionRuns:
     """The configured policies, one-off runs, and the running schedules of one manager."""
 
-    __slots__ = ("config", "host", "policies", "policy", "readable", "schedules")
+    __slots__ = ("config", "host", "policies", "policy", "providers", "readable", "schedules")
 
     def __init__(
-        self, config: ManagerConfig, host: PluginHost, policy: CallPolicy, readable: Readable | None = None
+        self,
+        config: ManagerConfig,
+        host: PluginHost,
+        policy: CallPolicy,
+        providers: Providers,
+        readable: Readable | None = None,
     ) -> None:
         self.config = config
         self.host = host
         self.policy = policy
+        self.providers = providers
         self.readable = readable  # the codec's check that a snapshot reads back (before_snapshot cuts by no other)
         self.policies: list[RetentionPolicy] | None = None
         self.schedules: list[RetentionSchedule] = []
@@ -133,6 +140,17 @@ class RetentionRuns:
             return parse_duration(value)
         except ValueError as e:
             raise ConfigurationError(str(e), field="interval") from None
+
+    def plan(
+        self, interval: float | str, policies: Sequence[PolicySpec] | None, provider: str | None
+    ) -> tuple[float, list[RetentionPolicy]]:
+        """A schedule's checked arguments (seconds, policies); an unknown ``provider`` refused, not left to each run.
+
+        Synchronous: the sync facade makes these checks before its loop moves to a thread for good.
+        """
+        if provider is not None:
+            self.providers.get(provider)
+        return RetentionSchedule.checked(self.interval(interval)), self.choose(policies)
 
     def schedule(
         self, run: Callable[[], Awaitable[RetentionReport]], seconds: float, *, run_now: bool

@@ -69,6 +69,13 @@ def _refused(text: str, error: Exception) -> ConfigurationError:
     return ConfigurationError(msg, field="url")
 
 
+def _bad_setting(error: Exception) -> bool:
+    """Whether libpq refused a setting's value at connect (``sslmode=bogus``): the sink's url is wrong, never down."""
+    from eventsource.config import libpq_refused_setting
+
+    return not getattr(error, "sqlstate", None) and libpq_refused_setting(str(error)) is not None
+
+
 class PostgresSink(Sink[Any]):
     """Exactly-once projections into the database at ``url`` (a libpq URL or conninfo string).
 
@@ -120,6 +127,8 @@ class PostgresSink(Sink[Any]):
             try:
                 conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
             except psycopg.OperationalError as e:
+                if _bad_setting(e):
+                    raise _refused(self.url, e) from None
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
             except psycopg.ProgrammingError as e:  # (the environment's PGCONNECT_TIMEOUT, say): nothing to wait out
@@ -140,6 +149,8 @@ class PostgresSink(Sink[Any]):
             try:
                 conn = psycopg.Connection.connect(self.url, autocommit=True)
             except psycopg.OperationalError as e:
+                if _bad_setting(e):
+                    raise _refused(self.url, e) from None
                 msg = f"cannot reach the PostgreSQL sink: {type(e).__name__}"
                 raise SinkUnavailableError(msg, operation="projection") from e
             except psycopg.ProgrammingError as e:

@@ -98,6 +98,8 @@ def stream_line(info: StreamInfo) -> dict[str, Any]:
     d["metadata"] = info.metadata
     d["created_at"] = info.created_at.isoformat()
     d["updated_at"] = info.updated_at.isoformat()
+    if info.last_event_id is not None:  # a stream truncated to nothing reads back with it (see the sink)
+        d["last_event_id"] = info.last_event_id
     return d
 
 
@@ -218,7 +220,7 @@ def _int(d: dict[str, Any], key: str, low: int = 0, *, optional: bool = False) -
 
 def parse_stream(d: dict[str, Any]) -> StreamInfo:
     """The stream of an export line."""
-    for key in ("name", "aggregate_id", "aggregate_type"):
+    for key in ("name", "aggregate_id", "aggregate_type", "last_event_id"):
         check_optional_text(key.replace("_", " "), d.get(key), field_name=key)
     check_text("stream id", d["stream_id"], MAX_STREAM_ID, field_name="stream_id")
     if not isinstance(d.get("metadata", {}), dict):
@@ -248,6 +250,7 @@ def parse_stream(d: dict[str, Any]) -> StreamInfo:
         aggregate_type=d.get("aggregate_type"),
         metadata=metadata,
         first_version=first,
+        last_event_id=d.get("last_event_id"),
     )
 
 

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from eventsource.provider import Provider
     from eventsource.transfer.posmap import Entry, PositionMap
 
+    _Top = tuple[str, datetime]  # the event id and time of the placeholder at a stream's floor
+
 PLACEHOLDER_TYPE = "$eventsource.transfer.placeholder"
 """Event type of the placeholders that hold a truncated stream's missing versions until they are truncated."""
 
@@ -145,12 +147,15 @@ class StoreSink:
             )
             raise ConcurrencyError(msg, stream_id=info.stream_id, expected=info.version, actual=target.version)
         version = target.version if target is not None else 0
+        # a stream truncated to nothing reads back its top placeholder's time and id: the source's, not 1970's
+        mark = info.last_event_id or _placeholder_id(info.stream_id, floor)  # (a store may report no last id)
+        top = (mark, info.updated_at) if info.first_version is None else None
         if 0 < version <= floor and self.positions.highest_version(info.stream_id) < version:
-            await self._refuse_foreign_floor(info.stream_id, version, floor)
+            await self._refuse_foreign_floor(info.stream_id, version, floor, top)
         elif 0 < version < floor:
             await self._refuse_gap(info.stream_id, version, floor)
         if version < floor:
-            await self._placeholders(info.stream_id, version, floor)
+            await self._placeholders(info.stream_id, version, floor, top)
             version = floor
         if floor > 0:
             await self._drop_placeholders(info.stream_id, floor)
@@ -173,17 +178,23 @@ class StoreSink:
                 await self._create(state.pending)
                 state.pending = None
 
-    async def _placeholders(self, stream_id: str, version: int, floor: int) -> None:
-        """Append placeholder events for versions ``version + 1 .. floor`` (truncated at once after)."""
+    async def _placeholders(self, stream_id: str, version: int, floor: int, top: _Top | None = None) -> None:
+        """Append placeholder events for versions ``version + 1 .. floor`` (truncated at once after).
+
+        ``top``: the id and time of the one at ``floor`` (the source's last event's, when it stores none: the
+        target's stream info then reads as the source's); the others are stamped with the epoch.
+        """
         at = datetime.fromtimestamp(0, UTC)
         while version < floor:
             n = min(MAX_BATCH_EVENTS, floor - version)
             ids = [_placeholder_id(stream_id, version + i + 1) for i in range(n)]
             batch = [NewEvent(i, PLACEHOLDER_TYPE, b"null", b"", "json", at) for i in ids]
+            if top is not None and version + n == floor:
+                batch[-1] = replace(batch[-1], event_id=top[0], timestamp=top[1])
             await self.provider.append(stream_id, batch, version)
             version += n
 
-    async def _refuse_foreign_floor(self, stream_id: str, version: int, floor: int) -> None:
+    async def _refuse_foreign_floor(self, stream_id: str, version: int, floor: int, top: _Top | None) -> None:
         """Refuse a target stream whose events all lie below the source's first stored version, unless placeholders.
 
         No event of it can be compared with the source's (the source truncated those versions), so unless they
@@ -195,7 +206,8 @@ class StoreSink:
                 rec = await anext(found, None)
             if rec is None:
                 continue
-            if (rec.event_type, rec.event_id) != (PLACEHOLDER_TYPE, _placeholder_id(stream_id, rec.version)):
+            mine = top[0] if top is not None and rec.version == floor else _placeholder_id(stream_id, rec.version)
+            if (rec.event_type, rec.event_id) != (PLACEHOLDER_TYPE, mine):
                 msg = (
                     f"stream {stream_id!r} on the target holds event {rec.event_id!r} at version {rec.version}, "
                     f"below the source's first stored version {floor + 1}, and the position map does not say it "

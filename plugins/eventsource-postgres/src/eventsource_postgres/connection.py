@@ -313,7 +313,7 @@ class Connection:
             else:
                 await conn.close()
         err = self._error(exc, "connect")
-        if isinstance(err, ProviderUnavailableError):
+        if isinstance(err, (ProviderUnavailableError, ConfigurationError)):  # (a setting libpq refuses: not retried)
             return err
         return ProviderUnavailableError(err.message, operation="connect")
 

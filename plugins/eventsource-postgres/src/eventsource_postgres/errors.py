@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from eventsource.config import libpq_refused_setting
 from eventsource.errors import (
+    ConfigurationError,
     ConflictError,
     EventSourceError,
     ProviderError,
@@ -49,7 +51,8 @@ def map_error(  # noqa: C901, PLR0911, PLR0912 - one table of driver errors, rea
 ) -> EventSourceError:
     """Translate a driver error into the typed error callers catch.
 
-    Connection problems become :class:`ProviderUnavailableError`, timeouts (pool wait, statement
+    Connection problems become :class:`ProviderUnavailableError` (a connection setting's value libpq refuses at
+    connect, ``sslmode=bogus``: :class:`ConfigurationError`), timeouts (pool wait, statement
     timeout, lock timeout) :class:`ProviderTimeoutError`, input the server cannot hold
     :class:`ValidationError`, a transaction the server rolled back (deadlock, serialization failure)
     :class:`ConflictError`, anything else :class:`ProviderError`. The message names the operation and
@@ -107,6 +110,10 @@ def map_error(  # noqa: C901, PLR0911, PLR0912 - one table of driver errors, rea
             return ProviderUnavailableError(msg, operation=operation, sqlstate=code)
         if isinstance(exc, psycopg.DataError) and not code and "NUL" in detail:  # caught by psycopg before sending
             return ValidationError(base, operation=operation)
+        setting = None if code or not isinstance(exc, psycopg.OperationalError) else libpq_refused_setting(detail)
+        if setting is not None:  # libpq checks these values only at connect: waiting never fixes them
+            msg = f"{base} (libpq refuses the value of the connection setting {setting!r}: fix it in the url)"
+            return ConfigurationError(msg, operation=operation, field="url", setting=setting)
         if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) or code.startswith(_UNAVAILABLE_CLASSES):
             return ProviderUnavailableError(base, operation=operation, sqlstate=code or None)
         return ProviderError(base, operation=operation, sqlstate=code or None)

@@ -107,7 +107,9 @@ class PostgresAdvisoryLease(Lease):
                     row = await cur.fetchone()
             except Exception as e:
                 await pool.close()
-                err = self._error(e, "lease connect")
+                err = await self._connect_failure(e)
+                if isinstance(err, ConfigurationError):  # a setting libpq refuses (sslmode=bogus): never retried
+                    raise err from e
                 raise ProviderUnavailableError(err.message, operation="lease connect") from e
             if self.ttl is not None and (row is None or row[0] is None):  # PostgreSQL 13
                 if self._ttl_asked:
@@ -116,6 +118,21 @@ class PostgresAdvisoryLease(Lease):
                     raise ConfigurationError(msg, field="ttl")
                 self.ttl = None
             self._pool = pool
+
+    async def _connect_failure(self, exc: Exception) -> EventSourceError:
+        """The pool only says it timed out; one direct attempt tells why (a setting libpq refuses, auth...)."""
+        import psycopg
+        import psycopg_pool
+
+        if isinstance(exc, psycopg_pool.PoolTimeout):
+            kwargs = pool_args(self.settings, prepare_threshold=None)["kwargs"]
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, **kwargs)
+            except Exception as direct:  # noqa: BLE001 - any reason is reported
+                exc = direct
+            else:
+                await conn.close()
+        return self._error(exc, "lease connect")
 
     async def close(self) -> None:
         """Close every connection (the server drops any advisory lock they held). Idempotent."""

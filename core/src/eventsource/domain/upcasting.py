@@ -232,14 +232,7 @@ class _Chains:
         versions = {1, self.latest.get(r, 1)} | {v for t, v in self.steps if t == r}
         out: set[str] = set()
         for start in versions:
-            t, v, n = type_name, start, 0
-            while n <= MAX_STEPS:
-                while t in self.renames and n <= MAX_STEPS:
-                    t, n = self.renames[t], n + 1
-                step = self.steps.get((t, v))
-                if step is None:
-                    break
-                t, v, n = step[1] or t, v + 1, n + 1
+            t, v, n = self._walk(type_name, start)
             newest = self.latest.get(t, 1)
             if n <= MAX_STEPS and v >= newest and (v == newest or t not in self.latest):  # else unreadable
                 out.add(t)
@@ -253,6 +246,19 @@ class _Chains:
         """
         if type(version) is not int or version < 1:
             return f"schema version {version!r} is not an int >= 1"
+        t, v, _ = self._walk(type_name, version)
+        newest = self.latest.get(t, 1)
+        if v < newest:
+            return f"no upcaster takes {t!r} from schema version {v} (the code reads version {newest})"
+        if v > newest and t in self.latest:
+            return f"schema version {v} of {t!r} is newer than this code knows ({newest})"
+        return None
+
+    def _walk(self, type_name: str, version: int) -> tuple[str, int, int]:
+        """Where the chain takes ``type_name`` at ``version`` by its keys alone (no upcaster runs): type, version, n.
+
+        ``n`` counts the steps; past :data:`MAX_STEPS` (a cycle) the walk ends with ``n > MAX_STEPS``.
+        """
         t, v, n = type_name, version, 0
         while n <= MAX_STEPS:
             while t in self.renames and n <= MAX_STEPS:
@@ -261,12 +267,7 @@ class _Chains:
             if step is None:
                 break
             t, v, n = step[1] or t, v + 1, n + 1
-        newest = self.latest.get(t, 1)
-        if v < newest:
-            return f"no upcaster takes {t!r} from schema version {v} (the code reads version {newest})"
-        if v > newest and t in self.latest:
-            return f"schema version {v} of {t!r} is newer than this code knows ({newest})"
-        return None
+        return t, v, n
 
     def copy_into(self, other: _Chains) -> None:
         for (t, v), (fn, to) in self.steps.items():

@@ -1,6 +1,7 @@
-"""One-stream checkpoints keep the id of the event they counted (``Checkpoint.event_id``), stored as an anchor
-``"<version>:<event_id>"``: a resume on a stream deleted and created again is refused (the kit's
-``test_a_stream_checkpoint_of_a_deleted_and_recreated_stream_is_refused``); these are the edges around it."""
+"""Checkpoints keep the id of the event they counted (``Checkpoint.event_id``), stored as an anchor
+``"<position>:<event_id>"``: a resume on a stream deleted and created again (the kit's
+``test_a_stream_checkpoint_of_a_deleted_and_recreated_stream_is_refused``), or on a store replaced by an older
+copy that grew past an all-streams checkpoint, is refused; these are the edges around it."""
 
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
-"""One-stream checkpoints keep the id of the event they counted (``Checkpoint.event_id``), stored as an anchor
-``"<version>:<event_id>"``: a resume on a stream deleted and created again is refused (the kit's
-``test_a_stream_checkpoint_of_a_deleted_and_recreated_stream_is_refused``); these are the edges around it."""
+"""Checkpoints keep the id of the event they counted (``Checkpoint.event_id``), stored as an anchor
+``"<position>:<event_id>"``: a resume on a stream deleted and created again (the kit's
+``test_a_stream_checkpoint_of_a_deleted_and_recreated_stream_is_refused``), or on a store replaced by an older
+copy that grew past an all-streams checkpoint, is refused; these are the edges around it."""
 
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource.checkpoints import Checkpoint, SqliteCheckpointStore
@@ -112,4 +113,103 @@ async def test_a_stream_subscription_from_the_end_notices_a_stream_created_again
         await m.append_events_batch(stream_id="s", events=[{"event_type": "T", "data": {"n": i}} for i in range(5)])
         with pytest.raises(StreamDeletedError):
             await anext(sub)
+    await m.close()
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """An SQLite file copied whole (a backup taken, or restored over the live file)."""
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+
+
+def _events(n: int) -> list[dict[str, object]]:
+    return [{"event_type": "T", "data": {"n": i}} for i in range(n)]
+
+
+async def test_an_all_streams_resume_on_a_store_restored_from_an_older_backup_is_refused(tmp_path: Path) -> None:
+    """The restored store grew past the checkpoint's position: the events between its head and the checkpoint
+    were passed over, unseen (versions 1-5 of a stream skipped, 6-8 delivered); the anchor notices it."""
+    from eventsource.errors import StreamDeletedError
+
+    config = {"providers": {"db": {"url": f"sqlite:///{tmp_path}/e.db"}}, "default_provider": "db"}
+    cp = f"sqlite:///{tmp_path}/cp.db"
+    m = EventSourcingManager(config, host=HOST)
+    await m.connect()
+    await m.append_events_batch(stream_id="a", events=_events(3))
+    await m.close()
+    _copy(tmp_path / "e.db", tmp_path / "backup.db")
+    await m.connect()
+    await m.append_events_batch(stream_id="b", events=_events(5))
+    async with m.subscribe(stream_prefix="b", checkpoint=cp, name="n") as sub:  # a's events are filtered out
+        assert [e.position for e in await take(sub, 5)] == [4, 5, 6, 7, 8]
+        assert (await sub.commit()).event_id is not None
+    async with m.subscribe(checkpoint=cp, name="all", page_size=3) as sub:
+        got = await take(sub, 8)
+        last = await sub.commit()
+        assert (last.position, last.event_id) == (8, got[-1].event_id)
+    await m.close()
+    _copy(tmp_path / "backup.db", tmp_path / "e.db")
+    await m.connect()
+    await m.append_events_batch(stream_id="c", events=_events(8))  # positions 4-11: 8 is another event now
+    for name in ("n", "all"):
+        with pytest.raises(StreamDeletedError, match="replaced"):
+            async with m.subscribe(stream_prefix="b" if name == "n" else None, checkpoint=cp, name=name) as sub:
+                await take(sub, 1)
+    await m.close()
+
+
+async def test_an_all_streams_resume_whose_counted_event_was_deleted_by_retention_goes_on(tmp_path: Path) -> None:
+    """Retention removed the events at and around the checkpoint's position: the store is the same one."""
+    m = EventSourcingManager(
+        {"providers": {"db": {"url": f"sqlite:///{tmp_path}/e.db"}}, "default_provider": "db"}, host=HOST
+    )
+    await m.connect()
+    cp = f"sqlite:///{tmp_path}/cp.db"
+    await m.append_events_batch(stream_id="a", events=_events(2))
+    await m.append_events_batch(stream_id="b", events=_events(4))  # positions 3-6
+    async with m.subscribe(checkpoint=cp, name="n") as sub:
+        await take(sub, 5)
+        assert (await sub.commit()).event_id is not None  # position 5, b's version 3
+    await m.append_events_batch(stream_id="b", events=_events(2))  # positions 7-8
+    await m.get_default_provider().truncate_stream("b", 6)  # positions 3-7 deleted
+    async with m.subscribe(checkpoint=cp, name="n") as sub:
+        assert [e.position for e in await take(sub, 1)] == [8]
+        assert (await sub.commit()).event_id is not None
+    async with m.subscribe(checkpoint=cp, name="n", poll_interval=0.05) as sub:  # the event at 8 is still there
+        await m.append_events_batch(stream_id="a", events=_events(1))
+        assert [e.position for e in await take(sub, 1)] == [9]
+    await m.close()
+
+
+async def test_an_all_streams_projection_resumed_on_a_restored_store_refuses(tmp_path: Path) -> None:
+    """The sink's checkpoint (SQLite, same transaction as the handlers' writes) keeps the anchor too."""
+    from eventsource.errors import StreamDeletedError
+    from eventsource.projections import Projection, ProjectionRunner, SqliteSink
+
+    seen: list[int] = []
+
+    def runner() -> ProjectionRunner:
+        p: Projection[Any] = Projection("all", {"T": lambda e, _tx: seen.append(e.position)})
+        return ProjectionRunner(m, batch_size=2).add(p, SqliteSink(f"sqlite:///{tmp_path}/read.db"))
+
+    m = EventSourcingManager(
+        {"providers": {"db": {"url": f"sqlite:///{tmp_path}/e.db"}}, "default_provider": "db"}, host=HOST
+    )
+    await m.connect()
+    await m.append_events_batch(stream_id="a", events=_events(2))
+    await m.close()
+    _copy(tmp_path / "e.db", tmp_path / "backup.db")
+    await m.connect()
+    await m.append_events_batch(stream_id="b", events=_events(3))
+    await runner().catch_up(timeout=60)
+    assert seen == [1, 2, 3, 4, 5]
+    await m.close()
+    _copy(tmp_path / "backup.db", tmp_path / "e.db")
+    await m.connect()
+    await m.append_events_batch(stream_id="c", events=_events(4))  # positions 3-6
+    with pytest.raises(StreamDeletedError, match="replaced"):
+        await runner().catch_up(timeout=60)
+    assert seen == [1, 2, 3, 4, 5]
     await m.close()

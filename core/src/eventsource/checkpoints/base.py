@@ -31,9 +31,10 @@ class Checkpoint:
     :param scope: what ``position`` counts: ``"all"`` (global positions) or ``"stream:<id>"`` (versions).
     :param position: the last global position (or stream version) handled; resuming starts after it.
     :param updated_at: when it was stored.
-    :param event_id: one-stream scopes: the id of the stream's event at ``position``; a resume checks the
-        stream still holds it there (a stream deleted and created again beyond ``position`` is noticed, never
-        passed over). ``None``: not known (all-stream scopes, older checkpoints), not checked.
+    :param event_id: the id of the event at ``position`` (one-stream scopes: the stream's event at that
+        version); a resume checks the store still holds it there (a stream deleted and created again beyond
+        ``position``, a store replaced by an older copy that grew past it, is noticed, never passed over).
+        ``None``: not known (older checkpoints, a position whose event the subscription did not read), not checked.
     """
 
     name: str

@@ -54,5 +54,5 @@ def subscribe(
             stored = frozenset(manager._codec.chain.stored_types(types))  # noqa: SLF001 - the manager's codec
             sub.target = dataclasses.replace(sub.target, event_types=types, stored_types=stored)
     if cp is not None and cp.event_id is not None:
-        sub.check_first(cp.event_id)  # one stream: the event the checkpoint counted is still there
+        sub.check_first(cp.event_id)  # the event the checkpoint counted is still there (the same stream, store)
     return sub

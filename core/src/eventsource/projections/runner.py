@@ -586,12 +586,10 @@ class ProjectionRunner:
 
     @staticmethod
     def _cp(st: ProjectionState, to: int, event: Event | None = None) -> Checkpoint:
-        """The checkpoint at ``to``; one stream: with the id of the event there (see :attr:`Checkpoint.event_id`)."""
-        eid = None
-        if st.scope != "all":
-            sub = st.subscription
-            eid = event.event_id if event is not None and event.version == to else None
-            eid = eid or (sub.event_id_at(to) if sub is not None else None)
+        """The checkpoint at ``to``, with the id of the event there when known (see :attr:`Checkpoint.event_id`)."""
+        sub = st.subscription
+        eid = event.event_id if event is not None and ProjectionRunner._at(st, event) == to else None
+        eid = eid or (sub.event_id_at(to) if sub is not None else None)
         return Checkpoint(st.projection.name, st.source, st.scope, to, event_id=eid)
 
     @staticmethod

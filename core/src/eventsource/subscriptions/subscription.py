@@ -28,6 +28,7 @@ from eventsource.errors import (
     ValidationError,
 )
 from eventsource.manager.validation import check_number
+from eventsource.subscriptions.anchor import check_anchor
 from eventsource.subscriptions.pages import (
     SKIPPED_KEPT,
     EventDecodeError,
@@ -183,9 +184,9 @@ class Subscription(PageDelivery):
         first = 0 if isinstance(start, str) else start  # first position (or version) wanted
         self._cursor = first - 1  # last position (or version) read from the store
         self._mark = first - 1  # last position (or version) delivered or filtered out: what commit() stores
-        self._last_id: str | None = None  # event id at _cursor (one-stream subscriptions: detects a re-created stream)
-        self._before: tuple[int, str | None] = (first - 1, None)  # one-stream: version and id the buffer follows
-        self._resumed = False  # one-stream: the first read checks an event a checkpoint named (check_first)
+        self._last_id: str | None = None  # event id at _cursor (detects a re-created stream, a replaced store)
+        self._before: tuple[int, str | None] = (first - 1, None)  # version (position) and id the buffer follows
+        self._resumed = False  # the first read checks an event a checkpoint named (check_first)
         # one page: RecordedEvent objects, or a RowPage's rows (then _conv is its timestamp conversion); the
         # items before _at were handed out or passed over
         self._buffer: list[Any] = []
@@ -321,7 +322,7 @@ class Subscription(PageDelivery):
     async def close(self) -> None:
         """Stop: the iterator ends, the buffer is dropped. Uncommitted progress is not committed. Idempotent."""
         self._closed = True
-        if self.target.stream_id is not None and self._buffer:  # a commit() after this still names its event
+        if self._buffer:  # a commit() after this still names its event
             self._before = (self._mark, self.event_id_at(self._mark))
         self._buffer, self._at = [], 0
         self._events = None
@@ -462,6 +463,8 @@ class Subscription(PageDelivery):
         return True
 
     async def _all_page(self) -> tuple[Sequence[Any], Any]:
+        if self._resumed and self.reads == 0 and self._last_id is not None:  # a store replaced under a checkpoint
+            await check_anchor(self.provider, self._cursor, self._last_id, self.name or self.target.describe())
         return await first_rows(self.provider.read_all_pages(from_position=self._cursor + 1, page_size=self.page_size))
 
     async def _stream_page(self) -> list[RecordedEvent]:
@@ -501,23 +504,22 @@ class Subscription(PageDelivery):
         return StreamDeletedError(msg, stream_id=sid, version=self._cursor)
 
     def check_first(self, event_id: str) -> None:
-        """One-stream, before the first read: check the stream holds ``event_id`` at the start version - 1.
+        """Before the first read: check the store holds ``event_id`` at the start version (position) - 1.
 
-        A resume from a checkpoint kept elsewhere (a projection sink's) that names the event it counted: a
-        stream deleted and created again since raises :class:`StreamDeletedError` instead of being passed over.
+        A resume from a checkpoint (or one kept elsewhere, a projection sink's) that names the event it counted:
+        a stream deleted and created again since, or a store replaced by an older copy (all streams, see
+        :mod:`~eventsource.subscriptions.anchor`), raises :class:`StreamDeletedError` instead of being passed over.
         """
-        if self.target.stream_id is not None and self.reads == 0 and self._cursor >= 1:
+        if self.reads == 0 and self._cursor >= 1:
             self._last_id, self._before, self._resumed = event_id, (self._cursor, event_id), True
 
     def event_id_at(self, version: int) -> str | None:
-        """One-stream: the id of the event at ``version`` if it was the last handed out or passed (else ``None``)."""
-        if self.target.stream_id is None:
-            return None
+        """The id of the event at ``version`` (all streams: position) if it was the last handed out or passed."""
         if version == self._cursor:  # the page read last was handed out whole
             return self._last_id
         if self._at > 0:
-            eid, _, _, v, _ = _fields(self._buffer[self._at - 1])
-            return eid if v == version else None
+            fields = _fields(self._buffer[self._at - 1])
+            return fields[0] if fields[3 if self.target.stream_id is not None else 4] == version else None
         return self._before[1] if self._before[0] == version else None
 
     async def _wait(self) -> None:
@@ -572,11 +574,7 @@ class Subscription(PageDelivery):
                 msg = f"event {event.event_id!r} was not delivered by this subscription yet"
                 raise ValidationError(msg, field="event")
         at = max(at, 0)
-        eid = (
-            (event.event_id if event is not None else self.event_id_at(at))
-            if self.target.stream_id is not None
-            else None
-        )
+        eid = event.event_id if event is not None else self.event_id_at(at)
         cp = Checkpoint(self.name, self.source, self.target.scope, at, event_id=eid)
         async with self._putting:
             if self._closed and self._owns_checkpoints:  # close() closed the store it opened: open it for this put

@@ -67,6 +67,12 @@ async def test_a_filtered_checkpoint_is_translated_to_the_target_store_like_an_u
             moved = positions.translate_checkpoint(cp)
         finally:
             positions.close()
+        # the counted event's id moves with the position: the event the copy wrote there (a copy writes stream by
+        # stream, so it is not the one the source held at the checkpoint's position); kept, the resume refused
+        assert cp.event_id is not None
+        there = [e async for e in target.read_all(from_position=moved.position, page_size=1)][:1]
+        assert moved.event_id == there[0].event_id
+        assert there[0].position == moved.position
         await store.put(replace(moved, source=dst.checkpoint_source))
         wanted = [e.event_id async for e in source.read_all() if e.event_type == "A"]
         async with target.subscribe(event_types=["A"], checkpoint=store, name="sub") as resumed:

@@ -222,7 +222,12 @@ class PositionMap:
         """
         if checkpoint.scope.startswith("stream:"):
             return checkpoint  # versions are kept by the copy
-        return replace(checkpoint, position=self.translate(checkpoint.position))
+        position = self.translate(checkpoint.position)
+        # the event the checkpoint names (a resume checks the store holds it there) is the one the copy wrote at
+        # that target position, often not the one counted at the source's (a copy writes stream by stream)
+        row = self.db.execute("SELECT event_id FROM positions WHERE target = ?", (position,)).fetchone()
+        event_id = row[0] if row is not None and position > 0 else None
+        return replace(checkpoint, position=position, event_id=event_id if checkpoint.event_id is not None else None)
 
     def __len__(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM positions").fetchone()[0])

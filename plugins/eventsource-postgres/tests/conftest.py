@@ -210,6 +210,20 @@ async def aged(make_provider: Callable[..., Any]) -> AgedStore:
 
 
 @pytest.fixture
+async def checkpoint_store(url: str) -> AsyncIterator[Any]:
+    """A connected PostgreSQL checkpoint store on a fresh schema, dropped afterwards."""
+    from eventsource_postgres.checkpoints import PostgresCheckpointStore
+
+    schema = f"cp_{uuid.uuid4().hex[:16]}"
+    s = PostgresCheckpointStore(url, schema=schema)
+    await s.connect()
+    yield s
+    await s.close()
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
 async def es(make_provider: Callable[..., Any]) -> AsyncIterator[EventSourcingManager]:
     """A manager over a provider on a schema of its own (the projection tests' store)."""
     m = EventSourcingManager({"providers": {}, "default_provider": None}, host=PluginHost())

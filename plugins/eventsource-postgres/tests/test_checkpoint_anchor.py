@@ -5,26 +5,22 @@ finds another event there (a store restored from another server's backup) and re
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
 from conftest import manager_on
 from eventsource.errors import StreamDeletedError
 from eventsource.testing.subscriptions import take
-from eventsource_postgres.checkpoints import PostgresCheckpointStore
+
+if TYPE_CHECKING:
+    from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
 
 @pytest.fixture
-async def store(url: str) -> AsyncIterator[PostgresCheckpointStore]:
-    schema = f"cp_{uuid.uuid4().hex[:16]}"
-    s = PostgresCheckpointStore(url, schema=schema)
-    await s.connect()
-    yield s
-    await s.close()
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+def store(checkpoint_store: PostgresCheckpointStore) -> PostgresCheckpointStore:
+    return checkpoint_store
 
 
 @pytest.mark.parametrize("change", ["replaced", "deleted"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -17,14 +17,8 @@ from eventsource_postgres.checkpoints import PostgresCheckpointStore
 
 
 @pytest.fixture
-async def store(url: str) -> AsyncIterator[PostgresCheckpointStore]:
-    schema = f"cp_{uuid.uuid4().hex[:16]}"
-    s = PostgresCheckpointStore(url, schema=schema)
-    await s.connect()
-    yield s
-    await s.close()
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+def store(checkpoint_store: PostgresCheckpointStore) -> PostgresCheckpointStore:
+    return checkpoint_store
 
 
 @pytest.mark.parametrize("setting", ["schema", "table_prefix"])

@@ -139,6 +139,21 @@ class ProjectionSuite(ProviderSuiteBase):
             got = await asyncio.to_thread(self.applied, sink, table)
             pytest.fail(f"{what}: {len(want - set(got))} of {len(want)} events not applied within {WAIT}s")
 
+    async def _applying(self, sink: dict[str, Any], table: str, pid: int) -> None:
+        """Return once the runner process ``pid`` has applied an event (fail after :data:`WAIT` seconds)."""
+
+        async def poll() -> None:
+            while True:
+                got = await asyncio.to_thread(self.applied, sink, table)
+                if any(v[1] == pid for v in got.values()):
+                    return
+                await asyncio.sleep(0.05)
+
+        try:
+            await asyncio.wait_for(poll(), WAIT)
+        except TimeoutError:
+            pytest.fail(f"the runner process {pid} applied no event within {WAIT}s while events were appended")
+
     # ------------------------------------------------------------------ tests
 
     async def test_a_runner_cancelled_20_times_in_process_applies_every_event_exactly_once(
@@ -193,9 +208,11 @@ class ProjectionSuite(ProviderSuiteBase):
         writer = asyncio.create_task(self._write(manager, spec, self.events, ids))
         rnd = random.Random()
         pids = []
-        for _ in range(self.kills):
+        for i in range(self.kills):
             proc = await self._start(spec)
             pids.append(proc.pid)
+            if i == 0:  # a loaded machine may start runners slower than 0.6 s: the first is killed while it applies
+                await self._applying(sink_spec, table, proc.pid)
             await asyncio.sleep(rnd.uniform(0.05, 0.6))
             await self._kill(proc)
         await writer

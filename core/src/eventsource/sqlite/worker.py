@@ -113,6 +113,9 @@ class _Worker:
             await self.submit(self._close_db)
         finally:
             self.stop()
+        # the jobs are done, the connection closed: the thread ends as soon as it takes the stop from the queue (a
+        # loaded machine ran a leak check after close() before it had); close() returns once it has
+        self._thread.join(timeout=5)
 
     def _close_db(self) -> None:
         db, self.db = self.db, None

@@ -65,8 +65,21 @@ except Exception as e:
     outcome = f"{type(e).__name__}: {e}"
 took = time.monotonic() - started
 conn = es.get_provider()._conn
-stats = conn.pool.get_stats()
-kept = int(conn._kept is not None and conn._kept_pool is conn.pool)  # the one kept for the next inline call
+
+def measure() -> tuple[int, dict]:
+    stats = conn.pool.get_stats()
+    kept = int(conn._kept is not None and conn._kept_pool is conn.pool)  # the one kept for the next inline call
+    return kept, stats
+
+kept, stats = measure()
+# pool_size counts a connection the pool is still making to replace one a Ctrl-C broke: its task runs only while
+# the loop runs, which an inline call does for just that call. Let the loop run on its thread a while: a connection
+# a call never gave back stays checked out; one on its way settles.
+es._loop.go_threaded()
+deadline = time.monotonic() + 10
+while stats["pool_size"] - stats["pool_available"] - kept and time.monotonic() < deadline:
+    time.sleep(0.05)
+    kept, stats = measure()
 out = {"interrupts": interrupts, "outcome": outcome, "took": took, "kept": kept}
 out.update(checked_out=stats["pool_size"] - stats["pool_available"] - kept, waiting=stats.get("requests_waiting", 0))
 print(json.dumps(out), flush=True)  # os._exit below does not flush a pipe

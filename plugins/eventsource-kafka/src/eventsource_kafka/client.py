@@ -359,6 +359,7 @@ class KafkaIO:
         max_records: int | None = None,
         stop: int | None = None,
         one_fetch: bool = False,
+        or_gone: bool = False,
     ) -> tuple[list[Any], int, bool, int | None]:
         """Records of ``topic`` (one partition) from offset ``start``.
 
@@ -370,16 +371,19 @@ class KafkaIO:
         read, whether the end was reached, and that end (pass it as ``stop`` to read the next pages of
         the same snapshot of the log; ``None`` when no fetch answered yet).
 
-        A topic deleted meanwhile (by another instance) reads as empty: ``[], start, True, start``. The read
-        stops at once when its caller is cancelled or :meth:`close` runs (:mod:`~eventsource_kafka.fetching`).
+        A topic deleted meanwhile (by another instance) reads as empty: ``[], start, True, start``, or
+        (``or_gone``) raises :class:`~eventsource_kafka.fetching.TopicGoneError`. The read stops at once when
+        its caller is cancelled or :meth:`close` runs (:mod:`~eventsource_kafka.fetching`).
         """
         halt = threading.Event()
         try:
             args = (topic, start, max_records, stop, self.timeout, one_fetch, halt)
             return await self._with_consumer(topic, f"reading {topic}", read_sync, *args, halt=halt)
         except ProviderError as e:
-            if isinstance(e.__cause__, TopicGoneError):
-                return [], start, True, start  # deleted meanwhile: nothing to read (that consumer is retired)
+            if isinstance(e.__cause__, TopicGoneError):  # deleted meanwhile (that consumer is retired)
+                if or_gone:
+                    raise e.__cause__ from None
+                return [], start, True, start
             raise
 
     async def end_offset(self, topic: str) -> int:

@@ -1,8 +1,9 @@
 """The blocking read loop a pooled consumer runs in the provider's thread pool (:meth:`KafkaIO.read_page`).
 
 Every wait in it is bounded: one ``poll`` waits at most :data:`POLL_MS`, so the loop re-checks, at each
-turn, whether its caller gave up (``halt``: a cancelled read, a closed provider) and how long it made no
-progress. More in docs/internals/kafka.md ("Reads that stop").
+turn, whether its caller gave up (``stop``: a cancelled read, a closed provider) and how long it made no
+progress; a topic that stays silent is looked up in fresh metadata, never in the consumer's cache. More in
+docs/internals/kafka.md ("Reads that stop").
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ SEEK_WAIT_MS = 200
 """Fetch max wait once a fetch below the end came back empty (see :func:`read_loop`)."""
 POLL_MS = 2
 """How long one ``poll`` may wait for a fetch response before the read loop re-checks its state."""
+METADATA_WAIT_MS = 5000
+"""The longest one look-up of a silent topic in fresh metadata may wait (bounded by the read's deadline too)."""
 
 
 class TopicGoneError(Exception):
@@ -90,19 +93,30 @@ def read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread pool
     return out
 
 
-def topic_known(consumer: Any, topic: str) -> bool:
-    """Whether the cluster still has ``topic`` (kafka-python raises for an unknown one rather than answering None)."""
-    from kafka.errors import UnknownTopicOrPartitionError
+def topic_known(consumer: Any, topic: str, wait_ms: int) -> bool:
+    """Whether the cluster still has ``topic``, asked in a metadata request sent now (waiting at most ``wait_ms``).
 
+    Not from the consumer's cached metadata: that still holds a topic deleted since it was assigned (it is
+    refreshed only every ``metadata_max_age_ms``, 5 minutes, or after a fetch error, and Tansu answers a
+    fetch of a deleted topic with no error and no records), so a read of a deleted topic from the offset it
+    had reached went on until its ``request_timeout``, and a subscription polling it read it again after
+    every wait. No answer within ``wait_ms`` (a broker that does not answer): known, as far as it can tell.
+    """
+    from kafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
+
+    cluster = consumer._cluster  # noqa: SLF001 - the consumer's own metadata (the assigned topic's)
     try:
-        return bool(consumer.partitions_for_topic(topic))
-    except UnknownTopicOrPartitionError:
+        consumer._net.run(consumer._manager.wait_for, cluster.request_update(), wait_ms)  # noqa: SLF001
+    except UnknownTopicOrPartitionError:  # the update fails naming the topic the answer lacks
         return False
+    except KafkaTimeoutError:
+        return True
+    return bool(cluster.partitions_for_topic(topic))
 
 
-def _still_there(consumer: Any, topic: str) -> None:
-    """:class:`TopicGoneError` if the cluster no longer has ``topic``."""
-    if not topic_known(consumer, topic):
+def _still_there(consumer: Any, topic: str, left: float) -> None:
+    """:class:`TopicGoneError` if fresh metadata lacks ``topic`` (waiting at most ``left`` seconds for it)."""
+    if not topic_known(consumer, topic, max(1, min(METADATA_WAIT_MS, int(left * 1000)))):
         raise TopicGoneError(topic)
 
 
@@ -162,7 +176,7 @@ def read_loop(  # noqa: PLR0917, C901, PLR0912 - the fetch loop and its broker q
             raise KafkaTimeoutError(msg)
         if now > stalled_check:
             # no answer for a while: a topic deleted meanwhile (by another instance) reads as empty
-            _still_there(consumer, topic)
+            _still_there(consumer, topic, deadline - now)
             stalled_check = time.monotonic() + STALL_S
         want = None if max_records is None else max_records - len(out)
         got = consumer.poll(timeout_ms=POLL_MS, max_records=want) if want else consumer.poll(timeout_ms=POLL_MS)

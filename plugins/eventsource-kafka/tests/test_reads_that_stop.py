@@ -61,3 +61,38 @@ async def test_close_stops_a_running_read_with_a_typed_error(one_thread: tuple[K
     await asyncio.wait_for(p.close(), WAIT)
     with pytest.raises(ProviderUnavailableError, match="closed"):
         await asyncio.wait_for(waiting, WAIT)
+
+
+async def test_a_store_deleted_and_created_again_by_another_process_is_read_anew(kafka_url: str) -> None:
+    """Another process deletes every topic of the store and creates it again (``drop-store`` then a connect; or a
+    Tansu restart, which loses every topic). This process's view read its metadata topic on from the offset it had
+    reached, beyond the new topic's end: every call that reads the view ran to ``request_timeout`` and raised
+    ``ProviderTimeoutError``, for ever (the view is shared by the process; reconnecting kept it). A read that stalls
+    looks the topic up anyway (a deleted topic): an id other than the one this process read it under is a topic
+    created again, and the process's view of the store is read anew."""
+    from eventsource.model import ANY, NewEvent, utcnow
+
+    from .conftest import Proc, prefix_topics
+
+    def ev(eid: str) -> NewEvent:
+        return NewEvent(eid, "A", b"{}", b"", "json", utcnow())
+
+    args = {"url": kafka_url, "topic_prefix": f"r{uuid.uuid4().hex[:12]}", "request_timeout": 60.0}
+    p = KafkaProvider(**args)
+    await p.connect()
+    other: Proc | None = None
+    try:
+        for sid in ("a", "b", "c"):
+            await p.append(sid, [ev(str(uuid.uuid4()))], ANY)
+        await asyncio.to_thread(prefix_topics, kafka_url, args["topic_prefix"], delete=True)
+        other = await Proc.start(args)  # connects: the metadata and snapshot topics are created again
+        assert (await other(op="append", stream="a", ids=["new-a"], expected="NO_STREAM"))["ok"]["last"] == 1
+        info = await asyncio.wait_for(p.get_stream_info("a"), WAIT)
+        assert info is not None and info.version == 1
+        assert [e.event_id async for e in p.read_stream("a")] == ["new-a"]
+        assert await asyncio.wait_for(p.get_stream_info("b"), WAIT) is None
+    finally:
+        if other is not None:
+            await other.stop()
+        await p.close()
+        await asyncio.to_thread(prefix_topics, kafka_url, args["topic_prefix"], delete=True)

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import ProviderError, ProviderUnavailableError
 
-from eventsource_kafka.errors import map_error
-from eventsource_kafka.fetching import FETCH_BYTES, ReadStoppedError, TopicGoneError, read_sync
+from eventsource_kafka.errors import StoreReplacedError, map_error
+from eventsource_kafka.fetching import FETCH_BYTES, ReadStoppedError, TopicGoneError, TopicRecreatedError, read_sync
 from eventsource_kafka.loopwire import ProduceOutcomeUnknownError, produce_on_wire
 
 if TYPE_CHECKING:
@@ -68,6 +68,10 @@ class KafkaIO:
         self._primed: set[str] = set()
         # calls running in the pool with a pooled consumer, and the event that stops each (reads; see _with_consumer)
         self._running: dict[Future[Any], threading.Event | None] = {}
+        # topic -> the id a read found it under (the Connection shares its namespace's), and what to do when
+        # a read finds one created again (the Connection forgets the store as it saw it)
+        self.topic_ids: dict[str, Any] = {}
+        self.on_recreated: Callable[[str], None] | None = None
         self._producer: Any = None
         self.admin: Any = None
         from eventsource_kafka.loopwire import Wires
@@ -377,9 +381,17 @@ class KafkaIO:
         """
         halt = threading.Event()
         try:
-            args = (topic, start, max_records, stop, self.timeout, one_fetch, halt)
+            args = (topic, start, max_records, stop, self.timeout, one_fetch, halt, self.topic_ids)
             return await self._with_consumer(topic, f"reading {topic}", read_sync, *args, halt=halt)
         except ProviderError as e:
+            if isinstance(e.__cause__, TopicRecreatedError):
+                if self.on_recreated is not None:
+                    self.on_recreated(topic)
+                msg = (
+                    f"topic {topic} was deleted and created again since this process read it (the store was "
+                    "dropped and created anew, or the broker lost its data): its view of the store is read anew; retry"
+                )
+                raise StoreReplacedError(msg, operation=f"reading {topic}") from None
             if isinstance(e.__cause__, TopicGoneError):  # deleted meanwhile (that consumer is retired)
                 if or_gone:
                     raise e.__cause__ from None

@@ -32,6 +32,10 @@ class TopicGoneError(Exception):
     """The topic disappeared while it was being read (deleted by another instance)."""
 
 
+class TopicRecreatedError(Exception):
+    """The topic was deleted and created again since this process read it (another id: a new log)."""
+
+
 class ReadStoppedError(Exception):
     """The read was stopped from outside (its caller was cancelled, or the provider closed)."""
 
@@ -45,8 +49,13 @@ def read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread pool
     timeout: float,
     one_fetch: bool,
     halt: threading.Event,
+    ids: dict[str, Any],
 ) -> tuple[list[Any], int, bool, int | None]:
-    """Records of ``topic`` from ``start`` (see :meth:`KafkaIO.read_page`); ``halt`` set: :class:`ReadStoppedError`."""
+    """Records of ``topic`` from ``start`` (see :meth:`KafkaIO.read_page`); ``halt`` set: :class:`ReadStoppedError`.
+
+    ``ids``: topic -> the id this process read it under (recorded here after a read); a read that stalls and
+    finds another id raises :class:`TopicRecreatedError`.
+    """
     from kafka import TopicPartition
 
     tp = TopicPartition(topic, 0)
@@ -81,9 +90,13 @@ def read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread pool
             one_fetch,
             suspect=suspect,
             halt=halt,
+            ids=ids,
         )
     finally:
         consumer.pause(tp)
+    seen = consumer._cluster._topic_ids.get(topic)  # noqa: SLF001 - the id its metadata gave the topic
+    if seen is not None:
+        ids.setdefault(topic, seen)
     if max((len(r.value or b"") for r in out[0]), default=0) >= COLLECT_AFTER_BYTES:
         # kafka-python leaves each fetch response in reference cycles (through the tracebacks of the
         # timeouts it raises and catches while waiting), so a response is freed only by the cyclic
@@ -114,10 +127,17 @@ def topic_known(consumer: Any, topic: str, wait_ms: int) -> bool:
     return bool(cluster.partitions_for_topic(topic))
 
 
-def _still_there(consumer: Any, topic: str, left: float) -> None:
-    """:class:`TopicGoneError` if fresh metadata lacks ``topic`` (waiting at most ``left`` seconds for it)."""
+def _still_there(consumer: Any, topic: str, left: float, ids: dict[str, Any]) -> None:
+    """Raise if the topic went: fresh metadata (waited for at most ``left`` seconds) lacks it, or gives it another id.
+
+    :class:`TopicGoneError`, or :class:`TopicRecreatedError` for an id other than ``ids`` holds: a read from an
+    offset the old log had reached waits on a new, shorter one (Tansu answers it with nothing, and no end).
+    """
     if not topic_known(consumer, topic, max(1, min(METADATA_WAIT_MS, int(left * 1000)))):
         raise TopicGoneError(topic)
+    now, then = consumer._cluster._topic_ids.get(topic), ids.get(topic)  # noqa: SLF001
+    if now is not None and then is not None and now != then:
+        raise TopicRecreatedError(topic)
 
 
 def read_loop(  # noqa: PLR0917, C901, PLR0912 - the fetch loop and its broker quirks, read top to bottom
@@ -132,6 +152,7 @@ def read_loop(  # noqa: PLR0917, C901, PLR0912 - the fetch loop and its broker q
     *,
     suspect: bool,
     halt: threading.Event,
+    ids: dict[str, Any],
 ) -> tuple[list[Any], int, bool, int | None]:
     """The fetch loop of :func:`read_sync`: records, the next offset, whether the end was reached, and that end."""
     from kafka.errors import KafkaTimeoutError
@@ -176,7 +197,7 @@ def read_loop(  # noqa: PLR0917, C901, PLR0912 - the fetch loop and its broker q
             raise KafkaTimeoutError(msg)
         if now > stalled_check:
             # no answer for a while: a topic deleted meanwhile (by another instance) reads as empty
-            _still_there(consumer, topic, deadline - now)
+            _still_there(consumer, topic, deadline - now, ids)
             stalled_check = time.monotonic() + STALL_S
         want = None if max_records is None else max_records - len(out)
         got = consumer.poll(timeout_ms=POLL_MS, max_records=want) if want else consumer.poll(timeout_ms=POLL_MS)

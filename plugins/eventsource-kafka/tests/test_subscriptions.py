@@ -74,3 +74,45 @@ async def test_a_resume_point_whose_record_is_not_there_sends_the_read_back_to_t
     kafka_provider._reader._resume[meta["topic"]] = [(3, 99)]  # offset 3 holds versions 16 to 20, not 100
     assert [e.version async for e in kafka_provider.read_stream("s", from_version=100)] == [100]
     assert kafka_provider._reader._resume.get(meta["topic"], []) != [(3, 99)]  # dropped
+
+
+@pytest.mark.parametrize("how", ["streams", "store"])
+async def test_a_one_stream_subscription_whose_store_another_instance_deleted_ends_with_stream_deleted(
+    kafka_url: str, how: str
+) -> None:
+    """Another instance on the same prefix deletes every stream (``streams``) or every topic of the store, its
+    metadata topic too (``store``, :func:`drop_namespace`). With the metadata topic gone the reader's view kept
+    naming the stream's deleted topic, and a read of it from the offset its consumer had reached looked the topic
+    up in that consumer's cached metadata, which still held it: each read ran to ``request_timeout`` (60 s here)
+    in a pool thread, ignoring cancellation, and the subscription read again after every wait; ``next_batch``
+    never returned (bounded here). It now ends as on the other stores, with ``StreamDeletedError``."""
+    import asyncio
+
+    from eventsource.errors import StreamDeletedError
+    from eventsource.manager import EventSourcingManager
+    from eventsource.model import EventData
+    from eventsource.plugins import PluginHost
+    from eventsource_kafka import KafkaProvider
+
+    from .conftest import drop_namespace, fresh_provider
+
+    async with fresh_provider(kafka_url) as p:
+        other = KafkaProvider(kafka_url, topic_prefix=p.prefix, request_timeout=60.0)
+        await other.connect()
+        try:
+            m = EventSourcingManager(
+                {"providers": {}, "default_provider": None}, host=PluginHost(load_entrypoints=False)
+            )
+            await m.register_provider(p, name="k", default=True)
+            await m.append_events_batch(stream_id="s", events=[EventData("A", {"i": i}) for i in range(3)])
+            async with m.subscribe(stream_id="s", page_size=10, poll_interval=0.2) as sub:
+                assert [e.version for e in await sub.next_batch(10)] == [1, 2, 3]
+                if how == "streams":
+                    for info in (await other.list_streams(limit=100, offset=0))[0]:
+                        await other.delete_stream(info.stream_id)
+                else:
+                    await drop_namespace(other)
+                with pytest.raises(StreamDeletedError):
+                    await asyncio.wait_for(sub.next_batch(10), 50)  # below the read's 60 s request_timeout
+        finally:
+            await other.close()

@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.errors import ProviderError, ProviderUnavailableError
 
-from eventsource_kafka.errors import map_error
+from eventsource_kafka.errors import StoreReplacedError, map_error
+from eventsource_kafka.fetching import FETCH_BYTES, ReadStoppedError, TopicGoneError, TopicRecreatedError, read_sync
 from eventsource_kafka.loopwire import ProduceOutcomeUnknownError, produce_on_wire
 
 if TYPE_CHECKING:
@@ -25,15 +25,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_FETCH_BYTES = 256 * 1024
-_COLLECT_AFTER_BYTES = 128 * 1024
-_STALL_S = 1.0
-
-_SEEK_WAIT_MS = 200
-"""Fetch max wait once a fetch below the end came back empty (see ``_read_loop``)."""
-
-_POLL_MS = 2
-"""How long one ``poll`` may wait for a fetch response before the read loop re-checks its state."""
+_CLOSE_WAIT_S = 2.0
+"""How long :meth:`KafkaIO.close` waits for the calls running in the pool to let go of their consumers."""
 
 
 def record_size(value: bytes, headers: list[tuple[str, bytes]], key: bytes | None = None) -> int:
@@ -73,6 +66,12 @@ class KafkaIO:
         self._slots = asyncio.Semaphore(threads)
         self._admin_lock = threading.Lock()
         self._primed: set[str] = set()
+        # calls running in the pool with a pooled consumer, and the event that stops each (reads; see _with_consumer)
+        self._running: dict[Future[Any], threading.Event | None] = {}
+        # topic -> the id a read found it under (the Connection shares its namespace's), and what to do when
+        # a read finds one created again (the Connection forgets the store as it saw it)
+        self.topic_ids: dict[str, Any] = {}
+        self.on_recreated: Callable[[str], None] | None = None
         self._producer: Any = None
         self.admin: Any = None
         from eventsource_kafka.loopwire import Wires
@@ -127,6 +126,12 @@ class KafkaIO:
     async def close(self) -> None:
         """Close every client and the thread pool. Idempotent."""
         producer, admin, consumers = self._producer, self.admin, list(self._consumers)
+        running = dict(self._running)  # a copy in one step: pool threads remove the calls that end
+        for halt in running.values():  # reads in the pool stop within a poll, not at their own deadline
+            if halt is not None:
+                halt.set()
+        if running:  # then their consumers are closed: never one another thread is still using
+            await asyncio.wait([asyncio.wrap_future(cf) for cf in running], timeout=_CLOSE_WAIT_S)
         self.wires.close()
         self.produce_wires.close()
         self._producer = self.admin = None
@@ -325,8 +330,8 @@ class KafkaIO:
             check_crcs=False,  # the broker checks CRCs on produce; kafka-python's pure-Python CRC32C is slow
             # O(page) memory: a fetch answers at most this much (and always at least one whole record
             # batch, however large), and kafka-python holds a few copies of a response while decoding
-            max_partition_fetch_bytes=_FETCH_BYTES,
-            fetch_max_bytes=_FETCH_BYTES,
+            max_partition_fetch_bytes=FETCH_BYTES,
+            fetch_max_bytes=FETCH_BYTES,
             request_timeout_ms=max(int(self.timeout * 1000), 5000),
             bootstrap_timeout_ms=int(self.timeout * 1000),
         )
@@ -358,24 +363,39 @@ class KafkaIO:
         max_records: int | None = None,
         stop: int | None = None,
         one_fetch: bool = False,
+        or_gone: bool = False,
     ) -> tuple[list[Any], int, bool, int | None]:
         """Records of ``topic`` (one partition) from offset ``start``.
 
         Stops at the END THIS READ SAW WHEN IT BEGAN (the high watermark of its first fetch response,
         or ``stop`` if lower), never chasing a high watermark that moves while it reads; after
         ``max_records`` records; or (with ``one_fetch``) once one fetch response has delivered
-        records: a page of at most ``_FETCH_BYTES`` (or one record batch, however large), so scans
+        records: a page of at most ``FETCH_BYTES`` (or one record batch, however large), so scans
         hold O(page) memory. Returns the records (kafka-python ``ConsumerRecord``), the next offset to
         read, whether the end was reached, and that end (pass it as ``stop`` to read the next pages of
         the same snapshot of the log; ``None`` when no fetch answered yet).
+
+        A topic deleted meanwhile (by another instance) reads as empty: ``[], start, True, start``, or
+        (``or_gone``) raises :class:`~eventsource_kafka.fetching.TopicGoneError`. The read stops at once when
+        its caller is cancelled or :meth:`close` runs (:mod:`~eventsource_kafka.fetching`).
         """
+        halt = threading.Event()
         try:
-            return await self._with_consumer(
-                topic, f"reading {topic}", _read_sync, topic, start, max_records, stop, self.timeout, one_fetch
-            )
+            args = (topic, start, max_records, stop, self.timeout, one_fetch, halt, self.topic_ids)
+            return await self._with_consumer(topic, f"reading {topic}", read_sync, *args, halt=halt)
         except ProviderError as e:
-            if isinstance(e.__cause__, _TopicGoneError):
-                return [], start, True, start  # deleted meanwhile: nothing to read (that consumer is retired)
+            if isinstance(e.__cause__, TopicRecreatedError):
+                if self.on_recreated is not None:
+                    self.on_recreated(topic)
+                msg = (
+                    f"topic {topic} was deleted and created again since this process read it (the store was "
+                    "dropped and created anew, or the broker lost its data): its view of the store is read anew; retry"
+                )
+                raise StoreReplacedError(msg, operation=f"reading {topic}") from None
+            if isinstance(e.__cause__, TopicGoneError):  # deleted meanwhile (that consumer is retired)
+                if or_gone:
+                    raise e.__cause__ from None
+                return [], start, True, start
             raise
 
     async def end_offset(self, topic: str) -> int:
@@ -402,11 +422,15 @@ class KafkaIO:
 
         return listoffsets.end_offset_now(self, topic)
 
-    async def _with_consumer(self, topic: str, what: str, fn: Callable[..., T], *args: Any) -> T:
+    async def _with_consumer(
+        self, topic: str, what: str, fn: Callable[..., T], *args: Any, halt: threading.Event | None = None
+    ) -> T:
         """Run ``fn(consumer, *args)`` in the pool with a pooled consumer.
 
         The consumer goes back to the pool only when the thread is done with it: if the caller is
-        cancelled (a timeout) while the call runs, it is retired once the call ends.
+        cancelled (a timeout) while the call runs, it is retired once the call ends. ``halt``: an event
+        ``fn`` watches, set when the caller is cancelled or :meth:`close` runs, so ``fn`` frees its thread
+        then instead of running on to its own deadline while the pool's threads run out.
         """
         consumer = await self._acquire(topic)
         loop = asyncio.get_running_loop()
@@ -415,9 +439,13 @@ class KafkaIO:
         except BaseException:
             self._release(consumer, broken=True)
             raise
+        self._running[cf] = halt
+        cf.add_done_callback(lambda _: self._running.pop(cf, None))
         try:
             out = await asyncio.wrap_future(cf)
         except asyncio.CancelledError:
+            if halt is not None:
+                halt.set()
 
             def retire(_: Any) -> None:
                 with contextlib.suppress(RuntimeError):  # the loop may be closed by then
@@ -425,15 +453,15 @@ class KafkaIO:
 
             cf.add_done_callback(retire)
             raise
+        except ReadStoppedError as e:
+            self._release(consumer, broken=True)
+            msg = "the Kafka provider was closed while this call was running"
+            raise ProviderUnavailableError(msg, operation=what) from e
         except Exception as e:
             self._release(consumer, broken=True)
             raise map_error(e, what) from e
         self._release(consumer, broken=False)
         return out
-
-
-class _TopicGoneError(Exception):
-    """The topic disappeared while it was being read (deleted by another instance)."""
 
 
 def _tune_metadata(cluster: Any) -> None:
@@ -473,127 +501,3 @@ def _no_prefetch(fetcher: Any) -> None:
 
     fetcher.fetched_records = fetched_records
     fetcher.send_fetches = send_fetches
-
-
-def _read_sync(  # noqa: PLR0917 - positional: it is submitted to the thread pool
-    consumer: Any, topic: str, start: int, max_records: int | None, stop: int | None, timeout: float, one_fetch: bool
-) -> tuple[list[Any], int, bool, int | None]:
-    from kafka import TopicPartition
-
-    tp = TopicPartition(topic, 0)
-    consumer._eventsource_topic = topic  # noqa: SLF001 - pool affinity
-    subscription = consumer._subscription  # noqa: SLF001 - see below
-    if (
-        subscription.assigned_partitions() != {tp}
-        or subscription.assignment[tp].position is None
-        or (subscription.assignment[tp].position.offset != start)
-    ):
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-    # else: the consumer stopped exactly here in an earlier read (the next page of a scan): keep the
-    # records it already fetched instead of discarding them with a seek.
-    # A fetch sent before this read (a poll that timed out while its fetch was in flight) can still
-    # answer for this position with an older high watermark: if one may be pending, the end found
-    # is checked once against ListOffsets (a lower bound of the true end, even on Tansu).
-    fetcher = consumer._fetcher  # noqa: SLF001
-    suspect = bool(
-        fetcher.in_flight_fetches() or fetcher._completed_fetches or fetcher._paused_completed_fetches  # noqa: SLF001
-    )
-    consumer.resume(tp)
-    try:
-        out = _read_loop(
-            consumer, tp, subscription.assignment[tp], start, max_records, stop, timeout, one_fetch, suspect=suspect
-        )
-    finally:
-        consumer.pause(tp)
-    if max((len(r.value or b"") for r in out[0]), default=0) >= _COLLECT_AFTER_BYTES:
-        # kafka-python leaves each fetch response in reference cycles (through the tracebacks of the
-        # timeouts it raises and catches while waiting), so a response is freed only by the cyclic
-        # collector; after a page holding a large record, collect the young generations now so a
-        # scan of big records holds O(page) memory rather than whatever the thresholds allow.
-        gc.collect(1)
-    return out
-
-
-def _topic_known(consumer: Any, topic: str) -> bool:
-    """Whether the cluster still has ``topic`` (kafka-python raises for an unknown one rather than answering None)."""
-    from kafka.errors import UnknownTopicOrPartitionError
-
-    try:
-        return bool(consumer.partitions_for_topic(topic))
-    except UnknownTopicOrPartitionError:
-        return False
-
-
-def _read_loop(  # noqa: PLR0917, C901, PLR0912 - the fetch loop and its broker quirks, read top to bottom
-    consumer: Any,
-    tp: Any,
-    state: Any,
-    start: int,
-    max_records: int | None,
-    stop: int | None,
-    timeout: float,
-    one_fetch: bool,
-    *,
-    suspect: bool,
-) -> tuple[list[Any], int, bool, int | None]:
-    from kafka.errors import KafkaTimeoutError
-
-    topic = tp.topic
-    # a high watermark from an earlier read may be stale: wait for a fresh one
-    state.highwater = None
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    stalled_check = time.monotonic() + _STALL_S
-    pos = start
-    # The end this read stops at: the high watermark of the first fresh fetch response (or ``stop``
-    # if lower). Taken once: a writer appending all the while moves the high watermark on every
-    # fetch, and a read that chased it would never end.
-    end = stop
-    ended = False
-    fetch_config = consumer._fetcher.config  # noqa: SLF001 - the wait of the NEXT fetch request, set per read
-    fetch_config["fetch_max_wait_ms"] = 1
-    while True:
-        if not ended:
-            hw = state.highwater
-            if hw is not None and hw < max(start, stop or 0):
-                # below what this read knows the log holds (its start, or a stop the caller saw
-                # written): not this log's end (Tansu was seen answering an empty fetch with 0)
-                state.highwater = hw = None
-            if hw is not None:
-                if suspect and hw <= pos and int(consumer.end_offsets([tp])[tp]) > pos:
-                    state.highwater = None  # that watermark predates newer writes: fetch again
-                else:
-                    end = hw if stop is None else min(stop, hw)
-                    ended = True
-                suspect = False
-        if end is not None and (ended or stop is not None) and pos >= end:
-            return [r for r in out if r.offset < end], end, True, end
-        if (max_records is not None and len(out) >= max_records) or (one_fetch and out):
-            return out, pos if end is None else min(pos, end), False, end
-        now = time.monotonic()
-        if now > deadline:
-            msg = f"reading {topic} from offset {start} made no progress within {timeout}s"
-            raise KafkaTimeoutError(msg)
-        if now > stalled_check:
-            # no answer for a while: a topic deleted meanwhile (by another instance) reads as empty
-            stalled_check = now + _STALL_S
-            if not _topic_known(consumer, topic):
-                raise _TopicGoneError(topic)
-        want = None if max_records is None else max_records - len(out)
-        got = consumer.poll(timeout_ms=_POLL_MS, max_records=want) if want else consumer.poll(timeout_ms=_POLL_MS)
-        recs = got.get(tp)
-        if not recs and end is not None and pos < end:
-            # Tansu answers a fetch below the end with NO records when it cannot find them within the
-            # fetch's max wait (past ~1,400 records per partition, measured: many offsets come back empty
-            # at 1 ms, none at 100 ms); there are records there, so give the broker time to find them
-            fetch_config["fetch_max_wait_ms"] = _SEEK_WAIT_MS
-        if recs:
-            if end is not None and recs[-1].offset >= end:
-                recs = [r for r in recs if r.offset < end]
-            out.extend(recs)
-            pos = recs[-1].offset + 1
-            deadline = time.monotonic() + timeout
-            stalled_check = time.monotonic() + _STALL_S
-        p = consumer.position(tp)
-        pos = max(pos, p if p is not None else pos)

@@ -127,6 +127,8 @@ class Connection:
         identity = cluster_identity(desc)
         if identity:
             self.ns = namespace(self.servers, self.prefix, identity)
+        io.topic_ids = self.ns.topic_ids  # shared by the process: a reconnect still knows the ids read before
+        io.on_recreated = lambda _topic: self.ns.forget()
         self._io = io
         if self.settings["create_store"]:
             await self._leased()

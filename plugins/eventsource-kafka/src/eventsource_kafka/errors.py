@@ -10,7 +10,15 @@ from eventsource.errors import (
     ValidationError,
 )
 
-__all__ = ["map_error"]
+__all__ = ["StoreReplacedError", "map_error"]
+
+
+class StoreReplacedError(ProviderUnavailableError):
+    """A topic of the store was deleted and created again since this process read it.
+
+    The process's view of the store was forgotten and is read anew, so the call can be retried.
+    """
+
 
 _BOOTSTRAP_FAILED = "Unable to bootstrap"
 """What kafka-python's ``KafkaTimeoutError`` says when no bootstrap broker answered within the timeout."""

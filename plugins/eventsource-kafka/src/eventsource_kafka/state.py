@@ -57,6 +57,8 @@ class Namespace:
     snap_offset: int = 0
     snap_lock: SlotLock = field(default_factory=SlotLock)
     guard: threading.Lock = field(default_factory=threading.Lock)
+    # topic -> the id the cluster gave it when this process read it (a read finding another: created again)
+    topic_ids: dict[str, Any] = field(default_factory=dict)
 
     def apply_meta(self, stream_id: str, value: dict[str, Any] | None) -> None:
         """Apply one record of the metadata topic, in topic order (the same rule in every process).
@@ -95,6 +97,25 @@ class Namespace:
         elif inc >= current:  # written by an older version of the provider
             self.meta[stream_id] = value
             self.incarnations[stream_id] = max(current, 0)
+
+    def forget(self) -> None:
+        """Forget the store as this process saw it: a topic of it was deleted and created again.
+
+        Another process dropped the store and created it anew, or the broker lost its data, so every offset and
+        version held here may name records the new topics do not have. The views are read anew from their
+        topics' starts, and each stream's tail from its topic's; locks stay (their holders keep them).
+        """
+        with self.guard:
+            for s in self.slots.values():
+                s.reset(None)
+            self.meta.clear()
+            self.incarnations.clear()
+            self.deleted.clear()
+            self.awaited.clear()
+            self.meta_offset = 0
+            self.snaps.clear()
+            self.snap_offset = 0
+            self.topic_ids.clear()
 
     def slot(self, stream_id: str) -> Slot:
         """The stream's tail, created on first use."""

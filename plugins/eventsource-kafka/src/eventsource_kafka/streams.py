@@ -28,6 +28,7 @@ from eventsource.timestamps import from_us, now_us
 
 from eventsource_kafka import naming
 from eventsource_kafka.client import record_size
+from eventsource_kafka.fetching import TopicGoneError
 from eventsource_kafka.views import meta_record
 
 if TYPE_CHECKING:
@@ -232,10 +233,19 @@ class Streams:
             await self.conn.io.delete_topic(meta["topic"])
 
     async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
-        """Exact info: metadata view plus the stream's tail read to its high watermark."""
+        """Exact info: metadata view plus the stream's tail read to its high watermark.
+
+        ``None`` also for a stream whose topic is gone while the metadata view still names it (another
+        instance deleted every topic of the store, its metadata topic too): its events are gone, and a
+        one-stream subscription, which asks this when a read finds nothing, reports the stream deleted
+        instead of waiting on a view nothing will ever correct.
+        """
         slot = self.conn.ns.slot(stream_id)
         async with slot.lock.held():
-            meta = await self.tails.refresh(stream_id, slot)
+            try:
+                meta = await self.tails.refresh(stream_id, slot, or_gone=True)
+            except TopicGoneError:
+                return None
             return None if meta is None else info(stream_id, meta, slot)
 
     async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:

@@ -126,8 +126,14 @@ class Tails:
         self.conn = conn
         self.views = views
 
-    async def refresh(self, stream_id: str, slot: Slot, *, meta_too: bool = True) -> dict[str, Any] | None:
-        """Bring ``slot`` up to the stream's high watermark (call with the slot's lock held)."""
+    async def refresh(
+        self, stream_id: str, slot: Slot, *, meta_too: bool = True, or_gone: bool = False
+    ) -> dict[str, Any] | None:
+        """Bring ``slot`` up to the stream's high watermark (call with the slot's lock held).
+
+        ``or_gone``: a topic found deleted (the view still names it) raises
+        :class:`~eventsource_kafka.fetching.TopicGoneError` instead of reading as empty.
+        """
         meta = (await self.views.meta()).get(stream_id) if meta_too else self.conn.ns.meta.get(stream_id)
         topic = meta["topic"] if meta else None
         if topic != slot.topic:
@@ -143,7 +149,9 @@ class Tails:
         begin = slot.next_offset
         end: int | None = None
         while True:
-            recs, pos, at_end, end = await self.conn.io.read_page(topic, begin, stop=end, one_fetch=True)
+            recs, pos, at_end, end = await self.conn.io.read_page(
+                topic, begin, stop=end, one_fetch=True, or_gone=or_gone
+            )
             for r in recs:
                 if r.offset >= slot.next_offset:
                     slot.see(r.value, r.offset, window)

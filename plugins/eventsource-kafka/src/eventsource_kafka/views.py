@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from eventsource.errors import ProviderTimeoutError
 
 from eventsource_kafka import records
+from eventsource_kafka.errors import StoreReplacedError
 
 if TYPE_CHECKING:
     from eventsource_kafka.connection import Connection
@@ -70,7 +71,10 @@ class Views:
         """The metadata of every live stream, brought up to the metadata topic's high watermark."""
         ns = self.conn.ns
         async with ns.meta_lock.held():
-            recs, pos, _ = await self.conn.io.read(self.conn.meta_topic, ns.meta_offset)
+            try:
+                recs, pos, _ = await self.conn.io.read(self.conn.meta_topic, ns.meta_offset)
+            except StoreReplacedError:  # created again: the namespace forgot it all; read it from its start
+                recs, pos, _ = await self.conn.io.read(self.conn.meta_topic, ns.meta_offset)
             for r in recs:
                 if r.offset >= ns.meta_offset:
                     ns.apply_meta(

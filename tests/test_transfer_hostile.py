@@ -7,6 +7,7 @@ beyond its stream failed at the store after other streams were written.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -418,3 +419,30 @@ async def test_a_sub_second_utc_offset_is_imported_at_its_instant(tmp_path: Path
         assert event.timestamp.isoformat() == "2023-12-31T23:59:59.500000+00:00"
     finally:
         await dst.close()
+
+
+@pytest.mark.parametrize("kind", [[], ["event"], {}, {"event": 1}])
+def test_cli_import_of_a_record_whose_kind_is_not_text_is_a_bad_file(kind: object, tmp_path: Path) -> None:
+    """A record kind that is a JSON array or object was an unexpected TypeError (exit 1), not a bad line (exit 2)."""
+    path = tmp_path / "odd.jsonl"
+    good = _file([_stream("ok"), _event("ok", event_id=_GOOD_ID)])
+    path.write_bytes(good.replace(b'"kind": "event"', b'"kind": ' + json.dumps(kind).encode()))
+    url = f"sqlite:///{tmp_path / 'dst.db'}"
+    run = _cli(["import", str(path), "--to", url], tmp_path)
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert f"line 3: unknown record kind {kind!r}" in err
+    assert "unexpected" not in err
+    assert not (tmp_path / "dst.db").exists() or _no_streams(url)
+
+
+def _no_streams(url: str) -> bool:
+    async def count() -> int:
+        p = SqliteProvider(url)
+        await p.connect()
+        try:
+            return (await p.list_streams(limit=10, offset=0))[1]
+        finally:
+            await p.close()
+
+    return asyncio.run(count()) == 0

@@ -398,7 +398,7 @@ class JsonlSource:
                     end = d
                     continue
                 digest.update(raw)
-                if kind not in counts:
+                if not isinstance(kind, str) or kind not in counts:  # a JSON array or object: unhashable
                     raise self._error(lineno, f"unknown record kind {kind!r}")
                 counts[kind] += 1
                 yield lineno, d

@@ -156,3 +156,24 @@ async def test_a_snapshot_column_of_another_type_is_a_typed_error_on_read_export
     finally:
         await source.close()
         await target.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [("es_streams", "name"), ("es_streams", "aggregate_type"), ("es_snapshots", "aggregate_id")],
+)
+async def test_a_stream_or_snapshot_text_column_holding_bytes_stops_an_export_with_a_typed_error(
+    table: str, column: str, tmp_path: Path
+) -> None:
+    """A blob where text belongs: the export stopped with 'Object of type bytes is not JSON serializable'."""
+    es, url = await _store(tmp_path, "plain")
+    await es.create_snapshot(stream_id="bad", data={"state": 1})
+    await es.close()
+    _edit(tmp_path, f"UPDATE {table} SET {column} = X'41' WHERE stream_id = 'bad'")
+    source = SqliteProvider(url)
+    await source.connect()
+    try:
+        with pytest.raises(CodecError, match=f"malformed: its {column} is bytes, not text"):
+            await export_store(source, io.BytesIO())
+    finally:
+        await source.close()

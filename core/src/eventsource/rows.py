@@ -209,9 +209,11 @@ def check_snapshot(snap: RecordedSnapshot) -> None:
         ("version", "an integer", int),
         ("data", "bytes", (bytes, bytearray, memoryview)),
         ("metadata", "bytes", (bytes, bytearray, memoryview)),
+        ("aggregate_id", "text", str),
+        ("aggregate_type", "text", str),
     ):
         value = getattr(snap, name)
-        if not isinstance(value, types):
+        if not isinstance(value, types) and not (value is None and name.startswith("aggregate")):
             msg = (
                 f"snapshot {snap.snapshot_id!r} (version {snap.version!r} of stream {snap.stream_id!r}) is stored "
                 f"malformed: its {name} is {type(value).__name__}, not {want} (written by another tool?)"

@@ -99,13 +99,16 @@ async def list_all_streams(provider: Provider, wanted: StreamFilter) -> AsyncIte
 
 
 def _check_stream(info: StreamInfo) -> None:
-    """Refuse a stream whose versions are not integers (another tool wrote them into the store): :class:`CodecError`."""
-    for name in ("version", "event_count", "first_version"):
+    """Refuse a stream holding a value of another type (another tool wrote it into the store): :class:`CodecError`."""
+    for name in ("version", "event_count", "first_version", "name", "aggregate_id", "aggregate_type", "last_event_id"):
         value = getattr(info, name)
-        if (value is not None or name != "first_version") and (not isinstance(value, int) or isinstance(value, bool)):
+        want = "an integer" if name in ("version", "event_count", "first_version") else "text"
+        if value is None and name not in {"version", "event_count"}:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int if want == "an integer" else str):
             msg = (
-                f"stream {info.stream_id!r} is stored malformed: its {name} is {type(value).__name__}, not an "
-                "integer (written by another tool?)"
+                f"stream {info.stream_id!r} is stored malformed: its {name} is {type(value).__name__}, not {want} "
+                "(written by another tool?)"
             )
             raise CodecError(msg, stream_id=info.stream_id)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource import EventSourcingManager
+from eventsource.domain.rewrite import rewrite_stream
 from eventsource.errors import CodecError
 from eventsource.sqlite import SqliteProvider
 from eventsource.subscriptions import EventDecodeError
@@ -177,3 +178,17 @@ async def test_a_stream_or_snapshot_text_column_holding_bytes_stops_an_export_wi
             await export_store(source, io.BytesIO())
     finally:
         await source.close()
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+async def test_an_event_column_of_another_type_stops_the_upcast_rewrite_with_a_typed_error(
+    config: str, tmp_path: Path
+) -> None:
+    """The offline rewrite opens each stored payload itself: text in a payload column was an AttributeError."""
+    es, _ = await _store(tmp_path, config)
+    try:
+        _edit(tmp_path, "UPDATE es_events SET data = '{\"a\": 1}' WHERE stream_id = 'bad' AND version = 1")
+        with pytest.raises(CodecError):
+            await rewrite_stream(es, "bad")
+    finally:
+        await es.close()

@@ -419,15 +419,16 @@ class EventCodec:
         For the offline rewrite (:mod:`eventsource.domain.rewrite`); a shredded key raises
         :class:`KeyShreddedError` whatever ``shredded_events`` says.
         """
-        if rec.encoding == self.plain:
-            try:
-                return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
-            except CodecError as e:
-                raise self._event_error(e, rec) from e
         try:
+            if rec.encoding == self.plain:
+                return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
             return self._open_event(rec)
         except CodecError as e:
             raise self._event_error(e, rec) from e
+        except EventSourceError:
+            raise
+        except UNREADABLE as e:  # a record another tool wrote (text, not bytes)
+            raise malformed(_record_row(rec), cause=e) from e
 
     def _open_event(self, rec: RecordedEvent) -> tuple[Any, dict[str, Any]]:
         """Data and metadata of a sealed (or compressed) record, each under the associated data it was sealed with."""

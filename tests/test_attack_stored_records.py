@@ -11,12 +11,15 @@ from __future__ import annotations
 import base64
 import io
 import sqlite3
+import uuid
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from eventsource import EventSourcingManager
 from eventsource.domain.rewrite import rewrite_stream
 from eventsource.errors import CodecError
+from eventsource.model import ExpectedVersion, NewEvent, NewStream, utcnow
 from eventsource.sqlite import SqliteProvider
 from eventsource.subscriptions import EventDecodeError
 from eventsource.transfer import copy_store, export_store
@@ -190,5 +193,38 @@ async def test_an_event_column_of_another_type_stops_the_upcast_rewrite_with_a_t
         _edit(tmp_path, "UPDATE es_events SET data = '{\"a\": 1}' WHERE stream_id = 'bad' AND version = 1")
         with pytest.raises(CodecError):
             await rewrite_stream(es, "bad")
+    finally:
+        await es.close()
+
+
+@pytest.mark.parametrize("encoding", ["json", "json+zlib"])
+@pytest.mark.parametrize("meta", [b"5", b"[1]", b"null", b'"x"'])
+async def test_stored_metadata_that_is_not_an_object_is_a_typed_error(
+    encoding: str, meta: bytes, tmp_path: Path
+) -> None:
+    """Metadata another writer stored as a JSON number, list, null or string (a hand-made import file, say).
+
+    It was handed out as the event's ``metadata`` (typed a dict), or, with an upcasting chain registered, raised
+    ``AttributeError: 'list' object has no attribute 'get'`` from every read, subscription and rewrite.
+    """
+    es, _ = await _store(tmp_path, "plain")
+    try:
+        es.add_upcaster("T", 1, lambda data: data)
+        pack = zlib.compress if encoding.endswith("zlib") else bytes  # the descriptor covers data and metadata
+        rec = NewEvent(str(uuid.uuid4()), "T", pack(b'{"c": 1}'), pack(meta), encoding, utcnow())
+        await es.get_provider().append("odd", [rec], ExpectedVersion.ANY, NewStream(stream_id="odd"))
+        with pytest.raises(CodecError, match="metadata"):
+            await _all(es.read_stream("odd"))
+        with pytest.raises(CodecError, match="metadata"):
+            await es.get_event_by_id(rec.event_id)
+        with pytest.raises(CodecError, match="metadata"):
+            await rewrite_stream(es, "odd", dry_run=True)
+        async with es.subscribe(stream_id="odd", poll_interval=0.05) as sub:
+            with pytest.raises(EventDecodeError):
+                await anext(sub)
+        await es.create_snapshot(stream_id="bad", data={"s": 1}, metadata={"m": 1})
+        _edit(tmp_path, f"UPDATE es_snapshots SET metadata = X'{meta.hex()}', encoding = 'json'")
+        with pytest.raises(CodecError, match="metadata"):
+            await es.get_snapshot("bad")
     finally:
         await es.close()

@@ -26,7 +26,7 @@ from eventsource.errors import (
     ValidationError,
 )
 from eventsource.manager.fastrows import json_rows
-from eventsource.manager.sealing import aad_prefix, data_aad, meta_aad, open_data, open_meta
+from eventsource.manager.sealing import aad_prefix, data_aad, meta_aad, not_an_object, open_data, open_meta
 from eventsource.manager.validation import check_scope_names
 from eventsource.model import SHREDDED_KEY, Event, RowPage, Snapshot, make_event, make_recorded_event
 from eventsource.rows import RECORD_FIELDS, UNREADABLE, check_snapshot, malformed, stored_time
@@ -371,6 +371,8 @@ class EventCodec:
             try:
                 data = loads(rec.data)
                 meta = loads(rec.metadata) if rec.metadata else {}
+                if not isinstance(meta, dict):
+                    raise not_an_object(meta)
             except CodecError as e:  # corrupt JSON: named like any other payload that cannot be decoded
                 raise self._event_error(e, rec) from e
             except EventSourceError:
@@ -420,9 +422,12 @@ class EventCodec:
         :class:`KeyShreddedError` whatever ``shredded_events`` says.
         """
         try:
-            if rec.encoding == self.plain:
-                return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
-            return self._open_event(rec)
+            if rec.encoding != self.plain:
+                return self._open_event(rec)
+            meta = self.loads(rec.metadata) if rec.metadata else {}
+            if not isinstance(meta, dict):
+                raise not_an_object(meta)
+            return self.loads(rec.data), meta
         except CodecError as e:
             raise self._event_error(e, rec) from e
         except EventSourceError:
@@ -497,6 +502,9 @@ class EventCodec:
                 ts = conv(ts)
             d = loads(data)
             m = loads(meta) if meta else {}
+            if not isinstance(m, dict):  # the general path names it
+                yield general(row)
+                continue
             if slow and etype in slow:
                 etype, d = upcast(etype, d, m, (eid, sid, ver))
             yield make(eid, sid, etype, d, m, ver, pos, ts, c1, c2, uid, tid, aid, atype)

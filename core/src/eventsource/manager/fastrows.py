@@ -56,7 +56,7 @@ def json_rows(  # noqa: C901, PLR0915 - the per-row loop stays in one frame (no 
                 elif meta:
                     text = meta.decode("utf-8", "surrogatepass")
                     m, end = (tagged if tag in meta else untagged)(text, 0)
-                    if end != len(text):
+                    if end != len(text) or type(m) is not dict:  # not an object: the general path names it
                         d = _SLOW
                 else:
                     m = {}

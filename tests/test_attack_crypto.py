@@ -173,3 +173,31 @@ async def test_a_skipping_subscription_without_the_key_stops_rather_than_skip_ev
         with pytest.raises(EventDecodeError):
             await asyncio.wait_for(sub.next_batch(10), 30)
         assert sub.skipped == 0
+
+
+@pytest.mark.parametrize("scope", ["global", "tenant", "stream"])
+async def test_rows_moved_inside_the_sqlite_file_fail_authentication_and_the_rest_reads(
+    scope: str, tmp_path: Path
+) -> None:
+    """An event row moved to another stream and a snapshot served as another stream's, by SQL on the file itself.
+
+    The associated data binds the stream the reader asked for, not the one the row names: stream A's snapshot
+    relabelled as stream B's (B's own deleted) fails, and so does A's event put at B's version 2.
+    """
+    db = tmp_path / "events.db"
+    keyed = {} if scope == "global" else {"encryption_scope": scope, "encryption_key_store": str(tmp_path / "k")}
+    m = await manager(db, compression="zlib", compression_threshold=0, **keyed)
+    for sid in ("A", "B"):
+        for i in range(2):
+            await m.append_event(stream_id=sid, event_type="T", data={"i": i}, metadata={"m": i}, tenant_id=f"t{sid}")
+        await m.create_snapshot(stream_id=sid, data={"of": sid})
+    with sqlite3.connect(db) as con:
+        con.execute("DELETE FROM es_snapshots WHERE stream_id = 'B'")
+        con.execute("UPDATE es_snapshots SET stream_id = 'B' WHERE stream_id = 'A'")
+        con.execute("DELETE FROM es_events WHERE stream_id = 'B' AND version = 2")
+        con.execute("UPDATE es_events SET stream_id = 'B' WHERE stream_id = 'A' AND version = 2")
+    with pytest.raises(DecryptionError):
+        await m.get_snapshot("B")
+    with pytest.raises(DecryptionError):
+        [e async for e in m.read_stream("B")]
+    assert [e.data async for e in m.read_stream("A")] == [{"i": 0}]

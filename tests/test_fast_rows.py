@@ -23,7 +23,7 @@ def row(n: int, data: bytes, meta: bytes = b"", enc: str = "json") -> tuple[obje
 PAYLOADS = [
     (b'{"a":1,"b":[1,2,{"c":null}]}', b""),
     (b'{"a":1}', b'{"k":"v"}'),
-    (b'{"at":{"$es":"datetime","v":"2026-12-05T12:00:00+00:00"}}', b'{"$es":"set","v":[1]}'),
+    (b'{"at":{"$es":"datetime","v":"2026-12-05T12:00:00+00:00"}}', b'{"tags":{"$es":"set","v":[1]}}'),
     (b' {"a":1} ', b""),  # whitespace around: the scanner stops early, the general path decides
     (b'{"s":"\\ud800"}', b""),
     (b'"text"', b""),

@@ -7,7 +7,9 @@ beyond its stream failed at the store after other streams were written.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import gzip
 import json
 import os
 import signal
@@ -15,6 +17,7 @@ import stat
 import subprocess
 import sys
 import threading
+import tracemalloc
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -416,5 +419,60 @@ async def test_a_sub_second_utc_offset_is_imported_at_its_instant(tmp_path: Path
             await import_store(stream, dst, name=str(path), check_first=True)
         [event] = [e async for e in dst.read_stream("s")]
         assert event.timestamp.isoformat() == "2023-12-31T23:59:59.500000+00:00"
+    finally:
+        await dst.close()
+
+
+@pytest.mark.parametrize("kind", [[], ["event"], {}, {"event": 1}])
+def test_cli_import_of_a_record_whose_kind_is_not_text_is_a_bad_file(kind: object, tmp_path: Path) -> None:
+    """A record kind that is a JSON array or object was an unexpected TypeError (exit 1), not a bad line (exit 2)."""
+    path = tmp_path / "odd.jsonl"
+    good = _file([_stream("ok"), _event("ok", event_id=_GOOD_ID)])
+    path.write_bytes(good.replace(b'"kind": "event"', b'"kind": ' + json.dumps(kind).encode()))
+    url = f"sqlite:///{tmp_path / 'dst.db'}"
+    run = _cli(["import", str(path), "--to", url], tmp_path)
+    err = run.stderr.decode()
+    assert run.returncode == 2, err
+    assert f"line 3: unknown record kind {kind!r}" in err
+    assert "unexpected" not in err
+    assert not (tmp_path / "dst.db").exists() or _no_streams(url)
+
+
+def _no_streams(url: str) -> bool:
+    async def count() -> int:
+        p = SqliteProvider(url)
+        await p.connect()
+        try:
+            return (await p.list_streams(limit=10, offset=0))[1]
+        finally:
+            await p.close()
+
+    return asyncio.run(count()) == 0
+
+
+async def test_an_import_line_of_millions_of_tiny_values_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    """A small gzip file whose one line holds millions of '{}' parsed into that many dicts before any check.
+
+    The line limit bounds a line's bytes, not what they parse into: '{},' is 3 bytes and a 64-byte dict, so a
+    120 KB file (one 126 MB line) took 6 GB of memory and 50 seconds to be refused. Here 4,000,000 of them
+    (a 12 MB line, 40 KB gzipped) are refused on their count, before they are parsed, and nothing is written.
+    """
+    head = {"kind": "header", "format": "eventsource-export", "version": 1, "source": None}
+    line = b'{"kind":"stream","stream_id":"s","metadata":{"x":[' + b"{}," * 4_000_000 + b"{}]}}\n"
+    path = tmp_path / "bomb.jsonl.gz"
+    path.write_bytes(gzip.compress(json.dumps(head).encode() + b"\n" + line))
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await dst.connect()
+    try:
+        tracemalloc.start()
+        try:
+            with open_input(str(path)) as stream, pytest.raises(TransferFormatError) as caught:
+                await import_store(stream, dst, name="bomb", check_first=True, position_map=tmp_path / "map.db")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert "bomb, line 2: a line of more than 1,000,000 JSON values" in str(caught.value)
+        assert peak < 64 << 20, f"{peak >> 20} MiB"  # the line's bytes and the reader's buffers, not 4 million dicts
+        assert (await dst.list_streams(limit=10, offset=0))[1] == 0
     finally:
         await dst.close()

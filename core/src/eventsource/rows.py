@@ -13,7 +13,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
-from eventsource.model import AppendResult, Event, RecordedEvent
+from eventsource.errors import CodecError, EventSourceError
+from eventsource.model import AppendResult, Event, RecordedEvent, RecordedSnapshot
 
 T = TypeVar("T")
 
@@ -123,7 +124,71 @@ class RowPage:
         make, conv = make_recorded_event, self.timestamp
         if conv is None:
             return [make(*r) for r in self.rows]
-        return [make(*r[:_TS], conv(r[_TS]), *r[_TS + 1 :]) for r in self.rows]
+        try:
+            return [make(*r[:_TS], conv(r[_TS]), *r[_TS + 1 :]) for r in self.rows]
+        except UNREADABLE:
+            for r in self.rows:
+                stored_time(conv, r)  # raises for the row whose timestamp is not the store's form
+            raise
+
+
+UNREADABLE = (TypeError, AttributeError, ValueError, OverflowError, IndexError)
+"""What a stored value of another type raises where a store's own form is expected (another tool wrote it)."""
+_TEXT_AT = tuple(RECORD_FIELDS.index(n) for n in ("event_id", "stream_id", "event_type", "encoding"))
+_INT_AT = tuple(RECORD_FIELDS.index(n) for n in ("version", "position"))
+_BYTES_AT = tuple(RECORD_FIELDS.index(n) for n in ("data", "metadata"))
+_OPTIONAL_AT = tuple(range(_TS + 1, len(RECORD_FIELDS)))
+
+
+def row_problem(row: Sequence[Any]) -> str | None:
+    """The first field of a stored event (a row in :data:`RECORD_FIELDS` order) whose type no store writes there.
+
+    ``None`` if every field has its type (the timestamp is not looked at: its stored form is the store's own).
+    """
+
+    def said(i: int, want: str) -> str:
+        return f"its {RECORD_FIELDS[i]} is {type(row[i]).__name__}, not {want}"
+
+    for i in _TEXT_AT:
+        if not isinstance(row[i], str):
+            return said(i, "text")
+    for i in _INT_AT:
+        if not isinstance(row[i], int) or isinstance(row[i], bool):
+            return said(i, "an integer")
+    for i in _BYTES_AT:
+        if not isinstance(row[i], (bytes, bytearray, memoryview)):
+            return said(i, "bytes")
+    for i in _OPTIONAL_AT:
+        if row[i] is not None and not isinstance(row[i], str):
+            return said(i, "text")
+    return None
+
+
+def malformed(row: Sequence[Any], problem: str | None = None, cause: BaseException | None = None) -> CodecError:
+    """The error for a stored event that another tool wrote with a value of another type (``problem`` says which).
+
+    Without ``problem``, :func:`row_problem` finds it; failing that, ``cause``'s type is named (never its message,
+    which may quote the payload).
+    """
+    problem = problem or row_problem(row) or f"it cannot be decoded ({type(cause).__name__})"
+    eid, sid, version = row[0], row[1], row[3]
+    msg = (
+        f"event {eid!r} (version {version!r} of stream {sid!r}) is stored malformed: {problem} "
+        "(written by another tool?)"
+    )
+    return CodecError(msg, event_id=eid, stream_id=sid)
+
+
+def stored_time(conv: Callable[[Any], datetime], row: Sequence[Any]) -> datetime:
+    """``conv`` of ``row``'s stored timestamp; :class:`CodecError` naming the event if it is not the store's form."""
+    ts = row[_TS]
+    try:
+        return conv(ts)
+    except EventSourceError:
+        raise
+    except UNREADABLE as e:
+        shown = repr(ts) if len(repr(ts)) <= 40 else f"{repr(ts)[:40]}..."  # noqa: PLR2004
+        raise malformed(row, f"its timestamp {shown} ({type(ts).__name__}) is not one this store writes") from e
 
 
 class EventShell:
@@ -134,3 +199,23 @@ class EventShell:
     """
 
     __slots__ = Event.__slots__
+
+
+def check_snapshot(snap: RecordedSnapshot) -> None:
+    """Refuse a stored snapshot holding a value of another type (another tool wrote it): :class:`CodecError`."""
+    for name, want, types in (
+        ("snapshot_id", "text", str),
+        ("encoding", "text", str),
+        ("version", "an integer", int),
+        ("data", "bytes", (bytes, bytearray, memoryview)),
+        ("metadata", "bytes", (bytes, bytearray, memoryview)),
+        ("aggregate_id", "text", str),
+        ("aggregate_type", "text", str),
+    ):
+        value = getattr(snap, name)
+        if not isinstance(value, types) and not (value is None and name.startswith("aggregate")):
+            msg = (
+                f"snapshot {snap.snapshot_id!r} (version {snap.version!r} of stream {snap.stream_id!r}) is stored "
+                f"malformed: its {name} is {type(value).__name__}, not {want} (written by another tool?)"
+            )
+            raise CodecError(msg, snapshot_id=snap.snapshot_id, stream_id=snap.stream_id)

@@ -252,6 +252,9 @@ class CodecPipeline:
     def _unpack(self, raw: bytes, steps: tuple[tuple[str, Any], ...], aad: bytes, scope: str | None) -> bytes:
         """Stored bytes through the decode ``steps`` of their descriptor (decrypt, bounded decompression)."""
         limit = self.max_decoded_size
+        if type(raw) is not bytes and not isinstance(raw, (bytearray, memoryview)):  # a store another tool wrote to
+            msg = f"stored payload is a {type(raw).__name__}, not bytes (malformed)"
+            raise CodecError(msg)  # before a cipher sees it: what a cipher raises reads as its key service failing
         for kind, codec in steps:
             if kind == "c":
                 try:

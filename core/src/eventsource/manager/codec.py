@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eventsource.codecs import CodecPipeline
@@ -18,15 +19,17 @@ from eventsource.codecs.keys import ScopedKeyStore
 from eventsource.errors import (
     CodecError,
     ConfigurationError,
+    EventSourceError,
     KeyShreddedError,
     ProviderError,
     UpcastError,
     ValidationError,
 )
 from eventsource.manager.fastrows import json_rows
-from eventsource.manager.sealing import aad_prefix, data_aad, meta_aad, open_data, open_meta
+from eventsource.manager.sealing import aad_prefix, data_aad, meta_aad, not_an_object, open_data, open_meta
 from eventsource.manager.validation import check_scope_names
 from eventsource.model import SHREDDED_KEY, Event, RowPage, Snapshot, make_event, make_recorded_event
+from eventsource.rows import RECORD_FIELDS, UNREADABLE, check_snapshot, malformed, stored_time
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -64,6 +67,10 @@ def _with_context(e: CodecError, where: str, **details: Any) -> CodecError:
         return type(e)(f"{where}: {e.message}", **{**e.details, **details})
     except TypeError:  # a third-party subclass with another signature
         return e
+
+
+_record_row = attrgetter(*RECORD_FIELDS)
+"""A :class:`RecordedEvent`'s fields as a row (for :func:`~eventsource.rows.malformed`)."""
 
 
 def _upcast(ups: list[Callable[[Event], Event]], ev: Event) -> Event:
@@ -356,7 +363,7 @@ class EventCodec:
         dumps = self.pipeline.serializer.dumps
         return len(dumps(data)) + (len(dumps(metadata)) if metadata else 0)
 
-    def decode_event(self, rec: RecordedEvent) -> Event:
+    def decode_event(self, rec: RecordedEvent) -> Event:  # noqa: C901 - one frame per event on the read path
         """The event of a stored record, upcast (a shredded one raises or is redacted, by configuration)."""
         redacted = False  # set only here: a caller's own SHREDDED_KEY in its metadata must not skip the chain
         if rec.encoding == self.plain:
@@ -364,8 +371,14 @@ class EventCodec:
             try:
                 data = loads(rec.data)
                 meta = loads(rec.metadata) if rec.metadata else {}
+                if not isinstance(meta, dict):
+                    raise not_an_object(meta)
             except CodecError as e:  # corrupt JSON: named like any other payload that cannot be decoded
                 raise self._event_error(e, rec) from e
+            except EventSourceError:
+                raise
+            except UNREADABLE as e:  # text, not bytes: a record another tool wrote
+                raise malformed(_record_row(rec), cause=e) from e
         else:
             try:
                 data, meta = self._open_event(rec)
@@ -375,6 +388,10 @@ class EventCodec:
                 data, meta, redacted = None, {SHREDDED_KEY: e.scope}, True
             except CodecError as e:
                 raise self._event_error(e, rec) from e
+            except EventSourceError:  # a key store's configuration error (a ValueError too), a provider's
+                raise
+            except UNREADABLE as e:  # a descriptor, type or payload of another type: a record another tool wrote
+                raise malformed(_record_row(rec), cause=e) from e
         etype = rec.event_type
         slow = self.chain.events.types
         if slow and etype in slow and not redacted:  # a redacted event has no data to upcast
@@ -404,15 +421,19 @@ class EventCodec:
         For the offline rewrite (:mod:`eventsource.domain.rewrite`); a shredded key raises
         :class:`KeyShreddedError` whatever ``shredded_events`` says.
         """
-        if rec.encoding == self.plain:
-            try:
-                return self.loads(rec.data), (self.loads(rec.metadata) if rec.metadata else {})
-            except CodecError as e:
-                raise self._event_error(e, rec) from e
         try:
-            return self._open_event(rec)
+            if rec.encoding != self.plain:
+                return self._open_event(rec)
+            meta = self.loads(rec.metadata) if rec.metadata else {}
+            if not isinstance(meta, dict):
+                raise not_an_object(meta)
+            return self.loads(rec.data), meta
         except CodecError as e:
             raise self._event_error(e, rec) from e
+        except EventSourceError:
+            raise
+        except UNREADABLE as e:  # a record another tool wrote (text, not bytes)
+            raise malformed(_record_row(rec), cause=e) from e
 
     def _open_event(self, rec: RecordedEvent) -> tuple[Any, dict[str, Any]]:
         """Data and metadata of a sealed (or compressed) record, each under the associated data it was sealed with."""
@@ -457,8 +478,9 @@ class EventCodec:
         def general(row: EventRow) -> Event:
             if conv is None:
                 return decode(make(*row))
-            (eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype) = row
-            return decode(make(eid, sid, etype, ver, pos, data, meta, enc, conv(ts), c1, c2, uid, tid, aid, atype))
+            (eid, sid, etype, ver, pos, data, meta, enc, _, c1, c2, uid, tid, aid, atype) = row
+            ts = stored_time(conv, row)  # a timestamp of another type: CodecError naming the event
+            return decode(make(eid, sid, etype, ver, pos, data, meta, enc, ts, c1, c2, uid, tid, aid, atype))
 
         return general
 
@@ -480,6 +502,9 @@ class EventCodec:
                 ts = conv(ts)
             d = loads(data)
             m = loads(meta) if meta else {}
+            if not isinstance(m, dict):  # the general path names it
+                yield general(row)
+                continue
             if slow and etype in slow:
                 etype, d = upcast(etype, d, m, (eid, sid, ver))
             yield make(eid, sid, etype, d, m, ver, pos, ts, c1, c2, uid, tid, aid, atype)
@@ -544,6 +569,7 @@ class EventCodec:
         scope = self.key_scope(stream_id=sid) if self.scope_mode == "stream" else None
         decode = self.pipeline.decode
         try:
+            check_snapshot(snap)
             data = open_data(
                 decode,
                 snap.data,

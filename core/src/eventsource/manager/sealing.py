@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import DecryptionError, UnknownKeyError
+from eventsource.errors import CodecError, DecryptionError, UnknownKeyError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,7 +72,16 @@ def open_meta(
     forms = [meta_aad(prefix, event_type)]
     if event_type is not None:
         forms.append(prefix + META)
-    return _first(decode, raw, encoding, scope, forms)
+    meta = _first(decode, raw, encoding, scope, forms)
+    if not isinstance(meta, dict):
+        raise not_an_object(meta)
+    return meta
+
+
+def not_an_object(meta: object) -> CodecError:
+    """The error for stored metadata that decodes to anything but an object (another writer stored it so)."""
+    msg = f"stored metadata is a {type(meta).__name__}, not a JSON object (written by another tool?)"
+    return CodecError(msg)
 
 
 def _first(decode: Callable[..., Any], raw: bytes, encoding: str, scope: str | None, forms: list[bytes]) -> Any:

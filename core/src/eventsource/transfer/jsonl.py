@@ -47,6 +47,11 @@ FORMAT = "eventsource-export"
 FORMAT_VERSION = 1
 MAX_LINE = 128 << 20
 """Longest line an import reads (room for a 50 MB payload in base64 and its fields); longer is refused."""
+MAX_VALUES = 1_000_000
+"""Most JSON values an import line may hold, counted by their separators before it is parsed: a record holds a few
+dozen (payloads are base64 text), stream metadata what a manager's ``max_event_size`` lets it store. The line limit
+bounds bytes, not what they parse into: ``{},`` is 3 bytes and a 64-byte dict, so a long line of them (a gzip file of
+a few hundred KB) would take gigabytes before any record is looked at."""
 MAX_PLACEHOLDERS = 10_000_000
 """Most versions below a stream's first stored event an import fills with placeholders (see the sink)."""
 CHECK_EVERY = 1000
@@ -366,6 +371,8 @@ class JsonlSource:
     def _decode(self, lineno: int, raw: bytes) -> dict[str, Any]:
         if len(raw) >= MAX_LINE and not raw.endswith(b"\n"):
             raise self._error(lineno, f"a line longer than {MAX_LINE >> 20} MiB")
+        if len(raw) > MAX_VALUES and raw.count(b",") + raw.count(b":") > MAX_VALUES:  # (a short line cannot be)
+            raise self._error(lineno, f"a line of more than {MAX_VALUES:,} JSON values (no record holds so many)")
         try:
             d = json.loads(raw, parse_constant=_no_constant)
         except _ConstantError as e:
@@ -398,7 +405,7 @@ class JsonlSource:
                     end = d
                     continue
                 digest.update(raw)
-                if kind not in counts:
+                if not isinstance(kind, str) or kind not in counts:  # a JSON array or object: unhashable
                     raise self._error(lineno, f"unknown record kind {kind!r}")
                 counts[kind] += 1
                 yield lineno, d

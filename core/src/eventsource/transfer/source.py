@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 from dataclasses import dataclass
+from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
-from eventsource.errors import ProviderTimeoutError
+from eventsource.errors import CodecError, ProviderTimeoutError
 from eventsource.model import RecordedEvent, RecordedSnapshot, RowPage, StreamInfo
 from eventsource.provider import Provider
+from eventsource.rows import RECORD_FIELDS, check_snapshot, malformed, row_problem
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -64,8 +67,21 @@ class StreamFilter:
 
 
 def page_records(page: Sequence[RecordedEvent] | RowPage) -> list[RecordedEvent]:
-    """A provider page as records (a :class:`RowPage`'s rows converted)."""
-    return page.records() if isinstance(page, RowPage) else list(page)
+    """A provider page as records (a :class:`RowPage`'s rows converted).
+
+    A record holding a value of another type (another tool wrote it into the store) is a :class:`CodecError`
+    naming it, before any of the page is moved: payloads travel as stored, so nothing else would look.
+    """
+    records = page.records() if isinstance(page, RowPage) else list(page)
+    for rec in records:
+        row = _as_row(rec)
+        problem = row_problem(row)
+        if problem is not None or not isinstance(rec.timestamp, datetime):
+            raise malformed(row, problem or f"its timestamp is {type(rec.timestamp).__name__}, not a datetime")
+    return records
+
+
+_as_row = attrgetter(*RECORD_FIELDS)
 
 
 async def list_all_streams(provider: Provider, wanted: StreamFilter) -> AsyncIterator[StreamInfo]:
@@ -75,10 +91,26 @@ async def list_all_streams(provider: Provider, wanted: StreamFilter) -> AsyncIte
         page, _total = await provider.list_streams(limit=LIST_PAGE, offset=0, after=after)
         for info in page:
             if wanted(info.stream_id):
+                _check_stream(info)
                 yield info
         if len(page) < LIST_PAGE:
             return
         after = page[-1].stream_id
+
+
+def _check_stream(info: StreamInfo) -> None:
+    """Refuse a stream holding a value of another type (another tool wrote it into the store): :class:`CodecError`."""
+    for name in ("version", "event_count", "first_version", "name", "aggregate_id", "aggregate_type", "last_event_id"):
+        value = getattr(info, name)
+        want = "an integer" if name in ("version", "event_count", "first_version") else "text"
+        if value is None and name not in {"version", "event_count"}:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int if want == "an integer" else str):
+            msg = (
+                f"stream {info.stream_id!r} is stored malformed: its {name} is {type(value).__name__}, not {want} "
+                "(written by another tool?)"
+            )
+            raise CodecError(msg, stream_id=info.stream_id)
 
 
 async def snapshots_of(provider: Provider, stream_id: str) -> list[RecordedSnapshot]:
@@ -89,6 +121,7 @@ async def snapshots_of(provider: Provider, stream_id: str) -> list[RecordedSnaps
         snap = await provider.get_snapshot(stream_id, max_version=below)
         if snap is None:
             break
+        check_snapshot(snap)
         found.append(snap)
         below = snap.version - 1
     found.reverse()

@@ -476,3 +476,30 @@ async def test_an_import_line_of_millions_of_tiny_values_is_refused_before_it_is
         assert (await dst.list_streams(limit=10, offset=0))[1] == 0
     finally:
         await dst.close()
+
+
+async def test_stream_metadata_text_full_of_commas_survives_export_and_import(tmp_path: Path) -> None:
+    """The value-count bomb guard counts separators JSON text merely holds: a stream's metadata with a note of
+    1,200,000 commas (a CSV pasted in, say) exported fine and was refused on import as "more than 1,000,000
+    JSON values". Separators inside strings are no values: the file imports, the metadata comes back whole."""
+    from eventsource.model import NewStream
+    from eventsource.transfer import export_store
+
+    note = "a," * 1_200_000
+    src = SqliteProvider(f"sqlite:///{tmp_path / 'src.db'}")
+    dst = SqliteProvider(f"sqlite:///{tmp_path / 'dst.db'}")
+    await src.connect()
+    await dst.connect()
+    try:
+        await src.create_stream(NewStream("s", metadata={"note": note}))
+        path = tmp_path / "out.jsonl"
+        with path.open("wb") as out:
+            await export_store(src, out)
+        with open_input(str(path)) as stream:
+            await import_store(stream, dst, name="out", check_first=True, position_map=tmp_path / "map.db")
+        info = await dst.get_stream_info("s")
+        assert info is not None
+        assert info.metadata == {"note": note}
+    finally:
+        await src.close()
+        await dst.close()

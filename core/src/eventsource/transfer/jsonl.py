@@ -52,6 +52,18 @@ MAX_VALUES = 1_000_000
 dozen (payloads are base64 text), stream metadata what a manager's ``max_event_size`` lets it store. The line limit
 bounds bytes, not what they parse into: ``{},`` is 3 bytes and a 64-byte dict, so a long line of them (a gzip file of
 a few hundred KB) would take gigabytes before any record is looked at."""
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _values(raw: bytes) -> int:
+    """About how many JSON values ``raw`` holds: its separators outside strings (cheap where none are inside)."""
+    n = raw.count(b",") + raw.count(b":")
+    if n > MAX_VALUES and b'"' in raw:  # text may hold commas (a CSV note in stream metadata): count without it
+        stripped = _STRING.sub(b'""', raw)
+        n = stripped.count(b",") + stripped.count(b":")
+    return n
+
+
 MAX_PLACEHOLDERS = 10_000_000
 """Most versions below a stream's first stored event an import fills with placeholders (see the sink)."""
 CHECK_EVERY = 1000
@@ -371,7 +383,7 @@ class JsonlSource:
     def _decode(self, lineno: int, raw: bytes) -> dict[str, Any]:
         if len(raw) >= MAX_LINE and not raw.endswith(b"\n"):
             raise self._error(lineno, f"a line longer than {MAX_LINE >> 20} MiB")
-        if len(raw) > MAX_VALUES and raw.count(b",") + raw.count(b":") > MAX_VALUES:  # (a short line cannot be)
+        if len(raw) > MAX_VALUES and _values(raw) > MAX_VALUES:  # (a short line cannot hold so many)
             raise self._error(lineno, f"a line of more than {MAX_VALUES:,} JSON values (no record holds so many)")
         try:
             d = json.loads(raw, parse_constant=_no_constant)

@@ -26,6 +26,7 @@ from eventsource.errors import (
     ValidationError,
 )
 from eventsource.manager.fastrows import json_rows
+from eventsource.manager.keysetup import build_key_provider
 from eventsource.manager.sealing import aad_prefix, data_aad, meta_aad, not_an_object, open_data, open_meta
 from eventsource.manager.validation import check_scope_names
 from eventsource.model import SHREDDED_KEY, Event, RowPage, Snapshot, make_event, make_recorded_event
@@ -90,36 +91,6 @@ def _upcast(ups: list[Callable[[Event], Event]], ev: Event) -> Event:
             raise UpcastError(msg, event_type=ev.event_type, event_id=ev.event_id, stream_id=ev.stream_id)
         ev = out
     return ev
-
-
-def build_key_provider(config: ManagerConfig, host: PluginHost, explicit: KeyProvider | None) -> KeyProvider | None:
-    """Explicit provider, else the ``eventsource_key_provider`` hook, else the ring from configuration."""
-    if explicit is not None:
-        return explicit
-    hooked = host.key_provider(config)
-    if hooked is not None:
-        return hooked
-    if not config.encryption_keys:
-        if config.encryption:
-            msg = (
-                "encryption is on but no key is configured (encryption_keys, a key_provider, or a key-provider plugin)"
-            )
-            raise ConfigurationError(msg, field="encryption_keys")
-        return None
-    from eventsource.codecs.keys import ScopedKeyStore, StaticKeyRing
-
-    ring = StaticKeyRing(config.encryption_keys, config.active_key_id)
-    if config.encryption_scope == "global" and config.encryption_key_store is None:
-        return ring
-    # a key store configured under "global" still opens what was sealed with scoped keys before the switch
-    if config.encryption_key_store is None:
-        msg = (
-            f"encryption_scope={config.encryption_scope!r} needs a key store for per-scope keys: set "
-            "encryption_key_store to a file path (or 'memory' for throw-away stores), or install a key-provider plugin"
-        )
-        raise ConfigurationError(msg, field="encryption_key_store")
-    path = None if config.encryption_key_store == "memory" else config.encryption_key_store
-    return ScopedKeyStore(ring, path)
 
 
 class EventCodec:

@@ -355,8 +355,7 @@ async def test_a_snapshot_of_a_recreated_stream_is_refused_while_an_append_is_in
 
 def test_a_transaction_the_server_rolled_back_is_a_conflict_not_a_lost_connection() -> None:
     import psycopg.errors
-    from eventsource_postgres.connection import _connection_lost
-    from eventsource_postgres.errors import map_error
+    from eventsource_postgres.errors import connection_lost, map_error
 
     for exc in (
         psycopg.errors.DeadlockDetected("deadlock detected"),
@@ -365,7 +364,7 @@ def test_a_transaction_the_server_rolled_back_is_a_conflict_not_a_lost_connectio
         err = map_error(exc, operation="delete_stream", where="pg")
         assert type(err) is ConflictError, err
         assert "nothing was written" in str(err)
-        assert not _connection_lost(exc)
+        assert not connection_lost(exc)
     nul = psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
     assert isinstance(map_error(nul, operation="append", where="pg"), ValidationError)
 

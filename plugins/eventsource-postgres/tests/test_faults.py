@@ -406,3 +406,24 @@ async def test_a_connection_not_idle_on_the_server_is_stale(url: str, state: str
         assert _stale(conn)
     finally:
         conn.pgconn.finish()
+
+
+async def test_when_no_host_of_a_list_can_be_used_the_error_gives_each_hosts_reason(url: str) -> None:
+    # a multi-host url (failover) whose hosts all fail: one refuses the connection, the other is read-only (here a
+    # session option; in a failover, a standby not yet promoted). The message kept only the first line of the
+    # driver's, the last host's reason: "session is read-only", with no word of the host that was down
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    parts = urlsplit(url)
+    hosts = f"{parts.username}@127.0.0.1:{port},{parts.hostname}:{parts.port or 5432}"
+    options = "options=-c%20default_transaction_read_only%3Don"
+    listed = f"postgresql://{hosts}{parts.path}?target_session_attrs=read-write&connect_timeout=2&{options}"
+    p = PostgresProvider(listed, schema="never")
+    with pytest.raises(ProviderUnavailableError) as info:
+        await p.connect()
+    text = str(info.value)
+    assert f"127.0.0.1:{port}: Connection refused" in text, text
+    assert f"{parts.hostname}:{parts.port or 5432}: session is read-only" in text, text
+    assert "no host of the url could be used" in text, text
+    await p.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from eventsource.config import libpq_refused_setting
@@ -86,6 +87,23 @@ def recovery_conflict(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40")
 
 
+_HOST_FAILED = re.compile(r"^- host: '([^']*)', port: '([^']*)'.*failed: (.+?)\s*$")
+"""One host's line of psycopg's message when every host of a list failed (its last ``failed:`` is the reason)."""
+
+
+def _detail(text: str) -> str:
+    """The driver message's first line; when every host of a list failed, each host's reason (psycopg 3.2+).
+
+    The first line is the last host's reason alone: with a host down and another read-only (a standby not yet
+    promoted), it said only "session is read-only".
+    """
+    lines = text.strip().splitlines()
+    reasons = [f"{m[1]}:{m[2]}: {m[3]}" for m in map(_HOST_FAILED.match, lines) if m]
+    if len(reasons) < 2:  # noqa: PLR2004 - one host: its line says it all
+        return lines[0] if lines else ""
+    return "no host of the url could be used (" + "; ".join(reasons) + ")"
+
+
 def _scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")
@@ -114,7 +132,7 @@ def map_error(  # noqa: C901, PLR0911, PLR0912 - one table of driver errors, rea
     import psycopg
     import psycopg_pool
 
-    detail = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, secrets)
+    detail = _scrub(_detail(str(exc)) or type(exc).__name__, secrets)
     base = f"{operation} on {where} failed: {detail}"
     if isinstance(exc, psycopg_pool.PoolTimeout):
         return ProviderTimeoutError(

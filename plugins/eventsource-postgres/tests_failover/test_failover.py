@@ -20,9 +20,11 @@ import pytest
 from eventsource import EventData, EventSourcingManager
 from eventsource.errors import ConcurrencyError, ProviderTimeoutError, ProviderUnavailableError
 from eventsource.subscriptions import CheckpointAheadError
+from eventsource.sync import SyncEventSourcingManager
+from pair import Pair
 
 if TYPE_CHECKING:
-    from pair import Pair
+    from eventsource.model import Event
 
 STREAMS = 4
 RETRYABLE = (ProviderUnavailableError, ProviderTimeoutError)
@@ -149,6 +151,8 @@ async def _failover_run(pair: Pair, *, hold_standby: float) -> dict[str, Any]:
         acked_before_kill = len(w.acked)
         await asyncio.to_thread(pair.kill_primary)
         await asyncio.to_thread(pair.promote)
+        if pair.synchronous:  # (else its commits wait for a standby it does not have, and are never acknowledged)
+            await asyncio.to_thread(pair.stop_waiting_for_a_standby)
         # the writer must go on by itself on the promoted server
         target = len(w.acked) + 20
         deadline = time.monotonic() + 60
@@ -206,3 +210,36 @@ async def test_acknowledged_events_survive_failover(
         assert r["acked_while_cut"] > 0, r
         assert r["lost"] >= r["acked_while_cut"] - 5, r  # less the one append in flight at the cut
         assert r["rewinds"] > 0, r
+
+
+def _sync_append(config: dict[str, Any], event_type: str) -> None:
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="order-d", event_type=event_type, data={})
+
+
+async def test_an_append_is_not_acknowledged_before_the_synchronous_standby_has_it() -> None:
+    # synchronous replication, the standby gone: an append's commit waits for it until the manager's timeout
+    # cancels the wait, and the commit stands on the primary alone (PostgreSQL warns, and the caller gets a
+    # timeout: outcome unknown). The manager's retry, same ids, found them stored and answered duplicate=True:
+    # acknowledged, and lost when the primary then died and the standby was promoted
+    pair = Pair(synchronous=True).start()
+    try:
+        config = {"providers": {"pg": pair.url()}, "timeout": 1, "retry_attempts": 3, "retry_delay": 0.05}
+        async with EventSourcingManager(config) as es:
+            await es.append_event(stream_id="order-d", event_type="Placed", data={})
+            await asyncio.to_thread(pair.cut_standby)
+            with pytest.raises(ProviderTimeoutError):
+                await es.append_event(stream_id="order-d", event_type="Paid", data={})
+            # the sync API waits in the caller's thread, timed out its own way: the statement it cancelled ended in
+            # success (the commit's wait was what it cut short), which it took for the append's answer
+            with pytest.raises(ProviderTimeoutError):
+                await asyncio.to_thread(_sync_append, config, "Shipped")
+            stored = [e.event_type async for e in es.read_stream("order-d")]
+            assert stored == ["Placed", "Paid", "Shipped"], "a cancelled commit did not stand: the test proves nothing"
+        await asyncio.to_thread(pair.kill_primary)
+        await asyncio.to_thread(pair.promote)
+        async with EventSourcingManager({"providers": {"pg": pair.url()}, "timeout": 30}) as es:
+            events: list[Event] = [e async for e in es.read_stream("order-d")]
+        assert [e.event_type for e in events] == ["Placed"]  # what was acknowledged, and no more
+    finally:
+        pair.stop()

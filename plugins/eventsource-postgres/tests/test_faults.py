@@ -355,8 +355,7 @@ async def test_a_snapshot_of_a_recreated_stream_is_refused_while_an_append_is_in
 
 def test_a_transaction_the_server_rolled_back_is_a_conflict_not_a_lost_connection() -> None:
     import psycopg.errors
-    from eventsource_postgres.connection import _connection_lost
-    from eventsource_postgres.errors import map_error
+    from eventsource_postgres.errors import connection_lost, map_error
 
     for exc in (
         psycopg.errors.DeadlockDetected("deadlock detected"),
@@ -365,7 +364,7 @@ def test_a_transaction_the_server_rolled_back_is_a_conflict_not_a_lost_connectio
         err = map_error(exc, operation="delete_stream", where="pg")
         assert type(err) is ConflictError, err
         assert "nothing was written" in str(err)
-        assert not _connection_lost(exc)
+        assert not connection_lost(exc)
     nul = psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
     assert isinstance(map_error(nul, operation="append", where="pg"), ValidationError)
 
@@ -407,3 +406,24 @@ async def test_a_connection_not_idle_on_the_server_is_stale(url: str, state: str
         assert _stale(conn)
     finally:
         conn.pgconn.finish()
+
+
+async def test_when_no_host_of_a_list_can_be_used_the_error_gives_each_hosts_reason(url: str) -> None:
+    # a multi-host url (failover) whose hosts all fail: one refuses the connection, the other is read-only (here a
+    # session option; in a failover, a standby not yet promoted). The message kept only the first line of the
+    # driver's, the last host's reason: "session is read-only", with no word of the host that was down
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    parts = urlsplit(url)
+    hosts = f"{parts.username}@127.0.0.1:{port},{parts.hostname}:{parts.port or 5432}"
+    options = "options=-c%20default_transaction_read_only%3Don"
+    listed = f"postgresql://{hosts}{parts.path}?target_session_attrs=read-write&connect_timeout=2&{options}"
+    p = PostgresProvider(listed, schema="never")
+    with pytest.raises(ProviderUnavailableError) as info:
+        await p.connect()
+    text = str(info.value)
+    assert f"127.0.0.1:{port}: Connection refused" in text, text
+    assert f"{parts.hostname}:{parts.port or 5432}: session is read-only" in text, text
+    assert "no host of the url could be used" in text, text
+    await p.close()

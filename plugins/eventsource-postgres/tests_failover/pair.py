@@ -202,6 +202,13 @@ class Pair:
     def promote(self) -> None:
         self._run("pg_ctl", "-D", str(self.standby_dir), "-w", "promote")
 
+    def stop_waiting_for_a_standby(self) -> None:
+        """On the promoted server (a synchronous pair's: it kept ``synchronous_standby_names``, with no standby of
+        its own, so every commit would wait for ever): commit without one, as a failover manager does."""
+        with psycopg.connect(self.dsn(self.standby_port), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+            conn.execute("SELECT pg_reload_conf()")
+
     def _alive(self, data: Path) -> bool:
         pid = self._postmaster_pid(data)
         if pid is None:

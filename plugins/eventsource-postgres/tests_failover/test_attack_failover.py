@@ -325,3 +325,47 @@ def _lock_conflicts(pair: Pair) -> int:
     with psycopg.connect(pair.dsn(pair.standby_port), autocommit=True) as c:
         row = c.execute("SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = 'postgres'").fetchone()
     return 0 if row is None else int(row[0])
+
+
+def _replayed(pair: Pair) -> None:
+    """Return once the standby has replayed everything the primary wrote so far (bounded)."""
+    with psycopg.connect(pair.dsn(pair.primary_port), autocommit=True) as c:
+        row = c.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    with psycopg.connect(pair.dsn(pair.standby_port), autocommit=True) as c:
+        for _ in range(600):
+            done = c.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", row).fetchone()
+            if done == (True,):
+                return
+            time.sleep(0.05)
+    raise AssertionError("the standby did not replay the primary's writes")
+
+
+def _fence(pair: Pair) -> None:
+    """Make the primary read-only without ending a session (a switchover's fencing), as every session sees it."""
+    with psycopg.connect(pair.dsn(pair.primary_port), autocommit=True) as c:
+        c.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        c.execute("SELECT pg_reload_conf()")
+
+
+async def test_appends_reach_the_promoted_standby_while_the_fenced_old_primary_stays_up(standby_pair: Pair) -> None:
+    # a switchover that fences the old primary read-only (its sessions stay open) and promotes the standby: the
+    # pool kept its sessions on the old primary, every append failed there with ProviderError ("cannot execute
+    # SELECT in a read-only transaction", sqlstate 25006), never retried, until the pool recycled them (an hour)
+    config = {"providers": {"pg": {"url": standby_pair.url(), "settings": {"pool_timeout": 2}}}, "timeout": 10}
+    async with EventSourcingManager({**config, "retry_attempts": 1}) as es:
+        await es.append_event(stream_id="order-f", event_type="Placed", data={})
+        await asyncio.to_thread(_replayed, standby_pair)
+        await asyncio.to_thread(_fence, standby_pair)
+        for _ in range(50):  # bounded: a session takes the reload before its next command but one
+            try:
+                await es.append_event(stream_id="order-x", event_type="Probe", data={})
+            except ProviderUnavailableError as e:  # no server accepts writes now: a passing outage, said so
+                assert "read-only" in str(e), e
+                break
+        else:
+            raise AssertionError("the fenced primary kept accepting appends")
+        await asyncio.to_thread(standby_pair.promote)
+        r = await es.append_event(stream_id="order-f", event_type="Paid", data={}, expected_version=1)
+        assert r.version == 2
+    async with EventSourcingManager(config) as fresh:
+        assert [e.event_type async for e in fresh.read_stream("order-f")] == ["Placed", "Paid"]

@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from eventsource import EventData, EventSourcingManager
 from eventsource.errors import ConcurrencyError, ProviderTimeoutError, ProviderUnavailableError
+from eventsource.subscriptions import CheckpointAheadError
+from eventsource.sync import SyncEventSourcingManager
+from pair import Pair
 
 if TYPE_CHECKING:
-    from pair import Pair
+    from eventsource.model import Event
 
 STREAMS = 4
 RETRYABLE = (ProviderUnavailableError, ProviderTimeoutError)
@@ -86,6 +89,35 @@ class Writer:
             return bool(res.duplicate)
 
 
+class Follower:
+    """A live subscription to every stream, subscribed again after its last event on an outage (as a service does)."""
+
+    def __init__(self, es: EventSourcingManager) -> None:
+        self.es = es
+        self.delivered: list[tuple[int, str]] = []
+        self.refused: CheckpointAheadError | None = None
+        """The store went back below what was delivered (events lost by an asynchronous failover): said, not passed."""
+
+    async def run(self) -> None:
+        while True:
+            start = self.delivered[-1][0] + 1 if self.delivered else 0
+            try:
+                async with self.es.subscribe(from_position=start, poll_interval=0.2) as sub:
+                    async for e in sub:
+                        self.delivered.append((e.position, e.event_id))
+            except RETRYABLE:
+                await asyncio.sleep(0.05)
+            except CheckpointAheadError as e:
+                self.refused = e
+                return
+
+    async def caught_up(self, ids: set[str]) -> None:
+        for _ in range(600):  # bounded: until every stored event came, or the follower stopped
+            if self.refused is not None or ids <= {i for _, i in self.delivered}:
+                return
+            await asyncio.sleep(0.05)
+
+
 async def _found(url: str, streams: list[str]) -> tuple[Counter[str], dict[str, list[str]]]:
     """Every event id stored on the server now answering ``url``, counted, and each stream's ids in order."""
     async with EventSourcingManager({"providers": {"pg": url}}) as es:
@@ -106,6 +138,8 @@ async def _failover_run(pair: Pair, *, hold_standby: float) -> dict[str, Any]:
     config = {"providers": {"pg": pair.url()}, "timeout": 5, "retry_attempts": 2, "retry_delay": 0.05}
     async with EventSourcingManager(config) as es:
         w = Writer(es, pad=16384 if hold_standby else 0)
+        follower = Follower(es)
+        following = asyncio.create_task(follower.run())
         task = asyncio.create_task(w.run())
         await asyncio.sleep(1.5)
         assert w.acked, "the writer acknowledged nothing before the failover"
@@ -117,6 +151,8 @@ async def _failover_run(pair: Pair, *, hold_standby: float) -> dict[str, Any]:
         acked_before_kill = len(w.acked)
         await asyncio.to_thread(pair.kill_primary)
         await asyncio.to_thread(pair.promote)
+        if pair.synchronous:  # (else its commits wait for a standby it does not have, and are never acknowledged)
+            await asyncio.to_thread(pair.stop_waiting_for_a_standby)
         # the writer must go on by itself on the promoted server
         target = len(w.acked) + 20
         deadline = time.monotonic() + 60
@@ -125,7 +161,15 @@ async def _failover_run(pair: Pair, *, hold_standby: float) -> dict[str, Any]:
         w.stop.set()
         await task
         assert len(w.acked) >= target, "the writer did not resume on the promoted standby"
-    found, order = await _found(pair.url(), w.streams)
+        found, order = await _found(pair.url(), w.streams)
+        await follower.caught_up(set(found))
+        following.cancel()
+    # the live subscription: nothing twice, in position order, and every stored event, unless it stopped saying
+    # the store went back below what it had delivered (it passed over the events written after the failover)
+    positions = [p for p, _ in follower.delivered]
+    assert positions == sorted(set(positions)), "the subscription repeated or reordered events"
+    missed = set(found) - {i for _, i in follower.delivered}
+    assert follower.refused is not None or not missed, f"the subscription silently missed {len(missed)} events"
     lost = [e for e in w.acked if e not in found]
     # the event-id index makes a doubled id impossible, so "doubled" alone cannot fail: also check that
     # each stream holds exactly what was acknowledged to it, in that order, less what was lost
@@ -145,6 +189,7 @@ async def _failover_run(pair: Pair, *, hold_standby: float) -> dict[str, Any]:
         "outage": w.longest_gap,
         "duplicates_reported": w.duplicates,
         "rewinds": len(w.rewinds),
+        "follower_refused": follower.refused is not None,
     }
 
 
@@ -159,8 +204,42 @@ async def test_acknowledged_events_survive_failover(
     if pair.synchronous:
         assert r["lost"] == 0, r
         assert r["rewinds"] == 0, r
+        assert not r["follower_refused"], r
     elif hold_standby:
         # everything acknowledged after the standby was cut off existed on the killed primary alone
         assert r["acked_while_cut"] > 0, r
         assert r["lost"] >= r["acked_while_cut"] - 5, r  # less the one append in flight at the cut
         assert r["rewinds"] > 0, r
+
+
+def _sync_append(config: dict[str, Any], event_type: str) -> None:
+    with SyncEventSourcingManager(config) as es:
+        es.append_event(stream_id="order-d", event_type=event_type, data={})
+
+
+async def test_an_append_is_not_acknowledged_before_the_synchronous_standby_has_it() -> None:
+    # synchronous replication, the standby gone: an append's commit waits for it until the manager's timeout
+    # cancels the wait, and the commit stands on the primary alone (PostgreSQL warns, and the caller gets a
+    # timeout: outcome unknown). The manager's retry, same ids, found them stored and answered duplicate=True:
+    # acknowledged, and lost when the primary then died and the standby was promoted
+    pair = Pair(synchronous=True).start()
+    try:
+        config = {"providers": {"pg": pair.url()}, "timeout": 1, "retry_attempts": 3, "retry_delay": 0.05}
+        async with EventSourcingManager(config) as es:
+            await es.append_event(stream_id="order-d", event_type="Placed", data={})
+            await asyncio.to_thread(pair.cut_standby)
+            with pytest.raises(ProviderTimeoutError):
+                await es.append_event(stream_id="order-d", event_type="Paid", data={})
+            # the sync API waits in the caller's thread, timed out its own way: the statement it cancelled ended in
+            # success (the commit's wait was what it cut short), which it took for the append's answer
+            with pytest.raises(ProviderTimeoutError):
+                await asyncio.to_thread(_sync_append, config, "Shipped")
+            stored = [e.event_type async for e in es.read_stream("order-d")]
+            assert stored == ["Placed", "Paid", "Shipped"], "a cancelled commit did not stand: the test proves nothing"
+        await asyncio.to_thread(pair.kill_primary)
+        await asyncio.to_thread(pair.promote)
+        async with EventSourcingManager({"providers": {"pg": pair.url()}, "timeout": 30}) as es:
+            events: list[Event] = [e async for e in es.read_stream("order-d")]
+        assert [e.event_type for e in events] == ["Placed"]  # what was acknowledged, and no more
+    finally:
+        pair.stop()

@@ -7,7 +7,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+import pytest
 from eventsource import EventSourcingManager
+from eventsource.errors import ProviderUnavailableError
 from eventsource.projections import Projection, ProjectionRunner, SqliteSink
 from eventsource_postgres import PostgresAdvisoryLease
 
@@ -61,3 +63,28 @@ async def test_a_runner_holds_its_lease_again_on_the_promoted_standby(standby_pa
         await runner.stop()
         await asyncio.wait_for(task, 30)
         await es.close()
+
+
+async def test_a_lease_is_never_held_on_a_standby(standby_pair: Pair) -> None:
+    # advisory locks on a hot standby are the standby's alone (never WAL-logged): a lease whose URL reached the
+    # standby (a host list without target_session_attrs=read-write, a DNS name on a replica) was granted while
+    # another process held the same key on the primary, so two runners ran one projection
+    pair = standby_pair
+    on_primary = PostgresAdvisoryLease(pair.dsn(pair.primary_port), namespace="two", connect_timeout=2)
+    hosts = f"127.0.0.1:{pair.standby_port},127.0.0.1:{pair.primary_port}"
+    on_standby = PostgresAdvisoryLease(f"postgresql://postgres@{hosts}/postgres", namespace="two", connect_timeout=2)
+    await on_primary.connect()
+    await on_standby.connect()
+    try:
+        async with on_primary.hold("p", timeout=5):
+            with pytest.raises(ProviderUnavailableError) as err:
+                async with on_standby.hold("p", timeout=5):
+                    raise AssertionError("the lease was held on the standby while the primary held it")
+            assert "standby" in str(err.value)
+            assert "target_session_attrs=read-write" in str(err.value)
+        with pytest.raises(ProviderUnavailableError):  # nobody holds it now: still refused there
+            async with on_standby.hold("p", timeout=5):
+                pass
+    finally:
+        await on_primary.close()
+        await on_standby.close()

@@ -61,6 +61,7 @@ class Appender:
             stored = await self._events_by_ids([e.event_id for e in events])
             dup = check_duplicate(stream_id, events, [stored.get(e.event_id) for e in events])
             if dup is not None:
+                await self._durable()
                 return dup
             if row is None:  # the expected version did not hold
                 info = await self.streams.get_stream_info(stream_id)
@@ -173,6 +174,20 @@ class Appender:
                 aty=[e.aggregate_type for e in events],
             )
         return self.sql.append[kind, single], params
+
+    async def _durable(self) -> None:
+        """Before a retry is answered as a duplicate: wait until what is committed is as durable as a commit is now.
+
+        (As ``synchronous_commit`` says.) The earlier attempt may have committed without that: a cancel (the
+        manager's timeout) ends a commit's wait for the synchronous standby, and the commit stands on the primary
+        alone. A transaction that writes WAL (a transactional logical message, which changes nothing) waits at its
+        commit for the standby to have its later WAL position, so all before it too.
+        """
+
+        async def run(c: InlineConnection) -> list[tuple[Any, ...]]:
+            return await self.conn.fetchall(c, "SELECT pg_logical_emit_message(true, 'eventsource', '')", ())
+
+        await self.conn.call("append", run, retry=True)
 
     async def _events_by_ids(self, ids: list[str]) -> dict[str, RecordedEvent]:
         rows = await self.conn.call(

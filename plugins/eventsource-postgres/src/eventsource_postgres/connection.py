@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from eventsource.errors import ConfigurationError, EventSourceError, ProviderUnavailableError, ValidationError
 from eventsource.inline import INTERRUPTS, SYNC_CALLER, SYNC_TIMEOUT, inline_io_allowed
 
-from eventsource_postgres.errors import INPUT_CODES, map_error
+from eventsource_postgres.errors import connection_lost, foreign_store, map_error, read_only, recovery_conflict
 from eventsource_postgres.repair import broken, discard
 from eventsource_postgres.schema import check_current, migrate
 from eventsource_postgres.settings import lock_key, mask_target, pool_args, target_secrets
@@ -112,39 +112,6 @@ def _to_end(coro: Coroutine[Any, Any, T]) -> T:
     coro.close()  # (unreachable while the context is an inline caller's: its waits block)
     msg = "a statement of the sync API's lane waited for the event loop"
     raise RuntimeError(msg)
-
-
-def foreign_store(where: str, theirs: tuple[str, str], mine: tuple[str, str]) -> ConfigurationError:
-    """The error for a ``read_url`` that reaches another cluster or database than ``url``."""
-    msg = (
-        f"read_url {where} reaches another cluster or database (system identifier {theirs[0]}, database "
-        f"{theirs[1]!r}) than url (system identifier {mine[0]}, database {mine[1]!r}): it must name a standby "
-        "of the primary, and the same database"
-    )
-    return ConfigurationError(msg, field="read_url")
-
-
-def _connection_lost(exc: BaseException) -> bool:
-    import psycopg
-
-    if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
-        return False
-    code = exc.sqlstate or ""
-    # a timeout is not a lost connection, nor is a transaction the server rolled back (class 40), nor input the
-    # server refused (an id too long for an index: 54000, an OperationalError too), nor a lack of resources the
-    # server reported on the connection (class 53: a full disk, out of memory)
-    return code not in ("57014", "55P03") and code not in INPUT_CODES and not code.startswith(("40", "53"))
-
-
-def _recovery_conflict(exc: BaseException) -> bool:
-    """On a read pool: a statement the standby cancelled (or a session it ended) to replay a conflicting record.
-
-    A read in autocommit on a standby meets SQLSTATE class 40 only from a conflict with recovery (a lock, row
-    versions removed, ``max_standby_streaming_delay`` past): nothing to roll back, the read may simply run again.
-    """
-    import psycopg
-
-    return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40")
 
 
 class Connection:
@@ -449,6 +416,7 @@ class Connection:
             attempts -= 1  # connection: this call makes the rest, within the call's one deadline (the lane's)
             if isinstance(spent, float) and deadline is not None:
                 deadline = min(deadline, spent)
+        refused: Exception | None = None  # a read-only server's refusal, the reason a later wait for a connection ends
         for attempt in range(1, attempts + 1):
             try:
                 pool, conn = await self._getconn(deadline)
@@ -456,23 +424,44 @@ class Connection:
             except EventSourceError:
                 raise
             except Exception as e:
-                conflict = not self.migrate and _recovery_conflict(e)
-                if attempt < attempts and (conflict or _connection_lost(e)) and self.pool is not None:
+                conflict = not self.migrate and recovery_conflict(e)
+                refusal = await self._refused(e)
+                refused = e if refusal else refused
+                if attempt < attempts and (conflict or refusal or connection_lost(e)) and self.pool is not None:
                     try:
                         await self._check(self.pool, deadline)
                     except Exception as late:  # noqa: BLE001 - mapped as every error of the call is
                         raise self._error(late, operation) from e
                     continue
-                if conflict:  # retryable (the manager's policy), not a write conflict: nothing was written
-                    msg = (
-                        f"{operation} on {self.display_url}: the standby cancelled the read to replay a conflicting "
-                        "change (conflict with recovery, max_standby_streaming_delay); try again"
-                    )
-                    code = getattr(e, "sqlstate", None)
-                    raise ProviderUnavailableError(msg, operation=operation, sqlstate=code) from e
-                raise self._error(e, operation) from e
+                raise self._failed(e, operation, conflict=conflict, refused=refused) from e
         msg = "unreachable"
         raise AssertionError(msg)
+
+    async def _refused(self, e: Exception) -> bool:
+        """Whether ``e`` is a read-only server's refusal of a write: then every pooled session (on it) is replaced.
+
+        New ones walk the URL's hosts (``target_session_attrs=read-write``: to the new primary). (``drain``:
+        psycopg-pool 3.3; an older pool replaces each as it fails, :meth:`_on`.)
+        """
+        if not (self.migrate and read_only(e)):
+            return False
+        if self.pool is not None and hasattr(self.pool, "drain"):
+            await self.pool.drain()
+        return True
+
+    def _failed(self, e: Exception, operation: str, *, conflict: bool, refused: Exception | None) -> EventSourceError:
+        """What :meth:`call` raises for ``e``, its last attempt's error (``refused``: a read-only server's, earlier)."""
+        from psycopg_pool import PoolTimeout
+
+        if conflict:  # retryable (the manager's policy), not a write conflict: nothing was written
+            msg = (
+                f"{operation} on {self.display_url}: the standby cancelled the read to replay a conflicting "
+                "change (conflict with recovery, max_standby_streaming_delay); try again"
+            )
+            return ProviderUnavailableError(msg, operation=operation, sqlstate=getattr(e, "sqlstate", None))
+        if refused is not None and isinstance(e, PoolTimeout):  # no server of the url takes writes:
+            return self._error(refused, operation)  # that says more than the wait for a connection that never came
+        return self._error(e, operation)
 
     async def _on(
         self,
@@ -488,7 +477,12 @@ class Connection:
                 conn.deadline = deadline
             if self.identity is not None and conn.reaches != self.identity:
                 await self._check_identity(conn)
-            result = await fn(conn)
+            try:
+                result = await fn(conn)
+            except Exception as e:
+                if self.migrate and read_only(e):  # (the pool replaces it: a new one walks the url's hosts)
+                    await conn.close()
+                raise
             kept = deadline is not None and self._keep(pool, conn)
         finally:
             if deadline is not None:
@@ -530,7 +524,7 @@ class Connection:
         except EventSourceError:
             raise
         except Exception as e:
-            if _connection_lost(e) and self.settings["reconnect_retries"]:
+            if (connection_lost(e) or (self.migrate and read_only(e))) and self.settings["reconnect_retries"]:
                 conn.pgconn.finish()  # (lost: the call that goes on takes it, finds it closed and sweeps the pool)
                 self._spent = True if deadline is None else deadline
                 fresh = True

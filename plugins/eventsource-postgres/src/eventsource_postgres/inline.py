@@ -168,14 +168,17 @@ class InlineConnection(psycopg.AsyncConnection[Any]):
                 msg = f"the pool's check of an idle connection outlived the manager's timeout ({limit}s)"
                 raise StatementTimeoutError(msg) from None
             # the manager's timeout (nothing else can end a wait in this thread): cancel the statement, let
-            # the server answer, and time out, unless the statement ended before the cancel reached it. It
-            # fires once, as a task's cancellation does: what runs on the way out (a ROLLBACK) is not cut short
+            # the server answer, and time out, also when the statement ended as the cancel came (as a task's
+            # cancellation does): a commit's wait for a synchronous standby, cancelled, ends in success with a
+            # warning, committed on the primary alone. It fires once: what runs on the way out (a ROLLBACK) is
+            # not cut short
             self.deadline = None
+            msg = f"the call did not finish within the manager's timeout ({limit}s): its statement was cancelled"
             try:
-                return self._after_cancel(gen, fd)
+                self._after_cancel(gen, fd)
             except e.QueryCanceled:
-                msg = f"the call did not finish within the manager's timeout ({limit}s): its statement was cancelled"
                 raise StatementTimeoutError(msg) from None
+            raise StatementTimeoutError(f"{msg} as it ended: {UNKNOWN}") from None
         except (KeyboardInterrupt, SystemExit):
             if self.pgconn.transaction_status == TransactionStatus.ACTIVE:
                 try:

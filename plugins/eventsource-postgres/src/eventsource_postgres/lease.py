@@ -243,12 +243,13 @@ class PostgresAdvisoryLease(Lease):
                     await pool.check()
                     conn = await pool.getconn(timeout=max(deadline - monotonic(), 0.001))
                 idle = f"{round(self.ttl * 1000)}" if self.ttl is not None else "0"
-                cur = await conn.execute(
+                cur = await conn.execute(  # (l is NULL on a standby: nothing is tried there)
                     "SELECT l, CASE WHEN l THEN set_config('idle_session_timeout', %s, false) END "
-                    "FROM pg_try_advisory_lock(%s) AS l",
+                    "FROM (SELECT CASE WHEN NOT pg_is_in_recovery() THEN pg_try_advisory_lock(%s) END) AS t (l)",
                     [idle, k],
                 )
                 row = await cur.fetchone()
+                self._not_on_standby(key, row)
                 if not (row and row[0]):
                     # the server gives up a little before the client does: a refused lock leaves the session
                     # as it was, so the connection goes back to the pool (cancelling it would close it)
@@ -282,6 +283,19 @@ class PostgresAdvisoryLease(Lease):
                 raise self._error(e, "lease") from e
             raise
         return conn
+
+    def _not_on_standby(self, key: str, row: tuple[Any, ...] | None) -> None:
+        """Refuse a hold whose first statement ran on a standby (``row[0]`` NULL).
+
+        A standby's advisory locks are its own (never WAL-logged): they exclude nobody on the primary.
+        """
+        if row is not None and row[0] is None:
+            msg = (
+                f"could not acquire the lease on {key!r}: {self.display_url} reached a standby (in recovery), whose "
+                "advisory locks exclude no process holding it on the primary; the lease's url must reach the "
+                "primary (a multi-host url needs target_session_attrs=read-write)"
+            )
+            raise ProviderUnavailableError(msg, key=key, operation="lease")
 
     async def _discard(self, pool: AsyncConnectionPool[Any], conn: AsyncConnection[Any]) -> None:
         """Close ``conn`` (dropping any lock its session holds) and hand it back for replacement."""

@@ -20,7 +20,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from eventsource.subscriptions import ChangeSignal
+from eventsource.subscriptions import ChangeSignal, CheckpointAheadError
 
 from eventsource_postgres.settings import libpq_kwargs, lock_key
 
@@ -37,6 +37,8 @@ HEARTBEAT = 5.0
 """Seconds between checks that the LISTEN connection still answers (and the longest such a check may take)."""
 RUNNING_KEPT = 64
 """Heads whose running transactions are remembered (the latest; a wait from an older head is woken by new ones)."""
+HEAD_XID = "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+"""The next transaction id (every position handed out is below it shifted like positions); never goes back."""
 SQL_HEAD = (
     "SELECT (pg_snapshot_xmax(s)::text::bigint << 20) - 1, "
     "ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) AS x) FROM pg_current_snapshot() AS s"
@@ -183,21 +185,35 @@ class Live:
         """Whether an event above ``after_position`` is stored, or one of a transaction running at that head."""
         events = self.conn.names.events
         running = self._running.get(after_position, [])
-        query = f"SELECT EXISTS (SELECT 1 FROM {events} WHERE position > %s)"  # noqa: S608 - quoted names
-        args: tuple[Any, ...] = (after_position,)
+        # (and the head, for a store gone back below after_position: a position handed out is below it for good)
+        query = f"SELECT {HEAD_XID} << 20 <= %s, EXISTS (SELECT 1 FROM {events} WHERE position > %s)"  # noqa: S608
+        args: tuple[Any, ...] = (after_position, after_position)
         if running:
             query += (
                 f" OR EXISTS (SELECT 1 FROM unnest(%s::bigint[]) AS r(xid) WHERE EXISTS (SELECT 1 FROM {events} "  # noqa: S608
                 "WHERE position >= r.xid << 20 AND position < (r.xid + 1) << 20))"
             )
-            args = (after_position, running)
+            args = (after_position, after_position, running)
 
-        async def run(c: Any) -> bool:
+        async def run(c: Any) -> tuple[bool, bool]:
             cur = await c.execute(query, args, prepare=self.conn.prepare)
             row = await cur.fetchone()
-            return bool(row[0])
+            return bool(row[0]), bool(row[1])
 
-        return await self.conn.call("wait_for_change", run, retry=True)
+        behind, found = await self.conn.call("wait_for_change", run, retry=True)
+        if behind:
+            raise self._gone_back(after_position)
+        return found
+
+    def _gone_back(self, after_position: int) -> CheckpointAheadError:
+        """The error for a wait from a position the store's transaction ids are now below (its events were lost)."""
+        msg = (
+            f"{self.conn.display_url} has gone back below position {after_position}, which this reader was given: "
+            "the events up to it are gone (an asynchronous failover promoted a standby that had not received them), "
+            "and new events take positions below it, which a read after it would pass over. Rebuild what was read "
+            "from the events the store holds now, or start again from a position below its head"
+        )
+        return CheckpointAheadError(msg, position=after_position)
 
     def committed(self) -> None:
         """An append through this provider committed: wake the waiting subscriptions of this process now."""

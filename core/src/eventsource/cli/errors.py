@@ -47,7 +47,9 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
     """The exit code and the one-line message for ``exc``."""
     if isinstance(exc, PluginLoadError):
         plugin = exc.details.get("plugin")
-        hint = f"; reinstall or uninstall it, or set EVENTSOURCE_DISABLED_PLUGINS={plugin}" if plugin else ""
+        said = "EVENTSOURCE_DISABLED_PLUGINS" in str(exc)  # the message already says what blocking does
+        hint = f"; reinstall or uninstall it, or set EVENTSOURCE_DISABLED_PLUGINS={plugin}"
+        hint = "" if said or not plugin else hint
         return EXIT_ERROR, f"{exc}{hint}"
     if isinstance(exc, ProviderNotFoundError) or (
         isinstance(exc, StoreContextError) and isinstance(exc.cause, ProviderNotFoundError)

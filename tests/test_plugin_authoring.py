@@ -1,0 +1,140 @@
+"""A third-party provider plugin as a newcomer (or an attacker) writes it, found by a review of the guide.
+
+docs/writing-a-provider.md followed literally: registration mistakes a plugin can make are refused at start-up
+naming the plugin and its distribution, and a provider that breaks the contract at run time (an unmapped
+exception, an append result that does not match what was appended) gets a typed error naming it, never a raw
+builtin a caller would take for something else.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import TYPE_CHECKING, Any
+
+import eventsource
+import pytest
+from eventsource.errors import PluginLoadError
+from eventsource.memory import MemoryProvider
+from eventsource.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from eventsource.registry import ProviderRegistry
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVENTSOURCE_DISABLED_PLUGINS", raising=False)
+
+
+class AcmeProvider(MemoryProvider):
+    kind = "acme"
+
+
+def _plugin(schemes: Any, cls: type = AcmeProvider) -> object:
+    """A plugin registering ``cls`` with ``schemes`` exactly as given."""
+
+    class Plugin:
+        @eventsource.hookimpl
+        def eventsource_register_providers(self, registry: ProviderRegistry) -> None:
+            registry.add(cls, schemes=schemes)
+
+    return Plugin()
+
+
+class _EP:
+    """A stand-in for an installed entry point (what importlib.metadata yields)."""
+
+    def __init__(self, name: str, dist: str, plugin: object) -> None:
+        self.name, self._plugin = name, plugin
+        self.dist = type("Dist", (), {"name": dist, "version": "1.0"})()
+
+    def load(self) -> object:
+        return self._plugin
+
+
+# --------------------------------------------------------------------------- URL schemes
+
+
+def test_schemes_given_as_one_string_are_refused() -> None:
+    # schemes=("acme") is the string "acme": iterated, it registered the schemes 'a', 'c', 'm' and 'e'
+    with pytest.raises(PluginLoadError, match=r"schemes.*tuple") as info:
+        PluginHost(load_entrypoints=False, plugins=[("acme", _plugin("acme"))])
+    assert info.value.details["plugin"] == "acme"
+
+
+@pytest.mark.parametrize("scheme", ["", "acme://x", "my store", "1acme", "ac_me", "acme:", "ac/me", "é"])
+def test_a_scheme_no_url_can_carry_is_refused_naming_the_plugin(scheme: str) -> None:
+    with pytest.raises(PluginLoadError, match="not a valid URL scheme") as info:
+        PluginHost(load_entrypoints=False, plugins=[("acme", _plugin((scheme, "acme")))])
+    assert info.value.details["plugin"] == "acme"
+    assert "acme" not in PluginHost(load_entrypoints=False).providers
+
+
+def test_a_scheme_registered_in_capitals_is_found_whatever_the_case_of_the_url() -> None:
+    class Kinded(MemoryProvider):
+        kind = "acme-store"
+
+    host = PluginHost(load_entrypoints=False, plugins=[("acme", _plugin(("Acme+TLS",), cls=Kinded))])
+    assert host.provider_class("acme+tls://h/x") is Kinded
+    assert host.provider_class("ACME+tls://h/x") is Kinded
+    assert host.providers.schemes()["acme+tls"] == "acme-store"
+
+
+# --------------------------------------------------------------------------- clashes name the plugin
+
+
+def test_a_registry_refusal_in_a_plugins_hook_names_the_plugin_and_both_distributions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from eventsource import plugins
+
+    module = types.ModuleType("eventsource_clashy.plugin")
+    module.eventsource_register_providers = _plugin(("sqlite",)).eventsource_register_providers  # type: ignore[attr-defined]
+    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: [_EP("clashy", "eventsource-clashy", module)])
+    with pytest.raises(PluginLoadError) as info:
+        PluginHost()
+    message = str(info.value)
+    assert "URL scheme 'sqlite' is registered twice" in message
+    assert "'clashy'" in message and "eventsource-clashy" in message  # which plugin to uninstall or block
+    assert "'eventsource'" in message  # and who holds the scheme
+    assert info.value.details["plugin"] == "clashy"  # the CLI's EVENTSOURCE_DISABLED_PLUGINS hint needs it
+    assert info.value.details["distribution"] == "eventsource-clashy"
+
+
+def test_a_provider_kind_clash_in_a_hook_names_the_plugin() -> None:
+    class Sqlite2(MemoryProvider):
+        kind = "sqlite"
+
+    with pytest.raises(PluginLoadError, match="provider 'sqlite' is registered twice") as info:
+        PluginHost(load_entrypoints=False, plugins=[("shadow", _plugin(("sqlite2",), cls=Sqlite2))])
+    assert "'shadow'" in str(info.value) and info.value.details["plugin"] == "shadow"
+
+
+def test_one_entry_point_name_in_two_distributions_does_not_suggest_blocking_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from eventsource import plugins
+
+    twice = [_EP("acme", "eventsource-acme", types.ModuleType("a")), _EP("acme", "acme-fork", types.ModuleType("b"))]
+    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: twice)
+    with pytest.raises(PluginLoadError, match="both 'eventsource-acme' and 'acme-fork'") as info:
+        PluginHost()
+    # blocking the name blocks both distributions' entry points: it cannot keep one
+    assert "block one" not in str(info.value)
+    assert "blocks both" in str(info.value)
+    monkeypatch.setenv("EVENTSOURCE_DISABLED_PLUGINS", "acme")
+    host = PluginHost()
+    assert "acme" not in host.distributions
+
+
+def test_the_cli_hint_is_not_added_to_a_message_that_already_says_what_blocking_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from eventsource import plugins
+    from eventsource.cli.errors import describe_error
+
+    twice = [_EP("acme", "eventsource-acme", types.ModuleType("a")), _EP("acme", "acme-fork", types.ModuleType("b"))]
+    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: twice)
+    with pytest.raises(PluginLoadError) as info:
+        PluginHost()
+    assert describe_error(info.value)[1].count("EVENTSOURCE_DISABLED_PLUGINS") == 1

@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import eventsource
 import pytest
-from eventsource.errors import PluginLoadError
+from eventsource import EventData, EventSourcingManager, SyncEventSourcingManager
+from eventsource.errors import PluginLoadError, ProviderError, StreamNotFoundError
 from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from eventsource.model import AppendResult, NewEvent, NewStream, StreamInfo
     from eventsource.registry import ProviderRegistry
 
 
@@ -138,3 +142,95 @@ def test_the_cli_hint_is_not_added_to_a_message_that_already_says_what_blocking_
     with pytest.raises(PluginLoadError) as info:
         PluginHost()
     assert describe_error(info.value)[1].count("EVENTSOURCE_DISABLED_PLUGINS") == 1
+
+
+# --------------------------------------------------------------------------- a provider breaking the contract
+
+
+class LeakyProvider(MemoryProvider):
+    """A provider that lets its driver's errors out unmapped (the guide says: map them in one function)."""
+
+    kind = "leaky"
+
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        raise KeyError(stream_id)  # a LookupError: a caller catching StreamNotFoundError's builtin took it for "absent"
+
+    async def read_stream_pages(self, stream_id: str, **kwargs: Any) -> AsyncIterator[Sequence[Any]]:
+        async for page in super().read_stream_pages(stream_id, **{**kwargs, "page_size": 1}):
+            yield page
+            raise RuntimeError("cursor lost")  # after the first page
+
+    def append_now(self, *args: Any, timeout: float | None) -> AppendResult | None:
+        raise ConnectionResetError("reset by peer")
+
+
+async def _leaky() -> EventSourcingManager:
+    es = EventSourcingManager({"providers": {}, "default_provider": None, "retry_delay": 0.001})
+    await es.register_provider(LeakyProvider("memory://"), name="leaky")
+    return es
+
+
+async def test_an_unmapped_exception_from_a_provider_is_a_provider_error_naming_it() -> None:
+    es = await _leaky()
+    try:
+        for call in (lambda: es.get_stream_info("s"), lambda: es.stream_exists("s")):
+            with pytest.raises(ProviderError) as info:
+                await call()
+            err = info.value
+            assert not isinstance(err, LookupError)  # never mistaken for StreamNotFoundError's LookupError
+            assert not isinstance(err, StreamNotFoundError)
+            assert str(err).startswith("KeyError: 's' (raised by get_stream_info on provider 'leaky'")
+            assert isinstance(err.__cause__, KeyError)
+            assert err.details["provider"] == "leaky" and err.details["operation"] == "get_stream_info"
+        assert es.get_stats  # the manager still serves
+        await es.append_events_batch(stream_id="s", events=[EventData("A", {}), EventData("B", {})])
+        seen = []
+        lost = r"RuntimeError: cursor lost \(raised by read_stream on provider 'leaky'"
+        with pytest.raises(ProviderError, match=lost) as info:
+            async for ev in es.read_stream("s"):
+                seen.append(ev.version)  # noqa: PERF401 - the events before the error, kept as they come
+        assert seen == [1] and isinstance(info.value.__cause__, RuntimeError)
+    finally:
+        await es.close()
+
+
+def test_an_unmapped_exception_on_the_sync_lane_is_a_provider_error() -> None:
+    with SyncEventSourcingManager({"providers": {}, "default_provider": None}) as es:
+        es.register_provider(LeakyProvider("memory://"), name="leaky")
+        reset = r"ConnectionResetError: reset by peer \(raised by append on provider 'leaky'"
+        with pytest.raises(ProviderError, match=reset) as info:
+            es.append_event(stream_id="s", event_type="A", data={})
+        assert isinstance(info.value.__cause__, ConnectionResetError)
+
+
+class ShortAppends(MemoryProvider):
+    """A provider whose append writes only the first event of a batch, and reports success."""
+
+    kind = "short"
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected: Any, stream: NewStream | None = None
+    ) -> AppendResult:
+        return await super().append(stream_id, events[:1], expected, stream)
+
+
+class NoResult(MemoryProvider):
+    kind = "noresult"
+
+    async def append(self, *args: Any, **kwargs: Any) -> AppendResult:
+        await super().append(*args, **kwargs)
+        return None  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    ("cls", "said"), [(ShortAppends, r"2 events.*1 event id"), (NoResult, r"NoneType, not an AppendResult")]
+)
+async def test_an_append_answered_with_a_result_that_does_not_match_is_refused(cls: type, said: str) -> None:
+    es = EventSourcingManager({"providers": {}, "default_provider": None})
+    await es.register_provider(cls("memory://"), name="p")
+    try:
+        with pytest.raises(ProviderError, match=said) as info:
+            await es.append_events_batch(stream_id="s", events=[EventData("A", {}), EventData("B", {})])
+        assert info.value.details["operation"] == "append" and info.value.details["provider"] == "p"
+    finally:
+        await es.close()

@@ -56,7 +56,8 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
     ):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, EventSourceError):
-        return ERROR_EXIT.get(exc.type, EXIT_ERROR), str(exc)
+        verbose = " (run with -v for the traceback)" if "unmapped" in exc.details else ""  # a provider's own error
+        return ERROR_EXIT.get(exc.type, EXIT_ERROR), f"{exc}{verbose}"
     if isinstance(exc, OSError):
         return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
     return EXIT_ERROR, f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)"

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from eventsource.model import AppendResult, NewEvent, NewStream, StreamInfo
     from eventsource.registry import ProviderRegistry
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,3 +236,99 @@ async def test_an_append_answered_with_a_result_that_does_not_match_is_refused(c
         assert info.value.details["operation"] == "append" and info.value.details["provider"] == "p"
     finally:
         await es.close()
+
+
+# --------------------------------------------------------------------------- the kit on a store declaring little
+
+FEW = '''
+import uuid
+
+import pytest
+from eventsource.memory import MemoryProvider
+from eventsource.provider import Capabilities
+from eventsource.testing import ProviderSuite
+from eventsource.testing.retention import RetentionSuite
+from eventsource.testing.store_setup import StoreSetupSuite
+
+GONE = frozenset({"create_stream", "list_streams", "query", "get_event", "save_snapshot", "get_snapshot", "stats"})
+
+
+class Few(MemoryProvider):
+    """A store that declares these operations unsupported, and raises if asked anyway."""
+
+    capabilities = Capabilities(global_order="total", concurrency="in_process", unsupported=GONE)
+
+
+def _refuse(op):
+    async def refused(self, *args, **kwargs):
+        raise self.unsupported(op)
+
+    return refused
+
+
+for _op in GONE:
+    setattr(Few, _op, _refuse(_op))
+
+
+class TestFew(*(c for c in ProviderSuite.__bases__ if c is not StoreSetupSuite)):
+    provider = _on(Few)
+
+
+class TestFewRetention(RetentionSuite):
+    provider = _on(Few)
+'''
+
+
+def test_a_kit_test_needing_an_operation_the_store_declares_unsupported_is_skipped_naming_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # these kit tests used create_stream, list_streams, query... to set up or check their own rule: on a store
+    # declaring one unsupported they failed with UnsupportedOperationError, where the guide says they are skipped
+    from conftest import ON_MEMORY
+
+    pytester.makepyfile(test_few=FEW.replace("\nclass Few", ON_MEMORY + "\n\nclass Few"))
+    run = pytester.inline_run(
+        "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function",
+    )  # fmt: skip
+    reports = [r for r in run.getreports("pytest_runtest_logreport") if r.when == "call" or not r.passed]
+    failed = [r.nodeid.split("::")[-1] for r in reports if r.failed]
+    assert failed == []
+    needed = [str(r.longrepr[2]) for r in reports if r.skipped and "this test needs it" in str(r.longrepr)]  # type: ignore[index]
+    assert needed, "no test was skipped for an operation it needs"
+    gone = {"create_stream", "list_streams", "query", "get_event", "save_snapshot", "get_snapshot", "stats"}
+    for reason in needed:
+        assert reason.removeprefix("Skipped: ").startswith("capability: the store declares '"), reason
+        assert any(f"'{op}'" in reason for op in gone), reason
+    passed = {r.nodeid.split("::")[-1] for r in reports if r.passed}
+    assert "test_declared_unsupported_operations_raise_and_no_other_does" in passed  # the refusals are still checked
+    assert len(passed) > 50  # and every rule the store can show is
+
+
+LIAR = '''
+import uuid
+
+import pytest
+from eventsource.memory import MemoryProvider
+from eventsource.testing.streams import StreamSuite
+
+
+class Liar(MemoryProvider):
+    """A store that refuses create_stream without declaring it."""
+
+    async def create_stream(self, stream):
+        raise self.unsupported("create_stream")
+
+{ON_MEMORY}
+
+class TestLiar(StreamSuite):
+    provider = _on(Liar)
+'''
+
+
+def test_a_kit_test_meeting_an_operation_the_store_does_not_declare_unsupported_still_fails(
+    pytester: pytest.Pytester,
+) -> None:
+    from conftest import ON_MEMORY, kit_outcomes
+
+    outcomes = kit_outcomes(pytester, LIAR.replace("{ON_MEMORY}", ON_MEMORY), "-k", "test_create_stream_round_trips")
+    assert outcomes == {"TestLiar": "failed"}

@@ -332,3 +332,45 @@ def test_a_kit_test_meeting_an_operation_the_store_does_not_declare_unsupported_
 
     outcomes = kit_outcomes(pytester, LIAR.replace("{ON_MEMORY}", ON_MEMORY), "-k", "test_create_stream_round_trips")
     assert outcomes == {"TestLiar": "failed"}
+
+
+# --------------------------------------------------------------------------- declarations a typo would weaken
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("global_order", "Total"),  # read as not total: a resumable read_all silently was not
+        ("concurrency", "cross-process"),  # the kit's two-process race skipped, "concurrency=cross-process"
+        ("deleted_stream_ids", "refuse"),
+        ("max_event_size", "1MB"),
+        ("max_event_size", 0),
+        ("max_batch_bytes", True),
+        ("head_position", "yes"),
+        ("live_wakeup", 1),
+        ("late_commits", None),
+        ("cross_process_reads", "false"),
+    ],
+)
+def test_a_misspelled_or_mistyped_capability_is_refused_naming_the_field(field: str, value: object) -> None:
+    from eventsource.provider import Capabilities
+
+    with pytest.raises(ValueError, match=rf"Capabilities\.{field}"):
+        Capabilities(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_provider_class_whose_capabilities_are_no_declaration_is_refused_at_registration() -> None:
+    class Dicty(MemoryProvider):
+        kind = "dicty"
+        capabilities = {"global_order": "total"}  # type: ignore[assignment]  # noqa: RUF012 - the mistake under test
+
+    with pytest.raises(PluginLoadError, match="capabilities") as info:
+        PluginHost(load_entrypoints=False, plugins=[("dicty", _plugin(("dicty",), cls=Dicty))])
+    assert info.value.details["plugin"] == "dicty"
+
+
+def test_unsupported_given_as_a_set_is_kept_as_a_frozenset() -> None:
+    from eventsource.provider import Capabilities
+
+    caps = Capabilities(unsupported={"truncate_stream"})  # type: ignore[arg-type]
+    assert caps.unsupported == frozenset({"truncate_stream"}) and isinstance(caps.unsupported, frozenset)

@@ -149,11 +149,16 @@ class ProviderRegistry(_Registry["type[Provider]"]):
 
     def add(self, provider_class: type[Provider], *, schemes: tuple[str, ...] = ()) -> None:
         """Register ``provider_class`` under its ``kind`` and URL ``schemes``."""
-        from eventsource.provider import Provider
+        from eventsource.provider import Capabilities, Provider
 
         if not (isinstance(provider_class, type) and issubclass(provider_class, Provider)):
             msg = f"{provider_class!r} is not a subclass of eventsource.provider.Provider"
             raise PluginLoadError(msg)
+        if not isinstance(provider_class.capabilities, Capabilities):
+            got = type(provider_class.capabilities).__name__
+            msg = f"provider {provider_class.kind!r}: capabilities must be an eventsource.provider.Capabilities"
+            msg += f", not a {got}"
+            raise PluginLoadError(msg, name=provider_class.kind)
         schemes = _schemes(schemes, "provider")
         for scheme in schemes:
             if scheme in self._schemes:

@@ -374,3 +374,38 @@ def test_unsupported_given_as_a_set_is_kept_as_a_frozenset() -> None:
 
     caps = Capabilities(unsupported={"truncate_stream"})  # type: ignore[arg-type]
     assert caps.unsupported == frozenset({"truncate_stream"}) and isinstance(caps.unsupported, frozenset)
+
+
+# --------------------------------------------------------------------------- building a provider
+
+
+def test_a_settings_schema_that_is_no_marshmallow_schema_is_refused_at_registration() -> None:
+    class Dicty(MemoryProvider):
+        kind = "dicty"
+        settings_schema = {"pool_size": int}  # type: ignore[assignment]  # noqa: RUF012 - the mistake under test
+
+    with pytest.raises(PluginLoadError, match="settings_schema") as info:
+        PluginHost(load_entrypoints=False, plugins=[("dicty", _plugin(("dicty",), cls=Dicty))])
+    assert info.value.details["plugin"] == "dicty"
+
+
+async def test_a_provider_constructor_raising_an_unmapped_error_is_a_configuration_error_naming_it() -> None:
+    from eventsource.errors import ConfigurationError
+
+    class Picky(MemoryProvider):
+        kind = "picky"
+
+        def __init__(self, url: str | None = None, **settings: Any) -> None:
+            super().__init__(url, **settings)
+            raise OSError("no such port")  # its URL parser's own error
+
+    host = PluginHost(load_entrypoints=False, plugins=[("picky", _plugin(("picky",), cls=Picky))])
+    with pytest.raises(ConfigurationError, match=r"OSError: no such port.*'picky'") as info:
+        await EventSourcingManager({"providers": {"main": "picky://x"}}, host=host).connect()
+    assert isinstance(info.value.__cause__, OSError)
+    es = EventSourcingManager({"providers": {}, "default_provider": None}, host=host)
+    try:
+        with pytest.raises(ConfigurationError, match="OSError: no such port"):
+            await es.register_provider("picky://x")
+    finally:
+        await es.close()

@@ -215,8 +215,19 @@ class PluginHost:
         return rows
 
     def create_provider(self, url: str, **settings: Any) -> Provider:
-        """Build a provider from a URL (its scheme selects the provider kind) and settings."""
-        return self.provider_class(url)(url, **settings)
+        """Build a provider from a URL (its scheme selects the provider kind) and settings.
+
+        A constructor that raises something other than an eventsource error (its URL parser's own) is reported as
+        :class:`ConfigurationError` naming the provider kind and the (masked) URL, the error as its cause.
+        """
+        cls = self.provider_class(url)
+        try:
+            return cls(url, **settings)
+        except EventSourceError:
+            raise
+        except Exception as e:
+            msg = f"{type(e).__name__}: {e} (building provider {cls.kind!r} for {mask_url(url)!r})"
+            raise ConfigurationError(msg, field="url", kind=cls.kind) from e
 
     def provider_class(self, url: str) -> type[Provider]:
         """The provider class a URL's scheme selects."""

@@ -149,6 +149,8 @@ class ProviderRegistry(_Registry["type[Provider]"]):
 
     def add(self, provider_class: type[Provider], *, schemes: tuple[str, ...] = ()) -> None:
         """Register ``provider_class`` under its ``kind`` and URL ``schemes``."""
+        from marshmallow import Schema
+
         from eventsource.provider import Capabilities, Provider
 
         if not (isinstance(provider_class, type) and issubclass(provider_class, Provider)):
@@ -159,6 +161,10 @@ class ProviderRegistry(_Registry["type[Provider]"]):
             msg = f"provider {provider_class.kind!r}: capabilities must be an eventsource.provider.Capabilities"
             msg += f", not a {got}"
             raise PluginLoadError(msg, name=provider_class.kind)
+        schema = provider_class.settings_schema
+        if schema is not None and not (isinstance(schema, type) and issubclass(schema, Schema)):
+            msg = f"provider {provider_class.kind!r}: settings_schema must be a marshmallow Schema class or None"
+            raise PluginLoadError(msg + f", not {schema!r}", name=provider_class.kind)
         schemes = _schemes(schemes, "provider")
         for scheme in schemes:
             if scheme in self._schemes:

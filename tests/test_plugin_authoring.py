@@ -19,7 +19,7 @@ from eventsource.memory import MemoryProvider
 from eventsource.plugins import PluginHost
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from eventsource.model import AppendResult, NewEvent, NewStream, StreamInfo
     from eventsource.registry import ProviderRegistry
@@ -407,5 +407,56 @@ async def test_a_provider_constructor_raising_an_unmapped_error_is_a_configurati
     try:
         with pytest.raises(ConfigurationError, match="OSError: no such port"):
             await es.register_provider("picky://x")
+    finally:
+        await es.close()
+
+
+# --------------------------------------------------------------------------- answers of the wrong shape
+
+
+class WrongAnswers(MemoryProvider):
+    """A provider answering each call with something other than its contract's type (or another event)."""
+
+    kind = "wrong"
+
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        return {"version": 3}  # type: ignore[return-value]
+
+    async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
+        return [], 0, 1  # type: ignore[return-value]
+
+    async def get_event(self, event_id: str, stream_id: str | None = None) -> Any:
+        return next(iter(self._by_id.values()), None)  # whatever event it holds, not the one asked for
+
+    async def get_snapshot(self, stream_id: str, max_version: int | None = None) -> Any:
+        return "snapshot"
+
+    async def stats(self, *, top_streams: int | None = None) -> Any:
+        return {"total_events": 1}
+
+    async def health(self) -> Any:
+        return None
+
+
+async def test_an_answer_of_the_wrong_type_or_for_another_event_is_a_provider_error_naming_it() -> None:
+    es = EventSourcingManager({"providers": {}, "default_provider": None})
+    await es.register_provider(WrongAnswers("memory://"), name="p")
+    try:
+        await es.append_event(stream_id="a", event_type="A", data={})
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "get_stream_info": lambda: es.get_stream_info("a"),
+            "list_streams": es.list_streams,
+            "get_snapshot": lambda: es.get_snapshot("a"),
+            "stats": es.get_stats,
+        }
+        for op, call in calls.items():
+            with pytest.raises(ProviderError, match=rf"{op} on provider 'p' \(wrong\) was answered with") as info:
+                await call()
+            assert info.value.details == {"provider": "p", "operation": op}
+        other = "00000000-0000-7000-8000-000000000000"
+        with pytest.raises(ProviderError, match=r"get_event on provider 'p' \(wrong\).*another event") as info:
+            await es.get_event_by_id(other)  # never another event handed out as this one
+        (status,) = (await es.health_check()).values()
+        assert not status.healthy and "HealthStatus" in status.message  # health never raises
     finally:
         await es.close()

@@ -23,13 +23,21 @@ from eventsource.errors import RETRYABLE, EventSourceError, ProviderError, Provi
 from eventsource.inline import CALL_TASK
 from eventsource.manager.deadlines import Deadlines, Watchdog
 from eventsource.manager.metrics import Metrics, OpStats
-from eventsource.model import AppendResult
+from eventsource.model import (
+    AppendResult,
+    HealthStatus,
+    NewSnapshot,
+    ProviderStats,
+    QueryPage,
+    RecordedEvent,
+    StreamInfo,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
     from eventsource.config import ManagerConfig
-    from eventsource.model import Event, RecordedEvent, RowPage
+    from eventsource.model import Event, RowPage
     from eventsource.provider import Provider
     from eventsource.telemetry.spans import Telemetry
 
@@ -63,6 +71,19 @@ WRITES = {
     "delete_events_before": "the next retention run does what is left",
 }
 """Calls that change the store, each with what tells (or makes safe) a caller whose call of it timed out."""
+
+
+ANSWERS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "create_stream": (lambda r: isinstance(r, StreamInfo), "a StreamInfo"),
+    "get_stream_info": (lambda r: r is None or isinstance(r, StreamInfo), "a StreamInfo or None"),
+    "list_streams": (lambda r: isinstance(r, tuple) and len(r) == 2, "a (streams, total) pair"),  # noqa: PLR2004
+    "get_event": (lambda r: r is None or isinstance(r, RecordedEvent), "a RecordedEvent or None"),
+    "get_snapshot": (lambda r: r is None or isinstance(r, NewSnapshot), "a RecordedSnapshot or None"),
+    "query": (lambda r: isinstance(r, QueryPage), "a QueryPage"),
+    "stats": (lambda r: isinstance(r, ProviderStats), "a ProviderStats"),
+    "health": (lambda r: isinstance(r, HealthStatus), "a HealthStatus"),
+}
+"""What each provider call must answer (its contract's type), with how to say it: anything else is refused."""
 
 
 class NotResumableError(Exception):
@@ -230,6 +251,12 @@ class CallPolicy:
                 if events and (not isinstance(result, AppendResult) or len(result.event_ids) != events):
                     rec.errors += 1
                     raise misanswered(provider, op, result, events)
+                answer = ANSWERS.get(op)
+                if answer is not None and not answer[0](result):
+                    rec.errors += 1
+                    msg = f"{op} on provider {provider.name!r} ({provider.kind}) was answered with a "
+                    msg += f"{type(result).__name__}, not {answer[1]}: the provider breaks its contract"
+                    raise ProviderError(msg, provider=provider.name, operation=op)
                 if events and not written(result, attempt):
                     events = 0
                 rec.events += events

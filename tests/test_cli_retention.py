@@ -250,7 +250,8 @@ def test_a_policy_that_fails_is_reported_the_rest_run_and_it_exits_1(capsys: pyt
     argv = ("--store", store, "retention", "--policy", "max_age=1d", "--policy", "max_count=1", "--yes")
     code, out, err = run(capsys, *argv, host=host)
     assert code == EXIT_ERROR
-    assert "default (failingage): max_age: FAILED: RuntimeError: disk on fire at failingage://user:" in out
+    failed = "default (failingage): max_age: FAILED: ProviderError: RuntimeError: disk on fire at failingage://user:"
+    assert failed in out
     assert "(deleted 0 events, 0 streams touched before it failed)" in out
     assert "secret" not in out + err
     assert "default (failingage): max_count: deleted 2 events, 1 streams touched" in out

@@ -1,4 +1,8 @@
-"""The built-in plugin: registered by :class:`~eventsource.plugins.PluginHost` like any external one."""
+"""The built-in plugin: registered by :class:`~eventsource.plugins.PluginHost` like any external one.
+
+Its hooks run first (``tryfirst``), whatever order plugins were registered in: the core's names are taken before
+any plugin's, so a plugin claiming one is the one refused and named, never the built-in plugin.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ if TYPE_CHECKING:
     )
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def eventsource_register_providers(registry: ProviderRegistry) -> None:
     """Register the in-memory provider and the embedded SQLite default."""
     from eventsource.memory import MemoryProvider
@@ -27,7 +31,7 @@ def eventsource_register_providers(registry: ProviderRegistry) -> None:
     registry.add(SqliteProvider, schemes=("sqlite",))
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def eventsource_register_codecs(registry: CodecRegistry) -> None:
     """Register the JSON serializer, the zlib and brotli compressors and the AES-256-GCM cipher."""
     from eventsource.codecs.aesgcm import AesGcmCipher
@@ -39,7 +43,7 @@ def eventsource_register_codecs(registry: CodecRegistry) -> None:
     registry.add_cipher(AesGcmCipher())
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def eventsource_register_retention_policies(registry: RetentionRegistry) -> None:
     """Register the max_age, max_count and before_snapshot retention policies."""
     from eventsource.retention import BUILTIN_POLICIES
@@ -48,7 +52,7 @@ def eventsource_register_retention_policies(registry: RetentionRegistry) -> None
         registry.add(policy)
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def eventsource_register_checkpoint_stores(registry: CheckpointRegistry) -> None:
     """Register the in-memory and SQLite checkpoint stores."""
     from eventsource.checkpoints import MemoryCheckpointStore, SqliteCheckpointStore
@@ -57,7 +61,7 @@ def eventsource_register_checkpoint_stores(registry: CheckpointRegistry) -> None
     registry.add(SqliteCheckpointStore, schemes=("sqlite",))
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def eventsource_register_leases(registry: LeaseRegistry) -> None:
     """Register the SQLite file lease (an OS file lock next to the database file)."""
     from eventsource.sqlite.lease import SqliteFileLease

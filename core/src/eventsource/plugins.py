@@ -109,7 +109,7 @@ class PluginHost:
                     continue  # the same distribution found twice on the path
                 msg = (
                     f"entry point {ep.name!r} of group {NAME!r} is declared by both {first!r} and {dist!r}; "
-                    f"uninstall one, or block one with {DISABLED_ENV}"
+                    f"uninstall one ({DISABLED_ENV}={ep.name} blocks both)"
                 )
                 raise PluginLoadError(msg, plugin=ep.name, distribution=dist)
             try:
@@ -128,17 +128,19 @@ class PluginHost:
         hook = getattr(self.pm.hook, hook_name)
         try:
             hook.call_historic(kwargs={"registry": registry})
-        except PluginLoadError:
-            raise
         except Exception as e:
             name = _raised_in(hook, e)
-            if name is None:
+            details = e.details if isinstance(e, PluginLoadError) else None  # a registry's refusal: its words
+            if name is None or (details is not None and details.get("plugin")):
+                if details is not None:
+                    raise
                 msg = f"a plugin failed in {hook_name}: {type(e).__name__}: {e}"
                 raise PluginLoadError(msg, hook=hook_name) from e
             dist = self.distributions.get(name, (None, None))[0]
             where = f"plugin {name!r}" + (f" from distribution {dist!r}" if dist else "")
-            msg = f"{where} failed in {hook_name}: {type(e).__name__}: {e}"
-            raise PluginLoadError(msg, hook=hook_name, plugin=name, distribution=dist) from e
+            msg = f"{where} failed in {hook_name}: " + (str(e) if details is not None else f"{type(e).__name__}: {e}")
+            details = details or {}
+            raise PluginLoadError(msg, **{**details, "hook": hook_name, "plugin": name, "distribution": dist}) from e
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object after start-up; historic hooks run for it at once.
@@ -213,8 +215,19 @@ class PluginHost:
         return rows
 
     def create_provider(self, url: str, **settings: Any) -> Provider:
-        """Build a provider from a URL (its scheme selects the provider kind) and settings."""
-        return self.provider_class(url)(url, **settings)
+        """Build a provider from a URL (its scheme selects the provider kind) and settings.
+
+        A constructor that raises something other than an eventsource error (its URL parser's own) is reported as
+        :class:`ConfigurationError` naming the provider kind and the (masked) URL, the error as its cause.
+        """
+        cls = self.provider_class(url)
+        try:
+            return cls(url, **settings)
+        except EventSourceError:
+            raise
+        except Exception as e:
+            msg = f"{type(e).__name__}: {e} (building provider {cls.kind!r} for {mask_url(url)!r})"
+            raise ConfigurationError(msg, field="url", kind=cls.kind) from e
 
     def provider_class(self, url: str) -> type[Provider]:
         """The provider class a URL's scheme selects."""

@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 
+from eventsource.declarations import check_capabilities
 from eventsource.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -120,10 +121,7 @@ class Capabilities:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = set(self.unsupported) - set(OPERATIONS)
-        if unknown:
-            msg = f"unknown operation names in Capabilities.unsupported: {sorted(unknown)}"
-            raise ValueError(msg)
+        check_capabilities(self, OPERATIONS)  # an unknown operation, a misspelt or mistyped value: ValueError
 
     def supports(self, operation: str) -> bool:
         """Whether ``operation`` is implemented by the store."""

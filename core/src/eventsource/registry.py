@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -59,6 +60,32 @@ def _scheme(url: str, what: str) -> str:
         msg = f"not a {what} URL: {mask_url(url)!r} (expected scheme://..., e.g. sqlite:///checkpoints.db)"
         raise ConfigurationError(msg, field="url")
     return url.split("://", 1)[0].lower()
+
+
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+"""A URL scheme as RFC 3986 spells it (compared in lower case, as URLs are)."""
+
+
+def _schemes(schemes: object, what: str) -> tuple[str, ...]:
+    """``schemes`` checked and in lower case; :class:`PluginLoadError` for one no URL can carry.
+
+    A string is refused rather than iterated (``schemes=("acme")`` is the string ``"acme"``, whose letters would
+    each become a scheme), and so is a scheme no ``scheme://`` URL can select (``"my store"``, ``"a://b"``, ``""``).
+    """
+    if isinstance(schemes, str) or not isinstance(schemes, (tuple, list, frozenset, set)):
+        msg = f"{what} schemes must be a tuple of strings, got {schemes!r} (a one-scheme tuple is ('{schemes}',))"
+        raise PluginLoadError(msg, schemes=repr(schemes))
+    out = []
+    for scheme in schemes:
+        low = scheme.lower() if isinstance(scheme, str) else scheme
+        if not isinstance(low, str) or not low.isascii() or not _SCHEME.fullmatch(low):
+            msg = (
+                f"{scheme!r} is not a valid URL scheme for a {what} (a letter, then letters, digits, '+', '-' or '.': "
+                "what comes before '://' in a URL)"
+            )
+            raise PluginLoadError(msg, scheme=repr(scheme))
+        out.append(low)
+    return tuple(out)
 
 
 class _Registry(Generic[T]):
@@ -122,15 +149,32 @@ class ProviderRegistry(_Registry["type[Provider]"]):
 
     def add(self, provider_class: type[Provider], *, schemes: tuple[str, ...] = ()) -> None:
         """Register ``provider_class`` under its ``kind`` and URL ``schemes``."""
-        from eventsource.provider import Provider
+        from marshmallow import Schema
+
+        from eventsource.provider import Capabilities, Provider
 
         if not (isinstance(provider_class, type) and issubclass(provider_class, Provider)):
             msg = f"{provider_class!r} is not a subclass of eventsource.provider.Provider"
             raise PluginLoadError(msg)
+        if not isinstance(provider_class.capabilities, Capabilities):
+            got = type(provider_class.capabilities).__name__
+            msg = f"provider {provider_class.kind!r}: capabilities must be an eventsource.provider.Capabilities"
+            msg += f", not a {got}"
+            raise PluginLoadError(msg, name=provider_class.kind)
+        schema = provider_class.settings_schema
+        if schema is not None and not (isinstance(schema, type) and issubclass(schema, Schema)):
+            msg = f"provider {provider_class.kind!r}: settings_schema must be a marshmallow Schema class or None"
+            raise PluginLoadError(msg + f", not {schema!r}", name=provider_class.kind)
+        schemes = _schemes(schemes, "provider")
         for scheme in schemes:
             if scheme in self._schemes:
-                first = self._schemes[scheme]
-                msg = f"URL scheme {scheme!r} is registered twice: by {first!r} and {provider_class.kind!r}"
+                first = self._items[self._schemes[scheme]]
+                by = f" from {first.distribution!r}" if first.distribution else ""
+                new = _origin(provider_class)[0]
+                msg = (
+                    f"URL scheme {scheme!r} is registered twice: by provider {first.name!r}{by} "
+                    f"and by provider {provider_class.kind!r}" + (f" from {new!r}" if new else "")
+                )
                 raise PluginLoadError(msg, scheme=scheme)
         self._add(provider_class.kind, provider_class)
         for scheme in schemes:
@@ -226,6 +270,7 @@ class LeaseRegistry(_Registry[type]):
 
     def add(self, lease_class: type, *, schemes: tuple[str, ...] = ()) -> None:
         """Register ``lease_class`` under its ``kind`` and URL ``schemes``."""
+        schemes = _schemes(schemes, "lease")
         for scheme in schemes:
             if scheme in self._schemes:
                 msg = f"lease URL scheme {scheme!r} is registered twice"
@@ -261,6 +306,7 @@ class CheckpointRegistry(_Registry[type]):
         if not (isinstance(store_class, type) and issubclass(store_class, CheckpointStore)):
             msg = f"{store_class!r} is not a subclass of eventsource.checkpoints.CheckpointStore"
             raise PluginLoadError(msg)
+        schemes = _schemes(schemes, "checkpoint store")
         for scheme in schemes:
             if scheme in self._schemes:
                 msg = f"checkpoint store URL scheme {scheme!r} is registered twice"

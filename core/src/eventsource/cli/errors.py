@@ -47,14 +47,17 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
     """The exit code and the one-line message for ``exc``."""
     if isinstance(exc, PluginLoadError):
         plugin = exc.details.get("plugin")
-        hint = f"; reinstall or uninstall it, or set EVENTSOURCE_DISABLED_PLUGINS={plugin}" if plugin else ""
+        said = "EVENTSOURCE_DISABLED_PLUGINS" in str(exc)  # the message already says what blocking does
+        hint = f"; reinstall or uninstall it, or set EVENTSOURCE_DISABLED_PLUGINS={plugin}"
+        hint = "" if said or not plugin else hint
         return EXIT_ERROR, f"{exc}{hint}"
     if isinstance(exc, ProviderNotFoundError) or (
         isinstance(exc, StoreContextError) and isinstance(exc.cause, ProviderNotFoundError)
     ):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, EventSourceError):
-        return ERROR_EXIT.get(exc.type, EXIT_ERROR), str(exc)
+        verbose = " (run with -v for the traceback)" if "unmapped" in exc.details else ""  # a provider's own error
+        return ERROR_EXIT.get(exc.type, EXIT_ERROR), f"{exc}{verbose}"
     if isinstance(exc, OSError):
         return EXIT_ERROR, f"{type(exc).__name__}: {exc}"
     return EXIT_ERROR, f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)"

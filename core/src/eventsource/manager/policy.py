@@ -19,16 +19,25 @@ from itertools import islice
 from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from eventsource.errors import RETRYABLE, ProviderTimeoutError
+from eventsource.errors import RETRYABLE, EventSourceError, ProviderError, ProviderTimeoutError
 from eventsource.inline import CALL_TASK
 from eventsource.manager.deadlines import Deadlines, Watchdog
 from eventsource.manager.metrics import Metrics, OpStats
+from eventsource.model import (
+    AppendResult,
+    HealthStatus,
+    NewSnapshot,
+    ProviderStats,
+    QueryPage,
+    RecordedEvent,
+    StreamInfo,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
     from eventsource.config import ManagerConfig
-    from eventsource.model import Event, RecordedEvent, RowPage
+    from eventsource.model import Event, RowPage
     from eventsource.provider import Provider
     from eventsource.telemetry.spans import Telemetry
 
@@ -62,6 +71,19 @@ WRITES = {
     "delete_events_before": "the next retention run does what is left",
 }
 """Calls that change the store, each with what tells (or makes safe) a caller whose call of it timed out."""
+
+
+ANSWERS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "create_stream": (lambda r: isinstance(r, StreamInfo), "a StreamInfo"),
+    "get_stream_info": (lambda r: r is None or isinstance(r, StreamInfo), "a StreamInfo or None"),
+    "list_streams": (lambda r: isinstance(r, tuple) and len(r) == 2, "a (streams, total) pair"),  # noqa: PLR2004
+    "get_event": (lambda r: r is None or isinstance(r, RecordedEvent), "a RecordedEvent or None"),
+    "get_snapshot": (lambda r: r is None or isinstance(r, NewSnapshot), "a RecordedSnapshot or None"),
+    "query": (lambda r: isinstance(r, QueryPage), "a QueryPage"),
+    "stats": (lambda r: isinstance(r, ProviderStats), "a ProviderStats"),
+    "health": (lambda r: isinstance(r, HealthStatus), "a HealthStatus"),
+}
+"""What each provider call must answer (its contract's type), with how to say it: anything else is refused."""
 
 
 class NotResumableError(Exception):
@@ -143,13 +165,17 @@ class CallPolicy:
             if isinstance(e, TimeoutError) and not isinstance(e, ProviderTimeoutError):
                 raise self._timed_out(provider, op, f"did not finish within {self.config.timeout}s") from e
             raise
-        except BaseException:
+        except BaseException as e:
             rec = self.metrics.op(provider.name, op)
             rec.calls += 1
             rec.errors += 1
             rec.record(time.perf_counter() - start)
+            if isinstance(e, Exception) and not isinstance(e, EventSourceError):
+                raise unmapped(provider, op, e) from e
             raise
         if result is not None:  # (a duplicate, the ids already stored before this call, wrote no event)
+            if not isinstance(result, AppendResult) or len(result.event_ids) != len(args[1]):
+                raise misanswered(provider, op, result, len(args[1]))
             n = 0 if cast("Any", result).duplicate else len(args[1])
             self.metrics.succeeded(provider.name, op, time.perf_counter() - start, n)
         return result
@@ -214,12 +240,23 @@ class CallPolicy:
                 if attempt == attempts:
                     rec.errors += 1
                     raise
-            except BaseException:
+            except BaseException as e:
                 rec.errors += 1
                 rec.record(time.perf_counter() - start)  # (a conflict's or a refusal's latency is the store's too)
+                if isinstance(e, Exception) and not isinstance(e, EventSourceError) and op != "health":
+                    raise unmapped(provider, op, e) from e  # (health reports whatever it raised, as unhealthy)
                 raise
             else:
                 rec.record(time.perf_counter() - start)
+                if events and (not isinstance(result, AppendResult) or len(result.event_ids) != events):
+                    rec.errors += 1
+                    raise misanswered(provider, op, result, events)
+                answer = ANSWERS.get(op)
+                if answer is not None and not answer[0](result):
+                    rec.errors += 1
+                    msg = f"{op} on provider {provider.name!r} ({provider.kind}) was answered with a "
+                    msg += f"{type(result).__name__}, not {answer[1]}: the provider breaks its contract"
+                    raise ProviderError(msg, provider=provider.name, operation=op)
                 if events and not written(result, attempt):
                     events = 0
                 rec.events += events
@@ -310,6 +347,10 @@ class CallPolicy:
                                 if isinstance(e, ProviderTimeoutError):
                                     raise
                                 raise self._timed_out(p, op, "timed out") from e
+                            except (StopAsyncIteration, EventSourceError):
+                                raise
+                            except Exception as e:
+                                raise unmapped(p, op, e) from e
                         except StopAsyncIteration:
                             if first:
                                 stat.record(time.perf_counter() - start)
@@ -375,6 +416,33 @@ class CallPolicy:
     def summary(self, provider: str) -> dict[str, dict[str, Any]]:
         """Every operation's counters and latency percentiles on ``provider``."""
         return self.metrics.summary(provider)
+
+
+def unmapped(provider: Provider, op: str, error: Exception) -> ProviderError:
+    """The :class:`ProviderError` for an exception a provider let out unmapped (a builtin, a driver's own).
+
+    A provider maps its store's errors to :mod:`eventsource.errors`; one it did not would reach callers as a
+    builtin they may take for something else (a ``KeyError`` is a ``LookupError``, as "stream not found" is). The
+    error is the ``__cause__``, and its text is kept, as it reached callers before.
+    """
+    msg = (
+        f"{type(error).__name__}: {error} (raised by {op} on provider {provider.name!r} ({provider.kind}), "
+        "not an eventsource error: the provider should map its store's errors, see docs/writing-a-provider.md)"
+    )
+    return ProviderError(msg, provider=provider.name, operation=op, unmapped=type(error).__name__)
+
+
+def misanswered(provider: Provider, op: str, result: object, events: int) -> ProviderError:
+    """The :class:`ProviderError` for an append answered with no :class:`AppendResult`, or one for other events."""
+    if not isinstance(result, AppendResult):
+        what = f"a {type(result).__name__}, not an AppendResult"
+    else:
+        what = f"{len(result.event_ids)} event id(s)"
+    msg = (
+        f"{op} on provider {provider.name!r} ({provider.kind}) of {events} events was answered with {what}: "
+        "the provider breaks its contract, and what it stored is unknown"
+    )
+    return ProviderError(msg, provider=provider.name, operation=op)
 
 
 def written(result: object, attempt: int) -> bool:

@@ -13,7 +13,7 @@ import functools
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from eventsource.errors import EventNotFoundError
+from eventsource.errors import EventNotFoundError, ProviderError
 from eventsource.manager.policy import all_pages, stream_pages
 from eventsource.manager.validation import (
     MAX_EVENT_ID_LENGTH,
@@ -179,6 +179,9 @@ class Queries:
         if rec is None:
             msg = f"no event has id {eid!r}" + (f" in stream {sid!r}" if sid else "")
             raise EventNotFoundError(msg, event_id=eid)
+        if rec.event_id != eid or (sid is not None and rec.stream_id != sid):  # never another event as this one
+            msg = f"get_event on provider {p.name!r} ({p.kind}) was answered with another event than {eid!r}"
+            raise ProviderError(msg, provider=p.name, operation="get_event")
         ev = self.codec.decode_event(rec)
         return classes.typed(ev) if classes is not None else ev
 

@@ -2,24 +2,27 @@
 
 The ``provider`` fixture is the one a plugin overrides; ``manager`` and ``second`` are built on it. Every
 part of the kit subclasses :class:`ProviderSuiteBase`, so each also runs on its own, and
-:class:`~eventsource.testing.ProviderSuite` composes them all.
+:class:`~eventsource.testing.ProviderSuite` composes them all. A test that needs an operation the store
+declares unsupported (to set up or check its own rule: ``create_stream``, ``query``...) is skipped naming it.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from eventsource.errors import ProviderNotFoundError, UnsupportedOperationError
 from eventsource.manager import EventSourcingManager
 from eventsource.model import EventData
 from eventsource.plugins import PluginHost
+from eventsource.provider import Provider
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-    from eventsource.provider import Provider
+    from collections.abc import AsyncIterator, Callable, Coroutine
 
 _HOST: PluginHost | None = None
 
@@ -41,8 +44,55 @@ def sid(prefix: str = "s") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def _declared(fixtures: dict[str, Any]) -> frozenset[str]:
+    """The operations the store under test declares unsupported (its provider, or a manager's default)."""
+    for value in fixtures.values():
+        if isinstance(value, Provider):
+            return value.capabilities.unsupported
+        if isinstance(value, EventSourcingManager):
+            try:
+                return value.get_default_provider().capabilities.unsupported
+            except ProviderNotFoundError:
+                continue
+    return frozenset()
+
+
+def _skips_what_is_declared(test: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+    """``test``, skipped naming the operation if it raises :class:`UnsupportedOperationError` for a declared one.
+
+    It cannot apply to that store, and a failure would say the store broke a rule it keeps. An operation the store
+    does not declare still fails the test.
+    """
+
+    @functools.wraps(test)
+    async def run(self: Any, *args: Any, **fixtures: Any) -> Any:
+        try:
+            return await test(self, *args, **fixtures)
+        except UnsupportedOperationError as e:
+            op = e.details.get("operation")
+            declared = _declared(fixtures)
+            if op in declared:
+                pytest.skip(f"capability: the store declares {op!r} unsupported (this test needs it)")
+            raise
+
+    run.__kit_skips__ = True  # type: ignore[attr-defined]
+    return run
+
+
+def skip_what_is_declared(cls: type) -> None:
+    """Wrap each async test defined on ``cls`` in :func:`_skips_what_is_declared` (once)."""
+    for name, test in list(vars(cls).items()):
+        if name.startswith("test") and inspect.iscoroutinefunction(test) and not hasattr(test, "__kit_skips__"):
+            setattr(cls, name, _skips_what_is_declared(test))
+
+
 class ProviderSuiteBase:
     """Fixtures and helpers of the kit; its parts add the tests. Subclass and override :meth:`provider`."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make each async test of ``cls`` skip, naming it, on an operation the store declares unsupported."""
+        super().__init_subclass__(**kwargs)
+        skip_what_is_declared(cls)
 
     max_batch_size = 1000
     """The manager's batch limit for the kit (lower it for stores with small atomic batches)."""

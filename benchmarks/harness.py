@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -519,6 +520,37 @@ class Result:
     """Per side, the durability settings its own connection reported after the row (where a side has any)."""
 
 
+def _paired(lib: Sequence[float], other: Sequence[float]) -> list[float]:
+    """``lib / other`` round by round; NaN where either figure is no measurement (see :func:`_unmeasured`)."""
+    out = [a / b if _measured(a) and _measured(b) else math.nan for a, b in zip(lib, other, strict=False)]
+    return out or [math.nan]
+
+
+def _measured(v: float) -> bool:
+    """A figure a side can have produced by doing the work: finite and above zero (no side does work in no time)."""
+    return math.isfinite(v) and v > 0
+
+
+def _unmeasured(c: Check, per_round: Mapping[str, Sequence[float]], rounds: int) -> str:
+    """Why check ``c`` cannot be judged from ``per_round`` ("" when it can): the verdict then fails the row.
+
+    A contestant the target names that did not run (not installed, ``--no-peers``), a round count unlike the
+    library's (ratios would pair rounds that did not run together), or a NaN, infinite, zero or negative figure
+    (a median sorts a NaN anywhere, and a side that took no time did no work).
+    """
+    sides = ["lib"] if c.against == ABSOLUTE else ["lib", c.against]
+    for side in sides:
+        if side not in per_round:
+            return f"{side} did not run"
+        vals = per_round[side]
+        if len(vals) != rounds or not vals:
+            return f"{side} ran {len(vals)} rounds, lib {rounds}"
+        bad = [v for v in vals if not _measured(v)]
+        if bad:
+            return f"{side} has a figure that is no measurement ({bad[0]!r})"
+    return ""
+
+
 def _rotate(names: list[str], k: int) -> list[str]:
     k %= len(names)
     return names[k:] + names[:k]
@@ -623,11 +655,8 @@ class Runner:
         """Medians per side, ratios lib / side per round, and the DESIGN.md checks of the row."""
         w = WORKLOADS[key]
         rounds = len(per_round["lib"])
-        ratios = {
-            side: statistics.median(per_round["lib"][r] / vals[r] for r in range(rounds))
-            for side, vals in per_round.items()
-            if side != "lib"
-        }
+        lib_rounds = per_round["lib"]
+        ratios = {s: statistics.median(_paired(lib_rounds, v)) for s, v in per_round.items() if s != "lib"}
         res = Result(
             workload=key,
             values={s: statistics.median(v) for s, v in per_round.items()},
@@ -644,9 +673,11 @@ class Runner:
         if self.t.found and PEER_RULE in ratios:  # DESIGN.md: ahead of eventsourcing where it has the operation
             checks.append(Check(PEER_RULE, ">" if w.higher_is_better else "<", 1.0, f"ahead of {PEER_RULE}"))
         for c in checks:
-            r = res.values["lib"] if c.against == ABSOLUTE else ratios.get(c.against)
-            if r is None:
+            why = _unmeasured(c, per_round, rounds)
+            if why:  # a target nobody measured, or a figure that is no measurement, is a miss, never a pass
+                res.checks.append({**asdict(c), "ratio": None, "passed": False, "unmeasured": why})
                 continue
+            r = res.values["lib"] if c.against == ABSOLUTE else ratios[c.against]
             ok = {"<=": r <= c.bound, ">=": r >= c.bound, "<": r < c.bound, ">": r > c.bound}[c.op]
             res.checks.append({**asdict(c), "ratio": r, "passed": ok})
         if res.checks:
@@ -1025,7 +1056,8 @@ def verdict(r: Result | dict[str, Any], found: bool) -> tuple[str, str]:
     labels = []
     for c in checks:
         who = "" if c["against"] == "raw" else f" {c['against']}"
-        labels.append(f"{c['op']}{c['bound']:g}{who}" if c["against"] != PEER_RULE else f"ahead of {PEER_RULE}")
+        label = f"{c['op']}{c['bound']:g}{who}" if c["against"] != PEER_RULE else f"ahead of {PEER_RULE}"
+        labels.append(label + (" (unmeasured)" if c.get("unmeasured") else ""))
     return "; ".join(labels), "PASS" if passed else "FAIL"
 
 
@@ -1135,4 +1167,10 @@ def run_backends(names: Sequence[str], options: Options, json_path: Path | None 
     failed = [f"{n}:{k}" for n, rs in all_results.items() for k, r in rs.items() if r.passed is False]
     if failed:
         print(f"\nbelow target: {', '.join(failed)}")
+    unmeasured = [
+        f"{n}:{k} ({c['unmeasured']})" for n, rs in all_results.items() for k, r in rs.items() for c in r.checks
+        if c.get("unmeasured")
+    ]  # fmt: skip
+    if unmeasured:
+        print(f"target not measured (counted as missed): {', '.join(unmeasured)}")
     return 1 if failed else 0

@@ -81,6 +81,10 @@ def _num(v: float | None, unit: str) -> str:
 
 
 def _check_label(c: dict[str, Any]) -> str:
+    return _bound_label(c) + (f" (not measured: {c['unmeasured']})" if c.get("unmeasured") else "")
+
+
+def _bound_label(c: dict[str, Any]) -> str:
     if c["against"] == "eventsourcing" and c["bound"] == 1.0 and c["op"] in ("<", ">"):
         return "ahead of eventsourcing"
     if c["against"] == "absolute":

@@ -274,3 +274,44 @@ def test_only_a_rows_full_name_runs_that_row(tmp_path: Path, only: str, rows: se
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     workloads = json.loads(out.read_text(encoding="utf-8"))["backends"]["sqlite"]["workloads"]
     assert set(workloads) == rows
+
+
+def _recorded(backend: str, key: str, per_round: dict[str, list[float]]) -> dict:
+    """What the harness's verdict makes of ``per_round`` for ``backend``'s row ``key`` under DESIGN_EXCERPT."""
+    from harness import Options, Runner, load_backend
+
+    runner = Runner(load_backend(backend, Options.quick()), Options.quick(), targets.parse(DESIGN_EXCERPT, "x"))
+    runner._record(key, per_round)
+    res = runner.results[key]
+    return {"passed": res.passed, "checks": res.checks}
+
+
+def test_a_target_whose_contestant_did_not_run_is_not_passed() -> None:
+    """SQLite's single append targets ``<= 1.0x aiosqlite``: without aiosqlite (not installed, ``--no-peers``)
+    that half of the target was never measured, so the row cannot show PASS on the raw half alone."""
+    got = _recorded("sqlite", "append_p50", {"lib": [1.0, 1.0, 1.0], "raw": [1.0, 1.0, 1.0]})
+    assert got["passed"] is False, got
+    missing = [c for c in got["checks"] if c["against"] == "aiosqlite"]
+    assert missing, "the unmeasured check is recorded, not dropped"
+    assert missing[0]["passed"] is False
+    assert missing[0]["ratio"] is None
+
+
+@pytest.mark.parametrize(
+    ("key", "per_round"),
+    [
+        # a NaN round sorts anywhere: the medians of the other rounds would pass the row
+        ("batch_100", {"lib": [float("nan"), 1.0, 1.0], "raw": [1.0, 1.0, 1.0]}),
+        ("batch_100", {"lib": [1.0, 1.0, 1.0], "raw": [1.0, float("nan"), 1.0]}),
+        # a side that took no time did no work: a 0 ms library latency is a ratio of 0, under every bound
+        ("append_p50", {"lib": [0.0, 0.0, 0.0], "raw": [1.0, 1.0, 1.0], "aiosqlite": [1.0, 1.0, 1.0]}),
+        ("sync_read_1000", {"lib": [1.0, 1.0, 1.0], "raw": [0.0, 1.0, 1.0]}),
+        ("batch_100", {"lib": [float("inf"), 1.0, 1.0], "raw": [1.0, 1.0, 1.0]}),
+        # a side with fewer rounds than the library's: the ratios would pair rounds that did not run together
+        ("batch_100", {"lib": [1.0, 1.0, 1.0], "raw": [1.0, 1.0]}),
+        ("live_p50", {"lib": [float("nan"), 0.5, 0.5]}),
+    ],
+)
+def test_a_row_with_a_figure_that_is_no_measurement_is_not_passed(key: str, per_round: dict[str, list[float]]) -> None:
+    got = _recorded("sqlite", key, per_round)
+    assert got["passed"] is False, got

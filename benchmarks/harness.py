@@ -551,6 +551,20 @@ def _unmeasured(c: Check, per_round: Mapping[str, Sequence[float]], rounds: int)
     return ""
 
 
+def _unlike(c: Check, durability: Mapping[str, Mapping[str, str]]) -> str:
+    """Why ``c``'s two sides are not like for like in durability ("" when they are, or one reported none).
+
+    Each side reports its own connection's settings (``synchronous``, ``journal_mode``, ``acks``, ...); the
+    ``file`` differs by design (a file per contestant) and is not compared.
+    """
+    lib, other = durability.get("lib"), durability.get(c.against)
+    if lib is None or other is None:
+        return ""
+    a = {k: v for k, v in lib.items() if k != "file"}
+    b = {k: v for k, v in other.items() if k != "file"}
+    return "" if a == b else f"durability differs: lib {a}, {c.against} {b}"
+
+
 def _rotate(names: list[str], k: int) -> list[str]:
     k %= len(names)
     return names[k:] + names[:k]
@@ -673,7 +687,7 @@ class Runner:
         if self.t.found and PEER_RULE in ratios:  # DESIGN.md: ahead of eventsourcing where it has the operation
             checks.append(Check(PEER_RULE, ">" if w.higher_is_better else "<", 1.0, f"ahead of {PEER_RULE}"))
         for c in checks:
-            why = _unmeasured(c, per_round, rounds)
+            why = _unmeasured(c, per_round, rounds) or _unlike(c, res.durability)
             if why:  # a target nobody measured, or a figure that is no measurement, is a miss, never a pass
                 res.checks.append({**asdict(c), "ratio": None, "passed": False, "unmeasured": why})
                 continue

@@ -315,3 +315,24 @@ def test_a_target_whose_contestant_did_not_run_is_not_passed() -> None:
 def test_a_row_with_a_figure_that_is_no_measurement_is_not_passed(key: str, per_round: dict[str, list[float]]) -> None:
     got = _recorded("sqlite", key, per_round)
     assert got["passed"] is False, got
+
+
+def test_a_ratio_against_a_side_with_other_durability_is_not_passed() -> None:
+    """Same work includes the same durability: a raw side committing with ``synchronous=NORMAL`` (or a producer
+    with ``acks=1`` against the library's ``acks=all``) makes the ratio compare unlike commits."""
+    from harness import Options, Runner, load_backend
+
+    runner = Runner(load_backend("sqlite", Options.quick()), Options.quick(), targets.parse(DESIGN_EXCERPT, "x"))
+    full = {"synchronous": "FULL", "journal_mode": "wal"}
+    settings = {
+        "lib": {**full, "file": "main.db"},
+        "raw": {"synchronous": "NORMAL", "journal_mode": "wal", "file": "raw.db"},
+        "aiosqlite": {**full, "file": "aio.db"},
+    }
+    runner._record("append_p50", {s: [1.0, 1.0, 1.0] for s in settings}, durability=settings)
+    res = runner.results["append_p50"]
+    assert res.passed is False, res.checks
+    assert [c["against"] for c in res.checks if not c["passed"]] == ["raw"]  # aiosqlite's is like for like
+    settings["raw"] = {**full, "file": "raw.db"}  # only the files differ (each side has its own): like for like
+    runner._record("append_p50", {s: [1.0, 1.0, 1.0] for s in settings}, durability=settings)
+    assert runner.results["append_p50"].passed is True

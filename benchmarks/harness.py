@@ -614,7 +614,7 @@ class Runner:
                     ("append", lambda: self.single_append(lib)),
                     ("batch_100", lambda: self.batch(lib)),
                     ("read_1000", lambda: self.read(lib)),
-                    ("writers_8", lambda: self.writers(m)),
+                    ("writers_8", lambda: self.writers(lib)),
                     ("telemetry", lambda: self.telemetry(m)),
                     ("domain", lambda: self.domain(m)),
                 ]
@@ -812,10 +812,9 @@ class Runner:
                 per[s].append(1000 * self.o.reads / sum(t))
         self._record("read_1000", per, inputs, durability=await _durability(sides))
 
-    async def writers(self, m: EventSourcingManager) -> None:
+    async def writers(self, lib: LibSide) -> None:
         """Rounds of N concurrent writers per side, each appending single events to its own stream."""
         n, per_writer = self.o.writers, self.o.writer_appends
-        lib = LibSide(m)
         per: dict[str, list[float]] = {"lib": [], "raw": []}
         inputs = Inputs()
         for rep in range(self.o.repetitions + 1):
@@ -837,7 +836,7 @@ class Runner:
                 continue  # warm-up round
             per["lib"].append(got["lib"])
             per["raw"].append(got["raw"])
-        self._record("writers_8", per, inputs)
+        self._record("writers_8", per, inputs, durability=await _durability({"lib": lib, "raw": RawSide(self.b)}))
 
     @staticmethod
     async def _lib_writer(lib: LibSide, stream_id: str, prepared: list[Any]) -> None:

@@ -342,3 +342,13 @@ def test_a_ratio_against_a_side_with_other_durability_is_not_passed() -> None:
     settings["raw"] = {**full, "file": "raw.db"}  # only the files differ (each side has its own): like for like
     runner._record("append_p50", {s: [1.0, 1.0, 1.0] for s in settings}, durability=settings)
     assert runner.results["append_p50"].passed is True
+
+
+@pytest.mark.parametrize("key", ["sync_append_p50", "sync_read_1000"])
+def test_a_row_eventsourcing_has_is_not_passed_without_it(key: str) -> None:
+    """DESIGN.md: ahead of ``eventsourcing`` on every row where it has the operation. A run without it (not
+    installed, ``--no-peers``) has not shown that, so the row is not a PASS on the raw target alone."""
+    per_round = {"lib": [1.0, 1.0, 1.0], "raw": [1.0, 1.0, 1.0]}
+    got = _recorded("sqlite", key, per_round)
+    assert got["passed"] is False, got
+    assert [c["unmeasured"] for c in got["checks"] if c["against"] == "eventsourcing"] == ["eventsourcing did not run"]

@@ -54,6 +54,7 @@ class PostgresBackend(Backend):
     """PostgreSQL 15 on this machine; the library through ``EventSourcingManager``."""
 
     name = "postgres"
+    eventsourcing_rows = frozenset({"sync_append_p50", "sync_batch_100", "sync_read_1000", "live_p50", "live_p99"})
     notes = (
         "raw = psycopg 3 on a table with the provider's own DDL (same indexes); "
         f"batch raw = {RAW_BATCH}; read in binary (as the library); 8 raw writers on 8 warm connections"

@@ -160,6 +160,7 @@ class SqliteBackend(Backend):
     """Fresh directory per run; a database file per contestant."""
 
     name = "sqlite"
+    eventsourcing_rows = frozenset({"sync_append_p50", "sync_batch_100", "sync_read_1000"})
     notes = (
         "raw = sqlite3, a file of its own with the library's table layout (same columns, every index), WAL, "
         "synchronous=FULL (every side's file reports WAL + FULL from its own connection); single append raw on a "

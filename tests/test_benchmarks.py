@@ -352,3 +352,29 @@ def test_a_row_eventsourcing_has_is_not_passed_without_it(key: str) -> None:
     got = _recorded("sqlite", key, per_round)
     assert got["passed"] is False, got
     assert [c["unmeasured"] for c in got["checks"] if c["against"] == "eventsourcing"] == ["eventsourcing did not run"]
+
+
+def test_a_verdict_says_how_often_the_committed_runs_of_its_row_passed(tmp_path: Path) -> None:
+    """The tables show each row's newest run: a row that missed its target in earlier runs and passed in the
+    newest must not read as a plain pass (rerunning a borderline row until it passes would be invisible)."""
+    import render
+
+    def report(stamp: str, only: list[str], *, passed: bool) -> dict:
+        row = {"title": "append", "lib": 1.0, "unit": "ms", "values": {"raw": 1.0}, "ratios": {"raw": 1.0}}
+        checks = [{"against": "raw", "op": "<=", "bound": 1.3, "ratio": 1.0, "passed": passed}]
+        return {
+            "created_at": stamp,
+            "machine": {"platform": "p", "cpus": 2, "python": "3", "packages": {}},
+            "options": {"repetitions": 7, "only": only},
+            "targets": {"source": "DESIGN.md"},
+            "backends": {"sqlite": {"workloads": {"append_p50": {**row, "checks": checks, "passed": passed}}}},
+        }
+
+    for name, body in {
+        "a.json": report("2026-01-01T00:00", [], passed=False),
+        "b.json": report("2026-01-02T00:00", ["append"], passed=False),
+        "c.json": report("2026-01-03T00:00", ["append"], passed=True),
+    }.items():
+        (tmp_path / name).write_text(json.dumps(body), encoding="utf-8")
+    text = render.render_block("sqlite", render.load_reports(tmp_path), render.load_reports(tmp_path, partial=True))
+    assert "✓ (passed in 1 of 3 runs)" in text, text

@@ -58,8 +58,10 @@ def load_reports(folder: Path = REPORTS, *, partial: bool = False) -> dict[str, 
     server line and set of rows.
     """
     found: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
-    for path in sorted(folder.glob("*.json")):
-        report = json.loads(path.read_text(encoding="utf-8"))
+    every = [(path, json.loads(path.read_text(encoding="utf-8"))) for path in sorted(folder.glob("*.json"))]
+    history = _verdicts(report for _, report in every)
+    for path, report in every:
+        report["_verdicts"] = history  # (not written anywhere: what the verdict cells count)
         if _partial(report) != partial:
             continue
         for store, b in report["backends"].items():
@@ -74,6 +76,30 @@ def load_reports(folder: Path = REPORTS, *, partial: bool = False) -> dict[str, 
     return out
 
 
+def _verdicts(reports: Any) -> dict[tuple[str, str, str], list[bool]]:
+    """Per (store, server line, row): the verdict of every committed run of it that had one."""
+    out: dict[tuple[str, str, str], list[bool]] = {}
+    for report in reports:
+        for store, b in report["backends"].items():
+            line = _server_key(_server(b.get("server")))
+            for key, row in b["workloads"].items():
+                if row.get("passed") is not None:
+                    out.setdefault((store, line, key), []).append(bool(row["passed"]))
+    return out
+
+
+def _verdict_cell(store: str, report: dict[str, Any], key: str, passed: bool | None) -> str:
+    """``✓`` / ``✗ miss``, and how many committed runs of the row passed when they did not all agree."""
+    if passed is None:
+        return ""
+    cell = "✓" if passed else "✗ miss"
+    line = _server_key(_server(report["backends"][store].get("server")))
+    runs = report.get("_verdicts", {}).get((store, line, key), [])
+    if len(set(runs)) > 1:
+        cell += f" (passed in {sum(runs)} of {len(runs)} runs)"
+    return cell
+
+
 def _num(v: float | None, unit: str) -> str:
     if v is None:
         return "-"
@@ -81,6 +107,10 @@ def _num(v: float | None, unit: str) -> str:
 
 
 def _check_label(c: dict[str, Any]) -> str:
+    return _bound_label(c) + (f" (not measured: {c['unmeasured']})" if c.get("unmeasured") else "")
+
+
+def _bound_label(c: dict[str, Any]) -> str:
     if c["against"] == "eventsourcing" and c["bound"] == 1.0 and c["op"] in ("<", ">"):
         return "ahead of eventsourcing"
     if c["against"] == "absolute":
@@ -129,15 +159,16 @@ def store_table(store: str, file: str, report: dict[str, Any], skip: frozenset[s
                 cells.append("")
         checks = r.get("checks", [])
         cells.append("; ".join(_check_label(c) for c in checks) if checks else ("-" if targets_from else "no targets"))
-        cells.append("" if r.get("passed") is None else ("✓" if r["passed"] else "✗ miss"))
+        cells.append(_verdict_cell(store, report, key, r.get("passed")))
         if r.get("note"):
             cells[0] += f" ({r['note']})"
         lines.append("| " + " | ".join(cells) + " |")
-        del key
     lines.append("")
     lines.append(
         "In brackets: the median over rounds of lib / that column in the same round (paired, so it can differ "
-        "from the ratio of the two medians on a loaded machine); latency rows: lower is better, events/s rows: higher."
+        "from the ratio of the two medians on a loaded machine); latency rows: lower is better, events/s rows: higher. "
+        "A verdict that not every committed run of its row (same store and server line, any code version) shared "
+        "says how many passed."
     )
     return "\n".join(ln for ln in lines if ln is not None) + "\n"
 

@@ -216,13 +216,19 @@ def test_every_sqlite_side_ran_durable_on_a_file_of_its_own(smoke: tuple) -> Non
     """
     _, report, _ = smoke
     sqlite = report["backends"]["sqlite"]["workloads"]
-    for key in ("append_p50", "batch_100", "read_1000", "sync_append_p50", "sync_batch_100", "sync_read_1000"):
+    keys = ("append_p50", "append_p50_hop", "batch_100", "read_1000", "writers_8")
+    for key in (*keys, "sync_append_p50", "sync_batch_100", "sync_read_1000"):
         settings = sqlite[key]["durability"]
         assert set(settings) == set(sqlite[key]["values"]), (key, "a side did not report its connection")
         for side, got in settings.items():
             assert (got["synchronous"], got["journal_mode"]) == ("FULL", "wal"), (key, side, got)
         files = [got["file"] for got in settings.values()]
         assert len(set(files)) == len(files), (key, settings)
+    # the hop row (informational) writes files of its own: in the raw side's file it would leave the raw table
+    # of every later row (batch, read, writers) larger than the library's
+    hop = {got["file"] for got in sqlite["append_p50_hop"]["durability"].values()}
+    for key in ("append_p50", "batch_100", "read_1000", "writers_8"):
+        assert not hop & {got["file"] for got in sqlite[key]["durability"].values()}, (key, hop)
 
 
 def test_the_raw_sqlite_table_has_the_librarys_layout(tmp_path: Path) -> None:
@@ -274,3 +280,101 @@ def test_only_a_rows_full_name_runs_that_row(tmp_path: Path, only: str, rows: se
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     workloads = json.loads(out.read_text(encoding="utf-8"))["backends"]["sqlite"]["workloads"]
     assert set(workloads) == rows
+
+
+def _recorded(backend: str, key: str, per_round: dict[str, list[float]]) -> dict:
+    """What the harness's verdict makes of ``per_round`` for ``backend``'s row ``key`` under DESIGN_EXCERPT."""
+    from harness import Options, Runner, load_backend
+
+    runner = Runner(load_backend(backend, Options.quick()), Options.quick(), targets.parse(DESIGN_EXCERPT, "x"))
+    runner._record(key, per_round)
+    res = runner.results[key]
+    return {"passed": res.passed, "checks": res.checks}
+
+
+def test_a_target_whose_contestant_did_not_run_is_not_passed() -> None:
+    """SQLite's single append targets ``<= 1.0x aiosqlite``: without aiosqlite (not installed, ``--no-peers``)
+    that half of the target was never measured, so the row cannot show PASS on the raw half alone."""
+    got = _recorded("sqlite", "append_p50", {"lib": [1.0, 1.0, 1.0], "raw": [1.0, 1.0, 1.0]})
+    assert got["passed"] is False, got
+    missing = [c for c in got["checks"] if c["against"] == "aiosqlite"]
+    assert missing, "the unmeasured check is recorded, not dropped"
+    assert missing[0]["passed"] is False
+    assert missing[0]["ratio"] is None
+
+
+@pytest.mark.parametrize(
+    ("key", "per_round"),
+    [
+        # a NaN round sorts anywhere: the medians of the other rounds would pass the row
+        ("batch_100", {"lib": [float("nan"), 1.0, 1.0], "raw": [1.0, 1.0, 1.0]}),
+        ("batch_100", {"lib": [1.0, 1.0, 1.0], "raw": [1.0, float("nan"), 1.0]}),
+        # a side that took no time did no work: a 0 ms library latency is a ratio of 0, under every bound
+        ("append_p50", {"lib": [0.0, 0.0, 0.0], "raw": [1.0, 1.0, 1.0], "aiosqlite": [1.0, 1.0, 1.0]}),
+        ("sync_read_1000", {"lib": [1.0, 1.0, 1.0], "raw": [0.0, 1.0, 1.0]}),
+        ("batch_100", {"lib": [float("inf"), 1.0, 1.0], "raw": [1.0, 1.0, 1.0]}),
+        # a side with fewer rounds than the library's: the ratios would pair rounds that did not run together
+        ("batch_100", {"lib": [1.0, 1.0, 1.0], "raw": [1.0, 1.0]}),
+        ("live_p50", {"lib": [float("nan"), 0.5, 0.5]}),
+    ],
+)
+def test_a_row_with_a_figure_that_is_no_measurement_is_not_passed(key: str, per_round: dict[str, list[float]]) -> None:
+    got = _recorded("sqlite", key, per_round)
+    assert got["passed"] is False, got
+
+
+def test_a_ratio_against_a_side_with_other_durability_is_not_passed() -> None:
+    """Same work includes the same durability: a raw side committing with ``synchronous=NORMAL`` (or a producer
+    with ``acks=1`` against the library's ``acks=all``) makes the ratio compare unlike commits."""
+    from harness import Options, Runner, load_backend
+
+    runner = Runner(load_backend("sqlite", Options.quick()), Options.quick(), targets.parse(DESIGN_EXCERPT, "x"))
+    full = {"synchronous": "FULL", "journal_mode": "wal"}
+    settings = {
+        "lib": {**full, "file": "main.db"},
+        "raw": {"synchronous": "NORMAL", "journal_mode": "wal", "file": "raw.db"},
+        "aiosqlite": {**full, "file": "aio.db"},
+    }
+    runner._record("append_p50", {s: [1.0, 1.0, 1.0] for s in settings}, durability=settings)
+    res = runner.results["append_p50"]
+    assert res.passed is False, res.checks
+    assert [c["against"] for c in res.checks if not c["passed"]] == ["raw"]  # aiosqlite's is like for like
+    settings["raw"] = {**full, "file": "raw.db"}  # only the files differ (each side has its own): like for like
+    runner._record("append_p50", {s: [1.0, 1.0, 1.0] for s in settings}, durability=settings)
+    assert runner.results["append_p50"].passed is True
+
+
+@pytest.mark.parametrize("key", ["sync_append_p50", "sync_read_1000"])
+def test_a_row_eventsourcing_has_is_not_passed_without_it(key: str) -> None:
+    """DESIGN.md: ahead of ``eventsourcing`` on every row where it has the operation. A run without it (not
+    installed, ``--no-peers``) has not shown that, so the row is not a PASS on the raw target alone."""
+    per_round = {"lib": [1.0, 1.0, 1.0], "raw": [1.0, 1.0, 1.0]}
+    got = _recorded("sqlite", key, per_round)
+    assert got["passed"] is False, got
+    assert [c["unmeasured"] for c in got["checks"] if c["against"] == "eventsourcing"] == ["eventsourcing did not run"]
+
+
+def test_a_verdict_says_how_often_the_committed_runs_of_its_row_passed(tmp_path: Path) -> None:
+    """The tables show each row's newest run: a row that missed its target in earlier runs and passed in the
+    newest must not read as a plain pass (rerunning a borderline row until it passes would be invisible)."""
+    import render
+
+    def report(stamp: str, only: list[str], *, passed: bool) -> dict:
+        row = {"title": "append", "lib": 1.0, "unit": "ms", "values": {"raw": 1.0}, "ratios": {"raw": 1.0}}
+        checks = [{"against": "raw", "op": "<=", "bound": 1.3, "ratio": 1.0, "passed": passed}]
+        return {
+            "created_at": stamp,
+            "machine": {"platform": "p", "cpus": 2, "python": "3", "packages": {}},
+            "options": {"repetitions": 7, "only": only},
+            "targets": {"source": "DESIGN.md"},
+            "backends": {"sqlite": {"workloads": {"append_p50": {**row, "checks": checks, "passed": passed}}}},
+        }
+
+    for name, body in {
+        "a.json": report("2026-01-01T00:00", [], passed=False),
+        "b.json": report("2026-01-02T00:00", ["append"], passed=False),
+        "c.json": report("2026-01-03T00:00", ["append"], passed=True),
+    }.items():
+        (tmp_path / name).write_text(json.dumps(body), encoding="utf-8")
+    text = render.render_block("sqlite", render.load_reports(tmp_path), render.load_reports(tmp_path, partial=True))
+    assert "✓ (passed in 1 of 3 runs)" in text, text

@@ -6,8 +6,9 @@ the end.
 
 The raw side is what a kafka-python user would write for the same layout (a topic per stream, one
 partition, created explicitly; each event one record whose value is the JSON envelope with the
-payload, event id and version in headers), without the library's work (no expected-version check,
-no idempotency window, no stream metadata record, no codec pipeline):
+payload, event id and version in headers; ``acks=all`` as the library's producer, each side reporting its
+producer's acks per row), without the library's work (no expected-version check, no idempotency window,
+no stream metadata record, no codec pipeline):
 
 * single append: ``producer.send(...).get()`` (blocking, as the issue specifies);
 * batch of 100: 100 ``send`` calls, then ``flush()``;
@@ -79,7 +80,8 @@ class KafkaBackend(Backend):
         from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
         self.admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
-        self.producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)
+        # acks=all as the library's producer (kafka-python's default, acks=1, waits for the leader alone)
+        self.producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0, acks="all")
         self.consumer = KafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=None,
@@ -152,6 +154,15 @@ class KafkaBackend(Backend):
         for i, e in enumerate(events):
             self._send(topic, stream_id, first_version + i, e)
         self.producer.flush()
+
+    def raw_durability(self) -> dict[str, str]:
+        """The raw producer's ``acks`` (kafka-python keeps ``all`` as ``-1``)."""
+        return {"acks": str(self.producer.config["acks"])}
+
+    async def lib_durability(self, provider: Provider) -> dict[str, str] | None:
+        """The ``acks`` of the producer the provider writes through (its loop wire's produces use ``-1`` too)."""
+        assert isinstance(provider, KafkaProvider)
+        return {"acks": str(provider.io.producer.config["acks"])}
 
     def peers(self, row: str) -> dict[str, Side]:
         """The envelope layout written and read by raw kafka-python (batch and read rows)."""

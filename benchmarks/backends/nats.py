@@ -25,6 +25,8 @@ no stream info record, no event-id index, no codec pipeline):
   library writes it (the first message a request, the rest published, the commit a request; the
   batch headers stored with every message), read back with the same pull consumer: what atomicity
   itself costs against the per-event raw side;
+* durability: each side reports its JetStream stream's storage, replicas and duplicate window per row (the
+  verdict compares only like with like);
 * big store: ``N`` filler events in streams of 1,000 single-event messages written in the provider's
   own message format with pipelined ``publish_async``.
 
@@ -94,6 +96,23 @@ class NatsBackend(Backend):
             )
         )
         self.stores: list[Names] = []
+        self.raw_settings = await self._stream_durability(self.raw_stream)
+
+    async def _stream_durability(self, stream: str) -> dict[str, str]:
+        """Storage, replicas and duplicate window of ``stream``, as the server describes it."""
+        cfg = (await self.js.stream_info(stream)).config
+        storage = str(getattr(cfg.storage, "value", cfg.storage) or "file")  # nats-py gives the enum or its string
+        replicas, window = str(cfg.num_replicas or 1), str(cfg.duplicate_window)
+        return {"storage": storage, "replicas": replicas, "duplicate_window": window}
+
+    def raw_durability(self) -> dict[str, str]:
+        """The raw stream's storage, replicas and duplicate window (read after :meth:`open` created it)."""
+        return dict(self.raw_settings)
+
+    async def lib_durability(self, provider: Provider) -> dict[str, str] | None:
+        """The same of the provider's events stream."""
+        assert isinstance(provider, NatsProvider)
+        return await self._stream_durability(provider.names.stream)
 
     async def close(self) -> None:
         """Delete the raw stream and every provider store of the run."""

@@ -6,6 +6,8 @@ The raw side writes the same rows (same columns, JSON serialized by the raw code
 by the provider's own migration in a schema of its own, so both sides maintain the same indexes. What
 the raw side does not do is the library's work: no expected-version check, no idempotency lookup, no
 streams row, no commit-order-safe position (it takes versions and positions from client counters).
+Each side reports ``fsync``, ``synchronous_commit`` and ``full_page_writes`` from its own connection (the raw
+one, a connection of the provider's pool), recorded per row: the verdict compares only like with like.
 
 * single append: one autocommit ``INSERT`` (prepared; text parameters where the library sends binary ones:
   the raw ``INSERT`` with binary parameters measured the same, server and client);
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
 URL = os.environ.get("EVENTSOURCE_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 RAW_BATCH = os.environ.get("EVENTSOURCE_BENCH_PG_BATCH", "executemany")
 
+DURABILITY = "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes')"
+"""The settings under which a commit is acknowledged, as the connection running this sees them."""
+
 _COLS = "event_id, stream_id, event_type, version, position, data, metadata, encoding, ts"
 _ALL_COLS = (
     "event_id, stream_id, event_type, version, position, data, metadata, encoding, ts, "
@@ -54,6 +59,7 @@ class PostgresBackend(Backend):
     """PostgreSQL 15 on this machine; the library through ``EventSourcingManager``."""
 
     name = "postgres"
+    eventsourcing_rows = frozenset({"sync_append_p50", "sync_batch_100", "sync_read_1000", "live_p50", "live_p99"})
     notes = (
         "raw = psycopg 3 on a table with the provider's own DDL (same indexes); "
         f"batch raw = {RAW_BATCH}; read in binary (as the library); 8 raw writers on 8 warm connections"
@@ -82,9 +88,24 @@ class PostgresBackend(Backend):
         self.sync_schemas = [self.sync_raw_names.schema]  # dropped in cleanup(), after the sync rows
         await migrate(self.raw, self.sync_raw_names)
         self.version = str((await (await self.raw.execute("SHOW server_version")).fetchone())[0])
+        self.raw_settings = dict(await (await self.raw.execute(DURABILITY)).fetchall())
 
     def server_version(self) -> str | None:
         return f"PostgreSQL {self.version}"
+
+    def raw_durability(self) -> dict[str, str]:
+        """The raw connection's commit settings, read on it in :meth:`open` (nothing in the run changes them)."""
+        return dict(self.raw_settings)
+
+    async def lib_durability(self, provider: Provider) -> dict[str, str] | None:
+        """The commit settings of a connection of the provider's pool (the connections it appends through)."""
+        assert isinstance(provider, PostgresProvider)
+        conn = provider._conn  # noqa: SLF001 - the contestant's own pool
+
+        async def read(c: Any) -> list[tuple[Any, ...]]:
+            return await conn.fetchall(c, DURABILITY, [])
+
+        return dict(await conn.call("benchmark durability", read, retry=True))
 
     async def close(self) -> None:
         for c in self.writer_conns:

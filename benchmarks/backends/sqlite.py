@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsource.sqlite import SqliteProvider, to_us
 from eventsource.sqlite.schema import migrate
-from harness import Backend, RawEvent, RawSide, Side, SyncLibSide, SyncSide, installed
+from harness import Backend, RawEvent, Side, SyncLibSide, SyncSide, installed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -160,6 +160,7 @@ class SqliteBackend(Backend):
     """Fresh directory per run; a database file per contestant."""
 
     name = "sqlite"
+    eventsourcing_rows = frozenset({"sync_append_p50", "sync_batch_100", "sync_read_1000"})
     notes = (
         "raw = sqlite3, a file of its own with the library's table layout (same columns, every index), WAL, "
         "synchronous=FULL (every side's file reports WAL + FULL from its own connection); single append raw on a "
@@ -180,6 +181,12 @@ class SqliteBackend(Backend):
             self.raw.execute(statement)
         self.files = 0
         self.hop = RawThread()
+        # the append_p50_hop row's two sides: files of their own, so the raw table of the later rows holds
+        # what the library's holds (the raw side's rows only)
+        self.hop_dbs = [connect(self.dir / name) for name in ("hop-thread.db", "hop-inline.db")]
+        for db in self.hop_dbs:
+            for statement in RAW_SCHEMA:
+                db.execute(statement)
         self.writer_dbs = [connect(raw_file) for _ in range(self.options.writers)]
         self.writer_pool = ThreadPoolExecutor(max_workers=self.options.writers)
         self.aio = None
@@ -198,7 +205,7 @@ class SqliteBackend(Backend):
         if self.aio is not None:
             await self.aio.close()
         self.writer_pool.shutdown()
-        for db in self.writer_dbs:
+        for db in (*self.writer_dbs, *self.hop_dbs):
             db.close()
         self.raw.close()
 
@@ -277,8 +284,8 @@ class SqliteBackend(Backend):
         )
 
     def hop_sides(self) -> tuple[Side, Side]:
-        """The off-loop raw INSERT against the same INSERT inline."""
-        return RawSide(self), _Inline(self.raw)
+        """The off-loop raw INSERT (the raw side's writer thread) against the same INSERT inline, each on its file."""
+        return _OffLoop(self.hop, self.hop_dbs[0]), _Inline(self.hop_dbs[1])
 
     def peers(self, row: str) -> dict[str, Side]:  # noqa: ARG002 - every row
         """aiosqlite on its own table of the same file."""
@@ -370,6 +377,18 @@ class _Inline(Side):
 
     async def durability(self) -> dict[str, str] | None:
         return durability(self.db)
+
+
+class _OffLoop(_Inline):
+    """The raw INSERT on the raw side's dedicated writer thread (the ``append_p50_hop`` row's ``lib``)."""
+
+    def __init__(self, hop: RawThread, db: sqlite3.Connection) -> None:
+        super().__init__(db)
+        self.hop = hop
+
+    async def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        args = row(stream_id, version, prepared[0])
+        await self.hop.call(lambda: self.db.execute(RAW_INSERT, args))
 
 
 class _Aiosqlite(Side):

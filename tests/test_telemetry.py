@@ -328,3 +328,27 @@ async def test_baggage_is_not_written_into_event_metadata(manager: EventSourcing
     (a,) = [e async for e in manager.read_stream(sid)]
     assert "traceparent" in a.metadata["trace_context"]
     assert "alice" not in repr(a.metadata), a.metadata  # (baggage travels URL-encoded: alice%40example.com)
+
+
+async def test_a_subscriptions_reads_say_what_they_read(manager: EventSourcingManager, sdk: Sdk) -> None:
+    """A subscription's page reads are traced like any read: events counted, the stream named.
+
+    They were spans without ``eventsource.events`` or ``eventsource.stream.id``, and ``eventsource.events.read``
+    stayed at 0 however many events subscriptions and projections read: a consumer's throughput was invisible.
+    """
+    sid = f"sub-{uuid.uuid4().hex[:8]}"
+    await manager.append_events_batch(stream_id=sid, events=[EventData("A", i) for i in range(3)])
+    for target in ({}, {"stream_id": sid}):
+        sub = manager.subscribe(**target)
+        got = []
+        async for event in sub:
+            got.append(event.data)
+            if len(got) == 3:
+                break
+        await sub.close()
+        assert got == [0, 1, 2]
+    for op in ("read_all", "read_stream"):
+        spans = sdk.finished(op)
+        assert sum((s.attributes or {}).get("eventsource.events", 0) for s in spans) == 3, op
+    assert all((s.attributes or {}).get("eventsource.stream.id") == sid for s in sdk.finished("read_stream"))
+    assert sdk.total("eventsource.events.read") == 6

@@ -156,3 +156,24 @@ def test_two_threads_racing_on_a_named_store_never_both_win() -> None:
         sys.setswitchinterval(interval)
         for m in managers:
             m.close()
+
+
+async def test_deleting_snapshots_of_streams_that_have_none_keeps_nothing() -> None:
+    """``delete_snapshot`` on a stream without snapshots (any id a caller sends) left an empty entry behind for
+    good: the store's memory grew with every such call, whatever it held."""
+    from eventsource import EventSourcingManager
+    from eventsource.plugins import PluginHost
+
+    m = EventSourcingManager({"providers": {"m": {"url": "memory://"}}}, host=PluginHost(load_entrypoints=False))
+    await m.connect()
+    try:
+        await m.append_event(stream_id="kept", event_type="A", data={})
+        await m.create_snapshot(stream_id="kept", data={"n": 1})
+        for i in range(100):
+            assert await m.delete_snapshot(stream_id=f"never-{i}") == 0
+        assert await m.delete_snapshot(stream_id="kept") == 1
+        p = m.get_provider("m")
+        assert isinstance(p, MemoryProvider)
+        assert p._data.snapshots == {}  # (the store's own table: nothing else shows the entries)
+    finally:
+        await m.close()

@@ -381,7 +381,10 @@ class MemoryProvider(Provider):
         """Delete one or all snapshots of a stream."""
         snaps = self._snapshots.get(stream_id, [])
         keep = [] if version is None else [s for s in snaps if s.version != version]
-        self._snapshots[stream_id] = keep
+        if keep:
+            self._snapshots[stream_id] = keep
+        else:  # (an empty entry per id asked about would grow the store with every call)
+            self._snapshots.pop(stream_id, None)
         return len(snaps) - len(keep)
 
     # ------------------------------------------------------------------ retention

@@ -177,3 +177,45 @@ async def test_deleting_snapshots_of_streams_that_have_none_keeps_nothing() -> N
         assert p._data.snapshots == {}  # (the store's own table: nothing else shows the entries)
     finally:
         await m.close()
+
+
+def test_stats_and_listing_answer_while_another_thread_adds_streams() -> None:
+    """``get_stats`` on a named store another thread's manager writes to failed with ``ProviderError`` ("RuntimeError:
+    dictionary changed size during iteration"): its per-stream and per-type counts were taken while streams were
+    being added. They are now taken under the store's lock."""
+    import sys
+    import threading
+
+    from eventsource import SyncEventSourcingManager
+    from eventsource.plugins import PluginHost
+
+    host = PluginHost(load_entrypoints=False)
+    url = f"memory://listing-{uuid.uuid4().hex}"
+    writer, reader = (SyncEventSourcingManager({"providers": {"m": {"url": url}}}, host=host) for _ in range(2))
+    writer.connect()
+    reader.connect()
+    for i in range(2000):
+        writer.append_event(stream_id=f"old-{i}", event_type=f"T{i}", data={})
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            writer.append_event(stream_id=f"new-{i}", event_type=f"N{i}", data={})
+            i += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        for _ in range(40):
+            stats = reader.get_stats()["m"]
+            assert stats.total_streams >= 2000
+            assert reader.list_streams(limit=5).total_count >= 2000
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+        writer.close()
+        reader.close()

@@ -1,8 +1,8 @@
 """The in-memory provider, for tests and prototypes. Everything is lost when the process ends.
 
 It honours the whole contract within one process: no ``await`` happens inside a check-then-write, so two
-appends on one event loop cannot interleave, and every write holds the store's lock, so neither can two from
-threads (sync managers, or event loops, in several threads sharing a named store).
+appends on one event loop cannot interleave, and every write (and stats and listing, which walk its tables)
+holds the store's lock, so neither can two from threads (sync managers, or loops, in threads sharing a store).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ _F = TypeVar("_F", bound="Callable[..., Any]")
 
 
 def _locked(write: _F) -> _F:
-    """``write`` holding its store's lock (it makes no ``await``: the lock is never held across one)."""
+    """``write`` (or a read that walks the store's dicts) holding its store's lock; it makes no ``await``."""
     if inspect.iscoroutinefunction(write):
 
         async def locked_async(self: MemoryProvider, *args: Any, **kwargs: Any) -> Any:
@@ -219,6 +219,7 @@ class MemoryProvider(Provider):
                 del by_type[e.event_type]
             self._store.payload_bytes += sign * (len(e.data) + len(e.metadata))
 
+    @_locked
     async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
         """Streams ordered by id (sorted per call), from the first id above ``after``."""
         ids = sorted(self._streams)
@@ -448,6 +449,7 @@ class MemoryProvider(Provider):
             done += 1
         return done
 
+    @_locked
     async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
         """Counts kept by appends and deletes; ``events_by_stream`` cut to ``top_streams``."""
         return ProviderStats(

@@ -19,6 +19,7 @@ import opentelemetry.metrics as otel_metrics
 import opentelemetry.propagate as otel_propagate
 import opentelemetry.trace as otel_trace
 
+from eventsource.config import mask_url
 from eventsource.errors import ConflictError
 from eventsource.manager.policy import PAGED, written
 from eventsource.model import ExpectedVersion
@@ -137,7 +138,10 @@ class Telemetry:
             else:
                 span.set_attributes({"error.type": kind, "eventsource.outcome": "conflict" if conflict else "error"})
                 # an error's message names streams (and event ids): with the stream id off, the type alone
-                said = str(error) if self.stream_id else f"{kind} (message left out: telemetry_stream_id is off)"
+                # (and may quote a store's URL: its password is masked, as everywhere a URL is shown)
+                said = (
+                    mask_url(str(error)) if self.stream_id else f"{kind} (message left out: telemetry_stream_id is off)"
+                )
                 span.set_status(otel_trace.StatusCode.ERROR, said)
             span.end()
         except Exception as e:  # noqa: BLE001 - telemetry never fails the call it watches

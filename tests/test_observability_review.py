@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from eventsource import EventData, EventSourcingManager, SyncEventSourcingManager
 from eventsource.plugins import PluginHost
 from eventsource.telemetry import instrument
@@ -70,6 +71,7 @@ async def test_an_append_whose_first_attempt_landed_counts_its_events_once() -> 
 
 FULL_DISK = """
 import asyncio, json, os, resource, signal, sys
+import pytest
 from eventsource import EventData, EventSourcingManager
 from eventsource.cli import main as cli
 
@@ -263,4 +265,34 @@ async def test_sqlite_health_answers_while_writes_queue_behind_a_held_write_lock
         assert "faults" not in (await m.health_check())["db"].details
     finally:
         other.close()
+        await m.close()
+
+
+async def test_once_health_finds_the_sqlite_file_removed_no_append_is_acknowledged_into_it(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Health looked at the files, found the database removed and said ``unhealthy``; an append right after was
+    acknowledged all the same (written into the removed file: lost when the process ends), because a look that
+    found the files changed did not make every later write look too. The look interval is stretched so the
+    append surely falls inside it, as one within 50 ms of the last write does.
+    """
+    import shutil
+
+    from eventsource.errors import ProviderUnavailableError
+    from eventsource.sqlite import connection
+
+    monkeypatch.setattr(connection, "LOOK_EVERY", 3600.0)
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    m = EventSourcingManager({"providers": {"db": {"url": f"sqlite:///{folder}/x.db"}}}, host=HOST)
+    await m.connect()
+    try:
+        await m.append_event(stream_id="a", event_type="A", data={})
+        shutil.rmtree(folder)
+        health = (await m.health_check())["db"]
+        assert not health.healthy
+        assert "removed" in health.message
+        with pytest.raises(ProviderUnavailableError, match="removed"):
+            await m.append_event(stream_id="a", event_type="A", data={})
+    finally:
         await m.close()

@@ -57,3 +57,50 @@ async def test_one_providers_failing_lag_does_not_hide_the_others(tmp_path: Path
         assert "subscriptions" not in health["a"].details  # an unhealthy store's lag is not measured (nor waited on)
     finally:
         await m.close()
+
+
+async def test_a_checkpoint_store_that_fails_is_reported_with_its_url_password_masked() -> None:
+    """health_check and get_stats report a checkpoint store that fails by its error's text, which may quote the URL.
+
+    A mistyped ``checkpoint_store`` (``sqlite://user:secret@host/x.db``) came back in
+    ``details["subscriptions_error"]`` and ``extra["subscriptions_error"]`` with its password in clear: health
+    output goes to dashboards and logs, and ``eventsource health --json`` printed it too.
+    """
+    cfg = {"providers": {"m": {"url": "memory://"}}, "checkpoint_store": "sqlite://bob:s3cr3t-pw@db/x.db"}
+    m = EventSourcingManager(cfg, host=PluginHost(load_entrypoints=False))
+    await m.connect()
+    try:
+        said = [
+            (await m.health_check())["m"].details["subscriptions_error"],
+            (await m.get_stats())["m"].extra["subscriptions_error"],
+        ]
+    finally:
+        await m.close()
+    for text in said:
+        assert "sqlite URLs have no host" in text
+        assert "s3cr3t-pw" not in text, text
+        assert "bob:***@db" in text
+
+
+async def test_a_health_check_that_raises_is_reported_with_passwords_masked() -> None:
+    """docs/manager.md: health_check's message "says what is wrong, with passwords masked". A store whose health
+    raised an error quoting its URL (a driver's connection error naming the DSN) was reported with that text
+    as it was, password included."""
+    from eventsource.memory import MemoryProvider
+    from eventsource.model import HealthStatus
+
+    class Quoting(MemoryProvider):
+        async def health(self) -> HealthStatus:
+            msg = f"cannot reach {self.url}"
+            raise ConnectionError(msg)
+
+    m = EventSourcingManager({"providers": {}}, host=PluginHost(load_entrypoints=False))
+    await m.connect()
+    try:
+        await m.register_provider(Quoting("memory://bob:s3cr3t-pw@quoting"), name="q")
+        status = (await m.health_check())["q"]
+    finally:
+        await m.close()
+    assert not status.healthy
+    assert "cannot reach" in status.message
+    assert "s3cr3t-pw" not in status.message, status.message

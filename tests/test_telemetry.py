@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
+    from eventsource.model import StreamInfo
     from opentelemetry.sdk.trace import ReadableSpan
 
 HOST = PluginHost(load_entrypoints=False)
@@ -328,3 +329,51 @@ async def test_baggage_is_not_written_into_event_metadata(manager: EventSourcing
     (a,) = [e async for e in manager.read_stream(sid)]
     assert "traceparent" in a.metadata["trace_context"]
     assert "alice" not in repr(a.metadata), a.metadata  # (baggage travels URL-encoded: alice%40example.com)
+
+
+async def test_a_subscriptions_reads_say_what_they_read(manager: EventSourcingManager, sdk: Sdk) -> None:
+    """A subscription's page reads are traced like any read: events counted, the stream named.
+
+    They were spans without ``eventsource.events`` or ``eventsource.stream.id``, and ``eventsource.events.read``
+    stayed at 0 however many events subscriptions and projections read: a consumer's throughput was invisible.
+    """
+    sid = f"sub-{uuid.uuid4().hex[:8]}"
+    await manager.append_events_batch(stream_id=sid, events=[EventData("A", i) for i in range(3)])
+    for target in ({}, {"stream_id": sid}):
+        sub = manager.subscribe(**target)
+        got = []
+        async for event in sub:
+            got.append(event.data)
+            if len(got) == 3:
+                break
+        await sub.close()
+        assert got == [0, 1, 2]
+    for op in ("read_all", "read_stream"):
+        spans = sdk.finished(op)
+        assert sum((s.attributes or {}).get("eventsource.events", 0) for s in spans) == 3, op
+    assert all((s.attributes or {}).get("eventsource.stream.id") == sid for s in sdk.finished("read_stream"))
+    assert sdk.total("eventsource.events.read") == 6
+
+
+async def test_a_failed_calls_span_status_has_passwords_masked(sdk: Sdk) -> None:
+    """A store's error may quote its URL (a driver error naming the DSN, kept in the ``ProviderError``'s text);
+    the span status carried it as it was, password included, to every tracing backend."""
+    from eventsource.errors import ProviderError
+
+    class Quoting(MemoryProvider):
+        async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+            msg = f"bad reply from {self.url} about {stream_id}"
+            raise ValueError(msg)
+
+    m = EventSourcingManager({"providers": {}}, host=HOST)
+    await m.connect()
+    instrument(m, tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider)
+    try:
+        await m.register_provider(Quoting("memory://bob:s3cr3t-pw@quoting"), name="q")
+        with pytest.raises(ProviderError):
+            await m.get_stream_info("s")
+    finally:
+        await m.close()
+    (failed,) = sdk.finished("get_stream_info")
+    assert "bad reply from" in (failed.status.description or "")
+    assert "s3cr3t-pw" not in (failed.status.description or ""), failed.status.description

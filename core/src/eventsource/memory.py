@@ -1,17 +1,21 @@
 """The in-memory provider, for tests and prototypes. Everything is lost when the process ends.
 
-It honours the whole contract within one process (one event loop): no ``await`` happens inside a
-check-then-write, so two appends on the same stream cannot interleave.
+It honours the whole contract within one process: no ``await`` happens inside a check-then-write, so two
+appends on one event loop cannot interleave, and every write (and stats and listing, which walk its tables)
+holds the store's lock, so neither can two from threads (sync managers, or loops, in threads sharing a store).
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
+import inspect
+import threading
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from eventsource.create_store import CreateStoreSettings, store_not_found
 from eventsource.errors import ProviderUnavailableError, StreamExistsError, StreamNotFoundError
@@ -29,7 +33,7 @@ from eventsource.subscriptions.signal import ChangeSignal
 from eventsource.timestamps import utc_events
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from eventsource.domain.rewrite import EventRewrite
     from eventsource.model import EventAt, Expected, NewEvent, NewSnapshot, RecordedSnapshot
@@ -51,9 +55,29 @@ class _Store:
     changes: ChangeSignal = field(default_factory=ChangeSignal)  # bumped after each append (live subscriptions)
     by_type: dict[str, int] = field(default_factory=dict)  # kept by every append and delete: stats never scan
     payload_bytes: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock)  # held by every write (threads share a store)
 
 
 _NAMED: dict[str, _Store] = {}
+
+_F = TypeVar("_F", bound="Callable[..., Any]")
+
+
+def _locked(write: _F) -> _F:
+    """``write`` (or a read that walks the store's dicts) holding its store's lock; it makes no ``await``."""
+    if inspect.iscoroutinefunction(write):
+
+        async def locked_async(self: MemoryProvider, *args: Any, **kwargs: Any) -> Any:
+            with self._store.lock:
+                return await write(self, *args, **kwargs)
+
+        return cast("_F", functools.wraps(write)(locked_async))
+
+    def locked(self: MemoryProvider, *args: Any, **kwargs: Any) -> Any:
+        with self._store.lock:
+            return write(self, *args, **kwargs)
+
+    return cast("_F", functools.wraps(write)(locked))
 
 
 class MemoryProvider(Provider):
@@ -150,6 +174,7 @@ class MemoryProvider(Provider):
 
     # ------------------------------------------------------------------ streams
 
+    @_locked
     async def create_stream(self, stream: NewStream) -> StreamInfo:
         """Create an empty stream."""
         if stream.stream_id in self._streams:
@@ -159,6 +184,7 @@ class MemoryProvider(Provider):
         self._streams[stream.stream_id] = _Stream(info)
         return info
 
+    @_locked
     async def delete_stream(self, stream_id: str) -> None:
         """Remove the stream, its events and snapshots; the id can be reused from version 0."""
         s = self._streams.pop(stream_id, None)
@@ -193,6 +219,7 @@ class MemoryProvider(Provider):
                 del by_type[e.event_type]
             self._store.payload_bytes += sign * (len(e.data) + len(e.metadata))
 
+    @_locked
     async def list_streams(self, *, limit: int, offset: int, after: str | None = None) -> tuple[list[StreamInfo], int]:
         """Streams ordered by id (sorted per call), from the first id above ``after``."""
         ids = sorted(self._streams)
@@ -219,6 +246,7 @@ class MemoryProvider(Provider):
         """:meth:`append` for the sync API, in the caller's thread (see :meth:`Provider.append_now`)."""
         return self._append(stream_id, events, expected, stream)
 
+    @_locked
     def _append(
         self, stream_id: str, events: Sequence[NewEvent], expected: Expected, stream: NewStream | None
     ) -> AppendResult:
@@ -331,6 +359,7 @@ class MemoryProvider(Provider):
 
     # ------------------------------------------------------------------ snapshots
 
+    @_locked
     async def save_snapshot(self, snapshot: NewSnapshot) -> None:
         """Keep snapshots sorted by version; a snapshot at an existing version replaces it."""
         s = self._streams.get(snapshot.stream_id)
@@ -348,15 +377,20 @@ class MemoryProvider(Provider):
                 return snap
         return None
 
+    @_locked
     async def delete_snapshots(self, stream_id: str, version: int | None = None) -> int:
         """Delete one or all snapshots of a stream."""
         snaps = self._snapshots.get(stream_id, [])
         keep = [] if version is None else [s for s in snaps if s.version != version]
-        self._snapshots[stream_id] = keep
+        if keep:
+            self._snapshots[stream_id] = keep
+        else:  # (an empty entry per id asked about would grow the store with every call)
+            self._snapshots.pop(stream_id, None)
         return len(snaps) - len(keep)
 
     # ------------------------------------------------------------------ retention
 
+    @_locked
     async def delete_events_before(self, cutoff: datetime, stream_id: str | None = None) -> int:
         """Delete events older than ``cutoff``."""
         targets = [self._streams[stream_id]] if stream_id in self._streams else []
@@ -368,6 +402,7 @@ class MemoryProvider(Provider):
             n += self._drop(s, old)
         return n
 
+    @_locked
     async def truncate_stream(self, stream_id: str, before_version: int, *, if_holds: EventAt | None = None) -> int:
         """Delete events below ``before_version`` (with ``if_holds``: only while the stream holds that event)."""
         s = self._streams.get(stream_id)
@@ -391,6 +426,7 @@ class MemoryProvider(Provider):
 
     # ------------------------------------------------------------------ monitoring
 
+    @_locked
     async def rewrite_events(self, stream_id: str, rewrites: Sequence[EventRewrite]) -> int:
         """Swap each event still stored as it was read for its rewrite, keeping its place everywhere."""
         s = self._streams.get(stream_id)
@@ -413,6 +449,7 @@ class MemoryProvider(Provider):
             done += 1
         return done
 
+    @_locked
     async def stats(self, *, top_streams: int | None = None) -> ProviderStats:
         """Counts kept by appends and deletes; ``events_by_stream`` cut to ``top_streams``."""
         return ProviderStats(

@@ -13,6 +13,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
+from eventsource.config import mask_url
 from eventsource.errors import (
     EventSourceError,
     ProviderTimeoutError,
@@ -69,7 +70,7 @@ async def provider_health(providers: Mapping[str, Provider], policy: CallPolicy)
             status = HealthStatus(
                 healthy=False,
                 provider=name,
-                message=f"{type(e).__name__}: {e}",
+                message=mask_url(f"{type(e).__name__}: {e}"),  # (a driver's error may quote its DSN)
                 details={"reason": _reason(e)},
                 latency_ms=(time.perf_counter() - start) * 1000,
             )

@@ -192,6 +192,7 @@ class CallPolicy:
         expected: object = None,
         on_retry: Callable[[], object] | None = None,
         resumed: bool = False,
+        counted: Callable[[T], int] | None = None,
     ) -> T:
         """Run one provider call under the timeout; retry connection/timeout errors with backoff + jitter.
 
@@ -199,11 +200,13 @@ class CallPolicy:
         ``events`` are recorded. ``stream`` and ``expected`` describe the call to telemetry; ``on_retry`` is
         called at each retry (given: the telemetry hook's own call, already inside its span). ``resumed``:
         the first attempt was :meth:`now`'s (it raised :class:`RetryLater`); back off, then make the rest.
+        ``counted``: for a read answering a page, the events it read (counted as :meth:`pages` counts its own).
         """
         if self.telemetry is not None and on_retry is None and not resumed:
             return await self.telemetry.run(
-                self, provider, op, factory, retry=retry, events=events, stream=stream, expected=expected
-            )
+                self, provider, op, factory, retry=retry, events=events, stream=stream, expected=expected,
+                counted=counted,
+            )  # fmt: skip
         rec = self.metrics.op(provider.name, op) if resumed else self.start(provider, op)
         attempts = self.config.retry_attempts if retry else 1
         timeout = self.config.timeout
@@ -259,7 +262,7 @@ class CallPolicy:
                     raise ProviderError(msg, provider=provider.name, operation=op)
                 if events and not written(result, attempt):
                     events = 0
-                rec.events += events
+                rec.events += events if counted is None else counted(result)
                 return result
             finally:
                 if entry is not None and deadlines is not None:

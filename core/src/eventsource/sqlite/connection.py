@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import stat
@@ -144,6 +145,7 @@ class OpenedFiles:
         if not always and now < self.next_look:
             return
         if self.moved():
+            self.next_look = -math.inf  # from now on every write looks (and is refused while they stay moved)
             why = (
                 "nothing was read (the data a read now gets is that of a file no longer at that path)"
                 if self.reads

@@ -174,9 +174,12 @@ async def _provider_lag(p: Provider, policy: CallPolicy, store: CheckpointStore)
 
 
 def _error(e: Exception, *, what: str = "the checkpoint store", wait: float = STORE_WAIT) -> str:
+    """What failed, for stats and health: a store's error may quote its URL, so passwords in it are masked."""
+    from eventsource.config import mask_url
+
     if isinstance(e, TimeoutError):
         return f"{what} did not answer within {wait:g}s"
-    return f"{type(e).__name__}: {e}"
+    return mask_url(f"{type(e).__name__}: {e}")
 
 
 async def _close(store: CheckpointStore) -> None:

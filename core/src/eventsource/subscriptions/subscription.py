@@ -436,7 +436,7 @@ class Subscription(PageDelivery):
         page: Sequence[Any]
         conv: Any = None
         if self.target.stream_id is None:
-            page, conv = await self._policy.run(p, "read_all", self._all_page)
+            page, conv = await self._policy.run(p, "read_all", self._all_page, counted=lambda r: len(r[0]))
         else:
             # near the tail, the head a wait will start from is taken *before* the read: an append landing
             # between an empty read and a later head would already be below it and wake nobody
@@ -478,7 +478,7 @@ class Subscription(PageDelivery):
         async def read() -> list[RecordedEvent]:
             return await first_page(p.read_stream_pages(sid, from_version=lo, page_size=size))
 
-        page = await self._policy.run(p, "read_stream", read)
+        page = await self._policy.run(p, "read_stream", read, stream=sid, counted=len)
         if check:
             if page and page[0].version == self._cursor:
                 if page[0].event_id != self._last_id:

@@ -19,6 +19,7 @@ import opentelemetry.metrics as otel_metrics
 import opentelemetry.propagate as otel_propagate
 import opentelemetry.trace as otel_trace
 
+from eventsource.config import mask_url
 from eventsource.errors import ConflictError
 from eventsource.manager.policy import PAGED, written
 from eventsource.model import ExpectedVersion
@@ -137,7 +138,10 @@ class Telemetry:
             else:
                 span.set_attributes({"error.type": kind, "eventsource.outcome": "conflict" if conflict else "error"})
                 # an error's message names streams (and event ids): with the stream id off, the type alone
-                said = str(error) if self.stream_id else f"{kind} (message left out: telemetry_stream_id is off)"
+                # (and may quote a store's URL: its password is masked, as everywhere a URL is shown)
+                said = (
+                    mask_url(str(error)) if self.stream_id else f"{kind} (message left out: telemetry_stream_id is off)"
+                )
                 span.set_status(otel_trace.StatusCode.ERROR, said)
             span.end()
         except Exception as e:  # noqa: BLE001 - telemetry never fails the call it watches
@@ -164,10 +168,12 @@ class Telemetry:
         events: int,
         stream: str | None,
         expected: object,
+        counted: Callable[[T], int] | None = None,
     ) -> T:
         """``policy.run`` inside a client span; duration, events, conflicts and this call's retries recorded.
 
         An operation the provider declares it cannot do is refused before any call: no span, no sample.
+        ``counted``: a read's events in its answer (a subscription's page), recorded as an iterated read's are.
         """
         if not provider.capabilities.supports(op):
             raise provider.unsupported(op)
@@ -183,13 +189,20 @@ class Telemetry:
 
         try:
             result = await policy.run(
-                provider, op, factory, retry=retry, events=events, stream=stream, expected=expected, on_retry=retried
-            )
+                provider, op, factory, retry=retry, events=events, stream=stream, expected=expected, on_retry=retried,
+                counted=counted,
+            )  # fmt: skip
         except BaseException as e:
             error = e
             raise
         else:
-            if events and written(result, retries[0] + 1):  # (a duplicate answered at once wrote nothing)
+            if counted is not None:
+                read = counted(result)
+                with contextlib.suppress(Exception):  # (a span that fails here fails again, logged, at its end)
+                    span.set_attribute("eventsource.events", read)
+                if read:
+                    self._count(self.read, read, attrs)
+            elif events and written(result, retries[0] + 1):  # (a duplicate answered at once wrote nothing)
                 with contextlib.suppress(Exception):  # (a span that fails here fails again, logged, at its end)
                     span.set_attribute("eventsource.events", events)
                 self._count(self.appended if op in APPENDS else self.read, events, attrs)

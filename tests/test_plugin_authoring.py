@@ -460,3 +460,27 @@ async def test_an_answer_of_the_wrong_type_or_for_another_event_is_a_provider_er
         assert not status.healthy and "HealthStatus" in status.message  # health never raises
     finally:
         await es.close()
+
+
+class DsnQuotingProvider(MemoryProvider):
+    """A provider whose driver error quotes its connection string, password included (as libpq's messages may)."""
+
+    kind = "dsnquoting"
+
+    async def get_stream_info(self, stream_id: str) -> StreamInfo | None:
+        raise RuntimeError("could not connect to postgresql://app:hunter2@db:5432/es?sslpassword=s3cret")
+
+
+async def test_an_unmapped_provider_error_quoting_a_url_is_passed_on_with_its_passwords_masked() -> None:
+    """The ProviderError wrapping an unmapped driver error kept its text as it was: a DSN in it showed its password
+    to every caller, log and CLI that printed the error, where every other URL the library shows is masked."""
+    es = EventSourcingManager({"providers": {}, "default_provider": None})
+    await es.register_provider(DsnQuotingProvider("memory://"), name="dsn")
+    try:
+        with pytest.raises(ProviderError) as info:
+            await es.get_stream_info("s")
+        assert "hunter2" not in str(info.value) and "s3cret" not in str(info.value)
+        assert "postgresql://app:***@db:5432/es" in str(info.value)
+        assert isinstance(info.value.__cause__, RuntimeError)  # the original, for the traceback
+    finally:
+        await es.close()

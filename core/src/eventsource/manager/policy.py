@@ -19,6 +19,7 @@ from itertools import islice
 from types import CodeType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from eventsource.config import mask_url
 from eventsource.errors import RETRYABLE, EventSourceError, ProviderError, ProviderTimeoutError
 from eventsource.inline import CALL_TASK
 from eventsource.manager.deadlines import Deadlines, Watchdog
@@ -426,10 +427,11 @@ def unmapped(provider: Provider, op: str, error: Exception) -> ProviderError:
 
     A provider maps its store's errors to :mod:`eventsource.errors`; one it did not would reach callers as a
     builtin they may take for something else (a ``KeyError`` is a ``LookupError``, as "stream not found" is). The
-    error is the ``__cause__``, and its text is kept, as it reached callers before.
+    error is the ``__cause__``; its text is kept, as it reached callers before, with any URL password masked.
     """
-    msg = (
-        f"{type(error).__name__}: {error} (raised by {op} on provider {provider.name!r} ({provider.kind}), "
+    msg = (  # (its text may quote the store's URL: masked, as every URL the library shows)
+        f"{type(error).__name__}: {mask_url(str(error))} (raised by {op} on provider {provider.name!r} "
+        f"({provider.kind}), "
         "not an eventsource error: the provider should map its store's errors, see docs/writing-a-provider.md)"
     )
     return ProviderError(msg, provider=provider.name, operation=op, unmapped=type(error).__name__)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eventsource.checkpoints import Checkpoint, SqliteCheckpointStore
 from eventsource.manager import EventSourcingManager, _event_id
@@ -104,3 +105,48 @@ async def test_a_health_check_that_raises_is_reported_with_passwords_masked() ->
     assert not status.healthy
     assert "cannot reach" in status.message
     assert "s3cr3t-pw" not in status.message, status.message
+
+
+class _StuckReads:
+    """A memory store whose reads past a checkpoint never answer (a store holding them back), counting them."""
+
+    @staticmethod
+    def make() -> Any:
+        from eventsource.memory import MemoryProvider
+
+        class Stuck(MemoryProvider):
+            kind = "stuck"
+            reads = 0
+
+            async def read_all_pages(self, **kwargs: Any) -> Any:
+                Stuck.reads += 1
+                await asyncio.sleep(3600)
+                async for page in super().read_all_pages(**kwargs):  # pragma: no cover - never reached
+                    yield page
+
+        return Stuck("memory://")
+
+
+async def test_health_waits_on_a_store_that_holds_its_reads_back_once_not_once_per_checkpoint(tmp_path: Path) -> None:
+    """Each checkpoint's lag read may wait READ_WAIT (then the head is reported alone, with a note): with twelve
+    checkpoints on a store whose reads hang, health waited twelve times in turn (about 12 s, 2 s per checkpoint
+    with the head read), where a dashboard polls it every few seconds. After one read found the store holding its
+    reads back, the other checkpoints are reported with the same note without a read of their own."""
+    cps = f"sqlite:///{tmp_path}/cps.db"
+    m = EventSourcingManager({"providers": {}, "default_provider": None, "checkpoint_store": cps},
+                             host=PluginHost(load_entrypoints=False))  # fmt: skip
+    stuck = _StuckReads.make()
+    await m.register_provider(stuck, name="stuck")
+    try:
+        await stuck.append("s", [_old_event()], ANY)
+        store = SqliteCheckpointStore(cps)
+        for i in range(12):
+            await store.put(Checkpoint(f"proj-{i}", stuck.checkpoint_source, "all", 0))
+        await store.close()
+        health = (await m.health_check())["stuck"]
+        subs = health.details["subscriptions"]
+        assert sorted(subs) == sorted(f"proj-{i}" for i in range(12))
+        assert all(lag["events"] is None and lag["seconds"] is None and lag["note"] for lag in subs.values()), subs
+        assert type(stuck).reads == 1
+    finally:
+        await m.close()

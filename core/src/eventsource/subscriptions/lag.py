@@ -111,9 +111,19 @@ async def bounded_lag(p: Provider, policy: CallPolicy, cp: Checkpoint, *, wait: 
 
     Stats and health use this: they answer promptly whatever the store's reads wait for.
     """
+    return (await _bounded(p, policy, cp, wait))[0]
+
+
+async def _bounded(p: Provider, policy: CallPolicy, cp: Checkpoint, wait: float) -> tuple[SubscriptionLag, bool, Any]:
+    """:func:`bounded_lag`, whether its read timed out, and then the store's head (for :func:`unmeasured`)."""
     with contextlib.suppress(TimeoutError):
-        return await asyncio.wait_for(checkpoint_lag(p, policy, cp), wait)
+        return await asyncio.wait_for(checkpoint_lag(p, policy, cp), wait), False, None
     head = await asyncio.wait_for(policy.run(p, "head_position", p.head_position), wait)
+    return unmeasured(cp, head, wait), True, head
+
+
+def unmeasured(cp: Checkpoint, head: int | None, wait: float) -> SubscriptionLag:
+    """The lag of ``cp`` with only the store's ``head`` known: its read did not answer within ``wait``."""
     if cp.scope.startswith("stream:"):
         head = None  # the store's head is not the stream's version
     positions = None if head is None else max(head - cp.position, 0)
@@ -167,7 +177,14 @@ async def _provider_lag(p: Provider, policy: CallPolicy, store: CheckpointStore)
     except Exception as e:  # noqa: BLE001 - reported, never raised
         return {"subscriptions_error": _error(e)}
     try:
-        lags = [await bounded_lag(p, policy, cp) for cp in cps]
+        lags: list[SubscriptionLag] = []
+        slow, head = False, None
+        for cp in cps:
+            if slow:  # the store holds its reads back: one wait says so for every checkpoint, not one wait each
+                lags.append(unmeasured(cp, head, READ_WAIT))
+                continue
+            lag, slow, head = await _bounded(p, policy, cp, READ_WAIT)
+            lags.append(lag)
     except Exception as e:  # noqa: BLE001 - reported, never raised
         return {"subscriptions_error": _error(e, what=f"the store ({p.kind})", wait=READ_WAIT)}
     return {"subscriptions": {lag.name: lag.as_dict() for lag in lags}}

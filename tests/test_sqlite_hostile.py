@@ -519,3 +519,20 @@ async def test_a_database_file_with_a_second_hard_link_is_a_durability_risk(tmp_
         assert health.details["status"] == "degraded", health.message
         [found] = [r for r in health.details["durability_risks"] if r["setting"] == "hard_links"]
         assert found["value"] == "2"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///es.db?password=s3cret&bogus=1",
+        "sqlite:///es.db?synchronous=maybe&password=s3cret",
+        "sqlite://app:s3cret@host/es.db",
+    ],
+)
+def test_a_refused_sqlite_url_is_quoted_with_its_secrets_masked(url: str) -> None:
+    """A SQLite URL refused for its form was quoted as given: a password pasted into it (a URL copied from another
+    store's configuration) went into the error, the CLI's output and logs, where every other store masks it."""
+    with pytest.raises(ConfigurationError) as info:
+        SqliteProvider(url)
+    assert "s3cret" not in str(info.value)
+    assert "***" in str(info.value)

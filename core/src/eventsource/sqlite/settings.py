@@ -8,6 +8,7 @@ from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 from marshmallow import ValidationError, fields, validate
 
+from eventsource.config import mask_url
 from eventsource.create_store import CreateStoreSettings
 from eventsource.errors import (
     ConfigurationError,
@@ -22,7 +23,7 @@ def _split(url: str) -> SplitResult:
     try:
         return urlsplit(url)
     except ValueError as e:
-        msg = f"not a sqlite URL: {url!r} ({e}; expected sqlite:///relative.db or sqlite:////absolute.db)"
+        msg = f"not a sqlite URL: {mask_url(url)!r} ({e}; expected sqlite:///relative.db or sqlite:////absolute.db)"
         raise ConfigurationError(msg, field="url") from e
 
 
@@ -30,29 +31,29 @@ def path_from_url(url: str) -> str:
     """The database path of a ``sqlite://`` URL (``:memory:`` for the in-memory form)."""
     parts = _split(url)
     if parts.scheme.lower() != "sqlite":
-        msg = f"not a sqlite URL: {url!r} (expected sqlite:///relative.db or sqlite:////absolute.db)"
+        msg = f"not a sqlite URL: {mask_url(url)!r} (expected sqlite:///relative.db or sqlite:////absolute.db)"
         raise ConfigurationError(msg, field="url")
     if parts.netloc:
-        msg = f"sqlite URLs have no host: {url!r} (use three slashes: sqlite:///path.db)"
+        msg = f"sqlite URLs have no host: {mask_url(url)!r} (use three slashes: sqlite:///path.db)"
         raise ConfigurationError(msg, field="url")
     if not url[len(parts.scheme) :].startswith("://"):  # sqlite:/var/x.db would open var/x.db, relative
         msg = (
-            f"not a sqlite URL: {url!r} (write sqlite:///relative/path.db, or sqlite:////absolute/path.db with "
-            "four slashes)"
+            f"not a sqlite URL: {mask_url(url)!r} (write sqlite:///relative/path.db, or "
+            "sqlite:////absolute/path.db with four slashes)"
         )
         raise ConfigurationError(msg, field="url")
     path = unquote(parts.path)
     if path in ("/:memory:", ":memory:"):
         return ":memory:"
     if "#" in url:  # urlsplit ends the path there: another file would be opened, silently
-        msg = f"sqlite URL with a '#': {url!r} (write a '#' of the file's path as %23)"
+        msg = f"sqlite URL with a '#': {mask_url(url)!r} (write a '#' of the file's path as %23)"
         raise ConfigurationError(msg, field="url")
     path = path.removeprefix("/")
     if "\x00" in path:  # (the driver's "embedded null byte" ValueError at connect, otherwise)
-        msg = f"sqlite URL with a NUL character (%00) in its path: {url!r} (no file can be named so)"
+        msg = f"sqlite URL with a NUL character (%00) in its path: {mask_url(url)!r} (no file can be named so)"
         raise ConfigurationError(msg, field="url")
     if not path or path.endswith("/"):
-        msg = f"sqlite URL names no file: {url!r}"
+        msg = f"sqlite URL names no file: {mask_url(url)!r}"
         raise ConfigurationError(msg, field="url")
     return path
 
@@ -97,17 +98,17 @@ def url_settings(url: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
     except ValueError as e:
-        msg = f"sqlite URL {url!r}: its query string cannot be read ({e})"
+        msg = f"sqlite URL {mask_url(url)!r}: its query string cannot be read ({e})"
         raise ConfigurationError(msg, field="url") from e
     for key, value in pairs:
         if key not in schema.fields:
             msg = (
-                f"sqlite URL {url!r}: {key!r} is not a setting of the SQLite store (the query string takes "
+                f"sqlite URL {mask_url(url)!r}: {key!r} is not a setting of the SQLite store (the query string takes "
                 f"{', '.join(sorted(schema.fields))}; SQLite's own URI options such as mode=ro are not supported)"
             )
             raise ConfigurationError(msg, field="url")
         if key in out and _loaded(schema, key, out[key]) != _loaded(schema, key, value):
-            msg = f"sqlite URL {url!r}: {key!r} is given in the URL and in settings, with two values"
+            msg = f"sqlite URL {mask_url(url)!r}: {key!r} is given in the URL and in settings, with two values"
             raise ConfigurationError(msg, field="url")
         out[key] = value
     return out

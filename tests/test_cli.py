@@ -749,3 +749,20 @@ def test_a_reader_that_leaves_does_not_turn_a_failed_health_check_into_success(t
             os.close(writer)
         assert done.returncode == EXIT_UNAVAILABLE, (argv, done.stderr)
         assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, (argv, done.stderr)
+
+
+def test_the_scrubber_learns_the_checkpoint_store_and_query_string_passwords() -> None:
+    """The CLI's scrubber learned only the providers' user:password@ passwords: a checkpoint_store URL's password,
+    or one given as ?password=, was shown wherever a driver's message quoted it outside a URL (libpq's
+    key/value DSN, a 'password authentication failed' line echoing it)."""
+    from eventsource.cli.scrub import Scrubber
+    from eventsource.config import ManagerConfig
+
+    cfg = ManagerConfig(
+        providers={"pg": {"url": "postgresql://app@db/es?sslmode=disable&password=qs3cret"}},
+        checkpoint_store="postgresql://cp:cps3cret@db/cps",
+    )
+    scrub = Scrubber()
+    scrub.add_config(cfg)
+    shown = scrub("connect failed: host=db password=qs3cret; checkpoints: host=db user=cp password=cps3cret")
+    assert "qs3cret" not in shown and "cps3cret" not in shown

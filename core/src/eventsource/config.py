@@ -107,7 +107,7 @@ def mask_url(url: str) -> str:
     query = parts.query
     if query:  # libpq and others also take passwords as query parameters (?password=, ?sslpassword=)
         query = "&".join(
-            f"{k}=***" if unquote(k).lower() in _SECRET_PARAMS else f"{k}{eq}{v}"
+            f"{k}=***" if unquote(k).lower() in SECRET_PARAMS else f"{k}{eq}{v}"
             for k, eq, v in (item.partition("=") for item in query.split("&"))
         )
     if netloc == parts.netloc and query == parts.query:
@@ -147,7 +147,7 @@ def url_secrets(text: str) -> tuple[str, ...]:
             parts = urlsplit(text)
             found.append(parts.password or "")
             for key, _, value in (item.partition("=") for item in parts.query.split("&")):
-                if unquote(key).lower() in _SECRET_PARAMS:
+                if unquote(key).lower() in SECRET_PARAMS:
                     found.append(value)
     else:
         for m in _DSN_SECRET.finditer(text):
@@ -190,11 +190,11 @@ def url_authority(url: str) -> UrlAuthority:
 _TOKEN_USER_SCHEMES = frozenset({"nats", "nats+tls", "tls"})
 # every secret a plugin takes under its own name (libpq: password, sslpassword; Kafka: sasl_plain_password,
 # ssl_password) plus generic ones; the other credential settings (sslkey, nkeys_seed_file...) are file paths
-_SECRET_PARAMS = frozenset(
+SECRET_PARAMS = frozenset(
     {"password", "sslpassword", "passwd", "pass", "secret", "token", "sasl_plain_password", "ssl_password"}
 )
 _DSN_SECRET = re.compile(
-    rf"(?<![\w.-])((?:{'|'.join(sorted(_SECRET_PARAMS))})\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
+    rf"(?<![\w.-])((?:{'|'.join(sorted(SECRET_PARAMS))})\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE
 )
 """A secret's value in a libpq key/value string (quoted or not)."""
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")

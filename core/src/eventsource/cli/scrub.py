@@ -11,7 +11,9 @@ import contextlib
 import logging
 import re
 from typing import TYPE_CHECKING, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
+
+from eventsource.config import SECRET_PARAMS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,14 +33,17 @@ class Scrubber:
         """Remember the passwords and keys of ``cfg``."""
         for entry in cfg.providers.values():
             self.add_url(entry.get("url", ""))
+        if cfg.checkpoint_store:
+            self.add_url(cfg.checkpoint_store)
         self.secrets.update(v for v in cfg.encryption_keys.values() if v)
 
     def add_url(self, url: str) -> None:
-        """Remember the password of ``url``."""
+        """Remember the password of ``url``, and the secrets of its query string (``?password=``, ``?token=``)."""
         with contextlib.suppress(ValueError):
-            password = urlsplit(url).password
-            if password:
-                self.secrets.add(password)
+            parts = urlsplit(url)
+            if parts.password:
+                self.secrets.add(parts.password)
+            self.secrets.update(v for k, v in parse_qsl(parts.query) if k.lower() in SECRET_PARAMS and v)
 
     def add_shown(self, url: str, shown: str | None) -> None:
         """Remember the user part of ``url`` too when the store itself hides it (``shown``: its display URL).

@@ -34,6 +34,7 @@ import queue
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -45,7 +46,7 @@ from eventsource.sqlite.schema import migrate
 from harness import Backend, RawEvent, Side, SyncLibSide, SyncSide, installed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
     from eventsource.provider import Provider
 
@@ -87,6 +88,8 @@ FILL_STREAM = (
     "VALUES (?, 0, 0, ?, ?, '{}')"
 )
 FILL_STREAM_SIZE = 1000
+SETTLE_POLL = 0.0001
+"""Seconds between two looks at whether the library's checkpoint thread is done (see :func:`_settle`)."""
 
 
 LEVELS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
@@ -263,6 +266,17 @@ class SqliteBackend(Backend):
         """The raw connection's pragmas."""
         return durability(self.raw)
 
+    def lib_settle(self, provider: Provider) -> Callable[[], Awaitable[None]] | None:
+        """Wait for the WAL checkpoint the library's write asked for (see :class:`_SyncLib`), inside its timer."""
+
+        async def settle() -> None:
+            assert isinstance(provider, SqliteProvider)
+            checkpoints = provider._checkpoints  # noqa: SLF001 - the contestant's own checkpoint thread
+            while checkpoints is not None and checkpoints.busy():  # noqa: ASYNC110 - a thread's state, no event to await
+                await asyncio.sleep(SETTLE_POLL)
+
+        return settle
+
     async def lib_durability(self, provider: Provider) -> dict[str, str] | None:
         """The pragmas of the connection the provider writes through, read on its writer."""
         assert isinstance(provider, SqliteProvider)
@@ -431,8 +445,29 @@ class _Aiosqlite(Side):
         return {"synchronous": LEVELS.get(level, str(level)), "journal_mode": mode, "file": Path(file).name}
 
 
+def _settle(provider: Provider) -> None:
+    """Wait until the WAL checkpoint ``provider``'s writes asked for has run (its thread's work is theirs)."""
+    assert isinstance(provider, SqliteProvider)
+    checkpoints = provider._checkpoints  # noqa: SLF001 - the contestant's own checkpoint thread
+    while checkpoints is not None and checkpoints.busy():
+        time.sleep(SETTLE_POLL)
+
+
 class _SyncLib(SyncLibSide):
-    """The sync API (:class:`SyncLibSide`), able to report its writer connection's pragmas."""
+    """The sync API (:class:`SyncLibSide`), able to report its writer connection's pragmas.
+
+    Each write returns once the WAL checkpoint it asked for has run: raw sqlite3 and ``eventsourcing`` checkpoint
+    inside their commits, in their own timers; the library's checkpoint thread would otherwise copy and sync while
+    the next contestant's write is timed.
+    """
+
+    def append(self, stream_id: str, version: int, prepared: Any) -> None:
+        super().append(stream_id, version, prepared)
+        _settle(self.m.get_provider())
+
+    def append_batch(self, stream_id: str, first_version: int, prepared: Any) -> None:
+        super().append_batch(stream_id, first_version, prepared)
+        _settle(self.m.get_provider())
 
     def durability(self) -> dict[str, str] | None:
         provider = self.m.get_provider()

@@ -115,6 +115,10 @@ class Checkpointer:
                     self._thread.start()
         self._wake.set()
 
+    def busy(self) -> bool:
+        """Whether a checkpoint is asked for or running (the benchmark harness charges it to the commits that asked)."""
+        return self._wake.is_set() or self._running
+
     def stop(self) -> None:
         """End the thread after the checkpoint in progress and close its connection (does not wait). Idempotent."""
         self._stopping = True
@@ -129,10 +133,11 @@ class Checkpointer:
     def _run(self) -> None:
         while True:
             self._wake.wait()
+            self._running = True  # before the poke is cleared: busy() is never False while one is on its way
             self._wake.clear()
             if self._stopping:
+                self._running = False
                 break
-            self._running = True
             try:
                 if self.db is None:
                     self.db = self._connect()

@@ -77,6 +77,17 @@ async def sqlite_provider(open_sqlite: OpenSqlite) -> SqliteProvider:
 
 
 @dataclass
+class FakeEntryPoint:
+    """A stand-in for an installed entry point (what ``importlib.metadata.entry_points`` yields)."""
+
+    def __init__(self, name: str, dist: str, plugin: object) -> None:
+        self.name, self._plugin = name, plugin
+        self.dist = type("Dist", (), {"name": dist, "version": "1.0"})()
+
+    def load(self) -> object:
+        return self._plugin
+
+
 class FolderStore:
     """A connected SQLite provider on ``events.db`` in ``folder``, which the test moves away (and back)."""
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import eventsource
 import pytest
+from conftest import FakeEntryPoint
 from eventsource import EventData, EventSourcingManager, SyncEventSourcingManager
 from eventsource.errors import PluginLoadError, ProviderError, StreamNotFoundError
 from eventsource.memory import MemoryProvider
@@ -45,17 +46,6 @@ def _plugin(schemes: Any, cls: type = AcmeProvider) -> object:
             registry.add(cls, schemes=schemes)
 
     return Plugin()
-
-
-class _EP:
-    """A stand-in for an installed entry point (what importlib.metadata yields)."""
-
-    def __init__(self, name: str, dist: str, plugin: object) -> None:
-        self.name, self._plugin = name, plugin
-        self.dist = type("Dist", (), {"name": dist, "version": "1.0"})()
-
-    def load(self) -> object:
-        return self._plugin
 
 
 # --------------------------------------------------------------------------- URL schemes
@@ -96,7 +86,9 @@ def test_a_registry_refusal_in_a_plugins_hook_names_the_plugin_and_both_distribu
 
     module = types.ModuleType("eventsource_clashy.plugin")
     module.eventsource_register_providers = _plugin(("sqlite",)).eventsource_register_providers  # type: ignore[attr-defined]
-    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: [_EP("clashy", "eventsource-clashy", module)])
+    monkeypatch.setattr(
+        plugins.metadata, "entry_points", lambda group: [FakeEntryPoint("clashy", "eventsource-clashy", module)]
+    )
     with pytest.raises(PluginLoadError) as info:
         PluginHost()
     message = str(info.value)
@@ -121,7 +113,10 @@ def test_one_entry_point_name_in_two_distributions_does_not_suggest_blocking_one
 ) -> None:
     from eventsource import plugins
 
-    twice = [_EP("acme", "eventsource-acme", types.ModuleType("a")), _EP("acme", "acme-fork", types.ModuleType("b"))]
+    twice = [
+        FakeEntryPoint("acme", "eventsource-acme", types.ModuleType("a")),
+        FakeEntryPoint("acme", "acme-fork", types.ModuleType("b")),
+    ]
     monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: twice)
     with pytest.raises(PluginLoadError, match="both 'eventsource-acme' and 'acme-fork'") as info:
         PluginHost()
@@ -139,7 +134,10 @@ def test_the_cli_hint_is_not_added_to_a_message_that_already_says_what_blocking_
     from eventsource import plugins
     from eventsource.cli.errors import describe_error
 
-    twice = [_EP("acme", "eventsource-acme", types.ModuleType("a")), _EP("acme", "acme-fork", types.ModuleType("b"))]
+    twice = [
+        FakeEntryPoint("acme", "eventsource-acme", types.ModuleType("a")),
+        FakeEntryPoint("acme", "acme-fork", types.ModuleType("b")),
+    ]
     monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: twice)
     with pytest.raises(PluginLoadError) as info:
         PluginHost()
@@ -244,6 +242,7 @@ FEW = '''
 import uuid
 
 import pytest
+from conftest import FakeEntryPoint
 from eventsource.memory import MemoryProvider
 from eventsource.provider import Capabilities
 from eventsource.testing import ProviderSuite
@@ -308,6 +307,7 @@ LIAR = '''
 import uuid
 
 import pytest
+from conftest import FakeEntryPoint
 from eventsource.memory import MemoryProvider
 from eventsource.testing.streams import StreamSuite
 

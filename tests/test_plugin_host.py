@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import eventsource
 import pytest
+from conftest import FakeEntryPoint
 from eventsource.codecs import Serializer
 from eventsource.errors import ConfigurationError, PluginLoadError, ProviderNotFoundError
 from eventsource.lease import Lease
@@ -359,17 +360,6 @@ async def test_the_first_non_none_key_provider_serves_the_manager() -> None:
 # ---------------------------------------------------------------------- found by a review (session 3)
 
 
-class _EP:
-    """A stand-in for an installed entry point (what importlib.metadata yields)."""
-
-    def __init__(self, name: str, dist: str, plugin: object) -> None:
-        self.name, self._plugin = name, plugin
-        self.dist = type("Dist", (), {"name": dist, "version": "1.0"})()
-
-    def load(self) -> object:
-        return self._plugin
-
-
 def test_an_entry_point_named_builtin_or_declared_twice_is_refused_naming_the_distributions(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -378,10 +368,15 @@ def test_an_entry_point_named_builtin_or_declared_twice_is_refused_naming_the_di
     from eventsource import plugins
 
     empty = types.ModuleType("empty_plugin")
-    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: [_EP("builtin", "evil-builtin", empty)])
+    monkeypatch.setattr(
+        plugins.metadata, "entry_points", lambda group: [FakeEntryPoint("builtin", "evil-builtin", empty)]
+    )
     with pytest.raises(PluginLoadError, match=r"'evil-builtin'.*'builtin'"):
         PluginHost()
-    twice = [_EP("postgres", "shady-postgres", empty), _EP("postgres", "eventsource-postgres", types.ModuleType("pg"))]
+    twice = [
+        FakeEntryPoint("postgres", "shady-postgres", empty),
+        FakeEntryPoint("postgres", "eventsource-postgres", types.ModuleType("pg")),
+    ]
     monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: twice)
     with pytest.raises(PluginLoadError, match="both 'shady-postgres' and 'eventsource-postgres'"):
         PluginHost()

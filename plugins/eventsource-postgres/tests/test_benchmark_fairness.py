@@ -9,27 +9,17 @@ the verdict needs both sides' settings to see that.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from fairness import quick_rows  # noqa: E402 - the harness's folder, put on the path above
 
 
 def test_each_side_reports_its_connections_durability_and_they_agree(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    args = ["--backend", "postgres", "--quick", "--repetitions", "1", "--no-peers"]
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), *args, "--only", "append_p50", "--only", "writers_8",
-         "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )  # fmt: skip
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # 1: a target missed, a result
-    rows = json.loads(out.read_text(encoding="utf-8"))["backends"]["postgres"]["workloads"]
+    rows = quick_rows("postgres", ["append_p50", "writers_8"], tmp_path / "bench.json")
     for key in ("append_p50", "writers_8"):
         settings = rows[key]["durability"]
         assert set(settings) == {"lib", "raw"}, (key, settings, "each side reports its own connection")

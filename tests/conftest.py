@@ -76,7 +76,6 @@ async def sqlite_provider(open_sqlite: OpenSqlite) -> SqliteProvider:
     return await open_sqlite()
 
 
-@dataclass
 class FakeEntryPoint:
     """A stand-in for an installed entry point (what ``importlib.metadata.entry_points`` yields)."""
 
@@ -88,6 +87,7 @@ class FakeEntryPoint:
         return self._plugin
 
 
+@dataclass
 class FolderStore:
     """A connected SQLite provider on ``events.db`` in ``folder``, which the test moves away (and back)."""
 

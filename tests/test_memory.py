@@ -6,6 +6,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+from eventsource.errors import ConfigurationError
 from eventsource.memory import MemoryProvider
 from eventsource.provider import Capabilities
 from eventsource.testing import AbsentStore, ProviderSuite
@@ -219,3 +220,12 @@ def test_stats_and_listing_answer_while_another_thread_adds_streams() -> None:
         sys.setswitchinterval(interval)
         writer.close()
         reader.close()
+
+
+@pytest.mark.parametrize("url", ["memory://shared?create_store=false", "memory://shared#x", "memory://?create_store=0"])
+def test_a_query_string_or_fragment_in_a_memory_url_is_refused_not_taken_as_the_name(url: str) -> None:
+    """``memory://shared?create_store=false`` named a store "shared?create_store=false": another store than
+    ``memory://shared``, created (the setting never read), so a process meant to find the shared store worked on
+    an empty one of its own. The memory store reads no settings from its URL: such a URL is refused, saying so."""
+    with pytest.raises(ConfigurationError, match="settings"):
+        MemoryProvider(url)

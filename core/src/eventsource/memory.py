@@ -18,7 +18,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from eventsource.create_store import CreateStoreSettings, store_not_found
-from eventsource.errors import ProviderUnavailableError, StreamExistsError, StreamNotFoundError
+from eventsource.errors import ConfigurationError, ProviderUnavailableError, StreamExistsError, StreamNotFoundError
 from eventsource.model import (
     AppendResult,
     HealthStatus,
@@ -93,6 +93,12 @@ class MemoryProvider(Provider):
     def __init__(self, url: str | None = "memory://", **settings: Any) -> None:
         super().__init__(url or "memory://", **settings)
         name = self._store_name = (url or "memory://").split("://", 1)[-1].strip("/")
+        if "?" in name or "#" in name:  # no settings in the URL: it would name another store, never read them
+            msg = (
+                f"memory URL {url!r}: the in-memory store reads no settings from its URL (a '?' or '#' would be "
+                "part of the store's name); give them as the provider's settings, e.g. {'create_store': False}"
+            )
+            raise ConfigurationError(msg, field="url")
         create = self._create = bool(self.settings.get("create_store", True))  # (a subclass may have its own schema)
         self._data = _NAMED.setdefault(name, _Store()) if name and create else _Store()
         self._closed = False

@@ -108,9 +108,9 @@ def test_a_provider_kind_clash_in_a_hook_names_the_plugin() -> None:
     assert "'shadow'" in str(info.value) and info.value.details["plugin"] == "shadow"
 
 
-def test_one_entry_point_name_in_two_distributions_does_not_suggest_blocking_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def acme_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One entry-point name, ``acme``, installed by two distributions."""
     from eventsource import plugins
 
     twice = [
@@ -118,6 +118,12 @@ def test_one_entry_point_name_in_two_distributions_does_not_suggest_blocking_one
         FakeEntryPoint("acme", "acme-fork", types.ModuleType("b")),
     ]
     monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: twice)
+
+
+@pytest.mark.usefixtures("acme_twice")
+def test_one_entry_point_name_in_two_distributions_does_not_suggest_blocking_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     with pytest.raises(PluginLoadError, match="both 'eventsource-acme' and 'acme-fork'") as info:
         PluginHost()
     # blocking the name blocks both distributions' entry points: it cannot keep one
@@ -128,17 +134,10 @@ def test_one_entry_point_name_in_two_distributions_does_not_suggest_blocking_one
     assert "acme" not in host.distributions
 
 
-def test_the_cli_hint_is_not_added_to_a_message_that_already_says_what_blocking_does(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from eventsource import plugins
+@pytest.mark.usefixtures("acme_twice")
+def test_the_cli_hint_is_not_added_to_a_message_that_already_says_what_blocking_does() -> None:
     from eventsource.cli.errors import describe_error
 
-    twice = [
-        FakeEntryPoint("acme", "eventsource-acme", types.ModuleType("a")),
-        FakeEntryPoint("acme", "acme-fork", types.ModuleType("b")),
-    ]
-    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: twice)
     with pytest.raises(PluginLoadError) as info:
         PluginHost()
     assert describe_error(info.value)[1].count("EVENTSOURCE_DISABLED_PLUGINS") == 1
